@@ -1,0 +1,27 @@
+# txfn_library(NAME EXPORT_NAME SOURCES ... PUBLIC_LIBS ... PRIVATE_LIBS ...)
+# Defines txfn_<NAME> with alias txfn::<EXPORT_NAME>, includes include/, and
+# registers it for installation.
+function(txfn_library name)
+  cmake_parse_arguments(L "INTERFACE" "EXPORT_NAME" "SOURCES;PUBLIC_LIBS;PRIVATE_LIBS" ${ARGN})
+  if(NOT L_EXPORT_NAME)
+    set(L_EXPORT_NAME ${name})
+  endif()
+  set(target txfn_${name})
+  if(L_INTERFACE)
+    add_library(${target} INTERFACE)
+    target_include_directories(${target} INTERFACE
+      $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/include> $<INSTALL_INTERFACE:include>)
+    target_link_libraries(${target} INTERFACE ${L_PUBLIC_LIBS})
+  else()
+    add_library(${target} ${L_SOURCES})
+    target_include_directories(${target} PUBLIC
+      $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/include> $<INSTALL_INTERFACE:include>
+      PRIVATE ${PROJECT_SOURCE_DIR})
+    target_link_libraries(${target} PUBLIC ${L_PUBLIC_LIBS} PRIVATE ${L_PRIVATE_LIBS}
+                                           $<BUILD_INTERFACE:txfn_warnings>)
+    set_target_properties(${target} PROPERTIES POSITION_INDEPENDENT_CODE ON)
+  endif()
+  set_target_properties(${target} PROPERTIES EXPORT_NAME ${L_EXPORT_NAME})
+  add_library(txfn::${L_EXPORT_NAME} ALIAS ${target})
+  set_property(GLOBAL APPEND PROPERTY TXFN_INSTALLED_TARGETS ${target})
+endfunction()
