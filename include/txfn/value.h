@@ -144,6 +144,11 @@ absl::StatusOr<Value> DecodeKey(std::string_view key);
 // Decodes one key-encoded value from the front of `*key` and advances it.
 absl::StatusOr<Value> DecodeKeyPrefix(std::string_view* key);
 
+// Every encoded key starts with a type tag byte >= 0x10, so single bytes below
+// 0x10 are free for markers in tuples. Index keys encode a field the document
+// lacks as this byte: it sorts before every Value (and DecodeKey rejects it).
+inline constexpr char kKeyAbsentField = '\x01';
+
 // ---- Compact binary encoding ---------------------------------------------------
 //
 // The storage format of documents. Not order-preserving; smaller and faster
