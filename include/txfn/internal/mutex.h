@@ -78,8 +78,7 @@ class CondVar {
 
   // Like Wait, but gives up after `timeout`. Returns done().
   template <typename Predicate>
-  bool WaitWithTimeout(absl::Duration timeout, Predicate done)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  bool WaitWithTimeout(absl::Duration timeout, Predicate done) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     std::unique_lock<std::mutex> lock(mu_->mu_, std::adopt_lock);
     bool result = cv_.wait_for(lock, absl::ToChronoNanoseconds(timeout), done);
     lock.release();

@@ -17,10 +17,10 @@
 #include "absl/status/statusor.h"
 
 // Returns the status from the enclosing function if `expr` is not OK.
-#define TXFN_RETURN_IF_ERROR(expr)                          \
-  do {                                                      \
-    ::absl::Status txfn_status_ = (expr);                   \
-    if (!txfn_status_.ok()) return txfn_status_;            \
+#define TXFN_RETURN_IF_ERROR(expr)               \
+  do {                                           \
+    ::absl::Status txfn_status_ = (expr);        \
+    if (!txfn_status_.ok()) return txfn_status_; \
   } while (false)
 
 #define TXFN_STATUS_CONCAT_INNER_(a, b) a##b
@@ -31,8 +31,8 @@
 #define TXFN_ASSIGN_OR_RETURN(lhs, rexpr) \
   TXFN_ASSIGN_OR_RETURN_IMPL_(TXFN_STATUS_CONCAT_(txfn_statusor_, __LINE__), lhs, rexpr)
 
-#define TXFN_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, rexpr) \
-  auto statusor = (rexpr);                                \
+#define TXFN_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, rexpr)  \
+  auto statusor = (rexpr);                                 \
   if (!statusor.ok()) return std::move(statusor).status(); \
   lhs = *std::move(statusor)
 
