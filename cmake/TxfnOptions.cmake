@@ -1,6 +1,8 @@
 # Compiler flags shared by every txfn target.
 add_library(txfn_warnings INTERFACE)
-target_compile_options(txfn_warnings INTERFACE -Wall -Wextra -Wno-unused-parameter)
+target_compile_options(txfn_warnings INTERFACE -Wall -Wextra -Wno-unused-parameter
+  # C++20 designated initializers rely on default member initializers.
+  -Wno-missing-field-initializers)
 if(CMAKE_CXX_COMPILER_ID MATCHES "Clang")
   # The locking rules (ABSL_GUARDED_BY ...) are checked by the compiler.
   target_compile_options(txfn_warnings INTERFACE -Wthread-safety -Werror=thread-safety)

@@ -1,0 +1,48 @@
+// txfn/retry.h — run a transaction body until it commits, retrying OCC conflicts.
+//
+//   absl::StatusOr<txfn::CommitOutcome> outcome = txfn::RunTransaction(
+//       *committer, [&](txfn::Transaction& txn) -> absl::Status {
+//         TXFN_ASSIGN_OR_RETURN(auto doc, txn.Get(id));
+//         return txn.Patch(id, txfn::Value::FromObject({{"n", txfn::Value::Int64(1)}}));
+//       });
+//   // outcome->attempts says how many runs it took.
+//
+// Each attempt runs `body` on a fresh Transaction at the committer's latest
+// snapshot and commits it. An Aborted commit (a conflict) and a
+// FailedPrecondition commit (the snapshot fell out of the conflict window) are
+// retried after a jittered exponential backoff; any error from `body` itself,
+// or any other commit error, is returned at once. After max_attempts
+// conflicts the result is Aborted, naming the number of attempts.
+//
+// Thread safety: as the Committer; `body` runs on the calling thread.
+#ifndef TXFN_RETRY_H_
+#define TXFN_RETRY_H_
+
+#include <cstdint>
+
+#include "absl/functional/function_ref.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "txfn/committer.h"
+#include "txfn/transaction.h"
+
+namespace txfn {
+
+struct RetryOptions {
+  int max_attempts = 8;
+  absl::Duration initial_backoff = absl::Milliseconds(1);
+  absl::Duration max_backoff = absl::Milliseconds(100);
+};
+
+struct CommitOutcome {
+  Timestamp commit_ts = 0;
+  int attempts = 0;
+};
+
+[[nodiscard]] absl::StatusOr<CommitOutcome> RunTransaction(
+    Committer& committer, absl::FunctionRef<absl::Status(Transaction&)> body,
+    const RetryOptions& retry = {}, const TransactionOptions& options = {});
+
+}  // namespace txfn
+
+#endif  // TXFN_RETRY_H_

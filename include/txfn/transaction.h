@@ -1,0 +1,215 @@
+// txfn/transaction.h — one function's unit of work, begun at a Snapshot.
+//
+// A Transaction reads documents and index ranges at its snapshot, records
+// every range it read (its read set), buffers its writes (reads see them,
+// range scans included), validates them against the tenant's schema, and
+// maintains every index of each document it writes. Prepare() turns it into a
+// PreparedCommit: plain data a committer validates and persists — possibly in
+// another process.
+//
+//   txfn::Transaction txn(committer->Latest());
+//   TXFN_ASSIGN_OR_RETURN(std::string id,
+//       txn.Insert("messages", txfn::Value::FromObject({{"channel", txfn::Value::String("a")}})));
+//   TXFN_ASSIGN_OR_RETURN(txfn::QueryPage page, txn.Query({.table = "messages",
+//       .index = "by_channel", .eq = {txfn::Value::String("a")}, .limit = 10}));
+//   TXFN_ASSIGN_OR_RETURN(txfn::PreparedCommit commit, txn.Prepare());
+//   TXFN_ASSIGN_OR_RETURN(txfn::Timestamp ts, committer->Commit(std::move(commit)));
+//
+// Read sets: a point read records a one-key range, so a later insert of that
+// key conflicts (phantoms included); a range read that stopped at its limit
+// records only the part of the range it covered. Every document write
+// rewrites all of the table's index entries (old and new keys), so any change
+// to a document a range read returned conflicts with that read. A transaction
+// that writes also reads the tenant's whole metadata index, so a concurrent
+// deploy or disable conflicts with it.
+//
+// Errors: InvalidArgument for bad input (malformed id, schema violation,
+// writes in a read-only transaction), NotFound for a missing table, index or
+// document to patch/replace/delete, ResourceExhausted naming the limit when
+// one of TransactionLimits is exceeded (the transaction must then be
+// abandoned), Unavailable from storage. A failed call changes nothing.
+//
+// Thread safety: none. A Transaction belongs to one function invocation; use
+// it from one thread at a time.
+#ifndef TXFN_TRANSACTION_H_
+#define TXFN_TRANSACTION_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/container/btree_map.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/random/random.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "txfn/conflict_set.h"
+#include "txfn/schema.h"
+#include "txfn/snapshot.h"
+#include "txfn/storage.h"
+#include "txfn/value.h"
+
+namespace txfn {
+
+// Per-transaction limits (Convex's defaults).
+struct TransactionLimits {
+  size_t max_documents_read = 32'000;
+  size_t max_bytes_read = size_t{16} << 20;
+  size_t max_documents_written = 8'000;
+  size_t max_bytes_written = size_t{16} << 20;
+  size_t max_read_ranges = 4'096;
+  DocumentLimits document;
+};
+
+struct TransactionOptions {
+  TransactionLimits limits;
+  // Seeds document-id generation, for deterministic replays. Unset: ids come
+  // from a generator seeded by the operating system's entropy.
+  std::optional<uint64_t> id_seed;
+  // A query: every write fails with InvalidArgument.
+  bool read_only = false;
+};
+
+// One side of an index range on the field after the equality prefix.
+struct IndexBound {
+  Value value;
+  bool inclusive = true;
+};
+
+// A read of one index: documents whose first eq.size() index fields equal
+// `eq`, and whose next field lies within lower/upper, in index order.
+// index "by_id" (the default) reads the whole table in id order and takes no
+// eq or bounds.
+struct IndexQuery {
+  std::string table;
+  std::string index = std::string(kByIdIndexName);
+  std::vector<Value> eq;
+  std::optional<IndexBound> lower;
+  std::optional<IndexBound> upper;
+  ScanOrder order = ScanOrder::kAscending;
+  size_t limit = 0;    // 0 = every match
+  std::string cursor;  // QueryPage::cursor of the previous page; empty = from the start
+};
+
+struct QueryPage {
+  std::vector<Value> documents;
+  // Opaque position after the last document returned; pass it as
+  // IndexQuery::cursor to continue. Stable under concurrent inserts.
+  std::string cursor;
+  bool done = false;  // true when the range has no more documents
+};
+
+// Everything a committer needs from a transaction. Plain data: it may be
+// serialised and committed elsewhere.
+struct PreparedCommit {
+  std::string tenant;
+  Timestamp begin_ts = 0;
+  std::vector<ReadRange> reads;
+  std::vector<IndexWrite> writes;  // sorted by (index, key); no duplicates
+  friend bool operator==(const PreparedCommit&, const PreparedCommit&) = default;
+};
+
+struct TransactionStats {
+  size_t documents_read = 0;
+  size_t bytes_read = 0;
+  size_t documents_written = 0;
+  size_t bytes_written = 0;
+  size_t read_ranges = 0;
+};
+
+class Transaction {
+ public:
+  explicit Transaction(std::shared_ptr<const Snapshot> snapshot, TransactionOptions options = {});
+  Transaction(Transaction&&) = default;
+  Transaction& operator=(Transaction&&) = default;
+
+  Timestamp begin_ts() const { return snapshot_->ts(); }
+  const std::string& tenant() const { return snapshot_->tenant(); }
+  const Snapshot& snapshot() const { return *snapshot_; }
+  // The metadata as this transaction sees it (its own deploys included).
+  const TenantMetadata& metadata() const { return *metadata_; }
+
+  // ---- Reads ----
+  // The document, or nullopt if it does not exist (a missing document is a
+  // read too: inserting it later conflicts).
+  [[nodiscard]] absl::StatusOr<std::optional<Value>> Get(std::string_view id);
+  [[nodiscard]] absl::StatusOr<QueryPage> Query(const IndexQuery& query);
+
+  // ---- Document writes ----
+  // Returns the new document's id. `doc` must be an object without system
+  // fields; it is validated against the schema.
+  [[nodiscard]] absl::StatusOr<std::string> Insert(std::string_view table, Value doc);
+  // Sets the given top-level fields, keeping the others.
+  [[nodiscard]] absl::Status Patch(std::string_view id, const Value& fields);
+  // Replaces every user field; _id and _creationTime are kept.
+  [[nodiscard]] absl::Status Replace(std::string_view id, Value doc);
+  [[nodiscard]] absl::Status Delete(std::string_view id);
+
+  // ---- System writes (deploys) ----
+  // Installs `schema`: allocates ids for new tables and indexes, backfills new
+  // indexes from existing documents, and checks that every existing document
+  // fits the new schema (InvalidArgument naming the first that does not).
+  // Dropping a table that still has documents is FailedPrecondition.
+  [[nodiscard]] absl::Status DeploySchema(const Schema& schema);
+  [[nodiscard]] absl::Status PutModule(std::string_view path, std::string_view source);
+  [[nodiscard]] absl::Status DeleteModule(std::string_view path);
+  [[nodiscard]] absl::Status SetEnabled(bool enabled);
+
+  // ---- Results ----
+  const std::vector<ReadRange>& read_set() const { return reads_; }
+  bool has_writes() const;
+  const TransactionStats& stats() const { return stats_; }
+  // The commit request. Read-only transactions produce one with no writes,
+  // which a committer accepts without a new timestamp.
+  [[nodiscard]] PreparedCommit Prepare() const;
+
+ private:
+  using Overlay = absl::btree_map<std::string, std::optional<std::string>>;
+  struct MergedScan {
+    std::vector<IndexEntry> entries;
+    bool exhausted = false;
+  };
+
+  absl::Status CheckWritable() const;
+  absl::Status RecordRead(IndexId index, KeyRange range);
+  absl::Status CountDocumentRead(size_t bytes);
+  // Storage entries at the snapshot with this transaction's writes applied.
+  absl::StatusOr<MergedScan> ScanMerged(IndexId index, const KeyRange& range, ScanOrder order,
+                                        size_t limit) const;
+  absl::StatusOr<std::optional<std::string>> GetMerged(IndexId index, std::string_view key) const;
+  absl::StatusOr<std::optional<Value>> ReadDocument(std::string_view id, const TableInfo** table);
+  absl::StatusOr<Value> ReadExisting(std::string_view id, const TableInfo** table);
+  absl::Status ValidateUserFields(std::string_view table, const Value& doc) const;
+  // Buffers a document change and its index maintenance.
+  absl::Status WriteDocument(const TableInfo& table, std::string_view id,
+                             const std::optional<Value>& old_doc,
+                             const std::optional<Value>& new_doc);
+  absl::Status WriteMetadata(std::string_view key, std::optional<std::string> value);
+  absl::Status ReloadMetadata();
+  absl::Status DeploySchemaWrites(const Schema& schema);
+  std::string NewId(IndexId table);
+
+  std::shared_ptr<const Snapshot> snapshot_;
+  TransactionOptions options_;
+  std::shared_ptr<const TenantMetadata> metadata_;
+  absl::flat_hash_map<IndexId, Overlay> overlay_;
+  absl::flat_hash_set<std::string> written_ids_;
+  std::vector<ReadRange> reads_;
+  TransactionStats stats_;
+  absl::BitGen id_gen_;
+};
+
+// The key of `doc` (whose id is `id`) in a secondary index on `fields`: the
+// key encoding of each field (kKeyAbsentField for a missing one), then of the
+// id as a string.
+std::string SecondaryIndexKey(const std::vector<std::string>& fields, const Value& doc,
+                              std::string_view id);
+
+}  // namespace txfn
+
+#endif  // TXFN_TRANSACTION_H_

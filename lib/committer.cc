@@ -1,0 +1,219 @@
+// The OCC committer with group commit (txfn/committer.h).
+#include "txfn/committer.h"
+
+#include <algorithm>
+#include <map>
+#include <utility>
+
+#include "txfn/internal/strings.h"
+#include "absl/time/clock.h"
+#include "txfn/internal/status_macros.h"
+
+namespace txfn {
+namespace {
+
+Timestamp WallClockNanos() { return static_cast<Timestamp>(absl::GetCurrentTimeNanos()); }
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Committer>> Committer::Open(std::shared_ptr<Storage> storage,
+                                                           std::string tenant,
+                                                           CommitterOptions options) {
+  if (tenant.empty()) return absl::InvalidArgumentError("committer: tenant name is empty");
+  if (!options.clock) options.clock = WallClockNanos;
+  if (options.max_batch_commits == 0) options.max_batch_commits = 1;
+  TXFN_ASSIGN_OR_RETURN(Timestamp ts, storage->MaxCommittedTimestamp(tenant));
+  TXFN_ASSIGN_OR_RETURN(std::shared_ptr<const Snapshot> latest,
+                        Snapshot::Load(storage, tenant, ts));
+  return std::unique_ptr<Committer>(
+      new Committer(std::move(storage), std::move(tenant), std::move(options), std::move(latest)));
+}
+
+Committer::Committer(std::shared_ptr<Storage> storage, std::string tenant,
+                     CommitterOptions options, std::shared_ptr<const Snapshot> latest)
+    : storage_(std::move(storage)), tenant_(std::move(tenant)), options_(std::move(options)) {
+  internal::MutexLock leader(&leader_mu_);
+  last_ts_ = latest->ts();
+  // Nothing before the snapshot we start from can be validated.
+  history_.PruneThrough(last_ts_);
+  internal::MutexLock lock(&latest_mu_);
+  latest_ = std::move(latest);
+}
+
+Committer::~Committer() = default;
+
+std::shared_ptr<const Snapshot> Committer::Latest() const {
+  internal::MutexLock lock(&latest_mu_);
+  return latest_;
+}
+
+CommitterStats Committer::stats() const {
+  internal::MutexLock lock(&latest_mu_);
+  return stats_;
+}
+
+void Committer::Publish(std::shared_ptr<const Snapshot> snapshot) {
+  internal::MutexLock lock(&latest_mu_);
+  latest_ = std::move(snapshot);
+}
+
+absl::StatusOr<Timestamp> Committer::Commit(PreparedCommit commit) {
+  Pending pending{.commit = std::move(commit)};
+  queue_mu_.Lock();
+  queue_.push_back(&pending);
+  while (true) {
+    queue_cv_.Wait([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(queue_mu_) {
+      return pending.done || !leader_active_;
+    });
+    if (pending.done) break;
+    // Become the leader for the commits queued so far (ours among them,
+    // unless more than a batch is ahead of us).
+    leader_active_ = true;
+    std::vector<Pending*> batch;
+    while (!queue_.empty() && batch.size() < options_.max_batch_commits) {
+      batch.push_back(queue_.front());
+      queue_.pop_front();
+    }
+    queue_mu_.Unlock();
+    {
+      internal::MutexLock leader(&leader_mu_);
+      ProcessBatch(batch);
+    }
+    queue_mu_.Lock();
+    for (Pending* p : batch) p->done = true;
+    leader_active_ = false;
+    queue_cv_.SignalAll();
+  }
+  queue_mu_.Unlock();
+  return std::move(pending.result);
+}
+
+absl::Status Committer::Check(const PreparedCommit& commit) const {
+  if (commit.tenant != tenant_) {
+    return absl::InvalidArgumentError(internal::StrCat("commit for tenant '", commit.tenant,
+                                                   "' sent to the committer of '", tenant_, "'"));
+  }
+  for (size_t i = 1; i < commit.writes.size(); ++i) {
+    const IndexWrite& a = commit.writes[i - 1];
+    const IndexWrite& b = commit.writes[i];
+    if (std::tie(a.index, a.key) >= std::tie(b.index, b.key)) {
+      return absl::InvalidArgumentError(
+          "commit writes are not sorted by (index, key) or write a key twice");
+    }
+  }
+  return absl::OkStatus();
+}
+
+void Committer::ProcessBatch(const std::vector<Pending*>& batch) {
+  std::shared_ptr<const Snapshot> latest = Latest();
+  std::shared_ptr<const TenantMetadata> metadata = latest->shared_metadata();
+  std::vector<Pending*> accepted;
+  std::vector<CommitRecord> records;
+  CommitterStats delta;
+  SlideWindow(options_.clock());
+
+  for (Pending* p : batch) {
+    PreparedCommit& commit = p->commit;
+    if (absl::Status s = Check(commit); !s.ok()) {
+      p->result = s;
+      continue;
+    }
+    if (commit.begin_ts > last_ts_) {
+      p->result = absl::InvalidArgumentError(internal::StrCat(
+          "begin timestamp ", commit.begin_ts, " is newer than the last commit ", last_ts_));
+      continue;
+    }
+    if (commit.writes.empty()) {
+      p->result = commit.begin_ts;
+      ++delta.read_only;
+      continue;
+    }
+    if (commit.begin_ts < history_.horizon()) {
+      p->result = absl::FailedPreconditionError(internal::StrCat(
+          "transaction began at ", commit.begin_ts, ", before the conflict window (now from ",
+          history_.horizon(), "); restart it from a new snapshot"));
+      ++delta.too_old;
+      continue;
+    }
+    if (history_.Conflicts(commit.reads, commit.begin_ts)) {
+      p->result = absl::AbortedError(internal::StrCat(
+          "OCC conflict: a write committed after timestamp ", commit.begin_ts,
+          " changed what the transaction read; retry it"));
+      ++delta.conflicts;
+      continue;
+    }
+    // Metadata writes must leave decodable metadata (the next snapshot needs it).
+    bool writes_metadata = std::any_of(commit.writes.begin(), commit.writes.end(),
+                                       [](const IndexWrite& w) { return w.index == kMetadataIndex; });
+    if (writes_metadata) {
+      std::map<std::string, std::string> entries;
+      absl::StatusOr<std::vector<IndexEntry>> current = storage_->Scan(
+          tenant_, kMetadataIndex, KeyRange::All(), latest->ts(), ScanOrder::kAscending, 0);
+      if (!current.ok()) {
+        p->result = absl::UnavailableError(current.status().message());
+        continue;
+      }
+      for (IndexEntry& e : *current) entries[e.key] = std::move(e.value);
+      for (const CommitRecord& r : records) {  // accepted earlier in this batch
+        for (const IndexWrite& w : r.writes) {
+          if (w.index != kMetadataIndex) continue;
+          if (w.value) entries[w.key] = *w.value; else entries.erase(w.key);
+        }
+      }
+      for (const IndexWrite& w : commit.writes) {
+        if (w.index != kMetadataIndex) continue;
+        if (w.value) entries[w.key] = *w.value; else entries.erase(w.key);
+      }
+      std::vector<IndexEntry> list;
+      for (auto& [key, value] : entries) list.push_back({.key = key, .value = value});
+      absl::StatusOr<TenantMetadata> decoded = TenantMetadata::FromEntries(list);
+      if (!decoded.ok()) {
+        p->result = decoded.status();
+        continue;
+      }
+      metadata = std::make_shared<const TenantMetadata>(*std::move(decoded));
+    }
+    Timestamp ts = std::max(options_.clock(), last_ts_ + 1);
+    last_ts_ = ts;
+    // Recorded before the write is durable: if the write fails, these only
+    // cause spurious (safe) conflicts until they leave the window.
+    for (const IndexWrite& w : commit.writes) history_.Add(w.index, w.key, ts);
+    window_.push_back(ts);
+    records.push_back({.tenant = tenant_, .ts = ts, .writes = std::move(commit.writes)});
+    accepted.push_back(p);
+  }
+
+  if (!records.empty()) {
+    ++delta.batches;
+    absl::Status written = storage_->Write(records);
+    if (written.ok()) {
+      for (size_t i = 0; i < accepted.size(); ++i) accepted[i]->result = records[i].ts;
+      delta.commits += accepted.size();
+      Publish(std::make_shared<const Snapshot>(storage_, tenant_, records.back().ts, metadata));
+    } else {
+      ++delta.storage_failures;
+      for (Pending* p : accepted) {
+        p->result = absl::UnavailableError(
+            internal::StrCat("commit not persisted: storage failed: ", written.message()));
+      }
+    }
+  }
+  internal::MutexLock lock(&latest_mu_);
+  stats_.commits += delta.commits;
+  stats_.read_only += delta.read_only;
+  stats_.conflicts += delta.conflicts;
+  stats_.too_old += delta.too_old;
+  stats_.storage_failures += delta.storage_failures;
+  stats_.batches += delta.batches;
+}
+
+void Committer::SlideWindow(Timestamp now) {
+  Timestamp window = static_cast<Timestamp>(absl::ToInt64Nanoseconds(options_.conflict_window));
+  while (!window_.empty() &&
+         (window_.size() > options_.max_window_commits || window_.front() + window < now)) {
+    history_.PruneThrough(window_.front());
+    window_.pop_front();
+  }
+}
+
+}  // namespace txfn

@@ -1,0 +1,528 @@
+// Transaction: reads with a read set, buffered writes, index maintenance
+// (txfn/transaction.h).
+#include "txfn/transaction.h"
+
+#include <algorithm>
+#include <random>
+#include <string>
+#include <utility>
+
+#include "absl/strings/numbers.h"
+#include "txfn/internal/strings.h"
+#include "txfn/internal/status_macros.h"
+
+namespace txfn {
+namespace {
+
+constexpr std::string_view kIdField = "_id";
+constexpr std::string_view kCreationTimeField = "_creationTime";
+
+std::string Successor(std::string_view key) {
+  std::string next(key);
+  next.push_back('\0');
+  return next;
+}
+
+bool InRange(const KeyRange& range, std::string_view key) { return range.Contains(key); }
+
+// Narrows `range` to what lies strictly after (ascending) or before
+// (descending) the cursor key.
+KeyRange ApplyCursor(KeyRange range, std::string_view cursor, ScanOrder order) {
+  if (cursor.empty()) return range;
+  if (order == ScanOrder::kAscending) {
+    std::string after = Successor(cursor);
+    if (after > range.start) range.start = std::move(after);
+  } else if (!range.end.has_value() || cursor < *range.end) {
+    range.end = std::string(cursor);
+  }
+  return range;
+}
+
+absl::Status LimitError(std::string_view limit, size_t value) {
+  return absl::ResourceExhaustedError(
+      internal::StrCat("transaction limit exceeded: ", limit, " (", value, ")"));
+}
+
+}  // namespace
+
+std::string SecondaryIndexKey(const std::vector<std::string>& fields, const Value& doc,
+                              std::string_view id) {
+  std::string key;
+  for (const std::string& field : fields) {
+    const Value* v = doc.FindPath(field);
+    if (v == nullptr) {
+      key.push_back(kKeyAbsentField);
+    } else {
+      AppendKey(*v, &key);
+    }
+  }
+  AppendKey(Value::String(std::string(id)), &key);
+  return key;
+}
+
+Transaction::Transaction(std::shared_ptr<const Snapshot> snapshot, TransactionOptions options)
+    : snapshot_(std::move(snapshot)),
+      options_(std::move(options)),
+      metadata_(snapshot_->shared_metadata()) {
+  if (options_.id_seed.has_value()) {
+    std::seed_seq seed{static_cast<uint32_t>(*options_.id_seed),
+                       static_cast<uint32_t>(*options_.id_seed >> 32)};
+    id_gen_ = absl::BitGen(seed);
+  }
+}
+
+// ---- Bookkeeping ---------------------------------------------------------------
+
+absl::Status Transaction::CheckWritable() const {
+  if (options_.read_only) {
+    return absl::InvalidArgumentError("a read-only transaction (query) cannot write");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Transaction::RecordRead(IndexId index, KeyRange range) {
+  if (reads_.size() >= options_.limits.max_read_ranges) {
+    return LimitError("index ranges read", options_.limits.max_read_ranges);
+  }
+  reads_.push_back({.index = index, .range = std::move(range)});
+  stats_.read_ranges = reads_.size();
+  return absl::OkStatus();
+}
+
+absl::Status Transaction::CountDocumentRead(size_t bytes) {
+  if (stats_.documents_read + 1 > options_.limits.max_documents_read) {
+    return LimitError("documents read", options_.limits.max_documents_read);
+  }
+  if (stats_.bytes_read + bytes > options_.limits.max_bytes_read) {
+    return LimitError("bytes read", options_.limits.max_bytes_read);
+  }
+  ++stats_.documents_read;
+  stats_.bytes_read += bytes;
+  return absl::OkStatus();
+}
+
+bool Transaction::has_writes() const {
+  return std::any_of(overlay_.begin(), overlay_.end(),
+                     [](const auto& entry) { return !entry.second.empty(); });
+}
+
+std::string Transaction::NewId(IndexId table) {
+  std::string random(16, '\0');
+  for (size_t i = 0; i < 16; i += 8) {
+    uint64_t bits = absl::Uniform<uint64_t>(id_gen_);
+    for (size_t b = 0; b < 8; ++b) random[i + b] = static_cast<char>(bits >> (8 * b));
+  }
+  return MakeDocumentId(table, random);
+}
+
+// ---- Merged reads ----------------------------------------------------------------
+
+absl::StatusOr<std::optional<std::string>> Transaction::GetMerged(IndexId index,
+                                                                  std::string_view key) const {
+  if (auto ov = overlay_.find(index); ov != overlay_.end()) {
+    if (auto it = ov->second.find(internal::ToAbsl(key)); it != ov->second.end()) {
+      return it->second;
+    }
+  }
+  TXFN_ASSIGN_OR_RETURN(std::optional<IndexEntry> entry, snapshot_->Get(index, key));
+  if (!entry.has_value()) return std::nullopt;
+  return std::move(entry->value);
+}
+
+absl::StatusOr<Transaction::MergedScan> Transaction::ScanMerged(IndexId index,
+                                                                const KeyRange& range,
+                                                                ScanOrder order,
+                                                                size_t limit) const {
+  // This transaction's writes within the range, in scan order.
+  std::vector<std::pair<std::string_view, const std::optional<std::string>*>> own;
+  if (auto ov = overlay_.find(index); ov != overlay_.end() && !range.IsEmpty()) {
+    for (auto it = ov->second.lower_bound(range.start);
+         it != ov->second.end() && InRange(range, it->first); ++it) {
+      own.emplace_back(it->first, &it->second);
+    }
+    if (order == ScanOrder::kDescending) std::reverse(own.begin(), own.end());
+  }
+  // Each own write can hide or replace at most one stored entry, so this many
+  // stored entries always yield `limit` merged ones unless storage runs out.
+  size_t storage_limit = limit == 0 ? 0 : limit + own.size();
+  TXFN_ASSIGN_OR_RETURN(std::vector<IndexEntry> stored,
+                        snapshot_->Scan(index, range, order, storage_limit));
+  bool storage_exhausted = storage_limit == 0 || stored.size() < storage_limit;
+
+  auto before = [order](std::string_view a, std::string_view b) {
+    return order == ScanOrder::kAscending ? a < b : a > b;
+  };
+  MergedScan out;
+  size_t s = 0, o = 0;
+  while (limit == 0 || out.entries.size() < limit) {
+    bool take_own;
+    if (o < own.size() && s < stored.size()) {
+      take_own = !before(stored[s].key, own[o].first);
+    } else if (o < own.size()) {
+      // Past the last stored entry: own writes are only known to be next if
+      // storage had nothing more to give.
+      if (!storage_exhausted) break;
+      take_own = true;
+    } else if (s < stored.size()) {
+      take_own = false;
+    } else {
+      break;
+    }
+    if (take_own) {
+      if (s < stored.size() && stored[s].key == own[o].first) ++s;  // replaced or deleted
+      if (own[o].second->has_value()) {
+        out.entries.push_back({.key = std::string(own[o].first),
+                               .value = **own[o].second,
+                               .ts = 0});
+      }
+      ++o;
+    } else {
+      out.entries.push_back(std::move(stored[s++]));
+    }
+  }
+  out.exhausted = storage_exhausted && s == stored.size() && o == own.size();
+  return out;
+}
+
+// ---- Reads -------------------------------------------------------------------------
+
+absl::StatusOr<std::optional<Value>> Transaction::ReadDocument(std::string_view id,
+                                                               const TableInfo** table) {
+  TXFN_ASSIGN_OR_RETURN(IndexId by_id, DocumentIdTable(id));
+  const TableInfo* info = metadata_->FindTableById(by_id);
+  if (info == nullptr) {
+    return absl::InvalidArgumentError(internal::StrCat("document id '", id, "' names no table"));
+  }
+  if (table != nullptr) *table = info;
+  TXFN_RETURN_IF_ERROR(RecordRead(by_id, KeyRange::Point(id)));
+  TXFN_ASSIGN_OR_RETURN(std::optional<std::string> encoded, GetMerged(by_id, id));
+  if (!encoded.has_value()) return std::nullopt;
+  TXFN_RETURN_IF_ERROR(CountDocumentRead(encoded->size()));
+  TXFN_ASSIGN_OR_RETURN(Value doc, DecodeBinary(*encoded));
+  return doc;
+}
+
+absl::StatusOr<std::optional<Value>> Transaction::Get(std::string_view id) {
+  return ReadDocument(id, nullptr);
+}
+
+absl::StatusOr<QueryPage> Transaction::Query(const IndexQuery& query) {
+  const TableInfo* table = metadata_->FindTable(query.table);
+  if (table == nullptr) {
+    return absl::NotFoundError(internal::StrCat("table '", query.table, "' does not exist"));
+  }
+  IndexId index_id = table->by_id;
+  KeyRange range = KeyRange::All();
+  bool by_id = query.index == kByIdIndexName;
+  if (by_id) {
+    if (!query.eq.empty() || query.lower.has_value() || query.upper.has_value()) {
+      return absl::InvalidArgumentError("index by_id takes no range; use Get(id) for one document");
+    }
+  } else {
+    const IndexInfo* index = table->FindIndex(query.index);
+    if (index == nullptr) {
+      return absl::NotFoundError(
+          internal::StrCat("table '", query.table, "' has no index '", query.index, "'"));
+    }
+    size_t bounded = query.eq.size() + (query.lower || query.upper ? 1 : 0);
+    if (bounded > index->fields.size()) {
+      return absl::InvalidArgumentError(internal::StrCat("index '", query.index, "' has ",
+                                                     index->fields.size(), " fields; the range names ",
+                                                     bounded));
+    }
+    index_id = index->id;
+    std::string prefix;
+    for (const Value& v : query.eq) AppendKey(v, &prefix);
+    range = KeyRange::Prefix(prefix);
+    if (query.lower.has_value()) {
+      std::string bound = prefix;
+      AppendKey(query.lower->value, &bound);
+      if (query.lower->inclusive) {
+        range.start = std::move(bound);
+      } else if (auto next = PrefixSuccessor(bound)) {
+        range.start = *std::move(next);
+      } else {
+        range = {.start = std::move(bound), .end = ""};  // nothing follows
+      }
+    }
+    if (query.upper.has_value()) {
+      std::string bound = prefix;
+      AppendKey(query.upper->value, &bound);
+      std::optional<std::string> end =
+          query.upper->inclusive ? PrefixSuccessor(bound) : std::optional(std::move(bound));
+      if (end.has_value() && (!range.end.has_value() || *end < *range.end)) range.end = end;
+    }
+  }
+  range = ApplyCursor(std::move(range), query.cursor, query.order);
+  if (range.IsEmpty()) {
+    TXFN_RETURN_IF_ERROR(RecordRead(index_id, range));
+    return QueryPage{.cursor = query.cursor, .done = true};
+  }
+
+  TXFN_ASSIGN_OR_RETURN(MergedScan scan, ScanMerged(index_id, range, query.order, query.limit));
+  // Record only what the scan covered.
+  KeyRange covered = range;
+  if (!scan.exhausted && !scan.entries.empty()) {
+    const std::string& last = scan.entries.back().key;
+    if (query.order == ScanOrder::kAscending) {
+      covered.end = Successor(last);
+    } else {
+      covered.start = last;
+    }
+  }
+  TXFN_RETURN_IF_ERROR(RecordRead(index_id, std::move(covered)));
+
+  QueryPage page;
+  page.done = scan.exhausted;
+  page.cursor = scan.entries.empty() ? query.cursor : scan.entries.back().key;
+  for (IndexEntry& entry : scan.entries) {
+    std::string encoded;
+    if (by_id) {
+      encoded = std::move(entry.value);
+    } else {
+      // The entry's value is the document id; the document itself is covered
+      // by the index range (every document write rewrites its index keys).
+      TXFN_ASSIGN_OR_RETURN(std::optional<std::string> doc, GetMerged(table->by_id, entry.value));
+      if (!doc.has_value()) {
+        return absl::InternalError(
+            internal::StrCat("index '", query.index, "' points at missing document ", entry.value));
+      }
+      encoded = *std::move(doc);
+    }
+    TXFN_RETURN_IF_ERROR(CountDocumentRead(encoded.size()));
+    TXFN_ASSIGN_OR_RETURN(Value doc, DecodeBinary(encoded));
+    page.documents.push_back(std::move(doc));
+  }
+  return page;
+}
+
+// ---- Document writes -----------------------------------------------------------------
+
+absl::Status Transaction::ValidateUserFields(std::string_view table, const Value& doc) const {
+  if (!doc.is_object()) {
+    return absl::InvalidArgumentError(internal::StrCat("table '", table, "': a document must be an "
+                                                   "object, got ", ValueTypeName(doc.type())));
+  }
+  for (const auto& [name, value] : doc.object()) {
+    if (name.starts_with('_')) {
+      return absl::InvalidArgumentError(
+          internal::StrCat("table '", table, "': field '", name, "' is reserved for the system"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Value> Transaction::ReadExisting(std::string_view id, const TableInfo** table) {
+  TXFN_ASSIGN_OR_RETURN(std::optional<Value> doc, ReadDocument(id, table));
+  if (!doc.has_value()) return absl::NotFoundError(internal::StrCat("document ", id, " does not exist"));
+  return *std::move(doc);
+}
+
+absl::Status Transaction::WriteDocument(const TableInfo& table, std::string_view id,
+                                        const std::optional<Value>& old_doc,
+                                        const std::optional<Value>& new_doc) {
+  size_t bytes = new_doc.has_value() ? new_doc->ByteSize() : 0;
+  bool new_id = !written_ids_.contains(internal::ToAbsl(id));
+  if (new_id && written_ids_.size() + 1 > options_.limits.max_documents_written) {
+    return LimitError("documents written", options_.limits.max_documents_written);
+  }
+  if (stats_.bytes_written + bytes > options_.limits.max_bytes_written) {
+    return LimitError("bytes written", options_.limits.max_bytes_written);
+  }
+  if (new_id) written_ids_.emplace(id);
+  stats_.documents_written = written_ids_.size();
+  stats_.bytes_written += bytes;
+
+  overlay_[table.by_id][std::string(id)] =
+      new_doc.has_value() ? std::optional(EncodeBinary(*new_doc)) : std::nullopt;
+  for (const IndexInfo& index : table.indexes) {
+    Overlay& entries = overlay_[index.id];
+    std::optional<std::string> old_key, new_key;
+    if (old_doc.has_value()) old_key = SecondaryIndexKey(index.fields, *old_doc, id);
+    if (new_doc.has_value()) new_key = SecondaryIndexKey(index.fields, *new_doc, id);
+    if (old_key.has_value() && old_key != new_key) entries[*old_key] = std::nullopt;
+    if (new_key.has_value()) entries[*new_key] = std::string(id);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> Transaction::Insert(std::string_view table, Value doc) {
+  TXFN_RETURN_IF_ERROR(CheckWritable());
+  const TableInfo* info = metadata_->FindTable(table);
+  if (info == nullptr) {
+    return absl::NotFoundError(internal::StrCat("table '", table, "' does not exist"));
+  }
+  TXFN_RETURN_IF_ERROR(ValidateUserFields(table, doc));
+  TXFN_RETURN_IF_ERROR(
+      metadata_->schema().ValidateDocument(table, doc, options_.limits.document));
+  std::string id = NewId(info->by_id);
+  Value::Object fields = doc.object();
+  fields.emplace(kIdField, Value::String(id));
+  // Milliseconds since the epoch of the snapshot, as in Convex.
+  fields.emplace(kCreationTimeField, Value::Float64(static_cast<double>(begin_ts()) / 1e6));
+  Value full = Value::FromObject(std::move(fields));
+  TXFN_RETURN_IF_ERROR(ValidateDocument(full, options_.limits.document));
+  TXFN_RETURN_IF_ERROR(WriteDocument(*info, id, std::nullopt, full));
+  return id;
+}
+
+absl::Status Transaction::Patch(std::string_view id, const Value& fields) {
+  TXFN_RETURN_IF_ERROR(CheckWritable());
+  const TableInfo* info = nullptr;
+  TXFN_ASSIGN_OR_RETURN(Value old_doc, ReadExisting(id, &info));
+  TXFN_RETURN_IF_ERROR(ValidateUserFields(info->name, fields));
+  Value::Object merged = old_doc.object();
+  for (const auto& [name, value] : fields.object()) merged.insert_or_assign(name, value);
+  Value new_doc = Value::FromObject(std::move(merged));
+  TXFN_RETURN_IF_ERROR(
+      metadata_->schema().ValidateDocument(info->name, new_doc, options_.limits.document));
+  return WriteDocument(*info, id, old_doc, new_doc);
+}
+
+absl::Status Transaction::Replace(std::string_view id, Value doc) {
+  TXFN_RETURN_IF_ERROR(CheckWritable());
+  const TableInfo* info = nullptr;
+  TXFN_ASSIGN_OR_RETURN(Value old_doc, ReadExisting(id, &info));
+  TXFN_RETURN_IF_ERROR(ValidateUserFields(info->name, doc));
+  Value::Object fields = doc.object();
+  for (std::string_view system : {kIdField, kCreationTimeField}) {
+    if (const Value* v = old_doc.Find(system)) fields.emplace(system, *v);
+  }
+  Value new_doc = Value::FromObject(std::move(fields));
+  TXFN_RETURN_IF_ERROR(
+      metadata_->schema().ValidateDocument(info->name, new_doc, options_.limits.document));
+  return WriteDocument(*info, id, old_doc, new_doc);
+}
+
+absl::Status Transaction::Delete(std::string_view id) {
+  TXFN_RETURN_IF_ERROR(CheckWritable());
+  const TableInfo* info = nullptr;
+  TXFN_ASSIGN_OR_RETURN(Value old_doc, ReadExisting(id, &info));
+  return WriteDocument(*info, id, old_doc, std::nullopt);
+}
+
+// ---- System writes -------------------------------------------------------------------
+
+absl::Status Transaction::WriteMetadata(std::string_view key, std::optional<std::string> value) {
+  TXFN_RETURN_IF_ERROR(CheckWritable());
+  overlay_[kMetadataIndex][std::string(key)] = std::move(value);
+  return absl::OkStatus();
+}
+
+absl::Status Transaction::ReloadMetadata() {
+  TXFN_ASSIGN_OR_RETURN(MergedScan scan,
+                        ScanMerged(kMetadataIndex, KeyRange::All(), ScanOrder::kAscending, 0));
+  TXFN_ASSIGN_OR_RETURN(TenantMetadata metadata, TenantMetadata::FromEntries(scan.entries));
+  metadata_ = std::make_shared<const TenantMetadata>(std::move(metadata));
+  return absl::OkStatus();
+}
+
+absl::Status Transaction::PutModule(std::string_view path, std::string_view source) {
+  if (path.empty()) return absl::InvalidArgumentError("module path is empty");
+  TXFN_RETURN_IF_ERROR(
+      WriteMetadata(internal::StrCat(metadata_keys::kModulePrefix, path), std::string(source)));
+  return ReloadMetadata();
+}
+
+absl::Status Transaction::DeleteModule(std::string_view path) {
+  TXFN_RETURN_IF_ERROR(WriteMetadata(internal::StrCat(metadata_keys::kModulePrefix, path), std::nullopt));
+  return ReloadMetadata();
+}
+
+absl::Status Transaction::SetEnabled(bool enabled) {
+  TXFN_RETURN_IF_ERROR(WriteMetadata(metadata_keys::kState, enabled ? "enabled" : "disabled"));
+  return ReloadMetadata();
+}
+
+absl::Status Transaction::DeploySchema(const Schema& schema) {
+  TXFN_RETURN_IF_ERROR(CheckWritable());
+  // A deploy buffers many writes; a failed one must leave none behind.
+  absl::flat_hash_map<IndexId, Overlay> saved = overlay_;
+  absl::Status status = DeploySchemaWrites(schema);
+  if (!status.ok()) overlay_ = std::move(saved);
+  return status;
+}
+
+absl::Status Transaction::DeploySchemaWrites(const Schema& schema) {
+  const TenantMetadata& current = *metadata_;
+  IndexId next_id = current.next_id();
+  std::vector<std::pair<TableInfo, std::vector<const IndexInfo*>>> planned;  // + indexes to fill
+  planned.reserve(schema.tables().size());  // `fill` points into it
+  for (const TableSpec& spec : schema.tables()) {
+    const TableInfo* existing = current.FindTable(spec.name);
+    TableInfo info{.name = spec.name, .by_id = existing ? existing->by_id : next_id++};
+    for (const IndexSpec& index : spec.indexes) {
+      const IndexInfo* old = existing ? existing->FindIndex(index.name) : nullptr;
+      bool same = old != nullptr && old->fields == index.fields;
+      info.indexes.push_back(
+          {.name = index.name, .id = same ? old->id : next_id++, .fields = index.fields});
+    }
+    planned.emplace_back(std::move(info), std::vector<const IndexInfo*>{});
+    std::vector<const IndexInfo*>& fill = planned.back().second;
+    for (const IndexInfo& index : planned.back().first.indexes) {
+      const IndexInfo* old = existing ? existing->FindIndex(index.name) : nullptr;
+      if (existing != nullptr && (old == nullptr || old->id != index.id)) fill.push_back(&index);
+    }
+  }
+
+  // Existing documents must fit the new schema; new indexes get their entries.
+  for (auto& [info, fill] : planned) {
+    if (current.FindTable(info.name) == nullptr) continue;  // a new table is empty
+    TXFN_ASSIGN_OR_RETURN(MergedScan docs,
+                          ScanMerged(info.by_id, KeyRange::All(), ScanOrder::kAscending, 0));
+    TXFN_RETURN_IF_ERROR(RecordRead(info.by_id, KeyRange::All()));
+    for (const IndexEntry& entry : docs.entries) {
+      TXFN_RETURN_IF_ERROR(CountDocumentRead(entry.value.size()));
+      TXFN_ASSIGN_OR_RETURN(Value doc, DecodeBinary(entry.value));
+      absl::Status fits = schema.ValidateDocument(info.name, doc, options_.limits.document);
+      if (!fits.ok()) {
+        return absl::InvalidArgumentError(internal::StrCat("existing document ", entry.key,
+                                                       " does not fit the new schema: ",
+                                                       fits.message()));
+      }
+      for (const IndexInfo* index : fill) {
+        overlay_[index->id][SecondaryIndexKey(index->fields, doc, entry.key)] = entry.key;
+      }
+    }
+  }
+  // Dropped tables must be empty.
+  for (const auto& [name, table] : current.tables()) {
+    if (schema.FindTable(name) != nullptr) continue;
+    TXFN_ASSIGN_OR_RETURN(MergedScan any,
+                          ScanMerged(table.by_id, KeyRange::All(), ScanOrder::kAscending, 1));
+    TXFN_RETURN_IF_ERROR(RecordRead(table.by_id, KeyRange::All()));
+    if (!any.entries.empty()) {
+      return absl::FailedPreconditionError(internal::StrCat(
+          "cannot drop table '", name, "': it still has documents; delete them first"));
+    }
+    TXFN_RETURN_IF_ERROR(
+        WriteMetadata(internal::StrCat(metadata_keys::kTablePrefix, name), std::nullopt));
+  }
+  for (const auto& [info, fill] : planned) {
+    TXFN_RETURN_IF_ERROR(WriteMetadata(internal::StrCat(metadata_keys::kTablePrefix, info.name),
+                                       EncodeBinary(info.ToValue())));
+  }
+  TXFN_RETURN_IF_ERROR(WriteMetadata(metadata_keys::kSchema, EncodeBinary(schema.ToValue())));
+  TXFN_RETURN_IF_ERROR(WriteMetadata(metadata_keys::kNextId, internal::StrCat(next_id)));
+  return ReloadMetadata();
+}
+
+// ---- Results ---------------------------------------------------------------------------
+
+PreparedCommit Transaction::Prepare() const {
+  PreparedCommit commit{.tenant = tenant(), .begin_ts = begin_ts(), .reads = reads_};
+  if (!has_writes()) return commit;
+  // What a transaction writes depends on the schema and index ids it saw.
+  commit.reads.push_back({.index = kMetadataIndex, .range = KeyRange::All()});
+  std::vector<IndexId> indexes;
+  for (const auto& [index, entries] : overlay_) indexes.push_back(index);
+  std::sort(indexes.begin(), indexes.end());
+  for (IndexId index : indexes) {
+    for (const auto& [key, value] : overlay_.at(index)) {
+      commit.writes.push_back({.index = index, .key = key, .value = value});
+    }
+  }
+  return commit;
+}
+
+}  // namespace txfn
