@@ -137,6 +137,10 @@ class Value {
   Rep rep_;
 };
 
+// The total order of Value (declared again at namespace scope so that the
+// qualified name txfn::Compare works, not only argument-dependent lookup).
+int Compare(const Value& a, const Value& b);
+
 // ---- Order-preserving key encoding -------------------------------------------
 //
 // memcmp(EncodeKey(a), EncodeKey(b)) has the sign of Compare(a, b), and the
