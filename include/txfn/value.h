@@ -24,6 +24,11 @@
 // Thread safety: a Value is immutable after construction; arrays and objects
 // are shared between copies, so copying is cheap and copies may be read from
 // any thread concurrently.
+//
+// Recursion: Compare, the encoders and the destructor recurse once per level of
+// nesting. Decoders refuse values nested deeper than kMaxDecodeDepth, and
+// documents are limited to DocumentLimits::max_nesting_depth, so values from
+// outside are shallow; do not build values nested thousands deep by hand.
 #ifndef TXFN_VALUE_H_
 #define TXFN_VALUE_H_
 
@@ -100,13 +105,15 @@ class Value {
   // absent or not an object.
   const Value* FindPath(std::string_view dotted_path) const;
 
-  // The size this value counts for against size limits: its EncodeBinary size.
+  // The size this value counts for against size limits: its EncodeBinary size,
+  // computed without encoding or allocating.
   size_t ByteSize() const;
 
   // A short human-readable rendering (JSON), for logs and test failures.
   std::string DebugString() const;
 
-  // Total order, see the file comment. Returns <0, 0 or >0.
+  // Total order, see the file comment. Returns -1, 0 or 1. Compares the Values
+  // directly (no encoding); O(size of the common prefix).
   friend int Compare(const Value& a, const Value& b);
   friend bool operator==(const Value& a, const Value& b) { return Compare(a, b) == 0; }
   friend std::strong_ordering operator<=>(const Value& a, const Value& b) {
@@ -130,6 +137,10 @@ class Value {
   Rep rep_;
 };
 
+// The total order of Value (declared again at namespace scope so that the
+// qualified name txfn::Compare works, not only argument-dependent lookup).
+int Compare(const Value& a, const Value& b);
+
 // ---- Order-preserving key encoding -------------------------------------------
 //
 // memcmp(EncodeKey(a), EncodeKey(b)) has the sign of Compare(a, b), and the
@@ -138,10 +149,19 @@ class Value {
 // keys are such concatenations.
 std::string EncodeKey(const Value& v);
 void AppendKey(const Value& v, std::string* out);
+// The encoding is canonical: DecodeKey accepts exactly the strings EncodeKey
+// produces (so every NaN encodes as the one NaN, and decodes as it). Format in
+// lib/value_key.cc: a tag byte per type (0x10 null ... 0x80 object), int64 and
+// float64 as 8 order-mapped big-endian bytes, strings/bytes with 0x00 escaped
+// as 0x00 0xFF and ended by 0x00 0x00, arrays/objects ended by 0x00.
+// AppendKey appends to `*out` without temporaries (the index-maintenance path).
+//
 // Decodes exactly one key-encoded value that spans all of `key`.
-// InvalidArgument on malformed input. Never crashes.
+// InvalidArgument on malformed input (including nesting beyond
+// kMaxDecodeDepth). Never crashes.
 absl::StatusOr<Value> DecodeKey(std::string_view key);
-// Decodes one key-encoded value from the front of `*key` and advances it.
+// Decodes one key-encoded value from the front of `*key` and advances it past
+// that value; on error `*key` is left unchanged.
 absl::StatusOr<Value> DecodeKeyPrefix(std::string_view* key);
 
 // Every encoded key starts with a type tag byte >= 0x10, so single bytes below
@@ -153,7 +173,10 @@ inline constexpr char kKeyAbsentField = '\x01';
 //
 // The storage format of documents. Not order-preserving; smaller and faster
 // than the key encoding. DecodeBinary returns InvalidArgument on malformed
-// input (including nesting beyond kMaxDecodeDepth) and never crashes.
+// input (including nesting beyond kMaxDecodeDepth) and never crashes, and never
+// allocates more than a small multiple of the input size. Float bits (NaN
+// payloads, -0.0) are kept exactly. Canonical: DecodeBinary accepts exactly
+// the strings EncodeBinary produces. Format in lib/value_binary.cc.
 std::string EncodeBinary(const Value& v);
 absl::StatusOr<Value> DecodeBinary(std::string_view data);
 
@@ -163,11 +186,18 @@ absl::StatusOr<Value> DecodeBinary(std::string_view data);
 // (NaN and ±Infinity as {"$float64":"NaN"|"Infinity"|"-Infinity"}, -0.0 as -0.0);
 // int64 as {"$int64":"<decimal>"} so it round-trips exactly; bytes as
 // {"$bytes":"<base64>"}. Field names starting with '$' are reserved for these
-// tags, so the encoding is unambiguous. FromJson reads JSON numbers as float64.
+// tags, so the encoding is unambiguous. FromJson reads JSON numbers as float64
+// (out of range: ±Infinity, as JSON.parse), rejects '$' field names other
+// than one tag alone, duplicate field names, invalid UTF-8 and unpaired
+// surrogate escapes, with InvalidArgument. ToJson writes strings as UTF-8
+// (control characters escaped); a byte that is not valid UTF-8 is written as
+// U+FFFD, and a '$' field name is written as is: neither round-trips (field
+// names of valid documents never do either).
 std::string ToJson(const Value& v);
 absl::StatusOr<Value> FromJson(std::string_view json);
 
-// Deepest nesting any decoder accepts (arrays/objects within each other).
+// Deepest nesting any decoder accepts: at most this many arrays/objects within
+// each other (a tagged JSON scalar such as {"$int64":"1"} does not count).
 inline constexpr int kMaxDecodeDepth = 64;
 
 // ---- Documents -------------------------------------------------------------------
@@ -188,7 +218,8 @@ bool IsValidFieldName(std::string_view name, const DocumentLimits& limits = {});
 
 // Checks that `doc` is an object within `limits` whose user field names (at
 // every depth) are valid. Top-level system fields "_id" and "_creationTime"
-// are allowed. Returns InvalidArgument naming the offending path and limit.
+// are allowed. Returns InvalidArgument naming the offending path (such as
+// `author.tags[3]`) and the limit's field name (such as `max_array_length`).
 absl::Status ValidateDocument(const Value& doc, const DocumentLimits& limits = {});
 
 }  // namespace txfn
