@@ -15,6 +15,7 @@
 #include "txfn/conflict_set.h"
 
 #include <algorithm>
+#include <array>
 #include <cassert>
 #include <cstdint>
 #include <string_view>
@@ -240,21 +241,24 @@ void ConflictSet::PruneThrough(Timestamp ts) {
 
 Timestamp ConflictSet::RangeMax(const Bound& lo, const Bound* hi, Timestamp floor,
                                 bool stop_early) const {
-  Timestamp result = floor;
   // Find the topmost node inside [lo, hi): the two boundary paths fork there.
   uint32_t n = root_;
   while (true) {
-    if (n == kNil || nodes_[n].max <= result) return result;
+    if (n == kNil || nodes_[n].max <= floor) return floor;
     if (CompareNode(n, lo) < 0) {
       n = nodes_[n].right;
     } else if (hi != nullptr && CompareNode(n, *hi) >= 0) {
       n = nodes_[n].left;
     } else {
-      break;
+      return FromFork(n, lo, hi, floor, stop_early);
     }
   }
-  const Node& fork = nodes_[n];
-  result = std::max(result, fork.ts);
+}
+
+Timestamp ConflictSet::FromFork(uint32_t fork_index, const Bound& lo, const Bound* hi,
+                                Timestamp floor, bool stop_early) const {
+  const Node& fork = nodes_[fork_index];
+  Timestamp result = std::max(floor, fork.ts);
   if (stop_early && result > floor) return result;
   // Left boundary: every node >= lo on the path is inside, and so is its right subtree.
   for (uint32_t m = fork.left; m != kNil && nodes_[m].max > result;) {
@@ -285,29 +289,78 @@ Timestamp ConflictSet::RangeMax(const Bound& lo, const Bound* hi, Timestamp floo
   return result;
 }
 
-Timestamp ConflictSet::QueryRange(IndexId index, const KeyRange& range, Timestamp floor,
-                                  bool stop_early) const {
-  if (range.IsEmpty()) return floor;
-  const Bound lo{MakePrefix(index, range.start), range.start};
+bool ConflictSet::MakeBounds(IndexId index, const KeyRange& range, Bound& lo, Bound& hi,
+                             bool& bounded) {
+  if (range.IsEmpty()) return false;
+  lo = Bound{MakePrefix(index, range.start), range.start};
+  bounded = true;
   if (range.end.has_value()) {
-    const Bound hi{MakePrefix(index, *range.end), *range.end};
-    return RangeMax(lo, &hi, floor, stop_early);
+    hi = Bound{MakePrefix(index, *range.end), *range.end};
+  } else if (index != UINT32_MAX) {
+    // Unbounded above within the index: up to the first key of the next index.
+    hi = Bound{MakePrefix(index + 1, {}), {}};
+  } else {
+    bounded = false;  // the last index: unbounded above, period
   }
-  if (index == UINT32_MAX) return RangeMax(lo, nullptr, floor, stop_early);
-  // Unbounded above within the index: up to the first key of the next index.
-  const Bound hi{MakePrefix(index + 1, {}), {}};
-  return RangeMax(lo, &hi, floor, stop_early);
+  return true;
 }
 
 Timestamp ConflictSet::MaxWriteTimestamp(IndexId index, const KeyRange& range) const {
-  return QueryRange(index, range, /*floor=*/0, /*stop_early=*/false);
+  Bound lo{}, hi{};
+  bool bounded = false;
+  if (!MakeBounds(index, range, lo, hi, bounded)) return 0;
+  return RangeMax(lo, bounded ? &hi : nullptr, /*floor=*/0, /*stop_early=*/false);
 }
 
 bool ConflictSet::Conflicts(absl::Span<const ReadRange> reads, Timestamp after) const {
   assert(after >= horizon_ && "ConflictSet::Conflicts: begin ts below the horizon");
   if (SubtreeMax(root_) <= after) return false;
-  for (const ReadRange& read : reads) {
-    if (QueryRange(read.index, read.range, after, /*stop_early=*/true) > after) return true;
+  // Descend for up to kBatch ranges at once, one level per round, prefetching
+  // each next node: the misses of independent searches overlap instead of
+  // queueing behind each other (FoundationDB checks its ranges the same way).
+  constexpr size_t kBatch = 16;
+  struct Probe {
+    Bound lo;
+    Bound hi;
+    bool bounded;
+    uint32_t node;
+  };
+  std::array<Probe, kBatch> probes;
+  for (size_t begin = 0; begin < reads.size(); begin += kBatch) {
+    const size_t end = std::min(reads.size(), begin + kBatch);
+    size_t active = 0;
+    for (size_t i = begin; i < end; ++i) {
+      Probe& p = probes[active];
+      if (MakeBounds(reads[i].index, reads[i].range, p.lo, p.hi, p.bounded)) {
+        p.node = root_;
+        ++active;
+      }
+    }
+    while (active > 0) {
+      for (size_t i = 0; i < active;) {
+        Probe& p = probes[i];
+        const uint32_t n = p.node;
+        bool done = false;
+        if (n == kNil || nodes_[n].max <= after) {
+          done = true;  // nothing inside the range is newer than `after`
+        } else if (CompareNode(n, p.lo) < 0) {
+          p.node = nodes_[n].right;
+        } else if (p.bounded && CompareNode(n, p.hi) >= 0) {
+          p.node = nodes_[n].left;
+        } else {
+          if (FromFork(n, p.lo, p.bounded ? &p.hi : nullptr, after, /*stop_early=*/true) > after) {
+            return true;
+          }
+          done = true;
+        }
+        if (done) {
+          p = probes[--active];  // keep the active probes packed at the front
+        } else {
+          if (p.node != kNil) __builtin_prefetch(&nodes_[p.node]);
+          ++i;
+        }
+      }
+    }
   }
   return false;
 }

@@ -115,12 +115,16 @@ class ConflictSet {
   void Erase(uint32_t node);
   Timestamp SubtreeMax(uint32_t n) const { return n == kNil ? 0 : nodes_[n].max; }
   void Pull(uint32_t n);
+  // The composite bounds of (index, range); false if the range is empty.
+  // `bounded` false: no upper bound (the last index, unbounded end).
+  static bool MakeBounds(IndexId index, const KeyRange& range, Bound& lo, Bound& hi, bool& bounded);
   // max(floor, the max ts over nodes in [lo, hi)) (hi == nullptr: unbounded
-  // above). Skips subtrees whose max cannot raise the result; may return early
-  // with any value > floor once stop_early is set and it finds one.
+  // above). Skips subtrees whose max cannot raise the result; with stop_early
+  // it may return any value > floor as soon as it finds one.
   Timestamp RangeMax(const Bound& lo, const Bound* hi, Timestamp floor, bool stop_early) const;
-  Timestamp QueryRange(IndexId index, const KeyRange& range, Timestamp floor,
-                       bool stop_early) const;
+  // RangeMax's second half, from the topmost node inside [lo, hi).
+  Timestamp FromFork(uint32_t fork, const Bound& lo, const Bound* hi, Timestamp floor,
+                     bool stop_early) const;
   uint32_t NextPriority();
 
   std::vector<Node> nodes_;
