@@ -1,7 +1,7 @@
 // txfn/internal/mutex.h — the lock every txfn component uses.
 //
-// A thin wrapper over std::mutex / std::condition_variable carrying abseil's
-// thread-safety annotations, so clang's -Wthread-safety checks ABSL_GUARDED_BY
+// A thin wrapper over std::mutex / std::shared_mutex / std::condition_variable
+// carrying abseil's thread-safety annotations, so clang's -Wthread-safety checks ABSL_GUARDED_BY
 // and ABSL_EXCLUSIVE_LOCKS_REQUIRED at compile time.
 //
 // Why not absl::Mutex: Debian's libabsl is not built with ThreadSanitizer, so
@@ -17,14 +17,24 @@
 //     int n_ ABSL_GUARDED_BY(mu_) = 0;
 //   };
 //
-// Thread safety: Mutex and CondVar are safe to use from any thread; MutexLock
-// is a scoped object owned by one thread.
+// A SharedMutex lets readers share the lock while a writer holds it alone:
+//
+//   absl::StatusOr<int> Table::Get() {
+//     txfn::internal::ReaderMutexLock lock(&mu_);  // many readers at once
+//     return value_;
+//   }
+//   void Table::Set(int v) { txfn::internal::WriterMutexLock lock(&mu_); value_ = v; }
+//
+// Thread safety: Mutex, SharedMutex and CondVar are safe to use from any
+// thread; MutexLock, ReaderMutexLock and WriterMutexLock are scoped objects
+// owned by one thread.
 #ifndef TXFN_INTERNAL_MUTEX_H_
 #define TXFN_INTERNAL_MUTEX_H_
 
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <shared_mutex>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/time/time.h"
@@ -58,6 +68,55 @@ class ABSL_SCOPED_LOCKABLE MutexLock {
 
  private:
   Mutex* const mu_;
+};
+
+// A reader/writer lock over std::shared_mutex (pthread_rwlock, which TSan
+// intercepts). Not recursive; a reader may not upgrade to a writer.
+class ABSL_LOCKABLE SharedMutex {
+ public:
+  SharedMutex() = default;
+  SharedMutex(const SharedMutex&) = delete;
+  SharedMutex& operator=(const SharedMutex&) = delete;
+
+  void Lock() ABSL_EXCLUSIVE_LOCK_FUNCTION() { mu_.lock(); }
+  void Unlock() ABSL_UNLOCK_FUNCTION() { mu_.unlock(); }
+  void ReaderLock() ABSL_SHARED_LOCK_FUNCTION() { mu_.lock_shared(); }
+  void ReaderUnlock() ABSL_UNLOCK_FUNCTION() { mu_.unlock_shared(); }
+  // Document (to the analysis) that the caller holds the lock exclusively /
+  // at least shared. They check nothing at run time.
+  void AssertHeld() const ABSL_ASSERT_EXCLUSIVE_LOCK() {}
+  void AssertReaderHeld() const ABSL_ASSERT_SHARED_LOCK() {}
+
+ private:
+  std::shared_mutex mu_;
+};
+
+// Holds `mu` shared for the scope.
+class ABSL_SCOPED_LOCKABLE ReaderMutexLock {
+ public:
+  explicit ReaderMutexLock(SharedMutex* mu) ABSL_SHARED_LOCK_FUNCTION(mu) : mu_(mu) {
+    mu_->ReaderLock();
+  }
+  ~ReaderMutexLock() ABSL_UNLOCK_FUNCTION() { mu_->ReaderUnlock(); }
+  ReaderMutexLock(const ReaderMutexLock&) = delete;
+  ReaderMutexLock& operator=(const ReaderMutexLock&) = delete;
+
+ private:
+  SharedMutex* const mu_;
+};
+
+// Holds `mu` exclusively for the scope.
+class ABSL_SCOPED_LOCKABLE WriterMutexLock {
+ public:
+  explicit WriterMutexLock(SharedMutex* mu) ABSL_EXCLUSIVE_LOCK_FUNCTION(mu) : mu_(mu) {
+    mu_->Lock();
+  }
+  ~WriterMutexLock() ABSL_UNLOCK_FUNCTION() { mu_->Unlock(); }
+  WriterMutexLock(const WriterMutexLock&) = delete;
+  WriterMutexLock& operator=(const WriterMutexLock&) = delete;
+
+ private:
+  SharedMutex* const mu_;
 };
 
 // A condition variable bound to one Mutex. Waits are predicate loops, so a

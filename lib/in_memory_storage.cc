@@ -1,0 +1,309 @@
+// InMemoryStorage: see txfn/in_memory_storage.h.
+#include "txfn/in_memory_storage.h"
+
+#include <algorithm>
+#include <iterator>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/container/btree_map.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/container/inlined_vector.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/string_view.h"
+#include "fmt/core.h"
+#include "txfn/internal/mutex.h"
+#include "txfn/internal/status_macros.h"
+
+namespace txfn {
+namespace {
+
+struct Version {
+  Timestamp ts = 0;
+  std::optional<std::string> value;  // nullopt: a tombstone
+};
+// Ascending by ts; most keys have one version.
+using Versions = absl::InlinedVector<Version, 1>;
+using Index = absl::btree_map<std::string, Versions>;
+
+// Debian's abseil has its own string_view; its btree looks up only by that.
+absl::string_view AbslView(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+
+// The version of `versions` visible at `ts`, or nullptr.
+const Version* VisibleAt(const Versions& versions, Timestamp ts) {
+  if (versions.back().ts <= ts) return &versions.back();  // the common case: the newest
+  auto it = std::upper_bound(versions.begin(), versions.end(), ts,
+                             [](Timestamp t, const Version& v) { return t < v.ts; });
+  if (it == versions.begin()) return nullptr;
+  return &*std::prev(it);
+}
+
+// The checks of Write that need no stored state: tenant names, no duplicate
+// (index, key) within a commit.
+absl::Status ValidateCommitShape(const CommitRecord& commit) {
+  if (commit.tenant.empty()) {
+    return absl::InvalidArgumentError(
+        fmt::format("Storage::Write: commit at ts {} has an empty tenant name", commit.ts));
+  }
+  const auto& writes = commit.writes;
+  auto duplicate = [&](const IndexWrite& w) {
+    return absl::InvalidArgumentError(fmt::format(
+        "Storage::Write: commit of tenant '{}' at ts {} writes (index {}, key \"{}\") twice",
+        commit.tenant, commit.ts, w.index, absl::CHexEscape(w.key)));
+  };
+  if (writes.size() <= 8) {
+    for (size_t i = 0; i < writes.size(); ++i) {
+      for (size_t j = i + 1; j < writes.size(); ++j) {
+        if (writes[i].index == writes[j].index && writes[i].key == writes[j].key) {
+          return duplicate(writes[i]);
+        }
+      }
+    }
+    return absl::OkStatus();
+  }
+  absl::flat_hash_set<std::pair<IndexId, absl::string_view>> seen;
+  seen.reserve(writes.size());
+  for (const IndexWrite& w : writes) {
+    if (!seen.emplace(w.index, AbslView(w.key)).second) return duplicate(w);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+struct InMemoryStorage::TenantState {
+  internal::SharedMutex mu;
+  absl::flat_hash_map<IndexId, Index> indexes ABSL_GUARDED_BY(mu);
+  std::vector<CommitRecord> log ABSL_GUARDED_BY(mu);  // ascending ts
+  Timestamp max_ts ABSL_GUARDED_BY(mu) = 0;
+};
+
+// The commits of one tenant within a Write batch.
+struct InMemoryStorage::Group {
+  std::string_view tenant;
+  Timestamp first_ts = 0;  // of the tenant's first commit in the batch
+  Timestamp last_ts = 0;
+  TenantState* state = nullptr;
+};
+
+InMemoryStorage::InMemoryStorage() = default;
+InMemoryStorage::~InMemoryStorage() = default;
+
+absl::Status InMemoryStorage::Write(absl::Span<const CommitRecord> commits) {
+  if (commits.empty()) return absl::OkStatus();
+
+  // Stateless checks, and the batch grouped by tenant (sorted: the lock order).
+  absl::InlinedVector<Group, 2> groups;
+  for (const CommitRecord& commit : commits) {
+    TXFN_RETURN_IF_ERROR(ValidateCommitShape(commit));
+    auto it = std::lower_bound(groups.begin(), groups.end(), commit.tenant,
+                               [](const Group& g, std::string_view t) { return g.tenant < t; });
+    if (it == groups.end() || it->tenant != commit.tenant) {
+      groups.insert(it, Group{commit.tenant, commit.ts, commit.ts, nullptr});
+      continue;
+    }
+    if (commit.ts <= it->last_ts) {
+      return absl::InvalidArgumentError(
+          fmt::format("Storage::Write: timestamps of tenant '{}' are not strictly increasing "
+                      "within the batch: {} after {}",
+                      commit.tenant, commit.ts, it->last_ts));
+    }
+    it->last_ts = commit.ts;
+  }
+
+  {
+    internal::ReaderMutexLock lock(&mu_);
+    bool all_present = true;
+    for (Group& g : groups) {
+      auto it = tenants_.find(AbslView(g.tenant));
+      if (it == tenants_.end()) {
+        all_present = false;
+        break;
+      }
+      g.state = it->second.get();
+    }
+    if (all_present) return ApplyLocked(commits, absl::MakeSpan(groups));
+  }
+
+  // Some tenant is new: create it under the exclusive lock (so no
+  // DeleteTenant can interleave), and drop it again if the batch fails.
+  internal::WriterMutexLock lock(&mu_);
+  absl::InlinedVector<std::string_view, 2> created;
+  for (Group& g : groups) {
+    auto [it, inserted] = tenants_.try_emplace(AbslView(g.tenant));
+    if (inserted) {
+      it->second = std::make_unique<TenantState>();
+      created.push_back(g.tenant);
+    }
+    g.state = it->second.get();
+  }
+  absl::Status status = ApplyLocked(commits, absl::MakeSpan(groups));
+  if (!status.ok()) {
+    for (std::string_view tenant : created) tenants_.erase(AbslView(tenant));
+  }
+  return status;
+}
+
+absl::Status InMemoryStorage::ApplyLocked(absl::Span<const CommitRecord> commits,
+                                          absl::Span<Group> groups) {
+  // Locks every written tenant, in name order; the analysis cannot follow a
+  // loop of locks, hence the AssertHeld() calls below.
+  struct Locks {
+    absl::Span<Group> groups;
+    explicit Locks(absl::Span<Group> g) ABSL_NO_THREAD_SAFETY_ANALYSIS : groups(g) {
+      for (Group& group : groups) group.state->mu.Lock();
+    }
+    ~Locks() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      for (auto it = groups.rbegin(); it != groups.rend(); ++it) it->state->mu.Unlock();
+    }
+  } locks(groups);
+
+  for (const Group& g : groups) {
+    g.state->mu.AssertHeld();
+    if (g.first_ts <= g.state->max_ts) {
+      return absl::InvalidArgumentError(
+          fmt::format("Storage::Write: commit of tenant '{}' at ts {} is not after its newest "
+                      "committed timestamp {}",
+                      g.tenant, g.first_ts, g.state->max_ts));
+    }
+  }
+
+  // Everything is checked: apply. Nothing below fails (short of bad_alloc).
+  for (const CommitRecord& commit : commits) {
+    TenantState* state =
+        groups.size() == 1
+            ? groups[0].state
+            : std::lower_bound(groups.begin(), groups.end(), commit.tenant,
+                               [](const Group& g, std::string_view t) { return g.tenant < t; })
+                  ->state;
+    state->mu.AssertHeld();
+    Index* index = nullptr;
+    IndexId index_id = 0;
+    for (const IndexWrite& w : commit.writes) {
+      if (index == nullptr || w.index != index_id) {
+        index = &state->indexes[w.index];
+        index_id = w.index;
+      }
+      Versions& versions = (*index)[w.key];
+      versions.push_back(Version{commit.ts, w.value});
+    }
+    state->log.push_back(commit);
+    state->max_ts = commit.ts;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::optional<IndexEntry>> InMemoryStorage::Get(std::string_view tenant,
+                                                               IndexId index, std::string_view key,
+                                                               Timestamp ts) {
+  internal::ReaderMutexLock lock(&mu_);
+  auto tenant_it = tenants_.find(AbslView(tenant));
+  if (tenant_it == tenants_.end()) return std::nullopt;
+  TenantState& state = *tenant_it->second;
+  internal::ReaderMutexLock tenant_lock(&state.mu);
+  auto index_it = state.indexes.find(index);
+  if (index_it == state.indexes.end()) return std::nullopt;
+  auto key_it = index_it->second.find(AbslView(key));
+  if (key_it == index_it->second.end()) return std::nullopt;
+  const Version* version = VisibleAt(key_it->second, ts);
+  if (version == nullptr || !version->value.has_value()) return std::nullopt;
+  return IndexEntry{key_it->first, *version->value, version->ts};
+}
+
+absl::StatusOr<std::vector<IndexEntry>> InMemoryStorage::Scan(std::string_view tenant,
+                                                              IndexId index, const KeyRange& range,
+                                                              Timestamp ts, ScanOrder order,
+                                                              size_t limit) {
+  std::vector<IndexEntry> out;
+  if (range.IsEmpty()) return out;
+  internal::ReaderMutexLock lock(&mu_);
+  auto tenant_it = tenants_.find(AbslView(tenant));
+  if (tenant_it == tenants_.end()) return out;
+  TenantState& state = *tenant_it->second;
+  internal::ReaderMutexLock tenant_lock(&state.mu);
+  auto index_it = state.indexes.find(index);
+  if (index_it == state.indexes.end()) return out;
+  const Index& keys = index_it->second;
+
+  auto emit = [&](const Index::value_type& kv) {
+    const Version* version = VisibleAt(kv.second, ts);
+    if (version != nullptr && version->value.has_value()) {
+      out.push_back(IndexEntry{kv.first, *version->value, version->ts});
+    }
+    return limit == 0 || out.size() < limit;  // true: keep going
+  };
+  auto first = keys.lower_bound(AbslView(range.start));
+  auto last = range.end.has_value() ? keys.lower_bound(AbslView(*range.end)) : keys.end();
+  if (order == ScanOrder::kAscending) {
+    for (auto it = first; it != last; ++it) {
+      if (!emit(*it)) break;
+    }
+  } else {
+    for (auto it = last; it != first;) {
+      --it;
+      if (!emit(*it)) break;
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<CommitRecord>> InMemoryStorage::ReadLog(std::string_view tenant,
+                                                                   Timestamp after, size_t limit) {
+  std::vector<CommitRecord> out;
+  internal::ReaderMutexLock lock(&mu_);
+  auto tenant_it = tenants_.find(AbslView(tenant));
+  if (tenant_it == tenants_.end()) return out;
+  TenantState& state = *tenant_it->second;
+  internal::ReaderMutexLock tenant_lock(&state.mu);
+  auto first = std::upper_bound(state.log.begin(), state.log.end(), after,
+                                [](Timestamp t, const CommitRecord& c) { return t < c.ts; });
+  size_t n = static_cast<size_t>(state.log.end() - first);
+  if (limit != 0 && limit < n) n = limit;
+  out.assign(first, first + static_cast<std::ptrdiff_t>(n));
+  return out;
+}
+
+absl::StatusOr<Timestamp> InMemoryStorage::MaxCommittedTimestamp(std::string_view tenant) {
+  internal::ReaderMutexLock lock(&mu_);
+  auto tenant_it = tenants_.find(AbslView(tenant));
+  if (tenant_it == tenants_.end()) return Timestamp{0};
+  TenantState& state = *tenant_it->second;
+  internal::ReaderMutexLock tenant_lock(&state.mu);
+  return state.max_ts;
+}
+
+absl::StatusOr<std::vector<std::string>> InMemoryStorage::ListTenants() {
+  std::vector<std::string> out;
+  {
+    internal::ReaderMutexLock lock(&mu_);
+    out.reserve(tenants_.size());
+    // Write creates and, if the batch fails, drops a new tenant under the
+    // exclusive lock, so every tenant seen here has a commit; check anyway.
+    for (const auto& [name, state] : tenants_) {
+      internal::ReaderMutexLock tenant_lock(&state->mu);
+      if (state->max_ts != 0) out.push_back(name);
+    }
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+absl::Status InMemoryStorage::DeleteTenant(std::string_view tenant) {
+  std::unique_ptr<TenantState> doomed;
+  {
+    internal::WriterMutexLock lock(&mu_);
+    auto it = tenants_.find(AbslView(tenant));
+    if (it == tenants_.end()) return absl::OkStatus();
+    doomed = std::move(it->second);
+    tenants_.erase(it);
+  }
+  // Freed outside the lock: a large tenant takes a while.
+  return absl::OkStatus();
+}
+
+}  // namespace txfn
