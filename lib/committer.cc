@@ -5,9 +5,9 @@
 #include <map>
 #include <utility>
 
-#include "txfn/internal/strings.h"
 #include "absl/time/clock.h"
 #include "txfn/internal/status_macros.h"
+#include "txfn/internal/strings.h"
 
 namespace txfn {
 namespace {
@@ -29,8 +29,8 @@ absl::StatusOr<std::unique_ptr<Committer>> Committer::Open(std::shared_ptr<Stora
       new Committer(std::move(storage), std::move(tenant), std::move(options), std::move(latest)));
 }
 
-Committer::Committer(std::shared_ptr<Storage> storage, std::string tenant,
-                     CommitterOptions options, std::shared_ptr<const Snapshot> latest)
+Committer::Committer(std::shared_ptr<Storage> storage, std::string tenant, CommitterOptions options,
+                     std::shared_ptr<const Snapshot> latest)
     : storage_(std::move(storage)), tenant_(std::move(tenant)), options_(std::move(options)) {
   internal::MutexLock leader(&leader_mu_);
   last_ts_ = latest->ts();
@@ -62,9 +62,8 @@ absl::StatusOr<Timestamp> Committer::Commit(PreparedCommit commit) {
   queue_mu_.Lock();
   queue_.push_back(&pending);
   while (true) {
-    queue_cv_.Wait([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(queue_mu_) {
-      return pending.done || !leader_active_;
-    });
+    queue_cv_.Wait(
+        [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(queue_mu_) { return pending.done || !leader_active_; });
     if (pending.done) break;
     // Become the leader for the commits queued so far (ours among them,
     // unless more than a batch is ahead of us).
@@ -90,8 +89,8 @@ absl::StatusOr<Timestamp> Committer::Commit(PreparedCommit commit) {
 
 absl::Status Committer::Check(const PreparedCommit& commit) const {
   if (commit.tenant != tenant_) {
-    return absl::InvalidArgumentError(internal::StrCat("commit for tenant '", commit.tenant,
-                                                   "' sent to the committer of '", tenant_, "'"));
+    return absl::InvalidArgumentError(internal::StrCat(
+        "commit for tenant '", commit.tenant, "' sent to the committer of '", tenant_, "'"));
   }
   for (size_t i = 1; i < commit.writes.size(); ++i) {
     const IndexWrite& a = commit.writes[i - 1];
@@ -136,15 +135,16 @@ void Committer::ProcessBatch(const std::vector<Pending*>& batch) {
       continue;
     }
     if (history_.Conflicts(commit.reads, commit.begin_ts)) {
-      p->result = absl::AbortedError(internal::StrCat(
-          "OCC conflict: a write committed after timestamp ", commit.begin_ts,
-          " changed what the transaction read; retry it"));
+      p->result = absl::AbortedError(
+          internal::StrCat("OCC conflict: a write committed after timestamp ", commit.begin_ts,
+                           " changed what the transaction read; retry it"));
       ++delta.conflicts;
       continue;
     }
     // Metadata writes must leave decodable metadata (the next snapshot needs it).
-    bool writes_metadata = std::any_of(commit.writes.begin(), commit.writes.end(),
-                                       [](const IndexWrite& w) { return w.index == kMetadataIndex; });
+    bool writes_metadata =
+        std::any_of(commit.writes.begin(), commit.writes.end(),
+                    [](const IndexWrite& w) { return w.index == kMetadataIndex; });
     if (writes_metadata) {
       std::map<std::string, std::string> entries;
       absl::StatusOr<std::vector<IndexEntry>> current = storage_->Scan(
@@ -157,12 +157,18 @@ void Committer::ProcessBatch(const std::vector<Pending*>& batch) {
       for (const CommitRecord& r : records) {  // accepted earlier in this batch
         for (const IndexWrite& w : r.writes) {
           if (w.index != kMetadataIndex) continue;
-          if (w.value) entries[w.key] = *w.value; else entries.erase(w.key);
+          if (w.value)
+            entries[w.key] = *w.value;
+          else
+            entries.erase(w.key);
         }
       }
       for (const IndexWrite& w : commit.writes) {
         if (w.index != kMetadataIndex) continue;
-        if (w.value) entries[w.key] = *w.value; else entries.erase(w.key);
+        if (w.value)
+          entries[w.key] = *w.value;
+        else
+          entries.erase(w.key);
       }
       std::vector<IndexEntry> list;
       for (auto& [key, value] : entries) list.push_back({.key = key, .value = value});

@@ -4,8 +4,8 @@
 #include <algorithm>
 
 #include "absl/random/random.h"
-#include "txfn/internal/strings.h"
 #include "absl/time/clock.h"
+#include "txfn/internal/strings.h"
 
 namespace txfn {
 
@@ -30,7 +30,7 @@ absl::StatusOr<CommitOutcome> RunTransaction(Committer& committer,
     }
   }
   return absl::AbortedError(internal::StrCat("transaction gave up after ", retry.max_attempts,
-                                         " attempts: ", last.message()));
+                                             " attempts: ", last.message()));
 }
 
 }  // namespace txfn

@@ -8,9 +8,9 @@
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
-#include "txfn/internal/strings.h"
 #include "absl/strings/str_split.h"
 #include "txfn/internal/status_macros.h"
+#include "txfn/internal/strings.h"
 
 namespace txfn {
 namespace {
@@ -37,7 +37,7 @@ absl::StatusOr<FieldSpec> ParseFieldType(std::string_view table, std::string_vie
     }
   }
   return absl::InvalidArgumentError(internal::StrCat("schema: table '", table, "' field '", field,
-                                                 "': unknown type '", type.string(), "'"));
+                                                     "': unknown type '", type.string(), "'"));
 }
 
 absl::Status CheckIndexField(std::string_view table, std::string_view index,
@@ -45,8 +45,8 @@ absl::Status CheckIndexField(std::string_view table, std::string_view index,
   if (path == kCreationTimeField) return absl::OkStatus();
   for (absl::string_view part : absl::StrSplit(internal::ToAbsl(path), '.')) {
     if (!IsValidFieldName(internal::ToStd(part))) {
-      return absl::InvalidArgumentError(internal::StrCat("schema: table '", table, "' index '", index,
-                                                     "': invalid field path '", path, "'"));
+      return absl::InvalidArgumentError(internal::StrCat(
+          "schema: table '", table, "' index '", index, "': invalid field path '", path, "'"));
     }
   }
   return absl::OkStatus();
@@ -173,8 +173,9 @@ Value Schema::ToValue() const {
 }
 
 const TableSpec* Schema::FindTable(std::string_view table) const {
-  auto it = std::lower_bound(tables_.begin(), tables_.end(), table,
-                             [](const TableSpec& t, std::string_view name) { return t.name < name; });
+  auto it =
+      std::lower_bound(tables_.begin(), tables_.end(), table,
+                       [](const TableSpec& t, std::string_view name) { return t.name < name; });
   return it != tables_.end() && it->name == table ? &*it : nullptr;
 }
 
@@ -190,18 +191,18 @@ absl::Status Schema::ValidateDocument(std::string_view table, const Value& doc,
     const Value* v = doc.Find(field.name);
     if (v == nullptr) {
       if (field.optional) continue;
-      return absl::InvalidArgumentError(internal::StrCat("table '", table, "': missing required field '",
-                                                     field.name, "'"));
+      return absl::InvalidArgumentError(
+          internal::StrCat("table '", table, "': missing required field '", field.name, "'"));
     }
     if (field.type.has_value() && v->type() != *field.type) {
-      return absl::InvalidArgumentError(
-          internal::StrCat("table '", table, "': field '", field.name, "' must be ",
-                       ValueTypeName(*field.type), ", got ", ValueTypeName(v->type())));
+      return absl::InvalidArgumentError(internal::StrCat("table '", table, "': field '", field.name,
+                                                         "' must be ", ValueTypeName(*field.type),
+                                                         ", got ", ValueTypeName(v->type())));
     }
   }
   for (const auto& [name, v] : doc.object()) {
     if (name.starts_with('_')) continue;  // system fields are checked by the transaction
-    std::string_view field_name = name;  // clang 14 cannot capture a structured binding
+    std::string_view field_name = name;   // clang 14 cannot capture a structured binding
     bool declared = std::any_of(spec->fields->begin(), spec->fields->end(),
                                 [&](const FieldSpec& f) { return f.name == field_name; });
     if (!declared) {

@@ -4,8 +4,8 @@
 #include <string>
 #include <utility>
 
-#include "txfn/internal/strings.h"
 #include "txfn/internal/status_macros.h"
+#include "txfn/internal/strings.h"
 
 namespace txfn {
 namespace {
@@ -40,8 +40,8 @@ std::string MakeDocumentId(IndexId table, std::string_view random16) {
 
 absl::StatusOr<IndexId> DocumentIdTable(std::string_view id) {
   if (id.size() != kDocumentIdLength) {
-    return absl::InvalidArgumentError(
-        internal::StrCat("malformed document id '", id, "': expected ", kDocumentIdLength, " chars"));
+    return absl::InvalidArgumentError(internal::StrCat(
+        "malformed document id '", id, "': expected ", kDocumentIdLength, " chars"));
   }
   uint64_t table = 0;  // the first 32 bits: 6 digits and 2 bits of the 7th
   for (size_t i = 0; i < kDocumentIdLength; ++i) {
@@ -67,8 +67,9 @@ absl::StatusOr<std::shared_ptr<const Snapshot>> Snapshot::Load(std::shared_ptr<S
       std::vector<IndexEntry> entries,
       storage->Scan(tenant, kMetadataIndex, KeyRange::All(), ts, ScanOrder::kAscending, 0));
   TXFN_ASSIGN_OR_RETURN(TenantMetadata metadata, TenantMetadata::FromEntries(entries));
-  return std::make_shared<const Snapshot>(std::move(storage), std::move(tenant), ts,
-                                          std::make_shared<const TenantMetadata>(std::move(metadata)));
+  return std::make_shared<const Snapshot>(
+      std::move(storage), std::move(tenant), ts,
+      std::make_shared<const TenantMetadata>(std::move(metadata)));
 }
 
 absl::StatusOr<std::optional<Value>> Snapshot::GetDocument(std::string_view id) const {

@@ -5,8 +5,8 @@
 #include <utility>
 
 #include "absl/strings/numbers.h"
-#include "txfn/internal/strings.h"
 #include "txfn/internal/status_macros.h"
+#include "txfn/internal/strings.h"
 
 namespace txfn {
 namespace {
@@ -41,8 +41,8 @@ Value TableInfo::ToValue() const {
                          Value::FromObject({{"id", Value::Int64(index.id)},
                                             {"fields", Value::FromArray(std::move(fields))}}));
   }
-  return Value::FromObject({{"by_id", Value::Int64(by_id)},
-                            {"indexes", Value::FromObject(std::move(index_values))}});
+  return Value::FromObject(
+      {{"by_id", Value::Int64(by_id)}, {"indexes", Value::FromObject(std::move(index_values))}});
 }
 
 absl::StatusOr<TableInfo> TableInfo::FromValue(std::string name, const Value& value) {

@@ -8,8 +8,8 @@
 #include <utility>
 
 #include "absl/strings/numbers.h"
-#include "txfn/internal/strings.h"
 #include "txfn/internal/status_macros.h"
+#include "txfn/internal/strings.h"
 
 namespace txfn {
 namespace {
@@ -171,9 +171,8 @@ absl::StatusOr<Transaction::MergedScan> Transaction::ScanMerged(IndexId index,
     if (take_own) {
       if (s < stored.size() && stored[s].key == own[o].first) ++s;  // replaced or deleted
       if (own[o].second->has_value()) {
-        out.entries.push_back({.key = std::string(own[o].first),
-                               .value = **own[o].second,
-                               .ts = 0});
+        out.entries.push_back(
+            {.key = std::string(own[o].first), .value = **own[o].second, .ts = 0});
       }
       ++o;
     } else {
@@ -227,8 +226,8 @@ absl::StatusOr<QueryPage> Transaction::Query(const IndexQuery& query) {
     size_t bounded = query.eq.size() + (query.lower || query.upper ? 1 : 0);
     if (bounded > index->fields.size()) {
       return absl::InvalidArgumentError(internal::StrCat("index '", query.index, "' has ",
-                                                     index->fields.size(), " fields; the range names ",
-                                                     bounded));
+                                                         index->fields.size(),
+                                                         " fields; the range names ", bounded));
     }
     index_id = index->id;
     std::string prefix;
@@ -300,8 +299,10 @@ absl::StatusOr<QueryPage> Transaction::Query(const IndexQuery& query) {
 
 absl::Status Transaction::ValidateUserFields(std::string_view table, const Value& doc) const {
   if (!doc.is_object()) {
-    return absl::InvalidArgumentError(internal::StrCat("table '", table, "': a document must be an "
-                                                   "object, got ", ValueTypeName(doc.type())));
+    return absl::InvalidArgumentError(internal::StrCat("table '", table,
+                                                       "': a document must be an "
+                                                       "object, got ",
+                                                       ValueTypeName(doc.type())));
   }
   for (const auto& [name, value] : doc.object()) {
     if (name.starts_with('_')) {
@@ -314,7 +315,8 @@ absl::Status Transaction::ValidateUserFields(std::string_view table, const Value
 
 absl::StatusOr<Value> Transaction::ReadExisting(std::string_view id, const TableInfo** table) {
   TXFN_ASSIGN_OR_RETURN(std::optional<Value> doc, ReadDocument(id, table));
-  if (!doc.has_value()) return absl::NotFoundError(internal::StrCat("document ", id, " does not exist"));
+  if (!doc.has_value())
+    return absl::NotFoundError(internal::StrCat("document ", id, " does not exist"));
   return *std::move(doc);
 }
 
@@ -353,8 +355,7 @@ absl::StatusOr<std::string> Transaction::Insert(std::string_view table, Value do
     return absl::NotFoundError(internal::StrCat("table '", table, "' does not exist"));
   }
   TXFN_RETURN_IF_ERROR(ValidateUserFields(table, doc));
-  TXFN_RETURN_IF_ERROR(
-      metadata_->schema().ValidateDocument(table, doc, options_.limits.document));
+  TXFN_RETURN_IF_ERROR(metadata_->schema().ValidateDocument(table, doc, options_.limits.document));
   std::string id = NewId(info->by_id);
   Value::Object fields = doc.object();
   fields.emplace(kIdField, Value::String(id));
@@ -425,7 +426,8 @@ absl::Status Transaction::PutModule(std::string_view path, std::string_view sour
 }
 
 absl::Status Transaction::DeleteModule(std::string_view path) {
-  TXFN_RETURN_IF_ERROR(WriteMetadata(internal::StrCat(metadata_keys::kModulePrefix, path), std::nullopt));
+  TXFN_RETURN_IF_ERROR(
+      WriteMetadata(internal::StrCat(metadata_keys::kModulePrefix, path), std::nullopt));
   return ReloadMetadata();
 }
 
@@ -476,9 +478,8 @@ absl::Status Transaction::DeploySchemaWrites(const Schema& schema) {
       TXFN_ASSIGN_OR_RETURN(Value doc, DecodeBinary(entry.value));
       absl::Status fits = schema.ValidateDocument(info.name, doc, options_.limits.document);
       if (!fits.ok()) {
-        return absl::InvalidArgumentError(internal::StrCat("existing document ", entry.key,
-                                                       " does not fit the new schema: ",
-                                                       fits.message()));
+        return absl::InvalidArgumentError(internal::StrCat(
+            "existing document ", entry.key, " does not fit the new schema: ", fits.message()));
       }
       for (const IndexInfo* index : fill) {
         overlay_[index->id][SecondaryIndexKey(index->fields, doc, entry.key)] = entry.key;

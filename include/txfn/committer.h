@@ -62,12 +62,12 @@ struct CommitterOptions {
 };
 
 struct CommitterStats {
-  uint64_t commits = 0;        // accepted and persisted commits with writes
-  uint64_t read_only = 0;      // commits without writes (no timestamp assigned)
-  uint64_t conflicts = 0;      // Aborted
-  uint64_t too_old = 0;        // FailedPrecondition: began before the window
+  uint64_t commits = 0;           // accepted and persisted commits with writes
+  uint64_t read_only = 0;         // commits without writes (no timestamp assigned)
+  uint64_t conflicts = 0;         // Aborted
+  uint64_t too_old = 0;           // FailedPrecondition: began before the window
   uint64_t storage_failures = 0;  // batches whose Storage::Write failed
-  uint64_t batches = 0;        // Storage::Write calls
+  uint64_t batches = 0;           // Storage::Write calls
 };
 
 class Committer {

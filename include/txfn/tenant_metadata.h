@@ -33,9 +33,9 @@ inline constexpr IndexId kMetadataIndex = 0;
 
 // Keys within kMetadataIndex.
 namespace metadata_keys {
-inline constexpr std::string_view kSchema = "schema";      // EncodeBinary(Schema::ToValue())
-inline constexpr std::string_view kState = "state";        // "enabled" | "disabled"
-inline constexpr std::string_view kNextId = "next_id";     // decimal; next IndexId to hand out
+inline constexpr std::string_view kSchema = "schema";         // EncodeBinary(Schema::ToValue())
+inline constexpr std::string_view kState = "state";           // "enabled" | "disabled"
+inline constexpr std::string_view kNextId = "next_id";        // decimal; next IndexId to hand out
 inline constexpr std::string_view kModulePrefix = "module/";  // + path -> source
 inline constexpr std::string_view kTablePrefix = "table/";    // + name -> EncodeBinary(TableInfo)
 }  // namespace metadata_keys

@@ -1,0 +1,418 @@
+// Schema, document ids, Snapshot and Transaction (reads, writes, read sets, limits, deploys).
+#include "txfn/transaction.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "txfn/committer.h"
+#include "txfn/in_memory_storage.h"
+#include "txfn/schema.h"
+#include "txfn/snapshot.h"
+#include "txn_test_util.h"
+
+namespace txfn {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using namespace testing_util;  // NOLINT(google-build-using-namespace)
+
+std::vector<std::string> Bodies(const QueryPage& page) {
+  std::vector<std::string> out;
+  for (const Value& doc : page.documents) out.push_back(doc.Find("body")->string());
+  return out;
+}
+
+// ---- Schema ------------------------------------------------------------------------
+
+TEST(SchemaTest, ParsesTablesFieldsAndIndexes) {
+  Schema schema = TestSchema();
+  const TableSpec* messages = schema.FindTable("messages");
+  ASSERT_NE(messages, nullptr);
+  ASSERT_TRUE(messages->fields.has_value());
+  EXPECT_EQ(messages->fields->size(), 3u);
+  ASSERT_NE(messages->FindIndex("by_channel"), nullptr);
+  EXPECT_THAT(messages->FindIndex("by_channel")->fields, ElementsAre("channel", "likes"));
+  EXPECT_FALSE(schema.FindTable("notes")->fields.has_value());
+  EXPECT_EQ(schema.FindTable("nope"), nullptr);
+}
+
+TEST(SchemaTest, RoundTripsThroughValue) {
+  Schema schema = TestSchema();
+  auto again = Schema::FromValue(schema.ToValue());
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(*again, schema);
+}
+
+TEST(SchemaTest, RejectsMalformedSchemasNamingTheProblem) {
+  struct Case {
+    const char* json;
+    const char* message;
+  };
+  for (const Case& c : std::vector<Case>{
+           {R"({"tables": {"t": {"fields": {"a": "strnig"}}}})", "unknown type 'strnig'"},
+           {R"({"tables": {"t": {"indexes": {"by_id": ["a"]}}}})", "invalid index name 'by_id'"},
+           {R"({"tables": {"t": {"indexes": {"i": []}}}})", "non-empty field list"},
+           {R"({"tables": {"t": {"indexes": {"i": ["$bad"]}}}})", "invalid field path '$bad'"},
+           {R"({"tables": {"t": {"colour": 1}}})", "unknown key 'colour'"},
+           {R"({"tables": {"_t": {}}})", "invalid table name '_t'"},
+           {R"({"tablez": {}})", "unknown key 'tablez'"},
+           {R"([1])", "must be an object"},
+           {R"({"tables": )", "schema: "},
+       }) {
+    auto schema = Schema::FromJson(c.json);
+    ASSERT_FALSE(schema.ok()) << c.json;
+    EXPECT_EQ(schema.status().code(), absl::StatusCode::kInvalidArgument) << c.json;
+    EXPECT_THAT(std::string(schema.status().message()), HasSubstr(c.message)) << c.json;
+  }
+}
+
+TEST(SchemaTest, ValidatesDocuments) {
+  Schema schema = TestSchema();
+  EXPECT_TRUE(
+      schema.ValidateDocument("messages", Obj({{"channel", Str("a")}, {"body", Str("b")}})).ok());
+  auto missing = schema.ValidateDocument("messages", Obj({{"channel", Str("a")}}));
+  EXPECT_THAT(std::string(missing.message()), HasSubstr("missing required field 'body'"));
+  auto wrong = schema.ValidateDocument("messages", Obj({{"channel", I64(1)}, {"body", Str("b")}}));
+  EXPECT_THAT(std::string(wrong.message()), HasSubstr("'channel' must be string, got int64"));
+  auto extra = schema.ValidateDocument(
+      "messages", Obj({{"channel", Str("a")}, {"body", Str("b")}, {"x", I64(1)}}));
+  EXPECT_THAT(std::string(extra.message()), HasSubstr("'x' is not in the schema"));
+  EXPECT_EQ(schema.ValidateDocument("ghosts", Obj({})).code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(schema.ValidateDocument("notes", Obj({{"anything", I64(1)}})).ok());
+}
+
+// ---- Document ids --------------------------------------------------------------------
+
+TEST(DocumentIdTest, NamesItsTableAndRejectsMalformedIds) {
+  std::string random(16, '\xab');
+  for (IndexId table : {IndexId{1}, IndexId{77}, IndexId{0xFFFFFFFF}}) {
+    std::string id = MakeDocumentId(table, random);
+    EXPECT_EQ(id.size(), kDocumentIdLength);
+    auto decoded = DocumentIdTable(id);
+    ASSERT_TRUE(decoded.ok());
+    EXPECT_EQ(*decoded, table);
+  }
+  EXPECT_FALSE(DocumentIdTable("short").ok());
+  std::string bad = MakeDocumentId(1, random);
+  bad[5] = 'U';  // not in the alphabet
+  EXPECT_EQ(DocumentIdTable(bad).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// ---- Transactions ------------------------------------------------------------------
+
+class TransactionTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    storage_ = std::make_shared<InMemoryStorage>();
+    committer_ = OpenWithSchema(storage_, {.clock = clock_.AsFunction()});
+  }
+
+  Transaction Begin(TransactionOptions options = {}) {
+    return Transaction(committer_->Latest(), std::move(options));
+  }
+
+  // Inserts messages in one committed transaction; returns their ids.
+  std::vector<std::string> InsertMessages(
+      const std::vector<std::tuple<std::string, std::string, int64_t>>& rows) {
+    Transaction txn = Begin();
+    std::vector<std::string> ids;
+    for (const auto& [channel, body, likes] : rows) {
+      auto id = txn.Insert(
+          "messages", Obj({{"channel", Str(channel)}, {"body", Str(body)}, {"likes", I64(likes)}}));
+      EXPECT_TRUE(id.ok()) << id.status();
+      ids.push_back(*id);
+    }
+    EXPECT_TRUE(committer_->Commit(txn.Prepare()).ok());
+    return ids;
+  }
+
+  FakeClock clock_;
+  std::shared_ptr<InMemoryStorage> storage_;
+  std::unique_ptr<Committer> committer_;
+};
+
+TEST_F(TransactionTest, InsertAddsSystemFieldsAndIsVisibleToItselfAndLaterSnapshots) {
+  Transaction txn = Begin();
+  TXFN_ASSERT_OK_AND_ASSIGN(std::string id, txn.Insert("notes", Obj({{"text", Str("hello")}})));
+  TXFN_ASSERT_OK_AND_ASSIGN(std::optional<Value> own, txn.Get(id));
+  ASSERT_TRUE(own.has_value());
+  EXPECT_EQ(own->Find("_id")->string(), id);
+  EXPECT_TRUE(own->Find("_creationTime")->is_float64());
+  EXPECT_EQ(DocumentIdTable(id).value(),
+            committer_->Latest()->metadata().FindTable("notes")->by_id);
+
+  // Not visible to others before the commit.
+  Transaction other = Begin();
+  EXPECT_FALSE(other.Get(id).value().has_value());
+
+  ASSERT_TRUE(committer_->Commit(txn.Prepare()).ok());
+  Transaction later = Begin();
+  TXFN_ASSERT_OK_AND_ASSIGN(std::optional<Value> seen, later.Get(id));
+  ASSERT_TRUE(seen.has_value());
+  EXPECT_EQ(*seen, *own);
+  EXPECT_EQ(committer_->Latest()->GetDocument(id).value(), own);
+}
+
+TEST_F(TransactionTest, IdsAreDistinctAndDeterministicWithASeed) {
+  auto ids = [&](std::optional<uint64_t> seed) {
+    Transaction txn = Begin({.id_seed = seed});
+    std::vector<std::string> out;
+    for (int i = 0; i < 3; ++i) out.push_back(txn.Insert("notes", Obj({})).value());
+    return out;
+  };
+  EXPECT_EQ(ids(42), ids(42));
+  EXPECT_NE(ids(42), ids(43));
+  std::vector<std::string> random = ids(std::nullopt);
+  EXPECT_NE(random, ids(std::nullopt));
+  EXPECT_NE(random[0], random[1]);
+}
+
+TEST_F(TransactionTest, WritesAreValidatedAndAFailedWriteChangesNothing) {
+  Transaction txn = Begin();
+  EXPECT_EQ(txn.Insert("ghosts", Obj({})).status().code(), absl::StatusCode::kNotFound);
+  auto system = txn.Insert("notes", Obj({{"_id", Str("x")}}));
+  EXPECT_THAT(std::string(system.status().message()), HasSubstr("'_id' is reserved"));
+  auto scalar = txn.Insert("notes", I64(3));
+  EXPECT_THAT(std::string(scalar.status().message()), HasSubstr("must be an object"));
+  auto typed = txn.Insert("accounts", Obj({{"owner", Str("a")}, {"balance", Str("lots")}}));
+  EXPECT_EQ(typed.status().code(), absl::StatusCode::kInvalidArgument);
+  auto field = txn.Insert("notes", Obj({{"bad-name", I64(1)}}));
+  EXPECT_EQ(field.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_FALSE(txn.has_writes());
+  EXPECT_TRUE(txn.Prepare().writes.empty());
+}
+
+TEST_F(TransactionTest, PatchReplaceDeleteAndMissingDocuments) {
+  std::string id = InsertMessages({{"a", "first", 1}})[0];
+  Transaction txn = Begin();
+  ASSERT_TRUE(txn.Patch(id, Obj({{"body", Str("patched")}})).ok());
+  EXPECT_EQ(txn.Get(id).value()->Find("body")->string(), "patched");
+  EXPECT_EQ(txn.Get(id).value()->Find("channel")->string(), "a");
+  EXPECT_EQ(txn.Patch(id, Obj({{"likes", Str("many")}})).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(txn.Get(id).value()->Find("likes")->int64(), 1);  // the failed patch left nothing
+
+  ASSERT_TRUE(txn.Replace(id, Obj({{"channel", Str("b")}, {"body", Str("new")}})).ok());
+  Value replaced = *txn.Get(id).value();
+  EXPECT_EQ(replaced.Find("likes"), nullptr);
+  EXPECT_EQ(replaced.Find("_id")->string(), id);
+  EXPECT_NE(replaced.Find("_creationTime"), nullptr);
+
+  ASSERT_TRUE(txn.Delete(id).ok());
+  EXPECT_FALSE(txn.Get(id).value().has_value());
+  EXPECT_EQ(txn.Delete(id).code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(txn.Patch(id, Obj({})).code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(committer_->Commit(txn.Prepare()).ok());
+  EXPECT_FALSE(Begin().Get(id).value().has_value());
+  // Its index entry went with it.
+  EXPECT_TRUE(
+      Begin().Query({.table = "messages", .index = "by_channel"}).value().documents.empty());
+}
+
+TEST_F(TransactionTest, IndexRangesInBothOrdersWithBoundsAndLimits) {
+  InsertMessages({{"a", "a1", 1}, {"a", "a2", 2}, {"a", "a3", 3}, {"b", "b1", 1}, {"a", "a5", 5}});
+  Transaction txn = Begin();
+  auto query = [&](IndexQuery q) { return Bodies(txn.Query(q).value()); };
+  IndexQuery base{.table = "messages", .index = "by_channel", .eq = {Str("a")}};
+  EXPECT_THAT(query(base), ElementsAre("a1", "a2", "a3", "a5"));
+  IndexQuery desc = base;
+  desc.order = ScanOrder::kDescending;
+  EXPECT_THAT(query(desc), ElementsAre("a5", "a3", "a2", "a1"));
+  IndexQuery gt = base;
+  gt.lower = IndexBound{I64(2), false};
+  EXPECT_THAT(query(gt), ElementsAre("a3", "a5"));
+  IndexQuery gte_lte = base;
+  gte_lte.lower = IndexBound{I64(2), true};
+  gte_lte.upper = IndexBound{I64(3), true};
+  EXPECT_THAT(query(gte_lte), ElementsAre("a2", "a3"));
+  IndexQuery lt_desc = base;
+  lt_desc.upper = IndexBound{I64(3), false};
+  lt_desc.order = ScanOrder::kDescending;
+  lt_desc.limit = 1;
+  EXPECT_THAT(query(lt_desc), ElementsAre("a2"));
+  IndexQuery empty = base;
+  empty.lower = IndexBound{I64(4), false};
+  empty.upper = IndexBound{I64(4), false};
+  EXPECT_THAT(query(empty), ElementsAre());
+  EXPECT_THAT(query({.table = "messages", .index = "by_channel", .limit = 2}),
+              ElementsAre("a1", "a2"));
+  EXPECT_EQ(query({.table = "messages"}).size(), 5u);  // by_id: the whole table
+
+  EXPECT_EQ(txn.Query({.table = "messages", .index = "nope"}).status().code(),
+            absl::StatusCode::kNotFound);
+  auto too_many =
+      txn.Query({.table = "messages", .index = "by_channel", .eq = {Str("a"), I64(1), I64(2)}});
+  EXPECT_EQ(too_many.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(txn.Query({.table = "messages", .eq = {Str("x")}}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(TransactionTest, RangeScansSeeTheTransactionsOwnWrites) {
+  std::vector<std::string> ids = InsertMessages({{"a", "a1", 1}, {"a", "a2", 2}, {"a", "a3", 3}});
+  Transaction txn = Begin();
+  ASSERT_TRUE(
+      txn.Insert("messages", Obj({{"channel", Str("a")}, {"body", Str("own0")}, {"likes", I64(0)}}))
+          .ok());
+  ASSERT_TRUE(txn.Delete(ids[1]).ok());
+  ASSERT_TRUE(txn.Patch(ids[0], Obj({{"likes", I64(9)}})).ok());  // moves a1 to the end
+  IndexQuery q{.table = "messages", .index = "by_channel", .eq = {Str("a")}};
+  EXPECT_THAT(Bodies(txn.Query(q).value()), ElementsAre("own0", "a3", "a1"));
+  q.limit = 2;
+  EXPECT_THAT(Bodies(txn.Query(q).value()), ElementsAre("own0", "a3"));
+  q.order = ScanOrder::kDescending;
+  EXPECT_THAT(Bodies(txn.Query(q).value()), ElementsAre("a1", "a3"));
+}
+
+TEST_F(TransactionTest, PaginationWithCursorsIsStableUnderConcurrentInserts) {
+  InsertMessages({{"a", "a1", 10}, {"a", "a2", 20}, {"a", "a3", 30}, {"a", "a4", 40}});
+  IndexQuery q{.table = "messages", .index = "by_channel", .eq = {Str("a")}, .limit = 2};
+  QueryPage first = Begin().Query(q).value();
+  EXPECT_THAT(Bodies(first), ElementsAre("a1", "a2"));
+  EXPECT_FALSE(first.done);
+  // Inserted before the cursor and after it.
+  InsertMessages({{"a", "a0", 0}, {"a", "a25", 25}});
+  q.cursor = first.cursor;
+  QueryPage second = Begin().Query(q).value();
+  EXPECT_THAT(Bodies(second), ElementsAre("a25", "a3"));
+  q.cursor = second.cursor;
+  QueryPage third = Begin().Query(q).value();
+  EXPECT_THAT(Bodies(third), ElementsAre("a4"));
+  EXPECT_TRUE(third.done);
+}
+
+TEST_F(TransactionTest, ReadSetRecordsPointReadsAndOnlyTheCoveredPartOfALimitedRange) {
+  std::vector<std::string> ids = InsertMessages({{"a", "a1", 1}, {"a", "a2", 2}, {"a", "a3", 3}});
+  const TableInfo* messages = committer_->Latest()->metadata().FindTable("messages");
+  IndexId by_channel = messages->FindIndex("by_channel")->id;
+  Transaction txn = Begin();
+  ASSERT_TRUE(txn.Get(ids[0]).ok());
+  ASSERT_EQ(txn.read_set().size(), 1u);
+  EXPECT_EQ(txn.read_set()[0].index, messages->by_id);
+  EXPECT_EQ(txn.read_set()[0].range, KeyRange::Point(ids[0]));
+
+  ASSERT_TRUE(
+      txn.Query({.table = "messages", .index = "by_channel", .eq = {Str("a")}, .limit = 2}).ok());
+  ASSERT_EQ(txn.read_set().size(), 2u);
+  const ReadRange& range = txn.read_set()[1];
+  EXPECT_EQ(range.index, by_channel);
+  Value a2 = *committer_->Latest()->GetDocument(ids[1]).value();
+  Value a3 = *committer_->Latest()->GetDocument(ids[2]).value();
+  EXPECT_TRUE(range.range.Contains(SecondaryIndexKey({"channel", "likes"}, a2, ids[1])));
+  EXPECT_FALSE(range.range.Contains(SecondaryIndexKey({"channel", "likes"}, a3, ids[2])));
+  EXPECT_EQ(txn.stats().documents_read, 3u);
+
+  // A query's commit carries its reads but no metadata read; a writer's does.
+  EXPECT_EQ(txn.Prepare().reads.size(), 2u);
+  ASSERT_TRUE(txn.Insert("notes", Obj({})).ok());
+  PreparedCommit commit = txn.Prepare();
+  ASSERT_EQ(commit.reads.size(), 3u);
+  EXPECT_EQ(commit.reads.back().index, kMetadataIndex);
+}
+
+TEST_F(TransactionTest, LimitsAreResourceExhaustedNamingTheLimit) {
+  std::vector<std::string> ids = InsertMessages({{"a", "1", 1}, {"a", "2", 2}, {"a", "3", 3}});
+  auto expect_limit = [](const absl::Status& s, const char* name) {
+    EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
+    EXPECT_THAT(std::string(s.message()), HasSubstr(name));
+  };
+  Transaction reads = Begin({.limits = {.max_documents_read = 2}});
+  expect_limit(reads.Query({.table = "messages"}).status(), "documents read");
+  Transaction bytes = Begin({.limits = {.max_bytes_read = 10}});
+  expect_limit(bytes.Get(ids[0]).status(), "bytes read");
+  Transaction ranges = Begin({.limits = {.max_read_ranges = 2}});
+  ASSERT_TRUE(ranges.Get(ids[0]).ok());
+  ASSERT_TRUE(ranges.Get(ids[1]).ok());
+  expect_limit(ranges.Get(ids[2]).status(), "index ranges read");
+  Transaction writes = Begin({.limits = {.max_documents_written = 2}});
+  ASSERT_TRUE(writes.Insert("notes", Obj({})).ok());
+  ASSERT_TRUE(writes.Insert("notes", Obj({})).ok());
+  expect_limit(writes.Insert("notes", Obj({})).status(), "documents written");
+  Transaction written_bytes = Begin({.limits = {.max_bytes_written = 100}});
+  expect_limit(written_bytes.Insert("notes", Obj({{"big", Str(std::string(200, 'x'))}})).status(),
+               "bytes written");
+  EXPECT_FALSE(written_bytes.has_writes());
+  Transaction doc_size = Begin({.limits = {.document = {.max_size_bytes = 64}}});
+  EXPECT_EQ(doc_size.Insert("notes", Obj({{"big", Str(std::string(100, 'x'))}})).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(TransactionTest, ReadOnlyTransactionsCannotWrite) {
+  Transaction query = Begin({.read_only = true});
+  auto insert = query.Insert("notes", Obj({}));
+  EXPECT_EQ(insert.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(insert.status().message()), HasSubstr("cannot write"));
+  EXPECT_EQ(query.SetEnabled(false).code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(TransactionTest, DeployBackfillsNewIndexesAndKeepsOldIds) {
+  InsertMessages({{"a", "x", 2}, {"b", "y", 1}});
+  const TenantMetadata& before = committer_->Latest()->metadata();
+  Schema schema = TestSchema();
+  Value v = schema.ToValue();
+  Value::Object tables = v.Find("tables")->object();
+  Value::Object messages = tables.at("messages").object();
+  Value::Object indexes = messages.at("indexes").object();
+  indexes.emplace("by_likes", Value::FromArray({Str("likes")}));
+  messages.insert_or_assign("indexes", Value::FromObject(indexes));
+  tables.insert_or_assign("messages", Value::FromObject(messages));
+  Schema with_index = Schema::FromValue(Obj({{"tables", Value::FromObject(tables)}})).value();
+
+  Transaction deploy = Begin();
+  ASSERT_TRUE(deploy.DeploySchema(with_index).ok());
+  ASSERT_TRUE(committer_->Commit(deploy.Prepare()).ok());
+  const TenantMetadata& after = committer_->Latest()->metadata();
+  EXPECT_EQ(after.FindTable("messages")->by_id, before.FindTable("messages")->by_id);
+  EXPECT_EQ(after.FindTable("messages")->FindIndex("by_channel")->id,
+            before.FindTable("messages")->FindIndex("by_channel")->id);
+  EXPECT_EQ(after.schema(), with_index);
+  EXPECT_THAT(Bodies(Begin().Query({.table = "messages", .index = "by_likes"}).value()),
+              ElementsAre("y", "x"));
+}
+
+TEST_F(TransactionTest, DeployRefusesSchemasExistingDocumentsDoNotFit) {
+  InsertMessages({{"a", "x", 2}});
+  auto strict = Schema::FromJson(R"({"tables": {
+      "accounts": {}, "notes": {},
+      "messages": {"fields": {"channel": "string", "body": "int64", "likes": "int64?"}}}})");
+  ASSERT_TRUE(strict.ok());
+  Transaction deploy = Begin();
+  absl::Status s = deploy.DeploySchema(*strict);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("does not fit the new schema"));
+  EXPECT_FALSE(deploy.has_writes());
+
+  auto dropped = Schema::FromJson(R"({"tables": {"accounts": {}, "notes": {}}})");
+  s = deploy.DeploySchema(*dropped);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("cannot drop table 'messages'"));
+  EXPECT_FALSE(deploy.has_writes());
+}
+
+TEST_F(TransactionTest, ModulesAndStateLiveInMetadata) {
+  Transaction txn = Begin();
+  ASSERT_TRUE(txn.PutModule("chat.js", "export const x = 1;").ok());
+  ASSERT_TRUE(txn.SetEnabled(false).ok());
+  EXPECT_FALSE(txn.metadata().enabled());
+  ASSERT_TRUE(committer_->Commit(txn.Prepare()).ok());
+  auto snapshot = committer_->Latest();
+  EXPECT_FALSE(snapshot->metadata().enabled());
+  EXPECT_EQ(snapshot->metadata().modules().at("chat.js"), "export const x = 1;");
+  // A fresh load from storage decodes the same metadata.
+  auto loaded = Snapshot::Load(storage_, "t", snapshot->ts());
+  ASSERT_TRUE(loaded.ok());
+  EXPECT_EQ((*loaded)->metadata().modules(), snapshot->metadata().modules());
+  EXPECT_EQ((*loaded)->metadata().tables(), snapshot->metadata().tables());
+  Transaction remove = Begin();
+  ASSERT_TRUE(remove.DeleteModule("chat.js").ok());
+  ASSERT_TRUE(remove.SetEnabled(true).ok());
+  ASSERT_TRUE(committer_->Commit(remove.Prepare()).ok());
+  EXPECT_TRUE(committer_->Latest()->metadata().modules().empty());
+  EXPECT_TRUE(committer_->Latest()->metadata().enabled());
+}
+
+}  // namespace
+}  // namespace txfn
