@@ -12,6 +12,7 @@
 //            in ascending name order: varint(name length) + name + value
 // The encoding is canonical: varints are minimal, names strictly ascending,
 // unused nibbles zero; DecodeBinary accepts exactly the outputs of EncodeBinary.
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <string_view>
@@ -185,7 +186,9 @@ class BinaryDecoder {
         if (!ReadLength(nibble, /*min_item_bytes=*/1, &n)) return Error("bad array length");
         if (depth >= kMaxDecodeDepth) return Error("nested too deep");
         Value::Array elements;
-        elements.reserve(n);
+        // n <= remaining bytes, but nested arrays could each claim that much
+        // before failing: reserve a bounded amount and let real elements grow it.
+        elements.reserve(std::min<size_t>(n, 1024));
         for (size_t i = 0; i < n; ++i) {
           absl::StatusOr<Value> e = Decode(depth + 1);
           if (!e.ok()) return e.status();

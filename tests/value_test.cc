@@ -599,6 +599,23 @@ TEST(ValueBinaryTest, RejectsMalformedInput) {
   }
 }
 
+TEST(ValueBinaryTest, HostileNestedCountsFailWithoutHugeAllocations) {
+  // 60 nested arrays each claiming 500,000 elements, then junk: every claim
+  // fits the remaining input, so only bounded reservations keep this small.
+  std::string wire;
+  for (int i = 0; i < 60; ++i) {
+    wire.push_back('\xf6');
+    uint64_t extra = 500000 - 15;
+    while (extra >= 0x80) {
+      wire.push_back(static_cast<char>((extra & 0x7F) | 0x80));
+      extra >>= 7;
+    }
+    wire.push_back(static_cast<char>(extra));
+  }
+  wire.append(600000, '\x08');
+  EXPECT_FALSE(DecodeBinary(wire).ok());
+}
+
 TEST(ValueBinaryTest, DepthLimit) {
   EXPECT_TRUE(DecodeBinary(EncodeBinary(Nest(I(1), kMaxDecodeDepth))).ok());
   EXPECT_FALSE(DecodeBinary(EncodeBinary(Nest(I(1), kMaxDecodeDepth + 1))).ok());
