@@ -16,7 +16,6 @@
 TXFN_INSTANTIATE_STORAGE_CONFORMANCE(
     InMemory, [] { return std::make_unique<txfn::InMemoryStorage>(); },
     [](std::unique_ptr<txfn::Storage> old) { return old; });
-});
 
 namespace txfn {
 namespace {
