@@ -1,8 +1,9 @@
-# txfn_library(NAME EXPORT_NAME SOURCES ... PUBLIC_LIBS ... PRIVATE_LIBS ...)
+# txfn_library(NAME EXPORT_NAME SOURCES ... PUBLIC_LIBS ... PRIVATE_LIBS ... [NO_INSTALL])
 # Defines txfn_<NAME> with alias txfn::<EXPORT_NAME>, includes include/, and
-# registers it for installation.
+# registers it for installation unless NO_INSTALL (a library only usable from a
+# source tree, e.g. txfn::testing, which depends on the host's googletest).
 function(txfn_library name)
-  cmake_parse_arguments(L "INTERFACE" "EXPORT_NAME" "SOURCES;PUBLIC_LIBS;PRIVATE_LIBS" ${ARGN})
+  cmake_parse_arguments(L "INTERFACE;NO_INSTALL" "EXPORT_NAME" "SOURCES;PUBLIC_LIBS;PRIVATE_LIBS" ${ARGN})
   if(NOT L_EXPORT_NAME)
     set(L_EXPORT_NAME ${name})
   endif()
@@ -23,5 +24,7 @@ function(txfn_library name)
   endif()
   set_target_properties(${target} PROPERTIES EXPORT_NAME ${L_EXPORT_NAME})
   add_library(txfn::${L_EXPORT_NAME} ALIAS ${target})
-  set_property(GLOBAL APPEND PROPERTY TXFN_INSTALLED_TARGETS ${target})
+  if(NOT L_NO_INSTALL)
+    set_property(GLOBAL APPEND PROPERTY TXFN_INSTALLED_TARGETS ${target})
+  endif()
 endfunction()
