@@ -202,4 +202,3 @@ BENCHMARK(BM_ValueToJson);
 }  // namespace
 }  // namespace txfn
 
-BENCHMARK_MAIN();
