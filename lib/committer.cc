@@ -109,6 +109,7 @@ void Committer::ProcessBatch(const std::vector<Pending*>& batch) {
   std::vector<Pending*> accepted;
   std::vector<CommitRecord> records;
   CommitterStats delta;
+  ConflictSet batch_writes;
   SlideWindow(options_.clock());
 
   for (Pending* p : batch) {
@@ -134,7 +135,10 @@ void Committer::ProcessBatch(const std::vector<Pending*>& batch) {
       ++delta.too_old;
       continue;
     }
-    if (history_.Conflicts(commit.reads, commit.begin_ts)) {
+    // Conflicts with the history, or with a commit accepted earlier in this
+    // batch (in `batch_writes` until the batch is durable).
+    if (history_.Conflicts(commit.reads, commit.begin_ts) ||
+        batch_writes.Conflicts(commit.reads, commit.begin_ts)) {
       p->result = absl::AbortedError(
           internal::StrCat("OCC conflict: a write committed after timestamp ", commit.begin_ts,
                            " changed what the transaction read; retry it"));
@@ -181,10 +185,7 @@ void Committer::ProcessBatch(const std::vector<Pending*>& batch) {
     }
     Timestamp ts = std::max(options_.clock(), last_ts_ + 1);
     last_ts_ = ts;
-    // Recorded before the write is durable: if the write fails, these only
-    // cause spurious (safe) conflicts until they leave the window.
-    for (const IndexWrite& w : commit.writes) history_.Add(w.index, w.key, ts);
-    window_.push_back(ts);
+    for (const IndexWrite& w : commit.writes) batch_writes.Add(w.index, w.key, ts);
     records.push_back({.tenant = tenant_, .ts = ts, .writes = std::move(commit.writes)});
     accepted.push_back(p);
   }
@@ -193,6 +194,12 @@ void Committer::ProcessBatch(const std::vector<Pending*>& batch) {
     ++delta.batches;
     absl::Status written = storage_->Write(records);
     if (written.ok()) {
+      // Only durable commits enter the history: a failed batch must not make
+      // later transactions conflict with writes that never happened.
+      for (const CommitRecord& record : records) {
+        for (const IndexWrite& w : record.writes) history_.Add(w.index, w.key, record.ts);
+        window_.push_back(record.ts);
+      }
       for (size_t i = 0; i < accepted.size(); ++i) accepted[i]->result = records[i].ts;
       delta.commits += accepted.size();
       Publish(std::make_shared<const Snapshot>(storage_, tenant_, records.back().ts, metadata));

@@ -1,0 +1,349 @@
+// The OCC committer: conflicts (phantoms, write skew), the window, group
+// commit, storage faults, reopening, and the retry helper.
+#include "txfn/committer.h"
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "txfn/in_memory_storage.h"
+#include "txfn/internal/status_macros.h"
+#include "txfn/retry.h"
+#include "txfn/testing/fault_injecting_storage.h"
+#include "txn_test_util.h"
+
+namespace txfn {
+namespace {
+
+using ::testing::HasSubstr;
+using ::txfn::testing::FaultInjectingStorage;
+using ::txfn::testing::StorageMethod;
+using namespace testing_util;  // NOLINT(google-build-using-namespace)
+
+class CommitterTest : public ::testing::Test {
+ protected:
+  void SetUp() override { Open({}); }
+
+  void Open(CommitterOptions options) {
+    base_ = std::make_shared<InMemoryStorage>();
+    storage_ = std::make_shared<FaultInjectingStorage>(base_);
+    options.clock = clock_.AsFunction();
+    committer_ = OpenWithSchema(storage_, std::move(options));
+  }
+
+  Transaction Begin() { return Transaction(committer_->Latest()); }
+
+  std::string InsertAccount(const std::string& owner, int64_t balance) {
+    Transaction txn = Begin();
+    std::string id =
+        txn.Insert("accounts", Obj({{"owner", Str(owner)}, {"balance", I64(balance)}})).value();
+    EXPECT_TRUE(committer_->Commit(txn.Prepare()).ok());
+    return id;
+  }
+
+  int64_t Balance(Transaction& txn, const std::string& id) {
+    return txn.Get(id).value()->Find("balance")->int64();
+  }
+
+  FakeClock clock_;
+  std::shared_ptr<InMemoryStorage> base_;
+  std::shared_ptr<FaultInjectingStorage> storage_;
+  std::unique_ptr<Committer> committer_;
+};
+
+TEST_F(CommitterTest, CommitsGetIncreasingTimestampsAndPublishSnapshots) {
+  Timestamp before = committer_->Latest()->ts();
+  Transaction a = Begin();
+  ASSERT_TRUE(a.Insert("notes", Obj({})).ok());
+  TXFN_ASSERT_OK_AND_ASSIGN(Timestamp ts_a, committer_->Commit(a.Prepare()));
+  EXPECT_GT(ts_a, before);
+  EXPECT_EQ(committer_->Latest()->ts(), ts_a);
+  Transaction b = Begin();
+  ASSERT_TRUE(b.Insert("notes", Obj({})).ok());
+  TXFN_ASSERT_OK_AND_ASSIGN(Timestamp ts_b, committer_->Commit(b.Prepare()));
+  EXPECT_GT(ts_b, ts_a);
+  EXPECT_EQ(base_->MaxCommittedTimestamp("t").value(), ts_b);
+}
+
+TEST_F(CommitterTest, ReadOnlyCommitsSerialiseAtTheirBeginTimestamp) {
+  std::string id = InsertAccount("ann", 10);
+  Transaction query = Begin();
+  ASSERT_TRUE(query.Get(id).ok());
+  InsertAccount("bob", 5);  // would conflict with nothing the query read anyway
+  TXFN_ASSERT_OK_AND_ASSIGN(Timestamp ts, committer_->Commit(query.Prepare()));
+  EXPECT_EQ(ts, query.begin_ts());
+  EXPECT_EQ(committer_->stats().read_only, 1u);
+}
+
+TEST_F(CommitterTest, ConcurrentReadModifyWritesOfOneDocumentConflict) {
+  std::string id = InsertAccount("ann", 10);
+  Transaction a = Begin();
+  Transaction b = Begin();
+  ASSERT_TRUE(a.Patch(id, Obj({{"balance", I64(Balance(a, id) + 1)}})).ok());
+  ASSERT_TRUE(b.Patch(id, Obj({{"balance", I64(Balance(b, id) + 2)}})).ok());
+  ASSERT_TRUE(committer_->Commit(a.Prepare()).ok());
+  auto second = committer_->Commit(b.Prepare());
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kAborted);
+  EXPECT_THAT(std::string(second.status().message()), HasSubstr("OCC conflict"));
+  Transaction check = Begin();
+  EXPECT_EQ(Balance(check, id), 11);
+  EXPECT_EQ(committer_->stats().conflicts, 1u);
+}
+
+TEST_F(CommitterTest, PhantomAnEmptyRangeReadConflictsWithALaterInsertIntoIt) {
+  Transaction reader = Begin();
+  IndexQuery q{.table = "messages", .index = "by_channel", .eq = {Str("x")}};
+  ASSERT_TRUE(reader.Query(q).value().documents.empty());
+  ASSERT_TRUE(reader.Insert("notes", Obj({{"saw", I64(0)}})).ok());
+
+  Transaction other_channel = Begin();
+  ASSERT_TRUE(
+      other_channel.Insert("messages", Obj({{"channel", Str("y")}, {"body", Str("b")}})).ok());
+  ASSERT_TRUE(committer_->Commit(other_channel.Prepare()).ok());
+  Transaction reader_ok = Begin();
+  ASSERT_TRUE(reader_ok.Query(q).ok());
+  ASSERT_TRUE(reader_ok.Insert("notes", Obj({})).ok());
+
+  Transaction writer = Begin();
+  ASSERT_TRUE(writer.Insert("messages", Obj({{"channel", Str("x")}, {"body", Str("b")}})).ok());
+  ASSERT_TRUE(committer_->Commit(writer.Prepare()).ok());
+
+  EXPECT_EQ(committer_->Commit(reader.Prepare()).status().code(), absl::StatusCode::kAborted);
+  // Began after the insert into "y" but before the insert into "x": conflicts too.
+  EXPECT_EQ(committer_->Commit(reader_ok.Prepare()).status().code(), absl::StatusCode::kAborted);
+}
+
+TEST_F(CommitterTest, AnInsertOutsideTheCoveredPartOfALimitedRangeDoesNotConflict) {
+  Transaction setup = Begin();
+  for (int64_t likes : {10, 20, 30}) {
+    ASSERT_TRUE(setup
+                    .Insert("messages",
+                            Obj({{"channel", Str("a")}, {"body", Str("m")}, {"likes", I64(likes)}}))
+                    .ok());
+  }
+  ASSERT_TRUE(committer_->Commit(setup.Prepare()).ok());
+  auto insert_likes = [&](int64_t likes) {
+    Transaction txn = Begin();
+    EXPECT_TRUE(txn.Insert("messages",
+                           Obj({{"channel", Str("a")}, {"body", Str("n")}, {"likes", I64(likes)}}))
+                    .ok());
+    return committer_->Commit(txn.Prepare());
+  };
+  auto reader = [&] {
+    Transaction txn = Begin();
+    EXPECT_EQ(txn.Query({.table = "messages", .index = "by_channel", .eq = {Str("a")}, .limit = 2})
+                  .value()
+                  .documents.size(),
+              2u);
+    EXPECT_TRUE(txn.Insert("notes", Obj({})).ok());
+    return txn;
+  };
+  Transaction past_limit = reader();
+  ASSERT_TRUE(insert_likes(25).ok());  // after the 2nd result: outside what was read
+  EXPECT_TRUE(committer_->Commit(past_limit.Prepare()).ok());
+  Transaction within = reader();
+  ASSERT_TRUE(insert_likes(15).ok());  // between the 1st and 2nd result
+  EXPECT_EQ(committer_->Commit(within.Prepare()).status().code(), absl::StatusCode::kAborted);
+}
+
+// Two doctors are on call; each may go off call if the other is still on.
+// Under snapshot isolation both would leave; under serialisability one aborts.
+TEST_F(CommitterTest, WriteSkewIsPrevented) {
+  std::string alice = InsertAccount("alice", 1);  // balance 1 = on call
+  std::string bob = InsertAccount("bob", 1);
+  auto go_off_call = [&](Transaction& txn, const std::string& me, const std::string& other) {
+    if (Balance(txn, me) + Balance(txn, other) >= 2) {
+      ASSERT_TRUE(txn.Patch(me, Obj({{"balance", I64(0)}})).ok());
+    }
+  };
+  Transaction a = Begin();
+  Transaction b = Begin();
+  go_off_call(a, alice, bob);
+  go_off_call(b, bob, alice);
+  ASSERT_TRUE(committer_->Commit(a.Prepare()).ok());
+  EXPECT_EQ(committer_->Commit(b.Prepare()).status().code(), absl::StatusCode::kAborted);
+  Transaction check = Begin();
+  EXPECT_EQ(Balance(check, alice) + Balance(check, bob), 1);
+}
+
+TEST_F(CommitterTest, AConcurrentDeployConflictsWithWriters) {
+  Transaction writer = Begin();
+  ASSERT_TRUE(writer.Insert("notes", Obj({})).ok());
+  Transaction deploy = Begin();
+  ASSERT_TRUE(deploy.PutModule("m.js", "export {}").ok());
+  ASSERT_TRUE(committer_->Commit(deploy.Prepare()).ok());
+  EXPECT_EQ(committer_->Commit(writer.Prepare()).status().code(), absl::StatusCode::kAborted);
+}
+
+TEST_F(CommitterTest, ABeginTimestampOlderThanTheWindowIsFailedPreconditionNotAborted) {
+  Open({.conflict_window = absl::Milliseconds(1)});
+  Transaction old = Begin();
+  ASSERT_TRUE(old.Insert("notes", Obj({})).ok());
+  Transaction other = Begin();
+  ASSERT_TRUE(other.Insert("notes", Obj({})).ok());
+  ASSERT_TRUE(committer_->Commit(other.Prepare()).ok());
+  clock_.Advance(10'000'000);  // 10 ms: the commit above leaves the window
+  Transaction fresh = Begin();
+  ASSERT_TRUE(fresh.Insert("notes", Obj({})).ok());
+  ASSERT_TRUE(committer_->Commit(fresh.Prepare()).ok());
+  auto result = committer_->Commit(old.Prepare());
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(result.status().message()), HasSubstr("before the conflict window"));
+  EXPECT_EQ(committer_->stats().too_old, 1u);
+}
+
+TEST_F(CommitterTest, TheWindowAlsoHoldsAtMostMaxWindowCommits) {
+  Open({.max_window_commits = 2});
+  Transaction old = Begin();
+  ASSERT_TRUE(old.Insert("notes", Obj({})).ok());
+  for (int i = 0; i < 4; ++i) {
+    Transaction txn = Begin();
+    ASSERT_TRUE(txn.Insert("notes", Obj({})).ok());
+    ASSERT_TRUE(committer_->Commit(txn.Prepare()).ok());
+  }
+  EXPECT_EQ(committer_->Commit(old.Prepare()).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(CommitterTest, RejectsMalformedCommits) {
+  Transaction txn = Begin();
+  ASSERT_TRUE(txn.Insert("notes", Obj({})).ok());
+  PreparedCommit other_tenant = txn.Prepare();
+  other_tenant.tenant = "u";
+  EXPECT_EQ(committer_->Commit(other_tenant).status().code(), absl::StatusCode::kInvalidArgument);
+  PreparedCommit future = txn.Prepare();
+  future.begin_ts = committer_->Latest()->ts() + 1'000'000;
+  EXPECT_EQ(committer_->Commit(future).status().code(), absl::StatusCode::kInvalidArgument);
+  PreparedCommit twice = txn.Prepare();
+  twice.writes.push_back(twice.writes.back());
+  EXPECT_EQ(committer_->Commit(twice).status().code(), absl::StatusCode::kInvalidArgument);
+  PreparedCommit bad_metadata = txn.Prepare();
+  bad_metadata.writes.insert(bad_metadata.writes.begin(),
+                             {.index = kMetadataIndex, .key = "bogus", .value = "x"});
+  EXPECT_EQ(committer_->Commit(bad_metadata).status().code(), absl::StatusCode::kInvalidArgument);
+  // None of them changed anything; the real one still commits.
+  EXPECT_TRUE(committer_->Commit(txn.Prepare()).ok());
+}
+
+TEST_F(CommitterTest, AStorageFailurePublishesNothingAndLaterCommitsWork) {
+  std::string id = InsertAccount("ann", 10);
+  std::shared_ptr<const Snapshot> before = committer_->Latest();
+  Transaction txn = Begin();
+  ASSERT_TRUE(txn.Patch(id, Obj({{"balance", I64(99)}})).ok());
+  storage_->FailNext(StorageMethod::kWrite, 1);
+  auto failed = committer_->Commit(txn.Prepare());
+  EXPECT_EQ(failed.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(committer_->Latest(), before);
+  EXPECT_EQ(committer_->stats().storage_failures, 1u);
+  Transaction retry = Begin();
+  EXPECT_EQ(Balance(retry, id), 10);
+  ASSERT_TRUE(retry.Patch(id, Obj({{"balance", I64(11)}})).ok());
+  ASSERT_TRUE(committer_->Commit(retry.Prepare()).ok());
+  Transaction check = Begin();
+  EXPECT_EQ(Balance(check, id), 11);
+}
+
+TEST_F(CommitterTest, ConcurrentCommitsAreGroupedIntoBatches) {
+  storage_->SetDelay(StorageMethod::kWrite, absl::Milliseconds(20));
+  constexpr int kThreads = 8;
+  std::vector<std::thread> threads;
+  std::atomic<int> ok{0};
+  for (int i = 0; i < kThreads; ++i) {
+    threads.emplace_back([&] {
+      Transaction txn = Begin();
+      if (txn.Insert("notes", Obj({})).ok() && committer_->Commit(txn.Prepare()).ok()) ++ok;
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(ok.load(), kThreads);
+  CommitterStats stats = committer_->stats();
+  EXPECT_EQ(stats.commits, kThreads + 1u);  // + the schema deploy
+  // While the first write sleeps, the others queue and share a batch.
+  EXPECT_LT(stats.batches, stats.commits);
+  Transaction all = Begin();
+  EXPECT_EQ(all.Query({.table = "notes"}).value().documents.size(), size_t{kThreads});
+}
+
+TEST_F(CommitterTest, ReopeningTheStorageRestoresDataAndMetadata) {
+  std::string id = InsertAccount("ann", 10);
+  Timestamp last = committer_->Latest()->ts();
+  committer_.reset();
+  auto reopened = Committer::Open(storage_, "t", {.clock = clock_.AsFunction()});
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  EXPECT_EQ((*reopened)->Latest()->ts(), last);
+  EXPECT_NE((*reopened)->Latest()->metadata().FindTable("accounts"), nullptr);
+  Transaction txn((*reopened)->Latest());
+  EXPECT_EQ(Balance(txn, id), 10);
+  ASSERT_TRUE(txn.Patch(id, Obj({{"balance", I64(12)}})).ok());
+  TXFN_ASSERT_OK_AND_ASSIGN(Timestamp ts, (*reopened)->Commit(txn.Prepare()));
+  EXPECT_GT(ts, last);
+}
+
+TEST_F(CommitterTest, OpenFailsCleanlyWhenStorageFails) {
+  storage_->FailNext(StorageMethod::kMaxCommittedTimestamp, 1);
+  EXPECT_EQ(Committer::Open(storage_, "t").status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(Committer::Open(storage_, "").status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(CommitterTest, RunTransactionRetriesConflictsAndReportsAttempts) {
+  std::string id = InsertAccount("counter", 0);
+  constexpr int kThreads = 4, kIncrements = 25;
+  std::atomic<int> retried{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < kIncrements; ++i) {
+        auto outcome =
+            RunTransaction(*committer_,
+                           [&](Transaction& txn) -> absl::Status {
+                             TXFN_ASSIGN_OR_RETURN(std::optional<Value> doc, txn.Get(id));
+                             int64_t n = doc->Find("balance")->int64();
+                             return txn.Patch(id, Obj({{"balance", I64(n + 1)}}));
+                           },
+                           {.max_attempts = 1000, .initial_backoff = absl::Microseconds(10)});
+        ASSERT_TRUE(outcome.ok()) << outcome.status();
+        if (outcome->attempts > 1) ++retried;
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  Transaction check = Begin();
+  EXPECT_EQ(Balance(check, id), kThreads * kIncrements);
+  // Every retried run was preceded by at least one conflict.
+  EXPECT_GE(committer_->stats().conflicts, static_cast<uint64_t>(retried.load()));
+}
+
+TEST_F(CommitterTest, RunTransactionGivesUpAfterMaxAttemptsAndPassesBodyErrorsThrough) {
+  std::string id = InsertAccount("ann", 1);
+  int runs = 0;
+  auto always_conflicts = [&](Transaction& txn) -> absl::Status {
+    ++runs;
+    TXFN_RETURN_IF_ERROR(txn.Get(id).status());
+    // Someone else changes what we read before we commit.
+    Transaction other = Begin();
+    TXFN_RETURN_IF_ERROR(other.Patch(id, Obj({{"balance", I64(runs)}})));
+    TXFN_RETURN_IF_ERROR(committer_->Commit(other.Prepare()).status());
+    return txn.Insert("notes", Obj({})).status();
+  };
+  auto outcome = RunTransaction(*committer_, always_conflicts,
+                                {.max_attempts = 3, .initial_backoff = absl::Microseconds(1)});
+  EXPECT_EQ(outcome.status().code(), absl::StatusCode::kAborted);
+  EXPECT_THAT(std::string(outcome.status().message()), HasSubstr("gave up after 3 attempts"));
+  EXPECT_EQ(runs, 3);
+
+  auto failing = RunTransaction(
+      *committer_, [](Transaction&) { return absl::InvalidArgumentError("bad input"); });
+  EXPECT_EQ(failing.status().code(), absl::StatusCode::kInvalidArgument);
+
+  auto first_try = RunTransaction(
+      *committer_, [](Transaction& txn) { return txn.Insert("notes", Obj({})).status(); });
+  ASSERT_TRUE(first_try.ok());
+  EXPECT_EQ(first_try->attempts, 1);
+}
+
+}  // namespace
+}  // namespace txfn
