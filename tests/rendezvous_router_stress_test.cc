@@ -30,9 +30,9 @@ struct Slot {
 using Router = RendezvousRouter<Slot*>;
 
 constexpr int kWorkers = 4;
-constexpr int kOpsPerWorker = 40000;
+constexpr int kOpsPerWorker = 200000;
 constexpr int kNodeIds = 6;
-constexpr int kMaxReAdds = 20000;
+constexpr int kMaxReAdds = 200000;
 
 TEST(RendezvousRouterStressTest, CapNeverExceededUnderChurn) {
   // Every Slot the mutator may ever use, allocated up front and owned here, so

@@ -157,6 +157,24 @@ TEST(RendezvousRouterTest, EqualWeightFastPathAgreesWithWeightedFormula) {
   }
 }
 
+TEST(RendezvousRouterTest, PickAndAcquireAgreeWithRank) {
+  // Pick and Acquire find the first choice with a pruned scan; Rank sorts
+  // every node. They must agree, including for extreme weight ratios.
+  const std::vector<std::vector<double>> cases = {
+      {1, 1, 1, 1, 1, 1, 1, 1}, {1, 2, 3, 4, 5, 6, 7, 8}, {1e-3, 1, 1e3, 1, 5, 0.5, 1e-6, 2}};
+  for (const auto& weights : cases) {
+    Router router;
+    for (size_t i = 0; i < weights.size(); ++i) {
+      ASSERT_TRUE(router.AddNode(NodeId(i), static_cast<int>(i), weights[i]).ok());
+    }
+    for (const std::string& key : Keys(20000)) {
+      const int first = router.Rank(key, 1).front();
+      ASSERT_EQ(router.Pick(key), first) << key;
+      ASSERT_EQ(router.Acquire(key)->node(), first) << key;
+    }
+  }
+}
+
 TEST(RendezvousRouterTest, RankClampsK) {
   Router router;
   EXPECT_THAT(router.Rank("t", 3), IsEmpty());

@@ -55,7 +55,10 @@
 #ifndef TXFN_RENDEZVOUS_ROUTER_H_
 #define TXFN_RENDEZVOUS_ROUTER_H_
 
+#include <sched.h>
+
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cmath>
 #include <cstddef>
@@ -64,6 +67,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -185,7 +189,10 @@ class RendezvousRouter {
     std::shared_ptr<NodeState> state_;
   };
 
-  RendezvousRouter() : table_(std::make_shared<const Table>()) {}
+  RendezvousRouter() {
+    internal::MutexLock writer(&write_mu_);
+    Publish(std::make_shared<const Table>());
+  }
   RendezvousRouter(const RendezvousRouter&) = delete;
   RendezvousRouter& operator=(const RendezvousRouter&) = delete;
 
@@ -206,7 +213,7 @@ class RendezvousRouter {
           absl::StrCat("router node '", id, "': max_in_flight must be >= 1, got ", max_in_flight));
     }
     internal::MutexLock writer(&write_mu_);
-    std::shared_ptr<const Table> old = Snapshot();
+    std::shared_ptr<const Table> old = current_;
     for (const auto& s : old->states) {
       if (s->id == id) return absl::AlreadyExistsError(absl::StrCat("router node '", id, "'"));
     }
@@ -222,7 +229,7 @@ class RendezvousRouter {
   // detached) counter. Errors: NotFound if absent. Cost: O(n).
   [[nodiscard]] absl::Status RemoveNode(std::string_view id) {
     internal::MutexLock writer(&write_mu_);
-    std::shared_ptr<const Table> old = Snapshot();
+    std::shared_ptr<const Table> old = current_;
     auto next = std::make_shared<Table>();  // equal_weights recomputed by Append
     next->Reserve(old->size());
     bool found = false;
@@ -365,6 +372,11 @@ class RendezvousRouter {
       double best_w = RendezvousHash::WeightedScore(best_raw, weights[0]);
       for (size_t i = 1; i < n; ++i) {
         const uint64_t raw = RendezvousHash::Score(key_hash, hashes[i]);
+        // -ln(h) >= 1 - h, so weight / (1 - h) bounds the weighted score from
+        // above: most nodes are ruled out without a logarithm. The margin
+        // covers rounding in both computations.
+        const double one_minus_h = (static_cast<double>((~raw) >> 11) + 0.5) * 0x1p-53;
+        if (weights[i] < best_w * one_minus_h * (1 - 0x1p-30)) continue;
         const double w = RendezvousHash::WeightedScore(raw, weights[i]);
         if (w > best_w ||
             (w == best_w && (raw > best_raw || (raw == best_raw && IdBefore(i, best))))) {
@@ -424,21 +436,48 @@ class RendezvousRouter {
     return Lease(std::shared_ptr<NodeState>(std::move(table), state));
   }
 
+  // Readers fetch the current Table from one of kShards slots, picked by the
+  // CPU they run on, so concurrent readers on different cores touch different
+  // cache lines: each slot has its own lock and its own shared_ptr control
+  // block (an aliasing pointer over a per-slot holder), hence its own
+  // refcount. Writers update every slot.
+  static constexpr size_t kShards = 16;
+
+  struct alignas(64) Shard {
+    internal::Mutex mu;
+    std::shared_ptr<const Table> table ABSL_GUARDED_BY(mu);
+  };
+
+  static size_t ShardIndex() {
+#if defined(__linux__)
+    const int cpu = sched_getcpu();
+    if (cpu >= 0) return static_cast<size_t>(cpu) % kShards;
+#endif
+    return RendezvousHash::Mix64(std::hash<std::thread::id>{}(std::this_thread::get_id())) %
+           kShards;
+  }
+
   std::shared_ptr<const Table> Snapshot() const {
-    internal::MutexLock lock(&mu_);
-    return table_;
+    Shard& shard = shards_[ShardIndex()];
+    internal::MutexLock lock(&shard.mu);
+    return shard.table;
   }
 
-  void Publish(std::shared_ptr<const Table> next) {
-    internal::MutexLock lock(&mu_);
-    table_.swap(next);  // `next` now holds the old table, freed after the lock is dropped
+  // Makes `next` current. Once Publish returns, every Snapshot() sees `next`.
+  void Publish(std::shared_ptr<const Table> next) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) {
+    current_ = next;
+    for (Shard& shard : shards_) {
+      auto holder = std::make_shared<const std::shared_ptr<const Table>>(next);
+      std::shared_ptr<const Table> local(holder, holder->get());
+      internal::MutexLock lock(&shard.mu);
+      shard.table.swap(local);  // `local` now holds the old table, freed after unlocking
+    }
   }
 
-  // Serializes writers (held while a new Table is built).
+  // Serializes writers (held while a new Table is built and published).
   internal::Mutex write_mu_;
-  // Guards the pointer swap only; held for a refcount increment by readers.
-  mutable internal::Mutex mu_;
-  std::shared_ptr<const Table> table_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<const Table> current_ ABSL_GUARDED_BY(write_mu_);
+  mutable std::array<Shard, kShards> shards_;
 };
 
 }  // namespace txfn
