@@ -33,6 +33,9 @@ constexpr int kWorkers = 4;
 constexpr int kOpsPerWorker = 200000;
 constexpr int kNodeIds = 6;
 constexpr int kMaxReAdds = 200000;
+// Workers keep going until the mutator has churned at least this often, so
+// acquire/release always overlaps with add/remove.
+constexpr int kMinChurns = 200;
 
 TEST(RendezvousRouterStressTest, CapNeverExceededUnderChurn) {
   // Every Slot the mutator may ever use, allocated up front and owned here, so
@@ -48,11 +51,14 @@ TEST(RendezvousRouterStressTest, CapNeverExceededUnderChurn) {
   std::atomic<int> violations{0};
   std::atomic<int64_t> granted{0};
   std::atomic<int64_t> exhausted{0};
+  std::atomic<int> churns{0};
+  std::atomic<bool> mutator_done{false};
 
   auto worker = [&](int seed) {
     std::mt19937 rng(seed);
     std::vector<Router::Lease> held;
-    for (int op = 0; op < kOpsPerWorker; ++op) {
+    for (int op = 0; op < kOpsPerWorker || (churns.load() < kMinChurns && !mutator_done.load());
+         ++op) {
       if (held.size() < 3 && rng() % 3 != 0) {
         absl::StatusOr<Router::Lease> lease = router.Acquire(absl::StrCat("tenant-", rng() % 16));
         if (!lease.ok()) {
@@ -86,6 +92,7 @@ TEST(RendezvousRouterStressTest, CapNeverExceededUnderChurn) {
       if (router.size() > 1) {
         absl::Status removed = router.RemoveNode(id);
         if (!removed.ok() && removed.code() != absl::StatusCode::kNotFound) ++violations;
+        if (removed.ok()) ++churns;
       }
       if (rng() % 2 == 0) {
         Slot& slot = slots[next_slot++];
@@ -95,6 +102,7 @@ TEST(RendezvousRouterStressTest, CapNeverExceededUnderChurn) {
       }
       std::this_thread::yield();
     }
+    mutator_done = true;
   };
 
   auto reader = [&] {
@@ -126,6 +134,8 @@ TEST(RendezvousRouterStressTest, CapNeverExceededUnderChurn) {
   }
   // Every lease is gone, so every live node is back at zero.
   for (const auto& id : router.RankIds("x", kNodeIds)) EXPECT_EQ(*router.InFlight(id), 0);
+  EXPECT_GE(churns.load(), kMinChurns);
+  RecordProperty("churns", churns.load());
   RecordProperty("granted", static_cast<int>(granted.load()));
   RecordProperty("exhausted", static_cast<int>(exhausted.load()));
 }
