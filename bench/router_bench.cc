@@ -145,21 +145,21 @@ class RatioReporter : public benchmark::ConsoleReporter {
     ConsoleReporter::ReportRuns(runs);
     for (const Run& run : runs) {
       if (run.run_type == Run::RT_Iteration && !run.error_occurred) {
-        real_ns_[run.benchmark_name()] = run.GetAdjustedRealTime();
+        times_[run.benchmark_name()] = {run.GetAdjustedRealTime(), run.GetAdjustedCPUTime()};
       }
     }
   }
 
   void PrintRatio(const std::string& subject, const std::string& baseline) const {
-    auto s = real_ns_.find(subject);
-    auto b = real_ns_.find(baseline);
-    if (s == real_ns_.end() || b == real_ns_.end()) return;
-    std::printf("ratio %-45s / %-45s = %.2f\n", subject.c_str(), baseline.c_str(),
-                s->second / b->second);
+    auto s = times_.find(subject);
+    auto b = times_.find(baseline);
+    if (s == times_.end() || b == times_.end()) return;
+    std::printf("ratio %s / %s = %.2f (real), %.2f (cpu)\n", subject.c_str(), baseline.c_str(),
+                s->second.first / b->second.first, s->second.second / b->second.second);
   }
 
  private:
-  std::map<std::string, double> real_ns_;
+  std::map<std::string, std::pair<double, double>> times_;  // real, cpu per iteration
 };
 
 int Main(int argc, char** argv) {

@@ -48,10 +48,16 @@
 //
 // Thread safety: every method of RendezvousRouter may be called concurrently
 // from any thread. The node list is copy-on-write: readers (Acquire, Rank,
-// Pick) take a shared_ptr snapshot under a short lock and then work lock-free;
-// writers (AddNode, RemoveNode) build a new list and swap it in. In-flight
-// counters are atomics. A Lease is owned by one thread at a time (it is
-// movable), and may outlive the node's removal and the router itself.
+// Pick) copy a shared_ptr to it under a short lock and then work lock-free;
+// writers (AddNode, RemoveNode) build a new list and swap it in, serialized
+// among themselves. To keep readers on different cores from contending on one
+// lock and one refcount, the current list is published in 16 per-CPU slots,
+// each with its own lock and control block. In-flight counters are atomics;
+// the cap is enforced with a compare-and-swap, so it is never exceeded, not
+// even transiently. Once AddNode/RemoveNode returns, every call that starts
+// afterwards sees the change; calls that overlap it may see either node list.
+// A Lease is owned by one thread at a time (it is movable), and may outlive
+// its node's removal and the router itself.
 #ifndef TXFN_RENDEZVOUS_ROUTER_H_
 #define TXFN_RENDEZVOUS_ROUTER_H_
 
@@ -184,8 +190,9 @@ class RendezvousRouter {
     friend class RendezvousRouter;
     explicit Lease(std::shared_ptr<NodeState> state) : state_(std::move(state)) {}
 
-    // Aliases the Table snapshot the lease was taken from (no extra refcount
-    // traffic on the hot path); the Table owns the NodeState.
+    // Aliases the snapshot the lease was taken from (it shares that
+    // snapshot's control block, so taking a lease costs no extra refcount
+    // operation); the snapshot's Table owns the NodeState.
     std::shared_ptr<NodeState> state_;
   };
 
@@ -270,8 +277,9 @@ class RendezvousRouter {
   [[nodiscard]] std::vector<Node> Rank(std::string_view key, size_t k) const {
     std::vector<Node> out;
     std::shared_ptr<const Table> table = Snapshot();
-    for (uint32_t i : table->TopK(RendezvousHash::Of(key), k))
+    for (uint32_t i : table->TopK(RendezvousHash::Of(key), k)) {
       out.push_back(table->states[i]->node);
+    }
     return out;
   }
 
