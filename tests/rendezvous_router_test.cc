@@ -151,6 +151,7 @@ TEST(RendezvousRouterTest, EqualWeightFastPathAgreesWithWeightedFormula) {
                RendezvousHash::Score(kh, RendezvousHash::Of(NodeId(b.second)));
       });
       std::vector<int> want;
+      want.reserve(30);
       for (int j = 0; j < 30; ++j) want.push_back(expected[j].second);
       ASSERT_EQ(router.Rank(key, 30), want) << key << " weight " << weight;
     }
@@ -190,6 +191,7 @@ TEST(RendezvousRouterTest, RemovalKeepsTheRelativeOrderOfTheRest) {
   AddNodes(router, 12);
   const std::vector<std::string> keys = Keys(3000);
   std::vector<std::vector<std::string>> before;
+  before.reserve(keys.size());
   for (const auto& k : keys) before.push_back(router.RankIds(k, 12));
 
   ASSERT_TRUE(router.RemoveNode("runner-5").ok());
@@ -375,6 +377,7 @@ TEST(RendezvousRouterTest, RemovalWithOutstandingLeases) {
   }
   const std::vector<std::string> rank = router->RankIds("tenant-3", 2);
   std::vector<RendezvousRouter<std::string>::Lease> held;
+  held.reserve(3);
   for (int i = 0; i < 3; ++i) held.push_back(*router->Acquire("tenant-3"));
   for (const auto& l : held) EXPECT_EQ(l.node_id(), rank[0]);
 
