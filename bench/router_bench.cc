@@ -8,12 +8,15 @@
 //   BM_ConsistentHashRingAcquireRelease baseline: ring pick + capped atomic counter
 //
 // After the runs it prints the rendezvous/ring time ratios.
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <cstdio>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -141,11 +144,22 @@ void BM_ConsistentHashRingAcquireRelease(benchmark::State& state, ConsistentHash
 // Prints as usual, and remembers each run's time per iteration for the ratios.
 class RatioReporter : public benchmark::ConsoleReporter {
  public:
+  // Colour only on a terminal (a custom display reporter does not see
+  // --benchmark_color).
+  RatioReporter() : ConsoleReporter(isatty(STDOUT_FILENO) ? OO_Defaults : OO_Tabular) {}
+
   void ReportRuns(const std::vector<Run>& runs) override {
     ConsoleReporter::ReportRuns(runs);
+    // With --benchmark_repetitions the median wins over single repetitions.
     for (const Run& run : runs) {
-      if (run.run_type == Run::RT_Iteration && !run.error_occurred) {
-        times_[run.benchmark_name()] = {run.GetAdjustedRealTime(), run.GetAdjustedCPUTime()};
+      if (run.error_occurred) continue;
+      const std::pair<double, double> t = {run.GetAdjustedRealTime(), run.GetAdjustedCPUTime()};
+      if (run.run_type == Run::RT_Aggregate && run.aggregate_name == "median") {
+        times_[run.run_name.str()] = t;
+        from_median_.insert(run.run_name.str());
+      } else if (run.run_type == Run::RT_Iteration &&
+                 !from_median_.contains(run.benchmark_name())) {
+        times_[run.benchmark_name()] = t;
       }
     }
   }
@@ -160,6 +174,7 @@ class RatioReporter : public benchmark::ConsoleReporter {
 
  private:
   std::map<std::string, std::pair<double, double>> times_;  // real, cpu per iteration
+  std::set<std::string> from_median_;
 };
 
 int Main(int argc, char** argv) {
