@@ -230,6 +230,7 @@ TEST_P(KeyMovementTest, AddingOrRemovingOneOfNMovesAboutOneNth) {
     }
     const double fraction = static_cast<double>(moved) / keys.size();
     EXPECT_NEAR(fraction, expected, 0.1 * expected) << "removing " << victim << " of " << n;
+    RecordProperty(absl::StrCat("removed_", victim, "_moved_fraction"), absl::StrCat(fraction));
     ASSERT_TRUE(router.AddNode(NodeId(victim), victim).ok());
   }
 
@@ -250,6 +251,7 @@ TEST_P(KeyMovementTest, AddingOrRemovingOneOfNMovesAboutOneNth) {
   }
   const double fraction = static_cast<double>(moved) / keys.size();
   EXPECT_NEAR(fraction, expected, 0.1 * expected) << "adding one to " << n - 1;
+  RecordProperty("added_moved_fraction", absl::StrCat(fraction));
 }
 
 INSTANTIATE_TEST_SUITE_P(Nodes, KeyMovementTest, ::testing::Values(10, 100));
@@ -266,12 +268,15 @@ TEST(RendezvousRouterTest, EqualNodesShareKeysUniformly) {
   const int min = *std::min_element(counts.begin(), counts.end());
   EXPECT_LE(max / mean, 1.10);
   EXPECT_GE(min / mean, 0.90);
+  RecordProperty("max_over_mean", absl::StrCat(max / mean));
+  RecordProperty("min_over_mean", absl::StrCat(min / mean));
 }
 
 TEST(RendezvousRouterTest, WeightsAreHonoured) {
   // Ten nodes of weights 1..10, and a skewed trio.
   const std::vector<std::vector<double>> cases = {{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, {1, 1, 8}};
   constexpr int kKeys = 1000000;
+  double worst = 0;  // largest relative deviation from the weighted share
   for (const auto& weights : cases) {
     Router router;
     double total = 0;
@@ -284,8 +289,10 @@ TEST(RendezvousRouterTest, WeightsAreHonoured) {
     for (size_t i = 0; i < weights.size(); ++i) {
       const double want = kKeys * weights[i] / total;
       EXPECT_NEAR(counts[i], want, 0.05 * want) << "node " << i << " weight " << weights[i];
+      worst = std::max(worst, std::abs(counts[i] - want) / want);
     }
   }
+  RecordProperty("worst_weight_deviation", absl::StrCat(worst));
 }
 
 // ---------------------------------------------------------------- leases

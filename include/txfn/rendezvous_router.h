@@ -456,6 +456,9 @@ class RendezvousRouter {
     std::shared_ptr<const Table> table ABSL_GUARDED_BY(mu);
   };
 
+  // The slot for the calling thread: its CPU on Linux, else a hash of its
+  // thread id. Process-local and only a contention hint (never a routing
+  // input), so std::hash is fine here; any slot is correct.
   static size_t ShardIndex() {
 #if defined(__linux__)
     const int cpu = sched_getcpu();
