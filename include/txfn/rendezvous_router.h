@@ -227,6 +227,7 @@ class RendezvousRouter {
     auto state = std::make_shared<NodeState>(std::move(id), std::move(node), weight, max_in_flight);
     auto next = std::make_shared<Table>(*old);
     next->Append(std::move(state));
+    next->Finish();
     Publish(std::move(next));
     return absl::OkStatus();
   }
@@ -248,6 +249,7 @@ class RendezvousRouter {
       }
     }
     if (!found) return absl::NotFoundError(absl::StrCat("router node '", std::string(id), "'"));
+    next->Finish();
     Publish(std::move(next));
     return absl::OkStatus();
   }
@@ -343,6 +345,7 @@ class RendezvousRouter {
     std::vector<double> weights;
     std::vector<std::shared_ptr<NodeState>> states;
     bool equal_weights = true;
+    bool distinct_hashes = true;  // no two node ids hash alike (set by Finish)
 
     size_t size() const { return states.size(); }
 
@@ -359,6 +362,13 @@ class RendezvousRouter {
       equal_weights = equal_weights && weights.back() == weights.front();
     }
 
+    // Call once after the last Append, before publishing. O(n log n).
+    void Finish() {
+      std::vector<uint64_t> sorted = hashes;
+      std::sort(sorted.begin(), sorted.end());
+      distinct_hashes = std::adjacent_find(sorted.begin(), sorted.end()) == sorted.end();
+    }
+
     // Whether node i ranks before node j given equal weighted and raw scores.
     bool IdBefore(size_t i, size_t j) const { return states[i]->id < states[j]->id; }
 
@@ -367,6 +377,17 @@ class RendezvousRouter {
       const size_t n = hashes.size();
       size_t best = 0;
       uint64_t best_raw = RendezvousHash::Score(key_hash, hashes[0]);
+      if (equal_weights && distinct_hashes) {
+        // No two raw scores can be equal (Mix64 is a bijection), so this is a
+        // plain, branch-free argmax.
+        for (size_t i = 1; i < n; ++i) {
+          const uint64_t raw = RendezvousHash::Score(key_hash, hashes[i]);
+          const bool better = raw > best_raw;
+          best = better ? i : best;
+          best_raw = better ? raw : best_raw;
+        }
+        return best;
+      }
       if (equal_weights) {
         for (size_t i = 1; i < n; ++i) {
           const uint64_t raw = RendezvousHash::Score(key_hash, hashes[i]);
