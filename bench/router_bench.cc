@@ -199,13 +199,11 @@ int Main(int argc, char** argv) {
   benchmark::RegisterBenchmark("BM_RendezvousAcquireRelease", BM_RendezvousAcquireRelease,
                                router.get())
       ->Threads(1)
-      ->Threads(2)
-      ->UseRealTime();
+      ->Threads(2);
   benchmark::RegisterBenchmark("BM_ConsistentHashRingAcquireRelease",
                                BM_ConsistentHashRingAcquireRelease, &ring)
       ->Threads(1)
-      ->Threads(2)
-      ->UseRealTime();
+      ->Threads(2);
 
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
@@ -217,11 +215,10 @@ int Main(int argc, char** argv) {
   }
   reporter.PrintRatio("BM_RendezvousPickWeighted/nodes:100", "BM_RendezvousPick/nodes:100");
   for (const char* t : {"threads:1", "threads:2"}) {
-    reporter.PrintRatio(absl::StrCat("BM_RendezvousAcquireRelease/real_time/", t),
-                        absl::StrCat("BM_ConsistentHashRingAcquireRelease/real_time/", t));
+    reporter.PrintRatio(absl::StrCat("BM_RendezvousAcquireRelease/", t),
+                        absl::StrCat("BM_ConsistentHashRingAcquireRelease/", t));
   }
-  reporter.PrintRatio("BM_RendezvousAcquireRelease/real_time/threads:1",
-                      "BM_RendezvousPick/nodes:100");
+  reporter.PrintRatio("BM_RendezvousAcquireRelease/threads:1", "BM_RendezvousPick/nodes:100");
   benchmark::Shutdown();
   return 0;
 }
