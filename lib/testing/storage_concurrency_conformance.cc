@@ -53,6 +53,7 @@ TEST_P(StorageConcurrencyConformanceTest, ReadsAtAFixedTimestampAreRepeatable) {
   Storage& s = storage();
   for (Timestamp ts = 1; ts <= 10; ++ts) {
     std::vector<IndexWrite> writes;
+    writes.reserve(6);
     for (int i = 0; i < 5; ++i)
       writes.push_back(Put(1, KeyName(static_cast<int>(ts) * 5 + i), "v"));
     if (ts > 5) writes.push_back(Del(1, KeyName(static_cast<int>(ts - 5) * 5)));
@@ -68,6 +69,7 @@ TEST_P(StorageConcurrencyConformanceTest, ReadsAtAFixedTimestampAreRepeatable) {
   std::atomic<bool> done{false};
   std::atomic<int> mismatches{0};
   std::vector<std::thread> readers;
+  readers.reserve(kReaders);
   for (int r = 0; r < kReaders; ++r) {
     readers.emplace_back([&, r] {
       int round = 0;
@@ -115,6 +117,7 @@ TEST_P(StorageConcurrencyConformanceTest, ReadersSeeWholeCommitsOnly) {
   std::atomic<int> stale{0};
   std::atomic<int> log_gaps{0};
   std::vector<std::thread> readers;
+  readers.reserve(kReaders);
   for (int r = 0; r < kReaders; ++r) {
     readers.emplace_back([&, r] {
       do {
@@ -165,6 +168,7 @@ TEST_P(StorageConcurrencyConformanceTest, RacingWritersToOneTenantNeverOverlap) 
   std::atomic<int> won{0};
   std::atomic<int> unexpected{0};
   std::vector<std::thread> writers;
+  writers.reserve(kWriters);
   for (int w = 0; w < kWriters; ++w) {
     writers.emplace_back([&, w] {
       for (int i = 0; i < kAttempts; ++i) {
@@ -201,6 +205,7 @@ TEST_P(StorageConcurrencyConformanceTest, TenantsWrittenAndDeletedConcurrently) 
   constexpr int kWriters = 2;
   constexpr Timestamp kCommits = 200;
   std::vector<std::thread> threads;
+  threads.reserve(kWriters + 2);
   for (int w = 0; w < kWriters; ++w) {
     threads.emplace_back([&, w] {
       std::string tenant = "tenant" + std::to_string(w);
