@@ -21,16 +21,18 @@ int IdDigit(char c) {
 }  // namespace
 
 std::string MakeDocumentId(IndexId table, std::string_view random16) {
+  // Random bytes first: ids of one table then differ from their first byte,
+  // which keeps ordered structures keyed by id (storage, the conflict set)
+  // from comparing a long common prefix.
   unsigned char raw[kIdBytes];
-  for (int i = 0; i < 4; ++i) raw[i] = static_cast<unsigned char>(table >> (24 - 8 * i));
-  for (size_t i = 0; i < 16; ++i) raw[4 + i] = static_cast<unsigned char>(random16[i]);
+  for (size_t i = 0; i < 16; ++i) raw[i] = static_cast<unsigned char>(random16[i]);
+  for (int i = 0; i < 4; ++i) raw[16 + i] = static_cast<unsigned char>(table >> (24 - 8 * i));
   std::string id;
   id.reserve(kDocumentIdLength);
   // 160 bits = 32 groups of 5 bits.
   for (size_t group = 0; group < kDocumentIdLength; ++group) {
-    size_t bit = group * 5;
     unsigned value = 0;
-    for (size_t b = bit; b < bit + 5; ++b) {
+    for (size_t b = group * 5; b < group * 5 + 5; ++b) {
       value = (value << 1) | ((raw[b / 8] >> (7 - b % 8)) & 1u);
     }
     id.push_back(kIdAlphabet[value]);
@@ -43,15 +45,20 @@ absl::StatusOr<IndexId> DocumentIdTable(std::string_view id) {
     return absl::InvalidArgumentError(internal::StrCat(
         "malformed document id '", id, "': expected ", kDocumentIdLength, " chars"));
   }
-  uint64_t table = 0;  // the first 32 bits: 6 digits and 2 bits of the 7th
-  for (size_t i = 0; i < kDocumentIdLength; ++i) {
-    int digit = IdDigit(id[i]);
+  unsigned char raw[kIdBytes] = {};
+  for (size_t group = 0; group < kDocumentIdLength; ++group) {
+    int digit = IdDigit(id[group]);
     if (digit < 0) {
       return absl::InvalidArgumentError(internal::StrCat("malformed document id '", id, "'"));
     }
-    if (i < 7) table = (table << 5) | static_cast<uint64_t>(digit);
+    for (size_t bit = 0; bit < 5; ++bit) {
+      size_t b = group * 5 + bit;
+      if ((digit >> (4 - bit)) & 1) raw[b / 8] |= static_cast<unsigned char>(1u << (7 - b % 8));
+    }
   }
-  return static_cast<IndexId>(table >> 3);
+  IndexId table = 0;
+  for (int i = 0; i < 4; ++i) table = (table << 8) | raw[16 + i];
+  return table;
 }
 
 Snapshot::Snapshot(std::shared_ptr<Storage> storage, std::string tenant, Timestamp ts,

@@ -70,8 +70,8 @@ class Snapshot {
 // ---- Document ids ------------------------------------------------------------------
 //
 // An id is 32 characters of lowercase base32 (Crockford's alphabet) encoding
-// 20 bytes: the table's by_id IndexId (4 bytes, big-endian) and 16 random
-// bytes. So an id names its table and cannot be guessed.
+// 20 bytes: 16 random bytes, then the table's by_id IndexId (4 bytes,
+// big-endian). So an id names its table and cannot be guessed.
 
 inline constexpr size_t kDocumentIdLength = 32;
 
