@@ -201,4 +201,3 @@ BENCHMARK(BM_ValueToJson);
 
 }  // namespace
 }  // namespace txfn
-

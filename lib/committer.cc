@@ -175,6 +175,7 @@ void Committer::ProcessBatch(const std::vector<Pending*>& batch) {
           entries.erase(w.key);
       }
       std::vector<IndexEntry> list;
+      list.reserve(entries.size());
       for (auto& [key, value] : entries) list.push_back({.key = key, .value = value});
       absl::StatusOr<TenantMetadata> decoded = TenantMetadata::FromEntries(list);
       if (!decoded.ok()) {

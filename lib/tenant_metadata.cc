@@ -98,7 +98,8 @@ absl::StatusOr<TenantMetadata> TenantMetadata::FromEntries(absl::Span<const Inde
       absl::StatusOr<TableInfo> table = TableInfo::FromValue(std::string(key), *value);
       if (!table.ok()) return Malformed(entry.key, internal::ToStd(table.status().message()));
       md.table_by_id_.emplace(table->by_id, table->name);
-      md.tables_.emplace(table->name, *std::move(table));
+      std::string name = table->name;
+      md.tables_.emplace(std::move(name), *std::move(table));
     } else {
       return Malformed(key, "unknown key");
     }

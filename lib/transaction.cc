@@ -62,7 +62,7 @@ std::string SecondaryIndexKey(const std::vector<std::string>& fields, const Valu
 
 Transaction::Transaction(std::shared_ptr<const Snapshot> snapshot, TransactionOptions options)
     : snapshot_(std::move(snapshot)),
-      options_(std::move(options)),
+      options_(options),
       metadata_(snapshot_->shared_metadata()) {
   if (options_.id_seed.has_value()) {
     std::seed_seq seed{static_cast<uint32_t>(*options_.id_seed),
@@ -348,7 +348,7 @@ absl::Status Transaction::WriteDocument(const TableInfo& table, std::string_view
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> Transaction::Insert(std::string_view table, Value doc) {
+absl::StatusOr<std::string> Transaction::Insert(std::string_view table, const Value& doc) {
   TXFN_RETURN_IF_ERROR(CheckWritable());
   const TableInfo* info = metadata_->FindTable(table);
   if (info == nullptr) {
@@ -380,7 +380,7 @@ absl::Status Transaction::Patch(std::string_view id, const Value& fields) {
   return WriteDocument(*info, id, old_doc, new_doc);
 }
 
-absl::Status Transaction::Replace(std::string_view id, Value doc) {
+absl::Status Transaction::Replace(std::string_view id, const Value& doc) {
   TXFN_RETURN_IF_ERROR(CheckWritable());
   const TableInfo* info = nullptr;
   TXFN_ASSIGN_OR_RETURN(Value old_doc, ReadExisting(id, &info));

@@ -143,11 +143,11 @@ class Transaction {
   // ---- Document writes ----
   // Returns the new document's id. `doc` must be an object without system
   // fields; it is validated against the schema.
-  [[nodiscard]] absl::StatusOr<std::string> Insert(std::string_view table, Value doc);
+  [[nodiscard]] absl::StatusOr<std::string> Insert(std::string_view table, const Value& doc);
   // Sets the given top-level fields, keeping the others.
   [[nodiscard]] absl::Status Patch(std::string_view id, const Value& fields);
   // Replaces every user field; _id and _creationTime are kept.
-  [[nodiscard]] absl::Status Replace(std::string_view id, Value doc);
+  [[nodiscard]] absl::Status Replace(std::string_view id, const Value& doc);
   [[nodiscard]] absl::Status Delete(std::string_view id);
 
   // ---- System writes (deploys) ----

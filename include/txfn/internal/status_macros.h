@@ -31,9 +31,13 @@
 #define TXFN_ASSIGN_OR_RETURN(lhs, rexpr) \
   TXFN_ASSIGN_OR_RETURN_IMPL_(TXFN_STATUS_CONCAT_(txfn_statusor_, __LINE__), lhs, rexpr)
 
+// `statusor` names a variable and `lhs` may be a declaration, so neither can
+// be parenthesised.
+// NOLINTBEGIN(bugprone-macro-parentheses)
 #define TXFN_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, rexpr)  \
   auto statusor = (rexpr);                                 \
   if (!statusor.ok()) return std::move(statusor).status(); \
   lhs = *std::move(statusor)
+// NOLINTEND(bugprone-macro-parentheses)
 
 #endif  // TXFN_INTERNAL_STATUS_MACROS_H_
