@@ -202,14 +202,16 @@ class AsyncLruCache {
     // Publishes the result and wakes every waiter. Returns false if already done.
     bool Complete(Result result) {
       std::vector<Callback> callbacks;
+      bool wake;
       {
         internal::MutexLock lock(&mu);
         if (done) return false;
         done = true;
         this->result = result;
         callbacks.swap(this->callbacks);
+        wake = waiters > 0;
       }
-      cv.SignalAll();
+      if (wake) cv.SignalAll();
       for (size_t i = 0; i < callbacks.size(); ++i) {
         if (i + 1 == callbacks.size()) {
           callbacks[i](std::move(result));
@@ -222,10 +224,12 @@ class AsyncLruCache {
 
     Result Wait() {
       internal::MutexLock lock(&mu);
+      ++waiters;
       cv.Wait([this] {
         mu.AssertHeld();
         return done;
       });
+      --waiters;
       return result;
     }
 
@@ -251,6 +255,7 @@ class AsyncLruCache {
     internal::Mutex mu;
     internal::CondVar cv{&mu};
     bool done ABSL_GUARDED_BY(mu) = false;
+    int waiters ABSL_GUARDED_BY(mu) = 0;  // threads blocked in Wait
     Result result ABSL_GUARDED_BY(mu);
     std::vector<Callback> callbacks ABSL_GUARDED_BY(mu);
   };
@@ -310,22 +315,36 @@ class AsyncLruCache {
     }
   }
 
-  // Moves a node into the shard as most recently used, replacing any entry of its key
-  // and evicting from the tail. Removed nodes go to `dead`, to be destroyed unlocked.
-  static void Install(Shard& s, LruList& fresh, LruList& dead) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu) {
-    Node& node = fresh.front();
-    if (auto it = s.entries.find(node.key); it != s.entries.end()) {
-      s.weight -= it->second->weight;
-      dead.splice(dead.end(), s.lru, it->second);
-      s.entries.erase(it);
+  // Caches `value` as most recently used, replacing any value of `key` and evicting from
+  // the tail. What it drops goes to `dead` / `old`, to be destroyed after unlocking.
+  static void Upsert(Shard& s, const K& key, ValuePtr value, size_t weight, LruList& dead,
+                     ValuePtr& old) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu) {
+    auto [it, inserted] = s.entries.try_emplace(key);
+    if (!inserted) {
+      Node& node = *it->second;
+      if (weight > s.capacity) {
+        s.weight -= node.weight;
+        dead.splice(dead.end(), s.lru, it->second);
+        s.entries.erase(it);
+        old = std::move(value);
+        return;
+      }
+      s.weight = s.weight - node.weight + weight;
+      old = std::move(node.value);
+      node.value = std::move(value);
+      node.weight = weight;
+      if (it->second != s.lru.begin()) s.lru.splice(s.lru.begin(), s.lru, it->second);
+    } else {
+      if (weight > s.capacity) {
+        s.entries.erase(it);
+        old = std::move(value);
+        return;
+      }
+      s.lru.push_front(Node{key, std::move(value), weight});
+      it->second = s.lru.begin();
+      s.weight += weight;
     }
-    if (node.weight > s.capacity) {
-      dead.splice(dead.end(), fresh);
-      return;
-    }
-    s.weight += node.weight;
-    s.lru.splice(s.lru.begin(), fresh);
-    s.entries.emplace(s.lru.front().key, s.lru.begin());
+    // The new value fits, so this never evicts it.
     while (s.weight > s.capacity) {
       auto victim = std::prev(s.lru.end());
       s.weight -= victim->weight;
@@ -354,9 +373,9 @@ class AsyncLruCache {
   // sees the outcome).
   static void Finish(Core& core, size_t shard, const std::shared_ptr<Load>& load, Result result) {
     Normalize(result);
-    LruList fresh;
-    if (result.ok()) fresh.push_back(Node{load->key, *result, core.Weigh(load->key, **result)});
+    const size_t weight = result.ok() ? core.Weigh(load->key, **result) : 0;
     LruList dead;
+    ValuePtr old;
     Shard& s = core.shards[shard];
     {
       internal::MutexLock lock(&s.mu);
@@ -364,7 +383,7 @@ class AsyncLruCache {
       auto it = s.loading.find(load->key);
       if (it != s.loading.end() && it->second == load) {
         s.loading.erase(it);
-        if (!fresh.empty()) Install(s, fresh, dead);
+        if (result.ok()) Upsert(s, load->key, *result, weight, dead, old);
       }
     }
     load->Complete(std::move(result));
@@ -541,15 +560,19 @@ void AsyncLruCache<K, V, Hash, Eq>::Put(const K& key, ValuePtr value) {
     Invalidate(key);
     return;
   }
-  LruList fresh;
   const size_t weight = core_->Weigh(key, *value);
-  fresh.push_back(Node{key, std::move(value), weight});
   LruList dead;
+  ValuePtr old;
   std::shared_ptr<Load> detached;
   Shard& s = core_->shards[core_->ShardOf(key)];
   internal::MutexLock lock(&s.mu);
-  Remove(s, key, dead, detached);
-  Install(s, fresh, dead);
+  if (!s.loading.empty()) {
+    if (auto it = s.loading.find(key); it != s.loading.end()) {
+      detached = std::move(it->second);
+      s.loading.erase(it);
+    }
+  }
+  Upsert(s, key, std::move(value), weight, dead, old);
 }
 
 template <typename K, typename V, typename Hash, typename Eq>
