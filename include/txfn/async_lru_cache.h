@@ -225,12 +225,15 @@ class AsyncLruCache {
     Result Wait() {
       internal::MutexLock lock(&mu);
       ++waiters;
-      cv.Wait([this] {
-        mu.AssertHeld();
-        return done;
-      });
+      WaitDone();
       --waiters;
       return result;
+    }
+
+    // CondVar::Wait requires its own (private) mutex pointer, which clang's analysis
+    // cannot match with `mu`; this wrapper states the real requirement.
+    void WaitDone() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      cv.Wait([this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return done; });
     }
 
     // Runs `callback` with the result when there is one (now, if already done).
