@@ -138,67 +138,140 @@ TEST(AsyncLruCacheTest, SynchronousAsyncLoaderCallsBackInline) {
   EXPECT_EQ(**results.got[0], 1);
 }
 
-TEST(AsyncLruCacheTest, LoaderOnHostExecutor) {
-  // A one-thread host executor: the loader runs there, callbacks run there.
-  internal::Mutex mu;
-  internal::CondVar cv(&mu);
-  std::deque<std::function<void()>> tasks;
-  bool stop = false;
-  // CondVar::Wait's annotation names the CondVar's own mutex pointer, which clang cannot
-  // match with `mu`: wait through a helper that states the real requirement.
-  auto wait_for_work = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    cv.Wait([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return stop || !tasks.empty(); });
-  };
-  std::thread worker([&] {
+// A one-thread host executor.
+class TestExecutor {
+ public:
+  TestExecutor() : worker_([this] { Run(); }) {}
+  ~TestExecutor() {
+    {
+      internal::MutexLock lock(&mu_);
+      stop_ = true;
+    }
+    cv_.SignalAll();
+    worker_.join();
+  }
+  void Schedule(std::function<void()> task) {
+    {
+      internal::MutexLock lock(&mu_);
+      tasks_.push_back(std::move(task));
+    }
+    cv_.SignalAll();
+  }
+  std::thread::id id() const { return worker_.get_id(); }
+
+ private:
+  void Run() {
     for (;;) {
       std::function<void()> task;
       {
-        internal::MutexLock lock(&mu);
-        wait_for_work();
-        if (tasks.empty()) return;
-        task = std::move(tasks.front());
-        tasks.pop_front();
+        internal::MutexLock lock(&mu_);
+        WaitForWork();
+        if (tasks_.empty()) return;
+        task = std::move(tasks_.front());
+        tasks_.pop_front();
       }
       task();
     }
-  });
-  auto schedule = [&](std::function<void()> f) {
-    internal::MutexLock lock(&mu);
-    tasks.push_back(std::move(f));
-    cv.SignalAll();
-  };
-  {
-    Cache cache;
-    std::atomic<std::thread::id> loaded_on;
-    std::atomic<int> done = 0;
-    for (int i = 0; i < 4; ++i) {
-      cache.GetAsync(
-          "k",
-          [&](Cache::Completion c) {
-            schedule([&, c] {
-              loaded_on = std::this_thread::get_id();
-              c(Value(9));
-            });
-          },
-          [&](Result r) {
-            EXPECT_TRUE(r.ok() && **r == 9);
-            done.fetch_add(1);
+  }
+  // CondVar::Wait's annotation names the CondVar's own mutex pointer, which clang cannot
+  // match with mu_: wait through a helper that states the real requirement.
+  void WaitForWork() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    cv_.Wait([this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_ || !tasks_.empty(); });
+  }
+
+  internal::Mutex mu_;
+  internal::CondVar cv_{&mu_};
+  std::deque<std::function<void()>> tasks_ ABSL_GUARDED_BY(mu_);
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread worker_;  // last: starts after the fields it uses
+};
+
+TEST(AsyncLruCacheTest, AsyncLoaderCompletesOnHostExecutor) {
+  TestExecutor executor;
+  Cache cache;
+  std::atomic<std::thread::id> loaded_on;
+  std::atomic<int> done = 0;
+  for (int i = 0; i < 4; ++i) {
+    cache.GetAsync(
+        "k",
+        [&](Cache::Completion c) {
+          executor.Schedule([&, c] {
+            loaded_on = std::this_thread::get_id();
+            c(Value(9));
           });
-    }
-    // A blocking Get from this thread joins the same load.
-    Result r = cache.Get("k", []() -> Result { return Value(-1); });
-    ASSERT_TRUE(r.ok());
-    EXPECT_EQ(**r, 9);
-    EXPECT_EQ(loaded_on.load(), worker.get_id());
-    EXPECT_EQ(cache.GetStats().loads, 1u);
-    while (done.load() < 4) std::this_thread::yield();
+        },
+        [&](Result r) {
+          EXPECT_TRUE(r.ok() && **r == 9);
+          done.fetch_add(1);
+        });
   }
-  {
-    internal::MutexLock lock(&mu);
-    stop = true;
-    cv.SignalAll();
+  // A blocking Get from this thread joins the same load.
+  Result r = cache.Get("k", []() -> Result { return Value(-1); });
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(**r, 9);
+  EXPECT_EQ(loaded_on.load(), executor.id());
+  EXPECT_EQ(cache.GetStats().loads, 1u);
+  while (done.load() < 4) std::this_thread::yield();
+}
+
+TEST(AsyncLruCacheTest, ExecutorOverloadRunsLoaderOnExecutor) {
+  TestExecutor executor;
+  Cache cache;
+  auto schedule = [&](std::function<void()> task) { executor.Schedule(std::move(task)); };
+  std::atomic<int> calls = 0;
+  std::atomic<int> done = 0;
+  std::atomic<std::thread::id> loaded_on;
+  std::atomic<std::thread::id> called_back_on;
+  for (int i = 0; i < 3; ++i) {
+    cache.GetAsync(
+        "k", schedule,
+        [&]() -> Result {
+          calls.fetch_add(1);
+          loaded_on = std::this_thread::get_id();
+          return Value(11);
+        },
+        [&](Result r) {
+          EXPECT_TRUE(r.ok() && **r == 11);
+          called_back_on = std::this_thread::get_id();
+          done.fetch_add(1);
+        });
   }
-  worker.join();
+  while (done.load() < 3) std::this_thread::yield();
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(loaded_on.load(), executor.id());
+  EXPECT_EQ(called_back_on.load(), executor.id());
+}
+
+TEST(AsyncLruCacheTest, KeyCycleOnExecutorThreadFailsFast) {
+  TestExecutor executor;
+  Cache cache;
+  auto schedule = [&](std::function<void()> task) { executor.Schedule(std::move(task)); };
+  std::atomic<bool> finished = false;
+  Result inner;
+  Result outer;
+  cache.GetAsync(
+      "k", schedule,
+      [&]() -> Result {
+        inner = cache.Get("k", []() -> Result { return Value(0); });  // would deadlock
+        return Value(1);
+      },
+      [&](Result r) {
+        outer = std::move(r);
+        finished = true;
+      });
+  while (!finished) std::this_thread::yield();
+  EXPECT_EQ(inner.status().code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(outer.ok());
+  EXPECT_EQ(**outer, 1);
+}
+
+TEST(AsyncLruCacheTest, ExecutorDroppingTaskCancelsWaiters) {
+  Cache cache;
+  Results results;
+  cache.GetAsync(
+      "k", [](std::function<void()>) {}, []() -> Result { return Value(1); }, results.Collect());
+  ASSERT_EQ(results.got.size(), 1u);
+  EXPECT_EQ(results.got[0].status().code(), absl::StatusCode::kCancelled);
 }
 
 TEST(AsyncLruCacheTest, ErrorReachesEveryWaiterAndIsNotCached) {

@@ -15,12 +15,16 @@
 //       });
 //
 //   // Callback form: the loader receives a Completion and may finish later, on any
-//   // thread, e.g. on the host's executor. `done` runs once with the result.
+//   // thread (an RPC callback, the host's executor...). `done` runs once with the result.
 //   modules.GetAsync(
 //       name,
-//       [&](auto completion) {
-//         host_pool.Schedule([=] { completion(Compile(name)); });
-//       },
+//       [&](auto completion) { FetchAsync(name, [=](auto m) { completion(std::move(m)); }); },
+//       [](absl::StatusOr<std::shared_ptr<const Module>> m) { /* use m */ });
+//
+//   // Callback form with a blocking loader run on the host's executor.
+//   modules.GetAsync(
+//       name, [&](std::function<void()> task) { host_pool.Schedule(std::move(task)); },
+//       [&]() -> absl::StatusOr<std::shared_ptr<const Module>> { return Compile(name); },
 //       [](absl::StatusOr<std::shared_ptr<const Module>> m) { /* use m */ });
 //
 // Semantics
@@ -44,11 +48,12 @@
 // - Recursion: a loader that (directly or through other keys on the same thread) asks
 //   the cache for a key whose load it is itself running gets FailedPrecondition naming
 //   the key instead of deadlocking. Detection: every in-flight load records the id of
-//   the thread currently running its loader (for GetAsync, only while the loader call is
-//   on the stack). No thread_local or global state is used. Not detected: cycles that
-//   span threads (a loader on thread A waiting for a key loaded on thread B whose loader
-//   waits for A's key), and an async loader that moves to another thread and then
-//   blocks on its own key.
+//   the thread currently running its loader (Get: the caller; GetAsync with an executor:
+//   the executor thread while the loader runs; GetAsync with an AsyncLoader: the caller,
+//   only while the loader call is on the stack). No thread_local or global state is
+//   used. Not detected: cycles that span threads (a loader on thread A waiting for a key
+//   loaded on thread B whose loader waits for A's key), and an AsyncLoader that hands
+//   its work to another thread which then blocks on the same key.
 // - Destruction with loads in flight is safe: the destructor completes every pending
 //   waiter (GetAsync callbacks and Gets blocked on a load) with Cancelled; a loader that
 //   finishes later finds its load detached and its result is dropped (the load's state
@@ -170,6 +175,18 @@ class AsyncLruCache {
   // load's Completion. `loader` is called only if this call starts the load.
   void GetAsync(const K& key, AsyncLoader loader, Callback done);
 
+  // GetAsync with a blocking loader run on the host's executor: if this call starts the
+  // load, `executor(task)` is called once with a no-argument task (copyable if `loader`
+  // is) that runs `loader()` and completes the load; `done` then runs on that executor
+  // thread. Key cycles are detected on the executor thread too. If the executor drops
+  // the task unrun, the waiters get Cancelled.
+  //
+  //   cache.GetAsync(key, [&](std::function<void()> task) { pool.Schedule(std::move(task)); },
+  //                  [&]() -> absl::StatusOr<std::shared_ptr<const V>> { return Load(key); },
+  //                  [](absl::StatusOr<std::shared_ptr<const V>> v) { ... });
+  template <typename Executor, typename Loader>
+  void GetAsync(const K& key, Executor&& executor, Loader loader, Callback done);
+
   // The cached value of `key`, or null. Never loads and never waits for a load.
   [[nodiscard]] ValuePtr GetIfPresent(const K& key);
 
@@ -250,10 +267,23 @@ class AsyncLruCache {
       callback(std::move(r));
     }
 
+    // Marks / unmarks this thread as running the loader (see IsLoaderThread).
+    void EnterLoader() {
+      loader_thread.store(std::this_thread::get_id(), std::memory_order_relaxed);
+    }
+    void LeaveLoader() {
+      std::thread::id me = std::this_thread::get_id();
+      loader_thread.compare_exchange_strong(me, std::thread::id(), std::memory_order_relaxed);
+    }
+    bool IsLoaderThread() const {
+      return loader_thread.load(std::memory_order_relaxed) == std::this_thread::get_id();
+    }
+
     const K key;
-    // The thread running this load's loader call, or a default id. Only a thread
-    // compares it with its own id, and only that thread stores its own id or clears it,
-    // so relaxed ordering suffices.
+    // The thread running this load's loader, or a default id. A thread only ever stores
+    // its own id, clears only its own id (compare-exchange) and compares with its own
+    // id, so it can never see its own id unless it set it and has not cleared it;
+    // relaxed ordering suffices.
     std::atomic<std::thread::id> loader_thread;
     internal::Mutex mu;
     internal::CondVar cv{&mu};
@@ -487,7 +517,7 @@ auto AsyncLruCache<K, V, Hash, Eq>::Get(const K& key, Loader&& loader) -> Result
   Miss miss = Lookup(core_->shards[shard], key, &hit);
   if (miss.load == nullptr) return hit;
   if (!miss.started) {
-    if (miss.load->loader_thread.load(std::memory_order_relaxed) == std::this_thread::get_id()) {
+    if (miss.load->IsLoaderThread()) {
       return CycleError(key);
     }
     return miss.load->Wait();
@@ -525,7 +555,7 @@ void AsyncLruCache<K, V, Hash, Eq>::GetAsync(const K& key, AsyncLoader loader, C
     return;
   }
   if (!miss.started) {
-    if (miss.load->loader_thread.load(std::memory_order_relaxed) == std::this_thread::get_id()) {
+    if (miss.load->IsLoaderThread()) {
       done(CycleError(key));
       return;
     }
@@ -540,7 +570,27 @@ void AsyncLruCache<K, V, Hash, Eq>::GetAsync(const K& key, AsyncLoader loader, C
   } else {
     completion(absl::InvalidArgumentError("AsyncLruCache::GetAsync: empty loader"));
   }
-  miss.load->loader_thread.store(std::thread::id(), std::memory_order_relaxed);
+  miss.load->LeaveLoader();
+}
+
+template <typename K, typename V, typename Hash, typename Eq>
+template <typename Executor, typename Loader>
+void AsyncLruCache<K, V, Hash, Eq>::GetAsync(const K& key, Executor&& executor, Loader loader,
+                                             Callback done) {
+  static_assert(std::is_invocable_v<Loader&>, "loader must be callable with no arguments");
+  GetAsync(
+      key,
+      [&executor, loader = std::move(loader)](Completion completion) mutable {
+        std::shared_ptr<Load> load = completion.pending_->load;
+        executor([completion = std::move(completion), load = std::move(load),
+                  loader = std::move(loader)]() mutable {
+          load->EnterLoader();
+          Result result = std::invoke(loader);
+          load->LeaveLoader();
+          completion(std::move(result));
+        });
+      },
+      std::move(done));
 }
 
 template <typename K, typename V, typename Hash, typename Eq>
