@@ -69,6 +69,12 @@
 // readers of different shards never contend. No user code (loader, weigher, callback,
 // value destructor) runs under a shard mutex.
 //
+// Cost: a hit is two hashes of the key (shard, map), one shard lock, a map probe, a list
+// splice and a shared_ptr copy. A miss that starts a load also allocates the in-flight
+// state and, on success, one list node; joining a load blocks on that load's own mutex,
+// not the shard's. Memory: per cached entry a list node (key, shared_ptr, weight) and a
+// map slot (key, iterator), so the key is stored twice.
+//
 // Thread safety: every public method may be called concurrently from any thread.
 // Callbacks and loaders may call back into the cache (no lock is held while they run).
 #ifndef TXFN_ASYNC_LRU_CACHE_H_
@@ -127,14 +133,14 @@ class AsyncLruCache {
 
   // Counters since construction (a consistent snapshot per shard, not across shards).
   struct Stats {
-    uint64_t hits = 0;         // lookups answered from a cached value
-    uint64_t misses = 0;       // lookups that found no value (they started or joined a load)
-    uint64_t loads = 0;        // loads started (loader invocations)
-    uint64_t load_errors = 0;  // loads that finished with an error (incl. a dropped Completion)
-    uint64_t evictions = 0;    // entries removed to make room (not invalidations)
-    size_t weight = 0;         // current total weight of cached values
-    size_t entries = 0;        // current number of cached values
-    size_t loads_in_flight = 0;
+    uint64_t hits = 0;           // lookups answered from a cached value
+    uint64_t misses = 0;         // lookups that found no value (they started or joined a load)
+    uint64_t loads = 0;          // loads started (loader invocations)
+    uint64_t load_errors = 0;    // loads that finished with an error (incl. a dropped Completion)
+    uint64_t evictions = 0;      // entries removed to make room (not invalidations)
+    size_t weight = 0;           // current total weight of cached values
+    size_t entries = 0;          // current number of cached values
+    size_t loads_in_flight = 0;  // attached loads (detached ones are not counted)
   };
 
   // The handle an AsyncLoader finishes its load with. Copyable; all copies share one
@@ -178,8 +184,8 @@ class AsyncLruCache {
   // GetAsync with a blocking loader run on the host's executor: if this call starts the
   // load, `executor(task)` is called once with a no-argument task (copyable if `loader`
   // is) that runs `loader()` and completes the load; `done` then runs on that executor
-  // thread. Key cycles are detected on the executor thread too. If the executor drops
-  // the task unrun, the waiters get Cancelled.
+  // thread (on a hit or when joining a load, as for the form above). Key cycles are detected on the
+  // executor thread too. If the executor drops the task unrun, the waiters get Cancelled.
   //
   //   cache.GetAsync(key, [&](std::function<void()> task) { pool.Schedule(std::move(task)); },
   //                  [&]() -> absl::StatusOr<std::shared_ptr<const V>> { return Load(key); },
