@@ -235,12 +235,9 @@ class AsyncLruCache {
         wake = waiters > 0;
       }
       if (wake) cv.SignalAll();
-      for (size_t i = 0; i < callbacks.size(); ++i) {
-        if (i + 1 == callbacks.size()) {
-          callbacks[i](std::move(result));
-        } else {
-          callbacks[i](result);
-        }
+      if (!callbacks.empty()) {
+        for (size_t i = 0; i + 1 < callbacks.size(); ++i) callbacks[i](result);
+        callbacks.back()(std::move(result));
       }
       return true;
     }
