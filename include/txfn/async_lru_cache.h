@@ -215,6 +215,7 @@ class AsyncLruCache {
     K key;
     ValuePtr value;
     size_t weight;
+    uint64_t stamp = 0;  // the shard's clock when this node last moved to the front
   };
   using LruList = std::list<Node>;  // front = most recently used
 
@@ -283,6 +284,10 @@ class AsyncLruCache {
     }
 
     const K key;
+    // Callers other than a blocking creator that will wait or have a callback: joiners,
+    // plus the GetAsync that started the load. Guarded by the shard's mutex (not
+    // annotated: the Load does not know its shard); final once the load is detached.
+    int listeners = 0;
     // The thread running this load's loader, or a default id. A thread only ever stores
     // its own id, clears only its own id (compare-exchange) and compares with its own
     // id, so it can never see its own id unless it set it and has not cleared it;
@@ -296,15 +301,17 @@ class AsyncLruCache {
     std::vector<Callback> callbacks ABSL_GUARDED_BY(mu);
   };
 
+  // The fields a hit writes (mutex, hit counter, clock) share the first cache line.
   struct alignas(64) Shard {
     mutable internal::Mutex mu;
+    uint64_t hits ABSL_GUARDED_BY(mu) = 0;
+    uint64_t misses ABSL_GUARDED_BY(mu) = 0;
+    uint64_t clock ABSL_GUARDED_BY(mu) = 0;  // counts moves to the front of `lru`
     LruList lru ABSL_GUARDED_BY(mu);
     absl::flat_hash_map<K, typename LruList::iterator, Hash, Eq> entries ABSL_GUARDED_BY(mu);
     absl::flat_hash_map<K, std::shared_ptr<Load>, Hash, Eq> loading ABSL_GUARDED_BY(mu);
     size_t capacity = 0;  // set before the cache is shared
     size_t weight ABSL_GUARDED_BY(mu) = 0;
-    uint64_t hits ABSL_GUARDED_BY(mu) = 0;
-    uint64_t misses ABSL_GUARDED_BY(mu) = 0;
     uint64_t loads ABSL_GUARDED_BY(mu) = 0;
     uint64_t load_errors ABSL_GUARDED_BY(mu) = 0;
     uint64_t evictions ABSL_GUARDED_BY(mu) = 0;
@@ -351,6 +358,17 @@ class AsyncLruCache {
     }
   }
 
+  // Records a hit on `it`. A node already among the most recent eighth of its shard
+  // (fewer than size/8 moves to the front since its own) stays where it is: it cannot be
+  // the eviction victim, and not moving it spares the list writes that would otherwise
+  // bounce cache lines between readers of hot keys. With fewer than 8 entries this is
+  // exact LRU.
+  static void Touch(Shard& s, typename LruList::iterator it) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu) {
+    if (s.clock - it->stamp <= s.entries.size() / 8) return;
+    s.lru.splice(s.lru.begin(), s.lru, it);
+    it->stamp = ++s.clock;
+  }
+
   // Caches `value` as most recently used, replacing any value of `key` and evicting from
   // the tail. What it drops goes to `dead` / `old`, to be destroyed after unlocking.
   static void Upsert(Shard& s, const K& key, ValuePtr value, size_t weight, LruList& dead,
@@ -369,14 +387,15 @@ class AsyncLruCache {
       old = std::move(node.value);
       node.value = std::move(value);
       node.weight = weight;
-      if (it->second != s.lru.begin()) s.lru.splice(s.lru.begin(), s.lru, it->second);
+      s.lru.splice(s.lru.begin(), s.lru, it->second);
+      node.stamp = ++s.clock;
     } else {
       if (weight > s.capacity) {
         s.entries.erase(it);
         old = std::move(value);
         return;
       }
-      s.lru.push_front(Node{key, std::move(value), weight});
+      s.lru.push_front(Node{key, std::move(value), weight, ++s.clock});
       it->second = s.lru.begin();
       s.weight += weight;
     }
@@ -412,6 +431,7 @@ class AsyncLruCache {
     const size_t weight = result.ok() ? core.Weigh(load->key, **result) : 0;
     LruList dead;
     ValuePtr old;
+    int listeners;
     Shard& s = core.shards[shard];
     {
       internal::MutexLock lock(&s.mu);
@@ -421,16 +441,20 @@ class AsyncLruCache {
         s.loading.erase(it);
         if (result.ok()) Upsert(s, load->key, *result, weight, dead, old);
       }
+      // Detached now (or before), so no one can join any more: the count is final.
+      listeners = load->listeners;
     }
-    load->Complete(std::move(result));
+    // A blocking Get whose load nobody joined returns its own result: skip publishing.
+    if (listeners > 0) load->Complete(std::move(result));
   }
 
   // Looks `key` up. On a hit returns the value in `*hit`; else joins or starts a load.
-  Miss Lookup(Shard& s, const K& key, ValuePtr* hit) {
+  // `async` says the caller will register a callback on the load (GetAsync).
+  Miss Lookup(Shard& s, const K& key, ValuePtr* hit, bool async) {
     internal::MutexLock lock(&s.mu);
     if (auto it = s.entries.find(key); it != s.entries.end()) {
       ++s.hits;
-      if (it->second != s.lru.begin()) s.lru.splice(s.lru.begin(), s.lru, it->second);
+      Touch(s, it->second);
       *hit = it->second->value;
       return {};
     }
@@ -439,6 +463,9 @@ class AsyncLruCache {
     if (inserted) {
       lit->second = std::make_shared<Load>(key);
       ++s.loads;
+      if (async) lit->second->listeners = 1;
+    } else {
+      ++lit->second->listeners;
     }
     return Miss{lit->second, inserted};
   }
@@ -517,7 +544,7 @@ auto AsyncLruCache<K, V, Hash, Eq>::Get(const K& key, Loader&& loader) -> Result
   static_assert(std::is_invocable_v<Loader&>, "loader must be callable with no arguments");
   const size_t shard = core_->ShardOf(key);
   ValuePtr hit;
-  Miss miss = Lookup(core_->shards[shard], key, &hit);
+  Miss miss = Lookup(core_->shards[shard], key, &hit, false);
   if (miss.load == nullptr) return hit;
   if (!miss.started) {
     if (miss.load->IsLoaderThread()) {
@@ -552,7 +579,7 @@ template <typename K, typename V, typename Hash, typename Eq>
 void AsyncLruCache<K, V, Hash, Eq>::GetAsync(const K& key, AsyncLoader loader, Callback done) {
   const size_t shard = core_->ShardOf(key);
   ValuePtr hit;
-  Miss miss = Lookup(core_->shards[shard], key, &hit);
+  Miss miss = Lookup(core_->shards[shard], key, &hit, true);
   if (miss.load == nullptr) {
     done(std::move(hit));
     return;
@@ -606,7 +633,7 @@ auto AsyncLruCache<K, V, Hash, Eq>::GetIfPresent(const K& key) -> ValuePtr {
     return nullptr;
   }
   ++s.hits;
-  if (it->second != s.lru.begin()) s.lru.splice(s.lru.begin(), s.lru, it->second);
+  Touch(s, it->second);
   return it->second->value;
 }
 
