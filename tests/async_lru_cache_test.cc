@@ -404,6 +404,24 @@ TEST(AsyncLruCacheTest, EvictsLeastRecentlyUsed) {
   EXPECT_EQ(s.weight, 3u);
 }
 
+TEST(AsyncLruCacheTest, LargerShardsStillEvictLeastRecentlyUsed) {
+  // Past 8 entries a hit on an already-recent entry skips the list move; eviction must
+  // still take the least recently used entries and never one that keeps being hit.
+  Cache cache(OneShard(64));
+  for (int i = 0; i < 64; ++i) cache.Put(std::to_string(i), std::make_shared<const int>(i));
+  ASSERT_NE(cache.GetIfPresent("0"), nullptr);  // the oldest becomes the newest
+  cache.Put("new", std::make_shared<const int>(-1));
+  EXPECT_NE(cache.GetIfPresent("0"), nullptr);
+  EXPECT_EQ(cache.GetIfPresent("1"), nullptr);
+  for (int i = 0; i < 500; ++i) {
+    ASSERT_NE(cache.GetIfPresent("0"), nullptr) << i;
+    ASSERT_NE(cache.GetIfPresent("new"), nullptr) << i;
+    cache.Put("more" + std::to_string(i), std::make_shared<const int>(i));
+  }
+  for (int i = 2; i < 64; ++i) EXPECT_EQ(cache.GetIfPresent(std::to_string(i)), nullptr);
+  EXPECT_EQ(cache.GetStats().entries, 64u);
+}
+
 TEST(AsyncLruCacheTest, WeigherBoundsTotalWeight) {
   Cache::Options o = OneShard(10);
   o.weigher = [](const std::string&, const int& v) { return static_cast<size_t>(v); };

@@ -38,9 +38,11 @@
 //   Invalidate(key) returns can observe a value loaded before it.
 // - Capacity is a total weight (Options::weigher, default 1 per entry), enforced per
 //   shard: each of the N shards owns capacity/N and evicts least recently used entries
-//   of its own. In-flight loads weigh nothing and are never evicted. A value heavier
-//   than its shard's capacity is returned to its callers but not cached (with
-//   num_shards = 1 that is "heavier than capacity").
+//   of its own. (LRU with one shortcut: a hit on an entry already among the most recent
+//   eighth of its shard does not move it; such an entry is never the victim, and the
+//   order is exact for shards of fewer than 8 entries.) In-flight loads weigh nothing and are never
+//   evicted. A value heavier than its shard's capacity is returned to its callers but not cached
+//   (with num_shards = 1 that is "heavier than capacity").
 // - Values are std::shared_ptr<const V>: an evicted or invalidated value stays alive
 //   for whoever still holds it.
 // - No thread is owned by the cache. A loader runs on the thread that started the load
@@ -65,12 +67,14 @@
 // Concurrency design (chosen over Caffeine-style read buffers for simplicity and
 // predictable LRU order): keys are hashed into N shards (default 16, rounded up to a
 // power of two), each with its own txfn::internal::Mutex, LRU list and
-// absl::flat_hash_map. A hit takes one shard's mutex for a map lookup and a list splice;
-// readers of different shards never contend. No user code (loader, weigher, callback,
-// value destructor) runs under a shard mutex.
+// absl::flat_hash_map. A hit takes one shard's mutex for a map lookup and (unless the
+// entry is already recent) a list splice; readers of different shards never contend.
+// The fields a hit writes share the mutex's cache line, so a hit on a hot key writes two
+// shared lines: the shard's first line and the value's shared_ptr count. No user code (loader,
+// weigher, callback, value destructor) runs under a shard mutex.
 //
-// Cost: a hit is two hashes of the key (shard, map), one shard lock, a map probe, a list
-// splice and a shared_ptr copy. A miss that starts a load also allocates the in-flight
+// Cost: a hit is two hashes of the key (shard, map), one shard lock, a map probe, at most
+// one list splice and a shared_ptr copy. A miss that starts a load also allocates the in-flight
 // state and, on success, one list node; joining a load blocks on that load's own mutex,
 // not the shard's. Memory: per cached entry a list node (key, shared_ptr, weight) and a
 // map slot (key, iterator), so the key is stored twice.
