@@ -36,7 +36,7 @@ namespace {
 
 constexpr int kKeys = 1000;
 constexpr int kThreads = 4;
-constexpr int kOpsPerThread = 100000;
+constexpr int kOpsPerThread = 200000;
 
 struct Val {
   int key;
