@@ -14,16 +14,21 @@
 // the aggregate wall-clock throughput of all threads, the figure to compare at threads:2.
 // hits / gets = hit ratio (about 0.77 for both caches). Each read-only "Get" that misses
 // loads and installs (both caches do the same work), so the "read-only" runs still evict.
-// The ratio AsyncLruCache / MutexLru is not printed by the binary: compare the rows of one
-// run (scripts are welcome to divide wall_ops_per_s of matching rows).
+// After the table the binary prints, for each AsyncLruCache row, the ratio of its
+// wall_ops_per_s (median over repetitions) to the matching MutexLru row, and `loads`
+// for the stampede rows.
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <latch>
 #include <list>
+#include <map>
 #include <memory>
+#include <ostream>
 #include <random>
+#include <string>
 #include <thread>
 #include <unordered_map>
 #include <utility>
@@ -271,7 +276,57 @@ void BM_MutexLruStampede(benchmark::State& state) {
 BENCHMARK(BM_AsyncLruCacheStampede);
 BENCHMARK(BM_MutexLruStampede);
 
+// The console table, then AsyncLruCache / MutexLru ratios of wall_ops_per_s.
+class RatioReporter : public benchmark::ConsoleReporter {
+ public:
+  RatioReporter() : ConsoleReporter(OO_None) {}  // plain text, counters inline
+
+  void ReportRuns(const std::vector<Run>& runs) override {
+    for (const Run& run : runs) {
+      if (run.run_type != Run::RT_Iteration) continue;
+      for (const char* counter : {"wall_ops_per_s", "loads"}) {
+        auto it = run.counters.find(counter);
+        if (it != run.counters.end()) values_[run.benchmark_name()].push_back(it->second.value);
+      }
+    }
+    ConsoleReporter::ReportRuns(runs);
+  }
+
+  void Finalize() override {
+    ConsoleReporter::Finalize();
+    std::ostream& out = GetOutputStream();
+    for (const auto& [name, values] : values_) {
+      const std::string prefix = "BM_AsyncLruCache";
+      if (name.rfind(prefix, 0) != 0) continue;
+      const std::string baseline = "BM_MutexLru" + name.substr(prefix.size());
+      auto it = values_.find(baseline);
+      if (it == values_.end()) continue;
+      if (name.find("Stampede") != std::string::npos) {
+        out << name << ": loads " << Median(values) << " vs " << baseline << ": loads "
+            << Median(it->second) << "\n";
+      } else {
+        out << name << " / " << baseline
+            << " (wall_ops_per_s): " << Median(values) / Median(it->second) << "x\n";
+      }
+    }
+  }
+
+ private:
+  static double Median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v.empty() ? 0 : v[v.size() / 2];
+  }
+  std::map<std::string, std::vector<double>> values_;
+};
+
 }  // namespace
 }  // namespace txfn
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  txfn::RatioReporter reporter;
+  benchmark::RunSpecifiedBenchmarks(&reporter);
+  benchmark::Shutdown();
+  return 0;
+}
