@@ -138,6 +138,13 @@ TEST(AsyncLruCacheTest, SynchronousAsyncLoaderCallsBackInline) {
   EXPECT_EQ(**results.got[0], 1);
 }
 
+TEST(AsyncLruCacheTest, GetAsyncWithoutCallbackWarmsTheCache) {
+  Cache cache;
+  cache.GetAsync(
+      "k", [](Cache::Completion c) { c(Value(2)); }, nullptr);
+  EXPECT_EQ(*cache.GetIfPresent("k"), 2);
+}
+
 // A one-thread host executor.
 class TestExecutor {
  public:

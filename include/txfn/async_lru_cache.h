@@ -180,9 +180,9 @@ class AsyncLruCache {
   template <typename Loader>
   [[nodiscard]] Result Get(const K& key, Loader&& loader);
 
-  // Non-blocking Get. `done` runs exactly once: inline (on a hit, on an error detected
-  // at once, or when the loader completes synchronously) or on the thread that calls the
-  // load's Completion. `loader` is called only if this call starts the load.
+  // Non-blocking Get. `done` (may be empty, to only warm the cache) runs exactly once: inline (on a
+  // hit, on an error detected at once, or when the loader completes synchronously) or on the thread
+  // that calls the load's Completion. `loader` is called only if this call starts the load.
   void GetAsync(const K& key, AsyncLoader loader, Callback done);
 
   // GetAsync with a blocking loader run on the host's executor: if this call starts the
@@ -581,6 +581,7 @@ auto AsyncLruCache<K, V, Hash, Eq>::Get(const K& key, Loader&& loader) -> Result
 
 template <typename K, typename V, typename Hash, typename Eq>
 void AsyncLruCache<K, V, Hash, Eq>::GetAsync(const K& key, AsyncLoader loader, Callback done) {
+  if (!done) done = [](Result) {};  // an empty callback just discards the result
   const size_t shard = core_->ShardOf(key);
   ValuePtr hit;
   Miss miss = Lookup(core_->shards[shard], key, &hit, true);
