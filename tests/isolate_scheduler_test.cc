@@ -226,9 +226,9 @@ TEST(IsolateSchedulerTest, AnIsolateNeverServesTwoTenants) {
 }
 
 TEST(IsolateSchedulerTest, FullQueueIsRejectedAtOnce) {
+  Gate gate;  // outlives the scheduler, whose worker waits on it
   auto scheduler =
       MakeScheduler({.workers = 1, .queue_capacity = 2, .max_in_flight_per_tenant = 10});
-  Gate gate;
   ASSERT_TRUE(scheduler->Submit("a", gate.Blocker()).ok());
   gate.WaitEntered(1);  // the worker is busy; the queue is empty
   std::atomic<int> ran{0};
@@ -247,8 +247,8 @@ TEST(IsolateSchedulerTest, FullQueueIsRejectedAtOnce) {
 
 TEST(IsolateSchedulerTest, PerTenantCapRejectsOnlyThatTenant) {
   // Default cap: half the workers = 1.
+  Gate gate;  // outlives the scheduler, whose worker waits on it
   auto scheduler = MakeScheduler({.workers = 2});
-  Gate gate;
   ASSERT_TRUE(scheduler->Submit("a", gate.Blocker()).ok());
   gate.WaitEntered(1);
   EXPECT_EQ(scheduler->InFlight("a"), 1);
@@ -263,8 +263,8 @@ TEST(IsolateSchedulerTest, PerTenantCapRejectsOnlyThatTenant) {
 }
 
 TEST(IsolateSchedulerTest, WaitsWhenEveryIsolateIsBusy) {
+  Gate gate;  // outlives the scheduler, whose worker waits on it
   auto scheduler = MakeScheduler({.workers = 2, .max_isolates = 1, .max_in_flight_per_tenant = 4});
-  Gate gate;
   ASSERT_TRUE(scheduler->Submit("a", gate.Blocker()).ok());
   gate.WaitEntered(1);
   auto promise = std::make_shared<std::promise<Seen>>();
