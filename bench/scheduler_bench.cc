@@ -14,10 +14,14 @@
 //                                        tenant keeps its isolate (scheduler
 //                                        overhead and 2-worker parallelism only)
 //
-// Counters: req_per_s (wall clock, all threads), and for the scheduler
-// ratio_vs_direct = its req_per_s / the baseline's (when both ran), the
+// Counters: req_per_s (wall clock, all threads) and cpu_us_per_req (process
+// CPU time per request, steadier on a shared machine); for the scheduler
+// ratio_vs_direct = its req_per_s / the baseline's and cpu_ratio_vs_direct =
+// its CPU per request / the baseline's (when both ran), the
 // isolates created/evicted and the share of requests served by a reused
 // isolate.
+#include <time.h>
+
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -86,17 +90,27 @@ std::vector<std::string> TenantNames() {
   return names;
 }
 
+// CPU time of the whole process (workers, clients, V8's background threads):
+// per request, a measure that holds up on a machine shared with other jobs.
+double ProcessCpuSeconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
+
 double SecondsSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
 // State shared by the two benchmarks (for the ratio) and by a benchmark's threads.
 struct Shared {
-  double direct_req_per_s = 0;  // set by the baseline when it ran
+  double direct_req_per_s = 0;       // set by the baseline when it ran
+  double direct_cpu_us_per_req = 0;  // likewise
   std::unique_ptr<IsolateScheduler> scheduler;
   std::atomic<int64_t> requests{0};
   std::atomic<int64_t> rejected{0};
   std::chrono::steady_clock::time_point start;
+  double cpu_start = 0;
 };
 
 void DirectIsolatePerTenant(benchmark::State& state, Shared* shared) {
@@ -112,6 +126,7 @@ void DirectIsolatePerTenant(benchmark::State& state, Shared* shared) {
   }
   Zipf zipf(1);
   const auto start = std::chrono::steady_clock::now();
+  const double cpu_start = ProcessCpuSeconds();
   for (auto _ : state) {
     v8::Isolate* isolate = isolates[zipf.Next()];
     v8::Locker locker(isolate);  // as the scheduler does (uncontended here)
@@ -119,9 +134,12 @@ void DirectIsolatePerTenant(benchmark::State& state, Shared* shared) {
     RunTrivialScript(isolate);
   }
   const double seconds = SecondsSince(start);
+  const double cpu = ProcessCpuSeconds() - cpu_start;
   for (v8::Isolate* isolate : isolates) isolate->Dispose();
   shared->direct_req_per_s = static_cast<double>(state.iterations()) / seconds;
+  shared->direct_cpu_us_per_req = cpu * 1e6 / static_cast<double>(state.iterations());
   state.counters["req_per_s"] = shared->direct_req_per_s;
+  state.counters["cpu_us_per_req"] = shared->direct_cpu_us_per_req;
 }
 
 // max_isolates = 0: the scheduler's default bound (4 per worker = 8 < 16 tenants).
@@ -138,6 +156,7 @@ void SchedulerThroughput(benchmark::State& state, Shared* shared, int max_isolat
     shared->requests = 0;
     shared->rejected = 0;
     shared->start = std::chrono::steady_clock::now();
+    shared->cpu_start = ProcessCpuSeconds();
   }
   // The loop starts after every thread reached it (Google Benchmark's barrier).
   const std::vector<std::string> tenants = TenantNames();
@@ -159,12 +178,16 @@ void SchedulerThroughput(benchmark::State& state, Shared* shared, int max_isolat
   // ... and ends after every thread left it.
   if (state.thread_index() == 0) {
     const double seconds = SecondsSince(shared->start);
-    const double req_per_s = static_cast<double>(shared->requests.load()) / seconds;
+    const double requests = static_cast<double>(shared->requests.load());
+    const double req_per_s = requests / seconds;
+    const double cpu_us_per_req = (ProcessCpuSeconds() - shared->cpu_start) * 1e6 / requests;
     IsolateSchedulerStats stats = shared->scheduler->stats();
     shared->scheduler.reset();
     state.counters["req_per_s"] = req_per_s;
+    state.counters["cpu_us_per_req"] = cpu_us_per_req;
     if (shared->direct_req_per_s > 0) {
       state.counters["ratio_vs_direct"] = req_per_s / shared->direct_req_per_s;
+      state.counters["cpu_ratio_vs_direct"] = cpu_us_per_req / shared->direct_cpu_us_per_req;
     }
     state.counters["isolates_created"] = static_cast<double>(stats.isolates_created);
     state.counters["isolates_evicted"] = static_cast<double>(stats.isolates_evicted);
