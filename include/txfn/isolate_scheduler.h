@@ -6,7 +6,12 @@
 // served T; else creates one if under the bound; else disposes the least
 // recently used idle isolate of another tenant and creates one. Requests
 // beyond the workers wait in a bounded queue; a full queue, or a tenant over
-// its in-flight cap, fails the request at once with ResourceExhausted.
+// its in-flight cap, fails the request at once with ResourceExhausted. A
+// tenant whose isolates are all busy gets another one the same way, so a
+// tenant with k requests running holds k isolates; the per-tenant cap
+// (default half the workers) bounds how many isolates one tenant can take
+// from the others. The policy lives in txfn/internal/isolate_pool.h, tested
+// without V8.
 //
 //   auto scheduler = txfn::IsolateScheduler::Create({.workers = 2});
 //   absl::Status s = (*scheduler)->Submit("shop", [](txfn::IsolateLease& lease) {
@@ -29,7 +34,9 @@
 // cap V8 calls back, the scheduler grants a little headroom so V8 can unwind,
 // terminates the request and disposes of the isolate after it. In both cases
 // lease.limit_exceeded() is true for the rest of the work item, and the
-// isolate's termination is cancelled before it serves anyone again.
+// isolate's termination is cancelled before it serves anyone again. The heap
+// limit covers the V8 heap, not ArrayBuffer backing stores (they come from
+// the shared default allocator, unbounded).
 //
 // Public header without V8 includes: v8::Isolate is only forward-declared.
 //
