@@ -355,6 +355,55 @@ TEST(IsolateSchedulerTest, LimitEnforcerIsPerTenant) {
   EXPECT_FALSE(loose.limit_exceeded);
 }
 
+// Requests that straddle a tight CPU limit race the watchdog: a termination
+// that lands after the JS returned must not leak into the isolate's next
+// request, of this tenant or (via the same worker) another.
+TEST(IsolateSchedulerTest, TerminationsNeverLeakIntoLaterRequests) {
+  auto scheduler = MakeScheduler({.workers = 2,
+                                  .max_isolates = 3,
+                                  .max_in_flight_per_tenant = 200,
+                                  .limits = std::make_shared<TightLimits>()});
+  std::atomic<int> spurious{0};
+  std::atomic<int> terminated{0};
+  std::atomic<int> done{0};
+  constexpr int kRequests = 80;
+  for (int i = 0; i < kRequests; ++i) {
+    // Kinds: 0 runs forever (always terminated), 1 loops for about the
+    // 50 ms limit (either outcome; the racy one), 2 and 3 are quick (must
+    // always succeed), on tight's isolates or other tenants'.
+    const int kind = i % 4;
+    std::string source = "[1, 2, 3].map(v => v * 2).join()";
+    if (kind == 0) source = "while (true) {}";
+    if (kind == 1) {
+      source = "const end = Date.now() + " + std::to_string(40 + i % 20) +
+               "; while (Date.now() < end) {} '2,4,6'";
+    }
+    const std::string tenant = kind == 3 ? "t" + std::to_string(i % 3) : "tight";
+    ASSERT_TRUE(scheduler
+                    ->Submit(tenant,
+                             [&, kind, source](IsolateLease& l) {
+                               JsResult r = RunJs(l, source);
+                               const bool good = r.ok && r.value == "2,4,6";
+                               if (kind == 0 && (r.ok || l.exceeded_limit() != "cpu time")) {
+                                 spurious.fetch_add(1);
+                               }
+                               if (kind == 1 && !good && !l.limit_exceeded()) {
+                                 spurious.fetch_add(1);
+                               }
+                               if (kind >= 2 && (!good || l.limit_exceeded())) {
+                                 spurious.fetch_add(1);
+                               }
+                               if (!r.ok) terminated.fetch_add(1);
+                               done.fetch_add(1);
+                             })
+                    .ok());
+  }
+  scheduler.reset();
+  EXPECT_EQ(done.load(), kRequests);
+  EXPECT_EQ(spurious.load(), 0);
+  EXPECT_GT(terminated.load(), 0);
+}
+
 TEST(IsolateSchedulerTest, AllocationBombHitsTheHeapLimitAndTheIsolateIsDisposed) {
   auto scheduler = MakeScheduler({.workers = 2, .max_in_flight_per_tenant = 4});
   Seen bomb = SubmitAndWait(*scheduler, "bomb", [](IsolateLease& l) {
