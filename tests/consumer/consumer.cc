@@ -1,15 +1,60 @@
-// The consumer projects' program: uses txfn::core's public headers and
-// exits non-zero if what it sees is wrong.
+// The consumer projects' program: uses txfn's public headers through the
+// exported targets and exits non-zero if what it sees is wrong.
 #include <cstdio>
+#include <memory>
+#include <string>
 
-#include "txfn/storage.h"
+#include "txfn/async_lru_cache.h"
+#include "txfn/committer.h"
+#include "txfn/in_memory_storage.h"
+#include "txfn/rendezvous_router.h"
+#include "txfn/transaction.h"
+#include "txfn/value.h"
+
+namespace {
+
+int Fail(const char* what) {
+  std::fprintf(stderr, "consumer: %s\n", what);
+  return 1;
+}
+
+}  // namespace
 
 int main() {
-  txfn::KeyRange range = txfn::KeyRange::Prefix("user/");
-  if (!range.Contains("user/42") || range.Contains("users")) {
-    std::fprintf(stderr, "KeyRange::Prefix misbehaves\n");
-    return 1;
+  // txfn::core: a committed transaction is visible at the next snapshot.
+  auto storage = std::make_shared<txfn::InMemoryStorage>();
+  auto committer = txfn::Committer::Open(storage, "consumer");
+  if (!committer.ok()) return Fail("Committer::Open");
+  txfn::Transaction deploy((*committer)->Latest());
+  auto schema = txfn::Schema::FromJson(R"({"tables": {"notes": {}}})");
+  if (!schema.ok() || !deploy.DeploySchema(*schema).ok()) return Fail("deploy");
+  auto id = deploy.Insert("notes", txfn::Value::FromObject({{"n", txfn::Value::Int64(7)}}));
+  if (!id.ok() || !(*committer)->Commit(deploy.Prepare()).ok()) return Fail("commit");
+  txfn::Transaction read((*committer)->Latest());
+  auto doc = read.Get(*id);
+  if (!doc.ok() || !doc->has_value() || (*doc)->Find("n")->int64() != 7) return Fail("read");
+
+  // txfn::cache: a miss loads once, a hit does not.
+  txfn::AsyncLruCache<std::string, int> cache;
+  int loads = 0;
+  for (int i = 0; i < 2; ++i) {
+    auto v = cache.Get("k", [&]() -> absl::StatusOr<std::shared_ptr<const int>> {
+      ++loads;
+      return std::make_shared<const int>(42);
+    });
+    if (!v.ok() || **v != 42) return Fail("cache value");
   }
+  if (loads != 1) return Fail("cache loads");
+
+  // txfn::router: a key always lands on the same node.
+  txfn::RendezvousRouter<int> router;
+  for (int n = 0; n < 3; ++n) {
+    if (!router.AddNode("node" + std::to_string(n), n).ok()) return Fail("AddNode");
+  }
+  auto first = router.Acquire("tenant-a");
+  auto again = router.Acquire("tenant-a");
+  if (!first.ok() || !again.ok() || first->node() != again->node()) return Fail("router");
+
   std::printf("txfn consumer ok\n");
   return 0;
 }
