@@ -4,6 +4,7 @@
 #define TXFN_TESTS_V8_TEST_UTIL_H_
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "libplatform/libplatform.h"
@@ -37,7 +38,7 @@ class TestLease : public IsolateLease {
     isolate_->SetMicrotasksPolicy(v8::MicrotasksPolicy::kExplicit);
     locker_ = std::make_unique<v8::Locker>(isolate_);
     isolate_->Enter();
-    scope_ = std::make_unique<v8::HandleScope>(isolate_);
+    scope_.emplace(isolate_);
   }
   ~TestLease() override {
     data_.reset();
@@ -65,7 +66,7 @@ class TestLease : public IsolateLease {
   std::unique_ptr<v8::ArrayBuffer::Allocator> allocator_;
   v8::Isolate* isolate_ = nullptr;
   std::unique_ptr<v8::Locker> locker_;
-  std::unique_ptr<v8::HandleScope> scope_;
+  std::optional<v8::HandleScope> scope_;
   std::unique_ptr<IsolateData> data_;
   int uses_ = 0;
   bool discarded_ = false;

@@ -15,7 +15,7 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
 (function (n) {
   'use strict';
   const INVALID_ARGUMENT = 3;
-  const OrigDate = Date;
+  const OrigDate = globalThis.Date;
   const now = n.now;
   function Date(...args) {
     if (new.target === undefined) return new OrigDate(now()).toString();
@@ -182,6 +182,7 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       return true;
     }
     takeSync(k) {
+      if (typeof k === 'bigint') k = Number(k);
       if (typeof k !== 'number' || !Number.isInteger(k) || k < 0) {
         throw new TypeError('take() takes a non-negative integer');
       }
@@ -218,7 +219,8 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       if (typeof opts !== 'object' || opts === null) {
         throw new TypeError('paginate() takes {cursor, numItems}');
       }
-      const {cursor = null, numItems} = opts;
+      const {cursor = null} = opts;
+      const numItems = typeof opts.numItems === 'bigint' ? Number(opts.numItems) : opts.numItems;
       if (typeof numItems !== 'number' || !Number.isInteger(numItems) || numItems <= 0) {
         throw new TypeError('paginate(): numItems must be a positive integer');
       }

@@ -630,7 +630,7 @@ class Run {
     v8::Local<v8::Module> module;
     if (!v8::ScriptCompiler::CompileModule(isolate_, &src,
                                            cached != nullptr ? v8::ScriptCompiler::kConsumeCodeCache
-                                                             : v8::ScriptCompiler::kEagerCompile)
+                                                             : v8::ScriptCompiler::kNoCompileOptions)
              .ToLocal(&module)) {
       return ExceptionStatus(rt_, isolate_->GetCurrentContext(), tc, "");
     }
@@ -698,6 +698,7 @@ RunResult RunnerCore::RunOnIsolate(IsolateLease& lease, const RunRequest& reques
   const absl::Duration cpu_start = ThreadCpuTime();
   result.stats.isolate_reused = lease.reused();
   v8::Isolate* isolate = lease.isolate();
+  v8::HandleScope handle_scope(isolate);
   bool keep_context = false;
   std::unique_ptr<ContextState> fresh;
   IsolateRuntime* rt = nullptr;
