@@ -1,21 +1,42 @@
 // txfn/isolate_scheduler.h — owns V8 isolates and the threads that run them.
 //
-// STATUS: interface fixed, implementation in progress (issue 4). The
-// implementation owns everything below; the function runner codes against it.
-//
 // An IsolateScheduler runs work items ("requests") of tenants on a fixed set
 // of worker threads, each request on a V8 isolate that serves only that
 // tenant. For tenant T it picks the most recently used idle isolate that has
 // served T; else creates one if under the bound; else disposes the least
 // recently used idle isolate of another tenant and creates one. Requests
 // beyond the workers wait in a bounded queue; a full queue, or a tenant over
-// its in-flight cap, fails the request at once with ResourceExhausted.
+// its in-flight cap, fails the request at once with ResourceExhausted. A
+// tenant whose isolates are all busy gets another one the same way, so a
+// tenant with k requests running holds k isolates; the per-tenant cap
+// (default half the workers) bounds how many isolates one tenant can take
+// from the others. The policy lives in txfn/internal/isolate_pool.h, tested
+// without V8.
 //
 //   auto scheduler = txfn::IsolateScheduler::Create({.workers = 2});
 //   absl::Status s = (*scheduler)->Submit("shop", [](txfn::IsolateLease& lease) {
 //     v8::Isolate* isolate = lease.isolate();   // entered and locked for you
 //     ... create a context, run JS ...
 //   });
+//
+// Why a bound on isolates (default 4 per worker): each isolate reserves its
+// own heap and address space (tens of MiB of reservations, its heap limit in
+// use at worst) and costs ~2.6 ms to create, while a fresh context per request
+// costs ~0.65 ms. A few isolates per worker keep the hot tenants' isolates
+// warm without letting memory grow with the number of tenants. When every
+// isolate is busy the request waits in the queue (only possible when
+// max_isolates < workers).
+//
+// Limits (LimitEnforcer): a watchdog thread samples each running request's
+// worker-thread CPU time every `watchdog_interval` and calls
+// TerminateExecution on that isolate only once the tenant's CPU limit is
+// spent. Each isolate's heap is capped at the tenant's heap limit; near the
+// cap V8 calls back, the scheduler grants a little headroom so V8 can unwind,
+// terminates the request and disposes of the isolate after it. In both cases
+// lease.limit_exceeded() is true for the rest of the work item, and the
+// isolate's termination is cancelled before it serves anyone again. The heap
+// limit covers the V8 heap, not ArrayBuffer backing stores (they come from
+// the shared default allocator, unbounded).
 //
 // Public header without V8 includes: v8::Isolate is only forward-declared.
 //
@@ -27,6 +48,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -44,7 +66,13 @@ namespace txfn {
 // Initialises V8 once per process (thread-safe, idempotent). A host that
 // already owns a v8::Platform (and has initialised V8) passes it here first;
 // txfn then uses it and never disposes it.
-absl::Status InitializeV8(v8::Platform* host_platform = nullptr);
+// FailedPrecondition if V8 was already initialised here with another platform.
+// IsolateScheduler::Create calls it, so only a host platform needs it spelled out.
+[[nodiscard]] absl::Status InitializeV8(v8::Platform* host_platform = nullptr);
+
+// The platform txfn uses (the host's, or the default one it created);
+// initialises V8 like InitializeV8() if that was not called yet.
+v8::Platform* V8Platform();
 
 // Per-isolate state another layer keeps on an isolate (e.g. the function
 // runner's compiled modules or a reused context). Destroyed on the isolate's
@@ -54,8 +82,10 @@ class IsolateData {
   virtual ~IsolateData() = default;
 };
 
-// What a work item gets: an isolate of its tenant, entered, locked and with a
-// HandleScope open, for the duration of the item.
+// What a work item gets: an isolate of its tenant, entered (Isolate::Scope),
+// locked (v8::Locker) and with a HandleScope open, for the duration of the
+// item. No context is entered: a fresh context per request is the caller's.
+// Valid only during the work item, on its worker thread.
 class IsolateLease {
  public:
   virtual ~IsolateLease() = default;
@@ -74,10 +104,15 @@ class IsolateLease {
   // Asks the scheduler to dispose of this isolate after the item (e.g. it is
   // in an unknown state).
   virtual void Discard() = 0;
+  // Identifies the isolate for its whole life; never reused by another
+  // isolate of this scheduler (unlike the v8::Isolate* address).
+  virtual uint64_t isolate_id() const { return 0; }
 };
 
 // Limits per request and isolate, checked by the scheduler's watchdog. A host
 // replaces the policy by subclassing (workerd's limit enforcer is the model).
+// Called from worker threads and the watchdog concurrently: must be
+// thread-safe. The heap limit is read once per isolate, at its creation.
 class LimitEnforcer {
  public:
   virtual ~LimitEnforcer() = default;
@@ -86,32 +121,50 @@ class LimitEnforcer {
 };
 
 struct IsolateSchedulerOptions {
-  int workers = 0;                 // 0 = hardware concurrency
-  int max_isolates = 0;            // 0 = 4 per worker
+  int workers = 0;       // 0 = hardware concurrency
+  int max_isolates = 0;  // 0 = 4 per worker
   size_t queue_capacity = 1024;
-  int max_in_flight_per_tenant = 0;  // 0 = half the workers (at least 1)
+  int max_in_flight_per_tenant = 0;             // 0 = half the workers (at least 1)
   std::shared_ptr<const LimitEnforcer> limits;  // null = defaults
+  // How often the watchdog samples running requests' CPU time; a request
+  // overruns its CPU limit by at most about this much (plus V8's time to
+  // reach an interrupt check).
+  absl::Duration watchdog_interval = absl::Milliseconds(2);
 };
 
 struct IsolateSchedulerStats {
   uint64_t isolates_created = 0;
   uint64_t isolates_reused = 0;  // requests served by an isolate that served before
   uint64_t isolates_disposed = 0;
-  uint64_t rejected = 0;         // ResourceExhausted at Submit
+  uint64_t rejected = 0;  // ResourceExhausted at Submit
   size_t queue_length = 0;
+  // Added detail:
+  uint64_t isolates_evicted = 0;     // of disposed: given up for another tenant
+  uint64_t rejected_queue_full = 0;  // of rejected
+  uint64_t rejected_tenant_cap = 0;  // of rejected
+  uint64_t terminated_cpu = 0;       // requests stopped at their CPU limit
+  uint64_t terminated_heap = 0;      // requests stopped at their isolate's heap limit
+  int live_isolates = 0;
+  int busy_isolates = 0;
+  std::map<std::string, int> in_flight;  // per tenant with requests queued or running
 };
 
 class IsolateScheduler {
  public:
   using Work = std::function<void(IsolateLease&)>;
 
+  // Starts the workers and the watchdog (initialising V8 if needed).
+  // InvalidArgument for negative counts or a non-positive watchdog interval.
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<IsolateScheduler>> Create(
       IsolateSchedulerOptions options = {});
+  // Stops admitting requests, runs every queued one, joins the threads and
+  // disposes of the isolates. Must not be called from a work item.
   virtual ~IsolateScheduler() = default;
 
   // Queues `work` for `tenant`. ResourceExhausted (naming the queue or the
   // tenant cap) if it cannot be queued; then `work` never runs. Otherwise
-  // `work` runs exactly once on a worker thread.
+  // `work` runs exactly once on a worker thread. `work` must not block on
+  // another request of this scheduler (it could be queued behind it).
   [[nodiscard]] virtual absl::Status Submit(std::string tenant, Work work) = 0;
 
   // In-flight (queued or running) requests of `tenant`.

@@ -1,0 +1,341 @@
+// IsolateScheduler: carries out IsolatePool's decisions with V8.
+//
+// Threads: `workers` worker threads loop on IsolatePool::Acquire, dispose of
+// an evicted isolate, create a missing one, run the work item with the
+// isolate locked and entered, and release it. One watchdog thread samples the
+// CPU clocks of the workers that are running a request and terminates the
+// offender. The near-heap-limit callback runs on the worker thread itself.
+//
+// Lifetimes: an IsolateHolder (v8::Isolate + what the scheduler keeps with
+// it) is owned by the pool while idle and by the worker while busy. The
+// watchdog touches a running request's isolate only under wd_mu_, and the
+// worker unregisters the request under wd_mu_ before the isolate can be
+// released, so TerminateExecution never reaches an isolate after its request.
+#include "txfn/isolate_scheduler.h"
+
+#include <pthread.h>
+#include <time.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "lib/v8/platform.h"
+#include "libplatform/libplatform.h"
+#include "txfn/internal/isolate_pool.h"
+#include "txfn/internal/mutex.h"
+#include "v8-array-buffer.h"
+#include "v8-isolate.h"
+#include "v8-local-handle.h"
+#include "v8-locker.h"
+
+namespace txfn {
+namespace {
+
+using internal::CondVar;
+using internal::Mutex;
+using internal::MutexLock;
+
+enum Limit : int { kNoLimit = 0, kCpuLimit = 1, kHeapLimit = 2 };
+
+// Extra heap granted once the limit is reached, so V8 can unwind the
+// terminated request instead of aborting the process: half the limit, at
+// least 16 MiB (a single large allocation may be what crossed the line).
+size_t HeapHeadroom(size_t current_limit) {
+  return std::max<size_t>(current_limit / 2, size_t{16} << 20);
+}
+
+int64_t CpuNanos(clockid_t clock) {
+  timespec ts{};
+  if (clock_gettime(clock, &ts) != 0) return 0;
+  return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
+}
+
+class LeaseImpl;
+
+// A V8 isolate and what the scheduler keeps with it. Owned by the pool while
+// idle, by one worker while busy; its fields are only touched by that owner
+// (the near-heap-limit callback runs on the owner's thread).
+struct IsolateHolder {
+  v8::Isolate* isolate = nullptr;
+  uint64_t id = 0;
+  std::string tenant;
+  std::unique_ptr<IsolateData> data;
+  bool heap_exceeded = false;
+  LeaseImpl* current = nullptr;                      // the request running on it, if any
+  std::atomic<uint64_t>* terminated_heap = nullptr;  // the scheduler's counter
+};
+
+class LeaseImpl final : public IsolateLease {
+ public:
+  LeaseImpl(IsolateHolder* holder, bool reused) : holder_(holder), reused_(reused) {}
+
+  v8::Isolate* isolate() override { return holder_->isolate; }
+  const std::string& tenant() const override { return holder_->tenant; }
+  bool reused() const override { return reused_; }
+  IsolateData* data() override { return holder_->data.get(); }
+  void set_data(std::unique_ptr<IsolateData> data) override { holder_->data = std::move(data); }
+  bool limit_exceeded() const override { return exceeded_.load(std::memory_order_acquire) != 0; }
+  std::string exceeded_limit() const override {
+    switch (exceeded_.load(std::memory_order_acquire)) {
+      case kCpuLimit:
+        return "cpu time";
+      case kHeapLimit:
+        return "heap";
+      default:
+        return "";
+    }
+  }
+  void Discard() override { discarded_ = true; }
+  uint64_t isolate_id() const override { return holder_->id; }
+
+  bool discarded() const { return discarded_; }
+  // Records the first limit this request hit; false if one was already recorded.
+  bool Mark(Limit limit) {
+    int none = kNoLimit;
+    return exceeded_.compare_exchange_strong(none, limit, std::memory_order_acq_rel);
+  }
+
+ private:
+  IsolateHolder* const holder_;
+  const bool reused_;
+  bool discarded_ = false;
+  std::atomic<int> exceeded_{kNoLimit};  // written by the watchdog or the heap callback
+};
+
+size_t NearHeapLimit(void* data, size_t current_limit, size_t initial_limit) {
+  auto* holder = static_cast<IsolateHolder*>(data);
+  if (!holder->heap_exceeded) {
+    holder->heap_exceeded = true;  // dispose of the isolate after this item
+    if (holder->current != nullptr && holder->current->Mark(kHeapLimit)) {
+      holder->terminated_heap->fetch_add(1, std::memory_order_relaxed);
+    }
+    holder->isolate->TerminateExecution();
+  }
+  return current_limit + HeapHeadroom(initial_limit);
+}
+
+using Pool = internal::IsolatePool<IsolateScheduler::Work, IsolateHolder>;
+
+class IsolateSchedulerImpl final : public IsolateScheduler {
+ public:
+  IsolateSchedulerImpl(const IsolateSchedulerOptions& options, int workers, int max_isolates,
+                       int max_in_flight)
+      : limits_(options.limits ? options.limits : std::make_shared<const LimitEnforcer>()),
+        watchdog_interval_(options.watchdog_interval),
+        pump_platform_(internal::V8PlatformIsDefault() ? V8Platform() : nullptr),
+        allocator_(v8::ArrayBuffer::Allocator::NewDefaultAllocator()),
+        pool_({.max_isolates = max_isolates,
+               .queue_capacity = options.queue_capacity,
+               .max_in_flight_per_tenant = max_in_flight}) {
+    {
+      MutexLock lock(&wd_mu_);
+      running_.resize(workers);
+    }
+    for (int i = 0; i < workers; ++i) workers_.emplace_back([this, i] { WorkerMain(i); });
+    watchdog_ = std::thread([this] { WatchdogMain(); });
+  }
+
+  ~IsolateSchedulerImpl() override {
+    pool_.Shutdown();  // workers drain the queue, then return
+    for (auto& t : workers_) t.join();
+    {
+      MutexLock lock(&wd_mu_);
+      stop_ = true;
+      wd_cv_.SignalAll();
+    }
+    watchdog_.join();
+    for (auto& holder : pool_.TakeIdle()) DisposeIsolate(std::move(holder));
+  }
+
+  absl::Status Submit(std::string tenant, Work work) override {
+    if (!work) return absl::InvalidArgumentError("IsolateScheduler::Submit: empty work item");
+    return pool_.Submit(std::move(tenant), std::move(work));
+  }
+
+  int InFlight(const std::string& tenant) const override { return pool_.InFlight(tenant); }
+
+  IsolateSchedulerStats stats() const override {
+    internal::IsolatePoolStats p = pool_.stats();
+    return IsolateSchedulerStats{
+        .isolates_created = p.created,
+        .isolates_reused = p.reused,
+        .isolates_disposed = p.disposed,
+        .rejected = p.rejected_queue_full + p.rejected_tenant_cap,
+        .queue_length = p.queue_length,
+        .isolates_evicted = p.evicted,
+        .rejected_queue_full = p.rejected_queue_full,
+        .rejected_tenant_cap = p.rejected_tenant_cap,
+        .terminated_cpu = terminated_cpu_.load(std::memory_order_relaxed),
+        .terminated_heap = terminated_heap_.load(std::memory_order_relaxed),
+        .live_isolates = p.live_isolates,
+        .busy_isolates = p.busy_isolates,
+        .in_flight = std::move(p.in_flight),
+    };
+  }
+
+ private:
+  // A worker's request as the watchdog sees it.
+  struct Running {
+    bool active = false;
+    clockid_t clock{};
+    int64_t cpu_start = 0;
+    int64_t cpu_limit = 0;
+    v8::Isolate* isolate = nullptr;
+    LeaseImpl* lease = nullptr;
+  };
+
+  void WorkerMain(int index) {
+    clockid_t clock{};
+    if (pthread_getcpuclockid(pthread_self(), &clock) != 0) clock = CLOCK_THREAD_CPUTIME_ID;
+    while (std::optional<Pool::Assignment> a = pool_.Acquire()) {
+      if (a->evicted != nullptr) DisposeIsolate(std::move(a->evicted));
+      if (a->isolate == nullptr) a->isolate = NewIsolate(a->tenant, a->isolate_id);
+      const bool keep = RunOne(index, clock, *a);
+      if (!keep) DisposeIsolate(std::move(a->isolate));
+      a->request = nullptr;  // drop the work item's captures before the next
+      pool_.Release(a->isolate_id, std::move(a->isolate));
+    }
+  }
+
+  // Runs the item; false when the isolate must be disposed of afterwards.
+  bool RunOne(int index, clockid_t clock, Pool::Assignment& a) {
+    IsolateHolder& holder = *a.isolate;
+    v8::Isolate* isolate = holder.isolate;
+    LeaseImpl lease(&holder, a.reused);
+    const int64_t cpu_limit = absl::ToInt64Nanoseconds(limits_->CpuLimit(a.tenant));
+    {
+      v8::Locker locker(isolate);
+      v8::Isolate::Scope isolate_scope(isolate);
+      v8::HandleScope handle_scope(isolate);
+      holder.current = &lease;
+      {
+        MutexLock lock(&wd_mu_);
+        running_[index] = Running{.active = true,
+                                  .clock = clock,
+                                  .cpu_start = CpuNanos(clock),
+                                  .cpu_limit = cpu_limit,
+                                  .isolate = isolate,
+                                  .lease = &lease};
+        ++active_;
+        wd_cv_.SignalAll();
+      }
+      a.request(lease);
+      {
+        MutexLock lock(&wd_mu_);
+        running_[index].active = false;
+        --active_;
+      }
+      holder.current = nullptr;
+      // From here on nobody terminates this isolate for this request; clear a
+      // termination that was requested (possibly after the JS had returned).
+      if (lease.limit_exceeded() || isolate->IsExecutionTerminating()) {
+        isolate->CancelTerminateExecution();
+      }
+      if (pump_platform_ != nullptr) {
+        while (v8::platform::PumpMessageLoop(pump_platform_, isolate)) {
+        }
+      }
+    }
+    return !lease.discarded() && !holder.heap_exceeded;
+  }
+
+  std::unique_ptr<IsolateHolder> NewIsolate(const std::string& tenant, uint64_t id) {
+    auto holder = std::make_unique<IsolateHolder>();
+    holder->id = id;
+    holder->tenant = tenant;
+    holder->terminated_heap = &terminated_heap_;
+    v8::Isolate::CreateParams params;
+    params.array_buffer_allocator = allocator_.get();
+    params.constraints.ConfigureDefaultsFromHeapSize(0, limits_->HeapLimitBytes(tenant));
+    holder->isolate = v8::Isolate::New(params);
+    holder->isolate->AddNearHeapLimitCallback(&NearHeapLimit, holder.get());
+    return holder;
+  }
+
+  // Destroys the IsolateData with the isolate locked and entered, then the isolate.
+  void DisposeIsolate(std::unique_ptr<IsolateHolder> holder) {
+    v8::Isolate* isolate = holder->isolate;
+    {
+      v8::Locker locker(isolate);
+      v8::Isolate::Scope isolate_scope(isolate);
+      v8::HandleScope handle_scope(isolate);
+      holder->data.reset();
+      if (pump_platform_ != nullptr) v8::platform::NotifyIsolateShutdown(pump_platform_, isolate);
+    }
+    isolate->Dispose();
+  }
+
+  void WatchdogMain() {
+    MutexLock lock(&wd_mu_);
+    while (!stop_) {
+      if (active_ == 0) {
+        wd_cv_.Wait([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(wd_mu_) { return stop_ || active_ > 0; });
+        continue;
+      }
+      wd_cv_.WaitWithTimeout(watchdog_interval_,
+                             [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(wd_mu_) { return stop_; });
+      for (Running& r : running_) {
+        if (!r.active) continue;
+        if (CpuNanos(r.clock) - r.cpu_start <= r.cpu_limit) continue;
+        if (r.lease->Mark(kCpuLimit)) {
+          terminated_cpu_.fetch_add(1, std::memory_order_relaxed);
+          r.isolate->TerminateExecution();  // thread-safe; only this request's isolate
+        }
+      }
+    }
+  }
+
+  const std::shared_ptr<const LimitEnforcer> limits_;
+  const absl::Duration watchdog_interval_;
+  v8::Platform* const pump_platform_;  // non-null when it is libplatform's default
+  const std::unique_ptr<v8::ArrayBuffer::Allocator> allocator_;  // outlives the isolates
+  std::atomic<uint64_t> terminated_cpu_{0};
+  std::atomic<uint64_t> terminated_heap_{0};
+  Pool pool_;
+
+  Mutex wd_mu_;
+  CondVar wd_cv_{&wd_mu_};
+  bool stop_ ABSL_GUARDED_BY(wd_mu_) = false;
+  int active_ ABSL_GUARDED_BY(wd_mu_) = 0;
+  std::vector<Running> running_ ABSL_GUARDED_BY(wd_mu_);  // one per worker
+
+  std::vector<std::thread> workers_;
+  std::thread watchdog_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<IsolateScheduler>> IsolateScheduler::Create(
+    IsolateSchedulerOptions options) {
+  if (options.workers < 0 || options.max_isolates < 0 || options.max_in_flight_per_tenant < 0) {
+    return absl::InvalidArgumentError("IsolateSchedulerOptions: counts must not be negative");
+  }
+  if (options.queue_capacity == 0) {
+    return absl::InvalidArgumentError("IsolateSchedulerOptions: queue_capacity must be positive");
+  }
+  if (options.watchdog_interval <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        "IsolateSchedulerOptions: watchdog_interval must be positive");
+  }
+  if (absl::Status s = InitializeV8(); !s.ok()) return s;
+  const int workers = options.workers > 0
+                          ? options.workers
+                          : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  // 4 per worker: see the header (per-isolate memory reservations, ~2.6 ms Isolate::New).
+  const int max_isolates = options.max_isolates > 0 ? options.max_isolates : 4 * workers;
+  const int max_in_flight = options.max_in_flight_per_tenant > 0 ? options.max_in_flight_per_tenant
+                                                                 : std::max(1, workers / 2);
+  return std::unique_ptr<IsolateScheduler>(
+      new IsolateSchedulerImpl(options, workers, max_isolates, max_in_flight));
+}
+
+}  // namespace txfn

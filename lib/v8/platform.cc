@@ -1,0 +1,66 @@
+// InitializeV8: one v8::Platform per process, initialised once.
+//
+// The only process-wide state of txfn's V8 layer is the function-local static
+// below (thread-safe initialisation by the language). V8 cannot be
+// re-initialised after V8::Dispose, so the platform lives until the process
+// exits; it is deliberately never destroyed (a static destructor could run
+// while another static still uses an isolate).
+#include "lib/v8/platform.h"
+
+#include <memory>
+#include <thread>
+
+#include "libplatform/libplatform.h"
+#include "txfn/isolate_scheduler.h"
+#include "v8-initialization.h"
+#include "v8-platform.h"
+
+namespace txfn {
+namespace {
+
+struct V8Process {
+  v8::Platform* platform = nullptr;
+  bool owned = false;  // created here (a default platform) rather than by the host
+};
+
+// First caller decides: its host platform, or a default platform made here.
+const V8Process& Process(v8::Platform* host_platform) {
+  static const V8Process* const process = [host_platform] {
+    auto* p = new V8Process;
+    if (host_platform != nullptr) {
+      // The host owns it and has initialised V8 with it.
+      p->platform = host_platform;
+      return p;
+    }
+    // V8's own background threads (GC, compilation): a few are enough; the
+    // scheduler's workers run the JS.
+    const int hw = static_cast<int>(std::thread::hardware_concurrency());
+    const int background = hw > 4 ? 4 : (hw > 1 ? hw : 1);
+    p->platform = v8::platform::NewDefaultPlatform(background).release();
+    p->owned = true;
+    v8::V8::InitializeICU();
+    v8::V8::InitializePlatform(p->platform);
+    v8::V8::Initialize();
+    return p;
+  }();
+  return *process;
+}
+
+}  // namespace
+
+absl::Status InitializeV8(v8::Platform* host_platform) {
+  const V8Process& p = Process(host_platform);
+  if (host_platform != nullptr && host_platform != p.platform) {
+    return absl::FailedPreconditionError(
+        "V8 was already initialised with another platform; InitializeV8(host) must come first");
+  }
+  return absl::OkStatus();
+}
+
+v8::Platform* V8Platform() { return Process(nullptr).platform; }
+
+namespace internal {
+bool V8PlatformIsDefault() { return Process(nullptr).owned; }
+}  // namespace internal
+
+}  // namespace txfn

@@ -1,0 +1,235 @@
+// Unit tests of the IsolateScheduler's policy (txfn::internal::IsolatePool),
+// without V8: the "isolate" is a plain struct recording the tenant it was
+// created for, so every decision (reuse MRU, create, evict LRU, wait) is
+// observable.
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "txfn/internal/isolate_pool.h"
+
+namespace txfn::internal {
+namespace {
+
+using ::testing::HasSubstr;
+
+struct FakeIsolate {
+  std::string tenant;
+  uint64_t id = 0;
+};
+
+using Pool = IsolatePool<int, FakeIsolate>;
+using Assignment = Pool::Assignment;
+
+// Does what a worker does with an assignment: "disposes" the evicted isolate
+// and creates the missing one.
+Assignment Take(Pool& pool) {
+  std::optional<Assignment> a = pool.TryAcquire();
+  EXPECT_TRUE(a.has_value());
+  if (!a) return {};
+  if (a->isolate == nullptr) {
+    a->isolate = std::make_unique<FakeIsolate>(FakeIsolate{a->tenant, a->isolate_id});
+  }
+  EXPECT_EQ(a->isolate->tenant, a->tenant) << "isolate " << a->isolate_id << " crossed tenants";
+  EXPECT_EQ(a->isolate->id, a->isolate_id);
+  return std::move(*a);
+}
+
+void Done(Pool& pool, Assignment& a) { pool.Release(a.isolate_id, std::move(a.isolate)); }
+
+TEST(IsolatePoolPolicyTest, CreatesThenReusesTheTenantsIsolate) {
+  Pool pool({.max_isolates = 4, .queue_capacity = 8, .max_in_flight_per_tenant = 4});
+  ASSERT_TRUE(pool.Submit("a", 1).ok());
+  Assignment first = Take(pool);
+  EXPECT_FALSE(first.reused);
+  EXPECT_EQ(first.request, 1);
+  const uint64_t id = first.isolate_id;
+  Done(pool, first);
+
+  ASSERT_TRUE(pool.Submit("a", 2).ok());
+  Assignment second = Take(pool);
+  EXPECT_TRUE(second.reused);
+  EXPECT_EQ(second.isolate_id, id);
+  Done(pool, second);
+
+  IsolatePoolStats s = pool.stats();
+  EXPECT_EQ(s.created, 1u);
+  EXPECT_EQ(s.reused, 1u);
+  EXPECT_EQ(s.disposed, 0u);
+  EXPECT_EQ(s.live_isolates, 1);
+  EXPECT_TRUE(s.in_flight.empty());
+}
+
+TEST(IsolatePoolPolicyTest, PicksTheMostRecentlyUsedIdleIsolateOfTheTenant) {
+  Pool pool({.max_isolates = 4, .queue_capacity = 8, .max_in_flight_per_tenant = 4});
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(pool.Submit("a", i).ok());
+  Assignment x = Take(pool), y = Take(pool), z = Take(pool);
+  const uint64_t y_id = y.isolate_id, z_id = z.isolate_id;
+  Done(pool, x);
+  Done(pool, z);
+  Done(pool, y);  // y is now the most recently used
+  ASSERT_TRUE(pool.Submit("a", 3).ok());
+  Assignment next = Take(pool);
+  EXPECT_EQ(next.isolate_id, y_id);
+  ASSERT_TRUE(pool.Submit("a", 4).ok());
+  Assignment after = Take(pool);
+  EXPECT_EQ(after.isolate_id, z_id);
+  EXPECT_EQ(pool.stats().created, 3u);
+}
+
+TEST(IsolatePoolPolicyTest, CreatesRatherThanEvictingUnderTheBound) {
+  Pool pool({.max_isolates = 2, .queue_capacity = 8, .max_in_flight_per_tenant = 4});
+  ASSERT_TRUE(pool.Submit("a", 1).ok());
+  Assignment a = Take(pool);
+  Done(pool, a);
+  ASSERT_TRUE(pool.Submit("b", 2).ok());
+  Assignment b = Take(pool);
+  EXPECT_FALSE(b.reused);
+  EXPECT_EQ(b.evicted, nullptr);
+  EXPECT_NE(b.isolate_id, a.isolate_id);
+  EXPECT_EQ(pool.stats().live_isolates, 2);
+}
+
+TEST(IsolatePoolPolicyTest, EvictsTheLeastRecentlyUsedIdleIsolateOfAnotherTenantAtTheBound) {
+  Pool pool({.max_isolates = 2, .queue_capacity = 8, .max_in_flight_per_tenant = 4});
+  ASSERT_TRUE(pool.Submit("a", 1).ok());
+  ASSERT_TRUE(pool.Submit("b", 2).ok());
+  Assignment a = Take(pool), b = Take(pool);
+  const uint64_t b_id = b.isolate_id;
+  Done(pool, a);  // a's isolate is the least recently used
+  Done(pool, b);
+
+  ASSERT_TRUE(pool.Submit("c", 3).ok());
+  Assignment c = Take(pool);
+  ASSERT_NE(c.evicted, nullptr);
+  EXPECT_EQ(c.evicted->tenant, "a");
+  EXPECT_FALSE(c.reused);
+  Done(pool, c);
+
+  // b kept its isolate.
+  ASSERT_TRUE(pool.Submit("b", 4).ok());
+  Assignment b2 = Take(pool);
+  EXPECT_EQ(b2.isolate_id, b_id);
+  EXPECT_EQ(b2.evicted, nullptr);
+  Done(pool, b2);
+
+  IsolatePoolStats s = pool.stats();
+  EXPECT_EQ(s.created, 3u);
+  EXPECT_EQ(s.evicted, 1u);
+  EXPECT_EQ(s.disposed, 1u);
+  EXPECT_EQ(s.live_isolates, 2);
+}
+
+TEST(IsolatePoolPolicyTest, ReusesOwnIsolateBeforeEvictingAtTheBound) {
+  Pool pool({.max_isolates = 2, .queue_capacity = 8, .max_in_flight_per_tenant = 4});
+  ASSERT_TRUE(pool.Submit("a", 1).ok());
+  ASSERT_TRUE(pool.Submit("b", 2).ok());
+  Assignment a = Take(pool), b = Take(pool);
+  Done(pool, b);
+  Done(pool, a);
+  ASSERT_TRUE(pool.Submit("b", 3).ok());
+  Assignment b2 = Take(pool);
+  EXPECT_TRUE(b2.reused);
+  EXPECT_EQ(b2.evicted, nullptr);
+}
+
+TEST(IsolatePoolPolicyTest, WaitsWhileEveryIsolateIsBusy) {
+  Pool pool({.max_isolates = 1, .queue_capacity = 8, .max_in_flight_per_tenant = 4});
+  ASSERT_TRUE(pool.Submit("a", 1).ok());
+  ASSERT_TRUE(pool.Submit("b", 2).ok());
+  Assignment a = Take(pool);
+  EXPECT_FALSE(pool.TryAcquire().has_value()) << "the only isolate is busy";
+  EXPECT_EQ(pool.stats().queue_length, 1u);
+  Done(pool, a);
+  Assignment b = Take(pool);
+  ASSERT_NE(b.evicted, nullptr);
+  EXPECT_EQ(b.evicted->tenant, "a");
+  EXPECT_EQ(b.request, 2);
+}
+
+TEST(IsolatePoolPolicyTest, ServesInFifoOrder) {
+  Pool pool({.max_isolates = 1, .queue_capacity = 8, .max_in_flight_per_tenant = 8});
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(pool.Submit(i % 2 ? "a" : "b", i).ok());
+  for (int i = 0; i < 5; ++i) {
+    Assignment a = Take(pool);
+    EXPECT_EQ(a.request, i);
+    Done(pool, a);
+  }
+}
+
+TEST(IsolatePoolPolicyTest, DisposedIsolateFreesItsPlace) {
+  Pool pool({.max_isolates = 1, .queue_capacity = 8, .max_in_flight_per_tenant = 4});
+  ASSERT_TRUE(pool.Submit("a", 1).ok());
+  Assignment a = Take(pool);
+  pool.Release(a.isolate_id, nullptr);  // e.g. it hit its heap limit
+  EXPECT_EQ(pool.stats().live_isolates, 0);
+  ASSERT_TRUE(pool.Submit("a", 2).ok());
+  Assignment again = Take(pool);
+  EXPECT_FALSE(again.reused);
+  EXPECT_EQ(again.evicted, nullptr);
+  EXPECT_NE(again.isolate_id, a.isolate_id) << "ids are never reused";
+  EXPECT_EQ(pool.stats().disposed, 1u);
+}
+
+TEST(IsolatePoolPolicyTest, FullQueueIsResourceExhausted) {
+  Pool pool({.max_isolates = 1, .queue_capacity = 2, .max_in_flight_per_tenant = 10});
+  ASSERT_TRUE(pool.Submit("a", 1).ok());
+  ASSERT_TRUE(pool.Submit("b", 2).ok());
+  absl::Status s = pool.Submit("c", 3);
+  EXPECT_TRUE(absl::IsResourceExhausted(s)) << s;
+  EXPECT_THAT(std::string(s.message()), HasSubstr("queue"));
+  EXPECT_EQ(pool.InFlight("c"), 0);
+  EXPECT_EQ(pool.stats().rejected_queue_full, 1u);
+  // Taking one off the queue makes room.
+  Assignment a = Take(pool);
+  EXPECT_TRUE(pool.Submit("c", 3).ok());
+  Done(pool, a);
+}
+
+TEST(IsolatePoolPolicyTest, TenantCapCountsQueuedAndRunning) {
+  Pool pool({.max_isolates = 4, .queue_capacity = 16, .max_in_flight_per_tenant = 2});
+  ASSERT_TRUE(pool.Submit("a", 1).ok());
+  Assignment running = Take(pool);
+  ASSERT_TRUE(pool.Submit("a", 2).ok());
+  EXPECT_EQ(pool.InFlight("a"), 2);
+  absl::Status s = pool.Submit("a", 3);
+  EXPECT_TRUE(absl::IsResourceExhausted(s)) << s;
+  EXPECT_THAT(std::string(s.message()), HasSubstr("tenant 'a'"));
+  EXPECT_THAT(std::string(s.message()), HasSubstr("cap 2"));
+  EXPECT_TRUE(pool.Submit("b", 4).ok()) << "other tenants are not affected";
+  EXPECT_EQ(pool.stats().rejected_tenant_cap, 1u);
+  EXPECT_EQ(pool.stats().in_flight.at("a"), 2);
+  Done(pool, running);
+  EXPECT_EQ(pool.InFlight("a"), 1);
+  EXPECT_TRUE(pool.Submit("a", 5).ok());
+}
+
+TEST(IsolatePoolPolicyTest, ShutdownDrainsTheQueueThenStops) {
+  Pool pool({.max_isolates = 2, .queue_capacity = 8, .max_in_flight_per_tenant = 4});
+  ASSERT_TRUE(pool.Submit("a", 1).ok());
+  pool.Shutdown();
+  EXPECT_TRUE(absl::IsFailedPrecondition(pool.Submit("a", 2)));
+  std::optional<Assignment> a = pool.Acquire();
+  ASSERT_TRUE(a.has_value());
+  EXPECT_EQ(a->request, 1);
+  a->isolate = std::make_unique<FakeIsolate>(FakeIsolate{"a", a->isolate_id});
+  pool.Release(a->isolate_id, std::move(a->isolate));
+  EXPECT_FALSE(pool.Acquire().has_value());
+  std::vector<std::unique_ptr<FakeIsolate>> idle = pool.TakeIdle();
+  ASSERT_EQ(idle.size(), 1u);
+  EXPECT_EQ(idle[0]->tenant, "a");
+  EXPECT_EQ(pool.stats().live_isolates, 0);
+  EXPECT_EQ(pool.stats().disposed, 1u);
+}
+
+TEST(IsolatePoolPolicyTest, OptionsBelowOneAreRaised) {
+  Pool pool({.max_isolates = 0, .queue_capacity = 0, .max_in_flight_per_tenant = 0});
+  EXPECT_TRUE(pool.Submit("a", 1).ok());
+  EXPECT_TRUE(absl::IsResourceExhausted(pool.Submit("b", 2)));
+}
+
+}  // namespace
+}  // namespace txfn::internal
