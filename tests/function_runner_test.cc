@@ -1,17 +1,20 @@
 // The function runner end to end on a test-owned isolate: ctx.db, modules,
 // values, determinism, isolation, adversarial JS and every error case.
+#include "txfn/function_runner.h"
+
 #include <cmath>
 #include <map>
-#include <optional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "lib/v8/runner_core.h"
-#include "txfn/function_runner.h"
 #include "txfn/in_memory_storage.h"
+#include "txfn/internal/mutex.h"
+#include "txfn/isolate_scheduler.h"
 #include "txn_test_util.h"
 #include "v8_test_util.h"
 
@@ -168,8 +171,10 @@ TEST_F(FunctionRunnerTest, IndexRangeShapes) {
   Send("b", "b3", 3);
   auto range = [&](std::optional<int> lo, bool lo_incl, std::optional<int> hi, bool hi_incl,
                    const char* order = "asc") {
-    Value::Object args{{"channel", Str("a")}, {"order", Str(order)},
-                       {"loIncl", Value::Bool(lo_incl)}, {"hiIncl", Value::Bool(hi_incl)}};
+    Value::Object args{{"channel", Str("a")},
+                       {"order", Str(order)},
+                       {"loIncl", Value::Bool(lo_incl)},
+                       {"hiIncl", Value::Bool(hi_incl)}};
     if (lo) args.emplace("lo", I64(*lo));
     if (hi) args.emplace("hi", I64(*hi));
     RunResult r = Query("messages:likesRange", Obj(args));
@@ -232,8 +237,8 @@ TEST_F(FunctionRunnerTest, PaginationIsStableAcrossConcurrentInserts) {
   Send("a", "25", 25);  // after it: seen
   std::vector<std::string> rest;
   for (int pages = 0; pages < 10; ++pages) {
-    RunResult p = Query("messages:page",
-                        Obj({{"cursor", Str(cursor)}, {"numItems", Value::Float64(4)}}));
+    RunResult p =
+        Query("messages:page", Obj({{"cursor", Str(cursor)}, {"numItems", Value::Float64(4)}}));
     ASSERT_TRUE(p.status.ok()) << p.status;
     for (const std::string& b : Bodies(*p.value.Find("page"))) rest.push_back(b);
     cursor = p.value.Find("continueCursor")->string();
@@ -328,10 +333,10 @@ TEST_F(FunctionRunnerTest, UnconvertibleResultsAreInvalidArgument) {
     const char* fn;
     const char* text;
   };
-  for (const Case& c : {Case{"bad:cyclic", "cyclic"}, Case{"bad:fn", "function"},
-                        Case{"bad:sym", "symbol"}, Case{"bad:getter", "getter exploded"},
-                        Case{"bad:deep", "deeper than 64"}, Case{"bad:date", "Date"},
-                        Case{"bad:hugeBigInt", "int64"}}) {
+  for (const Case& c :
+       {Case{"bad:cyclic", "cyclic"}, Case{"bad:fn", "function"}, Case{"bad:sym", "symbol"},
+        Case{"bad:getter", "getter exploded"}, Case{"bad:deep", "deeper than 64"},
+        Case{"bad:date", "Date"}, Case{"bad:hugeBigInt", "int64"}}) {
     RunResult r = Query(c.fn);
     EXPECT_EQ(r.status.code(), absl::StatusCode::kInvalidArgument) << c.fn << ": " << r.status;
     EXPECT_THAT(r.status.message(), HasSubstr(c.text)) << c.fn;
@@ -481,8 +486,7 @@ TEST_F(FunctionRunnerTest, GlobalsDoNotLeakBetweenRequestsOrTenants) {
 TEST_F(FunctionRunnerTest, ReusedContextKeepsModuleStateButNotRequestState) {
   runner_options_.reuse_context = [](const std::string& tenant) { return tenant == "t"; };
   core_ = std::make_unique<internal::RunnerCore>(runner_options_);
-  Deploy({{"leaky.js", kLeaky},
-          {"d.js", R"JS(
+  Deploy({{"leaky.js", kLeaky}, {"d.js", R"JS(
     import { query } from "txfn/server";
     export const now = query(() => [Date.now(), Math.random()]);
   )JS"}});
@@ -508,9 +512,10 @@ TEST_F(FunctionRunnerTest, ReusedContextKeepsModuleStateButNotRequestState) {
 // ---- Modules ---------------------------------------------------------------
 
 TEST_F(FunctionRunnerTest, ImportsResolveRelativeAndBarePaths) {
-  Deploy({{"lib/util.js", "export const twice = (x) => x * 2;"},
-          {"lib/deeper/more.js", "import { twice } from '../util.js'; export const four = twice(2);"},
-          {"api/calc.js", R"JS(
+  Deploy(
+      {{"lib/util.js", "export const twice = (x) => x * 2;"},
+       {"lib/deeper/more.js", "import { twice } from '../util.js'; export const four = twice(2);"},
+       {"api/calc.js", R"JS(
     import { query } from "txfn/server";
     import { twice } from "../lib/util";
     import { four } from "lib/deeper/more.js";
@@ -518,7 +523,7 @@ TEST_F(FunctionRunnerTest, ImportsResolveRelativeAndBarePaths) {
     export const run = query((ctx, { x }) => twice(x) + four + again.twice(0));
     export default query(() => "default export");
   )JS"},
-          {"broken/imp.js", "import { nope } from './missing.js'; export const x = 1;"}});
+       {"broken/imp.js", "import { nope } from './missing.js'; export const x = 1;"}});
   RunResult r = Query("api/calc:run", Obj({{"x", Value::Float64(5)}}));
   ASSERT_TRUE(r.status.ok()) << r.status;
   EXPECT_EQ(r.value.float64(), 14);
@@ -645,13 +650,12 @@ TEST_F(FunctionRunnerTest, ArgumentValidators) {
                              handler: (ctx, { channel, n }) => channel + (n ?? 0n) });)JS"}});
   EXPECT_EQ(Query("val:v", Obj({{"channel", Str("c")}, {"n", I64(2)}})).value.string(), "c2");
   EXPECT_EQ(Query("val:v", Obj({{"channel", Str("c")}})).value.string(), "c0");
-  for (const Value& bad : {Obj({}), Obj({{"channel", I64(1)}}),
-                           Obj({{"channel", Str("c")}, {"extra", Str("x")}})}) {
+  for (const Value& bad :
+       {Obj({}), Obj({{"channel", I64(1)}}), Obj({{"channel", Str("c")}, {"extra", Str("x")}})}) {
     RunResult r = Query("val:v", bad);
     EXPECT_EQ(r.status.code(), absl::StatusCode::kInvalidArgument) << r.status;
   }
-  EXPECT_EQ(Query("val:v", Value::FromArray({})).status.code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Query("val:v", Value::FromArray({})).status.code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST_F(FunctionRunnerTest, PendingPromiseIsAnError) {
@@ -662,6 +666,68 @@ TEST_F(FunctionRunnerTest, PendingPromiseIsAnError) {
   EXPECT_EQ(hang.status.code(), absl::StatusCode::kUnknown);
   EXPECT_THAT(hang.status.message(), HasSubstr("pending"));
   EXPECT_EQ(Query("p:chain").value.float64(), 4950);
+}
+
+// ---- The public API on the IsolateScheduler ---------------------------------
+
+TEST_F(FunctionRunnerTest, RunsThroughTheSchedulerBlockingAndAsync) {
+  auto scheduler = IsolateScheduler::Create({.workers = 2, .max_in_flight_per_tenant = 16});
+  ASSERT_TRUE(scheduler.ok()) << scheduler.status();
+  FunctionRunner runner(std::shared_ptr<IsolateScheduler>(*std::move(scheduler)));
+  RunResult sent = runner.Run(committer_->Latest(),
+                              {.function = "messages:send",
+                               .args = Obj({{"channel", Str("s")}, {"body", Str("via scheduler")}}),
+                               .kind = FunctionKind::kMutation,
+                               .seed = 3});
+  ASSERT_TRUE(sent.status.ok()) << sent.status;
+  ASSERT_TRUE(committer_->Commit(sent.commit).ok());
+  RunResult got = runner.Run(committer_->Latest(),
+                             {.function = "messages:get", .args = Obj({{"id", sent.value}})});
+  ASSERT_TRUE(got.status.ok()) << got.status;
+  EXPECT_EQ(got.value.Find("body")->string(), "via scheduler");
+  EXPECT_TRUE(got.stats.isolate_reused);
+  EXPECT_TRUE(got.stats.module_cache_hit);
+
+  internal::Mutex mu;
+  internal::CondVar cv(&mu);
+  std::vector<RunResult> results;
+  constexpr int kCalls = 8;
+  for (int i = 0; i < kCalls; ++i) {
+    absl::Status s = runner.RunAsync(
+        committer_->Latest(),
+        {.function = "messages:byChannel", .args = Obj({{"channel", Str("s")}})}, [&](RunResult r) {
+          internal::MutexLock lock(&mu);
+          results.push_back(std::move(r));
+          cv.SignalAll();
+        });
+    ASSERT_TRUE(s.ok()) << s;
+  }
+  internal::MutexLock lock(&mu);
+  cv.Wait([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return results.size() == kCalls; });
+  for (const RunResult& r : results) {
+    ASSERT_TRUE(r.status.ok()) << r.status;
+    EXPECT_EQ(r.value.array().size(), 1u);
+  }
+  EXPECT_GE(runner.module_cache_stats().hits, 1u);
+}
+
+TEST_F(FunctionRunnerTest, SchedulerCpuLimitBecomesResourceExhausted) {
+  class TightLimits : public LimitEnforcer {
+   public:
+    absl::Duration CpuLimit(const std::string&) const override { return absl::Milliseconds(50); }
+  };
+  Deploy({{"spin.js", R"JS(import { query } from "txfn/server";
+    export const spin = query(() => { for (;;) {} });)JS"}});
+  auto scheduler = IsolateScheduler::Create(
+      {.workers = 1, .max_in_flight_per_tenant = 4, .limits = std::make_shared<TightLimits>()});
+  ASSERT_TRUE(scheduler.ok()) << scheduler.status();
+  FunctionRunner runner(std::shared_ptr<IsolateScheduler>(*std::move(scheduler)));
+  RunResult r = runner.Run(committer_->Latest(), {.function = "spin:spin"});
+  EXPECT_EQ(r.status.code(), absl::StatusCode::kResourceExhausted) << r.status;
+  EXPECT_THAT(r.status.message(), HasSubstr("cpu"));
+  RunResult after = runner.Run(committer_->Latest(),
+                               {.function = "messages:takeN", .args = Obj({{"n", I64(1)}})});
+  EXPECT_TRUE(after.status.ok()) << after.status;
 }
 
 }  // namespace

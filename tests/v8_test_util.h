@@ -7,22 +7,15 @@
 #include <optional>
 #include <string>
 
-#include "libplatform/libplatform.h"
 #include "txfn/isolate_scheduler.h"
 #include "v8.h"
 
 namespace txfn::testing_util {
 
-// Initialises V8 once for the test binary (a function-local static: tests
-// only).
+// Initialises V8 once per process (txfn's own platform).
 inline void InitV8ForTests() {
-  static const bool initialized = [] {
-    static std::unique_ptr<v8::Platform> platform = v8::platform::NewDefaultPlatform();
-    v8::V8::InitializePlatform(platform.get());
-    v8::V8::Initialize();
-    return true;
-  }();
-  (void)initialized;
+  absl::Status s = InitializeV8();
+  (void)s;  // idempotent; an error here shows up as a failing isolate
 }
 
 // An isolate of one tenant, entered and locked for the lease's lifetime, with

@@ -629,8 +629,9 @@ class Run {
     v8::TryCatch tc(isolate_);
     v8::Local<v8::Module> module;
     if (!v8::ScriptCompiler::CompileModule(isolate_, &src,
-                                           cached != nullptr ? v8::ScriptCompiler::kConsumeCodeCache
-                                                             : v8::ScriptCompiler::kNoCompileOptions)
+                                           cached != nullptr
+                                               ? v8::ScriptCompiler::kConsumeCodeCache
+                                               : v8::ScriptCompiler::kNoCompileOptions)
              .ToLocal(&module)) {
       return ExceptionStatus(rt_, isolate_->GetCurrentContext(), tc, "");
     }
