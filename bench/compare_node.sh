@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Compares a fresh context per request in Node.js's `vm` module with txfn's
+# BM_RunQueryFreshContext (same trivial query: one get by id from an in-memory
+# table). Prints both rates (requests/s, one thread) and txfn / node.
+#
+#   bench/compare_node.sh [build-dir]   (default: build, RelWithDebInfo)
+set -euo pipefail
+BUILD="${1:-build}"
+HERE="$(cd "$(dirname "$0")/.." && pwd)"
+BIN="$HERE/$BUILD/bench/txfn_bench_runner"
+[[ -x "$BIN" ]] || { echo "missing $BIN (cmake --build $BUILD --target txfn_bench_runner)" >&2; exit 1; }
+
+NODE_RATE=$(node - <<'JS'
+const vm = require('vm');
+const docs = new Map([['id1', {_id: 'id1', text: 'hello'}]]);
+const src = `
+  const query = (handler) => handler;
+  const get = query(async (ctx, {id}) => ctx.db.get(id));
+  get;`;
+const script = new vm.Script(src, {filename: 'q.js', produceCachedData: true});
+const cached = new vm.Script(src, {filename: 'q.js', cachedData: script.createCachedData()});
+async function once() {
+  const context = vm.createContext({});
+  const fn = cached.runInContext(context);
+  const ctx = {db: {get: async (id) => structuredClone(docs.get(id) ?? null)}};
+  return fn(ctx, {id: 'id1'});
+}
+(async () => {
+  for (let i = 0; i < 200; ++i) await once();  // warm up
+  const n = 2000;
+  const t0 = process.hrtime.bigint();
+  for (let i = 0; i < n; ++i) await once();
+  const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+  console.log((n / secs).toFixed(1));
+})();
+JS
+)
+TXFN_RATE=$("$BIN" --benchmark_filter='^BM_RunQueryFreshContext$' --benchmark_format=json \
+             --benchmark_min_time=2 2>/dev/null | python3 -c '
+import json, sys
+b = json.load(sys.stdin)["benchmarks"][0]
+print("%.1f" % b["req_per_s"])')
+echo "node vm (new context per request): ${NODE_RATE} req/s"
+echo "txfn BM_RunQueryFreshContext:      ${TXFN_RATE} req/s"
+python3 -c "print('ratio txfn/node: %.2f' % (${TXFN_RATE} / ${NODE_RATE}))"

@@ -1,0 +1,197 @@
+// Function runner throughput on one warm isolate (one thread).
+//
+// Baseline in the same run: BM_RawV8FreshContext, the floor for a fresh
+// context per request — create a context, compile a trivial module from V8
+// code cache, instantiate, evaluate, call its export, drop the context. The
+// runner benchmarks report `vs_floor` = their rate / the floor's rate (goal
+// for BM_RunQueryFreshContext: >= 0.8).
+//
+// BM_RunQueryFreshContext: a query doing one ctx.db.get on an in-memory
+//   snapshot, fresh context per request.
+// BM_RunQueryReusedContext: the same with the opt-in context reuse (goal
+//   >= 50,000 req/s).
+// BM_RunQueryNewIsolate: the first request of a tenant: a new isolate, the
+//   module from the process-wide code cache.
+#include <memory>
+#include <string>
+
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "benchmark/benchmark.h"
+#include "lib/v8/runner_core.h"
+#include "tests/v8_test_util.h"
+#include "txfn/committer.h"
+#include "txfn/in_memory_storage.h"
+#include "txfn/schema.h"
+#include "txfn/transaction.h"
+#include "v8.h"
+
+namespace txfn {
+namespace {
+
+using testing_util::TestLease;
+
+constexpr const char* kQueryModule = R"JS(
+import { query } from "txfn/server";
+export const get = query(async (ctx, { id }) => ctx.db.get(id));
+)JS";
+
+// The floor's rate (requests/s of wall time), set by BM_RawV8FreshContext,
+// which is registered first.
+double floor_rate = 0;
+
+// Reports items/s and, once the floor ran, this benchmark's rate / the floor's.
+void ReportVsFloor(benchmark::State& state, absl::Duration elapsed) {
+  state.SetItemsProcessed(state.iterations());
+  double rate = static_cast<double>(state.iterations()) / absl::ToDoubleSeconds(elapsed);
+  state.counters["req_per_s"] = rate;
+  if (floor_rate > 0) state.counters["vs_floor"] = rate / floor_rate;
+}
+
+void BM_RawV8FreshContext(benchmark::State& state) {
+  TestLease lease("raw");
+  v8::Isolate* isolate = lease.isolate();
+  const char* source = "export const f = (ctx, args) => ({ x: args.x + 1 });";
+  auto origin = [&] {
+    return v8::ScriptOrigin(isolate, v8::String::NewFromUtf8Literal(isolate, "raw.js"), 0, 0, false,
+                            -1, v8::Local<v8::Value>(), false, false, true);
+  };
+  std::string cache;
+  {
+    v8::HandleScope scope(isolate);
+    v8::ScriptCompiler::Source src(v8::String::NewFromUtf8(isolate, source).ToLocalChecked(),
+                                   origin());
+    v8::Local<v8::Module> m = v8::ScriptCompiler::CompileModule(isolate, &src).ToLocalChecked();
+    std::unique_ptr<v8::ScriptCompiler::CachedData> data(
+        v8::ScriptCompiler::CreateCodeCache(m->GetUnboundModuleScript()));
+    cache.assign(reinterpret_cast<const char*>(data->data), static_cast<size_t>(data->length));
+  }
+  auto resolve = [](v8::Local<v8::Context>, v8::Local<v8::String>, v8::Local<v8::FixedArray>,
+                    v8::Local<v8::Module>) -> v8::MaybeLocal<v8::Module> { return {}; };
+  absl::Time start = absl::Now();
+  for (auto _ : state) {
+    v8::HandleScope scope(isolate);
+    v8::Local<v8::Context> context = v8::Context::New(isolate);
+    v8::Context::Scope context_scope(context);
+    auto* data = new v8::ScriptCompiler::CachedData(reinterpret_cast<const uint8_t*>(cache.data()),
+                                                    static_cast<int>(cache.size()),
+                                                    v8::ScriptCompiler::CachedData::BufferNotOwned);
+    v8::ScriptCompiler::Source src(v8::String::NewFromUtf8(isolate, source).ToLocalChecked(),
+                                   origin(), data);
+    v8::Local<v8::Module> m =
+        v8::ScriptCompiler::CompileModule(isolate, &src, v8::ScriptCompiler::kConsumeCodeCache)
+            .ToLocalChecked();
+    if (m->InstantiateModule(context, resolve).IsNothing() || m->Evaluate(context).IsEmpty()) {
+      state.SkipWithError("module failed");
+      break;
+    }
+    v8::Local<v8::Value> f = m->GetModuleNamespace()
+                                 .As<v8::Object>()
+                                 ->Get(context, v8::String::NewFromUtf8Literal(isolate, "f"))
+                                 .ToLocalChecked();
+    v8::Local<v8::Object> args = v8::Object::New(isolate);
+    args->Set(context, v8::String::NewFromUtf8Literal(isolate, "x"), v8::Number::New(isolate, 1))
+        .Check();
+    v8::Local<v8::Value> argv[2] = {v8::Undefined(isolate), args};
+    benchmark::DoNotOptimize(
+        f.As<v8::Function>()->Call(context, v8::Undefined(isolate), 2, argv).ToLocalChecked());
+    if (src.GetCachedData()->rejected) state.SkipWithError("code cache rejected");
+    isolate->ContextDisposedNotification();
+  }
+  absl::Duration elapsed = absl::Now() - start;
+  floor_rate = static_cast<double>(state.iterations()) / absl::ToDoubleSeconds(elapsed);
+  ReportVsFloor(state, elapsed);
+}
+
+struct QueryFixture {
+  std::shared_ptr<InMemoryStorage> storage = std::make_shared<InMemoryStorage>();
+  std::unique_ptr<Committer> committer;
+  std::string id;
+
+  QueryFixture() {
+    committer = *Committer::Open(storage, "bench");
+    Transaction deploy(committer->Latest());
+    (void)deploy.DeploySchema(*Schema::FromJson(R"({"tables": {"notes": {}}})"));
+    (void)deploy.PutModule("q.js", kQueryModule);
+    id = *deploy.Insert("notes", Value::FromObject({{"text", Value::String("hello")}}));
+    (void)committer->Commit(deploy.Prepare());
+  }
+};
+
+RunRequest GetRequest(const QueryFixture& f) {
+  return RunRequest{.function = "q:get", .args = Value::FromObject({{"id", Value::String(f.id)}})};
+}
+
+absl::Duration RunQueries(benchmark::State& state, internal::RunnerCore& core, TestLease& lease,
+                          QueryFixture& f) {
+  RunRequest request = GetRequest(f);
+  auto snapshot = f.committer->Latest();
+  absl::Time start = absl::Now();
+  for (auto _ : state) {
+    Transaction txn(snapshot, internal::RunnerCore::TransactionOptionsFor(request));
+    RunResult r = core.RunOnIsolate(lease, request, txn);
+    if (!r.status.ok()) {
+      state.SkipWithError(std::string(r.status.message()).c_str());
+      break;
+    }
+    benchmark::DoNotOptimize(r);
+    lease.Finish();
+  }
+  return absl::Now() - start;
+}
+
+void BM_RunQueryFreshContext(benchmark::State& state) {
+  QueryFixture f;
+  internal::RunnerCore core({});
+  TestLease lease("bench");
+  ReportVsFloor(state, RunQueries(state, core, lease, f));
+}
+
+void BM_RunQueryReusedContext(benchmark::State& state) {
+  QueryFixture f;
+  internal::RunnerCore core({.reuse_context = [](const std::string&) { return true; }});
+  TestLease lease("bench");
+  ReportVsFloor(state, RunQueries(state, core, lease, f));
+}
+
+void BM_RunQueryNewIsolate(benchmark::State& state) {
+  QueryFixture f;
+  internal::RunnerCore core({});
+  RunRequest request = GetRequest(f);
+  auto snapshot = f.committer->Latest();
+  {
+    TestLease warm("bench");  // fills the code cache
+    Transaction txn(snapshot, internal::RunnerCore::TransactionOptionsFor(request));
+    (void)core.RunOnIsolate(warm, request, txn);
+  }
+  int64_t cache_misses = 0;
+  absl::Duration paused;
+  absl::Time start = absl::Now();
+  for (auto _ : state) {
+    auto lease = std::make_unique<TestLease>("bench");
+    Transaction txn(snapshot, internal::RunnerCore::TransactionOptionsFor(request));
+    RunResult r = core.RunOnIsolate(*lease, request, txn);
+    if (!r.status.ok()) {
+      state.SkipWithError(std::string(r.status.message()).c_str());
+      break;
+    }
+    cache_misses += r.stats.module_cache_hit ? 0 : 1;
+    state.PauseTiming();
+    absl::Time pause_start = absl::Now();
+    lease.reset();  // isolate disposal is not part of a first request
+    paused += absl::Now() - pause_start;
+    state.ResumeTiming();
+  }
+  state.counters["module_cache_misses"] = static_cast<double>(cache_misses);
+  ReportVsFloor(state, absl::Now() - start - paused);
+}
+
+BENCHMARK(BM_RawV8FreshContext);
+BENCHMARK(BM_RunQueryFreshContext);
+BENCHMARK(BM_RunQueryReusedContext);
+BENCHMARK(BM_RunQueryNewIsolate);
+
+}  // namespace
+}  // namespace txfn
+
+BENCHMARK_MAIN();

@@ -1,0 +1,201 @@
+// txfn/function_runner.h — runs a tenant's JavaScript query or mutation.
+//
+// A FunctionRunner runs "path/to/module:exportName" of a tenant, with a Value
+// argument object, against a Transaction begun at a Snapshot, on an isolate of
+// an IsolateScheduler. It returns plain data that can cross a process
+// boundary: the returned Value or the error, the read set and the buffered
+// writes (a PreparedCommit for a committer, possibly elsewhere), the console
+// logs and stats.
+//
+//   auto scheduler = *txfn::IsolateScheduler::Create({.workers = 2});
+//   txfn::FunctionRunner runner(std::move(scheduler));
+//   txfn::RunResult r = runner.Run(committer->Latest(),
+//       {.function = "messages:send", .args = args, .kind = txfn::FunctionKind::kMutation,
+//        .seed = 42});
+//   if (r.status.ok()) TXFN_RETURN_IF_ERROR(committer->Commit(std::move(r.commit)).status());
+//
+// The JavaScript side. Modules are ES modules stored in the tenant's metadata
+// (TenantMetadata::modules(), path -> source; Transaction::PutModule). A
+// function name "dir/mod:fn" finds the module "dir/mod" or "dir/mod.js" and
+// its export "fn" (no ":" = export "default"). Imports resolve "./x.js" and
+// "../x.js" relative to the importing module and other specifiers from the
+// root ("lib/util.js"), with "." and ".." normalised and ".js" optional; the
+// built-in module "txfn/server" exports the wrappers:
+//
+//   import { query, mutation } from "txfn/server";
+//   export const list = query({args: {channel: "string"}, handler: async (ctx, {channel}) =>
+//       ctx.db.query("messages").withIndex("by_channel", q => q.eq("channel", channel))
+//             .order("desc").take(20)});
+//   export const send = mutation(async (ctx, {channel, body}) =>
+//       ctx.db.insert("messages", {channel, body}));
+//
+// Validator types: "string", "number" (= "float64"), "bigint" (= "int64"),
+// "boolean", "null", "bytes", "array", "object", "any"; a trailing "?" makes
+// the argument optional; arguments not listed are rejected.
+//
+// ctx.db (every method returns a Promise): get(id) -> document or null;
+// query(table) [.withIndex(name, q => q.eq(f, v)... .gt/.gte(f, v) .lt/.lte(f, v))]
+// [.order("asc"|"desc")] [.filter(doc => bool)] then .take(n), .first(),
+// .unique() (error if more than one), .collect(), or
+// .paginate({cursor, numItems}) -> {page, continueCursor, isDone} where the
+// cursors are opaque strings, stable under concurrent inserts (null = start);
+// insert(table, doc) -> id, patch(id, fields), replace(id, doc), delete(id).
+// Every read goes through the Transaction, so the read set is exact: filter()
+// runs in JS over what was read; take(n) without filter() reads n documents.
+//
+// Values: int64 <-> BigInt, float64 <-> number, bool, string, bytes <->
+// ArrayBuffer (any ArrayBuffer view is accepted too), null <-> null, arrays,
+// plain objects (undefined fields are dropped, undefined array elements
+// become null, undefined as a whole becomes null); documents carry _id (a
+// string) and _creationTime (ms, a number). Functions, symbols, cyclic
+// objects, non-plain objects (Date, Map, ...), getters that throw and nesting
+// deeper than 64 are InvalidArgument naming the path; a value larger than
+// FunctionRunnerOptions::max_value_bytes is ResourceExhausted.
+//
+// Determinism: Math.random is a splitmix64 PRNG seeded from RunRequest::seed;
+// Date.now() and new Date() return the transaction's begin timestamp (ms);
+// there are no timers (setTimeout is undefined), network or file APIs;
+// document ids come from TransactionOptions::id_seed = seed. The same
+// function, arguments, seed and snapshot give identical results and writes.
+// console.log/info/warn/error/debug are captured into RunResult::logs.
+//
+// Errors (RunResult::status):
+// - FailedPrecondition: the tenant is disabled (no JS runs).
+// - NotFound: no such module or export.
+// - InvalidArgument: bad arguments (validator), a value that cannot be
+//   converted, a query calling a mutation or the other way round, a write in
+//   a query, a schema violation, an export that is not a query or mutation.
+// - ResourceExhausted: a transaction limit (then the function fails even if
+//   JS caught the error), a value over max_value_bytes, or a scheduler limit
+//   (CPU time, heap: the message names it), a full scheduler queue.
+// - Unknown: an uncaught JS exception (including a syntax error, deep
+//   recursion and a promise that was still pending after the microtask queue
+//   drained). An error a ctx.db call threw keeps its code when it propagates
+//   uncaught (e.g. NotFound from patch of a missing document).
+// Every error message of a JS exception carries the JS message and stack with
+// module paths and line numbers ("messages.js:3"). On error, `value` is null
+// and `commit` holds the read set but no writes.
+//
+// Contexts: every request gets a fresh v8::Context (globals and prototype
+// changes never outlive a request) unless FunctionRunnerOptions::reuse_context
+// opts a tenant in: then an isolate keeps one context (with its evaluated
+// modules) for its tenant and runs the tenant's next requests in it while the
+// tenant's modules are unchanged. That is several times faster, but globals,
+// prototype changes and module-level state of one request are visible to the
+// next requests of that tenant on that isolate (never to other tenants).
+// Math.random, Date and ctx are still per request.
+//
+// Thread safety: FunctionRunner is thread-safe; Run and RunAsync may be called
+// from any threads concurrently.
+#ifndef TXFN_FUNCTION_RUNNER_H_
+#define TXFN_FUNCTION_RUNNER_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "txfn/isolate_scheduler.h"
+#include "txfn/snapshot.h"
+#include "txfn/transaction.h"
+#include "txfn/value.h"
+
+namespace txfn {
+
+namespace internal {
+class RunnerCore;
+}  // namespace internal
+
+enum class FunctionKind { kQuery, kMutation };
+
+// "query" or "mutation".
+std::string_view FunctionKindName(FunctionKind kind);
+
+struct RunRequest {
+  std::string function;  // "path/to/module:exportName"
+  Value args;            // an object; null means {}
+  FunctionKind kind = FunctionKind::kQuery;
+  // Seeds Math.random and document ids.
+  uint64_t seed = 0;
+  TransactionLimits limits;
+};
+
+enum class LogLevel { kDebug, kLog, kInfo, kWarn, kError };
+std::string_view LogLevelName(LogLevel level);
+
+struct LogEntry {
+  LogLevel level = LogLevel::kLog;
+  std::string message;  // the arguments, formatted and joined by spaces
+  friend bool operator==(const LogEntry&, const LogEntry&) = default;
+};
+
+struct RunStats {
+  bool isolate_reused = false;    // the isolate served this tenant before
+  bool context_reused = false;    // ran in a kept context (reuse_context)
+  bool module_cache_hit = false;  // no module was compiled from source
+  int modules_compiled = 0;       // compiled from source (then cached)
+  int modules_from_cache = 0;     // compiled from cached V8 code
+  absl::Duration cpu_time;        // thread CPU time of the request
+};
+
+struct RunResult {
+  absl::Status status;
+  Value value;            // the function's result (null on error)
+  PreparedCommit commit;  // read set and writes (no writes on error)
+  std::vector<LogEntry> logs;
+  RunStats stats;
+};
+
+struct FunctionRunnerOptions {
+  // Weight (source + code cache bytes) of the process-wide module cache.
+  size_t module_cache_bytes = size_t{64} << 20;
+  // Opt-in context reuse per tenant (see the file comment). Null: never.
+  std::function<bool(const std::string& tenant)> reuse_context;
+  // Largest argument, result or ctx.db argument, in Value::ByteSize terms.
+  size_t max_value_bytes = size_t{16} << 20;
+  // Log capture limits; past them one "[logs truncated]" entry is added.
+  size_t max_log_entries = 256;
+  size_t max_log_bytes = size_t{1} << 20;
+};
+
+struct ModuleCacheStats {
+  uint64_t hits = 0;
+  uint64_t misses = 0;
+  size_t entries = 0;
+  size_t bytes = 0;
+};
+
+class FunctionRunner {
+ public:
+  explicit FunctionRunner(std::shared_ptr<IsolateScheduler> scheduler,
+                          FunctionRunnerOptions options = {});
+  ~FunctionRunner();
+  FunctionRunner(const FunctionRunner&) = delete;
+  FunctionRunner& operator=(const FunctionRunner&) = delete;
+
+  // Runs `request` against a new Transaction at `snapshot` (read-only for a
+  // query, id_seed = request.seed) on one of the scheduler's isolates of
+  // snapshot->tenant(); blocks until it finished.
+  RunResult Run(std::shared_ptr<const Snapshot> snapshot, RunRequest request);
+
+  // The same without blocking: `done` runs once, on a scheduler thread, with
+  // the result. If the scheduler refuses the request, `done` is not called
+  // and the refusal (ResourceExhausted) is returned.
+  [[nodiscard]] absl::Status RunAsync(std::shared_ptr<const Snapshot> snapshot, RunRequest request,
+                                      std::function<void(RunResult)> done);
+
+  ModuleCacheStats module_cache_stats() const;
+
+ private:
+  std::shared_ptr<IsolateScheduler> scheduler_;
+  std::shared_ptr<internal::RunnerCore> core_;
+};
+
+}  // namespace txfn
+
+#endif  // TXFN_FUNCTION_RUNNER_H_

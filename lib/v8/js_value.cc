@@ -1,0 +1,290 @@
+#include "lib/v8/js_value.h"
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "txfn/internal/status_macros.h"
+#include "txfn/internal/strings.h"
+
+namespace txfn::internal {
+namespace {
+
+absl::StatusOr<v8::Local<v8::String>> NewString(v8::Isolate* isolate, const std::string& s) {
+  if (s.size() > static_cast<size_t>(v8::String::kMaxLength)) {
+    return absl::InvalidArgumentError("string too long for JavaScript");
+  }
+  v8::Local<v8::String> out;
+  if (!v8::String::NewFromUtf8(isolate, s.data(), v8::NewStringType::kNormal,
+                               static_cast<int>(s.size()))
+           .ToLocal(&out)) {
+    return absl::InvalidArgumentError("string too long for JavaScript");
+  }
+  return out;
+}
+
+absl::StatusOr<v8::Local<v8::Value>> ToJsImpl(v8::Isolate* isolate, v8::Local<v8::Context> context,
+                                              const Value& value) {
+  switch (value.type()) {
+    case ValueType::kNull:
+      return v8::Local<v8::Value>(v8::Null(isolate));
+    case ValueType::kInt64:
+      return v8::Local<v8::Value>(v8::BigInt::New(isolate, value.int64()));
+    case ValueType::kFloat64:
+      return v8::Local<v8::Value>(v8::Number::New(isolate, value.float64()));
+    case ValueType::kBool:
+      return v8::Local<v8::Value>(v8::Boolean::New(isolate, value.boolean()));
+    case ValueType::kString: {
+      auto s = NewString(isolate, value.string());
+      if (!s.ok()) return s.status();
+      return v8::Local<v8::Value>(*s);
+    }
+    case ValueType::kBytes: {
+      const std::string& b = value.bytes();
+      v8::Local<v8::ArrayBuffer> buffer = v8::ArrayBuffer::New(isolate, b.size());
+      if (!b.empty()) std::memcpy(buffer->GetBackingStore()->Data(), b.data(), b.size());
+      return v8::Local<v8::Value>(buffer);
+    }
+    case ValueType::kArray: {
+      const Value::Array& a = value.array();
+      std::vector<v8::Local<v8::Value>> elements;
+      elements.reserve(a.size());
+      for (const Value& e : a) {
+        auto js = ToJsImpl(isolate, context, e);
+        if (!js.ok()) return js.status();
+        elements.push_back(*js);
+      }
+      return v8::Local<v8::Value>(v8::Array::New(isolate, elements.data(), elements.size()));
+    }
+    case ValueType::kObject: {
+      const Value::Object& o = value.object();
+      std::vector<v8::Local<v8::Name>> names;
+      std::vector<v8::Local<v8::Value>> values;
+      names.reserve(o.size());
+      values.reserve(o.size());
+      for (const auto& [name, field] : o) {
+        v8::Local<v8::String> key;
+        if (!v8::String::NewFromUtf8(isolate, name.data(), v8::NewStringType::kInternalized,
+                                     static_cast<int>(name.size()))
+                 .ToLocal(&key)) {
+          return absl::InvalidArgumentError("field name too long for JavaScript");
+        }
+        auto js = ToJsImpl(isolate, context, field);
+        if (!js.ok()) return js.status();
+        names.push_back(key);
+        values.push_back(*js);
+      }
+      v8::Local<v8::Object> obj = v8::Object::New(isolate, v8::Object::New(isolate)->GetPrototype(),
+                                                  names.data(), values.data(), names.size());
+      return v8::Local<v8::Value>(obj);
+    }
+  }
+  return absl::InternalError("unknown value type");
+}
+
+class Converter {
+ public:
+  Converter(v8::Local<v8::Context> context, size_t max_bytes)
+      : isolate_(context->GetIsolate()), context_(context), max_bytes_(max_bytes) {}
+
+  absl::StatusOr<Value> Convert(v8::Local<v8::Value> js) {
+    v8::TryCatch try_catch(isolate_);
+    absl::StatusOr<Value> out = ConvertImpl(js, 0);
+    if (try_catch.HasTerminated()) {
+      try_catch.ReThrow();
+      return absl::CancelledError("JavaScript execution was terminated");
+    }
+    return out;
+  }
+
+ private:
+  std::string PathString() const {
+    std::string out;
+    for (const std::string& p : path_) out += p;
+    return out.empty() ? std::string("(top level)") : out;
+  }
+
+  absl::Status Error(std::string_view what) const {
+    return absl::InvalidArgumentError(StrCat("cannot convert the JavaScript value at `",
+                                             PathString(), "` to a txfn Value: ", what));
+  }
+
+  absl::Status Charge(size_t bytes) {
+    bytes_ += bytes;
+    if (bytes_ > max_bytes_) {
+      return absl::ResourceExhaustedError(StrCat("JavaScript value exceeds the size limit of ",
+                                                 max_bytes_, " bytes (max_value_bytes) at `",
+                                                 PathString(), "`"));
+    }
+    return absl::OkStatus();
+  }
+
+  // The message of the exception a getter threw, if any.
+  static std::string ExceptionText(v8::Isolate* isolate, v8::TryCatch& tc) {
+    if (!tc.HasCaught()) return "unknown error";
+    v8::String::Utf8Value text(isolate, tc.Exception());
+    tc.Reset();
+    return *text ? std::string(*text) : std::string("exception");
+  }
+
+  absl::StatusOr<std::string> Utf8(v8::Local<v8::String> s) {
+    TXFN_RETURN_IF_ERROR(Charge(static_cast<size_t>(s->Length()) + 1));
+    std::string out;
+    out.resize(static_cast<size_t>(s->Utf8Length(isolate_)));
+    s->WriteUtf8(isolate_, out.data(), static_cast<int>(out.size()), nullptr,
+                 v8::String::NO_NULL_TERMINATION | v8::String::REPLACE_INVALID_UTF8);
+    return out;
+  }
+
+  absl::StatusOr<Value> ConvertImpl(v8::Local<v8::Value> js, int depth) {
+    if (js->IsNull() || js->IsUndefined()) {
+      TXFN_RETURN_IF_ERROR(Charge(1));
+      return Value::Null();
+    }
+    if (js->IsBoolean()) {
+      TXFN_RETURN_IF_ERROR(Charge(1));
+      return Value::Bool(js->IsTrue());
+    }
+    if (js->IsNumber()) {
+      TXFN_RETURN_IF_ERROR(Charge(9));
+      return Value::Float64(js.As<v8::Number>()->Value());
+    }
+    if (js->IsBigInt()) {
+      TXFN_RETURN_IF_ERROR(Charge(9));
+      bool lossless = false;
+      int64_t v = js.As<v8::BigInt>()->Int64Value(&lossless);
+      if (!lossless) return Error("BigInt outside the int64 range");
+      return Value::Int64(v);
+    }
+    if (js->IsString()) {
+      auto s = Utf8(js.As<v8::String>());
+      if (!s.ok()) return s.status();
+      return Value::String(*std::move(s));
+    }
+    if (js->IsSymbol()) return Error("a symbol");
+    if (js->IsFunction()) return Error("a function");
+    if (js->IsArrayBuffer()) {
+      auto store = js.As<v8::ArrayBuffer>()->GetBackingStore();
+      TXFN_RETURN_IF_ERROR(Charge(store->ByteLength() + 1));
+      return Value::Bytes(
+          std::string(static_cast<const char*>(store->Data()), store->ByteLength()));
+    }
+    if (js->IsArrayBufferView()) {
+      auto view = js.As<v8::ArrayBufferView>();
+      TXFN_RETURN_IF_ERROR(Charge(view->ByteLength() + 1));
+      std::string bytes(view->ByteLength(), '\0');
+      if (!bytes.empty()) view->CopyContents(bytes.data(), bytes.size());
+      return Value::Bytes(std::move(bytes));
+    }
+    if (!js->IsObject()) return Error("an unsupported type");
+    v8::Local<v8::Object> obj = js.As<v8::Object>();
+    if (depth >= kMaxDecodeDepth) {
+      return Error(StrCat("nested deeper than ", kMaxDecodeDepth, " levels"));
+    }
+    for (const v8::Local<v8::Object>& open : stack_) {
+      if (open->StrictEquals(obj)) return Error("a cyclic reference");
+    }
+    if (js->IsProxy()) return Error("a Proxy");
+    if (js->IsDate()) return Error("a Date (pass a number)");
+    if (js->IsMap() || js->IsSet() || js->IsWeakMap() || js->IsWeakSet()) {
+      return Error("a Map or Set");
+    }
+    if (js->IsRegExp()) return Error("a RegExp");
+    if (js->IsPromise()) return Error("a Promise (did you forget `await`?)");
+    if (js->IsSharedArrayBuffer()) return Error("a SharedArrayBuffer");
+    stack_.push_back(obj);
+    absl::StatusOr<Value> out =
+        js->IsArray() ? ConvertArray(js.As<v8::Array>(), depth) : ConvertObject(obj, depth);
+    stack_.pop_back();
+    return out;
+  }
+
+  absl::StatusOr<Value> ConvertArray(v8::Local<v8::Array> array, int depth) {
+    uint32_t length = array->Length();
+    TXFN_RETURN_IF_ERROR(Charge(static_cast<size_t>(length) + 2));
+    Value::Array out;
+    out.reserve(length);
+    for (uint32_t i = 0; i < length; ++i) {
+      path_.push_back(StrCat("[", i, "]"));
+      v8::TryCatch tc(isolate_);
+      v8::Local<v8::Value> element;
+      if (!array->Get(context_, i).ToLocal(&element)) {
+        if (tc.HasTerminated()) {
+          tc.ReThrow();
+          return absl::CancelledError("terminated");
+        }
+        return Error(StrCat("reading it threw: ", ExceptionText(isolate_, tc)));
+      }
+      auto v = ConvertImpl(element, depth + 1);
+      if (!v.ok()) return v.status();
+      path_.pop_back();
+      out.push_back(*std::move(v));
+    }
+    return Value::FromArray(std::move(out));
+  }
+
+  absl::StatusOr<Value> ConvertObject(v8::Local<v8::Object> obj, int depth) {
+    v8::Local<v8::Array> names;
+    {
+      v8::TryCatch tc(isolate_);
+      if (!obj->GetOwnPropertyNames(
+                  context_, static_cast<v8::PropertyFilter>(v8::ONLY_ENUMERABLE | v8::SKIP_SYMBOLS),
+                  v8::KeyConversionMode::kConvertToString)
+               .ToLocal(&names)) {
+        if (tc.HasTerminated()) {
+          tc.ReThrow();
+          return absl::CancelledError("terminated");
+        }
+        return Error(StrCat("listing its fields threw: ", ExceptionText(isolate_, tc)));
+      }
+    }
+    Value::Object out;
+    uint32_t n = names->Length();
+    TXFN_RETURN_IF_ERROR(Charge(2));
+    for (uint32_t i = 0; i < n; ++i) {
+      v8::Local<v8::Value> key;
+      if (!names->Get(context_, i).ToLocal(&key) || !key->IsString()) continue;
+      auto name = Utf8(key.As<v8::String>());
+      if (!name.ok()) return name.status();
+      path_.push_back(path_.empty() ? *name : StrCat(".", *name));
+      v8::TryCatch tc(isolate_);
+      v8::Local<v8::Value> field;
+      if (!obj->Get(context_, key).ToLocal(&field)) {
+        if (tc.HasTerminated()) {
+          tc.ReThrow();
+          return absl::CancelledError("terminated");
+        }
+        return Error(StrCat("reading it threw: ", ExceptionText(isolate_, tc)));
+      }
+      if (field->IsUndefined()) {
+        path_.pop_back();
+        continue;
+      }
+      auto v = ConvertImpl(field, depth + 1);
+      if (!v.ok()) return v.status();
+      path_.pop_back();
+      out.insert_or_assign(*std::move(name), *std::move(v));
+    }
+    return Value::FromObject(std::move(out));
+  }
+
+  v8::Isolate* isolate_;
+  v8::Local<v8::Context> context_;
+  size_t max_bytes_;
+  size_t bytes_ = 0;
+  std::vector<std::string> path_;
+  std::vector<v8::Local<v8::Object>> stack_;
+};
+
+}  // namespace
+
+absl::StatusOr<v8::Local<v8::Value>> ToJs(v8::Local<v8::Context> context, const Value& value) {
+  return ToJsImpl(context->GetIsolate(), context, value);
+}
+
+absl::StatusOr<Value> FromJs(v8::Local<v8::Context> context, v8::Local<v8::Value> js,
+                             size_t max_bytes) {
+  return Converter(context, max_bytes).Convert(js);
+}
+
+}  // namespace txfn::internal

@@ -1,0 +1,30 @@
+// lib/v8/js_value.h — conversion between txfn::Value and JavaScript values.
+//
+// See function_runner.h for the mapping. Both directions run on the isolate's
+// thread inside a HandleScope and an entered context.
+#ifndef TXFN_LIB_V8_JS_VALUE_H_
+#define TXFN_LIB_V8_JS_VALUE_H_
+
+#include <cstddef>
+
+#include "absl/status/statusor.h"
+#include "txfn/value.h"
+#include "v8.h"
+
+namespace txfn::internal {
+
+// The JS value of `value`. InvalidArgument if a string or buffer is too large
+// for V8.
+absl::StatusOr<v8::Local<v8::Value>> ToJs(v8::Local<v8::Context> context, const Value& value);
+
+// The Value of `js`. InvalidArgument (naming the path, e.g. `a.b[2]`) for
+// functions, symbols, cyclic or non-plain objects, getters that throw, BigInts
+// outside int64 and nesting deeper than kMaxDecodeDepth; ResourceExhausted when
+// the value exceeds `max_bytes`. If JS execution is being terminated, returns
+// Cancelled and leaves the termination pending.
+absl::StatusOr<Value> FromJs(v8::Local<v8::Context> context, v8::Local<v8::Value> js,
+                             size_t max_bytes);
+
+}  // namespace txfn::internal
+
+#endif  // TXFN_LIB_V8_JS_VALUE_H_

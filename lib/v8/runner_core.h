@@ -1,0 +1,52 @@
+// lib/v8/runner_core.h — the function runner's engine, on a given isolate.
+//
+// RunnerCore holds what FunctionRunner shares between its isolates: the
+// options and the process-wide module code cache. RunOnIsolate runs one
+// request on an isolate the caller already entered and locked (with a
+// HandleScope open) — the IsolateScheduler's lease, or a test's own isolate.
+//
+// Thread safety: RunnerCore is thread-safe; RunOnIsolate may run on many
+// isolates (one request per isolate at a time) concurrently.
+#ifndef TXFN_LIB_V8_RUNNER_CORE_H_
+#define TXFN_LIB_V8_RUNNER_CORE_H_
+
+#include <memory>
+#include <string>
+
+#include "txfn/async_lru_cache.h"
+#include "txfn/function_runner.h"
+#include "txfn/isolate_scheduler.h"
+#include "txfn/transaction.h"
+
+namespace txfn::internal {
+
+// Compiled module: the source it was compiled from (to rule out hash
+// collisions) and V8's code cache for it.
+struct CompiledModule {
+  std::string source;
+  std::string code_cache;
+};
+
+class RunnerCore {
+ public:
+  explicit RunnerCore(FunctionRunnerOptions options);
+
+  // Transaction options for `request`: read-only for a query, id_seed = seed.
+  static TransactionOptions TransactionOptionsFor(const RunRequest& request);
+
+  // Runs `request` on lease.isolate() against `txn`. The lease's data slot is
+  // owned by the runner (it keeps per-isolate templates and a reused
+  // context there).
+  RunResult RunOnIsolate(IsolateLease& lease, const RunRequest& request, Transaction& txn);
+
+  const FunctionRunnerOptions& options() const { return options_; }
+  AsyncLruCache<std::string, CompiledModule>& module_cache() { return module_cache_; }
+
+ private:
+  FunctionRunnerOptions options_;
+  AsyncLruCache<std::string, CompiledModule> module_cache_;
+};
+
+}  // namespace txfn::internal
+
+#endif  // TXFN_LIB_V8_RUNNER_CORE_H_

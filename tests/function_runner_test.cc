@@ -1,0 +1,734 @@
+// The function runner end to end on a test-owned isolate: ctx.db, modules,
+// values, determinism, isolation, adversarial JS and every error case.
+#include "txfn/function_runner.h"
+
+#include <cmath>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "lib/v8/runner_core.h"
+#include "txfn/in_memory_storage.h"
+#include "txfn/internal/mutex.h"
+#include "txfn/isolate_scheduler.h"
+#include "txn_test_util.h"
+#include "v8_test_util.h"
+
+namespace txfn {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+using namespace testing_util;  // NOLINT(google-build-using-namespace)
+
+constexpr const char* kMessages = R"JS(
+import { query, mutation } from "txfn/server";
+
+export const send = mutation(async (ctx, { channel, body, likes }) => {
+  return await ctx.db.insert("messages", { channel, body, likes });
+});
+export const get = query(async (ctx, { id }) => ctx.db.get(id));
+export const byChannel = query(async (ctx, { channel, order }) =>
+  ctx.db.query("messages").withIndex("by_channel", (q) => q.eq("channel", channel))
+      .order(order ?? "asc").collect());
+export const likesRange = query(async (ctx, { channel, lo, hi, loIncl, hiIncl, order }) => {
+  return ctx.db.query("messages").withIndex("by_channel", (q) => {
+    q = q.eq("channel", channel);
+    if (lo !== undefined) q = loIncl ? q.gte("likes", lo) : q.gt("likes", lo);
+    if (hi !== undefined) q = hiIncl ? q.lte("likes", hi) : q.lt("likes", hi);
+    return q;
+  }).order(order).collect();
+});
+export const takeN = query(async (ctx, { n }) => ctx.db.query("messages").take(n));
+export const first = query(async (ctx, { channel }) =>
+  ctx.db.query("messages").withIndex("by_channel", (q) => q.eq("channel", channel)).first());
+export const unique = query(async (ctx, { channel }) =>
+  ctx.db.query("messages").withIndex("by_channel", (q) => q.eq("channel", channel)).unique());
+export const filtered = query(async (ctx, { n }) =>
+  ctx.db.query("messages").filter((m) => m.likes !== undefined && m.likes % 2n === 0n).take(n));
+export const page = query(async (ctx, { cursor, numItems }) =>
+  ctx.db.query("messages").withIndex("by_channel", (q) => q.eq("channel", "a"))
+      .paginate({ cursor: cursor ?? null, numItems }));
+export const edit = mutation(async (ctx, { id, op }) => {
+  if (op === "patch") await ctx.db.patch(id, { body: "patched" });
+  if (op === "replace") await ctx.db.replace(id, { channel: "z", body: "replaced" });
+  if (op === "delete") await ctx.db.delete(id);
+  return ctx.db.get(id);
+});
+export const insertAndRead = mutation(async (ctx, { channel }) => {
+  await ctx.db.insert("messages", { channel, body: "mine" });
+  const all = await ctx.db.query("messages").withIndex("by_channel", (q) => q.eq("channel", channel)).collect();
+  return all.length;
+});
+export const writeInQuery = query(async (ctx) => ctx.db.insert("notes", {}));
+)JS";
+
+class FunctionRunnerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    storage_ = std::make_shared<InMemoryStorage>();
+    CommitterOptions options;
+    options.clock = clock_.AsFunction();
+    committer_ = OpenWithSchema(storage_, std::move(options));
+    lease_ = std::make_unique<TestLease>("t");
+    core_ = std::make_unique<internal::RunnerCore>(runner_options_);
+    Deploy({{"messages.js", kMessages}});
+  }
+
+  void Deploy(const std::map<std::string, std::string>& modules, Committer* committer = nullptr) {
+    if (committer == nullptr) committer = committer_.get();
+    Transaction txn(committer->Latest());
+    for (const auto& [path, source] : modules) ASSERT_TRUE(txn.PutModule(path, source).ok());
+    ASSERT_TRUE(committer->Commit(txn.Prepare()).ok());
+  }
+
+  RunResult RunOn(TestLease& lease, Committer& committer, const std::string& fn, Value args,
+                  FunctionKind kind, uint64_t seed = 1) {
+    RunRequest request{.function = fn, .args = std::move(args), .kind = kind, .seed = seed};
+    Transaction txn(committer.Latest(), internal::RunnerCore::TransactionOptionsFor(request));
+    RunResult r = core_->RunOnIsolate(lease, request, txn);
+    lease.Finish();
+    return r;
+  }
+  RunResult Query(const std::string& fn, Value args = Value::Null(), uint64_t seed = 1) {
+    return RunOn(*lease_, *committer_, fn, std::move(args), FunctionKind::kQuery, seed);
+  }
+  // Runs a mutation and commits its writes.
+  RunResult Mutate(const std::string& fn, Value args = Value::Null(), uint64_t seed = 1) {
+    RunResult r = RunOn(*lease_, *committer_, fn, std::move(args), FunctionKind::kMutation, seed);
+    if (r.status.ok()) {
+      auto ts = committer_->Commit(r.commit);
+      EXPECT_TRUE(ts.ok()) << ts.status();
+    }
+    return r;
+  }
+  std::string Send(const std::string& channel, const std::string& body,
+                   std::optional<int64_t> likes = std::nullopt, uint64_t seed = 0) {
+    Value::Object args{{"channel", Str(channel)}, {"body", Str(body)}};
+    if (likes) args.emplace("likes", I64(*likes));
+    RunResult r = Mutate("messages:send", Obj(args), seed == 0 ? ++seed_ : seed);
+    EXPECT_TRUE(r.status.ok()) << r.status;
+    return r.value.is_string() ? r.value.string() : "";
+  }
+  static std::vector<std::string> Bodies(const Value& docs) {
+    std::vector<std::string> out;
+    if (!docs.is_array()) return out;
+    for (const Value& d : docs.array()) out.push_back(d.Find("body")->string());
+    return out;
+  }
+
+  FakeClock clock_;
+  FunctionRunnerOptions runner_options_;
+  std::shared_ptr<InMemoryStorage> storage_;
+  std::unique_ptr<Committer> committer_;
+  std::unique_ptr<TestLease> lease_;
+  std::unique_ptr<internal::RunnerCore> core_;
+  uint64_t seed_ = 1000;
+};
+
+// ---- ctx.db ----------------------------------------------------------------
+
+TEST_F(FunctionRunnerTest, InsertThenGetRoundTripsTheDocument) {
+  std::string id = Send("a", "hello", 7);
+  ASSERT_FALSE(id.empty());
+  RunResult r = Query("messages:get", Obj({{"id", Str(id)}}));
+  ASSERT_TRUE(r.status.ok()) << r.status;
+  EXPECT_EQ(r.value.Find("_id")->string(), id);
+  EXPECT_EQ(r.value.Find("body")->string(), "hello");
+  EXPECT_EQ(r.value.Find("likes")->int64(), 7);  // BigInt both ways
+  EXPECT_TRUE(r.value.Find("_creationTime")->is_float64());
+  EXPECT_FALSE(r.commit.reads.empty());
+  EXPECT_TRUE(r.commit.writes.empty());
+}
+
+TEST_F(FunctionRunnerTest, GetOfAMissingDocumentIsNull) {
+  std::string id = Send("a", "x");
+  Mutate("messages:edit", Obj({{"id", Str(id)}, {"op", Str("delete")}}));
+  RunResult r = Query("messages:get", Obj({{"id", Str(id)}}));
+  ASSERT_TRUE(r.status.ok()) << r.status;
+  EXPECT_TRUE(r.value.is_null());
+}
+
+TEST_F(FunctionRunnerTest, IndexEqualityBothOrders) {
+  Send("a", "1", 1);
+  Send("b", "x", 5);
+  Send("a", "2", 2);
+  Send("a", "3", 3);
+  RunResult asc = Query("messages:byChannel", Obj({{"channel", Str("a")}}));
+  ASSERT_TRUE(asc.status.ok()) << asc.status;
+  EXPECT_THAT(Bodies(asc.value), ::testing::ElementsAre("1", "2", "3"));
+  RunResult desc =
+      Query("messages:byChannel", Obj({{"channel", Str("a")}, {"order", Str("desc")}}));
+  EXPECT_THAT(Bodies(desc.value), ::testing::ElementsAre("3", "2", "1"));
+}
+
+TEST_F(FunctionRunnerTest, IndexRangeShapes) {
+  for (int i = 1; i <= 5; ++i) Send("a", std::to_string(i), i);
+  Send("b", "b3", 3);
+  auto range = [&](std::optional<int> lo, bool lo_incl, std::optional<int> hi, bool hi_incl,
+                   const char* order = "asc") {
+    Value::Object args{{"channel", Str("a")},
+                       {"order", Str(order)},
+                       {"loIncl", Value::Bool(lo_incl)},
+                       {"hiIncl", Value::Bool(hi_incl)}};
+    if (lo) args.emplace("lo", I64(*lo));
+    if (hi) args.emplace("hi", I64(*hi));
+    RunResult r = Query("messages:likesRange", Obj(args));
+    EXPECT_TRUE(r.status.ok()) << r.status;
+    return Bodies(r.value);
+  };
+  using ::testing::ElementsAre;
+  EXPECT_THAT(range(2, false, std::nullopt, false), ElementsAre("3", "4", "5"));
+  EXPECT_THAT(range(2, true, std::nullopt, false), ElementsAre("2", "3", "4", "5"));
+  EXPECT_THAT(range(std::nullopt, false, 3, false), ElementsAre("1", "2"));
+  EXPECT_THAT(range(std::nullopt, false, 3, true), ElementsAre("1", "2", "3"));
+  EXPECT_THAT(range(1, false, 4, false), ElementsAre("2", "3"));
+  EXPECT_THAT(range(1, true, 4, true, "desc"), ElementsAre("4", "3", "2", "1"));
+  EXPECT_THAT(range(4, false, 1, false), ElementsAre());
+}
+
+TEST_F(FunctionRunnerTest, WrongIndexFieldsAreInvalidArgument) {
+  Deploy({{"bad.js", R"JS(
+    import { query } from "txfn/server";
+    export const wrongField = query((ctx) =>
+      ctx.db.query("messages").withIndex("by_channel", (q) => q.eq("likes", 1n)).collect());
+    export const noIndex = query((ctx) => ctx.db.query("messages").withIndex("nope").collect());
+    export const noTable = query((ctx) => ctx.db.query("nope").collect());
+  )JS"}});
+  RunResult r = Query("bad:wrongField");
+  EXPECT_EQ(r.status.code(), absl::StatusCode::kInvalidArgument) << r.status;
+  EXPECT_THAT(r.status.message(), HasSubstr("channel"));
+  EXPECT_EQ(Query("bad:noIndex").status.code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(Query("bad:noTable").status.code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(FunctionRunnerTest, TakeFirstUniqueFilter) {
+  for (int i = 1; i <= 6; ++i) Send(i <= 1 ? "solo" : "many", std::to_string(i), i);
+  RunResult take = Query("messages:takeN", Obj({{"n", Value::Float64(4)}}));
+  ASSERT_TRUE(take.status.ok()) << take.status;
+  EXPECT_EQ(take.value.array().size(), 4u);
+  RunResult first = Query("messages:first", Obj({{"channel", Str("many")}}));
+  EXPECT_EQ(first.value.Find("body")->string(), "2");
+  RunResult none = Query("messages:first", Obj({{"channel", Str("nobody")}}));
+  EXPECT_TRUE(none.value.is_null());
+  RunResult solo = Query("messages:unique", Obj({{"channel", Str("solo")}}));
+  EXPECT_EQ(solo.value.Find("body")->string(), "1");
+  RunResult dup = Query("messages:unique", Obj({{"channel", Str("many")}}));
+  EXPECT_EQ(dup.status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(dup.status.message(), HasSubstr("more than one"));
+  RunResult even = Query("messages:filtered", Obj({{"n", Value::Float64(2)}}));
+  ASSERT_TRUE(even.status.ok()) << even.status;
+  ASSERT_EQ(even.value.array().size(), 2u);  // two of 2, 4, 6 (in id order)
+  for (const std::string& b : Bodies(even.value)) EXPECT_EQ(std::stoi(b) % 2, 0) << b;
+}
+
+TEST_F(FunctionRunnerTest, PaginationIsStableAcrossConcurrentInserts) {
+  for (int i = 10; i < 20; ++i) Send("a", std::to_string(i), i);
+  RunResult p1 = Query("messages:page", Obj({{"numItems", Value::Float64(4)}}));
+  ASSERT_TRUE(p1.status.ok()) << p1.status;
+  EXPECT_THAT(Bodies(*p1.value.Find("page")), ::testing::ElementsAre("10", "11", "12", "13"));
+  EXPECT_FALSE(p1.value.Find("isDone")->boolean());
+  std::string cursor = p1.value.Find("continueCursor")->string();
+  Send("a", "5", 5);    // before the cursor: not seen
+  Send("a", "25", 25);  // after it: seen
+  std::vector<std::string> rest;
+  for (int pages = 0; pages < 10; ++pages) {
+    RunResult p =
+        Query("messages:page", Obj({{"cursor", Str(cursor)}, {"numItems", Value::Float64(4)}}));
+    ASSERT_TRUE(p.status.ok()) << p.status;
+    for (const std::string& b : Bodies(*p.value.Find("page"))) rest.push_back(b);
+    cursor = p.value.Find("continueCursor")->string();
+    if (p.value.Find("isDone")->boolean()) break;
+  }
+  EXPECT_THAT(rest, ::testing::ElementsAre("14", "15", "16", "17", "18", "19", "25"));
+  RunResult bad = Query("messages:page", Obj({{"cursor", Str("!!")}, {"numItems", I64(1)}}));
+  EXPECT_FALSE(bad.status.ok());
+}
+
+TEST_F(FunctionRunnerTest, MutationsReadTheirOwnWrites) {
+  Send("own", "committed");
+  RunResult r = Mutate("messages:insertAndRead", Obj({{"channel", Str("own")}}));
+  ASSERT_TRUE(r.status.ok()) << r.status;
+  EXPECT_EQ(r.value.float64(), 2);
+  EXPECT_FALSE(r.commit.writes.empty());
+}
+
+TEST_F(FunctionRunnerTest, PatchReplaceDelete) {
+  std::string id = Send("a", "orig", 1);
+  RunResult p = Mutate("messages:edit", Obj({{"id", Str(id)}, {"op", Str("patch")}}));
+  ASSERT_TRUE(p.status.ok()) << p.status;
+  EXPECT_EQ(p.value.Find("body")->string(), "patched");
+  EXPECT_EQ(p.value.Find("likes")->int64(), 1);
+  RunResult r = Mutate("messages:edit", Obj({{"id", Str(id)}, {"op", Str("replace")}}));
+  ASSERT_TRUE(r.status.ok()) << r.status;
+  EXPECT_EQ(r.value.Find("channel")->string(), "z");
+  EXPECT_EQ(r.value.Find("likes"), nullptr);
+  RunResult d = Mutate("messages:edit", Obj({{"id", Str(id)}, {"op", Str("delete")}}));
+  ASSERT_TRUE(d.status.ok()) << d.status;
+  EXPECT_TRUE(d.value.is_null());
+  // Patching a deleted document: NotFound survives the trip through JS.
+  RunResult again = Mutate("messages:edit", Obj({{"id", Str(id)}, {"op", Str("patch")}}));
+  EXPECT_EQ(again.status.code(), absl::StatusCode::kNotFound) << again.status;
+  EXPECT_TRUE(again.commit.writes.empty());
+}
+
+TEST_F(FunctionRunnerTest, SchemaViolationIsInvalidArgument) {
+  RunResult r = Mutate("messages:send", Obj({{"channel", I64(1)}, {"body", Str("x")}}));
+  EXPECT_EQ(r.status.code(), absl::StatusCode::kInvalidArgument) << r.status;
+}
+
+// ---- Values ----------------------------------------------------------------
+
+TEST_F(FunctionRunnerTest, ValuesMapBothWays) {
+  Deploy({{"v.js", R"JS(
+    import { query } from "txfn/server";
+    export const echo = query((ctx, args) => args);
+    export const make = query(() => ({
+      big: 5n, num: 1.5, yes: true, nil: null, s: "héllo", u: undefined,
+      bytes: new Uint8Array([1, 2, 3]).buffer, arr: [1, undefined, "x"], nested: { a: { b: [] } },
+    }));
+    export const types = query((ctx, args) =>
+      Object.fromEntries(Object.entries(args).map(([k, v]) =>
+        [k, v instanceof ArrayBuffer ? "ArrayBuffer" : v === null ? "null" : typeof v])));
+  )JS"}});
+  Value args = Obj({{"i", I64(-3)},
+                    {"f", Value::Float64(2.5)},
+                    {"b", Value::Bool(false)},
+                    {"s", Str("str")},
+                    {"y", Value::Bytes(std::string("\0\1", 2))},
+                    {"n", Value::Null()},
+                    {"a", Value::FromArray({I64(1), Obj({{"k", Str("v")}})})}});
+  RunResult echo = Query("v:echo", args);
+  ASSERT_TRUE(echo.status.ok()) << echo.status;
+  EXPECT_EQ(echo.value, args);
+  RunResult types = Query("v:types", args);
+  EXPECT_EQ(ToJson(types.value),
+            R"({"a":"object","b":"boolean","f":"number","i":"bigint","n":"null","s":"string",)"
+            R"("y":"ArrayBuffer"})");
+  RunResult made = Query("v:make");
+  ASSERT_TRUE(made.status.ok()) << made.status;
+  EXPECT_EQ(made.value.Find("big")->int64(), 5);
+  EXPECT_EQ(made.value.Find("u"), nullptr);
+  EXPECT_EQ(made.value.Find("bytes")->bytes(), std::string("\1\2\3"));
+  EXPECT_TRUE(made.value.Find("arr")->array()[1].is_null());
+  EXPECT_EQ(made.value.Find("s")->string(), "héllo");
+}
+
+TEST_F(FunctionRunnerTest, UnconvertibleResultsAreInvalidArgument) {
+  Deploy({{"bad.js", R"JS(
+    import { query } from "txfn/server";
+    export const cyclic = query(() => { const o = { a: {} }; o.a.self = o; return o; });
+    export const fn = query(() => ({ f: () => 1 }));
+    export const sym = query(() => [Symbol("s")]);
+    export const getter = query(() => ({ get boom() { throw new Error("getter exploded"); } }));
+    export const deep = query(() => { let v = 1; for (let i = 0; i < 100; ++i) v = [v]; return v; });
+    export const date = query(() => new Date());
+    export const hugeBigInt = query(() => 2n ** 70n);
+  )JS"}});
+  struct Case {
+    const char* fn;
+    const char* text;
+  };
+  for (const Case& c :
+       {Case{"bad:cyclic", "cyclic"}, Case{"bad:fn", "function"}, Case{"bad:sym", "symbol"},
+        Case{"bad:getter", "getter exploded"}, Case{"bad:deep", "deeper than 64"},
+        Case{"bad:date", "Date"}, Case{"bad:hugeBigInt", "int64"}}) {
+    RunResult r = Query(c.fn);
+    EXPECT_EQ(r.status.code(), absl::StatusCode::kInvalidArgument) << c.fn << ": " << r.status;
+    EXPECT_THAT(r.status.message(), HasSubstr(c.text)) << c.fn;
+  }
+  RunResult cyclic = Query("bad:cyclic");
+  EXPECT_THAT(cyclic.status.message(), HasSubstr("a.self"));
+}
+
+TEST_F(FunctionRunnerTest, UnconvertibleDocumentsThrowIntoJs) {
+  Deploy({{"w.js", R"JS(
+    import { mutation } from "txfn/server";
+    export const cyclic = mutation(async (ctx) => {
+      const d = { x: {} }; d.x.d = d;
+      try { await ctx.db.insert("notes", d); } catch (e) { return "caught: " + e.message; }
+    });
+    export const getter = mutation(async (ctx) =>
+      ctx.db.insert("notes", { get x() { throw new Error("nope"); } }));
+  )JS"}});
+  RunResult caught = Mutate("w:cyclic");
+  ASSERT_TRUE(caught.status.ok()) << caught.status;
+  EXPECT_THAT(caught.value.string(), HasSubstr("cyclic"));
+  RunResult getter = Mutate("w:getter");
+  EXPECT_EQ(getter.status.code(), absl::StatusCode::kInvalidArgument) << getter.status;
+  EXPECT_THAT(getter.status.message(), HasSubstr("nope"));
+}
+
+// ---- Limits and adversarial JS ---------------------------------------------
+
+TEST_F(FunctionRunnerTest, HugeResultIsResourceExhausted) {
+  Deploy({{"huge.js", R"JS(
+    import { query } from "txfn/server";
+    export const big = query(() => "x".repeat(17 * 1024 * 1024));
+    export const many = query(() => Array.from({ length: 3000000 }, (_, i) => i));
+  )JS"}});
+  for (const char* fn : {"huge:big", "huge:many"}) {
+    RunResult r = Query(fn);
+    EXPECT_EQ(r.status.code(), absl::StatusCode::kResourceExhausted) << fn << r.status;
+    EXPECT_THAT(r.status.message(), HasSubstr("max_value_bytes"));
+  }
+  EXPECT_TRUE(Query("messages:takeN", Obj({{"n", I64(1)}})).status.ok());
+}
+
+TEST_F(FunctionRunnerTest, HugeWritesHitTransactionLimitsEvenWhenCaught) {
+  Deploy({{"huge.js", R"JS(
+    import { mutation } from "txfn/server";
+    export const manyDocs = mutation(async (ctx) => {
+      try { for (let i = 0; i < 9000; ++i) await ctx.db.insert("notes", { i }); }
+      catch (e) { return "swallowed"; }
+      return "done";
+    });
+    export const bigDoc = mutation(async (ctx) =>
+      ctx.db.insert("notes", { s: "x".repeat(2 * 1024 * 1024) }));
+  )JS"}});
+  RunResult many = Mutate("huge:manyDocs");
+  EXPECT_EQ(many.status.code(), absl::StatusCode::kResourceExhausted) << many.status;
+  EXPECT_THAT(many.status.message(), HasSubstr("documents written"));
+  EXPECT_TRUE(many.commit.writes.empty());
+  RunResult big = Mutate("huge:bigDoc");
+  EXPECT_FALSE(big.status.ok());
+  EXPECT_THAT(big.status.message(), HasSubstr("max_size_bytes"));
+}
+
+TEST_F(FunctionRunnerTest, DeepRecursionFailsAndTheRunnerStaysUsable) {
+  Deploy({{"rec.js", R"JS(
+    import { query } from "txfn/server";
+    function f(n) { return f(n + 1) + 1; }
+    export const recurse = query(() => f(0));
+  )JS"}});
+  RunResult r = Query("rec:recurse");
+  EXPECT_EQ(r.status.code(), absl::StatusCode::kUnknown);
+  EXPECT_THAT(r.status.message(), HasSubstr("Maximum call stack size exceeded"));
+  std::string id = Send("a", "after");
+  EXPECT_TRUE(Query("messages:get", Obj({{"id", Str(id)}})).status.ok());
+}
+
+// ---- Determinism -----------------------------------------------------------
+
+TEST_F(FunctionRunnerTest, SameSeedSameSnapshotSameResultAndWrites) {
+  Deploy({{"d.js", R"JS(
+    import { mutation, query } from "txfn/server";
+    export const roll = mutation(async (ctx) => {
+      const r = [Math.random(), Math.random()];
+      const id = await ctx.db.insert("notes", { r: r[0], at: Date.now() });
+      return { r, id, now: Date.now(), date: new Date().getTime(), str: typeof Date(),
+               timers: typeof setTimeout + typeof setInterval + typeof fetch + typeof require };
+    });
+  )JS"}});
+  auto snapshot = committer_->Latest();
+  auto run = [&](uint64_t seed) {
+    RunRequest request{.function = "d:roll", .kind = FunctionKind::kMutation, .seed = seed};
+    Transaction txn(snapshot, internal::RunnerCore::TransactionOptionsFor(request));
+    RunResult r = core_->RunOnIsolate(*lease_, request, txn);
+    EXPECT_TRUE(r.status.ok()) << r.status;
+    return r;
+  };
+  RunResult a = run(7), b = run(7), c = run(8);
+  EXPECT_EQ(a.value, b.value);
+  EXPECT_EQ(a.commit, b.commit);
+  EXPECT_NE(a.value.Find("r")->array()[0], c.value.Find("r")->array()[0]);
+  EXPECT_NE(a.value.Find("id")->string(), c.value.Find("id")->string());
+  double ms = std::floor(static_cast<double>(snapshot->ts()) / 1e6);
+  EXPECT_EQ(a.value.Find("now")->float64(), ms);
+  EXPECT_EQ(a.value.Find("date")->float64(), ms);
+  EXPECT_EQ(a.value.Find("str")->string(), "string");
+  EXPECT_EQ(a.value.Find("timers")->string(), "undefinedundefinedundefinedundefined");
+  double r0 = a.value.Find("r")->array()[0].float64();
+  EXPECT_GE(r0, 0.0);
+  EXPECT_LT(r0, 1.0);
+}
+
+// ---- Isolation -------------------------------------------------------------
+
+constexpr const char* kLeaky = R"JS(
+  import { query } from "txfn/server";
+  let calls = 0;
+  export const poison = query(() => {
+    globalThis.leaked = "yes";
+    Array.prototype.evil = 1;
+    Object.prototype.polluted = 1;
+    Math.random = () => 0.5;
+    return ++calls;
+  });
+  export const look = query(() => ({
+    leaked: typeof leaked, evil: typeof [].evil, polluted: typeof ({}).polluted,
+    random: Math.random() === 0.5, calls,
+  }));
+)JS";
+
+TEST_F(FunctionRunnerTest, GlobalsDoNotLeakBetweenRequestsOrTenants) {
+  Deploy({{"leaky.js", kLeaky}});
+  ASSERT_TRUE(Query("leaky:poison").status.ok());
+  RunResult same = Query("leaky:look");
+  ASSERT_TRUE(same.status.ok()) << same.status;
+  EXPECT_EQ(ToJson(same.value),
+            R"({"calls":0,"evil":"undefined","leaked":"undefined","polluted":"undefined",)"
+            R"("random":false})");
+  // Another tenant on its own isolate.
+  auto other = Committer::Open(storage_, "u");
+  ASSERT_TRUE(other.ok());
+  Deploy({{"leaky.js", kLeaky}}, other->get());
+  TestLease other_lease("u");
+  RunResult theirs = RunOn(other_lease, **other, "leaky:look", Value::Null(), FunctionKind::kQuery);
+  ASSERT_TRUE(theirs.status.ok()) << theirs.status;
+  EXPECT_EQ(theirs.value, same.value);
+}
+
+TEST_F(FunctionRunnerTest, ReusedContextKeepsModuleStateButNotRequestState) {
+  runner_options_.reuse_context = [](const std::string& tenant) { return tenant == "t"; };
+  core_ = std::make_unique<internal::RunnerCore>(runner_options_);
+  Deploy({{"leaky.js", kLeaky}, {"d.js", R"JS(
+    import { query } from "txfn/server";
+    export const now = query(() => [Date.now(), Math.random()]);
+  )JS"}});
+  EXPECT_FALSE(Query("leaky:poison").stats.context_reused);
+  RunResult second = Query("leaky:look");
+  EXPECT_TRUE(second.stats.context_reused);
+  EXPECT_THAT(ToJson(second.value), HasSubstr(R"("leaked":"string")"));  // documented risk
+  // A deploy (new module set) starts a fresh context.
+  Deploy({{"other.js", "export const x = 1;"}});
+  RunResult fresh = Query("leaky:look");
+  EXPECT_FALSE(fresh.stats.context_reused);
+  EXPECT_THAT(ToJson(fresh.value), HasSubstr(R"("leaked":"undefined")"));
+  // Date and Math.random still follow each request.
+  RunResult a = Query("d:now", Value::Null(), 5);
+  clock_.Advance(5'000'000'000);
+  Send("a", "advance the snapshot");
+  RunResult b = Query("d:now", Value::Null(), 5);
+  EXPECT_TRUE(b.stats.context_reused);
+  EXPECT_LT(a.value.array()[0].float64(), b.value.array()[0].float64());
+  EXPECT_EQ(a.value.array()[1], b.value.array()[1]);
+}
+
+// ---- Modules ---------------------------------------------------------------
+
+TEST_F(FunctionRunnerTest, ImportsResolveRelativeAndBarePaths) {
+  Deploy(
+      {{"lib/util.js", "export const twice = (x) => x * 2;"},
+       {"lib/deeper/more.js", "import { twice } from '../util.js'; export const four = twice(2);"},
+       {"api/calc.js", R"JS(
+    import { query } from "txfn/server";
+    import { twice } from "../lib/util";
+    import { four } from "lib/deeper/more.js";
+    import * as again from "./../lib/./util.js";
+    export const run = query((ctx, { x }) => twice(x) + four + again.twice(0));
+    export default query(() => "default export");
+  )JS"},
+       {"broken/imp.js", "import { nope } from './missing.js'; export const x = 1;"}});
+  RunResult r = Query("api/calc:run", Obj({{"x", Value::Float64(5)}}));
+  ASSERT_TRUE(r.status.ok()) << r.status;
+  EXPECT_EQ(r.value.float64(), 14);
+  RunResult d = Query("api/calc.js");
+  EXPECT_EQ(d.value.string(), "default export");
+  RunResult missing = Query("broken/imp:x");
+  EXPECT_EQ(missing.status.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(missing.status.message(), HasSubstr("missing.js"));
+}
+
+TEST_F(FunctionRunnerTest, ModulesCompileOncePerProcessAndNewIsolatesUseCachedCode) {
+  RunResult first = Query("messages:takeN", Obj({{"n", I64(1)}}));
+  ASSERT_TRUE(first.status.ok()) << first.status;
+  EXPECT_EQ(first.stats.modules_compiled, 1);
+  EXPECT_FALSE(first.stats.module_cache_hit);
+  EXPECT_FALSE(first.stats.isolate_reused);
+  RunResult second = Query("messages:takeN", Obj({{"n", I64(1)}}));
+  EXPECT_TRUE(second.stats.module_cache_hit);
+  EXPECT_EQ(second.stats.modules_from_cache, 1);
+  EXPECT_TRUE(second.stats.isolate_reused);
+  TestLease fresh_isolate("t");
+  RunResult third = RunOn(fresh_isolate, *committer_, "messages:takeN", Obj({{"n", I64(1)}}),
+                          FunctionKind::kQuery);
+  ASSERT_TRUE(third.status.ok()) << third.status;
+  EXPECT_TRUE(third.stats.module_cache_hit);
+  EXPECT_FALSE(third.stats.isolate_reused);
+  // A new version of the module is compiled again.
+  Deploy({{"messages.js", std::string(kMessages) + "\nexport const extra = 1;"}});
+  RunResult changed = Query("messages:takeN", Obj({{"n", I64(1)}}));
+  EXPECT_EQ(changed.stats.modules_compiled, 1);
+}
+
+TEST_F(FunctionRunnerTest, ConsoleIsCaptured) {
+  Deploy({{"log.js", R"JS(
+    import { query } from "txfn/server";
+    export const chatty = query(() => {
+      console.log("hello", 1, 2n, { a: [true] });
+      console.info("i"); console.warn("w"); console.error("e"); console.debug("d");
+      return null;
+    });
+  )JS"}});
+  RunResult r = Query("log:chatty");
+  ASSERT_TRUE(r.status.ok()) << r.status;
+  ASSERT_EQ(r.logs.size(), 5u);
+  EXPECT_EQ(r.logs[0], (LogEntry{LogLevel::kLog, R"(hello 1 2n {"a":[true]})"}));
+  EXPECT_EQ(r.logs[1].level, LogLevel::kInfo);
+  EXPECT_EQ(r.logs[2].level, LogLevel::kWarn);
+  EXPECT_EQ(r.logs[3].level, LogLevel::kError);
+  EXPECT_EQ(r.logs[4].level, LogLevel::kDebug);
+}
+
+// ---- Errors ----------------------------------------------------------------
+
+TEST_F(FunctionRunnerTest, DisabledTenantFailsBeforeAnyJs) {
+  Deploy({{"log.js", R"JS(console.log("module ran"); export const x = 1;)JS"}});
+  Transaction disable(committer_->Latest());
+  ASSERT_TRUE(disable.SetEnabled(false).ok());
+  ASSERT_TRUE(committer_->Commit(disable.Prepare()).ok());
+  RunResult r = Query("log:x");
+  EXPECT_EQ(r.status.code(), absl::StatusCode::kFailedPrecondition) << r.status;
+  EXPECT_TRUE(r.logs.empty());
+}
+
+TEST_F(FunctionRunnerTest, MissingModuleOrExportIsNotFound) {
+  EXPECT_EQ(Query("nope:x").status.code(), absl::StatusCode::kNotFound);
+  RunResult r = Query("messages:nope");
+  EXPECT_EQ(r.status.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(r.status.message(), HasSubstr("nope"));
+}
+
+TEST_F(FunctionRunnerTest, SyntaxErrorNamesFileAndLine) {
+  Deploy({{"syntax.js", "export const a = 1;\n\nexport const b = ;\n"}});
+  RunResult r = Query("syntax:a");
+  EXPECT_FALSE(r.status.ok());
+  EXPECT_THAT(r.status.message(), HasSubstr("syntax.js:3"));
+  EXPECT_THAT(r.status.message(), HasSubstr("SyntaxError"));
+}
+
+TEST_F(FunctionRunnerTest, JsExceptionCarriesMessageAndStack) {
+  Deploy({{"throw.js", R"JS(import { query } from "txfn/server";
+function inner() {
+  throw new Error("kaboom");
+}
+export const boom = query(() => inner());
+export const asyncBoom = query(async () => { await null; inner(); });
+export const throwString = query(() => { throw "plain"; });
+export const atLoad = 1;
+)JS"},
+          {"loadfail.js", "throw new TypeError('bad module');\nexport const x = 1;\n"}});
+  for (const char* fn : {"throw:boom", "throw:asyncBoom"}) {
+    RunResult r = Query(fn);
+    EXPECT_EQ(r.status.code(), absl::StatusCode::kUnknown) << fn;
+    EXPECT_THAT(r.status.message(), HasSubstr("kaboom")) << fn;
+    EXPECT_THAT(r.status.message(), HasSubstr("throw.js:3")) << r.status;
+  }
+  RunResult s = Query("throw:throwString");
+  EXPECT_THAT(s.status.message(), HasSubstr("plain"));
+  RunResult load = Query("loadfail:x");
+  EXPECT_THAT(load.status.message(), HasSubstr("bad module"));
+  EXPECT_THAT(load.status.message(), HasSubstr("loadfail.js:1"));
+}
+
+TEST_F(FunctionRunnerTest, KindMismatchAndUnwrappedExportsAreInvalidArgument) {
+  Deploy({{"k.js", R"JS(import { query } from "txfn/server";
+    export const plain = () => 1;
+    export const q = query(() => 1);)JS"}});
+  RunResult as_query = Query("messages:send", Obj({{"channel", Str("a")}, {"body", Str("b")}}));
+  EXPECT_EQ(as_query.status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(as_query.status.message(), HasSubstr("is a mutation"));
+  RunResult as_mutation = Mutate("k:q");
+  EXPECT_EQ(as_mutation.status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Query("k:plain").status.code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(FunctionRunnerTest, QueryThatWritesIsInvalidArgument) {
+  RunResult r = Query("messages:writeInQuery");
+  EXPECT_EQ(r.status.code(), absl::StatusCode::kInvalidArgument) << r.status;
+  EXPECT_TRUE(r.commit.writes.empty());
+}
+
+TEST_F(FunctionRunnerTest, ArgumentValidators) {
+  Deploy({{"val.js", R"JS(import { query } from "txfn/server";
+    export const v = query({ args: { channel: "string", n: "bigint?" },
+                             handler: (ctx, { channel, n }) => channel + (n ?? 0n) });)JS"}});
+  EXPECT_EQ(Query("val:v", Obj({{"channel", Str("c")}, {"n", I64(2)}})).value.string(), "c2");
+  EXPECT_EQ(Query("val:v", Obj({{"channel", Str("c")}})).value.string(), "c0");
+  for (const Value& bad :
+       {Obj({}), Obj({{"channel", I64(1)}}), Obj({{"channel", Str("c")}, {"extra", Str("x")}})}) {
+    RunResult r = Query("val:v", bad);
+    EXPECT_EQ(r.status.code(), absl::StatusCode::kInvalidArgument) << r.status;
+  }
+  EXPECT_EQ(Query("val:v", Value::FromArray({})).status.code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(FunctionRunnerTest, PendingPromiseIsAnError) {
+  Deploy({{"p.js", R"JS(import { query } from "txfn/server";
+    export const hang = query(() => new Promise(() => {}));
+    export const chain = query(async () => { let x = 0; for (let i = 0; i < 100; ++i) x += await i; return x; });)JS"}});
+  RunResult hang = Query("p:hang");
+  EXPECT_EQ(hang.status.code(), absl::StatusCode::kUnknown);
+  EXPECT_THAT(hang.status.message(), HasSubstr("pending"));
+  EXPECT_EQ(Query("p:chain").value.float64(), 4950);
+}
+
+// ---- The public API on the IsolateScheduler ---------------------------------
+
+TEST_F(FunctionRunnerTest, RunsThroughTheSchedulerBlockingAndAsync) {
+  auto scheduler = IsolateScheduler::Create({.workers = 2, .max_in_flight_per_tenant = 16});
+  ASSERT_TRUE(scheduler.ok()) << scheduler.status();
+  FunctionRunner runner(std::shared_ptr<IsolateScheduler>(*std::move(scheduler)));
+  RunResult sent = runner.Run(committer_->Latest(),
+                              {.function = "messages:send",
+                               .args = Obj({{"channel", Str("s")}, {"body", Str("via scheduler")}}),
+                               .kind = FunctionKind::kMutation,
+                               .seed = 3});
+  ASSERT_TRUE(sent.status.ok()) << sent.status;
+  ASSERT_TRUE(committer_->Commit(sent.commit).ok());
+  RunResult got = runner.Run(committer_->Latest(),
+                             {.function = "messages:get", .args = Obj({{"id", sent.value}})});
+  ASSERT_TRUE(got.status.ok()) << got.status;
+  EXPECT_EQ(got.value.Find("body")->string(), "via scheduler");
+  EXPECT_TRUE(got.stats.isolate_reused);
+  EXPECT_TRUE(got.stats.module_cache_hit);
+
+  internal::Mutex mu;
+  internal::CondVar cv(&mu);
+  std::vector<RunResult> results;
+  constexpr int kCalls = 8;
+  for (int i = 0; i < kCalls; ++i) {
+    absl::Status s = runner.RunAsync(
+        committer_->Latest(),
+        {.function = "messages:byChannel", .args = Obj({{"channel", Str("s")}})}, [&](RunResult r) {
+          internal::MutexLock lock(&mu);
+          results.push_back(std::move(r));
+          cv.SignalAll();
+        });
+    ASSERT_TRUE(s.ok()) << s;
+  }
+  internal::MutexLock lock(&mu);
+  cv.Wait([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return results.size() == kCalls; });
+  for (const RunResult& r : results) {
+    ASSERT_TRUE(r.status.ok()) << r.status;
+    EXPECT_EQ(r.value.array().size(), 1u);
+  }
+  EXPECT_GE(runner.module_cache_stats().hits, 1u);
+}
+
+TEST_F(FunctionRunnerTest, SchedulerCpuLimitBecomesResourceExhausted) {
+  class TightLimits : public LimitEnforcer {
+   public:
+    absl::Duration CpuLimit(const std::string&) const override { return absl::Milliseconds(50); }
+  };
+  Deploy({{"spin.js", R"JS(import { query } from "txfn/server";
+    export const spin = query(() => { for (;;) {} });)JS"}});
+  auto scheduler = IsolateScheduler::Create(
+      {.workers = 1, .max_in_flight_per_tenant = 4, .limits = std::make_shared<TightLimits>()});
+  ASSERT_TRUE(scheduler.ok()) << scheduler.status();
+  FunctionRunner runner(std::shared_ptr<IsolateScheduler>(*std::move(scheduler)));
+  RunResult r = runner.Run(committer_->Latest(), {.function = "spin:spin"});
+  EXPECT_EQ(r.status.code(), absl::StatusCode::kResourceExhausted) << r.status;
+  EXPECT_THAT(r.status.message(), HasSubstr("cpu"));
+  RunResult after = runner.Run(committer_->Latest(),
+                               {.function = "messages:takeN", .args = Obj({{"n", I64(1)}})});
+  EXPECT_TRUE(after.status.ok()) << after.status;
+}
+
+}  // namespace
+}  // namespace txfn
