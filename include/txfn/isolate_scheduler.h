@@ -104,6 +104,11 @@ class IsolateLease {
   // Asks the scheduler to dispose of this isolate after the item (e.g. it is
   // in an unknown state).
   virtual void Discard() = 0;
+  // Runs `fn` on the worker thread once the work item has returned, the
+  // isolate is back in the pool and the tenant's in-flight count has dropped:
+  // the place to wake a caller waiting for the item, so that its next request
+  // finds the isolate idle. (This default, for test leases, runs it at once.)
+  virtual void RunAfterRelease(std::function<void()> fn) { fn(); }
   // Identifies the isolate for its whole life; never reused by another
   // isolate of this scheduler (unlike the v8::Isolate* address).
   virtual uint64_t isolate_id() const { return 0; }

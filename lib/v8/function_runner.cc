@@ -43,7 +43,10 @@ absl::Status FunctionRunner::RunAsync(std::shared_ptr<const Snapshot> snapshot, 
   return scheduler_->Submit(std::move(tenant), [core = core_, snapshot = std::move(snapshot), item,
                                                 done = std::move(done)](IsolateLease& lease) {
     Transaction txn(snapshot, internal::RunnerCore::TransactionOptionsFor(*item));
-    done(core->RunOnIsolate(lease, *item, txn));
+    auto result = std::make_shared<RunResult>(core->RunOnIsolate(lease, *item, txn));
+    // Deliver once the isolate is idle again, so the caller's next request of
+    // this tenant can reuse it and is not counted against the tenant's cap.
+    lease.RunAfterRelease([done, result] { done(std::move(*result)); });
   });
 }
 

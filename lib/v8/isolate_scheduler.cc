@@ -76,7 +76,8 @@ struct IsolateHolder {
 
 class LeaseImpl final : public IsolateLease {
  public:
-  LeaseImpl(IsolateHolder* holder, bool reused) : holder_(holder), reused_(reused) {}
+  LeaseImpl(IsolateHolder* holder, bool reused, std::vector<std::function<void()>>* after_release)
+      : holder_(holder), reused_(reused), after_release_(after_release) {}
 
   v8::Isolate* isolate() override { return holder_->isolate; }
   const std::string& tenant() const override { return holder_->tenant; }
@@ -96,6 +97,9 @@ class LeaseImpl final : public IsolateLease {
   }
   void Discard() override { discarded_ = true; }
   uint64_t isolate_id() const override { return holder_->id; }
+  void RunAfterRelease(std::function<void()> fn) override {
+    after_release_->push_back(std::move(fn));
+  }
 
   bool discarded() const { return discarded_; }
   // Records the first limit this request hit; false if one was already recorded.
@@ -107,6 +111,7 @@ class LeaseImpl final : public IsolateLease {
  private:
   IsolateHolder* const holder_;
   const bool reused_;
+  std::vector<std::function<void()>>* const after_release_;
   bool discarded_ = false;
   std::atomic<int> exceeded_{kNoLimit};  // written by the watchdog or the heap callback
 };
@@ -199,18 +204,22 @@ class IsolateSchedulerImpl final : public IsolateScheduler {
     while (std::optional<Pool::Assignment> a = pool_.Acquire()) {
       if (a->evicted != nullptr) DisposeIsolate(std::move(a->evicted));
       if (a->isolate == nullptr) a->isolate = NewIsolate(a->tenant, a->isolate_id);
-      const bool keep = RunOne(index, clock, *a);
+      std::vector<std::function<void()>> after_release;
+      const bool keep = RunOne(index, clock, *a, &after_release);
       if (!keep) DisposeIsolate(std::move(a->isolate));
       a->request = nullptr;  // drop the work item's captures before the next
       pool_.Release(a->isolate_id, std::move(a->isolate));
+      // Now the isolate is idle and the tenant's count dropped: wake waiters.
+      for (std::function<void()>& fn : after_release) fn();
     }
   }
 
   // Runs the item; false when the isolate must be disposed of afterwards.
-  bool RunOne(int index, clockid_t clock, Pool::Assignment& a) {
+  bool RunOne(int index, clockid_t clock, Pool::Assignment& a,
+              std::vector<std::function<void()>>* after_release) {
     IsolateHolder& holder = *a.isolate;
     v8::Isolate* isolate = holder.isolate;
-    LeaseImpl lease(&holder, a.reused);
+    LeaseImpl lease(&holder, a.reused, after_release);
     const int64_t cpu_limit = absl::ToInt64Nanoseconds(limits_->CpuLimit(a.tenant));
     {
       v8::Locker locker(isolate);
