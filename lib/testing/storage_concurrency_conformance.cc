@@ -53,6 +53,7 @@ TEST_P(StorageConcurrencyConformanceTest, ReadsAtAFixedTimestampAreRepeatable) {
   Storage& s = storage();
   for (Timestamp ts = 1; ts <= 10; ++ts) {
     std::vector<IndexWrite> writes;
+    writes.reserve(6);
     for (int i = 0; i < 5; ++i)
       writes.push_back(Put(1, KeyName(static_cast<int>(ts) * 5 + i), "v"));
     if (ts > 5) writes.push_back(Del(1, KeyName(static_cast<int>(ts - 5) * 5)));
@@ -68,6 +69,7 @@ TEST_P(StorageConcurrencyConformanceTest, ReadsAtAFixedTimestampAreRepeatable) {
   std::atomic<bool> done{false};
   std::atomic<int> mismatches{0};
   std::vector<std::thread> readers;
+  readers.reserve(kReaders);
   for (int r = 0; r < kReaders; ++r) {
     readers.emplace_back([&, r] {
       int round = 0;
@@ -78,7 +80,7 @@ TEST_P(StorageConcurrencyConformanceTest, ReadsAtAFixedTimestampAreRepeatable) {
         }
         const IndexEntry& probe = snapshot[static_cast<size_t>(round * 7 + r) % snapshot.size()];
         if (GetAt(s, "t", 1, probe.key, kAt) != probe) ++mismatches;
-        if (GetAt(s, "t", 1, KeyName(10 * 5 + 1000 + round), kAt).has_value()) ++mismatches;
+        if (GetAt(s, "t", 1, "late" + std::to_string(round), kAt).has_value()) ++mismatches;
         if (LogAfter(s, "t", 0, log.size()) != log) ++mismatches;
         ++round;
       } while (!done.load());
@@ -86,13 +88,13 @@ TEST_P(StorageConcurrencyConformanceTest, ReadsAtAFixedTimestampAreRepeatable) {
   }
   // The writer overwrites, deletes and adds keys, in single commits and batches.
   Timestamp ts = kAt;
-  for (int i = 0; i < 300; ++i) {
+  for (int i = 0; i < 1000; ++i) {
     std::vector<CommitRecord> batch;
     for (int c = 0; c < 1 + i % 3; ++c) {
       ++ts;
       batch.push_back(Commit("t", ts,
                              {Put(1, KeyName(i * 3 + c), "new"), Del(1, KeyName(i * 3 + c + 1)),
-                              Put(1, KeyName(10 * 5 + 1000 + i), "late")}));
+                              Put(1, "late" + std::to_string(i), "late")}));
     }
     absl::Status status = WriteAll(s, batch);
     if (!status.ok()) {
@@ -109,12 +111,13 @@ TEST_P(StorageConcurrencyConformanceTest, ReadsAtAFixedTimestampAreRepeatable) {
 // may ever see them differ, whatever timestamp it reads at.
 TEST_P(StorageConcurrencyConformanceTest, ReadersSeeWholeCommitsOnly) {
   Storage& s = storage();
-  constexpr Timestamp kCommits = 400;
+  constexpr Timestamp kCommits = 2000;
   std::atomic<bool> done{false};
   std::atomic<int> torn{0};
   std::atomic<int> stale{0};
   std::atomic<int> log_gaps{0};
   std::vector<std::thread> readers;
+  readers.reserve(kReaders);
   for (int r = 0; r < kReaders; ++r) {
     readers.emplace_back([&, r] {
       do {
@@ -165,6 +168,7 @@ TEST_P(StorageConcurrencyConformanceTest, RacingWritersToOneTenantNeverOverlap) 
   std::atomic<int> won{0};
   std::atomic<int> unexpected{0};
   std::vector<std::thread> writers;
+  writers.reserve(kWriters);
   for (int w = 0; w < kWriters; ++w) {
     writers.emplace_back([&, w] {
       for (int i = 0; i < kAttempts; ++i) {
@@ -201,6 +205,7 @@ TEST_P(StorageConcurrencyConformanceTest, TenantsWrittenAndDeletedConcurrently) 
   constexpr int kWriters = 2;
   constexpr Timestamp kCommits = 200;
   std::vector<std::thread> threads;
+  threads.reserve(kWriters + 2);
   for (int w = 0; w < kWriters; ++w) {
     threads.emplace_back([&, w] {
       std::string tenant = "tenant" + std::to_string(w);

@@ -52,7 +52,7 @@ using internal::WriteAll;
 using ::testing::ElementsAre;
 using ::testing::ElementsAreArray;
 using ::testing::IsEmpty;
-using std::string_literals::operator""s;
+using std::string_literals::operator""s;  // NOLINT(misc-unused-using-decls): it is used
 
 constexpr Timestamp kForever = std::numeric_limits<Timestamp>::max();
 
@@ -67,6 +67,7 @@ const std::vector<std::string>& OrderedBinaryKeys() {
 
 std::vector<std::string> Keys(const std::vector<IndexEntry>& entries) {
   std::vector<std::string> out;
+  out.reserve(entries.size());
   for (const auto& e : entries) out.push_back(e.key);
   return out;
 }
@@ -194,7 +195,6 @@ TEST_P(StorageConformanceTest, BinaryKeysAndValuesRoundTrip) {
 TEST_P(StorageConformanceTest, ScanOrdersBinaryKeysBytewise) {
   Storage& s = storage();
   std::vector<std::string> keys = OrderedBinaryKeys();
-  std::vector<IndexWrite> writes;
   // Written in a scrambled order, in two commits.
   std::vector<std::string> shuffled = keys;
   std::mt19937_64 rng(7);
@@ -215,6 +215,7 @@ TEST_P(StorageConformanceTest, ScanHonoursEveryKindOfRange) {
   Storage& s = storage();
   const std::vector<std::string>& keys = OrderedBinaryKeys();
   std::vector<IndexWrite> writes;
+  writes.reserve(keys.size());
   for (const auto& k : keys) writes.push_back(Put(1, k, "v"));
   ASSERT_TRUE(WriteAll(s, {Commit("t", 5, writes)}).ok());
 
@@ -492,6 +493,7 @@ std::vector<BadBatch> BadBatches() {
       {"duplicate in a large commit",
        [] {
          std::vector<IndexWrite> writes;
+         writes.reserve(101);
          for (int i = 0; i < 100; ++i) writes.push_back(Put(1, "k" + std::to_string(i), "v"));
          writes.push_back(Put(1, "k57", "again"));
          return std::vector<CommitRecord>{Commit("t", 11, writes)};

@@ -1,6 +1,6 @@
 // txfn/internal/mutex.h — the lock every txfn component uses.
 //
-// A thin wrapper over std::mutex / std::shared_mutex / std::condition_variable
+// A thin wrapper over std::mutex / pthread_rwlock / std::condition_variable
 // carrying abseil's thread-safety annotations, so clang's -Wthread-safety checks ABSL_GUARDED_BY
 // and ABSL_EXCLUSIVE_LOCKS_REQUIRED at compile time.
 //
@@ -31,10 +31,11 @@
 #ifndef TXFN_INTERNAL_MUTEX_H_
 #define TXFN_INTERNAL_MUTEX_H_
 
+#include <pthread.h>
+
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
-#include <shared_mutex>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/time/time.h"
@@ -70,25 +71,37 @@ class ABSL_SCOPED_LOCKABLE MutexLock {
   Mutex* const mu_;
 };
 
-// A reader/writer lock over std::shared_mutex (pthread_rwlock, which TSan
-// intercepts). Not recursive; a reader may not upgrade to a writer.
+// A reader/writer lock over pthread_rwlock (which TSan intercepts), set to
+// prefer writers on glibc: a steady stream of readers cannot starve a writer
+// (std::shared_mutex on glibc prefers readers and can). Not recursive: a
+// thread holding it (even shared) must not lock it again, since a waiting
+// writer blocks new readers. A reader may not upgrade to a writer.
 class ABSL_LOCKABLE SharedMutex {
  public:
-  SharedMutex() = default;
+  SharedMutex() {
+    pthread_rwlockattr_t attr;
+    pthread_rwlockattr_init(&attr);
+#if defined(__GLIBC__)
+    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+#endif
+    pthread_rwlock_init(&rw_, &attr);
+    pthread_rwlockattr_destroy(&attr);
+  }
+  ~SharedMutex() { pthread_rwlock_destroy(&rw_); }
   SharedMutex(const SharedMutex&) = delete;
   SharedMutex& operator=(const SharedMutex&) = delete;
 
-  void Lock() ABSL_EXCLUSIVE_LOCK_FUNCTION() { mu_.lock(); }
-  void Unlock() ABSL_UNLOCK_FUNCTION() { mu_.unlock(); }
-  void ReaderLock() ABSL_SHARED_LOCK_FUNCTION() { mu_.lock_shared(); }
-  void ReaderUnlock() ABSL_UNLOCK_FUNCTION() { mu_.unlock_shared(); }
+  void Lock() ABSL_EXCLUSIVE_LOCK_FUNCTION() { pthread_rwlock_wrlock(&rw_); }
+  void Unlock() ABSL_UNLOCK_FUNCTION() { pthread_rwlock_unlock(&rw_); }
+  void ReaderLock() ABSL_SHARED_LOCK_FUNCTION() { pthread_rwlock_rdlock(&rw_); }
+  void ReaderUnlock() ABSL_UNLOCK_FUNCTION() { pthread_rwlock_unlock(&rw_); }
   // Document (to the analysis) that the caller holds the lock exclusively /
   // at least shared. They check nothing at run time.
   void AssertHeld() const ABSL_ASSERT_EXCLUSIVE_LOCK() {}
   void AssertReaderHeld() const ABSL_ASSERT_SHARED_LOCK() {}
 
  private:
-  std::shared_mutex mu_;
+  pthread_rwlock_t rw_;
 };
 
 // Holds `mu` shared for the scope.
