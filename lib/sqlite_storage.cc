@@ -20,8 +20,8 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/container/inlined_vector.h"
 #include "absl/strings/escaping.h"
-#include "absl/utility/utility.h"
 #include "absl/strings/string_view.h"
+#include "absl/utility/utility.h"
 #include "fmt/core.h"
 #include "txfn/internal/mutex.h"
 #include "txfn/internal/status_macros.h"
@@ -131,9 +131,9 @@ absl::StatusCode CodeFor(int rc) {
 
 absl::Status SqliteError(int rc, sqlite3* db, std::string_view path, std::string_view context) {
   const char* msg = db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
-  return absl::Status(CodeFor(rc), internal::ToAbsl(fmt::format(
-                                       "SqliteStorage '{}': {}: {} (sqlite error {}: {})", path,
-                                       context, msg, rc, sqlite3_errstr(rc))));
+  return absl::Status(
+      CodeFor(rc), internal::ToAbsl(fmt::format("SqliteStorage '{}': {}: {} (sqlite error {}: {})",
+                                                path, context, msg, rc, sqlite3_errstr(rc))));
 }
 
 // A cached statement borrowed for one use: bound, stepped, then reset (which
@@ -408,10 +408,10 @@ absl::Status SqliteStorage::Connection::Initialize(const SqliteOptions& options)
           path, ver, SqliteStorage::kSchemaVersion));
     }
     if (ver < 0 || (app == 0 && ver != 0)) {
-      return absl::FailedPreconditionError(fmt::format(
-          "SqliteStorage '{}': not a txfn database (schema version {} without the txfn "
-          "application_id)",
-          path, ver));
+      return absl::FailedPreconditionError(
+          fmt::format("SqliteStorage '{}': not a txfn database (schema version {} without the txfn "
+                      "application_id)",
+                      path, ver));
     }
     return absl::OkStatus();
   };
@@ -425,6 +425,7 @@ absl::Status SqliteStorage::Connection::Initialize(const SqliteOptions& options)
         if (!joined.empty()) joined += "; ";
         joined += p;
       }
+      std::replace(joined.begin(), joined.end(), '\n', ' ');
       return absl::DataLossError(fmt::format(
           "SqliteStorage '{}': the database file is corrupt or truncated (quick_check: {})", path,
           joined));
@@ -433,9 +434,9 @@ absl::Status SqliteStorage::Connection::Initialize(const SqliteOptions& options)
 
   TXFN_ASSIGN_OR_RETURN(std::vector<std::string> mode, conn.Query("PRAGMA journal_mode = WAL"));
   if (mode.empty() || mode.front() != "wal") {
-    return absl::UnavailableError(fmt::format(
-        "SqliteStorage '{}': cannot switch to WAL journal mode (got '{}')", path,
-        mode.empty() ? std::string("nothing") : mode.front()));
+    return absl::UnavailableError(
+        fmt::format("SqliteStorage '{}': cannot switch to WAL journal mode (got '{}')", path,
+                    mode.empty() ? std::string("nothing") : mode.front()));
   }
   const char* sync = options.synchronous == SqliteOptions::Synchronous::kFull     ? "FULL"
                      : options.synchronous == SqliteOptions::Synchronous::kNormal ? "NORMAL"
@@ -464,13 +465,13 @@ absl::Status SqliteStorage::Connection::Initialize(const SqliteOptions& options)
   } else {
     for (std::string_view table : kTables) {
       TXFN_ASSIGN_OR_RETURN(
-          int64_t n, conn.QueryInt(fmt::format(
-                         "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = '{}'",
-                         table)));
+          int64_t n,
+          conn.QueryInt(fmt::format(
+              "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = '{}'", table)));
       if (n != 1) {
-        return absl::DataLossError(fmt::format(
-            "SqliteStorage '{}': schema version {} but table '{}' is missing", path, version,
-            table));
+        return absl::DataLossError(
+            fmt::format("SqliteStorage '{}': schema version {} but table '{}' is missing", path,
+                        version, table));
       }
     }
   }
@@ -611,9 +612,8 @@ absl::Status SqliteStorage::Write(absl::Span<const CommitRecord> commits) {
   return status;
 }
 
-absl::StatusOr<std::optional<IndexEntry>> SqliteStorage::Get(std::string_view tenant,
-                                                             IndexId index, std::string_view key,
-                                                             Timestamp ts) {
+absl::StatusOr<std::optional<IndexEntry>> SqliteStorage::Get(std::string_view tenant, IndexId index,
+                                                             std::string_view key, Timestamp ts) {
   TXFN_ASSIGN_OR_RETURN(ReadLease lease, AcquireReader());
   TXFN_ASSIGN_OR_RETURN(Stmt get, lease.Statement(Sql::kGet));
   get.BindBlob(1, tenant);
@@ -718,9 +718,9 @@ absl::StatusOr<std::vector<CommitRecord>> SqliteStorage::ReadLog(std::string_vie
       Timestamp ts = writes.Ts(0);
       while (i < out.size() && out[i].ts < ts) ++i;
       if (i == out.size() || out[i].ts != ts) {
-        return absl::DataLossError(fmt::format(
-            "SqliteStorage '{}': log entry of tenant '{}' at ts {} has no commit", path_, tenant,
-            ts));
+        return absl::DataLossError(
+            fmt::format("SqliteStorage '{}': log entry of tenant '{}' at ts {} has no commit",
+                        path_, tenant, ts));
       }
       IndexWrite& w = out[i].writes.emplace_back();
       w.index = static_cast<IndexId>(writes.Int(1));
@@ -763,7 +763,8 @@ absl::Status SqliteStorage::DeleteTenant(std::string_view tenant) {
   Connection& conn = *writer_;
   auto body = [&]() -> absl::Status {
     TXFN_RETURN_IF_ERROR(conn.Run(Sql::kBeginImmediate));
-    for (Sql sql : {Sql::kDeleteVersions, Sql::kDeleteLog, Sql::kDeleteCommits, Sql::kDeleteTenant}) {
+    for (Sql sql :
+         {Sql::kDeleteVersions, Sql::kDeleteLog, Sql::kDeleteCommits, Sql::kDeleteTenant}) {
       TXFN_ASSIGN_OR_RETURN(sqlite3_stmt * raw, conn.Prepare(sql));
       Stmt del(raw, path_);
       del.BindBlob(1, tenant);

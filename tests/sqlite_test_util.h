@@ -64,8 +64,8 @@ class TempSqliteStorage final : public Storage {
     return inner_->Get(tenant, index, key, ts);
   }
   absl::StatusOr<std::vector<IndexEntry>> Scan(std::string_view tenant, IndexId index,
-                                               const KeyRange& range, Timestamp ts,
-                                               ScanOrder order, size_t limit) override {
+                                               const KeyRange& range, Timestamp ts, ScanOrder order,
+                                               size_t limit) override {
     return inner_->Scan(tenant, index, range, ts, order, limit);
   }
   absl::StatusOr<std::vector<CommitRecord>> ReadLog(std::string_view tenant, Timestamp after,
@@ -75,9 +75,7 @@ class TempSqliteStorage final : public Storage {
   absl::StatusOr<Timestamp> MaxCommittedTimestamp(std::string_view tenant) override {
     return inner_->MaxCommittedTimestamp(tenant);
   }
-  absl::StatusOr<std::vector<std::string>> ListTenants() override {
-    return inner_->ListTenants();
-  }
+  absl::StatusOr<std::vector<std::string>> ListTenants() override { return inner_->ListTenants(); }
   absl::Status DeleteTenant(std::string_view tenant) override {
     return inner_->DeleteTenant(tenant);
   }
