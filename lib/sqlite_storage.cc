@@ -631,59 +631,107 @@ absl::StatusOr<std::vector<IndexEntry>> SqliteStorage::Scan(std::string_view ten
   std::vector<IndexEntry> out;
   if (range.IsEmpty()) return out;
   const bool ascending = order == ScanOrder::kAscending;
-  const bool bounded = range.end.has_value();
-  Sql sql = ascending ? (bounded ? Sql::kScanAscBounded : Sql::kScanAsc)
-                      : (bounded ? Sql::kScanDescBounded : Sql::kScanDesc);
   TXFN_ASSIGN_OR_RETURN(ReadLease lease, AcquireReader());
-  TXFN_ASSIGN_OR_RETURN(Stmt scan, lease.Statement(sql));
-  scan.BindBlob(1, tenant);
-  scan.BindInt(2, index);
-  scan.BindBlob(3, range.start);
-  if (bounded) scan.BindBlob(4, *range.end);
-  scan.BindTs(5, ts);
+  Connection& conn = lease.conn();
   auto full = [&] { return limit != 0 && out.size() >= limit; };
 
-  if (ascending) {
-    // Rows come by key, then ts ascending: the last row of each key is the
-    // version visible at ts.
-    bool pending = false;
-    IndexEntry candidate;
-    bool candidate_live = false;
-    while (true) {
+  // The scan walks every version <= ts of the keys it passes. A key with many
+  // versions (a hot document) is left by a seek instead: after
+  // kMaxVersionsWalked rows of one key, the scan restarts past that key. The
+  // restarts share one read transaction, hence one snapshot.
+  constexpr int kMaxVersionsWalked = 8;
+  std::string lo = range.start;
+  std::optional<std::string> hi = range.end;
+  auto pass = [&](bool* restart) -> absl::Status {
+    *restart = false;
+    Sql sql = ascending ? (hi ? Sql::kScanAscBounded : Sql::kScanAsc)
+                        : (hi ? Sql::kScanDescBounded : Sql::kScanDesc);
+    TXFN_ASSIGN_OR_RETURN(Stmt scan, lease.Statement(sql));
+    scan.BindBlob(1, tenant);
+    scan.BindInt(2, index);
+    scan.BindBlob(3, lo);
+    if (hi) scan.BindBlob(4, *hi);
+    scan.BindTs(5, ts);
+
+    if (ascending) {
+      // Rows come by key, then ts ascending: the last row of each key is the
+      // version visible at ts.
+      bool pending = false;
+      bool candidate_live = false;
+      int walked = 0;
+      IndexEntry candidate;
+      while (true) {
+        TXFN_ASSIGN_OR_RETURN(bool row, scan.Step());
+        if (!row) break;
+        std::string_view key = scan.Blob(0);
+        if (pending && key == candidate.key) {
+          if (++walked >= kMaxVersionsWalked) {
+            // Seek to the key's visible version, and restart past the key.
+            TXFN_ASSIGN_OR_RETURN(Stmt get, lease.Statement(Sql::kGet));
+            get.BindBlob(1, tenant);
+            get.BindInt(2, index);
+            get.BindBlob(3, candidate.key);
+            get.BindTs(4, ts);
+            TXFN_ASSIGN_OR_RETURN(bool found, get.Step());
+            if (found && !get.IsNull(1)) {
+              out.push_back(IndexEntry{candidate.key, std::string(get.Blob(1)), get.Ts(0)});
+            }
+            lo = candidate.key + '\0';
+            *restart = !full();
+            return absl::OkStatus();
+          }
+        } else {
+          if (pending && candidate_live) {
+            out.push_back(std::move(candidate));
+            candidate = IndexEntry{};
+            if (full()) return absl::OkStatus();
+          }
+          pending = true;
+          walked = 0;
+          candidate.key.assign(key);
+        }
+        candidate.ts = scan.Ts(1);
+        candidate_live = !scan.IsNull(2);
+        if (candidate_live) candidate.value.assign(scan.Blob(2));
+      }
+      if (pending && candidate_live) out.push_back(std::move(candidate));
+      return absl::OkStatus();
+    }
+
+    // Descending: rows come by key, then ts descending: the first row of each
+    // key is the visible version; the key's older rows are skipped.
+    std::string previous;
+    bool have_previous = false;
+    int walked = 0;
+    while (!full()) {
       TXFN_ASSIGN_OR_RETURN(bool row, scan.Step());
       if (!row) break;
       std::string_view key = scan.Blob(0);
-      if (pending && key != candidate.key) {
-        if (candidate_live) {
-          out.push_back(std::move(candidate));
-          candidate = IndexEntry{};
-          if (full()) return out;
+      if (have_previous && key == previous) {
+        if (++walked >= kMaxVersionsWalked) {
+          hi = previous;  // restart below the key
+          *restart = true;
+          return absl::OkStatus();
         }
+        continue;
       }
-      pending = true;
-      if (candidate.key != key) candidate.key.assign(key);
-      candidate.ts = scan.Ts(1);
-      candidate_live = !scan.IsNull(2);
-      if (candidate_live) candidate.value.assign(scan.Blob(2));
+      previous.assign(key);
+      have_previous = true;
+      walked = 0;
+      if (scan.IsNull(2)) continue;
+      out.push_back(IndexEntry{std::string(key), std::string(scan.Blob(2)), scan.Ts(1)});
     }
-    if (pending && candidate_live) out.push_back(std::move(candidate));
-    return out;
-  }
+    return absl::OkStatus();
+  };
 
-  // Descending: rows come by key, then ts descending: the first row of each
-  // key is the visible version; the key's older rows are skipped.
-  std::string previous;
-  bool have_previous = false;
-  while (!full()) {
-    TXFN_ASSIGN_OR_RETURN(bool row, scan.Step());
-    if (!row) break;
-    std::string_view key = scan.Blob(0);
-    if (have_previous && key == previous) continue;
-    previous.assign(key);
-    have_previous = true;
-    if (scan.IsNull(2)) continue;
-    out.push_back(IndexEntry{std::string(key), std::string(scan.Blob(2)), scan.Ts(1)});
+  TXFN_RETURN_IF_ERROR(conn.Run(Sql::kBegin));
+  absl::Status status;
+  for (bool restart = true; restart && status.ok();) status = pass(&restart);
+  if (!status.ok()) {
+    conn.RollbackIfOpen();
+    return status;
   }
+  TXFN_RETURN_IF_ERROR(conn.Run(Sql::kCommit));
   return out;
 }
 
