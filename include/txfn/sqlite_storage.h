@@ -32,9 +32,13 @@
 // Costs: Write is one BEGIN IMMEDIATE..COMMIT transaction per batch (one
 // fsync of the WAL under kFull, whatever the batch size — group commit pays
 // off here); each write is two B-tree inserts. Get is one index seek. Scan
-// seeks to the range bound and walks the versions in the range, stopping once
-// `limit` live entries are found (cost: versions walked, including older
-// versions and tombstones of the keys it passes). ReadLog is two range reads.
+// is one read transaction: it seeks to the range's bound and walks the
+// primary key in order (no sort), taking each key's newest version <= ts and
+// stopping once `limit` live entries are found; a key with more than 8
+// versions <= ts is left by a seek, so a hot key costs O(log n), not its
+// history (measured: streaming is ~1.7x faster than a GROUP BY/MAX(ts) query
+// on 2-version keys, and the seek ~60x faster past a 10,000-version key).
+// ReadLog is two range reads in one read transaction.
 // MaxCommittedTimestamp and ListTenants read the small tenants table.
 //
 // Thread safety: every method may be called concurrently. Writes (Write,
