@@ -1,0 +1,166 @@
+// txfn/sqlite_storage.h — the embedded, durable default Storage adapter.
+//
+// SqliteStorage keeps every tenant's versioned index entries and commit log in
+// one SQLite database file. It passes the Storage conformance suite
+// (<txfn/testing/storage_conformance.h>) including its reopen tests: after
+// Write returns OK the commits survive a process crash (with the default
+// Synchronous::kFull, a power failure too).
+//
+//   absl::StatusOr<std::unique_ptr<txfn::SqliteStorage>> storage =
+//       txfn::SqliteStorage::Open("/var/lib/app/txfn.db");
+//   if (!storage.ok()) return storage.status();
+//   std::shared_ptr<txfn::Storage> shared = *std::move(storage);
+//   auto committer = txfn::Committer::Open(shared, "shop");
+//
+// Link txfn::sqlite (built when TXFN_WITH_SQLITE is ON).
+//
+// File layout: WAL journal mode (the file is accompanied by "-wal" and "-shm"
+// files while open). Tables, all WITHOUT ROWID:
+//   versions(tenant, index_id, key, ts, value)  PRIMARY KEY(tenant, index_id, key, ts);
+//                                               value NULL = a tombstone
+//   log(tenant, ts, seq, index_id, key, value)  PRIMARY KEY(tenant, ts, seq): each
+//                                               commit's writes in Write order
+//   commits(tenant, ts)                         PRIMARY KEY(tenant, ts): one row per
+//                                               commit (so commits without writes exist)
+//   tenants(tenant, max_ts)                     one row per tenant with commits
+// Tenants, keys and values are BLOBs (compared bytewise, like std::string);
+// timestamps are stored as int64 with the top bit flipped, so the full uint64
+// range keeps its order. The file's schema version is PRAGMA user_version
+// (kSchemaVersion) and PRAGMA application_id is kApplicationId; a file of a
+// newer schema version, or another application's database, is refused.
+//
+// Costs: Write is one BEGIN IMMEDIATE..COMMIT transaction per batch (one
+// fsync of the WAL under kFull, whatever the batch size — group commit pays
+// off here); each write is two B-tree inserts. Get is one index seek. Scan
+// is one read transaction: it seeks to the range's bound and walks the
+// primary key in order (no sort), taking each key's newest version <= ts and
+// stopping once `limit` live entries are found; a key with more than 8
+// versions <= ts is left by a seek, so a hot key costs O(log n), not its
+// history (measured: streaming is ~1.7x faster than a GROUP BY/MAX(ts) query
+// on 2-version keys, and the seek ~60x faster past a 10,000-version key).
+// ReadLog is two range reads in one read transaction.
+// MaxCommittedTimestamp and ListTenants read the small tenants table.
+//
+// Thread safety: every method may be called concurrently. Writes (Write,
+// DeleteTenant) are serialised on one write connection under a mutex. Reads
+// use a pool of read connections (at most SqliteOptions::max_read_connections
+// at once; a reader waits for a free one beyond that) and never wait for a
+// writer: WAL gives each read statement a snapshot, so a reader sees either
+// none or all of a Write. Another process may open the same file; writers then
+// wait for each other up to busy_timeout (then Unavailable).
+#ifndef TXFN_SQLITE_STORAGE_H_
+#define TXFN_SQLITE_STORAGE_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "txfn/internal/mutex.h"
+#include "txfn/storage.h"
+
+namespace txfn {
+
+struct SqliteOptions {
+  // PRAGMA synchronous of the write connection. kFull: a commit is durable
+  // against power loss when Write returns. kNormal (WAL): durable against a
+  // process crash; the last commits may be lost on power loss (the WAL is
+  // synced at checkpoints only). kOff: no fsync at all (tests, benchmarks).
+  enum class Synchronous { kOff, kNormal, kFull };
+  Synchronous synchronous = Synchronous::kFull;
+  // How long a statement waits for a lock held by another connection (another
+  // process writing the same file, or a checkpoint) before Unavailable.
+  absl::Duration busy_timeout = absl::Seconds(5);
+  // The most read connections open at once; readers beyond wait for one.
+  int max_read_connections = 8;
+  // Runs PRAGMA quick_check when opening (cost: a read of the whole file).
+  // Off: only the header and the schema are checked; corruption elsewhere is
+  // reported (DataLoss) by the first read that meets it.
+  bool quick_check_on_open = true;
+  // Pages of SQLite's page cache per connection (PRAGMA cache_size); 0 keeps
+  // SQLite's default (2 MiB).
+  int cache_pages = 0;
+};
+
+class SqliteStorage final : public Storage {
+ public:
+  // The schema version this build writes and reads (PRAGMA user_version).
+  static constexpr int kSchemaVersion = 1;
+  // PRAGMA application_id of a txfn database ("txfn").
+  static constexpr int32_t kApplicationId = 0x7478666e;
+
+  // Opens the database at `path`, creating the file (not its directory) and
+  // the schema if missing. Errors:
+  //   InvalidArgument     — empty path, ":memory:", or bad options;
+  //   Unavailable         — the file cannot be opened or created (the message
+  //                         names the path, and says so if its directory does
+  //                         not exist), or I/O fails;
+  //   FailedPrecondition  — the file's schema version is newer than
+  //                         kSchemaVersion (the message names both), or the
+  //                         file is a database of another application;
+  //   DataLoss            — the file is not an SQLite database, or is
+  //                         truncated or corrupt (quick_check failed).
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<SqliteStorage>> Open(
+      std::string path, SqliteOptions options = {});
+
+  // Closes every connection (a clean close checkpoints and removes the WAL).
+  // No call may be running.
+  ~SqliteStorage() override;
+  SqliteStorage(const SqliteStorage&) = delete;
+  SqliteStorage& operator=(const SqliteStorage&) = delete;
+
+  const std::string& path() const { return path_; }
+
+  // See Storage. Errors: InvalidArgument for a violated precondition (checked
+  // before anything is written; the message names tenant, timestamp and
+  // problem); Unavailable for an SQLite I/O or locking error, DataLoss for
+  // corruption met (messages carry SQLite's). Nothing of a failed Write is
+  // visible, now or after a restart.
+  [[nodiscard]] absl::Status Write(absl::Span<const CommitRecord> commits) override;
+  [[nodiscard]] absl::StatusOr<std::optional<IndexEntry>> Get(std::string_view tenant,
+                                                              IndexId index, std::string_view key,
+                                                              Timestamp ts) override;
+  [[nodiscard]] absl::StatusOr<std::vector<IndexEntry>> Scan(std::string_view tenant, IndexId index,
+                                                             const KeyRange& range, Timestamp ts,
+                                                             ScanOrder order,
+                                                             size_t limit) override;
+  [[nodiscard]] absl::StatusOr<std::vector<CommitRecord>> ReadLog(std::string_view tenant,
+                                                                  Timestamp after,
+                                                                  size_t limit) override;
+  [[nodiscard]] absl::StatusOr<Timestamp> MaxCommittedTimestamp(std::string_view tenant) override;
+  [[nodiscard]] absl::StatusOr<std::vector<std::string>> ListTenants() override;
+  [[nodiscard]] absl::Status DeleteTenant(std::string_view tenant) override;
+
+ private:
+  class Connection;  // one sqlite3* and its cached prepared statements
+  class ReadLease;   // a read connection borrowed from the pool (RAII)
+
+  SqliteStorage(std::string path, SqliteOptions options, std::unique_ptr<Connection> writer);
+
+  absl::StatusOr<ReadLease> AcquireReader();
+  void ReleaseReader(std::unique_ptr<Connection> conn);
+
+  const std::string path_;
+  const SqliteOptions options_;
+
+  // The one write connection; every write transaction runs under write_mu_.
+  internal::Mutex write_mu_;
+  std::unique_ptr<Connection> writer_ ABSL_GUARDED_BY(write_mu_);
+
+  // Idle read connections, and how many exist (idle or lent out).
+  internal::Mutex pool_mu_;
+  internal::CondVar pool_cv_{&pool_mu_};
+  std::vector<std::unique_ptr<Connection>> idle_readers_ ABSL_GUARDED_BY(pool_mu_);
+  int open_readers_ ABSL_GUARDED_BY(pool_mu_) = 0;
+};
+
+}  // namespace txfn
+
+#endif  // TXFN_SQLITE_STORAGE_H_

@@ -1,0 +1,828 @@
+// SqliteStorage: see txfn/sqlite_storage.h.
+#include "txfn/sqlite_storage.h"
+
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/container/inlined_vector.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/string_view.h"
+#include "absl/utility/utility.h"
+#include "fmt/core.h"
+#include "txfn/internal/mutex.h"
+#include "txfn/internal/status_macros.h"
+#include "txfn/internal/strings.h"
+
+namespace txfn {
+namespace {
+
+// Timestamps are uint64; SQLite integers are int64. Flipping the top bit maps
+// the uint64 order onto the int64 order.
+int64_t ToDb(Timestamp ts) { return static_cast<int64_t>(ts ^ (uint64_t{1} << 63)); }
+Timestamp FromDb(int64_t v) { return static_cast<uint64_t>(v) ^ (uint64_t{1} << 63); }
+
+// Every statement a connection may prepare; prepared once, on first use.
+enum class Sql : int {
+  kBegin,
+  kBeginImmediate,
+  kCommit,
+  kRollback,
+  kTenantMaxTs,
+  kUpsertTenant,
+  kInsertCommit,
+  kInsertVersion,
+  kInsertLog,
+  kGet,
+  kScanAsc,
+  kScanAscBounded,
+  kScanDesc,
+  kScanDescBounded,
+  kLogCommits,
+  kLogWrites,
+  kListTenants,
+  kDeleteVersions,
+  kDeleteLog,
+  kDeleteCommits,
+  kDeleteTenant,
+  kCount,
+};
+
+constexpr std::array<const char*, static_cast<size_t>(Sql::kCount)> kSqlText = {
+    "BEGIN",
+    "BEGIN IMMEDIATE",
+    "COMMIT",
+    "ROLLBACK",
+    "SELECT max_ts FROM tenants WHERE tenant = ?1",
+    "INSERT INTO tenants(tenant, max_ts) VALUES(?1, ?2) "
+    "ON CONFLICT(tenant) DO UPDATE SET max_ts = excluded.max_ts",
+    "INSERT INTO commits(tenant, ts) VALUES(?1, ?2)",
+    "INSERT INTO versions(tenant, index_id, key, ts, value) VALUES(?1, ?2, ?3, ?4, ?5)",
+    "INSERT INTO log(tenant, ts, seq, index_id, key, value) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+    // Get: one seek to the newest version at or before ts.
+    "SELECT ts, value FROM versions WHERE tenant = ?1 AND index_id = ?2 AND key = ?3 "
+    "AND ts <= ?4 ORDER BY ts DESC LIMIT 1",
+    // Scans walk the primary key in order (no sort); ?3 start, ?4 end, ?5 ts.
+    "SELECT key, ts, value FROM versions WHERE tenant = ?1 AND index_id = ?2 AND key >= ?3 "
+    "AND ts <= ?5 ORDER BY key, ts",
+    "SELECT key, ts, value FROM versions WHERE tenant = ?1 AND index_id = ?2 AND key >= ?3 "
+    "AND key < ?4 AND ts <= ?5 ORDER BY key, ts",
+    "SELECT key, ts, value FROM versions WHERE tenant = ?1 AND index_id = ?2 AND key >= ?3 "
+    "AND ts <= ?5 ORDER BY key DESC, ts DESC",
+    "SELECT key, ts, value FROM versions WHERE tenant = ?1 AND index_id = ?2 AND key >= ?3 "
+    "AND key < ?4 AND ts <= ?5 ORDER BY key DESC, ts DESC",
+    "SELECT ts FROM commits WHERE tenant = ?1 AND ts > ?2 ORDER BY ts LIMIT ?3",
+    "SELECT ts, index_id, key, value FROM log WHERE tenant = ?1 AND ts > ?2 AND ts <= ?3 "
+    "ORDER BY ts, seq",
+    "SELECT tenant FROM tenants ORDER BY tenant",
+    "DELETE FROM versions WHERE tenant = ?1",
+    "DELETE FROM log WHERE tenant = ?1",
+    "DELETE FROM commits WHERE tenant = ?1",
+    "DELETE FROM tenants WHERE tenant = ?1",
+};
+
+constexpr const char* kCreateSchema = R"sql(
+CREATE TABLE versions (
+  tenant BLOB NOT NULL, index_id INTEGER NOT NULL, key BLOB NOT NULL, ts INTEGER NOT NULL,
+  value BLOB,
+  PRIMARY KEY (tenant, index_id, key, ts)) WITHOUT ROWID;
+CREATE TABLE log (
+  tenant BLOB NOT NULL, ts INTEGER NOT NULL, seq INTEGER NOT NULL, index_id INTEGER NOT NULL,
+  key BLOB NOT NULL, value BLOB,
+  PRIMARY KEY (tenant, ts, seq)) WITHOUT ROWID;
+CREATE TABLE commits (
+  tenant BLOB NOT NULL, ts INTEGER NOT NULL,
+  PRIMARY KEY (tenant, ts)) WITHOUT ROWID;
+CREATE TABLE tenants (
+  tenant BLOB NOT NULL PRIMARY KEY, max_ts INTEGER NOT NULL) WITHOUT ROWID;
+)sql";
+
+constexpr std::array<std::string_view, 4> kTables = {"versions", "log", "commits", "tenants"};
+
+// Maps an SQLite result code to a status code: corruption is DataLoss, a
+// value too large InvalidArgument, misuse Internal, the rest (I/O, locking,
+// a full disk, out of memory) Unavailable.
+absl::StatusCode CodeFor(int rc) {
+  switch (rc & 0xff) {
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+      return absl::StatusCode::kDataLoss;
+    case SQLITE_TOOBIG:
+      return absl::StatusCode::kInvalidArgument;
+    case SQLITE_MISUSE:
+      return absl::StatusCode::kInternal;
+    default:
+      return absl::StatusCode::kUnavailable;
+  }
+}
+
+absl::Status SqliteError(int rc, sqlite3* db, std::string_view path, std::string_view context) {
+  const char* msg = db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+  return absl::Status(
+      CodeFor(rc), internal::ToAbsl(fmt::format("SqliteStorage '{}': {}: {} (sqlite error {}: {})",
+                                                path, context, msg, rc, sqlite3_errstr(rc))));
+}
+
+// A cached statement borrowed for one use: bound, stepped, then reset (which
+// also ends the implicit read transaction of a SELECT) when it goes away.
+class Stmt {
+ public:
+  Stmt(sqlite3_stmt* stmt, std::string_view path) : stmt_(stmt), path_(path) {}
+  ~Stmt() {
+    if (stmt_ == nullptr) return;
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+  }
+  Stmt(Stmt&& other) noexcept : stmt_(std::exchange(other.stmt_, nullptr)), path_(other.path_) {}
+  Stmt& operator=(Stmt&&) = delete;
+
+  // Blobs are bound without a copy: the caller keeps them alive until reset.
+  void BindBlob(int i, std::string_view v) {
+    // A null pointer would bind NULL; an empty blob needs a non-null one.
+    sqlite3_bind_blob(stmt_, i, v.empty() ? "" : v.data(), static_cast<int>(v.size()),
+                      SQLITE_STATIC);
+  }
+  void BindOptionalBlob(int i, const std::optional<std::string>& v) {
+    if (v.has_value()) {
+      BindBlob(i, *v);
+    } else {
+      sqlite3_bind_null(stmt_, i);
+    }
+  }
+  void BindInt(int i, int64_t v) { sqlite3_bind_int64(stmt_, i, v); }
+  void BindTs(int i, Timestamp ts) { BindInt(i, ToDb(ts)); }
+
+  // True: a row is ready; false: done.
+  absl::StatusOr<bool> Step() {
+    int rc = sqlite3_step(stmt_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    return SqliteError(rc, sqlite3_db_handle(stmt_), path_, sqlite3_sql(stmt_));
+  }
+  // Steps a statement that returns no rows, then resets it for the next
+  // bindings.
+  absl::Status Run() {
+    absl::StatusOr<bool> row = Step();
+    sqlite3_reset(stmt_);
+    return row.status();
+  }
+
+  bool IsNull(int col) { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
+  std::string_view Blob(int col) {
+    const void* data = sqlite3_column_blob(stmt_, col);
+    int size = sqlite3_column_bytes(stmt_, col);
+    if (data == nullptr) return {};
+    return {static_cast<const char*>(data), static_cast<size_t>(size)};
+  }
+  int64_t Int(int col) { return sqlite3_column_int64(stmt_, col); }
+  Timestamp Ts(int col) { return FromDb(Int(col)); }
+
+ private:
+  sqlite3_stmt* stmt_;
+  std::string_view path_;
+};
+
+// The checks of Write that need no stored state (as InMemoryStorage does).
+absl::Status ValidateCommitShape(const CommitRecord& commit) {
+  if (commit.tenant.empty()) {
+    return absl::InvalidArgumentError(
+        fmt::format("Storage::Write: commit at ts {} has an empty tenant name", commit.ts));
+  }
+  const auto& writes = commit.writes;
+  auto duplicate = [&](const IndexWrite& w) {
+    return absl::InvalidArgumentError(fmt::format(
+        "Storage::Write: commit of tenant '{}' at ts {} writes (index {}, key \"{}\") twice",
+        commit.tenant, commit.ts, w.index, absl::CHexEscape(internal::ToAbsl(w.key))));
+  };
+  if (writes.size() <= 8) {
+    for (size_t i = 0; i < writes.size(); ++i) {
+      for (size_t j = i + 1; j < writes.size(); ++j) {
+        if (writes[i].index == writes[j].index && writes[i].key == writes[j].key) {
+          return duplicate(writes[i]);
+        }
+      }
+    }
+    return absl::OkStatus();
+  }
+  absl::flat_hash_set<std::pair<IndexId, absl::string_view>> seen;
+  seen.reserve(writes.size());
+  for (const IndexWrite& w : writes) {
+    if (!seen.emplace(w.index, internal::ToAbsl(w.key)).second) return duplicate(w);
+  }
+  return absl::OkStatus();
+}
+
+// The commits of one tenant within a Write batch.
+struct Group {
+  std::string_view tenant;
+  Timestamp first_ts = 0;
+  Timestamp last_ts = 0;
+};
+
+}  // namespace
+
+// One sqlite3 connection and its prepared statements. Used by one thread at a
+// time (the owner of write_mu_, or the holder of a ReadLease).
+class SqliteStorage::Connection {
+ public:
+  static absl::StatusOr<std::unique_ptr<Connection>> Open(const std::string& path, int flags,
+                                                          const SqliteOptions& options) {
+    sqlite3* db = nullptr;
+    int rc = sqlite3_open_v2(path.c_str(), &db, flags | SQLITE_OPEN_NOMUTEX, nullptr);
+    auto conn = std::unique_ptr<Connection>(new Connection(db, path));
+    if (rc != SQLITE_OK) {
+      std::string context = "open";
+      std::error_code ec;
+      std::filesystem::path parent = std::filesystem::path(path).parent_path();
+      if (!parent.empty() && !std::filesystem::is_directory(parent, ec)) {
+        context = fmt::format("open (directory '{}' does not exist)", parent.string());
+      }
+      return SqliteError(rc, db, path, context);
+    }
+    sqlite3_extended_result_codes(db, 1);
+    sqlite3_busy_timeout(
+        db, static_cast<int>(std::min<int64_t>(absl::ToInt64Milliseconds(options.busy_timeout),
+                                               std::numeric_limits<int>::max())));
+    if (options.cache_pages > 0) {
+      TXFN_RETURN_IF_ERROR(conn->Exec(fmt::format("PRAGMA cache_size = {}", options.cache_pages)));
+    }
+    return conn;
+  }
+
+  ~Connection() {
+    for (sqlite3_stmt* stmt : stmts_) sqlite3_finalize(stmt);
+    sqlite3_close_v2(db_);
+  }
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  sqlite3* db() const { return db_; }
+  const std::string& path() const { return path_; }
+
+  // The cached statement `sql`, prepared on first use.
+  absl::StatusOr<sqlite3_stmt*> Prepare(Sql sql) {
+    sqlite3_stmt*& stmt = stmts_[static_cast<size_t>(sql)];
+    if (stmt == nullptr) {
+      const char* text = kSqlText[static_cast<size_t>(sql)];
+      int rc = sqlite3_prepare_v3(db_, text, -1, SQLITE_PREPARE_PERSISTENT, &stmt, nullptr);
+      if (rc != SQLITE_OK) {
+        sqlite3_finalize(stmt);
+        stmt = nullptr;
+        return SqliteError(rc, db_, path_, fmt::format("prepare \"{}\"", text));
+      }
+    }
+    return stmt;
+  }
+
+  // Runs a cached statement that returns no rows.
+  absl::Status Run(Sql sql) {
+    TXFN_ASSIGN_OR_RETURN(sqlite3_stmt * raw, Prepare(sql));
+    return Stmt(raw, path_).Run();
+  }
+
+  // Runs ad-hoc SQL (pragmas, the schema), discarding rows.
+  absl::Status Exec(const std::string& sql) {
+    char* err = nullptr;
+    int rc = sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err);
+    sqlite3_free(err);
+    if (rc != SQLITE_OK) return SqliteError(rc, db_, path_, sql);
+    return absl::OkStatus();
+  }
+
+  // Runs ad-hoc SQL and returns the first column of every row as text.
+  absl::StatusOr<std::vector<std::string>> Query(const std::string& sql, size_t max_rows = 0) {
+    sqlite3_stmt* raw = nullptr;
+    int rc = sqlite3_prepare_v2(db_, sql.c_str(), -1, &raw, nullptr);
+    std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)> owned(raw, &sqlite3_finalize);
+    if (rc != SQLITE_OK) return SqliteError(rc, db_, path_, sql);
+    std::vector<std::string> rows;
+    while ((rc = sqlite3_step(raw)) == SQLITE_ROW) {
+      const unsigned char* text = sqlite3_column_text(raw, 0);
+      rows.emplace_back(text != nullptr ? reinterpret_cast<const char*>(text) : "");
+      if (max_rows != 0 && rows.size() >= max_rows) return rows;
+    }
+    if (rc != SQLITE_DONE) return SqliteError(rc, db_, path_, sql);
+    return rows;
+  }
+
+  absl::StatusOr<int64_t> QueryInt(const std::string& sql) {
+    TXFN_ASSIGN_OR_RETURN(std::vector<std::string> rows, Query(sql, 1));
+    if (rows.empty()) return absl::InternalError(fmt::format("'{}' returned no row", sql));
+    return std::strtoll(rows[0].c_str(), nullptr, 10);
+  }
+
+  // Checks the file (header, schema version, integrity), switches it to WAL,
+  // and creates the schema if the file is new. The write connection's job.
+  absl::Status Initialize(const SqliteOptions& options);
+
+  // Ends the open transaction, if any (after a failure).
+  void RollbackIfOpen() {
+    if (sqlite3_get_autocommit(db_) == 0) (void)Run(Sql::kRollback);
+  }
+
+ private:
+  Connection(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {
+    stmts_.fill(nullptr);
+  }
+
+  sqlite3* const db_;
+  const std::string path_;
+  std::array<sqlite3_stmt*, static_cast<size_t>(Sql::kCount)> stmts_;
+};
+
+// A read connection borrowed from the pool; returned when destroyed.
+class SqliteStorage::ReadLease {
+ public:
+  ReadLease(SqliteStorage* owner, std::unique_ptr<Connection> conn)
+      : owner_(owner), conn_(std::move(conn)) {}
+  ReadLease(ReadLease&& other) noexcept = default;
+  ReadLease& operator=(ReadLease&&) = delete;
+  ~ReadLease() {
+    if (conn_ != nullptr) owner_->ReleaseReader(std::move(conn_));
+  }
+
+  Connection& conn() { return *conn_; }
+  absl::StatusOr<Stmt> Statement(Sql sql);
+
+ private:
+  SqliteStorage* owner_;
+  std::unique_ptr<Connection> conn_;
+};
+
+absl::StatusOr<std::unique_ptr<SqliteStorage>> SqliteStorage::Open(std::string path,
+                                                                   SqliteOptions options) {
+  if (path.empty() || path == ":memory:" || path.front() == '\0') {
+    return absl::InvalidArgumentError(
+        fmt::format("SqliteStorage::Open: '{}' is not a file path (an in-memory database "
+                    "cannot be shared by the read connections)",
+                    path));
+  }
+  if (options.max_read_connections < 1) {
+    return absl::InvalidArgumentError(
+        fmt::format("SqliteStorage::Open: max_read_connections must be >= 1, not {}",
+                    options.max_read_connections));
+  }
+  TXFN_ASSIGN_OR_RETURN(
+      std::unique_ptr<Connection> writer,
+      Connection::Open(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, options));
+  absl::Status status = writer->Initialize(options);
+  if (!status.ok()) {
+    writer->RollbackIfOpen();
+    return status;
+  }
+  return std::unique_ptr<SqliteStorage>(
+      new SqliteStorage(std::move(path), options, std::move(writer)));
+}
+
+absl::Status SqliteStorage::Connection::Initialize(const SqliteOptions& options) {
+  Connection& conn = *this;
+  std::string_view path = path_;
+  // The header first: refuse another application's file or a newer schema
+  // before changing anything in it (even the journal mode).
+  TXFN_ASSIGN_OR_RETURN(int64_t app_id, conn.QueryInt("PRAGMA application_id"));
+  TXFN_ASSIGN_OR_RETURN(int64_t version, conn.QueryInt("PRAGMA user_version"));
+  auto check_header = [&](int64_t app, int64_t ver) -> absl::Status {
+    if (app != 0 && app != SqliteStorage::kApplicationId) {
+      return absl::FailedPreconditionError(
+          fmt::format("SqliteStorage '{}': not a txfn database (application_id {:#x}, "
+                      "expected {:#x})",
+                      path, app, SqliteStorage::kApplicationId));
+    }
+    if (ver > SqliteStorage::kSchemaVersion) {
+      return absl::FailedPreconditionError(fmt::format(
+          "SqliteStorage '{}': the file has schema version {}, newer than version {} which this "
+          "build of txfn reads; open it with a newer txfn",
+          path, ver, SqliteStorage::kSchemaVersion));
+    }
+    if (ver < 0 || (app == 0 && ver != 0)) {
+      return absl::FailedPreconditionError(
+          fmt::format("SqliteStorage '{}': not a txfn database (schema version {} without the txfn "
+                      "application_id)",
+                      path, ver));
+    }
+    return absl::OkStatus();
+  };
+  TXFN_RETURN_IF_ERROR(check_header(app_id, version));
+
+  if (options.quick_check_on_open) {
+    TXFN_ASSIGN_OR_RETURN(std::vector<std::string> problems, conn.Query("PRAGMA quick_check", 4));
+    if (problems.empty() || problems.front() != "ok") {
+      std::string joined;
+      for (const std::string& p : problems) {
+        if (!joined.empty()) joined += "; ";
+        joined += p;
+      }
+      std::replace(joined.begin(), joined.end(), '\n', ' ');
+      return absl::DataLossError(fmt::format(
+          "SqliteStorage '{}': the database file is corrupt or truncated (quick_check: {})", path,
+          joined));
+    }
+  }
+
+  TXFN_ASSIGN_OR_RETURN(std::vector<std::string> mode, conn.Query("PRAGMA journal_mode = WAL"));
+  if (mode.empty() || mode.front() != "wal") {
+    return absl::UnavailableError(
+        fmt::format("SqliteStorage '{}': cannot switch to WAL journal mode (got '{}')", path,
+                    mode.empty() ? std::string("nothing") : mode.front()));
+  }
+  const char* sync = options.synchronous == SqliteOptions::Synchronous::kFull     ? "FULL"
+                     : options.synchronous == SqliteOptions::Synchronous::kNormal ? "NORMAL"
+                                                                                  : "OFF";
+  TXFN_RETURN_IF_ERROR(conn.Exec(fmt::format("PRAGMA synchronous = {}", sync)));
+
+  // Create the schema, or check it, under the write lock (another process may
+  // be creating it at the same time).
+  TXFN_RETURN_IF_ERROR(conn.Run(Sql::kBeginImmediate));
+  TXFN_ASSIGN_OR_RETURN(app_id, conn.QueryInt("PRAGMA application_id"));
+  TXFN_ASSIGN_OR_RETURN(version, conn.QueryInt("PRAGMA user_version"));
+  TXFN_RETURN_IF_ERROR(check_header(app_id, version));
+  TXFN_ASSIGN_OR_RETURN(int64_t objects, conn.QueryInt("SELECT count(*) FROM sqlite_schema"));
+  if (version == 0) {
+    if (objects != 0) {
+      return absl::FailedPreconditionError(fmt::format(
+          "SqliteStorage '{}': not a txfn database (it has {} schema objects and no txfn "
+          "schema version)",
+          path, objects));
+    }
+    TXFN_RETURN_IF_ERROR(conn.Exec(kCreateSchema));
+    TXFN_RETURN_IF_ERROR(
+        conn.Exec(fmt::format("PRAGMA application_id = {}", SqliteStorage::kApplicationId)));
+    TXFN_RETURN_IF_ERROR(
+        conn.Exec(fmt::format("PRAGMA user_version = {}", SqliteStorage::kSchemaVersion)));
+  } else {
+    for (std::string_view table : kTables) {
+      TXFN_ASSIGN_OR_RETURN(
+          int64_t n,
+          conn.QueryInt(fmt::format(
+              "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = '{}'", table)));
+      if (n != 1) {
+        return absl::DataLossError(
+            fmt::format("SqliteStorage '{}': schema version {} but table '{}' is missing", path,
+                        version, table));
+      }
+    }
+  }
+  return conn.Run(Sql::kCommit);
+}
+
+SqliteStorage::SqliteStorage(std::string path, SqliteOptions options,
+                             std::unique_ptr<Connection> writer)
+    : path_(std::move(path)), options_(options), writer_(std::move(writer)) {}
+
+SqliteStorage::~SqliteStorage() {
+  // Readers first: the last connection to close checkpoints and removes the WAL.
+  {
+    internal::MutexLock lock(&pool_mu_);
+    idle_readers_.clear();
+  }
+  internal::MutexLock lock(&write_mu_);
+  writer_.reset();
+}
+
+absl::StatusOr<Stmt> SqliteStorage::ReadLease::Statement(Sql sql) {
+  TXFN_ASSIGN_OR_RETURN(sqlite3_stmt * raw, conn_->Prepare(sql));
+  return absl::StatusOr<Stmt>(absl::in_place, raw, conn_->path());
+}
+
+absl::StatusOr<SqliteStorage::ReadLease> SqliteStorage::AcquireReader() {
+  {
+    internal::MutexLock lock(&pool_mu_);
+    pool_cv_.Wait([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(pool_mu_) {
+      return !idle_readers_.empty() || open_readers_ < options_.max_read_connections;
+    });
+    if (!idle_readers_.empty()) {
+      std::unique_ptr<Connection> conn = std::move(idle_readers_.back());
+      idle_readers_.pop_back();
+      return ReadLease(this, std::move(conn));
+    }
+    ++open_readers_;
+  }
+  // A new connection, opened outside the lock.
+  absl::StatusOr<std::unique_ptr<Connection>> conn =
+      Connection::Open(path_, SQLITE_OPEN_READWRITE, options_);
+  if (conn.ok()) {
+    absl::Status s = (*conn)->Exec("PRAGMA query_only = 1");
+    if (!s.ok()) conn = s;
+  }
+  if (!conn.ok()) {
+    internal::MutexLock lock(&pool_mu_);
+    --open_readers_;
+    pool_cv_.Signal();
+    return conn.status();
+  }
+  return ReadLease(this, *std::move(conn));
+}
+
+void SqliteStorage::ReleaseReader(std::unique_ptr<Connection> conn) {
+  internal::MutexLock lock(&pool_mu_);
+  idle_readers_.push_back(std::move(conn));
+  pool_cv_.Signal();
+}
+
+absl::Status SqliteStorage::Write(absl::Span<const CommitRecord> commits) {
+  if (commits.empty()) return absl::OkStatus();
+
+  // Stateless checks, and the batch grouped by tenant.
+  absl::InlinedVector<Group, 2> groups;
+  for (const CommitRecord& commit : commits) {
+    TXFN_RETURN_IF_ERROR(ValidateCommitShape(commit));
+    auto it = std::lower_bound(groups.begin(), groups.end(), commit.tenant,
+                               [](const Group& g, std::string_view t) { return g.tenant < t; });
+    if (it == groups.end() || it->tenant != commit.tenant) {
+      groups.insert(it, Group{commit.tenant, commit.ts, commit.ts});
+      continue;
+    }
+    if (commit.ts <= it->last_ts) {
+      return absl::InvalidArgumentError(
+          fmt::format("Storage::Write: timestamps of tenant '{}' are not strictly increasing "
+                      "within the batch: {} after {}",
+                      commit.tenant, commit.ts, it->last_ts));
+    }
+    it->last_ts = commit.ts;
+  }
+
+  internal::MutexLock lock(&write_mu_);
+  Connection& conn = *writer_;
+  auto stmt = [&](Sql sql) -> absl::StatusOr<Stmt> {
+    TXFN_ASSIGN_OR_RETURN(sqlite3_stmt * raw, conn.Prepare(sql));
+    return absl::StatusOr<Stmt>(absl::in_place, raw, path_);
+  };
+  auto body = [&]() -> absl::Status {
+    TXFN_RETURN_IF_ERROR(conn.Run(Sql::kBeginImmediate));
+    // Checks against the stored state, before writing anything.
+    for (const Group& g : groups) {
+      TXFN_ASSIGN_OR_RETURN(Stmt max, stmt(Sql::kTenantMaxTs));
+      max.BindBlob(1, g.tenant);
+      TXFN_ASSIGN_OR_RETURN(bool found, max.Step());
+      Timestamp max_ts = found ? max.Ts(0) : 0;
+      if (g.first_ts <= max_ts) {
+        return absl::InvalidArgumentError(
+            fmt::format("Storage::Write: commit of tenant '{}' at ts {} is not after its newest "
+                        "committed timestamp {}",
+                        g.tenant, g.first_ts, max_ts));
+      }
+    }
+    TXFN_ASSIGN_OR_RETURN(Stmt insert_commit, stmt(Sql::kInsertCommit));
+    TXFN_ASSIGN_OR_RETURN(Stmt insert_version, stmt(Sql::kInsertVersion));
+    TXFN_ASSIGN_OR_RETURN(Stmt insert_log, stmt(Sql::kInsertLog));
+    for (const CommitRecord& commit : commits) {
+      insert_commit.BindBlob(1, commit.tenant);
+      insert_commit.BindTs(2, commit.ts);
+      TXFN_RETURN_IF_ERROR(insert_commit.Run());
+      for (size_t seq = 0; seq < commit.writes.size(); ++seq) {
+        const IndexWrite& w = commit.writes[seq];
+        insert_version.BindBlob(1, commit.tenant);
+        insert_version.BindInt(2, w.index);
+        insert_version.BindBlob(3, w.key);
+        insert_version.BindTs(4, commit.ts);
+        insert_version.BindOptionalBlob(5, w.value);
+        TXFN_RETURN_IF_ERROR(insert_version.Run());
+        insert_log.BindBlob(1, commit.tenant);
+        insert_log.BindTs(2, commit.ts);
+        insert_log.BindInt(3, static_cast<int64_t>(seq));
+        insert_log.BindInt(4, w.index);
+        insert_log.BindBlob(5, w.key);
+        insert_log.BindOptionalBlob(6, w.value);
+        TXFN_RETURN_IF_ERROR(insert_log.Run());
+      }
+    }
+    TXFN_ASSIGN_OR_RETURN(Stmt upsert, stmt(Sql::kUpsertTenant));
+    for (const Group& g : groups) {
+      upsert.BindBlob(1, g.tenant);
+      upsert.BindTs(2, g.last_ts);
+      TXFN_RETURN_IF_ERROR(upsert.Run());
+    }
+    return conn.Run(Sql::kCommit);
+  };
+  absl::Status status = body();
+  if (!status.ok()) conn.RollbackIfOpen();
+  return status;
+}
+
+absl::StatusOr<std::optional<IndexEntry>> SqliteStorage::Get(std::string_view tenant, IndexId index,
+                                                             std::string_view key, Timestamp ts) {
+  TXFN_ASSIGN_OR_RETURN(ReadLease lease, AcquireReader());
+  TXFN_ASSIGN_OR_RETURN(Stmt get, lease.Statement(Sql::kGet));
+  get.BindBlob(1, tenant);
+  get.BindInt(2, index);
+  get.BindBlob(3, key);
+  get.BindTs(4, ts);
+  TXFN_ASSIGN_OR_RETURN(bool found, get.Step());
+  if (!found || get.IsNull(1)) return std::nullopt;
+  return IndexEntry{std::string(key), std::string(get.Blob(1)), get.Ts(0)};
+}
+
+absl::StatusOr<std::vector<IndexEntry>> SqliteStorage::Scan(std::string_view tenant, IndexId index,
+                                                            const KeyRange& range, Timestamp ts,
+                                                            ScanOrder order, size_t limit) {
+  std::vector<IndexEntry> out;
+  if (range.IsEmpty()) return out;
+  const bool ascending = order == ScanOrder::kAscending;
+  TXFN_ASSIGN_OR_RETURN(ReadLease lease, AcquireReader());
+  Connection& conn = lease.conn();
+  auto full = [&] { return limit != 0 && out.size() >= limit; };
+
+  // The scan walks every version <= ts of the keys it passes. A key with many
+  // versions (a hot document) is left by a seek instead: after
+  // kMaxVersionsWalked rows of one key, the scan restarts past that key. The
+  // restarts share one read transaction, hence one snapshot.
+  constexpr int kMaxVersionsWalked = 8;
+  std::string lo = range.start;
+  std::optional<std::string> hi = range.end;
+  auto pass = [&](bool* restart) -> absl::Status {
+    *restart = false;
+    Sql sql = ascending ? (hi ? Sql::kScanAscBounded : Sql::kScanAsc)
+                        : (hi ? Sql::kScanDescBounded : Sql::kScanDesc);
+    TXFN_ASSIGN_OR_RETURN(Stmt scan, lease.Statement(sql));
+    scan.BindBlob(1, tenant);
+    scan.BindInt(2, index);
+    scan.BindBlob(3, lo);
+    if (hi) scan.BindBlob(4, *hi);
+    scan.BindTs(5, ts);
+
+    if (ascending) {
+      // Rows come by key, then ts ascending: the last row of each key is the
+      // version visible at ts.
+      bool pending = false;
+      bool candidate_live = false;
+      int walked = 0;
+      IndexEntry candidate;
+      while (true) {
+        TXFN_ASSIGN_OR_RETURN(bool row, scan.Step());
+        if (!row) break;
+        std::string_view key = scan.Blob(0);
+        if (pending && key == candidate.key) {
+          if (++walked >= kMaxVersionsWalked) {
+            // Seek to the key's visible version, and restart past the key.
+            TXFN_ASSIGN_OR_RETURN(Stmt get, lease.Statement(Sql::kGet));
+            get.BindBlob(1, tenant);
+            get.BindInt(2, index);
+            get.BindBlob(3, candidate.key);
+            get.BindTs(4, ts);
+            TXFN_ASSIGN_OR_RETURN(bool found, get.Step());
+            if (found && !get.IsNull(1)) {
+              out.push_back(IndexEntry{candidate.key, std::string(get.Blob(1)), get.Ts(0)});
+            }
+            lo = candidate.key + '\0';
+            *restart = !full();
+            return absl::OkStatus();
+          }
+        } else {
+          if (pending && candidate_live) {
+            out.push_back(std::move(candidate));
+            candidate = IndexEntry{};
+            if (full()) return absl::OkStatus();
+          }
+          pending = true;
+          walked = 0;
+          candidate.key.assign(key);
+        }
+        candidate.ts = scan.Ts(1);
+        candidate_live = !scan.IsNull(2);
+        if (candidate_live) candidate.value.assign(scan.Blob(2));
+      }
+      if (pending && candidate_live) out.push_back(std::move(candidate));
+      return absl::OkStatus();
+    }
+
+    // Descending: rows come by key, then ts descending: the first row of each
+    // key is the visible version; the key's older rows are skipped.
+    std::string previous;
+    bool have_previous = false;
+    int walked = 0;
+    while (!full()) {
+      TXFN_ASSIGN_OR_RETURN(bool row, scan.Step());
+      if (!row) break;
+      std::string_view key = scan.Blob(0);
+      if (have_previous && key == previous) {
+        if (++walked >= kMaxVersionsWalked) {
+          hi = previous;  // restart below the key
+          *restart = true;
+          return absl::OkStatus();
+        }
+        continue;
+      }
+      previous.assign(key);
+      have_previous = true;
+      walked = 0;
+      if (scan.IsNull(2)) continue;
+      out.push_back(IndexEntry{std::string(key), std::string(scan.Blob(2)), scan.Ts(1)});
+    }
+    return absl::OkStatus();
+  };
+
+  TXFN_RETURN_IF_ERROR(conn.Run(Sql::kBegin));
+  absl::Status status;
+  for (bool restart = true; restart && status.ok();) status = pass(&restart);
+  if (!status.ok()) {
+    conn.RollbackIfOpen();
+    return status;
+  }
+  TXFN_RETURN_IF_ERROR(conn.Run(Sql::kCommit));
+  return out;
+}
+
+absl::StatusOr<std::vector<CommitRecord>> SqliteStorage::ReadLog(std::string_view tenant,
+                                                                 Timestamp after, size_t limit) {
+  std::vector<CommitRecord> out;
+  TXFN_ASSIGN_OR_RETURN(ReadLease lease, AcquireReader());
+  Connection& conn = lease.conn();
+  // Two statements, one snapshot.
+  TXFN_RETURN_IF_ERROR(conn.Run(Sql::kBegin));
+  auto body = [&]() -> absl::Status {
+    {
+      TXFN_ASSIGN_OR_RETURN(Stmt commits, lease.Statement(Sql::kLogCommits));
+      commits.BindBlob(1, tenant);
+      commits.BindTs(2, after);
+      commits.BindInt(3, limit == 0 ? -1 : static_cast<int64_t>(limit));
+      while (true) {
+        TXFN_ASSIGN_OR_RETURN(bool row, commits.Step());
+        if (!row) break;
+        out.push_back(CommitRecord{.tenant = std::string(tenant), .ts = commits.Ts(0)});
+      }
+    }
+    if (out.empty()) return absl::OkStatus();
+    TXFN_ASSIGN_OR_RETURN(Stmt writes, lease.Statement(Sql::kLogWrites));
+    writes.BindBlob(1, tenant);
+    writes.BindTs(2, after);
+    writes.BindTs(3, out.back().ts);
+    size_t i = 0;
+    while (true) {
+      TXFN_ASSIGN_OR_RETURN(bool row, writes.Step());
+      if (!row) break;
+      Timestamp ts = writes.Ts(0);
+      while (i < out.size() && out[i].ts < ts) ++i;
+      if (i == out.size() || out[i].ts != ts) {
+        return absl::DataLossError(
+            fmt::format("SqliteStorage '{}': log entry of tenant '{}' at ts {} has no commit",
+                        path_, tenant, ts));
+      }
+      IndexWrite& w = out[i].writes.emplace_back();
+      w.index = static_cast<IndexId>(writes.Int(1));
+      w.key.assign(writes.Blob(2));
+      if (!writes.IsNull(3)) w.value.emplace(writes.Blob(3));
+    }
+    return absl::OkStatus();
+  };
+  absl::Status status = body();
+  if (!status.ok()) {
+    conn.RollbackIfOpen();
+    return status;
+  }
+  TXFN_RETURN_IF_ERROR(conn.Run(Sql::kCommit));
+  return out;
+}
+
+absl::StatusOr<Timestamp> SqliteStorage::MaxCommittedTimestamp(std::string_view tenant) {
+  TXFN_ASSIGN_OR_RETURN(ReadLease lease, AcquireReader());
+  TXFN_ASSIGN_OR_RETURN(Stmt max, lease.Statement(Sql::kTenantMaxTs));
+  max.BindBlob(1, tenant);
+  TXFN_ASSIGN_OR_RETURN(bool found, max.Step());
+  return found ? max.Ts(0) : Timestamp{0};
+}
+
+absl::StatusOr<std::vector<std::string>> SqliteStorage::ListTenants() {
+  std::vector<std::string> out;
+  TXFN_ASSIGN_OR_RETURN(ReadLease lease, AcquireReader());
+  TXFN_ASSIGN_OR_RETURN(Stmt list, lease.Statement(Sql::kListTenants));
+  while (true) {
+    TXFN_ASSIGN_OR_RETURN(bool row, list.Step());
+    if (!row) break;
+    out.emplace_back(list.Blob(0));
+  }
+  return out;
+}
+
+absl::Status SqliteStorage::DeleteTenant(std::string_view tenant) {
+  internal::MutexLock lock(&write_mu_);
+  Connection& conn = *writer_;
+  auto body = [&]() -> absl::Status {
+    TXFN_RETURN_IF_ERROR(conn.Run(Sql::kBeginImmediate));
+    for (Sql sql :
+         {Sql::kDeleteVersions, Sql::kDeleteLog, Sql::kDeleteCommits, Sql::kDeleteTenant}) {
+      TXFN_ASSIGN_OR_RETURN(sqlite3_stmt * raw, conn.Prepare(sql));
+      Stmt del(raw, path_);
+      del.BindBlob(1, tenant);
+      TXFN_RETURN_IF_ERROR(del.Run());
+    }
+    return conn.Run(Sql::kCommit);
+  };
+  absl::Status status = body();
+  if (!status.ok()) conn.RollbackIfOpen();
+  return status;
+}
+
+}  // namespace txfn

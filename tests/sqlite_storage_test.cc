@@ -1,0 +1,298 @@
+// SqliteStorage: the Storage conformance suite (with reopen), the committer
+// on top of it, and opening missing, foreign, newer, corrupt and truncated files.
+#include "txfn/sqlite_storage.h"
+
+#include <sqlite3.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "fmt/core.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "sqlite_test_util.h"
+#include "txfn/committer.h"
+#include "txfn/in_memory_storage.h"
+#include "txfn/testing/storage_conformance.h"
+#include "txfn/transaction.h"
+#include "txn_test_util.h"
+
+namespace txfn {
+namespace {
+
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+using testing_util::TempDir;
+using testing_util::TempSqliteStorage;
+using namespace testing_util;  // NOLINT(google-build-using-namespace)
+using namespace std::string_literals;
+
+// synchronous=OFF keeps the suite fast; durability is sqlite_crash_test's job.
+TXFN_INSTANTIATE_STORAGE_CONFORMANCE(
+    Sqlite,
+    [] { return TempSqliteStorage::Make({.synchronous = SqliteOptions::Synchronous::kOff}); },
+    &TempSqliteStorage::Reopen);
+
+constexpr SqliteOptions kFast = {.synchronous = SqliteOptions::Synchronous::kOff};
+
+// Runs `sql` on the file directly (as another program would).
+void RawExec(const std::string& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  char* err = nullptr;
+  int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
+  EXPECT_EQ(rc, SQLITE_OK) << (err != nullptr ? err : "");
+  sqlite3_free(err);
+  sqlite3_close(db);
+}
+
+// A closed database file with enough data to span many pages.
+void FillDatabase(const std::string& path) {
+  auto storage = SqliteStorage::Open(path, kFast);
+  ASSERT_TRUE(storage.ok()) << storage.status();
+  for (Timestamp ts = 1; ts <= 20; ++ts) {
+    CommitRecord commit{.tenant = "t", .ts = ts};
+    for (int i = 0; i < 50; ++i) {
+      commit.writes.push_back({.index = 1,
+                               .key = fmt::format("key{:04}-{:02}", i, ts),
+                               .value = std::string(100, static_cast<char>('a' + ts))});
+    }
+    ASSERT_TRUE((*storage)->Write({&commit, 1}).ok());
+  }
+}
+
+TEST(SqliteStorageTest, CommitterFlowsSurviveAReopen) {
+  TempDir dir;
+  const std::string path = dir.File("app.db");
+  FakeClock clock;
+  std::string id;
+  Timestamp last = 0;
+  {
+    auto opened = SqliteStorage::Open(path, kFast);
+    ASSERT_TRUE(opened.ok()) << opened.status();
+    std::shared_ptr<Storage> storage = *std::move(opened);
+    std::unique_ptr<Committer> committer =
+        OpenWithSchema(storage, CommitterOptions{.clock = clock.AsFunction()});
+    ASSERT_NE(committer, nullptr);
+    Transaction txn(committer->Latest());
+    TXFN_ASSERT_OK_AND_ASSIGN(
+        id, txn.Insert("accounts", Obj({{"owner", Str("ann")}, {"balance", I64(10)}})));
+    TXFN_ASSERT_OK_AND_ASSIGN(last, committer->Commit(txn.Prepare()));
+  }
+  EXPECT_FALSE(std::filesystem::exists(path + "-wal")) << "a clean close removes the WAL";
+
+  auto reopened = SqliteStorage::Open(path, kFast);
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  std::shared_ptr<Storage> storage = *std::move(reopened);
+  auto committer = Committer::Open(storage, "t", CommitterOptions{.clock = clock.AsFunction()});
+  ASSERT_TRUE(committer.ok()) << committer.status();
+  std::shared_ptr<const Snapshot> latest = (*committer)->Latest();
+  EXPECT_EQ(latest->ts(), last);
+  EXPECT_NE(latest->metadata().FindTable("accounts"), nullptr);
+  EXPECT_NE(latest->metadata().FindTable("messages"), nullptr);
+  Transaction txn(latest);
+  TXFN_ASSERT_OK_AND_ASSIGN(std::optional<Value> doc, txn.Get(id));
+  ASSERT_TRUE(doc.has_value());
+  EXPECT_EQ(doc->Find("owner")->string(), "ann");
+  EXPECT_EQ(doc->Find("balance")->int64(), 10);
+  // And it keeps committing after the restart.
+  ASSERT_TRUE(txn.Insert("accounts", Obj({{"owner", Str("bob")}, {"balance", I64(1)}})).ok());
+  TXFN_ASSERT_OK_AND_ASSIGN(Timestamp ts, (*committer)->Commit(txn.Prepare()));
+  EXPECT_GT(ts, last);
+}
+
+TEST(SqliteStorageTest, MissingDirectoryIsUnavailableAndNamesIt) {
+  TempDir dir;
+  const std::string path = dir.File("no/such/dir/app.db");
+  auto storage = SqliteStorage::Open(path);
+  ASSERT_FALSE(storage.ok());
+  EXPECT_EQ(storage.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(storage.status().message()),
+              AllOf(HasSubstr(path), HasSubstr("does not exist")));
+}
+
+TEST(SqliteStorageTest, BadArgumentsAreInvalidArgument) {
+  EXPECT_EQ(SqliteStorage::Open("").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(SqliteStorage::Open(":memory:").status().code(), absl::StatusCode::kInvalidArgument);
+  TempDir dir;
+  EXPECT_EQ(SqliteStorage::Open(dir.File("a.db"), {.max_read_connections = 0}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(SqliteStorageTest, NewerSchemaVersionIsRefusedNamingBothVersions) {
+  TempDir dir;
+  const std::string path = dir.File("app.db");
+  ASSERT_TRUE(SqliteStorage::Open(path, kFast).ok());
+  RawExec(path, "PRAGMA user_version = 99");
+  auto storage = SqliteStorage::Open(path, kFast);
+  ASSERT_FALSE(storage.ok());
+  EXPECT_EQ(storage.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(
+      std::string(storage.status().message()),
+      AllOf(HasSubstr("99"), HasSubstr(fmt::format("version {}", SqliteStorage::kSchemaVersion))));
+  // Refused before anything was changed: the version is still there.
+  RawExec(path, "PRAGMA user_version = 1");
+  EXPECT_TRUE(SqliteStorage::Open(path, kFast).ok());
+}
+
+TEST(SqliteStorageTest, AnotherApplicationsDatabaseIsRefused) {
+  TempDir dir;
+  const std::string path = dir.File("other.db");
+  RawExec(path, "CREATE TABLE users(name TEXT)");
+  auto storage = SqliteStorage::Open(path, kFast);
+  EXPECT_EQ(storage.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(storage.status().message()), HasSubstr("not a txfn database"));
+  RawExec(path, "PRAGMA application_id = 42");
+  EXPECT_EQ(SqliteStorage::Open(path, kFast).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST(SqliteStorageTest, DroppedTableIsDataLoss) {
+  TempDir dir;
+  const std::string path = dir.File("app.db");
+  ASSERT_TRUE(SqliteStorage::Open(path, kFast).ok());
+  RawExec(path, "DROP TABLE log");
+  auto storage = SqliteStorage::Open(path, kFast);
+  EXPECT_EQ(storage.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(std::string(storage.status().message()), HasSubstr("'log' is missing"));
+}
+
+void OverwriteWithGarbage(const std::string& path, std::streamoff offset, size_t n) {
+  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+  ASSERT_TRUE(f.is_open());
+  f.seekp(offset);
+  std::string garbage(n, '\0');
+  for (size_t i = 0; i < n; ++i) garbage[i] = static_cast<char>((i * 131 + 7) % 251);
+  f.write(garbage.data(), static_cast<std::streamsize>(n));
+  ASSERT_TRUE(f.good());
+}
+
+TEST(SqliteStorageTest, GarbageInTheMiddleIsDataLoss) {
+  TempDir dir;
+  const std::string path = dir.File("app.db");
+  FillDatabase(path);
+  auto size = std::filesystem::file_size(path);
+  ASSERT_GT(size, 64u * 1024);
+  OverwriteWithGarbage(path, static_cast<std::streamoff>(size / 2), 8192);
+  auto storage = SqliteStorage::Open(path, kFast);
+  ASSERT_FALSE(storage.ok());
+  EXPECT_EQ(storage.status().code(), absl::StatusCode::kDataLoss) << storage.status();
+  EXPECT_THAT(std::string(storage.status().message()), HasSubstr(path));
+}
+
+TEST(SqliteStorageTest, GarbageOverTheHeaderIsDataLoss) {
+  TempDir dir;
+  const std::string path = dir.File("app.db");
+  FillDatabase(path);
+  OverwriteWithGarbage(path, 0, 100);
+  auto storage = SqliteStorage::Open(path, kFast);
+  ASSERT_FALSE(storage.ok());
+  EXPECT_EQ(storage.status().code(), absl::StatusCode::kDataLoss) << storage.status();
+}
+
+TEST(SqliteStorageTest, TruncatedFileIsDataLoss) {
+  TempDir dir;
+  const std::string path = dir.File("app.db");
+  FillDatabase(path);
+  auto size = std::filesystem::file_size(path);
+  std::filesystem::resize_file(path, size / 2);
+  auto storage = SqliteStorage::Open(path, kFast);
+  ASSERT_FALSE(storage.ok());
+  EXPECT_EQ(storage.status().code(), absl::StatusCode::kDataLoss) << storage.status();
+}
+
+TEST(SqliteStorageTest, FileOfAnotherKindIsDataLoss) {
+  TempDir dir;
+  const std::string path = dir.File("notes.txt");
+  std::ofstream(path) << std::string(5000, 'x');
+  auto storage = SqliteStorage::Open(path, kFast);
+  ASSERT_FALSE(storage.ok());
+  EXPECT_EQ(storage.status().code(), absl::StatusCode::kDataLoss) << storage.status();
+  EXPECT_THAT(std::string(storage.status().message()), HasSubstr("not a database"));
+}
+
+TEST(SqliteStorageTest, QuickCheckOffStillChecksTheHeader) {
+  TempDir dir;
+  const std::string path = dir.File("app.db");
+  FillDatabase(path);
+  OverwriteWithGarbage(path, 0, 100);
+  EXPECT_EQ(SqliteStorage::Open(path, {.quick_check_on_open = false}).status().code(),
+            absl::StatusCode::kDataLoss);
+}
+
+TEST(SqliteStorageTest, OneReadConnectionIsEnoughForEveryCall) {
+  TempDir dir;
+  auto storage = SqliteStorage::Open(
+      dir.File("app.db"),
+      {.synchronous = SqliteOptions::Synchronous::kOff, .max_read_connections = 1});
+  ASSERT_TRUE(storage.ok());
+  CommitRecord commit{.tenant = "t", .ts = 5, .writes = {{.index = 1, .key = "k", .value = "v"}}};
+  ASSERT_TRUE((*storage)->Write({&commit, 1}).ok());
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ((*storage)->Get("t", 1, "k", 5).value(), (IndexEntry{"k", "v", 5}));
+    EXPECT_EQ((*storage)->ReadLog("t", 0, 0).value().size(), 1u);
+    EXPECT_EQ((*storage)->MaxCommittedTimestamp("t").value(), 5u);
+  }
+}
+
+TEST(SqliteStorageTest, TimestampsAboveInt64MaxKeepTheirOrder) {
+  TempDir dir;
+  auto storage = SqliteStorage::Open(dir.File("app.db"), kFast);
+  ASSERT_TRUE(storage.ok());
+  const Timestamp big = (Timestamp{1} << 63) + 5;
+  CommitRecord a{.tenant = "t", .ts = 7, .writes = {{.index = 1, .key = "k", .value = "a"}}};
+  CommitRecord b{.tenant = "t", .ts = big, .writes = {{.index = 1, .key = "k", .value = "b"}}};
+  ASSERT_TRUE((*storage)->Write({&a, 1}).ok());
+  ASSERT_TRUE((*storage)->Write({&b, 1}).ok());
+  EXPECT_EQ((*storage)->MaxCommittedTimestamp("t").value(), big);
+  EXPECT_EQ((*storage)->Get("t", 1, "k", big - 1).value()->value, "a");
+  EXPECT_EQ((*storage)->Get("t", 1, "k", ~Timestamp{0}).value()->value, "b");
+  CommitRecord c{.tenant = "t", .ts = 8};
+  EXPECT_EQ((*storage)->Write({&c, 1}).code(), absl::StatusCode::kInvalidArgument);
+}
+
+// Keys with many versions are left by a seek (past kMaxVersionsWalked rows);
+// the result must not change: compared with InMemoryStorage at every ts.
+TEST(SqliteStorageTest, ScansOverKeysWithManyVersionsMatchTheReference) {
+  TempDir dir;
+  auto sqlite = SqliteStorage::Open(dir.File("app.db"), kFast);
+  ASSERT_TRUE(sqlite.ok());
+  InMemoryStorage reference;
+  const std::vector<std::string> keys = {"a", "b", "b\0"s, "c", "d", "e"};
+  Timestamp ts = 0;
+  for (int round = 0; round < 40; ++round) {
+    CommitRecord c{.tenant = "t", .ts = ++ts};
+    // "b" and "d" are hot (a version every commit, some of them tombstones);
+    // the others change now and then.
+    for (size_t k = 0; k < keys.size(); ++k) {
+      bool hot = keys[k] == "b" || keys[k] == "d";
+      if (!hot && round % 13 != static_cast<int>(k)) continue;
+      std::optional<std::string> value = fmt::format("{}@{}", keys[k], ts);
+      if (round % 7 == 3 && hot) value.reset();
+      c.writes.push_back({1, keys[k], value});
+    }
+    ASSERT_TRUE((*sqlite)->Write({&c, 1}).ok());
+    ASSERT_TRUE(reference.Write({&c, 1}).ok());
+  }
+  for (Timestamp at = 0; at <= ts + 1; ++at) {
+    for (ScanOrder order : {ScanOrder::kAscending, ScanOrder::kDescending}) {
+      for (size_t limit : {0, 1, 2, 3}) {
+        for (const KeyRange& range :
+             {KeyRange::All(), KeyRange::HalfOpen("b", "d\0"s), KeyRange::After("b")}) {
+          auto got = (*sqlite)->Scan("t", 1, range, at, order, limit);
+          auto want = reference.Scan("t", 1, range, at, order, limit);
+          ASSERT_TRUE(got.ok()) << got.status();
+          ASSERT_EQ(*got, *want) << "ts " << at << " limit " << limit << " order "
+                                 << static_cast<int>(order);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace txfn

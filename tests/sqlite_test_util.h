@@ -1,0 +1,106 @@
+// Test helpers for SqliteStorage: temporary directories and a Storage that
+// owns its database directory (for the conformance suite's factories).
+#ifndef TXFN_TESTS_SQLITE_TEST_UTIL_H_
+#define TXFN_TESTS_SQLITE_TEST_UTIL_H_
+
+#include <stdlib.h>
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "gtest/gtest.h"
+#include "txfn/sqlite_storage.h"
+
+namespace txfn::testing_util {
+
+// A fresh directory under the test temp dir, removed (recursively) on destruction.
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = ::testing::TempDir() + "txfn_sqlite_XXXXXX";
+    if (mkdtemp(pattern.data()) == nullptr) ADD_FAILURE() << "mkdtemp(" << pattern << ") failed";
+    path_ = pattern;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  const std::string& path() const { return path_; }
+  std::string File(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+// A SqliteStorage on a file in its own TempDir, removed with it.
+class TempSqliteStorage final : public Storage {
+ public:
+  static std::unique_ptr<Storage> Make(SqliteOptions options = {}) {
+    auto dir = std::make_shared<TempDir>();
+    return Open(std::move(dir), options);
+  }
+  // Closes `old` (a TempSqliteStorage) and opens its file again.
+  static std::unique_ptr<Storage> Reopen(std::unique_ptr<Storage> old) {
+    auto* temp = dynamic_cast<TempSqliteStorage*>(old.get());
+    if (temp == nullptr) return nullptr;
+    std::shared_ptr<TempDir> dir = temp->dir_;
+    SqliteOptions options = temp->options_;
+    old.reset();
+    return Open(std::move(dir), options);
+  }
+
+  SqliteStorage& inner() { return *inner_; }
+
+  absl::Status Write(absl::Span<const CommitRecord> commits) override {
+    return inner_->Write(commits);
+  }
+  absl::StatusOr<std::optional<IndexEntry>> Get(std::string_view tenant, IndexId index,
+                                                std::string_view key, Timestamp ts) override {
+    return inner_->Get(tenant, index, key, ts);
+  }
+  absl::StatusOr<std::vector<IndexEntry>> Scan(std::string_view tenant, IndexId index,
+                                               const KeyRange& range, Timestamp ts, ScanOrder order,
+                                               size_t limit) override {
+    return inner_->Scan(tenant, index, range, ts, order, limit);
+  }
+  absl::StatusOr<std::vector<CommitRecord>> ReadLog(std::string_view tenant, Timestamp after,
+                                                    size_t limit) override {
+    return inner_->ReadLog(tenant, after, limit);
+  }
+  absl::StatusOr<Timestamp> MaxCommittedTimestamp(std::string_view tenant) override {
+    return inner_->MaxCommittedTimestamp(tenant);
+  }
+  absl::StatusOr<std::vector<std::string>> ListTenants() override { return inner_->ListTenants(); }
+  absl::Status DeleteTenant(std::string_view tenant) override {
+    return inner_->DeleteTenant(tenant);
+  }
+
+ private:
+  static std::unique_ptr<Storage> Open(std::shared_ptr<TempDir> dir, SqliteOptions options) {
+    auto storage = SqliteStorage::Open(dir->File("txfn.db"), options);
+    if (!storage.ok()) {
+      ADD_FAILURE() << storage.status();
+      return nullptr;
+    }
+    auto out = std::unique_ptr<TempSqliteStorage>(new TempSqliteStorage());
+    out->dir_ = std::move(dir);
+    out->options_ = options;
+    out->inner_ = *std::move(storage);
+    return out;
+  }
+  TempSqliteStorage() = default;
+
+  // Declared first: destroyed after inner_ closes the database.
+  std::shared_ptr<TempDir> dir_;
+  SqliteOptions options_;
+  std::unique_ptr<SqliteStorage> inner_;
+};
+
+}  // namespace txfn::testing_util
+
+#endif  // TXFN_TESTS_SQLITE_TEST_UTIL_H_
