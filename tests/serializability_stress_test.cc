@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "txfn/committer.h"
 #include "txfn/in_memory_storage.h"
@@ -76,6 +77,9 @@ class SerializabilityTest : public ::testing::Test {
     int64_t balance_a = a->Find("balance")->int64(), balance_b = b->Find("balance")->int64();
     seen.reads = {{ids_[from], balance_a}, {ids_[to], balance_b}};
     if (balance_a < amount) return absl::OkStatus();  // read-only this time
+    // Widen the window between reading and committing now and then, so the
+    // threads overlap even on a loaded machine.
+    if (rng() % 4 == 0) absl::SleepFor(absl::Microseconds(50));
     TXFN_RETURN_IF_ERROR(txn.Patch(ids_[from], Obj({{"balance", I64(balance_a - amount)}})));
     TXFN_RETURN_IF_ERROR(txn.Patch(ids_[to], Obj({{"balance", I64(balance_b + amount)}})));
     seen.writes = {{ids_[from], balance_a - amount}, {ids_[to], balance_b + amount}};
