@@ -43,37 +43,6 @@ const Version* VisibleAt(const Versions& versions, Timestamp ts) {
   return &*std::prev(it);
 }
 
-// The checks of Write that need no stored state: tenant names, no duplicate
-// (index, key) within a commit.
-absl::Status ValidateCommitShape(const CommitRecord& commit) {
-  if (commit.tenant.empty()) {
-    return absl::InvalidArgumentError(
-        fmt::format("Storage::Write: commit at ts {} has an empty tenant name", commit.ts));
-  }
-  const auto& writes = commit.writes;
-  auto duplicate = [&](const IndexWrite& w) {
-    return absl::InvalidArgumentError(fmt::format(
-        "Storage::Write: commit of tenant '{}' at ts {} writes (index {}, key \"{}\") twice",
-        commit.tenant, commit.ts, w.index, absl::CHexEscape(w.key)));
-  };
-  if (writes.size() <= 8) {
-    for (size_t i = 0; i < writes.size(); ++i) {
-      for (size_t j = i + 1; j < writes.size(); ++j) {
-        if (writes[i].index == writes[j].index && writes[i].key == writes[j].key) {
-          return duplicate(writes[i]);
-        }
-      }
-    }
-    return absl::OkStatus();
-  }
-  absl::flat_hash_set<std::pair<IndexId, absl::string_view>> seen;
-  seen.reserve(writes.size());
-  for (const IndexWrite& w : writes) {
-    if (!seen.emplace(w.index, AbslView(w.key)).second) return duplicate(w);
-  }
-  return absl::OkStatus();
-}
-
 }  // namespace
 
 struct InMemoryStorage::TenantState {
@@ -100,7 +69,7 @@ absl::Status InMemoryStorage::Write(absl::Span<const CommitRecord> commits) {
   // Stateless checks, and the batch grouped by tenant (sorted: the lock order).
   absl::InlinedVector<Group, 2> groups;
   for (const CommitRecord& commit : commits) {
-    TXFN_RETURN_IF_ERROR(ValidateCommitShape(commit));
+    TXFN_RETURN_IF_ERROR(ValidateCommitRecord(commit));
     auto it = std::lower_bound(groups.begin(), groups.end(), commit.tenant,
                                [](const Group& g, std::string_view t) { return g.tenant < t; });
     if (it == groups.end() || it->tenant != commit.tenant) {

@@ -195,36 +195,6 @@ class Stmt {
   std::string_view path_;
 };
 
-// The checks of Write that need no stored state (as InMemoryStorage does).
-absl::Status ValidateCommitShape(const CommitRecord& commit) {
-  if (commit.tenant.empty()) {
-    return absl::InvalidArgumentError(
-        fmt::format("Storage::Write: commit at ts {} has an empty tenant name", commit.ts));
-  }
-  const auto& writes = commit.writes;
-  auto duplicate = [&](const IndexWrite& w) {
-    return absl::InvalidArgumentError(fmt::format(
-        "Storage::Write: commit of tenant '{}' at ts {} writes (index {}, key \"{}\") twice",
-        commit.tenant, commit.ts, w.index, absl::CHexEscape(internal::ToAbsl(w.key))));
-  };
-  if (writes.size() <= 8) {
-    for (size_t i = 0; i < writes.size(); ++i) {
-      for (size_t j = i + 1; j < writes.size(); ++j) {
-        if (writes[i].index == writes[j].index && writes[i].key == writes[j].key) {
-          return duplicate(writes[i]);
-        }
-      }
-    }
-    return absl::OkStatus();
-  }
-  absl::flat_hash_set<std::pair<IndexId, absl::string_view>> seen;
-  seen.reserve(writes.size());
-  for (const IndexWrite& w : writes) {
-    if (!seen.emplace(w.index, internal::ToAbsl(w.key)).second) return duplicate(w);
-  }
-  return absl::OkStatus();
-}
-
 // The commits of one tenant within a Write batch.
 struct Group {
   std::string_view tenant;
@@ -538,7 +508,7 @@ absl::Status SqliteStorage::Write(absl::Span<const CommitRecord> commits) {
   // Stateless checks, and the batch grouped by tenant.
   absl::InlinedVector<Group, 2> groups;
   for (const CommitRecord& commit : commits) {
-    TXFN_RETURN_IF_ERROR(ValidateCommitShape(commit));
+    TXFN_RETURN_IF_ERROR(ValidateCommitRecord(commit));
     auto it = std::lower_bound(groups.begin(), groups.end(), commit.tenant,
                                [](const Group& g, std::string_view t) { return g.tenant < t; });
     if (it == groups.end() || it->tenant != commit.tenant) {

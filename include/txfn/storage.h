@@ -100,6 +100,12 @@ struct IndexEntry {
 
 enum class ScanOrder { kAscending, kDescending };
 
+// The checks of Storage::Write's preconditions that need no stored state: a
+// non-empty tenant name and no (index, key) written twice. InvalidArgument
+// naming the commit and key. For adapter authors: call it on every commit
+// before writing anything.
+[[nodiscard]] absl::Status ValidateCommitRecord(const CommitRecord& commit);
+
 class Storage {
  public:
   virtual ~Storage() = default;

@@ -1,9 +1,14 @@
-// KeyRange helpers of txfn/storage.h.
+// KeyRange helpers and the stateless Write checks of txfn/storage.h.
+#include "txfn/storage.h"
+
 #include <optional>
 #include <string>
 #include <string_view>
 
-#include "txfn/storage.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/escaping.h"
+#include "fmt/core.h"
+#include "txfn/internal/strings.h"
 
 namespace txfn {
 namespace {
@@ -51,5 +56,34 @@ bool KeyRange::Contains(std::string_view key) const {
 }
 
 bool KeyRange::IsEmpty() const { return end.has_value() && *end <= start; }
+
+absl::Status ValidateCommitRecord(const CommitRecord& commit) {
+  if (commit.tenant.empty()) {
+    return absl::InvalidArgumentError(
+        fmt::format("Storage::Write: commit at ts {} has an empty tenant name", commit.ts));
+  }
+  const auto& writes = commit.writes;
+  auto duplicate = [&](const IndexWrite& w) {
+    return absl::InvalidArgumentError(fmt::format(
+        "Storage::Write: commit of tenant '{}' at ts {} writes (index {}, key \"{}\") twice",
+        commit.tenant, commit.ts, w.index, absl::CHexEscape(internal::ToAbsl(w.key))));
+  };
+  if (writes.size() <= 8) {
+    for (size_t i = 0; i < writes.size(); ++i) {
+      for (size_t j = i + 1; j < writes.size(); ++j) {
+        if (writes[i].index == writes[j].index && writes[i].key == writes[j].key) {
+          return duplicate(writes[i]);
+        }
+      }
+    }
+    return absl::OkStatus();
+  }
+  absl::flat_hash_set<std::pair<IndexId, absl::string_view>> seen;
+  seen.reserve(writes.size());
+  for (const IndexWrite& w : writes) {
+    if (!seen.emplace(w.index, internal::ToAbsl(w.key)).second) return duplicate(w);
+  }
+  return absl::OkStatus();
+}
 
 }  // namespace txfn
