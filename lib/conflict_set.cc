@@ -20,6 +20,7 @@
 #include "txfn/conflict_set.h"
 
 #include <algorithm>
+#include <array>
 #include <cassert>
 #include <cstdint>
 #include <cstring>
@@ -44,11 +45,13 @@ uint64_t LoadPrefix(std::string_view key, size_t offset) {
   return v;
 }
 
-// Prefetches the first `bytes` bytes at `p` (the inline prefix arrays a
-// node search reads), so their misses overlap.
-inline void PrefetchBytes(const void* p, size_t bytes) {
-  const char* c = static_cast<const char*>(p);
-  for (size_t off = 0; off < bytes; off += 64) __builtin_prefetch(c + off);
+// Prefetches the cache lines of [begin, end), so their misses overlap
+// instead of queueing behind each other in a binary search.
+inline void PrefetchRange(const void* begin, const void* end) {
+  const char* b = static_cast<const char*>(begin);
+  const char* e = static_cast<const char*>(end);
+  for (const char* c = b; c < e; c += 64) __builtin_prefetch(c);
+  __builtin_prefetch(e - 1);
 }
 
 }  // namespace
@@ -156,6 +159,23 @@ int ConflictSet::UpperBound(const NodeT& node, int from, const Bound& b) const {
   return lo;
 }
 
+void ConflictSet::PrefetchNode(uint32_t n, int level) const {
+  // Everything but the key slots, which only prefix ties read.
+  if (level == 0) {
+    const Leaf& leaf = leaves_[n];
+    PrefetchRange(&leaf, &leaf.slot[0]);
+  } else {
+    const Inner& inner = inners_[n];
+    PrefetchRange(&inner, &inner.slot[0]);
+  }
+}
+
+template <typename NodeT>
+int ConflictSet::LowerBoundNear(const NodeT& node, int from, const Bound& b) const {
+  if (from >= static_cast<int>(node.count) || Compare(node, from, b) >= 0) return from;
+  return LowerBound(node, from + 1, b);
+}
+
 uint32_t ConflictSet::Descend(const Bound& b, Step* path) const {
   uint32_t n = root_;
   for (int depth = 0; depth < height_; ++depth) {
@@ -163,11 +183,7 @@ uint32_t ConflictSet::Descend(const Bound& b, Step* path) const {
     const int pos = UpperBound(inner, 1, b) - 1;
     path[depth] = Step{n, pos};
     n = inner.child[pos];
-    if (depth + 1 < height_) {
-      PrefetchBytes(&inners_[n], sizeof(Inner::p0));
-    } else {
-      PrefetchBytes(&leaves_[n], sizeof(Leaf::p0));
-    }
+    PrefetchNode(n, height_ - depth - 1);
   }
   return n;
 }
@@ -500,7 +516,7 @@ Timestamp ConflictSet::RangeMax(uint32_t n, int level, const Bound* lo, const Bo
     const Leaf& leaf = leaves_[n];
     const int count = static_cast<int>(leaf.count);
     int i = lo != nullptr ? LowerBound(leaf, 0, *lo) : 0;
-    const int end = hi != nullptr ? LowerBound(leaf, i, *hi) : count;
+    const int end = hi != nullptr ? LowerBoundNear(leaf, i, *hi) : count;
     for (; i < end; ++i) {
       if (leaf.ts[i] > result) {
         result = leaf.ts[i];
@@ -512,7 +528,7 @@ Timestamp ConflictSet::RangeMax(uint32_t n, int level, const Bound* lo, const Bo
   const Inner& inner = inners_[n];
   const int first = lo != nullptr ? UpperBound(inner, 1, *lo) - 1 : 0;
   const int last =
-      hi != nullptr ? LowerBound(inner, first + 1, *hi) - 1 : static_cast<int>(inner.count) - 1;
+      hi != nullptr ? LowerBoundNear(inner, first + 1, *hi) - 1 : static_cast<int>(inner.count) - 1;
   // Children strictly between the boundary children lie wholly inside.
   for (int i = first + 1; i < last; ++i) {
     if (inner.max[i] > result) {
@@ -522,15 +538,20 @@ Timestamp ConflictSet::RangeMax(uint32_t n, int level, const Bound* lo, const Bo
   }
   if (first == last) {
     if (inner.max[first] > result) {
+      PrefetchNode(inner.child[first], level - 1);
       result = RangeMax(inner.child[first], level - 1, lo, hi, result, stop_early);
     }
     return result;
   }
-  if (inner.max[first] > result) {
+  const bool left = inner.max[first] > result;
+  const bool right = inner.max[last] > result;
+  if (left) PrefetchNode(inner.child[first], level - 1);
+  if (right) PrefetchNode(inner.child[last], level - 1);
+  if (left) {
     result = RangeMax(inner.child[first], level - 1, lo, nullptr, result, stop_early);
     if (stop_early && result > floor) return result;
   }
-  if (inner.max[last] > result) {
+  if (right && inner.max[last] > result) {
     result = RangeMax(inner.child[last], level - 1, nullptr, hi, result, stop_early);
   }
   return result;
@@ -563,13 +584,60 @@ Timestamp ConflictSet::MaxWriteTimestamp(IndexId index, const KeyRange& range) c
 bool ConflictSet::Conflicts(absl::Span<const ReadRange> reads, Timestamp after) const {
   assert(after >= horizon_ && "ConflictSet::Conflicts: begin ts below the horizon");
   if (root_ == kNil || root_max_ <= after) return false;
-  for (const ReadRange& read : reads) {
-    Bound lo{}, hi{};
-    bool bounded = false;
-    if (!MakeBounds(read.index, read.range, lo, hi, bounded)) continue;
-    if (RangeMax(root_, height_, &lo, bounded ? &hi : nullptr, after, /*stop_early=*/true) >
-        after) {
-      return true;
+  // Descend for up to kBatch ranges at once, one level per round, prefetching
+  // each next node: the misses of independent searches overlap instead of
+  // queueing behind each other (FoundationDB checks its ranges the same way).
+  // A range whose boundary paths fork (it spans several children) or that
+  // reaches its leaf finishes in RangeMax.
+  constexpr size_t kBatch = 16;
+  struct Probe {
+    Bound lo;
+    Bound hi;
+    bool bounded;
+    int level;
+    uint32_t node;
+  };
+  std::array<Probe, kBatch> probes;
+  for (size_t begin = 0; begin < reads.size(); begin += kBatch) {
+    const size_t end = std::min(reads.size(), begin + kBatch);
+    size_t active = 0;
+    for (size_t i = begin; i < end; ++i) {
+      Probe& p = probes[active];
+      if (MakeBounds(reads[i].index, reads[i].range, p.lo, p.hi, p.bounded)) {
+        p.node = root_;
+        p.level = height_;
+        ++active;
+      }
+    }
+    while (active > 0) {
+      for (size_t i = 0; i < active;) {
+        Probe& p = probes[i];
+        bool done = true;
+        const Bound* hi = p.bounded ? &p.hi : nullptr;
+        if (p.level == 0) {
+          if (RangeMax(p.node, 0, &p.lo, hi, after, /*stop_early=*/true) > after) return true;
+        } else {
+          const Inner& inner = inners_[p.node];
+          const int first = UpperBound(inner, 1, p.lo) - 1;
+          const int last = hi != nullptr ? LowerBoundNear(inner, first + 1, *hi) - 1
+                                         : static_cast<int>(inner.count) - 1;
+          if (first != last) {
+            if (RangeMax(p.node, p.level, &p.lo, hi, after, /*stop_early=*/true) > after) {
+              return true;
+            }
+          } else if (inner.max[first] > after) {
+            p.node = inner.child[first];
+            --p.level;
+            PrefetchNode(p.node, p.level);
+            done = false;
+          }
+        }
+        if (done) {
+          p = probes[--active];  // keep the active probes packed at the front
+        } else {
+          ++i;
+        }
+      }
     }
   }
   return false;

@@ -111,23 +111,23 @@ class ConflictSet {
   // A leaf: `count` keys in order, structure of arrays. slot[i] names the
   // key's entry in slots_.
   struct Leaf {
+    uint32_t count;
     uint64_t p0[kLeafCap];
     uint64_t p1[kLeafCap];
     Timestamp ts[kLeafCap];
-    uint32_t slot[kLeafCap];
-    uint32_t count;
+    uint32_t slot[kLeafCap];  // last: a search needs it only on prefix ties
   };
   // An inner node with `count` children. Child i holds the keys k with
   // sep(i) <= k < sep(i + 1), where sep(i) is (p0[i], p1[i], slot[i]) for
   // 1 <= i < count; entry 0 has no separator (bounded by the parent's).
   // max[i] is the exact maximum timestamp in child i's subtree.
   struct Inner {
+    uint32_t count;
     uint64_t p0[kInnerCap];
     uint64_t p1[kInnerCap];
     Timestamp max[kInnerCap];
     uint32_t child[kInnerCap];
-    uint32_t slot[kInnerCap];
-    uint32_t count;
+    uint32_t slot[kInnerCap];  // last: a search needs it only on prefix ties
   };
   // The full key bytes of one leaf key (ts > 0) or separator (ts == 0).
   struct Slot {
@@ -155,6 +155,11 @@ class ConflictSet {
   int LowerBound(const NodeT& node, int from, const Bound& b) const;
   template <typename NodeT>
   int UpperBound(const NodeT& node, int from, const Bound& b) const;
+  // LowerBound for a bound usually close to `from`: checks `from` first.
+  template <typename NodeT>
+  int LowerBoundNear(const NodeT& node, int from, const Bound& b) const;
+  // Prefetches what a search of node `n` at `level` (0 = leaf) reads.
+  void PrefetchNode(uint32_t n, int level) const;
   // The leaf whose range holds `b`; fills path[0, height_) root first.
   uint32_t Descend(const Bound& b, Step* path) const;
 
