@@ -108,21 +108,30 @@ int ConflictSet::Compare(const NodeT& node, int i, const Bound& b) const {
   return std::string_view(slots_[node.slot[i]].key).compare(b.key);
 }
 
+namespace {
+
+// The first i in [from, count) with p0[i] >= key, or count. Branchless (the
+// compiler emits conditional moves), so it costs no mispredictions.
+inline int FirstNotLess(const uint64_t* p0, int from, int count, uint64_t key) {
+  int base = from;
+  int n = count - from;
+  while (n > 1) {
+    const int half = n / 2;
+    base = p0[base + half - 1] < key ? base + half : base;
+    n -= half;
+  }
+  return n == 1 && p0[base] < key ? base + 1 : base;
+}
+
+}  // namespace
+
 template <typename NodeT>
 int ConflictSet::LowerBound(const NodeT& node, int from, const Bound& b) const {
-  int lo = from;
-  int hi = static_cast<int>(node.count);
-  // Narrow on p0 alone first (no ties to resolve), then finish with Compare.
-  while (lo < hi) {
-    const int mid = (lo + hi) / 2;
-    if (node.p0[mid] < b.p0) {
-      lo = mid + 1;
-    } else if (node.p0[mid] > b.p0) {
-      hi = mid;
-    } else {
-      break;
-    }
-  }
+  const int count = static_cast<int>(node.count);
+  int lo = FirstNotLess(node.p0, from, count, b.p0);
+  if (lo == count || node.p0[lo] != b.p0) return lo;
+  // A run of keys with b's p0 starts at lo: the rest of the key decides.
+  int hi = count;
   while (lo < hi) {
     const int mid = (lo + hi) / 2;
     if (Compare(node, mid, b) < 0) {
@@ -136,18 +145,10 @@ int ConflictSet::LowerBound(const NodeT& node, int from, const Bound& b) const {
 
 template <typename NodeT>
 int ConflictSet::UpperBound(const NodeT& node, int from, const Bound& b) const {
-  int lo = from;
-  int hi = static_cast<int>(node.count);
-  while (lo < hi) {
-    const int mid = (lo + hi) / 2;
-    if (node.p0[mid] < b.p0) {
-      lo = mid + 1;
-    } else if (node.p0[mid] > b.p0) {
-      hi = mid;
-    } else {
-      break;
-    }
-  }
+  const int count = static_cast<int>(node.count);
+  int lo = FirstNotLess(node.p0, from, count, b.p0);
+  if (lo == count || node.p0[lo] != b.p0) return lo;
+  int hi = count;
   while (lo < hi) {
     const int mid = (lo + hi) / 2;
     if (Compare(node, mid, b) <= 0) {
