@@ -160,14 +160,16 @@ int ConflictSet::UpperBound(const NodeT& node, int from, const Bound& b) const {
   return lo;
 }
 
-void ConflictSet::PrefetchNode(uint32_t n, int level) const {
-  // Everything but the key slots, which only prefix ties read.
+void ConflictSet::PrefetchNode(uint32_t n, int level, bool whole) const {
+  // A query reads the count and the p0 array, then one entry of the rest; an
+  // update (Add/Erase) shifts every array but the key slots, which only
+  // prefix ties read.
   if (level == 0) {
     const Leaf& leaf = leaves_[n];
-    PrefetchRange(&leaf, &leaf.slot[0]);
+    PrefetchRange(&leaf, whole ? static_cast<const void*>(&leaf.slot[0]) : &leaf.p1[0]);
   } else {
     const Inner& inner = inners_[n];
-    PrefetchRange(&inner, &inner.slot[0]);
+    PrefetchRange(&inner, whole ? static_cast<const void*>(&inner.slot[0]) : &inner.p1[0]);
   }
 }
 
@@ -184,7 +186,7 @@ uint32_t ConflictSet::Descend(const Bound& b, Step* path) const {
     const int pos = UpperBound(inner, 1, b) - 1;
     path[depth] = Step{n, pos};
     n = inner.child[pos];
-    PrefetchNode(n, height_ - depth - 1);
+    PrefetchNode(n, height_ - depth - 1, /*whole=*/true);
   }
   return n;
 }
@@ -539,15 +541,15 @@ Timestamp ConflictSet::RangeMax(uint32_t n, int level, const Bound* lo, const Bo
   }
   if (first == last) {
     if (inner.max[first] > result) {
-      PrefetchNode(inner.child[first], level - 1);
+      PrefetchNode(inner.child[first], level - 1, /*whole=*/false);
       result = RangeMax(inner.child[first], level - 1, lo, hi, result, stop_early);
     }
     return result;
   }
   const bool left = inner.max[first] > result;
   const bool right = inner.max[last] > result;
-  if (left) PrefetchNode(inner.child[first], level - 1);
-  if (right) PrefetchNode(inner.child[last], level - 1);
+  if (left) PrefetchNode(inner.child[first], level - 1, /*whole=*/false);
+  if (right) PrefetchNode(inner.child[last], level - 1, /*whole=*/false);
   if (left) {
     result = RangeMax(inner.child[first], level - 1, lo, nullptr, result, stop_early);
     if (stop_early && result > floor) return result;
@@ -629,7 +631,7 @@ bool ConflictSet::Conflicts(absl::Span<const ReadRange> reads, Timestamp after) 
           } else if (inner.max[first] > after) {
             p.node = inner.child[first];
             --p.level;
-            PrefetchNode(p.node, p.level);
+            PrefetchNode(p.node, p.level, /*whole=*/false);
             done = false;
           }
         }

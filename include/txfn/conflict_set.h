@@ -158,8 +158,9 @@ class ConflictSet {
   // LowerBound for a bound usually close to `from`: checks `from` first.
   template <typename NodeT>
   int LowerBoundNear(const NodeT& node, int from, const Bound& b) const;
-  // Prefetches what a search of node `n` at `level` (0 = leaf) reads.
-  void PrefetchNode(uint32_t n, int level) const;
+  // Prefetches what a query (whole: an update) of node `n` at `level`
+  // (0 = leaf) reads.
+  void PrefetchNode(uint32_t n, int level, bool whole) const;
   // The leaf whose range holds `b`; fills path[0, height_) root first.
   uint32_t Descend(const Bound& b, Step* path) const;
 
