@@ -247,6 +247,11 @@ void ConflictSet::Add(IndexId index, std::string_view key, Timestamp ts) {
   last_ts_ = ts;
   const Bound b = MakeBound(index, key);
   if (root_ == kNil) {
+    if (slots_.capacity() == 0) {
+      // A committer builds a small set per batch: skip the first regrowths.
+      slots_.reserve(8);
+      log_.reserve(8);
+    }
     root_ = NewLeaf();
     height_ = 0;
   }
