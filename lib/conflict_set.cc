@@ -504,13 +504,13 @@ void ConflictSet::PruneThrough(Timestamp ts) {
     log_.erase(log_.begin(), log_.begin() + static_cast<std::ptrdiff_t>(log_head_));
     log_head_ = 0;
   }
-  if (size_ == 0) {  // give the memory back once the window is empty
-    leaves_.clear();
-    inners_.clear();
-    slots_.clear();
-    free_leaves_.clear();
-    free_inners_.clear();
-    free_slots_.clear();
+  if (size_ == 0 && !slots_.empty()) {  // give the memory back once the window is empty
+    leaves_ = {};
+    inners_ = {};
+    slots_ = {};
+    free_leaves_ = {};
+    free_inners_ = {};
+    free_slots_ = {};
     root_ = kNil;
     height_ = 0;
     root_max_ = 0;

@@ -95,8 +95,10 @@ class ConflictSet {
   // Fanouts, chosen so a node's inline-prefix arrays span few cache lines.
   static constexpr int kLeafCap = 32;
   static constexpr int kInnerCap = 32;
-  // Height bound: every non-root inner node has >= 1 child, but splits only
-  // create half-full nodes, so 2^32 keys fit in far fewer levels than this.
+  // Height bound (path arrays are this long). The tree grows a level only
+  // when its root splits, and a node splits only when full; a node made by a
+  // split starts half full, so each new level takes >= 16x the splits of the
+  // one below: reaching height 32 would take more than 2^100 Adds.
   static constexpr int kMaxHeight = 32;
 
   // A position in the composite order. (p0, p1) is the inline prefix: the
