@@ -11,10 +11,20 @@
 //   BM_ConflictCheck/history:N           ConflictSet::Conflicts, one fixed read set
 //   BM_ConflictCheckColdReads/history:N  same, cycling through 4096 read sets (cache-cold paths)
 //   BM_ConflictCheckNaive/history:N      scan every write of every commit against every range
+//   BM_ConflictCheckTreap/history:N, BM_ConflictCheckColdReadsTreap/history:N
+//                                        the same on the old treap (TreapConflictSet)
 //
 // Goal: BM_ConflictCheck at 1,000,000 commits costs at most 2x its cost at
 // 1,000 commits; the naive scan grows linearly.
+//
+// Add throughput in steady state: the set holds N random 16-byte keys; each
+// iteration Adds one more at the next ts and prunes the oldest, so the size
+// stays N (the committer's pattern with a full window).
+//
+//   BM_ConflictSetAdd/history:N          ConflictSet::Add + PruneThrough, ns per Add
+//   BM_ConflictSetAddTreap/history:N     the same on the old treap (the baseline)
 #include <cstdint>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <random>
@@ -23,6 +33,7 @@
 #include <vector>
 
 #include "benchmark/benchmark.h"
+#include "treap_conflict_set.h"
 #include "txfn/conflict_set.h"
 #include "txfn/storage.h"
 
@@ -74,11 +85,12 @@ std::vector<std::vector<ReadRange>> ReadSets(int count) {
 
 // Built once per size and kept for the whole run: a 1M-commit history takes
 // seconds to build, and every benchmark of that size shares it.
-const ConflictSet& TreeHistory(int64_t commits) {
-  static auto* cache = new std::map<int64_t, std::unique_ptr<ConflictSet>>();
+template <typename Set = ConflictSet>
+const Set& TreeHistory(int64_t commits) {
+  static auto* cache = new std::map<int64_t, std::unique_ptr<Set>>();
   auto& slot = (*cache)[commits];
   if (slot == nullptr) {
-    slot = std::make_unique<ConflictSet>();
+    slot = std::make_unique<Set>();
     GenerateHistory(commits, [&](Timestamp ts, IndexId index, const std::string& key) {
       slot->Add(index, key, ts);
     });
@@ -119,8 +131,9 @@ void SetCounters(benchmark::State& state) {
       benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
 }
 
-void BM_ConflictCheck(benchmark::State& state) {
-  const ConflictSet& set = TreeHistory(state.range(0));
+template <typename Set>
+void ConflictCheck(benchmark::State& state) {
+  const Set& set = TreeHistory<Set>(state.range(0));
   const std::vector<ReadRange> reads = ReadSets(1).front();
   // Sanity: the read set finds nothing, but a written key would conflict.
   std::vector<ReadRange> hit = reads;
@@ -135,10 +148,14 @@ void BM_ConflictCheck(benchmark::State& state) {
   }
   SetCounters(state);
 }
+void BM_ConflictCheck(benchmark::State& state) { ConflictCheck<ConflictSet>(state); }
 BENCHMARK(BM_ConflictCheck)->ArgName("history")->Arg(1000)->Arg(1000000);
+void BM_ConflictCheckTreap(benchmark::State& state) { ConflictCheck<TreapConflictSet>(state); }
+BENCHMARK(BM_ConflictCheckTreap)->ArgName("history")->Arg(1000)->Arg(1000000);
 
-void BM_ConflictCheckColdReads(benchmark::State& state) {
-  const ConflictSet& set = TreeHistory(state.range(0));
+template <typename Set>
+void ConflictCheckColdReads(benchmark::State& state) {
+  const Set& set = TreeHistory<Set>(state.range(0));
   const std::vector<std::vector<ReadRange>> read_sets = ReadSets(kColdReadSets);
   size_t next = 0;
   for (auto _ : state) {
@@ -147,7 +164,14 @@ void BM_ConflictCheckColdReads(benchmark::State& state) {
   }
   SetCounters(state);
 }
+void BM_ConflictCheckColdReads(benchmark::State& state) {
+  ConflictCheckColdReads<ConflictSet>(state);
+}
 BENCHMARK(BM_ConflictCheckColdReads)->ArgName("history")->Arg(1000)->Arg(1000000);
+void BM_ConflictCheckColdReadsTreap(benchmark::State& state) {
+  ConflictCheckColdReads<TreapConflictSet>(state);
+}
+BENCHMARK(BM_ConflictCheckColdReadsTreap)->ArgName("history")->Arg(1000)->Arg(1000000);
 
 void BM_ConflictCheckNaive(benchmark::State& state) {
   const std::vector<Commit>& log = LogHistory(state.range(0));
@@ -162,6 +186,48 @@ void BM_ConflictCheckNaive(benchmark::State& state) {
   SetCounters(state);
 }
 BENCHMARK(BM_ConflictCheckNaive)->ArgName("history")->Arg(1000)->Arg(100000);
+
+// A set in steady state: N keys, one Add at each ts, pruned to the last N.
+// Kept across the benchmark's repeated runs (filling 1M keys takes seconds).
+template <typename Set>
+struct SteadyState {
+  Set set;
+  std::mt19937_64 rng{4321};
+  Timestamp ts = 0;
+};
+
+template <typename Set>
+void ConflictSetAdd(benchmark::State& state) {
+  const int64_t window = state.range(0);
+  static auto* cache = new std::map<int64_t, std::unique_ptr<SteadyState<Set>>>();
+  auto& slot = (*cache)[window];
+  if (slot == nullptr) {
+    slot = std::make_unique<SteadyState<Set>>();
+    for (int64_t i = 0; i < window; ++i) {
+      slot->set.Add(kByIdIndex, RandomKey(slot->rng, 16), ++slot->ts);
+    }
+  }
+  SteadyState<Set>& s = *slot;
+  std::string key(16, '\0');
+  for (auto _ : state) {
+    const uint64_t a = s.rng();
+    const uint64_t b = s.rng();
+    std::memcpy(key.data(), &a, 8);
+    std::memcpy(key.data() + 8, &b, 8);
+    s.set.Add(kByIdIndex, key, ++s.ts);
+    s.set.PruneThrough(s.ts - static_cast<Timestamp>(window));
+  }
+  if (s.set.size() != static_cast<size_t>(window)) {
+    state.SkipWithError("the set did not stay at its window size");
+  }
+  state.counters["set_size"] = static_cast<double>(s.set.size());
+  state.counters["adds_per_s"] =
+      benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+}
+void BM_ConflictSetAdd(benchmark::State& state) { ConflictSetAdd<ConflictSet>(state); }
+BENCHMARK(BM_ConflictSetAdd)->ArgName("history")->Arg(1000)->Arg(1000000);
+void BM_ConflictSetAddTreap(benchmark::State& state) { ConflictSetAdd<TreapConflictSet>(state); }
+BENCHMARK(BM_ConflictSetAddTreap)->ArgName("history")->Arg(1000)->Arg(1000000);
 
 }  // namespace
 }  // namespace txfn

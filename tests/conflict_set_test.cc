@@ -360,8 +360,80 @@ TEST_P(ConflictSetDifferentialTest, MatchesNaiveModel) {
   EXPECT_EQ(set.size(), 0u);
 }
 
+// A bigger window (thousands of keys, so the tree is several levels deep and
+// nodes split and empty out), with keys longer than the 16-byte inline prefix
+// that share long common prefixes, so comparisons fall back to the full key.
+class ConflictSetDeepDifferentialTest : public ::testing::TestWithParam<uint64_t> {};
+
+TEST_P(ConflictSetDeepDifferentialTest, LongCommonPrefixesMatchNaiveModel) {
+  Randomizer r(GetParam());
+  ConflictSet set;
+  NaiveModel model;
+  static const std::string kPrefixes[] = {"", "common-prefix-", "common-prefix-x",
+                                          std::string(13, '\xff'), std::string(12, '\0')};
+  // Each draw in its own statement: the order of the draws must not depend on
+  // the compiler's evaluation order.
+  auto key = [&] {
+    std::string k = kPrefixes[r.Uniform(std::size(kPrefixes))];
+    k += r.Key();
+    return k;
+  };
+  auto range = [&] {
+    KeyRange range = r.Range();
+    const std::string& prefix = kPrefixes[r.Uniform(std::size(kPrefixes))];
+    range.start = prefix + range.start;
+    if (range.end.has_value()) *range.end = prefix + *range.end;
+    return range;
+  };
+  Timestamp ts = 1;
+  size_t max_size = 0;
+  for (int step = 0; step < 12000; ++step) {
+    const uint64_t op = r.Uniform(100);
+    if (op < 70) {
+      const int writes = 1 + static_cast<int>(r.Uniform(3));
+      for (int i = 0; i < writes; ++i) {
+        const IndexId index = r.Uniform(4) == 0 ? r.Index() : 1;
+        const std::string k = key();
+        set.Add(index, k, ts);
+        model.Add(index, k, ts);
+      }
+      ts += 1 + r.Uniform(2);
+    } else if (op < 82) {
+      const IndexId index = r.Uniform(4) == 0 ? r.Index() : 1;
+      const KeyRange kr = range();
+      ASSERT_EQ(set.MaxWriteTimestamp(index, kr), model.MaxWriteTimestamp(index, kr))
+          << "step " << step;
+    } else if (op < 99 || r.Uniform(2) == 0) {
+      std::vector<ReadRange> reads(1 + r.Uniform(3));
+      for (ReadRange& read : reads) {
+        const IndexId index = r.Uniform(4) == 0 ? r.Index() : 1;
+        read = {.index = index, .range = range()};
+      }
+      const Timestamp after = set.horizon() + r.Uniform(ts - set.horizon() + 1);
+      ASSERT_EQ(set.Conflicts(reads, after), model.Conflicts(reads, after)) << "step " << step;
+    } else {
+      // Slide the window by a random amount, sometimes almost all the way.
+      const Timestamp span = r.Uniform(16) == 0 ? ts - set.horizon() : 200;
+      const Timestamp bound = std::min(ts - 1, set.horizon() + r.Uniform(span));
+      set.PruneThrough(bound);
+      model.PruneThrough(bound);
+    }
+    if (step % 512 == 0 || op >= 99) {
+      ASSERT_EQ(set.size(), model.size()) << "step " << step;
+    }
+    max_size = std::max(max_size, set.size());
+  }
+  EXPECT_GT(max_size, 1200u);  // > 32 leaves: inner nodes split too
+  set.PruneThrough(ts);
+  EXPECT_EQ(set.size(), 0u);
+}
+
 INSTANTIATE_TEST_SUITE_P(Seeds, ConflictSetDifferentialTest,
                          ::testing::Values(1, 2, 3, 4, 5, 6, 7, 8, 0xdeadbeef, 20261123));
+
+// Fewer seeds: the naive model is slow on a window this size (under ASan).
+INSTANTIATE_TEST_SUITE_P(Seeds, ConflictSetDeepDifferentialTest,
+                         ::testing::Values(1, 2, 3, 20261123));
 
 }  // namespace
 }  // namespace txfn

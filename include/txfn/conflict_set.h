@@ -14,13 +14,17 @@
 //   window.Conflicts(reads, /*after=*/10);   // false
 //   window.PruneThrough(10);                 // forgets "alice"; horizon() == 10
 //
-// Design: one treap keyed by (index id, key bytes) — the composite order is
+// Design: one B+tree keyed by (index id, key bytes) — the composite order is
 // that of the 4-byte big-endian index id followed by the key, so one structure
-// holds every index — whose nodes carry the maximum timestamp of their
-// subtree. A range query walks two root-to-leaf paths. Nodes live in an arena
-// addressed by 32-bit indices; a FIFO of (ts, node) in insertion order drives
-// pruning. Costs: Add O(log n) expected, MaxWriteTimestamp O(log n) expected,
-// Conflicts O(ranges * log n), PruneThrough O(log n) per forgotten write.
+// holds every index. Inner nodes keep, per child, the maximum timestamp below
+// it, so a range query descends only along its two boundary paths (about four
+// nodes for millions of keys) and reads the children strictly between them off
+// their parent. Keys sit in the nodes as a 16-byte big-endian inline prefix
+// (index id + first 12 key bytes) that decides almost every comparison; the
+// full key bytes live in a slot table consulted on prefix ties. A FIFO of
+// (ts, slot) in insertion order drives pruning. Costs: Add O(log n),
+// MaxWriteTimestamp O(log n), Conflicts O(ranges * log n), PruneThrough
+// O(log n) per forgotten write.
 //
 // Thread safety: none. A ConflictSet is owned by one committer and used by its
 // commit leader only; it must not be touched by two threads at once.
@@ -88,57 +92,119 @@ class ConflictSet {
 
  private:
   static constexpr uint32_t kNil = UINT32_MAX;
+  // Fanouts, chosen so a node's inline-prefix arrays span few cache lines.
+  static constexpr int kLeafCap = 32;
+  static constexpr int kInnerCap = 32;
+  // Height bound (path arrays are this long). The tree grows a level only
+  // when its root splits, and a node splits only when full; a node made by a
+  // split starts half full, so each new level takes >= 16x the splits of the
+  // one below: reaching height 32 would take more than 2^100 Adds.
+  static constexpr int kMaxHeight = 32;
 
-  // Hot part of a treap node: everything a query touches, 32 bytes. `prefix`
-  // is the index id (high 32 bits) and the first 4 key bytes, zero-padded,
-  // big-endian: comparing prefixes orders nodes except on ties, which fall
-  // back to the full key in keys_.
-  struct Node {
-    uint64_t prefix;
-    Timestamp max;  // max ts in this node's subtree
-    Timestamp ts;   // 0 marks a free node
-    uint32_t left;
-    uint32_t right;
+  // A position in the composite order. (p0, p1) is the inline prefix: the
+  // index id (high 32 bits of p0) then the first 12 key bytes, zero-padded,
+  // big-endian. Prefixes order keys except on ties, which the full key
+  // bytes (`key`) decide; equal p0 implies equal index ids.
+  struct Bound {
+    uint64_t p0;
+    uint64_t p1;
+    std::string_view key;
   };
-  // One Add that created or raised a node's ts, in insertion order.
+  // A leaf: `count` keys in order, structure of arrays. slot[i] names the
+  // key's entry in slots_.
+  struct Leaf {
+    uint32_t count;
+    uint64_t p0[kLeafCap];
+    uint64_t p1[kLeafCap];
+    Timestamp ts[kLeafCap];
+    uint32_t slot[kLeafCap];  // last: a search needs it only on prefix ties
+  };
+  // An inner node with `count` children. Child i holds the keys k with
+  // sep(i) <= k < sep(i + 1), where sep(i) is (p0[i], p1[i], slot[i]) for
+  // 1 <= i < count; entry 0 has no separator (bounded by the parent's).
+  // max[i] is the exact maximum timestamp in child i's subtree.
+  struct Inner {
+    uint32_t count;
+    uint64_t p0[kInnerCap];
+    uint64_t p1[kInnerCap];
+    Timestamp max[kInnerCap];
+    uint32_t child[kInnerCap];
+    uint32_t slot[kInnerCap];  // last: a search needs it only on prefix ties
+  };
+  // The full key bytes of one leaf key (ts > 0) or separator (ts == 0).
+  struct Slot {
+    std::string key;
+    IndexId index = 0;
+    Timestamp ts = 0;  // the key's current ts; 0 for a separator or free slot
+  };
+  // One Add that created or raised a key's ts, in insertion order.
   struct LogEntry {
     Timestamp ts;
-    uint32_t node;
+    uint32_t slot;
   };
-  struct Bound;
+  // One step of a root-to-leaf path: inner node `node`, its child `pos`.
+  struct Step {
+    uint32_t node;
+    int pos;
+  };
 
-  uint32_t NewNode(IndexId index, std::string_view key, Timestamp ts);
-  // Negative, zero or positive as node `n` orders before, equal to or after `b`.
-  int CompareNode(uint32_t n, const Bound& b) const;
-  // The node holding exactly `b`, or kNil.
-  uint32_t Find(const Bound& b) const;
-  void Erase(uint32_t node);
-  Timestamp SubtreeMax(uint32_t n) const { return n == kNil ? 0 : nodes_[n].max; }
-  void Pull(uint32_t n);
+  static Bound MakeBound(IndexId index, std::string_view key);
+  template <typename NodeT>
+  int Compare(const NodeT& node, int i, const Bound& b) const;
+  // The first i in [from, node.count) whose key is >= b (LowerBound) or > b
+  // (UpperBound); node.count if none.
+  template <typename NodeT>
+  int LowerBound(const NodeT& node, int from, const Bound& b) const;
+  template <typename NodeT>
+  int UpperBound(const NodeT& node, int from, const Bound& b) const;
+  // LowerBound for a bound usually close to `from`: checks `from` first.
+  template <typename NodeT>
+  int LowerBoundNear(const NodeT& node, int from, const Bound& b) const;
+  // Prefetches what a query (whole: an update) of node `n` at `level`
+  // (0 = leaf) reads.
+  void PrefetchNode(uint32_t n, int level, bool whole) const;
+  // The leaf whose range holds `b`; fills path[0, height_) root first.
+  uint32_t Descend(const Bound& b, Step* path) const;
+
+  uint32_t NewSlot(IndexId index, std::string_view key, Timestamp ts);
+  void FreeSlot(uint32_t slot);
+  uint32_t NewLeaf();
+  uint32_t NewInner();
+  // Inserts a new key before position `pos` of `leaf` (reached by `path`),
+  // splitting nodes up the path as needed.
+  void InsertIntoLeaf(uint32_t leaf, int pos, const Bound& b, Timestamp ts, uint32_t slot,
+                      const Step* path);
+  // Inserts (separator, child, max) as entry `pos` of path[depth].node,
+  // splitting upwards as needed. The separator is (p0, p1, sep_slot).
+  void InsertIntoInner(int depth, int pos, uint64_t p0, uint64_t p1, uint32_t sep_slot,
+                       uint32_t child, Timestamp max, const Step* path);
+  // Removes the key held by `slot` from the tree and frees the slot.
+  void Erase(uint32_t slot);
+  // max(floor, the max ts over keys of node `n` (at `level`, 0 = leaf) in
+  // [lo, hi)); lo/hi == nullptr: unbounded on that side. Skips subtrees whose
+  // max cannot raise the result; with stop_early it may return any value >
+  // floor as soon as it finds one.
+  Timestamp RangeMax(uint32_t n, int level, const Bound* lo, const Bound* hi, Timestamp floor,
+                     bool stop_early) const;
   // The composite bounds of (index, range); false if the range is empty.
   // `bounded` false: no upper bound (the last index, unbounded end).
   static bool MakeBounds(IndexId index, const KeyRange& range, Bound& lo, Bound& hi, bool& bounded);
-  // max(floor, the max ts over nodes in [lo, hi)) (hi == nullptr: unbounded
-  // above). Skips subtrees whose max cannot raise the result; with stop_early
-  // it may return any value > floor as soon as it finds one.
-  Timestamp RangeMax(const Bound& lo, const Bound* hi, Timestamp floor, bool stop_early) const;
-  // RangeMax's second half, from the topmost node inside [lo, hi).
-  Timestamp FromFork(uint32_t fork, const Bound& lo, const Bound* hi, Timestamp floor,
-                     bool stop_early) const;
-  uint32_t NextPriority();
+  void Swap(ConflictSet& other) noexcept;
 
-  std::vector<Node> nodes_;
-  std::vector<std::string> keys_;     // per node (cold): the key bytes
-  std::vector<uint32_t> priorities_;  // per node (cold): treap heap priority
-  std::vector<uint32_t> free_;        // free node slots
-  std::vector<LogEntry> log_;         // FIFO; live entries start at log_head_
+  std::vector<Leaf> leaves_;
+  std::vector<Inner> inners_;
+  std::vector<Slot> slots_;
+  std::vector<uint32_t> free_leaves_;
+  std::vector<uint32_t> free_inners_;
+  std::vector<uint32_t> free_slots_;
+  std::vector<LogEntry> log_;  // FIFO; live entries start at log_head_
   size_t log_head_ = 0;
-  uint32_t root_ = kNil;
+  uint32_t root_ = kNil;  // a leaf if height_ == 0
+  int height_ = 0;        // inner levels above the leaves
+  Timestamp root_max_ = 0;
   size_t size_ = 0;
   Timestamp horizon_ = 0;
   Timestamp last_ts_ = 0;
-  uint64_t rng_ = 0;               // splitmix64 state for priorities
-  std::vector<uint32_t> scratch_;  // Add/Erase: nodes whose max must be recomputed
 };
 
 }  // namespace txfn
