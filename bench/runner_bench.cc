@@ -49,7 +49,7 @@ void ReportVsFloor(benchmark::State& state, absl::Duration elapsed) {
 }
 
 void BM_RawV8FreshContext(benchmark::State& state) {
-  TestLease lease("raw");
+  TestLease lease("raw", testing_util::TestSnapshot::kPlain);
   v8::Isolate* isolate = lease.isolate();
   const char* source = "export const f = (ctx, args) => ({ x: args.x + 1 });";
   auto origin = [&] {
