@@ -761,18 +761,48 @@ class Run {
           return compiled;
         });
     if (!cached.ok()) return cached.status();
-    if (!fresh.IsEmpty()) return fresh;
+    v8::Local<v8::Module> module = fresh;
     const CompiledModule& c = **cached;
-    if (c.source != source || c.code_cache.empty()) return CompileSource(path, source, nullptr);
+    if (module.IsEmpty()) {
+      const bool usable = c.source == source && !c.code_cache.empty();
+      TXFN_ASSIGN_OR_RETURN(module, CompileSource(path, source, usable ? &c : nullptr));
+    }
+    if (!c.warm && c.source == source) cold_.push_back(ColdModule{std::move(key), *cached, module});
     (void)context;
-    return CompileSource(path, source, &c);
+    return module;
   }
+
+ public:
+  // After a successful request: replaces the cold code caches of the modules
+  // it loaded by warm ones, which include the functions compiled while it ran.
+  void WarmCodeCaches() {
+    for (const ColdModule& m : cold_) {
+      std::unique_ptr<v8::ScriptCompiler::CachedData> data(
+          v8::ScriptCompiler::CreateCodeCache(m.module->GetUnboundModuleScript()));
+      if (data == nullptr || data->length <= 0) continue;
+      auto warm = std::make_shared<CompiledModule>();
+      warm->source = m.entry->source;
+      warm->code_cache.assign(reinterpret_cast<const char*>(data->data),
+                              static_cast<size_t>(data->length));
+      warm->warm = true;
+      core_.module_cache().Put(m.key, std::move(warm));
+    }
+    cold_.clear();
+  }
+
+ private:
+  struct ColdModule {
+    std::string key;
+    std::shared_ptr<const CompiledModule> entry;
+    v8::Local<v8::Module> module;
+  };
 
   RunnerCore& core_;
   IsolateRuntime& rt_;
   v8::Isolate* isolate_;
   Transaction& txn_;
   RunStats& stats_;
+  std::vector<ColdModule> cold_;  // loaded from (or made as) a cold code cache
 };
 
 }  // namespace
@@ -960,6 +990,7 @@ RunResult RunnerCore::RunOnIsolate(IsolateLease& lease, const RunRequest& reques
                           StrCat("result of ", request.function, ": ", value.status().message()));
     }
     result.value = *std::move(value);
+    run.WarmCodeCaches();
     keep_context = reuse;
     return absl::OkStatus();
   }();

@@ -22,10 +22,15 @@
 namespace txfn::internal {
 
 // Compiled module: the source it was compiled from (to rule out hash
-// collisions) and V8's code cache for it.
+// collisions) and V8's code cache for it. A cold code cache (made right after
+// compiling) holds only the module's top-level code; the runner replaces it,
+// once, by a warm one made after the module first ran successfully, which
+// also holds the functions that run compiled (so they are not compiled again
+// in every fresh context).
 struct CompiledModule {
   std::string source;
   std::string code_cache;
+  bool warm = false;
 };
 
 // Makes isolates created with `params` start from the runner's startup
