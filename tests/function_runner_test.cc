@@ -455,16 +455,21 @@ TEST_P(FunctionRunnerTest, SameSeedSameSnapshotSameResultAndWrites) {
 constexpr const char* kLeaky = R"JS(
   import { query } from "txfn/server";
   let calls = 0;
-  export const poison = query(() => {
+  export const poison = query((ctx) => {
     globalThis.leaked = "yes";
     Array.prototype.evil = 1;
     Object.prototype.polluted = 1;
     Math.random = () => 0.5;
+    Date.now = () => 1;
+    // The runner's own JS environment (from its startup snapshot) too.
+    Object.getPrototypeOf(ctx.db.query("messages")).poisoned = 1;
     return ++calls;
   });
-  export const look = query(() => ({
+  export const look = query((ctx) => ({
     leaked: typeof leaked, evil: typeof [].evil, polluted: typeof ({}).polluted,
-    random: Math.random() === 0.5, calls,
+    random: Math.random() === 0.5, date: Date.now() === 1,
+    queryProto: Object.hasOwn(Object.getPrototypeOf(ctx.db.query("messages")), "poisoned"),
+    calls,
   }));
 )JS";
 
@@ -474,8 +479,8 @@ TEST_P(FunctionRunnerTest, GlobalsDoNotLeakBetweenRequestsOrTenants) {
   RunResult same = Query("leaky:look");
   ASSERT_TRUE(same.status.ok()) << same.status;
   EXPECT_EQ(ToJson(same.value),
-            R"({"calls":0,"evil":"undefined","leaked":"undefined","polluted":"undefined",)"
-            R"("random":false})");
+            R"({"calls":0,"date":false,"evil":"undefined","leaked":"undefined",)"
+            R"("polluted":"undefined","queryProto":false,"random":false})");
   // Another tenant on its own isolate.
   auto other = Committer::Open(storage_, "u");
   ASSERT_TRUE(other.ok());

@@ -117,7 +117,7 @@ class IsolateRuntime : public IsolateData {
   // runner's startup snapshot (a snapshot's functions refer to their C++
   // callbacks through this table; isolates made from it must pass the same).
   static const intptr_t* ExternalReferences() {
-    static constexpr intptr_t kRefs[] = {
+    static const intptr_t kRefs[] = {
         reinterpret_cast<intptr_t>(&Now),    reinterpret_cast<intptr_t>(&Random),
         reinterpret_cast<intptr_t>(&Log),    reinterpret_cast<intptr_t>(&Fail),
         reinterpret_cast<intptr_t>(&Mark),   reinterpret_cast<intptr_t>(&Get),
