@@ -1,10 +1,16 @@
 // Function runner throughput on one warm isolate (one thread).
 //
-// Baseline in the same run: BM_RawV8FreshContext, the floor for a fresh
-// context per request — create a context, compile a trivial module from V8
-// code cache, instantiate, evaluate, call its export, drop the context. The
-// runner benchmarks report `vs_floor` = their rate / the floor's rate (goal
-// for BM_RunQueryFreshContext: >= 0.8).
+// Baselines in the same run, two floors for a fresh context per request —
+// create a context, compile a trivial module from V8 code cache, instantiate,
+// evaluate, call its export, drop the context:
+// BM_RawV8FreshContext: the context from Context::New on a plain isolate (the
+//   minimal raw-V8 equivalent; V8's own snapshot, no embedder environment).
+// BM_RawV8SnapshotContext: the context from Context::FromSnapshot on an
+//   isolate made from the runner's startup snapshot, the same snapshot the
+//   runner uses (its JS environment deserialised, nothing run).
+// The runner benchmarks report `vs_floor` = their rate / BM_RawV8FreshContext's
+// rate (goal for BM_RunQueryFreshContext: >= 0.8) and `vs_snapshot_floor` =
+// their rate / BM_RawV8SnapshotContext's rate.
 //
 // BM_RunQueryFreshContext: a query doing one ctx.db.get on an in-memory
 //   snapshot, fresh context per request.
@@ -12,6 +18,9 @@
 //   >= 50,000 req/s).
 // BM_RunQueryNewIsolate: the first request of a tenant: a new isolate, the
 //   module from the process-wide code cache.
+#include <time.h>
+
+#include <algorithm>
 #include <memory>
 #include <string>
 
@@ -36,20 +45,23 @@ import { query } from "txfn/server";
 export const get = query(async (ctx, { id }) => ctx.db.get(id));
 )JS";
 
-// The floor's rate (requests/s of wall time), set by BM_RawV8FreshContext,
-// which is registered first.
+// The floors' rates (requests/s of wall time), set by the floor benchmarks,
+// which are registered first.
 double floor_rate = 0;
+double snapshot_floor_rate = 0;
 
-// Reports items/s and, once the floor ran, this benchmark's rate / the floor's.
+// Reports items/s and, once the floors ran, this benchmark's rate / theirs.
 void ReportVsFloor(benchmark::State& state, absl::Duration elapsed) {
   state.SetItemsProcessed(state.iterations());
   double rate = static_cast<double>(state.iterations()) / absl::ToDoubleSeconds(elapsed);
   state.counters["req_per_s"] = rate;
   if (floor_rate > 0) state.counters["vs_floor"] = rate / floor_rate;
+  if (snapshot_floor_rate > 0) state.counters["vs_snapshot_floor"] = rate / snapshot_floor_rate;
 }
 
-void BM_RawV8FreshContext(benchmark::State& state) {
-  TestLease lease("raw");
+// One floor: a fresh context per request from `snapshot`'s kind of isolate.
+double RawV8Floor(benchmark::State& state, testing_util::TestSnapshot snapshot) {
+  TestLease lease("raw", snapshot);
   v8::Isolate* isolate = lease.isolate();
   const char* source = "export const f = (ctx, args) => ({ x: args.x + 1 });";
   auto origin = [&] {
@@ -71,7 +83,10 @@ void BM_RawV8FreshContext(benchmark::State& state) {
   absl::Time start = absl::Now();
   for (auto _ : state) {
     v8::HandleScope scope(isolate);
-    v8::Local<v8::Context> context = v8::Context::New(isolate);
+    v8::Local<v8::Context> context =
+        snapshot == testing_util::TestSnapshot::kPlain
+            ? v8::Context::New(isolate)
+            : v8::Context::FromSnapshot(isolate, /*runner's context*/ 0).ToLocalChecked();
     v8::Context::Scope context_scope(context);
     auto* data = new v8::ScriptCompiler::CachedData(reinterpret_cast<const uint8_t*>(cache.data()),
                                                     static_cast<int>(cache.size()),
@@ -99,8 +114,16 @@ void BM_RawV8FreshContext(benchmark::State& state) {
     isolate->ContextDisposedNotification();
   }
   absl::Duration elapsed = absl::Now() - start;
-  floor_rate = static_cast<double>(state.iterations()) / absl::ToDoubleSeconds(elapsed);
   ReportVsFloor(state, elapsed);
+  return static_cast<double>(state.iterations()) / absl::ToDoubleSeconds(elapsed);
+}
+
+void BM_RawV8FreshContext(benchmark::State& state) {
+  floor_rate = RawV8Floor(state, testing_util::TestSnapshot::kPlain);
+}
+
+void BM_RawV8SnapshotContext(benchmark::State& state) {
+  snapshot_floor_rate = RawV8Floor(state, testing_util::TestSnapshot::kRunner);
 }
 
 struct QueryFixture {
@@ -122,10 +145,18 @@ RunRequest GetRequest(const QueryFixture& f) {
   return RunRequest{.function = "q:get", .args = Value::FromObject({{"id", Value::String(f.id)}})};
 }
 
+// CPU time of the whole process (V8's background GC threads included).
+double ProcessCpuSeconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
+
 absl::Duration RunQueries(benchmark::State& state, internal::RunnerCore& core, TestLease& lease,
                           QueryFixture& f) {
   RunRequest request = GetRequest(f);
   auto snapshot = f.committer->Latest();
+  const double cpu_start = ProcessCpuSeconds();
   absl::Time start = absl::Now();
   for (auto _ : state) {
     Transaction txn(snapshot, internal::RunnerCore::TransactionOptionsFor(request));
@@ -137,7 +168,12 @@ absl::Duration RunQueries(benchmark::State& state, internal::RunnerCore& core, T
     benchmark::DoNotOptimize(r);
     lease.Finish();
   }
-  return absl::Now() - start;
+  absl::Duration elapsed = absl::Now() - start;
+  // Process CPU per request, for comparing with other runtimes on a busy
+  // machine (where wall-clock rates mostly measure contention).
+  state.counters["proc_cpu_us"] = (ProcessCpuSeconds() - cpu_start) * 1e6 /
+                                  static_cast<double>(std::max<int64_t>(state.iterations(), 1));
+  return elapsed;
 }
 
 void BM_RunQueryFreshContext(benchmark::State& state) {
@@ -187,6 +223,7 @@ void BM_RunQueryNewIsolate(benchmark::State& state) {
 }
 
 BENCHMARK(BM_RawV8FreshContext);
+BENCHMARK(BM_RawV8SnapshotContext);
 BENCHMARK(BM_RunQueryFreshContext);
 BENCHMARK(BM_RunQueryReusedContext);
 BENCHMARK(BM_RunQueryNewIsolate);

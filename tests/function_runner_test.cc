@@ -67,14 +67,17 @@ export const insertAndRead = mutation(async (ctx, { channel }) => {
 export const writeInQuery = query(async (ctx) => ctx.db.insert("notes", {}));
 )JS";
 
-class FunctionRunnerTest : public ::testing::Test {
+// Parameter: isolates from the runner's startup snapshot (contexts are
+// deserialised with the bootstrap done) or plain ones (the runner runs the
+// bootstrap in each new context).
+class FunctionRunnerTest : public ::testing::TestWithParam<TestSnapshot> {
  protected:
   void SetUp() override {
     storage_ = std::make_shared<InMemoryStorage>();
     CommitterOptions options;
     options.clock = clock_.AsFunction();
     committer_ = OpenWithSchema(storage_, std::move(options));
-    lease_ = std::make_unique<TestLease>("t");
+    lease_ = std::make_unique<TestLease>("t", GetParam());
     core_ = std::make_unique<internal::RunnerCore>(runner_options_);
     Deploy({{"messages.js", kMessages}});
   }
@@ -132,7 +135,7 @@ class FunctionRunnerTest : public ::testing::Test {
 
 // ---- ctx.db ----------------------------------------------------------------
 
-TEST_F(FunctionRunnerTest, InsertThenGetRoundTripsTheDocument) {
+TEST_P(FunctionRunnerTest, InsertThenGetRoundTripsTheDocument) {
   std::string id = Send("a", "hello", 7);
   ASSERT_FALSE(id.empty());
   RunResult r = Query("messages:get", Obj({{"id", Str(id)}}));
@@ -145,7 +148,7 @@ TEST_F(FunctionRunnerTest, InsertThenGetRoundTripsTheDocument) {
   EXPECT_TRUE(r.commit.writes.empty());
 }
 
-TEST_F(FunctionRunnerTest, GetOfAMissingDocumentIsNull) {
+TEST_P(FunctionRunnerTest, GetOfAMissingDocumentIsNull) {
   std::string id = Send("a", "x");
   Mutate("messages:edit", Obj({{"id", Str(id)}, {"op", Str("delete")}}));
   RunResult r = Query("messages:get", Obj({{"id", Str(id)}}));
@@ -153,7 +156,7 @@ TEST_F(FunctionRunnerTest, GetOfAMissingDocumentIsNull) {
   EXPECT_TRUE(r.value.is_null());
 }
 
-TEST_F(FunctionRunnerTest, IndexEqualityBothOrders) {
+TEST_P(FunctionRunnerTest, IndexEqualityBothOrders) {
   Send("a", "1", 1);
   Send("b", "x", 5);
   Send("a", "2", 2);
@@ -166,7 +169,7 @@ TEST_F(FunctionRunnerTest, IndexEqualityBothOrders) {
   EXPECT_THAT(Bodies(desc.value), ::testing::ElementsAre("3", "2", "1"));
 }
 
-TEST_F(FunctionRunnerTest, IndexRangeShapes) {
+TEST_P(FunctionRunnerTest, IndexRangeShapes) {
   for (int i = 1; i <= 5; ++i) Send("a", std::to_string(i), i);
   Send("b", "b3", 3);
   auto range = [&](std::optional<int> lo, bool lo_incl, std::optional<int> hi, bool hi_incl,
@@ -191,7 +194,7 @@ TEST_F(FunctionRunnerTest, IndexRangeShapes) {
   EXPECT_THAT(range(4, false, 1, false), ElementsAre());
 }
 
-TEST_F(FunctionRunnerTest, WrongIndexFieldsAreInvalidArgument) {
+TEST_P(FunctionRunnerTest, WrongIndexFieldsAreInvalidArgument) {
   Deploy({{"bad.js", R"JS(
     import { query } from "txfn/server";
     export const wrongField = query((ctx) =>
@@ -206,7 +209,7 @@ TEST_F(FunctionRunnerTest, WrongIndexFieldsAreInvalidArgument) {
   EXPECT_EQ(Query("bad:noTable").status.code(), absl::StatusCode::kNotFound);
 }
 
-TEST_F(FunctionRunnerTest, TakeFirstUniqueFilter) {
+TEST_P(FunctionRunnerTest, TakeFirstUniqueFilter) {
   for (int i = 1; i <= 6; ++i) Send(i <= 1 ? "solo" : "many", std::to_string(i), i);
   RunResult take = Query("messages:takeN", Obj({{"n", Value::Float64(4)}}));
   ASSERT_TRUE(take.status.ok()) << take.status;
@@ -226,7 +229,7 @@ TEST_F(FunctionRunnerTest, TakeFirstUniqueFilter) {
   for (const std::string& b : Bodies(even.value)) EXPECT_EQ(std::stoi(b) % 2, 0) << b;
 }
 
-TEST_F(FunctionRunnerTest, PaginationIsStableAcrossConcurrentInserts) {
+TEST_P(FunctionRunnerTest, PaginationIsStableAcrossConcurrentInserts) {
   for (int i = 10; i < 20; ++i) Send("a", std::to_string(i), i);
   RunResult p1 = Query("messages:page", Obj({{"numItems", Value::Float64(4)}}));
   ASSERT_TRUE(p1.status.ok()) << p1.status;
@@ -249,7 +252,7 @@ TEST_F(FunctionRunnerTest, PaginationIsStableAcrossConcurrentInserts) {
   EXPECT_FALSE(bad.status.ok());
 }
 
-TEST_F(FunctionRunnerTest, MutationsReadTheirOwnWrites) {
+TEST_P(FunctionRunnerTest, MutationsReadTheirOwnWrites) {
   Send("own", "committed");
   RunResult r = Mutate("messages:insertAndRead", Obj({{"channel", Str("own")}}));
   ASSERT_TRUE(r.status.ok()) << r.status;
@@ -257,7 +260,7 @@ TEST_F(FunctionRunnerTest, MutationsReadTheirOwnWrites) {
   EXPECT_FALSE(r.commit.writes.empty());
 }
 
-TEST_F(FunctionRunnerTest, PatchReplaceDelete) {
+TEST_P(FunctionRunnerTest, PatchReplaceDelete) {
   std::string id = Send("a", "orig", 1);
   RunResult p = Mutate("messages:edit", Obj({{"id", Str(id)}, {"op", Str("patch")}}));
   ASSERT_TRUE(p.status.ok()) << p.status;
@@ -276,14 +279,14 @@ TEST_F(FunctionRunnerTest, PatchReplaceDelete) {
   EXPECT_TRUE(again.commit.writes.empty());
 }
 
-TEST_F(FunctionRunnerTest, SchemaViolationIsInvalidArgument) {
+TEST_P(FunctionRunnerTest, SchemaViolationIsInvalidArgument) {
   RunResult r = Mutate("messages:send", Obj({{"channel", I64(1)}, {"body", Str("x")}}));
   EXPECT_EQ(r.status.code(), absl::StatusCode::kInvalidArgument) << r.status;
 }
 
 // ---- Values ----------------------------------------------------------------
 
-TEST_F(FunctionRunnerTest, ValuesMapBothWays) {
+TEST_P(FunctionRunnerTest, ValuesMapBothWays) {
   Deploy({{"v.js", R"JS(
     import { query } from "txfn/server";
     export const echo = query((ctx, args) => args);
@@ -318,7 +321,7 @@ TEST_F(FunctionRunnerTest, ValuesMapBothWays) {
   EXPECT_EQ(made.value.Find("s")->string(), "héllo");
 }
 
-TEST_F(FunctionRunnerTest, UnconvertibleResultsAreInvalidArgument) {
+TEST_P(FunctionRunnerTest, UnconvertibleResultsAreInvalidArgument) {
   Deploy({{"bad.js", R"JS(
     import { query } from "txfn/server";
     export const cyclic = query(() => { const o = { a: {} }; o.a.self = o; return o; });
@@ -345,7 +348,7 @@ TEST_F(FunctionRunnerTest, UnconvertibleResultsAreInvalidArgument) {
   EXPECT_THAT(cyclic.status.message(), HasSubstr("a.self"));
 }
 
-TEST_F(FunctionRunnerTest, UnconvertibleDocumentsThrowIntoJs) {
+TEST_P(FunctionRunnerTest, UnconvertibleDocumentsThrowIntoJs) {
   Deploy({{"w.js", R"JS(
     import { mutation } from "txfn/server";
     export const cyclic = mutation(async (ctx) => {
@@ -365,7 +368,7 @@ TEST_F(FunctionRunnerTest, UnconvertibleDocumentsThrowIntoJs) {
 
 // ---- Limits and adversarial JS ---------------------------------------------
 
-TEST_F(FunctionRunnerTest, HugeResultIsResourceExhausted) {
+TEST_P(FunctionRunnerTest, HugeResultIsResourceExhausted) {
   Deploy({{"huge.js", R"JS(
     import { query } from "txfn/server";
     export const big = query(() => "x".repeat(17 * 1024 * 1024));
@@ -379,7 +382,7 @@ TEST_F(FunctionRunnerTest, HugeResultIsResourceExhausted) {
   EXPECT_TRUE(Query("messages:takeN", Obj({{"n", I64(1)}})).status.ok());
 }
 
-TEST_F(FunctionRunnerTest, HugeWritesHitTransactionLimitsEvenWhenCaught) {
+TEST_P(FunctionRunnerTest, HugeWritesHitTransactionLimitsEvenWhenCaught) {
   Deploy({{"huge.js", R"JS(
     import { mutation } from "txfn/server";
     export const manyDocs = mutation(async (ctx) => {
@@ -399,7 +402,7 @@ TEST_F(FunctionRunnerTest, HugeWritesHitTransactionLimitsEvenWhenCaught) {
   EXPECT_THAT(big.status.message(), HasSubstr("max_size_bytes"));
 }
 
-TEST_F(FunctionRunnerTest, DeepRecursionFailsAndTheRunnerStaysUsable) {
+TEST_P(FunctionRunnerTest, DeepRecursionFailsAndTheRunnerStaysUsable) {
   Deploy({{"rec.js", R"JS(
     import { query } from "txfn/server";
     function f(n) { return f(n + 1) + 1; }
@@ -414,7 +417,7 @@ TEST_F(FunctionRunnerTest, DeepRecursionFailsAndTheRunnerStaysUsable) {
 
 // ---- Determinism -----------------------------------------------------------
 
-TEST_F(FunctionRunnerTest, SameSeedSameSnapshotSameResultAndWrites) {
+TEST_P(FunctionRunnerTest, SameSeedSameSnapshotSameResultAndWrites) {
   Deploy({{"d.js", R"JS(
     import { mutation, query } from "txfn/server";
     export const roll = mutation(async (ctx) => {
@@ -452,38 +455,43 @@ TEST_F(FunctionRunnerTest, SameSeedSameSnapshotSameResultAndWrites) {
 constexpr const char* kLeaky = R"JS(
   import { query } from "txfn/server";
   let calls = 0;
-  export const poison = query(() => {
+  export const poison = query((ctx) => {
     globalThis.leaked = "yes";
     Array.prototype.evil = 1;
     Object.prototype.polluted = 1;
     Math.random = () => 0.5;
+    Date.now = () => 1;
+    // The runner's own JS environment (from its startup snapshot) too.
+    Object.getPrototypeOf(ctx.db.query("messages")).poisoned = 1;
     return ++calls;
   });
-  export const look = query(() => ({
+  export const look = query((ctx) => ({
     leaked: typeof leaked, evil: typeof [].evil, polluted: typeof ({}).polluted,
-    random: Math.random() === 0.5, calls,
+    random: Math.random() === 0.5, date: Date.now() === 1,
+    queryProto: Object.hasOwn(Object.getPrototypeOf(ctx.db.query("messages")), "poisoned"),
+    calls,
   }));
 )JS";
 
-TEST_F(FunctionRunnerTest, GlobalsDoNotLeakBetweenRequestsOrTenants) {
+TEST_P(FunctionRunnerTest, GlobalsDoNotLeakBetweenRequestsOrTenants) {
   Deploy({{"leaky.js", kLeaky}});
   ASSERT_TRUE(Query("leaky:poison").status.ok());
   RunResult same = Query("leaky:look");
   ASSERT_TRUE(same.status.ok()) << same.status;
   EXPECT_EQ(ToJson(same.value),
-            R"({"calls":0,"evil":"undefined","leaked":"undefined","polluted":"undefined",)"
-            R"("random":false})");
+            R"({"calls":0,"date":false,"evil":"undefined","leaked":"undefined",)"
+            R"("polluted":"undefined","queryProto":false,"random":false})");
   // Another tenant on its own isolate.
   auto other = Committer::Open(storage_, "u");
   ASSERT_TRUE(other.ok());
   Deploy({{"leaky.js", kLeaky}}, other->get());
-  TestLease other_lease("u");
+  TestLease other_lease("u", GetParam());
   RunResult theirs = RunOn(other_lease, **other, "leaky:look", Value::Null(), FunctionKind::kQuery);
   ASSERT_TRUE(theirs.status.ok()) << theirs.status;
   EXPECT_EQ(theirs.value, same.value);
 }
 
-TEST_F(FunctionRunnerTest, ReusedContextKeepsModuleStateButNotRequestState) {
+TEST_P(FunctionRunnerTest, ReusedContextKeepsModuleStateButNotRequestState) {
   runner_options_.reuse_context = [](const std::string& tenant) { return tenant == "t"; };
   core_ = std::make_unique<internal::RunnerCore>(runner_options_);
   Deploy({{"leaky.js", kLeaky}, {"d.js", R"JS(
@@ -511,7 +519,7 @@ TEST_F(FunctionRunnerTest, ReusedContextKeepsModuleStateButNotRequestState) {
 
 // ---- Modules ---------------------------------------------------------------
 
-TEST_F(FunctionRunnerTest, ImportsResolveRelativeAndBarePaths) {
+TEST_P(FunctionRunnerTest, ImportsResolveRelativeAndBarePaths) {
   Deploy(
       {{"lib/util.js", "export const twice = (x) => x * 2;"},
        {"lib/deeper/more.js", "import { twice } from '../util.js'; export const four = twice(2);"},
@@ -534,7 +542,7 @@ TEST_F(FunctionRunnerTest, ImportsResolveRelativeAndBarePaths) {
   EXPECT_THAT(missing.status.message(), HasSubstr("missing.js"));
 }
 
-TEST_F(FunctionRunnerTest, ModulesCompileOncePerProcessAndNewIsolatesUseCachedCode) {
+TEST_P(FunctionRunnerTest, ModulesCompileOncePerProcessAndNewIsolatesUseCachedCode) {
   RunResult first = Query("messages:takeN", Obj({{"n", I64(1)}}));
   ASSERT_TRUE(first.status.ok()) << first.status;
   EXPECT_EQ(first.stats.modules_compiled, 1);
@@ -544,7 +552,7 @@ TEST_F(FunctionRunnerTest, ModulesCompileOncePerProcessAndNewIsolatesUseCachedCo
   EXPECT_TRUE(second.stats.module_cache_hit);
   EXPECT_EQ(second.stats.modules_from_cache, 1);
   EXPECT_TRUE(second.stats.isolate_reused);
-  TestLease fresh_isolate("t");
+  TestLease fresh_isolate("t", GetParam());
   RunResult third = RunOn(fresh_isolate, *committer_, "messages:takeN", Obj({{"n", I64(1)}}),
                           FunctionKind::kQuery);
   ASSERT_TRUE(third.status.ok()) << third.status;
@@ -556,7 +564,7 @@ TEST_F(FunctionRunnerTest, ModulesCompileOncePerProcessAndNewIsolatesUseCachedCo
   EXPECT_EQ(changed.stats.modules_compiled, 1);
 }
 
-TEST_F(FunctionRunnerTest, ConsoleIsCaptured) {
+TEST_P(FunctionRunnerTest, ConsoleIsCaptured) {
   Deploy({{"log.js", R"JS(
     import { query } from "txfn/server";
     export const chatty = query(() => {
@@ -577,7 +585,7 @@ TEST_F(FunctionRunnerTest, ConsoleIsCaptured) {
 
 // ---- Errors ----------------------------------------------------------------
 
-TEST_F(FunctionRunnerTest, DisabledTenantFailsBeforeAnyJs) {
+TEST_P(FunctionRunnerTest, DisabledTenantFailsBeforeAnyJs) {
   Deploy({{"log.js", R"JS(console.log("module ran"); export const x = 1;)JS"}});
   Transaction disable(committer_->Latest());
   ASSERT_TRUE(disable.SetEnabled(false).ok());
@@ -587,14 +595,14 @@ TEST_F(FunctionRunnerTest, DisabledTenantFailsBeforeAnyJs) {
   EXPECT_TRUE(r.logs.empty());
 }
 
-TEST_F(FunctionRunnerTest, MissingModuleOrExportIsNotFound) {
+TEST_P(FunctionRunnerTest, MissingModuleOrExportIsNotFound) {
   EXPECT_EQ(Query("nope:x").status.code(), absl::StatusCode::kNotFound);
   RunResult r = Query("messages:nope");
   EXPECT_EQ(r.status.code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(r.status.message(), HasSubstr("nope"));
 }
 
-TEST_F(FunctionRunnerTest, SyntaxErrorNamesFileAndLine) {
+TEST_P(FunctionRunnerTest, SyntaxErrorNamesFileAndLine) {
   Deploy({{"syntax.js", "export const a = 1;\n\nexport const b = ;\n"}});
   RunResult r = Query("syntax:a");
   EXPECT_FALSE(r.status.ok());
@@ -602,7 +610,7 @@ TEST_F(FunctionRunnerTest, SyntaxErrorNamesFileAndLine) {
   EXPECT_THAT(r.status.message(), HasSubstr("SyntaxError"));
 }
 
-TEST_F(FunctionRunnerTest, JsExceptionCarriesMessageAndStack) {
+TEST_P(FunctionRunnerTest, JsExceptionCarriesMessageAndStack) {
   Deploy({{"throw.js", R"JS(import { query } from "txfn/server";
 function inner() {
   throw new Error("kaboom");
@@ -626,7 +634,7 @@ export const atLoad = 1;
   EXPECT_THAT(load.status.message(), HasSubstr("loadfail.js:1"));
 }
 
-TEST_F(FunctionRunnerTest, KindMismatchAndUnwrappedExportsAreInvalidArgument) {
+TEST_P(FunctionRunnerTest, KindMismatchAndUnwrappedExportsAreInvalidArgument) {
   Deploy({{"k.js", R"JS(import { query } from "txfn/server";
     export const plain = () => 1;
     export const q = query(() => 1);)JS"}});
@@ -638,13 +646,13 @@ TEST_F(FunctionRunnerTest, KindMismatchAndUnwrappedExportsAreInvalidArgument) {
   EXPECT_EQ(Query("k:plain").status.code(), absl::StatusCode::kInvalidArgument);
 }
 
-TEST_F(FunctionRunnerTest, QueryThatWritesIsInvalidArgument) {
+TEST_P(FunctionRunnerTest, QueryThatWritesIsInvalidArgument) {
   RunResult r = Query("messages:writeInQuery");
   EXPECT_EQ(r.status.code(), absl::StatusCode::kInvalidArgument) << r.status;
   EXPECT_TRUE(r.commit.writes.empty());
 }
 
-TEST_F(FunctionRunnerTest, ArgumentValidators) {
+TEST_P(FunctionRunnerTest, ArgumentValidators) {
   Deploy({{"val.js", R"JS(import { query } from "txfn/server";
     export const v = query({ args: { channel: "string", n: "bigint?" },
                              handler: (ctx, { channel, n }) => channel + (n ?? 0n) });)JS"}});
@@ -658,7 +666,7 @@ TEST_F(FunctionRunnerTest, ArgumentValidators) {
   EXPECT_EQ(Query("val:v", Value::FromArray({})).status.code(), absl::StatusCode::kInvalidArgument);
 }
 
-TEST_F(FunctionRunnerTest, PendingPromiseIsAnError) {
+TEST_P(FunctionRunnerTest, PendingPromiseIsAnError) {
   Deploy({{"p.js", R"JS(import { query } from "txfn/server";
     export const hang = query(() => new Promise(() => {}));
     export const chain = query(async () => { let x = 0; for (let i = 0; i < 100; ++i) x += await i; return x; });)JS"}});
@@ -670,8 +678,11 @@ TEST_F(FunctionRunnerTest, PendingPromiseIsAnError) {
 
 // ---- The public API on the IsolateScheduler ---------------------------------
 
-TEST_F(FunctionRunnerTest, RunsThroughTheSchedulerBlockingAndAsync) {
-  auto scheduler = IsolateScheduler::Create({.workers = 2, .max_in_flight_per_tenant = 16});
+TEST_P(FunctionRunnerTest, RunsThroughTheSchedulerBlockingAndAsync) {
+  auto scheduler =
+      IsolateScheduler::Create({.workers = 2,
+                                .max_in_flight_per_tenant = 16,
+                                .runner_snapshot = GetParam() == TestSnapshot::kRunner});
   ASSERT_TRUE(scheduler.ok()) << scheduler.status();
   FunctionRunner runner(std::shared_ptr<IsolateScheduler>(*std::move(scheduler)));
   RunResult sent = runner.Run(committer_->Latest(),
@@ -711,15 +722,18 @@ TEST_F(FunctionRunnerTest, RunsThroughTheSchedulerBlockingAndAsync) {
   EXPECT_GE(runner.module_cache_stats().hits, 1u);
 }
 
-TEST_F(FunctionRunnerTest, SchedulerCpuLimitBecomesResourceExhausted) {
+TEST_P(FunctionRunnerTest, SchedulerCpuLimitBecomesResourceExhausted) {
   class TightLimits : public LimitEnforcer {
    public:
     absl::Duration CpuLimit(const std::string&) const override { return absl::Milliseconds(50); }
   };
   Deploy({{"spin.js", R"JS(import { query } from "txfn/server";
     export const spin = query(() => { for (;;) {} });)JS"}});
-  auto scheduler = IsolateScheduler::Create(
-      {.workers = 1, .max_in_flight_per_tenant = 4, .limits = std::make_shared<TightLimits>()});
+  auto scheduler =
+      IsolateScheduler::Create({.workers = 1,
+                                .max_in_flight_per_tenant = 4,
+                                .limits = std::make_shared<TightLimits>(),
+                                .runner_snapshot = GetParam() == TestSnapshot::kRunner});
   ASSERT_TRUE(scheduler.ok()) << scheduler.status();
   FunctionRunner runner(std::shared_ptr<IsolateScheduler>(*std::move(scheduler)));
   RunResult r = runner.Run(committer_->Latest(), {.function = "spin:spin"});
@@ -729,6 +743,13 @@ TEST_F(FunctionRunnerTest, SchedulerCpuLimitBecomesResourceExhausted) {
                                {.function = "messages:takeN", .args = Obj({{"n", I64(1)}})});
   EXPECT_TRUE(after.status.ok()) << after.status;
 }
+
+INSTANTIATE_TEST_SUITE_P(Isolates, FunctionRunnerTest,
+                         ::testing::Values(TestSnapshot::kRunner, TestSnapshot::kPlain),
+                         [](const ::testing::TestParamInfo<TestSnapshot>& info) {
+                           return info.param == TestSnapshot::kRunner ? "RunnerSnapshot"
+                                                                      : "PlainIsolate";
+                         });
 
 }  // namespace
 }  // namespace txfn

@@ -3,10 +3,13 @@
 #ifndef TXFN_TESTS_V8_TEST_UTIL_H_
 #define TXFN_TESTS_V8_TEST_UTIL_H_
 
+#include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <optional>
 #include <string>
 
+#include "lib/v8/runner_core.h"
 #include "txfn/isolate_scheduler.h"
 #include "v8.h"
 
@@ -18,15 +21,24 @@ inline void InitV8ForTests() {
   (void)s;  // idempotent; an error here shows up as a failing isolate
 }
 
+// How a TestLease makes its isolate: from the function runner's startup
+// snapshot (what IsolateScheduler does by default) or from V8's own.
+enum class TestSnapshot { kRunner, kPlain };
+
 // An isolate of one tenant, entered and locked for the lease's lifetime, with
 // a HandleScope open: what an IsolateScheduler work item gets.
 class TestLease : public IsolateLease {
  public:
-  explicit TestLease(std::string tenant) : tenant_(std::move(tenant)) {
+  explicit TestLease(std::string tenant, TestSnapshot snapshot = TestSnapshot::kRunner)
+      : tenant_(std::move(tenant)) {
     InitV8ForTests();
     allocator_.reset(v8::ArrayBuffer::Allocator::NewDefaultAllocator());
     v8::Isolate::CreateParams params;
     params.array_buffer_allocator = allocator_.get();
+    if (snapshot == TestSnapshot::kRunner && !internal::UseRunnerSnapshot(&params)) {
+      std::fputs("cannot make the function runner's startup snapshot\n", stderr);
+      std::abort();
+    }
     isolate_ = v8::Isolate::New(params);
     isolate_->SetMicrotasksPolicy(v8::MicrotasksPolicy::kExplicit);
     locker_ = std::make_unique<v8::Locker>(isolate_);

@@ -29,6 +29,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "lib/v8/platform.h"
+#include "lib/v8/runner_core.h"
 #include "libplatform/libplatform.h"
 #include "txfn/internal/isolate_pool.h"
 #include "txfn/internal/mutex.h"
@@ -136,6 +137,7 @@ class IsolateSchedulerImpl final : public IsolateScheduler {
                        int max_in_flight)
       : limits_(options.limits ? options.limits : std::make_shared<const LimitEnforcer>()),
         watchdog_interval_(options.watchdog_interval),
+        runner_snapshot_(options.runner_snapshot),
         pump_platform_(internal::V8PlatformIsDefault() ? V8Platform() : nullptr),
         allocator_(v8::ArrayBuffer::Allocator::NewDefaultAllocator()),
         pool_({.max_isolates = max_isolates,
@@ -265,6 +267,7 @@ class IsolateSchedulerImpl final : public IsolateScheduler {
     v8::Isolate::CreateParams params;
     params.array_buffer_allocator = allocator_.get();
     params.constraints.ConfigureDefaultsFromHeapSize(0, limits_->HeapLimitBytes(tenant));
+    if (runner_snapshot_) (void)internal::UseRunnerSnapshot(&params);
     holder->isolate = v8::Isolate::New(params);
     holder->isolate->AddNearHeapLimitCallback(&NearHeapLimit, holder.get());
     return holder;
@@ -305,6 +308,7 @@ class IsolateSchedulerImpl final : public IsolateScheduler {
 
   const std::shared_ptr<const LimitEnforcer> limits_;
   const absl::Duration watchdog_interval_;
+  const bool runner_snapshot_;
   v8::Platform* const pump_platform_;  // non-null when it is libplatform's default
   const std::unique_ptr<v8::ArrayBuffer::Allocator> allocator_;  // outlives the isolates
   std::atomic<uint64_t> terminated_cpu_{0};

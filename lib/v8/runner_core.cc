@@ -77,7 +77,10 @@ struct ModuleEntry {
   v8::Global<v8::Module> module;
 };
 
+class IsolateRuntime;
+
 struct ContextState {
+  IsolateRuntime* rt = nullptr;  // the natives find their isolate's runtime here
   v8::Global<v8::Context> context;
   v8::Global<v8::Object> server;  // {query, mutation}
   v8::Global<v8::Object> ctx;     // the ctx argument
@@ -91,6 +94,14 @@ ContextState* StateOf(v8::Local<v8::Context> context) {
   return static_cast<ContextState*>(context->GetAlignedPointerFromEmbedderData(kContextStateSlot));
 }
 
+// Indices into the runner's startup snapshot: the bootstrapped context, and
+// the data attached to it (the bootstrap's exports and a marker string that
+// tells the runner's snapshot from another embedder's).
+constexpr size_t kSnapshotContextIndex = 0;
+constexpr size_t kSnapshotExportsIndex = 0;
+constexpr size_t kSnapshotMarkerIndex = 1;
+constexpr std::string_view kSnapshotMarker = "txfn.runner.snapshot.v1";
+
 class IsolateRuntime : public IsolateData {
  public:
   explicit IsolateRuntime(v8::Isolate* isolate) : isolate_(isolate) {}
@@ -99,10 +110,33 @@ class IsolateRuntime : public IsolateData {
     v8::HandleScope scope(isolate_);
     kind_key_.Reset(isolate_, v8::Private::New(isolate_, V8Str(isolate_, "txfn.kind")));
     code_key_.Reset(isolate_, v8::Private::New(isolate_, V8Str(isolate_, "txfn.code")));
-    v8::Local<v8::External> self = v8::External::New(isolate_, this);
-    v8::Local<v8::ObjectTemplate> natives = v8::ObjectTemplate::New(isolate_);
+    return absl::OkStatus();
+  }
+
+  // Every native callback, null-terminated: the external references of the
+  // runner's startup snapshot (a snapshot's functions refer to their C++
+  // callbacks through this table; isolates made from it must pass the same).
+  static const intptr_t* ExternalReferences() {
+    static const intptr_t kRefs[] = {
+        reinterpret_cast<intptr_t>(&Now),    reinterpret_cast<intptr_t>(&Random),
+        reinterpret_cast<intptr_t>(&Log),    reinterpret_cast<intptr_t>(&Fail),
+        reinterpret_cast<intptr_t>(&Mark),   reinterpret_cast<intptr_t>(&Get),
+        reinterpret_cast<intptr_t>(&Query),  reinterpret_cast<intptr_t>(&Insert),
+        reinterpret_cast<intptr_t>(&Patch),  reinterpret_cast<intptr_t>(&Replace),
+        reinterpret_cast<intptr_t>(&Delete), 0};
+    return kRefs;
+  }
+
+  // Runs the bootstrap in `context` (entered by the caller) and returns its
+  // exports {server, ctx}. The natives carry no data: they find their
+  // IsolateRuntime through the calling context's ContextState, so the same
+  // code serves contexts made here and contexts from the startup snapshot.
+  static absl::StatusOr<v8::Local<v8::Object>> Bootstrap(v8::Isolate* isolate,
+                                                         v8::Local<v8::Context> context) {
+    v8::EscapableHandleScope scope(isolate);
+    v8::Local<v8::ObjectTemplate> natives_template = v8::ObjectTemplate::New(isolate);
     auto add = [&](const char* name, v8::FunctionCallback cb) {
-      natives->Set(isolate_, name, v8::FunctionTemplate::New(isolate_, cb, self));
+      natives_template->Set(isolate, name, v8::FunctionTemplate::New(isolate, cb));
     };
     add("now", &Now);
     add("random", &Random);
@@ -115,17 +149,22 @@ class IsolateRuntime : public IsolateData {
     add("patch", &Patch);
     add("replace", &Replace);
     add("del", &Delete);
-    natives_.Reset(isolate_, natives);
-    v8::ScriptOrigin origin(isolate_, V8Str(isolate_, "txfn:bootstrap"));
-    v8::ScriptCompiler::Source source(V8Str(isolate_, kBootstrapSource), origin);
-    v8::TryCatch tc(isolate_);
-    v8::Local<v8::UnboundScript> script;
-    if (!v8::ScriptCompiler::CompileUnboundScript(isolate_, &source).ToLocal(&script)) {
-      return absl::InternalError(
-          StrCat("bootstrap does not compile: ", Utf8(isolate_, tc.Exception())));
+    v8::TryCatch tc(isolate);
+    v8::ScriptOrigin origin(isolate, V8Str(isolate, "txfn:bootstrap"));
+    v8::Local<v8::Script> script;
+    v8::Local<v8::Value> fn;
+    v8::Local<v8::Object> natives;
+    v8::Local<v8::Value> out;
+    v8::Local<v8::Value> arg;
+    if (!v8::Script::Compile(context, V8Str(isolate, kBootstrapSource), &origin).ToLocal(&script) ||
+        !script->Run(context).ToLocal(&fn) ||
+        !natives_template->NewInstance(context).ToLocal(&natives) ||
+        !(arg = natives, fn.As<v8::Function>()->Call(context, v8::Undefined(isolate), 1, &arg))
+             .ToLocal(&out) ||
+        !out->IsObject()) {
+      return absl::InternalError(StrCat("bootstrap failed: ", Utf8(isolate, tc.Exception())));
     }
-    bootstrap_.Reset(isolate_, script);
-    return absl::OkStatus();
+    return scope.Escape(out.As<v8::Object>());
   }
 
   v8::Isolate* isolate() const { return isolate_; }
@@ -135,27 +174,40 @@ class IsolateRuntime : public IsolateData {
   v8::Local<v8::Private> kind_key() const { return kind_key_.Get(isolate_); }
   v8::Local<v8::Private> code_key() const { return code_key_.Get(isolate_); }
 
-  // A new context with the bootstrap run in it.
+  // A new context with the bootstrap run in it: deserialised from the
+  // runner's startup snapshot if the isolate was made from it (see
+  // UseRunnerSnapshot), else a plain context that runs the bootstrap now.
   absl::StatusOr<std::unique_ptr<ContextState>> NewContext() {
     auto state = std::make_unique<ContextState>();
-    v8::Local<v8::Context> context = v8::Context::New(isolate_);
-    if (context.IsEmpty()) return absl::ResourceExhaustedError("cannot create a V8 context");
+    state->rt = this;
+    v8::Local<v8::Context> context;
+    v8::Local<v8::Object> exports;
+    if (from_snapshot_ != Tri::kNo) {
+      const bool ok = FromSnapshot(&context, &exports);
+      if (!ok && from_snapshot_ == Tri::kYes) {
+        return absl::ResourceExhaustedError("cannot create a V8 context");
+      }
+      from_snapshot_ = ok ? Tri::kYes : Tri::kNo;
+      if (!ok) {
+        context.Clear();
+        exports.Clear();
+      }
+    }
+    if (context.IsEmpty()) {
+      context = v8::Context::New(isolate_);
+      if (context.IsEmpty()) return absl::ResourceExhaustedError("cannot create a V8 context");
+      v8::Context::Scope scope(context);
+      TXFN_ASSIGN_OR_RETURN(exports, Bootstrap(isolate_, context));
+    }
     context->SetAlignedPointerInEmbedderData(kContextStateSlot, state.get());
     v8::Context::Scope scope(context);
-    v8::TryCatch tc(isolate_);
-    v8::Local<v8::Value> fn;
-    v8::Local<v8::Object> natives;
-    v8::Local<v8::Value> out;
-    v8::Local<v8::Value> arg;
-    if (!bootstrap_.Get(isolate_)->BindToCurrentContext()->Run(context).ToLocal(&fn) ||
-        !natives_.Get(isolate_)->NewInstance(context).ToLocal(&natives) ||
-        !(arg = natives, fn.As<v8::Function>()->Call(context, v8::Undefined(isolate_), 1, &arg))
-             .ToLocal(&out)) {
-      return absl::InternalError(StrCat("bootstrap failed: ", Utf8(isolate_, tc.Exception())));
+    v8::Local<v8::Value> server;
+    v8::Local<v8::Value> ctx;
+    if (!exports->Get(context, V8Str(isolate_, "server")).ToLocal(&server) ||
+        !exports->Get(context, V8Str(isolate_, "ctx")).ToLocal(&ctx) || !server->IsObject() ||
+        !ctx->IsObject()) {
+      return absl::InternalError("bootstrap exports are malformed");
     }
-    v8::Local<v8::Object> exports = out.As<v8::Object>();
-    v8::Local<v8::Value> server = exports->Get(context, V8Str(isolate_, "server")).ToLocalChecked();
-    v8::Local<v8::Value> ctx = exports->Get(context, V8Str(isolate_, "ctx")).ToLocalChecked();
     state->server.Reset(isolate_, server.As<v8::Object>());
     state->ctx.Reset(isolate_, ctx.As<v8::Object>());
     state->context.Reset(isolate_, context);
@@ -175,7 +227,7 @@ class IsolateRuntime : public IsolateData {
 
  private:
   static IsolateRuntime* Self(const v8::FunctionCallbackInfo<v8::Value>& info) {
-    return static_cast<IsolateRuntime*>(info.Data().As<v8::External>()->Value());
+    return StateOf(info.GetIsolate()->GetCurrentContext())->rt;
   }
   // The running request, or throws and returns nullptr.
   static RequestState* Current(const v8::FunctionCallbackInfo<v8::Value>& info) {
@@ -394,14 +446,59 @@ class IsolateRuntime : public IsolateData {
     if (!s.ok()) ThrowTxn(info, req, s);
   }
 
+  // A context from the isolate's startup snapshot, if it holds the runner's.
+  bool FromSnapshot(v8::Local<v8::Context>* context, v8::Local<v8::Object>* exports) {
+    if (!v8::Context::FromSnapshot(isolate_, kSnapshotContextIndex).ToLocal(context)) return false;
+    v8::Local<v8::String> marker;
+    if (!(*context)->GetDataFromSnapshotOnce<v8::Object>(kSnapshotExportsIndex).ToLocal(exports) ||
+        !(*context)->GetDataFromSnapshotOnce<v8::String>(kSnapshotMarkerIndex).ToLocal(&marker)) {
+      return false;
+    }
+    // Another embedder's snapshot could have data at these indices too.
+    return from_snapshot_ == Tri::kYes || Utf8(isolate_, marker) == kSnapshotMarker;
+  }
+
+  enum class Tri { kUnknown, kYes, kNo };
+
   v8::Isolate* isolate_;
-  v8::Global<v8::ObjectTemplate> natives_;
-  v8::Global<v8::UnboundScript> bootstrap_;
+  Tri from_snapshot_ = Tri::kUnknown;
   v8::Global<v8::Private> kind_key_;
   v8::Global<v8::Private> code_key_;
   std::unique_ptr<ContextState> reused_;
   RequestState* current_ = nullptr;
 };
+
+// ---- Startup snapshot ------------------------------------------------------
+
+// The runner's startup snapshot: V8's default context, plus a context with the
+// bootstrap already run (its exports and kSnapshotMarker attached), with the
+// bootstrap's compiled code kept. nullptr if it cannot be made.
+const v8::StartupData* CreateRunnerSnapshot() {
+  (void)V8Platform();  // initialises V8 if nobody did yet
+  v8::SnapshotCreator creator(IsolateRuntime::ExternalReferences());
+  v8::Isolate* isolate = creator.GetIsolate();
+  bool ok = false;
+  {
+    v8::HandleScope scope(isolate);
+    creator.SetDefaultContext(v8::Context::New(isolate));
+    v8::Local<v8::Context> context = v8::Context::New(isolate);
+    if (!context.IsEmpty()) {
+      v8::Context::Scope context_scope(context);
+      absl::StatusOr<v8::Local<v8::Object>> exports = IsolateRuntime::Bootstrap(isolate, context);
+      if (exports.ok()) {
+        ok = creator.AddData(context, *exports) == kSnapshotExportsIndex &&
+             creator.AddData(context, V8Str(isolate, kSnapshotMarker)) == kSnapshotMarkerIndex;
+      }
+    }
+    if (ok) ok = creator.AddContext(context) == kSnapshotContextIndex;
+  }
+  v8::StartupData blob = creator.CreateBlob(v8::SnapshotCreator::FunctionCodeHandling::kKeep);
+  if (!ok || blob.data == nullptr || blob.raw_size <= 0) {
+    delete[] blob.data;
+    return nullptr;
+  }
+  return new v8::StartupData(blob);
+}
 
 // ---- Paths -----------------------------------------------------------------
 
@@ -664,21 +761,62 @@ class Run {
           return compiled;
         });
     if (!cached.ok()) return cached.status();
-    if (!fresh.IsEmpty()) return fresh;
+    v8::Local<v8::Module> module = fresh;
     const CompiledModule& c = **cached;
-    if (c.source != source || c.code_cache.empty()) return CompileSource(path, source, nullptr);
+    if (module.IsEmpty()) {
+      const bool usable = c.source == source && !c.code_cache.empty();
+      TXFN_ASSIGN_OR_RETURN(module, CompileSource(path, source, usable ? &c : nullptr));
+    }
+    if (!c.warm && c.source == source) cold_.push_back(ColdModule{std::move(key), *cached, module});
     (void)context;
-    return CompileSource(path, source, &c);
+    return module;
   }
+
+ public:
+  // After a successful request: replaces the cold code caches of the modules
+  // it loaded by warm ones, which include the functions compiled while it ran.
+  void WarmCodeCaches() {
+    for (const ColdModule& m : cold_) {
+      std::unique_ptr<v8::ScriptCompiler::CachedData> data(
+          v8::ScriptCompiler::CreateCodeCache(m.module->GetUnboundModuleScript()));
+      if (data == nullptr || data->length <= 0) continue;
+      auto warm = std::make_shared<CompiledModule>();
+      warm->source = m.entry->source;
+      warm->code_cache.assign(reinterpret_cast<const char*>(data->data),
+                              static_cast<size_t>(data->length));
+      warm->warm = true;
+      core_.module_cache().Put(m.key, std::move(warm));
+    }
+    cold_.clear();
+  }
+
+ private:
+  struct ColdModule {
+    std::string key;
+    std::shared_ptr<const CompiledModule> entry;
+    v8::Local<v8::Module> module;
+  };
 
   RunnerCore& core_;
   IsolateRuntime& rt_;
   v8::Isolate* isolate_;
   Transaction& txn_;
   RunStats& stats_;
+  std::vector<ColdModule> cold_;  // loaded from (or made as) a cold code cache
 };
 
 }  // namespace
+
+bool UseRunnerSnapshot(v8::Isolate::CreateParams* params) {
+  // Made once per process and never freed (isolates made from it may outlive
+  // any owner); immutable once made.
+  static const v8::StartupData* const blob = CreateRunnerSnapshot();
+  if (blob == nullptr) return false;
+  // CreateParams takes a non-const pointer; V8 only reads the blob.
+  params->snapshot_blob = const_cast<v8::StartupData*>(blob);
+  params->external_references = IsolateRuntime::ExternalReferences();
+  return true;
+}
 
 RunnerCore::RunnerCore(FunctionRunnerOptions options)
     : options_(std::move(options)),
@@ -852,6 +990,7 @@ RunResult RunnerCore::RunOnIsolate(IsolateLease& lease, const RunRequest& reques
                           StrCat("result of ", request.function, ": ", value.status().message()));
     }
     result.value = *std::move(value);
+    run.WarmCodeCaches();
     keep_context = reuse;
     return absl::OkStatus();
   }();

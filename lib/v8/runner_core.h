@@ -17,15 +17,31 @@
 #include "txfn/function_runner.h"
 #include "txfn/isolate_scheduler.h"
 #include "txfn/transaction.h"
+#include "v8-isolate.h"
 
 namespace txfn::internal {
 
 // Compiled module: the source it was compiled from (to rule out hash
-// collisions) and V8's code cache for it.
+// collisions) and V8's code cache for it. A cold code cache (made right after
+// compiling) holds only the module's top-level code; the runner replaces it,
+// once, by a warm one made after the module first ran successfully, which
+// also holds the functions that run compiled (so they are not compiled again
+// in every fresh context).
 struct CompiledModule {
   std::string source;
   std::string code_cache;
+  bool warm = false;
 };
+
+// Makes isolates created with `params` start from the runner's startup
+// snapshot: sets params->snapshot_blob and params->external_references. With
+// it, the runner's fresh context per request is deserialised with its JS
+// environment ready instead of built by running the bootstrap (several times
+// cheaper). The snapshot is made once per process, on the first call (tens of
+// milliseconds), and never freed. Returns false, leaving params unchanged, if
+// it cannot be made; the runner then builds its contexts itself. Isolates made
+// without it work too. Thread-safe.
+bool UseRunnerSnapshot(v8::Isolate::CreateParams* params);
 
 class RunnerCore {
  public:
