@@ -60,7 +60,7 @@ check a-balance 0 '"balance":\{"\$int64":"900"\}' t run --tenant=bank accounts:g
 check mutation-as-query 1 'is a mutation, called as a query' \
   t run --tenant=bank --kind=query accounts:open '{"owner": "x"}'
 check bad-args 1 'INVALID_ARGUMENT.*unexpected argument' \
-  t run --tenant=bank audit:total '{"nope": 1}'
+  t run --tenant=bank accounts:get '{"id": "x", "nope": 1}'
 check bad-json 2 'ARGS_JSON' t run --tenant=bank audit:total '{nope'
 check no-export 1 'NOT_FOUND' t run --tenant=bank audit:nothing
 check no-tenant 1 'NOT_FOUND' t run --tenant=nobody audit:total
