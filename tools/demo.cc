@@ -29,8 +29,10 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/match.h"
 #include "fmt/format.h"
 #include "tools/app_dir.h"
 #include "txfn/engine.h"
@@ -52,8 +54,8 @@ ABSL_FLAG(std::string, storage, "sqlite",
 ABSL_FLAG(int, threads, 0, "Client threads issuing calls (0 = 2 x the workers).");
 ABSL_FLAG(int, workers, 0, "Isolate worker threads (0 = the hardware concurrency).");
 ABSL_FLAG(double, hot, 0.3,
-          "Fraction of mutations aimed at a tenant's hot spot (a bank's hot account pair, "
-          "a chat's hot message), to provoke OCC conflicts.");
+          "Fraction of mutations aimed at the hot spot of the first chat or bank tenant "
+          "(its first message, or its accounts 0 and 1), to provoke OCC conflicts.");
 ABSL_FLAG(std::string, apps, TXFN_APPS_DIR, "Directory holding the chat and bank apps.");
 ABSL_FLAG(uint64_t, seed, 1, "Seed of the workload's random choices.");
 ABSL_FLAG(bool, keep, false, "Keep the temporary SQLite database (its path is printed).");
@@ -358,6 +360,12 @@ int Main(int argc, char** argv) {
       "Deploys the chat and bank example apps to N tenants and drives a mixed "
       "query/mutation workload on them, then prints a summary and checks that "
       "every bank's total balance is unchanged.");
+  absl::FlagsUsageConfig usage;
+  usage.contains_help_flags = [](absl::string_view file) {
+    return absl::StrContains(file, "tools/demo.cc");
+  };
+  usage.contains_helpshort_flags = usage.contains_help_flags;
+  absl::SetFlagsUsageConfig(usage);
   absl::ParseCommandLine(argc, argv);
   const double duration = absl::GetFlag(FLAGS_duration);
   const int n_tenants = absl::GetFlag(FLAGS_tenants);
@@ -398,9 +406,10 @@ int Main(int argc, char** argv) {
     options.storage = EngineStorage::kMemory;
   }
   options.scheduler.workers = workers;
-  // Enough isolates for every tenant to stay warm, and per-tenant concurrency
+  // Enough isolates for every tenant to keep two warm (a tenant with k calls
+  // running holds k isolates), and per-tenant concurrency
   // up to the client threads (so hot spots really run concurrently).
-  options.scheduler.max_isolates = n_tenants + 2 * workers;
+  options.scheduler.max_isolates = 2 * n_tenants + workers;
   options.scheduler.max_in_flight_per_tenant = threads;
   options.scheduler.queue_capacity = static_cast<size_t>(4 * threads + 64);
 
