@@ -57,6 +57,9 @@ ABSL_FLAG(double, hot, 0.3,
           "Fraction of mutations aimed at the hot spot of the first chat or bank tenant "
           "(its first message, or its accounts 0 and 1), to provoke OCC conflicts.");
 ABSL_FLAG(std::string, apps, TXFN_APPS_DIR, "Directory holding the chat and bank apps.");
+ABSL_FLAG(bool, reuse_context, false,
+          "Opt every tenant in to context reuse (FunctionRunnerOptions::reuse_context): "
+          "faster, but module state persists between a tenant's calls on an isolate.");
 ABSL_FLAG(uint64_t, seed, 1, "Seed of the workload's random choices.");
 ABSL_FLAG(bool, keep, false, "Keep the temporary SQLite database (its path is printed).");
 
@@ -406,6 +409,9 @@ int Main(int argc, char** argv) {
     options.storage = EngineStorage::kMemory;
   }
   options.scheduler.workers = workers;
+  if (absl::GetFlag(FLAGS_reuse_context)) {
+    options.runner.reuse_context = [](const std::string&) { return true; };
+  }
   // Enough isolates for every tenant to keep two warm (a tenant with k calls
   // running holds k isolates), and per-tenant concurrency
   // up to the client threads (so hot spots really run concurrently).
@@ -423,10 +429,10 @@ int Main(int argc, char** argv) {
     Engine& engine = **opened;
     std::printf(
         "txfn-demo: %d tenants (%d chat, %d bank) on %s%s, %d workers, %d client "
-        "threads, %.0f%% queries, %.1f s\n",
+        "threads, %.0f%% queries, %.1f s%s\n",
         n_tenants, n_tenants - n_tenants / 2, n_tenants / 2, storage.c_str(),
         storage == "sqlite" ? StrCat(" (", options.path, ")").c_str() : "", workers, threads,
-        mix * 100, duration);
+        mix * 100, duration, absl::GetFlag(FLAGS_reuse_context) ? ", contexts reused" : "");
 
     // Deploy and seed, one thread per tenant.
     std::vector<std::unique_ptr<TenantState>> tenants;
