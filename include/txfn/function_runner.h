@@ -189,6 +189,19 @@ class FunctionRunner {
   [[nodiscard]] absl::Status RunAsync(std::shared_ptr<const Snapshot> snapshot, RunRequest request,
                                       std::function<void(RunResult)> done);
 
+  // Compiles, links and evaluates (top level only) every module of
+  // snapshot->metadata() in a fresh context on one of the scheduler's
+  // isolates of snapshot->tenant(), without calling any function; blocks.
+  // Meant for deploys: pass a Snapshot whose metadata is the one the deploy
+  // would install (e.g. built from Transaction::metadata() before commit).
+  // OK if every module loads; else the first failure, its message naming the
+  // module: Unknown for a syntax error or a throwing top level (with the JS
+  // message and line), NotFound for an import that names no module,
+  // ResourceExhausted for a limit or a scheduler refusal. Compiled modules
+  // land in the module cache, so the first calls after the deploy hit it.
+  // Works on a disabled tenant too.
+  [[nodiscard]] absl::Status CheckModules(std::shared_ptr<const Snapshot> snapshot);
+
   ModuleCacheStats module_cache_stats() const;
 
  private:

@@ -5,6 +5,7 @@
 
 #include "lib/v8/runner_core.h"
 #include "txfn/internal/mutex.h"
+#include "txfn/internal/status_macros.h"
 
 namespace txfn {
 
@@ -73,6 +74,32 @@ RunResult FunctionRunner::Run(std::shared_ptr<const Snapshot> snapshot, RunReque
   internal::MutexLock lock(&waiter->mu);
   waiter->cv.Wait([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(waiter->mu) { return waiter->done; });
   return std::move(waiter->result);
+}
+
+absl::Status FunctionRunner::CheckModules(std::shared_ptr<const Snapshot> snapshot) {
+  struct Waiter {
+    internal::Mutex mu;
+    internal::CondVar cv{&mu};
+    bool done ABSL_GUARDED_BY(mu) = false;
+    absl::Status status ABSL_GUARDED_BY(mu);
+  };
+  auto waiter = std::make_shared<Waiter>();
+  std::string tenant = snapshot->tenant();
+  TXFN_RETURN_IF_ERROR(scheduler_->Submit(
+      std::move(tenant),
+      [core = core_, snapshot = std::move(snapshot), waiter](IsolateLease& lease) {
+        Transaction txn(snapshot, TransactionOptions{.read_only = true});
+        absl::Status status = core->CheckModulesOnIsolate(lease, txn);
+        lease.RunAfterRelease([waiter, status] {
+          internal::MutexLock lock(&waiter->mu);
+          waiter->status = status;
+          waiter->done = true;
+          waiter->cv.SignalAll();
+        });
+      }));
+  internal::MutexLock lock(&waiter->mu);
+  waiter->cv.Wait([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(waiter->mu) { return waiter->done; });
+  return waiter->status;
 }
 
 ModuleCacheStats FunctionRunner::module_cache_stats() const {

@@ -1018,4 +1018,79 @@ RunResult RunnerCore::RunOnIsolate(IsolateLease& lease, const RunRequest& reques
   return result;
 }
 
+absl::Status RunnerCore::CheckModulesOnIsolate(IsolateLease& lease, Transaction& txn) {
+  v8::Isolate* isolate = lease.isolate();
+  v8::HandleScope handle_scope(isolate);
+  std::unique_ptr<ContextState> fresh;
+  RunStats stats;
+  std::vector<LogEntry> logs;
+  absl::Status status = [&]() -> absl::Status {
+    if (lease.data() == nullptr) {
+      auto runtime = std::make_unique<IsolateRuntime>(isolate);
+      TXFN_RETURN_IF_ERROR(runtime->Init());
+      lease.set_data(std::move(runtime));
+    }
+    IsolateRuntime* rt = static_cast<IsolateRuntime*>(lease.data());
+    TXFN_ASSIGN_OR_RETURN(fresh, rt->NewContext());
+    v8::Local<v8::Context> context = fresh->context.Get(isolate);
+    v8::Context::Scope context_scope(context);
+    RequestState req;
+    req.txn = &txn;
+    req.options = &options_;
+    req.rng = 0x6a09e667f3bcc909ULL;
+    req.now_ms = std::floor(static_cast<double>(txn.begin_ts()) / 1e6);
+    req.logs = &logs;
+    rt->set_current(&req);
+    struct ClearCurrent {
+      IsolateRuntime* rt;
+      ~ClearCurrent() { rt->set_current(nullptr); }
+    } clear_current{rt};
+    v8::TryCatch tc(isolate);
+    auto js_error = [&](const std::string& path) -> absl::Status {
+      if (tc.HasTerminated() || isolate->IsExecutionTerminating()) {
+        isolate->CancelTerminateExecution();
+        if (lease.limit_exceeded()) {
+          return absl::ResourceExhaustedError(
+              StrCat("module '", path, "' exceeded its ", lease.exceeded_limit(), " limit"));
+        }
+        return absl::CancelledError("JavaScript execution was terminated");
+      }
+      return ExceptionStatus(*rt, context, tc, StrCat("module '", path, "'"));
+    };
+    Run run(*this, *rt, txn, stats);
+    for (const auto& [path, source] : txn.metadata().modules()) {
+      absl::StatusOr<v8::Local<v8::Module>> module = run.Load(context, *fresh, path);
+      if (!module.ok()) {
+        return absl::Status(module.status().code(),
+                            StrCat("module '", path, "': ", module.status().message()));
+      }
+      if ((*module)->GetStatus() == v8::Module::kUninstantiated &&
+          (*module)->InstantiateModule(context, &Run::ResolveCallback).IsNothing()) {
+        return js_error(path);
+      }
+      if ((*module)->GetStatus() == v8::Module::kInstantiated) {
+        v8::Local<v8::Value> evaluated;
+        if (!(*module)->Evaluate(context).ToLocal(&evaluated)) return js_error(path);
+        isolate->PerformMicrotaskCheckpoint();
+        if (evaluated->IsPromise() &&
+            evaluated.As<v8::Promise>()->State() == v8::Promise::kPending) {
+          return absl::UnknownError(
+              StrCat("module '", path, "' did not finish evaluating (top-level await)"));
+        }
+      }
+      if ((*module)->GetStatus() == v8::Module::kErrored) {
+        absl::Status s = RejectionStatus(*rt, context, (*module)->GetException());
+        return absl::Status(s.code(), StrCat("module '", path, "': ", s.message()));
+      }
+    }
+    return absl::OkStatus();
+  }();
+  if (fresh != nullptr) {
+    fresh.reset();
+    isolate->ContextDisposedNotification();
+  }
+  if (isolate->IsExecutionTerminating()) isolate->CancelTerminateExecution();
+  return status;
+}
+
 }  // namespace txfn::internal

@@ -55,6 +55,11 @@ class RunnerCore {
   // context there).
   RunResult RunOnIsolate(IsolateLease& lease, const RunRequest& request, Transaction& txn);
 
+  // Compiles, links and evaluates every module of txn.metadata() in a fresh
+  // context on lease.isolate(); runs no function. See
+  // FunctionRunner::CheckModules.
+  absl::Status CheckModulesOnIsolate(IsolateLease& lease, Transaction& txn);
+
   const FunctionRunnerOptions& options() const { return options_; }
   AsyncLruCache<std::string, CompiledModule>& module_cache() { return module_cache_; }
 

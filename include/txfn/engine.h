@@ -1,0 +1,175 @@
+// txfn/engine.h — one ready assembly of txfn's parts: the embedded engine.
+//
+// Engine::Open assembles, on one Storage (SQLite at a path by default), a
+// committer per tenant (opened on first use), snapshot publication, an
+// IsolateScheduler, a FunctionRunner with its module cache, and runs tenants'
+// functions: queries at the latest snapshot, mutations committed under OCC
+// and retried on conflict. Hosts that need another shape (remote runners,
+// several runners behind a router) assemble the same parts themselves; see
+// examples/assemble_runner.cc.
+//
+//   auto engine = txfn::Engine::Open({.path = "app.db"});
+//   if (!engine.ok()) return engine.status();
+//   TXFN_RETURN_IF_ERROR((*engine)->CreateTenant("shop"));
+//   TXFN_RETURN_IF_ERROR((*engine)->Deploy("shop", {{"cart.js", source}}, schema));
+//   absl::StatusOr<txfn::CallResult> r =
+//       (*engine)->Mutation("shop", "cart:add", txfn::Value::FromObject({...}));
+//
+// Tenants. A tenant exists once it has a commit: CreateTenant commits its
+// initial metadata (empty schema, no modules, enabled). Everything of a
+// tenant — schema, modules, state, documents — lives in the Storage, so
+// reopening an engine on the same SQLite file restores every tenant as it
+// was. One Engine per Storage: two engines (or an engine and another
+// committer) writing one tenant would break serialisability.
+//
+// Calls. A function name is "path/to/module:export" (see function_runner.h
+// for the JavaScript side). A query runs read-only at the tenant's latest
+// snapshot. A mutation runs at the latest snapshot and commits through the
+// tenant's committer (group commit); on an OCC conflict it runs again on a
+// newer snapshot, up to EngineOptions::mutation_retry.max_attempts runs, then
+// fails with Aborted.
+//
+// Errors: NotFound (unknown tenant, module or export), FailedPrecondition
+// (disabled tenant), InvalidArgument (bad name, bad arguments, a schema
+// violation, a refused deploy), Aborted (conflicts past the retry limit),
+// ResourceExhausted (a limit, or the scheduler's queue is full), Unknown (an
+// uncaught JS exception, with its message and stack), Unavailable (storage).
+//
+// Thread safety: every method is thread-safe. The callback forms run `done`
+// on a txfn worker thread: it must not block on another call of the same
+// engine (a blocking Query/Mutation inside `done` may deadlock when every
+// worker waits); calling the async forms from `done` is fine.
+#ifndef TXFN_ENGINE_H_
+#define TXFN_ENGINE_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "txfn/committer.h"
+#include "txfn/function_runner.h"
+#include "txfn/isolate_scheduler.h"
+#include "txfn/retry.h"
+#include "txfn/schema.h"
+#include "txfn/snapshot.h"
+#include "txfn/sqlite_storage.h"
+#include "txfn/storage.h"
+#include "txfn/value.h"
+
+namespace txfn {
+
+enum class EngineStorage { kSqlite, kMemory };
+
+struct EngineOptions {
+  EngineStorage storage = EngineStorage::kSqlite;
+  std::string path;                         // the SQLite file (kSqlite)
+  SqliteOptions sqlite;                     // options of that file (kSqlite)
+  std::shared_ptr<Storage> custom_storage;  // if set, used instead of `storage`
+  // The engine's scheduler. max_in_flight_per_tenant == 0 here means "no
+  // per-tenant cap beyond the queue" (the engine sets it to queue_capacity):
+  // an embedded engine's callers are its own back-pressure. Set it to cap
+  // how much of the isolates one tenant may take.
+  IsolateSchedulerOptions scheduler;
+  FunctionRunnerOptions runner;
+  CommitterOptions committer;  // for every tenant's committer
+  // Mutations re-run on OCC conflict up to this many runs in all, then
+  // Aborted. The blocking form sleeps a jittered exponential backoff between
+  // runs; the callback form re-submits at once (it never sleeps on a worker).
+  RetryOptions mutation_retry{.max_attempts = 8};
+};
+
+// The outcome of a call.
+struct CallResult {
+  Value value;
+  Timestamp ts = 0;            // the snapshot a query read, or the mutation's commit ts
+  int attempts = 1;            // mutation runs (1 + conflict retries)
+  std::vector<LogEntry> logs;  // of the last run
+  RunStats stats;              // of the last run
+};
+
+struct EngineStats {
+  uint64_t queries = 0;    // Query calls that succeeded
+  uint64_t mutations = 0;  // Mutation calls that committed
+  uint64_t conflicts = 0;  // OCC conflicts seen (each caused a retry or an Aborted)
+  uint64_t retries = 0;    // mutation re-runs after a conflict
+  uint64_t deploys = 0;
+  uint64_t deploys_refused = 0;
+  // Summed over the committers open now (a deleted tenant's are gone):
+  // commits / batches is the number of commits per Storage::Write (fsync).
+  CommitterStats committer;
+  IsolateSchedulerStats scheduler;
+  ModuleCacheStats module_cache;
+};
+
+class Engine {
+ public:
+  using Callback = std::function<void(absl::StatusOr<CallResult>)>;
+
+  // Opens the storage (creating an SQLite file if missing) and starts the
+  // scheduler's threads. InvalidArgument for an empty path with kSqlite and
+  // no custom storage; the storage's or scheduler's error otherwise.
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<Engine>> Open(EngineOptions options);
+  // Waits for running calls' work items, stops the threads. No call may be
+  // made concurrently with or after destruction.
+  virtual ~Engine() = default;
+
+  // ---- Tenants ----
+  // A valid name is 1..64 bytes of [A-Za-z0-9_.-]. AlreadyExists if it
+  // exists; InvalidArgument for a bad name.
+  [[nodiscard]] virtual absl::Status CreateTenant(std::string_view tenant) = 0;
+  // Replaces the tenant's modules (path -> source; paths not listed are
+  // removed) and schema in one transaction. Validates first — every module
+  // compiles, links and evaluates its top level, existing documents fit the
+  // new schema — else refused with InvalidArgument naming the problem (or
+  // FailedPrecondition for dropping a table that still has documents), and
+  // the old version keeps serving. NotFound for an unknown tenant. Allowed
+  // on a disabled tenant.
+  [[nodiscard]] virtual absl::Status Deploy(std::string_view tenant,
+                                            const std::map<std::string, std::string>& modules,
+                                            const Schema& schema) = 0;
+  // The same with the schema in its JSON form (schema.h); a schema that does
+  // not parse is refused with InvalidArgument.
+  [[nodiscard]] virtual absl::Status DeployJson(std::string_view tenant,
+                                                const std::map<std::string, std::string>& modules,
+                                                std::string_view schema_json) = 0;
+  // Disabled: every call fails with FailedPrecondition (no JS runs); data,
+  // modules and schema are kept. NotFound for an unknown tenant.
+  [[nodiscard]] virtual absl::Status SetEnabled(std::string_view tenant, bool enabled) = 0;
+  // Removes the tenant and all its data. NotFound if it does not exist. A
+  // mutation that was running then fails with NotFound at its commit.
+  [[nodiscard]] virtual absl::Status DeleteTenant(std::string_view tenant) = 0;
+  // Every tenant, sorted.
+  [[nodiscard]] virtual absl::StatusOr<std::vector<std::string>> ListTenants() = 0;
+  // The tenant's latest snapshot (for tools: tables, modules, export).
+  [[nodiscard]] virtual absl::StatusOr<std::shared_ptr<const Snapshot>> Latest(
+      std::string_view tenant) = 0;
+
+  // ---- Calls ----
+  // `function` is "path/to/module:export". Blocks until done.
+  [[nodiscard]] virtual absl::StatusOr<CallResult> Query(std::string_view tenant,
+                                                         std::string_view function,
+                                                         const Value& args) = 0;
+  [[nodiscard]] virtual absl::StatusOr<CallResult> Mutation(std::string_view tenant,
+                                                            std::string_view function,
+                                                            const Value& args) = 0;
+  // Callback forms: `done` runs exactly once, on a txfn thread, unless the
+  // call is refused at once (unknown tenant, full queue: then the status is
+  // returned and `done` never runs).
+  [[nodiscard]] virtual absl::Status QueryAsync(std::string_view tenant, std::string_view function,
+                                                const Value& args, Callback done) = 0;
+  [[nodiscard]] virtual absl::Status MutationAsync(std::string_view tenant,
+                                                   std::string_view function, const Value& args,
+                                                   Callback done) = 0;
+
+  virtual EngineStats stats() const = 0;
+};
+
+}  // namespace txfn
+
+#endif  // TXFN_ENGINE_H_

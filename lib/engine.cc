@@ -1,0 +1,466 @@
+// The embedded engine: per-tenant committers on one Storage, one
+// IsolateScheduler and one FunctionRunner.
+//
+// Locking: lifecycle_mu_ serialises tenant creation, deletion and the first
+// open of a tenant's committer (all of which ask the storage whether the
+// tenant exists); map_mu_ guards the map of open tenants and is held only for
+// lookups. Order: lifecycle_mu_, then map_mu_. Each open tenant has a
+// SharedMutex: commits hold it shared, DeleteTenant exclusively, so no commit
+// lands after a tenant was deleted.
+#include "txfn/engine.h"
+
+#include <algorithm>
+#include <atomic>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/random/random.h"
+#include "absl/time/clock.h"
+#include "txfn/in_memory_storage.h"
+#include "txfn/internal/mutex.h"
+#include "txfn/internal/status_macros.h"
+#include "txfn/internal/strings.h"
+#include "txfn/transaction.h"
+
+namespace txfn {
+namespace {
+
+using internal::StrCat;
+using internal::ToAbsl;
+
+constexpr size_t kMaxTenantNameBytes = 64;
+
+absl::Status ValidateTenantName(std::string_view tenant) {
+  if (tenant.empty() || tenant.size() > kMaxTenantNameBytes) {
+    return absl::InvalidArgumentError(
+        StrCat("tenant name must have 1..", kMaxTenantNameBytes, " bytes"));
+  }
+  for (char c : tenant) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '_' || c == '-' || c == '.';
+    if (!ok) {
+      return absl::InvalidArgumentError(
+          StrCat("tenant name '", tenant, "' may only contain [A-Za-z0-9_.-]"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// One open tenant.
+struct TenantEntry {
+  std::unique_ptr<Committer> committer;
+  internal::SharedMutex mu;  // shared: a commit; exclusive: deletion
+  bool deleted ABSL_GUARDED_BY(mu) = false;
+};
+
+CallResult ToCallResult(RunResult r, Timestamp ts, int attempts) {
+  return CallResult{.value = std::move(r.value),
+                    .ts = ts,
+                    .attempts = attempts,
+                    .logs = std::move(r.logs),
+                    .stats = r.stats};
+}
+
+class EngineImpl final : public Engine {
+ public:
+  EngineImpl(EngineOptions options, std::shared_ptr<Storage> storage,
+             std::shared_ptr<IsolateScheduler> scheduler)
+      : options_(std::move(options)),
+        storage_(std::move(storage)),
+        scheduler_(scheduler),
+        runner_(std::move(scheduler), options_.runner) {}
+
+  ~EngineImpl() override {
+    // Wait for async calls still in flight (they hold `this`).
+    internal::MutexLock lock(&async_mu_);
+    async_cv_.Wait([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(async_mu_) { return async_calls_ == 0; });
+  }
+
+  // ---- Tenants ----
+
+  absl::Status CreateTenant(std::string_view tenant) override {
+    TXFN_RETURN_IF_ERROR(ValidateTenantName(tenant));
+    internal::MutexLock lifecycle(&lifecycle_mu_);
+    if (FindOpen(tenant) != nullptr) {
+      return absl::AlreadyExistsError(StrCat("tenant '", tenant, "' already exists"));
+    }
+    TXFN_ASSIGN_OR_RETURN(Timestamp max, storage_->MaxCommittedTimestamp(tenant));
+    if (max != 0) return absl::AlreadyExistsError(StrCat("tenant '", tenant, "' already exists"));
+    auto entry = std::make_shared<TenantEntry>();
+    TXFN_ASSIGN_OR_RETURN(entry->committer,
+                          Committer::Open(storage_, std::string(tenant), options_.committer));
+    Transaction txn(entry->committer->Latest());
+    TXFN_RETURN_IF_ERROR(txn.DeploySchema(Schema()));
+    TXFN_RETURN_IF_ERROR(txn.SetEnabled(true));
+    TXFN_RETURN_IF_ERROR(entry->committer->Commit(txn.Prepare()).status());
+    internal::MutexLock lock(&map_mu_);
+    tenants_[ToAbsl(tenant)] = std::move(entry);
+    return absl::OkStatus();
+  }
+
+  absl::Status Deploy(std::string_view tenant, const std::map<std::string, std::string>& modules,
+                      const Schema& schema) override {
+    absl::Status s = DeployImpl(tenant, modules, schema);
+    (s.ok() ? deploys_ : deploys_refused_).fetch_add(1, std::memory_order_relaxed);
+    return s;
+  }
+
+  absl::Status DeployJson(std::string_view tenant,
+                          const std::map<std::string, std::string>& modules,
+                          std::string_view schema_json) override {
+    absl::StatusOr<Schema> schema = Schema::FromJson(schema_json);
+    if (!schema.ok()) {
+      deploys_refused_.fetch_add(1, std::memory_order_relaxed);
+      return absl::InvalidArgumentError(
+          StrCat("deploy refused: bad schema: ", schema.status().message()));
+    }
+    return Deploy(tenant, modules, *schema);
+  }
+
+  absl::Status SetEnabled(std::string_view tenant, bool enabled) override {
+    TXFN_ASSIGN_OR_RETURN(std::shared_ptr<TenantEntry> entry, Open(tenant));
+    return CommitWithRetry(*entry, [&](Transaction& txn) { return txn.SetEnabled(enabled); });
+  }
+
+  absl::Status DeleteTenant(std::string_view tenant) override {
+    TXFN_RETURN_IF_ERROR(ValidateTenantName(tenant));
+    internal::MutexLock lifecycle(&lifecycle_mu_);
+    std::shared_ptr<TenantEntry> entry = FindOpen(tenant);
+    if (entry == nullptr) {
+      TXFN_ASSIGN_OR_RETURN(Timestamp max, storage_->MaxCommittedTimestamp(tenant));
+      if (max == 0) return absl::NotFoundError(StrCat("tenant '", tenant, "' not found"));
+      return storage_->DeleteTenant(tenant);
+    }
+    internal::WriterMutexLock lock(&entry->mu);
+    TXFN_RETURN_IF_ERROR(storage_->DeleteTenant(tenant));
+    entry->deleted = true;
+    internal::MutexLock map_lock(&map_mu_);
+    tenants_.erase(ToAbsl(tenant));
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::vector<std::string>> ListTenants() override {
+    return storage_->ListTenants();
+  }
+
+  absl::StatusOr<std::shared_ptr<const Snapshot>> Latest(std::string_view tenant) override {
+    TXFN_ASSIGN_OR_RETURN(std::shared_ptr<TenantEntry> entry, Open(tenant));
+    return entry->committer->Latest();
+  }
+
+  // ---- Calls ----
+
+  absl::StatusOr<CallResult> Query(std::string_view tenant, std::string_view function,
+                                   const Value& args) override {
+    TXFN_ASSIGN_OR_RETURN(std::shared_ptr<TenantEntry> entry, Open(tenant));
+    std::shared_ptr<const Snapshot> snapshot = entry->committer->Latest();
+    TXFN_RETURN_IF_ERROR(CheckEnabled(*snapshot));
+    const Timestamp ts = snapshot->ts();
+    RunResult r =
+        runner_.Run(std::move(snapshot), MakeRequest(function, args, FunctionKind::kQuery));
+    if (!r.status.ok()) return std::move(r.status);
+    queries_.fetch_add(1, std::memory_order_relaxed);
+    return ToCallResult(std::move(r), ts, 1);
+  }
+
+  absl::StatusOr<CallResult> Mutation(std::string_view tenant, std::string_view function,
+                                      const Value& args) override {
+    TXFN_ASSIGN_OR_RETURN(std::shared_ptr<TenantEntry> entry, Open(tenant));
+    const int max_attempts = std::max(1, options_.mutation_retry.max_attempts);
+    absl::Duration backoff = options_.mutation_retry.initial_backoff;
+    for (int attempt = 1;; ++attempt) {
+      std::shared_ptr<const Snapshot> snapshot = entry->committer->Latest();
+      TXFN_RETURN_IF_ERROR(CheckEnabled(*snapshot));
+      RunResult r =
+          runner_.Run(std::move(snapshot), MakeRequest(function, args, FunctionKind::kMutation));
+      if (!r.status.ok()) return std::move(r.status);
+      absl::StatusOr<Timestamp> ts = Commit(*entry, std::move(r.commit));
+      if (ts.ok()) {
+        mutations_.fetch_add(1, std::memory_order_relaxed);
+        return ToCallResult(std::move(r), *ts, attempt);
+      }
+      if (!IsRetryable(ts.status())) return ts.status();
+      conflicts_.fetch_add(1, std::memory_order_relaxed);
+      if (attempt >= max_attempts) return ExhaustedRetries(function, attempt, ts.status());
+      retries_.fetch_add(1, std::memory_order_relaxed);
+      absl::SleepFor(Jitter(backoff));
+      backoff = std::min(backoff * 2, options_.mutation_retry.max_backoff);
+    }
+  }
+
+  absl::Status QueryAsync(std::string_view tenant, std::string_view function, const Value& args,
+                          Callback done) override {
+    TXFN_ASSIGN_OR_RETURN(std::shared_ptr<TenantEntry> entry, Open(tenant));
+    std::shared_ptr<const Snapshot> snapshot = entry->committer->Latest();
+    TXFN_RETURN_IF_ERROR(CheckEnabled(*snapshot));
+    const Timestamp ts = snapshot->ts();
+    BeginAsync();
+    absl::Status s =
+        runner_.RunAsync(std::move(snapshot), MakeRequest(function, args, FunctionKind::kQuery),
+                         [this, ts, done = std::move(done)](RunResult r) {
+                           if (r.status.ok()) {
+                             queries_.fetch_add(1, std::memory_order_relaxed);
+                             done(ToCallResult(std::move(r), ts, 1));
+                           } else {
+                             done(std::move(r.status));
+                           }
+                           EndAsync();
+                         });
+    if (!s.ok()) EndAsync();
+    return s;
+  }
+
+  absl::Status MutationAsync(std::string_view tenant, std::string_view function, const Value& args,
+                             Callback done) override {
+    TXFN_ASSIGN_OR_RETURN(std::shared_ptr<TenantEntry> entry, Open(tenant));
+    auto call = std::make_shared<AsyncMutation>(
+        AsyncMutation{.entry = std::move(entry),
+                      .request = MakeRequest(function, args, FunctionKind::kMutation),
+                      .done = std::move(done)});
+    TXFN_RETURN_IF_ERROR(CheckEnabled(*call->entry->committer->Latest()));
+    BeginAsync();
+    absl::Status s = SubmitMutation(call);
+    if (!s.ok()) EndAsync();
+    return s;
+  }
+
+  EngineStats stats() const override {
+    EngineStats s{.queries = queries_.load(std::memory_order_relaxed),
+                  .mutations = mutations_.load(std::memory_order_relaxed),
+                  .conflicts = conflicts_.load(std::memory_order_relaxed),
+                  .retries = retries_.load(std::memory_order_relaxed),
+                  .deploys = deploys_.load(std::memory_order_relaxed),
+                  .deploys_refused = deploys_refused_.load(std::memory_order_relaxed),
+                  .scheduler = scheduler_->stats(),
+                  .module_cache = runner_.module_cache_stats()};
+    internal::MutexLock lock(&map_mu_);
+    for (const auto& [name, entry] : tenants_) {
+      CommitterStats c = entry->committer->stats();
+      s.committer.commits += c.commits;
+      s.committer.read_only += c.read_only;
+      s.committer.conflicts += c.conflicts;
+      s.committer.too_old += c.too_old;
+      s.committer.storage_failures += c.storage_failures;
+      s.committer.batches += c.batches;
+    }
+    return s;
+  }
+
+ private:
+  struct AsyncMutation {
+    std::shared_ptr<TenantEntry> entry;
+    RunRequest request;
+    Callback done;
+    int attempt = 0;
+  };
+
+  static bool IsRetryable(const absl::Status& s) {
+    // Aborted: a conflict. FailedPrecondition from Commit: the snapshot fell
+    // out of the conflict window; a newer one will do.
+    return absl::IsAborted(s) || absl::IsFailedPrecondition(s);
+  }
+
+  static absl::Status ExhaustedRetries(std::string_view function, int attempts,
+                                       const absl::Status& last) {
+    return absl::AbortedError(StrCat(function, " did not commit after ", attempts,
+                                     " attempts (last: ", last.message(), ")"));
+  }
+
+  static absl::Status CheckEnabled(const Snapshot& snapshot) {
+    if (!snapshot.metadata().enabled()) {
+      return absl::FailedPreconditionError(StrCat("tenant '", snapshot.tenant(), "' is disabled"));
+    }
+    return absl::OkStatus();
+  }
+
+  RunRequest MakeRequest(std::string_view function, const Value& args, FunctionKind kind) {
+    uint64_t seed;
+    {
+      internal::MutexLock lock(&rng_mu_);
+      seed = absl::Uniform<uint64_t>(rng_);
+    }
+    return RunRequest{.function = std::string(function), .args = args, .kind = kind, .seed = seed};
+  }
+
+  absl::Duration Jitter(absl::Duration d) {
+    internal::MutexLock lock(&rng_mu_);
+    return d * absl::Uniform(rng_, 0.5, 1.5);
+  }
+
+  std::shared_ptr<TenantEntry> FindOpen(std::string_view tenant) const {
+    internal::MutexLock lock(&map_mu_);
+    auto it = tenants_.find(ToAbsl(tenant));
+    return it == tenants_.end() ? nullptr : it->second;
+  }
+
+  // The open tenant, opening its committer on first use.
+  absl::StatusOr<std::shared_ptr<TenantEntry>> Open(std::string_view tenant) {
+    if (std::shared_ptr<TenantEntry> entry = FindOpen(tenant)) return entry;
+    TXFN_RETURN_IF_ERROR(ValidateTenantName(tenant));
+    internal::MutexLock lifecycle(&lifecycle_mu_);
+    if (std::shared_ptr<TenantEntry> entry = FindOpen(tenant)) return entry;
+    TXFN_ASSIGN_OR_RETURN(Timestamp max, storage_->MaxCommittedTimestamp(tenant));
+    if (max == 0) return absl::NotFoundError(StrCat("tenant '", tenant, "' not found"));
+    auto entry = std::make_shared<TenantEntry>();
+    TXFN_ASSIGN_OR_RETURN(entry->committer,
+                          Committer::Open(storage_, std::string(tenant), options_.committer));
+    internal::MutexLock lock(&map_mu_);
+    tenants_[ToAbsl(tenant)] = entry;
+    return entry;
+  }
+
+  absl::StatusOr<Timestamp> Commit(TenantEntry& entry, PreparedCommit commit) {
+    internal::ReaderMutexLock lock(&entry.mu);
+    if (entry.deleted) {
+      return absl::NotFoundError(StrCat("tenant '", entry.committer->tenant(), "' was deleted"));
+    }
+    return entry.committer->Commit(std::move(commit));
+  }
+
+  // A system transaction (deploy, enable), retried on conflict.
+  absl::Status CommitWithRetry(TenantEntry& entry,
+                               const std::function<absl::Status(Transaction&)>& body) {
+    const int max_attempts = std::max(1, options_.mutation_retry.max_attempts);
+    absl::Duration backoff = options_.mutation_retry.initial_backoff;
+    for (int attempt = 1;; ++attempt) {
+      Transaction txn(entry.committer->Latest());
+      TXFN_RETURN_IF_ERROR(body(txn));
+      absl::StatusOr<Timestamp> ts = Commit(entry, txn.Prepare());
+      if (ts.ok()) return absl::OkStatus();
+      if (!IsRetryable(ts.status())) return ts.status();
+      conflicts_.fetch_add(1, std::memory_order_relaxed);
+      if (attempt >= max_attempts)
+        return ExhaustedRetries("system transaction", attempt, ts.status());
+      absl::SleepFor(Jitter(backoff));
+      backoff = std::min(backoff * 2, options_.mutation_retry.max_backoff);
+    }
+  }
+
+  absl::Status DeployImpl(std::string_view tenant,
+                          const std::map<std::string, std::string>& modules, const Schema& schema) {
+    TXFN_ASSIGN_OR_RETURN(std::shared_ptr<TenantEntry> entry, Open(tenant));
+    for (const auto& [path, source] : modules) {
+      if (path.empty() || path.find(':') != std::string::npos) {
+        return absl::InvalidArgumentError(
+            StrCat("deploy refused: bad module path '", path, "' (empty or containing ':')"));
+      }
+    }
+    return CommitWithRetry(*entry, [&](Transaction& txn) -> absl::Status {
+      if (absl::Status s = txn.DeploySchema(schema); !s.ok()) {
+        return absl::Status(s.code(), StrCat("deploy refused: schema: ", s.message()));
+      }
+      std::vector<std::string> removed;
+      for (const auto& [path, source] : txn.metadata().modules()) {
+        if (!modules.contains(path)) removed.push_back(path);
+      }
+      for (const std::string& path : removed) TXFN_RETURN_IF_ERROR(txn.DeleteModule(path));
+      for (const auto& [path, source] : modules) TXFN_RETURN_IF_ERROR(txn.PutModule(path, source));
+      // Compile, link and evaluate the new modules as they would be installed.
+      auto candidate =
+          std::make_shared<const Snapshot>(storage_, std::string(tenant), txn.begin_ts(),
+                                           std::make_shared<const TenantMetadata>(txn.metadata()));
+      if (absl::Status s = runner_.CheckModules(std::move(candidate)); !s.ok()) {
+        if (absl::IsResourceExhausted(s) || absl::IsUnavailable(s)) return s;
+        return absl::InvalidArgumentError(StrCat("deploy refused: ", s.message()));
+      }
+      return absl::OkStatus();
+    });
+  }
+
+  absl::Status SubmitMutation(const std::shared_ptr<AsyncMutation>& call) {
+    ++call->attempt;
+    std::shared_ptr<const Snapshot> snapshot = call->entry->committer->Latest();
+    if (absl::Status s = CheckEnabled(*snapshot); !s.ok()) return s;
+    return runner_.RunAsync(std::move(snapshot), call->request, [this, call](RunResult r) {
+      std::optional<absl::StatusOr<CallResult>> out = FinishMutation(*call, std::move(r));
+      if (!out.has_value()) {  // a conflict: run again on a newer snapshot
+        absl::Status s = SubmitMutation(call);
+        if (s.ok()) return;  // the next attempt owns the call now
+        out = s;
+      }
+      call->done(*std::move(out));
+      EndAsync();
+    });
+  }
+
+  // Commits a finished run; nullopt asks for another attempt.
+  std::optional<absl::StatusOr<CallResult>> FinishMutation(AsyncMutation& call, RunResult r) {
+    if (!r.status.ok()) return absl::StatusOr<CallResult>(std::move(r.status));
+    absl::StatusOr<Timestamp> ts = Commit(*call.entry, std::move(r.commit));
+    if (ts.ok()) {
+      mutations_.fetch_add(1, std::memory_order_relaxed);
+      return ToCallResult(std::move(r), *ts, call.attempt);
+    }
+    if (!IsRetryable(ts.status())) return absl::StatusOr<CallResult>(ts.status());
+    conflicts_.fetch_add(1, std::memory_order_relaxed);
+    if (call.attempt >= std::max(1, options_.mutation_retry.max_attempts)) {
+      return absl::StatusOr<CallResult>(
+          ExhaustedRetries(call.request.function, call.attempt, ts.status()));
+    }
+    retries_.fetch_add(1, std::memory_order_relaxed);
+    return std::nullopt;
+  }
+
+  void BeginAsync() {
+    internal::MutexLock lock(&async_mu_);
+    ++async_calls_;
+  }
+  void EndAsync() {
+    internal::MutexLock lock(&async_mu_);
+    if (--async_calls_ == 0) async_cv_.SignalAll();
+  }
+
+  const EngineOptions options_;
+  const std::shared_ptr<Storage> storage_;
+  const std::shared_ptr<IsolateScheduler> scheduler_;
+  FunctionRunner runner_;
+
+  internal::Mutex lifecycle_mu_ ABSL_ACQUIRED_BEFORE(map_mu_);
+  mutable internal::Mutex map_mu_;
+  absl::flat_hash_map<std::string, std::shared_ptr<TenantEntry>> tenants_ ABSL_GUARDED_BY(map_mu_);
+
+  internal::Mutex rng_mu_;
+  absl::BitGen rng_ ABSL_GUARDED_BY(rng_mu_);
+
+  internal::Mutex async_mu_;
+  internal::CondVar async_cv_{&async_mu_};
+  int64_t async_calls_ ABSL_GUARDED_BY(async_mu_) = 0;
+
+  std::atomic<uint64_t> queries_{0};
+  std::atomic<uint64_t> mutations_{0};
+  std::atomic<uint64_t> conflicts_{0};
+  std::atomic<uint64_t> retries_{0};
+  std::atomic<uint64_t> deploys_{0};
+  std::atomic<uint64_t> deploys_refused_{0};
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(EngineOptions options) {
+  std::shared_ptr<Storage> storage = options.custom_storage;
+  if (storage == nullptr) {
+    if (options.storage == EngineStorage::kMemory) {
+      storage = std::make_shared<InMemoryStorage>();
+    } else {
+      if (options.path.empty()) {
+        return absl::InvalidArgumentError("Engine::Open: an SQLite engine needs a path");
+      }
+      TXFN_ASSIGN_OR_RETURN(std::unique_ptr<SqliteStorage> sqlite,
+                            SqliteStorage::Open(options.path, options.sqlite));
+      storage = std::move(sqlite);
+    }
+  }
+  IsolateSchedulerOptions scheduler_options = options.scheduler;
+  if (scheduler_options.max_in_flight_per_tenant == 0) {
+    scheduler_options.max_in_flight_per_tenant =
+        static_cast<int>(std::min<size_t>(scheduler_options.queue_capacity, 1 << 30));
+  }
+  TXFN_ASSIGN_OR_RETURN(std::unique_ptr<IsolateScheduler> scheduler,
+                        IsolateScheduler::Create(scheduler_options));
+  return std::make_unique<EngineImpl>(std::move(options), std::move(storage), std::move(scheduler));
+}
+
+}  // namespace txfn

@@ -1,0 +1,464 @@
+// The embedded engine end to end, on InMemoryStorage and on SQLite: tenant
+// lifecycle, deploy validation, queries and mutations, retries under
+// contention, disabled tenants, reopening a file, the callback forms.
+#include "txfn/engine.h"
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "sqlite_test_util.h"
+#include "txfn/internal/mutex.h"
+
+namespace txfn {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using testing_util::TempDir;
+
+constexpr const char* kSchema = R"({"tables": {
+  "counters": {"fields": {"name": "string", "n": "int64"}, "indexes": {"by_name": ["name"]}},
+  "notes": {"indexes": {"by_text": ["text"]}}
+}})";
+
+constexpr const char* kCounters = R"JS(
+import { query, mutation } from "txfn/server";
+import { label } from "./lib/util.js";
+
+export const create = mutation(async (ctx, { name }) =>
+  ctx.db.insert("counters", { name, n: 0n }));
+export const increment = mutation(async (ctx, { name }) => {
+  const c = await ctx.db.query("counters").withIndex("by_name", (q) => q.eq("name", name)).unique();
+  await ctx.db.patch(c._id, { n: c.n + 1n });
+  return c.n + 1n;
+});
+export const get = query(async (ctx, { name }) => {
+  const c = await ctx.db.query("counters").withIndex("by_name", (q) => q.eq("name", name)).unique();
+  console.log("read", name);
+  return c === null ? null : c.n;
+});
+export const hello = query(async () => label("hello"));
+export const fail = mutation(async (ctx) => {
+  await ctx.db.insert("notes", { text: "never" });
+  throw new Error("boom");
+});
+)JS";
+
+constexpr const char* kUtil = R"JS(
+export function label(s) { return "v1:" + s; }
+)JS";
+
+std::map<std::string, std::string> Modules(const char* util = kUtil) {
+  return {{"counters.js", kCounters}, {"lib/util.js", util}};
+}
+
+Value Name(const std::string& name) { return Value::FromObject({{"name", Value::String(name)}}); }
+
+class EngineTest : public ::testing::TestWithParam<EngineStorage> {
+ protected:
+  void SetUp() override { Open(); }
+
+  EngineOptions Options() {
+    EngineOptions options;
+    options.storage = GetParam();
+    options.path = dir_.File("engine.db");
+    options.sqlite.synchronous = SqliteOptions::Synchronous::kOff;
+    options.scheduler.workers = 2;
+    return options;
+  }
+  void Open() {
+    engine_.reset();
+    auto engine = Engine::Open(Options());
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    engine_ = *std::move(engine);
+  }
+  void CreateAndDeploy(const std::string& tenant = "app") {
+    ASSERT_TRUE(engine_->CreateTenant(tenant).ok());
+    absl::Status s = engine_->DeployJson(tenant, Modules(), kSchema);
+    ASSERT_TRUE(s.ok()) << s;
+  }
+  int64_t Counter(const std::string& name, const std::string& tenant = "app") {
+    auto r = engine_->Query(tenant, "counters:get", Name(name));
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() && r->value.is_int64() ? r->value.int64() : -1;
+  }
+
+  TempDir dir_;
+  std::unique_ptr<Engine> engine_;
+};
+
+TEST_P(EngineTest, QueryAndMutation) {
+  CreateAndDeploy();
+  auto created = engine_->Mutation("app", "counters:create", Name("a"));
+  ASSERT_TRUE(created.ok()) << created.status();
+  EXPECT_TRUE(created->value.is_string());
+  EXPECT_EQ(created->attempts, 1);
+  auto inc = engine_->Mutation("app", "counters:increment", Name("a"));
+  ASSERT_TRUE(inc.ok()) << inc.status();
+  EXPECT_EQ(inc->value, Value::Int64(1));
+  EXPECT_GT(inc->ts, created->ts);
+
+  auto q = engine_->Query("app", "counters:get", Name("a"));
+  ASSERT_TRUE(q.ok()) << q.status();
+  EXPECT_EQ(q->value, Value::Int64(1));
+  EXPECT_EQ(q->ts, inc->ts);
+  ASSERT_EQ(q->logs.size(), 1u);
+  EXPECT_EQ(q->logs[0].message, "read a");
+
+  auto hello = engine_->Query("app", "counters:hello", Value::Null());
+  ASSERT_TRUE(hello.ok()) << hello.status();
+  EXPECT_EQ(hello->value, Value::String("v1:hello"));
+
+  EngineStats stats = engine_->stats();
+  EXPECT_EQ(stats.queries, 2u);
+  EXPECT_EQ(stats.mutations, 2u);
+  EXPECT_GE(stats.committer.commits, 2u);
+}
+
+TEST_P(EngineTest, CallErrors) {
+  CreateAndDeploy();
+  EXPECT_TRUE(absl::IsNotFound(engine_->Query("nope", "counters:get", Name("a")).status()));
+  EXPECT_TRUE(absl::IsInvalidArgument(engine_->Query("bad name!", "m:f", Value::Null()).status()));
+  EXPECT_TRUE(absl::IsNotFound(engine_->Query("app", "missing:get", Name("a")).status()));
+  EXPECT_TRUE(absl::IsNotFound(engine_->Query("app", "counters:missing", Name("a")).status()));
+  // A query called as a mutation and the other way round.
+  EXPECT_TRUE(
+      absl::IsInvalidArgument(engine_->Mutation("app", "counters:get", Name("a")).status()));
+  EXPECT_TRUE(
+      absl::IsInvalidArgument(engine_->Query("app", "counters:create", Name("a")).status()));
+  // A throwing mutation commits nothing.
+  auto failed = engine_->Mutation("app", "counters:fail", Value::Null());
+  EXPECT_FALSE(failed.ok());
+  EXPECT_THAT(std::string(failed.status().message()), HasSubstr("boom"));
+  auto latest = engine_->Latest("app");
+  ASSERT_TRUE(latest.ok());
+  const TableInfo* notes = (*latest)->metadata().FindTable("notes");
+  ASSERT_NE(notes, nullptr);
+  auto rows = (*latest)->Scan(notes->by_id, KeyRange::All(), ScanOrder::kAscending, 0);
+  ASSERT_TRUE(rows.ok());
+  EXPECT_TRUE(rows->empty());
+}
+
+TEST_P(EngineTest, TenantLifecycle) {
+  EXPECT_TRUE(absl::IsInvalidArgument(engine_->CreateTenant("")));
+  EXPECT_TRUE(absl::IsInvalidArgument(engine_->CreateTenant("a/b")));
+  EXPECT_TRUE(absl::IsInvalidArgument(engine_->CreateTenant(std::string(65, 'x'))));
+  ASSERT_TRUE(engine_->CreateTenant("one").ok());
+  ASSERT_TRUE(engine_->CreateTenant("two").ok());
+  EXPECT_TRUE(absl::IsAlreadyExists(engine_->CreateTenant("one")));
+  auto tenants = engine_->ListTenants();
+  ASSERT_TRUE(tenants.ok());
+  EXPECT_THAT(*tenants, ElementsAre("one", "two"));
+
+  // A fresh tenant has no modules: calls are NotFound until a deploy.
+  EXPECT_TRUE(absl::IsNotFound(engine_->Query("one", "counters:get", Name("a")).status()));
+  ASSERT_TRUE(engine_->DeployJson("one", Modules(), kSchema).ok());
+  ASSERT_TRUE(engine_->Mutation("one", "counters:create", Name("a")).ok());
+  ASSERT_TRUE(engine_->Mutation("one", "counters:increment", Name("a")).ok());
+  EXPECT_EQ(Counter("a", "one"), 1);
+
+  // Tenants are isolated: "two" has neither the modules nor the data.
+  EXPECT_TRUE(absl::IsNotFound(engine_->Query("two", "counters:get", Name("a")).status()));
+
+  ASSERT_TRUE(engine_->DeleteTenant("one").ok());
+  EXPECT_TRUE(absl::IsNotFound(engine_->DeleteTenant("one")));
+  EXPECT_TRUE(absl::IsNotFound(engine_->Query("one", "counters:get", Name("a")).status()));
+  tenants = engine_->ListTenants();
+  ASSERT_TRUE(tenants.ok());
+  EXPECT_THAT(*tenants, ElementsAre("two"));
+
+  // The name can be used again, from scratch.
+  ASSERT_TRUE(engine_->CreateTenant("one").ok());
+  ASSERT_TRUE(engine_->DeployJson("one", Modules(), kSchema).ok());
+  EXPECT_EQ(engine_->Query("one", "counters:get", Name("a"))->value, Value::Null());
+}
+
+TEST_P(EngineTest, DisabledTenantRefusesCalls) {
+  CreateAndDeploy();
+  ASSERT_TRUE(engine_->Mutation("app", "counters:create", Name("a")).ok());
+  ASSERT_TRUE(engine_->SetEnabled("app", false).ok());
+  EXPECT_TRUE(
+      absl::IsFailedPrecondition(engine_->Query("app", "counters:get", Name("a")).status()));
+  EXPECT_TRUE(absl::IsFailedPrecondition(
+      engine_->Mutation("app", "counters:increment", Name("a")).status()));
+  EXPECT_TRUE(absl::IsFailedPrecondition(
+      engine_->QueryAsync("app", "counters:get", Name("a"), [](auto) {})));
+  // Deploys still work while disabled; data is kept.
+  EXPECT_TRUE(engine_->DeployJson("app", Modules(), kSchema).ok());
+  ASSERT_TRUE(engine_->SetEnabled("app", true).ok());
+  EXPECT_EQ(Counter("a"), 0);
+  EXPECT_TRUE(absl::IsNotFound(engine_->SetEnabled("nope", true)));
+}
+
+TEST_P(EngineTest, DeployRefusesBadJavaScriptAndKeepsTheOldVersion) {
+  CreateAndDeploy();
+  ASSERT_TRUE(engine_->Mutation("app", "counters:create", Name("a")).ok());
+
+  // A syntax error in an imported module.
+  absl::Status s =
+      engine_->DeployJson("app", Modules("export function label(s) { return s +; }"), kSchema);
+  EXPECT_TRUE(absl::IsInvalidArgument(s)) << s;
+  EXPECT_THAT(std::string(s.message()), HasSubstr("lib/util.js"));
+  EXPECT_THAT(std::string(s.message()), HasSubstr("SyntaxError"));
+
+  // A top level that throws.
+  s = engine_->DeployJson(
+      "app", Modules("export function label(s) { return s; }\nthrow new Error('top level');"),
+      kSchema);
+  EXPECT_TRUE(absl::IsInvalidArgument(s)) << s;
+  EXPECT_THAT(std::string(s.message()), HasSubstr("top level"));
+
+  // An import of a module that is not deployed.
+  s = engine_->Deploy("app", {{"counters.js", kCounters}}, *Schema::FromJson(kSchema));
+  EXPECT_TRUE(absl::IsInvalidArgument(s)) << s;
+  EXPECT_THAT(std::string(s.message()), HasSubstr("./lib/util.js"));
+
+  // The old version keeps serving.
+  auto hello = engine_->Query("app", "counters:hello", Value::Null());
+  ASSERT_TRUE(hello.ok()) << hello.status();
+  EXPECT_EQ(hello->value, Value::String("v1:hello"));
+  ASSERT_TRUE(engine_->Mutation("app", "counters:increment", Name("a")).ok());
+  EXPECT_EQ(Counter("a"), 1);
+
+  // A good deploy replaces it; modules not listed are removed.
+  ASSERT_TRUE(
+      engine_->DeployJson("app", Modules("export function label(s) { return 'v2:' + s; }"), kSchema)
+          .ok());
+  EXPECT_EQ(engine_->Query("app", "counters:hello", Value::Null())->value,
+            Value::String("v2:hello"));
+  ASSERT_TRUE(engine_
+                  ->DeployJson("app",
+                               {{"solo.js",
+                                 "import {query} from 'txfn/server';\n"
+                                 "export const f = query(async () => 7);"}},
+                               kSchema)
+                  .ok());
+  EXPECT_TRUE(absl::IsNotFound(engine_->Query("app", "counters:hello", Value::Null()).status()));
+  auto solo = engine_->Query("app", "solo:f", Value::Null());
+  ASSERT_TRUE(solo.ok()) << solo.status();
+  EXPECT_EQ(solo->value, Value::Float64(7));
+  auto latest = engine_->Latest("app");
+  ASSERT_TRUE(latest.ok());
+  EXPECT_EQ((*latest)->metadata().modules().size(), 1u);
+  EXPECT_EQ(engine_->stats().deploys_refused, 3u);
+}
+
+TEST_P(EngineTest, DeployRefusesASchemaExistingDocumentsDoNotFit) {
+  CreateAndDeploy();
+  ASSERT_TRUE(engine_->Mutation("app", "counters:create", Name("a")).ok());
+  // "n" becomes a string: the existing counter does not fit.
+  absl::Status s = engine_->DeployJson("app", Modules(), R"({"tables": {
+    "counters": {"fields": {"name": "string", "n": "string"}, "indexes": {"by_name": ["name"]}},
+    "notes": {}}})");
+  EXPECT_TRUE(absl::IsInvalidArgument(s)) << s;
+  EXPECT_THAT(std::string(s.message()), HasSubstr("deploy refused"));
+  // Dropping a table that has documents.
+  s = engine_->DeployJson("app", Modules(), R"({"tables": {"notes": {}}})");
+  EXPECT_FALSE(s.ok());
+  // The old schema still applies.
+  ASSERT_TRUE(engine_->Mutation("app", "counters:increment", Name("a")).ok());
+  EXPECT_EQ(Counter("a"), 1);
+  auto latest = engine_->Latest("app");
+  ASSERT_TRUE(latest.ok());
+  EXPECT_EQ((*latest)->metadata().schema(), *Schema::FromJson(kSchema));
+}
+
+TEST_P(EngineTest, DeployRefusesABadSchema) {
+  CreateAndDeploy();
+  for (const char* bad : {"not json", R"({"tables": {"t": {"fields": {"x": "nonsense"}}}})",
+                          R"({"tables": {"t": {"indexes": {"by_id": ["x"]}}}})",
+                          R"({"tables": {"t": {"indexes": {"i": []}}}})"}) {
+    absl::Status s = engine_->DeployJson("app", Modules(), bad);
+    EXPECT_TRUE(absl::IsInvalidArgument(s)) << bad << ": " << s;
+  }
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      engine_->Deploy("app", {{"", "export const x = 1;"}}, *Schema::FromJson(kSchema))));
+  EXPECT_EQ(engine_->Query("app", "counters:hello", Value::Null())->value,
+            Value::String("v1:hello"));
+}
+
+TEST_P(EngineTest, ConcurrentIncrementsAreRetriedAndNoneIsLost) {
+  CreateAndDeploy();
+  ASSERT_TRUE(engine_->Mutation("app", "counters:create", Name("hot")).ok());
+  constexpr int kThreads = 4;
+  constexpr int kPerThread = 15;
+  std::atomic<int> ok{0};
+  std::atomic<int> aborted{0};
+  std::atomic<int> other{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < kPerThread; ++i) {
+        auto r = engine_->Mutation("app", "counters:increment", Name("hot"));
+        if (r.ok()) {
+          ++ok;
+        } else if (absl::IsAborted(r.status())) {
+          ++aborted;
+        } else {
+          ++other;
+          ADD_FAILURE() << r.status();
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(other.load(), 0);
+  EXPECT_EQ(ok + aborted, kThreads * kPerThread);
+  EXPECT_GT(ok.load(), 0);
+  EXPECT_EQ(Counter("hot"), ok.load());
+  EngineStats stats = engine_->stats();
+  EXPECT_EQ(stats.mutations, static_cast<uint64_t>(ok.load()) + 1);
+  EXPECT_EQ(stats.conflicts, stats.retries + static_cast<uint64_t>(aborted.load()));
+}
+
+TEST_P(EngineTest, MutationGivesUpAfterMaxAttempts) {
+  // One attempt, and two threads on one document: some calls must be Aborted
+  // eventually, and none of them may have changed the counter.
+  engine_.reset();
+  EngineOptions options = Options();
+  options.mutation_retry.max_attempts = 1;
+  auto engine = Engine::Open(options);
+  ASSERT_TRUE(engine.ok());
+  engine_ = *std::move(engine);
+  CreateAndDeploy();
+  ASSERT_TRUE(engine_->Mutation("app", "counters:create", Name("hot")).ok());
+  std::atomic<int> ok{0};
+  std::atomic<int> aborted{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 40; ++i) {
+        auto r = engine_->Mutation("app", "counters:increment", Name("hot"));
+        if (r.ok()) {
+          EXPECT_EQ(r->attempts, 1);
+          ++ok;
+        } else {
+          EXPECT_TRUE(absl::IsAborted(r.status())) << r.status();
+          ++aborted;
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(ok + aborted, 80);
+  EXPECT_EQ(Counter("hot"), ok.load());
+  EXPECT_EQ(engine_->stats().retries, 0u);
+}
+
+TEST_P(EngineTest, AsyncForms) {
+  CreateAndDeploy();
+  ASSERT_TRUE(engine_->Mutation("app", "counters:create", Name("a")).ok());
+  struct Results {
+    internal::Mutex mu;
+    internal::CondVar cv{&mu};
+    std::vector<absl::StatusOr<CallResult>> out ABSL_GUARDED_BY(mu);
+  };
+  Results results;
+  auto collect = [&](absl::StatusOr<CallResult> r) {
+    internal::MutexLock lock(&results.mu);
+    results.out.push_back(std::move(r));
+    results.cv.SignalAll();
+  };
+  constexpr int kCalls = 20;
+  for (int i = 0; i < kCalls; ++i) {
+    ASSERT_TRUE(engine_->MutationAsync("app", "counters:increment", Name("a"), collect).ok());
+  }
+  {
+    internal::MutexLock lock(&results.mu);
+    results.cv.Wait(
+        [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(results.mu) { return results.out.size() == kCalls; });
+  }
+  int ok = 0;
+  {
+    internal::MutexLock lock(&results.mu);
+    for (const auto& r : results.out) {
+      if (r.ok()) {
+        ++ok;
+      } else {
+        EXPECT_TRUE(absl::IsAborted(r.status())) << r.status();
+      }
+    }
+    results.out.clear();
+  }
+  EXPECT_GT(ok, 0);
+  ASSERT_TRUE(engine_->QueryAsync("app", "counters:get", Name("a"), collect).ok());
+  internal::MutexLock lock(&results.mu);
+  results.cv.Wait(
+      [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(results.mu) { return results.out.size() == 1; });
+  ASSERT_TRUE(results.out[0].ok()) << results.out[0].status();
+  EXPECT_EQ(results.out[0]->value, Value::Int64(ok));
+  // Refused at once: `done` is not called.
+  EXPECT_TRUE(absl::IsNotFound(engine_->QueryAsync("nope", "counters:get", Name("a"), collect)));
+  EXPECT_TRUE(absl::IsNotFound(engine_->MutationAsync("nope", "counters:get", Name("a"), collect)));
+}
+
+TEST_P(EngineTest, AsyncErrorsReachTheCallback) {
+  CreateAndDeploy();
+  internal::Mutex mu;
+  internal::CondVar cv(&mu);
+  std::optional<absl::Status> got;
+  ASSERT_TRUE(engine_
+                  ->MutationAsync("app", "counters:fail", Value::Null(),
+                                  [&](absl::StatusOr<CallResult> r) {
+                                    internal::MutexLock lock(&mu);
+                                    got = r.status();
+                                    cv.SignalAll();
+                                  })
+                  .ok());
+  internal::MutexLock lock(&mu);
+  cv.Wait([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return got.has_value(); });
+  EXPECT_THAT(std::string(got->message()), HasSubstr("boom"));
+}
+
+TEST_P(EngineTest, ReopenRestoresEverything) {
+  if (GetParam() != EngineStorage::kSqlite) GTEST_SKIP() << "memory does not survive";
+  CreateAndDeploy("app");
+  ASSERT_TRUE(engine_->CreateTenant("off").ok());
+  ASSERT_TRUE(engine_->DeployJson("off", Modules(), kSchema).ok());
+  ASSERT_TRUE(engine_->SetEnabled("off", false).ok());
+  ASSERT_TRUE(engine_->Mutation("app", "counters:create", Name("a")).ok());
+  for (int i = 0; i < 3; ++i)
+    ASSERT_TRUE(engine_->Mutation("app", "counters:increment", Name("a")).ok());
+  auto before = engine_->Latest("app");
+  ASSERT_TRUE(before.ok());
+  const Timestamp ts = (*before)->ts();
+
+  Open();
+  auto tenants = engine_->ListTenants();
+  ASSERT_TRUE(tenants.ok());
+  EXPECT_THAT(*tenants, ElementsAre("app", "off"));
+  auto after = engine_->Latest("app");
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ((*after)->ts(), ts);
+  EXPECT_EQ((*after)->metadata().schema(), *Schema::FromJson(kSchema));
+  EXPECT_EQ((*after)->metadata().modules(), (*before)->metadata().modules());
+  EXPECT_EQ(Counter("a"), 3);
+  EXPECT_EQ(engine_->Query("app", "counters:hello", Value::Null())->value,
+            Value::String("v1:hello"));
+  EXPECT_TRUE(
+      absl::IsFailedPrecondition(engine_->Query("off", "counters:get", Name("a")).status()));
+  // And it keeps working: new commits go after the old ones.
+  auto inc = engine_->Mutation("app", "counters:increment", Name("a"));
+  ASSERT_TRUE(inc.ok()) << inc.status();
+  EXPECT_GT(inc->ts, ts);
+  EXPECT_EQ(Counter("a"), 4);
+}
+
+TEST(EngineOpenTest, SqliteNeedsAPath) {
+  EXPECT_TRUE(absl::IsInvalidArgument(Engine::Open({}).status()));
+}
+
+INSTANTIATE_TEST_SUITE_P(Storages, EngineTest,
+                         ::testing::Values(EngineStorage::kMemory, EngineStorage::kSqlite),
+                         [](const auto& info) {
+                           return info.param == EngineStorage::kMemory ? "memory" : "sqlite";
+                         });
+
+}  // namespace
+}  // namespace txfn

@@ -1,0 +1,269 @@
+// txfn — a command-line front end to the embedded engine, so a person can try
+// txfn without writing C++. See kUsage below (`txfn --help`).
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "tools/app_dir.h"
+#include "txfn/engine.h"
+#include "txfn/internal/strings.h"
+#include "txfn/snapshot.h"
+#include "txfn/value.h"
+
+ABSL_FLAG(std::string, db, "txfn.db", "The SQLite database file (created if missing).");
+ABSL_FLAG(std::string, tenant, "", "The tenant (application) to act on.");
+ABSL_FLAG(std::string, kind, "auto",
+          "run: 'query', 'mutation', or 'auto' (run the export as what it was declared).");
+ABSL_FLAG(bool, mutation, false, "run: shorthand for --kind=mutation.");
+ABSL_FLAG(bool, logs, true, "run: print the function's console output to stderr.");
+ABSL_FLAG(std::string, table, "", "export: only this table (default: every table).");
+
+namespace txfn::tools {
+namespace {
+
+using internal::StrCat;
+
+constexpr const char* kUsage =
+    R"(txfn — run transactional JavaScript functions on an embedded database.
+
+usage: txfn [flags] COMMAND [ARGS]
+
+commands:
+  deploy --tenant NAME DIR
+      Deploys the application in DIR: every .js/.mjs module under DIR (its
+      module path is its path relative to DIR, e.g. "lib/util.js") and
+      DIR/schema.json ({"tables": {NAME: {"fields": {...}, "indexes": {...}}}}).
+      Creates the tenant if needed. The new version replaces the old one
+      atomically; a module that does not compile or a schema that existing
+      documents violate is refused and the old version keeps serving.
+  run --tenant NAME MODULE:FUNCTION [ARGS_JSON]
+      Runs an exported query or mutation with ARGS_JSON (default {}) and prints
+      its result as JSON on stdout. --kind=auto (the default) runs the export
+      as what it was declared with (query() or mutation()); --kind=query,
+      --kind=mutation or --mutation insist on one. Mutations commit, retrying
+      on conflicts. console.* output goes to stderr (--nologs to hide it).
+      JSON numbers arrive as JS numbers (float64); pass a BigInt (int64) as
+      {"$int64": "123"}. int64 results print the same way.
+  tenants
+      Lists the tenants, one per line.
+  tables --tenant NAME
+      Lists the tenant's tables with their document counts and indexes.
+  export --tenant NAME [--table TABLE]
+      Prints every document (of every table, or of TABLE) as JSON, one per
+      line. A document's _id names its table.
+  help
+      Prints this text.
+
+flags:
+  --db=FILE       the SQLite database (default txfn.db), for every command
+  --tenant=NAME   the tenant, for deploy, run, tables and export
+  --kind=K        run: auto|query|mutation (default auto); --mutation = mutation
+  --[no]logs      run: print console output to stderr (default on)
+  --table=NAME    export: only this table
+
+exit status: 0 success; 1 the command failed (the function threw, a conflict
+persisted, a deploy was refused, ...); 2 bad usage.
+
+example:
+  txfn deploy --db bank.db --tenant bank examples/apps/bank
+  txfn run --db bank.db --tenant bank accounts:open '{"owner": "ada", "initial": 1000}'
+  txfn run --db bank.db --tenant bank audit:total
+)";
+
+constexpr int kFailed = 1;
+constexpr int kUsageError = 2;
+
+int Usage(std::string_view problem) {
+  std::fprintf(stderr, "txfn: %.*s\nRun 'txfn --help' for usage.\n",
+               static_cast<int>(problem.size()), problem.data());
+  return kUsageError;
+}
+
+int Fail(const absl::Status& status) {
+  std::string text = status.ToString();
+  std::fprintf(stderr, "error: %s\n", text.c_str());
+  return kFailed;
+}
+
+std::string RequireTenant() { return absl::GetFlag(FLAGS_tenant); }
+
+absl::StatusOr<std::unique_ptr<Engine>> OpenEngine() {
+  EngineOptions options;
+  options.storage = EngineStorage::kSqlite;
+  options.path = absl::GetFlag(FLAGS_db);
+  options.scheduler.workers = 1;
+  options.scheduler.max_isolates = 2;
+  return Engine::Open(std::move(options));
+}
+
+int Deploy(Engine& engine, const std::string& tenant, const std::string& dir) {
+  absl::StatusOr<AppDir> app = LoadAppDir(dir);
+  if (!app.ok()) return Fail(app.status());
+  absl::Status created = engine.CreateTenant(tenant);
+  if (!created.ok() && !absl::IsAlreadyExists(created)) return Fail(created);
+  absl::Status deployed = engine.Deploy(tenant, app->modules, app->schema);
+  if (!deployed.ok()) return Fail(deployed);
+  std::printf("deployed %zu module(s) and %zu table(s) to tenant %s%s\n", app->modules.size(),
+              app->schema.tables().size(), tenant.c_str(), created.ok() ? " (new tenant)" : "");
+  return 0;
+}
+
+void PrintLogs(const std::vector<LogEntry>& logs) {
+  if (!absl::GetFlag(FLAGS_logs)) return;
+  for (const LogEntry& log : logs) {
+    std::string_view level = LogLevelName(log.level);
+    std::fprintf(stderr, "[%.*s] %s\n", static_cast<int>(level.size()), level.data(),
+                 log.message.c_str());
+  }
+}
+
+int Run(Engine& engine, const std::string& tenant, const std::string& function,
+        std::string_view args_json) {
+  absl::StatusOr<Value> args = FromJson(args_json);
+  if (!args.ok()) return Usage(StrCat("ARGS_JSON: ", args.status().message()));
+  if (!args->is_object()) return Usage("ARGS_JSON must be a JSON object");
+  std::string kind = absl::GetFlag(FLAGS_kind);
+  if (absl::GetFlag(FLAGS_mutation)) kind = "mutation";
+  if (kind != "auto" && kind != "query" && kind != "mutation") {
+    return Usage(StrCat("--kind must be auto, query or mutation, not '", kind, "'"));
+  }
+  absl::StatusOr<CallResult> result = kind == "mutation" ? engine.Mutation(tenant, function, *args)
+                                                         : engine.Query(tenant, function, *args);
+  // auto: the runner checks the export's declared kind before running any of
+  // its code, so re-running a mutation refused as a query has no side effect.
+  if (kind == "auto" && !result.ok() && absl::IsInvalidArgument(result.status()) &&
+      result.status().message().find(" is a mutation, called as a query") !=
+          std::string_view::npos) {
+    result = engine.Mutation(tenant, function, *args);
+  }
+  if (!result.ok()) return Fail(result.status());
+  PrintLogs(result->logs);
+  std::printf("%s\n", ToJson(result->value).c_str());
+  return 0;
+}
+
+int Tenants(Engine& engine) {
+  absl::StatusOr<std::vector<std::string>> tenants = engine.ListTenants();
+  if (!tenants.ok()) return Fail(tenants.status());
+  for (const std::string& t : *tenants) std::printf("%s\n", t.c_str());
+  return 0;
+}
+
+// Every document of `table` at `snapshot`, in _id order.
+absl::StatusOr<std::vector<Value>> Documents(const Snapshot& snapshot, const TableInfo& table) {
+  absl::StatusOr<std::vector<IndexEntry>> entries =
+      snapshot.Scan(table.by_id, KeyRange::All(), ScanOrder::kAscending, 0);
+  if (!entries.ok()) return entries.status();
+  std::vector<Value> docs;
+  docs.reserve(entries->size());
+  for (const IndexEntry& e : *entries) {
+    absl::StatusOr<Value> doc = DecodeBinary(e.value);
+    if (!doc.ok()) return doc.status();
+    docs.push_back(*std::move(doc));
+  }
+  return docs;
+}
+
+int Tables(Engine& engine, const std::string& tenant) {
+  absl::StatusOr<std::shared_ptr<const Snapshot>> snapshot = engine.Latest(tenant);
+  if (!snapshot.ok()) return Fail(snapshot.status());
+  const TenantMetadata& md = (*snapshot)->metadata();
+  std::printf("tenant %s at ts %llu, %s, %zu module(s)\n", tenant.c_str(),
+              static_cast<unsigned long long>((*snapshot)->ts()),
+              md.enabled() ? "enabled" : "disabled", md.modules().size());
+  std::printf("%-24s %10s  %s\n", "TABLE", "DOCUMENTS", "INDEXES");
+  for (const auto& entry : md.tables()) {
+    const TableInfo& table = entry.second;
+    absl::StatusOr<std::vector<IndexEntry>> rows =
+        (*snapshot)->Scan(table.by_id, KeyRange::All(), ScanOrder::kAscending, 0);
+    if (!rows.ok()) return Fail(rows.status());
+    std::string indexes = "by_id";
+    for (const IndexInfo& index : table.indexes) {
+      indexes += StrCat(", ", index.name, "(");
+      for (size_t i = 0; i < index.fields.size(); ++i) {
+        indexes += StrCat(i == 0 ? "" : ", ", index.fields[i]);
+      }
+      indexes += ")";
+    }
+    std::printf("%-24s %10zu  %s\n", table.name.c_str(), rows->size(), indexes.c_str());
+  }
+  return 0;
+}
+
+int Export(Engine& engine, const std::string& tenant) {
+  absl::StatusOr<std::shared_ptr<const Snapshot>> snapshot = engine.Latest(tenant);
+  if (!snapshot.ok()) return Fail(snapshot.status());
+  const std::string only = absl::GetFlag(FLAGS_table);
+  const TenantMetadata& md = (*snapshot)->metadata();
+  if (!only.empty() && md.FindTable(only) == nullptr) {
+    return Fail(absl::NotFoundError(StrCat("tenant ", tenant, " has no table '", only, "'")));
+  }
+  for (const auto& entry : md.tables()) {
+    if (!only.empty() && entry.first != only) continue;
+    absl::StatusOr<std::vector<Value>> docs = Documents(**snapshot, entry.second);
+    if (!docs.ok()) return Fail(docs.status());
+    for (const Value& doc : *docs) std::printf("%s\n", ToJson(doc).c_str());
+  }
+  return 0;
+}
+
+int Main(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    std::string_view a = argv[i];
+    if (a == "--") break;
+    if (a == "--help" || a == "-h" || a == "-help" || a == "help") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
+  }
+  absl::SetProgramUsageMessage("Run 'txfn --help' for the commands.");
+  std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
+  if (positional.size() < 2) return Usage("missing COMMAND");
+  const std::string command = positional[1];
+  const std::vector<std::string> rest(positional.begin() + 2, positional.end());
+  const std::string tenant = RequireTenant();
+
+  auto want = [&](size_t min, size_t max, bool needs_tenant) -> std::string {
+    if (needs_tenant && tenant.empty()) return StrCat(command, ": --tenant is required");
+    if (rest.size() < min) return StrCat(command, ": missing arguments");
+    if (rest.size() > max) return StrCat(command, ": too many arguments");
+    return "";
+  };
+  std::string problem;
+  if (command == "deploy") {
+    problem = want(1, 1, true);
+  } else if (command == "run") {
+    problem = want(1, 2, true);
+  } else if (command == "tenants") {
+    problem = want(0, 0, false);
+  } else if (command == "tables" || command == "export") {
+    problem = want(0, 0, true);
+  } else {
+    problem = StrCat("unknown command '", command, "'");
+  }
+  if (!problem.empty()) return Usage(problem);
+
+  absl::StatusOr<std::unique_ptr<Engine>> engine = OpenEngine();
+  if (!engine.ok()) return Fail(engine.status());
+  if (command == "deploy") return Deploy(**engine, tenant, rest[0]);
+  if (command == "run") return Run(**engine, tenant, rest[0], rest.size() > 1 ? rest[1] : "{}");
+  if (command == "tenants") return Tenants(**engine);
+  if (command == "tables") return Tables(**engine, tenant);
+  return Export(**engine, tenant);
+}
+
+}  // namespace
+}  // namespace txfn::tools
+
+int main(int argc, char** argv) { return txfn::tools::Main(argc, argv); }
