@@ -61,9 +61,7 @@ std::string SecondaryIndexKey(const std::vector<std::string>& fields, const Valu
 }
 
 Transaction::Transaction(std::shared_ptr<const Snapshot> snapshot, TransactionOptions options)
-    : snapshot_(std::move(snapshot)),
-      options_(options),
-      metadata_(snapshot_->shared_metadata()) {
+    : snapshot_(std::move(snapshot)), options_(options), metadata_(snapshot_->shared_metadata()) {
   if (options_.id_seed.has_value()) {
     std::seed_seq seed{static_cast<uint32_t>(*options_.id_seed),
                        static_cast<uint32_t>(*options_.id_seed >> 32)};
