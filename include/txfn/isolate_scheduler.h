@@ -108,6 +108,7 @@ class IsolateLease {
   // isolate is back in the pool and the tenant's in-flight count has dropped:
   // the place to wake a caller waiting for the item, so that its next request
   // finds the isolate idle. (This default, for test leases, runs it at once.)
+  // NOLINTNEXTLINE(performance-unnecessary-value-param): overriders keep `fn`.
   virtual void RunAfterRelease(std::function<void()> fn) { fn(); }
   // Identifies the isolate for its whole life; never reused by another
   // isolate of this scheduler (unlike the v8::Isolate* address).
@@ -166,7 +167,7 @@ class IsolateScheduler {
   // Starts the workers and the watchdog (initialising V8 if needed).
   // InvalidArgument for negative counts or a non-positive watchdog interval.
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<IsolateScheduler>> Create(
-      IsolateSchedulerOptions options = {});
+      const IsolateSchedulerOptions& options = {});
   // Stops admitting requests, runs every queued one, joins the threads and
   // disposes of the isolates. Must not be called from a work item.
   virtual ~IsolateScheduler() = default;

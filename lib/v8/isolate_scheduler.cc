@@ -328,7 +328,7 @@ class IsolateSchedulerImpl final : public IsolateScheduler {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<IsolateScheduler>> IsolateScheduler::Create(
-    IsolateSchedulerOptions options) {
+    const IsolateSchedulerOptions& options) {
   if (options.workers < 0 || options.max_isolates < 0 || options.max_in_flight_per_tenant < 0) {
     return absl::InvalidArgumentError("IsolateSchedulerOptions: counts must not be negative");
   }

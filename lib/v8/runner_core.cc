@@ -339,7 +339,7 @@ class IsolateRuntime : public IsolateData {
     const IndexInfo* index = table == nullptr ? nullptr : table->FindIndex(q.index);
     std::vector<std::string> fields;
     if (index != nullptr) fields = index->fields;
-    auto bad = [&](std::string message) {
+    auto bad = [&](const std::string& message) {
       self->Throw(absl::InvalidArgumentError(
           StrCat("withIndex(\"", q.index, "\") on ", q.table, ": ", message)));
     };
