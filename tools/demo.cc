@@ -17,6 +17,7 @@
 #include <atomic>
 #include <chrono>
 #include <cinttypes>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <map>
@@ -129,7 +130,7 @@ struct Live {
 
 // Runs a setup mutation, failing loudly.
 absl::StatusOr<Value> MustMutate(Engine& engine, const std::string& tenant, const char* fn,
-                                 Value args) {
+                                 const Value& args) {
   absl::StatusOr<CallResult> r = engine.Mutation(tenant, fn, args);
   if (!r.ok()) {
     return absl::Status(r.status().code(), StrCat(tenant, " ", fn, ": ", r.status().message()));
@@ -336,7 +337,7 @@ class Workload {
 
 uint32_t Percentile(const std::vector<uint32_t>& sorted, double p) {
   if (sorted.empty()) return 0;
-  size_t i = static_cast<size_t>(p * static_cast<double>(sorted.size() - 1) + 0.5);
+  size_t i = static_cast<size_t>(std::lround(p * static_cast<double>(sorted.size() - 1)));
   return sorted[std::min(i, sorted.size() - 1)];
 }
 
@@ -417,7 +418,7 @@ int Main(int argc, char** argv) {
   // up to the client threads (so hot spots really run concurrently).
   options.scheduler.max_isolates = 2 * n_tenants + workers;
   options.scheduler.max_in_flight_per_tenant = threads;
-  options.scheduler.queue_capacity = static_cast<size_t>(4 * threads + 64);
+  options.scheduler.queue_capacity = 4 * static_cast<size_t>(threads) + 64;
 
   int exit_code = 0;
   {
@@ -474,6 +475,7 @@ int Main(int argc, char** argv) {
     std::vector<std::map<std::string, OpStats>> per_thread(static_cast<size_t>(threads));
     const auto start = Clock::now();
     std::vector<std::thread> clients;
+    clients.reserve(static_cast<size_t>(threads));
     const uint64_t seed = absl::GetFlag(FLAGS_seed);
     for (int i = 0; i < threads; ++i) {
       clients.emplace_back([&, i] {
