@@ -54,8 +54,9 @@ absl::Status Run() {
         const std::string& from = ids[rng() % ids.size()];
         const std::string& to = ids[rng() % ids.size()];
         if (from == to) continue;
-        auto outcome =
-            txfn::RunTransaction(*committer, [&](txfn::Transaction& txn) -> absl::Status {
+        auto outcome = txfn::RunTransaction(
+            *committer,
+            [&](txfn::Transaction& txn) -> absl::Status {
               TXFN_ASSIGN_OR_RETURN(std::optional<Value> a, txn.Get(from));
               TXFN_ASSIGN_OR_RETURN(std::optional<Value> b, txn.Get(to));
               int64_t amount = 5;
@@ -66,7 +67,10 @@ absl::Status Run() {
               return txn.Patch(
                   to, Value::FromObject(
                           {{"balance", Value::Int64(b->Find("balance")->int64() + amount)}}));
-            });
+            },
+            // Two threads on four accounts contend hard (more so on a slow,
+            // sanitized build), so allow more attempts than the default 8.
+            {.max_attempts = 100});
         if (!outcome.ok())
           results[t] = outcome.status();
         else
