@@ -248,7 +248,7 @@ TEST_F(CommitterTest, AStorageFailurePublishesNothingAndLaterCommitsWork) {
 }
 
 TEST_F(CommitterTest, ConcurrentCommitsAreGroupedIntoBatches) {
-  storage_->SetDelay(StorageMethod::kWrite, absl::Milliseconds(20));
+  storage_->SetDelay(StorageMethod::kWrite, absl::Milliseconds(100));
   constexpr int kThreads = 8;
   std::vector<std::thread> threads;
   std::atomic<int> ok{0};
