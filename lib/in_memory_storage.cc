@@ -19,6 +19,7 @@
 #include "fmt/core.h"
 #include "txfn/internal/mutex.h"
 #include "txfn/internal/status_macros.h"
+#include "txfn/internal/strings.h"
 
 namespace txfn {
 namespace {
@@ -30,9 +31,6 @@ struct Version {
 // Ascending by ts; most keys have one version.
 using Versions = absl::InlinedVector<Version, 1>;
 using Index = absl::btree_map<std::string, Versions>;
-
-// Debian's abseil has its own string_view; its btree looks up only by that.
-absl::string_view AbslView(std::string_view s) { return absl::string_view(s.data(), s.size()); }
 
 // The version of `versions` visible at `ts`, or nullptr.
 const Version* VisibleAt(const Versions& versions, Timestamp ts) {
@@ -89,7 +87,7 @@ absl::Status InMemoryStorage::Write(absl::Span<const CommitRecord> commits) {
     internal::ReaderMutexLock lock(&mu_);
     bool all_present = true;
     for (Group& g : groups) {
-      auto it = tenants_.find(AbslView(g.tenant));
+      auto it = tenants_.find(internal::ToAbsl(g.tenant));
       if (it == tenants_.end()) {
         all_present = false;
         break;
@@ -104,7 +102,7 @@ absl::Status InMemoryStorage::Write(absl::Span<const CommitRecord> commits) {
   internal::WriterMutexLock lock(&mu_);
   absl::InlinedVector<std::string_view, 2> created;
   for (Group& g : groups) {
-    auto [it, inserted] = tenants_.try_emplace(AbslView(g.tenant));
+    auto [it, inserted] = tenants_.try_emplace(internal::ToAbsl(g.tenant));
     if (inserted) {
       it->second = std::make_unique<TenantState>();
       created.push_back(g.tenant);
@@ -113,7 +111,7 @@ absl::Status InMemoryStorage::Write(absl::Span<const CommitRecord> commits) {
   }
   absl::Status status = ApplyLocked(commits, absl::MakeSpan(groups));
   if (!status.ok()) {
-    for (std::string_view tenant : created) tenants_.erase(AbslView(tenant));
+    for (std::string_view tenant : created) tenants_.erase(internal::ToAbsl(tenant));
   }
   return status;
 }
@@ -171,13 +169,13 @@ absl::StatusOr<std::optional<IndexEntry>> InMemoryStorage::Get(std::string_view 
                                                                IndexId index, std::string_view key,
                                                                Timestamp ts) {
   internal::ReaderMutexLock lock(&mu_);
-  auto tenant_it = tenants_.find(AbslView(tenant));
+  auto tenant_it = tenants_.find(internal::ToAbsl(tenant));
   if (tenant_it == tenants_.end()) return std::nullopt;
   TenantState& state = *tenant_it->second;
   internal::ReaderMutexLock tenant_lock(&state.mu);
   auto index_it = state.indexes.find(index);
   if (index_it == state.indexes.end()) return std::nullopt;
-  auto key_it = index_it->second.find(AbslView(key));
+  auto key_it = index_it->second.find(internal::ToAbsl(key));
   if (key_it == index_it->second.end()) return std::nullopt;
   const Version* version = VisibleAt(key_it->second, ts);
   if (version == nullptr || !version->value.has_value()) return std::nullopt;
@@ -191,7 +189,7 @@ absl::StatusOr<std::vector<IndexEntry>> InMemoryStorage::Scan(std::string_view t
   std::vector<IndexEntry> out;
   if (range.IsEmpty()) return out;
   internal::ReaderMutexLock lock(&mu_);
-  auto tenant_it = tenants_.find(AbslView(tenant));
+  auto tenant_it = tenants_.find(internal::ToAbsl(tenant));
   if (tenant_it == tenants_.end()) return out;
   TenantState& state = *tenant_it->second;
   internal::ReaderMutexLock tenant_lock(&state.mu);
@@ -206,8 +204,8 @@ absl::StatusOr<std::vector<IndexEntry>> InMemoryStorage::Scan(std::string_view t
     }
     return limit == 0 || out.size() < limit;  // true: keep going
   };
-  auto first = keys.lower_bound(AbslView(range.start));
-  auto last = range.end.has_value() ? keys.lower_bound(AbslView(*range.end)) : keys.end();
+  auto first = keys.lower_bound(internal::ToAbsl(range.start));
+  auto last = range.end.has_value() ? keys.lower_bound(internal::ToAbsl(*range.end)) : keys.end();
   if (order == ScanOrder::kAscending) {
     for (auto it = first; it != last; ++it) {
       if (!emit(*it)) break;
@@ -225,7 +223,7 @@ absl::StatusOr<std::vector<CommitRecord>> InMemoryStorage::ReadLog(std::string_v
                                                                    Timestamp after, size_t limit) {
   std::vector<CommitRecord> out;
   internal::ReaderMutexLock lock(&mu_);
-  auto tenant_it = tenants_.find(AbslView(tenant));
+  auto tenant_it = tenants_.find(internal::ToAbsl(tenant));
   if (tenant_it == tenants_.end()) return out;
   TenantState& state = *tenant_it->second;
   internal::ReaderMutexLock tenant_lock(&state.mu);
@@ -239,7 +237,7 @@ absl::StatusOr<std::vector<CommitRecord>> InMemoryStorage::ReadLog(std::string_v
 
 absl::StatusOr<Timestamp> InMemoryStorage::MaxCommittedTimestamp(std::string_view tenant) {
   internal::ReaderMutexLock lock(&mu_);
-  auto tenant_it = tenants_.find(AbslView(tenant));
+  auto tenant_it = tenants_.find(internal::ToAbsl(tenant));
   if (tenant_it == tenants_.end()) return Timestamp{0};
   TenantState& state = *tenant_it->second;
   internal::ReaderMutexLock tenant_lock(&state.mu);
@@ -266,7 +264,7 @@ absl::Status InMemoryStorage::DeleteTenant(std::string_view tenant) {
   std::unique_ptr<TenantState> doomed;
   {
     internal::WriterMutexLock lock(&mu_);
-    auto it = tenants_.find(AbslView(tenant));
+    auto it = tenants_.find(internal::ToAbsl(tenant));
     if (it == tenants_.end()) return absl::OkStatus();
     doomed = std::move(it->second);
     tenants_.erase(it);

@@ -17,20 +17,12 @@ namespace {
 constexpr std::string_view kIdField = "_id";
 constexpr std::string_view kCreationTimeField = "_creationTime";
 
-std::string Successor(std::string_view key) {
-  std::string next(key);
-  next.push_back('\0');
-  return next;
-}
-
-bool InRange(const KeyRange& range, std::string_view key) { return range.Contains(key); }
-
 // Narrows `range` to what lies strictly after (ascending) or before
 // (descending) the cursor key.
 KeyRange ApplyCursor(KeyRange range, std::string_view cursor, ScanOrder order) {
   if (cursor.empty()) return range;
   if (order == ScanOrder::kAscending) {
-    std::string after = Successor(cursor);
+    std::string after = KeyRange::After(cursor).start;
     if (after > range.start) range.start = std::move(after);
   } else if (!range.end.has_value() || cursor < *range.end) {
     range.end = std::string(cursor);
@@ -135,7 +127,7 @@ absl::StatusOr<Transaction::MergedScan> Transaction::ScanMerged(IndexId index,
   std::vector<std::pair<std::string_view, const std::optional<std::string>*>> own;
   if (auto ov = overlay_.find(index); ov != overlay_.end() && !range.IsEmpty()) {
     for (auto it = ov->second.lower_bound(range.start);
-         it != ov->second.end() && InRange(range, it->first); ++it) {
+         it != ov->second.end() && range.Contains(it->first); ++it) {
       own.emplace_back(it->first, &it->second);
     }
     if (order == ScanOrder::kDescending) std::reverse(own.begin(), own.end());
@@ -262,7 +254,7 @@ absl::StatusOr<QueryPage> Transaction::Query(const IndexQuery& query) {
   if (!scan.exhausted && !scan.entries.empty()) {
     const std::string& last = scan.entries.back().key;
     if (query.order == ScanOrder::kAscending) {
-      covered.end = Successor(last);
+      covered = KeyRange::Closed(covered.start, last);
     } else {
       covered.start = last;
     }

@@ -9,23 +9,21 @@
 #include "gtest/gtest.h"
 #include "txfn/committer.h"
 #include "txfn/in_memory_storage.h"
+#include "txfn/internal/status_macros.h"
 #include "txfn/schema.h"
 #include "txfn/transaction.h"
 
 namespace txfn::testing_util {
 
-#define TXFN_ASSERT_OK_AND_ASSIGN(lhs, expr)          \
-  auto TXFN_CONCAT(status_or_, __LINE__) = (expr);    \
-  ASSERT_TRUE(TXFN_CONCAT(status_or_, __LINE__).ok()) \
-      << TXFN_CONCAT(status_or_, __LINE__).status();  \
-  lhs = *std::move(TXFN_CONCAT(status_or_, __LINE__))
-#define TXFN_CONCAT_INNER(a, b) a##b
-#define TXFN_CONCAT(a, b) TXFN_CONCAT_INNER(a, b)
-#define TXFN_ASSERT_OK(expr)    \
-  do {                          \
-    absl::Status s_ = (expr);   \
-    ASSERT_TRUE(s_.ok()) << s_; \
-  } while (0)
+// Like TXFN_ASSIGN_OR_RETURN (status_macros.h), but a gtest assertion.
+#define TXFN_ASSERT_OK_AND_ASSIGN(lhs, expr) \
+  TXFN_ASSERT_OK_AND_ASSIGN_IMPL_(TXFN_STATUS_CONCAT_(txfn_statusor_, __LINE__), lhs, expr)
+// NOLINTBEGIN(bugprone-macro-parentheses): `statusor` names a variable.
+#define TXFN_ASSERT_OK_AND_ASSIGN_IMPL_(statusor, lhs, expr) \
+  auto statusor = (expr);                                    \
+  ASSERT_TRUE(statusor.ok()) << statusor.status();           \
+  lhs = *std::move(statusor)
+// NOLINTEND(bugprone-macro-parentheses)
 
 // A clock that advances 1 µs per reading, so timestamps are deterministic.
 class FakeClock {
