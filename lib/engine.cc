@@ -169,26 +169,22 @@ class EngineImpl final : public Engine {
   absl::StatusOr<CallResult> Mutation(std::string_view tenant, std::string_view function,
                                       const Value& args) override {
     TXFN_ASSIGN_OR_RETURN(std::shared_ptr<TenantEntry> entry, Open(tenant));
-    const int max_attempts = std::max(1, options_.mutation_retry.max_attempts);
-    absl::Duration backoff = options_.mutation_retry.initial_backoff;
-    for (int attempt = 1;; ++attempt) {
-      std::shared_ptr<const Snapshot> snapshot = entry->committer->Latest();
-      TXFN_RETURN_IF_ERROR(CheckEnabled(*snapshot));
-      RunResult r =
-          runner_.Run(std::move(snapshot), MakeRequest(function, args, FunctionKind::kMutation));
-      if (!r.status.ok()) return std::move(r.status);
-      absl::StatusOr<Timestamp> ts = Commit(*entry, std::move(r.commit));
-      if (ts.ok()) {
-        mutations_.fetch_add(1, std::memory_order_relaxed);
-        return ToCallResult(std::move(r), *ts, attempt);
-      }
-      if (!IsRetryable(ts.status())) return ts.status();
-      conflicts_.fetch_add(1, std::memory_order_relaxed);
-      if (attempt >= max_attempts) return ExhaustedRetries(function, attempt, ts.status());
-      retries_.fetch_add(1, std::memory_order_relaxed);
-      absl::SleepFor(Jitter(backoff));
-      backoff = std::min(backoff * 2, options_.mutation_retry.max_backoff);
-    }
+    RunResult last_run;
+    TXFN_ASSIGN_OR_RETURN(
+        CommitOutcome outcome,
+        RetryCommits(
+            function, options_.mutation_retry,
+            [&]() -> absl::StatusOr<absl::StatusOr<Timestamp>> {
+              std::shared_ptr<const Snapshot> snapshot = entry->committer->Latest();
+              TXFN_RETURN_IF_ERROR(CheckEnabled(*snapshot));
+              last_run = runner_.Run(std::move(snapshot),
+                                     MakeRequest(function, args, FunctionKind::kMutation));
+              if (!last_run.status.ok()) return std::move(last_run.status);
+              return Commit(*entry, std::move(last_run.commit));
+            },
+            [&](bool will_retry) { CountConflict(will_retry); }));
+    mutations_.fetch_add(1, std::memory_order_relaxed);
+    return ToCallResult(std::move(last_run), outcome.commit_ts, outcome.attempts);
   }
 
   absl::Status QueryAsync(std::string_view tenant, std::string_view function, const Value& args,
@@ -257,16 +253,9 @@ class EngineImpl final : public Engine {
     int attempt = 0;
   };
 
-  static bool IsRetryable(const absl::Status& s) {
-    // Aborted: a conflict. FailedPrecondition from Commit: the snapshot fell
-    // out of the conflict window; a newer one will do.
-    return absl::IsAborted(s) || absl::IsFailedPrecondition(s);
-  }
-
-  static absl::Status ExhaustedRetries(std::string_view function, int attempts,
-                                       const absl::Status& last) {
-    return absl::AbortedError(StrCat(function, " did not commit after ", attempts,
-                                     " attempts (last: ", last.message(), ")"));
+  void CountConflict(bool will_retry) {
+    conflicts_.fetch_add(1, std::memory_order_relaxed);
+    if (will_retry) retries_.fetch_add(1, std::memory_order_relaxed);
   }
 
   static absl::Status CheckEnabled(const Snapshot& snapshot) {
@@ -283,11 +272,6 @@ class EngineImpl final : public Engine {
       seed = absl::Uniform<uint64_t>(rng_);
     }
     return RunRequest{.function = std::string(function), .args = args, .kind = kind, .seed = seed};
-  }
-
-  absl::Duration Jitter(absl::Duration d) {
-    internal::MutexLock lock(&rng_mu_);
-    return d * absl::Uniform(rng_, 0.5, 1.5);
   }
 
   std::shared_ptr<TenantEntry> FindOpen(std::string_view tenant) const {
@@ -323,20 +307,15 @@ class EngineImpl final : public Engine {
   // A system transaction (deploy, enable), retried on conflict.
   absl::Status CommitWithRetry(TenantEntry& entry,
                                const std::function<absl::Status(Transaction&)>& body) {
-    const int max_attempts = std::max(1, options_.mutation_retry.max_attempts);
-    absl::Duration backoff = options_.mutation_retry.initial_backoff;
-    for (int attempt = 1;; ++attempt) {
-      Transaction txn(entry.committer->Latest());
-      TXFN_RETURN_IF_ERROR(body(txn));
-      absl::StatusOr<Timestamp> ts = Commit(entry, txn.Prepare());
-      if (ts.ok()) return absl::OkStatus();
-      if (!IsRetryable(ts.status())) return ts.status();
-      conflicts_.fetch_add(1, std::memory_order_relaxed);
-      if (attempt >= max_attempts)
-        return ExhaustedRetries("system transaction", attempt, ts.status());
-      absl::SleepFor(Jitter(backoff));
-      backoff = std::min(backoff * 2, options_.mutation_retry.max_backoff);
-    }
+    return RetryCommits(
+               "system transaction", options_.mutation_retry,
+               [&]() -> absl::StatusOr<absl::StatusOr<Timestamp>> {
+                 Transaction txn(entry.committer->Latest());
+                 TXFN_RETURN_IF_ERROR(body(txn));
+                 return Commit(entry, txn.Prepare());
+               },
+               [&](bool) { conflicts_.fetch_add(1, std::memory_order_relaxed); })
+        .status();
   }
 
   absl::Status DeployImpl(std::string_view tenant,
@@ -394,13 +373,13 @@ class EngineImpl final : public Engine {
       mutations_.fetch_add(1, std::memory_order_relaxed);
       return ToCallResult(std::move(r), *ts, call.attempt);
     }
-    if (!IsRetryable(ts.status())) return absl::StatusOr<CallResult>(ts.status());
-    conflicts_.fetch_add(1, std::memory_order_relaxed);
-    if (call.attempt >= std::max(1, options_.mutation_retry.max_attempts)) {
+    if (!IsRetryableCommitError(ts.status())) return absl::StatusOr<CallResult>(ts.status());
+    const bool will_retry = call.attempt < std::max(1, options_.mutation_retry.max_attempts);
+    CountConflict(will_retry);
+    if (!will_retry) {
       return absl::StatusOr<CallResult>(
-          ExhaustedRetries(call.request.function, call.attempt, ts.status()));
+          RetriesExhausted(call.request.function, call.attempt, ts.status()));
     }
-    retries_.fetch_add(1, std::memory_order_relaxed);
     return std::nullopt;
   }
 

@@ -9,28 +9,49 @@
 
 namespace txfn {
 
-absl::StatusOr<CommitOutcome> RunTransaction(Committer& committer,
-                                             absl::FunctionRef<absl::Status(Transaction&)> body,
-                                             const RetryOptions& retry,
-                                             const TransactionOptions& options) {
+bool IsRetryableCommitError(const absl::Status& commit_status) {
+  return absl::IsAborted(commit_status) || absl::IsFailedPrecondition(commit_status);
+}
+
+absl::Status RetriesExhausted(std::string_view what, int attempts, const absl::Status& last) {
+  return absl::AbortedError(
+      internal::StrCat(what, " gave up after ", attempts, " attempts: ", last.message()));
+}
+
+absl::StatusOr<CommitOutcome> RetryCommits(
+    std::string_view what, const RetryOptions& retry,
+    absl::FunctionRef<absl::StatusOr<absl::StatusOr<Timestamp>>()> attempt,
+    absl::FunctionRef<void(bool will_retry)> on_conflict) {
+  const int max_attempts = std::max(1, retry.max_attempts);
   absl::BitGen jitter;
   absl::Duration backoff = retry.initial_backoff;
   absl::Status last;
-  for (int attempt = 1; attempt <= std::max(1, retry.max_attempts); ++attempt) {
-    Transaction txn(committer.Latest(), options);
-    if (absl::Status s = body(txn); !s.ok()) return s;
-    absl::StatusOr<Timestamp> ts = committer.Commit(txn.Prepare());
-    if (ts.ok()) return CommitOutcome{.commit_ts = *ts, .attempts = attempt};
-    last = ts.status();
-    if (!absl::IsAborted(last) && !absl::IsFailedPrecondition(last)) return last;
-    if (attempt < retry.max_attempts) {
+  for (int n = 1; n <= max_attempts; ++n) {
+    absl::StatusOr<absl::StatusOr<Timestamp>> result = attempt();
+    if (!result.ok()) return result.status();  // failed before its commit
+    if (result->ok()) return CommitOutcome{.commit_ts = **result, .attempts = n};
+    last = result->status();
+    if (!IsRetryableCommitError(last)) return last;
+    const bool will_retry = n < max_attempts;
+    on_conflict(will_retry);
+    if (will_retry) {
       // Full jitter: a random sleep in [0, backoff), so contenders spread out.
       absl::SleepFor(backoff * absl::Uniform(jitter, 0.0, 1.0));
       backoff = std::min(backoff * 2, retry.max_backoff);
     }
   }
-  return absl::AbortedError(internal::StrCat("transaction gave up after ", retry.max_attempts,
-                                             " attempts: ", last.message()));
+  return RetriesExhausted(what, max_attempts, last);
+}
+
+absl::StatusOr<CommitOutcome> RunTransaction(Committer& committer,
+                                             absl::FunctionRef<absl::Status(Transaction&)> body,
+                                             const RetryOptions& retry,
+                                             const TransactionOptions& options) {
+  return RetryCommits("transaction", retry, [&]() -> absl::StatusOr<absl::StatusOr<Timestamp>> {
+    Transaction txn(committer.Latest(), options);
+    if (absl::Status s = body(txn); !s.ok()) return s;
+    return committer.Commit(txn.Prepare());
+  });
 }
 
 }  // namespace txfn

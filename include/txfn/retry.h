@@ -19,6 +19,7 @@
 #define TXFN_RETRY_H_
 
 #include <cstdint>
+#include <string_view>
 
 #include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
@@ -38,6 +39,24 @@ struct CommitOutcome {
   Timestamp commit_ts = 0;
   int attempts = 0;
 };
+
+// Whether a Committer::Commit error is worth a new attempt: Aborted (a
+// conflict) or FailedPrecondition (the snapshot left the conflict window).
+bool IsRetryableCommitError(const absl::Status& commit_status);
+// Aborted: "<what> gave up after <attempts> attempts: <last error>".
+absl::Status RetriesExhausted(std::string_view what, int attempts, const absl::Status& last);
+
+// The loop under RunTransaction, for callers whose attempt is not a
+// Transaction body (the engine runs a JS mutation, then commits its result).
+// `attempt` runs once per try. An error in its outer status happened before
+// the commit and is returned at once; its inner status is the commit's
+// result, retried as above when Aborted or FailedPrecondition, with
+// `on_conflict(will_retry)` called for each such failure. After max_attempts
+// the result is Aborted: "<what> gave up after N attempts: <last error>".
+[[nodiscard]] absl::StatusOr<CommitOutcome> RetryCommits(
+    std::string_view what, const RetryOptions& retry,
+    absl::FunctionRef<absl::StatusOr<absl::StatusOr<Timestamp>>()> attempt,
+    absl::FunctionRef<void(bool will_retry)> on_conflict = [](bool) {});
 
 [[nodiscard]] absl::StatusOr<CommitOutcome> RunTransaction(
     Committer& committer, absl::FunctionRef<absl::Status(Transaction&)> body,
