@@ -158,22 +158,18 @@ void Committer::ProcessBatch(const std::vector<Pending*>& batch) {
         continue;
       }
       for (IndexEntry& e : *current) entries[e.key] = std::move(e.value);
-      for (const CommitRecord& r : records) {  // accepted earlier in this batch
-        for (const IndexWrite& w : r.writes) {
+      auto apply = [&entries](const std::vector<IndexWrite>& writes) {
+        for (const IndexWrite& w : writes) {
           if (w.index != kMetadataIndex) continue;
-          if (w.value)
+          if (w.value) {
             entries[w.key] = *w.value;
-          else
+          } else {
             entries.erase(w.key);
+          }
         }
-      }
-      for (const IndexWrite& w : commit.writes) {
-        if (w.index != kMetadataIndex) continue;
-        if (w.value)
-          entries[w.key] = *w.value;
-        else
-          entries.erase(w.key);
-      }
+      };
+      for (const CommitRecord& r : records) apply(r.writes);  // accepted earlier in this batch
+      apply(commit.writes);
       std::vector<IndexEntry> list;
       list.reserve(entries.size());
       for (auto& [key, value] : entries) list.push_back({.key = key, .value = value});
