@@ -57,10 +57,37 @@ void Committer::Publish(std::shared_ptr<const Snapshot> snapshot) {
   latest_ = std::move(snapshot);
 }
 
-absl::StatusOr<Timestamp> Committer::Commit(PreparedCommit commit) {
+void CommitIntent::Release() {
+  if (committer_ != nullptr) std::exchange(committer_, nullptr)->WithdrawIntent();
+}
+
+CommitIntent Committer::AnnounceCommit() {
+  internal::MutexLock lock(&queue_mu_);
+  ++announced_;
+  return CommitIntent(this);
+}
+
+void Committer::WithdrawIntent() {
+  internal::MutexLock lock(&queue_mu_);
+  --announced_;
+  if (holding_ && announced_ == 0) hold_cv_.Signal();
+}
+
+absl::StatusOr<Timestamp> Committer::Commit(PreparedCommit commit, CommitIntent intent) {
   Pending pending{.commit = std::move(commit)};
+  for (const IndexWrite& w : pending.commit.writes) {
+    pending.bytes += w.key.size() + (w.value ? w.value->size() : 0);
+  }
   queue_mu_.Lock();
   queue_.push_back(&pending);
+  queued_bytes_ += pending.bytes;
+  // Withdrawn with the same lock as the enqueue, so a holding leader never
+  // sees the intent gone before the commit is in the queue.
+  if (intent.committer_ == this) {
+    intent.committer_ = nullptr;
+    --announced_;
+  }
+  if (holding_ && (announced_ == 0 || QueueHoldsFullBatch())) hold_cv_.Signal();
   while (true) {
     queue_cv_.Wait(
         [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(queue_mu_) { return pending.done || !leader_active_; });
@@ -68,15 +95,12 @@ absl::StatusOr<Timestamp> Committer::Commit(PreparedCommit commit) {
     // Become the leader for the commits queued so far (ours among them,
     // unless more than a batch is ahead of us).
     leader_active_ = true;
-    std::vector<Pending*> batch;
-    while (!queue_.empty() && batch.size() < options_.max_batch_commits) {
-      batch.push_back(queue_.front());
-      queue_.pop_front();
-    }
+    const bool held = HoldBatchOpen();
+    std::vector<Pending*> batch = TakeBatch();
     queue_mu_.Unlock();
     {
       internal::MutexLock leader(&leader_mu_);
-      ProcessBatch(batch);
+      ProcessBatch(batch, held);
     }
     queue_mu_.Lock();
     for (Pending* p : batch) p->done = true;
@@ -85,6 +109,38 @@ absl::StatusOr<Timestamp> Committer::Commit(PreparedCommit commit) {
   }
   queue_mu_.Unlock();
   return std::move(pending.result);
+}
+
+bool Committer::QueueHoldsFullBatch() const {
+  return queue_.size() >= options_.max_batch_commits || queued_bytes_ >= options_.max_batch_bytes;
+}
+
+bool Committer::HoldBatchOpen() {
+  if (options_.max_batch_delay <= absl::ZeroDuration() || announced_ == 0 ||
+      QueueHoldsFullBatch()) {
+    return false;
+  }
+  holding_ = true;
+  hold_cv_.WaitWithTimeout(options_.max_batch_delay,
+                           [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(queue_mu_) {
+                             return announced_ == 0 || QueueHoldsFullBatch();
+                           });
+  holding_ = false;
+  return true;
+}
+
+std::vector<Committer::Pending*> Committer::TakeBatch() {
+  std::vector<Pending*> batch;
+  size_t bytes = 0;
+  while (!queue_.empty() && batch.size() < options_.max_batch_commits) {
+    Pending* next = queue_.front();
+    if (!batch.empty() && bytes + next->bytes > options_.max_batch_bytes) break;
+    bytes += next->bytes;
+    batch.push_back(next);
+    queue_.pop_front();
+  }
+  queued_bytes_ -= bytes;
+  return batch;
 }
 
 absl::Status Committer::Check(const PreparedCommit& commit) const {
@@ -103,7 +159,7 @@ absl::Status Committer::Check(const PreparedCommit& commit) const {
   return absl::OkStatus();
 }
 
-void Committer::ProcessBatch(const std::vector<Pending*>& batch) {
+void Committer::ProcessBatch(const std::vector<Pending*>& batch, bool held) {
   std::shared_ptr<const Snapshot> latest = Latest();
   std::shared_ptr<const TenantMetadata> metadata = latest->shared_metadata();
   std::vector<Pending*> accepted;
@@ -189,6 +245,7 @@ void Committer::ProcessBatch(const std::vector<Pending*>& batch) {
 
   if (!records.empty()) {
     ++delta.batches;
+    if (held) ++delta.held_batches;
     absl::Status written = storage_->Write(records);
     if (written.ok()) {
       // Only durable commits enter the history: a failed batch must not make
@@ -215,6 +272,7 @@ void Committer::ProcessBatch(const std::vector<Pending*>& batch) {
   stats_.too_old += delta.too_old;
   stats_.storage_failures += delta.storage_failures;
   stats_.batches += delta.batches;
+  stats_.held_batches += delta.held_batches;
 }
 
 void Committer::SlideWindow(Timestamp now) {

@@ -174,13 +174,14 @@ class EngineImpl final : public Engine {
         CommitOutcome outcome,
         RetryCommits(
             function, options_.mutation_retry,
-            [&]() -> absl::StatusOr<absl::StatusOr<Timestamp>> {
+            [&](int attempt) -> absl::StatusOr<absl::StatusOr<Timestamp>> {
+              CommitIntent intent = AnnounceFirstAttempt(*entry->committer, attempt);
               std::shared_ptr<const Snapshot> snapshot = entry->committer->Latest();
               TXFN_RETURN_IF_ERROR(CheckEnabled(*snapshot));
               last_run = runner_.Run(std::move(snapshot),
                                      MakeRequest(function, args, FunctionKind::kMutation));
               if (!last_run.status.ok()) return std::move(last_run.status);
-              return Commit(*entry, std::move(last_run.commit));
+              return Commit(*entry, std::move(last_run.commit), std::move(intent));
             },
             [&](bool will_retry) { CountConflict(will_retry); }));
     mutations_.fetch_add(1, std::memory_order_relaxed);
@@ -241,6 +242,7 @@ class EngineImpl final : public Engine {
       s.committer.too_old += c.too_old;
       s.committer.storage_failures += c.storage_failures;
       s.committer.batches += c.batches;
+      s.committer.held_batches += c.held_batches;
     }
     return s;
   }
@@ -251,6 +253,7 @@ class EngineImpl final : public Engine {
     RunRequest request;
     Callback done;
     int attempt = 0;
+    CommitIntent intent;  // the current attempt's
   };
 
   void CountConflict(bool will_retry) {
@@ -296,12 +299,13 @@ class EngineImpl final : public Engine {
     return entry;
   }
 
-  absl::StatusOr<Timestamp> Commit(TenantEntry& entry, PreparedCommit commit) {
+  absl::StatusOr<Timestamp> Commit(TenantEntry& entry, PreparedCommit commit,
+                                   CommitIntent intent = {}) {
     internal::ReaderMutexLock lock(&entry.mu);
     if (entry.deleted) {
       return absl::NotFoundError(StrCat("tenant '", entry.committer->tenant(), "' was deleted"));
     }
-    return entry.committer->Commit(std::move(commit));
+    return entry.committer->Commit(std::move(commit), std::move(intent));
   }
 
   // A system transaction (deploy, enable), retried on conflict.
@@ -309,7 +313,7 @@ class EngineImpl final : public Engine {
                                const std::function<absl::Status(Transaction&)>& body) {
     return RetryCommits(
                "system transaction", options_.mutation_retry,
-               [&]() -> absl::StatusOr<absl::StatusOr<Timestamp>> {
+               [&](int) -> absl::StatusOr<absl::StatusOr<Timestamp>> {
                  Transaction txn(entry.committer->Latest());
                  TXFN_RETURN_IF_ERROR(body(txn));
                  return Commit(entry, txn.Prepare());
@@ -351,24 +355,35 @@ class EngineImpl final : public Engine {
 
   absl::Status SubmitMutation(const std::shared_ptr<AsyncMutation>& call) {
     ++call->attempt;
+    call->intent = AnnounceFirstAttempt(*call->entry->committer, call->attempt);
     std::shared_ptr<const Snapshot> snapshot = call->entry->committer->Latest();
-    if (absl::Status s = CheckEnabled(*snapshot); !s.ok()) return s;
-    return runner_.RunAsync(std::move(snapshot), call->request, [this, call](RunResult r) {
-      std::optional<absl::StatusOr<CallResult>> out = FinishMutation(*call, std::move(r));
-      if (!out.has_value()) {  // a conflict: run again on a newer snapshot
-        absl::Status s = SubmitMutation(call);
-        if (s.ok()) return;  // the next attempt owns the call now
-        out = s;
-      }
-      call->done(*std::move(out));
-      EndAsync();
-    });
+    if (absl::Status s = CheckEnabled(*snapshot); !s.ok()) {
+      call->intent.Release();
+      return s;
+    }
+    absl::Status submitted =
+        runner_.RunAsync(std::move(snapshot), call->request, [this, call](RunResult r) {
+          std::optional<absl::StatusOr<CallResult>> out = FinishMutation(*call, std::move(r));
+          if (!out.has_value()) {  // a conflict: run again on a newer snapshot
+            absl::Status s = SubmitMutation(call);
+            if (s.ok()) return;  // the next attempt owns the call now
+            out = s;
+          }
+          call->done(*std::move(out));
+          EndAsync();
+        });
+    // Only on failure: otherwise the callback may already own `call`.
+    if (!submitted.ok()) call->intent.Release();
+    return submitted;
   }
 
   // Commits a finished run; nullopt asks for another attempt.
   std::optional<absl::StatusOr<CallResult>> FinishMutation(AsyncMutation& call, RunResult r) {
-    if (!r.status.ok()) return absl::StatusOr<CallResult>(std::move(r.status));
-    absl::StatusOr<Timestamp> ts = Commit(*call.entry, std::move(r.commit));
+    if (!r.status.ok()) {
+      call.intent.Release();
+      return absl::StatusOr<CallResult>(std::move(r.status));
+    }
+    absl::StatusOr<Timestamp> ts = Commit(*call.entry, std::move(r.commit), std::move(call.intent));
     if (ts.ok()) {
       mutations_.fetch_add(1, std::memory_order_relaxed);
       return ToCallResult(std::move(r), *ts, call.attempt);

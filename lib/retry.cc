@@ -2,6 +2,7 @@
 #include "txfn/retry.h"
 
 #include <algorithm>
+#include <utility>
 
 #include "absl/random/random.h"
 #include "absl/time/clock.h"
@@ -20,14 +21,14 @@ absl::Status RetriesExhausted(std::string_view what, int attempts, const absl::S
 
 absl::StatusOr<CommitOutcome> RetryCommits(
     std::string_view what, const RetryOptions& retry,
-    absl::FunctionRef<absl::StatusOr<absl::StatusOr<Timestamp>>()> attempt,
+    absl::FunctionRef<absl::StatusOr<absl::StatusOr<Timestamp>>(int attempt)> attempt,
     absl::FunctionRef<void(bool will_retry)> on_conflict) {
   const int max_attempts = std::max(1, retry.max_attempts);
   absl::BitGen jitter;
   absl::Duration backoff = retry.initial_backoff;
   absl::Status last;
   for (int n = 1; n <= max_attempts; ++n) {
-    absl::StatusOr<absl::StatusOr<Timestamp>> result = attempt();
+    absl::StatusOr<absl::StatusOr<Timestamp>> result = attempt(n);
     if (!result.ok()) return result.status();  // failed before its commit
     if (result->ok()) return CommitOutcome{.commit_ts = **result, .attempts = n};
     last = result->status();
@@ -43,15 +44,21 @@ absl::StatusOr<CommitOutcome> RetryCommits(
   return RetriesExhausted(what, max_attempts, last);
 }
 
+CommitIntent AnnounceFirstAttempt(Committer& committer, int attempt) {
+  return attempt == 1 ? committer.AnnounceCommit() : CommitIntent();
+}
+
 absl::StatusOr<CommitOutcome> RunTransaction(Committer& committer,
                                              absl::FunctionRef<absl::Status(Transaction&)> body,
                                              const RetryOptions& retry,
                                              const TransactionOptions& options) {
-  return RetryCommits("transaction", retry, [&]() -> absl::StatusOr<absl::StatusOr<Timestamp>> {
-    Transaction txn(committer.Latest(), options);
-    if (absl::Status s = body(txn); !s.ok()) return s;
-    return committer.Commit(txn.Prepare());
-  });
+  return RetryCommits("transaction", retry,
+                      [&](int attempt) -> absl::StatusOr<absl::StatusOr<Timestamp>> {
+                        CommitIntent intent = AnnounceFirstAttempt(committer, attempt);
+                        Transaction txn(committer.Latest(), options);
+                        if (absl::Status s = body(txn); !s.ok()) return s;
+                        return committer.Commit(txn.Prepare(), std::move(intent));
+                      });
 }
 
 }  // namespace txfn

@@ -268,6 +268,90 @@ TEST_F(CommitterTest, ConcurrentCommitsAreGroupedIntoBatches) {
   EXPECT_EQ(all.Query({.table = "notes"}).value().documents.size(), size_t{kThreads});
 }
 
+TEST_F(CommitterTest, ALeaderHoldsItsBatchOpenForAnAnnouncedCommit) {
+  Open({.max_batch_delay = absl::Seconds(60)});
+  const uint64_t batches_before = committer_->stats().batches;
+  // Both writers announce first, so whichever commits first holds the batch
+  // open until the other's commit joins it: one batch, whatever the order.
+  CommitIntent first = committer_->AnnounceCommit();
+  CommitIntent second = committer_->AnnounceCommit();
+  EXPECT_TRUE(first.active());
+  std::thread other([&] {
+    Transaction txn = Begin();
+    ASSERT_TRUE(txn.Insert("notes", Obj({})).ok());
+    EXPECT_TRUE(committer_->Commit(txn.Prepare(), std::move(first)).ok());
+  });
+  Transaction txn = Begin();
+  ASSERT_TRUE(txn.Insert("notes", Obj({})).ok());
+  EXPECT_TRUE(committer_->Commit(txn.Prepare(), std::move(second)).ok());
+  other.join();
+  EXPECT_FALSE(second.active());  // NOLINT(bugprone-use-after-move): moved-from is inactive
+  CommitterStats stats = committer_->stats();
+  EXPECT_EQ(stats.batches, batches_before + 1);
+  EXPECT_EQ(stats.held_batches, 1u);
+}
+
+TEST_F(CommitterTest, AHeldBatchWaitsAtMostMaxBatchDelay) {
+  const absl::Duration delay = absl::Milliseconds(30);
+  Open({.max_batch_delay = delay});
+  CommitIntent never_committed = committer_->AnnounceCommit();
+  Transaction txn = Begin();
+  ASSERT_TRUE(txn.Insert("notes", Obj({})).ok());
+  const absl::Time start = absl::Now();
+  EXPECT_TRUE(committer_->Commit(txn.Prepare()).ok());
+  EXPECT_GE(absl::Now() - start, delay);
+  EXPECT_EQ(committer_->stats().held_batches, 1u);
+}
+
+TEST_F(CommitterTest, WithdrawingTheLastIntentEndsTheHold) {
+  Open({.max_batch_delay = absl::Seconds(60)});
+  CommitIntent abandoned = committer_->AnnounceCommit();
+  std::atomic<bool> committed{false};
+  std::thread writer([&] {
+    Transaction txn = Begin();
+    ASSERT_TRUE(txn.Insert("notes", Obj({})).ok());
+    EXPECT_TRUE(committer_->Commit(txn.Prepare()).ok());
+    committed = true;
+  });
+  // The writer is held (or has not started); either way it finishes once the
+  // only intent is gone, long before the 60 s delay.
+  abandoned.Release();
+  EXPECT_FALSE(abandoned.active());
+  writer.join();
+  EXPECT_TRUE(committed.load());
+}
+
+TEST_F(CommitterTest, WithoutAnnouncedCommitsNoBatchIsHeld) {
+  Open({.max_batch_delay = absl::Seconds(60)});
+  for (int i = 0; i < 3; ++i) InsertAccount("ann", i);
+  {
+    CommitIntent dropped = committer_->AnnounceCommit();
+  }  // destroyed without committing: withdrawn
+  InsertAccount("bob", 1);
+  EXPECT_EQ(committer_->stats().held_batches, 0u);
+}
+
+TEST_F(CommitterTest, ABatchHoldsAtMostMaxBatchBytes) {
+  Open({.max_batch_bytes = 64 << 10});
+  storage_->SetDelay(StorageMethod::kWrite, absl::Milliseconds(100));
+  const uint64_t batches_before = committer_->stats().batches;
+  constexpr int kThreads = 8;
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kThreads; ++i) {
+    threads.emplace_back([&] {
+      Transaction txn = Begin();
+      // ~30 KiB each: at most two fit in 64 KiB.
+      Value doc = Obj({{"channel", Str("c")}, {"body", Str(std::string(30 << 10, 'x'))}});
+      ASSERT_TRUE(txn.Insert("messages", doc).ok());
+      EXPECT_TRUE(committer_->Commit(txn.Prepare()).ok());
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  const uint64_t batches = committer_->stats().batches - batches_before;
+  EXPECT_GE(batches, uint64_t{kThreads / 2});
+  EXPECT_LE(batches, uint64_t{kThreads});
+}
+
 TEST_F(CommitterTest, ReopeningTheStorageRestoresDataAndMetadata) {
   std::string id = InsertAccount("ann", 10);
   Timestamp last = committer_->Latest()->ts();

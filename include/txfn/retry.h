@@ -8,8 +8,8 @@
 //   // outcome->attempts says how many runs it took.
 //
 // Each attempt runs `body` on a fresh Transaction at the committer's latest
-// snapshot and commits it. An Aborted commit (a conflict) and a
-// FailedPrecondition commit (the snapshot fell out of the conflict window) are
+// snapshot and commits it (the first attempt announced: AnnounceFirstAttempt). An Aborted commit (a
+// conflict) and a FailedPrecondition commit (the snapshot fell out of the conflict window) are
 // retried after a jittered exponential backoff; any error from `body` itself,
 // or any other commit error, is returned at once. After max_attempts
 // conflicts the result is Aborted, naming the number of attempts.
@@ -48,15 +48,22 @@ absl::Status RetriesExhausted(std::string_view what, int attempts, const absl::S
 
 // The loop under RunTransaction, for callers whose attempt is not a
 // Transaction body (the engine runs a JS mutation, then commits its result).
-// `attempt` runs once per try. An error in its outer status happened before
+// `attempt(n)` runs once per try, n = 1, 2, .... An error in its outer status happened before
 // the commit and is returned at once; its inner status is the commit's
 // result, retried as above when Aborted or FailedPrecondition, with
 // `on_conflict(will_retry)` called for each such failure. After max_attempts
 // the result is Aborted: "<what> gave up after N attempts: <last error>".
 [[nodiscard]] absl::StatusOr<CommitOutcome> RetryCommits(
     std::string_view what, const RetryOptions& retry,
-    absl::FunctionRef<absl::StatusOr<absl::StatusOr<Timestamp>>()> attempt,
+    absl::FunctionRef<absl::StatusOr<absl::StatusOr<Timestamp>>(int attempt)> attempt,
     absl::FunctionRef<void(bool will_retry)> on_conflict = [](bool) {});
+
+// The intent an attempt announces (Committer::AnnounceCommit): the first
+// attempt announces, so a concurrent commit may hold its batch open for it
+// and both share one Storage::Write. A retry does not: it conflicted, so it
+// likely contends with the commits a leader would hold for, and a hold would
+// only make it miss their writes again.
+[[nodiscard]] CommitIntent AnnounceFirstAttempt(Committer& committer, int attempt);
 
 [[nodiscard]] absl::StatusOr<CommitOutcome> RunTransaction(
     Committer& committer, absl::FunctionRef<absl::Status(Transaction&)> body,
