@@ -744,6 +744,54 @@ TEST_P(FunctionRunnerTest, SchedulerCpuLimitBecomesResourceExhausted) {
   EXPECT_TRUE(after.status.ok()) << after.status;
 }
 
+// txfn's own V8 platform turns WebAssembly off (see platform.cc).
+TEST_P(FunctionRunnerTest, TenantCodeHasNoWebAssembly) {
+  Deploy({{"wasm.js", R"JS(import { query } from "txfn/server";
+    export const probe = query(() => typeof WebAssembly);)JS"}});
+  RunResult r = Query("wasm:probe");
+  ASSERT_TRUE(r.status.ok()) << r.status;
+  EXPECT_EQ(r.value.string(), "undefined");
+}
+
+// The runner's snapshot is deserialised without V8's rehashing (its tables
+// are already hashed with this process's seed). Every hash-keyed structure a
+// context inherits from it, or builds, must still find its keys: globals,
+// builtins' properties, dictionary-mode objects, Maps and Sets of strings.
+TEST_P(FunctionRunnerTest, HashedLookupsWorkInEveryFreshContext) {
+  if (GetParam() == TestSnapshot::kRunner) {
+    EXPECT_TRUE(internal::RunnerSnapshotSkipsRehashing());
+  }
+  Deploy({{"hash.js", R"JS(import { query } from "txfn/server";
+    export const lookups = query(() => {
+      const names = Object.getOwnPropertyNames(globalThis);
+      const missing = names.filter((n) => globalThis[n] === undefined && n !== "undefined");
+      const dict = {};
+      for (let i = 0; i < 2000; i++) dict["key" + i] = i;
+      delete dict.key7;  // dictionary mode
+      const map = new Map(), set = new Set();
+      for (let i = 0; i < 2000; i++) { map.set("m" + i, i); set.add("s" + i); }
+      let sum = 0;
+      for (let i = 0; i < 2000; i++) sum += (dict["key" + i] ?? 0) + map.get("m" + i);
+      return [missing.length, names.includes("Math"), Math.max(1, 2), JSON.stringify({a: 1}),
+              sum, set.has("s1999"), "abc".toUpperCase(), Array.prototype.map.name];
+    });)JS"}});
+  for (int i = 0; i < 3; ++i) {
+    RunResult r = Query("hash:lookups");
+    ASSERT_TRUE(r.status.ok()) << r.status;
+    ASSERT_TRUE(r.value.is_array());
+    const Value::Array& a = r.value.array();
+    ASSERT_EQ(a.size(), 8u);
+    EXPECT_EQ(a[0].float64(), 0);
+    EXPECT_TRUE(a[1].boolean());
+    EXPECT_EQ(a[2].float64(), 2);
+    EXPECT_EQ(a[3].string(), R"({"a":1})");
+    EXPECT_EQ(a[4].float64(), 2 * (1999.0 * 2000 / 2) - 7);
+    EXPECT_TRUE(a[5].boolean());
+    EXPECT_EQ(a[6].string(), "ABC");
+    EXPECT_EQ(a[7].string(), "map");
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Isolates, FunctionRunnerTest,
                          ::testing::Values(TestSnapshot::kRunner, TestSnapshot::kPlain),
                          [](const ::testing::TestParamInfo<TestSnapshot>& info) {

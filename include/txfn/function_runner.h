@@ -54,7 +54,8 @@
 //
 // Determinism: Math.random is a splitmix64 PRNG seeded from RunRequest::seed;
 // Date.now() and new Date() return the transaction's begin timestamp (ms);
-// there are no timers (setTimeout is undefined), network or file APIs;
+// there are no timers (setTimeout is undefined), network or file APIs, and
+// no WebAssembly (unless the host's own V8 platform enables it: InitializeV8);
 // document ids come from TransactionOptions::id_seed = seed. The same
 // function, arguments, seed and snapshot give identical results and writes.
 // console.log/info/warn/error/debug are captured into RunResult::logs.

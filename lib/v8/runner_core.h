@@ -43,6 +43,11 @@ struct CompiledModule {
 // without it work too. Thread-safe.
 bool UseRunnerSnapshot(v8::Isolate::CreateParams* params);
 
+// Whether isolates and contexts made from the runner's snapshot skip V8's
+// rehashing on deserialisation (see SkipRehashing in runner_core.cc). False
+// if the snapshot cannot be made, or if this V8 keeps the flag elsewhere.
+bool RunnerSnapshotSkipsRehashing();
+
 class RunnerCore {
  public:
   explicit RunnerCore(FunctionRunnerOptions options);
