@@ -38,6 +38,7 @@ Committer::Committer(std::shared_ptr<Storage> storage, std::string tenant, Commi
   history_.PruneThrough(last_ts_);
   internal::MutexLock lock(&latest_mu_);
   latest_ = std::move(latest);
+  stats_.metadata_loads = 1;  // Snapshot::Load in Open
 }
 
 Committer::~Committer() = default;
@@ -235,6 +236,7 @@ void Committer::ProcessBatch(const std::vector<Pending*>& batch, bool held) {
         continue;
       }
       metadata = std::make_shared<const TenantMetadata>(*std::move(decoded));
+      ++delta.metadata_loads;
     }
     Timestamp ts = std::max(options_.clock(), last_ts_ + 1);
     last_ts_ = ts;
@@ -273,6 +275,7 @@ void Committer::ProcessBatch(const std::vector<Pending*>& batch, bool held) {
   stats_.storage_failures += delta.storage_failures;
   stats_.batches += delta.batches;
   stats_.held_batches += delta.held_batches;
+  stats_.metadata_loads += delta.metadata_loads;
 }
 
 void Committer::SlideWindow(Timestamp now) {

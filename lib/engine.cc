@@ -232,7 +232,9 @@ class EngineImpl final : public Engine {
                   .deploys = deploys_.load(std::memory_order_relaxed),
                   .deploys_refused = deploys_refused_.load(std::memory_order_relaxed),
                   .scheduler = scheduler_->stats(),
-                  .module_cache = runner_.module_cache_stats()};
+                  .module_cache = runner_.module_cache_stats(),
+                  .metadata_cache = {.hits = metadata_hits_.load(std::memory_order_relaxed),
+                                     .misses = metadata_misses_.load(std::memory_order_relaxed)}};
     internal::MutexLock lock(&map_mu_);
     for (const auto& [name, entry] : tenants_) {
       CommitterStats c = entry->committer->stats();
@@ -243,6 +245,7 @@ class EngineImpl final : public Engine {
       s.committer.storage_failures += c.storage_failures;
       s.committer.batches += c.batches;
       s.committer.held_batches += c.held_batches;
+      s.committer.metadata_loads += c.metadata_loads;
     }
     return s;
   }
@@ -285,10 +288,17 @@ class EngineImpl final : public Engine {
 
   // The open tenant, opening its committer on first use.
   absl::StatusOr<std::shared_ptr<TenantEntry>> Open(std::string_view tenant) {
-    if (std::shared_ptr<TenantEntry> entry = FindOpen(tenant)) return entry;
+    if (std::shared_ptr<TenantEntry> entry = FindOpen(tenant)) {
+      metadata_hits_.fetch_add(1, std::memory_order_relaxed);
+      return entry;
+    }
     TXFN_RETURN_IF_ERROR(ValidateTenantName(tenant));
     internal::MutexLock lifecycle(&lifecycle_mu_);
-    if (std::shared_ptr<TenantEntry> entry = FindOpen(tenant)) return entry;
+    if (std::shared_ptr<TenantEntry> entry = FindOpen(tenant)) {
+      metadata_hits_.fetch_add(1, std::memory_order_relaxed);
+      return entry;
+    }
+    metadata_misses_.fetch_add(1, std::memory_order_relaxed);
     TXFN_ASSIGN_OR_RETURN(Timestamp max, storage_->MaxCommittedTimestamp(tenant));
     if (max == 0) return absl::NotFoundError(StrCat("tenant '", tenant, "' not found"));
     auto entry = std::make_shared<TenantEntry>();
@@ -429,6 +439,8 @@ class EngineImpl final : public Engine {
   std::atomic<uint64_t> retries_{0};
   std::atomic<uint64_t> deploys_{0};
   std::atomic<uint64_t> deploys_refused_{0};
+  std::atomic<uint64_t> metadata_hits_{0};
+  std::atomic<uint64_t> metadata_misses_{0};
 };
 
 }  // namespace

@@ -121,6 +121,32 @@ TEST_P(EngineTest, QueryAndMutation) {
   EXPECT_GE(stats.committer.commits, 2u);
 }
 
+TEST_P(EngineTest, MetadataIsLoadedFromStorageOnlyToOpenATenantOrAfterItChanges) {
+  CreateAndDeploy();
+  ASSERT_TRUE(engine_->Mutation("app", "counters:create", Name("a")).ok());
+  const EngineStats before = engine_->stats();
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(engine_->Query("app", "counters:get", Name("a")).ok());
+    ASSERT_TRUE(engine_->Mutation("app", "counters:increment", Name("a")).ok());
+  }
+  EngineStats after = engine_->stats();
+  EXPECT_EQ(after.metadata_cache.hits - before.metadata_cache.hits, 10u);
+  EXPECT_EQ(after.metadata_cache.misses, before.metadata_cache.misses);
+  // Plain commits reuse the decoded metadata; a deploy decodes it once more.
+  EXPECT_EQ(after.committer.metadata_loads, before.committer.metadata_loads);
+  ASSERT_TRUE(engine_->DeployJson("app", Modules(), kSchema).ok());
+  EXPECT_EQ(engine_->stats().committer.metadata_loads, before.committer.metadata_loads + 1);
+
+  if (GetParam() != EngineStorage::kSqlite) return;  // memory does not survive reopening
+  Open();
+  ASSERT_TRUE(engine_->Query("app", "counters:get", Name("a")).ok());  // opens "app"
+  ASSERT_TRUE(engine_->Query("app", "counters:get", Name("a")).ok());
+  after = engine_->stats();
+  EXPECT_EQ(after.metadata_cache.misses, 1u);
+  EXPECT_EQ(after.metadata_cache.hits, 1u);
+  EXPECT_EQ(after.committer.metadata_loads, 1u);  // the open
+}
+
 TEST_P(EngineTest, CallErrors) {
   CreateAndDeploy();
   EXPECT_TRUE(absl::IsNotFound(engine_->Query("nope", "counters:get", Name("a")).status()));

@@ -87,6 +87,10 @@ struct CommitterStats {
   uint64_t storage_failures = 0;  // batches whose Storage::Write failed
   uint64_t batches = 0;           // Storage::Write calls
   uint64_t held_batches = 0;      // batches a leader held open for announced commits
+  // Tenant metadata decoded from storage: once at Open, then once per
+  // accepted commit that writes metadata (a deploy, enabling). Every other
+  // commit and every snapshot reuses the decoded metadata in memory.
+  uint64_t metadata_loads = 0;
 };
 
 class Committer;

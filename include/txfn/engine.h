@@ -93,6 +93,14 @@ struct CallResult {
   RunStats stats;              // of the last run
 };
 
+// Tenant metadata (schema, modules, enabled) is kept decoded in memory with
+// each tenant's published snapshot; storage is read only to open a tenant
+// and when a commit changes the metadata (CommitterStats::metadata_loads).
+struct MetadataCacheStats {
+  uint64_t hits = 0;    // engine calls that found the tenant's metadata in memory
+  uint64_t misses = 0;  // engine calls that loaded it from storage (first use of a tenant)
+};
+
 struct EngineStats {
   uint64_t queries = 0;    // Query calls that succeeded
   uint64_t mutations = 0;  // Mutation calls that committed
@@ -105,6 +113,7 @@ struct EngineStats {
   CommitterStats committer;
   IsolateSchedulerStats scheduler;
   ModuleCacheStats module_cache;
+  MetadataCacheStats metadata_cache;
 };
 
 class Engine {
