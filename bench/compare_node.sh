@@ -5,14 +5,19 @@
 # node, and the same from process CPU time per request (V8's background
 # threads included), which is what to compare on a busy shared machine.
 #
+# The machines are noisy, so it runs ROUNDS (default 3) rounds of node then
+# txfn back to back, prints each round's ratios and then their medians.
+#
 #   bench/compare_node.sh [build-dir]   (default: build, RelWithDebInfo)
 set -euo pipefail
+ROUNDS="${ROUNDS:-3}"
 BUILD="${1:-build}"
 HERE="$(cd "$(dirname "$0")/.." && pwd)"
 BIN="$HERE/$BUILD/bench/txfn_bench_runner"
 [[ -x "$BIN" ]] || { echo "missing $BIN (cmake --build $BUILD --target txfn_bench_runner)" >&2; exit 1; }
 
-NODE_OUT=$(node - <<'JS'
+run_node() {
+  node - <<'JS'
 const vm = require('vm');
 const docs = new Map([['id1', {_id: 'id1', text: 'hello'}]]);
 const src = `
@@ -29,7 +34,7 @@ async function once() {
 }
 (async () => {
   for (let i = 0; i < 200; ++i) await once();  // warm up
-  const n = 2000;
+  const n = 6000;  // ~2 s, like the txfn side
   const t0 = process.hrtime.bigint();
   const c0 = process.cpuUsage();
   for (let i = 0; i < n; ++i) await once();
@@ -38,13 +43,24 @@ async function once() {
   console.log((n / secs).toFixed(1), ((c.user + c.system) / n).toFixed(1));
 })();
 JS
-)
-read -r NODE_RATE NODE_CPU <<<"$NODE_OUT"
-read -r TXFN_RATE TXFN_CPU < <("$BIN" --benchmark_filter='^BM_RunQueryFreshContext$' \
-    --benchmark_format=json --benchmark_min_time=2 2>/dev/null | python3 -c '
+}
+
+RATIOS=()
+for round in $(seq "$ROUNDS"); do
+  read -r NODE_RATE NODE_CPU <<<"$(run_node)"
+  read -r TXFN_RATE TXFN_CPU < <("$BIN" --benchmark_filter='^BM_RunQueryFreshContext$' \
+      --benchmark_format=json --benchmark_min_time=2 2>/dev/null | python3 -c '
 import json, sys
 b = json.load(sys.stdin)["benchmarks"][0]
 print("%.1f %.1f" % (b["req_per_s"], b["proc_cpu_us"]))')
-echo "node vm (new context per request): ${NODE_RATE} req/s, ${NODE_CPU} us process CPU/req"
-echo "txfn BM_RunQueryFreshContext:      ${TXFN_RATE} req/s, ${TXFN_CPU} us process CPU/req"
-python3 -c "print('ratio txfn/node: %.2f (wall), %.2f (CPU)' % (${TXFN_RATE} / ${NODE_RATE}, ${NODE_CPU} / ${TXFN_CPU}))"
+  echo "round $round: node vm (new context per request) ${NODE_RATE} req/s, ${NODE_CPU} us CPU/req;" \
+       "txfn BM_RunQueryFreshContext ${TXFN_RATE} req/s, ${TXFN_CPU} us CPU/req"
+  RATIOS+=("$(python3 -c "print('%.3f %.3f' % (${TXFN_RATE} / ${NODE_RATE}, ${NODE_CPU} / ${TXFN_CPU}))")")
+done
+printf '%s\n' "${RATIOS[@]}" | python3 -c '
+import statistics, sys
+rows = [tuple(map(float, line.split())) for line in sys.stdin if line.strip()]
+wall = statistics.median(r[0] for r in rows)
+cpu = statistics.median(r[1] for r in rows)
+print("ratio txfn/node (median of %d rounds): %.2f (wall), %.2f (CPU); rounds: %s" % (
+    len(rows), wall, cpu, ", ".join("%.2f/%.2f" % r for r in rows)))'

@@ -138,7 +138,7 @@ class IsolateSchedulerImpl final : public IsolateScheduler {
       : limits_(options.limits ? options.limits : std::make_shared<const LimitEnforcer>()),
         watchdog_interval_(options.watchdog_interval),
         runner_snapshot_(options.runner_snapshot),
-        pump_platform_(internal::V8PlatformIsDefault() ? V8Platform() : nullptr),
+        pump_platform_(internal::V8DefaultPlatform()),
         allocator_(v8::ArrayBuffer::Allocator::NewDefaultAllocator()),
         pool_({.max_isolates = max_isolates,
                .queue_capacity = options.queue_capacity,

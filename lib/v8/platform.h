@@ -2,12 +2,23 @@
 #ifndef TXFN_LIB_V8_PLATFORM_H_
 #define TXFN_LIB_V8_PLATFORM_H_
 
+#include <optional>
+
+#include "lib/v8/page_caching_platform.h"
+
+namespace v8 {
+class Platform;
+}  // namespace v8
+
 namespace txfn::internal {
 
-// True when txfn created the platform (a libplatform default platform, so
-// v8::platform::PumpMessageLoop may be used on it); false for a host's.
-// Initialises V8 like InitializeV8() if that was not called yet.
-bool V8PlatformIsDefault();
+// When txfn created the platform: the libplatform default platform inside it
+// (for v8::platform::PumpMessageLoop and NotifyIsolateShutdown). Null for a
+// host's platform. Initialises V8 like InitializeV8() if not done yet.
+v8::Platform* V8DefaultPlatform();
+
+// The page cache of txfn's own platform; nullopt with a host's platform.
+std::optional<PageCacheStats> V8PageCacheStats();
 
 }  // namespace txfn::internal
 
