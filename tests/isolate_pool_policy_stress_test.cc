@@ -119,6 +119,7 @@ TEST(IsolatePoolPolicyStressTest, InvariantsHoldUnderConcurrency) {
   EXPECT_EQ(s.created - s.disposed, static_cast<uint64_t>(live.load()));
   EXPECT_GT(s.reused, 0u);
   EXPECT_GT(s.evicted, 0u);
+  EXPECT_GT(s.waited_for_own, 0u) << "the patience path (policy step 3) should be exercised";
   auto idle = pool.TakeIdle();
   EXPECT_EQ(static_cast<int>(idle.size()), live.load());
 }

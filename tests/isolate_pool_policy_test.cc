@@ -7,6 +7,8 @@
 #include <string>
 #include <utility>
 
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "txfn/internal/isolate_pool.h"
@@ -134,6 +136,81 @@ TEST(IsolatePoolPolicyTest, ReusesOwnIsolateBeforeEvictingAtTheBound) {
   Assignment b2 = Take(pool);
   EXPECT_TRUE(b2.reused);
   EXPECT_EQ(b2.evicted, nullptr);
+}
+
+// At the bound, a request of a tenant whose isolate is busy waits for that
+// isolate (the requests behind it are served meanwhile) instead of evicting
+// another tenant's isolate to build a second one.
+TEST(IsolatePoolPolicyTest, AtTheBoundARequestWaitsForItsTenantsBusyIsolate) {
+  Pool pool({.max_isolates = 2,
+             .queue_capacity = 8,
+             .max_in_flight_per_tenant = 4,
+             .own_isolate_patience = absl::InfiniteDuration()});
+  ASSERT_TRUE(pool.Submit("a", 1).ok());
+  ASSERT_TRUE(pool.Submit("b", 2).ok());
+  Assignment a1 = Take(pool), b2 = Take(pool);
+  const uint64_t a_id = a1.isolate_id;
+  Done(pool, b2);  // b idle, a busy
+
+  ASSERT_TRUE(pool.Submit("a", 3).ok());
+  ASSERT_TRUE(pool.Submit("b", 4).ok());
+  Assignment b4 = Take(pool);  // a3 is passed over, not served by evicting b
+  EXPECT_EQ(b4.request, 4);
+  EXPECT_TRUE(b4.reused);
+  EXPECT_FALSE(pool.TryAcquire().has_value()) << "a3 waits for a's isolate";
+  Done(pool, a1);
+  Assignment a3 = Take(pool);
+  EXPECT_EQ(a3.request, 3);
+  EXPECT_EQ(a3.isolate_id, a_id);
+  EXPECT_EQ(a3.evicted, nullptr);
+  Done(pool, a3);
+  Done(pool, b4);
+
+  IsolatePoolStats s = pool.stats();
+  EXPECT_EQ(s.created, 2u);
+  EXPECT_EQ(s.evicted, 0u);
+  EXPECT_EQ(s.waited_for_own, 1u);
+}
+
+TEST(IsolatePoolPolicyTest, WithoutPatienceItEvictsAtOnce) {
+  Pool pool({.max_isolates = 2,
+             .queue_capacity = 8,
+             .max_in_flight_per_tenant = 4,
+             .own_isolate_patience = absl::ZeroDuration()});
+  ASSERT_TRUE(pool.Submit("a", 1).ok());
+  ASSERT_TRUE(pool.Submit("b", 2).ok());
+  Assignment a1 = Take(pool), b2 = Take(pool);
+  Done(pool, b2);
+  ASSERT_TRUE(pool.Submit("a", 3).ok());
+  Assignment a3 = Take(pool);
+  ASSERT_NE(a3.evicted, nullptr);
+  EXPECT_EQ(a3.evicted->tenant, "b");
+  EXPECT_NE(a3.isolate_id, a1.isolate_id);
+  Done(pool, a1);
+  Done(pool, a3);
+}
+
+TEST(IsolatePoolPolicyTest, AfterItsPatienceAWaitingRequestEvicts) {
+  const absl::Duration patience = absl::Milliseconds(30);
+  Pool pool({.max_isolates = 2,
+             .queue_capacity = 8,
+             .max_in_flight_per_tenant = 4,
+             .own_isolate_patience = patience});
+  ASSERT_TRUE(pool.Submit("a", 1).ok());
+  ASSERT_TRUE(pool.Submit("b", 2).ok());
+  Assignment a1 = Take(pool), b2 = Take(pool);
+  Done(pool, b2);
+  const absl::Time submitted = absl::Now();
+  ASSERT_TRUE(pool.Submit("a", 3).ok());
+  EXPECT_FALSE(pool.TryAcquire().has_value());
+  std::optional<Assignment> a3 = pool.Acquire();  // a stays busy: wakes at the deadline
+  ASSERT_TRUE(a3.has_value());
+  EXPECT_GE(absl::Now() - submitted, patience);
+  EXPECT_EQ(a3->request, 3);
+  ASSERT_NE(a3->evicted, nullptr);
+  EXPECT_EQ(a3->evicted->tenant, "b");
+  Done(pool, a1);
+  pool.Release(a3->isolate_id, nullptr);  // never created: gives its place back
 }
 
 TEST(IsolatePoolPolicyTest, WaitsWhileEveryIsolateIsBusy) {

@@ -133,7 +133,12 @@ struct IsolateSchedulerOptions {
   int workers = 0;       // 0 = hardware concurrency
   int max_isolates = 0;  // 0 = 4 per worker
   size_t queue_capacity = 1024;
-  int max_in_flight_per_tenant = 0;             // 0 = half the workers (at least 1)
+  int max_in_flight_per_tenant = 0;  // 0 = half the workers (at least 1)
+  // At the bound, a request whose tenant already has a busy isolate waits
+  // this long for it before evicting another tenant's idle isolate to make a
+  // second one (about what creating an isolate costs; requests of other
+  // tenants are served meanwhile). Zero: evict at once.
+  absl::Duration own_isolate_patience = absl::Milliseconds(2);
   std::shared_ptr<const LimitEnforcer> limits;  // null = defaults
   // How often the watchdog samples running requests' CPU time; a request
   // overruns its CPU limit by at most about this much (plus V8's time to
@@ -153,11 +158,12 @@ struct IsolateSchedulerStats {
   uint64_t rejected = 0;  // ResourceExhausted at Submit
   size_t queue_length = 0;
   // Added detail:
-  uint64_t isolates_evicted = 0;     // of disposed: given up for another tenant
-  uint64_t rejected_queue_full = 0;  // of rejected
-  uint64_t rejected_tenant_cap = 0;  // of rejected
-  uint64_t terminated_cpu = 0;       // requests stopped at their CPU limit
-  uint64_t terminated_heap = 0;      // requests stopped at their isolate's heap limit
+  uint64_t isolates_evicted = 0;        // of disposed: given up for another tenant
+  uint64_t waited_for_own_isolate = 0;  // requests that waited for their tenant's busy isolate
+  uint64_t rejected_queue_full = 0;     // of rejected
+  uint64_t rejected_tenant_cap = 0;     // of rejected
+  uint64_t terminated_cpu = 0;          // requests stopped at their CPU limit
+  uint64_t terminated_heap = 0;         // requests stopped at their isolate's heap limit
   int live_isolates = 0;
   int busy_isolates = 0;
   std::map<std::string, int> in_flight;  // per tenant with requests queued or running

@@ -142,7 +142,8 @@ class IsolateSchedulerImpl final : public IsolateScheduler {
         allocator_(v8::ArrayBuffer::Allocator::NewDefaultAllocator()),
         pool_({.max_isolates = max_isolates,
                .queue_capacity = options.queue_capacity,
-               .max_in_flight_per_tenant = max_in_flight}) {
+               .max_in_flight_per_tenant = max_in_flight,
+               .own_isolate_patience = options.own_isolate_patience}) {
     {
       MutexLock lock(&wd_mu_);
       running_.resize(workers);
@@ -179,6 +180,7 @@ class IsolateSchedulerImpl final : public IsolateScheduler {
         .rejected = p.rejected_queue_full + p.rejected_tenant_cap,
         .queue_length = p.queue_length,
         .isolates_evicted = p.evicted,
+        .waited_for_own_isolate = p.waited_for_own,
         .rejected_queue_full = p.rejected_queue_full,
         .rejected_tenant_cap = p.rejected_tenant_cap,
         .terminated_cpu = terminated_cpu_.load(std::memory_order_relaxed),
@@ -338,6 +340,10 @@ absl::StatusOr<std::unique_ptr<IsolateScheduler>> IsolateScheduler::Create(
   if (options.watchdog_interval <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError(
         "IsolateSchedulerOptions: watchdog_interval must be positive");
+  }
+  if (options.own_isolate_patience < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        "IsolateSchedulerOptions: own_isolate_patience must not be negative");
   }
   if (absl::Status s = InitializeV8(); !s.ok()) return s;
   const int workers = options.workers > 0

@@ -7,15 +7,22 @@
 // TSan-tested with a plain struct for `Isolate`, and the V8 layer
 // (lib/v8/isolate_scheduler.cc) only carries out its decisions.
 //
-// The policy, for a request of tenant T taken from the head of the FIFO queue:
+// The policy, for a request of tenant T, taking the queue in FIFO order:
 //   1. reuse the most recently used idle isolate that has served T; else
 //   2. create a new isolate for T if fewer than max_isolates exist; else
 //   3. evict the least recently used idle isolate (necessarily of another
-//      tenant) and create a new one for T in its place; else
+//      tenant) and create a new one for T in its place, unless T already has
+//      a busy isolate and the request has been queued for less than
+//      own_isolate_patience: then it waits for T's isolate, and the requests
+//      behind it are considered instead; else
 //   4. wait: every isolate is busy, the request stays queued.
-// An isolate serves one tenant for its whole life. Since any idle isolate (or
-// any free place under the bound) can serve any tenant, the queue head is
-// always the next request served: no head-of-line blocking.
+// An isolate serves one tenant for its whole life. The patience in step 3 is
+// ski rental: evicting a warm isolate to build a second one for T costs about
+// as much as the patience (an isolate takes ~2 ms to create), while T's own
+// isolate is usually free again sooner; a request that keeps T's isolate busy
+// longer costs the waiting one at most the patience. A request passed over
+// never blocks the others (no head-of-line blocking); it is served as soon
+// as T's isolate is released, ahead of later requests.
 //
 // Admission: Submit fails at once with ResourceExhausted when the queue holds
 // queue_capacity requests, or when the tenant already has
@@ -36,12 +43,15 @@
 //   - an isolate id is handed out only with requests of the tenant it was
 //     created for;
 //   - every admitted request is handed to exactly one Acquire.
+// Acquire costs O(queue length) when requests are waiting for their
+// tenants' busy isolates (they are passed over one by one).
 //
 // Thread safety: all methods are thread-safe. An Assignment is owned by the
 // thread that acquired it until it calls Release.
 #ifndef TXFN_INTERNAL_ISOLATE_POOL_H_
 #define TXFN_INTERNAL_ISOLATE_POOL_H_
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -55,6 +65,8 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "txfn/internal/mutex.h"
 #include "txfn/internal/strings.h"
 
@@ -64,13 +76,17 @@ struct IsolatePoolOptions {
   int max_isolates = 1;              // >= 1
   size_t queue_capacity = 1024;      // >= 1; queued, not yet running
   int max_in_flight_per_tenant = 1;  // >= 1; queued + running, per tenant
+  // Step 3 of the policy: how long a request whose tenant has a busy isolate
+  // waits for it before evicting another tenant's. Zero: never waits.
+  absl::Duration own_isolate_patience = absl::Milliseconds(2);
 };
 
 struct IsolatePoolStats {
-  uint64_t created = 0;   // isolates the pool asked to create
-  uint64_t reused = 0;    // requests handed an isolate that served before
-  uint64_t disposed = 0;  // evicted, released as disposed, or taken at shutdown
-  uint64_t evicted = 0;   // of `disposed`: evicted for another tenant
+  uint64_t created = 0;         // isolates the pool asked to create
+  uint64_t reused = 0;          // requests handed an isolate that served before
+  uint64_t disposed = 0;        // evicted, released as disposed, or taken at shutdown
+  uint64_t evicted = 0;         // of `disposed`: evicted for another tenant
+  uint64_t waited_for_own = 0;  // requests passed over while their tenant's isolate was busy
   uint64_t rejected_queue_full = 0;
   uint64_t rejected_tenant_cap = 0;
   size_t queue_length = 0;
@@ -116,27 +132,38 @@ class IsolatePool {
                                                  options_.max_in_flight_per_tenant, ")"));
     }
     ++in_flight;
-    queue_.push_back(Pending{std::move(tenant), std::move(request)});
-    cv_.SignalAll();
+    queue_.push_back(Pending{std::move(tenant), std::move(request), absl::Now()});
+    ChangedLocked();
     return absl::OkStatus();
   }
 
-  // Blocks until the queue head can be served and returns it, or returns
+  // Blocks until a queued request can be served and returns it, or returns
   // nullopt once Shutdown was called and the queue is empty.
   [[nodiscard]] std::optional<Assignment> Acquire() {
     MutexLock lock(&mu_);
-    cv_.Wait([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return CanServeLocked() || (shutdown_ && queue_.empty());
-    });
-    if (!CanServeLocked()) return std::nullopt;
-    return AssignLocked();
+    while (true) {
+      absl::Time retry_at = absl::InfiniteFuture();
+      if (std::optional<size_t> i = FindServableLocked(&retry_at)) return AssignLocked(*i);
+      if (shutdown_ && queue_.empty()) return std::nullopt;
+      // Wait for a change (a submit, a release, shutdown) or until a waiting
+      // request's patience runs out.
+      const uint64_t seen = changes_;
+      auto changed = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return changes_ != seen; };
+      if (retry_at == absl::InfiniteFuture()) {
+        cv_.Wait(changed);
+      } else {
+        cv_.WaitWithTimeout(retry_at - absl::Now(), changed);
+      }
+    }
   }
 
-  // Non-blocking Acquire: nullopt when the queue is empty or every isolate is busy.
+  // Non-blocking Acquire: nullopt when no queued request can be served now.
   [[nodiscard]] std::optional<Assignment> TryAcquire() {
     MutexLock lock(&mu_);
-    if (!CanServeLocked()) return std::nullopt;
-    return AssignLocked();
+    absl::Time retry_at;
+    std::optional<size_t> i = FindServableLocked(&retry_at);
+    if (!i) return std::nullopt;
+    return AssignLocked(*i);
   }
 
   // Ends the request running on `isolate_id`. A non-null `isolate` becomes
@@ -149,6 +176,8 @@ class IsolatePool {
     Slot& slot = it->second;
     auto f = in_flight_.find(ToAbsl(slot.tenant));
     if (f != in_flight_.end() && --f->second <= 0) in_flight_.erase(f);
+    auto b = busy_by_tenant_.find(ToAbsl(slot.tenant));
+    if (b != busy_by_tenant_.end() && --b->second <= 0) busy_by_tenant_.erase(b);
     --busy_;
     if (isolate == nullptr) {
       ++stats_.disposed;
@@ -160,14 +189,14 @@ class IsolatePool {
       idle_lru_.emplace(slot.tick, isolate_id);
       idle_by_tenant_[ToAbsl(slot.tenant)].emplace(slot.tick, isolate_id);
     }
-    cv_.SignalAll();
+    ChangedLocked();
   }
 
   // Stops admitting requests; Acquire drains the queue, then returns nullopt.
   void Shutdown() {
     MutexLock lock(&mu_);
     shutdown_ = true;
-    cv_.SignalAll();
+    ChangedLocked();
   }
 
   // Removes and returns every idle isolate (for disposal at shutdown).
@@ -182,7 +211,7 @@ class IsolatePool {
     }
     idle_lru_.clear();
     idle_by_tenant_.clear();
-    cv_.SignalAll();
+    ChangedLocked();
     return out;
   }
 
@@ -209,6 +238,8 @@ class IsolatePool {
   struct Pending {
     std::string tenant;
     Request request;
+    absl::Time queued_at;
+    bool passed_over = false;  // counted in waited_for_own
   };
   struct Slot {
     std::string tenant;
@@ -225,9 +256,35 @@ class IsolatePool {
     return o;
   }
 
-  bool CanServeLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return !queue_.empty() &&
-           (!idle_lru_.empty() || static_cast<int>(slots_.size()) < options_.max_isolates);
+  void ChangedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    ++changes_;
+    cv_.SignalAll();
+  }
+
+  // The first queued request the policy serves now, if any. Sets *retry_at
+  // to when a request waiting for its tenant's busy isolate runs out of
+  // patience (InfiniteFuture if none is waiting).
+  std::optional<size_t> FindServableLocked(absl::Time* retry_at)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    *retry_at = absl::InfiniteFuture();
+    const bool under_bound = static_cast<int>(slots_.size()) < options_.max_isolates;
+    if (!under_bound && idle_lru_.empty()) return std::nullopt;  // every isolate busy
+    const absl::Time now = absl::Now();
+    for (size_t i = 0; i < queue_.size(); ++i) {
+      Pending& p = queue_[i];
+      const auto tenant = ToAbsl(p.tenant);
+      if (under_bound || idle_by_tenant_.contains(tenant) || !busy_by_tenant_.contains(tenant)) {
+        return i;  // steps 1, 2, or 3 for a tenant with no busy isolate
+      }
+      const absl::Time patience_ends = p.queued_at + options_.own_isolate_patience;
+      if (now >= patience_ends) return i;  // step 3 after waiting
+      if (!p.passed_over) {
+        p.passed_over = true;
+        ++stats_.waited_for_own;
+      }
+      *retry_at = std::min(*retry_at, patience_ends);
+    }
+    return std::nullopt;
   }
 
   // Removes idle isolate `id` (released at `tick`) from the idle indexes.
@@ -238,12 +295,13 @@ class IsolatePool {
     if (t->second.empty()) idle_by_tenant_.erase(t);
   }
 
-  // Requires CanServeLocked().
-  Assignment AssignLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    Pending p = std::move(queue_.front());
-    queue_.pop_front();
+  // Serves queue_[index], which FindServableLocked chose.
+  Assignment AssignLocked(size_t index) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Pending p = std::move(queue_[index]);
+    queue_.erase(queue_.begin() + static_cast<std::ptrdiff_t>(index));
     Assignment a{.tenant = std::move(p.tenant), .request = std::move(p.request)};
     ++busy_;
+    ++busy_by_tenant_[ToAbsl(a.tenant)];
     // 1. The tenant's most recently used idle isolate.
     if (auto t = idle_by_tenant_.find(ToAbsl(a.tenant)); t != idle_by_tenant_.end()) {
       const auto [tick, id] = *t->second.rbegin();
@@ -282,7 +340,9 @@ class IsolatePool {
   absl::flat_hash_map<uint64_t, Slot> slots_ ABSL_GUARDED_BY(mu_);
   IdleByTick idle_lru_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, IdleByTick> idle_by_tenant_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, int> busy_by_tenant_ ABSL_GUARDED_BY(mu_);
   int busy_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t changes_ ABSL_GUARDED_BY(mu_) = 0;  // bumped on every change Acquire waits for
   uint64_t tick_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 0;
   IsolatePoolStats stats_ ABSL_GUARDED_BY(mu_);
