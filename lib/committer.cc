@@ -74,7 +74,8 @@ void Committer::WithdrawIntent() {
   if (holding_ && announced_ == 0) hold_cv_.Signal();
 }
 
-absl::StatusOr<Timestamp> Committer::Commit(PreparedCommit commit, CommitIntent intent) {
+absl::StatusOr<Timestamp> Committer::Commit(PreparedCommit commit, CommitIntent intent,
+                                            BatchHold hold) {
   Pending pending{.commit = std::move(commit)};
   for (const IndexWrite& w : pending.commit.writes) {
     pending.bytes += w.key.size() + (w.value ? w.value->size() : 0);
@@ -96,7 +97,7 @@ absl::StatusOr<Timestamp> Committer::Commit(PreparedCommit commit, CommitIntent 
     // Become the leader for the commits queued so far (ours among them,
     // unless more than a batch is ahead of us).
     leader_active_ = true;
-    const bool held = HoldBatchOpen();
+    const bool held = hold == BatchHold::kAllowed && HoldBatchOpen();
     std::vector<Pending*> batch = TakeBatch();
     queue_mu_.Unlock();
     {

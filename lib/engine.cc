@@ -256,7 +256,6 @@ class EngineImpl final : public Engine {
     RunRequest request;
     Callback done;
     int attempt = 0;
-    CommitIntent intent;  // the current attempt's
   };
 
   void CountConflict(bool will_retry) {
@@ -310,12 +309,12 @@ class EngineImpl final : public Engine {
   }
 
   absl::StatusOr<Timestamp> Commit(TenantEntry& entry, PreparedCommit commit,
-                                   CommitIntent intent = {}) {
+                                   CommitIntent intent = {}, BatchHold hold = BatchHold::kAllowed) {
     internal::ReaderMutexLock lock(&entry.mu);
     if (entry.deleted) {
       return absl::NotFoundError(StrCat("tenant '", entry.committer->tenant(), "' was deleted"));
     }
-    return entry.committer->Commit(std::move(commit), std::move(intent));
+    return entry.committer->Commit(std::move(commit), std::move(intent), hold);
   }
 
   // A system transaction (deploy, enable), retried on conflict.
@@ -365,35 +364,28 @@ class EngineImpl final : public Engine {
 
   absl::Status SubmitMutation(const std::shared_ptr<AsyncMutation>& call) {
     ++call->attempt;
-    call->intent = AnnounceFirstAttempt(*call->entry->committer, call->attempt);
     std::shared_ptr<const Snapshot> snapshot = call->entry->committer->Latest();
-    if (absl::Status s = CheckEnabled(*snapshot); !s.ok()) {
-      call->intent.Release();
-      return s;
-    }
-    absl::Status submitted =
-        runner_.RunAsync(std::move(snapshot), call->request, [this, call](RunResult r) {
-          std::optional<absl::StatusOr<CallResult>> out = FinishMutation(*call, std::move(r));
-          if (!out.has_value()) {  // a conflict: run again on a newer snapshot
-            absl::Status s = SubmitMutation(call);
-            if (s.ok()) return;  // the next attempt owns the call now
-            out = s;
-          }
-          call->done(*std::move(out));
-          EndAsync();
-        });
-    // Only on failure: otherwise the callback may already own `call`.
-    if (!submitted.ok()) call->intent.Release();
-    return submitted;
+    if (absl::Status s = CheckEnabled(*snapshot); !s.ok()) return s;
+    return runner_.RunAsync(std::move(snapshot), call->request, [this, call](RunResult r) {
+      std::optional<absl::StatusOr<CallResult>> out = FinishMutation(*call, std::move(r));
+      if (!out.has_value()) {  // a conflict: run again on a newer snapshot
+        absl::Status s = SubmitMutation(call);
+        if (s.ok()) return;  // the next attempt owns the call now
+        out = s;
+      }
+      call->done(*std::move(out));
+      EndAsync();
+    });
   }
 
   // Commits a finished run; nullopt asks for another attempt.
   std::optional<absl::StatusOr<CallResult>> FinishMutation(AsyncMutation& call, RunResult r) {
-    if (!r.status.ok()) {
-      call.intent.Release();
-      return absl::StatusOr<CallResult>(std::move(r.status));
-    }
-    absl::StatusOr<Timestamp> ts = Commit(*call.entry, std::move(r.commit), std::move(call.intent));
+    if (!r.status.ok()) return absl::StatusOr<CallResult>(std::move(r.status));
+    // On a scheduler worker: never hold the batch open (the commits it would
+    // wait for may need this very worker to run their functions), and do not
+    // announce (async attempts are not waited for).
+    absl::StatusOr<Timestamp> ts =
+        Commit(*call.entry, std::move(r.commit), CommitIntent(), BatchHold::kNever);
     if (ts.ok()) {
       mutations_.fetch_add(1, std::memory_order_relaxed);
       return ToCallResult(std::move(r), *ts, call.attempt);

@@ -321,6 +321,17 @@ TEST_F(CommitterTest, WithdrawingTheLastIntentEndsTheHold) {
   EXPECT_TRUE(committed.load());
 }
 
+TEST_F(CommitterTest, ALeaderThatMayNotHoldWritesAtOnce) {
+  Open({.max_batch_delay = absl::Seconds(60)});
+  CommitIntent outstanding = committer_->AnnounceCommit();
+  Transaction txn = Begin();
+  ASSERT_TRUE(txn.Insert("notes", Obj({})).ok());
+  // Would wait 60 s for `outstanding` if it held the batch open.
+  EXPECT_TRUE(committer_->Commit(txn.Prepare(), CommitIntent(), BatchHold::kNever).ok());
+  EXPECT_EQ(committer_->stats().held_batches, 0u);
+  EXPECT_TRUE(outstanding.active());
+}
+
 TEST_F(CommitterTest, WithoutAnnouncedCommitsNoBatchIsHeld) {
   Open({.max_batch_delay = absl::Seconds(60)});
   for (int i = 0; i < 3; ++i) InsertAccount("ann", i);

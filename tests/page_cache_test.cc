@@ -32,6 +32,14 @@ class PageCacheTest : public ::testing::Test {
     }
     return true;
   }
+  // A range allocated read-write, filled with non-zero bytes and freed (so
+  // cached); nullptr if the allocation failed.
+  void* FreedDirtyRange(size_t size) {
+    void* p = pages_->AllocatePages(nullptr, size, page_, Permission::kReadWrite);
+    if (p == nullptr) return nullptr;
+    std::memset(p, 0xAB, size);
+    return pages_->FreePages(p, size) ? p : nullptr;
+  }
   // Whether `p` can be read, probed without faulting: write(2) from it to a
   // pipe fails with EFAULT if not.
   static bool Readable(const void* p) {
@@ -51,10 +59,8 @@ class PageCacheTest : public ::testing::Test {
 TEST_F(PageCacheTest, AFreedRangeIsReusedZeroFilled) {
   Make(16 * 1024 * 1024);
   const size_t size = 4 * page_;
-  void* a = pages_->AllocatePages(nullptr, size, page_, Permission::kReadWrite);
+  void* a = FreedDirtyRange(size);
   ASSERT_NE(a, nullptr);
-  std::memset(a, 0xAB, size);
-  ASSERT_TRUE(pages_->FreePages(a, size));
   EXPECT_EQ(GetPageCacheStats(pages_.get()).cached, 1u);
   void* b = pages_->AllocatePages(nullptr, size, page_, Permission::kReadWrite);
   ASSERT_EQ(b, a);
@@ -66,10 +72,8 @@ TEST_F(PageCacheTest, AFreedRangeIsReusedZeroFilled) {
 TEST_F(PageCacheTest, AReusedRangeAskedForWithoutAccessIsInaccessibleUntilCommitted) {
   Make(16 * 1024 * 1024);
   const size_t size = 2 * page_;
-  void* a = pages_->AllocatePages(nullptr, size, page_, Permission::kReadWrite);
+  void* a = FreedDirtyRange(size);
   ASSERT_NE(a, nullptr);
-  std::memset(a, 0x5A, size);
-  ASSERT_TRUE(pages_->FreePages(a, size));
   void* b = pages_->AllocatePages(nullptr, size, page_, Permission::kNoAccess);
   ASSERT_EQ(b, a);
   EXPECT_FALSE(Readable(b));

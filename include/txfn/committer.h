@@ -95,6 +95,10 @@ struct CommitterStats {
 
 class Committer;
 
+// Whether a Commit call that becomes the group-commit leader may hold its
+// batch open for announced commits (see Committer::Commit).
+enum class BatchHold { kAllowed, kNever };
+
 // A promise to call Committer::Commit soon (see AnnounceCommit). Move-only;
 // handing it to Commit, destroying it or calling Release() withdraws it.
 // Must not outlive its Committer. Not thread-safe (one owner at a time).
@@ -142,8 +146,12 @@ class Committer {
   // Errors: Aborted (conflict, retryable), FailedPrecondition (began before
   // the conflict window), InvalidArgument (another tenant's commit, a begin
   // timestamp in the future, writes to an index twice), Unavailable (storage).
-  // `intent`, if given, is withdrawn as the commit joins the queue.
-  [[nodiscard]] absl::StatusOr<Timestamp> Commit(PreparedCommit commit, CommitIntent intent = {});
+  // `intent`, if given, is withdrawn as the commit joins the queue. With
+  // BatchHold::kNever, a batch this call leads is written at once, never held
+  // open for announced commits: for a thread that announced work may itself
+  // be waiting on (a scheduler worker), where holding would stall both.
+  [[nodiscard]] absl::StatusOr<Timestamp> Commit(PreparedCommit commit, CommitIntent intent = {},
+                                                 BatchHold hold = BatchHold::kAllowed);
 
   // Announces a commit this caller will make soon, so a leader may hold its
   // batch open for it (at most max_batch_delay). Cheap: one mutex round trip.

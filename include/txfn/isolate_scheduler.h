@@ -10,8 +10,10 @@
 // tenant whose isolates are all busy gets another one the same way, so a
 // tenant with k requests running holds k isolates; the per-tenant cap
 // (default half the workers) bounds how many isolates one tenant can take
-// from the others. The policy lives in txfn/internal/isolate_pool.h, tested
-// without V8.
+// from the others. Only at the bound, such a request first waits up to
+// own_isolate_patience (2 ms) for its tenant's isolate rather than evicting
+// another tenant's, while the requests behind it are served. The policy lives
+// in txfn/internal/isolate_pool.h, tested without V8.
 //
 //   auto scheduler = txfn::IsolateScheduler::Create({.workers = 2});
 //   absl::Status s = (*scheduler)->Submit("shop", [](txfn::IsolateLease& lease) {
