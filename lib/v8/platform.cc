@@ -7,12 +7,16 @@
 // while another static still uses an isolate).
 #include "lib/v8/platform.h"
 
+#include <cstdint>
 #include <memory>
 #include <optional>
+#include <string>
 #include <thread>
 
+#include "absl/random/random.h"
 #include "lib/v8/page_caching_platform.h"
 #include "libplatform/libplatform.h"
+#include "txfn/internal/strings.h"
 #include "txfn/isolate_scheduler.h"
 #include "v8-initialization.h"
 #include "v8-platform.h"
@@ -25,6 +29,7 @@ struct V8Process {
   // Created here: libplatform's default platform, wrapped by `platform`
   // (PumpMessageLoop needs the inner one). Null for a host's platform.
   v8::Platform* default_platform = nullptr;
+  bool fixed_hash_seed = false;  // --hash-seed set here (txfn's own platform)
 };
 
 // Freed V8 heap pages kept mapped for reuse (page_caching_platform.h): a few
@@ -51,6 +56,20 @@ const V8Process& Process(v8::Platform* host_platform) {
     // build the WebAssembly API in every fresh context (~15% of a request).
     // A host that wants it initialises V8 with its own platform and flags.
     v8::V8::SetFlagsFromString("--no-expose-wasm --no-validate-asm");
+    // One random hash seed for every isolate of the process, fixed before
+    // the first one: V8 would otherwise draw a new one whenever its shared
+    // read-only heap is rebuilt (after the last isolate died), and the
+    // runner's snapshot, deserialised without rehashing (runner_core.cc),
+    // must hash with the seed it was made with. Still random per process, so
+    // hash flooding cannot be planned.
+    // 63 random bits: V8 parses the flag as a signed 64-bit number and
+    // ignores a larger value (0 would mean "random per heap" again).
+    uint64_t seed = 0;
+    absl::BitGen bits;
+    while (seed == 0) seed = absl::Uniform<uint64_t>(bits) >> 1;
+    const std::string seed_flag = internal::StrCat("--hash-seed=", seed);
+    v8::V8::SetFlagsFromString(seed_flag.c_str());
+    p->fixed_hash_seed = true;
     v8::V8::InitializeICU();
     v8::V8::InitializePlatform(p->platform);
     v8::V8::Initialize();
@@ -74,6 +93,7 @@ v8::Platform* V8Platform() { return Process(nullptr).platform; }
 
 namespace internal {
 v8::Platform* V8DefaultPlatform() { return Process(nullptr).default_platform; }
+bool V8HashSeedIsFixed() { return Process(nullptr).fixed_hash_seed; }
 std::optional<PageCacheStats> V8PageCacheStats() {
   const V8Process& p = Process(nullptr);
   if (p.default_platform == nullptr) return std::nullopt;

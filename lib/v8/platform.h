@@ -17,6 +17,10 @@ namespace txfn::internal {
 // host's platform. Initialises V8 like InitializeV8() if not done yet.
 v8::Platform* V8DefaultPlatform();
 
+// Whether every isolate of the process hashes with one seed fixed at V8's
+// initialisation (txfn's own platform sets --hash-seed; a host's may not).
+bool V8HashSeedIsFixed();
+
 // The page cache of txfn's own platform; nullopt with a host's platform.
 std::optional<PageCacheStats> V8PageCacheStats();
 

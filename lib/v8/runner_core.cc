@@ -21,6 +21,7 @@
 #include "absl/strings/escaping.h"
 #include "lib/v8/bootstrap_js.h"
 #include "lib/v8/js_value.h"
+#include "lib/v8/platform.h"
 #include "txfn/internal/status_macros.h"
 #include "txfn/internal/strings.h"
 #include "v8.h"
@@ -478,9 +479,11 @@ class IsolateRuntime : public IsolateData {
 // a snapshot as it deserialises it, in case the snapshot was hashed with
 // another seed. For a context made per request that costs ~14% of the
 // request. This blob is made in this process, from an isolate using this
-// process's seed, and its read-only part records that seed, so its tables are
-// already in order: an isolate made from it adopts the recorded seed (or the
-// process's shared one, the same), and rehashing would change nothing.
+// process's seed, so its tables are already in order, and every isolate of
+// the process uses that same seed: txfn's platform fixes it at V8's
+// initialisation (--hash-seed, random per process; platform.cc), so a
+// read-only heap rebuilt after the last isolate died gets it again. Rehashing
+// would change nothing. Only done when that holds (V8HashSeedIsFixed).
 //
 // How: V8 10.2 keeps the flag in the blob's second header word, outside the
 // checksummed content. The public API confirms the change (CanBeRehashed
@@ -524,7 +527,9 @@ const v8::StartupData* CreateRunnerSnapshot() {
     delete[] blob.data;
     return nullptr;
   }
-  SkipRehashing(blob);
+  // Only when the process's hash seed is fixed (txfn's own platform): with a
+  // host's platform V8 may draw another seed later (see platform.cc).
+  if (V8HashSeedIsFixed()) SkipRehashing(blob);
   return new v8::StartupData(blob);
 }
 
