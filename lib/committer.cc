@@ -22,6 +22,9 @@ absl::StatusOr<std::unique_ptr<Committer>> Committer::Open(std::shared_ptr<Stora
   if (tenant.empty()) return absl::InvalidArgumentError("committer: tenant name is empty");
   if (!options.clock) options.clock = WallClockNanos;
   if (options.max_batch_commits == 0) options.max_batch_commits = 1;
+  if (options.max_batch_bytes == 0) options.max_batch_bytes = 1;
+  // A longer wait would overflow the condition variable's clock arithmetic.
+  options.max_batch_delay = std::min(options.max_batch_delay, absl::Hours(1));
   TXFN_ASSIGN_OR_RETURN(Timestamp ts, storage->MaxCommittedTimestamp(tenant));
   TXFN_ASSIGN_OR_RETURN(std::shared_ptr<const Snapshot> latest,
                         Snapshot::Load(storage, tenant, ts));
@@ -80,16 +83,21 @@ absl::StatusOr<Timestamp> Committer::Commit(PreparedCommit commit, CommitIntent 
   for (const IndexWrite& w : pending.commit.writes) {
     pending.bytes += w.key.size() + (w.value ? w.value->size() : 0);
   }
+  // An intent of another committer is not this queue's business: withdraw it
+  // now rather than after this commit.
+  if (intent.committer_ != this) intent.Release();
+  pending.never_hold = hold == BatchHold::kNever;
   queue_mu_.Lock();
   queue_.push_back(&pending);
   queued_bytes_ += pending.bytes;
+  if (pending.never_hold) ++never_hold_queued_;
   // Withdrawn with the same lock as the enqueue, so a holding leader never
   // sees the intent gone before the commit is in the queue.
   if (intent.committer_ == this) {
     intent.committer_ = nullptr;
     --announced_;
   }
-  if (holding_ && (announced_ == 0 || QueueHoldsFullBatch())) hold_cv_.Signal();
+  if (holding_ && (announced_ == 0 || BatchShouldClose())) hold_cv_.Signal();
   while (true) {
     queue_cv_.Wait(
         [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(queue_mu_) { return pending.done || !leader_active_; });
@@ -113,19 +121,19 @@ absl::StatusOr<Timestamp> Committer::Commit(PreparedCommit commit, CommitIntent 
   return std::move(pending.result);
 }
 
-bool Committer::QueueHoldsFullBatch() const {
-  return queue_.size() >= options_.max_batch_commits || queued_bytes_ >= options_.max_batch_bytes;
+bool Committer::BatchShouldClose() const {
+  return queue_.size() >= options_.max_batch_commits || queued_bytes_ >= options_.max_batch_bytes ||
+         never_hold_queued_ > 0;
 }
 
 bool Committer::HoldBatchOpen() {
-  if (options_.max_batch_delay <= absl::ZeroDuration() || announced_ == 0 ||
-      QueueHoldsFullBatch()) {
+  if (options_.max_batch_delay <= absl::ZeroDuration() || announced_ == 0 || BatchShouldClose()) {
     return false;
   }
   holding_ = true;
   hold_cv_.WaitWithTimeout(options_.max_batch_delay,
                            [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(queue_mu_) {
-                             return announced_ == 0 || QueueHoldsFullBatch();
+                             return announced_ == 0 || BatchShouldClose();
                            });
   holding_ = false;
   return true;
@@ -138,6 +146,7 @@ std::vector<Committer::Pending*> Committer::TakeBatch() {
     Pending* next = queue_.front();
     if (!batch.empty() && bytes + next->bytes > options_.max_batch_bytes) break;
     bytes += next->bytes;
+    if (next->never_hold) --never_hold_queued_;
     batch.push_back(next);
     queue_.pop_front();
   }

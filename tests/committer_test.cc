@@ -332,6 +332,25 @@ TEST_F(CommitterTest, ALeaderThatMayNotHoldWritesAtOnce) {
   EXPECT_TRUE(outstanding.active());
 }
 
+TEST_F(CommitterTest, ACommitThatMayNotWaitClosesAHeldBatch) {
+  Open({.max_batch_delay = absl::Seconds(60)});
+  CommitIntent outstanding = committer_->AnnounceCommit();
+  std::thread holder([&] {  // leads and holds its batch open for `outstanding`
+    Transaction txn = Begin();
+    ASSERT_TRUE(txn.Insert("notes", Obj({})).ok());
+    EXPECT_TRUE(committer_->Commit(txn.Prepare()).ok());
+  });
+  absl::SleepFor(absl::Milliseconds(50));  // let it start holding
+  Transaction txn = Begin();
+  ASSERT_TRUE(txn.Insert("notes", Obj({})).ok());
+  const absl::Time start = absl::Now();
+  // Joins (or leads) a batch that is then written at once, not after 60 s.
+  EXPECT_TRUE(committer_->Commit(txn.Prepare(), CommitIntent(), BatchHold::kNever).ok());
+  EXPECT_LT(absl::Now() - start, absl::Seconds(30));
+  outstanding.Release();
+  holder.join();
+}
+
 TEST_F(CommitterTest, WithoutAnnouncedCommitsNoBatchIsHeld) {
   Open({.max_batch_delay = absl::Seconds(60)});
   for (int i = 0; i < 3; ++i) InsertAccount("ann", i);

@@ -69,10 +69,11 @@ struct CommitterOptions {
   size_t max_window_commits = 1'000'000;
   // The most commits one group-commit batch writes, and (approximately, keys
   // plus values) the most bytes; a batch always takes at least one commit.
+  // Zeros are raised to 1.
   size_t max_batch_commits = 64;
   size_t max_batch_bytes = 64 << 10;
   // How long a leader holds a batch open for announced commits (see
-  // AnnounceCommit). Zero: never hold.
+  // AnnounceCommit). Zero: never hold. At most an hour.
   absl::Duration max_batch_delay = absl::Milliseconds(1);
   // Commit timestamps: max(clock(), previous + 1). Default: nanoseconds since
   // the Unix epoch. Tests inject a fake clock.
@@ -162,7 +163,8 @@ class Committer {
  private:
   struct Pending {
     PreparedCommit commit;
-    size_t bytes = 0;  // keys plus values written, for max_batch_bytes
+    size_t bytes = 0;         // keys plus values written, for max_batch_bytes
+    bool never_hold = false;  // BatchHold::kNever: a batch holding it closes at once
     absl::StatusOr<Timestamp> result = Timestamp{0};
     bool done = false;
   };
@@ -176,7 +178,9 @@ class Committer {
   // queue holds a full batch, or max_batch_delay passes. Returns whether it
   // waited at all.
   bool HoldBatchOpen() ABSL_EXCLUSIVE_LOCKS_REQUIRED(queue_mu_);
-  bool QueueHoldsFullBatch() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(queue_mu_);
+  // A holding leader stops: the queue holds a full batch, or a commit that
+  // must not wait (BatchHold::kNever) is queued.
+  bool BatchShouldClose() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(queue_mu_);
   // Takes the next batch off the queue.
   std::vector<Pending*> TakeBatch() ABSL_EXCLUSIVE_LOCKS_REQUIRED(queue_mu_);
   absl::Status Check(const PreparedCommit& commit) const;
@@ -199,6 +203,7 @@ class Committer {
   // Announced commits not yet queued; a holding leader waits on hold_cv_.
   int64_t announced_ ABSL_GUARDED_BY(queue_mu_) = 0;
   bool holding_ ABSL_GUARDED_BY(queue_mu_) = false;
+  int64_t never_hold_queued_ ABSL_GUARDED_BY(queue_mu_) = 0;
   internal::CondVar hold_cv_{&queue_mu_};
 
   // State only the leader touches (held for a whole batch; uncontended).
