@@ -52,6 +52,7 @@
 #define TXFN_INTERNAL_ISOLATE_POOL_H_
 
 #include <algorithm>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -65,7 +66,6 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
-#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "txfn/internal/mutex.h"
 #include "txfn/internal/strings.h"
@@ -77,7 +77,8 @@ struct IsolatePoolOptions {
   size_t queue_capacity = 1024;      // >= 1; queued, not yet running
   int max_in_flight_per_tenant = 1;  // >= 1; queued + running, per tenant
   // Step 3 of the policy: how long a request whose tenant has a busy isolate
-  // waits for it before evicting another tenant's. Zero: never waits.
+  // waits for it before evicting another tenant's. Zero: never waits. Clamped
+  // to [0, 24 h].
   absl::Duration own_isolate_patience = absl::Milliseconds(2);
 };
 
@@ -108,7 +109,7 @@ class IsolatePool {
     std::unique_ptr<Isolate> evicted;  // non-null: another tenant's isolate to dispose first
   };
 
-  // Values below 1 are raised to 1.
+  // Values below 1 are raised to 1; own_isolate_patience is clamped.
   explicit IsolatePool(IsolatePoolOptions options) : options_(Clamp(options)) {}
   IsolatePool(const IsolatePool&) = delete;
   IsolatePool& operator=(const IsolatePool&) = delete;
@@ -132,7 +133,7 @@ class IsolatePool {
                                                  options_.max_in_flight_per_tenant, ")"));
     }
     ++in_flight;
-    queue_.push_back(Pending{std::move(tenant), std::move(request), absl::Now()});
+    queue_.push_back(Pending{std::move(tenant), std::move(request), Clock::now()});
     ChangedLocked();
     return absl::OkStatus();
   }
@@ -142,17 +143,17 @@ class IsolatePool {
   [[nodiscard]] std::optional<Assignment> Acquire() {
     MutexLock lock(&mu_);
     while (true) {
-      absl::Time retry_at = absl::InfiniteFuture();
+      std::optional<Clock::time_point> retry_at;
       if (std::optional<size_t> i = FindServableLocked(&retry_at)) return AssignLocked(*i);
       if (shutdown_ && queue_.empty()) return std::nullopt;
       // Wait for a change (a submit, a release, shutdown) or until a waiting
       // request's patience runs out.
       const uint64_t seen = changes_;
       auto changed = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return changes_ != seen; };
-      if (retry_at == absl::InfiniteFuture()) {
+      if (!retry_at) {
         cv_.Wait(changed);
       } else {
-        cv_.WaitWithTimeout(retry_at - absl::Now(), changed);
+        cv_.WaitWithTimeout(absl::FromChrono(*retry_at - Clock::now()), changed);
       }
     }
   }
@@ -160,7 +161,7 @@ class IsolatePool {
   // Non-blocking Acquire: nullopt when no queued request can be served now.
   [[nodiscard]] std::optional<Assignment> TryAcquire() {
     MutexLock lock(&mu_);
-    absl::Time retry_at;
+    std::optional<Clock::time_point> retry_at;
     std::optional<size_t> i = FindServableLocked(&retry_at);
     if (!i) return std::nullopt;
     return AssignLocked(*i);
@@ -235,10 +236,13 @@ class IsolatePool {
   const IsolatePoolOptions& options() const { return options_; }
 
  private:
+  // Patience is measured on a monotonic clock (a wall-clock step must not
+  // make a request wait longer or evict early).
+  using Clock = std::chrono::steady_clock;
   struct Pending {
     std::string tenant;
     Request request;
-    absl::Time queued_at;
+    Clock::time_point queued_at;
     bool passed_over = false;  // counted in waited_for_own
   };
   struct Slot {
@@ -253,6 +257,9 @@ class IsolatePool {
     if (o.max_isolates < 1) o.max_isolates = 1;
     if (o.queue_capacity < 1) o.queue_capacity = 1;
     if (o.max_in_flight_per_tenant < 1) o.max_in_flight_per_tenant = 1;
+    // Within [0, a day]: an infinite patience must not overflow the clock.
+    o.own_isolate_patience =
+        std::clamp(o.own_isolate_patience, absl::ZeroDuration(), absl::Hours(24));
     return o;
   }
 
@@ -263,26 +270,28 @@ class IsolatePool {
 
   // The first queued request the policy serves now, if any. Sets *retry_at
   // to when a request waiting for its tenant's busy isolate runs out of
-  // patience (InfiniteFuture if none is waiting).
-  std::optional<size_t> FindServableLocked(absl::Time* retry_at)
+  // patience (nullopt if none is waiting).
+  std::optional<size_t> FindServableLocked(std::optional<Clock::time_point>* retry_at)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    *retry_at = absl::InfiniteFuture();
+    retry_at->reset();
     const bool under_bound = static_cast<int>(slots_.size()) < options_.max_isolates;
     if (!under_bound && idle_lru_.empty()) return std::nullopt;  // every isolate busy
-    const absl::Time now = absl::Now();
+    const Clock::time_point now = Clock::now();
     for (size_t i = 0; i < queue_.size(); ++i) {
       Pending& p = queue_[i];
       const auto tenant = ToAbsl(p.tenant);
       if (under_bound || idle_by_tenant_.contains(tenant) || !busy_by_tenant_.contains(tenant)) {
         return i;  // steps 1, 2, or 3 for a tenant with no busy isolate
       }
-      const absl::Time patience_ends = p.queued_at + options_.own_isolate_patience;
+      const Clock::time_point patience_ends =
+          p.queued_at + std::chrono::duration_cast<Clock::duration>(
+                            absl::ToChronoNanoseconds(options_.own_isolate_patience));
       if (now >= patience_ends) return i;  // step 3 after waiting
       if (!p.passed_over) {
         p.passed_over = true;
         ++stats_.waited_for_own;
       }
-      *retry_at = std::min(*retry_at, patience_ends);
+      *retry_at = retry_at->has_value() ? std::min(**retry_at, patience_ends) : patience_ends;
     }
     return std::nullopt;
   }
