@@ -13,6 +13,7 @@
 #include "lib/v8/page_caching_platform.h"
 #include "lib/v8/platform.h"
 #include "libplatform/libplatform.h"
+#include "txfn/isolate_scheduler.h"
 #include "v8.h"
 
 namespace txfn::internal {
@@ -90,6 +91,12 @@ TEST_F(PageCacheTest, ExecutableOrPartlyFreedRangesAreNeverCached) {
   ASSERT_NE(code, nullptr);
   ASSERT_TRUE(pages_->SetPermissions(code, size, Permission::kReadExecute));
   ASSERT_TRUE(pages_->FreePages(code, size));
+  // Only its second page made executable (as V8 does for a code area).
+  void* code_area = pages_->AllocatePages(nullptr, size, page_, Permission::kNoAccess);
+  ASSERT_NE(code_area, nullptr);
+  ASSERT_TRUE(pages_->SetPermissions(static_cast<char*>(code_area) + page_, page_,
+                                     Permission::kReadExecute));
+  ASSERT_TRUE(pages_->FreePages(code_area, size));
   void* rwx = pages_->AllocatePages(nullptr, size, page_, Permission::kReadWriteExecute);
   ASSERT_NE(rwx, nullptr);
   ASSERT_TRUE(pages_->FreePages(rwx, size));
@@ -164,6 +171,10 @@ TEST(PageCachePlatformTest, V8HeapPagesAreReusedThroughTxfnsPlatform) {
     isolate->Dispose();
   }
   EXPECT_GT(V8PageCacheStats()->reused, stats->reused);
+  // Under critical memory pressure the cache is emptied first.
+  EXPECT_GT(V8PageCacheStats()->cached_bytes, 0u);
+  txfn::V8Platform()->OnCriticalMemoryPressure();
+  EXPECT_EQ(V8PageCacheStats()->cached_bytes, 0u);
 }
 
 }  // namespace

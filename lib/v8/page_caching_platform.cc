@@ -8,7 +8,7 @@
 #include <utility>
 #include <vector>
 
-#include "absl/container/flat_hash_map.h"
+#include "absl/container/btree_map.h"
 #include "txfn/internal/mutex.h"
 #include "v8-platform.h"
 
@@ -80,7 +80,8 @@ class CachingPageAllocator final : public v8::PageAllocator {
   }
 
   bool SetPermissions(void* address, size_t length, Permission permissions) override {
-    if (!Cacheable(permissions)) Untrack(address);  // made executable: never cache it
+    // Any part made executable: never cache the allocation it belongs to.
+    if (!Cacheable(permissions)) UntrackContaining(address);
     return base_->SetPermissions(address, length, permissions);
   }
   bool DiscardSystemPages(void* address, size_t size) override {
@@ -97,6 +98,17 @@ class CachingPageAllocator final : public v8::PageAllocator {
     return base_->AllocateSharedPages(length, original_address);
   }
   bool CanAllocateSharedPages() override { return base_->CanAllocateSharedPages(); }
+
+  // Really frees every cached range (V8 is short of memory).
+  void Flush() {
+    std::vector<Range> ranges;
+    {
+      MutexLock lock(&mu_);
+      ranges.swap(cache_);
+      cached_bytes_ = 0;
+    }
+    for (const Range& r : ranges) base_->FreePages(r.address, r.length);
+  }
 
   PageCacheStats stats() {
     MutexLock lock(&mu_);
@@ -128,16 +140,22 @@ class CachingPageAllocator final : public v8::PageAllocator {
     MutexLock lock(&mu_);
     tracked_[address] = length;
   }
-  void Untrack(void* address) {
+  // Forgets the tracked allocation that contains `address`, if any.
+  void UntrackContaining(void* address) {
     MutexLock lock(&mu_);
-    tracked_.erase(address);
+    auto it = tracked_.upper_bound(address);  // the first starting after it
+    if (it == tracked_.begin()) return;
+    --it;
+    const auto start = reinterpret_cast<uintptr_t>(it->first);
+    if (reinterpret_cast<uintptr_t>(address) < start + it->second) tracked_.erase(it);
   }
 
   v8::PageAllocator* const base_;
   const size_t max_cached_bytes_;
   Mutex mu_;
-  // Cacheable allocations now live, by start address -> length.
-  absl::flat_hash_map<void*, size_t> tracked_ ABSL_GUARDED_BY(mu_);
+  // Cacheable allocations now live, by start address -> length (ordered, to
+  // find the one containing an address).
+  absl::btree_map<void*, size_t> tracked_ ABSL_GUARDED_BY(mu_);
   std::vector<Range> cache_ ABSL_GUARDED_BY(mu_);  // freed, still mapped; newest last
   size_t cached_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   PageCacheStats stats_ ABSL_GUARDED_BY(mu_);
@@ -155,9 +173,15 @@ class PageCachingPlatform final : public v8::Platform {
   v8::ZoneBackingAllocator* GetZoneBackingAllocator() override {
     return inner_->GetZoneBackingAllocator();
   }
-  void OnCriticalMemoryPressure() override { inner_->OnCriticalMemoryPressure(); }
+  // Short of memory: the cache goes first.
+  void OnCriticalMemoryPressure() override {
+    pages_.Flush();
+    inner_->OnCriticalMemoryPressure();
+  }
   bool OnCriticalMemoryPressure(size_t length) override {
-    return inner_->OnCriticalMemoryPressure(length);
+    const bool freed = pages_.stats().cached_bytes > 0;
+    pages_.Flush();
+    return inner_->OnCriticalMemoryPressure(length) || freed;
   }
   int NumberOfWorkerThreads() override { return inner_->NumberOfWorkerThreads(); }
   std::shared_ptr<v8::TaskRunner> GetForegroundTaskRunner(v8::Isolate* isolate) override {
