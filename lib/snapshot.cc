@@ -20,12 +20,9 @@ int IdDigit(char c) {
 
 }  // namespace
 
-std::string MakeDocumentId(IndexId table, std::string_view random16) {
-  // Random bytes first: ids of one table then differ from their first byte,
-  // which keeps ordered structures keyed by id (storage, the conflict set)
-  // from comparing a long common prefix.
+std::string MakeDocumentId(IndexId table, std::string_view bytes16) {
   unsigned char raw[kIdBytes];
-  for (size_t i = 0; i < 16; ++i) raw[i] = static_cast<unsigned char>(random16[i]);
+  for (size_t i = 0; i < 16; ++i) raw[i] = static_cast<unsigned char>(bytes16[i]);
   for (int i = 0; i < 4; ++i) raw[16 + i] = static_cast<unsigned char>(table >> (24 - 8 * i));
   std::string id;
   id.reserve(kDocumentIdLength);

@@ -97,12 +97,17 @@ bool Transaction::has_writes() const {
 }
 
 std::string Transaction::NewId(IndexId table) {
-  std::string random(16, '\0');
-  for (size_t i = 0; i < 16; i += 8) {
-    uint64_t bits = absl::Uniform<uint64_t>(id_gen_);
-    for (size_t b = 0; b < 8; ++b) random[i + b] = static_cast<char>(bits >> (8 * b));
-  }
-  return MakeDocumentId(table, random);
+  // 6 bytes of the begin time in milliseconds (big-endian), then 10 random
+  // bytes: new ids sort after older ones, so ordered structures keyed by id
+  // (storage B-trees, the conflict set) append instead of inserting at
+  // random places, and 80 random bits keep ids unguessable.
+  std::string bytes(16, '\0');
+  const uint64_t ms = begin_ts() / 1'000'000;
+  for (size_t b = 0; b < 6; ++b) bytes[b] = static_cast<char>(ms >> (8 * (5 - b)));
+  const uint64_t r1 = absl::Uniform<uint64_t>(id_gen_), r2 = absl::Uniform<uint64_t>(id_gen_);
+  for (size_t b = 0; b < 8; ++b) bytes[6 + b] = static_cast<char>(r1 >> (8 * b));
+  for (size_t b = 0; b < 2; ++b) bytes[14 + b] = static_cast<char>(r2 >> (8 * b));
+  return MakeDocumentId(table, bytes);
 }
 
 // ---- Merged reads ----------------------------------------------------------------

@@ -1,6 +1,7 @@
 // Schema, document ids, Snapshot and Transaction (reads, writes, read sets, limits, deploys).
 #include "txfn/transaction.h"
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
@@ -169,6 +170,24 @@ TEST_F(TransactionTest, IdsAreDistinctAndDeterministicWithASeed) {
   std::vector<std::string> random = ids(std::nullopt);
   EXPECT_NE(random, ids(std::nullopt));
   EXPECT_NE(random[0], random[1]);
+}
+
+TEST_F(TransactionTest, IdsOfLaterTransactionsSortAfterEarlierOnes) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 5; ++i) {
+    Transaction txn = Begin();
+    std::string first = txn.Insert("notes", Obj({})).value();
+    std::string second = txn.Insert("notes", Obj({})).value();
+    EXPECT_NE(first, second);  // the same millisecond: the random part differs
+    EXPECT_EQ(first.substr(0, 9), second.substr(0, 9));  // 45 bits of the 48-bit time
+    ids.push_back(first);
+    // Ids take the begin timestamp (the snapshot's): commit 2 ms later, so
+    // the next transaction begins in a later millisecond.
+    clock_.Advance(2'000'000);
+    ASSERT_TRUE(committer_->Commit(txn.Prepare()).ok());
+  }
+  EXPECT_TRUE(std::is_sorted(ids.begin(), ids.end()));
+  EXPECT_EQ(std::adjacent_find(ids.begin(), ids.end()), ids.end());
 }
 
 TEST_F(TransactionTest, WritesAreValidatedAndAFailedWriteChangesNothing) {
