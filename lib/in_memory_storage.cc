@@ -50,11 +50,9 @@ struct InMemoryStorage::TenantState {
   Timestamp max_ts ABSL_GUARDED_BY(mu) = 0;
 };
 
-// The commits of one tenant within a Write batch.
+// The commits of one tenant within a Write batch, and the tenant's state.
 struct InMemoryStorage::Group {
-  std::string_view tenant;
-  Timestamp first_ts = 0;  // of the tenant's first commit in the batch
-  Timestamp last_ts = 0;
+  TenantBatch batch;
   TenantState* state = nullptr;
 };
 
@@ -65,29 +63,16 @@ absl::Status InMemoryStorage::Write(absl::Span<const CommitRecord> commits) {
   if (commits.empty()) return absl::OkStatus();
 
   // Stateless checks, and the batch grouped by tenant (sorted: the lock order).
+  TXFN_ASSIGN_OR_RETURN(const auto batches, ValidateCommitBatch(commits));
   absl::InlinedVector<Group, 2> groups;
-  for (const CommitRecord& commit : commits) {
-    TXFN_RETURN_IF_ERROR(ValidateCommitRecord(commit));
-    auto it = std::lower_bound(groups.begin(), groups.end(), commit.tenant,
-                               [](const Group& g, std::string_view t) { return g.tenant < t; });
-    if (it == groups.end() || it->tenant != commit.tenant) {
-      groups.insert(it, Group{commit.tenant, commit.ts, commit.ts, nullptr});
-      continue;
-    }
-    if (commit.ts <= it->last_ts) {
-      return absl::InvalidArgumentError(
-          fmt::format("Storage::Write: timestamps of tenant '{}' are not strictly increasing "
-                      "within the batch: {} after {}",
-                      commit.tenant, commit.ts, it->last_ts));
-    }
-    it->last_ts = commit.ts;
-  }
+  groups.reserve(batches.size());
+  for (const TenantBatch& b : batches) groups.push_back({.batch = b});
 
   {
     internal::ReaderMutexLock lock(&mu_);
     bool all_present = true;
     for (Group& g : groups) {
-      auto it = tenants_.find(internal::ToAbsl(g.tenant));
+      auto it = tenants_.find(internal::ToAbsl(g.batch.tenant));
       if (it == tenants_.end()) {
         all_present = false;
         break;
@@ -102,10 +87,10 @@ absl::Status InMemoryStorage::Write(absl::Span<const CommitRecord> commits) {
   internal::WriterMutexLock lock(&mu_);
   absl::InlinedVector<std::string_view, 2> created;
   for (Group& g : groups) {
-    auto [it, inserted] = tenants_.try_emplace(internal::ToAbsl(g.tenant));
+    auto [it, inserted] = tenants_.try_emplace(internal::ToAbsl(g.batch.tenant));
     if (inserted) {
       it->second = std::make_unique<TenantState>();
-      created.push_back(g.tenant);
+      created.push_back(g.batch.tenant);
     }
     g.state = it->second.get();
   }
@@ -132,22 +117,23 @@ absl::Status InMemoryStorage::ApplyLocked(absl::Span<const CommitRecord> commits
 
   for (const Group& g : groups) {
     g.state->mu.AssertHeld();
-    if (g.first_ts <= g.state->max_ts) {
+    if (g.batch.first_ts <= g.state->max_ts) {
       return absl::InvalidArgumentError(
           fmt::format("Storage::Write: commit of tenant '{}' at ts {} is not after its newest "
                       "committed timestamp {}",
-                      g.tenant, g.first_ts, g.state->max_ts));
+                      g.batch.tenant, g.batch.first_ts, g.state->max_ts));
     }
   }
 
   // Everything is checked: apply. Nothing below fails (short of bad_alloc).
   for (const CommitRecord& commit : commits) {
-    TenantState* state =
-        groups.size() == 1
-            ? groups[0].state
-            : std::lower_bound(groups.begin(), groups.end(), commit.tenant,
-                               [](const Group& g, std::string_view t) { return g.tenant < t; })
-                  ->state;
+    TenantState* state = groups.size() == 1
+                             ? groups[0].state
+                             : std::lower_bound(groups.begin(), groups.end(), commit.tenant,
+                                                [](const Group& g, std::string_view t) {
+                                                  return g.batch.tenant < t;
+                                                })
+                                   ->state;
     state->mu.AssertHeld();
     Index* index = nullptr;
     IndexId index_id = 0;

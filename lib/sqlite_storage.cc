@@ -196,12 +196,6 @@ class Stmt {
 };
 
 // The commits of one tenant within a Write batch.
-struct Group {
-  std::string_view tenant;
-  Timestamp first_ts = 0;
-  Timestamp last_ts = 0;
-};
-
 }  // namespace
 
 // One sqlite3 connection and its prepared statements. Used by one thread at a
@@ -506,23 +500,7 @@ absl::Status SqliteStorage::Write(absl::Span<const CommitRecord> commits) {
   if (commits.empty()) return absl::OkStatus();
 
   // Stateless checks, and the batch grouped by tenant.
-  absl::InlinedVector<Group, 2> groups;
-  for (const CommitRecord& commit : commits) {
-    TXFN_RETURN_IF_ERROR(ValidateCommitRecord(commit));
-    auto it = std::lower_bound(groups.begin(), groups.end(), commit.tenant,
-                               [](const Group& g, std::string_view t) { return g.tenant < t; });
-    if (it == groups.end() || it->tenant != commit.tenant) {
-      groups.insert(it, Group{commit.tenant, commit.ts, commit.ts});
-      continue;
-    }
-    if (commit.ts <= it->last_ts) {
-      return absl::InvalidArgumentError(
-          fmt::format("Storage::Write: timestamps of tenant '{}' are not strictly increasing "
-                      "within the batch: {} after {}",
-                      commit.tenant, commit.ts, it->last_ts));
-    }
-    it->last_ts = commit.ts;
-  }
+  TXFN_ASSIGN_OR_RETURN(const auto groups, ValidateCommitBatch(commits));
 
   internal::MutexLock lock(&write_mu_);
   Connection& conn = *writer_;
@@ -533,7 +511,7 @@ absl::Status SqliteStorage::Write(absl::Span<const CommitRecord> commits) {
   auto body = [&]() -> absl::Status {
     TXFN_RETURN_IF_ERROR(conn.Run(Sql::kBeginImmediate));
     // Checks against the stored state, before writing anything.
-    for (const Group& g : groups) {
+    for (const TenantBatch& g : groups) {
       TXFN_ASSIGN_OR_RETURN(Stmt max, stmt(Sql::kTenantMaxTs));
       max.BindBlob(1, g.tenant);
       TXFN_ASSIGN_OR_RETURN(bool found, max.Step());
@@ -570,7 +548,7 @@ absl::Status SqliteStorage::Write(absl::Span<const CommitRecord> commits) {
       }
     }
     TXFN_ASSIGN_OR_RETURN(Stmt upsert, stmt(Sql::kUpsertTenant));
-    for (const Group& g : groups) {
+    for (const TenantBatch& g : groups) {
       upsert.BindBlob(1, g.tenant);
       upsert.BindTs(2, g.last_ts);
       TXFN_RETURN_IF_ERROR(upsert.Run());

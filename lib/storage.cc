@@ -1,6 +1,7 @@
 // KeyRange helpers and the stateless Write checks of txfn/storage.h.
 #include "txfn/storage.h"
 
+#include <algorithm>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -84,6 +85,29 @@ absl::Status ValidateCommitRecord(const CommitRecord& commit) {
     if (!seen.emplace(w.index, internal::ToAbsl(w.key)).second) return duplicate(w);
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<absl::InlinedVector<TenantBatch, 2>> ValidateCommitBatch(
+    absl::Span<const CommitRecord> commits) {
+  absl::InlinedVector<TenantBatch, 2> tenants;
+  for (const CommitRecord& commit : commits) {
+    if (absl::Status s = ValidateCommitRecord(commit); !s.ok()) return s;
+    auto it = std::lower_bound(
+        tenants.begin(), tenants.end(), commit.tenant,
+        [](const TenantBatch& t, std::string_view name) { return t.tenant < name; });
+    if (it == tenants.end() || it->tenant != commit.tenant) {
+      tenants.insert(it, TenantBatch{commit.tenant, commit.ts, commit.ts});
+      continue;
+    }
+    if (commit.ts <= it->last_ts) {
+      return absl::InvalidArgumentError(
+          fmt::format("Storage::Write: timestamps of tenant '{}' are not strictly increasing "
+                      "within the batch: {} after {}",
+                      commit.tenant, commit.ts, it->last_ts));
+    }
+    it->last_ts = commit.ts;
+  }
+  return tenants;
 }
 
 }  // namespace txfn

@@ -32,6 +32,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
@@ -105,6 +106,21 @@ enum class ScanOrder { kAscending, kDescending };
 // naming the commit and key. For adapter authors: call it on every commit
 // before writing anything.
 [[nodiscard]] absl::Status ValidateCommitRecord(const CommitRecord& commit);
+
+// One tenant's commits within a Write batch.
+struct TenantBatch {
+  std::string_view tenant;  // points into the batch's CommitRecord
+  Timestamp first_ts = 0;   // of the tenant's first commit in the batch
+  Timestamp last_ts = 0;    // of its last
+};
+
+// Every stateless check of Storage::Write on a whole batch: ValidateCommitRecord
+// on each commit, and strictly increasing timestamps within each tenant.
+// Returns the batch's tenants sorted by name (an adapter's lock order), or
+// InvalidArgument naming the problem. The checks against stored state
+// (first_ts > MaxCommittedTimestamp) are the adapter's.
+[[nodiscard]] absl::StatusOr<absl::InlinedVector<TenantBatch, 2>> ValidateCommitBatch(
+    absl::Span<const CommitRecord> commits);
 
 class Storage {
  public:
