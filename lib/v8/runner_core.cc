@@ -637,6 +637,46 @@ absl::Status RejectionStatus(IsolateRuntime& rt, v8::Local<v8::Context> context,
   return ExceptionStatus(rt, context, reason, message, "");
 }
 
+// If `isolate`'s execution was terminated (a limit, or the host): cancels the
+// termination so the isolate can serve again and returns ResourceExhausted
+// "<who> exceeded its <limit> limit" when the lease's limit was hit, else
+// Cancelled. nullopt if nothing was terminated.
+std::optional<absl::Status> TerminationStatus(v8::Isolate* isolate, const v8::TryCatch& tc,
+                                              IsolateLease& lease, std::string_view who) {
+  if (!tc.HasTerminated() && !isolate->IsExecutionTerminating()) return std::nullopt;
+  isolate->CancelTerminateExecution();
+  if (lease.limit_exceeded()) {
+    return absl::ResourceExhaustedError(
+        StrCat(who, " exceeded its ", lease.exceeded_limit(), " limit"));
+  }
+  return absl::CancelledError("JavaScript execution was terminated");
+}
+
+// Makes a RequestState the runtime's current request (what the natives
+// serve) for its lifetime.
+class CurrentRequest {
+ public:
+  CurrentRequest(IsolateRuntime* rt, Transaction& txn, const FunctionRunnerOptions& options,
+                 uint64_t seed, std::vector<LogEntry>* logs)
+      : rt_(rt) {
+    state_.txn = &txn;
+    state_.options = &options;
+    state_.rng = seed ^ 0x6a09e667f3bcc909ULL;
+    state_.now_ms = std::floor(static_cast<double>(txn.begin_ts()) / 1e6);
+    state_.logs = logs;
+    rt_->set_current(&state_);
+  }
+  CurrentRequest(const CurrentRequest&) = delete;
+  CurrentRequest& operator=(const CurrentRequest&) = delete;
+  ~CurrentRequest() { rt_->set_current(nullptr); }
+
+  RequestState& state() { return state_; }
+
+ private:
+  IsolateRuntime* const rt_;
+  RequestState state_;
+};
+
 // ---- One request -----------------------------------------------------------
 
 class Run {
@@ -930,27 +970,14 @@ RunResult RunnerCore::RunOnIsolate(IsolateLease& lease, const RunRequest& reques
     v8::Local<v8::Context> context = cs->context.Get(isolate);
     v8::Context::Scope context_scope(context);
 
-    RequestState req;
-    req.txn = &txn;
-    req.options = &options_;
-    req.rng = request.seed ^ 0x6a09e667f3bcc909ULL;
-    req.now_ms = std::floor(static_cast<double>(txn.begin_ts()) / 1e6);
-    req.logs = &result.logs;
-    rt->set_current(&req);
-    struct ClearCurrent {
-      IsolateRuntime* rt;
-      ~ClearCurrent() { rt->set_current(nullptr); }
-    } clear_current{rt};
+    CurrentRequest current(rt, txn, options_, request.seed, &result.logs);
+    RequestState& req = current.state();
 
     v8::TryCatch tc(isolate);
     auto js_error = [&](std::string_view what) -> absl::Status {
-      if (tc.HasTerminated() || isolate->IsExecutionTerminating()) {
-        isolate->CancelTerminateExecution();
-        if (lease.limit_exceeded()) {
-          return absl::ResourceExhaustedError(StrCat(
-              "function ", request.function, " exceeded its ", lease.exceeded_limit(), " limit"));
-        }
-        return absl::CancelledError("JavaScript execution was terminated");
+      if (std::optional<absl::Status> terminated =
+              TerminationStatus(isolate, tc, lease, StrCat("function ", request.function))) {
+        return *terminated;
       }
       if (!req.sticky.ok()) return req.sticky;
       return ExceptionStatus(*rt, context, tc, what);
@@ -1081,28 +1108,14 @@ absl::Status RunnerCore::CheckModulesOnIsolate(IsolateLease& lease, Transaction&
     TXFN_ASSIGN_OR_RETURN(fresh, rt->NewContext());
     v8::Local<v8::Context> context = fresh->context.Get(isolate);
     v8::Context::Scope context_scope(context);
-    RequestState req;
-    req.txn = &txn;
-    req.options = &options_;
-    req.rng = 0x6a09e667f3bcc909ULL;
-    req.now_ms = std::floor(static_cast<double>(txn.begin_ts()) / 1e6);
-    req.logs = &logs;
-    rt->set_current(&req);
-    struct ClearCurrent {
-      IsolateRuntime* rt;
-      ~ClearCurrent() { rt->set_current(nullptr); }
-    } clear_current{rt};
+    CurrentRequest current(rt, txn, options_, /*seed=*/0, &logs);
     v8::TryCatch tc(isolate);
     auto js_error = [&](const std::string& path) -> absl::Status {
-      if (tc.HasTerminated() || isolate->IsExecutionTerminating()) {
-        isolate->CancelTerminateExecution();
-        if (lease.limit_exceeded()) {
-          return absl::ResourceExhaustedError(
-              StrCat("module '", path, "' exceeded its ", lease.exceeded_limit(), " limit"));
-        }
-        return absl::CancelledError("JavaScript execution was terminated");
+      const std::string module = StrCat("module '", path, "'");
+      if (std::optional<absl::Status> terminated = TerminationStatus(isolate, tc, lease, module)) {
+        return *terminated;
       }
-      return ExceptionStatus(*rt, context, tc, StrCat("module '", path, "'"));
+      return ExceptionStatus(*rt, context, tc, module);
     };
     Run run(*this, *rt, txn, stats);
     for (const auto& [path, source] : txn.metadata().modules()) {
