@@ -278,14 +278,7 @@ void Committer::ProcessBatch(const std::vector<Pending*>& batch, bool held) {
     }
   }
   internal::MutexLock lock(&latest_mu_);
-  stats_.commits += delta.commits;
-  stats_.read_only += delta.read_only;
-  stats_.conflicts += delta.conflicts;
-  stats_.too_old += delta.too_old;
-  stats_.storage_failures += delta.storage_failures;
-  stats_.batches += delta.batches;
-  stats_.held_batches += delta.held_batches;
-  stats_.metadata_loads += delta.metadata_loads;
+  stats_ += delta;
 }
 
 void Committer::SlideWindow(Timestamp now) {

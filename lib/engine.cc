@@ -237,15 +237,7 @@ class EngineImpl final : public Engine {
                                      .misses = metadata_misses_.load(std::memory_order_relaxed)}};
     internal::MutexLock lock(&map_mu_);
     for (const auto& [name, entry] : tenants_) {
-      CommitterStats c = entry->committer->stats();
-      s.committer.commits += c.commits;
-      s.committer.read_only += c.read_only;
-      s.committer.conflicts += c.conflicts;
-      s.committer.too_old += c.too_old;
-      s.committer.storage_failures += c.storage_failures;
-      s.committer.batches += c.batches;
-      s.committer.held_batches += c.held_batches;
-      s.committer.metadata_loads += c.metadata_loads;
+      s.committer += entry->committer->stats();
     }
     return s;
   }

@@ -92,6 +92,19 @@ struct CommitterStats {
   // accepted commit that writes metadata (a deploy, enabling). Every other
   // commit and every snapshot reuses the decoded metadata in memory.
   uint64_t metadata_loads = 0;
+
+  // Field-wise sum (a batch's counts into the totals; totals over tenants).
+  CommitterStats& operator+=(const CommitterStats& other) {
+    commits += other.commits;
+    read_only += other.read_only;
+    conflicts += other.conflicts;
+    too_old += other.too_old;
+    storage_failures += other.storage_failures;
+    batches += other.batches;
+    held_batches += other.held_batches;
+    metadata_loads += other.metadata_loads;
+    return *this;
+  }
 };
 
 class Committer;
