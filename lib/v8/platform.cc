@@ -28,8 +28,8 @@ struct V8Process {
   v8::Platform* platform = nullptr;  // the one V8 uses
   // Created here: libplatform's default platform, wrapped by `platform`
   // (PumpMessageLoop needs the inner one). Null for a host's platform.
+  // Also set exactly when txfn set --hash-seed.
   v8::Platform* default_platform = nullptr;
-  bool fixed_hash_seed = false;  // --hash-seed set here (txfn's own platform)
 };
 
 // Freed V8 heap pages kept mapped for reuse (page_caching_platform.h): a few
@@ -69,7 +69,6 @@ const V8Process& Process(v8::Platform* host_platform) {
     while (seed == 0) seed = absl::Uniform<uint64_t>(bits) >> 1;
     const std::string seed_flag = internal::StrCat("--hash-seed=", seed);
     v8::V8::SetFlagsFromString(seed_flag.c_str());
-    p->fixed_hash_seed = true;
     v8::V8::InitializeICU();
     v8::V8::InitializePlatform(p->platform);
     v8::V8::Initialize();
@@ -93,7 +92,7 @@ v8::Platform* V8Platform() { return Process(nullptr).platform; }
 
 namespace internal {
 v8::Platform* V8DefaultPlatform() { return Process(nullptr).default_platform; }
-bool V8HashSeedIsFixed() { return Process(nullptr).fixed_hash_seed; }
+bool V8HashSeedIsFixed() { return Process(nullptr).default_platform != nullptr; }
 std::optional<PageCacheStats> V8PageCacheStats() {
   const V8Process& p = Process(nullptr);
   if (p.default_platform == nullptr) return std::nullopt;
