@@ -323,10 +323,10 @@ TEST(IsolateSchedulerTest, InfiniteLoopIsTerminatedAtItsCpuLimitOthersCarryOn) {
   EXPECT_LT(bad.cpu_ns, 1100000000) << "terminated within the CPU limit + 100 ms";
   EXPECT_EQ(scheduler->stats().terminated_cpu, 1u);
 
-  // The same isolate serves the tenant again, its termination cancelled.
+  // The stopped request's isolate was disposed of: the tenant gets a new one.
   Seen again = SubmitAndWait(*scheduler, "bad", [](IsolateLease& l) { return Observe(l, "6*7"); });
-  EXPECT_TRUE(again.reused);
-  EXPECT_EQ(again.isolate_id, bad.seen.isolate_id);
+  EXPECT_FALSE(again.reused);
+  EXPECT_NE(again.isolate_id, bad.seen.isolate_id);
   EXPECT_TRUE(again.js.ok);
   EXPECT_EQ(again.js.value, "42");
   EXPECT_FALSE(again.limit_exceeded);
@@ -384,7 +384,8 @@ TEST(IsolateSchedulerTest, TerminationsNeverLeakIntoLaterRequests) {
                              [&, kind, source](IsolateLease& l) {
                                JsResult r = RunJs(l, source);
                                const bool good = r.ok && r.value == "2,4,6";
-                               if (kind == 0 && (r.ok || l.exceeded_limit() != "cpu time")) {
+                               // The wall limit (2 x CPU) may win on a starved worker.
+                               if (kind == 0 && (r.ok || !l.limit_exceeded())) {
                                  spurious.fetch_add(1);
                                }
                                if (kind == 1 && !good && !l.limit_exceeded()) {

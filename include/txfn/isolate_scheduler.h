@@ -29,16 +29,25 @@
 // isolate is busy the request waits in the queue (only possible when
 // max_isolates < workers).
 //
-// Limits (LimitEnforcer): a watchdog thread samples each running request's
-// worker-thread CPU time every `watchdog_interval` and calls
-// TerminateExecution on that isolate only once the tenant's CPU limit is
-// spent. Each isolate's heap is capped at the tenant's heap limit; near the
-// cap V8 calls back, the scheduler grants a little headroom so V8 can unwind,
-// terminates the request and disposes of the isolate after it. In both cases
-// lease.limit_exceeded() is true for the rest of the work item, and the
-// isolate's termination is cancelled before it serves anyone again. The heap
-// limit covers the V8 heap, not ArrayBuffer backing stores (they come from
-// the shared default allocator, unbounded).
+// Limits (LimitEnforcer), per request, for every entry into JavaScript of
+// the work item (including the message-loop pump after it):
+//   - CPU time: a watchdog thread samples each running request's worker-thread
+//     CPU time every `watchdog_interval` and calls TerminateExecution on that
+//     isolate only, once the tenant's CPU limit is spent;
+//   - wall-clock time (default twice the CPU limit): the same watchdog stops a
+//     request that waits or is starved instead of computing;
+//   - heap: each isolate's V8 heap is capped at the tenant's heap limit; near
+//     the cap V8 calls back, and the scheduler grants enough for V8 to unwind
+//     (the heap in use plus headroom: a single allocation can exceed the cap
+//     by a lot, and granting less would make V8 abort the process), and
+//     terminates the request;
+//   - ArrayBuffer memory: each isolate has its own allocator counting live
+//     backing stores against the tenant's limit (default 64 MiB); beyond it
+//     an allocation is refused (a RangeError in JavaScript).
+// After a termination lease.limit_exceeded() is true for the rest of the work
+// item (exceeded_limit() names it) and the isolate is disposed of afterwards
+// (it may hold the terminated request's garbage, half-run jobs or a heap far
+// over its limit), so the next request of the tenant gets a clean one.
 //
 // Public header without V8 includes: v8::Isolate is only forward-declared.
 //
@@ -102,10 +111,16 @@ class IsolateLease {
   virtual IsolateData* data() = 0;
   virtual void set_data(std::unique_ptr<IsolateData> data) = 0;
   // Whether the watchdog or the heap-limit callback stopped this request, and
-  // which limit ("cpu time" or "heap"); the runner turns this into
-  // ResourceExhausted naming the limit.
+  // which limit ("cpu time", "wall time" or "heap"); the runner turns this
+  // into ResourceExhausted naming the limit. Thread-safe (the watchdog sets it).
   virtual bool limit_exceeded() const = 0;
   virtual std::string exceeded_limit() const = 0;
+  // ArrayBuffer allocations the isolate's allocator refused so far (over its
+  // whole life): a request that fails after this grew failed because of the
+  // array buffer limit.
+  virtual uint64_t array_buffers_refused() const { return 0; }
+  // The isolate's ArrayBuffer limit, for messages; 0 when unknown.
+  virtual size_t array_buffer_limit_bytes() const { return 0; }
   // Asks the scheduler to dispose of this isolate after the item (e.g. it is
   // in an unknown state).
   virtual void Discard() = 0;
@@ -128,7 +143,12 @@ class LimitEnforcer {
  public:
   virtual ~LimitEnforcer() = default;
   virtual absl::Duration CpuLimit(const std::string& tenant) const { return absl::Seconds(1); }
+  // Wall-clock time a request may take on its worker; by default twice its
+  // CPU limit (a request that blocks or is starved uses little CPU).
+  virtual absl::Duration WallLimit(const std::string& tenant) const { return 2 * CpuLimit(tenant); }
   virtual size_t HeapLimitBytes(const std::string& tenant) const { return size_t{64} << 20; }
+  // Live ArrayBuffer backing stores of one isolate (read at its creation).
+  virtual size_t ArrayBufferLimitBytes(const std::string& tenant) const { return size_t{64} << 20; }
 };
 
 struct IsolateSchedulerOptions {
@@ -136,6 +156,10 @@ struct IsolateSchedulerOptions {
   int max_isolates = 0;  // 0 = 4 per worker
   size_t queue_capacity = 1024;
   int max_in_flight_per_tenant = 0;  // 0 = half the workers (at least 1)
+  // Requests of one tenant running at once; the tenant's further requests
+  // wait in the queue (others are served past them), so one tenant can never
+  // hold every worker. 0 = half the workers (at least 1).
+  int max_running_per_tenant = 0;
   // At the bound, a request whose tenant already has a busy isolate waits
   // this long for it before evicting another tenant's idle isolate to make a
   // second one (about what creating an isolate costs; requests of other
@@ -162,9 +186,11 @@ struct IsolateSchedulerStats {
   // Added detail:
   uint64_t isolates_evicted = 0;        // of disposed: given up for another tenant
   uint64_t waited_for_own_isolate = 0;  // requests that waited for their tenant's busy isolate
+  uint64_t waited_for_tenant_cap = 0;   // requests that waited at max_running_per_tenant
   uint64_t rejected_queue_full = 0;     // of rejected
   uint64_t rejected_tenant_cap = 0;     // of rejected
   uint64_t terminated_cpu = 0;          // requests stopped at their CPU limit
+  uint64_t terminated_wall = 0;         // requests stopped at their wall-clock limit
   uint64_t terminated_heap = 0;         // requests stopped at their isolate's heap limit
   int live_isolates = 0;
   int busy_isolates = 0;

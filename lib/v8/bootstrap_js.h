@@ -15,6 +15,22 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
 (function (n) {
   'use strict';
   const INVALID_ARGUMENT = 3;
+  const RESOURCE_EXHAUSTED = 8;
+  const fail = n.fail;
+  const apply = Reflect.apply;
+  const defineProperty = Object.defineProperty;
+  const getOwnPropertyDescriptor = Object.getOwnPropertyDescriptor;
+  const getPrototypeOf = Object.getPrototypeOf;
+
+  // ---- Nothing of a request may outlive it ----------------------------------
+  // Shared memory (and with it Atomics.wait/waitAsync, which need it) and
+  // GC-driven callbacks (FinalizationRegistry, WeakRef) would let code run
+  // after its request returned, or block a worker without using CPU.
+  for (const name of ['SharedArrayBuffer', 'FinalizationRegistry', 'WeakRef']) {
+    delete globalThis[name];
+  }
+
+  // ---- Determinism: no path to the real clock --------------------------------
   const OrigDate = globalThis.Date;
   const now = n.now;
   function Date(...args) {
@@ -22,16 +38,252 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     if (args.length === 0) return Reflect.construct(OrigDate, [now()], new.target);
     return Reflect.construct(OrigDate, args, new.target);
   }
-  Object.setPrototypeOf(Date, OrigDate);
-  Object.defineProperty(Date, 'prototype', {value: OrigDate.prototype});
-  Object.defineProperty(Date, 'now', {value: function now_() { return now(); },
-                                      writable: true, configurable: true});
-  Object.defineProperty(OrigDate.prototype, 'constructor',
-                        {value: Date, writable: true, configurable: true});
-  Object.defineProperty(globalThis, 'Date', {value: Date, writable: true, configurable: true});
+  // Date's own statics, but not OrigDate itself (whose now() is the real clock).
+  defineProperty(Date, 'prototype', {value: OrigDate.prototype});
+  defineProperty(Date, 'length', {value: 7});
+  for (const name of ['UTC', 'parse']) {
+    defineProperty(Date, name, {value: OrigDate[name], writable: true, configurable: true});
+  }
+  defineProperty(Date, 'now', {value: function now_() { return now(); },
+                               writable: true, configurable: true});
+  defineProperty(OrigDate.prototype, 'constructor',
+                 {value: Date, writable: true, configurable: true});
+  defineProperty(globalThis, 'Date', {value: Date, writable: true, configurable: true});
+  // Intl.DateTimeFormat formats "now" when given no date.
+  if (typeof Intl === 'object' && Intl !== null) {
+    const DTFProto = Intl.DateTimeFormat.prototype;
+    const formatGetter = getOwnPropertyDescriptor(DTFProto, 'format').get;
+    const formats = new WeakMap();
+    defineProperty(DTFProto, 'format', {configurable: true, get: function format() {
+      const bound = apply(formatGetter, this, []);
+      let f = formats.get(bound);
+      if (f === undefined) {
+        f = (date) => bound(date === undefined ? now() : date);
+        formats.set(bound, f);
+      }
+      return f;
+    }});
+    const formatToParts = DTFProto.formatToParts;
+    defineProperty(DTFProto, 'formatToParts', {writable: true, configurable: true,
+      value: function formatToParts_(date) {
+        return apply(formatToParts, this, [date === undefined ? now() : date]);
+      }});
+  }
   const random = n.random;
-  Object.defineProperty(Math, 'random', {value: function random_() { return random(); },
-                                         writable: true, configurable: true});
+  defineProperty(Math, 'random', {value: function random_() { return random(); },
+                                  writable: true, configurable: true});
+
+  // ---- Builtins V8 runs without checking for termination --------------------
+  // Some builtins walk an index range or a whole string in C++ or Torque
+  // without an interrupt check, so a CPU limit cannot stop them: a sparse
+  // array of length 2^32 walked by indexOf, an array-like of length 2^53, a
+  // 4 MiB string through a global replace, a typed array sorted in C++; a
+  // few also make V8 abort the process on sizes it does not expect (split('')
+  // of a 2^28-character string, sort of a huge array-like). These wrappers
+  // refuse such receivers up front (ResourceExhausted "sandbox limit"), or
+  // run the work in an interruptible form (a comparator, a replacer).
+  const isProxy = n.isProxy;
+  const MAX_WALK = 1 << 24;     // indices a generic Array method may walk in one call
+  const MAX_STRING = 1 << 24;   // characters split() may take apart
+  const MAX_SLOW = 1 << 20;     // elements or characters for the slowest builtins
+  const NATIVE_REPLACE = 1 << 18;  // characters a native string replacement may scan
+  const ArrayIsArray = Array.isArray;
+  const TypedArrayProto = getPrototypeOf(Uint8Array.prototype);
+  const typedArrayLength = getOwnPropertyDescriptor(TypedArrayProto, 'length').get;
+  const MAX_LENGTH = 2 ** 53 - 1;
+
+  function refuse(what, size, limit) {
+    fail(RESOURCE_EXHAUSTED, what + ': ' + size + ' exceeds the sandbox limit of ' + limit +
+         ' (builtins that V8 cannot interrupt are bounded)');
+  }
+  function typedLength(o) {
+    try { return apply(typedArrayLength, o, []); } catch (e) { return -1; }
+  }
+  // How many indices a generic Array method walks on receiver `o`, found
+  // without running tenant code: Infinity when a getter or valueOf would
+  // decide it (the builtin would call it again and could get another answer).
+  // A Proxy's traps are JavaScript, so walking one is interruptible: 0.
+  function walkLength(o) {
+    if (typeof o === 'string') return o.length;
+    if ((typeof o !== 'object' && typeof o !== 'function') || o === null) return 0;
+    if (isProxy(o)) return 0;
+    if (ArrayIsArray(o)) return o.length;
+    const typed = typedLength(o);
+    if (typed >= 0) return typed;
+    for (let p = o; p !== null; p = getPrototypeOf(p)) {
+      if (isProxy(p)) return 0;
+      const d = getOwnPropertyDescriptor(p, 'length');
+      if (d === undefined) continue;
+      if (!('value' in d)) return Infinity;
+      const v = d.value;
+      if (typeof v === 'number') return v > 0 ? Math.min(Math.floor(v), MAX_LENGTH) : 0;
+      if (typeof v === 'bigint' || typeof v === 'symbol') return 0;  // the builtin throws
+      return (typeof v === 'object' && v !== null) || typeof v === 'function' ? Infinity : 0;
+    }
+    return 0;
+  }
+  function guardBuiltin(target, name, guard) {
+    const orig = target[name];
+    const wrapper = {[name](...args) {
+      guard(this, args);
+      return apply(orig, this, args);
+    }}[name];
+    defineProperty(wrapper, 'length', {value: orig.length});
+    defineProperty(target, name, {value: wrapper, writable: true, configurable: true});
+  }
+  const checkWalk = (what) => (self) => {
+    const len = walkLength(self);
+    if (len > MAX_WALK) refuse(what, len === Infinity ? 'a length from a getter' : len, MAX_WALK);
+  };
+  for (const name of ['copyWithin', 'every', 'fill', 'filter', 'flat', 'flatMap', 'forEach',
+                      'includes', 'indexOf', 'join', 'lastIndexOf', 'map', 'reduce',
+                      'reduceRight', 'reverse', 'shift', 'slice', 'some', 'sort', 'splice',
+                      'toLocaleString', 'unshift']) {
+    guardBuiltin(Array.prototype, name, checkWalk('Array.prototype.' + name));
+  }
+  guardBuiltin(Array.prototype, 'concat', (self, args) => {
+    const walk = checkWalk('Array.prototype.concat');
+    walk(self);
+    for (const a of args) walk(a);
+  });
+  guardBuiltin(Array, 'from', (self, args) => checkWalk('Array.from')(args[0]));
+  // Typed arrays are bounded by the array buffer limit, but a few of their
+  // builtins are slow per element.
+  function typedCompare(a, b) {  // the default order: -0 before +0, NaN last
+    if (a < b) return -1;
+    if (a > b) return 1;
+    if (a !== a) return b !== b ? 0 : 1;
+    if (b !== b) return -1;
+    if (a === 0 && b === 0) {
+      const x = 1 / a, y = 1 / b;
+      return x < y ? -1 : x > y ? 1 : 0;
+    }
+    return 0;
+  }
+  const typedSort = TypedArrayProto.sort;
+  defineProperty(TypedArrayProto, 'sort', {writable: true, configurable: true,
+    value: function sort(comparefn) {
+      // V8 sorts without a comparator in C++ (uninterruptible); with one, in
+      // Torque, calling it, so the CPU limit applies.
+      if (comparefn === undefined && typedLength(this) > MAX_SLOW) comparefn = typedCompare;
+      return apply(typedSort, this, [comparefn]);
+    }});
+  for (const name of ['join', 'toLocaleString']) {
+    guardBuiltin(TypedArrayProto, name, (self) => {
+      const len = typedLength(self);
+      if (len > MAX_SLOW) refuse('%TypedArray%.prototype.' + name, len, MAX_SLOW);
+    });
+  }
+  // Listing the keys of a huge typed array or string object makes one
+  // string per index in an uninterruptible loop.
+  const stringValueOf = String.prototype.valueOf;
+  function stringObjectLength(o) {
+    try { return apply(stringValueOf, o, []).length; } catch (e) { return 0; }
+  }
+  const checkKeys = (what) => (self, args) => {
+    const o = args[0];
+    let len = 0;
+    if (typeof o === 'string') {
+      len = o.length;
+    } else if ((typeof o === 'object' || typeof o === 'function') && o !== null && !isProxy(o)) {
+      len = Math.max(typedLength(o), stringObjectLength(o));
+    }
+    if (len > MAX_SLOW) refuse(what, len, MAX_SLOW);
+  };
+  for (const name of ['keys', 'values', 'entries', 'getOwnPropertyNames',
+                      'getOwnPropertyDescriptors']) {
+    guardBuiltin(Object, name, checkKeys('Object.' + name));
+  }
+  guardBuiltin(Reflect, 'ownKeys', checkKeys('Reflect.ownKeys'));
+
+  // Strings: split into more parts than V8's arrays hold aborts the process;
+  // ICU's normalisation, case mapping, collation and segmentation run
+  // uninterrupted. The wrappers convert an object receiver (or argument) to
+  // a string once, themselves, and hand the builtin that primitive, so a
+  // toString cannot answer the check and the builtin differently.
+  const asString = (v) => (typeof v === 'object' && v !== null) || typeof v === 'function' ?
+      String(v) : v;
+  const lengthOf = (v) => typeof v === 'string' ? v.length : 0;
+  function wrapString(target, name, limit, convertArg) {
+    const orig = target[name];
+    const what = name === 'segment' ? 'Intl.Segmenter.prototype.segment' :
+        'String.prototype.' + name;
+    const wrapper = {[name](...args) {
+      const self = target === String.prototype ? asString(this) : this;
+      if (convertArg) args[0] = asString(args[0]);
+      const len = Math.max(lengthOf(self), convertArg ? lengthOf(args[0]) : 0);
+      if (len > limit) refuse(what, len, limit);
+      return apply(orig, self, args);
+    }}[name];
+    defineProperty(wrapper, 'length', {value: orig.length});
+    defineProperty(target, name, {value: wrapper, writable: true, configurable: true});
+  }
+  wrapString(String.prototype, 'split', MAX_STRING, false);
+  wrapString(String.prototype, 'normalize', MAX_SLOW * 4, false);
+  wrapString(String.prototype, 'toLocaleLowerCase', MAX_SLOW * 4, false);
+  wrapString(String.prototype, 'toLocaleUpperCase', MAX_SLOW * 4, false);
+  wrapString(String.prototype, 'localeCompare', MAX_SLOW * 4, true);
+  if (typeof Intl === 'object' && Intl !== null && typeof Intl.Segmenter === 'function') {
+    wrapString(Intl.Segmenter.prototype, 'segment', MAX_SLOW, true);
+  }
+  // A replacement string is expanded in C++ over every match; on a long
+  // subject the same expansion runs in a replacer function instead (one
+  // JavaScript call per match, so the CPU limit applies).
+  function expand(replacement, args) {
+    const groups = typeof args[args.length - 1] === 'object' ? args[args.length - 1] : undefined;
+    const at = args.length - (groups === undefined ? 2 : 3);
+    const matched = args[0], position = args[at], str = args[at + 1];
+    const m = at - 1;  // captures
+    let out = '';
+    for (let i = 0; i < replacement.length; ++i) {
+      const c = replacement[i];
+      if (c !== '$' || i + 1 === replacement.length) { out += c; continue; }
+      const d = replacement[i + 1];
+      if (d === '$') { out += '$'; ++i; continue; }
+      if (d === '&') { out += matched; ++i; continue; }
+      if (d === '`') { out += str.slice(0, position); ++i; continue; }
+      if (d === "'") { out += str.slice(position + matched.length); ++i; continue; }
+      if (d >= '0' && d <= '9') {
+        const e = replacement[i + 2];
+        const two = e !== undefined && e >= '0' && e <= '9' ? +(d + e) : -1;
+        if (two >= 1 && two <= m) {
+          const v = args[two];
+          out += v === undefined ? '' : v;
+          i += 2;
+          continue;
+        }
+        if (+d >= 1 && +d <= m) {
+          const v = args[+d];
+          out += v === undefined ? '' : v;
+          ++i;
+          continue;
+        }
+      } else if (d === '<' && groups !== undefined) {
+        const end = replacement.indexOf('>', i + 2);
+        if (end >= 0) {
+          const v = groups[replacement.slice(i + 2, end)];
+          out += v === undefined ? '' : String(v);
+          i = end;
+          continue;
+        }
+      }
+      out += '$';
+    }
+    return out;
+  }
+  for (const name of ['replace', 'replaceAll']) {
+    const orig = String.prototype[name];
+    const wrapper = {[name](pattern, replacement) {
+      const self = asString(this);
+      if (typeof replacement !== 'function' && lengthOf(self) > NATIVE_REPLACE) {
+        const text = String(replacement);
+        return apply(orig, self, [pattern, (...args) => expand(text, args)]);
+      }
+      return apply(orig, self, [pattern, replacement]);
+    }}[name];
+    defineProperty(wrapper, 'length', {value: 2});
+    defineProperty(String.prototype, name, {value: wrapper, writable: true, configurable: true});
+  }
 
   const log = n.log;
   function fmt(v) {
@@ -54,7 +306,6 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   Object.defineProperty(globalThis, 'console', {value: console, writable: true,
                                                 configurable: true});
 
-  const fail = n.fail;
   const VALIDATORS = {
     string: (v) => typeof v === 'string',
     number: (v) => typeof v === 'number',
@@ -131,7 +382,7 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     constructor() { this.eqFields = []; this.eqValues = []; this.lower = null; this.upper = null; }
     eq(field, value) {
       if (this.lower !== null || this.upper !== null) {
-        throw new TypeError('withIndex: eq() must come before gt/gte/lt/lte');
+        fail(INVALID_ARGUMENT, 'withIndex: eq() must come before gt/gte/lt/lte');
       }
       this.eqFields.push(field);
       this.eqValues.push(value);
@@ -142,7 +393,7 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     lt(field, value) { return this.bound('upper', field, value, false); }
     lte(field, value) { return this.bound('upper', field, value, true); }
     bound(side, field, value, inclusive) {
-      if (this[side] !== null) throw new TypeError('withIndex: two ' + side + ' bounds');
+      if (this[side] !== null) fail(INVALID_ARGUMENT, 'withIndex: two ' + side + ' bounds');
       this[side] = [field, value, inclusive];
       return this;
     }
@@ -157,18 +408,18 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       if (build !== undefined) {
         const r = build(this.range);
         if (r !== this.range && r !== undefined) {
-          throw new TypeError('withIndex: the range function must return its argument');
+          fail(INVALID_ARGUMENT, 'withIndex: the range function must return its argument');
         }
       }
       return this;
     }
     order(o) {
-      if (o !== 'asc' && o !== 'desc') throw new TypeError('order() takes "asc" or "desc"');
+      if (o !== 'asc' && o !== 'desc') fail(INVALID_ARGUMENT, 'order() takes "asc" or "desc"');
       this.desc = o === 'desc';
       return this;
     }
     filter(predicate) {
-      if (typeof predicate !== 'function') throw new TypeError('filter() takes a function');
+      if (typeof predicate !== 'function') fail(INVALID_ARGUMENT, 'filter() takes a function');
       this.filters.push(predicate);
       return this;
     }
@@ -184,7 +435,7 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     takeSync(k) {
       if (typeof k === 'bigint') k = Number(k);
       if (typeof k !== 'number' || !Number.isInteger(k) || k < 0) {
-        throw new TypeError('take() takes a non-negative integer');
+        fail(INVALID_ARGUMENT, 'take() takes a non-negative integer');
       }
       if (k === 0) return [];
       if (this.filters.length === 0) return this.page(k, null)[0];
@@ -217,15 +468,15 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     }
     async paginate(opts) {
       if (typeof opts !== 'object' || opts === null) {
-        throw new TypeError('paginate() takes {cursor, numItems}');
+        fail(INVALID_ARGUMENT, 'paginate() takes {cursor, numItems}');
       }
       const {cursor = null} = opts;
       const numItems = typeof opts.numItems === 'bigint' ? Number(opts.numItems) : opts.numItems;
       if (typeof numItems !== 'number' || !Number.isInteger(numItems) || numItems <= 0) {
-        throw new TypeError('paginate(): numItems must be a positive integer');
+        fail(INVALID_ARGUMENT, 'paginate(): numItems must be a positive integer');
       }
       if (cursor !== null && typeof cursor !== 'string') {
-        throw new TypeError('paginate(): cursor must be a string or null');
+        fail(INVALID_ARGUMENT, 'paginate(): cursor must be a string or null');
       }
       const [docs, next, done] = this.page(numItems, cursor);
       const page = this.filters.length === 0 ? docs : docs.filter((d) => this.matches(d));

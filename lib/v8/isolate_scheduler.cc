@@ -11,6 +11,9 @@
 // watchdog touches a running request's isolate only under wd_mu_, and the
 // worker unregisters the request under wd_mu_ before the isolate can be
 // released, so TerminateExecution never reaches an isolate after its request.
+// The request stays registered until the message loop is pumped after the
+// work item: whatever JavaScript a pumped task runs is under the request's
+// limits too.
 #include "txfn/isolate_scheduler.h"
 
 #include <pthread.h>
@@ -28,8 +31,9 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "lib/v8/array_buffer_allocator.h"
 #include "lib/v8/platform.h"
-#include "lib/v8/runner_core.h"
+#include "lib/v8/runner_snapshot.h"
 #include "libplatform/libplatform.h"
 #include "txfn/internal/isolate_pool.h"
 #include "txfn/internal/mutex.h"
@@ -37,6 +41,7 @@
 #include "v8-isolate.h"
 #include "v8-local-handle.h"
 #include "v8-locker.h"
+#include "v8-statistics.h"
 
 namespace txfn {
 namespace {
@@ -45,20 +50,29 @@ using internal::CondVar;
 using internal::Mutex;
 using internal::MutexLock;
 
-enum Limit : int { kNoLimit = 0, kCpuLimit = 1, kHeapLimit = 2 };
+enum Limit : int { kNoLimit = 0, kCpuLimit = 1, kWallLimit = 2, kHeapLimit = 3 };
 
-// Extra heap granted once the limit is reached, so V8 can unwind the
-// terminated request instead of aborting the process: half the limit, at
-// least 16 MiB (a single large allocation may be what crossed the line).
-size_t HeapHeadroom(size_t current_limit) {
-  return std::max<size_t>(current_limit / 2, size_t{16} << 20);
-}
+// Heap granted past what is in use once the limit is reached, so V8 can
+// unwind the terminated request instead of aborting the process. V8 lets a
+// single large object (a flattened string, a grown array: up to ~1 GiB)
+// through before it asks, or asks with that allocation still to come; a
+// grant below what it needs is a fatal OOM. The grant is only a ceiling: real
+// memory grows by what the request actually allocates before the
+// termination reaches it, and the isolate is disposed of right after.
+constexpr size_t kHeapGrant = size_t{1} << 30;
+// Past this much above its limit an isolate gets no more: a builtin that
+// keeps allocating without ever checking for termination would otherwise
+// take the machine's memory (V8 then aborts; the builtins known to do this
+// are refused up front by the runner's bootstrap).
+constexpr size_t kHeapGrantCeiling = size_t{3} << 30;
 
 int64_t CpuNanos(clockid_t clock) {
   timespec ts{};
   if (clock_gettime(clock, &ts) != 0) return 0;
   return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
 }
+
+int64_t MonotonicNanos() { return CpuNanos(CLOCK_MONOTONIC); }
 
 class LeaseImpl;
 
@@ -70,7 +84,9 @@ struct IsolateHolder {
   uint64_t id = 0;
   std::string tenant;
   std::unique_ptr<IsolateData> data;
+  size_t heap_limit = 0;  // as configured at creation
   bool heap_exceeded = false;
+  std::shared_ptr<internal::ArrayBufferBudget> buffers;
   LeaseImpl* current = nullptr;                      // the request running on it, if any
   std::atomic<uint64_t>* terminated_heap = nullptr;  // the scheduler's counter
 };
@@ -90,6 +106,8 @@ class LeaseImpl final : public IsolateLease {
     switch (exceeded_.load(std::memory_order_acquire)) {
       case kCpuLimit:
         return "cpu time";
+      case kWallLimit:
+        return "wall time";
       case kHeapLimit:
         return "heap";
       default:
@@ -98,6 +116,10 @@ class LeaseImpl final : public IsolateLease {
   }
   void Discard() override { discarded_ = true; }
   uint64_t isolate_id() const override { return holder_->id; }
+  uint64_t array_buffers_refused() const override {
+    return holder_->buffers->refused.load(std::memory_order_relaxed);
+  }
+  size_t array_buffer_limit_bytes() const override { return holder_->buffers->limit_bytes; }
   void RunAfterRelease(std::function<void()> fn) override {
     after_release_->push_back(std::move(fn));
   }
@@ -117,16 +139,22 @@ class LeaseImpl final : public IsolateLease {
   std::atomic<int> exceeded_{kNoLimit};  // written by the watchdog or the heap callback
 };
 
-size_t NearHeapLimit(void* data, size_t current_limit, size_t initial_limit) {
+// Runs on the worker thread, inside a GC, with the request still running.
+size_t NearHeapLimit(void* data, size_t current_limit, size_t /*initial_limit*/) {
   auto* holder = static_cast<IsolateHolder*>(data);
   if (!holder->heap_exceeded) {
     holder->heap_exceeded = true;  // dispose of the isolate after this item
     if (holder->current != nullptr && holder->current->Mark(kHeapLimit)) {
       holder->terminated_heap->fetch_add(1, std::memory_order_relaxed);
     }
-    holder->isolate->TerminateExecution();
   }
-  return current_limit + HeapHeadroom(initial_limit);
+  holder->isolate->TerminateExecution();
+  v8::HeapStatistics heap;
+  holder->isolate->GetHeapStatistics(&heap);
+  const size_t in_use = std::max({current_limit, heap.total_heap_size(), heap.used_heap_size()});
+  const size_t ceiling = holder->heap_limit + kHeapGrantCeiling;
+  if (in_use >= ceiling) return current_limit;  // nothing more to give
+  return std::min(in_use + kHeapGrant, ceiling);
 }
 
 using Pool = internal::IsolatePool<IsolateScheduler::Work, IsolateHolder>;
@@ -134,15 +162,15 @@ using Pool = internal::IsolatePool<IsolateScheduler::Work, IsolateHolder>;
 class IsolateSchedulerImpl final : public IsolateScheduler {
  public:
   IsolateSchedulerImpl(const IsolateSchedulerOptions& options, int workers, int max_isolates,
-                       int max_in_flight)
+                       int max_in_flight, int max_running)
       : limits_(options.limits ? options.limits : std::make_shared<const LimitEnforcer>()),
         watchdog_interval_(options.watchdog_interval),
         runner_snapshot_(options.runner_snapshot),
         pump_platform_(internal::V8DefaultPlatform()),
-        allocator_(v8::ArrayBuffer::Allocator::NewDefaultAllocator()),
         pool_({.max_isolates = max_isolates,
                .queue_capacity = options.queue_capacity,
                .max_in_flight_per_tenant = max_in_flight,
+               .max_running_per_tenant = max_running,
                .own_isolate_patience = options.own_isolate_patience}) {
     {
       MutexLock lock(&wd_mu_);
@@ -181,9 +209,11 @@ class IsolateSchedulerImpl final : public IsolateScheduler {
         .queue_length = p.queue_length,
         .isolates_evicted = p.evicted,
         .waited_for_own_isolate = p.waited_for_own,
+        .waited_for_tenant_cap = p.waited_for_tenant_cap,
         .rejected_queue_full = p.rejected_queue_full,
         .rejected_tenant_cap = p.rejected_tenant_cap,
         .terminated_cpu = terminated_cpu_.load(std::memory_order_relaxed),
+        .terminated_wall = terminated_wall_.load(std::memory_order_relaxed),
         .terminated_heap = terminated_heap_.load(std::memory_order_relaxed),
         .live_isolates = p.live_isolates,
         .busy_isolates = p.busy_isolates,
@@ -198,6 +228,8 @@ class IsolateSchedulerImpl final : public IsolateScheduler {
     clockid_t clock{};
     int64_t cpu_start = 0;
     int64_t cpu_limit = 0;
+    int64_t wall_start = 0;
+    int64_t wall_limit = 0;
     v8::Isolate* isolate = nullptr;
     LeaseImpl* lease = nullptr;
   };
@@ -225,6 +257,7 @@ class IsolateSchedulerImpl final : public IsolateScheduler {
     v8::Isolate* isolate = holder.isolate;
     LeaseImpl lease(&holder, a.reused, after_release);
     const int64_t cpu_limit = absl::ToInt64Nanoseconds(limits_->CpuLimit(a.tenant));
+    const int64_t wall_limit = absl::ToInt64Nanoseconds(limits_->WallLimit(a.tenant));
     {
       v8::Locker locker(isolate);
       v8::Isolate::Scope isolate_scope(isolate);
@@ -236,12 +269,21 @@ class IsolateSchedulerImpl final : public IsolateScheduler {
                                   .clock = clock,
                                   .cpu_start = CpuNanos(clock),
                                   .cpu_limit = cpu_limit,
+                                  .wall_start = MonotonicNanos(),
+                                  .wall_limit = wall_limit,
                                   .isolate = isolate,
                                   .lease = &lease};
         ++active_;
         wd_cv_.SignalAll();
       }
       a.request(lease);
+      // Tasks V8 posted for this isolate run now, still under the request's
+      // limits (the runner's contexts refuse to run JavaScript after their
+      // request, so these are V8's own: GC and compilation work).
+      if (pump_platform_ != nullptr && !lease.limit_exceeded()) {
+        while (v8::platform::PumpMessageLoop(pump_platform_, isolate)) {
+        }
+      }
       {
         MutexLock lock(&wd_mu_);
         running_[index].active = false;
@@ -253,12 +295,10 @@ class IsolateSchedulerImpl final : public IsolateScheduler {
       if (lease.limit_exceeded() || isolate->IsExecutionTerminating()) {
         isolate->CancelTerminateExecution();
       }
-      if (pump_platform_ != nullptr) {
-        while (v8::platform::PumpMessageLoop(pump_platform_, isolate)) {
-        }
-      }
     }
-    return !lease.discarded() && !holder.heap_exceeded;
+    // A stopped request's isolate is not reused: it may hold the request's
+    // half-run work and garbage, or a heap granted far past its limit.
+    return !lease.discarded() && !holder.heap_exceeded && !lease.limit_exceeded();
   }
 
   std::unique_ptr<IsolateHolder> NewIsolate(const std::string& tenant, uint64_t id) {
@@ -266,9 +306,13 @@ class IsolateSchedulerImpl final : public IsolateScheduler {
     holder->id = id;
     holder->tenant = tenant;
     holder->terminated_heap = &terminated_heap_;
+    holder->heap_limit = limits_->HeapLimitBytes(tenant);
+    holder->buffers =
+        std::make_shared<internal::ArrayBufferBudget>(limits_->ArrayBufferLimitBytes(tenant));
     v8::Isolate::CreateParams params;
-    params.array_buffer_allocator = allocator_.get();
-    params.constraints.ConfigureDefaultsFromHeapSize(0, limits_->HeapLimitBytes(tenant));
+    params.array_buffer_allocator_shared =
+        internal::NewCountingArrayBufferAllocator(holder->buffers);
+    params.constraints.ConfigureDefaultsFromHeapSize(0, holder->heap_limit);
     if (runner_snapshot_) (void)internal::UseRunnerSnapshot(&params);
     holder->isolate = v8::Isolate::New(params);
     holder->isolate->AddNearHeapLimitCallback(&NearHeapLimit, holder.get());
@@ -297,13 +341,23 @@ class IsolateSchedulerImpl final : public IsolateScheduler {
       }
       wd_cv_.WaitWithTimeout(watchdog_interval_,
                              [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(wd_mu_) { return stop_; });
+      const int64_t now = MonotonicNanos();
       for (Running& r : running_) {
         if (!r.active) continue;
-        if (CpuNanos(r.clock) - r.cpu_start <= r.cpu_limit) continue;
-        if (r.lease->Mark(kCpuLimit)) {
-          terminated_cpu_.fetch_add(1, std::memory_order_relaxed);
-          r.isolate->TerminateExecution();  // thread-safe; only this request's isolate
+        Limit hit = kNoLimit;
+        if (CpuNanos(r.clock) - r.cpu_start > r.cpu_limit) {
+          hit = kCpuLimit;
+        } else if (now - r.wall_start > r.wall_limit) {
+          hit = kWallLimit;
         }
+        if (hit == kNoLimit) continue;
+        if (r.lease->Mark(hit)) {
+          (hit == kCpuLimit ? terminated_cpu_ : terminated_wall_)
+              .fetch_add(1, std::memory_order_relaxed);
+        }
+        // Again at every tick: a termination can be cancelled by the request's
+        // own error handling before it returns (thread-safe; only this isolate).
+        r.isolate->TerminateExecution();
       }
     }
   }
@@ -312,8 +366,8 @@ class IsolateSchedulerImpl final : public IsolateScheduler {
   const absl::Duration watchdog_interval_;
   const bool runner_snapshot_;
   v8::Platform* const pump_platform_;  // non-null when it is libplatform's default
-  const std::unique_ptr<v8::ArrayBuffer::Allocator> allocator_;  // outlives the isolates
   std::atomic<uint64_t> terminated_cpu_{0};
+  std::atomic<uint64_t> terminated_wall_{0};
   std::atomic<uint64_t> terminated_heap_{0};
   Pool pool_;
 
@@ -331,7 +385,8 @@ class IsolateSchedulerImpl final : public IsolateScheduler {
 
 absl::StatusOr<std::unique_ptr<IsolateScheduler>> IsolateScheduler::Create(
     const IsolateSchedulerOptions& options) {
-  if (options.workers < 0 || options.max_isolates < 0 || options.max_in_flight_per_tenant < 0) {
+  if (options.workers < 0 || options.max_isolates < 0 || options.max_in_flight_per_tenant < 0 ||
+      options.max_running_per_tenant < 0) {
     return absl::InvalidArgumentError("IsolateSchedulerOptions: counts must not be negative");
   }
   if (options.queue_capacity == 0) {
@@ -353,8 +408,10 @@ absl::StatusOr<std::unique_ptr<IsolateScheduler>> IsolateScheduler::Create(
   const int max_isolates = options.max_isolates > 0 ? options.max_isolates : 4 * workers;
   const int max_in_flight = options.max_in_flight_per_tenant > 0 ? options.max_in_flight_per_tenant
                                                                  : std::max(1, workers / 2);
+  const int max_running = options.max_running_per_tenant > 0 ? options.max_running_per_tenant
+                                                             : std::max(1, workers / 2);
   return std::unique_ptr<IsolateScheduler>(
-      new IsolateSchedulerImpl(options, workers, max_isolates, max_in_flight));
+      new IsolateSchedulerImpl(options, workers, max_isolates, max_in_flight, max_running));
 }
 
 }  // namespace txfn

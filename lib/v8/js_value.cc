@@ -1,9 +1,12 @@
 #include "lib/v8/js_value.h"
 
+#include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <string>
 #include <vector>
 
+#include "lib/v8/js_strings.h"
 #include "txfn/internal/status_macros.h"
 #include "txfn/internal/strings.h"
 
@@ -84,23 +87,34 @@ absl::StatusOr<v8::Local<v8::Value>> ToJsImpl(v8::Isolate* isolate, v8::Local<v8
 
 class Converter {
  public:
-  Converter(v8::Local<v8::Context> context, size_t max_bytes)
-      : isolate_(context->GetIsolate()), context_(context), max_bytes_(max_bytes) {}
+  Converter(v8::Local<v8::Context> context, size_t max_bytes, const IsolateLease* lease)
+      : isolate_(context->GetIsolate()),
+        context_(context),
+        max_bytes_(max_bytes),
+        max_memory_(max_bytes > SIZE_MAX / kConversionMemoryFactor
+                        ? SIZE_MAX
+                        : max_bytes * kConversionMemoryFactor),
+        lease_(lease) {}
 
   absl::StatusOr<Value> Convert(v8::Local<v8::Value> js) {
     v8::TryCatch try_catch(isolate_);
     absl::StatusOr<Value> out = ConvertImpl(js, 0);
     if (try_catch.HasTerminated()) {
       try_catch.ReThrow();
-      return absl::CancelledError("JavaScript execution was terminated");
+      return Stopped();
     }
     return out;
   }
 
  private:
+  static absl::Status Stopped() {
+    return absl::CancelledError("JavaScript execution was terminated");
+  }
+
   std::string PathString() const {
     std::string out;
     for (const std::string& p : path_) out += p;
+    if (out.size() > 256) out = StrCat(out.substr(0, 256), "...");
     return out.empty() ? std::string("(top level)") : out;
   }
 
@@ -109,22 +123,34 @@ class Converter {
                                              PathString(), "` to a txfn Value: ", what));
   }
 
+  // Counts `bytes` of encoded size for one value node; also checks, every
+  // few nodes, whether the request was stopped meanwhile.
   absl::Status Charge(size_t bytes) {
     bytes_ += bytes;
+    memory_ += std::max(bytes, sizeof(Value));
     if (bytes_ > max_bytes_) {
       return absl::ResourceExhaustedError(StrCat("JavaScript value exceeds the size limit of ",
                                                  max_bytes_, " bytes (max_value_bytes) at `",
                                                  PathString(), "`"));
     }
+    if (memory_ > max_memory_) {
+      return absl::ResourceExhaustedError(StrCat(
+          "JavaScript value has too many elements to convert within ", max_memory_, " bytes (",
+          kConversionMemoryFactor, " x max_value_bytes) at `", PathString(), "`"));
+    }
+    if (++nodes_ % 256 == 0 &&
+        (isolate_->IsExecutionTerminating() || (lease_ != nullptr && lease_->limit_exceeded()))) {
+      return Stopped();
+    }
     return absl::OkStatus();
   }
 
-  // The message of the exception a getter threw, if any.
-  static std::string ExceptionText(v8::Isolate* isolate, v8::TryCatch& tc) {
+  // The message of the exception a getter threw, if any (no user code runs).
+  std::string ExceptionText(v8::TryCatch& tc) {
     if (!tc.HasCaught()) return "unknown error";
-    v8::String::Utf8Value text(isolate, tc.Exception());
+    std::string text = DescribeValue(isolate_, tc.Exception(), kQuoteBytes * 4);
     tc.Reset();
-    return *text ? std::string(*text) : std::string("exception");
+    return text;
   }
 
   absl::StatusOr<std::string> Utf8(v8::Local<v8::String> s) {
@@ -134,6 +160,15 @@ class Converter {
     s->WriteUtf8(isolate_, out.data(), static_cast<int>(out.size()), nullptr,
                  v8::String::NO_NULL_TERMINATION | v8::String::REPLACE_INVALID_UTF8);
     return out;
+  }
+
+  // A failed read: Cancelled when terminating, else the getter's error.
+  absl::Status ReadFailed(v8::TryCatch& tc, std::string_view what) {
+    if (tc.HasTerminated() || isolate_->IsExecutionTerminating()) {
+      tc.ReThrow();
+      return Stopped();
+    }
+    return Error(StrCat(what, " threw: ", ExceptionText(tc)));
   }
 
   absl::StatusOr<Value> ConvertImpl(v8::Local<v8::Value> js, int depth) {
@@ -201,20 +236,16 @@ class Converter {
 
   absl::StatusOr<Value> ConvertArray(v8::Local<v8::Array> array, int depth) {
     uint32_t length = array->Length();
+    // Every element counts at least a byte: a huge sparse array is refused
+    // before its holes are walked.
     TXFN_RETURN_IF_ERROR(Charge(static_cast<size_t>(length) + 2));
     Value::Array out;
-    out.reserve(length);
     for (uint32_t i = 0; i < length; ++i) {
+      v8::HandleScope scope(isolate_);  // an element's handles die with it
       path_.push_back(StrCat("[", i, "]"));
       v8::TryCatch tc(isolate_);
       v8::Local<v8::Value> element;
-      if (!array->Get(context_, i).ToLocal(&element)) {
-        if (tc.HasTerminated()) {
-          tc.ReThrow();
-          return absl::CancelledError("terminated");
-        }
-        return Error(StrCat("reading it threw: ", ExceptionText(isolate_, tc)));
-      }
+      if (!array->Get(context_, i).ToLocal(&element)) return ReadFailed(tc, "reading it");
       auto v = ConvertImpl(element, depth + 1);
       if (!v.ok()) return v.status();
       path_.pop_back();
@@ -231,31 +262,24 @@ class Converter {
                   context_, static_cast<v8::PropertyFilter>(v8::ONLY_ENUMERABLE | v8::SKIP_SYMBOLS),
                   v8::KeyConversionMode::kConvertToString)
                .ToLocal(&names)) {
-        if (tc.HasTerminated()) {
-          tc.ReThrow();
-          return absl::CancelledError("terminated");
-        }
-        return Error(StrCat("listing its fields threw: ", ExceptionText(isolate_, tc)));
+        return ReadFailed(tc, "listing its fields");
       }
     }
     Value::Object out;
     uint32_t n = names->Length();
     TXFN_RETURN_IF_ERROR(Charge(2));
     for (uint32_t i = 0; i < n; ++i) {
+      v8::HandleScope scope(isolate_);
       v8::Local<v8::Value> key;
       if (!names->Get(context_, i).ToLocal(&key) || !key->IsString()) continue;
       auto name = Utf8(key.As<v8::String>());
       if (!name.ok()) return name.status();
-      path_.push_back(path_.empty() ? *name : StrCat(".", *name));
+      path_.push_back(name->size() > 64 ? StrCat(".", name->substr(0, 64), "...")
+                      : path_.empty()   ? *name
+                                        : StrCat(".", *name));
       v8::TryCatch tc(isolate_);
       v8::Local<v8::Value> field;
-      if (!obj->Get(context_, key).ToLocal(&field)) {
-        if (tc.HasTerminated()) {
-          tc.ReThrow();
-          return absl::CancelledError("terminated");
-        }
-        return Error(StrCat("reading it threw: ", ExceptionText(isolate_, tc)));
-      }
+      if (!obj->Get(context_, key).ToLocal(&field)) return ReadFailed(tc, "reading it");
       if (field->IsUndefined()) {
         path_.pop_back();
         continue;
@@ -270,8 +294,12 @@ class Converter {
 
   v8::Isolate* isolate_;
   v8::Local<v8::Context> context_;
-  size_t max_bytes_;
+  const size_t max_bytes_;
+  const size_t max_memory_;
+  const IsolateLease* const lease_;
   size_t bytes_ = 0;
+  size_t memory_ = 0;
+  uint64_t nodes_ = 0;
   std::vector<std::string> path_;
   std::vector<v8::Local<v8::Object>> stack_;
 };
@@ -283,8 +311,8 @@ absl::StatusOr<v8::Local<v8::Value>> ToJs(v8::Local<v8::Context> context, const 
 }
 
 absl::StatusOr<Value> FromJs(v8::Local<v8::Context> context, v8::Local<v8::Value> js,
-                             size_t max_bytes) {
-  return Converter(context, max_bytes).Convert(js);
+                             size_t max_bytes, const IsolateLease* lease) {
+  return Converter(context, max_bytes, lease).Convert(js);
 }
 
 }  // namespace txfn::internal

@@ -8,6 +8,7 @@
 #include <cstddef>
 
 #include "absl/status/statusor.h"
+#include "txfn/isolate_scheduler.h"
 #include "txfn/value.h"
 #include "v8.h"
 
@@ -20,10 +21,18 @@ absl::StatusOr<v8::Local<v8::Value>> ToJs(v8::Local<v8::Context> context, const 
 // The Value of `js`. InvalidArgument (naming the path, e.g. `a.b[2]`) for
 // functions, symbols, cyclic or non-plain objects, getters that throw, BigInts
 // outside int64 and nesting deeper than kMaxDecodeDepth; ResourceExhausted when
-// the value exceeds `max_bytes`. If JS execution is being terminated, returns
-// Cancelled and leaves the termination pending.
+// the value exceeds `max_bytes` (its encoded size) or would take more than
+// kConversionMemoryFactor * max_bytes of memory as a Value (many tiny
+// elements). If JS execution is being terminated, or `lease` (optional) hit a
+// limit, returns Cancelled and leaves the termination pending: the conversion
+// checks both as it goes (it may take long for a value of millions of
+// elements, and it runs in C++, where V8's termination does not reach), and
+// holds each element's handles only while converting it.
 absl::StatusOr<Value> FromJs(v8::Local<v8::Context> context, v8::Local<v8::Value> js,
-                             size_t max_bytes);
+                             size_t max_bytes, const IsolateLease* lease = nullptr);
+
+// How much memory a converted Value may take, relative to its size limit.
+inline constexpr size_t kConversionMemoryFactor = 4;
 
 }  // namespace txfn::internal
 

@@ -4,6 +4,9 @@
 // options and the process-wide module code cache. RunOnIsolate runs one
 // request on an isolate the caller already entered and locked (with a
 // HandleScope open) — the IsolateScheduler's lease, or a test's own isolate.
+// The parts it assembles: isolate_runtime.h (ctx.db natives, per-context
+// state), module_loader.h (modules and the code cache), js_errors.h (errors
+// as statuses) and runner_snapshot.h (the startup snapshot).
 //
 // Thread safety: RunnerCore is thread-safe; RunOnIsolate may run on many
 // isolates (one request per isolate at a time) concurrently.
@@ -13,40 +16,14 @@
 #include <memory>
 #include <string>
 
-#include "txfn/async_lru_cache.h"
+#include "lib/v8/module_loader.h"
+#include "lib/v8/runner_snapshot.h"
 #include "txfn/function_runner.h"
 #include "txfn/isolate_scheduler.h"
 #include "txfn/transaction.h"
 #include "v8-isolate.h"
 
 namespace txfn::internal {
-
-// Compiled module: the source it was compiled from (to rule out hash
-// collisions) and V8's code cache for it. A cold code cache (made right after
-// compiling) holds only the module's top-level code; the runner replaces it,
-// once, by a warm one made after the module first ran successfully, which
-// also holds the functions that run compiled (so they are not compiled again
-// in every fresh context).
-struct CompiledModule {
-  std::string source;
-  std::string code_cache;
-  bool warm = false;
-};
-
-// Makes isolates created with `params` start from the runner's startup
-// snapshot: sets params->snapshot_blob and params->external_references. With
-// it, the runner's fresh context per request is deserialised with its JS
-// environment ready instead of built by running the bootstrap (several times
-// cheaper). The snapshot is made once per process, on the first call (tens of
-// milliseconds), and never freed. Returns false, leaving params unchanged, if
-// it cannot be made; the runner then builds its contexts itself. Isolates made
-// without it work too. Thread-safe.
-bool UseRunnerSnapshot(v8::Isolate::CreateParams* params);
-
-// Whether isolates and contexts made from the runner's snapshot skip V8's
-// rehashing on deserialisation (see SkipRehashing in runner_core.cc). False
-// if the snapshot cannot be made, or if this V8 keeps the flag elsewhere.
-bool RunnerSnapshotSkipsRehashing();
 
 class RunnerCore {
  public:
@@ -57,7 +34,9 @@ class RunnerCore {
 
   // Runs `request` on lease.isolate() against `txn`. The lease's data slot is
   // owned by the runner (it keeps per-isolate templates and a reused
-  // context there).
+  // context there). If the lease reports a limit hit at any point of the
+  // request, the result is ResourceExhausted naming that limit, whatever the
+  // JavaScript did meanwhile.
   RunResult RunOnIsolate(IsolateLease& lease, const RunRequest& request, Transaction& txn);
 
   // Compiles, links and evaluates every module of txn.metadata() in a fresh
@@ -66,11 +45,11 @@ class RunnerCore {
   absl::Status CheckModulesOnIsolate(IsolateLease& lease, Transaction& txn);
 
   const FunctionRunnerOptions& options() const { return options_; }
-  AsyncLruCache<std::string, CompiledModule>& module_cache() { return module_cache_; }
+  ModuleCache& module_cache() { return module_cache_; }
 
  private:
   FunctionRunnerOptions options_;
-  AsyncLruCache<std::string, CompiledModule> module_cache_;
+  ModuleCache module_cache_;
 };
 
 }  // namespace txfn::internal

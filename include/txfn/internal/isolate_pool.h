@@ -7,7 +7,8 @@
 // TSan-tested with a plain struct for `Isolate`, and the V8 layer
 // (lib/v8/isolate_scheduler.cc) only carries out its decisions.
 //
-// The policy, for a request of tenant T, taking the queue in FIFO order:
+// The policy, for a request of tenant T, taking the queue in FIFO order and
+// passing over requests of tenants already running max_running_per_tenant:
 //   1. reuse the most recently used idle isolate that has served T; else
 //   2. create a new isolate for T if fewer than max_isolates exist; else
 //   3. evict the least recently used idle isolate (necessarily of another
@@ -76,6 +77,8 @@ struct IsolatePoolOptions {
   int max_isolates = 1;              // >= 1
   size_t queue_capacity = 1024;      // >= 1; queued, not yet running
   int max_in_flight_per_tenant = 1;  // >= 1; queued + running, per tenant
+  // >= 1; running at once, per tenant (the rest wait, others pass them).
+  int max_running_per_tenant = 1 << 30;
   // Step 3 of the policy: how long a request whose tenant has a busy isolate
   // waits for it before evicting another tenant's. Zero: never waits. Clamped
   // to [0, 24 h].
@@ -83,11 +86,12 @@ struct IsolatePoolOptions {
 };
 
 struct IsolatePoolStats {
-  uint64_t created = 0;         // isolates the pool asked to create
-  uint64_t reused = 0;          // requests handed an isolate that served before
-  uint64_t disposed = 0;        // evicted, released as disposed, or taken at shutdown
-  uint64_t evicted = 0;         // of `disposed`: evicted for another tenant
-  uint64_t waited_for_own = 0;  // requests passed over while their tenant's isolate was busy
+  uint64_t created = 0;                // isolates the pool asked to create
+  uint64_t reused = 0;                 // requests handed an isolate that served before
+  uint64_t disposed = 0;               // evicted, released as disposed, or taken at shutdown
+  uint64_t evicted = 0;                // of `disposed`: evicted for another tenant
+  uint64_t waited_for_own = 0;         // requests passed over while their tenant's isolate was busy
+  uint64_t waited_for_tenant_cap = 0;  // requests passed over at max_running_per_tenant
   uint64_t rejected_queue_full = 0;
   uint64_t rejected_tenant_cap = 0;
   size_t queue_length = 0;
@@ -243,7 +247,8 @@ class IsolatePool {
     std::string tenant;
     Request request;
     Clock::time_point queued_at;
-    bool passed_over = false;  // counted in waited_for_own
+    bool passed_over = false;      // counted in waited_for_own
+    bool passed_over_cap = false;  // counted in waited_for_tenant_cap
   };
   struct Slot {
     std::string tenant;
@@ -257,6 +262,7 @@ class IsolatePool {
     if (o.max_isolates < 1) o.max_isolates = 1;
     if (o.queue_capacity < 1) o.queue_capacity = 1;
     if (o.max_in_flight_per_tenant < 1) o.max_in_flight_per_tenant = 1;
+    if (o.max_running_per_tenant < 1) o.max_running_per_tenant = 1;
     // Within [0, a day]: an infinite patience must not overflow the clock.
     o.own_isolate_patience =
         std::clamp(o.own_isolate_patience, absl::ZeroDuration(), absl::Hours(24));
@@ -280,6 +286,14 @@ class IsolatePool {
     for (size_t i = 0; i < queue_.size(); ++i) {
       Pending& p = queue_[i];
       const auto tenant = ToAbsl(p.tenant);
+      if (auto b = busy_by_tenant_.find(tenant);
+          b != busy_by_tenant_.end() && b->second >= options_.max_running_per_tenant) {
+        if (!p.passed_over_cap) {
+          p.passed_over_cap = true;
+          ++stats_.waited_for_tenant_cap;
+        }
+        continue;  // served when one of the tenant's requests ends (Release)
+      }
       if (under_bound || idle_by_tenant_.contains(tenant) || !busy_by_tenant_.contains(tenant)) {
         return i;  // steps 1, 2, or 3 for a tenant with no busy isolate
       }

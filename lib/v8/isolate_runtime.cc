@@ -1,0 +1,600 @@
+#include "lib/v8/isolate_runtime.h"
+
+#include <algorithm>
+#include <cmath>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/escaping.h"
+#include "lib/v8/bootstrap_js.h"
+#include "lib/v8/js_strings.h"
+#include "lib/v8/js_value.h"
+#include "txfn/internal/status_macros.h"
+#include "txfn/internal/strings.h"
+
+namespace txfn::internal {
+namespace {
+
+// Embedder data index of a context's ContextState.
+constexpr int kContextStateSlot = 8;
+
+// Argument bounds, checked before anything is copied out of V8: an id is
+// kDocumentIdLength characters, a table or index name an identifier
+// (DocumentLimits::max_field_name_bytes), an index field a dotted path of
+// identifiers, a cursor an encoded index key (<= 2,500 bytes) in base64.
+constexpr size_t kMaxIdChars = 64;
+constexpr size_t kMaxNameChars = 64;
+constexpr size_t kMaxFieldPathChars = 1024;
+constexpr size_t kMaxCursorChars = 16 << 10;
+// Largest take()/paginate() size; the transaction's read limits apply anyway.
+constexpr double kMaxPageSize = 1 << 30;
+constexpr size_t kMaxUnhandledRejections = 16;
+
+uint64_t SplitMix64(uint64_t* state) {
+  uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+// typeof, for error messages.
+std::string TypeName(v8::Isolate* isolate, v8::Local<v8::Value> v) {
+  if (v->IsNull()) return "null";
+  if (v->IsArray()) return "an array";
+  return Utf8Prefix(isolate, v->TypeOf(isolate), kQuoteBytes);
+}
+
+void AbortScript(v8::Isolate* /*isolate*/, v8::Local<v8::Context> /*context*/) {
+  // V8 throws after this returns; nothing of a closed request may run.
+}
+
+// What a native sees of its call: the isolate's runtime, the request, and a
+// way to fail. Made by Enter(), which throws (and returns nullopt) when the
+// calling context is not the running request's.
+class Call {
+ public:
+  static std::optional<Call> Enter(const v8::FunctionCallbackInfo<v8::Value>& info,
+                                   bool needs_request = true) {
+    v8::Isolate* isolate = info.GetIsolate();
+    ContextState* cs = StateOf(isolate->GetCurrentContext());
+    if (cs == nullptr) {
+      isolate->ThrowException(
+          v8::Exception::Error(MessageString(isolate, "txfn: this context is closed")));
+      return std::nullopt;
+    }
+    RequestState* req = cs->rt->current();
+    if (needs_request && (req == nullptr || req->context != cs)) {
+      cs->rt->Throw(absl::FailedPreconditionError(
+          "ctx.db and console may only be used while their own request runs"));
+      return std::nullopt;
+    }
+    return Call(info, cs->rt, req);
+  }
+
+  v8::Isolate* isolate() const { return info_.GetIsolate(); }
+  v8::Local<v8::Context> context() const { return isolate()->GetCurrentContext(); }
+  IsolateRuntime& rt() const { return *rt_; }
+  RequestState& req() const { return *req_; }
+  v8::Local<v8::Value> arg(int i) const { return info_[i]; }
+
+  void Fail(const absl::Status& status) const { rt_->Throw(status); }
+  void InvalidArgument(std::string_view message) const {
+    Fail(absl::InvalidArgumentError(ToAbsl(message)));
+  }
+  // A transaction error: thrown into JS; limits also stick to the request.
+  void FailTxn(const absl::Status& status) const {
+    if (absl::IsResourceExhausted(status) && req_->sticky.ok()) req_->sticky = status;
+    Fail(status);
+  }
+
+  // Argument i as a string of at most `max_chars` characters.
+  std::optional<std::string> String(int i, std::string_view what, size_t max_chars) const {
+    v8::Local<v8::Value> v = info_[i];
+    if (!v->IsString()) {
+      InvalidArgument(StrCat(what, " must be a string, got ", TypeName(isolate(), v)));
+      return std::nullopt;
+    }
+    const size_t length = static_cast<size_t>(v.As<v8::String>()->Length());
+    if (length > max_chars) {
+      InvalidArgument(StrCat(what, " is too long: ", length, " characters (at most ", max_chars,
+                             "), starting ", DescribeValue(isolate(), v)));
+      return std::nullopt;
+    }
+    return Utf8Prefix(isolate(), v.As<v8::String>(), max_chars * 3);
+  }
+
+  // `js` converted to a Value, bounded by max_value_bytes and the request's
+  // limits. On failure throws (unless execution is being terminated).
+  std::optional<Value> ToValue(v8::Local<v8::Value> js, std::string_view what) const {
+    absl::StatusOr<Value> v = FromJs(context(), js, req_->options->max_value_bytes, req_->lease);
+    if (v.ok()) return *std::move(v);
+    if (!absl::IsCancelled(v.status())) {
+      Fail(absl::Status(v.status().code(), StrCat(what, ": ", v.status().message())));
+    }
+    return std::nullopt;
+  }
+  std::optional<Value> ValueArg(int i, std::string_view what) const {
+    return ToValue(info_[i], what);
+  }
+
+  void Return(v8::Local<v8::Value> v) const { info_.GetReturnValue().Set(v); }
+  void Return(const Value& value) const {
+    absl::StatusOr<v8::Local<v8::Value>> js = ToJs(context(), value);
+    if (!js.ok()) return Fail(js.status());
+    Return(*js);
+  }
+
+ private:
+  Call(const v8::FunctionCallbackInfo<v8::Value>& info, IsolateRuntime* rt, RequestState* req)
+      : info_(info), rt_(rt), req_(req) {}
+
+  const v8::FunctionCallbackInfo<v8::Value>& info_;
+  IsolateRuntime* rt_;
+  RequestState* req_;
+};
+
+// ---- Natives -------------------------------------------------------------
+
+void Now(const v8::FunctionCallbackInfo<v8::Value>& info) {
+  if (std::optional<Call> call = Call::Enter(info))
+    call->Return(v8::Number::New(info.GetIsolate(), call->req().now_ms));
+}
+
+void Random(const v8::FunctionCallbackInfo<v8::Value>& info) {
+  std::optional<Call> call = Call::Enter(info);
+  if (!call) return;
+  uint64_t bits = SplitMix64(&call->req().rng) >> 11;
+  call->Return(v8::Number::New(info.GetIsolate(), static_cast<double>(bits) * 0x1.0p-53));
+}
+
+// log(level, message): console.* after the bootstrap formatted the arguments.
+void Log(const v8::FunctionCallbackInfo<v8::Value>& info) {
+  std::optional<Call> call = Call::Enter(info);
+  if (!call) return;
+  RequestState& req = call->req();
+  if (req.logs_truncated) return;
+  const int level = info[0]->IsInt32() ? info[0].As<v8::Int32>()->Value() : 1;
+  const size_t room =
+      req.options->max_log_bytes - std::min(req.log_bytes, req.options->max_log_bytes);
+  std::string message = info[1]->IsString()
+                            ? Utf8Prefix(info.GetIsolate(), info[1].As<v8::String>(), room + 1)
+                            : DescribeValue(info.GetIsolate(), info[1], room + 1);
+  req.AppendLog(static_cast<LogLevel>(std::clamp(level, 0, static_cast<int>(LogLevel::kError))),
+                std::move(message));
+}
+
+// fail(code, message): throws an Error with a status code (the bootstrap's
+// argument validators and API checks).
+void Fail(const v8::FunctionCallbackInfo<v8::Value>& info) {
+  std::optional<Call> call = Call::Enter(info, /*needs_request=*/false);
+  if (!call) return;
+  int code = info[0]->IsInt32() ? info[0].As<v8::Int32>()->Value() : 2;
+  if (code <= 0 || code > static_cast<int>(absl::StatusCode::kUnauthenticated)) code = 2;
+  std::string message =
+      info[1]->IsString()
+          ? Utf8Prefix(info.GetIsolate(), info[1].As<v8::String>(), kMaxJsMessageBytes)
+          : DescribeValue(info.GetIsolate(), info[1]);
+  call->Fail(absl::Status(static_cast<absl::StatusCode>(code), message));
+}
+
+// mark(fn, kind): tags a query() or mutation() wrapper.
+void Mark(const v8::FunctionCallbackInfo<v8::Value>& info) {
+  std::optional<Call> call = Call::Enter(info, /*needs_request=*/false);
+  if (!call || !info[0]->IsFunction() || !info[1]->IsInt32()) return;
+  (void)info[0].As<v8::Object>()->SetPrivate(call->context(), call->rt().kind_key(), info[1]);
+}
+
+void Get(const v8::FunctionCallbackInfo<v8::Value>& info) {
+  std::optional<Call> call = Call::Enter(info);
+  if (!call) return;
+  std::optional<std::string> id = call->String(0, "ctx.db.get(id): id", kMaxIdChars);
+  if (!id) return;
+  absl::StatusOr<std::optional<Value>> doc = call->req().txn->Get(*id);
+  if (!doc.ok()) return call->FailTxn(doc.status());
+  if (!doc->has_value()) return call->Return(v8::Null(info.GetIsolate()));
+  call->Return(**doc);
+}
+
+// The bound of a range: null/undefined, or [field, value, inclusive].
+std::optional<std::optional<std::pair<std::string, IndexBound>>> RangeBound(const Call& call,
+                                                                            int i) {
+  v8::Local<v8::Value> js = call.arg(i);
+  if (js->IsNull() || js->IsUndefined()) return std::optional<std::pair<std::string, IndexBound>>();
+  std::optional<Value> v = call.ToValue(js, "withIndex range bound");
+  if (!v) return std::nullopt;
+  if (!v->is_array() || v->array().size() != 3 || !v->array()[0].is_string() ||
+      !v->array()[2].is_bool() || v->array()[0].string().size() > kMaxFieldPathChars) {
+    call.InvalidArgument("withIndex: a range bound must be [field, value, inclusive]");
+    return std::nullopt;
+  }
+  const Value::Array& a = v->array();
+  return std::optional<std::pair<std::string, IndexBound>>(std::pair<std::string, IndexBound>(
+      a[0].string(), IndexBound{.value = a[1], .inclusive = a[2].boolean()}));
+}
+
+// query(table, index, eqFields, eqValues, lower, upper, desc, limit, cursor)
+// -> [docs, cursor, done]; every argument checked here, since tenant code can
+// call it with anything through Query.prototype.page.
+void QueryNative(const v8::FunctionCallbackInfo<v8::Value>& info) {
+  std::optional<Call> call = Call::Enter(info);
+  if (!call) return;
+  v8::Isolate* isolate = info.GetIsolate();
+  RequestState& req = call->req();
+  IndexQuery q;
+  std::optional<std::string> table = call->String(0, "ctx.db.query(table): table", kMaxNameChars);
+  if (!table) return;
+  std::optional<std::string> index = call->String(1, "withIndex(name): name", kMaxNameChars);
+  if (!index) return;
+  q.table = *std::move(table);
+  q.index = *std::move(index);
+  auto bad = [&](std::string_view message) {
+    call->InvalidArgument(StrCat("withIndex(\"", q.index, "\") on ", q.table, ": ", message));
+  };
+  std::optional<Value> eq_fields = call->ValueArg(2, "withIndex eq fields");
+  if (!eq_fields) return;
+  std::optional<Value> eq_values = call->ValueArg(3, "withIndex eq value");
+  if (!eq_values) return;
+  if (!eq_fields->is_array() || !eq_values->is_array() ||
+      eq_fields->array().size() != eq_values->array().size()) {
+    return bad("eq() fields and values do not match");
+  }
+  std::vector<std::string> eq_names;
+  for (const Value& f : eq_fields->array()) {
+    if (!f.is_string() || f.string().size() > kMaxFieldPathChars) {
+      return bad("an eq() field must be a field path");
+    }
+    eq_names.push_back(f.string());
+  }
+  q.eq = eq_values->array();
+
+  const TableInfo* table_info = req.txn->metadata().FindTable(q.table);
+  const IndexInfo* index_info = table_info == nullptr ? nullptr : table_info->FindIndex(q.index);
+  if (index_info == nullptr && table_info != nullptr && q.index != kByIdIndexName) {
+    return call->Fail(
+        absl::NotFoundError(StrCat("table '", q.table, "' has no index '", q.index, "'")));
+  }
+  std::vector<std::string> fields;
+  if (index_info != nullptr) fields = index_info->fields;
+  if (q.index == kByIdIndexName && !eq_names.empty()) {
+    return bad("the by_id index takes no range; use ctx.db.get(id)");
+  }
+  for (size_t i = 0; i < eq_names.size(); ++i) {
+    if (i >= fields.size() || eq_names[i] != fields[i]) {
+      return bad(StrCat("eq(", Quote(eq_names[i]), ") must name index field ", i + 1,
+                        i < fields.size() ? StrCat(" \"", fields[i], "\"") : " (none left)"));
+    }
+  }
+  for (int side = 4; side <= 5; ++side) {
+    auto bound = RangeBound(*call, side);
+    if (!bound) return;
+    if (!bound->has_value()) continue;
+    const std::string& field = (*bound)->first;
+    if (q.index == kByIdIndexName) return bad("the by_id index takes no range");
+    if (eq_names.size() >= fields.size() || field != fields[eq_names.size()]) {
+      return bad(StrCat("a bound on ", Quote(field), " must name index field ", eq_names.size() + 1,
+                        eq_names.size() < fields.size()
+                            ? StrCat(" \"", fields[eq_names.size()], "\"")
+                            : " (none left)"));
+    }
+    (side == 4 ? q.lower : q.upper) = std::move((*bound)->second);
+  }
+  q.order = info[6]->IsTrue() ? ScanOrder::kDescending : ScanOrder::kAscending;
+  if (!info[7]->IsNumber()) return bad("the page size must be a number");
+  const double limit = info[7].As<v8::Number>()->Value();
+  if (!std::isfinite(limit) || limit < 0 || limit != std::floor(limit) || limit > kMaxPageSize) {
+    return call->InvalidArgument(StrCat("take()/paginate(): the size must be an integer in [0, ",
+                                        static_cast<int64_t>(kMaxPageSize), "], got ", limit));
+  }
+  q.limit = static_cast<size_t>(limit);
+  if (!info[8]->IsNull() && !info[8]->IsUndefined()) {
+    std::optional<std::string> cursor = call->String(8, "paginate(): cursor", kMaxCursorChars);
+    if (!cursor) return;
+    std::string raw;
+    absl::string_view in(cursor->data(), cursor->size());
+    if (!absl::WebSafeBase64Unescape(in, &raw)) return bad("malformed cursor");
+    q.cursor = std::move(raw);
+  }
+  absl::StatusOr<QueryPage> page = req.txn->Query(q);
+  if (!page.ok()) return call->FailTxn(page.status());
+  v8::Local<v8::Context> context = call->context();
+  std::vector<v8::Local<v8::Value>> docs;
+  docs.reserve(page->documents.size());
+  for (const Value& d : page->documents) {
+    absl::StatusOr<v8::Local<v8::Value>> js = ToJs(context, d);
+    if (!js.ok()) return call->Fail(js.status());
+    docs.push_back(*js);
+  }
+  std::string cursor;
+  absl::WebSafeBase64Escape(absl::string_view(page->cursor.data(), page->cursor.size()), &cursor);
+  v8::Local<v8::String> js_cursor;
+  if (!NewString(isolate, cursor).ToLocal(&js_cursor)) {
+    return call->Fail(absl::InternalError("cursor too long"));
+  }
+  v8::Local<v8::Value> out[3] = {v8::Array::New(isolate, docs.data(), docs.size()), js_cursor,
+                                 v8::Boolean::New(isolate, page->done)};
+  call->Return(v8::Array::New(isolate, out, 3));
+}
+
+void Insert(const v8::FunctionCallbackInfo<v8::Value>& info) {
+  std::optional<Call> call = Call::Enter(info);
+  if (!call) return;
+  std::optional<std::string> table =
+      call->String(0, "ctx.db.insert(table, doc): table", kMaxNameChars);
+  if (!table) return;
+  std::optional<Value> doc = call->ValueArg(1, "ctx.db.insert(table, doc): doc");
+  if (!doc) return;
+  absl::StatusOr<std::string> id = call->req().txn->Insert(*table, *std::move(doc));
+  if (!id.ok()) return call->FailTxn(id.status());
+  v8::Local<v8::String> js_id;
+  if (!NewString(info.GetIsolate(), *id).ToLocal(&js_id))
+    return call->Fail(absl::InternalError("id"));
+  call->Return(js_id);
+}
+
+void Patch(const v8::FunctionCallbackInfo<v8::Value>& info) {
+  std::optional<Call> call = Call::Enter(info);
+  if (!call) return;
+  std::optional<std::string> id = call->String(0, "ctx.db.patch(id, fields): id", kMaxIdChars);
+  if (!id) return;
+  std::optional<Value> fields = call->ValueArg(1, "ctx.db.patch(id, fields): fields");
+  if (!fields) return;
+  if (absl::Status s = call->req().txn->Patch(*id, *fields); !s.ok()) call->FailTxn(s);
+}
+
+void Replace(const v8::FunctionCallbackInfo<v8::Value>& info) {
+  std::optional<Call> call = Call::Enter(info);
+  if (!call) return;
+  std::optional<std::string> id = call->String(0, "ctx.db.replace(id, doc): id", kMaxIdChars);
+  if (!id) return;
+  std::optional<Value> doc = call->ValueArg(1, "ctx.db.replace(id, doc): doc");
+  if (!doc) return;
+  if (absl::Status s = call->req().txn->Replace(*id, *std::move(doc)); !s.ok()) call->FailTxn(s);
+}
+
+void Delete(const v8::FunctionCallbackInfo<v8::Value>& info) {
+  std::optional<Call> call = Call::Enter(info);
+  if (!call) return;
+  std::optional<std::string> id = call->String(0, "ctx.db.delete(id): id", kMaxIdChars);
+  if (!id) return;
+  if (absl::Status s = call->req().txn->Delete(*id); !s.ok()) call->FailTxn(s);
+}
+
+// isProxy(v): lets the bootstrap's builtin guards tell Proxies (whose traps
+// are JavaScript, so interruptible) from ordinary objects.
+void IsProxy(const v8::FunctionCallbackInfo<v8::Value>& info) {
+  info.GetReturnValue().Set(info[0]->IsProxy());
+}
+
+// Records promises rejected without a handler, for the request's logs.
+void OnPromiseReject(v8::PromiseRejectMessage message) {
+  v8::Local<v8::Promise> promise = message.GetPromise();
+  v8::Isolate* isolate = promise->GetIsolate();
+  ContextState* cs = StateOf(isolate->GetCurrentContext());
+  if (cs == nullptr) return;
+  RequestState* req = cs->rt->current();
+  if (req == nullptr || req->context != cs) return;
+  switch (message.GetEvent()) {
+    case v8::kPromiseRejectWithNoHandler:
+      if (req->unhandled.size() >= kMaxUnhandledRejections) {
+        ++req->unhandled_dropped;
+        return;
+      }
+      req->unhandled.emplace_back(v8::Global<v8::Promise>(isolate, promise),
+                                  DescribeValue(isolate, message.GetValue(), 1024));
+      return;
+    case v8::kPromiseHandlerAddedAfterReject:
+      std::erase_if(req->unhandled, [&](const auto& u) { return u.first == promise; });
+      return;
+    default:
+      return;
+  }
+}
+
+}  // namespace
+
+void RequestState::AppendLog(LogLevel level, std::string message) {
+  if (logs_truncated) return;
+  if (logs->size() >= options->max_log_entries ||
+      log_bytes + message.size() > options->max_log_bytes) {
+    logs_truncated = true;
+    logs->push_back({LogLevel::kWarn, "[logs truncated]"});
+    return;
+  }
+  log_bytes += message.size();
+  logs->push_back({level, std::move(message)});
+}
+
+ContextState::~ContextState() {
+  if (context.IsEmpty()) return;
+  v8::Isolate* isolate = rt->isolate();
+  v8::HandleScope scope(isolate);
+  v8::Local<v8::Context> c = context.Get(isolate);
+  c->SetAbortScriptExecution(&AbortScript);
+  c->SetAlignedPointerInEmbedderData(kContextStateSlot, nullptr);
+  // The queue goes with this state; the context may linger until a GC, but
+  // nothing can queue into it: no JavaScript runs in it any more.
+}
+
+void ContextState::Open() {
+  v8::HandleScope scope(rt->isolate());
+  context.Get(rt->isolate())->SetAbortScriptExecution(nullptr);
+}
+
+void ContextState::Close() {
+  v8::HandleScope scope(rt->isolate());
+  context.Get(rt->isolate())->SetAbortScriptExecution(&AbortScript);
+}
+
+ContextState* StateOf(v8::Local<v8::Context> context) {
+  if (context.IsEmpty() || context->GetNumberOfEmbedderDataFields() <= kContextStateSlot) {
+    return nullptr;
+  }
+  return static_cast<ContextState*>(context->GetAlignedPointerFromEmbedderData(kContextStateSlot));
+}
+
+IsolateRuntime::IsolateRuntime(v8::Isolate* isolate) : isolate_(isolate) {
+  v8::HandleScope scope(isolate_);
+  kind_key_.Reset(isolate_, v8::Private::New(isolate_, MessageString(isolate_, "txfn.kind")));
+  code_key_.Reset(isolate_, v8::Private::New(isolate_, MessageString(isolate_, "txfn.code")));
+  // No blocking waits in tenant code (the bootstrap also removes
+  // SharedArrayBuffer, without which Atomics cannot wait at all).
+  isolate_->SetAllowAtomicsWait(false);
+  isolate_->SetPromiseRejectCallback(&OnPromiseReject);
+}
+
+IsolateRuntime::~IsolateRuntime() { reused_.reset(); }
+
+const intptr_t* IsolateRuntime::ExternalReferences() {
+  static const intptr_t kRefs[] = {reinterpret_cast<intptr_t>(&Now),
+                                   reinterpret_cast<intptr_t>(&Random),
+                                   reinterpret_cast<intptr_t>(&Log),
+                                   reinterpret_cast<intptr_t>(&Fail),
+                                   reinterpret_cast<intptr_t>(&Mark),
+                                   reinterpret_cast<intptr_t>(&Get),
+                                   reinterpret_cast<intptr_t>(&QueryNative),
+                                   reinterpret_cast<intptr_t>(&Insert),
+                                   reinterpret_cast<intptr_t>(&Patch),
+                                   reinterpret_cast<intptr_t>(&Replace),
+                                   reinterpret_cast<intptr_t>(&Delete),
+                                   reinterpret_cast<intptr_t>(&IsProxy),
+                                   0};
+  return kRefs;
+}
+
+absl::StatusOr<v8::Local<v8::Object>> IsolateRuntime::Bootstrap(v8::Isolate* isolate,
+                                                                v8::Local<v8::Context> context) {
+  v8::EscapableHandleScope scope(isolate);
+  v8::Local<v8::ObjectTemplate> natives_template = v8::ObjectTemplate::New(isolate);
+  auto add = [&](const char* name, v8::FunctionCallback cb) {
+    natives_template->Set(isolate, name, v8::FunctionTemplate::New(isolate, cb));
+  };
+  add("now", &Now);
+  add("random", &Random);
+  add("log", &Log);
+  add("fail", &Fail);
+  add("mark", &Mark);
+  add("get", &Get);
+  add("query", &QueryNative);
+  add("insert", &Insert);
+  add("patch", &Patch);
+  add("replace", &Replace);
+  add("del", &Delete);
+  add("isProxy", &IsProxy);
+  v8::TryCatch tc(isolate);
+  v8::ScriptOrigin origin(isolate, MessageString(isolate, "txfn:bootstrap"));
+  v8::Local<v8::String> source;
+  v8::Local<v8::Script> script;
+  v8::Local<v8::Value> fn;
+  v8::Local<v8::Object> natives;
+  v8::Local<v8::Value> out;
+  v8::Local<v8::Value> arg;
+  if (!NewString(isolate, kBootstrapSource).ToLocal(&source) ||
+      !v8::Script::Compile(context, source, &origin).ToLocal(&script) ||
+      !script->Run(context).ToLocal(&fn) || !fn->IsFunction() ||
+      !natives_template->NewInstance(context).ToLocal(&natives) ||
+      !(arg = natives, fn.As<v8::Function>()->Call(context, v8::Undefined(isolate), 1, &arg))
+           .ToLocal(&out) ||
+      !out->IsObject()) {
+    return absl::InternalError(
+        StrCat("bootstrap failed: ", DescribeValue(isolate, tc.Exception(), kMaxJsMessageBytes)));
+  }
+  return scope.Escape(out.As<v8::Object>());
+}
+
+absl::StatusOr<std::unique_ptr<ContextState>> IsolateRuntime::NewContext() {
+  auto state = std::make_unique<ContextState>();
+  state->rt = this;
+  state->microtasks = v8::MicrotaskQueue::New(isolate_, v8::MicrotasksPolicy::kExplicit);
+  v8::Local<v8::Context> context;
+  v8::Local<v8::Object> exports;
+  if (from_snapshot_ != Tri::kNo) {
+    const bool ok = FromSnapshot(state->microtasks.get(), &context, &exports);
+    if (!ok && from_snapshot_ == Tri::kYes) {
+      return absl::ResourceExhaustedError("cannot create a V8 context");
+    }
+    from_snapshot_ = ok ? Tri::kYes : Tri::kNo;
+    if (!ok) {
+      context.Clear();
+      exports.Clear();
+    }
+  }
+  if (context.IsEmpty()) {
+    context = v8::Context::New(isolate_, nullptr, {}, {}, {}, state->microtasks.get());
+    if (context.IsEmpty()) return absl::ResourceExhaustedError("cannot create a V8 context");
+    v8::Context::Scope scope(context);
+    TXFN_ASSIGN_OR_RETURN(exports, Bootstrap(isolate_, context));
+  }
+  context->SetAlignedPointerInEmbedderData(kContextStateSlot, state.get());
+  state->context.Reset(isolate_, context);
+  v8::Context::Scope scope(context);
+  v8::Local<v8::Value> server;
+  v8::Local<v8::Value> ctx;
+  if (!exports->Get(context, MessageString(isolate_, "server")).ToLocal(&server) ||
+      !exports->Get(context, MessageString(isolate_, "ctx")).ToLocal(&ctx) || !server->IsObject() ||
+      !ctx->IsObject()) {
+    return absl::InternalError("bootstrap exports are malformed");
+  }
+  state->server.Reset(isolate_, server.As<v8::Object>());
+  state->ctx.Reset(isolate_, ctx.As<v8::Object>());
+  return state;
+}
+
+void IsolateRuntime::Throw(const absl::Status& status) {
+  v8::Local<v8::Value> error =
+      v8::Exception::Error(MessageString(isolate_, ToStd(status.message())));
+  if (error->IsObject()) {
+    (void)error.As<v8::Object>()->SetPrivate(
+        isolate_->GetCurrentContext(), code_key(),
+        v8::Integer::New(isolate_, static_cast<int>(status.code())));
+  }
+  isolate_->ThrowException(error);
+}
+
+bool IsolateRuntime::FromSnapshot(v8::MicrotaskQueue* queue, v8::Local<v8::Context>* context,
+                                  v8::Local<v8::Object>* exports) {
+  if (!v8::Context::FromSnapshot(isolate_, kSnapshotContextIndex, {}, nullptr, {}, queue)
+           .ToLocal(context)) {
+    return false;
+  }
+  v8::Local<v8::String> marker;
+  if (!(*context)->GetDataFromSnapshotOnce<v8::Object>(kSnapshotExportsIndex).ToLocal(exports) ||
+      !(*context)->GetDataFromSnapshotOnce<v8::String>(kSnapshotMarkerIndex).ToLocal(&marker)) {
+    return false;
+  }
+  // Another embedder's snapshot could have data at these indices too.
+  return from_snapshot_ == Tri::kYes ||
+         Utf8Prefix(isolate_, marker, kSnapshotMarker.size()) == kSnapshotMarker;
+}
+
+CurrentRequest::CurrentRequest(IsolateRuntime* rt, ContextState* cs, Transaction& txn,
+                               const FunctionRunnerOptions& options, const IsolateLease& lease,
+                               uint64_t seed, std::vector<LogEntry>* logs)
+    : rt_(rt) {
+  state_.txn = &txn;
+  state_.options = &options;
+  state_.lease = &lease;
+  state_.context = cs;
+  state_.rng = seed ^ 0x6a09e667f3bcc909ULL;
+  state_.now_ms = std::floor(static_cast<double>(txn.begin_ts()) / 1e6);
+  state_.logs = logs;
+  rt_->set_current(&state_);
+}
+
+CurrentRequest::~CurrentRequest() { rt_->set_current(nullptr); }
+
+void CurrentRequest::LogUnhandledRejections(v8::Local<v8::Value> result) {
+  v8::Isolate* isolate = rt_->isolate();
+  for (const auto& [promise, text] : state_.unhandled) {
+    if (!result.IsEmpty() && promise.Get(isolate) == result) continue;
+    state_.AppendLog(LogLevel::kWarn, StrCat("Unhandled promise rejection: ", text));
+  }
+  if (state_.unhandled_dropped > 0) {
+    state_.AppendLog(LogLevel::kWarn,
+                     StrCat(state_.unhandled_dropped, " more unhandled promise rejections"));
+  }
+  state_.unhandled.clear();
+}
+
+}  // namespace txfn::internal

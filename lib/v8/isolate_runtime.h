@@ -1,0 +1,182 @@
+// lib/v8/isolate_runtime.h — the function runner's state on one isolate, and
+// the natives behind ctx.db, console, Date and Math.random.
+//
+// IsolateRuntime (kept in the lease's data slot) owns per-isolate templates
+// and knows the request running now. Each context the runner makes has a
+// ContextState (reachable from the context's embedder data) with its own
+// microtask queue. The natives carry no data: they find their ContextState
+// through the calling context and serve a call only when that context is the
+// one the running request was given.
+//
+// The sandbox rules this file enforces (see isolate_runtime.cc):
+//   - every native checks its arguments' types and sizes before converting
+//     them, converts structured arguments through the bounded, interruptible
+//     FromJs, and answers bad input with a JS exception that becomes a clear
+//     InvalidArgument; nothing a tenant influences is ToLocalChecked();
+//   - a context is closed when its request ends: V8 aborts any later attempt
+//     to run JavaScript in it (Context::SetAbortScriptExecution), its natives
+//     refuse to serve, and its microtask queue is its own, so a job left
+//     behind by one request can never run in another's checkpoint, read its
+//     state or write to its transaction.
+//
+// Thread safety: everything here runs on the isolate's thread.
+#ifndef TXFN_LIB_V8_ISOLATE_RUNTIME_H_
+#define TXFN_LIB_V8_ISOLATE_RUNTIME_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "txfn/function_runner.h"
+#include "txfn/isolate_scheduler.h"
+#include "txfn/transaction.h"
+#include "v8.h"
+
+namespace txfn::internal {
+
+class IsolateRuntime;
+struct ContextState;
+
+// Indices into the runner's startup snapshot (runner_snapshot.cc): the
+// bootstrapped context, and the data attached to it (the bootstrap's exports
+// and a marker string that tells the runner's snapshot from another
+// embedder's).
+inline constexpr size_t kSnapshotContextIndex = 0;
+inline constexpr size_t kSnapshotExportsIndex = 0;
+inline constexpr size_t kSnapshotMarkerIndex = 1;
+inline constexpr std::string_view kSnapshotMarker = "txfn.runner.snapshot.v1";
+
+// The request running on an isolate now.
+struct RequestState {
+  Transaction* txn = nullptr;
+  const FunctionRunnerOptions* options = nullptr;
+  const IsolateLease* lease = nullptr;  // its limits stop conversions in C++
+  ContextState* context = nullptr;      // natives serve only calls from this context
+  uint64_t rng = 0;
+  double now_ms = 0;
+  std::vector<LogEntry>* logs = nullptr;
+  size_t log_bytes = 0;
+  bool logs_truncated = false;
+  // The first ResourceExhausted from the transaction: the request fails with
+  // it even if JS caught the exception.
+  absl::Status sticky;
+  // Promises rejected with no handler (yet), with a rendering of the reason.
+  std::vector<std::pair<v8::Global<v8::Promise>, std::string>> unhandled;
+  size_t unhandled_dropped = 0;  // past kMaxUnhandledRejections
+
+  // Appends a console line, within the options' log limits.
+  void AppendLog(LogLevel level, std::string message);
+};
+
+struct ModuleEntry {
+  std::string path;
+  v8::Global<v8::Module> module;
+};
+
+// One context of the runner: its bootstrap exports and the modules
+// evaluated in it. Destroying it closes the context for good.
+struct ContextState {
+  ContextState() = default;
+  ContextState(const ContextState&) = delete;
+  ContextState& operator=(const ContextState&) = delete;
+  ~ContextState();
+
+  // Lets JavaScript run in the context again (a reused context, between its
+  // requests); Close() is the opposite.
+  void Open();
+  // After this no JavaScript runs in the context: V8 aborts any attempt.
+  void Close();
+
+  IsolateRuntime* rt = nullptr;
+  // The context's own queue: a job queued in one request runs only in that
+  // request's checkpoints (and never once the context is closed).
+  std::unique_ptr<v8::MicrotaskQueue> microtasks;
+  v8::Global<v8::Context> context;
+  v8::Global<v8::Object> server;  // {query, mutation}
+  v8::Global<v8::Object> ctx;     // the ctx argument
+  v8::Global<v8::Module> server_module;
+  std::vector<ModuleEntry> modules;
+  std::map<std::string, size_t, std::less<>> by_path;
+  size_t fingerprint = 0;  // of the tenant's modules, for reuse
+};
+
+// The ContextState of a context the runner made; nullptr for any other
+// context or one whose state was destroyed.
+ContextState* StateOf(v8::Local<v8::Context> context);
+
+class IsolateRuntime : public IsolateData {
+ public:
+  explicit IsolateRuntime(v8::Isolate* isolate);
+  ~IsolateRuntime() override;
+
+  // Every native callback, null-terminated: the external references of the
+  // runner's startup snapshot (a snapshot's functions refer to their C++
+  // callbacks through this table; isolates made from it must pass the same).
+  static const intptr_t* ExternalReferences();
+
+  // Runs the bootstrap in `context` (entered by the caller) and returns its
+  // exports {server, ctx}. The natives carry no data, so the same code serves
+  // contexts made here and contexts from the startup snapshot.
+  static absl::StatusOr<v8::Local<v8::Object>> Bootstrap(v8::Isolate* isolate,
+                                                         v8::Local<v8::Context> context);
+
+  v8::Isolate* isolate() const { return isolate_; }
+  RequestState* current() const { return current_; }
+  void set_current(RequestState* r) { current_ = r; }
+  std::unique_ptr<ContextState>& reused() { return reused_; }
+  v8::Local<v8::Private> kind_key() const { return kind_key_.Get(isolate_); }
+  v8::Local<v8::Private> code_key() const { return code_key_.Get(isolate_); }
+
+  // A new context with the bootstrap run in it: deserialised from the
+  // runner's startup snapshot if the isolate was made from it (see
+  // UseRunnerSnapshot), else a plain context that runs the bootstrap now.
+  absl::StatusOr<std::unique_ptr<ContextState>> NewContext();
+
+  // Throws a JS Error carrying `status` (its code as a private property).
+  void Throw(const absl::Status& status);
+
+ private:
+  // A context from the isolate's startup snapshot, if it holds the runner's.
+  bool FromSnapshot(v8::MicrotaskQueue* queue, v8::Local<v8::Context>* context,
+                    v8::Local<v8::Object>* exports);
+
+  enum class Tri { kUnknown, kYes, kNo };
+
+  v8::Isolate* isolate_;
+  Tri from_snapshot_ = Tri::kUnknown;
+  v8::Global<v8::Private> kind_key_;
+  v8::Global<v8::Private> code_key_;
+  std::unique_ptr<ContextState> reused_;
+  RequestState* current_ = nullptr;
+};
+
+// Makes a RequestState the runtime's current request (what the natives
+// serve) for its lifetime, in the context `cs`.
+class CurrentRequest {
+ public:
+  CurrentRequest(IsolateRuntime* rt, ContextState* cs, Transaction& txn,
+                 const FunctionRunnerOptions& options, const IsolateLease& lease, uint64_t seed,
+                 std::vector<LogEntry>* logs);
+  CurrentRequest(const CurrentRequest&) = delete;
+  CurrentRequest& operator=(const CurrentRequest&) = delete;
+  ~CurrentRequest();
+
+  RequestState& state() { return state_; }
+  // Logs the promises still rejected without a handler, except `result`
+  // (the caller reports that one), as warnings.
+  void LogUnhandledRejections(v8::Local<v8::Value> result);
+
+ private:
+  IsolateRuntime* const rt_;
+  RequestState state_;
+};
+
+}  // namespace txfn::internal
+
+#endif  // TXFN_LIB_V8_ISOLATE_RUNTIME_H_

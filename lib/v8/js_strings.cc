@@ -1,0 +1,80 @@
+#include "lib/v8/js_strings.h"
+
+#include <algorithm>
+#include <string>
+
+#include "txfn/internal/strings.h"
+#include "v8-context.h"
+
+namespace txfn::internal {
+namespace {
+
+constexpr std::string_view kEllipsis = "\xE2\x80\xA6";  // …
+
+// The longest prefix of s[0, n) that does not end inside a UTF-8 sequence.
+size_t Utf8Boundary(std::string_view s, size_t n) {
+  n = std::min(n, s.size());
+  if (n == s.size()) return n;
+  size_t i = n;
+  // Step back over continuation bytes to the lead byte at or before n.
+  while (i > 0 && (static_cast<unsigned char>(s[i]) & 0xC0) == 0x80) --i;
+  return i;
+}
+
+}  // namespace
+
+v8::MaybeLocal<v8::String> NewString(v8::Isolate* isolate, std::string_view s) {
+  if (s.size() > static_cast<size_t>(v8::String::kMaxLength)) return {};
+  return v8::String::NewFromUtf8(isolate, s.data(), v8::NewStringType::kNormal,
+                                 static_cast<int>(s.size()));
+}
+
+v8::Local<v8::String> MessageString(v8::Isolate* isolate, std::string_view s) {
+  std::string cut;
+  if (s.size() > kMaxJsMessageBytes) {
+    cut = StrCat(s.substr(0, Utf8Boundary(s, kMaxJsMessageBytes)), kEllipsis);
+    s = cut;
+  }
+  v8::Local<v8::String> out;
+  if (v8::String::NewFromUtf8(isolate, s.data(), v8::NewStringType::kNormal,
+                              static_cast<int>(s.size()))
+          .ToLocal(&out)) {
+    return out;
+  }
+  return v8::String::Empty(isolate);
+}
+
+std::string Utf8Prefix(v8::Isolate* isolate, v8::Local<v8::String> s, size_t max_bytes) {
+  // A character is at most 3 UTF-8 bytes (a surrogate pair, 2 characters, is 4).
+  const size_t length = static_cast<size_t>(s->Length());
+  const bool whole = length * 3 <= max_bytes;
+  const size_t capacity = whole ? length * 3 : max_bytes + 4;
+  std::string out(capacity, '\0');
+  int chars_written = 0;
+  const int written =
+      s->WriteUtf8(isolate, out.data(), static_cast<int>(capacity), &chars_written,
+                   v8::String::NO_NULL_TERMINATION | v8::String::REPLACE_INVALID_UTF8);
+  out.resize(static_cast<size_t>(std::max(written, 0)));
+  if (static_cast<size_t>(chars_written) < length || out.size() > max_bytes) {
+    out.resize(Utf8Boundary(out, std::min(out.size(), max_bytes)));
+    out += kEllipsis;
+  }
+  return out;
+}
+
+std::string DescribeValue(v8::Isolate* isolate, v8::Local<v8::Value> v, size_t max_bytes) {
+  if (v.IsEmpty()) return "(nothing)";
+  if (v->IsString()) return StrCat("\"", Utf8Prefix(isolate, v.As<v8::String>(), max_bytes), "\"");
+  // ToDetailString uses V8's NoSideEffectsToString: no user code runs.
+  v8::Local<v8::String> detail;
+  if (!v->ToDetailString(isolate->GetCurrentContext()).ToLocal(&detail)) return "(a value)";
+  return Utf8Prefix(isolate, detail, max_bytes);
+}
+
+std::string Quote(std::string_view s) {
+  if (s.size() <= kQuoteBytes) return StrCat("\"", s, "\"");
+  return StrCat("\"", s.substr(0, Utf8Boundary(s, kQuoteBytes)), kEllipsis, "\" (", s.size(),
+                " bytes)");
+}
+
+}  // namespace txfn::internal

@@ -1,0 +1,60 @@
+// lib/v8/js_strings.h — bounded conversions between V8 and C++ strings.
+//
+// Tenant code controls most strings the runtime touches: arguments of the
+// ctx.db natives, thrown values, stacks, log lines. A string can be up to
+// v8::String::kMaxLength (~2^29) characters, so copying one whole into C++
+// or echoing it into an error message could cost hundreds of MiB outside the
+// isolate's heap limit, and a message longer than V8 accepts would make
+// ToLocalChecked() abort the process. Every helper here is bounded and never
+// fails: text beyond a bound is cut (and marked), a V8 string that cannot be
+// made becomes a short fixed one.
+//
+//   std::string id = Utf8Prefix(isolate, info[0].As<v8::String>(), 64);
+//   isolate->ThrowException(v8::Exception::Error(MessageString(isolate, text)));
+//
+// Thread safety: the functions run on the isolate's thread, inside a
+// HandleScope; none calls into JavaScript.
+#ifndef TXFN_LIB_V8_JS_STRINGS_H_
+#define TXFN_LIB_V8_JS_STRINGS_H_
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+#include "v8-isolate.h"
+#include "v8-local-handle.h"
+#include "v8-primitive.h"
+#include "v8-value.h"
+
+namespace txfn::internal {
+
+// Longest status message built from JavaScript text (an error's stack, a
+// thrown string): enough for any real stack, small enough to log.
+inline constexpr size_t kMaxJsMessageBytes = size_t{16} << 10;
+
+// How much of a tenant-supplied string an error message quotes.
+inline constexpr size_t kQuoteBytes = 64;
+
+// A V8 string of `s`, for names and messages made by txfn. Text past
+// kMaxJsMessageBytes is cut; never returns an empty handle.
+v8::Local<v8::String> MessageString(v8::Isolate* isolate, std::string_view s);
+
+// A V8 string of exactly `s`; empty if V8 cannot hold it.
+v8::MaybeLocal<v8::String> NewString(v8::Isolate* isolate, std::string_view s);
+
+// The UTF-8 of `s`, at most `max_bytes` bytes (cut at a character boundary,
+// then "…" appended when anything was cut). Costs O(max_bytes), not O(length).
+std::string Utf8Prefix(v8::Isolate* isolate, v8::Local<v8::String> s, size_t max_bytes);
+
+// A short rendering of any value for an error message, computed without
+// running JavaScript (no toString, getters or Proxy traps): strings as their
+// prefix, other values as V8's side-effect-free detail string.
+std::string DescribeValue(v8::Isolate* isolate, v8::Local<v8::Value> v,
+                          size_t max_bytes = kQuoteBytes);
+
+// `s` quoted for an error message, cut to kQuoteBytes: "abc" or "abc…" (N bytes).
+std::string Quote(std::string_view s);
+
+}  // namespace txfn::internal
+
+#endif  // TXFN_LIB_V8_JS_STRINGS_H_

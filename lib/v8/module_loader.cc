@@ -1,0 +1,288 @@
+#include "lib/v8/module_loader.h"
+
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/hash/hash.h"
+#include "lib/v8/js_errors.h"
+#include "lib/v8/js_strings.h"
+#include "txfn/internal/status_macros.h"
+#include "txfn/internal/strings.h"
+
+namespace txfn::internal {
+namespace {
+
+constexpr std::string_view kServerModuleName = "txfn/server";
+
+// The longest import specifier the loader considers (module paths are short).
+constexpr size_t kMaxSpecifierBytes = 1024;
+
+std::string Specifier(v8::Isolate* isolate, v8::Local<v8::String> s) {
+  return Utf8Prefix(isolate, s, kMaxSpecifierBytes);
+}
+
+}  // namespace
+
+// "a/./b/../c" -> "a/c"; nullopt if ".." leaves the root or a segment is empty.
+std::optional<std::string> NormalizePath(std::string_view path) {
+  std::vector<std::string_view> parts;
+  while (!path.empty()) {
+    size_t slash = path.find('/');
+    std::string_view part = path.substr(0, slash);
+    path = slash == std::string_view::npos ? std::string_view() : path.substr(slash + 1);
+    if (part.empty() || part == ".") continue;
+    if (part == "..") {
+      if (parts.empty()) return std::nullopt;
+      parts.pop_back();
+      continue;
+    }
+    parts.push_back(part);
+  }
+  if (parts.empty()) return std::nullopt;
+  std::string out;
+  for (std::string_view p : parts) {
+    if (!out.empty()) out += '/';
+    out.append(p);
+  }
+  return out;
+}
+
+// The stored module path `spec` (imported from `referrer`, or "" for the
+// function name) names, trying "<path>" then "<path>.js".
+std::optional<std::string> ResolveModule(const TenantMetadata& metadata, std::string_view referrer,
+                                         std::string_view spec) {
+  std::string joined;
+  if (spec.starts_with("./") || spec.starts_with("../")) {
+    size_t slash = referrer.rfind('/');
+    joined = StrCat(slash == std::string_view::npos ? "" : referrer.substr(0, slash + 1), spec);
+  } else {
+    joined = std::string(spec);
+  }
+  std::optional<std::string> path = NormalizePath(joined);
+  if (!path.has_value()) return std::nullopt;
+  const auto& modules = metadata.modules();
+  if (modules.contains(*path)) return path;
+  std::string js = StrCat(*path, ".js");
+  if (modules.contains(js)) return js;
+  return std::nullopt;
+}
+
+size_t ModulesFingerprint(const TenantMetadata& metadata) {
+  size_t h = 0;
+  for (const auto& [path, source] : metadata.modules()) {
+    h = absl::HashOf(h, std::string_view(path), std::string_view(source));
+  }
+  return h;
+}
+
+absl::StatusOr<v8::Local<v8::Module>> ModuleLoader::Load(ContextState& cs,
+                                                         const std::string& path) {
+  if (auto it = cs.by_path.find(path); it != cs.by_path.end()) {
+    return cs.modules[it->second].module.Get(isolate_);
+  }
+  v8::Local<v8::Context> context = isolate_->GetCurrentContext();
+  const std::string& source = txn_.metadata().modules().find(path)->second;
+  TXFN_ASSIGN_OR_RETURN(v8::Local<v8::Module> module, Compile(path, source));
+  cs.by_path.emplace(path, cs.modules.size());
+  cs.modules.push_back(ModuleEntry{path, v8::Global<v8::Module>(isolate_, module)});
+  v8::Local<v8::FixedArray> requests = module->GetModuleRequests();
+  for (int i = 0; i < requests->Length(); ++i) {
+    v8::Local<v8::ModuleRequest> request = requests->Get(context, i).As<v8::ModuleRequest>();
+    std::string spec = Specifier(isolate_, request->GetSpecifier());
+    if (spec == kServerModuleName) {
+      ServerModule(cs);
+      continue;
+    }
+    std::optional<std::string> dep = ResolveModule(txn_.metadata(), path, spec);
+    if (!dep.has_value()) {
+      return absl::NotFoundError(
+          StrCat("module ", Quote(spec), " imported by '", path, "' not found"));
+    }
+    TXFN_RETURN_IF_ERROR(Load(cs, *dep).status());
+  }
+  return module;
+}
+
+absl::Status ModuleLoader::Evaluate(ContextState& cs, v8::Local<v8::Module> module,
+                                    std::string_view path,
+                                    const std::function<absl::Status()>& js_error) {
+  v8::Local<v8::Context> context = isolate_->GetCurrentContext();
+  if (module->GetStatus() == v8::Module::kUninstantiated &&
+      module->InstantiateModule(context, &ResolveCallback).IsNothing()) {
+    return js_error();
+  }
+  if (module->GetStatus() == v8::Module::kInstantiated) {
+    v8::Local<v8::Value> evaluated;
+    if (!module->Evaluate(context).ToLocal(&evaluated)) return js_error();
+    cs.microtasks->PerformCheckpoint(isolate_);
+    if (isolate_->IsExecutionTerminating()) return js_error();
+    if (evaluated->IsPromise()) {
+      v8::Local<v8::Promise> p = evaluated.As<v8::Promise>();
+      if (p->State() == v8::Promise::kRejected) {
+        return RejectionStatus(isolate_, rt_.code_key(), p->Result());
+      }
+      if (p->State() == v8::Promise::kPending) {
+        return absl::UnknownError(
+            StrCat("module '", path, "' did not finish evaluating (top-level await)"));
+      }
+    }
+  }
+  if (module->GetStatus() == v8::Module::kErrored) {
+    return RejectionStatus(isolate_, rt_.code_key(), module->GetException());
+  }
+  return absl::OkStatus();
+}
+
+v8::Local<v8::Module> ModuleLoader::ServerModule(ContextState& cs) {
+  if (cs.server_module.IsEmpty()) {
+    std::vector<v8::Local<v8::String>> names = {MessageString(isolate_, "query"),
+                                                MessageString(isolate_, "mutation")};
+    cs.server_module.Reset(isolate_, v8::Module::CreateSyntheticModule(
+                                         isolate_, MessageString(isolate_, kServerModuleName),
+                                         names, &EvaluateServer));
+  }
+  return cs.server_module.Get(isolate_);
+}
+
+v8::MaybeLocal<v8::Value> ModuleLoader::EvaluateServer(v8::Local<v8::Context> context,
+                                                       v8::Local<v8::Module> module) {
+  v8::Isolate* isolate = context->GetIsolate();
+  ContextState* cs = StateOf(context);
+  if (cs == nullptr) return {};
+  v8::Local<v8::Object> server = cs->server.Get(isolate);
+  for (const char* name : {"query", "mutation"}) {
+    v8::Local<v8::String> key = MessageString(isolate, name);
+    v8::Local<v8::Value> fn;
+    if (!server->Get(context, key).ToLocal(&fn) ||
+        module->SetSyntheticModuleExport(isolate, key, fn).IsNothing()) {
+      return {};
+    }
+  }
+  v8::Local<v8::Promise::Resolver> resolver;
+  if (!v8::Promise::Resolver::New(context).ToLocal(&resolver) ||
+      resolver->Resolve(context, v8::Undefined(isolate)).IsNothing()) {
+    return {};
+  }
+  return resolver->GetPromise();
+}
+
+v8::MaybeLocal<v8::Module> ModuleLoader::ResolveCallback(v8::Local<v8::Context> context,
+                                                         v8::Local<v8::String> specifier,
+                                                         v8::Local<v8::FixedArray> /*assertions*/,
+                                                         v8::Local<v8::Module> referrer) {
+  v8::Isolate* isolate = context->GetIsolate();
+  ContextState* cs = StateOf(context);
+  std::string spec = Specifier(isolate, specifier);
+  if (cs == nullptr) {
+    isolate->ThrowException(
+        v8::Exception::Error(MessageString(isolate, "txfn: this context is closed")));
+    return {};
+  }
+  if (spec == kServerModuleName && !cs->server_module.IsEmpty()) {
+    return cs->server_module.Get(isolate);
+  }
+  for (const ModuleEntry& m : cs->modules) {
+    if (m.module.Get(isolate) != referrer) continue;
+    // Load() resolved every import already; find it by the same rule.
+    std::string joined = spec;
+    if (spec.starts_with("./") || spec.starts_with("../")) {
+      size_t slash = m.path.rfind('/');
+      joined = StrCat(slash == std::string::npos ? "" : m.path.substr(0, slash + 1), spec);
+    }
+    std::optional<std::string> path = NormalizePath(joined);
+    if (path.has_value()) {
+      for (const std::string& p : {*path, StrCat(*path, ".js")}) {
+        if (auto it = cs->by_path.find(p); it != cs->by_path.end()) {
+          return cs->modules[it->second].module.Get(isolate);
+        }
+      }
+    }
+  }
+  isolate->ThrowException(
+      v8::Exception::Error(MessageString(isolate, StrCat("cannot resolve module ", Quote(spec)))));
+  return {};
+}
+
+absl::StatusOr<v8::Local<v8::Module>> ModuleLoader::CompileSource(const std::string& path,
+                                                                  const std::string& source,
+                                                                  const CompiledModule* cached) {
+  v8::Local<v8::String> text;
+  if (!v8::String::NewFromUtf8(isolate_, source.data(), v8::NewStringType::kNormal,
+                               static_cast<int>(source.size()))
+           .ToLocal(&text)) {
+    return absl::InvalidArgumentError(StrCat("module '", path, "' is too large"));
+  }
+  v8::ScriptOrigin origin(isolate_, MessageString(isolate_, path), 0, 0, false, -1,
+                          v8::Local<v8::Value>(), false, false, /*is_module=*/true);
+  v8::ScriptCompiler::CachedData* data = nullptr;
+  if (cached != nullptr) {
+    data = new v8::ScriptCompiler::CachedData(
+        reinterpret_cast<const uint8_t*>(cached->code_cache.data()),
+        static_cast<int>(cached->code_cache.size()),
+        v8::ScriptCompiler::CachedData::BufferNotOwned);
+  }
+  v8::ScriptCompiler::Source src(text, origin, data);  // owns `data`
+  v8::TryCatch tc(isolate_);
+  v8::Local<v8::Module> module;
+  if (!v8::ScriptCompiler::CompileModule(isolate_, &src,
+                                         cached != nullptr ? v8::ScriptCompiler::kConsumeCodeCache
+                                                           : v8::ScriptCompiler::kNoCompileOptions)
+           .ToLocal(&module)) {
+    return CaughtStatus(isolate_, rt_.code_key(), tc, "");
+  }
+  if (cached != nullptr && !src.GetCachedData()->rejected) {
+    ++stats_.modules_from_cache;
+  } else {
+    ++stats_.modules_compiled;
+  }
+  return module;
+}
+
+absl::StatusOr<v8::Local<v8::Module>> ModuleLoader::Compile(const std::string& path,
+                                                            const std::string& source) {
+  std::string key =
+      StrCat(txn_.tenant(), std::string_view("\0", 1), path, std::string_view("\0", 1),
+             absl::HashOf(std::string_view(source)), ":", source.size());
+  v8::Local<v8::Module> fresh;
+  absl::StatusOr<std::shared_ptr<const CompiledModule>> cached =
+      cache_.Get(key, [&]() -> absl::StatusOr<std::shared_ptr<const CompiledModule>> {
+        TXFN_ASSIGN_OR_RETURN(fresh, CompileSource(path, source, nullptr));
+        auto compiled = std::make_shared<CompiledModule>();
+        compiled->source = source;
+        std::unique_ptr<v8::ScriptCompiler::CachedData> data(
+            v8::ScriptCompiler::CreateCodeCache(fresh->GetUnboundModuleScript()));
+        if (data != nullptr) {
+          compiled->code_cache.assign(reinterpret_cast<const char*>(data->data),
+                                      static_cast<size_t>(data->length));
+        }
+        return compiled;
+      });
+  if (!cached.ok()) return cached.status();
+  v8::Local<v8::Module> module = fresh;
+  const CompiledModule& c = **cached;
+  if (module.IsEmpty()) {
+    const bool usable = c.source == source && !c.code_cache.empty();
+    TXFN_ASSIGN_OR_RETURN(module, CompileSource(path, source, usable ? &c : nullptr));
+  }
+  if (!c.warm && c.source == source) cold_.push_back(ColdModule{std::move(key), *cached, module});
+  return module;
+}
+
+void ModuleLoader::WarmCodeCaches() {
+  for (const ColdModule& m : cold_) {
+    std::unique_ptr<v8::ScriptCompiler::CachedData> data(
+        v8::ScriptCompiler::CreateCodeCache(m.module->GetUnboundModuleScript()));
+    if (data == nullptr || data->length <= 0) continue;
+    auto warm = std::make_shared<CompiledModule>();
+    warm->source = m.entry->source;
+    warm->code_cache.assign(reinterpret_cast<const char*>(data->data),
+                            static_cast<size_t>(data->length));
+    warm->warm = true;
+    cache_.Put(m.key, std::move(warm));
+  }
+  cold_.clear();
+}
+
+}  // namespace txfn::internal
