@@ -161,12 +161,60 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     return 0;
   }
   const typedSort = TypedArrayProto.sort;
+  const subarray = TypedArrayProto.subarray;
+  const SORT_CHUNK = 1 << 16;
+  // Quicksort whose partitions run in JavaScript (interruptible, in place)
+  // and whose ranges of up to SORT_CHUNK elements V8 sorts natively.
+  function sortLarge(a, cmp) {
+    const order = (x, y) => { const r = cmp(x, y); return r !== r ? 0 : r; };
+    const ranges = [0, typedLength(a)];
+    while (ranges.length > 0) {
+      const hi = ranges.pop(), lo = ranges.pop();
+      if (hi - lo <= SORT_CHUNK) {
+        apply(typedSort, apply(subarray, a, [lo, hi]), [cmp === typedCompare ? undefined : cmp]);
+        continue;
+      }
+      // Median of three, put at the lower middle: Hoare's scheme then splits
+      // [lo, hi) into two non-empty parts (the bounds and the last clamp
+      // keep that true for an inconsistent comparator too).
+      const swap = (p, q) => { const t = a[p]; a[p] = a[q]; a[q] = t; };
+      const mid = lo + ((hi - lo - 1) >> 1);
+      if (order(a[mid], a[lo]) < 0) swap(lo, mid);
+      if (order(a[hi - 1], a[mid]) < 0) {
+        swap(mid, hi - 1);
+        if (order(a[mid], a[lo]) < 0) swap(lo, mid);
+      }
+      const pivot = a[mid];
+      let i = lo - 1, j = hi;
+      for (;;) {
+        do ++i; while (i < hi - 1 && order(a[i], pivot) < 0);
+        do --j; while (j > lo && order(a[j], pivot) > 0);
+        if (i >= j) break;
+        swap(i, j);
+      }
+      if (j + 1 >= hi) j = hi - 2;
+      ranges.push(lo, j + 1, j + 1, hi);
+    }
+    return a;
+  }
   defineProperty(TypedArrayProto, 'sort', {writable: true, configurable: true,
     value: function sort(comparefn) {
-      // V8 sorts without a comparator in C++ (uninterruptible); with one, in
-      // Torque, calling it, so the CPU limit applies.
-      if (comparefn === undefined && typedLength(this) > MAX_SLOW) comparefn = typedCompare;
+      // V8 sorts without a comparator in C++ (uninterruptible) and with one
+      // after boxing every element (a heap the size of the array): a large
+      // array is sorted in pieces instead.
+      if (comparefn !== undefined && typeof comparefn !== 'function') {
+        return apply(typedSort, this, [comparefn]);  // the TypeError
+      }
+      if (typedLength(this) > MAX_SLOW) return sortLarge(this, comparefn ?? typedCompare);
       return apply(typedSort, this, [comparefn]);
+    }});
+  // JSON.stringify lists a typed array's keys in C++ before it serialises
+  // them: it asks toJSON first, which lets a huge one be refused.
+  defineProperty(TypedArrayProto, 'toJSON', {writable: true, configurable: true,
+    value: function toJSON() {
+      const len = typedLength(this);
+      if (len > MAX_SLOW) refuse('JSON.stringify of a typed array', len, MAX_SLOW);
+      return this;
     }});
   for (const name of ['join', 'toLocaleString']) {
     guardBuiltin(TypedArrayProto, name, (self) => {
@@ -226,9 +274,10 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   if (typeof Intl === 'object' && Intl !== null && typeof Intl.Segmenter === 'function') {
     wrapString(Intl.Segmenter.prototype, 'segment', MAX_SLOW, true);
   }
-  // A replacement string is expanded in C++ over every match; on a long
-  // subject the same expansion runs in a replacer function instead (one
-  // JavaScript call per match, so the CPU limit applies).
+  // Replacing every match of a pattern in a long string runs in C++ without
+  // an interrupt check (a 4 MiB subject takes seconds); on a subject longer
+  // than NATIVE_REPLACE the wrappers below find and substitute the matches
+  // in a JavaScript loop instead, with the same results.
   function expand(replacement, args) {
     const groups = typeof args[args.length - 1] === 'object' ? args[args.length - 1] : undefined;
     const at = args.length - (groups === undefined ? 2 : 3);
@@ -271,13 +320,77 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     }
     return out;
   }
+  const regexpExec = RegExp.prototype.exec;
+  const regexpReplace = RegExp.prototype[Symbol.replace];
+  const globalGetter = getOwnPropertyDescriptor(RegExp.prototype, 'global').get;
+  const isRegExp = (v) => {
+    try { return typeof apply(globalGetter, v, []) === 'boolean'; } catch (e) { return false; }
+  };
+  const substitute = (replaceValue, text, args) => typeof replaceValue === 'function' ?
+      String(apply(replaceValue, undefined, args)) : expand(text, args);
+  function advance(S, index, unicode) {
+    if (!unicode || index + 1 >= S.length) return index + 1;
+    const c = S.charCodeAt(index);
+    if (c < 0xD800 || c > 0xDBFF) return index + 1;
+    const d = S.charCodeAt(index + 1);
+    return d >= 0xDC00 && d <= 0xDFFF ? index + 2 : index + 1;
+  }
+  // RegExp.prototype[Symbol.replace] for a RegExp with the builtin exec.
+  function replaceByExec(rx, S, replaceValue) {
+    const text = typeof replaceValue === 'function' ? '' : String(replaceValue);
+    const flags = String(rx.flags);
+    const global = flags.includes('g');
+    if (global) rx.lastIndex = 0;
+    let out = '', last = 0;
+    for (;;) {
+      const m = apply(regexpExec, rx, [S]);
+      if (m === null) break;
+      const matched = String(m[0]);
+      const position = Math.max(Math.min(Math.trunc(Number(m.index)) || 0, S.length), 0);
+      const args = [matched];
+      for (let i = 1; i < m.length; ++i) args.push(m[i] === undefined ? undefined : String(m[i]));
+      args.push(position, S);
+      if (m.groups !== undefined) args.push(m.groups);
+      const replacement = substitute(replaceValue, text, args);
+      if (position >= last) {
+        out += S.slice(last, position) + replacement;
+        last = position + matched.length;
+      }
+      if (!global) break;
+      if (matched === '') {
+        rx.lastIndex = advance(S, Math.min(Math.trunc(Number(rx.lastIndex)) || 0, 2 ** 53 - 1),
+                               flags.includes('u'));
+      }
+    }
+    return out + S.slice(last);
+  }
+  // String.prototype.replace/replaceAll with a string to search for.
+  function replaceString(S, search, replaceValue, all) {
+    const text = typeof replaceValue === 'function' ? '' : String(replaceValue);
+    let out = '', last = 0;
+    for (let pos = S.indexOf(search, 0); pos !== -1;) {
+      out += S.slice(last, pos) + substitute(replaceValue, text, [search, pos, S]);
+      last = pos + search.length;
+      const next = pos + Math.max(1, search.length);
+      if (!all || next > S.length) break;
+      pos = S.indexOf(search, next);
+    }
+    return out + S.slice(last);
+  }
+  defineProperty(RegExp.prototype, Symbol.replace, {writable: true, configurable: true,
+    value: {[Symbol.replace](string, replaceValue) {
+      const S = String(string);
+      if (S.length > NATIVE_REPLACE && isRegExp(this) && this.exec === regexpExec) {
+        return replaceByExec(this, S, replaceValue);
+      }
+      return apply(regexpReplace, this, [S, replaceValue]);
+    }}[Symbol.replace]});
   for (const name of ['replace', 'replaceAll']) {
     const orig = String.prototype[name];
     const wrapper = {[name](pattern, replacement) {
       const self = asString(this);
-      if (typeof replacement !== 'function' && lengthOf(self) > NATIVE_REPLACE) {
-        const text = String(replacement);
-        return apply(orig, self, [pattern, (...args) => expand(text, args)]);
+      if (typeof pattern === 'string' && lengthOf(self) > NATIVE_REPLACE) {
+        return replaceString(self, pattern, replacement, name === 'replaceAll');
       }
       return apply(orig, self, [pattern, replacement]);
     }}[name];

@@ -529,6 +529,14 @@ absl::StatusOr<std::unique_ptr<ContextState>> IsolateRuntime::NewContext() {
   context->SetAlignedPointerInEmbedderData(kContextStateSlot, state.get());
   state->context.Reset(isolate_, context);
   v8::Context::Scope scope(context);
+  // V8 puts SharedArrayBuffer back into every context it deserialises unless
+  // its flags turned it off (txfn's own platform does): remove it here too.
+  v8::Local<v8::Object> global = context->Global();
+  v8::Local<v8::String> sab = MessageString(isolate_, "SharedArrayBuffer");
+  if (global->HasRealNamedProperty(context, sab).FromMaybe(false) &&
+      !global->Delete(context, sab).FromMaybe(false)) {
+    return absl::InternalError("cannot remove SharedArrayBuffer");
+  }
   v8::Local<v8::Value> server;
   v8::Local<v8::Value> ctx;
   if (!exports->Get(context, MessageString(isolate_, "server")).ToLocal(&server) ||

@@ -56,6 +56,10 @@ const V8Process& Process(v8::Platform* host_platform) {
     // build the WebAssembly API in every fresh context (~15% of a request).
     // A host that wants it initialises V8 with its own platform and flags.
     v8::V8::SetFlagsFromString("--no-expose-wasm --no-validate-asm");
+    // No shared memory either: with it, Atomics.wait/waitAsync could block a
+    // worker without using CPU or run code after a request (the runner also
+    // removes the constructor per context, for hosts' platforms).
+    v8::V8::SetFlagsFromString("--no-harmony-sharedarraybuffer");
     // One random hash seed for every isolate of the process, fixed before
     // the first one: V8 would otherwise draw a new one whenever its shared
     // read-only heap is rebuilt (after the last isolate died), and the

@@ -1,0 +1,78 @@
+// Fuzzes the ctx.db natives: the fuzzer's bytes drive tests/sandbox/fuzz.js,
+// which calls random natives with random argument shapes (Proxies, throwing
+// and spinning getters, huge strings, cyclic objects, BigInts, symbols) and
+// sometimes spins into its CPU limit. Every call must end with a documented
+// status, the process must survive (ASan + UBSan watch it), and a harmless
+// call must still answer.
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+
+#include "txfn/engine.h"
+
+namespace {
+
+class FuzzLimits : public txfn::LimitEnforcer {
+ public:
+  absl::Duration CpuLimit(const std::string&) const override { return absl::Milliseconds(50); }
+};
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+void Check(bool ok, const std::string& what) {
+  if (!ok) {
+    std::fprintf(stderr, "natives_fuzzer: %s\n", what.c_str());
+    std::abort();
+  }
+}
+
+txfn::Engine& TheEngine() {
+  static txfn::Engine* const engine = [] {
+    txfn::EngineOptions options;
+    options.storage = txfn::EngineStorage::kMemory;
+    options.scheduler.workers = 1;
+    options.scheduler.limits = std::make_shared<FuzzLimits>();
+    auto opened = txfn::Engine::Open(options);
+    Check(opened.ok(), "cannot open the engine");
+    txfn::Engine* e = opened->release();
+    Check(e->CreateTenant("fuzz").ok(), "cannot create the tenant");
+    const std::string dir = TXFN_SANDBOX_DIR;
+    absl::Status deployed = e->DeployJson(
+        "fuzz",
+        {{"fuzz.js", ReadFile(dir + "/fuzz.js")}, {"harmless.js", ReadFile(dir + "/harmless.js")}},
+        R"({"tables": {"items": {"indexes": {"by_k": ["k"]}}}})");
+    Check(deployed.ok(), std::string(deployed.message()));
+    return e;
+  }();
+  return *engine;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  txfn::Engine& engine = TheEngine();
+  txfn::Value args = txfn::Value::FromObject(
+      {{"bytes", txfn::Value::Bytes(std::string(reinterpret_cast<const char*>(data), size))}});
+  const bool mutation = size > 0 && data[0] % 3 == 0;
+  auto r = mutation ? engine.Mutation("fuzz", "fuzz:runMutation", args)
+                    : engine.Query("fuzz", "fuzz:runQuery", args);
+  const absl::StatusCode code = r.status().code();
+  Check(code == absl::StatusCode::kOk || code == absl::StatusCode::kInvalidArgument ||
+            code == absl::StatusCode::kNotFound || code == absl::StatusCode::kResourceExhausted ||
+            code == absl::StatusCode::kUnknown,
+        r.status().ToString());
+  Check(r.status().message().size() < (size_t{20} << 10), "status message too long");
+  auto answer = engine.Query("fuzz", "harmless:answer", txfn::Value::Null());
+  Check(answer.ok(), "the tenant stopped answering: " + answer.status().ToString());
+  return 0;
+}

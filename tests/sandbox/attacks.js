@@ -1,0 +1,140 @@
+// Hostile tenant code: each export is one attack on the sandbox. The driver
+// (tests/sandbox_test.cc) states what each must end with; the grouping
+// follows the classes of issue 10.
+import { query, mutation } from "txfn/server";
+
+const q = (f) => query(async (ctx, args) => f(ctx, args));
+const m = (f) => mutation(async (ctx, args) => f(ctx, args));
+const spin = () => { for (;;) {} };
+const items = (ctx) => ctx.db.query("items");
+
+// ---- 1. Natives: tenant objects, Proxies, getters, huge strings -------------
+export const proxyPageSize = q((ctx) =>
+  items(ctx).page(new Proxy({}, { get() { throw new Error("trap"); } }), null));
+export const proxyEqFields = q((ctx) => {
+  const x = items(ctx).withIndex("by_k");
+  x.range.eqFields = new Proxy(["k"], { get() { throw new Error("trap"); } });
+  x.range.eqValues = [1n];
+  return x.take(1);
+});
+export const throwingEqValue = q((ctx) =>
+  items(ctx).withIndex("by_k", (r) => r.eq("k", { get v() { throw new Error("getter"); } })).take(1));
+export const throwingBound = q((ctx) => {
+  const x = items(ctx).withIndex("by_k");
+  x.range.lower = { get 0() { throw new Error("bound"); }, length: 3 };
+  return x.take(1);
+});
+export const notAnArrayBound = q((ctx) => {
+  const x = items(ctx).withIndex("by_k");
+  x.range.upper = 42;
+  return x.take(1);
+});
+export const spinningGetterInArg = q((ctx) =>
+  items(ctx).withIndex("by_k", (r) => r.eq("k", { get v() { spin(); } })).take(1));
+export const terminationInConversionOfManyFields = m((ctx) => {
+  const doc = { k: 1n };
+  for (let i = 0; i < 1000; ++i) Object.defineProperty(doc, "f" + i, { enumerable: true, get: spin });
+  return ctx.db.insert("items", doc);
+});
+export const hugeId = q((ctx) => ctx.db.get("x".repeat(2 ** 28)));
+export const hugeTable = m((ctx) => ctx.db.insert("t".repeat(2 ** 27), {}));
+export const hugeIndexName = q((ctx) => items(ctx).withIndex("i".repeat(2 ** 27)).collect());
+export const hugeEqField = q((ctx) => items(ctx).withIndex("by_k", (r) => r.eq("k".repeat(4096), 1n)).collect());
+export const giantEqField = q((ctx) => items(ctx).withIndex("by_k", (r) => r.eq("k".repeat(2 ** 26), 1n)).collect());
+export const hugeCursor = q((ctx) => items(ctx).paginate({ cursor: "a".repeat(2 ** 26), numItems: 1 }));
+export const objectId = q((ctx) => ctx.db.get({ toString() { spin(); } }));
+export const symbolId = q((ctx) => ctx.db.get(Symbol("id")));
+export const bigintPageSize = q((ctx) => items(ctx).page(10n, null));
+export const hugeFieldName = m((ctx) => ctx.db.insert("items", { ["f".repeat(2 ** 20)]: 1 }));
+export const hugeThrow = q(() => { throw "x".repeat(2 ** 28); });
+export const cyclicDoc = m((ctx) => { const d = { k: 1n }; d.self = d; return ctx.db.insert("items", d); });
+export const missingTable = q((ctx) => ctx.db.query().collect());
+export const pageOnForeignThis = q((ctx) => {
+  const page = Object.getPrototypeOf(items(ctx)).page;
+  return page.call({ table: "items", index: "by_id", desc: false,
+                     range: new Proxy({}, { get() { spin(); } }) }, 1, null);
+});
+export const nativesStolenAfterRequest = q((ctx) => {
+  // Keeps ctx.db's functions; they must refuse to serve outside this request
+  // (and this request cannot leave code behind to call them later).
+  globalThis.stolen = ctx.db;
+  return typeof ctx.db.get;
+});
+export const hugeLogLine = q(() => { console.log("x".repeat(2 ** 28)); return 1; });
+
+// ---- 2. One allocation past the heap limit ----------------------------------
+export const bigString = q(() => { const s = "x".repeat(2 ** 29 - 24); return s.indexOf("y"); });
+export const bigTwoByteString = q(() => { const s = "\u1234".repeat(2 ** 28); return s.indexOf("y"); });
+export const bigDoubleArray = q(() => Array.from({ length: 2 ** 24 }, () => 1.5).length);
+export const bigFill = q(() => new Array(2 ** 25).fill(1.5).length);
+export const pushBomb = q(() => { const a = []; for (;;) a.push(new Array(1e5).fill(1)); });
+export const bigJsonParse = q(() => JSON.parse("[" + "1,".repeat(2 ** 23) + "1]").length);
+export const stringDoubling = q(() => { let s = "x"; for (;;) s += s; });
+
+// ---- 3. Nothing of a request runs after it --------------------------------
+export const finalizer = q(() => new FinalizationRegistry(() => {}));
+export const weakRef = q(() => new WeakRef({}));
+export const sharedMemory = q(() => Atomics.waitAsync(new Int32Array(new SharedArrayBuffer(4)), 0, 0));
+export const atomicsWait = q(() => Atomics.wait(new Int32Array(4), 0, 0));
+export const microtaskLoop = q(() => { (async () => { for (;;) await null; })(); return 1; });
+export const dynamicImport = q(async () => import("./harmless.js"));
+
+// ---- 5. Limits bypassed outside JavaScript --------------------------------
+export const hugeResult = q(() => Array.from({ length: 3e6 }, (_, i) => ({ i })));
+export const manyNullsResult = q(() => new Array(2 ** 23).fill(null));
+export const typedSort = q(() => {
+  const a = new Float64Array(2 ** 23);
+  for (let i = 0; i < a.length; ++i) a[i] = (i * 7919) % 1000003;
+  a.sort();
+  return a[0];
+});
+export const bigBuffer = q(() => new ArrayBuffer(2 ** 31).byteLength);
+export const manyBuffers = q(() => { const b = []; for (;;) b.push(new ArrayBuffer(1 << 20)); });
+export const holeyIndexOf = q(() => new Array(2 ** 32 - 1).indexOf(1));
+export const holeyForEach = q(() => { new Array(2 ** 32 - 1).forEach(() => {}); return 1; });
+export const holeySort = q(() => new Array(2 ** 28).sort().length);
+export const arrayLikeIndexOf = q(() => Array.prototype.indexOf.call({ length: 2 ** 53 - 1 }, 1));
+export const accessorLength = q(() => {
+  let n = 0;
+  return Array.prototype.includes.call({ get length() { return n++ ? 2 ** 53 - 1 : 0; } }, 1);
+});
+export const splitBomb = q(() => "ab".repeat(2 ** 27).split("").length);
+export const splitViaToString = q(() =>
+  String.prototype.split.call({ toString() { return "ab".repeat(2 ** 27); } }, "").length);
+export const replaceBomb = q(() => "a".repeat(2 ** 24).replace(/a/g, "$&$&").length);
+export const typedKeys = q(() => Object.keys(new Uint8Array(2 ** 25)).length);
+export const typedJson = q(() => JSON.stringify(new Uint8Array(2 ** 25)).length);
+export const arrayFromArrayLike = q(() => Array.from({ length: 2 ** 32 - 1 }).length);
+
+// ---- 6. Determinism ----------------------------------------------------------
+export const dateParentClock = q(() => {
+  const parent = Object.getPrototypeOf(Date);
+  return typeof parent.now === "function" ? parent.now() === Date.now() : "no clock";
+});
+export const intlNow = q(() => {
+  const f = new Intl.DateTimeFormat("en", { dateStyle: "full", timeStyle: "full", timeZone: "UTC" });
+  return f.format() === f.format(Date.now()) &&
+         JSON.stringify(f.formatToParts()) === JSON.stringify(f.formatToParts(Date.now())) &&
+         Intl.DateTimeFormat().format() === Intl.DateTimeFormat().format(Date.now());
+});
+export const dateCtorNow = q(() =>
+  Date.prototype.constructor.now() === Date.now() && new Date().getTime() === Date.now() &&
+  new (Object.getPrototypeOf(new Date()).constructor)().getTime() === Date.now());
+export const noPerformanceClock = q(() => typeof performance + " " + typeof process);
+
+// ---- 8. Smaller --------------------------------------------------------------
+export const resultGetterSpin = q(() => ({ get x() { spin(); } }));
+export const stackGetterSpin = q(() => {
+  const e = new Error("x");
+  Object.defineProperty(e, "stack", { get() { spin(); } });
+  throw e;
+});
+export const prepareStackTraceSpin = q(() => {
+  Error.prepareStackTrace = () => spin();
+  throw new Error("x");
+});
+export const takeInfinity = q((ctx) => items(ctx).take(Infinity));
+export const takeNegative = q((ctx) => items(ctx).take(-1));
+export const paginateInfinity = q((ctx) => items(ctx).paginate({ numItems: Infinity, cursor: null }));
+export const pageNaN = q((ctx) => items(ctx).page(NaN, null));
+export const unhandledRejection = q(() => { Promise.reject(new Error("lost")); return 1; });

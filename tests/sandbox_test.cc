@@ -1,0 +1,557 @@
+// The sandbox under attack: tests/sandbox/attacks.js holds hostile tenant
+// code, one export per attack, grouped by the classes of issue 10 (natives,
+// heap, request lifetime, hangs, limits outside JavaScript, determinism,
+// smaller holes). For every attack the driver checks, through the engine:
+//   - the call ends with the status the sandbox promises (code and message);
+//   - it ends in time: validation at once, a CPU-bound attack within the
+//     request's wall-clock limit + 250 ms;
+//   - the process survives, and a harmless call of the attacker and of
+//     another tenant still answers correctly;
+//   - the process's resident memory is back under a bound.
+// Further tests: the wall-clock limit on a request blocked in storage, a
+// deploy whose top level attacks, and the noisy-neighbour check.
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "txfn/engine.h"
+#include "txfn/in_memory_storage.h"
+#include "txfn/testing/fault_injecting_storage.h"
+
+namespace txfn {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr const char* kSchema = R"({"tables": {
+  "items": {"indexes": {"by_k": ["k"]}}
+}})";
+
+// The attacker's CPU limit: short, so the CPU-bound attacks finish quickly.
+constexpr absl::Duration kAttackerCpu = absl::Milliseconds(300);
+constexpr absl::Duration kSlack = absl::Milliseconds(250);
+// Resident memory allowed once an attack is over (its isolate disposed of).
+constexpr size_t kRssBound = size_t{1536} << 20;
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+size_t ResidentBytes() {
+  std::ifstream statm("/proc/self/statm");
+  size_t pages = 0, resident = 0;
+  statm >> pages >> resident;
+  return resident * static_cast<size_t>(sysconf(_SC_PAGESIZE));
+}
+
+class AttackerLimits : public LimitEnforcer {
+ public:
+  absl::Duration CpuLimit(const std::string& tenant) const override {
+    return tenant == "mallory" ? kAttackerCpu : absl::Seconds(1);
+  }
+};
+
+// How soon an attack must end.
+enum class Within {
+  kInstant,  // a validation: well under the CPU limit
+  kLimit,    // stopped by a limit: its wall-clock limit + 250 ms
+};
+
+struct Attack {
+  std::string function;  // export of attacks.js
+  absl::StatusCode code;
+  std::string message;  // a substring of the status message ("" = any)
+  Within within = Within::kInstant;
+  bool mutation = false;
+  std::string value;  // for kOk: the result as JSON
+};
+
+Attack Refused(std::string fn, std::string message, bool mutation = false) {
+  return {std::move(fn), absl::StatusCode::kInvalidArgument, std::move(message), Within::kInstant,
+          mutation};
+}
+Attack Stopped(std::string fn, std::string limit = "limit", bool mutation = false) {
+  return {std::move(fn), absl::StatusCode::kResourceExhausted, std::move(limit), Within::kLimit,
+          mutation};
+}
+Attack Bounded(std::string fn) {
+  return {std::move(fn), absl::StatusCode::kResourceExhausted, "sandbox limit", Within::kInstant};
+}
+Attack Thrown(std::string fn, std::string message) {
+  return {std::move(fn), absl::StatusCode::kUnknown, std::move(message), Within::kInstant};
+}
+Attack Answers(std::string fn, std::string json) {
+  return {std::move(fn), absl::StatusCode::kOk, "", Within::kInstant, false, std::move(json)};
+}
+
+std::vector<Attack> Attacks() {
+  return {
+      // 1. Natives.
+      Refused("proxyPageSize", "page size must be a number"),
+      Refused("proxyEqFields", "a Proxy"),
+      Refused("throwingEqValue", "threw"),
+      Refused("throwingBound", "threw"),
+      Refused("notAnArrayBound", "range bound"),
+      Stopped("spinningGetterInArg", "cpu time"),
+      Stopped("terminationInConversionOfManyFields", "cpu time", /*mutation=*/true),
+      Refused("hugeId", "too long"),
+      Refused("hugeTable", "too long", /*mutation=*/true),
+      Refused("hugeIndexName", "too long"),
+      Refused("hugeEqField", "field path"),
+      {"giantEqField", absl::StatusCode::kResourceExhausted, "size limit"},
+      Refused("hugeCursor", "too long"),
+      Refused("objectId", "must be a string"),
+      Refused("symbolId", "must be a string"),
+      Refused("bigintPageSize", "page size must be a number"),
+      Refused("hugeFieldName", "", /*mutation=*/true),
+      Thrown("hugeThrow", "xxxx"),
+      Refused("cyclicDoc", "cyclic", /*mutation=*/true),
+      Refused("missingTable", "must be a string"),
+      Stopped("pageOnForeignThis", "cpu time"),
+      Answers("nativesStolenAfterRequest", "\"function\""),
+      Answers("hugeLogLine", "1"),
+      // 2. The heap limit.
+      // Flattening 512 MiB or 1 GiB may use up the CPU limit before a GC
+      // sees the heap over its limit: either limit stops it.
+      Stopped("bigString", "limit"),
+      Stopped("bigTwoByteString", "limit"),
+      Stopped("bigDoubleArray", "heap"),
+      Bounded("bigFill"),
+      Stopped("pushBomb", "heap"),
+      Stopped("bigJsonParse", "limit"),
+      Thrown("stringDoubling", "Invalid string length"),
+      // 3. Request lifetime.
+      Thrown("finalizer", "FinalizationRegistry is not defined"),
+      Thrown("weakRef", "WeakRef is not defined"),
+      Thrown("sharedMemory", "SharedArrayBuffer is not defined"),
+      Thrown("atomicsWait", ""),
+      Stopped("microtaskLoop", "cpu time"),
+      Thrown("dynamicImport", ""),
+      // 5. Limits outside JavaScript.
+      Stopped("hugeResult", ""),
+      Stopped("manyNullsResult", ""),
+      Stopped("typedSort", "cpu time"),
+      Stopped("bigBuffer", "array buffer memory limit"),
+      Stopped("manyBuffers", "array buffer memory limit"),
+      Bounded("holeyIndexOf"),
+      Bounded("holeyForEach"),
+      Bounded("holeySort"),
+      Bounded("arrayLikeIndexOf"),
+      Bounded("accessorLength"),
+      Bounded("splitBomb"),
+      Bounded("splitViaToString"),
+      Stopped("replaceBomb", "cpu time"),
+      Bounded("typedKeys"),
+      Bounded("typedJson"),
+      Bounded("arrayFromArrayLike"),
+      // 6. Determinism.
+      Answers("dateParentClock", "\"no clock\""),
+      Answers("intlNow", "true"),
+      Answers("dateCtorNow", "true"),
+      Answers("noPerformanceClock", "\"undefined undefined\""),
+      // 8. Smaller.
+      Stopped("resultGetterSpin", "cpu time"),
+      Stopped("stackGetterSpin", "cpu time"),
+      Stopped("prepareStackTraceSpin", "cpu time"),
+      Refused("takeInfinity", "non-negative integer"),
+      Refused("takeNegative", "non-negative integer"),
+      Refused("paginateInfinity", "positive integer"),
+      Refused("pageNaN", "integer"),
+      Answers("unhandledRejection", "1"),
+  };
+}
+
+class SandboxTest : public ::testing::TestWithParam<Attack> {
+ protected:
+  static void SetUpTestSuite() {
+    EngineOptions options;
+    options.storage = EngineStorage::kMemory;
+    options.scheduler.workers = 2;
+    options.scheduler.limits = std::make_shared<AttackerLimits>();
+    auto engine = Engine::Open(options);
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    engine_ = engine->release();
+    const std::string dir = TXFN_SANDBOX_DIR;
+    const std::string attacks = ReadFile(dir + "/attacks.js");
+    const std::string harmless = ReadFile(dir + "/harmless.js");
+    ASSERT_FALSE(attacks.empty());
+    for (const char* tenant : {"mallory", "bystander"}) {
+      ASSERT_TRUE(engine_->CreateTenant(tenant).ok());
+      std::map<std::string, std::string> modules = {{"harmless.js", harmless}};
+      if (std::string(tenant) == "mallory") modules["attacks.js"] = attacks;
+      absl::Status deployed = engine_->DeployJson(tenant, modules, kSchema);
+      ASSERT_TRUE(deployed.ok()) << deployed;
+      for (int k = 0; k < 3; ++k) {
+        auto added =
+            engine_->Mutation(tenant, "harmless:add", Value::FromObject({{"k", Value::Int64(k)}}));
+        ASSERT_TRUE(added.ok()) << added.status();
+      }
+    }
+  }
+  static void TearDownTestSuite() {
+    delete engine_;
+    engine_ = nullptr;
+    std::fprintf(stderr, "sandbox suite: peak resident %zu MiB after an attack\n",
+                 peak_rss_after_ >> 20);
+  }
+
+  // Both tenants still answer, with their data intact.
+  static void ExpectHarmlessCallsAnswer() {
+    for (const char* tenant : {"mallory", "bystander"}) {
+      auto count = engine_->Query(tenant, "harmless:count", Value::Null());
+      ASSERT_TRUE(count.ok()) << tenant << ": " << count.status();
+      EXPECT_EQ(ToJson(count->value), "3") << tenant;
+      auto answer = engine_->Query(tenant, "harmless:answer", Value::Null());
+      ASSERT_TRUE(answer.ok()) << tenant << ": " << answer.status();
+      EXPECT_EQ(ToJson(answer->value), R"([42,"undefined",true])") << tenant;
+    }
+  }
+
+  static Engine* engine_;
+  static size_t peak_rss_after_;
+};
+
+Engine* SandboxTest::engine_ = nullptr;
+size_t SandboxTest::peak_rss_after_ = 0;
+
+TEST_P(SandboxTest, EndsAsPromisedAndHarmsNobody) {
+  const Attack& attack = GetParam();
+  const std::string function = "attacks:" + attack.function;
+  const auto start = std::chrono::steady_clock::now();
+  absl::StatusOr<CallResult> result = attack.mutation
+                                          ? engine_->Mutation("mallory", function, Value::Null())
+                                          : engine_->Query("mallory", function, Value::Null());
+  const absl::Duration elapsed = absl::FromChrono(std::chrono::steady_clock::now() - start);
+
+  EXPECT_EQ(result.status().code(), attack.code) << result.status();
+  if (!attack.message.empty()) {
+    EXPECT_THAT(std::string(result.status().message()), HasSubstr(attack.message));
+  }
+  // Messages quote tenant data only in part.
+  EXPECT_LT(result.status().message().size(), size_t{20} << 10);
+  if (attack.code == absl::StatusCode::kOk && result.ok()) {
+    EXPECT_EQ(ToJson(result->value), attack.value);
+  }
+  std::fprintf(stderr, "attack %-36s %-18s %6.0f ms\n", attack.function.c_str(),
+               absl::StatusCodeToString(result.status().code()).c_str(),
+               absl::ToDoubleMilliseconds(elapsed));
+  const absl::Duration bound =
+      attack.within == Within::kLimit ? 2 * kAttackerCpu + kSlack : kAttackerCpu;
+  EXPECT_LE(elapsed, bound) << "took " << elapsed;
+
+  ExpectHarmlessCallsAnswer();
+  const size_t rss = ResidentBytes();
+  peak_rss_after_ = std::max(peak_rss_after_, rss);
+  EXPECT_LT(rss, kRssBound) << "resident " << (rss >> 20) << " MiB";
+}
+
+INSTANTIATE_TEST_SUITE_P(Attacks, SandboxTest, ::testing::ValuesIn(Attacks()),
+                         [](const ::testing::TestParamInfo<Attack>& info) {
+                           return info.param.function;
+                         });
+
+TEST(SandboxMisc, UnhandledRejectionsAppearInTheCallsLogs) {
+  EngineOptions options;
+  options.storage = EngineStorage::kMemory;
+  options.scheduler.workers = 1;
+  auto engine = Engine::Open(options);
+  ASSERT_TRUE(engine.ok());
+  ASSERT_TRUE((*engine)->CreateTenant("t").ok());
+  ASSERT_TRUE((*engine)
+                  ->DeployJson("t", {{"a.js", R"JS(
+import { query } from "txfn/server";
+export const lose = query(async () => {
+  Promise.reject(new Error("lost one"));
+  const later = Promise.reject(new Error("handled later"));
+  await null;
+  later.catch(() => {});
+  return 1;
+});
+export const fails = query(async () => { throw new Error("the result"); });
+)JS"}},
+                               R"({"tables": {}})")
+                  .ok());
+  auto r = (*engine)->Query("t", "a:lose", Value::Null());
+  ASSERT_TRUE(r.ok()) << r.status();
+  std::vector<std::string> warnings;
+  for (const LogEntry& e : r->logs) warnings.push_back(e.message);
+  EXPECT_THAT(warnings,
+              ::testing::ElementsAre(HasSubstr("Unhandled promise rejection: Error: lost one")));
+  // The function's own rejection is its error, not a lost promise.
+  auto f = (*engine)->Query("t", "a:fails", Value::Null());
+  EXPECT_THAT(std::string(f.status().message()), HasSubstr("the result"));
+}
+
+// A request that waits (here on slow storage) uses no CPU: the wall-clock
+// limit stops it and frees its worker.
+TEST(SandboxMisc, WallClockLimitStopsARequestThatWaits) {
+  auto storage =
+      std::make_shared<testing::FaultInjectingStorage>(std::make_shared<InMemoryStorage>());
+  EngineOptions options;
+  options.custom_storage = storage;
+  options.scheduler.workers = 1;
+  options.scheduler.limits = std::make_shared<AttackerLimits>();
+  auto engine = Engine::Open(options);
+  ASSERT_TRUE(engine.ok());
+  ASSERT_TRUE((*engine)->CreateTenant("mallory").ok());
+  ASSERT_TRUE((*engine)
+                  ->DeployJson("mallory", {{"a.js", R"JS(
+import { query } from "txfn/server";
+export const slow = query(async (ctx) => {
+  for (let i = 0; i < 1000; ++i) await ctx.db.query("items").take(1);
+  return 1;
+});
+)JS"}},
+                               kSchema)
+                  .ok());
+  storage->SetDelay(testing::StorageMethod::kScan, absl::Milliseconds(50));
+  const auto start = std::chrono::steady_clock::now();
+  auto r = (*engine)->Query("mallory", "a:slow", Value::Null());
+  const absl::Duration elapsed = absl::FromChrono(std::chrono::steady_clock::now() - start);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted) << r.status();
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("wall time"));
+  EXPECT_LE(elapsed, 2 * kAttackerCpu + kSlack + absl::Milliseconds(50));
+  storage->ClearFaults();
+  EXPECT_EQ((*engine)->stats().scheduler.terminated_wall, 1u);
+}
+
+// A deploy runs every module's top level under the same limits: a module
+// that spins or waits is refused, and the old version keeps serving.
+TEST(SandboxMisc, DeployOfAHostileTopLevelIsRefused) {
+  EngineOptions options;
+  options.storage = EngineStorage::kMemory;
+  options.scheduler.workers = 1;
+  options.scheduler.limits = std::make_shared<AttackerLimits>();
+  auto engine = Engine::Open(options);
+  ASSERT_TRUE(engine.ok());
+  ASSERT_TRUE((*engine)->CreateTenant("mallory").ok());
+  const std::string good = R"JS(
+import { query } from "txfn/server";
+export const v = query(async () => 1);
+)JS";
+  ASSERT_TRUE((*engine)->DeployJson("mallory", {{"a.js", good}}, kSchema).ok());
+  struct Case {
+    std::string source;
+    absl::StatusCode code;
+    std::string message;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"for (;;) {}", absl::StatusCode::kResourceExhausted, "cpu time"},
+           {"Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);",
+            absl::StatusCode::kInvalidArgument, "SharedArrayBuffer is not defined"},
+           {"await new Promise(() => {});", absl::StatusCode::kInvalidArgument,
+            "did not finish evaluating"},
+           {"const b = []; for (;;) b.push(new ArrayBuffer(1 << 20));",
+            absl::StatusCode::kResourceExhausted, "array buffer memory limit"},
+           {"new Array(2 ** 32 - 1).indexOf(1);", absl::StatusCode::kResourceExhausted,
+            "sandbox limit"},
+       }) {
+    const auto start = std::chrono::steady_clock::now();
+    absl::Status s =
+        (*engine)->DeployJson("mallory", {{"a.js", good}, {"b.js", c.source}}, kSchema);
+    const absl::Duration elapsed = absl::FromChrono(std::chrono::steady_clock::now() - start);
+    EXPECT_EQ(s.code(), c.code) << c.source << ": " << s;
+    EXPECT_THAT(std::string(s.message()), HasSubstr(c.message)) << c.source;
+    EXPECT_LE(elapsed, 2 * kAttackerCpu + kSlack) << c.source;
+    auto v = (*engine)->Query("mallory", "a:v", Value::Null());
+    ASSERT_TRUE(v.ok()) << v.status();
+    EXPECT_EQ(ToJson(v->value), "1");
+  }
+}
+
+// An engine with the attacker's limits, both tenants deployed with the
+// harmless module (and the attacker's extra `modules`).
+std::unique_ptr<Engine> OpenEngine(int workers, const std::map<std::string, std::string>& extra,
+                                   bool reuse_context = false) {
+  EngineOptions options;
+  options.storage = EngineStorage::kMemory;
+  options.scheduler.workers = workers;
+  options.scheduler.limits = std::make_shared<AttackerLimits>();
+  if (reuse_context) options.runner.reuse_context = [](const std::string&) { return true; };
+  auto engine = Engine::Open(options);
+  EXPECT_TRUE(engine.ok()) << engine.status();
+  if (!engine.ok()) return nullptr;
+  const std::string dir = TXFN_SANDBOX_DIR;
+  for (const char* tenant : {"mallory", "bystander"}) {
+    EXPECT_TRUE((*engine)->CreateTenant(tenant).ok());
+    std::map<std::string, std::string> modules = extra;
+    modules["harmless.js"] = ReadFile(dir + "/harmless.js");
+    absl::Status deployed = (*engine)->DeployJson(tenant, modules, kSchema);
+    EXPECT_TRUE(deployed.ok()) << deployed;
+  }
+  return *std::move(engine);
+}
+
+int64_t Percentile(std::vector<int64_t> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
+}
+
+// The attacker keeps every worker's worth of hostile calls queued (spins,
+// allocation bombs, conversion bombs, waits that fail, guarded builtins)
+// while a victim tenant runs a steady query/mutation mix: every victim call
+// succeeds with the right result, and its latency stays bounded because one
+// tenant may run on only half the workers.
+TEST(SandboxMisc, NoisyNeighbourCannotStarveAnotherTenant) {
+  const std::string dir = TXFN_SANDBOX_DIR;
+  std::unique_ptr<Engine> engine = OpenEngine(2, {{"attacks.js", ReadFile(dir + "/attacks.js")}});
+  ASSERT_NE(engine, nullptr);
+  std::atomic<bool> stop{false};
+  std::atomic<int> attacks{0};
+  std::vector<std::thread> attackers;
+  const std::vector<std::string> kAttacks = {"spinningGetterInArg", "pushBomb",    "hugeResult",
+                                             "atomicsWait",         "typedSort",   "manyBuffers",
+                                             "microtaskLoop",       "holeyIndexOf"};
+  for (int t = 0; t < 4; ++t) {
+    attackers.emplace_back([&, t] {
+      for (int i = t; !stop.load(); ++i) {
+        (void)engine->Query("mallory", "attacks:" + kAttacks[i % kAttacks.size()], Value::Null());
+        attacks.fetch_add(1);
+      }
+    });
+  }
+  std::vector<int64_t> latencies_us;
+  int64_t added = 0;
+  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+  for (int i = 0; std::chrono::steady_clock::now() < end; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    if (i % 4 == 0) {
+      auto r = engine->Mutation("bystander", "harmless:add",
+                                Value::FromObject({{"k", Value::Int64(i)}}));
+      ASSERT_TRUE(r.ok()) << r.status();
+      ++added;
+    } else {
+      auto r = engine->Query("bystander", "harmless:count", Value::Null());
+      ASSERT_TRUE(r.ok()) << r.status();
+      EXPECT_EQ(ToJson(r->value), std::to_string(added));
+    }
+    latencies_us.push_back(std::chrono::duration_cast<std::chrono::microseconds>(
+                               std::chrono::steady_clock::now() - start)
+                               .count());
+  }
+  stop = true;
+  for (auto& t : attackers) t.join();
+  const int64_t p50 = Percentile(latencies_us, 0.5), p99 = Percentile(latencies_us, 0.99);
+  std::fprintf(stderr,
+               "noisy neighbour: %zu victim calls, p50 %.2f ms, p99 %.2f ms, max %.2f ms; "
+               "%d attacks meanwhile\n",
+               latencies_us.size(), p50 / 1e3, p99 / 1e3, Percentile(latencies_us, 1.0) / 1e3,
+               attacks.load());
+  EXPECT_GT(attacks.load(), 8);
+  EXPECT_GT(latencies_us.size(), 50u);
+  // One attack runs at a time on its own worker; the victim's calls wait at
+  // most for isolate creation and the CPU the attack takes from the machine.
+  EXPECT_LT(p99, 250'000) << "victim p99 " << p99 << " us";
+}
+
+// A request leaves behind everything it can: continuations of promises it
+// never settles, a global resolver, a self-rescheduling microtask cut off by
+// its CPU limit, stolen ctx.db functions, finalizers and waits where they
+// exist. The same isolate's next requests see none of it run and commit
+// only their own writes.
+TEST(SandboxMisc, NothingOfARequestRunsInTheNext) {
+  std::unique_ptr<Engine> engine = OpenEngine(1, {{"leave.js", R"JS(
+import { query, mutation } from "txfn/server";
+export const leave = mutation(async (ctx, { i, spin }) => {
+  let resolve;
+  const pending = new Promise((r) => { resolve = r; });
+  globalThis.leftover = resolve;
+  globalThis.stolen = ctx.db;
+  pending.then(() => ctx.db.insert("items", { k: "leaked-" + i }));
+  if (typeof FinalizationRegistry === "function") {
+    new FinalizationRegistry(() => ctx.db.insert("items", { k: "finalized" })).register({}, 1);
+  }
+  if (typeof SharedArrayBuffer === "function") {
+    Atomics.waitAsync(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1).value
+        .then(() => ctx.db.insert("items", { k: "waited" }));
+  }
+  await ctx.db.insert("items", { k: "own-" + i });
+  if (spin) (async () => { for (;;) { await null; } })();
+  return i;
+});
+export const next = mutation(async (ctx, { i }) => {
+  if (typeof globalThis.leftover === "function") globalThis.leftover();
+  if (globalThis.stolen) await globalThis.stolen.insert("items", { k: "stolen" });
+  await ctx.db.insert("items", { k: "next-" + i });
+  await null;
+  await null;
+  return (await ctx.db.query("items").collect()).map((d) => d.k).filter((k) => typeof k === "string");
+});
+)JS"}});
+  ASSERT_NE(engine, nullptr);
+  const int kRounds = 1000;
+  std::vector<std::string> expected;
+  for (int i = 0; i < kRounds; ++i) {
+    const bool spin = i % 50 == 0;  // a request stopped by its CPU limit, now and then
+    auto left =
+        engine->Mutation("mallory", "leave:leave",
+                         Value::FromObject({{"i", Value::Int64(i)}, {"spin", Value::Bool(spin)}}));
+    if (spin) {
+      ASSERT_EQ(left.status().code(), absl::StatusCode::kResourceExhausted) << left.status();
+    } else {
+      ASSERT_TRUE(left.ok()) << left.status();
+      expected.push_back("own-" + std::to_string(i));
+    }
+    auto next =
+        engine->Mutation("mallory", "leave:next", Value::FromObject({{"i", Value::Int64(i)}}));
+    ASSERT_TRUE(next.ok()) << next.status();
+    expected.push_back("next-" + std::to_string(i));
+    if (i % 100 == 0 || i == kRounds - 1) {
+      std::vector<std::string> keys;
+      for (const Value& k : next->value.array()) keys.push_back(k.string());
+      std::vector<std::string> want = expected;
+      std::sort(keys.begin(), keys.end());
+      std::sort(want.begin(), want.end());
+      ASSERT_EQ(keys, want) << "round " << i;
+    }
+  }
+}
+
+// Random calls of the natives with random argument shapes (tests/sandbox/
+// fuzz.js), some cut off by the CPU limit at random points: the process
+// survives, every call ends with a status the runtime documents, and the
+// tenants still answer.
+TEST(SandboxMisc, NativesFuzz) {
+  const std::string dir = TXFN_SANDBOX_DIR;
+  std::unique_ptr<Engine> engine = OpenEngine(2, {{"fuzz.js", ReadFile(dir + "/fuzz.js")}});
+  ASSERT_NE(engine, nullptr);
+  std::map<absl::StatusCode, int> seen;
+  for (int seed = 1; seed <= 600; ++seed) {
+    Value args = Value::FromObject({{"seed", Value::Float64(seed)}});
+    auto r = seed % 3 == 0 ? engine->Mutation("mallory", "fuzz:runMutation", args)
+                           : engine->Query("mallory", "fuzz:runQuery", args);
+    ++seen[r.status().code()];
+    const absl::StatusCode code = r.status().code();
+    EXPECT_TRUE(code == absl::StatusCode::kOk || code == absl::StatusCode::kInvalidArgument ||
+                code == absl::StatusCode::kNotFound ||
+                code == absl::StatusCode::kResourceExhausted || code == absl::StatusCode::kUnknown)
+        << "seed " << seed << ": " << r.status();
+    EXPECT_LT(r.status().message().size(), size_t{20} << 10) << "seed " << seed;
+  }
+  for (const auto& [code, n] : seen) {
+    std::fprintf(stderr, "natives fuzz: %s x %d\n", absl::StatusCodeToString(code).c_str(), n);
+  }
+  EXPECT_GT(seen[absl::StatusCode::kOk], 0);
+  EXPECT_GT(seen[absl::StatusCode::kResourceExhausted], 0);
+  auto count = engine->Query("bystander", "harmless:count", Value::Null());
+  ASSERT_TRUE(count.ok()) << count.status();
+}
+
+}  // namespace
+}  // namespace txfn
