@@ -115,6 +115,13 @@ class IsolateLease {
   // into ResourceExhausted naming the limit. Thread-safe (the watchdog sets it).
   virtual bool limit_exceeded() const = 0;
   virtual std::string exceeded_limit() const = 0;
+  // Checks what V8 does not check by itself until its next garbage
+  // collection: a heap grown past its limit by single large allocations
+  // (V8 lets one through, e.g. a flattened string of hundreds of MiB). If
+  // so, the request counts as stopped at its heap limit (limit_exceeded()),
+  // so that it fails and the isolate is disposed of instead of making the
+  // tenant's next request pay. For runners to call before they report.
+  virtual void CheckHeapLimit() {}
   // ArrayBuffer allocations the isolate's allocator refused so far (over its
   // whole life): a request that fails after this grew failed because of the
   // array buffer limit.

@@ -120,6 +120,14 @@ class LeaseImpl final : public IsolateLease {
     return holder_->buffers->refused.load(std::memory_order_relaxed);
   }
   size_t array_buffer_limit_bytes() const override { return holder_->buffers->limit_bytes; }
+  void CheckHeapLimit() override {
+    if (holder_->heap_exceeded) return;
+    v8::HeapStatistics heap;
+    holder_->isolate->GetHeapStatistics(&heap);
+    if (heap.used_heap_size() <= heap.heap_size_limit()) return;
+    holder_->heap_exceeded = true;
+    if (Mark(kHeapLimit)) holder_->terminated_heap->fetch_add(1, std::memory_order_relaxed);
+  }
   void RunAfterRelease(std::function<void()> fn) override {
     after_release_->push_back(std::move(fn));
   }

@@ -47,6 +47,9 @@ v8::Local<v8::String> MessageString(v8::Isolate* isolate, std::string_view s) {
 std::string Utf8Prefix(v8::Isolate* isolate, v8::Local<v8::String> s, size_t max_bytes) {
   // A character is at most 3 UTF-8 bytes (a surrogate pair, 2 characters, is 4).
   const size_t length = static_cast<size_t>(s->Length());
+  // Reading any part of a string built by concatenation makes V8 flatten all
+  // of it: one allocation of up to 1 GiB, past any heap limit.
+  if (length > kMaxReadableChars) return StrCat("(a string of ", length, " characters)");
   const bool whole = length * 3 <= max_bytes;
   const size_t capacity = whole ? length * 3 : max_bytes + 4;
   std::string out(capacity, '\0');

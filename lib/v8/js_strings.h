@@ -42,8 +42,14 @@ v8::Local<v8::String> MessageString(v8::Isolate* isolate, std::string_view s);
 // A V8 string of exactly `s`; empty if V8 cannot hold it.
 v8::MaybeLocal<v8::String> NewString(v8::Isolate* isolate, std::string_view s);
 
+// Longer strings are not read at all: V8 flattens a whole string to read
+// any part of it, which for a string built by concatenation is one
+// allocation as large as the string.
+inline constexpr size_t kMaxReadableChars = size_t{1} << 24;
+
 // The UTF-8 of `s`, at most `max_bytes` bytes (cut at a character boundary,
-// then "…" appended when anything was cut). Costs O(max_bytes), not O(length).
+// then "…" appended when anything was cut); for a string longer than
+// kMaxReadableChars, "(a string of N characters)".
 std::string Utf8Prefix(v8::Isolate* isolate, v8::Local<v8::String> s, size_t max_bytes);
 
 // A short rendering of any value for an error message, computed without

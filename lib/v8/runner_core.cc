@@ -211,6 +211,7 @@ RunResult RunnerCore::RunOnIsolate(IsolateLease& lease, const RunRequest& reques
   Retire(isolate, std::move(fresh), keep_context ? cs : nullptr);
   if (isolate->IsExecutionTerminating()) isolate->CancelTerminateExecution();
   // A limit hit anywhere (a getter, a conversion, a stack hook) decides.
+  lease.CheckHeapLimit();
   if (std::optional<absl::Status> limit = LimitStatus(lease, who)) {
     status = *std::move(limit);
   } else if (!status.ok() && !absl::IsResourceExhausted(status)) {
@@ -266,6 +267,7 @@ absl::Status RunnerCore::CheckModulesOnIsolate(IsolateLease& lease, Transaction&
   Retire(isolate, std::move(fresh), nullptr);
   if (isolate->IsExecutionTerminating()) isolate->CancelTerminateExecution();
   const std::string who = StrCat("module '", failed_module, "'");
+  lease.CheckHeapLimit();
   if (std::optional<absl::Status> limit = LimitStatus(lease, who)) {
     status = *std::move(limit);
   } else if (!status.ok() && !absl::IsResourceExhausted(status)) {

@@ -65,8 +65,10 @@ export const hugeLogLine = q(() => { console.log("x".repeat(2 ** 28)); return 1;
 // ---- 2. One allocation past the heap limit ----------------------------------
 export const bigString = q(() => { const s = "x".repeat(2 ** 29 - 24); return s.indexOf("y"); });
 export const bigTwoByteString = q(() => { const s = "\u1234".repeat(2 ** 28); return s.indexOf("y"); });
+export const quickBigString = q(() => { const s = "x".repeat(2 ** 27); return s.indexOf("y"); });
 export const bigDoubleArray = q(() => Array.from({ length: 2 ** 24 }, () => 1.5).length);
 export const bigFill = q(() => new Array(2 ** 25).fill(1.5).length);
+export const sparseFill = q(() => new Array(2 ** 26).fill(1.5).length);
 export const pushBomb = q(() => { const a = []; for (;;) a.push(new Array(1e5).fill(1)); });
 export const bigJsonParse = q(() => JSON.parse("[" + "1,".repeat(2 ** 23) + "1]").length);
 export const stringDoubling = q(() => { let s = "x"; for (;;) s += s; });
