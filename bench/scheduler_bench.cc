@@ -14,6 +14,14 @@
 //                                        tenant keeps its isolate (scheduler
 //                                        overhead and 2-worker parallelism only)
 //
+//   BM_VictimLatencyUnderAttack/attack:0 a victim tenant's requests one at a time
+//                                        on a scheduler with 2 workers: p50/p99
+//   BM_VictimLatencyUnderAttack/attack:1 the same while an attacker tenant keeps
+//                                        4 requests that spin into their CPU
+//                                        limit (100 ms) queued; reports the
+//                                        victim's p50/p99 and their ratios to
+//                                        attack:0's in the same run
+//
 // Counters: req_per_s (wall clock, all threads) and cpu_us_per_req (process
 // CPU time per request, steadier on a shared machine); for the scheduler
 // ratio_vs_direct = its req_per_s / the baseline's and cpu_ratio_vs_direct =
@@ -22,6 +30,7 @@
 // isolate.
 #include <time.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -30,6 +39,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "benchmark/benchmark.h"
@@ -111,6 +121,8 @@ struct Shared {
   std::atomic<int64_t> rejected{0};
   std::chrono::steady_clock::time_point start;
   double cpu_start = 0;
+  double quiet_p50_ms = 0;  // set by BM_VictimLatencyUnderAttack/attack:0
+  double quiet_p99_ms = 0;
 };
 
 void DirectIsolatePerTenant(benchmark::State& state, Shared* shared) {
@@ -197,6 +209,88 @@ void SchedulerThroughput(benchmark::State& state, Shared* shared, int max_isolat
   }
 }
 
+// The victim's latency, with or without an attacker on the same scheduler.
+void VictimLatencyUnderAttack(benchmark::State& state, Shared* shared) {
+  const bool attack = state.range(0) != 0;
+  struct AttackLimits : LimitEnforcer {
+    absl::Duration CpuLimit(const std::string& tenant) const override {
+      return tenant == "attacker" ? absl::Milliseconds(100) : absl::Seconds(1);
+    }
+  };
+  auto scheduler = IsolateScheduler::Create(
+      {.workers = 2, .max_in_flight_per_tenant = 8, .limits = std::make_shared<AttackLimits>()});
+  if (!scheduler.ok()) std::abort();
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> attacks{0};
+  std::vector<std::thread> attackers;
+  if (attack) {
+    for (int i = 0; i < 4; ++i) {
+      attackers.emplace_back([&] {
+        while (!stop.load()) {
+          std::promise<void> done;
+          std::future<void> future = done.get_future();
+          absl::Status s = (*scheduler)->Submit("attacker", [&done](IsolateLease& lease) {
+            v8::HandleScope scope(lease.isolate());
+            v8::Local<v8::Context> context = v8::Context::New(lease.isolate());
+            v8::Context::Scope context_scope(context);
+            v8::Local<v8::Script> script;
+            if (v8::Script::Compile(context,
+                                    v8::String::NewFromUtf8Literal(lease.isolate(), "for (;;) {}"))
+                    .ToLocal(&script)) {
+              v8::MaybeLocal<v8::Value> ignored = script->Run(context);  // terminated
+              benchmark::DoNotOptimize(ignored);
+            }
+            done.set_value();
+          });
+          if (!s.ok()) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+            continue;
+          }
+          future.wait();
+          attacks.fetch_add(1);
+        }
+      });
+    }
+    // Let the attack take hold before measuring.
+    std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  }
+  std::vector<double> latencies_ms;
+  for (auto _ : state) {
+    const auto start = std::chrono::steady_clock::now();
+    std::promise<void> done;
+    std::future<void> future = done.get_future();
+    absl::Status s = (*scheduler)->Submit("victim", [&done](IsolateLease& lease) {
+      RunTrivialScript(lease.isolate());
+      done.set_value();
+    });
+    if (!s.ok()) std::abort();
+    future.wait();
+    latencies_ms.push_back(SecondsSince(start) * 1e3);
+  }
+  stop = true;
+  for (auto& t : attackers) t.join();
+  std::sort(latencies_ms.begin(), latencies_ms.end());
+  auto at = [&](double p) {
+    return latencies_ms[std::min(
+        latencies_ms.size() - 1,
+        static_cast<size_t>(p * static_cast<double>(latencies_ms.size())))];
+  };
+  const double p50 = at(0.5), p99 = at(0.99);
+  state.counters["victim_p50_ms"] = p50;
+  state.counters["victim_p99_ms"] = p99;
+  if (!attack) {
+    shared->quiet_p50_ms = p50;
+    shared->quiet_p99_ms = p99;
+  } else {
+    state.counters["attacks"] = static_cast<double>(attacks.load());
+    state.counters["terminated_cpu"] = static_cast<double>((*scheduler)->stats().terminated_cpu);
+    if (shared->quiet_p50_ms > 0) {
+      state.counters["p50_vs_quiet"] = p50 / shared->quiet_p50_ms;
+      state.counters["p99_vs_quiet"] = p99 / shared->quiet_p99_ms;
+    }
+  }
+}
+
 // Registered in this order, so the baseline runs first and the scheduler's
 // ratio can be computed in the same run.
 [[maybe_unused]] const bool registered = [] {
@@ -210,6 +304,14 @@ void SchedulerThroughput(benchmark::State& state, Shared* shared, int max_isolat
   benchmark::RegisterBenchmark("BM_SchedulerThroughputAllFit", [shared](benchmark::State& state) {
     SchedulerThroughput(state, shared.get(), kTenants);
   })->Threads(2);
+  benchmark::RegisterBenchmark(
+      "BM_VictimLatencyUnderAttack",
+      [shared](benchmark::State& state) { VictimLatencyUnderAttack(state, shared.get()); })
+      ->ArgName("attack")
+      ->Arg(0)
+      ->Arg(1)
+      ->UseRealTime()
+      ->Unit(benchmark::kMillisecond);
   return true;
 }();
 

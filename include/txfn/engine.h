@@ -73,8 +73,10 @@ struct EngineOptions {
   std::shared_ptr<Storage> custom_storage;  // if set, used instead of `storage`
   // The engine's scheduler. max_in_flight_per_tenant == 0 here means "no
   // per-tenant cap beyond the queue" (the engine sets it to queue_capacity):
-  // an embedded engine's callers are its own back-pressure. Set it to cap
-  // how much of the isolates one tenant may take.
+  // an embedded engine's callers are its own back-pressure. A tenant still
+  // runs on at most max_running_per_tenant workers at once (default half of
+  // them), so one tenant's calls can never take every worker; its limits
+  // (CPU, wall-clock, heap, array buffers) come from scheduler.limits.
   IsolateSchedulerOptions scheduler;
   FunctionRunnerOptions runner;
   CommitterOptions committer;  // for every tenant's committer

@@ -53,12 +53,42 @@
 // FunctionRunnerOptions::max_value_bytes is ResourceExhausted.
 //
 // Determinism: Math.random is a splitmix64 PRNG seeded from RunRequest::seed;
-// Date.now() and new Date() return the transaction's begin timestamp (ms);
-// there are no timers (setTimeout is undefined), network or file APIs, and
-// no WebAssembly (unless the host's own V8 platform enables it: InitializeV8);
-// document ids come from TransactionOptions::id_seed = seed. The same
-// function, arguments, seed and snapshot give identical results and writes.
-// console.log/info/warn/error/debug are captured into RunResult::logs.
+// Date.now(), new Date(), Date() and Intl.DateTimeFormat's format() and
+// formatToParts() without a date use the transaction's begin timestamp (ms),
+// and no path leads to the real clock (Date's prototype chain holds no
+// original Date); there are no timers (setTimeout is undefined), network or
+// file APIs, and no WebAssembly (unless the host's own V8 platform enables
+// it: InitializeV8); document ids come from TransactionOptions::id_seed =
+// seed. The same function, arguments, seed and snapshot give identical
+// results and writes. console.log/info/warn/error/debug are captured into
+// RunResult::logs, and so is every promise still rejected without a handler
+// when the request ends ("Unhandled promise rejection: ...", a warning).
+//
+// The sandbox. Tenant code is assumed hostile; what holds for any code:
+// - Nothing of a request runs after it returns: each context has its own
+//   microtask queue and is closed when its request ends (V8 refuses to run
+//   JavaScript in it), SharedArrayBuffer (and with it Atomics.wait and
+//   waitAsync), WeakRef and FinalizationRegistry do not exist, and ctx.db
+//   serves only calls made while its own request runs. A request's writes
+//   can only reach its own transaction.
+// - Limits (IsolateScheduler's LimitEnforcer): CPU time (1 s), wall-clock
+//   time (2 s), V8 heap (64 MiB), ArrayBuffer memory (64 MiB). A request
+//   that hits one fails with ResourceExhausted "function F exceeded its cpu
+//   time / wall time / heap / array buffer memory limit", whatever its code
+//   did meanwhile (a termination inside a getter, a stack hook or a result
+//   conversion too), and its isolate is replaced. Converting arguments and
+//   results checks the limits as it goes and bounds the memory it takes.
+// - Builtins that V8 runs without checking for termination are bounded:
+//   generic Array methods refuse receivers of more than 2^24 indices
+//   (holey arrays, array-likes, a length from a getter), split() strings of
+//   more than 2^24 characters, key listings and JSON of typed arrays or
+//   strings over 2^20 elements; typed-array sort and global replaces on long
+//   strings run in an interruptible form. A refusal is ResourceExhausted
+//   naming the "sandbox limit".
+// - ctx.db checks every argument's type and size first (ids up to 64
+//   characters, table and index names up to 64, page sizes integers in
+//   [0, 2^30]) and answers bad input with InvalidArgument; error messages
+//   quote at most a short prefix of tenant data.
 //
 // Errors (RunResult::status):
 // - FailedPrecondition: the tenant is disabled (no JS runs).
@@ -67,8 +97,9 @@
 //   converted, a query calling a mutation or the other way round, a write in
 //   a query, a schema violation, an export that is not a query or mutation.
 // - ResourceExhausted: a transaction limit (then the function fails even if
-//   JS caught the error), a value over max_value_bytes, or a scheduler limit
-//   (CPU time, heap: the message names it), a full scheduler queue.
+//   JS caught the error), a value over max_value_bytes, a scheduler limit
+//   (CPU time, wall time, heap, array buffer memory: the message names it), a
+//   sandbox limit on a builtin, a full scheduler queue.
 // - Unknown: an uncaught JS exception (including a syntax error, deep
 //   recursion and a promise that was still pending after the microtask queue
 //   drained). An error a ctx.db call threw keeps its code when it propagates

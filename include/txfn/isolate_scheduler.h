@@ -8,9 +8,10 @@
 // beyond the workers wait in a bounded queue; a full queue, or a tenant over
 // its in-flight cap, fails the request at once with ResourceExhausted. A
 // tenant whose isolates are all busy gets another one the same way, so a
-// tenant with k requests running holds k isolates; the per-tenant cap
-// (default half the workers) bounds how many isolates one tenant can take
-// from the others. Only at the bound, such a request first waits up to
+// tenant with k requests running holds k isolates. No tenant runs more than
+// max_running_per_tenant requests at once (default half the workers, at
+// least 1): its further requests wait in the queue while other tenants'
+// are served, so one tenant can never hold every worker. Only at the bound, such a request first waits up to
 // own_isolate_patience (2 ms) for its tenant's isolate rather than evicting
 // another tenant's, while the requests behind it are served. The policy lives
 // in txfn/internal/isolate_pool.h, tested without V8.
