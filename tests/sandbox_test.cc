@@ -168,6 +168,13 @@ std::vector<Attack> Attacks() {
       Bounded("typedKeys"),
       Bounded("typedJson"),
       Bounded("arrayFromArrayLike"),
+      Stopped("forInTypedArray", "cannot be interrupted"),
+      Stopped("spreadTypedArray", "cannot be interrupted"),
+      Stopped("assignTypedArray", "cannot be interrupted"),
+      Bounded("typedArrayTooLong"),
+      Bounded("typedArrayViewTooLong"),
+      Bounded("typedArraySubclassTooLong"),
+      Bounded("stringRawHuge"),
       // 6. Determinism.
       Answers("dateParentClock", "\"no clock\""),
       Answers("intlNow", "true"),

@@ -11,10 +11,10 @@
 // tenant with k requests running holds k isolates. No tenant runs more than
 // max_running_per_tenant requests at once (default half the workers, at
 // least 1): its further requests wait in the queue while other tenants'
-// are served, so one tenant can never hold every worker. Only at the bound, such a request first waits up to
-// own_isolate_patience (2 ms) for its tenant's isolate rather than evicting
-// another tenant's, while the requests behind it are served. The policy lives
-// in txfn/internal/isolate_pool.h, tested without V8.
+// are served, so one tenant can never hold every worker. Only at the bound, such a request first
+// waits up to own_isolate_patience (2 ms) for its tenant's isolate rather than evicting another
+// tenant's, while the requests behind it are served. The policy lives in
+// txfn/internal/isolate_pool.h, tested without V8.
 //
 //   auto scheduler = txfn::IsolateScheduler::Create({.workers = 2});
 //   absl::Status s = (*scheduler)->Submit("shop", [](txfn::IsolateLease& lease) {
@@ -132,6 +132,16 @@ class IsolateLease {
   // Asks the scheduler to dispose of this isolate after the item (e.g. it is
   // in an unknown state).
   virtual void Discard() = 0;
+  // Registers what to do if the scheduler gives up waiting for this item: it
+  // was stopped at a limit but has not returned abandon_grace later (V8 is
+  // in a builtin that never checks for termination). Then `fn` runs once, on
+  // another thread, with the limit's name ("cpu time", ...), while the item
+  // may still be running; a new worker takes this one's place, and the item's
+  // thread leaves once it returns. `fn` must not touch the lease. A runner
+  // uses it to answer its caller at once (and must then ignore the item's
+  // own answer). The default (test leases) never abandons.
+  // NOLINTNEXTLINE(performance-unnecessary-value-param): overriders keep `fn`.
+  virtual void OnAbandon(std::function<void(const std::string& limit)> fn) {}
   // Runs `fn` on the worker thread once the work item has returned, the
   // isolate is back in the pool and the tenant's in-flight count has dropped:
   // the place to wake a caller waiting for the item, so that its next request
@@ -174,6 +184,11 @@ struct IsolateSchedulerOptions {
   // tenants are served meanwhile). Zero: evict at once.
   absl::Duration own_isolate_patience = absl::Milliseconds(2);
   std::shared_ptr<const LimitEnforcer> limits;  // null = defaults
+  // How long a request stopped at a limit may take to return before the
+  // scheduler abandons it (see IsolateLease::OnAbandon): its caller is
+  // answered and a new thread replaces its worker. At most `workers` threads
+  // are abandoned at once.
+  absl::Duration abandon_grace = absl::Milliseconds(250);
   // How often the watchdog samples running requests' CPU time; a request
   // overruns its CPU limit by at most about this much (plus V8's time to
   // reach an interrupt check).
@@ -200,6 +215,7 @@ struct IsolateSchedulerStats {
   uint64_t terminated_cpu = 0;          // requests stopped at their CPU limit
   uint64_t terminated_wall = 0;         // requests stopped at their wall-clock limit
   uint64_t terminated_heap = 0;         // requests stopped at their isolate's heap limit
+  uint64_t abandoned = 0;  // stopped requests that did not return in time (see abandon_grace)
   int live_isolates = 0;
   int busy_isolates = 0;
   std::map<std::string, int> in_flight;  // per tenant with requests queued or running

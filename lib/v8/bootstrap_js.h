@@ -147,6 +147,12 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     for (const a of args) walk(a);
   });
   guardBuiltin(Array, 'from', (self, args) => checkWalk('Array.from')(args[0]));
+  guardBuiltin(String, 'raw', (self, args) => {
+    const template = args[0];
+    if (template === null || template === undefined) return;  // the builtin throws
+    const len = walkLength(template.raw);
+    if (len > MAX_SLOW) refuse('String.raw', len === Infinity ? 'a length from a getter' : len, MAX_SLOW);
+  });
   // Typed arrays are bounded by the array buffer limit, but a few of their
   // builtins are slow per element.
   function typedCompare(a, b) {  // the default order: -0 before +0, NaN last
@@ -208,6 +214,32 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       if (typedLength(this) > MAX_SLOW) return sortLarge(this, comparefn ?? typedCompare);
       return apply(typedSort, this, [comparefn]);
     }});
+  // Listing a typed array's keys (for-in, spread into an object,
+  // Object.assign: syntax, which no wrapper reaches) makes one string per
+  // element in C++, uninterruptibly, and past the heap limit the garbage
+  // collections it triggers make it quadratic: views are capped at
+  // MAX_TYPED elements (a 4 MiB Uint8Array, a 32 MiB Float64Array; a DataView
+  // has no such keys and reaches a whole buffer).
+  const MAX_TYPED = 1 << 22;
+  for (const name of ['Int8Array', 'Uint8Array', 'Uint8ClampedArray', 'Int16Array',
+                      'Uint16Array', 'Int32Array', 'Uint32Array', 'Float32Array',
+                      'Float64Array', 'BigInt64Array', 'BigUint64Array']) {
+    const Orig = globalThis[name];
+    const Capped = {[name]: function (...args) {
+      if (new.target === undefined) return apply(Orig, this, args);  // its TypeError
+      const view = Reflect.construct(Orig, args, new.target);
+      const len = typedLength(view);
+      if (len > MAX_TYPED) refuse(name, len + ' elements', MAX_TYPED);
+      return view;
+    }}[name];
+    Object.setPrototypeOf(Capped, getPrototypeOf(Orig));  // %TypedArray%: from, of, species
+    defineProperty(Capped, 'length', {value: 3});
+    defineProperty(Capped, 'prototype', {value: Orig.prototype, writable: false});
+    defineProperty(Capped, 'BYTES_PER_ELEMENT', {value: Orig.BYTES_PER_ELEMENT});
+    defineProperty(Orig.prototype, 'constructor', {value: Capped, writable: true,
+                                                  configurable: true});
+    defineProperty(globalThis, name, {value: Capped, writable: true, configurable: true});
+  }
   // JSON.stringify lists a typed array's keys in C++ before it serialises
   // them: it asks toJSON first, which lets a huge one be refused.
   defineProperty(TypedArrayProto, 'toJSON', {writable: true, configurable: true,

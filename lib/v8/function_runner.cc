@@ -1,11 +1,15 @@
 #include "txfn/function_runner.h"
 
+#include <atomic>
 #include <memory>
+#include <string>
+#include <string_view>
 #include <utility>
 
 #include "lib/v8/runner_core.h"
 #include "txfn/internal/mutex.h"
 #include "txfn/internal/status_macros.h"
+#include "txfn/internal/strings.h"
 
 namespace txfn {
 
@@ -36,18 +40,49 @@ FunctionRunner::FunctionRunner(std::shared_ptr<IsolateScheduler> scheduler,
 
 FunctionRunner::~FunctionRunner() = default;
 
+namespace {
+
+// Calls `done` once: with the item's own answer, or with the error of a
+// limit if the scheduler abandoned the item first (see IsolateLease::OnAbandon).
+template <typename T>
+class AnswerOnce {
+ public:
+  explicit AnswerOnce(std::function<void(T)> done) : done_(std::move(done)) {}
+  void operator()(T answer) {
+    if (!answered_.exchange(true)) done_(std::move(answer));
+  }
+
+ private:
+  std::function<void(T)> done_;
+  std::atomic<bool> answered_{false};
+};
+
+absl::Status AbandonedStatus(std::string_view who, const std::string& limit) {
+  return absl::ResourceExhaustedError(
+      internal::StrCat(who, " exceeded its ", limit,
+                       " limit (stopped inside a builtin that cannot be interrupted)"));
+}
+
+}  // namespace
+
 absl::Status FunctionRunner::RunAsync(std::shared_ptr<const Snapshot> snapshot, RunRequest request,
                                       std::function<void(RunResult)> done) {
   std::string tenant = snapshot->tenant();
   // The work item keeps the core alive even if the runner goes away first.
   auto item = std::make_shared<RunRequest>(std::move(request));
+  auto answer = std::make_shared<AnswerOnce<RunResult>>(std::move(done));
   return scheduler_->Submit(std::move(tenant), [core = core_, snapshot = std::move(snapshot), item,
-                                                done = std::move(done)](IsolateLease& lease) {
+                                                answer](IsolateLease& lease) {
+    lease.OnAbandon([answer, item](const std::string& limit) {
+      RunResult result;
+      result.status = AbandonedStatus(internal::StrCat("function ", item->function), limit);
+      (*answer)(std::move(result));
+    });
     Transaction txn(snapshot, internal::RunnerCore::TransactionOptionsFor(*item));
     auto result = std::make_shared<RunResult>(core->RunOnIsolate(lease, *item, txn));
     // Deliver once the isolate is idle again, so the caller's next request of
     // this tenant can reuse it and is not counted against the tenant's cap.
-    lease.RunAfterRelease([done, result] { done(std::move(*result)); });
+    lease.RunAfterRelease([answer, result] { (*answer)(std::move(*result)); });
   });
 }
 
@@ -84,18 +119,22 @@ absl::Status FunctionRunner::CheckModules(std::shared_ptr<const Snapshot> snapsh
     absl::Status status ABSL_GUARDED_BY(mu);
   };
   auto waiter = std::make_shared<Waiter>();
+  auto answer = std::make_shared<AnswerOnce<absl::Status>>([waiter](absl::Status status) {
+    internal::MutexLock lock(&waiter->mu);
+    waiter->status = std::move(status);
+    waiter->done = true;
+    waiter->cv.SignalAll();
+  });
   std::string tenant = snapshot->tenant();
   TXFN_RETURN_IF_ERROR(scheduler_->Submit(
       std::move(tenant),
-      [core = core_, snapshot = std::move(snapshot), waiter](IsolateLease& lease) {
+      [core = core_, snapshot = std::move(snapshot), answer](IsolateLease& lease) {
+        lease.OnAbandon([answer](const std::string& limit) {
+          (*answer)(AbandonedStatus("the deploy check", limit));
+        });
         Transaction txn(snapshot, TransactionOptions{.read_only = true});
         absl::Status status = core->CheckModulesOnIsolate(lease, txn);
-        lease.RunAfterRelease([waiter, status] {
-          internal::MutexLock lock(&waiter->mu);
-          waiter->status = status;
-          waiter->done = true;
-          waiter->cv.SignalAll();
-        });
+        lease.RunAfterRelease([answer, status] { (*answer)(status); });
       }));
   internal::MutexLock lock(&waiter->mu);
   waiter->cv.Wait([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(waiter->mu) { return waiter->done; });

@@ -17,7 +17,10 @@
 #include "txfn/isolate_scheduler.h"
 
 #include <pthread.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -131,6 +134,16 @@ class LeaseImpl final : public IsolateLease {
   void RunAfterRelease(std::function<void()> fn) override {
     after_release_->push_back(std::move(fn));
   }
+  void OnAbandon(std::function<void(const std::string&)> fn) override {
+    MutexLock lock(&abandon_mu_);
+    on_abandon_ = std::move(fn);
+  }
+  // The watchdog gave up on this item: returns its callback (to run on
+  // another thread), once.
+  std::function<void(const std::string&)> TakeAbandonCallback() {
+    MutexLock lock(&abandon_mu_);
+    return std::exchange(on_abandon_, nullptr);
+  }
 
   bool discarded() const { return discarded_; }
   // Records the first limit this request hit; false if one was already recorded.
@@ -145,6 +158,8 @@ class LeaseImpl final : public IsolateLease {
   std::vector<std::function<void()>>* const after_release_;
   bool discarded_ = false;
   std::atomic<int> exceeded_{kNoLimit};  // written by the watchdog or the heap callback
+  Mutex abandon_mu_;  // the item's thread sets the callback, the watchdog takes it
+  std::function<void(const std::string&)> on_abandon_ ABSL_GUARDED_BY(abandon_mu_);
 };
 
 // Runs on the worker thread, inside a GC, with the request still running.
@@ -173,6 +188,8 @@ class IsolateSchedulerImpl final : public IsolateScheduler {
                        int max_in_flight, int max_running)
       : limits_(options.limits ? options.limits : std::make_shared<const LimitEnforcer>()),
         watchdog_interval_(options.watchdog_interval),
+        abandon_grace_ns_(absl::ToInt64Nanoseconds(options.abandon_grace)),
+        max_abandoned_(workers),
         runner_snapshot_(options.runner_snapshot),
         pump_platform_(internal::V8DefaultPlatform()),
         pool_({.max_isolates = max_isolates,
@@ -183,14 +200,23 @@ class IsolateSchedulerImpl final : public IsolateScheduler {
     {
       MutexLock lock(&wd_mu_);
       running_.resize(workers);
+      for (int i = 0; i < workers; ++i) {
+        threads_.emplace_back([this, i] { WorkerMain(i); });
+      }
     }
-    for (int i = 0; i < workers; ++i) workers_.emplace_back([this, i] { WorkerMain(i); });
     watchdog_ = std::thread([this] { WatchdogMain(); });
   }
 
   ~IsolateSchedulerImpl() override {
     pool_.Shutdown();  // workers drain the queue, then return
-    for (auto& t : workers_) t.join();
+    std::vector<std::thread> threads;
+    {
+      MutexLock lock(&wd_mu_);
+      no_more_threads_ = true;  // the watchdog replaces no more workers
+      threads = std::move(threads_);
+    }
+    // Abandoned workers are among them: this waits for their builtins too.
+    for (auto& t : threads) t.join();
     {
       MutexLock lock(&wd_mu_);
       stop_ = true;
@@ -223,6 +249,7 @@ class IsolateSchedulerImpl final : public IsolateScheduler {
         .terminated_cpu = terminated_cpu_.load(std::memory_order_relaxed),
         .terminated_wall = terminated_wall_.load(std::memory_order_relaxed),
         .terminated_heap = terminated_heap_.load(std::memory_order_relaxed),
+        .abandoned = abandoned_total_.load(std::memory_order_relaxed),
         .live_isolates = p.live_isolates,
         .busy_isolates = p.busy_isolates,
         .in_flight = std::move(p.in_flight),
@@ -238,28 +265,40 @@ class IsolateSchedulerImpl final : public IsolateScheduler {
     int64_t cpu_limit = 0;
     int64_t wall_start = 0;
     int64_t wall_limit = 0;
+    int64_t terminated_at = 0;  // when the watchdog first stopped it; 0: not yet
+    pid_t tid = 0;              // the worker thread's, for setpriority
+    bool abandoned = false;     // given up on: its thread leaves once the item returns
     v8::Isolate* isolate = nullptr;
     LeaseImpl* lease = nullptr;
   };
 
   void WorkerMain(int index) {
+    const pid_t tid = static_cast<pid_t>(syscall(SYS_gettid));
     clockid_t clock{};
     if (pthread_getcpuclockid(pthread_self(), &clock) != 0) clock = CLOCK_THREAD_CPUTIME_ID;
     while (std::optional<Pool::Assignment> a = pool_.Acquire()) {
       if (a->evicted != nullptr) DisposeIsolate(std::move(a->evicted));
       if (a->isolate == nullptr) a->isolate = NewIsolate(a->tenant, a->isolate_id);
       std::vector<std::function<void()>> after_release;
-      const bool keep = RunOne(index, clock, *a, &after_release);
+      const bool keep = RunOne(index, clock, tid, *a, &after_release);
       if (!keep) DisposeIsolate(std::move(a->isolate));
       a->request = nullptr;  // drop the work item's captures before the next
       pool_.Release(a->isolate_id, std::move(a->isolate));
       // Now the isolate is idle and the tenant's count dropped: wake waiters.
       for (std::function<void()>& fn : after_release) fn();
+      MutexLock lock(&wd_mu_);
+      if (running_[index].abandoned) {
+        // A replacement took this worker's place: leave, freeing the slot.
+        running_[index] = Running{};
+        free_slots_.push_back(index);
+        --abandoned_now_;
+        return;
+      }
     }
   }
 
   // Runs the item; false when the isolate must be disposed of afterwards.
-  bool RunOne(int index, clockid_t clock, Pool::Assignment& a,
+  bool RunOne(int index, clockid_t clock, pid_t tid, Pool::Assignment& a,
               std::vector<std::function<void()>>* after_release) {
     IsolateHolder& holder = *a.isolate;
     v8::Isolate* isolate = holder.isolate;
@@ -279,6 +318,7 @@ class IsolateSchedulerImpl final : public IsolateScheduler {
                                   .cpu_limit = cpu_limit,
                                   .wall_start = MonotonicNanos(),
                                   .wall_limit = wall_limit,
+                                  .tid = tid,
                                   .isolate = isolate,
                                   .lease = &lease};
         ++active_;
@@ -294,7 +334,7 @@ class IsolateSchedulerImpl final : public IsolateScheduler {
       }
       {
         MutexLock lock(&wd_mu_);
-        running_[index].active = false;
+        running_[index].active = false;  // (abandoned stays set: WorkerMain reads it)
         --active_;
       }
       holder.current = nullptr;
@@ -350,8 +390,13 @@ class IsolateSchedulerImpl final : public IsolateScheduler {
       wd_cv_.WaitWithTimeout(watchdog_interval_,
                              [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(wd_mu_) { return stop_; });
       const int64_t now = MonotonicNanos();
-      for (Running& r : running_) {
+      for (size_t i = 0; i < running_.size(); ++i) {
+        Running& r = running_[i];
         if (!r.active) continue;
+        if (r.terminated_at != 0 && !r.abandoned && now - r.terminated_at > abandon_grace_ns_) {
+          AbandonLocked(r);
+          continue;
+        }
         Limit hit = kNoLimit;
         if (CpuNanos(r.clock) - r.cpu_start > r.cpu_limit) {
           hit = kCpuLimit;
@@ -366,16 +411,51 @@ class IsolateSchedulerImpl final : public IsolateScheduler {
         // Again at every tick: a termination can be cancelled by the request's
         // own error handling before it returns (thread-safe; only this isolate).
         r.isolate->TerminateExecution();
+        if (r.terminated_at == 0) r.terminated_at = now;
       }
     }
   }
 
+  // The request on `r` was stopped abandon_grace ago and still runs: V8 is in
+  // a builtin that never checks for termination. Its caller gets its error
+  // now and a new thread takes its worker's place; the stuck thread finishes
+  // the builtin (the termination lands as soon as it returns to JavaScript),
+  // disposes of the isolate and leaves. At most `workers` threads are
+  // abandoned at once; past that the request is simply waited for.
+  void AbandonLocked(Running& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(wd_mu_) {
+    if (abandoned_now_ >= max_abandoned_ || no_more_threads_) return;
+    r.abandoned = true;
+    ++abandoned_now_;
+    // Its CPU goes to the others first (the thread ends once the builtin does).
+    setpriority(PRIO_PROCESS, static_cast<id_t>(r.tid), 19);
+    abandoned_total_.fetch_add(1, std::memory_order_relaxed);
+    std::function<void(const std::string&)> notify = r.lease->TakeAbandonCallback();
+    const std::string limit = r.lease->exceeded_limit();
+    int slot;
+    if (!free_slots_.empty()) {
+      slot = free_slots_.back();
+      free_slots_.pop_back();
+    } else {
+      slot = static_cast<int>(running_.size());
+      running_.emplace_back();  // `r` may move: not used below
+    }
+    // The new worker first tells the caller (callbacks never run on the
+    // watchdog: a slow one would delay every limit).
+    threads_.emplace_back([this, slot, notify = std::move(notify), limit] {
+      if (notify) notify(limit);
+      WorkerMain(slot);
+    });
+  }
+
   const std::shared_ptr<const LimitEnforcer> limits_;
   const absl::Duration watchdog_interval_;
+  const int64_t abandon_grace_ns_;
+  const int max_abandoned_;
   const bool runner_snapshot_;
   v8::Platform* const pump_platform_;  // non-null when it is libplatform's default
   std::atomic<uint64_t> terminated_cpu_{0};
   std::atomic<uint64_t> terminated_wall_{0};
+  std::atomic<uint64_t> abandoned_total_{0};
   std::atomic<uint64_t> terminated_heap_{0};
   Pool pool_;
 
@@ -383,9 +463,12 @@ class IsolateSchedulerImpl final : public IsolateScheduler {
   CondVar wd_cv_{&wd_mu_};
   bool stop_ ABSL_GUARDED_BY(wd_mu_) = false;
   int active_ ABSL_GUARDED_BY(wd_mu_) = 0;
-  std::vector<Running> running_ ABSL_GUARDED_BY(wd_mu_);  // one per worker
+  std::vector<Running> running_ ABSL_GUARDED_BY(wd_mu_);  // one per worker thread
+  std::vector<int> free_slots_ ABSL_GUARDED_BY(wd_mu_);   // of running_, left by abandoned threads
+  std::vector<std::thread> threads_ ABSL_GUARDED_BY(wd_mu_);  // workers, abandoned ones included
+  int abandoned_now_ ABSL_GUARDED_BY(wd_mu_) = 0;
+  bool no_more_threads_ ABSL_GUARDED_BY(wd_mu_) = false;
 
-  std::vector<std::thread> workers_;
   std::thread watchdog_;
 };
 
@@ -403,6 +486,10 @@ absl::StatusOr<std::unique_ptr<IsolateScheduler>> IsolateScheduler::Create(
   if (options.watchdog_interval <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError(
         "IsolateSchedulerOptions: watchdog_interval must be positive");
+  }
+  if (options.abandon_grace < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        "IsolateSchedulerOptions: abandon_grace must not be negative");
   }
   if (options.own_isolate_patience < absl::ZeroDuration()) {
     return absl::InvalidArgumentError(

@@ -85,7 +85,7 @@ export const dynamicImport = q(async () => import("./harmless.js"));
 export const hugeResult = q(() => Array.from({ length: 3e6 }, (_, i) => ({ i })));
 export const manyNullsResult = q(() => new Array(2 ** 23).fill(null));
 export const typedSort = q(() => {
-  const a = new Float64Array(2 ** 23);
+  const a = new Float64Array(2 ** 22);
   for (let i = 0; i < a.length; ++i) a[i] = (i * 7919) % 1000003;
   a.sort();
   return a[0];
@@ -106,6 +106,16 @@ export const splitViaToString = q(() =>
 export const replaceBomb = q(() => "a".repeat(2 ** 24).replace(/a/g, "$&$&").length);
 export const typedKeys = q(() => Object.keys(new Uint8Array(2 ** 25)).length);
 export const typedJson = q(() => JSON.stringify(new Uint8Array(2 ** 25)).length);
+// Enumerating a typed array's keys (for-in, spread, Object.assign) happens in
+// C++ without a termination check: the scheduler answers the caller at the
+// limit and lets the stuck thread finish on its own.
+export const forInTypedArray = q(() => { let n = 0; for (const k in new Uint8Array(2 ** 22)) ++n; return n; });
+export const spreadTypedArray = q(() => Object.keys({ ...new Uint8Array(2 ** 22) }).length);
+export const assignTypedArray = q(() => Object.keys(Object.assign({}, new Uint8Array(2 ** 22))).length);
+export const typedArrayTooLong = q(() => { for (const k in new Uint8Array(2 ** 26)) return k; });
+export const typedArrayViewTooLong = q(() => new Int8Array(new ArrayBuffer(2 ** 25)).length);
+export const typedArraySubclassTooLong = q(() => new (class extends Uint16Array {})(2 ** 23).length);
+export const stringRawHuge = q(() => String.raw({ raw: { length: 2 ** 32 - 1 } }).length);
 export const arrayFromArrayLike = q(() => Array.from({ length: 2 ** 32 - 1 }).length);
 
 // ---- 6. Determinism ----------------------------------------------------------
