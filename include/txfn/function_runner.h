@@ -83,8 +83,11 @@
 //   (holey arrays, array-likes, a length from a getter), split() strings of
 //   more than 2^24 characters, key listings and JSON of typed arrays or
 //   strings over 2^20 elements; typed-array sort and global replaces on long
-//   strings run in an interruptible form. A refusal is ResourceExhausted
-//   naming the "sandbox limit".
+//   strings run in an interruptible form; typed array views hold at most
+//   2^22 elements (DataView is not capped). A refusal is ResourceExhausted
+//   naming the "sandbox limit". A request the scheduler cannot stop (inside
+//   a builtin V8 never interrupts) is answered ResourceExhausted at its
+//   limit + abandon_grace, and its worker replaced (IsolateLease::OnAbandon).
 // - ctx.db checks every argument's type and size first (ids up to 64
 //   characters, table and index names up to 64, page sizes integers in
 //   [0, 2^30]) and answers bad input with InvalidArgument; error messages
