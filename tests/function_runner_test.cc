@@ -726,6 +726,7 @@ TEST_P(FunctionRunnerTest, SchedulerCpuLimitBecomesResourceExhausted) {
   class TightLimits : public LimitEnforcer {
    public:
     absl::Duration CpuLimit(const std::string&) const override { return absl::Milliseconds(50); }
+    absl::Duration WallLimit(const std::string&) const override { return absl::Seconds(60); }
   };
   Deploy({{"spin.js", R"JS(import { query } from "txfn/server";
     export const spin = query(() => { for (;;) {} });)JS"}});

@@ -285,8 +285,17 @@ int64_t ThreadCpuNanos() {
   return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
 }
 
+// The default CPU limit with a wall-clock limit far away: on a loaded machine
+// the default one (twice the CPU limit) could stop a spin first.
+class CpuOnlyLimits : public LimitEnforcer {
+ public:
+  absl::Duration WallLimit(const std::string& tenant) const override { return absl::Seconds(60); }
+};
+
 TEST(IsolateSchedulerTest, InfiniteLoopIsTerminatedAtItsCpuLimitOthersCarryOn) {
-  auto scheduler = MakeScheduler({.workers = 2, .max_in_flight_per_tenant = 4});
+  auto scheduler = MakeScheduler({.workers = 2,
+                                  .max_in_flight_per_tenant = 4,
+                                  .limits = std::make_shared<CpuOnlyLimits>()});
   struct Looped {
     Seen seen;
     int64_t cpu_ns = 0;
@@ -341,7 +350,26 @@ class TightLimits : public LimitEnforcer {
   size_t HeapLimitBytes(const std::string& tenant) const override {
     return tenant == "tight" ? size_t{32} << 20 : size_t{64} << 20;
   }
+  absl::Duration WallLimit(const std::string& tenant) const override { return absl::Seconds(60); }
 };
+
+// A request that waits uses no CPU: its wall-clock limit stops it, and the
+// scheduler counts it.
+TEST(IsolateSchedulerTest, AWaitingRequestIsStoppedAtItsWallClockLimit) {
+  class WallLimits : public LimitEnforcer {
+   public:
+    absl::Duration WallLimit(const std::string&) const override { return absl::Milliseconds(50); }
+  };
+  auto scheduler = MakeScheduler({.workers = 1, .limits = std::make_shared<WallLimits>()});
+  Seen waited = SubmitAndWait(*scheduler, "sleepy", [](IsolateLease& l) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(150));  // no CPU spent
+    return Observe(l, "1");
+  });
+  EXPECT_TRUE(waited.limit_exceeded);
+  EXPECT_EQ(waited.limit, "wall time");
+  EXPECT_EQ(scheduler->stats().terminated_wall, 1u);
+  EXPECT_EQ(scheduler->stats().terminated_cpu, 0u);
+}
 
 TEST(IsolateSchedulerTest, LimitEnforcerIsPerTenant) {
   auto scheduler = MakeScheduler({.workers = 1, .limits = std::make_shared<TightLimits>()});
