@@ -270,8 +270,9 @@ class EngineImpl final : public Engine {
     if (options_.version_retention == absl::InfiniteDuration()) return absl::OkStatus();
     // One pass at a time (the background thread and a host's call).
     internal::MutexLock pass(&retention_pass_mu_);
-    const Timestamp now = options_.committer.clock ? options_.committer.clock()
-                                                   : static_cast<Timestamp>(absl::GetCurrentTimeNanos());
+    const Timestamp now = options_.committer.clock
+                              ? options_.committer.clock()
+                              : static_cast<Timestamp>(absl::GetCurrentTimeNanos());
     const absl::Duration keep =
         std::max(options_.version_retention, options_.committer.conflict_window);
     const auto keep_ns = static_cast<Timestamp>(absl::ToInt64Nanoseconds(keep));

@@ -12,9 +12,8 @@ namespace txfn {
 
 absl::Status ValidateIdempotencyKey(std::string_view key) {
   if (key.empty() || key.size() > kMaxIdempotencyKeyBytes) {
-    return absl::InvalidArgumentError(
-        internal::StrCat("an idempotency key must have 1..", kMaxIdempotencyKeyBytes,
-                         " bytes, not ", key.size()));
+    return absl::InvalidArgumentError(internal::StrCat(
+        "an idempotency key must have 1..", kMaxIdempotencyKeyBytes, " bytes, not ", key.size()));
   }
   return absl::OkStatus();
 }
@@ -34,8 +33,7 @@ absl::StatusOr<std::optional<IdempotentResult>> FindIdempotencyKey(const Snapsho
   return IdempotentResult{.value = *std::move(value), .ts = entry->ts};
 }
 
-absl::Status AddIdempotencyKey(std::string_view key, const Value& result,
-                               PreparedCommit* commit) {
+absl::Status AddIdempotencyKey(std::string_view key, const Value& result, PreparedCommit* commit) {
   TXFN_RETURN_IF_ERROR(ValidateIdempotencyKey(key));
   if (!commit->writes.empty() && commit->writes.back().index == kIdempotencyIndex) {
     return absl::InvalidArgumentError("the commit already records an idempotency key");

@@ -254,8 +254,7 @@ absl::StatusOr<std::vector<std::string>> InMemoryStorage::ListTenants() {
 }
 
 absl::StatusOr<RetentionResult> InMemoryStorage::ApplyRetention(std::string_view tenant,
-                                                                 Timestamp ts,
-                                                                 size_t max_commits) {
+                                                                Timestamp ts, size_t max_commits) {
   internal::ReaderMutexLock lock(&mu_);
   auto tenant_it = tenants_.find(internal::ToAbsl(tenant));
   if (tenant_it == tenants_.end()) return RetentionResult{};

@@ -368,8 +368,8 @@ absl::StatusOr<std::unique_ptr<SqliteStorage>> SqliteStorage::Open(std::string p
                     path));
   }
   if (!options.vfs.empty() && sqlite3_vfs_find(options.vfs.c_str()) == nullptr) {
-    return absl::InvalidArgumentError(fmt::format(
-        "SqliteStorage::Open: no SQLite VFS named '{}' is registered", options.vfs));
+    return absl::InvalidArgumentError(
+        fmt::format("SqliteStorage::Open: no SQLite VFS named '{}' is registered", options.vfs));
   }
   if (options.max_read_connections < 1) {
     return absl::InvalidArgumentError(
@@ -486,7 +486,8 @@ absl::Status SqliteStorage::Connection::Initialize(const SqliteOptions& options)
       // whose version was reset by hand still opens).
       TXFN_ASSIGN_OR_RETURN(
           int64_t has_horizon,
-          conn.QueryInt("SELECT count(*) FROM pragma_table_info('tenants') WHERE name = 'horizon'"));
+          conn.QueryInt(
+              "SELECT count(*) FROM pragma_table_info('tenants') WHERE name = 'horizon'"));
       if (has_horizon == 0) TXFN_RETURN_IF_ERROR(conn.Exec(kAddHorizon));
       TXFN_RETURN_IF_ERROR(
           conn.Exec(fmt::format("PRAGMA user_version = {}", SqliteStorage::kSchemaVersion)));
@@ -497,7 +498,7 @@ absl::Status SqliteStorage::Connection::Initialize(const SqliteOptions& options)
 
 SqliteStorage::SqliteStorage(std::string path, SqliteOptions options,
                              std::unique_ptr<Connection> writer)
-    : path_(std::move(path)), options_(options), writer_(std::move(writer)) {}
+    : path_(std::move(path)), options_(std::move(options)), writer_(std::move(writer)) {}
 
 SqliteStorage::~SqliteStorage() {
   // Readers first: the last connection to close checkpoints and removes the WAL.
@@ -890,8 +891,8 @@ absl::Status SqliteStorage::DeleteTenant(std::string_view tenant) {
   return status;
 }
 
-absl::StatusOr<RetentionResult> SqliteStorage::ApplyRetention(std::string_view tenant,
-                                                               Timestamp ts, size_t max_commits) {
+absl::StatusOr<RetentionResult> SqliteStorage::ApplyRetention(std::string_view tenant, Timestamp ts,
+                                                              size_t max_commits) {
   TXFN_RETURN_IF_ERROR(CheckNotInDoubt("ApplyRetention"));
   internal::MutexLock lock(&write_mu_);
   Connection& conn = *writer_;
@@ -1005,8 +1006,8 @@ absl::Status SqliteStorage::Backup(const std::string& dest_path) {
     // snapshot, while writers go on (WAL).
     sqlite3_backup* backup = sqlite3_backup_init((*dest)->db(), "main", lease.conn().db(), "main");
     if (backup == nullptr) {
-      absl::Status error = SqliteError(sqlite3_errcode((*dest)->db()), (*dest)->db(), partial,
-                                       "backup_init");
+      absl::Status error =
+          SqliteError(sqlite3_errcode((*dest)->db()), (*dest)->db(), partial, "backup_init");
       dest->reset();
       cleanup();
       return error;

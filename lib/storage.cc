@@ -145,9 +145,8 @@ absl::Status ReadBelowRetentionError(std::string_view what, std::string_view ten
 
 absl::StatusOr<RetentionResult> Storage::ApplyRetention(std::string_view tenant, Timestamp /*ts*/,
                                                         size_t /*max_commits*/) {
-  return absl::UnimplementedError(
-      fmt::format("this Storage adapter keeps every version (no ApplyRetention); tenant '{}'",
-                  tenant));
+  return absl::UnimplementedError(fmt::format(
+      "this Storage adapter keeps every version (no ApplyRetention); tenant '{}'", tenant));
 }
 
 }  // namespace txfn

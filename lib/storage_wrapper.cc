@@ -22,10 +22,9 @@ absl::StatusOr<std::optional<IndexEntry>> StorageWrapper::Get(std::string_view t
   return target_->Get(tenant, index, key, ts);
 }
 
-absl::StatusOr<std::vector<IndexEntry>> StorageWrapper::Scan(std::string_view tenant,
-                                                             IndexId index, const KeyRange& range,
-                                                             Timestamp ts, ScanOrder order,
-                                                             size_t limit) {
+absl::StatusOr<std::vector<IndexEntry>> StorageWrapper::Scan(std::string_view tenant, IndexId index,
+                                                             const KeyRange& range, Timestamp ts,
+                                                             ScanOrder order, size_t limit) {
   return target_->Scan(tenant, index, range, ts, order, limit);
 }
 

@@ -11,6 +11,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "txfn/idempotency.h"
 #include "txfn/in_memory_storage.h"
 #include "txfn/internal/status_macros.h"
 #include "txfn/retry.h"
@@ -375,6 +376,42 @@ TEST_F(CommitterTest, RunTransactionNeverRetriesAnUnknownOutcome) {
               }).ok());
   Transaction after = Begin();
   EXPECT_EQ(Balance(after, id), 12);
+}
+
+TEST_F(CommitterTest, AnIdempotencyKeyIsCommittedWithTheWritesAndRacingUsesConflict) {
+  std::string id = InsertAccount("ann", 10);
+  auto bump = [&](Transaction& txn) {
+    EXPECT_TRUE(txn.Patch(id, Obj({{"balance", I64(Balance(txn, id) + 1)}})).ok());
+    return txn.Prepare();
+  };
+  EXPECT_EQ(FindIdempotencyKey(*committer_->Latest(), "op-1").value(), std::nullopt);
+  Transaction a = Begin();
+  Transaction b = Begin();
+  PreparedCommit first = bump(a);
+  ASSERT_TRUE(b.Insert("notes", Obj({})).ok());  // nothing a writes
+  PreparedCommit second = b.Prepare();
+  const PreparedCommit unkeyed = second;
+  ASSERT_TRUE(AddIdempotencyKey("op-1", Str("first"), &first).ok());
+  ASSERT_TRUE(AddIdempotencyKey("op-1", Str("second"), &second).ok());
+  EXPECT_EQ(AddIdempotencyKey("op-2", Str("x"), &second).code(),
+            absl::StatusCode::kInvalidArgument);
+  PreparedCommit untouched = unkeyed;
+  EXPECT_EQ(AddIdempotencyKey("", Str("x"), &untouched).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      AddIdempotencyKey(std::string(kMaxIdempotencyKeyBytes + 1, 'k'), Str("x"), &untouched).code(),
+      absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(untouched, unkeyed) << "a refused key changes nothing";
+
+  TXFN_ASSERT_OK_AND_ASSIGN(Timestamp ts, committer_->Commit(std::move(first)));
+  // The second attempt conflicts only through the key.
+  EXPECT_EQ(committer_->Commit(std::move(second)).status().code(), absl::StatusCode::kAborted);
+  TXFN_ASSERT_OK_AND_ASSIGN(std::optional<IdempotentResult> found,
+                            FindIdempotencyKey(*committer_->Latest(), "op-1"));
+  ASSERT_TRUE(found.has_value());
+  EXPECT_EQ(*found, (IdempotentResult{.value = Str("first"), .ts = ts}));
+  EXPECT_EQ(FindIdempotencyKey(*committer_->Latest(), "op-2").value(), std::nullopt);
+  Transaction check = Begin();
+  EXPECT_EQ(Balance(check, id), 11);
 }
 
 TEST_F(CommitterTest, ConcurrentCommitsAreGroupedIntoBatches) {

@@ -526,8 +526,8 @@ TEST_P(EngineTest, AnIdempotencyKeyCommitsOnceAndReplaysTheFirstResult) {
   std::atomic<int> ran{0};
   for (int i = 0; i < 4; ++i) {
     racers.emplace_back([&] {
-      auto r = engine_->Mutation("app", "counters:increment", Name("a"),
-                                 {.idempotency_key = "raced"});
+      auto r =
+          engine_->Mutation("app", "counters:increment", Name("a"), {.idempotency_key = "raced"});
       EXPECT_TRUE(r.ok()) << r.status();
       if (r.ok() && !r->replayed) ++ran;
     });

@@ -40,7 +40,8 @@ CommitRecord Update(Timestamp t) {
   const int d = DocOf(t);
   CommitRecord c{.tenant = "t", .ts = t};
   c.writes.push_back({1, DocKey(d), DocValue(t)});
-  if (t > static_cast<Timestamp>(kDocs)) c.writes.push_back({2, IndexKey(d, t - kDocs), std::nullopt});
+  if (t > static_cast<Timestamp>(kDocs))
+    c.writes.push_back({2, IndexKey(d, t - kDocs), std::nullopt});
   c.writes.push_back({2, IndexKey(d, t), DocKey(d)});
   return c;
 }

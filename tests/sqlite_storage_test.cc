@@ -351,7 +351,8 @@ TEST(SqliteStorageTest, RetentionShrinksTheFile) {
   ASSERT_TRUE(storage.ok()) << storage.status();
   // One document written 5,000 times (issue 11: 36 KB -> 2.8 MB before).
   for (Timestamp ts = 1; ts <= 5000; ++ts) {
-    CommitRecord c{.tenant = "t", .ts = ts,
+    CommitRecord c{.tenant = "t",
+                   .ts = ts,
                    .writes = {{.index = 1, .key = "doc", .value = std::string(200, 'x')}}};
     ASSERT_TRUE((*storage)->Write({&c, 1}).ok());
   }
@@ -383,7 +384,8 @@ TEST(SqliteStorageTest, BackupOfALiveDatabaseOpensAsACommittedPrefix) {
   auto storage = SqliteStorage::Open(path, kFast);
   ASSERT_TRUE(storage.ok()) << storage.status();
   for (Timestamp ts = 1; ts <= 100; ++ts) {
-    CommitRecord c{.tenant = "t", .ts = ts,
+    CommitRecord c{.tenant = "t",
+                   .ts = ts,
                    .writes = {{.index = 1, .key = fmt::format("k{:04}", ts), .value = "v"},
                               {.index = 2, .key = "count", .value = std::to_string(ts)}}};
     ASSERT_TRUE((*storage)->Write({&c, 1}).ok());
@@ -392,7 +394,8 @@ TEST(SqliteStorageTest, BackupOfALiveDatabaseOpensAsACommittedPrefix) {
   std::atomic<bool> stop{false};
   std::thread writer([&] {
     for (Timestamp ts = 101; !stop.load() && ts < 100'000; ++ts) {
-      CommitRecord c{.tenant = "t", .ts = ts,
+      CommitRecord c{.tenant = "t",
+                     .ts = ts,
                      .writes = {{.index = 1, .key = fmt::format("k{:04}", ts), .value = "v"},
                                 {.index = 2, .key = "count", .value = std::to_string(ts)}}};
       if (!(*storage)->Write({&c, 1}).ok()) break;

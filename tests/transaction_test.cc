@@ -180,8 +180,8 @@ TEST_F(TransactionTest, AnInsertReadsItsIdSoRacingInsertsOfOneIdConflict) {
   TXFN_ASSERT_OK_AND_ASSIGN(std::string id_a, a.Insert("notes", Obj({{"n", I64(1)}})));
   TXFN_ASSERT_OK_AND_ASSIGN(std::string id_b, b.Insert("notes", Obj({{"n", I64(2)}})));
   ASSERT_EQ(id_a, id_b);
-  EXPECT_THAT(a.read_set(), ::testing::Contains(ReadRange{
-                                .index = *DocumentIdTable(id_a), .range = KeyRange::Point(id_a)}));
+  EXPECT_THAT(a.read_set(), ::testing::Contains(ReadRange{.index = *DocumentIdTable(id_a),
+                                                          .range = KeyRange::Point(id_a)}));
   ASSERT_TRUE(committer_->Commit(a.Prepare()).ok());
   EXPECT_EQ(committer_->Commit(b.Prepare()).status().code(), absl::StatusCode::kAborted);
   // Run again at the new snapshot with the same seed: the first id drawn is
@@ -257,10 +257,10 @@ TEST_F(TransactionTest, ImportDocumentKeepsTheExportedIdentity) {
 TEST_F(TransactionTest, TwoTransactionsWithTheSameSeedInsertDistinctDocuments) {
   Transaction a = Begin({.id_seed = 0});
   Transaction b = Begin({.id_seed = 0});
-  TXFN_ASSERT_OK_AND_ASSIGN(
-      std::string id_a, a.Insert("messages", Obj({{"channel", Str("c")}, {"body", Str("a")}})));
-  TXFN_ASSERT_OK_AND_ASSIGN(
-      std::string id_b, b.Insert("messages", Obj({{"channel", Str("c")}, {"body", Str("b")}})));
+  TXFN_ASSERT_OK_AND_ASSIGN(std::string id_a,
+                            a.Insert("messages", Obj({{"channel", Str("c")}, {"body", Str("a")}})));
+  TXFN_ASSERT_OK_AND_ASSIGN(std::string id_b,
+                            b.Insert("messages", Obj({{"channel", Str("c")}, {"body", Str("b")}})));
   EXPECT_NE(id_a, id_b);
   ASSERT_TRUE(committer_->Commit(a.Prepare()).ok());
   ASSERT_TRUE(committer_->Commit(b.Prepare()).ok());

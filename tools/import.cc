@@ -50,22 +50,23 @@ absl::StatusOr<std::vector<Line>> Parse(std::istream& in, const TenantMetadata& 
     if (!table_id.ok()) return AtLine(number, table_id.status());
     const TableInfo* table = metadata.FindTableById(*table_id);
     if (table == nullptr) {
-      return AtLine(number, absl::InvalidArgumentError(StrCat(
-                                "document ", id->string(), " names table id ", *table_id,
-                                ", which the tenant does not have: deploy the schema of the "
-                                "tenant it was exported from first")));
+      return AtLine(number, absl::InvalidArgumentError(
+                                StrCat("document ", id->string(), " names table id ", *table_id,
+                                       ", which the tenant does not have: deploy the schema of the "
+                                       "tenant it was exported from first")));
     }
     if (!options.table.empty() && table->name != options.table) {
-      return AtLine(number,
-                    absl::InvalidArgumentError(StrCat("document ", id->string(), " belongs to table '",
-                                                      table->name, "', not '", options.table, "'")));
+      return AtLine(number, absl::InvalidArgumentError(StrCat("document ", id->string(),
+                                                              " belongs to table '", table->name,
+                                                              "', not '", options.table, "'")));
     }
     if (!ids.insert(id->string()).second) {
-      return AtLine(number,
-                    absl::InvalidArgumentError(StrCat("document ", id->string(), " appears twice")));
+      return AtLine(
+          number, absl::InvalidArgumentError(StrCat("document ", id->string(), " appears twice")));
     }
     const size_t bytes = doc->ByteSize();
-    lines.push_back({.number = number, .table = table->name, .doc = *std::move(doc), .bytes = bytes});
+    lines.push_back(
+        {.number = number, .table = table->name, .doc = *std::move(doc), .bytes = bytes});
   }
   if (in.bad()) return absl::UnavailableError("reading the input failed");
   return lines;
@@ -105,8 +106,8 @@ absl::StatusOr<ImportReport> ImportJsonLines(Committer& committer, std::istream&
                                              const ImportOptions& options) {
   std::shared_ptr<const Snapshot> snapshot = committer.Latest();
   if (!options.table.empty() && snapshot->metadata().FindTable(options.table) == nullptr) {
-    return absl::NotFoundError(StrCat("tenant '", committer.tenant(), "' has no table '",
-                                      options.table, "'"));
+    return absl::NotFoundError(
+        StrCat("tenant '", committer.tenant(), "' has no table '", options.table, "'"));
   }
   TXFN_ASSIGN_OR_RETURN(std::vector<Line> lines, Parse(in, snapshot->metadata(), options));
   const std::vector<std::pair<size_t, size_t>> batches = Batches(lines, options);

@@ -21,9 +21,9 @@
 #include "tools/import.h"
 #include "txfn/committer.h"
 #include "txfn/engine.h"
-#include "txfn/sqlite_storage.h"
 #include "txfn/internal/strings.h"
 #include "txfn/snapshot.h"
+#include "txfn/sqlite_storage.h"
 #include "txfn/value.h"
 
 ABSL_FLAG(std::string, db, "txfn.db", "The SQLite database file (created if missing).");
@@ -265,8 +265,8 @@ int Import(const std::string& tenant, const std::string& file) {
   absl::StatusOr<ImportReport> report =
       ImportJsonLines(**committer, *in, {.table = absl::GetFlag(FLAGS_table)});
   if (!report.ok()) return Fail(report.status());
-  std::printf("imported %zu document(s) into tenant %s in %zu transaction(s)\n",
-              report->documents, tenant.c_str(), report->transactions);
+  std::printf("imported %zu document(s) into tenant %s in %zu transaction(s)\n", report->documents,
+              tenant.c_str(), report->transactions);
   return 0;
 }
 

@@ -110,8 +110,8 @@ struct CommitterStats {
   uint64_t unknown_committed = 0;
   // Commits with writes refused while an unknown outcome was unresolved.
   uint64_t refused_unresolved = 0;
-  uint64_t batches = 0;           // Storage::Write calls
-  uint64_t held_batches = 0;      // batches a leader held open for announced commits
+  uint64_t batches = 0;       // Storage::Write calls
+  uint64_t held_batches = 0;  // batches a leader held open for announced commits
   // Tenant metadata decoded from storage: once at Open, then once per
   // accepted commit that writes metadata (a deploy, enabling). Every other
   // commit and every snapshot reuses the decoded metadata in memory.

@@ -218,8 +218,7 @@ class Engine {
                                                          std::string_view function,
                                                          const Value& args) = 0;
   [[nodiscard]] absl::StatusOr<CallResult> Mutation(std::string_view tenant,
-                                                    std::string_view function,
-                                                    const Value& args) {
+                                                    std::string_view function, const Value& args) {
     return Mutation(tenant, function, args, MutationOptions{});
   }
   // With options (an idempotency key; InvalidArgument for a bad one).

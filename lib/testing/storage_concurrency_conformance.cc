@@ -249,10 +249,11 @@ TEST_P(StorageConcurrencyConformanceTest, RetentionBesideWritersAndReadersKeepsR
   Storage& s = storage();
   constexpr int kKeys = 20;
   for (Timestamp ts = 1; ts <= 50; ++ts) {
-    ASSERT_TRUE(WriteAll(s, {Commit("t", ts,
-                                    {Put(1, KeyName(static_cast<int>(ts) % kKeys),
-                                         "v" + std::to_string(ts))})})
-                    .ok());
+    ASSERT_TRUE(
+        WriteAll(
+            s, {Commit("t", ts,
+                       {Put(1, KeyName(static_cast<int>(ts) % kKeys), "v" + std::to_string(ts))})})
+            .ok());
   }
   absl::StatusOr<RetentionResult> probe = s.ApplyRetention("t", 0, 0);
   if (absl::IsUnimplemented(probe.status())) GTEST_SKIP() << "adapter keeps every version";
@@ -264,6 +265,7 @@ TEST_P(StorageConcurrencyConformanceTest, RetentionBesideWritersAndReadersKeepsR
   std::atomic<bool> done{false};
   std::atomic<int> mismatches{0};
   std::vector<std::thread> readers;
+  readers.reserve(kReaders);
   for (int r = 0; r < kReaders; ++r) {
     readers.emplace_back([&, r] {
       int round = 0;

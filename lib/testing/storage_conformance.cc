@@ -675,12 +675,14 @@ TEST_P(StorageConformanceTest, DeletedTenantStaysDeletedAfterReopen) {
 // (Unimplemented) skips these.
 
 // Applies retention, or skips the test if the adapter keeps every version.
-#define TXFN_RETAIN_OR_SKIP(result, s, tenant, ts, max_commits)                   \
+// NOLINTBEGIN(bugprone-macro-parentheses): `result` names a variable.
+#define TXFN_RETAIN_OR_SKIP(result, s, tenant, ts, max_commits)                         \
   absl::StatusOr<RetentionResult> result = (s).ApplyRetention(tenant, ts, max_commits); \
-  if (absl::IsUnimplemented(result.status())) {                                  \
-    GTEST_SKIP() << "adapter keeps every version: " << result.status();           \
-  }                                                                              \
+  if (absl::IsUnimplemented(result.status())) {                                         \
+    GTEST_SKIP() << "adapter keeps every version: " << result.status();                 \
+  }                                                                                     \
   ASSERT_TRUE(result.ok()) << result.status()
+// NOLINTEND(bugprone-macro-parentheses)
 
 bool IsBelowRetention(const absl::Status& status) {
   return absl::IsFailedPrecondition(status) &&
@@ -740,7 +742,8 @@ TEST_P(StorageConformanceTest, RetentionKeepsEveryReadAtOrAboveTheHorizonExact) 
   write_some(30);
   // Between two commits: the horizon is the newest commit at or before it.
   const Timestamp target = commit_ts[commit_ts.size() / 2] + 1;
-  const Timestamp expected = *std::prev(std::upper_bound(commit_ts.begin(), commit_ts.end(), target));
+  const Timestamp expected =
+      *std::prev(std::upper_bound(commit_ts.begin(), commit_ts.end(), target));
   TXFN_RETAIN_OR_SKIP(first, s, "t", target, 0);
   EXPECT_EQ(first->horizon, expected);
   EXPECT_TRUE(first->done);
@@ -846,10 +849,10 @@ TEST_P(StorageConformanceTest, DeletingATenantForgetsItsHorizon) {
 
 TEST_P(StorageConformanceTest, RetentionSurvivesReopen) {
   Storage& before = storage();
-  ASSERT_TRUE(WriteAll(before, {Commit("t", 1, {Put(1, "k", "1")}),
-                                Commit("t", 2, {Put(1, "k", "2")}),
-                                Commit("t", 3, {Put(1, "k", "3")})})
-                  .ok());
+  ASSERT_TRUE(
+      WriteAll(before, {Commit("t", 1, {Put(1, "k", "1")}), Commit("t", 2, {Put(1, "k", "2")}),
+                        Commit("t", 3, {Put(1, "k", "3")})})
+          .ok());
   TXFN_RETAIN_OR_SKIP(r, before, "t", 2, 0);
   ASSERT_EQ(r->horizon, 2u);
   if (!Reopen()) GTEST_SKIP() << "adapter has no StorageFactory::reopen";
