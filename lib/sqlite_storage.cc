@@ -562,7 +562,7 @@ absl::Status SqliteStorage::Write(absl::Span<const CommitRecord> commits) {
     TXFN_ASSIGN_OR_RETURN(sqlite3_stmt * raw, conn.Prepare(sql));
     return absl::StatusOr<Stmt>(absl::in_place, raw, path_);
   };
-  auto body = [&]() -> absl::Status {
+  auto body = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) -> absl::Status {
     TXFN_RETURN_IF_ERROR(conn.Run(Sql::kBeginImmediate));
     // Checks against the stored state, before writing anything.
     for (const TenantBatch& g : groups) {
@@ -875,7 +875,7 @@ absl::Status SqliteStorage::DeleteTenant(std::string_view tenant) {
   TXFN_RETURN_IF_ERROR(CheckNotInDoubt("DeleteTenant"));
   internal::MutexLock lock(&write_mu_);
   Connection& conn = *writer_;
-  auto body = [&]() -> absl::Status {
+  auto body = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) -> absl::Status {
     TXFN_RETURN_IF_ERROR(conn.Run(Sql::kBeginImmediate));
     for (Sql sql :
          {Sql::kDeleteVersions, Sql::kDeleteLog, Sql::kDeleteCommits, Sql::kDeleteTenant}) {
@@ -901,7 +901,7 @@ absl::StatusOr<RetentionResult> SqliteStorage::ApplyRetention(std::string_view t
     return absl::StatusOr<Stmt>(absl::in_place, raw, path_);
   };
   RetentionResult result;
-  auto body = [&]() -> absl::Status {
+  auto body = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) -> absl::Status {
     TXFN_RETURN_IF_ERROR(conn.Run(Sql::kBeginImmediate));
     {
       TXFN_ASSIGN_OR_RETURN(Stmt horizon, stmt(Sql::kTenantHorizon));
