@@ -98,6 +98,15 @@ TEST(DocumentIdTest, NamesItsTableAndRejectsMalformedIds) {
     EXPECT_EQ(*decoded, table);
   }
   EXPECT_FALSE(DocumentIdTable("short").ok());
+  // The encoding is a file format: these are the ids of the first version.
+  std::string counting;
+  for (char c = 0; c < 16; ++c) counting.push_back(c);
+  EXPECT_EQ(MakeDocumentId(0x12345678, counting), "000g40r40m30e209185gr38e1w938nkr");
+  EXPECT_EQ(MakeDocumentId(0xffffffff, std::string(16, '\xff')), std::string(32, 'z'));
+  std::string alternating;
+  for (int i = 0; i < 8; ++i) alternating += "\xa5\x5a";
+  EXPECT_EQ(MakeDocumentId(7, alternating), "mndaapn5bajnn9atmndaapn5b8000007");
+  EXPECT_EQ(DocumentIdTable("000g40r40m30e209185gr38e1w938nkr").value(), 0x12345678u);
   std::string bad = MakeDocumentId(1, random);
   bad[5] = 'U';  // not in the alphabet
   EXPECT_EQ(DocumentIdTable(bad).status().code(), absl::StatusCode::kInvalidArgument);
