@@ -69,6 +69,9 @@ absl::Status InMemoryStorage::Write(absl::Span<const CommitRecord> commits) {
   absl::InlinedVector<Group, 2> groups;
   groups.reserve(batches.size());
   for (const TenantBatch& b : batches) groups.push_back({.batch = b});
+  // The log's copy of the batch is made before any lock is taken, so the
+  // tenant's exclusive section (which readers wait for) only links it in.
+  std::vector<CommitRecord> log_copy(commits.begin(), commits.end());
 
   {
     internal::ReaderMutexLock lock(&mu_);
@@ -81,7 +84,7 @@ absl::Status InMemoryStorage::Write(absl::Span<const CommitRecord> commits) {
       }
       g.state = it->second.get();
     }
-    if (all_present) return ApplyLocked(commits, absl::MakeSpan(groups));
+    if (all_present) return ApplyLocked(absl::MakeSpan(log_copy), absl::MakeSpan(groups));
   }
 
   // Some tenant is new: create it under the exclusive lock (so no
@@ -96,14 +99,14 @@ absl::Status InMemoryStorage::Write(absl::Span<const CommitRecord> commits) {
     }
     g.state = it->second.get();
   }
-  absl::Status status = ApplyLocked(commits, absl::MakeSpan(groups));
+  absl::Status status = ApplyLocked(absl::MakeSpan(log_copy), absl::MakeSpan(groups));
   if (!status.ok()) {
     for (std::string_view tenant : created) tenants_.erase(internal::ToAbsl(tenant));
   }
   return status;
 }
 
-absl::Status InMemoryStorage::ApplyLocked(absl::Span<const CommitRecord> commits,
+absl::Status InMemoryStorage::ApplyLocked(absl::Span<CommitRecord> commits,
                                           absl::Span<Group> groups) {
   // Locks every written tenant, in name order; the analysis cannot follow a
   // loop of locks, hence the AssertHeld() calls below.
@@ -128,7 +131,7 @@ absl::Status InMemoryStorage::ApplyLocked(absl::Span<const CommitRecord> commits
   }
 
   // Everything is checked: apply. Nothing below fails (short of bad_alloc).
-  for (const CommitRecord& commit : commits) {
+  for (CommitRecord& commit : commits) {
     TenantState* state = groups.size() == 1
                              ? groups[0].state
                              : std::lower_bound(groups.begin(), groups.end(), commit.tenant,
@@ -147,8 +150,8 @@ absl::Status InMemoryStorage::ApplyLocked(absl::Span<const CommitRecord> commits
       Versions& versions = (*index)[w.key];
       versions.push_back(Version{commit.ts, w.value});
     }
-    state->log.push_back(commit);
     state->max_ts = commit.ts;
+    state->log.push_back(std::move(commit));
   }
   return absl::OkStatus();
 }

@@ -100,8 +100,9 @@ class InMemoryStorage final : public Storage {
   struct Group;
 
   // Validates against, and applies to, `groups` (sorted by tenant, states
-  // present). Takes each group's tenant lock.
-  absl::Status ApplyLocked(absl::Span<const CommitRecord> commits, absl::Span<Group> groups)
+  // present). Takes each group's tenant lock. Moves `commits` (a copy of the
+  // batch) into the log.
+  absl::Status ApplyLocked(absl::Span<CommitRecord> commits, absl::Span<Group> groups)
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
 
   // Guards the map; each TenantState has its own lock for its contents.
