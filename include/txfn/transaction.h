@@ -27,7 +27,9 @@
 // writes in a read-only transaction), NotFound for a missing table, index or
 // document to patch/replace/delete, ResourceExhausted naming the limit when
 // one of TransactionLimits is exceeded (the transaction must then be
-// abandoned), Unavailable from storage. A failed call changes nothing.
+// abandoned), Unavailable from storage, FailedPrecondition for a read of a
+// snapshot older than the tenant's retention horizon (restart the transaction
+// at a newer one). A failed call changes nothing.
 //
 // Thread safety: none. A Transaction belongs to one function invocation; use
 // it from one thread at a time.
