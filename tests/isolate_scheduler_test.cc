@@ -293,9 +293,8 @@ class CpuOnlyLimits : public LimitEnforcer {
 };
 
 TEST(IsolateSchedulerTest, InfiniteLoopIsTerminatedAtItsCpuLimitOthersCarryOn) {
-  auto scheduler = MakeScheduler({.workers = 2,
-                                  .max_in_flight_per_tenant = 4,
-                                  .limits = std::make_shared<CpuOnlyLimits>()});
+  auto scheduler = MakeScheduler(
+      {.workers = 2, .max_in_flight_per_tenant = 4, .limits = std::make_shared<CpuOnlyLimits>()});
   struct Looped {
     Seen seen;
     int64_t cpu_ns = 0;
