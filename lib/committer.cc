@@ -170,12 +170,48 @@ absl::Status Committer::Check(const PreparedCommit& commit) const {
   return absl::OkStatus();
 }
 
+void Committer::AddToHistory(const std::vector<CommitRecord>& records) {
+  for (const CommitRecord& record : records) {
+    for (const IndexWrite& w : record.writes) history_.Add(w.index, w.key, record.ts);
+    window_.push_back(record.ts);
+  }
+}
+
+Committer::Resolution Committer::Resolve(CommitterStats* delta) {
+  absl::StatusOr<Timestamp> max = storage_->MaxCommittedTimestamp(tenant_);
+  if (!max.ok()) return Resolution::kUnknown;
+  const Unresolved& u = *unresolved_;
+  if (*max >= u.first_ts && *max < u.last_ts) {
+    // Storage holds part of an atomic batch: it broke its contract, and no
+    // answer is safe. Keep refusing writes.
+    return Resolution::kUnknown;
+  }
+  Resolution resolution = Resolution::kAbsent;
+  std::shared_ptr<const TenantMetadata> metadata = u.metadata;
+  if (*max >= u.last_ts) {
+    resolution = Resolution::kCommitted;
+    ++delta->unknown_committed;
+  } else {
+    // Absent: its timestamps stay unused. A snapshot at its last timestamp
+    // reads what the previous one read, and lets transactions begin after
+    // its writes, which stay in the conflict history: otherwise every retry
+    // would begin before them and conflict until some other commit landed.
+    metadata = Latest()->shared_metadata();
+  }
+  Publish(std::make_shared<const Snapshot>(storage_, tenant_, u.last_ts, std::move(metadata)));
+  unresolved_.reset();
+  return resolution;
+}
+
 void Committer::ProcessBatch(const std::vector<Pending*>& batch, bool held) {
+  CommitterStats delta;
+  // An earlier batch's outcome must be known before anything else is written:
+  // its writes may be durable, and the next snapshot must say which.
+  const bool refuse_writes = unresolved_.has_value() && Resolve(&delta) == Resolution::kUnknown;
   std::shared_ptr<const Snapshot> latest = Latest();
   std::shared_ptr<const TenantMetadata> metadata = latest->shared_metadata();
   std::vector<Pending*> accepted;
   std::vector<CommitRecord> records;
-  CommitterStats delta;
   ConflictSet batch_writes;
   SlideWindow(options_.clock());
 
@@ -193,6 +229,15 @@ void Committer::ProcessBatch(const std::vector<Pending*>& batch, bool held) {
     if (commit.writes.empty()) {
       p->result = commit.begin_ts;
       ++delta.read_only;
+      continue;
+    }
+    if (refuse_writes) {
+      p->result = absl::UnavailableError(internal::StrCat(
+          "commit refused (not committed): the outcome of an earlier commit of tenant '", tenant_,
+          "' at ts ", unresolved_->last_ts, " is unknown (", unresolved_->error,
+          ") and storage cannot tell yet; writes resume once it can (SqliteStorage: reopen the "
+          "database)"));
+      ++delta.refused_unresolved;
       continue;
     }
     if (commit.begin_ts < history_.horizon()) {
@@ -259,21 +304,43 @@ void Committer::ProcessBatch(const std::vector<Pending*>& batch, bool held) {
     ++delta.batches;
     if (held) ++delta.held_batches;
     absl::Status written = storage_->Write(records);
-    if (written.ok()) {
-      // Only durable commits enter the history: a failed batch must not make
-      // later transactions conflict with writes that never happened.
-      for (const CommitRecord& record : records) {
-        for (const IndexWrite& w : record.writes) history_.Add(w.index, w.key, record.ts);
-        window_.push_back(record.ts);
-      }
-      for (size_t i = 0; i < accepted.size(); ++i) accepted[i]->result = records[i].ts;
-      delta.commits += accepted.size();
+    Resolution resolution = written.ok() ? Resolution::kCommitted : Resolution::kAbsent;
+    if (!written.ok()) ++delta.storage_failures;
+    if (IsCommitOutcomeUnknown(written)) {
+      // Possibly committed: its writes enter the history now (at worst a
+      // needless conflict later), and storage decides whether it happened.
+      AddToHistory(records);
+      ++delta.unknown_outcomes;
+      unresolved_ = Unresolved{.first_ts = records.front().ts,
+                               .last_ts = records.back().ts,
+                               .metadata = metadata,
+                               .error = std::string(written.message())};
+      resolution = Resolve(&delta);
+    } else if (written.ok()) {
+      // Only commits that may be durable enter the history: a failed batch
+      // must not make later transactions conflict with writes that never
+      // happened.
+      AddToHistory(records);
       Publish(std::make_shared<const Snapshot>(storage_, tenant_, records.back().ts, metadata));
-    } else {
-      ++delta.storage_failures;
-      for (Pending* p : accepted) {
-        p->result = absl::UnavailableError(
-            internal::StrCat("commit not persisted: storage failed: ", written.message()));
+    }
+    for (size_t i = 0; i < accepted.size(); ++i) {
+      switch (resolution) {
+        case Resolution::kCommitted:
+          accepted[i]->result = records[i].ts;
+          ++delta.commits;
+          break;
+        case Resolution::kAbsent:
+          accepted[i]->result = absl::UnavailableError(
+              internal::StrCat("commit not persisted: storage failed: ", written.message()));
+          break;
+        case Resolution::kUnknown:
+          accepted[i]->result = CommitOutcomeUnknownError(
+              internal::StrCat("commit outcome unknown: the storage write at ts ", records[i].ts,
+                               " failed after it may have become durable (", written.message(),
+                               "); it is resolved before tenant '", tenant_,
+                               "' accepts another write; do not retry it blindly"),
+              records[i].ts);
+          break;
       }
     }
   }

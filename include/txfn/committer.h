@@ -25,6 +25,23 @@
 // Storage::Write. If that write fails, every commit of the batch gets
 // Unavailable, nothing is published, and later commits are served normally.
 //
+// Unknown outcomes. If the Write fails with an unknown outcome
+// (IsCommitOutcomeUnknown: the batch may be durable, see Storage::Write), the
+// batch is treated as possibly committed: its writes enter the conflict
+// history (at worst a later transaction conflicts needlessly), nothing is
+// published, and the committer asks storage (MaxCommittedTimestamp) which it
+// was. Found committed: the commits succeed and the snapshot is published, as
+// if the Write had succeeded. Found absent: they fail with Unavailable ("not
+// persisted"), definitely not committed. If storage cannot say (SqliteStorage
+// refuses until it is reopened), each commit of the batch returns the unknown
+// outcome (CommitOutcomeUnknownError, carrying its commit timestamp), and the
+// committer resolves the batch before it accepts any other write: each later
+// batch asks storage again, and while storage cannot say, every commit with
+// writes is refused with Unavailable (definitely not committed) — for
+// SqliteStorage until the database is reopened. Never retry an unknown
+// outcome blindly: look for the commit (its timestamp is in the status) or
+// use an idempotency key (<txfn/idempotency.h>).
+//
 // Holding a batch open: a caller that is about to run a transaction and
 // commit it can say so with AnnounceCommit(). While announced commits are
 // outstanding, a leader waits up to CommitterOptions::max_batch_delay for
@@ -48,6 +65,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -86,8 +104,14 @@ struct CommitterStats {
   uint64_t conflicts = 0;         // Aborted
   uint64_t too_old = 0;           // FailedPrecondition: began before the window
   uint64_t storage_failures = 0;  // batches whose Storage::Write failed
-  uint64_t batches = 0;           // Storage::Write calls
-  uint64_t held_batches = 0;      // batches a leader held open for announced commits
+  // Of those, batches whose outcome was unknown, and how many of them storage
+  // later showed committed (the rest were absent, or are still unresolved).
+  uint64_t unknown_outcomes = 0;
+  uint64_t unknown_committed = 0;
+  // Commits with writes refused while an unknown outcome was unresolved.
+  uint64_t refused_unresolved = 0;
+  uint64_t batches = 0;       // Storage::Write calls
+  uint64_t held_batches = 0;  // batches a leader held open for announced commits
   // Tenant metadata decoded from storage: once at Open, then once per
   // accepted commit that writes metadata (a deploy, enabling). Every other
   // commit and every snapshot reuses the decoded metadata in memory.
@@ -100,6 +124,9 @@ struct CommitterStats {
     conflicts += other.conflicts;
     too_old += other.too_old;
     storage_failures += other.storage_failures;
+    unknown_outcomes += other.unknown_outcomes;
+    unknown_committed += other.unknown_committed;
+    refused_unresolved += other.refused_unresolved;
     batches += other.batches;
     held_batches += other.held_batches;
     metadata_loads += other.metadata_loads;
@@ -159,7 +186,9 @@ class Committer {
   // writes, its begin timestamp (a read-only transaction is serialised there).
   // Errors: Aborted (conflict, retryable), FailedPrecondition (began before
   // the conflict window), InvalidArgument (another tenant's commit, a begin
-  // timestamp in the future, writes to an index twice), Unavailable (storage).
+  // timestamp in the future, writes to an index twice), Unavailable (storage:
+  // not committed), Unavailable marked IsCommitOutcomeUnknown (storage could
+  // not say whether it committed; see "Unknown outcomes" above).
   // `intent`, if given, is withdrawn as the commit joins the queue. With
   // BatchHold::kNever, a batch this call leads is written at once, never held
   // open for announced commits: for a thread that announced work may itself
@@ -197,6 +226,19 @@ class Committer {
   // Takes the next batch off the queue.
   std::vector<Pending*> TakeBatch() ABSL_EXCLUSIVE_LOCKS_REQUIRED(queue_mu_);
   absl::Status Check(const PreparedCommit& commit) const;
+  // A batch whose Storage::Write outcome is unknown, until storage says.
+  struct Unresolved {
+    Timestamp first_ts = 0;
+    Timestamp last_ts = 0;
+    std::shared_ptr<const TenantMetadata> metadata;  // the snapshot's if committed
+    std::string error;                               // the Write's
+  };
+  enum class Resolution { kCommitted, kAbsent, kUnknown };
+  // Asks storage about unresolved_; on an answer, publishes (if committed)
+  // and clears it.
+  Resolution Resolve(CommitterStats* delta) ABSL_EXCLUSIVE_LOCKS_REQUIRED(leader_mu_);
+  void AddToHistory(const std::vector<CommitRecord>& records)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(leader_mu_);
   // Validates, persists and publishes one batch. Runs on the leader only.
   void ProcessBatch(const std::vector<Pending*>& batch, bool held)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(leader_mu_);
@@ -224,6 +266,7 @@ class Committer {
   ConflictSet history_ ABSL_GUARDED_BY(leader_mu_);
   std::deque<Timestamp> window_ ABSL_GUARDED_BY(leader_mu_);  // commit timestamps in history_
   Timestamp last_ts_ ABSL_GUARDED_BY(leader_mu_);
+  std::optional<Unresolved> unresolved_ ABSL_GUARDED_BY(leader_mu_);
 
   mutable internal::Mutex latest_mu_;
   std::shared_ptr<const Snapshot> latest_ ABSL_GUARDED_BY(latest_mu_);
