@@ -42,6 +42,11 @@ constexpr const char* kSchema = R"({"tables": {
 // The attacker's CPU limit: short, so the CPU-bound attacks finish quickly.
 constexpr absl::Duration kAttackerCpu = absl::Milliseconds(300);
 constexpr absl::Duration kSlack = absl::Milliseconds(250);
+// A stopped request that does not return within this is answered anyway
+// (IsolateSchedulerOptions::abandon_grace): the suite's engines use less
+// than the default, so an attack on a loaded machine (stopped by its
+// wall-clock limit, 2 x CPU) still ends well within the limit + kSlack.
+constexpr absl::Duration kAbandonGrace = absl::Milliseconds(100);
 // Under sanitizers the runtime's own C++ runs several times slower, and CI
 // runs tests in parallel: the time bounds get this factor.
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
@@ -212,6 +217,7 @@ class SandboxTest : public ::testing::TestWithParam<Attack> {
     options.storage = EngineStorage::kMemory;
     options.scheduler.workers = 2;
     options.scheduler.limits = std::make_shared<AttackerLimits>();
+    options.scheduler.abandon_grace = kAbandonGrace;
     auto engine = Engine::Open(options);
     ASSERT_TRUE(engine.ok()) << engine.status();
     engine_ = engine->release();
@@ -411,6 +417,7 @@ std::unique_ptr<Engine> OpenEngine(int workers, const std::map<std::string, std:
   options.storage = EngineStorage::kMemory;
   options.scheduler.workers = workers;
   options.scheduler.limits = std::make_shared<AttackerLimits>();
+  options.scheduler.abandon_grace = kAbandonGrace;
   if (reuse_context) options.runner.reuse_context = [](const std::string&) { return true; };
   auto engine = Engine::Open(options);
   EXPECT_TRUE(engine.ok()) << engine.status();
