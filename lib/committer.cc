@@ -2,6 +2,7 @@
 #include "txfn/committer.h"
 
 #include <algorithm>
+#include <limits>
 #include <map>
 #include <utility>
 
@@ -348,9 +349,27 @@ void Committer::ProcessBatch(const std::vector<Pending*>& batch, bool held) {
   stats_ += delta;
 }
 
+HistoryPin Committer::PinHistory(Timestamp ts) {
+  internal::MutexLock lock(&pins_mu_);
+  pins_.insert(ts);
+  return HistoryPin(this, ts);
+}
+
+void HistoryPin::Release() {
+  if (committer_ == nullptr) return;
+  internal::MutexLock lock(&committer_->pins_mu_);
+  committer_->pins_.erase(committer_->pins_.find(ts_));
+  committer_ = nullptr;
+}
+
 void Committer::SlideWindow(Timestamp now) {
   Timestamp window = static_cast<Timestamp>(absl::ToInt64Nanoseconds(options_.conflict_window));
-  while (!window_.empty() &&
+  Timestamp pinned = std::numeric_limits<Timestamp>::max();
+  {
+    internal::MutexLock lock(&pins_mu_);
+    if (!pins_.empty()) pinned = *pins_.begin();
+  }
+  while (!window_.empty() && window_.front() <= pinned &&
          (window_.size() > options_.max_window_commits || window_.front() + window < now)) {
     history_.PruneThrough(window_.front());
     window_.pop_front();

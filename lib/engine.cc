@@ -407,21 +407,42 @@ class EngineImpl final : public Engine {
   absl::StatusOr<Timestamp> Commit(TenantEntry& entry, PreparedCommit commit,
                                    CommitIntent intent = {}, BatchHold hold = BatchHold::kAllowed) {
     internal::ReaderMutexLock lock(&entry.mu);
+    return CommitLocked(entry, std::move(commit), std::move(intent), hold);
+  }
+  absl::StatusOr<Timestamp> CommitLocked(TenantEntry& entry, PreparedCommit commit,
+                                         CommitIntent intent = {},
+                                         BatchHold hold = BatchHold::kAllowed)
+      ABSL_SHARED_LOCKS_REQUIRED(entry.mu) {
     if (entry.deleted) {
       return absl::NotFoundError(StrCat("tenant '", entry.committer->tenant(), "' was deleted"));
     }
     return entry.committer->Commit(std::move(commit), std::move(intent), hold);
   }
 
-  // A system transaction (deploy, enable), retried on conflict.
+  // A system transaction (deploy, enable), retried on conflict. Its history
+  // is pinned: validating or backfilling a large table may take longer than
+  // the conflict window. It runs optimistically first; once a conflict
+  // showed the tenant is being written, it runs again holding the tenant's
+  // commits off (they wait, then conflict with it and retry), so a deploy
+  // that reads a whole table cannot be starved by a steady stream of writes.
   absl::Status CommitWithRetry(TenantEntry& entry,
                                const std::function<absl::Status(Transaction&)>& body) {
+    auto attempt = [&]() -> absl::StatusOr<absl::StatusOr<Timestamp>> {
+      std::shared_ptr<const Snapshot> snapshot = entry.committer->Latest();
+      HistoryPin pin = entry.committer->PinHistory(snapshot->ts());
+      Transaction txn(std::move(snapshot));
+      TXFN_RETURN_IF_ERROR(body(txn));
+      return CommitLocked(entry, txn.Prepare());
+    };
     return RetryCommits(
                "system transaction", options_.mutation_retry,
-               [&](int) -> absl::StatusOr<absl::StatusOr<Timestamp>> {
-                 Transaction txn(entry.committer->Latest());
-                 TXFN_RETURN_IF_ERROR(body(txn));
-                 return Commit(entry, txn.Prepare());
+               [&](int n) -> absl::StatusOr<absl::StatusOr<Timestamp>> {
+                 if (n == 1) {
+                   internal::ReaderMutexLock lock(&entry.mu);
+                   return attempt();
+                 }
+                 internal::WriterMutexLock lock(&entry.mu);
+                 return attempt();
                },
                [&](bool) { conflicts_.fetch_add(1, std::memory_order_relaxed); })
         .status();

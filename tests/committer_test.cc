@@ -198,6 +198,41 @@ TEST_F(CommitterTest, ABeginTimestampOlderThanTheWindowIsFailedPreconditionNotAb
   EXPECT_EQ(committer_->stats().too_old, 1u);
 }
 
+// A pinned history outlives the window: a long system transaction (a
+// deploy over a large table) is still checked, so it commits if nothing
+// conflicts and aborts if something does, instead of being too old.
+TEST_F(CommitterTest, APinnedHistoryKeepsALongTransactionCheckable) {
+  Open({.conflict_window = absl::Milliseconds(1), .max_window_commits = 2});
+  std::shared_ptr<const Snapshot> start = committer_->Latest();
+  HistoryPin pin = committer_->PinHistory(start->ts());
+  Transaction lengthy(start);
+  Transaction racer(start);
+  ASSERT_TRUE(lengthy.Insert("notes", Obj({})).ok());
+  for (int i = 0; i < 5; ++i) {  // past both bounds of the window
+    Transaction txn = Begin();
+    ASSERT_TRUE(txn.Insert("notes", Obj({})).ok());
+    ASSERT_TRUE(committer_->Commit(txn.Prepare()).ok());
+    clock_.Advance(10'000'000);
+  }
+  EXPECT_TRUE(committer_->Commit(lengthy.Prepare()).ok());
+  // One that read what those commits wrote still conflicts.
+  ASSERT_TRUE(racer.Query({.table = "notes", .index = "by_id"}).ok());
+  ASSERT_TRUE(racer.Insert("notes", Obj({})).ok());
+  EXPECT_EQ(committer_->Commit(racer.Prepare()).status().code(), absl::StatusCode::kAborted);
+  // Released, the window applies again.
+  pin.Release();
+  Transaction late(committer_->Latest());
+  ASSERT_TRUE(late.Insert("notes", Obj({})).ok());
+  for (int i = 0; i < 3; ++i) {
+    Transaction txn = Begin();
+    ASSERT_TRUE(txn.Insert("notes", Obj({})).ok());
+    ASSERT_TRUE(committer_->Commit(txn.Prepare()).ok());
+    clock_.Advance(10'000'000);
+  }
+  EXPECT_EQ(committer_->Commit(late.Prepare()).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
 TEST_F(CommitterTest, TheWindowAlsoHoldsAtMostMaxWindowCommits) {
   Open({.max_window_commits = 2});
   Transaction old = Begin();

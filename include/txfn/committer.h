@@ -66,6 +66,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -166,6 +167,31 @@ class CommitIntent {
   Committer* committer_ = nullptr;
 };
 
+// Keeps a committer's conflict history from a timestamp on, while it lives
+// (see Committer::PinHistory). Move-only; must not outlive its Committer.
+class HistoryPin {
+ public:
+  HistoryPin() = default;
+  HistoryPin(HistoryPin&& other) noexcept
+      : committer_(std::exchange(other.committer_, nullptr)), ts_(other.ts_) {}
+  HistoryPin& operator=(HistoryPin&& other) noexcept {
+    if (this != &other) {
+      Release();
+      committer_ = std::exchange(other.committer_, nullptr);
+      ts_ = other.ts_;
+    }
+    return *this;
+  }
+  ~HistoryPin() { Release(); }
+  void Release();
+
+ private:
+  friend class Committer;
+  HistoryPin(Committer* committer, Timestamp ts) : committer_(committer), ts_(ts) {}
+  Committer* committer_ = nullptr;
+  Timestamp ts_ = 0;
+};
+
 class Committer {
  public:
   // Reads the tenant's latest timestamp and metadata from `storage`.
@@ -202,6 +228,14 @@ class Committer {
 
   CommitterStats stats() const;
 
+  // Keeps every commit after `ts` in the conflict history while the pin
+  // lives, whatever the window, so a long system transaction that began at
+  // `ts` (a deploy validating or backfilling a large table) can still be
+  // checked and committed instead of being FailedPrecondition. Pin before the
+  // history could have moved past `ts` (e.g. right after Latest()). The
+  // history grows by the commits made meanwhile. Thread-safe.
+  [[nodiscard]] HistoryPin PinHistory(Timestamp ts);
+
  private:
   struct Pending {
     PreparedCommit commit;
@@ -212,6 +246,7 @@ class Committer {
   };
 
   friend class CommitIntent;
+  friend class HistoryPin;
 
   Committer(std::shared_ptr<Storage> storage, std::string tenant, CommitterOptions options,
             std::shared_ptr<const Snapshot> latest);
@@ -267,6 +302,11 @@ class Committer {
   std::deque<Timestamp> window_ ABSL_GUARDED_BY(leader_mu_);  // commit timestamps in history_
   Timestamp last_ts_ ABSL_GUARDED_BY(leader_mu_);
   std::optional<Unresolved> unresolved_ ABSL_GUARDED_BY(leader_mu_);
+
+  // Pinned timestamps (HistoryPin); SlideWindow never prunes past the least.
+  // Lock order: leader_mu_, then pins_mu_.
+  mutable internal::Mutex pins_mu_;
+  std::multiset<Timestamp> pins_ ABSL_GUARDED_BY(pins_mu_);
 
   mutable internal::Mutex latest_mu_;
   std::shared_ptr<const Snapshot> latest_ ABSL_GUARDED_BY(latest_mu_);
