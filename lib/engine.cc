@@ -427,7 +427,8 @@ class EngineImpl final : public Engine {
   // that reads a whole table cannot be starved by a steady stream of writes.
   absl::Status CommitWithRetry(TenantEntry& entry,
                                const std::function<absl::Status(Transaction&)>& body) {
-    auto attempt = [&]() -> absl::StatusOr<absl::StatusOr<Timestamp>> {
+    auto attempt =
+        [&]() ABSL_SHARED_LOCKS_REQUIRED(entry.mu) -> absl::StatusOr<absl::StatusOr<Timestamp>> {
       std::shared_ptr<const Snapshot> snapshot = entry.committer->Latest();
       HistoryPin pin = entry.committer->PinHistory(snapshot->ts());
       Transaction txn(std::move(snapshot));

@@ -41,7 +41,11 @@ constexpr const char* kSchema = R"({"tables": {
 
 // The attacker's CPU limit: short, so the CPU-bound attacks finish quickly.
 constexpr absl::Duration kAttackerCpu = absl::Milliseconds(300);
-constexpr absl::Duration kSlack = absl::Milliseconds(250);
+// What a call may take beyond its limits on a loaded CI machine (isolate
+// creation, tests running beside it). The bounds catch hangs and requests
+// that outlive their limits, which take seconds or forever; they do not
+// measure speed, so the slack is generous.
+constexpr absl::Duration kSlack = absl::Seconds(1);
 // A stopped request that does not return within this is answered anyway
 // (IsolateSchedulerOptions::abandon_grace): the suite's engines use less
 // than the default, so an attack on a loaded machine (stopped by its
@@ -86,8 +90,8 @@ class AttackerLimits : public LimitEnforcer {
 
 // How soon an attack must end.
 enum class Within {
-  kInstant,  // a validation: well under the CPU limit
-  kLimit,    // stopped by a limit: its wall-clock limit + 250 ms
+  kInstant,  // a validation: under the CPU limit (+ half the slack)
+  kLimit,    // stopped by a limit: its wall-clock limit + kSlack
 };
 
 struct Attack {
@@ -286,7 +290,8 @@ TEST_P(SandboxTest, EndsAsPromisedAndHarmsNobody) {
                absl::StatusCodeToString(result.status().code()).c_str(),
                absl::ToDoubleMilliseconds(elapsed));
   const absl::Duration bound =
-      kTimeFactor * (attack.within == Within::kLimit ? 2 * kAttackerCpu + kSlack : kAttackerCpu);
+      kTimeFactor *
+      (attack.within == Within::kLimit ? 2 * kAttackerCpu + kSlack : kAttackerCpu + kSlack / 2);
   EXPECT_LE(elapsed, bound) << "took " << elapsed;
 
   ExpectHarmlessCallsAnswer();
