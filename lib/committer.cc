@@ -4,8 +4,11 @@
 #include <algorithm>
 #include <limits>
 #include <map>
+#include <string>
+#include <string_view>
 #include <utility>
 
+#include "absl/strings/cord.h"
 #include "absl/time/clock.h"
 #include "txfn/internal/status_macros.h"
 #include "txfn/internal/strings.h"
@@ -252,9 +255,20 @@ void Committer::ProcessBatch(const std::vector<Pending*>& batch, bool held) {
     // batch (in `batch_writes` until the batch is durable).
     if (history_.Conflicts(commit.reads, commit.begin_ts) ||
         batch_writes.Conflicts(commit.reads, commit.begin_ts)) {
-      p->result = absl::AbortedError(
+      // Which read it was (the slow path only): callers that serialise
+      // contended work (the engine's contention lanes) key on it.
+      const ReadRange* hit = nullptr;
+      for (const ReadRange& read : commit.reads) {
+        if (history_.Conflicts({&read, 1}, commit.begin_ts) ||
+            batch_writes.Conflicts({&read, 1}, commit.begin_ts)) {
+          hit = &read;
+          break;
+        }
+      }
+      p->result = ConflictError(
           internal::StrCat("OCC conflict: a write committed after timestamp ", commit.begin_ts,
-                           " changed what the transaction read; retry it"));
+                           " changed what the transaction read; retry it"),
+          hit != nullptr ? *hit : commit.reads.front());
       ++delta.conflicts;
       continue;
     }
@@ -347,6 +361,61 @@ void Committer::ProcessBatch(const std::vector<Pending*>& batch, bool held) {
   }
   internal::MutexLock lock(&latest_mu_);
   stats_ += delta;
+}
+
+namespace {
+constexpr std::string_view kConflictPayload = "type.txfn.dev/txfn.Conflict";
+}  // namespace
+
+absl::Status ConflictError(std::string_view message, const ReadRange& read) {
+  absl::Status status = absl::AbortedError(internal::ToAbsl(message));
+  // index, start, and the end if any, each length-prefixed.
+  std::string encoded =
+      internal::StrCat(read.index, ":", read.range.start.size(), ":", read.range.start);
+  if (read.range.end.has_value()) {
+    encoded += internal::StrCat(read.range.end->size(), ":", *read.range.end);
+  }
+  status.SetPayload(internal::ToAbsl(kConflictPayload), absl::Cord(encoded));
+  return status;
+}
+
+std::optional<ReadRange> ConflictingRead(const absl::Status& status) {
+  if (!absl::IsAborted(status)) return std::nullopt;
+  absl::optional<absl::Cord> payload = status.GetPayload(internal::ToAbsl(kConflictPayload));
+  if (!payload.has_value()) return std::nullopt;
+  const std::string data(*payload);
+  std::string_view rest = data;
+  // Reads "<decimal>:" and returns the number; nullopt when malformed.
+  auto number = [&rest]() -> std::optional<uint64_t> {
+    const size_t colon = rest.find(':');
+    if (colon == std::string_view::npos || colon == 0 || colon > 19) return std::nullopt;
+    uint64_t n = 0;
+    for (char c : rest.substr(0, colon)) {
+      if (c < '0' || c > '9') return std::nullopt;
+      n = n * 10 + static_cast<uint64_t>(c - '0');
+    }
+    rest.remove_prefix(colon + 1);
+    return n;
+  };
+  auto bytes = [&rest, &number]() -> std::optional<std::string> {
+    std::optional<uint64_t> n = number();
+    if (!n.has_value() || *n > rest.size()) return std::nullopt;
+    std::string out(rest.substr(0, *n));
+    rest.remove_prefix(*n);
+    return out;
+  };
+  ReadRange read;
+  std::optional<uint64_t> index = number();
+  std::optional<std::string> start = bytes();
+  if (!index.has_value() || !start.has_value() || *index > UINT32_MAX) return std::nullopt;
+  read.index = static_cast<IndexId>(*index);
+  read.range.start = *std::move(start);
+  if (!rest.empty()) {
+    std::optional<std::string> end = bytes();
+    if (!end.has_value() || !rest.empty()) return std::nullopt;
+    read.range.end = *std::move(end);
+  }
+  return read;
 }
 
 HistoryPin Committer::PinHistory(Timestamp ts) {

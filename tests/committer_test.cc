@@ -172,6 +172,35 @@ TEST_F(CommitterTest, WriteSkewIsPrevented) {
   EXPECT_EQ(Balance(check, alice) + Balance(check, bob), 1);
 }
 
+// The conflict says which read a newer write hit: here the second of two
+// point reads (bob's read is untouched, alice's was written).
+TEST_F(CommitterTest, AConflictNamesTheReadThatANewerWriteHit) {
+  std::string alice = InsertAccount("alice", 1);
+  std::string bob = InsertAccount("bob", 1);
+  Transaction a = Begin();
+  ASSERT_TRUE(a.Patch(alice, Obj({{"balance", I64(0)}})).ok());
+  Transaction b = Begin();
+  (void)Balance(b, bob);
+  (void)Balance(b, alice);
+  ASSERT_TRUE(b.Patch(bob, Obj({{"balance", I64(0)}})).ok());
+  ASSERT_TRUE(committer_->Commit(a.Prepare()).ok());
+  absl::StatusOr<Timestamp> lost = committer_->Commit(b.Prepare());
+  ASSERT_EQ(lost.status().code(), absl::StatusCode::kAborted);
+  std::optional<ReadRange> hit = ConflictingRead(lost.status());
+  ASSERT_TRUE(hit.has_value()) << lost.status();
+  EXPECT_EQ(hit->range, KeyRange::Point(alice));
+
+  // Round trip of a range with an end, with bytes a naive encoding would
+  // split on; anything else has no conflicting read.
+  const ReadRange wide{.index = 7, .range = {.start = std::string("a:1\0:", 6), .end = "z:"}};
+  EXPECT_EQ(ConflictingRead(ConflictError("x", wide)), wide);
+  EXPECT_FALSE(ConflictingRead(absl::OkStatus()).has_value());
+  EXPECT_FALSE(ConflictingRead(absl::AbortedError("no payload")).has_value());
+  absl::Status forged = absl::AbortedError("forged");
+  forged.SetPayload("type.txfn.dev/txfn.Conflict", absl::Cord("3:99:short"));
+  EXPECT_FALSE(ConflictingRead(forged).has_value());
+}
+
 TEST_F(CommitterTest, AConcurrentDeployConflictsWithWriters) {
   Transaction writer = Begin();
   ASSERT_TRUE(writer.Insert("notes", Obj({})).ok());

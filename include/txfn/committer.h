@@ -19,6 +19,9 @@
 // that began before the window is FailedPrecondition — distinct from a
 // conflict's Aborted — and must restart from a new snapshot.
 //
+// A conflict's status (Aborted) carries the read a newer write hit
+// (ConflictingRead below).
+//
 // Group commit: concurrent Commit calls queue; one of them (the leader)
 // validates the queued commits in arrival order, each against the history and
 // the ones accepted before it, and writes all accepted ones in one
@@ -68,6 +71,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -136,6 +140,14 @@ struct CommitterStats {
 };
 
 class Committer;
+
+// An OCC conflict (Aborted) says which of the transaction's reads a newer
+// write hit, as a typed payload (type.txfn.dev/txfn.Conflict): the index and
+// key range. ConflictingRead returns it; nullopt for any other status.
+// Callers that serialise contended work key on it (the engine's contention
+// lanes); nobody needs to parse the message.
+[[nodiscard]] absl::Status ConflictError(std::string_view message, const ReadRange& read);
+[[nodiscard]] std::optional<ReadRange> ConflictingRead(const absl::Status& status);
 
 // Whether a Commit call that becomes the group-commit leader may hold its
 // batch open for announced commits (see Committer::Commit).
