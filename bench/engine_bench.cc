@@ -11,7 +11,8 @@
 //   SQLite with synchronous=FULL (each Storage::Write is one fsync).
 //   Counter commits_per_fsync = committer commits / batches during the run
 //   (goal > 1.5 at 2 threads; threads:1 is the baseline, ~1 by
-//   construction), plus p50_us/p99_us.
+//   construction), plus p50_us/p99_us and, at 2 and 8 threads,
+//   vs_1_thread (commits/s over the 1-thread run's).
 // BM_EngineQueryManyTenants/tenants:{8,1000}: the same kind of query spread
 //   uniformly over N tenants (each with its own module and data) from one
 //   thread, on the memory storage with the scheduler's default bounds.
@@ -21,6 +22,10 @@
 // BM_EngineMutationContended/threads:2: every mutation increments one counter
 //   document (SQLite, synchronous=FULL). Counters conflicts_per_commit,
 //   retries_per_commit, aborted (calls that gave up after the retry limit).
+// BM_EngineMutationHot/threads:{1,32}: the same, one document patched by 1
+//   and by 32 threads. Counters commits_per_s and aborted_share (calls that
+//   ended Aborted / calls); the 32-thread run's vs_1_thread = its
+//   commits_per_s / the 1-thread run's (goal >= 0.8, aborted_share 0).
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
@@ -246,6 +251,7 @@ void BM_EngineQueryManyTenants(benchmark::State& state) {
 // loop's start is a barrier).
 struct MutationRun {
   std::unique_ptr<Fixture> fixture;
+  double one_thread_commits_per_s = 0;  // of this benchmark's threads:1 run
 };
 
 void BM_EngineMutation(benchmark::State& state, MutationRun* run, bool contended) {
@@ -286,6 +292,11 @@ void BM_EngineMutation(benchmark::State& state, MutationRun* run, bool contended
   state.SetItemsProcessed(state.iterations());
   ReportLatency(state, us);  // per thread; averaged over threads by the library
   state.counters["aborted"] = benchmark::Counter(static_cast<double>(aborted));
+  if (contended) {  // averaged over the threads: each thread's share
+    state.counters["aborted_share"] = benchmark::Counter(
+        state.iterations() > 0 ? static_cast<double>(aborted) / state.iterations() : 0,
+        benchmark::Counter::kAvgThreads);
+  }
   if (state.thread_index() == 0 && run->fixture != nullptr) {
     EngineStats after = run->fixture->engine->stats();
     const EngineStats& b = run->fixture->before;
@@ -295,8 +306,15 @@ void BM_EngineMutation(benchmark::State& state, MutationRun* run, bool contended
     const double seconds = absl::ToDoubleSeconds(absl::Now() - start_all);
     // Only thread 0 reports these; kAvgThreads divides by the thread count,
     // so they are scaled by it to print the plain ratio.
-    state.counters["commits_per_s"] = benchmark::Counter(
-        seconds > 0 ? commits / seconds * threads : 0, benchmark::Counter::kAvgThreads);
+    const double commits_per_s = seconds > 0 ? commits / seconds : 0;
+    state.counters["commits_per_s"] =
+        benchmark::Counter(commits_per_s * threads, benchmark::Counter::kAvgThreads);
+    if (state.threads() == 1) {
+      run->one_thread_commits_per_s = commits_per_s;
+    } else if (run->one_thread_commits_per_s > 0) {
+      state.counters["vs_1_thread"] = benchmark::Counter(
+          commits_per_s / run->one_thread_commits_per_s * threads, benchmark::Counter::kAvgThreads);
+    }
     state.counters["commits_per_fsync"] = benchmark::Counter(
         batches > 0 ? commits / batches * threads : 0, benchmark::Counter::kAvgThreads);
     if (contended) {
@@ -338,11 +356,18 @@ int main(int argc, char** argv) {
                                &contended_run, true)
       ->Threads(2)
       ->Unit(benchmark::kMicrosecond);
+  txfn::MutationRun hot_run;
+  benchmark::RegisterBenchmark("BM_EngineMutationHot", txfn::BM_EngineMutation, &hot_run, true)
+      ->Threads(1)
+      ->Threads(32)
+      ->UseRealTime()
+      ->Unit(benchmark::kMicrosecond);
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();
   mutation_run.fixture.reset();  // the engines stop before V8's statics go
   contended_run.fixture.reset();
+  hot_run.fixture.reset();
   benchmark::Shutdown();
   return 0;
 }

@@ -17,9 +17,13 @@
 #include <thread>
 #include <utility>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/function_ref.h"
+#include "absl/hash/hash.h"
 #include "absl/random/random.h"
 #include "absl/time/clock.h"
+#include "lib/contention_lanes.h"
 #include "txfn/idempotency.h"
 #include "txfn/in_memory_storage.h"
 #include "txfn/internal/mutex.h"
@@ -54,6 +58,7 @@ absl::Status ValidateTenantName(std::string_view tenant) {
 // One open tenant.
 struct TenantEntry {
   std::unique_ptr<Committer> committer;
+  internal::ContentionLanes lanes;
   internal::SharedMutex mu;  // shared: a commit; exclusive: deletion
   bool deleted ABSL_GUARDED_BY(mu) = false;
 };
@@ -195,29 +200,28 @@ class EngineImpl final : public Engine {
     TXFN_ASSIGN_OR_RETURN(std::shared_ptr<TenantEntry> entry, Open(tenant));
     RunResult last_run;
     std::optional<IdempotentResult> replay;
-    // An unknown commit outcome is Unavailable: RetryCommits returns it as it
+    // An unknown commit outcome is Unavailable: RetryInLanes returns it as it
     // is, never runs the mutation again.
     TXFN_ASSIGN_OR_RETURN(
         CommitOutcome outcome,
-        RetryCommits(
-            function, options_.mutation_retry,
-            [&](int attempt) -> absl::StatusOr<absl::StatusOr<Timestamp>> {
-              CommitIntent intent = AnnounceFirstAttempt(*entry->committer, attempt);
-              std::shared_ptr<const Snapshot> snapshot = entry->committer->Latest();
-              TXFN_RETURN_IF_ERROR(CheckEnabled(*snapshot));
-              if (!key.empty()) {
-                TXFN_ASSIGN_OR_RETURN(replay, FindIdempotencyKey(*snapshot, key));
-                if (replay.has_value()) return absl::StatusOr<Timestamp>(replay->ts);
-              }
-              last_run = runner_.Run(std::move(snapshot),
-                                     MakeRequest(function, args, FunctionKind::kMutation));
-              if (!last_run.status.ok()) return std::move(last_run.status);
-              if (!key.empty()) {
-                TXFN_RETURN_IF_ERROR(AddIdempotencyKey(key, last_run.value, &last_run.commit));
-              }
-              return Commit(*entry, std::move(last_run.commit), std::move(intent));
-            },
-            [&](bool will_retry) { CountConflict(will_retry); }));
+        RetryInLanes(*entry, absl::HashOf(function, args), function,
+                     [&](int attempt) -> absl::StatusOr<absl::StatusOr<Timestamp>> {
+                       CommitIntent intent = AnnounceFirstAttempt(*entry->committer, attempt);
+                       std::shared_ptr<const Snapshot> snapshot = entry->committer->Latest();
+                       TXFN_RETURN_IF_ERROR(CheckEnabled(*snapshot));
+                       if (!key.empty()) {
+                         TXFN_ASSIGN_OR_RETURN(replay, FindIdempotencyKey(*snapshot, key));
+                         if (replay.has_value()) return absl::StatusOr<Timestamp>(replay->ts);
+                       }
+                       last_run = runner_.Run(std::move(snapshot),
+                                              MakeRequest(function, args, FunctionKind::kMutation));
+                       if (!last_run.status.ok()) return std::move(last_run.status);
+                       if (!key.empty()) {
+                         TXFN_RETURN_IF_ERROR(
+                             AddIdempotencyKey(key, last_run.value, &last_run.commit));
+                       }
+                       return Commit(*entry, std::move(last_run.commit), std::move(intent));
+                     }));
     if (replay.has_value()) {
       replayed_.fetch_add(1, std::memory_order_relaxed);
       return Replayed(*replay, outcome.attempts);
@@ -311,6 +315,7 @@ class EngineImpl final : public Engine {
                   .replayed = replayed_.load(std::memory_order_relaxed),
                   .conflicts = conflicts_.load(std::memory_order_relaxed),
                   .retries = retries_.load(std::memory_order_relaxed),
+                  .serialised = serialised_.load(std::memory_order_relaxed),
                   .deploys = deploys_.load(std::memory_order_relaxed),
                   .deploys_refused = deploys_refused_.load(std::memory_order_relaxed),
                   .scheduler = scheduler_->stats(),
@@ -351,6 +356,62 @@ class EngineImpl final : public Engine {
       }
       // Failures are counted (stats().retention) and retried next pass.
       (void)ApplyRetention();
+    }
+  }
+
+  // RetryCommits (txfn/retry.h) with contention lanes (lib/contention_lanes.h):
+  // a call that conflicted on a read range retries in that range's lane, one
+  // at a time with the others that lost on it, without backoff (waiting for
+  // the lane is the backoff); a call whose key conflicted recently starts in
+  // its lane. The first kFreeLaneEntries entries into a lane are not counted
+  // against mutation_retry.max_attempts; conflicts inside a lane (with calls
+  // not in it) and conflicts that name no range are, the latter after a
+  // jittered backoff as in RetryCommits.
+  absl::StatusOr<CommitOutcome> RetryInLanes(
+      TenantEntry& entry, uint64_t call_key, std::string_view what,
+      absl::FunctionRef<absl::StatusOr<absl::StatusOr<Timestamp>>(int attempt)> attempt) {
+    constexpr int kFreeLaneEntries = 4;
+    const RetryOptions& retry = options_.mutation_retry;
+    const int max_attempts = std::max(1, retry.max_attempts);
+    const bool lanes = options_.contention_lanes;
+    internal::LaneSlot slot;
+    if (lanes) slot.Enter(entry.lanes.Predicted(call_key, absl::Now()));
+    bool serialised = slot.held() != nullptr;
+    absl::Cleanup count_serialised = [&] {
+      if (serialised) serialised_.fetch_add(1, std::memory_order_relaxed);
+    };
+    absl::BitGen jitter;
+    absl::Duration backoff = retry.initial_backoff;
+    int counted = 0;
+    int free_entries = 0;
+    for (int n = 1;; ++n) {
+      absl::StatusOr<absl::StatusOr<Timestamp>> result = attempt(n);
+      if (!result.ok()) return result.status();  // failed before its commit
+      if (result->ok()) return CommitOutcome{.commit_ts = **result, .attempts = n};
+      const absl::Status last = result->status();
+      if (!IsRetryableCommitError(last)) return last;
+      std::optional<ReadRange> read = ConflictingRead(last);
+      std::shared_ptr<internal::Lane> lane =
+          lanes && read.has_value() ? entry.lanes.OnConflict(call_key, *read, absl::Now())
+                                    : nullptr;
+      // (max_attempts 1 asks for no retry at all: no free entry either.)
+      const bool enters = lane != nullptr && lane.get() != slot.held() &&
+                          free_entries < kFreeLaneEntries && max_attempts > 1;
+      if (enters) {
+        ++free_entries;
+      } else {
+        ++counted;
+      }
+      const bool will_retry = counted < max_attempts;
+      CountConflict(will_retry);
+      if (!will_retry) return RetriesExhausted(what, n, last);
+      if (lane != nullptr) {
+        slot.Enter(std::move(lane));
+        serialised = true;
+      } else if (slot.held() == nullptr) {
+        absl::SleepFor(backoff * absl::Uniform(jitter, 0.0, 1.0));  // full jitter
+        backoff = std::min(backoff * 2, retry.max_backoff);
+      }
     }
   }
 
@@ -565,6 +626,7 @@ class EngineImpl final : public Engine {
   std::atomic<uint64_t> replayed_{0};
   std::atomic<uint64_t> conflicts_{0};
   std::atomic<uint64_t> retries_{0};
+  std::atomic<uint64_t> serialised_{0};
   std::atomic<uint64_t> deploys_{0};
   std::atomic<uint64_t> deploys_refused_{0};
   std::atomic<uint64_t> metadata_hits_{0};

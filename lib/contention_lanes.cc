@@ -1,0 +1,93 @@
+// Contention lanes (lib/contention_lanes.h).
+#include "lib/contention_lanes.h"
+
+#include <utility>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/hash/hash.h"
+
+namespace txfn::internal {
+
+ContentionLanes::ContentionLanes(absl::Duration memory, size_t max_entries)
+    : memory_(memory), max_entries_(max_entries < 1 ? 1 : max_entries) {}
+
+std::shared_ptr<Lane> ContentionLanes::Predicted(uint64_t call_key, absl::Time now) {
+  MutexLock lock(&mu_);
+  auto it = predictions_.find(call_key);
+  if (it == predictions_.end()) return nullptr;
+  if (it->second.expires < now) {
+    predictions_.erase(it);
+    return nullptr;
+  }
+  auto lane = lanes_.find(it->second.range);
+  if (lane == lanes_.end()) return nullptr;
+  // The contention lasts while calls queue in the lane: without this, the
+  // prediction would lapse precisely because it works (no more conflicts).
+  if (lane->second->occupants() > 0) it->second.expires = now + memory_;
+  return lane->second;
+}
+
+std::shared_ptr<Lane> ContentionLanes::OnConflict(uint64_t call_key, const ReadRange& read,
+                                                  absl::Time now) {
+  const uint64_t range = absl::HashOf(read.index, read.range.start, read.range.end);
+  MutexLock lock(&mu_);
+  MakeRoomLocked(now);
+  std::shared_ptr<Lane>& lane = lanes_[range];
+  if (lane == nullptr) lane = std::make_shared<Lane>();
+  predictions_[call_key] = Prediction{.range = range, .expires = now + memory_};
+  return lane;
+}
+
+void ContentionLanes::MakeRoomLocked(absl::Time now) {
+  if (predictions_.size() >= max_entries_) {
+    absl::erase_if(predictions_, [now](const auto& p) { return p.second.expires < now; });
+    if (predictions_.size() >= max_entries_) predictions_.clear();
+  }
+  if (lanes_.size() >= max_entries_) {
+    // use_count 1: only this map holds it (no call is in or waiting for it).
+    absl::erase_if(lanes_, [](const auto& l) { return l.second.use_count() == 1; });
+    if (lanes_.size() >= max_entries_) lanes_.clear();  // held lanes live on in their slots
+  }
+}
+
+size_t ContentionLanes::keys() const {
+  MutexLock lock(&mu_);
+  return predictions_.size();
+}
+
+size_t ContentionLanes::lanes() const {
+  MutexLock lock(&mu_);
+  return lanes_.size();
+}
+
+void Lane::Acquire() {
+  MutexLock lock(&mu_);
+  const uint64_t ticket = next_ticket_++;
+  next_turn_.Wait([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return serving_ == ticket; });
+}
+
+void Lane::Release() {
+  MutexLock lock(&mu_);
+  ++serving_;
+  next_turn_.SignalAll();  // the waiter holding the next ticket
+}
+
+uint64_t Lane::occupants() const {
+  MutexLock lock(&mu_);
+  return next_ticket_ - serving_;
+}
+
+void LaneSlot::Enter(std::shared_ptr<Lane> lane) {
+  if (lane == nullptr || lane == lane_) return;
+  Leave();
+  lane->Acquire();
+  lane_ = std::move(lane);
+}
+
+void LaneSlot::Leave() {
+  if (lane_ == nullptr) return;
+  lane_->Release();
+  lane_.reset();
+}
+
+}  // namespace txfn::internal
