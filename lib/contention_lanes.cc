@@ -60,21 +60,39 @@ size_t ContentionLanes::lanes() const {
   return lanes_.size();
 }
 
+struct Lane::Waiter {
+  explicit Waiter(Mutex* mu) : turn(mu) {}
+  CondVar turn;
+  bool granted = false;
+};
+
 void Lane::Acquire() {
   MutexLock lock(&mu_);
-  const uint64_t ticket = next_ticket_++;
-  next_turn_.Wait([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return serving_ == ticket; });
+  if (!held_ && waiters_.empty()) {
+    held_ = true;
+    return;
+  }
+  Waiter me(&mu_);
+  waiters_.push_back(&me);
+  // Release hands the turn over (held_ stays true) and wakes only us.
+  me.turn.Wait([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return me.granted; });
 }
 
 void Lane::Release() {
   MutexLock lock(&mu_);
-  ++serving_;
-  next_turn_.SignalAll();  // the waiter holding the next ticket
+  if (waiters_.empty()) {
+    held_ = false;
+    return;
+  }
+  Waiter* next = waiters_.front();
+  waiters_.pop_front();
+  next->granted = true;
+  next->turn.Signal();  // under mu_: `next` cannot return (and go) before we unlock
 }
 
-uint64_t Lane::occupants() const {
+size_t Lane::occupants() const {
   MutexLock lock(&mu_);
-  return next_ticket_ - serving_;
+  return (held_ ? 1 : 0) + waiters_.size();
 }
 
 void LaneSlot::Enter(std::shared_ptr<Lane> lane) {

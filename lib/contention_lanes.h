@@ -29,6 +29,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <memory>
 
 #include "absl/base/thread_annotations.h"
@@ -39,9 +40,10 @@
 
 namespace txfn::internal {
 
-// The calls that contend on one read range take turns, in arrival order (a
-// ticket lock: a plain mutex lets a few threads barge ahead and the rest wait
-// for hundreds of milliseconds).
+// The calls that contend on one read range take turns, in arrival order: the
+// turn is handed to the longest waiter directly (a plain mutex lets a few
+// threads barge ahead while the rest wait for hundreds of milliseconds, and
+// waking every waiter for each turn costs a context switch per waiter).
 class Lane {
  public:
   Lane() = default;
@@ -51,13 +53,13 @@ class Lane {
   void Acquire();  // waits for this caller's turn
   void Release();  // ends the turn of the caller holding it
   // Calls holding or waiting for a turn.
-  [[nodiscard]] uint64_t occupants() const;
+  [[nodiscard]] size_t occupants() const;
 
  private:
+  struct Waiter;
   mutable Mutex mu_;
-  CondVar next_turn_{&mu_};
-  uint64_t next_ticket_ ABSL_GUARDED_BY(mu_) = 0;
-  uint64_t serving_ ABSL_GUARDED_BY(mu_) = 0;
+  bool held_ ABSL_GUARDED_BY(mu_) = false;
+  std::deque<Waiter*> waiters_ ABSL_GUARDED_BY(mu_);  // oldest first
 };
 
 class ContentionLanes {

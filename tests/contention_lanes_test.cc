@@ -97,7 +97,7 @@ TEST(ContentionLanesTest, TurnsAreTakenInArrivalOrder) {
       order.push_back(i);  // inside the turn: exclusive
     });
     // The next waiter starts only once this one holds its ticket.
-    while (lane->occupants() < static_cast<uint64_t>(i) + 2) std::this_thread::yield();
+    while (lane->occupants() < static_cast<size_t>(i) + 2) std::this_thread::yield();
   }
   first.Leave();
   for (std::thread& t : waiters) t.join();
