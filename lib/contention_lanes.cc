@@ -73,21 +73,40 @@ void Lane::Acquire() {
     return;
   }
   Waiter me(&mu_);
-  waiters_.push_back(&me);
+  waiters_.push_back(Queued{.blocked = &me});
   // Release hands the turn over (held_ stays true) and wakes only us.
   me.turn.Wait([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return me.granted; });
 }
 
-void Lane::Release() {
+bool Lane::AcquireOrQueue(std::function<void()> on_turn) {
   MutexLock lock(&mu_);
-  if (waiters_.empty()) {
-    held_ = false;
-    return;
+  if (!held_ && waiters_.empty()) {
+    held_ = true;
+    return true;
   }
-  Waiter* next = waiters_.front();
-  waiters_.pop_front();
-  next->granted = true;
-  next->turn.Signal();  // under mu_: `next` cannot return (and go) before we unlock
+  waiters_.push_back(Queued{.on_turn = std::move(on_turn)});
+  return false;
+}
+
+void Lane::Release() {
+  std::function<void()> on_turn;
+  {
+    MutexLock lock(&mu_);
+    if (waiters_.empty()) {
+      held_ = false;
+      return;
+    }
+    Queued next = std::move(waiters_.front());
+    waiters_.pop_front();
+    if (next.blocked != nullptr) {
+      next.blocked->granted = true;
+      // Under mu_: the waiter cannot return (and go) before we unlock.
+      next.blocked->turn.Signal();
+      return;
+    }
+    on_turn = std::move(next.on_turn);
+  }
+  on_turn();  // the turn is its caller's now (held_ stays true)
 }
 
 size_t Lane::occupants() const {

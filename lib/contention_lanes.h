@@ -30,6 +30,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 
 #include "absl/base/thread_annotations.h"
@@ -51,7 +52,13 @@ class Lane {
   Lane& operator=(const Lane&) = delete;
 
   void Acquire();  // waits for this caller's turn
-  void Release();  // ends the turn of the caller holding it
+  // Without waiting: takes the turn and returns true if nobody holds or waits
+  // for it; otherwise queues `on_turn` and returns false. `on_turn` runs
+  // when it is the caller's turn, on the thread whose Release handed it over
+  // (so it must not block); it then holds the turn and must Release it.
+  [[nodiscard]] bool AcquireOrQueue(std::function<void()> on_turn);
+  // Ends the turn of the caller holding it, handing it to the oldest waiter.
+  void Release();
   // Calls holding or waiting for a turn.
   [[nodiscard]] size_t occupants() const;
 
@@ -59,7 +66,11 @@ class Lane {
   struct Waiter;
   mutable Mutex mu_;
   bool held_ ABSL_GUARDED_BY(mu_) = false;
-  std::deque<Waiter*> waiters_ ABSL_GUARDED_BY(mu_);  // oldest first
+  struct Queued {
+    Waiter* blocked = nullptr;      // a caller waiting in Acquire, or
+    std::function<void()> on_turn;  // the callback of one that queued
+  };
+  std::deque<Queued> waiters_ ABSL_GUARDED_BY(mu_);  // oldest first
 };
 
 class ContentionLanes {

@@ -63,6 +63,16 @@ struct TenantEntry {
   bool deleted ABSL_GUARDED_BY(mu) = false;
 };
 
+// A mutation's retries so far (EngineImpl::PlanRetry).
+struct RetryBudget {
+  int counted = 0;  // conflicts counted against max_attempts
+  int free_entries = 0;
+};
+struct RetryPlan {
+  bool retry = false;
+  std::shared_ptr<internal::Lane> lane;  // the lane to retry in; null: as before
+};
+
 // Commits one ApplyRetention call processes, so a retention pass never holds
 // a tenant's writes up for long (SQLite: one write transaction per call).
 constexpr size_t kRetentionStepCommits = 1000;
@@ -262,11 +272,17 @@ class EngineImpl final : public Engine {
         AsyncMutation{.entry = std::move(entry),
                       .request = MakeRequest(function, args, FunctionKind::kMutation),
                       .idempotency_key = options.idempotency_key,
-                      .done = std::move(done)});
+                      .done = std::move(done),
+                      .call_key = absl::HashOf(function, args)});
     TXFN_RETURN_IF_ERROR(CheckEnabled(*call->entry->committer->Latest()));
     BeginAsync();
-    absl::Status s = SubmitMutation(call);
-    if (!s.ok()) EndAsync();
+    std::shared_ptr<internal::Lane> predicted = PredictedLane(*call->entry, call->call_key);
+    absl::Status s = predicted != nullptr ? EnterLaneThenSubmit(call, std::move(predicted))
+                                          : SubmitMutation(call);
+    if (!s.ok()) {
+      LeaveLane(*call);
+      EndAsync();
+    }
     return s;
   }
 
@@ -339,7 +355,14 @@ class EngineImpl final : public Engine {
     RunRequest request;
     std::string idempotency_key;  // empty: none
     Callback done;
+    uint64_t call_key = 0;  // the contention lanes' key: function and arguments
     int attempt = 0;
+    RetryBudget budget;
+    bool serialised = false;
+    // The lane whose turn this call holds (or is queued for, until its
+    // callback runs); set by EnterLaneThenSubmit, released by Complete.
+    std::shared_ptr<internal::Lane> lane;
+    std::shared_ptr<internal::Lane> next_lane;  // PlanRetry's, for the retry
   };
 
   // The background retention: a pass every retention_interval until stopped.
@@ -359,58 +382,68 @@ class EngineImpl final : public Engine {
     }
   }
 
-  // RetryCommits (txfn/retry.h) with contention lanes (lib/contention_lanes.h):
-  // a call that conflicted on a read range retries in that range's lane, one
-  // at a time with the others that lost on it, without backoff (waiting for
-  // the lane is the backoff); a call whose key conflicted recently starts in
-  // its lane. The first kFreeLaneEntries entries into a lane are not counted
-  // against mutation_retry.max_attempts; conflicts inside a lane (with calls
-  // not in it) and conflicts that name no range are, the latter after a
-  // jittered backoff as in RetryCommits.
+  // How a mutation retries after a conflict, blocking or not: a call that
+  // conflicted on a read range retries in that range's lane
+  // (lib/contention_lanes.h), one at a time with the others that lost on it
+  // and without backoff (waiting for the lane is the backoff); a call whose
+  // key conflicted recently starts in its lane. The first kFreeLaneEntries
+  // entries into a lane are not counted against mutation_retry.max_attempts;
+  // conflicts inside a lane (with calls not in it) and conflicts that name no
+  // range are (the blocking form backs off before the latter, as
+  // RetryCommits does).
+  static constexpr int kFreeLaneEntries = 4;
+  std::shared_ptr<internal::Lane> PredictedLane(TenantEntry& entry, uint64_t call_key) {
+    return options_.contention_lanes ? entry.lanes.Predicted(call_key, absl::Now()) : nullptr;
+  }
+  // Counts a retryable commit failure and plans the retry.
+  RetryPlan PlanRetry(TenantEntry& entry, uint64_t call_key, const absl::Status& conflict,
+                      const internal::Lane* held, RetryBudget& budget) {
+    const int max_attempts = std::max(1, options_.mutation_retry.max_attempts);
+    std::optional<ReadRange> read = ConflictingRead(conflict);
+    RetryPlan plan;
+    if (options_.contention_lanes && read.has_value()) {
+      plan.lane = entry.lanes.OnConflict(call_key, *read, absl::Now());
+    }
+    // (max_attempts 1 asks for no retry at all: no free entry either.)
+    const bool free_entry = plan.lane != nullptr && plan.lane.get() != held &&
+                            budget.free_entries < kFreeLaneEntries && max_attempts > 1;
+    if (free_entry) {
+      ++budget.free_entries;
+    } else {
+      ++budget.counted;
+    }
+    plan.retry = budget.counted < max_attempts;
+    CountConflict(plan.retry);
+    return plan;
+  }
+
+  // RetryCommits (txfn/retry.h) with contention lanes (PlanRetry).
   absl::StatusOr<CommitOutcome> RetryInLanes(
       TenantEntry& entry, uint64_t call_key, std::string_view what,
       absl::FunctionRef<absl::StatusOr<absl::StatusOr<Timestamp>>(int attempt)> attempt) {
-    constexpr int kFreeLaneEntries = 4;
-    const RetryOptions& retry = options_.mutation_retry;
-    const int max_attempts = std::max(1, retry.max_attempts);
-    const bool lanes = options_.contention_lanes;
     internal::LaneSlot slot;
-    if (lanes) slot.Enter(entry.lanes.Predicted(call_key, absl::Now()));
+    slot.Enter(PredictedLane(entry, call_key));
     bool serialised = slot.held() != nullptr;
     absl::Cleanup count_serialised = [&] {
       if (serialised) serialised_.fetch_add(1, std::memory_order_relaxed);
     };
     absl::BitGen jitter;
-    absl::Duration backoff = retry.initial_backoff;
-    int counted = 0;
-    int free_entries = 0;
+    absl::Duration backoff = options_.mutation_retry.initial_backoff;
+    RetryBudget budget;
     for (int n = 1;; ++n) {
       absl::StatusOr<absl::StatusOr<Timestamp>> result = attempt(n);
       if (!result.ok()) return result.status();  // failed before its commit
       if (result->ok()) return CommitOutcome{.commit_ts = **result, .attempts = n};
       const absl::Status last = result->status();
       if (!IsRetryableCommitError(last)) return last;
-      std::optional<ReadRange> read = ConflictingRead(last);
-      std::shared_ptr<internal::Lane> lane =
-          lanes && read.has_value() ? entry.lanes.OnConflict(call_key, *read, absl::Now())
-                                    : nullptr;
-      // (max_attempts 1 asks for no retry at all: no free entry either.)
-      const bool enters = lane != nullptr && lane.get() != slot.held() &&
-                          free_entries < kFreeLaneEntries && max_attempts > 1;
-      if (enters) {
-        ++free_entries;
-      } else {
-        ++counted;
-      }
-      const bool will_retry = counted < max_attempts;
-      CountConflict(will_retry);
-      if (!will_retry) return RetriesExhausted(what, n, last);
-      if (lane != nullptr) {
-        slot.Enter(std::move(lane));
+      RetryPlan plan = PlanRetry(entry, call_key, last, slot.held(), budget);
+      if (!plan.retry) return RetriesExhausted(what, n, last);
+      if (plan.lane != nullptr) {
+        slot.Enter(std::move(plan.lane));
         serialised = true;
       } else if (slot.held() == nullptr) {
         absl::SleepFor(backoff * absl::Uniform(jitter, 0.0, 1.0));  // full jitter
-        backoff = std::min(backoff * 2, retry.max_backoff);
+        backoff = std::min(backoff * 2, options_.mutation_retry.max_backoff);
       }
     }
   }
@@ -553,21 +586,56 @@ class EngineImpl final : public Engine {
         return scheduler_->Submit(call->entry->committer->tenant(),
                                   [this, call, replay = *std::move(replay)](IsolateLease&) {
                                     replayed_.fetch_add(1, std::memory_order_relaxed);
-                                    call->done(Replayed(replay, call->attempt));
-                                    EndAsync();
+                                    Complete(*call, Replayed(replay, call->attempt));
                                   });
       }
     }
     return runner_.RunAsync(std::move(snapshot), call->request, [this, call](RunResult r) {
       std::optional<absl::StatusOr<CallResult>> out = FinishMutation(*call, std::move(r));
       if (!out.has_value()) {  // a conflict: run again on a newer snapshot
-        absl::Status s = SubmitMutation(call);
+        absl::Status s = RetryAsync(call);
         if (s.ok()) return;  // the next attempt owns the call now
         out = s;
       }
-      call->done(*std::move(out));
-      EndAsync();
+      Complete(*call, *std::move(out));
     });
+  }
+
+  // The next attempt of a call that conflicted: in the lane PlanRetry chose
+  // (waiting for its turn without blocking this thread), or at once.
+  absl::Status RetryAsync(const std::shared_ptr<AsyncMutation>& call) {
+    std::shared_ptr<internal::Lane> lane = std::move(call->next_lane);
+    if (lane == nullptr || lane == call->lane) return SubmitMutation(call);
+    LeaveLane(*call);
+    return EnterLaneThenSubmit(call, std::move(lane));
+  }
+
+  // Submits the call's next attempt once it holds `lane`'s turn: now if the
+  // lane is free, else from the thread that hands the turn over.
+  absl::Status EnterLaneThenSubmit(const std::shared_ptr<AsyncMutation>& call,
+                                   std::shared_ptr<internal::Lane> lane) {
+    if (!call->serialised) {
+      call->serialised = true;
+      serialised_.fetch_add(1, std::memory_order_relaxed);
+    }
+    call->lane = lane;
+    const bool now = lane->AcquireOrQueue([this, call] {
+      absl::Status s = SubmitMutation(call);
+      if (!s.ok()) Complete(*call, s);
+    });
+    return now ? SubmitMutation(call) : absl::OkStatus();
+  }
+
+  // Ends an async call: its lane turn goes to the next waiter, then `done`.
+  void Complete(AsyncMutation& call, absl::StatusOr<CallResult> result) {
+    LeaveLane(call);
+    call.done(std::move(result));
+    EndAsync();
+  }
+  static void LeaveLane(AsyncMutation& call) {
+    if (call.lane == nullptr) return;
+    call.lane->Release();
+    call.lane.reset();
   }
 
   // Commits a finished run; nullopt asks for another attempt.
@@ -587,12 +655,13 @@ class EngineImpl final : public Engine {
       return ToCallResult(std::move(r), *ts, call.attempt);
     }
     if (!IsRetryableCommitError(ts.status())) return absl::StatusOr<CallResult>(ts.status());
-    const bool will_retry = call.attempt < std::max(1, options_.mutation_retry.max_attempts);
-    CountConflict(will_retry);
-    if (!will_retry) {
+    RetryPlan plan =
+        PlanRetry(*call.entry, call.call_key, ts.status(), call.lane.get(), call.budget);
+    if (!plan.retry) {
       return absl::StatusOr<CallResult>(
           RetriesExhausted(call.request.function, call.attempt, ts.status()));
     }
+    call.next_lane = std::move(plan.lane);
     return std::nullopt;
   }
 

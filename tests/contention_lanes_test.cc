@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <memory>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -103,6 +104,36 @@ TEST(ContentionLanesTest, TurnsAreTakenInArrivalOrder) {
   for (std::thread& t : waiters) t.join();
   EXPECT_EQ(order, (std::vector<int>{0, 1, 2, 3, 4, 5}));
   EXPECT_EQ(lane->occupants(), 0u);
+}
+
+// A caller that may not block queues a callback; it gets its turn in arrival
+// order with blocked callers, on the releasing thread, and releases it later.
+TEST(ContentionLanesTest, QueuedCallbacksTakeTheirTurnsInOrderWithBlockedCallers) {
+  Lane lane;
+  ASSERT_TRUE(lane.AcquireOrQueue([] { ADD_FAILURE() << "the free turn is taken at once"; }));
+  std::vector<std::string> order;
+  bool second_holds = false;
+  EXPECT_FALSE(lane.AcquireOrQueue([&] {
+    order.push_back("queued 1");
+    second_holds = true;
+  }));
+  std::thread blocked([&] {
+    lane.Acquire();
+    order.push_back("blocked");
+    lane.Release();
+  });
+  while (lane.occupants() < 3) std::this_thread::yield();
+  EXPECT_FALSE(lane.AcquireOrQueue([&] { order.push_back("queued 2"); }));
+  EXPECT_EQ(lane.occupants(), 4u);
+  lane.Release();  // to "queued 1", run here
+  EXPECT_TRUE(second_holds);
+  EXPECT_EQ(order, std::vector<std::string>{"queued 1"});
+  lane.Release();  // its release: to the blocked thread, which hands on to "queued 2"
+  blocked.join();
+  EXPECT_EQ(order, (std::vector<std::string>{"queued 1", "blocked", "queued 2"}));
+  EXPECT_EQ(lane.occupants(), 1u);  // "queued 2" holds it
+  lane.Release();
+  EXPECT_EQ(lane.occupants(), 0u);
 }
 
 }  // namespace

@@ -615,67 +615,99 @@ TEST(EngineOutcomeTest, AMutationWhoseOutcomeIsUnknownIsNeverRunTwice) {
   }
 }
 
-// Many threads on one hot document, each commit slowed like an fsync: with
+// Many calls on one hot document, each commit slowed like an fsync: with
 // contention lanes every call commits (serially, in the lane), none is
 // aborted; without them calls race and some give up (printed, for
-// comparison). Either way no increment is lost or doubled.
-class EngineHotDocumentTest : public ::testing::TestWithParam<bool> {};
+// comparison). Either way no increment is lost or doubled. Blocking calls
+// come from 16 threads; callback calls are all in flight at once.
+struct HotDocumentCase {
+  bool lanes;
+  bool async;
+};
 
-TEST_P(EngineHotDocumentTest, EveryCallCommitsWhenManyThreadsWriteOneDocument) {
-  const bool lanes = GetParam();
+class EngineHotDocumentTest : public ::testing::TestWithParam<HotDocumentCase> {};
+
+TEST_P(EngineHotDocumentTest, EveryCallCommitsWhenManyCallsWriteOneDocument) {
+  const HotDocumentCase c = GetParam();
   auto storage =
       std::make_shared<testing::FaultInjectingStorage>(std::make_shared<InMemoryStorage>());
   EngineOptions options;
   options.custom_storage = storage;
   options.scheduler.workers = 2;
-  options.contention_lanes = lanes;
+  options.contention_lanes = c.lanes;
   auto engine = Engine::Open(options);
   ASSERT_TRUE(engine.ok()) << engine.status();
   ASSERT_TRUE((*engine)->CreateTenant("app").ok());
   ASSERT_TRUE((*engine)->DeployJson("app", Modules(), kSchema).ok());
   ASSERT_TRUE((*engine)->Mutation("app", "counters:create", Name("hot")).ok());
   storage->SetDelay(testing::StorageMethod::kWrite, absl::Milliseconds(2));
-  constexpr int kThreads = 16;
-  constexpr int kPerThread = 8;
+  constexpr int kCalls = 128;
   std::atomic<int> ok{0};
   std::atomic<int> aborted{0};
-  std::vector<std::thread> threads;
-  for (int t = 0; t < kThreads; ++t) {
-    threads.emplace_back([&] {
-      for (int i = 0; i < kPerThread; ++i) {
-        auto r = (*engine)->Mutation("app", "counters:increment", Name("hot"));
-        if (r.ok()) {
-          ++ok;
-        } else {
-          EXPECT_TRUE(absl::IsAborted(r.status())) << r.status();
-          ++aborted;
+  auto tally = [&](const absl::StatusOr<CallResult>& r) {
+    if (r.ok()) {
+      ++ok;
+    } else {
+      EXPECT_TRUE(absl::IsAborted(r.status())) << r.status();
+      ++aborted;
+    }
+  };
+  if (c.async) {
+    internal::Mutex mu;
+    internal::CondVar all_done(&mu);
+    int done = 0;
+    for (int i = 0; i < kCalls; ++i) {
+      ASSERT_TRUE((*engine)
+                      ->MutationAsync("app", "counters:increment", Name("hot"),
+                                      [&](absl::StatusOr<CallResult> r) {
+                                        tally(r);
+                                        internal::MutexLock lock(&mu);
+                                        ++done;
+                                        all_done.SignalAll();
+                                      })
+                      .ok());
+    }
+    internal::MutexLock lock(&mu);
+    all_done.Wait([&] { return done == kCalls; });
+  } else {
+    constexpr int kThreads = 16;
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&] {
+        for (int i = 0; i < kCalls / kThreads; ++i) {
+          tally((*engine)->Mutation("app", "counters:increment", Name("hot")));
         }
-      }
-    });
+      });
+    }
+    for (auto& t : threads) t.join();
   }
-  for (auto& t : threads) t.join();
   storage->ClearFaults();
   const EngineStats stats = (*engine)->stats();
-  std::fprintf(stderr, "lanes %s: %d committed, %d aborted, %llu conflicts, %llu serialised\n",
-               lanes ? "on" : "off", ok.load(), aborted.load(),
-               static_cast<unsigned long long>(stats.conflicts),
+  std::fprintf(stderr, "lanes %s, %s: %d committed, %d aborted, %llu conflicts, %llu serialised\n",
+               c.lanes ? "on" : "off", c.async ? "callbacks" : "blocking", ok.load(),
+               aborted.load(), static_cast<unsigned long long>(stats.conflicts),
                static_cast<unsigned long long>(stats.serialised));
   auto counter = (*engine)->Query("app", "counters:get", Name("hot"));
   ASSERT_TRUE(counter.ok()) << counter.status();
   EXPECT_EQ(counter->value.int64(), ok.load());
   EXPECT_EQ(stats.conflicts, stats.retries + static_cast<uint64_t>(aborted.load()));
-  if (lanes) {
+  if (c.lanes) {
     EXPECT_EQ(aborted.load(), 0);
-    EXPECT_EQ(ok.load(), kThreads * kPerThread);
+    EXPECT_EQ(ok.load(), kCalls);
     EXPECT_GT(stats.serialised, 0u);
   } else {
     EXPECT_EQ(stats.serialised, 0u);
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Lanes, EngineHotDocumentTest, ::testing::Bool(),
-                         [](const ::testing::TestParamInfo<bool>& info) {
-                           return info.param ? "On" : "Off";
+INSTANTIATE_TEST_SUITE_P(Lanes, EngineHotDocumentTest,
+                         ::testing::Values(HotDocumentCase{true, false},
+                                           HotDocumentCase{false, false},
+                                           HotDocumentCase{true, true},
+                                           HotDocumentCase{false, true}),
+                         [](const ::testing::TestParamInfo<HotDocumentCase>& info) {
+                           return std::string(info.param.lanes ? "LanesOn" : "LanesOff") +
+                                  (info.param.async ? "Callbacks" : "Blocking");
                          });
 
 // Calls on different documents never conflict, so none waits in a lane.

@@ -31,7 +31,7 @@
 //
 // Hot documents. Blind retries collapse when many calls write one document:
 // they all run, one commits, the rest conflict and retry together again. So
-// a blocking Mutation that conflicted retries in a contention lane: the
+// a Mutation that conflicted retries in a contention lane: the
 // calls that lost on the same read range (the conflict names it) run one at a
 // time, in arrival order, each on the state the previous one committed; and a
 // call whose function and arguments conflicted within the last second (while
@@ -42,7 +42,8 @@
 // wait in a lane. Entering a lane is not counted as a retry (at most 4 times
 // per call); a conflict inside one is. Lanes are hints: serialisability
 // never depends on them (EngineOptions::contention_lanes turns them off).
-// MutationAsync retries without lanes (it never blocks a worker).
+// MutationAsync uses the same lanes without blocking any thread: its retry
+// is queued for the lane's turn and submitted when the turn comes.
 //
 // Unknown outcomes. A mutation is never run again after its commit's outcome
 // became unknown (IsCommitOutcomeUnknown, see committer.h): the committer
