@@ -618,8 +618,10 @@ class EngineImpl final : public Engine {
       call->serialised = true;
       serialised_.fetch_add(1, std::memory_order_relaxed);
     }
-    call->lane = lane;
-    const bool now = lane->AcquireOrQueue([this, call] {
+    call->lane = std::move(lane);
+    // Once queued, the callback may run on another thread at any moment:
+    // nothing below touches `call` unless the turn was taken here.
+    const bool now = call->lane->AcquireOrQueue([this, call] {
       absl::Status s = SubmitMutation(call);
       if (!s.ok()) Complete(*call, s);
     });
