@@ -41,11 +41,12 @@ constexpr const char* kSchema = R"({"tables": {
 
 // The attacker's CPU limit: short, so the CPU-bound attacks finish quickly.
 constexpr absl::Duration kAttackerCpu = absl::Milliseconds(300);
-// What a call may take beyond its limits on a loaded CI machine (isolate
-// creation, tests running beside it). The bounds catch hangs and requests
-// that outlive their limits, which take seconds or forever; they do not
-// measure speed, so the slack is generous.
-constexpr absl::Duration kSlack = absl::Seconds(1);
+// What an attack may take beyond its wall-clock limit (the issue's bound).
+constexpr absl::Duration kSlack = absl::Milliseconds(250);
+// The bounds of the other tests here: they catch hangs and requests that
+// outlive their limits, which take seconds or forever, on a loaded CI
+// machine; they do not measure speed.
+constexpr absl::Duration kLoadedSlack = absl::Seconds(1);
 // A stopped request that does not return within this is answered anyway
 // (IsolateSchedulerOptions::abandon_grace): the suite's engines use less
 // than the default, so an attack on a loaded machine (stopped by its
@@ -90,7 +91,7 @@ class AttackerLimits : public LimitEnforcer {
 
 // How soon an attack must end.
 enum class Within {
-  kInstant,  // a validation: under the CPU limit (+ half the slack)
+  kInstant,  // a validation: within the CPU limit (long before any limit stops it)
   kLimit,    // stopped by a limit: its wall-clock limit + kSlack
 };
 
@@ -270,29 +271,35 @@ size_t SandboxTest::peak_rss_after_ = 0;
 
 TEST_P(SandboxTest, EndsAsPromisedAndHarmsNobody) {
   const Attack& attack = GetParam();
-  const std::string function = "attacks:" + attack.function;
-  const auto start = std::chrono::steady_clock::now();
-  absl::StatusOr<CallResult> result = attack.mutation
-                                          ? engine_->Mutation("mallory", function, Value::Null())
-                                          : engine_->Query("mallory", function, Value::Null());
-  const absl::Duration elapsed = absl::FromChrono(std::chrono::steady_clock::now() - start);
-
-  EXPECT_EQ(result.status().code(), attack.code) << result.status();
-  if (!attack.message.empty()) {
-    EXPECT_THAT(std::string(result.status().message()), HasSubstr(attack.message));
-  }
-  // Messages quote tenant data only in part.
-  EXPECT_LT(result.status().message().size(), size_t{20} << 10);
-  if (attack.code == absl::StatusCode::kOk && result.ok()) {
-    EXPECT_EQ(ToJson(result->value), attack.value);
-  }
-  std::fprintf(stderr, "attack %-36s %-18s %6.0f ms\n", attack.function.c_str(),
-               absl::StatusCodeToString(result.status().code()).c_str(),
-               absl::ToDoubleMilliseconds(elapsed));
   const absl::Duration bound =
-      kTimeFactor *
-      (attack.within == Within::kLimit ? 2 * kAttackerCpu + kSlack : kAttackerCpu + kSlack / 2);
-  EXPECT_LE(elapsed, bound) << "took " << elapsed;
+      kTimeFactor * (attack.within == Within::kLimit ? 2 * kAttackerCpu + kSlack : kAttackerCpu);
+  // A loaded machine can stall any one call past the bound; an attack that
+  // outlives its limit does so every time. So an attack over the bound runs
+  // once more, and the faster of the two runs must meet it.
+  absl::Duration fastest = absl::InfiniteDuration();
+  for (int run = 1; run <= 2 && fastest > bound; ++run) {
+    const std::string function = "attacks:" + attack.function;
+    const auto start = std::chrono::steady_clock::now();
+    absl::StatusOr<CallResult> result = attack.mutation
+                                            ? engine_->Mutation("mallory", function, Value::Null())
+                                            : engine_->Query("mallory", function, Value::Null());
+    const absl::Duration elapsed = absl::FromChrono(std::chrono::steady_clock::now() - start);
+    fastest = std::min(fastest, elapsed);
+
+    EXPECT_EQ(result.status().code(), attack.code) << result.status();
+    if (!attack.message.empty()) {
+      EXPECT_THAT(std::string(result.status().message()), HasSubstr(attack.message));
+    }
+    // Messages quote tenant data only in part.
+    EXPECT_LT(result.status().message().size(), size_t{20} << 10);
+    if (attack.code == absl::StatusCode::kOk && result.ok()) {
+      EXPECT_EQ(ToJson(result->value), attack.value);
+    }
+    std::fprintf(stderr, "attack %-36s %-18s %6.0f ms%s\n", attack.function.c_str(),
+                 absl::StatusCodeToString(result.status().code()).c_str(),
+                 absl::ToDoubleMilliseconds(elapsed), run == 2 ? " (second run)" : "");
+  }
+  EXPECT_LE(fastest, bound) << "took " << fastest << " in the faster of two runs";
 
   ExpectHarmlessCallsAnswer();
   const size_t rss = ResidentBytes();
@@ -365,7 +372,7 @@ export const slow = query(async (ctx) => {
   const absl::Duration elapsed = absl::FromChrono(std::chrono::steady_clock::now() - start);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted) << r.status();
   EXPECT_THAT(std::string(r.status().message()), HasSubstr("wall time"));
-  EXPECT_LE(elapsed, kTimeFactor * (2 * kAttackerCpu + kSlack + absl::Milliseconds(50)));
+  EXPECT_LE(elapsed, kTimeFactor * (2 * kAttackerCpu + kLoadedSlack + absl::Milliseconds(50)));
   storage->ClearFaults();
   EXPECT_EQ((*engine)->stats().scheduler.terminated_wall, 1u);
 }
@@ -407,7 +414,7 @@ export const v = query(async () => 1);
     const absl::Duration elapsed = absl::FromChrono(std::chrono::steady_clock::now() - start);
     EXPECT_EQ(s.code(), c.code) << c.source << ": " << s;
     EXPECT_THAT(std::string(s.message()), HasSubstr(c.message)) << c.source;
-    EXPECT_LE(elapsed, kTimeFactor * (2 * kAttackerCpu + kSlack)) << c.source;
+    EXPECT_LE(elapsed, kTimeFactor * (2 * kAttackerCpu + kLoadedSlack)) << c.source;
     auto v = (*engine)->Query("mallory", "a:v", Value::Null());
     ASSERT_TRUE(v.ok()) << v.status();
     EXPECT_EQ(ToJson(v->value), "1");
