@@ -14,6 +14,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "txfn/engine.h"
+#include "txfn/internal/mutex.h"
 #include "txn_test_util.h"
 
 namespace txfn {
@@ -244,25 +245,40 @@ TEST_F(TenantLifecycleTest, StressTenantsClosedBetweenCallsLoseNoWrite) {
   std::vector<std::thread> threads;
   std::atomic<int> committed[3] = {0, 0, 0};
   std::atomic<int> failed{0};
+  // Not committed, and no sign of a lifecycle bug: conflicts past the retry
+  // limit, a CPU limit met on a loaded machine (sanitizer builds).
+  std::atomic<int> not_committed{0};
+  internal::Mutex errors_mu;
+  std::vector<std::string> errors;
+  auto count = [&](size_t which, const absl::Status& s) {
+    if (s.ok()) {
+      committed[which].fetch_add(1);
+    } else if (absl::IsAborted(s) || absl::IsResourceExhausted(s)) {
+      not_committed.fetch_add(1);
+    } else {
+      failed.fetch_add(1);
+      internal::MutexLock lock(&errors_mu);
+      errors.push_back(s.ToString());
+    }
+  };
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < kCallsPerThread; ++i) {
         const size_t which = static_cast<size_t>(t + i) % tenants.size();
         if (i % 3 == 2) {
           std::atomic<bool> done{false};
-          absl::Status s = engine_->MutationAsync(
-              tenants[which], "counters:increment", Name("n"), [&](absl::StatusOr<CallResult> r) {
-                (r.ok() ? committed[which] : failed).fetch_add(1);
-                done.store(true);
-              });
+          absl::Status s = engine_->MutationAsync(tenants[which], "counters:increment", Name("n"),
+                                                  [&](absl::StatusOr<CallResult> r) {
+                                                    count(which, r.status());
+                                                    done.store(true);
+                                                  });
           if (!s.ok()) {
-            failed.fetch_add(1);
+            count(which, s);
             continue;
           }
           while (!done.load()) std::this_thread::yield();
         } else {
-          auto r = engine_->Mutation(tenants[which], "counters:increment", Name("n"));
-          (r.ok() ? committed[which] : failed).fetch_add(1);
+          count(which, engine_->Mutation(tenants[which], "counters:increment", Name("n")).status());
         }
       }
     });
@@ -270,7 +286,10 @@ TEST_F(TenantLifecycleTest, StressTenantsClosedBetweenCallsLoseNoWrite) {
   for (std::thread& t : threads) t.join();
   stop.store(true);
   sweeper.join();
-  EXPECT_EQ(failed.load(), 0);
+  EXPECT_EQ(failed.load(), 0) << ::testing::PrintToString(errors);
+  // Most calls commit (the callback form retries conflicts blindly, at most
+  // 8 runs).
+  EXPECT_LT(not_committed.load(), kThreads * kCallsPerThread / 2);
   for (size_t i = 0; i < tenants.size(); ++i) {
     EXPECT_EQ(Counter(tenants[i], "n"), committed[i].load()) << "tenant " << tenants[i];
   }
