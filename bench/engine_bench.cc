@@ -19,6 +19,13 @@
 //   Counters: p50_us, p99_us; for 1000 vs_8_p50 = its p50 / the 8-tenant
 //   run's (goal <= 2), live_isolates and rss_mib_per_isolate (resident
 //   memory added by the tenants' isolates, per live isolate).
+// BM_EngineRotatingTenants/idle_timeout:{1s,infinite}: 10,000 tenants used
+//   in turn on SQLite (created, then one SetEnabled commit each), 10 ms of the
+//   committer's (fake) clock apart, then each opened again (Latest); a tenant
+//   sweep every 50. Baseline: infinite, today's behaviour before issue 19
+//   (nothing is closed). Counters: max_open (open tenants at any sweep),
+//   closed_idle, rss_kib_per_tenant (resident memory added over the run per
+//   tenant used), history_keys at the end.
 // BM_EngineMutationContended/threads:2: every mutation increments one counter
 //   document (SQLite, synchronous=FULL). Counters conflicts_per_commit,
 //   retries_per_commit, aborted (calls that gave up after the retry limit).
@@ -404,6 +411,63 @@ void BM_EngineMutation(benchmark::State& state, MutationRun* run, bool contended
     }
   }
 }
+
+void BM_EngineRotatingTenants(benchmark::State& state, bool closes) {
+  constexpr int kTenants = 10'000;
+  constexpr int kSweepEvery = 50;
+  for (auto _ : state) {
+    ScratchDir dir;
+    std::atomic<Timestamp> now{1'000'000'000};
+    EngineOptions options;
+    options.path = dir.File("engine.db");
+    options.sqlite.synchronous = SqliteOptions::Synchronous::kOff;
+    options.scheduler.workers = 2;
+    options.committer.clock = [&now] { return now.fetch_add(1000) + 1000; };
+    options.tenant_idle_timeout = closes ? absl::Seconds(1) : absl::InfiniteDuration();
+    options.tenant_sweep_interval = absl::Hours(1);  // sweeps below
+    auto engine = Engine::Open(options);
+    if (!engine.ok()) return state.SkipWithError(engine.status().ToString().c_str());
+    const size_t rss_start = ResidentBytes();
+    uint64_t max_open = 0;
+    auto step = [&](int i) {
+      now.fetch_add(absl::ToInt64Nanoseconds(absl::Milliseconds(10)));
+      if (i % kSweepEvery == kSweepEvery - 1) {
+        (void)(*engine)->SweepTenants();
+        max_open = std::max(max_open, (*engine)->stats().tenants_open);
+      }
+    };
+    for (int i = 0; i < kTenants; ++i) {
+      const std::string tenant = "t" + std::to_string(i);
+      absl::Status s = (*engine)->CreateTenant(tenant);
+      if (s.ok()) s = (*engine)->SetEnabled(tenant, i % 2 == 0);
+      if (!s.ok()) return state.SkipWithError(s.ToString().c_str());
+      step(i);
+    }
+    for (int i = 0; i < kTenants; ++i) {
+      absl::Status s = (*engine)->Latest("t" + std::to_string(i)).status();
+      if (!s.ok()) return state.SkipWithError(s.ToString().c_str());
+      step(i);
+    }
+    const EngineStats stats = (*engine)->stats();
+    const size_t rss = ResidentBytes();
+    state.counters["max_open"] = static_cast<double>(max_open);
+    state.counters["closed_idle"] = static_cast<double>(stats.tenants_closed_idle);
+    state.counters["history_keys"] = static_cast<double>(stats.committer.history_keys);
+    state.counters["rss_kib_per_tenant"] =
+        static_cast<double>(rss > rss_start ? rss - rss_start : 0) / kTenants / 1024;
+  }
+}
+
+[[maybe_unused]] const bool kRotatingTenantsRegistered = [] {
+  for (bool closes : {true, false}) {
+    benchmark::RegisterBenchmark(closes ? "BM_EngineRotatingTenants/idle_timeout:1s"
+                                        : "BM_EngineRotatingTenants/idle_timeout:infinite",
+                                 BM_EngineRotatingTenants, closes)
+        ->Iterations(1)
+        ->Unit(benchmark::kMillisecond);
+  }
+  return true;
+}();
 
 }  // namespace
 }  // namespace txfn

@@ -15,24 +15,46 @@
 //                              trim_vs_write = trim / write). Counters: file
 //                              size before and after (KiB, after a clean close),
 //                              versions dropped.
+//   BM_SqliteBytesPerDocument/payload:<bytes>
+//                              what a document costs on disk: 5,000 documents
+//                              ({key, body}, body of <bytes> random bytes, one
+//                              secondary index), inserted one per commit
+//                              through a Transaction and the Committer, as the
+//                              engine's mutations do. Baseline in the same
+//                              run: the documents' own encoded size (doc_bytes,
+//                              what the by_id index stores). Counters:
+//                              file_bytes_per_doc (the file after a clean
+//                              close, divided by the documents),
+//                              file_vs_doc = file_bytes_per_doc / doc_bytes,
+//                              and per table (dbstat): versions_, log_,
+//                              commits_bytes_per_doc. Issue 19: the log held a
+//                              second copy of every value (schema version 2);
+//                              it now holds keys only.
 //
 // The database lives in a fresh directory under $TMPDIR (default /tmp); put it
 // on the disk you care about: FULL's cost is that disk's fsync.
+#include <sqlite3.h>
 #include <stdlib.h>
 
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "benchmark/benchmark.h"
 #include "fmt/core.h"
+#include "txfn/committer.h"
 #include "txfn/in_memory_storage.h"
+#include "txfn/schema.h"
 #include "txfn/sqlite_storage.h"
 #include "txfn/storage.h"
+#include "txfn/transaction.h"
+#include "txfn/value.h"
 
 namespace txfn {
 namespace {
@@ -298,6 +320,87 @@ void BM_SqliteRetention(benchmark::State& state) {
   state.counters["versions_per_s"] = static_cast<double>(dropped) / (trim_ms / 1000);
 }
 BENCHMARK(BM_SqliteRetention)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(3);
+
+// Bytes of each table of the SQLite file at `path` (dbstat: every page of the
+// table's B-tree, overflow pages included). Empty if dbstat is not compiled in.
+std::map<std::string, int64_t> TableBytes(const std::string& path) {
+  std::map<std::string, int64_t> bytes;
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+    sqlite3_stmt* stmt = nullptr;
+    if (sqlite3_prepare_v2(db, "SELECT name, sum(pgsize) FROM dbstat GROUP BY name", -1, &stmt,
+                           nullptr) == SQLITE_OK) {
+      while (sqlite3_step(stmt) == SQLITE_ROW) {
+        const auto* name = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0));
+        bytes[name != nullptr ? name : ""] = sqlite3_column_int64(stmt, 1);
+      }
+    }
+    sqlite3_finalize(stmt);
+  }
+  sqlite3_close(db);
+  return bytes;
+}
+
+void BM_SqliteBytesPerDocument(benchmark::State& state) {
+  constexpr int kDocuments = 5000;
+  const auto body_bytes = static_cast<size_t>(state.range(0));
+  std::mt19937_64 rng(7);
+  double doc_bytes = 0, file_bytes = 0;
+  std::map<std::string, int64_t> tables;
+  for (auto _ : state) {
+    BenchStorage storage(kSqliteOff);
+    if (storage.get() == nullptr) return state.SkipWithError("open failed");
+    const std::string path = storage.dir() + "/bench.db";
+    {
+      // Not owned: the committer goes before the storage.
+      std::shared_ptr<Storage> shared(storage.get(), [](Storage*) {});
+      auto committer = Committer::Open(shared, "tenant");
+      if (!committer.ok()) return state.SkipWithError("committer failed");
+      Transaction deploy((*committer)->Latest());
+      if (!deploy
+               .DeploySchema(*Schema::FromJson(R"({"tables": {"docs": {
+                   "fields": {"key": "string", "body": "bytes"},
+                   "indexes": {"by_key": ["key"]}}}})"))
+               .ok() ||
+          !(*committer)->Commit(deploy.Prepare()).ok()) {
+        return state.SkipWithError("deploy failed");
+      }
+      for (int i = 0; i < kDocuments; ++i) {
+        std::string body(body_bytes, '\0');
+        for (char& c : body) c = static_cast<char>(rng());
+        Transaction txn((*committer)->Latest());
+        absl::StatusOr<std::string> id =
+            txn.Insert("docs", Value::FromObject({{"key", Value::String(fmt::format("k{}", i))},
+                                                  {"body", Value::Bytes(std::move(body))}}));
+        if (!id.ok()) return state.SkipWithError("insert failed");
+        absl::StatusOr<std::optional<Value>> doc = txn.Get(*id);
+        if (!doc.ok() || !doc->has_value()) return state.SkipWithError("get failed");
+        doc_bytes += static_cast<double>(EncodeBinary(**doc).size());
+        if (!(*committer)->Commit(txn.Prepare()).ok()) return state.SkipWithError("commit failed");
+      }
+    }
+    storage.Close();  // checkpoints the WAL into the file
+    file_bytes += static_cast<double>(std::filesystem::file_size(path));
+    tables = TableBytes(path);
+  }
+  const double docs = static_cast<double>(state.iterations()) * kDocuments;
+  state.counters["doc_bytes"] = doc_bytes / docs;
+  state.counters["file_bytes_per_doc"] = file_bytes / docs;
+  state.counters["file_vs_doc"] = file_bytes / doc_bytes;
+  for (const char* table : {"versions", "log", "commits"}) {
+    auto it = tables.find(table);
+    if (it == tables.end()) continue;
+    state.counters[fmt::format("{}_bytes_per_doc", table)] =
+        static_cast<double>(it->second) / kDocuments;
+  }
+}
+BENCHMARK(BM_SqliteBytesPerDocument)
+    ->ArgName("payload")
+    ->Arg(100)
+    ->Arg(1000)
+    ->Arg(4000)
+    ->Unit(benchmark::kMillisecond)
+    ->Iterations(1);
 
 }  // namespace
 }  // namespace txfn

@@ -56,8 +56,14 @@ std::shared_ptr<const Snapshot> Committer::Latest() const {
 }
 
 CommitterStats Committer::stats() const {
-  internal::MutexLock lock(&latest_mu_);
-  return stats_;
+  CommitterStats s;
+  {
+    internal::MutexLock lock(&latest_mu_);
+    s = stats_;
+  }
+  s.history_keys = history_keys_.load(std::memory_order_relaxed);
+  s.history_commits = history_commits_.load(std::memory_order_relaxed);
+  return s;
 }
 
 void Committer::Publish(std::shared_ptr<const Snapshot> snapshot) {
@@ -179,6 +185,7 @@ void Committer::AddToHistory(const std::vector<CommitRecord>& records) {
     for (const IndexWrite& w : record.writes) history_.Add(w.index, w.key, record.ts);
     window_.push_back(record.ts);
   }
+  UpdateHistoryGauges();
 }
 
 Committer::Resolution Committer::Resolve(CommitterStats* delta) {
@@ -431,6 +438,18 @@ void HistoryPin::Release() {
   committer_ = nullptr;
 }
 
+bool Committer::PruneHistory(Timestamp now) {
+  if (!leader_mu_.TryLock()) return false;
+  SlideWindow(now);
+  leader_mu_.Unlock();
+  return true;
+}
+
+void Committer::UpdateHistoryGauges() {
+  history_keys_.store(history_.size(), std::memory_order_relaxed);
+  history_commits_.store(window_.size(), std::memory_order_relaxed);
+}
+
 void Committer::SlideWindow(Timestamp now) {
   Timestamp window = static_cast<Timestamp>(absl::ToInt64Nanoseconds(options_.conflict_window));
   Timestamp pinned = std::numeric_limits<Timestamp>::max();
@@ -443,6 +462,7 @@ void Committer::SlideWindow(Timestamp now) {
     history_.PruneThrough(window_.front());
     window_.pop_front();
   }
+  UpdateHistoryGauges();
 }
 
 }  // namespace txfn

@@ -7,6 +7,12 @@
 // lookups. Order: lifecycle_mu_, then map_mu_. Each open tenant has a
 // SharedMutex: commits hold it shared, DeleteTenant exclusively, so no commit
 // lands after a tenant was deleted.
+//
+// Idle tenants: an entry is shared only by copying it out of the map under
+// map_mu_ (FindOpen, Open). So a sweep that holds map_mu_ and sees the map's
+// reference as the only one (use_count() == 1) knows nothing uses the tenant
+// and nothing can start to; it erases the entry, and the next use opens a new
+// committer. Two committers of one tenant never coexist with work on both.
 #include "txfn/engine.h"
 
 #include <algorithm>
@@ -16,6 +22,7 @@
 #include <string>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/container/flat_hash_map.h"
@@ -59,6 +66,8 @@ absl::Status ValidateTenantName(std::string_view tenant) {
 struct TenantEntry {
   std::unique_ptr<Committer> committer;
   internal::ContentionLanes lanes;
+  // When a call last took the entry (the committer's clock), for idle sweeps.
+  std::atomic<Timestamp> last_used{0};
   internal::SharedMutex mu;  // shared: a commit; exclusive: deletion
   bool deleted ABSL_GUARDED_BY(mu) = false;
 };
@@ -97,20 +106,16 @@ class EngineImpl final : public Engine {
         storage_(std::move(storage)),
         scheduler_(scheduler),
         runner_(std::move(scheduler), options_.runner) {
-    if (options_.version_retention != absl::InfiniteDuration()) {
-      retention_thread_ = std::thread([this] { RetentionLoop(); });
-    }
+    background_thread_ = std::thread([this] { BackgroundLoop(); });
   }
 
   ~EngineImpl() override {
-    if (retention_thread_.joinable()) {
-      {
-        internal::MutexLock lock(&retention_mu_);
-        stop_retention_ = true;
-        retention_cv_.SignalAll();
-      }
-      retention_thread_.join();
+    {
+      internal::MutexLock lock(&retention_mu_);
+      stop_background_ = true;
+      retention_cv_.SignalAll();
     }
+    background_thread_.join();
     // Wait for async calls still in flight (they hold `this`).
     internal::MutexLock lock(&async_mu_);
     async_cv_.Wait([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(async_mu_) { return async_calls_ == 0; });
@@ -133,6 +138,7 @@ class EngineImpl final : public Engine {
     TXFN_RETURN_IF_ERROR(txn.DeploySchema(Schema()));
     TXFN_RETURN_IF_ERROR(txn.SetEnabled(true));
     TXFN_RETURN_IF_ERROR(entry->committer->Commit(txn.Prepare()).status());
+    Touch(*entry);
     internal::MutexLock lock(&map_mu_);
     tenants_[ToAbsl(tenant)] = std::move(entry);
     return absl::OkStatus();
@@ -290,9 +296,7 @@ class EngineImpl final : public Engine {
     if (options_.version_retention == absl::InfiniteDuration()) return absl::OkStatus();
     // One pass at a time (the background thread and a host's call).
     internal::MutexLock pass(&retention_pass_mu_);
-    const Timestamp now = options_.committer.clock
-                              ? options_.committer.clock()
-                              : static_cast<Timestamp>(absl::GetCurrentTimeNanos());
+    const Timestamp now = Now();
     const absl::Duration keep =
         std::max(options_.version_retention, options_.committer.conflict_window);
     const auto keep_ns = static_cast<Timestamp>(absl::ToInt64Nanoseconds(keep));
@@ -325,6 +329,41 @@ class EngineImpl final : public Engine {
     return first_error;
   }
 
+  size_t SweepTenants() override {
+    const Timestamp now = Now();
+    const bool close_idle = options_.tenant_idle_timeout != absl::InfiniteDuration();
+    const auto idle_ns = static_cast<Timestamp>(
+        absl::ToInt64Nanoseconds(std::max(options_.tenant_idle_timeout, absl::ZeroDuration())));
+    std::vector<std::shared_ptr<TenantEntry>> open;
+    std::vector<std::shared_ptr<TenantEntry>> closed;  // destroyed outside map_mu_
+    {
+      internal::MutexLock lock(&map_mu_);
+      open.reserve(tenants_.size());
+      for (auto it = tenants_.begin(); it != tenants_.end();) {
+        const std::shared_ptr<TenantEntry>& entry = it->second;
+        const Timestamp used = entry->last_used.load(std::memory_order_relaxed);
+        // use_count() == 1: only the map holds it (see the file comment).
+        if (close_idle && entry.use_count() == 1 && (now <= used ? 0 : now - used) >= idle_ns) {
+          CommitterStats gone = entry->committer->stats();
+          gone.history_keys = gone.history_commits = 0;
+          closed_stats_ += gone;
+          closed.push_back(entry);
+          tenants_.erase(it++);
+        } else {
+          open.push_back(entry);
+          ++it;
+        }
+      }
+      // Hand back the table's memory once most of it is empty.
+      if (!closed.empty() && tenants_.capacity() > 4 * tenants_.size() + 64) tenants_.rehash(0);
+      tenants_closed_idle_ += closed.size();
+    }
+    // A committer whose batch is being written prunes itself.
+    for (const std::shared_ptr<TenantEntry>& entry : open)
+      (void)entry->committer->PruneHistory(now);
+    return closed.size();
+  }
+
   EngineStats stats() const override {
     EngineStats s{.queries = queries_.load(std::memory_order_relaxed),
                   .mutations = mutations_.load(std::memory_order_relaxed),
@@ -343,9 +382,12 @@ class EngineImpl final : public Engine {
       s.retention = retention_stats_;
     }
     internal::MutexLock lock(&map_mu_);
+    s.committer = closed_stats_;
     for (const auto& [name, entry] : tenants_) {
       s.committer += entry->committer->stats();
     }
+    s.tenants_open = tenants_.size();
+    s.tenants_closed_idle = tenants_closed_idle_;
     return s;
   }
 
@@ -365,20 +407,36 @@ class EngineImpl final : public Engine {
     std::shared_ptr<internal::Lane> next_lane;  // PlanRetry's, for the retry
   };
 
-  // The background retention: a pass every retention_interval until stopped.
-  void RetentionLoop() {
-    const absl::Duration interval =
+  // The background thread: a tenant sweep every tenant_sweep_interval and,
+  // unless retention is off, a retention pass every retention_interval, until
+  // stopped.
+  void BackgroundLoop() {
+    const bool retention = options_.version_retention != absl::InfiniteDuration();
+    const absl::Duration retention_every =
         std::clamp(options_.retention_interval, absl::Milliseconds(1), absl::Hours(1));
+    const absl::Duration sweep_every =
+        std::clamp(options_.tenant_sweep_interval, absl::Milliseconds(1), absl::Hours(1));
+    absl::Time next_retention = absl::Now() + retention_every;
+    absl::Time next_sweep = absl::Now() + sweep_every;
     while (true) {
+      const absl::Time wake = retention ? std::min(next_retention, next_sweep) : next_sweep;
       {
         internal::MutexLock lock(&retention_mu_);
-        retention_cv_.WaitWithTimeout(interval, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(retention_mu_) {
-          return stop_retention_;
-        });
-        if (stop_retention_) return;
+        retention_cv_.WaitWithTimeout(
+            std::max(wake - absl::Now(), absl::ZeroDuration()),
+            [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(retention_mu_) { return stop_background_; });
+        if (stop_background_) return;
       }
-      // Failures are counted (stats().retention) and retried next pass.
-      (void)ApplyRetention();
+      const absl::Time now = absl::Now();
+      if (now >= next_sweep) {
+        (void)SweepTenants();
+        next_sweep = now + sweep_every;
+      }
+      if (retention && now >= next_retention) {
+        // Failures are counted (stats().retention) and retried next pass.
+        (void)ApplyRetention();
+        next_retention = now + retention_every;
+      }
     }
   }
 
@@ -448,6 +506,13 @@ class EngineImpl final : public Engine {
     }
   }
 
+  // The committer's clock (the engine's time for retention and idle tenants).
+  Timestamp Now() const {
+    return options_.committer.clock ? options_.committer.clock()
+                                    : static_cast<Timestamp>(absl::GetCurrentTimeNanos());
+  }
+  void Touch(TenantEntry& entry) const { entry.last_used.store(Now(), std::memory_order_relaxed); }
+
   void CountConflict(bool will_retry) {
     conflicts_.fetch_add(1, std::memory_order_relaxed);
     if (will_retry) retries_.fetch_add(1, std::memory_order_relaxed);
@@ -475,16 +540,19 @@ class EngineImpl final : public Engine {
     return it == tenants_.end() ? nullptr : it->second;
   }
 
-  // The open tenant, opening its committer on first use.
+  // The open tenant, opening its committer on first use (or after it was
+  // closed idle).
   absl::StatusOr<std::shared_ptr<TenantEntry>> Open(std::string_view tenant) {
     if (std::shared_ptr<TenantEntry> entry = FindOpen(tenant)) {
       metadata_hits_.fetch_add(1, std::memory_order_relaxed);
+      Touch(*entry);
       return entry;
     }
     TXFN_RETURN_IF_ERROR(ValidateTenantName(tenant));
     internal::MutexLock lifecycle(&lifecycle_mu_);
     if (std::shared_ptr<TenantEntry> entry = FindOpen(tenant)) {
       metadata_hits_.fetch_add(1, std::memory_order_relaxed);
+      Touch(*entry);
       return entry;
     }
     metadata_misses_.fetch_add(1, std::memory_order_relaxed);
@@ -493,6 +561,7 @@ class EngineImpl final : public Engine {
     auto entry = std::make_shared<TenantEntry>();
     TXFN_ASSIGN_OR_RETURN(entry->committer,
                           Committer::Open(storage_, std::string(tenant), options_.committer));
+    Touch(*entry);
     internal::MutexLock lock(&map_mu_);
     tenants_[ToAbsl(tenant)] = entry;
     return entry;
@@ -684,6 +753,9 @@ class EngineImpl final : public Engine {
   internal::Mutex lifecycle_mu_ ABSL_ACQUIRED_BEFORE(map_mu_);
   mutable internal::Mutex map_mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<TenantEntry>> tenants_ ABSL_GUARDED_BY(map_mu_);
+  // What the committers closed idle had counted (their stats live on).
+  CommitterStats closed_stats_ ABSL_GUARDED_BY(map_mu_);
+  uint64_t tenants_closed_idle_ ABSL_GUARDED_BY(map_mu_) = 0;
 
   internal::Mutex rng_mu_;
   absl::BitGen rng_ ABSL_GUARDED_BY(rng_mu_);
@@ -703,15 +775,16 @@ class EngineImpl final : public Engine {
   std::atomic<uint64_t> metadata_hits_{0};
   std::atomic<uint64_t> metadata_misses_{0};
 
-  // Version retention: passes are serialised by retention_pass_mu_; the
-  // background thread waits on retention_cv_. Last member: started in the
-  // constructor once everything else exists, joined first in the destructor.
+  // Version retention: passes are serialised by retention_pass_mu_. The
+  // background thread (retention and tenant sweeps) waits on retention_cv_.
+  // Last member: started in the constructor once everything else exists,
+  // joined first in the destructor.
   internal::Mutex retention_pass_mu_;
   mutable internal::Mutex retention_mu_;
   internal::CondVar retention_cv_{&retention_mu_};
-  bool stop_retention_ ABSL_GUARDED_BY(retention_mu_) = false;
+  bool stop_background_ ABSL_GUARDED_BY(retention_mu_) = false;
   RetentionStats retention_stats_ ABSL_GUARDED_BY(retention_mu_);
-  std::thread retention_thread_;
+  std::thread background_thread_;
 };
 
 }  // namespace

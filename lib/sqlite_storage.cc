@@ -80,7 +80,9 @@ constexpr std::array<const char*, static_cast<size_t>(Sql::kCount)> kSqlText = {
     "ON CONFLICT(tenant) DO UPDATE SET max_ts = excluded.max_ts",
     "INSERT INTO commits(tenant, ts) VALUES(?1, ?2)",
     "INSERT INTO versions(tenant, index_id, key, ts, value) VALUES(?1, ?2, ?3, ?4, ?5)",
-    "INSERT INTO log(tenant, ts, seq, index_id, key, value) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+    // The log keeps which keys a commit wrote, in Write order; the values are
+    // the versions' (one copy of each document on disk).
+    "INSERT INTO log(tenant, ts, seq, index_id, key) VALUES(?1, ?2, ?3, ?4, ?5)",
     // Get: one seek to the newest version at or before ts, and (in the same
     // statement, hence snapshot) the tenant's retention horizon.
     "SELECT ts, value, (SELECT horizon FROM tenants WHERE tenant = ?1) FROM versions "
@@ -95,8 +97,13 @@ constexpr std::array<const char*, static_cast<size_t>(Sql::kCount)> kSqlText = {
     "SELECT key, ts, value FROM versions WHERE tenant = ?1 AND index_id = ?2 AND key >= ?3 "
     "AND key < ?4 AND ts <= ?5 ORDER BY key DESC, ts DESC",
     "SELECT ts FROM commits WHERE tenant = ?1 AND ts > ?2 ORDER BY ts LIMIT ?3",
-    "SELECT ts, index_id, key, value FROM log WHERE tenant = ?1 AND ts > ?2 AND ts <= ?3 "
-    "ORDER BY ts, seq",
+    // A log entry's value is its version: one primary-key seek each. Every
+    // version after the retention horizon is kept, so a missing one (v.ts
+    // NULL) is corruption, not a tombstone.
+    "SELECT l.ts, l.index_id, l.key, v.value, v.ts IS NOT NULL FROM log AS l "
+    "LEFT JOIN versions AS v ON v.tenant = l.tenant AND v.index_id = l.index_id "
+    "AND v.key = l.key AND v.ts = l.ts "
+    "WHERE l.tenant = ?1 AND l.ts > ?2 AND l.ts <= ?3 ORDER BY l.ts, l.seq",
     "SELECT tenant FROM tenants ORDER BY tenant",
     "DELETE FROM versions WHERE tenant = ?1",
     "DELETE FROM log WHERE tenant = ?1",
@@ -124,7 +131,7 @@ CREATE TABLE versions (
   PRIMARY KEY (tenant, index_id, key, ts)) WITHOUT ROWID;
 CREATE TABLE log (
   tenant BLOB NOT NULL, ts INTEGER NOT NULL, seq INTEGER NOT NULL, index_id INTEGER NOT NULL,
-  key BLOB NOT NULL, value BLOB,
+  key BLOB NOT NULL,
   PRIMARY KEY (tenant, ts, seq)) WITHOUT ROWID;
 CREATE TABLE commits (
   tenant BLOB NOT NULL, ts INTEGER NOT NULL,
@@ -137,6 +144,19 @@ CREATE TABLE tenants (
 // Schema version 1 -> 2: the retention horizon (default: timestamp 0).
 constexpr const char* kAddHorizon =
     "ALTER TABLE tenants ADD COLUMN horizon INTEGER NOT NULL DEFAULT (-9223372036854775807 - 1)";
+
+// Schema version 2 -> 3: the log loses its copy of each value (ReadLog reads
+// the versions'). The table is rebuilt (one pass over the log, which
+// retention keeps short); its pages are freed for reuse.
+constexpr const char* kLogWithoutValues = R"sql(
+CREATE TABLE log_v3 (
+  tenant BLOB NOT NULL, ts INTEGER NOT NULL, seq INTEGER NOT NULL, index_id INTEGER NOT NULL,
+  key BLOB NOT NULL,
+  PRIMARY KEY (tenant, ts, seq)) WITHOUT ROWID;
+INSERT INTO log_v3(tenant, ts, seq, index_id, key) SELECT tenant, ts, seq, index_id, key FROM log;
+DROP TABLE log;
+ALTER TABLE log_v3 RENAME TO log;
+)sql";
 
 // ApplyRetention vacuums (auto_vacuum = INCREMENTAL) once at least this many
 // pages, and a quarter of the file, are free.
@@ -482,13 +502,18 @@ absl::Status SqliteStorage::Connection::Initialize(const SqliteOptions& options)
       }
     }
     if (version < SqliteStorage::kSchemaVersion) {
-      // Version 1 -> 2: the retention horizon column (checked, so a file
-      // whose version was reset by hand still opens).
+      // Version 1 -> 2: the retention horizon column; 2 -> 3: the log
+      // without values. Each is checked, so a file whose version was reset by
+      // hand still opens.
       TXFN_ASSIGN_OR_RETURN(
           int64_t has_horizon,
           conn.QueryInt(
               "SELECT count(*) FROM pragma_table_info('tenants') WHERE name = 'horizon'"));
       if (has_horizon == 0) TXFN_RETURN_IF_ERROR(conn.Exec(kAddHorizon));
+      TXFN_ASSIGN_OR_RETURN(
+          int64_t log_has_values,
+          conn.QueryInt("SELECT count(*) FROM pragma_table_info('log') WHERE name = 'value'"));
+      if (log_has_values != 0) TXFN_RETURN_IF_ERROR(conn.Exec(kLogWithoutValues));
       TXFN_RETURN_IF_ERROR(
           conn.Exec(fmt::format("PRAGMA user_version = {}", SqliteStorage::kSchemaVersion)));
     }
@@ -597,7 +622,6 @@ absl::Status SqliteStorage::Write(absl::Span<const CommitRecord> commits) {
         insert_log.BindInt(3, static_cast<int64_t>(seq));
         insert_log.BindInt(4, w.index);
         insert_log.BindBlob(5, w.key);
-        insert_log.BindOptionalBlob(6, w.value);
         TXFN_RETURN_IF_ERROR(insert_log.Run());
       }
     }
@@ -831,6 +855,11 @@ absl::StatusOr<std::vector<CommitRecord>> SqliteStorage::ReadLog(std::string_vie
       if (i == out.size() || out[i].ts != ts) {
         return absl::DataLossError(
             fmt::format("SqliteStorage '{}': log entry of tenant '{}' at ts {} has no commit",
+                        path_, tenant, ts));
+      }
+      if (writes.Int(4) == 0) {
+        return absl::DataLossError(
+            fmt::format("SqliteStorage '{}': log entry of tenant '{}' at ts {} has no version",
                         path_, tenant, ts));
       }
       IndexWrite& w = out[i].writes.emplace_back();

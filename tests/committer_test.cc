@@ -262,6 +262,41 @@ TEST_F(CommitterTest, APinnedHistoryKeepsALongTransactionCheckable) {
             absl::StatusCode::kFailedPrecondition);
 }
 
+// An idle committer's history is pruned without another commit (an engine's
+// timer calls PruneHistory), but never past a pin.
+TEST_F(CommitterTest, PruneHistoryForgetsWhatLeftTheWindowWithoutACommit) {
+  Open({.conflict_window = absl::Seconds(1)});
+  std::shared_ptr<const Snapshot> start = committer_->Latest();
+  for (int i = 0; i < 10; ++i) {
+    Transaction txn = Begin();
+    ASSERT_TRUE(txn.Insert("notes", Obj({})).ok());
+    ASSERT_TRUE(committer_->Commit(txn.Prepare()).ok());
+  }
+  CommitterStats before = committer_->stats();
+  EXPECT_EQ(before.history_commits, 11u);  // the fixture's deploy, then ours
+  EXPECT_GE(before.history_keys, 10u);
+  // Within the window: nothing to forget.
+  EXPECT_TRUE(committer_->PruneHistory(clock_.Now()));
+  EXPECT_EQ(committer_->stats().history_commits, 11u);
+  // A pin at `start` keeps every commit after it, whatever the time.
+  HistoryPin pin = committer_->PinHistory(start->ts());
+  clock_.Advance(absl::ToInt64Nanoseconds(absl::Seconds(2)));
+  EXPECT_TRUE(committer_->PruneHistory(clock_.Now()));
+  EXPECT_EQ(committer_->stats().history_commits, 10u);
+  EXPECT_EQ(committer_->stats().history_keys, 10u);  // one document each
+  pin.Release();
+  EXPECT_TRUE(committer_->PruneHistory(clock_.Now()));
+  EXPECT_EQ(committer_->stats().history_keys, 0u);
+  EXPECT_EQ(committer_->stats().history_commits, 0u);
+  EXPECT_EQ(committer_->stats().commits, before.commits) << "no commit was needed";
+  // A transaction that began before the pruned writes is too old, as after a
+  // commit's slide.
+  Transaction old(start);
+  ASSERT_TRUE(old.Insert("notes", Obj({})).ok());
+  EXPECT_EQ(committer_->Commit(old.Prepare()).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
 TEST_F(CommitterTest, TheWindowAlsoHoldsAtMostMaxWindowCommits) {
   Open({.max_window_commits = 2});
   Transaction old = Begin();

@@ -296,11 +296,9 @@ TEST(SqliteStorageTest, ScansOverKeysWithManyVersionsMatchTheReference) {
   }
 }
 
-TEST(SqliteStorageTest, AVersionOneFileIsUpgradedInPlace) {
-  TempDir dir;
-  const std::string path = dir.File("v1.db");
-  // The schema of version 1, as its build wrote it (no retention horizon).
-  RawExec(path, R"sql(
+// The tables versions, log and commits of schema versions 1 and 2, as their
+// builds wrote them (the log held a copy of every value).
+constexpr const char* kVersionOneAndTwoTables = R"sql(
     PRAGMA journal_mode = WAL;
     CREATE TABLE versions (tenant BLOB NOT NULL, index_id INTEGER NOT NULL, key BLOB NOT NULL,
       ts INTEGER NOT NULL, value BLOB, PRIMARY KEY (tenant, index_id, key, ts)) WITHOUT ROWID;
@@ -309,6 +307,13 @@ TEST(SqliteStorageTest, AVersionOneFileIsUpgradedInPlace) {
       PRIMARY KEY (tenant, ts, seq)) WITHOUT ROWID;
     CREATE TABLE commits (tenant BLOB NOT NULL, ts INTEGER NOT NULL,
       PRIMARY KEY (tenant, ts)) WITHOUT ROWID;
+)sql";
+
+TEST(SqliteStorageTest, AVersionOneFileIsUpgradedInPlace) {
+  TempDir dir;
+  const std::string path = dir.File("v1.db");
+  // The schema of version 1 (no retention horizon).
+  RawExec(path, std::string(kVersionOneAndTwoTables) + R"sql(
     CREATE TABLE tenants (tenant BLOB NOT NULL PRIMARY KEY, max_ts INTEGER NOT NULL) WITHOUT ROWID;
     PRAGMA application_id = 1954047598;
     PRAGMA user_version = 1;
@@ -334,6 +339,94 @@ TEST(SqliteStorageTest, AVersionOneFileIsUpgradedInPlace) {
   EXPECT_EQ(sqlite3_column_int(stmt, 0), SqliteStorage::kSchemaVersion);
   sqlite3_finalize(stmt);
   sqlite3_close(db);
+}
+
+// The first column of the first row of `sql` on the file at `path`, as text.
+std::string RawQuery(const std::string& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  std::string out;
+  if (sqlite3_open(path.c_str(), &db) == SQLITE_OK) {
+    sqlite3_stmt* stmt = nullptr;
+    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr) == SQLITE_OK &&
+        sqlite3_step(stmt) == SQLITE_ROW && sqlite3_column_text(stmt, 0) != nullptr) {
+      out = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0));
+    }
+    sqlite3_finalize(stmt);
+  }
+  sqlite3_close(db);
+  return out;
+}
+
+TEST(SqliteStorageTest, AVersionTwoFileWithValuesInTheLogIsUpgradedInPlace) {
+  TempDir dir;
+  const std::string path = dir.File("v2.db");
+  // The schema of version 2, with two commits of tenant "t": at ts 5, k1 = "v1" and
+  // k2 = "v2"; at ts 6, k1 deleted. Timestamps are stored with the top bit
+  // flipped (5 -> -9223372036854775803).
+  RawExec(path, std::string(kVersionOneAndTwoTables) + R"sql(
+    CREATE TABLE tenants (tenant BLOB NOT NULL PRIMARY KEY, max_ts INTEGER NOT NULL,
+      horizon INTEGER NOT NULL DEFAULT (-9223372036854775807 - 1)) WITHOUT ROWID;
+    INSERT INTO versions VALUES (X'74', 1, X'6B31', -9223372036854775803, X'7631'),
+                                (X'74', 1, X'6B32', -9223372036854775803, X'7632'),
+                                (X'74', 1, X'6B31', -9223372036854775802, NULL);
+    INSERT INTO log VALUES (X'74', -9223372036854775803, 0, 1, X'6B31', X'7631'),
+                           (X'74', -9223372036854775803, 1, 1, X'6B32', X'7632'),
+                           (X'74', -9223372036854775802, 0, 1, X'6B31', NULL);
+    INSERT INTO commits VALUES (X'74', -9223372036854775803), (X'74', -9223372036854775802);
+    INSERT INTO tenants(tenant, max_ts) VALUES (X'74', -9223372036854775802);
+    PRAGMA application_id = 1954047598;
+    PRAGMA user_version = 2;
+  )sql");
+  const std::vector<CommitRecord> want = {
+      {.tenant = "t",
+       .ts = 5,
+       .writes = {{.index = 1, .key = "k1", .value = "v1"},
+                  {.index = 1, .key = "k2", .value = "v2"}}},
+      {.tenant = "t", .ts = 6, .writes = {{.index = 1, .key = "k1", .value = std::nullopt}}},
+  };
+  {
+    auto storage = SqliteStorage::Open(path, kFast);
+    ASSERT_TRUE(storage.ok()) << storage.status();
+    auto log = (*storage)->ReadLog("t", 0, 0);
+    ASSERT_TRUE(log.ok()) << log.status();
+    EXPECT_EQ(*log, want);
+    EXPECT_EQ((*storage)->MaxCommittedTimestamp("t").value(), 6u);
+    EXPECT_EQ((*storage)->Get("t", 1, "k1", 5).value(), (IndexEntry{"k1", "v1", 5}));
+    EXPECT_EQ((*storage)->Get("t", 1, "k1", 6).value(), std::nullopt);
+    CommitRecord next{.tenant = "t", .ts = 7, .writes = {{.index = 1, .key = "k2", .value = "v3"}}};
+    ASSERT_TRUE((*storage)->Write({&next, 1}).ok());
+    auto retained = (*storage)->ApplyRetention("t", 6, 0);
+    ASSERT_TRUE(retained.ok()) << retained.status();
+    EXPECT_EQ(retained->horizon, 6u);
+    EXPECT_EQ(retained->versions_dropped, 2u);  // k1's value and its tombstone
+  }
+  EXPECT_EQ(RawQuery(path, "PRAGMA user_version"), std::to_string(SqliteStorage::kSchemaVersion));
+  EXPECT_EQ(RawQuery(path, "SELECT count(*) FROM pragma_table_info('log') WHERE name = 'value'"),
+            "0");
+  auto again = SqliteStorage::Open(path, kFast);
+  ASSERT_TRUE(again.ok()) << again.status();
+  auto log = (*again)->ReadLog("t", 6, 0);
+  ASSERT_TRUE(log.ok()) << log.status();
+  ASSERT_EQ(log->size(), 1u);
+  EXPECT_EQ((*log)[0].writes, (std::vector<IndexWrite>{{.index = 1, .key = "k2", .value = "v3"}}));
+  EXPECT_EQ((*again)->Get("t", 1, "k2", 6).value(), (IndexEntry{"k2", "v2", 5}));
+}
+
+TEST(SqliteStorageTest, ALogEntryWithoutItsVersionIsDataLoss) {
+  TempDir dir;
+  const std::string path = dir.File("app.db");
+  {
+    auto storage = SqliteStorage::Open(path, kFast);
+    ASSERT_TRUE(storage.ok()) << storage.status();
+    CommitRecord commit{.tenant = "t", .ts = 5, .writes = {{.index = 1, .key = "k", .value = "v"}}};
+    ASSERT_TRUE((*storage)->Write({&commit, 1}).ok());
+  }
+  RawExec(path, "DELETE FROM versions");
+  auto storage = SqliteStorage::Open(path, kFast);
+  ASSERT_TRUE(storage.ok()) << storage.status();
+  auto log = (*storage)->ReadLog("t", 0, 0);
+  EXPECT_EQ(log.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(std::string(log.status().message()), HasSubstr("has no version"));
 }
 
 TEST(SqliteStorageTest, AnUnknownVfsIsInvalidArgument) {

@@ -64,6 +64,7 @@
 #ifndef TXFN_COMMITTER_H_
 #define TXFN_COMMITTER_H_
 
+#include <atomic>
 #include <cstddef>
 #include <deque>
 #include <functional>
@@ -121,6 +122,11 @@ struct CommitterStats {
   // accepted commit that writes metadata (a deploy, enabling). Every other
   // commit and every snapshot reuses the decoded metadata in memory.
   uint64_t metadata_loads = 0;
+  // The conflict history now (gauges, not counts): distinct (index, key)
+  // pairs held, and the commits they came from. Pruned as the window slides,
+  // on each batch and on PruneHistory.
+  uint64_t history_keys = 0;
+  uint64_t history_commits = 0;
 
   // Field-wise sum (a batch's counts into the totals; totals over tenants).
   CommitterStats& operator+=(const CommitterStats& other) {
@@ -135,6 +141,8 @@ struct CommitterStats {
     batches += other.batches;
     held_batches += other.held_batches;
     metadata_loads += other.metadata_loads;
+    history_keys += other.history_keys;
+    history_commits += other.history_commits;
     return *this;
   }
 };
@@ -248,6 +256,14 @@ class Committer {
   // history grows by the commits made meanwhile. Thread-safe.
   [[nodiscard]] HistoryPin PinHistory(Timestamp ts);
 
+  // Forgets the conflict history that has left the window at `now` (on the
+  // clock of CommitterOptions), as the next commit's batch would: without
+  // it, an idle committer keeps its history until its next commit. Never
+  // prunes past a HistoryPin. Returns false, doing nothing, while a batch is
+  // being processed (its leader slides the window itself). Thread-safe; cost:
+  // O(log n) per commit pruned. An engine calls it on a timer.
+  bool PruneHistory(Timestamp now);
+
  private:
   struct Pending {
     PreparedCommit commit;
@@ -290,6 +306,8 @@ class Committer {
   void ProcessBatch(const std::vector<Pending*>& batch, bool held)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(leader_mu_);
   void SlideWindow(Timestamp now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(leader_mu_);
+  // Copies the history's size into the gauges stats() reads.
+  void UpdateHistoryGauges() ABSL_EXCLUSIVE_LOCKS_REQUIRED(leader_mu_);
   void Publish(std::shared_ptr<const Snapshot> snapshot);
 
   const std::shared_ptr<Storage> storage_;
@@ -314,6 +332,9 @@ class Committer {
   std::deque<Timestamp> window_ ABSL_GUARDED_BY(leader_mu_);  // commit timestamps in history_
   Timestamp last_ts_ ABSL_GUARDED_BY(leader_mu_);
   std::optional<Unresolved> unresolved_ ABSL_GUARDED_BY(leader_mu_);
+  // history_.size() and window_.size(), readable without leader_mu_.
+  std::atomic<uint64_t> history_keys_{0};
+  std::atomic<uint64_t> history_commits_{0};
 
   // Pinned timestamps (HistoryPin); SlideWindow never prunes past the least.
   // Lock order: leader_mu_, then pins_mu_.

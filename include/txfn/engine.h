@@ -62,6 +62,17 @@
 // forever. A read at an older snapshot (a request running for longer than the
 // retention) fails with FailedPrecondition.
 //
+// Idle tenants. An open tenant (its committer, conflict history and decoded
+// metadata: from a few KiB to tens of MiB of history) that no call, deploy or
+// other operation has used for tenant_idle_timeout is closed by a background
+// sweep, and reopened from storage, transparently, by its next use (as on
+// first use: one MaxCommittedTimestamp and one metadata read). A tenant is
+// never closed while anything uses it, so nothing in flight is lost; a
+// reopened tenant sees every commit. The same sweep prunes each open
+// committer's conflict history once it leaves the conflict window, without
+// waiting for the tenant's next commit. So the memory of the open tenants is
+// bounded by those used within tenant_idle_timeout, not by all ever used.
+//
 // Errors: NotFound (unknown tenant, module or export), FailedPrecondition
 // (disabled tenant; a read older than the version retention), InvalidArgument
 // (bad name, bad arguments, a schema violation, a refused deploy, a bad
@@ -132,6 +143,16 @@ struct EngineOptions {
   // (Unimplemented) keep everything. Time is the committer's clock.
   absl::Duration version_retention = absl::Minutes(5);
   absl::Duration retention_interval = absl::Minutes(1);
+  // Idle tenants (see the file comment): a tenant no call or other operation
+  // has used for this long (on the committer's clock) is closed by the next
+  // sweep, and reopened on its next use. Default 10 minutes. Zero: closed by
+  // the first sweep after its last use ends. InfiniteDuration(): never
+  // closed (every tenant used stays in memory until deleted).
+  absl::Duration tenant_idle_timeout = absl::Minutes(10);
+  // How often the background thread sweeps the open tenants: closes idle
+  // ones and prunes each committer's conflict history. Clamped to
+  // [1 ms, 1 hour]. Engine::SweepTenants runs a sweep on demand.
+  absl::Duration tenant_sweep_interval = absl::Seconds(5);
 };
 
 // Per-call options of a mutation.
@@ -160,7 +181,8 @@ struct CallResult {
 // and when a commit changes the metadata (CommitterStats::metadata_loads).
 struct MetadataCacheStats {
   uint64_t hits = 0;    // engine calls that found the tenant's metadata in memory
-  uint64_t misses = 0;  // engine calls that loaded it from storage (first use of a tenant)
+  uint64_t misses = 0;  // engine calls that loaded it from storage (first use, or after an
+                        // idle close)
 };
 
 // The background version retention (EngineOptions::version_retention).
@@ -182,13 +204,16 @@ struct EngineStats {
   uint64_t serialised = 0;
   uint64_t deploys = 0;
   uint64_t deploys_refused = 0;
-  // Summed over the committers open now (a deleted tenant's are gone):
-  // commits / batches is the number of commits per Storage::Write (fsync).
+  // Summed over the committers open now and those closed idle (a deleted
+  // tenant's are gone; history_* count open committers only): commits /
+  // batches is the number of commits per Storage::Write (fsync).
   CommitterStats committer;
   IsolateSchedulerStats scheduler;
   ModuleCacheStats module_cache;
   MetadataCacheStats metadata_cache;
   RetentionStats retention;
+  uint64_t tenants_open = 0;         // tenants in memory now (a committer each)
+  uint64_t tenants_closed_idle = 0;  // closures by idle sweeps (each reopens on next use)
 };
 
 class Engine {
@@ -268,6 +293,12 @@ class Engine {
   // retention is off or the storage keeps every version; otherwise the first
   // storage error (the other tenants are still processed).
   [[nodiscard]] virtual absl::Status ApplyRetention() = 0;
+  // Runs one tenant sweep now (the background thread runs one every
+  // tenant_sweep_interval): prunes every open committer's conflict history
+  // past its window and closes the tenants idle for tenant_idle_timeout
+  // (none if it is InfiniteDuration()). Returns how many it closed. Never
+  // fails; may run concurrently with calls (a tenant in use is skipped).
+  virtual size_t SweepTenants() = 0;
 
   virtual EngineStats stats() const = 0;
 };

@@ -19,8 +19,10 @@
 // can return free pages to the file system. Tables, all WITHOUT ROWID:
 //   versions(tenant, index_id, key, ts, value)  PRIMARY KEY(tenant, index_id, key, ts);
 //                                               value NULL = a tombstone
-//   log(tenant, ts, seq, index_id, key, value)  PRIMARY KEY(tenant, ts, seq): each
-//                                               commit's writes in Write order
+//   log(tenant, ts, seq, index_id, key)         PRIMARY KEY(tenant, ts, seq): the keys
+//                                               each commit wrote, in Write order (the
+//                                               values are the versions': a document
+//                                               is stored once)
 //   commits(tenant, ts)                         PRIMARY KEY(tenant, ts): one row per
 //                                               commit (so commits without writes exist)
 //   tenants(tenant, max_ts, horizon)            one row per tenant with commits;
@@ -40,7 +42,8 @@
 // versions <= ts is left by a seek, so a hot key costs O(log n), not its
 // history (measured: streaming is ~1.7x faster than a GROUP BY/MAX(ts) query
 // on 2-version keys, and the seek ~60x faster past a 10,000-version key).
-// ReadLog is two range reads in one read transaction. Reads also read the
+// ReadLog is two range reads in one read transaction, plus one versions
+// seek per write (for its value). Reads also read the
 // tenant's retention horizon, in the same snapshot (Get: within its one
 // statement; a Get that finds no version reads it again, one more seek).
 // MaxCommittedTimestamp and ListTenants read the small tenants table.
@@ -116,9 +119,10 @@ struct SqliteOptions {
 class SqliteStorage final : public Storage {
  public:
   // The schema version this build writes and reads (PRAGMA user_version).
-  // Version 2 added the retention horizon; a version-1 file is upgraded in
-  // place when opened (older builds then refuse it).
-  static constexpr int kSchemaVersion = 2;
+  // Version 2 added the retention horizon; version 3 dropped the log's copy
+  // of each value. An older file is upgraded in place when opened (the log
+  // table is rewritten once; older builds then refuse the file).
+  static constexpr int kSchemaVersion = 3;
   // PRAGMA application_id of a txfn database ("txfn").
   static constexpr int32_t kApplicationId = 0x7478666e;
 
