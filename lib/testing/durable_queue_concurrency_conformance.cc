@@ -3,6 +3,7 @@
 // seconds under ThreadSanitizer on two cores.
 #include <algorithm>
 #include <atomic>
+#include <barrier>
 #include <cstdint>
 #include <mutex>
 #include <random>
@@ -63,12 +64,18 @@ class Holders {
 };
 
 // Lessees lease, sometimes "crash" (drop a lease without settling), ack or
-// nack, on a shared clock that moves forward. Every call must end acked
-// exactly once, no two lessees may hold a call under live leases at once, and
-// stale tokens must be refused.
+// nack, concurrently. Time moves in phases: within a phase every lessee uses
+// the same `now` (so the queue never sees time go backwards), between phases
+// it moves on by 7 s (leases last 10 s). Every call must end acked exactly
+// once, no two lessees may hold a call under overlapping leases, and stale
+// tokens must be refused.
 TEST_P(DurableQueueConcurrencyConformanceTest, LeasesAreExclusiveAndEveryCallIsAckedOnce) {
   DurableQueue& q = queue();
   constexpr int kCalls = 400;
+  constexpr int kRoundsPerPhase = 6;
+  constexpr int kMaxPhases = 300;
+  constexpr absl::Duration kLease = absl::Seconds(10);
+  constexpr absl::Duration kPhase = absl::Seconds(7);
   CallMaker maker(7);
   std::vector<Call> calls;
   for (int i = 0; i < kCalls; ++i) {
@@ -82,7 +89,6 @@ TEST_P(DurableQueueConcurrencyConformanceTest, LeasesAreExclusiveAndEveryCallIsA
     ASSERT_TRUE(r.ok()) << r.status();
   }
 
-  std::atomic<int64_t> clock_ns{absl::ToUnixNanos(kT0)};
   std::atomic<int> acked{0};
   std::atomic<int> overlaps{0};
   std::atomic<int> stale_accepted{0};
@@ -90,68 +96,80 @@ TEST_P(DurableQueueConcurrencyConformanceTest, LeasesAreExclusiveAndEveryCallIsA
   Holders holders;
   std::mutex acked_mu;
   absl::flat_hash_set<CallId> acked_ids;
-  constexpr absl::Duration kLease = absl::Seconds(10);
+  // Written only by the barrier's completion step, read after it.
+  absl::Time phase_now = kT0;
+  int phase = 0;
+  bool done = false;
+  std::barrier sync(kLessees, [&]() noexcept {
+    ++phase;
+    phase_now += kPhase;
+    done = acked.load() == kCalls || phase >= kMaxPhases;
+  });
 
   auto lessee = [&](int me) {
     std::mt19937 rng(me);
     std::vector<LeasedCall> dropped;  // leases this lessee "forgot" (crashed on)
-    for (int round = 0; round < 2000 && acked.load() < kCalls; ++round) {
-      const absl::Time now = absl::FromUnixNanos(clock_ns.fetch_add(
-          absl::ToInt64Nanoseconds(absl::Milliseconds(20)), std::memory_order_relaxed));
-      const int shard = static_cast<int>(rng() % q.shard_count());
-      auto got = q.Lease(
-          {.shard = shard,
-           .functions = rng() % 4 == 0 ? std::vector<std::string>{"a"} : std::vector<std::string>{},
-           .now = now,
-           .max = 1 + rng() % 8,
-           .lease_duration = kLease});
-      if (!got.ok()) {
-        ++errors;
-        continue;
-      }
-      std::vector<Settlement> settle;
-      for (const LeasedCall& l : *got) {
-        if (!holders.Claim(l.call.id, me, now, l.expires)) ++overlaps;
-        const uint32_t dice = rng() % 10;
-        if (dice == 0) {
-          dropped.push_back(l);  // crash: never settled by this lessee
-        } else if (dice == 1) {
-          // Due again only after the lease would have expired, so lease
-          // intervals of one call never overlap legitimately.
-          settle.push_back(Settlement::Nack(l.token, now + 2 * kLease));
-        } else {
-          settle.push_back(Settlement::Ack(l.token));
+    while (true) {
+      const absl::Time now = phase_now;
+      for (int round = 0; round < kRoundsPerPhase; ++round) {
+        const int shard = static_cast<int>(rng() % q.shard_count());
+        auto got = q.Lease({.shard = shard,
+                            .functions = rng() % 4 == 0 ? std::vector<std::string>{"a"}
+                                                        : std::vector<std::string>{},
+                            .now = now,
+                            .max = 1 + rng() % 8,
+                            .lease_duration = kLease});
+        if (!got.ok()) {
+          ++errors;
+          continue;
+        }
+        std::vector<Settlement> settle;
+        for (const LeasedCall& l : *got) {
+          if (!holders.Claim(l.call.id, me, now, l.expires)) ++overlaps;
+          const uint32_t dice = rng() % 10;
+          if (dice == 0) {
+            dropped.push_back(l);  // crash: never settled by this lessee
+          } else if (dice == 1) {
+            // Due again only after the lease would have expired, so lease
+            // intervals of one call never overlap legitimately.
+            settle.push_back(Settlement::Nack(l.token, now + 2 * kLease));
+          } else {
+            settle.push_back(Settlement::Ack(l.token));
+          }
+        }
+        if (settle.empty()) continue;
+        auto results = q.Settle(settle, now);
+        if (!results.ok()) {
+          ++errors;
+          continue;
+        }
+        for (size_t i = 0; i < settle.size(); ++i) {
+          if (!(*results)[i].ok()) {
+            ++errors;  // a live lease of this phase must settle
+            continue;
+          }
+          if (settle[i].kind == Settlement::Kind::kAck) {
+            ++acked;
+            std::lock_guard<std::mutex> lock(acked_mu);
+            if (!acked_ids.insert(settle[i].lease.id).second) ++overlaps;
+          }
         }
       }
-      if (settle.empty()) continue;
-      auto results = q.Settle(settle, now);
-      if (!results.ok()) {
-        ++errors;
-        continue;
-      }
-      for (size_t i = 0; i < settle.size(); ++i) {
-        if (!(*results)[i].ok()) continue;  // lost the lease in between? never with this clock
-        if (settle[i].kind == Settlement::Kind::kAck) {
-          ++acked;
-          std::lock_guard<std::mutex> lock(acked_mu);
-          if (!acked_ids.insert(settle[i].lease.id).second) ++overlaps;
-        }
-      }
-      // A forgotten lease is settled much later: by then it expired, so the
-      // queue must refuse it.
-      if (dropped.size() > 3) {
-        const absl::Time later =
-            absl::FromUnixNanos(clock_ns.load(std::memory_order_relaxed)) + 2 * kLease;
+      // Forgotten leases are settled long after they expired: the queue must
+      // refuse them (whether or not another lessee has the call by now).
+      if (!dropped.empty()) {
         std::vector<Settlement> late;
         for (const LeasedCall& d : dropped) late.push_back(Settlement::Ack(d.token));
-        auto r = q.Settle(late, later);
+        auto r = q.Settle(late, dropped.back().expires + kLease);
         if (r.ok()) {
-          for (const absl::Status& s : *r) {
-            if (s.ok()) ++stale_accepted;
+          for (const absl::Status& st : *r) {
+            if (st.ok()) ++stale_accepted;
           }
         }
         dropped.clear();
       }
+      sync.arrive_and_wait();
+      if (done) break;
     }
   };
   std::vector<std::thread> threads;
@@ -159,7 +177,7 @@ TEST_P(DurableQueueConcurrencyConformanceTest, LeasesAreExclusiveAndEveryCallIsA
   for (auto& t : threads) t.join();
 
   // Drain what the lessees left (expired leases included).
-  const absl::Time end = absl::FromUnixNanos(clock_ns.load()) + absl::Hours(1);
+  const absl::Time end = phase_now + absl::Hours(1);
   for (int s = 0; s < q.shard_count(); ++s) {
     while (true) {
       auto got = q.Lease({.shard = s, .now = end, .max = 100, .lease_duration = kLease});

@@ -4,6 +4,9 @@
 
 #include "gtest/gtest.h"
 #include "txfn/in_memory_queue.h"
+#if TXFN_QUEUE_TEST_SQLITE
+#include "sqlite_queue_test_util.h"
+#endif
 #include "txfn/testing/durable_queue_conformance.h"
 
 namespace txfn {
@@ -12,6 +15,12 @@ namespace {
 TXFN_INSTANTIATE_DURABLE_QUEUE_CONCURRENCY_CONFORMANCE(InMemoryThreeShards, [] {
   return std::make_unique<InMemoryQueue>(InMemoryQueueOptions{.shards = 3});
 });
+
+#if TXFN_QUEUE_TEST_SQLITE
+TXFN_INSTANTIATE_DURABLE_QUEUE_CONCURRENCY_CONFORMANCE(SqliteTwoShards, [] {
+  return queue_test::TempSqliteQueue::Make(2);
+});
+#endif
 
 }  // namespace
 }  // namespace txfn

@@ -1,0 +1,81 @@
+// Helpers for the queue-side tests: a temporary directory and SqliteQueue
+// factories for the conformance suite.
+#ifndef TXFN_TESTS_QUEUE_QUEUE_TEST_UTIL_H_
+#define TXFN_TESTS_QUEUE_QUEUE_TEST_UTIL_H_
+
+#include <stdlib.h>
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "gtest/gtest.h"
+#include "txfn/durable_queue.h"
+
+namespace txfn::queue_test {
+
+// A fresh directory under the test temp dir, removed (recursively) on destruction.
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = ::testing::TempDir() + "txfn_queue_XXXXXX";
+    if (mkdtemp(pattern.data()) == nullptr) ADD_FAILURE() << "mkdtemp(" << pattern << ") failed";
+    path_ = pattern;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  const std::string& path() const { return path_; }
+  std::string File(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+// Forwards every DurableQueue method to `inner` (LevelDB's EnvWrapper idea):
+// test wrappers override only what they change.
+class ForwardingQueue : public DurableQueue {
+ public:
+  explicit ForwardingQueue(std::unique_ptr<DurableQueue> inner) : inner_(std::move(inner)) {}
+  DurableQueue& inner() { return *inner_; }
+
+  int shard_count() const override { return inner_->shard_count(); }
+  int ShardOf(const CallId& id) const override { return inner_->ShardOf(id); }
+  absl::StatusOr<size_t> Enqueue(absl::Span<const Call> calls) override {
+    return inner_->Enqueue(calls);
+  }
+  absl::StatusOr<std::vector<LeasedCall>> Lease(const LeaseRequest& request) override {
+    return inner_->Lease(request);
+  }
+  absl::StatusOr<std::vector<absl::Status>> Settle(absl::Span<const Settlement> settlements,
+                                                   absl::Time now) override {
+    return inner_->Settle(settlements, now);
+  }
+  absl::StatusOr<std::vector<absl::Status>> Extend(absl::Span<const LeaseToken> leases,
+                                                   absl::Time now,
+                                                   absl::Duration lease_duration) override {
+    return inner_->Extend(leases, now, lease_duration);
+  }
+  absl::StatusOr<std::vector<DeadLetter>> ListDeadLetters(CallId after, size_t limit) override {
+    return inner_->ListDeadLetters(after, limit);
+  }
+  absl::StatusOr<std::vector<absl::Status>> Redrive(absl::Span<const CallId> ids,
+                                                    absl::Time now) override {
+    return inner_->Redrive(ids, now);
+  }
+  absl::StatusOr<std::vector<FunctionDepth>> Depths(absl::Time now) override {
+    return inner_->Depths(now);
+  }
+
+ private:
+  std::unique_ptr<DurableQueue> inner_;
+};
+
+}  // namespace txfn::queue_test
+
+#endif  // TXFN_TESTS_QUEUE_QUEUE_TEST_UTIL_H_
