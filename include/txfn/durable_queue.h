@@ -63,8 +63,9 @@
 
 namespace txfn {
 
-// Identifies one lease of one call. `token` is unique among every lease the
-// queue ever granted (never reused, also across restarts of a durable adapter).
+// Identifies one lease of one call. `token` is never reused for the same call
+// (also across restarts of a durable adapter); txfn's adapters make it unique
+// queue-wide, a ShardedQueue per child.
 struct LeaseToken {
   CallId id;
   uint64_t token = 0;
@@ -168,7 +169,7 @@ class DurableQueue {
   // one), or NotFound when the call is not in the queue. A kNack whose call has
   // used all its attempts dead-letters it ("attempts exhausted: <reason>").
   // InvalidArgument (nothing settled): a token appears twice, a kNack's
-  // retry_at is not finite.
+  // retry_at is not finite. (A lease appearing twice: the same id and token.)
   [[nodiscard]] virtual absl::StatusOr<std::vector<absl::Status>> Settle(
       absl::Span<const Settlement> settlements, absl::Time now) = 0;
 

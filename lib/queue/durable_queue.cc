@@ -115,10 +115,10 @@ absl::Status ValidateLeaseRequest(const LeaseRequest& request, int shard_count) 
 }
 
 absl::Status ValidateSettlements(absl::Span<const Settlement> settlements) {
-  absl::flat_hash_set<uint64_t> tokens;
-  tokens.reserve(settlements.size());
+  absl::flat_hash_set<std::pair<CallId, uint64_t>> leases;
+  leases.reserve(settlements.size());
   for (const Settlement& s : settlements) {
-    if (!tokens.insert(s.lease.token).second) {
+    if (!leases.insert({s.lease.id, s.lease.token}).second) {
       return absl::InvalidArgumentError(StrCat("Settle: the lease token ", s.lease.token,
                                                " of call ", s.lease.id.ToString(),
                                                " appears twice in the batch"));

@@ -627,10 +627,11 @@ TEST_P(DurableQueueConformanceTest, ReopenKeepsCallsLeasesDeadLettersAndFreshTok
   // ...and after expiry the call comes back with a token never used before.
   std::vector<LeasedCall> back = LeaseAll(q, kT0 + absl::Minutes(10));
   ASSERT_THAT(back, SizeIs(4));  // the expired one and the three from above
-  std::set<uint64_t> tokens;
-  for (const LeasedCall& l : leased) tokens.insert(l.token.token);
+  std::set<std::pair<CallId, uint64_t>> tokens;
+  for (const LeasedCall& l : leased) tokens.insert({l.token.id, l.token.token});
   for (const LeasedCall& l : back) {
-    EXPECT_FALSE(tokens.count(l.token.token)) << "token " << l.token.token << " reused";
+    EXPECT_FALSE(tokens.count({l.token.id, l.token.token}))
+        << "token " << l.token.token << " reused";
     if (l.call.id == leased[2].call.id) {
       EXPECT_EQ(l.call.attempt, 1);
     }

@@ -4,6 +4,7 @@
 
 #include "gtest/gtest.h"
 #include "txfn/in_memory_queue.h"
+#include "txfn/sharded_queue.h"
 #if TXFN_QUEUE_TEST_SQLITE
 #include "sqlite_queue_test_util.h"
 #endif
@@ -15,6 +16,14 @@ namespace {
 TXFN_INSTANTIATE_DURABLE_QUEUE_CONCURRENCY_CONFORMANCE(InMemoryThreeShards, [] {
   return std::make_unique<InMemoryQueue>(InMemoryQueueOptions{.shards = 3});
 });
+
+TXFN_INSTANTIATE_DURABLE_QUEUE_CONCURRENCY_CONFORMANCE(
+    ShardedInMemory, []() -> std::unique_ptr<DurableQueue> {
+      auto q =
+          ShardedQueue::Create({std::make_shared<InMemoryQueue>(InMemoryQueueOptions{.shards = 2}),
+                                std::make_shared<InMemoryQueue>()});
+      return q.ok() ? *std::move(q) : nullptr;
+    });
 
 #if TXFN_QUEUE_TEST_SQLITE
 TXFN_INSTANTIATE_DURABLE_QUEUE_CONCURRENCY_CONFORMANCE(SqliteTwoShards, [] {
