@@ -11,9 +11,11 @@
 //                    to the caller until its lease ends. Every lease carries a
 //                    fresh token.
 //   Settle(batch)    ends leases: kAck deletes the call; kNack makes it due
-//                    again at `retry_at`; kDeadLetter moves it to the dead-letter
-//                    set. A token that is not the call's current, unexpired
-//                    lease is refused (FailedPrecondition): a late ACK of an
+//                    again at `retry_at`; kRelease too, for a call that was
+//                    not started (the delivery does not count as an attempt:
+//                    a scheduler time-shifts work back into the queue);
+//                    kDeadLetter moves it to the dead-letter set. A token that is not the call's
+//                    current, unexpired lease is refused (FailedPrecondition): a late ACK of an
 //                    expired lease cannot delete a call another scheduler now
 //                    owns.
 //   Extend(batch)    heartbeats: moves unexpired leases' expiry forward.
@@ -94,10 +96,10 @@ struct LeaseRequest {
 
 // How a lease ends.
 struct Settlement {
-  enum class Kind : uint8_t { kAck, kNack, kDeadLetter };
+  enum class Kind : uint8_t { kAck, kNack, kDeadLetter, kRelease };
   Kind kind = Kind::kAck;
   LeaseToken lease;
-  absl::Time retry_at;  // kNack: when the call is due again
+  absl::Time retry_at;  // kNack, kRelease: when the call is due again
   std::string reason;   // kDeadLetter (and kNack when it dead-letters): why; <= 1 KiB kept
 
   static Settlement Ack(LeaseToken t) { return {Kind::kAck, t, absl::InfinitePast(), {}}; }
@@ -106,6 +108,9 @@ struct Settlement {
   }
   static Settlement DeadLetter(LeaseToken t, std::string reason) {
     return {Kind::kDeadLetter, t, absl::InfinitePast(), std::move(reason)};
+  }
+  static Settlement Release(LeaseToken t, absl::Time retry_at) {
+    return {Kind::kRelease, t, retry_at, {}};
   }
 };
 
@@ -167,7 +172,8 @@ class DurableQueue {
   // order: OK, or FailedPrecondition when the token is not the call's current
   // lease or the lease expired at or before `now` (nothing changed for that
   // one), or NotFound when the call is not in the queue. A kNack whose call has
-  // used all its attempts dead-letters it ("attempts exhausted: <reason>").
+  // used all its attempts dead-letters it ("attempts exhausted: <reason>");
+  // a kRelease never does (it gives the attempt back).
   // InvalidArgument (nothing settled): a token appears twice, a kNack's
   // retry_at is not finite. (A lease appearing twice: the same id and token.)
   [[nodiscard]] virtual absl::StatusOr<std::vector<absl::Status>> Settle(

@@ -126,6 +126,8 @@ struct AimdOptions {
   // Tokens the limiter lets through at once: the limit's rate times this
   // (at least 1 call).
   absl::Duration burst = absl::Seconds(1);
+
+  friend bool operator==(const AimdOptions&, const AimdOptions&) = default;
 };
 
 class AimdLimiter {

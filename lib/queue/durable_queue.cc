@@ -124,10 +124,10 @@ absl::Status ValidateSettlements(absl::Span<const Settlement> settlements) {
                                                " appears twice in the batch"));
     }
     const auto kind = static_cast<int>(s.kind);
-    if (kind < 0 || kind > static_cast<int>(Settlement::Kind::kDeadLetter)) {
+    if (kind < 0 || kind > static_cast<int>(Settlement::Kind::kRelease)) {
       return absl::InvalidArgumentError(StrCat("Settle: unknown settlement kind ", kind));
     }
-    if (s.kind == Settlement::Kind::kNack &&
+    if ((s.kind == Settlement::Kind::kNack || s.kind == Settlement::Kind::kRelease) &&
         (s.retry_at == absl::InfinitePast() || s.retry_at == absl::InfiniteFuture())) {
       return absl::InvalidArgumentError(
           StrCat("Settle: the NACK of call ", s.lease.id.ToString(), " has no finite retry_at"));

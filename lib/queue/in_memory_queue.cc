@@ -254,6 +254,13 @@ absl::StatusOr<std::vector<absl::Status>> InMemoryQueue::Settle(
       case Settlement::Kind::kDeadLetter:
         shard.Kill(e, s.reason.substr(0, 1024), now);
         break;
+      case Settlement::Kind::kRelease:
+        shard.leases.erase(e.lease_key());
+        --e.call.attempt;  // not started: the delivery does not count
+        e.state = State::kPending;
+        e.due = s.retry_at;
+        shard.AddDue(e);
+        break;
     }
   }
   return results;

@@ -95,6 +95,9 @@ constexpr const char* kDelete = "DELETE FROM txfn_queue_calls WHERE seq = ?1";
 constexpr const char* kNack =
     "UPDATE txfn_queue_calls SET state = 0, due = ?2, start = ?2, token = 0, reason = ?3 "
     "WHERE seq = ?1";
+constexpr const char* kRelease =
+    "UPDATE txfn_queue_calls SET state = 0, due = ?2, start = ?2, token = 0, "
+    "attempts = attempts - 1 WHERE seq = ?1";
 constexpr const char* kExtend = "UPDATE txfn_queue_calls SET due = ?2 WHERE seq = ?1";
 constexpr const char* kListDead =
     "SELECT id, due, reason, attempts, call, shard FROM txfn_queue_calls WHERE state = 2 AND "
@@ -571,6 +574,11 @@ absl::StatusOr<std::vector<absl::Status>> SqliteQueue::Settle(
         case Settlement::Kind::kDeadLetter: {
           TXFN_ASSIGN_OR_RETURN(Db::Stmt dead, db.Prepare(kMarkDead));
           TXFN_RETURN_IF_ERROR(dead.Bind(1, seq).Bind(2, now).BindText(3, reason).Run());
+          break;
+        }
+        case Settlement::Kind::kRelease: {
+          TXFN_ASSIGN_OR_RETURN(Db::Stmt rel, db.Prepare(kRelease));
+          TXFN_RETURN_IF_ERROR(rel.Bind(1, seq).Bind(2, Nanos(st.retry_at)).Run());
           break;
         }
       }

@@ -380,6 +380,28 @@ TEST_P(DurableQueueConformanceTest, ANackMakesTheCallDueAtRetryAtWithOneMoreAtte
   EXPECT_EQ(b[0].call.start_after, a[0].call.start_after) << "the call itself is unchanged";
 }
 
+TEST_P(DurableQueueConformanceTest, AReleaseGivesTheCallBackWithoutUsingAnAttempt) {
+  DurableQueue& q = queue();
+  CallMaker maker;
+  Call c = maker.Make("f");
+  c.retry.max_attempts = 1;
+  ASSERT_EQ(Enqueued(q, {c}), 1u);
+  absl::Time now = kT0;
+  for (int i = 0; i < 3; ++i) {
+    std::vector<LeasedCall> got = LeaseAll(q, now);
+    ASSERT_THAT(got, SizeIs(1)) << "round " << i;
+    EXPECT_EQ(got[0].call.attempt, 0) << "released deliveries do not count";
+    ASSERT_TRUE(SettleOne(q, Settlement::Release(got[0].token, now + absl::Seconds(5)), now).ok());
+    EXPECT_THAT(LeaseAll(q, now + absl::Seconds(4)), IsEmpty()) << "due again only at retry_at";
+    now += absl::Seconds(5);
+  }
+  EXPECT_THAT(AllDeadLetters(q), IsEmpty());
+  std::vector<LeasedCall> last = LeaseAll(q, now);
+  ASSERT_THAT(last, SizeIs(1));
+  ASSERT_TRUE(q.Nack(last[0].token, now, now, "real failure").ok());
+  EXPECT_THAT(AllDeadLetters(q), SizeIs(1)) << "the one real attempt was the last";
+}
+
 TEST_P(DurableQueueConformanceTest, ExtendKeepsALeaseAlive) {
   DurableQueue& q = queue();
   CallMaker maker;
