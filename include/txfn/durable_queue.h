@@ -7,7 +7,7 @@
 //   Enqueue(batch)   atomically stores a batch of calls (ids already present
 //                    are skipped, so a retried Enqueue is exact).
 //   Lease(request)   hands out up to `max` due calls of one shard
-//                    (start_after <= now), oldest start first, each exclusive
+//                    (start_after <= now), longest due first, each exclusive
 //                    to the caller until its lease ends. Every lease carries a
 //                    fresh token.
 //   Settle(batch)    ends leases: kAck deletes the call; kNack makes it due
@@ -128,8 +128,8 @@ struct FunctionDepth {
   size_t pending = 0;  // waiting: due or not yet due, not leased
   size_t due = 0;      // of those, start_after <= now
   size_t leased = 0;   // under an unexpired lease
-  // The start time of the oldest due, unleased call (a call whose lease
-  // expired counts as due since its start); InfiniteFuture if none.
+  // When the longest-waiting due, unleased call became due (see Lease);
+  // InfiniteFuture if none.
   absl::Time oldest_due = absl::InfiniteFuture();
   // now - oldest_due, or zero if none is due.
   absl::Duration oldest_due_age = absl::ZeroDuration();
@@ -157,11 +157,12 @@ class DurableQueue {
   // `attempt` of an enqueued call is ignored (stored as 0 deliveries).
   [[nodiscard]] virtual absl::StatusOr<size_t> Enqueue(absl::Span<const Call> calls) = 0;
 
-  // Leases up to `max` calls of `shard` with start_after <= now (and, if
-  // given, function in `functions`), ordered by start_after, then by
-  // enqueue order; leases that expired by `now` end first (their calls are
-  // due again). Due calls whose deadline is <= now, or whose attempts are
-  // used up, are dead-lettered on the way (reason says which), not returned.
+  // Leases up to `max` calls of `shard` that are due at `now` (and, if
+  // given, of a function in `functions`), ordered by when they became due,
+  // then by enqueue order. A call is due from its start_after, a NACKed or
+  // released one from its retry_at, one whose lease expired from the expiry
+  // (an expired lease has ended: the call is due again). Due calls whose deadline is <= now, or
+  // whose attempts are used up, are dead-lettered on the way (reason says which), not returned.
   // InvalidArgument: shard out of range, max 0 or over kMaxLeaseBatch,
   // lease_duration <= 0 or over 24 h, an invalid function name.
   [[nodiscard]] virtual absl::StatusOr<std::vector<LeasedCall>> Lease(

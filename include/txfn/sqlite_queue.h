@@ -20,21 +20,25 @@
 // for example):
 //   txfn_queue_meta(name, value)      schema version, shard count, next token
 //   txfn_queue_calls(seq INTEGER PRIMARY KEY, id BLOB UNIQUE, shard, function,
-//                    state, due, start, attempts, max_attempts, deadline,
-//                    token, reason, call BLOB)
-//       state 0 pending (due = start), 1 leased (due = lease expiry), 2 dead
-//       (due = when); `call` is EncodeCall of the call; seq = enqueue order.
-//   indexes: (shard, state, due, seq) for leasing and expiry,
-//            (shard, function, state, due, seq) for filtered leases,
-//            (id) WHERE state = 2 for the dead-letter listing
+//                    state, due, attempts, max_attempts, deadline, token,
+//                    reason, dead_at, call BLOB)
+//       state 0 pending, 1 leased, 2 dead. `due` is when the row can be
+//       leased: the start or retry time of a pending call, the lease expiry
+//       of a leased one (an expired lease is just due again), never
+//       (INT64_MAX) for a dead letter. `call` is EncodeCall of the call; seq
+//       is the enqueue order.
+//   indexes: (shard, due, seq) for leasing; (id) WHERE state = 2 for the
+//            dead-letter listing. A Lease filtered by function walks the
+//            shard's due calls in order and skips other functions'.
 //   txfn_queue_blobs(key PRIMARY KEY, value)   the BlobStore
 // Times are int64 nanoseconds since the Unix epoch.
 //
 // Costs: every mutating call is one BEGIN IMMEDIATE..COMMIT transaction (one
 // WAL fsync under kFull, whatever the batch size: batch your enqueues and
-// settlements). Enqueue inserts a row and its index entries per call; Lease
-// is one index range walk plus an update per call; Settle one lookup and a
-// delete or update per lease. Depths scans the table (monitoring only).
+// settlements). Per call: Enqueue inserts a row and two index entries; Lease
+// walks the due index and updates the row (moving its index entry); an ACK
+// is one conditional delete; other settlements a lookup and an update.
+// Depths scans the table (monitoring only).
 //
 // Thread safety: every method may be called concurrently; they are
 // serialised on one connection. Another process may open the same file

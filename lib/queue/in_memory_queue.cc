@@ -46,7 +46,7 @@ struct Entry {
   Call call;  // call.attempt = deliveries so far
   uint64_t seq = 0;
   State state = State::kPending;
-  absl::Time due;  // pending, and kept while leased (an expired lease is due since then)
+  absl::Time due;  // when pending calls are due (an expired lease's call: at the expiry)
   uint64_t token = 0;
   absl::Time expires;
   std::string reason;  // dead: why; otherwise the last NACK's reason
@@ -108,6 +108,7 @@ struct InMemoryQueue::Shard {
       leases.erase(leases.begin());
       Entry& e = entries.find(id)->second;
       e.state = State::kPending;
+      e.due = e.expires;  // due again from the lease's expiry
       AddDue(e);
     }
   }
@@ -350,9 +351,10 @@ absl::StatusOr<std::vector<FunctionDepth>> InMemoryQueue::Depths(absl::Time now)
         continue;
       }
       ++d.pending;
-      if (e.due <= now) {
+      const absl::Time due = expired ? e.expires : e.due;
+      if (due <= now) {
         ++d.due;
-        d.oldest_due = std::min(d.oldest_due, e.due);
+        d.oldest_due = std::min(d.oldest_due, due);
       }
     }
   }

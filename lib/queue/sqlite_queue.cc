@@ -56,63 +56,67 @@ constexpr const char* kCreateSchema = R"sql(
 CREATE TABLE IF NOT EXISTS txfn_queue_meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS txfn_queue_calls (
   seq INTEGER PRIMARY KEY, id BLOB NOT NULL UNIQUE, shard INTEGER NOT NULL,
-  function TEXT NOT NULL, state INTEGER NOT NULL, due INTEGER NOT NULL, start INTEGER NOT NULL,
+  function TEXT NOT NULL, state INTEGER NOT NULL, due INTEGER NOT NULL,
   attempts INTEGER NOT NULL, max_attempts INTEGER NOT NULL, deadline INTEGER NOT NULL,
-  token INTEGER NOT NULL DEFAULT 0, reason TEXT NOT NULL DEFAULT '', call BLOB NOT NULL);
-CREATE INDEX IF NOT EXISTS txfn_queue_calls_due ON txfn_queue_calls (shard, state, due, seq);
-CREATE INDEX IF NOT EXISTS txfn_queue_calls_function
-  ON txfn_queue_calls (shard, function, state, due, seq);
+  token INTEGER NOT NULL DEFAULT 0, reason TEXT NOT NULL DEFAULT '',
+  dead_at INTEGER NOT NULL DEFAULT 0, call BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS txfn_queue_calls_due ON txfn_queue_calls (shard, due, seq);
 CREATE INDEX IF NOT EXISTS txfn_queue_calls_dead ON txfn_queue_calls (id) WHERE state = 2;
 CREATE TABLE IF NOT EXISTS txfn_queue_blobs (key TEXT PRIMARY KEY, value BLOB NOT NULL)
   WITHOUT ROWID;
 )sql";
 
+// `due` orders one index for everything a lease needs: a pending call is due
+// at its start (or retry) time, a leased one at its lease's expiry (so an
+// expired lease is simply due again, with no reclaim pass), a dead letter
+// never (kNever).
+constexpr int64_t kNever = std::numeric_limits<int64_t>::max();
+
 // The statements, prepared once per connection on first use.
 constexpr const char* kInsert =
-    "INSERT OR IGNORE INTO txfn_queue_calls (id, shard, function, state, due, start, attempts, "
-    "max_attempts, deadline, call) VALUES (?1, ?2, ?3, 0, ?4, ?4, 0, ?5, ?6, ?7)";
-constexpr const char* kReclaim =
-    "UPDATE txfn_queue_calls SET state = 0, due = start WHERE shard = ?1 AND state = 1 AND "
-    "due <= ?2";
+    "INSERT OR IGNORE INTO txfn_queue_calls (id, shard, function, state, due, attempts, "
+    "max_attempts, deadline, call) VALUES (?1, ?2, ?3, 0, ?4, 0, ?5, ?6, ?7)";
 constexpr const char* kSelectDue =
     "SELECT seq, id, due, attempts, max_attempts, deadline, reason, call FROM txfn_queue_calls "
-    "WHERE shard = ?1 AND state = 0 AND due <= ?2 ORDER BY due, seq LIMIT ?3";
+    "WHERE shard = ?1 AND due <= ?2 ORDER BY due, seq LIMIT ?3";
 constexpr const char* kSelectDueOfFunction =
     "SELECT seq, id, due, attempts, max_attempts, deadline, reason, call FROM txfn_queue_calls "
-    "WHERE shard = ?1 AND function = ?4 AND state = 0 AND due <= ?2 ORDER BY due, seq LIMIT ?3";
+    "WHERE shard = ?1 AND due <= ?2 AND function = ?4 ORDER BY due, seq LIMIT ?3";
 constexpr const char* kMarkLeased =
     "UPDATE txfn_queue_calls SET state = 1, due = ?2, token = ?3, attempts = attempts + 1 "
     "WHERE seq = ?1";
 constexpr const char* kMarkDead =
-    "UPDATE txfn_queue_calls SET state = 2, due = ?2, reason = ?3 WHERE seq = ?1";
+    "UPDATE txfn_queue_calls SET state = 2, due = 9223372036854775807, dead_at = ?2, "
+    "reason = ?3 WHERE seq = ?1";
 constexpr const char* kGetMeta = "SELECT value FROM txfn_queue_meta WHERE name = ?1";
 constexpr const char* kSetMeta =
     "INSERT INTO txfn_queue_meta (name, value) VALUES (?1, ?2) "
     "ON CONFLICT(name) DO UPDATE SET value = excluded.value";
 constexpr const char* kLookup =
     "SELECT seq, state, due, token, attempts, max_attempts FROM txfn_queue_calls WHERE id = ?1";
-constexpr const char* kDelete = "DELETE FROM txfn_queue_calls WHERE seq = ?1";
+// The ACK fast path: deletes the row only under the live lease ?2 at ?3.
+constexpr const char* kAck =
+    "DELETE FROM txfn_queue_calls WHERE id = ?1 AND state = 1 AND token = ?2 AND due > ?3";
 constexpr const char* kNack =
-    "UPDATE txfn_queue_calls SET state = 0, due = ?2, start = ?2, token = 0, reason = ?3 "
-    "WHERE seq = ?1";
+    "UPDATE txfn_queue_calls SET state = 0, due = ?2, token = 0, reason = ?3 WHERE seq = ?1";
 constexpr const char* kRelease =
-    "UPDATE txfn_queue_calls SET state = 0, due = ?2, start = ?2, token = 0, "
-    "attempts = attempts - 1 WHERE seq = ?1";
+    "UPDATE txfn_queue_calls SET state = 0, due = ?2, token = 0, attempts = attempts - 1 "
+    "WHERE seq = ?1";
 constexpr const char* kExtend = "UPDATE txfn_queue_calls SET due = ?2 WHERE seq = ?1";
 constexpr const char* kListDead =
-    "SELECT id, due, reason, attempts, call, shard FROM txfn_queue_calls WHERE state = 2 AND "
+    "SELECT id, dead_at, reason, attempts, call, shard FROM txfn_queue_calls WHERE state = 2 AND "
     "id > ?1 ORDER BY id LIMIT ?2";
 constexpr const char* kRedriveLookup =
     "SELECT seq, state, call FROM txfn_queue_calls WHERE id = ?1";
 constexpr const char* kRedrive =
-    "UPDATE txfn_queue_calls SET state = 0, due = ?2, start = ?2, attempts = 0, token = 0, "
-    "reason = '', deadline = ?3, call = ?4 WHERE seq = ?1";
+    "UPDATE txfn_queue_calls SET state = 0, due = ?2, attempts = 0, token = 0, reason = '', "
+    "deadline = ?3, call = ?4 WHERE seq = ?1";
 constexpr const char* kDepths =
     "SELECT function, "
     "SUM(CASE WHEN state = 1 AND due > ?1 THEN 0 ELSE 1 END), "
-    "SUM(CASE WHEN (state = 0 OR due <= ?1) AND start <= ?1 THEN 1 ELSE 0 END), "
+    "SUM(CASE WHEN due <= ?1 THEN 1 ELSE 0 END), "
     "SUM(CASE WHEN state = 1 AND due > ?1 THEN 1 ELSE 0 END), "
-    "MIN(CASE WHEN (state = 0 OR due <= ?1) AND start <= ?1 THEN start END) "
+    "MIN(CASE WHEN due <= ?1 THEN due END) "
     "FROM txfn_queue_calls WHERE state < 2 GROUP BY function ORDER BY function";
 constexpr const char* kBlobPut =
     "INSERT INTO txfn_queue_blobs (key, value) VALUES (?1, ?2) "
@@ -456,10 +460,6 @@ absl::StatusOr<std::vector<LeasedCall>> SqliteQueue::Lease(const LeaseRequest& r
   std::vector<LeasedCall> out;
   internal::MutexLock lock(&mu_);
   TXFN_RETURN_IF_ERROR(InWriteTransaction([&](Db& db) -> absl::Status {
-    {
-      TXFN_ASSIGN_OR_RETURN(Db::Stmt reclaim, db.Prepare(kReclaim));
-      TXFN_RETURN_IF_ERROR(reclaim.Bind(1, request.shard).Bind(2, now).Run());
-    }
     TXFN_ASSIGN_OR_RETURN(std::optional<int64_t> next_token, db.GetMeta("next_token"));
     int64_t token = next_token.value_or(1);
     // Rounds: read up to the number still wanted (from each function when
@@ -532,6 +532,12 @@ absl::StatusOr<std::vector<absl::Status>> SqliteQueue::Settle(
     for (size_t i = 0; i < settlements.size(); ++i) {
       const Settlement& st = settlements[i];
       const std::string id = st.lease.id.Bytes();
+      if (st.kind == Settlement::Kind::kAck) {
+        TXFN_ASSIGN_OR_RETURN(Db::Stmt ack, db.Prepare(kAck));
+        TXFN_RETURN_IF_ERROR(
+            ack.BindBlob(1, id).Bind(2, static_cast<int64_t>(st.lease.token)).Bind(3, now).Run());
+        if (db.changes() == 1) continue;  // OK; otherwise say why below
+      }
       int64_t seq = 0, state = 0, expires = 0, token = 0, attempts = 0, max_attempts = 0;
       {
         TXFN_ASSIGN_OR_RETURN(Db::Stmt look, db.Prepare(kLookup));
@@ -555,11 +561,8 @@ absl::StatusOr<std::vector<absl::Status>> SqliteQueue::Settle(
       }
       const std::string reason = st.reason.substr(0, 1024);
       switch (st.kind) {
-        case Settlement::Kind::kAck: {
-          TXFN_ASSIGN_OR_RETURN(Db::Stmt del, db.Prepare(kDelete));
-          TXFN_RETURN_IF_ERROR(del.Bind(1, seq).Run());
-          break;
-        }
+        case Settlement::Kind::kAck:
+          break;  // the fast path above deletes every live lease's call
         case Settlement::Kind::kNack:
           if (attempts >= max_attempts) {
             TXFN_ASSIGN_OR_RETURN(Db::Stmt dead, db.Prepare(kMarkDead));

@@ -558,13 +558,17 @@ TEST_P(DurableQueueConformanceTest, DepthsCountPendingDueAndLeasedPerFunction) {
   EXPECT_EQ((*d)[0].pending, 2u);
   EXPECT_EQ((*d)[0].leased, 1u);
   EXPECT_EQ((*d)[0].oldest_due, kT0);
-  // Once the lease expired, the call counts as due since its start again.
+  // Once the lease expired, the call is due again, from the expiry.
   d = q.Depths(kT0 + kLease);
   ASSERT_TRUE(d.ok());
   EXPECT_EQ((*d)[0].leased, 0u);
   EXPECT_EQ((*d)[0].pending, 3u);
   EXPECT_EQ((*d)[0].due, 2u);
-  EXPECT_EQ((*d)[0].oldest_due, kT0 - absl::Seconds(30));
+  EXPECT_EQ((*d)[0].oldest_due, kT0);
+  d = q.Depths(kT0 + kLease + absl::Seconds(1));
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ((*d)[0].oldest_due, kT0);
+  EXPECT_EQ((*d)[0].oldest_due_age, kLease + absl::Seconds(1));
 }
 
 TEST_P(DurableQueueConformanceTest, EveryBadRequestIsInvalidArgumentAndChangesNothing) {
