@@ -1,8 +1,9 @@
 // The queue side's throughput, each against a baseline in the same run.
 //
 //   BM_QueueEnqueueLeaseAck/storage:memory, /storage:sqlite
-//       no-op calls through DurableQueue: Enqueue in batches of 100, Lease in
-//       batches of 100, Ack in batches (one Settle); counter jobs_per_s (wall).
+//       no-op calls through DurableQueue: Enqueue in batches of 256 (the
+//       scheduler's default lease batch), Lease in batches of 256, Ack in
+//       batches (one Settle); counter jobs_per_s (wall clock).
 //       SQLite with its default synchronous=FULL.
 //   BM_NaiveSqliteQueue
 //       the baseline: one SQLite transaction per job (insert; select the
@@ -45,7 +46,7 @@ namespace txfn {
 namespace {
 
 const absl::Time kT0 = absl::FromUnixSeconds(1'700'000'000);
-constexpr int kBatch = 100;
+constexpr int kBatch = 256;
 
 class TempDir {
  public:

@@ -85,7 +85,7 @@ struct LeasedCall {
 
 struct LeaseRequest {
   int shard = 0;
-  // Only calls of these functions; empty = every function.
+  // Only calls of these functions (at most 1000); empty = every function.
   std::vector<std::string> functions;
   absl::Time now;
   // The most calls to hand out, 1 .. kMaxLeaseBatch.

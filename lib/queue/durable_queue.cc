@@ -106,6 +106,10 @@ absl::Status ValidateLeaseRequest(const LeaseRequest& request, int shard_count) 
   if (absl::Status s = ValidateLeaseDuration(request.lease_duration); !s.ok()) {
     return absl::InvalidArgumentError(StrCat("Lease: ", s.message()));
   }
+  if (request.functions.size() > 1000) {
+    return absl::InvalidArgumentError(
+        StrCat("Lease: ", request.functions.size(), " functions; a filter names at most 1000"));
+  }
   for (const std::string& f : request.functions) {
     if (absl::Status s = ValidateFunctionName(f); !s.ok()) {
       return absl::InvalidArgumentError(StrCat("Lease: ", s.message()));

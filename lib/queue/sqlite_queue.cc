@@ -76,15 +76,21 @@ constexpr int64_t kNever = std::numeric_limits<int64_t>::max();
 constexpr const char* kInsert =
     "INSERT OR IGNORE INTO txfn_queue_calls (id, shard, function, state, due, attempts, "
     "max_attempts, deadline, call) VALUES (?1, ?2, ?3, 0, ?4, 0, ?5, ?6, ?7)";
-constexpr const char* kSelectDue =
-    "SELECT seq, id, due, attempts, max_attempts, deadline, reason, call FROM txfn_queue_calls "
-    "WHERE shard = ?1 AND due <= ?2 ORDER BY due, seq LIMIT ?3";
-constexpr const char* kSelectDueOfFunction =
-    "SELECT seq, id, due, attempts, max_attempts, deadline, reason, call FROM txfn_queue_calls "
-    "WHERE shard = ?1 AND due <= ?2 AND function = ?4 ORDER BY due, seq LIMIT ?3";
-constexpr const char* kMarkLeased =
-    "UPDATE txfn_queue_calls SET state = 1, due = ?2, token = ?3, attempts = attempts + 1 "
-    "WHERE seq = ?1";
+// Leases the first ?3 due rows of shard ?1 at ?2 (one statement: the rows'
+// tokens come from txfn_token(), a counter the connection keeps), returning
+// what the caller needs. "%s" is empty or a function filter.
+constexpr const char* kLeaseSql =
+    "UPDATE txfn_queue_calls SET state = 1, due = ?4, token = txfn_token(), "
+    "attempts = attempts + 1 WHERE seq IN (SELECT seq FROM txfn_queue_calls WHERE shard = ?1 "
+    "AND due <= ?2 {} ORDER BY due, seq LIMIT ?3) "
+    "RETURNING seq, attempts, max_attempts, deadline, reason, call, token, due";
+// The same rows' order (RETURNING does not keep the subquery's): an
+// index-only walk.
+constexpr const char* kLeaseOrderSql =
+    "SELECT seq FROM txfn_queue_calls WHERE shard = ?1 AND due <= ?2 {} ORDER BY due, seq "
+    "LIMIT ?3";
+constexpr const char* kUndoLease =
+    "UPDATE txfn_queue_calls SET attempts = attempts - 1 WHERE seq = ?1";
 constexpr const char* kMarkDead =
     "UPDATE txfn_queue_calls SET state = 2, due = 9223372036854775807, dead_at = ?2, "
     "reason = ?3 WHERE seq = ?1";
@@ -151,6 +157,7 @@ class SqliteQueue::Db {
                         SQLITE_STATIC);
       return *this;
     }
+    Stmt& BindText(size_t i, std::string_view v) { return BindText(static_cast<int>(i), v); }
     Stmt& BindText(int i, std::string_view v) {
       sqlite3_bind_text(s_, i, v.empty() ? "" : v.data(), static_cast<int>(v.size()),
                         SQLITE_STATIC);
@@ -200,6 +207,7 @@ class SqliteQueue::Db {
 
   ~Db() {
     for (auto& [sql, stmt] : stmts_) sqlite3_finalize(stmt);
+    for (auto& [sql, stmt] : dynamic_) sqlite3_finalize(stmt);
     sqlite3_close_v2(db_);
   }
   Db(const Db&) = delete;
@@ -222,6 +230,37 @@ class SqliteQueue::Db {
       }
     }
     return absl::StatusOr<Stmt>(absl::in_place, s, this);
+  }
+
+  // A statement of text built at run time (cached by its text).
+  absl::StatusOr<Stmt> PrepareDynamic(const std::string& sql) {
+    sqlite3_stmt*& s = dynamic_[sql];
+    if (s == nullptr) {
+      const int rc =
+          sqlite3_prepare_v3(db_, sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT, &s, nullptr);
+      if (rc != SQLITE_OK) {
+        sqlite3_finalize(s);
+        s = nullptr;
+        return Error(rc, StrCat("prepare ", sql));
+      }
+    }
+    return absl::StatusOr<Stmt>(absl::in_place, s, this);
+  }
+
+  // txfn_token(): the next lease token; set_next_token() before a statement
+  // that calls it, next_token() after.
+  void set_next_token(int64_t t) { next_token_ = t; }
+  int64_t next_token() const { return next_token_; }
+  absl::Status RegisterFunctions() {
+    const int rc = sqlite3_create_function(
+        db_, "txfn_token", 0, SQLITE_UTF8 | SQLITE_DIRECTONLY, this,
+        [](sqlite3_context* ctx, int, sqlite3_value**) {
+          auto* self = static_cast<Db*>(sqlite3_user_data(ctx));
+          sqlite3_result_int64(ctx, self->next_token_++);
+        },
+        nullptr, nullptr);
+    if (rc != SQLITE_OK) return Error(rc, "create function txfn_token");
+    return absl::OkStatus();
   }
 
   absl::Status Exec(const std::string& sql) {
@@ -270,6 +309,8 @@ class SqliteQueue::Db {
   sqlite3* const db_;
   const std::string path_;
   absl::flat_hash_map<const char*, sqlite3_stmt*> stmts_;
+  absl::flat_hash_map<std::string, sqlite3_stmt*> dynamic_;
+  int64_t next_token_ = 1;
 };
 
 template <typename Body>
@@ -323,6 +364,7 @@ absl::StatusOr<std::unique_ptr<SqliteQueue>> SqliteQueue::Open(std::string path,
         StrCat("SqliteQueue::Open: shards must be >= 0, not ", options.shards));
   }
   TXFN_ASSIGN_OR_RETURN(std::unique_ptr<Db> db, Db::Open(path, options));
+  TXFN_RETURN_IF_ERROR(db->RegisterFunctions());
   TXFN_ASSIGN_OR_RETURN(std::string mode, db->QueryText("PRAGMA journal_mode = WAL"));
   if (mode != "wal") {
     return absl::UnavailableError(
@@ -415,19 +457,17 @@ absl::StatusOr<size_t> SqliteQueue::Enqueue(absl::Span<const Call> calls) {
 
 namespace {
 
-// One due row as read by a lease.
-struct DueRow {
-  int64_t seq = 0;
-  int64_t due = 0;
-  int64_t attempts = 0;
-  int64_t max_attempts = 0;
-  int64_t deadline = 0;
-  std::string reason;
-  std::string call;
-  friend bool operator<(const DueRow& a, const DueRow& b) {
-    return a.due != b.due ? a.due < b.due : a.seq < b.seq;
+// The lease statement for `functions` (empty: every function); ?5.. bind
+// the function names.
+std::string LeaseSql(const char* sql, size_t functions) {
+  std::string filter;
+  if (functions > 0) {
+    filter = "AND function IN (";
+    for (size_t i = 0; i < functions; ++i) filter += StrCat(i == 0 ? "" : ", ", "?", 5 + i);
+    filter += ")";
   }
-};
+  return fmt::format(fmt::runtime(sql), filter);
+}
 
 std::string Stale(const LeaseToken& t, int64_t state, int64_t token, int64_t expires) {
   std::string why;
@@ -461,63 +501,79 @@ absl::StatusOr<std::vector<LeasedCall>> SqliteQueue::Lease(const LeaseRequest& r
   internal::MutexLock lock(&mu_);
   TXFN_RETURN_IF_ERROR(InWriteTransaction([&](Db& db) -> absl::Status {
     TXFN_ASSIGN_OR_RETURN(std::optional<int64_t> next_token, db.GetMeta("next_token"));
-    int64_t token = next_token.value_or(1);
-    // Rounds: read up to the number still wanted (from each function when
-    // filtered, merged), lease or dead-letter them in order; another round
-    // only if some were dead-lettered and more may be due.
+    db.set_next_token(next_token.value_or(1));
+    TXFN_ASSIGN_OR_RETURN(Db::Stmt order,
+                          db.PrepareDynamic(LeaseSql(kLeaseOrderSql, functions.size())));
+    TXFN_ASSIGN_OR_RETURN(Db::Stmt lease, db.PrepareDynamic(LeaseSql(kLeaseSql, functions.size())));
+    // Rounds: lease what is still wanted; the rare due call that must be
+    // dead-lettered instead (deadline passed, attempts used up) is taken back
+    // out of the round, and another round fills its place.
     while (out.size() < request.max) {
       const size_t want = request.max - out.size();
-      std::vector<DueRow> rows;
-      auto read = [&](const char* sql, std::string_view function) -> absl::Status {
-        TXFN_ASSIGN_OR_RETURN(Db::Stmt sel, db.Prepare(sql));
-        sel.Bind(1, request.shard).Bind(2, now).Bind(3, static_cast<int64_t>(want));
-        if (!function.empty()) sel.BindText(4, function);
-        while (true) {
-          TXFN_ASSIGN_OR_RETURN(bool row, sel.Step());
-          if (!row) break;
-          DueRow& r = rows.emplace_back();
-          r.seq = sel.Int(0);
-          r.due = sel.Int(2);
-          r.attempts = sel.Int(3);
-          r.max_attempts = sel.Int(4);
-          r.deadline = sel.Int(5);
-          r.reason = std::string(sel.Blob(6));
-          r.call = std::string(sel.Blob(7));
-        }
-        return absl::OkStatus();
-      };
-      if (functions.empty()) {
-        TXFN_RETURN_IF_ERROR(read(kSelectDue, {}));
-      } else {
-        for (const std::string& f : functions) TXFN_RETURN_IF_ERROR(read(kSelectDueOfFunction, f));
-        std::sort(rows.begin(), rows.end());
-        if (rows.size() > want) rows.resize(want);
+      const size_t first = out.size();
+      absl::flat_hash_map<int64_t, size_t> position;  // seq -> place in due order
+      order.Bind(1, request.shard).Bind(2, now).Bind(3, static_cast<int64_t>(want));
+      for (size_t i = 0; i < functions.size(); ++i) order.BindText(5 + i, functions[i]);
+      while (true) {
+        TXFN_ASSIGN_OR_RETURN(bool row, order.Step());
+        if (!row) break;
+        position.emplace(order.Int(0), position.size());
       }
-      bool killed = false;
-      for (DueRow& r : rows) {
-        if (r.deadline <= now || r.attempts >= r.max_attempts) {
-          std::string reason = r.deadline <= now
-                                   ? DeadlineReason(FromNanos(r.deadline), request.now)
-                                   : AttemptsReason(static_cast<int>(r.attempts), r.reason);
-          TXFN_ASSIGN_OR_RETURN(Db::Stmt dead, db.Prepare(kMarkDead));
-          TXFN_RETURN_IF_ERROR(dead.Bind(1, r.seq).Bind(2, now).BindText(3, reason).Run());
-          killed = true;
+      order.Reset();
+      std::vector<int64_t> seqs;
+      lease.Bind(1, request.shard)
+          .Bind(2, now)
+          .Bind(3, static_cast<int64_t>(want))
+          .Bind(4, Nanos(expires));
+      for (size_t i = 0; i < functions.size(); ++i) lease.BindText(5 + i, functions[i]);
+      struct Dead {
+        int64_t seq;
+        std::string reason;
+      };
+      std::vector<Dead> dead;
+      size_t rows = 0;
+      while (true) {
+        TXFN_ASSIGN_OR_RETURN(bool row, lease.Step());
+        if (!row) break;
+        ++rows;
+        const int64_t seq = lease.Int(0);
+        const int64_t attempts = lease.Int(1) - 1;  // before this delivery
+        const int64_t deadline = lease.Int(3);
+        if (deadline <= now || attempts >= lease.Int(2)) {
+          dead.push_back({seq, deadline <= now
+                                   ? DeadlineReason(FromNanos(deadline), request.now)
+                                   : AttemptsReason(static_cast<int>(attempts), lease.Blob(4))});
           continue;
         }
-        TXFN_ASSIGN_OR_RETURN(Call call, DecodeCall(r.call));
-        call.attempt = static_cast<int>(r.attempts);
-        TXFN_ASSIGN_OR_RETURN(Db::Stmt mark, db.Prepare(kMarkLeased));
-        TXFN_RETURN_IF_ERROR(mark.Bind(1, r.seq).Bind(2, Nanos(expires)).Bind(3, token).Run());
+        TXFN_ASSIGN_OR_RETURN(Call call, DecodeCall(lease.Blob(5)));
+        call.attempt = static_cast<int>(attempts);
+        seqs.push_back(seq);
         LeasedCall& lc = out.emplace_back();
-        lc.token = {call.id, static_cast<uint64_t>(token)};
+        lc.token = {call.id, static_cast<uint64_t>(lease.Int(6))};
         lc.call = std::move(call);
         lc.expires = expires;
         lc.shard = request.shard;
-        ++token;
       }
-      if (!killed || rows.size() < want) break;
+      lease.Reset();
+      // Back into due order.
+      std::vector<size_t> idx(seqs.size());
+      for (size_t i = 0; i < idx.size(); ++i) idx[i] = i;
+      std::sort(idx.begin(), idx.end(),
+                [&](size_t a, size_t b) { return position[seqs[a]] < position[seqs[b]]; });
+      std::vector<LeasedCall> round;
+      round.reserve(idx.size());
+      for (size_t i : idx) round.push_back(std::move(out[first + i]));
+      out.resize(first);
+      for (LeasedCall& lc : round) out.push_back(std::move(lc));
+      for (const Dead& d : dead) {
+        TXFN_ASSIGN_OR_RETURN(Db::Stmt undo, db.Prepare(kUndoLease));
+        TXFN_RETURN_IF_ERROR(undo.Bind(1, d.seq).Run());
+        TXFN_ASSIGN_OR_RETURN(Db::Stmt kill, db.Prepare(kMarkDead));
+        TXFN_RETURN_IF_ERROR(kill.Bind(1, d.seq).Bind(2, now).BindText(3, d.reason).Run());
+      }
+      if (dead.empty() || rows < want) break;
     }
-    return db.SetMeta("next_token", token);
+    return db.SetMeta("next_token", db.next_token());
   }));
   return out;
 }
