@@ -22,7 +22,6 @@
 #ifndef TXFN_CALL_H_
 #define TXFN_CALL_H_
 
-#include <compare>
 #include <cstdint>
 #include <optional>
 #include <random>
@@ -70,7 +69,13 @@ class CallId {
   // 16 bytes, big-endian: byte order == id order.
   std::string Bytes() const;
 
-  friend auto operator<=>(const CallId&, const CallId&) = default;
+  friend bool operator==(const CallId&, const CallId&) = default;
+  friend bool operator<(const CallId& a, const CallId& b) {
+    return a.hi_ != b.hi_ ? a.hi_ < b.hi_ : a.lo_ < b.lo_;
+  }
+  friend bool operator>(const CallId& a, const CallId& b) { return b < a; }
+  friend bool operator<=(const CallId& a, const CallId& b) { return !(b < a); }
+  friend bool operator>=(const CallId& a, const CallId& b) { return !(a < b); }
   template <typename H>
   friend H AbslHashValue(H h, const CallId& id) {
     return H::combine(std::move(h), id.hi_, id.lo_);

@@ -198,14 +198,13 @@ class CallScheduler {
     // this close (plus its function's average cost).
     absl::Duration opportunistic_deadline_slack = absl::Minutes(5);
     // A buffer blocked by a limit keeps at most max_buffered_per_function
-    // calls (by its quota: what the quota admits within quota_hold) and
-    // releases the rest to the queue, due again after release_delay (for an
-    // opportunistic call: no later than its deadline minus the slack). The
+    // calls (blocked by its quota: what the quota admits in release_delay)
+    // and releases the rest to the queue, due again after release_delay (an
+    // opportunistic call no later than its deadline minus the slack). The
     // release does not count as an attempt. So time-shifted work waits in the
     // durable queue, and a blocked function cannot fill the buffers that
     // other functions' calls need.
     size_t max_buffered_per_function = 256;
-    absl::Duration quota_hold = absl::Seconds(1);
     absl::Duration release_delay = absl::Seconds(10);
     // The reserved quota's burst, in seconds of its rate.
     absl::Duration quota_burst = absl::Seconds(1);
@@ -235,7 +234,7 @@ class CallScheduler {
   // ("" = the default group). InvalidArgument: null worker, slots < 1, empty
   // id; AlreadyExists: the id is taken.
   [[nodiscard]] absl::Status AddWorker(std::string id, std::shared_ptr<Worker> worker, int slots,
-                                       std::string group = "");
+                                       const std::string& group = "");
   // No more calls go to the worker; its running calls still settle. NotFound.
   [[nodiscard]] absl::Status RemoveWorker(std::string_view id);
 

@@ -338,7 +338,7 @@ void CallScheduler::MaybePollConfig(absl::Time now) {
 // --- Workers ------------------------------------------------------------------------
 
 absl::Status CallScheduler::AddWorker(std::string id, std::shared_ptr<Worker> worker, int slots,
-                                      std::string group) {
+                                      const std::string& group) {
   if (id.empty()) return absl::InvalidArgumentError("AddWorker: the worker id is empty");
   if (worker == nullptr) {
     return absl::InvalidArgumentError(StrCat("AddWorker: worker '", id, "' is null"));
@@ -571,11 +571,14 @@ void CallScheduler::ReleaseExcess(FunctionState& fs, int quota, Admission why, a
   std::vector<Held*>& buf = fs.buffer[quota];
   size_t keep = options_.max_buffered_per_function;
   if (why == Admission::kBlockedByQuota) {
-    // Keep what the quota will admit soon; time-shift the rest back into the
-    // durable queue, where waiting costs no memory.
+    // Keep what the quota admits until released calls are due again; time-
+    // shift the rest back into the durable queue, where waiting costs no
+    // memory. (A rate of 0, S = 0, keeps nothing.)
     const TokenBucket& bucket = quota == kReserved ? fs.reserved : fs.opportunistic;
-    const double soon = bucket.rate() * absl::ToDoubleSeconds(options_.quota_hold);
-    keep = std::min(keep, static_cast<size_t>(std::ceil(std::max(soon, 0.0))));
+    const double until_back = bucket.rate() * absl::ToDoubleSeconds(options_.release_delay);
+    if (until_back < static_cast<double>(keep)) {
+      keep = static_cast<size_t>(std::ceil(std::max(until_back, 0.0)));
+    }
   }
   if (buf.size() <= keep) return;
   auto later = [](Held* a, Held* b) { return RunsLater(a, b); };

@@ -69,8 +69,7 @@ CREATE TABLE IF NOT EXISTS txfn_queue_blobs (key TEXT PRIMARY KEY, value BLOB NO
 // `due` orders one index for everything a lease needs: a pending call is due
 // at its start (or retry) time, a leased one at its lease's expiry (so an
 // expired lease is simply due again, with no reclaim pass), a dead letter
-// never (kNever).
-constexpr int64_t kNever = std::numeric_limits<int64_t>::max();
+// never (INT64_MAX).
 
 // The statements, prepared once per connection on first use.
 constexpr const char* kInsert =

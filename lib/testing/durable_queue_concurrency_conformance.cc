@@ -159,6 +159,7 @@ TEST_P(DurableQueueConcurrencyConformanceTest, LeasesAreExclusiveAndEveryCallIsA
       // refuse them (whether or not another lessee has the call by now).
       if (!dropped.empty()) {
         std::vector<Settlement> late;
+        late.reserve(dropped.size());
         for (const LeasedCall& d : dropped) late.push_back(Settlement::Ack(d.token));
         auto r = q.Settle(late, dropped.back().expires + kLease);
         if (r.ok()) {
@@ -173,6 +174,7 @@ TEST_P(DurableQueueConcurrencyConformanceTest, LeasesAreExclusiveAndEveryCallIsA
     }
   };
   std::vector<std::thread> threads;
+  threads.reserve(kLessees);
   for (int i = 0; i < kLessees; ++i) threads.emplace_back(lessee, i);
   for (auto& t : threads) t.join();
 
@@ -213,19 +215,21 @@ TEST_P(DurableQueueConcurrencyConformanceTest, ProducersAndConsumersRaceWithoutL
   int duplicates = 0;
 
   std::vector<std::thread> threads;
+  threads.reserve(kProducers + 2);
   for (int p = 0; p < kProducers; ++p) {
     threads.emplace_back([&, p] {
       CallMaker maker(100 + p);
       for (int i = 0; i < kPerProducer; i += 10) {
         std::vector<Call> batch;
+        batch.reserve(10);
         for (int j = 0; j < 10; ++j) batch.push_back(maker.Make("f"));
         if (!q.Enqueue(batch).ok()) ++errors;
       }
       ++produced_batches_done;
     });
   }
-  for (int c = 0; c < 2; ++c) {
-    threads.emplace_back([&, c] {
+  for (int consumer = 0; consumer < 2; ++consumer) {
+    threads.emplace_back([&] {
       while (true) {
         const bool producers_done = produced_batches_done.load() == kProducers;
         size_t got_total = 0;

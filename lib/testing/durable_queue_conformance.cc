@@ -52,11 +52,13 @@ constexpr absl::Duration kLease = absl::Seconds(30);
 
 std::vector<CallId> Ids(const std::vector<LeasedCall>& leased) {
   std::vector<CallId> out;
+  out.reserve(leased.size());
   for (const auto& l : leased) out.push_back(l.call.id);
   return out;
 }
 std::vector<CallId> Ids(const std::vector<Call>& calls) {
   std::vector<CallId> out;
+  out.reserve(calls.size());
   for (const auto& c : calls) out.push_back(c.id);
   return out;
 }
@@ -122,6 +124,7 @@ TEST_P(DurableQueueConformanceTest, ShardOfIsStableAndEachShardHandsOutOnlyItsCa
   DurableQueue& q = queue();
   CallMaker maker;
   std::vector<Call> calls;
+  calls.reserve(64);
   for (int i = 0; i < 64; ++i) calls.push_back(maker.Make("f"));
   ASSERT_EQ(Enqueued(q, calls), 64u);
   for (const Call& c : calls) {
@@ -478,11 +481,13 @@ TEST_P(DurableQueueConformanceTest, DeadLettersAreListedInIdOrderAndRedriven) {
   DurableQueue& q = queue();
   CallMaker maker;
   std::vector<Call> calls;
+  calls.reserve(7);
   for (int i = 0; i < 7; ++i) calls.push_back(maker.Make("f"));
   ASSERT_EQ(Enqueued(q, calls), 7u);
   std::vector<LeasedCall> got = LeaseAll(q, kT0);
   ASSERT_THAT(got, SizeIs(7));
   std::vector<Settlement> kill;
+  kill.reserve(got.size());
   for (const LeasedCall& l : got) kill.push_back(Settlement::DeadLetter(l.token, "permanent"));
   auto r = q.Settle(kill, kT0 + absl::Seconds(1));
   ASSERT_TRUE(r.ok()) << r.status();

@@ -41,7 +41,7 @@ class CallMaker {
 // Leases from every shard until `max` calls or all shards are drained.
 inline std::vector<LeasedCall> LeaseAll(DurableQueue& q, absl::Time now, size_t max = 10'000,
                                         absl::Duration lease = absl::Seconds(30),
-                                        std::vector<std::string> functions = {}) {
+                                        const std::vector<std::string>& functions = {}) {
   std::vector<LeasedCall> out;
   for (int s = 0; s < q.shard_count() && out.size() < max; ++s) {
     auto got = q.Lease({.shard = s,

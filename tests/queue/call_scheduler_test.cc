@@ -323,6 +323,29 @@ TEST(CallSchedulerTest, AimdSettlesNearADownstreamsCapacityAndRecoversAfterAnOut
   EXPECT_GT(s->stats().back_pressure, 0u);
 }
 
+// Reserved quota: 1 CPU for a function whose calls measure 100 ms of CPU
+// each is 10 calls per second, whatever the initial guess.
+TEST(CallSchedulerTest, TheReservedQuotaFollowsTheMeasuredCostPerCall) {
+  VirtualClock clock(kT0);
+  InMemoryQueue queue;
+  CallFactory f;
+  SchedulerConfig config{.version = 1};
+  config.functions["f"] = {.reserved_cpu_quota = 1, .initial_cost = absl::Milliseconds(10)};
+  auto worker = std::make_shared<FakeWorker>(
+      &clock, [](const Call&) { return absl::Milliseconds(100); },
+      [](const Call&) { return CallOutcome::Ok(absl::Milliseconds(100)); });
+  auto s = MakeScheduler({.queue = &queue, .clock = &clock, .config = config});
+  ASSERT_TRUE(s->AddWorker("w", worker, 1000).ok());
+  std::vector<Call> calls;
+  calls.reserve(2000);
+  for (int i = 0; i < 2000; ++i) calls.push_back(f.Make("f", kT0, absl::Hours(1)));
+  ASSERT_TRUE(queue.Enqueue(calls).ok());
+  RunUntil(clock, *s, {worker}, kT0 + absl::Seconds(40), absl::Milliseconds(50));
+  int late_starts = 0;
+  for (const auto& st : worker->started()) late_starts += st.at >= kT0 + absl::Seconds(20);
+  EXPECT_NEAR(late_starts / 20.0, 10.0, 1.5) << "calls per second once the cost is measured";
+}
+
 TEST(CallSchedulerTest, SpilledArgumentsAreLoadedForTheWorkerAndDeletedOnAck) {
   VirtualClock clock(kT0);
   InMemoryQueue queue;
