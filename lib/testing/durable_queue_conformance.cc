@@ -639,6 +639,7 @@ TEST_P(DurableQueueConformanceTest, ReopenKeepsCallsLeasesDeadLettersAndFreshTok
   DurableQueue& q0 = queue();
   CallMaker maker;
   std::vector<Call> calls;
+  calls.reserve(6);
   for (int i = 0; i < 6; ++i) calls.push_back(maker.Make(i % 2 == 0 ? "a" : "b"));
   ASSERT_EQ(Enqueued(q0, calls), 6u);
   std::vector<LeasedCall> leased = LeaseAll(q0, kT0, 3);
