@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -670,9 +671,17 @@ TEST(CallSchedulerStressTest, WorkersCompletingOnOtherThreadsSettleEveryCallOnce
       std::this_thread::yield();
     }
   });
-  for (int i = 0; i < 200000 && s->stats().acked < static_cast<uint64_t>(kCalls); ++i) {
+  // Bounded by wall time, not ticks: on a loaded machine the worker threads
+  // may get little CPU, and the loop waits for them instead of spinning.
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (s->stats().acked < static_cast<uint64_t>(kCalls) &&
+         std::chrono::steady_clock::now() < give_up) {
+    const int before = wakeups.load();
     clock.Advance(absl::Milliseconds(1));
     s->Tick();
+    if (wakeups.load() == before && s->stats().in_flight > 0) {
+      std::this_thread::sleep_for(std::chrono::microseconds(100));
+    }
   }
   observer.join();
   EXPECT_EQ(s->stats().acked, static_cast<uint64_t>(kCalls));
