@@ -685,7 +685,9 @@ void CallScheduler::Dispatch(absl::Time now) {
       int chosen = -1;
       const size_t n = pool->size();
       if (n == 0) break;
-      auto free_slots = [&](int w) { return workers_[w]->slots - workers_[w]->in_flight; };
+      auto free_slots = [&](int w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return workers_[w]->slots - workers_[w]->in_flight;
+      };
       if (options_.worker_pick == WorkerPick::kRendezvous) {
         const uint64_t key = RendezvousHash::Of(h->fs->name);
         uint64_t best = 0;
@@ -703,7 +705,7 @@ void CallScheduler::Dispatch(absl::Time now) {
         for (int attempt = 0; attempt < 4 && chosen < 0; ++attempt) {
           const int a = (*pool)[rng_() % n];
           const int b = (*pool)[rng_() % n];
-          const auto load = [&](int w) {
+          const auto load = [&](int w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
             return static_cast<double>(workers_[w]->in_flight) / workers_[w]->slots;
           };
           const int better = load(a) <= load(b) ? a : b;
