@@ -312,11 +312,21 @@ class SqliteQueue::Db {
   int64_t next_token_ = 1;
 };
 
+constexpr const char* kBegin = "BEGIN IMMEDIATE";
+constexpr const char* kCommit = "COMMIT";
+
 template <typename Body>
 absl::Status SqliteQueue::InWriteTransaction(Body&& body) {
-  TXFN_RETURN_IF_ERROR(db_->Exec("BEGIN IMMEDIATE"));
-  absl::Status s = body(*db_);
-  if (s.ok()) s = db_->Exec("COMMIT");
+  absl::Status s;
+  {
+    absl::StatusOr<Db::Stmt> begin = db_->Prepare(kBegin);
+    s = begin.ok() ? begin->Run() : begin.status();
+  }
+  if (s.ok()) s = body(*db_);
+  if (s.ok()) {
+    absl::StatusOr<Db::Stmt> commit = db_->Prepare(kCommit);
+    s = commit.ok() ? commit->Run() : commit.status();
+  }
   if (!s.ok() && db_->InTransaction()) (void)db_->Exec("ROLLBACK");
   return s;
 }
