@@ -11,7 +11,7 @@
 // max_batch_delay (by Tick). Each caller's `done` runs once its batch is
 // durable (or failed): a call is acknowledged only after it is on disk.
 //
-//   txfn::Submitter submitter = ...Create(queue, &blobs, &clock, {});
+//   auto submitter = *txfn::Submitter::Create(&queue, &blobs, &clock, {});
 //   absl::StatusOr<txfn::CallId> id = submitter->Submit(call,
 //       [](absl::StatusOr<txfn::CallId> durable) { /* acknowledged */ });
 //   if (!id.ok()) { /* refused at once; see RetryAfter(id.status()) */ }
