@@ -12,6 +12,12 @@
 //   Counter commits_per_fsync = committer commits / batches during the run
 //   (goal > 1.5 at 2 threads; threads:1 is the baseline, ~1 by
 //   construction), plus p50_us/p99_us.
+// BM_EngineQueryManyTenants/tenants:{8,1000}: the same kind of query spread
+//   uniformly over N tenants (each with its own module and data) from one
+//   thread, on the memory storage with the scheduler's default bounds.
+//   Counters: p50_us, p99_us; for 1000 vs_8_p50 = its p50 / the 8-tenant
+//   run's (goal <= 2), live_isolates and rss_mib_per_isolate (resident
+//   memory added by the tenants' isolates, per live isolate).
 // BM_EngineMutationContended/threads:2: every mutation increments one counter
 //   document (SQLite, synchronous=FULL). Counters conflicts_per_commit,
 //   retries_per_commit, aborted (calls that gave up after the retry limit).
@@ -165,6 +171,77 @@ void BM_EngineQuery(benchmark::State& state, EngineStorage storage) {
   state.counters["js_overhead_us"] = Percentile(us, 0.50) - direct_p50;
 }
 
+size_t ResidentBytes() {
+  FILE* f = std::fopen("/proc/self/statm", "r");
+  if (f == nullptr) return 0;
+  unsigned long pages = 0, resident = 0;
+  const int n = std::fscanf(f, "%lu %lu", &pages, &resident);
+  std::fclose(f);
+  return n == 2 ? resident * 4096 : 0;
+}
+
+constexpr const char* kTenantModule = R"JS(
+import { query, mutation } from "txfn/server";
+export const get = query(async (ctx, { key }) =>
+  ctx.db.query("items").withIndex("by_key", (q) => q.eq("key", key)).unique());
+export const put = mutation(async (ctx, { key, v }) => ctx.db.insert("items", { key, v }));
+)JS";
+
+double eight_tenants_p50_us = 0;  // set by /tenants:8, registered first
+
+void BM_EngineQueryManyTenants(benchmark::State& state) {
+  const int tenants = static_cast<int>(state.range(0));
+  const size_t rss_start = ResidentBytes();
+  EngineOptions options;
+  options.storage = EngineStorage::kMemory;
+  options.scheduler.workers = 2;
+  auto engine = Engine::Open(options);
+  if (!engine.ok()) return state.SkipWithError(engine.status().ToString().c_str());
+  std::vector<std::string> names;
+  for (int i = 0; i < tenants; ++i) {
+    names.push_back("tenant" + std::to_string(i));
+    absl::Status s = (*engine)->CreateTenant(names.back());
+    if (s.ok()) s = (*engine)->DeployJson(names.back(), {{"m.js", kTenantModule}}, kSchema);
+    for (int k = 0; s.ok() && k < 3; ++k) {
+      s = (*engine)
+              ->Mutation(names.back(), "m:put",
+                         Value::FromObject({{"key", Value::String("k" + std::to_string(k))},
+                                            {"v", Value::Int64(k)}}))
+              .status();
+    }
+    if (!s.ok()) return state.SkipWithError(s.ToString().c_str());
+  }
+  const Value args = Value::FromObject({{"key", Value::String("k1")}});
+  uint64_t rng = 0x9e3779b97f4a7c15ULL;
+  std::vector<double> us;
+  us.reserve(1 << 16);
+  for (auto _ : state) {
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    const std::string& tenant = names[rng % names.size()];
+    absl::Time start = absl::Now();
+    absl::StatusOr<CallResult> r = (*engine)->Query(tenant, "m:get", args);
+    us.push_back(absl::ToDoubleMicroseconds(absl::Now() - start));
+    if (!r.ok()) return state.SkipWithError(r.status().ToString().c_str());
+  }
+  state.SetItemsProcessed(state.iterations());
+  ReportLatency(state, us);
+  const double p50 = Percentile(us, 0.5);
+  if (tenants == 8) eight_tenants_p50_us = p50;
+  if (tenants != 8 && eight_tenants_p50_us > 0) {
+    state.counters["vs_8_p50"] = p50 / eight_tenants_p50_us;
+  }
+  const IsolateSchedulerStats stats = (*engine)->stats().scheduler;
+  state.counters["live_isolates"] = stats.live_isolates;
+  state.counters["isolates_created"] = static_cast<double>(stats.isolates_created);
+  const size_t rss = ResidentBytes();
+  if (stats.live_isolates > 0 && rss > rss_start) {
+    state.counters["rss_mib_per_isolate"] =
+        static_cast<double>(rss - rss_start) / stats.live_isolates / (1 << 20);
+  }
+}
+
 // Shared by the threads of one run (created by thread 0 before the loop; the
 // loop's start is a barrier).
 struct MutationRun {
@@ -243,6 +320,11 @@ int main(int argc, char** argv) {
       ->Unit(benchmark::kMicrosecond);
   benchmark::RegisterBenchmark("BM_EngineQuery/storage:sqlite", txfn::BM_EngineQuery,
                                EngineStorage::kSqlite)
+      ->Unit(benchmark::kMicrosecond);
+  benchmark::RegisterBenchmark("BM_EngineQueryManyTenants", txfn::BM_EngineQueryManyTenants)
+      ->ArgName("tenants")
+      ->Arg(8)
+      ->Arg(1000)
       ->Unit(benchmark::kMicrosecond);
   txfn::MutationRun mutation_run;  // outlives the runs
   benchmark::RegisterBenchmark("BM_EngineMutation/storage:sqlite", txfn::BM_EngineMutation,

@@ -20,10 +20,10 @@ function(txfn_test name)
   set_tests_properties(${name} PROPERTIES LABELS "${labels}" TIMEOUT ${T_TIMEOUT})
 endfunction()
 
-# txfn_fuzzer(NAME SOURCES ... LIBS ... [SECONDS s]): a libFuzzer target, run by
+# txfn_fuzzer(NAME SOURCES ... LIBS ... [SECONDS s] [ARGS ...]): a libFuzzer target, run by
 # ctest for a short bounded time from an empty corpus. Only with TXFN_BUILD_FUZZERS.
 function(txfn_fuzzer name)
-  cmake_parse_arguments(F "" "SECONDS" "SOURCES;LIBS" ${ARGN})
+  cmake_parse_arguments(F "" "SECONDS" "SOURCES;LIBS;ARGS" ${ARGN})
   if(NOT TXFN_BUILD_FUZZERS OR TXFN_STRESS_ONLY)
     return()
   endif()
@@ -38,6 +38,6 @@ function(txfn_fuzzer name)
   file(MAKE_DIRECTORY "${corpus}")
   add_test(NAME ${name}
            COMMAND ${name} -max_total_time=${F_SECONDS} -rss_limit_mb=2048 -print_final_stats=0
-                   "${corpus}")
+                   ${F_ARGS} "${corpus}")
   set_tests_properties(${name} PROPERTIES LABELS fuzz TIMEOUT 120)
 endfunction()

@@ -57,10 +57,11 @@ absl::Status Run() {
                     txfn::Value::FromObject({{"option", txfn::Value::String("yes")}})));
   example::CountingStorage::Counts c = storage->counts();
   std::printf("yes votes: %s\n", txfn::ToJson(yes.value).c_str());
-  std::printf("storage calls: Write %llu (%llu commits), Get %llu, Scan %llu, other %llu\n",
-              static_cast<unsigned long long>(c.writes), static_cast<unsigned long long>(c.commits),
-              static_cast<unsigned long long>(c.gets), static_cast<unsigned long long>(c.scans),
-              static_cast<unsigned long long>(c.other));
+  std::printf(
+      "storage calls: Write %llu (%llu commits), Get %llu, Scan %llu, MaxCommittedTimestamp %llu\n",
+      static_cast<unsigned long long>(c.writes), static_cast<unsigned long long>(c.commits),
+      static_cast<unsigned long long>(c.gets), static_cast<unsigned long long>(c.scans),
+      static_cast<unsigned long long>(c.max_ts));
   // 100 votes + the tenant's creation + the deploy.
   constexpr int kCommits = kThreads * kVotesPerThread + 2;
   if (yes.value != txfn::Value::Float64(kThreads * ((kVotesPerThread + 1) / 2))) {

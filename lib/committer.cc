@@ -2,9 +2,13 @@
 #include "txfn/committer.h"
 
 #include <algorithm>
+#include <limits>
 #include <map>
+#include <string>
+#include <string_view>
 #include <utility>
 
+#include "absl/strings/cord.h"
 #include "absl/time/clock.h"
 #include "txfn/internal/status_macros.h"
 #include "txfn/internal/strings.h"
@@ -170,12 +174,48 @@ absl::Status Committer::Check(const PreparedCommit& commit) const {
   return absl::OkStatus();
 }
 
+void Committer::AddToHistory(const std::vector<CommitRecord>& records) {
+  for (const CommitRecord& record : records) {
+    for (const IndexWrite& w : record.writes) history_.Add(w.index, w.key, record.ts);
+    window_.push_back(record.ts);
+  }
+}
+
+Committer::Resolution Committer::Resolve(CommitterStats* delta) {
+  absl::StatusOr<Timestamp> max = storage_->MaxCommittedTimestamp(tenant_);
+  if (!max.ok()) return Resolution::kUnknown;
+  const Unresolved& u = *unresolved_;
+  if (*max >= u.first_ts && *max < u.last_ts) {
+    // Storage holds part of an atomic batch: it broke its contract, and no
+    // answer is safe. Keep refusing writes.
+    return Resolution::kUnknown;
+  }
+  Resolution resolution = Resolution::kAbsent;
+  std::shared_ptr<const TenantMetadata> metadata = u.metadata;
+  if (*max >= u.last_ts) {
+    resolution = Resolution::kCommitted;
+    ++delta->unknown_committed;
+  } else {
+    // Absent: its timestamps stay unused. A snapshot at its last timestamp
+    // reads what the previous one read, and lets transactions begin after
+    // its writes, which stay in the conflict history: otherwise every retry
+    // would begin before them and conflict until some other commit landed.
+    metadata = Latest()->shared_metadata();
+  }
+  Publish(std::make_shared<const Snapshot>(storage_, tenant_, u.last_ts, std::move(metadata)));
+  unresolved_.reset();
+  return resolution;
+}
+
 void Committer::ProcessBatch(const std::vector<Pending*>& batch, bool held) {
+  CommitterStats delta;
+  // An earlier batch's outcome must be known before anything else is written:
+  // its writes may be durable, and the next snapshot must say which.
+  const bool refuse_writes = unresolved_.has_value() && Resolve(&delta) == Resolution::kUnknown;
   std::shared_ptr<const Snapshot> latest = Latest();
   std::shared_ptr<const TenantMetadata> metadata = latest->shared_metadata();
   std::vector<Pending*> accepted;
   std::vector<CommitRecord> records;
-  CommitterStats delta;
   ConflictSet batch_writes;
   SlideWindow(options_.clock());
 
@@ -195,6 +235,15 @@ void Committer::ProcessBatch(const std::vector<Pending*>& batch, bool held) {
       ++delta.read_only;
       continue;
     }
+    if (refuse_writes) {
+      p->result = absl::UnavailableError(internal::StrCat(
+          "commit refused (not committed): the outcome of an earlier commit of tenant '", tenant_,
+          "' at ts ", unresolved_->last_ts, " is unknown (", unresolved_->error,
+          ") and storage cannot tell yet; writes resume once it can (SqliteStorage: reopen the "
+          "database)"));
+      ++delta.refused_unresolved;
+      continue;
+    }
     if (commit.begin_ts < history_.horizon()) {
       p->result = absl::FailedPreconditionError(internal::StrCat(
           "transaction began at ", commit.begin_ts, ", before the conflict window (now from ",
@@ -206,9 +255,20 @@ void Committer::ProcessBatch(const std::vector<Pending*>& batch, bool held) {
     // batch (in `batch_writes` until the batch is durable).
     if (history_.Conflicts(commit.reads, commit.begin_ts) ||
         batch_writes.Conflicts(commit.reads, commit.begin_ts)) {
-      p->result = absl::AbortedError(
+      // Which read it was (the slow path only): callers that serialise
+      // contended work (the engine's contention lanes) key on it.
+      const ReadRange* hit = nullptr;
+      for (const ReadRange& read : commit.reads) {
+        if (history_.Conflicts({&read, 1}, commit.begin_ts) ||
+            batch_writes.Conflicts({&read, 1}, commit.begin_ts)) {
+          hit = &read;
+          break;
+        }
+      }
+      p->result = ConflictError(
           internal::StrCat("OCC conflict: a write committed after timestamp ", commit.begin_ts,
-                           " changed what the transaction read; retry it"));
+                           " changed what the transaction read; retry it"),
+          hit != nullptr ? *hit : commit.reads.front());
       ++delta.conflicts;
       continue;
     }
@@ -259,21 +319,43 @@ void Committer::ProcessBatch(const std::vector<Pending*>& batch, bool held) {
     ++delta.batches;
     if (held) ++delta.held_batches;
     absl::Status written = storage_->Write(records);
-    if (written.ok()) {
-      // Only durable commits enter the history: a failed batch must not make
-      // later transactions conflict with writes that never happened.
-      for (const CommitRecord& record : records) {
-        for (const IndexWrite& w : record.writes) history_.Add(w.index, w.key, record.ts);
-        window_.push_back(record.ts);
-      }
-      for (size_t i = 0; i < accepted.size(); ++i) accepted[i]->result = records[i].ts;
-      delta.commits += accepted.size();
+    Resolution resolution = written.ok() ? Resolution::kCommitted : Resolution::kAbsent;
+    if (!written.ok()) ++delta.storage_failures;
+    if (IsCommitOutcomeUnknown(written)) {
+      // Possibly committed: its writes enter the history now (at worst a
+      // needless conflict later), and storage decides whether it happened.
+      AddToHistory(records);
+      ++delta.unknown_outcomes;
+      unresolved_ = Unresolved{.first_ts = records.front().ts,
+                               .last_ts = records.back().ts,
+                               .metadata = metadata,
+                               .error = std::string(written.message())};
+      resolution = Resolve(&delta);
+    } else if (written.ok()) {
+      // Only commits that may be durable enter the history: a failed batch
+      // must not make later transactions conflict with writes that never
+      // happened.
+      AddToHistory(records);
       Publish(std::make_shared<const Snapshot>(storage_, tenant_, records.back().ts, metadata));
-    } else {
-      ++delta.storage_failures;
-      for (Pending* p : accepted) {
-        p->result = absl::UnavailableError(
-            internal::StrCat("commit not persisted: storage failed: ", written.message()));
+    }
+    for (size_t i = 0; i < accepted.size(); ++i) {
+      switch (resolution) {
+        case Resolution::kCommitted:
+          accepted[i]->result = records[i].ts;
+          ++delta.commits;
+          break;
+        case Resolution::kAbsent:
+          accepted[i]->result = absl::UnavailableError(
+              internal::StrCat("commit not persisted: storage failed: ", written.message()));
+          break;
+        case Resolution::kUnknown:
+          accepted[i]->result = CommitOutcomeUnknownError(
+              internal::StrCat("commit outcome unknown: the storage write at ts ", records[i].ts,
+                               " failed after it may have become durable (", written.message(),
+                               "); it is resolved before tenant '", tenant_,
+                               "' accepts another write; do not retry it blindly"),
+              records[i].ts);
+          break;
       }
     }
   }
@@ -281,9 +363,82 @@ void Committer::ProcessBatch(const std::vector<Pending*>& batch, bool held) {
   stats_ += delta;
 }
 
+namespace {
+constexpr std::string_view kConflictPayload = "type.txfn.dev/txfn.Conflict";
+}  // namespace
+
+absl::Status ConflictError(std::string_view message, const ReadRange& read) {
+  absl::Status status = absl::AbortedError(internal::ToAbsl(message));
+  // index, start, and the end if any, each length-prefixed.
+  std::string encoded =
+      internal::StrCat(read.index, ":", read.range.start.size(), ":", read.range.start);
+  if (read.range.end.has_value()) {
+    encoded += internal::StrCat(read.range.end->size(), ":", *read.range.end);
+  }
+  status.SetPayload(internal::ToAbsl(kConflictPayload), absl::Cord(encoded));
+  return status;
+}
+
+std::optional<ReadRange> ConflictingRead(const absl::Status& status) {
+  if (!absl::IsAborted(status)) return std::nullopt;
+  absl::optional<absl::Cord> payload = status.GetPayload(internal::ToAbsl(kConflictPayload));
+  if (!payload.has_value()) return std::nullopt;
+  const std::string data(*payload);
+  std::string_view rest = data;
+  // Reads "<decimal>:" and returns the number; nullopt when malformed.
+  auto number = [&rest]() -> std::optional<uint64_t> {
+    const size_t colon = rest.find(':');
+    if (colon == std::string_view::npos || colon == 0 || colon > 19) return std::nullopt;
+    uint64_t n = 0;
+    for (char c : rest.substr(0, colon)) {
+      if (c < '0' || c > '9') return std::nullopt;
+      n = n * 10 + static_cast<uint64_t>(c - '0');
+    }
+    rest.remove_prefix(colon + 1);
+    return n;
+  };
+  auto bytes = [&rest, &number]() -> std::optional<std::string> {
+    std::optional<uint64_t> n = number();
+    if (!n.has_value() || *n > rest.size()) return std::nullopt;
+    std::string out(rest.substr(0, *n));
+    rest.remove_prefix(*n);
+    return out;
+  };
+  ReadRange read;
+  std::optional<uint64_t> index = number();
+  std::optional<std::string> start = bytes();
+  if (!index.has_value() || !start.has_value() || *index > UINT32_MAX) return std::nullopt;
+  read.index = static_cast<IndexId>(*index);
+  read.range.start = *std::move(start);
+  if (!rest.empty()) {
+    std::optional<std::string> end = bytes();
+    if (!end.has_value() || !rest.empty()) return std::nullopt;
+    read.range.end = *std::move(end);
+  }
+  return read;
+}
+
+HistoryPin Committer::PinHistory(Timestamp ts) {
+  internal::MutexLock lock(&pins_mu_);
+  pins_.insert(ts);
+  return HistoryPin(this, ts);
+}
+
+void HistoryPin::Release() {
+  if (committer_ == nullptr) return;
+  internal::MutexLock lock(&committer_->pins_mu_);
+  committer_->pins_.erase(committer_->pins_.find(ts_));
+  committer_ = nullptr;
+}
+
 void Committer::SlideWindow(Timestamp now) {
   Timestamp window = static_cast<Timestamp>(absl::ToInt64Nanoseconds(options_.conflict_window));
-  while (!window_.empty() &&
+  Timestamp pinned = std::numeric_limits<Timestamp>::max();
+  {
+    internal::MutexLock lock(&pins_mu_);
+    if (!pins_.empty()) pinned = *pins_.begin();
+  }
+  while (!window_.empty() && window_.front() <= pinned &&
          (window_.size() > options_.max_window_commits || window_.front() + window < now)) {
     history_.PruneThrough(window_.front());
     window_.pop_front();

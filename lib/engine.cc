@@ -14,11 +14,13 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/random/random.h"
 #include "absl/time/clock.h"
+#include "txfn/idempotency.h"
 #include "txfn/in_memory_storage.h"
 #include "txfn/internal/mutex.h"
 #include "txfn/internal/status_macros.h"
@@ -56,6 +58,14 @@ struct TenantEntry {
   bool deleted ABSL_GUARDED_BY(mu) = false;
 };
 
+// Commits one ApplyRetention call processes, so a retention pass never holds
+// a tenant's writes up for long (SQLite: one write transaction per call).
+constexpr size_t kRetentionStepCommits = 1000;
+
+CallResult Replayed(const IdempotentResult& first, int attempts) {
+  return CallResult{.value = first.value, .ts = first.ts, .attempts = attempts, .replayed = true};
+}
+
 CallResult ToCallResult(RunResult r, Timestamp ts, int attempts) {
   return CallResult{.value = std::move(r.value),
                     .ts = ts,
@@ -71,9 +81,21 @@ class EngineImpl final : public Engine {
       : options_(std::move(options)),
         storage_(std::move(storage)),
         scheduler_(scheduler),
-        runner_(std::move(scheduler), options_.runner) {}
+        runner_(std::move(scheduler), options_.runner) {
+    if (options_.version_retention != absl::InfiniteDuration()) {
+      retention_thread_ = std::thread([this] { RetentionLoop(); });
+    }
+  }
 
   ~EngineImpl() override {
+    if (retention_thread_.joinable()) {
+      {
+        internal::MutexLock lock(&retention_mu_);
+        stop_retention_ = true;
+        retention_cv_.SignalAll();
+      }
+      retention_thread_.join();
+    }
     // Wait for async calls still in flight (they hold `this`).
     internal::MutexLock lock(&async_mu_);
     async_cv_.Wait([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(async_mu_) { return async_calls_ == 0; });
@@ -167,9 +189,14 @@ class EngineImpl final : public Engine {
   }
 
   absl::StatusOr<CallResult> Mutation(std::string_view tenant, std::string_view function,
-                                      const Value& args) override {
+                                      const Value& args, const MutationOptions& options) override {
+    const std::string& key = options.idempotency_key;
+    if (!key.empty()) TXFN_RETURN_IF_ERROR(ValidateIdempotencyKey(key));
     TXFN_ASSIGN_OR_RETURN(std::shared_ptr<TenantEntry> entry, Open(tenant));
     RunResult last_run;
+    std::optional<IdempotentResult> replay;
+    // An unknown commit outcome is Unavailable: RetryCommits returns it as it
+    // is, never runs the mutation again.
     TXFN_ASSIGN_OR_RETURN(
         CommitOutcome outcome,
         RetryCommits(
@@ -178,12 +205,23 @@ class EngineImpl final : public Engine {
               CommitIntent intent = AnnounceFirstAttempt(*entry->committer, attempt);
               std::shared_ptr<const Snapshot> snapshot = entry->committer->Latest();
               TXFN_RETURN_IF_ERROR(CheckEnabled(*snapshot));
+              if (!key.empty()) {
+                TXFN_ASSIGN_OR_RETURN(replay, FindIdempotencyKey(*snapshot, key));
+                if (replay.has_value()) return absl::StatusOr<Timestamp>(replay->ts);
+              }
               last_run = runner_.Run(std::move(snapshot),
                                      MakeRequest(function, args, FunctionKind::kMutation));
               if (!last_run.status.ok()) return std::move(last_run.status);
+              if (!key.empty()) {
+                TXFN_RETURN_IF_ERROR(AddIdempotencyKey(key, last_run.value, &last_run.commit));
+              }
               return Commit(*entry, std::move(last_run.commit), std::move(intent));
             },
             [&](bool will_retry) { CountConflict(will_retry); }));
+    if (replay.has_value()) {
+      replayed_.fetch_add(1, std::memory_order_relaxed);
+      return Replayed(*replay, outcome.attempts);
+    }
     mutations_.fetch_add(1, std::memory_order_relaxed);
     return ToCallResult(std::move(last_run), outcome.commit_ts, outcome.attempts);
   }
@@ -211,11 +249,15 @@ class EngineImpl final : public Engine {
   }
 
   absl::Status MutationAsync(std::string_view tenant, std::string_view function, const Value& args,
-                             Callback done) override {
+                             const MutationOptions& options, Callback done) override {
+    if (!options.idempotency_key.empty()) {
+      TXFN_RETURN_IF_ERROR(ValidateIdempotencyKey(options.idempotency_key));
+    }
     TXFN_ASSIGN_OR_RETURN(std::shared_ptr<TenantEntry> entry, Open(tenant));
     auto call = std::make_shared<AsyncMutation>(
         AsyncMutation{.entry = std::move(entry),
                       .request = MakeRequest(function, args, FunctionKind::kMutation),
+                      .idempotency_key = options.idempotency_key,
                       .done = std::move(done)});
     TXFN_RETURN_IF_ERROR(CheckEnabled(*call->entry->committer->Latest()));
     BeginAsync();
@@ -224,9 +266,49 @@ class EngineImpl final : public Engine {
     return s;
   }
 
+  absl::Status ApplyRetention() override {
+    if (options_.version_retention == absl::InfiniteDuration()) return absl::OkStatus();
+    // One pass at a time (the background thread and a host's call).
+    internal::MutexLock pass(&retention_pass_mu_);
+    const Timestamp now = options_.committer.clock
+                              ? options_.committer.clock()
+                              : static_cast<Timestamp>(absl::GetCurrentTimeNanos());
+    const absl::Duration keep =
+        std::max(options_.version_retention, options_.committer.conflict_window);
+    const auto keep_ns = static_cast<Timestamp>(absl::ToInt64Nanoseconds(keep));
+    std::vector<std::string> tenants;
+    if (now > keep_ns) {  // else nothing is that old yet
+      TXFN_ASSIGN_OR_RETURN(tenants, storage_->ListTenants());
+    }
+    absl::Status first_error;
+    RetentionStats delta{.passes = 1};
+    for (const std::string& tenant : tenants) {
+      while (true) {
+        absl::StatusOr<RetentionResult> r =
+            storage_->ApplyRetention(tenant, now - keep_ns, kRetentionStepCommits);
+        if (absl::IsUnimplemented(r.status())) return absl::OkStatus();  // keeps everything
+        if (!r.ok()) {
+          ++delta.failures;
+          if (first_error.ok()) first_error = r.status();
+          break;
+        }
+        delta.versions_dropped += r->versions_dropped;
+        delta.commits_dropped += r->commits_dropped;
+        if (r->done) break;
+      }
+    }
+    internal::MutexLock lock(&retention_mu_);
+    retention_stats_.passes += delta.passes;
+    retention_stats_.versions_dropped += delta.versions_dropped;
+    retention_stats_.commits_dropped += delta.commits_dropped;
+    retention_stats_.failures += delta.failures;
+    return first_error;
+  }
+
   EngineStats stats() const override {
     EngineStats s{.queries = queries_.load(std::memory_order_relaxed),
                   .mutations = mutations_.load(std::memory_order_relaxed),
+                  .replayed = replayed_.load(std::memory_order_relaxed),
                   .conflicts = conflicts_.load(std::memory_order_relaxed),
                   .retries = retries_.load(std::memory_order_relaxed),
                   .deploys = deploys_.load(std::memory_order_relaxed),
@@ -235,6 +317,10 @@ class EngineImpl final : public Engine {
                   .module_cache = runner_.module_cache_stats(),
                   .metadata_cache = {.hits = metadata_hits_.load(std::memory_order_relaxed),
                                      .misses = metadata_misses_.load(std::memory_order_relaxed)}};
+    {
+      internal::MutexLock lock(&retention_mu_);
+      s.retention = retention_stats_;
+    }
     internal::MutexLock lock(&map_mu_);
     for (const auto& [name, entry] : tenants_) {
       s.committer += entry->committer->stats();
@@ -246,9 +332,27 @@ class EngineImpl final : public Engine {
   struct AsyncMutation {
     std::shared_ptr<TenantEntry> entry;
     RunRequest request;
+    std::string idempotency_key;  // empty: none
     Callback done;
     int attempt = 0;
   };
+
+  // The background retention: a pass every retention_interval until stopped.
+  void RetentionLoop() {
+    const absl::Duration interval =
+        std::clamp(options_.retention_interval, absl::Milliseconds(1), absl::Hours(1));
+    while (true) {
+      {
+        internal::MutexLock lock(&retention_mu_);
+        retention_cv_.WaitWithTimeout(interval, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(retention_mu_) {
+          return stop_retention_;
+        });
+        if (stop_retention_) return;
+      }
+      // Failures are counted (stats().retention) and retried next pass.
+      (void)ApplyRetention();
+    }
+  }
 
   void CountConflict(bool will_retry) {
     conflicts_.fetch_add(1, std::memory_order_relaxed);
@@ -303,21 +407,43 @@ class EngineImpl final : public Engine {
   absl::StatusOr<Timestamp> Commit(TenantEntry& entry, PreparedCommit commit,
                                    CommitIntent intent = {}, BatchHold hold = BatchHold::kAllowed) {
     internal::ReaderMutexLock lock(&entry.mu);
+    return CommitLocked(entry, std::move(commit), std::move(intent), hold);
+  }
+  absl::StatusOr<Timestamp> CommitLocked(TenantEntry& entry, PreparedCommit commit,
+                                         CommitIntent intent = {},
+                                         BatchHold hold = BatchHold::kAllowed)
+      ABSL_SHARED_LOCKS_REQUIRED(entry.mu) {
     if (entry.deleted) {
       return absl::NotFoundError(StrCat("tenant '", entry.committer->tenant(), "' was deleted"));
     }
     return entry.committer->Commit(std::move(commit), std::move(intent), hold);
   }
 
-  // A system transaction (deploy, enable), retried on conflict.
+  // A system transaction (deploy, enable), retried on conflict. Its history
+  // is pinned: validating or backfilling a large table may take longer than
+  // the conflict window. It runs optimistically first; once a conflict
+  // showed the tenant is being written, it runs again holding the tenant's
+  // commits off (they wait, then conflict with it and retry), so a deploy
+  // that reads a whole table cannot be starved by a steady stream of writes.
   absl::Status CommitWithRetry(TenantEntry& entry,
                                const std::function<absl::Status(Transaction&)>& body) {
+    auto attempt =
+        [&]() ABSL_SHARED_LOCKS_REQUIRED(entry.mu) -> absl::StatusOr<absl::StatusOr<Timestamp>> {
+      std::shared_ptr<const Snapshot> snapshot = entry.committer->Latest();
+      HistoryPin pin = entry.committer->PinHistory(snapshot->ts());
+      Transaction txn(std::move(snapshot));
+      TXFN_RETURN_IF_ERROR(body(txn));
+      return CommitLocked(entry, txn.Prepare());
+    };
     return RetryCommits(
                "system transaction", options_.mutation_retry,
-               [&](int) -> absl::StatusOr<absl::StatusOr<Timestamp>> {
-                 Transaction txn(entry.committer->Latest());
-                 TXFN_RETURN_IF_ERROR(body(txn));
-                 return Commit(entry, txn.Prepare());
+               [&](int n) -> absl::StatusOr<absl::StatusOr<Timestamp>> {
+                 if (n == 1) {
+                   internal::ReaderMutexLock lock(&entry.mu);
+                   return attempt();
+                 }
+                 internal::WriterMutexLock lock(&entry.mu);
+                 return attempt();
                },
                [&](bool) { conflicts_.fetch_add(1, std::memory_order_relaxed); })
         .status();
@@ -358,6 +484,19 @@ class EngineImpl final : public Engine {
     ++call->attempt;
     std::shared_ptr<const Snapshot> snapshot = call->entry->committer->Latest();
     if (absl::Status s = CheckEnabled(*snapshot); !s.ok()) return s;
+    if (!call->idempotency_key.empty()) {
+      TXFN_ASSIGN_OR_RETURN(std::optional<IdempotentResult> replay,
+                            FindIdempotencyKey(*snapshot, call->idempotency_key));
+      if (replay.has_value()) {
+        // Answered without running; `done` still runs on a txfn thread.
+        return scheduler_->Submit(call->entry->committer->tenant(),
+                                  [this, call, replay = *std::move(replay)](IsolateLease&) {
+                                    replayed_.fetch_add(1, std::memory_order_relaxed);
+                                    call->done(Replayed(replay, call->attempt));
+                                    EndAsync();
+                                  });
+      }
+    }
     return runner_.RunAsync(std::move(snapshot), call->request, [this, call](RunResult r) {
       std::optional<absl::StatusOr<CallResult>> out = FinishMutation(*call, std::move(r));
       if (!out.has_value()) {  // a conflict: run again on a newer snapshot
@@ -373,6 +512,10 @@ class EngineImpl final : public Engine {
   // Commits a finished run; nullopt asks for another attempt.
   std::optional<absl::StatusOr<CallResult>> FinishMutation(AsyncMutation& call, RunResult r) {
     if (!r.status.ok()) return absl::StatusOr<CallResult>(std::move(r.status));
+    if (!call.idempotency_key.empty()) {
+      absl::Status keyed = AddIdempotencyKey(call.idempotency_key, r.value, &r.commit);
+      if (!keyed.ok()) return absl::StatusOr<CallResult>(keyed);
+    }
     // On a scheduler worker: never hold the batch open (the commits it would
     // wait for may need this very worker to run their functions), and do not
     // announce (async attempts are not waited for).
@@ -419,12 +562,23 @@ class EngineImpl final : public Engine {
 
   std::atomic<uint64_t> queries_{0};
   std::atomic<uint64_t> mutations_{0};
+  std::atomic<uint64_t> replayed_{0};
   std::atomic<uint64_t> conflicts_{0};
   std::atomic<uint64_t> retries_{0};
   std::atomic<uint64_t> deploys_{0};
   std::atomic<uint64_t> deploys_refused_{0};
   std::atomic<uint64_t> metadata_hits_{0};
   std::atomic<uint64_t> metadata_misses_{0};
+
+  // Version retention: passes are serialised by retention_pass_mu_; the
+  // background thread waits on retention_cv_. Last member: started in the
+  // constructor once everything else exists, joined first in the destructor.
+  internal::Mutex retention_pass_mu_;
+  mutable internal::Mutex retention_mu_;
+  internal::CondVar retention_cv_{&retention_mu_};
+  bool stop_retention_ ABSL_GUARDED_BY(retention_mu_) = false;
+  RetentionStats retention_stats_ ABSL_GUARDED_BY(retention_mu_);
+  std::thread retention_thread_;
 };
 
 }  // namespace

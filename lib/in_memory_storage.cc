@@ -2,6 +2,7 @@
 #include "txfn/in_memory_storage.h"
 
 #include <algorithm>
+#include <deque>
 #include <iterator>
 #include <memory>
 #include <optional>
@@ -44,10 +45,11 @@ const Version* VisibleAt(const Versions& versions, Timestamp ts) {
 }  // namespace
 
 struct InMemoryStorage::TenantState {
-  internal::SharedMutex mu;
+  mutable internal::SharedMutex mu;
   absl::flat_hash_map<IndexId, Index> indexes ABSL_GUARDED_BY(mu);
-  std::vector<CommitRecord> log ABSL_GUARDED_BY(mu);  // ascending ts
+  std::deque<CommitRecord> log ABSL_GUARDED_BY(mu);  // ascending ts, all > horizon
   Timestamp max_ts ABSL_GUARDED_BY(mu) = 0;
+  Timestamp horizon ABSL_GUARDED_BY(mu) = 0;  // reads below it fail
 };
 
 // The commits of one tenant within a Write batch, and the tenant's state.
@@ -67,6 +69,9 @@ absl::Status InMemoryStorage::Write(absl::Span<const CommitRecord> commits) {
   absl::InlinedVector<Group, 2> groups;
   groups.reserve(batches.size());
   for (const TenantBatch& b : batches) groups.push_back({.batch = b});
+  // The log's copy of the batch is made before any lock is taken, so the
+  // tenant's exclusive section (which readers wait for) only links it in.
+  std::vector<CommitRecord> log_copy(commits.begin(), commits.end());
 
   {
     internal::ReaderMutexLock lock(&mu_);
@@ -79,7 +84,7 @@ absl::Status InMemoryStorage::Write(absl::Span<const CommitRecord> commits) {
       }
       g.state = it->second.get();
     }
-    if (all_present) return ApplyLocked(commits, absl::MakeSpan(groups));
+    if (all_present) return ApplyLocked(absl::MakeSpan(log_copy), absl::MakeSpan(groups));
   }
 
   // Some tenant is new: create it under the exclusive lock (so no
@@ -94,14 +99,14 @@ absl::Status InMemoryStorage::Write(absl::Span<const CommitRecord> commits) {
     }
     g.state = it->second.get();
   }
-  absl::Status status = ApplyLocked(commits, absl::MakeSpan(groups));
+  absl::Status status = ApplyLocked(absl::MakeSpan(log_copy), absl::MakeSpan(groups));
   if (!status.ok()) {
     for (std::string_view tenant : created) tenants_.erase(internal::ToAbsl(tenant));
   }
   return status;
 }
 
-absl::Status InMemoryStorage::ApplyLocked(absl::Span<const CommitRecord> commits,
+absl::Status InMemoryStorage::ApplyLocked(absl::Span<CommitRecord> commits,
                                           absl::Span<Group> groups) {
   // Locks every written tenant, in name order; the analysis cannot follow a
   // loop of locks, hence the AssertHeld() calls below.
@@ -126,7 +131,7 @@ absl::Status InMemoryStorage::ApplyLocked(absl::Span<const CommitRecord> commits
   }
 
   // Everything is checked: apply. Nothing below fails (short of bad_alloc).
-  for (const CommitRecord& commit : commits) {
+  for (CommitRecord& commit : commits) {
     TenantState* state = groups.size() == 1
                              ? groups[0].state
                              : std::lower_bound(groups.begin(), groups.end(), commit.tenant,
@@ -145,8 +150,8 @@ absl::Status InMemoryStorage::ApplyLocked(absl::Span<const CommitRecord> commits
       Versions& versions = (*index)[w.key];
       versions.push_back(Version{commit.ts, w.value});
     }
-    state->log.push_back(commit);
     state->max_ts = commit.ts;
+    state->log.push_back(std::move(commit));
   }
   return absl::OkStatus();
 }
@@ -159,6 +164,7 @@ absl::StatusOr<std::optional<IndexEntry>> InMemoryStorage::Get(std::string_view 
   if (tenant_it == tenants_.end()) return std::nullopt;
   TenantState& state = *tenant_it->second;
   internal::ReaderMutexLock tenant_lock(&state.mu);
+  if (ts < state.horizon) return ReadBelowRetentionError("Get", tenant, ts, state.horizon);
   auto index_it = state.indexes.find(index);
   if (index_it == state.indexes.end()) return std::nullopt;
   auto key_it = index_it->second.find(internal::ToAbsl(key));
@@ -179,6 +185,7 @@ absl::StatusOr<std::vector<IndexEntry>> InMemoryStorage::Scan(std::string_view t
   if (tenant_it == tenants_.end()) return out;
   TenantState& state = *tenant_it->second;
   internal::ReaderMutexLock tenant_lock(&state.mu);
+  if (ts < state.horizon) return ReadBelowRetentionError("Scan", tenant, ts, state.horizon);
   auto index_it = state.indexes.find(index);
   if (index_it == state.indexes.end()) return out;
   const Index& keys = index_it->second;
@@ -213,6 +220,9 @@ absl::StatusOr<std::vector<CommitRecord>> InMemoryStorage::ReadLog(std::string_v
   if (tenant_it == tenants_.end()) return out;
   TenantState& state = *tenant_it->second;
   internal::ReaderMutexLock tenant_lock(&state.mu);
+  if (after < state.horizon) {
+    return ReadBelowRetentionError("ReadLog", tenant, after, state.horizon);
+  }
   auto first = std::upper_bound(state.log.begin(), state.log.end(), after,
                                 [](Timestamp t, const CommitRecord& c) { return t < c.ts; });
   size_t n = static_cast<size_t>(state.log.end() - first);
@@ -244,6 +254,67 @@ absl::StatusOr<std::vector<std::string>> InMemoryStorage::ListTenants() {
   }
   std::sort(out.begin(), out.end());
   return out;
+}
+
+absl::StatusOr<RetentionResult> InMemoryStorage::ApplyRetention(std::string_view tenant,
+                                                                Timestamp ts, size_t max_commits) {
+  internal::ReaderMutexLock lock(&mu_);
+  auto tenant_it = tenants_.find(internal::ToAbsl(tenant));
+  if (tenant_it == tenants_.end()) return RetentionResult{};
+  TenantState& state = *tenant_it->second;
+  internal::WriterMutexLock tenant_lock(&state.mu);
+  RetentionResult result{.horizon = state.horizon};
+  // The log holds exactly the commits after the horizon: those up to `ts`
+  // are the ones whose keys may now have versions nobody can see.
+  auto first = state.log.begin();
+  auto last = std::upper_bound(first, state.log.end(), ts,
+                               [](Timestamp t, const CommitRecord& c) { return t < c.ts; });
+  if (max_commits != 0 && static_cast<size_t>(last - first) > max_commits) {
+    last = first + static_cast<std::ptrdiff_t>(max_commits);
+    result.done = false;
+  }
+  if (first == last) return result;
+  const Timestamp horizon = std::prev(last)->ts;
+
+  absl::flat_hash_set<std::pair<IndexId, absl::string_view>> pruned;
+  for (auto commit = first; commit != last; ++commit) {
+    for (const IndexWrite& w : commit->writes) {
+      if (!pruned.emplace(w.index, internal::ToAbsl(w.key)).second) continue;
+      Index& index = state.indexes[w.index];
+      auto key_it = index.find(internal::ToAbsl(w.key));
+      if (key_it == index.end()) continue;
+      Versions& versions = key_it->second;
+      // Keep the newest version at or before the horizon (it was written by
+      // one of these commits, so there is one) and everything after it;
+      // drop that version too if it is a tombstone.
+      auto visible = std::upper_bound(versions.begin(), versions.end(), horizon,
+                                      [](Timestamp t, const Version& v) { return t < v.ts; });
+      auto keep_from = std::prev(visible);
+      if (!keep_from->value.has_value()) ++keep_from;
+      result.versions_dropped += static_cast<uint64_t>(keep_from - versions.begin());
+      versions.erase(versions.begin(), keep_from);
+      if (versions.empty()) index.erase(key_it);
+    }
+  }
+  result.commits_dropped = static_cast<uint64_t>(last - first);
+  state.log.erase(first, last);
+  state.horizon = result.horizon = horizon;
+  return result;
+}
+
+InMemoryTenantSize InMemoryStorage::Size(std::string_view tenant) const {
+  InMemoryTenantSize size;
+  internal::ReaderMutexLock lock(&mu_);
+  auto tenant_it = tenants_.find(internal::ToAbsl(tenant));
+  if (tenant_it == tenants_.end()) return size;
+  const TenantState& state = *tenant_it->second;
+  internal::ReaderMutexLock tenant_lock(&state.mu);
+  for (const auto& [id, index] : state.indexes) {
+    size.keys += index.size();
+    for (const auto& [key, versions] : index) size.versions += versions.size();
+  }
+  size.log_commits = state.log.size();
+  return size;
 }
 
 absl::Status InMemoryStorage::DeleteTenant(std::string_view tenant) {

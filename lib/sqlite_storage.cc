@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
@@ -58,6 +59,14 @@ enum class Sql : int {
   kDeleteLog,
   kDeleteCommits,
   kDeleteTenant,
+  kTenantHorizon,
+  kRetentionCommits,
+  kLogKeysThrough,
+  kDropSuperseded,
+  kDropTombstone,
+  kDropLogThrough,
+  kDropCommitsThrough,
+  kSetHorizon,
   kCount,
 };
 
@@ -72,9 +81,10 @@ constexpr std::array<const char*, static_cast<size_t>(Sql::kCount)> kSqlText = {
     "INSERT INTO commits(tenant, ts) VALUES(?1, ?2)",
     "INSERT INTO versions(tenant, index_id, key, ts, value) VALUES(?1, ?2, ?3, ?4, ?5)",
     "INSERT INTO log(tenant, ts, seq, index_id, key, value) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
-    // Get: one seek to the newest version at or before ts.
-    "SELECT ts, value FROM versions WHERE tenant = ?1 AND index_id = ?2 AND key = ?3 "
-    "AND ts <= ?4 ORDER BY ts DESC LIMIT 1",
+    // Get: one seek to the newest version at or before ts, and (in the same
+    // statement, hence snapshot) the tenant's retention horizon.
+    "SELECT ts, value, (SELECT horizon FROM tenants WHERE tenant = ?1) FROM versions "
+    "WHERE tenant = ?1 AND index_id = ?2 AND key = ?3 AND ts <= ?4 ORDER BY ts DESC LIMIT 1",
     // Scans walk the primary key in order (no sort); ?3 start, ?4 end, ?5 ts.
     "SELECT key, ts, value FROM versions WHERE tenant = ?1 AND index_id = ?2 AND key >= ?3 "
     "AND ts <= ?5 ORDER BY key, ts",
@@ -92,6 +102,19 @@ constexpr std::array<const char*, static_cast<size_t>(Sql::kCount)> kSqlText = {
     "DELETE FROM log WHERE tenant = ?1",
     "DELETE FROM commits WHERE tenant = ?1",
     "DELETE FROM tenants WHERE tenant = ?1",
+    "SELECT horizon FROM tenants WHERE tenant = ?1",
+    // Retention: the commits after the horizon (the only ones left) up to ?2.
+    "SELECT ts FROM commits WHERE tenant = ?1 AND ts <= ?2 ORDER BY ts LIMIT ?3",
+    "SELECT index_id, key FROM log WHERE tenant = ?1 AND ts <= ?2",
+    // Every version of a key older than its newest one at or before ?4 ...
+    "DELETE FROM versions WHERE tenant = ?1 AND index_id = ?2 AND key = ?3 AND ts < "
+    "(SELECT max(ts) FROM versions WHERE tenant = ?1 AND index_id = ?2 AND key = ?3 AND ts <= ?4)",
+    // ... then that one, now the only one at or before ?4, if it is a tombstone.
+    "DELETE FROM versions WHERE tenant = ?1 AND index_id = ?2 AND key = ?3 AND ts <= ?4 "
+    "AND value IS NULL",
+    "DELETE FROM log WHERE tenant = ?1 AND ts <= ?2",
+    "DELETE FROM commits WHERE tenant = ?1 AND ts <= ?2",
+    "UPDATE tenants SET horizon = ?2 WHERE tenant = ?1",
 };
 
 constexpr const char* kCreateSchema = R"sql(
@@ -107,8 +130,17 @@ CREATE TABLE commits (
   tenant BLOB NOT NULL, ts INTEGER NOT NULL,
   PRIMARY KEY (tenant, ts)) WITHOUT ROWID;
 CREATE TABLE tenants (
-  tenant BLOB NOT NULL PRIMARY KEY, max_ts INTEGER NOT NULL) WITHOUT ROWID;
+  tenant BLOB NOT NULL PRIMARY KEY, max_ts INTEGER NOT NULL,
+  horizon INTEGER NOT NULL DEFAULT (-9223372036854775807 - 1)) WITHOUT ROWID;
 )sql";
+
+// Schema version 1 -> 2: the retention horizon (default: timestamp 0).
+constexpr const char* kAddHorizon =
+    "ALTER TABLE tenants ADD COLUMN horizon INTEGER NOT NULL DEFAULT (-9223372036854775807 - 1)";
+
+// ApplyRetention vacuums (auto_vacuum = INCREMENTAL) once at least this many
+// pages, and a quarter of the file, are free.
+constexpr int64_t kMinFreePagesToVacuum = 256;
 
 constexpr std::array<std::string_view, 4> kTables = {"versions", "log", "commits", "tenants"};
 
@@ -205,7 +237,8 @@ class SqliteStorage::Connection {
   static absl::StatusOr<std::unique_ptr<Connection>> Open(const std::string& path, int flags,
                                                           const SqliteOptions& options) {
     sqlite3* db = nullptr;
-    int rc = sqlite3_open_v2(path.c_str(), &db, flags | SQLITE_OPEN_NOMUTEX, nullptr);
+    int rc = sqlite3_open_v2(path.c_str(), &db, flags | SQLITE_OPEN_NOMUTEX,
+                             options.vfs.empty() ? nullptr : options.vfs.c_str());
     auto conn = std::unique_ptr<Connection>(new Connection(db, path));
     if (rc != SQLITE_OK) {
       std::string context = "open";
@@ -334,6 +367,10 @@ absl::StatusOr<std::unique_ptr<SqliteStorage>> SqliteStorage::Open(std::string p
                     "cannot be shared by the read connections)",
                     path));
   }
+  if (!options.vfs.empty() && sqlite3_vfs_find(options.vfs.c_str()) == nullptr) {
+    return absl::InvalidArgumentError(
+        fmt::format("SqliteStorage::Open: no SQLite VFS named '{}' is registered", options.vfs));
+  }
   if (options.max_read_connections < 1) {
     return absl::InvalidArgumentError(
         fmt::format("SqliteStorage::Open: max_read_connections must be >= 1, not {}",
@@ -396,6 +433,12 @@ absl::Status SqliteStorage::Connection::Initialize(const SqliteOptions& options)
     }
   }
 
+  if (version == 0) {
+    // Probably a new file: let retention hand free pages back to the file
+    // system (ApplyRetention). SQLite takes this only before the first table
+    // and before the switch to WAL; on a file with tables it changes nothing.
+    TXFN_RETURN_IF_ERROR(conn.Exec("PRAGMA auto_vacuum = INCREMENTAL"));
+  }
   TXFN_ASSIGN_OR_RETURN(std::vector<std::string> mode, conn.Query("PRAGMA journal_mode = WAL"));
   if (mode.empty() || mode.front() != "wal") {
     return absl::UnavailableError(
@@ -438,13 +481,24 @@ absl::Status SqliteStorage::Connection::Initialize(const SqliteOptions& options)
                         version, table));
       }
     }
+    if (version < SqliteStorage::kSchemaVersion) {
+      // Version 1 -> 2: the retention horizon column (checked, so a file
+      // whose version was reset by hand still opens).
+      TXFN_ASSIGN_OR_RETURN(
+          int64_t has_horizon,
+          conn.QueryInt(
+              "SELECT count(*) FROM pragma_table_info('tenants') WHERE name = 'horizon'"));
+      if (has_horizon == 0) TXFN_RETURN_IF_ERROR(conn.Exec(kAddHorizon));
+      TXFN_RETURN_IF_ERROR(
+          conn.Exec(fmt::format("PRAGMA user_version = {}", SqliteStorage::kSchemaVersion)));
+    }
   }
   return conn.Run(Sql::kCommit);
 }
 
 SqliteStorage::SqliteStorage(std::string path, SqliteOptions options,
                              std::unique_ptr<Connection> writer)
-    : path_(std::move(path)), options_(options), writer_(std::move(writer)) {}
+    : path_(std::move(path)), options_(std::move(options)), writer_(std::move(writer)) {}
 
 SqliteStorage::~SqliteStorage() {
   // Readers first: the last connection to close checkpoints and removes the WAL.
@@ -508,7 +562,7 @@ absl::Status SqliteStorage::Write(absl::Span<const CommitRecord> commits) {
     TXFN_ASSIGN_OR_RETURN(sqlite3_stmt * raw, conn.Prepare(sql));
     return absl::StatusOr<Stmt>(absl::in_place, raw, path_);
   };
-  auto body = [&]() -> absl::Status {
+  auto body = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) -> absl::Status {
     TXFN_RETURN_IF_ERROR(conn.Run(Sql::kBeginImmediate));
     // Checks against the stored state, before writing anything.
     for (const TenantBatch& g : groups) {
@@ -553,24 +607,74 @@ absl::Status SqliteStorage::Write(absl::Span<const CommitRecord> commits) {
       upsert.BindTs(2, g.last_ts);
       TXFN_RETURN_IF_ERROR(upsert.Run());
     }
-    return conn.Run(Sql::kCommit);
+    return CommitWrite(conn, "Write");
   };
+  TXFN_RETURN_IF_ERROR(CheckNotInDoubt("Write"));
   absl::Status status = body();
   if (!status.ok()) conn.RollbackIfOpen();
   return status;
 }
 
+absl::Status SqliteStorage::CheckNotInDoubt(std::string_view what) const {
+  if (!in_doubt_.load(std::memory_order_acquire)) return absl::OkStatus();
+  internal::MutexLock lock(&doubt_mu_);
+  return absl::UnavailableError(fmt::format(
+      "SqliteStorage '{}': {} refused: an earlier COMMIT failed ({}), so whether its writes are "
+      "durable is unknown until the database is reopened (recovery then replays or discards "
+      "them)",
+      path_, what, doubt_));
+}
+
+absl::Status SqliteStorage::CommitWrite(Connection& conn, std::string_view what) {
+  absl::Status committed = conn.Run(Sql::kCommit);
+  if (committed.ok()) return committed;
+  // An error from COMMIT itself: the WAL frames may be written (an fsync that
+  // failed after them, say). This process cannot read whether they are
+  // durable — they are not visible until recovery runs — so it stops
+  // answering what is committed until it is reopened.
+  {
+    internal::MutexLock lock(&doubt_mu_);
+    doubt_ = std::string(internal::ToStd(committed.message()));
+  }
+  in_doubt_.store(true, std::memory_order_release);
+  return CommitOutcomeUnknownError(
+      fmt::format("SqliteStorage '{}': {}: COMMIT failed, the outcome is unknown until the "
+                  "database is reopened: {}",
+                  path_, what, internal::ToStd(committed.message())));
+}
+
 absl::StatusOr<std::optional<IndexEntry>> SqliteStorage::Get(std::string_view tenant, IndexId index,
                                                              std::string_view key, Timestamp ts) {
   TXFN_ASSIGN_OR_RETURN(ReadLease lease, AcquireReader());
-  TXFN_ASSIGN_OR_RETURN(Stmt get, lease.Statement(Sql::kGet));
-  get.BindBlob(1, tenant);
-  get.BindInt(2, index);
-  get.BindBlob(3, key);
-  get.BindTs(4, ts);
-  TXFN_ASSIGN_OR_RETURN(bool found, get.Step());
-  if (!found || get.IsNull(1)) return std::nullopt;
-  return IndexEntry{std::string(key), std::string(get.Blob(1)), get.Ts(0)};
+  Timestamp horizon = 0;
+  {
+    TXFN_ASSIGN_OR_RETURN(Stmt get, lease.Statement(Sql::kGet));
+    get.BindBlob(1, tenant);
+    get.BindInt(2, index);
+    get.BindBlob(3, key);
+    get.BindTs(4, ts);
+    TXFN_ASSIGN_OR_RETURN(bool found, get.Step());
+    if (found) {
+      // The horizon came with the version, from the same snapshot.
+      if (!get.IsNull(2) && ts < get.Ts(2)) {
+        return ReadBelowRetentionError("Get", tenant, ts, get.Ts(2));
+      }
+      if (get.IsNull(1)) return std::nullopt;
+      return IndexEntry{std::string(key), std::string(get.Blob(1)), get.Ts(0)};
+    }
+  }
+  // No version at or before ts: right unless retention dropped them. The
+  // horizon only rises, so a later read of it errs on the safe side.
+  TXFN_ASSIGN_OR_RETURN(horizon, ReadHorizon(lease, tenant));
+  if (ts < horizon) return ReadBelowRetentionError("Get", tenant, ts, horizon);
+  return std::nullopt;
+}
+
+absl::StatusOr<Timestamp> SqliteStorage::ReadHorizon(ReadLease& lease, std::string_view tenant) {
+  TXFN_ASSIGN_OR_RETURN(Stmt stmt, lease.Statement(Sql::kTenantHorizon));
+  stmt.BindBlob(1, tenant);
+  TXFN_ASSIGN_OR_RETURN(bool found, stmt.Step());
+  return found ? stmt.Ts(0) : Timestamp{0};
 }
 
 absl::StatusOr<std::vector<IndexEntry>> SqliteStorage::Scan(std::string_view tenant, IndexId index,
@@ -674,7 +778,15 @@ absl::StatusOr<std::vector<IndexEntry>> SqliteStorage::Scan(std::string_view ten
 
   TXFN_RETURN_IF_ERROR(conn.Run(Sql::kBegin));
   absl::Status status;
-  for (bool restart = true; restart && status.ok();) status = pass(&restart);
+  {
+    absl::StatusOr<Timestamp> horizon = ReadHorizon(lease, tenant);
+    if (!horizon.ok()) {
+      status = horizon.status();
+    } else if (ts < *horizon) {
+      status = ReadBelowRetentionError("Scan", tenant, ts, *horizon);
+    }
+  }
+  for (bool restart = status.ok(); restart && status.ok();) status = pass(&restart);
   if (!status.ok()) {
     conn.RollbackIfOpen();
     return status;
@@ -685,12 +797,15 @@ absl::StatusOr<std::vector<IndexEntry>> SqliteStorage::Scan(std::string_view ten
 
 absl::StatusOr<std::vector<CommitRecord>> SqliteStorage::ReadLog(std::string_view tenant,
                                                                  Timestamp after, size_t limit) {
+  TXFN_RETURN_IF_ERROR(CheckNotInDoubt("ReadLog"));
   std::vector<CommitRecord> out;
   TXFN_ASSIGN_OR_RETURN(ReadLease lease, AcquireReader());
   Connection& conn = lease.conn();
-  // Two statements, one snapshot.
+  // Three statements, one snapshot.
   TXFN_RETURN_IF_ERROR(conn.Run(Sql::kBegin));
   auto body = [&]() -> absl::Status {
+    TXFN_ASSIGN_OR_RETURN(Timestamp horizon, ReadHorizon(lease, tenant));
+    if (after < horizon) return ReadBelowRetentionError("ReadLog", tenant, after, horizon);
     {
       TXFN_ASSIGN_OR_RETURN(Stmt commits, lease.Statement(Sql::kLogCommits));
       commits.BindBlob(1, tenant);
@@ -735,6 +850,7 @@ absl::StatusOr<std::vector<CommitRecord>> SqliteStorage::ReadLog(std::string_vie
 }
 
 absl::StatusOr<Timestamp> SqliteStorage::MaxCommittedTimestamp(std::string_view tenant) {
+  TXFN_RETURN_IF_ERROR(CheckNotInDoubt("MaxCommittedTimestamp"));
   TXFN_ASSIGN_OR_RETURN(ReadLease lease, AcquireReader());
   TXFN_ASSIGN_OR_RETURN(Stmt max, lease.Statement(Sql::kTenantMaxTs));
   max.BindBlob(1, tenant);
@@ -743,6 +859,7 @@ absl::StatusOr<Timestamp> SqliteStorage::MaxCommittedTimestamp(std::string_view 
 }
 
 absl::StatusOr<std::vector<std::string>> SqliteStorage::ListTenants() {
+  TXFN_RETURN_IF_ERROR(CheckNotInDoubt("ListTenants"));
   std::vector<std::string> out;
   TXFN_ASSIGN_OR_RETURN(ReadLease lease, AcquireReader());
   TXFN_ASSIGN_OR_RETURN(Stmt list, lease.Statement(Sql::kListTenants));
@@ -755,9 +872,10 @@ absl::StatusOr<std::vector<std::string>> SqliteStorage::ListTenants() {
 }
 
 absl::Status SqliteStorage::DeleteTenant(std::string_view tenant) {
+  TXFN_RETURN_IF_ERROR(CheckNotInDoubt("DeleteTenant"));
   internal::MutexLock lock(&write_mu_);
   Connection& conn = *writer_;
-  auto body = [&]() -> absl::Status {
+  auto body = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) -> absl::Status {
     TXFN_RETURN_IF_ERROR(conn.Run(Sql::kBeginImmediate));
     for (Sql sql :
          {Sql::kDeleteVersions, Sql::kDeleteLog, Sql::kDeleteCommits, Sql::kDeleteTenant}) {
@@ -766,11 +884,152 @@ absl::Status SqliteStorage::DeleteTenant(std::string_view tenant) {
       del.BindBlob(1, tenant);
       TXFN_RETURN_IF_ERROR(del.Run());
     }
-    return conn.Run(Sql::kCommit);
+    return CommitWrite(conn, "DeleteTenant");
   };
   absl::Status status = body();
   if (!status.ok()) conn.RollbackIfOpen();
   return status;
+}
+
+absl::StatusOr<RetentionResult> SqliteStorage::ApplyRetention(std::string_view tenant, Timestamp ts,
+                                                              size_t max_commits) {
+  TXFN_RETURN_IF_ERROR(CheckNotInDoubt("ApplyRetention"));
+  internal::MutexLock lock(&write_mu_);
+  Connection& conn = *writer_;
+  auto stmt = [&](Sql sql) -> absl::StatusOr<Stmt> {
+    TXFN_ASSIGN_OR_RETURN(sqlite3_stmt * raw, conn.Prepare(sql));
+    return absl::StatusOr<Stmt>(absl::in_place, raw, path_);
+  };
+  RetentionResult result;
+  auto body = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) -> absl::Status {
+    TXFN_RETURN_IF_ERROR(conn.Run(Sql::kBeginImmediate));
+    {
+      TXFN_ASSIGN_OR_RETURN(Stmt horizon, stmt(Sql::kTenantHorizon));
+      horizon.BindBlob(1, tenant);
+      TXFN_ASSIGN_OR_RETURN(bool found, horizon.Step());
+      if (!found) return conn.Run(Sql::kRollback);  // no such tenant
+      result.horizon = horizon.Ts(0);
+    }
+    // The commits after the horizon (the only ones left) up to `ts`, at most
+    // max_commits of them: the new horizon is the last one.
+    Timestamp target = 0;
+    {
+      TXFN_ASSIGN_OR_RETURN(Stmt commits, stmt(Sql::kRetentionCommits));
+      commits.BindBlob(1, tenant);
+      commits.BindTs(2, ts);
+      commits.BindInt(3, max_commits == 0 ? -1 : static_cast<int64_t>(max_commits) + 1);
+      size_t n = 0;
+      while (true) {
+        TXFN_ASSIGN_OR_RETURN(bool row, commits.Step());
+        if (!row) break;
+        if (max_commits != 0 && n == max_commits) {
+          result.done = false;
+          break;
+        }
+        target = commits.Ts(0);
+        ++n;
+      }
+      result.commits_dropped = n;
+    }
+    if (target == 0) return conn.Run(Sql::kRollback);  // nothing between
+    // The keys those commits wrote are the only ones that may have versions
+    // nobody at or after `target` can see.
+    std::vector<std::pair<IndexId, std::string>> keys;
+    {
+      absl::flat_hash_set<std::pair<IndexId, std::string>> seen;
+      TXFN_ASSIGN_OR_RETURN(Stmt log, stmt(Sql::kLogKeysThrough));
+      log.BindBlob(1, tenant);
+      log.BindTs(2, target);
+      while (true) {
+        TXFN_ASSIGN_OR_RETURN(bool row, log.Step());
+        if (!row) break;
+        std::pair<IndexId, std::string> key(static_cast<IndexId>(log.Int(0)), log.Blob(1));
+        if (seen.insert(key).second) keys.push_back(std::move(key));
+      }
+    }
+    TXFN_ASSIGN_OR_RETURN(Stmt superseded, stmt(Sql::kDropSuperseded));
+    TXFN_ASSIGN_OR_RETURN(Stmt tombstone, stmt(Sql::kDropTombstone));
+    for (const auto& [index, key] : keys) {
+      for (Stmt* drop : {&superseded, &tombstone}) {
+        drop->BindBlob(1, tenant);
+        drop->BindInt(2, index);
+        drop->BindBlob(3, key);
+        drop->BindTs(4, target);
+        TXFN_RETURN_IF_ERROR(drop->Run());
+        result.versions_dropped += static_cast<uint64_t>(sqlite3_changes(conn.db()));
+      }
+    }
+    for (Sql sql : {Sql::kDropLogThrough, Sql::kDropCommitsThrough, Sql::kSetHorizon}) {
+      TXFN_ASSIGN_OR_RETURN(Stmt drop, stmt(sql));
+      drop.BindBlob(1, tenant);
+      drop.BindTs(2, target);
+      TXFN_RETURN_IF_ERROR(drop.Run());
+    }
+    result.horizon = target;
+    // Hand free pages back to the file system once they are a quarter of the
+    // file (new files only: auto_vacuum is set when a file is created).
+    TXFN_ASSIGN_OR_RETURN(int64_t free_pages, conn.QueryInt("PRAGMA freelist_count"));
+    TXFN_ASSIGN_OR_RETURN(int64_t pages, conn.QueryInt("PRAGMA page_count"));
+    if (free_pages >= kMinFreePagesToVacuum && free_pages * 4 >= pages) {
+      TXFN_RETURN_IF_ERROR(conn.Exec("PRAGMA incremental_vacuum"));
+    }
+    return CommitWrite(conn, "ApplyRetention");
+  };
+  absl::Status status = body();
+  if (!status.ok()) {
+    conn.RollbackIfOpen();
+    return status;
+  }
+  return result;
+}
+
+absl::Status SqliteStorage::Backup(const std::string& dest_path) {
+  TXFN_RETURN_IF_ERROR(CheckNotInDoubt("Backup"));
+  std::error_code ec;
+  if (dest_path.empty() || std::filesystem::exists(dest_path, ec)) {
+    return dest_path.empty()
+               ? absl::InvalidArgumentError("SqliteStorage::Backup: empty destination path")
+               : absl::AlreadyExistsError(fmt::format(
+                     "SqliteStorage::Backup: '{}' exists; back up to a new file", dest_path));
+  }
+  // Into a side file, renamed into place once complete: a failed backup
+  // never leaves a half-written file under the destination's name.
+  const std::string partial = dest_path + ".partial";
+  std::filesystem::remove(partial, ec);
+  auto cleanup = [&] { std::filesystem::remove(partial, ec); };
+  absl::StatusOr<std::unique_ptr<Connection>> dest =
+      Connection::Open(partial, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, options_);
+  if (!dest.ok()) return dest.status();
+  {
+    TXFN_ASSIGN_OR_RETURN(ReadLease lease, AcquireReader());
+    // One step copies every page under one read transaction: a consistent
+    // snapshot, while writers go on (WAL).
+    sqlite3_backup* backup = sqlite3_backup_init((*dest)->db(), "main", lease.conn().db(), "main");
+    if (backup == nullptr) {
+      absl::Status error =
+          SqliteError(sqlite3_errcode((*dest)->db()), (*dest)->db(), partial, "backup_init");
+      dest->reset();
+      cleanup();
+      return error;
+    }
+    int rc = sqlite3_backup_step(backup, -1);
+    int finish = sqlite3_backup_finish(backup);
+    if (rc != SQLITE_DONE || finish != SQLITE_OK) {
+      absl::Status error = SqliteError(rc != SQLITE_DONE ? rc : finish, (*dest)->db(), partial,
+                                       fmt::format("backup of '{}'", path_));
+      dest->reset();
+      cleanup();
+      return error;
+    }
+  }
+  dest->reset();  // closes the copy (synced by its own commit)
+  std::filesystem::rename(partial, dest_path, ec);
+  if (ec) {
+    cleanup();
+    return absl::UnavailableError(fmt::format("SqliteStorage::Backup: rename '{}' to '{}': {}",
+                                              partial, dest_path, ec.message()));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace txfn

@@ -7,7 +7,10 @@
 #include <string_view>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/cord.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
+#include "absl/types/optional.h"
 #include "fmt/core.h"
 #include "txfn/internal/strings.h"
 
@@ -108,6 +111,42 @@ absl::StatusOr<absl::InlinedVector<TenantBatch, 2>> ValidateCommitBatch(
     it->last_ts = commit.ts;
   }
   return tenants;
+}
+
+absl::Status CommitOutcomeUnknownError(std::string_view message, Timestamp ts) {
+  absl::Status status = absl::UnavailableError(internal::ToAbsl(message));
+  status.SetPayload(internal::ToAbsl(kCommitOutcomeUnknownTypeUrl),
+                    absl::Cord(ts == 0 ? std::string() : std::to_string(ts)));
+  return status;
+}
+
+bool IsCommitOutcomeUnknown(const absl::Status& status) {
+  return status.GetPayload(internal::ToAbsl(kCommitOutcomeUnknownTypeUrl)).has_value();
+}
+
+std::optional<Timestamp> CommitOutcomeUnknownTimestamp(const absl::Status& status) {
+  absl::optional<absl::Cord> payload =
+      status.GetPayload(internal::ToAbsl(kCommitOutcomeUnknownTypeUrl));
+  Timestamp ts = 0;
+  if (!payload.has_value() || !absl::SimpleAtoi(std::string(*payload), &ts) || ts == 0) {
+    return std::nullopt;
+  }
+  return ts;
+}
+
+absl::Status ReadBelowRetentionError(std::string_view what, std::string_view tenant, Timestamp ts,
+                                     Timestamp horizon) {
+  return absl::FailedPreconditionError(
+      fmt::format("{} of tenant '{}' at timestamp {} is older than its retention horizon {}: "
+                  "the versions it needs were garbage-collected (version retention); read at a "
+                  "newer snapshot",
+                  what, tenant, ts, horizon));
+}
+
+absl::StatusOr<RetentionResult> Storage::ApplyRetention(std::string_view tenant, Timestamp /*ts*/,
+                                                        size_t /*max_commits*/) {
+  return absl::UnimplementedError(fmt::format(
+      "this Storage adapter keeps every version (no ApplyRetention); tenant '{}'", tenant));
 }
 
 }  // namespace txfn

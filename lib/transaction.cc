@@ -53,13 +53,7 @@ std::string SecondaryIndexKey(const std::vector<std::string>& fields, const Valu
 }
 
 Transaction::Transaction(std::shared_ptr<const Snapshot> snapshot, TransactionOptions options)
-    : snapshot_(std::move(snapshot)), options_(options), metadata_(snapshot_->shared_metadata()) {
-  if (options_.id_seed.has_value()) {
-    std::seed_seq seed{static_cast<uint32_t>(*options_.id_seed),
-                       static_cast<uint32_t>(*options_.id_seed >> 32)};
-    id_gen_ = absl::BitGen(seed);
-  }
-}
+    : snapshot_(std::move(snapshot)), options_(options), metadata_(snapshot_->shared_metadata()) {}
 
 // ---- Bookkeeping ---------------------------------------------------------------
 
@@ -70,9 +64,12 @@ absl::Status Transaction::CheckWritable() const {
   return absl::OkStatus();
 }
 
-absl::Status Transaction::RecordRead(IndexId index, KeyRange range) {
-  if (reads_.size() >= options_.limits.max_read_ranges) {
-    return LimitError("index ranges read", options_.limits.max_read_ranges);
+absl::Status Transaction::RecordRead(IndexId index, KeyRange range, bool counted) {
+  if (counted) {
+    if (counted_reads_ >= options_.limits.max_read_ranges) {
+      return LimitError("index ranges read", options_.limits.max_read_ranges);
+    }
+    ++counted_reads_;
   }
   reads_.push_back({.index = index, .range = std::move(range)});
   stats_.read_ranges = reads_.size();
@@ -101,10 +98,21 @@ std::string Transaction::NewId(IndexId table) {
   // bytes: new ids sort after older ones, so ordered structures keyed by id
   // (storage B-trees, the conflict set) append instead of inserting at
   // random places, and 80 random bits keep ids unguessable.
+  if (!id_gen_.has_value()) {
+    if (options_.deterministic_ids) {
+      const uint64_t seed = options_.id_seed.value_or(0);
+      std::seed_seq seq{static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32)};
+      id_gen_.emplace(seq);
+    } else {
+      // This transaction's own entropy: ids never depend on a caller's seed
+      // (two requests given the same seed used to draw the same ids).
+      id_gen_.emplace();
+    }
+  }
   std::string bytes(16, '\0');
   const uint64_t ms = begin_ts() / 1'000'000;
   for (size_t b = 0; b < 6; ++b) bytes[b] = static_cast<char>(ms >> (8 * (5 - b)));
-  const uint64_t r1 = absl::Uniform<uint64_t>(id_gen_), r2 = absl::Uniform<uint64_t>(id_gen_);
+  const uint64_t r1 = absl::Uniform<uint64_t>(*id_gen_), r2 = absl::Uniform<uint64_t>(*id_gen_);
   for (size_t b = 0; b < 8; ++b) bytes[6 + b] = static_cast<char>(r1 >> (8 * b));
   for (size_t b = 0; b < 2; ++b) bytes[14 + b] = static_cast<char>(r2 >> (8 * b));
   return MakeDocumentId(table, bytes);
@@ -351,7 +359,19 @@ absl::StatusOr<std::string> Transaction::Insert(std::string_view table, const Va
   }
   TXFN_RETURN_IF_ERROR(ValidateUserFields(table, doc));
   TXFN_RETURN_IF_ERROR(metadata_->schema().ValidateDocument(table, doc, options_.limits.document));
-  std::string id = NewId(info->by_id);
+  // 80 random bits make a taken id all but impossible; with deterministic ids
+  // (a replay) a concurrent transaction may have taken it.
+  constexpr int kMaxIdDraws = 8;
+  std::string id;
+  for (int draw = 1;; ++draw) {
+    id = NewId(info->by_id);
+    TXFN_ASSIGN_OR_RETURN(bool free, IdIsFree(*info, id));
+    if (free) break;
+    if (draw == kMaxIdDraws) {
+      return absl::InternalError(internal::StrCat("table '", table, "': ", kMaxIdDraws,
+                                                  " document ids drawn were all taken"));
+    }
+  }
   Value::Object fields = doc.object();
   fields.emplace(kIdField, Value::String(id));
   // Milliseconds since the epoch of the snapshot, as in Convex.
@@ -360,6 +380,55 @@ absl::StatusOr<std::string> Transaction::Insert(std::string_view table, const Va
   TXFN_RETURN_IF_ERROR(ValidateDocument(full, options_.limits.document));
   TXFN_RETURN_IF_ERROR(WriteDocument(*info, id, std::nullopt, full));
   return id;
+}
+
+absl::StatusOr<bool> Transaction::IdIsFree(const TableInfo& table, std::string_view id) {
+  TXFN_RETURN_IF_ERROR(RecordRead(table.by_id, KeyRange::Point(id), /*counted=*/false));
+  TXFN_ASSIGN_OR_RETURN(std::optional<std::string> existing, GetMerged(table.by_id, id));
+  return !existing.has_value();
+}
+
+absl::Status Transaction::ImportDocument(std::string_view table, const Value& doc) {
+  TXFN_RETURN_IF_ERROR(CheckWritable());
+  const TableInfo* info = metadata_->FindTable(table);
+  if (info == nullptr) {
+    return absl::NotFoundError(internal::StrCat("table '", table, "' does not exist"));
+  }
+  if (!doc.is_object()) {
+    return absl::InvalidArgumentError(internal::StrCat(
+        "table '", table, "': a document must be an object, got ", ValueTypeName(doc.type())));
+  }
+  const Value* id = doc.Find(kIdField);
+  const Value* created = doc.Find(kCreationTimeField);
+  if (id == nullptr || !id->is_string()) {
+    return absl::InvalidArgumentError(
+        internal::StrCat("table '", table, "': an imported document needs a string ", kIdField));
+  }
+  if (created == nullptr || !created->is_float64()) {
+    return absl::InvalidArgumentError(internal::StrCat(
+        "table '", table, "': document ", id->string(), " needs a numeric ", kCreationTimeField));
+  }
+  TXFN_ASSIGN_OR_RETURN(IndexId id_table, DocumentIdTable(id->string()));
+  if (id_table != info->by_id) {
+    const TableInfo* other = metadata_->FindTableById(id_table);
+    return absl::InvalidArgumentError(internal::StrCat(
+        "document id ", id->string(), " names ",
+        other != nullptr ? internal::StrCat("table '", other->name, "'") : std::string("no table"),
+        ", not table '", table, "'"));
+  }
+  Value::Object fields = doc.object();
+  fields.erase(std::string(kIdField));
+  fields.erase(std::string(kCreationTimeField));
+  Value user = Value::FromObject(std::move(fields));
+  TXFN_RETURN_IF_ERROR(ValidateUserFields(table, user));
+  TXFN_RETURN_IF_ERROR(metadata_->schema().ValidateDocument(table, user, options_.limits.document));
+  TXFN_RETURN_IF_ERROR(ValidateDocument(doc, options_.limits.document));
+  TXFN_ASSIGN_OR_RETURN(bool free, IdIsFree(*info, id->string()));
+  if (!free) {
+    return absl::AlreadyExistsError(
+        internal::StrCat("table '", table, "': document ", id->string(), " already exists"));
+  }
+  return WriteDocument(*info, id->string(), std::nullopt, doc);
 }
 
 absl::Status Transaction::Patch(std::string_view id, const Value& fields) {
@@ -440,6 +509,9 @@ absl::Status Transaction::DeploySchema(const Schema& schema) {
   return status;
 }
 
+// Documents a deploy reads at a time when it validates or backfills a table.
+constexpr size_t kDeployPageSize = 512;
+
 absl::Status Transaction::DeploySchemaWrites(const Schema& schema) {
   const TenantMetadata& current = *metadata_;
   IndexId next_id = current.next_id();
@@ -463,22 +535,40 @@ absl::Status Transaction::DeploySchemaWrites(const Schema& schema) {
   }
 
   // Existing documents must fit the new schema; new indexes get their entries.
+  // Only tables whose fields changed are validated, and only tables that get
+  // an index are backfilled: a deploy that changes neither reads no document
+  // (a code-only deploy costs the same at 1M documents as at 10). A table
+  // that is read is read whole (one read range, so a concurrent write to it
+  // aborts the deploy), in pages, so memory holds a page of documents and the
+  // new index entries, never the table. These reads are the deploy's own work,
+  // not a function's: they do not count against the read limits.
   for (auto& [info, fill] : planned) {
-    if (current.FindTable(info.name) == nullptr) continue;  // a new table is empty
-    TXFN_ASSIGN_OR_RETURN(MergedScan docs,
-                          ScanMerged(info.by_id, KeyRange::All(), ScanOrder::kAscending, 0));
-    TXFN_RETURN_IF_ERROR(RecordRead(info.by_id, KeyRange::All()));
-    for (const IndexEntry& entry : docs.entries) {
-      TXFN_RETURN_IF_ERROR(CountDocumentRead(entry.value.size()));
-      TXFN_ASSIGN_OR_RETURN(Value doc, DecodeBinary(entry.value));
-      absl::Status fits = schema.ValidateDocument(info.name, doc, options_.limits.document);
-      if (!fits.ok()) {
-        return absl::InvalidArgumentError(internal::StrCat(
-            "existing document ", entry.key, " does not fit the new schema: ", fits.message()));
+    const TableInfo* existing = current.FindTable(info.name);
+    if (existing == nullptr) continue;  // a new table is empty
+    const TableSpec* old_spec = current.schema().FindTable(info.name);
+    const TableSpec* new_spec = schema.FindTable(info.name);
+    const bool validate = old_spec == nullptr || old_spec->fields != new_spec->fields;
+    if (!validate && fill.empty()) continue;
+    TXFN_RETURN_IF_ERROR(RecordRead(info.by_id, KeyRange::All(), /*counted=*/false));
+    KeyRange rest = KeyRange::All();
+    for (;;) {
+      TXFN_ASSIGN_OR_RETURN(MergedScan page,
+                            ScanMerged(info.by_id, rest, ScanOrder::kAscending, kDeployPageSize));
+      for (const IndexEntry& entry : page.entries) {
+        TXFN_ASSIGN_OR_RETURN(Value doc, DecodeBinary(entry.value));
+        if (validate) {
+          absl::Status fits = schema.ValidateDocument(info.name, doc, options_.limits.document);
+          if (!fits.ok()) {
+            return absl::InvalidArgumentError(internal::StrCat(
+                "existing document ", entry.key, " does not fit the new schema: ", fits.message()));
+          }
+        }
+        for (const IndexInfo* index : fill) {
+          overlay_[index->id][SecondaryIndexKey(index->fields, doc, entry.key)] = entry.key;
+        }
       }
-      for (const IndexInfo* index : fill) {
-        overlay_[index->id][SecondaryIndexKey(index->fields, doc, entry.key)] = entry.key;
-      }
+      if (page.exhausted || page.entries.empty()) break;
+      rest = KeyRange::After(page.entries.back().key);
     }
   }
   // Dropped tables must be empty.

@@ -6,10 +6,12 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "txfn/idempotency.h"
 #include "txfn/in_memory_storage.h"
 #include "txfn/internal/status_macros.h"
 #include "txfn/retry.h"
@@ -170,6 +172,35 @@ TEST_F(CommitterTest, WriteSkewIsPrevented) {
   EXPECT_EQ(Balance(check, alice) + Balance(check, bob), 1);
 }
 
+// The conflict says which read a newer write hit: here the second of two
+// point reads (bob's read is untouched, alice's was written).
+TEST_F(CommitterTest, AConflictNamesTheReadThatANewerWriteHit) {
+  std::string alice = InsertAccount("alice", 1);
+  std::string bob = InsertAccount("bob", 1);
+  Transaction a = Begin();
+  ASSERT_TRUE(a.Patch(alice, Obj({{"balance", I64(0)}})).ok());
+  Transaction b = Begin();
+  (void)Balance(b, bob);
+  (void)Balance(b, alice);
+  ASSERT_TRUE(b.Patch(bob, Obj({{"balance", I64(0)}})).ok());
+  ASSERT_TRUE(committer_->Commit(a.Prepare()).ok());
+  absl::StatusOr<Timestamp> lost = committer_->Commit(b.Prepare());
+  ASSERT_EQ(lost.status().code(), absl::StatusCode::kAborted);
+  std::optional<ReadRange> hit = ConflictingRead(lost.status());
+  ASSERT_TRUE(hit.has_value()) << lost.status();
+  EXPECT_EQ(hit->range, KeyRange::Point(alice));
+
+  // Round trip of a range with an end, with bytes a naive encoding would
+  // split on; anything else has no conflicting read.
+  const ReadRange wide{.index = 7, .range = {.start = std::string("a:1\0:", 6), .end = "z:"}};
+  EXPECT_EQ(ConflictingRead(ConflictError("x", wide)), wide);
+  EXPECT_FALSE(ConflictingRead(absl::OkStatus()).has_value());
+  EXPECT_FALSE(ConflictingRead(absl::AbortedError("no payload")).has_value());
+  absl::Status forged = absl::AbortedError("forged");
+  forged.SetPayload("type.txfn.dev/txfn.Conflict", absl::Cord("3:99:short"));
+  EXPECT_FALSE(ConflictingRead(forged).has_value());
+}
+
 TEST_F(CommitterTest, AConcurrentDeployConflictsWithWriters) {
   Transaction writer = Begin();
   ASSERT_TRUE(writer.Insert("notes", Obj({})).ok());
@@ -194,6 +225,41 @@ TEST_F(CommitterTest, ABeginTimestampOlderThanTheWindowIsFailedPreconditionNotAb
   EXPECT_EQ(result.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(result.status().message()), HasSubstr("before the conflict window"));
   EXPECT_EQ(committer_->stats().too_old, 1u);
+}
+
+// A pinned history outlives the window: a long system transaction (a
+// deploy over a large table) is still checked, so it commits if nothing
+// conflicts and aborts if something does, instead of being too old.
+TEST_F(CommitterTest, APinnedHistoryKeepsALongTransactionCheckable) {
+  Open({.conflict_window = absl::Milliseconds(1), .max_window_commits = 2});
+  std::shared_ptr<const Snapshot> start = committer_->Latest();
+  HistoryPin pin = committer_->PinHistory(start->ts());
+  Transaction lengthy(start);
+  Transaction racer(start);
+  ASSERT_TRUE(lengthy.Insert("notes", Obj({})).ok());
+  for (int i = 0; i < 5; ++i) {  // past both bounds of the window
+    Transaction txn = Begin();
+    ASSERT_TRUE(txn.Insert("notes", Obj({})).ok());
+    ASSERT_TRUE(committer_->Commit(txn.Prepare()).ok());
+    clock_.Advance(10'000'000);
+  }
+  EXPECT_TRUE(committer_->Commit(lengthy.Prepare()).ok());
+  // One that read what those commits wrote still conflicts.
+  ASSERT_TRUE(racer.Query({.table = "notes", .index = "by_id"}).ok());
+  ASSERT_TRUE(racer.Insert("notes", Obj({})).ok());
+  EXPECT_EQ(committer_->Commit(racer.Prepare()).status().code(), absl::StatusCode::kAborted);
+  // Released, the window applies again.
+  pin.Release();
+  Transaction late(committer_->Latest());
+  ASSERT_TRUE(late.Insert("notes", Obj({})).ok());
+  for (int i = 0; i < 3; ++i) {
+    Transaction txn = Begin();
+    ASSERT_TRUE(txn.Insert("notes", Obj({})).ok());
+    ASSERT_TRUE(committer_->Commit(txn.Prepare()).ok());
+    clock_.Advance(10'000'000);
+  }
+  EXPECT_EQ(committer_->Commit(late.Prepare()).status().code(),
+            absl::StatusCode::kFailedPrecondition);
 }
 
 TEST_F(CommitterTest, TheWindowAlsoHoldsAtMostMaxWindowCommits) {
@@ -243,6 +309,171 @@ TEST_F(CommitterTest, AStorageFailurePublishesNothingAndLaterCommitsWork) {
   EXPECT_EQ(Balance(retry, id), 10);
   ASSERT_TRUE(retry.Patch(id, Obj({{"balance", I64(11)}})).ok());
   ASSERT_TRUE(committer_->Commit(retry.Prepare()).ok());
+  Transaction check = Begin();
+  EXPECT_EQ(Balance(check, id), 11);
+}
+
+// Issue 11: a Write that reached storage but reported an error (a dropped
+// connection after COMMIT, an fsync error after the WAL frames were written)
+// used to be reported as "not persisted" and left out of the conflict
+// history, so a concurrent read-modify-write of the same document committed
+// over it: a lost update, and a caller told to retry would apply it twice.
+TEST_F(CommitterTest, AWriteThatLandedButReportedAnUnknownOutcomeIsResolvedNotLost) {
+  std::string id = InsertAccount("ann", 10);
+  Transaction a = Begin();
+  Transaction b = Begin();
+  ASSERT_TRUE(a.Patch(id, Obj({{"balance", I64(Balance(a, id) + 1)}})).ok());
+  ASSERT_TRUE(b.Patch(id, Obj({{"balance", I64(Balance(b, id) + 2)}})).ok());
+  storage_->FailNextAfterForwarding(StorageMethod::kWrite, 1);
+  absl::StatusOr<Timestamp> first = committer_->Commit(a.Prepare());
+  // The committer asked storage and found the commit there.
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(committer_->Latest()->ts(), *first);
+  // b read the balance before a's write: it must conflict, not overwrite it.
+  EXPECT_EQ(committer_->Commit(b.Prepare()).status().code(), absl::StatusCode::kAborted);
+  Transaction check = Begin();
+  EXPECT_EQ(Balance(check, id), 11);
+  CommitterStats stats = committer_->stats();
+  EXPECT_EQ(stats.unknown_outcomes, 1u);
+  EXPECT_EQ(stats.unknown_committed, 1u);
+}
+
+TEST_F(CommitterTest, AnUnknownOutcomeThatStorageShowsAbsentIsDefinitelyNotCommitted) {
+  std::string id = InsertAccount("ann", 10);
+  std::shared_ptr<const Snapshot> before = committer_->Latest();
+  Transaction a = Begin();
+  ASSERT_TRUE(a.Patch(id, Obj({{"balance", I64(Balance(a, id) + 1)}})).ok());
+  // The write never landed, but storage could not say so at the time.
+  storage_->FailNext(StorageMethod::kWrite, 1, CommitOutcomeUnknownError("lost connection"));
+  absl::StatusOr<Timestamp> failed = committer_->Commit(a.Prepare());
+  EXPECT_EQ(failed.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_FALSE(IsCommitOutcomeUnknown(failed.status())) << failed.status();
+  EXPECT_THAT(std::string(failed.status().message()), HasSubstr("not persisted"));
+  // The next snapshot skips the absent commit's timestamp: same data.
+  EXPECT_GT(committer_->Latest()->ts(), before->ts());
+  Transaction retry = Begin();
+  EXPECT_EQ(Balance(retry, id), 10);
+  ASSERT_TRUE(retry.Patch(id, Obj({{"balance", I64(11)}})).ok());
+  EXPECT_TRUE(committer_->Commit(retry.Prepare()).ok());
+  EXPECT_EQ(committer_->stats().unknown_committed, 0u);
+  Transaction check = Begin();
+  EXPECT_EQ(Balance(check, id), 11);
+}
+
+class UnresolvedOutcomeTest : public CommitterTest,
+                              public ::testing::WithParamInterface<testing::UnsyncedWrites> {};
+
+TEST_P(UnresolvedOutcomeTest, WritesWaitForTheOutcomeAndNothingIsAppliedTwice) {
+  const bool kept = GetParam() == testing::UnsyncedWrites::kKeep;
+  std::string id = InsertAccount("ann", 10);
+  std::shared_ptr<const Snapshot> before = committer_->Latest();
+  Transaction a = Begin();
+  ASSERT_TRUE(a.Patch(id, Obj({{"balance", I64(Balance(a, id) + 1)}})).ok());
+  storage_->FailSyncNext(1);
+  absl::StatusOr<Timestamp> unknown = committer_->Commit(a.Prepare());
+  ASSERT_TRUE(IsCommitOutcomeUnknown(unknown.status())) << unknown.status();
+  std::optional<Timestamp> unknown_ts = CommitOutcomeUnknownTimestamp(unknown.status());
+  ASSERT_TRUE(unknown_ts.has_value());
+  EXPECT_GT(*unknown_ts, before->ts());
+  EXPECT_EQ(committer_->Latest(), before) << "nothing published before the outcome is known";
+
+  // Until storage can tell, writes are refused (definitely not committed);
+  // reads and read-only commits go on.
+  Transaction other = Begin();
+  ASSERT_TRUE(other.Insert("notes", Obj({})).ok());
+  absl::StatusOr<Timestamp> refused = committer_->Commit(other.Prepare());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_FALSE(IsCommitOutcomeUnknown(refused.status()));
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("is unknown"));
+  Transaction query = Begin();
+  EXPECT_EQ(Balance(query, id), 10);
+  EXPECT_TRUE(committer_->Commit(query.Prepare()).ok());
+
+  // The restart settles it; the next commit resolves the outcome first.
+  ASSERT_TRUE(storage_->SimulateCrash(GetParam()).ok());
+  Transaction stale = Begin();  // still the snapshot before the unknown commit
+  ASSERT_TRUE(stale.Patch(id, Obj({{"balance", I64(Balance(stale, id) + 1)}})).ok());
+  // Its read predates the unknown commit's writes, which are in the conflict
+  // history either way: it conflicts (needlessly, if they were dropped)
+  // rather than risk applying +1 over a commit it did not see.
+  EXPECT_EQ(committer_->Commit(stale.Prepare()).status().code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(committer_->Latest()->ts(), *unknown_ts)
+      << "once resolved, the next snapshot is at the unknown commit's timestamp";
+  ASSERT_TRUE(RunTransaction(*committer_, [&](Transaction& txn) -> absl::Status {
+                return txn.Patch(id, Obj({{"balance", I64(Balance(txn, id) + 100)}}));
+              }).ok());
+  Transaction check = Begin();
+  EXPECT_EQ(Balance(check, id), 10 + (kept ? 1 : 0) + 100);
+  CommitterStats stats = committer_->stats();
+  EXPECT_EQ(stats.unknown_outcomes, 1u);
+  EXPECT_EQ(stats.unknown_committed, kept ? 1u : 0u);
+  EXPECT_EQ(stats.refused_unresolved, 1u);
+}
+
+INSTANTIATE_TEST_SUITE_P(CrashKeepsOrDrops, UnresolvedOutcomeTest,
+                         ::testing::Values(testing::UnsyncedWrites::kKeep,
+                                           testing::UnsyncedWrites::kDrop));
+
+TEST_F(CommitterTest, RunTransactionNeverRetriesAnUnknownOutcome) {
+  std::string id = InsertAccount("ann", 10);
+  int runs = 0;
+  auto body = [&](Transaction& txn) -> absl::Status {
+    ++runs;
+    return txn.Patch(id, Obj({{"balance", I64(Balance(txn, id) + 1)}}));
+  };
+  // Resolved by the committer: committed, one run.
+  storage_->FailNextAfterForwarding(StorageMethod::kWrite, 1);
+  absl::StatusOr<CommitOutcome> resolved = RunTransaction(*committer_, body);
+  ASSERT_TRUE(resolved.ok()) << resolved.status();
+  EXPECT_EQ(resolved->attempts, 1);
+  EXPECT_EQ(runs, 1);
+  // Unresolvable: the unknown outcome comes back, after one run.
+  storage_->FailSyncNext(1);
+  absl::StatusOr<CommitOutcome> unknown = RunTransaction(*committer_, body);
+  EXPECT_TRUE(IsCommitOutcomeUnknown(unknown.status())) << unknown.status();
+  EXPECT_EQ(runs, 2);
+  ASSERT_TRUE(storage_->SimulateCrash(testing::UnsyncedWrites::kKeep).ok());
+  Transaction check = Begin();
+  ASSERT_TRUE(committer_->Commit(check.Prepare()).ok());  // read-only: resolves nothing
+  ASSERT_TRUE(RunTransaction(*committer_, [](Transaction& txn) {
+                return txn.Insert("notes", Obj({})).status();
+              }).ok());
+  Transaction after = Begin();
+  EXPECT_EQ(Balance(after, id), 12);
+}
+
+TEST_F(CommitterTest, AnIdempotencyKeyIsCommittedWithTheWritesAndRacingUsesConflict) {
+  std::string id = InsertAccount("ann", 10);
+  auto bump = [&](Transaction& txn) {
+    EXPECT_TRUE(txn.Patch(id, Obj({{"balance", I64(Balance(txn, id) + 1)}})).ok());
+    return txn.Prepare();
+  };
+  EXPECT_EQ(FindIdempotencyKey(*committer_->Latest(), "op-1").value(), std::nullopt);
+  Transaction a = Begin();
+  Transaction b = Begin();
+  PreparedCommit first = bump(a);
+  ASSERT_TRUE(b.Insert("notes", Obj({})).ok());  // nothing a writes
+  PreparedCommit second = b.Prepare();
+  const PreparedCommit unkeyed = second;
+  ASSERT_TRUE(AddIdempotencyKey("op-1", Str("first"), &first).ok());
+  ASSERT_TRUE(AddIdempotencyKey("op-1", Str("second"), &second).ok());
+  EXPECT_EQ(AddIdempotencyKey("op-2", Str("x"), &second).code(),
+            absl::StatusCode::kInvalidArgument);
+  PreparedCommit untouched = unkeyed;
+  EXPECT_EQ(AddIdempotencyKey("", Str("x"), &untouched).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      AddIdempotencyKey(std::string(kMaxIdempotencyKeyBytes + 1, 'k'), Str("x"), &untouched).code(),
+      absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(untouched, unkeyed) << "a refused key changes nothing";
+
+  TXFN_ASSERT_OK_AND_ASSIGN(Timestamp ts, committer_->Commit(std::move(first)));
+  // The second attempt conflicts only through the key.
+  EXPECT_EQ(committer_->Commit(std::move(second)).status().code(), absl::StatusCode::kAborted);
+  TXFN_ASSERT_OK_AND_ASSIGN(std::optional<IdempotentResult> found,
+                            FindIdempotencyKey(*committer_->Latest(), "op-1"));
+  ASSERT_TRUE(found.has_value());
+  EXPECT_EQ(*found, (IdempotentResult{.value = Str("first"), .ts = ts}));
+  EXPECT_EQ(FindIdempotencyKey(*committer_->Latest(), "op-2").value(), std::nullopt);
   Transaction check = Begin();
   EXPECT_EQ(Balance(check, id), 11);
 }

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -13,7 +14,11 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sqlite_test_util.h"
+#include "txfn/idempotency.h"
+#include "txfn/in_memory_storage.h"
 #include "txfn/internal/mutex.h"
+#include "txfn/testing/fault_injecting_storage.h"
+#include "txn_test_util.h"
 
 namespace txfn {
 namespace {
@@ -474,6 +479,139 @@ TEST_P(EngineTest, ReopenRestoresEverything) {
   ASSERT_TRUE(inc.ok()) << inc.status();
   EXPECT_GT(inc->ts, ts);
   EXPECT_EQ(Counter("a"), 4);
+}
+
+TEST_P(EngineTest, AnIdempotencyKeyCommitsOnceAndReplaysTheFirstResult) {
+  CreateAndDeploy();
+  ASSERT_TRUE(engine_->Mutation("app", "counters:create", Name("a")).ok());
+  const MutationOptions once{.idempotency_key = "increment a, request 17"};
+  auto first = engine_->Mutation("app", "counters:increment", Name("a"), once);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_FALSE(first->replayed);
+  EXPECT_EQ(first->value, Value::Int64(1));
+  for (int retry = 0; retry < 2; ++retry) {
+    auto again = engine_->Mutation("app", "counters:increment", Name("a"), once);
+    ASSERT_TRUE(again.ok()) << again.status();
+    EXPECT_TRUE(again->replayed);
+    EXPECT_EQ(again->value, Value::Int64(1)) << "the first call's result";
+    EXPECT_EQ(again->ts, first->ts);
+  }
+  EXPECT_EQ(Counter("a"), 1);
+  // The callback form finds it too; another key runs.
+  internal::Mutex mu;
+  internal::CondVar cv(&mu);
+  std::optional<absl::StatusOr<CallResult>> async;
+  ASSERT_TRUE(engine_
+                  ->MutationAsync("app", "counters:increment", Name("a"), once,
+                                  [&](absl::StatusOr<CallResult> r) {
+                                    internal::MutexLock lock(&mu);
+                                    async = std::move(r);
+                                    cv.SignalAll();
+                                  })
+                  .ok());
+  {
+    internal::MutexLock lock(&mu);
+    cv.Wait([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return async.has_value(); });
+    ASSERT_TRUE(async->ok()) << async->status();
+    EXPECT_TRUE((*async)->replayed);
+    EXPECT_EQ((*async)->value, Value::Int64(1));
+  }
+  auto other = engine_->Mutation("app", "counters:increment", Name("a"),
+                                 {.idempotency_key = "increment a, request 18"});
+  ASSERT_TRUE(other.ok()) << other.status();
+  EXPECT_EQ(other->value, Value::Int64(2));
+  EXPECT_EQ(engine_->stats().replayed, 3u);
+  // Racing calls with one key: one commits, the others find its result.
+  std::vector<std::thread> racers;
+  std::atomic<int> ran{0};
+  for (int i = 0; i < 4; ++i) {
+    racers.emplace_back([&] {
+      auto r =
+          engine_->Mutation("app", "counters:increment", Name("a"), {.idempotency_key = "raced"});
+      EXPECT_TRUE(r.ok()) << r.status();
+      if (r.ok() && !r->replayed) ++ran;
+    });
+  }
+  for (auto& t : racers) t.join();
+  EXPECT_EQ(ran.load(), 1);
+  EXPECT_EQ(Counter("a"), 3);
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      engine_
+          ->Mutation("app", "counters:increment", Name("a"),
+                     {.idempotency_key = std::string(kMaxIdempotencyKeyBytes + 1, 'k')})
+          .status()));
+}
+
+TEST_P(EngineTest, RetentionDropsOldVersionsAndOldSnapshotsFailClearly) {
+  testing_util::FakeClock clock;
+  EngineOptions options = Options();
+  options.committer.clock = clock.AsFunction();
+  options.retention_interval = absl::Hours(1);  // passes run when the test asks
+  engine_.reset();
+  auto engine = Engine::Open(options);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  engine_ = *std::move(engine);
+  CreateAndDeploy();
+  ASSERT_TRUE(engine_->Mutation("app", "counters:create", Name("a")).ok());
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_TRUE(engine_->Mutation("app", "counters:increment", Name("a")).ok());
+  }
+  std::shared_ptr<const Snapshot> old = *engine_->Latest("app");
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_TRUE(engine_->Mutation("app", "counters:increment", Name("a")).ok());
+  }
+  // Nothing is old enough yet.
+  ASSERT_TRUE(engine_->ApplyRetention().ok());
+  EXPECT_EQ(engine_->stats().retention.versions_dropped, 0u);
+  clock.Advance(absl::ToInt64Nanoseconds(absl::Minutes(6)));
+  ASSERT_TRUE(engine_->Mutation("app", "counters:increment", Name("a")).ok());
+  ASSERT_TRUE(engine_->ApplyRetention().ok());
+  RetentionStats retention = engine_->stats().retention;
+  EXPECT_EQ(retention.passes, 2u);
+  EXPECT_GE(retention.versions_dropped, 40u) << "old versions of the counter and its index entry";
+  EXPECT_EQ(retention.failures, 0u);
+  // The snapshot of 6 minutes ago is gone; the latest one reads as before.
+  const TableInfo* counters = old->metadata().FindTable("counters");
+  absl::StatusOr<std::vector<IndexEntry>> stale =
+      old->Scan(counters->by_id, KeyRange::All(), ScanOrder::kAscending, 0);
+  EXPECT_EQ(stale.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(stale.status().message()), HasSubstr("retention horizon"));
+  EXPECT_EQ(Counter("a"), 41);
+}
+
+TEST(EngineOutcomeTest, AMutationWhoseOutcomeIsUnknownIsNeverRunTwice) {
+  for (testing::UnsyncedWrites crash :
+       {testing::UnsyncedWrites::kKeep, testing::UnsyncedWrites::kDrop}) {
+    SCOPED_TRACE(crash == testing::UnsyncedWrites::kKeep ? "kept" : "dropped");
+    auto faults =
+        std::make_shared<testing::FaultInjectingStorage>(std::make_shared<InMemoryStorage>());
+    EngineOptions options;
+    options.custom_storage = faults;
+    options.scheduler.workers = 1;
+    auto engine = Engine::Open(options);
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    ASSERT_TRUE((*engine)->CreateTenant("app").ok());
+    ASSERT_TRUE((*engine)->DeployJson("app", Modules(), kSchema).ok());
+    ASSERT_TRUE((*engine)->Mutation("app", "counters:create", Name("a")).ok());
+    const MutationOptions key{.idempotency_key = "transfer 1"};
+
+    faults->FailSyncNext(1);
+    auto unknown = (*engine)->Mutation("app", "counters:increment", Name("a"), key);
+    EXPECT_TRUE(IsCommitOutcomeUnknown(unknown.status())) << unknown.status();
+    // Until storage can say, the tenant's writes are refused (not run twice).
+    auto refused = (*engine)->Mutation("app", "counters:increment", Name("a"), key);
+    EXPECT_TRUE(absl::IsUnavailable(refused.status())) << refused.status();
+    EXPECT_FALSE(IsCommitOutcomeUnknown(refused.status()));
+
+    ASSERT_TRUE(faults->SimulateCrash(crash).ok());
+    auto retried = (*engine)->Mutation("app", "counters:increment", Name("a"), key);
+    ASSERT_TRUE(retried.ok()) << retried.status();
+    EXPECT_EQ(retried->replayed, crash == testing::UnsyncedWrites::kKeep);
+    EXPECT_EQ(retried->value, Value::Int64(1));
+    auto count = (*engine)->Query("app", "counters:get", Name("a"));
+    ASSERT_TRUE(count.ok()) << count.status();
+    EXPECT_EQ(count->value, Value::Int64(1)) << "incremented exactly once";
+  }
 }
 
 TEST(EngineOpenTest, SqliteNeedsAPath) {

@@ -48,6 +48,8 @@ absl::Status Call(FaultInjectingStorage& s, StorageMethod method) {
       return s.ListTenants().status();
     case StorageMethod::kDeleteTenant:
       return s.DeleteTenant("nobody");
+    case StorageMethod::kApplyRetention:
+      return s.ApplyRetention("t", /*ts=*/0, 0).status();  // drops nothing
   }
   return absl::InternalError("unreachable");
 }
@@ -58,7 +60,8 @@ const StorageMethod kAllMethods[] = {StorageMethod::kWrite,
                                      StorageMethod::kReadLog,
                                      StorageMethod::kMaxCommittedTimestamp,
                                      StorageMethod::kListTenants,
-                                     StorageMethod::kDeleteTenant};
+                                     StorageMethod::kDeleteTenant,
+                                     StorageMethod::kApplyRetention};
 
 TEST(FaultInjectingStorageTest, FailNextFailsExactlyNCallsOfThatMethodOnly) {
   for (StorageMethod method : kAllMethods) {
@@ -121,6 +124,74 @@ TEST(FaultInjectingStorageTest, PassesResultsThroughUnchanged) {
   EXPECT_EQ(s.Write({&c, 1}).code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(s.calls(StorageMethod::kWrite), 2);
   EXPECT_EQ(s.failures(StorageMethod::kWrite), 0);
+}
+
+TEST(FaultInjectingStorageTest, AFaultAfterForwardingLetsTheCallTakeEffect) {
+  auto base = std::make_shared<InMemoryStorage>();
+  FaultInjectingStorage s(base);
+  s.FailNextAfterForwarding(StorageMethod::kWrite, 1);
+  CommitRecord c = Commit(5);
+  absl::Status status = s.Write({&c, 1});
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable);
+  EXPECT_TRUE(IsCommitOutcomeUnknown(status)) << status;
+  EXPECT_EQ(*base->MaxCommittedTimestamp("t"), 5u) << "the write landed";
+  EXPECT_EQ(*s.MaxCommittedTimestamp("t"), 5u) << "and reads through the wrapper show it";
+  EXPECT_EQ(s.failures(StorageMethod::kWrite), 1);
+  CommitRecord next = Commit(6);
+  EXPECT_TRUE(s.Write({&next, 1}).ok());
+
+  // A call that fails in the base reports the base's error, not the fault.
+  s.FailNextAfterForwarding(StorageMethod::kWrite, 1);
+  EXPECT_EQ(s.Write({&c, 1}).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.failures(StorageMethod::kWrite), 1);
+  // Other methods and statuses.
+  s.FailNextAfterForwarding(StorageMethod::kGet, 1, absl::DeadlineExceededError("late"));
+  EXPECT_EQ(Call(s, StorageMethod::kGet).code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_TRUE(Call(s, StorageMethod::kGet).ok());
+  s.FailWithProbabilityAfterForwarding(StorageMethod::kScan, 1.0);
+  EXPECT_TRUE(IsCommitOutcomeUnknown(Call(s, StorageMethod::kScan)));
+  s.ClearFaults();
+  EXPECT_TRUE(Call(s, StorageMethod::kScan).ok());
+}
+
+TEST(FaultInjectingStorageTest, AFailedSyncIsInDoubtUntilTheCrashDropsOrKeepsIt) {
+  for (UnsyncedWrites mode : {UnsyncedWrites::kDrop, UnsyncedWrites::kKeep}) {
+    SCOPED_TRACE(mode == UnsyncedWrites::kDrop ? "drop" : "keep");
+    auto base = std::make_shared<InMemoryStorage>();
+    FaultInjectingStorage s(base);
+    CommitRecord first = Commit(5);
+    ASSERT_TRUE(s.Write({&first, 1}).ok());
+    s.FailSyncNext(1);
+    CommitRecord unsynced = Commit(6);
+    absl::Status status = s.Write({&unsynced, 1});
+    EXPECT_TRUE(IsCommitOutcomeUnknown(status)) << status;
+    EXPECT_EQ(s.unsynced_batches(), 1u);
+    EXPECT_EQ(*base->MaxCommittedTimestamp("t"), 5u) << "not in the base yet";
+    // In doubt: nothing that would tell what is committed, or change it.
+    for (StorageMethod method : kAllMethods) {
+      absl::Status call = Call(s, method);
+      if (method == StorageMethod::kGet || method == StorageMethod::kScan) {
+        EXPECT_TRUE(call.ok()) << StorageMethodName(method) << ": " << call;
+      } else {
+        EXPECT_EQ(call.code(), absl::StatusCode::kUnavailable) << StorageMethodName(method);
+        EXPECT_FALSE(IsCommitOutcomeUnknown(call)) << "a refusal is definite";
+      }
+    }
+    ASSERT_TRUE(s.SimulateCrash(mode).ok());
+    EXPECT_EQ(s.unsynced_batches(), 0u);
+    EXPECT_EQ(*s.MaxCommittedTimestamp("t"), mode == UnsyncedWrites::kKeep ? 6u : 5u);
+    CommitRecord after = Commit(7);
+    EXPECT_TRUE(s.Write({&after, 1}).ok()) << "serving again";
+  }
+}
+
+TEST(FaultInjectingStorageTest, AnInvalidBatchIsRefusedRatherThanHeldUnsynced) {
+  InMemoryStorage base;
+  FaultInjectingStorage s(&base);
+  s.FailSyncNext(1);
+  CommitRecord bad{.tenant = "", .ts = 1};
+  EXPECT_EQ(s.Write({&bad, 1}).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.unsynced_batches(), 0u);
 }
 
 std::vector<bool> FailurePattern(uint64_t seed, double p, int n) {

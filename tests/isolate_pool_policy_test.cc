@@ -40,7 +40,7 @@ Assignment Take(Pool& pool) {
   return std::move(*a);
 }
 
-void Done(Pool& pool, Assignment& a) { pool.Release(a.isolate_id, std::move(a.isolate)); }
+void Done(Pool& pool, Assignment& a) { (void)pool.Release(a.isolate_id, std::move(a.isolate)); }
 
 TEST(IsolatePoolPolicyTest, CreatesThenReusesTheTenantsIsolate) {
   Pool pool({.max_isolates = 4, .queue_capacity = 8, .max_in_flight_per_tenant = 4});
@@ -210,7 +210,7 @@ TEST(IsolatePoolPolicyTest, AfterItsPatienceAWaitingRequestEvicts) {
   ASSERT_NE(a3->evicted, nullptr);
   EXPECT_EQ(a3->evicted->tenant, "b");
   Done(pool, a1);
-  pool.Release(a3->isolate_id, nullptr);  // never created: gives its place back
+  (void)pool.Release(a3->isolate_id, nullptr);  // never created: gives its place back
 }
 
 TEST(IsolatePoolPolicyTest, WaitsWhileEveryIsolateIsBusy) {
@@ -241,7 +241,7 @@ TEST(IsolatePoolPolicyTest, DisposedIsolateFreesItsPlace) {
   Pool pool({.max_isolates = 1, .queue_capacity = 8, .max_in_flight_per_tenant = 4});
   ASSERT_TRUE(pool.Submit("a", 1).ok());
   Assignment a = Take(pool);
-  pool.Release(a.isolate_id, nullptr);  // e.g. it hit its heap limit
+  (void)pool.Release(a.isolate_id, nullptr);  // e.g. it hit its heap limit
   EXPECT_EQ(pool.stats().live_isolates, 0);
   ASSERT_TRUE(pool.Submit("a", 2).ok());
   Assignment again = Take(pool);
@@ -293,7 +293,7 @@ TEST(IsolatePoolPolicyTest, ShutdownDrainsTheQueueThenStops) {
   ASSERT_TRUE(a.has_value());
   EXPECT_EQ(a->request, 1);
   a->isolate = std::make_unique<FakeIsolate>(FakeIsolate{"a", a->isolate_id});
-  pool.Release(a->isolate_id, std::move(a->isolate));
+  (void)pool.Release(a->isolate_id, std::move(a->isolate));
   EXPECT_FALSE(pool.Acquire().has_value());
   std::vector<std::unique_ptr<FakeIsolate>> idle = pool.TakeIdle();
   ASSERT_EQ(idle.size(), 1u);
@@ -306,6 +306,67 @@ TEST(IsolatePoolPolicyTest, OptionsBelowOneAreRaised) {
   Pool pool({.max_isolates = 0, .queue_capacity = 0, .max_in_flight_per_tenant = 0});
   EXPECT_TRUE(pool.Submit("a", 1).ok());
   EXPECT_TRUE(absl::IsResourceExhausted(pool.Submit("b", 2)));
+}
+
+}  // namespace
+}  // namespace txfn::internal
+
+namespace txfn::internal {
+namespace {
+
+// The memory budget: isolates count new_isolate_bytes until they report
+// their size at Release; past the budget the least recently used idle
+// isolates go, and a new isolate is made only after an eviction.
+TEST(IsolatePoolPolicyTest, MemoryBudgetEvictsLeastRecentlyUsedIdleIsolates) {
+  Pool pool({.max_isolates = 100,
+             .queue_capacity = 8,
+             .max_in_flight_per_tenant = 4,
+             .memory_budget_bytes = 10,
+             .new_isolate_bytes = 3});
+  // Three tenants fit (3 x 3 = 9 bytes); each reports 3 bytes.
+  for (const char* t : {"a", "b", "c"}) {
+    ASSERT_TRUE(pool.Submit(t, 0).ok());
+    Assignment x = Take(pool);
+    EXPECT_TRUE(pool.Release(x.isolate_id, std::move(x.isolate), 3).empty());
+  }
+  EXPECT_EQ(pool.stats().live_isolates, 3);
+  EXPECT_EQ(pool.stats().isolate_bytes, 9u);
+  // A fourth would take 12 > 10: the least recently used ("a") is evicted.
+  ASSERT_TRUE(pool.Submit("d", 0).ok());
+  Assignment d = Take(pool);
+  ASSERT_NE(d.evicted, nullptr);
+  EXPECT_EQ(d.evicted->tenant, "a");
+  // "d" grew: 6 bytes. Now 3 + 3 + 6 = 12 > 10: "b" goes at its release.
+  std::vector<std::unique_ptr<FakeIsolate>> gone =
+      pool.Release(d.isolate_id, std::move(d.isolate), 6);
+  ASSERT_EQ(gone.size(), 1u);
+  EXPECT_EQ(gone[0]->tenant, "b");
+  IsolatePoolStats s = pool.stats();
+  EXPECT_EQ(s.live_isolates, 2);
+  EXPECT_EQ(s.isolate_bytes, 9u);
+  EXPECT_EQ(s.evicted, 2u);
+  EXPECT_EQ(s.evicted_for_memory, 2u);  // the count bound (100) was never near
+  // "c" is still warm.
+  ASSERT_TRUE(pool.Submit("c", 0).ok());
+  Assignment c = Take(pool);
+  EXPECT_TRUE(c.reused);
+  Done(pool, c);
+}
+
+// A budget smaller than one isolate still lets one live (it never waits).
+TEST(IsolatePoolPolicyTest, BudgetBelowOneIsolateStillServes) {
+  Pool pool({.max_isolates = 4,
+             .queue_capacity = 8,
+             .max_in_flight_per_tenant = 4,
+             .memory_budget_bytes = 1,
+             .new_isolate_bytes = 5});
+  for (const char* t : {"a", "b"}) {
+    ASSERT_TRUE(pool.Submit(t, 0).ok());
+    Assignment x = Take(pool);
+    EXPECT_EQ(x.tenant, t);
+    (void)pool.Release(x.isolate_id, std::move(x.isolate), 5);
+  }
+  EXPECT_LE(pool.stats().live_isolates, 1);
 }
 
 }  // namespace

@@ -285,8 +285,16 @@ int64_t ThreadCpuNanos() {
   return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
 }
 
+// The default CPU limit with a wall-clock limit far away: on a loaded machine
+// the default one (twice the CPU limit) could stop a spin first.
+class CpuOnlyLimits : public LimitEnforcer {
+ public:
+  absl::Duration WallLimit(const std::string& tenant) const override { return absl::Seconds(60); }
+};
+
 TEST(IsolateSchedulerTest, InfiniteLoopIsTerminatedAtItsCpuLimitOthersCarryOn) {
-  auto scheduler = MakeScheduler({.workers = 2, .max_in_flight_per_tenant = 4});
+  auto scheduler = MakeScheduler(
+      {.workers = 2, .max_in_flight_per_tenant = 4, .limits = std::make_shared<CpuOnlyLimits>()});
   struct Looped {
     Seen seen;
     int64_t cpu_ns = 0;
@@ -341,7 +349,26 @@ class TightLimits : public LimitEnforcer {
   size_t HeapLimitBytes(const std::string& tenant) const override {
     return tenant == "tight" ? size_t{32} << 20 : size_t{64} << 20;
   }
+  absl::Duration WallLimit(const std::string& tenant) const override { return absl::Seconds(60); }
 };
+
+// A request that waits uses no CPU: its wall-clock limit stops it, and the
+// scheduler counts it.
+TEST(IsolateSchedulerTest, AWaitingRequestIsStoppedAtItsWallClockLimit) {
+  class WallLimits : public LimitEnforcer {
+   public:
+    absl::Duration WallLimit(const std::string&) const override { return absl::Milliseconds(50); }
+  };
+  auto scheduler = MakeScheduler({.workers = 1, .limits = std::make_shared<WallLimits>()});
+  Seen waited = SubmitAndWait(*scheduler, "sleepy", [](IsolateLease& l) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(150));  // no CPU spent
+    return Observe(l, "1");
+  });
+  EXPECT_TRUE(waited.limit_exceeded);
+  EXPECT_EQ(waited.limit, "wall time");
+  EXPECT_EQ(scheduler->stats().terminated_wall, 1u);
+  EXPECT_EQ(scheduler->stats().terminated_cpu, 0u);
+}
 
 TEST(IsolateSchedulerTest, LimitEnforcerIsPerTenant) {
   auto scheduler = MakeScheduler({.workers = 1, .limits = std::make_shared<TightLimits>()});
@@ -479,6 +506,45 @@ TEST(IsolateSchedulerTest, DestructionRunsQueuedItemsAndDestroysIsolateData) {
   }
   EXPECT_EQ(ran.load(), 6);
   EXPECT_EQ(destroyed.load(), 2) << "one IsolateData per isolate, destroyed with it";
+}
+
+}  // namespace
+}  // namespace txfn
+
+namespace txfn {
+namespace {
+
+// The memory budget bounds the live isolates by what they take (measured
+// when each goes idle): with 40 tenants and room for about a dozen, the
+// least recently used are evicted and the total stays near the budget.
+TEST(IsolateSchedulerTest, MemoryBudgetBoundsLiveIsolates) {
+  constexpr size_t kBudget = size_t{16} << 20;
+  auto scheduler = MakeScheduler(
+      {.workers = 2, .max_isolates = 100, .isolate_memory_budget = kBudget, .spare_isolates = 0});
+  for (int i = 0; i < 40; ++i) {
+    Seen s = SubmitAndWait(*scheduler, "t" + std::to_string(i),
+                           [](IsolateLease& l) { return Observe(l, "[1, 2, 3].join()"); });
+    ASSERT_TRUE(s.js.ok);
+  }
+  WaitDone(*scheduler, "t39");
+  IsolateSchedulerStats stats = scheduler->stats();
+  EXPECT_GT(stats.isolates_evicted_for_memory, 0u);
+  EXPECT_LT(stats.live_isolates, 40);
+  EXPECT_LE(stats.isolate_bytes, kBudget);
+  EXPECT_GT(stats.isolate_bytes, 0u);
+}
+
+// Idle workers make spare isolates ahead of need: a tenant's first request
+// takes one instead of waiting for Isolate::New.
+TEST(IsolateSchedulerTest, SpareIsolatesServeNewTenants) {
+  auto scheduler = MakeScheduler({.workers = 1, .spare_isolates = 2});
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the worker makes them
+  Seen first =
+      SubmitAndWait(*scheduler, "fresh", [](IsolateLease& l) { return Observe(l, "6*7"); });
+  EXPECT_TRUE(first.js.ok);
+  EXPECT_FALSE(first.reused);
+  EXPECT_EQ(first.data_tenant, "fresh");
+  EXPECT_EQ(scheduler->stats().spare_isolates_used, 1u);
 }
 
 }  // namespace

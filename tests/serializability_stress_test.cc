@@ -221,5 +221,23 @@ TEST_F(SerializabilityTest, StorageFaultsNeverExposePartialCommitsOrLoseAcknowle
   }
 }
 
+// Writes whose answer is lost (the write landed, the call failed with an
+// unknown outcome) and unknown outcomes of writes that never landed, under
+// concurrency: the committer resolves each from storage, so every commit that
+// landed is acknowledged (it is in the history the replay checks) and none
+// that did not is, and no transaction commits over one it did not see.
+TEST_F(SerializabilityTest, LostAnswersAreResolvedFromStorageNeverLostOrDoubled) {
+  storage_->FailWithProbabilityAfterForwarding(StorageMethod::kWrite, 0.2);
+  storage_->FailWithProbability(StorageMethod::kWrite, 0.05,
+                                CommitOutcomeUnknownError("injected: lost before it landed"));
+  RunWorkload(/*threads=*/4, /*ops_per_thread=*/200, /*allow_failures=*/true);
+  storage_->ClearFaults();
+  CommitterStats stats = committer_->stats();
+  EXPECT_GT(stats.unknown_outcomes, 0u);
+  EXPECT_GT(stats.unknown_committed, 0u);
+  EXPECT_LT(stats.unknown_committed, stats.unknown_outcomes);
+  VerifyHistory();
+}
+
 }  // namespace
 }  // namespace txfn

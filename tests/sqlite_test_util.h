@@ -12,6 +12,7 @@
 
 #include "gtest/gtest.h"
 #include "txfn/sqlite_storage.h"
+#include "txfn/storage_wrapper.h"
 
 namespace txfn::testing_util {
 
@@ -38,7 +39,7 @@ class TempDir {
 };
 
 // A SqliteStorage on a file in its own TempDir, removed with it.
-class TempSqliteStorage final : public Storage {
+class TempSqliteStorage final : public StorageWrapper {
  public:
   static std::unique_ptr<Storage> Make(SqliteOptions options = {}) {
     auto dir = std::make_shared<TempDir>();
@@ -55,30 +56,7 @@ class TempSqliteStorage final : public Storage {
   }
 
   SqliteStorage& inner() { return *inner_; }
-
-  absl::Status Write(absl::Span<const CommitRecord> commits) override {
-    return inner_->Write(commits);
-  }
-  absl::StatusOr<std::optional<IndexEntry>> Get(std::string_view tenant, IndexId index,
-                                                std::string_view key, Timestamp ts) override {
-    return inner_->Get(tenant, index, key, ts);
-  }
-  absl::StatusOr<std::vector<IndexEntry>> Scan(std::string_view tenant, IndexId index,
-                                               const KeyRange& range, Timestamp ts, ScanOrder order,
-                                               size_t limit) override {
-    return inner_->Scan(tenant, index, range, ts, order, limit);
-  }
-  absl::StatusOr<std::vector<CommitRecord>> ReadLog(std::string_view tenant, Timestamp after,
-                                                    size_t limit) override {
-    return inner_->ReadLog(tenant, after, limit);
-  }
-  absl::StatusOr<Timestamp> MaxCommittedTimestamp(std::string_view tenant) override {
-    return inner_->MaxCommittedTimestamp(tenant);
-  }
-  absl::StatusOr<std::vector<std::string>> ListTenants() override { return inner_->ListTenants(); }
-  absl::Status DeleteTenant(std::string_view tenant) override {
-    return inner_->DeleteTenant(tenant);
-  }
+  const std::string& dir() const { return dir_->path(); }
 
  private:
   static std::unique_ptr<Storage> Open(std::shared_ptr<TempDir> dir, SqliteOptions options) {
@@ -87,13 +65,15 @@ class TempSqliteStorage final : public Storage {
       ADD_FAILURE() << storage.status();
       return nullptr;
     }
-    auto out = std::unique_ptr<TempSqliteStorage>(new TempSqliteStorage());
-    out->dir_ = std::move(dir);
-    out->options_ = options;
-    out->inner_ = *std::move(storage);
-    return out;
+    return std::unique_ptr<Storage>(
+        new TempSqliteStorage(std::move(dir), options, *std::move(storage)));
   }
-  TempSqliteStorage() = default;
+  TempSqliteStorage(std::shared_ptr<TempDir> dir, SqliteOptions options,
+                    std::unique_ptr<SqliteStorage> inner)
+      : StorageWrapper(inner.get()),
+        dir_(std::move(dir)),
+        options_(std::move(options)),
+        inner_(std::move(inner)) {}
 
   // Declared first: destroyed after inner_ closes the database.
   std::shared_ptr<TempDir> dir_;

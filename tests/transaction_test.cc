@@ -98,6 +98,15 @@ TEST(DocumentIdTest, NamesItsTableAndRejectsMalformedIds) {
     EXPECT_EQ(*decoded, table);
   }
   EXPECT_FALSE(DocumentIdTable("short").ok());
+  // The encoding is a file format: these are the ids of the first version.
+  std::string counting;
+  for (char c = 0; c < 16; ++c) counting.push_back(c);
+  EXPECT_EQ(MakeDocumentId(0x12345678, counting), "000g40r40m30e209185gr38e1w938nkr");
+  EXPECT_EQ(MakeDocumentId(0xffffffff, std::string(16, '\xff')), std::string(32, 'z'));
+  std::string alternating;
+  for (int i = 0; i < 8; ++i) alternating += "\xa5\x5a";
+  EXPECT_EQ(MakeDocumentId(7, alternating), "mndaapn5bajnn9atmndaapn5b8000007");
+  EXPECT_EQ(DocumentIdTable("000g40r40m30e209185gr38e1w938nkr").value(), 0x12345678u);
   std::string bad = MakeDocumentId(1, random);
   bad[5] = 'U';  // not in the alphabet
   EXPECT_EQ(DocumentIdTable(bad).status().code(), absl::StatusCode::kInvalidArgument);
@@ -158,18 +167,122 @@ TEST_F(TransactionTest, InsertAddsSystemFieldsAndIsVisibleToItselfAndLaterSnapsh
   EXPECT_EQ(committer_->Latest()->GetDocument(id).value(), own);
 }
 
-TEST_F(TransactionTest, IdsAreDistinctAndDeterministicWithASeed) {
-  auto ids = [&](std::optional<uint64_t> seed) {
-    Transaction txn = Begin({.id_seed = seed});
+TEST_F(TransactionTest, IdsAreDistinctAndDeterministicOnlyWhenAskedFor) {
+  auto ids = [&](std::optional<uint64_t> seed, bool deterministic) {
+    Transaction txn = Begin({.id_seed = seed, .deterministic_ids = deterministic});
     std::vector<std::string> out;
     for (int i = 0; i < 3; ++i) out.push_back(txn.Insert("notes", Obj({})).value());
     return out;
   };
-  EXPECT_EQ(ids(42), ids(42));
-  EXPECT_NE(ids(42), ids(43));
-  std::vector<std::string> random = ids(std::nullopt);
-  EXPECT_NE(random, ids(std::nullopt));
+  EXPECT_EQ(ids(42, true), ids(42, true));
+  EXPECT_NE(ids(42, true), ids(43, true));
+  EXPECT_NE(ids(42, false), ids(42, false)) << "a seed alone does not fix ids";
+  std::vector<std::string> random = ids(std::nullopt, false);
+  EXPECT_NE(random, ids(std::nullopt, false));
   EXPECT_NE(random[0], random[1]);
+}
+
+TEST_F(TransactionTest, AnInsertReadsItsIdSoRacingInsertsOfOneIdConflict) {
+  // Deterministic ids (a replay) with one seed: both draw the same id.
+  Transaction a = Begin({.id_seed = 5, .deterministic_ids = true});
+  Transaction b = Begin({.id_seed = 5, .deterministic_ids = true});
+  TXFN_ASSERT_OK_AND_ASSIGN(std::string id_a, a.Insert("notes", Obj({{"n", I64(1)}})));
+  TXFN_ASSERT_OK_AND_ASSIGN(std::string id_b, b.Insert("notes", Obj({{"n", I64(2)}})));
+  ASSERT_EQ(id_a, id_b);
+  EXPECT_THAT(a.read_set(), ::testing::Contains(ReadRange{.index = *DocumentIdTable(id_a),
+                                                          .range = KeyRange::Point(id_a)}));
+  ASSERT_TRUE(committer_->Commit(a.Prepare()).ok());
+  EXPECT_EQ(committer_->Commit(b.Prepare()).status().code(), absl::StatusCode::kAborted);
+  // Run again at the new snapshot with the same seed: the first id drawn is
+  // taken, so the insert draws the next one.
+  Transaction again = Begin({.id_seed = 5, .deterministic_ids = true});
+  TXFN_ASSERT_OK_AND_ASSIGN(std::string id_again, again.Insert("notes", Obj({{"n", I64(2)}})));
+  EXPECT_NE(id_again, id_a);
+  ASSERT_TRUE(committer_->Commit(again.Prepare()).ok());
+  EXPECT_EQ(committer_->Latest()->GetDocument(id_a).value()->Find("n")->int64(), 1);
+  EXPECT_EQ(committer_->Latest()->GetDocument(id_again).value()->Find("n")->int64(), 2);
+}
+
+TEST_F(TransactionTest, IdReadsDoNotCountAgainstTheReadRangeLimit) {
+  TransactionLimits limits;
+  limits.max_read_ranges = 1;
+  Transaction txn = Begin({.limits = limits});
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(txn.Insert("notes", Obj({})).ok());
+  EXPECT_EQ(txn.read_set().size(), 5u);
+  ASSERT_TRUE(txn.Query({.table = "notes", .limit = 1}).ok());
+  EXPECT_EQ(txn.Query({.table = "notes", .limit = 1}).status().code(),
+            absl::StatusCode::kResourceExhausted);
+}
+
+TEST_F(TransactionTest, ImportDocumentKeepsTheExportedIdentity) {
+  std::vector<std::string> ids = InsertMessages({{"c", "hello", 3}});
+  Value exported = *committer_->Latest()->GetDocument(ids[0]).value();
+  // Into a fresh tenant with the same schema (same table ids).
+  auto storage = std::make_shared<InMemoryStorage>();
+  std::unique_ptr<Committer> other = OpenWithSchema(storage, {.clock = clock_.AsFunction()});
+  Transaction import(other->Latest());
+  ASSERT_TRUE(import.ImportDocument("messages", exported).ok());
+  EXPECT_EQ(import.ImportDocument("messages", exported).code(), absl::StatusCode::kAlreadyExists);
+  ASSERT_TRUE(other->Commit(import.Prepare()).ok());
+  EXPECT_EQ(other->Latest()->GetDocument(ids[0]).value(), exported);
+  Transaction query(other->Latest());
+  TXFN_ASSERT_OK_AND_ASSIGN(
+      QueryPage page, query.Query({.table = "messages", .index = "by_channel", .eq = {Str("c")}}));
+  EXPECT_THAT(Bodies(page), ElementsAre("hello"));
+  Transaction twice(other->Latest());
+  EXPECT_EQ(twice.ImportDocument("messages", exported).code(), absl::StatusCode::kAlreadyExists);
+
+  Transaction bad(other->Latest());
+  auto with = [&](const char* field, Value v) {
+    Value::Object o = exported.object();
+    o.insert_or_assign(field, std::move(v));
+    return Value::FromObject(std::move(o));
+  };
+  auto without = [&](const char* field) {
+    Value::Object o = exported.object();
+    o.erase(field);
+    return Value::FromObject(std::move(o));
+  };
+  EXPECT_THAT(bad.ImportDocument("notes", exported).message(),
+              HasSubstr("names table 'messages', not table 'notes'"));
+  EXPECT_EQ(bad.ImportDocument("messages", without("_id")).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(bad.ImportDocument("messages", without("_creationTime")).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(bad.ImportDocument("messages", with("_id", Str("nope"))).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(bad.ImportDocument("messages", with("body", I64(1))).code(),
+            absl::StatusCode::kInvalidArgument)
+      << "validated against the schema";
+  EXPECT_EQ(bad.ImportDocument("messages", with("_secret", I64(1))).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(bad.ImportDocument("nope", exported).code(), absl::StatusCode::kNotFound);
+  EXPECT_FALSE(bad.has_writes());
+}
+
+// Issue 11: two mutations with the same (default) seed at the same snapshot in
+// the same millisecond used to draw the same id; both committed, one document
+// replaced the other and its index entry stayed behind.
+TEST_F(TransactionTest, TwoTransactionsWithTheSameSeedInsertDistinctDocuments) {
+  Transaction a = Begin({.id_seed = 0});
+  Transaction b = Begin({.id_seed = 0});
+  TXFN_ASSERT_OK_AND_ASSIGN(std::string id_a,
+                            a.Insert("messages", Obj({{"channel", Str("c")}, {"body", Str("a")}})));
+  TXFN_ASSERT_OK_AND_ASSIGN(std::string id_b,
+                            b.Insert("messages", Obj({{"channel", Str("c")}, {"body", Str("b")}})));
+  EXPECT_NE(id_a, id_b);
+  ASSERT_TRUE(committer_->Commit(a.Prepare()).ok());
+  ASSERT_TRUE(committer_->Commit(b.Prepare()).ok());
+
+  IndexQuery by_channel{.table = "messages", .index = "by_channel", .eq = {Str("c")}};
+  Transaction check = Begin();
+  TXFN_ASSERT_OK_AND_ASSIGN(QueryPage page, check.Query(by_channel));
+  EXPECT_THAT(Bodies(page), ::testing::UnorderedElementsAre("a", "b"));
+  ASSERT_TRUE(check.Delete(id_a).ok());
+  ASSERT_TRUE(committer_->Commit(check.Prepare()).ok());
+  Transaction after = Begin();
+  TXFN_ASSERT_OK_AND_ASSIGN(QueryPage rest, after.Query(by_channel));
+  EXPECT_THAT(Bodies(rest), ElementsAre("b"));
 }
 
 TEST_F(TransactionTest, IdsOfLaterTransactionsSortAfterEarlierOnes) {
@@ -326,9 +439,10 @@ TEST_F(TransactionTest, ReadSetRecordsPointReadsAndOnlyTheCoveredPartOfALimitedR
 
   // A query's commit carries its reads but no metadata read; a writer's does.
   EXPECT_EQ(txn.Prepare().reads.size(), 2u);
-  ASSERT_TRUE(txn.Insert("notes", Obj({})).ok());
+  TXFN_ASSERT_OK_AND_ASSIGN(std::string note, txn.Insert("notes", Obj({})));
   PreparedCommit commit = txn.Prepare();
-  ASSERT_EQ(commit.reads.size(), 3u);
+  ASSERT_EQ(commit.reads.size(), 4u);  // + the insert's read of its new id
+  EXPECT_EQ(commit.reads[2].range, KeyRange::Point(note));
   EXPECT_EQ(commit.reads.back().index, kMetadataIndex);
 }
 

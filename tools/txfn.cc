@@ -4,6 +4,8 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <iostream>
 #include <map>
 #include <memory>
 #include <string>
@@ -16,9 +18,12 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "tools/app_dir.h"
+#include "tools/import.h"
+#include "txfn/committer.h"
 #include "txfn/engine.h"
 #include "txfn/internal/strings.h"
 #include "txfn/snapshot.h"
+#include "txfn/sqlite_storage.h"
 #include "txfn/value.h"
 
 ABSL_FLAG(std::string, db, "txfn.db", "The SQLite database file (created if missing).");
@@ -27,7 +32,9 @@ ABSL_FLAG(std::string, kind, "auto",
           "run: 'query', 'mutation', or 'auto' (run the export as what it was declared).");
 ABSL_FLAG(bool, mutation, false, "run: shorthand for --kind=mutation.");
 ABSL_FLAG(bool, logs, true, "run: print the function's console output to stderr.");
-ABSL_FLAG(std::string, table, "", "export: only this table (default: every table).");
+ABSL_FLAG(std::string, table, "",
+          "export: only this table (default: every table); import: every document must belong "
+          "to it.");
 
 namespace txfn::tools {
 namespace {
@@ -62,15 +69,27 @@ commands:
   export --tenant NAME [--table TABLE]
       Prints every document (of every table, or of TABLE) as JSON, one per
       line. A document's _id names its table.
+  import --tenant NAME [--table TABLE] [FILE]
+      Reads documents as export prints them (JSON lines) from FILE (default or
+      "-": stdin) into the tenant, keeping their _id and _creationTime. Deploy
+      the schema first: a document's _id must name one of the tenant's tables
+      (the same schema deployed gives the same table ids). Every line is
+      validated (JSON, table, schema, ids free and unique) before anything is
+      written; then documents are committed in transactions of up to 500. If a
+      commit fails, the error says how many documents were imported.
+  backup DEST
+      Copies the database (--db) into the new file DEST with SQLite's online
+      backup API: a consistent snapshot, taken while other processes may keep
+      writing. DEST must not exist; open it with --db=DEST like any database.
   help
       Prints this text.
 
 flags:
   --db=FILE       the SQLite database (default txfn.db), for every command
-  --tenant=NAME   the tenant, for deploy, run, tables and export
+  --tenant=NAME   the tenant, for deploy, run, tables, export and import
   --kind=K        run: auto|query|mutation (default auto); --mutation = mutation
   --[no]logs      run: print console output to stderr (default on)
-  --table=NAME    export: only this table
+  --table=NAME    export: only this table; import: only documents of this table
 
 exit status: 0 success; 1 the command failed (the function threw, a conflict
 persisted, a deploy was refused, ...); 2 bad usage.
@@ -79,6 +98,10 @@ example:
   txfn deploy --db bank.db --tenant bank examples/apps/bank
   txfn run --db bank.db --tenant bank accounts:open '{"owner": "ada", "initial": 1000}'
   txfn run --db bank.db --tenant bank audit:total
+  txfn export --db bank.db --tenant bank > bank.jsonl
+  txfn deploy --db copy.db --tenant bank examples/apps/bank
+  txfn import --db copy.db --tenant bank bank.jsonl
+  txfn backup --db bank.db bank-backup.db
 )";
 
 constexpr int kFailed = 1;
@@ -218,6 +241,50 @@ int Export(Engine& engine, const std::string& tenant) {
   return 0;
 }
 
+int Import(const std::string& tenant, const std::string& file) {
+  absl::StatusOr<std::unique_ptr<SqliteStorage>> storage =
+      SqliteStorage::Open(absl::GetFlag(FLAGS_db));
+  if (!storage.ok()) return Fail(storage.status());
+  std::shared_ptr<Storage> shared = *std::move(storage);
+  absl::StatusOr<Timestamp> max = shared->MaxCommittedTimestamp(tenant);
+  if (!max.ok()) return Fail(max.status());
+  if (*max == 0) {
+    return Fail(absl::NotFoundError(
+        StrCat("tenant '", tenant, "' not found: deploy its schema first (txfn deploy)")));
+  }
+  // The documents need no JavaScript: a committer on the storage is enough.
+  absl::StatusOr<std::unique_ptr<Committer>> committer = Committer::Open(shared, tenant);
+  if (!committer.ok()) return Fail(committer.status());
+  std::ifstream opened;
+  std::istream* in = &std::cin;
+  if (file != "-") {
+    opened.open(file);
+    if (!opened) return Fail(absl::NotFoundError(StrCat("cannot open '", file, "'")));
+    in = &opened;
+  }
+  absl::StatusOr<ImportReport> report =
+      ImportJsonLines(**committer, *in, {.table = absl::GetFlag(FLAGS_table)});
+  if (!report.ok()) return Fail(report.status());
+  std::printf("imported %zu document(s) into tenant %s in %zu transaction(s)\n", report->documents,
+              tenant.c_str(), report->transactions);
+  return 0;
+}
+
+int Backup(const std::string& dest) {
+  const std::string db = absl::GetFlag(FLAGS_db);
+  if (!std::filesystem::exists(db)) {
+    return Fail(absl::NotFoundError(StrCat("database '", db, "' does not exist")));
+  }
+  absl::StatusOr<std::unique_ptr<SqliteStorage>> storage = SqliteStorage::Open(db);
+  if (!storage.ok()) return Fail(storage.status());
+  absl::Status copied = (*storage)->Backup(dest);
+  if (!copied.ok()) return Fail(copied);
+  std::error_code ec;
+  std::printf("backed up %s to %s (%ju bytes)\n", db.c_str(), dest.c_str(),
+              static_cast<uintmax_t>(std::filesystem::file_size(dest, ec)));
+  return 0;
+}
+
 int Main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string_view a = argv[i];
@@ -249,10 +316,17 @@ int Main(int argc, char** argv) {
     problem = want(0, 0, false);
   } else if (command == "tables" || command == "export") {
     problem = want(0, 0, true);
+  } else if (command == "import") {
+    problem = want(0, 1, true);
+  } else if (command == "backup") {
+    problem = want(1, 1, false);
   } else {
     problem = StrCat("unknown command '", command, "'");
   }
   if (!problem.empty()) return Usage(problem);
+  // Neither runs JavaScript: no engine.
+  if (command == "import") return Import(tenant, rest.empty() ? "-" : rest[0]);
+  if (command == "backup") return Backup(rest[0]);
 
   absl::StatusOr<std::unique_ptr<Engine>> engine = OpenEngine();
   if (!engine.ok()) return Fail(engine.status());

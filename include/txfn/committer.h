@@ -19,11 +19,31 @@
 // that began before the window is FailedPrecondition — distinct from a
 // conflict's Aborted — and must restart from a new snapshot.
 //
+// A conflict's status (Aborted) carries the read a newer write hit
+// (ConflictingRead below).
+//
 // Group commit: concurrent Commit calls queue; one of them (the leader)
 // validates the queued commits in arrival order, each against the history and
 // the ones accepted before it, and writes all accepted ones in one
 // Storage::Write. If that write fails, every commit of the batch gets
 // Unavailable, nothing is published, and later commits are served normally.
+//
+// Unknown outcomes. If the Write fails with an unknown outcome
+// (IsCommitOutcomeUnknown: the batch may be durable, see Storage::Write), the
+// batch is treated as possibly committed: its writes enter the conflict
+// history (at worst a later transaction conflicts needlessly), nothing is
+// published, and the committer asks storage (MaxCommittedTimestamp) which it
+// was. Found committed: the commits succeed and the snapshot is published, as
+// if the Write had succeeded. Found absent: they fail with Unavailable ("not
+// persisted"), definitely not committed. If storage cannot say (SqliteStorage
+// refuses until it is reopened), each commit of the batch returns the unknown
+// outcome (CommitOutcomeUnknownError, carrying its commit timestamp), and the
+// committer resolves the batch before it accepts any other write: each later
+// batch asks storage again, and while storage cannot say, every commit with
+// writes is refused with Unavailable (definitely not committed) — for
+// SqliteStorage until the database is reopened. Never retry an unknown
+// outcome blindly: look for the commit (its timestamp is in the status) or
+// use an idempotency key (<txfn/idempotency.h>).
 //
 // Holding a batch open: a caller that is about to run a transaction and
 // commit it can say so with AnnounceCommit(). While announced commits are
@@ -48,7 +68,10 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
+#include <set>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -86,8 +109,14 @@ struct CommitterStats {
   uint64_t conflicts = 0;         // Aborted
   uint64_t too_old = 0;           // FailedPrecondition: began before the window
   uint64_t storage_failures = 0;  // batches whose Storage::Write failed
-  uint64_t batches = 0;           // Storage::Write calls
-  uint64_t held_batches = 0;      // batches a leader held open for announced commits
+  // Of those, batches whose outcome was unknown, and how many of them storage
+  // later showed committed (the rest were absent, or are still unresolved).
+  uint64_t unknown_outcomes = 0;
+  uint64_t unknown_committed = 0;
+  // Commits with writes refused while an unknown outcome was unresolved.
+  uint64_t refused_unresolved = 0;
+  uint64_t batches = 0;       // Storage::Write calls
+  uint64_t held_batches = 0;  // batches a leader held open for announced commits
   // Tenant metadata decoded from storage: once at Open, then once per
   // accepted commit that writes metadata (a deploy, enabling). Every other
   // commit and every snapshot reuses the decoded metadata in memory.
@@ -100,6 +129,9 @@ struct CommitterStats {
     conflicts += other.conflicts;
     too_old += other.too_old;
     storage_failures += other.storage_failures;
+    unknown_outcomes += other.unknown_outcomes;
+    unknown_committed += other.unknown_committed;
+    refused_unresolved += other.refused_unresolved;
     batches += other.batches;
     held_batches += other.held_batches;
     metadata_loads += other.metadata_loads;
@@ -108,6 +140,14 @@ struct CommitterStats {
 };
 
 class Committer;
+
+// An OCC conflict (Aborted) says which of the transaction's reads a newer
+// write hit, as a typed payload (type.txfn.dev/txfn.Conflict): the index and
+// key range. ConflictingRead returns it; nullopt for any other status.
+// Callers that serialise contended work key on it (the engine's contention
+// lanes); nobody needs to parse the message.
+[[nodiscard]] absl::Status ConflictError(std::string_view message, const ReadRange& read);
+[[nodiscard]] std::optional<ReadRange> ConflictingRead(const absl::Status& status);
 
 // Whether a Commit call that becomes the group-commit leader may hold its
 // batch open for announced commits (see Committer::Commit).
@@ -139,6 +179,31 @@ class CommitIntent {
   Committer* committer_ = nullptr;
 };
 
+// Keeps a committer's conflict history from a timestamp on, while it lives
+// (see Committer::PinHistory). Move-only; must not outlive its Committer.
+class HistoryPin {
+ public:
+  HistoryPin() = default;
+  HistoryPin(HistoryPin&& other) noexcept
+      : committer_(std::exchange(other.committer_, nullptr)), ts_(other.ts_) {}
+  HistoryPin& operator=(HistoryPin&& other) noexcept {
+    if (this != &other) {
+      Release();
+      committer_ = std::exchange(other.committer_, nullptr);
+      ts_ = other.ts_;
+    }
+    return *this;
+  }
+  ~HistoryPin() { Release(); }
+  void Release();
+
+ private:
+  friend class Committer;
+  HistoryPin(Committer* committer, Timestamp ts) : committer_(committer), ts_(ts) {}
+  Committer* committer_ = nullptr;
+  Timestamp ts_ = 0;
+};
+
 class Committer {
  public:
   // Reads the tenant's latest timestamp and metadata from `storage`.
@@ -159,7 +224,9 @@ class Committer {
   // writes, its begin timestamp (a read-only transaction is serialised there).
   // Errors: Aborted (conflict, retryable), FailedPrecondition (began before
   // the conflict window), InvalidArgument (another tenant's commit, a begin
-  // timestamp in the future, writes to an index twice), Unavailable (storage).
+  // timestamp in the future, writes to an index twice), Unavailable (storage:
+  // not committed), Unavailable marked IsCommitOutcomeUnknown (storage could
+  // not say whether it committed; see "Unknown outcomes" above).
   // `intent`, if given, is withdrawn as the commit joins the queue. With
   // BatchHold::kNever, a batch this call leads is written at once, never held
   // open for announced commits: for a thread that announced work may itself
@@ -173,6 +240,14 @@ class Committer {
 
   CommitterStats stats() const;
 
+  // Keeps every commit after `ts` in the conflict history while the pin
+  // lives, whatever the window, so a long system transaction that began at
+  // `ts` (a deploy validating or backfilling a large table) can still be
+  // checked and committed instead of being FailedPrecondition. Pin before the
+  // history could have moved past `ts` (e.g. right after Latest()). The
+  // history grows by the commits made meanwhile. Thread-safe.
+  [[nodiscard]] HistoryPin PinHistory(Timestamp ts);
+
  private:
   struct Pending {
     PreparedCommit commit;
@@ -183,6 +258,7 @@ class Committer {
   };
 
   friend class CommitIntent;
+  friend class HistoryPin;
 
   Committer(std::shared_ptr<Storage> storage, std::string tenant, CommitterOptions options,
             std::shared_ptr<const Snapshot> latest);
@@ -197,6 +273,19 @@ class Committer {
   // Takes the next batch off the queue.
   std::vector<Pending*> TakeBatch() ABSL_EXCLUSIVE_LOCKS_REQUIRED(queue_mu_);
   absl::Status Check(const PreparedCommit& commit) const;
+  // A batch whose Storage::Write outcome is unknown, until storage says.
+  struct Unresolved {
+    Timestamp first_ts = 0;
+    Timestamp last_ts = 0;
+    std::shared_ptr<const TenantMetadata> metadata;  // the snapshot's if committed
+    std::string error;                               // the Write's
+  };
+  enum class Resolution { kCommitted, kAbsent, kUnknown };
+  // Asks storage about unresolved_; on an answer, publishes (if committed)
+  // and clears it.
+  Resolution Resolve(CommitterStats* delta) ABSL_EXCLUSIVE_LOCKS_REQUIRED(leader_mu_);
+  void AddToHistory(const std::vector<CommitRecord>& records)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(leader_mu_);
   // Validates, persists and publishes one batch. Runs on the leader only.
   void ProcessBatch(const std::vector<Pending*>& batch, bool held)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(leader_mu_);
@@ -224,6 +313,12 @@ class Committer {
   ConflictSet history_ ABSL_GUARDED_BY(leader_mu_);
   std::deque<Timestamp> window_ ABSL_GUARDED_BY(leader_mu_);  // commit timestamps in history_
   Timestamp last_ts_ ABSL_GUARDED_BY(leader_mu_);
+  std::optional<Unresolved> unresolved_ ABSL_GUARDED_BY(leader_mu_);
+
+  // Pinned timestamps (HistoryPin); SlideWindow never prunes past the least.
+  // Lock order: leader_mu_, then pins_mu_.
+  mutable internal::Mutex pins_mu_;
+  std::multiset<Timestamp> pins_ ABSL_GUARDED_BY(pins_mu_);
 
   mutable internal::Mutex latest_mu_;
   std::shared_ptr<const Snapshot> latest_ ABSL_GUARDED_BY(latest_mu_);

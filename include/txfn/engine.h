@@ -29,11 +29,30 @@
 // newer snapshot, up to EngineOptions::mutation_retry.max_attempts runs, then
 // fails with Aborted.
 //
+// Unknown outcomes. A mutation is never run again after its commit's outcome
+// became unknown (IsCommitOutcomeUnknown, see committer.h): the committer
+// asks storage and, when it can tell, the call gets the real outcome; when
+// it cannot (SqliteStorage after a failed COMMIT, until the engine is opened
+// again on the file), the call fails with that unknown outcome and the
+// tenant's later mutations with Unavailable. To retry such a call safely, give
+// it an idempotency key (MutationOptions): once the key has committed, a call
+// with the same key returns the first call's result (CallResult::replayed)
+// instead of running again.
+//
+// Version retention. Every retention_interval a background thread drops, for
+// every tenant, the versions no snapshot taken in the last version_retention
+// can see (Storage::ApplyRetention: the horizon is the newest commit older
+// than that), so a database whose documents are rewritten does not grow
+// forever. A read at an older snapshot (a request running for longer than the
+// retention) fails with FailedPrecondition.
+//
 // Errors: NotFound (unknown tenant, module or export), FailedPrecondition
-// (disabled tenant), InvalidArgument (bad name, bad arguments, a schema
-// violation, a refused deploy), Aborted (conflicts past the retry limit),
+// (disabled tenant; a read older than the version retention), InvalidArgument
+// (bad name, bad arguments, a schema violation, a refused deploy, a bad
+// idempotency key), Aborted (conflicts past the retry limit),
 // ResourceExhausted (a limit, or the scheduler's queue is full), Unknown (an
-// uncaught JS exception, with its message and stack), Unavailable (storage).
+// uncaught JS exception, with its message and stack), Unavailable (storage;
+// not committed), Unavailable marked IsCommitOutcomeUnknown (see above).
 //
 // Thread safety: every method is thread-safe. The callback forms run `done`
 // on a txfn worker thread: it must not block on another call of the same
@@ -48,10 +67,12 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "txfn/committer.h"
 #include "txfn/function_runner.h"
 #include "txfn/isolate_scheduler.h"
@@ -84,6 +105,23 @@ struct EngineOptions {
   // Aborted. The blocking form sleeps a jittered exponential backoff between
   // runs; the callback form re-submits at once (it never sleeps on a worker).
   RetryOptions mutation_retry{.max_attempts = 8};
+  // Version retention (see the file comment): keep what snapshots of the last
+  // `version_retention` read (default 5 minutes, as Convex's write-log
+  // window; raised to committer.conflict_window if shorter), collected every
+  // `retention_interval` (at most an hour). InfiniteDuration(): keep every
+  // version, no background thread. Storage adapters without retention
+  // (Unimplemented) keep everything. Time is the committer's clock.
+  absl::Duration version_retention = absl::Minutes(5);
+  absl::Duration retention_interval = absl::Minutes(1);
+};
+
+// Per-call options of a mutation.
+struct MutationOptions {
+  // If not empty (1..kMaxIdempotencyKeyBytes bytes, <txfn/idempotency.h>):
+  // the key is committed with the mutation's writes, and a call whose key has
+  // committed already returns that commit's result without running
+  // (CallResult::replayed). Keys are per tenant and kept for its life.
+  std::string idempotency_key;
 };
 
 // The outcome of a call.
@@ -93,6 +131,9 @@ struct CallResult {
   int attempts = 1;            // mutation runs (1 + conflict retries)
   std::vector<LogEntry> logs;  // of the last run
   RunStats stats;              // of the last run
+  // The idempotency key had committed already: `value` and `ts` are that
+  // commit's, and nothing ran (attempts counts the lookups; logs are empty).
+  bool replayed = false;
 };
 
 // Tenant metadata (schema, modules, enabled) is kept decoded in memory with
@@ -103,9 +144,18 @@ struct MetadataCacheStats {
   uint64_t misses = 0;  // engine calls that loaded it from storage (first use of a tenant)
 };
 
+// The background version retention (EngineOptions::version_retention).
+struct RetentionStats {
+  uint64_t passes = 0;            // passes over every tenant
+  uint64_t versions_dropped = 0;  // Storage::ApplyRetention totals
+  uint64_t commits_dropped = 0;
+  uint64_t failures = 0;  // ApplyRetention calls that failed (retried next pass)
+};
+
 struct EngineStats {
   uint64_t queries = 0;    // Query calls that succeeded
   uint64_t mutations = 0;  // Mutation calls that committed
+  uint64_t replayed = 0;   // Mutation calls answered from their idempotency key
   uint64_t conflicts = 0;  // OCC conflicts seen (each caused a retry or an Aborted)
   uint64_t retries = 0;    // mutation re-runs after a conflict
   uint64_t deploys = 0;
@@ -116,6 +166,7 @@ struct EngineStats {
   IsolateSchedulerStats scheduler;
   ModuleCacheStats module_cache;
   MetadataCacheStats metadata_cache;
+  RetentionStats retention;
 };
 
 class Engine {
@@ -166,17 +217,35 @@ class Engine {
   [[nodiscard]] virtual absl::StatusOr<CallResult> Query(std::string_view tenant,
                                                          std::string_view function,
                                                          const Value& args) = 0;
+  [[nodiscard]] absl::StatusOr<CallResult> Mutation(std::string_view tenant,
+                                                    std::string_view function, const Value& args) {
+    return Mutation(tenant, function, args, MutationOptions{});
+  }
+  // With options (an idempotency key; InvalidArgument for a bad one).
   [[nodiscard]] virtual absl::StatusOr<CallResult> Mutation(std::string_view tenant,
                                                             std::string_view function,
-                                                            const Value& args) = 0;
+                                                            const Value& args,
+                                                            const MutationOptions& options) = 0;
   // Callback forms: `done` runs exactly once, on a txfn thread, unless the
   // call is refused at once (unknown tenant, full queue: then the status is
   // returned and `done` never runs).
   [[nodiscard]] virtual absl::Status QueryAsync(std::string_view tenant, std::string_view function,
                                                 const Value& args, Callback done) = 0;
+  [[nodiscard]] absl::Status MutationAsync(std::string_view tenant, std::string_view function,
+                                           const Value& args, Callback done) {
+    return MutationAsync(tenant, function, args, MutationOptions{}, std::move(done));
+  }
   [[nodiscard]] virtual absl::Status MutationAsync(std::string_view tenant,
                                                    std::string_view function, const Value& args,
+                                                   const MutationOptions& options,
                                                    Callback done) = 0;
+
+  // ---- Maintenance ----
+  // Runs one version-retention pass over every tenant now (the background
+  // thread runs one every retention_interval). OK, doing nothing, when
+  // retention is off or the storage keeps every version; otherwise the first
+  // storage error (the other tenants are still processed).
+  [[nodiscard]] virtual absl::Status ApplyRetention() = 0;
 
   virtual EngineStats stats() const = 0;
 };

@@ -11,7 +11,7 @@
 //   txfn::FunctionRunner runner(std::move(scheduler));
 //   txfn::RunResult r = runner.Run(committer->Latest(),
 //       {.function = "messages:send", .args = args, .kind = txfn::FunctionKind::kMutation,
-//        .seed = 42});
+//        .seed = absl::Uniform<uint64_t>(bitgen)});
 //   if (r.status.ok()) TXFN_RETURN_IF_ERROR(committer->Commit(std::move(r.commit)).status());
 //
 // The JavaScript side. Modules are ES modules stored in the tenant's metadata
@@ -58,11 +58,14 @@
 // and no path leads to the real clock (Date's prototype chain holds no
 // original Date); there are no timers (setTimeout is undefined), network or
 // file APIs, and no WebAssembly (unless the host's own V8 platform enables
-// it: InitializeV8); document ids come from TransactionOptions::id_seed =
-// seed. The same function, arguments, seed and snapshot give identical
-// results and writes. console.log/info/warn/error/debug are captured into
-// RunResult::logs, and so is every promise still rejected without a handler
-// when the request ends ("Unhandled promise rejection: ...", a warning).
+// it: InitializeV8). Document ids are unique whatever the seed (the
+// transaction draws them from its own entropy), unless
+// RunRequest::deterministic_ids asks for a replay: then they come from the
+// seed too, and the same function, arguments, seed and snapshot give
+// identical results and writes. console.log/info/warn/error/debug are
+// captured into RunResult::logs, and so is every promise still rejected
+// without a handler when the request ends ("Unhandled promise rejection:
+// ...", a warning).
 //
 // The sandbox. Tenant code is assumed hostile; what holds for any code:
 // - Nothing of a request runs after it returns: each context has its own
@@ -155,8 +158,12 @@ struct RunRequest {
   std::string function;  // "path/to/module:exportName"
   Value args;            // an object; null means {}
   FunctionKind kind = FunctionKind::kQuery;
-  // Seeds Math.random and document ids.
+  // Seeds Math.random (and, with deterministic_ids, document ids).
   uint64_t seed = 0;
+  // For replays only: document ids from `seed` (TransactionOptions::
+  // deterministic_ids), so a replay writes the same ids. Two requests with one
+  // seed then draw the same ids, and the second insert of one conflicts.
+  bool deterministic_ids = false;
   TransactionLimits limits;
 };
 

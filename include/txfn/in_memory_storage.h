@@ -14,14 +14,15 @@
 //
 // Layout: per tenant, per index, an ordered map from key to that key's
 // versions (ascending by timestamp; a tombstone is a version without a value),
-// plus the tenant's commit log in timestamp order. Every version is kept for
-// the life of the tenant (there is no garbage collection of old versions).
+// plus the tenant's commit log in timestamp order and its retention horizon.
+// Every version is kept until ApplyRetention drops it.
 //
 // Costs (n keys in the index, v versions of one key, k entries returned):
 // Write O(w log n) for w writes; Get O(log n + log v); Scan O(log n + scanned
 // keys * log v) — it seeks to the range's bound and stops at `limit` live
 // entries, it never walks the whole index; ReadLog O(log c + k) for c commits;
-// MaxCommittedTimestamp O(1); ListTenants O(t log t) for t tenants.
+// MaxCommittedTimestamp O(1); ListTenants O(t log t) for t tenants;
+// ApplyRetention O(w log n) for the w writes of the commits it processes.
 //
 // Reads at a timestamp above MaxCommittedTimestamp(tenant) are allowed and see
 // every commit made so far (they are not repeatable, per the Storage contract:
@@ -54,6 +55,14 @@
 
 namespace txfn {
 
+// What one tenant holds (InMemoryStorage::Size).
+struct InMemoryTenantSize {
+  size_t keys = 0;         // over every index
+  size_t versions = 0;     // tombstones included
+  size_t log_commits = 0;  // commits in the log
+  friend bool operator==(const InMemoryTenantSize&, const InMemoryTenantSize&) = default;
+};
+
 class InMemoryStorage final : public Storage {
  public:
   InMemoryStorage();
@@ -78,19 +87,27 @@ class InMemoryStorage final : public Storage {
   [[nodiscard]] absl::StatusOr<Timestamp> MaxCommittedTimestamp(std::string_view tenant) override;
   [[nodiscard]] absl::StatusOr<std::vector<std::string>> ListTenants() override;
   [[nodiscard]] absl::Status DeleteTenant(std::string_view tenant) override;
+  // See Storage. Holds the tenant's lock exclusively while it runs.
+  [[nodiscard]] absl::StatusOr<RetentionResult> ApplyRetention(std::string_view tenant,
+                                                               Timestamp ts,
+                                                               size_t max_commits) override;
+
+  // What `tenant` holds now (all zero for an unknown tenant). O(keys).
+  InMemoryTenantSize Size(std::string_view tenant) const;
 
  private:
   struct TenantState;
   struct Group;
 
   // Validates against, and applies to, `groups` (sorted by tenant, states
-  // present). Takes each group's tenant lock.
-  absl::Status ApplyLocked(absl::Span<const CommitRecord> commits, absl::Span<Group> groups)
+  // present). Takes each group's tenant lock. Moves `commits` (a copy of the
+  // batch) into the log.
+  absl::Status ApplyLocked(absl::Span<CommitRecord> commits, absl::Span<Group> groups)
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
 
   // Guards the map; each TenantState has its own lock for its contents.
   // Lock order: mu_, then tenant locks in ascending tenant-name order.
-  internal::SharedMutex mu_;
+  mutable internal::SharedMutex mu_;
   absl::flat_hash_map<std::string, std::unique_ptr<TenantState>> tenants_ ABSL_GUARDED_BY(mu_);
 };
 

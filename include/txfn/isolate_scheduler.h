@@ -22,13 +22,18 @@
 //     ... create a context, run JS ...
 //   });
 //
-// Why a bound on isolates (default 4 per worker): each isolate reserves its
-// own heap and address space (tens of MiB of reservations, its heap limit in
-// use at worst) and costs ~2.6 ms to create, while a fresh context per request
-// costs ~0.65 ms. A few isolates per worker keep the hot tenants' isolates
-// warm without letting memory grow with the number of tenants. When every
-// isolate is busy the request waits in the queue (only possible when
-// max_isolates < workers).
+// Why bounds on isolates: each costs ~2.6 ms to create (a fresh context per
+// request ~0.2 ms) and about 1.2 MiB once idle (the deserialised startup
+// snapshot, a few heap pages), more if its tenant's code keeps data alive.
+// So tenants keep their isolates warm as long as memory allows: the bound is
+// a memory budget (default a quarter of the machine's memory), measured on
+// each isolate as it goes idle (after a full GC if it grew past
+// idle_trim_bytes), with max_isolates as a count bound on top (default the
+// budget / 2 MiB). At a bound, the least recently used idle isolate goes.
+// A few spare isolates (spare_isolates) are made ahead, when a worker has
+// nothing else to do, so a tenant's first request does not pay for one.
+// When every isolate is busy the request waits in the queue (only possible
+// when max_isolates < workers).
 //
 // Limits (LimitEnforcer), per request, for every entry into JavaScript of
 // the work item (including the message-loop pump after it):
@@ -171,7 +176,14 @@ class LimitEnforcer {
 
 struct IsolateSchedulerOptions {
   int workers = 0;       // 0 = hardware concurrency
-  int max_isolates = 0;  // 0 = 4 per worker
+  int max_isolates = 0;  // 0 = isolate_memory_budget / 2 MiB (at least 4 per worker)
+  // Bytes the live isolates may take (0 = a quarter of physical memory).
+  size_t isolate_memory_budget = 0;
+  // An idle isolate whose heap takes more than this gets a full GC first.
+  size_t idle_trim_bytes = size_t{8} << 20;
+  // Isolates made ahead of need, by idle workers (for tenants whose limits
+  // are the LimitEnforcer's defaults, i.e. those of tenant "").
+  int spare_isolates = 2;
   size_t queue_capacity = 1024;
   int max_in_flight_per_tenant = 0;  // 0 = half the workers (at least 1)
   // Requests of one tenant running at once; the tenant's further requests
@@ -218,7 +230,10 @@ struct IsolateSchedulerStats {
   uint64_t abandoned = 0;  // stopped requests that did not return in time (see abandon_grace)
   int live_isolates = 0;
   int busy_isolates = 0;
-  std::map<std::string, int> in_flight;  // per tenant with requests queued or running
+  size_t isolate_bytes = 0;  // live isolates' memory, as measured when they went idle
+  uint64_t isolates_evicted_for_memory = 0;  // of isolates_evicted
+  uint64_t spare_isolates_used = 0;          // tenants' first isolates that were made ahead
+  std::map<std::string, int> in_flight;      // per tenant with requests queued or running
 };
 
 class IsolateScheduler {

@@ -14,6 +14,13 @@
 // or any other commit error, is returned at once. After max_attempts
 // conflicts the result is Aborted, naming the number of attempts.
 //
+// Unknown outcomes: a commit whose storage write may or may not have happened
+// is resolved by the committer from storage when it can (committed: success;
+// absent: Unavailable); when it cannot, the unknown outcome
+// (IsCommitOutcomeUnknown) is returned as it is. Either way the body never
+// runs again after it: a blind re-run could apply it twice. Hosts that must
+// retry use an idempotency key (<txfn/idempotency.h>).
+//
 // Thread safety: as the Committer; `body` runs on the calling thread.
 #ifndef TXFN_RETRY_H_
 #define TXFN_RETRY_H_

@@ -12,7 +12,9 @@
 //   auto rows = (*snapshot)->Scan(index, txfn::KeyRange::Prefix(p),
 //                                 txfn::ScanOrder::kAscending, /*limit=*/10);
 //
-// Reads do not record a read set: read through a Transaction for that.
+// Reads do not record a read set: read through a Transaction for that. A
+// snapshot older than its tenant's retention horizon (Storage::ApplyRetention)
+// can no longer be read: its reads fail with FailedPrecondition.
 //
 // Thread safety: immutable; every method may be called from any thread. The
 // Storage is shared and must outlive nothing in particular (it is held by a

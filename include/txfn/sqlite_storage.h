@@ -15,14 +15,16 @@
 // Link txfn::sqlite (built when TXFN_WITH_SQLITE is ON).
 //
 // File layout: WAL journal mode (the file is accompanied by "-wal" and "-shm"
-// files while open). Tables, all WITHOUT ROWID:
+// files while open); new files use auto_vacuum = INCREMENTAL, so retention
+// can return free pages to the file system. Tables, all WITHOUT ROWID:
 //   versions(tenant, index_id, key, ts, value)  PRIMARY KEY(tenant, index_id, key, ts);
 //                                               value NULL = a tombstone
 //   log(tenant, ts, seq, index_id, key, value)  PRIMARY KEY(tenant, ts, seq): each
 //                                               commit's writes in Write order
 //   commits(tenant, ts)                         PRIMARY KEY(tenant, ts): one row per
 //                                               commit (so commits without writes exist)
-//   tenants(tenant, max_ts)                     one row per tenant with commits
+//   tenants(tenant, max_ts, horizon)            one row per tenant with commits;
+//                                               horizon: its retention horizon
 // Tenants, keys and values are BLOBs (compared bytewise, like std::string);
 // timestamps are stored as int64 with the top bit flipped, so the full uint64
 // range keeps its order. The file's schema version is PRAGMA user_version
@@ -38,8 +40,25 @@
 // versions <= ts is left by a seek, so a hot key costs O(log n), not its
 // history (measured: streaming is ~1.7x faster than a GROUP BY/MAX(ts) query
 // on 2-version keys, and the seek ~60x faster past a 10,000-version key).
-// ReadLog is two range reads in one read transaction.
+// ReadLog is two range reads in one read transaction. Reads also read the
+// tenant's retention horizon, in the same snapshot (Get: within its one
+// statement; a Get that finds no version reads it again, one more seek).
 // MaxCommittedTimestamp and ListTenants read the small tenants table.
+// ApplyRetention is one write transaction: it reads the log of the commits it
+// processes, then, per key they wrote, two range deletes on the primary key;
+// it never walks versions of keys nobody wrote since the last horizon. Once a
+// quarter of the file (and at least 1 MiB) is free pages, it vacuums them
+// (PRAGMA incremental_vacuum): the file shrinks.
+//
+// Commit outcomes. Any error from COMMIT itself (an fsync that failed after
+// the WAL frames were written, a full disk) is reported as an unknown outcome
+// (CommitOutcomeUnknownError): WAL recovery on the next open may replay those
+// frames, while this process cannot see them. From then on the storage is "in
+// doubt": Write, DeleteTenant, ApplyRetention, Backup, ReadLog,
+// MaxCommittedTimestamp and ListTenants fail with Unavailable until the
+// database is reopened (destroy this object, open the file again); Get and
+// Scan go on (their answers at committed timestamps hold either way). This is
+// how the committer learns it cannot resolve the outcome before a restart.
 //
 // Thread safety: every method may be called concurrently. Writes (Write,
 // DeleteTenant) are serialised on one write connection under a mutex. Reads
@@ -51,6 +70,7 @@
 #ifndef TXFN_SQLITE_STORAGE_H_
 #define TXFN_SQLITE_STORAGE_H_
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -87,12 +107,18 @@ struct SqliteOptions {
   // Pages of SQLite's page cache per connection (PRAGMA cache_size); 0 keeps
   // SQLite's default (2 MiB).
   int cache_pages = 0;
+  // The name of a registered sqlite3_vfs to open the file with (an
+  // encrypting or fault-injecting VFS, say); empty = SQLite's default.
+  // InvalidArgument at Open if no VFS of that name is registered.
+  std::string vfs;
 };
 
 class SqliteStorage final : public Storage {
  public:
   // The schema version this build writes and reads (PRAGMA user_version).
-  static constexpr int kSchemaVersion = 1;
+  // Version 2 added the retention horizon; a version-1 file is upgraded in
+  // place when opened (older builds then refuse it).
+  static constexpr int kSchemaVersion = 2;
   // PRAGMA application_id of a txfn database ("txfn").
   static constexpr int32_t kApplicationId = 0x7478666e;
 
@@ -137,6 +163,18 @@ class SqliteStorage final : public Storage {
   [[nodiscard]] absl::StatusOr<Timestamp> MaxCommittedTimestamp(std::string_view tenant) override;
   [[nodiscard]] absl::StatusOr<std::vector<std::string>> ListTenants() override;
   [[nodiscard]] absl::Status DeleteTenant(std::string_view tenant) override;
+  [[nodiscard]] absl::StatusOr<RetentionResult> ApplyRetention(std::string_view tenant,
+                                                               Timestamp ts,
+                                                               size_t max_commits) override;
+
+  // Copies the live database, consistently (one read transaction), into a new
+  // file at `dest_path` with SQLite's online backup API, while writers go on.
+  // The copy is written beside the destination (dest_path + ".partial") and
+  // renamed into place when complete and synced; SqliteStorage::Open (or an
+  // engine) opens it. Errors: InvalidArgument (empty path), AlreadyExists
+  // (dest_path exists: never overwritten), Unavailable (I/O; nothing is left
+  // at dest_path). Blocks until done; cost: a read of every page.
+  [[nodiscard]] absl::Status Backup(const std::string& dest_path);
 
  private:
   class Connection;  // one sqlite3* and its cached prepared statements
@@ -146,6 +184,15 @@ class SqliteStorage final : public Storage {
 
   absl::StatusOr<ReadLease> AcquireReader();
   void ReleaseReader(std::unique_ptr<Connection> conn);
+  // The tenant's retention horizon (0 if none), read on the lease's connection
+  // (inside its transaction, if one is open).
+  static absl::StatusOr<Timestamp> ReadHorizon(ReadLease& lease, std::string_view tenant);
+  // Unavailable once a COMMIT failed (see "Commit outcomes").
+  absl::Status CheckNotInDoubt(std::string_view what) const;
+  // Runs COMMIT on the write connection; an error puts the storage in doubt
+  // and comes back as an unknown outcome.
+  absl::Status CommitWrite(Connection& conn, std::string_view what)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
 
   const std::string path_;
   const SqliteOptions options_;
@@ -159,6 +206,11 @@ class SqliteStorage final : public Storage {
   internal::CondVar pool_cv_{&pool_mu_};
   std::vector<std::unique_ptr<Connection>> idle_readers_ ABSL_GUARDED_BY(pool_mu_);
   int open_readers_ ABSL_GUARDED_BY(pool_mu_) = 0;
+
+  // Set (never cleared) when a COMMIT failed; doubt_ says why.
+  std::atomic<bool> in_doubt_{false};
+  mutable internal::Mutex doubt_mu_;
+  std::string doubt_ ABSL_GUARDED_BY(doubt_mu_);
 };
 
 }  // namespace txfn

@@ -20,9 +20,20 @@
 // suite from <txfn/testing/storage_conformance.h> with one macro; passing it is
 // the definition of a correct adapter.
 //
+// Commit outcomes. A Write either succeeds (durable and visible), fails
+// (nothing written, now or after a restart), or — when the store cannot tell
+// — fails with an "outcome unknown" status (IsCommitOutcomeUnknown():
+// Unavailable with a typed payload, FoundationDB's commit_unknown_result).
+// See Write below for what an adapter then promises.
+//
+// Version retention (MVCC garbage collection): ApplyRetention drops the
+// versions and log entries that no read at or after a retention horizon can
+// see; reads below the horizon then fail with FailedPrecondition.
+//
 // Thread safety: every method of every adapter is safe to call concurrently.
-// Reads at a timestamp <= MaxCommittedTimestamp(tenant) are repeatable: they
-// return the same result whenever they are made.
+// Reads at a timestamp <= MaxCommittedTimestamp(tenant) (and at or above the
+// tenant's retention horizon) are repeatable: they return the same result
+// whenever they are made.
 #ifndef TXFN_STORAGE_H_
 #define TXFN_STORAGE_H_
 
@@ -101,6 +112,52 @@ struct IndexEntry {
 
 enum class ScanOrder { kAscending, kDescending };
 
+// ---- Commit outcomes ----------------------------------------------------------
+
+// The type URL of the payload that marks a status as "the commit may or may
+// not have happened". Its value is the commit's timestamp in decimal (empty if
+// unknown), e.g. for a host that later looks for that commit in the log.
+inline constexpr std::string_view kCommitOutcomeUnknownTypeUrl =
+    "type.txfn.dev/txfn.CommitOutcomeUnknown";
+
+// Unavailable("<message>") marked as an unknown commit outcome: what a Write
+// (or a Committer::Commit) returns when its writes may have become durable
+// although it failed — an error from the store's own commit step (SQLite's
+// COMMIT; an fsync after the WAL frames were written), or a connection lost
+// after a network store was sent the commit. `ts`: the commit's timestamp, if
+// there is one (0: none).
+[[nodiscard]] absl::Status CommitOutcomeUnknownError(std::string_view message, Timestamp ts = 0);
+
+// Whether `status` carries the payload above. Such an error is never "not
+// committed": a caller that retries it blindly may apply it twice (see the
+// committer's resolution and the idempotency keys of <txfn/idempotency.h>).
+[[nodiscard]] bool IsCommitOutcomeUnknown(const absl::Status& status);
+
+// The commit timestamp an outcome-unknown status carries; nullopt if it is not
+// one or carries none.
+[[nodiscard]] std::optional<Timestamp> CommitOutcomeUnknownTimestamp(const absl::Status& status);
+
+// ---- Retention -----------------------------------------------------------------
+
+// What one Storage::ApplyRetention call did.
+struct RetentionResult {
+  // The tenant's retention horizon after the call: every read at a timestamp
+  // >= horizon is exact, reads below it fail with FailedPrecondition. 0: the
+  // tenant never dropped anything.
+  Timestamp horizon = 0;
+  uint64_t versions_dropped = 0;  // versions (tombstones included) removed by this call
+  uint64_t commits_dropped = 0;   // commits removed from the log by this call
+  // False: the call stopped after `max_commits` commits short of the target;
+  // call again to go on.
+  bool done = true;
+  friend bool operator==(const RetentionResult&, const RetentionResult&) = default;
+};
+
+// FailedPrecondition for a read at `ts` below the tenant's retention horizon.
+// For adapter authors, so every adapter says it the same way.
+[[nodiscard]] absl::Status ReadBelowRetentionError(std::string_view what, std::string_view tenant,
+                                                   Timestamp ts, Timestamp horizon);
+
 // The checks of Storage::Write's preconditions that need no stored state: a
 // non-empty tenant name and no (index, key) written twice. InvalidArgument
 // naming the commit and key. For adapter authors: call it on every commit
@@ -127,16 +184,28 @@ class Storage {
   virtual ~Storage() = default;
 
   // Persists `commits` atomically: after Write returns OK all of them are
-  // durable (as durable as the adapter promises) and visible; on any error
-  // none of them is visible, now or after a restart.
+  // durable (as durable as the adapter promises) and visible.
   // Preconditions, checked (InvalidArgument, nothing written): tenant names
   // are non-empty; within each tenant the commits' timestamps are strictly
   // increasing and greater than MaxCommittedTimestamp(tenant); no commit
   // writes the same (index, key) twice. Unavailable on an I/O fault.
+  //
+  // On an error none of the commits is visible, now or after a restart —
+  // unless the error is marked IsCommitOutcomeUnknown (CommitOutcomeUnknownError):
+  // then the whole batch or none of it may be durable, and the adapter must
+  // not let a read claim either until it knows. It answers
+  // MaxCommittedTimestamp and ReadLog for the batch's tenants only with what
+  // is durable — what a restart would find — or fails them (Unavailable) until
+  // it knows, e.g. until it is reopened (SqliteStorage: recovery replays or
+  // discards the WAL frames whose sync failed). An adapter reports an unknown
+  // outcome whenever the batch may have reached durable storage: an error
+  // from its commit step itself, a connection lost after the commit was sent.
   [[nodiscard]] virtual absl::Status Write(absl::Span<const CommitRecord> commits) = 0;
 
   // The version of (index, key) visible at `ts`: the newest version with
   // version.ts <= ts, or nullopt if there is none or it is a tombstone.
+  // Get, Scan and ReadLog fail with FailedPrecondition (ReadBelowRetentionError)
+  // at a `ts` (`after`) below the tenant's retention horizon (ApplyRetention).
   [[nodiscard]] virtual absl::StatusOr<std::optional<IndexEntry>> Get(std::string_view tenant,
                                                                       IndexId index,
                                                                       std::string_view key,
@@ -164,9 +233,33 @@ class Storage {
   // Every tenant with at least one commit, sorted.
   [[nodiscard]] virtual absl::StatusOr<std::vector<std::string>> ListTenants() = 0;
 
-  // Removes every version of every key of `tenant` and its log. Other tenants
-  // are untouched. OK if the tenant does not exist.
+  // Removes every version of every key of `tenant`, its log and its retention
+  // horizon. Other tenants are untouched. OK if the tenant does not exist.
   [[nodiscard]] virtual absl::Status DeleteTenant(std::string_view tenant) = 0;
+
+  // Version retention (MVCC garbage collection). Raises the tenant's retention
+  // horizon to R, the newest commit timestamp <= `ts` (it never lowers it;
+  // with no commit in between, nothing changes), then drops what no read at a
+  // timestamp >= R can see: every version of a key older than the key's newest
+  // version at or before R; that version too if it is a tombstone; and the
+  // log's commits with ts <= R. Afterwards Get and Scan at any timestamp >= R,
+  // and ReadLog with `after` >= R, return exactly what they returned before;
+  // below R they fail with FailedPrecondition. The newest version of every
+  // live key is always kept, and so is MaxCommittedTimestamp. The caller picks
+  // `ts` so that no open snapshot, conflict window or log reader needs
+  // anything older (the engine: EngineOptions::version_retention).
+  //
+  // The work is proportional to the commits between the old horizon and R.
+  // `max_commits` (0 = no limit) bounds the commits one call processes: the
+  // call then raises the horizon only as far as those reach, still atomically,
+  // and returns done = false. Each call is atomic: readers see the horizon
+  // and the drops together. OK with an unchanged result for an unknown tenant.
+  //
+  // The default implementation is Unimplemented (the adapter keeps every
+  // version); txfn's adapters implement it and the conformance suite checks it.
+  [[nodiscard]] virtual absl::StatusOr<RetentionResult> ApplyRetention(std::string_view tenant,
+                                                                       Timestamp ts,
+                                                                       size_t max_commits);
 };
 
 }  // namespace txfn

@@ -27,7 +27,9 @@
 // writes in a read-only transaction), NotFound for a missing table, index or
 // document to patch/replace/delete, ResourceExhausted naming the limit when
 // one of TransactionLimits is exceeded (the transaction must then be
-// abandoned), Unavailable from storage. A failed call changes nothing.
+// abandoned), Unavailable from storage, FailedPrecondition for a read of a
+// snapshot older than the tenant's retention horizon (restart the transaction
+// at a newer one). A failed call changes nothing.
 //
 // Thread safety: none. A Transaction belongs to one function invocation; use
 // it from one thread at a time.
@@ -68,9 +70,15 @@ struct TransactionLimits {
 
 struct TransactionOptions {
   TransactionLimits limits;
-  // Seeds document-id generation, for deterministic replays. Unset: ids come
-  // from a generator seeded by the operating system's entropy.
+  // Document ids are unique whatever the options: each transaction draws the
+  // random part of its ids from its own generator, seeded by the operating
+  // system's entropy (and Insert checks that the id is free, see there).
+  // For deterministic replays only, a caller asks explicitly: with
+  // deterministic_ids, ids come from `id_seed` (0 if unset) alone, so the same
+  // seed, snapshot and calls give the same ids — and two transactions given
+  // the same seed draw the same ids, whose inserts then conflict (Aborted).
   std::optional<uint64_t> id_seed;
+  bool deterministic_ids = false;
   // A query: every write fails with InvalidArgument.
   bool read_only = false;
 };
@@ -142,8 +150,18 @@ class Transaction {
 
   // ---- Document writes ----
   // Returns the new document's id. `doc` must be an object without system
-  // fields; it is validated against the schema.
+  // fields; it is validated against the schema. The id is checked to be free
+  // (in the snapshot and in this transaction's writes; a taken one is never
+  // reused, another is drawn) and that check is a point read, so two racing
+  // inserts of one id conflict instead of one replacing the other. The read is
+  // not counted against max_read_ranges (max_documents_written bounds it).
   [[nodiscard]] absl::StatusOr<std::string> Insert(std::string_view table, const Value& doc);
+  // Inserts a document as `txfn export` wrote it, keeping its identity: `doc`
+  // carries its _id (which must name `table`: InvalidArgument otherwise) and
+  // _creationTime (a number) besides its fields, which are validated like
+  // Insert's. AlreadyExists if a document with that id exists. For imports
+  // and restores.
+  [[nodiscard]] absl::Status ImportDocument(std::string_view table, const Value& doc);
   // Sets the given top-level fields, keeping the others.
   [[nodiscard]] absl::Status Patch(std::string_view id, const Value& fields);
   // Replaces every user field; _id and _creationTime are kept.
@@ -176,7 +194,10 @@ class Transaction {
   };
 
   absl::Status CheckWritable() const;
-  absl::Status RecordRead(IndexId index, KeyRange range);
+  // `counted`: whether it counts against max_read_ranges.
+  absl::Status RecordRead(IndexId index, KeyRange range, bool counted = true);
+  // Records the read of `id` in `table` and returns whether it is free.
+  absl::StatusOr<bool> IdIsFree(const TableInfo& table, std::string_view id);
   absl::Status CountDocumentRead(size_t bytes);
   // Storage entries at the snapshot with this transaction's writes applied.
   absl::StatusOr<MergedScan> ScanMerged(IndexId index, const KeyRange& range, ScanOrder order,
@@ -200,8 +221,9 @@ class Transaction {
   absl::flat_hash_map<IndexId, Overlay> overlay_;
   absl::flat_hash_set<std::string> written_ids_;
   std::vector<ReadRange> reads_;
+  size_t counted_reads_ = 0;  // reads_ that count against max_read_ranges
   TransactionStats stats_;
-  absl::BitGen id_gen_;
+  std::optional<absl::BitGen> id_gen_;  // made on the first insert
 };
 
 // The key of `doc` (whose id is `id`) in a secondary index on `fields`: the

@@ -79,23 +79,29 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   // array of length 2^32 walked by indexOf, an array-like of length 2^53, a
   // 4 MiB string through a global replace, a typed array sorted in C++; a
   // few also make V8 abort the process on sizes it does not expect (split('')
-  // of a 2^28-character string, sort of a huge array-like). These wrappers
-  // refuse such receivers up front (ResourceExhausted "sandbox limit"), or
-  // run the work in an interruptible form (a comparator, a replacer).
+  // of a 2^28-character string, sort of a huge array-like). The wrappers
+  // below refuse such receivers up front (ResourceExhausted "sandbox limit"),
+  // or run the work in an interruptible form (a quicksort in JavaScript, a
+  // replace loop). Every request deserialises this context, so the wrappers
+  // are as few objects as they can be (one closure each, sharing check()),
+  // and the rarely needed code is made on first use (slowPaths()).
   const isProxy = n.isProxy;
-  const MAX_WALK = 1 << 24;     // indices a generic Array method may walk in one call
-  const MAX_STRING = 1 << 24;   // characters split() may take apart
-  const MAX_SLOW = 1 << 20;     // elements or characters for the slowest builtins
-  const NATIVE_REPLACE = 1 << 18;  // characters a native string replacement may scan
+  const MAX_WALK = 1 << 24;        // indices a generic Array method may walk in one call
+  const MAX_STRING = 1 << 24;      // characters split() may take apart
+  const MAX_SLOW = 1 << 20;        // elements or characters for the slowest builtins
+  const MAX_TYPED = 1 << 22;       // elements of one typed array view
+  const NATIVE_REPLACE = 1 << 18;  // characters a native replacement may scan
+  const MAX_LENGTH = 2 ** 53 - 1;
   const ArrayIsArray = Array.isArray;
   const TypedArrayProto = getPrototypeOf(Uint8Array.prototype);
   const typedArrayLength = getOwnPropertyDescriptor(TypedArrayProto, 'length').get;
-  const MAX_LENGTH = 2 ** 53 - 1;
+  const stringValueOf = String.prototype.valueOf;
+  const typedSort = TypedArrayProto.sort;
+  const regexpExec = RegExp.prototype.exec;
+  const regexpReplace = RegExp.prototype[Symbol.replace];
+  let slow = null;
+  const slowPaths = () => slow ?? (slow = makeSlowPaths());
 
-  function refuse(what, size, limit) {
-    fail(RESOURCE_EXHAUSTED, what + ': ' + size + ' exceeds the sandbox limit of ' + limit +
-         ' (builtins that V8 cannot interrupt are bounded)');
-  }
   function typedLength(o) {
     try { return apply(typedArrayLength, o, []); } catch (e) { return -1; }
   }
@@ -122,105 +128,101 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     }
     return 0;
   }
-  function guardBuiltin(target, name, guard) {
-    const orig = target[name];
-    const wrapper = {[name](...args) {
-      guard(this, args);
-      return apply(orig, this, args);
-    }}[name];
-    defineProperty(wrapper, 'length', {value: orig.length});
-    defineProperty(target, name, {value: wrapper, writable: true, configurable: true});
+  // An object receiver or argument made a string once, by the wrapper, so
+  // that a toString cannot answer the check and the builtin differently.
+  const asString = (v) => (typeof v === 'object' && v !== null) || typeof v === 'function' ?
+      String(v) : v;
+  const lengthOf = (v) => typeof v === 'string' ? v.length : 0;
+
+  // What check() verifies before a builtin runs.
+  const WALK_THIS = 0;    // the receiver's walk length <= MAX_WALK
+  const WALK_ALL = 1;     // ... and every argument's (concat)
+  const WALK_ARG = 2;     // the first argument's (Array.from)
+  const RAW_ARG = 3;      // the first argument's .raw's <= MAX_SLOW (String.raw)
+  const KEYS_ARG = 4;     // a typed array or string argument <= MAX_SLOW
+  function check(kind, where, name, self, args) {
+    let size = 0, limit = MAX_WALK;
+    switch (kind) {
+      case WALK_ALL:
+        for (const a of args) size = Math.max(size, walkLength(a));
+      // fallthrough
+      case WALK_THIS:
+        size = Math.max(size, walkLength(self));
+        break;
+      case WALK_ARG:
+        size = walkLength(args[0]);
+        break;
+      case RAW_ARG:
+        if (args[0] !== null && args[0] !== undefined) size = walkLength(args[0].raw);
+        limit = MAX_SLOW;
+        break;
+      case KEYS_ARG: {
+        const o = args[0];
+        if (typeof o === 'string') {
+          size = o.length;
+        } else if ((typeof o === 'object' || typeof o === 'function') && o !== null &&
+                   !isProxy(o)) {
+          let s = 0;
+          try { s = apply(stringValueOf, o, []).length; } catch (e) {}
+          size = Math.max(typedLength(o), s);
+        }
+        limit = MAX_SLOW;
+        break;
+      }
+    }
+    if (size > limit) slowPaths().refuse(where + name, size, limit);
   }
-  const checkWalk = (what) => (self) => {
-    const len = walkLength(self);
-    if (len > MAX_WALK) refuse(what, len === Infinity ? 'a length from a getter' : len, MAX_WALK);
-  };
+  function guard(target, where, name, kind) {
+    const orig = target[name];
+    defineProperty(target, name, {writable: true, configurable: true,
+                                  value: function sandboxed(...args) {
+      check(kind, where, name, this, args);
+      return apply(orig, this, args);
+    }});
+  }
+  // The string builtins: the receiver (and for some the first argument) as a
+  // primitive string, whose length is checked.
+  function guardString(target, where, name, limit, convertArg) {
+    const orig = target[name];
+    const isString = target === String.prototype;
+    defineProperty(target, name, {writable: true, configurable: true,
+                                  value: function sandboxed(...args) {
+      const self = isString ? asString(this) : this;
+      if (convertArg) args[0] = asString(args[0]);
+      const size = Math.max(lengthOf(self), convertArg ? lengthOf(args[0]) : 0);
+      if (size > limit) slowPaths().refuse(where + name, size, limit);
+      return apply(orig, self, args);
+    }});
+  }
   for (const name of ['copyWithin', 'every', 'fill', 'filter', 'flat', 'flatMap', 'forEach',
                       'includes', 'indexOf', 'join', 'lastIndexOf', 'map', 'reduce',
                       'reduceRight', 'reverse', 'shift', 'slice', 'some', 'sort', 'splice',
                       'toLocaleString', 'unshift']) {
-    guardBuiltin(Array.prototype, name, checkWalk('Array.prototype.' + name));
+    guard(Array.prototype, 'Array.prototype.', name, WALK_THIS);
   }
-  guardBuiltin(Array.prototype, 'concat', (self, args) => {
-    const walk = checkWalk('Array.prototype.concat');
-    walk(self);
-    for (const a of args) walk(a);
-  });
-  guardBuiltin(Array, 'from', (self, args) => checkWalk('Array.from')(args[0]));
-  guardBuiltin(String, 'raw', (self, args) => {
-    const template = args[0];
-    if (template === null || template === undefined) return;  // the builtin throws
-    const len = walkLength(template.raw);
-    if (len > MAX_SLOW) refuse('String.raw', len === Infinity ? 'a length from a getter' : len, MAX_SLOW);
-  });
-  // Typed arrays are bounded by the array buffer limit, but a few of their
-  // builtins are slow per element.
-  function typedCompare(a, b) {  // the default order: -0 before +0, NaN last
-    if (a < b) return -1;
-    if (a > b) return 1;
-    if (a !== a) return b !== b ? 0 : 1;
-    if (b !== b) return -1;
-    if (a === 0 && b === 0) {
-      const x = 1 / a, y = 1 / b;
-      return x < y ? -1 : x > y ? 1 : 0;
-    }
-    return 0;
+  guard(Array.prototype, 'Array.prototype.', 'concat', WALK_ALL);
+  guard(Array, 'Array.', 'from', WALK_ARG);
+  guard(String, 'String.', 'raw', RAW_ARG);
+  for (const name of ['keys', 'values', 'entries', 'getOwnPropertyNames',
+                      'getOwnPropertyDescriptors']) {
+    guard(Object, 'Object.', name, KEYS_ARG);
   }
-  const typedSort = TypedArrayProto.sort;
-  const subarray = TypedArrayProto.subarray;
-  const SORT_CHUNK = 1 << 16;
-  // Quicksort whose partitions run in JavaScript (interruptible, in place)
-  // and whose ranges of up to SORT_CHUNK elements V8 sorts natively.
-  function sortLarge(a, cmp) {
-    const order = (x, y) => { const r = cmp(x, y); return r !== r ? 0 : r; };
-    const ranges = [0, typedLength(a)];
-    while (ranges.length > 0) {
-      const hi = ranges.pop(), lo = ranges.pop();
-      if (hi - lo <= SORT_CHUNK) {
-        apply(typedSort, apply(subarray, a, [lo, hi]), [cmp === typedCompare ? undefined : cmp]);
-        continue;
-      }
-      // Median of three, put at the lower middle: Hoare's scheme then splits
-      // [lo, hi) into two non-empty parts (the bounds and the last clamp
-      // keep that true for an inconsistent comparator too).
-      const swap = (p, q) => { const t = a[p]; a[p] = a[q]; a[q] = t; };
-      const mid = lo + ((hi - lo - 1) >> 1);
-      if (order(a[mid], a[lo]) < 0) swap(lo, mid);
-      if (order(a[hi - 1], a[mid]) < 0) {
-        swap(mid, hi - 1);
-        if (order(a[mid], a[lo]) < 0) swap(lo, mid);
-      }
-      const pivot = a[mid];
-      let i = lo - 1, j = hi;
-      for (;;) {
-        do ++i; while (i < hi - 1 && order(a[i], pivot) < 0);
-        do --j; while (j > lo && order(a[j], pivot) > 0);
-        if (i >= j) break;
-        swap(i, j);
-      }
-      if (j + 1 >= hi) j = hi - 2;
-      ranges.push(lo, j + 1, j + 1, hi);
-    }
-    return a;
+  guard(Reflect, 'Reflect.', 'ownKeys', KEYS_ARG);
+  // Split into more parts than V8's arrays hold aborts the process; ICU's
+  // normalisation, case mapping, collation and segmentation run uninterrupted.
+  guardString(String.prototype, 'String.prototype.', 'split', MAX_STRING, false);
+  for (const name of ['normalize', 'toLocaleLowerCase', 'toLocaleUpperCase']) {
+    guardString(String.prototype, 'String.prototype.', name, MAX_SLOW * 4, false);
   }
-  defineProperty(TypedArrayProto, 'sort', {writable: true, configurable: true,
-    value: function sort(comparefn) {
-      // V8 sorts without a comparator in C++ (uninterruptible) and with one
-      // after boxing every element (a heap the size of the array): a large
-      // array is sorted in pieces instead.
-      if (comparefn !== undefined && typeof comparefn !== 'function') {
-        return apply(typedSort, this, [comparefn]);  // the TypeError
-      }
-      if (typedLength(this) > MAX_SLOW) return sortLarge(this, comparefn ?? typedCompare);
-      return apply(typedSort, this, [comparefn]);
-    }});
-  // Listing a typed array's keys (for-in, spread into an object,
-  // Object.assign: syntax, which no wrapper reaches) makes one string per
-  // element in C++, uninterruptibly, and past the heap limit the garbage
-  // collections it triggers make it quadratic: views are capped at
-  // MAX_TYPED elements (a 4 MiB Uint8Array, a 32 MiB Float64Array; a DataView
-  // has no such keys and reaches a whole buffer).
-  const MAX_TYPED = 1 << 22;
+  guardString(String.prototype, 'String.prototype.', 'localeCompare', MAX_SLOW * 4, true);
+  if (typeof Intl === 'object' && Intl !== null && typeof Intl.Segmenter === 'function') {
+    guardString(Intl.Segmenter.prototype, 'Intl.Segmenter.prototype.', 'segment', MAX_SLOW, true);
+  }
+  // Typed arrays: views are capped at MAX_TYPED elements (a 4 MiB Uint8Array,
+  // a 32 MiB Float64Array; a DataView reaches a whole buffer), because
+  // listing a typed array's keys (for-in, a spread into an object,
+  // Object.assign: syntax, which no wrapper reaches) makes a string per
+  // element in C++, uninterruptibly, quadratic in time past the heap limit.
   for (const name of ['Int8Array', 'Uint8Array', 'Uint8ClampedArray', 'Int16Array',
                       'Uint16Array', 'Int32Array', 'Uint32Array', 'Float32Array',
                       'Float64Array', 'BigInt64Array', 'BigUint64Array']) {
@@ -228,206 +230,215 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     const Capped = {[name]: function (...args) {
       if (new.target === undefined) return apply(Orig, this, args);  // its TypeError
       const view = Reflect.construct(Orig, args, new.target);
-      const len = typedLength(view);
-      if (len > MAX_TYPED) refuse(name, len + ' elements', MAX_TYPED);
+      const size = typedLength(view);
+      if (size > MAX_TYPED) slowPaths().refuse(name, size + ' elements', MAX_TYPED);
       return view;
     }}[name];
     Object.setPrototypeOf(Capped, getPrototypeOf(Orig));  // %TypedArray%: from, of, species
-    defineProperty(Capped, 'length', {value: 3});
     defineProperty(Capped, 'prototype', {value: Orig.prototype, writable: false});
     defineProperty(Capped, 'BYTES_PER_ELEMENT', {value: Orig.BYTES_PER_ELEMENT});
     defineProperty(Orig.prototype, 'constructor', {value: Capped, writable: true,
                                                   configurable: true});
     defineProperty(globalThis, name, {value: Capped, writable: true, configurable: true});
   }
+  // V8 sorts a typed array without a comparator in C++ (uninterruptible),
+  // and with one after boxing every element (a heap the size of the array).
+  defineProperty(TypedArrayProto, 'sort', {writable: true, configurable: true,
+    value: function sort(comparefn) {
+      if ((comparefn === undefined || typeof comparefn === 'function') &&
+          typedLength(this) > MAX_SLOW) {
+        return slowPaths().sortLarge(this, comparefn);
+      }
+      return apply(typedSort, this, [comparefn]);
+    }});
   // JSON.stringify lists a typed array's keys in C++ before it serialises
-  // them: it asks toJSON first, which lets a huge one be refused.
+  // them; it asks toJSON first.
   defineProperty(TypedArrayProto, 'toJSON', {writable: true, configurable: true,
     value: function toJSON() {
-      const len = typedLength(this);
-      if (len > MAX_SLOW) refuse('JSON.stringify of a typed array', len, MAX_SLOW);
+      const size = typedLength(this);
+      if (size > MAX_SLOW) slowPaths().refuse('JSON.stringify of a typed array', size, MAX_SLOW);
       return this;
     }});
-  for (const name of ['join', 'toLocaleString']) {
-    guardBuiltin(TypedArrayProto, name, (self) => {
-      const len = typedLength(self);
-      if (len > MAX_SLOW) refuse('%TypedArray%.prototype.' + name, len, MAX_SLOW);
-    });
-  }
-  // Listing the keys of a huge typed array or string object makes one
-  // string per index in an uninterruptible loop.
-  const stringValueOf = String.prototype.valueOf;
-  function stringObjectLength(o) {
-    try { return apply(stringValueOf, o, []).length; } catch (e) { return 0; }
-  }
-  const checkKeys = (what) => (self, args) => {
-    const o = args[0];
-    let len = 0;
-    if (typeof o === 'string') {
-      len = o.length;
-    } else if ((typeof o === 'object' || typeof o === 'function') && o !== null && !isProxy(o)) {
-      len = Math.max(typedLength(o), stringObjectLength(o));
-    }
-    if (len > MAX_SLOW) refuse(what, len, MAX_SLOW);
-  };
-  for (const name of ['keys', 'values', 'entries', 'getOwnPropertyNames',
-                      'getOwnPropertyDescriptors']) {
-    guardBuiltin(Object, name, checkKeys('Object.' + name));
-  }
-  guardBuiltin(Reflect, 'ownKeys', checkKeys('Reflect.ownKeys'));
-
-  // Strings: split into more parts than V8's arrays hold aborts the process;
-  // ICU's normalisation, case mapping, collation and segmentation run
-  // uninterrupted. The wrappers convert an object receiver (or argument) to
-  // a string once, themselves, and hand the builtin that primitive, so a
-  // toString cannot answer the check and the builtin differently.
-  const asString = (v) => (typeof v === 'object' && v !== null) || typeof v === 'function' ?
-      String(v) : v;
-  const lengthOf = (v) => typeof v === 'string' ? v.length : 0;
-  function wrapString(target, name, limit, convertArg) {
-    const orig = target[name];
-    const what = name === 'segment' ? 'Intl.Segmenter.prototype.segment' :
-        'String.prototype.' + name;
-    const wrapper = {[name](...args) {
-      const self = target === String.prototype ? asString(this) : this;
-      if (convertArg) args[0] = asString(args[0]);
-      const len = Math.max(lengthOf(self), convertArg ? lengthOf(args[0]) : 0);
-      if (len > limit) refuse(what, len, limit);
-      return apply(orig, self, args);
-    }}[name];
-    defineProperty(wrapper, 'length', {value: orig.length});
-    defineProperty(target, name, {value: wrapper, writable: true, configurable: true});
-  }
-  wrapString(String.prototype, 'split', MAX_STRING, false);
-  wrapString(String.prototype, 'normalize', MAX_SLOW * 4, false);
-  wrapString(String.prototype, 'toLocaleLowerCase', MAX_SLOW * 4, false);
-  wrapString(String.prototype, 'toLocaleUpperCase', MAX_SLOW * 4, false);
-  wrapString(String.prototype, 'localeCompare', MAX_SLOW * 4, true);
-  if (typeof Intl === 'object' && Intl !== null && typeof Intl.Segmenter === 'function') {
-    wrapString(Intl.Segmenter.prototype, 'segment', MAX_SLOW, true);
-  }
-  // Replacing every match of a pattern in a long string runs in C++ without
-  // an interrupt check (a 4 MiB subject takes seconds); on a subject longer
-  // than NATIVE_REPLACE the wrappers below find and substitute the matches
-  // in a JavaScript loop instead, with the same results.
-  function expand(replacement, args) {
-    const groups = typeof args[args.length - 1] === 'object' ? args[args.length - 1] : undefined;
-    const at = args.length - (groups === undefined ? 2 : 3);
-    const matched = args[0], position = args[at], str = args[at + 1];
-    const m = at - 1;  // captures
-    let out = '';
-    for (let i = 0; i < replacement.length; ++i) {
-      const c = replacement[i];
-      if (c !== '$' || i + 1 === replacement.length) { out += c; continue; }
-      const d = replacement[i + 1];
-      if (d === '$') { out += '$'; ++i; continue; }
-      if (d === '&') { out += matched; ++i; continue; }
-      if (d === '`') { out += str.slice(0, position); ++i; continue; }
-      if (d === "'") { out += str.slice(position + matched.length); ++i; continue; }
-      if (d >= '0' && d <= '9') {
-        const e = replacement[i + 2];
-        const two = e !== undefined && e >= '0' && e <= '9' ? +(d + e) : -1;
-        if (two >= 1 && two <= m) {
-          const v = args[two];
-          out += v === undefined ? '' : v;
-          i += 2;
-          continue;
-        }
-        if (+d >= 1 && +d <= m) {
-          const v = args[+d];
-          out += v === undefined ? '' : v;
-          ++i;
-          continue;
-        }
-      } else if (d === '<' && groups !== undefined) {
-        const end = replacement.indexOf('>', i + 2);
-        if (end >= 0) {
-          const v = groups[replacement.slice(i + 2, end)];
-          out += v === undefined ? '' : String(v);
-          i = end;
-          continue;
-        }
-      }
-      out += '$';
-    }
-    return out;
-  }
-  const regexpExec = RegExp.prototype.exec;
-  const regexpReplace = RegExp.prototype[Symbol.replace];
-  const globalGetter = getOwnPropertyDescriptor(RegExp.prototype, 'global').get;
-  const isRegExp = (v) => {
-    try { return typeof apply(globalGetter, v, []) === 'boolean'; } catch (e) { return false; }
-  };
-  const substitute = (replaceValue, text, args) => typeof replaceValue === 'function' ?
-      String(apply(replaceValue, undefined, args)) : expand(text, args);
-  function advance(S, index, unicode) {
-    if (!unicode || index + 1 >= S.length) return index + 1;
-    const c = S.charCodeAt(index);
-    if (c < 0xD800 || c > 0xDBFF) return index + 1;
-    const d = S.charCodeAt(index + 1);
-    return d >= 0xDC00 && d <= 0xDFFF ? index + 2 : index + 1;
-  }
-  // RegExp.prototype[Symbol.replace] for a RegExp with the builtin exec.
-  function replaceByExec(rx, S, replaceValue) {
-    const text = typeof replaceValue === 'function' ? '' : String(replaceValue);
-    const flags = String(rx.flags);
-    const global = flags.includes('g');
-    if (global) rx.lastIndex = 0;
-    let out = '', last = 0;
-    for (;;) {
-      const m = apply(regexpExec, rx, [S]);
-      if (m === null) break;
-      const matched = String(m[0]);
-      const position = Math.max(Math.min(Math.trunc(Number(m.index)) || 0, S.length), 0);
-      const args = [matched];
-      for (let i = 1; i < m.length; ++i) args.push(m[i] === undefined ? undefined : String(m[i]));
-      args.push(position, S);
-      if (m.groups !== undefined) args.push(m.groups);
-      const replacement = substitute(replaceValue, text, args);
-      if (position >= last) {
-        out += S.slice(last, position) + replacement;
-        last = position + matched.length;
-      }
-      if (!global) break;
-      if (matched === '') {
-        rx.lastIndex = advance(S, Math.min(Math.trunc(Number(rx.lastIndex)) || 0, 2 ** 53 - 1),
-                               flags.includes('u'));
-      }
-    }
-    return out + S.slice(last);
-  }
-  // String.prototype.replace/replaceAll with a string to search for.
-  function replaceString(S, search, replaceValue, all) {
-    const text = typeof replaceValue === 'function' ? '' : String(replaceValue);
-    let out = '', last = 0;
-    for (let pos = S.indexOf(search, 0); pos !== -1;) {
-      out += S.slice(last, pos) + substitute(replaceValue, text, [search, pos, S]);
-      last = pos + search.length;
-      const next = pos + Math.max(1, search.length);
-      if (!all || next > S.length) break;
-      pos = S.indexOf(search, next);
-    }
-    return out + S.slice(last);
-  }
+  // Replacing every match in a long string runs in C++ without an interrupt
+  // check (a 4 MiB subject takes seconds): on a subject longer than
+  // NATIVE_REPLACE the matches are found and substituted in a JavaScript
+  // loop instead, with the same results.
   defineProperty(RegExp.prototype, Symbol.replace, {writable: true, configurable: true,
-    value: {[Symbol.replace](string, replaceValue) {
+    value: function sandboxed(string, replaceValue) {
       const S = String(string);
-      if (S.length > NATIVE_REPLACE && isRegExp(this) && this.exec === regexpExec) {
-        return replaceByExec(this, S, replaceValue);
+      if (S.length > NATIVE_REPLACE && this.exec === regexpExec) {
+        const paths = slowPaths();
+        if (paths.isRegExp(this)) return paths.replaceByExec(this, S, replaceValue);
       }
       return apply(regexpReplace, this, [S, replaceValue]);
-    }}[Symbol.replace]});
+    }});
   for (const name of ['replace', 'replaceAll']) {
     const orig = String.prototype[name];
-    const wrapper = {[name](pattern, replacement) {
-      const self = asString(this);
-      if (typeof pattern === 'string' && lengthOf(self) > NATIVE_REPLACE) {
-        return replaceString(self, pattern, replacement, name === 'replaceAll');
+    const all = name === 'replaceAll';
+    defineProperty(String.prototype, name, {writable: true, configurable: true,
+      value: function sandboxed(pattern, replacement) {
+        const self = asString(this);
+        if (typeof pattern === 'string' && lengthOf(self) > NATIVE_REPLACE) {
+          return slowPaths().replaceString(self, pattern, replacement, all);
+        }
+        return apply(orig, self, [pattern, replacement]);
+      }});
+  }
+
+  // The rarely needed code, made on the first call of slowPaths() in a
+  // request (its functions are compiled then, not deserialised every time).
+  function makeSlowPaths() {
+    function refuse(what, size, limit) {
+      fail(RESOURCE_EXHAUSTED, what + ': ' + (size === Infinity ? 'a length from a getter' : size) +
+           ' exceeds the sandbox limit of ' + limit +
+           ' (builtins that V8 cannot interrupt are bounded)');
+    }
+    function typedCompare(a, b) {  // the default order: -0 before +0, NaN last
+      if (a < b) return -1;
+      if (a > b) return 1;
+      if (a !== a) return b !== b ? 0 : 1;
+      if (b !== b) return -1;
+      if (a === 0 && b === 0) {
+        const x = 1 / a, y = 1 / b;
+        return x < y ? -1 : x > y ? 1 : 0;
       }
-      return apply(orig, self, [pattern, replacement]);
-    }}[name];
-    defineProperty(wrapper, 'length', {value: 2});
-    defineProperty(String.prototype, name, {value: wrapper, writable: true, configurable: true});
+      return 0;
+    }
+    const subarray = TypedArrayProto.subarray;
+    const SORT_CHUNK = 1 << 16;
+    // Quicksort whose partitions run in JavaScript (interruptible, in place)
+    // and whose ranges of up to SORT_CHUNK elements V8 sorts natively.
+    function sortLarge(a, comparefn) {
+      const cmp = comparefn ?? typedCompare;
+      const order = (x, y) => { const r = cmp(x, y); return r !== r ? 0 : r; };
+      const swap = (p, q) => { const t = a[p]; a[p] = a[q]; a[q] = t; };
+      const ranges = [0, typedLength(a)];
+      while (ranges.length > 0) {
+        const hi = ranges.pop(), lo = ranges.pop();
+        if (hi - lo <= SORT_CHUNK) {
+          apply(typedSort, apply(subarray, a, [lo, hi]), [comparefn]);
+          continue;
+        }
+        // Median of three, put at the lower middle: Hoare's scheme then splits
+        // [lo, hi) into two non-empty parts (the bounds and the last clamp
+        // keep that true for an inconsistent comparator too).
+        const mid = lo + ((hi - lo - 1) >> 1);
+        if (order(a[mid], a[lo]) < 0) swap(lo, mid);
+        if (order(a[hi - 1], a[mid]) < 0) {
+          swap(mid, hi - 1);
+          if (order(a[mid], a[lo]) < 0) swap(lo, mid);
+        }
+        const pivot = a[mid];
+        let i = lo - 1, j = hi;
+        for (;;) {
+          do ++i; while (i < hi - 1 && order(a[i], pivot) < 0);
+          do --j; while (j > lo && order(a[j], pivot) > 0);
+          if (i >= j) break;
+          swap(i, j);
+        }
+        if (j + 1 >= hi) j = hi - 2;
+        ranges.push(lo, j + 1, j + 1, hi);
+      }
+      return a;
+    }
+    function expand(replacement, args) {
+      const groups = typeof args[args.length - 1] === 'object' ? args[args.length - 1] : undefined;
+      const at = args.length - (groups === undefined ? 2 : 3);
+      const matched = args[0], position = args[at], str = args[at + 1];
+      const m = at - 1;  // captures
+      let out = '';
+      for (let i = 0; i < replacement.length; ++i) {
+        const c = replacement[i];
+        if (c !== '$' || i + 1 === replacement.length) { out += c; continue; }
+        const d = replacement[i + 1];
+        if (d === '$') { out += '$'; ++i; continue; }
+        if (d === '&') { out += matched; ++i; continue; }
+        if (d === '`') { out += str.slice(0, position); ++i; continue; }
+        if (d === "'") { out += str.slice(position + matched.length); ++i; continue; }
+        if (d >= '0' && d <= '9') {
+          const e = replacement[i + 2];
+          const two = e !== undefined && e >= '0' && e <= '9' ? +(d + e) : -1;
+          if (two >= 1 && two <= m) {
+            const v = args[two];
+            out += v === undefined ? '' : v;
+            i += 2;
+            continue;
+          }
+          if (+d >= 1 && +d <= m) {
+            const v = args[+d];
+            out += v === undefined ? '' : v;
+            ++i;
+            continue;
+          }
+        } else if (d === '<' && groups !== undefined) {
+          const end = replacement.indexOf('>', i + 2);
+          if (end >= 0) {
+            const v = groups[replacement.slice(i + 2, end)];
+            out += v === undefined ? '' : String(v);
+            i = end;
+            continue;
+          }
+        }
+        out += '$';
+      }
+      return out;
+    }
+    const globalGetter = getOwnPropertyDescriptor(RegExp.prototype, 'global').get;
+    const isRegExp = (v) => {
+      try { return typeof apply(globalGetter, v, []) === 'boolean'; } catch (e) { return false; }
+    };
+    const substitute = (replaceValue, text, args) => typeof replaceValue === 'function' ?
+        String(apply(replaceValue, undefined, args)) : expand(text, args);
+    function advance(S, index, unicode) {
+      if (!unicode || index + 1 >= S.length) return index + 1;
+      const c = S.charCodeAt(index);
+      if (c < 0xD800 || c > 0xDBFF) return index + 1;
+      const d = S.charCodeAt(index + 1);
+      return d >= 0xDC00 && d <= 0xDFFF ? index + 2 : index + 1;
+    }
+    // RegExp.prototype[Symbol.replace] for a RegExp with the builtin exec.
+    function replaceByExec(rx, S, replaceValue) {
+      const text = typeof replaceValue === 'function' ? '' : String(replaceValue);
+      const flags = String(rx.flags);
+      const global = flags.includes('g');
+      if (global) rx.lastIndex = 0;
+      let out = '', last = 0;
+      for (;;) {
+        const m = apply(regexpExec, rx, [S]);
+        if (m === null) break;
+        const matched = String(m[0]);
+        const position = Math.max(Math.min(Math.trunc(Number(m.index)) || 0, S.length), 0);
+        const args = [matched];
+        for (let i = 1; i < m.length; ++i) args.push(m[i] === undefined ? undefined : String(m[i]));
+        args.push(position, S);
+        if (m.groups !== undefined) args.push(m.groups);
+        const replacement = substitute(replaceValue, text, args);
+        if (position >= last) {
+          out += S.slice(last, position) + replacement;
+          last = position + matched.length;
+        }
+        if (!global) break;
+        if (matched === '') {
+          rx.lastIndex = advance(S, Math.min(Math.trunc(Number(rx.lastIndex)) || 0, 2 ** 53 - 1),
+                                 flags.includes('u'));
+        }
+      }
+      return out + S.slice(last);
+    }
+    // String.prototype.replace/replaceAll with a string to search for.
+    function replaceString(S, search, replaceValue, all) {
+      const text = typeof replaceValue === 'function' ? '' : String(replaceValue);
+      let out = '', last = 0;
+      for (let pos = S.indexOf(search, 0); pos !== -1;) {
+        out += S.slice(last, pos) + substitute(replaceValue, text, [search, pos, S]);
+        last = pos + search.length;
+        const next = pos + Math.max(1, search.length);
+        if (!all || next > S.length) break;
+        pos = S.indexOf(search, next);
+      }
+      return out + S.slice(last);
+    }
+    return {refuse, sortLarge, isRegExp, replaceByExec, replaceString};
   }
 
   const log = n.log;

@@ -77,6 +77,18 @@ int64_t CpuNanos(clockid_t clock) {
 
 int64_t MonotonicNanos() { return CpuNanos(CLOCK_MONOTONIC); }
 
+// What a new isolate counts against the memory budget until it is measured
+// (a fresh one takes about 1.2 MiB once idle), and the default budget: an
+// quarter of physical memory (at least 256 MiB).
+constexpr size_t kNewIsolateBytes = size_t{2} << 20;
+size_t DefaultMemoryBudget() {
+  const long pages = sysconf(_SC_PHYS_PAGES);
+  const long page = sysconf(_SC_PAGESIZE);
+  const size_t physical =
+      pages > 0 && page > 0 ? static_cast<size_t>(pages) * static_cast<size_t>(page) : 0;
+  return std::max<size_t>(physical / 4, size_t{256} << 20);
+}
+
 class LeaseImpl;
 
 // A V8 isolate and what the scheduler keeps with it. Owned by the pool while
@@ -185,10 +197,12 @@ using Pool = internal::IsolatePool<IsolateScheduler::Work, IsolateHolder>;
 class IsolateSchedulerImpl final : public IsolateScheduler {
  public:
   IsolateSchedulerImpl(const IsolateSchedulerOptions& options, int workers, int max_isolates,
-                       int max_in_flight, int max_running)
+                       size_t memory_budget, int max_in_flight, int max_running)
       : limits_(options.limits ? options.limits : std::make_shared<const LimitEnforcer>()),
         watchdog_interval_(options.watchdog_interval),
         abandon_grace_ns_(absl::ToInt64Nanoseconds(options.abandon_grace)),
+        idle_trim_bytes_(options.idle_trim_bytes),
+        spare_target_(std::max(0, options.spare_isolates)),
         max_abandoned_(workers),
         runner_snapshot_(options.runner_snapshot),
         pump_platform_(internal::V8DefaultPlatform()),
@@ -196,6 +210,8 @@ class IsolateSchedulerImpl final : public IsolateScheduler {
                .queue_capacity = options.queue_capacity,
                .max_in_flight_per_tenant = max_in_flight,
                .max_running_per_tenant = max_running,
+               .memory_budget_bytes = memory_budget,
+               .new_isolate_bytes = kNewIsolateBytes,
                .own_isolate_patience = options.own_isolate_patience}) {
     {
       MutexLock lock(&wd_mu_);
@@ -224,6 +240,8 @@ class IsolateSchedulerImpl final : public IsolateScheduler {
     }
     watchdog_.join();
     for (auto& holder : pool_.TakeIdle()) DisposeIsolate(std::move(holder));
+    MutexLock lock(&spare_mu_);
+    for (auto& holder : spares_) DisposeIsolate(std::move(holder));
   }
 
   absl::Status Submit(std::string tenant, Work work) override {
@@ -252,6 +270,9 @@ class IsolateSchedulerImpl final : public IsolateScheduler {
         .abandoned = abandoned_total_.load(std::memory_order_relaxed),
         .live_isolates = p.live_isolates,
         .busy_isolates = p.busy_isolates,
+        .isolate_bytes = p.isolate_bytes,
+        .isolates_evicted_for_memory = p.evicted_for_memory,
+        .spare_isolates_used = spares_used_.load(std::memory_order_relaxed),
         .in_flight = std::move(p.in_flight),
     };
   }
@@ -276,14 +297,17 @@ class IsolateSchedulerImpl final : public IsolateScheduler {
     const pid_t tid = static_cast<pid_t>(syscall(SYS_gettid));
     clockid_t clock{};
     if (pthread_getcpuclockid(pthread_self(), &clock) != 0) clock = CLOCK_THREAD_CPUTIME_ID;
-    while (std::optional<Pool::Assignment> a = pool_.Acquire()) {
+    while (std::optional<Pool::Assignment> a = NextAssignment()) {
       if (a->evicted != nullptr) DisposeIsolate(std::move(a->evicted));
-      if (a->isolate == nullptr) a->isolate = NewIsolate(a->tenant, a->isolate_id);
+      if (a->isolate == nullptr) a->isolate = TakeSpareOrCreate(a->tenant, a->isolate_id);
       std::vector<std::function<void()>> after_release;
       const bool keep = RunOne(index, clock, tid, *a, &after_release);
       if (!keep) DisposeIsolate(std::move(a->isolate));
       a->request = nullptr;  // drop the work item's captures before the next
-      pool_.Release(a->isolate_id, std::move(a->isolate));
+      const size_t bytes = a->isolate != nullptr ? MeasureIdle(*a->isolate) : 0;
+      for (auto& evicted : pool_.Release(a->isolate_id, std::move(a->isolate), bytes)) {
+        DisposeIsolate(std::move(evicted));
+      }
       // Now the isolate is idle and the tenant's count dropped: wake waiters.
       for (std::function<void()>& fn : after_release) fn();
       MutexLock lock(&wd_mu_);
@@ -295,6 +319,57 @@ class IsolateSchedulerImpl final : public IsolateScheduler {
         return;
       }
     }
+  }
+
+  // The next request to serve; while there is none, makes spare isolates.
+  std::optional<Pool::Assignment> NextAssignment() {
+    for (;;) {
+      if (std::optional<Pool::Assignment> a = pool_.TryAcquire()) return a;
+      {
+        MutexLock lock(&spare_mu_);
+        if (static_cast<int>(spares_.size()) + spares_in_making_ >= spare_target_) break;
+        ++spares_in_making_;
+      }
+      std::unique_ptr<IsolateHolder> spare = NewIsolate("", 0);
+      MutexLock lock(&spare_mu_);
+      --spares_in_making_;
+      spares_.push_back(std::move(spare));
+    }
+    return pool_.Acquire();
+  }
+
+  // A spare isolate for `tenant`'s first request if its limits are the
+  // defaults the spares were made with; else a new one.
+  std::unique_ptr<IsolateHolder> TakeSpareOrCreate(const std::string& tenant, uint64_t id) {
+    if (limits_->HeapLimitBytes(tenant) == limits_->HeapLimitBytes("") &&
+        limits_->ArrayBufferLimitBytes(tenant) == limits_->ArrayBufferLimitBytes("")) {
+      MutexLock lock(&spare_mu_);
+      if (!spares_.empty()) {
+        std::unique_ptr<IsolateHolder> holder = std::move(spares_.back());
+        spares_.pop_back();
+        holder->id = id;
+        holder->tenant = tenant;
+        spares_used_.fetch_add(1, std::memory_order_relaxed);
+        return holder;
+      }
+    }
+    return NewIsolate(tenant, id);
+  }
+
+  // What an isolate going idle takes: its heap (after a full GC if it grew
+  // past idle_trim_bytes: the garbage of its last requests) and its live
+  // ArrayBuffers.
+  size_t MeasureIdle(IsolateHolder& holder) {
+    v8::Locker locker(holder.isolate);
+    v8::Isolate::Scope isolate_scope(holder.isolate);
+    v8::HeapStatistics heap;
+    holder.isolate->GetHeapStatistics(&heap);
+    if (heap.total_physical_size() > idle_trim_bytes_) {
+      holder.isolate->LowMemoryNotification();
+      holder.isolate->GetHeapStatistics(&heap);
+    }
+    return heap.total_physical_size() + heap.malloced_memory() +
+           holder.buffers->live_bytes.load(std::memory_order_relaxed);
   }
 
   // Runs the item; false when the isolate must be disposed of afterwards.
@@ -450,14 +525,21 @@ class IsolateSchedulerImpl final : public IsolateScheduler {
   const std::shared_ptr<const LimitEnforcer> limits_;
   const absl::Duration watchdog_interval_;
   const int64_t abandon_grace_ns_;
+  const size_t idle_trim_bytes_;
+  const int spare_target_;
   const int max_abandoned_;
   const bool runner_snapshot_;
   v8::Platform* const pump_platform_;  // non-null when it is libplatform's default
   std::atomic<uint64_t> terminated_cpu_{0};
   std::atomic<uint64_t> terminated_wall_{0};
   std::atomic<uint64_t> abandoned_total_{0};
+  std::atomic<uint64_t> spares_used_{0};
   std::atomic<uint64_t> terminated_heap_{0};
   Pool pool_;
+
+  Mutex spare_mu_;
+  std::vector<std::unique_ptr<IsolateHolder>> spares_ ABSL_GUARDED_BY(spare_mu_);
+  int spares_in_making_ ABSL_GUARDED_BY(spare_mu_) = 0;
 
   Mutex wd_mu_;
   CondVar wd_cv_{&wd_mu_};
@@ -499,14 +581,19 @@ absl::StatusOr<std::unique_ptr<IsolateScheduler>> IsolateScheduler::Create(
   const int workers = options.workers > 0
                           ? options.workers
                           : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
-  // 4 per worker: see the header (per-isolate memory reservations, ~2.6 ms Isolate::New).
-  const int max_isolates = options.max_isolates > 0 ? options.max_isolates : 4 * workers;
+  const size_t memory_budget =
+      options.isolate_memory_budget > 0 ? options.isolate_memory_budget : DefaultMemoryBudget();
+  const int max_isolates =
+      options.max_isolates > 0
+          ? options.max_isolates
+          : static_cast<int>(std::clamp<size_t>(memory_budget / (kNewIsolateBytes),
+                                                static_cast<size_t>(4 * workers), 100'000));
   const int max_in_flight = options.max_in_flight_per_tenant > 0 ? options.max_in_flight_per_tenant
                                                                  : std::max(1, workers / 2);
   const int max_running = options.max_running_per_tenant > 0 ? options.max_running_per_tenant
                                                              : std::max(1, workers / 2);
-  return std::unique_ptr<IsolateScheduler>(
-      new IsolateSchedulerImpl(options, workers, max_isolates, max_in_flight, max_running));
+  return std::unique_ptr<IsolateScheduler>(new IsolateSchedulerImpl(
+      options, workers, max_isolates, memory_budget, max_in_flight, max_running));
 }
 
 }  // namespace txfn

@@ -70,6 +70,7 @@ RunnerCore::RunnerCore(FunctionRunnerOptions options)
 TransactionOptions RunnerCore::TransactionOptionsFor(const RunRequest& request) {
   return TransactionOptions{.limits = request.limits,
                             .id_seed = request.seed,
+                            .deterministic_ids = request.deterministic_ids,
                             .read_only = request.kind == FunctionKind::kQuery};
 }
 

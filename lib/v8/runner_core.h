@@ -29,7 +29,8 @@ class RunnerCore {
  public:
   explicit RunnerCore(FunctionRunnerOptions options);
 
-  // Transaction options for `request`: read-only for a query, id_seed = seed.
+  // Transaction options for `request`: read-only for a query, id_seed = seed
+  // (deterministic_ids as the request asks).
   static TransactionOptions TransactionOptionsFor(const RunRequest& request);
 
   // Runs `request` on lease.isolate() against `txn`. The lease's data slot is

@@ -36,15 +36,16 @@ void Check(bool ok, const std::string& what) {
   }
 }
 
+// Destroyed at exit, so its isolates are disposed of before LeakSanitizer looks.
 txfn::Engine& TheEngine() {
-  static txfn::Engine* const engine = [] {
+  static const std::unique_ptr<txfn::Engine> engine = [] {
     txfn::EngineOptions options;
     options.storage = txfn::EngineStorage::kMemory;
     options.scheduler.workers = 1;
     options.scheduler.limits = std::make_shared<FuzzLimits>();
     auto opened = txfn::Engine::Open(options);
     Check(opened.ok(), "cannot open the engine");
-    txfn::Engine* e = opened->release();
+    std::unique_ptr<txfn::Engine> e = *std::move(opened);
     Check(e->CreateTenant("fuzz").ok(), "cannot create the tenant");
     const std::string dir = TXFN_SANDBOX_DIR;
     absl::Status deployed = e->DeployJson(

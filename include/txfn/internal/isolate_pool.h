@@ -7,10 +7,15 @@
 // TSan-tested with a plain struct for `Isolate`, and the V8 layer
 // (lib/v8/isolate_scheduler.cc) only carries out its decisions.
 //
+// Two bounds: at most max_isolates isolates, and (if memory_budget_bytes is
+// set) at most that many bytes of them, as measured by the caller at each
+// Release (a new isolate counts new_isolate_bytes until then). "At the
+// bound" below means either.
+//
 // The policy, for a request of tenant T, taking the queue in FIFO order and
 // passing over requests of tenants already running max_running_per_tenant:
 //   1. reuse the most recently used idle isolate that has served T; else
-//   2. create a new isolate for T if fewer than max_isolates exist; else
+//   2. create a new isolate for T if under the bound; else
 //   3. evict the least recently used idle isolate (necessarily of another
 //      tenant) and create a new one for T in its place, unless T already has
 //      a busy isolate and the request has been queued for less than
@@ -79,6 +84,10 @@ struct IsolatePoolOptions {
   int max_in_flight_per_tenant = 1;  // >= 1; queued + running, per tenant
   // >= 1; running at once, per tenant (the rest wait, others pass them).
   int max_running_per_tenant = 1 << 30;
+  // The second bound (0 = none), and what a new isolate counts against it
+  // until its first Release says what it takes.
+  size_t memory_budget_bytes = 0;
+  size_t new_isolate_bytes = size_t{2} << 20;
   // Step 3 of the policy: how long a request whose tenant has a busy isolate
   // waits for it before evicting another tenant's. Zero: never waits. Clamped
   // to [0, 24 h].
@@ -97,6 +106,8 @@ struct IsolatePoolStats {
   size_t queue_length = 0;
   int live_isolates = 0;  // idle + busy
   int busy_isolates = 0;
+  size_t isolate_bytes = 0;              // the live isolates' sizes as last reported
+  uint64_t evicted_for_memory = 0;       // of `evicted`: for the memory budget, not the count
   std::map<std::string, int> in_flight;  // tenants with requests queued or running
 };
 
@@ -172,12 +183,18 @@ class IsolatePool {
   }
 
   // Ends the request running on `isolate_id`. A non-null `isolate` becomes
-  // idle for its tenant; null means the caller disposed of it (its place
-  // under the bound frees up). Requires a matching Acquire.
-  void Release(uint64_t isolate_id, std::unique_ptr<Isolate> isolate) {
+  // idle for its tenant, taking `bytes` of the memory budget (0: keep the
+  // last figure); null means the caller disposed of it (its place under the
+  // bound frees up). Requires a matching Acquire. Returns idle isolates
+  // evicted to bring the pool back under its memory budget (least recently
+  // used first), for the caller to dispose of.
+  std::vector<std::unique_ptr<Isolate>> Release(uint64_t isolate_id,
+                                                std::unique_ptr<Isolate> isolate,
+                                                size_t bytes = 0) {
     MutexLock lock(&mu_);
+    std::vector<std::unique_ptr<Isolate>> evicted;
     auto it = slots_.find(isolate_id);
-    if (it == slots_.end()) return;  // not acquired: a caller bug, ignored
+    if (it == slots_.end()) return evicted;  // not acquired: a caller bug, ignored
     Slot& slot = it->second;
     auto f = in_flight_.find(ToAbsl(slot.tenant));
     if (f != in_flight_.end() && --f->second <= 0) in_flight_.erase(f);
@@ -186,15 +203,28 @@ class IsolatePool {
     --busy_;
     if (isolate == nullptr) {
       ++stats_.disposed;
+      bytes_ -= slot.bytes;
       slots_.erase(it);
     } else {
       slot.busy = false;
       slot.isolate = std::move(isolate);
+      if (bytes != 0) {
+        bytes_ += bytes;
+        bytes_ -= slot.bytes;
+        slot.bytes = bytes;
+      }
       slot.tick = ++tick_;
       idle_lru_.emplace(slot.tick, isolate_id);
       idle_by_tenant_[ToAbsl(slot.tenant)].emplace(slot.tick, isolate_id);
+      // Over the memory budget: the least recently used idle isolates go
+      // (possibly this one, if it is the only idle one).
+      while (OverBudgetLocked(0) && !idle_lru_.empty()) {
+        evicted.push_back(EvictLruLocked());
+        ++stats_.evicted_for_memory;
+      }
     }
     ChangedLocked();
+    return evicted;
   }
 
   // Stops admitting requests; Acquire drains the queue, then returns nullopt.
@@ -211,6 +241,7 @@ class IsolatePool {
     for (const auto& [tick, id] : idle_lru_) {
       auto it = slots_.find(id);
       out.push_back(std::move(it->second.isolate));
+      bytes_ -= it->second.bytes;
       slots_.erase(it);
       ++stats_.disposed;
     }
@@ -233,6 +264,7 @@ class IsolatePool {
     s.queue_length = queue_.size();
     s.live_isolates = static_cast<int>(slots_.size());
     s.busy_isolates = busy_;
+    s.isolate_bytes = bytes_;
     for (const auto& [tenant, n] : in_flight_) s.in_flight.emplace(tenant, n);
     return s;
   }
@@ -252,6 +284,7 @@ class IsolatePool {
   };
   struct Slot {
     std::string tenant;
+    size_t bytes = 0;  // last reported size (new_isolate_bytes until then)
     bool busy = true;
     uint64_t tick = 0;                 // last release, for MRU/LRU; keys idle_lru_/idle_by_tenant_
     std::unique_ptr<Isolate> isolate;  // null while busy (the worker holds it)
@@ -280,7 +313,9 @@ class IsolatePool {
   std::optional<size_t> FindServableLocked(std::optional<Clock::time_point>* retry_at)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     retry_at->reset();
-    const bool under_bound = static_cast<int>(slots_.size()) < options_.max_isolates;
+    const bool under_bound =
+        slots_.empty() || (static_cast<int>(slots_.size()) < options_.max_isolates &&
+                           !OverBudgetLocked(options_.new_isolate_bytes));
     if (!under_bound && idle_lru_.empty()) return std::nullopt;  // every isolate busy
     const Clock::time_point now = Clock::now();
     for (size_t i = 0; i < queue_.size(); ++i) {
@@ -308,6 +343,25 @@ class IsolatePool {
       *retry_at = retry_at->has_value() ? std::min(**retry_at, patience_ends) : patience_ends;
     }
     return std::nullopt;
+  }
+
+  // Whether `extra` more bytes would take the live isolates past the budget.
+  bool OverBudgetLocked(size_t extra) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return options_.memory_budget_bytes != 0 && bytes_ + extra > options_.memory_budget_bytes;
+  }
+
+  // Removes the least recently used idle isolate from the pool (there must
+  // be one) and returns it, for disposal.
+  std::unique_ptr<Isolate> EvictLruLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const auto [tick, id] = *idle_lru_.begin();
+    auto it = slots_.find(id);
+    UnidleLocked(it->second.tenant, tick);
+    std::unique_ptr<Isolate> out = std::move(it->second.isolate);
+    bytes_ -= it->second.bytes;
+    slots_.erase(it);
+    ++stats_.disposed;
+    ++stats_.evicted;
+    return out;
   }
 
   // Removes idle isolate `id` (released at `tick`) from the idle indexes.
@@ -338,18 +392,17 @@ class IsolatePool {
       return a;
     }
     // 3. At the bound: evict the least recently used idle isolate (another tenant's).
-    if (static_cast<int>(slots_.size()) >= options_.max_isolates) {
-      const auto [tick, id] = *idle_lru_.begin();
-      auto it = slots_.find(id);
-      UnidleLocked(it->second.tenant, tick);
-      a.evicted = std::move(it->second.isolate);
-      slots_.erase(it);
-      ++stats_.disposed;
-      ++stats_.evicted;
+    // (FindServableLocked only gets here at the bound with an idle isolate,
+    // or with none live at all, which is under any bound.)
+    const bool at_count = static_cast<int>(slots_.size()) >= options_.max_isolates;
+    if ((at_count || OverBudgetLocked(options_.new_isolate_bytes)) && !idle_lru_.empty()) {
+      a.evicted = EvictLruLocked();
+      if (!at_count) ++stats_.evicted_for_memory;
     }
     // 2. A new isolate for the tenant.
     a.isolate_id = ++next_id_;
-    slots_.emplace(a.isolate_id, Slot{.tenant = a.tenant});
+    slots_.emplace(a.isolate_id, Slot{.tenant = a.tenant, .bytes = options_.new_isolate_bytes});
+    bytes_ += options_.new_isolate_bytes;
     ++stats_.created;
     return a;
   }
@@ -365,6 +418,7 @@ class IsolatePool {
   absl::flat_hash_map<std::string, IdleByTick> idle_by_tenant_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, int> busy_by_tenant_ ABSL_GUARDED_BY(mu_);
   int busy_ ABSL_GUARDED_BY(mu_) = 0;
+  size_t bytes_ ABSL_GUARDED_BY(mu_) = 0;      // sum of the slots' bytes
   uint64_t changes_ ABSL_GUARDED_BY(mu_) = 0;  // bumped on every change Acquire waits for
   uint64_t tick_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 0;

@@ -1,0 +1,79 @@
+// txfn/idempotency.h — idempotency keys: a retried mutation commits at most once.
+//
+// After an unknown commit outcome (IsCommitOutcomeUnknown) or a crash, a host
+// cannot know whether its mutation committed; retrying it blindly could apply
+// it twice (a double transfer). With an idempotency key per logical
+// operation, the key is committed atomically with the mutation's writes, and
+// a later attempt with the same key finds it and returns the first result
+// instead of running again:
+//
+//   TXFN_ASSIGN_OR_RETURN(std::optional<txfn::IdempotentResult> first,
+//                         txfn::FindIdempotencyKey(*committer->Latest(), key));
+//   if (first.has_value()) return first->value;           // committed before
+//   txfn::Transaction txn(committer->Latest());
+//   ... run the mutation, producing `result` ...
+//   txfn::PreparedCommit commit = txn.Prepare();
+//   TXFN_RETURN_IF_ERROR(txfn::AddIdempotencyKey(key, result, &commit));
+//   committer->Commit(std::move(commit));  // Aborted if another attempt took the key: look again
+//
+// The engine does this for Engine::Mutation with MutationOptions::
+// idempotency_key. Keys are per tenant. A key is also a read, so two attempts
+// racing with one key conflict and one of them finds the other's result.
+//
+// Storage: each key is one entry of the tenant's reserved index
+// kIdempotencyIndex (key bytes -> the result's binary encoding; the entry's
+// commit timestamp is the first commit's). Keys are kept like documents, for
+// the life of the tenant: version retention never drops a live entry. Choose
+// one key per logical operation, not per request.
+//
+// Thread safety: free functions without shared state; a Snapshot is
+// thread-safe, a PreparedCommit belongs to its caller.
+#ifndef TXFN_IDEMPOTENCY_H_
+#define TXFN_IDEMPOTENCY_H_
+
+#include <cstddef>
+#include <optional>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "txfn/snapshot.h"
+#include "txfn/storage.h"
+#include "txfn/transaction.h"
+#include "txfn/value.h"
+
+namespace txfn {
+
+// The index of a tenant that holds its idempotency keys. Table and index ids
+// are allocated upwards from 1 and never reach it.
+inline constexpr IndexId kIdempotencyIndex = 0xffffffffu;
+
+// Keys are 1..kMaxIdempotencyKeyBytes bytes of anything.
+inline constexpr size_t kMaxIdempotencyKeyBytes = 256;
+
+// The result of the commit that first used a key.
+struct IdempotentResult {
+  Value value;       // the mutation's return value
+  Timestamp ts = 0;  // its commit timestamp
+  friend bool operator==(const IdempotentResult&, const IdempotentResult&) = default;
+};
+
+// InvalidArgument unless 1 <= key.size() <= kMaxIdempotencyKeyBytes.
+[[nodiscard]] absl::Status ValidateIdempotencyKey(std::string_view key);
+
+// The first result committed with `key` at or before the snapshot, or
+// nullopt. InvalidArgument for a bad key; DataLoss if the stored result does
+// not decode; the storage's error otherwise.
+[[nodiscard]] absl::StatusOr<std::optional<IdempotentResult>> FindIdempotencyKey(
+    const Snapshot& snapshot, std::string_view key);
+
+// Makes `commit` record `key` with `result`: a write of the key (so the
+// commit's writes stay sorted, it comes last) and a point read of it (so a
+// commit racing with the same key conflicts). InvalidArgument for a bad key
+// or a commit that already records one; `commit` is unchanged on error.
+[[nodiscard]] absl::Status AddIdempotencyKey(std::string_view key, const Value& result,
+                                             PreparedCommit* commit);
+
+}  // namespace txfn
+
+#endif  // TXFN_IDEMPOTENCY_H_
