@@ -1,13 +1,14 @@
 // CallScheduler on a virtual clock with fake workers: ordering, reserved vs
 // opportunistic quotas under a 4x spike, flow control under a 10x spike,
-// outcomes (ack, retry, back-pressure, dead letter), AIMD against a fake
-// downstream, spilled arguments, lease extension, locality groups, controller
+// outcomes (ack, retry, back-pressure, dead letter), AIMD slow start and
+// against a fake downstream, spilled arguments, lease extension, locality groups, controller
 // loss, and every bad input.
 #include "txfn/call_scheduler.h"
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -322,6 +323,48 @@ TEST(CallSchedulerTest, AimdSettlesNearADownstreamsCapacityAndRecoversAfterAnOut
   RunUntil(clock, *s, {worker}, kT0 + absl::Minutes(10), absl::Milliseconds(100), each_step);
   EXPECT_GT(mean_served(480, 600), 0.6 * kCapacity) << "recovered after the outage";
   EXPECT_GT(s->stats().back_pressure, 0u);
+}
+
+// XFaaS's slow start through the scheduler: a new downstream (the default
+// AimdOptions: W = 1 min, T = 100) gets 100 calls in the first minute, then
+// 20% more each minute while the backlog makes its limit bind; the first
+// back-pressure halves the limit and growth becomes additive (+10 a minute).
+TEST(CallSchedulerTest, SlowStartGrowsANewDownstreamTwentyPercentPerMinuteUntilBackPressure) {
+  VirtualClock clock(kT0);
+  InMemoryQueue queue;
+  CallFactory f;
+  const absl::Time push_back_at = kT0 + absl::Minutes(5) + absl::Seconds(1);
+  bool pushed_back = false;
+  auto worker = std::make_shared<FakeWorker>(
+      &clock, [](const Call&) { return absl::Milliseconds(100); },
+      [&](const Call&) {
+        if (pushed_back || clock.Now() < push_back_at) return CallOutcome::Ok();
+        pushed_back = true;
+        return CallOutcome::BackPressure("db", absl::ResourceExhaustedError("overloaded"));
+      });
+  SchedulerConfig config{.version = 1};
+  config.functions["f"] = {.downstreams = {"db"}};  // "db" gets the default AimdOptions
+  auto s = MakeScheduler({.queue = &queue, .clock = &clock, .config = config});
+  ASSERT_TRUE(s->AddWorker("w", worker, 50).ok());
+  std::vector<Call> backlog;
+  for (int i = 0; i < 2000; ++i) backlog.push_back(f.Make("f", kT0, absl::Hours(1)));
+  ASSERT_TRUE(queue.Enqueue(backlog).ok());
+  RunUntil(clock, *s, {worker}, kT0 + absl::Minutes(8), absl::Milliseconds(100));
+  std::vector<int> per_minute(8, 0);
+  for (const FakeWorker::Started& st : worker->started()) {
+    const int64_t m = absl::ToInt64Minutes(st.at - kT0);
+    if (m < 8) ++per_minute[m];
+  }
+  double expected = 100;
+  for (int m = 0; m < 6; ++m) {
+    EXPECT_NEAR(per_minute[m], expected, expected * 0.03 + 2) << "slow start, minute " << m;
+    expected *= 1.2;
+  }
+  ASSERT_TRUE(pushed_back);
+  const double halved = 100 * std::pow(1.2, 5) * 0.5;  // minute 5's limit, times M
+  EXPECT_NEAR(per_minute[6], halved, halved * 0.03 + 2) << "the back-pressure halved it";
+  EXPECT_NEAR(per_minute[7], halved + 10, halved * 0.03 + 2) << "then additive increase";
+  EXPECT_EQ(s->stats().back_pressure, 1u);
 }
 
 // Reserved quota: 1 CPU for a function whose calls measure 100 ms of CPU
