@@ -15,6 +15,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "fmt/core.h"
+#include "lib/sqlite_status.h"
 #include "txfn/internal/status_macros.h"
 #include "txfn/internal/strings.h"
 
@@ -37,20 +38,6 @@ int64_t Nanos(absl::Time t) {
   return absl::ToUnixNanos(t);
 }
 absl::Time FromNanos(int64_t n) { return absl::FromUnixNanos(n); }
-
-absl::StatusCode CodeFor(int rc) {
-  switch (rc & 0xff) {
-    case SQLITE_CORRUPT:
-    case SQLITE_NOTADB:
-      return absl::StatusCode::kDataLoss;
-    case SQLITE_TOOBIG:
-      return absl::StatusCode::kInvalidArgument;
-    case SQLITE_MISUSE:
-      return absl::StatusCode::kInternal;
-    default:
-      return absl::StatusCode::kUnavailable;
-  }
-}
 
 constexpr const char* kCreateSchema = R"sql(
 CREATE TABLE IF NOT EXISTS txfn_queue_meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -213,7 +200,7 @@ class SqliteQueue::Db {
   Db& operator=(const Db&) = delete;
 
   absl::Status Error(int rc, std::string_view context) {
-    return absl::Status(CodeFor(rc),
+    return absl::Status(internal::SqliteStatusCode(rc),
                         internal::ToAbsl(fmt::format("SqliteQueue '{}': {}: {} (sqlite error {})",
                                                      path_, context, sqlite3_errmsg(db_), rc)));
   }

@@ -3,40 +3,22 @@
 #ifndef TXFN_TESTS_QUEUE_QUEUE_TEST_UTIL_H_
 #define TXFN_TESTS_QUEUE_QUEUE_TEST_UTIL_H_
 
-#include <stdlib.h>
-
-#include <filesystem>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "../temp_dir.h"
 #include "gtest/gtest.h"
 #include "txfn/durable_queue.h"
 
 namespace txfn::queue_test {
 
-// A fresh directory under the test temp dir, removed (recursively) on destruction.
-class TempDir {
+// Directories named txfn_queue_*.
+class TempDir : public testing_util::TempDir {
  public:
-  TempDir() {
-    std::string pattern = ::testing::TempDir() + "txfn_queue_XXXXXX";
-    if (mkdtemp(pattern.data()) == nullptr) ADD_FAILURE() << "mkdtemp(" << pattern << ") failed";
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  const std::string& path() const { return path_; }
-  std::string File(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
+  TempDir() : testing_util::TempDir("txfn_queue_") {}
 };
 
 // Forwards every DurableQueue method to `inner` (LevelDB's EnvWrapper idea):
