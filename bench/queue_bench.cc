@@ -12,7 +12,9 @@
 //       calls/s through the CallScheduler's FuncBuffers, RunQ and limiters
 //       (reserved quota, concurrency limit, one downstream's AIMD limiter),
 //       InMemoryQueue, 1,000 functions, a worker that finishes each call
-//       inline; one thread. Includes enqueueing the calls.
+//       inline; one thread. Includes enqueueing the calls. calls_per_s is
+//       wall time; calls_per_cpu_s is per CPU-second of the benchmark's one
+//       thread (the "one core" figure when other processes share the cores).
 //   BM_QueueOnlyDispatch
 //       its baseline: the same calls through the same queue with no
 //       scheduler (enqueue, lease, ack), so the ratio is the scheduler's cost.
@@ -220,6 +222,8 @@ void BM_CallSchedulerDispatch(benchmark::State& state) {
     calls += kRound;
   }
   state.counters["calls_per_s"] = benchmark::Counter(static_cast<double>(calls) / Seconds(start));
+  state.counters["calls_per_cpu_s"] =
+      benchmark::Counter(static_cast<double>(calls), benchmark::Counter::kIsRate);
   state.counters["functions"] = kFunctions;
 }
 BENCHMARK(BM_CallSchedulerDispatch);
@@ -248,6 +252,8 @@ void BM_QueueOnlyDispatch(benchmark::State& state) {
     calls += kRound;
   }
   state.counters["calls_per_s"] = benchmark::Counter(static_cast<double>(calls) / Seconds(start));
+  state.counters["calls_per_cpu_s"] =
+      benchmark::Counter(static_cast<double>(calls), benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_QueueOnlyDispatch);
 
@@ -298,9 +304,9 @@ class RatioReporter : public benchmark::ConsoleReporter {
     for (const Run& run : runs) {
       if (run.run_type != Run::RT_Iteration) continue;
       const std::string name = run.benchmark_name();
-      for (const char* c : {"jobs_per_s", "calls_per_s"}) {
+      for (const char* c : {"jobs_per_s", "calls_per_s", "calls_per_cpu_s"}) {
         auto it = run.counters.find(c);
-        if (it != run.counters.end()) rate_[name] = it->second.value;
+        if (it != run.counters.end()) rate_[name + "|" + c] = it->second.value;
       }
       ns_[name] = run.GetAdjustedCPUTime();
     }
@@ -310,15 +316,23 @@ class RatioReporter : public benchmark::ConsoleReporter {
   void Finalize() override {
     ConsoleReporter::Finalize();
     std::ostream& out = GetOutputStream();
-    auto ratio = [&](const std::string& a, const std::string& b, const char* what) {
-      if (rate_.count(a) && rate_.count(b) && rate_[b] > 0) {
-        out << a << " / " << b << " (" << what << "): " << rate_[a] / rate_[b] << "x\n";
+    auto ratio = [&](const std::string& a, const std::string& b, const std::string& counter,
+                     const char* note) {
+      const std::string ka = a + "|" + counter, kb = b + "|" + counter;
+      if (rate_.count(ka) && rate_.count(kb) && rate_[kb] > 0) {
+        out << a << " / " << b << " (" << counter << note << "): " << rate_[ka] / rate_[kb]
+            << "x\n";
       }
     };
-    ratio("BM_QueueEnqueueLeaseAck/storage:sqlite", "BM_NaiveSqliteQueue",
-          "jobs_per_s; goal >= 20");
-    ratio("BM_QueueEnqueueLeaseAck/storage:memory", "BM_NaiveSqliteQueue", "jobs_per_s");
-    ratio("BM_CallSchedulerDispatch", "BM_QueueOnlyDispatch", "calls_per_s");
+    ratio("BM_QueueEnqueueLeaseAck/storage:sqlite", "BM_NaiveSqliteQueue", "jobs_per_s",
+          "; goal >= 20");
+    ratio("BM_QueueEnqueueLeaseAck/storage:memory", "BM_NaiveSqliteQueue", "jobs_per_s", "");
+    ratio("BM_CallSchedulerDispatch", "BM_QueueOnlyDispatch", "calls_per_s", "");
+    ratio("BM_CallSchedulerDispatch", "BM_QueueOnlyDispatch", "calls_per_cpu_s", "");
+    if (rate_.count("BM_CallSchedulerDispatch|calls_per_cpu_s")) {
+      out << "BM_CallSchedulerDispatch calls per CPU-second (goal >= 500k on one core): "
+          << rate_["BM_CallSchedulerDispatch|calls_per_cpu_s"] << "\n";
+    }
     for (const char* n : {"BM_TokenBucketAcquire", "BM_AimdLimiterUpdate"}) {
       if (ns_.count(n) && ns_.count("BM_MutexCounter") && ns_["BM_MutexCounter"] > 0) {
         out << n << " / BM_MutexCounter (ns per op): " << ns_[n] / ns_["BM_MutexCounter"] << "x\n";
