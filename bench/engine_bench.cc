@@ -11,7 +11,8 @@
 //   SQLite with synchronous=FULL (each Storage::Write is one fsync).
 //   Counter commits_per_fsync = committer commits / batches during the run
 //   (goal > 1.5 at 2 threads; threads:1 is the baseline, ~1 by
-//   construction), plus p50_us/p99_us.
+//   construction), plus p50_us/p99_us and, at 2 and 8 threads,
+//   vs_1_thread (commits/s over the 1-thread run's).
 // BM_EngineQueryManyTenants/tenants:{8,1000}: the same kind of query spread
 //   uniformly over N tenants (each with its own module and data) from one
 //   thread, on the memory storage with the scheduler's default bounds.
@@ -21,11 +22,23 @@
 // BM_EngineMutationContended/threads:2: every mutation increments one counter
 //   document (SQLite, synchronous=FULL). Counters conflicts_per_commit,
 //   retries_per_commit, aborted (calls that gave up after the retry limit).
+// BM_EngineDeployLargeTable/docs:{1000,100000}: deploys over a table of N
+//   documents on SQLite (synchronous=NORMAL). Iteration time (manual): a
+//   code-only deploy (same schema, one module changed); counter
+//   code_only_vs_1000 = its mean / the 1,000-document run's (goal ~1:
+//   independent of the table's size). add_index_ms: a deploy adding an
+//   index on the table (a backfill of every document), and
+//   backfill_docs_per_s = N / that time.
+// BM_EngineMutationHot/threads:{1,32}: the same, one document patched by 1
+//   and by 32 threads. Counters commits_per_s and aborted_share (calls that
+//   ended Aborted / calls); the 32-thread run's vs_1_thread = its
+//   commits_per_s / the 1-thread run's (goal >= 0.8, aborted_share 0).
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -242,10 +255,80 @@ void BM_EngineQueryManyTenants(benchmark::State& state) {
   }
 }
 
+constexpr const char* kLargeTableModule = R"JS(
+import { mutation } from "txfn/server";
+export const fill = mutation(async (ctx, { from, n }) => {
+  for (let i = from; i < from + n; i++) {
+    await ctx.db.insert("items", { key: "k" + i, v: BigInt(i) });
+  }
+});
+)JS";
+
+std::string LargeTableSchema(bool with_index) {
+  return std::string(R"({"tables": {"items": {"fields": {"key": "string", "v": "int64"})") +
+         (with_index ? R"(, "indexes": {"by_v": ["v"]})" : "") + "}}}";
+}
+
+void BM_EngineDeployLargeTable(benchmark::State& state, double* code_only_1000_ms) {
+  const int docs = static_cast<int>(state.range(0));
+  ScratchDir dir;
+  EngineOptions options;
+  options.storage = EngineStorage::kSqlite;
+  options.path = dir.File("engine.db");
+  options.sqlite.synchronous = SqliteOptions::Synchronous::kNormal;
+  auto engine = Engine::Open(options);
+  absl::Status s = engine.ok() ? (*engine)->CreateTenant("big") : engine.status();
+  const std::map<std::string, std::string> modules = {{"m.js", kLargeTableModule}};
+  if (s.ok()) s = (*engine)->DeployJson("big", modules, LargeTableSchema(false));
+  for (int from = 0; s.ok() && from < docs; from += 5000) {
+    s = (*engine)
+            ->Mutation("big", "m:fill",
+                       Value::FromObject({{"from", Value::Float64(from)},
+                                          {"n", Value::Float64(std::min(5000, docs - from))}}))
+            .status();
+  }
+  if (!s.ok()) {
+    state.SkipWithError(s.ToString().c_str());
+    return;
+  }
+  double code_only_total_ms = 0;
+  double add_index_total_ms = 0;
+  int version = 0;
+  for (auto _ : state) {
+    // A code-only change: the same schema, a module edited.
+    std::map<std::string, std::string> edited = modules;
+    edited["m.js"] += "// edit " + std::to_string(++version) + "\n";
+    absl::Time start = absl::Now();
+    s = (*engine)->DeployJson("big", edited, LargeTableSchema(false));
+    const double code_only_ms = absl::ToDoubleMilliseconds(absl::Now() - start);
+    state.SetIterationTime(code_only_ms / 1e3);
+    code_only_total_ms += code_only_ms;
+    // Adding an index backfills it; dropping it again (untimed) resets.
+    start = absl::Now();
+    if (s.ok()) s = (*engine)->DeployJson("big", edited, LargeTableSchema(true));
+    add_index_total_ms += absl::ToDoubleMilliseconds(absl::Now() - start);
+    if (s.ok()) s = (*engine)->DeployJson("big", edited, LargeTableSchema(false));
+    if (!s.ok()) {
+      state.SkipWithError(s.ToString().c_str());
+      return;
+    }
+  }
+  const double n = static_cast<double>(state.iterations());
+  const double code_only_ms = code_only_total_ms / n;
+  const double add_index_ms = add_index_total_ms / n;
+  if (docs == 1000) *code_only_1000_ms = code_only_ms;
+  state.counters["code_only_ms"] = code_only_ms;
+  if (*code_only_1000_ms > 0)
+    state.counters["code_only_vs_1000"] = code_only_ms / *code_only_1000_ms;
+  state.counters["add_index_ms"] = add_index_ms;
+  state.counters["backfill_docs_per_s"] = add_index_ms > 0 ? docs / (add_index_ms / 1e3) : 0;
+}
+
 // Shared by the threads of one run (created by thread 0 before the loop; the
 // loop's start is a barrier).
 struct MutationRun {
   std::unique_ptr<Fixture> fixture;
+  double one_thread_commits_per_s = 0;  // of this benchmark's threads:1 run
 };
 
 void BM_EngineMutation(benchmark::State& state, MutationRun* run, bool contended) {
@@ -286,6 +369,11 @@ void BM_EngineMutation(benchmark::State& state, MutationRun* run, bool contended
   state.SetItemsProcessed(state.iterations());
   ReportLatency(state, us);  // per thread; averaged over threads by the library
   state.counters["aborted"] = benchmark::Counter(static_cast<double>(aborted));
+  if (contended) {  // averaged over the threads: each thread's share
+    state.counters["aborted_share"] = benchmark::Counter(
+        state.iterations() > 0 ? static_cast<double>(aborted) / state.iterations() : 0,
+        benchmark::Counter::kAvgThreads);
+  }
   if (state.thread_index() == 0 && run->fixture != nullptr) {
     EngineStats after = run->fixture->engine->stats();
     const EngineStats& b = run->fixture->before;
@@ -295,8 +383,15 @@ void BM_EngineMutation(benchmark::State& state, MutationRun* run, bool contended
     const double seconds = absl::ToDoubleSeconds(absl::Now() - start_all);
     // Only thread 0 reports these; kAvgThreads divides by the thread count,
     // so they are scaled by it to print the plain ratio.
-    state.counters["commits_per_s"] = benchmark::Counter(
-        seconds > 0 ? commits / seconds * threads : 0, benchmark::Counter::kAvgThreads);
+    const double commits_per_s = seconds > 0 ? commits / seconds : 0;
+    state.counters["commits_per_s"] =
+        benchmark::Counter(commits_per_s * threads, benchmark::Counter::kAvgThreads);
+    if (state.threads() == 1) {
+      run->one_thread_commits_per_s = commits_per_s;
+    } else if (run->one_thread_commits_per_s > 0) {
+      state.counters["vs_1_thread"] = benchmark::Counter(
+          commits_per_s / run->one_thread_commits_per_s * threads, benchmark::Counter::kAvgThreads);
+    }
     state.counters["commits_per_fsync"] = benchmark::Counter(
         batches > 0 ? commits / batches * threads : 0, benchmark::Counter::kAvgThreads);
     if (contended) {
@@ -338,11 +433,27 @@ int main(int argc, char** argv) {
                                &contended_run, true)
       ->Threads(2)
       ->Unit(benchmark::kMicrosecond);
+  double code_only_1000_ms = 0;  // the docs:1000 run's, for the 100,000 run's ratio
+  benchmark::RegisterBenchmark("BM_EngineDeployLargeTable", txfn::BM_EngineDeployLargeTable,
+                               &code_only_1000_ms)
+      ->ArgName("docs")
+      ->Arg(1000)
+      ->Arg(100'000)
+      ->UseManualTime()
+      ->Iterations(5)
+      ->Unit(benchmark::kMillisecond);
+  txfn::MutationRun hot_run;
+  benchmark::RegisterBenchmark("BM_EngineMutationHot", txfn::BM_EngineMutation, &hot_run, true)
+      ->Threads(1)
+      ->Threads(32)
+      ->UseRealTime()
+      ->Unit(benchmark::kMicrosecond);
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();
   mutation_run.fixture.reset();  // the engines stop before V8's statics go
   contended_run.fixture.reset();
+  hot_run.fixture.reset();
   benchmark::Shutdown();
   return 0;
 }

@@ -17,9 +17,13 @@
 #include <thread>
 #include <utility>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/function_ref.h"
+#include "absl/hash/hash.h"
 #include "absl/random/random.h"
 #include "absl/time/clock.h"
+#include "lib/contention_lanes.h"
 #include "txfn/idempotency.h"
 #include "txfn/in_memory_storage.h"
 #include "txfn/internal/mutex.h"
@@ -54,8 +58,19 @@ absl::Status ValidateTenantName(std::string_view tenant) {
 // One open tenant.
 struct TenantEntry {
   std::unique_ptr<Committer> committer;
+  internal::ContentionLanes lanes;
   internal::SharedMutex mu;  // shared: a commit; exclusive: deletion
   bool deleted ABSL_GUARDED_BY(mu) = false;
+};
+
+// A mutation's retries so far (EngineImpl::PlanRetry).
+struct RetryBudget {
+  int counted = 0;  // conflicts counted against max_attempts
+  int free_entries = 0;
+};
+struct RetryPlan {
+  bool retry = false;
+  std::shared_ptr<internal::Lane> lane;  // the lane to retry in; null: as before
 };
 
 // Commits one ApplyRetention call processes, so a retention pass never holds
@@ -195,29 +210,28 @@ class EngineImpl final : public Engine {
     TXFN_ASSIGN_OR_RETURN(std::shared_ptr<TenantEntry> entry, Open(tenant));
     RunResult last_run;
     std::optional<IdempotentResult> replay;
-    // An unknown commit outcome is Unavailable: RetryCommits returns it as it
+    // An unknown commit outcome is Unavailable: RetryInLanes returns it as it
     // is, never runs the mutation again.
     TXFN_ASSIGN_OR_RETURN(
         CommitOutcome outcome,
-        RetryCommits(
-            function, options_.mutation_retry,
-            [&](int attempt) -> absl::StatusOr<absl::StatusOr<Timestamp>> {
-              CommitIntent intent = AnnounceFirstAttempt(*entry->committer, attempt);
-              std::shared_ptr<const Snapshot> snapshot = entry->committer->Latest();
-              TXFN_RETURN_IF_ERROR(CheckEnabled(*snapshot));
-              if (!key.empty()) {
-                TXFN_ASSIGN_OR_RETURN(replay, FindIdempotencyKey(*snapshot, key));
-                if (replay.has_value()) return absl::StatusOr<Timestamp>(replay->ts);
-              }
-              last_run = runner_.Run(std::move(snapshot),
-                                     MakeRequest(function, args, FunctionKind::kMutation));
-              if (!last_run.status.ok()) return std::move(last_run.status);
-              if (!key.empty()) {
-                TXFN_RETURN_IF_ERROR(AddIdempotencyKey(key, last_run.value, &last_run.commit));
-              }
-              return Commit(*entry, std::move(last_run.commit), std::move(intent));
-            },
-            [&](bool will_retry) { CountConflict(will_retry); }));
+        RetryInLanes(*entry, absl::HashOf(function, args), function,
+                     [&](int attempt) -> absl::StatusOr<absl::StatusOr<Timestamp>> {
+                       CommitIntent intent = AnnounceFirstAttempt(*entry->committer, attempt);
+                       std::shared_ptr<const Snapshot> snapshot = entry->committer->Latest();
+                       TXFN_RETURN_IF_ERROR(CheckEnabled(*snapshot));
+                       if (!key.empty()) {
+                         TXFN_ASSIGN_OR_RETURN(replay, FindIdempotencyKey(*snapshot, key));
+                         if (replay.has_value()) return absl::StatusOr<Timestamp>(replay->ts);
+                       }
+                       last_run = runner_.Run(std::move(snapshot),
+                                              MakeRequest(function, args, FunctionKind::kMutation));
+                       if (!last_run.status.ok()) return std::move(last_run.status);
+                       if (!key.empty()) {
+                         TXFN_RETURN_IF_ERROR(
+                             AddIdempotencyKey(key, last_run.value, &last_run.commit));
+                       }
+                       return Commit(*entry, std::move(last_run.commit), std::move(intent));
+                     }));
     if (replay.has_value()) {
       replayed_.fetch_add(1, std::memory_order_relaxed);
       return Replayed(*replay, outcome.attempts);
@@ -258,11 +272,17 @@ class EngineImpl final : public Engine {
         AsyncMutation{.entry = std::move(entry),
                       .request = MakeRequest(function, args, FunctionKind::kMutation),
                       .idempotency_key = options.idempotency_key,
-                      .done = std::move(done)});
+                      .done = std::move(done),
+                      .call_key = absl::HashOf(function, args)});
     TXFN_RETURN_IF_ERROR(CheckEnabled(*call->entry->committer->Latest()));
     BeginAsync();
-    absl::Status s = SubmitMutation(call);
-    if (!s.ok()) EndAsync();
+    std::shared_ptr<internal::Lane> predicted = PredictedLane(*call->entry, call->call_key);
+    absl::Status s = predicted != nullptr ? EnterLaneThenSubmit(call, std::move(predicted))
+                                          : SubmitMutation(call);
+    if (!s.ok()) {
+      LeaveLane(*call);
+      EndAsync();
+    }
     return s;
   }
 
@@ -311,6 +331,7 @@ class EngineImpl final : public Engine {
                   .replayed = replayed_.load(std::memory_order_relaxed),
                   .conflicts = conflicts_.load(std::memory_order_relaxed),
                   .retries = retries_.load(std::memory_order_relaxed),
+                  .serialised = serialised_.load(std::memory_order_relaxed),
                   .deploys = deploys_.load(std::memory_order_relaxed),
                   .deploys_refused = deploys_refused_.load(std::memory_order_relaxed),
                   .scheduler = scheduler_->stats(),
@@ -334,7 +355,14 @@ class EngineImpl final : public Engine {
     RunRequest request;
     std::string idempotency_key;  // empty: none
     Callback done;
+    uint64_t call_key = 0;  // the contention lanes' key: function and arguments
     int attempt = 0;
+    RetryBudget budget;
+    bool serialised = false;
+    // The lane whose turn this call holds (or is queued for, until its
+    // callback runs); set by EnterLaneThenSubmit, released by Complete.
+    std::shared_ptr<internal::Lane> lane;
+    std::shared_ptr<internal::Lane> next_lane;  // PlanRetry's, for the retry
   };
 
   // The background retention: a pass every retention_interval until stopped.
@@ -351,6 +379,72 @@ class EngineImpl final : public Engine {
       }
       // Failures are counted (stats().retention) and retried next pass.
       (void)ApplyRetention();
+    }
+  }
+
+  // How a mutation retries after a conflict, blocking or not: a call that
+  // conflicted on a read range retries in that range's lane
+  // (lib/contention_lanes.h), one at a time with the others that lost on it
+  // and without backoff (waiting for the lane is the backoff); a call whose
+  // key conflicted recently starts in its lane. The first kFreeLaneEntries
+  // entries into a lane are not counted against mutation_retry.max_attempts;
+  // conflicts inside a lane (with calls not in it) and conflicts that name no
+  // range are (the blocking form backs off before the latter, as
+  // RetryCommits does).
+  static constexpr int kFreeLaneEntries = 4;
+  std::shared_ptr<internal::Lane> PredictedLane(TenantEntry& entry, uint64_t call_key) {
+    return options_.contention_lanes ? entry.lanes.Predicted(call_key, absl::Now()) : nullptr;
+  }
+  // Counts a retryable commit failure and plans the retry.
+  RetryPlan PlanRetry(TenantEntry& entry, uint64_t call_key, const absl::Status& conflict,
+                      const internal::Lane* held, RetryBudget& budget) {
+    const int max_attempts = std::max(1, options_.mutation_retry.max_attempts);
+    std::optional<ReadRange> read = ConflictingRead(conflict);
+    RetryPlan plan;
+    if (options_.contention_lanes && read.has_value()) {
+      plan.lane = entry.lanes.OnConflict(call_key, *read, absl::Now());
+    }
+    // (max_attempts 1 asks for no retry at all: no free entry either.)
+    const bool free_entry = plan.lane != nullptr && plan.lane.get() != held &&
+                            budget.free_entries < kFreeLaneEntries && max_attempts > 1;
+    if (free_entry) {
+      ++budget.free_entries;
+    } else {
+      ++budget.counted;
+    }
+    plan.retry = budget.counted < max_attempts;
+    CountConflict(plan.retry);
+    return plan;
+  }
+
+  // RetryCommits (txfn/retry.h) with contention lanes (PlanRetry).
+  absl::StatusOr<CommitOutcome> RetryInLanes(
+      TenantEntry& entry, uint64_t call_key, std::string_view what,
+      absl::FunctionRef<absl::StatusOr<absl::StatusOr<Timestamp>>(int attempt)> attempt) {
+    internal::LaneSlot slot;
+    slot.Enter(PredictedLane(entry, call_key));
+    bool serialised = slot.held() != nullptr;
+    absl::Cleanup count_serialised = [&] {
+      if (serialised) serialised_.fetch_add(1, std::memory_order_relaxed);
+    };
+    absl::BitGen jitter;
+    absl::Duration backoff = options_.mutation_retry.initial_backoff;
+    RetryBudget budget;
+    for (int n = 1;; ++n) {
+      absl::StatusOr<absl::StatusOr<Timestamp>> result = attempt(n);
+      if (!result.ok()) return result.status();  // failed before its commit
+      if (result->ok()) return CommitOutcome{.commit_ts = **result, .attempts = n};
+      const absl::Status last = result->status();
+      if (!IsRetryableCommitError(last)) return last;
+      RetryPlan plan = PlanRetry(entry, call_key, last, slot.held(), budget);
+      if (!plan.retry) return RetriesExhausted(what, n, last);
+      if (plan.lane != nullptr) {
+        slot.Enter(std::move(plan.lane));
+        serialised = true;
+      } else if (slot.held() == nullptr) {
+        absl::SleepFor(backoff * absl::Uniform(jitter, 0.0, 1.0));  // full jitter
+        backoff = std::min(backoff * 2, options_.mutation_retry.max_backoff);
+      }
     }
   }
 
@@ -492,21 +586,56 @@ class EngineImpl final : public Engine {
         return scheduler_->Submit(call->entry->committer->tenant(),
                                   [this, call, replay = *std::move(replay)](IsolateLease&) {
                                     replayed_.fetch_add(1, std::memory_order_relaxed);
-                                    call->done(Replayed(replay, call->attempt));
-                                    EndAsync();
+                                    Complete(*call, Replayed(replay, call->attempt));
                                   });
       }
     }
     return runner_.RunAsync(std::move(snapshot), call->request, [this, call](RunResult r) {
       std::optional<absl::StatusOr<CallResult>> out = FinishMutation(*call, std::move(r));
       if (!out.has_value()) {  // a conflict: run again on a newer snapshot
-        absl::Status s = SubmitMutation(call);
+        absl::Status s = RetryAsync(call);
         if (s.ok()) return;  // the next attempt owns the call now
         out = s;
       }
-      call->done(*std::move(out));
-      EndAsync();
+      Complete(*call, *std::move(out));
     });
+  }
+
+  // The next attempt of a call that conflicted: in the lane PlanRetry chose
+  // (waiting for its turn without blocking this thread), or at once.
+  absl::Status RetryAsync(const std::shared_ptr<AsyncMutation>& call) {
+    std::shared_ptr<internal::Lane> lane = std::move(call->next_lane);
+    if (lane == nullptr || lane == call->lane) return SubmitMutation(call);
+    LeaveLane(*call);
+    return EnterLaneThenSubmit(call, std::move(lane));
+  }
+
+  // Submits the call's next attempt once it holds `lane`'s turn: now if the
+  // lane is free, else from the thread that hands the turn over.
+  absl::Status EnterLaneThenSubmit(const std::shared_ptr<AsyncMutation>& call,
+                                   std::shared_ptr<internal::Lane> lane) {
+    if (!call->serialised) {
+      call->serialised = true;
+      serialised_.fetch_add(1, std::memory_order_relaxed);
+    }
+    call->lane = lane;
+    const bool now = lane->AcquireOrQueue([this, call] {
+      absl::Status s = SubmitMutation(call);
+      if (!s.ok()) Complete(*call, s);
+    });
+    return now ? SubmitMutation(call) : absl::OkStatus();
+  }
+
+  // Ends an async call: its lane turn goes to the next waiter, then `done`.
+  void Complete(AsyncMutation& call, absl::StatusOr<CallResult> result) {
+    LeaveLane(call);
+    call.done(std::move(result));
+    EndAsync();
+  }
+  static void LeaveLane(AsyncMutation& call) {
+    if (call.lane == nullptr) return;
+    call.lane->Release();
+    call.lane.reset();
   }
 
   // Commits a finished run; nullopt asks for another attempt.
@@ -526,12 +655,13 @@ class EngineImpl final : public Engine {
       return ToCallResult(std::move(r), *ts, call.attempt);
     }
     if (!IsRetryableCommitError(ts.status())) return absl::StatusOr<CallResult>(ts.status());
-    const bool will_retry = call.attempt < std::max(1, options_.mutation_retry.max_attempts);
-    CountConflict(will_retry);
-    if (!will_retry) {
+    RetryPlan plan =
+        PlanRetry(*call.entry, call.call_key, ts.status(), call.lane.get(), call.budget);
+    if (!plan.retry) {
       return absl::StatusOr<CallResult>(
           RetriesExhausted(call.request.function, call.attempt, ts.status()));
     }
+    call.next_lane = std::move(plan.lane);
     return std::nullopt;
   }
 
@@ -565,6 +695,7 @@ class EngineImpl final : public Engine {
   std::atomic<uint64_t> replayed_{0};
   std::atomic<uint64_t> conflicts_{0};
   std::atomic<uint64_t> retries_{0};
+  std::atomic<uint64_t> serialised_{0};
   std::atomic<uint64_t> deploys_{0};
   std::atomic<uint64_t> deploys_refused_{0};
   std::atomic<uint64_t> metadata_hits_{0};
