@@ -304,8 +304,13 @@ TEST(CallSchedulerTest, AimdSettlesNearADownstreamsCapacityAndRecoversAfterAnOut
     const absl::Time now = clock.Now();
     if (now < kT0 + absl::Seconds(second + 1)) return;
     ++second;
+    // Demand stays at 3x the capacity: the queue is topped up to 3 seconds'
+    // worth (a backlog growing without end would only slow the test down).
     std::vector<Call> batch;
-    for (int i = 0; i < 3 * kCapacity; ++i) batch.push_back(f.Make("f", now, absl::Hours(1)));
+    for (size_t held = queue.size(); held < 3 * kCapacity; ++held) {
+      batch.push_back(f.Make("f", now, absl::Hours(1)));
+    }
+    if (batch.empty()) return;
     ASSERT_TRUE(queue.Enqueue(batch).ok());
   };
   auto mean_served = [&](int from_s, int to_s) {
@@ -346,10 +351,17 @@ TEST(CallSchedulerTest, SlowStartGrowsANewDownstreamTwentyPercentPerMinuteUntilB
   config.functions["f"] = {.downstreams = {"db"}};  // "db" gets the default AimdOptions
   auto s = MakeScheduler({.queue = &queue, .clock = &clock, .config = config});
   ASSERT_TRUE(s->AddWorker("w", worker, 50).ok());
-  std::vector<Call> backlog;
-  for (int i = 0; i < 2000; ++i) backlog.push_back(f.Make("f", kT0, absl::Hours(1)));
-  ASSERT_TRUE(queue.Enqueue(backlog).ok());
-  RunUntil(clock, *s, {worker}, kT0 + absl::Minutes(8), absl::Milliseconds(100));
+  // A standing backlog of 100 calls (a minute's limit is at most 249 calls).
+  auto top_up = [&] {
+    std::vector<Call> batch;
+    for (size_t held = queue.size(); held < 100; ++held) {
+      batch.push_back(f.Make("f", clock.Now(), absl::Hours(1)));
+    }
+    if (batch.empty()) return;
+    ASSERT_TRUE(queue.Enqueue(batch).ok());
+  };
+  top_up();
+  RunUntil(clock, *s, {worker}, kT0 + absl::Minutes(8), absl::Milliseconds(100), top_up);
   std::vector<int> per_minute(8, 0);
   for (const FakeWorker::Started& st : worker->started()) {
     const int64_t m = absl::ToInt64Minutes(st.at - kT0);
