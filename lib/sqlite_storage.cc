@@ -24,6 +24,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/utility/utility.h"
 #include "fmt/core.h"
+#include "lib/sqlite_status.h"
 #include "txfn/internal/mutex.h"
 #include "txfn/internal/status_macros.h"
 #include "txfn/internal/strings.h"
@@ -164,28 +165,13 @@ constexpr int64_t kMinFreePagesToVacuum = 256;
 
 constexpr std::array<std::string_view, 4> kTables = {"versions", "log", "commits", "tenants"};
 
-// Maps an SQLite result code to a status code: corruption is DataLoss, a
-// value too large InvalidArgument, misuse Internal, the rest (I/O, locking,
-// a full disk, out of memory) Unavailable.
-absl::StatusCode CodeFor(int rc) {
-  switch (rc & 0xff) {
-    case SQLITE_CORRUPT:
-    case SQLITE_NOTADB:
-      return absl::StatusCode::kDataLoss;
-    case SQLITE_TOOBIG:
-      return absl::StatusCode::kInvalidArgument;
-    case SQLITE_MISUSE:
-      return absl::StatusCode::kInternal;
-    default:
-      return absl::StatusCode::kUnavailable;
-  }
-}
-
+// An error status for SQLite result `rc`, its code by internal::SqliteStatusCode.
 absl::Status SqliteError(int rc, sqlite3* db, std::string_view path, std::string_view context) {
   const char* msg = db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
   return absl::Status(
-      CodeFor(rc), internal::ToAbsl(fmt::format("SqliteStorage '{}': {}: {} (sqlite error {}: {})",
-                                                path, context, msg, rc, sqlite3_errstr(rc))));
+      internal::SqliteStatusCode(rc),
+      internal::ToAbsl(fmt::format("SqliteStorage '{}': {}: {} (sqlite error {}: {})", path,
+                                   context, msg, rc, sqlite3_errstr(rc))));
 }
 
 // A cached statement borrowed for one use: bound, stepped, then reset (which

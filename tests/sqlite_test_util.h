@@ -3,40 +3,16 @@
 #ifndef TXFN_TESTS_SQLITE_TEST_UTIL_H_
 #define TXFN_TESTS_SQLITE_TEST_UTIL_H_
 
-#include <stdlib.h>
-
-#include <filesystem>
 #include <memory>
 #include <string>
 #include <utility>
 
 #include "gtest/gtest.h"
+#include "temp_dir.h"
 #include "txfn/sqlite_storage.h"
 #include "txfn/storage_wrapper.h"
 
 namespace txfn::testing_util {
-
-// A fresh directory under the test temp dir, removed (recursively) on destruction.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = ::testing::TempDir() + "txfn_sqlite_XXXXXX";
-    if (mkdtemp(pattern.data()) == nullptr) ADD_FAILURE() << "mkdtemp(" << pattern << ") failed";
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  const std::string& path() const { return path_; }
-  std::string File(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
 
 // A SqliteStorage on a file in its own TempDir, removed with it.
 class TempSqliteStorage final : public StorageWrapper {

@@ -3,9 +3,12 @@
 #include <cstdio>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "txfn/async_lru_cache.h"
+#include "txfn/call_scheduler.h"
 #include "txfn/committer.h"
+#include "txfn/in_memory_queue.h"
 #include "txfn/in_memory_storage.h"
 #include "txfn/rendezvous_router.h"
 #include "txfn/transaction.h"
@@ -54,6 +57,31 @@ int main() {
   auto first = router.Acquire("tenant-a");
   auto again = router.Acquire("tenant-a");
   if (!first.ok() || !again.ok() || first->node() != again->node()) return Fail("router");
+
+  // txfn::queue: a queued call reaches a worker and is acked.
+  txfn::VirtualClock clock;
+  txfn::InMemoryQueue queue;
+  txfn::Call call{.id = txfn::CallIdGenerator(1).Next(),
+                  .tenant = "consumer",
+                  .function = "jobs:run",
+                  .start_after = clock.Now(),
+                  .deadline = clock.Now() + absl::Hours(1)};
+  if (!queue.Enqueue({&call, 1}).ok()) return Fail("Enqueue");
+  struct Inline final : txfn::Worker {
+    int runs = 0;
+    void Run(const txfn::Call&, Done done) override {
+      ++runs;
+      std::move(done)(txfn::CallOutcome::Ok());
+    }
+  };
+  auto worker = std::make_shared<Inline>();
+  auto scheduler = txfn::CallScheduler::Create({.queue = &queue, .clock = &clock});
+  if (!scheduler.ok() || !(*scheduler)->AddWorker("w", worker, 1).ok()) return Fail("scheduler");
+  for (int i = 0; i < 3; ++i) {
+    clock.Advance(absl::Milliseconds(10));
+    (*scheduler)->Tick();
+  }
+  if (worker->runs != 1 || (*scheduler)->stats().acked != 1) return Fail("queue");
 
   std::printf("txfn consumer ok\n");
   return 0;

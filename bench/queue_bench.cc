@@ -1,0 +1,362 @@
+// The queue side's throughput, each against a baseline in the same run.
+//
+//   BM_QueueEnqueueLeaseAck/storage:memory, /storage:sqlite
+//       no-op calls through DurableQueue: Enqueue in batches of 256 (the
+//       scheduler's default lease batch), Lease in batches of 256, Ack in
+//       batches (one Settle); counter jobs_per_s (wall clock).
+//       SQLite with its default synchronous=FULL.
+//   BM_NaiveSqliteQueue
+//       the baseline: one SQLite transaction per job (insert; select the
+//       oldest due; delete), synchronous=FULL, on the same disk.
+//   BM_CallSchedulerDispatch
+//       calls/s through the CallScheduler's FuncBuffers, RunQ and limiters
+//       (reserved quota, concurrency limit, one downstream's AIMD limiter),
+//       InMemoryQueue, 1,000 functions, a worker that finishes each call
+//       inline; one thread. Includes enqueueing the calls. calls_per_s is
+//       wall time; calls_per_cpu_s is per CPU-second of the benchmark's one
+//       thread (the "one core" figure when other processes share the cores).
+//   BM_QueueOnlyDispatch
+//       its baseline: the same calls through the same queue with no
+//       scheduler (enqueue, lease, ack), so the ratio is the scheduler's cost.
+//   BM_TokenBucketAcquire, BM_AimdLimiterUpdate
+//       ns per operation, against BM_MutexCounter (a mutex-guarded counter:
+//       the floor of any shared admission check).
+//
+// After the table the binary prints each ratio. SQLite files live in a fresh
+// directory under $TMPDIR (default /tmp): FULL's cost is that disk's fsync.
+#include <sqlite3.h>
+#include <stdlib.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "benchmark/benchmark.h"
+#include "fmt/core.h"
+#include "txfn/call_scheduler.h"
+#include "txfn/clock.h"
+#include "txfn/in_memory_queue.h"
+#include "txfn/limiters.h"
+#include "txfn/sqlite_queue.h"
+
+namespace txfn {
+namespace {
+
+const absl::Time kT0 = absl::FromUnixSeconds(1'700'000'000);
+constexpr int kBatch = 256;
+
+class TempDir {
+ public:
+  TempDir() {
+    const char* tmp = getenv("TMPDIR");
+    std::string pattern = fmt::format("{}/txfn_queue_bench_XXXXXX", tmp != nullptr ? tmp : "/tmp");
+    if (mkdtemp(pattern.data()) != nullptr) path_ = pattern;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
+  }
+  std::string File(const char* name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+std::vector<Call> NoOpCalls(CallIdGenerator& ids, int n, int functions, absl::Time start) {
+  std::vector<Call> calls(n);
+  for (int i = 0; i < n; ++i) {
+    Call& c = calls[i];
+    c.id = ids.Next();
+    c.tenant = "bench";
+    c.function = fmt::format("fn{}", i % functions);
+    c.start_after = start;
+    c.deadline = start + absl::Hours(1);
+  }
+  return calls;
+}
+
+double Seconds(std::chrono::steady_clock::time_point since) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
+}
+
+void BM_QueueEnqueueLeaseAck(benchmark::State& state, bool sqlite) {
+  TempDir dir;
+  std::unique_ptr<DurableQueue> queue;
+  if (!sqlite) {
+    queue = std::make_unique<InMemoryQueue>();
+  } else {
+    auto q = SqliteQueue::Open(dir.File("queue.db"));  // synchronous=FULL
+    if (!q.ok()) {
+      state.SkipWithError(std::string(q.status().message()).c_str());
+      return;
+    }
+    queue = *std::move(q);
+  }
+  CallIdGenerator ids(1);
+  int64_t jobs = 0;
+  const auto start = std::chrono::steady_clock::now();
+  for (auto _ : state) {
+    state.PauseTiming();
+    std::vector<Call> calls = NoOpCalls(ids, kBatch, 10, kT0);
+    state.ResumeTiming();
+    if (!queue->Enqueue(calls).ok()) state.SkipWithError("Enqueue failed");
+    auto leased = queue->Lease({.shard = 0, .now = kT0, .max = kBatch});
+    if (!leased.ok() || leased->size() != kBatch) state.SkipWithError("Lease failed");
+    std::vector<Settlement> acks;
+    acks.reserve(leased->size());
+    for (const LeasedCall& l : *leased) acks.push_back(Settlement::Ack(l.token));
+    auto r = queue->Settle(acks, kT0);
+    if (!r.ok()) state.SkipWithError("Settle failed");
+    jobs += kBatch;
+  }
+  state.counters["jobs_per_s"] = benchmark::Counter(static_cast<double>(jobs) / Seconds(start));
+}
+// Registered in main() under the names "/storage:memory" and "/storage:sqlite".
+
+// One SQLite transaction per job: insert it; select the oldest due job;
+// delete that one. What a queue built on a database without batching does.
+void BM_NaiveSqliteQueue(benchmark::State& state) {
+  TempDir dir;
+  sqlite3* db = nullptr;
+  const std::string path = dir.File("naive.db");
+  if (sqlite3_open(path.c_str(), &db) != SQLITE_OK) {
+    state.SkipWithError("open failed");
+    return;
+  }
+  sqlite3_exec(db,
+               "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
+               "CREATE TABLE jobs (id INTEGER PRIMARY KEY, run_at INTEGER NOT NULL, "
+               "payload BLOB NOT NULL);"
+               "CREATE INDEX jobs_run_at ON jobs (run_at, id);",
+               nullptr, nullptr, nullptr);
+  sqlite3_stmt *begin, *insert, *select, *del, *commit;
+  sqlite3_prepare_v2(db, "BEGIN IMMEDIATE", -1, &begin, nullptr);
+  sqlite3_prepare_v2(db, "INSERT INTO jobs (run_at, payload) VALUES (?1, ?2)", -1, &insert,
+                     nullptr);
+  sqlite3_prepare_v2(db,
+                     "SELECT id, payload FROM jobs WHERE run_at <= ?1 ORDER BY run_at, id LIMIT 1",
+                     -1, &select, nullptr);
+  sqlite3_prepare_v2(db, "DELETE FROM jobs WHERE id = ?1", -1, &del, nullptr);
+  sqlite3_prepare_v2(db, "COMMIT", -1, &commit, nullptr);
+  CallIdGenerator ids(2);
+  const int64_t now = absl::ToUnixNanos(kT0);
+  int64_t jobs = 0;
+  const auto start = std::chrono::steady_clock::now();
+  for (auto _ : state) {
+    // The same encoded no-op call the txfn queue stores.
+    const std::string payload = EncodeCall(NoOpCalls(ids, 1, 10, kT0)[0]);
+    bool ok = sqlite3_step(begin) == SQLITE_DONE;
+    sqlite3_reset(begin);
+    sqlite3_bind_int64(insert, 1, now);
+    sqlite3_bind_blob(insert, 2, payload.data(), static_cast<int>(payload.size()), SQLITE_STATIC);
+    ok = ok && sqlite3_step(insert) == SQLITE_DONE;
+    sqlite3_reset(insert);
+    sqlite3_bind_int64(select, 1, now);
+    ok = ok && sqlite3_step(select) == SQLITE_ROW;
+    const int64_t id = sqlite3_column_int64(select, 0);
+    benchmark::DoNotOptimize(sqlite3_column_blob(select, 1));
+    sqlite3_reset(select);
+    sqlite3_bind_int64(del, 1, id);
+    ok = ok && sqlite3_step(del) == SQLITE_DONE;
+    sqlite3_reset(del);
+    ok = ok && sqlite3_step(commit) == SQLITE_DONE;
+    sqlite3_reset(commit);
+    if (!ok) state.SkipWithError(sqlite3_errmsg(db));
+    ++jobs;
+  }
+  state.counters["jobs_per_s"] = benchmark::Counter(static_cast<double>(jobs) / Seconds(start));
+  for (sqlite3_stmt* s : {begin, insert, select, del, commit}) sqlite3_finalize(s);
+  sqlite3_close(db);
+}
+BENCHMARK(BM_NaiveSqliteQueue);
+
+// A worker that finishes every call at once.
+class NoOpWorker final : public Worker {
+ public:
+  void Run(const Call& call, Done done) override { std::move(done)(CallOutcome::Ok()); }
+};
+
+constexpr int kFunctions = 1000;
+constexpr int kRound = 2000;  // calls per iteration
+
+void BM_CallSchedulerDispatch(benchmark::State& state) {
+  VirtualClock clock(kT0);
+  InMemoryQueue queue;
+  SchedulerConfig config{.version = 1};
+  config.default_function = {
+      .reserved_cpu_quota = 1e9, .concurrency_limit = 1'000'000, .downstreams = {"db"}};
+  config.default_downstream = {.slow_start_calls = 1e11, .max_calls_per_window = 1e12};
+  auto scheduler = CallScheduler::Create({.queue = &queue,
+                                          .clock = &clock,
+                                          .lease_batch = 1024,
+                                          .max_buffered = 4096,
+                                          .run_queue_target = 2048,
+                                          .poll_interval = absl::Milliseconds(1),
+                                          .config = config});
+  if (!scheduler.ok()) {
+    state.SkipWithError(std::string(scheduler.status().message()).c_str());
+    return;
+  }
+  CallScheduler& s = **scheduler;
+  (void)s.AddWorker("w", std::make_shared<NoOpWorker>(), 4096);
+  CallIdGenerator ids(3);
+  uint64_t target = 0;
+  int64_t calls = 0;
+  const auto start = std::chrono::steady_clock::now();
+  for (auto _ : state) {
+    std::vector<Call> batch = NoOpCalls(ids, kRound, kFunctions, clock.Now());
+    for (size_t i = 0; i < batch.size(); i += 500) {
+      const size_t end = std::min(batch.size(), i + 500);
+      (void)queue.Enqueue(absl::MakeConstSpan(batch.data() + i, end - i));
+    }
+    target += kRound;
+    while (s.stats().acked < target) {
+      clock.Advance(absl::Milliseconds(1));
+      s.Tick();
+    }
+    calls += kRound;
+  }
+  state.counters["calls_per_s"] = benchmark::Counter(static_cast<double>(calls) / Seconds(start));
+  state.counters["calls_per_cpu_s"] =
+      benchmark::Counter(static_cast<double>(calls), benchmark::Counter::kIsRate);
+  state.counters["functions"] = kFunctions;
+}
+BENCHMARK(BM_CallSchedulerDispatch);
+
+void BM_QueueOnlyDispatch(benchmark::State& state) {
+  InMemoryQueue queue;
+  CallIdGenerator ids(3);
+  int64_t calls = 0;
+  const auto start = std::chrono::steady_clock::now();
+  for (auto _ : state) {
+    std::vector<Call> batch = NoOpCalls(ids, kRound, kFunctions, kT0);
+    for (size_t i = 0; i < batch.size(); i += 500) {
+      const size_t end = std::min(batch.size(), i + 500);
+      (void)queue.Enqueue(absl::MakeConstSpan(batch.data() + i, end - i));
+    }
+    size_t done = 0;
+    while (done < kRound) {
+      auto leased = queue.Lease({.shard = 0, .now = kT0, .max = 1024});
+      if (!leased.ok()) break;
+      std::vector<Settlement> acks;
+      acks.reserve(leased->size());
+      for (const LeasedCall& l : *leased) acks.push_back(Settlement::Ack(l.token));
+      (void)queue.Settle(acks, kT0);
+      done += leased->size();
+    }
+    calls += kRound;
+  }
+  state.counters["calls_per_s"] = benchmark::Counter(static_cast<double>(calls) / Seconds(start));
+  state.counters["calls_per_cpu_s"] =
+      benchmark::Counter(static_cast<double>(calls), benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_QueueOnlyDispatch);
+
+void BM_TokenBucketAcquire(benchmark::State& state) {
+  auto bucket = TokenBucket::Create(1e6, 100, kT0);
+  absl::Time now = kT0;
+  int64_t admitted = 0;
+  for (auto _ : state) {
+    now += absl::Nanoseconds(500);  // time moves: every call refills
+    admitted += bucket->TryAcquire(now) ? 1 : 0;
+  }
+  benchmark::DoNotOptimize(admitted);
+  state.counters["admitted_share"] =
+      benchmark::Counter(static_cast<double>(admitted) / static_cast<double>(state.iterations()));
+}
+BENCHMARK(BM_TokenBucketAcquire);
+
+void BM_AimdLimiterUpdate(benchmark::State& state) {
+  AimdOptions options{.window = absl::Milliseconds(10)};
+  auto aimd = AimdLimiter::Create(options, kT0);
+  absl::Time now = kT0;
+  uint64_t i = 0;
+  for (auto _ : state) {
+    now += absl::Nanoseconds(200);  // a window closes every 50,000 operations
+    if (aimd->TryAcquire(now)) aimd->Release();
+    if ((++i & 1023) == 0) aimd->RecordBackPressure(now);
+  }
+  state.counters["decreases"] = static_cast<double>(aimd->decreases());
+}
+BENCHMARK(BM_AimdLimiterUpdate);
+
+void BM_MutexCounter(benchmark::State& state) {
+  std::mutex mu;
+  int64_t n = 0;
+  for (auto _ : state) {
+    std::lock_guard<std::mutex> lock(mu);
+    benchmark::DoNotOptimize(++n);
+  }
+}
+BENCHMARK(BM_MutexCounter);
+
+// The console table, then the ratios against the baselines.
+class RatioReporter : public benchmark::ConsoleReporter {
+ public:
+  RatioReporter() : ConsoleReporter(OO_None) {}
+
+  void ReportRuns(const std::vector<Run>& runs) override {
+    for (const Run& run : runs) {
+      if (run.run_type != Run::RT_Iteration) continue;
+      const std::string name = run.benchmark_name();
+      for (const char* c : {"jobs_per_s", "calls_per_s", "calls_per_cpu_s"}) {
+        auto it = run.counters.find(c);
+        if (it != run.counters.end()) rate_[name + "|" + c] = it->second.value;
+      }
+      ns_[name] = run.GetAdjustedCPUTime();
+    }
+    ConsoleReporter::ReportRuns(runs);
+  }
+
+  void Finalize() override {
+    ConsoleReporter::Finalize();
+    std::ostream& out = GetOutputStream();
+    auto ratio = [&](const std::string& a, const std::string& b, const std::string& counter,
+                     const char* note) {
+      const std::string ka = a + "|" + counter, kb = b + "|" + counter;
+      if (rate_.count(ka) && rate_.count(kb) && rate_[kb] > 0) {
+        out << a << " / " << b << " (" << counter << note << "): " << rate_[ka] / rate_[kb]
+            << "x\n";
+      }
+    };
+    ratio("BM_QueueEnqueueLeaseAck/storage:sqlite", "BM_NaiveSqliteQueue", "jobs_per_s",
+          "; goal >= 20");
+    ratio("BM_QueueEnqueueLeaseAck/storage:memory", "BM_NaiveSqliteQueue", "jobs_per_s", "");
+    ratio("BM_CallSchedulerDispatch", "BM_QueueOnlyDispatch", "calls_per_s", "");
+    ratio("BM_CallSchedulerDispatch", "BM_QueueOnlyDispatch", "calls_per_cpu_s", "");
+    if (rate_.count("BM_CallSchedulerDispatch|calls_per_cpu_s")) {
+      out << "BM_CallSchedulerDispatch calls per CPU-second (goal >= 500k on one core): "
+          << rate_["BM_CallSchedulerDispatch|calls_per_cpu_s"] << "\n";
+    }
+    for (const char* n : {"BM_TokenBucketAcquire", "BM_AimdLimiterUpdate"}) {
+      if (ns_.count(n) && ns_.count("BM_MutexCounter") && ns_["BM_MutexCounter"] > 0) {
+        out << n << " / BM_MutexCounter (ns per op): " << ns_[n] / ns_["BM_MutexCounter"] << "x\n";
+      }
+    }
+  }
+
+ private:
+  std::map<std::string, double> rate_;
+  std::map<std::string, double> ns_;
+};
+
+}  // namespace
+}  // namespace txfn
+
+int main(int argc, char** argv) {
+  benchmark::RegisterBenchmark("BM_QueueEnqueueLeaseAck/storage:memory",
+                               txfn::BM_QueueEnqueueLeaseAck, false);
+  benchmark::RegisterBenchmark("BM_QueueEnqueueLeaseAck/storage:sqlite",
+                               txfn::BM_QueueEnqueueLeaseAck, true);
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  txfn::RatioReporter reporter;
+  benchmark::RunSpecifiedBenchmarks(&reporter);
+  benchmark::Shutdown();
+  return 0;
+}

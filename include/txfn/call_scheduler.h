@@ -1,0 +1,330 @@
+// txfn/call_scheduler.h — moves due calls from the durable queue to workers,
+// in order of importance, within quotas and limits (XFaaS's scheduler).
+//
+// Each Tick():
+//   1. settles the calls that finished since the last tick, one Settle per
+//      shard: ok -> ACK (and the spilled arguments are deleted); retryable
+//      error or back-pressure -> NACK with the call's backoff (the queue
+//      dead-letters it when its attempts are used up, and so does the
+//      scheduler when the retry would start after the deadline); permanent
+//      error -> dead letter;
+//   2. moves calls from the per-function FuncBuffers (ordered by criticality,
+//      then deadline) to the RunQ, each admitted only when its function's
+//      limits allow: the concurrency limit, every downstream's AIMD limiter,
+//      and its quota — reserved (a token bucket at RPS = CPU quota / measured
+//      average CPU per call) or opportunistic (r0 * S, S set by the
+//      UtilizationController; an opportunistic call whose deadline is near is
+//      admitted regardless, so time-shifting never makes it late);
+//   3. dispatches RunQ calls to workers of the function's locality group,
+//      picking a worker by power-of-two choices or bounded-load rendezvous;
+//      a buffer blocked by its quota or a limit keeps only what it can run
+//      soon and releases the rest to the queue (time-shifting them there);
+//   4. leases more due calls from its shards — only while the buffers and the
+//      RunQ are under their bounds. A RunQ over its target stops the moves
+//      and backs off the polling, so a spike's backlog stays in the durable
+//      queue and the scheduler's memory stays bounded;
+//   5. extends the leases of calls it holds before they expire.
+//
+//   txfn::CallScheduler::Options options{.queue = &queue, .clock = &clock};
+//   auto scheduler = *txfn::CallScheduler::Create(options);
+//   (void)scheduler->AddWorker("w1", worker, /*slots=*/8);
+//   for (;;) { absl::Time next = scheduler->Tick(); /* wait until next or a wake-up */ }
+//
+// Workers are asynchronous: Worker::Run starts a call and calls `done` once,
+// from any thread, when it finished. The scheduler never sleeps and reads
+// time only from its Clock, so a simulator drives it on a VirtualClock and
+// the same seed gives the same run.
+//
+// Config (quotas, limits, downstreams, locality groups) comes as versioned
+// SchedulerConfig snapshots: ApplyConfig, or a config_source polled on Tick.
+// An invalid or older config is refused and the one in force kept; a source
+// that fails (the controller is gone) changes nothing: the scheduler keeps
+// running on its last good config.
+//
+// Thread safety: every method may be called from any thread; Tick must not
+// run concurrently with itself (callers serialise it). Worker callbacks may
+// run on any thread at any time, also after the scheduler is gone (they then
+// do nothing). Worker::Run is called with the scheduler's lock held: it must
+// not block or call back into the scheduler (calling `done` inline is fine).
+#ifndef TXFN_CALL_SCHEDULER_H_
+#define TXFN_CALL_SCHEDULER_H_
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <limits>
+#include <map>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "txfn/blob_store.h"
+#include "txfn/call.h"
+#include "txfn/clock.h"
+#include "txfn/durable_queue.h"
+#include "txfn/internal/mutex.h"
+#include "txfn/limiters.h"
+#include "txfn/locality_groups.h"
+#include "txfn/utilization_controller.h"
+
+namespace txfn {
+
+// How a call ended, as a worker reports it.
+struct CallOutcome {
+  enum class Kind : uint8_t {
+    kOk,            // ACK
+    kRetryable,     // NACK with backoff
+    kBackPressure,  // a downstream pushed back: its AIMD limiter slows, NACK with backoff
+    kPermanent,     // dead letter
+  };
+  Kind kind = Kind::kOk;
+  absl::Status status;     // why, for the failures
+  std::string downstream;  // kBackPressure: the downstream's name
+  absl::Duration cpu;      // CPU the call used (feeds the reserved quota's RPS); 0: unknown
+  std::optional<absl::Duration> retry_after;  // overrides the retry policy's backoff
+
+  static CallOutcome Ok(absl::Duration cpu = absl::ZeroDuration()) {
+    return {Kind::kOk, absl::OkStatus(), {}, cpu, std::nullopt};
+  }
+  static CallOutcome Retryable(absl::Status s) {
+    return {Kind::kRetryable, std::move(s), {}, absl::ZeroDuration(), std::nullopt};
+  }
+  static CallOutcome BackPressure(std::string downstream, absl::Status s) {
+    return {Kind::kBackPressure, std::move(s), std::move(downstream), absl::ZeroDuration(),
+            std::nullopt};
+  }
+  static CallOutcome Permanent(absl::Status s) {
+    return {Kind::kPermanent, std::move(s), {}, absl::ZeroDuration(), std::nullopt};
+  }
+};
+
+// Runs calls. Implementations: the engine's runner (next issue), the
+// simulator's model workers, test fakes.
+class Worker {
+ public:
+  using Done = absl::AnyInvocable<void(CallOutcome) &&>;
+  virtual ~Worker() = default;
+  // Starts `call` (its arguments loaded, never spilled). Must call `done`
+  // exactly once, from any thread, possibly before Run returns. Must not
+  // block (see the file comment).
+  virtual void Run(const Call& call, Done done) = 0;
+};
+
+// One function's quotas and limits.
+struct FunctionConfig {
+  // Reserved quota in CPU-seconds per second; its rate limit is this divided
+  // by the measured average CPU per call. Infinity: unlimited.
+  double reserved_cpu_quota = std::numeric_limits<double>::infinity();
+  // Opportunistic calls per second at S = 1 (r0). Infinity: unlimited.
+  double opportunistic_rate = std::numeric_limits<double>::infinity();
+  // Calls of the function running at once.
+  int64_t concurrency_limit = std::numeric_limits<int64_t>::max();
+  // Downstream services it calls; each one's AIMD limiter must admit a call.
+  std::vector<std::string> downstreams;
+  // CPU per call assumed until measured.
+  absl::Duration initial_cost = absl::Milliseconds(10);
+};
+
+// A versioned snapshot from the controllers.
+struct SchedulerConfig {
+  uint64_t version = 0;
+  FunctionConfig default_function;                             // functions without an entry
+  absl::flat_hash_map<std::string, FunctionConfig> functions;  // by function name
+  AimdOptions default_downstream;                              // downstreams without an entry
+  absl::flat_hash_map<std::string, AimdOptions> downstreams;   // by downstream name
+  // Locality groups: which group runs which function. Empty groups: one group
+  // of every worker. Workers name their group in AddWorker.
+  LocalityPlan locality;
+};
+
+// Checks names, rates, limits and AIMD options. InvalidArgument naming the
+// entry and field.
+[[nodiscard]] absl::Status ValidateSchedulerConfig(const SchedulerConfig& config);
+
+struct SchedulerStats {
+  uint64_t leased = 0;      // calls taken from the queue
+  uint64_t dispatched = 0;  // calls given to workers
+  uint64_t acked = 0;
+  uint64_t nacked = 0;
+  uint64_t dead_lettered = 0;   // by the scheduler (permanent, deadline)
+  uint64_t released = 0;        // buffered calls given back unstarted (time-shifted, drained)
+  uint64_t back_pressure = 0;   // outcomes
+  uint64_t settle_refused = 0;  // settlements the queue refused (stale leases)
+  uint64_t queue_errors = 0;    // Lease/Settle/Extend calls that failed
+  uint64_t lost_leases = 0;     // buffered calls dropped because their lease could not be extended
+  uint64_t promoted = 0;        // opportunistic calls admitted for their near deadline
+  uint64_t polls = 0;
+  uint64_t polls_skipped = 0;  // by flow control
+  size_t buffered = 0;         // in FuncBuffers now
+  size_t run_queue = 0;        // in the RunQ now
+  size_t in_flight = 0;        // running on workers now
+  size_t max_buffered = 0;     // the largest seen
+  size_t max_run_queue = 0;
+  size_t worker_slots = 0;
+  double opportunistic_share = 1;  // S
+  uint64_t config_version = 0;
+  uint64_t config_failures = 0;
+};
+
+class CallScheduler {
+ public:
+  enum class WorkerPick { kPowerOfTwoChoices, kRendezvous };
+
+  struct Options {
+    DurableQueue* queue = nullptr;  // required, outlives the scheduler
+    const Clock* clock = nullptr;   // required, outlives the scheduler
+    BlobStore* blobs = nullptr;     // where spilled arguments are; null: none are
+    // The shards to poll; empty = all of the queue's.
+    std::vector<int> shards;
+    absl::Duration lease_duration = absl::Seconds(60);
+    size_t lease_batch = 256;  // calls per Lease
+    // Flow control: the most calls held in FuncBuffers, and the RunQ's target.
+    size_t max_buffered = 4096;
+    size_t run_queue_target = 512;
+    // Polling: every poll_interval while there is room; doubled (up to
+    // max_poll_interval) while the RunQ is at its target or a poll came back empty.
+    absl::Duration poll_interval = absl::Milliseconds(10);
+    absl::Duration max_poll_interval = absl::Seconds(1);
+    // An opportunistic call is admitted regardless of S once its deadline is
+    // this close (plus its function's average cost).
+    absl::Duration opportunistic_deadline_slack = absl::Minutes(5);
+    // A buffer blocked by a limit keeps at most max_buffered_per_function
+    // calls (blocked by its quota: what the quota admits in release_delay)
+    // and releases the rest to the queue, due again after release_delay (an
+    // opportunistic call no later than its deadline minus the slack). The
+    // release does not count as an attempt. So time-shifted work waits in the
+    // durable queue, and a blocked function cannot fill the buffers that
+    // other functions' calls need.
+    size_t max_buffered_per_function = 256;
+    absl::Duration release_delay = absl::Seconds(10);
+    // The reserved quota's burst, in seconds of its rate.
+    absl::Duration quota_burst = absl::Seconds(1);
+    WorkerPick worker_pick = WorkerPick::kPowerOfTwoChoices;
+    uint64_t seed = 1;  // for power-of-two choices
+    SchedulerConfig config;
+    std::function<absl::StatusOr<SchedulerConfig>()> config_source;
+    absl::Duration config_poll_interval = absl::Seconds(10);
+    UtilizationControllerOptions utilization;
+    // Called (from any thread, without the scheduler's lock) when a worker
+    // finished a call, so a host can Tick early. May be empty.
+    std::function<void()> wakeup;
+  };
+
+  // InvalidArgument for a missing queue or clock, a shard out of range, a
+  // zero bound or batch, non-positive durations, bad utilization options or
+  // an invalid initial config.
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<CallScheduler>> Create(Options options);
+  // Calls still running finish into nothing: their leases expire and the
+  // queue hands them out again (at-least-once). Call Drain() first for a
+  // graceful stop.
+  ~CallScheduler();
+  CallScheduler(const CallScheduler&) = delete;
+  CallScheduler& operator=(const CallScheduler&) = delete;
+
+  // Adds a worker with `slots` concurrent calls, in locality group `group`
+  // ("" = the default group). InvalidArgument: null worker, slots < 1, empty
+  // id; AlreadyExists: the id is taken.
+  [[nodiscard]] absl::Status AddWorker(std::string id, std::shared_ptr<Worker> worker, int slots,
+                                       const std::string& group = "");
+  // No more calls go to the worker; its running calls still settle. NotFound.
+  [[nodiscard]] absl::Status RemoveWorker(std::string_view id);
+
+  // One round of the loop above. Returns when the scheduler wants the next
+  // Tick (sooner is always fine; a finished call also warrants one).
+  absl::Time Tick();
+
+  // Stops polling and NACKs every buffered and queued call (due at once, for
+  // another scheduler); running calls still settle on later Ticks.
+  void Drain();
+
+  // A utilization sample of the workers (busy / capacity, in [0, 1]); moves
+  // the opportunistic share S.
+  void ReportUtilization(double utilization);
+  // Sets S directly (a central controller's value), clamped to [0, 1].
+  void SetOpportunisticShare(double share);
+
+  // See SchedulerConfig / the file comment. FailedPrecondition for a version
+  // not newer than the one in force; InvalidArgument for an invalid config.
+  [[nodiscard]] absl::Status ApplyConfig(const SchedulerConfig& config);
+
+  [[nodiscard]] SchedulerStats stats() const;
+  // The AIMD limit of a downstream in calls per second (nullopt before its
+  // first use).
+  [[nodiscard]] std::optional<double> DownstreamRate(std::string_view downstream) const;
+
+ private:
+  struct Held;
+  struct FunctionState;
+  struct Downstream;
+  struct WorkerSlot;
+  struct Group;
+  class Sink;
+
+  explicit CallScheduler(Options options);
+
+  void ProcessCompletions(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Move(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Dispatch(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Poll(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ExtendLeases(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void MaybePollConfig(absl::Time now);
+  void InstallConfig(const SchedulerConfig& config, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  FunctionState& StateFor(const std::string& function, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  Downstream& DownstreamFor(const std::string& name, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  enum class Admission { kAdmitted, kBlockedByLimit, kBlockedByQuota };
+  // Takes the limits `held` needs (all or none) if they allow.
+  Admission Admit(FunctionState& fs, Held& held, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A blocked buffer keeps what it can run soon and releases the rest.
+  void ReleaseExcess(FunctionState& fs, int quota, Admission why, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  int GroupIndex(const std::string& name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Settle(Held& held, Settlement settlement) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FlushSettlements(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Forget(const CallId& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ApplyShare(double share, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const Options options_;
+  std::shared_ptr<Sink> sink_;  // completions from workers; outlives us if they do
+
+  mutable internal::Mutex mu_;
+  SchedulerConfig config_ ABSL_GUARDED_BY(mu_);
+  UtilizationController utilization_ ABSL_GUARDED_BY(mu_);
+  double share_ ABSL_GUARDED_BY(mu_) = 1;
+  std::vector<int> shards_;  // polled, fixed at creation
+  size_t next_shard_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Time next_poll_ ABSL_GUARDED_BY(mu_);
+  absl::Duration poll_backoff_ ABSL_GUARDED_BY(mu_);
+  absl::Time next_extend_ ABSL_GUARDED_BY(mu_);
+  absl::Time next_config_poll_ ABSL_GUARDED_BY(mu_);
+  bool draining_ ABSL_GUARDED_BY(mu_) = false;
+
+  // Every call the scheduler holds a lease on, by id.
+  absl::flat_hash_map<CallId, std::unique_ptr<Held>> held_ ABSL_GUARDED_BY(mu_);
+  // Function states in creation order (a deterministic iteration order).
+  std::vector<std::unique_ptr<FunctionState>> functions_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, FunctionState*> function_index_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::unique_ptr<Downstream>> downstreams_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, Downstream*> downstream_index_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::unique_ptr<Group>> groups_ ABSL_GUARDED_BY(mu_);  // [0] = the default ""
+  std::vector<std::unique_ptr<WorkerSlot>> workers_ ABSL_GUARDED_BY(mu_);
+  std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
+  // Settlements gathered during a tick, per shard.
+  std::map<int, std::vector<std::pair<Settlement, Held*>>> settle_ ABSL_GUARDED_BY(mu_);
+  SchedulerStats stats_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace txfn
+
+#endif  // TXFN_CALL_SCHEDULER_H_

@@ -1,0 +1,233 @@
+// txfn/durable_queue.h — the pluggable store of pending function calls
+// (XFaaS's DurableQ).
+//
+// A DurableQueue keeps Calls until they have run. Its calls are spread over
+// `shard_count()` shards by id; schedulers lease due calls shard by shard.
+//
+//   Enqueue(batch)   atomically stores a batch of calls (ids already present
+//                    are skipped, so a retried Enqueue is exact).
+//   Lease(request)   hands out up to `max` due calls of one shard
+//                    (start_after <= now), longest due first, each exclusive
+//                    to the caller until its lease ends. Every lease carries a
+//                    fresh token.
+//   Settle(batch)    ends leases: kAck deletes the call; kNack makes it due
+//                    again at `retry_at`; kRelease too, for a call that was
+//                    not started (the delivery does not count as an attempt:
+//                    a scheduler time-shifts work back into the queue);
+//                    kDeadLetter moves it to the dead-letter set. A token that is not the call's
+//                    current, unexpired lease is refused (FailedPrecondition): a late ACK of an
+//                    expired lease cannot delete a call another scheduler now
+//                    owns.
+//   Extend(batch)    heartbeats: moves unexpired leases' expiry forward.
+//   expiry           a lease not settled or extended by its expiry ends by
+//                    itself: the call is due again (at-least-once delivery).
+//
+// Attempts. `Call::attempt` as returned by Lease counts the deliveries before
+// this one (0 the first time). A call whose attempts are used up
+// (retry.max_attempts deliveries began) is dead-lettered instead of being
+// leased again or when NACKed; a due call past its deadline is dead-lettered
+// instead of being leased. Dead letters are listed with ListDeadLetters and
+// put back with Redrive.
+//
+//   txfn::InMemoryQueue queue;
+//   (void)queue.Enqueue({&call, 1});
+//   auto leased = queue.Lease({.shard = 0, .now = clock.Now(), .max = 64,
+//                              .lease_duration = absl::Seconds(30)});
+//   for (const txfn::LeasedCall& c : *leased) { ... run c.call ... }
+//   auto results = queue.Settle({{txfn::Settlement::Ack((*leased)[0].token)}},
+//                               clock.Now());
+//
+// Writing an adapter: subclass DurableQueue and instantiate the conformance
+// suite of <txfn/testing/durable_queue_conformance.h>; passing it is the
+// definition of a correct adapter. Adapters take `now` from the caller and
+// never read a clock.
+//
+// Thread safety: every method of every adapter may be called concurrently.
+// Errors common to all methods: InvalidArgument for bad input (nothing
+// changed), Unavailable for an I/O fault (nothing changed), DataLoss for
+// corruption met.
+#ifndef TXFN_DURABLE_QUEUE_H_
+#define TXFN_DURABLE_QUEUE_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "txfn/call.h"
+
+namespace txfn {
+
+// Identifies one lease of one call. `token` is never reused for the same call
+// (also across restarts of a durable adapter); txfn's adapters make it unique
+// queue-wide, a ShardedQueue per child.
+struct LeaseToken {
+  CallId id;
+  uint64_t token = 0;
+  friend bool operator==(const LeaseToken&, const LeaseToken&) = default;
+};
+
+// A call handed out by Lease: exclusive to the holder of `token` until
+// `expires` (unless extended or settled first).
+struct LeasedCall {
+  Call call;  // call.attempt = deliveries before this one
+  LeaseToken token;
+  absl::Time expires;
+  int shard = 0;
+};
+
+struct LeaseRequest {
+  int shard = 0;
+  // Only calls of these functions (at most 1000); empty = every function.
+  std::vector<std::string> functions;
+  absl::Time now;
+  // The most calls to hand out, 1 .. kMaxLeaseBatch.
+  size_t max = 1;
+  // How long the leases last; > 0 and <= 24 h.
+  absl::Duration lease_duration = absl::Seconds(30);
+};
+
+// How a lease ends.
+struct Settlement {
+  enum class Kind : uint8_t { kAck, kNack, kDeadLetter, kRelease };
+  Kind kind = Kind::kAck;
+  LeaseToken lease;
+  absl::Time retry_at;  // kNack, kRelease: when the call is due again
+  std::string reason;   // kDeadLetter (and kNack when it dead-letters): why; <= 1 KiB kept
+
+  static Settlement Ack(LeaseToken t) { return {Kind::kAck, t, absl::InfinitePast(), {}}; }
+  static Settlement Nack(LeaseToken t, absl::Time retry_at, std::string reason = {}) {
+    return {Kind::kNack, t, retry_at, std::move(reason)};
+  }
+  static Settlement DeadLetter(LeaseToken t, std::string reason) {
+    return {Kind::kDeadLetter, t, absl::InfinitePast(), std::move(reason)};
+  }
+  static Settlement Release(LeaseToken t, absl::Time retry_at) {
+    return {Kind::kRelease, t, retry_at, {}};
+  }
+};
+
+// A call in the dead-letter set.
+struct DeadLetter {
+  Call call;  // call.attempt = deliveries it had
+  std::string reason;
+  absl::Time at;  // when it was dead-lettered (the `now` of that operation)
+  int shard = 0;
+};
+
+// The backlog of one function (calls not dead-lettered).
+struct FunctionDepth {
+  std::string function;
+  size_t pending = 0;  // waiting: due or not yet due, not leased
+  size_t due = 0;      // of those, start_after <= now
+  size_t leased = 0;   // under an unexpired lease
+  // When the longest-waiting due, unleased call became due (see Lease);
+  // InfiniteFuture if none.
+  absl::Time oldest_due = absl::InfiniteFuture();
+  // now - oldest_due, or zero if none is due.
+  absl::Duration oldest_due_age = absl::ZeroDuration();
+};
+
+class DurableQueue {
+ public:
+  static constexpr size_t kMaxLeaseBatch = 10'000;
+  static constexpr size_t kMaxEnqueueBatch = 100'000;
+
+  virtual ~DurableQueue() = default;
+
+  // The number of shards, >= 1, fixed for the queue's life.
+  [[nodiscard]] virtual int shard_count() const = 0;
+  // The shard that holds (or will hold) call `id`, in [0, shard_count()).
+  // A pure function of the id.
+  [[nodiscard]] virtual int ShardOf(const CallId& id) const = 0;
+
+  // Stores `calls` atomically: when it returns OK every new call is durable
+  // (as durable as the adapter promises); on an error none is stored. A call
+  // whose id is already in the queue (pending, leased or dead-lettered) is
+  // skipped and the stored one is kept. Returns how many calls were new.
+  // InvalidArgument (nothing stored): a call fails ValidateCall, two calls of
+  // the batch share an id, or the batch has more than kMaxEnqueueBatch calls.
+  // `attempt` of an enqueued call is ignored (stored as 0 deliveries).
+  [[nodiscard]] virtual absl::StatusOr<size_t> Enqueue(absl::Span<const Call> calls) = 0;
+
+  // Leases up to `max` calls of `shard` that are due at `now` (and, if
+  // given, of a function in `functions`), ordered by when they became due,
+  // then by enqueue order. A call is due from its start_after, a NACKed or
+  // released one from its retry_at, one whose lease expired from the expiry
+  // (an expired lease has ended: the call is due again). Due calls whose deadline is <= now, or
+  // whose attempts are used up, are dead-lettered on the way (reason says which), not returned.
+  // InvalidArgument: shard out of range, max 0 or over kMaxLeaseBatch,
+  // lease_duration <= 0 or over 24 h, an invalid function name.
+  [[nodiscard]] virtual absl::StatusOr<std::vector<LeasedCall>> Lease(
+      const LeaseRequest& request) = 0;
+
+  // Ends the given leases at `now`, atomically as a batch (all changes made,
+  // or none on an I/O error). The result has one status per settlement, in
+  // order: OK, or FailedPrecondition when the token is not the call's current
+  // lease or the lease expired at or before `now` (nothing changed for that
+  // one), or NotFound when the call is not in the queue. A kNack whose call has
+  // used all its attempts dead-letters it ("attempts exhausted: <reason>");
+  // a kRelease never does (it gives the attempt back).
+  // InvalidArgument (nothing settled): a token appears twice, a kNack's
+  // retry_at is not finite. (A lease appearing twice: the same id and token.)
+  [[nodiscard]] virtual absl::StatusOr<std::vector<absl::Status>> Settle(
+      absl::Span<const Settlement> settlements, absl::Time now) = 0;
+
+  // Sets the expiry of each unexpired lease to now + lease_duration. One
+  // status per token, as for Settle. InvalidArgument as for Lease's duration.
+  [[nodiscard]] virtual absl::StatusOr<std::vector<absl::Status>> Extend(
+      absl::Span<const LeaseToken> leases, absl::Time now, absl::Duration lease_duration) = 0;
+
+  // Up to `limit` (1 .. kMaxLeaseBatch) dead letters with id > `after` (nil:
+  // from the start), in id order, from every shard.
+  [[nodiscard]] virtual absl::StatusOr<std::vector<DeadLetter>> ListDeadLetters(CallId after,
+                                                                                size_t limit) = 0;
+
+  // Puts dead-lettered calls back: each is due at `now` with no deliveries,
+  // and its deadline moved to now + (its original deadline - start_after)
+  // when that is later. One status per id: OK, or NotFound if it is not a
+  // dead letter.
+  [[nodiscard]] virtual absl::StatusOr<std::vector<absl::Status>> Redrive(
+      absl::Span<const CallId> ids, absl::Time now) = 0;
+
+  // The backlog per function at `now`, sorted by function name; functions
+  // with nothing pending or leased are left out.
+  [[nodiscard]] virtual absl::StatusOr<std::vector<FunctionDepth>> Depths(absl::Time now) = 0;
+
+  // Convenience wrappers over Settle for one lease (the batch outcome and the
+  // item's status folded into one).
+  [[nodiscard]] absl::Status Ack(const LeaseToken& lease, absl::Time now);
+  [[nodiscard]] absl::Status Nack(const LeaseToken& lease, absl::Time now, absl::Time retry_at,
+                                  std::string reason = {});
+  [[nodiscard]] absl::Status DeadLetterCall(const LeaseToken& lease, absl::Time now,
+                                            std::string reason);
+};
+
+// The shard of `id` among `shard_count` shards as every adapter in txfn
+// computes it (a stable mix of the id's low half; callers may rely on it
+// being a pure function). `shard_count` must be >= 1.
+[[nodiscard]] int DefaultShardOf(const CallId& id, int shard_count);
+
+// The checks of Enqueue / Lease / Settle / Extend / ListDeadLetters that need
+// no stored state, for adapter authors: call them first, before changing
+// anything.
+[[nodiscard]] absl::Status ValidateEnqueueBatch(absl::Span<const Call> calls);
+[[nodiscard]] absl::Status ValidateLeaseRequest(const LeaseRequest& request, int shard_count);
+[[nodiscard]] absl::Status ValidateSettlements(absl::Span<const Settlement> settlements);
+[[nodiscard]] absl::Status ValidateLeaseDuration(absl::Duration d);
+[[nodiscard]] absl::Status ValidateListLimit(size_t limit);
+
+// The reason texts adapters use when they dead-letter a call themselves.
+std::string DeadlineReason(absl::Time deadline, absl::Time now);
+std::string AttemptsReason(int attempts, std::string_view last_reason);
+
+}  // namespace txfn
+
+#endif  // TXFN_DURABLE_QUEUE_H_

@@ -1,0 +1,154 @@
+// The adapter-independent parts of DurableQueue; see txfn/durable_queue.h.
+#include "txfn/durable_queue.h"
+
+#include <cmath>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "txfn/internal/strings.h"
+#include "txfn/rendezvous_router.h"
+
+namespace txfn {
+namespace {
+
+using internal::StrCat;
+
+absl::Status FoldOne(absl::StatusOr<std::vector<absl::Status>> results) {
+  if (!results.ok()) return results.status();
+  if (results->size() != 1) {
+    return absl::InternalError(
+        StrCat("a DurableQueue returned ", results->size(), " results for one settlement"));
+  }
+  return (*results)[0];
+}
+
+}  // namespace
+
+absl::Status DurableQueue::Ack(const LeaseToken& lease, absl::Time now) {
+  Settlement s = Settlement::Ack(lease);
+  return FoldOne(Settle({&s, 1}, now));
+}
+
+absl::Status DurableQueue::Nack(const LeaseToken& lease, absl::Time now, absl::Time retry_at,
+                                std::string reason) {
+  Settlement s = Settlement::Nack(lease, retry_at, std::move(reason));
+  return FoldOne(Settle({&s, 1}, now));
+}
+
+absl::Status DurableQueue::DeadLetterCall(const LeaseToken& lease, absl::Time now,
+                                          std::string reason) {
+  Settlement s = Settlement::DeadLetter(lease, std::move(reason));
+  return FoldOne(Settle({&s, 1}, now));
+}
+
+int DefaultShardOf(const CallId& id, int shard_count) {
+  if (shard_count <= 1) return 0;
+  // The low half holds 62 random bits (random ids) or hash bits (derived
+  // ids); mixing makes the shard independent of ShardedQueue's choice, which
+  // uses the high half.
+  const uint64_t h = RendezvousHash::Mix64(id.lo() ^ 0x5bd1e9955bd1e995ULL);
+  return static_cast<int>(
+      (static_cast<unsigned __int128>(h) * static_cast<uint64_t>(shard_count)) >> 64);
+}
+
+absl::Status ValidateEnqueueBatch(absl::Span<const Call> calls) {
+  if (calls.size() > DurableQueue::kMaxEnqueueBatch) {
+    return absl::InvalidArgumentError(StrCat("Enqueue: a batch of ", calls.size(),
+                                             " calls is over the limit of ",
+                                             DurableQueue::kMaxEnqueueBatch));
+  }
+  absl::flat_hash_set<CallId> ids;
+  ids.reserve(calls.size());
+  for (const Call& call : calls) {
+    if (absl::Status s = ValidateCall(call); !s.ok()) {
+      return absl::InvalidArgumentError(StrCat("Enqueue: ", s.message()));
+    }
+    if (!ids.insert(call.id).second) {
+      return absl::InvalidArgumentError(
+          StrCat("Enqueue: call ", call.id.ToString(), " appears twice in the batch"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateLeaseDuration(absl::Duration d) {
+  if (d <= absl::ZeroDuration() || d > absl::Hours(24)) {
+    return absl::InvalidArgumentError(
+        StrCat("lease_duration is ", absl::FormatDuration(d), "; it must be > 0 and <= 24h"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateListLimit(size_t limit) {
+  if (limit == 0 || limit > DurableQueue::kMaxLeaseBatch) {
+    return absl::InvalidArgumentError(
+        StrCat("limit is ", limit, "; it must be between 1 and ", DurableQueue::kMaxLeaseBatch));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateLeaseRequest(const LeaseRequest& request, int shard_count) {
+  if (request.shard < 0 || request.shard >= shard_count) {
+    return absl::InvalidArgumentError(StrCat("Lease: shard ", request.shard,
+                                             " is out of range (the queue has ", shard_count,
+                                             " shards)"));
+  }
+  if (request.max == 0 || request.max > DurableQueue::kMaxLeaseBatch) {
+    return absl::InvalidArgumentError(StrCat("Lease: max is ", request.max,
+                                             "; it must be between 1 and ",
+                                             DurableQueue::kMaxLeaseBatch));
+  }
+  if (request.now == absl::InfinitePast() || request.now == absl::InfiniteFuture()) {
+    return absl::InvalidArgumentError("Lease: now is not a finite time");
+  }
+  if (absl::Status s = ValidateLeaseDuration(request.lease_duration); !s.ok()) {
+    return absl::InvalidArgumentError(StrCat("Lease: ", s.message()));
+  }
+  if (request.functions.size() > 1000) {
+    return absl::InvalidArgumentError(
+        StrCat("Lease: ", request.functions.size(), " functions; a filter names at most 1000"));
+  }
+  for (const std::string& f : request.functions) {
+    if (absl::Status s = ValidateFunctionName(f); !s.ok()) {
+      return absl::InvalidArgumentError(StrCat("Lease: ", s.message()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateSettlements(absl::Span<const Settlement> settlements) {
+  absl::flat_hash_set<std::pair<CallId, uint64_t>> leases;
+  leases.reserve(settlements.size());
+  for (const Settlement& s : settlements) {
+    if (!leases.insert({s.lease.id, s.lease.token}).second) {
+      return absl::InvalidArgumentError(StrCat("Settle: the lease token ", s.lease.token,
+                                               " of call ", s.lease.id.ToString(),
+                                               " appears twice in the batch"));
+    }
+    const auto kind = static_cast<int>(s.kind);
+    if (kind < 0 || kind > static_cast<int>(Settlement::Kind::kRelease)) {
+      return absl::InvalidArgumentError(StrCat("Settle: unknown settlement kind ", kind));
+    }
+    if ((s.kind == Settlement::Kind::kNack || s.kind == Settlement::Kind::kRelease) &&
+        (s.retry_at == absl::InfinitePast() || s.retry_at == absl::InfiniteFuture())) {
+      return absl::InvalidArgumentError(
+          StrCat("Settle: the NACK of call ", s.lease.id.ToString(), " has no finite retry_at"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::string DeadlineReason(absl::Time deadline, absl::Time now) {
+  return StrCat("deadline passed: it was ", absl::FormatTime(deadline, absl::UTCTimeZone()), ", ",
+                absl::FormatDuration(now - deadline), " before it could be delivered");
+}
+
+std::string AttemptsReason(int attempts, std::string_view last_reason) {
+  std::string out = StrCat("attempts exhausted after ", attempts, " deliveries");
+  if (!last_reason.empty()) out += StrCat(": ", last_reason);
+  return out;
+}
+
+}  // namespace txfn

@@ -1,0 +1,380 @@
+// InMemoryQueue; see txfn/in_memory_queue.h.
+#include "txfn/in_memory_queue.h"
+
+#include <algorithm>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/container/btree_set.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "txfn/internal/mutex.h"
+#include "txfn/internal/status_macros.h"
+#include "txfn/internal/strings.h"
+
+namespace txfn {
+namespace {
+
+using internal::StrCat;
+
+enum class State : uint8_t { kPending, kLeased, kDead };
+
+// A position in a due order: by time, then enqueue order.
+struct DueKey {
+  absl::Time due;
+  uint64_t seq;
+  CallId id;
+  friend bool operator<(const DueKey& a, const DueKey& b) {
+    if (a.due != b.due) return a.due < b.due;
+    return a.seq < b.seq;
+  }
+};
+
+struct LeaseKey {
+  absl::Time expires;
+  uint64_t token;
+  CallId id;
+  friend bool operator<(const LeaseKey& a, const LeaseKey& b) {
+    if (a.expires != b.expires) return a.expires < b.expires;
+    return a.token < b.token;
+  }
+};
+
+struct Entry {
+  Call call;  // call.attempt = deliveries so far
+  uint64_t seq = 0;
+  State state = State::kPending;
+  absl::Time due;  // when pending calls are due (an expired lease's call: at the expiry)
+  uint64_t token = 0;
+  absl::Time expires;
+  std::string reason;  // dead: why; otherwise the last NACK's reason
+  absl::Time dead_at;
+
+  DueKey due_key() const { return {due, seq, call.id}; }
+  LeaseKey lease_key() const { return {expires, token, call.id}; }
+};
+
+std::string Stale(const LeaseToken& t, const Entry& e, absl::Time now) {
+  std::string why;
+  if (e.state == State::kDead) {
+    why = "the call was dead-lettered";
+  } else if (e.state == State::kPending) {
+    why = "the call is not leased (its lease ended)";
+  } else if (e.token != t.token) {
+    why = StrCat("the call is now leased under token ", e.token);
+  } else {
+    why = StrCat("the lease expired at ", absl::FormatTime(e.expires, absl::UTCTimeZone()));
+  }
+  return StrCat("lease token ", t.token, " of call ", t.id.ToString(), " is stale: ", why);
+}
+
+}  // namespace
+
+struct InMemoryQueue::Shard {
+  internal::Mutex mu;
+  absl::flat_hash_map<CallId, Entry> entries ABSL_GUARDED_BY(mu);
+  absl::btree_set<DueKey> due ABSL_GUARDED_BY(mu);
+  absl::flat_hash_map<std::string, absl::btree_set<DueKey>> due_by_function ABSL_GUARDED_BY(mu);
+  absl::btree_set<LeaseKey> leases ABSL_GUARDED_BY(mu);
+  absl::btree_set<CallId> dead ABSL_GUARDED_BY(mu);
+
+  void AddDue(const Entry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    due.insert(e.due_key());
+    due_by_function[e.call.function].insert(e.due_key());
+  }
+  void RemoveDue(const Entry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    due.erase(e.due_key());
+    auto it = due_by_function.find(e.call.function);
+    if (it != due_by_function.end()) {
+      it->second.erase(e.due_key());
+      if (it->second.empty()) due_by_function.erase(it);
+    }
+  }
+  // Pending (due index) -> dead.
+  void Kill(Entry& e, std::string reason, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    if (e.state == State::kPending) RemoveDue(e);
+    if (e.state == State::kLeased) leases.erase(e.lease_key());
+    e.state = State::kDead;
+    e.reason = std::move(reason);
+    e.dead_at = now;
+    dead.insert(e.call.id);
+  }
+  // Ends every lease that expired at or before `now`: the call is due again.
+  void ReclaimExpired(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    while (!leases.empty() && leases.begin()->expires <= now) {
+      const CallId id = leases.begin()->id;
+      leases.erase(leases.begin());
+      Entry& e = entries.find(id)->second;
+      e.state = State::kPending;
+      e.due = e.expires;  // due again from the lease's expiry
+      AddDue(e);
+    }
+  }
+};
+
+InMemoryQueue::InMemoryQueue(InMemoryQueueOptions options) {
+  const int n = std::max(options.shards, 1);
+  shards_.reserve(n);
+  for (int i = 0; i < n; ++i) shards_.push_back(std::make_unique<Shard>());
+}
+
+InMemoryQueue::~InMemoryQueue() = default;
+
+absl::StatusOr<size_t> InMemoryQueue::Enqueue(absl::Span<const Call> calls) {
+  TXFN_RETURN_IF_ERROR(ValidateEnqueueBatch(calls));
+  // Group by shard, then insert shard by shard. Nothing below can fail, so
+  // the batch is all-or-nothing.
+  std::vector<std::vector<const Call*>> by_shard(shards_.size());
+  for (const Call& c : calls) by_shard[ShardOf(c.id)].push_back(&c);
+  size_t added = 0;
+  for (size_t s = 0; s < shards_.size(); ++s) {
+    if (by_shard[s].empty()) continue;
+    Shard& shard = *shards_[s];
+    const uint64_t first_seq = next_seq_.fetch_add(by_shard[s].size());
+    internal::MutexLock lock(&shard.mu);
+    uint64_t seq = first_seq;
+    for (const Call* c : by_shard[s]) {
+      auto [it, inserted] = shard.entries.try_emplace(c->id);
+      if (!inserted) continue;
+      Entry& e = it->second;
+      e.call = *c;
+      e.call.attempt = 0;
+      e.seq = seq++;
+      e.due = c->start_after;
+      shard.AddDue(e);
+      ++added;
+    }
+  }
+  return added;
+}
+
+absl::StatusOr<std::vector<LeasedCall>> InMemoryQueue::Lease(const LeaseRequest& request) {
+  TXFN_RETURN_IF_ERROR(ValidateLeaseRequest(request, shard_count()));
+  Shard& shard = *shards_[request.shard];
+  const absl::Time now = request.now;
+  std::vector<LeasedCall> out;
+  internal::MutexLock lock(&shard.mu);
+  shard.ReclaimExpired(now);
+
+  // Takes the due call at `key` if it may be delivered; dead-letters it if
+  // not. Returns false once the order reaches calls not yet due.
+  auto take = [&](const DueKey& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu) {
+    Entry& e = shard.entries.find(key.id)->second;
+    if (e.call.deadline <= now) {
+      shard.Kill(e, DeadlineReason(e.call.deadline, now), now);
+      return;
+    }
+    if (e.call.attempt >= e.call.retry.max_attempts) {
+      shard.Kill(e, AttemptsReason(e.call.attempt, e.reason), now);
+      return;
+    }
+    shard.RemoveDue(e);
+    e.state = State::kLeased;
+    e.token = next_token_.fetch_add(1, std::memory_order_relaxed);
+    e.expires = now + request.lease_duration;
+    shard.leases.insert(e.lease_key());
+    LeasedCall& lc = out.emplace_back();
+    lc.call = e.call;
+    lc.token = {e.call.id, e.token};
+    lc.expires = e.expires;
+    lc.shard = request.shard;
+    ++e.call.attempt;  // this delivery counts from now on
+  };
+
+  if (request.functions.empty()) {
+    while (out.size() < request.max && !shard.due.empty() && shard.due.begin()->due <= now) {
+      take(*shard.due.begin());
+    }
+    return out;
+  }
+  // A function filter: merge the functions' own due orders.
+  absl::flat_hash_set<std::string> seen;
+  std::vector<const absl::btree_set<DueKey>*> sets;
+  for (const std::string& f : request.functions) {
+    if (!seen.insert(f).second) continue;
+    auto it = shard.due_by_function.find(f);
+    if (it != shard.due_by_function.end()) sets.push_back(&it->second);
+  }
+  while (out.size() < request.max) {
+    const DueKey* best = nullptr;
+    for (const auto* set : sets) {
+      if (set->empty()) continue;
+      const DueKey& head = *set->begin();
+      if (head.due <= now && (best == nullptr || head < *best)) best = &head;
+    }
+    if (best == nullptr) break;
+    const DueKey key = *best;  // take() erases it from the set
+    take(key);
+    // A function's set may have been erased from due_by_function when it
+    // emptied; drop pointers to sets that no longer exist.
+    sets.clear();
+    for (const std::string& f : seen) {
+      auto it = shard.due_by_function.find(f);
+      if (it != shard.due_by_function.end()) sets.push_back(&it->second);
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<absl::Status>> InMemoryQueue::Settle(
+    absl::Span<const Settlement> settlements, absl::Time now) {
+  TXFN_RETURN_IF_ERROR(ValidateSettlements(settlements));
+  std::vector<absl::Status> results(settlements.size());
+  for (size_t i = 0; i < settlements.size(); ++i) {
+    const Settlement& s = settlements[i];
+    Shard& shard = ShardFor(s.lease.id);
+    internal::MutexLock lock(&shard.mu);
+    auto it = shard.entries.find(s.lease.id);
+    if (it == shard.entries.end()) {
+      results[i] = absl::NotFoundError(StrCat("call ", s.lease.id.ToString(), " is not queued"));
+      continue;
+    }
+    Entry& e = it->second;
+    if (e.state != State::kLeased || e.token != s.lease.token || e.expires <= now) {
+      results[i] = absl::FailedPreconditionError(Stale(s.lease, e, now));
+      continue;
+    }
+    switch (s.kind) {
+      case Settlement::Kind::kAck:
+        shard.leases.erase(e.lease_key());
+        shard.entries.erase(it);
+        break;
+      case Settlement::Kind::kNack:
+        e.reason = s.reason.substr(0, 1024);
+        if (e.call.attempt >= e.call.retry.max_attempts) {
+          shard.Kill(e, AttemptsReason(e.call.attempt, e.reason), now);
+          break;
+        }
+        shard.leases.erase(e.lease_key());
+        e.state = State::kPending;
+        e.due = s.retry_at;
+        shard.AddDue(e);
+        break;
+      case Settlement::Kind::kDeadLetter:
+        shard.Kill(e, s.reason.substr(0, 1024), now);
+        break;
+      case Settlement::Kind::kRelease:
+        shard.leases.erase(e.lease_key());
+        --e.call.attempt;  // not started: the delivery does not count
+        e.state = State::kPending;
+        e.due = s.retry_at;
+        shard.AddDue(e);
+        break;
+    }
+  }
+  return results;
+}
+
+absl::StatusOr<std::vector<absl::Status>> InMemoryQueue::Extend(absl::Span<const LeaseToken> leases,
+                                                                absl::Time now,
+                                                                absl::Duration lease_duration) {
+  TXFN_RETURN_IF_ERROR(ValidateLeaseDuration(lease_duration));
+  std::vector<absl::Status> results(leases.size());
+  for (size_t i = 0; i < leases.size(); ++i) {
+    const LeaseToken& t = leases[i];
+    Shard& shard = ShardFor(t.id);
+    internal::MutexLock lock(&shard.mu);
+    auto it = shard.entries.find(t.id);
+    if (it == shard.entries.end()) {
+      results[i] = absl::NotFoundError(StrCat("call ", t.id.ToString(), " is not queued"));
+      continue;
+    }
+    Entry& e = it->second;
+    if (e.state != State::kLeased || e.token != t.token || e.expires <= now) {
+      results[i] = absl::FailedPreconditionError(Stale(t, e, now));
+      continue;
+    }
+    shard.leases.erase(e.lease_key());
+    e.expires = now + lease_duration;
+    shard.leases.insert(e.lease_key());
+  }
+  return results;
+}
+
+absl::StatusOr<std::vector<DeadLetter>> InMemoryQueue::ListDeadLetters(CallId after, size_t limit) {
+  TXFN_RETURN_IF_ERROR(ValidateListLimit(limit));
+  std::vector<DeadLetter> out;
+  for (size_t s = 0; s < shards_.size(); ++s) {
+    Shard& shard = *shards_[s];
+    internal::MutexLock lock(&shard.mu);
+    size_t taken = 0;
+    for (auto it = shard.dead.upper_bound(after); it != shard.dead.end() && taken < limit;
+         ++it, ++taken) {
+      const Entry& e = shard.entries.find(*it)->second;
+      out.push_back({e.call, e.reason, e.dead_at, static_cast<int>(s)});
+    }
+    // Keep only the `limit` smallest ids seen so far.
+    std::sort(out.begin(), out.end(),
+              [](const DeadLetter& a, const DeadLetter& b) { return a.call.id < b.call.id; });
+    if (out.size() > limit) out.resize(limit);
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<absl::Status>> InMemoryQueue::Redrive(absl::Span<const CallId> ids,
+                                                                 absl::Time now) {
+  std::vector<absl::Status> results(ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    Shard& shard = ShardFor(ids[i]);
+    internal::MutexLock lock(&shard.mu);
+    auto it = shard.entries.find(ids[i]);
+    if (it == shard.entries.end() || it->second.state != State::kDead) {
+      results[i] = absl::NotFoundError(StrCat("call ", ids[i].ToString(), " is not a dead letter"));
+      continue;
+    }
+    Entry& e = it->second;
+    shard.dead.erase(e.call.id);
+    const absl::Duration window = e.call.deadline - e.call.start_after;
+    e.call.deadline = std::max(e.call.deadline, now + window);
+    e.call.attempt = 0;
+    e.state = State::kPending;
+    e.reason.clear();
+    e.due = now;
+    shard.AddDue(e);
+  }
+  return results;
+}
+
+absl::StatusOr<std::vector<FunctionDepth>> InMemoryQueue::Depths(absl::Time now) {
+  std::map<std::string, FunctionDepth> by_function;
+  for (auto& shard_ptr : shards_) {
+    Shard& shard = *shard_ptr;
+    internal::MutexLock lock(&shard.mu);
+    for (const auto& [id, e] : shard.entries) {
+      if (e.state == State::kDead) continue;
+      FunctionDepth& d = by_function[e.call.function];
+      const bool expired = e.state == State::kLeased && e.expires <= now;
+      if (e.state == State::kLeased && !expired) {
+        ++d.leased;
+        continue;
+      }
+      ++d.pending;
+      const absl::Time due = expired ? e.expires : e.due;
+      if (due <= now) {
+        ++d.due;
+        d.oldest_due = std::min(d.oldest_due, due);
+      }
+    }
+  }
+  std::vector<FunctionDepth> out;
+  out.reserve(by_function.size());
+  for (auto& [name, d] : by_function) {
+    d.function = name;
+    if (d.due > 0) d.oldest_due_age = now - d.oldest_due;
+    out.push_back(std::move(d));
+  }
+  return out;
+}
+
+size_t InMemoryQueue::size() const {
+  size_t n = 0;
+  for (const auto& shard : shards_) {
+    internal::MutexLock lock(&shard->mu);
+    n += shard->entries.size();
+  }
+  return n;
+}
+
+}  // namespace txfn

@@ -1,0 +1,755 @@
+// SqliteQueue; see txfn/sqlite_queue.h.
+#include "txfn/sqlite_queue.h"
+
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "fmt/core.h"
+#include "lib/sqlite_status.h"
+#include "txfn/internal/status_macros.h"
+#include "txfn/internal/strings.h"
+
+namespace txfn {
+namespace {
+
+using internal::StrCat;
+
+constexpr int kPending = 0;
+constexpr int kLeased = 1;
+constexpr int kDead = 2;
+
+int64_t Nanos(absl::Time t) {
+  if (t >= absl::FromUnixNanos(std::numeric_limits<int64_t>::max())) {
+    return std::numeric_limits<int64_t>::max();
+  }
+  if (t <= absl::FromUnixNanos(std::numeric_limits<int64_t>::min())) {
+    return std::numeric_limits<int64_t>::min();
+  }
+  return absl::ToUnixNanos(t);
+}
+absl::Time FromNanos(int64_t n) { return absl::FromUnixNanos(n); }
+
+constexpr const char* kCreateSchema = R"sql(
+CREATE TABLE IF NOT EXISTS txfn_queue_meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS txfn_queue_calls (
+  seq INTEGER PRIMARY KEY, id BLOB NOT NULL UNIQUE, shard INTEGER NOT NULL,
+  function TEXT NOT NULL, state INTEGER NOT NULL, due INTEGER NOT NULL,
+  attempts INTEGER NOT NULL, max_attempts INTEGER NOT NULL, deadline INTEGER NOT NULL,
+  token INTEGER NOT NULL DEFAULT 0, reason TEXT NOT NULL DEFAULT '',
+  dead_at INTEGER NOT NULL DEFAULT 0, call BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS txfn_queue_calls_due ON txfn_queue_calls (shard, due, seq);
+CREATE INDEX IF NOT EXISTS txfn_queue_calls_dead ON txfn_queue_calls (id) WHERE state = 2;
+CREATE TABLE IF NOT EXISTS txfn_queue_blobs (key TEXT PRIMARY KEY, value BLOB NOT NULL)
+  WITHOUT ROWID;
+)sql";
+
+// `due` orders one index for everything a lease needs: a pending call is due
+// at its start (or retry) time, a leased one at its lease's expiry (so an
+// expired lease is simply due again, with no reclaim pass), a dead letter
+// never (INT64_MAX).
+
+// The statements, prepared once per connection on first use.
+constexpr const char* kInsert =
+    "INSERT OR IGNORE INTO txfn_queue_calls (id, shard, function, state, due, attempts, "
+    "max_attempts, deadline, call) VALUES (?1, ?2, ?3, 0, ?4, 0, ?5, ?6, ?7)";
+// Leases the first ?3 due rows of shard ?1 at ?2 (one statement: the rows'
+// tokens come from txfn_token(), a counter the connection keeps), returning
+// what the caller needs. "%s" is empty or a function filter.
+constexpr const char* kLeaseSql =
+    "UPDATE txfn_queue_calls SET state = 1, due = ?4, token = txfn_token(), "
+    "attempts = attempts + 1 WHERE seq IN (SELECT seq FROM txfn_queue_calls WHERE shard = ?1 "
+    "AND due <= ?2 {} ORDER BY due, seq LIMIT ?3) "
+    "RETURNING seq, attempts, max_attempts, deadline, reason, call, token, due";
+// The same rows' order (RETURNING does not keep the subquery's): an
+// index-only walk.
+constexpr const char* kLeaseOrderSql =
+    "SELECT seq FROM txfn_queue_calls WHERE shard = ?1 AND due <= ?2 {} ORDER BY due, seq "
+    "LIMIT ?3";
+constexpr const char* kUndoLease =
+    "UPDATE txfn_queue_calls SET attempts = attempts - 1 WHERE seq = ?1";
+constexpr const char* kMarkDead =
+    "UPDATE txfn_queue_calls SET state = 2, due = 9223372036854775807, dead_at = ?2, "
+    "reason = ?3 WHERE seq = ?1";
+constexpr const char* kGetMeta = "SELECT value FROM txfn_queue_meta WHERE name = ?1";
+constexpr const char* kSetMeta =
+    "INSERT INTO txfn_queue_meta (name, value) VALUES (?1, ?2) "
+    "ON CONFLICT(name) DO UPDATE SET value = excluded.value";
+constexpr const char* kLookup =
+    "SELECT seq, state, due, token, attempts, max_attempts FROM txfn_queue_calls WHERE id = ?1";
+// The ACK fast path: deletes the row only under the live lease ?2 at ?3.
+constexpr const char* kAck =
+    "DELETE FROM txfn_queue_calls WHERE id = ?1 AND state = 1 AND token = ?2 AND due > ?3";
+constexpr const char* kNack =
+    "UPDATE txfn_queue_calls SET state = 0, due = ?2, token = 0, reason = ?3 WHERE seq = ?1";
+constexpr const char* kRelease =
+    "UPDATE txfn_queue_calls SET state = 0, due = ?2, token = 0, attempts = attempts - 1 "
+    "WHERE seq = ?1";
+constexpr const char* kExtend = "UPDATE txfn_queue_calls SET due = ?2 WHERE seq = ?1";
+constexpr const char* kListDead =
+    "SELECT id, dead_at, reason, attempts, call, shard FROM txfn_queue_calls WHERE state = 2 AND "
+    "id > ?1 ORDER BY id LIMIT ?2";
+constexpr const char* kRedriveLookup =
+    "SELECT seq, state, call FROM txfn_queue_calls WHERE id = ?1";
+constexpr const char* kRedrive =
+    "UPDATE txfn_queue_calls SET state = 0, due = ?2, attempts = 0, token = 0, reason = '', "
+    "deadline = ?3, call = ?4 WHERE seq = ?1";
+constexpr const char* kDepths =
+    "SELECT function, "
+    "SUM(CASE WHEN state = 1 AND due > ?1 THEN 0 ELSE 1 END), "
+    "SUM(CASE WHEN due <= ?1 THEN 1 ELSE 0 END), "
+    "SUM(CASE WHEN state = 1 AND due > ?1 THEN 1 ELSE 0 END), "
+    "MIN(CASE WHEN due <= ?1 THEN due END) "
+    "FROM txfn_queue_calls WHERE state < 2 GROUP BY function ORDER BY function";
+constexpr const char* kBlobPut =
+    "INSERT INTO txfn_queue_blobs (key, value) VALUES (?1, ?2) "
+    "ON CONFLICT(key) DO UPDATE SET value = excluded.value";
+constexpr const char* kBlobGet = "SELECT value FROM txfn_queue_blobs WHERE key = ?1";
+constexpr const char* kBlobDelete = "DELETE FROM txfn_queue_blobs WHERE key = ?1";
+
+}  // namespace
+
+// One connection with its prepared statements. Used under SqliteQueue::mu_.
+class SqliteQueue::Db {
+ public:
+  // A prepared statement borrowed for one use; reset when it goes away.
+  class Stmt {
+   public:
+    Stmt(sqlite3_stmt* s, Db* db) : s_(s), db_(db) {}
+    ~Stmt() {
+      if (s_ == nullptr) return;
+      sqlite3_reset(s_);
+      sqlite3_clear_bindings(s_);
+    }
+    Stmt(Stmt&& other) noexcept : s_(std::exchange(other.s_, nullptr)), db_(other.db_) {}
+    Stmt& operator=(Stmt&&) = delete;
+
+    Stmt& Bind(int i, int64_t v) {
+      sqlite3_bind_int64(s_, i, v);
+      return *this;
+    }
+    // Text and blobs are bound without a copy: keep them alive until reset.
+    Stmt& BindBlob(int i, std::string_view v) {
+      sqlite3_bind_blob(s_, i, v.empty() ? "" : v.data(), static_cast<int>(v.size()),
+                        SQLITE_STATIC);
+      return *this;
+    }
+    Stmt& BindText(size_t i, std::string_view v) { return BindText(static_cast<int>(i), v); }
+    Stmt& BindText(int i, std::string_view v) {
+      sqlite3_bind_text(s_, i, v.empty() ? "" : v.data(), static_cast<int>(v.size()),
+                        SQLITE_STATIC);
+      return *this;
+    }
+    // True: a row is ready; false: done.
+    absl::StatusOr<bool> Step() {
+      int rc = sqlite3_step(s_);
+      if (rc == SQLITE_ROW) return true;
+      if (rc == SQLITE_DONE) return false;
+      return db_->Error(rc, sqlite3_sql(s_));
+    }
+    // Steps a statement that returns no rows, then resets it for new bindings.
+    absl::Status Run() {
+      absl::Status s = Step().status();
+      sqlite3_reset(s_);
+      return s;
+    }
+    void Reset() { sqlite3_reset(s_); }
+    int64_t Int(int col) { return sqlite3_column_int64(s_, col); }
+    bool IsNull(int col) { return sqlite3_column_type(s_, col) == SQLITE_NULL; }
+    std::string_view Blob(int col) {
+      const void* p = sqlite3_column_blob(s_, col);
+      const int n = sqlite3_column_bytes(s_, col);
+      return p == nullptr ? std::string_view() : std::string_view(static_cast<const char*>(p), n);
+    }
+
+   private:
+    sqlite3_stmt* s_;
+    Db* db_;
+  };
+
+  static absl::StatusOr<std::unique_ptr<Db>> Open(const std::string& path,
+                                                  const SqliteQueueOptions& options) {
+    sqlite3* raw = nullptr;
+    const int rc =
+        sqlite3_open_v2(path.c_str(), &raw,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+    auto db = std::unique_ptr<Db>(new Db(raw, path));
+    if (rc != SQLITE_OK) return db->Error(rc, "open");
+    sqlite3_extended_result_codes(raw, 1);
+    sqlite3_busy_timeout(
+        raw, static_cast<int>(std::clamp<int64_t>(absl::ToInt64Milliseconds(options.busy_timeout),
+                                                  0, std::numeric_limits<int>::max())));
+    return db;
+  }
+
+  ~Db() {
+    for (auto& [sql, stmt] : stmts_) sqlite3_finalize(stmt);
+    for (auto& [sql, stmt] : dynamic_) sqlite3_finalize(stmt);
+    sqlite3_close_v2(db_);
+  }
+  Db(const Db&) = delete;
+  Db& operator=(const Db&) = delete;
+
+  absl::Status Error(int rc, std::string_view context) {
+    return absl::Status(internal::SqliteStatusCode(rc),
+                        internal::ToAbsl(fmt::format("SqliteQueue '{}': {}: {} (sqlite error {})",
+                                                     path_, context, sqlite3_errmsg(db_), rc)));
+  }
+
+  absl::StatusOr<Stmt> Prepare(const char* sql) {
+    sqlite3_stmt*& s = stmts_[sql];
+    if (s == nullptr) {
+      const int rc = sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &s, nullptr);
+      if (rc != SQLITE_OK) {
+        sqlite3_finalize(s);
+        s = nullptr;
+        return Error(rc, StrCat("prepare ", sql));
+      }
+    }
+    return absl::StatusOr<Stmt>(absl::in_place, s, this);
+  }
+
+  // A statement of text built at run time (cached by its text).
+  absl::StatusOr<Stmt> PrepareDynamic(const std::string& sql) {
+    sqlite3_stmt*& s = dynamic_[sql];
+    if (s == nullptr) {
+      const int rc =
+          sqlite3_prepare_v3(db_, sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT, &s, nullptr);
+      if (rc != SQLITE_OK) {
+        sqlite3_finalize(s);
+        s = nullptr;
+        return Error(rc, StrCat("prepare ", sql));
+      }
+    }
+    return absl::StatusOr<Stmt>(absl::in_place, s, this);
+  }
+
+  // txfn_token(): the next lease token; set_next_token() before a statement
+  // that calls it, next_token() after.
+  void set_next_token(int64_t t) { next_token_ = t; }
+  int64_t next_token() const { return next_token_; }
+  absl::Status RegisterFunctions() {
+    const int rc = sqlite3_create_function(
+        db_, "txfn_token", 0, SQLITE_UTF8 | SQLITE_DIRECTONLY, this,
+        [](sqlite3_context* ctx, int, sqlite3_value**) {
+          auto* self = static_cast<Db*>(sqlite3_user_data(ctx));
+          sqlite3_result_int64(ctx, self->next_token_++);
+        },
+        nullptr, nullptr);
+    if (rc != SQLITE_OK) return Error(rc, "create function txfn_token");
+    return absl::OkStatus();
+  }
+
+  absl::Status Exec(const std::string& sql) {
+    char* err = nullptr;
+    const int rc = sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err);
+    sqlite3_free(err);
+    if (rc != SQLITE_OK) return Error(rc, sql);
+    return absl::OkStatus();
+  }
+
+  // The first column of the first row of `sql` as text ("" if none).
+  absl::StatusOr<std::string> QueryText(const std::string& sql) {
+    sqlite3_stmt* s = nullptr;
+    int rc = sqlite3_prepare_v2(db_, sql.c_str(), -1, &s, nullptr);
+    std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)> owned(s, &sqlite3_finalize);
+    if (rc != SQLITE_OK) return Error(rc, sql);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+      const unsigned char* t = sqlite3_column_text(s, 0);
+      return std::string(t != nullptr ? reinterpret_cast<const char*>(t) : "");
+    }
+    if (rc != SQLITE_DONE) return Error(rc, sql);
+    return std::string();
+  }
+
+  absl::StatusOr<std::optional<int64_t>> GetMeta(std::string_view name) {
+    TXFN_ASSIGN_OR_RETURN(Stmt s, Prepare(kGetMeta));
+    s.BindText(1, name);
+    TXFN_ASSIGN_OR_RETURN(bool row, s.Step());
+    if (!row) return std::optional<int64_t>();
+    return std::optional<int64_t>(s.Int(0));
+  }
+  absl::Status SetMeta(std::string_view name, int64_t value) {
+    TXFN_ASSIGN_OR_RETURN(Stmt s, Prepare(kSetMeta));
+    return s.BindText(1, name).Bind(2, value).Run();
+  }
+
+  bool InTransaction() const { return sqlite3_get_autocommit(db_) == 0; }
+  // Rows changed by the last INSERT, UPDATE or DELETE.
+  int changes() const { return sqlite3_changes(db_); }
+  const std::string& path() const { return path_; }
+
+ private:
+  Db(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
+
+  sqlite3* const db_;
+  const std::string path_;
+  absl::flat_hash_map<const char*, sqlite3_stmt*> stmts_;
+  absl::flat_hash_map<std::string, sqlite3_stmt*> dynamic_;
+  int64_t next_token_ = 1;
+};
+
+constexpr const char* kBegin = "BEGIN IMMEDIATE";
+constexpr const char* kCommit = "COMMIT";
+
+template <typename Body>
+absl::Status SqliteQueue::InWriteTransaction(Body&& body) {
+  absl::Status s;
+  {
+    absl::StatusOr<Db::Stmt> begin = db_->Prepare(kBegin);
+    s = begin.ok() ? begin->Run() : begin.status();
+  }
+  if (s.ok()) s = body(*db_);
+  if (s.ok()) {
+    absl::StatusOr<Db::Stmt> commit = db_->Prepare(kCommit);
+    s = commit.ok() ? commit->Run() : commit.status();
+  }
+  if (!s.ok() && db_->InTransaction()) (void)db_->Exec("ROLLBACK");
+  return s;
+}
+
+// The BlobStore on the queue's connection.
+class SqliteQueue::Blobs final : public BlobStore {
+ public:
+  explicit Blobs(SqliteQueue* q) : q_(q) {}
+  absl::Status Put(std::string_view key, std::string_view value) override {
+    TXFN_RETURN_IF_ERROR(ValidateBlobKey(key));
+    internal::MutexLock lock(&q_->mu_);
+    return q_->InWriteTransaction([&](Db& db) -> absl::Status {
+      TXFN_ASSIGN_OR_RETURN(Db::Stmt s, db.Prepare(kBlobPut));
+      return s.BindText(1, key).BindBlob(2, value).Run();
+    });
+  }
+  absl::StatusOr<std::string> Get(std::string_view key) override {
+    internal::MutexLock lock(&q_->mu_);
+    TXFN_ASSIGN_OR_RETURN(Db::Stmt s, q_->db_->Prepare(kBlobGet));
+    s.BindText(1, key);
+    TXFN_ASSIGN_OR_RETURN(bool row, s.Step());
+    if (!row) return absl::NotFoundError(StrCat("blob '", key.substr(0, 64), "' not found"));
+    return std::string(s.Blob(0));
+  }
+  absl::Status Delete(std::string_view key) override {
+    internal::MutexLock lock(&q_->mu_);
+    return q_->InWriteTransaction([&](Db& db) -> absl::Status {
+      TXFN_ASSIGN_OR_RETURN(Db::Stmt s, db.Prepare(kBlobDelete));
+      return s.BindText(1, key).Run();
+    });
+  }
+
+ private:
+  SqliteQueue* const q_;
+};
+
+absl::StatusOr<std::unique_ptr<SqliteQueue>> SqliteQueue::Open(std::string path,
+                                                               SqliteQueueOptions options) {
+  if (path.empty() || path == ":memory:") {
+    return absl::InvalidArgumentError(StrCat("SqliteQueue::Open: '", path, "' is not a file path"));
+  }
+  if (options.shards < 0) {
+    return absl::InvalidArgumentError(
+        StrCat("SqliteQueue::Open: shards must be >= 0, not ", options.shards));
+  }
+  TXFN_ASSIGN_OR_RETURN(std::unique_ptr<Db> db, Db::Open(path, options));
+  TXFN_RETURN_IF_ERROR(db->RegisterFunctions());
+  TXFN_ASSIGN_OR_RETURN(std::string mode, db->QueryText("PRAGMA journal_mode = WAL"));
+  if (mode != "wal") {
+    return absl::UnavailableError(
+        StrCat("SqliteQueue '", path, "': cannot switch to WAL journal mode (got '", mode, "')"));
+  }
+  const char* sync = options.synchronous == SqliteQueueOptions::Synchronous::kFull     ? "FULL"
+                     : options.synchronous == SqliteQueueOptions::Synchronous::kNormal ? "NORMAL"
+                                                                                       : "OFF";
+  TXFN_RETURN_IF_ERROR(db->Exec(StrCat("PRAGMA synchronous = ", sync)));
+
+  int shards = 0;
+  TXFN_RETURN_IF_ERROR(db->Exec("BEGIN IMMEDIATE"));
+  absl::Status s = [&]() -> absl::Status {
+    TXFN_RETURN_IF_ERROR(db->Exec(kCreateSchema));
+    TXFN_ASSIGN_OR_RETURN(std::optional<int64_t> version, db->GetMeta("schema_version"));
+    if (version.has_value() && *version > kSchemaVersion) {
+      return absl::FailedPreconditionError(
+          StrCat("SqliteQueue '", path, "': the file has queue schema version ", *version,
+                 ", newer than version ", kSchemaVersion, " which this build reads"));
+    }
+    TXFN_RETURN_IF_ERROR(db->SetMeta("schema_version", kSchemaVersion));
+    TXFN_ASSIGN_OR_RETURN(std::optional<int64_t> stored, db->GetMeta("shards"));
+    if (stored.has_value()) {
+      if (options.shards != 0 && options.shards != *stored) {
+        return absl::FailedPreconditionError(StrCat("SqliteQueue '", path, "': the file has ",
+                                                    *stored, " shards; it cannot be opened with ",
+                                                    options.shards));
+      }
+      shards = static_cast<int>(*stored);
+    } else {
+      shards = std::max(options.shards, 1);
+      TXFN_RETURN_IF_ERROR(db->SetMeta("shards", shards));
+      TXFN_RETURN_IF_ERROR(db->SetMeta("next_token", 1));
+    }
+    return db->Exec("COMMIT");
+  }();
+  if (!s.ok()) {
+    if (db->InTransaction()) (void)db->Exec("ROLLBACK");
+    return s;
+  }
+  return std::unique_ptr<SqliteQueue>(new SqliteQueue(std::move(path), shards, std::move(db)));
+}
+
+SqliteQueue::SqliteQueue(std::string path, int shards, std::unique_ptr<Db> db)
+    : path_(std::move(path)), shards_(shards), db_(std::move(db)) {
+  blobs_ = std::make_unique<Blobs>(this);
+}
+
+SqliteQueue::~SqliteQueue() = default;
+
+BlobStore& SqliteQueue::blob_store() { return *blobs_; }
+
+absl::StatusOr<size_t> SqliteQueue::Enqueue(absl::Span<const Call> calls) {
+  TXFN_RETURN_IF_ERROR(ValidateEnqueueBatch(calls));
+  if (calls.empty()) return size_t{0};
+  // Encode outside the lock.
+  std::vector<std::string> ids, encoded;
+  ids.reserve(calls.size());
+  encoded.reserve(calls.size());
+  for (const Call& c : calls) {
+    ids.push_back(c.id.Bytes());
+    if (c.attempt == 0) {
+      encoded.push_back(EncodeCall(c));
+    } else {
+      Call stored = c;
+      stored.attempt = 0;
+      encoded.push_back(EncodeCall(stored));
+    }
+  }
+  size_t added = 0;
+  internal::MutexLock lock(&mu_);
+  TXFN_RETURN_IF_ERROR(InWriteTransaction([&](Db& db) -> absl::Status {
+    TXFN_ASSIGN_OR_RETURN(Db::Stmt ins, db.Prepare(kInsert));
+    for (size_t i = 0; i < calls.size(); ++i) {
+      const Call& c = calls[i];
+      ins.BindBlob(1, ids[i])
+          .Bind(2, ShardOf(c.id))
+          .BindText(3, c.function)
+          .Bind(4, Nanos(c.start_after))
+          .Bind(5, c.retry.max_attempts)
+          .Bind(6, Nanos(c.deadline))
+          .BindBlob(7, encoded[i]);
+      TXFN_RETURN_IF_ERROR(ins.Run());
+      added += static_cast<size_t>(db.changes());  // INSERT OR IGNORE: 0 for a known id
+    }
+    return absl::OkStatus();
+  }));
+  return added;
+}
+
+namespace {
+
+// The lease statement for `functions` (empty: every function); ?5.. bind
+// the function names.
+std::string LeaseSql(const char* sql, size_t functions) {
+  std::string filter;
+  if (functions > 0) {
+    filter = "AND function IN (";
+    for (size_t i = 0; i < functions; ++i) filter += StrCat(i == 0 ? "" : ", ", "?", 5 + i);
+    filter += ")";
+  }
+  return fmt::format(fmt::runtime(sql), filter);
+}
+
+std::string Stale(const LeaseToken& t, int64_t state, int64_t token, int64_t expires) {
+  std::string why;
+  if (state == kDead) {
+    why = "the call was dead-lettered";
+  } else if (state == kPending) {
+    why = "the call is not leased (its lease ended)";
+  } else if (static_cast<uint64_t>(token) != t.token) {
+    why = StrCat("the call is now leased under token ", token);
+  } else {
+    why =
+        StrCat("the lease expired at ", absl::FormatTime(FromNanos(expires), absl::UTCTimeZone()));
+  }
+  return StrCat("lease token ", t.token, " of call ", t.id.ToString(), " is stale: ", why);
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<LeasedCall>> SqliteQueue::Lease(const LeaseRequest& request) {
+  TXFN_RETURN_IF_ERROR(ValidateLeaseRequest(request, shard_count()));
+  const int64_t now = Nanos(request.now);
+  const absl::Time expires = request.now + request.lease_duration;
+  std::vector<std::string> functions;
+  {
+    absl::flat_hash_set<std::string> seen;
+    for (const std::string& f : request.functions) {
+      if (seen.insert(f).second) functions.push_back(f);
+    }
+  }
+  std::vector<LeasedCall> out;
+  internal::MutexLock lock(&mu_);
+  TXFN_RETURN_IF_ERROR(InWriteTransaction([&](Db& db) -> absl::Status {
+    TXFN_ASSIGN_OR_RETURN(std::optional<int64_t> next_token, db.GetMeta("next_token"));
+    db.set_next_token(next_token.value_or(1));
+    TXFN_ASSIGN_OR_RETURN(Db::Stmt order,
+                          db.PrepareDynamic(LeaseSql(kLeaseOrderSql, functions.size())));
+    TXFN_ASSIGN_OR_RETURN(Db::Stmt lease, db.PrepareDynamic(LeaseSql(kLeaseSql, functions.size())));
+    // Rounds: lease what is still wanted; the rare due call that must be
+    // dead-lettered instead (deadline passed, attempts used up) is taken back
+    // out of the round, and another round fills its place.
+    while (out.size() < request.max) {
+      const size_t want = request.max - out.size();
+      const size_t first = out.size();
+      absl::flat_hash_map<int64_t, size_t> position;  // seq -> place in due order
+      order.Bind(1, request.shard).Bind(2, now).Bind(3, static_cast<int64_t>(want));
+      for (size_t i = 0; i < functions.size(); ++i) order.BindText(5 + i, functions[i]);
+      while (true) {
+        TXFN_ASSIGN_OR_RETURN(bool row, order.Step());
+        if (!row) break;
+        position.emplace(order.Int(0), position.size());
+      }
+      order.Reset();
+      std::vector<int64_t> seqs;
+      lease.Bind(1, request.shard)
+          .Bind(2, now)
+          .Bind(3, static_cast<int64_t>(want))
+          .Bind(4, Nanos(expires));
+      for (size_t i = 0; i < functions.size(); ++i) lease.BindText(5 + i, functions[i]);
+      struct Dead {
+        int64_t seq;
+        std::string reason;
+      };
+      std::vector<Dead> dead;
+      size_t rows = 0;
+      while (true) {
+        TXFN_ASSIGN_OR_RETURN(bool row, lease.Step());
+        if (!row) break;
+        ++rows;
+        const int64_t seq = lease.Int(0);
+        const int64_t attempts = lease.Int(1) - 1;  // before this delivery
+        const int64_t deadline = lease.Int(3);
+        if (deadline <= now || attempts >= lease.Int(2)) {
+          dead.push_back({seq, deadline <= now
+                                   ? DeadlineReason(FromNanos(deadline), request.now)
+                                   : AttemptsReason(static_cast<int>(attempts), lease.Blob(4))});
+          continue;
+        }
+        TXFN_ASSIGN_OR_RETURN(Call call, DecodeCall(lease.Blob(5)));
+        call.attempt = static_cast<int>(attempts);
+        seqs.push_back(seq);
+        LeasedCall& lc = out.emplace_back();
+        lc.token = {call.id, static_cast<uint64_t>(lease.Int(6))};
+        lc.call = std::move(call);
+        lc.expires = expires;
+        lc.shard = request.shard;
+      }
+      lease.Reset();
+      // Back into due order.
+      std::vector<size_t> idx(seqs.size());
+      for (size_t i = 0; i < idx.size(); ++i) idx[i] = i;
+      std::sort(idx.begin(), idx.end(),
+                [&](size_t a, size_t b) { return position[seqs[a]] < position[seqs[b]]; });
+      std::vector<LeasedCall> round;
+      round.reserve(idx.size());
+      for (size_t i : idx) round.push_back(std::move(out[first + i]));
+      out.resize(first);
+      for (LeasedCall& lc : round) out.push_back(std::move(lc));
+      for (const Dead& d : dead) {
+        TXFN_ASSIGN_OR_RETURN(Db::Stmt undo, db.Prepare(kUndoLease));
+        TXFN_RETURN_IF_ERROR(undo.Bind(1, d.seq).Run());
+        TXFN_ASSIGN_OR_RETURN(Db::Stmt kill, db.Prepare(kMarkDead));
+        TXFN_RETURN_IF_ERROR(kill.Bind(1, d.seq).Bind(2, now).BindText(3, d.reason).Run());
+      }
+      if (dead.empty() || rows < want) break;
+    }
+    return db.SetMeta("next_token", db.next_token());
+  }));
+  return out;
+}
+
+absl::StatusOr<std::vector<absl::Status>> SqliteQueue::Settle(
+    absl::Span<const Settlement> settlements, absl::Time now_time) {
+  TXFN_RETURN_IF_ERROR(ValidateSettlements(settlements));
+  const int64_t now = Nanos(now_time);
+  std::vector<absl::Status> results(settlements.size());
+  internal::MutexLock lock(&mu_);
+  TXFN_RETURN_IF_ERROR(InWriteTransaction([&](Db& db) -> absl::Status {
+    for (size_t i = 0; i < settlements.size(); ++i) {
+      const Settlement& st = settlements[i];
+      const std::string id = st.lease.id.Bytes();
+      if (st.kind == Settlement::Kind::kAck) {
+        TXFN_ASSIGN_OR_RETURN(Db::Stmt ack, db.Prepare(kAck));
+        TXFN_RETURN_IF_ERROR(
+            ack.BindBlob(1, id).Bind(2, static_cast<int64_t>(st.lease.token)).Bind(3, now).Run());
+        if (db.changes() == 1) continue;  // OK; otherwise say why below
+      }
+      int64_t seq = 0, state = 0, expires = 0, token = 0, attempts = 0, max_attempts = 0;
+      {
+        TXFN_ASSIGN_OR_RETURN(Db::Stmt look, db.Prepare(kLookup));
+        look.BindBlob(1, id);
+        TXFN_ASSIGN_OR_RETURN(bool row, look.Step());
+        if (!row) {
+          results[i] =
+              absl::NotFoundError(StrCat("call ", st.lease.id.ToString(), " is not queued"));
+          continue;
+        }
+        seq = look.Int(0);
+        state = look.Int(1);
+        expires = look.Int(2);
+        token = look.Int(3);
+        attempts = look.Int(4);
+        max_attempts = look.Int(5);
+      }
+      if (state != kLeased || static_cast<uint64_t>(token) != st.lease.token || expires <= now) {
+        results[i] = absl::FailedPreconditionError(Stale(st.lease, state, token, expires));
+        continue;
+      }
+      const std::string reason = st.reason.substr(0, 1024);
+      switch (st.kind) {
+        case Settlement::Kind::kAck:
+          break;  // the fast path above deletes every live lease's call
+        case Settlement::Kind::kNack:
+          if (attempts >= max_attempts) {
+            TXFN_ASSIGN_OR_RETURN(Db::Stmt dead, db.Prepare(kMarkDead));
+            const std::string why = AttemptsReason(static_cast<int>(attempts), reason);
+            TXFN_RETURN_IF_ERROR(dead.Bind(1, seq).Bind(2, now).BindText(3, why).Run());
+          } else {
+            TXFN_ASSIGN_OR_RETURN(Db::Stmt nack, db.Prepare(kNack));
+            TXFN_RETURN_IF_ERROR(
+                nack.Bind(1, seq).Bind(2, Nanos(st.retry_at)).BindText(3, reason).Run());
+          }
+          break;
+        case Settlement::Kind::kDeadLetter: {
+          TXFN_ASSIGN_OR_RETURN(Db::Stmt dead, db.Prepare(kMarkDead));
+          TXFN_RETURN_IF_ERROR(dead.Bind(1, seq).Bind(2, now).BindText(3, reason).Run());
+          break;
+        }
+        case Settlement::Kind::kRelease: {
+          TXFN_ASSIGN_OR_RETURN(Db::Stmt rel, db.Prepare(kRelease));
+          TXFN_RETURN_IF_ERROR(rel.Bind(1, seq).Bind(2, Nanos(st.retry_at)).Run());
+          break;
+        }
+      }
+    }
+    return absl::OkStatus();
+  }));
+  return results;
+}
+
+absl::StatusOr<std::vector<absl::Status>> SqliteQueue::Extend(absl::Span<const LeaseToken> leases,
+                                                              absl::Time now_time,
+                                                              absl::Duration lease_duration) {
+  TXFN_RETURN_IF_ERROR(ValidateLeaseDuration(lease_duration));
+  const int64_t now = Nanos(now_time);
+  const int64_t expires = Nanos(now_time + lease_duration);
+  std::vector<absl::Status> results(leases.size());
+  internal::MutexLock lock(&mu_);
+  TXFN_RETURN_IF_ERROR(InWriteTransaction([&](Db& db) -> absl::Status {
+    for (size_t i = 0; i < leases.size(); ++i) {
+      const std::string id = leases[i].id.Bytes();
+      TXFN_ASSIGN_OR_RETURN(Db::Stmt look, db.Prepare(kLookup));
+      look.BindBlob(1, id);
+      TXFN_ASSIGN_OR_RETURN(bool row, look.Step());
+      if (!row) {
+        results[i] =
+            absl::NotFoundError(StrCat("call ", leases[i].id.ToString(), " is not queued"));
+        continue;
+      }
+      const int64_t seq = look.Int(0), state = look.Int(1), old = look.Int(2), token = look.Int(3);
+      look.Reset();
+      if (state != kLeased || static_cast<uint64_t>(token) != leases[i].token || old <= now) {
+        results[i] = absl::FailedPreconditionError(Stale(leases[i], state, token, old));
+        continue;
+      }
+      TXFN_ASSIGN_OR_RETURN(Db::Stmt ext, db.Prepare(kExtend));
+      TXFN_RETURN_IF_ERROR(ext.Bind(1, seq).Bind(2, expires).Run());
+    }
+    return absl::OkStatus();
+  }));
+  return results;
+}
+
+absl::StatusOr<std::vector<DeadLetter>> SqliteQueue::ListDeadLetters(CallId after, size_t limit) {
+  TXFN_RETURN_IF_ERROR(ValidateListLimit(limit));
+  const std::string from = after.Bytes();
+  std::vector<DeadLetter> out;
+  internal::MutexLock lock(&mu_);
+  TXFN_ASSIGN_OR_RETURN(Db::Stmt sel, db_->Prepare(kListDead));
+  sel.BindBlob(1, from).Bind(2, static_cast<int64_t>(limit));
+  while (true) {
+    TXFN_ASSIGN_OR_RETURN(bool row, sel.Step());
+    if (!row) break;
+    DeadLetter& d = out.emplace_back();
+    TXFN_ASSIGN_OR_RETURN(d.call, DecodeCall(sel.Blob(4)));
+    d.call.attempt = static_cast<int>(sel.Int(3));
+    d.at = FromNanos(sel.Int(1));
+    d.reason = std::string(sel.Blob(2));
+    d.shard = static_cast<int>(sel.Int(5));
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<absl::Status>> SqliteQueue::Redrive(absl::Span<const CallId> ids,
+                                                               absl::Time now) {
+  std::vector<absl::Status> results(ids.size());
+  internal::MutexLock lock(&mu_);
+  TXFN_RETURN_IF_ERROR(InWriteTransaction([&](Db& db) -> absl::Status {
+    for (size_t i = 0; i < ids.size(); ++i) {
+      const std::string id = ids[i].Bytes();
+      int64_t seq = 0;
+      Call call;
+      {
+        TXFN_ASSIGN_OR_RETURN(Db::Stmt look, db.Prepare(kRedriveLookup));
+        look.BindBlob(1, id);
+        TXFN_ASSIGN_OR_RETURN(bool row, look.Step());
+        if (!row || look.Int(1) != kDead) {
+          results[i] =
+              absl::NotFoundError(StrCat("call ", ids[i].ToString(), " is not a dead letter"));
+          continue;
+        }
+        seq = look.Int(0);
+        TXFN_ASSIGN_OR_RETURN(call, DecodeCall(look.Blob(2)));
+      }
+      call.deadline = std::max(call.deadline, now + (call.deadline - call.start_after));
+      const std::string encoded = EncodeCall(call);
+      TXFN_ASSIGN_OR_RETURN(Db::Stmt upd, db.Prepare(kRedrive));
+      TXFN_RETURN_IF_ERROR(upd.Bind(1, seq)
+                               .Bind(2, Nanos(now))
+                               .Bind(3, Nanos(call.deadline))
+                               .BindBlob(4, encoded)
+                               .Run());
+    }
+    return absl::OkStatus();
+  }));
+  return results;
+}
+
+absl::StatusOr<std::vector<FunctionDepth>> SqliteQueue::Depths(absl::Time now) {
+  std::vector<FunctionDepth> out;
+  internal::MutexLock lock(&mu_);
+  TXFN_ASSIGN_OR_RETURN(Db::Stmt sel, db_->Prepare(kDepths));
+  sel.Bind(1, Nanos(now));
+  while (true) {
+    TXFN_ASSIGN_OR_RETURN(bool row, sel.Step());
+    if (!row) break;
+    FunctionDepth& d = out.emplace_back();
+    d.function = std::string(sel.Blob(0));
+    d.pending = static_cast<size_t>(sel.Int(1));
+    d.due = static_cast<size_t>(sel.Int(2));
+    d.leased = static_cast<size_t>(sel.Int(3));
+    if (!sel.IsNull(4)) {
+      d.oldest_due = FromNanos(sel.Int(4));
+      d.oldest_due_age = now - d.oldest_due;
+    }
+  }
+  return out;
+}
+
+}  // namespace txfn

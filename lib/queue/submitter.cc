@@ -1,0 +1,289 @@
+// Submitter; see txfn/submitter.h.
+#include "txfn/submitter.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/cord.h"
+#include "txfn/internal/status_macros.h"
+#include "txfn/internal/strings.h"
+
+namespace txfn {
+namespace {
+
+using internal::StrCat;
+
+absl::Status CheckLimit(std::string_view who, const ClientRateLimit& l) {
+  if (std::isnan(l.calls_per_second) || l.calls_per_second < 0) {
+    return absl::InvalidArgumentError(StrCat(
+        "SubmitterConfig: ", who, ": calls_per_second must be >= 0, not ", l.calls_per_second));
+  }
+  if (std::isnan(l.burst) || l.burst < 1) {
+    return absl::InvalidArgumentError(
+        StrCat("SubmitterConfig: ", who, ": burst must be >= 1 call, not ", l.burst));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckConfig(const SubmitterConfig& c) {
+  TXFN_RETURN_IF_ERROR(CheckLimit("default_limit", c.default_limit));
+  for (const auto& [client, limit] : c.clients) {
+    TXFN_RETURN_IF_ERROR(CheckLimit(StrCat("client '", client.substr(0, 64), "'"), limit));
+  }
+  return absl::OkStatus();
+}
+
+std::string BlobKey(const CallId& id) { return StrCat("args/", id.ToString()); }
+
+}  // namespace
+
+std::optional<absl::Time> RetryAfter(const absl::Status& status) {
+  auto payload = status.GetPayload(kRetryAfterPayload);
+  if (!payload.has_value()) return std::nullopt;
+  const std::string text(*payload);
+  char* end = nullptr;
+  const long long nanos = std::strtoll(text.c_str(), &end, 10);
+  if (end == text.c_str() || *end != '\0') return std::nullopt;
+  return absl::FromUnixNanos(nanos);
+}
+
+absl::StatusOr<std::unique_ptr<Submitter>> Submitter::Create(DurableQueue* queue, BlobStore* blobs,
+                                                             const Clock* clock,
+                                                             SubmitterOptions options) {
+  if (queue == nullptr) return absl::InvalidArgumentError("Submitter: the queue is null");
+  if (clock == nullptr) return absl::InvalidArgumentError("Submitter: the clock is null");
+  if (options.max_batch_calls == 0 || options.max_batch_calls > DurableQueue::kMaxEnqueueBatch) {
+    return absl::InvalidArgumentError(StrCat("SubmitterOptions.max_batch_calls is ",
+                                             options.max_batch_calls, "; it must be in [1, ",
+                                             DurableQueue::kMaxEnqueueBatch, "]"));
+  }
+  if (options.max_batch_delay < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("SubmitterOptions.max_batch_delay is negative");
+  }
+  if (options.config_poll_interval <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("SubmitterOptions.config_poll_interval must be > 0");
+  }
+  TXFN_RETURN_IF_ERROR(CheckConfig(options.config));
+  return std::unique_ptr<Submitter>(new Submitter(queue, blobs, clock, std::move(options)));
+}
+
+Submitter::Submitter(DurableQueue* queue, BlobStore* blobs, const Clock* clock,
+                     SubmitterOptions options)
+    : queue_(queue),
+      blobs_(blobs),
+      clock_(clock),
+      options_(std::move(options)),
+      ids_(options_.id_seed != 0 ? CallIdGenerator(options_.id_seed) : CallIdGenerator()),
+      config_(options_.config),
+      next_config_poll_(clock->Now()) {
+  stats_.config_version = config_.version;
+}
+
+Submitter::~Submitter() { Flush(); }
+
+TokenBucket& Submitter::BucketFor(const std::string& client, absl::Time now) {
+  auto it = buckets_.find(client);
+  if (it != buckets_.end()) return it->second;
+  auto limit = config_.clients.find(client);
+  const ClientRateLimit& l = limit != config_.clients.end() ? limit->second : config_.default_limit;
+  // The config was checked, so Create cannot fail.
+  return buckets_.emplace(client, *TokenBucket::Create(l.calls_per_second, l.burst, now))
+      .first->second;
+}
+
+absl::StatusOr<CallId> Submitter::Submit(Call call, Done done) {
+  const absl::Time now = clock_->Now();
+  MaybePollConfig(now);
+  if (call.id.IsNil()) {
+    if (!call.idempotency_key.empty()) {
+      call.id = CallId::FromKey(call.tenant, call.idempotency_key);
+    } else {
+      internal::MutexLock lock(&mu_);
+      call.id = ids_.Next();
+    }
+  }
+  call.attempt = 0;
+  if (absl::Status s = ValidateCall(call, options_.limits); !s.ok()) {
+    internal::MutexLock lock(&mu_);
+    ++stats_.invalid;
+    return s;
+  }
+  {
+    internal::MutexLock lock(&mu_);
+    TokenBucket& bucket = BucketFor(call.client, now);
+    if (!bucket.TryAcquire(now)) {
+      ++stats_.rate_limited;
+      const absl::Time retry = bucket.AvailableAt(now);
+      absl::Status s = absl::ResourceExhaustedError(
+          StrCat("client '", call.client, "' is over its rate limit of ", bucket.rate(),
+                 " calls/s; retry after ", absl::FormatDuration(retry - now), " (at ",
+                 absl::FormatTime(retry, absl::UTCTimeZone()), ")"));
+      if (retry != absl::InfiniteFuture()) {
+        s.SetPayload(kRetryAfterPayload, absl::Cord(std::to_string(absl::ToUnixNanos(retry))));
+      }
+      return s;
+    }
+  }
+  // Spill large arguments before the call can be enqueued, so a durable call
+  // never points at a blob that is not there.
+  bool spilled = false;
+  if (blobs_ != nullptr && call.args_blob.empty() &&
+      call.args.ByteSize() > options_.spill_threshold_bytes) {
+    const std::string key = BlobKey(call.id);
+    if (absl::Status s = blobs_->Put(key, EncodeBinary(call.args)); !s.ok()) {
+      internal::MutexLock lock(&mu_);
+      BucketFor(call.client, now).Refund();
+      return absl::UnavailableError(
+          StrCat("call ", call.id.ToString(), ": spilling its arguments failed: ", s.message()));
+    }
+    call.args = Value();
+    call.args_blob = key;
+    spilled = true;
+  }
+
+  const CallId id = call.id;
+  std::vector<Batch> full;
+  {
+    internal::MutexLock lock(&mu_);
+    ++stats_.accepted;
+    if (spilled) ++stats_.spilled;
+    const int shard = queue_->ShardOf(id);
+    auto [it, created] = batches_.try_emplace(shard);
+    Batch& batch = it->second;
+    if (created || batch.calls.empty()) {
+      batch.shard = shard;
+      batch.first_added = now;
+    }
+    auto [pos, fresh] = batch.index.try_emplace(id, batch.calls.size());
+    if (fresh) {
+      batch.calls.push_back(Pending{std::move(call), {}});
+    }
+    if (done) batch.calls[pos->second].dones.push_back(std::move(done));
+    if (batch.calls.size() >= options_.max_batch_calls) {
+      full.push_back(std::move(batch));
+      batches_.erase(it);
+    }
+  }
+  Write(std::move(full));
+  return id;
+}
+
+std::vector<Submitter::Batch> Submitter::TakeBatches(absl::Time now, bool all) {
+  std::vector<Batch> out;
+  for (auto it = batches_.begin(); it != batches_.end();) {
+    const Batch& b = it->second;
+    if (!b.calls.empty() && (all || b.calls.size() >= options_.max_batch_calls ||
+                             now - b.first_added >= options_.max_batch_delay)) {
+      out.push_back(std::move(it->second));
+      batches_.erase(it++);
+    } else {
+      ++it;
+    }
+  }
+  return out;
+}
+
+void Submitter::Write(std::vector<Batch> batches) {
+  for (Batch& batch : batches) {
+    std::vector<Call> calls;
+    calls.reserve(batch.calls.size());
+    for (Pending& p : batch.calls) calls.push_back(p.call);
+    absl::StatusOr<size_t> added = queue_->Enqueue(calls);
+    {
+      internal::MutexLock lock(&mu_);
+      ++stats_.batches;
+      if (added.ok()) {
+        stats_.enqueued += *added;
+        stats_.duplicates += calls.size() - *added;
+      } else {
+        stats_.failed += calls.size();
+      }
+    }
+    if (!added.ok() && blobs_ != nullptr) {
+      // The calls are not queued: their spilled arguments would leak.
+      for (const Call& c : calls) {
+        if (!c.args_blob.empty()) (void)blobs_->Delete(c.args_blob);
+      }
+    }
+    for (Pending& p : batch.calls) {
+      for (Done& d : p.dones) {
+        if (added.ok()) {
+          std::move(d)(p.call.id);
+        } else {
+          std::move(d)(added.status());
+        }
+      }
+    }
+  }
+}
+
+absl::Time Submitter::Tick() {
+  const absl::Time now = clock_->Now();
+  MaybePollConfig(now);
+  std::vector<Batch> due;
+  absl::Time next = absl::InfiniteFuture();
+  {
+    internal::MutexLock lock(&mu_);
+    due = TakeBatches(now, /*all=*/false);
+    for (const auto& [shard, b] : batches_) {
+      if (!b.calls.empty()) next = std::min(next, b.first_added + options_.max_batch_delay);
+    }
+    if (options_.config_source) next = std::min(next, next_config_poll_);
+  }
+  Write(std::move(due));
+  return next;
+}
+
+void Submitter::Flush() {
+  std::vector<Batch> all;
+  {
+    internal::MutexLock lock(&mu_);
+    all = TakeBatches(clock_->Now(), /*all=*/true);
+  }
+  Write(std::move(all));
+}
+
+absl::Status Submitter::ApplyConfig(const SubmitterConfig& config) {
+  TXFN_RETURN_IF_ERROR(CheckConfig(config));
+  const absl::Time now = clock_->Now();
+  internal::MutexLock lock(&mu_);
+  if (config.version <= config_.version) {
+    return absl::FailedPreconditionError(StrCat("SubmitterConfig version ", config.version,
+                                                " is not newer than version ", config_.version,
+                                                " in force"));
+  }
+  config_ = config;
+  stats_.config_version = config.version;
+  for (auto& [client, bucket] : buckets_) {
+    auto it = config_.clients.find(client);
+    const ClientRateLimit& l = it != config_.clients.end() ? it->second : config_.default_limit;
+    (void)bucket.SetRate(l.calls_per_second, now);
+    (void)bucket.SetBurst(l.burst, now);
+  }
+  return absl::OkStatus();
+}
+
+void Submitter::MaybePollConfig(absl::Time now) {
+  if (!options_.config_source) return;
+  {
+    internal::MutexLock lock(&mu_);
+    if (now < next_config_poll_) return;
+    next_config_poll_ = now + options_.config_poll_interval;
+  }
+  absl::StatusOr<SubmitterConfig> fetched = options_.config_source();
+  absl::Status s = fetched.ok() ? ApplyConfig(*fetched) : fetched.status();
+  if (!s.ok() && s.code() != absl::StatusCode::kFailedPrecondition) {
+    internal::MutexLock lock(&mu_);
+    ++stats_.config_failures;  // the controller is gone or sent nonsense: keep the last config
+  }
+}
+
+SubmitterStats Submitter::stats() const {
+  internal::MutexLock lock(&mu_);
+  return stats_;
+}
+
+}  // namespace txfn

@@ -1,0 +1,676 @@
+// The single-threaded DurableQueue conformance tests; see
+// txfn/testing/durable_queue_conformance.h.
+#include "txfn/testing/durable_queue_conformance.h"
+
+#include <algorithm>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "lib/testing/queue_test_util.h"
+#include "txfn/durable_queue.h"
+
+namespace txfn::testing {
+
+namespace internal {
+int LinkDurableQueueConformanceTests() { return 0; }
+}  // namespace internal
+
+void DurableQueueConformanceTest::SetUp() {
+  ASSERT_TRUE(GetParam().make) << "QueueFactory::make is empty";
+  queue_ = GetParam().make();
+  ASSERT_NE(queue_, nullptr) << "QueueFactory::make returned nullptr";
+  ASSERT_GE(queue_->shard_count(), 1);
+}
+
+void DurableQueueConformanceTest::TearDown() { queue_.reset(); }
+
+bool DurableQueueConformanceTest::Reopen() {
+  if (!GetParam().reopen) return false;
+  queue_ = GetParam().reopen(std::move(queue_));
+  EXPECT_NE(queue_, nullptr) << "QueueFactory::reopen returned nullptr";
+  return queue_ != nullptr;
+}
+
+namespace {
+
+using internal::AllDeadLetters;
+using internal::CallMaker;
+using internal::Enqueued;
+using internal::kT0;
+using internal::LeaseAll;
+using internal::SettleOne;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::SizeIs;
+
+constexpr absl::Duration kLease = absl::Seconds(30);
+
+std::vector<CallId> Ids(const std::vector<LeasedCall>& leased) {
+  std::vector<CallId> out;
+  out.reserve(leased.size());
+  for (const auto& l : leased) out.push_back(l.call.id);
+  return out;
+}
+std::vector<CallId> Ids(const std::vector<Call>& calls) {
+  std::vector<CallId> out;
+  out.reserve(calls.size());
+  for (const auto& c : calls) out.push_back(c.id);
+  return out;
+}
+std::vector<CallId> Sorted(std::vector<CallId> v) {
+  std::sort(v.begin(), v.end());
+  return v;
+}
+
+// Every call of `calls` in one shard (so ordering across calls is defined).
+std::vector<Call> SameShardCalls(DurableQueue& q, CallMaker& maker, int n, const std::string& fn,
+                                 absl::Time start = kT0) {
+  std::vector<Call> out;
+  while (static_cast<int>(out.size()) < n) {
+    Call c = maker.Make(fn, start);
+    if (q.ShardOf(c.id) == 0) out.push_back(std::move(c));
+  }
+  return out;
+}
+
+TEST_P(DurableQueueConformanceTest, AnEnqueuedCallIsLeasedWithEveryField) {
+  DurableQueue& q = queue();
+  CallMaker maker;
+  Call c = maker.Make("mail:send");
+  c.criticality = Criticality::kHigh;
+  c.quota = QuotaClass::kOpportunistic;
+  c.retry = {.max_attempts = 7,
+             .initial_backoff = absl::Milliseconds(250),
+             .max_backoff = absl::Minutes(2),
+             .multiplier = 1.5};
+  c.idempotency_key = "order-17";
+  c.client = "frontend:eu";
+  c.args = Value::FromObject({{"to", Value::String("ann")},
+                              {"bytes", Value::Bytes(std::string("\0\xff", 2))},
+                              {"n", Value::Float64(-0.0)}});
+  c.attempt = 5;  // ignored by Enqueue
+  ASSERT_EQ(Enqueued(q, {c}), 1u);
+  std::vector<LeasedCall> got = LeaseAll(q, kT0);
+  ASSERT_THAT(got, SizeIs(1));
+  Call expected = c;
+  expected.attempt = 0;
+  EXPECT_EQ(got[0].call, expected);
+  EXPECT_EQ(got[0].token.id, c.id);
+  EXPECT_NE(got[0].token.token, 0u);
+  EXPECT_EQ(got[0].expires, kT0 + kLease);
+  EXPECT_EQ(got[0].shard, q.ShardOf(c.id));
+}
+
+TEST_P(DurableQueueConformanceTest, SpilledArgsAndLargeArgsRoundTrip) {
+  DurableQueue& q = queue();
+  CallMaker maker;
+  Call spilled = maker.Make("f");
+  spilled.args = Value();
+  spilled.args_blob = "blob/123";
+  Call big = maker.Make("f");
+  big.args = Value::Bytes(std::string(1 << 20, 'x'));
+  ASSERT_EQ(Enqueued(q, {spilled, big}), 2u);
+  std::vector<LeasedCall> got = LeaseAll(q, kT0);
+  ASSERT_THAT(got, SizeIs(2));
+  for (const LeasedCall& l : got) EXPECT_EQ(l.call, l.call.id == spilled.id ? spilled : big);
+}
+
+TEST_P(DurableQueueConformanceTest, ShardOfIsStableAndEachShardHandsOutOnlyItsCalls) {
+  DurableQueue& q = queue();
+  CallMaker maker;
+  std::vector<Call> calls;
+  calls.reserve(64);
+  for (int i = 0; i < 64; ++i) calls.push_back(maker.Make("f"));
+  ASSERT_EQ(Enqueued(q, calls), 64u);
+  for (const Call& c : calls) {
+    const int s = q.ShardOf(c.id);
+    EXPECT_GE(s, 0);
+    EXPECT_LT(s, q.shard_count());
+    EXPECT_EQ(q.ShardOf(c.id), s);
+  }
+  std::set<CallId> seen;
+  for (int s = 0; s < q.shard_count(); ++s) {
+    auto got = q.Lease({.shard = s, .now = kT0, .max = 100, .lease_duration = kLease});
+    ASSERT_TRUE(got.ok()) << got.status();
+    for (const LeasedCall& l : *got) {
+      EXPECT_EQ(q.ShardOf(l.call.id), s);
+      EXPECT_EQ(l.shard, s);
+      EXPECT_TRUE(seen.insert(l.call.id).second);
+    }
+  }
+  EXPECT_EQ(seen.size(), 64u);
+}
+
+TEST_P(DurableQueueConformanceTest, EnqueueOfABatchWithOneBadCallStoresNothing) {
+  DurableQueue& q = queue();
+  CallMaker maker;
+  std::vector<Call> batch = {maker.Make("a"), maker.Make("b"), maker.Make("c")};
+  batch[1].deadline = batch[1].start_after - absl::Seconds(1);
+  auto r = q.Enqueue(batch);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(r.status().message(), HasSubstr(batch[1].id.ToString()));
+  EXPECT_THAT(r.status().message(), HasSubstr("deadline"));
+  EXPECT_THAT(LeaseAll(q, kT0 + absl::Minutes(1)), IsEmpty());
+  auto depths = q.Depths(kT0);
+  ASSERT_TRUE(depths.ok());
+  EXPECT_THAT(*depths, IsEmpty());
+}
+
+TEST_P(DurableQueueConformanceTest, EveryInvalidCallIsRefusedByName) {
+  DurableQueue& q = queue();
+  CallMaker maker;
+  struct Case {
+    const char* expect;
+    std::function<void(Call&)> edit;
+  };
+  const std::vector<Case> cases = {
+      {"nil", [](Call& c) { c.id = CallId(); }},
+      {"version", [](Call& c) { c.id = CallId(c.id.hi() & ~uint64_t{0xf000}, c.id.lo()); }},
+      {"tenant name is empty", [](Call& c) { c.tenant.clear(); }},
+      {"tenant name", [](Call& c) { c.tenant = "a b"; }},
+      {"function name is empty", [](Call& c) { c.function.clear(); }},
+      {"function name", [](Call& c) { c.function = std::string(300, 'f'); }},
+      {"function name", [](Call& c) { c.function = "mod:fn\n"; }},
+      {"client name", [](Call& c) { c.client = "bad client"; }},
+      {"quota class", [](Call& c) { c.quota = static_cast<QuotaClass>(9); }},
+      {"criticality", [](Call& c) { c.criticality = static_cast<Criticality>(4); }},
+      {"not after the start", [](Call& c) { c.deadline = c.start_after; }},
+      {"between", [](Call& c) { c.deadline = c.start_after + absl::Milliseconds(500); }},
+      {"between", [](Call& c) { c.deadline = c.start_after + absl::Hours(25); }},
+      {"start_after is not set", [](Call& c) { c.start_after = absl::InfinitePast(); }},
+      {"both inline and spilled", [](Call& c) { c.args_blob = "k"; }},
+      {"max_attempts", [](Call& c) { c.retry.max_attempts = 0; }},
+      {"backoff", [](Call& c) { c.retry.initial_backoff = -absl::Seconds(1); }},
+      {"multiplier", [](Call& c) { c.retry.multiplier = 0.5; }},
+      {"idempotency key", [](Call& c) { c.idempotency_key = std::string(300, 'k'); }},
+  };
+  for (const Case& tc : cases) {
+    Call c = maker.Make("f");
+    tc.edit(c);
+    auto r = q.Enqueue({&c, 1});
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << tc.expect;
+    EXPECT_THAT(r.status().message(), HasSubstr(tc.expect));
+  }
+  EXPECT_THAT(LeaseAll(q, kT0 + absl::Hours(2)), IsEmpty());
+}
+
+TEST_P(DurableQueueConformanceTest, DuplicateIdsInABatchAreRefused) {
+  DurableQueue& q = queue();
+  CallMaker maker;
+  Call a = maker.Make("f");
+  Call b = maker.Make("g");
+  b.id = a.id;
+  auto r = q.Enqueue(std::vector<Call>{a, b});
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(r.status().message(), HasSubstr("twice"));
+  EXPECT_THAT(LeaseAll(q, kT0), IsEmpty());
+}
+
+TEST_P(DurableQueueConformanceTest, EnqueueSkipsIdsAlreadyQueuedAndKeepsTheStoredCall) {
+  DurableQueue& q = queue();
+  CallMaker maker;
+  Call a = maker.Make("f");
+  ASSERT_EQ(Enqueued(q, {a}), 1u);
+  Call again = a;
+  again.function = "other";
+  Call b = maker.Make("f");
+  EXPECT_EQ(Enqueued(q, {again, b}), 1u);
+  std::vector<LeasedCall> got = LeaseAll(q, kT0);
+  ASSERT_THAT(got, SizeIs(2));
+  for (const LeasedCall& l : got) {
+    if (l.call.id == a.id) {
+      EXPECT_EQ(l.call.function, "f");
+    }
+  }
+  // Still skipped while leased, and while dead-lettered.
+  EXPECT_EQ(Enqueued(q, {a}), 0u);
+  for (const LeasedCall& l : got) {
+    ASSERT_TRUE(SettleOne(q, Settlement::DeadLetter(l.token, "test"), kT0).ok());
+  }
+  EXPECT_EQ(Enqueued(q, {a}), 0u);
+  EXPECT_THAT(LeaseAll(q, kT0), IsEmpty());
+}
+
+TEST_P(DurableQueueConformanceTest, CallsAreLeasedOnlyOnceDueInStartThenEnqueueOrder) {
+  DurableQueue& q = queue();
+  CallMaker maker;
+  // Enqueued out of start order, some sharing a start time.
+  std::vector<Call> calls = SameShardCalls(q, maker, 6, "f");
+  const absl::Duration starts[] = {absl::Seconds(30), absl::Seconds(10), absl::Seconds(20),
+                                   absl::Seconds(10), absl::Seconds(0),  absl::Seconds(20)};
+  for (int i = 0; i < 6; ++i) {
+    calls[i].start_after = kT0 + starts[i];
+    calls[i].deadline = calls[i].start_after + absl::Hours(1);
+  }
+  ASSERT_EQ(Enqueued(q, {calls[0], calls[1], calls[2]}), 3u);
+  ASSERT_EQ(Enqueued(q, {calls[3], calls[4], calls[5]}), 3u);
+
+  auto lease = [&](absl::Time now, size_t max) {
+    auto got = q.Lease({.shard = 0, .now = now, .max = max, .lease_duration = absl::Hours(2)});
+    EXPECT_TRUE(got.ok()) << got.status();
+    return got.ok() ? Ids(*got) : std::vector<CallId>{};
+  };
+  EXPECT_THAT(lease(kT0 - absl::Seconds(1), 10), IsEmpty()) << "nothing is due yet";
+  EXPECT_THAT(lease(kT0 + absl::Seconds(10), 1), ElementsAre(calls[4].id));
+  EXPECT_THAT(lease(kT0 + absl::Seconds(15), 10), ElementsAre(calls[1].id, calls[3].id));
+  EXPECT_THAT(lease(kT0 + absl::Minutes(1), 10),
+              ElementsAre(calls[2].id, calls[5].id, calls[0].id));
+  EXPECT_THAT(lease(kT0 + absl::Minutes(1), 10), IsEmpty()) << "all are leased";
+}
+
+TEST_P(DurableQueueConformanceTest, TheFunctionFilterHandsOutOnlyThoseFunctionsInOrder) {
+  DurableQueue& q = queue();
+  CallMaker maker;
+  std::vector<Call> calls;
+  const char* fns[] = {"a", "b", "c", "a", "b", "c", "a"};
+  int i = 0;
+  for (const char* fn : fns) {
+    std::vector<Call> one = SameShardCalls(q, maker, 1, fn, kT0 + absl::Seconds(i++));
+    calls.push_back(one[0]);
+  }
+  ASSERT_EQ(Enqueued(q, calls), calls.size());
+  auto got = q.Lease({.shard = 0,
+                      .functions = {"c", "a", "a"},
+                      .now = kT0 + absl::Minutes(1),
+                      .max = 4,
+                      .lease_duration = kLease});
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_THAT(Ids(*got), ElementsAre(calls[0].id, calls[2].id, calls[3].id, calls[5].id));
+  got = q.Lease({.shard = 0,
+                 .functions = {"a", "zzz"},
+                 .now = kT0 + absl::Minutes(1),
+                 .max = 10,
+                 .lease_duration = kLease});
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_THAT(Ids(*got), ElementsAre(calls[6].id));
+  EXPECT_THAT(Ids(LeaseAll(q, kT0 + absl::Minutes(1))), ElementsAre(calls[1].id, calls[4].id));
+}
+
+TEST_P(DurableQueueConformanceTest, ALeaseIsExclusiveUntilItExpiresThenTheCallComesBack) {
+  DurableQueue& q = queue();
+  CallMaker maker;
+  Call c = maker.Make("f");
+  ASSERT_EQ(Enqueued(q, {c}), 1u);
+  std::vector<LeasedCall> first = LeaseAll(q, kT0);
+  ASSERT_THAT(first, SizeIs(1));
+  EXPECT_EQ(first[0].call.attempt, 0);
+  EXPECT_THAT(LeaseAll(q, kT0 + kLease - absl::Nanoseconds(1)), IsEmpty());
+  std::vector<LeasedCall> second = LeaseAll(q, kT0 + kLease);
+  ASSERT_THAT(second, SizeIs(1)) << "the lease expired: at-least-once delivery";
+  EXPECT_EQ(second[0].call.id, c.id);
+  EXPECT_EQ(second[0].call.attempt, 1) << "the expired delivery counts";
+  EXPECT_NE(second[0].token.token, first[0].token.token);
+}
+
+TEST_P(DurableQueueConformanceTest, AckDeletesAndASecondAckIsRefused) {
+  DurableQueue& q = queue();
+  CallMaker maker;
+  ASSERT_EQ(Enqueued(q, {maker.Make("f")}), 1u);
+  std::vector<LeasedCall> got = LeaseAll(q, kT0);
+  ASSERT_THAT(got, SizeIs(1));
+  EXPECT_TRUE(q.Ack(got[0].token, kT0 + absl::Seconds(1)).ok());
+  EXPECT_EQ(q.Ack(got[0].token, kT0 + absl::Seconds(1)).code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(LeaseAll(q, kT0 + absl::Hours(5)), IsEmpty()) << "an acked call never comes back";
+  auto depths = q.Depths(kT0);
+  ASSERT_TRUE(depths.ok());
+  EXPECT_THAT(*depths, IsEmpty());
+}
+
+TEST_P(DurableQueueConformanceTest, AStaleTokenIsRefusedAndCannotTouchTheNewOwnersLease) {
+  DurableQueue& q = queue();
+  CallMaker maker;
+  ASSERT_EQ(Enqueued(q, {maker.Make("f")}), 1u);
+  std::vector<LeasedCall> a = LeaseAll(q, kT0);
+  ASSERT_THAT(a, SizeIs(1));
+  std::vector<LeasedCall> b = LeaseAll(q, kT0 + kLease + absl::Seconds(1));
+  ASSERT_THAT(b, SizeIs(1));
+  const absl::Time late = kT0 + kLease + absl::Seconds(2);
+  for (const Settlement& s : {Settlement::Ack(a[0].token), Settlement::Nack(a[0].token, late),
+                              Settlement::DeadLetter(a[0].token, "late")}) {
+    absl::Status st = SettleOne(q, s, late);
+    EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
+    EXPECT_THAT(st.message(), HasSubstr("stale"));
+  }
+  auto ext = q.Extend({&a[0].token, 1}, late, kLease);
+  ASSERT_TRUE(ext.ok());
+  EXPECT_EQ((*ext)[0].code(), absl::StatusCode::kFailedPrecondition);
+  // B's lease is intact: it is still exclusive, and B can ack.
+  EXPECT_THAT(LeaseAll(q, late), IsEmpty());
+  EXPECT_TRUE(q.Ack(b[0].token, late).ok());
+}
+
+TEST_P(DurableQueueConformanceTest, AnExpiredLeaseIsRefusedEvenBeforeAnyoneLeasesTheCallAgain) {
+  DurableQueue& q = queue();
+  CallMaker maker;
+  ASSERT_EQ(Enqueued(q, {maker.Make("f")}), 1u);
+  std::vector<LeasedCall> a = LeaseAll(q, kT0);
+  ASSERT_THAT(a, SizeIs(1));
+  EXPECT_EQ(q.Ack(a[0].token, kT0 + kLease).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(LeaseAll(q, kT0 + kLease), SizeIs(1)) << "the call was not deleted";
+}
+
+TEST_P(DurableQueueConformanceTest, AForgedTokenIsRefused) {
+  DurableQueue& q = queue();
+  CallMaker maker;
+  ASSERT_EQ(Enqueued(q, {maker.Make("f")}), 1u);
+  std::vector<LeasedCall> a = LeaseAll(q, kT0);
+  ASSERT_THAT(a, SizeIs(1));
+  LeaseToken forged = a[0].token;
+  forged.token += 1000;
+  EXPECT_EQ(q.Ack(forged, kT0).code(), absl::StatusCode::kFailedPrecondition);
+  LeaseToken unknown{maker.Make("f").id, a[0].token.token};
+  EXPECT_EQ(q.Ack(unknown, kT0).code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(q.Ack(a[0].token, kT0).ok());
+}
+
+TEST_P(DurableQueueConformanceTest, ANackMakesTheCallDueAtRetryAtWithOneMoreAttempt) {
+  DurableQueue& q = queue();
+  CallMaker maker;
+  ASSERT_EQ(Enqueued(q, {maker.Make("f")}), 1u);
+  std::vector<LeasedCall> a = LeaseAll(q, kT0);
+  ASSERT_THAT(a, SizeIs(1));
+  const absl::Time retry = kT0 + absl::Seconds(10);
+  ASSERT_TRUE(q.Nack(a[0].token, kT0 + absl::Seconds(1), retry, "flaky").ok());
+  EXPECT_THAT(LeaseAll(q, retry - absl::Nanoseconds(1)), IsEmpty());
+  std::vector<LeasedCall> b = LeaseAll(q, retry);
+  ASSERT_THAT(b, SizeIs(1));
+  EXPECT_EQ(b[0].call.attempt, 1);
+  EXPECT_EQ(b[0].call.start_after, a[0].call.start_after) << "the call itself is unchanged";
+}
+
+TEST_P(DurableQueueConformanceTest, AReleaseGivesTheCallBackWithoutUsingAnAttempt) {
+  DurableQueue& q = queue();
+  CallMaker maker;
+  Call c = maker.Make("f");
+  c.retry.max_attempts = 1;
+  ASSERT_EQ(Enqueued(q, {c}), 1u);
+  absl::Time now = kT0;
+  for (int i = 0; i < 3; ++i) {
+    std::vector<LeasedCall> got = LeaseAll(q, now);
+    ASSERT_THAT(got, SizeIs(1)) << "round " << i;
+    EXPECT_EQ(got[0].call.attempt, 0) << "released deliveries do not count";
+    ASSERT_TRUE(SettleOne(q, Settlement::Release(got[0].token, now + absl::Seconds(5)), now).ok());
+    EXPECT_THAT(LeaseAll(q, now + absl::Seconds(4)), IsEmpty()) << "due again only at retry_at";
+    now += absl::Seconds(5);
+  }
+  EXPECT_THAT(AllDeadLetters(q), IsEmpty());
+  std::vector<LeasedCall> last = LeaseAll(q, now);
+  ASSERT_THAT(last, SizeIs(1));
+  ASSERT_TRUE(q.Nack(last[0].token, now, now, "real failure").ok());
+  EXPECT_THAT(AllDeadLetters(q), SizeIs(1)) << "the one real attempt was the last";
+}
+
+TEST_P(DurableQueueConformanceTest, ExtendKeepsALeaseAlive) {
+  DurableQueue& q = queue();
+  CallMaker maker;
+  ASSERT_EQ(Enqueued(q, {maker.Make("f")}), 1u);
+  std::vector<LeasedCall> a = LeaseAll(q, kT0);
+  ASSERT_THAT(a, SizeIs(1));
+  absl::Time now = kT0;
+  for (int i = 0; i < 5; ++i) {
+    now += kLease / 2;
+    auto r = q.Extend({&a[0].token, 1}, now, kLease);
+    ASSERT_TRUE(r.ok()) << r.status();
+    ASSERT_TRUE((*r)[0].ok()) << (*r)[0];
+    EXPECT_THAT(LeaseAll(q, now + kLease / 2), IsEmpty()) << "still leased at round " << i;
+  }
+  EXPECT_TRUE(q.Ack(a[0].token, now + kLease - absl::Seconds(1)).ok());
+}
+
+TEST_P(DurableQueueConformanceTest, ANackPastTheLastAttemptDeadLetters) {
+  DurableQueue& q = queue();
+  CallMaker maker;
+  Call c = maker.Make("f");
+  c.retry.max_attempts = 2;
+  ASSERT_EQ(Enqueued(q, {c}), 1u);
+  absl::Time now = kT0;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    std::vector<LeasedCall> got = LeaseAll(q, now);
+    ASSERT_THAT(got, SizeIs(1)) << "attempt " << attempt;
+    EXPECT_EQ(got[0].call.attempt, attempt);
+    ASSERT_TRUE(q.Nack(got[0].token, now, now, "boom").ok());
+  }
+  EXPECT_THAT(LeaseAll(q, now + absl::Minutes(1)), IsEmpty());
+  std::vector<DeadLetter> dead = AllDeadLetters(q);
+  ASSERT_THAT(dead, SizeIs(1));
+  EXPECT_EQ(dead[0].call.id, c.id);
+  EXPECT_EQ(dead[0].call.attempt, 2);
+  EXPECT_THAT(dead[0].reason, HasSubstr("attempts exhausted"));
+  EXPECT_THAT(dead[0].reason, HasSubstr("boom"));
+  EXPECT_EQ(dead[0].at, now);
+}
+
+TEST_P(DurableQueueConformanceTest, LeasesThatExpireUseUpAttemptsToo) {
+  DurableQueue& q = queue();
+  CallMaker maker;
+  Call c = maker.Make("f");
+  c.retry.max_attempts = 3;
+  ASSERT_EQ(Enqueued(q, {c}), 1u);
+  absl::Time now = kT0;
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_THAT(LeaseAll(q, now), SizeIs(1));
+    now += kLease;  // the lessee died
+  }
+  EXPECT_THAT(LeaseAll(q, now), IsEmpty());
+  std::vector<DeadLetter> dead = AllDeadLetters(q);
+  ASSERT_THAT(dead, SizeIs(1));
+  EXPECT_THAT(dead[0].reason, HasSubstr("attempts exhausted after 3"));
+}
+
+TEST_P(DurableQueueConformanceTest, ACallPastItsDeadlineIsDeadLetteredNotLeased) {
+  DurableQueue& q = queue();
+  CallMaker maker;
+  Call late = maker.Make("f", kT0, absl::Minutes(5));
+  Call fine = maker.Make("f", kT0, absl::Hours(2));
+  ASSERT_EQ(Enqueued(q, {late, fine}), 2u);
+  std::vector<LeasedCall> got = LeaseAll(q, kT0 + absl::Minutes(5));
+  ASSERT_THAT(got, SizeIs(1));
+  EXPECT_EQ(got[0].call.id, fine.id);
+  std::vector<DeadLetter> dead = AllDeadLetters(q);
+  ASSERT_THAT(dead, SizeIs(1));
+  EXPECT_EQ(dead[0].call.id, late.id);
+  EXPECT_THAT(dead[0].reason, HasSubstr("deadline passed"));
+}
+
+TEST_P(DurableQueueConformanceTest, DeadLettersAreListedInIdOrderAndRedriven) {
+  DurableQueue& q = queue();
+  CallMaker maker;
+  std::vector<Call> calls;
+  calls.reserve(7);
+  for (int i = 0; i < 7; ++i) calls.push_back(maker.Make("f"));
+  ASSERT_EQ(Enqueued(q, calls), 7u);
+  std::vector<LeasedCall> got = LeaseAll(q, kT0);
+  ASSERT_THAT(got, SizeIs(7));
+  std::vector<Settlement> kill;
+  kill.reserve(got.size());
+  for (const LeasedCall& l : got) kill.push_back(Settlement::DeadLetter(l.token, "permanent"));
+  auto r = q.Settle(kill, kT0 + absl::Seconds(1));
+  ASSERT_TRUE(r.ok()) << r.status();
+  for (const absl::Status& s : *r) EXPECT_TRUE(s.ok()) << s;
+
+  // Paged listing, in id order.
+  std::vector<CallId> listed;
+  CallId after;
+  while (true) {
+    auto page = q.ListDeadLetters(after, 3);
+    ASSERT_TRUE(page.ok()) << page.status();
+    if (page->empty()) break;
+    EXPECT_LE(page->size(), 3u);
+    for (const DeadLetter& d : *page) {
+      listed.push_back(d.call.id);
+      EXPECT_EQ(d.reason, "permanent");
+      EXPECT_EQ(d.at, kT0 + absl::Seconds(1));
+    }
+    after = page->back().call.id;
+  }
+  EXPECT_EQ(listed, Sorted(Ids(calls)));
+  EXPECT_THAT(LeaseAll(q, kT0 + absl::Minutes(1)), IsEmpty());
+
+  // Re-drive two, one of them twice, and one id that is not a dead letter.
+  const absl::Time later = kT0 + absl::Hours(3);  // past the original deadlines
+  std::vector<CallId> ids = {listed[0], listed[3], maker.Make("f").id};
+  auto red = q.Redrive(ids, later);
+  ASSERT_TRUE(red.ok()) << red.status();
+  EXPECT_TRUE((*red)[0].ok());
+  EXPECT_TRUE((*red)[1].ok());
+  EXPECT_EQ((*red)[2].code(), absl::StatusCode::kNotFound);
+  auto again = q.Redrive({&listed[0], 1}, later);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ((*again)[0].code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(AllDeadLetters(q), SizeIs(5));
+  std::vector<LeasedCall> back = LeaseAll(q, later);
+  ASSERT_THAT(back, SizeIs(2));
+  for (const LeasedCall& l : back) {
+    EXPECT_EQ(l.call.attempt, 0);
+    EXPECT_EQ(l.call.deadline, later + absl::Hours(1)) << "the deadline window restarts";
+  }
+}
+
+TEST_P(DurableQueueConformanceTest, DepthsCountPendingDueAndLeasedPerFunction) {
+  DurableQueue& q = queue();
+  CallMaker maker;
+  std::vector<Call> calls = {maker.Make("a", kT0 - absl::Seconds(30)), maker.Make("a", kT0),
+                             maker.Make("a", kT0 + absl::Minutes(1)),
+                             maker.Make("b", kT0 - absl::Seconds(5))};
+  ASSERT_EQ(Enqueued(q, calls), 4u);
+  auto d = q.Depths(kT0);
+  ASSERT_TRUE(d.ok()) << d.status();
+  ASSERT_THAT(*d, SizeIs(2));
+  EXPECT_EQ((*d)[0].function, "a");
+  EXPECT_EQ((*d)[0].pending, 3u);
+  EXPECT_EQ((*d)[0].due, 2u);
+  EXPECT_EQ((*d)[0].leased, 0u);
+  EXPECT_EQ((*d)[0].oldest_due, kT0 - absl::Seconds(30));
+  EXPECT_EQ((*d)[0].oldest_due_age, absl::Seconds(30));
+  EXPECT_EQ((*d)[1].function, "b");
+  EXPECT_EQ((*d)[1].oldest_due_age, absl::Seconds(5));
+
+  auto leased = q.Lease({.shard = q.ShardOf(calls[0].id),
+                         .functions = {"a"},
+                         .now = kT0,
+                         .max = 1,
+                         .lease_duration = kLease});
+  ASSERT_TRUE(leased.ok());
+  ASSERT_THAT(*leased, SizeIs(1));
+  EXPECT_EQ((*leased)[0].call.id, calls[0].id);
+  d = q.Depths(kT0);
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ((*d)[0].pending, 2u);
+  EXPECT_EQ((*d)[0].leased, 1u);
+  EXPECT_EQ((*d)[0].oldest_due, kT0);
+  // Once the lease expired, the call is due again, from the expiry.
+  d = q.Depths(kT0 + kLease);
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ((*d)[0].leased, 0u);
+  EXPECT_EQ((*d)[0].pending, 3u);
+  EXPECT_EQ((*d)[0].due, 2u);
+  EXPECT_EQ((*d)[0].oldest_due, kT0);
+  d = q.Depths(kT0 + kLease + absl::Seconds(1));
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ((*d)[0].oldest_due, kT0);
+  EXPECT_EQ((*d)[0].oldest_due_age, kLease + absl::Seconds(1));
+}
+
+TEST_P(DurableQueueConformanceTest, EveryBadRequestIsInvalidArgumentAndChangesNothing) {
+  DurableQueue& q = queue();
+  CallMaker maker;
+  ASSERT_EQ(Enqueued(q, {maker.Make("f")}), 1u);
+  auto expect_bad = [](const absl::Status& s, const char* what) {
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << what << ": " << s;
+    EXPECT_THAT(s.message(), HasSubstr(what));
+  };
+  expect_bad(q.Lease({.shard = -1, .now = kT0, .max = 1}).status(), "shard");
+  expect_bad(q.Lease({.shard = q.shard_count(), .now = kT0, .max = 1}).status(), "shard");
+  expect_bad(q.Lease({.shard = 0, .now = kT0, .max = 0}).status(), "max");
+  expect_bad(q.Lease({.shard = 0, .now = kT0, .max = DurableQueue::kMaxLeaseBatch + 1}).status(),
+             "max");
+  expect_bad(
+      q.Lease({.shard = 0, .now = kT0, .max = 1, .lease_duration = absl::ZeroDuration()}).status(),
+      "lease_duration");
+  expect_bad(
+      q.Lease({.shard = 0, .now = kT0, .max = 1, .lease_duration = absl::Hours(25)}).status(),
+      "lease_duration");
+  expect_bad(q.Lease({.shard = 0, .functions = {"bad name"}, .now = kT0, .max = 1}).status(),
+             "function name");
+  expect_bad(q.Lease({.shard = 0, .now = absl::InfiniteFuture(), .max = 1}).status(), "now");
+
+  std::vector<LeasedCall> got = LeaseAll(q, kT0);
+  ASSERT_THAT(got, SizeIs(1));
+  std::vector<Settlement> twice = {Settlement::Ack(got[0].token), Settlement::Ack(got[0].token)};
+  expect_bad(q.Settle(twice, kT0).status(), "twice");
+  Settlement inf = Settlement::Nack(got[0].token, absl::InfiniteFuture());
+  expect_bad(q.Settle({&inf, 1}, kT0).status(), "retry_at");
+  expect_bad(q.Extend({&got[0].token, 1}, kT0, absl::ZeroDuration()).status(), "lease_duration");
+  expect_bad(q.ListDeadLetters(CallId(), 0).status(), "limit");
+  std::vector<Call> too_many(DurableQueue::kMaxEnqueueBatch + 1);
+  expect_bad(q.Enqueue(too_many).status(), "over the limit");
+  // Nothing changed: the lease still holds and acks.
+  EXPECT_TRUE(q.Ack(got[0].token, kT0).ok());
+}
+
+TEST_P(DurableQueueConformanceTest, ASettleBatchReportsEachLeaseOnItsOwn) {
+  DurableQueue& q = queue();
+  CallMaker maker;
+  ASSERT_EQ(Enqueued(q, {maker.Make("f"), maker.Make("f"), maker.Make("f")}), 3u);
+  std::vector<LeasedCall> got = LeaseAll(q, kT0);
+  ASSERT_THAT(got, SizeIs(3));
+  ASSERT_TRUE(q.Ack(got[1].token, kT0).ok());
+  std::vector<Settlement> batch = {Settlement::Ack(got[0].token), Settlement::Ack(got[1].token),
+                                   Settlement::Nack(got[2].token, kT0 + absl::Seconds(1))};
+  auto r = q.Settle(batch, kT0);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_THAT(*r, SizeIs(3));
+  EXPECT_TRUE((*r)[0].ok());
+  EXPECT_EQ((*r)[1].code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE((*r)[2].ok());
+  std::vector<LeasedCall> back = LeaseAll(q, kT0 + absl::Seconds(1));
+  ASSERT_THAT(back, SizeIs(1));
+  EXPECT_EQ(back[0].call.id, got[2].call.id);
+}
+
+// --- Durable adapters ---------------------------------------------------------
+
+TEST_P(DurableQueueConformanceTest, ReopenKeepsCallsLeasesDeadLettersAndFreshTokens) {
+  DurableQueue& q0 = queue();
+  CallMaker maker;
+  std::vector<Call> calls;
+  calls.reserve(6);
+  for (int i = 0; i < 6; ++i) calls.push_back(maker.Make(i % 2 == 0 ? "a" : "b"));
+  ASSERT_EQ(Enqueued(q0, calls), 6u);
+  std::vector<LeasedCall> leased = LeaseAll(q0, kT0, 3);
+  ASSERT_THAT(leased, SizeIs(3));
+  ASSERT_TRUE(q0.Ack(leased[0].token, kT0).ok());
+  ASSERT_TRUE(q0.DeadLetterCall(leased[1].token, kT0, "bad").ok());
+  // leased[2] stays leased across the restart.
+  if (!Reopen()) GTEST_SKIP() << "the adapter is not durable (no reopen)";
+  DurableQueue& q = queue();
+  EXPECT_THAT(LeaseAll(q, kT0 + absl::Seconds(1)), SizeIs(3)) << "the three never leased";
+  std::vector<DeadLetter> dead = AllDeadLetters(q);
+  ASSERT_THAT(dead, SizeIs(1));
+  EXPECT_EQ(dead[0].call.id, leased[1].call.id);
+  EXPECT_EQ(dead[0].reason, "bad");
+  // The lease survived: still exclusive, its token still works...
+  EXPECT_TRUE(q.Extend({&leased[2].token, 1}, kT0 + absl::Seconds(2), kLease).ok());
+  // ...and after expiry the call comes back with a token never used before.
+  std::vector<LeasedCall> back = LeaseAll(q, kT0 + absl::Minutes(10));
+  ASSERT_THAT(back, SizeIs(4));  // the expired one and the three from above
+  std::set<std::pair<CallId, uint64_t>> tokens;
+  for (const LeasedCall& l : leased) tokens.insert({l.token.id, l.token.token});
+  for (const LeasedCall& l : back) {
+    EXPECT_FALSE(tokens.count({l.token.id, l.token.token}))
+        << "token " << l.token.token << " reused";
+    if (l.call.id == leased[2].call.id) {
+      EXPECT_EQ(l.call.attempt, 1);
+    }
+  }
+  // Enqueue after a reopen still skips the ids it holds.
+  EXPECT_EQ(Enqueued(q, calls), 1u) << "only the acked call is new again";
+}
+
+}  // namespace
+}  // namespace txfn::testing

@@ -1,0 +1,180 @@
+// Call and CallId on their own: the id's text and byte forms, derived ids,
+// names, backoff, the binary encoding (every prefix and a corrupted byte
+// are refused, never a crash) and the ValidateCall checks the queue
+// conformance suite does not reach.
+#include "txfn/call.h"
+
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace txfn {
+namespace {
+
+using ::testing::HasSubstr;
+
+const absl::Time kT0 = absl::FromUnixSeconds(1'700'000'000);
+
+Call FullCall() {
+  CallIdGenerator ids(7);
+  Call c;
+  c.id = ids.Next();
+  c.tenant = "shop";
+  c.function = "mail:send";
+  c.args = Value::String("ann");
+  c.criticality = Criticality::kHigh;
+  c.start_after = kT0;
+  c.deadline = kT0 + absl::Hours(2);
+  c.quota = QuotaClass::kOpportunistic;
+  c.attempt = 2;
+  c.retry = {.max_attempts = 5,
+             .initial_backoff = absl::Milliseconds(250),
+             .max_backoff = absl::Seconds(30),
+             .multiplier = 3};
+  c.idempotency_key = "order-17";
+  c.client = "signup";
+  return c;
+}
+
+TEST(CallIdTest, TextAndBytesRoundTripAndKeepTheOrder) {
+  CallIdGenerator ids(1);
+  CallId prev;
+  for (int i = 0; i < 100; ++i) {
+    const CallId id = ids.Next();
+    EXPECT_TRUE(id.IsValid());
+    EXPECT_EQ(id.version(), 4);
+    const std::string text = id.ToString();
+    ASSERT_EQ(text.size(), 36u);
+    EXPECT_EQ(*CallId::Parse(text), id);
+    EXPECT_EQ(*CallId::FromBytes(id.Bytes()), id);
+    EXPECT_EQ(id < prev, id.Bytes() < prev.Bytes()) << "byte order is id order";
+    prev = id;
+  }
+  EXPECT_EQ(*CallId::Parse("0123ABCD-0000-4000-8000-00000000000F"),
+            *CallId::Parse("0123abcd-0000-4000-8000-00000000000f"))
+      << "either case";
+  EXPECT_TRUE(CallId().IsNil());
+  EXPECT_FALSE(CallId().IsValid());
+}
+
+TEST(CallIdTest, BadTextAndBytesAreInvalidArgument) {
+  for (const char* bad :
+       {"", "0123abcd-0000-4000-8000-00000000000", "0123abcd00000-4000-8000-0000000000000",
+        "0123abcd-0000-4000-8000-00000000000g", "0123abcd-0000-4000-8000-00000000000f0"}) {
+    auto id = CallId::Parse(bad);
+    EXPECT_EQ(id.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(id.status().message(), HasSubstr("not a UUID"));
+  }
+  EXPECT_THAT(CallId::Parse(std::string(1000, 'a')).status().message().size(), ::testing::Lt(200u))
+      << "the message quotes at most 64 bytes";
+  EXPECT_EQ(CallId::FromBytes("short").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(CallId::FromBytes(std::string(17, 'x')).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(CallIdTest, DerivedIdsAreStableVersion8AndSeparateScopeFromKey) {
+  const CallId a = CallId::FromKey("shop", "order-17");
+  EXPECT_EQ(a, CallId::FromKey("shop", "order-17"));
+  EXPECT_TRUE(a.IsValid());
+  EXPECT_EQ(a.version(), 8);
+  EXPECT_NE(a, CallId::FromKey("shop", "order-18"));
+  EXPECT_NE(CallId::FromKey("a", "bc"), CallId::FromKey("ab", "c"));
+}
+
+TEST(CallTest, NamesParseBackAndUnknownNamesAreRefused) {
+  for (int i = 0; i < kCriticalityLevels; ++i) {
+    const auto c = static_cast<Criticality>(i);
+    EXPECT_EQ(*ParseCriticality(CriticalityName(c)), c);
+  }
+  for (QuotaClass q : {QuotaClass::kReserved, QuotaClass::kOpportunistic}) {
+    EXPECT_EQ(*ParseQuotaClass(QuotaClassName(q)), q);
+  }
+  EXPECT_EQ(CriticalityName(static_cast<Criticality>(9)), "unknown");
+  EXPECT_EQ(QuotaClassName(static_cast<QuotaClass>(9)), "unknown");
+  EXPECT_EQ(ParseCriticality("urgent").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseQuotaClass("").status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(CallTest, BackoffGrowsByTheMultiplierUpToTheMaximum) {
+  const RetryPolicy r{.max_attempts = 10,
+                      .initial_backoff = absl::Seconds(1),
+                      .max_backoff = absl::Seconds(10),
+                      .multiplier = 2};
+  EXPECT_EQ(r.BackoffAfter(-1), absl::Seconds(1));
+  EXPECT_EQ(r.BackoffAfter(0), absl::Seconds(1));
+  EXPECT_EQ(r.BackoffAfter(1), absl::Seconds(2));
+  EXPECT_EQ(r.BackoffAfter(3), absl::Seconds(8));
+  EXPECT_EQ(r.BackoffAfter(4), absl::Seconds(10));
+  EXPECT_EQ(r.BackoffAfter(1'000'000), absl::Seconds(10));
+}
+
+TEST(CallTest, TheEncodingRoundTripsEveryField) {
+  const Call c = FullCall();
+  EXPECT_EQ(*DecodeCall(EncodeCall(c)), c);
+  Call spilled = c;
+  spilled.args = Value();
+  spilled.args_blob = "call/" + c.id.ToString();
+  EXPECT_EQ(*DecodeCall(EncodeCall(spilled)), spilled);
+  Call unset;  // infinite times survive too
+  EXPECT_EQ(*DecodeCall(EncodeCall(unset)), unset);
+}
+
+TEST(CallTest, EveryTruncationAndACorruptedVersionAreRefused) {
+  const std::string data = EncodeCall(FullCall());
+  for (size_t n = 0; n < data.size(); ++n) {
+    auto c = DecodeCall(data.substr(0, n));
+    EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument) << "prefix of " << n;
+    EXPECT_THAT(c.status().message(), HasSubstr("not an encoded call"));
+  }
+  EXPECT_EQ(DecodeCall(data + "x").status().code(), absl::StatusCode::kInvalidArgument);
+  std::string other_version = data;
+  other_version[0] = 9;
+  EXPECT_THAT(DecodeCall(other_version).status().message(), HasSubstr("version"));
+  // Any single corrupted byte decodes to something or is refused; never a crash.
+  for (size_t i = 1; i < data.size(); ++i) {
+    std::string bad = data;
+    bad[i] = static_cast<char>(bad[i] ^ 0xff);
+    (void)DecodeCall(bad);
+  }
+}
+
+TEST(CallTest, ValidateCallRefusesEachBadFieldByName) {
+  struct Case {
+    const char* expect;
+    void (*edit)(Call&);
+  };
+  const std::vector<Case> cases = {
+      {"attempt is negative", [](Call& c) { c.attempt = -1; }},
+      {"NUL", [](Call& c) { c.idempotency_key = std::string("a\0b", 3); }},
+      {"args_blob key",
+       [](Call& c) {
+         c.args = Value();
+         c.args_blob = std::string(300, 'k');
+       }},
+      {"backoffs", [](Call& c) { c.retry.max_backoff = absl::Hours(25); }},
+      {"backoffs", [](Call& c) { c.retry.max_backoff = c.retry.initial_backoff / 2; }},
+      {"multiplier",
+       [](Call& c) { c.retry.multiplier = std::numeric_limits<double>::quiet_NaN(); }},
+      {"start_after is not set", [](Call& c) { c.start_after = absl::InfiniteFuture(); }},
+  };
+  EXPECT_TRUE(ValidateCall(FullCall()).ok());
+  for (const Case& tc : cases) {
+    Call c = FullCall();
+    tc.edit(c);
+    const absl::Status s = ValidateCall(c);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << tc.expect;
+    EXPECT_THAT(s.message(), HasSubstr(tc.expect));
+    EXPECT_THAT(s.message(), HasSubstr(c.id.ToString())) << "names the call";
+  }
+  // Limits are the caller's to set.
+  Call big = FullCall();
+  big.args = Value::Bytes(std::string(2000, 'x'));
+  EXPECT_TRUE(ValidateCall(big).ok());
+  EXPECT_THAT(ValidateCall(big, {.max_args_bytes = 1000}).message(), HasSubstr("args are"));
+}
+
+}  // namespace
+}  // namespace txfn

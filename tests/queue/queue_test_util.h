@@ -1,0 +1,140 @@
+// Helpers for the queue-side tests: a temporary directory and SqliteQueue
+// factories for the conformance suite.
+#ifndef TXFN_TESTS_QUEUE_QUEUE_TEST_UTIL_H_
+#define TXFN_TESTS_QUEUE_QUEUE_TEST_UTIL_H_
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "../temp_dir.h"
+#include "gtest/gtest.h"
+#include "txfn/durable_queue.h"
+
+namespace txfn::queue_test {
+
+// Directories named txfn_queue_*.
+class TempDir : public testing_util::TempDir {
+ public:
+  TempDir() : testing_util::TempDir("txfn_queue_") {}
+};
+
+// Forwards every DurableQueue method to `inner` (LevelDB's EnvWrapper idea):
+// test wrappers override only what they change.
+class ForwardingQueue : public DurableQueue {
+ public:
+  explicit ForwardingQueue(std::unique_ptr<DurableQueue> inner) : inner_(std::move(inner)) {}
+  DurableQueue& inner() { return *inner_; }
+
+  int shard_count() const override { return inner_->shard_count(); }
+  int ShardOf(const CallId& id) const override { return inner_->ShardOf(id); }
+  absl::StatusOr<size_t> Enqueue(absl::Span<const Call> calls) override {
+    return inner_->Enqueue(calls);
+  }
+  absl::StatusOr<std::vector<LeasedCall>> Lease(const LeaseRequest& request) override {
+    return inner_->Lease(request);
+  }
+  absl::StatusOr<std::vector<absl::Status>> Settle(absl::Span<const Settlement> settlements,
+                                                   absl::Time now) override {
+    return inner_->Settle(settlements, now);
+  }
+  absl::StatusOr<std::vector<absl::Status>> Extend(absl::Span<const LeaseToken> leases,
+                                                   absl::Time now,
+                                                   absl::Duration lease_duration) override {
+    return inner_->Extend(leases, now, lease_duration);
+  }
+  absl::StatusOr<std::vector<DeadLetter>> ListDeadLetters(CallId after, size_t limit) override {
+    return inner_->ListDeadLetters(after, limit);
+  }
+  absl::StatusOr<std::vector<absl::Status>> Redrive(absl::Span<const CallId> ids,
+                                                    absl::Time now) override {
+    return inner_->Redrive(ids, now);
+  }
+  absl::StatusOr<std::vector<FunctionDepth>> Depths(absl::Time now) override {
+    return inner_->Depths(now);
+  }
+
+ private:
+  std::unique_ptr<DurableQueue> inner_;
+};
+
+// Counts Enqueue calls (and their batches), and fails chosen methods.
+class CountingQueue final : public ForwardingQueue {
+ public:
+  using ForwardingQueue::ForwardingQueue;
+
+  absl::StatusOr<size_t> Enqueue(absl::Span<const Call> calls) override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      batches_.emplace_back(calls.begin(), calls.end());
+      if (fail_enqueue_) return absl::UnavailableError("injected Enqueue failure");
+    }
+    return ForwardingQueue::Enqueue(calls);
+  }
+  absl::StatusOr<std::vector<absl::Status>> Settle(absl::Span<const Settlement> settlements,
+                                                   absl::Time now) override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (fail_settle_) return absl::UnavailableError("injected Settle failure");
+    }
+    return ForwardingQueue::Settle(settlements, now);
+  }
+  absl::StatusOr<std::vector<LeasedCall>> Lease(const LeaseRequest& request) override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++leases_;
+      if (fail_lease_) return absl::UnavailableError("injected Lease failure");
+    }
+    return ForwardingQueue::Lease(request);
+  }
+
+  void FailEnqueue(bool fail) {
+    std::lock_guard<std::mutex> lock(mu_);
+    fail_enqueue_ = fail;
+  }
+  void FailSettle(bool fail) {
+    std::lock_guard<std::mutex> lock(mu_);
+    fail_settle_ = fail;
+  }
+  void FailLease(bool fail) {
+    std::lock_guard<std::mutex> lock(mu_);
+    fail_lease_ = fail;
+  }
+  std::vector<std::vector<Call>> batches() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return batches_;
+  }
+  int leases() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return leases_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<std::vector<Call>> batches_;
+  bool fail_enqueue_ = false;
+  bool fail_settle_ = false;
+  bool fail_lease_ = false;
+  int leases_ = 0;
+};
+
+// Leases and acks every due call of every shard; returns them.
+inline std::vector<Call> DrainAll(DurableQueue& q, absl::Time now) {
+  std::vector<Call> out;
+  for (int s = 0; s < q.shard_count(); ++s) {
+    auto got = q.Lease({.shard = s, .now = now, .max = DurableQueue::kMaxLeaseBatch});
+    EXPECT_TRUE(got.ok()) << got.status();
+    if (!got.ok()) continue;
+    for (LeasedCall& l : *got) {
+      EXPECT_TRUE(q.Ack(l.token, now).ok());
+      out.push_back(std::move(l.call));
+    }
+  }
+  return out;
+}
+
+}  // namespace txfn::queue_test
+
+#endif  // TXFN_TESTS_QUEUE_QUEUE_TEST_UTIL_H_
