@@ -29,9 +29,12 @@
 //   export const send = mutation(async (ctx, {channel, body}) =>
 //       ctx.db.insert("messages", {channel, body}));
 //
-// Validator types: "string", "number" (= "float64"), "bigint" (= "int64"),
-// "boolean", "null", "bytes", "array", "object", "any"; a trailing "?" makes
-// the argument optional; arguments not listed are rejected.
+// Validator types are the schema's (schema.h): "null", "int64" (a BigInt),
+// "float64" (a number), "bool", "string", "bytes" (an ArrayBuffer), "array",
+// "object", "any", with "number", "bigint" and "boolean" accepted as aliases;
+// a trailing "?" makes the argument optional; arguments not listed are
+// rejected. Errors use the schema's names ("argument `n` must be int64, got
+// float64"); an unknown type's error lists the valid ones.
 //
 // ctx.db (every method returns a Promise): get(id) -> document or null;
 // query(table) [.withIndex(name, q => q.eq(f, v)... .gt/.gte(f, v) .lt/.lte(f, v))]
