@@ -135,6 +135,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -156,6 +157,15 @@ enum class FunctionKind { kQuery, kMutation };
 
 // "query" or "mutation".
 std::string_view FunctionKindName(FunctionKind kind);
+
+// A call of an export as the other kind (a mutation run as a query, or the
+// reverse) fails with InvalidArgument before any of the function's code runs,
+// carrying this payload; its value is the declared kind's name. A caller that
+// does not know the kind (the txfn CLI's `run`) calls it as a query and, on
+// DeclaredKind(status) == kMutation, as a mutation.
+inline constexpr std::string_view kKindMismatchTypeUrl = "type.txfn.dev/txfn.KindMismatch";
+// The kind the export was declared as, if `status` is such a mismatch; else nullopt.
+[[nodiscard]] std::optional<FunctionKind> DeclaredKind(const absl::Status& status);
 
 struct RunRequest {
   std::string function;  // "path/to/module:exportName"
