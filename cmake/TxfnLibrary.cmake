@@ -1,7 +1,9 @@
 # txfn_library(NAME EXPORT_NAME SOURCES ... PUBLIC_LIBS ... PRIVATE_LIBS ... [NO_INSTALL])
 # Defines txfn_<NAME> with alias txfn::<EXPORT_NAME>, includes include/, and
-# registers it for installation unless NO_INSTALL (a library only usable from a
-# source tree, e.g. txfn::testing, which depends on the host's googletest).
+# registers it in the txfnTargets export set unless NO_INSTALL (txfn::testing,
+# which needs the consumer's googletest, is installed as an optional component
+# by TxfnInstall.cmake instead). Static by default; with BUILD_SHARED_LIBS the
+# libraries get VERSION and SOVERSION (0.x: major.minor, as SameMinorVersion).
 function(txfn_library name)
   cmake_parse_arguments(L "INTERFACE;NO_INSTALL" "EXPORT_NAME" "SOURCES;PUBLIC_LIBS;PRIVATE_LIBS" ${ARGN})
   if(NOT L_EXPORT_NAME)
@@ -20,7 +22,8 @@ function(txfn_library name)
       PRIVATE ${PROJECT_SOURCE_DIR})
     target_link_libraries(${target} PUBLIC ${L_PUBLIC_LIBS} PRIVATE ${L_PRIVATE_LIBS}
                                            $<BUILD_INTERFACE:txfn_warnings>)
-    set_target_properties(${target} PROPERTIES POSITION_INDEPENDENT_CODE ON)
+    set_target_properties(${target} PROPERTIES POSITION_INDEPENDENT_CODE ON
+      VERSION ${PROJECT_VERSION} SOVERSION ${PROJECT_VERSION_MAJOR}.${PROJECT_VERSION_MINOR})
   endif()
   set_target_properties(${target} PROPERTIES EXPORT_NAME ${L_EXPORT_NAME})
   add_library(txfn::${L_EXPORT_NAME} ALIAS ${target})

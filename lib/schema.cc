@@ -2,6 +2,7 @@
 #include "txfn/schema.h"
 
 #include <algorithm>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -17,6 +18,22 @@ namespace {
 
 constexpr std::string_view kCreationTimeField = "_creationTime";
 
+// The schema's type names, and the JavaScript names argument validators also
+// accept (function_runner.h); both say the same thing.
+constexpr std::string_view kValidTypeNames =
+    "null, int64, float64, bool, string, bytes, array, object, any (aliases: number = float64, "
+    "bigint = int64, boolean = bool), with a trailing '?' for an optional field";
+
+std::optional<ValueType> ParseTypeName(std::string_view name) {
+  if (name == "number") return ValueType::kFloat64;
+  if (name == "bigint") return ValueType::kInt64;
+  if (name == "boolean") return ValueType::kBool;
+  for (int t = 0; t <= static_cast<int>(ValueType::kObject); ++t) {
+    if (ValueTypeName(static_cast<ValueType>(t)) == name) return static_cast<ValueType>(t);
+  }
+  return std::nullopt;
+}
+
 absl::StatusOr<FieldSpec> ParseFieldType(std::string_view table, std::string_view field,
                                          const Value& type) {
   if (!type.is_string()) {
@@ -30,14 +47,13 @@ absl::StatusOr<FieldSpec> ParseFieldType(std::string_view table, std::string_vie
     name.remove_suffix(1);
   }
   if (name == "any") return spec;
-  for (int t = 0; t <= static_cast<int>(ValueType::kObject); ++t) {
-    if (ValueTypeName(static_cast<ValueType>(t)) == name) {
-      spec.type = static_cast<ValueType>(t);
-      return spec;
-    }
+  if (std::optional<ValueType> t = ParseTypeName(name)) {
+    spec.type = *t;
+    return spec;
   }
   return absl::InvalidArgumentError(internal::StrCat("schema: table '", table, "' field '", field,
-                                                     "': unknown type '", type.string(), "'"));
+                                                     "': unknown type '", type.string(),
+                                                     "'; valid types: ", kValidTypeNames));
 }
 
 absl::Status CheckIndexField(std::string_view table, std::string_view index,

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <optional>
+#include <ostream>
 #include <string>
 #include <string_view>
 
@@ -147,6 +148,42 @@ absl::StatusOr<RetentionResult> Storage::ApplyRetention(std::string_view tenant,
                                                         size_t /*max_commits*/) {
   return absl::UnimplementedError(fmt::format(
       "this Storage adapter keeps every version (no ApplyRetention); tenant '{}'", tenant));
+}
+
+namespace {
+// "bytes", C-escaped (keys and values are binary).
+std::string Quoted(std::string_view bytes) {
+  return internal::StrCat("\"", absl::CHexEscape(internal::ToAbsl(bytes)), "\"");
+}
+}  // namespace
+
+std::ostream& operator<<(std::ostream& os, const KeyRange& r) {
+  return os << "[" << Quoted(r.start) << ", " << (r.end ? Quoted(*r.end) : "<no end>") << ")";
+}
+
+std::ostream& operator<<(std::ostream& os, const IndexWrite& w) {
+  return os << "{index=" << w.index << " key=" << Quoted(w.key)
+            << " value=" << (w.value ? Quoted(*w.value) : "<tombstone>") << "}";
+}
+
+std::ostream& operator<<(std::ostream& os, const CommitRecord& c) {
+  os << "{tenant=" << Quoted(c.tenant) << " ts=" << c.ts << " writes=[";
+  for (size_t i = 0; i < c.writes.size(); ++i) os << (i == 0 ? "" : ", ") << c.writes[i];
+  return os << "]}";
+}
+
+std::ostream& operator<<(std::ostream& os, const IndexEntry& e) {
+  return os << "{key=" << Quoted(e.key) << " value=" << Quoted(e.value) << " ts=" << e.ts << "}";
+}
+
+std::ostream& operator<<(std::ostream& os, ScanOrder order) {
+  return os << (order == ScanOrder::kAscending ? "ascending" : "descending");
+}
+
+std::ostream& operator<<(std::ostream& os, const RetentionResult& r) {
+  return os << "{horizon=" << r.horizon << " versions_dropped=" << r.versions_dropped
+            << " commits_dropped=" << r.commits_dropped << " done=" << (r.done ? "true" : "false")
+            << "}";
 }
 
 }  // namespace txfn

@@ -5,6 +5,7 @@
 
 #include <cassert>
 #include <iterator>
+#include <ostream>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -280,5 +281,7 @@ absl::Status ValidateDocument(const Value& doc, const DocumentLimits& limits) {
   DocumentValidator validator(limits);
   return validator.Check(doc, 1);
 }
+
+std::ostream& operator<<(std::ostream& os, const Value& v) { return os << ToJson(v); }
 
 }  // namespace txfn

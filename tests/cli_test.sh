@@ -33,9 +33,16 @@ check help 0 'deploy --tenant NAME DIR' "$txfn" --help
 check no-command 2 'missing COMMAND' "$txfn"
 check unknown-command 2 "unknown command 'frobnicate'" t frobnicate
 check deploy-needs-tenant 2 '--tenant is required' t deploy "$apps/bank"
-check deploy-missing-dir 1 'not a directory' t deploy --tenant=bank "$tmp/nope"
-check deploy 0 'deployed 4 module\(s\) and 2 table\(s\) to tenant bank \(new tenant\)' \
+# A mistyped --db is an error, and creates nothing, unless --create.
+check no-db 1 "database '.*app\.db' does not exist \(pass --create to create it\)" \
   t deploy --tenant=bank "$apps/bank"
+check no-db-run 1 'does not exist' t run --tenant=bank audit:total
+check no-db-tenants 1 'does not exist' t tenants
+if [ -e "$db" ]; then echo "FAIL no-db-created: $db exists"; failures=$((failures + 1)); else
+  echo "ok   no-db-created"; fi
+check deploy-missing-dir 1 'not a directory' t deploy --create --tenant=bank "$tmp/nope"
+check deploy 0 'deployed 4 module\(s\) and 2 table\(s\) to tenant bank \(new tenant\)' \
+  t deploy --create --tenant=bank "$apps/bank"
 check redeploy 0 'deployed 4 module' t deploy --tenant=bank "$apps/bank"
 check tenants 0 '^bank$' t tenants
 
@@ -59,6 +66,8 @@ check unchanged 0 '"total":\{"\$int64":"1250"\}' t run --tenant=bank audit:total
 check a-balance 0 '"balance":\{"\$int64":"900"\}' t run --tenant=bank accounts:get "{\"id\": \"$a\"}"
 check mutation-as-query 1 'is a mutation, called as a query' \
   t run --tenant=bank --kind=query accounts:open '{"owner": "x"}'
+check query-as-mutation 1 'is a query, called as a mutation' \
+  t run --tenant=bank --kind=mutation audit:total
 check bad-args 1 'INVALID_ARGUMENT.*unexpected argument' \
   t run --tenant=bank accounts:get '{"id": "x", "nope": 1}'
 check bad-json 2 'ARGS_JSON' t run --tenant=bank audit:total '{nope'
@@ -67,6 +76,9 @@ check no-tenant 1 'NOT_FOUND' t run --tenant=nobody audit:total
 check bad-kind 2 '--kind must be' t run --tenant=bank --kind=sideways audit:total
 
 check tables 0 'accounts +2 +by_id, by_owner\(owner\)' t tables --tenant=bank
+check tables-time 0 \
+  'last commit 2[0-9]{3}-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-5][0-9]:[0-6][0-9]\.[0-9]{3}Z \(ts [0-9]+\)' \
+  t tables --tenant=bank
 check tables-transfers 0 'transfers +1 ' t tables --tenant=bank
 check export 0 '"owner":"ada"' t export --tenant=bank
 n=$(t export --tenant=bank | wc -l)
@@ -85,6 +97,8 @@ t export --tenant=bank >"$tmp/bank.jsonl"
 copy="$tmp/copy.db"
 c() { "$txfn" --db="$copy" "$@"; }
 check import-needs-tenant 2 '--tenant is required' c import "$tmp/bank.jsonl"
+check import-no-db 1 'does not exist' c import --tenant=bank "$tmp/bank.jsonl"
+check create-empty 0 '^$' c --create tenants
 check import-no-tenant 1 'deploy its schema first' c import --tenant=bank "$tmp/bank.jsonl"
 check copy-deploy 0 'deployed 4 module' c deploy --tenant=bank "$apps/bank"
 printf '{"_id": "nope"}\n' >"$tmp/bad.jsonl"

@@ -159,11 +159,16 @@ TEST_P(EngineTest, CallErrors) {
   EXPECT_TRUE(absl::IsInvalidArgument(engine_->Query("bad name!", "m:f", Value::Null()).status()));
   EXPECT_TRUE(absl::IsNotFound(engine_->Query("app", "missing:get", Name("a")).status()));
   EXPECT_TRUE(absl::IsNotFound(engine_->Query("app", "counters:missing", Name("a")).status()));
-  // A query called as a mutation and the other way round.
-  EXPECT_TRUE(
-      absl::IsInvalidArgument(engine_->Mutation("app", "counters:get", Name("a")).status()));
-  EXPECT_TRUE(
-      absl::IsInvalidArgument(engine_->Query("app", "counters:create", Name("a")).status()));
+  // A query called as a mutation and the other way round: the status says
+  // what the export was declared as (a typed payload, DeclaredKind).
+  absl::Status as_mutation = engine_->Mutation("app", "counters:get", Name("a")).status();
+  EXPECT_TRUE(absl::IsInvalidArgument(as_mutation));
+  EXPECT_EQ(DeclaredKind(as_mutation), FunctionKind::kQuery);
+  absl::Status as_query = engine_->Query("app", "counters:create", Name("a")).status();
+  EXPECT_TRUE(absl::IsInvalidArgument(as_query));
+  EXPECT_EQ(DeclaredKind(as_query), FunctionKind::kMutation);
+  EXPECT_EQ(DeclaredKind(engine_->Query("app", "counters:missing", Name("a")).status()),
+            std::nullopt);
   // A throwing mutation commits nothing.
   auto failed = engine_->Mutation("app", "counters:fail", Value::Null());
   EXPECT_FALSE(failed.ok());

@@ -674,6 +674,47 @@ TEST_P(FunctionRunnerTest, ArgumentValidators) {
   EXPECT_EQ(Query("val:v", Value::FromArray({})).status.code(), absl::StatusCode::kInvalidArgument);
 }
 
+TEST_P(FunctionRunnerTest, ValidatorTypesAreTheSchemasWithJsAliases) {
+  Deploy({{"types.js", R"JS(import { query } from "txfn/server";
+    export const canonical = query({
+      args: { i: "int64", f: "float64", b: "bool", s: "string", n: "null", y: "bytes?",
+              a: "array?", o: "object?", x: "any?" },
+      handler: (ctx, { i, f, b, s }) => `${i} ${f} ${b} ${s}` });
+    export const aliases = query({ args: { i: "bigint", f: "number", b: "boolean" },
+                                   handler: (ctx, { i, f, b }) => `${i} ${f} ${b}` });)JS"}});
+  Value args = Obj({{"i", I64(2)}, {"f", Value::Float64(1.5)}, {"b", Value::Bool(true)}});
+  EXPECT_EQ(Query("types:aliases", args).value.string(), "2 1.5 true");
+  Value all = Obj({{"i", I64(2)},
+                   {"f", Value::Float64(1.5)},
+                   {"b", Value::Bool(true)},
+                   {"s", Str("s")},
+                   {"n", Value::Null()}});
+  RunResult canonical = Query("types:canonical", all);
+  ASSERT_TRUE(canonical.status.ok()) << canonical.status;
+  EXPECT_EQ(canonical.value.string(), "2 1.5 true s");
+  // A mismatch names both types in the schema's words, whichever name was declared.
+  RunResult wrong =
+      Query("types:aliases",
+            Obj({{"i", Value::Float64(2)}, {"f", Value::Float64(1)}, {"b", Value::Bool(true)}}));
+  EXPECT_EQ(wrong.status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(wrong.status.message(), HasSubstr("argument `i` must be int64, got float64"));
+  RunResult wrong_bool = Query("types:canonical", Obj({{"i", I64(1)},
+                                                       {"f", Value::Float64(1)},
+                                                       {"b", Str("yes")},
+                                                       {"s", Str("")},
+                                                       {"n", Value::Null()}}));
+  EXPECT_THAT(wrong_bool.status.message(), HasSubstr("argument `b` must be bool, got string"));
+  // An unknown type fails the module's evaluation, listing the valid ones.
+  Deploy({{"bad.js", R"JS(import { query } from "txfn/server";
+    export const q = query({ args: { n: "integer" }, handler: () => 1 });)JS"}});
+  absl::Status refused = Query("bad:q").status;
+  EXPECT_FALSE(refused.ok());
+  EXPECT_THAT(refused.message(), HasSubstr("unknown type \"integer\" for argument n; valid types: "
+                                           "null, int64, float64, bool, string, bytes, array, "
+                                           "object, any (aliases: number = float64, bigint = "
+                                           "int64, boolean = bool)"));
+}
+
 TEST_P(FunctionRunnerTest, PendingPromiseIsAnError) {
   Deploy({{"p.js", R"JS(import { query } from "txfn/server";
     export const hang = query(() => new Promise(() => {}));

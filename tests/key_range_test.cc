@@ -1,7 +1,9 @@
+#include <optional>
 #include <string>
 
 #include "gtest/gtest.h"
 #include "txfn/storage.h"
+#include "txfn/value.h"
 
 namespace txfn {
 namespace {
@@ -41,6 +43,26 @@ TEST(KeyRangeTest, BoundsInclusiveAndExclusive) {
   EXPECT_TRUE(KeyRange::After("a").Contains("a\0"s));
   EXPECT_TRUE(KeyRange::HalfOpen("c", "a").IsEmpty());
   EXPECT_TRUE(KeyRange::All().Contains(""));
+}
+
+// A failed EXPECT_EQ in the conformance suite (or any test) prints these
+// values readably, not as "N-byte object <hex>".
+TEST(PrintTest, StorageTypesAndValuesPrintReadably) {
+  EXPECT_EQ(::testing::PrintToString(IndexEntry{"k\0"s, "v", 3}),
+            R"({key="k\x00" value="v" ts=3})");
+  EXPECT_EQ(::testing::PrintToString(std::optional<IndexEntry>(IndexEntry{"k", "", 1})),
+            R"(({key="k" value="" ts=1}))");
+  EXPECT_EQ(::testing::PrintToString(CommitRecord{"t", 7, {{1, "a", "b"}, {2, "c", std::nullopt}}}),
+            R"({tenant="t" ts=7 writes=[{index=1 key="a" value="b"}, )"
+            R"({index=2 key="c" value=<tombstone>}]})");
+  EXPECT_EQ(::testing::PrintToString(KeyRange::HalfOpen("a", "b\xff")), R"(["a", "b\xff"))");
+  EXPECT_EQ(::testing::PrintToString(KeyRange::All()), R"(["", <no end>))");
+  EXPECT_EQ(::testing::PrintToString(RetentionResult{.horizon = 5, .versions_dropped = 2}),
+            "{horizon=5 versions_dropped=2 commits_dropped=0 done=true}");
+  EXPECT_EQ(::testing::PrintToString(ScanOrder::kDescending), "descending");
+  EXPECT_EQ(::testing::PrintToString(
+                Value::FromObject({{"n", Value::Int64(3)}, {"s", Value::String("x")}})),
+            R"({"n":{"$int64":"3"},"s":"x"})");
 }
 
 }  // namespace

@@ -71,6 +71,24 @@ TEST(SchemaTest, RejectsMalformedSchemasNamingTheProblem) {
   }
 }
 
+TEST(SchemaTest, TypeNamesAreTheValidatorsWithJsAliases) {
+  // The canonical names are the schema's; "number", "bigint" and "boolean" (what
+  // argument validators used to say) are aliases and read back canonical.
+  auto schema = Schema::FromJson(R"({"tables": {"t": {"fields": {
+      "a": "int64", "b": "bigint?", "c": "float64", "d": "number", "e": "bool", "f": "boolean",
+      "g": "null", "h": "string", "i": "bytes", "j": "array", "k": "object", "l": "any"}}}})");
+  ASSERT_TRUE(schema.ok()) << schema.status();
+  EXPECT_EQ(ToJson(*schema->ToValue().Find("tables")->Find("t")->Find("fields")),
+            R"({"a":"int64","b":"int64?","c":"float64","d":"float64","e":"bool","f":"bool",)"
+            R"("g":"null","h":"string","i":"bytes","j":"array","k":"object","l":"any"})");
+  auto bad = Schema::FromJson(R"({"tables": {"t": {"fields": {"a": "integer"}}}})");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(std::string(bad.status().message()),
+              HasSubstr("unknown type 'integer'; valid types: null, int64, float64, bool, string, "
+                        "bytes, array, object, any (aliases: number = float64, bigint = int64, "
+                        "boolean = bool)"));
+}
+
 TEST(SchemaTest, ValidatesDocuments) {
   Schema schema = TestSchema();
   EXPECT_TRUE(

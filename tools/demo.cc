@@ -24,7 +24,9 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -43,10 +45,6 @@
 #include "txfn/snapshot.h"
 #include "txfn/value.h"
 
-#ifndef TXFN_APPS_DIR
-#define TXFN_APPS_DIR "examples/apps"
-#endif
-
 ABSL_FLAG(double, duration, 10, "Seconds to drive the workload for.");
 ABSL_FLAG(int, tenants, 16, "Tenants: half run the chat app, half the bank app (at least 2).");
 ABSL_FLAG(double, mix, 0.85, "Fraction of calls that are queries; the rest are mutations.");
@@ -57,7 +55,10 @@ ABSL_FLAG(int, workers, 0, "Isolate worker threads (0 = the hardware concurrency
 ABSL_FLAG(double, hot, 0.3,
           "Fraction of mutations aimed at the hot spot of the first chat or bank tenant "
           "(its first message, or its accounts 0 and 1), to provoke OCC conflicts.");
-ABSL_FLAG(std::string, apps, TXFN_APPS_DIR, "Directory holding the chat and bank apps.");
+ABSL_FLAG(std::string, apps, "",
+          "Directory holding the chat and bank apps (default: share/txfn/apps beside the "
+          "executable's bin/ directory, where `cmake --install` puts them; the build tree links "
+          "it to examples/apps).");
 ABSL_FLAG(bool, reuse_context, false,
           "Opt every tenant in to context reuse (FunctionRunnerOptions::reuse_context): "
           "faster, but module state persists between a tenant's calls on an isolate.");
@@ -343,14 +344,66 @@ uint32_t Percentile(const std::vector<uint32_t>& sorted, double p) {
 
 std::string Ms(uint32_t us) { return StrCat(fmt::format("{:.2f}", us / 1000.0)); }
 
-void PrintRow(const std::string& name, OpStats& s, double seconds) {
+// The summary table: a row per function, then the totals. Every column is as
+// wide as its heading or its widest value, numbers right-aligned under their
+// headings; the legend below it says what each heading counts.
+constexpr const char* kColumns[] = {"calls",   "calls/s", "p50 ms",   "p90 ms", "p99 ms",
+                                    "app err", "aborted", "rejected", "failed"};
+constexpr const char* kLegend =
+    "  Q = query, M = mutation; calls: calls made (any outcome); calls/s: calls per second of\n"
+    "  the run; p50/p90/p99 ms: latency percentiles of the calls that succeeded; app err: the\n"
+    "  app threw an expected error (insufficient funds); aborted: a mutation still conflicting\n"
+    "  after its retries; rejected: refused by back-pressure (ResourceExhausted); failed: any\n"
+    "  other error (a bug: the demo then fails).\n";
+
+std::vector<std::string> RowCells(OpStats& s, double seconds) {
   std::sort(s.latency_us.begin(), s.latency_us.end());
-  const uint64_t errors = s.app_errors + s.aborted + s.rejected + s.other;
-  std::printf(
-      "%-26s %9" PRIu64 " %9.0f %8s %8s %8s %7" PRIu64 " %7" PRIu64 " %7" PRIu64 " %7" PRIu64 "\n",
-      name.c_str(), s.ok + errors, static_cast<double>(s.ok + errors) / seconds,
-      Ms(Percentile(s.latency_us, 0.5)).c_str(), Ms(Percentile(s.latency_us, 0.9)).c_str(),
-      Ms(Percentile(s.latency_us, 0.99)).c_str(), s.app_errors, s.aborted, s.rejected, s.other);
+  const uint64_t calls = s.ok + s.app_errors + s.aborted + s.rejected + s.other;
+  return {fmt::format("{}", calls),
+          fmt::format("{:.0f}", static_cast<double>(calls) / seconds),
+          Ms(Percentile(s.latency_us, 0.5)),
+          Ms(Percentile(s.latency_us, 0.9)),
+          Ms(Percentile(s.latency_us, 0.99)),
+          fmt::format("{}", s.app_errors),
+          fmt::format("{}", s.aborted),
+          fmt::format("{}", s.rejected),
+          fmt::format("{}", s.other)};
+}
+
+void PrintTable(const std::vector<std::pair<std::string, std::vector<std::string>>>& rows,
+                size_t totals_from) {
+  size_t name_width = std::string_view("function").size();
+  std::vector<size_t> widths;
+  for (const char* c : kColumns) widths.push_back(std::string_view(c).size());
+  for (const auto& [name, cells] : rows) {
+    name_width = std::max(name_width, name.size());
+    for (size_t i = 0; i < cells.size(); ++i) widths[i] = std::max(widths[i], cells[i].size());
+  }
+  auto print = [&](const std::string& name, const auto& cells) {
+    std::string line = fmt::format("{:<{}}", name, name_width);
+    for (size_t i = 0; i < widths.size(); ++i) line += fmt::format("  {:>{}}", cells[i], widths[i]);
+    std::printf("%s\n", line.c_str());
+    return line.size();
+  };
+  const size_t width = print("function", kColumns);
+  for (size_t r = 0; r < rows.size(); ++r) {
+    if (r == totals_from) std::printf("%s\n", std::string(width, '-').c_str());
+    print(rows[r].first, rows[r].second);
+  }
+  std::fputs(kLegend, stdout);
+}
+
+// --apps, or <the executable's directory>/../share/txfn/apps: the installed
+// layout (bin/txfn-demo, share/txfn/apps), which the build tree mirrors with a
+// link (build/tools/txfn-demo, build/share/txfn/apps -> examples/apps). No
+// path of the source tree is compiled in, so an install can move.
+std::filesystem::path AppsDir() {
+  const std::string flag = absl::GetFlag(FLAGS_apps);
+  if (!flag.empty()) return flag;
+  std::error_code ec;
+  const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (ec) return "share/txfn/apps";
+  return exe.parent_path().parent_path() / "share" / "txfn" / "apps";
 }
 
 double Rate(uint64_t hits, uint64_t total) {
@@ -386,7 +439,7 @@ int Main(int argc, char** argv) {
     return 2;
   }
 
-  const std::filesystem::path apps = absl::GetFlag(FLAGS_apps);
+  const std::filesystem::path apps = AppsDir();
   absl::StatusOr<AppDir> chat = LoadAppDir(apps / "chat");
   absl::StatusOr<AppDir> bank = LoadAppDir(apps / "bank");
   if (!chat.ok() || !bank.ok()) {
@@ -496,10 +549,12 @@ int Main(int argc, char** argv) {
       const uint64_t calls = live.calls.load();
       const EngineStats s = engine.stats();
       const double dt = std::chrono::duration<double>(now - last_time).count();
-      std::printf("\r  %5.1f s  %9" PRIu64 " calls  %8.0f calls/s  conflicts %6" PRIu64
-                  "  failures %" PRIu64 "   ",
-                  std::chrono::duration<double>(now - start).count(), calls,
-                  dt > 0 ? static_cast<double>(calls - last_calls) / dt : 0.0,
+      const double elapsed = std::chrono::duration<double>(now - start).count();
+      std::printf("\r  %5.1f s  %9" PRIu64
+                  " calls  rate %.0f/s (last %.2f s), %.0f/s (whole run)"
+                  "  conflicts %" PRIu64 "  failures %" PRIu64 "   ",
+                  elapsed, calls, dt > 0 ? static_cast<double>(calls - last_calls) / dt : 0.0, dt,
+                  elapsed > 0 ? static_cast<double>(calls) / elapsed : 0.0,
                   s.conflicts - before.conflicts, live.failures.load());
       std::fflush(stdout);
       last_calls = calls;
@@ -521,19 +576,20 @@ int Main(int argc, char** argv) {
       OpStats copy = s;
       (name[0] == 'Q' ? queries : mutations).Merge(std::move(copy));
     }
-    std::printf("\n%-26s %9s %9s %8s %8s %8s %7s %7s %7s %7s\n", "function (Q query, M mutation)",
-                "calls", "calls/s", "p50 ms", "p90 ms", "p99 ms", "apperr", "aborted", "reject",
-                "failed");
-    for (auto& [name, s] : by_fn) PrintRow(name, s, seconds);
-    std::printf("%s\n", std::string(112, '-').c_str());
     {
       OpStats q = queries, m = mutations;
       all.Merge(std::move(q));
       all.Merge(std::move(m));
     }
-    PrintRow("all queries", queries, seconds);
-    PrintRow("all mutations", mutations, seconds);
-    PrintRow("total", all, seconds);
+    std::vector<std::pair<std::string, std::vector<std::string>>> rows;
+    rows.reserve(by_fn.size() + 3);
+    for (auto& [name, s] : by_fn) rows.emplace_back(name, RowCells(s, seconds));
+    const size_t totals_from = rows.size();
+    rows.emplace_back("all queries", RowCells(queries, seconds));
+    rows.emplace_back("all mutations", RowCells(mutations, seconds));
+    rows.emplace_back("total", RowCells(all, seconds));
+    std::printf("\n");
+    PrintTable(rows, totals_from);
 
     const uint64_t conflicts = after.conflicts - before.conflicts;
     const uint64_t retries = after.retries - before.retries;
@@ -552,12 +608,16 @@ int Main(int argc, char** argv) {
                 mutations.ok == 0
                     ? 0.0
                     : static_cast<double>(mutations.attempts) / static_cast<double>(mutations.ok));
-    std::printf("isolates: %" PRIu64 " created, %" PRIu64
-                " requests on a reused isolate (%.1f%%), %" PRIu64
-                " evicted for another tenant, %d live\n",
-                created, reused, Rate(reused, created + reused),
+    // Counts since the engine opened (setup included), so that created and
+    // live describe the same isolates; the run's share is in parentheses.
+    std::printf("isolates: %" PRIu64 " created (%" PRIu64 " during the run), %" PRIu64
+                " disposed, %d live at the end\n"
+                "  during the run: %" PRIu64
+                " evicted for another tenant, %.1f%% of requests on a reused isolate\n",
+                after.scheduler.isolates_created, created, after.scheduler.isolates_disposed,
+                after.scheduler.live_isolates,
                 after.scheduler.isolates_evicted - before.scheduler.isolates_evicted,
-                after.scheduler.live_isolates);
+                Rate(reused, created + reused));
     const uint64_t commits = after.committer.commits - before.committer.commits;
     const uint64_t batches = after.committer.batches - before.committer.batches;
     std::printf("group commit: %" PRIu64 " commits in %" PRIu64

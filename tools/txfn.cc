@@ -17,16 +17,19 @@
 #include "absl/flags/usage.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "tools/app_dir.h"
 #include "tools/import.h"
 #include "txfn/committer.h"
 #include "txfn/engine.h"
+#include "txfn/function_runner.h"
 #include "txfn/internal/strings.h"
 #include "txfn/snapshot.h"
 #include "txfn/sqlite_storage.h"
 #include "txfn/value.h"
 
-ABSL_FLAG(std::string, db, "txfn.db", "The SQLite database file (created if missing).");
+ABSL_FLAG(std::string, db, "txfn.db", "The SQLite database file; it must exist unless --create.");
+ABSL_FLAG(bool, create, false, "Create the --db file if it does not exist.");
 ABSL_FLAG(std::string, tenant, "", "The tenant (application) to act on.");
 ABSL_FLAG(std::string, kind, "auto",
           "run: 'query', 'mutation', or 'auto' (run the export as what it was declared).");
@@ -58,14 +61,17 @@ commands:
       Runs an exported query or mutation with ARGS_JSON (default {}) and prints
       its result as JSON on stdout. --kind=auto (the default) runs the export
       as what it was declared with (query() or mutation()); --kind=query,
-      --kind=mutation or --mutation insist on one. Mutations commit, retrying
+      --kind=mutation or --mutation insist on one (auto asks the runner: a
+      call as a query that the runner refuses, before running any code, as a
+      declared mutation is run as a mutation). Mutations commit, retrying
       on conflicts. console.* output goes to stderr (--nologs to hide it).
       JSON numbers arrive as JS numbers (float64); pass a BigInt (int64) as
       {"$int64": "123"}. int64 results print the same way.
   tenants
       Lists the tenants, one per line.
   tables --tenant NAME
-      Lists the tenant's tables with their document counts and indexes.
+      Lists the tenant's tables with their document counts and indexes, after
+      the time of the tenant's last commit (ISO 8601, UTC) and its timestamp.
   export --tenant NAME [--table TABLE]
       Prints every document (of every table, or of TABLE) as JSON, one per
       line. A document's _id names its table.
@@ -85,7 +91,9 @@ commands:
       Prints this text.
 
 flags:
-  --db=FILE       the SQLite database (default txfn.db), for every command
+  --db=FILE       the SQLite database (default txfn.db), for every command; it
+                  must exist (a mistyped path is an error) unless --create
+  --create        create --db if it does not exist (for a first deploy)
   --tenant=NAME   the tenant, for deploy, run, tables, export and import
   --kind=K        run: auto|query|mutation (default auto); --mutation = mutation
   --[no]logs      run: print console output to stderr (default on)
@@ -95,11 +103,11 @@ exit status: 0 success; 1 the command failed (the function threw, a conflict
 persisted, a deploy was refused, ...); 2 bad usage.
 
 example:
-  txfn deploy --db bank.db --tenant bank examples/apps/bank
+  txfn deploy --db bank.db --create --tenant bank examples/apps/bank
   txfn run --db bank.db --tenant bank accounts:open '{"owner": "ada", "initial": 1000}'
   txfn run --db bank.db --tenant bank audit:total
   txfn export --db bank.db --tenant bank > bank.jsonl
-  txfn deploy --db copy.db --tenant bank examples/apps/bank
+  txfn deploy --db copy.db --create --tenant bank examples/apps/bank
   txfn import --db copy.db --tenant bank bank.jsonl
   txfn backup --db bank.db bank-backup.db
 )";
@@ -120,6 +128,15 @@ int Fail(const absl::Status& status) {
 }
 
 std::string RequireTenant() { return absl::GetFlag(FLAGS_tenant); }
+
+// A --db that does not exist is a mistake unless --create says otherwise
+// (SQLite would silently create an empty database).
+absl::Status CheckDatabase() {
+  const std::string db = absl::GetFlag(FLAGS_db);
+  if (absl::GetFlag(FLAGS_create) || std::filesystem::exists(db)) return absl::OkStatus();
+  return absl::NotFoundError(
+      StrCat("database '", db, "' does not exist (pass --create to create it)"));
+}
 
 absl::StatusOr<std::unique_ptr<Engine>> OpenEngine() {
   EngineOptions options;
@@ -164,10 +181,9 @@ int Run(Engine& engine, const std::string& tenant, const std::string& function,
   absl::StatusOr<CallResult> result = kind == "mutation" ? engine.Mutation(tenant, function, *args)
                                                          : engine.Query(tenant, function, *args);
   // auto: the runner checks the export's declared kind before running any of
-  // its code, so re-running a mutation refused as a query has no side effect.
-  if (kind == "auto" && !result.ok() && absl::IsInvalidArgument(result.status()) &&
-      result.status().message().find(" is a mutation, called as a query") !=
-          std::string_view::npos) {
+  // its code and says which it is (DeclaredKind), so running a mutation
+  // refused as a query again as a mutation has no side effect.
+  if (kind == "auto" && !result.ok() && DeclaredKind(result.status()) == FunctionKind::kMutation) {
     result = engine.Mutation(tenant, function, *args);
   }
   if (!result.ok()) return Fail(result.status());
@@ -198,11 +214,19 @@ absl::StatusOr<std::vector<Value>> Documents(const Snapshot& snapshot, const Tab
   return docs;
 }
 
+// A commit timestamp (nanoseconds since the Unix epoch, the committer's
+// clock) in ISO 8601, UTC, to the millisecond.
+std::string CommitTime(Timestamp ts) {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::FromUnixNanos(static_cast<int64_t>(ts)),
+                          absl::UTCTimeZone());
+}
+
 int Tables(Engine& engine, const std::string& tenant) {
   absl::StatusOr<std::shared_ptr<const Snapshot>> snapshot = engine.Latest(tenant);
   if (!snapshot.ok()) return Fail(snapshot.status());
   const TenantMetadata& md = (*snapshot)->metadata();
-  std::printf("tenant %s at ts %llu, %s, %zu module(s)\n", tenant.c_str(),
+  std::printf("tenant %s, last commit %s (ts %llu), %s, %zu module(s)\n", tenant.c_str(),
+              CommitTime((*snapshot)->ts()).c_str(),
               static_cast<unsigned long long>((*snapshot)->ts()),
               md.enabled() ? "enabled" : "disabled", md.modules().size());
   std::printf("%-24s %10s  %s\n", "TABLE", "DOCUMENTS", "INDEXES");
@@ -325,8 +349,9 @@ int Main(int argc, char** argv) {
   }
   if (!problem.empty()) return Usage(problem);
   // Neither runs JavaScript: no engine.
+  if (command == "backup") return Backup(rest[0]);  // never creates its source
+  if (absl::Status db = CheckDatabase(); !db.ok()) return Fail(db);
   if (command == "import") return Import(tenant, rest.empty() ? "-" : rest[0]);
-  if (command == "backup") return Backup(rest[0]);
 
   absl::StatusOr<std::unique_ptr<Engine>> engine = OpenEngine();
   if (!engine.ok()) return Fail(engine.status());

@@ -29,9 +29,12 @@
 //   export const send = mutation(async (ctx, {channel, body}) =>
 //       ctx.db.insert("messages", {channel, body}));
 //
-// Validator types: "string", "number" (= "float64"), "bigint" (= "int64"),
-// "boolean", "null", "bytes", "array", "object", "any"; a trailing "?" makes
-// the argument optional; arguments not listed are rejected.
+// Validator types are the schema's (schema.h): "null", "int64" (a BigInt),
+// "float64" (a number), "bool", "string", "bytes" (an ArrayBuffer), "array",
+// "object", "any", with "number", "bigint" and "boolean" accepted as aliases;
+// a trailing "?" makes the argument optional; arguments not listed are
+// rejected. Errors use the schema's names ("argument `n` must be int64, got
+// float64"); an unknown type's error lists the valid ones.
 //
 // ctx.db (every method returns a Promise): get(id) -> document or null;
 // query(table) [.withIndex(name, q => q.eq(f, v)... .gt/.gte(f, v) .lt/.lte(f, v))]
@@ -132,6 +135,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -153,6 +157,15 @@ enum class FunctionKind { kQuery, kMutation };
 
 // "query" or "mutation".
 std::string_view FunctionKindName(FunctionKind kind);
+
+// A call of an export as the other kind (a mutation run as a query, or the
+// reverse) fails with InvalidArgument before any of the function's code runs,
+// carrying this payload; its value is the declared kind's name. A caller that
+// does not know the kind (the txfn CLI's `run`) calls it as a query and, on
+// DeclaredKind(status) == kMutation, as a mutation.
+inline constexpr std::string_view kKindMismatchTypeUrl = "type.txfn.dev/txfn.KindMismatch";
+// The kind the export was declared as, if `status` is such a mismatch; else nullopt.
+[[nodiscard]] std::optional<FunctionKind> DeclaredKind(const absl::Status& status);
 
 struct RunRequest {
   std::string function;  // "path/to/module:exportName"

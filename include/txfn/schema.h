@@ -13,7 +13,10 @@
 //     }}})");
 //
 // Field types: "null", "int64", "float64", "bool", "string", "bytes", "array",
-// "object", or "any"; a trailing "?" makes the field optional. Field and index
+// "object", or "any"; a trailing "?" makes the field optional. These are the
+// type names everywhere (argument validators too, function_runner.h); the
+// JavaScript names "number", "bigint" and "boolean" are accepted as aliases of
+// float64, int64 and bool. An unknown name's error lists the valid ones. Field and index
 // names follow IsValidFieldName (value.h); index fields may be dotted paths
 // ("author.name") and may name the system field "_creationTime".
 //

@@ -38,6 +38,7 @@
 #define TXFN_STORAGE_H_
 
 #include <cstdint>
+#include <iosfwd>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -112,6 +113,14 @@ struct IndexEntry {
 
 enum class ScanOrder { kAscending, kDescending };
 
+// Readable forms for test failures (googletest prints with them) and logs; keys
+// and values are C-escaped bytes, e.g. {key="a\x00" value="v" ts=3}.
+std::ostream& operator<<(std::ostream& os, const KeyRange& r);
+std::ostream& operator<<(std::ostream& os, const IndexWrite& w);
+std::ostream& operator<<(std::ostream& os, const CommitRecord& c);
+std::ostream& operator<<(std::ostream& os, const IndexEntry& e);
+std::ostream& operator<<(std::ostream& os, ScanOrder order);
+
 // ---- Commit outcomes ----------------------------------------------------------
 
 // The type URL of the payload that marks a status as "the commit may or may
@@ -152,6 +161,7 @@ struct RetentionResult {
   bool done = true;
   friend bool operator==(const RetentionResult&, const RetentionResult&) = default;
 };
+std::ostream& operator<<(std::ostream& os, const RetentionResult& r);
 
 // FailedPrecondition for a read at `ts` below the tenant's retention horizon.
 // For adapter authors, so every adapter says it the same way.

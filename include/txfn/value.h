@@ -34,6 +34,7 @@
 
 #include <compare>
 #include <cstdint>
+#include <iosfwd>
 #include <map>
 #include <memory>
 #include <string>
@@ -194,6 +195,9 @@ absl::StatusOr<Value> DecodeBinary(std::string_view data);
 // U+FFFD, and a '$' field name is written as is: neither round-trips (field
 // names of valid documents never do either).
 std::string ToJson(const Value& v);
+
+// Writes ToJson(v): readable values in test failures (googletest uses it) and logs.
+std::ostream& operator<<(std::ostream& os, const Value& v);
 absl::StatusOr<Value> FromJson(std::string_view json);
 
 // Deepest nesting any decoder accepts: at most this many arrays/objects within

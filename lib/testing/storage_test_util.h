@@ -60,21 +60,4 @@ inline std::vector<std::string> Tenants(Storage& s) {
 
 }  // namespace txfn::testing::internal
 
-namespace txfn {
-// Readable failure messages for the storage types.
-inline void PrintTo(const IndexEntry& e, std::ostream* os) {
-  *os << "{key=" << ::testing::PrintToString(e.key)
-      << " value=" << ::testing::PrintToString(e.value) << " ts=" << e.ts << "}";
-}
-inline void PrintTo(const IndexWrite& w, std::ostream* os) {
-  *os << "{index=" << w.index << " key=" << ::testing::PrintToString(w.key)
-      << " value=" << (w.value ? ::testing::PrintToString(*w.value) : std::string("<tombstone>"))
-      << "}";
-}
-inline void PrintTo(const CommitRecord& c, std::ostream* os) {
-  *os << "{tenant=" << ::testing::PrintToString(c.tenant) << " ts=" << c.ts
-      << " writes=" << ::testing::PrintToString(c.writes) << "}";
-}
-}  // namespace txfn
-
 #endif  // TXFN_LIB_TESTING_STORAGE_TEST_UTIL_H_

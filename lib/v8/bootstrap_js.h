@@ -21,6 +21,8 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   const defineProperty = Object.defineProperty;
   const getOwnPropertyDescriptor = Object.getOwnPropertyDescriptor;
   const getPrototypeOf = Object.getPrototypeOf;
+  const hasOwnProperty = Object.prototype.hasOwnProperty;
+  const hasOwn = (o, k) => apply(hasOwnProperty, o, [k]);
 
   // ---- Nothing of a request may outlive it ----------------------------------
   // Shared memory (and with it Atomics.wait/waitAsync, which need it) and
@@ -462,20 +464,35 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   Object.defineProperty(globalThis, 'console', {value: console, writable: true,
                                                 configurable: true});
 
+  // The schema's type names (schema.h), and the JS names as aliases.
   const VALIDATORS = {
-    string: (v) => typeof v === 'string',
-    number: (v) => typeof v === 'number',
-    float64: (v) => typeof v === 'number',
-    bigint: (v) => typeof v === 'bigint',
-    int64: (v) => typeof v === 'bigint',
-    boolean: (v) => typeof v === 'boolean',
     null: (v) => v === null,
+    int64: (v) => typeof v === 'bigint',
+    float64: (v) => typeof v === 'number',
+    bool: (v) => typeof v === 'boolean',
+    string: (v) => typeof v === 'string',
     bytes: (v) => v instanceof ArrayBuffer,
     array: (v) => Array.isArray(v),
     object: (v) => typeof v === 'object' && v !== null && !Array.isArray(v) &&
                    !(v instanceof ArrayBuffer),
     any: (v) => true,
   };
+  const TYPE_ALIASES = {number: 'float64', bigint: 'int64', boolean: 'bool'};
+  const VALID_TYPES = Object.keys(VALIDATORS).join(', ') + ' (aliases: ' +
+      Object.entries(TYPE_ALIASES).map(([a, t]) => a + ' = ' + t).join(', ') +
+      '), with a trailing "?" for an optional argument';
+  // The type name of a JS value, in the schema's names.
+  function typeName(v) {
+    if (v === null) return 'null';
+    if (Array.isArray(v)) return 'array';
+    if (v instanceof ArrayBuffer) return 'bytes';
+    switch (typeof v) {
+      case 'bigint': return 'int64';
+      case 'number': return 'float64';
+      case 'boolean': return 'bool';
+      default: return typeof v;
+    }
+  }
   function compileValidator(kind, spec) {
     if (typeof spec !== 'object' || spec === null) {
       throw new TypeError(kind + '({args}): args must be an object of field: "type"');
@@ -483,11 +500,14 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     const fields = [];
     for (const [name, t] of Object.entries(spec)) {
       const optional = typeof t === 'string' && t.endsWith('?');
-      const type = optional ? t.slice(0, -1) : t;
-      const check = VALIDATORS[type];
-      if (typeof type !== 'string' || check === undefined) {
+      const written = optional ? t.slice(0, -1) : t;
+      const type = typeof written === 'string' && hasOwn(TYPE_ALIASES, written)
+          ? TYPE_ALIASES[written] : written;
+      const check = typeof type === 'string' && hasOwn(VALIDATORS, type)
+          ? VALIDATORS[type] : undefined;
+      if (check === undefined) {
         throw new TypeError(kind + '({args}): unknown type ' + JSON.stringify(t) +
-                            ' for argument ' + name);
+                            ' for argument ' + name + '; valid types: ' + VALID_TYPES);
       }
       fields.push([name, type, optional, check]);
     }
@@ -501,7 +521,7 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
         }
         if (!check(v)) {
           fail(INVALID_ARGUMENT, 'argument `' + name + '` must be ' + type + ', got ' +
-               (v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v));
+               typeName(v));
         }
       }
       for (const name of Object.keys(a)) {

@@ -2,10 +2,13 @@
 
 #include <atomic>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 
+#include "absl/strings/cord.h"
+#include "absl/types/optional.h"
 #include "lib/v8/runner_core.h"
 #include "txfn/internal/mutex.h"
 #include "txfn/internal/status_macros.h"
@@ -15,6 +18,16 @@ namespace txfn {
 
 std::string_view FunctionKindName(FunctionKind kind) {
   return kind == FunctionKind::kQuery ? "query" : "mutation";
+}
+
+std::optional<FunctionKind> DeclaredKind(const absl::Status& status) {
+  if (!absl::IsInvalidArgument(status)) return std::nullopt;
+  absl::optional<absl::Cord> payload = status.GetPayload(internal::ToAbsl(kKindMismatchTypeUrl));
+  if (!payload) return std::nullopt;
+  for (FunctionKind kind : {FunctionKind::kQuery, FunctionKind::kMutation}) {
+    if (*payload == internal::ToAbsl(FunctionKindName(kind))) return kind;
+  }
+  return std::nullopt;
 }
 
 std::string_view LogLevelName(LogLevel level) {

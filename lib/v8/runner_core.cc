@@ -8,6 +8,7 @@
 #include <string>
 #include <utility>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/match.h"
 #include "lib/v8/isolate_runtime.h"
 #include "lib/v8/js_errors.h"
@@ -159,9 +160,14 @@ RunResult RunnerCore::RunOnIsolate(IsolateLease& lease, const RunRequest& reques
     const int kind = mark.As<v8::Int32>()->Value();
     const int wanted = request.kind == FunctionKind::kQuery ? kQueryMark : kMutationMark;
     if (kind != wanted) {
-      return absl::InvalidArgumentError(StrCat(request.function, " is a ",
-                                               kind == kQueryMark ? "query" : "mutation",
-                                               ", called as a ", FunctionKindName(request.kind)));
+      const FunctionKind declared =
+          kind == kQueryMark ? FunctionKind::kQuery : FunctionKind::kMutation;
+      absl::Status mismatch =
+          absl::InvalidArgumentError(StrCat(request.function, " is a ", FunctionKindName(declared),
+                                            ", called as a ", FunctionKindName(request.kind)));
+      mismatch.SetPayload(internal::ToAbsl(kKindMismatchTypeUrl),
+                          absl::Cord(internal::ToAbsl(FunctionKindName(declared))));
+      return mismatch;
     }
     absl::StatusOr<v8::Local<v8::Value>> args =
         ToJs(context, request.args.is_null() ? Value::FromObject({}) : request.args);

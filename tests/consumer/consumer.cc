@@ -1,6 +1,7 @@
 // The consumer projects' program: uses txfn's public headers through the
 // exported targets and exits non-zero if what it sees is wrong.
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <utility>
@@ -13,6 +14,11 @@
 #include "txfn/rendezvous_router.h"
 #include "txfn/transaction.h"
 #include "txfn/value.h"
+#ifdef TXFN_CONSUMER_ENGINE
+#include "txfn/engine.h"
+#include "txfn/function_runner.h"
+#include "txfn/sqlite_storage.h"
+#endif
 
 namespace {
 
@@ -83,6 +89,32 @@ int main() {
   }
   if (worker->runs != 1 || (*scheduler)->stats().acked != 1) return Fail("queue");
 
+#ifdef TXFN_CONSUMER_ENGINE
+  // txfn::sqlite: a storage on a file.
+  const std::filesystem::path db = std::filesystem::temp_directory_path() / "txfn-consumer-test.db";
+  std::filesystem::remove(db);
+  if (!txfn::SqliteStorage::Open(db.string()).ok()) return Fail("SqliteStorage::Open");
+  std::filesystem::remove(db);
+  // txfn::engine and txfn::v8: a JavaScript query, and a mutation called as a
+  // query refused with its declared kind.
+  auto engine = txfn::Engine::Open({.storage = txfn::EngineStorage::kMemory});
+  if (!engine.ok() || !(*engine)->CreateTenant("shop").ok()) return Fail("Engine::Open");
+  if (!(*engine)
+           ->DeployJson("shop", {{"hello.js", R"(import { query, mutation } from "txfn/server";
+      export const greet = query({args: {name: "string"}, handler: (ctx, {name}) => `hi ${name}`});
+      export const touch = mutation(() => 1);)"}},
+                        R"({"tables": {}})")
+           .ok()) {
+    return Fail("Deploy");
+  }
+  auto r = (*engine)->Query("shop", "hello:greet",
+                            txfn::Value::FromObject({{"name", txfn::Value::String("ann")}}));
+  if (!r.ok() || r->value.string() != "hi ann") return Fail("Query");
+  auto wrong = (*engine)->Query("shop", "hello:touch", txfn::Value::FromObject({}));
+  if (wrong.ok() || txfn::DeclaredKind(wrong.status()) != txfn::FunctionKind::kMutation) {
+    return Fail("DeclaredKind");
+  }
+#endif
   std::printf("txfn consumer ok\n");
   return 0;
 }

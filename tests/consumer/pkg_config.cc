@@ -1,0 +1,15 @@
+// Built by tests/consumer/run_consumer.cmake with only `pkg-config --cflags
+// --libs txfn`: an embedded engine (txfn::engine, ::v8, ::sqlite, ::core).
+#include <cstdio>
+#include <memory>
+
+#include "txfn/engine.h"
+
+int main() {
+  auto engine = txfn::Engine::Open({.storage = txfn::EngineStorage::kMemory});
+  if (!engine.ok() || !(*engine)->CreateTenant("pc").ok()) return 1;
+  auto tenants = (*engine)->ListTenants();
+  if (!tenants.ok() || tenants->size() != 1) return 1;
+  std::printf("txfn pkg-config consumer ok\n");
+  return 0;
+}
