@@ -73,7 +73,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             code == absl::StatusCode::kUnknown,
         r.status().ToString());
   Check(r.status().message().size() < (size_t{20} << 10), "status message too long");
+  // The tenant still answers. Its limits are tight (50 ms CPU, 100 ms wall):
+  // on a loaded machine under ASan a harmless call in a new isolate can meet
+  // them once, so a limit gets two more tries; anything else fails at once.
   auto answer = engine.Query("fuzz", "harmless:answer", txfn::Value::Null());
+  for (int retry = 0; retry < 2 && absl::IsResourceExhausted(answer.status()); ++retry) {
+    answer = engine.Query("fuzz", "harmless:answer", txfn::Value::Null());
+  }
   Check(answer.ok(), "the tenant stopped answering: " + answer.status().ToString());
   return 0;
 }
