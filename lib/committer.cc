@@ -12,6 +12,7 @@
 #include "absl/time/clock.h"
 #include "txfn/internal/status_macros.h"
 #include "txfn/internal/strings.h"
+#include "txfn/value.h"
 
 namespace txfn {
 namespace {
@@ -374,15 +375,14 @@ namespace {
 constexpr std::string_view kConflictPayload = "type.txfn.dev/txfn.Conflict";
 }  // namespace
 
+// The payload is the read as [index, start, end or null] in the binary Value
+// encoding (its decoder refuses anything malformed).
 absl::Status ConflictError(std::string_view message, const ReadRange& read) {
   absl::Status status = absl::AbortedError(internal::ToAbsl(message));
-  // index, start, and the end if any, each length-prefixed.
-  std::string encoded =
-      internal::StrCat(read.index, ":", read.range.start.size(), ":", read.range.start);
-  if (read.range.end.has_value()) {
-    encoded += internal::StrCat(read.range.end->size(), ":", *read.range.end);
-  }
-  status.SetPayload(internal::ToAbsl(kConflictPayload), absl::Cord(encoded));
+  const Value encoded = Value::FromArray(
+      {Value::Int64(read.index), Value::Bytes(read.range.start),
+       read.range.end.has_value() ? Value::Bytes(*read.range.end) : Value::Null()});
+  status.SetPayload(internal::ToAbsl(kConflictPayload), absl::Cord(EncodeBinary(encoded)));
   return status;
 }
 
@@ -390,38 +390,17 @@ std::optional<ReadRange> ConflictingRead(const absl::Status& status) {
   if (!absl::IsAborted(status)) return std::nullopt;
   absl::optional<absl::Cord> payload = status.GetPayload(internal::ToAbsl(kConflictPayload));
   if (!payload.has_value()) return std::nullopt;
-  const std::string data(*payload);
-  std::string_view rest = data;
-  // Reads "<decimal>:" and returns the number; nullopt when malformed.
-  auto number = [&rest]() -> std::optional<uint64_t> {
-    const size_t colon = rest.find(':');
-    if (colon == std::string_view::npos || colon == 0 || colon > 19) return std::nullopt;
-    uint64_t n = 0;
-    for (char c : rest.substr(0, colon)) {
-      if (c < '0' || c > '9') return std::nullopt;
-      n = n * 10 + static_cast<uint64_t>(c - '0');
-    }
-    rest.remove_prefix(colon + 1);
-    return n;
-  };
-  auto bytes = [&rest, &number]() -> std::optional<std::string> {
-    std::optional<uint64_t> n = number();
-    if (!n.has_value() || *n > rest.size()) return std::nullopt;
-    std::string out(rest.substr(0, *n));
-    rest.remove_prefix(*n);
-    return out;
-  };
-  ReadRange read;
-  std::optional<uint64_t> index = number();
-  std::optional<std::string> start = bytes();
-  if (!index.has_value() || !start.has_value() || *index > UINT32_MAX) return std::nullopt;
-  read.index = static_cast<IndexId>(*index);
-  read.range.start = *std::move(start);
-  if (!rest.empty()) {
-    std::optional<std::string> end = bytes();
-    if (!end.has_value() || !rest.empty()) return std::nullopt;
-    read.range.end = *std::move(end);
+  absl::StatusOr<Value> decoded = DecodeBinary(std::string(*payload));
+  if (!decoded.ok() || !decoded->is_array() || decoded->array().size() != 3) return std::nullopt;
+  const Value& index = decoded->array()[0];
+  const Value& start = decoded->array()[1];
+  const Value& end = decoded->array()[2];
+  if (!index.is_int64() || index.int64() < 0 || index.int64() > UINT32_MAX || !start.is_bytes() ||
+      !(end.is_bytes() || end.is_null())) {
+    return std::nullopt;
   }
+  ReadRange read{.index = static_cast<IndexId>(index.int64()), .range = {.start = start.bytes()}};
+  if (end.is_bytes()) read.range.end = end.bytes();
   return read;
 }
 
