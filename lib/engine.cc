@@ -485,8 +485,7 @@ class EngineImpl final : public Engine {
     absl::Cleanup count_serialised = [&] {
       if (serialised) serialised_.fetch_add(1, std::memory_order_relaxed);
     };
-    absl::BitGen jitter;
-    absl::Duration backoff = options_.mutation_retry.initial_backoff;
+    JitteredBackoff backoff(options_.mutation_retry);
     RetryBudget budget;
     for (int n = 1;; ++n) {
       absl::StatusOr<absl::StatusOr<Timestamp>> result = attempt(n);
@@ -500,8 +499,7 @@ class EngineImpl final : public Engine {
         slot.Enter(std::move(plan.lane));
         serialised = true;
       } else if (slot.held() == nullptr) {
-        absl::SleepFor(backoff * absl::Uniform(jitter, 0.0, 1.0));  // full jitter
-        backoff = std::min(backoff * 2, options_.mutation_retry.max_backoff);
+        backoff.Sleep();
       }
     }
   }

@@ -14,6 +14,11 @@ bool IsRetryableCommitError(const absl::Status& commit_status) {
   return absl::IsAborted(commit_status) || absl::IsFailedPrecondition(commit_status);
 }
 
+void JitteredBackoff::Sleep() {
+  absl::SleepFor(next_ * absl::Uniform(jitter_, 0.0, 1.0));
+  next_ = std::min(next_ * 2, max_);
+}
+
 absl::Status RetriesExhausted(std::string_view what, int attempts, const absl::Status& last) {
   return absl::AbortedError(
       internal::StrCat(what, " gave up after ", attempts, " attempts: ", last.message()));
@@ -24,8 +29,7 @@ absl::StatusOr<CommitOutcome> RetryCommits(
     absl::FunctionRef<absl::StatusOr<absl::StatusOr<Timestamp>>(int attempt)> attempt,
     absl::FunctionRef<void(bool will_retry)> on_conflict) {
   const int max_attempts = std::max(1, retry.max_attempts);
-  absl::BitGen jitter;
-  absl::Duration backoff = retry.initial_backoff;
+  JitteredBackoff backoff(retry);
   absl::Status last;
   for (int n = 1; n <= max_attempts; ++n) {
     absl::StatusOr<absl::StatusOr<Timestamp>> result = attempt(n);
@@ -35,11 +39,7 @@ absl::StatusOr<CommitOutcome> RetryCommits(
     if (!IsRetryableCommitError(last)) return last;
     const bool will_retry = n < max_attempts;
     on_conflict(will_retry);
-    if (will_retry) {
-      // Full jitter: a random sleep in [0, backoff), so contenders spread out.
-      absl::SleepFor(backoff * absl::Uniform(jitter, 0.0, 1.0));
-      backoff = std::min(backoff * 2, retry.max_backoff);
-    }
+    if (will_retry) backoff.Sleep();
   }
   return RetriesExhausted(what, max_attempts, last);
 }

@@ -29,6 +29,7 @@
 #include <string_view>
 
 #include "absl/functional/function_ref.h"
+#include "absl/random/random.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "txfn/committer.h"
@@ -45,6 +46,21 @@ struct RetryOptions {
 struct CommitOutcome {
   Timestamp commit_ts = 0;
   int attempts = 0;
+};
+
+// The wait between retries: full jitter (a random sleep in [0, backoff)), the
+// backoff doubling from retry.initial_backoff up to retry.max_backoff, so
+// contenders spread out. One per retry loop; not thread-safe.
+class JitteredBackoff {
+ public:
+  explicit JitteredBackoff(const RetryOptions& retry)
+      : next_(retry.initial_backoff), max_(retry.max_backoff) {}
+  void Sleep();
+
+ private:
+  absl::Duration next_;
+  const absl::Duration max_;
+  absl::BitGen jitter_;
 };
 
 // Whether a Committer::Commit error is worth a new attempt: Aborted (a
