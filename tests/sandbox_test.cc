@@ -476,8 +476,18 @@ TEST(SandboxMisc, NoisyNeighbourCannotStarveAnotherTenant) {
   }
   std::vector<int64_t> latencies_us;
   int64_t added = 0;
-  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(3);
-  for (int i = 0; std::chrono::steady_clock::now() < end; ++i) {
+  // At least 3 s, and until the attacker has made more than 8 attacks (each
+  // takes up to its wall limit; a loaded machine makes fewer in 3 s), for at
+  // most 20 s.
+  constexpr int kMinAttacks = 9;
+  const auto begin = std::chrono::steady_clock::now();
+  const auto end = begin + std::chrono::seconds(3);
+  const auto give_up = begin + std::chrono::seconds(20);
+  auto keep_going = [&] {
+    const auto now = std::chrono::steady_clock::now();
+    return now < give_up && (now < end || attacks.load() < kMinAttacks);
+  };
+  for (int i = 0; keep_going(); ++i) {
     const auto start = std::chrono::steady_clock::now();
     if (i % 4 == 0) {
       auto r = engine->Mutation("bystander", "harmless:add",
@@ -501,7 +511,7 @@ TEST(SandboxMisc, NoisyNeighbourCannotStarveAnotherTenant) {
                "%d attacks meanwhile\n",
                latencies_us.size(), p50 / 1e3, p99 / 1e3, Percentile(latencies_us, 1.0) / 1e3,
                attacks.load());
-  EXPECT_GT(attacks.load(), 8);
+  EXPECT_GE(attacks.load(), kMinAttacks);
   EXPECT_GT(latencies_us.size(), 50u);
   // One attack runs at a time on its own worker; the victim's calls wait at
   // most for isolate creation and the CPU the attack takes from the machine.
