@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "absl/strings/numbers.h"
+#include "txfn/errors.h"
 #include "txfn/internal/status_macros.h"
 #include "txfn/internal/strings.h"
 
@@ -30,9 +31,10 @@ KeyRange ApplyCursor(KeyRange range, std::string_view cursor, ScanOrder order) {
   return range;
 }
 
-absl::Status LimitError(std::string_view limit, size_t value) {
-  return absl::ResourceExhaustedError(
-      internal::StrCat("transaction limit exceeded: ", limit, " (", value, ")"));
+absl::Status LimitError(Limit which, std::string_view limit, size_t value) {
+  return WithLimit(absl::ResourceExhaustedError(
+                       internal::StrCat("transaction limit exceeded: ", limit, " (", value, ")")),
+                   which);
 }
 
 }  // namespace
@@ -67,7 +69,7 @@ absl::Status Transaction::CheckWritable() const {
 absl::Status Transaction::RecordRead(IndexId index, KeyRange range, bool counted) {
   if (counted) {
     if (counted_reads_ >= options_.limits.max_read_ranges) {
-      return LimitError("index ranges read", options_.limits.max_read_ranges);
+      return LimitError(Limit::kReadRanges, "index ranges read", options_.limits.max_read_ranges);
     }
     ++counted_reads_;
   }
@@ -78,10 +80,10 @@ absl::Status Transaction::RecordRead(IndexId index, KeyRange range, bool counted
 
 absl::Status Transaction::CountDocumentRead(size_t bytes) {
   if (stats_.documents_read + 1 > options_.limits.max_documents_read) {
-    return LimitError("documents read", options_.limits.max_documents_read);
+    return LimitError(Limit::kDocumentsRead, "documents read", options_.limits.max_documents_read);
   }
   if (stats_.bytes_read + bytes > options_.limits.max_bytes_read) {
-    return LimitError("bytes read", options_.limits.max_bytes_read);
+    return LimitError(Limit::kBytesRead, "bytes read", options_.limits.max_bytes_read);
   }
   ++stats_.documents_read;
   stats_.bytes_read += bytes;
@@ -329,10 +331,11 @@ absl::Status Transaction::WriteDocument(const TableInfo& table, std::string_view
   size_t bytes = new_doc.has_value() ? new_doc->ByteSize() : 0;
   bool new_id = !written_ids_.contains(internal::ToAbsl(id));
   if (new_id && written_ids_.size() + 1 > options_.limits.max_documents_written) {
-    return LimitError("documents written", options_.limits.max_documents_written);
+    return LimitError(Limit::kDocumentsWritten, "documents written",
+                      options_.limits.max_documents_written);
   }
   if (stats_.bytes_written + bytes > options_.limits.max_bytes_written) {
-    return LimitError("bytes written", options_.limits.max_bytes_written);
+    return LimitError(Limit::kBytesWritten, "bytes written", options_.limits.max_bytes_written);
   }
   if (new_id) written_ids_.emplace(id);
   stats_.documents_written = written_ids_.size();

@@ -62,6 +62,14 @@ check insufficient 1 'insufficient funds.*' \
   t run --tenant=bank transfers:transfer "{\"from\": \"$a\", \"to\": \"$b\", \"amount\": 5000}"
 check stack 1 'transfers\.js:[0-9]+' \
   t run --tenant=bank transfers:transfer "{\"from\": \"$a\", \"to\": \"$b\", \"amount\": 5000}"
+check error-data 1 'error data: \{"account":"[0-9a-z]{32}","balance":\{"\$int64":"900"\},"code":"INSUFFICIENT_FUNDS"' \
+  t run --tenant=bank transfers:transfer "{\"from\": \"$a\", \"to\": \"$b\", \"amount\": 5000}"
+if grep -q 'txfn:bootstrap' <<<"$last"; then
+  echo "FAIL no-bootstrap-frames: the stack shows txfn's own frames:"; echo "$last" | sed 's/^/  | /'
+  failures=$((failures + 1))
+else
+  echo "ok   no-bootstrap-frames"
+fi
 check unchanged 0 '"total":\{"\$int64":"1250"\}' t run --tenant=bank audit:total
 check a-balance 0 '"balance":\{"\$int64":"900"\}' t run --tenant=bank accounts:get "{\"id\": \"$a\"}"
 check mutation-as-query 1 'is a mutation, called as a query' \

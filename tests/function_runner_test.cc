@@ -378,6 +378,7 @@ TEST_P(FunctionRunnerTest, HugeResultIsResourceExhausted) {
     RunResult r = Query(fn);
     EXPECT_EQ(r.status.code(), absl::StatusCode::kResourceExhausted) << fn << r.status;
     EXPECT_THAT(r.status.message(), HasSubstr("max_value_bytes"));
+    EXPECT_EQ(ExceededLimit(r.status), Limit::kValueSize);
   }
   EXPECT_TRUE(Query("messages:takeN", Obj({{"n", I64(1)}})).status.ok());
 }
@@ -396,6 +397,8 @@ TEST_P(FunctionRunnerTest, HugeWritesHitTransactionLimitsEvenWhenCaught) {
   RunResult many = Mutate("huge:manyDocs");
   EXPECT_EQ(many.status.code(), absl::StatusCode::kResourceExhausted) << many.status;
   EXPECT_THAT(many.status.message(), HasSubstr("documents written"));
+  EXPECT_EQ(ExceededLimit(many.status), Limit::kDocumentsWritten);
+  EXPECT_EQ(GetAppError(many.status), std::nullopt);
   EXPECT_TRUE(many.commit.writes.empty());
   RunResult big = Mutate("huge:bigDoc");
   EXPECT_FALSE(big.status.ok());
@@ -592,6 +595,67 @@ TEST_P(FunctionRunnerTest, ConsoleIsCaptured) {
 }
 
 // ---- Errors ----------------------------------------------------------------
+
+TEST_P(FunctionRunnerTest, ErrorsAreDataACallerCanBranchOn) {
+  Deploy({{"err.js", R"JS(
+    import { query, mutation } from "txfn/server";
+    function check(balance) {
+      if (balance < 10n) {
+        const e = new RangeError("insufficient funds");
+        e.data = { code: "NO_FUNDS", balance };
+        throw e;
+      }
+    }
+    export const refuse = mutation(async (ctx) => {
+      console.log("checking");
+      await ctx.db.insert("notes", { n: 1 });
+      console.warn("about to refuse");
+      check(3n);
+    });
+    export const throwString = query(() => { throw "plain"; });
+    export const throwObject = query(() => { throw { code: 7 }; });
+    export const badId = query((ctx) => ctx.db.get("nope"));
+    export const rethrown = query(async (ctx) => {
+      try { await ctx.db.get("nope"); } catch (e) { throw e; }
+    });
+    export const badArgs = query({ args: { n: "int64" }, handler: () => 1 });
+  )JS"}});
+  RunResult refused = Mutate("err:refuse");
+  ASSERT_EQ(refused.status.code(), absl::StatusCode::kUnknown) << refused.status;
+  std::optional<AppError> app = GetAppError(refused.status);
+  ASSERT_TRUE(app.has_value());
+  EXPECT_EQ(app->name, "RangeError");
+  EXPECT_EQ(app->message, "insufficient funds");
+  EXPECT_EQ(ToJson(app->data), R"({"balance":{"$int64":"3"},"code":"NO_FUNDS"})");
+  // The logs before the failure come back with it, as RunResult::logs and on the status.
+  const std::vector<LogEntry> logs = {{LogLevel::kLog, "checking"},
+                                      {LogLevel::kWarn, "about to refuse"}};
+  EXPECT_EQ(refused.logs, logs);
+  EXPECT_EQ(FailedCallLogs(refused.status), logs);
+  EXPECT_TRUE(refused.commit.writes.empty());
+  // The stack names the tenant's frames only.
+  EXPECT_THAT(refused.status.message(), HasSubstr("at check (err.js:"));
+  EXPECT_THAT(refused.status.message(), Not(HasSubstr("txfn:bootstrap")));
+
+  std::optional<AppError> plain = GetAppError(Query("err:throwString").status);
+  ASSERT_TRUE(plain.has_value());
+  EXPECT_EQ(plain->name, "");
+  EXPECT_EQ(ToJson(plain->data), R"("plain")");
+  std::optional<AppError> object = GetAppError(Query("err:throwObject").status);
+  ASSERT_TRUE(object.has_value());
+  EXPECT_EQ(ToJson(object->data), R"({"code":7})");
+
+  // Runtime failures are not the app's errors, even when the app rethrows them.
+  for (const char* fn : {"err:badId", "err:rethrown", "err:badArgs"}) {
+    RunResult r = Query(fn, fn == std::string("err:badArgs") ? Obj({{"n", Str("x")}}) : Value());
+    EXPECT_EQ(r.status.code(), absl::StatusCode::kInvalidArgument) << fn << r.status;
+    EXPECT_EQ(GetAppError(r.status), std::nullopt) << fn;
+    EXPECT_THAT(r.status.message(), Not(HasSubstr("txfn:bootstrap"))) << fn;
+    EXPECT_TRUE(FailedCallLogs(r.status).empty()) << fn;
+  }
+  // A successful run carries no payloads at all.
+  EXPECT_TRUE(Query("messages:takeN", Obj({{"n", I64(1)}})).status.ok());
+}
 
 TEST_P(FunctionRunnerTest, DisabledTenantFailsBeforeAnyJs) {
   Deploy({{"log.js", R"JS(console.log("module ran"); export const x = 1;)JS"}});

@@ -27,6 +27,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "txfn/engine.h"
+#include "txfn/errors.h"
 #include "txfn/in_memory_storage.h"
 #include "txfn/testing/fault_injecting_storage.h"
 
@@ -212,6 +213,18 @@ std::vector<Attack> Attacks() {
       Refused("paginateInfinity", "positive integer"),
       Refused("pageNaN", "integer"),
       Answers("unhandledRejection", "1"),
+      // Errors as data: reading what a thrown error carries runs tenant
+      // getters under the same limits, and hostile data is dropped, not fatal.
+      Stopped("errorDataGetterSpin", "time limit"),
+      Stopped("errorNameGetterSpin", "time limit"),
+      Thrown("errorDataThrowingGetter", "Error: x"),
+      Thrown("errorDataProxy", "with data"),
+      Thrown("errorDataCyclic", "with data"),
+      Thrown("errorDataHuge", "with data"),
+      Thrown("errorDataFunction", "with data"),
+      Stopped("thrownProxy", "time limit"),  // its get trap runs when the stack is read
+      Thrown("errorMessageHuge", "a string of"),
+      Thrown("errorWithCodeLikeData", "with data"),
   };
 }
 
@@ -292,6 +305,23 @@ TEST_P(SandboxTest, EndsAsPromisedAndHarmsNobody) {
     }
     // Messages quote tenant data only in part.
     EXPECT_LT(result.status().message().size(), size_t{20} << 10);
+    // Errors as data (txfn/errors.h): a limit says which; the tenant's own
+    // exceptions, and only they, are AppErrors, with bounded data.
+    if (attack.within == Within::kLimit) {
+      EXPECT_TRUE(ExceededLimit(result.status()).has_value()) << result.status();
+    }
+    const std::optional<AppError> app_error = GetAppError(result.status());
+    EXPECT_EQ(app_error.has_value(), attack.code == absl::StatusCode::kUnknown) << result.status();
+    if (app_error.has_value()) {
+      EXPECT_LT(app_error->message.size(), size_t{20} << 10);
+      EXPECT_LE(app_error->data.ByteSize(), size_t{64} << 10);
+      if (attack.function.starts_with("errorData") && attack.function != "errorDataGetterSpin") {
+        EXPECT_TRUE(app_error->data.is_null()) << ToJson(app_error->data);
+      }
+    }
+    if (attack.function == "errorWithCodeLikeData" && app_error.has_value()) {
+      EXPECT_EQ(ToJson(app_error->data), R"({"code":3})");
+    }
     if (attack.code == absl::StatusCode::kOk && result.ok()) {
       EXPECT_EQ(ToJson(result->value), attack.value);
     }

@@ -22,6 +22,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <string_view>
@@ -39,6 +40,7 @@
 #include "fmt/format.h"
 #include "tools/app_dir.h"
 #include "txfn/engine.h"
+#include "txfn/errors.h"
 #include "txfn/internal/mutex.h"
 #include "txfn/internal/status_macros.h"
 #include "txfn/internal/strings.h"
@@ -70,6 +72,20 @@ namespace {
 
 using internal::StrCat;
 using Clock = std::chrono::steady_clock;
+
+// The code and message, without payloads (the data callers branch on).
+std::string StatusText(const absl::Status& status) {
+  return status.ToString(absl::StatusToStringMode::kWithNoExtraData);
+}
+
+// The bank app's refusal of a transfer (examples/apps/bank/transfers.js): an
+// expected outcome under load, told apart by the error's data, not its text.
+bool IsInsufficientFunds(const absl::Status& status) {
+  std::optional<AppError> error = GetAppError(status);
+  if (!error.has_value()) return false;
+  const Value* code = error->data.Find("code");
+  return code != nullptr && code->is_string() && code->string() == "INSUFFICIENT_FUNDS";
+}
 
 constexpr int kChatUsers = 16;
 constexpr int kChatChannels = 4;
@@ -134,7 +150,7 @@ absl::StatusOr<Value> MustMutate(Engine& engine, const std::string& tenant, cons
                                  const Value& args) {
   absl::StatusOr<CallResult> r = engine.Mutation(tenant, fn, args);
   if (!r.ok()) {
-    return absl::Status(r.status().code(), StrCat(tenant, " ", fn, ": ", r.status().message()));
+    return Prefixed(r.status(), StrCat(tenant, " ", fn));
   }
   return r->value;
 }
@@ -246,13 +262,12 @@ class Workload {
       } else if (absl::IsResourceExhausted(st)) {
         ++s.rejected;
         std::this_thread::sleep_for(std::chrono::microseconds(200));
-      } else if (absl::IsUnknown(st) &&
-                 st.message().find("insufficient funds") != std::string_view::npos) {
+      } else if (IsInsufficientFunds(st)) {
         ++s.app_errors;
       } else {
         ++s.other;
         live.failures.fetch_add(1, std::memory_order_relaxed);
-        if (s.first_other.empty()) s.first_other = st.ToString();
+        if (s.first_other.empty()) s.first_other = StatusText(st);
       }
     }
     return stats;
@@ -444,7 +459,7 @@ int Main(int argc, char** argv) {
   absl::StatusOr<AppDir> bank = LoadAppDir(apps / "bank");
   if (!chat.ok() || !bank.ok()) {
     std::fprintf(stderr, "txfn-demo: %s\n",
-                 (!chat.ok() ? chat.status() : bank.status()).ToString().c_str());
+                 StatusText(!chat.ok() ? chat.status() : bank.status()).c_str());
     return 1;
   }
 
@@ -477,7 +492,7 @@ int Main(int argc, char** argv) {
   {
     absl::StatusOr<std::unique_ptr<Engine>> opened = Engine::Open(options);
     if (!opened.ok()) {
-      std::fprintf(stderr, "txfn-demo: %s\n", opened.status().ToString().c_str());
+      std::fprintf(stderr, "txfn-demo: %s\n", StatusText(opened.status()).c_str());
       return 1;
     }
     Engine& engine = **opened;
@@ -514,7 +529,7 @@ int Main(int argc, char** argv) {
     }
     for (const absl::Status& s : setup) {
       if (!s.ok()) {
-        std::fprintf(stderr, "txfn-demo: setup failed: %s\n", s.ToString().c_str());
+        std::fprintf(stderr, "txfn-demo: setup failed: %s\n", StatusText(s).c_str());
         return 1;
       }
     }
@@ -652,7 +667,7 @@ int Main(int argc, char** argv) {
       ++banks;
       absl::StatusOr<std::pair<int64_t, int64_t>> totals = BankTotals(engine, t->name);
       if (!totals.ok()) {
-        std::printf("FAILED: %s total: %s\n", t->name.c_str(), totals.status().ToString().c_str());
+        std::printf("FAILED: %s total: %s\n", t->name.c_str(), StatusText(totals.status()).c_str());
         exit_code = 1;
       } else if (totals->first != expected || totals->second != expected) {
         std::printf("FAILED: %s total is %" PRId64 " (audit:total) / %" PRId64

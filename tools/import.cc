@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
+#include "txfn/errors.h"
 #include "txfn/internal/status_macros.h"
 #include "txfn/internal/strings.h"
 #include "txfn/retry.h"
@@ -26,7 +27,7 @@ struct Line {
 };
 
 absl::Status AtLine(size_t number, const absl::Status& status) {
-  return absl::Status(status.code(), StrCat("line ", number, ": ", status.message()));
+  return Prefixed(status, StrCat("line ", number));
 }
 
 // Parses the input and finds each document's table.

@@ -8,6 +8,7 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -22,6 +23,7 @@
 #include "tools/import.h"
 #include "txfn/committer.h"
 #include "txfn/engine.h"
+#include "txfn/errors.h"
 #include "txfn/function_runner.h"
 #include "txfn/internal/strings.h"
 #include "txfn/snapshot.h"
@@ -122,7 +124,7 @@ int Usage(std::string_view problem) {
 }
 
 int Fail(const absl::Status& status) {
-  std::string text = status.ToString();
+  std::string text = status.ToString(absl::StatusToStringMode::kWithNoExtraData);
   std::fprintf(stderr, "error: %s\n", text.c_str());
   return kFailed;
 }
@@ -186,7 +188,14 @@ int Run(Engine& engine, const std::string& tenant, const std::string& function,
   if (kind == "auto" && !result.ok() && DeclaredKind(result.status()) == FunctionKind::kMutation) {
     result = engine.Mutation(tenant, function, *args);
   }
-  if (!result.ok()) return Fail(result.status());
+  if (!result.ok()) {
+    PrintLogs(FailedCallLogs(result.status()));
+    std::optional<AppError> app_error = GetAppError(result.status());
+    if (app_error.has_value() && !app_error->data.is_null()) {
+      std::fprintf(stderr, "error data: %s\n", ToJson(app_error->data).c_str());
+    }
+    return Fail(result.status());
+  }
   PrintLogs(result->logs);
   std::printf("%s\n", ToJson(result->value).c_str());
   return 0;

@@ -142,6 +142,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "txfn/errors.h"  // LogEntry, and the payloads of failed runs
 #include "txfn/isolate_scheduler.h"
 #include "txfn/snapshot.h"
 #include "txfn/transaction.h"
@@ -180,15 +181,6 @@ struct RunRequest {
   TransactionLimits limits;
 };
 
-enum class LogLevel { kDebug, kLog, kInfo, kWarn, kError };
-std::string_view LogLevelName(LogLevel level);
-
-struct LogEntry {
-  LogLevel level = LogLevel::kLog;
-  std::string message;  // the arguments, formatted and joined by spaces
-  friend bool operator==(const LogEntry&, const LogEntry&) = default;
-};
-
 struct RunStats {
   bool isolate_reused = false;    // the isolate served this tenant before
   bool context_reused = false;    // ran in a kept context (reuse_context)
@@ -199,6 +191,9 @@ struct RunStats {
 };
 
 struct RunResult {
+  // On failure it also carries `logs` (FailedCallLogs), an AppError when the
+  // function's code threw (GetAppError) or the Limit that stopped it
+  // (ExceededLimit): txfn/errors.h.
   absl::Status status;
   Value value;            // the function's result (null on error)
   PreparedCommit commit;  // read set and writes (no writes on error)

@@ -9,6 +9,7 @@
 
 #include "absl/strings/cord.h"
 #include "absl/types/optional.h"
+#include "lib/v8/js_errors.h"
 #include "lib/v8/runner_core.h"
 #include "txfn/internal/mutex.h"
 #include "txfn/internal/status_macros.h"
@@ -28,22 +29,6 @@ std::optional<FunctionKind> DeclaredKind(const absl::Status& status) {
     if (*payload == internal::ToAbsl(FunctionKindName(kind))) return kind;
   }
   return std::nullopt;
-}
-
-std::string_view LogLevelName(LogLevel level) {
-  switch (level) {
-    case LogLevel::kDebug:
-      return "debug";
-    case LogLevel::kLog:
-      return "log";
-    case LogLevel::kInfo:
-      return "info";
-    case LogLevel::kWarn:
-      return "warn";
-    case LogLevel::kError:
-      return "error";
-  }
-  return "log";
 }
 
 FunctionRunner::FunctionRunner(std::shared_ptr<IsolateScheduler> scheduler,
@@ -71,9 +56,8 @@ class AnswerOnce {
 };
 
 absl::Status AbandonedStatus(std::string_view who, const std::string& limit) {
-  return absl::ResourceExhaustedError(
-      internal::StrCat(who, " exceeded its ", limit,
-                       " limit (stopped inside a builtin that cannot be interrupted)"));
+  return internal::LeaseLimitError(limit, who,
+                                   " (stopped inside a builtin that cannot be interrupted)");
 }
 
 }  // namespace

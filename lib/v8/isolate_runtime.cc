@@ -11,6 +11,7 @@
 #include "lib/v8/bootstrap_js.h"
 #include "lib/v8/js_strings.h"
 #include "lib/v8/js_value.h"
+#include "txfn/errors.h"
 #include "txfn/internal/status_macros.h"
 #include "txfn/internal/strings.h"
 
@@ -111,7 +112,7 @@ class Call {
     absl::StatusOr<Value> v = FromJs(context(), js, req_->options->max_value_bytes, req_->lease);
     if (v.ok()) return *std::move(v);
     if (!absl::IsCancelled(v.status())) {
-      Fail(absl::Status(v.status().code(), StrCat(what, ": ", v.status().message())));
+      Fail(Prefixed(v.status(), what));
     }
     return std::nullopt;
   }

@@ -1,8 +1,12 @@
 #include "lib/v8/js_errors.h"
 
+#include <algorithm>
 #include <string>
+#include <utility>
 
 #include "lib/v8/js_strings.h"
+#include "lib/v8/js_value.h"
+#include "txfn/errors.h"
 #include "txfn/internal/strings.h"
 #include "v8-exception.h"
 #include "v8-object.h"
@@ -10,12 +14,86 @@
 
 namespace txfn::internal {
 
+namespace {
+
+// The resource name of txfn's own JavaScript (isolate_runtime.cc).
+constexpr std::string_view kBootstrapResource = "txfn:bootstrap";
+
+// At most this much of a thrown value's `data` is kept as an AppError's data.
+constexpr size_t kMaxAppErrorDataBytes = size_t{64} << 10;
+
+// `stack` without the frames of txfn's own JavaScript (the wrappers of
+// query()/mutation() and ctx.db): a tenant reads only its own code's frames.
+std::string WithoutBootstrapFrames(std::string_view stack) {
+  std::string out;
+  out.reserve(stack.size());
+  while (!stack.empty()) {
+    const size_t end = stack.find('\n');
+    const std::string_view line = stack.substr(0, end);
+    stack = end == std::string_view::npos ? std::string_view() : stack.substr(end + 1);
+    const size_t first = line.find_first_not_of(" \t");
+    const std::string_view trimmed =
+        first == std::string_view::npos ? std::string_view() : line.substr(first);
+    if (trimmed.starts_with("at ") && trimmed.find(kBootstrapResource) != std::string_view::npos) {
+      continue;
+    }
+    if (!out.empty()) out.push_back('\n');
+    out.append(line);
+  }
+  return out;
+}
+
+// `obj`'s property `name` if it is a string, cut to `max_bytes`; "" otherwise.
+// A getter is tenant code: it may throw (ignored: the caller's TryCatch) or be
+// terminated.
+std::string StringProperty(v8::Isolate* isolate, v8::Local<v8::Object> obj, std::string_view name,
+                           size_t max_bytes) {
+  v8::Local<v8::Value> value;
+  if (isolate->IsExecutionTerminating() ||
+      !obj->Get(isolate->GetCurrentContext(), MessageString(isolate, name)).ToLocal(&value) ||
+      !value->IsString()) {
+    return "";
+  }
+  return Utf8Prefix(isolate, value.As<v8::String>(), max_bytes);
+}
+
+// What the function's own code threw, as data (txfn/errors.h): an Error's
+// name, message and `data` property, or a thrown non-Error value itself.
+AppError DescribeAppError(v8::Isolate* isolate, v8::Local<v8::Value> exception) {
+  AppError error;
+  if (exception.IsEmpty()) return error;
+  v8::Local<v8::Context> context = isolate->GetCurrentContext();
+  v8::Local<v8::Value> data = exception;
+  if (exception->IsNativeError()) {
+    v8::Local<v8::Object> obj = exception.As<v8::Object>();
+    error.name = StringProperty(isolate, obj, "name", kQuoteBytes);
+    error.message = StringProperty(isolate, obj, "message", kMaxJsMessageBytes);
+    if (isolate->IsExecutionTerminating() ||
+        !obj->Get(context, MessageString(isolate, "data")).ToLocal(&data)) {
+      data = v8::Undefined(isolate);
+    }
+  } else {
+    error.message = DescribeValue(isolate, exception, kMaxJsMessageBytes);
+  }
+  // A value that is not plain data (a function, a cycle, too large) or whose
+  // conversion was stopped leaves `data` null: the error itself still counts.
+  if (!isolate->IsExecutionTerminating() && !data->IsUndefined()) {
+    absl::StatusOr<Value> converted = FromJs(context, data, kMaxAppErrorDataBytes);
+    if (converted.ok()) error.data = *std::move(converted);
+  }
+  return error;
+}
+
+}  // namespace
+
 absl::Status ExceptionStatus(v8::Isolate* isolate, v8::Local<v8::Private> code_key,
                              v8::Local<v8::Value> exception, v8::Local<v8::Message> message,
                              std::string_view what) {
   v8::Local<v8::Context> context = isolate->GetCurrentContext();
   absl::StatusCode code = absl::StatusCode::kUnknown;
+  bool thrown_by_txfn = false;
   std::string text;
+  std::optional<AppError> app_error;
   {
     // A stack getter or Error.prepareStackTrace is tenant code: it may throw
     // (ignored here) or be terminated (the caller checks the lease's limits).
@@ -26,17 +104,15 @@ absl::Status ExceptionStatus(v8::Isolate* isolate, v8::Local<v8::Private> code_k
       // Private symbols bypass Proxy traps and getters.
       if (obj->GetPrivate(context, code_key).ToLocal(&c) && c->IsInt32()) {
         code = static_cast<absl::StatusCode>(c.As<v8::Int32>()->Value());
+        thrown_by_txfn = true;
       }
-      v8::Local<v8::Value> stack;
-      if (!isolate->IsExecutionTerminating() &&
-          obj->Get(context, MessageString(isolate, "stack")).ToLocal(&stack) && stack->IsString()) {
-        text = Utf8Prefix(isolate, stack.As<v8::String>(), kMaxJsMessageBytes);
-      }
+      text = WithoutBootstrapFrames(StringProperty(isolate, obj, "stack", kMaxJsMessageBytes));
     }
     if (text.empty() && !exception.IsEmpty()) {
       text = DescribeValue(isolate, exception, kMaxJsMessageBytes);
       if (exception->IsString()) text = text.substr(1, text.size() - 2);  // unquoted
     }
+    if (!thrown_by_txfn) app_error = DescribeAppError(isolate, exception);
   }
   if (!message.IsEmpty()) {
     v8::Local<v8::Value> resource = message->GetScriptResourceName();
@@ -44,11 +120,15 @@ absl::Status ExceptionStatus(v8::Isolate* isolate, v8::Local<v8::Private> code_k
         resource->IsString() ? Utf8Prefix(isolate, resource.As<v8::String>(), kQuoteBytes) : "";
     int line = message->GetLineNumber(context).FromMaybe(0);
     std::string where = StrCat(name, ":", line);
-    if (!name.empty() && text.find(where) == std::string::npos) text = StrCat(where, ": ", text);
+    if (!name.empty() && name != kBootstrapResource && text.find(where) == std::string::npos) {
+      text = StrCat(where, ": ", text);
+    }
   }
   if (code == absl::StatusCode::kOk) code = absl::StatusCode::kUnknown;
   if (code == absl::StatusCode::kUnknown) text = StrCat("Uncaught ", text);
-  return absl::Status(code, what.empty() ? text : StrCat(what, ": ", text));
+  absl::Status status(code, what.empty() ? text : StrCat(what, ": ", text));
+  if (app_error.has_value()) status = WithAppError(std::move(status), *app_error);
+  return status;
 }
 
 absl::Status CaughtStatus(v8::Isolate* isolate, v8::Local<v8::Private> code_key, v8::TryCatch& tc,
@@ -62,10 +142,23 @@ absl::Status RejectionStatus(v8::Isolate* isolate, v8::Local<v8::Private> code_k
   return ExceptionStatus(isolate, code_key, reason, message, "");
 }
 
+absl::Status LeaseLimitError(std::string_view limit, std::string_view who,
+                             std::string_view detail) {
+  absl::Status status =
+      absl::ResourceExhaustedError(StrCat(who, " exceeded its ", limit, " limit", detail));
+  // The lease names its limits for people ("cpu time"); the payload is the
+  // stable name.
+  for (Limit which : {Limit::kCpuTime, Limit::kWallTime, Limit::kHeap}) {
+    std::string spaced(LimitName(which));
+    std::replace(spaced.begin(), spaced.end(), '_', ' ');
+    if (spaced == limit) return WithLimit(std::move(status), which);
+  }
+  return status;
+}
+
 std::optional<absl::Status> LimitStatus(const IsolateLease& lease, std::string_view who) {
   if (!lease.limit_exceeded()) return std::nullopt;
-  return absl::ResourceExhaustedError(
-      StrCat(who, " exceeded its ", lease.exceeded_limit(), " limit"));
+  return LeaseLimitError(lease.exceeded_limit(), who, "");
 }
 
 std::optional<absl::Status> TerminationStatus(v8::Isolate* isolate, const v8::TryCatch& tc,

@@ -39,6 +39,11 @@ absl::Status CaughtStatus(v8::Isolate* isolate, v8::Local<v8::Private> code_key,
 absl::Status RejectionStatus(v8::Isolate* isolate, v8::Local<v8::Private> code_key,
                              v8::Local<v8::Value> reason);
 
+// ResourceExhausted "<who> exceeded its <limit> limit<detail>" for a limit an
+// IsolateLease names (IsolateLease::exceeded_limit), with the Limit payload
+// (txfn/errors.h) when the name is one of the scheduler's.
+absl::Status LeaseLimitError(std::string_view limit, std::string_view who, std::string_view detail);
+
 // The status of a request that the scheduler stopped at one of its limits:
 // ResourceExhausted "<who> exceeded its <limit> limit". nullopt when no limit
 // of `lease` was hit.

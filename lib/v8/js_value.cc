@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "lib/v8/js_strings.h"
+#include "txfn/errors.h"
 #include "txfn/internal/status_macros.h"
 #include "txfn/internal/strings.h"
 
@@ -129,14 +130,17 @@ class Converter {
     bytes_ += bytes;
     memory_ += std::max(bytes, sizeof(Value));
     if (bytes_ > max_bytes_) {
-      return absl::ResourceExhaustedError(StrCat("JavaScript value exceeds the size limit of ",
-                                                 max_bytes_, " bytes (max_value_bytes) at `",
-                                                 PathString(), "`"));
+      return WithLimit(absl::ResourceExhaustedError(
+                           StrCat("JavaScript value exceeds the size limit of ", max_bytes_,
+                                  " bytes (max_value_bytes) at `", PathString(), "`")),
+                       Limit::kValueSize);
     }
     if (memory_ > max_memory_) {
-      return absl::ResourceExhaustedError(StrCat(
-          "JavaScript value has too many elements to convert within ", max_memory_, " bytes (",
-          kConversionMemoryFactor, " x max_value_bytes) at `", PathString(), "`"));
+      return WithLimit(
+          absl::ResourceExhaustedError(StrCat(
+              "JavaScript value has too many elements to convert within ", max_memory_, " bytes (",
+              kConversionMemoryFactor, " x max_value_bytes) at `", PathString(), "`")),
+          Limit::kValueSize);
     }
     if (++nodes_ % 256 == 0 &&
         (isolate_->IsExecutionTerminating() || (lease_ != nullptr && lease_->limit_exceeded()))) {

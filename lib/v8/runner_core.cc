@@ -15,6 +15,7 @@
 #include "lib/v8/js_strings.h"
 #include "lib/v8/js_value.h"
 #include "lib/v8/module_loader.h"
+#include "txfn/errors.h"
 #include "txfn/internal/status_macros.h"
 #include "txfn/internal/strings.h"
 #include "v8.h"
@@ -44,8 +45,10 @@ IsolateRuntime* RuntimeOf(IsolateLease& lease) {
 std::optional<absl::Status> BufferLimitStatus(const IsolateLease& lease, uint64_t refused_before,
                                               std::string_view who) {
   if (lease.array_buffers_refused() == refused_before) return std::nullopt;
-  return absl::ResourceExhaustedError(StrCat(who, " exceeded its array buffer memory limit (",
-                                             lease.array_buffer_limit_bytes(), " bytes)"));
+  return WithLimit(
+      absl::ResourceExhaustedError(StrCat(who, " exceeded its array buffer memory limit (",
+                                          lease.array_buffer_limit_bytes(), " bytes)")),
+      Limit::kArrayBufferMemory);
 }
 
 // Closes a context when a request is done with it: nothing of the request
@@ -196,8 +199,7 @@ RunResult RunnerCore::RunOnIsolate(IsolateLease& lease, const RunRequest& reques
     absl::StatusOr<Value> converted = FromJs(context, value, options_.max_value_bytes, &lease);
     if (!converted.ok()) {
       if (absl::IsCancelled(converted.status())) return js_error();
-      return absl::Status(converted.status().code(), StrCat("result of ", request.function, ": ",
-                                                            converted.status().message()));
+      return Prefixed(converted.status(), StrCat("result of ", request.function));
     }
     result.value = *std::move(converted);
     loader.WarmCodeCaches();
@@ -230,7 +232,8 @@ RunResult RunnerCore::RunOnIsolate(IsolateLease& lease, const RunRequest& reques
     result.commit.writes.clear();
     result.value = Value::Null();
   }
-  result.status = std::move(status);
+  // The logs travel with an error too, for callers that only pass a status on.
+  result.status = WithLogs(std::move(status), result.logs);
   result.stats.cpu_time = ThreadCpuTime() - cpu_start;
   return result;
 }
@@ -262,11 +265,11 @@ absl::Status RunnerCore::CheckModulesOnIsolate(IsolateLease& lease, Transaction&
       };
       absl::StatusOr<v8::Local<v8::Module>> module = loader.Load(*fresh, path);
       if (!module.ok()) {
-        return absl::Status(module.status().code(), StrCat(who, ": ", module.status().message()));
+        return Prefixed(module.status(), who);
       }
       if (absl::Status s = loader.Evaluate(*fresh, *module, path, js_error); !s.ok()) {
         if (absl::StartsWith(s.message(), who)) return s;
-        return absl::Status(s.code(), StrCat(who, ": ", s.message()));
+        return Prefixed(s, who);
       }
     }
     return absl::OkStatus();

@@ -150,3 +150,31 @@ export const takeNegative = q((ctx) => items(ctx).take(-1));
 export const paginateInfinity = q((ctx) => items(ctx).paginate({ numItems: Infinity, cursor: null }));
 export const pageNaN = q((ctx) => items(ctx).page(NaN, null));
 export const unhandledRejection = q(() => { Promise.reject(new Error("lost")); return 1; });
+
+// ---- Errors as data: what a thrown error carries back (txfn/errors.h) --------
+const withData = (data) => Object.assign(new Error("with data"), { data });
+export const errorDataGetterSpin = q(() => {
+  const e = new Error("x");
+  Object.defineProperty(e, "data", { get() { spin(); } });
+  throw e;
+});
+export const errorNameGetterSpin = q(() => {
+  const e = new Error("x");
+  Object.defineProperty(e, "name", { get() { spin(); } });
+  throw e;
+});
+export const errorDataThrowingGetter = q(() => {
+  const e = new Error("x");
+  Object.defineProperty(e, "data", { get() { throw new Error("getter"); } });
+  throw e;
+});
+export const errorDataProxy = q(() => { throw withData(new Proxy({}, { ownKeys() { spin(); } })); });
+export const errorDataCyclic = q(() => { const o = {}; o.o = o; throw withData(o); });
+export const errorDataHuge = q(() => { throw withData("x".repeat(8 << 20)); });
+export const errorDataFunction = q(() => { throw withData(() => 1); });
+export const thrownProxy = q(() => { throw new Proxy(new Error("p"), { get() { spin(); } }); });
+export const errorMessageHuge = q(() => { throw new Error("m".repeat(64 << 20)); });
+export const errorWithCodeLikeData = q(() => {
+  // A tenant cannot pass its error off as txfn's: only a runtime failure has a code.
+  throw withData({ code: 3 });
+});

@@ -11,7 +11,10 @@ export const transfer = mutation({
     if (from === to) throw new Error("cannot transfer to the same account");
     const [src, dst] = await Promise.all([accountOrThrow(ctx, from), accountOrThrow(ctx, to)]);
     if (src.balance < value) {
-      throw new Error(`insufficient funds: account ${from} has ${src.balance}, needs ${value}`);
+      // `data` reaches the caller as the status's AppError payload (txfn/errors.h).
+      const error = new Error(`insufficient funds: account ${from} has ${src.balance}, needs ${value}`);
+      error.data = { code: "INSUFFICIENT_FUNDS", account: from, balance: src.balance, needed: value };
+      throw error;
     }
     await ctx.db.patch(from, { balance: src.balance - value });
     await ctx.db.patch(to, { balance: dst.balance + value });
