@@ -311,11 +311,18 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   // listing a typed array's keys (for-in, a spread into an object,
   // Object.assign: syntax, which no wrapper reaches) makes a string per
   // element in C++, uninterruptibly, quadratic in time past the heap limit.
-  // Each constructor is its own literal (no closure context), a subclass of
-  // nothing: it makes the original's view and checks its length.
+  // Each constructor is its own literal (no closure context); it makes the
+  // original's view (for new.target, so subclasses still work) and checks
+  // its length.
   function capped(name, newTarget, self, args) {
     const Orig = ORIG[name];
     if (newTarget === undefined) return apply(Orig, self, args);  // its TypeError
+    // A length is refused before its buffer is allocated (and zeroed, which
+    // for a huge one takes longer than a request may).
+    const n = args[0];
+    if (typeof n === 'number' && n > MAX_TYPED) {
+      slowPaths().refuse(name, floor(n) + ' elements', MAX_TYPED);
+    }
     const view = construct(Orig, args, newTarget);
     const size = typedLength(view);
     if (size > MAX_TYPED) slowPaths().refuse(name, size + ' elements', MAX_TYPED);
