@@ -14,6 +14,7 @@
 #include "lib/v8/runner_core.h"
 #include "txfn/in_memory_storage.h"
 #include "txfn/internal/mutex.h"
+#include "txfn/isolate_customizer.h"
 #include "txfn/isolate_scheduler.h"
 #include "txn_test_util.h"
 #include "v8_test_util.h"
@@ -728,10 +729,11 @@ TEST_P(FunctionRunnerTest, PendingPromiseIsAnError) {
 // ---- The public API on the IsolateScheduler ---------------------------------
 
 TEST_P(FunctionRunnerTest, RunsThroughTheSchedulerBlockingAndAsync) {
-  auto scheduler =
-      IsolateScheduler::Create({.workers = 2,
-                                .max_in_flight_per_tenant = 16,
-                                .runner_snapshot = GetParam() == TestSnapshot::kRunner});
+  auto scheduler = IsolateScheduler::Create({.workers = 2,
+                                             .max_in_flight_per_tenant = 16,
+                                             .customizer = GetParam() == TestSnapshot::kRunner
+                                                               ? FunctionRunnerIsolateCustomizer()
+                                                               : nullptr});
   ASSERT_TRUE(scheduler.ok()) << scheduler.status();
   FunctionRunner runner(std::shared_ptr<IsolateScheduler>(*std::move(scheduler)));
   RunResult sent = runner.Run(committer_->Latest(),
@@ -779,11 +781,12 @@ TEST_P(FunctionRunnerTest, SchedulerCpuLimitBecomesResourceExhausted) {
   };
   Deploy({{"spin.js", R"JS(import { query } from "txfn/server";
     export const spin = query(() => { for (;;) {} });)JS"}});
-  auto scheduler =
-      IsolateScheduler::Create({.workers = 1,
-                                .max_in_flight_per_tenant = 4,
-                                .limits = std::make_shared<TightLimits>(),
-                                .runner_snapshot = GetParam() == TestSnapshot::kRunner});
+  auto scheduler = IsolateScheduler::Create({.workers = 1,
+                                             .max_in_flight_per_tenant = 4,
+                                             .limits = std::make_shared<TightLimits>(),
+                                             .customizer = GetParam() == TestSnapshot::kRunner
+                                                               ? FunctionRunnerIsolateCustomizer()
+                                                               : nullptr});
   ASSERT_TRUE(scheduler.ok()) << scheduler.status();
   FunctionRunner runner(std::shared_ptr<IsolateScheduler>(*std::move(scheduler)));
   RunResult r = runner.Run(committer_->Latest(), {.function = "spin:spin"});
@@ -917,6 +920,23 @@ TEST_P(FunctionRunnerTest, GuardsIgnoreTenantReplacedGlobals) {
   RunResult r = Query("tamper:typed");
   ASSERT_TRUE(r.status.ok()) << r.status;
   EXPECT_EQ(r.value.string(), "undefined");
+}
+
+// The runner's IsolateCustomizer is what gives a scheduler's isolates its
+// startup snapshot (the scheduler itself knows nothing of the runner); the
+// PlainIsolate runs above show the runner works on isolates made without it.
+TEST(FunctionRunnerIsolateCustomizerTest, FillsInTheRunnersSnapshot) {
+  std::shared_ptr<const IsolateCustomizer> customizer = FunctionRunnerIsolateCustomizer();
+  ASSERT_NE(customizer, nullptr);
+  EXPECT_EQ(customizer, FunctionRunnerIsolateCustomizer());
+  v8::Isolate::CreateParams params;
+  customizer->ConfigureCreateParams("tenant", &params);
+  EXPECT_NE(params.snapshot_blob, nullptr);
+  EXPECT_NE(params.external_references, nullptr);
+  // The default customizer leaves V8's own snapshot.
+  v8::Isolate::CreateParams plain;
+  IsolateCustomizer().ConfigureCreateParams("tenant", &plain);
+  EXPECT_EQ(plain.snapshot_blob, nullptr);
 }
 
 INSTANTIATE_TEST_SUITE_P(Isolates, FunctionRunnerTest,
