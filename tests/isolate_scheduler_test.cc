@@ -551,11 +551,11 @@ class CountingCustomizer : public IsolateCustomizer {
     customized.fetch_add(1);
     if (v8::Isolate::GetCurrent() != isolate || !v8::Locker::IsLocked(isolate)) broken.fetch_add(1);
   }
-  void EnterJs(const IsolateLease& lease) const override {
+  void EnterJs(IsolateLease& lease) const override {
     entered.fetch_add(1);
     if (v8::Isolate::GetCurrent() == nullptr) broken.fetch_add(1);
   }
-  void ExitJs(const IsolateLease& lease, const RequestUsage& usage) const override {
+  void ExitJs(IsolateLease& lease, const RequestUsage& usage) const override {
     exited.fetch_add(1);
     if (usage.cpu < absl::ZeroDuration() || usage.wall < absl::ZeroDuration()) broken.fetch_add(1);
     internal::MutexLock lock(&mu);

@@ -26,7 +26,7 @@
 //
 //   class CountingCustomizer : public txfn::IsolateCustomizer {
 //    public:
-//     void ExitJs(const txfn::IsolateLease& lease,
+//     void ExitJs(txfn::IsolateLease& lease,
 //                 const txfn::RequestUsage& usage) const override {
 //       requests_.fetch_add(1, std::memory_order_relaxed);
 //     }
@@ -99,14 +99,15 @@ class IsolateCustomizer {
   virtual void CustomizeIsolate(const std::string& tenant, v8::Isolate* isolate) const {}
 
   // Called on the worker thread just before a work item runs on `lease`'s
-  // isolate (locked and entered, a HandleScope open) ...
-  virtual void EnterJs(const IsolateLease& lease) const {}
+  // isolate (locked and entered, a HandleScope open; the lease is the item's,
+  // valid for this call only, and the same as ExitJs gets) ...
+  virtual void EnterJs(IsolateLease& lease) const {}
   // ... and after it returned and V8's pending tasks for the isolate ran, with
   // what the item used (the isolate still locked and entered, a termination
   // already cancelled). Called once for every EnterJs, also when a limit
   // stopped the item; for an item the scheduler abandoned (IsolateLease::
   // OnAbandon) only once the item did return, possibly long after.
-  virtual void ExitJs(const IsolateLease& lease, const RequestUsage& usage) const {}
+  virtual void ExitJs(IsolateLease& lease, const RequestUsage& usage) const {}
 
   // Called on the worker thread each time an isolate goes back to the pool
   // idle, with its memory as the scheduler measured it (the same figure its
