@@ -84,6 +84,8 @@ absl::StatusOr<std::unique_ptr<Runner>> MakeRunner(std::string id) {
                             // The router bounds what reaches a runner; let one
                             // tenant use all of it.
                             .max_in_flight_per_tenant = kMaxInFlightPerRunner,
+                            // Isolates made for the runner (its startup snapshot).
+                            .customizer = txfn::FunctionRunnerIsolateCustomizer(),
                         }));
   auto r = std::make_unique<Runner>();
   r->id = std::move(id);

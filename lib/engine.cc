@@ -31,6 +31,7 @@
 #include "absl/random/random.h"
 #include "absl/time/clock.h"
 #include "lib/contention_lanes.h"
+#include "txfn/function_runner.h"
 #include "txfn/idempotency.h"
 #include "txfn/in_memory_storage.h"
 #include "txfn/internal/mutex.h"
@@ -802,6 +803,10 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(EngineOptions options) {
     }
   }
   IsolateSchedulerOptions scheduler_options = options.scheduler;
+  // The engine's isolates run the function runner.
+  if (scheduler_options.customizer == nullptr) {
+    scheduler_options.customizer = FunctionRunnerIsolateCustomizer();
+  }
   if (scheduler_options.max_in_flight_per_tenant == 0) {
     scheduler_options.max_in_flight_per_tenant =
         static_cast<int>(std::min<size_t>(scheduler_options.queue_capacity, 1 << 30));

@@ -14,6 +14,7 @@
 #include "lib/v8/runner_core.h"
 #include "txfn/in_memory_storage.h"
 #include "txfn/internal/mutex.h"
+#include "txfn/isolate_customizer.h"
 #include "txfn/isolate_scheduler.h"
 #include "txn_test_util.h"
 #include "v8_test_util.h"
@@ -792,10 +793,11 @@ TEST_P(FunctionRunnerTest, PendingPromiseIsAnError) {
 // ---- The public API on the IsolateScheduler ---------------------------------
 
 TEST_P(FunctionRunnerTest, RunsThroughTheSchedulerBlockingAndAsync) {
-  auto scheduler =
-      IsolateScheduler::Create({.workers = 2,
-                                .max_in_flight_per_tenant = 16,
-                                .runner_snapshot = GetParam() == TestSnapshot::kRunner});
+  auto scheduler = IsolateScheduler::Create({.workers = 2,
+                                             .max_in_flight_per_tenant = 16,
+                                             .customizer = GetParam() == TestSnapshot::kRunner
+                                                               ? FunctionRunnerIsolateCustomizer()
+                                                               : nullptr});
   ASSERT_TRUE(scheduler.ok()) << scheduler.status();
   FunctionRunner runner(std::shared_ptr<IsolateScheduler>(*std::move(scheduler)));
   RunResult sent = runner.Run(committer_->Latest(),
@@ -843,11 +845,12 @@ TEST_P(FunctionRunnerTest, SchedulerCpuLimitBecomesResourceExhausted) {
   };
   Deploy({{"spin.js", R"JS(import { query } from "txfn/server";
     export const spin = query(() => { for (;;) {} });)JS"}});
-  auto scheduler =
-      IsolateScheduler::Create({.workers = 1,
-                                .max_in_flight_per_tenant = 4,
-                                .limits = std::make_shared<TightLimits>(),
-                                .runner_snapshot = GetParam() == TestSnapshot::kRunner});
+  auto scheduler = IsolateScheduler::Create({.workers = 1,
+                                             .max_in_flight_per_tenant = 4,
+                                             .limits = std::make_shared<TightLimits>(),
+                                             .customizer = GetParam() == TestSnapshot::kRunner
+                                                               ? FunctionRunnerIsolateCustomizer()
+                                                               : nullptr});
   ASSERT_TRUE(scheduler.ok()) << scheduler.status();
   FunctionRunner runner(std::shared_ptr<IsolateScheduler>(*std::move(scheduler)));
   RunResult r = runner.Run(committer_->Latest(), {.function = "spin:spin"});
@@ -904,6 +907,100 @@ TEST_P(FunctionRunnerTest, HashedLookupsWorkInEveryFreshContext) {
     EXPECT_EQ(a[6].string(), "ABC");
     EXPECT_EQ(a[7].string(), "at");
   }
+}
+
+// The sandbox replaces builtins V8 cannot interrupt with checking wrappers
+// (bootstrap_js.h), each naming the original it runs. On small inputs every
+// one must answer what the builtin does.
+TEST_P(FunctionRunnerTest, GuardedBuiltinsAnswerLikeTheOriginals) {
+  Deploy({{"builtins.js", R"JS(import { query } from "txfn/server";
+    export const all = query(() => {
+      const a = [3, 1, 2];
+      const s = "Ab,c";
+      const out = [
+        [1, 2, 3, 4].copyWithin(0, 2).join(), a.every((x) => x > 0), [0, 0].fill(7).join(),
+        a.filter((x) => x > 1).join(), [[1], [2, [3]]].flat().length,
+        a.flatMap((x) => [x, x]).length,
+        (() => { let t = 0; a.forEach((x) => { t += x; }); return t; })(), a.includes(2),
+        a.indexOf(2), a.join("-"), [1, 2, 1].lastIndexOf(1), a.map((x) => x * 2).join(),
+        a.reduce((x, y) => x + y), a.reduceRight((x, y) => x + "" + y), [1, 2].reverse().join(),
+        [5, 6].shift(), a.slice(1).join(), a.some((x) => x === 1), [...a].sort().join(),
+        [1, 2, 3].splice(1, 1).join(), [1].toLocaleString(), [2].unshift(1),
+        a.concat([4], 5).join(),
+        Array.from("ab").join(), String.raw({raw: ["x", "y"]}, 1), Object.keys({p: 1}).join(),
+        Object.values({p: 1}).join(), Object.entries({p: 1}).join(),
+        Object.getOwnPropertyNames({p: 1}).join(),
+        Object.keys(Object.getOwnPropertyDescriptors({p: 1})).join(),
+        Reflect.ownKeys({q: 1}).join(),
+        s.split(",").join("|"), "\u0041\u030A".normalize("NFC").length, s.toLocaleLowerCase(),
+        s.toLocaleUpperCase(), "a".localeCompare("b"), s.replace("b", "x"),
+        "aa".replaceAll("a", "b"),
+        "abc".replace(/b/g, "$&$&"), new Uint8Array([3, 1, 2]).sort().join(),
+        JSON.stringify(new Int16Array([1, 2])), new Float64Array(2).length,
+        Uint8Array.BYTES_PER_ELEMENT,
+        Object.getPrototypeOf(Int8Array) === Object.getPrototypeOf(Uint8Array),
+        new Uint8Array(1) instanceof Uint8Array, Uint8Array.from([1, 2]).length, Int32Array.name,
+      ];
+      if (typeof Intl === "object" && typeof Intl.Segmenter === "function") {
+        out.push([...new Intl.Segmenter().segment("ab")].length);
+      } else {
+        out.push(2);
+      }
+      return out.map(String).join(";");
+    });)JS"}});
+  RunResult r = Query("builtins:all");
+  ASSERT_TRUE(r.status.ok()) << r.status;
+  EXPECT_EQ(
+      r.value.string(),
+      "3,4,3,4;true;7,7;3,2;3;6;6;true;2;3-1-2;2;6,2,4;6;213;2,1;5;1,2;true;1,2,3;2;1;2;"
+      "3,1,2,4,5;a,b;x1y;p;1;p,1;p;p;q;Ab|c;1;ab,c;AB,C;-1;Ax,c;bb;abbc;1,2,3;{\"0\":1,\"1\":2};"
+      "2;1;true;true;2;Int32Array;2");
+}
+
+// The wrappers' checks use only what the bootstrap captured: a tenant that
+// replaces Math.max, String or the array iterator cannot make a huge
+// receiver pass them.
+TEST_P(FunctionRunnerTest, GuardsIgnoreTenantReplacedGlobals) {
+  Deploy({{"tamper.js", R"JS(import { query } from "txfn/server";
+    export const indexOf = query(() => {
+      Math.max = () => 0;
+      Math.min = () => 0;
+      return Array.prototype.indexOf.call({length: 2 ** 53 - 1}, 1);
+    });
+    export const concat = query(() => {
+      Array.prototype[Symbol.iterator] = function* () {};
+      return [].concat({length: 2 ** 53 - 1, [Symbol.isConcatSpreadable]: true}).length;
+    });
+    export const typed = query(() => {
+      Reflect.construct = (target) => { globalThis.leaked = target; return new Uint8Array(1); };
+      new Uint8Array(1);
+      return typeof globalThis.leaked;
+    });)JS"}});
+  for (const char* fn : {"tamper:indexOf", "tamper:concat"}) {
+    RunResult r = Query(fn);
+    EXPECT_EQ(r.status.code(), absl::StatusCode::kResourceExhausted) << fn << ": " << r.status;
+    EXPECT_THAT(r.status.message(), HasSubstr("sandbox limit")) << fn;
+  }
+  RunResult r = Query("tamper:typed");
+  ASSERT_TRUE(r.status.ok()) << r.status;
+  EXPECT_EQ(r.value.string(), "undefined");
+}
+
+// The runner's IsolateCustomizer is what gives a scheduler's isolates its
+// startup snapshot (the scheduler itself knows nothing of the runner); the
+// PlainIsolate runs above show the runner works on isolates made without it.
+TEST(FunctionRunnerIsolateCustomizerTest, FillsInTheRunnersSnapshot) {
+  std::shared_ptr<const IsolateCustomizer> customizer = FunctionRunnerIsolateCustomizer();
+  ASSERT_NE(customizer, nullptr);
+  EXPECT_EQ(customizer, FunctionRunnerIsolateCustomizer());
+  v8::Isolate::CreateParams params;
+  customizer->ConfigureCreateParams("tenant", &params);
+  EXPECT_NE(params.snapshot_blob, nullptr);
+  EXPECT_NE(params.external_references, nullptr);
+  // The default customizer leaves V8's own snapshot.
+  v8::Isolate::CreateParams plain;
+  IsolateCustomizer().ConfigureCreateParams("tenant", &plain);
+  EXPECT_EQ(plain.snapshot_blob, nullptr);
 }
 
 INSTANTIATE_TEST_SUITE_P(Isolates, FunctionRunnerTest,

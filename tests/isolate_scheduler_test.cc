@@ -17,10 +17,12 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "txfn/internal/mutex.h"
+#include "txfn/isolate_customizer.h"
 #include "v8-context.h"
 #include "v8-exception.h"
 #include "v8-isolate.h"
 #include "v8-local-handle.h"
+#include "v8-locker.h"
 #include "v8-primitive.h"
 #include "v8-script.h"
 
@@ -536,6 +538,93 @@ TEST(IsolateSchedulerTest, MemoryBudgetBoundsLiveIsolates) {
 
 // Idle workers make spare isolates ahead of need: a tenant's first request
 // takes one instead of waiting for Isolate::New.
+// Counts the scheduler's calls into its IsolateCustomizer, and checks the
+// state each call is promised.
+class CountingCustomizer : public IsolateCustomizer {
+ public:
+  void ConfigureCreateParams(const std::string& tenant,
+                             v8::Isolate::CreateParams* params) const override {
+    configured.fetch_add(1);
+    if (params->array_buffer_allocator_shared == nullptr) broken.fetch_add(1);
+  }
+  void CustomizeIsolate(const std::string& tenant, v8::Isolate* isolate) const override {
+    customized.fetch_add(1);
+    if (v8::Isolate::GetCurrent() != isolate || !v8::Locker::IsLocked(isolate)) broken.fetch_add(1);
+  }
+  void EnterJs(IsolateLease& lease) const override {
+    entered.fetch_add(1);
+    if (v8::Isolate::GetCurrent() == nullptr) broken.fetch_add(1);
+  }
+  void ExitJs(IsolateLease& lease, const RequestUsage& usage) const override {
+    exited.fetch_add(1);
+    if (usage.cpu < absl::ZeroDuration() || usage.wall < absl::ZeroDuration()) broken.fetch_add(1);
+    internal::MutexLock lock(&mu);
+    limits.push_back(usage.exceeded_limit);
+    cpu.push_back(usage.cpu);
+  }
+  void ReportIsolateMetrics(const IsolateMetrics& metrics) const override {
+    reported.fetch_add(1);
+    if (metrics.tenant == nullptr || metrics.heap_bytes == 0) broken.fetch_add(1);
+  }
+
+  mutable std::atomic<int> configured{0}, customized{0}, entered{0}, exited{0}, reported{0},
+      broken{0};
+  mutable internal::Mutex mu;
+  mutable std::vector<std::string> limits ABSL_GUARDED_BY(mu);
+  mutable std::vector<absl::Duration> cpu ABSL_GUARDED_BY(mu);
+};
+
+TEST(IsolateSchedulerTest, CallsItsIsolateCustomizerAroundIsolatesAndRequests) {
+  struct ShortCpuLimit : LimitEnforcer {
+    absl::Duration CpuLimit(const std::string&) const override { return absl::Milliseconds(50); }
+    absl::Duration WallLimit(const std::string&) const override { return absl::Seconds(60); }
+  };
+  auto customizer = std::make_shared<CountingCustomizer>();
+  auto scheduler = MakeScheduler({.workers = 1,
+                                  .spare_isolates = 0,
+                                  .limits = std::make_shared<ShortCpuLimit>(),
+                                  .customizer = customizer});
+  for (int i = 0; i < 3; ++i) {
+    Seen s = SubmitAndWait(*scheduler, "t", [](IsolateLease& l) { return Observe(l, "6*7"); });
+    EXPECT_EQ(s.js.value, "42");
+  }
+  EXPECT_EQ(customizer->configured.load(), 1);  // one isolate, reused
+  EXPECT_EQ(customizer->customized.load(), 1);
+  EXPECT_EQ(customizer->entered.load(), 3);
+  EXPECT_EQ(customizer->exited.load(), 3);
+  EXPECT_EQ(customizer->reported.load(), 3);  // the isolate went idle after each
+
+  // Stopped at its CPU limit: ExitJs names the limit and saw the CPU spent;
+  // the isolate is disposed of (not reported idle) and the next one is new.
+  Seen bad =
+      SubmitAndWait(*scheduler, "t", [](IsolateLease& l) { return Observe(l, "for(;;){}"); });
+  EXPECT_EQ(bad.limit, "cpu time");
+  Seen after = SubmitAndWait(*scheduler, "t", [](IsolateLease& l) { return Observe(l, "1"); });
+  EXPECT_TRUE(after.js.ok);
+  EXPECT_EQ(customizer->configured.load(), 2);
+  EXPECT_EQ(customizer->customized.load(), 2);
+  EXPECT_EQ(customizer->entered.load(), 5);
+  EXPECT_EQ(customizer->exited.load(), 5);
+  EXPECT_EQ(customizer->reported.load(), 4);
+  EXPECT_EQ(customizer->broken.load(), 0);
+  internal::MutexLock lock(&customizer->mu);
+  ASSERT_EQ(customizer->limits.size(), 5u);
+  EXPECT_EQ(customizer->limits[0], "");
+  EXPECT_EQ(customizer->limits[3], "cpu time");
+  EXPECT_GE(customizer->cpu[3], absl::Milliseconds(50));
+}
+
+// Without a customizer the scheduler makes plain isolates from V8's own
+// snapshot; JavaScript runs on them as usual.
+TEST(IsolateSchedulerTest, DefaultCustomizerMakesPlainIsolates) {
+  auto scheduler = MakeScheduler({.workers = 1});
+  Seen s = SubmitAndWait(*scheduler, "t", [](IsolateLease& l) {
+    return Observe(l, "typeof Date.now() + typeof SharedArrayBuffer");
+  });
+  EXPECT_TRUE(s.js.ok) << s.js.value;
+  EXPECT_EQ(s.js.value, "numberundefined");
+}
+
 TEST(IsolateSchedulerTest, SpareIsolatesServeNewTenants) {
   auto scheduler = MakeScheduler({.workers = 1, .spare_isolates = 2});
   std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the worker makes them

@@ -7,7 +7,8 @@
 // writes (a PreparedCommit for a committer, possibly elsewhere), the console
 // logs and stats.
 //
-//   auto scheduler = *txfn::IsolateScheduler::Create({.workers = 2});
+//   auto scheduler = *txfn::IsolateScheduler::Create(
+//       {.workers = 2, .customizer = txfn::FunctionRunnerIsolateCustomizer()});
 //   txfn::FunctionRunner runner(std::move(scheduler));
 //   txfn::RunResult r = runner.Run(committer->Latest(),
 //       {.function = "messages:send", .args = args, .kind = txfn::FunctionKind::kMutation,
@@ -155,6 +156,15 @@ class RunnerCore;
 }  // namespace internal
 
 enum class FunctionKind { kQuery, kMutation };
+
+// The IsolateCustomizer (txfn/isolate_customizer.h) for schedulers whose
+// isolates run a FunctionRunner: it makes them from the runner's startup
+// snapshot (its JavaScript environment prebuilt, so a fresh context per
+// request is deserialised instead of bootstrapped: about 0.3 ms instead of
+// several) and refuses Atomics.wait on them. The snapshot is made once per
+// process, when the first isolate is. A runner also works on isolates made
+// without it, only slower. Thread-safe; the same object on every call.
+std::shared_ptr<const IsolateCustomizer> FunctionRunnerIsolateCustomizer();
 
 // "query" or "mutation".
 std::string_view FunctionKindName(FunctionKind kind);

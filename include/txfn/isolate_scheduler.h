@@ -55,6 +55,11 @@
 // (it may hold the terminated request's garbage, half-run jobs or a heap far
 // over its limit), so the next request of the tenant gets a clean one.
 //
+// The isolates' make-up (startup snapshot, callbacks) is not the scheduler's
+// business: the layer that runs JavaScript on them supplies an
+// IsolateCustomizer (txfn/isolate_customizer.h), which the scheduler calls as
+// it creates isolates and around every work item.
+//
 // Public header without V8 includes: v8::Isolate is only forward-declared.
 //
 // Thread safety: every method of IsolateScheduler is thread-safe. A lease is
@@ -79,6 +84,8 @@ class Platform;
 }  // namespace v8
 
 namespace txfn {
+
+class IsolateCustomizer;  // txfn/isolate_customizer.h
 
 // Initialises V8 once per process (thread-safe, idempotent). A host that
 // already owns a v8::Platform (and has initialised V8) passes it here first;
@@ -205,11 +212,13 @@ struct IsolateSchedulerOptions {
   // overruns its CPU limit by at most about this much (plus V8's time to
   // reach an interrupt check).
   absl::Duration watchdog_interval = absl::Milliseconds(2);
-  // Create isolates from the function runner's startup snapshot (its JS
-  // environment prebuilt), which makes the runner's fresh context per request
-  // much cheaper. The snapshot is made once per process, when the first
-  // isolate is created. Off only for isolates that never run the runner.
-  bool runner_snapshot = true;
+  // How the layer running JavaScript on these isolates shapes them (create
+  // params such as a startup snapshot, per-isolate settings) and observes its
+  // requests: see txfn/isolate_customizer.h. Null: V8's own snapshot, nothing
+  // customised. A FunctionRunner's isolates want
+  // FunctionRunnerIsolateCustomizer() (txfn/function_runner.h); the Engine
+  // sets it when this is null.
+  std::shared_ptr<const IsolateCustomizer> customizer;
 };
 
 struct IsolateSchedulerStats {

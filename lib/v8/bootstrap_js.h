@@ -21,8 +21,8 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   const defineProperty = Object.defineProperty;
   const getOwnPropertyDescriptor = Object.getOwnPropertyDescriptor;
   const getPrototypeOf = Object.getPrototypeOf;
-  const hasOwnProperty = Object.prototype.hasOwnProperty;
-  const hasOwn = (o, k) => apply(hasOwnProperty, o, [k]);
+  const setPrototypeOf = Object.setPrototypeOf;
+  const construct = Reflect.construct;
 
   // ---- Nothing of a request may outlive it ----------------------------------
   // Shared memory (and with it Atomics.wait/waitAsync, which need it) and
@@ -37,8 +37,8 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   const now = n.now;
   function Date(...args) {
     if (new.target === undefined) return new OrigDate(now()).toString();
-    if (args.length === 0) return Reflect.construct(OrigDate, [now()], new.target);
-    return Reflect.construct(OrigDate, args, new.target);
+    if (args.length === 0) return construct(OrigDate, [now()], new.target);
+    return construct(OrigDate, args, new.target);
   }
   // Date's own statics, but not OrigDate itself (whose now() is the real clock).
   defineProperty(Date, 'prototype', {value: OrigDate.prototype});
@@ -51,21 +51,26 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   defineProperty(OrigDate.prototype, 'constructor',
                  {value: Date, writable: true, configurable: true});
   defineProperty(globalThis, 'Date', {value: Date, writable: true, configurable: true});
-  // Intl.DateTimeFormat formats "now" when given no date.
-  if (typeof Intl === 'object' && Intl !== null) {
-    const DTFProto = Intl.DateTimeFormat.prototype;
-    const formatGetter = getOwnPropertyDescriptor(DTFProto, 'format').get;
-    const formats = new WeakMap();
+  // Intl.DateTimeFormat formats "now" when given no date. Its bound format
+  // functions are cached in a WeakMap made on first use (one object less in
+  // every context), through captured methods (a tenant's WeakMap.prototype.set
+  // would be handed the real formatter, and with it the real clock).
+  const DTFProto = typeof Intl === 'object' && Intl !== null ? Intl.DateTimeFormat.prototype : null;
+  const formatGetter = DTFProto && getOwnPropertyDescriptor(DTFProto, 'format').get;
+  const formatToParts = DTFProto && DTFProto.formatToParts;
+  const WeakMap_ = WeakMap, weakMapGet = WeakMap.prototype.get, weakMapSet = WeakMap.prototype.set;
+  let formats = null;
+  if (DTFProto !== null) {
     defineProperty(DTFProto, 'format', {configurable: true, get: function format() {
       const bound = apply(formatGetter, this, []);
-      let f = formats.get(bound);
+      if (formats === null) formats = new WeakMap_();
+      let f = apply(weakMapGet, formats, [bound]);
       if (f === undefined) {
         f = (date) => bound(date === undefined ? now() : date);
-        formats.set(bound, f);
+        apply(weakMapSet, formats, [bound, f]);
       }
       return f;
     }});
-    const formatToParts = DTFProto.formatToParts;
     defineProperty(DTFProto, 'formatToParts', {writable: true, configurable: true,
       value: function formatToParts_(date) {
         return apply(formatToParts, this, [date === undefined ? now() : date]);
@@ -84,9 +89,15 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   // of a 2^28-character string, sort of a huge array-like). The wrappers
   // below refuse such receivers up front (ResourceExhausted "sandbox limit"),
   // or run the work in an interruptible form (a quicksort in JavaScript, a
-  // replace loop). Every request deserialises this context, so the wrappers
-  // are as few objects as they can be (one closure each, sharing check()),
-  // and the rarely needed code is made on first use (slowPaths()).
+  // replace loop). They use only what the bootstrap captured, never a global
+  // the tenant could have replaced (Math.max returning 0 would pass any size).
+  //
+  // Every request deserialises this context, and its cost grows with every
+  // object in it, so the wrappers are as few objects as they can be: each is
+  // one function with a literal of its own (so it needs no closure context),
+  // the originals are one dictionary (ORIG), the rarely needed code is made on
+  // first use (slowPaths()), and the bootstrap calls none of them (a function
+  // called here would carry its feedback into every context).
   const isProxy = n.isProxy;
   const MAX_WALK = 1 << 24;        // indices a generic Array method may walk in one call
   const MAX_STRING = 1 << 24;      // characters split() may take apart
@@ -95,6 +106,9 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   const NATIVE_REPLACE = 1 << 18;  // characters a native replacement may scan
   const MAX_LENGTH = 2 ** 53 - 1;
   const ArrayIsArray = Array.isArray;
+  const ownKeys = Reflect.ownKeys;
+  const StringOf = String;
+  const max = Math.max, min = Math.min, floor = Math.floor;
   const TypedArrayProto = getPrototypeOf(Uint8Array.prototype);
   const typedArrayLength = getOwnPropertyDescriptor(TypedArrayProto, 'length').get;
   const stringValueOf = String.prototype.valueOf;
@@ -124,7 +138,7 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       if (d === undefined) continue;
       if (!('value' in d)) return Infinity;
       const v = d.value;
-      if (typeof v === 'number') return v > 0 ? Math.min(Math.floor(v), MAX_LENGTH) : 0;
+      if (typeof v === 'number') return v > 0 ? min(floor(v), MAX_LENGTH) : 0;
       if (typeof v === 'bigint' || typeof v === 'symbol') return 0;  // the builtin throws
       return (typeof v === 'object' && v !== null) || typeof v === 'function' ? Infinity : 0;
     }
@@ -133,23 +147,37 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   // An object receiver or argument made a string once, by the wrapper, so
   // that a toString cannot answer the check and the builtin differently.
   const asString = (v) => (typeof v === 'object' && v !== null) || typeof v === 'function' ?
-      String(v) : v;
+      StringOf(v) : v;
   const lengthOf = (v) => typeof v === 'string' ? v.length : 0;
 
-  // What check() verifies before a builtin runs.
+  // The guarded builtins' originals by the name their wrapper reports
+  // ('Array.prototype.map'), taken as the wrappers are installed.
+  const ORIG = {__proto__: null};
+  // Replaces each builtin target[name] by wrappers[name], its original kept
+  // in ORIG[where + name]. Run by the bootstrap only.
+  function install(target, where, wrappers) {
+    for (const name of ownKeys(wrappers)) {
+      ORIG[where + name] = target[name];
+      defineProperty(target, name, {writable: true, configurable: true, value: wrappers[name]});
+    }
+  }
+
+  // What guarded() verifies before a builtin runs.
   const WALK_THIS = 0;    // the receiver's walk length <= MAX_WALK
   const WALK_ALL = 1;     // ... and every argument's (concat)
   const WALK_ARG = 2;     // the first argument's (Array.from)
   const RAW_ARG = 3;      // the first argument's .raw's <= MAX_SLOW (String.raw)
   const KEYS_ARG = 4;     // a typed array or string argument <= MAX_SLOW
-  function check(kind, where, name, self, args) {
+  // Runs the builtin `what` (a key of ORIG) on `self` and `args` if they
+  // pass check `kind`.
+  function guarded(kind, what, self, args) {
     let size = 0, limit = MAX_WALK;
     switch (kind) {
       case WALK_ALL:
-        for (const a of args) size = Math.max(size, walkLength(a));
+        for (let i = 0; i < args.length; ++i) size = max(size, walkLength(args[i]));
       // fallthrough
       case WALK_THIS:
-        size = Math.max(size, walkLength(self));
+        size = max(size, walkLength(self));
         break;
       case WALK_ARG:
         size = walkLength(args[0]);
@@ -166,77 +194,168 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
                    !isProxy(o)) {
           let s = 0;
           try { s = apply(stringValueOf, o, []).length; } catch (e) {}
-          size = Math.max(typedLength(o), s);
+          size = max(typedLength(o), s);
         }
         limit = MAX_SLOW;
         break;
       }
     }
-    if (size > limit) slowPaths().refuse(where + name, size, limit);
+    if (size > limit) slowPaths().refuse(what, size, limit);
+    return apply(ORIG[what], self, args);
   }
-  function guard(target, where, name, kind) {
-    const orig = target[name];
-    defineProperty(target, name, {writable: true, configurable: true,
-                                  value: function sandboxed(...args) {
-      check(kind, where, name, this, args);
-      return apply(orig, this, args);
-    }});
+  // A string builtin: its receiver `self` (made a primitive string by the
+  // caller where the builtin would convert it) and, with convertArg, its first
+  // argument as a primitive string, whose lengths are checked.
+  function stringGuarded(what, limit, convertArg, self, args) {
+    if (convertArg) args[0] = asString(args[0]);
+    const size = max(lengthOf(self), convertArg ? lengthOf(args[0]) : 0);
+    if (size > limit) slowPaths().refuse(what, size, limit);
+    return apply(ORIG[what], self, args);
   }
-  // The string builtins: the receiver (and for some the first argument) as a
-  // primitive string, whose length is checked.
-  function guardString(target, where, name, limit, convertArg) {
-    const orig = target[name];
-    const isString = target === String.prototype;
-    defineProperty(target, name, {writable: true, configurable: true,
-                                  value: function sandboxed(...args) {
-      const self = isString ? asString(this) : this;
-      if (convertArg) args[0] = asString(args[0]);
-      const size = Math.max(lengthOf(self), convertArg ? lengthOf(args[0]) : 0);
-      if (size > limit) slowPaths().refuse(where + name, size, limit);
-      return apply(orig, self, args);
-    }});
-  }
-  for (const name of ['copyWithin', 'every', 'fill', 'filter', 'flat', 'flatMap', 'forEach',
-                      'includes', 'indexOf', 'join', 'lastIndexOf', 'map', 'reduce',
-                      'reduceRight', 'reverse', 'shift', 'slice', 'some', 'sort', 'splice',
-                      'toLocaleString', 'unshift']) {
-    guard(Array.prototype, 'Array.prototype.', name, WALK_THIS);
-  }
-  guard(Array.prototype, 'Array.prototype.', 'concat', WALK_ALL);
-  guard(Array, 'Array.', 'from', WALK_ARG);
-  guard(String, 'String.', 'raw', RAW_ARG);
-  for (const name of ['keys', 'values', 'entries', 'getOwnPropertyNames',
-                      'getOwnPropertyDescriptors']) {
-    guard(Object, 'Object.', name, KEYS_ARG);
-  }
-  guard(Reflect, 'Reflect.', 'ownKeys', KEYS_ARG);
+  install(Array.prototype, 'Array.prototype.', {
+    copyWithin(...a) { return guarded(WALK_THIS, 'Array.prototype.copyWithin', this, a); },
+    every(...a) { return guarded(WALK_THIS, 'Array.prototype.every', this, a); },
+    fill(...a) { return guarded(WALK_THIS, 'Array.prototype.fill', this, a); },
+    filter(...a) { return guarded(WALK_THIS, 'Array.prototype.filter', this, a); },
+    flat(...a) { return guarded(WALK_THIS, 'Array.prototype.flat', this, a); },
+    flatMap(...a) { return guarded(WALK_THIS, 'Array.prototype.flatMap', this, a); },
+    forEach(...a) { return guarded(WALK_THIS, 'Array.prototype.forEach', this, a); },
+    includes(...a) { return guarded(WALK_THIS, 'Array.prototype.includes', this, a); },
+    indexOf(...a) { return guarded(WALK_THIS, 'Array.prototype.indexOf', this, a); },
+    join(...a) { return guarded(WALK_THIS, 'Array.prototype.join', this, a); },
+    lastIndexOf(...a) { return guarded(WALK_THIS, 'Array.prototype.lastIndexOf', this, a); },
+    map(...a) { return guarded(WALK_THIS, 'Array.prototype.map', this, a); },
+    reduce(...a) { return guarded(WALK_THIS, 'Array.prototype.reduce', this, a); },
+    reduceRight(...a) { return guarded(WALK_THIS, 'Array.prototype.reduceRight', this, a); },
+    reverse(...a) { return guarded(WALK_THIS, 'Array.prototype.reverse', this, a); },
+    shift(...a) { return guarded(WALK_THIS, 'Array.prototype.shift', this, a); },
+    slice(...a) { return guarded(WALK_THIS, 'Array.prototype.slice', this, a); },
+    some(...a) { return guarded(WALK_THIS, 'Array.prototype.some', this, a); },
+    sort(...a) { return guarded(WALK_THIS, 'Array.prototype.sort', this, a); },
+    splice(...a) { return guarded(WALK_THIS, 'Array.prototype.splice', this, a); },
+    toLocaleString(...a) { return guarded(WALK_THIS, 'Array.prototype.toLocaleString', this, a); },
+    unshift(...a) { return guarded(WALK_THIS, 'Array.prototype.unshift', this, a); },
+    concat(...a) { return guarded(WALK_ALL, 'Array.prototype.concat', this, a); },
+  });
+  install(Array, 'Array.', {from(...a) { return guarded(WALK_ARG, 'Array.from', this, a); }});
+  install(String, 'String.', {raw(...a) { return guarded(RAW_ARG, 'String.raw', this, a); }});
+  install(Object, 'Object.', {
+    keys(...a) { return guarded(KEYS_ARG, 'Object.keys', this, a); },
+    values(...a) { return guarded(KEYS_ARG, 'Object.values', this, a); },
+    entries(...a) { return guarded(KEYS_ARG, 'Object.entries', this, a); },
+    getOwnPropertyNames(...a) { return guarded(KEYS_ARG, 'Object.getOwnPropertyNames', this, a); },
+    getOwnPropertyDescriptors(...a) {
+      return guarded(KEYS_ARG, 'Object.getOwnPropertyDescriptors', this, a);
+    },
+  });
+  install(Reflect, 'Reflect.', {
+    ownKeys(...a) { return guarded(KEYS_ARG, 'Reflect.ownKeys', this, a); },
+  });
   // Split into more parts than V8's arrays hold aborts the process; ICU's
   // normalisation, case mapping, collation and segmentation run uninterrupted.
-  guardString(String.prototype, 'String.prototype.', 'split', MAX_STRING, false);
-  for (const name of ['normalize', 'toLocaleLowerCase', 'toLocaleUpperCase']) {
-    guardString(String.prototype, 'String.prototype.', name, MAX_SLOW * 4, false);
-  }
-  guardString(String.prototype, 'String.prototype.', 'localeCompare', MAX_SLOW * 4, true);
+  // Replacing every match in a long string runs in C++ without an interrupt
+  // check (a 4 MiB subject takes seconds): on a subject longer than
+  // NATIVE_REPLACE the matches are found and substituted in a JavaScript
+  // loop instead, with the same results.
+  install(String.prototype, 'String.prototype.', {
+    split(...a) {
+      return stringGuarded('String.prototype.split', MAX_STRING, false, asString(this), a);
+    },
+    normalize(...a) {
+      return stringGuarded('String.prototype.normalize', MAX_SLOW * 4, false, asString(this), a);
+    },
+    toLocaleLowerCase(...a) {
+      return stringGuarded('String.prototype.toLocaleLowerCase', MAX_SLOW * 4, false,
+                           asString(this), a);
+    },
+    toLocaleUpperCase(...a) {
+      return stringGuarded('String.prototype.toLocaleUpperCase', MAX_SLOW * 4, false,
+                           asString(this), a);
+    },
+    localeCompare(...a) {
+      return stringGuarded('String.prototype.localeCompare', MAX_SLOW * 4, true, asString(this), a);
+    },
+    replace(pattern, replacement) {
+      const self = asString(this);
+      if (typeof pattern === 'string' && lengthOf(self) > NATIVE_REPLACE) {
+        return slowPaths().replaceString(self, pattern, replacement, false);
+      }
+      return apply(ORIG['String.prototype.replace'], self, [pattern, replacement]);
+    },
+    replaceAll(pattern, replacement) {
+      const self = asString(this);
+      if (typeof pattern === 'string' && lengthOf(self) > NATIVE_REPLACE) {
+        return slowPaths().replaceString(self, pattern, replacement, true);
+      }
+      return apply(ORIG['String.prototype.replaceAll'], self, [pattern, replacement]);
+    },
+  });
   if (typeof Intl === 'object' && Intl !== null && typeof Intl.Segmenter === 'function') {
-    guardString(Intl.Segmenter.prototype, 'Intl.Segmenter.prototype.', 'segment', MAX_SLOW, true);
+    install(Intl.Segmenter.prototype, 'Intl.Segmenter.prototype.', {
+      segment(...a) {
+        return stringGuarded('Intl.Segmenter.prototype.segment', MAX_SLOW, true, this, a);
+      },
+    });
   }
+  defineProperty(RegExp.prototype, Symbol.replace, {writable: true, configurable: true,
+    value: function sandboxedReplace(string, replaceValue) {
+      const S = StringOf(string);
+      if (S.length > NATIVE_REPLACE && this.exec === regexpExec) {
+        const paths = slowPaths();
+        if (paths.isRegExp(this)) return paths.replaceByExec(this, S, replaceValue);
+      }
+      return apply(regexpReplace, this, [S, replaceValue]);
+    }});
   // Typed arrays: views are capped at MAX_TYPED elements (a 4 MiB Uint8Array,
   // a 32 MiB Float64Array; a DataView reaches a whole buffer), because
   // listing a typed array's keys (for-in, a spread into an object,
   // Object.assign: syntax, which no wrapper reaches) makes a string per
   // element in C++, uninterruptibly, quadratic in time past the heap limit.
-  for (const name of ['Int8Array', 'Uint8Array', 'Uint8ClampedArray', 'Int16Array',
-                      'Uint16Array', 'Int32Array', 'Uint32Array', 'Float32Array',
-                      'Float64Array', 'BigInt64Array', 'BigUint64Array']) {
+  // Each constructor is its own literal (no closure context); it makes the
+  // original's view (for new.target, so subclasses still work) and checks
+  // its length.
+  function capped(name, newTarget, self, args) {
+    const Orig = ORIG[name];
+    if (newTarget === undefined) return apply(Orig, self, args);  // its TypeError
+    // A length is refused before its buffer is allocated (and zeroed, which
+    // for a huge one takes longer than a request may).
+    const n = args[0];
+    if (typeof n === 'number' && n > MAX_TYPED) {
+      slowPaths().refuse(name, floor(n) + ' elements', MAX_TYPED);
+    }
+    const view = construct(Orig, args, newTarget);
+    const size = typedLength(view);
+    if (size > MAX_TYPED) slowPaths().refuse(name, size + ' elements', MAX_TYPED);
+    return view;
+  }
+  const cappedTypedArrays = {
+    Int8Array: function Int8Array(...a) { return capped('Int8Array', new.target, this, a); },
+    Uint8Array: function Uint8Array(...a) { return capped('Uint8Array', new.target, this, a); },
+    Uint8ClampedArray: function Uint8ClampedArray(...a) {
+      return capped('Uint8ClampedArray', new.target, this, a);
+    },
+    Int16Array: function Int16Array(...a) { return capped('Int16Array', new.target, this, a); },
+    Uint16Array: function Uint16Array(...a) { return capped('Uint16Array', new.target, this, a); },
+    Int32Array: function Int32Array(...a) { return capped('Int32Array', new.target, this, a); },
+    Uint32Array: function Uint32Array(...a) { return capped('Uint32Array', new.target, this, a); },
+    Float32Array: function Float32Array(...a) {
+      return capped('Float32Array', new.target, this, a);
+    },
+    Float64Array: function Float64Array(...a) {
+      return capped('Float64Array', new.target, this, a);
+    },
+    BigInt64Array: function BigInt64Array(...a) {
+      return capped('BigInt64Array', new.target, this, a);
+    },
+    BigUint64Array: function BigUint64Array(...a) {
+      return capped('BigUint64Array', new.target, this, a);
+    },
+  };
+  for (const name of ownKeys(cappedTypedArrays)) {
     const Orig = globalThis[name];
-    const Capped = {[name]: function (...args) {
-      if (new.target === undefined) return apply(Orig, this, args);  // its TypeError
-      const view = Reflect.construct(Orig, args, new.target);
-      const size = typedLength(view);
-      if (size > MAX_TYPED) slowPaths().refuse(name, size + ' elements', MAX_TYPED);
-      return view;
-    }}[name];
-    Object.setPrototypeOf(Capped, getPrototypeOf(Orig));  // %TypedArray%: from, of, species
+    const Capped = cappedTypedArrays[name];
+    ORIG[name] = Orig;
+    setPrototypeOf(Capped, getPrototypeOf(Orig));  // %TypedArray%: from, of, species
     defineProperty(Capped, 'prototype', {value: Orig.prototype, writable: false});
     defineProperty(Capped, 'BYTES_PER_ELEMENT', {value: Orig.BYTES_PER_ELEMENT});
     defineProperty(Orig.prototype, 'constructor', {value: Capped, writable: true,
@@ -261,31 +380,6 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       if (size > MAX_SLOW) slowPaths().refuse('JSON.stringify of a typed array', size, MAX_SLOW);
       return this;
     }});
-  // Replacing every match in a long string runs in C++ without an interrupt
-  // check (a 4 MiB subject takes seconds): on a subject longer than
-  // NATIVE_REPLACE the matches are found and substituted in a JavaScript
-  // loop instead, with the same results.
-  defineProperty(RegExp.prototype, Symbol.replace, {writable: true, configurable: true,
-    value: function sandboxed(string, replaceValue) {
-      const S = String(string);
-      if (S.length > NATIVE_REPLACE && this.exec === regexpExec) {
-        const paths = slowPaths();
-        if (paths.isRegExp(this)) return paths.replaceByExec(this, S, replaceValue);
-      }
-      return apply(regexpReplace, this, [S, replaceValue]);
-    }});
-  for (const name of ['replace', 'replaceAll']) {
-    const orig = String.prototype[name];
-    const all = name === 'replaceAll';
-    defineProperty(String.prototype, name, {writable: true, configurable: true,
-      value: function sandboxed(pattern, replacement) {
-        const self = asString(this);
-        if (typeof pattern === 'string' && lengthOf(self) > NATIVE_REPLACE) {
-          return slowPaths().replaceString(self, pattern, replacement, all);
-        }
-        return apply(orig, self, [pattern, replacement]);
-      }});
-  }
 
   // The rarely needed code, made on the first call of slowPaths() in a
   // request (its functions are compiled then, not deserialised every time).
@@ -464,36 +558,53 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   Object.defineProperty(globalThis, 'console', {value: console, writable: true,
                                                 configurable: true});
 
-  // The schema's type names (schema.h), and the JS names as aliases.
-  const VALIDATORS = {
-    null: (v) => v === null,
-    int64: (v) => typeof v === 'bigint',
-    float64: (v) => typeof v === 'number',
-    bool: (v) => typeof v === 'boolean',
-    string: (v) => typeof v === 'string',
-    bytes: (v) => v instanceof ArrayBuffer,
-    array: (v) => Array.isArray(v),
-    object: (v) => typeof v === 'object' && v !== null && !Array.isArray(v) &&
-                   !(v instanceof ArrayBuffer),
-    any: (v) => true,
-  };
-  const TYPE_ALIASES = {number: 'float64', bigint: 'int64', boolean: 'bool'};
-  const VALID_TYPES = Object.keys(VALIDATORS).join(', ') + ' (aliases: ' +
-      Object.entries(TYPE_ALIASES).map(([a, t]) => a + ' = ' + t).join(', ') +
-      '), with a trailing "?" for an optional argument';
-  // The type name of a JS value, in the schema's names.
-  function typeName(v) {
-    if (v === null) return 'null';
-    if (Array.isArray(v)) return 'array';
-    if (v instanceof ArrayBuffer) return 'bytes';
-    switch (typeof v) {
-      case 'bigint': return 'int64';
-      case 'number': return 'float64';
-      case 'boolean': return 'bool';
-      default: return typeof v;
-    }
-  }
   function compileValidator(kind, spec) {
+    // The schema's type names (schema.h), and the JS names as aliases. Plain
+    // code made per call rather than tables of closures made by the
+    // bootstrap: those would be deserialised with every context.
+    const VALID_TYPES = 'null, int64, float64, bool, string, bytes, array, object, any ' +
+        '(aliases: number = float64, bigint = int64, boolean = bool), with a trailing "?" for ' +
+        'an optional argument';
+    // The schema type a written type name stands for; undefined for none.
+    function schemaType(t) {
+      switch (t) {
+        case 'null': case 'int64': case 'float64': case 'bool': case 'string': case 'bytes':
+        case 'array': case 'object': case 'any':
+          return t;
+        case 'number': return 'float64';
+        case 'bigint': return 'int64';
+        case 'boolean': return 'bool';
+        default: return undefined;
+      }
+    }
+    // Whether `v` is a value of schema type `type`.
+    function hasType(type, v) {
+      switch (type) {
+        case 'null': return v === null;
+        case 'int64': return typeof v === 'bigint';
+        case 'float64': return typeof v === 'number';
+        case 'bool': return typeof v === 'boolean';
+        case 'string': return typeof v === 'string';
+        case 'bytes': return v instanceof ArrayBuffer;
+        case 'array': return Array.isArray(v);
+        case 'object':
+          return typeof v === 'object' && v !== null && !Array.isArray(v) &&
+              !(v instanceof ArrayBuffer);
+        default: return true;  // any
+      }
+    }
+    // The type name of a JS value, in the schema's names.
+    function typeName(v) {
+      if (v === null) return 'null';
+      if (Array.isArray(v)) return 'array';
+      if (v instanceof ArrayBuffer) return 'bytes';
+      switch (typeof v) {
+        case 'bigint': return 'int64';
+        case 'number': return 'float64';
+        case 'boolean': return 'bool';
+        default: return typeof v;
+      }
+    }
     if (typeof spec !== 'object' || spec === null) {
       throw new TypeError(kind + '({args}): args must be an object of field: "type"');
     }
@@ -501,25 +612,22 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     for (const [name, t] of Object.entries(spec)) {
       const optional = typeof t === 'string' && t.endsWith('?');
       const written = optional ? t.slice(0, -1) : t;
-      const type = typeof written === 'string' && hasOwn(TYPE_ALIASES, written)
-          ? TYPE_ALIASES[written] : written;
-      const check = typeof type === 'string' && hasOwn(VALIDATORS, type)
-          ? VALIDATORS[type] : undefined;
-      if (check === undefined) {
+      const type = typeof written === 'string' ? schemaType(written) : undefined;
+      if (type === undefined) {
         throw new TypeError(kind + '({args}): unknown type ' + JSON.stringify(t) +
                             ' for argument ' + name + '; valid types: ' + VALID_TYPES);
       }
-      fields.push([name, type, optional, check]);
+      fields.push([name, type, optional]);
     }
     const known = new Set(fields.map((f) => f[0]));
     return function validate(a) {
-      for (const [name, type, optional, check] of fields) {
+      for (const [name, type, optional] of fields) {
         const v = a[name];
         if (v === undefined) {
           if (!optional) fail(INVALID_ARGUMENT, 'missing argument `' + name + '` (' + type + ')');
           continue;
         }
-        if (!check(v)) {
+        if (!hasType(type, v)) {
           fail(INVALID_ARGUMENT, 'argument `' + name + '` must be ' + type + ', got ' +
                typeName(v));
         }
@@ -554,114 +662,123 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
 
   const nget = n.get, nquery = n.query, ninsert = n.insert, npatch = n.patch,
         nreplace = n.replace, ndel = n.del;
-  class IndexRange {
-    constructor() { this.eqFields = []; this.eqValues = []; this.lower = null; this.upper = null; }
-    eq(field, value) {
-      if (this.lower !== null || this.upper !== null) {
-        fail(INVALID_ARGUMENT, 'withIndex: eq() must come before gt/gte/lt/lte');
+  // ctx.db.query()'s classes, made on a context's first query: made at run
+  // time they cost about what deserialising them does, and a request that
+  // never queries would deserialise them for nothing.
+  let QueryClass = null;
+  function makeQueryClass() {
+    class IndexRange {
+      constructor() {
+        this.eqFields = []; this.eqValues = []; this.lower = null; this.upper = null;
       }
-      this.eqFields.push(field);
-      this.eqValues.push(value);
-      return this;
-    }
-    gt(field, value) { return this.bound('lower', field, value, false); }
-    gte(field, value) { return this.bound('lower', field, value, true); }
-    lt(field, value) { return this.bound('upper', field, value, false); }
-    lte(field, value) { return this.bound('upper', field, value, true); }
-    bound(side, field, value, inclusive) {
-      if (this[side] !== null) fail(INVALID_ARGUMENT, 'withIndex: two ' + side + ' bounds');
-      this[side] = [field, value, inclusive];
-      return this;
-    }
-  }
-  class Query {
-    constructor(table) {
-      this.table = table; this.index = 'by_id'; this.range = new IndexRange();
-      this.desc = false; this.filters = [];
-    }
-    withIndex(name, build) {
-      this.index = name;
-      if (build !== undefined) {
-        const r = build(this.range);
-        if (r !== this.range && r !== undefined) {
-          fail(INVALID_ARGUMENT, 'withIndex: the range function must return its argument');
+      eq(field, value) {
+        if (this.lower !== null || this.upper !== null) {
+          fail(INVALID_ARGUMENT, 'withIndex: eq() must come before gt/gte/lt/lte');
         }
+        this.eqFields.push(field);
+        this.eqValues.push(value);
+        return this;
       }
-      return this;
-    }
-    order(o) {
-      if (o !== 'asc' && o !== 'desc') fail(INVALID_ARGUMENT, 'order() takes "asc" or "desc"');
-      this.desc = o === 'desc';
-      return this;
-    }
-    filter(predicate) {
-      if (typeof predicate !== 'function') fail(INVALID_ARGUMENT, 'filter() takes a function');
-      this.filters.push(predicate);
-      return this;
-    }
-    page(limit, cursor) {
-      const r = this.range;
-      return nquery(this.table, this.index, r.eqFields, r.eqValues, r.lower, r.upper, this.desc,
-                    limit, cursor);
-    }
-    matches(doc) {
-      for (const p of this.filters) if (!p(doc)) return false;
-      return true;
-    }
-    takeSync(k) {
-      if (typeof k === 'bigint') k = Number(k);
-      if (typeof k !== 'number' || !Number.isInteger(k) || k < 0) {
-        fail(INVALID_ARGUMENT, 'take() takes a non-negative integer');
+      gt(field, value) { return this.bound('lower', field, value, false); }
+      gte(field, value) { return this.bound('lower', field, value, true); }
+      lt(field, value) { return this.bound('upper', field, value, false); }
+      lte(field, value) { return this.bound('upper', field, value, true); }
+      bound(side, field, value, inclusive) {
+        if (this[side] !== null) fail(INVALID_ARGUMENT, 'withIndex: two ' + side + ' bounds');
+        this[side] = [field, value, inclusive];
+        return this;
       }
-      if (k === 0) return [];
-      if (this.filters.length === 0) return this.page(k, null)[0];
-      const out = [];
-      let cursor = null;
-      for (;;) {
-        const [docs, next, done] = this.page(Math.max(k - out.length, 16), cursor);
-        for (const d of docs) {
-          if (this.matches(d)) {
-            out.push(d);
-            if (out.length === k) return out;
+    }
+    class Query {
+      constructor(table) {
+        this.table = table; this.index = 'by_id'; this.range = new IndexRange();
+        this.desc = false; this.filters = [];
+      }
+      withIndex(name, build) {
+        this.index = name;
+        if (build !== undefined) {
+          const r = build(this.range);
+          if (r !== this.range && r !== undefined) {
+            fail(INVALID_ARGUMENT, 'withIndex: the range function must return its argument');
           }
         }
-        if (done) return out;
-        cursor = next;
+        return this;
+      }
+      order(o) {
+        if (o !== 'asc' && o !== 'desc') fail(INVALID_ARGUMENT, 'order() takes "asc" or "desc"');
+        this.desc = o === 'desc';
+        return this;
+      }
+      filter(predicate) {
+        if (typeof predicate !== 'function') fail(INVALID_ARGUMENT, 'filter() takes a function');
+        this.filters.push(predicate);
+        return this;
+      }
+      page(limit, cursor) {
+        const r = this.range;
+        return nquery(this.table, this.index, r.eqFields, r.eqValues, r.lower, r.upper, this.desc,
+                      limit, cursor);
+      }
+      matches(doc) {
+        for (const p of this.filters) if (!p(doc)) return false;
+        return true;
+      }
+      takeSync(k) {
+        if (typeof k === 'bigint') k = Number(k);
+        if (typeof k !== 'number' || !Number.isInteger(k) || k < 0) {
+          fail(INVALID_ARGUMENT, 'take() takes a non-negative integer');
+        }
+        if (k === 0) return [];
+        if (this.filters.length === 0) return this.page(k, null)[0];
+        const out = [];
+        let cursor = null;
+        for (;;) {
+          const [docs, next, done] = this.page(Math.max(k - out.length, 16), cursor);
+          for (const d of docs) {
+            if (this.matches(d)) {
+              out.push(d);
+              if (out.length === k) return out;
+            }
+          }
+          if (done) return out;
+          cursor = next;
+        }
+      }
+      async take(k) { return this.takeSync(k); }
+      async collect() {
+        const docs = this.page(0, null)[0];
+        return this.filters.length === 0 ? docs : docs.filter((d) => this.matches(d));
+      }
+      async first() { const d = this.takeSync(1); return d.length > 0 ? d[0] : null; }
+      async unique() {
+        const d = this.takeSync(2);
+        if (d.length > 1) {
+          fail(INVALID_ARGUMENT, 'unique() found more than one document in ' + this.table);
+        }
+        return d.length > 0 ? d[0] : null;
+      }
+      async paginate(opts) {
+        if (typeof opts !== 'object' || opts === null) {
+          fail(INVALID_ARGUMENT, 'paginate() takes {cursor, numItems}');
+        }
+        const {cursor = null} = opts;
+        const numItems = typeof opts.numItems === 'bigint' ? Number(opts.numItems) : opts.numItems;
+        if (typeof numItems !== 'number' || !Number.isInteger(numItems) || numItems <= 0) {
+          fail(INVALID_ARGUMENT, 'paginate(): numItems must be a positive integer');
+        }
+        if (cursor !== null && typeof cursor !== 'string') {
+          fail(INVALID_ARGUMENT, 'paginate(): cursor must be a string or null');
+        }
+        const [docs, next, done] = this.page(numItems, cursor);
+        const page = this.filters.length === 0 ? docs : docs.filter((d) => this.matches(d));
+        return {page, continueCursor: next, isDone: done};
       }
     }
-    async take(k) { return this.takeSync(k); }
-    async collect() {
-      const docs = this.page(0, null)[0];
-      return this.filters.length === 0 ? docs : docs.filter((d) => this.matches(d));
-    }
-    async first() { const d = this.takeSync(1); return d.length > 0 ? d[0] : null; }
-    async unique() {
-      const d = this.takeSync(2);
-      if (d.length > 1) {
-        fail(INVALID_ARGUMENT, 'unique() found more than one document in ' + this.table);
-      }
-      return d.length > 0 ? d[0] : null;
-    }
-    async paginate(opts) {
-      if (typeof opts !== 'object' || opts === null) {
-        fail(INVALID_ARGUMENT, 'paginate() takes {cursor, numItems}');
-      }
-      const {cursor = null} = opts;
-      const numItems = typeof opts.numItems === 'bigint' ? Number(opts.numItems) : opts.numItems;
-      if (typeof numItems !== 'number' || !Number.isInteger(numItems) || numItems <= 0) {
-        fail(INVALID_ARGUMENT, 'paginate(): numItems must be a positive integer');
-      }
-      if (cursor !== null && typeof cursor !== 'string') {
-        fail(INVALID_ARGUMENT, 'paginate(): cursor must be a string or null');
-      }
-      const [docs, next, done] = this.page(numItems, cursor);
-      const page = this.filters.length === 0 ? docs : docs.filter((d) => this.matches(d));
-      return {page, continueCursor: next, isDone: done};
-    }
+    return Query;
   }
   const db = Object.freeze({
     async get(id) { return nget(id); },
-    query(table) { return new Query(table); },
+    query(table) { return new (QueryClass ?? (QueryClass = makeQueryClass()))(table); },
     async insert(table, doc) { return ninsert(table, doc); },
     async patch(id, fields) { npatch(id, fields); },
     async replace(id, doc) { nreplace(id, doc); },

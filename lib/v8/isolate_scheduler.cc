@@ -36,10 +36,10 @@
 #include "absl/time/time.h"
 #include "lib/v8/array_buffer_allocator.h"
 #include "lib/v8/platform.h"
-#include "lib/v8/runner_snapshot.h"
 #include "libplatform/libplatform.h"
 #include "txfn/internal/isolate_pool.h"
 #include "txfn/internal/mutex.h"
+#include "txfn/isolate_customizer.h"
 #include "v8-array-buffer.h"
 #include "v8-isolate.h"
 #include "v8-local-handle.h"
@@ -204,7 +204,8 @@ class IsolateSchedulerImpl final : public IsolateScheduler {
         idle_trim_bytes_(options.idle_trim_bytes),
         spare_target_(std::max(0, options.spare_isolates)),
         max_abandoned_(workers),
-        runner_snapshot_(options.runner_snapshot),
+        customizer_(options.customizer ? options.customizer
+                                       : std::make_shared<const IsolateCustomizer>()),
         pump_platform_(internal::V8DefaultPlatform()),
         pool_({.max_isolates = max_isolates,
                .queue_capacity = options.queue_capacity,
@@ -304,7 +305,12 @@ class IsolateSchedulerImpl final : public IsolateScheduler {
       const bool keep = RunOne(index, clock, tid, *a, &after_release);
       if (!keep) DisposeIsolate(std::move(a->isolate));
       a->request = nullptr;  // drop the work item's captures before the next
-      const size_t bytes = a->isolate != nullptr ? MeasureIdle(*a->isolate) : 0;
+      size_t bytes = 0;
+      if (a->isolate != nullptr) {
+        const IsolateMetrics m = MeasureIdle(*a->isolate);
+        bytes = m.heap_bytes + m.array_buffer_bytes;
+        customizer_->ReportIsolateMetrics(m);
+      }
       for (auto& evicted : pool_.Release(a->isolate_id, std::move(a->isolate), bytes)) {
         DisposeIsolate(std::move(evicted));
       }
@@ -359,7 +365,7 @@ class IsolateSchedulerImpl final : public IsolateScheduler {
   // What an isolate going idle takes: its heap (after a full GC if it grew
   // past idle_trim_bytes: the garbage of its last requests) and its live
   // ArrayBuffers.
-  size_t MeasureIdle(IsolateHolder& holder) {
+  IsolateMetrics MeasureIdle(IsolateHolder& holder) {
     v8::Locker locker(holder.isolate);
     v8::Isolate::Scope isolate_scope(holder.isolate);
     v8::HeapStatistics heap;
@@ -368,8 +374,11 @@ class IsolateSchedulerImpl final : public IsolateScheduler {
       holder.isolate->LowMemoryNotification();
       holder.isolate->GetHeapStatistics(&heap);
     }
-    return heap.total_physical_size() + heap.malloced_memory() +
-           holder.buffers->live_bytes.load(std::memory_order_relaxed);
+    return IsolateMetrics{
+        .tenant = &holder.tenant,
+        .isolate_id = holder.id,
+        .heap_bytes = heap.total_physical_size() + heap.malloced_memory(),
+        .array_buffer_bytes = holder.buffers->live_bytes.load(std::memory_order_relaxed)};
   }
 
   // Runs the item; false when the isolate must be disposed of afterwards.
@@ -385,13 +394,16 @@ class IsolateSchedulerImpl final : public IsolateScheduler {
       v8::Isolate::Scope isolate_scope(isolate);
       v8::HandleScope handle_scope(isolate);
       holder.current = &lease;
+      customizer_->EnterJs(lease);
+      const int64_t cpu_start = CpuNanos(clock);
+      const int64_t wall_start = MonotonicNanos();
       {
         MutexLock lock(&wd_mu_);
         running_[index] = Running{.active = true,
                                   .clock = clock,
-                                  .cpu_start = CpuNanos(clock),
+                                  .cpu_start = cpu_start,
                                   .cpu_limit = cpu_limit,
-                                  .wall_start = MonotonicNanos(),
+                                  .wall_start = wall_start,
                                   .wall_limit = wall_limit,
                                   .tid = tid,
                                   .isolate = isolate,
@@ -418,6 +430,11 @@ class IsolateSchedulerImpl final : public IsolateScheduler {
       if (lease.limit_exceeded() || isolate->IsExecutionTerminating()) {
         isolate->CancelTerminateExecution();
       }
+      customizer_->ExitJs(lease, RequestUsage{
+                                     .cpu = absl::Nanoseconds(CpuNanos(clock) - cpu_start),
+                                     .wall = absl::Nanoseconds(MonotonicNanos() - wall_start),
+                                     .exceeded_limit = lease.exceeded_limit(),
+                                 });
     }
     // A stopped request's isolate is not reused: it may hold the request's
     // half-run work and garbage, or a heap granted far past its limit.
@@ -436,9 +453,15 @@ class IsolateSchedulerImpl final : public IsolateScheduler {
     params.array_buffer_allocator_shared =
         internal::NewCountingArrayBufferAllocator(holder->buffers);
     params.constraints.ConfigureDefaultsFromHeapSize(0, holder->heap_limit);
-    if (runner_snapshot_) (void)internal::UseRunnerSnapshot(&params);
+    customizer_->ConfigureCreateParams(tenant, &params);
     holder->isolate = v8::Isolate::New(params);
     holder->isolate->AddNearHeapLimitCallback(&NearHeapLimit, holder.get());
+    {
+      v8::Locker locker(holder->isolate);
+      v8::Isolate::Scope isolate_scope(holder->isolate);
+      v8::HandleScope handle_scope(holder->isolate);
+      customizer_->CustomizeIsolate(tenant, holder->isolate);
+    }
     return holder;
   }
 
@@ -528,7 +551,7 @@ class IsolateSchedulerImpl final : public IsolateScheduler {
   const size_t idle_trim_bytes_;
   const int spare_target_;
   const int max_abandoned_;
-  const bool runner_snapshot_;
+  const std::shared_ptr<const IsolateCustomizer> customizer_;
   v8::Platform* const pump_platform_;  // non-null when it is libplatform's default
   std::atomic<uint64_t> terminated_cpu_{0};
   std::atomic<uint64_t> terminated_wall_{0};

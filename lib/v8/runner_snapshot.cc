@@ -2,11 +2,15 @@
 
 #include <cstdint>
 #include <cstring>
+#include <memory>
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "lib/v8/isolate_runtime.h"
 #include "lib/v8/js_strings.h"
 #include "lib/v8/platform.h"
+#include "txfn/function_runner.h"
+#include "txfn/isolate_customizer.h"
 #include "txfn/isolate_scheduler.h"
 #include "v8.h"
 
@@ -83,6 +87,21 @@ const v8::StartupData* RunnerSnapshot() {
   return blob;
 }
 
+// The function runner's isolates: made from its startup snapshot (when it
+// can be made; else V8's, and the runner bootstraps each context itself),
+// with Atomics.wait refused from the start (IsolateRuntime refuses it again,
+// for isolates made without this customizer).
+class RunnerIsolateCustomizer final : public IsolateCustomizer {
+ public:
+  void ConfigureCreateParams(const std::string& /*tenant*/,
+                             v8::Isolate::CreateParams* params) const override {
+    (void)UseRunnerSnapshot(params);
+  }
+  void CustomizeIsolate(const std::string& /*tenant*/, v8::Isolate* isolate) const override {
+    isolate->SetAllowAtomicsWait(false);
+  }
+};
+
 }  // namespace
 
 bool RunnerSnapshotSkipsRehashing() {
@@ -100,3 +119,14 @@ bool UseRunnerSnapshot(v8::Isolate::CreateParams* params) {
 }
 
 }  // namespace txfn::internal
+
+namespace txfn {
+
+std::shared_ptr<const IsolateCustomizer> FunctionRunnerIsolateCustomizer() {
+  // Never destroyed: schedulers may outlive any static owner.
+  static const auto* const customizer = new std::shared_ptr<const IsolateCustomizer>(
+      std::make_shared<const internal::RunnerIsolateCustomizer>());
+  return *customizer;
+}
+
+}  // namespace txfn
