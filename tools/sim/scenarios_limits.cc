@@ -253,7 +253,7 @@ struct AimdRun {
 AimdRun RunAimdOnce(const RunOptions& o, bool aimd, absl::Time surge_from, absl::Time surge_to,
                     absl::Time end) {
   const bool paper = o.scale == Scale::kPaper;
-  const double capacity = paper ? 5000 : 40;
+  const double capacity = paper ? 5000 : 20;
   const double cps = 0.6 * capacity;
   VirtualClock clock(Start());
   EventLoop loop(&clock);

@@ -17,7 +17,8 @@ struct LoadParams {
   int days = 3;
   double calls_per_second = 4;
   int functions = 200;
-  double load = 0.7;  // offered CPU over capacity, daily mean
+  double load = 0.72;  // offered CPU over capacity, daily mean
+  int slots = kSlots;
   double peak_hour = 14;
   double utilization_target = 0.75;
   double spike_hours_of_calls = 0;  // Fig 4's spiky client: this many hours of calls in 15 min
@@ -40,8 +41,11 @@ struct LoadRun {
     RegionOptions ro;
     ro.name = name;
     ro.slots = kSlots;
-    ro.workers = WorkersFor(workload, p.calls_per_second, p.load, kSlots);
-    ro.config = QuotaConfig(workload, p.calls_per_second, 3, 3);
+    ro.slots = p.slots;
+    ro.workers = WorkersFor(workload, p.calls_per_second, p.load, ro.slots);
+    // The received rate that offers exactly `load` of the (whole) workers.
+    workload.set_calls_per_second(p.load * ro.workers * ro.slots / workload.MeanCostSeconds());
+    ro.config = QuotaConfig(workload, workload.options().calls_per_second, 3, 3);
     ro.utilization.target = p.utilization_target;
     // Time-shifted calls go back to the queue for 30 min: the queue leases in
     // due order, so with a short delay the re-released backlog would stay due
@@ -52,7 +56,8 @@ struct LoadRun {
     ro.config_source = p.config_source;
     ro.submitter_config_source = p.submitter_config_source;
     if (!p.local_utilization) ro.utilization_period = absl::Hours(24 * 365);
-    const double spike_calls = p.spike_hours_of_calls * 3600 * p.calls_per_second;
+    const double spike_calls =
+        p.spike_hours_of_calls * 3600 * workload.options().calls_per_second;
     if (spike_calls > 0) {
       FunctionConfig fc;
       fc.opportunistic_rate = spike_calls / (8 * 3600.0);
@@ -123,8 +128,8 @@ int Days(const RunOptions& o, int small, int paper) {
 ScenarioResult RunDiurnal(const RunOptions& o) {
   const bool paper = o.scale == Scale::kPaper;
   LoadParams p;
-  p.days = Days(o, 3, 7);
-  p.calls_per_second = paper ? 2500 : 4;
+  p.days = Days(o, 2, 7);
+  p.calls_per_second = paper ? 2500 : 3;
   p.functions = paper ? 5000 : 200;
   p.spike_hours_of_calls = 3;
   VirtualClock clock(Start());
@@ -183,8 +188,8 @@ ScenarioResult RunDiurnal(const RunOptions& o) {
       "35% of calls reserved, 65% opportunistic (70% of those with a 24 h deadline); the "
       "utilization controller's target is 0.75. The spiky client submits {} calls in 15 min on "
       "day 1 at 06:00 (the spike column; left out of the received peak/trough).",
-      run.region->workers(), kSlots, p.functions, p.calls_per_second,
-      static_cast<int>(p.spike_hours_of_calls * 3600 * p.calls_per_second));
+      run.region->workers(), kSlots, p.functions, run.workload.options().calls_per_second,
+      static_cast<int>(p.spike_hours_of_calls * 3600 * run.workload.options().calls_per_second));
   r.events = loop.events_run();
   r.calls = run.region->counters().submitted;
   r.virtual_hours = 24.0 * p.days;
@@ -195,7 +200,7 @@ ScenarioResult RunDiurnal(const RunOptions& o) {
 ScenarioResult RunQuota(const RunOptions& o) {
   const bool paper = o.scale == Scale::kPaper;
   LoadParams p;
-  p.days = Days(o, 3, 7);
+  p.days = Days(o, 2, 7);
   p.calls_per_second = paper ? 2500 : 3;
   p.functions = paper ? 5000 : 150;
   VirtualClock clock(Start());
@@ -265,6 +270,7 @@ ScenarioResult RunUtilization(const RunOptions& o) {
     LoadParams rp = p;
     rp.load = 0.55 + 0.25 * i / (regions - 1);
     rp.calls_per_second = paper ? 400 : 0.5;
+    rp.slots = paper ? 8 : 2;
     rp.peak_hour = 12 + (i % 4);
     runs.push_back(std::make_unique<LoadRun>(&loop, &clock, rp, o.seed * 1000 + i,
                                              fmt::format("r{}", i)));
@@ -365,7 +371,7 @@ DownRun RunWithControllers(const RunOptions& o, bool stop, absl::Duration span,
   auto ctl = std::make_shared<Controllers>();
   LoadParams p;
   p.days = 1;
-  p.calls_per_second = o.scale == Scale::kPaper ? 2500 : 4;
+  p.calls_per_second = o.scale == Scale::kPaper ? 2500 : 2;
   p.functions = o.scale == Scale::kPaper ? 5000 : 150;
   p.local_utilization = false;
   p.config_source = [ctl]() -> absl::StatusOr<SchedulerConfig> {

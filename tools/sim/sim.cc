@@ -300,6 +300,13 @@ Region::Region(EventLoop* loop, VirtualClock* clock, RegionOptions options, Call
   o.queue = &queue_;
   o.clock = clock_;
   o.lease_batch = options_.lease_batch;
+  o.max_buffered = options_.max_buffered;
+  o.max_buffered_per_function = options_.max_buffered_per_function;
+  // Admitted calls wait in the RunQ in order; a RunQ longer than the slots
+  // makes a reserved call wait behind opportunistic ones admitted before it.
+  o.run_queue_target = options_.run_queue_target > 0
+                           ? options_.run_queue_target
+                           : static_cast<size_t>(options_.workers * options_.slots);
   o.poll_interval = options_.poll_interval;
   o.max_poll_interval = options_.max_poll_interval;
   o.release_delay = options_.release_delay;

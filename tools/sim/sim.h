@@ -169,6 +169,7 @@ class Workload {
   // The mean CPU-seconds per received call, over the mix.
   double MeanCostSeconds() const;
   std::mt19937_64& rng() { return rng_; }
+  void set_calls_per_second(double r) { options_.calls_per_second = r; }
   const WorkloadOptions& options() const { return options_; }
 
  private:
@@ -211,6 +212,9 @@ struct RegionOptions {
   absl::Duration poll_interval = absl::Seconds(1);
   absl::Duration max_poll_interval = absl::Seconds(5);
   size_t lease_batch = 64;
+  size_t max_buffered = 1024;
+  size_t max_buffered_per_function = 32;
+  size_t run_queue_target = 0;  // 0: the region's slot count
   absl::Duration release_delay = absl::Seconds(60);
   UtilizationControllerOptions utilization;
   CallScheduler::WorkerPick worker_pick = CallScheduler::WorkerPick::kPowerOfTwoChoices;
