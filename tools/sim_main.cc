@@ -60,9 +60,10 @@ int main(int argc, char** argv) {
       fmt::print(stderr, "txfn-sim: {}\n", r.status().ToString());
       return 2;
     }
-    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - s0).count();
-    fmt::print("{} ({}): {:.1f} s wall, {:.0f} h virtual, {} workers, {} calls, {} events\n",
-               name, r->figure, wall, r->virtual_hours, r->workers, r->calls, r->events);
+    const double wall =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - s0).count();
+    fmt::print("{} ({}): {:.1f} s wall, {:.0f} h virtual, {} workers, {} calls, {} events\n", name,
+               r->figure, wall, r->virtual_hours, r->workers, r->calls, r->events);
     for (const txfn::sim::Metric& m : r->metrics) {
       fmt::print("  {:<45} {:>10}   paper: {}\n", m.key, txfn::sim::Num(m.value), m.paper);
     }
@@ -86,8 +87,10 @@ int main(int argc, char** argv) {
   }
   if (absl::GetFlag(FLAGS_plot)) {
     if (!txfn::sim::RenderPlots(out, results)) {
-      fmt::print("note: gnuplot is not installed; the plots were not rendered (the .gp scripts "
-                 "are in {}; scripts/install-deps installs gnuplot-nox)\n", out);
+      fmt::print(
+          "note: gnuplot is not installed; the plots were not rendered (the .gp scripts "
+          "are in {}; scripts/install-deps installs gnuplot-nox)\n",
+          out);
     }
   }
   fmt::print("wrote {}/summary.json and {}/REPORT.md\n", out, out);

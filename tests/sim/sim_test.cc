@@ -1,13 +1,14 @@
 // txfn-sim: the event loop's order, determinism, the scheduler's ordering
 // rule seen through the simulator, and each scenario's headline figure
 // against the paper's at `small` scale.
+#include "tools/sim/sim.h"
+
 #include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
 #include "tools/sim/report.h"
 #include "tools/sim/scenarios.h"
-#include "tools/sim/sim.h"
 
 namespace txfn::sim {
 namespace {

@@ -44,7 +44,8 @@ absl::Status WriteOutputs(const std::string& dir, const std::vector<ScenarioResu
                           const std::string& scale, uint64_t seed) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
-  if (ec) return absl::UnavailableError(internal::StrCat("cannot create ", dir, ": ", ec.message()));
+  if (ec)
+    return absl::UnavailableError(internal::StrCat("cannot create ", dir, ": ", ec.message()));
   const std::filesystem::path base(dir);
   std::string md = fmt::format(
       "# txfn-sim report\n\nScale `{}`, seed {}. Every figure below comes from txfn's own "
@@ -86,8 +87,8 @@ absl::Status WriteOutputs(const std::string& dir, const std::vector<ScenarioResu
 bool RenderPlots(const std::string& dir, const std::vector<ScenarioResult>& results) {
   if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) return false;
   for (const ScenarioResult& r : results) {
-    const std::string cmd = fmt::format("cd {} && gnuplot {} 2>&1", ShellQuote(dir),
-                                        ShellQuote(r.name + ".gp"));
+    const std::string cmd =
+        fmt::format("cd {} && gnuplot {} 2>&1", ShellQuote(dir), ShellQuote(r.name + ".gp"));
     if (std::system(cmd.c_str()) != 0) {
       fmt::print(stderr, "txfn-sim: gnuplot failed on {}.gp\n", r.name);
     }

@@ -65,8 +65,8 @@ int WorkersFor(const Workload& w, double calls_per_second, double load, int slot
 }
 
 void ScheduleArrivals(EventLoop* loop, Workload* w, Region* region, absl::Duration step,
-                      absl::Time end, std::function<double(absl::Time)> rate_scale,
-                      std::function<void(const Call&)> on_call) {
+                      absl::Time end, const std::function<double(absl::Time)>& rate_scale,
+                      const std::function<void(const Call&)>& on_call) {
   auto batch = std::make_shared<std::vector<Call>>();
   loop->Every(Start(), step, [=] {
     const absl::Time now = loop->now();

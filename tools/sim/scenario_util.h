@@ -24,8 +24,8 @@ int WorkersFor(const Workload& w, double calls_per_second, double load, int slot
 // Submits the workload's arrivals every `step` from Start() until `end`,
 // multiplied by rate_scale(t); `on_call` sees each call before it is submitted.
 void ScheduleArrivals(EventLoop* loop, Workload* w, Region* region, absl::Duration step,
-                      absl::Time end, std::function<double(absl::Time)> rate_scale,
-                      std::function<void(const Call&)> on_call);
+                      absl::Time end, const std::function<double(absl::Time)>& rate_scale,
+                      const std::function<void(const Call&)>& on_call);
 
 // CSV of the series' columns, the first column the bin's start in hours.
 std::string SeriesCsv(const Series& s, const std::vector<int>& columns, double scale = 1,

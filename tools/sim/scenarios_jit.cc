@@ -32,9 +32,8 @@ class JitModel final : public CallModel {
     // The seeder's profile: every function, hottest first (the seeders saw them all).
     std::vector<int> order(w_->functions().size());
     for (size_t f = 0; f < order.size(); ++f) order[f] = static_cast<int>(f);
-    std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
-      return w_->spec(a).weight > w_->spec(b).weight;
-    });
+    std::stable_sort(order.begin(), order.end(),
+                     [&](int a, int b) { return w_->spec(a).weight > w_->spec(b).weight; });
     absl::Time t = now;
     for (int f : order) {
       t += absl::Seconds(compile_s_per_mib_ * w_->spec(f).jit_mib);
@@ -44,11 +43,12 @@ class JitModel final : public CallModel {
 
   Execution Start(const Call& call, int worker, absl::Time now) override {
     const int f = w_->IndexOf(call.function);
-    if (++calls_[worker][f] == profile_calls_ && compiled_at_[worker][f] == absl::InfiniteFuture()) {
+    if (++calls_[worker][f] == profile_calls_ &&
+        compiled_at_[worker][f] == absl::InfiniteFuture()) {
       compiled_at_[worker][f] = now;
     }
-    const absl::Duration d = Workload::DurationOf(call) *
-                             (now >= compiled_at_[worker][f] ? 1.0 : slowdown_);
+    const absl::Duration d =
+        Workload::DurationOf(call) * (now >= compiled_at_[worker][f] ? 1.0 : slowdown_);
     return {d, CallOutcome::Ok(d)};
   }
 
@@ -140,8 +140,9 @@ ScenarioResult RunJit(const RunOptions& o) {
   ScenarioResult r;
   r.name = "jit";
   r.figure = "Fig 12";
-  r.claim = "After a restart a worker reaches its max RPS in 3 min with a cooperative-JIT "
-            "(seeder) profile vs 21 min without.";
+  r.claim =
+      "After a restart a worker reaches its max RPS in 3 min with a cooperative-JIT "
+      "(seeder) profile vs 21 min without.";
   r.metrics = {
       {"jit.minutes_to_max_with", with.minutes_to_max, "3"},
       {"jit.minutes_to_max_without", without.minutes_to_max, "21"},

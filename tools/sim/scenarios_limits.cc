@@ -69,7 +69,8 @@ class DownstreamModel final : public CallModel {
     CloseSecond();
     for (int b = 0; b < series_->bins(); ++b) {
       const absl::Time t = sim::Start() + series_->bin() * b;
-      if (t < end) series_->Add(capacity_col_, t, CapacityAt(t) * absl::ToDoubleSeconds(series_->bin()));
+      if (t < end)
+        series_->Add(capacity_col_, t, CapacityAt(t) * absl::ToDoubleSeconds(series_->bin()));
     }
   }
 
@@ -183,8 +184,7 @@ ScenarioResult RunOutage(const RunOptions& o) {
   // The backlog before the outage (the hour before it), and when it came back to that.
   const int before_from = static_cast<int>(absl::ToInt64Minutes(out_from - Start())) - 60;
   const int recovery = static_cast<int>(absl::ToInt64Minutes(out_to - Start()));
-  std::vector<double> pre(backlog_at.begin() + before_from,
-                          backlog_at.begin() + before_from + 60);
+  std::vector<double> pre(backlog_at.begin() + before_from, backlog_at.begin() + before_from + 60);
   const double normal = MaxOf(pre) * 1.2 + 10;
   double drain_hours = -1;
   for (size_t m = recovery; m < backlog_at.size(); ++m) {
@@ -198,8 +198,9 @@ ScenarioResult RunOutage(const RunOptions& o) {
   ScenarioResult r;
   r.name = "outage";
   r.figure = "Fig 13";
-  r.claim = "A downstream outage: calls wait in the durable queue, and the backlog drains within "
-            "2 h of recovery without overloading the recovering service.";
+  r.claim =
+      "A downstream outage: calls wait in the durable queue, and the backlog drains within "
+      "2 h of recovery without overloading the recovering service.";
   r.metrics = {
       {"outage.drain_hours", drain_hours, "< 2"},
       {"outage.overload_seconds", static_cast<double>(db.OverloadSecondsSince(out_to)), "0"},
@@ -312,8 +313,9 @@ ScenarioResult RunAimd(const RunOptions& o) {
   ScenarioResult r;
   r.name = "aimd";
   r.figure = "Fig 14";
-  r.claim = "When TAO pushed back, AIMD throttled up to ~200 functions automatically and cut the "
-            "traffic to TAO by 40%.";
+  r.claim =
+      "When TAO pushed back, AIMD throttled up to ~200 functions automatically and cut the "
+      "traffic to TAO by 40%.";
   r.metrics = {
       {"aimd.downstream_reduction", 1 - with.traffic / std::max(1.0, without.traffic), "0.40"},
       {"aimd.max_throttled_functions", static_cast<double>(with.max_throttled), "~200"},
@@ -406,8 +408,8 @@ LocalityRun RunLocalityOnce(const RunOptions& o, int groups, absl::Duration span
   ro.slots = 8;
   ro.workers = paper ? 10000 : 24;
   // Enough slots for the load at ~60%: the workers count is what matters here.
-  ro.slots = std::max(2, static_cast<int>(std::ceil(wo.calls_per_second * w.MeanCostSeconds() /
-                                                    0.6 / ro.workers)));
+  ro.slots = std::max(
+      2, static_cast<int>(std::ceil(wo.calls_per_second * w.MeanCostSeconds() / 0.6 / ro.workers)));
   ro.config = QuotaConfig(w, wo.calls_per_second, 3, 1e9);
   if (groups > 1) {
     std::vector<FunctionFootprint> fp;
@@ -420,7 +422,8 @@ LocalityRun RunLocalityOnce(const RunOptions& o, int groups, absl::Duration span
   ScheduleArrivals(&loop, &w, &region, absl::Seconds(10), Start() + span, nullptr, nullptr);
   LocalityRun out;
   loop.Every(Start() + absl::Hours(1), absl::Hours(1), [&] {
-    if (loop.now() >= Start() + absl::Hours(2)) model.CloseHour(&out.distinct);
+    if (loop.now() >= Start() + absl::Hours(2))
+      model.CloseHour(&out.distinct);
     else {
       std::vector<double> skip;
       model.CloseHour(&skip);
@@ -448,8 +451,9 @@ ScenarioResult RunLocality(const RunOptions& o) {
   ScenarioResult r;
   r.name = "locality";
   r.figure = "Fig 9 / Fig 10";
-  r.claim = "Locality groups cut worker memory by 11.8% at P50 (11.4% at P95); a worker runs ~61 "
-            "distinct functions per hour at P50 (113 at P95).";
+  r.claim =
+      "Locality groups cut worker memory by 11.8% at P50 (11.4% at P95); a worker runs ~61 "
+      "distinct functions per hour at P50 (113 at P95).";
   r.metrics = {
       {"locality.memory_reduction", 1 - p50_with / std::max(1.0, p50_without), "0.118"},
       {"locality.memory_reduction_p95",

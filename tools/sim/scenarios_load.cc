@@ -56,8 +56,7 @@ struct LoadRun {
     ro.config_source = p.config_source;
     ro.submitter_config_source = p.submitter_config_source;
     if (!p.local_utilization) ro.utilization_period = absl::Hours(24 * 365);
-    const double spike_calls =
-        p.spike_hours_of_calls * 3600 * workload.options().calls_per_second;
+    const double spike_calls = p.spike_hours_of_calls * 3600 * workload.options().calls_per_second;
     if (spike_calls > 0) {
       FunctionConfig fc;
       fc.opportunistic_rate = spike_calls / (8 * 3600.0);
@@ -67,8 +66,8 @@ struct LoadRun {
     region = std::make_unique<Region>(loop, clock, ro, nullptr, seed);
     region->on_start = [this](const Call&, int, absl::Time now) { series.Add(executed, now, 1); };
     region->on_finish = [this](const Call& c, int, absl::Time start, absl::Time end) {
-      series.AddInterval(c.quota == QuotaClass::kReserved ? cpu_reserved : cpu_opportunistic,
-                         start, end);
+      series.AddInterval(c.quota == QuotaClass::kReserved ? cpu_reserved : cpu_opportunistic, start,
+                         end);
     };
     const absl::Time end = Start() + absl::Hours(24) * p.days;
     ScheduleArrivals(loop, &workload, region.get(), absl::Seconds(10), end, nullptr,
@@ -149,8 +148,7 @@ ScenarioResult RunDiurnal(const RunOptions& o) {
       "received peak); a spiky client's 20M calls in 15 min are absorbed under their 24 h SLO.";
   r.metrics = {
       {"diurnal.received_peak_trough", MaxOf(rec) / std::max(1.0, MinOf(rec)), "4.3"},
-      {"diurnal.executed_peak_trough", MaxOf(exe) / std::max(1.0, MinOf(exe)),
-       "~1.3 (0.45/0.35)"},
+      {"diurnal.executed_peak_trough", MaxOf(exe) / std::max(1.0, MinOf(exe)), "~1.3 (0.45/0.35)"},
       {"diurnal.executed_max_of_received_peak", MaxOf(exe) / std::max(1.0, MaxOf(rec)), "0.45",
        false},
       {"diurnal.executed_min_of_received_peak", MinOf(exe) / std::max(1.0, MaxOf(rec)), "0.35",
@@ -164,14 +162,15 @@ ScenarioResult RunDiurnal(const RunOptions& o) {
   r.metrics.back().value += static_cast<double>(run.region->counters().dead_letters[0] +
                                                 run.region->counters().dead_letters[1]);
   // Calls per minute, and normalised to the received peak hour's rate.
-  std::string csv = "hour,received_per_min,spike_per_min,executed_per_min,received_norm,"
-                    "executed_norm\n";
+  std::string csv =
+      "hour,received_per_min,spike_per_min,executed_per_min,received_norm,"
+      "executed_norm\n";
   for (int b = 0; b < run.series.bins(); ++b) {
     const double rm = run.series.at(run.received, b) / 10;
     const double em = run.series.at(run.executed, b) / 10;
-    csv += fmt::format("{:.4f},{},{},{},{},{}\n", b / 6.0, Num(rm),
-                       Num(run.series.at(run.spike, b) / 10), Num(em), Num(rm / peak),
-                       Num(em / peak));
+    csv +=
+        fmt::format("{:.4f},{},{},{},{},{}\n", b / 6.0, Num(rm),
+                    Num(run.series.at(run.spike, b) / 10), Num(em), Num(rm / peak), Num(em / peak));
   }
   r.csv = std::move(csv);
   r.gnuplot =
@@ -221,8 +220,8 @@ ScenarioResult RunQuota(const RunOptions& o) {
       "Reserved-quota CPU follows the day (0.72-1.0 of its peak); opportunistic CPU fills the "
       "troughs in opposite phase (0.05-0.15); reserved calls start within seconds.";
   r.metrics = {
-      {"quota.reserved_deadline_misses",
-       static_cast<double>(c.late_starts[0] + c.dead_letters[0]), "0"},
+      {"quota.reserved_deadline_misses", static_cast<double>(c.late_starts[0] + c.dead_letters[0]),
+       "0"},
       {"quota.opportunistic_deadline_misses",
        static_cast<double>(c.late_starts[1] + c.dead_letters[1]), "0 (24 h SLO)"},
       {"quota.phase_correlation", Correlation(res, opp), "< 0 (opposite phase)", false},
@@ -272,8 +271,8 @@ ScenarioResult RunUtilization(const RunOptions& o) {
     rp.calls_per_second = paper ? 400 : 0.5;
     rp.slots = paper ? 8 : 2;
     rp.peak_hour = 12 + (i % 4);
-    runs.push_back(std::make_unique<LoadRun>(&loop, &clock, rp, o.seed * 1000 + i,
-                                             fmt::format("r{}", i)));
+    runs.push_back(
+        std::make_unique<LoadRun>(&loop, &clock, rp, o.seed * 1000 + i, fmt::format("r{}", i)));
     busy.push_back(runs.back()->series.Column("busy"));
     LoadRun* run = runs.back().get();
     run->region->on_finish = [run, col = busy.back()](const Call&, int, absl::Time s,
@@ -315,8 +314,9 @@ ScenarioResult RunUtilization(const RunOptions& o) {
   ScenarioResult r;
   r.name = "utilization";
   r.figure = "Fig 7";
-  r.claim = "Daily average CPU utilization 66% over 12 regions (each within about 56-79%); CPU "
-            "peak/trough 1.4x.";
+  r.claim =
+      "Daily average CPU utilization 66% over 12 regions (each within about 56-79%); CPU "
+      "peak/trough 1.4x.";
   r.metrics = {
       {"utilization.daily_mean", MeanOf(region_mean), "0.66"},
       {"utilization.lowest_region", MinOf(region_mean), "~0.56", false},
@@ -441,8 +441,9 @@ ScenarioResult RunControllerDown(const RunOptions& o) {
   ScenarioResult r;
   r.name = "controller_down";
   r.figure = "§ controllers";
-  r.claim = "Config is cached: with the controllers gone the system keeps running for tens of "
-            "minutes on its last good config.";
+  r.claim =
+      "Config is cached: with the controllers gone the system keeps running for tens of "
+      "minutes on its last good config.";
   r.metrics = {
       {"controller_down.throughput_ratio", ratio, "~1.0"},
       {"controller_down.config_failures_seen", static_cast<double>(down.config_failures),

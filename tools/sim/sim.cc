@@ -241,7 +241,8 @@ absl::Duration Workload::DurationOf(const Call& call) {
 double Workload::MeanCostSeconds() const {
   double cost = 0;
   for (int c = 0; c < 3; ++c) {
-    for (int f : members_[c]) cost += options_.call_share[c] * functions_[f].weight * functions_[f].mean_s;
+    for (int f : members_[c])
+      cost += options_.call_share[c] * functions_[f].weight * functions_[f].mean_s;
   }
   return cost;
 }
@@ -266,8 +267,9 @@ class Region::ModelWorker final : public Worker {
     if (now > call.deadline) ++r.counters_.late_starts[static_cast<int>(call.quota)];
     Execution e = r.model_->Start(call, index_, now);
     if (r.on_start) r.on_start(call, index_, now);
-    r.loop_->At(now + e.duration, [&r, index = index_, call, now, e = std::move(e),
-                                   done = std::move(done)]() mutable {
+    const absl::Time end_at = now + e.duration;
+    r.loop_->At(end_at, [&r, index = index_, call, now, e = std::move(e),
+                         done = std::move(done)]() mutable {
       const absl::Time end = r.clock_->Now();
       --r.busy_;
       ++r.counters_.finished;
@@ -350,8 +352,8 @@ void Region::Start() {
 void Region::RestartWorker(int w) {
   const std::string group =
       options_.groups.empty() ? "" : options_.groups[w % options_.groups.size()];
-  (void)scheduler_->RemoveWorker(StrCat(options_.name, "-w", w,
-                                        generation_[w] ? StrCat(".", generation_[w]) : ""));
+  (void)scheduler_->RemoveWorker(
+      StrCat(options_.name, "-w", w, generation_[w] ? StrCat(".", generation_[w]) : ""));
   ++generation_[w];
   workers_[w] = std::make_shared<ModelWorker>(this, w);
   (void)scheduler_->AddWorker(StrCat(options_.name, "-w", w, ".", generation_[w]), workers_[w],
@@ -359,9 +361,7 @@ void Region::RestartWorker(int w) {
   WakeAt(clock_->Now());
 }
 
-double Region::Utilization() const {
-  return static_cast<double>(busy_) / std::max(1, slots());
-}
+double Region::Utilization() const { return static_cast<double>(busy_) / std::max(1, slots()); }
 
 void Region::WakeAt(absl::Time t) {
   // Coalesce wake-ups to the quantum: one Tick serves every call that

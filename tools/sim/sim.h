@@ -111,8 +111,8 @@ struct FunctionSpec {
   std::string name;
   Trigger trigger = Trigger::kQueue;
   QuotaClass quota = QuotaClass::kReserved;
-  double weight = 0;       // its share of its trigger class's calls
-  double median_s = 1;     // execution time: lognormal(median, sigma), capped
+  double weight = 0;    // its share of its trigger class's calls
+  double median_s = 1;  // execution time: lognormal(median, sigma), capped
   double sigma = 1;
   double mean_s = 1;       // of the capped distribution, estimated
   double jit_mib = 10;     // JIT code it leaves in a worker's memory
