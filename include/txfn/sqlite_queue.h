@@ -35,9 +35,10 @@
 //
 // Costs: every mutating call is one BEGIN IMMEDIATE..COMMIT transaction (one
 // WAL fsync under kFull, whatever the batch size: batch your enqueues and
-// settlements). Per call: Enqueue inserts a row and two index entries; Lease
-// walks the due index and updates the row (moving its index entry); an ACK
-// is one conditional delete; other settlements a lookup and an update.
+// settlements). Per call: Enqueue inserts a row and two index entries (up to
+// 64 rows per statement); Lease reads the due rows in index order and updates
+// them all with one statement (moving their index entries); ACKs are deleted
+// up to 64 per statement; other settlements take a lookup and an update each.
 // Depths scans the table (monitoring only).
 //
 // Thread safety: every method may be called concurrently; they are
