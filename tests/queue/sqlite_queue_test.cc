@@ -272,5 +272,122 @@ TEST(SqliteQueueTest, AFilteredLeaseSkipsOtherFunctionsAndRefillsAfterDeadLetter
   EXPECT_EQ(Ids(*rest), Ids(g));
 }
 
+// A lease whose rows' seqs are dense updates them by a walk of that seq range;
+// every other row in the range (another shard's, another function's, not yet
+// due, leased already) must be left exactly as it was.
+TEST(SqliteQueueTest, ALeaseByASeqRangeLeavesTheRowsBetweenAlone) {
+  std::unique_ptr<DurableQueue> q = TempSqliteQueue::Make(2);
+  ASSERT_NE(q, nullptr);
+  CallIdGenerator ids(13);
+  auto in_shard = [&](int shard, const std::string& fn, absl::Duration at) {
+    Call c = Calls(*q, ids, 1, fn, at)[0];
+    while (q->ShardOf(c.id) != shard) c.id = ids.Next();
+    return c;
+  };
+  std::vector<Call> batch, f, early;
+  for (int i = 0; i < 32; ++i) {
+    f.push_back(in_shard(0, "f", absl::ZeroDuration()));
+    batch.push_back(f.back());
+    switch (i % 4) {
+      case 0:
+        batch.push_back(in_shard(1, "f", absl::ZeroDuration()));
+        break;
+      case 1:
+        batch.push_back(in_shard(0, "g", absl::ZeroDuration()));
+        break;
+      case 2:
+        batch.push_back(in_shard(0, "f", absl::Hours(1)));
+        break;
+      case 3:
+        early.push_back(in_shard(0, "f", -absl::Seconds(1)));
+        batch.push_back(early.back());
+        break;
+    }
+  }
+  ASSERT_TRUE(q->Enqueue(batch).ok());
+  auto first = q->Lease({.shard = 0, .functions = {"f"}, .now = kT0, .max = 8});
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(Ids(*first), Ids(early));
+  auto second = q->Lease({.shard = 0, .functions = {"f"}, .now = kT0, .max = 100});
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(Ids(*second), Ids(f));
+  // The first leases are untouched: their tokens still ACK.
+  std::vector<Settlement> acks;
+  for (const LeasedCall& l : *first) acks.push_back(Settlement::Ack(l.token));
+  auto r = q->Settle(acks, kT0);
+  ASSERT_TRUE(r.ok()) << r.status();
+  for (const absl::Status& s : *r) EXPECT_TRUE(s.ok()) << s;
+  // The other shard's and function's calls are due, the future ones are not.
+  auto other_shard = q->Lease({.shard = 1, .now = kT0, .max = 100});
+  ASSERT_TRUE(other_shard.ok());
+  EXPECT_THAT(*other_shard, SizeIs(8));
+  auto g = q->Lease({.shard = 0, .now = kT0, .max = 100});
+  ASSERT_TRUE(g.ok());
+  ASSERT_THAT(*g, SizeIs(8));
+  for (const LeasedCall& l : *g) EXPECT_EQ(l.call.function, "g");
+  // An hour on: the future calls are due; the other shard-0 ones (all leased
+  // above) expired long ago and are past their deadline.
+  auto later = q->Lease({.shard = 0, .now = kT0 + absl::Hours(1), .max = 100});
+  ASSERT_TRUE(later.ok());
+  EXPECT_THAT(*later, SizeIs(8));
+  auto dead = q->ListDeadLetters(CallId(), 100);
+  ASSERT_TRUE(dead.ok());
+  EXPECT_EQ(dead->size(), 32u + 8u);
+}
+
+// Settle finds ACKed calls by the seqs this connection leased them under; a
+// remembered seq that now holds another call (the calls were ACKed through
+// another connection, the table emptied, and new calls took the same seqs)
+// must neither delete that call nor make a valid ACK fail.
+TEST(SqliteQueueTest, AnAckNeverTrustsARememberedSeq) {
+  TempDir dir;
+  const std::string path = dir.File("q.db");
+  auto a = SqliteQueue::Open(path, {.synchronous = SqliteQueueOptions::Synchronous::kOff});
+  ASSERT_TRUE(a.ok()) << a.status();
+  auto b = SqliteQueue::Open(path, {.synchronous = SqliteQueueOptions::Synchronous::kOff});
+  ASSERT_TRUE(b.ok()) << b.status();
+  CallIdGenerator ids(17);
+  const std::vector<Call> old_calls = Calls(**a, ids, 100, "f");
+  ASSERT_TRUE((*a)->Enqueue(old_calls).ok());
+  auto old = (*a)->Lease({.shard = 0, .now = kT0, .max = 100});
+  ASSERT_TRUE(old.ok()) << old.status();
+  ASSERT_THAT(*old, SizeIs(100));
+  std::vector<Settlement> acks;
+  for (const LeasedCall& l : *old) acks.push_back(Settlement::Ack(l.token));
+  auto r = (*b)->Settle(acks, kT0);  // through the other connection
+  ASSERT_TRUE(r.ok()) << r.status();
+  for (const absl::Status& s : *r) ASSERT_TRUE(s.ok()) << s;
+
+  const std::vector<Call> new_calls = Calls(**b, ids, 100, "f");
+  ASSERT_TRUE((*b)->Enqueue(new_calls).ok());
+  auto cur = (*b)->Lease({.shard = 0, .now = kT0, .max = 100});
+  ASSERT_TRUE(cur.ok()) << cur.status();
+  ASSERT_THAT(*cur, SizeIs(100));
+  // Through `a`, which remembers the old calls' seqs: the old ACKs again
+  // (their calls are gone), the new calls' valid ACKs and a stale one.
+  std::vector<Settlement> mixed;
+  for (size_t i = 0; i < 100; ++i) {
+    mixed.push_back(Settlement::Ack((*old)[i].token));
+    LeaseToken t = (*cur)[i].token;
+    if (i == 50) t.token += 1'000'000;
+    mixed.push_back(Settlement::Ack(t));
+  }
+  r = (*a)->Settle(mixed, kT0);
+  ASSERT_TRUE(r.ok()) << r.status();
+  for (size_t i = 0; i < mixed.size(); ++i) {
+    if (i % 2 == 0) {
+      EXPECT_EQ((*r)[i].code(), absl::StatusCode::kNotFound) << i;
+    } else if (i == 101) {
+      EXPECT_EQ((*r)[i].code(), absl::StatusCode::kFailedPrecondition) << i;
+    } else {
+      EXPECT_TRUE((*r)[i].ok()) << i << ": " << (*r)[i];
+    }
+  }
+  auto depths = (*a)->Depths(kT0);
+  ASSERT_TRUE(depths.ok());
+  ASSERT_THAT(*depths, SizeIs(1));
+  EXPECT_EQ((*depths)[0].leased, 1u);  // the one with the stale ACK
+}
+
 }  // namespace
 }  // namespace txfn
