@@ -35,10 +35,14 @@
 //
 // Costs: every mutating call is one BEGIN IMMEDIATE..COMMIT transaction (one
 // WAL fsync under kFull, whatever the batch size: batch your enqueues and
-// settlements). Per call: Enqueue inserts a row and two index entries; Lease
-// walks the due index and updates the row (moving its index entry); an ACK
-// is one conditional delete; other settlements a lookup and an update.
-// Depths scans the table (monitoring only).
+// settlements). Per call: Enqueue inserts a row and two index entries (up to
+// 64 rows per statement); Lease reads the due rows in index order and updates
+// them all with one statement (moving their index entries); ACKs are deleted
+// together, by a walk of their rows when this queue leased them from
+// consecutive rows, else up to 64 per statement by id; other settlements take
+// a lookup and an update each. Depths scans the table (monitoring only). The
+// queue remembers the row of each call it leased until it is settled (at
+// most 2^18 calls, under 16 MiB).
 //
 // Thread safety: every method may be called concurrently; they are
 // serialised on one connection. Another process may open the same file

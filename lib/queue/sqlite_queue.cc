@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "fmt/core.h"
@@ -27,6 +28,29 @@ using internal::StrCat;
 constexpr int kPending = 0;
 constexpr int kLeased = 1;
 constexpr int kDead = 2;
+
+// Rows per multi-row statement (Enqueue's INSERT, Settle's batched ACK): the
+// per-statement cost (cursors opened and closed, the program started) then
+// spreads over many rows, and the largest statement stays far below
+// SQLite's variable limit (kMaxChunk * 7 parameters).
+constexpr int kMaxChunk = 64;
+// Settle deletes ACKed calls by a walk of their seq range when they form a
+// run of at least kMinSeqRun seqs at most kMaxSeqGap apart (a walk costs one
+// statement, and a visit to each row between them).
+constexpr int64_t kMaxSeqGap = 8;
+constexpr size_t kMinSeqRun = 16;
+
+// The 16 id bytes of CallId::Bytes(), without a heap allocation.
+struct IdBytes {
+  explicit IdBytes(const CallId& id) {
+    for (int i = 0; i < 8; ++i) {
+      b[i] = static_cast<char>(id.hi() >> (56 - 8 * i));
+      b[8 + i] = static_cast<char>(id.lo() >> (56 - 8 * i));
+    }
+  }
+  std::string_view view() const { return {b, sizeof b}; }
+  char b[16];
+};
 
 int64_t Nanos(absl::Time t) {
   if (t >= absl::FromUnixNanos(std::numeric_limits<int64_t>::max())) {
@@ -59,24 +83,36 @@ CREATE TABLE IF NOT EXISTS txfn_queue_blobs (key TEXT PRIMARY KEY, value BLOB NO
 // never (INT64_MAX).
 
 // The statements, prepared once per connection on first use.
-constexpr const char* kInsert =
+// Enqueue inserts up to kMaxChunk rows per statement (one statement per
+// power-of-two chunk size, so a batch takes at most a few steps: a statement
+// step costs about as much as inserting a row), ?(7i+1).. ?(7i+7) binding row i.
+constexpr const char* kInsertHead =
     "INSERT OR IGNORE INTO txfn_queue_calls (id, shard, function, state, due, attempts, "
-    "max_attempts, deadline, call) VALUES (?1, ?2, ?3, 0, ?4, 0, ?5, ?6, ?7)";
-// Leases the first ?3 due rows of shard ?1 at ?2 (one statement: the rows'
-// tokens come from txfn_token(), a counter the connection keeps), returning
-// what the caller needs. "%s" is empty or a function filter.
-constexpr const char* kLeaseSql =
-    "UPDATE txfn_queue_calls SET state = 1, due = ?4, token = txfn_token(), "
-    "attempts = attempts + 1 WHERE seq IN (SELECT seq FROM txfn_queue_calls WHERE shard = ?1 "
-    "AND due <= ?2 {} ORDER BY due, seq LIMIT ?3) "
-    "RETURNING seq, attempts, max_attempts, deadline, reason, call, token, due";
-// The same rows' order (RETURNING does not keep the subquery's): an
-// index-only walk.
-constexpr const char* kLeaseOrderSql =
-    "SELECT seq FROM txfn_queue_calls WHERE shard = ?1 AND due <= ?2 {} ORDER BY due, seq "
-    "LIMIT ?3";
-constexpr const char* kUndoLease =
-    "UPDATE txfn_queue_calls SET attempts = attempts - 1 WHERE seq = ?1";
+    "max_attempts, deadline, call) VALUES ";
+constexpr int kInsertParams = 7;
+// Leasing: the first ?3 due rows of shard ?1 at ?2, in lease order, with what
+// the caller needs ("{}" is empty or a function filter binding ?7..)...
+constexpr const char* kLeaseSelectSql =
+    "SELECT seq, due, attempts, max_attempts, deadline, call, reason FROM txfn_queue_calls "
+    "WHERE shard = ?1 AND due <= ?2 {} ORDER BY due, seq LIMIT ?3";
+// ...then one UPDATE of those rows, minus the ones just dead-lettered: every
+// row of the shard up to the last live one, (?2, ?3) = its (due, seq), under
+// the same filter. That range holds exactly the selected rows: they are a
+// prefix of the due order, and the rows leased or dead-lettered by earlier
+// rounds now have a due past `now`. txfn_lease_token(seq) hands each row the
+// token Lease chose for it (and fails the statement for any other row).
+constexpr const char* kLeaseUpdateSql =
+    "UPDATE txfn_queue_calls SET state = 1, due = ?4, token = txfn_lease_token(seq), "
+    "attempts = attempts + 1 WHERE shard = ?1 AND (due, seq) <= (?2, ?3) {}";
+// The same rows when their seqs are dense, ?5..?6 the least and greatest:
+// SQLite then walks the table's seq range and updates each row as it goes
+// (no index walk, no list of rows to revisit: about 10% of a lease's cost).
+// The other rows in that range only fail the filter.
+constexpr const char* kLeaseUpdateBySeqSql =
+    "UPDATE txfn_queue_calls NOT INDEXED SET state = 1, due = ?4, "
+    "token = txfn_lease_token(seq), attempts = attempts + 1 "
+    "WHERE seq BETWEEN ?5 AND ?6 AND shard = ?1 AND (due, seq) <= (?2, ?3) {}";
+constexpr int kLeaseFunctionParam = 7;
 constexpr const char* kMarkDead =
     "UPDATE txfn_queue_calls SET state = 2, due = 9223372036854775807, dead_at = ?2, "
     "reason = ?3 WHERE seq = ?1";
@@ -89,6 +125,17 @@ constexpr const char* kLookup =
 // The ACK fast path: deletes the row only under the live lease ?2 at ?3.
 constexpr const char* kAck =
     "DELETE FROM txfn_queue_calls WHERE id = ?1 AND state = 1 AND token = ?2 AND due > ?3";
+// Batched ACKs, up to kMaxChunk ids per statement: txfn_ack() is true (and
+// records the ACK as done) only for a row under the live lease the batch
+// names for its id; see Db::BeginAcks.
+constexpr const char* kAckBatchHead =
+    "DELETE FROM txfn_queue_calls WHERE txfn_ack(id, state, token, due) AND id IN (";
+// Batched ACKs of calls this connection leased from a dense run of seqs
+// ?1..?2 (see Db::RememberSeq): a walk of that range deleting as it goes,
+// about a quarter cheaper per ACK than the lookups by id.
+constexpr const char* kAckSeqRange =
+    "DELETE FROM txfn_queue_calls NOT INDEXED WHERE seq BETWEEN ?1 AND ?2 AND "
+    "txfn_ack(id, state, token, due)";
 constexpr const char* kNack =
     "UPDATE txfn_queue_calls SET state = 0, due = ?2, token = 0, reason = ?3 WHERE seq = ?1";
 constexpr const char* kRelease =
@@ -194,6 +241,7 @@ class SqliteQueue::Db {
   ~Db() {
     for (auto& [sql, stmt] : stmts_) sqlite3_finalize(stmt);
     for (auto& [sql, stmt] : dynamic_) sqlite3_finalize(stmt);
+    for (auto& [key, stmt] : chunks_) sqlite3_finalize(stmt);
     sqlite3_close_v2(db_);
   }
   Db(const Db&) = delete;
@@ -233,19 +281,115 @@ class SqliteQueue::Db {
     return absl::StatusOr<Stmt>(absl::in_place, s, this);
   }
 
-  // txfn_token(): the next lease token; set_next_token() before a statement
-  // that calls it, next_token() after.
+  // The most rows one chunked statement of `params_per_row` parameters
+  // takes: kMaxChunk, or less when the connection's variable limit is lower
+  // (a power of two, >= 1).
+  int MaxChunk(int params_per_row) const {
+    const int limit = sqlite3_limit(db_, SQLITE_LIMIT_VARIABLE_NUMBER, -1);
+    int rows = kMaxChunk;
+    while (rows > 1 && rows * params_per_row > limit) rows /= 2;
+    return rows;
+  }
+  // The multi-row INSERT of `rows` rows, or the batched ACK of `rows` ids;
+  // prepared on first use and kept.
+  enum class Chunked { kInsert, kAck };
+  absl::StatusOr<Stmt> PrepareChunk(Chunked kind, int rows) {
+    sqlite3_stmt*& s = chunks_[{kind, rows}];
+    if (s == nullptr) {
+      std::string sql = kind == Chunked::kInsert ? kInsertHead : kAckBatchHead;
+      for (int i = 0; i < rows; ++i) {
+        if (kind == Chunked::kInsert) {
+          const int p = kInsertParams * i;
+          sql += StrCat(i == 0 ? "" : ", ", "(?", p + 1, ", ?", p + 2, ", ?", p + 3, ", 0, ?",
+                        p + 4, ", 0, ?", p + 5, ", ?", p + 6, ", ?", p + 7, ")");
+        } else {
+          sql += StrCat(i == 0 ? "?" : ", ?", i + 1);
+        }
+      }
+      if (kind == Chunked::kAck) sql += ")";
+      const int rc =
+          sqlite3_prepare_v3(db_, sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT, &s, nullptr);
+      if (rc != SQLITE_OK) {
+        sqlite3_finalize(s);
+        s = nullptr;
+        return Error(rc, StrCat("prepare ", sql.substr(0, 200)));
+      }
+    }
+    return absl::StatusOr<Stmt>(absl::in_place, s, this);
+  }
+
+  // The lease counter: set_next_token() from the file when a Lease begins,
+  // next_token() to store it back.
   void set_next_token(int64_t t) { next_token_ = t; }
   int64_t next_token() const { return next_token_; }
+
+  // txfn_lease_token(seq) answers the token assigned here to each row a
+  // lease statement may update; clear them when the statement is done.
+  void AssignLeaseToken(int64_t seq, int64_t token) { lease_tokens_[seq] = token; }
+  void ClearLeaseTokens() { lease_tokens_.clear(); }
+
+  // Batched ACKs: txfn_ack(id, state, token, due) is 1 for a row whose id is
+  // one added by AddAck, under that ACK's token, leased and unexpired at
+  // `now`; it then sets the ACK's `*done`.
+  void BeginAcks(int64_t now) {
+    acks_.clear();
+    ack_now_ = now;
+  }
+  void AddAck(const CallId& id, uint64_t token, bool* done) { acks_[id] = {token, done}; }
+
+  // The seq of each call this connection leased and has not seen settled:
+  // a hint that lets Settle delete ACKed calls by a walk of their seq range.
+  // Never trusted: txfn_ack checks each row's id and token. Bounded by
+  // forgetting everything when full (calls settled by another process, or
+  // never settled, would otherwise stay).
+  void RememberSeq(const CallId& id, int64_t seq) {
+    if (seq_of_.size() >= kMaxRememberedSeqs) seq_of_.clear();
+    seq_of_[id] = seq;
+  }
+  std::optional<int64_t> FindSeq(const CallId& id) const {
+    auto it = seq_of_.find(id);
+    if (it == seq_of_.end()) return std::nullopt;
+    return it->second;
+  }
+  void ForgetSeq(const CallId& id) { seq_of_.erase(id); }
+  void ClearAcks() { acks_.clear(); }
+
   absl::Status RegisterFunctions() {
-    const int rc = sqlite3_create_function(
-        db_, "txfn_token", 0, SQLITE_UTF8 | SQLITE_DIRECTONLY, this,
-        [](sqlite3_context* ctx, int, sqlite3_value**) {
+    int rc = sqlite3_create_function(
+        db_, "txfn_lease_token", 1, SQLITE_UTF8 | SQLITE_DIRECTONLY, this,
+        [](sqlite3_context* ctx, int, sqlite3_value** argv) {
           auto* self = static_cast<Db*>(sqlite3_user_data(ctx));
-          sqlite3_result_int64(ctx, self->next_token_++);
+          auto it = self->lease_tokens_.find(sqlite3_value_int64(argv[0]));
+          if (it == self->lease_tokens_.end()) {
+            // A row Lease did not select: never expected (the statement's
+            // range is exactly the selection); fail rather than lease it.
+            sqlite3_result_error(ctx, "txfn_lease_token: the row was not selected", -1);
+            return;
+          }
+          sqlite3_result_int64(ctx, it->second);
         },
         nullptr, nullptr);
-    if (rc != SQLITE_OK) return Error(rc, "create function txfn_token");
+    if (rc != SQLITE_OK) return Error(rc, "create function txfn_lease_token");
+    rc = sqlite3_create_function(
+        db_, "txfn_ack", 4, SQLITE_UTF8 | SQLITE_DIRECTONLY, this,
+        [](sqlite3_context* ctx, int, sqlite3_value** argv) {
+          auto* self = static_cast<Db*>(sqlite3_user_data(ctx));
+          const auto* id = static_cast<const unsigned char*>(sqlite3_value_blob(argv[0]));
+          bool live = id != nullptr && sqlite3_value_bytes(argv[0]) == 16;
+          uint64_t hi = 0, lo = 0;
+          for (int i = 0; live && i < 8; ++i) {
+            hi = (hi << 8) | id[i];
+            lo = (lo << 8) | id[8 + i];
+          }
+          auto it = live ? self->acks_.find(CallId(hi, lo)) : self->acks_.end();
+          live = it != self->acks_.end() && sqlite3_value_int64(argv[1]) == kLeased &&
+                 static_cast<uint64_t>(sqlite3_value_int64(argv[2])) == it->second.token &&
+                 sqlite3_value_int64(argv[3]) > self->ack_now_;
+          if (live) *it->second.done = true;
+          sqlite3_result_int(ctx, live ? 1 : 0);
+        },
+        nullptr, nullptr);
+    if (rc != SQLITE_OK) return Error(rc, "create function txfn_ack");
     return absl::OkStatus();
   }
 
@@ -296,7 +440,17 @@ class SqliteQueue::Db {
   const std::string path_;
   absl::flat_hash_map<const char*, sqlite3_stmt*> stmts_;
   absl::flat_hash_map<std::string, sqlite3_stmt*> dynamic_;
+  absl::flat_hash_map<std::pair<Chunked, int>, sqlite3_stmt*> chunks_;
   int64_t next_token_ = 1;
+  absl::flat_hash_map<int64_t, int64_t> lease_tokens_;  // seq -> token
+  struct AckSlot {
+    uint64_t token;
+    bool* done;
+  };
+  absl::flat_hash_map<CallId, AckSlot> acks_;
+  static constexpr size_t kMaxRememberedSeqs = 1 << 18;
+  absl::flat_hash_map<CallId, int64_t> seq_of_;
+  int64_t ack_now_ = 0;
 };
 
 constexpr const char* kBegin = "BEGIN IMMEDIATE";
@@ -417,11 +571,12 @@ absl::StatusOr<size_t> SqliteQueue::Enqueue(absl::Span<const Call> calls) {
   TXFN_RETURN_IF_ERROR(ValidateEnqueueBatch(calls));
   if (calls.empty()) return size_t{0};
   // Encode outside the lock.
-  std::vector<std::string> ids, encoded;
+  std::vector<IdBytes> ids;
+  std::vector<std::string> encoded;
   ids.reserve(calls.size());
   encoded.reserve(calls.size());
   for (const Call& c : calls) {
-    ids.push_back(c.id.Bytes());
+    ids.emplace_back(c.id);
     if (c.attempt == 0) {
       encoded.push_back(EncodeCall(c));
     } else {
@@ -433,18 +588,27 @@ absl::StatusOr<size_t> SqliteQueue::Enqueue(absl::Span<const Call> calls) {
   size_t added = 0;
   internal::MutexLock lock(&mu_);
   TXFN_RETURN_IF_ERROR(InWriteTransaction([&](Db& db) -> absl::Status {
-    TXFN_ASSIGN_OR_RETURN(Db::Stmt ins, db.Prepare(kInsert));
-    for (size_t i = 0; i < calls.size(); ++i) {
-      const Call& c = calls[i];
-      ins.BindBlob(1, ids[i])
-          .Bind(2, ShardOf(c.id))
-          .BindText(3, c.function)
-          .Bind(4, Nanos(c.start_after))
-          .Bind(5, c.retry.max_attempts)
-          .Bind(6, Nanos(c.deadline))
-          .BindBlob(7, encoded[i]);
+    // Chunks of the largest power of two that fits what is left: a batch
+    // of n rows takes at most n / max + log2(max) statements.
+    const size_t max_chunk = static_cast<size_t>(db.MaxChunk(kInsertParams));
+    size_t chunk = max_chunk;
+    for (size_t i = 0; i < calls.size(); i += chunk) {
+      while (chunk > calls.size() - i) chunk /= 2;
+      TXFN_ASSIGN_OR_RETURN(Db::Stmt ins,
+                            db.PrepareChunk(Db::Chunked::kInsert, static_cast<int>(chunk)));
+      for (size_t k = 0; k < chunk; ++k) {
+        const Call& c = calls[i + k];
+        const int p = kInsertParams * static_cast<int>(k);
+        ins.BindBlob(p + 1, ids[i + k].view())
+            .Bind(p + 2, ShardOf(c.id))
+            .BindText(p + 3, c.function)
+            .Bind(p + 4, Nanos(c.start_after))
+            .Bind(p + 5, c.retry.max_attempts)
+            .Bind(p + 6, Nanos(c.deadline))
+            .BindBlob(p + 7, encoded[i + k]);
+      }
       TXFN_RETURN_IF_ERROR(ins.Run());
-      added += static_cast<size_t>(db.changes());  // INSERT OR IGNORE: 0 for a known id
+      added += static_cast<size_t>(db.changes());  // INSERT OR IGNORE: a known id adds 0
     }
     return absl::OkStatus();
   }));
@@ -453,13 +617,15 @@ absl::StatusOr<size_t> SqliteQueue::Enqueue(absl::Span<const Call> calls) {
 
 namespace {
 
-// The lease statement for `functions` (empty: every function); ?5.. bind
-// the function names.
+// The lease statement for `functions` (empty: every function);
+// ?kLeaseFunctionParam.. bind the function names.
 std::string LeaseSql(const char* sql, size_t functions) {
   std::string filter;
   if (functions > 0) {
     filter = "AND function IN (";
-    for (size_t i = 0; i < functions; ++i) filter += StrCat(i == 0 ? "" : ", ", "?", 5 + i);
+    for (size_t i = 0; i < functions; ++i) {
+      filter += StrCat(i == 0 ? "" : ", ", "?", kLeaseFunctionParam + i);
+    }
     filter += ")";
   }
   return fmt::format(fmt::runtime(sql), filter);
@@ -498,74 +664,84 @@ absl::StatusOr<std::vector<LeasedCall>> SqliteQueue::Lease(const LeaseRequest& r
   TXFN_RETURN_IF_ERROR(InWriteTransaction([&](Db& db) -> absl::Status {
     TXFN_ASSIGN_OR_RETURN(std::optional<int64_t> next_token, db.GetMeta("next_token"));
     db.set_next_token(next_token.value_or(1));
-    TXFN_ASSIGN_OR_RETURN(Db::Stmt order,
-                          db.PrepareDynamic(LeaseSql(kLeaseOrderSql, functions.size())));
-    TXFN_ASSIGN_OR_RETURN(Db::Stmt lease, db.PrepareDynamic(LeaseSql(kLeaseSql, functions.size())));
-    // Rounds: lease what is still wanted; the rare due call that must be
-    // dead-lettered instead (deadline passed, attempts used up) is taken back
-    // out of the round, and another round fills its place.
+    TXFN_ASSIGN_OR_RETURN(Db::Stmt select,
+                          db.PrepareDynamic(LeaseSql(kLeaseSelectSql, functions.size())));
+    TXFN_ASSIGN_OR_RETURN(Db::Stmt update,
+                          db.PrepareDynamic(LeaseSql(kLeaseUpdateSql, functions.size())));
+    TXFN_ASSIGN_OR_RETURN(Db::Stmt update_by_seq,
+                          db.PrepareDynamic(LeaseSql(kLeaseUpdateBySeqSql, functions.size())));
+    // Rounds: select what is still wanted, in due order; the rare due call
+    // that must be dead-lettered instead (deadline passed, attempts used up)
+    // is marked so, and another round fills its place.
+    struct Dead {
+      int64_t seq;
+      std::string reason;
+    };
+    std::vector<Dead> dead;
     while (out.size() < request.max) {
       const size_t want = request.max - out.size();
-      const size_t first = out.size();
-      absl::flat_hash_map<int64_t, size_t> position;  // seq -> place in due order
-      order.Bind(1, request.shard).Bind(2, now).Bind(3, static_cast<int64_t>(want));
-      for (size_t i = 0; i < functions.size(); ++i) order.BindText(5 + i, functions[i]);
-      while (true) {
-        TXFN_ASSIGN_OR_RETURN(bool row, order.Step());
-        if (!row) break;
-        position.emplace(order.Int(0), position.size());
+      size_t rows = 0, live = 0;
+      int64_t last_due = 0, last_seq = 0;                                  // of the last live row
+      int64_t min_seq = std::numeric_limits<int64_t>::max(), max_seq = 0;  // of the live rows
+      dead.clear();
+      db.ClearLeaseTokens();
+      select.Bind(1, request.shard).Bind(2, now).Bind(3, static_cast<int64_t>(want));
+      for (size_t i = 0; i < functions.size(); ++i) {
+        select.BindText(kLeaseFunctionParam + i, functions[i]);
       }
-      order.Reset();
-      std::vector<int64_t> seqs;
-      lease.Bind(1, request.shard)
-          .Bind(2, now)
-          .Bind(3, static_cast<int64_t>(want))
-          .Bind(4, Nanos(expires));
-      for (size_t i = 0; i < functions.size(); ++i) lease.BindText(5 + i, functions[i]);
-      struct Dead {
-        int64_t seq;
-        std::string reason;
-      };
-      std::vector<Dead> dead;
-      size_t rows = 0;
       while (true) {
-        TXFN_ASSIGN_OR_RETURN(bool row, lease.Step());
+        TXFN_ASSIGN_OR_RETURN(bool row, select.Step());
         if (!row) break;
         ++rows;
-        const int64_t seq = lease.Int(0);
-        const int64_t attempts = lease.Int(1) - 1;  // before this delivery
-        const int64_t deadline = lease.Int(3);
-        if (deadline <= now || attempts >= lease.Int(2)) {
+        const int64_t seq = select.Int(0);
+        const int64_t attempts = select.Int(2);  // before this delivery
+        const int64_t deadline = select.Int(4);
+        if (deadline <= now || attempts >= select.Int(3)) {
           dead.push_back({seq, deadline <= now
                                    ? DeadlineReason(FromNanos(deadline), request.now)
-                                   : AttemptsReason(static_cast<int>(attempts), lease.Blob(4))});
+                                   : AttemptsReason(static_cast<int>(attempts), select.Blob(6))});
           continue;
         }
-        TXFN_ASSIGN_OR_RETURN(Call call, DecodeCall(lease.Blob(5)));
+        TXFN_ASSIGN_OR_RETURN(Call call, DecodeCall(select.Blob(5)));
         call.attempt = static_cast<int>(attempts);
-        seqs.push_back(seq);
+        const int64_t token = db.next_token();
+        db.set_next_token(token + 1);
+        db.AssignLeaseToken(seq, token);
+        db.RememberSeq(call.id, seq);
+        ++live;
+        last_due = select.Int(1);
+        last_seq = seq;
+        min_seq = std::min(min_seq, seq);
+        max_seq = std::max(max_seq, seq);
         LeasedCall& lc = out.emplace_back();
-        lc.token = {call.id, static_cast<uint64_t>(lease.Int(6))};
+        lc.token = {call.id, static_cast<uint64_t>(token)};
         lc.call = std::move(call);
         lc.expires = expires;
         lc.shard = request.shard;
       }
-      lease.Reset();
-      // Back into due order.
-      std::vector<size_t> idx(seqs.size());
-      for (size_t i = 0; i < idx.size(); ++i) idx[i] = i;
-      std::sort(idx.begin(), idx.end(),
-                [&](size_t a, size_t b) { return position[seqs[a]] < position[seqs[b]]; });
-      std::vector<LeasedCall> round;
-      round.reserve(idx.size());
-      for (size_t i : idx) round.push_back(std::move(out[first + i]));
-      out.resize(first);
-      for (LeasedCall& lc : round) out.push_back(std::move(lc));
+      select.Reset();
+      // Dead letters first: that takes them out of the update's range.
       for (const Dead& d : dead) {
-        TXFN_ASSIGN_OR_RETURN(Db::Stmt undo, db.Prepare(kUndoLease));
-        TXFN_RETURN_IF_ERROR(undo.Bind(1, d.seq).Run());
         TXFN_ASSIGN_OR_RETURN(Db::Stmt kill, db.Prepare(kMarkDead));
         TXFN_RETURN_IF_ERROR(kill.Bind(1, d.seq).Bind(2, now).BindText(3, d.reason).Run());
+      }
+      if (live > 0) {
+        // By seq when the range holds few other rows (at most one per leased
+        // row: other shards', not yet due, leased); else along the due index.
+        const bool by_seq = static_cast<uint64_t>(max_seq - min_seq) < 2 * live;
+        Db::Stmt& up = by_seq ? update_by_seq : update;
+        up.Bind(1, request.shard).Bind(2, last_due).Bind(3, last_seq).Bind(4, Nanos(expires));
+        if (by_seq) up.Bind(5, min_seq).Bind(6, max_seq);
+        for (size_t i = 0; i < functions.size(); ++i) {
+          up.BindText(kLeaseFunctionParam + i, functions[i]);
+        }
+        absl::Status s = up.Run();
+        db.ClearLeaseTokens();
+        TXFN_RETURN_IF_ERROR(s);
+        if (static_cast<size_t>(db.changes()) != live) {
+          return absl::InternalError(StrCat("SqliteQueue '", db.path(), "': a lease updated ",
+                                            db.changes(), " rows instead of ", live));
+        }
       }
       if (dead.empty() || rows < want) break;
     }
@@ -581,9 +757,68 @@ absl::StatusOr<std::vector<absl::Status>> SqliteQueue::Settle(
   std::vector<absl::Status> results(settlements.size());
   internal::MutexLock lock(&mu_);
   TXFN_RETURN_IF_ERROR(InWriteTransaction([&](Db& db) -> absl::Status {
+    // Batched ACKs: each ACK of a call no other settlement here names (so the
+    // order they apply in cannot matter) is deleted by a multi-row DELETE:
+    // by a walk of a dense run of seqs where this connection leased the
+    // calls, else by id. The other settlements, and a batched ACK that
+    // deleted nothing (to say why), follow one by one in the batch's order.
+    auto done = std::make_unique<bool[]>(settlements.size());  // all false
+    {
+      absl::flat_hash_map<CallId, int> named;
+      named.reserve(settlements.size());
+      for (const Settlement& st : settlements) ++named[st.lease.id];
+      db.BeginAcks(now);
+      absl::Cleanup clear_acks = [&db] { db.ClearAcks(); };
+      std::vector<size_t> acks;
+      std::vector<std::pair<int64_t, size_t>> by_seq;  // (seq, index)
+      acks.reserve(settlements.size());
+      for (size_t i = 0; i < settlements.size(); ++i) {
+        const Settlement& st = settlements[i];
+        if (st.kind != Settlement::Kind::kAck || named[st.lease.id] != 1) continue;
+        db.AddAck(st.lease.id, st.lease.token, &done[i]);
+        acks.push_back(i);
+        if (std::optional<int64_t> seq = db.FindSeq(st.lease.id)) by_seq.emplace_back(*seq, i);
+      }
+      std::sort(by_seq.begin(), by_seq.end());
+      for (size_t j = 0; j < by_seq.size();) {
+        // A run: seqs at most kMaxSeqGap apart, worth a walk when it holds
+        // at least kMinSeqRun ACKs and at most as many other rows.
+        size_t end = j + 1;
+        while (end < by_seq.size() && by_seq[end].first - by_seq[end - 1].first <= kMaxSeqGap) {
+          ++end;
+        }
+        const size_t n = end - j;
+        const int64_t lo = by_seq[j].first, hi = by_seq[end - 1].first;
+        if (n >= kMinSeqRun && static_cast<uint64_t>(hi - lo) < 2 * n) {
+          TXFN_ASSIGN_OR_RETURN(Db::Stmt del, db.Prepare(kAckSeqRange));
+          TXFN_RETURN_IF_ERROR(del.Bind(1, lo).Bind(2, hi).Run());
+        }
+        j = end;
+      }
+      // By id: the rest (a stale remembered seq just left its ACK undone).
+      std::vector<IdBytes> ids;
+      size_t left = 0;
+      for (size_t i : acks) {
+        if (done[i]) continue;
+        acks[left++] = i;
+        ids.emplace_back(settlements[i].lease.id);
+      }
+      size_t chunk = static_cast<size_t>(db.MaxChunk(1));
+      for (size_t j = 0; j < left; j += chunk) {
+        while (chunk > left - j) chunk /= 2;
+        TXFN_ASSIGN_OR_RETURN(Db::Stmt del,
+                              db.PrepareChunk(Db::Chunked::kAck, static_cast<int>(chunk)));
+        for (size_t k = 0; k < chunk; ++k) {
+          del.BindBlob(static_cast<int>(k) + 1, ids[j + k].view());
+        }
+        TXFN_RETURN_IF_ERROR(del.Run());
+      }
+    }
     for (size_t i = 0; i < settlements.size(); ++i) {
+      if (done[i]) continue;  // ACKed above
       const Settlement& st = settlements[i];
-      const std::string id = st.lease.id.Bytes();
+      const IdBytes id_bytes(st.lease.id);
+      const std::string_view id = id_bytes.view();
       if (st.kind == Settlement::Kind::kAck) {
         TXFN_ASSIGN_OR_RETURN(Db::Stmt ack, db.Prepare(kAck));
         TXFN_RETURN_IF_ERROR(
@@ -614,7 +849,7 @@ absl::StatusOr<std::vector<absl::Status>> SqliteQueue::Settle(
       const std::string reason = st.reason.substr(0, 1024);
       switch (st.kind) {
         case Settlement::Kind::kAck:
-          break;  // the fast path above deletes every live lease's call
+          break;  // the delete above takes every live lease's call
         case Settlement::Kind::kNack:
           if (attempts >= max_attempts) {
             TXFN_ASSIGN_OR_RETURN(Db::Stmt dead, db.Prepare(kMarkDead));
@@ -638,6 +873,7 @@ absl::StatusOr<std::vector<absl::Status>> SqliteQueue::Settle(
         }
       }
     }
+    for (const Settlement& st : settlements) db.ForgetSeq(st.lease.id);
     return absl::OkStatus();
   }));
   return results;
