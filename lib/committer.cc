@@ -10,8 +10,8 @@
 
 #include "absl/strings/cord.h"
 #include "absl/time/clock.h"
-#include "txfn/internal/status_macros.h"
 #include "txfn/internal/strings.h"
+#include "txfn/status_macros.h"
 #include "txfn/value.h"
 
 namespace txfn {

@@ -26,8 +26,8 @@
 #include "fmt/core.h"
 #include "lib/sqlite_status.h"
 #include "txfn/internal/mutex.h"
-#include "txfn/internal/status_macros.h"
 #include "txfn/internal/strings.h"
+#include "txfn/status_macros.h"
 
 namespace txfn {
 namespace {
