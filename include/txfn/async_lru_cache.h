@@ -211,7 +211,10 @@ class AsyncLruCache {
   // Invalidate for every key.
   void InvalidateAll();
 
-  [[nodiscard]] Stats GetStats() const;
+  // Counters summed over the shards (each shard's read under its lock).
+  [[nodiscard]] Stats stats() const;
+  // The former name of stats(), kept for source compatibility.
+  [[nodiscard]] Stats GetStats() const { return stats(); }
   [[nodiscard]] size_t num_shards() const { return core_->num_shards; }
 
  private:
@@ -687,7 +690,7 @@ void AsyncLruCache<K, V, Hash, Eq>::InvalidateAll() {
 }
 
 template <typename K, typename V, typename Hash, typename Eq>
-auto AsyncLruCache<K, V, Hash, Eq>::GetStats() const -> Stats {
+auto AsyncLruCache<K, V, Hash, Eq>::stats() const -> Stats {
   Stats stats;
   for (size_t i = 0; i < core_->num_shards; ++i) {
     const Shard& s = core_->shards[i];
