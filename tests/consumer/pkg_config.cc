@@ -6,7 +6,7 @@
 #include "txfn/engine.h"
 
 int main() {
-  auto engine = txfn::Engine::Open({.storage = txfn::EngineStorage::kMemory});
+  auto engine = txfn::Engine::Open(std::make_shared<txfn::InMemoryStorage>(), {});
   if (!engine.ok() || !(*engine)->CreateTenant("pc").ok()) return 1;
   auto tenants = (*engine)->ListTenants();
   if (!tenants.ok() || tenants->size() != 1) return 1;
