@@ -56,7 +56,7 @@ CallResult ToCallResult(RunResult r, Timestamp ts, int attempts) {
 
 struct CallPath::State {
   State(FunctionRunner& runner, IsolateScheduler& scheduler, CallPathOptions options)
-      : runner(runner), scheduler(scheduler), options(std::move(options)) {}
+      : runner(runner), scheduler(scheduler), options(options) {}
 
   ~State() {
     // Wait for async calls still in flight (they hold `this`).
@@ -378,7 +378,7 @@ struct CallPath::State {
 };
 
 CallPath::CallPath(FunctionRunner& runner, IsolateScheduler& scheduler, CallPathOptions options)
-    : state_(std::make_unique<State>(runner, scheduler, std::move(options))) {}
+    : state_(std::make_unique<State>(runner, scheduler, options)) {}
 CallPath::~CallPath() = default;
 
 absl::StatusOr<CallResult> CallPath::Query(OpenTenant& tenant, std::string_view function,
