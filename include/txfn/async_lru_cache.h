@@ -1,4 +1,6 @@
 // txfn/async_lru_cache.h — a single-flight, weighted, sharded LRU cache ("async LRU").
+// (Over 700 lines because it is header-only, a template: its definitions
+// follow the class, after the contract.)
 //
 // What it is for: the function runner's metadata and module caches, where many
 // concurrent requests miss on the same key at once and the (expensive) load must
