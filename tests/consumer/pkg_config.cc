@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "txfn/engine.h"
+#include "txfn/in_memory_storage.h"
 
 int main() {
   auto engine = txfn::Engine::Open(std::make_shared<txfn::InMemoryStorage>(), {});
