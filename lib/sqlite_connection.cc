@@ -33,9 +33,6 @@
 namespace txfn {
 namespace {
 
-using sqlite_internal::FromDb;
-using sqlite_internal::ToDb;
-
 constexpr std::array<const char*, static_cast<size_t>(Sql::kCount)> kSqlText = {
     "BEGIN",
     "BEGIN IMMEDIATE",

@@ -16,10 +16,7 @@ namespace txfn {
 namespace {
 
 using internal::BucketBurst;
-using internal::kOpportunistic;
-using internal::kReserved;
 using internal::OpportunisticRate;
-using internal::RunsLater;
 using internal::StrCat;
 
 absl::Status CheckRate(std::string_view what, double v) {
