@@ -156,7 +156,7 @@ struct AsyncAdapter {
     return v.ok() ? *std::move(v) : nullptr;
   }
   static void Put(Cache& c, uint64_t key) { c.Put(key, MakeValue(key)); }
-  static uint64_t Hits(Cache& c) { return c.GetStats().hits; }
+  static uint64_t Hits(Cache& c) { return c.stats().hits; }
 };
 
 struct MutexAdapter {

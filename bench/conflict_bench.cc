@@ -33,8 +33,8 @@
 #include <vector>
 
 #include "benchmark/benchmark.h"
+#include "lib/conflict_set.h"
 #include "treap_conflict_set.h"
-#include "txfn/conflict_set.h"
 #include "txfn/storage.h"
 
 namespace txfn {

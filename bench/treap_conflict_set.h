@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "absl/types/span.h"
-#include "txfn/conflict_set.h"
+#include "lib/conflict_set.h"
 #include "txfn/storage.h"
 
 namespace txfn {

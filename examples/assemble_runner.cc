@@ -5,8 +5,8 @@
 //                 ├─ runner-a: IsolateScheduler + FunctionRunner (module cache)
 //                 ├─ runner-b: ...
 //                 └─ runner-c: ...
-//   each run returns a PreparedCommit (read set + writes) ──► the tenant's Committer,
-//   opened once per tenant through an AsyncLruCache (single flight), on one Storage.
+//   each runner's CallPath commits a run's PreparedCommit (read set + writes) through
+//   the tenant's Committer, from one TenantCommitters registry on one Storage.
 //
 // The runners could be other processes: a run's result is plain data. Routing
 // by rendezvous hashing sends every request of a tenant to the same runner
@@ -26,17 +26,17 @@
 #include <thread>
 #include <vector>
 
-#include "txfn/async_lru_cache.h"
-#include "txfn/committer.h"
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "txfn/call_path.h"
+#include "txfn/deploy.h"
 #include "txfn/function_runner.h"
 #include "txfn/in_memory_storage.h"
-#include "txfn/internal/mutex.h"
-#include "txfn/internal/status_macros.h"
 #include "txfn/isolate_scheduler.h"
 #include "txfn/rendezvous_router.h"
 #include "txfn/schema.h"
-#include "txfn/snapshot.h"
-#include "txfn/transaction.h"
+#include "txfn/status_macros.h"
+#include "txfn/tenant_committers.h"
 
 namespace {
 
@@ -67,12 +67,14 @@ constexpr const char* kFormat = R"JS(
 export function format(name, n) { return name + "=" + n; }
 )JS";
 
-// One runner: its own scheduler (isolates, threads) and FunctionRunner
-// (module cache). A real deployment would put each in its own process.
+// One runner: its own scheduler (isolates, threads), FunctionRunner (module
+// cache) and CallPath (run, commit, retry). A real deployment would put each
+// in its own process, committing through a committer service.
 struct Runner {
   std::string id;
   std::shared_ptr<txfn::IsolateScheduler> scheduler;
   std::unique_ptr<txfn::FunctionRunner> runner;
+  std::unique_ptr<txfn::CallPath> calls;
   std::atomic<int> requests{0};
 };
 
@@ -91,79 +93,45 @@ absl::StatusOr<std::unique_ptr<Runner>> MakeRunner(std::string id) {
   r->id = std::move(id);
   r->scheduler = std::move(scheduler);
   r->runner = std::make_unique<txfn::FunctionRunner>(r->scheduler);
+  r->calls = std::make_unique<txfn::CallPath>(*r->runner, *r->scheduler);
   return r;
 }
 
-// The host's committer side: one Committer per tenant on the shared Storage,
-// opened on first use. The AsyncLruCache makes the open single-flight:
-// concurrent first requests of a tenant open one committer, never two (two
-// committers of one tenant would break serialisability). Its capacity exceeds
-// the tenant count, so nothing is ever evicted here; a host that evicts must
-// make sure no commit is running on the evicted committer.
-class Committers {
- public:
-  struct Entry {
-    std::unique_ptr<txfn::Committer> committer;
-  };
-
-  explicit Committers(std::shared_ptr<txfn::Storage> storage) : storage_(std::move(storage)) {}
-
-  absl::StatusOr<std::shared_ptr<const Entry>> Get(const std::string& tenant) {
-    return cache_.Get(tenant, [&]() -> absl::StatusOr<std::shared_ptr<const Entry>> {
-      TXFN_ASSIGN_OR_RETURN(std::unique_ptr<txfn::Committer> c,
-                            txfn::Committer::Open(storage_, tenant));
-      return std::make_shared<const Entry>(Entry{std::move(c)});
-    });
-  }
-
- private:
-  std::shared_ptr<txfn::Storage> storage_;
-  txfn::AsyncLruCache<std::string, Entry> cache_{{.capacity = 1 << 16}};
-};
-
-// Runs `function` on `runner`, and commits a mutation's writes, re-running it
-// on a newer snapshot after a conflict.
-absl::StatusOr<Value> Call(Runner& runner, Committers& committers, const std::string& tenant,
-                           const std::string& function, txfn::FunctionKind kind, Value args,
-                           uint64_t seed) {
+// Runs `function` on `runner`; a mutation is committed through the tenant's
+// committer (TenantCommitters opens it once, on first use) and re-run on a
+// newer snapshot after a conflict.
+absl::Status Call(Runner& runner, txfn::TenantCommitters& tenants, const std::string& tenant,
+                  const std::string& function, bool mutation, const txfn::Value& args) {
   runner.requests.fetch_add(1, std::memory_order_relaxed);
-  TXFN_ASSIGN_OR_RETURN(std::shared_ptr<const Committers::Entry> entry, committers.Get(tenant));
-  for (int attempt = 1;; ++attempt) {
-    txfn::RunResult r = runner.runner->Run(
-        entry->committer->Latest(),
-        {.function = function, .args = args, .kind = kind, .seed = seed + attempt});
-    if (!r.status.ok()) return r.status;
-    if (kind == txfn::FunctionKind::kQuery) return std::move(r.value);
-    absl::StatusOr<txfn::Timestamp> ts = entry->committer->Commit(std::move(r.commit));
-    if (ts.ok()) return std::move(r.value);
-    if (!absl::IsAborted(ts.status()) || attempt == 8) return ts.status();
-  }
+  TXFN_ASSIGN_OR_RETURN(std::shared_ptr<txfn::OpenTenant> open, tenants.Get(tenant));
+  return (mutation ? runner.calls->Mutation(*open, function, args)
+                   : runner.calls->Query(*open, function, args))
+      .status();
 }
 
 std::string TenantName(int i) { return "tenant-" + std::to_string(i); }
 
-// Deploys the schema and modules of every tenant, through the committers.
-absl::Status DeployAll(Committers& committers) {
+// Creates every tenant and deploys its schema and modules, checked (every
+// module loads) on a runner of its own, so the measured runners start cold.
+absl::Status DeployAll(txfn::TenantCommitters& tenants) {
   TXFN_ASSIGN_OR_RETURN(txfn::Schema schema, txfn::Schema::FromJson(R"({"tables": {
       "counters": {"fields": {"name": "string", "n": "int64"},
                    "indexes": {"by_name": ["name"]}}}})"));
+  TXFN_ASSIGN_OR_RETURN(std::unique_ptr<Runner> deployer, MakeRunner("deployer"));
   for (int i = 0; i < kTenants; ++i) {
-    TXFN_ASSIGN_OR_RETURN(std::shared_ptr<const Committers::Entry> entry,
-                          committers.Get(TenantName(i)));
-    txfn::Transaction deploy(entry->committer->Latest());
-    TXFN_RETURN_IF_ERROR(deploy.DeploySchema(schema));
-    TXFN_RETURN_IF_ERROR(deploy.PutModule("counter.js", kCounter));
-    TXFN_RETURN_IF_ERROR(deploy.PutModule("lib/format.js", kFormat));
-    TXFN_RETURN_IF_ERROR(entry->committer->Commit(deploy.Prepare()).status());
+    TXFN_RETURN_IF_ERROR(tenants.Create(TenantName(i)));
+    TXFN_ASSIGN_OR_RETURN(std::shared_ptr<txfn::OpenTenant> open, tenants.Get(TenantName(i)));
+    TXFN_RETURN_IF_ERROR(txfn::DeployTenant(
+        *open, *deployer->runner, {{"counter.js", kCounter}, {"lib/format.js", kFormat}}, schema));
   }
   return absl::OkStatus();
 }
 
 struct Placement {
-  txfn::internal::Mutex mu;
+  absl::Mutex mu;
   std::map<std::string, std::set<std::string>> runners_of ABSL_GUARDED_BY(mu);
   void Record(const std::string& tenant, const std::string& runner) {
-    txfn::internal::MutexLock lock(&mu);
+    absl::MutexLock lock(&mu);
     runners_of[tenant].insert(runner);
   }
 };
@@ -172,7 +140,7 @@ struct Placement {
 // third of them mutations). `pick` chooses the runner and may hold a lease
 // while the call runs.
 template <typename Pick>
-absl::Status Workload(Committers& committers, Placement& placement, Pick pick) {
+absl::Status Workload(txfn::TenantCommitters& tenants, Placement& placement, Pick pick) {
   std::vector<std::thread> clients;
   std::vector<absl::Status> results(kClients);
   for (int c = 0; c < kClients; ++c) {
@@ -184,10 +152,8 @@ absl::Status Workload(Committers& committers, Placement& placement, Pick pick) {
         Value args = Value::FromObject({{"name", Value::String(rng() % 2 ? "x" : "y")}});
         results[c] = pick(tenant, [&](Runner& runner) -> absl::Status {
           placement.Record(tenant, runner.id);
-          return Call(runner, committers, tenant, mutation ? "counter:bump" : "counter:read",
-                      mutation ? txfn::FunctionKind::kMutation : txfn::FunctionKind::kQuery,
-                      std::move(args), rng())
-              .status();
+          return Call(runner, tenants, tenant, mutation ? "counter:bump" : "counter:read", mutation,
+                      args);
         });
       }
     });
@@ -223,8 +189,8 @@ double PrintRunners(const char* title, const std::vector<std::unique_ptr<Runner>
 
 absl::Status Run() {
   auto storage = std::make_shared<txfn::InMemoryStorage>();
-  Committers committers(storage);
-  TXFN_RETURN_IF_ERROR(DeployAll(committers));
+  txfn::TenantCommitters tenants(storage);
+  TXFN_RETURN_IF_ERROR(DeployAll(tenants));
 
   // ---- Routed by rendezvous hashing ----
   std::vector<std::unique_ptr<Runner>> runners;
@@ -237,7 +203,7 @@ absl::Status Run() {
   Placement routed;
   std::atomic<int> max_in_flight{0};
   TXFN_RETURN_IF_ERROR(
-      Workload(committers, routed, [&](const std::string& tenant, auto call) -> absl::Status {
+      Workload(tenants, routed, [&](const std::string& tenant, auto call) -> absl::Status {
         TXFN_ASSIGN_OR_RETURN(txfn::RendezvousRouter<Runner*>::Lease lease, router.Acquire(tenant));
         int in_flight = router.InFlight(lease.node_id()).value_or(0);
         for (int seen = max_in_flight.load(); in_flight > seen;) {
@@ -256,7 +222,7 @@ absl::Status Run() {
   Placement round_robin;
   std::atomic<uint64_t> next{0};
   TXFN_RETURN_IF_ERROR(
-      Workload(committers, round_robin, [&](const std::string&, auto call) -> absl::Status {
+      Workload(tenants, round_robin, [&](const std::string&, auto call) -> absl::Status {
         return call(*spread[next.fetch_add(1) % spread.size()]);
       }));
   const double rr_rate = PrintRunners("baseline, round-robin:", spread);
@@ -270,7 +236,7 @@ absl::Status Run() {
   // ---- The check ----
   std::printf("max in flight on one runner: %d (cap %d)\n", max_in_flight.load(),
               kMaxInFlightPerRunner);
-  txfn::internal::MutexLock lock(&routed.mu);
+  absl::MutexLock lock(&routed.mu);
   bool spread_out = false;
   for (const auto& [tenant, ids] : routed.runners_of) {
     std::string names;

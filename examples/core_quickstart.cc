@@ -12,9 +12,9 @@
 
 #include "txfn/committer.h"
 #include "txfn/in_memory_storage.h"
-#include "txfn/internal/status_macros.h"
 #include "txfn/retry.h"
 #include "txfn/schema.h"
+#include "txfn/status_macros.h"
 #include "txfn/transaction.h"
 
 namespace {

@@ -11,7 +11,7 @@
 #include "counting_storage.h"
 #include "txfn/engine.h"
 #include "txfn/in_memory_storage.h"
-#include "txfn/internal/status_macros.h"
+#include "txfn/status_macros.h"
 
 namespace {
 
@@ -26,8 +26,7 @@ export const tally = query(async (ctx, { option }) =>
 absl::Status Run() {
   auto storage =
       std::make_shared<example::CountingStorage>(std::make_shared<txfn::InMemoryStorage>());
-  TXFN_ASSIGN_OR_RETURN(std::unique_ptr<txfn::Engine> engine,
-                        txfn::Engine::Open({.custom_storage = storage}));
+  TXFN_ASSIGN_OR_RETURN(std::unique_ptr<txfn::Engine> engine, txfn::Engine::Open(storage, {}));
   TXFN_RETURN_IF_ERROR(engine->CreateTenant("poll"));
   TXFN_RETURN_IF_ERROR(engine->DeployJson("poll", {{"votes.js", kVotes}},
                                           R"({"tables": {"votes": {"fields": {"option": "string"},

@@ -1,10 +1,12 @@
 // embed_minimal: open an engine, deploy one module, call it.
 #include <cstdio>
+#include <memory>
 
 #include "txfn/engine.h"
+#include "txfn/in_memory_storage.h"
 
 int main() {
-  auto engine = txfn::Engine::Open({.storage = txfn::EngineStorage::kMemory});
+  auto engine = txfn::Engine::Open(std::make_shared<txfn::InMemoryStorage>(), {});
   if (!engine.ok()) return std::fprintf(stderr, "%s\n", engine.status().ToString().c_str()), 1;
   txfn::Engine& e = **engine;
   const char* hello = R"JS(

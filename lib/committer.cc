@@ -1,17 +1,24 @@
-// The OCC committer with group commit (txfn/committer.h).
+// The OCC committer with group commit (txfn/committer.h). Committer is a
+// handle on its Core, defined here: the commit queue, the conflict history
+// and the published snapshot, with their locks.
 #include "txfn/committer.h"
 
 #include <algorithm>
+#include <atomic>
+#include <deque>
 #include <limits>
 #include <map>
+#include <set>
 #include <string>
 #include <string_view>
 #include <utility>
 
 #include "absl/strings/cord.h"
 #include "absl/time/clock.h"
-#include "txfn/internal/status_macros.h"
+#include "lib/conflict_set.h"
+#include "txfn/internal/mutex.h"
 #include "txfn/internal/strings.h"
+#include "txfn/status_macros.h"
 #include "txfn/value.h"
 
 namespace txfn {
@@ -20,6 +27,96 @@ namespace {
 Timestamp WallClockNanos() { return static_cast<Timestamp>(absl::GetCurrentTimeNanos()); }
 
 }  // namespace
+
+class Committer::Core {
+ public:
+  struct Pending {
+    PreparedCommit commit;
+    size_t bytes = 0;         // keys plus values written, for max_batch_bytes
+    bool never_hold = false;  // BatchHold::kNever: a batch holding it closes at once
+    absl::StatusOr<Timestamp> result = Timestamp{0};
+    bool done = false;
+  };
+
+  Core(std::shared_ptr<Storage> storage, std::string tenant, CommitterOptions options,
+       std::shared_ptr<const Snapshot> latest);
+
+  // Committer's methods, as documented in committer.h.
+  std::shared_ptr<const Snapshot> Latest() const;
+  absl::StatusOr<Timestamp> Commit(PreparedCommit commit, CommitIntent intent, BatchHold hold);
+  CommitIntent AnnounceCommit();
+  CommitterStats stats() const;
+  HistoryPin PinHistory(Timestamp ts);
+  bool PruneHistory(Timestamp now);
+
+  void WithdrawIntent();
+  // Waits, as the leader, until no announced commit is outstanding, the
+  // queue holds a full batch, or max_batch_delay passes. Returns whether it
+  // waited at all.
+  bool HoldBatchOpen() ABSL_EXCLUSIVE_LOCKS_REQUIRED(queue_mu_);
+  // A holding leader stops: the queue holds a full batch, or a commit that
+  // must not wait (BatchHold::kNever) is queued.
+  bool BatchShouldClose() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(queue_mu_);
+  // Takes the next batch off the queue.
+  std::vector<Pending*> TakeBatch() ABSL_EXCLUSIVE_LOCKS_REQUIRED(queue_mu_);
+  absl::Status Check(const PreparedCommit& commit) const;
+  // A batch whose Storage::Write outcome is unknown, until storage says.
+  struct Unresolved {
+    Timestamp first_ts = 0;
+    Timestamp last_ts = 0;
+    std::shared_ptr<const TenantMetadata> metadata;  // the snapshot's if committed
+    std::string error;                               // the Write's
+  };
+  enum class Resolution { kCommitted, kAbsent, kUnknown };
+  // Asks storage about unresolved_; on an answer, publishes (if committed)
+  // and clears it.
+  Resolution Resolve(CommitterStats* delta) ABSL_EXCLUSIVE_LOCKS_REQUIRED(leader_mu_);
+  void AddToHistory(const std::vector<CommitRecord>& records)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(leader_mu_);
+  // Validates, persists and publishes one batch. Runs on the leader only.
+  void ProcessBatch(const std::vector<Pending*>& batch, bool held)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(leader_mu_);
+  void SlideWindow(Timestamp now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(leader_mu_);
+  // Copies the history's size into the gauges stats() reads.
+  void UpdateHistoryGauges() ABSL_EXCLUSIVE_LOCKS_REQUIRED(leader_mu_);
+  void Publish(std::shared_ptr<const Snapshot> snapshot);
+
+  Committer* owner_ = nullptr;  // the Committer this is the core of
+  const std::shared_ptr<Storage> storage_;
+  const std::string tenant_;
+  const CommitterOptions options_;
+
+  // The queue of commits waiting for a leader.
+  mutable internal::Mutex queue_mu_;
+  internal::CondVar queue_cv_{&queue_mu_};
+  std::deque<Pending*> queue_ ABSL_GUARDED_BY(queue_mu_);
+  size_t queued_bytes_ ABSL_GUARDED_BY(queue_mu_) = 0;
+  bool leader_active_ ABSL_GUARDED_BY(queue_mu_) = false;
+  // Announced commits not yet queued; a holding leader waits on hold_cv_.
+  int64_t announced_ ABSL_GUARDED_BY(queue_mu_) = 0;
+  bool holding_ ABSL_GUARDED_BY(queue_mu_) = false;
+  int64_t never_hold_queued_ ABSL_GUARDED_BY(queue_mu_) = 0;
+  internal::CondVar hold_cv_{&queue_mu_};
+
+  // State only the leader touches (held for a whole batch; uncontended).
+  internal::Mutex leader_mu_;
+  ConflictSet history_ ABSL_GUARDED_BY(leader_mu_);
+  std::deque<Timestamp> window_ ABSL_GUARDED_BY(leader_mu_);  // commit timestamps in history_
+  Timestamp last_ts_ ABSL_GUARDED_BY(leader_mu_);
+  std::optional<Unresolved> unresolved_ ABSL_GUARDED_BY(leader_mu_);
+  // history_.size() and window_.size(), readable without leader_mu_.
+  std::atomic<uint64_t> history_keys_{0};
+  std::atomic<uint64_t> history_commits_{0};
+
+  // Pinned timestamps (HistoryPin); SlideWindow never prunes past the least.
+  // Lock order: leader_mu_, then pins_mu_.
+  mutable internal::Mutex pins_mu_;
+  std::multiset<Timestamp> pins_ ABSL_GUARDED_BY(pins_mu_);
+
+  mutable internal::Mutex latest_mu_;
+  std::shared_ptr<const Snapshot> latest_ ABSL_GUARDED_BY(latest_mu_);
+  CommitterStats stats_ ABSL_GUARDED_BY(latest_mu_);
+};
 
 absl::StatusOr<std::unique_ptr<Committer>> Committer::Open(std::shared_ptr<Storage> storage,
                                                            std::string tenant,
@@ -33,12 +130,12 @@ absl::StatusOr<std::unique_ptr<Committer>> Committer::Open(std::shared_ptr<Stora
   TXFN_ASSIGN_OR_RETURN(Timestamp ts, storage->MaxCommittedTimestamp(tenant));
   TXFN_ASSIGN_OR_RETURN(std::shared_ptr<const Snapshot> latest,
                         Snapshot::Load(storage, tenant, ts));
-  return std::unique_ptr<Committer>(
-      new Committer(std::move(storage), std::move(tenant), std::move(options), std::move(latest)));
+  return std::unique_ptr<Committer>(new Committer(std::make_unique<Core>(
+      std::move(storage), std::move(tenant), std::move(options), std::move(latest))));
 }
 
-Committer::Committer(std::shared_ptr<Storage> storage, std::string tenant, CommitterOptions options,
-                     std::shared_ptr<const Snapshot> latest)
+Committer::Core::Core(std::shared_ptr<Storage> storage, std::string tenant,
+                      CommitterOptions options, std::shared_ptr<const Snapshot> latest)
     : storage_(std::move(storage)), tenant_(std::move(tenant)), options_(std::move(options)) {
   internal::MutexLock leader(&leader_mu_);
   last_ts_ = latest->ts();
@@ -49,14 +146,26 @@ Committer::Committer(std::shared_ptr<Storage> storage, std::string tenant, Commi
   stats_.metadata_loads = 1;  // Snapshot::Load in Open
 }
 
+Committer::Committer(std::unique_ptr<Core> core) : core_(std::move(core)) { core_->owner_ = this; }
 Committer::~Committer() = default;
 
-std::shared_ptr<const Snapshot> Committer::Latest() const {
+const std::string& Committer::tenant() const { return core_->tenant_; }
+std::shared_ptr<const Snapshot> Committer::Latest() const { return core_->Latest(); }
+absl::StatusOr<Timestamp> Committer::Commit(PreparedCommit commit, CommitIntent intent,
+                                            BatchHold hold) {
+  return core_->Commit(std::move(commit), std::move(intent), hold);
+}
+CommitIntent Committer::AnnounceCommit() { return core_->AnnounceCommit(); }
+CommitterStats Committer::stats() const { return core_->stats(); }
+HistoryPin Committer::PinHistory(Timestamp ts) { return core_->PinHistory(ts); }
+bool Committer::PruneHistory(Timestamp now) { return core_->PruneHistory(now); }
+
+std::shared_ptr<const Snapshot> Committer::Core::Latest() const {
   internal::MutexLock lock(&latest_mu_);
   return latest_;
 }
 
-CommitterStats Committer::stats() const {
+CommitterStats Committer::Core::stats() const {
   CommitterStats s;
   {
     internal::MutexLock lock(&latest_mu_);
@@ -67,36 +176,36 @@ CommitterStats Committer::stats() const {
   return s;
 }
 
-void Committer::Publish(std::shared_ptr<const Snapshot> snapshot) {
+void Committer::Core::Publish(std::shared_ptr<const Snapshot> snapshot) {
   internal::MutexLock lock(&latest_mu_);
   latest_ = std::move(snapshot);
 }
 
 void CommitIntent::Release() {
-  if (committer_ != nullptr) std::exchange(committer_, nullptr)->WithdrawIntent();
+  if (committer_ != nullptr) std::exchange(committer_, nullptr)->core_->WithdrawIntent();
 }
 
-CommitIntent Committer::AnnounceCommit() {
+CommitIntent Committer::Core::AnnounceCommit() {
   internal::MutexLock lock(&queue_mu_);
   ++announced_;
-  return CommitIntent(this);
+  return CommitIntent(owner_);
 }
 
-void Committer::WithdrawIntent() {
+void Committer::Core::WithdrawIntent() {
   internal::MutexLock lock(&queue_mu_);
   --announced_;
   if (holding_ && announced_ == 0) hold_cv_.Signal();
 }
 
-absl::StatusOr<Timestamp> Committer::Commit(PreparedCommit commit, CommitIntent intent,
-                                            BatchHold hold) {
+absl::StatusOr<Timestamp> Committer::Core::Commit(PreparedCommit commit, CommitIntent intent,
+                                                  BatchHold hold) {
   Pending pending{.commit = std::move(commit)};
   for (const IndexWrite& w : pending.commit.writes) {
     pending.bytes += w.key.size() + (w.value ? w.value->size() : 0);
   }
   // An intent of another committer is not this queue's business: withdraw it
   // now rather than after this commit.
-  if (intent.committer_ != this) intent.Release();
+  if (intent.committer_ != owner_) intent.Release();
   pending.never_hold = hold == BatchHold::kNever;
   queue_mu_.Lock();
   queue_.push_back(&pending);
@@ -104,7 +213,7 @@ absl::StatusOr<Timestamp> Committer::Commit(PreparedCommit commit, CommitIntent 
   if (pending.never_hold) ++never_hold_queued_;
   // Withdrawn with the same lock as the enqueue, so a holding leader never
   // sees the intent gone before the commit is in the queue.
-  if (intent.committer_ == this) {
+  if (intent.committer_ == owner_) {
     intent.committer_ = nullptr;
     --announced_;
   }
@@ -132,12 +241,12 @@ absl::StatusOr<Timestamp> Committer::Commit(PreparedCommit commit, CommitIntent 
   return std::move(pending.result);
 }
 
-bool Committer::BatchShouldClose() const {
+bool Committer::Core::BatchShouldClose() const {
   return queue_.size() >= options_.max_batch_commits || queued_bytes_ >= options_.max_batch_bytes ||
          never_hold_queued_ > 0;
 }
 
-bool Committer::HoldBatchOpen() {
+bool Committer::Core::HoldBatchOpen() {
   if (options_.max_batch_delay <= absl::ZeroDuration() || announced_ == 0 || BatchShouldClose()) {
     return false;
   }
@@ -150,7 +259,7 @@ bool Committer::HoldBatchOpen() {
   return true;
 }
 
-std::vector<Committer::Pending*> Committer::TakeBatch() {
+std::vector<Committer::Core::Pending*> Committer::Core::TakeBatch() {
   std::vector<Pending*> batch;
   size_t bytes = 0;
   while (!queue_.empty() && batch.size() < options_.max_batch_commits) {
@@ -165,7 +274,7 @@ std::vector<Committer::Pending*> Committer::TakeBatch() {
   return batch;
 }
 
-absl::Status Committer::Check(const PreparedCommit& commit) const {
+absl::Status Committer::Core::Check(const PreparedCommit& commit) const {
   if (commit.tenant != tenant_) {
     return absl::InvalidArgumentError(internal::StrCat(
         "commit for tenant '", commit.tenant, "' sent to the committer of '", tenant_, "'"));
@@ -181,7 +290,7 @@ absl::Status Committer::Check(const PreparedCommit& commit) const {
   return absl::OkStatus();
 }
 
-void Committer::AddToHistory(const std::vector<CommitRecord>& records) {
+void Committer::Core::AddToHistory(const std::vector<CommitRecord>& records) {
   for (const CommitRecord& record : records) {
     for (const IndexWrite& w : record.writes) history_.Add(w.index, w.key, record.ts);
     window_.push_back(record.ts);
@@ -189,7 +298,7 @@ void Committer::AddToHistory(const std::vector<CommitRecord>& records) {
   UpdateHistoryGauges();
 }
 
-Committer::Resolution Committer::Resolve(CommitterStats* delta) {
+Committer::Core::Resolution Committer::Core::Resolve(CommitterStats* delta) {
   absl::StatusOr<Timestamp> max = storage_->MaxCommittedTimestamp(tenant_);
   if (!max.ok()) return Resolution::kUnknown;
   const Unresolved& u = *unresolved_;
@@ -215,7 +324,7 @@ Committer::Resolution Committer::Resolve(CommitterStats* delta) {
   return resolution;
 }
 
-void Committer::ProcessBatch(const std::vector<Pending*>& batch, bool held) {
+void Committer::Core::ProcessBatch(const std::vector<Pending*>& batch, bool held) {
   CommitterStats delta;
   // An earlier batch's outcome must be known before anything else is written:
   // its writes may be durable, and the next snapshot must say which.
@@ -404,32 +513,32 @@ std::optional<ReadRange> ConflictingRead(const absl::Status& status) {
   return read;
 }
 
-HistoryPin Committer::PinHistory(Timestamp ts) {
+HistoryPin Committer::Core::PinHistory(Timestamp ts) {
   internal::MutexLock lock(&pins_mu_);
   pins_.insert(ts);
-  return HistoryPin(this, ts);
+  return HistoryPin(owner_, ts);
 }
 
 void HistoryPin::Release() {
   if (committer_ == nullptr) return;
-  internal::MutexLock lock(&committer_->pins_mu_);
-  committer_->pins_.erase(committer_->pins_.find(ts_));
+  internal::MutexLock lock(&committer_->core_->pins_mu_);
+  committer_->core_->pins_.erase(committer_->core_->pins_.find(ts_));
   committer_ = nullptr;
 }
 
-bool Committer::PruneHistory(Timestamp now) {
+bool Committer::Core::PruneHistory(Timestamp now) {
   if (!leader_mu_.TryLock()) return false;
   SlideWindow(now);
   leader_mu_.Unlock();
   return true;
 }
 
-void Committer::UpdateHistoryGauges() {
+void Committer::Core::UpdateHistoryGauges() {
   history_keys_.store(history_.size(), std::memory_order_relaxed);
   history_commits_.store(window_.size(), std::memory_order_relaxed);
 }
 
-void Committer::SlideWindow(Timestamp now) {
+void Committer::Core::SlideWindow(Timestamp now) {
   Timestamp window = static_cast<Timestamp>(absl::ToInt64Nanoseconds(options_.conflict_window));
   Timestamp pinned = std::numeric_limits<Timestamp>::max();
   {

@@ -17,7 +17,7 @@
 //   Separator slots have ts 0, which no log entry carries.
 // - Adds come in nondecreasing ts order, so a new ts is >= every ts held: an
 //   Add sets max = ts on its whole search path.
-#include "txfn/conflict_set.h"
+#include "lib/conflict_set.h"
 
 #include <algorithm>
 #include <array>

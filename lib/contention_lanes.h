@@ -36,8 +36,8 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/time/time.h"
-#include "txfn/conflict_set.h"
 #include "txfn/internal/mutex.h"
+#include "txfn/transaction.h"
 
 namespace txfn::internal {
 

@@ -19,8 +19,8 @@
 #include "absl/strings/string_view.h"
 #include "fmt/core.h"
 #include "txfn/internal/mutex.h"
-#include "txfn/internal/status_macros.h"
 #include "txfn/internal/strings.h"
+#include "txfn/status_macros.h"
 
 namespace txfn {
 namespace {

@@ -24,24 +24,37 @@ absl::Status RetriesExhausted(std::string_view what, int attempts, const absl::S
       internal::StrCat(what, " gave up after ", attempts, " attempts: ", last.message()));
 }
 
-absl::StatusOr<CommitOutcome> RetryCommits(
-    std::string_view what, const RetryOptions& retry,
-    absl::FunctionRef<absl::StatusOr<absl::StatusOr<Timestamp>>(int attempt)> attempt,
-    absl::FunctionRef<void(bool will_retry)> on_conflict) {
+absl::StatusOr<CommitOutcome> RetryCommits(std::string_view what, const RetryOptions& retry,
+                                           absl::FunctionRef<AttemptResult(int attempt)> attempt,
+                                           absl::FunctionRef<void(bool will_retry)> on_conflict) {
   const int max_attempts = std::max(1, retry.max_attempts);
   JitteredBackoff backoff(retry);
   absl::Status last;
   for (int n = 1; n <= max_attempts; ++n) {
-    absl::StatusOr<absl::StatusOr<Timestamp>> result = attempt(n);
-    if (!result.ok()) return result.status();  // failed before its commit
-    if (result->ok()) return CommitOutcome{.commit_ts = **result, .attempts = n};
-    last = result->status();
+    const AttemptResult result = attempt(n);
+    if (!result.reached_commit()) return result.result().status();  // failed before its commit
+    if (result.result().ok()) return CommitOutcome{.commit_ts = *result.result(), .attempts = n};
+    last = result.result().status();
     if (!IsRetryableCommitError(last)) return last;
     const bool will_retry = n < max_attempts;
     on_conflict(will_retry);
     if (will_retry) backoff.Sleep();
   }
   return RetriesExhausted(what, max_attempts, last);
+}
+
+absl::StatusOr<CommitOutcome> RetryCommits(
+    std::string_view what, const RetryOptions& retry,
+    absl::FunctionRef<absl::StatusOr<absl::StatusOr<Timestamp>>(int attempt)> attempt,
+    absl::FunctionRef<void(bool will_retry)> on_conflict) {
+  return RetryCommits(
+      what, retry,
+      [&](int n) -> AttemptResult {
+        absl::StatusOr<absl::StatusOr<Timestamp>> r = attempt(n);
+        if (!r.ok()) return r.status();
+        return AttemptResult::Commit(*std::move(r));
+      },
+      on_conflict);
 }
 
 CommitIntent AnnounceFirstAttempt(Committer& committer, int attempt) {
@@ -52,13 +65,12 @@ absl::StatusOr<CommitOutcome> RunTransaction(Committer& committer,
                                              absl::FunctionRef<absl::Status(Transaction&)> body,
                                              const RetryOptions& retry,
                                              const TransactionOptions& options) {
-  return RetryCommits("transaction", retry,
-                      [&](int attempt) -> absl::StatusOr<absl::StatusOr<Timestamp>> {
-                        CommitIntent intent = AnnounceFirstAttempt(committer, attempt);
-                        Transaction txn(committer.Latest(), options);
-                        if (absl::Status s = body(txn); !s.ok()) return s;
-                        return committer.Commit(txn.Prepare(), std::move(intent));
-                      });
+  return RetryCommits("transaction", retry, [&](int attempt) -> AttemptResult {
+    CommitIntent intent = AnnounceFirstAttempt(committer, attempt);
+    Transaction txn(committer.Latest(), options);
+    if (absl::Status s = body(txn); !s.ok()) return s;
+    return AttemptResult::Commit(committer.Commit(txn.Prepare(), std::move(intent)));
+  });
 }
 
 }  // namespace txfn

@@ -10,8 +10,8 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_split.h"
-#include "txfn/internal/status_macros.h"
 #include "txfn/internal/strings.h"
+#include "txfn/status_macros.h"
 
 namespace txfn {
 namespace {

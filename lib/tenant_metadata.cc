@@ -5,8 +5,8 @@
 #include <utility>
 
 #include "absl/strings/numbers.h"
-#include "txfn/internal/status_macros.h"
 #include "txfn/internal/strings.h"
+#include "txfn/status_macros.h"
 
 namespace txfn {
 namespace {

@@ -9,8 +9,8 @@
 
 #include "absl/strings/numbers.h"
 #include "txfn/errors.h"
-#include "txfn/internal/status_macros.h"
 #include "txfn/internal/strings.h"
+#include "txfn/status_macros.h"
 
 namespace txfn {
 namespace {

@@ -99,7 +99,7 @@ class Harness {
     }
   }
 
-  Cache::Stats Stats() const { return cache_->GetStats(); }
+  Cache::Stats Stats() const { return cache_->stats(); }
   void DestroyCache() { cache_.reset(); }
 
   std::atomic<int> duplicate_loads{0};

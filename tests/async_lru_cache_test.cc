@@ -69,7 +69,7 @@ TEST(AsyncLruCacheTest, LoadsOnMissThenHits) {
   ASSERT_TRUE(b.ok());
   EXPECT_EQ(a->get(), b->get());
   EXPECT_EQ(calls, 1);
-  Cache::Stats s = cache.GetStats();
+  Cache::Stats s = cache.stats();
   EXPECT_EQ(s.hits, 1u);
   EXPECT_EQ(s.misses, 1u);
   EXPECT_EQ(s.loads, 1u);
@@ -90,7 +90,7 @@ TEST(AsyncLruCacheTest, ConcurrentBlockingMissesRunLoaderOnce) {
       results[i] = cache.Get("k", [&]() -> Result {
         calls.fetch_add(1);
         // Hold the load open until every thread has missed (and so joined it).
-        while (cache.GetStats().misses < kThreads) std::this_thread::yield();
+        while (cache.stats().misses < kThreads) std::this_thread::yield();
         return Value(42);
       });
     });
@@ -101,7 +101,7 @@ TEST(AsyncLruCacheTest, ConcurrentBlockingMissesRunLoaderOnce) {
     ASSERT_TRUE(r.ok());
     EXPECT_EQ(r->get(), results[0]->get());
   }
-  EXPECT_EQ(cache.GetStats().loads, 1u);
+  EXPECT_EQ(cache.stats().loads, 1u);
 }
 
 TEST(AsyncLruCacheTest, AsyncMissesJoinOneLoadCompletedLater) {
@@ -112,7 +112,7 @@ TEST(AsyncLruCacheTest, AsyncMissesJoinOneLoadCompletedLater) {
   for (int i = 0; i < 3; ++i) cache.GetAsync("k", ParkedLoader{&parked, &calls}, results.Collect());
   EXPECT_EQ(calls, 1);
   EXPECT_TRUE(results.got.empty());
-  EXPECT_EQ(cache.GetStats().loads_in_flight, 1u);
+  EXPECT_EQ(cache.stats().loads_in_flight, 1u);
   ASSERT_EQ(parked.size(), 1u);
   parked[0](Value(5));
   ASSERT_EQ(results.got.size(), 3u);
@@ -217,7 +217,7 @@ TEST(AsyncLruCacheTest, AsyncLoaderCompletesOnHostExecutor) {
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(**r, 9);
   EXPECT_EQ(loaded_on.load(), executor.id());
-  EXPECT_EQ(cache.GetStats().loads, 1u);
+  EXPECT_EQ(cache.stats().loads, 1u);
   while (done.load() < 4) std::this_thread::yield();
 }
 
@@ -303,7 +303,7 @@ TEST(AsyncLruCacheTest, ErrorReachesEveryWaiterAndIsNotCached) {
   ASSERT_TRUE(retried.has_value());
   ASSERT_TRUE(retried->ok());
   EXPECT_EQ(***retried, 3);
-  Cache::Stats s = cache.GetStats();
+  Cache::Stats s = cache.stats();
   EXPECT_EQ(s.loads, 2u);
   EXPECT_EQ(s.load_errors, 1u);
 }
@@ -326,7 +326,7 @@ TEST(AsyncLruCacheTest, NullValueIsAnInternalError) {
   Cache cache;
   Result r = cache.Get("k", []() -> Result { return Cache::ValuePtr(); });
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInternal);
-  EXPECT_EQ(cache.GetStats().entries, 0u);
+  EXPECT_EQ(cache.stats().entries, 0u);
 }
 
 TEST(AsyncLruCacheTest, InvalidateDuringLoadKeepsResultOutOfCache) {
@@ -370,10 +370,10 @@ TEST(AsyncLruCacheTest, PutReplacesAndNullPutInvalidates) {
   cache.Put("k", std::make_shared<const int>(1));
   cache.Put("k", std::make_shared<const int>(2));
   EXPECT_EQ(*cache.GetIfPresent("k"), 2);
-  EXPECT_EQ(cache.GetStats().entries, 1u);
+  EXPECT_EQ(cache.stats().entries, 1u);
   cache.Put("k", nullptr);
   EXPECT_EQ(cache.GetIfPresent("k"), nullptr);
-  EXPECT_EQ(cache.GetStats().weight, 0u);
+  EXPECT_EQ(cache.stats().weight, 0u);
 }
 
 TEST(AsyncLruCacheTest, InvalidateAllClearsValuesAndDetachesLoads) {
@@ -384,7 +384,7 @@ TEST(AsyncLruCacheTest, InvalidateAllClearsValuesAndDetachesLoads) {
   Results results;
   cache.GetAsync("loading", ParkedLoader{&parked, &calls}, results.Collect());
   cache.InvalidateAll();
-  Cache::Stats s = cache.GetStats();
+  Cache::Stats s = cache.stats();
   EXPECT_EQ(s.entries, 0u);
   EXPECT_EQ(s.weight, 0u);
   EXPECT_EQ(s.loads_in_flight, 0u);
@@ -405,7 +405,7 @@ TEST(AsyncLruCacheTest, EvictsLeastRecentlyUsed) {
   EXPECT_NE(cache.GetIfPresent("a"), nullptr);
   EXPECT_NE(cache.GetIfPresent("c"), nullptr);
   EXPECT_NE(cache.GetIfPresent("d"), nullptr);
-  Cache::Stats s = cache.GetStats();
+  Cache::Stats s = cache.stats();
   EXPECT_EQ(s.evictions, 1u);
   EXPECT_EQ(s.entries, 3u);
   EXPECT_EQ(s.weight, 3u);
@@ -426,7 +426,7 @@ TEST(AsyncLruCacheTest, LargerShardsStillEvictLeastRecentlyUsed) {
     cache.Put("more" + std::to_string(i), std::make_shared<const int>(i));
   }
   for (int i = 2; i < 64; ++i) EXPECT_EQ(cache.GetIfPresent(std::to_string(i)), nullptr);
-  EXPECT_EQ(cache.GetStats().entries, 64u);
+  EXPECT_EQ(cache.stats().entries, 64u);
 }
 
 TEST(AsyncLruCacheTest, WeigherBoundsTotalWeight) {
@@ -436,9 +436,9 @@ TEST(AsyncLruCacheTest, WeigherBoundsTotalWeight) {
   cache.Put("four", std::make_shared<const int>(4));
   cache.Put("three", std::make_shared<const int>(3));
   cache.Put("two", std::make_shared<const int>(2));
-  EXPECT_EQ(cache.GetStats().weight, 9u);
+  EXPECT_EQ(cache.stats().weight, 9u);
   cache.Put("six", std::make_shared<const int>(6));  // evicts four, then three
-  Cache::Stats s = cache.GetStats();
+  Cache::Stats s = cache.stats();
   EXPECT_EQ(s.weight, 8u);
   EXPECT_EQ(s.evictions, 2u);
   EXPECT_EQ(cache.GetIfPresent("four"), nullptr);
@@ -459,7 +459,7 @@ TEST(AsyncLruCacheTest, ValueHeavierThanCapacityIsReturnedNotCached) {
   EXPECT_NE(cache.GetIfPresent("small"), nullptr);  // nothing was evicted for it
   ASSERT_TRUE(cache.Get("huge", CountingLoader{&calls, 11}).ok());
   EXPECT_EQ(calls, 2);
-  EXPECT_EQ(cache.GetStats().evictions, 0u);
+  EXPECT_EQ(cache.stats().evictions, 0u);
 }
 
 TEST(AsyncLruCacheTest, InFlightLoadsWeighNothingAndAreNotEvicted) {
@@ -469,7 +469,7 @@ TEST(AsyncLruCacheTest, InFlightLoadsWeighNothingAndAreNotEvicted) {
   Results results;
   cache.GetAsync("slow", ParkedLoader{&parked, &calls}, results.Collect());
   for (int i = 0; i < 10; ++i) cache.Put(std::to_string(i), std::make_shared<const int>(i));
-  Cache::Stats s = cache.GetStats();
+  Cache::Stats s = cache.stats();
   EXPECT_EQ(s.weight, 2u);
   EXPECT_EQ(s.entries, 2u);
   EXPECT_EQ(s.loads_in_flight, 1u);
@@ -478,7 +478,7 @@ TEST(AsyncLruCacheTest, InFlightLoadsWeighNothingAndAreNotEvicted) {
   parked[0](Value(1));
   EXPECT_EQ(results.got.size(), 2u);
   EXPECT_NE(cache.GetIfPresent("slow"), nullptr);
-  EXPECT_EQ(cache.GetStats().weight, 2u);
+  EXPECT_EQ(cache.stats().weight, 2u);
 }
 
 TEST(AsyncLruCacheTest, EvictedValueStaysAliveForHolders) {
@@ -519,8 +519,8 @@ TEST(AsyncLruCacheTest, IndirectKeyCycleFailsFast) {
   EXPECT_EQ(a.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(a.status().message(), HasSubstr("'a'"));
   // Nothing was cached or left in flight.
-  EXPECT_EQ(cache.GetStats().loads_in_flight, 0u);
-  EXPECT_EQ(cache.GetStats().entries, 0u);
+  EXPECT_EQ(cache.stats().loads_in_flight, 0u);
+  EXPECT_EQ(cache.stats().entries, 0u);
 }
 
 TEST(AsyncLruCacheTest, RecursiveGetAsyncOfOwnKeyFailsFast) {
@@ -569,8 +569,8 @@ TEST(AsyncLruCacheTest, DroppedCompletionCancelsWaiters) {
     EXPECT_EQ(r.status().code(), absl::StatusCode::kCancelled);
     EXPECT_THAT(r.status().message(), HasSubstr("dropped its Completion"));
   }
-  EXPECT_EQ(cache.GetStats().loads_in_flight, 0u);
-  EXPECT_EQ(cache.GetStats().load_errors, 1u);
+  EXPECT_EQ(cache.stats().loads_in_flight, 0u);
+  EXPECT_EQ(cache.stats().load_errors, 1u);
 }
 
 TEST(AsyncLruCacheTest, DestroyWithLoadsInFlightCancelsWaiters) {
@@ -606,7 +606,7 @@ TEST(AsyncLruCacheTest, DestroyWakesBlockedGetAndLoaderMayFinishLater) {
     waited = cache->Get("k", []() -> Result { return Value(0); });
   });
   // Destroy once the waiter has joined the load (it counts a miss first).
-  while (!waiting || cache->GetStats().misses < 2) std::this_thread::yield();
+  while (!waiting || cache->stats().misses < 2) std::this_thread::yield();
   cache.reset();
   waiter.join();
   EXPECT_EQ(waited.status().code(), absl::StatusCode::kCancelled);
@@ -640,7 +640,7 @@ TEST(AsyncLruCacheTest, ShardsSplitCapacity) {
   Cache cache(o);
   EXPECT_EQ(cache.num_shards(), 8u);
   for (int i = 0; i < 1000; ++i) cache.Put(std::to_string(i), std::make_shared<const int>(i));
-  Cache::Stats s = cache.GetStats();
+  Cache::Stats s = cache.stats();
   EXPECT_LE(s.weight, 100u);
   EXPECT_GT(s.weight, 80u);  // every shard fills up with 1000 keys
   EXPECT_EQ(s.evictions, 1000u - s.entries);

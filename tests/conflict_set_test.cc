@@ -1,4 +1,4 @@
-#include "txfn/conflict_set.h"
+#include "lib/conflict_set.h"
 
 #include <algorithm>
 #include <cstdint>

@@ -18,8 +18,8 @@
 #include "txfn/committer.h"
 #include "txfn/in_memory_storage.h"
 #include "txfn/internal/mutex.h"
-#include "txfn/internal/status_macros.h"
 #include "txfn/retry.h"
+#include "txfn/status_macros.h"
 #include "txfn/testing/fault_injecting_storage.h"
 #include "txn_test_util.h"
 

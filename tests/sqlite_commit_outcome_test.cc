@@ -28,10 +28,10 @@
 #include "sqlite_test_util.h"
 #include "txfn/committer.h"
 #include "txfn/idempotency.h"
-#include "txfn/internal/status_macros.h"
 #include "txfn/retry.h"
 #include "txfn/schema.h"
 #include "txfn/sqlite_storage.h"
+#include "txfn/status_macros.h"
 #include "txfn/transaction.h"
 
 namespace txfn {

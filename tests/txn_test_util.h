@@ -9,8 +9,8 @@
 #include "gtest/gtest.h"
 #include "txfn/committer.h"
 #include "txfn/in_memory_storage.h"
-#include "txfn/internal/status_macros.h"
 #include "txfn/schema.h"
+#include "txfn/status_macros.h"
 #include "txfn/transaction.h"
 
 namespace txfn::testing_util {

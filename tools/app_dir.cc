@@ -4,19 +4,17 @@
 #include <sstream>
 #include <system_error>
 
-#include "txfn/internal/strings.h"
+#include "fmt/format.h"
 
 namespace txfn::tools {
 namespace {
 
-using internal::StrCat;
-
 absl::StatusOr<std::string> ReadFile(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::InvalidArgumentError(StrCat("cannot read ", path.string()));
+  if (!in) return absl::InvalidArgumentError(fmt::format("cannot read {}", path.string()));
   std::ostringstream out;
   out << in.rdbuf();
-  if (in.bad()) return absl::InvalidArgumentError(StrCat("error reading ", path.string()));
+  if (in.bad()) return absl::InvalidArgumentError(fmt::format("error reading {}", path.string()));
   return std::move(out).str();
 }
 
@@ -30,11 +28,11 @@ bool Skipped(const std::filesystem::path& name) {
 absl::StatusOr<AppDir> LoadAppDir(const std::filesystem::path& dir) {
   std::error_code ec;
   if (!std::filesystem::is_directory(dir, ec)) {
-    return absl::NotFoundError(StrCat(dir.string(), " is not a directory"));
+    return absl::NotFoundError(fmt::format("{} is not a directory", dir.string()));
   }
   const std::filesystem::path schema_path = dir / "schema.json";
   if (!std::filesystem::is_regular_file(schema_path, ec)) {
-    return absl::NotFoundError(StrCat("no schema.json in ", dir.string()));
+    return absl::NotFoundError(fmt::format("no schema.json in {}", dir.string()));
   }
   AppDir app;
   absl::StatusOr<std::string> schema_json = ReadFile(schema_path);
@@ -42,16 +40,18 @@ absl::StatusOr<AppDir> LoadAppDir(const std::filesystem::path& dir) {
   absl::StatusOr<Schema> schema = Schema::FromJson(*schema_json);
   if (!schema.ok()) {
     return absl::InvalidArgumentError(
-        StrCat(schema_path.string(), ": ", schema.status().message()));
+        fmt::format("{}: {}", schema_path.string(), std::string(schema.status().message())));
   }
   app.schema = *std::move(schema);
 
   std::filesystem::recursive_directory_iterator it(dir, ec), end;
   if (ec)
-    return absl::InvalidArgumentError(StrCat("cannot list ", dir.string(), ": ", ec.message()));
+    return absl::InvalidArgumentError(
+        fmt::format("cannot list {}: {}", dir.string(), ec.message()));
   for (; it != end; it.increment(ec)) {
     if (ec)
-      return absl::InvalidArgumentError(StrCat("cannot list ", dir.string(), ": ", ec.message()));
+      return absl::InvalidArgumentError(
+          fmt::format("cannot list {}: {}", dir.string(), ec.message()));
     if (Skipped(it->path())) {
       if (it->is_directory(ec)) it.disable_recursion_pending();
       continue;
@@ -64,7 +64,7 @@ absl::StatusOr<AppDir> LoadAppDir(const std::filesystem::path& dir) {
     app.modules[std::filesystem::relative(it->path(), dir).generic_string()] = *std::move(source);
   }
   if (app.modules.empty()) {
-    return absl::InvalidArgumentError(StrCat("no .js module in ", dir.string()));
+    return absl::InvalidArgumentError(fmt::format("no .js module in {}", dir.string()));
   }
   return app;
 }

@@ -37,14 +37,13 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/match.h"
+#include "absl/synchronization/mutex.h"
 #include "fmt/format.h"
 #include "tools/app_dir.h"
 #include "txfn/engine.h"
 #include "txfn/errors.h"
-#include "txfn/internal/mutex.h"
-#include "txfn/internal/status_macros.h"
-#include "txfn/internal/strings.h"
 #include "txfn/snapshot.h"
+#include "txfn/status_macros.h"
 #include "txfn/value.h"
 
 ABSL_FLAG(double, duration, 10, "Seconds to drive the workload for.");
@@ -70,7 +69,6 @@ ABSL_FLAG(bool, keep, false, "Keep the temporary SQLite database (its path is pr
 namespace txfn::tools {
 namespace {
 
-using internal::StrCat;
 using Clock = std::chrono::steady_clock;
 
 // The code and message, without payloads (the data callers branch on).
@@ -102,7 +100,7 @@ struct TenantState {
   std::string name;
   App app = App::kChat;
   std::vector<std::string> users, channels, accounts;
-  internal::Mutex mu;
+  absl::Mutex mu;
   std::vector<std::string> messages ABSL_GUARDED_BY(mu);  // ids; [0] is the hot message
 };
 
@@ -150,7 +148,7 @@ absl::StatusOr<Value> MustMutate(Engine& engine, const std::string& tenant, cons
                                  const Value& args) {
   absl::StatusOr<CallResult> r = engine.Mutation(tenant, fn, args);
   if (!r.ok()) {
-    return Prefixed(r.status(), StrCat(tenant, " ", fn));
+    return Prefixed(r.status(), fmt::format("{} {}", tenant, fn));
   }
   return r->value;
 }
@@ -158,32 +156,32 @@ absl::StatusOr<Value> MustMutate(Engine& engine, const std::string& tenant, cons
 absl::Status Seed(Engine& engine, TenantState& t) {
   if (t.app == App::kChat) {
     for (int i = 0; i < kChatUsers; ++i) {
-      t.users.push_back(StrCat("user", i));
+      t.users.push_back(fmt::format("user{}", i));
       TXFN_RETURN_IF_ERROR(
           MustMutate(engine, t.name, "users:register", Obj({{"name", Str(t.users.back())}}))
               .status());
     }
     for (int c = 0; c < kChatChannels; ++c) {
-      t.channels.push_back(StrCat("channel", c));
-      TXFN_RETURN_IF_ERROR(
-          MustMutate(engine, t.name, "channels:create",
-                     Obj({{"name", Str(t.channels.back())}, {"topic", Str(StrCat("topic ", c))}}))
-              .status());
+      t.channels.push_back(fmt::format("channel{}", c));
+      TXFN_RETURN_IF_ERROR(MustMutate(engine, t.name, "channels:create",
+                                      Obj({{"name", Str(t.channels.back())},
+                                           {"topic", Str(fmt::format("topic {}", c))}}))
+                               .status());
       for (int m = 0; m < kChatSeedMessages; ++m) {
         absl::StatusOr<Value> id =
             MustMutate(engine, t.name, "messages:send",
                        Obj({{"channel", Str(t.channels.back())},
                             {"author", Str(t.users[m % kChatUsers])},
-                            {"body", Str(StrCat("hello #", m, " in ", t.channels.back()))}}));
+                            {"body", Str(fmt::format("hello #{} in {}", m, t.channels.back()))}}));
         if (!id.ok()) return id.status();
-        internal::MutexLock lock(&t.mu);
+        absl::MutexLock lock(&t.mu);
         t.messages.push_back(id->string());
       }
     }
   } else {
     for (int i = 0; i < kBankAccounts; ++i) {
       absl::StatusOr<Value> id = MustMutate(engine, t.name, "accounts:open",
-                                            Obj({{"owner", Str(StrCat("owner", i % 8))},
+                                            Obj({{"owner", Str(fmt::format("owner{}", i % 8))},
                                                  {"initial", Value::Int64(kInitialBalance)}}));
       if (!id.ok()) return id.status();
       t.accounts.push_back(id->string());
@@ -199,7 +197,7 @@ absl::StatusOr<std::pair<int64_t, int64_t>> BankTotals(Engine& engine, const std
   if (!audit.ok()) return audit.status();
   const Value* total = audit->value.Find("total");
   if (total == nullptr || !total->is_int64()) {
-    return absl::InternalError(StrCat("audit:total returned ", ToJson(audit->value)));
+    return absl::InternalError(fmt::format("audit:total returned {}", ToJson(audit->value)));
   }
   absl::StatusOr<std::shared_ptr<const Snapshot>> snap = engine.Latest(tenant);
   if (!snap.ok()) return snap.status();
@@ -242,7 +240,7 @@ class Workload {
           is_query ? engine_.Query(t.name, fn, args) : engine_.Mutation(t.name, fn, args);
       const auto us =
           std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count();
-      OpStats& s = stats[StrCat(is_query ? "Q " : "M ", fn)];
+      OpStats& s = stats[fmt::format("{}{}", is_query ? "Q " : "M ", fn)];
       live.calls.fetch_add(1, std::memory_order_relaxed);
       if (r.ok()) {
         ++s.ok;
@@ -251,7 +249,7 @@ class Workload {
         s.module_hit += r->stats.module_cache_hit ? 1 : 0;
         s.latency_us.push_back(static_cast<uint32_t>(std::min<int64_t>(us, UINT32_MAX)));
         if (fn == "messages:send" && r->value.is_string()) {
-          internal::MutexLock lock(&t.mu);
+          absl::MutexLock lock(&t.mu);
           if (t.messages.size() < 4096) t.messages.push_back(r->value.string());
         }
         continue;
@@ -305,12 +303,12 @@ class Workload {
       *fn = "messages:send";
       return Obj({{"channel", Str(channel)},
                   {"author", Str(user)},
-                  {"body", Str(StrCat("message ", Uniform(rng, 1'000'000)))}});
+                  {"body", Str(fmt::format("message {}", Uniform(rng, 1'000'000)))}});
     }
     *fn = "messages:like";
     std::string id;
     {
-      internal::MutexLock lock(&t.mu);
+      absl::MutexLock lock(&t.mu);
       id = hot ? t.messages.front() : t.messages[Uniform(rng, t.messages.size())];
     }
     return Obj({{"id", Str(std::move(id))}});
@@ -357,7 +355,7 @@ uint32_t Percentile(const std::vector<uint32_t>& sorted, double p) {
   return sorted[std::min(i, sorted.size() - 1)];
 }
 
-std::string Ms(uint32_t us) { return StrCat(fmt::format("{:.2f}", us / 1000.0)); }
+std::string Ms(uint32_t us) { return fmt::format("{:.2f}", us / 1000.0); }
 
 // The summary table: a row per function, then the totals. Every column is as
 // wide as its heading or its widest value, numbers right-aligned under their
@@ -500,7 +498,7 @@ int Main(int argc, char** argv) {
         "txfn-demo: %d tenants (%d chat, %d bank) on %s%s, %d workers, %d client "
         "threads, %.0f%% queries, %.1f s%s\n",
         n_tenants, n_tenants - n_tenants / 2, n_tenants / 2, storage.c_str(),
-        storage == "sqlite" ? StrCat(" (", options.path, ")").c_str() : "", workers, threads,
+        storage == "sqlite" ? fmt::format(" ({})", options.path).c_str() : "", workers, threads,
         mix * 100, duration, absl::GetFlag(FLAGS_reuse_context) ? ", contexts reused" : "");
 
     // Deploy and seed, one thread per tenant.
@@ -508,7 +506,7 @@ int Main(int argc, char** argv) {
     for (int i = 0; i < n_tenants; ++i) {
       auto t = std::make_unique<TenantState>();
       t->app = i % 2 == 0 ? App::kChat : App::kBank;
-      t->name = StrCat(t->app == App::kChat ? "chat-" : "bank-", i / 2);
+      t->name = fmt::format("{}{}", t->app == App::kChat ? "chat-" : "bank-", i / 2);
       tenants.push_back(std::move(t));
     }
     const auto setup_start = Clock::now();

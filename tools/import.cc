@@ -6,18 +6,16 @@
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
+#include "fmt/format.h"
 #include "txfn/errors.h"
-#include "txfn/internal/status_macros.h"
-#include "txfn/internal/strings.h"
 #include "txfn/retry.h"
 #include "txfn/snapshot.h"
+#include "txfn/status_macros.h"
 #include "txfn/transaction.h"
 #include "txfn/value.h"
 
 namespace txfn::tools {
 namespace {
-
-using internal::StrCat;
 
 struct Line {
   size_t number = 0;  // 1-based line of the input
@@ -27,7 +25,7 @@ struct Line {
 };
 
 absl::Status AtLine(size_t number, const absl::Status& status) {
-  return Prefixed(status, StrCat("line ", number));
+  return Prefixed(status, fmt::format("line {}", number));
 }
 
 // Parses the input and finds each document's table.
@@ -51,19 +49,20 @@ absl::StatusOr<std::vector<Line>> Parse(std::istream& in, const TenantMetadata& 
     if (!table_id.ok()) return AtLine(number, table_id.status());
     const TableInfo* table = metadata.FindTableById(*table_id);
     if (table == nullptr) {
-      return AtLine(number, absl::InvalidArgumentError(
-                                StrCat("document ", id->string(), " names table id ", *table_id,
-                                       ", which the tenant does not have: deploy the schema of the "
-                                       "tenant it was exported from first")));
+      return AtLine(number,
+                    absl::InvalidArgumentError(fmt::format(
+                        "document {} names table id {}, which the tenant does not have: deploy "
+                        "the schema of the tenant it was exported from first",
+                        id->string(), *table_id)));
     }
     if (!options.table.empty() && table->name != options.table) {
-      return AtLine(number, absl::InvalidArgumentError(StrCat("document ", id->string(),
-                                                              " belongs to table '", table->name,
-                                                              "', not '", options.table, "'")));
+      return AtLine(number, absl::InvalidArgumentError(
+                                fmt::format("document {} belongs to table '{}', not '{}'",
+                                            id->string(), table->name, options.table)));
     }
     if (!ids.insert(id->string()).second) {
-      return AtLine(
-          number, absl::InvalidArgumentError(StrCat("document ", id->string(), " appears twice")));
+      return AtLine(number, absl::InvalidArgumentError(
+                                fmt::format("document {} appears twice", id->string())));
     }
     const size_t bytes = doc->ByteSize();
     lines.push_back(
@@ -108,7 +107,7 @@ absl::StatusOr<ImportReport> ImportJsonLines(Committer& committer, std::istream&
   std::shared_ptr<const Snapshot> snapshot = committer.Latest();
   if (!options.table.empty() && snapshot->metadata().FindTable(options.table) == nullptr) {
     return absl::NotFoundError(
-        StrCat("tenant '", committer.tenant(), "' has no table '", options.table, "'"));
+        fmt::format("tenant '{}' has no table '{}'", committer.tenant(), options.table));
   }
   TXFN_ASSIGN_OR_RETURN(std::vector<Line> lines, Parse(in, snapshot->metadata(), options));
   const std::vector<std::pair<size_t, size_t>> batches = Batches(lines, options);
@@ -126,10 +125,11 @@ absl::StatusOr<ImportReport> ImportJsonLines(Committer& committer, std::istream&
     if (!committed.ok()) {
       return absl::Status(
           committed.status().code(),
-          StrCat("imported ", report.documents, " document(s)",
-                 report.documents == 0 ? std::string()
-                                       : StrCat(" (up to line ", lines[first - 1].number, ")"),
-                 " before this failed: ", committed.status().message()));
+          fmt::format("imported {} document(s){} before this failed: {}", report.documents,
+                      report.documents == 0
+                          ? std::string()
+                          : fmt::format(" (up to line {})", lines[first - 1].number),
+                      std::string(committed.status().message())));
     }
     report.documents += last - first;
     ++report.transactions;

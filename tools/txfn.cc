@@ -19,14 +19,15 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "fmt/format.h"
 #include "tools/app_dir.h"
 #include "tools/import.h"
 #include "txfn/committer.h"
 #include "txfn/engine.h"
 #include "txfn/errors.h"
 #include "txfn/function_runner.h"
-#include "txfn/internal/strings.h"
 #include "txfn/snapshot.h"
+#include "txfn/sqlite_engine.h"
 #include "txfn/sqlite_storage.h"
 #include "txfn/value.h"
 
@@ -43,8 +44,6 @@ ABSL_FLAG(std::string, table, "",
 
 namespace txfn::tools {
 namespace {
-
-using internal::StrCat;
 
 constexpr const char* kUsage =
     R"(txfn — run transactional JavaScript functions on an embedded database.
@@ -137,16 +136,14 @@ absl::Status CheckDatabase() {
   const std::string db = absl::GetFlag(FLAGS_db);
   if (absl::GetFlag(FLAGS_create) || std::filesystem::exists(db)) return absl::OkStatus();
   return absl::NotFoundError(
-      StrCat("database '", db, "' does not exist (pass --create to create it)"));
+      fmt::format("database '{}' does not exist (pass --create to create it)", db));
 }
 
 absl::StatusOr<std::unique_ptr<Engine>> OpenEngine() {
   EngineOptions options;
-  options.storage = EngineStorage::kSqlite;
-  options.path = absl::GetFlag(FLAGS_db);
   options.scheduler.workers = 1;
   options.scheduler.max_isolates = 2;
-  return Engine::Open(std::move(options));
+  return OpenSqliteEngine(absl::GetFlag(FLAGS_db), std::move(options));
 }
 
 int Deploy(Engine& engine, const std::string& tenant, const std::string& dir) {
@@ -173,12 +170,12 @@ void PrintLogs(const std::vector<LogEntry>& logs) {
 int Run(Engine& engine, const std::string& tenant, const std::string& function,
         std::string_view args_json) {
   absl::StatusOr<Value> args = FromJson(args_json);
-  if (!args.ok()) return Usage(StrCat("ARGS_JSON: ", args.status().message()));
+  if (!args.ok()) return Usage(fmt::format("ARGS_JSON: {}", std::string(args.status().message())));
   if (!args->is_object()) return Usage("ARGS_JSON must be a JSON object");
   std::string kind = absl::GetFlag(FLAGS_kind);
   if (absl::GetFlag(FLAGS_mutation)) kind = "mutation";
   if (kind != "auto" && kind != "query" && kind != "mutation") {
-    return Usage(StrCat("--kind must be auto, query or mutation, not '", kind, "'"));
+    return Usage(fmt::format("--kind must be auto, query or mutation, not '{}'", kind));
   }
   absl::StatusOr<CallResult> result = kind == "mutation" ? engine.Mutation(tenant, function, *args)
                                                          : engine.Query(tenant, function, *args);
@@ -246,9 +243,9 @@ int Tables(Engine& engine, const std::string& tenant) {
     if (!rows.ok()) return Fail(rows.status());
     std::string indexes = "by_id";
     for (const IndexInfo& index : table.indexes) {
-      indexes += StrCat(", ", index.name, "(");
+      indexes += fmt::format(", {}(", index.name);
       for (size_t i = 0; i < index.fields.size(); ++i) {
-        indexes += StrCat(i == 0 ? "" : ", ", index.fields[i]);
+        indexes += fmt::format("{}{}", i == 0 ? "" : ", ", index.fields[i]);
       }
       indexes += ")";
     }
@@ -263,7 +260,7 @@ int Export(Engine& engine, const std::string& tenant) {
   const std::string only = absl::GetFlag(FLAGS_table);
   const TenantMetadata& md = (*snapshot)->metadata();
   if (!only.empty() && md.FindTable(only) == nullptr) {
-    return Fail(absl::NotFoundError(StrCat("tenant ", tenant, " has no table '", only, "'")));
+    return Fail(absl::NotFoundError(fmt::format("tenant {} has no table '{}'", tenant, only)));
   }
   for (const auto& entry : md.tables()) {
     if (!only.empty() && entry.first != only) continue;
@@ -283,7 +280,7 @@ int Import(const std::string& tenant, const std::string& file) {
   if (!max.ok()) return Fail(max.status());
   if (*max == 0) {
     return Fail(absl::NotFoundError(
-        StrCat("tenant '", tenant, "' not found: deploy its schema first (txfn deploy)")));
+        fmt::format("tenant '{}' not found: deploy its schema first (txfn deploy)", tenant)));
   }
   // The documents need no JavaScript: a committer on the storage is enough.
   absl::StatusOr<std::unique_ptr<Committer>> committer = Committer::Open(shared, tenant);
@@ -292,7 +289,7 @@ int Import(const std::string& tenant, const std::string& file) {
   std::istream* in = &std::cin;
   if (file != "-") {
     opened.open(file);
-    if (!opened) return Fail(absl::NotFoundError(StrCat("cannot open '", file, "'")));
+    if (!opened) return Fail(absl::NotFoundError(fmt::format("cannot open '{}'", file)));
     in = &opened;
   }
   absl::StatusOr<ImportReport> report =
@@ -306,7 +303,7 @@ int Import(const std::string& tenant, const std::string& file) {
 int Backup(const std::string& dest) {
   const std::string db = absl::GetFlag(FLAGS_db);
   if (!std::filesystem::exists(db)) {
-    return Fail(absl::NotFoundError(StrCat("database '", db, "' does not exist")));
+    return Fail(absl::NotFoundError(fmt::format("database '{}' does not exist", db)));
   }
   absl::StatusOr<std::unique_ptr<SqliteStorage>> storage = SqliteStorage::Open(db);
   if (!storage.ok()) return Fail(storage.status());
@@ -335,9 +332,9 @@ int Main(int argc, char** argv) {
   const std::string tenant = RequireTenant();
 
   auto want = [&](size_t min, size_t max, bool needs_tenant) -> std::string {
-    if (needs_tenant && tenant.empty()) return StrCat(command, ": --tenant is required");
-    if (rest.size() < min) return StrCat(command, ": missing arguments");
-    if (rest.size() > max) return StrCat(command, ": too many arguments");
+    if (needs_tenant && tenant.empty()) return fmt::format("{}: --tenant is required", command);
+    if (rest.size() < min) return fmt::format("{}: missing arguments", command);
+    if (rest.size() > max) return fmt::format("{}: too many arguments", command);
     return "";
   };
   std::string problem;
@@ -354,7 +351,7 @@ int Main(int argc, char** argv) {
   } else if (command == "backup") {
     problem = want(1, 1, false);
   } else {
-    problem = StrCat("unknown command '", command, "'");
+    problem = fmt::format("unknown command '{}'", command);
   }
   if (!problem.empty()) return Usage(problem);
   // Neither runs JavaScript: no engine.

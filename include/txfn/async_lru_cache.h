@@ -1,4 +1,6 @@
 // txfn/async_lru_cache.h — a single-flight, weighted, sharded LRU cache ("async LRU").
+// (Over 700 lines because it is header-only, a template: its definitions
+// follow the class, after the contract.)
 //
 // What it is for: the function runner's metadata and module caches, where many
 // concurrent requests miss on the same key at once and the (expensive) load must
@@ -211,7 +213,10 @@ class AsyncLruCache {
   // Invalidate for every key.
   void InvalidateAll();
 
-  [[nodiscard]] Stats GetStats() const;
+  // Counters summed over the shards (each shard's read under its lock).
+  [[nodiscard]] Stats stats() const;
+  // The former name of stats(), kept for source compatibility.
+  [[nodiscard]] Stats GetStats() const { return stats(); }
   [[nodiscard]] size_t num_shards() const { return core_->num_shards; }
 
  private:
@@ -687,7 +692,7 @@ void AsyncLruCache<K, V, Hash, Eq>::InvalidateAll() {
 }
 
 template <typename K, typename V, typename Hash, typename Eq>
-auto AsyncLruCache<K, V, Hash, Eq>::GetStats() const -> Stats {
+auto AsyncLruCache<K, V, Hash, Eq>::stats() const -> Stats {
   Stats stats;
   for (size_t i = 0; i < core_->num_shards; ++i) {
     const Shard& s = core_->shards[i];

@@ -13,7 +13,7 @@
 //   absl::StatusOr<txfn::Timestamp> ts = (*committer)->Commit(txn.Prepare());
 //   // Aborted: a conflict, run the transaction again (see retry.h).
 //
-// Conflict detection uses a ConflictSet (conflict_set.h), so its cost does
+// Conflict detection uses a B+tree of recent writes (a ConflictSet), so its cost does
 // not grow with the length of the history. The history is kept for a window
 // (CommitterOptions::conflict_window and max_window_commits); a transaction
 // that began before the window is FailedPrecondition — distinct from a
@@ -64,13 +64,10 @@
 #ifndef TXFN_COMMITTER_H_
 #define TXFN_COMMITTER_H_
 
-#include <atomic>
 #include <cstddef>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
-#include <set>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -78,8 +75,6 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "txfn/conflict_set.h"
-#include "txfn/internal/mutex.h"
 #include "txfn/snapshot.h"
 #include "txfn/storage.h"
 #include "txfn/transaction.h"
@@ -223,7 +218,7 @@ class Committer {
   Committer& operator=(const Committer&) = delete;
   ~Committer();
 
-  const std::string& tenant() const { return tenant_; }
+  [[nodiscard]] const std::string& tenant() const;
 
   // The newest published snapshot. Never null.
   std::shared_ptr<const Snapshot> Latest() const;
@@ -265,85 +260,14 @@ class Committer {
   bool PruneHistory(Timestamp now);
 
  private:
-  struct Pending {
-    PreparedCommit commit;
-    size_t bytes = 0;         // keys plus values written, for max_batch_bytes
-    bool never_hold = false;  // BatchHold::kNever: a batch holding it closes at once
-    absl::StatusOr<Timestamp> result = Timestamp{0};
-    bool done = false;
-  };
-
   friend class CommitIntent;
   friend class HistoryPin;
-
-  Committer(std::shared_ptr<Storage> storage, std::string tenant, CommitterOptions options,
-            std::shared_ptr<const Snapshot> latest);
-  void WithdrawIntent();
-  // Waits, as the leader, until no announced commit is outstanding, the
-  // queue holds a full batch, or max_batch_delay passes. Returns whether it
-  // waited at all.
-  bool HoldBatchOpen() ABSL_EXCLUSIVE_LOCKS_REQUIRED(queue_mu_);
-  // A holding leader stops: the queue holds a full batch, or a commit that
-  // must not wait (BatchHold::kNever) is queued.
-  bool BatchShouldClose() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(queue_mu_);
-  // Takes the next batch off the queue.
-  std::vector<Pending*> TakeBatch() ABSL_EXCLUSIVE_LOCKS_REQUIRED(queue_mu_);
-  absl::Status Check(const PreparedCommit& commit) const;
-  // A batch whose Storage::Write outcome is unknown, until storage says.
-  struct Unresolved {
-    Timestamp first_ts = 0;
-    Timestamp last_ts = 0;
-    std::shared_ptr<const TenantMetadata> metadata;  // the snapshot's if committed
-    std::string error;                               // the Write's
-  };
-  enum class Resolution { kCommitted, kAbsent, kUnknown };
-  // Asks storage about unresolved_; on an answer, publishes (if committed)
-  // and clears it.
-  Resolution Resolve(CommitterStats* delta) ABSL_EXCLUSIVE_LOCKS_REQUIRED(leader_mu_);
-  void AddToHistory(const std::vector<CommitRecord>& records)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(leader_mu_);
-  // Validates, persists and publishes one batch. Runs on the leader only.
-  void ProcessBatch(const std::vector<Pending*>& batch, bool held)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(leader_mu_);
-  void SlideWindow(Timestamp now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(leader_mu_);
-  // Copies the history's size into the gauges stats() reads.
-  void UpdateHistoryGauges() ABSL_EXCLUSIVE_LOCKS_REQUIRED(leader_mu_);
-  void Publish(std::shared_ptr<const Snapshot> snapshot);
-
-  const std::shared_ptr<Storage> storage_;
-  const std::string tenant_;
-  const CommitterOptions options_;
-
-  // The queue of commits waiting for a leader.
-  mutable internal::Mutex queue_mu_;
-  internal::CondVar queue_cv_{&queue_mu_};
-  std::deque<Pending*> queue_ ABSL_GUARDED_BY(queue_mu_);
-  size_t queued_bytes_ ABSL_GUARDED_BY(queue_mu_) = 0;
-  bool leader_active_ ABSL_GUARDED_BY(queue_mu_) = false;
-  // Announced commits not yet queued; a holding leader waits on hold_cv_.
-  int64_t announced_ ABSL_GUARDED_BY(queue_mu_) = 0;
-  bool holding_ ABSL_GUARDED_BY(queue_mu_) = false;
-  int64_t never_hold_queued_ ABSL_GUARDED_BY(queue_mu_) = 0;
-  internal::CondVar hold_cv_{&queue_mu_};
-
-  // State only the leader touches (held for a whole batch; uncontended).
-  internal::Mutex leader_mu_;
-  ConflictSet history_ ABSL_GUARDED_BY(leader_mu_);
-  std::deque<Timestamp> window_ ABSL_GUARDED_BY(leader_mu_);  // commit timestamps in history_
-  Timestamp last_ts_ ABSL_GUARDED_BY(leader_mu_);
-  std::optional<Unresolved> unresolved_ ABSL_GUARDED_BY(leader_mu_);
-  // history_.size() and window_.size(), readable without leader_mu_.
-  std::atomic<uint64_t> history_keys_{0};
-  std::atomic<uint64_t> history_commits_{0};
-
-  // Pinned timestamps (HistoryPin); SlideWindow never prunes past the least.
-  // Lock order: leader_mu_, then pins_mu_.
-  mutable internal::Mutex pins_mu_;
-  std::multiset<Timestamp> pins_ ABSL_GUARDED_BY(pins_mu_);
-
-  mutable internal::Mutex latest_mu_;
-  std::shared_ptr<const Snapshot> latest_ ABSL_GUARDED_BY(latest_mu_);
-  CommitterStats stats_ ABSL_GUARDED_BY(latest_mu_);
+  // The queue, the conflict history and the published snapshot
+  // (lib/committer.cc), out of this header so that their layout and locks
+  // are nobody's business but the committer's.
+  class Core;
+  explicit Committer(std::unique_ptr<Core> core);
+  std::unique_ptr<Core> core_;
 };
 
 }  // namespace txfn

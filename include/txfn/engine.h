@@ -1,19 +1,25 @@
 // txfn/engine.h — one ready assembly of txfn's parts: the embedded engine.
 //
-// Engine::Open assembles, on one Storage (SQLite at a path by default), a
-// committer per tenant (opened on first use), snapshot publication, an
-// IsolateScheduler, a FunctionRunner with its module cache, and runs tenants'
-// functions: queries at the latest snapshot, mutations committed under OCC
-// and retried on conflict. Hosts that need another shape (remote runners,
-// several runners behind a router) assemble the same parts themselves; see
+// Engine::Open assembles, on one Storage, the public parts a host could
+// assemble itself: a TenantCommitters registry (tenant_committers.h: a
+// committer per tenant, opened on first use, closed when idle or deleted), an
+// IsolateScheduler, a FunctionRunner with its module cache, a CallPath
+// (call_path.h: run, commit, retry in contention lanes, sync and async) and
+// the deploy check (deploy.h), plus background version retention. Hosts that
+// need another shape (remote runners, several runners behind a router)
+// assemble the same parts; see examples/assemble_host.cc and
 // examples/assemble_runner.cc.
 //
-//   auto engine = txfn::Engine::Open({.path = "app.db"});
-//   if (!engine.ok()) return engine.status();
-//   TXFN_RETURN_IF_ERROR((*engine)->CreateTenant("shop"));
-//   TXFN_RETURN_IF_ERROR((*engine)->Deploy("shop", {{"cart.js", source}}, schema));
+//   auto storage = std::make_shared<txfn::InMemoryStorage>();   // any Storage
+//   TXFN_ASSIGN_OR_RETURN(std::unique_ptr<txfn::Engine> engine,
+//                         txfn::Engine::Open(storage, {}));
+//   TXFN_RETURN_IF_ERROR(engine->CreateTenant("shop"));
+//   TXFN_RETURN_IF_ERROR(engine->Deploy("shop", {{"cart.js", source}}, schema));
 //   absl::StatusOr<txfn::CallResult> r =
-//       (*engine)->Mutation("shop", "cart:add", txfn::Value::FromObject({...}));
+//       engine->Mutation("shop", "cart:add", txfn::Value::FromObject({...}));
+//
+// On an SQLite file, txfn::OpenSqliteEngine("app.db") (<txfn/sqlite_engine.h>,
+// target txfn::sqlite_engine); txfn::engine itself does not link SQLite.
 //
 // Tenants. A tenant exists once it has a commit: CreateTenant commits its
 // initial metadata (empty schema, no modules, enabled). Everything of a
@@ -23,37 +29,17 @@
 // committer) writing one tenant would break serialisability.
 //
 // Calls. A function name is "path/to/module:export" (see function_runner.h
-// for the JavaScript side). A query runs read-only at the tenant's latest
-// snapshot. A mutation runs at the latest snapshot and commits through the
-// tenant's committer (group commit); on an OCC conflict it runs again on a
-// newer snapshot, up to EngineOptions::mutation_retry.max_attempts runs, then
-// fails with Aborted.
-//
-// Hot documents. Blind retries collapse when many calls write one document:
-// they all run, one commits, the rest conflict and retry together again. So
-// a Mutation that conflicted retries in a contention lane: the
-// calls that lost on the same read range (the conflict names it) run one at a
-// time, in arrival order, each on the state the previous one committed; and a
-// call whose function and arguments conflicted within the last second (while
-// the lane is busy) starts in its lane instead of racing first. Contention on
-// a document degrades to serial throughput instead of collapsing (32 threads
-// on one document: no call aborted, about the one-thread rate; see
-// BM_EngineMutationHot in the README), and calls on other documents never
-// wait in a lane. Entering a lane is not counted as a retry (at most 4 times
-// per call); a conflict inside one is. Lanes are hints: serialisability
-// never depends on them (EngineOptions::contention_lanes turns them off).
-// MutationAsync uses the same lanes without blocking any thread: its retry
-// is queued for the lane's turn and submitted when the turn comes.
-//
-// Unknown outcomes. A mutation is never run again after its commit's outcome
-// became unknown (IsCommitOutcomeUnknown, see committer.h): the committer
-// asks storage and, when it can tell, the call gets the real outcome; when
-// it cannot (SqliteStorage after a failed COMMIT, until the engine is opened
-// again on the file), the call fails with that unknown outcome and the
-// tenant's later mutations with Unavailable. To retry such a call safely, give
-// it an idempotency key (MutationOptions): once the key has committed, a call
-// with the same key returns the first call's result (CallResult::replayed)
-// instead of running again.
+// for the JavaScript side). Queries and mutations take the CallPath
+// (call_path.h): a mutation commits through the tenant's committer (group
+// commit) and, on an OCC conflict, runs again on a newer snapshot, in a
+// contention lane when many calls fight over one read range ("Hot
+// documents" there), up to EngineOptions::mutation_retry.max_attempts runs,
+// then fails with Aborted. A mutation is never run again after its commit's
+// outcome became unknown (IsCommitOutcomeUnknown, see committer.h): when the
+// committer cannot resolve it (SqliteStorage after a failed COMMIT, until
+// the engine is opened again on the file), the call fails with that unknown
+// outcome and the tenant's later mutations with Unavailable. To retry such a
+// call safely, give it an idempotency key (MutationOptions).
 //
 // Version retention. Every retention_interval a background thread drops, for
 // every tenant, the versions no snapshot taken in the last version_retention
@@ -100,6 +86,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "txfn/call_path.h"
 #include "txfn/committer.h"
 #include "txfn/function_runner.h"
 #include "txfn/isolate_scheduler.h"
@@ -108,13 +95,17 @@
 #include "txfn/snapshot.h"
 #include "txfn/sqlite_storage.h"
 #include "txfn/storage.h"
+#include "txfn/tenant_committers.h"
 #include "txfn/value.h"
 
 namespace txfn {
 
+// What the one-argument Engine::Open (kept for source compatibility) opens.
 enum class EngineStorage { kSqlite, kMemory };
 
 struct EngineOptions {
+  // Read only by the one-argument Engine::Open; Engine::Open(storage, ...)
+  // and OpenSqliteEngine ignore them.
   EngineStorage storage = EngineStorage::kSqlite;
   std::string path;                         // the SQLite file (kSqlite)
   SqliteOptions sqlite;                     // options of that file (kSqlite)
@@ -133,7 +124,7 @@ struct EngineOptions {
   // documents"), then Aborted. The blocking form sleeps a jittered exponential backoff between
   // runs; the callback form re-submits at once (it never sleeps on a worker).
   RetryOptions mutation_retry{.max_attempts = 8};
-  // Contention lanes for blocking Mutation retries ("Hot documents" above).
+  // Contention lanes for Mutation retries (call_path.h, "Hot documents").
   bool contention_lanes = true;
   // Version retention (see the file comment): keep what snapshots of the last
   // `version_retention` read (default 5 minutes, as Convex's write-log
@@ -153,27 +144,6 @@ struct EngineOptions {
   // ones and prunes each committer's conflict history. Clamped to
   // [1 ms, 1 hour]. Engine::SweepTenants runs a sweep on demand.
   absl::Duration tenant_sweep_interval = absl::Seconds(5);
-};
-
-// Per-call options of a mutation.
-struct MutationOptions {
-  // If not empty (1..kMaxIdempotencyKeyBytes bytes, <txfn/idempotency.h>):
-  // the key is committed with the mutation's writes, and a call whose key has
-  // committed already returns that commit's result without running
-  // (CallResult::replayed). Keys are per tenant and kept for its life.
-  std::string idempotency_key;
-};
-
-// The outcome of a call.
-struct CallResult {
-  Value value;
-  Timestamp ts = 0;            // the snapshot a query read, or the mutation's commit ts
-  int attempts = 1;            // mutation runs (1 + conflict retries)
-  std::vector<LogEntry> logs;  // of the last run
-  RunStats stats;              // of the last run
-  // The idempotency key had committed already: `value` and `ts` are that
-  // commit's, and nothing ran (attempts counts the lookups; logs are empty).
-  bool replayed = false;
 };
 
 // Tenant metadata (schema, modules, enabled) is kept decoded in memory with
@@ -220,9 +190,16 @@ class Engine {
  public:
   using Callback = std::function<void(absl::StatusOr<CallResult>)>;
 
-  // Opens the storage (creating an SQLite file if missing) and starts the
-  // scheduler's threads. InvalidArgument for an empty path with kSqlite and
-  // no custom storage; the storage's or scheduler's error otherwise.
+  // Assembles an engine on `storage` (not null; the engine shares it) and
+  // starts the scheduler's threads. InvalidArgument for a null storage; the
+  // scheduler's error otherwise.
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<Engine>> Open(
+      std::shared_ptr<Storage> storage, EngineOptions options);
+  // The former opener: options.custom_storage if set, else an InMemoryStorage
+  // (kMemory) or the SQLite file options.path (kSqlite; created if missing;
+  // InvalidArgument for an empty path). Defined in txfn::sqlite_engine (it
+  // may open SQLite): link that target to call it. Prefer the two-argument
+  // form or OpenSqliteEngine (<txfn/sqlite_engine.h>).
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<Engine>> Open(EngineOptions options);
   // Waits for running calls' work items, stops the threads. No call may be
   // made concurrently with or after destruction.

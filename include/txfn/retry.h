@@ -27,6 +27,7 @@
 
 #include <cstdint>
 #include <string_view>
+#include <utility>
 
 #include "absl/functional/function_ref.h"
 #include "absl/random/random.h"
@@ -69,14 +70,64 @@ bool IsRetryableCommitError(const absl::Status& commit_status);
 // Aborted: "<what> gave up after <attempts> attempts: <last error>".
 absl::Status RetriesExhausted(std::string_view what, int attempts, const absl::Status& last);
 
+// One attempt's outcome for RetryCommits: a failure before the commit
+// (returned at once, never retried) or the commit's result (retried when
+// IsRetryableCommitError). An absl::Status converts implicitly to the former,
+// so TXFN_RETURN_IF_ERROR and TXFN_ASSIGN_OR_RETURN work inside an attempt;
+// the commit's result must be named: `return AttemptResult::Commit(
+// committer.Commit(...))`. Cheap to copy.
+class AttemptResult {
+ public:
+  // A failure before the commit. OK is a caller's bug: it becomes Internal.
+  AttemptResult(absl::Status before_commit)  // NOLINT(google-explicit-constructor)
+      : commit_(before_commit.ok() ? absl::InternalError("an attempt failed with an OK status")
+                                   : std::move(before_commit)),
+        committed_(false) {}
+  // The result of Committer::Commit (or of anything with its contract).
+  [[nodiscard]] static AttemptResult Commit(absl::StatusOr<Timestamp> commit) {
+    AttemptResult r;
+    r.commit_ = std::move(commit);
+    return r;
+  }
+  // Whether the attempt reached its commit.
+  bool reached_commit() const { return committed_; }
+  // The commit's result, or the failure before it.
+  const absl::StatusOr<Timestamp>& result() const { return commit_; }
+
+ private:
+  AttemptResult() : committed_(true) {}
+  absl::StatusOr<Timestamp> commit_;
+  bool committed_;
+};
+
 // The loop under RunTransaction, for callers whose attempt is not a
-// Transaction body (the engine runs a JS mutation, then commits its result).
-// `attempt(n)` runs once per try, n = 1, 2, .... An error in its outer status happened before
-// the commit and is returned at once; its inner status is the commit's
-// result, retried as above when Aborted or FailedPrecondition, with
-// `on_conflict(will_retry)` called for each such failure. After max_attempts
-// the result is Aborted: "<what> gave up after N attempts: <last error>".
+// Transaction body (a runner runs a JS mutation, then its result is
+// committed). `attempt(n)` runs once per try, n = 1, 2, ...; an
+// AttemptResult made from a Status failed before its commit and is returned
+// at once; a commit result is retried as above when Aborted or
+// FailedPrecondition, with `on_conflict(will_retry)` called for each such
+// failure. After max_attempts the result is Aborted: "<what> gave up after N
+// attempts: <last error>". `attempt` and `on_conflict` run on the calling
+// thread; the loop sleeps (JitteredBackoff) between attempts.
+//
+//   absl::StatusOr<txfn::CommitOutcome> outcome = txfn::RetryCommits(
+//       "mutation", {.max_attempts = 4}, [&](int n) -> txfn::AttemptResult {
+//         txfn::CommitIntent intent = txfn::AnnounceFirstAttempt(committer, n);
+//         txfn::RunResult r = runner.Run(committer.Latest(), request);
+//         TXFN_RETURN_IF_ERROR(r.status);
+//         return txfn::AttemptResult::Commit(
+//             committer.Commit(std::move(r.commit), std::move(intent)));
+//       });
 [[nodiscard]] absl::StatusOr<CommitOutcome> RetryCommits(
+    std::string_view what, const RetryOptions& retry,
+    absl::FunctionRef<AttemptResult(int attempt)> attempt,
+    absl::FunctionRef<void(bool will_retry)> on_conflict = [](bool) {});
+
+// The former form, whose attempt returns the commit's result nested in the
+// status of what ran before it. Kept for source compatibility.
+[[deprecated(
+    "return txfn::AttemptResult from the attempt")]] [[nodiscard]] absl::StatusOr<CommitOutcome>
+RetryCommits(
     std::string_view what, const RetryOptions& retry,
     absl::FunctionRef<absl::StatusOr<absl::StatusOr<Timestamp>>(int attempt)> attempt,
     absl::FunctionRef<void(bool will_retry)> on_conflict = [](bool) {});

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "txfn/document_id.h"  // IWYU pragma: export (document ids lived here)
 #include "txfn/storage.h"
 #include "txfn/tenant_metadata.h"
 #include "txfn/value.h"
@@ -68,24 +69,6 @@ class Snapshot {
   Timestamp ts_;
   std::shared_ptr<const TenantMetadata> metadata_;
 };
-
-// ---- Document ids ------------------------------------------------------------------
-//
-// An id is 32 characters of lowercase base32 (Crockford's alphabet, which
-// keeps byte order) encoding 20 bytes: 16 bytes from the transaction (its
-// begin time in milliseconds, 6 bytes big-endian, then 10 random bytes), then
-// the table's by_id IndexId (4 bytes, big-endian). So an id names its table,
-// cannot be guessed (80 random bits), and ids of later transactions sort
-// after earlier ones: ordered structures keyed by id append rather than
-// insert at random places.
-
-inline constexpr size_t kDocumentIdLength = 32;
-
-// The id of a document of the table whose by_id index is `table`, from the
-// first 16 bytes of `bytes16` (time and random part, as above).
-std::string MakeDocumentId(IndexId table, std::string_view bytes16);
-// The table (by_id IndexId) an id names; InvalidArgument if malformed.
-[[nodiscard]] absl::StatusOr<IndexId> DocumentIdTable(std::string_view id);
 
 }  // namespace txfn
 

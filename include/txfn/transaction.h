@@ -50,7 +50,6 @@
 #include "absl/random/random.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "txfn/conflict_set.h"
 #include "txfn/schema.h"
 #include "txfn/snapshot.h"
 #include "txfn/storage.h"
@@ -110,6 +109,15 @@ struct QueryPage {
   // IndexQuery::cursor to continue. Stable under concurrent inserts.
   std::string cursor;
   bool done = false;  // true when the range has no more documents
+};
+
+// One range a transaction read: keys of `index` within `range`. A point read
+// is a one-key range (KeyRange::Point), so a later insert of that key — a
+// phantom — conflicts too.
+struct ReadRange {
+  IndexId index = 0;
+  KeyRange range;
+  friend bool operator==(const ReadRange&, const ReadRange&) = default;
 };
 
 // Everything a committer needs from a transaction. Plain data: it may be

@@ -11,9 +11,9 @@
 #include <string_view>
 
 #include "fmt/core.h"
-#include "txfn/internal/status_macros.h"
 #include "txfn/internal/strings.h"
 #include "txfn/rendezvous_router.h"
+#include "txfn/status_macros.h"
 
 namespace txfn {
 namespace {

@@ -11,8 +11,8 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "txfn/internal/mutex.h"
-#include "txfn/internal/status_macros.h"
 #include "txfn/internal/strings.h"
+#include "txfn/status_macros.h"
 
 namespace txfn {
 namespace {

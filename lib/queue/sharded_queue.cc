@@ -7,9 +7,9 @@
 #include <utility>
 #include <vector>
 
-#include "txfn/internal/status_macros.h"
 #include "txfn/internal/strings.h"
 #include "txfn/rendezvous_router.h"
+#include "txfn/status_macros.h"
 
 namespace txfn {
 

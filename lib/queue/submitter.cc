@@ -8,8 +8,8 @@
 #include <vector>
 
 #include "absl/strings/cord.h"
-#include "txfn/internal/status_macros.h"
 #include "txfn/internal/strings.h"
+#include "txfn/status_macros.h"
 
 namespace txfn {
 namespace {

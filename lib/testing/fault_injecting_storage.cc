@@ -6,8 +6,8 @@
 #include <utility>
 
 #include "absl/time/clock.h"
-#include "txfn/internal/status_macros.h"
 #include "txfn/internal/strings.h"
+#include "txfn/status_macros.h"
 
 namespace txfn::testing {
 namespace {

@@ -2,6 +2,8 @@
 #ifndef TXFN_LIB_TESTING_STORAGE_TEST_UTIL_H_
 #define TXFN_LIB_TESTING_STORAGE_TEST_UTIL_H_
 
+#include <algorithm>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -12,6 +14,78 @@
 #include "txfn/storage.h"
 
 namespace txfn::testing::internal {
+
+// Defined in storage_retention_conformance.cc; referenced so that a binary
+// that links the main suite links the retention tests too.
+int LinkStorageRetentionConformanceTests();
+
+// Keys in ascending bytewise (unsigned) order, with the awkward bytes.
+inline const std::vector<std::string>& OrderedBinaryKeys() {
+  using std::string_literals::operator""s;
+  static const auto* keys = new std::vector<std::string>{
+      ""s,      "\0"s,   "\0\0"s,  "\0\xff"s, "\x01"s,     "a"s,           "a\0"s, "a\0\0"s,
+      "a\x01"s, "ab"s,   "a\x7f"s, "a\x80"s,  "a\xff"s,    "a\xff\xff"s,   "b"s,   "\x7f"s,
+      "\x80"s,  "\xfe"s, "\xff"s,  "\xff\0"s, "\xff\xff"s, "\xff\xff\x01"s};
+  return *keys;
+}
+
+// The keys of `entries`, in order.
+inline std::vector<std::string> Keys(const std::vector<IndexEntry>& entries) {
+  std::vector<std::string> out;
+  out.reserve(entries.size());
+  for (const auto& e : entries) out.push_back(e.key);
+  return out;
+}
+
+// A straightforward model of one tenant's indexes: every version of every key.
+class Model {
+ public:
+  void Apply(const CommitRecord& c) {
+    for (const IndexWrite& w : c.writes) versions_[{w.index, w.key}].emplace_back(c.ts, w.value);
+    log_.push_back(c);
+  }
+
+  std::optional<IndexEntry> Get(IndexId index, const std::string& key, Timestamp ts) const {
+    auto it = versions_.find({index, key});
+    if (it == versions_.end()) return std::nullopt;
+    return Visible(key, it->second, ts);
+  }
+
+  std::vector<IndexEntry> Scan(IndexId index, const KeyRange& range, Timestamp ts, ScanOrder order,
+                               size_t limit) const {
+    std::vector<IndexEntry> out;
+    for (const auto& [ik, versions] : versions_) {
+      if (ik.first != index || !range.Contains(ik.second)) continue;
+      if (auto e = Visible(ik.second, versions, ts)) out.push_back(*e);
+    }
+    if (order == ScanOrder::kDescending) std::reverse(out.begin(), out.end());
+    if (limit != 0 && out.size() > limit) out.resize(limit);
+    return out;
+  }
+
+  std::vector<CommitRecord> LogAfter(Timestamp after, size_t limit) const {
+    std::vector<CommitRecord> out;
+    for (const auto& c : log_) {
+      if (c.ts > after && (limit == 0 || out.size() < limit)) out.push_back(c);
+    }
+    return out;
+  }
+
+ private:
+  using Versions = std::vector<std::pair<Timestamp, std::optional<std::string>>>;
+  static std::optional<IndexEntry> Visible(const std::string& key, const Versions& versions,
+                                           Timestamp ts) {
+    const std::pair<Timestamp, std::optional<std::string>>* best = nullptr;
+    for (const auto& v : versions) {
+      if (v.first <= ts) best = &v;
+    }
+    if (best == nullptr || !best->second.has_value()) return std::nullopt;
+    return IndexEntry{key, *best->second, best->first};
+  }
+
+  std::map<std::pair<IndexId, std::string>, Versions> versions_;
+  std::vector<CommitRecord> log_;
+};
 
 inline IndexWrite Put(IndexId index, std::string key, std::string value) {
   return IndexWrite{index, std::move(key), std::move(value)};

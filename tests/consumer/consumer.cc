@@ -97,7 +97,7 @@ int main() {
   std::filesystem::remove(db);
   // txfn::engine and txfn::v8: a JavaScript query, and a mutation called as a
   // query refused with its declared kind.
-  auto engine = txfn::Engine::Open({.storage = txfn::EngineStorage::kMemory});
+  auto engine = txfn::Engine::Open(std::make_shared<txfn::InMemoryStorage>(), {});
   if (!engine.ok() || !(*engine)->CreateTenant("shop").ok()) return Fail("Engine::Open");
   if (!(*engine)
            ->DeployJson("shop", {{"hello.js", R"(import { query, mutation } from "txfn/server";

@@ -4,9 +4,10 @@
 #include <memory>
 
 #include "txfn/engine.h"
+#include "txfn/in_memory_storage.h"
 
 int main() {
-  auto engine = txfn::Engine::Open({.storage = txfn::EngineStorage::kMemory});
+  auto engine = txfn::Engine::Open(std::make_shared<txfn::InMemoryStorage>(), {});
   if (!engine.ok() || !(*engine)->CreateTenant("pc").ok()) return 1;
   auto tenants = (*engine)->ListTenants();
   if (!tenants.ok() || tenants->size() != 1) return 1;

@@ -1,4 +1,5 @@
-// txfn/conflict_set.h — the committer's OCC conflict window.
+// lib/conflict_set.h — the committer's OCC conflict window (internal: not
+// installed; its node layout is the committer's business).
 //
 // A ConflictSet remembers, for every (index, key) written by a recent commit,
 // the newest commit timestamp that wrote it, and answers "did any commit after
@@ -28,8 +29,8 @@
 //
 // Thread safety: none. A ConflictSet is owned by one committer and used by its
 // commit leader only; it must not be touched by two threads at once.
-#ifndef TXFN_CONFLICT_SET_H_
-#define TXFN_CONFLICT_SET_H_
+#ifndef TXFN_LIB_CONFLICT_SET_H_
+#define TXFN_LIB_CONFLICT_SET_H_
 
 #include <cstddef>
 #include <cstdint>
@@ -39,17 +40,9 @@
 
 #include "absl/types/span.h"
 #include "txfn/storage.h"
+#include "txfn/transaction.h"
 
 namespace txfn {
-
-// One range a transaction read: keys of `index` within `range`. A point read
-// is a one-key range (KeyRange::Point), so a later insert of that key — a
-// phantom — conflicts too.
-struct ReadRange {
-  IndexId index = 0;
-  KeyRange range;
-  friend bool operator==(const ReadRange&, const ReadRange&) = default;
-};
 
 // The recent write history of one tenant's committer, for OCC validation.
 // Not thread-safe: owned by one committer, used by its commit leader only.
@@ -209,4 +202,4 @@ class ConflictSet {
 
 }  // namespace txfn
 
-#endif  // TXFN_CONFLICT_SET_H_
+#endif  // TXFN_LIB_CONFLICT_SET_H_

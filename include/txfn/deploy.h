@@ -1,0 +1,64 @@
+// txfn/deploy.h — the deploy check: a tenant's new modules and schema are
+// installed only if every module compiles, links and evaluates, and every
+// existing document fits the new schema.
+//
+// A deploy is one system transaction on the tenant (OpenTenant,
+// tenant_committers.h): StageDeploy writes the schema and modules into it
+// (refusing a schema the existing documents do not fit), CheckDeploy loads
+// the staged modules on a FunctionRunner, and only then is it committed. The
+// Engine deploys this way; a host with its own runner calls DeployTenant:
+//
+//   TXFN_ASSIGN_OR_RETURN(std::shared_ptr<txfn::OpenTenant> shop, tenants.Get("shop"));
+//   TXFN_ASSIGN_OR_RETURN(txfn::Schema schema, txfn::Schema::FromJson(schema_json));
+//   TXFN_RETURN_IF_ERROR(txfn::DeployTenant(*shop, runner, {{"cart.js", source}}, schema));
+//
+// Errors (a refused deploy leaves the old version serving): InvalidArgument
+// naming the problem ("deploy refused: ..."; a bad module path, a schema the
+// documents do not fit, a module that does not compile, link or evaluate),
+// FailedPrecondition (dropping a table that still has documents),
+// ResourceExhausted (a limit, or the scheduler refused the check),
+// Unavailable (storage), NotFound (the tenant was deleted meanwhile).
+//
+// Thread safety: the functions are thread-safe; concurrent deploys of one
+// tenant are serialised by its committer (one wins, the other retries).
+#ifndef TXFN_DEPLOY_H_
+#define TXFN_DEPLOY_H_
+
+#include <functional>
+#include <map>
+#include <string>
+
+#include "absl/status/status.h"
+#include "txfn/function_runner.h"
+#include "txfn/retry.h"
+#include "txfn/schema.h"
+#include "txfn/tenant_committers.h"
+#include "txfn/transaction.h"
+
+namespace txfn {
+
+// Writes `schema` and `modules` (path -> source; modules of the tenant not
+// listed are removed) into `txn`. InvalidArgument for an empty path or one
+// with ':'; the schema's own refusal prefixed "deploy refused: schema: ".
+// Needs no V8.
+[[nodiscard]] absl::Status StageDeploy(Transaction& txn,
+                                       const std::map<std::string, std::string>& modules,
+                                       const Schema& schema);
+
+// Compiles, links and evaluates (top level) every module `txn` would install,
+// on `runner` (FunctionRunner::CheckModules on a snapshot with txn's
+// metadata). InvalidArgument "deploy refused: <module's error>", or the
+// runner's ResourceExhausted / Unavailable as they are.
+[[nodiscard]] absl::Status CheckDeploy(FunctionRunner& runner, const Transaction& txn);
+
+// StageDeploy + CheckDeploy in one system transaction on `tenant`, committed
+// (OpenTenant::CommitSystemTransaction, retried on conflict per `retry`, with
+// `on_conflict(will_retry)` per conflict).
+[[nodiscard]] absl::Status DeployTenant(
+    OpenTenant& tenant, FunctionRunner& runner, const std::map<std::string, std::string>& modules,
+    const Schema& schema, const RetryOptions& retry = {.max_attempts = 8},
+    const std::function<void(bool will_retry)>& on_conflict = nullptr);
+
+}  // namespace txfn
+
+#endif  // TXFN_DEPLOY_H_

@@ -1,0 +1,403 @@
+// The call path (txfn/call_path.h): run, commit, retry in contention lanes,
+// blocking and asynchronously.
+#include "txfn/call_path.h"
+
+#include <algorithm>
+#include <atomic>
+#include <optional>
+#include <utility>
+
+#include "absl/cleanup/cleanup.h"
+#include "absl/functional/function_ref.h"
+#include "absl/hash/hash.h"
+#include "absl/random/random.h"
+#include "absl/time/clock.h"
+#include "lib/contention_lanes.h"
+#include "txfn/idempotency.h"
+#include "txfn/internal/mutex.h"
+#include "txfn/internal/strings.h"
+#include "txfn/status_macros.h"
+
+namespace txfn {
+
+absl::Status CheckEnabled(const Snapshot& snapshot) {
+  if (!snapshot.metadata().enabled()) {
+    return absl::FailedPreconditionError(
+        internal::StrCat("tenant '", snapshot.tenant(), "' is disabled"));
+  }
+  return absl::OkStatus();
+}
+
+namespace {
+
+// A mutation's retries so far (PlanRetry).
+struct RetryBudget {
+  int counted = 0;  // conflicts counted against max_attempts
+  int free_entries = 0;
+};
+struct RetryPlan {
+  bool retry = false;
+  std::shared_ptr<internal::Lane> lane;  // the lane to retry in; null: as before
+};
+
+CallResult Replayed(const IdempotentResult& first, int attempts) {
+  return CallResult{.value = first.value, .ts = first.ts, .attempts = attempts, .replayed = true};
+}
+
+CallResult ToCallResult(RunResult r, Timestamp ts, int attempts) {
+  return CallResult{.value = std::move(r.value),
+                    .ts = ts,
+                    .attempts = attempts,
+                    .logs = std::move(r.logs),
+                    .stats = r.stats};
+}
+
+}  // namespace
+
+struct CallPath::State {
+  State(FunctionRunner& runner, IsolateScheduler& scheduler, CallPathOptions options)
+      : runner(runner), scheduler(scheduler), options(options) {}
+
+  ~State() {
+    // Wait for async calls still in flight (they hold `this`).
+    internal::MutexLock lock(&async_mu);
+    async_cv.Wait([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(async_mu) { return async_calls == 0; });
+  }
+
+  struct AsyncMutation {
+    std::shared_ptr<OpenTenant> tenant;
+    RunRequest request;
+    std::string idempotency_key;  // empty: none
+    Callback done;
+    uint64_t call_key = 0;  // the contention lanes' key: function and arguments
+    int attempt = 0;
+    RetryBudget budget;
+    bool serialised = false;
+    // The lane whose turn this call holds (or is queued for, until its
+    // callback runs); set by EnterLaneThenSubmit, released by Complete.
+    std::shared_ptr<internal::Lane> lane;
+    std::shared_ptr<internal::Lane> next_lane;  // PlanRetry's, for the retry
+  };
+
+  absl::StatusOr<CallResult> Query(OpenTenant& tenant, std::string_view function,
+                                   const Value& args) {
+    std::shared_ptr<const Snapshot> snapshot = tenant.Latest();
+    TXFN_RETURN_IF_ERROR(CheckEnabled(*snapshot));
+    const Timestamp ts = snapshot->ts();
+    RunResult r =
+        runner.Run(std::move(snapshot), MakeRequest(function, args, FunctionKind::kQuery));
+    if (!r.status.ok()) return std::move(r.status);
+    queries.fetch_add(1, std::memory_order_relaxed);
+    return ToCallResult(std::move(r), ts, 1);
+  }
+
+  absl::StatusOr<CallResult> Mutation(OpenTenant& tenant, std::string_view function,
+                                      const Value& args, const MutationOptions& options) {
+    const std::string& key = options.idempotency_key;
+    if (!key.empty()) TXFN_RETURN_IF_ERROR(ValidateIdempotencyKey(key));
+    RunResult last_run;
+    std::optional<IdempotentResult> replay;
+    // An unknown commit outcome is Unavailable: RetryInLanes returns it as it
+    // is, never runs the mutation again.
+    TXFN_ASSIGN_OR_RETURN(
+        CommitOutcome outcome,
+        RetryInLanes(
+            tenant, absl::HashOf(function, args), function, [&](int attempt) -> AttemptResult {
+              CommitIntent intent = AnnounceFirstAttempt(tenant.committer(), attempt);
+              std::shared_ptr<const Snapshot> snapshot = tenant.Latest();
+              TXFN_RETURN_IF_ERROR(CheckEnabled(*snapshot));
+              if (!key.empty()) {
+                TXFN_ASSIGN_OR_RETURN(replay, FindIdempotencyKey(*snapshot, key));
+                if (replay.has_value()) return AttemptResult::Commit(replay->ts);
+              }
+              last_run = runner.Run(std::move(snapshot),
+                                    MakeRequest(function, args, FunctionKind::kMutation));
+              TXFN_RETURN_IF_ERROR(last_run.status);
+              if (!key.empty()) {
+                TXFN_RETURN_IF_ERROR(AddIdempotencyKey(key, last_run.value, &last_run.commit));
+              }
+              return AttemptResult::Commit(
+                  tenant.Commit(std::move(last_run.commit), std::move(intent)));
+            }));
+    if (replay.has_value()) {
+      replayed.fetch_add(1, std::memory_order_relaxed);
+      return Replayed(*replay, outcome.attempts);
+    }
+    mutations.fetch_add(1, std::memory_order_relaxed);
+    return ToCallResult(std::move(last_run), outcome.commit_ts, outcome.attempts);
+  }
+
+  absl::Status QueryAsync(std::shared_ptr<OpenTenant> tenant, std::string_view function,
+                          const Value& args, Callback done) {
+    std::shared_ptr<const Snapshot> snapshot = tenant->Latest();
+    TXFN_RETURN_IF_ERROR(CheckEnabled(*snapshot));
+    const Timestamp ts = snapshot->ts();
+    BeginAsync();
+    absl::Status s = runner.RunAsync(
+        std::move(snapshot), MakeRequest(function, args, FunctionKind::kQuery),
+        [this, ts, tenant = std::move(tenant), done = std::move(done)](RunResult r) mutable {
+          if (r.status.ok()) {
+            queries.fetch_add(1, std::memory_order_relaxed);
+            done(ToCallResult(std::move(r), ts, 1));
+          } else {
+            done(std::move(r.status));
+          }
+          tenant.reset();  // before EndAsync: the registry may go once nothing is in flight
+          EndAsync();
+        });
+    if (!s.ok()) EndAsync();
+    return s;
+  }
+
+  absl::Status MutationAsync(std::shared_ptr<OpenTenant> tenant, std::string_view function,
+                             const Value& args, const MutationOptions& options, Callback done) {
+    if (!options.idempotency_key.empty()) {
+      TXFN_RETURN_IF_ERROR(ValidateIdempotencyKey(options.idempotency_key));
+    }
+    auto call = std::make_shared<AsyncMutation>(
+        AsyncMutation{.tenant = std::move(tenant),
+                      .request = MakeRequest(function, args, FunctionKind::kMutation),
+                      .idempotency_key = options.idempotency_key,
+                      .done = std::move(done),
+                      .call_key = absl::HashOf(function, args)});
+    TXFN_RETURN_IF_ERROR(CheckEnabled(*call->tenant->Latest()));
+    BeginAsync();
+    std::shared_ptr<internal::Lane> predicted = PredictedLane(*call->tenant, call->call_key);
+    absl::Status s = predicted != nullptr ? EnterLaneThenSubmit(call, std::move(predicted))
+                                          : SubmitMutation(call);
+    if (!s.ok()) {
+      LeaveLane(*call);
+      EndAsync();
+    }
+    return s;
+  }
+
+  CallPathStats Stats() const {
+    return CallPathStats{.queries = queries.load(std::memory_order_relaxed),
+                         .mutations = mutations.load(std::memory_order_relaxed),
+                         .replayed = replayed.load(std::memory_order_relaxed),
+                         .conflicts = conflicts.load(std::memory_order_relaxed),
+                         .retries = retries.load(std::memory_order_relaxed),
+                         .serialised = serialised.load(std::memory_order_relaxed)};
+  }
+
+  // How a mutation retries after a conflict, blocking or not: a call that
+  // conflicted on a read range retries in that range's lane
+  // (lib/contention_lanes.h), one at a time with the others that lost on it
+  // and without backoff (waiting for the lane is the backoff); a call whose
+  // key conflicted recently starts in its lane. The first kFreeLaneEntries
+  // entries into a lane are not counted against mutation_retry.max_attempts;
+  // conflicts inside a lane (with calls not in it) and conflicts that name no
+  // range are (the blocking form backs off before the latter, as
+  // RetryCommits does).
+  static constexpr int kFreeLaneEntries = 4;
+  std::shared_ptr<internal::Lane> PredictedLane(OpenTenant& tenant, uint64_t call_key) {
+    return options.contention_lanes ? tenant.lanes().Predicted(call_key, absl::Now()) : nullptr;
+  }
+  // Counts a retryable commit failure and plans the retry.
+  RetryPlan PlanRetry(OpenTenant& tenant, uint64_t call_key, const absl::Status& conflict,
+                      const internal::Lane* held, RetryBudget& budget) {
+    const int max_attempts = std::max(1, options.mutation_retry.max_attempts);
+    std::optional<ReadRange> read = ConflictingRead(conflict);
+    RetryPlan plan;
+    if (options.contention_lanes && read.has_value()) {
+      plan.lane = tenant.lanes().OnConflict(call_key, *read, absl::Now());
+    }
+    // (max_attempts 1 asks for no retry at all: no free entry either.)
+    const bool free_entry = plan.lane != nullptr && plan.lane.get() != held &&
+                            budget.free_entries < kFreeLaneEntries && max_attempts > 1;
+    if (free_entry) {
+      ++budget.free_entries;
+    } else {
+      ++budget.counted;
+    }
+    plan.retry = budget.counted < max_attempts;
+    conflicts.fetch_add(1, std::memory_order_relaxed);
+    if (plan.retry) retries.fetch_add(1, std::memory_order_relaxed);
+    return plan;
+  }
+
+  // RetryCommits (txfn/retry.h) with contention lanes (PlanRetry).
+  absl::StatusOr<CommitOutcome> RetryInLanes(
+      OpenTenant& tenant, uint64_t call_key, std::string_view what,
+      absl::FunctionRef<AttemptResult(int attempt)> attempt) {
+    internal::LaneSlot slot;
+    slot.Enter(PredictedLane(tenant, call_key));
+    bool was_serialised = slot.held() != nullptr;
+    absl::Cleanup count_serialised = [&] {
+      if (was_serialised) serialised.fetch_add(1, std::memory_order_relaxed);
+    };
+    JitteredBackoff backoff(options.mutation_retry);
+    RetryBudget budget;
+    for (int n = 1;; ++n) {
+      const AttemptResult result = attempt(n);
+      if (!result.reached_commit()) return result.result().status();  // failed before its commit
+      if (result.result().ok()) return CommitOutcome{.commit_ts = *result.result(), .attempts = n};
+      const absl::Status last = result.result().status();
+      if (!IsRetryableCommitError(last)) return last;
+      RetryPlan plan = PlanRetry(tenant, call_key, last, slot.held(), budget);
+      if (!plan.retry) return RetriesExhausted(what, n, last);
+      if (plan.lane != nullptr) {
+        slot.Enter(std::move(plan.lane));
+        was_serialised = true;
+      } else if (slot.held() == nullptr) {
+        backoff.Sleep();
+      }
+    }
+  }
+
+  RunRequest MakeRequest(std::string_view function, const Value& args, FunctionKind kind) {
+    uint64_t seed;
+    {
+      internal::MutexLock lock(&rng_mu);
+      seed = absl::Uniform<uint64_t>(rng);
+    }
+    return RunRequest{.function = std::string(function), .args = args, .kind = kind, .seed = seed};
+  }
+
+  absl::Status SubmitMutation(const std::shared_ptr<AsyncMutation>& call) {
+    ++call->attempt;
+    std::shared_ptr<const Snapshot> snapshot = call->tenant->Latest();
+    if (absl::Status s = CheckEnabled(*snapshot); !s.ok()) return s;
+    if (!call->idempotency_key.empty()) {
+      TXFN_ASSIGN_OR_RETURN(std::optional<IdempotentResult> replay,
+                            FindIdempotencyKey(*snapshot, call->idempotency_key));
+      if (replay.has_value()) {
+        // Answered without running; `done` still runs on a txfn thread.
+        return scheduler.Submit(call->tenant->name(),
+                                [this, call, replay = *std::move(replay)](IsolateLease&) {
+                                  replayed.fetch_add(1, std::memory_order_relaxed);
+                                  Complete(*call, Replayed(replay, call->attempt));
+                                });
+      }
+    }
+    return runner.RunAsync(std::move(snapshot), call->request, [this, call](RunResult r) {
+      std::optional<absl::StatusOr<CallResult>> out = FinishMutation(*call, std::move(r));
+      if (!out.has_value()) {  // a conflict: run again on a newer snapshot
+        absl::Status s = RetryAsync(call);
+        if (s.ok()) return;  // the next attempt owns the call now
+        out = s;
+      }
+      Complete(*call, *std::move(out));
+    });
+  }
+
+  // The next attempt of a call that conflicted: in the lane PlanRetry chose
+  // (waiting for its turn without blocking this thread), or at once.
+  absl::Status RetryAsync(const std::shared_ptr<AsyncMutation>& call) {
+    std::shared_ptr<internal::Lane> lane = std::move(call->next_lane);
+    if (lane == nullptr || lane == call->lane) return SubmitMutation(call);
+    LeaveLane(*call);
+    return EnterLaneThenSubmit(call, std::move(lane));
+  }
+
+  // Submits the call's next attempt once it holds `lane`'s turn: now if the
+  // lane is free, else from the thread that hands the turn over.
+  absl::Status EnterLaneThenSubmit(const std::shared_ptr<AsyncMutation>& call,
+                                   std::shared_ptr<internal::Lane> lane) {
+    if (!call->serialised) {
+      call->serialised = true;
+      serialised.fetch_add(1, std::memory_order_relaxed);
+    }
+    call->lane = std::move(lane);
+    // Once queued, the callback may run on another thread at any moment:
+    // nothing below touches `call` unless the turn was taken here.
+    const bool now = call->lane->AcquireOrQueue([this, call] {
+      absl::Status s = SubmitMutation(call);
+      if (!s.ok()) Complete(*call, s);
+    });
+    return now ? SubmitMutation(call) : absl::OkStatus();
+  }
+
+  // Ends an async call: its lane turn goes to the next waiter, then `done`.
+  void Complete(AsyncMutation& call, absl::StatusOr<CallResult> result) {
+    LeaveLane(call);
+    call.done(std::move(result));
+    call.tenant.reset();  // before EndAsync: the registry may go once nothing is in flight
+    EndAsync();
+  }
+  static void LeaveLane(AsyncMutation& call) {
+    if (call.lane == nullptr) return;
+    call.lane->Release();
+    call.lane.reset();
+  }
+
+  // Commits a finished run; nullopt asks for another attempt.
+  std::optional<absl::StatusOr<CallResult>> FinishMutation(AsyncMutation& call, RunResult r) {
+    if (!r.status.ok()) return absl::StatusOr<CallResult>(std::move(r.status));
+    if (!call.idempotency_key.empty()) {
+      absl::Status keyed = AddIdempotencyKey(call.idempotency_key, r.value, &r.commit);
+      if (!keyed.ok()) return absl::StatusOr<CallResult>(keyed);
+    }
+    // On a scheduler worker: never hold the batch open (the commits it would
+    // wait for may need this very worker to run their functions), and do not
+    // announce (async attempts are not waited for).
+    absl::StatusOr<Timestamp> ts =
+        call.tenant->Commit(std::move(r.commit), CommitIntent(), BatchHold::kNever);
+    if (ts.ok()) {
+      mutations.fetch_add(1, std::memory_order_relaxed);
+      return ToCallResult(std::move(r), *ts, call.attempt);
+    }
+    if (!IsRetryableCommitError(ts.status())) return absl::StatusOr<CallResult>(ts.status());
+    RetryPlan plan =
+        PlanRetry(*call.tenant, call.call_key, ts.status(), call.lane.get(), call.budget);
+    if (!plan.retry) {
+      return absl::StatusOr<CallResult>(
+          RetriesExhausted(call.request.function, call.attempt, ts.status()));
+    }
+    call.next_lane = std::move(plan.lane);
+    return std::nullopt;
+  }
+
+  void BeginAsync() {
+    internal::MutexLock lock(&async_mu);
+    ++async_calls;
+  }
+  void EndAsync() {
+    internal::MutexLock lock(&async_mu);
+    if (--async_calls == 0) async_cv.SignalAll();
+  }
+
+  FunctionRunner& runner;
+  IsolateScheduler& scheduler;
+  const CallPathOptions options;
+
+  internal::Mutex rng_mu;
+  absl::BitGen rng ABSL_GUARDED_BY(rng_mu);
+
+  internal::Mutex async_mu;
+  internal::CondVar async_cv{&async_mu};
+  int64_t async_calls ABSL_GUARDED_BY(async_mu) = 0;
+
+  std::atomic<uint64_t> queries{0};
+  std::atomic<uint64_t> mutations{0};
+  std::atomic<uint64_t> replayed{0};
+  std::atomic<uint64_t> conflicts{0};
+  std::atomic<uint64_t> retries{0};
+  std::atomic<uint64_t> serialised{0};
+};
+
+CallPath::CallPath(FunctionRunner& runner, IsolateScheduler& scheduler, CallPathOptions options)
+    : state_(std::make_unique<State>(runner, scheduler, options)) {}
+CallPath::~CallPath() = default;
+
+absl::StatusOr<CallResult> CallPath::Query(OpenTenant& tenant, std::string_view function,
+                                           const Value& args) {
+  return state_->Query(tenant, function, args);
+}
+absl::StatusOr<CallResult> CallPath::Mutation(OpenTenant& tenant, std::string_view function,
+                                              const Value& args, const MutationOptions& options) {
+  return state_->Mutation(tenant, function, args, options);
+}
+absl::Status CallPath::QueryAsync(std::shared_ptr<OpenTenant> tenant, std::string_view function,
+                                  const Value& args, Callback done) {
+  return state_->QueryAsync(std::move(tenant), function, args, std::move(done));
+}
+absl::Status CallPath::MutationAsync(std::shared_ptr<OpenTenant> tenant, std::string_view function,
+                                     const Value& args, const MutationOptions& options,
+                                     Callback done) {
+  return state_->MutationAsync(std::move(tenant), function, args, options, std::move(done));
+}
+CallPathStats CallPath::stats() const { return state_->Stats(); }
+
+}  // namespace txfn

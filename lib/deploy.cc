@@ -1,0 +1,75 @@
+// The deploy check (txfn/deploy.h).
+#include "txfn/deploy.h"
+
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "txfn/errors.h"
+#include "txfn/internal/strings.h"
+#include "txfn/snapshot.h"
+#include "txfn/status_macros.h"
+
+namespace txfn {
+
+using internal::StrCat;
+
+namespace {
+
+absl::Status CheckModulePaths(const std::map<std::string, std::string>& modules) {
+  for (const auto& [path, source] : modules) {
+    if (path.empty() || path.find(':') != std::string::npos) {
+      return absl::InvalidArgumentError(
+          StrCat("deploy refused: bad module path '", path, "' (empty or containing ':')"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status StageDeploy(Transaction& txn, const std::map<std::string, std::string>& modules,
+                         const Schema& schema) {
+  TXFN_RETURN_IF_ERROR(CheckModulePaths(modules));
+  if (absl::Status s = txn.DeploySchema(schema); !s.ok()) {
+    return Prefixed(s, "deploy refused: schema");
+  }
+  std::vector<std::string> removed;
+  for (const auto& [path, source] : txn.metadata().modules()) {
+    if (!modules.contains(path)) removed.push_back(path);
+  }
+  for (const std::string& path : removed) TXFN_RETURN_IF_ERROR(txn.DeleteModule(path));
+  for (const auto& [path, source] : modules) TXFN_RETURN_IF_ERROR(txn.PutModule(path, source));
+  return absl::OkStatus();
+}
+
+absl::Status CheckDeploy(FunctionRunner& runner, const Transaction& txn) {
+  // The modules as they would be installed: a snapshot at the transaction's
+  // begin with its (staged) metadata.
+  auto candidate =
+      std::make_shared<const Snapshot>(txn.snapshot().storage(), txn.tenant(), txn.begin_ts(),
+                                       std::make_shared<const TenantMetadata>(txn.metadata()));
+  if (absl::Status s = runner.CheckModules(std::move(candidate)); !s.ok()) {
+    if (absl::IsResourceExhausted(s) || absl::IsUnavailable(s)) return s;
+    return absl::InvalidArgumentError(StrCat("deploy refused: ", s.message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DeployTenant(OpenTenant& tenant, FunctionRunner& runner,
+                          const std::map<std::string, std::string>& modules, const Schema& schema,
+                          const RetryOptions& retry,
+                          const std::function<void(bool will_retry)>& on_conflict) {
+  // Paths are checked before any transaction runs.
+  TXFN_RETURN_IF_ERROR(CheckModulePaths(modules));
+  return tenant
+      .CommitSystemTransaction(
+          [&](Transaction& txn) -> absl::Status {
+            TXFN_RETURN_IF_ERROR(StageDeploy(txn, modules, schema));
+            return CheckDeploy(runner, txn);
+          },
+          retry, on_conflict)
+      .status();
+}
+
+}  // namespace txfn
