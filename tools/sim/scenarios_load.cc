@@ -14,7 +14,7 @@ namespace {
 constexpr int kSlots = 8;
 
 struct LoadParams {
-  int days = 3;
+  double days = 3;
   double calls_per_second = 4;
   int functions = 200;
   double load = 0.72;  // offered CPU over capacity, daily mean
@@ -32,6 +32,7 @@ struct LoadRun {
   LoadRun(EventLoop* loop, VirtualClock* clock, const LoadParams& p, uint64_t seed,
           const std::string& name)
       : workload(MakeWorkload(p), seed),
+        first_hour(p.days >= 2 ? 24 : static_cast<int>(p.days * 12)),
         series(absl::Minutes(10), absl::Hours(24) * p.days),
         received(series.Column("received")),
         spike(series.Column("spike")),
@@ -108,18 +109,26 @@ struct LoadRun {
     return wo;
   }
 
-  // Per-hour sums of a column from day 1 on (day 0 warms the backlog up).
-  std::vector<double> Hourly(int column) const { return Aggregate(series, column, 6, 6 * 24); }
+  // Per-hour sums of a column from first_hour on (day 0 warms the backlog up).
+  std::vector<double> Hourly(int column) const {
+    return Aggregate(series, column, 6, 6 * first_hour);
+  }
 
   Workload workload;
+  // The first measured hour: 24, or half of a run shorter than two days
+  // (tests' time_factor < 1), so a short run still measures something.
+  int first_hour;
   Series series;
   int received, spike, executed, cpu_reserved, cpu_opportunistic;
   std::unique_ptr<Region> region;
 };
 
-int Days(const RunOptions& o, int small, int paper) {
+// Whole days (at least two: day 0 is the warm-up) at time_factor >= 1; below
+// 1 (tests) the span shrinks down to two hours, one of warm-up.
+double Days(const RunOptions& o, int small, int paper) {
   const int d = o.scale == Scale::kPaper ? paper : small;
-  return std::max(2, static_cast<int>(std::lround(d * o.time_factor)));
+  if (o.time_factor < 1) return std::max(2.0 / 24, d * o.time_factor);
+  return std::max(2.0, std::round(d * o.time_factor));
 }
 
 }  // namespace
@@ -129,7 +138,7 @@ ScenarioResult RunDiurnal(const RunOptions& o) {
   LoadParams p;
   p.days = Days(o, 2, 7);
   p.calls_per_second = paper ? 2500 : 3;
-  p.functions = paper ? 5000 : 200;
+  p.functions = paper ? 5000 : 100;
   p.spike_hours_of_calls = 3;
   VirtualClock clock(Start());
   EventLoop loop(&clock);
@@ -229,7 +238,7 @@ ScenarioResult RunQuota(const RunOptions& o) {
   };
   std::string csv = "hour,reserved_cpu_share,opportunistic_cpu_share,total_cpu_share\n";
   for (size_t h = 0; h < res.size(); ++h) {
-    csv += fmt::format("{},{},{},{}\n", 24 + h, Num(res[h] / capacity_hour),
+    csv += fmt::format("{},{},{},{}\n", run.first_hour + h, Num(res[h] / capacity_hour),
                        Num(opp[h] / capacity_hour), Num((res[h] + opp[h]) / capacity_hour));
   }
   r.csv = std::move(csv);
@@ -258,7 +267,7 @@ ScenarioResult RunUtilization(const RunOptions& o) {
   const int regions = 12;
   LoadParams p;
   p.days = Days(o, 2, 7);
-  p.functions = paper ? 2000 : 60;
+  p.functions = paper ? 2000 : 30;
   VirtualClock clock(Start());
   EventLoop loop(&clock);
   std::vector<std::unique_ptr<LoadRun>> runs;
@@ -297,7 +306,7 @@ ScenarioResult RunUtilization(const RunOptions& o) {
   std::vector<double> hourly_mean;
   for (size_t h = 0; h < util[0].size(); ++h) {
     double sum = 0;
-    csv += fmt::format("{}", 24 + h);
+    csv += fmt::format("{}", runs[0]->first_hour + h);
     for (int i = 0; i < regions; ++i) {
       csv += "," + Num(util[i][h]);
       sum += util[i][h];
