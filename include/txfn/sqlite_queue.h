@@ -77,6 +77,13 @@ struct SqliteQueueOptions {
   int shards = 0;
   // How long to wait for another connection's write lock before Unavailable.
   absl::Duration busy_timeout = absl::Seconds(5);
+  // PRAGMA secure_delete: overwrite the content of acknowledged calls in the
+  // file with zeros when they are deleted. Off (SQLite's upstream default;
+  // Debian builds SQLite with it on) saves ~4% of the CPU per job: the bytes
+  // of a finished call's arguments then stay in free pages of the file until
+  // SQLite reuses them. Turn it on when call arguments are sensitive and the
+  // file could be read by someone who must not see past calls.
+  bool secure_delete = false;
 };
 
 class SqliteQueue final : public DurableQueue {

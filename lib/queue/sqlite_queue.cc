@@ -524,6 +524,8 @@ absl::StatusOr<std::unique_ptr<SqliteQueue>> SqliteQueue::Open(std::string path,
                      : options.synchronous == SqliteQueueOptions::Synchronous::kNormal ? "NORMAL"
                                                                                        : "OFF";
   TXFN_RETURN_IF_ERROR(db->Exec(StrCat("PRAGMA synchronous = ", sync)));
+  TXFN_RETURN_IF_ERROR(
+      db->Exec(StrCat("PRAGMA secure_delete = ", options.secure_delete ? "ON" : "OFF")));
 
   int shards = 0;
   TXFN_RETURN_IF_ERROR(db->Exec("BEGIN IMMEDIATE"));

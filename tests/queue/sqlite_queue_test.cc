@@ -7,6 +7,7 @@
 #include <sqlite3.h>
 
 #include <fstream>
+#include <iterator>
 #include <memory>
 #include <string>
 #include <utility>
@@ -387,6 +388,42 @@ TEST(SqliteQueueTest, AnAckNeverTrustsARememberedSeq) {
   ASSERT_TRUE(depths.ok());
   ASSERT_THAT(*depths, SizeIs(1));
   EXPECT_EQ((*depths)[0].leased, 1u);  // the one with the stale ACK
+}
+
+std::string ReadWholeFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// secure_delete decides whether an acknowledged call's arguments can still be
+// read from the file after the queue closed (off: left in free space).
+TEST(SqliteQueueTest, SecureDeleteZeroesAcknowledgedCallsInTheFile) {
+  for (bool secure : {false, true}) {
+    SCOPED_TRACE(secure ? "secure_delete on" : "secure_delete off");
+    TempDir dir;
+    const std::string path = dir.File("q.db");
+    const std::string marker = "txfn-secret-argument-4f2a9c";
+    {
+      auto q = SqliteQueue::Open(path, {.synchronous = SqliteQueueOptions::Synchronous::kOff,
+                                        .secure_delete = secure});
+      ASSERT_TRUE(q.ok()) << q.status();
+      CallIdGenerator ids(5);
+      std::vector<Call> calls = Calls(**q, ids, 20, "f");
+      for (Call& c : calls) c.args = Value::FromObject({{"secret", Value::String(marker)}});
+      ASSERT_TRUE((*q)->Enqueue(calls).ok());
+      auto leased = (*q)->Lease({.shard = 0, .now = kT0, .max = 100});
+      ASSERT_TRUE(leased.ok()) << leased.status();
+      ASSERT_THAT(*leased, SizeIs(calls.size()));
+      std::vector<Settlement> acks;
+      for (const LeasedCall& l : *leased) acks.push_back(Settlement::Ack(l.token));
+      auto settled = (*q)->Settle(acks, kT0);
+      ASSERT_TRUE(settled.ok()) << settled.status();
+      for (const absl::Status& s : *settled) EXPECT_TRUE(s.ok()) << s;
+    }  // closing checkpoints the WAL into the file and removes it
+    const std::string bytes = ReadWholeFile(path);
+    ASSERT_FALSE(bytes.empty());
+    EXPECT_EQ(bytes.find(marker) != std::string::npos, !secure);
+  }
 }
 
 }  // namespace
