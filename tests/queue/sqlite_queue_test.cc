@@ -404,8 +404,8 @@ TEST(SqliteQueueTest, SecureDeleteZeroesAcknowledgedCallsInTheFile) {
     const std::string path = dir.File("q.db");
     const std::string marker = "txfn-secret-argument-4f2a9c";
     {
-      auto q = SqliteQueue::Open(path, {.synchronous = SqliteQueueOptions::Synchronous::kOff,
-                                        .secure_delete = secure});
+      auto q = SqliteQueue::Open(
+          path, {.synchronous = SqliteQueueOptions::Synchronous::kOff, .secure_delete = secure});
       ASSERT_TRUE(q.ok()) << q.status();
       CallIdGenerator ids(5);
       std::vector<Call> calls = Calls(**q, ids, 20, "f");
