@@ -13,6 +13,7 @@
 #include "absl/random/random.h"
 #include "absl/time/clock.h"
 #include "lib/contention_lanes.h"
+#include "txfn/errors.h"
 #include "txfn/idempotency.h"
 #include "txfn/internal/mutex.h"
 #include "txfn/internal/strings.h"
@@ -99,32 +100,33 @@ struct CallPath::State {
     std::optional<IdempotentResult> replay;
     // An unknown commit outcome is Unavailable: RetryInLanes returns it as it
     // is, never runs the mutation again.
-    TXFN_ASSIGN_OR_RETURN(
-        CommitOutcome outcome,
-        RetryInLanes(
-            tenant, absl::HashOf(function, args), function, [&](int attempt) -> AttemptResult {
-              CommitIntent intent = AnnounceFirstAttempt(tenant.committer(), attempt);
-              std::shared_ptr<const Snapshot> snapshot = tenant.Latest();
-              TXFN_RETURN_IF_ERROR(CheckEnabled(*snapshot));
-              if (!key.empty()) {
-                TXFN_ASSIGN_OR_RETURN(replay, FindIdempotencyKey(*snapshot, key));
-                if (replay.has_value()) return AttemptResult::Commit(replay->ts);
-              }
-              last_run = runner.Run(std::move(snapshot),
-                                    MakeRequest(function, args, FunctionKind::kMutation));
-              TXFN_RETURN_IF_ERROR(last_run.status);
-              if (!key.empty()) {
-                TXFN_RETURN_IF_ERROR(AddIdempotencyKey(key, last_run.value, &last_run.commit));
-              }
-              return AttemptResult::Commit(
-                  tenant.Commit(std::move(last_run.commit), std::move(intent)));
-            }));
+    absl::StatusOr<CommitOutcome> outcome = RetryInLanes(
+        tenant, absl::HashOf(function, args), function, [&](int attempt) -> AttemptResult {
+          CommitIntent intent = AnnounceFirstAttempt(tenant.committer(), attempt);
+          std::shared_ptr<const Snapshot> snapshot = tenant.Latest();
+          TXFN_RETURN_IF_ERROR(CheckEnabled(*snapshot));
+          if (!key.empty()) {
+            TXFN_ASSIGN_OR_RETURN(replay, FindIdempotencyKey(*snapshot, key));
+            if (replay.has_value()) return AttemptResult::Commit(replay->ts);
+          }
+          last_run =
+              runner.Run(std::move(snapshot), MakeRequest(function, args, FunctionKind::kMutation));
+          TXFN_RETURN_IF_ERROR(last_run.status);
+          if (!key.empty()) {
+            TXFN_RETURN_IF_ERROR(AddIdempotencyKey(key, last_run.value, &last_run.commit));
+          }
+          return AttemptResult::Commit(
+              tenant.Commit(std::move(last_run.commit), std::move(intent)));
+        });
+    // A call that failed at its commit (a conflict past the retries, an
+    // unknown outcome) returns the console output of its last run too.
+    if (!outcome.ok()) return WithLogs(outcome.status(), last_run.logs);
     if (replay.has_value()) {
       replayed.fetch_add(1, std::memory_order_relaxed);
-      return Replayed(*replay, outcome.attempts);
+      return Replayed(*replay, outcome->attempts);
     }
     mutations.fetch_add(1, std::memory_order_relaxed);
-    return ToCallResult(std::move(last_run), outcome.commit_ts, outcome.attempts);
+    return ToCallResult(std::move(last_run), outcome->commit_ts, outcome->attempts);
   }
 
   absl::Status QueryAsync(std::shared_ptr<OpenTenant> tenant, std::string_view function,
@@ -338,12 +340,14 @@ struct CallPath::State {
       mutations.fetch_add(1, std::memory_order_relaxed);
       return ToCallResult(std::move(r), *ts, call.attempt);
     }
-    if (!IsRetryableCommitError(ts.status())) return absl::StatusOr<CallResult>(ts.status());
+    if (!IsRetryableCommitError(ts.status())) {
+      return absl::StatusOr<CallResult>(WithLogs(ts.status(), r.logs));
+    }
     RetryPlan plan =
         PlanRetry(*call.tenant, call.call_key, ts.status(), call.lane.get(), call.budget);
     if (!plan.retry) {
       return absl::StatusOr<CallResult>(
-          RetriesExhausted(call.request.function, call.attempt, ts.status()));
+          WithLogs(RetriesExhausted(call.request.function, call.attempt, ts.status()), r.logs));
     }
     call.next_lane = std::move(plan.lane);
     return std::nullopt;

@@ -20,8 +20,13 @@ void JitteredBackoff::Sleep() {
 }
 
 absl::Status RetriesExhausted(std::string_view what, int attempts, const absl::Status& last) {
-  return absl::AbortedError(
+  absl::Status exhausted = absl::AbortedError(
       internal::StrCat(what, " gave up after ", attempts, " attempts: ", last.message()));
+  // The last conflict's payload (ConflictingRead) stays readable.
+  last.ForEachPayload([&exhausted](absl::string_view type_url, const absl::Cord& payload) {
+    exhausted.SetPayload(type_url, payload);
+  });
+  return exhausted;
 }
 
 absl::StatusOr<CommitOutcome> RetryCommits(std::string_view what, const RetryOptions& retry,

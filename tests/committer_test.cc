@@ -713,6 +713,10 @@ TEST_F(CommitterTest, RunTransactionGivesUpAfterMaxAttemptsAndPassesBodyErrorsTh
                                 {.max_attempts = 3, .initial_backoff = absl::Microseconds(1)});
   EXPECT_EQ(outcome.status().code(), absl::StatusCode::kAborted);
   EXPECT_THAT(std::string(outcome.status().message()), HasSubstr("gave up after 3 attempts"));
+  // The last conflict's read stays readable as data: the account's document.
+  std::optional<ReadRange> read = ConflictingRead(outcome.status());
+  ASSERT_TRUE(read.has_value()) << outcome.status();
+  EXPECT_TRUE(read->range.Contains(id));
   EXPECT_EQ(runs, 3);
 
   auto failing = RunTransaction(

@@ -15,6 +15,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sqlite_test_util.h"
+#include "txfn/errors.h"
 #include "txfn/idempotency.h"
 #include "txfn/in_memory_storage.h"
 #include "txfn/internal/mutex.h"
@@ -42,6 +43,7 @@ export const create = mutation(async (ctx, { name }) =>
 export const increment = mutation(async (ctx, { name }) => {
   const c = await ctx.db.query("counters").withIndex("by_name", (q) => q.eq("name", name)).unique();
   await ctx.db.patch(c._id, { n: c.n + 1n });
+  console.log("incremented", name);
   return c.n + 1n;
 });
 export const get = query(async (ctx, { name }) => {
@@ -377,6 +379,10 @@ TEST_P(EngineTest, MutationGivesUpAfterMaxAttempts) {
           ++ok;
         } else {
           EXPECT_TRUE(absl::IsAborted(r.status())) << r.status();
+          // Errors as data: the read a newer write hit, and the last run's logs.
+          EXPECT_TRUE(ConflictingRead(r.status()).has_value()) << r.status();
+          EXPECT_EQ(FailedCallLogs(r.status()),
+                    (std::vector<LogEntry>{{LogLevel::kLog, "incremented hot"}}));
           ++aborted;
         }
       }
