@@ -6,7 +6,8 @@
 // runner and committers (examples/assemble_host.cc):
 //
 //   auto scheduler = std::shared_ptr<txfn::IsolateScheduler>(
-//       *txfn::IsolateScheduler::Create({.workers = 2}));
+//       *txfn::IsolateScheduler::Create(
+//           {.workers = 2, .customizer = txfn::FunctionRunnerIsolateCustomizer()}));
 //   txfn::FunctionRunner runner(scheduler);
 //   txfn::TenantCommitters tenants(storage);           // tenant_committers.h
 //   txfn::CallPath calls(runner, *scheduler);
