@@ -382,10 +382,19 @@ void Committer::Core::ProcessBatch(const std::vector<Pending*>& batch, bool held
           break;
         }
       }
+      const ReadRange& conflicting = hit != nullptr ? *hit : commit.reads.front();
+      const ConflictTarget target = DescribeRead(*metadata, conflicting);
+      std::string what = target.table.empty() ? "the tenant's metadata"
+                                              : internal::StrCat("table '", target.table, "'");
+      if (target.document_id.has_value()) {
+        what = internal::StrCat(what, ", document '", *target.document_id, "'");
+      } else if (!target.table.empty()) {
+        what = internal::StrCat(what, ", index '", target.index, "'");
+      }
       p->result = ConflictError(
           internal::StrCat("OCC conflict: a write committed after timestamp ", commit.begin_ts,
-                           " changed what the transaction read; retry it"),
-          hit != nullptr ? *hit : commit.reads.front());
+                           " changed what the transaction read (", what, "); retry it"),
+          conflicting, &target);
       ++delta.conflicts;
       continue;
     }
@@ -484,26 +493,48 @@ namespace {
 constexpr std::string_view kConflictPayload = "type.txfn.dev/txfn.Conflict";
 }  // namespace
 
-// The payload is the read as [index, start, end or null] in the binary Value
-// encoding (its decoder refuses anything malformed).
-absl::Status ConflictError(std::string_view message, const ReadRange& read) {
+// The payload is the read as [index, start, end or null], then, when the
+// committer described it, [table, index name, document id or null], in the
+// binary Value encoding (its decoder refuses anything malformed).
+absl::Status ConflictError(std::string_view message, const ReadRange& read,
+                           const ConflictTarget* target) {
   absl::Status status = absl::AbortedError(internal::ToAbsl(message));
-  const Value encoded = Value::FromArray(
-      {Value::Int64(read.index), Value::Bytes(read.range.start),
-       read.range.end.has_value() ? Value::Bytes(*read.range.end) : Value::Null()});
-  status.SetPayload(internal::ToAbsl(kConflictPayload), absl::Cord(EncodeBinary(encoded)));
+  Value::Array encoded = {
+      Value::Int64(read.index), Value::Bytes(read.range.start),
+      read.range.end.has_value() ? Value::Bytes(*read.range.end) : Value::Null()};
+  if (target != nullptr) {
+    encoded.push_back(Value::String(target->table));
+    encoded.push_back(Value::String(target->index));
+    encoded.push_back(target->document_id.has_value() ? Value::String(*target->document_id)
+                                                      : Value::Null());
+  }
+  status.SetPayload(internal::ToAbsl(kConflictPayload),
+                    absl::Cord(EncodeBinary(Value::FromArray(std::move(encoded)))));
   return status;
 }
 
-std::optional<ReadRange> ConflictingRead(const absl::Status& status) {
+namespace {
+
+// The conflict payload's elements; nullopt if absent or malformed.
+std::optional<Value::Array> ConflictPayload(const absl::Status& status) {
   if (!absl::IsAborted(status)) return std::nullopt;
   absl::optional<absl::Cord> payload = status.GetPayload(internal::ToAbsl(kConflictPayload));
   if (!payload.has_value()) return std::nullopt;
   absl::StatusOr<Value> decoded = DecodeBinary(std::string(*payload));
-  if (!decoded.ok() || !decoded->is_array() || decoded->array().size() != 3) return std::nullopt;
-  const Value& index = decoded->array()[0];
-  const Value& start = decoded->array()[1];
-  const Value& end = decoded->array()[2];
+  if (!decoded.ok() || !decoded->is_array()) return std::nullopt;
+  const size_t size = decoded->array().size();
+  if (size != 3 && size != 6) return std::nullopt;
+  return decoded->array();
+}
+
+}  // namespace
+
+std::optional<ReadRange> ConflictingRead(const absl::Status& status) {
+  std::optional<Value::Array> fields = ConflictPayload(status);
+  if (!fields.has_value()) return std::nullopt;
+  const Value& index = (*fields)[0];
+  const Value& start = (*fields)[1];
+  const Value& end = (*fields)[2];
   if (!index.is_int64() || index.int64() < 0 || index.int64() > UINT32_MAX || !start.is_bytes() ||
       !(end.is_bytes() || end.is_null())) {
     return std::nullopt;
@@ -511,6 +542,36 @@ std::optional<ReadRange> ConflictingRead(const absl::Status& status) {
   ReadRange read{.index = static_cast<IndexId>(index.int64()), .range = {.start = start.bytes()}};
   if (end.is_bytes()) read.range.end = end.bytes();
   return read;
+}
+
+std::optional<ConflictTarget> ConflictingTarget(const absl::Status& status) {
+  std::optional<Value::Array> fields = ConflictPayload(status);
+  if (!fields.has_value() || fields->size() != 6) return std::nullopt;
+  const Value& table = (*fields)[3];
+  const Value& index = (*fields)[4];
+  const Value& document = (*fields)[5];
+  if (!table.is_string() || !index.is_string() || !(document.is_string() || document.is_null())) {
+    return std::nullopt;
+  }
+  ConflictTarget target{.table = table.string(), .index = index.string()};
+  if (document.is_string()) target.document_id = document.string();
+  return target;
+}
+
+ConflictTarget DescribeRead(const TenantMetadata& metadata, const ReadRange& read) {
+  if (read.index == kMetadataIndex) return ConflictTarget{.index = "metadata"};
+  for (const auto& [name, table] : metadata.tables()) {
+    if (table.by_id == read.index) {
+      ConflictTarget target{.table = name, .index = std::string(kByIdIndexName)};
+      if (read.range == KeyRange::Point(read.range.start)) target.document_id = read.range.start;
+      return target;
+    }
+    for (const IndexInfo& index : table.indexes) {
+      if (index.id == read.index) return ConflictTarget{.table = name, .index = index.name};
+    }
+  }
+  // An index dropped since: only its id is left.
+  return ConflictTarget{.index = internal::StrCat("index ", read.index)};
 }
 
 HistoryPin Committer::Core::PinHistory(Timestamp ts) {

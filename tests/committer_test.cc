@@ -189,11 +189,34 @@ TEST_F(CommitterTest, AConflictNamesTheReadThatANewerWriteHit) {
   std::optional<ReadRange> hit = ConflictingRead(lost.status());
   ASSERT_TRUE(hit.has_value()) << lost.status();
   EXPECT_EQ(hit->range, KeyRange::Point(alice));
+  // In the tenant's terms too: the table and the document.
+  EXPECT_EQ(ConflictingTarget(lost.status()),
+            (ConflictTarget{.table = "accounts", .index = "by_id", .document_id = alice}));
+  EXPECT_THAT(std::string(lost.status().message()),
+              HasSubstr("(table 'accounts', document '" + alice + "')"));
+
+  // An index range read names the table and the index, and no document.
+  Transaction reader = Begin();
+  ASSERT_TRUE(
+      reader.Query(IndexQuery{.table = "accounts", .index = "by_owner", .eq = {Str("carol")}})
+          .ok());
+  ASSERT_TRUE(reader.Insert("notes", Obj({})).ok());
+  InsertAccount("carol", 3);  // a document the reader's range would now include
+  absl::StatusOr<Timestamp> phantom = committer_->Commit(reader.Prepare());
+  ASSERT_EQ(phantom.status().code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(ConflictingTarget(phantom.status()),
+            (ConflictTarget{.table = "accounts", .index = "by_owner"}));
+  EXPECT_THAT(std::string(phantom.status().message()),
+              HasSubstr("(table 'accounts', index 'by_owner')"));
 
   // Round trip of a range with an end, with bytes a naive encoding would
   // split on; anything else has no conflicting read.
   const ReadRange wide{.index = 7, .range = {.start = std::string("a:1\0:", 6), .end = "z:"}};
   EXPECT_EQ(ConflictingRead(ConflictError("x", wide)), wide);
+  EXPECT_FALSE(ConflictingTarget(ConflictError("x", wide)).has_value());
+  const ConflictTarget target{.table = "t", .index = "by_k"};
+  EXPECT_EQ(ConflictingTarget(ConflictError("x", wide, &target)), target);
+  EXPECT_EQ(ConflictingRead(ConflictError("x", wide, &target)), wide);
   EXPECT_FALSE(ConflictingRead(absl::OkStatus()).has_value());
   EXPECT_FALSE(ConflictingRead(absl::AbortedError("no payload")).has_value());
   absl::Status forged = absl::AbortedError("forged");

@@ -149,8 +149,30 @@ class Committer;
 // key range. ConflictingRead returns it; nullopt for any other status.
 // Callers that serialise contended work key on it (the engine's contention
 // lanes); nobody needs to parse the message.
-[[nodiscard]] absl::Status ConflictError(std::string_view message, const ReadRange& read);
 [[nodiscard]] std::optional<ReadRange> ConflictingRead(const absl::Status& status);
+
+// The conflicting read in the tenant's terms, for callers that report or
+// branch on it: which table and index, and which document for a read of one
+// document by its id.
+struct ConflictTarget {
+  std::string table;                       // empty for a read of no table (the tenant's metadata)
+  std::string index;                       // "by_id", a secondary index's name, or "metadata"
+  std::optional<std::string> document_id;  // a read of one document by _id
+  friend bool operator==(const ConflictTarget&, const ConflictTarget&) = default;
+};
+
+// `read` described with the tenant's `metadata` (index ids are never reused,
+// so a later version's metadata describes an earlier read too).
+[[nodiscard]] ConflictTarget DescribeRead(const TenantMetadata& metadata, const ReadRange& read);
+
+// The target the committer named in a conflict (Aborted); nullopt for any
+// other status, or for a conflict made without one.
+[[nodiscard]] std::optional<ConflictTarget> ConflictingTarget(const absl::Status& status);
+
+// Aborted(`message`) with the payload above; `target`, when given, is carried
+// too. For adapters of the commit path (the committer makes these).
+[[nodiscard]] absl::Status ConflictError(std::string_view message, const ReadRange& read,
+                                         const ConflictTarget* target = nullptr);
 
 // Whether a Commit call that becomes the group-commit leader may hold its
 // batch open for announced commits (see Committer::Commit).

@@ -23,7 +23,8 @@
 // | the function threw (its own error)     | Unknown            | GetAppError (here)            |
 // | a limit was exceeded, which one        | ResourceExhausted  | ExceededLimit (here)          |
 // | console output of a call that failed   | any                | FailedCallLogs (here)         |
-// | OCC conflict: the read a write hit     | Aborted            | ConflictingRead (committer.h) |
+// | OCC conflict: the read a write hit,    | Aborted            | ConflictingRead,              |
+// | its table and document                 |                    | ConflictingTarget (committer.h)|
 // | the commit may or may not have happened| Unavailable        | IsCommitOutcomeUnknown,       |
 // |                                        |                    | CommitOutcomeUnknownTimestamp |
 // |                                        |                    | (storage.h)                   |

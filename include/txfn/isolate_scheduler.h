@@ -77,6 +77,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "txfn/v8_platform.h"  // InitializeV8, V8Platform
 
 namespace v8 {
 class Isolate;
@@ -86,20 +87,6 @@ class Platform;
 namespace txfn {
 
 class IsolateCustomizer;  // txfn/isolate_customizer.h
-
-// Initialises V8 once per process (thread-safe, idempotent). A host that
-// already owns a v8::Platform (and has initialised V8) passes it here first;
-// txfn then uses it and never disposes it. The platform txfn makes itself
-// starts V8 with WebAssembly off (--no-expose-wasm --no-validate-asm): tenant
-// code gets none, and fresh contexts skip building its API (~15% of a
-// request). A host that wants it initialises V8 with its own platform and flags.
-// FailedPrecondition if V8 was already initialised here with another platform.
-// IsolateScheduler::Create calls it, so only a host platform needs it spelled out.
-[[nodiscard]] absl::Status InitializeV8(v8::Platform* host_platform = nullptr);
-
-// The platform txfn uses (the host's, or the default one it created);
-// initialises V8 like InitializeV8() if that was not called yet.
-v8::Platform* V8Platform();
 
 // Per-isolate state another layer keeps on an isolate (e.g. the function
 // runner's compiled modules or a reused context). Destroyed on the isolate's

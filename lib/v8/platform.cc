@@ -17,7 +17,7 @@
 #include "lib/v8/page_caching_platform.h"
 #include "libplatform/libplatform.h"
 #include "txfn/internal/strings.h"
-#include "txfn/isolate_scheduler.h"
+#include "txfn/v8_platform.h"
 #include "v8-initialization.h"
 #include "v8-platform.h"
 
