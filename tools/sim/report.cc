@@ -7,7 +7,6 @@
 
 #include "fmt/format.h"
 #include "tools/sim/scenario_util.h"
-#include "txfn/internal/strings.h"
 
 namespace txfn::sim {
 namespace {
@@ -16,7 +15,7 @@ absl::Status WriteFile(const std::filesystem::path& path, const std::string& tex
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out << text;
   out.close();
-  if (!out) return absl::UnavailableError(internal::StrCat("cannot write ", path.string()));
+  if (!out) return absl::UnavailableError(fmt::format("cannot write {}", path.string()));
   return absl::OkStatus();
 }
 
@@ -44,8 +43,7 @@ absl::Status WriteOutputs(const std::string& dir, const std::vector<ScenarioResu
                           const std::string& scale, uint64_t seed) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
-  if (ec)
-    return absl::UnavailableError(internal::StrCat("cannot create ", dir, ": ", ec.message()));
+  if (ec) return absl::UnavailableError(fmt::format("cannot create {}: {}", dir, ec.message()));
   const std::filesystem::path base(dir);
   std::string md = fmt::format(
       "# txfn-sim report\n\nScale `{}`, seed {}. Every figure below comes from txfn's own "

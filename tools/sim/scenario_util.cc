@@ -5,7 +5,6 @@
 #include <cmath>
 
 #include "fmt/format.h"
-#include "txfn/internal/strings.h"
 
 namespace txfn::sim {
 
@@ -34,7 +33,7 @@ absl::StatusOr<ScenarioResult> RunScenario(const std::string& name, const RunOpt
   if (name == "locality") return RunLocality(o);
   if (name == "jit") return RunJit(o);
   if (name == "controller_down") return RunControllerDown(o);
-  return absl::NotFoundError(internal::StrCat("no scenario '", name, "'"));
+  return absl::NotFoundError(fmt::format("no scenario '{}'", name));
 }
 
 SchedulerConfig QuotaConfig(const Workload& w, double calls_per_second, double reserved_headroom,

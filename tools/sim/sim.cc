@@ -5,11 +5,9 @@
 #include <cmath>
 #include <numeric>
 
-#include "txfn/internal/strings.h"
+#include "fmt/format.h"
 
 namespace txfn::sim {
-
-using internal::StrCat;
 
 absl::Time Start() { return absl::FromUnixSeconds(1'700'006'400); }  // a midnight (UTC)
 
@@ -182,7 +180,7 @@ Workload::Workload(const WorkloadOptions& o, uint64_t seed) : options_(o), rng_(
 }
 
 int Workload::IndexOf(std::string_view name) const {
-  auto it = index_.find(internal::ToAbsl(name));
+  auto it = index_.find(std::string(name));
   return it == index_.end() ? -1 : it->second;
 }
 
@@ -329,8 +327,8 @@ Region::Region(EventLoop* loop, VirtualClock* clock, RegionOptions options, Call
     workers_.push_back(std::make_shared<ModelWorker>(this, w));
     const std::string group =
         options_.groups.empty() ? "" : options_.groups[w % options_.groups.size()];
-    (void)scheduler_->AddWorker(StrCat(options_.name, "-w", w), workers_.back(), options_.slots,
-                                group);
+    (void)scheduler_->AddWorker(fmt::format("{}-w{}", options_.name, w), workers_.back(),
+                                options_.slots, group);
   }
 }
 
@@ -352,12 +350,13 @@ void Region::Start() {
 void Region::RestartWorker(int w) {
   const std::string group =
       options_.groups.empty() ? "" : options_.groups[w % options_.groups.size()];
-  (void)scheduler_->RemoveWorker(
-      StrCat(options_.name, "-w", w, generation_[w] ? StrCat(".", generation_[w]) : ""));
+  (void)scheduler_->RemoveWorker(generation_[w]
+                                     ? fmt::format("{}-w{}.{}", options_.name, w, generation_[w])
+                                     : fmt::format("{}-w{}", options_.name, w));
   ++generation_[w];
   workers_[w] = std::make_shared<ModelWorker>(this, w);
-  (void)scheduler_->AddWorker(StrCat(options_.name, "-w", w, ".", generation_[w]), workers_[w],
-                              options_.slots, group);
+  (void)scheduler_->AddWorker(fmt::format("{}-w{}.{}", options_.name, w, generation_[w]),
+                              workers_[w], options_.slots, group);
   WakeAt(clock_->Now());
 }
 
