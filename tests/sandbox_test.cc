@@ -24,6 +24,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "txfn/engine.h"
@@ -286,11 +287,14 @@ TEST_P(SandboxTest, EndsAsPromisedAndHarmsNobody) {
   const Attack& attack = GetParam();
   const absl::Duration bound =
       kTimeFactor * (attack.within == Within::kLimit ? 2 * kAttackerCpu + kSlack : kAttackerCpu);
-  // A loaded machine can stall any one call past the bound; an attack that
-  // outlives its limit does so every time. So an attack over the bound runs
-  // once more, and the faster of the two runs must meet it.
+  // A loaded machine can stall any one call past the bound, or past the
+  // attacker's short wall-clock limit (a call that should answer is then
+  // stopped); an attack that outlives its limit does so every time. So such a
+  // run is tried again, up to three runs; the last is checked in full, and the
+  // fastest must meet the bound.
+  constexpr int kRuns = 3;
   absl::Duration fastest = absl::InfiniteDuration();
-  for (int run = 1; run <= 2 && fastest > bound; ++run) {
+  for (int run = 1; run <= kRuns; ++run) {
     const std::string function = "attacks:" + attack.function;
     const auto start = std::chrono::steady_clock::now();
     absl::StatusOr<CallResult> result = attack.mutation
@@ -298,6 +302,17 @@ TEST_P(SandboxTest, EndsAsPromisedAndHarmsNobody) {
                                             : engine_->Query("mallory", function, Value::Null());
     const absl::Duration elapsed = absl::FromChrono(std::chrono::steady_clock::now() - start);
     fastest = std::min(fastest, elapsed);
+    // Stopped by the wall clock, and not as the attack expects: the machine's load.
+    const bool stalled = ExceededLimit(result.status()) == Limit::kWallTime &&
+                         (result.status().code() != attack.code ||
+                          !absl::StrContains(result.status().message(), attack.message));
+    if (run < kRuns && (stalled || fastest > bound)) {
+      std::fprintf(stderr, "attack %-36s %-18s %6.0f ms (stalled: run again)\n",
+                   attack.function.c_str(),
+                   absl::StatusCodeToString(result.status().code()).c_str(),
+                   absl::ToDoubleMilliseconds(elapsed));
+      continue;
+    }
 
     EXPECT_EQ(result.status().code(), attack.code) << result.status();
     if (!attack.message.empty()) {
@@ -327,7 +342,8 @@ TEST_P(SandboxTest, EndsAsPromisedAndHarmsNobody) {
     }
     std::fprintf(stderr, "attack %-36s %-18s %6.0f ms%s\n", attack.function.c_str(),
                  absl::StatusCodeToString(result.status().code()).c_str(),
-                 absl::ToDoubleMilliseconds(elapsed), run == 2 ? " (second run)" : "");
+                 absl::ToDoubleMilliseconds(elapsed), run > 1 ? " (run again)" : "");
+    break;
   }
   EXPECT_LE(fastest, bound) << "took " << fastest << " in the faster of two runs";
 
