@@ -1,4 +1,9 @@
 // SqliteQueue; see txfn/sqlite_queue.h.
+//
+// Longer than txfn's ~700-line norm on purpose: the lease, settle and enqueue
+// statements, their chunking, the per-connection SQL functions they call
+// (txfn_lease_token, txfn_ack) and the seq hints they share must agree row
+// for row; kept in one file, a reader checks them against each other at once.
 #include "txfn/sqlite_queue.h"
 
 #include <sqlite3.h>

@@ -4,6 +4,9 @@
 // runner_core.cc). It makes Date and Math.random deterministic, installs
 // console, and returns {server: {query, mutation}, ctx}. Nothing of `n` stays
 // reachable from user code except through the closures below.
+//
+// Longer than txfn's ~700-line norm: it is one JavaScript program (a single
+// function expression, snapshotted as a whole), not C++ to split by concern.
 #ifndef TXFN_LIB_V8_BOOTSTRAP_JS_H_
 #define TXFN_LIB_V8_BOOTSTRAP_JS_H_
 
