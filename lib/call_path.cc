@@ -41,6 +41,47 @@ struct RetryPlan {
   std::shared_ptr<internal::Lane> lane;  // the lane to retry in; null: as before
 };
 
+// An idempotency key as a CompletionRecord.
+class KeyRecord final : public CompletionRecord {
+ public:
+  explicit KeyRecord(std::string key) : key_(std::move(key)) {}
+  absl::StatusOr<std::optional<IdempotentResult>> Find(const Snapshot& snapshot) const override {
+    return FindIdempotencyKey(snapshot, key_);
+  }
+  absl::Status Add(const Value& result, PreparedCommit* commit) const override {
+    return AddIdempotencyKey(key_, result, commit);
+  }
+
+ private:
+  const std::string key_;
+};
+
+// The record `options` asks for (null: none), checked.
+absl::StatusOr<std::shared_ptr<const CompletionRecord>> RecordOf(const MutationOptions& options) {
+  if (options.idempotency_key.empty()) return options.completion;
+  if (options.completion != nullptr) {
+    return absl::InvalidArgumentError(
+        "a mutation takes an idempotency key or a completion record, not both");
+  }
+  TXFN_RETURN_IF_ERROR(ValidateIdempotencyKey(options.idempotency_key));
+  return std::make_shared<const KeyRecord>(options.idempotency_key);
+}
+
+// The calls a commit schedules (none for almost every commit: its writes are
+// sorted, so a look at the last ones tells).
+std::vector<ScheduledCall> ScheduledIn(const PreparedCommit& commit) {
+  bool any = false;
+  for (auto it = commit.writes.rbegin();
+       it != commit.writes.rend() && it->index >= kCallOutboxIndex; ++it) {
+    any = any || (it->index == kCallOutboxIndex && it->value.has_value());
+  }
+  if (!any) return {};
+  absl::StatusOr<std::vector<ScheduledCall>> calls = ScheduledBy(commit);
+  // Entries the runner wrote always decode; one that did not would stay in
+  // the outbox, for the engine's recovery to report.
+  return calls.ok() ? *std::move(calls) : std::vector<ScheduledCall>();
+}
+
 CallResult Replayed(const IdempotentResult& first, int attempts) {
   return CallResult{.value = first.value, .ts = first.ts, .attempts = attempts, .replayed = true};
 }
@@ -68,7 +109,7 @@ struct CallPath::State {
   struct AsyncMutation {
     std::shared_ptr<OpenTenant> tenant;
     RunRequest request;
-    std::string idempotency_key;  // empty: none
+    std::shared_ptr<const CompletionRecord> record;  // null: none
     Callback done;
     uint64_t call_key = 0;  // the contention lanes' key: function and arguments
     int attempt = 0;
@@ -94,10 +135,10 @@ struct CallPath::State {
 
   absl::StatusOr<CallResult> Mutation(OpenTenant& tenant, std::string_view function,
                                       const Value& args, const MutationOptions& options) {
-    const std::string& key = options.idempotency_key;
-    if (!key.empty()) TXFN_RETURN_IF_ERROR(ValidateIdempotencyKey(key));
+    TXFN_ASSIGN_OR_RETURN(std::shared_ptr<const CompletionRecord> record, RecordOf(options));
     RunResult last_run;
     std::optional<IdempotentResult> replay;
+    std::vector<ScheduledCall> scheduled;
     // An unknown commit outcome is Unavailable: RetryInLanes returns it as it
     // is, never runs the mutation again.
     absl::StatusOr<CommitOutcome> outcome = RetryInLanes(
@@ -105,19 +146,23 @@ struct CallPath::State {
           CommitIntent intent = AnnounceFirstAttempt(tenant.committer(), attempt);
           std::shared_ptr<const Snapshot> snapshot = tenant.Latest();
           TXFN_RETURN_IF_ERROR(CheckEnabled(*snapshot));
-          if (!key.empty()) {
-            TXFN_ASSIGN_OR_RETURN(replay, FindIdempotencyKey(*snapshot, key));
+          if (record != nullptr) {
+            TXFN_ASSIGN_OR_RETURN(replay, record->Find(*snapshot));
             if (replay.has_value()) return AttemptResult::Commit(replay->ts);
           }
           last_run =
               runner.Run(std::move(snapshot), MakeRequest(function, args, FunctionKind::kMutation));
           TXFN_RETURN_IF_ERROR(last_run.status);
-          if (!key.empty()) {
-            TXFN_RETURN_IF_ERROR(AddIdempotencyKey(key, last_run.value, &last_run.commit));
+          if (record != nullptr) {
+            TXFN_RETURN_IF_ERROR(record->Add(last_run.value, &last_run.commit));
           }
+          if (this->options.on_scheduled) scheduled = ScheduledIn(last_run.commit);
           return AttemptResult::Commit(
               tenant.Commit(std::move(last_run.commit), std::move(intent)));
         });
+    if (outcome.ok() && !replay.has_value() && !scheduled.empty()) {
+      this->options.on_scheduled(tenant, std::move(scheduled));
+    }
     // A call that failed at its commit (a conflict past the retries, an
     // unknown outcome) returns the console output of its last run too.
     if (!outcome.ok()) return WithLogs(outcome.status(), last_run.logs);
@@ -153,13 +198,11 @@ struct CallPath::State {
 
   absl::Status MutationAsync(std::shared_ptr<OpenTenant> tenant, std::string_view function,
                              const Value& args, const MutationOptions& options, Callback done) {
-    if (!options.idempotency_key.empty()) {
-      TXFN_RETURN_IF_ERROR(ValidateIdempotencyKey(options.idempotency_key));
-    }
+    TXFN_ASSIGN_OR_RETURN(std::shared_ptr<const CompletionRecord> record, RecordOf(options));
     auto call = std::make_shared<AsyncMutation>(
         AsyncMutation{.tenant = std::move(tenant),
                       .request = MakeRequest(function, args, FunctionKind::kMutation),
-                      .idempotency_key = options.idempotency_key,
+                      .record = std::move(record),
                       .done = std::move(done),
                       .call_key = absl::HashOf(function, args)});
     TXFN_RETURN_IF_ERROR(CheckEnabled(*call->tenant->Latest()));
@@ -261,9 +304,8 @@ struct CallPath::State {
     ++call->attempt;
     std::shared_ptr<const Snapshot> snapshot = call->tenant->Latest();
     if (absl::Status s = CheckEnabled(*snapshot); !s.ok()) return s;
-    if (!call->idempotency_key.empty()) {
-      TXFN_ASSIGN_OR_RETURN(std::optional<IdempotentResult> replay,
-                            FindIdempotencyKey(*snapshot, call->idempotency_key));
+    if (call->record != nullptr) {
+      TXFN_ASSIGN_OR_RETURN(std::optional<IdempotentResult> replay, call->record->Find(*snapshot));
       if (replay.has_value()) {
         // Answered without running; `done` still runs on a txfn thread.
         return scheduler.Submit(call->tenant->name(),
@@ -327,16 +369,19 @@ struct CallPath::State {
   // Commits a finished run; nullopt asks for another attempt.
   std::optional<absl::StatusOr<CallResult>> FinishMutation(AsyncMutation& call, RunResult r) {
     if (!r.status.ok()) return absl::StatusOr<CallResult>(std::move(r.status));
-    if (!call.idempotency_key.empty()) {
-      absl::Status keyed = AddIdempotencyKey(call.idempotency_key, r.value, &r.commit);
+    if (call.record != nullptr) {
+      absl::Status keyed = call.record->Add(r.value, &r.commit);
       if (!keyed.ok()) return absl::StatusOr<CallResult>(keyed);
     }
     // On a scheduler worker: never hold the batch open (the commits it would
     // wait for may need this very worker to run their functions), and do not
     // announce (async attempts are not waited for).
+    std::vector<ScheduledCall> scheduled;
+    if (options.on_scheduled) scheduled = ScheduledIn(r.commit);
     absl::StatusOr<Timestamp> ts =
         call.tenant->Commit(std::move(r.commit), CommitIntent(), BatchHold::kNever);
     if (ts.ok()) {
+      if (!scheduled.empty()) options.on_scheduled(*call.tenant, std::move(scheduled));
       mutations.fetch_add(1, std::memory_order_relaxed);
       return ToCallResult(std::move(r), *ts, call.attempt);
     }

@@ -5,6 +5,7 @@
 #include <utility>
 #include <vector>
 
+#include "txfn/call_records.h"
 #include "txfn/errors.h"
 #include "txfn/internal/strings.h"
 #include "txfn/snapshot.h"
@@ -43,33 +44,52 @@ absl::Status StageDeploy(Transaction& txn, const std::map<std::string, std::stri
   return absl::OkStatus();
 }
 
-absl::Status CheckDeploy(FunctionRunner& runner, const Transaction& txn) {
+absl::StatusOr<std::map<std::string, FunctionInfo>> DescribeDeploy(FunctionRunner& runner,
+                                                                   const Transaction& txn) {
   // The modules as they would be installed: a snapshot at the transaction's
   // begin with its (staged) metadata.
   auto candidate =
       std::make_shared<const Snapshot>(txn.snapshot().storage(), txn.tenant(), txn.begin_ts(),
                                        std::make_shared<const TenantMetadata>(txn.metadata()));
-  if (absl::Status s = runner.CheckModules(std::move(candidate)); !s.ok()) {
+  absl::StatusOr<std::map<std::string, FunctionInfo>> functions =
+      runner.DescribeFunctions(std::move(candidate));
+  if (!functions.ok()) {
+    const absl::Status& s = functions.status();
     if (absl::IsResourceExhausted(s) || absl::IsUnavailable(s)) return s;
     return absl::InvalidArgumentError(StrCat("deploy refused: ", s.message()));
   }
-  return absl::OkStatus();
+  for (const auto& [name, info] : *functions) {
+    if (absl::Status s = ParseFunctionAttributes(info.attributes).status(); !s.ok()) {
+      return absl::InvalidArgumentError(
+          StrCat("deploy refused: ", FunctionKindName(info.kind), " ", name, ": ", s.message()));
+    }
+  }
+  return functions;
+}
+
+absl::Status CheckDeploy(FunctionRunner& runner, const Transaction& txn) {
+  return DescribeDeploy(runner, txn).status();
 }
 
 absl::Status DeployTenant(OpenTenant& tenant, FunctionRunner& runner,
                           const std::map<std::string, std::string>& modules, const Schema& schema,
                           const RetryOptions& retry,
-                          const std::function<void(bool will_retry)>& on_conflict) {
+                          const std::function<void(bool will_retry)>& on_conflict,
+                          std::map<std::string, FunctionInfo>* functions) {
   // Paths are checked before any transaction runs.
   TXFN_RETURN_IF_ERROR(CheckModulePaths(modules));
-  return tenant
-      .CommitSystemTransaction(
-          [&](Transaction& txn) -> absl::Status {
-            TXFN_RETURN_IF_ERROR(StageDeploy(txn, modules, schema));
-            return CheckDeploy(runner, txn);
-          },
-          retry, on_conflict)
-      .status();
+  std::map<std::string, FunctionInfo> described;
+  TXFN_RETURN_IF_ERROR(tenant
+                           .CommitSystemTransaction(
+                               [&](Transaction& txn) -> absl::Status {
+                                 TXFN_RETURN_IF_ERROR(StageDeploy(txn, modules, schema));
+                                 TXFN_ASSIGN_OR_RETURN(described, DescribeDeploy(runner, txn));
+                                 return absl::OkStatus();
+                               },
+                               retry, on_conflict)
+                           .status());
+  if (functions != nullptr) *functions = std::move(described);
+  return absl::OkStatus();
 }
 
 }  // namespace txfn

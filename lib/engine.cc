@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/time/clock.h"
+#include "lib/queued_calls.h"
 #include "txfn/deploy.h"
 #include "txfn/function_runner.h"
 #include "txfn/idempotency.h"
@@ -30,6 +31,11 @@ using internal::StrCat;
 // a tenant's writes up for long (SQLite: one write transaction per call).
 constexpr size_t kRetentionStepCommits = 1000;
 
+int WorkerCount(const IsolateSchedulerOptions& options) {
+  return options.workers > 0 ? options.workers
+                             : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+}
+
 class EngineImpl final : public Engine {
  public:
   EngineImpl(EngineOptions options, std::shared_ptr<Storage> storage,
@@ -41,9 +47,17 @@ class EngineImpl final : public Engine {
                  {.committer = options_.committer, .idle_timeout = options_.tenant_idle_timeout}),
         calls_(runner_, *scheduler_,
                {.mutation_retry = options_.mutation_retry,
-                .contention_lanes = options_.contention_lanes}) {
+                .contention_lanes = options_.contention_lanes,
+                .on_scheduled =
+                    [this](OpenTenant& tenant, std::vector<ScheduledCall> calls) {
+                      queued_->OnScheduled(tenant, std::move(calls));
+                    }}),
+        queued_(std::make_unique<internal::QueuedCalls>(options_.queued, tenants_, calls_, runner_,
+                                                        WorkerCount(options_.scheduler))) {
     background_thread_ = std::thread([this] { BackgroundLoop(); });
   }
+
+  absl::Status Start() { return queued_->Start(); }
 
   ~EngineImpl() override {
     {
@@ -131,6 +145,31 @@ class EngineImpl final : public Engine {
     return calls_.MutationAsync(std::move(open), function, args, options, std::move(done));
   }
 
+  absl::StatusOr<CallResult> Action(std::string_view tenant, std::string_view function,
+                                    const Value& args) override {
+    return queued_->Action(tenant, function, args);
+  }
+
+  // ---- Queued calls ----
+
+  absl::StatusOr<CallId> Submit(std::string_view tenant, std::string_view function,
+                                const Value& args, const CallOptions& options) override {
+    return queued_->Submit(tenant, function, args, options);
+  }
+  absl::StatusOr<CallInfo> GetCall(const CallId& id) override { return queued_->GetCall(id); }
+  absl::Status CancelCall(const CallId& id) override { return queued_->CancelCall(id); }
+  absl::StatusOr<std::vector<CallInfo>> ListCalls(std::string_view tenant,
+                                                  std::optional<CallState> state,
+                                                  std::string_view function,
+                                                  size_t limit) override {
+    return queued_->ListCalls(tenant, state, function, limit);
+  }
+  absl::StatusOr<std::vector<FunctionDepth>> QueueDepths() override { return queued_->Depths(); }
+  size_t StopQueuedCalls(absl::Duration timeout) override { return queued_->Stop(timeout); }
+  std::optional<double> ServiceRate(std::string_view service) const override {
+    return queued_->ServiceRate(service);
+  }
+
   // ---- Maintenance ----
 
   absl::Status ApplyRetention() override {
@@ -189,7 +228,8 @@ class EngineImpl final : public Engine {
                   .module_cache = runner_.module_cache_stats(),
                   .metadata_cache = {.hits = tenants.hits, .misses = tenants.misses},
                   .tenants_open = tenants.open,
-                  .tenants_closed_idle = tenants.closed_idle};
+                  .tenants_closed_idle = tenants.closed_idle,
+                  .queued = queued_->stats()};
     internal::MutexLock lock(&background_mu_);
     s.retention = retention_stats_;
     return s;
@@ -236,8 +276,18 @@ class EngineImpl final : public Engine {
   absl::Status DeployImpl(std::string_view tenant,
                           const std::map<std::string, std::string>& modules, const Schema& schema) {
     TXFN_ASSIGN_OR_RETURN(std::shared_ptr<OpenTenant> open, tenants_.Get(tenant));
-    return DeployTenant(*open, runner_, modules, schema, options_.mutation_retry,
-                        CountSystemConflict());
+    // DeployTenant's transaction, with this engine's services checked too.
+    std::map<std::string, FunctionInfo> functions;
+    TXFN_RETURN_IF_ERROR(open->CommitSystemTransaction(
+                                 [&](Transaction& txn) -> absl::Status {
+                                   TXFN_RETURN_IF_ERROR(StageDeploy(txn, modules, schema));
+                                   TXFN_ASSIGN_OR_RETURN(functions, DescribeDeploy(runner_, txn));
+                                   return queued_->CheckServices(functions);
+                                 },
+                                 options_.mutation_retry, CountSystemConflict())
+                             .status());
+    queued_->OnDeployed(*open, functions);
+    return absl::OkStatus();
   }
 
   const EngineOptions options_;
@@ -245,6 +295,9 @@ class EngineImpl final : public Engine {
   FunctionRunner runner_;
   TenantCommitters tenants_;
   CallPath calls_;  // after tenants_: destroyed first, once its async calls are done
+  // After calls_: stops its scheduler and waits for the queued calls running
+  // through calls_ before calls_ goes.
+  std::unique_ptr<internal::QueuedCalls> queued_;
 
   std::atomic<uint64_t> system_conflicts_{0};  // deploys' and SetEnabled's
   std::atomic<uint64_t> deploys_{0};
@@ -278,7 +331,10 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(std::shared_ptr<Storage> st
   }
   TXFN_ASSIGN_OR_RETURN(std::unique_ptr<IsolateScheduler> scheduler,
                         IsolateScheduler::Create(scheduler_options));
-  return std::make_unique<EngineImpl>(std::move(options), std::move(storage), std::move(scheduler));
+  auto engine =
+      std::make_unique<EngineImpl>(std::move(options), std::move(storage), std::move(scheduler));
+  TXFN_RETURN_IF_ERROR(engine->Start());
+  return engine;
 }
 
 }  // namespace txfn

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "txfn/in_memory_storage.h"
+#include "txfn/sqlite_queue.h"
 #include "txfn/status_macros.h"
 
 namespace txfn {
@@ -15,6 +16,26 @@ absl::StatusOr<std::unique_ptr<Engine>> OpenSqliteEngine(const std::string& path
   if (path.empty())
     return absl::InvalidArgumentError("OpenSqliteEngine: an SQLite engine needs a path");
   TXFN_ASSIGN_OR_RETURN(std::unique_ptr<SqliteStorage> storage, SqliteStorage::Open(path, sqlite));
+  if (options.queued.queue == nullptr) {
+    // The queue in the same file, as durable as the documents.
+    SqliteQueueOptions queue_options;
+    switch (sqlite.synchronous) {
+      case SqliteOptions::Synchronous::kOff:
+        queue_options.synchronous = SqliteQueueOptions::Synchronous::kOff;
+        break;
+      case SqliteOptions::Synchronous::kNormal:
+        queue_options.synchronous = SqliteQueueOptions::Synchronous::kNormal;
+        break;
+      case SqliteOptions::Synchronous::kFull:
+        queue_options.synchronous = SqliteQueueOptions::Synchronous::kFull;
+        break;
+    }
+    TXFN_ASSIGN_OR_RETURN(std::unique_ptr<SqliteQueue> queue,
+                          SqliteQueue::Open(path, queue_options));
+    BlobStore* blobs = &queue->blob_store();
+    options.queued.queue = std::move(queue);
+    if (options.queued.blobs == nullptr) options.queued.blobs = blobs;
+  }
   return Engine::Open(std::move(storage), std::move(options));
 }
 

@@ -471,6 +471,37 @@ absl::Status Transaction::Delete(std::string_view id) {
 
 // ---- System writes -------------------------------------------------------------------
 
+namespace {
+absl::Status CheckReserved(IndexId index, std::string_view key) {
+  if (index < kFirstReservedIndex) {
+    return absl::InvalidArgumentError(internal::StrCat(
+        "index ", index, " is not a reserved index (>= ", kFirstReservedIndex, ")"));
+  }
+  if (key.empty()) return absl::InvalidArgumentError("a reserved entry's key is empty");
+  return absl::OkStatus();
+}
+}  // namespace
+
+absl::StatusOr<std::optional<std::string>> Transaction::GetReserved(IndexId index,
+                                                                    std::string_view key) {
+  TXFN_RETURN_IF_ERROR(CheckReserved(index, key));
+  TXFN_RETURN_IF_ERROR(RecordRead(index, KeyRange::Point(key), /*counted=*/false));
+  return GetMerged(index, key);
+}
+
+absl::Status Transaction::PutReserved(IndexId index, std::string_view key,
+                                      std::optional<std::string> value) {
+  TXFN_RETURN_IF_ERROR(CheckReserved(index, key));
+  TXFN_RETURN_IF_ERROR(CheckWritable());
+  const size_t bytes = value.has_value() ? value->size() : 0;
+  if (stats_.bytes_written + bytes > options_.limits.max_bytes_written) {
+    return LimitError(Limit::kBytesWritten, "bytes written", options_.limits.max_bytes_written);
+  }
+  stats_.bytes_written += bytes;
+  overlay_[index][std::string(key)] = std::move(value);
+  return absl::OkStatus();
+}
+
 absl::Status Transaction::WriteMetadata(std::string_view key, std::optional<std::string> value) {
   TXFN_RETURN_IF_ERROR(CheckWritable());
   overlay_[kMetadataIndex][std::string(key)] = std::move(value);

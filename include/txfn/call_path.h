@@ -62,19 +62,39 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "txfn/call_records.h"
 #include "txfn/function_runner.h"
+#include "txfn/idempotency.h"
 #include "txfn/isolate_scheduler.h"
 #include "txfn/retry.h"
 #include "txfn/tenant_committers.h"
 #include "txfn/value.h"
 
 namespace txfn {
+
+// A record committed with a mutation's writes that makes a later run of the
+// same logical call a no-op: an idempotency key, or a queued call's record
+// (<txfn/call_records.h>). Before each run the CallPath looks for it at the
+// run's snapshot; after a run it adds it to the run's commit. Implementations
+// are immutable and thread-safe.
+class CompletionRecord {
+ public:
+  virtual ~CompletionRecord() = default;
+  // At `snapshot`: a result (the call replays it without running), an error
+  // (the call ends with it, without running), or nullopt (the call runs).
+  [[nodiscard]] virtual absl::StatusOr<std::optional<IdempotentResult>> Find(
+      const Snapshot& snapshot) const = 0;
+  // Adds the record of a run that returned `result` to its commit: a write
+  // and a point read of the record, so two runs racing for it conflict.
+  [[nodiscard]] virtual absl::Status Add(const Value& result, PreparedCommit* commit) const = 0;
+};
 
 // Per-call options of a mutation.
 struct MutationOptions {
@@ -83,6 +103,9 @@ struct MutationOptions {
   // committed already returns that commit's result without running
   // (CallResult::replayed). Keys are per tenant and kept for its life.
   std::string idempotency_key;
+  // Another record with the same effect (the engine's queued calls use it).
+  // At most one of the two may be set (InvalidArgument otherwise).
+  std::shared_ptr<const CompletionRecord> completion;
 };
 
 // The outcome of a call.
@@ -102,6 +125,11 @@ struct CallPathOptions {
   // counting entries into a contention lane), then Aborted.
   RetryOptions mutation_retry{.max_attempts = 8};
   bool contention_lanes = true;  // see "Hot documents"
+  // Called after a mutation's commit that scheduled calls (ctx.scheduler:
+  // their outbox entries, txfn/call_records.h), with those calls, on the
+  // committing thread, so the host can enqueue them at once. Must not block
+  // for long. Unset: they stay in the tenant's outbox.
+  std::function<void(OpenTenant& tenant, std::vector<ScheduledCall> calls)> on_scheduled;
 };
 
 struct CallPathStats {

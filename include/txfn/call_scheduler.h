@@ -85,6 +85,7 @@ struct CallOutcome {
     kRetryable,     // NACK with backoff
     kBackPressure,  // a downstream pushed back: its AIMD limiter slows, NACK with backoff
     kPermanent,     // dead letter
+    kBusy,          // not started (the worker is busy): released, not counted as an attempt
   };
   Kind kind = Kind::kOk;
   absl::Status status;     // why, for the failures
@@ -104,6 +105,11 @@ struct CallOutcome {
   }
   static CallOutcome Permanent(absl::Status s) {
     return {Kind::kPermanent, std::move(s), {}, absl::ZeroDuration(), std::nullopt};
+  }
+  // Due again after `retry_after` (a worker at a per-tenant cap, a full
+  // queue): the delivery does not count as an attempt.
+  static CallOutcome Busy(absl::Status s, absl::Duration retry_after) {
+    return {Kind::kBusy, std::move(s), {}, absl::ZeroDuration(), retry_after};
   }
 };
 
@@ -217,6 +223,11 @@ class CallScheduler {
     // Called (from any thread, without the scheduler's lock) when a worker
     // finished a call, so a host can Tick early. May be empty.
     std::function<void()> wakeup;
+    // A function's identity for its buffer, quotas and limits (and its key
+    // in SchedulerConfig::functions): the call's function name, or with
+    // this set "tenant/function" (tenants whose functions share names, as
+    // the engine's, each get their own).
+    bool key_functions_by_tenant = false;
   };
 
   // InvalidArgument for a missing queue or clock, a shard out of range, a

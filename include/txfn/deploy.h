@@ -29,6 +29,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "txfn/function_runner.h"
 #include "txfn/retry.h"
 #include "txfn/schema.h"
@@ -49,15 +50,24 @@ namespace txfn {
 // on `runner` (FunctionRunner::CheckModules on a snapshot with txn's
 // metadata). InvalidArgument "deploy refused: <module's error>", or the
 // runner's ResourceExhausted / Unavailable as they are.
+// Every function's attributes (its wrapper's criticality, quota, ...) must
+// parse (ParseFunctionAttributes, <txfn/call_records.h>): InvalidArgument
+// "deploy refused: mutation m:f: <what is wrong>" otherwise.
 [[nodiscard]] absl::Status CheckDeploy(FunctionRunner& runner, const Transaction& txn);
+// CheckDeploy, returning the functions the modules export
+// (FunctionRunner::DescribeFunctions).
+[[nodiscard]] absl::StatusOr<std::map<std::string, FunctionInfo>> DescribeDeploy(
+    FunctionRunner& runner, const Transaction& txn);
 
 // StageDeploy + CheckDeploy in one system transaction on `tenant`, committed
 // (OpenTenant::CommitSystemTransaction, retried on conflict per `retry`, with
-// `on_conflict(will_retry)` per conflict).
+// `on_conflict(will_retry)` per conflict). With `functions`, also the
+// functions the deployed modules export.
 [[nodiscard]] absl::Status DeployTenant(
     OpenTenant& tenant, FunctionRunner& runner, const std::map<std::string, std::string>& modules,
     const Schema& schema, const RetryOptions& retry = {.max_attempts = 8},
-    const std::function<void(bool will_retry)>& on_conflict = nullptr);
+    const std::function<void(bool will_retry)>& on_conflict = nullptr,
+    std::map<std::string, FunctionInfo>* functions = nullptr);
 
 }  // namespace txfn
 

@@ -122,6 +122,21 @@ struct DeadLetter {
   int shard = 0;
 };
 
+// A call as the queue holds it now (DurableQueue::Find).
+struct QueuedCall {
+  enum class State : uint8_t {
+    kPending,  // waiting (due or not yet); also a call whose lease expired
+    kLeased,   // under an unexpired lease
+    kDead,     // in the dead-letter set
+  };
+  Call call;  // call.attempt = deliveries so far
+  State state = State::kPending;
+  // kPending: when it is (or was) due; kLeased: when the lease expires;
+  // kDead: when it was dead-lettered.
+  absl::Time at;
+  std::string reason;  // kDead: why; otherwise the last NACK's reason, if any
+};
+
 // The backlog of one function (calls not dead-lettered).
 struct FunctionDepth {
   std::string function;
@@ -200,6 +215,13 @@ class DurableQueue {
   // The backlog per function at `now`, sorted by function name; functions
   // with nothing pending or leased are left out.
   [[nodiscard]] virtual absl::StatusOr<std::vector<FunctionDepth>> Depths(absl::Time now) = 0;
+
+  // The call `id` as the queue holds it at `now`, or nullopt if the queue
+  // does not hold it (never enqueued, or acknowledged). A read: changes
+  // nothing. The default answers Unimplemented (an adapter written before
+  // Find existed); txfn's adapters implement it.
+  [[nodiscard]] virtual absl::StatusOr<std::optional<QueuedCall>> Find(const CallId& id,
+                                                                       absl::Time now);
 
   // Convenience wrappers over Settle for one lease (the batch outcome and the
   // item's status folded into one).

@@ -59,6 +59,35 @@
 // waiting for the tenant's next commit. So the memory of the open tenants is
 // bounded by those used within tenant_idle_timeout, not by all ever used.
 //
+// Queued calls (XFaaS's side, on the durable queue EngineOptions::queue).
+// Engine::Submit enqueues a call of a tenant's query, mutation or action with
+// a start time, a deadline, a criticality, a quota class and a retry policy
+// (each defaulting to the function's attributes, declared with its wrapper:
+// see txfn/call_records.h FunctionAttributes); a mutation schedules calls
+// with ctx.scheduler.runAfter(ms, "mod:fn", args) / runAt(time, ...) and
+// cancels them with ctx.scheduler.cancel(id), atomically with its commit. A
+// CallScheduler (call_scheduler.h) leases due calls and runs them here:
+// quotas, per-function concurrency limits, and an AIMD limiter per
+// downstream service. Delivery is at-least-once; the effects are not:
+//   - a queued mutation commits its record (how it ended) with its writes, so
+//     a call delivered again after its commit is acknowledged without running
+//     (exactly-once effects, also across crashes and expired leases);
+//   - a queued query or action records its result after it returned: an
+//     action whose process dies before the record commits runs again
+//     (actions are at-least-once: make their side effects idempotent).
+// A function that fails (throws, bad arguments, a limit) is recorded kFailed
+// and not retried; infrastructure failures (storage unavailable, conflicts
+// past the retries, an unknown commit outcome, a service's back-pressure) are
+// retried per the call's retry policy, then dead-lettered, as is a call whose
+// deadline passes before it ran. A tenant runs at most
+// max_running_per_tenant queued calls at once (its other calls wait in the
+// queue, not counting as attempts), so one tenant's backlog cannot starve the
+// others. Actions run on an IsolateScheduler of their own
+// (EngineOptions::actions) and reach the host's services
+// (EngineOptions::services) through ctx.services.<name>(args); a service
+// answering ResourceExhausted or Unavailable is back-pressure: the AIMD
+// limiter of that service slows every function that declared it.
+//
 // Errors: NotFound (unknown tenant, module or export), FailedPrecondition
 // (disabled tenant; a read older than the version retention), InvalidArgument
 // (bad name, bad arguments, a schema violation, a refused deploy, a bad
@@ -78,6 +107,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -86,19 +116,64 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "txfn/blob_store.h"
+#include "txfn/call.h"
 #include "txfn/call_path.h"
+#include "txfn/call_records.h"
+#include "txfn/call_scheduler.h"
 #include "txfn/committer.h"
+#include "txfn/durable_queue.h"
 #include "txfn/function_runner.h"
 #include "txfn/isolate_scheduler.h"
+#include "txfn/limiters.h"
 #include "txfn/retry.h"
 #include "txfn/schema.h"
 #include "txfn/snapshot.h"
 #include "txfn/sqlite_storage.h"
 #include "txfn/storage.h"
+#include "txfn/submitter.h"
 #include "txfn/tenant_committers.h"
 #include "txfn/value.h"
 
 namespace txfn {
+
+// A host service an action reaches with ctx.services.<name>(args). Called
+// on an action thread (it may block); thread-safe. ResourceExhausted or
+// Unavailable is back-pressure (see "Queued calls").
+using ServiceFn = std::function<absl::StatusOr<Value>(const Value& args)>;
+
+// The queued calls' part of EngineOptions.
+struct QueuedCallOptions {
+  // Where calls wait. Null: an InMemoryQueue (lost with the process).
+  // OpenSqliteEngine uses a SqliteQueue on the engine's file.
+  std::shared_ptr<DurableQueue> queue;
+  // Where arguments over the submitter's spill threshold go (owned by the
+  // queue or outliving the engine); null: none are spilled.
+  BlobStore* blobs = nullptr;
+  // Run queued calls in this engine (a scheduler leasing from `queue`).
+  // false: Submit, GetCall and CancelCall only (a second process beside a
+  // server on the same database).
+  bool run = true;
+  // Calls running at once (0 = 2 x the scheduler's workers), and per tenant
+  // (0 = half of that, at least 1).
+  int slots = 0;
+  int slots_per_tenant = 0;
+  // How long a tenant at its cap waits before its call is offered again.
+  absl::Duration busy_retry = absl::Milliseconds(50);
+  absl::Duration lease_duration = absl::Seconds(60);
+  absl::Duration poll_interval = absl::Milliseconds(10);
+  size_t lease_batch = 256;
+  SubmitterOptions submitter;  // rate limits per client, batching, spill
+  // The AIMD limiter of each service (the defaults are XFaaS's; tests
+  // shorten the window).
+  AimdOptions service_limits;
+  // Services actions may call, by name.
+  std::map<std::string, ServiceFn> services;
+  // The isolates that run actions (apart from queries and mutations, so an
+  // action waiting on a service or on ctx.runMutation never holds their
+  // workers). workers 0 = 2; wall-time limit per the LimitEnforcer.
+  IsolateSchedulerOptions actions;
+};
 
 // What the one-argument Engine::Open (kept for source compatibility) opens.
 enum class EngineStorage { kSqlite, kMemory };
@@ -144,6 +219,48 @@ struct EngineOptions {
   // ones and prunes each committer's conflict history. Clamped to
   // [1 ms, 1 hour]. Engine::SweepTenants runs a sweep on demand.
   absl::Duration tenant_sweep_interval = absl::Seconds(5);
+  // See "Queued calls" in the file comment.
+  QueuedCallOptions queued;
+};
+
+// Per-call options of Engine::Submit. Unset fields take the function's
+// attributes (its wrapper's criticality, quota, deadlineMs, retry).
+struct CallOptions {
+  absl::Time start_after = absl::InfinitePast();  // InfinitePast: now
+  absl::Time deadline = absl::InfinitePast();     // InfinitePast: start + the function's deadline
+  std::optional<Criticality> criticality;
+  std::optional<QuotaClass> quota;
+  std::optional<RetryPolicy> retry;
+  // Calls of a tenant with the same key are one call: a second Submit returns
+  // the first one's id and enqueues nothing (<= 256 bytes).
+  std::string idempotency_key;
+  std::string client;  // whose rate limit applies (QueuedCallOptions::submitter)
+};
+
+// A queued call as Engine::GetCall sees it.
+struct CallInfo {
+  CallId id;
+  std::string tenant;
+  std::string function;
+  CallState state = CallState::kPending;
+  Value result;         // kSucceeded
+  absl::Status error;   // kFailed: the function's error; kDeadLettered: why
+  int attempts = 0;     // deliveries that began
+  absl::Time at;        // kPending: due; kRunning: lease expiry; else when it ended
+  absl::Time deadline;  // InfinitePast when no longer known (the queue forgot the call)
+};
+
+struct QueuedCallStats {
+  uint64_t submitted = 0;  // calls Submit enqueued
+  uint64_t scheduled = 0;  // calls mutations scheduled (ctx.scheduler), enqueued after commit
+  uint64_t ran = 0;        // deliveries that ran the function
+  uint64_t skipped = 0;    // deliveries acknowledged without running (already ended)
+  uint64_t succeeded = 0;
+  uint64_t failed = 0;
+  uint64_t busy = 0;           // deliveries given back: the tenant was at its cap
+  uint64_t back_pressure = 0;  // service answers that were back-pressure
+  SchedulerStats scheduler;
+  SubmitterStats submitter;
 };
 
 // Tenant metadata (schema, modules, enabled) is kept decoded in memory with
@@ -184,6 +301,7 @@ struct EngineStats {
   RetentionStats retention;
   uint64_t tenants_open = 0;         // tenants in memory now (a committer each)
   uint64_t tenants_closed_idle = 0;  // closures by idle sweeps (each reopens on next use)
+  QueuedCallStats queued;
 };
 
 class Engine {
@@ -263,6 +381,46 @@ class Engine {
                                                    std::string_view function, const Value& args,
                                                    const MutationOptions& options,
                                                    Callback done) = 0;
+
+  // Runs an action (blocking) on the action isolates, with ctx.runQuery,
+  // ctx.runMutation, ctx.scheduler and ctx.services. Not transactional.
+  [[nodiscard]] virtual absl::StatusOr<CallResult> Action(std::string_view tenant,
+                                                          std::string_view function,
+                                                          const Value& args) = 0;
+
+  // ---- Queued calls (see the file comment) ----
+  // Enqueues a call of `function` (a query, mutation or action the tenant's
+  // modules export) and returns its id once the call is durable in the
+  // queue. NotFound: unknown tenant or function; InvalidArgument: args that
+  // are not an object or fail the function's `args` validator, a bad option
+  // (a deadline not 1 s - 24 h after the start, ...); ResourceExhausted: the
+  // client is over its rate (RetryAfter() says when to retry). Nothing is
+  // enqueued on error.
+  [[nodiscard]] virtual absl::StatusOr<CallId> Submit(std::string_view tenant,
+                                                      std::string_view function, const Value& args,
+                                                      const CallOptions& options = {}) = 0;
+  // Where call `id` is. NotFound if no tenant of this engine knows it.
+  [[nodiscard]] virtual absl::StatusOr<CallInfo> GetCall(const CallId& id) = 0;
+  // Cancels a call that has not ended: it will not run (a mutation that is
+  // running then conflicts and does not commit; an action already running
+  // finishes). NotFound: unknown call; FailedPrecondition: it already ended
+  // (the message says how).
+  [[nodiscard]] virtual absl::Status CancelCall(const CallId& id) = 0;
+  // The ended calls of a tenant (newest record first is not promised: id
+  // order), optionally only those in `state` and of `function`, at most
+  // `limit`; and the dead letters of the tenant.
+  [[nodiscard]] virtual absl::StatusOr<std::vector<CallInfo>> ListCalls(
+      std::string_view tenant, std::optional<CallState> state, std::string_view function,
+      size_t limit) = 0;
+  // The queue's backlog per function (every tenant).
+  [[nodiscard]] virtual absl::StatusOr<std::vector<FunctionDepth>> QueueDepths() = 0;
+  // Stops leasing queued calls, gives back the ones not started and waits up
+  // to `timeout` for the running ones (a graceful stop; the destructor does
+  // it with a short timeout). Returns how many were still running.
+  virtual size_t StopQueuedCalls(absl::Duration timeout) = 0;
+  // The AIMD limit of a service in calls per second (nullopt before its
+  // first use).
+  [[nodiscard]] virtual std::optional<double> ServiceRate(std::string_view service) const = 0;
 
   // ---- Maintenance ----
   // Runs one version-retention pass over every tenant now (the background

@@ -135,6 +135,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -142,6 +143,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "txfn/errors.h"  // LogEntry, and the payloads of failed runs
 #include "txfn/isolate_scheduler.h"
@@ -155,7 +157,48 @@ namespace internal {
 class RunnerCore;
 }  // namespace internal
 
-enum class FunctionKind { kQuery, kMutation };
+enum class FunctionKind { kQuery, kMutation, kAction };
+
+// What an action's ctx reaches beyond its isolate: ctx.runQuery,
+// ctx.runMutation, ctx.services.<name>(args) and ctx.scheduler. Called on
+// the action's isolate thread, which the call may block (run actions on a
+// scheduler of their own, so a blocked action never holds a worker that the
+// queries and mutations it waits for need). An error becomes a JS exception
+// carrying its status code (a service's ResourceExhausted or Unavailable
+// stays so). Implementations must be thread-safe.
+class ActionHost {
+ public:
+  virtual ~ActionHost() = default;
+  [[nodiscard]] virtual absl::StatusOr<Value> RunQuery(std::string_view function,
+                                                       const Value& args) = 0;
+  [[nodiscard]] virtual absl::StatusOr<Value> RunMutation(std::string_view function,
+                                                          const Value& args) = 0;
+  [[nodiscard]] virtual absl::StatusOr<Value> CallService(std::string_view service,
+                                                          const Value& args) = 0;
+  // Schedules `function` after `delay` or at `at` (one is set); returns the
+  // call id's text form. Not atomic with anything: an action has no
+  // transaction.
+  [[nodiscard]] virtual absl::StatusOr<std::string> Schedule(std::string_view function,
+                                                             const Value& args,
+                                                             std::optional<absl::Duration> delay,
+                                                             std::optional<absl::Time> at) = 0;
+  [[nodiscard]] virtual absl::Status Cancel(std::string_view call_id) = 0;
+};
+
+// An exported function as a deploy sees it (FunctionRunner::DescribeFunctions).
+struct FunctionInfo {
+  FunctionKind kind = FunctionKind::kQuery;
+  // The wrapper's options other than handler and args (criticality, quota,
+  // retry, ...: <txfn/call_records.h> ParseFunctionAttributes), or null.
+  Value attributes;
+  // Its `args` validator as checked: [[name, type, optional], ...] with the
+  // schema's type names; null when it has none (any object is accepted).
+  Value args;
+};
+
+// The canonical name of a function: "dir/mod:fn" for "dir/mod.js:fn", and
+// "dir/mod:default" for "dir/mod" (the keys of DescribeFunctions).
+[[nodiscard]] std::string CanonicalFunctionName(std::string_view function);
 
 // The IsolateCustomizer (txfn/isolate_customizer.h) for schedulers whose
 // isolates run a FunctionRunner: it makes them from the runner's startup
@@ -166,7 +209,7 @@ enum class FunctionKind { kQuery, kMutation };
 // without it, only slower. Thread-safe; the same object on every call.
 std::shared_ptr<const IsolateCustomizer> FunctionRunnerIsolateCustomizer();
 
-// "query" or "mutation".
+// "query", "mutation" or "action".
 std::string_view FunctionKindName(FunctionKind kind);
 
 // A call of an export as the other kind (a mutation run as a query, or the
@@ -189,6 +232,11 @@ struct RunRequest {
   // seed then draw the same ids, and the second insert of one conflicts.
   bool deterministic_ids = false;
   TransactionLimits limits;
+  // kAction: what its ctx reaches (null: ctx.runQuery and the others fail
+  // with FailedPrecondition). An action runs against a read-only transaction
+  // (for its modules only: its ctx has no db), its Date.now() is the real
+  // time, and its ctx.scheduler goes through the host.
+  std::shared_ptr<ActionHost> action_host;
 };
 
 struct RunStats {
@@ -261,10 +309,17 @@ class FunctionRunner {
   // land in the module cache, so the first calls after the deploy hit it.
   // Works on a disabled tenant too.
   [[nodiscard]] absl::Status CheckModules(std::shared_ptr<const Snapshot> snapshot);
+  // CheckModules, and on success every exported query, mutation and action,
+  // by canonical name, with its kind and attributes.
+  [[nodiscard]] absl::StatusOr<std::map<std::string, FunctionInfo>> DescribeFunctions(
+      std::shared_ptr<const Snapshot> snapshot);
 
   ModuleCacheStats module_cache_stats() const;
 
  private:
+  absl::Status LoadModules(std::shared_ptr<const Snapshot> snapshot,
+                           std::map<std::string, FunctionInfo>* functions);
+
   std::shared_ptr<IsolateScheduler> scheduler_;
   std::shared_ptr<internal::RunnerCore> core_;
 };

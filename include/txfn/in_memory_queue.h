@@ -54,6 +54,7 @@ class InMemoryQueue final : public DurableQueue {
   absl::StatusOr<std::vector<absl::Status>> Redrive(absl::Span<const CallId> ids,
                                                     absl::Time now) override;
   absl::StatusOr<std::vector<FunctionDepth>> Depths(absl::Time now) override;
+  absl::StatusOr<std::optional<QueuedCall>> Find(const CallId& id, absl::Time now) override;
 
   // Calls held (pending, leased or dead-lettered) across all shards.
   [[nodiscard]] size_t size() const;

@@ -118,6 +118,7 @@ class SqliteQueue final : public DurableQueue {
   absl::StatusOr<std::vector<absl::Status>> Redrive(absl::Span<const CallId> ids,
                                                     absl::Time now) override;
   absl::StatusOr<std::vector<FunctionDepth>> Depths(absl::Time now) override;
+  absl::StatusOr<std::optional<QueuedCall>> Find(const CallId& id, absl::Time now) override;
 
   // A BlobStore on this queue's database file (table txfn_queue_blobs). Lives
   // as long as the queue.

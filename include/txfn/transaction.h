@@ -122,6 +122,10 @@ struct ReadRange {
 
 // Everything a committer needs from a transaction. Plain data: it may be
 // serialised and committed elsewhere.
+// The first of the index ids txfn keeps for its own records (see
+// Transaction::GetReserved); table and index ids are allocated below it.
+inline constexpr IndexId kFirstReservedIndex = 0xffffff00u;
+
 struct PreparedCommit {
   std::string tenant;
   Timestamp begin_ts = 0;
@@ -185,6 +189,20 @@ class Transaction {
   [[nodiscard]] absl::Status PutModule(std::string_view path, std::string_view source);
   [[nodiscard]] absl::Status DeleteModule(std::string_view path);
   [[nodiscard]] absl::Status SetEnabled(bool enabled);
+
+  // ---- Reserved entries (txfn's own per-tenant records) ----
+  // Indexes from kFirstReservedIndex up hold txfn's records (idempotency
+  // keys, scheduled calls: <txfn/call_records.h>), never documents. These
+  // read and write one entry of such an index, in this transaction.
+  // GetReserved records a point read (so a racing writer of the entry
+  // conflicts); PutReserved writes the entry (nullopt deletes it), counted
+  // against bytes written (the value's size) like a document write.
+  // InvalidArgument for an index below kFirstReservedIndex or an empty key;
+  // PutReserved also for a read-only transaction.
+  [[nodiscard]] absl::StatusOr<std::optional<std::string>> GetReserved(IndexId index,
+                                                                       std::string_view key);
+  [[nodiscard]] absl::Status PutReserved(IndexId index, std::string_view key,
+                                         std::optional<std::string> value);
 
   // ---- Results ----
   const std::vector<ReadRange>& read_set() const { return reads_; }

@@ -148,6 +148,12 @@ void CallScheduler::ProcessCompletions(absl::Time now) {
         Settle(h, Settlement::DeadLetter(
                       token, StrCat("permanent error: ", outcome.status.message().substr(0, 512))));
         break;
+      case CallOutcome::Kind::kBusy:
+        ++stats_.released;
+        Settle(h, Settlement::Release(
+                      token, std::min(now + outcome.retry_after.value_or(absl::ZeroDuration()),
+                                      c.deadline)));
+        break;
     }
   }
 }
@@ -430,7 +436,10 @@ void CallScheduler::Poll(absl::Time now) {
       if (held_.contains(l.call.id)) continue;
       auto h = std::make_unique<Held>();
       h->leased = std::move(l);
-      FunctionState& fs = StateFor(h->call().function, now);
+      FunctionState& fs = StateFor(options_.key_functions_by_tenant
+                                       ? StrCat(h->call().tenant, "/", h->call().function)
+                                       : h->call().function,
+                                   now);
       h->fs = &fs;
       std::vector<Held*>& buf =
           fs.buffer[static_cast<int>(h->call().quota) == kReserved ? kReserved : kOpportunistic];

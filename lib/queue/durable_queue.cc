@@ -26,6 +26,11 @@ absl::Status FoldOne(absl::StatusOr<std::vector<absl::Status>> results) {
 
 }  // namespace
 
+absl::StatusOr<std::optional<QueuedCall>> DurableQueue::Find(const CallId& id, absl::Time) {
+  return absl::UnimplementedError(
+      internal::StrCat("this queue adapter cannot look up call ", id.ToString()));
+}
+
 absl::Status DurableQueue::Ack(const LeaseToken& lease, absl::Time now) {
   Settlement s = Settlement::Ack(lease);
   return FoldOne(Settle({&s, 1}, now));

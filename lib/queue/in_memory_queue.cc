@@ -313,6 +313,26 @@ absl::StatusOr<std::vector<DeadLetter>> InMemoryQueue::ListDeadLetters(CallId af
   return out;
 }
 
+absl::StatusOr<std::optional<QueuedCall>> InMemoryQueue::Find(const CallId& id, absl::Time now) {
+  Shard& shard = ShardFor(id);
+  internal::MutexLock lock(&shard.mu);
+  auto it = shard.entries.find(id);
+  if (it == shard.entries.end()) return std::nullopt;
+  const Entry& e = it->second;
+  QueuedCall out{.call = e.call, .reason = e.reason};
+  if (e.state == State::kDead) {
+    out.state = QueuedCall::State::kDead;
+    out.at = e.dead_at;
+  } else if (e.state == State::kLeased && e.expires > now) {
+    out.state = QueuedCall::State::kLeased;
+    out.at = e.expires;
+  } else {
+    out.state = QueuedCall::State::kPending;
+    out.at = e.state == State::kLeased ? e.expires : e.due;
+  }
+  return out;
+}
+
 absl::StatusOr<std::vector<absl::Status>> InMemoryQueue::Redrive(absl::Span<const CallId> ids,
                                                                  absl::Time now) {
   std::vector<absl::Status> results(ids.size());

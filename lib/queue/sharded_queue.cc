@@ -56,6 +56,10 @@ absl::StatusOr<size_t> ShardedQueue::Enqueue(absl::Span<const Call> calls) {
   return added;
 }
 
+absl::StatusOr<std::optional<QueuedCall>> ShardedQueue::Find(const CallId& id, absl::Time now) {
+  return children_[ChildOf(id)]->Find(id, now);
+}
+
 absl::StatusOr<std::vector<LeasedCall>> ShardedQueue::Lease(const LeaseRequest& request) {
   TXFN_RETURN_IF_ERROR(ValidateLeaseRequest(request, shard_count_));
   const int c =

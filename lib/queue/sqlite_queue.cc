@@ -162,6 +162,8 @@ constexpr const char* kDepths =
     "SUM(CASE WHEN state = 1 AND due > ?1 THEN 1 ELSE 0 END), "
     "MIN(CASE WHEN due <= ?1 THEN due END) "
     "FROM txfn_queue_calls WHERE state < 2 GROUP BY function ORDER BY function";
+constexpr const char* kFind =
+    "SELECT state, due, attempts, reason, dead_at, call FROM txfn_queue_calls WHERE id = ?1";
 constexpr const char* kBlobPut =
     "INSERT INTO txfn_queue_blobs (key, value) VALUES (?1, ?2) "
     "ON CONFLICT(key) DO UPDATE SET value = excluded.value";
@@ -972,6 +974,30 @@ absl::StatusOr<std::vector<absl::Status>> SqliteQueue::Redrive(absl::Span<const 
     return absl::OkStatus();
   }));
   return results;
+}
+
+absl::StatusOr<std::optional<QueuedCall>> SqliteQueue::Find(const CallId& id, absl::Time now) {
+  const std::string key = id.Bytes();
+  internal::MutexLock lock(&mu_);
+  TXFN_ASSIGN_OR_RETURN(Db::Stmt sel, db_->Prepare(kFind));
+  sel.BindBlob(1, key);
+  TXFN_ASSIGN_OR_RETURN(bool row, sel.Step());
+  if (!row) return std::nullopt;
+  QueuedCall out;
+  TXFN_ASSIGN_OR_RETURN(out.call, DecodeCall(sel.Blob(5)));
+  out.call.attempt = static_cast<int>(sel.Int(2));
+  out.reason = std::string(sel.Blob(3));
+  const int64_t state = sel.Int(0);
+  const absl::Time due = FromNanos(sel.Int(1));
+  if (state == kDead) {
+    out.state = QueuedCall::State::kDead;
+    out.at = FromNanos(sel.Int(4));
+  } else {
+    out.state =
+        state == kLeased && due > now ? QueuedCall::State::kLeased : QueuedCall::State::kPending;
+    out.at = due;
+  }
+  return out;
 }
 
 absl::StatusOr<std::vector<FunctionDepth>> SqliteQueue::Depths(absl::Time now) {

@@ -477,6 +477,56 @@ TEST_P(DurableQueueConformanceTest, ACallPastItsDeadlineIsDeadLetteredNotLeased)
   EXPECT_THAT(dead[0].reason, HasSubstr("deadline passed"));
 }
 
+TEST_P(DurableQueueConformanceTest, FindFollowsACallFromPendingToLeasedToDeadAndForgetsAnAck) {
+  DurableQueue& q = queue();
+  CallMaker maker;
+  Call c = maker.Make("f", kT0 + absl::Seconds(5));
+  c.retry.max_attempts = 2;
+  Call acked = maker.Make("g");
+  EXPECT_EQ(q.Find(c.id, kT0).value(), std::nullopt);
+  ASSERT_EQ(Enqueued(q, {c, acked}), 2u);
+
+  std::optional<QueuedCall> found = q.Find(c.id, kT0).value();
+  ASSERT_TRUE(found.has_value());
+  EXPECT_EQ(found->state, QueuedCall::State::kPending);
+  EXPECT_EQ(found->at, kT0 + absl::Seconds(5));
+  EXPECT_EQ(found->call, c);
+
+  const absl::Time t1 = kT0 + absl::Seconds(10);
+  std::vector<LeasedCall> got = LeaseAll(q, t1);
+  ASSERT_THAT(got, SizeIs(2));
+  found = q.Find(c.id, t1).value();
+  ASSERT_TRUE(found.has_value());
+  EXPECT_EQ(found->state, QueuedCall::State::kLeased);
+  EXPECT_EQ(found->at, t1 + kLease);
+  EXPECT_EQ(found->call.attempt, 1);
+  // An expired lease is pending again.
+  EXPECT_EQ(q.Find(c.id, t1 + kLease).value()->state, QueuedCall::State::kPending);
+
+  for (const LeasedCall& l : got) {
+    if (l.call.id == acked.id) {
+      ASSERT_TRUE(q.Ack(l.token, t1).ok());
+    } else {
+      ASSERT_TRUE(q.Nack(l.token, t1, t1, "first").ok());
+    }
+  }
+  EXPECT_EQ(q.Find(acked.id, t1).value(), std::nullopt);
+  found = q.Find(c.id, t1).value();
+  ASSERT_TRUE(found.has_value());
+  EXPECT_EQ(found->state, QueuedCall::State::kPending);
+  EXPECT_EQ(found->reason, "first");
+
+  got = LeaseAll(q, t1);
+  ASSERT_THAT(got, SizeIs(1));
+  ASSERT_TRUE(q.Nack(got[0].token, t1, t1, "second").ok());
+  found = q.Find(c.id, t1).value();
+  ASSERT_TRUE(found.has_value());
+  EXPECT_EQ(found->state, QueuedCall::State::kDead);
+  EXPECT_EQ(found->at, t1);
+  EXPECT_THAT(found->reason, HasSubstr("attempts exhausted"));
+  EXPECT_EQ(found->call.attempt, 2);
+}
+
 TEST_P(DurableQueueConformanceTest, DeadLettersAreListedInIdOrderAndRedriven) {
   DurableQueue& q = queue();
   CallMaker maker;

@@ -2,7 +2,7 @@
 //
 // A function expression called with the natives object `n` (see
 // runner_core.cc). It makes Date and Math.random deterministic, installs
-// console, and returns {server: {query, mutation}, ctx}. Nothing of `n` stays
+// console, and returns {server: {query, mutation, action}, ctx, actionCtx}. Nothing of `n` stays
 // reachable from user code except through the closures below.
 //
 // Longer than txfn's ~700-line norm: it is one JavaScript program (a single
@@ -561,6 +561,9 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   Object.defineProperty(globalThis, 'console', {value: console, writable: true,
                                                 configurable: true});
 
+  // The fields compileValidator checked last, for mark(): a deploy lists
+  // them so the host can check a queued call's arguments before enqueuing.
+  let checkedFields;
   function compileValidator(kind, spec) {
     // The schema's type names (schema.h), and the JS names as aliases. Plain
     // code made per call rather than tables of closures made by the
@@ -623,6 +626,7 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       fields.push([name, type, optional]);
     }
     const known = new Set(fields.map((f) => f[0]));
+    checkedFields = fields;
     return function validate(a) {
       for (const [name, type, optional] of fields) {
         const v = a[name];
@@ -644,23 +648,60 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   function wrap(kind, code, def) {
     let handler = def;
     let validate = null;
+    let attrs;
+    let argFields;
     if (typeof def !== 'function') {
       if (typeof def !== 'object' || def === null || typeof def.handler !== 'function') {
         throw new TypeError(kind + '() expects a handler function or {args, handler}');
       }
       handler = def.handler;
-      if (def.args !== undefined) validate = compileValidator(kind, def.args);
+      if (def.args !== undefined) {
+        validate = compileValidator(kind, def.args);
+        argFields = checkedFields;
+      }
+      // The other options are scheduling attributes (criticality, quota,
+      // ...): copied as plain data now, checked by the deploy.
+      for (const key of ownKeys(def)) {
+        if (key === 'handler' || key === 'args' || typeof key !== 'string') continue;
+        if (attrs === undefined) attrs = {__proto__: null};
+        attrs[key] = def[key];
+      }
     }
     const fn = function (ctx, args) {
       if (validate !== null) validate(args);
       return handler(ctx, args);
     };
-    mark(fn, code);
+    mark(fn, code, attrs, argFields);
     return fn;
   }
   const server = Object.freeze({
     query: function query(def) { return wrap('query', 1, def); },
     mutation: function mutation(def) { return wrap('mutation', 2, def); },
+    action: function action(def) { return wrap('action', 3, def); },
+  });
+
+  // ctx.scheduler: in a mutation the calls commit with it; in an action they
+  // go to the host at once.
+  const nschedule = n.schedule, nunschedule = n.unschedule;
+  const scheduler = Object.freeze({
+    async runAfter(delayMs, fn, args) { return nschedule(0, delayMs, fn, args); },
+    async runAt(time, fn, args) {
+      return nschedule(1, typeof time === 'object' && time !== null ? +time : time, fn, args);
+    },
+    async cancel(id) { nunschedule(id); },
+  });
+  const nrunQuery = n.runQuery, nrunMutation = n.runMutation, nservice = n.service;
+  const services = new Proxy(Object.freeze({__proto__: null}), {
+    get(target, name) {
+      if (typeof name !== 'string') return undefined;
+      return async (args) => nservice(name, args);
+    },
+  });
+  const actionCtx = Object.freeze({
+    async runQuery(fn, args) { return nrunQuery(fn, args); },
+    async runMutation(fn, args) { return nrunMutation(fn, args); },
+    scheduler,
+    services,
   });
 
   const nget = n.get, nquery = n.query, ninsert = n.insert, npatch = n.patch,
@@ -787,7 +828,7 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     async replace(id, doc) { nreplace(id, doc); },
     async delete(id) { ndel(id); },
   });
-  return {server, ctx: Object.freeze({db})};
+  return {server, ctx: Object.freeze({db, scheduler}), actionCtx};
 })
 )JS";
 

@@ -18,14 +18,32 @@
 namespace txfn {
 
 std::string_view FunctionKindName(FunctionKind kind) {
-  return kind == FunctionKind::kQuery ? "query" : "mutation";
+  switch (kind) {
+    case FunctionKind::kQuery:
+      return "query";
+    case FunctionKind::kMutation:
+      return "mutation";
+    case FunctionKind::kAction:
+      return "action";
+  }
+  return "unknown";
+}
+
+std::string CanonicalFunctionName(std::string_view function) {
+  const size_t colon = function.rfind(':');
+  std::string_view module = colon == std::string_view::npos ? function : function.substr(0, colon);
+  std::string_view name = colon == std::string_view::npos ? "default" : function.substr(colon + 1);
+  if (module.size() > 3 && module.substr(module.size() - 3) == ".js") {
+    module.remove_suffix(3);
+  }
+  return internal::StrCat(module, ":", name);
 }
 
 std::optional<FunctionKind> DeclaredKind(const absl::Status& status) {
   if (!absl::IsInvalidArgument(status)) return std::nullopt;
   absl::optional<absl::Cord> payload = status.GetPayload(internal::ToAbsl(kKindMismatchTypeUrl));
   if (!payload) return std::nullopt;
-  for (FunctionKind kind : {FunctionKind::kQuery, FunctionKind::kMutation}) {
+  for (FunctionKind kind : {FunctionKind::kQuery, FunctionKind::kMutation, FunctionKind::kAction}) {
     if (*payload == internal::ToAbsl(FunctionKindName(kind))) return kind;
   }
   return std::nullopt;
@@ -109,32 +127,52 @@ RunResult FunctionRunner::Run(std::shared_ptr<const Snapshot> snapshot, RunReque
 }
 
 absl::Status FunctionRunner::CheckModules(std::shared_ptr<const Snapshot> snapshot) {
+  return LoadModules(std::move(snapshot), nullptr);
+}
+
+absl::StatusOr<std::map<std::string, FunctionInfo>> FunctionRunner::DescribeFunctions(
+    std::shared_ptr<const Snapshot> snapshot) {
+  std::map<std::string, FunctionInfo> functions;
+  TXFN_RETURN_IF_ERROR(LoadModules(std::move(snapshot), &functions));
+  return functions;
+}
+
+absl::Status FunctionRunner::LoadModules(std::shared_ptr<const Snapshot> snapshot,
+                                         std::map<std::string, FunctionInfo>* functions) {
   struct Waiter {
     internal::Mutex mu;
     internal::CondVar cv{&mu};
     bool done ABSL_GUARDED_BY(mu) = false;
     absl::Status status ABSL_GUARDED_BY(mu);
+    std::map<std::string, FunctionInfo> functions ABSL_GUARDED_BY(mu);
   };
+  using Answer = std::pair<absl::Status, std::map<std::string, FunctionInfo>>;
   auto waiter = std::make_shared<Waiter>();
-  auto answer = std::make_shared<AnswerOnce<absl::Status>>([waiter](absl::Status status) {
+  auto answer = std::make_shared<AnswerOnce<Answer>>([waiter](Answer a) {
     internal::MutexLock lock(&waiter->mu);
-    waiter->status = std::move(status);
+    waiter->status = std::move(a.first);
+    waiter->functions = std::move(a.second);
     waiter->done = true;
     waiter->cv.SignalAll();
   });
   std::string tenant = snapshot->tenant();
+  const bool describe = functions != nullptr;
   TXFN_RETURN_IF_ERROR(scheduler_->Submit(
       std::move(tenant),
-      [core = core_, snapshot = std::move(snapshot), answer](IsolateLease& lease) {
+      [core = core_, snapshot = std::move(snapshot), answer, describe](IsolateLease& lease) {
         lease.OnAbandon([answer](const std::string& limit) {
-          (*answer)(AbandonedStatus("the deploy check", limit));
+          (*answer)(Answer(AbandonedStatus("the deploy check", limit), {}));
         });
         Transaction txn(snapshot, TransactionOptions{.read_only = true});
-        absl::Status status = core->CheckModulesOnIsolate(lease, txn);
-        lease.RunAfterRelease([answer, status] { (*answer)(status); });
+        auto found = std::make_shared<std::map<std::string, FunctionInfo>>();
+        absl::Status status =
+            core->CheckModulesOnIsolate(lease, txn, describe ? found.get() : nullptr);
+        lease.RunAfterRelease(
+            [answer, status, found] { (*answer)(Answer(status, std::move(*found))); });
       }));
   internal::MutexLock lock(&waiter->mu);
   waiter->cv.Wait([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(waiter->mu) { return waiter->done; });
+  if (functions != nullptr) *functions = std::move(waiter->functions);
   return waiter->status;
 }
 

@@ -7,10 +7,13 @@
 #include <utility>
 #include <vector>
 
+#include "absl/random/random.h"
 #include "absl/strings/escaping.h"
+#include "absl/time/clock.h"
 #include "lib/v8/bootstrap_js.h"
 #include "lib/v8/js_strings.h"
 #include "lib/v8/js_value.h"
+#include "txfn/call_records.h"
 #include "txfn/errors.h"
 #include "txfn/internal/status_macros.h"
 #include "txfn/internal/strings.h"
@@ -139,8 +142,11 @@ class Call {
 // ---- Natives -------------------------------------------------------------
 
 void Now(const v8::FunctionCallbackInfo<v8::Value>& info) {
-  if (std::optional<Call> call = Call::Enter(info))
-    call->Return(v8::Number::New(info.GetIsolate(), call->req().now_ms));
+  std::optional<Call> call = Call::Enter(info);
+  if (!call) return;
+  const double ms =
+      call->req().action ? std::floor(absl::ToUnixMicros(absl::Now()) / 1e3) : call->req().now_ms;
+  call->Return(v8::Number::New(info.GetIsolate(), ms));
 }
 
 void Random(const v8::FunctionCallbackInfo<v8::Value>& info) {
@@ -180,11 +186,16 @@ void Fail(const v8::FunctionCallbackInfo<v8::Value>& info) {
   call->Fail(absl::Status(static_cast<absl::StatusCode>(code), message));
 }
 
-// mark(fn, kind): tags a query() or mutation() wrapper.
+// mark(fn, kind, attrs, argFields): tags a query(), mutation() or action()
+// wrapper with its kind, its attributes (an object, or undefined) and its
+// checked argument validator ([[name, type, optional], ...], or undefined).
 void Mark(const v8::FunctionCallbackInfo<v8::Value>& info) {
   std::optional<Call> call = Call::Enter(info, /*needs_request=*/false);
   if (!call || !info[0]->IsFunction() || !info[1]->IsInt32()) return;
-  (void)info[0].As<v8::Object>()->SetPrivate(call->context(), call->rt().kind_key(), info[1]);
+  v8::Local<v8::Object> fn = info[0].As<v8::Object>();
+  (void)fn->SetPrivate(call->context(), call->rt().kind_key(), info[1]);
+  if (info[2]->IsObject()) (void)fn->SetPrivate(call->context(), call->rt().attrs_key(), info[2]);
+  if (info[3]->IsArray()) (void)fn->SetPrivate(call->context(), call->rt().args_key(), info[3]);
 }
 
 void Get(const v8::FunctionCallbackInfo<v8::Value>& info) {
@@ -362,6 +373,130 @@ void Delete(const v8::FunctionCallbackInfo<v8::Value>& info) {
   if (absl::Status s = call->req().txn->Delete(*id); !s.ok()) call->FailTxn(s);
 }
 
+// schedule(mode, when, function, args) -> call id: ctx.scheduler.runAfter
+// (mode 0, `when` a delay in ms) and runAt (mode 1, `when` a time in ms since
+// the epoch, or a Date's value). A mutation writes the call to its outbox
+// (txfn/call_records.h), so only its commit schedules it; an action asks its
+// host.
+void Schedule(const v8::FunctionCallbackInfo<v8::Value>& info) {
+  std::optional<Call> call = Call::Enter(info);
+  if (!call) return;
+  RequestState& req = call->req();
+  const bool after = info[0]->IsInt32() && info[0].As<v8::Int32>()->Value() == 0;
+  const char* what = after ? "ctx.scheduler.runAfter(delayMs, function, args)"
+                           : "ctx.scheduler.runAt(timeMs, function, args)";
+  if (!info[1]->IsNumber()) {
+    return call->InvalidArgument(StrCat(what, ": the ", after ? "delay" : "time",
+                                        " must be a number of milliseconds, got ",
+                                        TypeName(info.GetIsolate(), info[1])));
+  }
+  const double when = info[1].As<v8::Number>()->Value();
+  if (!std::isfinite(when) || (after && when < 0)) {
+    return call->InvalidArgument(StrCat(
+        what, ": the ", after ? "delay must be a finite number >= 0" : "time must be finite"));
+  }
+  std::optional<std::string> function = call->String(2, StrCat(what, ": function"), 256);
+  if (!function) return;
+  std::optional<Value> args = call->ValueArg(3, StrCat(what, ": args"));
+  if (!args) return;
+  std::optional<absl::Duration> delay;
+  std::optional<absl::Time> at;
+  if (after) {
+    delay = absl::Milliseconds(when);
+  } else {
+    at = absl::FromUnixMicros(static_cast<int64_t>(std::clamp(when, -9.0e12, 9.0e12) * 1e3));
+  }
+  if (req.scheduled >= kMaxScheduledPerTransaction) {
+    return call->Fail(absl::ResourceExhaustedError(
+        StrCat(what, ": a function may schedule at most ", kMaxScheduledPerTransaction, " calls")));
+  }
+  absl::StatusOr<std::string> id;
+  if (req.action) {
+    if (req.host == nullptr) {
+      return call->Fail(absl::FailedPreconditionError("ctx.scheduler: this runner has no host"));
+    }
+    id = req.host->Schedule(*function, *args, delay, at);
+  } else {
+    absl::BitGen bits;
+    absl::StatusOr<CallId> scheduled = ScheduleCall(
+        *req.txn,
+        ScheduledCall{
+            .function = *std::move(function), .args = *std::move(args), .delay = delay, .at = at},
+        absl::Uniform<uint64_t>(bits), absl::Uniform<uint64_t>(bits));
+    if (scheduled.ok()) {
+      id = scheduled->ToString();
+    } else {
+      id = Prefixed(scheduled.status(), what);
+    }
+  }
+  if (!id.ok()) return call->FailTxn(id.status());
+  ++req.scheduled;
+  v8::Local<v8::String> js_id;
+  if (!NewString(info.GetIsolate(), *id).ToLocal(&js_id)) {
+    return call->Fail(absl::InternalError("call id"));
+  }
+  call->Return(js_id);
+}
+
+// unschedule(id): ctx.scheduler.cancel. In a mutation, a kCancelled record
+// commits with it (a call that already ended is left as it is); in an
+// action, the host cancels.
+void Unschedule(const v8::FunctionCallbackInfo<v8::Value>& info) {
+  std::optional<Call> call = Call::Enter(info);
+  if (!call) return;
+  RequestState& req = call->req();
+  std::optional<std::string> text = call->String(0, "ctx.scheduler.cancel(id): id", 64);
+  if (!text) return;
+  if (req.action) {
+    if (req.host == nullptr) {
+      return call->Fail(absl::FailedPreconditionError("ctx.scheduler: this runner has no host"));
+    }
+    if (absl::Status s = req.host->Cancel(*text); !s.ok()) call->Fail(s);
+    return;
+  }
+  absl::StatusOr<CallId> id = CallId::Parse(*text);
+  if (!id.ok()) return call->Fail(Prefixed(id.status(), "ctx.scheduler.cancel(id)"));
+  absl::StatusOr<std::optional<CallRecord>> ended = CancelCallInTransaction(
+      *req.txn, *id, absl::FromUnixMillis(static_cast<int64_t>(req.now_ms)));
+  if (!ended.ok()) call->FailTxn(Prefixed(ended.status(), "ctx.scheduler.cancel(id)"));
+}
+
+// runQuery(function, args), runMutation(function, args), service(name,
+// args): an action's calls out of its isolate, through its host (blocking).
+template <typename HostCall>
+void ActionCall(const v8::FunctionCallbackInfo<v8::Value>& info, const char* what,
+                HostCall host_call) {
+  std::optional<Call> call = Call::Enter(info);
+  if (!call) return;
+  RequestState& req = call->req();
+  if (!req.action || req.host == nullptr) {
+    return call->Fail(absl::FailedPreconditionError(
+        StrCat(what, " is only available in an action run by a host that serves it")));
+  }
+  std::optional<std::string> name = call->String(0, StrCat(what, ": name"), 256);
+  if (!name) return;
+  std::optional<Value> args = call->ValueArg(1, StrCat(what, ": args"));
+  if (!args) return;
+  absl::StatusOr<Value> result = host_call(*req.host, *name, *args);
+  if (info.GetIsolate()->IsExecutionTerminating()) return;
+  if (!result.ok()) return call->Fail(result.status());
+  call->Return(*result);
+}
+void RunQueryNative(const v8::FunctionCallbackInfo<v8::Value>& info) {
+  ActionCall(info, "ctx.runQuery",
+             [](ActionHost& h, const std::string& f, const Value& a) { return h.RunQuery(f, a); });
+}
+void RunMutationNative(const v8::FunctionCallbackInfo<v8::Value>& info) {
+  ActionCall(info, "ctx.runMutation", [](ActionHost& h, const std::string& f, const Value& a) {
+    return h.RunMutation(f, a);
+  });
+}
+void ServiceNative(const v8::FunctionCallbackInfo<v8::Value>& info) {
+  ActionCall(info, "ctx.services", [](ActionHost& h, const std::string& s, const Value& a) {
+    return h.CallService(s, a);
+  });
+}
+
 // isProxy(v): lets the bootstrap's builtin guards tell Proxies (whose traps
 // are JavaScript, so interruptible) from ordinary objects.
 void IsProxy(const v8::FunctionCallbackInfo<v8::Value>& info) {
@@ -439,6 +574,8 @@ IsolateRuntime::IsolateRuntime(v8::Isolate* isolate) : isolate_(isolate) {
   v8::HandleScope scope(isolate_);
   kind_key_.Reset(isolate_, v8::Private::New(isolate_, MessageString(isolate_, "txfn.kind")));
   code_key_.Reset(isolate_, v8::Private::New(isolate_, MessageString(isolate_, "txfn.code")));
+  attrs_key_.Reset(isolate_, v8::Private::New(isolate_, MessageString(isolate_, "txfn.attrs")));
+  args_key_.Reset(isolate_, v8::Private::New(isolate_, MessageString(isolate_, "txfn.args")));
   // No blocking waits in tenant code (the bootstrap also removes
   // SharedArrayBuffer, without which Atomics cannot wait at all).
   isolate_->SetAllowAtomicsWait(false);
@@ -460,6 +597,11 @@ const intptr_t* IsolateRuntime::ExternalReferences() {
                                    reinterpret_cast<intptr_t>(&Replace),
                                    reinterpret_cast<intptr_t>(&Delete),
                                    reinterpret_cast<intptr_t>(&IsProxy),
+                                   reinterpret_cast<intptr_t>(&Schedule),
+                                   reinterpret_cast<intptr_t>(&Unschedule),
+                                   reinterpret_cast<intptr_t>(&RunQueryNative),
+                                   reinterpret_cast<intptr_t>(&RunMutationNative),
+                                   reinterpret_cast<intptr_t>(&ServiceNative),
                                    0};
   return kRefs;
 }
@@ -483,6 +625,11 @@ absl::StatusOr<v8::Local<v8::Object>> IsolateRuntime::Bootstrap(v8::Isolate* iso
   add("replace", &Replace);
   add("del", &Delete);
   add("isProxy", &IsProxy);
+  add("schedule", &Schedule);
+  add("unschedule", &Unschedule);
+  add("runQuery", &RunQueryNative);
+  add("runMutation", &RunMutationNative);
+  add("service", &ServiceNative);
   v8::TryCatch tc(isolate);
   v8::ScriptOrigin origin(isolate, MessageString(isolate, "txfn:bootstrap"));
   v8::Local<v8::String> source;
@@ -540,13 +687,16 @@ absl::StatusOr<std::unique_ptr<ContextState>> IsolateRuntime::NewContext() {
   }
   v8::Local<v8::Value> server;
   v8::Local<v8::Value> ctx;
+  v8::Local<v8::Value> action_ctx;
   if (!exports->Get(context, MessageString(isolate_, "server")).ToLocal(&server) ||
-      !exports->Get(context, MessageString(isolate_, "ctx")).ToLocal(&ctx) || !server->IsObject() ||
-      !ctx->IsObject()) {
+      !exports->Get(context, MessageString(isolate_, "ctx")).ToLocal(&ctx) ||
+      !exports->Get(context, MessageString(isolate_, "actionCtx")).ToLocal(&action_ctx) ||
+      !server->IsObject() || !ctx->IsObject() || !action_ctx->IsObject()) {
     return absl::InternalError("bootstrap exports are malformed");
   }
   state->server.Reset(isolate_, server.As<v8::Object>());
   state->ctx.Reset(isolate_, ctx.As<v8::Object>());
+  state->action_ctx.Reset(isolate_, action_ctx.As<v8::Object>());
   return state;
 }
 

@@ -50,7 +50,7 @@ struct ContextState;
 inline constexpr size_t kSnapshotContextIndex = 0;
 inline constexpr size_t kSnapshotExportsIndex = 0;
 inline constexpr size_t kSnapshotMarkerIndex = 1;
-inline constexpr std::string_view kSnapshotMarker = "txfn.runner.snapshot.v1";
+inline constexpr std::string_view kSnapshotMarker = "txfn.runner.snapshot.v2";
 
 // The request running on an isolate now.
 struct RequestState {
@@ -66,6 +66,15 @@ struct RequestState {
   // The first ResourceExhausted from the transaction: the request fails with
   // it even if JS caught the exception.
   absl::Status sticky;
+  // An action's request: its ctx reaches `host` (may be null), Date.now()
+  // is the real time.
+  bool action = false;
+  std::shared_ptr<ActionHost> host;
+  size_t scheduled = 0;  // calls ctx.scheduler scheduled in this request
+  void BecomeAction(std::shared_ptr<ActionHost> action_host) {
+    action = true;
+    host = std::move(action_host);
+  }
   // Promises rejected with no handler (yet), with a rendering of the reason.
   std::vector<std::pair<v8::Global<v8::Promise>, std::string>> unhandled;
   size_t unhandled_dropped = 0;  // past kMaxUnhandledRejections
@@ -98,8 +107,9 @@ struct ContextState {
   // request's checkpoints (and never once the context is closed).
   std::unique_ptr<v8::MicrotaskQueue> microtasks;
   v8::Global<v8::Context> context;
-  v8::Global<v8::Object> server;  // {query, mutation}
-  v8::Global<v8::Object> ctx;     // the ctx argument
+  v8::Global<v8::Object> server;  // {query, mutation, action}
+  v8::Global<v8::Object> ctx;     // the ctx argument of queries and mutations
+  v8::Global<v8::Object> action_ctx;  // the ctx argument of actions
   v8::Global<v8::Module> server_module;
   std::vector<ModuleEntry> modules;
   std::map<std::string, size_t, std::less<>> by_path;
@@ -132,6 +142,8 @@ class IsolateRuntime : public IsolateData {
   std::unique_ptr<ContextState>& reused() { return reused_; }
   v8::Local<v8::Private> kind_key() const { return kind_key_.Get(isolate_); }
   v8::Local<v8::Private> code_key() const { return code_key_.Get(isolate_); }
+  v8::Local<v8::Private> attrs_key() const { return attrs_key_.Get(isolate_); }
+  v8::Local<v8::Private> args_key() const { return args_key_.Get(isolate_); }
 
   // A new context with the bootstrap run in it: deserialised from the
   // runner's startup snapshot if the isolate was made from it (see
@@ -152,6 +164,8 @@ class IsolateRuntime : public IsolateData {
   Tri from_snapshot_ = Tri::kUnknown;
   v8::Global<v8::Private> kind_key_;
   v8::Global<v8::Private> code_key_;
+  v8::Global<v8::Private> attrs_key_;
+  v8::Global<v8::Private> args_key_;
   std::unique_ptr<ContextState> reused_;
   RequestState* current_ = nullptr;
 };

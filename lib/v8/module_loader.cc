@@ -15,6 +15,7 @@ namespace txfn::internal {
 namespace {
 
 constexpr std::string_view kServerModuleName = "txfn/server";
+constexpr const char* kServerExports[] = {"query", "mutation", "action"};
 
 // The longest import specifier the loader considers (module paths are short).
 constexpr size_t kMaxSpecifierBytes = 1024;
@@ -137,8 +138,8 @@ absl::Status ModuleLoader::Evaluate(ContextState& cs, v8::Local<v8::Module> modu
 
 v8::Local<v8::Module> ModuleLoader::ServerModule(ContextState& cs) {
   if (cs.server_module.IsEmpty()) {
-    std::vector<v8::Local<v8::String>> names = {MessageString(isolate_, "query"),
-                                                MessageString(isolate_, "mutation")};
+    std::vector<v8::Local<v8::String>> names;
+    for (const char* name : kServerExports) names.push_back(MessageString(isolate_, name));
     cs.server_module.Reset(isolate_, v8::Module::CreateSyntheticModule(
                                          isolate_, MessageString(isolate_, kServerModuleName),
                                          names, &EvaluateServer));
@@ -152,7 +153,7 @@ v8::MaybeLocal<v8::Value> ModuleLoader::EvaluateServer(v8::Local<v8::Context> co
   ContextState* cs = StateOf(context);
   if (cs == nullptr) return {};
   v8::Local<v8::Object> server = cs->server.Get(isolate);
-  for (const char* name : {"query", "mutation"}) {
+  for (const char* name : kServerExports) {
     v8::Local<v8::String> key = MessageString(isolate, name);
     v8::Local<v8::Value> fn;
     if (!server->Get(context, key).ToLocal(&fn) ||

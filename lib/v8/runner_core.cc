@@ -8,6 +8,7 @@
 #include <string>
 #include <utility>
 
+#include "absl/functional/function_ref.h"
 #include "absl/strings/cord.h"
 #include "absl/strings/match.h"
 #include "lib/v8/isolate_runtime.h"
@@ -25,6 +26,32 @@ namespace {
 
 constexpr int kQueryMark = 1;
 constexpr int kMutationMark = 2;
+constexpr int kActionMark = 3;
+
+std::optional<FunctionKind> KindOfMark(int mark) {
+  switch (mark) {
+    case kQueryMark:
+      return FunctionKind::kQuery;
+    case kMutationMark:
+      return FunctionKind::kMutation;
+    case kActionMark:
+      return FunctionKind::kAction;
+    default:
+      return std::nullopt;
+  }
+}
+
+// The kind mark of an exported value: set on query(), mutation() and action()
+// wrappers only.
+std::optional<FunctionKind> KindOf(v8::Local<v8::Context> context, IsolateRuntime& rt,
+                                   v8::Local<v8::Value> fn) {
+  v8::Local<v8::Value> mark;
+  if (!fn->IsFunction() ||
+      !fn.As<v8::Object>()->GetPrivate(context, rt.kind_key()).ToLocal(&mark) || !mark->IsInt32()) {
+    return std::nullopt;
+  }
+  return KindOfMark(mark.As<v8::Int32>()->Value());
+}
 
 absl::Duration ThreadCpuTime() {
   timespec ts{};
@@ -60,6 +87,45 @@ void Retire(v8::Isolate* isolate, std::unique_ptr<ContextState> fresh, ContextSt
     fresh.reset();
     isolate->ContextDisposedNotification();
   }
+}
+
+// Adds the query, mutation and action exports of an evaluated module, with
+// their attributes, to `functions`.
+absl::Status ListExports(v8::Local<v8::Context> context, IsolateRuntime& rt,
+                         v8::Local<v8::Module> module, const std::string& path,
+                         absl::FunctionRef<absl::Status()> js_error,
+                         std::map<std::string, FunctionInfo>& functions) {
+  v8::Isolate* isolate = context->GetIsolate();
+  v8::Local<v8::Object> ns = module->GetModuleNamespace().As<v8::Object>();
+  v8::Local<v8::Array> names;
+  if (!ns->GetOwnPropertyNames(context).ToLocal(&names)) return js_error();
+  for (uint32_t i = 0; i < names->Length(); ++i) {
+    v8::Local<v8::Value> name;
+    v8::Local<v8::Value> fn;
+    if (!names->Get(context, i).ToLocal(&name) || !ns->Get(context, name).ToLocal(&fn)) {
+      return js_error();
+    }
+    std::optional<FunctionKind> kind = KindOf(context, rt, fn);
+    if (!kind.has_value() || !name->IsString()) continue;
+    const std::string export_name = Utf8Prefix(isolate, name.As<v8::String>(), 256);
+    FunctionInfo info{.kind = *kind};
+    v8::Local<v8::Value> attrs;
+    if (fn.As<v8::Object>()->GetPrivate(context, rt.attrs_key()).ToLocal(&attrs) &&
+        attrs->IsObject()) {
+      absl::StatusOr<Value> value = FromJs(context, attrs, size_t{1} << 20, nullptr);
+      if (!value.ok()) {
+        return Prefixed(value.status(), StrCat("attributes of ", path, ":", export_name));
+      }
+      info.attributes = *std::move(value);
+    }
+    v8::Local<v8::Value> args;
+    if (fn.As<v8::Object>()->GetPrivate(context, rt.args_key()).ToLocal(&args) && args->IsArray()) {
+      absl::StatusOr<Value> value = FromJs(context, args, size_t{1} << 20, nullptr);
+      if (value.ok()) info.args = *std::move(value);
+    }
+    functions[CanonicalFunctionName(StrCat(path, ":", export_name))] = std::move(info);
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -129,6 +195,7 @@ RunResult RunnerCore::RunOnIsolate(IsolateLease& lease, const RunRequest& reques
     v8::Context::Scope context_scope(context);
 
     current.emplace(rt, cs, txn, options_, lease, request.seed, &result.logs);
+    if (request.kind == FunctionKind::kAction) current->state().BecomeAction(request.action_host);
     RequestState& req = current->state();
 
     v8::TryCatch tc(isolate);
@@ -151,31 +218,26 @@ RunResult RunnerCore::RunOnIsolate(IsolateLease& lease, const RunRequest& reques
     if (fn->IsUndefined()) {
       return absl::NotFoundError(StrCat("module '", *path, "' has no export ", Quote(export_name)));
     }
-    v8::Local<v8::Value> mark;
-    if (!fn->IsFunction() ||
-        !fn.As<v8::Object>()->GetPrivate(context, rt->kind_key()).ToLocal(&mark) ||
-        !mark->IsInt32()) {
+    std::optional<FunctionKind> declared = KindOf(context, *rt, fn);
+    if (!declared.has_value()) {
       return absl::InvalidArgumentError(
           StrCat(request.function,
-                 " is not a query or mutation (wrap it with query() or "
-                 "mutation() from \"txfn/server\")"));
+                 " is not a query, mutation or action (wrap it with query(), mutation() or "
+                 "action() from \"txfn/server\")"));
     }
-    const int kind = mark.As<v8::Int32>()->Value();
-    const int wanted = request.kind == FunctionKind::kQuery ? kQueryMark : kMutationMark;
-    if (kind != wanted) {
-      const FunctionKind declared =
-          kind == kQueryMark ? FunctionKind::kQuery : FunctionKind::kMutation;
+    if (*declared != request.kind) {
       absl::Status mismatch =
-          absl::InvalidArgumentError(StrCat(request.function, " is a ", FunctionKindName(declared),
+          absl::InvalidArgumentError(StrCat(request.function, " is a ", FunctionKindName(*declared),
                                             ", called as a ", FunctionKindName(request.kind)));
       mismatch.SetPayload(internal::ToAbsl(kKindMismatchTypeUrl),
-                          absl::Cord(internal::ToAbsl(FunctionKindName(declared))));
+                          absl::Cord(internal::ToAbsl(FunctionKindName(*declared))));
       return mismatch;
     }
     absl::StatusOr<v8::Local<v8::Value>> args =
         ToJs(context, request.args.is_null() ? Value::FromObject({}) : request.args);
     if (!args.ok()) return args.status();
-    v8::Local<v8::Value> argv[2] = {cs->ctx.Get(isolate), *args};
+    v8::Local<v8::Value> argv[2] = {
+        (request.kind == FunctionKind::kAction ? cs->action_ctx : cs->ctx).Get(isolate), *args};
     if (!fn.As<v8::Function>()->Call(context, v8::Undefined(isolate), 2, argv).ToLocal(&returned)) {
       return js_error();
     }
@@ -238,7 +300,8 @@ RunResult RunnerCore::RunOnIsolate(IsolateLease& lease, const RunRequest& reques
   return result;
 }
 
-absl::Status RunnerCore::CheckModulesOnIsolate(IsolateLease& lease, Transaction& txn) {
+absl::Status RunnerCore::CheckModulesOnIsolate(IsolateLease& lease, Transaction& txn,
+                                               std::map<std::string, FunctionInfo>* functions) {
   v8::Isolate* isolate = lease.isolate();
   v8::HandleScope handle_scope(isolate);
   std::unique_ptr<ContextState> fresh;
@@ -270,6 +333,9 @@ absl::Status RunnerCore::CheckModulesOnIsolate(IsolateLease& lease, Transaction&
       if (absl::Status s = loader.Evaluate(*fresh, *module, path, js_error); !s.ok()) {
         if (absl::StartsWith(s.message(), who)) return s;
         return Prefixed(s, who);
+      }
+      if (functions != nullptr) {
+        TXFN_RETURN_IF_ERROR(ListExports(context, *rt, *module, path, js_error, *functions));
       }
     }
     return absl::OkStatus();

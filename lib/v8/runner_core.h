@@ -13,6 +13,7 @@
 #ifndef TXFN_LIB_V8_RUNNER_CORE_H_
 #define TXFN_LIB_V8_RUNNER_CORE_H_
 
+#include <map>
 #include <memory>
 #include <string>
 
@@ -43,7 +44,10 @@ class RunnerCore {
   // Compiles, links and evaluates every module of txn.metadata() in a fresh
   // context on lease.isolate(); runs no function. See
   // FunctionRunner::CheckModules.
-  absl::Status CheckModulesOnIsolate(IsolateLease& lease, Transaction& txn);
+  // With `functions`, also lists every exported query, mutation and action
+  // (FunctionRunner::DescribeFunctions).
+  absl::Status CheckModulesOnIsolate(IsolateLease& lease, Transaction& txn,
+                                     std::map<std::string, FunctionInfo>* functions = nullptr);
 
   const FunctionRunnerOptions& options() const { return options_; }
   ModuleCache& module_cache() { return module_cache_; }

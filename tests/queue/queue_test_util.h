@@ -55,6 +55,9 @@ class ForwardingQueue : public DurableQueue {
   absl::StatusOr<std::vector<FunctionDepth>> Depths(absl::Time now) override {
     return inner_->Depths(now);
   }
+  absl::StatusOr<std::optional<QueuedCall>> Find(const CallId& id, absl::Time now) override {
+    return inner_->Find(id, now);
+  }
 
  private:
   std::unique_ptr<DurableQueue> inner_;

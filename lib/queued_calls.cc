@@ -1,0 +1,1035 @@
+// The engine's queued calls; see lib/queued_calls.h.
+#include "lib/queued_calls.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/random/random.h"
+#include "absl/strings/cord.h"
+#include "txfn/errors.h"
+#include "txfn/in_memory_queue.h"
+#include "txfn/internal/strings.h"
+#include "txfn/status_macros.h"
+
+namespace txfn::internal {
+namespace {
+
+// Marks the status of a delivery whose call had already ended (a record
+// found by the mutation's CompletionRecord).
+constexpr std::string_view kEndedPayload = "type.txfn.dev/txfn.CallEnded";
+
+bool Ended(const absl::Status& status) {
+  return status.GetPayload(ToAbsl(kEndedPayload)).has_value();
+}
+
+std::string_view TypeOf(const Value& v) {
+  switch (v.type()) {
+    case ValueType::kNull:
+      return "null";
+    case ValueType::kInt64:
+      return "int64";
+    case ValueType::kFloat64:
+      return "float64";
+    case ValueType::kBool:
+      return "bool";
+    case ValueType::kString:
+      return "string";
+    case ValueType::kBytes:
+      return "bytes";
+    case ValueType::kArray:
+      return "array";
+    case ValueType::kObject:
+      return "object";
+  }
+  return "unknown";
+}
+
+// What kind of failure a status is, for the call's outcome.
+enum class Failure { kFunction, kRetry, kBusy };
+Failure Classify(const absl::Status& s, bool synchronous) {
+  if (IsCommitOutcomeUnknown(s)) return Failure::kRetry;
+  switch (s.code()) {
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kAborted:
+    case absl::StatusCode::kFailedPrecondition:  // a disabled tenant, a snapshot too old
+    case absl::StatusCode::kDeadlineExceeded:
+    case absl::StatusCode::kInternal:
+    case absl::StatusCode::kDataLoss:
+      return Failure::kRetry;
+    case absl::StatusCode::kResourceExhausted:
+      // A limit of the function's own is its failure; a refusal of a full
+      // isolate queue, given back at once, is not an attempt.
+      if (ExceededLimit(s).has_value()) return Failure::kFunction;
+      return synchronous ? Failure::kBusy : Failure::kRetry;
+    default:
+      return Failure::kFunction;  // InvalidArgument, NotFound, Unknown (it threw), ...
+  }
+}
+
+absl::Status PlainStatus(const absl::Status& s) {
+  return absl::Status(s.code(), s.message().substr(0, 4096));
+}
+
+}  // namespace
+
+absl::Status CheckArgs(const Value& validator, const Value& args) {
+  if (!validator.is_array()) return absl::OkStatus();
+  std::vector<std::string_view> known;
+  for (const Value& field : validator.array()) {
+    if (!field.is_array() || field.array().size() != 3 || !field.array()[0].is_string() ||
+        !field.array()[1].is_string() || !field.array()[2].is_bool()) {
+      continue;  // not what the runner lists: the function checks it itself
+    }
+    const std::string& name = field.array()[0].string();
+    const std::string& type = field.array()[1].string();
+    known.push_back(name);
+    const Value* v = args.Find(name);
+    if (v == nullptr) {
+      if (!field.array()[2].boolean()) {
+        return absl::InvalidArgumentError(StrCat("missing argument `", name, "` (", type, ")"));
+      }
+      continue;
+    }
+    if (type != "any" && TypeOf(*v) != type) {
+      return absl::InvalidArgumentError(
+          StrCat("argument `", name, "` must be ", type, ", got ", TypeOf(*v)));
+    }
+  }
+  for (const auto& [name, v] : args.object()) {
+    if (std::find(known.begin(), known.end(), name) == known.end()) {
+      return absl::InvalidArgumentError(StrCat("unexpected argument `", name.substr(0, 64), "`"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// The engine as the scheduler's worker: hands calls to the loop (Run is
+// called under the scheduler's lock and must not block).
+class QueuedCalls::EngineWorker final : public Worker {
+ public:
+  explicit EngineWorker(QueuedCalls* owner) : owner_(owner) {}
+  void Run(const Call& call, Done done) override { owner_->Hand(call, std::move(done)); }
+
+ private:
+  QueuedCalls* const owner_;
+};
+
+// A queued mutation's record as a CompletionRecord: found, the delivery ends
+// without running; added, it commits with the mutation's writes.
+class QueuedCalls::Record final : public CompletionRecord {
+ public:
+  Record(CallId id, std::string function, int attempts, const Clock& clock)
+      : id_(id), function_(std::move(function)), attempts_(attempts), clock_(clock) {}
+
+  absl::StatusOr<std::optional<IdempotentResult>> Find(const Snapshot& snapshot) const override {
+    TXFN_ASSIGN_OR_RETURN(std::optional<CallRecord> record, FindCallRecord(snapshot, id_));
+    if (!record.has_value()) return std::nullopt;
+    if (record->state == CallState::kSucceeded) {
+      return IdempotentResult{.value = record->result, .ts = snapshot.ts()};
+    }
+    absl::Status ended = absl::FailedPreconditionError(
+        StrCat("call ", id_.ToString(), " already ", CallStateName(record->state)));
+    ended.SetPayload(ToAbsl(kEndedPayload), absl::Cord(ToAbsl(CallStateName(record->state))));
+    return ended;
+  }
+  absl::Status Add(const Value& result, PreparedCommit* commit) const override {
+    return AddCallRecord(id_,
+                         CallRecord{.state = CallState::kSucceeded,
+                                    .function = function_,
+                                    .result = result,
+                                    .finished = clock_.Now(),
+                                    .attempts = attempts_},
+                         commit);
+  }
+
+ private:
+  const CallId id_;
+  const std::string function_;
+  const int attempts_;
+  const Clock& clock_;
+};
+
+// What an action's ctx reaches: the tenant's queries and mutations, the
+// engine's services (those the action declared), and the queue.
+class QueuedCalls::Host final : public ActionHost {
+ public:
+  Host(QueuedCalls* owner, std::string tenant, std::string function,
+       std::vector<std::string> services)
+      : owner_(owner),
+        tenant_(std::move(tenant)),
+        function_(std::move(function)),
+        services_(std::move(services)) {}
+
+  absl::StatusOr<Value> RunQuery(std::string_view function, const Value& args) override {
+    TXFN_ASSIGN_OR_RETURN(std::shared_ptr<OpenTenant> open, owner_->tenants_.Get(tenant_));
+    TXFN_ASSIGN_OR_RETURN(CallResult r, owner_->calls_.Query(*open, function, args));
+    return std::move(r.value);
+  }
+  absl::StatusOr<Value> RunMutation(std::string_view function, const Value& args) override {
+    TXFN_ASSIGN_OR_RETURN(std::shared_ptr<OpenTenant> open, owner_->tenants_.Get(tenant_));
+    TXFN_ASSIGN_OR_RETURN(CallResult r, owner_->calls_.Mutation(*open, function, args));
+    return std::move(r.value);
+  }
+  absl::StatusOr<Value> CallService(std::string_view service, const Value& args) override {
+    if (std::find(services_.begin(), services_.end(), service) == services_.end()) {
+      return absl::FailedPreconditionError(
+          StrCat("action ", function_, " did not declare service '", service.substr(0, 64),
+                 "' (add it to its services: [...])"));
+    }
+    auto it = owner_->options_.services.find(std::string(service));
+    if (it == owner_->options_.services.end()) {
+      return absl::NotFoundError(StrCat("no service '", service, "' in this engine"));
+    }
+    absl::StatusOr<Value> answer = it->second(args);
+    if (!answer.ok() &&
+        (absl::IsResourceExhausted(answer.status()) || absl::IsUnavailable(answer.status()))) {
+      owner_->SetStat(&QueuedCallStats::back_pressure);
+      MutexLock lock(&mu_);
+      if (back_pressure_.empty()) back_pressure_ = std::string(service);
+    }
+    return answer;
+  }
+  absl::StatusOr<std::string> Schedule(std::string_view function, const Value& args,
+                                       std::optional<absl::Duration> delay,
+                                       std::optional<absl::Time> at) override {
+    CallOptions options;
+    options.start_after = at.value_or(owner_->clock_.Now() + delay.value_or(absl::ZeroDuration()));
+    TXFN_ASSIGN_OR_RETURN(CallId id, owner_->Submit(tenant_, function, args, options));
+    return id.ToString();
+  }
+  absl::Status Cancel(std::string_view call_id) override {
+    TXFN_ASSIGN_OR_RETURN(CallId id, CallId::Parse(call_id));
+    absl::Status s = owner_->CancelCall(id);
+    // As in a mutation: cancelling a call that already ended changes nothing.
+    return absl::IsFailedPrecondition(s) ? absl::OkStatus() : s;
+  }
+
+  // The first service that pushed back during the run, or "".
+  std::string back_pressure() const {
+    MutexLock lock(&mu_);
+    return back_pressure_;
+  }
+
+ private:
+  QueuedCalls* const owner_;
+  const std::string tenant_;
+  const std::string function_;
+  const std::vector<std::string> services_;
+  mutable Mutex mu_;
+  std::string back_pressure_ ABSL_GUARDED_BY(mu_);
+};
+
+QueuedCalls::QueuedCalls(QueuedCallOptions options, TenantCommitters& tenants, CallPath& calls,
+                         FunctionRunner& runner, int workers)
+    : options_(std::move(options)),
+      tenants_(tenants),
+      calls_(calls),
+      runner_(runner),
+      slots_(options_.slots > 0 ? options_.slots : std::max(2, 2 * workers)),
+      slots_per_tenant_(options_.slots_per_tenant > 0 ? options_.slots_per_tenant
+                                                      : std::max(1, slots_ / 2)),
+      queue_(options_.queue != nullptr ? options_.queue : std::make_shared<InMemoryQueue>()) {
+  config_.default_downstream = options_.service_limits;
+}
+
+absl::Status QueuedCalls::Start() {
+  TXFN_ASSIGN_OR_RETURN(
+      submitter_, Submitter::Create(queue_.get(), options_.blobs, &clock_, options_.submitter));
+  IsolateSchedulerOptions actions = options_.actions;
+  if (actions.workers <= 0) actions.workers = 2;
+  if (actions.customizer == nullptr) actions.customizer = FunctionRunnerIsolateCustomizer();
+  if (actions.max_in_flight_per_tenant == 0) {
+    actions.max_in_flight_per_tenant =
+        static_cast<int>(std::min<size_t>(actions.queue_capacity, 1 << 30));
+  }
+  TXFN_ASSIGN_OR_RETURN(std::unique_ptr<IsolateScheduler> action_scheduler,
+                        IsolateScheduler::Create(actions));
+  action_scheduler_ = std::move(action_scheduler);
+  action_runner_ = std::make_unique<FunctionRunner>(action_scheduler_);
+  if (options_.run) {
+    CallScheduler::Options so{.queue = queue_.get(), .clock = &clock_, .blobs = options_.blobs};
+    so.lease_duration = options_.lease_duration;
+    so.lease_batch = options_.lease_batch;
+    so.poll_interval = options_.poll_interval;
+    so.max_poll_interval = std::max(options_.poll_interval, absl::Milliseconds(200));
+    so.key_functions_by_tenant = true;
+    so.wakeup = [this] { Wake(); };
+    {
+      MutexLock lock(&mu_);
+      so.config = config_;
+    }
+    TXFN_ASSIGN_OR_RETURN(scheduler_, CallScheduler::Create(std::move(so)));
+    TXFN_RETURN_IF_ERROR(
+        scheduler_->AddWorker("engine", std::make_shared<EngineWorker>(this), slots_));
+  }
+  loop_ = std::thread([this] { Loop(); });
+  return absl::OkStatus();
+}
+
+QueuedCalls::~QueuedCalls() {
+  (void)Stop(absl::Seconds(2));
+  // Calls still running hold `this` in their callbacks: wait for them (their
+  // functions' own limits bound the wait).
+  MutexLock lock(&mu_);
+  cv_.Wait([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return in_flight_ == 0; });
+}
+
+size_t QueuedCalls::Stop(absl::Duration timeout) {
+  {
+    MutexLock lock(&mu_);
+    if (!loop_.joinable()) return static_cast<size_t>(in_flight_);
+    draining_ = true;
+    woken_ = true;
+    cv_.SignalAll();
+    // The loop keeps ticking (running calls settle through it) until they
+    // are done or the time is up.
+    cv_.WaitWithTimeout(timeout, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return in_flight_ == 0 && handed_.empty();
+    });
+    stop_ = true;
+    cv_.SignalAll();
+  }
+  loop_.join();
+  MutexLock lock(&mu_);
+  return static_cast<size_t>(in_flight_);
+}
+
+void QueuedCalls::Wake() {
+  MutexLock lock(&mu_);
+  woken_ = true;
+  cv_.SignalAll();
+}
+
+void QueuedCalls::SetStat(uint64_t QueuedCallStats::*field) {
+  MutexLock lock(&mu_);
+  ++(stats_.*field);
+}
+
+void QueuedCalls::Hand(const Call& call, Worker::Done done) {
+  MutexLock lock(&mu_);
+  handed_.push_back({call, std::move(done)});
+  woken_ = true;
+  cv_.SignalAll();
+}
+
+void QueuedCalls::Loop() {
+  // A submit-only engine leaves the outboxes to the engine that runs calls.
+  if (options_.run) RecoverOutboxes();
+  bool drained = false;
+  while (true) {
+    std::vector<Handed> handed;
+    bool draining = false;
+    {
+      MutexLock lock(&mu_);
+      if (stop_) break;
+      handed.swap(handed_);
+      draining = draining_;
+    }
+    if (draining && !drained && scheduler_ != nullptr) {
+      scheduler_->Drain();
+      drained = true;
+    }
+    for (Handed& h : handed) StartCall(std::move(h.call), std::move(h.done));
+    EnqueueScheduled();
+    absl::Time next = clock_.Now() + absl::Milliseconds(100);
+    if (scheduler_ != nullptr) next = std::min(next, scheduler_->Tick());
+    next = std::min(next, submitter_->Tick());
+    CleanOutboxes();
+    MutexLock lock(&mu_);
+    if (draining_ && in_flight_ == 0 && handed_.empty()) cv_.SignalAll();
+    const absl::Duration wait = std::max(next - clock_.Now(), absl::ZeroDuration());
+    cv_.WaitWithTimeout(wait, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return woken_ || stop_; });
+    woken_ = false;
+  }
+  // Calls handed over but never started go back to the queue (a later
+  // process runs them); they are not attempts.
+  std::vector<Handed> left;
+  {
+    MutexLock lock(&mu_);
+    left.swap(handed_);
+  }
+  for (Handed& h : left) {
+    std::move(h.done)(
+        CallOutcome::Busy(absl::UnavailableError("the engine is stopping"), absl::ZeroDuration()));
+  }
+  if (scheduler_ != nullptr) (void)scheduler_->Tick();
+  submitter_->Flush();
+}
+
+// ---- Function tables ----------------------------------------------------
+
+std::shared_ptr<const TenantFunctions> QueuedCalls::Install(
+    const std::string& tenant, std::shared_ptr<const TenantMetadata> metadata,
+    const std::map<std::string, FunctionInfo>& found) {
+  auto table = std::make_shared<TenantFunctions>();
+  table->metadata = std::move(metadata);
+  for (const auto& [name, info] : found) {
+    TenantFunctions::Function& f = table->by_name[name];
+    f.kind = info.kind;
+    f.args = info.args;
+    // A deploy checked them; a table read from older modules keeps defaults.
+    if (absl::StatusOr<FunctionAttributes> a = ParseFunctionAttributes(info.attributes); a.ok()) {
+      f.attributes = *std::move(a);
+    }
+  }
+  SchedulerConfig config;
+  {
+    MutexLock lock(&mu_);
+    functions_[tenant] = table;
+    // The scheduler's limits for this tenant's functions.
+    const std::string prefix = StrCat(tenant, "/");
+    for (auto it = config_.functions.begin(); it != config_.functions.end();) {
+      if (it->first.rfind(prefix, 0) == 0) {
+        config_.functions.erase(it++);
+      } else {
+        ++it;
+      }
+    }
+    for (const auto& [name, f] : table->by_name) {
+      const FunctionAttributes& a = f.attributes;
+      if (a.max_concurrency == 0 && a.services.empty()) continue;
+      FunctionConfig fc = config_.default_function;
+      if (a.max_concurrency > 0) fc.concurrency_limit = a.max_concurrency;
+      fc.downstreams = a.services;
+      config_.functions[StrCat(prefix, name)] = std::move(fc);
+    }
+    ++config_.version;
+    config = config_;
+  }
+  // Outside mu_ (the scheduler calls Hand, which takes mu_, under its own
+  // lock). A racing older version is refused; the newer one holds both.
+  if (scheduler_ != nullptr) (void)scheduler_->ApplyConfig(config);
+  return table;
+}
+
+absl::StatusOr<std::shared_ptr<const TenantFunctions>> QueuedCalls::FunctionsOf(
+    OpenTenant& tenant) {
+  std::shared_ptr<const Snapshot> latest = tenant.Latest();
+  {
+    MutexLock lock(&mu_);
+    auto it = functions_.find(tenant.name());
+    if (it != functions_.end() && it->second->metadata == latest->shared_metadata()) {
+      return it->second;
+    }
+  }
+  std::shared_ptr<const TenantMetadata> metadata = latest->shared_metadata();
+  TXFN_ASSIGN_OR_RETURN(auto found, runner_.DescribeFunctions(std::move(latest)));
+  return Install(tenant.name(), std::move(metadata), found);
+}
+
+void QueuedCalls::OnDeployed(OpenTenant& tenant,
+                             const std::map<std::string, FunctionInfo>& functions) {
+  (void)Install(tenant.name(), tenant.Latest()->shared_metadata(), functions);
+}
+
+absl::Status QueuedCalls::CheckServices(
+    const std::map<std::string, FunctionInfo>& functions) const {
+  for (const auto& [name, info] : functions) {
+    absl::StatusOr<FunctionAttributes> a = ParseFunctionAttributes(info.attributes);
+    if (!a.ok()) continue;  // the deploy check reports it
+    for (const std::string& service : a->services) {
+      if (!options_.services.contains(service)) {
+        return absl::InvalidArgumentError(StrCat("deploy refused: ", FunctionKindName(info.kind),
+                                                 " ", name, " declares service '", service,
+                                                 "', which this engine does not provide"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<TenantFunctions::Function> QueuedCalls::Lookup(OpenTenant& tenant,
+                                                              const std::string& canonical) {
+  TXFN_ASSIGN_OR_RETURN(std::shared_ptr<const TenantFunctions> table, FunctionsOf(tenant));
+  auto it = table->by_name.find(canonical);
+  if (it == table->by_name.end()) {
+    return absl::NotFoundError(StrCat("tenant '", tenant.name(),
+                                      "' has no query, mutation or "
+                                      "action ",
+                                      canonical));
+  }
+  return it->second;
+}
+
+// ---- Submitting -----------------------------------------------------------
+
+Call QueuedCalls::MakeCall(const std::string& tenant, const std::string& function, Value args,
+                           const FunctionAttributes& a, const CallOptions& options,
+                           absl::Time now) const {
+  Call call;
+  call.tenant = tenant;
+  call.function = function;
+  call.args = std::move(args);
+  call.start_after = options.start_after == absl::InfinitePast() ? now : options.start_after;
+  call.deadline =
+      options.deadline == absl::InfinitePast() ? call.start_after + a.deadline : options.deadline;
+  call.criticality = options.criticality.value_or(a.criticality);
+  call.quota = options.quota.value_or(a.quota);
+  call.retry = options.retry.value_or(a.retry);
+  call.idempotency_key = options.idempotency_key;
+  call.client = options.client.empty() ? tenant : options.client;
+  return call;
+}
+
+absl::Status QueuedCalls::Enqueue(std::vector<Call> calls) {
+  struct Waiter {
+    Mutex mu;
+    CondVar cv{&mu};
+    size_t left ABSL_GUARDED_BY(mu) = 0;
+    absl::Status first_error ABSL_GUARDED_BY(mu);
+  };
+  auto waiter = std::make_shared<Waiter>();
+  {
+    MutexLock lock(&waiter->mu);
+    waiter->left = calls.size();
+  }
+  absl::Status refused;
+  for (Call& call : calls) {
+    absl::StatusOr<CallId> id =
+        submitter_->Submit(std::move(call), [waiter](absl::StatusOr<CallId> durable) {
+          MutexLock lock(&waiter->mu);
+          if (!durable.ok() && waiter->first_error.ok()) waiter->first_error = durable.status();
+          if (--waiter->left == 0) waiter->cv.SignalAll();
+        });
+    if (!id.ok()) {
+      MutexLock lock(&waiter->mu);
+      --waiter->left;
+      if (refused.ok()) refused = id.status();
+    }
+  }
+  // Everyone's pending calls go out with this batch (a group commit).
+  submitter_->Flush();
+  MutexLock lock(&waiter->mu);
+  waiter->cv.Wait([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(waiter->mu) { return waiter->left == 0; });
+  return refused.ok() ? waiter->first_error : refused;
+}
+
+absl::StatusOr<CallId> QueuedCalls::Submit(std::string_view tenant, std::string_view function,
+                                           const Value& args, const CallOptions& options) {
+  TXFN_RETURN_IF_ERROR(ValidateTenantName(tenant));
+  if (options.idempotency_key.size() > 256) {
+    return absl::InvalidArgumentError("an idempotency key has at most 256 bytes");
+  }
+  TXFN_ASSIGN_OR_RETURN(std::shared_ptr<OpenTenant> open, tenants_.Get(tenant));
+  const std::string name = CanonicalFunctionName(function);
+  TXFN_ASSIGN_OR_RETURN(TenantFunctions::Function f, Lookup(*open, name));
+  Value call_args = args.is_null() ? Value::FromObject({}) : args;
+  if (!call_args.is_object()) {
+    return absl::InvalidArgumentError(StrCat("the arguments of ", name, " must be an object"));
+  }
+  if (absl::Status s = CheckArgs(f.args, call_args); !s.ok()) return Prefixed(s, name);
+  Call call =
+      MakeCall(open->name(), name, std::move(call_args), f.attributes, options, clock_.Now());
+  if (!options.idempotency_key.empty()) {
+    const CallId derived = CallId::FromKey(open->name(), options.idempotency_key);
+    call.id = TenantCallId(open->name(), derived.hi(), derived.lo());
+  } else {
+    absl::BitGen bits;
+    call.id =
+        TenantCallId(open->name(), absl::Uniform<uint64_t>(bits), absl::Uniform<uint64_t>(bits));
+  }
+  TXFN_RETURN_IF_ERROR(ValidateCall(call, options_.submitter.limits));
+  const CallId id = call.id;
+  std::vector<Call> one;
+  one.push_back(std::move(call));
+  TXFN_RETURN_IF_ERROR(Enqueue(std::move(one)));
+  SetStat(&QueuedCallStats::submitted);
+  return id;
+}
+
+void QueuedCalls::OnScheduled(OpenTenant& tenant, std::vector<ScheduledCall> calls) {
+  MutexLock lock(&mu_);
+  scheduled_.push_back({tenant.name(), std::move(calls)});
+  woken_ = true;
+  cv_.SignalAll();
+}
+
+void QueuedCalls::EnqueueScheduled() {
+  std::vector<Scheduled> batches;
+  {
+    MutexLock lock(&mu_);
+    batches.swap(scheduled_);
+  }
+  if (batches.empty()) return;
+  const absl::Time now = clock_.Now();
+  std::vector<Call> calls;
+  std::map<std::string, std::vector<CallId>> enqueued;
+  for (Scheduled& batch : batches) {
+    absl::StatusOr<std::shared_ptr<OpenTenant>> open = tenants_.Get(batch.tenant);
+    if (!open.ok()) continue;  // deleted: its outbox went with it
+    for (ScheduledCall& s : batch.calls) {
+      const std::string name = CanonicalFunctionName(s.function);
+      // An unknown function still runs (and fails, recorded): the call
+      // committed, so its id must lead somewhere.
+      absl::StatusOr<TenantFunctions::Function> f = Lookup(**open, name);
+      const FunctionAttributes attributes = f.ok() ? f->attributes : FunctionAttributes{};
+      CallOptions options;
+      options.start_after = s.at.value_or(now + s.delay.value_or(absl::ZeroDuration()));
+      // A runAt in the past runs now, with its whole deadline window.
+      Call call = MakeCall(batch.tenant, name, std::move(s.args), attributes, options, now);
+      if (call.start_after < now) {
+        call.start_after = now;
+        call.deadline = now + attributes.deadline;
+      }
+      call.id = s.id;
+      enqueued[batch.tenant].push_back(s.id);
+      calls.push_back(std::move(call));
+    }
+  }
+  const size_t n = calls.size();
+  std::vector<Scheduled> again;
+  for (const Call& c : calls) {
+    if (again.empty() || again.back().tenant != c.tenant) again.push_back({c.tenant, {}});
+    again.back().calls.push_back(
+        ScheduledCall{.id = c.id, .function = c.function, .args = c.args, .at = c.start_after});
+  }
+  if (absl::Status s = Enqueue(std::move(calls)); !s.ok()) {
+    // They stay in the outboxes (the next start would enqueue them); try
+    // again on the loop's next round.
+    MutexLock lock(&mu_);
+    for (Scheduled& batch : again) scheduled_.push_back(std::move(batch));
+    return;
+  }
+  MutexLock lock(&mu_);
+  stats_.scheduled += n;
+  for (auto& [tenant, ids] : enqueued) {
+    std::vector<CallId>& out = enqueued_outbox_[tenant];
+    out.insert(out.end(), ids.begin(), ids.end());
+  }
+}
+
+void QueuedCalls::RecoverOutboxes() {
+  // Straight from storage: opening every tenant's committer to look at a
+  // (nearly always empty) outbox would cost each one a metadata load.
+  const std::shared_ptr<Storage>& storage = tenants_.storage();
+  absl::StatusOr<std::vector<std::string>> tenants = storage->ListTenants();
+  if (!tenants.ok()) return;
+  for (const std::string& tenant : *tenants) {
+    absl::StatusOr<Timestamp> ts = storage->MaxCommittedTimestamp(tenant);
+    if (!ts.ok()) continue;
+    absl::StatusOr<std::vector<IndexEntry>> entries =
+        storage->Scan(tenant, kCallOutboxIndex, KeyRange::All(), *ts, ScanOrder::kAscending, 0);
+    if (!entries.ok() || entries->empty()) continue;
+    std::vector<ScheduledCall> calls;
+    for (const IndexEntry& e : *entries) {
+      absl::StatusOr<ScheduledCall> call = DecodeScheduledCall(e.value);
+      absl::StatusOr<CallId> id = CallId::FromBytes(e.key);
+      if (!call.ok() || !id.ok()) continue;
+      call->id = *id;
+      calls.push_back(*std::move(call));
+    }
+    MutexLock lock(&mu_);
+    scheduled_.push_back({tenant, std::move(calls)});
+  }
+}
+
+void QueuedCalls::CleanOutboxes() {
+  std::map<std::string, std::vector<CallId>> done;
+  {
+    MutexLock lock(&mu_);
+    done.swap(enqueued_outbox_);
+  }
+  for (auto& [tenant, ids] : done) {
+    absl::StatusOr<std::shared_ptr<OpenTenant>> open = tenants_.Get(tenant);
+    if (!open.ok()) continue;
+    PreparedCommit commit{.tenant = tenant, .begin_ts = (*open)->Latest()->ts()};
+    std::sort(ids.begin(), ids.end());
+    ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+    // Blind deletes: they conflict with nothing (a cancel that read the entry
+    // conflicts with them and runs again).
+    for (const CallId& id : ids) {
+      commit.writes.push_back(
+          {.index = kCallOutboxIndex, .key = id.Bytes(), .value = std::nullopt});
+    }
+    // On failure the entries stay: enqueued again at the next start, which
+    // changes nothing (the queue or the call's record knows them).
+    (void)(*open)->Commit(std::move(commit), CommitIntent(), BatchHold::kNever);
+  }
+}
+
+// ---- Running ----------------------------------------------------------------
+
+absl::Status QueuedCalls::WriteRecord(OpenTenant& tenant, const CallId& id,
+                                      const CallRecord& record) {
+  PreparedCommit commit{.tenant = tenant.name(), .begin_ts = tenant.Latest()->ts()};
+  TXFN_RETURN_IF_ERROR(AddCallRecord(id, record, &commit));
+  absl::StatusOr<Timestamp> ts =
+      tenant.Commit(std::move(commit), CommitIntent(), BatchHold::kNever);
+  // Aborted: another record of the call committed first (a cancel, another
+  // delivery); the call has ended either way.
+  if (ts.ok() || absl::IsAborted(ts.status())) return absl::OkStatus();
+  return ts.status();
+}
+
+CallOutcome QueuedCalls::Failed(OpenTenant& tenant, const Call& call, const absl::Status& status,
+                                bool synchronous) {
+  if (Ended(status)) {
+    SetStat(&QueuedCallStats::skipped);
+    return CallOutcome::Ok();
+  }
+  switch (Classify(status, synchronous)) {
+    case Failure::kBusy:
+      SetStat(&QueuedCallStats::busy);
+      return CallOutcome::Busy(status, options_.busy_retry);
+    case Failure::kRetry:
+      return CallOutcome::Retryable(status);
+    case Failure::kFunction:
+      break;
+  }
+  absl::Status written = WriteRecord(tenant, call.id,
+                                     CallRecord{.state = CallState::kFailed,
+                                                .function = call.function,
+                                                .error = PlainStatus(status),
+                                                .finished = clock_.Now(),
+                                                .attempts = call.attempt + 1});
+  if (absl::IsNotFound(written)) return CallOutcome::Permanent(written);  // tenant deleted
+  if (!written.ok()) return CallOutcome::Retryable(written);
+  SetStat(&QueuedCallStats::failed);
+  return CallOutcome::Ok();
+}
+
+void QueuedCalls::StartCall(Call call, Worker::Done done) {
+  absl::StatusOr<std::shared_ptr<OpenTenant>> opened = tenants_.Get(call.tenant);
+  if (!opened.ok()) {
+    std::move(done)(absl::IsNotFound(opened.status()) ? CallOutcome::Permanent(opened.status())
+                                                      : CallOutcome::Retryable(opened.status()));
+    return;
+  }
+  std::shared_ptr<OpenTenant> tenant = *std::move(opened);
+  bool at_cap = false;
+  {
+    MutexLock lock(&mu_);
+    int& running = running_[call.tenant];
+    at_cap = running >= slots_per_tenant_;
+    if (at_cap) {
+      ++stats_.busy;
+    } else {
+      ++running;
+      ++in_flight_;
+    }
+  }
+  if (at_cap) {  // (`done` may call back into Wake: never under mu_)
+    std::move(done)(CallOutcome::Busy(
+        absl::ResourceExhaustedError(
+            StrCat("tenant '", call.tenant, "' runs ", slots_per_tenant_, " queued calls already")),
+        options_.busy_retry));
+    return;
+  }
+  // Ends the delivery once: the outcome to the scheduler, the slot freed.
+  auto finish = [this, tenant_name = call.tenant,
+                 done = std::move(done)](CallOutcome outcome) mutable {
+    std::move(done)(std::move(outcome));
+    MutexLock lock(&mu_);
+    if (--running_[tenant_name] == 0) running_.erase(tenant_name);
+    --in_flight_;
+    woken_ = true;
+    cv_.SignalAll();
+  };
+
+  absl::StatusOr<TenantFunctions::Function> function = Lookup(*tenant, call.function);
+  if (!function.ok()) {
+    finish(Failed(*tenant, call, function.status(), /*synchronous=*/false));
+    return;
+  }
+  SetStat(&QueuedCallStats::ran);
+  switch (function->kind) {
+    case FunctionKind::kMutation: {
+      auto shared_finish = std::make_shared<decltype(finish)>(std::move(finish));
+      MutationOptions options;
+      options.completion =
+          std::make_shared<const Record>(call.id, call.function, call.attempt + 1, clock_);
+      absl::Status submitted = calls_.MutationAsync(
+          tenant, call.function, call.args, options,
+          [this, tenant, call, shared_finish](absl::StatusOr<CallResult> r) {
+            if (r.ok()) {
+              SetStat(r->replayed ? &QueuedCallStats::skipped : &QueuedCallStats::succeeded);
+              (*shared_finish)(CallOutcome::Ok(r->stats.cpu_time));
+            } else {
+              (*shared_finish)(Failed(*tenant, call, r.status(), /*synchronous=*/false));
+            }
+          });
+      if (!submitted.ok()) (*shared_finish)(Failed(*tenant, call, submitted, /*synchronous=*/true));
+      return;
+    }
+    case FunctionKind::kQuery: {
+      absl::StatusOr<std::optional<CallRecord>> ended = FindCallRecord(*tenant->Latest(), call.id);
+      if (!ended.ok() || ended->has_value()) {
+        SetStat(&QueuedCallStats::skipped);
+        finish(ended.ok() ? CallOutcome::Ok() : CallOutcome::Retryable(ended.status()));
+        return;
+      }
+      auto shared_finish = std::make_shared<decltype(finish)>(std::move(finish));
+      absl::Status submitted = calls_.QueryAsync(
+          tenant, call.function, call.args,
+          [this, tenant, call, shared_finish](absl::StatusOr<CallResult> r) {
+            if (!r.ok()) {
+              (*shared_finish)(Failed(*tenant, call, r.status(), /*synchronous=*/false));
+              return;
+            }
+            absl::Status written = WriteRecord(*tenant, call.id,
+                                               CallRecord{.state = CallState::kSucceeded,
+                                                          .function = call.function,
+                                                          .result = r->value,
+                                                          .finished = clock_.Now(),
+                                                          .attempts = call.attempt + 1});
+            if (written.ok()) SetStat(&QueuedCallStats::succeeded);
+            (*shared_finish)(written.ok() ? CallOutcome::Ok(r->stats.cpu_time)
+                                          : CallOutcome::Retryable(written));
+          });
+      if (!submitted.ok()) (*shared_finish)(Failed(*tenant, call, submitted, /*synchronous=*/true));
+      return;
+    }
+    case FunctionKind::kAction:
+      RunQueuedAction(std::move(tenant), std::move(call), *function, std::move(finish));
+      return;
+  }
+}
+
+void QueuedCalls::RunQueuedAction(std::shared_ptr<OpenTenant> tenant, Call call,
+                                  const TenantFunctions::Function& function,
+                                  absl::AnyInvocable<void(CallOutcome) &&> finish) {
+  absl::StatusOr<std::optional<CallRecord>> ended = FindCallRecord(*tenant->Latest(), call.id);
+  if (!ended.ok() || ended->has_value()) {
+    SetStat(&QueuedCallStats::skipped);
+    std::move(finish)(ended.ok() ? CallOutcome::Ok() : CallOutcome::Retryable(ended.status()));
+    return;
+  }
+  auto host =
+      std::make_shared<Host>(this, tenant->name(), call.function, function.attributes.services);
+  absl::BitGen bits;
+  RunRequest request{.function = call.function,
+                     .args = call.args,
+                     .kind = FunctionKind::kAction,
+                     .seed = absl::Uniform<uint64_t>(bits),
+                     .action_host = host};
+  auto shared_finish =
+      std::make_shared<absl::AnyInvocable<void(CallOutcome) &&>>(std::move(finish));
+  absl::Status submitted = action_runner_->RunAsync(
+      tenant->Latest(), std::move(request), [this, tenant, call, host, shared_finish](RunResult r) {
+        if (!r.status.ok()) {
+          const std::string service = host->back_pressure();
+          if (!service.empty()) {
+            std::move (*shared_finish)(CallOutcome::BackPressure(service, r.status));
+          } else {
+            std::move (*shared_finish)(Failed(*tenant, call, r.status, /*synchronous=*/false));
+          }
+          return;
+        }
+        absl::Status written = WriteRecord(*tenant, call.id,
+                                           CallRecord{.state = CallState::kSucceeded,
+                                                      .function = call.function,
+                                                      .result = std::move(r.value),
+                                                      .finished = clock_.Now(),
+                                                      .attempts = call.attempt + 1});
+        if (written.ok()) SetStat(&QueuedCallStats::succeeded);
+        std::move (*shared_finish)(written.ok() ? CallOutcome::Ok(r.stats.cpu_time)
+                                                : CallOutcome::Retryable(written));
+      });
+  if (!submitted.ok()) {
+    std::move (*shared_finish)(Failed(*tenant, call, submitted, /*synchronous=*/true));
+  }
+}
+
+absl::StatusOr<CallResult> QueuedCalls::Action(std::string_view tenant, std::string_view function,
+                                               const Value& args) {
+  TXFN_ASSIGN_OR_RETURN(std::shared_ptr<OpenTenant> open, tenants_.Get(tenant));
+  const std::string name = CanonicalFunctionName(function);
+  TXFN_ASSIGN_OR_RETURN(TenantFunctions::Function f, Lookup(*open, name));
+  if (f.kind != FunctionKind::kAction) {
+    return absl::InvalidArgumentError(
+        StrCat(name, " is a ", FunctionKindName(f.kind), ", called as an action"));
+  }
+  std::shared_ptr<const Snapshot> snapshot = open->Latest();
+  TXFN_RETURN_IF_ERROR(CheckEnabled(*snapshot));
+  absl::BitGen bits;
+  RunResult r = action_runner_->Run(
+      snapshot, RunRequest{.function = name,
+                           .args = args,
+                           .kind = FunctionKind::kAction,
+                           .seed = absl::Uniform<uint64_t>(bits),
+                           .action_host = std::make_shared<Host>(this, open->name(), name,
+                                                                 f.attributes.services)});
+  if (!r.status.ok()) return std::move(r.status);
+  return CallResult{.value = std::move(r.value),
+                    .ts = snapshot->ts(),
+                    .logs = std::move(r.logs),
+                    .stats = r.stats};
+}
+
+// ---- Looking calls up -------------------------------------------------------
+
+absl::StatusOr<QueuedCalls::Located> QueuedCalls::Locate(const CallId& id) {
+  Located where;
+  absl::StatusOr<std::optional<QueuedCall>> queued = queue_->Find(id, clock_.Now());
+  if (queued.ok()) {
+    where.queued = *std::move(queued);
+  } else if (!absl::IsUnimplemented(queued.status())) {
+    return queued.status();
+  }
+  std::vector<std::string> candidates;
+  if (where.queued.has_value()) {
+    candidates.push_back(where.queued->call.tenant);
+  } else {
+    TXFN_ASSIGN_OR_RETURN(std::vector<std::string> tenants, tenants_.storage()->ListTenants());
+    for (std::string& t : tenants) {
+      if (TenantTag(t) == TenantTagOf(id)) candidates.push_back(std::move(t));
+    }
+  }
+  for (const std::string& tenant : candidates) {
+    absl::StatusOr<std::shared_ptr<OpenTenant>> open = tenants_.Get(tenant);
+    if (!open.ok()) continue;
+    std::shared_ptr<const Snapshot> snapshot = (*open)->Latest();
+    TXFN_ASSIGN_OR_RETURN(where.record, FindCallRecord(*snapshot, id));
+    if (!where.record.has_value()) {
+      TXFN_ASSIGN_OR_RETURN(std::optional<IndexEntry> entry,
+                            snapshot->Get(kCallOutboxIndex, id.Bytes()));
+      if (entry.has_value()) {
+        TXFN_ASSIGN_OR_RETURN(ScheduledCall s, DecodeScheduledCall(entry->value));
+        s.id = id;
+        where.outbox = std::move(s);
+      }
+    }
+    if (where.queued.has_value() || where.record.has_value() || where.outbox.has_value()) {
+      where.tenant = *std::move(open);
+      return where;
+    }
+  }
+  return absl::NotFoundError(StrCat("no call ", id.ToString()));
+}
+
+absl::StatusOr<CallInfo> QueuedCalls::InfoOf(const CallId& id, const Located& where) {
+  CallInfo info{.id = id, .tenant = where.tenant->name(), .deadline = absl::InfinitePast()};
+  if (where.queued.has_value()) {
+    const QueuedCall& q = *where.queued;
+    info.function = q.call.function;
+    info.attempts = q.call.attempt;
+    info.deadline = q.call.deadline;
+    info.at = q.at;
+    switch (q.state) {
+      case QueuedCall::State::kPending:
+        info.state = CallState::kPending;
+        break;
+      case QueuedCall::State::kLeased:
+        info.state = CallState::kRunning;
+        break;
+      case QueuedCall::State::kDead:
+        info.state = CallState::kDeadLettered;
+        info.error = absl::FailedPreconditionError(q.reason);
+        break;
+    }
+  }
+  if (where.record.has_value()) {  // how it ended wins over the queue's view
+    const CallRecord& r = *where.record;
+    info.function = r.function.empty() ? info.function : r.function;
+    info.state = r.state;
+    info.result = r.result;
+    info.error = r.error;
+    info.attempts = std::max(info.attempts, r.attempts);
+    info.at = r.finished;
+  } else if (!where.queued.has_value() && where.outbox.has_value()) {
+    info.function = where.outbox->function;
+    info.state = CallState::kPending;
+  }
+  return info;
+}
+
+absl::StatusOr<CallInfo> QueuedCalls::GetCall(const CallId& id) {
+  TXFN_ASSIGN_OR_RETURN(Located where, Locate(id));
+  return InfoOf(id, where);
+}
+
+absl::Status QueuedCalls::CancelCall(const CallId& id) {
+  TXFN_ASSIGN_OR_RETURN(Located where, Locate(id));
+  if (where.queued.has_value() && where.queued->state == QueuedCall::State::kDead &&
+      !where.record.has_value()) {
+    return absl::FailedPreconditionError(
+        StrCat("call ", id.ToString(), " was dead-lettered: ", where.queued->reason));
+  }
+  std::optional<CallRecord> existing;
+  TXFN_RETURN_IF_ERROR(where.tenant
+                           ->CommitSystemTransaction(
+                               [&](Transaction& txn) -> absl::Status {
+                                 TXFN_ASSIGN_OR_RETURN(
+                                     existing, CancelCallInTransaction(txn, id, clock_.Now()));
+                                 return absl::OkStatus();
+                               },
+                               RetryOptions{.max_attempts = 8})
+                           .status());
+  if (existing.has_value()) {
+    return absl::FailedPreconditionError(
+        StrCat("call ", id.ToString(), " already ", CallStateName(existing->state)));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<CallInfo>> QueuedCalls::ListCalls(std::string_view tenant,
+                                                             std::optional<CallState> state,
+                                                             std::string_view function,
+                                                             size_t limit) {
+  TXFN_ASSIGN_OR_RETURN(std::shared_ptr<OpenTenant> open, tenants_.Get(tenant));
+  const std::string wanted = function.empty() ? "" : CanonicalFunctionName(function);
+  std::vector<CallInfo> out;
+  auto keep = [&](const CallInfo& info) {
+    return out.size() < limit && (!state.has_value() || info.state == *state) &&
+           (wanted.empty() || info.function == wanted);
+  };
+  if (!state.has_value() || *state == CallState::kDeadLettered) {
+    CallId after;
+    while (out.size() < limit) {
+      TXFN_ASSIGN_OR_RETURN(std::vector<DeadLetter> page, queue_->ListDeadLetters(after, 1000));
+      if (page.empty()) break;
+      for (const DeadLetter& d : page) {
+        if (d.call.tenant != open->name()) continue;
+        CallInfo info{.id = d.call.id,
+                      .tenant = d.call.tenant,
+                      .function = d.call.function,
+                      .state = CallState::kDeadLettered,
+                      .error = absl::FailedPreconditionError(d.reason),
+                      .attempts = d.call.attempt,
+                      .at = d.at,
+                      .deadline = d.call.deadline};
+        if (keep(info)) out.push_back(std::move(info));
+      }
+      after = page.back().call.id;
+    }
+  }
+  TXFN_ASSIGN_OR_RETURN(
+      std::vector<IndexEntry> records,
+      open->Latest()->Scan(kCallRecordIndex, KeyRange::All(), ScanOrder::kAscending, 0));
+  for (const IndexEntry& e : records) {
+    TXFN_ASSIGN_OR_RETURN(CallId id, CallId::FromBytes(e.key));
+    TXFN_ASSIGN_OR_RETURN(CallRecord r, DecodeCallRecord(e.value));
+    CallInfo info{.id = id,
+                  .tenant = open->name(),
+                  .function = r.function,
+                  .state = r.state,
+                  .result = std::move(r.result),
+                  .error = r.error,
+                  .attempts = r.attempts,
+                  .at = r.finished,
+                  .deadline = absl::InfinitePast()};
+    if (keep(info)) out.push_back(std::move(info));
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<FunctionDepth>> QueuedCalls::Depths() {
+  return queue_->Depths(clock_.Now());
+}
+
+QueuedCallStats QueuedCalls::stats() const {
+  QueuedCallStats s;
+  {
+    MutexLock lock(&mu_);
+    s = stats_;
+  }
+  if (scheduler_ != nullptr) s.scheduler = scheduler_->stats();
+  if (submitter_ != nullptr) s.submitter = submitter_->stats();
+  return s;
+}
+
+std::optional<double> QueuedCalls::ServiceRate(std::string_view service) const {
+  return scheduler_ != nullptr ? scheduler_->DownstreamRate(service) : std::nullopt;
+}
+
+}  // namespace txfn::internal

@@ -1,0 +1,189 @@
+// lib/queued_calls.h — the engine's queued calls ("Queued calls" in
+// txfn/engine.h): Submit, GetCall, CancelCall, actions, and the loop that
+// runs a CallScheduler over the durable queue with the engine as its worker.
+//
+// How a delivered call runs (StartCall): the tenant's function table (its
+// deployed modules' exports, kinds and attributes, cached per metadata
+// version) gives the kind; a mutation runs through the CallPath with a
+// CompletionRecord that commits the call's record with its writes; a query
+// or an action runs, then its record is committed. A call whose record
+// exists is acknowledged without running. How it ended decides the
+// CallOutcome: the function's own failure is recorded (kFailed) and
+// acknowledged; infrastructure failures are retried (NACK); a tenant at its
+// cap or a full isolate queue gives the call back without using an attempt.
+//
+// One thread (the loop) ticks the scheduler and the submitter, starts the
+// calls the scheduler hands to the engine's worker, enqueues the calls that
+// committed mutations scheduled, and deletes their outbox entries once the
+// queue holds them. At start it re-enqueues every tenant's outbox (calls a
+// crash left there).
+//
+// Thread safety: every public method is thread-safe.
+#ifndef TXFN_LIB_QUEUED_CALLS_H_
+#define TXFN_LIB_QUEUED_CALLS_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "txfn/call_path.h"
+#include "txfn/call_records.h"
+#include "txfn/call_scheduler.h"
+#include "txfn/clock.h"
+#include "txfn/engine.h"
+#include "txfn/function_runner.h"
+#include "txfn/internal/mutex.h"
+#include "txfn/submitter.h"
+#include "txfn/tenant_committers.h"
+
+namespace txfn::internal {
+
+// One tenant's exported functions as its deployed modules declare them.
+struct TenantFunctions {
+  struct Function {
+    FunctionKind kind = FunctionKind::kQuery;
+    FunctionAttributes attributes;
+    Value args;  // FunctionInfo::args: the checked validator, or null
+  };
+  std::shared_ptr<const TenantMetadata> metadata;  // the modules they were read from
+  std::map<std::string, Function> by_name;         // by canonical name
+};
+
+// Checks `args` (an object) against a function's checked validator
+// (FunctionInfo::args) as its JavaScript wrapper would. InvalidArgument
+// naming the argument.
+[[nodiscard]] absl::Status CheckArgs(const Value& validator, const Value& args);
+
+class QueuedCalls {
+ public:
+  // `tenants`, `calls` and `runner` must outlive this. `workers`: the main
+  // scheduler's worker count (for the default slots).
+  QueuedCalls(QueuedCallOptions options, TenantCommitters& tenants, CallPath& calls,
+              FunctionRunner& runner, int workers);
+  // Gives back the calls not started and waits for the running ones.
+  ~QueuedCalls();
+  QueuedCalls(const QueuedCalls&) = delete;
+  QueuedCalls& operator=(const QueuedCalls&) = delete;
+
+  // Creates the submitter, the scheduler and the action runner, and starts
+  // the loop (which first re-enqueues every tenant's outbox).
+  [[nodiscard]] absl::Status Start();
+
+  [[nodiscard]] absl::StatusOr<CallId> Submit(std::string_view tenant, std::string_view function,
+                                              const Value& args, const CallOptions& options);
+  [[nodiscard]] absl::StatusOr<CallInfo> GetCall(const CallId& id);
+  [[nodiscard]] absl::Status CancelCall(const CallId& id);
+  [[nodiscard]] absl::StatusOr<std::vector<CallInfo>> ListCalls(std::string_view tenant,
+                                                                std::optional<CallState> state,
+                                                                std::string_view function,
+                                                                size_t limit);
+  [[nodiscard]] absl::StatusOr<std::vector<FunctionDepth>> Depths();
+  [[nodiscard]] absl::StatusOr<CallResult> Action(std::string_view tenant,
+                                                  std::string_view function, const Value& args);
+  size_t Stop(absl::Duration timeout);
+  [[nodiscard]] QueuedCallStats stats() const;
+  [[nodiscard]] std::optional<double> ServiceRate(std::string_view service) const;
+
+  // The CallPath's on_scheduled hook: enqueues the calls (from the loop).
+  void OnScheduled(OpenTenant& tenant, std::vector<ScheduledCall> calls);
+  // A deploy committed these functions (primes the function table).
+  void OnDeployed(OpenTenant& tenant, const std::map<std::string, FunctionInfo>& functions);
+  // Checks a deploy's functions against this engine: every declared service
+  // must be registered. InvalidArgument "deploy refused: ..." otherwise.
+  [[nodiscard]] absl::Status CheckServices(
+      const std::map<std::string, FunctionInfo>& functions) const;
+
+ private:
+  class EngineWorker;
+  class Host;
+  class Record;
+  struct Handed {
+    Call call;
+    Worker::Done done;
+  };
+  struct Scheduled {
+    std::string tenant;
+    std::vector<ScheduledCall> calls;
+  };
+
+  absl::StatusOr<std::shared_ptr<const TenantFunctions>> FunctionsOf(OpenTenant& tenant);
+  std::shared_ptr<const TenantFunctions> Install(const std::string& tenant,
+                                                 std::shared_ptr<const TenantMetadata> metadata,
+                                                 const std::map<std::string, FunctionInfo>& found);
+  // The function of `tenant` named `function` (any spelling); NotFound.
+  absl::StatusOr<TenantFunctions::Function> Lookup(OpenTenant& tenant,
+                                                   const std::string& canonical);
+  // Writes `calls` through the submitter and waits until they are durable.
+  absl::Status Enqueue(std::vector<Call> calls);
+  Call MakeCall(const std::string& tenant, const std::string& function, Value args,
+                const FunctionAttributes& attributes, const CallOptions& options,
+                absl::Time now) const;
+
+  void Hand(const Call& call, Worker::Done done);
+  void Loop();
+  void Wake();
+  void StartCall(Call call, Worker::Done done);
+  void RunQueuedAction(std::shared_ptr<OpenTenant> tenant, Call call,
+                       const TenantFunctions::Function& function,
+                       absl::AnyInvocable<void(CallOutcome) &&> finish);
+  // How a failed run ends: recorded (kFailed) and acknowledged, or retried.
+  CallOutcome Failed(OpenTenant& tenant, const Call& call, const absl::Status& status,
+                     bool synchronous);
+  // Commits `record` for `call`; OK also when another record won the race.
+  absl::Status WriteRecord(OpenTenant& tenant, const CallId& id, const CallRecord& record);
+  void EnqueueScheduled();
+  void RecoverOutboxes();
+  void CleanOutboxes();
+  // The tenant a call id belongs to: from the queue, else by its tag.
+  struct Located {
+    std::shared_ptr<OpenTenant> tenant;
+    std::optional<QueuedCall> queued;
+    std::optional<CallRecord> record;
+    std::optional<ScheduledCall> outbox;
+  };
+  absl::StatusOr<Located> Locate(const CallId& id);
+  absl::StatusOr<CallInfo> InfoOf(const CallId& id, const Located& where);
+  void SetStat(uint64_t QueuedCallStats::*field);
+
+  const QueuedCallOptions options_;
+  TenantCommitters& tenants_;
+  CallPath& calls_;
+  FunctionRunner& runner_;
+  const int slots_;
+  const int slots_per_tenant_;
+  RealClock clock_;
+  std::shared_ptr<DurableQueue> queue_;
+  std::unique_ptr<Submitter> submitter_;
+  std::unique_ptr<CallScheduler> scheduler_;
+  std::shared_ptr<IsolateScheduler> action_scheduler_;
+  std::unique_ptr<FunctionRunner> action_runner_;
+
+  mutable internal::Mutex mu_;
+  internal::CondVar cv_{&mu_};
+  bool woken_ ABSL_GUARDED_BY(mu_) = false;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  bool draining_ ABSL_GUARDED_BY(mu_) = false;
+  int64_t in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<Handed> handed_ ABSL_GUARDED_BY(mu_);
+  std::vector<Scheduled> scheduled_ ABSL_GUARDED_BY(mu_);
+  // Outbox entries the queue now holds, to delete, by tenant.
+  std::map<std::string, std::vector<CallId>> enqueued_outbox_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, int> running_ ABSL_GUARDED_BY(mu_);  // by tenant
+  absl::flat_hash_map<std::string, std::shared_ptr<const TenantFunctions>> functions_
+      ABSL_GUARDED_BY(mu_);
+  SchedulerConfig config_ ABSL_GUARDED_BY(mu_);
+  QueuedCallStats stats_ ABSL_GUARDED_BY(mu_);
+  std::thread loop_;
+};
+
+}  // namespace txfn::internal
+
+#endif  // TXFN_LIB_QUEUED_CALLS_H_

@@ -1,0 +1,690 @@
+// The engine's queued calls end to end: Submit / GetCall / CancelCall,
+// ctx.scheduler in mutations (atomic with the commit), exactly-once effects
+// over re-deliveries and expired leases, deadlines, per-function attributes
+// at deploy time, per-tenant caps, actions with ctx.runMutation and host
+// services, and the AIMD limiter of a service that pushes back.
+#include <atomic>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "queue/queue_test_util.h"
+#include "sqlite_test_util.h"
+#include "txfn/engine.h"
+#include "txfn/errors.h"
+#include "txfn/in_memory_queue.h"
+#include "txfn/in_memory_storage.h"
+#include "txfn/sqlite_engine.h"
+#include "txfn/sqlite_queue.h"
+
+namespace txfn {
+namespace {
+
+using queue_test::CountingQueue;
+using queue_test::ForwardingQueue;
+using ::testing::HasSubstr;
+using testing_util::TempDir;
+
+constexpr const char* kSchema = R"({"tables": {
+  "counters": {"fields": {"name": "string", "n": "int64"}, "indexes": {"by_name": ["name"]}}
+}})";
+
+constexpr const char* kCounters = R"JS(
+import { query, mutation, action } from "txfn/server";
+
+async function bumpBy(ctx, name, by) {
+  const c = await ctx.db.query("counters").withIndex("by_name", (q) => q.eq("name", name)).unique();
+  if (c === null) { await ctx.db.insert("counters", { name, n: by }); return by; }
+  await ctx.db.patch(c._id, { n: c.n + by });
+  return c.n + by;
+}
+export const get = query({args: {name: "string"}, handler: async (ctx, { name }) => {
+  const c = await ctx.db.query("counters").withIndex("by_name", (q) => q.eq("name", name)).unique();
+  return c === null ? 0n : c.n;
+}});
+export const bump = mutation({args: {name: "string"}, handler: (ctx, { name }) => bumpBy(ctx, name, 1n)});
+export const important = mutation({
+  args: {name: "string"}, criticality: "high", quota: "opportunistic", deadlineMs: 120000,
+  retry: {maxAttempts: 7, initialBackoffMs: 250}, maxConcurrency: 3,
+  handler: (ctx, { name }) => bumpBy(ctx, name, 1n)});
+export const slowBump = mutation({args: {name: "string", spin: "number"}, handler: (ctx, a) => {
+  let x = 0;
+  for (let i = 0; i < a.spin; i++) x += i;
+  return bumpBy(ctx, a.name, 1n);
+}});
+export const throws = mutation({args: {}, handler: () => { throw new Error("kaput"); }});
+export const schedule = mutation({args: {name: "string", delayMs: "number", fail: "bool?"},
+  handler: async (ctx, a) => {
+    const id = await ctx.scheduler.runAfter(a.delayMs, "counters:bump", { name: a.name });
+    console.log("scheduled " + id);
+    if (a.fail) throw new Error("failed after scheduling");
+    return id;
+  }});
+export const hotSchedule = mutation({args: {}, handler: async (ctx) => {
+  await bumpBy(ctx, "hot", 1n);
+  await ctx.scheduler.runAfter(0, "counters:bump", { name: "runs" });
+}});
+export const cancel = mutation({args: {id: "string"}, handler: async (ctx, { id }) => {
+  await ctx.scheduler.cancel(id);
+}});
+export const scheduleThenCancel = mutation({args: {}, handler: async (ctx) => {
+  const id = await ctx.scheduler.runAfter(0, "counters:bump", { name: "never" });
+  await ctx.scheduler.cancel(id);
+  return id;
+}});
+export const orchestrate = action({args: {name: "string"}, handler: async (ctx, { name }) => {
+  await ctx.runMutation("counters:bump", { name });
+  await ctx.runMutation("counters:bump", { name });
+  return await ctx.runQuery("counters:get", { name });
+}});
+export const send = action({args: {n: "number"}, services: ["mail"],
+  retry: {maxAttempts: 100, initialBackoffMs: 20, maxBackoffMs: 200},
+  handler: async (ctx, { n }) => ctx.services.mail({ n })});
+export const sneaky = action({args: {}, handler: async (ctx) => ctx.services.mail({})});
+)JS";
+
+Value Args(std::initializer_list<std::pair<const std::string, Value>> fields) {
+  return Value::FromObject(Value::Object(fields));
+}
+Value Name(const std::string& name) { return Args({{"name", Value::String(name)}}); }
+
+// `source` with its first `from` replaced by `to`.
+std::string Replaced(std::string source, std::string_view from, std::string_view to) {
+  const size_t at = source.find(from);
+  EXPECT_NE(at, std::string::npos) << from;
+  if (at != std::string::npos) source.replace(at, from.size(), to);
+  return source;
+}
+
+// A service with a fixed capacity per 100 ms window, and outages on demand.
+class Mailer {
+ public:
+  explicit Mailer(int per_window) : per_window_(per_window) {}
+  absl::StatusOr<Value> operator()(const Value&) {
+    absl::MutexLock lock(&mu_);
+    ++offered_;
+    if (down_) return absl::UnavailableError("mail is down");
+    const int64_t window = absl::ToUnixMillis(absl::Now()) / 100;
+    if (window != window_) {
+      window_ = window;
+      used_ = 0;
+    }
+    if (used_ >= per_window_) {
+      ++refused_;
+      return absl::ResourceExhaustedError("mail is over capacity");
+    }
+    ++used_;
+    ++accepted_;
+    return Value::Bool(true);
+  }
+  void SetDown(bool down) {
+    absl::MutexLock lock(&mu_);
+    down_ = down;
+  }
+  int64_t accepted() {
+    absl::MutexLock lock(&mu_);
+    return accepted_;
+  }
+  int64_t offered() {
+    absl::MutexLock lock(&mu_);
+    return offered_;
+  }
+  int64_t refused() {
+    absl::MutexLock lock(&mu_);
+    return refused_;
+  }
+
+ private:
+  const int per_window_;
+  absl::Mutex mu_;
+  bool down_ ABSL_GUARDED_BY(mu_) = false;
+  int64_t window_ ABSL_GUARDED_BY(mu_) = 0;
+  int used_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t accepted_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t offered_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t refused_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// A queue that never extends a lease: every lease of a call that runs longer
+// than lease_duration expires under it, and the call is delivered again
+// while it still runs.
+class NoExtendQueue final : public ForwardingQueue {
+ public:
+  using ForwardingQueue::ForwardingQueue;
+  absl::StatusOr<std::vector<absl::Status>> Extend(absl::Span<const LeaseToken> leases, absl::Time,
+                                                   absl::Duration) override {
+    extends_refused_ += leases.size();
+    return std::vector<absl::Status>(leases.size(), absl::OkStatus());
+  }
+  std::atomic<size_t> extends_refused_{0};
+};
+
+class EngineQueueTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    mailer_ = std::make_shared<Mailer>(5);  // 50 calls/s
+  }
+  void TearDown() override { engine_.reset(); }
+
+  EngineOptions Options() {
+    EngineOptions options;
+    options.scheduler.workers = 2;
+    options.queued.queue = queue_;
+    options.queued.poll_interval = absl::Milliseconds(5);
+    options.queued.service_limits = AimdOptions{.window = absl::Milliseconds(200),
+                                                .slow_start_calls = 4,
+                                                .additive_increase = 2,
+                                                .multiplicative_decrease = 0.5,
+                                                .backpressure_threshold = 0,
+                                                .min_calls_per_window = 1};
+    std::shared_ptr<Mailer> mailer = mailer_;
+    options.queued.services["mail"] = [mailer](const Value& args) { return (*mailer)(args); };
+    return options;
+  }
+  void Open(EngineOptions options) {
+    engine_.reset();
+    auto engine = Engine::Open(storage_, std::move(options));
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    engine_ = *std::move(engine);
+  }
+  void OpenAndDeploy(EngineOptions options) {
+    Open(std::move(options));
+    ASSERT_TRUE(engine_->CreateTenant("app").ok());
+    ASSERT_TRUE(engine_->DeployJson("app", {{"counters.js", kCounters}}, kSchema).ok());
+  }
+  int64_t Counter(const std::string& name, const std::string& tenant = "app") {
+    absl::StatusOr<CallResult> r = engine_->Query(tenant, "counters:get", Name(name));
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? r->value.int64() : -1;
+  }
+  // Waits until `id` is in `state` (or the time is up); returns its info.
+  CallInfo WaitFor(const CallId& id, CallState state, absl::Duration limit = absl::Seconds(20)) {
+    const absl::Time end = absl::Now() + limit;
+    absl::StatusOr<CallInfo> info;
+    while (absl::Now() < end) {
+      info = engine_->GetCall(id);
+      if (info.ok() && info->state == state) return *info;
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+    ADD_FAILURE() << "call " << id.ToString() << " never reached " << CallStateName(state)
+                  << "; last: "
+                  << (info.ok() ? std::string(CallStateName(info->state))
+                                : std::string(info.status().message()));
+    return info.ok() ? *info : CallInfo{};
+  }
+  // Waits until the queue holds nothing (pending or leased) of any function.
+  void WaitDrained(absl::Duration limit = absl::Seconds(30)) {
+    const absl::Time end = absl::Now() + limit;
+    while (absl::Now() < end) {
+      absl::StatusOr<std::vector<FunctionDepth>> depths = engine_->QueueDepths();
+      ASSERT_TRUE(depths.ok()) << depths.status();
+      if (depths->empty()) return;
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    ADD_FAILURE() << "the queue never drained";
+  }
+
+  std::shared_ptr<InMemoryStorage> storage_ = std::make_shared<InMemoryStorage>();
+  std::shared_ptr<InMemoryQueue> queue_ = std::make_shared<InMemoryQueue>();
+  std::shared_ptr<Mailer> mailer_;
+  std::unique_ptr<Engine> engine_;
+};
+
+TEST_F(EngineQueueTest, ASubmittedMutationRunsOnceAndItsResultIsKept) {
+  OpenAndDeploy(Options());
+  absl::StatusOr<CallId> id = engine_->Submit("app", "counters:bump", Name("a"));
+  ASSERT_TRUE(id.ok()) << id.status();
+  CallInfo info = WaitFor(*id, CallState::kSucceeded);
+  EXPECT_EQ(info.tenant, "app");
+  EXPECT_EQ(info.function, "counters:bump");
+  EXPECT_EQ(info.result, Value::Int64(1));
+  EXPECT_EQ(info.attempts, 1);
+  EXPECT_EQ(Counter("a"), 1);
+  // The other spellings of a function name are the same function.
+  ASSERT_TRUE(engine_->Submit("app", "counters.js:bump", Name("a")).ok());
+  WaitDrained();
+  EXPECT_EQ(Counter("a"), 2);
+  const QueuedCallStats stats = engine_->stats().queued;
+  EXPECT_EQ(stats.submitted, 2u);
+  EXPECT_EQ(stats.succeeded, 2u);
+}
+
+TEST_F(EngineQueueTest, BadSubmissionsAreRefusedAndEnqueueNothing) {
+  OpenAndDeploy(Options());
+  auto code = [&](std::string_view tenant, std::string_view fn, const Value& args,
+                  const CallOptions& options = {}) {
+    return engine_->Submit(tenant, fn, args, options).status();
+  };
+  EXPECT_TRUE(absl::IsNotFound(code("nope", "counters:bump", Name("a"))));
+  absl::Status unknown = code("app", "counters:nothing", Name("a"));
+  EXPECT_TRUE(absl::IsNotFound(unknown)) << unknown;
+  EXPECT_THAT(unknown.message(), HasSubstr("counters:nothing"));
+  EXPECT_TRUE(absl::IsNotFound(code("app", "nomodule:bump", Name("a"))));
+  absl::Status bad = code("app", "counters:bump", Args({{"name", Value::Int64(3)}}));
+  EXPECT_TRUE(absl::IsInvalidArgument(bad)) << bad;
+  EXPECT_THAT(bad.message(), HasSubstr("argument `name` must be string, got int64"));
+  EXPECT_THAT(code("app", "counters:bump", Args({})).message(), HasSubstr("missing argument"));
+  EXPECT_THAT(
+      code("app", "counters:bump", Args({{"name", Value::String("a")}, {"x", Value::Null()}}))
+          .message(),
+      HasSubstr("unexpected argument `x`"));
+  EXPECT_TRUE(absl::IsInvalidArgument(code("app", "counters:bump", Value::String("a"))));
+  CallOptions late;
+  late.start_after = absl::Now();
+  late.deadline = late.start_after + absl::Milliseconds(10);
+  absl::Status window = code("app", "counters:bump", Name("a"), late);
+  EXPECT_TRUE(absl::IsInvalidArgument(window)) << window;
+  EXPECT_THAT(window.message(), HasSubstr("deadline"));
+  CallOptions long_key;
+  long_key.idempotency_key = std::string(300, 'k');
+  EXPECT_TRUE(absl::IsInvalidArgument(code("app", "counters:bump", Name("a"), long_key)));
+  EXPECT_EQ(queue_->size(), 0u);
+  EXPECT_EQ(engine_->stats().queued.submitted, 0u);
+}
+
+TEST_F(EngineQueueTest, AnIdempotencyKeyMakesTwoSubmissionsOneCall) {
+  OpenAndDeploy(Options());
+  CallOptions options;
+  options.idempotency_key = "order-1";
+  absl::StatusOr<CallId> first = engine_->Submit("app", "counters:bump", Name("k"), options);
+  ASSERT_TRUE(first.ok()) << first.status();
+  WaitFor(*first, CallState::kSucceeded);
+  absl::StatusOr<CallId> second = engine_->Submit("app", "counters:bump", Name("k"), options);
+  ASSERT_TRUE(second.ok());
+  EXPECT_EQ(*first, *second);
+  WaitDrained();
+  EXPECT_EQ(Counter("k"), 1);
+}
+
+TEST_F(EngineQueueTest, AttributesDeclaredAtDeployApplyToSubmissionsAndChangeWithADeploy) {
+  OpenAndDeploy(Options());
+  CallOptions later;
+  later.start_after = absl::Now() + absl::Hours(1);
+  absl::StatusOr<CallId> id = engine_->Submit("app", "counters:important", Name("i"), later);
+  ASSERT_TRUE(id.ok()) << id.status();
+  std::optional<QueuedCall> queued = queue_->Find(*id, absl::Now()).value();
+  ASSERT_TRUE(queued.has_value());
+  EXPECT_EQ(queued->call.criticality, Criticality::kHigh);
+  EXPECT_EQ(queued->call.quota, QuotaClass::kOpportunistic);
+  EXPECT_EQ(queued->call.deadline - queued->call.start_after, absl::Seconds(120));
+  EXPECT_EQ(queued->call.retry.max_attempts, 7);
+  EXPECT_EQ(queued->call.retry.initial_backoff, absl::Milliseconds(250));
+  // Per call, the options win.
+  CallOptions low = later;
+  low.criticality = Criticality::kLow;
+  id = engine_->Submit("app", "counters:important", Name("i"), low);
+  ASSERT_TRUE(id.ok());
+  EXPECT_EQ(queue_->Find(*id, absl::Now()).value()->call.criticality, Criticality::kLow);
+
+  // Bad attributes are refused with the function and the attribute named.
+  const std::string bad = Replaced(kCounters, "criticality: \"high\"", "criticality: \"hgh\"");
+  absl::Status refused = engine_->DeployJson("app", {{"counters.js", bad}}, kSchema);
+  EXPECT_TRUE(absl::IsInvalidArgument(refused)) << refused;
+  EXPECT_THAT(refused.message(), HasSubstr("counters:important"));
+  EXPECT_THAT(refused.message(), HasSubstr("hgh"));
+  const std::string unknown = Replaced(kCounters, "maxConcurrency: 3", "maxConcurency: 3");
+  refused = engine_->DeployJson("app", {{"counters.js", unknown}}, kSchema);
+  EXPECT_THAT(refused.message(), HasSubstr("unknown attribute 'maxConcurency'"));
+  // A service this engine does not provide.
+  const std::string service = Replaced(kCounters, "services: [\"mail\"]", "services: [\"fax\"]");
+  refused = engine_->DeployJson("app", {{"counters.js", service}}, kSchema);
+  EXPECT_THAT(refused.message(), HasSubstr("service 'fax'"));
+
+  // A new deploy changes them.
+  const std::string changed = Replaced(kCounters, "criticality: \"high\"", "criticality: \"low\"");
+  ASSERT_TRUE(engine_->DeployJson("app", {{"counters.js", changed}}, kSchema).ok());
+  id = engine_->Submit("app", "counters:important", Name("i"), later);
+  ASSERT_TRUE(id.ok());
+  EXPECT_EQ(queue_->Find(*id, absl::Now()).value()->call.criticality, Criticality::kLow);
+}
+
+TEST_F(EngineQueueTest, AFunctionThatThrowsIsRecordedFailedAndNotRetried) {
+  OpenAndDeploy(Options());
+  absl::StatusOr<CallId> id = engine_->Submit("app", "counters:throws", Args({}));
+  ASSERT_TRUE(id.ok());
+  CallInfo info = WaitFor(*id, CallState::kFailed);
+  EXPECT_THAT(info.error.message(), HasSubstr("kaput"));
+  EXPECT_EQ(info.attempts, 1);
+  WaitDrained();
+  EXPECT_EQ(engine_->stats().queued.ran, 1u);
+  absl::StatusOr<std::vector<CallInfo>> failed =
+      engine_->ListCalls("app", CallState::kFailed, "", 10);
+  ASSERT_TRUE(failed.ok());
+  ASSERT_EQ(failed->size(), 1u);
+  EXPECT_EQ((*failed)[0].id, *id);
+}
+
+TEST_F(EngineQueueTest, ACallPastItsDeadlineIsDeadLetteredWithAStatusThatSaysSo) {
+  OpenAndDeploy(Options());
+  CallOptions missed;
+  missed.start_after = absl::Now() - absl::Seconds(3);
+  missed.deadline = absl::Now() - absl::Seconds(1);
+  absl::StatusOr<CallId> id = engine_->Submit("app", "counters:bump", Name("d"), missed);
+  ASSERT_TRUE(id.ok()) << id.status();
+  CallInfo info = WaitFor(*id, CallState::kDeadLettered);
+  EXPECT_THAT(info.error.message(), HasSubstr("deadline"));
+  EXPECT_EQ(Counter("d"), 0);
+  EXPECT_TRUE(absl::IsFailedPrecondition(engine_->CancelCall(*id)));
+}
+
+TEST_F(EngineQueueTest, ACallScheduledByAMutationRunsOnlyIfTheMutationCommitted) {
+  OpenAndDeploy(Options());
+  absl::StatusOr<CallResult> failed = engine_->Mutation("app", "counters:schedule",
+                                                        Args({{"name", Value::String("f")},
+                                                              {"delayMs", Value::Float64(0)},
+                                                              {"fail", Value::Bool(true)}}));
+  ASSERT_FALSE(failed.ok());
+  std::vector<LogEntry> logs = FailedCallLogs(failed.status());
+  ASSERT_EQ(logs.size(), 1u);
+  absl::StatusOr<CallId> never = CallId::Parse(logs[0].message.substr(strlen("scheduled ")));
+  ASSERT_TRUE(never.ok()) << logs[0].message;
+
+  absl::StatusOr<CallResult> ok =
+      engine_->Mutation("app", "counters:schedule",
+                        Args({{"name", Value::String("f")}, {"delayMs", Value::Float64(0)}}));
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  absl::StatusOr<CallId> ran = CallId::Parse(ok->value.string());
+  ASSERT_TRUE(ran.ok());
+  WaitFor(*ran, CallState::kSucceeded);
+  WaitDrained();
+  EXPECT_EQ(Counter("f"), 1);
+  EXPECT_TRUE(absl::IsNotFound(engine_->GetCall(*never).status()));
+  // Its outbox entry is gone once the queue held the call.
+  const absl::Time end = absl::Now() + absl::Seconds(5);
+  while (absl::Now() < end) {
+    auto latest = engine_->Latest("app");
+    ASSERT_TRUE(latest.ok());
+    if ((*latest)->Scan(kCallOutboxIndex, KeyRange::All(), ScanOrder::kAscending, 0)->empty())
+      break;
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  EXPECT_TRUE(ListOutbox(**engine_->Latest("app"))->empty());
+}
+
+TEST_F(EngineQueueTest, ConflictingMutationsScheduleExactlyOneCallPerCommit) {
+  OpenAndDeploy(Options());
+  constexpr int kThreads = 4;
+  constexpr int kPerThread = 15;
+  std::vector<std::thread> threads;
+  std::atomic<int> committed{0};
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < kPerThread; ++i) {
+        if (engine_->Mutation("app", "counters:hotSchedule", Args({})).ok()) ++committed;
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  ASSERT_GT(committed.load(), 0);
+  const absl::Time end = absl::Now() + absl::Seconds(30);
+  while (Counter("runs") < committed.load() && absl::Now() < end) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  WaitDrained();
+  absl::SleepFor(absl::Milliseconds(100));
+  EXPECT_EQ(Counter("hot"), committed.load());
+  EXPECT_EQ(Counter("runs"), committed.load());
+  EXPECT_EQ(engine_->stats().queued.scheduled, static_cast<uint64_t>(committed.load()));
+  RecordProperty("conflicts", static_cast<int>(engine_->stats().conflicts));
+}
+
+TEST_F(EngineQueueTest, CancelBeforeTheCallRunsInAMutationOrFromTheHost) {
+  OpenAndDeploy(Options());
+  CallOptions later;
+  later.start_after = absl::Now() + absl::Milliseconds(300);
+  absl::StatusOr<CallId> id = engine_->Submit("app", "counters:bump", Name("c"), later);
+  ASSERT_TRUE(id.ok());
+  ASSERT_TRUE(engine_->CancelCall(*id).ok());
+  EXPECT_EQ(engine_->GetCall(*id)->state, CallState::kCancelled);
+  absl::Status again = engine_->CancelCall(*id);
+  EXPECT_TRUE(absl::IsFailedPrecondition(again)) << again;
+  EXPECT_THAT(again.message(), HasSubstr("cancelled"));
+
+  // From a mutation: the call it names is cancelled when that commits.
+  absl::StatusOr<CallResult> scheduled =
+      engine_->Mutation("app", "counters:schedule",
+                        Args({{"name", Value::String("c")}, {"delayMs", Value::Float64(300)}}));
+  ASSERT_TRUE(scheduled.ok());
+  ASSERT_TRUE(engine_->Mutation("app", "counters:cancel", Args({{"id", scheduled->value}})).ok());
+  absl::StatusOr<CallId> second = CallId::Parse(scheduled->value.string());
+  EXPECT_EQ(engine_->GetCall(*second)->state, CallState::kCancelled);
+  // Scheduled and cancelled in one mutation: never enqueued at all.
+  absl::StatusOr<CallResult> both =
+      engine_->Mutation("app", "counters:scheduleThenCancel", Args({}));
+  ASSERT_TRUE(both.ok()) << both.status();
+  absl::StatusOr<CallId> third = CallId::Parse(both->value.string());
+  EXPECT_EQ(engine_->GetCall(*third)->state, CallState::kCancelled);
+
+  absl::SleepFor(absl::Milliseconds(600));
+  WaitDrained();
+  EXPECT_EQ(Counter("c"), 0);
+  EXPECT_EQ(Counter("never"), 0);
+  EXPECT_GE(engine_->stats().queued.skipped, 2u);
+  EXPECT_TRUE(absl::IsNotFound(engine_->CancelCall(CallIdGenerator(7).Next())));
+}
+
+TEST_F(EngineQueueTest, CancelWhileAMutationRunsEitherWinsCleanly) {
+  OpenAndDeploy(Options());
+  int cancelled = 0;
+  int finished = 0;
+  for (int round = 0; round < 6; ++round) {
+    const std::string name = "r" + std::to_string(round);
+    absl::StatusOr<CallId> id = engine_->Submit(
+        "app", "counters:slowBump",
+        Args({{"name", Value::String(name)}, {"spin", Value::Float64(2e6 * (round + 1))}}));
+    ASSERT_TRUE(id.ok());
+    WaitFor(*id, CallState::kRunning, absl::Seconds(10));
+    absl::Status s = engine_->CancelCall(*id);
+    WaitDrained();
+    const CallState state = engine_->GetCall(*id)->state;
+    if (s.ok()) {
+      ++cancelled;
+      EXPECT_EQ(state, CallState::kCancelled);
+      EXPECT_EQ(Counter(name), 0) << "a cancelled mutation committed";
+    } else {
+      ++finished;
+      EXPECT_TRUE(absl::IsFailedPrecondition(s)) << s;
+      EXPECT_EQ(state, CallState::kSucceeded);
+      EXPECT_EQ(Counter(name), 1);
+    }
+  }
+  RecordProperty("cancelled_while_running", cancelled);
+  EXPECT_EQ(cancelled + finished, 6);
+}
+
+TEST_F(EngineQueueTest, ARedeliveredMutationWhoseRecordCommittedDoesNotRunAgain) {
+  OpenAndDeploy(Options());
+  absl::StatusOr<CallId> id = engine_->Submit("app", "counters:bump", Name("x"));
+  ASSERT_TRUE(id.ok());
+  WaitFor(*id, CallState::kSucceeded);
+  WaitDrained();
+  // The queue hands the same call out again (as after a lost ACK).
+  Call again{.id = *id,
+             .tenant = "app",
+             .function = "counters:bump",
+             .args = Name("x"),
+             .start_after = absl::Now(),
+             .deadline = absl::Now() + absl::Hours(1)};
+  ASSERT_EQ(queue_->Enqueue({&again, 1}).value(), 1u);
+  WaitDrained();
+  EXPECT_EQ(Counter("x"), 1);
+  EXPECT_EQ(engine_->stats().queued.skipped, 1u);
+  EXPECT_EQ(engine_->GetCall(*id)->result, Value::Int64(1));
+}
+
+TEST_F(EngineQueueTest, LeasesExpiringUnderRunningMutationsNeverApplyOneTwice) {
+  auto inner = std::make_unique<InMemoryQueue>();
+  auto no_extend = std::make_shared<NoExtendQueue>(std::move(inner));
+  EngineOptions options = Options();
+  options.queued.queue = no_extend;
+  options.queued.lease_duration = absl::Milliseconds(40);
+  OpenAndDeploy(std::move(options));
+  std::vector<CallId> ids;
+  for (int i = 0; i < 12; ++i) {
+    absl::StatusOr<CallId> id =
+        engine_->Submit("app", "counters:slowBump",
+                        Args({{"name", Value::String("slow")}, {"spin", Value::Float64(3e6)}}));
+    ASSERT_TRUE(id.ok());
+    ids.push_back(*id);
+  }
+  for (const CallId& id : ids) WaitFor(id, CallState::kSucceeded, absl::Seconds(60));
+  WaitDrained(absl::Seconds(60));
+  EXPECT_EQ(Counter("slow"), 12);
+  const QueuedCallStats stats = engine_->stats().queued;
+  EXPECT_GT(stats.ran, 12u) << "no lease expired under a running call";
+  EXPECT_EQ(stats.succeeded, 12u);
+  RecordProperty("deliveries", static_cast<int>(stats.ran));
+}
+
+TEST_F(EngineQueueTest, OneTenantsBacklogDoesNotStarveAnother) {
+  EngineOptions options = Options();
+  options.queued.slots = 4;
+  options.queued.slots_per_tenant = 2;
+  OpenAndDeploy(std::move(options));
+  ASSERT_TRUE(engine_->CreateTenant("other").ok());
+  ASSERT_TRUE(engine_->DeployJson("other", {{"counters.js", kCounters}}, kSchema).ok());
+  for (int i = 0; i < 40; ++i) {
+    ASSERT_TRUE(engine_
+                    ->Submit("app", "counters:slowBump",
+                             Args({{"name", Value::String("big")}, {"spin", Value::Float64(2e6)}}))
+                    .ok());
+  }
+  absl::StatusOr<CallId> small = engine_->Submit("other", "counters:bump", Name("small"));
+  ASSERT_TRUE(small.ok());
+  WaitFor(*small, CallState::kSucceeded);
+  const int64_t big_done = Counter("big");
+  EXPECT_LT(big_done, 40) << "the other tenant waited for the whole backlog";
+  WaitDrained(absl::Seconds(60));
+  EXPECT_EQ(Counter("big"), 40);
+  RecordProperty("backlog_done_when_other_finished", static_cast<int>(big_done));
+}
+
+TEST_F(EngineQueueTest, AnActionRunsMutationsAndQueriesThroughItsContext) {
+  OpenAndDeploy(Options());
+  absl::StatusOr<CallResult> r = engine_->Action("app", "counters:orchestrate", Name("o"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->value, Value::Int64(2));
+  EXPECT_EQ(Counter("o"), 2);
+  // Queued, too.
+  absl::StatusOr<CallId> id = engine_->Submit("app", "counters:orchestrate", Name("o"));
+  ASSERT_TRUE(id.ok());
+  EXPECT_EQ(WaitFor(*id, CallState::kSucceeded).result, Value::Int64(4));
+  // An action cannot call a service it did not declare; a query is not an action.
+  absl::StatusOr<CallResult> sneaky = engine_->Action("app", "counters:sneaky", Args({}));
+  ASSERT_FALSE(sneaky.ok());
+  EXPECT_THAT(sneaky.status().message(), HasSubstr("did not declare service 'mail'"));
+  EXPECT_TRUE(absl::IsInvalidArgument(engine_->Action("app", "counters:get", Name("o")).status()));
+  EXPECT_EQ(mailer_->offered(), 0);
+}
+
+TEST_F(EngineQueueTest, AServiceThatPushesBackSlowsItsCallersToItsCapacityAndTheBacklogDrains) {
+  OpenAndDeploy(Options());
+  constexpr int kCalls = 150;
+  for (int i = 0; i < kCalls; ++i) {
+    ASSERT_TRUE(engine_->Submit("app", "counters:send", Args({{"n", Value::Float64(i)}})).ok());
+  }
+  // An outage in the middle.
+  absl::SleepFor(absl::Milliseconds(600));
+  mailer_->SetDown(true);
+  absl::SleepFor(absl::Milliseconds(800));
+  mailer_->SetDown(false);
+  const int64_t offered_at_recovery = mailer_->offered();
+  const absl::Time recovered = absl::Now();
+  WaitDrained(absl::Seconds(60));
+  const absl::Duration drain = absl::Now() - recovered;
+  const QueuedCallStats stats = engine_->stats().queued;
+  EXPECT_EQ(mailer_->accepted(), kCalls);
+  EXPECT_EQ(stats.succeeded, static_cast<uint64_t>(kCalls));
+  EXPECT_GT(stats.back_pressure, 0u);
+  EXPECT_GT(stats.scheduler.back_pressure, 0u);
+  ASSERT_TRUE(engine_->ServiceRate("mail").has_value());
+  // While draining, what the callers offered stayed near the capacity (50/s):
+  // without the limiter they would retry at the worker's speed.
+  const double offered_rate =
+      (mailer_->offered() - offered_at_recovery) / std::max(absl::ToDoubleSeconds(drain), 0.1);
+  EXPECT_LT(offered_rate, 200) << "offered " << offered_rate << "/s while draining";
+  RecordProperty("offered_per_s_while_draining", static_cast<int>(offered_rate));
+  RecordProperty("refused", static_cast<int>(mailer_->refused()));
+  absl::StatusOr<std::vector<CallInfo>> dead =
+      engine_->ListCalls("app", CallState::kDeadLettered, "", 10);
+  ASSERT_TRUE(dead.ok());
+  EXPECT_TRUE(dead->empty());
+}
+
+TEST_F(EngineQueueTest, CallsLeftInAnOutboxByACrashAreEnqueuedWhenTheEngineOpensAgain) {
+  // The first engine's queue refuses every Enqueue: the scheduled call stays
+  // in the tenant's outbox (as if the process died right after the commit).
+  auto failing = std::make_shared<CountingQueue>(std::make_unique<InMemoryQueue>());
+  failing->FailEnqueue(true);
+  EngineOptions first = Options();
+  first.queued.queue = failing;
+  OpenAndDeploy(std::move(first));
+  absl::StatusOr<CallResult> r =
+      engine_->Mutation("app", "counters:schedule",
+                        Args({{"name", Value::String("late")}, {"delayMs", Value::Float64(0)}}));
+  ASSERT_TRUE(r.ok()) << r.status();
+  const CallId id = CallId::Parse(r->value.string()).value();
+  absl::SleepFor(absl::Milliseconds(100));
+  EXPECT_EQ(engine_->GetCall(id)->state, CallState::kPending);
+  EXPECT_EQ(ListOutbox(**engine_->Latest("app"))->size(), 1u);
+
+  Open(Options());  // the same storage, a working queue
+  WaitFor(id, CallState::kSucceeded);
+  EXPECT_EQ(Counter("late"), 1);
+}
+
+TEST(EngineQueueSqliteTest, CallsSurviveReopeningTheFileAndASubmitFromASecondEngine) {
+  TempDir dir;
+  const std::string path = dir.File("q.db");
+  EngineOptions options;
+  options.scheduler.workers = 2;
+  options.queued.poll_interval = absl::Milliseconds(5);
+  options.queued.services["mail"] = [](const Value&) -> absl::StatusOr<Value> {
+    return Value::Null();
+  };
+  CallId id;
+  {
+    auto engine = OpenSqliteEngine(path, options);
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    ASSERT_TRUE((*engine)->CreateTenant("app").ok());
+    ASSERT_TRUE((*engine)->DeployJson("app", {{"counters.js", kCounters}}, kSchema).ok());
+    CallOptions later;
+    later.start_after = absl::Now() + absl::Milliseconds(400);
+    absl::StatusOr<CallId> submitted = (*engine)->Submit("app", "counters:bump", Name("s"), later);
+    ASSERT_TRUE(submitted.ok()) << submitted.status();
+    id = *submitted;
+    EXPECT_EQ((*engine)->StopQueuedCalls(absl::Seconds(1)), 0u);
+  }
+  auto engine = OpenSqliteEngine(path, options);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  // A second engine on the file that only submits (as `txfn submit` beside a server).
+  EngineOptions submit_only = options;
+  submit_only.queued.run = false;
+  auto second = OpenSqliteEngine(path, submit_only);
+  ASSERT_TRUE(second.ok()) << second.status();
+  absl::StatusOr<CallId> other = (*second)->Submit("app", "counters:bump", Name("s"));
+  ASSERT_TRUE(other.ok()) << other.status();
+  const absl::Time end = absl::Now() + absl::Seconds(20);
+  while (absl::Now() < end) {
+    absl::StatusOr<CallInfo> a = (*engine)->GetCall(id);
+    absl::StatusOr<CallInfo> b = (*engine)->GetCall(*other);
+    if (a.ok() && b.ok() && a->state == CallState::kSucceeded &&
+        b->state == CallState::kSucceeded) {
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_EQ((*engine)->GetCall(id)->state, CallState::kSucceeded);
+  EXPECT_EQ((*engine)->GetCall(*other)->state, CallState::kSucceeded);
+  EXPECT_EQ((*engine)->Query("app", "counters:get", Name("s"))->value, Value::Int64(2));
+}
+
+}  // namespace
+}  // namespace txfn
