@@ -36,6 +36,19 @@
 //   independent of the table's size). add_index_ms: a deploy adding an
 //   index on the table (a backfill of every document), and
 //   backfill_docs_per_s = N / that time.
+// BM_EngineScheduledMutation/storage:sqlite/threads:{1,2,8}: the same trivial
+//   insert as BM_EngineMutation, submitted with Engine::Submit (durable in
+//   the engine's SqliteQueue, synchronous=FULL) and run, committed
+//   with its call record and acknowledged by the engine's scheduler; each
+//   thread submits, and the run ends when every call has ended. Counters
+//   calls_per_s and vs_direct = calls_per_s / BM_EngineMutation's
+//   commits_per_s at the same thread count in this run (goal >= 0.5); p50_us
+//   and p99_us are Submit's latency (until the call is durable).
+// BM_EngineScheduledBacklog/calls:{2000,100000}: the time to drain N trivial
+//   mutations already in the queue (SQLite, synchronous=NORMAL), from the
+//   engine's opening. Counters drain_s, calls_per_s, and the baseline
+//   direct_calls_per_s (N/10 of the same mutations through MutationAsync,
+//   64 in flight) with vs_direct.
 // BM_EngineMutationHot/threads:{1,32}: the same, one document patched by 1
 //   and by 32 threads. Counters commits_per_s and aborted_share (calls that
 //   ended Aborted / calls); the 32-thread run's vs_1_thread = its
@@ -54,6 +67,8 @@
 #include "absl/time/time.h"
 #include "benchmark/benchmark.h"
 #include "txfn/engine.h"
+#include "txfn/sqlite_engine.h"
+#include "txfn/sqlite_queue.h"
 #include "txfn/transaction.h"
 
 namespace txfn {
@@ -335,7 +350,8 @@ void BM_EngineDeployLargeTable(benchmark::State& state, double* code_only_1000_m
 // loop's start is a barrier).
 struct MutationRun {
   std::unique_ptr<Fixture> fixture;
-  double one_thread_commits_per_s = 0;  // of this benchmark's threads:1 run
+  double one_thread_commits_per_s = 0;             // of this benchmark's threads:1 run
+  std::map<int, double> commits_per_s_by_threads;  // of each thread count's run
 };
 
 void BM_EngineMutation(benchmark::State& state, MutationRun* run, bool contended) {
@@ -393,6 +409,7 @@ void BM_EngineMutation(benchmark::State& state, MutationRun* run, bool contended
     const double commits_per_s = seconds > 0 ? commits / seconds : 0;
     state.counters["commits_per_s"] =
         benchmark::Counter(commits_per_s * threads, benchmark::Counter::kAvgThreads);
+    run->commits_per_s_by_threads[state.threads()] = commits_per_s;
     if (state.threads() == 1) {
       run->one_thread_commits_per_s = commits_per_s;
     } else if (run->one_thread_commits_per_s > 0) {
@@ -409,6 +426,194 @@ void BM_EngineMutation(benchmark::State& state, MutationRun* run, bool contended
       state.counters["retries_per_commit"] = benchmark::Counter(
           commits > 0 ? retries / commits * threads : 0, benchmark::Counter::kAvgThreads);
     }
+  }
+}
+
+// Calls/s of trivial mutations submitted to the queue and run by the
+// engine's scheduler, against the direct rate of the same thread count.
+struct ScheduledRun {
+  std::unique_ptr<Fixture> fixture;
+  const MutationRun* direct = nullptr;  // BM_EngineMutation's, for vs_direct
+  std::atomic<int> threads_done{0};
+};
+
+// Waits until the engine has ended `calls` queued calls since `before`
+// (or a minute passed); false on timeout.
+bool WaitForQueuedCalls(Engine& engine, const EngineStats& before, uint64_t calls) {
+  const absl::Time end = absl::Now() + absl::Minutes(1);
+  while (absl::Now() < end) {
+    const QueuedCallStats q = engine.stats().queued;
+    if (q.succeeded + q.failed - before.queued.succeeded - before.queued.failed >= calls) {
+      return true;
+    }
+    absl::SleepFor(absl::Microseconds(200));
+  }
+  return false;
+}
+
+void BM_EngineScheduledMutation(benchmark::State& state, ScheduledRun* run) {
+  if (state.thread_index() == 0) {
+    run->fixture = MakeFixture(EngineStorage::kSqlite, state);
+    run->threads_done = 0;
+    if (run->fixture != nullptr) run->fixture->before = run->fixture->engine->stats();
+  }
+  std::vector<double> us;
+  us.reserve(1 << 14);
+  absl::Time start_all = absl::InfiniteFuture();
+  for (auto _ : state) {
+    if (start_all == absl::InfiniteFuture()) start_all = absl::Now();
+    Fixture* f = run->fixture.get();
+    if (f == nullptr) {
+      state.SkipWithError("no fixture");
+      break;
+    }
+    const absl::Time start = absl::Now();
+    absl::StatusOr<CallId> id = f->engine->Submit(
+        "bench", "m:put",
+        Value::FromObject(
+            {{"key", Value::String("s" + std::to_string(f->next_key++))}, {"v", Value::Int64(1)}}));
+    us.push_back(absl::ToDoubleMicroseconds(absl::Now() - start));
+    if (!id.ok()) {
+      state.SkipWithError(id.status().ToString().c_str());
+      break;
+    }
+  }
+  state.SetItemsProcessed(state.iterations());
+  ReportLatency(state, us);  // of Submit (until the call is durable in the queue)
+  ++run->threads_done;
+  if (state.thread_index() != 0 || run->fixture == nullptr) return;
+  // Thread 0: once every thread submitted its calls, the time until the
+  // engine has run them all.
+  while (run->threads_done.load() < state.threads()) absl::SleepFor(absl::Microseconds(100));
+  Engine& engine = *run->fixture->engine;
+  const EngineStats& before = run->fixture->before;
+  const uint64_t calls = engine.stats().queued.submitted - before.queued.submitted;
+  if (!WaitForQueuedCalls(engine, before, calls)) {
+    state.SkipWithError("the queued calls did not all end within a minute");
+    return;
+  }
+  const EngineStats after = engine.stats();
+  const double seconds = absl::ToDoubleSeconds(absl::Now() - start_all);
+  const double threads = state.threads();
+  const double calls_per_s = seconds > 0 ? static_cast<double>(calls) / seconds : 0;
+  state.counters["calls_per_s"] =
+      benchmark::Counter(calls_per_s * threads, benchmark::Counter::kAvgThreads);
+  const double failed = static_cast<double>(after.queued.failed - before.queued.failed);
+  state.counters["failed"] = benchmark::Counter(failed * threads, benchmark::Counter::kAvgThreads);
+  auto direct = run->direct->commits_per_s_by_threads.find(state.threads());
+  if (direct != run->direct->commits_per_s_by_threads.end() && direct->second > 0) {
+    state.counters["vs_direct"] =
+        benchmark::Counter(calls_per_s / direct->second * threads, benchmark::Counter::kAvgThreads);
+  }
+  const double commits = static_cast<double>(after.committer.commits - before.committer.commits);
+  const double batches = static_cast<double>(after.committer.batches - before.committer.batches);
+  state.counters["commits_per_fsync"] = benchmark::Counter(
+      batches > 0 ? commits / batches * threads : 0, benchmark::Counter::kAvgThreads);
+}
+
+// The time the engine takes to drain N trivial calls already in its queue
+// (SQLite, synchronous=NORMAL: no fsync per commit, so this measures the
+// scheduler, the runs and the queue's own work). Baseline in the same run:
+// direct_calls_per_s, N/10 of the same mutations through
+// Engine::MutationAsync, 64 in flight.
+void BM_EngineScheduledBacklog(benchmark::State& state) {
+  const int calls = static_cast<int>(state.range(0));
+  for (auto _ : state) {
+    state.PauseTiming();
+    ScratchDir dir;
+    const std::string path = dir.File("backlog.db");
+    EngineOptions options;
+    options.scheduler.workers = 2;
+    options.sqlite.synchronous = SqliteOptions::Synchronous::kNormal;
+    SqliteOptions sqlite;
+    sqlite.synchronous = SqliteOptions::Synchronous::kNormal;
+    double direct_calls_per_s = 0;
+    {
+      // Set up the tenant, and measure the direct baseline.
+      auto engine = OpenSqliteEngine(path, options, sqlite);
+      absl::Status s = engine.ok() ? (*engine)->CreateTenant("bench") : engine.status();
+      if (s.ok()) s = (*engine)->DeployJson("bench", {{"m.js", kModule}}, kSchema);
+      if (!s.ok()) {
+        state.SkipWithError(s.ToString().c_str());
+        return;
+      }
+      const int direct = std::max(calls / 10, 100);
+      std::atomic<int> left{direct};
+      std::atomic<int> in_flight{0};
+      const absl::Time start = absl::Now();
+      for (int i = 0; i < direct; ++i) {
+        while (in_flight.load() >= 64) absl::SleepFor(absl::Microseconds(50));
+        ++in_flight;
+        absl::Status submitted = (*engine)->MutationAsync(
+            "bench", "m:put",
+            Value::FromObject(
+                {{"key", Value::String("d" + std::to_string(i))}, {"v", Value::Int64(1)}}),
+            [&](absl::StatusOr<CallResult>) {
+              --in_flight;
+              --left;
+            });
+        if (!submitted.ok()) {
+          --in_flight;
+          --left;
+        }
+      }
+      while (left.load() > 0) absl::SleepFor(absl::Microseconds(100));
+      direct_calls_per_s = direct / absl::ToDoubleSeconds(absl::Now() - start);
+      (void)(*engine)->StopQueuedCalls(absl::Seconds(1));
+    }
+    // N calls straight into the engine's queue (ids of the tenant, as
+    // Engine::Submit makes them), in batches.
+    {
+      auto queue = SqliteQueue::Open(SqliteQueuePath(path),
+                                     {.synchronous = SqliteQueueOptions::Synchronous::kNormal});
+      if (!queue.ok()) {
+        state.SkipWithError(queue.status().ToString().c_str());
+        return;
+      }
+      CallIdGenerator ids(7);
+      const absl::Time now = absl::Now();
+      std::vector<Call> batch;
+      for (int i = 0; i < calls; ++i) {
+        const CallId r = ids.Next();
+        batch.push_back(
+            Call{.id = TenantCallId("bench", r.hi(), r.lo()),
+                 .tenant = "bench",
+                 .function = "m:put",
+                 .args = Value::FromObject(
+                     {{"key", Value::String("q" + std::to_string(i))}, {"v", Value::Int64(1)}}),
+                 .start_after = now,
+                 .deadline = now + absl::Hours(1)});
+        if (batch.size() == 10'000 || i + 1 == calls) {
+          if (absl::StatusOr<size_t> n = (*queue)->Enqueue(batch); !n.ok()) {
+            state.SkipWithError(n.status().ToString().c_str());
+            return;
+          }
+          batch.clear();
+        }
+      }
+    }
+    state.ResumeTiming();
+    const absl::Time start = absl::Now();
+    auto engine = OpenSqliteEngine(path, options, sqlite);
+    if (!engine.ok()) {
+      state.SkipWithError(engine.status().ToString().c_str());
+      return;
+    }
+    const EngineStats none;
+    if (!WaitForQueuedCalls(**engine, none, static_cast<uint64_t>(calls))) {
+      state.SkipWithError("the backlog did not drain within a minute");
+      return;
+    }
+    const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
+    state.PauseTiming();
+    const QueuedCallStats q = (*engine)->stats().queued;
+    engine->reset();
+    state.counters["drain_s"] = seconds;
+    state.counters["calls_per_s"] = calls / seconds;
+    state.counters["direct_calls_per_s"] = direct_calls_per_s;
+    state.counters["vs_direct"] = calls / seconds / direct_calls_per_s;
+    state.counters["failed"] = static_cast<double>(q.failed);
+    state.ResumeTiming();
   }
 }
 
@@ -492,6 +697,21 @@ int main(int argc, char** argv) {
       ->Threads(2)
       ->Threads(8)
       ->Unit(benchmark::kMicrosecond);
+  txfn::ScheduledRun scheduled_run{.direct = &mutation_run};
+  benchmark::RegisterBenchmark("BM_EngineScheduledMutation/storage:sqlite",
+                               txfn::BM_EngineScheduledMutation, &scheduled_run)
+      ->Threads(1)
+      ->Threads(2)
+      ->Threads(8)
+      ->UseRealTime()
+      ->Unit(benchmark::kMicrosecond);
+  benchmark::RegisterBenchmark("BM_EngineScheduledBacklog", txfn::BM_EngineScheduledBacklog)
+      ->ArgName("calls")
+      ->Arg(2000)
+      ->Arg(100'000)
+      ->Iterations(1)
+      ->UseRealTime()
+      ->Unit(benchmark::kMillisecond);
   txfn::MutationRun contended_run;
   benchmark::RegisterBenchmark("BM_EngineMutationContended", txfn::BM_EngineMutation,
                                &contended_run, true)
@@ -516,6 +736,7 @@ int main(int argc, char** argv) {
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();
   mutation_run.fixture.reset();  // the engines stop before V8's statics go
+  scheduled_run.fixture.reset();
   contended_run.fixture.reset();
   hot_run.fixture.reset();
   benchmark::Shutdown();

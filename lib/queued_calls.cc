@@ -253,6 +253,7 @@ absl::Status QueuedCalls::Start() {
     so.poll_interval = options_.poll_interval;
     so.max_poll_interval = std::max(options_.poll_interval, absl::Milliseconds(200));
     so.key_functions_by_tenant = true;
+    so.max_running_per_tenant = slots_per_tenant_;
     so.wakeup = [this] { Wake(); };
     {
       MutexLock lock(&mu_);
@@ -696,31 +697,15 @@ void QueuedCalls::StartCall(Call call, Worker::Done done) {
     return;
   }
   std::shared_ptr<OpenTenant> tenant = *std::move(opened);
-  bool at_cap = false;
   {
     MutexLock lock(&mu_);
-    int& running = running_[call.tenant];
-    at_cap = running >= slots_per_tenant_;
-    if (at_cap) {
-      ++stats_.busy;
-    } else {
-      ++running;
-      ++in_flight_;
-    }
+    ++in_flight_;
   }
-  if (at_cap) {  // (`done` may call back into Wake: never under mu_)
-    std::move(done)(CallOutcome::Busy(
-        absl::ResourceExhaustedError(
-            StrCat("tenant '", call.tenant, "' runs ", slots_per_tenant_, " queued calls already")),
-        options_.busy_retry));
-    return;
-  }
-  // Ends the delivery once: the outcome to the scheduler, the slot freed.
-  auto finish = [this, tenant_name = call.tenant,
-                 done = std::move(done)](CallOutcome outcome) mutable {
+  // Ends the delivery once: the outcome to the scheduler (`done` may call
+  // Wake: never under mu_), then the count.
+  auto finish = [this, done = std::move(done)](CallOutcome outcome) mutable {
     std::move(done)(std::move(outcome));
     MutexLock lock(&mu_);
-    if (--running_[tenant_name] == 0) running_.erase(tenant_name);
     --in_flight_;
     woken_ = true;
     cv_.SignalAll();

@@ -9,8 +9,10 @@
 // or an action runs, then its record is committed. A call whose record
 // exists is acknowledged without running. How it ended decides the
 // CallOutcome: the function's own failure is recorded (kFailed) and
-// acknowledged; infrastructure failures are retried (NACK); a tenant at its
-// cap or a full isolate queue gives the call back without using an attempt.
+// acknowledged; infrastructure failures are retried (NACK); a full isolate
+// queue gives the call back without using an attempt. A tenant runs at most
+// slots_per_tenant calls at once (CallScheduler::Options::
+// max_running_per_tenant: its other calls wait in the scheduler's buffers).
 //
 // One thread (the loop) ticks the scheduler and the submitter, starts the
 // calls the scheduler hands to the engine's worker, enqueues the calls that
@@ -176,7 +178,6 @@ class QueuedCalls {
   std::vector<Scheduled> scheduled_ ABSL_GUARDED_BY(mu_);
   // Outbox entries the queue now holds, to delete, by tenant.
   std::map<std::string, std::vector<CallId>> enqueued_outbox_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<std::string, int> running_ ABSL_GUARDED_BY(mu_);  // by tenant
   absl::flat_hash_map<std::string, std::shared_ptr<const TenantFunctions>> functions_
       ABSL_GUARDED_BY(mu_);
   SchedulerConfig config_ ABSL_GUARDED_BY(mu_);

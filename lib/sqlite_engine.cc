@@ -10,6 +10,8 @@
 
 namespace txfn {
 
+std::string SqliteQueuePath(const std::string& path) { return path + ".queue"; }
+
 absl::StatusOr<std::unique_ptr<Engine>> OpenSqliteEngine(const std::string& path,
                                                          EngineOptions options,
                                                          const SqliteOptions& sqlite) {
@@ -17,7 +19,9 @@ absl::StatusOr<std::unique_ptr<Engine>> OpenSqliteEngine(const std::string& path
     return absl::InvalidArgumentError("OpenSqliteEngine: an SQLite engine needs a path");
   TXFN_ASSIGN_OR_RETURN(std::unique_ptr<SqliteStorage> storage, SqliteStorage::Open(path, sqlite));
   if (options.queued.queue == nullptr) {
-    // The queue in the same file, as durable as the documents.
+    // The queue beside the documents, as durable as they are. Its own file:
+    // two connections writing one SQLite file wait for each other's locks
+    // in SQLite's busy handler (sleeps of milliseconds).
     SqliteQueueOptions queue_options;
     switch (sqlite.synchronous) {
       case SqliteOptions::Synchronous::kOff:
@@ -31,7 +35,7 @@ absl::StatusOr<std::unique_ptr<Engine>> OpenSqliteEngine(const std::string& path
         break;
     }
     TXFN_ASSIGN_OR_RETURN(std::unique_ptr<SqliteQueue> queue,
-                          SqliteQueue::Open(path, queue_options));
+                          SqliteQueue::Open(SqliteQueuePath(path), queue_options));
     BlobStore* blobs = &queue->blob_store();
     options.queued.queue = std::move(queue);
     if (options.queued.blobs == nullptr) options.queued.blobs = blobs;

@@ -228,6 +228,14 @@ class CallScheduler {
     // this set "tenant/function" (tenants whose functions share names, as
     // the engine's, each get their own).
     bool key_functions_by_tenant = false;
+    // Calls of one tenant (Call::tenant) admitted at once (in the RunQ or
+    // running); 0 = no limit. A tenant at its limit waits in its buffers (not
+    // released to the queue: it runs again as soon as one of its calls
+    // ends), and other tenants' calls are moved past it, so one tenant's
+    // backlog never takes every worker slot. (A buffer waits at its head:
+    // set key_functions_by_tenant so that no buffer holds two tenants'
+    // calls.)
+    int64_t max_running_per_tenant = 0;
   };
 
   // InvalidArgument for a missing queue or clock, a shard out of range, a
@@ -294,7 +302,8 @@ class CallScheduler {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Downstream& DownstreamFor(const std::string& name, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  enum class Admission { kAdmitted, kBlockedByLimit, kBlockedByQuota };
+  enum class Admission { kAdmitted, kBlockedByLimit, kBlockedByQuota, kBlockedByTenant };
+  void ReleaseTenantSlot(Held& held) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Takes the limits `held` needs (all or none) if they allow.
   Admission Admit(FunctionState& fs, Held& held, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A blocked buffer keeps what it can run soon and releases the rest.
@@ -334,6 +343,8 @@ class CallScheduler {
   // Settlements gathered during a tick, per shard.
   std::map<int, std::vector<std::pair<Settlement, Held*>>> settle_ ABSL_GUARDED_BY(mu_);
   SchedulerStats stats_ ABSL_GUARDED_BY(mu_);
+  // Admitted calls per tenant (max_running_per_tenant), only while non-zero.
+  absl::flat_hash_map<std::string, int64_t> tenant_admitted_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace txfn

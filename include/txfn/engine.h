@@ -80,11 +80,11 @@
 // past the retries, an unknown commit outcome, a service's back-pressure) are
 // retried per the call's retry policy, then dead-lettered, as is a call whose
 // deadline passes before it ran. A tenant runs at most
-// max_running_per_tenant queued calls at once (its other calls wait in the
-// queue, not counting as attempts), so one tenant's backlog cannot starve the
-// others. Actions run on an IsolateScheduler of their own
-// (EngineOptions::actions) and reach the host's services
-// (EngineOptions::services) through ctx.services.<name>(args); a service
+// QueuedCallOptions::slots_per_tenant queued calls at once (its other calls
+// wait in the scheduler's buffers while other tenants' run), so one tenant's
+// backlog cannot starve the others. Actions run on an IsolateScheduler of their own
+// (QueuedCallOptions::actions) and reach the host's services
+// (QueuedCallOptions::services) through ctx.services.<name>(args); a service
 // answering ResourceExhausted or Unavailable is back-pressure: the AIMD
 // limiter of that service slows every function that declared it.
 //
@@ -155,10 +155,12 @@ struct QueuedCallOptions {
   // server on the same database).
   bool run = true;
   // Calls running at once (0 = 2 x the scheduler's workers), and per tenant
-  // (0 = half of that, at least 1).
+  // (0 = half of that, at least 1; a tenant's other calls wait in the
+  // scheduler's buffers while other tenants' run).
   int slots = 0;
   int slots_per_tenant = 0;
-  // How long a tenant at its cap waits before its call is offered again.
+  // How long a call the isolates refused (their queue full) waits before it
+  // is offered again (not counted as an attempt).
   absl::Duration busy_retry = absl::Milliseconds(50);
   absl::Duration lease_duration = absl::Seconds(60);
   absl::Duration poll_interval = absl::Milliseconds(10);
@@ -257,7 +259,7 @@ struct QueuedCallStats {
   uint64_t skipped = 0;    // deliveries acknowledged without running (already ended)
   uint64_t succeeded = 0;
   uint64_t failed = 0;
-  uint64_t busy = 0;           // deliveries given back: the tenant was at its cap
+  uint64_t busy = 0;           // deliveries given back unstarted: the isolates' queue was full
   uint64_t back_pressure = 0;  // service answers that were back-pressure
   SchedulerStats scheduler;
   SubmitterStats submitter;

@@ -8,7 +8,13 @@
 //                         txfn::OpenSqliteEngine("app.db"));
 //
 // The same as SqliteStorage::Open(path, sqlite) followed by
-// Engine::Open(storage, options). Reopening the file restores every tenant.
+// Engine::Open(storage, options), with the queued calls in a SqliteQueue at
+// SqliteQueuePath(path) ("<path>.queue", with the same synchronous setting)
+// unless options.queued.queue is set. Reopening the files restores every
+// tenant and every queued call. Back both files up together (a call
+// scheduled by a mutation lives in the tenant's outbox until the queue has
+// it, so a queue file older than the database only delays such calls; one
+// newer may hold calls whose scheduling commit the database lost).
 #ifndef TXFN_SQLITE_ENGINE_H_
 #define TXFN_SQLITE_ENGINE_H_
 
@@ -26,6 +32,9 @@ namespace txfn {
 // Engine::Open's error otherwise. The engine owns the storage.
 [[nodiscard]] absl::StatusOr<std::unique_ptr<Engine>> OpenSqliteEngine(
     const std::string& path, EngineOptions options = {}, const SqliteOptions& sqlite = {});
+
+// The queue file OpenSqliteEngine uses for the database at `path`.
+[[nodiscard]] std::string SqliteQueuePath(const std::string& path);
 
 }  // namespace txfn
 

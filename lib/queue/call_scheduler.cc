@@ -55,6 +55,7 @@ void CallScheduler::Settle(Held& held, Settlement settlement) {
     held.fs->concurrency.Release();
     held.concurrency = false;
   }
+  ReleaseTenantSlot(held);
   for (Downstream* d : held.acquired) d->aimd.Release();
   held.acquired.clear();
   held.where = Held::Where::kSettling;
@@ -149,7 +150,6 @@ void CallScheduler::ProcessCompletions(absl::Time now) {
                       token, StrCat("permanent error: ", outcome.status.message().substr(0, 512))));
         break;
       case CallOutcome::Kind::kBusy:
-        ++stats_.released;
         Settle(h, Settlement::Release(
                       token, std::min(now + outcome.retry_after.value_or(absl::ZeroDuration()),
                                       c.deadline)));
@@ -188,8 +188,21 @@ void CallScheduler::ExtendLeases(absl::Time now) {
   }
 }
 
+void CallScheduler::ReleaseTenantSlot(Held& held) {
+  if (!held.tenant_slot) return;
+  held.tenant_slot = false;
+  auto it = tenant_admitted_.find(held.call().tenant);
+  if (it != tenant_admitted_.end() && --it->second <= 0) tenant_admitted_.erase(it);
+}
+
 CallScheduler::Admission CallScheduler::Admit(FunctionState& fs, Held& h, absl::Time now) {
   const Call& c = h.call();
+  if (options_.max_running_per_tenant > 0) {
+    auto it = tenant_admitted_.find(c.tenant);
+    if (it != tenant_admitted_.end() && it->second >= options_.max_running_per_tenant) {
+      return Admission::kBlockedByTenant;
+    }
+  }
   if (!fs.concurrency.TryAcquire()) return Admission::kBlockedByLimit;
   size_t got = 0;
   for (; got < fs.downstreams.size(); ++got) {
@@ -217,6 +230,10 @@ CallScheduler::Admission CallScheduler::Admit(FunctionState& fs, Held& h, absl::
   if (promoted) ++stats_.promoted;
   h.concurrency = true;
   h.acquired = fs.downstreams;
+  if (options_.max_running_per_tenant > 0) {
+    ++tenant_admitted_[c.tenant];
+    h.tenant_slot = true;
+  }
   return Admission::kAdmitted;
 }
 
@@ -294,6 +311,10 @@ void CallScheduler::Move(absl::Time now) {
       groups_[head.fs->group]->run_queue.push_back(h);
       ++stats_.run_queue;
       stats_.max_run_queue = std::max(stats_.max_run_queue, stats_.run_queue);
+    } else if (admission == Admission::kBlockedByTenant) {
+      // Its tenant runs as much as it may: the buffer waits, whole (one of
+      // the tenant's calls ends soon), and other buffers move past it.
+      moved = false;
     } else {
       // Blocked by a limit: the buffer waits for a later tick, holding only
       // what it can run soon.
@@ -330,6 +351,7 @@ void CallScheduler::Dispatch(absl::Time now) {
         --stats_.run_queue;
         ++stats_.lost_leases;
         if (h->concurrency) h->fs->concurrency.Release();
+        ReleaseTenantSlot(*h);
         for (Downstream* d : h->acquired) d->aimd.Release();
         Forget(h->call().id);
         continue;

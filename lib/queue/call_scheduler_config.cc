@@ -100,6 +100,9 @@ absl::StatusOr<std::unique_ptr<CallScheduler>> CallScheduler::Create(Options o) 
                                              DurableQueue::kMaxLeaseBatch, "], not ",
                                              o.lease_batch));
   }
+  if (o.max_running_per_tenant < 0) {
+    return absl::InvalidArgumentError("CallScheduler: max_running_per_tenant must be >= 0");
+  }
   if (o.max_buffered == 0 || o.run_queue_target == 0) {
     return absl::InvalidArgumentError(
         "CallScheduler: max_buffered and run_queue_target must be >= 1");

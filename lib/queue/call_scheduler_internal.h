@@ -49,6 +49,7 @@ struct CallScheduler::Held {
   enum class Where : uint8_t { kBuffer, kRunQ, kRunning, kSettling } where = Where::kBuffer;
   bool lost = false;                  // its lease could not be extended: someone else may own it
   bool concurrency = false;           // holds a concurrency slot
+  bool tenant_slot = false;           // counts against max_running_per_tenant
   std::vector<Downstream*> acquired;  // holds a slot of each
   int worker = -1;
 

@@ -269,6 +269,49 @@ TEST(CallSchedulerTest, OutcomesAckRetryWithBackoffAndDeadLetter) {
   EXPECT_EQ(s->stats().acked, 1u);
 }
 
+// max_running_per_tenant: a tenant with a backlog runs at most that many
+// calls at once, another tenant's call runs past it at once, and nothing is
+// released to the queue or counted as an attempt meanwhile; Busy gives a
+// call back without using an attempt.
+TEST(CallSchedulerTest, ATenantAtItsLimitWaitsInItsBufferWhileOthersRun) {
+  VirtualClock clock(kT0);
+  InMemoryQueue queue;
+  CallFactory f;
+  std::map<CallId, int> busy_once;
+  auto worker = std::make_shared<FakeWorker>(
+      &clock, [](const Call& c) { return c.tenant == "t" ? absl::Seconds(10) : absl::Seconds(5); },
+      [&](const Call& c) {
+        if (c.function == "shy" && busy_once[c.id]++ == 0) {
+          return CallOutcome::Busy(absl::ResourceExhaustedError("full"), absl::Seconds(2));
+        }
+        return CallOutcome::Ok();
+      });
+  std::vector<Call> big;
+  for (int i = 0; i < 20; ++i) big.push_back(f.Make("f", kT0, absl::Hours(1)));
+  ASSERT_TRUE(queue.Enqueue(big).ok());
+  auto s = MakeScheduler({.queue = &queue,
+                          .clock = &clock,
+                          .key_functions_by_tenant = true,
+                          .max_running_per_tenant = 2});
+  ASSERT_TRUE(s->AddWorker("w", worker, 8).ok());
+  RunUntil(clock, *s, {worker}, kT0 + absl::Milliseconds(500), absl::Milliseconds(50));
+  EXPECT_EQ(worker->running(), 2u) << "tenant t holds two slots of eight";
+  Call small = f.Make("f", clock.Now(), absl::Hours(1));
+  small.tenant = "other";
+  Call shy = f.Make("shy", clock.Now(), absl::Hours(1));
+  shy.tenant = "third";
+  shy.retry.max_attempts = 1;  // a Busy that counted would dead-letter it
+  ASSERT_TRUE(queue.Enqueue(std::vector<Call>{small, shy}).ok());
+  RunUntil(clock, *s, {worker}, kT0 + absl::Seconds(3), absl::Milliseconds(50));
+  EXPECT_EQ(worker->running(), 4u) << "the other tenants run past t's backlog";
+  RunUntil(clock, *s, {worker}, kT0 + absl::Seconds(200), absl::Milliseconds(50));
+  EXPECT_EQ(worker->max_running(), 4u);
+  EXPECT_EQ(s->stats().acked, 22u);
+  EXPECT_EQ(busy_once[shy.id], 2);
+  EXPECT_EQ(s->stats().released, 1u) << "only the Busy call went back to the queue";
+  EXPECT_TRUE(queue.ListDeadLetters(CallId(), 10)->empty());
+}
+
 // A downstream with a fixed capacity answers every call above it in a second
 // with back-pressure; its AIMD limiter settles the function's rate near the
 // capacity, collapses during an outage and recovers after it.
