@@ -139,10 +139,22 @@ absl::Status CheckDatabase() {
       fmt::format("database '{}' does not exist (pass --create to create it)", db));
 }
 
-absl::StatusOr<std::unique_ptr<Engine>> OpenEngine() {
+// Which engine a command opens.
+enum class EngineRole {
+  kClient,  // one command's calls; leaves queued calls to a server
+  kServer,  // `serve`: runs the queued calls of every tenant
+};
+
+absl::StatusOr<std::unique_ptr<Engine>> OpenEngine(EngineRole role) {
   EngineOptions options;
-  options.scheduler.workers = 1;
-  options.scheduler.max_isolates = 2;
+  if (role == EngineRole::kClient) {
+    options.scheduler.workers = 1;
+    options.scheduler.max_isolates = 2;
+  }
+  // A client never leases queued calls (they would wait for its short life,
+  // or be taken from a server running on the same file); its Submit,
+  // GetCall and ListCalls work the same.
+  options.queued.run = role == EngineRole::kServer;
   return OpenSqliteEngine(absl::GetFlag(FLAGS_db), std::move(options));
 }
 
@@ -359,7 +371,7 @@ int Main(int argc, char** argv) {
   if (absl::Status db = CheckDatabase(); !db.ok()) return Fail(db);
   if (command == "import") return Import(tenant, rest.empty() ? "-" : rest[0]);
 
-  absl::StatusOr<std::unique_ptr<Engine>> engine = OpenEngine();
+  absl::StatusOr<std::unique_ptr<Engine>> engine = OpenEngine(EngineRole::kClient);
   if (!engine.ok()) return Fail(engine.status());
   if (command == "deploy") return Deploy(**engine, tenant, rest[0]);
   if (command == "run") return Run(**engine, tenant, rest[0], rest.size() > 1 ? rest[1] : "{}");
