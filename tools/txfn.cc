@@ -130,7 +130,10 @@ commands:
       tenant was at its cap); the queue's pending calls of every tenant, of
       them due now, and leased (by any process); calls running here, calls
       this server dead-lettered; calls mutations scheduled. Actions have no
-      services: the CLI registers none.
+      services: the CLI registers none. While it runs, change its tenants
+      only through it: another process's deploy, import or mutation ('txfn
+      run') on the same --db commits beside the server's engine, unseen by it
+      (its mutations may then lose those updates); submit mutations instead.
   submit --tenant NAME MODULE:FUNCTION [ARGS_JSON]
       Enqueues a call of an exported query, mutation or action with ARGS_JSON
       (default {}) and prints its id. Works while 'txfn serve' runs on the same
