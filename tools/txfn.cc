@@ -468,8 +468,9 @@ int Serve(const sigset_t& stop_signals) {
       received = got;
     } else if (errno == EAGAIN) {  // time for a status line
       status();
-      next = std::max(next + every, absl::Now());
-    }  // else EINTR: wait again
+      next += every;
+      if (next < absl::Now()) next = absl::Now() + every;  // fell behind: no burst
+    }                                                      // else EINTR: wait again
   }
   if (!quiet) {
     if (tty) std::fputc('\n', stderr);
