@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
 # End-to-end test of the txfn CLI: deploys examples/apps/bank into a temporary
-# database, runs mutations and queries, checks outputs and exit codes.
+# database, runs mutations and queries, checks outputs and exit codes; then
+# runs `txfn serve` in the background and submits queued calls beside it.
 # usage: cli_test.sh PATH/TO/txfn PATH/TO/examples/apps
 set -uo pipefail
 txfn=$1
 apps=$2
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+server=""  # the pid of a `txfn serve` in the background, killed on any exit
+cleanup() {
+  if [ -n "$server" ]; then kill -KILL "$server" 2>/dev/null; wait "$server" 2>/dev/null; fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT  # so that cleanup runs when ctest or a person stops the test
+trap 'exit 143' TERM
 db="$tmp/app.db"
 failures=0
 
@@ -136,6 +144,119 @@ check backup-total 0 '"total":\{"\$int64":"1250"\}' \
 check backup-writes 0 '"\$int64":"360"' "$txfn" --db="$tmp/backup.db" run --tenant=bank \
   accounts:deposit "{\"id\": \"$b\", \"amount\": 10}"
 check original-unchanged 0 '"total":\{"\$int64":"1250"\}' t run --tenant=bank audit:total
+
+# Queued calls: a tiny app (a counter, a mutation that throws), a server in
+# the background, calls submitted beside it by other processes.
+q="$tmp/queued.db"
+mkdir -p "$tmp/qapp"
+cat >"$tmp/qapp/schema.json" <<'EOF'
+{"tables": {"counters": {"fields": {"name": "string", "n": "int64"}, "indexes": {"by_name": ["name"]}}}}
+EOF
+cat >"$tmp/qapp/counters.js" <<'EOF'
+import { query, mutation } from "txfn/server";
+async function find(ctx, name) {
+  return ctx.db.query("counters").withIndex("by_name", (q) => q.eq("name", name)).unique();
+}
+export const get = query({args: {name: "string"}, handler: async (ctx, { name }) => {
+  const c = await find(ctx, name);
+  return c === null ? 0n : c.n;
+}});
+export const bump = mutation({args: {name: "string"}, handler: async (ctx, { name }) => {
+  const c = await find(ctx, name);
+  if (c === null) { await ctx.db.insert("counters", { name, n: 1n }); return 1n; }
+  await ctx.db.patch(c._id, { n: c.n + 1n });
+  return c.n + 1n;
+}});
+export const throws = mutation({args: {}, handler: () => { throw new Error("kaput"); }});
+EOF
+qt() { "$txfn" --db="$q" "$@"; }
+uuid='[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}'
+# await_state NAME ID STATE: polls `txfn call ID` until it is in STATE (for up to
+# 10 s, while the server runs).
+await_state() {
+  local name=$1 id=$2 state=$3 out
+  for _ in $(seq 100); do
+    out=$(qt call "$id" 2>&1)
+    if grep -Eq "^state +$state$" <<<"$out"; then echo "ok   $name"; return; fi
+    kill -0 "$server" 2>/dev/null || { out+=$'\n(txfn serve is no longer running)'; break; }
+    sleep 0.1
+  done
+  echo "FAIL $name: call $id not $state:"; echo "$out" | sed 's/^/  | /'
+  failures=$((failures + 1))
+}
+
+check q-deploy 0 'deployed 1 module' qt deploy --create --tenant=app "$tmp/qapp"
+check serve-usage 2 'serve: too many arguments' qt serve now
+check submit-needs-tenant 2 '--tenant is required' qt submit counters:bump
+check submit-bad-criticality 2 '--criticality: .*critical' \
+  qt submit --tenant=app --criticality=urgent counters:bump '{"name": "a"}'
+check submit-bad-json 2 'ARGS_JSON' qt submit --tenant=app counters:bump '{nope'
+check calls-bad-status 2 'calls lists ended calls' qt calls --tenant=app --status=pending
+check call-bad-id 2 'not a UUID' qt call nope
+check call-unknown 1 'no call 00000000-0000-4000-8000-000000000000' \
+  qt call 00000000-0000-4000-8000-000000000000
+# Submitted before any server runs: the call waits in the queue.
+check submit-early 0 "^$uuid$" qt submit --tenant=app counters:bump '{"name": "a"}'
+early=$last
+check call-pending 0 '^state +pending$' qt call "$early"
+check calls-backlog 0 'counters:bump +1 +1 +0$' qt calls --tenant=app
+
+"$txfn" --db="$q" serve --quiet 2>"$tmp/serve.log" &
+server=$!
+check submit 0 "^$uuid$" qt submit --tenant=app counters:bump '{"name": "a"}'
+a=$last
+check submit-options 0 "^$uuid$" qt submit --tenant=app --criticality=high --quota=opportunistic \
+  --deadline_ms=60000 --client=cli counters:bump '{"name": "a"}'
+b=$last
+check submit-key 0 "^$uuid$" qt submit --tenant=app --key=once counters:bump '{"name": "a"}'
+k=$last
+check submit-key-again 0 "^$k$" qt submit --tenant=app --key=once counters:bump '{"name": "a"}'
+check submit-throws 0 "^$uuid$" qt submit --tenant=app counters:throws
+bad=$last
+check submit-unknown 1 'counters:nope' qt submit --tenant=app counters:nope
+check submit-bad-args 1 'INVALID_ARGUMENT.*name' qt submit --tenant=app counters:bump '{"nope": 1}'
+check submit-delayed 0 "^$uuid$" \
+  qt submit --tenant=app --delay_ms=3600000 counters:bump '{"name": "z"}'
+delayed=$last
+await_state early-succeeded "$early" succeeded
+await_state a-succeeded "$a" succeeded
+await_state b-succeeded "$b" succeeded
+await_state key-succeeded "$k" succeeded
+await_state throws-failed "$bad" failed
+check call 0 '^tenant +app$' qt call "$a"
+check call-result 0 '^result +\{"\$int64":"[1-4]"\}$' qt call "$a"
+check call-error 0 '^error +UNKNOWN: Uncaught Error: kaput' qt call "$bad"
+check call-delayed 0 '^due at +2[0-9]{3}-' qt call "$delayed"
+check call-deadline 0 '^deadline +2[0-9]{3}-' qt call "$delayed"
+check calls 0 "^$a +succeeded +counters:bump +1 +\{\"\\\$int64\":\"[1-4]\"\}$" qt calls --tenant=app
+n=$(qt calls --tenant=app --status=succeeded | grep -Ec ' succeeded ')
+if [ "$n" -eq 4 ]; then echo "ok   calls-succeeded"; else
+  echo "FAIL calls-succeeded: $n, want 4"; failures=$((failures + 1)); fi
+check calls-failed 0 "^$bad +failed +counters:throws +1 +UNKNOWN: Uncaught Error: kaput$" \
+  qt calls --tenant=app --status=failed
+check calls-function 0 'counters:throws' qt calls --tenant=app --function=counters:throws
+if grep -q ' counters:bump ' <<<"$last"; then
+  echo "FAIL calls-function-only:"; echo "$last" | sed 's/^/  | /'; failures=$((failures + 1))
+else echo "ok   calls-function-only"; fi
+check calls-limit 0 'the first 2;' qt calls --tenant=app --limit=2
+# Only the delayed call is left, not due; the refused submits enqueued nothing.
+check calls-backlog-after 0 '^counters:bump +1 +0 +0$' qt calls --tenant=app
+check counted 0 '^\{"\$int64":"4"\}$' qt run --tenant=app counters:get '{"name": "a"}'
+
+# SIGTERM: a graceful stop within a few seconds, exit 0.
+kill -TERM "$server"
+for _ in $(seq 50); do kill -0 "$server" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$server" 2>/dev/null; then
+  echo "FAIL serve-stops: still running 5 s after SIGTERM"; failures=$((failures + 1))
+else
+  wait "$server"; rc=$?
+  server=""
+  if [ "$rc" -eq 0 ] && grep -q '^stopped: 0 calls still running$' "$tmp/serve.log"; then
+    echo "ok   serve-stops"
+  else
+    echo "FAIL serve-stops: exit $rc, log:"; sed 's/^/  | /' "$tmp/serve.log"; failures=$((failures + 1))
+  fi
+fi
 
 if [ "$failures" -ne 0 ]; then echo "$failures check(s) failed"; exit 1; fi
 echo "all checks passed"

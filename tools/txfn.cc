@@ -1,8 +1,14 @@
 // txfn — a command-line front end to the embedded engine, so a person can try
 // txfn without writing C++. See kUsage below (`txfn --help`).
+#include <pthread.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <csignal>
+#include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -22,7 +28,10 @@
 #include "fmt/format.h"
 #include "tools/app_dir.h"
 #include "tools/import.h"
+#include "txfn/call.h"
+#include "txfn/call_records.h"
 #include "txfn/committer.h"
+#include "txfn/durable_queue.h"
 #include "txfn/engine.h"
 #include "txfn/errors.h"
 #include "txfn/function_runner.h"
@@ -41,6 +50,26 @@ ABSL_FLAG(bool, logs, true, "run: print the function's console output to stderr.
 ABSL_FLAG(std::string, table, "",
           "export: only this table (default: every table); import: every document must belong "
           "to it.");
+ABSL_FLAG(bool, quiet, false, "serve: no status line.");
+ABSL_FLAG(int32_t, status_every, 1,
+          "serve: seconds between status lines when stderr is not a terminal (on a terminal the "
+          "line is rewritten every second).");
+ABSL_FLAG(int64_t, delay_ms, 0, "submit: start the call this many milliseconds from now.");
+ABSL_FLAG(int64_t, deadline_ms, 0,
+          "submit: the call's deadline, this many milliseconds after its start (default: the "
+          "function's deadlineMs, else 1 hour).");
+ABSL_FLAG(std::string, criticality, "",
+          "submit: low|normal|high|critical (default: the function's).");
+ABSL_FLAG(std::string, quota, "", "submit: reserved|opportunistic (default: the function's).");
+ABSL_FLAG(std::string, key, "",
+          "submit: an idempotency key: a second submit with the same key returns the first "
+          "call's id and enqueues nothing.");
+ABSL_FLAG(std::string, client, "",
+          "submit: the client whose rate limit applies (default: the tenant).");
+ABSL_FLAG(std::string, status, "",
+          "calls: only calls that ended so: succeeded|failed|dead_lettered|cancelled.");
+ABSL_FLAG(std::string, function, "", "calls: only calls of this MODULE:FUNCTION.");
+ABSL_FLAG(int64_t, limit, 100, "calls: at most this many calls (0: all).");
 
 namespace txfn::tools {
 namespace {
@@ -88,6 +117,45 @@ commands:
       Copies the database (--db) into the new file DEST with SQLite's online
       backup API: a consistent snapshot, taken while other processes may keep
       writing. DEST must not exist; open it with --db=DEST like any database.
+  serve [--quiet] [--status_every=SECONDS]
+      Runs the queued calls of every tenant of --db (calls submitted with
+      'txfn submit' or scheduled by mutations with ctx.scheduler.runAfter/runAt)
+      in the foreground until SIGINT (Ctrl-C) or SIGTERM, then stops
+      gracefully: leases no more calls, gives back those not started, waits up
+      to 10 s for the running ones, prints "stopped: N calls still running" and
+      exits 0 (a second signal while stopping ends it at once). A status line
+      on stderr, rewritten every second on a terminal (else a line every
+      --status_every seconds; --quiet for none): calls ran, ok (succeeded),
+      failed (the function failed: recorded, not retried), busy (given back: the
+      tenant was at its cap); the queue's pending calls of every tenant, of
+      them due now, and leased (by any process); calls running here, calls
+      this server dead-lettered; calls mutations scheduled. Actions have no
+      services: the CLI registers none. While it runs, change its tenants
+      only through it: another process's deploy, import or mutation ('txfn
+      run') on the same --db commits beside the server's engine, unseen by it
+      (its mutations may then lose those updates); submit mutations instead.
+  submit --tenant NAME MODULE:FUNCTION [ARGS_JSON]
+      Enqueues a call of an exported query, mutation or action with ARGS_JSON
+      (default {}) and prints its id. Works while 'txfn serve' runs on the same
+      --db (a call runs once a server runs it). The call's options default to
+      the function's attributes: --delay_ms=MS (start MS from now),
+      --deadline_ms=MS (deadline MS after the start, 1 s to 24 h),
+      --criticality=low|normal|high|critical, --quota=reserved|opportunistic,
+      --key=KEY (idempotency key: the same key gives the same call),
+      --client=NAME (whose rate limit applies). An unknown function or
+      arguments its validator refuses fail, and nothing is enqueued.
+  calls --tenant NAME [--status=STATE] [--function=MODULE:FUNCTION] [--limit=N]
+      Lists the tenant's ended calls and dead letters, one per line: id, state
+      (succeeded, failed, dead_lettered or cancelled), function, attempts, and
+      the result as JSON or the error's first line; at most --limit (default
+      100, 0: all). Then the queue's backlog per function, of every tenant:
+      pending (due now or later), due, leased. Pending and running calls are
+      in the backlog, not in the list: 'txfn call ID' shows one.
+  call ID
+      Shows the call ID: its tenant, function, state (pending, running,
+      succeeded, failed, dead_lettered, cancelled), attempts, result (JSON) or
+      error, when it is due, its lease ends or it ended, and its deadline (when
+      known).
   help
       Prints this text.
 
@@ -95,10 +163,15 @@ flags:
   --db=FILE       the SQLite database (default txfn.db), for every command; it
                   must exist (a mistyped path is an error) unless --create
   --create        create --db if it does not exist (for a first deploy)
-  --tenant=NAME   the tenant, for deploy, run, tables, export and import
+  --tenant=NAME   the tenant, for deploy, run, tables, export, import, submit
+                  and calls
   --kind=K        run: auto|query|mutation (default auto); --mutation = mutation
   --[no]logs      run: print console output to stderr (default on)
   --table=NAME    export: only this table; import: only documents of this table
+  --quiet, --status_every=SECONDS                          serve (see above)
+  --delay_ms, --deadline_ms, --criticality, --quota,
+  --key, --client                                          submit (see above)
+  --status, --function, --limit                            calls (see above)
 
 exit status: 0 success; 1 the command failed (the function threw, a conflict
 persisted, a deploy was refused, ...); 2 bad usage.
@@ -111,6 +184,10 @@ example:
   txfn deploy --db copy.db --create --tenant bank examples/apps/bank
   txfn import --db copy.db --tenant bank bank.jsonl
   txfn backup --db bank.db bank-backup.db
+  txfn serve --db bank.db &
+  txfn submit --db bank.db --tenant bank --delay_ms=5000 accounts:open '{"owner": "cy"}'
+  txfn call --db bank.db 1b2c3d4e-...            # the id submit printed
+  txfn calls --db bank.db --tenant bank --status=failed
 )";
 
 constexpr int kFailed = 1;
@@ -139,10 +216,22 @@ absl::Status CheckDatabase() {
       fmt::format("database '{}' does not exist (pass --create to create it)", db));
 }
 
-absl::StatusOr<std::unique_ptr<Engine>> OpenEngine() {
+// Which engine a command opens.
+enum class EngineRole {
+  kClient,  // one command's calls; leaves queued calls to a server
+  kServer,  // `serve`: runs the queued calls of every tenant
+};
+
+absl::StatusOr<std::unique_ptr<Engine>> OpenEngine(EngineRole role) {
   EngineOptions options;
-  options.scheduler.workers = 1;
-  options.scheduler.max_isolates = 2;
+  if (role == EngineRole::kClient) {
+    options.scheduler.workers = 1;
+    options.scheduler.max_isolates = 2;
+  }
+  // A client never leases queued calls (they would wait for its short life,
+  // or be taken from a server running on the same file); its Submit,
+  // GetCall and ListCalls work the same.
+  options.queued.run = role == EngineRole::kServer;
   return OpenSqliteEngine(absl::GetFlag(FLAGS_db), std::move(options));
 }
 
@@ -220,11 +309,15 @@ absl::StatusOr<std::vector<Value>> Documents(const Snapshot& snapshot, const Tab
   return docs;
 }
 
+// A time in ISO 8601, UTC, to the millisecond.
+std::string IsoTime(absl::Time t) {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", t, absl::UTCTimeZone());
+}
+
 // A commit timestamp (nanoseconds since the Unix epoch, the committer's
 // clock) in ISO 8601, UTC, to the millisecond.
 std::string CommitTime(Timestamp ts) {
-  return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::FromUnixNanos(static_cast<int64_t>(ts)),
-                          absl::UTCTimeZone());
+  return IsoTime(absl::FromUnixNanos(static_cast<int64_t>(ts)));
 }
 
 int Tables(Engine& engine, const std::string& tenant) {
@@ -315,6 +408,232 @@ int Backup(const std::string& dest) {
   return 0;
 }
 
+// ---- Queued calls ----------------------------------------------------------
+
+// serve's status line: what this server did, and the queue's backlog.
+std::string StatusLine(Engine& engine, const std::string& db) {
+  const QueuedCallStats q = engine.stats().queued;
+  std::string backlog = "pending ? due ? leased ?";
+  if (absl::StatusOr<std::vector<FunctionDepth>> depths = engine.QueueDepths(); depths.ok()) {
+    size_t pending = 0, due = 0, leased = 0;
+    for (const FunctionDepth& d : *depths) {
+      pending += d.pending;
+      due += d.due;
+      leased += d.leased;
+    }
+    backlog = fmt::format("pending {} due {} leased {}", pending, due, leased);
+  }
+  return fmt::format(
+      "serving {}: ran {} ok {} failed {} busy {} | {} | running {} dead {} | scheduled {}", db,
+      q.ran, q.succeeded, q.failed, q.busy, backlog, q.scheduler.in_flight,
+      q.scheduler.dead_lettered, q.scheduled);
+}
+
+// Runs the queued calls until one of `stop_signals` (blocked in every thread
+// by the caller, before any thread started) arrives.
+int Serve(const sigset_t& stop_signals) {
+  const std::string db = absl::GetFlag(FLAGS_db);
+  const bool quiet = absl::GetFlag(FLAGS_quiet);
+  const bool tty = isatty(STDERR_FILENO) == 1;
+  const absl::Duration every =
+      tty ? absl::Seconds(1) : absl::Seconds(absl::GetFlag(FLAGS_status_every));
+  absl::StatusOr<std::unique_ptr<Engine>> opened = OpenEngine(EngineRole::kServer);
+  if (!opened.ok()) return Fail(opened.status());
+  Engine& engine = **opened;
+  if (!quiet) {
+    absl::StatusOr<std::vector<std::string>> tenants = engine.ListTenants();
+    std::fprintf(stderr, "serving %s (%s tenant(s)) until SIGINT (Ctrl-C) or SIGTERM\n", db.c_str(),
+                 tenants.ok() ? std::to_string(tenants->size()).c_str() : "?");
+  }
+  // The status line, rewritten in place on a terminal.
+  auto status = [&] {
+    const std::string line = StatusLine(engine, db);
+    if (tty) {
+      std::fprintf(stderr, "\r%s\x1b[K", line.c_str());
+    } else {
+      std::fprintf(stderr, "%s\n", line.c_str());
+    }
+    std::fflush(stderr);
+  };
+  int received = 0;
+  absl::Time next = absl::Now() + every;
+  while (received == 0) {
+    if (quiet) {
+      if (sigwait(&stop_signals, &received) != 0) received = 0;
+      continue;
+    }
+    const timespec wait = absl::ToTimespec(std::max(next - absl::Now(), absl::ZeroDuration()));
+    const int got = sigtimedwait(&stop_signals, nullptr, &wait);
+    if (got > 0) {
+      received = got;
+    } else if (errno == EAGAIN) {  // time for a status line
+      status();
+      next += every;
+      if (next < absl::Now()) next = absl::Now() + every;  // fell behind: no burst
+    }                                                      // else EINTR: wait again
+  }
+  if (!quiet) {
+    if (tty) std::fputc('\n', stderr);
+    std::fprintf(stderr,
+                 "%s: stopping (giving back calls not started, waiting up to 10 s for running "
+                 "ones; signal again to stop at once)\n",
+                 strsignal(received));
+  }
+  // A second signal now takes its default action (ends the process): only
+  // this thread has them unblocked.
+  pthread_sigmask(SIG_UNBLOCK, &stop_signals, nullptr);
+  const size_t running = engine.StopQueuedCalls(absl::Seconds(10));
+  if (!quiet) {
+    const std::string line = StatusLine(engine, db);
+    std::fprintf(stderr, "%s\n", line.c_str());
+  }
+  std::fprintf(stderr, "stopped: %zu calls still running\n", running);
+  return 0;
+}
+
+int Submit(Engine& engine, const std::string& tenant, const std::string& function,
+           std::string_view args_json) {
+  absl::StatusOr<Value> args = FromJson(args_json);
+  if (!args.ok()) return Usage(fmt::format("ARGS_JSON: {}", std::string(args.status().message())));
+  if (!args->is_object()) return Usage("ARGS_JSON must be a JSON object");
+  const int64_t delay_ms = absl::GetFlag(FLAGS_delay_ms);
+  const int64_t deadline_ms = absl::GetFlag(FLAGS_deadline_ms);
+  if (delay_ms < 0) return Usage("--delay_ms must not be negative");
+  if (deadline_ms < 0) return Usage("--deadline_ms must not be negative");
+  CallOptions options;
+  const absl::Time start = absl::Now() + absl::Milliseconds(delay_ms);
+  if (delay_ms > 0 || deadline_ms > 0) options.start_after = start;
+  if (deadline_ms > 0) options.deadline = start + absl::Milliseconds(deadline_ms);
+  if (const std::string c = absl::GetFlag(FLAGS_criticality); !c.empty()) {
+    absl::StatusOr<Criticality> parsed = ParseCriticality(c);
+    if (!parsed.ok())
+      return Usage(fmt::format("--criticality: {}", std::string(parsed.status().message())));
+    options.criticality = *parsed;
+  }
+  if (const std::string q = absl::GetFlag(FLAGS_quota); !q.empty()) {
+    absl::StatusOr<QuotaClass> parsed = ParseQuotaClass(q);
+    if (!parsed.ok())
+      return Usage(fmt::format("--quota: {}", std::string(parsed.status().message())));
+    options.quota = *parsed;
+  }
+  options.idempotency_key = absl::GetFlag(FLAGS_key);
+  options.client = absl::GetFlag(FLAGS_client);
+  absl::StatusOr<CallId> id = engine.Submit(tenant, function, *args, options);
+  if (!id.ok()) return Fail(id.status());
+  std::printf("%s\n", id->ToString().c_str());
+  return 0;
+}
+
+// The status's text up to its first line break (an exception's stack follows).
+std::string FirstLine(const absl::Status& status) {
+  std::string text = status.ToString(absl::StatusToStringMode::kWithNoExtraData);
+  if (size_t nl = text.find('\n'); nl != std::string::npos) text.resize(nl);
+  return text;
+}
+
+// What a call returned, or why it did not.
+std::string Outcome(const CallInfo& info, bool whole_error) {
+  switch (info.state) {
+    case CallState::kSucceeded:
+      return ToJson(info.result);
+    case CallState::kFailed:
+    case CallState::kDeadLettered:
+      return whole_error ? info.error.ToString(absl::StatusToStringMode::kWithNoExtraData)
+                         : FirstLine(info.error);
+    case CallState::kPending:
+    case CallState::kRunning:
+    case CallState::kCancelled:
+      break;
+  }
+  return "-";
+}
+
+bool Known(absl::Time t) {
+  return t != absl::UnixEpoch() && t != absl::InfinitePast() && t != absl::InfiniteFuture();
+}
+
+int Calls(Engine& engine, const std::string& tenant) {
+  std::optional<CallState> state;
+  if (const std::string name = absl::GetFlag(FLAGS_status); !name.empty()) {
+    absl::StatusOr<CallState> parsed = ParseCallState(name);
+    if (!parsed.ok())
+      return Usage(fmt::format("--status: {}", std::string(parsed.status().message())));
+    if (*parsed == CallState::kPending || *parsed == CallState::kRunning) {
+      return Usage(fmt::format(
+          "calls lists ended calls: --status must be succeeded, failed, dead_lettered or "
+          "cancelled, not {} ('txfn call ID' shows a pending or running call)",
+          name));
+    }
+    state = *parsed;
+  }
+  const int64_t limit_flag = absl::GetFlag(FLAGS_limit);
+  if (limit_flag < 0) return Usage("--limit must not be negative");
+  const size_t limit = limit_flag == 0 ? SIZE_MAX : static_cast<size_t>(limit_flag);
+  absl::StatusOr<std::vector<CallInfo>> calls =
+      engine.ListCalls(tenant, state, absl::GetFlag(FLAGS_function), limit);
+  if (!calls.ok()) return Fail(calls.status());
+  absl::StatusOr<std::vector<FunctionDepth>> depths = engine.QueueDepths();
+  if (!depths.ok()) return Fail(depths.status());
+  if (calls->empty()) {
+    std::printf("no ended calls of tenant %s%s\n", tenant.c_str(),
+                state.has_value() || !absl::GetFlag(FLAGS_function).empty() ? " that match" : "");
+  } else {
+    std::printf("%-36s  %-13s  %-24s %8s  %s\n", "ID", "STATE", "FUNCTION", "ATTEMPTS",
+                "RESULT OR ERROR");
+    for (const CallInfo& c : *calls) {
+      const std::string_view name = CallStateName(c.state);
+      std::printf("%-36s  %-13.*s  %-24s %8d  %s\n", c.id.ToString().c_str(),
+                  static_cast<int>(name.size()), name.data(), c.function.c_str(), c.attempts,
+                  Outcome(c, /*whole_error=*/false).c_str());
+    }
+    if (calls->size() == limit) {
+      std::printf("(the first %zu; --limit=N shows more, --limit=0 all)\n", limit);
+    }
+  }
+  if (depths->empty()) {
+    std::printf("queue backlog (all tenants): none\n");
+    return 0;
+  }
+  std::printf("queue backlog (all tenants):\n%-24s %8s %8s %8s\n", "FUNCTION", "PENDING", "DUE",
+              "LEASED");
+  for (const FunctionDepth& d : *depths) {
+    std::printf("%-24s %8zu %8zu %8zu\n", d.function.c_str(), d.pending, d.due, d.leased);
+  }
+  return 0;
+}
+
+int ShowCall(Engine& engine, const std::string& text) {
+  absl::StatusOr<CallId> id = CallId::Parse(text);
+  if (!id.ok()) return Usage(fmt::format("call: {}", std::string(id.status().message())));
+  absl::StatusOr<CallInfo> info = engine.GetCall(*id);
+  if (absl::IsNotFound(info.status())) {
+    return Fail(absl::NotFoundError(
+        fmt::format("no call {} in {} (never submitted to this database, or its tenant was "
+                    "deleted)",
+                    id->ToString(), absl::GetFlag(FLAGS_db))));
+  }
+  if (!info.ok()) return Fail(info.status());
+  const std::string_view state = CallStateName(info->state);
+  std::printf("id        %s\n", info->id.ToString().c_str());
+  std::printf("tenant    %s\n", info->tenant.c_str());
+  std::printf("function  %s\n", info->function.c_str());
+  std::printf("state     %.*s\n", static_cast<int>(state.size()), state.data());
+  std::printf("attempts  %d\n", info->attempts);
+  if (info->state == CallState::kSucceeded) {
+    std::printf("result    %s\n", Outcome(*info, false).c_str());
+  } else if (info->state == CallState::kFailed || info->state == CallState::kDeadLettered) {
+    std::printf("error     %s\n", Outcome(*info, /*whole_error=*/true).c_str());
+  }
+  if (Known(info->at)) {
+    const char* what = info->state == CallState::kPending   ? "due at"
+                       : info->state == CallState::kRunning ? "leased until"
+                                                            : "ended at";
+    std::printf("%-9s %s\n", what, IsoTime(info->at).c_str());
+  }
+  if (Known(info->deadline)) std::printf("deadline  %s\n", IsoTime(info->deadline).c_str());
+  return 0;
+}
+
 int Main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string_view a = argv[i];
@@ -350,6 +669,17 @@ int Main(int argc, char** argv) {
     problem = want(0, 1, true);
   } else if (command == "backup") {
     problem = want(1, 1, false);
+  } else if (command == "serve") {
+    problem = want(0, 0, false);
+    if (problem.empty() && absl::GetFlag(FLAGS_status_every) < 1) {
+      problem = "serve: --status_every must be at least 1";
+    }
+  } else if (command == "submit") {
+    problem = want(1, 2, true);
+  } else if (command == "calls") {
+    problem = want(0, 0, true);
+  } else if (command == "call") {
+    problem = want(1, 1, false);
   } else {
     problem = fmt::format("unknown command '{}'", command);
   }
@@ -358,13 +688,29 @@ int Main(int argc, char** argv) {
   if (command == "backup") return Backup(rest[0]);  // never creates its source
   if (absl::Status db = CheckDatabase(); !db.ok()) return Fail(db);
   if (command == "import") return Import(tenant, rest.empty() ? "-" : rest[0]);
+  if (command == "serve") {
+    // Blocked before the engine starts any thread, so every thread inherits
+    // the mask and the signals wait for Serve's sigtimedwait: no handler, no
+    // global state.
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+    return Serve(stop_signals);
+  }
 
-  absl::StatusOr<std::unique_ptr<Engine>> engine = OpenEngine();
+  absl::StatusOr<std::unique_ptr<Engine>> engine = OpenEngine(EngineRole::kClient);
   if (!engine.ok()) return Fail(engine.status());
   if (command == "deploy") return Deploy(**engine, tenant, rest[0]);
   if (command == "run") return Run(**engine, tenant, rest[0], rest.size() > 1 ? rest[1] : "{}");
   if (command == "tenants") return Tenants(**engine);
   if (command == "tables") return Tables(**engine, tenant);
+  if (command == "submit") {
+    return Submit(**engine, tenant, rest[0], rest.size() > 1 ? rest[1] : "{}");
+  }
+  if (command == "calls") return Calls(**engine, tenant);
+  if (command == "call") return ShowCall(**engine, rest[0]);
   return Export(**engine, tenant);
 }
 
