@@ -230,6 +230,7 @@ QueuedCalls::QueuedCalls(QueuedCallOptions options, TenantCommitters& tenants, C
                                                       : std::max(1, slots_ / 2)),
       queue_(options_.queue != nullptr ? options_.queue : std::make_shared<InMemoryQueue>()) {
   config_.default_downstream = options_.service_limits;
+  config_.default_function = options_.function_defaults;
 }
 
 absl::Status QueuedCalls::Start() {
@@ -252,6 +253,8 @@ absl::Status QueuedCalls::Start() {
     so.lease_batch = options_.lease_batch;
     so.poll_interval = options_.poll_interval;
     so.max_poll_interval = std::max(options_.poll_interval, absl::Milliseconds(200));
+    so.opportunistic_deadline_slack = options_.opportunistic_deadline_slack;
+    so.utilization = options_.utilization;
     so.key_functions_by_tenant = true;
     so.max_running_per_tenant = slots_per_tenant_;
     so.wakeup = [this] { Wake(); };
@@ -317,6 +320,7 @@ void QueuedCalls::Loop() {
   // A submit-only engine leaves the outboxes to the engine that runs calls.
   if (options_.run) RecoverOutboxes();
   bool drained = false;
+  absl::Time next_utilization = clock_.Now();
   while (true) {
     std::vector<Handed> handed;
     bool draining = false;
@@ -333,6 +337,13 @@ void QueuedCalls::Loop() {
     for (Handed& h : handed) StartCall(std::move(h.call), std::move(h.done));
     EnqueueScheduled();
     absl::Time next = clock_.Now() + absl::Milliseconds(100);
+    if (scheduler_ != nullptr && clock_.Now() >= next_utilization) {
+      // S follows how busy the slots are.
+      const SchedulerStats st = scheduler_->stats();
+      scheduler_->ReportUtilization(
+          st.worker_slots > 0 ? static_cast<double>(st.in_flight) / st.worker_slots : 0);
+      next_utilization = clock_.Now() + options_.utilization_interval;
+    }
     if (scheduler_ != nullptr) next = std::min(next, scheduler_->Tick());
     next = std::min(next, submitter_->Tick());
     CleanOutboxes();
@@ -388,10 +399,15 @@ std::shared_ptr<const TenantFunctions> QueuedCalls::Install(
     }
     for (const auto& [name, f] : table->by_name) {
       const FunctionAttributes& a = f.attributes;
-      if (a.max_concurrency == 0 && a.services.empty()) continue;
+      if (a.max_concurrency == 0 && a.services.empty() && !a.reserved_cpu_quota.has_value() &&
+          !a.opportunistic_rate.has_value()) {
+        continue;
+      }
       FunctionConfig fc = config_.default_function;
       if (a.max_concurrency > 0) fc.concurrency_limit = a.max_concurrency;
       fc.downstreams = a.services;
+      if (a.reserved_cpu_quota.has_value()) fc.reserved_cpu_quota = *a.reserved_cpu_quota;
+      if (a.opportunistic_rate.has_value()) fc.opportunistic_rate = *a.opportunistic_rate;
       config_.functions[StrCat(prefix, name)] = std::move(fc);
     }
     ++config_.version;
@@ -498,8 +514,18 @@ absl::Status QueuedCalls::Enqueue(std::vector<Call> calls) {
       if (refused.ok()) refused = id.status();
     }
   }
-  // Everyone's pending calls go out with this batch (a group commit).
-  submitter_->Flush();
+  {
+    // One writer at a time: while it writes, the calls of other threads
+    // gather in the submitter's batches, and the next writer takes them all
+    // (a group commit). A call someone else wrote needs no write of its own.
+    MutexLock write(&enqueue_mu_);
+    bool written = false;
+    {
+      MutexLock lock(&waiter->mu);
+      written = waiter->left == 0;
+    }
+    if (!written) submitter_->Flush();
+  }
   MutexLock lock(&waiter->mu);
   waiter->cv.Wait([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(waiter->mu) { return waiter->left == 0; });
   return refused.ok() ? waiter->first_error : refused;

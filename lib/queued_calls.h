@@ -168,6 +168,8 @@ class QueuedCalls {
   std::shared_ptr<IsolateScheduler> action_scheduler_;
   std::unique_ptr<FunctionRunner> action_runner_;
 
+  // Held while writing the submitter's batches (Enqueue's group commit).
+  internal::Mutex enqueue_mu_;
   mutable internal::Mutex mu_;
   internal::CondVar cv_{&mu_};
   bool woken_ ABSL_GUARDED_BY(mu_) = false;

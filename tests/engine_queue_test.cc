@@ -59,6 +59,8 @@ export const slowBump = mutation({args: {name: "string", spin: "number"}, handle
   for (let i = 0; i < a.spin; i++) x += i;
   return bumpBy(ctx, a.name, 1n);
 }});
+export const later = mutation({args: {name: "string"}, quota: "opportunistic",
+  opportunisticRate: 0, deadlineMs: 3000, handler: (ctx, { name }) => bumpBy(ctx, name, 1n)});
 export const throws = mutation({args: {}, handler: () => { throw new Error("kaput"); }});
 export const schedule = mutation({args: {name: "string", delayMs: "number", fail: "bool?"},
   handler: async (ctx, a) => {
@@ -343,6 +345,27 @@ TEST_F(EngineQueueTest, AttributesDeclaredAtDeployApplyToSubmissionsAndChangeWit
   id = engine_->Submit("app", "counters:important", Name("i"), later);
   ASSERT_TRUE(id.ok());
   EXPECT_EQ(queue_->Find(*id, absl::Now()).value()->call.criticality, Criticality::kLow);
+}
+
+TEST_F(EngineQueueTest, AnOpportunisticCallWithNoShareWaitsUntilItsDeadlineIsNear) {
+  EngineOptions options = Options();
+  options.queued.opportunistic_deadline_slack = absl::Seconds(1);
+  OpenAndDeploy(std::move(options));
+  const absl::Time submitted = absl::Now();
+  absl::StatusOr<CallId> id = engine_->Submit("app", "counters:later", Name("l"));
+  ASSERT_TRUE(id.ok()) << id.status();
+  absl::SleepFor(absl::Milliseconds(800));
+  EXPECT_EQ(Counter("l"), 0) << "it ran before its deadline came near";
+  CallInfo info = WaitFor(*id, CallState::kSucceeded, absl::Seconds(10));
+  EXPECT_GE(info.at - submitted, absl::Seconds(1)) << "time-shifted toward its deadline";
+  EXPECT_LE(info.at - submitted, absl::Seconds(3)) << "but not past it";
+  EXPECT_GE(engine_->stats().queued.scheduler.promoted, 1u);
+  // The quota attributes are checked at deploy.
+  absl::Status refused = engine_->DeployJson(
+      "app",
+      {{"counters.js", Replaced(kCounters, "opportunisticRate: 0", "opportunisticRate: -1")}},
+      kSchema);
+  EXPECT_THAT(refused.message(), HasSubstr("opportunisticRate must be a number >= 0"));
 }
 
 TEST_F(EngineQueueTest, AFunctionThatThrowsIsRecordedFailedAndNotRetried) {

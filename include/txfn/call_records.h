@@ -148,15 +148,19 @@ std::string EncodeScheduledCall(const ScheduledCall& call);
 //   export const send = mutation({handler, criticality: "high",
 //       quota: "opportunistic", maxConcurrency: 4, deadlineMs: 3600000,
 //       retry: {maxAttempts: 5, initialBackoffMs: 1000, maxBackoffMs: 60000},
-//       services: ["mail"]});
-// Every field is optional.
+//       services: ["mail"], reservedCpuQuota: 2, opportunisticRate: 50});
+// Every field is optional. reservedCpuQuota: CPU-seconds per second for its
+// reserved calls; opportunisticRate: its opportunistic calls per second at
+// S = 1 (call_scheduler.h); unset: the engine's defaults.
 struct FunctionAttributes {
   Criticality criticality = Criticality::kNormal;
   QuotaClass quota = QuotaClass::kReserved;
   int64_t max_concurrency = 0;               // 0: no limit of its own
   absl::Duration deadline = absl::Hours(1);  // after the start; 1 s .. 24 h
   RetryPolicy retry;
-  std::vector<std::string> services;  // downstream services it calls
+  std::vector<std::string> services;         // downstream services it calls
+  std::optional<double> reserved_cpu_quota;  // > 0
+  std::optional<double> opportunistic_rate;  // >= 0
   friend bool operator==(const FunctionAttributes&, const FunctionAttributes&) = default;
 };
 

@@ -166,6 +166,19 @@ struct QueuedCallOptions {
   absl::Duration poll_interval = absl::Milliseconds(10);
   size_t lease_batch = 256;
   SubmitterOptions submitter;  // rate limits per client, batching, spill
+  // Quotas of every function unless its attributes say otherwise
+  // (reservedCpuQuota, opportunisticRate): the reserved CPU quota in
+  // CPU-seconds per second and the opportunistic rate r0 (calls/s at S = 1).
+  // Unlimited by default: then the quota classes differ only in their
+  // deadlines and criticality.
+  FunctionConfig function_defaults;
+  // S, the opportunistic share, follows the slots' utilization (in use /
+  // slots, sampled every utilization_interval) toward utilization.target.
+  UtilizationControllerOptions utilization;
+  absl::Duration utilization_interval = absl::Seconds(1);
+  // An opportunistic call runs regardless of S once its deadline is this
+  // close (plus its function's average cost).
+  absl::Duration opportunistic_deadline_slack = absl::Minutes(5);
   // The AIMD limiter of each service (the defaults are XFaaS's; tests
   // shorten the window).
   AimdOptions service_limits;

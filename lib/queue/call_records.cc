@@ -334,6 +334,17 @@ absl::StatusOr<FunctionAttributes> ParseFunctionAttributes(const Value& attrs) {
       }
     } else if (name == "retry") {
       TXFN_ASSIGN_OR_RETURN(out.retry, ParseRetry(v));
+    } else if (name == "reservedCpuQuota" || name == "opportunisticRate") {
+      const bool reserved = name == "reservedCpuQuota";
+      const double x = v.is_int64()     ? static_cast<double>(v.int64())
+                       : v.is_float64() ? v.float64()
+                                        : -1;
+      if (!(v.is_int64() || v.is_float64()) || !std::isfinite(x) || x < 0 || (reserved && x == 0)) {
+        return absl::InvalidArgumentError(
+            StrCat(name, reserved ? " must be a number > 0 (CPU-seconds per second)"
+                                  : " must be a number >= 0 (calls per second)"));
+      }
+      (reserved ? out.reserved_cpu_quota : out.opportunistic_rate) = x;
     } else if (name == "services") {
       if (!v.is_array()) return absl::InvalidArgumentError("services must be an array of names");
       for (const Value& s : v.array()) {
@@ -347,7 +358,8 @@ absl::StatusOr<FunctionAttributes> ParseFunctionAttributes(const Value& attrs) {
     } else {
       return absl::InvalidArgumentError(
           StrCat("unknown attribute '", name.substr(0, 64),
-                 "' (criticality, quota, maxConcurrency, deadlineMs, retry, services)"));
+                 "' (criticality, quota, maxConcurrency, deadlineMs, retry, services, "
+                 "reservedCpuQuota, opportunisticRate)"));
     }
   }
   return out;

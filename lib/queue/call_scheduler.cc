@@ -219,7 +219,9 @@ CallScheduler::Admission CallScheduler::Admit(FunctionState& fs, Held& h, absl::
                options_.opportunistic_deadline_slack + absl::Seconds(fs.avg_cost_s)) {
       promoted = true;  // time-shifted as far as it may go: run it now
     } else {
-      ok = fs.opportunistic.TryAcquire(now);
+      // A rate of 0 (r0 = 0, or S = 0) admits nothing, not even the one
+      // token a bucket's smallest burst holds.
+      ok = fs.opportunistic.rate() > 0 && fs.opportunistic.TryAcquire(now);
     }
   }
   if (!ok) {

@@ -1,0 +1,334 @@
+// Exactly-once effects of queued mutations across kill -9: a server process
+// runs the engine's queued calls on an SQLite file while another process
+// submits calls (each bumps its own counter document); the test kills the
+// server with SIGKILL at random moments, starts it again, and at the end
+// checks that every acknowledged Submit ran exactly once and no call ran
+// twice. Every fourth round the server's leases last 100 ms and are never
+// extended, and the calls spin for a while, so leases expire under running
+// calls and the queue hands them out again.
+//
+// The test binary is its own child: `--serve`, `--submit`, `--setup` and
+// `--check` modes (V8 runs only in the children; the parent forks and execs
+// before any V8 or SQLite is opened).
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "gtest/gtest.h"
+#include "queue/queue_test_util.h"
+#include "sqlite_test_util.h"
+#include "txfn/engine.h"
+#include "txfn/sqlite_engine.h"
+#include "txfn/sqlite_queue.h"
+
+namespace txfn {
+namespace {
+
+using testing_util::TempDir;
+
+constexpr char kTenant[] = "crash";
+constexpr int kRounds = 20;
+constexpr int kCallsPerRound = 25;
+
+constexpr const char* kSchema = R"({"tables": {
+  "counters": {"fields": {"name": "string", "n": "int64"}, "indexes": {"by_name": ["name"]}}
+}})";
+constexpr const char* kModule = R"JS(
+import { query, mutation } from "txfn/server";
+export const bump = mutation({args: {name: "string", spin: "number"},
+    retry: {maxAttempts: 100, initialBackoffMs: 10, maxBackoffMs: 100},
+    handler: async (ctx, a) => {
+  let x = 0;
+  for (let i = 0; i < a.spin; i++) x += i;
+  const c = await ctx.db.query("counters").withIndex("by_name", (q) => q.eq("name", a.name)).unique();
+  if (c === null) await ctx.db.insert("counters", { name: a.name, n: 1n });
+  else await ctx.db.patch(c._id, { n: c.n + 1n });
+}});
+export const all = query({args: {}, handler: async (ctx) =>
+  (await ctx.db.query("counters").collect()).map((c) => [c.name, c.n])});
+)JS";
+
+// A queue whose leases are never extended (see the file comment).
+class NoExtendQueue final : public queue_test::ForwardingQueue {
+ public:
+  using ForwardingQueue::ForwardingQueue;
+  absl::StatusOr<std::vector<absl::Status>> Extend(absl::Span<const LeaseToken> leases, absl::Time,
+                                                   absl::Duration) override {
+    return std::vector<absl::Status>(leases.size(), absl::OkStatus());
+  }
+};
+
+EngineOptions ChildOptions(bool run) {
+  EngineOptions options;
+  options.scheduler.workers = 2;
+  options.queued.run = run;
+  options.queued.poll_interval = absl::Milliseconds(5);
+  return options;
+}
+
+int Fail(const absl::Status& s) {
+  std::fprintf(stderr, "child: %s\n", s.ToString().c_str());
+  return 3;
+}
+
+// --setup DB: the tenant and its module.
+int Setup(const std::string& db) {
+  auto engine = OpenSqliteEngine(db, ChildOptions(false));
+  if (!engine.ok()) return Fail(engine.status());
+  if (absl::Status s = (*engine)->CreateTenant(kTenant); !s.ok()) return Fail(s);
+  if (absl::Status s = (*engine)->DeployJson(kTenant, {{"m.js", kModule}}, kSchema); !s.ok()) {
+    return Fail(s);
+  }
+  return 0;
+}
+
+// --serve DB SHORT_LEASES: runs queued calls until killed; "ready" on stdout.
+int Serve(const std::string& db, bool short_leases) {
+  EngineOptions options = ChildOptions(true);
+  if (short_leases) {
+    auto queue = SqliteQueue::Open(SqliteQueuePath(db));
+    if (!queue.ok()) return Fail(queue.status());
+    options.queued.queue = std::make_shared<NoExtendQueue>(*std::move(queue));
+    options.queued.lease_duration = absl::Milliseconds(100);
+  }
+  auto engine = OpenSqliteEngine(db, options);
+  if (!engine.ok()) return Fail(engine.status());
+  std::printf("ready\n");
+  std::fflush(stdout);
+  for (;;) pause();
+}
+
+// --submit DB FIRST COUNT SPIN: submits calls FIRST.. and prints each
+// acknowledged one's number.
+int Submit(const std::string& db, int first, int count, double spin) {
+  auto engine = OpenSqliteEngine(db, ChildOptions(false));
+  if (!engine.ok()) return Fail(engine.status());
+  for (int k = first; k < first + count; ++k) {
+    absl::StatusOr<CallId> id =
+        (*engine)->Submit(kTenant, "m:bump",
+                          Value::FromObject({{"name", Value::String("k" + std::to_string(k))},
+                                             {"spin", Value::Float64(spin)}}));
+    if (!id.ok()) return Fail(id.status());
+    std::printf("%d\n", k);
+    std::fflush(stdout);
+    absl::SleepFor(absl::Milliseconds(3));
+  }
+  // Every Submit acknowledged is durable: no need to wait for the engine's
+  // orderly teardown.
+  _exit(0);
+}
+
+// --check DB EXPECTED: waits (up to a minute) until the queue is empty, then
+// prints "name count" per counter document.
+int Check(const std::string& db) {
+  auto engine = OpenSqliteEngine(db, ChildOptions(false));
+  if (!engine.ok()) return Fail(engine.status());
+  const absl::Time end = absl::Now() + absl::Minutes(1);
+  while (absl::Now() < end) {
+    absl::StatusOr<std::vector<FunctionDepth>> depths = (*engine)->QueueDepths();
+    if (!depths.ok()) return Fail(depths.status());
+    if (depths->empty()) break;
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  absl::StatusOr<std::vector<CallInfo>> dead =
+      (*engine)->ListCalls(kTenant, CallState::kDeadLettered, "", 1000);
+  if (!dead.ok()) return Fail(dead.status());
+  for (const CallInfo& d : *dead) {
+    std::printf("dead %s\n", std::string(d.error.message().substr(0, 200)).c_str());
+  }
+  absl::StatusOr<CallResult> all = (*engine)->Query(kTenant, "m:all", Value::Null());
+  if (!all.ok()) return Fail(all.status());
+  for (const Value& pair : all->value.array()) {
+    std::printf("%s %lld\n", pair.array()[0].string().c_str(),
+                static_cast<long long>(pair.array()[1].int64()));
+  }
+  return 0;
+}
+
+// A child process running this binary in a mode, its stdout on a pipe.
+class Child {
+ public:
+  explicit Child(const std::vector<std::string>& args) {
+    int fds[2];
+    if (pipe(fds) != 0) return;
+    pid_ = fork();
+    if (pid_ == 0) {
+      dup2(fds[1], STDOUT_FILENO);
+      close(fds[0]);
+      close(fds[1]);
+      std::vector<char*> argv;
+      std::string self = "/proc/self/exe";
+      argv.push_back(self.data());
+      std::vector<std::string> copy = args;
+      for (std::string& a : copy) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      execv("/proc/self/exe", argv.data());
+      _exit(127);
+    }
+    close(fds[1]);
+    out_ = fds[0];
+  }
+  ~Child() {
+    Kill();
+    if (out_ >= 0) close(out_);
+  }
+  // The lines available now, or the first ones to come within `wait`.
+  std::vector<std::string> Read(absl::Duration wait) {
+    std::vector<std::string> lines;
+    const absl::Time end = absl::Now() + wait;
+    while (lines.empty()) {
+      pollfd p{.fd = out_, .events = POLLIN, .revents = 0};
+      const int ms =
+          static_cast<int>(std::max<int64_t>(0, absl::ToInt64Milliseconds(end - absl::Now())));
+      if (poll(&p, 1, ms) <= 0) break;
+      char buf[4096];
+      const ssize_t n = read(out_, buf, sizeof buf);
+      if (n <= 0) {
+        eof_ = true;
+        break;
+      }
+      pending_.append(buf, static_cast<size_t>(n));
+      size_t nl;
+      while ((nl = pending_.find('\n')) != std::string::npos) {
+        lines.push_back(pending_.substr(0, nl));
+        pending_.erase(0, nl + 1);
+      }
+    }
+    return lines;
+  }
+  // Reads until the child closes its stdout (exits).
+  std::vector<std::string> ReadAll(absl::Duration limit) {
+    std::vector<std::string> all;
+    const absl::Time end = absl::Now() + limit;
+    while (!eof_ && absl::Now() < end) {
+      for (std::string& l : Read(absl::Milliseconds(100))) all.push_back(std::move(l));
+    }
+    return all;
+  }
+  void Kill() {
+    if (pid_ <= 0) return;
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+  int Wait() {
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  int out_ = -1;
+  bool eof_ = false;
+  std::string pending_;
+};
+
+TEST(EngineQueueCrashTest, EveryAcknowledgedSubmitRunsExactlyOnceAcrossKillNine) {
+  TempDir dir;
+  const std::string db = dir.File("crash.db");
+  {
+    Child setup({"--setup", db});
+    ASSERT_EQ(setup.Wait(), 0);
+  }
+  std::mt19937 rng(20261130);
+  std::set<int> acked;
+  int next = 0;
+  for (int round = 0; round < kRounds; ++round) {
+    const bool short_leases = round % 4 == 3;
+    Child server({"--serve", db, short_leases ? "1" : "0"});
+    std::vector<std::string> ready = server.Read(absl::Seconds(20));
+    ASSERT_FALSE(ready.empty()) << "round " << round << ": the server did not start";
+    Child submitter({"--submit", db, std::to_string(next), std::to_string(kCallsPerRound),
+                     short_leases ? "3000000" : "0"});
+    // Kill the server at a random moment while calls arrive and run.
+    absl::SleepFor(absl::Milliseconds(std::uniform_int_distribution<int>(20, 400)(rng)));
+    server.Kill();
+    // Sometimes the submitter dies too: only what it acknowledged counts.
+    if (round % 3 == 1) {
+      for (const std::string& l : submitter.Read(absl::Milliseconds(50))) {
+        int k;
+        if (absl::SimpleAtoi(l, &k)) acked.insert(k);
+      }
+      submitter.Kill();
+    } else {
+      for (const std::string& l : submitter.ReadAll(absl::Seconds(30))) {
+        int k;
+        if (absl::SimpleAtoi(l, &k)) acked.insert(k);
+      }
+      EXPECT_EQ(submitter.Wait(), 0) << "round " << round;
+    }
+    next += kCallsPerRound;
+  }
+  ASSERT_GT(acked.size(), static_cast<size_t>(kRounds * kCallsPerRound / 2));
+
+  // One last server runs everything left; then the counters are read.
+  Child server({"--serve", db, "0"});
+  ASSERT_FALSE(server.Read(absl::Seconds(20)).empty());
+  Child check({"--check", db});
+  std::vector<std::string> lines = check.ReadAll(absl::Minutes(2));
+  ASSERT_EQ(check.Wait(), 0);
+  server.Kill();
+  std::map<int, int64_t> counts;
+  int dead = 0;
+  for (const std::string& line : lines) {
+    if (line.rfind("dead ", 0) == 0) {
+      ++dead;
+      ADD_FAILURE() << "dead-lettered: " << line;
+      continue;
+    }
+    std::vector<std::string> parts = absl::StrSplit(line, ' ');
+    int k;
+    int64_t n;
+    ASSERT_EQ(parts.size(), 2u) << line;
+    ASSERT_TRUE(parts[0].size() > 1 && absl::SimpleAtoi(parts[0].substr(1), &k)) << line;
+    ASSERT_TRUE(absl::SimpleAtoi(parts[1], &n)) << line;
+    counts[k] = n;
+  }
+  int lost = 0;
+  int twice = 0;
+  for (int k : acked) {
+    if (counts[k] == 0) ++lost;
+  }
+  for (const auto& [k, n] : counts) {
+    if (n > 1) ++twice;
+  }
+  EXPECT_EQ(lost, 0) << "acknowledged calls that never ran";
+  EXPECT_EQ(twice, 0) << "calls that ran more than once";
+  RecordProperty("acknowledged", static_cast<int>(acked.size()));
+  RecordProperty("ran", static_cast<int>(counts.size()));
+  RecordProperty("dead_lettered", dead);
+}
+
+}  // namespace
+}  // namespace txfn
+
+int main(int argc, char** argv) {
+  if (argc >= 3) {
+    const std::string mode = argv[1];
+    const std::string db = argv[2];
+    if (mode == "--setup") return txfn::Setup(db);
+    if (mode == "--serve" && argc >= 4) return txfn::Serve(db, std::string(argv[3]) == "1");
+    if (mode == "--submit" && argc >= 6) {
+      return txfn::Submit(db, std::atoi(argv[3]), std::atoi(argv[4]), std::atof(argv[5]));
+    }
+    if (mode == "--check") return txfn::Check(db);
+  }
+  testing::InitGoogleTest(&argc, argv);
+  return RUN_ALL_TESTS();
+}
