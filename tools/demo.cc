@@ -11,6 +11,11 @@
 // retries, isolate reuse and cache hit rates. Finally checks that every bank
 // tenant's total balance is unchanged (transfers move money, never make it)
 // and exits non-zero if not, or if any call failed unexpectedly.
+//
+// Then the queue phase (tools/demo_queue.h; --mode picks one phase or both):
+// queued calls submitted on a spiky load, reserved and opportunistic, some
+// through a downstream service of fixed capacity that fails for a while; it
+// exits non-zero if a call is lost, applied twice or fails unexpectedly.
 #include <unistd.h>
 
 #include <algorithm>
@@ -40,6 +45,7 @@
 #include "absl/synchronization/mutex.h"
 #include "fmt/format.h"
 #include "tools/app_dir.h"
+#include "tools/demo_queue.h"
 #include "txfn/engine.h"
 #include "txfn/errors.h"
 #include "txfn/snapshot.h"
@@ -65,6 +71,14 @@ ABSL_FLAG(bool, reuse_context, false,
           "faster, but module state persists between a tenant's calls on an isolate.");
 ABSL_FLAG(uint64_t, seed, 1, "Seed of the workload's random choices.");
 ABSL_FLAG(bool, keep, false, "Keep the temporary SQLite database (its path is printed).");
+ABSL_FLAG(std::string, mode, "both",
+          "mixed (the multi-tenant query/mutation load), queue (queued calls under a spiky load, "
+          "see tools/demo_queue.h) or both, one after the other.");
+ABSL_FLAG(double, queue_duration, 0,
+          "Seconds of submissions in the queue phase (0 = --duration); the drain comes after.");
+ABSL_FLAG(double, queue_rate, 300,
+          "Calls submitted per second in the queue phase's troughs; its peaks are 4x that.");
+ABSL_FLAG(int, mailer_capacity, 4, "Calls per 100 ms the queue phase's mailer service accepts.");
 
 namespace txfn::tools {
 namespace {
@@ -423,13 +437,28 @@ double Rate(uint64_t hits, uint64_t total) {
   return total == 0 ? 0.0 : 100.0 * static_cast<double>(hits) / static_cast<double>(total);
 }
 
+// The queue phase's options from the flags (its file is set later).
+QueuePhaseOptions QueueOptionsFromFlags(double duration, int workers) {
+  const double queue_duration = absl::GetFlag(FLAGS_queue_duration);
+  return QueuePhaseOptions{
+      .duration_s = queue_duration > 0 ? queue_duration : duration,
+      .trough_rate = absl::GetFlag(FLAGS_queue_rate),
+      .mailer_capacity = absl::GetFlag(FLAGS_mailer_capacity),
+      .workers = workers,
+      .clients = absl::GetFlag(FLAGS_threads) > 0 ? absl::GetFlag(FLAGS_threads) : 8,
+      .seed = absl::GetFlag(FLAGS_seed)};
+}
+
 int Main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "txfn-demo [--duration=SECONDS] [--tenants=N] [--mix=QUERY_FRACTION] "
-      "[--storage=sqlite|memory] [--threads=N] [--workers=N] [--hot=FRACTION]\n"
+      "[--storage=sqlite|memory] [--threads=N] [--workers=N] [--hot=FRACTION] "
+      "[--mode=both|mixed|queue] [--queue_duration=SECONDS] [--queue_rate=CALLS_PER_S]\n"
       "Deploys the chat and bank example apps to N tenants and drives a mixed "
       "query/mutation workload on them, then prints a summary and checks that "
-      "every bank's total balance is unchanged.");
+      "every bank's total balance is unchanged. Then (--mode=both, the default) "
+      "submits queued calls on a spiky load with a downstream service that "
+      "fails for a while, and checks that none is lost or applied twice.");
   absl::FlagsUsageConfig usage;
   usage.contains_help_flags = [](absl::string_view file) {
     return absl::StrContains(file, "tools/demo.cc");
@@ -444,21 +473,32 @@ int Main(int argc, char** argv) {
   const int hw = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const int workers = absl::GetFlag(FLAGS_workers) > 0 ? absl::GetFlag(FLAGS_workers) : hw;
   const int threads = absl::GetFlag(FLAGS_threads) > 0 ? absl::GetFlag(FLAGS_threads) : 2 * workers;
+  const std::string mode = absl::GetFlag(FLAGS_mode);
+  const bool run_mixed = mode != "queue";
+  const bool run_queue = mode != "mixed";
+  QueuePhaseOptions queue_options = QueueOptionsFromFlags(duration, workers);
   if (n_tenants < 2 || duration <= 0 || mix < 0 || mix > 1 ||
-      (storage != "sqlite" && storage != "memory")) {
+      (storage != "sqlite" && storage != "memory") ||
+      (mode != "both" && mode != "mixed" && mode != "queue") || queue_options.trough_rate <= 0 ||
+      queue_options.mailer_capacity < 1) {
     std::fprintf(stderr,
                  "txfn-demo: need --tenants >= 2, --duration > 0, 0 <= --mix <= 1, "
-                 "--storage=sqlite|memory\n");
+                 "--storage=sqlite|memory, --mode=both|mixed|queue, --queue_rate > 0, "
+                 "--mailer_capacity >= 1\n");
     return 2;
   }
 
-  const std::filesystem::path apps = AppsDir();
-  absl::StatusOr<AppDir> chat = LoadAppDir(apps / "chat");
-  absl::StatusOr<AppDir> bank = LoadAppDir(apps / "bank");
-  if (!chat.ok() || !bank.ok()) {
-    std::fprintf(stderr, "txfn-demo: %s\n",
-                 StatusText(!chat.ok() ? chat.status() : bank.status()).c_str());
-    return 1;
+  absl::StatusOr<AppDir> chat = AppDir{};
+  absl::StatusOr<AppDir> bank = AppDir{};
+  if (run_mixed) {
+    const std::filesystem::path apps = AppsDir();
+    chat = LoadAppDir(apps / "chat");
+    bank = LoadAppDir(apps / "bank");
+    if (!chat.ok() || !bank.ok()) {
+      std::fprintf(stderr, "txfn-demo: %s\n",
+                   StatusText(!chat.ok() ? chat.status() : bank.status()).c_str());
+      return 1;
+    }
   }
 
   EngineOptions options;
@@ -487,7 +527,7 @@ int Main(int argc, char** argv) {
   options.scheduler.queue_capacity = 4 * static_cast<size_t>(threads) + 64;
 
   int exit_code = 0;
-  {
+  if (run_mixed) {
     absl::StatusOr<std::unique_ptr<Engine>> opened = Engine::Open(options);
     if (!opened.ok()) {
       std::fprintf(stderr, "txfn-demo: %s\n", StatusText(opened.status()).c_str());
@@ -682,6 +722,10 @@ int Main(int argc, char** argv) {
       std::printf("FAILED: no successful %s\n", queries.ok == 0 ? "query" : "mutation");
       exit_code = 1;
     }
+  }
+  if (run_queue) {
+    if (!tmp_dir.empty()) queue_options.sqlite_path = (tmp_dir / "queue.db").string();
+    if (RunQueuePhase(queue_options) != 0) exit_code = 1;
   }
   if (!tmp_dir.empty()) {
     if (absl::GetFlag(FLAGS_keep)) {
