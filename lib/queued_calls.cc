@@ -22,27 +22,7 @@ bool Ended(const absl::Status& status) {
   return status.GetPayload(ToAbsl(kEndedPayload)).has_value();
 }
 
-std::string_view TypeOf(const Value& v) {
-  switch (v.type()) {
-    case ValueType::kNull:
-      return "null";
-    case ValueType::kInt64:
-      return "int64";
-    case ValueType::kFloat64:
-      return "float64";
-    case ValueType::kBool:
-      return "bool";
-    case ValueType::kString:
-      return "string";
-    case ValueType::kBytes:
-      return "bytes";
-    case ValueType::kArray:
-      return "array";
-    case ValueType::kObject:
-      return "object";
-  }
-  return "unknown";
-}
+std::string_view TypeOf(const Value& v) { return ValueTypeName(v.type()); }
 
 // What kind of failure a status is, for the call's outcome.
 enum class Failure { kFunction, kRetry, kBusy };
@@ -102,6 +82,13 @@ absl::Status CheckArgs(const Value& validator, const Value& args) {
   }
   return absl::OkStatus();
 }
+
+// Actions wait on services and on ctx.runQuery/runMutation: a wall-clock
+// limit of 30 s (CPU stays at 1 s), unless the host set its own limits.
+class ActionLimits final : public LimitEnforcer {
+ public:
+  absl::Duration WallLimit(const std::string&) const override { return absl::Seconds(30); }
+};
 
 // The engine as the scheduler's worker: hands calls to the loop (Run is
 // called under the scheduler's lock and must not block).
@@ -239,6 +226,7 @@ absl::Status QueuedCalls::Start() {
   IsolateSchedulerOptions actions = options_.actions;
   if (actions.workers <= 0) actions.workers = 2;
   if (actions.customizer == nullptr) actions.customizer = FunctionRunnerIsolateCustomizer();
+  if (actions.limits == nullptr) actions.limits = std::make_shared<const ActionLimits>();
   if (actions.max_in_flight_per_tenant == 0) {
     actions.max_in_flight_per_tenant =
         static_cast<int>(std::min<size_t>(actions.queue_capacity, 1 << 30));

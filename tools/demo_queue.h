@@ -10,10 +10,11 @@
 // answers ResourceExhausted) and is down (Unavailable) for 15% of the load,
 // in its middle; the engine's AIMD limiter for it has a 250 ms window.
 //
-// The engine's scheduler does not yet throttle by quota class (no quota
-// reaches its config, and nothing reports the workers' utilization to it),
-// so jobs:backfill also declares low criticality: the scheduler orders
-// buffered calls by criticality, then deadline, so reserved calls go first.
+// The engine's quotas are unlimited unless configured
+// (QueuedCallOptions::function_defaults, or a function's reservedCpuQuota /
+// opportunisticRate), so the quota classes differ here by their deadlines;
+// jobs:backfill also declares low criticality: the scheduler orders buffered
+// calls by criticality, then deadline, so reserved calls go first.
 //
 // Client threads submit (Engine::Submit) on a square wave of whole seconds,
 // peak first: 4x the trough's rate, then the trough's. A line per second

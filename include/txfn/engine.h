@@ -186,7 +186,8 @@ struct QueuedCallOptions {
   std::map<std::string, ServiceFn> services;
   // The isolates that run actions (apart from queries and mutations, so an
   // action waiting on a service or on ctx.runMutation never holds their
-  // workers). workers 0 = 2; wall-time limit per the LimitEnforcer.
+  // workers). workers 0 = 2; limits null = 1 s of CPU and 30 s of
+  // wall-clock time per action (it may wait on services).
   IsolateSchedulerOptions actions;
 };
 
