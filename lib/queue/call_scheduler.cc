@@ -219,9 +219,10 @@ CallScheduler::Admission CallScheduler::Admit(FunctionState& fs, Held& h, absl::
                options_.opportunistic_deadline_slack + absl::Seconds(fs.avg_cost_s)) {
       promoted = true;  // time-shifted as far as it may go: run it now
     } else {
-      // A rate of 0 (r0 = 0, or S = 0) admits nothing, not even the one
-      // token a bucket's smallest burst holds.
-      ok = fs.opportunistic.rate() > 0 && fs.opportunistic.TryAcquire(now);
+      // A function whose r0 is 0 runs opportunistic calls only once their
+      // deadline is near (promoted above), not even on the one token a
+      // bucket's smallest burst holds.
+      ok = fs.config.opportunistic_rate > 0 && fs.opportunistic.TryAcquire(now);
     }
   }
   if (!ok) {
