@@ -107,8 +107,8 @@ struct ContextState {
   // request's checkpoints (and never once the context is closed).
   std::unique_ptr<v8::MicrotaskQueue> microtasks;
   v8::Global<v8::Context> context;
-  v8::Global<v8::Object> server;  // {query, mutation, action}
-  v8::Global<v8::Object> ctx;     // the ctx argument of queries and mutations
+  v8::Global<v8::Object> server;      // {query, mutation, action}
+  v8::Global<v8::Object> ctx;         // the ctx argument of queries and mutations
   v8::Global<v8::Object> action_ctx;  // the ctx argument of actions
   v8::Global<v8::Module> server_module;
   std::vector<ModuleEntry> modules;
