@@ -98,7 +98,7 @@ CallResult ToCallResult(RunResult r, Timestamp ts, int attempts) {
 
 struct CallPath::State {
   State(FunctionRunner& runner, IsolateScheduler& scheduler, CallPathOptions options)
-      : runner(runner), scheduler(scheduler), options(options) {}
+      : runner(runner), scheduler(scheduler), options(std::move(options)) {}
 
   ~State() {
     // Wait for async calls still in flight (they hold `this`).
@@ -427,7 +427,7 @@ struct CallPath::State {
 };
 
 CallPath::CallPath(FunctionRunner& runner, IsolateScheduler& scheduler, CallPathOptions options)
-    : state_(std::make_unique<State>(runner, scheduler, options)) {}
+    : state_(std::make_unique<State>(runner, scheduler, std::move(options))) {}
 CallPath::~CallPath() = default;
 
 absl::StatusOr<CallResult> CallPath::Query(OpenTenant& tenant, std::string_view function,

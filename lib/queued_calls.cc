@@ -322,7 +322,7 @@ void QueuedCalls::Loop() {
       scheduler_->Drain();
       drained = true;
     }
-    for (Handed& h : handed) StartCall(std::move(h.call), std::move(h.done));
+    for (Handed& h : handed) StartCall(h.call, std::move(h.done));
     EnqueueScheduled();
     absl::Time next = clock_.Now() + absl::Milliseconds(100);
     if (scheduler_ != nullptr && clock_.Now() >= next_utilization) {
@@ -491,7 +491,7 @@ absl::Status QueuedCalls::Enqueue(std::vector<Call> calls) {
   absl::Status refused;
   for (Call& call : calls) {
     absl::StatusOr<CallId> id =
-        submitter_->Submit(std::move(call), [waiter](absl::StatusOr<CallId> durable) {
+        submitter_->Submit(std::move(call), [waiter](const absl::StatusOr<CallId>& durable) {
           MutexLock lock(&waiter->mu);
           if (!durable.ok() && waiter->first_error.ok()) waiter->first_error = durable.status();
           if (--waiter->left == 0) waiter->cv.SignalAll();
@@ -703,7 +703,7 @@ CallOutcome QueuedCalls::Failed(OpenTenant& tenant, const Call& call, const absl
   return CallOutcome::Ok();
 }
 
-void QueuedCalls::StartCall(Call call, Worker::Done done) {
+void QueuedCalls::StartCall(const Call& call, Worker::Done done) {
   absl::StatusOr<std::shared_ptr<OpenTenant>> opened = tenants_.Get(call.tenant);
   if (!opened.ok()) {
     std::move(done)(absl::IsNotFound(opened.status()) ? CallOutcome::Permanent(opened.status())
@@ -779,12 +779,12 @@ void QueuedCalls::StartCall(Call call, Worker::Done done) {
       return;
     }
     case FunctionKind::kAction:
-      RunQueuedAction(std::move(tenant), std::move(call), *function, std::move(finish));
+      RunQueuedAction(tenant, call, *function, std::move(finish));
       return;
   }
 }
 
-void QueuedCalls::RunQueuedAction(std::shared_ptr<OpenTenant> tenant, Call call,
+void QueuedCalls::RunQueuedAction(const std::shared_ptr<OpenTenant>& tenant, const Call& call,
                                   const TenantFunctions::Function& function,
                                   absl::AnyInvocable<void(CallOutcome) &&> finish) {
   absl::StatusOr<std::optional<CallRecord>> ended = FindCallRecord(*tenant->Latest(), call.id);

@@ -132,8 +132,8 @@ class QueuedCalls {
   void Hand(const Call& call, Worker::Done done);
   void Loop();
   void Wake();
-  void StartCall(Call call, Worker::Done done);
-  void RunQueuedAction(std::shared_ptr<OpenTenant> tenant, Call call,
+  void StartCall(const Call& call, Worker::Done done);
+  void RunQueuedAction(const std::shared_ptr<OpenTenant>& tenant, const Call& call,
                        const TenantFunctions::Function& function,
                        absl::AnyInvocable<void(CallOutcome) &&> finish);
   // How a failed run ends: recorded (kFailed) and acknowledged, or retried.

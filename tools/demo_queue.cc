@@ -604,7 +604,8 @@ absl::Status Setup(Engine& engine) {
   return engine.DeployJson(kTenant, {{"jobs.js", kJobsModule}}, kSchema);
 }
 
-EngineOptions QueueEngineOptions(const QueuePhaseOptions& o, std::shared_ptr<Mailer> mailer) {
+EngineOptions QueueEngineOptions(const QueuePhaseOptions& o,
+                                 const std::shared_ptr<Mailer>& mailer) {
   EngineOptions options;
   if (o.sqlite_path.empty()) {
     options.storage = EngineStorage::kMemory;
