@@ -967,47 +967,53 @@ absl::StatusOr<std::vector<CallInfo>> QueuedCalls::ListCalls(std::string_view te
                                                              size_t limit) {
   TXFN_ASSIGN_OR_RETURN(std::shared_ptr<OpenTenant> open, tenants_.Get(tenant));
   const std::string wanted = function.empty() ? "" : CanonicalFunctionName(function);
-  std::vector<CallInfo> out;
-  auto keep = [&](const CallInfo& info) {
-    return out.size() < limit && (!state.has_value() || info.state == *state) &&
+  auto matches = [&](const CallInfo& info) {
+    return (!state.has_value() || info.state == *state) &&
            (wanted.empty() || info.function == wanted);
   };
-  if (!state.has_value() || *state == CallState::kDeadLettered) {
-    CallId after;
-    while (out.size() < limit) {
-      TXFN_ASSIGN_OR_RETURN(std::vector<DeadLetter> page, queue_->ListDeadLetters(after, 1000));
-      if (page.empty()) break;
-      for (const DeadLetter& d : page) {
-        if (d.call.tenant != open->name()) continue;
-        CallInfo info{.id = d.call.id,
-                      .tenant = d.call.tenant,
-                      .function = d.call.function,
-                      .state = CallState::kDeadLettered,
-                      .error = absl::FailedPreconditionError(d.reason),
-                      .attempts = d.call.attempt,
-                      .at = d.at,
-                      .deadline = d.call.deadline};
-        if (keep(info)) out.push_back(std::move(info));
-      }
-      after = page.back().call.id;
-    }
-  }
+  // How calls ended (the tenant's records) wins over the queue's view: a
+  // call cancelled while pending is still in the queue until delivered.
+  std::map<CallId, CallInfo> by_id;
   TXFN_ASSIGN_OR_RETURN(
       std::vector<IndexEntry> records,
       open->Latest()->Scan(kCallRecordIndex, KeyRange::All(), ScanOrder::kAscending, 0));
   for (const IndexEntry& e : records) {
     TXFN_ASSIGN_OR_RETURN(CallId id, CallId::FromBytes(e.key));
     TXFN_ASSIGN_OR_RETURN(CallRecord r, DecodeCallRecord(e.value));
-    CallInfo info{.id = id,
-                  .tenant = open->name(),
-                  .function = r.function,
-                  .state = r.state,
-                  .result = std::move(r.result),
-                  .error = r.error,
-                  .attempts = r.attempts,
-                  .at = r.finished,
-                  .deadline = absl::InfinitePast()};
-    if (keep(info)) out.push_back(std::move(info));
+    by_id[id] = CallInfo{.id = id,
+                         .tenant = open->name(),
+                         .function = r.function,
+                         .state = r.state,
+                         .result = std::move(r.result),
+                         .error = r.error,
+                         .attempts = r.attempts,
+                         .at = r.finished,
+                         .deadline = absl::InfinitePast()};
+  }
+  const bool queued_states = !state.has_value() || *state == CallState::kPending ||
+                             *state == CallState::kRunning || *state == CallState::kDeadLettered;
+  if (queued_states) {
+    DurableQueue::ListFilter filter{.tenant = open->name(), .function = wanted};
+    const absl::Time now = clock_.Now();
+    CallId after;
+    for (;;) {
+      absl::StatusOr<std::vector<QueuedCall>> page = queue_->ListCalls(after, 1000, filter, now);
+      if (absl::IsUnimplemented(page.status())) break;  // an adapter that cannot list
+      if (!page.ok()) return page.status();
+      if (page->empty()) break;
+      for (QueuedCall& q : *page) {
+        if (by_id.contains(q.call.id)) continue;
+        Located where{.tenant = open, .queued = std::move(q)};
+        TXFN_ASSIGN_OR_RETURN(CallInfo info, InfoOf(where.queued->call.id, where));
+        by_id[info.id] = std::move(info);
+      }
+      after = page->back().call.id;
+    }
+  }
+  std::vector<CallInfo> out;
+  for (auto& [id, info] : by_id) {
+    if (out.size() >= limit) break;
+    if (matches(info)) out.push_back(std::move(info));
   }
   return out;
 }

@@ -191,7 +191,7 @@ check submit-needs-tenant 2 '--tenant is required' qt submit counters:bump
 check submit-bad-criticality 2 '--criticality: .*critical' \
   qt submit --tenant=app --criticality=urgent counters:bump '{"name": "a"}'
 check submit-bad-json 2 'ARGS_JSON' qt submit --tenant=app counters:bump '{nope'
-check calls-bad-status 2 'calls lists ended calls' qt calls --tenant=app --status=pending
+check calls-bad-status 2 '--status: unknown call state' qt calls --tenant=app --status=waiting
 check call-bad-id 2 'not a UUID' qt call nope
 check call-unknown 1 'no call 00000000-0000-4000-8000-000000000000' \
   qt call 00000000-0000-4000-8000-000000000000
@@ -199,6 +199,7 @@ check call-unknown 1 'no call 00000000-0000-4000-8000-000000000000' \
 check submit-early 0 "^$uuid$" qt submit --tenant=app counters:bump '{"name": "a"}'
 early=$last
 check call-pending 0 '^state +pending$' qt call "$early"
+check calls-pending 0 "^$early +pending +counters:bump" qt calls --tenant=app --status=pending
 check calls-backlog 0 'counters:bump +1 +1 +0$' qt calls --tenant=app
 
 "$txfn" --db="$q" serve --quiet 2>"$tmp/serve.log" &

@@ -368,6 +368,40 @@ TEST_F(EngineQueueTest, AnOpportunisticCallWithNoShareWaitsUntilItsDeadlineIsNea
   EXPECT_THAT(refused.message(), HasSubstr("opportunisticRate must be a number >= 0"));
 }
 
+TEST_F(EngineQueueTest, ListCallsShowsPendingEndedAndCancelledCallsByStatusAndFunction) {
+  OpenAndDeploy(Options());
+  ASSERT_TRUE(engine_->CreateTenant("other").ok());
+  ASSERT_TRUE(engine_->DeployJson("other", {{"counters.js", kCounters}}, kSchema).ok());
+  CallOptions later;
+  later.start_after = absl::Now() + absl::Hours(1);
+  const CallId waiting = engine_->Submit("app", "counters:bump", Name("w"), later).value();
+  const CallId cancelled = engine_->Submit("app", "counters:bump", Name("w"), later).value();
+  ASSERT_TRUE(engine_->CancelCall(cancelled).ok());
+  const CallId done = engine_->Submit("app", "counters:get", Name("w")).value();
+  ASSERT_TRUE(engine_->Submit("other", "counters:bump", Name("w"), later).ok());
+  WaitFor(done, CallState::kSucceeded);
+  auto states = [&](std::optional<CallState> state, std::string_view fn) {
+    std::map<CallId, CallState> out;
+    absl::StatusOr<std::vector<CallInfo>> calls = engine_->ListCalls("app", state, fn, 100);
+    EXPECT_TRUE(calls.ok()) << calls.status();
+    if (!calls.ok()) return out;
+    for (const CallInfo& c : *calls) {
+      EXPECT_EQ(c.tenant, "app");
+      out[c.id] = c.state;
+    }
+    return out;
+  };
+  EXPECT_EQ(states(std::nullopt, ""),
+            (std::map<CallId, CallState>{{waiting, CallState::kPending},
+                                         {cancelled, CallState::kCancelled},
+                                         {done, CallState::kSucceeded}}));
+  EXPECT_EQ(states(CallState::kPending, ""),
+            (std::map<CallId, CallState>{{waiting, CallState::kPending}}));
+  EXPECT_EQ(states(std::nullopt, "counters.js:get"),
+            (std::map<CallId, CallState>{{done, CallState::kSucceeded}}));
+  EXPECT_EQ(engine_->ListCalls("app", std::nullopt, "", 1)->size(), 1u);
+}
+
 TEST_F(EngineQueueTest, AFunctionThatThrowsIsRecordedFailedAndNotRetried) {
   OpenAndDeploy(Options());
   absl::StatusOr<CallId> id = engine_->Submit("app", "counters:throws", Args({}));

@@ -145,12 +145,11 @@ commands:
       --client=NAME (whose rate limit applies). An unknown function or
       arguments its validator refuses fail, and nothing is enqueued.
   calls --tenant NAME [--status=STATE] [--function=MODULE:FUNCTION] [--limit=N]
-      Lists the tenant's ended calls and dead letters, one per line: id, state
-      (succeeded, failed, dead_lettered or cancelled), function, attempts, and
-      the result as JSON or the error's first line; at most --limit (default
-      100, 0: all). Then the queue's backlog per function, of every tenant:
-      pending (due now or later), due, leased. Pending and running calls are
-      in the backlog, not in the list: 'txfn call ID' shows one.
+      Lists the tenant's calls in id order, one per line: id, state (pending,
+      running, succeeded, failed, dead_lettered or cancelled), function,
+      attempts, and the result as JSON or the error's first line; at most
+      --limit (default 100, 0: all). Then the queue's backlog per function, of
+      every tenant: pending (due now or later), due, leased.
   call ID
       Shows the call ID: its tenant, function, state (pending, running,
       succeeded, failed, dead_lettered, cancelled), attempts, result (JSON) or
@@ -558,12 +557,6 @@ int Calls(Engine& engine, const std::string& tenant) {
     absl::StatusOr<CallState> parsed = ParseCallState(name);
     if (!parsed.ok())
       return Usage(fmt::format("--status: {}", std::string(parsed.status().message())));
-    if (*parsed == CallState::kPending || *parsed == CallState::kRunning) {
-      return Usage(fmt::format(
-          "calls lists ended calls: --status must be succeeded, failed, dead_lettered or "
-          "cancelled, not {} ('txfn call ID' shows a pending or running call)",
-          name));
-    }
     state = *parsed;
   }
   const int64_t limit_flag = absl::GetFlag(FLAGS_limit);
@@ -575,7 +568,7 @@ int Calls(Engine& engine, const std::string& tenant) {
   absl::StatusOr<std::vector<FunctionDepth>> depths = engine.QueueDepths();
   if (!depths.ok()) return Fail(depths.status());
   if (calls->empty()) {
-    std::printf("no ended calls of tenant %s%s\n", tenant.c_str(),
+    std::printf("no calls of tenant %s%s\n", tenant.c_str(),
                 state.has_value() || !absl::GetFlag(FLAGS_function).empty() ? " that match" : "");
   } else {
     std::printf("%-36s  %-13s  %-24s %8s  %s\n", "ID", "STATE", "FUNCTION", "ATTEMPTS",

@@ -223,6 +223,23 @@ class DurableQueue {
   [[nodiscard]] virtual absl::StatusOr<std::optional<QueuedCall>> Find(const CallId& id,
                                                                        absl::Time now);
 
+  // The calls the queue holds at `now` (pending, leased or dead) with id >
+  // `after` (nil: from the start), in id order, at most `limit` (1 ..
+  // kMaxLeaseBatch) of those that match: of `tenant` if not empty, of
+  // `function` if not empty, in `state` if given. A read that changes
+  // nothing; an adapter may scan everything it holds to answer (for tools,
+  // not hot paths). The default answers Unimplemented; txfn's adapters
+  // implement it.
+  struct ListFilter {
+    std::string tenant;
+    std::string function;
+    std::optional<QueuedCall::State> state;
+  };
+  [[nodiscard]] virtual absl::StatusOr<std::vector<QueuedCall>> ListCalls(CallId after,
+                                                                          size_t limit,
+                                                                          const ListFilter& filter,
+                                                                          absl::Time now);
+
   // Convenience wrappers over Settle for one lease (the batch outcome and the
   // item's status folded into one).
   [[nodiscard]] absl::Status Ack(const LeaseToken& lease, absl::Time now);
@@ -245,6 +262,10 @@ class DurableQueue {
 [[nodiscard]] absl::Status ValidateSettlements(absl::Span<const Settlement> settlements);
 [[nodiscard]] absl::Status ValidateLeaseDuration(absl::Duration d);
 [[nodiscard]] absl::Status ValidateListLimit(size_t limit);
+
+// Whether `call` passes `filter` (ListCalls), for adapter authors.
+[[nodiscard]] bool MatchesListFilter(const QueuedCall& call,
+                                     const DurableQueue::ListFilter& filter);
 
 // The reason texts adapters use when they dead-letter a call themselves.
 std::string DeadlineReason(absl::Time deadline, absl::Time now);

@@ -422,9 +422,10 @@ class Engine {
   // finishes). NotFound: unknown call; FailedPrecondition: it already ended
   // (the message says how).
   [[nodiscard]] virtual absl::Status CancelCall(const CallId& id) = 0;
-  // The ended calls of a tenant (newest record first is not promised: id
-  // order), optionally only those in `state` and of `function`, at most
-  // `limit`; and the dead letters of the tenant.
+  // The calls of a tenant, in id order, optionally only those in `state`
+  // and of `function`, at most `limit`: pending, running and dead-lettered
+  // ones from the queue (every call it holds is read: for tools), ended ones
+  // from the tenant's call records.
   [[nodiscard]] virtual absl::StatusOr<std::vector<CallInfo>> ListCalls(
       std::string_view tenant, std::optional<CallState> state, std::string_view function,
       size_t limit) = 0;

@@ -55,6 +55,9 @@ class InMemoryQueue final : public DurableQueue {
                                                     absl::Time now) override;
   absl::StatusOr<std::vector<FunctionDepth>> Depths(absl::Time now) override;
   absl::StatusOr<std::optional<QueuedCall>> Find(const CallId& id, absl::Time now) override;
+  absl::StatusOr<std::vector<QueuedCall>> ListCalls(CallId after, size_t limit,
+                                                    const ListFilter& filter,
+                                                    absl::Time now) override;
 
   // Calls held (pending, leased or dead-lettered) across all shards.
   [[nodiscard]] size_t size() const;

@@ -56,6 +56,9 @@ class ShardedQueue final : public DurableQueue {
                                                     absl::Time now) override;
   absl::StatusOr<std::vector<FunctionDepth>> Depths(absl::Time now) override;
   absl::StatusOr<std::optional<QueuedCall>> Find(const CallId& id, absl::Time now) override;
+  absl::StatusOr<std::vector<QueuedCall>> ListCalls(CallId after, size_t limit,
+                                                    const ListFilter& filter,
+                                                    absl::Time now) override;
 
  private:
   explicit ShardedQueue(std::vector<std::shared_ptr<DurableQueue>> children);

@@ -119,6 +119,9 @@ class SqliteQueue final : public DurableQueue {
                                                     absl::Time now) override;
   absl::StatusOr<std::vector<FunctionDepth>> Depths(absl::Time now) override;
   absl::StatusOr<std::optional<QueuedCall>> Find(const CallId& id, absl::Time now) override;
+  absl::StatusOr<std::vector<QueuedCall>> ListCalls(CallId after, size_t limit,
+                                                    const ListFilter& filter,
+                                                    absl::Time now) override;
 
   // A BlobStore on this queue's database file (table txfn_queue_blobs). Lives
   // as long as the queue.

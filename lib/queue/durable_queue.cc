@@ -31,6 +31,17 @@ absl::StatusOr<std::optional<QueuedCall>> DurableQueue::Find(const CallId& id, a
       internal::StrCat("this queue adapter cannot look up call ", id.ToString()));
 }
 
+absl::StatusOr<std::vector<QueuedCall>> DurableQueue::ListCalls(CallId, size_t, const ListFilter&,
+                                                                absl::Time) {
+  return absl::UnimplementedError("this queue adapter cannot list its calls");
+}
+
+bool MatchesListFilter(const QueuedCall& call, const DurableQueue::ListFilter& filter) {
+  return (filter.tenant.empty() || call.call.tenant == filter.tenant) &&
+         (filter.function.empty() || call.call.function == filter.function) &&
+         (!filter.state.has_value() || call.state == *filter.state);
+}
+
 absl::Status DurableQueue::Ack(const LeaseToken& lease, absl::Time now) {
   Settlement s = Settlement::Ack(lease);
   return FoldOne(Settle({&s, 1}, now));

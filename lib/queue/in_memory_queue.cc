@@ -313,12 +313,8 @@ absl::StatusOr<std::vector<DeadLetter>> InMemoryQueue::ListDeadLetters(CallId af
   return out;
 }
 
-absl::StatusOr<std::optional<QueuedCall>> InMemoryQueue::Find(const CallId& id, absl::Time now) {
-  Shard& shard = ShardFor(id);
-  internal::MutexLock lock(&shard.mu);
-  auto it = shard.entries.find(id);
-  if (it == shard.entries.end()) return std::nullopt;
-  const Entry& e = it->second;
+namespace {
+QueuedCall AsQueued(const Entry& e, absl::Time now) {
   QueuedCall out{.call = e.call, .reason = e.reason};
   if (e.state == State::kDead) {
     out.state = QueuedCall::State::kDead;
@@ -330,6 +326,34 @@ absl::StatusOr<std::optional<QueuedCall>> InMemoryQueue::Find(const CallId& id, 
     out.state = QueuedCall::State::kPending;
     out.at = e.state == State::kLeased ? e.expires : e.due;
   }
+  return out;
+}
+}  // namespace
+
+absl::StatusOr<std::optional<QueuedCall>> InMemoryQueue::Find(const CallId& id, absl::Time now) {
+  Shard& shard = ShardFor(id);
+  internal::MutexLock lock(&shard.mu);
+  auto it = shard.entries.find(id);
+  if (it == shard.entries.end()) return std::nullopt;
+  return AsQueued(it->second, now);
+}
+
+absl::StatusOr<std::vector<QueuedCall>> InMemoryQueue::ListCalls(CallId after, size_t limit,
+                                                                 const ListFilter& filter,
+                                                                 absl::Time now) {
+  TXFN_RETURN_IF_ERROR(ValidateListLimit(limit));
+  std::vector<QueuedCall> out;
+  for (const auto& shard : shards_) {
+    internal::MutexLock lock(&shard->mu);
+    for (const auto& [id, e] : shard->entries) {
+      if (id <= after) continue;
+      QueuedCall q = AsQueued(e, now);
+      if (MatchesListFilter(q, filter)) out.push_back(std::move(q));
+    }
+  }
+  std::sort(out.begin(), out.end(),
+            [](const QueuedCall& a, const QueuedCall& b) { return a.call.id < b.call.id; });
+  if (out.size() > limit) out.resize(limit);
   return out;
 }
 

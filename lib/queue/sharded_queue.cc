@@ -60,6 +60,22 @@ absl::StatusOr<std::optional<QueuedCall>> ShardedQueue::Find(const CallId& id, a
   return children_[ChildOf(id)]->Find(id, now);
 }
 
+absl::StatusOr<std::vector<QueuedCall>> ShardedQueue::ListCalls(CallId after, size_t limit,
+                                                                const ListFilter& filter,
+                                                                absl::Time now) {
+  TXFN_RETURN_IF_ERROR(ValidateListLimit(limit));
+  std::vector<QueuedCall> out;
+  for (const auto& child : children_) {
+    TXFN_ASSIGN_OR_RETURN(std::vector<QueuedCall> part,
+                          child->ListCalls(after, limit, filter, now));
+    for (QueuedCall& q : part) out.push_back(std::move(q));
+  }
+  std::sort(out.begin(), out.end(),
+            [](const QueuedCall& a, const QueuedCall& b) { return a.call.id < b.call.id; });
+  if (out.size() > limit) out.resize(limit);
+  return out;
+}
+
 absl::StatusOr<std::vector<LeasedCall>> ShardedQueue::Lease(const LeaseRequest& request) {
   TXFN_RETURN_IF_ERROR(ValidateLeaseRequest(request, shard_count_));
   const int c =

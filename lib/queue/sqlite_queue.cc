@@ -164,6 +164,10 @@ constexpr const char* kDepths =
     "FROM txfn_queue_calls WHERE state < 2 GROUP BY function ORDER BY function";
 constexpr const char* kFind =
     "SELECT state, due, attempts, reason, dead_at, call FROM txfn_queue_calls WHERE id = ?1";
+// ListCalls pages through every call in id order (the UNIQUE index on id).
+constexpr const char* kListPage =
+    "SELECT state, due, attempts, reason, dead_at, call, id FROM txfn_queue_calls "
+    "WHERE id > ?1 ORDER BY id LIMIT ?2";
 constexpr const char* kBlobPut =
     "INSERT INTO txfn_queue_blobs (key, value) VALUES (?1, ?2) "
     "ON CONFLICT(key) DO UPDATE SET value = excluded.value";
@@ -976,13 +980,11 @@ absl::StatusOr<std::vector<absl::Status>> SqliteQueue::Redrive(absl::Span<const 
   return results;
 }
 
-absl::StatusOr<std::optional<QueuedCall>> SqliteQueue::Find(const CallId& id, absl::Time now) {
-  const std::string key = id.Bytes();
-  internal::MutexLock lock(&mu_);
-  TXFN_ASSIGN_OR_RETURN(Db::Stmt sel, db_->Prepare(kFind));
-  sel.BindBlob(1, key);
-  TXFN_ASSIGN_OR_RETURN(bool row, sel.Step());
-  if (!row) return std::nullopt;
+namespace {
+// A row of kFind / kListPage (columns state, due, attempts, reason, dead_at,
+// call) as the queue holds it at `now`.
+template <typename Stmt>
+absl::StatusOr<QueuedCall> QueuedRow(Stmt& sel, absl::Time now) {
   QueuedCall out;
   TXFN_ASSIGN_OR_RETURN(out.call, DecodeCall(sel.Blob(5)));
   out.call.attempt = static_cast<int>(sel.Int(2));
@@ -996,6 +998,47 @@ absl::StatusOr<std::optional<QueuedCall>> SqliteQueue::Find(const CallId& id, ab
     out.state =
         state == kLeased && due > now ? QueuedCall::State::kLeased : QueuedCall::State::kPending;
     out.at = due;
+  }
+  return out;
+}
+}  // namespace
+
+absl::StatusOr<std::optional<QueuedCall>> SqliteQueue::Find(const CallId& id, absl::Time now) {
+  const std::string key = id.Bytes();
+  internal::MutexLock lock(&mu_);
+  TXFN_ASSIGN_OR_RETURN(Db::Stmt sel, db_->Prepare(kFind));
+  sel.BindBlob(1, key);
+  TXFN_ASSIGN_OR_RETURN(bool row, sel.Step());
+  if (!row) return std::nullopt;
+  return QueuedRow(sel, now);
+}
+
+absl::StatusOr<std::vector<QueuedCall>> SqliteQueue::ListCalls(CallId after, size_t limit,
+                                                               const ListFilter& filter,
+                                                               absl::Time now) {
+  TXFN_RETURN_IF_ERROR(ValidateListLimit(limit));
+  constexpr int64_t kPage = 512;
+  std::vector<QueuedCall> out;
+  std::string from = after.Bytes();
+  internal::MutexLock lock(&mu_);
+  while (out.size() < limit) {
+    int64_t rows = 0;
+    std::string last;
+    {
+      // `from` stays bound (not copied) until the statement is reset.
+      TXFN_ASSIGN_OR_RETURN(Db::Stmt sel, db_->Prepare(kListPage));
+      sel.BindBlob(1, from).Bind(2, kPage);
+      while (out.size() < limit) {
+        TXFN_ASSIGN_OR_RETURN(bool row, sel.Step());
+        if (!row) break;
+        ++rows;
+        last = std::string(sel.Blob(6));
+        TXFN_ASSIGN_OR_RETURN(QueuedCall q, QueuedRow(sel, now));
+        if (MatchesListFilter(q, filter)) out.push_back(std::move(q));
+      }
+    }
+    if (rows < kPage) break;
+    from = std::move(last);
   }
   return out;
 }

@@ -527,6 +527,60 @@ TEST_P(DurableQueueConformanceTest, FindFollowsACallFromPendingToLeasedToDeadAnd
   EXPECT_EQ(found->call.attempt, 2);
 }
 
+TEST_P(DurableQueueConformanceTest, ListCallsPagesInIdOrderThroughEveryStateWithFilters) {
+  DurableQueue& q = queue();
+  CallMaker maker;
+  std::vector<Call> calls;
+  for (int i = 0; i < 30; ++i) {
+    Call c = maker.Make(i % 3 == 0 ? "g" : "f");
+    if (i % 2 == 0) c.tenant = "other";
+    c.retry.max_attempts = 1;
+    calls.push_back(std::move(c));
+  }
+  ASSERT_EQ(Enqueued(q, calls), 30u);
+  // Lease some, and dead-letter one of those.
+  std::vector<LeasedCall> leased = LeaseAll(q, kT0);
+  ASSERT_FALSE(leased.empty());
+  const CallId dead = leased[0].call.id;
+  ASSERT_TRUE(q.Nack(leased[0].token, kT0, kT0, "gone").ok());  // one attempt: dead now
+  const absl::Time now = kT0 + absl::Seconds(1);
+
+  std::vector<CallId> all;
+  CallId after;
+  for (;;) {
+    auto page = q.ListCalls(after, 7, {}, now);
+    ASSERT_TRUE(page.ok()) << page.status();
+    if (page->empty()) break;
+    EXPECT_LE(page->size(), 7u);
+    for (const QueuedCall& c : *page) all.push_back(c.call.id);
+    after = page->back().call.id;
+  }
+  EXPECT_EQ(all, Sorted(Ids(calls)));
+
+  auto of = [&](DurableQueue::ListFilter filter) {
+    std::vector<QueuedCall> out = q.ListCalls(CallId(), 1000, filter, now).value();
+    for (size_t i = 1; i < out.size(); ++i) EXPECT_LT(out[i - 1].call.id, out[i].call.id);
+    return out;
+  };
+  std::vector<QueuedCall> other = of({.tenant = "other"});
+  EXPECT_EQ(other.size(), 15u);
+  for (const QueuedCall& c : other) EXPECT_EQ(c.call.tenant, "other");
+  std::vector<QueuedCall> g_other = of({.tenant = "other", .function = "g"});
+  EXPECT_EQ(g_other.size(), 5u);
+  std::vector<QueuedCall> dead_ones = of({.state = QueuedCall::State::kDead});
+  ASSERT_EQ(dead_ones.size(), 1u);
+  EXPECT_EQ(dead_ones[0].call.id, dead);
+  const size_t leased_now = of({.state = QueuedCall::State::kLeased}).size();
+  EXPECT_EQ(leased_now, leased.size() - 1);
+  EXPECT_EQ(of({.state = QueuedCall::State::kPending}).size(), 30 - leased.size());
+  // Past the lease, the leased calls are pending again.
+  EXPECT_EQ(q.ListCalls(CallId(), 1000, {.state = QueuedCall::State::kPending},
+                        kT0 + kLease + absl::Seconds(1))
+                ->size(),
+            29u);
+  EXPECT_TRUE(absl::IsInvalidArgument(q.ListCalls(CallId(), 0, {}, now).status()));
+}
+
 TEST_P(DurableQueueConformanceTest, DeadLettersAreListedInIdOrderAndRedriven) {
   DurableQueue& q = queue();
   CallMaker maker;

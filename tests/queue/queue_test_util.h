@@ -58,6 +58,11 @@ class ForwardingQueue : public DurableQueue {
   absl::StatusOr<std::optional<QueuedCall>> Find(const CallId& id, absl::Time now) override {
     return inner_->Find(id, now);
   }
+  absl::StatusOr<std::vector<QueuedCall>> ListCalls(CallId after, size_t limit,
+                                                    const ListFilter& filter,
+                                                    absl::Time now) override {
+    return inner_->ListCalls(after, limit, filter, now);
+  }
 
  private:
   std::unique_ptr<DurableQueue> inner_;
