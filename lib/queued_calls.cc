@@ -980,15 +980,8 @@ absl::StatusOr<std::vector<CallInfo>> QueuedCalls::ListCalls(std::string_view te
   for (const IndexEntry& e : records) {
     TXFN_ASSIGN_OR_RETURN(CallId id, CallId::FromBytes(e.key));
     TXFN_ASSIGN_OR_RETURN(CallRecord r, DecodeCallRecord(e.value));
-    by_id[id] = CallInfo{.id = id,
-                         .tenant = open->name(),
-                         .function = r.function,
-                         .state = r.state,
-                         .result = std::move(r.result),
-                         .error = r.error,
-                         .attempts = r.attempts,
-                         .at = r.finished,
-                         .deadline = absl::InfinitePast()};
+    const Located where{.tenant = open, .record = std::move(r)};
+    TXFN_ASSIGN_OR_RETURN(by_id[id], InfoOf(id, where));
   }
   const bool queued_states = !state.has_value() || *state == CallState::kPending ||
                              *state == CallState::kRunning || *state == CallState::kDeadLettered;

@@ -62,16 +62,6 @@ export const all = query({args: {}, handler: async (ctx) =>
   (await ctx.db.query("counters").collect()).map((c) => [c.name, c.n])});
 )JS";
 
-// A queue whose leases are never extended (see the file comment).
-class NoExtendQueue final : public queue_test::ForwardingQueue {
- public:
-  using ForwardingQueue::ForwardingQueue;
-  absl::StatusOr<std::vector<absl::Status>> Extend(absl::Span<const LeaseToken> leases, absl::Time,
-                                                   absl::Duration) override {
-    return std::vector<absl::Status>(leases.size(), absl::OkStatus());
-  }
-};
-
 EngineOptions ChildOptions(bool run) {
   EngineOptions options;
   options.scheduler.workers = 2;
@@ -102,7 +92,7 @@ int Serve(const std::string& db, bool short_leases) {
   if (short_leases) {
     auto queue = SqliteQueue::Open(SqliteQueuePath(db));
     if (!queue.ok()) return Fail(queue.status());
-    options.queued.queue = std::make_shared<NoExtendQueue>(*std::move(queue));
+    options.queued.queue = std::make_shared<queue_test::NoExtendQueue>(*std::move(queue));
     options.queued.lease_duration = absl::Milliseconds(100);
   }
   auto engine = OpenSqliteEngine(db, options);

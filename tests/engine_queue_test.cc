@@ -28,7 +28,7 @@ namespace txfn {
 namespace {
 
 using queue_test::CountingQueue;
-using queue_test::ForwardingQueue;
+using queue_test::NoExtendQueue;
 using ::testing::HasSubstr;
 using testing_util::TempDir;
 
@@ -152,20 +152,6 @@ class Mailer {
   int64_t accepted_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t offered_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t refused_ ABSL_GUARDED_BY(mu_) = 0;
-};
-
-// A queue that never extends a lease: every lease of a call that runs longer
-// than lease_duration expires under it, and the call is delivered again
-// while it still runs.
-class NoExtendQueue final : public ForwardingQueue {
- public:
-  using ForwardingQueue::ForwardingQueue;
-  absl::StatusOr<std::vector<absl::Status>> Extend(absl::Span<const LeaseToken> leases, absl::Time,
-                                                   absl::Duration) override {
-    extends_refused_ += leases.size();
-    return std::vector<absl::Status>(leases.size(), absl::OkStatus());
-  }
-  std::atomic<size_t> extends_refused_{0};
 };
 
 class EngineQueueTest : public ::testing::Test {

@@ -68,6 +68,17 @@ class ForwardingQueue : public DurableQueue {
   std::unique_ptr<DurableQueue> inner_;
 };
 
+// Answers every Extend with OK but never extends a lease: a call that runs
+// longer than its lease is delivered again while it still runs.
+class NoExtendQueue final : public ForwardingQueue {
+ public:
+  using ForwardingQueue::ForwardingQueue;
+  absl::StatusOr<std::vector<absl::Status>> Extend(absl::Span<const LeaseToken> leases, absl::Time,
+                                                   absl::Duration) override {
+    return std::vector<absl::Status>(leases.size(), absl::OkStatus());
+  }
+};
+
 // Counts Enqueue calls (and their batches), and fails chosen methods.
 class CountingQueue final : public ForwardingQueue {
  public:
