@@ -47,7 +47,7 @@ set(_txfn_pc_requires
     "absl_status absl_statusor absl_strings absl_span absl_time absl_synchronization "
     "absl_flat_hash_map absl_btree absl_hash absl_random_random absl_any_invocable "
     "absl_core_headers fmt")
-foreach(_txfn_lib sqlite_engine engine sqlite queue_sqlite queue v8 core)  # dependents first, for static linking
+foreach(_txfn_lib sqlite_engine engine postgres sqlite queue_sqlite queue v8 core)  # dependents first, for static linking
   if(TARGET txfn_${_txfn_lib})
     string(APPEND _txfn_pc_libs " -ltxfn_${_txfn_lib}")
   endif()
@@ -60,6 +60,9 @@ if(TXFN_WITH_V8)
 endif()
 if(TXFN_WITH_SQLITE)
   string(APPEND _txfn_pc_requires " sqlite3")
+endif()
+if(TXFN_WITH_POSTGRES)
+  string(APPEND _txfn_pc_requires " libpq")
 endif()
 string(REPLACE ";" "" _txfn_pc_requires "${_txfn_pc_requires}")
 if(CMAKE_LIBRARY_ARCHITECTURE)

@@ -26,3 +26,18 @@ build() {
     grep -v '^\[[0-9]*/[0-9]*\]' "$dir/build.log" | tail -n 80; return 1
   fi
 }
+
+# pg_start: starts the private PostgreSQL server the tests, benchmarks and demo use
+# (scripts/pg-cluster) in .pg/, or under /tmp when the server's user cannot reach the checkout;
+# exports TXFN_TEST_PG (its connection string) and TXFN_PG_CLUSTER (the script, for tests that
+# crash a server of their own); stops it when the calling script exits, failing or not.
+pg_start() {
+  local cluster="$root/scripts/pg-cluster"
+  pg_dir="$root/.pg"
+  if ! TXFN_TEST_PG=$("$cluster" start "$pg_dir" 2>/dev/null); then
+    pg_dir="/tmp/txfn-pg-$(echo "$root" | cksum | cut -d' ' -f1)"
+    TXFN_TEST_PG=$("$cluster" start "$pg_dir")
+  fi
+  export TXFN_TEST_PG TXFN_PG_CLUSTER="$cluster"
+  trap '"$root/scripts/pg-cluster" stop "$pg_dir" || true' EXIT
+}

@@ -1,0 +1,191 @@
+#include "lib/postgres/pg_connection.h"
+
+#include <arpa/inet.h>
+
+#include <cstring>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "txfn/internal/strings.h"
+
+namespace txfn::pg_internal {
+namespace {
+
+// The first line of `sql`, shortened: enough to say which query failed.
+std::string_view Summary(std::string_view sql) {
+  sql = internal::ToStd(absl::StripLeadingAsciiWhitespace(internal::ToAbsl(sql)));
+  sql = sql.substr(0, sql.find('\n'));
+  return sql.substr(0, 60);
+}
+
+}  // namespace
+
+absl::StatusCode PgStatusCode(std::string_view sqlstate) {
+  if (sqlstate.size() != 5) return absl::StatusCode::kUnavailable;  // no server answer
+  std::string_view cls = sqlstate.substr(0, 2);
+  if (sqlstate == "40001" || sqlstate == "40P01") return absl::StatusCode::kAborted;
+  if (sqlstate == "23505") return absl::StatusCode::kAlreadyExists;
+  if (sqlstate == "53100") return absl::StatusCode::kUnavailable;  // disk full
+  if (cls == "08" || cls == "57" || cls == "58") {
+    return absl::StatusCode::kUnavailable;  // connection, shutdown, system error
+  }
+  if (cls == "53" || cls == "54") return absl::StatusCode::kResourceExhausted;
+  if (cls == "22") return absl::StatusCode::kInvalidArgument;  // data exception
+  return absl::StatusCode::kInternal;
+}
+
+absl::Status PgError(PGconn* conn, const PGresult* result, std::string_view sql) {
+  const char* state = result != nullptr ? PQresultErrorField(result, PG_DIAG_SQLSTATE) : nullptr;
+  std::string_view message = result != nullptr ? PQresultErrorMessage(result) : "";
+  if (message.empty()) message = PQerrorMessage(conn);
+  message = internal::ToStd(absl::StripTrailingAsciiWhitespace(internal::ToAbsl(message)));
+  absl::StatusCode code = PQstatus(conn) != CONNECTION_OK
+                              ? absl::StatusCode::kUnavailable
+                              : PgStatusCode(state != nullptr ? state : "");
+  return absl::Status(code, internal::StrCat("PostgreSQL: ", Summary(sql), ": ", message));
+}
+
+std::string PgResult::Bytes(int row, int col) const {
+  const char* data = PQgetvalue(result_.get(), row, col);
+  int length = PQgetlength(result_.get(), row, col);
+  if (PQfformat(result_.get(), col) == 1 || PQftype(result_.get(), col) != 17 /* bytea */) {
+    return std::string(data, length);
+  }
+  size_t decoded_length = 0;
+  unsigned char* decoded =
+      PQunescapeBytea(reinterpret_cast<const unsigned char*>(data), &decoded_length);
+  std::string out(reinterpret_cast<const char*>(decoded), decoded_length);
+  PQfreemem(decoded);
+  return out;
+}
+
+std::string_view PgResult::Text(int row, int col) const {
+  return std::string_view(PQgetvalue(result_.get(), row, col),
+                          PQgetlength(result_.get(), row, col));
+}
+
+int64_t PgResult::Int(int row, int col) const {
+  if (IsNull(row, col)) return 0;
+  const char* data = PQgetvalue(result_.get(), row, col);
+  if (PQfformat(result_.get(), col) == 1) {  // network byte order, 2, 4 or 8 bytes
+    switch (PQgetlength(result_.get(), row, col)) {
+      case 2: {
+        uint16_t v;
+        std::memcpy(&v, data, 2);
+        return static_cast<int16_t>(ntohs(v));
+      }
+      case 4: {
+        uint32_t v;
+        std::memcpy(&v, data, 4);
+        return static_cast<int32_t>(ntohl(v));
+      }
+      default: {
+        uint64_t v;
+        std::memcpy(&v, data, 8);
+        return static_cast<int64_t>(be64toh(v));
+      }
+    }
+  }
+  int64_t v = 0;
+  (void)absl::SimpleAtoi(internal::ToAbsl(Text(row, col)), &v);
+  return v;
+}
+
+int64_t PgResult::AffectedRows() const {
+  int64_t n = 0;
+  (void)absl::SimpleAtoi(PQcmdTuples(result_.get()), &n);
+  return n;
+}
+
+namespace {
+
+struct FreeOptions {
+  void operator()(PQconninfoOption* options) const { PQconninfoFree(options); }
+};
+using ParsedOptions = std::unique_ptr<PQconninfoOption, FreeOptions>;
+
+absl::StatusOr<ParsedOptions> ParseUrl(const std::string& url) {
+  char* parse_error = nullptr;
+  ParsedOptions options(PQconninfoParse(url.c_str(), &parse_error));
+  if (options == nullptr) {
+    std::string why = parse_error != nullptr ? parse_error : "out of memory";
+    PQfreemem(parse_error);
+    return absl::InvalidArgumentError(internal::StrCat("PostgreSQL connection string is malformed: ",
+                                                   absl::StripTrailingAsciiWhitespace(why)));
+  }
+  return options;
+}
+
+// `value` quoted for a keyword=value connection string.
+std::string Quoted(std::string_view value) {
+  std::string out = "'";
+  for (char c : value) {
+    if (c == '\\' || c == '\'') out += '\\';
+    out += c;
+  }
+  return out + "'";
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> WithDatabase(const std::string& url, std::string_view dbname) {
+  absl::StatusOr<ParsedOptions> options = ParseUrl(url);
+  if (!options.ok()) return options.status();
+  std::string out = internal::StrCat("dbname=", Quoted(dbname));
+  for (PQconninfoOption* o = options->get(); o->keyword != nullptr; ++o) {
+    if (o->val == nullptr || std::string_view(o->keyword) == "dbname") continue;
+    out += internal::StrCat(" ", o->keyword, "=", Quoted(o->val));
+  }
+  return out;
+}
+
+absl::StatusOr<std::unique_ptr<PgConnection>> PgConnection::Open(const std::string& url) {
+  if (absl::StatusOr<ParsedOptions> options = ParseUrl(url); !options.ok()) {
+    return options.status();
+  }
+  PGconn* conn = PQconnectdb(url.c_str());
+  if (conn == nullptr) return absl::ResourceExhaustedError("PostgreSQL: out of memory");
+  if (PQstatus(conn) != CONNECTION_OK) {
+    std::string why(absl::StripTrailingAsciiWhitespace(PQerrorMessage(conn)));
+    PQfinish(conn);
+    return absl::UnavailableError(internal::StrCat("PostgreSQL: cannot connect: ", why));
+  }
+  // Notices (e.g. "table does not exist, skipping") would go to stderr: txfn reports through
+  // statuses only.
+  PQsetNoticeProcessor(conn, [](void*, const char*) {}, nullptr);
+  return std::unique_ptr<PgConnection>(new PgConnection(conn));
+}
+
+PgConnection::~PgConnection() { PQfinish(conn_); }
+
+absl::StatusOr<PgResult> PgConnection::Check(PGresult* result, std::string_view sql) {
+  ExecStatusType status = result != nullptr ? PQresultStatus(result) : PGRES_FATAL_ERROR;
+  if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) return PgResult(result);
+  absl::Status error = PgError(conn_, result, sql);
+  PQclear(result);
+  return error;
+}
+
+absl::StatusOr<PgResult> PgConnection::Exec(std::string_view sql) {
+  std::string text(sql);
+  return Check(PQexec(conn_, text.c_str()), sql);
+}
+
+absl::StatusOr<PgResult> PgConnection::Exec(std::string_view sql, absl::Span<const PgParam> params,
+                                            bool binary_results) {
+  std::string text(sql);
+  std::vector<const char*> values(params.size());
+  std::vector<int> lengths(params.size());
+  std::vector<int> formats(params.size());
+  for (size_t i = 0; i < params.size(); ++i) {
+    values[i] = params[i].null ? nullptr : params[i].value.data();
+    lengths[i] = static_cast<int>(params[i].value.size());
+    formats[i] = params[i].binary ? 1 : 0;
+  }
+  return Check(PQexecParams(conn_, text.c_str(), static_cast<int>(params.size()),
+                            /*paramTypes=*/nullptr, values.data(), lengths.data(), formats.data(),
+                            binary_results ? 1 : 0),
+               sql);
+}
+
+}  // namespace txfn::pg_internal

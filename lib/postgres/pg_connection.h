@@ -1,0 +1,122 @@
+// lib/postgres/pg_connection.h — a libpq connection and its results, with errors as
+// absl::Status (internal: not installed). Shared by txfn's PostgreSQL adapters.
+//
+//   TXFN_ASSIGN_OR_RETURN(std::unique_ptr<PgConnection> conn, PgConnection::Open(url));
+//   TXFN_ASSIGN_OR_RETURN(PgResult r, conn->Exec("SELECT v FROM t WHERE k = $1",
+//                                                {PgParam::Bytes(key)}));
+//   for (int row = 0; row < r.rows(); ++row) Use(r.Bytes(row, 0));
+//
+// Thread safety: a PgConnection is used by one thread at a time (libpq's rule); PgResult is
+// an immutable value once returned.
+#ifndef TXFN_LIB_POSTGRES_PG_CONNECTION_H_
+#define TXFN_LIB_POSTGRES_PG_CONNECTION_H_
+
+#include <libpq-fe.h>
+
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+
+namespace txfn::pg_internal {
+
+// The status code for SQLSTATE `sqlstate` (five characters, or empty when the server sent
+// none): connection failures, shutdowns and a full disk are Unavailable (worth a retry on a
+// new connection), serialization failures and deadlocks Aborted, unique violations
+// AlreadyExists, an exhausted resource ResourceExhausted, a bad value InvalidArgument, the
+// rest Internal (txfn's SQL or schema is wrong).
+absl::StatusCode PgStatusCode(std::string_view sqlstate);
+
+// One query parameter, sent as text or (bytea) binary; null when `null`.
+struct PgParam {
+  std::string value;
+  bool binary = false;
+  bool null = false;
+
+  static PgParam Text(std::string_view text) { return {std::string(text), false, false}; }
+  static PgParam Bytes(std::string_view bytes) { return {std::string(bytes), true, false}; }
+  static PgParam Int(int64_t v) { return {std::to_string(v), false, false}; }
+  static PgParam Null() { return {std::string(), false, true}; }
+};
+
+// A query's result rows. Columns are read by their type: Bytes for bytea and text (binary or
+// text result format alike), Int for integer columns.
+class PgResult {
+ public:
+  explicit PgResult(PGresult* result) : result_(result) {}
+
+  int rows() const { return PQntuples(result_.get()); }
+  int columns() const { return PQnfields(result_.get()); }
+  bool IsNull(int row, int col) const { return PQgetisnull(result_.get(), row, col) != 0; }
+  // The value's bytes: bytea columns decoded from the text format's hex form.
+  std::string Bytes(int row, int col) const;
+  // The value as text, as the server sent it (text result format).
+  std::string_view Text(int row, int col) const;
+  // An integer column (int2, int4, int8; text or binary result format); 0 for null.
+  int64_t Int(int row, int col) const;
+  // Rows a command changed (INSERT, UPDATE, DELETE), from the command tag.
+  int64_t AffectedRows() const;
+
+  PGresult* raw() const { return result_.get(); }
+
+ private:
+  struct Clear {
+    void operator()(PGresult* r) const { PQclear(r); }
+  };
+  std::unique_ptr<PGresult, Clear> result_;
+};
+
+// One connection to a PostgreSQL server. Errors name the query's `context` (the caller's
+// description) and carry the server's message; a lost connection is Unavailable and leaves
+// the connection unusable (broken() is true): make a new one.
+class PgConnection {
+ public:
+  // Connects with `url` (a libpq connection string or postgresql:// URI). InvalidArgument
+  // for a malformed string, Unavailable when the server cannot be reached.
+  static absl::StatusOr<std::unique_ptr<PgConnection>> Open(const std::string& url);
+  ~PgConnection();
+  PgConnection(const PgConnection&) = delete;
+  PgConnection& operator=(const PgConnection&) = delete;
+
+  // Runs `sql` (one or more statements, no parameters) with the simple query protocol.
+  absl::StatusOr<PgResult> Exec(std::string_view sql);
+  // Runs one statement with `params` ($1, $2, ...); results in text format unless
+  // `binary_results`.
+  absl::StatusOr<PgResult> Exec(std::string_view sql, absl::Span<const PgParam> params,
+                                bool binary_results = false);
+  absl::StatusOr<PgResult> Exec(std::string_view sql, std::initializer_list<PgParam> params,
+                                bool binary_results = false) {
+    return Exec(sql, absl::Span<const PgParam>(params.begin(), params.size()), binary_results);
+  }
+
+  // True once the connection to the server is lost.
+  bool broken() const { return PQstatus(conn_) != CONNECTION_OK; }
+  // The server process serving this connection (pg_backend_pid): for tests that kill it.
+  int backend_pid() const { return PQbackendPID(conn_); }
+  PGconn* raw() const { return conn_; }
+
+ private:
+  explicit PgConnection(PGconn* conn) : conn_(conn) {}
+  absl::StatusOr<PgResult> Check(PGresult* result, std::string_view sql);
+
+  PGconn* conn_;
+};
+
+// `url` (a connection string or URI) naming database `dbname` instead: for tests and tools
+// that make databases. InvalidArgument when `url` is malformed.
+absl::StatusOr<std::string> WithDatabase(const std::string& url, std::string_view dbname);
+
+// An error status for a failed query: the code from the SQLSTATE (Unavailable when the
+// connection is lost), the message naming `sql`'s first words and the server's message.
+absl::Status PgError(PGconn* conn, const PGresult* result, std::string_view sql);
+
+}  // namespace txfn::pg_internal
+
+#endif  // TXFN_LIB_POSTGRES_PG_CONNECTION_H_

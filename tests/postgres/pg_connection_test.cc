@@ -1,0 +1,95 @@
+// The libpq wrapper shared by the PostgreSQL adapters: results, parameters, error mapping.
+#include "lib/postgres/pg_connection.h"
+
+#include <string>
+
+#include "gtest/gtest.h"
+#include "tests/postgres/pg_test_util.h"
+
+namespace txfn::pg_internal {
+namespace {
+
+using ::txfn::testing::PgTestDatabase;
+
+TEST(PgConnection, MalformedUrlIsInvalidArgument) {
+  auto conn = PgConnection::Open("host='unterminated");
+  ASSERT_FALSE(conn.ok());
+  EXPECT_EQ(conn.status().code(), absl::StatusCode::kInvalidArgument) << conn.status();
+}
+
+TEST(PgConnection, UnreachableServerIsUnavailable) {
+  auto conn = PgConnection::Open("host=/nonexistent-txfn-socket-dir dbname=x connect_timeout=2");
+  ASSERT_FALSE(conn.ok());
+  EXPECT_EQ(conn.status().code(), absl::StatusCode::kUnavailable) << conn.status();
+}
+
+TEST(PgConnection, WithDatabaseReplacesOnlyTheDatabase) {
+  auto url = WithDatabase("postgresql:///postgres?host=/tmp/s&user=u", "it's");
+  ASSERT_TRUE(url.ok()) << url.status();
+  EXPECT_NE(url->find("dbname='it\\'s'"), std::string::npos) << *url;
+  EXPECT_NE(url->find("host='/tmp/s'"), std::string::npos) << *url;
+  EXPECT_NE(url->find("user='u'"), std::string::npos) << *url;
+  EXPECT_EQ(url->find("postgres'"), std::string::npos) << *url;
+}
+
+TEST(PgConnection, BytesAndIntegersRoundTrip) {
+  TXFN_REQUIRE_PG_SERVER();
+  PgTestDatabase db;
+  ASSERT_TRUE(db.Create().ok());
+  auto conn = PgConnection::Open(db.url());
+  ASSERT_TRUE(conn.ok()) << conn.status();
+  ASSERT_TRUE((*conn)->Exec("CREATE TABLE t (k bytea PRIMARY KEY, n bigint, s text)").ok());
+  const std::string key("a\0b\xff", 4);
+  auto inserted = (*conn)->Exec(
+      "INSERT INTO t VALUES ($1, $2, $3), ($4, NULL, NULL)",
+      {PgParam::Bytes(key), PgParam::Int(-1234567890123), PgParam::Text("x"), PgParam::Bytes("z")});
+  ASSERT_TRUE(inserted.ok()) << inserted.status();
+  EXPECT_EQ(inserted->AffectedRows(), 2);
+  for (bool binary : {false, true}) {
+    auto r = (*conn)->Exec("SELECT k, n, s FROM t ORDER BY k", {}, binary);
+    ASSERT_TRUE(r.ok()) << r.status();
+    ASSERT_EQ(r->rows(), 2);
+    EXPECT_EQ(r->Bytes(0, 0), key) << "binary=" << binary;
+    EXPECT_EQ(r->Int(0, 1), -1234567890123) << "binary=" << binary;
+    EXPECT_EQ(r->Bytes(0, 2), "x");
+    EXPECT_TRUE(r->IsNull(1, 1));
+    EXPECT_EQ(r->Bytes(1, 0), "z");
+  }
+}
+
+TEST(PgConnection, ServerErrorsMapToStatusCodes) {
+  TXFN_REQUIRE_PG_SERVER();
+  PgTestDatabase db;
+  ASSERT_TRUE(db.Create().ok());
+  auto conn = PgConnection::Open(db.url());
+  ASSERT_TRUE(conn.ok()) << conn.status();
+  ASSERT_TRUE((*conn)->Exec("CREATE TABLE u (k int PRIMARY KEY)").ok());
+  ASSERT_TRUE((*conn)->Exec("INSERT INTO u VALUES (1)").ok());
+  auto duplicate = (*conn)->Exec("INSERT INTO u VALUES (1)");
+  EXPECT_EQ(duplicate.status().code(), absl::StatusCode::kAlreadyExists) << duplicate.status();
+  EXPECT_NE(duplicate.status().message().find("INSERT INTO u"), std::string::npos);
+  auto bad_value = (*conn)->Exec("SELECT 1 / 0");
+  EXPECT_EQ(bad_value.status().code(), absl::StatusCode::kInvalidArgument) << bad_value.status();
+  auto bad_sql = (*conn)->Exec("SELEC 1");
+  EXPECT_EQ(bad_sql.status().code(), absl::StatusCode::kInternal) << bad_sql.status();
+  EXPECT_FALSE((*conn)->broken());
+}
+
+TEST(PgConnection, KilledBackendIsUnavailableAndBroken) {
+  TXFN_REQUIRE_PG_SERVER();
+  PgTestDatabase db;
+  ASSERT_TRUE(db.Create().ok());
+  auto victim = PgConnection::Open(db.url());
+  auto killer = PgConnection::Open(db.url());
+  ASSERT_TRUE(victim.ok() && killer.ok());
+  auto killed =
+      (*killer)->Exec("SELECT pg_terminate_backend($1)", {PgParam::Int((*victim)->backend_pid())});
+  ASSERT_TRUE(killed.ok()) << killed.status();
+  auto after = (*victim)->Exec("SELECT 1");
+  ASSERT_FALSE(after.ok());
+  EXPECT_EQ(after.status().code(), absl::StatusCode::kUnavailable) << after.status();
+  EXPECT_TRUE((*victim)->broken());
+}
+
+}  // namespace
+}  // namespace txfn::pg_internal
