@@ -1,0 +1,404 @@
+#include "txfn/wire.h"
+
+#include <string>
+#include <utility>
+
+#include "absl/strings/cord.h"
+#include "lib/wire/wire_proto.h"
+#include "txfn/internal/strings.h"
+#include "txfn/status_macros.h"
+
+namespace txfn {
+namespace wire_internal {
+namespace {
+
+using internal::StrCat;
+
+absl::Status Malformed(std::string_view what) {
+  return absl::InvalidArgumentError(StrCat("wire: malformed ", what));
+}
+
+template <typename Message>
+absl::Status Parse(std::string_view bytes, std::string_view what, Message* out) {
+  if (!out->ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+    return Malformed(what);
+  }
+  return absl::OkStatus();
+}
+
+// The version check every top-level message goes through.
+absl::Status CheckVersion(uint32_t min_reader_version, std::string_view what) {
+  if (min_reader_version > kWireVersion) {
+    return absl::FailedPreconditionError(StrCat("wire: ", what, " needs a reader of version ",
+                                                min_reader_version, " or later; this is version ",
+                                                kWireVersion));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Value> FromProtoAt(const pb::Value& in, int depth) {
+  if (depth > kMaxDecodeDepth) {
+    return absl::InvalidArgumentError(
+        StrCat("wire: Value nested deeper than ", kMaxDecodeDepth, " levels"));
+  }
+  switch (in.kind_case()) {
+    case pb::Value::kNullValue:
+      return Value::Null();
+    case pb::Value::kInt64Value:
+      return Value::Int64(in.int64_value());
+    case pb::Value::kFloat64Value:
+      return Value::Float64(in.float64_value());
+    case pb::Value::kBoolValue:
+      return Value::Bool(in.bool_value());
+    case pb::Value::kStringValue:
+      return Value::String(in.string_value());
+    case pb::Value::kBytesValue:
+      return Value::Bytes(in.bytes_value());
+    case pb::Value::kArrayValue: {
+      Value::Array array;
+      array.reserve(in.array_value().values_size());
+      for (const pb::Value& element : in.array_value().values()) {
+        TXFN_ASSIGN_OR_RETURN(Value v, FromProtoAt(element, depth + 1));
+        array.push_back(std::move(v));
+      }
+      return Value::FromArray(std::move(array));
+    }
+    case pb::Value::kObjectValue: {
+      Value::Object object;
+      const std::string* previous = nullptr;
+      for (const pb::Field& field : in.object_value().fields()) {
+        if (previous != nullptr && !(*previous < field.name())) {
+          return absl::InvalidArgumentError(
+              StrCat("wire: object field '", field.name(), "' is out of order or repeated"));
+        }
+        previous = &field.name();
+        TXFN_ASSIGN_OR_RETURN(Value v, FromProtoAt(field.value(), depth + 1));
+        object.emplace_hint(object.end(), field.name(), std::move(v));
+      }
+      return Value::FromObject(std::move(object));
+    }
+    case pb::Value::KIND_NOT_SET:
+      break;
+  }
+  return absl::InvalidArgumentError(
+      "wire: a Value of no kind this reader knows (from a newer writer?)");
+}
+
+}  // namespace
+
+void ToProto(const Value& in, pb::Value* out) {
+  switch (in.type()) {
+    case ValueType::kNull:
+      out->mutable_null_value();
+      return;
+    case ValueType::kInt64:
+      out->set_int64_value(in.int64());
+      return;
+    case ValueType::kFloat64:
+      out->set_float64_value(in.float64());
+      return;
+    case ValueType::kBool:
+      out->set_bool_value(in.boolean());
+      return;
+    case ValueType::kString:
+      out->set_string_value(in.string());
+      return;
+    case ValueType::kBytes:
+      out->set_bytes_value(in.bytes());
+      return;
+    case ValueType::kArray: {
+      pb::Array* array = out->mutable_array_value();
+      array->mutable_values()->Reserve(static_cast<int>(in.array().size()));
+      for (const Value& element : in.array()) ToProto(element, array->add_values());
+      return;
+    }
+    case ValueType::kObject: {
+      pb::Object* object = out->mutable_object_value();
+      for (const auto& [name, value] : in.object()) {
+        pb::Field* field = object->add_fields();
+        field->set_name(name);
+        ToProto(value, field->mutable_value());
+      }
+      return;
+    }
+  }
+}
+
+absl::StatusOr<Value> FromProto(const pb::Value& in) { return FromProtoAt(in, 1); }
+
+void ToProto(const absl::Status& in, pb::Status* out) {
+  out->set_code(static_cast<int32_t>(in.code()));
+  out->set_message(std::string(in.message()));
+  in.ForEachPayload([out](absl::string_view type_url, const absl::Cord& value) {
+    pb::Payload* payload = out->add_payloads();
+    payload->set_type_url(std::string(type_url));
+    payload->set_value(std::string(value));
+  });
+}
+
+absl::Status FromProto(const pb::Status& in, absl::Status* out) {
+  if (in.code() == 0) {
+    *out = absl::OkStatus();
+    return absl::OkStatus();
+  }
+  if (in.code() < 0 || in.code() > static_cast<int>(absl::StatusCode::kUnauthenticated)) {
+    return absl::InvalidArgumentError(StrCat("wire: unknown status code ", in.code()));
+  }
+  *out = absl::Status(static_cast<absl::StatusCode>(in.code()), in.message());
+  for (const pb::Payload& payload : in.payloads()) {
+    out->SetPayload(payload.type_url(), absl::Cord(payload.value()));
+  }
+  return absl::OkStatus();
+}
+
+void ToProto(const PreparedCommit& in, pb::PreparedCommit* out) {
+  out->set_tenant(in.tenant);
+  out->set_begin_ts(in.begin_ts);
+  for (const ReadRange& read : in.reads) {
+    pb::ReadRange* r = out->add_reads();
+    r->set_index(read.index);
+    r->mutable_range()->set_start(read.range.start);
+    if (read.range.end) r->mutable_range()->set_end(*read.range.end);
+  }
+  for (const IndexWrite& write : in.writes) {
+    pb::IndexWrite* w = out->add_writes();
+    w->set_index(write.index);
+    w->set_key(write.key);
+    if (write.value) w->set_value(*write.value);
+  }
+}
+
+PreparedCommit FromProto(const pb::PreparedCommit& in) {
+  PreparedCommit out;
+  out.tenant = in.tenant();
+  out.begin_ts = in.begin_ts();
+  out.reads.reserve(in.reads_size());
+  for (const pb::ReadRange& read : in.reads()) {
+    KeyRange range{read.range().start(), std::nullopt};
+    if (read.range().has_end()) range.end = read.range().end();
+    out.reads.push_back(ReadRange{read.index(), std::move(range)});
+  }
+  out.writes.reserve(in.writes_size());
+  for (const pb::IndexWrite& write : in.writes()) {
+    IndexWrite w{write.index(), write.key(), std::nullopt};
+    if (write.has_value()) w.value = write.value();
+    out.writes.push_back(std::move(w));
+  }
+  return out;
+}
+
+namespace {
+
+// Wire log levels: 0 is LOG (console.log, the common case and an old writer's default).
+pb::LogLevel LevelToProto(LogLevel level) {
+  switch (level) {
+    case LogLevel::kDebug:
+      return pb::LOG_LEVEL_DEBUG;
+    case LogLevel::kLog:
+      return pb::LOG_LEVEL_LOG;
+    case LogLevel::kInfo:
+      return pb::LOG_LEVEL_INFO;
+    case LogLevel::kWarn:
+      return pb::LOG_LEVEL_WARN;
+    case LogLevel::kError:
+      return pb::LOG_LEVEL_ERROR;
+  }
+  return pb::LOG_LEVEL_LOG;
+}
+
+absl::StatusOr<LogLevel> LevelFromProto(int level) {
+  switch (level) {
+    case pb::LOG_LEVEL_DEBUG:
+      return LogLevel::kDebug;
+    case pb::LOG_LEVEL_LOG:
+      return LogLevel::kLog;
+    case pb::LOG_LEVEL_INFO:
+      return LogLevel::kInfo;
+    case pb::LOG_LEVEL_WARN:
+      return LogLevel::kWarn;
+    case pb::LOG_LEVEL_ERROR:
+      return LogLevel::kError;
+    default:
+      return absl::InvalidArgumentError(StrCat("wire: unknown log level ", level));
+  }
+}
+
+absl::StatusOr<FunctionKind> KindFromProto(int kind) {
+  switch (kind) {
+    case pb::FUNCTION_KIND_QUERY:
+      return FunctionKind::kQuery;
+    case pb::FUNCTION_KIND_MUTATION:
+      return FunctionKind::kMutation;
+    case pb::FUNCTION_KIND_ACTION:
+      return FunctionKind::kAction;
+    default:
+      return absl::InvalidArgumentError(StrCat("wire: unknown function kind ", kind));
+  }
+}
+
+pb::FunctionKind KindToProto(FunctionKind kind) {
+  switch (kind) {
+    case FunctionKind::kQuery:
+      return pb::FUNCTION_KIND_QUERY;
+    case FunctionKind::kMutation:
+      return pb::FUNCTION_KIND_MUTATION;
+    case FunctionKind::kAction:
+      return pb::FUNCTION_KIND_ACTION;
+  }
+  return pb::FUNCTION_KIND_QUERY;
+}
+
+void LimitsToProto(const TransactionLimits& in, pb::TransactionLimits* out) {
+  out->set_max_documents_read(in.max_documents_read);
+  out->set_max_bytes_read(in.max_bytes_read);
+  out->set_max_documents_written(in.max_documents_written);
+  out->set_max_bytes_written(in.max_bytes_written);
+  out->set_max_read_ranges(in.max_read_ranges);
+  pb::DocumentLimits* doc = out->mutable_document();
+  doc->set_max_size_bytes(in.document.max_size_bytes);
+  doc->set_max_nesting_depth(static_cast<uint32_t>(in.document.max_nesting_depth));
+  doc->set_max_fields_per_object(in.document.max_fields_per_object);
+  doc->set_max_array_length(in.document.max_array_length);
+  doc->set_max_field_name_bytes(in.document.max_field_name_bytes);
+}
+
+// `value` if set, else `fallback`: 0 on the wire is "the default" (an old writer's meaning).
+template <typename T, typename U>
+void SetOrKeep(T value, U* field) {
+  if (value != 0) *field = static_cast<U>(value);
+}
+
+TransactionLimits LimitsFromProto(const pb::TransactionLimits& in) {
+  TransactionLimits out;
+  SetOrKeep(in.max_documents_read(), &out.max_documents_read);
+  SetOrKeep(in.max_bytes_read(), &out.max_bytes_read);
+  SetOrKeep(in.max_documents_written(), &out.max_documents_written);
+  SetOrKeep(in.max_bytes_written(), &out.max_bytes_written);
+  SetOrKeep(in.max_read_ranges(), &out.max_read_ranges);
+  const pb::DocumentLimits& doc = in.document();
+  SetOrKeep(doc.max_size_bytes(), &out.document.max_size_bytes);
+  SetOrKeep(doc.max_nesting_depth(), &out.document.max_nesting_depth);
+  SetOrKeep(doc.max_fields_per_object(), &out.document.max_fields_per_object);
+  SetOrKeep(doc.max_array_length(), &out.document.max_array_length);
+  SetOrKeep(doc.max_field_name_bytes(), &out.document.max_field_name_bytes);
+  return out;
+}
+
+// An optional Value field: absent (an old writer, or null elided) reads as null.
+absl::StatusOr<Value> OptionalValue(bool present, const pb::Value& in) {
+  if (!present) return Value::Null();
+  return FromProto(in);
+}
+
+}  // namespace
+
+void ToProto(const RemoteRunRequest& in, pb::RunRequest* out) {
+  out->set_wire_version(kWireVersion);
+  out->set_min_reader_version(1);
+  out->set_tenant(in.tenant);
+  out->set_function(in.run.function);
+  ToProto(in.run.args, out->mutable_args());
+  out->set_kind(KindToProto(in.run.kind));
+  out->set_snapshot_ts(in.snapshot_ts);
+  out->set_metadata_version(in.metadata_version);
+  out->set_deadline_unix_micros(
+      in.deadline == absl::InfiniteFuture() ? 0 : absl::ToUnixMicros(in.deadline));
+  out->set_seed(in.run.seed);
+  out->set_deterministic_ids(in.run.deterministic_ids);
+  LimitsToProto(in.run.limits, out->mutable_limits());
+}
+
+absl::StatusOr<RemoteRunRequest> FromProto(const pb::RunRequest& in) {
+  TXFN_RETURN_IF_ERROR(CheckVersion(in.min_reader_version(), "run request"));
+  RemoteRunRequest out;
+  out.tenant = in.tenant();
+  out.run.function = in.function();
+  TXFN_ASSIGN_OR_RETURN(out.run.args, OptionalValue(in.has_args(), in.args()));
+  TXFN_ASSIGN_OR_RETURN(out.run.kind, KindFromProto(in.kind()));
+  out.snapshot_ts = in.snapshot_ts();
+  out.metadata_version = in.metadata_version();
+  out.deadline = in.deadline_unix_micros() == 0 ? absl::InfiniteFuture()
+                                                : absl::FromUnixMicros(in.deadline_unix_micros());
+  out.run.seed = in.seed();
+  out.run.deterministic_ids = in.deterministic_ids();
+  out.run.limits = LimitsFromProto(in.limits());
+  return out;
+}
+
+void ToProto(const RunResult& in, pb::RunResult* out) {
+  out->set_wire_version(kWireVersion);
+  out->set_min_reader_version(1);
+  if (!in.status.ok()) ToProto(in.status, out->mutable_status());
+  ToProto(in.value, out->mutable_value());
+  ToProto(in.commit, out->mutable_commit());
+  for (const LogEntry& log : in.logs) {
+    pb::LogEntry* entry = out->add_logs();
+    entry->set_level(LevelToProto(log.level));
+    entry->set_message(log.message);
+  }
+  pb::RunStats* stats = out->mutable_stats();
+  stats->set_isolate_reused(in.stats.isolate_reused);
+  stats->set_context_reused(in.stats.context_reused);
+  stats->set_module_cache_hit(in.stats.module_cache_hit);
+  stats->set_modules_compiled(static_cast<uint32_t>(in.stats.modules_compiled));
+  stats->set_modules_from_cache(static_cast<uint32_t>(in.stats.modules_from_cache));
+  stats->set_cpu_time_nanos(absl::ToInt64Nanoseconds(in.stats.cpu_time));
+}
+
+absl::StatusOr<RunResult> FromProto(const pb::RunResult& in) {
+  TXFN_RETURN_IF_ERROR(CheckVersion(in.min_reader_version(), "run result"));
+  RunResult out;
+  if (in.has_status()) TXFN_RETURN_IF_ERROR(FromProto(in.status(), &out.status));
+  TXFN_ASSIGN_OR_RETURN(out.value, OptionalValue(in.has_value(), in.value()));
+  out.commit = FromProto(in.commit());
+  out.logs.reserve(in.logs_size());
+  for (const pb::LogEntry& entry : in.logs()) {
+    TXFN_ASSIGN_OR_RETURN(LogLevel level, LevelFromProto(entry.level()));
+    out.logs.push_back(LogEntry{level, entry.message()});
+  }
+  const pb::RunStats& stats = in.stats();
+  out.stats.isolate_reused = stats.isolate_reused();
+  out.stats.context_reused = stats.context_reused();
+  out.stats.module_cache_hit = stats.module_cache_hit();
+  out.stats.modules_compiled = static_cast<int>(stats.modules_compiled());
+  out.stats.modules_from_cache = static_cast<int>(stats.modules_from_cache());
+  out.stats.cpu_time = absl::Nanoseconds(stats.cpu_time_nanos());
+  return out;
+}
+
+template <typename Message, typename T>
+std::string Encode(const T& in) {
+  Message message;
+  ToProto(in, &message);
+  return message.SerializeAsString();
+}
+
+template <typename Message>
+auto Decode(std::string_view bytes, std::string_view what) -> decltype(FromProto(Message())) {
+  Message message;
+  TXFN_RETURN_IF_ERROR(Parse(bytes, what, &message));
+  return FromProto(message);
+}
+
+}  // namespace wire_internal
+
+std::string EncodeWireValue(const Value& value) {
+  return wire_internal::Encode<wire_internal::pb::Value>(value);
+}
+absl::StatusOr<Value> DecodeWireValue(std::string_view bytes) {
+  return wire_internal::Decode<wire_internal::pb::Value>(bytes, "Value");
+}
+std::string EncodeRunRequest(const RemoteRunRequest& request) {
+  return wire_internal::Encode<wire_internal::pb::RunRequest>(request);
+}
+absl::StatusOr<RemoteRunRequest> DecodeRunRequest(std::string_view bytes) {
+  return wire_internal::Decode<wire_internal::pb::RunRequest>(bytes, "run request");
+}
+std::string EncodeRunResult(const RunResult& result) {
+  return wire_internal::Encode<wire_internal::pb::RunResult>(result);
+}
+absl::StatusOr<RunResult> DecodeRunResult(std::string_view bytes) {
+  return wire_internal::Decode<wire_internal::pb::RunResult>(bytes, "run result");
+}
+
+}  // namespace txfn

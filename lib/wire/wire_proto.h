@@ -1,0 +1,36 @@
+// lib/wire/wire_proto.h — conversions between txfn's types and the generated protobuf
+// messages of proto/txfn/v1/wire.proto (internal: the gRPC services use the messages
+// directly; everyone else uses txfn/wire.h's byte codec).
+#ifndef TXFN_LIB_WIRE_WIRE_PROTO_H_
+#define TXFN_LIB_WIRE_WIRE_PROTO_H_
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "txfn/v1/wire.pb.h"
+#include "txfn/wire.h"
+
+namespace txfn::wire_internal {
+
+namespace pb = ::txfn::v1;
+
+void ToProto(const Value& in, pb::Value* out);
+// InvalidArgument: a Value of no known kind, fields out of order or repeated, too deep.
+absl::StatusOr<Value> FromProto(const pb::Value& in);
+
+void ToProto(const absl::Status& in, pb::Status* out);
+// Sets `out` to the status (its payloads kept). InvalidArgument for a code absl does not know
+// (a StatusOr<Status> would confuse the decoded status with the decoding's).
+absl::Status FromProto(const pb::Status& in, absl::Status* out);
+
+void ToProto(const PreparedCommit& in, pb::PreparedCommit* out);
+PreparedCommit FromProto(const pb::PreparedCommit& in);
+
+void ToProto(const RemoteRunRequest& in, pb::RunRequest* out);
+absl::StatusOr<RemoteRunRequest> FromProto(const pb::RunRequest& in);
+
+void ToProto(const RunResult& in, pb::RunResult* out);
+absl::StatusOr<RunResult> FromProto(const pb::RunResult& in);
+
+}  // namespace txfn::wire_internal
+
+#endif  // TXFN_LIB_WIRE_WIRE_PROTO_H_

@@ -1,0 +1,274 @@
+// txfn/wire.h: exact round trips, refusal of malformed input, and version skew.
+#include "txfn/wire.h"
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <string>
+
+#include "absl/random/random.h"
+#include "gtest/gtest.h"
+#include "lib/wire/wire_proto.h"
+#include "txfn/errors.h"
+
+namespace txfn {
+namespace {
+
+namespace pb = wire_internal::pb;
+
+std::string Bits(const Value& v) { return EncodeBinary(v); }
+
+Value NaNWithPayload() {
+  uint64_t bits = 0x7ff8000000abcdefULL;
+  double d;
+  std::memcpy(&d, &bits, sizeof d);
+  return Value::Float64(d);
+}
+
+Value EveryKind() {
+  return Value::FromObject({
+      {"array", Value::FromArray({Value::Null(), Value::Bool(true), Value::Bool(false),
+                                  Value::FromArray({}), Value::FromObject({})})},
+      {"bytes", Value::Bytes(std::string("\0\xff\x01", 3))},
+      {"floats", Value::FromArray({Value::Float64(-0.0), Value::Float64(1.5e-310),
+                                   Value::Float64(std::numeric_limits<double>::infinity()),
+                                   NaNWithPayload()})},
+      {"ints",
+       Value::FromArray({Value::Int64(std::numeric_limits<int64_t>::min()),
+                         Value::Int64(std::numeric_limits<int64_t>::max()), Value::Int64(-1)})},
+      {"not_utf8", Value::String("\xc3\x28 caf\xc3\xa9")},
+      {"nested", Value::FromObject({{"deeper", Value::FromObject({{"x", Value::Int64(1)}})}})},
+  });
+}
+
+Value RandomValue(absl::BitGen& gen, int depth) {
+  int kind = absl::Uniform(gen, 0, depth >= 6 ? 6 : 8);
+  switch (kind) {
+    case 0:
+      return Value::Null();
+    case 1:
+      return Value::Int64(static_cast<int64_t>(absl::Uniform<uint64_t>(gen)));
+    case 2: {
+      uint64_t bits = absl::Uniform<uint64_t>(gen);
+      double d;
+      std::memcpy(&d, &bits, sizeof d);
+      return Value::Float64(d);
+    }
+    case 3:
+      return Value::Bool(absl::Bernoulli(gen, 0.5));
+    case 4:
+    case 5: {
+      std::string s(absl::Uniform(gen, 0, 12), '\0');
+      for (char& c : s) c = static_cast<char>(absl::Uniform(gen, 0, 256));
+      return kind == 4 ? Value::String(std::move(s)) : Value::Bytes(std::move(s));
+    }
+    case 6: {
+      Value::Array array;
+      for (int i = absl::Uniform(gen, 0, 4); i > 0; --i) {
+        array.push_back(RandomValue(gen, depth + 1));
+      }
+      return Value::FromArray(std::move(array));
+    }
+    default: {
+      Value::Object object;
+      for (int i = absl::Uniform(gen, 0, 4); i > 0; --i) {
+        object.emplace(std::string(1, static_cast<char>('a' + absl::Uniform(gen, 0, 26))),
+                       RandomValue(gen, depth + 1));
+      }
+      return Value::FromObject(std::move(object));
+    }
+  }
+}
+
+TEST(Wire, ValuesRoundTripBitForBit) {
+  absl::StatusOr<Value> back = DecodeWireValue(EncodeWireValue(EveryKind()));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(Bits(*back), Bits(EveryKind()));
+  absl::BitGen gen;
+  for (int i = 0; i < 2000; ++i) {
+    Value v = RandomValue(gen, 0);
+    absl::StatusOr<Value> decoded = DecodeWireValue(EncodeWireValue(v));
+    ASSERT_TRUE(decoded.ok()) << decoded.status() << " for " << v.DebugString();
+    ASSERT_EQ(Bits(*decoded), Bits(v)) << v.DebugString();
+  }
+}
+
+TEST(Wire, RunRequestRoundTrips) {
+  RemoteRunRequest request;
+  request.tenant = "acme";
+  request.run.function = "messages:send";
+  request.run.args = EveryKind();
+  request.run.kind = FunctionKind::kMutation;
+  request.run.seed = 0xfeedfacecafebeefULL;
+  request.run.deterministic_ids = true;
+  request.run.limits.max_documents_read = 7;
+  request.run.limits.document.max_nesting_depth = 3;
+  request.snapshot_ts = 1'700'000'000'123'456'789ULL;
+  request.metadata_version = 42;
+  request.deadline = absl::FromUnixMicros(1'700'000'001'000'001);
+  absl::StatusOr<RemoteRunRequest> back = DecodeRunRequest(EncodeRunRequest(request));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->tenant, "acme");
+  EXPECT_EQ(back->run.function, "messages:send");
+  EXPECT_EQ(Bits(back->run.args), Bits(request.run.args));
+  EXPECT_EQ(back->run.kind, FunctionKind::kMutation);
+  EXPECT_EQ(back->run.seed, request.run.seed);
+  EXPECT_TRUE(back->run.deterministic_ids);
+  EXPECT_EQ(back->run.limits.max_documents_read, 7u);
+  EXPECT_EQ(back->run.limits.max_bytes_read, TransactionLimits().max_bytes_read);
+  EXPECT_EQ(back->run.limits.document.max_nesting_depth, 3);
+  EXPECT_EQ(back->snapshot_ts, request.snapshot_ts);
+  EXPECT_EQ(back->metadata_version, 42u);
+  EXPECT_EQ(back->deadline, request.deadline);
+
+  request.deadline = absl::InfiniteFuture();
+  request.run.kind = FunctionKind::kAction;
+  back = DecodeRunRequest(EncodeRunRequest(request));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->deadline, absl::InfiniteFuture());
+  EXPECT_EQ(back->run.kind, FunctionKind::kAction);
+}
+
+TEST(Wire, RunResultRoundTripsWithStatusPayloads) {
+  RunResult result;
+  absl::Status status = absl::UnknownError("Uncaught Error: insufficient funds");
+  status = WithAppError(status, AppError{"Error", "insufficient funds",
+                                         Value::FromObject({{"code", Value::String("NO")}})});
+  status = WithLogs(status, {{LogLevel::kWarn, "low balance"}});
+  result.status = status;
+  result.value = Value::Null();
+  result.commit.tenant = "acme";
+  result.commit.begin_ts = 99;
+  result.commit.reads = {ReadRange{3, KeyRange::Point("k")}, ReadRange{4, KeyRange::All()}};
+  result.commit.writes = {IndexWrite{3, "a", std::string("v\0w", 3)},
+                          IndexWrite{3, "b", std::nullopt}};
+  for (LogLevel level :
+       {LogLevel::kDebug, LogLevel::kLog, LogLevel::kInfo, LogLevel::kWarn, LogLevel::kError}) {
+    result.logs.push_back({level, std::string(LogLevelName(level))});
+  }
+  result.stats.isolate_reused = true;
+  result.stats.module_cache_hit = true;
+  result.stats.modules_from_cache = 3;
+  result.stats.modules_compiled = 1;
+  result.stats.cpu_time = absl::Nanoseconds(123456789);
+
+  absl::StatusOr<RunResult> back = DecodeRunResult(EncodeRunResult(result));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->status, status);
+  std::optional<AppError> app = GetAppError(back->status);
+  ASSERT_TRUE(app.has_value());
+  EXPECT_EQ(app->message, "insufficient funds");
+  EXPECT_EQ(FailedCallLogs(back->status).size(), 1u);
+  EXPECT_EQ(back->commit, result.commit);
+  EXPECT_EQ(back->logs, result.logs);
+  EXPECT_TRUE(back->stats.isolate_reused);
+  EXPECT_FALSE(back->stats.context_reused);
+  EXPECT_TRUE(back->stats.module_cache_hit);
+  EXPECT_EQ(back->stats.modules_from_cache, 3);
+  EXPECT_EQ(back->stats.modules_compiled, 1);
+  EXPECT_EQ(back->stats.cpu_time, absl::Nanoseconds(123456789));
+
+  RunResult ok;
+  ok.value = Value::Int64(5);
+  back = DecodeRunResult(EncodeRunResult(ok));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_TRUE(back->status.ok());
+  EXPECT_EQ(back->value, Value::Int64(5));
+}
+
+TEST(Wire, MalformedInputIsInvalidArgument) {
+  for (std::string_view bytes : {std::string_view("\xff\xff\xff"), std::string_view("\x0a\x05")}) {
+    EXPECT_EQ(DecodeWireValue(bytes).status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(DecodeRunRequest(bytes).status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(DecodeRunResult(bytes).status().code(), absl::StatusCode::kInvalidArgument);
+  }
+}
+
+TEST(Wire, RefusesValuesItCannotReadExactly) {
+  pb::Value no_kind;
+  no_kind.mutable_array_value()->add_values();  // an element of no kind: a newer writer's
+  absl::StatusOr<Value> v = DecodeWireValue(no_kind.SerializeAsString());
+  EXPECT_EQ(v.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(v.status().message().find("no kind"), std::string::npos) << v.status();
+
+  for (const char* second : {"a", "0"}) {  // repeated, then out of order
+    pb::Value object;
+    pb::Field* a = object.mutable_object_value()->add_fields();
+    a->set_name("a");
+    a->mutable_value()->set_int64_value(1);
+    pb::Field* b = object.mutable_object_value()->add_fields();
+    b->set_name(second);
+    b->mutable_value()->set_int64_value(2);
+    v = DecodeWireValue(object.SerializeAsString());
+    EXPECT_EQ(v.status().code(), absl::StatusCode::kInvalidArgument) << second;
+    EXPECT_NE(v.status().message().find("out of order or repeated"), std::string::npos);
+  }
+
+  pb::Value deep;
+  pb::Value* at = &deep;
+  for (int i = 0; i < kMaxDecodeDepth + 1; ++i) at = at->mutable_array_value()->add_values();
+  at->set_int64_value(1);
+  v = DecodeWireValue(deep.SerializeAsString());
+  EXPECT_EQ(v.status().code(), absl::StatusCode::kInvalidArgument) << v.status();
+
+  pb::RunResult bad_code;
+  bad_code.mutable_status()->set_code(99);
+  EXPECT_EQ(DecodeRunResult(bad_code.SerializeAsString()).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  pb::RunResult bad_level;
+  bad_level.add_logs()->set_level(static_cast<pb::LogLevel>(17));
+  EXPECT_EQ(DecodeRunResult(bad_level.SerializeAsString()).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  pb::RunRequest bad_kind;
+  bad_kind.set_kind(static_cast<pb::FunctionKind>(9));
+  EXPECT_EQ(DecodeRunRequest(bad_kind.SerializeAsString()).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+// What a version-1 writer that knew only the first fields sends: no args, limits, deadline.
+TEST(Wire, OlderMessagesReadWithTheDefaultsTheirWritersMeant) {
+  pb::RunRequest old;
+  old.set_wire_version(1);
+  old.set_tenant("acme");
+  old.set_function("m:f");
+  old.set_snapshot_ts(5);
+  absl::StatusOr<RemoteRunRequest> r = DecodeRunRequest(old.SerializeAsString());
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->run.args.is_null());
+  EXPECT_EQ(r->run.kind, FunctionKind::kQuery);
+  EXPECT_EQ(r->deadline, absl::InfiniteFuture());
+  EXPECT_EQ(r->run.limits.max_documents_read, TransactionLimits().max_documents_read);
+  EXPECT_EQ(r->run.limits.document.max_nesting_depth, DocumentLimits().max_nesting_depth);
+
+  pb::RunResult old_result;  // no status, no value: an OK null result
+  absl::StatusOr<RunResult> result = DecodeRunResult(old_result.SerializeAsString());
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_TRUE(result->status.ok());
+  EXPECT_TRUE(result->value.is_null());
+}
+
+TEST(Wire, NewerMessagesReadUnlessTheyNeedANewerReader) {
+  pb::RunRequest newer;
+  newer.set_wire_version(kWireVersion + 3);
+  newer.set_min_reader_version(kWireVersion);
+  newer.set_tenant("acme");
+  std::string bytes = newer.SerializeAsString();
+  bytes += std::string("\xa2\x06\x03xyz", 6);  // field 100 (bytes "xyz"): unknown to us
+  absl::StatusOr<RemoteRunRequest> r = DecodeRunRequest(bytes);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->tenant, "acme");
+
+  newer.set_min_reader_version(kWireVersion + 1);
+  r = DecodeRunRequest(newer.SerializeAsString());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(r.status().message().find("needs a reader of version 2"), std::string::npos)
+      << r.status();
+
+  pb::RunResult newer_result;
+  newer_result.set_min_reader_version(kWireVersion + 1);
+  EXPECT_EQ(DecodeRunResult(newer_result.SerializeAsString()).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+}  // namespace
+}  // namespace txfn
