@@ -97,7 +97,7 @@ CallResult ToCallResult(RunResult r, Timestamp ts, int attempts) {
 }  // namespace
 
 struct CallPath::State {
-  State(FunctionRunner& runner, IsolateScheduler& scheduler, CallPathOptions options)
+  State(FunctionExecutor& runner, IsolateScheduler& scheduler, CallPathOptions options)
       : runner(runner), scheduler(scheduler), options(std::move(options)) {}
 
   ~State() {
@@ -407,7 +407,7 @@ struct CallPath::State {
     if (--async_calls == 0) async_cv.SignalAll();
   }
 
-  FunctionRunner& runner;
+  FunctionExecutor& runner;
   IsolateScheduler& scheduler;
   const CallPathOptions options;
 
@@ -426,7 +426,7 @@ struct CallPath::State {
   std::atomic<uint64_t> serialised{0};
 };
 
-CallPath::CallPath(FunctionRunner& runner, IsolateScheduler& scheduler, CallPathOptions options)
+CallPath::CallPath(FunctionExecutor& runner, IsolateScheduler& scheduler, CallPathOptions options)
     : state_(std::make_unique<State>(runner, scheduler, std::move(options))) {}
 CallPath::~CallPath() = default;
 

@@ -45,7 +45,7 @@ class EngineImpl final : public Engine {
         runner_(scheduler_, options_.runner),
         tenants_(std::move(storage),
                  {.committer = options_.committer, .idle_timeout = options_.tenant_idle_timeout}),
-        calls_(runner_, *scheduler_,
+        calls_(options_.executor != nullptr ? *options_.executor : runner_, *scheduler_,
                {.mutation_retry = options_.mutation_retry,
                 .contention_lanes = options_.contention_lanes,
                 .on_scheduled =

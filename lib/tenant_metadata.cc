@@ -70,10 +70,26 @@ absl::StatusOr<TableInfo> TableInfo::FromValue(std::string name, const Value& va
   return table;
 }
 
+namespace {
+
+// 64-bit FNV-1a of `bytes`' length (8 bytes, little end first) and bytes, continuing from `h`:
+// with the length in, ("ab", "c") and ("a", "bc") differ.
+uint64_t Fnv1a(uint64_t h, std::string_view bytes) {
+  constexpr uint64_t kPrime = 0x100000001b3ULL;
+  uint64_t length = bytes.size();
+  for (int i = 0; i < 8; ++i, length >>= 8) h = (h ^ (length & 0xff)) * kPrime;
+  for (char c : bytes) h = (h ^ static_cast<unsigned char>(c)) * kPrime;
+  return h;
+}
+
+}  // namespace
+
 absl::StatusOr<TenantMetadata> TenantMetadata::FromEntries(absl::Span<const IndexEntry> entries) {
   namespace keys = metadata_keys;
   TenantMetadata md;
   for (const IndexEntry& entry : entries) {
+    md.fingerprint_ = Fnv1a(md.fingerprint_, entry.key);
+    md.fingerprint_ = Fnv1a(md.fingerprint_, entry.value);
     std::string_view key = entry.key;
     if (key == keys::kSchema) {
       absl::StatusOr<Value> value = DecodeBinary(entry.value);

@@ -147,10 +147,10 @@ class CallPath {
  public:
   using Callback = std::function<void(absl::StatusOr<CallResult>)>;
 
-  // `runner` runs the functions; `scheduler` (the runner's) delivers an
-  // async mutation answered by its idempotency key on a worker thread. Both
-  // must outlive the CallPath.
-  CallPath(FunctionRunner& runner, IsolateScheduler& scheduler, CallPathOptions options = {});
+  // `runner` runs the functions (a FunctionRunner, or a RemoteRunner); `scheduler` delivers
+  // an async mutation answered by its idempotency key on a worker thread. Both must outlive
+  // the CallPath.
+  CallPath(FunctionExecutor& runner, IsolateScheduler& scheduler, CallPathOptions options = {});
   CallPath(const CallPath&) = delete;
   CallPath& operator=(const CallPath&) = delete;
   // Waits for the async calls in flight.

@@ -209,6 +209,11 @@ struct EngineOptions {
   // (CPU, wall-clock, heap, array buffers) come from scheduler.limits.
   IsolateSchedulerOptions scheduler;
   FunctionRunnerOptions runner;
+  // Where queries and mutations run; null: the engine's own FunctionRunner. A RemoteRunner
+  // (txfn/remote_runner.h) sends them to runner processes reading the same storage (so it
+  // must be shared, e.g. PostgreSQL), and the engine's committers validate and commit their
+  // writes. Deploys' module checks and actions still run on the engine's own runner.
+  std::shared_ptr<FunctionExecutor> executor;
   CommitterOptions committer;  // for every tenant's committer
   // Mutations re-run on OCC conflict up to this many runs in all (not
   // counting the runs after entering a contention lane, see "Hot

@@ -278,7 +278,24 @@ struct ModuleCacheStats {
   size_t bytes = 0;
 };
 
-class FunctionRunner {
+// Where queries and mutations run: a FunctionRunner in this process, or a RemoteRunner
+// (txfn/remote_runner.h) sending them to runner processes. The engine's call path takes
+// either. Implementations are thread-safe.
+class FunctionExecutor {
+ public:
+  virtual ~FunctionExecutor() = default;
+  // Runs `request` against a new Transaction at `snapshot`; blocks until it finished. Every
+  // failure is in RunResult::status.
+  virtual RunResult Run(std::shared_ptr<const Snapshot> snapshot, RunRequest request) = 0;
+  // The same without blocking: `done` runs once, on a thread of the executor's, with the
+  // result. If the executor refuses the request, `done` is not called and the refusal
+  // (ResourceExhausted) is returned.
+  [[nodiscard]] virtual absl::Status RunAsync(std::shared_ptr<const Snapshot> snapshot,
+                                              RunRequest request,
+                                              std::function<void(RunResult)> done) = 0;
+};
+
+class FunctionRunner : public FunctionExecutor {
  public:
   explicit FunctionRunner(std::shared_ptr<IsolateScheduler> scheduler,
                           FunctionRunnerOptions options = {});
@@ -289,13 +306,13 @@ class FunctionRunner {
   // Runs `request` against a new Transaction at `snapshot` (read-only for a
   // query, id_seed = request.seed) on one of the scheduler's isolates of
   // snapshot->tenant(); blocks until it finished.
-  RunResult Run(std::shared_ptr<const Snapshot> snapshot, RunRequest request);
+  RunResult Run(std::shared_ptr<const Snapshot> snapshot, RunRequest request) override;
 
   // The same without blocking: `done` runs once, on a scheduler thread, with
   // the result. If the scheduler refuses the request, `done` is not called
   // and the refusal (ResourceExhausted) is returned.
   [[nodiscard]] absl::Status RunAsync(std::shared_ptr<const Snapshot> snapshot, RunRequest request,
-                                      std::function<void(RunResult)> done);
+                                      std::function<void(RunResult)> done) override;
 
   // Compiles, links and evaluates (top level only) every module of
   // snapshot->metadata() in a fresh context on one of the scheduler's

@@ -78,11 +78,17 @@ class TenantMetadata {
   const TableInfo* FindTableById(IndexId by_id) const;
   // The next IndexId to allocate; ids are never reused.
   IndexId next_id() const { return next_id_; }
+  // A 64-bit fingerprint of the entries this was decoded from (FNV-1a over each key and value
+  // with their lengths; the same in every process): equal metadata, equal fingerprint. Remote
+  // runners key their metadata caches on it. Not a defence against a tenant crafting
+  // collisions, which could only confuse the caches of its own metadata.
+  uint64_t fingerprint() const { return fingerprint_; }
 
  private:
   Schema schema_;
   bool enabled_ = true;
   IndexId next_id_ = 1;
+  uint64_t fingerprint_ = 0xcbf29ce484222325ULL;  // of no entries
   std::map<std::string, std::string, std::less<>> modules_;
   std::map<std::string, TableInfo, std::less<>> tables_;
   std::map<IndexId, std::string> table_by_id_;

@@ -1,0 +1,95 @@
+// txfn/remote_runner.h — run queries and mutations on runner processes (txfn-runner,
+// txfn/runner_server.h) instead of in this one: a FunctionExecutor for the engine
+// (EngineOptions::executor) or a CallPath.
+//
+// Routing (Convex's Funrun): a tenant's runs go to the runner that ranks first for it by
+// rendezvous hashing (txfn/rendezvous_router.h), so its modules stay warm on few runners;
+// each runner takes at most `max_in_flight_per_runner` runs at once (default 32), and a run
+// that finds its runner full overflows to the tenant's next-ranked runner. Runs are read-only
+// (the engine commits their writes), so a run that fails with UNAVAILABLE or its per-attempt
+// timeout is retried on the next runner, up to `max_attempts` runners in all; the runner
+// that failed is taken out of the ranking until it answers again (checked every
+// `health_interval`), and then gets back exactly the tenants it ranks first for.
+//
+//   txfn::RemoteRunnerOptions options;
+//   options.runners = {{"10.0.0.5:7401"}, {"10.0.0.6:7401", /*weight=*/2.0}};
+//   TXFN_ASSIGN_OR_RETURN(std::shared_ptr<txfn::RemoteRunner> remote,
+//                         txfn::RemoteRunner::Create(std::move(options)));
+//   txfn::EngineOptions engine_options;
+//   engine_options.executor = remote;  // storage must be shared with the runners
+//
+// What a run's result says: the function's outcome is RunResult::status as a local runner
+// would give it; when no runner could run it, Unavailable ("no runner answered ...") after
+// the attempts, or DeadlineExceeded when the request's deadline passed. Actions are refused
+// (InvalidArgument): they run where their host is.
+//
+// Thread safety: every method may be called from any thread.
+#ifndef TXFN_REMOTE_RUNNER_H_
+#define TXFN_REMOTE_RUNNER_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "txfn/function_runner.h"
+
+namespace txfn {
+
+struct RemoteRunnerOptions {
+  struct Runner {
+    std::string address;  // host:port of a txfn-runner
+    double weight = 1.0;  // its share of tenants relative to the others
+  };
+  std::vector<Runner> runners;
+  int max_in_flight_per_runner = 32;
+  // Runners tried per run (the first included).
+  int max_attempts = 3;
+  // Each attempt's timeout when the request has no earlier deadline.
+  absl::Duration attempt_timeout = absl::Seconds(30);
+  // How often runners taken out of the ranking are checked.
+  absl::Duration health_interval = absl::Milliseconds(100);
+};
+
+struct RemoteRunnerStats {
+  struct Runner {
+    std::string address;
+    bool healthy = true;
+    uint64_t runs = 0;      // answered (whatever the function did)
+    uint64_t failures = 0;  // attempts that failed over to another runner
+    int in_flight = 0;
+  };
+  std::vector<Runner> runners;
+  uint64_t retries = 0;  // attempts after the first
+};
+
+class RemoteRunner : public FunctionExecutor {
+ public:
+  // InvalidArgument: no runners, a runner listed twice, a weight <= 0 or a cap < 1.
+  [[nodiscard]] static absl::StatusOr<std::shared_ptr<RemoteRunner>> Create(
+      RemoteRunnerOptions options);
+  // Waits for the runs in flight.
+  ~RemoteRunner() override;
+  RemoteRunner(const RemoteRunner&) = delete;
+  RemoteRunner& operator=(const RemoteRunner&) = delete;
+
+  RunResult Run(std::shared_ptr<const Snapshot> snapshot, RunRequest request) override;
+  // Refuses (ResourceExhausted) when every runner is at its cap, Unavailable when none is
+  // healthy; then `done` is not called.
+  [[nodiscard]] absl::Status RunAsync(std::shared_ptr<const Snapshot> snapshot, RunRequest request,
+                                      std::function<void(RunResult)> done) override;
+
+  RemoteRunnerStats stats() const;
+
+ private:
+  class Impl;
+  explicit RemoteRunner(std::shared_ptr<Impl> impl);
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace txfn
+
+#endif  // TXFN_REMOTE_RUNNER_H_

@@ -1,0 +1,314 @@
+#include "txfn/remote_runner.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <deque>
+#include <thread>
+#include <utility>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/synchronization/notification.h"
+#include "lib/remote/grpc_status.h"
+#include "lib/wire/wire_proto.h"
+#include "txfn/internal/mutex.h"
+#include "txfn/internal/strings.h"
+#include "txfn/rendezvous_router.h"
+#include "txfn/runner/v1/runner.grpc.pb.h"
+#include "txfn/snapshot.h"
+#include "txfn/status_macros.h"
+
+namespace txfn {
+namespace {
+
+using internal::StrCat;
+
+// One runner process: its channel, and what the stats report.
+struct Endpoint {
+  std::string address;
+  double weight = 1.0;
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<runner::v1::Runner::Stub> stub;
+  std::atomic<bool> healthy{true};
+  std::atomic<uint64_t> runs{0};
+  std::atomic<uint64_t> failures{0};
+};
+
+using Router = RendezvousRouter<std::shared_ptr<Endpoint>>;
+
+// Worth another runner: this one is gone, stuck, stopping (it cancels what it cannot finish;
+// this client never cancels) or full. Anything else (a malformed request) would fail anywhere.
+bool Retryable(grpc::StatusCode code) {
+  return code == grpc::StatusCode::UNAVAILABLE || code == grpc::StatusCode::DEADLINE_EXCEEDED ||
+         code == grpc::StatusCode::CANCELLED || code == grpc::StatusCode::RESOURCE_EXHAUSTED;
+}
+
+RunResult Failed(absl::Status status) {
+  RunResult r;
+  r.status = std::move(status);
+  return r;
+}
+
+}  // namespace
+
+class RemoteRunner::Impl {
+ public:
+  explicit Impl(RemoteRunnerOptions options) : options_(std::move(options)) {}
+
+  ~Impl() {
+    {
+      internal::MutexLock lock(&mu_);
+      in_flight_cv_.Wait([this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return in_flight_ == 0; });
+      stop_ = true;
+    }
+    work_cv_.SignalAll();
+    health_cv_.SignalAll();
+    for (std::thread& t : threads_) t.join();
+  }
+
+  absl::Status Init() {
+    if (options_.runners.empty()) return absl::InvalidArgumentError("RemoteRunner: no runners");
+    if (options_.max_attempts < 1) {
+      return absl::InvalidArgumentError("RemoteRunner: max_attempts must be >= 1");
+    }
+    absl::flat_hash_set<std::string> seen;
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(remote_internal::kMaxMessageBytes);
+    args.SetMaxSendMessageSize(remote_internal::kMaxMessageBytes);
+    // A restarted runner is found within the health interval, not gRPC's default 2 minutes.
+    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 50);
+    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 500);
+    for (const RemoteRunnerOptions::Runner& r : options_.runners) {
+      if (!seen.insert(r.address).second) {
+        return absl::InvalidArgumentError(StrCat("RemoteRunner: ", r.address, " listed twice"));
+      }
+      auto endpoint = std::make_shared<Endpoint>();
+      endpoint->address = r.address;
+      endpoint->weight = r.weight;
+      endpoint->channel =
+          grpc::CreateCustomChannel(r.address, grpc::InsecureChannelCredentials(), args);
+      endpoint->stub = runner::v1::Runner::NewStub(endpoint->channel);
+      if (absl::Status s =
+              router_.AddNode(r.address, endpoint, r.weight, options_.max_in_flight_per_runner);
+          !s.ok()) {
+        return absl::InvalidArgumentError(StrCat("RemoteRunner: ", s.message()));
+      }
+      endpoints_.push_back(std::move(endpoint));
+    }
+    // Completions run here, not on gRPC's threads: `done` may block (a commit).
+    for (int i = 0; i < 4; ++i) threads_.emplace_back([this] { Work(); });
+    threads_.emplace_back([this] { WatchHealth(); });
+    return absl::OkStatus();
+  }
+
+  absl::Status RunAsync(std::shared_ptr<const Snapshot> snapshot, RunRequest request,
+                        std::function<void(RunResult)> done) {
+    if (request.kind == FunctionKind::kAction) {
+      return absl::InvalidArgumentError(
+          StrCat("RemoteRunner: ", request.function, " is an action; run actions locally"));
+    }
+    auto call = std::make_shared<Call>();
+    call->tenant = snapshot->tenant();
+    call->function = request.function;
+    call->done = std::move(done);
+    RemoteRunRequest remote{.tenant = snapshot->tenant(),
+                            .run = std::move(request),
+                            .snapshot_ts = snapshot->ts(),
+                            .metadata_version = snapshot->metadata().fingerprint()};
+    wire_internal::ToProto(remote, &call->request);
+    {
+      internal::MutexLock lock(&mu_);
+      ++in_flight_;
+    }
+    absl::Status started = StartAttempt(call);
+    if (!started.ok()) EndCall();
+    return started;
+  }
+
+  RemoteRunnerStats stats() const {
+    RemoteRunnerStats s;
+    for (const std::shared_ptr<Endpoint>& e : endpoints_) {
+      absl::StatusOr<int> in_flight = router_.InFlight(e->address);
+      s.runners.push_back({e->address, e->healthy.load(), e->runs.load(), e->failures.load(),
+                           in_flight.ok() ? *in_flight : 0});
+    }
+    s.retries = retries_.load();
+    return s;
+  }
+
+ private:
+  struct Call {
+    std::string tenant;
+    std::string function;
+    std::function<void(RunResult)> done;
+    v1::RunRequest request;
+    int attempts = 0;
+    // The attempt in flight.
+    Router::Lease lease;
+    std::unique_ptr<grpc::ClientContext> context;
+    v1::RunResult response;
+  };
+
+  absl::Time Deadline(const Call& call) const {
+    if (call.request.deadline_unix_micros() == 0) return absl::InfiniteFuture();
+    return absl::FromUnixMicros(call.request.deadline_unix_micros());
+  }
+
+  // Sends the call to the best runner with room. An error: nothing was sent.
+  absl::Status StartAttempt(const std::shared_ptr<Call>& call) {
+    absl::StatusOr<Router::Lease> lease = router_.Acquire(call->tenant);
+    if (!lease.ok()) {
+      if (router_.size() == 0) {
+        return absl::UnavailableError(
+            StrCat("RemoteRunner: no runner is healthy (", endpoints_.size(), " configured)"));
+      }
+      return absl::ResourceExhaustedError(StrCat("RemoteRunner: ", lease.status().message()));
+    }
+    ++call->attempts;
+    call->lease = *std::move(lease);
+    call->context = std::make_unique<grpc::ClientContext>();
+    call->context->set_deadline(
+        absl::ToChronoTime(std::min(Deadline(*call), absl::Now() + options_.attempt_timeout)));
+    call->response.Clear();
+    std::shared_ptr<Endpoint> endpoint = call->lease.node();
+    endpoint->stub->async()->Run(call->context.get(), &call->request, &call->response,
+                                 [this, call, endpoint](grpc::Status status) {
+                                   Post([this, call, endpoint, status = std::move(status)] {
+                                     OnAttemptDone(call, *endpoint, status);
+                                   });
+                                 });
+    return absl::OkStatus();
+  }
+
+  void OnAttemptDone(const std::shared_ptr<Call>& call, Endpoint& endpoint,
+                     const grpc::Status& status) {
+    call->lease.Release();
+    if (status.ok()) {
+      endpoint.runs.fetch_add(1, std::memory_order_relaxed);
+      absl::StatusOr<RunResult> result = wire_internal::FromProto(call->response);
+      Finish(*call, result.ok() ? *std::move(result) : Failed(result.status()));
+      return;
+    }
+    absl::Status error = remote_internal::FromGrpcStatus(status);
+    if (!Retryable(status.error_code())) {
+      Finish(*call, Failed(error));
+      return;
+    }
+    endpoint.failures.fetch_add(1, std::memory_order_relaxed);
+    if (status.error_code() != grpc::StatusCode::RESOURCE_EXHAUSTED) MarkUnhealthy(endpoint);
+    if (absl::Now() >= Deadline(*call)) {
+      Finish(*call, Failed(absl::DeadlineExceededError(
+                        StrCat("RemoteRunner: ", call->function, " of ", call->tenant,
+                               " passed its deadline: ", error.message()))));
+      return;
+    }
+    if (call->attempts < options_.max_attempts) {
+      retries_.fetch_add(1, std::memory_order_relaxed);
+      absl::Status again = StartAttempt(call);
+      if (again.ok()) return;
+      error = again;
+    }
+    Finish(*call, Failed(absl::UnavailableError(StrCat(
+                      "RemoteRunner: no runner answered ", call->function, " of ", call->tenant,
+                      " after ", call->attempts, " attempts; last: ", error.message()))));
+  }
+
+  void Finish(Call& call, RunResult result) {
+    call.done(std::move(result));
+    EndCall();
+  }
+
+  void EndCall() {
+    internal::MutexLock lock(&mu_);
+    if (--in_flight_ == 0) in_flight_cv_.SignalAll();
+  }
+
+  // Out of the ranking until WatchHealth sees it answer: its tenants go to their next choice.
+  void MarkUnhealthy(Endpoint& endpoint) {
+    if (endpoint.healthy.exchange(false)) (void)router_.RemoveNode(endpoint.address);
+  }
+
+  void WatchHealth() {
+    while (true) {
+      {
+        internal::MutexLock lock(&mu_);
+        health_cv_.WaitWithTimeout(options_.health_interval,
+                                   [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return stop_; });
+        if (stop_) return;
+      }
+      for (const std::shared_ptr<Endpoint>& e : endpoints_) {
+        if (e->healthy.load()) continue;
+        // GetState(true) also starts a connection attempt when the channel is idle.
+        if (e->channel->GetState(/*try_to_connect=*/true) == GRPC_CHANNEL_READY &&
+            router_.AddNode(e->address, e, e->weight, options_.max_in_flight_per_runner).ok()) {
+          e->healthy.store(true);
+        }
+      }
+    }
+  }
+
+  void Post(std::function<void()> work) {
+    {
+      internal::MutexLock lock(&mu_);
+      work_.push_back(std::move(work));
+    }
+    work_cv_.Signal();
+  }
+
+  void Work() {
+    internal::MutexLock lock(&mu_);
+    while (true) {
+      work_cv_.Wait([this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return stop_ || !work_.empty(); });
+      if (work_.empty()) return;  // stopping, and nothing left
+      std::function<void()> next = std::move(work_.front());
+      work_.pop_front();
+      mu_.Unlock();
+      next();
+      mu_.Lock();
+    }
+  }
+
+  const RemoteRunnerOptions options_;
+  Router router_;
+  std::vector<std::shared_ptr<Endpoint>> endpoints_;  // fixed after Init
+  std::atomic<uint64_t> retries_{0};
+
+  internal::Mutex mu_;
+  internal::CondVar in_flight_cv_{&mu_};
+  internal::CondVar work_cv_{&mu_};
+  internal::CondVar health_cv_{&mu_};
+  int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::deque<std::function<void()>> work_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::thread> threads_;
+};
+
+absl::StatusOr<std::shared_ptr<RemoteRunner>> RemoteRunner::Create(RemoteRunnerOptions options) {
+  auto impl = std::make_shared<Impl>(std::move(options));
+  TXFN_RETURN_IF_ERROR(impl->Init());
+  return std::shared_ptr<RemoteRunner>(new RemoteRunner(std::move(impl)));
+}
+
+RemoteRunner::RemoteRunner(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+RemoteRunner::~RemoteRunner() = default;
+
+RunResult RemoteRunner::Run(std::shared_ptr<const Snapshot> snapshot, RunRequest request) {
+  absl::Notification finished;
+  RunResult out;
+  absl::Status started = impl_->RunAsync(std::move(snapshot), std::move(request), [&](RunResult r) {
+    out = std::move(r);
+    finished.Notify();
+  });
+  if (!started.ok()) return Failed(started);
+  finished.WaitForNotification();
+  return out;
+}
+
+absl::Status RemoteRunner::RunAsync(std::shared_ptr<const Snapshot> snapshot, RunRequest request,
+                                    std::function<void(RunResult)> done) {
+  return impl_->RunAsync(std::move(snapshot), std::move(request), std::move(done));
+}
+
+RemoteRunnerStats RemoteRunner::stats() const { return impl_->stats(); }
+
+}  // namespace txfn

@@ -1,0 +1,171 @@
+#include "txfn/runner_server.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <utility>
+
+#include "absl/container/flat_hash_map.h"
+#include "lib/remote/grpc_status.h"
+#include "lib/wire/wire_proto.h"
+#include "txfn/internal/mutex.h"
+#include "txfn/internal/strings.h"
+#include "txfn/runner/v1/runner.grpc.pb.h"
+#include "txfn/snapshot.h"
+#include "txfn/status_macros.h"
+
+namespace txfn {
+
+using internal::StrCat;
+
+class RunnerServer::Impl final : public runner::v1::Runner::CallbackService {
+ public:
+  Impl(RunnerServerOptions options, std::shared_ptr<IsolateScheduler> scheduler)
+      : options_(std::move(options)), runner_(std::move(scheduler), options_.runner) {}
+  ~Impl() override { Shutdown(absl::ZeroDuration()); }
+
+  absl::Status Listen() {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort(options_.listen, grpc::InsecureServerCredentials(), &port_);
+    builder.SetMaxReceiveMessageSize(remote_internal::kMaxMessageBytes);
+    builder.SetMaxSendMessageSize(remote_internal::kMaxMessageBytes);
+    builder.RegisterService(this);
+    server_ = builder.BuildAndStart();
+    if (server_ == nullptr || port_ == 0) {
+      return absl::UnavailableError(StrCat("RunnerServer: cannot listen on ", options_.listen));
+    }
+    return absl::OkStatus();
+  }
+
+  grpc::ServerUnaryReactor* Run(grpc::CallbackServerContext* context, const v1::RunRequest* request,
+                                v1::RunResult* response) override {
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    absl::Status started = Start(*request, response, reactor);
+    if (!started.ok()) {
+      refused_.fetch_add(1, std::memory_order_relaxed);
+      reactor->Finish(remote_internal::ToGrpcStatus(started));
+    }
+    return reactor;
+  }
+
+  void Shutdown(absl::Duration grace) {
+    draining_.store(true);
+    internal::MutexLock lock(&shutdown_mu_);
+    if (server_ == nullptr) return;
+    // Runs in flight finish within their own limits (the scheduler's wall-clock limit), so
+    // the wait after the deadline's cancellation is bounded too.
+    server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+    server_.reset();
+  }
+
+  int port() const { return port_; }
+
+  RunnerServerStats stats() const {
+    RunnerServerStats s;
+    s.runs = runs_.load(std::memory_order_relaxed);
+    s.refused = refused_.load(std::memory_order_relaxed);
+    s.metadata_hits = metadata_hits_.load(std::memory_order_relaxed);
+    s.metadata_loads = metadata_loads_.load(std::memory_order_relaxed);
+    s.modules = runner_.module_cache_stats();
+    return s;
+  }
+
+ private:
+  struct CachedMetadata {
+    std::shared_ptr<const TenantMetadata> metadata;
+    uint64_t last_use = 0;
+  };
+
+  // Starts the run; the reactor is finished when it ends. An error: nothing started.
+  absl::Status Start(const v1::RunRequest& in, v1::RunResult* response,
+                     grpc::ServerUnaryReactor* reactor) {
+    if (draining_.load()) return absl::UnavailableError("RunnerServer: draining");
+    TXFN_ASSIGN_OR_RETURN(RemoteRunRequest request, wire_internal::FromProto(in));
+    if (request.run.kind == FunctionKind::kAction) {
+      return absl::InvalidArgumentError(StrCat("RunnerServer: ", request.run.function,
+                                               " is an action; actions run on the "
+                                               "backend (their ctx reaches its services)"));
+    }
+    TXFN_ASSIGN_OR_RETURN(std::shared_ptr<const Snapshot> snapshot, SnapshotFor(request));
+    return runner_.RunAsync(std::move(snapshot), std::move(request.run),
+                            [this, response, reactor](RunResult result) {
+                              wire_internal::ToProto(result, response);
+                              runs_.fetch_add(1, std::memory_order_relaxed);
+                              reactor->Finish(grpc::Status::OK);
+                            });
+  }
+
+  // The snapshot at the request's timestamp, with the metadata decoded once per fingerprint.
+  absl::StatusOr<std::shared_ptr<const Snapshot>> SnapshotFor(const RemoteRunRequest& request) {
+    if (request.tenant.empty()) return absl::InvalidArgumentError("RunnerServer: no tenant");
+    if (request.metadata_version != 0) {
+      internal::MutexLock lock(&cache_mu_);
+      auto it = metadata_.find(request.tenant);
+      if (it != metadata_.end() && it->second.metadata->fingerprint() == request.metadata_version) {
+        it->second.last_use = ++use_clock_;
+        metadata_hits_.fetch_add(1, std::memory_order_relaxed);
+        return std::make_shared<const Snapshot>(options_.storage, request.tenant,
+                                                request.snapshot_ts, it->second.metadata);
+      }
+    }
+    TXFN_ASSIGN_OR_RETURN(std::shared_ptr<const Snapshot> snapshot,
+                          Snapshot::Load(options_.storage, request.tenant, request.snapshot_ts));
+    metadata_loads_.fetch_add(1, std::memory_order_relaxed);
+    internal::MutexLock lock(&cache_mu_);
+    metadata_[request.tenant] = CachedMetadata{snapshot->shared_metadata(), ++use_clock_};
+    if (metadata_.size() > options_.metadata_cache_tenants) EvictLeastRecentlyUsed();
+    return snapshot;
+  }
+
+  void EvictLeastRecentlyUsed() ABSL_EXCLUSIVE_LOCKS_REQUIRED(cache_mu_) {
+    auto oldest = metadata_.begin();
+    for (auto it = metadata_.begin(); it != metadata_.end(); ++it) {
+      if (it->second.last_use < oldest->second.last_use) oldest = it;
+    }
+    metadata_.erase(oldest);
+  }
+
+  const RunnerServerOptions options_;
+  FunctionRunner runner_;
+  int port_ = 0;
+  std::atomic<bool> draining_{false};
+  std::atomic<uint64_t> runs_{0};
+  std::atomic<uint64_t> refused_{0};
+  std::atomic<uint64_t> metadata_hits_{0};
+  std::atomic<uint64_t> metadata_loads_{0};
+
+  internal::Mutex cache_mu_;
+  absl::flat_hash_map<std::string, CachedMetadata> metadata_ ABSL_GUARDED_BY(cache_mu_);
+  uint64_t use_clock_ ABSL_GUARDED_BY(cache_mu_) = 0;
+
+  internal::Mutex shutdown_mu_;
+  // Last: shut down (its runs finished) before the runner goes.
+  std::unique_ptr<grpc::Server> server_ ABSL_GUARDED_BY(shutdown_mu_);
+};
+
+absl::StatusOr<std::unique_ptr<RunnerServer>> RunnerServer::Start(RunnerServerOptions options) {
+  if (options.storage == nullptr) return absl::InvalidArgumentError("RunnerServer: no storage");
+  if (options.scheduler.customizer == nullptr) {
+    options.scheduler.customizer = FunctionRunnerIsolateCustomizer();
+  }
+  // As the engine's: the backends' routers cap what a runner gets (32 in flight by default),
+  // so a tenant's runs queue here rather than being refused.
+  if (options.scheduler.max_in_flight_per_tenant == 0) {
+    options.scheduler.max_in_flight_per_tenant =
+        static_cast<int>(std::min<size_t>(options.scheduler.queue_capacity, 1 << 30));
+  }
+  TXFN_ASSIGN_OR_RETURN(std::unique_ptr<IsolateScheduler> scheduler,
+                        IsolateScheduler::Create(options.scheduler));
+  auto impl = std::make_unique<Impl>(std::move(options), std::move(scheduler));
+  TXFN_RETURN_IF_ERROR(impl->Listen());
+  return std::unique_ptr<RunnerServer>(new RunnerServer(std::move(impl)));
+}
+
+RunnerServer::RunnerServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+RunnerServer::~RunnerServer() = default;
+int RunnerServer::port() const { return impl_->port(); }
+void RunnerServer::Shutdown(absl::Duration grace) { impl_->Shutdown(grace); }
+RunnerServerStats RunnerServer::stats() const { return impl_->stats(); }
+
+}  // namespace txfn

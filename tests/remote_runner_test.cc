@@ -1,0 +1,295 @@
+// RemoteRunner + RunnerServer on loopback: an engine whose queries and mutations run on
+// runner servers (in this process, over real gRPC) reading the same storage.
+#include "txfn/remote_runner.h"
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/random/random.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "txfn/engine.h"
+#include "txfn/errors.h"
+#include "txfn/in_memory_storage.h"
+#include "txfn/rendezvous_router.h"
+#include "txfn/runner_server.h"
+
+namespace txfn {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr const char* kSchema = R"({"tables": {
+  "accounts": {"fields": {"owner": "string", "balance": "int64"}, "indexes": {"by_owner": ["owner"]}}
+}})";
+
+constexpr const char* kBank = R"JS(
+import { query, mutation, action } from "txfn/server";
+import { VERSION } from "./version.js";
+export const open = mutation(async (ctx, { owner, balance }) =>
+  ctx.db.insert("accounts", { owner, balance }));
+async function account(ctx, owner) {
+  return ctx.db.query("accounts").withIndex("by_owner", (q) => q.eq("owner", owner)).unique();
+}
+export const transfer = mutation(async (ctx, { from, to, amount }) => {
+  const a = await account(ctx, from), b = await account(ctx, to);
+  if (from === to || a.balance < amount) return false;
+  await ctx.db.patch(a._id, { balance: a.balance - amount });
+  await ctx.db.patch(b._id, { balance: b.balance + amount });
+  return true;
+});
+export const total = query(async (ctx) => {
+  let sum = 0n;
+  for (const a of await ctx.db.query("accounts").collect()) sum += a.balance;
+  return sum;
+});
+export const version = query(async () => VERSION);
+export const broke = query(async () => {
+  const e = new Error("no funds"); e.data = { code: "NO_FUNDS" }; throw e;
+});
+export const act = action(async () => 1);
+)JS";
+
+std::map<std::string, std::string> Bank(const std::string& version) {
+  return {{"bank.js", kBank}, {"version.js", "export const VERSION = \"" + version + "\";"}};
+}
+
+Value Args(std::map<std::string, Value, std::less<>> fields) {
+  return Value::FromObject(std::move(fields));
+}
+
+constexpr int kAccounts = 4;
+constexpr int64_t kBalance = 100;
+
+class RemoteRunnerTest : public ::testing::Test {
+ protected:
+  void StartServers(int n) {
+    for (int i = 0; i < n; ++i) {
+      servers_.push_back(StartServer("127.0.0.1:0"));
+      addresses_.push_back("127.0.0.1:" + std::to_string(servers_.back()->port()));
+    }
+  }
+  std::unique_ptr<RunnerServer> StartServer(const std::string& listen) {
+    RunnerServerOptions options;
+    options.listen = listen;
+    options.storage = storage_;
+    options.scheduler.workers = 1;
+    auto server = RunnerServer::Start(std::move(options));
+    EXPECT_TRUE(server.ok()) << server.status();
+    return server.ok() ? *std::move(server) : nullptr;
+  }
+  void OpenEngine(RemoteRunnerOptions remote_options = {}) {
+    for (const std::string& a : addresses_) remote_options.runners.push_back({a});
+    auto remote = RemoteRunner::Create(std::move(remote_options));
+    ASSERT_TRUE(remote.ok()) << remote.status();
+    remote_ = *remote;
+    EngineOptions options;
+    options.executor = remote_;
+    options.scheduler.workers = 1;
+    auto engine = Engine::Open(storage_, std::move(options));
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    engine_ = *std::move(engine);
+  }
+  void CreateBank(const std::string& tenant) {
+    ASSERT_TRUE(engine_->CreateTenant(tenant).ok());
+    absl::Status s = engine_->DeployJson(tenant, Bank("v1"), kSchema);
+    ASSERT_TRUE(s.ok()) << s;
+    for (int i = 0; i < kAccounts; ++i) {
+      auto r = engine_->Mutation(tenant, "bank:open",
+                                 Args({{"owner", Value::String("o" + std::to_string(i))},
+                                       {"balance", Value::Int64(kBalance)}}));
+      ASSERT_TRUE(r.ok()) << r.status();
+    }
+  }
+  int64_t Total(const std::string& tenant) {
+    auto r = engine_->Query(tenant, "bank:total", Value());
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() && r->value.is_int64() ? r->value.int64() : -1;
+  }
+  // Random transfers and total queries on `tenants` from `threads` threads; every call must
+  // succeed. Stops after `calls_per_thread` each.
+  void Load(const std::vector<std::string>& tenants, int threads, int calls_per_thread) {
+    std::atomic<int> failures{0};
+    std::vector<std::thread> clients;
+    for (int t = 0; t < threads; ++t) {
+      clients.emplace_back([&, t] {
+        absl::BitGen gen;
+        for (int i = 0; i < calls_per_thread; ++i) {
+          const std::string& tenant = tenants[(t + i) % tenants.size()];
+          absl::StatusOr<CallResult> r;
+          if (i % 3 == 0) {
+            r = engine_->Query(tenant, "bank:total", Value());
+            if (r.ok() && r->value != Value::Int64(kAccounts * kBalance)) ++failures;
+          } else {
+            int from = absl::Uniform(gen, 0, kAccounts), to = absl::Uniform(gen, 0, kAccounts);
+            r = engine_->Mutation(tenant, "bank:transfer",
+                                  Args({{"from", Value::String("o" + std::to_string(from))},
+                                        {"to", Value::String("o" + std::to_string(to))},
+                                        {"amount", Value::Int64(absl::Uniform(gen, 1, 30))}}));
+          }
+          if (!r.ok()) {
+            ADD_FAILURE() << tenant << ": " << r.status();
+            ++failures;
+          }
+        }
+      });
+    }
+    for (std::thread& c : clients) c.join();
+    EXPECT_EQ(failures.load(), 0);
+  }
+  std::vector<std::string> Tenants(int n) {
+    std::vector<std::string> out;
+    for (int i = 0; i < n; ++i) out.push_back("t" + std::to_string(i));
+    return out;
+  }
+  // The runner each tenant ranks first (the router's rule, computed independently here).
+  std::map<std::string, std::string> FirstChoices(const std::vector<std::string>& tenants) {
+    RendezvousRouter<std::string> router;
+    for (const std::string& a : addresses_) EXPECT_TRUE(router.AddNode(a, a).ok());
+    std::map<std::string, std::string> out;
+    for (const std::string& t : tenants) out[t] = *router.Pick(t);
+    return out;
+  }
+
+  std::shared_ptr<Storage> storage_ = std::make_shared<InMemoryStorage>();
+  std::vector<std::unique_ptr<RunnerServer>> servers_;
+  std::vector<std::string> addresses_;
+  std::shared_ptr<RemoteRunner> remote_;
+  std::unique_ptr<Engine> engine_;
+};
+
+TEST_F(RemoteRunnerTest, BankLoadRunsOnTheTenantsFirstRunnersAndKeepsTotals) {
+  StartServers(3);
+  OpenEngine();
+  std::vector<std::string> tenants = Tenants(12);
+  for (const std::string& t : tenants) CreateBank(t);
+  Load(tenants, 4, 60);
+  for (const std::string& t : tenants) EXPECT_EQ(Total(t), kAccounts * kBalance) << t;
+
+  // Every run went to its tenant's first choice (nothing was full): each server decoded the
+  // metadata of exactly its own tenants, once each, and ran nothing else.
+  std::map<std::string, std::string> first = FirstChoices(tenants);
+  for (size_t i = 0; i < servers_.size(); ++i) {
+    int own = 0;
+    for (const auto& [tenant, address] : first) own += address == addresses_[i];
+    RunnerServerStats stats = servers_[i]->stats();
+    EXPECT_EQ(stats.metadata_loads, static_cast<uint64_t>(own)) << addresses_[i];
+    EXPECT_EQ(stats.runs > 0, own > 0) << addresses_[i];
+    EXPECT_GT(stats.metadata_hits + stats.metadata_loads, 0u);
+  }
+  RemoteRunnerStats remote = remote_->stats();
+  EXPECT_EQ(remote.retries, 0u);
+}
+
+TEST_F(RemoteRunnerTest, ErrorsTravelWithTheirPayloads) {
+  StartServers(1);
+  OpenEngine();
+  CreateBank("t");
+  auto r = engine_->Query("t", "bank:broke", Value());
+  ASSERT_FALSE(r.ok());
+  std::optional<AppError> app = GetAppError(r.status());
+  ASSERT_TRUE(app.has_value()) << r.status();
+  EXPECT_EQ(app->data, Args({{"code", Value::String("NO_FUNDS")}}));
+  r = engine_->Query("t", "bank:nothing", Value());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound) << r.status();
+}
+
+TEST_F(RemoteRunnerTest, ARedeployReachesTheRunners) {
+  StartServers(2);
+  OpenEngine();
+  CreateBank("t");
+  auto v = engine_->Query("t", "bank:version", Value());
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(v->value, Value::String("v1"));
+  ASSERT_TRUE(engine_->DeployJson("t", Bank("v2"), kSchema).ok());
+  v = engine_->Query("t", "bank:version", Value());
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(v->value, Value::String("v2"));
+}
+
+TEST_F(RemoteRunnerTest, ActionsAreRefused) {
+  StartServers(1);
+  OpenEngine();
+  CreateBank("t");
+  auto snapshot = engine_->Latest("t");
+  ASSERT_TRUE(snapshot.ok());
+  RunResult r =
+      remote_->Run(*snapshot, RunRequest{.function = "bank:act", .kind = FunctionKind::kAction});
+  EXPECT_EQ(r.status.code(), absl::StatusCode::kInvalidArgument) << r.status;
+}
+
+TEST_F(RemoteRunnerTest, FailsOverWhenARunnerStopsAndTakesBackOnlyItsTenants) {
+  StartServers(3);
+  OpenEngine();
+  std::vector<std::string> tenants = Tenants(12);
+  for (const std::string& t : tenants) CreateBank(t);
+  std::map<std::string, std::string> first = FirstChoices(tenants);
+  // The victim: the runner that most tenants rank first.
+  size_t victim = 0;
+  std::vector<int> own(servers_.size(), 0);
+  for (size_t i = 0; i < servers_.size(); ++i) {
+    for (const auto& [tenant, address] : first) own[i] += address == addresses_[i];
+    if (own[i] > own[victim]) victim = i;
+  }
+
+  // Stop it while the load runs: every call still succeeds, on the others.
+  std::thread stopper([&] {
+    absl::SleepFor(absl::Milliseconds(100));
+    servers_[victim]->Shutdown(absl::ZeroDuration());
+  });
+  Load(tenants, 4, 80);
+  stopper.join();
+  servers_[victim].reset();
+  Load(tenants, 2, 24);  // now certainly without it
+  for (const std::string& t : tenants) EXPECT_EQ(Total(t), kAccounts * kBalance) << t;
+  RemoteRunnerStats stats = remote_->stats();
+  EXPECT_FALSE(stats.runners[victim].healthy);
+  EXPECT_GT(stats.runners[victim].failures, 0u);
+  EXPECT_GT(stats.retries, 0u);
+
+  // Start it again on its port: it comes back, for exactly the tenants it ranks first.
+  const std::string& address = addresses_[victim];
+  servers_[victim] = StartServer("127.0.0.1:" + address.substr(address.rfind(':') + 1));
+  ASSERT_NE(servers_[victim], nullptr);
+  for (int i = 0; i < 200 && !remote_->stats().runners[victim].healthy; ++i) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_TRUE(remote_->stats().runners[victim].healthy);
+  Load(tenants, 2, 48);
+  EXPECT_EQ(servers_[victim]->stats().metadata_loads, static_cast<uint64_t>(own[victim]));
+  EXPECT_GT(servers_[victim]->stats().runs, 0u);
+}
+
+TEST_F(RemoteRunnerTest, NoRunnerLeftIsUnavailable) {
+  StartServers(1);
+  RemoteRunnerOptions options;
+  options.max_attempts = 2;
+  OpenEngine(options);
+  CreateBank("t");
+  servers_[0]->Shutdown(absl::ZeroDuration());
+  servers_[0].reset();
+  auto r = engine_->Query("t", "bank:total", Value());
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable) << r.status();
+  r = engine_->Query("t", "bank:total", Value());  // the runner is out of the ranking now
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable) << r.status();
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("runner"));
+}
+
+TEST(RemoteRunnerOptionsTest, BadOptionsAreInvalidArgument) {
+  EXPECT_EQ(RemoteRunner::Create({}).status().code(), absl::StatusCode::kInvalidArgument);
+  RemoteRunnerOptions twice;
+  twice.runners = {{"127.0.0.1:1"}, {"127.0.0.1:1"}};
+  EXPECT_EQ(RemoteRunner::Create(twice).status().code(), absl::StatusCode::kInvalidArgument);
+  RemoteRunnerOptions weight;
+  weight.runners = {{"127.0.0.1:1", -1.0}};
+  EXPECT_EQ(RemoteRunner::Create(weight).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(RunnerServer::Start({}).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace txfn
