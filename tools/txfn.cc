@@ -24,6 +24,7 @@
 #include "absl/flags/usage.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "fmt/format.h"
 #include "tools/app_dir.h"
@@ -35,9 +36,13 @@
 #include "txfn/engine.h"
 #include "txfn/errors.h"
 #include "txfn/function_runner.h"
+#ifdef TXFN_TOOLS_REMOTE
+#include "txfn/remote_runner.h"
+#endif
 #include "txfn/snapshot.h"
 #include "txfn/sqlite_engine.h"
 #include "txfn/sqlite_storage.h"
+#include "txfn/status_macros.h"
 #include "txfn/value.h"
 
 ABSL_FLAG(std::string, db, "txfn.db", "The SQLite database file; it must exist unless --create.");
@@ -50,6 +55,9 @@ ABSL_FLAG(bool, logs, true, "run: print the function's console output to stderr.
 ABSL_FLAG(std::string, table, "",
           "export: only this table (default: every table); import: every document must belong "
           "to it.");
+ABSL_FLAG(std::string, runners, "",
+          "run, serve: run queries and mutations on these txfn-runner processes "
+          "(HOST:PORT,HOST:PORT,...; they read the same --db) instead of in this process.");
 ABSL_FLAG(bool, quiet, false, "serve: no status line.");
 ABSL_FLAG(int32_t, status_every, 1,
           "serve: seconds between status lines when stderr is not a terminal (on a terminal the "
@@ -168,6 +176,9 @@ flags:
   --[no]logs      run: print console output to stderr (default on)
   --table=NAME    export: only this table; import: only documents of this table
   --quiet, --status_every=SECONDS                          serve (see above)
+  --runners=HOST:PORT,...  run, serve: run queries and mutations on these
+                  txfn-runner processes (started with the same --db); the
+                  engine here still commits. A runner that stops is skipped.
   --delay_ms, --deadline_ms, --criticality, --quota,
   --key, --client                                          submit (see above)
   --status, --function, --limit                            calls (see above)
@@ -231,6 +242,17 @@ absl::StatusOr<std::unique_ptr<Engine>> OpenEngine(EngineRole role) {
   // or be taken from a server running on the same file); its Submit,
   // GetCall and ListCalls work the same.
   options.queued.run = role == EngineRole::kServer;
+  if (const std::string runners = absl::GetFlag(FLAGS_runners); !runners.empty()) {
+#ifdef TXFN_TOOLS_REMOTE
+    RemoteRunnerOptions remote;
+    for (absl::string_view address : absl::StrSplit(runners, ',', absl::SkipEmpty())) {
+      remote.runners.push_back({std::string(address)});
+    }
+    TXFN_ASSIGN_OR_RETURN(options.executor, RemoteRunner::Create(std::move(remote)));
+#else
+    return absl::UnimplementedError("--runners: this txfn was built without remote runners");
+#endif
+  }
   return OpenSqliteEngine(absl::GetFlag(FLAGS_db), std::move(options));
 }
 

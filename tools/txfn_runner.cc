@@ -1,0 +1,75 @@
+// txfn-runner: a stateless function runner process (txfn/runner_server.h). Backends (an engine
+// with a RemoteRunner) send it runs; it reads the tenants' data from the shared storage at
+// each run's snapshot and never commits.
+//
+//   txfn-runner --db=app.db --listen=127.0.0.1:7401 [--workers=2]
+//
+// SIGTERM or SIGINT: stop taking runs (backends fail over), finish those in flight for up to
+// --drain_seconds, exit 0.
+#include <signal.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/synchronization/notification.h"
+#include "txfn/runner_server.h"
+#include "txfn/sqlite_storage.h"
+
+ABSL_FLAG(std::string, db, "txfn.db",
+          "The shared storage: the SQLite file the backend commits to (it must exist).");
+ABSL_FLAG(std::string, listen, "127.0.0.1:7401",
+          "host:port to serve on (port 0: any; the chosen port is printed).");
+ABSL_FLAG(int32_t, workers, 2, "Isolate worker threads.");
+ABSL_FLAG(double, drain_seconds, 10, "On SIGTERM: how long runs in flight may take to finish.");
+
+namespace {
+
+int Fail(const absl::Status& status) {
+  std::fprintf(stderr, "txfn-runner: %s\n", status.ToString().c_str());
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "txfn-runner --db=FILE --listen=HOST:PORT: serve function runs to txfn backends");
+  absl::ParseCommandLine(argc, argv);
+
+  // Block the stop signals before any thread starts, so only sigwait below sees them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  const std::string db = absl::GetFlag(FLAGS_db);
+  if (std::error_code ec; !std::filesystem::exists(db, ec)) {
+    return Fail(absl::NotFoundError("database '" + db + "' does not exist"));
+  }
+  absl::StatusOr<std::unique_ptr<txfn::SqliteStorage>> storage = txfn::SqliteStorage::Open(db);
+  if (!storage.ok()) return Fail(storage.status());
+
+  txfn::RunnerServerOptions options;
+  options.listen = absl::GetFlag(FLAGS_listen);
+  options.storage = *std::move(storage);
+  options.scheduler.workers = absl::GetFlag(FLAGS_workers);
+  absl::StatusOr<std::unique_ptr<txfn::RunnerServer>> server =
+      txfn::RunnerServer::Start(std::move(options));
+  if (!server.ok()) return Fail(server.status());
+  std::printf("txfn-runner: serving on port %d\n", (*server)->port());
+  std::fflush(stdout);
+
+  int signal = 0;
+  sigwait(&stop_signals, &signal);
+  (*server)->Shutdown(absl::Seconds(absl::GetFlag(FLAGS_drain_seconds)));
+  txfn::RunnerServerStats stats = (*server)->stats();
+  std::printf("txfn-runner: stopped (%llu runs, %llu refused)\n",
+              static_cast<unsigned long long>(stats.runs),
+              static_cast<unsigned long long>(stats.refused));
+  return 0;
+}
