@@ -86,6 +86,40 @@ absl::StatusOr<Value> FromProtoAt(const pb::Value& in, int depth) {
 
 }  // namespace
 
+// Wire log levels: 0 is LOG (console.log, the common case and an old writer's default).
+pb::LogLevel LevelToProto(LogLevel level) {
+  switch (level) {
+    case LogLevel::kDebug:
+      return pb::LOG_LEVEL_DEBUG;
+    case LogLevel::kLog:
+      return pb::LOG_LEVEL_LOG;
+    case LogLevel::kInfo:
+      return pb::LOG_LEVEL_INFO;
+    case LogLevel::kWarn:
+      return pb::LOG_LEVEL_WARN;
+    case LogLevel::kError:
+      return pb::LOG_LEVEL_ERROR;
+  }
+  return pb::LOG_LEVEL_LOG;
+}
+
+absl::StatusOr<LogLevel> LevelFromProto(int level) {
+  switch (level) {
+    case pb::LOG_LEVEL_DEBUG:
+      return LogLevel::kDebug;
+    case pb::LOG_LEVEL_LOG:
+      return LogLevel::kLog;
+    case pb::LOG_LEVEL_INFO:
+      return LogLevel::kInfo;
+    case pb::LOG_LEVEL_WARN:
+      return LogLevel::kWarn;
+    case pb::LOG_LEVEL_ERROR:
+      return LogLevel::kError;
+    default:
+      return absl::InvalidArgumentError(StrCat("wire: unknown log level ", level));
+  }
+}
+
 void ToProto(const Value& in, pb::Value* out) {
   switch (in.type()) {
     case ValueType::kNull:
@@ -188,40 +222,6 @@ PreparedCommit FromProto(const pb::PreparedCommit& in) {
 }
 
 namespace {
-
-// Wire log levels: 0 is LOG (console.log, the common case and an old writer's default).
-pb::LogLevel LevelToProto(LogLevel level) {
-  switch (level) {
-    case LogLevel::kDebug:
-      return pb::LOG_LEVEL_DEBUG;
-    case LogLevel::kLog:
-      return pb::LOG_LEVEL_LOG;
-    case LogLevel::kInfo:
-      return pb::LOG_LEVEL_INFO;
-    case LogLevel::kWarn:
-      return pb::LOG_LEVEL_WARN;
-    case LogLevel::kError:
-      return pb::LOG_LEVEL_ERROR;
-  }
-  return pb::LOG_LEVEL_LOG;
-}
-
-absl::StatusOr<LogLevel> LevelFromProto(int level) {
-  switch (level) {
-    case pb::LOG_LEVEL_DEBUG:
-      return LogLevel::kDebug;
-    case pb::LOG_LEVEL_LOG:
-      return LogLevel::kLog;
-    case pb::LOG_LEVEL_INFO:
-      return LogLevel::kInfo;
-    case pb::LOG_LEVEL_WARN:
-      return LogLevel::kWarn;
-    case pb::LOG_LEVEL_ERROR:
-      return LogLevel::kError;
-    default:
-      return absl::InvalidArgumentError(StrCat("wire: unknown log level ", level));
-  }
-}
 
 absl::StatusOr<FunctionKind> KindFromProto(int kind) {
   switch (kind) {

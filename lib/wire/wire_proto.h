@@ -22,6 +22,10 @@ void ToProto(const absl::Status& in, pb::Status* out);
 // (a StatusOr<Status> would confuse the decoded status with the decoding's).
 absl::Status FromProto(const pb::Status& in, absl::Status* out);
 
+pb::LogLevel LevelToProto(LogLevel level);
+// InvalidArgument for a level this reader does not know.
+absl::StatusOr<LogLevel> LevelFromProto(int level);
+
 void ToProto(const PreparedCommit& in, pb::PreparedCommit* out);
 PreparedCommit FromProto(const pb::PreparedCommit& in);
 

@@ -1,0 +1,60 @@
+// txfn/functions_server.h — an Engine as a gRPC server (service txfn.v1.Functions,
+// proto/txfn/v1/functions.proto): Query, Mutation, Submit, GetCall and Deploy for clients in
+// other processes (txfn/functions_client.h, `txfn run --server`), with per-tenant API keys.
+//
+//   txfn::FunctionsServerOptions options;
+//   options.listen = "127.0.0.1:7400";             // loopback unless told otherwise
+//   options.admin_key = admin;                     // may deploy, and call any tenant
+//   options.tenant_keys = {{"shop", {shop_key}}};  // may call "shop" only
+//   TXFN_ASSIGN_OR_RETURN(auto server, txfn::FunctionsServer::Start(*engine, options));
+//
+// Access control: the key travels in the metadata header `x-txfn-api-key` (TLS is the
+// host's business: put the server behind a proxy or bind loopback). Missing or unknown:
+// UNAUTHENTICATED; another tenant's key, or a tenant key for Deploy: PERMISSION_DENIED.
+// Either way the engine is not called. Keys are compared in constant time.
+//
+// Thread safety: every method may be called from any thread. The engine must outlive the
+// server.
+#ifndef TXFN_FUNCTIONS_SERVER_H_
+#define TXFN_FUNCTIONS_SERVER_H_
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "txfn/engine.h"
+
+namespace txfn {
+
+struct FunctionsServerOptions {
+  std::string listen = "127.0.0.1:0";  // port 0: any (FunctionsServer::port)
+  std::string admin_key;               // empty: no key may deploy
+  std::map<std::string, std::vector<std::string>> tenant_keys;  // tenant -> its keys
+};
+
+class FunctionsServer {
+ public:
+  // InvalidArgument: an empty tenant key, or a key given to two tenants (or to a tenant and
+  // as the admin key). Unavailable: `listen` cannot be bound.
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<FunctionsServer>> Start(
+      Engine& engine, FunctionsServerOptions options);
+  ~FunctionsServer();  // Shutdown(ZeroDuration) if not done
+  FunctionsServer(const FunctionsServer&) = delete;
+  FunctionsServer& operator=(const FunctionsServer&) = delete;
+
+  int port() const;
+  // Stops taking calls, lets those in flight finish for up to `grace`, then cancels the rest.
+  void Shutdown(absl::Duration grace);
+
+ private:
+  class Impl;
+  explicit FunctionsServer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace txfn
+
+#endif  // TXFN_FUNCTIONS_SERVER_H_

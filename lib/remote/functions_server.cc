@@ -1,0 +1,206 @@
+#include "txfn/functions_server.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <utility>
+
+#include "absl/container/flat_hash_map.h"
+#include "lib/remote/functions_convert.h"
+#include "lib/remote/grpc_status.h"
+#include "lib/wire/wire_proto.h"
+#include "txfn/internal/mutex.h"
+#include "txfn/internal/strings.h"
+#include "txfn/status_macros.h"
+#include "txfn/v1/functions.grpc.pb.h"
+
+namespace txfn {
+namespace {
+
+using internal::StrCat;
+using remote_internal::ToGrpcStatus;
+
+// Equal strings, in time that depends on the lengths only (a key's bytes do not leak
+// through how long a wrong guess took).
+bool ConstantTimeEquals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
+}
+
+// Who a key is: the admin, or a tenant's caller.
+struct Principal {
+  bool admin = false;
+  std::string tenant;
+};
+
+}  // namespace
+
+class FunctionsServer::Impl final : public v1::Functions::Service {
+ public:
+  Impl(Engine& engine, FunctionsServerOptions options)
+      : engine_(engine), options_(std::move(options)) {}
+  ~Impl() override { Shutdown(absl::ZeroDuration()); }
+
+  absl::Status Init() {
+    for (const auto& [tenant, keys] : options_.tenant_keys) {
+      for (const std::string& key : keys) {
+        if (key.empty()) {
+          return absl::InvalidArgumentError(
+              StrCat("FunctionsServer: tenant '", tenant, "' has an empty API key"));
+        }
+        if (key == options_.admin_key || !keys_.emplace(key, tenant).second) {
+          return absl::InvalidArgumentError(
+              StrCat("FunctionsServer: an API key of tenant '", tenant, "' is given twice"));
+        }
+      }
+    }
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort(options_.listen, grpc::InsecureServerCredentials(), &port_);
+    builder.SetMaxReceiveMessageSize(remote_internal::kMaxMessageBytes);
+    builder.SetMaxSendMessageSize(remote_internal::kMaxMessageBytes);
+    builder.RegisterService(this);
+    server_ = builder.BuildAndStart();
+    if (server_ == nullptr || port_ == 0) {
+      return absl::UnavailableError(StrCat("FunctionsServer: cannot listen on ", options_.listen));
+    }
+    return absl::OkStatus();
+  }
+
+  int port() const { return port_; }
+
+  void Shutdown(absl::Duration grace) {
+    internal::MutexLock lock(&shutdown_mu_);
+    if (server_ == nullptr) return;
+    server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+    server_.reset();
+  }
+
+  grpc::Status Query(grpc::ServerContext* context, const v1::CallRequest* request,
+                     v1::CallReply* reply) override {
+    return Call(context, *request, reply, /*mutation=*/false);
+  }
+  grpc::Status Mutation(grpc::ServerContext* context, const v1::CallRequest* request,
+                        v1::CallReply* reply) override {
+    return Call(context, *request, reply, /*mutation=*/true);
+  }
+
+  grpc::Status Submit(grpc::ServerContext* context, const v1::SubmitRequest* request,
+                      v1::SubmitReply* reply) override {
+    if (grpc::Status s = Authorize(*context, request->tenant(), false); !s.ok()) return s;
+    absl::StatusOr<Value> args = ArgsOf(request->has_args(), request->args());
+    if (!args.ok()) return ToGrpcStatus(args.status());
+    absl::StatusOr<CallOptions> options = remote_internal::CallOptionsFromProto(*request);
+    if (!options.ok()) return ToGrpcStatus(options.status());
+    absl::StatusOr<CallId> id =
+        engine_.Submit(request->tenant(), request->function(), *args, *options);
+    if (!id.ok()) return ToGrpcStatus(id.status());
+    reply->set_id(id->ToString());
+    return grpc::Status::OK;
+  }
+
+  grpc::Status GetCall(grpc::ServerContext* context, const v1::GetCallRequest* request,
+                       v1::CallInfo* reply) override {
+    absl::StatusOr<Principal> who = Authenticate(*context);
+    if (!who.ok()) return ToGrpcStatus(who.status());
+    absl::StatusOr<CallId> id = CallId::Parse(request->id());
+    if (!id.ok()) return ToGrpcStatus(id.status());
+    absl::StatusOr<CallInfo> info = engine_.GetCall(*id);
+    // Another tenant's call is NotFound for this key, as if it did not exist: ids are not
+    // secrets, but what a call did is its tenant's.
+    if (info.ok() && !who->admin && info->tenant != who->tenant) {
+      info = absl::NotFoundError(StrCat("call ", request->id(), " not found"));
+    }
+    if (!info.ok()) return ToGrpcStatus(info.status());
+    remote_internal::ToProto(*info, reply);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Deploy(grpc::ServerContext* context, const v1::DeployRequest* request,
+                      v1::DeployReply* reply) override {
+    if (grpc::Status s = Authorize(*context, request->tenant(), true); !s.ok()) return s;
+    std::map<std::string, std::string> modules;
+    for (const v1::Module& m : request->modules()) modules[m.path()] = m.source();
+    if (request->create()) {
+      absl::Status created = engine_.CreateTenant(request->tenant());
+      if (!created.ok() && !absl::IsAlreadyExists(created)) return ToGrpcStatus(created);
+      reply->set_created(created.ok());
+    }
+    return ToGrpcStatus(engine_.DeployJson(request->tenant(), modules, request->schema_json()));
+  }
+
+ private:
+  absl::StatusOr<Principal> Authenticate(const grpc::ServerContext& context) const {
+    auto header = context.client_metadata().find(remote_internal::kApiKeyHeader);
+    if (header == context.client_metadata().end() || header->second.empty()) {
+      return absl::UnauthenticatedError(
+          StrCat("no API key (metadata header ", remote_internal::kApiKeyHeader, ")"));
+    }
+    std::string_view key(header->second.data(), header->second.size());
+    if (!options_.admin_key.empty() && ConstantTimeEquals(key, options_.admin_key)) {
+      return Principal{.admin = true};
+    }
+    // Every key is compared, so the time taken does not say which one nearly matched.
+    const std::string* tenant = nullptr;
+    for (const auto& [known, owner] : keys_) {
+      if (ConstantTimeEquals(key, known)) tenant = &owner;
+    }
+    if (tenant == nullptr) return absl::UnauthenticatedError("unknown API key");
+    return Principal{.tenant = *tenant};
+  }
+
+  // OK if the caller's key may act on `tenant` (and deploy, when `deploy`).
+  grpc::Status Authorize(const grpc::ServerContext& context, std::string_view tenant,
+                         bool deploy) const {
+    absl::StatusOr<Principal> who = Authenticate(context);
+    if (!who.ok()) return ToGrpcStatus(who.status());
+    if (who->admin) return grpc::Status::OK;
+    if (deploy) {
+      return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, "deploying needs the admin key");
+    }
+    if (who->tenant != tenant) {
+      return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                          StrCat("this API key is not one of tenant '", tenant, "'"));
+    }
+    return grpc::Status::OK;
+  }
+
+  static absl::StatusOr<Value> ArgsOf(bool present, const v1::Value& args) {
+    if (!present) return Value::FromObject({});
+    return wire_internal::FromProto(args);
+  }
+
+  grpc::Status Call(grpc::ServerContext* context, const v1::CallRequest& request,
+                    v1::CallReply* reply, bool mutation) {
+    if (grpc::Status s = Authorize(*context, request.tenant(), false); !s.ok()) return s;
+    absl::StatusOr<Value> args = ArgsOf(request.has_args(), request.args());
+    if (!args.ok()) return ToGrpcStatus(args.status());
+    absl::StatusOr<CallResult> result =
+        mutation ? engine_.Mutation(request.tenant(), request.function(), *args,
+                                    MutationOptions{.idempotency_key = request.idempotency_key()})
+                 : engine_.Query(request.tenant(), request.function(), *args);
+    remote_internal::ToProto(result, reply);
+    return grpc::Status::OK;
+  }
+
+  Engine& engine_;
+  const FunctionsServerOptions options_;
+  absl::flat_hash_map<std::string, std::string> keys_;  // key -> tenant; fixed after Init
+  int port_ = 0;
+  internal::Mutex shutdown_mu_;
+  std::unique_ptr<grpc::Server> server_ ABSL_GUARDED_BY(shutdown_mu_);
+};
+
+absl::StatusOr<std::unique_ptr<FunctionsServer>> FunctionsServer::Start(
+    Engine& engine, FunctionsServerOptions options) {
+  auto impl = std::make_unique<Impl>(engine, std::move(options));
+  TXFN_RETURN_IF_ERROR(impl->Init());
+  return std::unique_ptr<FunctionsServer>(new FunctionsServer(std::move(impl)));
+}
+
+FunctionsServer::FunctionsServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+FunctionsServer::~FunctionsServer() = default;
+int FunctionsServer::port() const { return impl_->port(); }
+void FunctionsServer::Shutdown(absl::Duration grace) { impl_->Shutdown(grace); }
+
+}  // namespace txfn

@@ -1,0 +1,170 @@
+// FunctionsServer + FunctionsClient on loopback: the engine's calls from another "process"
+// (a client over real gRPC), and access control by API keys.
+#include "txfn/functions_server.h"
+
+#include <memory>
+#include <string>
+
+#include "gtest/gtest.h"
+#include "txfn/errors.h"
+#include "txfn/functions_client.h"
+#include "txfn/in_memory_storage.h"
+
+namespace txfn {
+namespace {
+
+constexpr const char* kSchema = R"({"tables": {"notes": {"fields": {"text": "string"}}}})";
+constexpr const char* kNotes = R"JS(
+import { query, mutation } from "txfn/server";
+export const add = mutation(async (ctx, { text }) => {
+  console.log("adding", text);
+  return ctx.db.insert("notes", { text });
+});
+export const count = query(async (ctx) => (await ctx.db.query("notes").collect()).length);
+export const refuse = mutation(async () => {
+  const e = new Error("not today"); e.data = { code: "NOPE" }; throw e;
+});
+)JS";
+
+Value Text(const std::string& text) { return Value::FromObject({{"text", Value::String(text)}}); }
+
+class FunctionsServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    EngineOptions engine_options;
+    engine_options.scheduler.workers = 1;
+    engine_options.queued.poll_interval = absl::Milliseconds(5);
+    auto engine = Engine::Open(std::make_shared<InMemoryStorage>(), std::move(engine_options));
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    engine_ = *std::move(engine);
+    FunctionsServerOptions options;
+    options.admin_key = "admin-secret";
+    options.tenant_keys = {{"a", {"key-a", "key-a2"}}, {"b", {"key-b"}}};
+    auto server = FunctionsServer::Start(*engine_, std::move(options));
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+    admin_ = Client("admin-secret");
+    for (const char* tenant : {"a", "b"}) {
+      bool created = false;
+      absl::Status s = admin_->Deploy(tenant, {{"notes.js", kNotes}}, kSchema, true, &created);
+      ASSERT_TRUE(s.ok()) << s;
+      EXPECT_TRUE(created);
+    }
+  }
+  std::unique_ptr<FunctionsClient> Client(const std::string& key) {
+    auto client = FunctionsClient::Connect("127.0.0.1:" + std::to_string(server_->port()), key);
+    EXPECT_TRUE(client.ok()) << client.status();
+    return *std::move(client);
+  }
+  int64_t Count(const std::string& tenant) {
+    auto r = engine_->Query(tenant, "notes:count", Value());
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? static_cast<int64_t>(r->value.float64()) : -1;
+  }
+
+  std::unique_ptr<Engine> engine_;
+  std::unique_ptr<FunctionsServer> server_;
+  std::unique_ptr<FunctionsClient> admin_;
+};
+
+TEST_F(FunctionsServerTest, ATenantKeyCallsItsTenantsFunctions) {
+  auto client = Client("key-a");
+  auto added = client->Mutation("a", "notes:add", Text("hello"));
+  ASSERT_TRUE(added.ok()) << added.status();
+  EXPECT_TRUE(added->value.is_string());
+  EXPECT_GT(added->ts, 0u);
+  ASSERT_EQ(added->logs.size(), 1u);
+  EXPECT_EQ(added->logs[0].message, "adding hello");
+  auto count = Client("key-a2")->Query("a", "notes:count", Value());
+  ASSERT_TRUE(count.ok()) << count.status();
+  EXPECT_EQ(count->value, Value::Float64(1));
+  EXPECT_EQ(Count("b"), 0);
+}
+
+TEST_F(FunctionsServerTest, FunctionErrorsKeepTheirPayloads) {
+  auto r = Client("key-a")->Mutation("a", "notes:refuse", Value());
+  ASSERT_FALSE(r.ok());
+  std::optional<AppError> app = GetAppError(r.status());
+  ASSERT_TRUE(app.has_value()) << r.status();
+  EXPECT_EQ(app->data, Value::FromObject({{"code", Value::String("NOPE")}}));
+  r = Client("key-a")->Query("a", "notes:missing", Value());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound) << r.status();
+}
+
+TEST_F(FunctionsServerTest, IdempotencyKeysReplayOverTheWire) {
+  auto client = Client("key-a");
+  auto first = client->Mutation("a", "notes:add", Text("once"), {.idempotency_key = "k1"});
+  auto second = client->Mutation("a", "notes:add", Text("once"), {.idempotency_key = "k1"});
+  ASSERT_TRUE(first.ok() && second.ok());
+  EXPECT_FALSE(first->replayed);
+  EXPECT_TRUE(second->replayed);
+  EXPECT_EQ(first->value, second->value);
+  EXPECT_EQ(Count("a"), 1);
+}
+
+TEST_F(FunctionsServerTest, BadKeysAreRefusedAndNothingIsWritten) {
+  auto none = Client("")->Mutation("a", "notes:add", Text("x"));
+  EXPECT_EQ(none.status().code(), absl::StatusCode::kUnauthenticated) << none.status();
+  auto wrong = Client("key-a-but-wrong")->Mutation("a", "notes:add", Text("x"));
+  EXPECT_EQ(wrong.status().code(), absl::StatusCode::kUnauthenticated) << wrong.status();
+  auto other = Client("key-b")->Mutation("a", "notes:add", Text("x"));
+  EXPECT_EQ(other.status().code(), absl::StatusCode::kPermissionDenied) << other.status();
+  auto read = Client("key-b")->Query("a", "notes:count", Value());
+  EXPECT_EQ(read.status().code(), absl::StatusCode::kPermissionDenied) << read.status();
+  auto submit = Client("key-b")->Submit("a", "notes:add", Text("x"));
+  EXPECT_EQ(submit.status().code(), absl::StatusCode::kPermissionDenied) << submit.status();
+  absl::Status deploy = Client("key-a")->Deploy("a", {{"notes.js", kNotes}}, kSchema, false);
+  EXPECT_EQ(deploy.code(), absl::StatusCode::kPermissionDenied) << deploy;
+  absl::SleepFor(absl::Milliseconds(50));  // a wrongly accepted Submit would have run by now
+  EXPECT_EQ(Count("a"), 0);
+}
+
+TEST_F(FunctionsServerTest, SubmittedCallsRunAndOnlyTheirTenantSeesThem) {
+  auto client = Client("key-a");
+  auto id = client->Submit("a", "notes:add", Text("queued"));
+  ASSERT_TRUE(id.ok()) << id.status();
+  absl::StatusOr<CallInfo> info;
+  for (int i = 0; i < 400; ++i) {
+    info = client->GetCall(*id);
+    ASSERT_TRUE(info.ok()) << info.status();
+    if (info->state == CallState::kSucceeded) break;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_EQ(info->state, CallState::kSucceeded);
+  EXPECT_EQ(info->tenant, "a");
+  EXPECT_TRUE(info->result.is_string());
+  EXPECT_EQ(Count("a"), 1);
+  auto foreign = Client("key-b")->GetCall(*id);
+  EXPECT_EQ(foreign.status().code(), absl::StatusCode::kNotFound) << foreign.status();
+  auto bad =
+      client->Submit("a", "notes:add", Text("x"), {.deadline = absl::Now() - absl::Hours(1)});
+  EXPECT_FALSE(bad.ok());
+}
+
+TEST(FunctionsServerOptionsTest, DuplicateOrEmptyKeysAreInvalidArgument) {
+  auto engine = Engine::Open(std::make_shared<InMemoryStorage>(), EngineOptions{});
+  ASSERT_TRUE(engine.ok());
+  FunctionsServerOptions twice;
+  twice.tenant_keys = {{"a", {"k"}}, {"b", {"k"}}};
+  EXPECT_EQ(FunctionsServer::Start(**engine, twice).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  FunctionsServerOptions admin_too;
+  admin_too.admin_key = "k";
+  admin_too.tenant_keys = {{"a", {"k"}}};
+  EXPECT_EQ(FunctionsServer::Start(**engine, admin_too).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  FunctionsServerOptions empty;
+  empty.tenant_keys = {{"a", {""}}};
+  EXPECT_EQ(FunctionsServer::Start(**engine, empty).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(FunctionsClientTest, NoServerIsUnavailable) {
+  auto client = FunctionsClient::Connect("127.0.0.1:1", "k", absl::Seconds(5));
+  ASSERT_TRUE(client.ok());
+  auto r = (*client)->Query("a", "m:f", Value());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable) << r.status();
+}
+
+}  // namespace
+}  // namespace txfn
