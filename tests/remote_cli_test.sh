@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Multi-process test of remote runners: three txfn-runner processes on loopback serve the
-# runs of `txfn run --runners=...` clients on one SQLite file (the engine in each client
-# commits). A runner killed with SIGKILL mid-way is skipped (no client call fails); a
-# SIGTERM drains and exits 0; with no runner left, a call fails with a clear error.
+# Multi-process test of remote runners and the server API, on loopback and one SQLite file.
+# Part 1: three txfn-runner processes serve the runs of `txfn run --runners=...` clients (the
+# engine in each client commits); runners killed with SIGKILL mid-way are skipped (no client
+# call fails); SIGTERM drains and exits 0; with no runner left, a call fails clearly.
+# Part 2: `txfn serve --listen --api_keys --runners` with three new runners, clients with
+# `--server` and API keys: access control, parallel transfers while a runner is SIGKILLed,
+# totals unchanged, a submitted call runs; SIGTERM stops the server.
 # usage: remote_cli_test.sh PATH/TO/txfn PATH/TO/txfn-runner PATH/TO/examples/apps
 set -uo pipefail
 txfn=$1
@@ -84,6 +87,80 @@ grep -q 'stopped (' "$tmp/runner2.out" && echo "ok   runner-stopped-line" || {
   echo "FAIL runner-stopped-line"; failures=$((failures + 1)); }
 check no-runner 1 'no runner' r audit:total
 check no-db 1 'does not exist' "$runner_bin" --db="$tmp/nope.db" --listen=127.0.0.1:0
+
+# ---- Part 2: the engine as a server, its runs on runners --------------------------------
+for n in 3 4 5; do start_runner $n; done
+runners="127.0.0.1:${ports[3]},127.0.0.1:${ports[4]},127.0.0.1:${ports[5]}"
+printf '# keys\nadmin adm1n\ntenant bank bank-key\ntenant other other-key\n' >"$tmp/keys"
+"$txfn" --db="$db" serve --quiet --listen=0 --api_keys="$tmp/keys" --runners="$runners" \
+  >"$tmp/serve.out" 2>&1 &
+pids[9]=$!
+port=""
+for _ in $(seq 200); do
+  port=$(sed -n 's/^listening on port \([0-9]*\)$/\1/p' "$tmp/serve.out")
+  [ -n "$port" ] && break
+  sleep 0.05
+done
+[ -n "$port" ] || { echo "FAIL serve did not start:"; cat "$tmp/serve.out"; exit 1; }
+s() { "$txfn" --server="127.0.0.1:$port" "$@"; }
+
+check server-deploy-needs-admin 1 'PERMISSION_DENIED' \
+  s --api_key=bank-key deploy --tenant=bank "$apps/bank"
+check server-deploy 0 'deployed 4 module' s --api_key=adm1n deploy --tenant=bank "$apps/bank"
+check server-no-key 1 'UNAUTHENTICATED' s run --tenant=bank audit:total
+check server-bad-key 1 'UNAUTHENTICATED' s --api_key=nope run --tenant=bank audit:total
+check server-other-key 1 'PERMISSION_DENIED' s --api_key=other-key run --tenant=bank \
+  transfers:transfer "{\"from\": \"$a\", \"to\": \"$b\", \"amount\": 1}"
+check server-query 0 '"total":\{"\$int64":"2000"\}' s --api_key=bank-key run --tenant=bank audit:total
+check server-error 1 'insufficient funds' s --api_key=bank-key run --tenant=bank \
+  transfers:transfer "{\"from\": \"$a\", \"to\": \"$b\", \"amount\": 5000}"
+check server-only-some-commands 2 'works with deploy, run, submit and call' s tenants
+
+# Four clients transfer in parallel while the runner serving the tenant is killed; every call
+# must succeed. The serving runner is the one the server has a connection to (gRPC connects
+# on first use, and only the tenant's first choice has been used).
+victim=3
+if command -v ss >/dev/null; then
+  for n in 3 4 5; do
+    if ss -Htn state established "( sport = :${ports[$n]} )" | grep -q .; then victim=$n; fi
+  done
+fi
+clients=()
+for c in 0 1 2 3; do
+  ( for i in $(seq 8); do
+      if [ $((c % 2)) -eq 0 ]; then from=$a to=$b; else from=$b to=$a; fi
+      s --api_key=bank-key run --tenant=bank transfers:transfer \
+        "{\"from\": \"$from\", \"to\": \"$to\", \"amount\": 3}" >/dev/null 2>"$tmp/client$c.err" \
+        || { echo "client $c call $i failed"; cat "$tmp/client$c.err"; exit 1; }
+    done ) &
+  clients+=($!)
+done
+sleep 0.3
+echo "     (killing runner $victim, the tenant's)"
+kill -KILL "${pids[$victim]}"; wait "${pids[$victim]}" 2>/dev/null
+parallel_ok=1
+for p in "${clients[@]}"; do wait "$p" || parallel_ok=0; done
+if [ "$parallel_ok" = 1 ]; then echo "ok   server-parallel-transfers-with-a-runner-killed"; else
+  echo "FAIL server-parallel-transfers-with-a-runner-killed"; failures=$((failures + 1)); fi
+check server-total-after 0 '"total":\{"\$int64":"2000"\}' \
+  s --api_key=bank-key run --tenant=bank audit:total
+
+check server-submit 0 '^[0-9a-f-]{36}$' s --api_key=bank-key submit --tenant=bank \
+  transfers:transfer "{\"from\": \"$a\", \"to\": \"$b\", \"amount\": 1}"
+id=$last
+state=""
+for _ in $(seq 100); do
+  state=$(s --api_key=bank-key call "$id" 2>&1)
+  grep -q 'succeeded' <<<"$state" && break
+  sleep 0.1
+done
+if grep -q 'succeeded' <<<"$state"; then echo "ok   server-submitted-call-ran"; else
+  echo "FAIL server-submitted-call-ran:"; echo "$state"; failures=$((failures + 1)); fi
+check server-call-other-tenant 1 'no call' s --api_key=other-key call "$id"
+
+kill -TERM "${pids[9]}"
+if wait "${pids[9]}"; then echo "ok   serve-sigterm-exit-0"; else
+  echo "FAIL serve-sigterm-exit-0"; cat "$tmp/serve.out"; failures=$((failures + 1)); fi
 
 if [ "$failures" -ne 0 ]; then echo "$failures check(s) failed"; exit 1; fi
 echo "all checks passed"

@@ -7,11 +7,13 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdint>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <optional>
@@ -37,6 +39,8 @@
 #include "txfn/errors.h"
 #include "txfn/function_runner.h"
 #ifdef TXFN_TOOLS_REMOTE
+#include "txfn/functions_client.h"
+#include "txfn/functions_server.h"
 #include "txfn/remote_runner.h"
 #endif
 #include "txfn/snapshot.h"
@@ -58,6 +62,17 @@ ABSL_FLAG(std::string, table, "",
 ABSL_FLAG(std::string, runners, "",
           "run, serve: run queries and mutations on these txfn-runner processes "
           "(HOST:PORT,HOST:PORT,...; they read the same --db) instead of in this process.");
+ABSL_FLAG(std::string, server, "",
+          "deploy, run, submit, call: send the command to a 'txfn serve --listen' at HOST:PORT "
+          "instead of opening --db.");
+ABSL_FLAG(std::string, api_key, "",
+          "With --server: the API key (a tenant's, or the admin key; deploy needs the admin key). "
+          "Default: the environment variable TXFN_API_KEY.");
+ABSL_FLAG(std::string, listen, "",
+          "serve: also serve the engine's functions over gRPC at HOST:PORT (loopback unless "
+          "given another host); needs --api_keys.");
+ABSL_FLAG(std::string, api_keys, "",
+          "serve --listen: a file of API keys, one per line: 'admin KEY' or 'tenant NAME KEY'.");
 ABSL_FLAG(bool, quiet, false, "serve: no status line.");
 ABSL_FLAG(int32_t, status_every, 1,
           "serve: seconds between status lines when stderr is not a terminal (on a terminal the "
@@ -176,6 +191,12 @@ flags:
   --[no]logs      run: print console output to stderr (default on)
   --table=NAME    export: only this table; import: only documents of this table
   --quiet, --status_every=SECONDS                          serve (see above)
+  --server=HOST:PORT  deploy, run, submit, call: send the command to a
+                  'txfn serve --listen' instead of opening --db; the key is
+                  --api_key=KEY or $TXFN_API_KEY (deploy needs the admin key)
+  --listen=[HOST:]PORT, --api_keys=FILE  serve: also serve the functions over
+                  gRPC (a bare port binds loopback); FILE has lines 'admin KEY'
+                  and 'tenant NAME KEY'. Prints 'listening on port N'.
   --runners=HOST:PORT,...  run, serve: run queries and mutations on these
                   txfn-runner processes (started with the same --db); the
                   engine here still commits. A runner that stops is skipped.
@@ -256,15 +277,93 @@ absl::StatusOr<std::unique_ptr<Engine>> OpenEngine(EngineRole role) {
   return OpenSqliteEngine(absl::GetFlag(FLAGS_db), std::move(options));
 }
 
-int Deploy(Engine& engine, const std::string& tenant, const std::string& dir) {
+// Where deploy, run, submit and call send their work: the engine on --db, or a server.
+class Target {
+ public:
+  virtual ~Target() = default;
+  // Creates the tenant if needed; true if it was new.
+  virtual absl::StatusOr<bool> Deploy(const std::string& tenant, const AppDir& app,
+                                      const std::filesystem::path& dir) = 0;
+  virtual absl::StatusOr<CallResult> Query(const std::string& tenant, const std::string& function,
+                                           const Value& args) = 0;
+  virtual absl::StatusOr<CallResult> Mutation(const std::string& tenant,
+                                              const std::string& function, const Value& args) = 0;
+  virtual absl::StatusOr<CallId> Submit(const std::string& tenant, const std::string& function,
+                                        const Value& args, const CallOptions& options) = 0;
+  virtual absl::StatusOr<CallInfo> GetCall(const CallId& id) = 0;
+  // Where a call would have been, for "not found" messages.
+  virtual std::string Where() const = 0;
+};
+
+class LocalTarget final : public Target {
+ public:
+  explicit LocalTarget(Engine& engine) : engine_(engine) {}
+  absl::StatusOr<bool> Deploy(const std::string& tenant, const AppDir& app,
+                              const std::filesystem::path&) override {
+    absl::Status created = engine_.CreateTenant(tenant);
+    if (!created.ok() && !absl::IsAlreadyExists(created)) return created;
+    TXFN_RETURN_IF_ERROR(engine_.Deploy(tenant, app.modules, app.schema));
+    return created.ok();
+  }
+  absl::StatusOr<CallResult> Query(const std::string& tenant, const std::string& function,
+                                   const Value& args) override {
+    return engine_.Query(tenant, function, args);
+  }
+  absl::StatusOr<CallResult> Mutation(const std::string& tenant, const std::string& function,
+                                      const Value& args) override {
+    return engine_.Mutation(tenant, function, args);
+  }
+  absl::StatusOr<CallId> Submit(const std::string& tenant, const std::string& function,
+                                const Value& args, const CallOptions& options) override {
+    return engine_.Submit(tenant, function, args, options);
+  }
+  absl::StatusOr<CallInfo> GetCall(const CallId& id) override { return engine_.GetCall(id); }
+  std::string Where() const override { return absl::GetFlag(FLAGS_db); }
+
+ private:
+  Engine& engine_;
+};
+
+#ifdef TXFN_TOOLS_REMOTE
+class ServerTarget final : public Target {
+ public:
+  explicit ServerTarget(std::unique_ptr<FunctionsClient> client) : client_(std::move(client)) {}
+  absl::StatusOr<bool> Deploy(const std::string& tenant, const AppDir& app,
+                              const std::filesystem::path& dir) override {
+    // The schema goes as its JSON text (LoadAppDir checked it parses).
+    std::ifstream in(dir / "schema.json");
+    std::string schema_json((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    bool created = false;
+    TXFN_RETURN_IF_ERROR(client_->Deploy(tenant, app.modules, schema_json, true, &created));
+    return created;
+  }
+  absl::StatusOr<CallResult> Query(const std::string& tenant, const std::string& function,
+                                   const Value& args) override {
+    return client_->Query(tenant, function, args);
+  }
+  absl::StatusOr<CallResult> Mutation(const std::string& tenant, const std::string& function,
+                                      const Value& args) override {
+    return client_->Mutation(tenant, function, args);
+  }
+  absl::StatusOr<CallId> Submit(const std::string& tenant, const std::string& function,
+                                const Value& args, const CallOptions& options) override {
+    return client_->Submit(tenant, function, args, options);
+  }
+  absl::StatusOr<CallInfo> GetCall(const CallId& id) override { return client_->GetCall(id); }
+  std::string Where() const override { return absl::GetFlag(FLAGS_server); }
+
+ private:
+  std::unique_ptr<FunctionsClient> client_;
+};
+#endif
+
+int Deploy(Target& target, const std::string& tenant, const std::string& dir) {
   absl::StatusOr<AppDir> app = LoadAppDir(dir);
   if (!app.ok()) return Fail(app.status());
-  absl::Status created = engine.CreateTenant(tenant);
-  if (!created.ok() && !absl::IsAlreadyExists(created)) return Fail(created);
-  absl::Status deployed = engine.Deploy(tenant, app->modules, app->schema);
-  if (!deployed.ok()) return Fail(deployed);
+  absl::StatusOr<bool> created = target.Deploy(tenant, *app, dir);
+  if (!created.ok()) return Fail(created.status());
   std::printf("deployed %zu module(s) and %zu table(s) to tenant %s%s\n", app->modules.size(),
-              app->schema.tables().size(), tenant.c_str(), created.ok() ? " (new tenant)" : "");
+              app->schema.tables().size(), tenant.c_str(), *created ? " (new tenant)" : "");
   return 0;
 }
 
@@ -277,7 +376,7 @@ void PrintLogs(const std::vector<LogEntry>& logs) {
   }
 }
 
-int Run(Engine& engine, const std::string& tenant, const std::string& function,
+int Run(Target& engine, const std::string& tenant, const std::string& function,
         std::string_view args_json) {
   absl::StatusOr<Value> args = FromJson(args_json);
   if (!args.ok()) return Usage(fmt::format("ARGS_JSON: {}", std::string(args.status().message())));
@@ -450,6 +549,29 @@ std::string StatusLine(Engine& engine, const std::string& db) {
       q.scheduler.dead_lettered, q.scheduled);
 }
 
+#ifdef TXFN_TOOLS_REMOTE
+// serve --api_keys: lines "admin KEY" or "tenant NAME KEY"; blank lines and "#..." skipped.
+absl::StatusOr<FunctionsServerOptions> ReadApiKeys(const std::string& file) {
+  std::ifstream in(file);
+  if (!in) return absl::NotFoundError(fmt::format("--api_keys: cannot read '{}'", file));
+  FunctionsServerOptions options;
+  std::string line;
+  for (int number = 1; std::getline(in, line); ++number) {
+    std::vector<std::string> words = absl::StrSplit(line, ' ', absl::SkipWhitespace());
+    if (words.empty() || words[0][0] == '#') continue;
+    if (words[0] == "admin" && words.size() == 2) {
+      options.admin_key = words[1];
+    } else if (words[0] == "tenant" && words.size() == 3) {
+      options.tenant_keys[words[1]].push_back(words[2]);
+    } else {
+      return absl::InvalidArgumentError(fmt::format(
+          "--api_keys: {}:{}: expected 'admin KEY' or 'tenant NAME KEY'", file, number));
+    }
+  }
+  return options;
+}
+#endif
+
 // Runs the queued calls until one of `stop_signals` (blocked in every thread
 // by the caller, before any thread started) arrives.
 int Serve(const sigset_t& stop_signals) {
@@ -461,6 +583,26 @@ int Serve(const sigset_t& stop_signals) {
   absl::StatusOr<std::unique_ptr<Engine>> opened = OpenEngine(EngineRole::kServer);
   if (!opened.ok()) return Fail(opened.status());
   Engine& engine = **opened;
+#ifdef TXFN_TOOLS_REMOTE
+  std::unique_ptr<FunctionsServer> api;
+  if (std::string listen = absl::GetFlag(FLAGS_listen); !listen.empty()) {
+    absl::StatusOr<FunctionsServerOptions> options = ReadApiKeys(absl::GetFlag(FLAGS_api_keys));
+    if (!options.ok()) return Fail(options.status());
+    // A bare port binds loopback: exposing the server is a choice to spell out.
+    if (listen.find(':') == std::string::npos) listen = "127.0.0.1:" + listen;
+    options->listen = listen;
+    absl::StatusOr<std::unique_ptr<FunctionsServer>> started =
+        FunctionsServer::Start(engine, *std::move(options));
+    if (!started.ok()) return Fail(started.status());
+    api = *std::move(started);
+    std::printf("listening on port %d\n", api->port());
+    std::fflush(stdout);
+  }
+#else
+  if (!absl::GetFlag(FLAGS_listen).empty()) {
+    return Fail(absl::UnimplementedError("--listen: this txfn was built without gRPC"));
+  }
+#endif
   if (!quiet) {
     absl::StatusOr<std::vector<std::string>> tenants = engine.ListTenants();
     std::fprintf(stderr, "serving %s (%s tenant(s)) until SIGINT (Ctrl-C) or SIGTERM\n", db.c_str(),
@@ -503,6 +645,9 @@ int Serve(const sigset_t& stop_signals) {
   // A second signal now takes its default action (ends the process): only
   // this thread has them unblocked.
   pthread_sigmask(SIG_UNBLOCK, &stop_signals, nullptr);
+#ifdef TXFN_TOOLS_REMOTE
+  if (api != nullptr) api->Shutdown(absl::Seconds(10));  // clients' calls in flight finish
+#endif
   const size_t running = engine.StopQueuedCalls(absl::Seconds(10));
   if (!quiet) {
     const std::string line = StatusLine(engine, db);
@@ -512,7 +657,7 @@ int Serve(const sigset_t& stop_signals) {
   return 0;
 }
 
-int Submit(Engine& engine, const std::string& tenant, const std::string& function,
+int Submit(Target& engine, const std::string& tenant, const std::string& function,
            std::string_view args_json) {
   absl::StatusOr<Value> args = FromJson(args_json);
   if (!args.ok()) return Usage(fmt::format("ARGS_JSON: {}", std::string(args.status().message())));
@@ -617,7 +762,7 @@ int Calls(Engine& engine, const std::string& tenant) {
   return 0;
 }
 
-int ShowCall(Engine& engine, const std::string& text) {
+int ShowCall(Target& engine, const std::string& text) {
   absl::StatusOr<CallId> id = CallId::Parse(text);
   if (!id.ok()) return Usage(fmt::format("call: {}", std::string(id.status().message())));
   absl::StatusOr<CallInfo> info = engine.GetCall(*id);
@@ -625,7 +770,7 @@ int ShowCall(Engine& engine, const std::string& text) {
     return Fail(absl::NotFoundError(
         fmt::format("no call {} in {} (never submitted to this database, or its tenant was "
                     "deleted)",
-                    id->ToString(), absl::GetFlag(FLAGS_db))));
+                    id->ToString(), engine.Where())));
   }
   if (!info.ok()) return Fail(info.status());
   const std::string_view state = CallStateName(info->state);
@@ -647,6 +792,31 @@ int ShowCall(Engine& engine, const std::string& text) {
   }
   if (Known(info->deadline)) std::printf("deadline  %s\n", IsoTime(info->deadline).c_str());
   return 0;
+}
+
+// deploy, run, submit and call on `target`; -1 for any other command.
+int RunOnTarget(Target& target, const std::string& command, const std::string& tenant,
+                const std::vector<std::string>& rest) {
+  const std::string args = rest.size() > 1 ? rest[1] : "{}";
+  if (command == "deploy") return Deploy(target, tenant, rest[0]);
+  if (command == "run") return Run(target, tenant, rest[0], args);
+  if (command == "submit") return Submit(target, tenant, rest[0], args);
+  if (command == "call") return ShowCall(target, rest[0]);
+  return -1;
+}
+
+int RunOnServer(const std::string& server, const std::string& command, const std::string& tenant,
+                const std::vector<std::string>& rest) {
+#ifdef TXFN_TOOLS_REMOTE
+  std::string key = absl::GetFlag(FLAGS_api_key);
+  if (const char* env = std::getenv("TXFN_API_KEY"); key.empty() && env != nullptr) key = env;
+  absl::StatusOr<std::unique_ptr<FunctionsClient>> client = FunctionsClient::Connect(server, key);
+  if (!client.ok()) return Fail(client.status());
+  ServerTarget target(*std::move(client));
+  return RunOnTarget(target, command, tenant, rest);
+#else
+  return Fail(absl::UnimplementedError("--server: this txfn was built without gRPC"));
+#endif
 }
 
 int Main(int argc, char** argv) {
@@ -698,7 +868,17 @@ int Main(int argc, char** argv) {
   } else {
     problem = fmt::format("unknown command '{}'", command);
   }
+  const std::string server = absl::GetFlag(FLAGS_server);
+  if (problem.empty() && !server.empty() && command != "deploy" && command != "run" &&
+      command != "submit" && command != "call") {
+    problem = fmt::format("--server works with deploy, run, submit and call, not {}", command);
+  }
+  if (problem.empty() && command == "serve" && !absl::GetFlag(FLAGS_listen).empty() &&
+      absl::GetFlag(FLAGS_api_keys).empty()) {
+    problem = "serve --listen needs --api_keys=FILE";
+  }
   if (!problem.empty()) return Usage(problem);
+  if (!server.empty()) return RunOnServer(server, command, tenant, rest);
   // Neither runs JavaScript: no engine.
   if (command == "backup") return Backup(rest[0]);  // never creates its source
   if (absl::Status db = CheckDatabase(); !db.ok()) return Fail(db);
@@ -717,15 +897,11 @@ int Main(int argc, char** argv) {
 
   absl::StatusOr<std::unique_ptr<Engine>> engine = OpenEngine(EngineRole::kClient);
   if (!engine.ok()) return Fail(engine.status());
-  if (command == "deploy") return Deploy(**engine, tenant, rest[0]);
-  if (command == "run") return Run(**engine, tenant, rest[0], rest.size() > 1 ? rest[1] : "{}");
+  LocalTarget local(**engine);
+  if (int rc = RunOnTarget(local, command, tenant, rest); rc >= 0) return rc;
   if (command == "tenants") return Tenants(**engine);
   if (command == "tables") return Tables(**engine, tenant);
-  if (command == "submit") {
-    return Submit(**engine, tenant, rest[0], rest.size() > 1 ? rest[1] : "{}");
-  }
   if (command == "calls") return Calls(**engine, tenant);
-  if (command == "call") return ShowCall(**engine, rest[0]);
   return Export(**engine, tenant);
 }
 
