@@ -65,6 +65,7 @@
 
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "bench/bench_util.h"
 #include "benchmark/benchmark.h"
 #include "txfn/engine.h"
 #include "txfn/sqlite_engine.h"
@@ -154,20 +155,8 @@ std::unique_ptr<Fixture> MakeFixture(EngineStorage storage, benchmark::State& st
   return f;
 }
 
-double Percentile(std::vector<double>& v, double p) {
-  if (v.empty()) return 0;
-  size_t i = std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())));
-  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(i), v.end());
-  return v[i];
-}
-
-void ReportLatency(benchmark::State& state, std::vector<double>& us) {
-  // Per thread; a multi-threaded run reports the mean of its threads'.
-  state.counters["p50_us"] =
-      benchmark::Counter(Percentile(us, 0.50), benchmark::Counter::kAvgThreads);
-  state.counters["p99_us"] =
-      benchmark::Counter(Percentile(us, 0.99), benchmark::Counter::kAvgThreads);
-}
+using bench::Percentile;
+using bench::ReportLatency;
 
 void BM_EngineQuery(benchmark::State& state, EngineStorage storage) {
   std::unique_ptr<Fixture> f = MakeFixture(storage, state);
