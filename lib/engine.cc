@@ -166,6 +166,11 @@ class EngineImpl final : public Engine {
   }
   absl::StatusOr<std::vector<FunctionDepth>> QueueDepths() override { return queued_->Depths(); }
   size_t StopQueuedCalls(absl::Duration timeout) override { return queued_->Stop(timeout); }
+  std::vector<std::string> ServiceNames() const override {
+    std::vector<std::string> names;
+    for (const auto& [name, service] : options_.queued.services) names.push_back(name);
+    return names;
+  }
   std::optional<double> ServiceRate(std::string_view service) const override {
     return queued_->ServiceRate(service);
   }

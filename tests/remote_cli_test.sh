@@ -91,9 +91,16 @@ check no-db 1 'does not exist' "$runner_bin" --db="$tmp/nope.db" --listen=127.0.
 # ---- Part 2: the engine as a server, its runs on runners --------------------------------
 for n in 3 4 5; do start_runner $n; done
 runners="127.0.0.1:${ports[3]},127.0.0.1:${ports[4]},127.0.0.1:${ports[5]}"
+# fetch PORT PATH: an HTTP GET on loopback (bash's /dev/tcp: no curl needed).
+fetch() {
+  exec 3<>"/dev/tcp/127.0.0.1/$1" || return 1
+  printf 'GET %s HTTP/1.0\r\n\r\n' "$2" >&3
+  cat <&3
+  exec 3<&-
+}
 printf '# keys\nadmin adm1n\ntenant bank bank-key\ntenant other other-key\n' >"$tmp/keys"
 "$txfn" --db="$db" serve --quiet --listen=0 --api_keys="$tmp/keys" --runners="$runners" \
-  >"$tmp/serve.out" 2>&1 &
+  --metrics=127.0.0.1:0 >"$tmp/serve.out" 2>&1 &
 pids[9]=$!
 port=""
 for _ in $(seq 200); do
@@ -157,6 +164,16 @@ done
 if grep -q 'succeeded' <<<"$state"; then echo "ok   server-submitted-call-ran"; else
   echo "FAIL server-submitted-call-ran:"; echo "$state"; failures=$((failures + 1)); fi
 check server-call-other-tenant 1 'no call' s --api_key=other-key call "$id"
+
+# Metrics: the engine's and the Functions service's, in Prometheus text format.
+metrics_port=$(sed -n 's/^metrics on port \([0-9]*\)$/\1/p' "$tmp/serve.out")
+check metrics-engine 0 '^txfn_mutations_total [1-9]' fetch "$metrics_port" /metrics
+check metrics-rpc 0 'txfn_rpc_seconds_bucket\{le="\+Inf",method="query"\} [1-9]' \
+  fetch "$metrics_port" /metrics
+check metrics-refused 0 'txfn_rpc_refused_total\{code="unauthenticated"\} [1-9]' \
+  fetch "$metrics_port" /metrics
+check metrics-404 0 '404 Not Found' fetch "$metrics_port" /nothing
+check serve-logs-refusals 0 'txfn \[warn\] Query for tenant .bank. .* refused' cat "$tmp/serve.out"
 
 kill -TERM "${pids[9]}"
 if wait "${pids[9]}"; then echo "ok   serve-sigterm-exit-0"; else

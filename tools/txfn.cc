@@ -7,11 +7,12 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdint>
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <iterator>
 #include <map>
@@ -38,6 +39,7 @@
 #include "txfn/engine.h"
 #include "txfn/errors.h"
 #include "txfn/function_runner.h"
+#include "txfn/metrics.h"
 #ifdef TXFN_TOOLS_REMOTE
 #include "txfn/functions_client.h"
 #include "txfn/functions_server.h"
@@ -73,6 +75,8 @@ ABSL_FLAG(std::string, listen, "",
           "given another host); needs --api_keys.");
 ABSL_FLAG(std::string, api_keys, "",
           "serve --listen: a file of API keys, one per line: 'admin KEY' or 'tenant NAME KEY'.");
+ABSL_FLAG(std::string, metrics, "",
+          "serve: Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9464).");
 ABSL_FLAG(bool, quiet, false, "serve: no status line.");
 ABSL_FLAG(int32_t, status_every, 1,
           "serve: seconds between status lines when stderr is not a terminal (on a terminal the "
@@ -197,6 +201,7 @@ flags:
   --listen=[HOST:]PORT, --api_keys=FILE  serve: also serve the functions over
                   gRPC (a bare port binds loopback); FILE has lines 'admin KEY'
                   and 'tenant NAME KEY'. Prints 'listening on port N'.
+  --metrics=HOST:PORT  serve: Prometheus metrics at http://HOST:PORT/metrics
   --runners=HOST:PORT,...  run, serve: run queries and mutations on these
                   txfn-runner processes (started with the same --db); the
                   engine here still commits. A runner that stops is skipped.
@@ -583,6 +588,8 @@ int Serve(const sigset_t& stop_signals) {
   absl::StatusOr<std::unique_ptr<Engine>> opened = OpenEngine(EngineRole::kServer);
   if (!opened.ok()) return Fail(opened.status());
   Engine& engine = **opened;
+  // What the metrics endpoint adds to the engine's metrics (the Functions service's).
+  std::function<void(MetricsText*)> more_metrics = [](MetricsText*) {};
 #ifdef TXFN_TOOLS_REMOTE
   std::unique_ptr<FunctionsServer> api;
   if (std::string listen = absl::GetFlag(FLAGS_listen); !listen.empty()) {
@@ -595,6 +602,7 @@ int Serve(const sigset_t& stop_signals) {
         FunctionsServer::Start(engine, *std::move(options));
     if (!started.ok()) return Fail(started.status());
     api = *std::move(started);
+    more_metrics = [server = api.get()](MetricsText* text) { server->AppendMetrics(text); };
     std::printf("listening on port %d\n", api->port());
     std::fflush(stdout);
   }
@@ -603,6 +611,20 @@ int Serve(const sigset_t& stop_signals) {
     return Fail(absl::UnimplementedError("--listen: this txfn was built without gRPC"));
   }
 #endif
+  std::unique_ptr<MetricsHttpServer> metrics;
+  if (const std::string listen = absl::GetFlag(FLAGS_metrics); !listen.empty()) {
+    absl::StatusOr<std::unique_ptr<MetricsHttpServer>> started =
+        MetricsHttpServer::Start(listen, [&engine, &more_metrics] {
+          MetricsText text;
+          AppendEngineMetrics(engine, &text);
+          more_metrics(&text);
+          return text.text();
+        });
+    if (!started.ok()) return Fail(started.status());
+    metrics = *std::move(started);
+    std::printf("metrics on port %d\n", metrics->port());
+    std::fflush(stdout);
+  }
   if (!quiet) {
     absl::StatusOr<std::vector<std::string>> tenants = engine.ListTenants();
     std::fprintf(stderr, "serving %s (%s tenant(s)) until SIGINT (Ctrl-C) or SIGTERM\n", db.c_str(),
@@ -645,6 +667,7 @@ int Serve(const sigset_t& stop_signals) {
   // A second signal now takes its default action (ends the process): only
   // this thread has them unblocked.
   pthread_sigmask(SIG_UNBLOCK, &stop_signals, nullptr);
+  metrics.reset();
 #ifdef TXFN_TOOLS_REMOTE
   if (api != nullptr) api->Shutdown(absl::Seconds(10));  // clients' calls in flight finish
 #endif

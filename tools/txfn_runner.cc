@@ -16,6 +16,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/synchronization/notification.h"
+#include "txfn/metrics.h"
 #include "txfn/runner_server.h"
 #include "txfn/sqlite_storage.h"
 
@@ -25,6 +26,8 @@ ABSL_FLAG(std::string, listen, "127.0.0.1:7401",
           "host:port to serve on (port 0: any; the chosen port is printed).");
 ABSL_FLAG(int32_t, workers, 2, "Isolate worker threads.");
 ABSL_FLAG(double, drain_seconds, 10, "On SIGTERM: how long runs in flight may take to finish.");
+ABSL_FLAG(std::string, metrics, "",
+          "Serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9465).");
 
 namespace {
 
@@ -62,6 +65,19 @@ int main(int argc, char** argv) {
       txfn::RunnerServer::Start(std::move(options));
   if (!server.ok()) return Fail(server.status());
   std::printf("txfn-runner: serving on port %d\n", (*server)->port());
+  std::unique_ptr<txfn::MetricsHttpServer> metrics;
+  if (const std::string listen = absl::GetFlag(FLAGS_metrics); !listen.empty()) {
+    txfn::RunnerServer* runner = server->get();
+    absl::StatusOr<std::unique_ptr<txfn::MetricsHttpServer>> started =
+        txfn::MetricsHttpServer::Start(listen, [runner] {
+          txfn::MetricsText text;
+          runner->AppendMetrics(&text);
+          return text.text();
+        });
+    if (!started.ok()) return Fail(started.status());
+    metrics = *std::move(started);
+    std::printf("txfn-runner: metrics on port %d\n", metrics->port());
+  }
   std::fflush(stdout);
 
   int signal = 0;

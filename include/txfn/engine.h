@@ -443,6 +443,8 @@ class Engine {
   // The AIMD limit of a service in calls per second (nullopt before its
   // first use).
   [[nodiscard]] virtual std::optional<double> ServiceRate(std::string_view service) const = 0;
+  // The services queued actions may call (QueuedCallOptions::services), sorted.
+  [[nodiscard]] virtual std::vector<std::string> ServiceNames() const = 0;
 
   // ---- Maintenance ----
   // Runs one version-retention pass over every tenant now (the background

@@ -26,6 +26,8 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "txfn/engine.h"
+#include "txfn/log_sink.h"
+#include "txfn/metrics.h"
 
 namespace txfn {
 
@@ -33,6 +35,8 @@ struct FunctionsServerOptions {
   std::string listen = "127.0.0.1:0";  // port 0: any (FunctionsServer::port)
   std::string admin_key;               // empty: no key may deploy
   std::map<std::string, std::vector<std::string>> tenant_keys;  // tenant -> its keys
+  // Refused keys (warn) and the engine's internal errors (error) go here; null: nowhere.
+  LogSink log = StderrLogSink();
 };
 
 class FunctionsServer {
@@ -46,6 +50,9 @@ class FunctionsServer {
   FunctionsServer& operator=(const FunctionsServer&) = delete;
 
   int port() const;
+  // Latency histograms per method (txfn_rpc_seconds{method=...}) and refused calls
+  // (txfn_rpc_refused_total{code=...}).
+  void AppendMetrics(MetricsText* out) const;
   // Stops taking calls, lets those in flight finish for up to `grace`, then cancels the rest.
   void Shutdown(absl::Duration grace);
 

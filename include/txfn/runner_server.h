@@ -30,6 +30,7 @@
 #include "absl/time/time.h"
 #include "txfn/function_runner.h"
 #include "txfn/isolate_scheduler.h"
+#include "txfn/metrics.h"
 #include "txfn/storage.h"
 
 namespace txfn {
@@ -74,6 +75,8 @@ class RunnerServer {
   void Shutdown(absl::Duration grace);
 
   RunnerServerStats stats() const;
+  // stats() as Prometheus metrics, and the runs' latency (txfn_runner_run_seconds).
+  void AppendMetrics(MetricsText* out) const;
 
  private:
   class Impl;

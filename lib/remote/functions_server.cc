@@ -2,6 +2,8 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <array>
+#include <atomic>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
@@ -76,18 +78,34 @@ class FunctionsServer::Impl final : public v1::Functions::Service {
     server_.reset();
   }
 
+  void AppendMetrics(MetricsText* out) const {
+    for (const Method& m : methods_) {
+      out->Histogram("txfn_rpc_seconds", "Functions service latency by method.", m.latency,
+                     {{"method", m.name}});
+    }
+    out->Counter("txfn_rpc_refused_total", "Calls refused for their API key.",
+                 static_cast<double>(unauthenticated_.load()), {{"code", "unauthenticated"}});
+    out->Counter("txfn_rpc_refused_total", "Calls refused for their API key.",
+                 static_cast<double>(permission_denied_.load()), {{"code", "permission_denied"}});
+  }
+
   grpc::Status Query(grpc::ServerContext* context, const v1::CallRequest* request,
                      v1::CallReply* reply) override {
+    Timed timed(methods_[kQuery]);
     return Call(context, *request, reply, /*mutation=*/false);
   }
   grpc::Status Mutation(grpc::ServerContext* context, const v1::CallRequest* request,
                         v1::CallReply* reply) override {
+    Timed timed(methods_[kMutation]);
     return Call(context, *request, reply, /*mutation=*/true);
   }
 
   grpc::Status Submit(grpc::ServerContext* context, const v1::SubmitRequest* request,
                       v1::SubmitReply* reply) override {
-    if (grpc::Status s = Authorize(*context, request->tenant(), false); !s.ok()) return s;
+    Timed timed(methods_[kSubmit]);
+    if (grpc::Status s = Authorize(*context, "Submit", request->tenant(), false); !s.ok()) {
+      return s;
+    }
     absl::StatusOr<Value> args = ArgsOf(request->has_args(), request->args());
     if (!args.ok()) return ToGrpcStatus(args.status());
     absl::StatusOr<CallOptions> options = remote_internal::CallOptionsFromProto(*request);
@@ -101,7 +119,8 @@ class FunctionsServer::Impl final : public v1::Functions::Service {
 
   grpc::Status GetCall(grpc::ServerContext* context, const v1::GetCallRequest* request,
                        v1::CallInfo* reply) override {
-    absl::StatusOr<Principal> who = Authenticate(*context);
+    Timed timed(methods_[kGetCall]);
+    absl::StatusOr<Principal> who = Authenticate(*context, "GetCall", "");
     if (!who.ok()) return ToGrpcStatus(who.status());
     absl::StatusOr<CallId> id = CallId::Parse(request->id());
     if (!id.ok()) return ToGrpcStatus(id.status());
@@ -118,7 +137,8 @@ class FunctionsServer::Impl final : public v1::Functions::Service {
 
   grpc::Status Deploy(grpc::ServerContext* context, const v1::DeployRequest* request,
                       v1::DeployReply* reply) override {
-    if (grpc::Status s = Authorize(*context, request->tenant(), true); !s.ok()) return s;
+    Timed timed(methods_[kDeploy]);
+    if (grpc::Status s = Authorize(*context, "Deploy", request->tenant(), true); !s.ok()) return s;
     std::map<std::string, std::string> modules;
     for (const v1::Module& m : request->modules()) modules[m.path()] = m.source();
     if (request->create()) {
@@ -130,7 +150,18 @@ class FunctionsServer::Impl final : public v1::Functions::Service {
   }
 
  private:
-  absl::StatusOr<Principal> Authenticate(const grpc::ServerContext& context) const {
+  absl::StatusOr<Principal> Authenticate(const grpc::ServerContext& context,
+                                         std::string_view method, std::string_view tenant) {
+    absl::StatusOr<Principal> who = Identify(context);
+    if (!who.ok()) {
+      unauthenticated_.fetch_add(1, std::memory_order_relaxed);
+      Log(LogLevel::kWarn, StrCat(method, " for tenant '", tenant, "' from ", context.peer(),
+                                  " refused: ", who.status().message()));
+    }
+    return who;
+  }
+
+  absl::StatusOr<Principal> Identify(const grpc::ServerContext& context) const {
     auto header = context.client_metadata().find(remote_internal::kApiKeyHeader);
     if (header == context.client_metadata().end() || header->second.empty()) {
       return absl::UnauthenticatedError(
@@ -150,20 +181,43 @@ class FunctionsServer::Impl final : public v1::Functions::Service {
   }
 
   // OK if the caller's key may act on `tenant` (and deploy, when `deploy`).
-  grpc::Status Authorize(const grpc::ServerContext& context, std::string_view tenant,
-                         bool deploy) const {
-    absl::StatusOr<Principal> who = Authenticate(context);
+  grpc::Status Authorize(const grpc::ServerContext& context, std::string_view method,
+                         std::string_view tenant, bool deploy) {
+    absl::StatusOr<Principal> who = Authenticate(context, method, tenant);
     if (!who.ok()) return ToGrpcStatus(who.status());
     if (who->admin) return grpc::Status::OK;
+    std::string denied;
     if (deploy) {
-      return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, "deploying needs the admin key");
+      denied = "deploying needs the admin key";
+    } else if (who->tenant != tenant) {
+      denied = StrCat("this API key is not one of tenant '", tenant, "'");
     }
-    if (who->tenant != tenant) {
-      return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
-                          StrCat("this API key is not one of tenant '", tenant, "'"));
-    }
-    return grpc::Status::OK;
+    if (denied.empty()) return grpc::Status::OK;
+    permission_denied_.fetch_add(1, std::memory_order_relaxed);
+    Log(LogLevel::kWarn, StrCat(method, " for tenant '", tenant, "' with a key of tenant '",
+                                who->tenant, "' refused: ", denied));
+    return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, denied);
   }
+
+  void Log(LogLevel level, std::string_view line) const {
+    if (options_.log) options_.log(level, line);
+  }
+
+  // A method's latency, observed when the handler returns.
+  struct Method {
+    std::string name;
+    LatencyHistogram latency;
+  };
+  enum MethodIndex { kQuery, kMutation, kSubmit, kGetCall, kDeploy, kMethods };
+  class Timed {
+   public:
+    explicit Timed(Method& method) : method_(method), start_(absl::Now()) {}
+    ~Timed() { method_.latency.Observe(absl::Now() - start_); }
+
+   private:
+    Method& method_;
+    const absl::Time start_;
+  };
 
   static absl::StatusOr<Value> ArgsOf(bool present, const v1::Value& args) {
     if (!present) return Value::FromObject({});
@@ -172,19 +226,31 @@ class FunctionsServer::Impl final : public v1::Functions::Service {
 
   grpc::Status Call(grpc::ServerContext* context, const v1::CallRequest& request,
                     v1::CallReply* reply, bool mutation) {
-    if (grpc::Status s = Authorize(*context, request.tenant(), false); !s.ok()) return s;
+    if (grpc::Status s =
+            Authorize(*context, mutation ? "Mutation" : "Query", request.tenant(), false);
+        !s.ok()) {
+      return s;
+    }
     absl::StatusOr<Value> args = ArgsOf(request.has_args(), request.args());
     if (!args.ok()) return ToGrpcStatus(args.status());
     absl::StatusOr<CallResult> result =
         mutation ? engine_.Mutation(request.tenant(), request.function(), *args,
                                     MutationOptions{.idempotency_key = request.idempotency_key()})
                  : engine_.Query(request.tenant(), request.function(), *args);
+    if (!result.ok() && (absl::IsInternal(result.status()) || absl::IsDataLoss(result.status()))) {
+      Log(LogLevel::kError,
+          StrCat(request.tenant(), " ", request.function(), ": ", result.status().ToString()));
+    }
     remote_internal::ToProto(result, reply);
     return grpc::Status::OK;
   }
 
   Engine& engine_;
   const FunctionsServerOptions options_;
+  std::array<Method, kMethods> methods_{Method{"query"}, Method{"mutation"}, Method{"submit"},
+                                        Method{"get_call"}, Method{"deploy"}};
+  std::atomic<uint64_t> unauthenticated_{0};
+  std::atomic<uint64_t> permission_denied_{0};
   absl::flat_hash_map<std::string, std::string> keys_;  // key -> tenant; fixed after Init
   int port_ = 0;
   internal::Mutex shutdown_mu_;
@@ -202,5 +268,6 @@ FunctionsServer::FunctionsServer(std::unique_ptr<Impl> impl) : impl_(std::move(i
 FunctionsServer::~FunctionsServer() = default;
 int FunctionsServer::port() const { return impl_->port(); }
 void FunctionsServer::Shutdown(absl::Duration grace) { impl_->Shutdown(grace); }
+void FunctionsServer::AppendMetrics(MetricsText* out) const { impl_->AppendMetrics(out); }
 
 }  // namespace txfn

@@ -61,6 +61,22 @@ class RunnerServer::Impl final : public runner::v1::Runner::CallbackService {
 
   int port() const { return port_; }
 
+  void AppendMetrics(MetricsText* out) const {
+    const RunnerServerStats s = stats();
+    out->Counter("txfn_runner_runs_total", "Runs answered.", static_cast<double>(s.runs));
+    out->Counter("txfn_runner_refused_total", "Runs refused (full, draining, malformed).",
+                 static_cast<double>(s.refused));
+    out->Counter("txfn_runner_metadata_hits_total", "Runs whose tenant metadata was decoded.",
+                 static_cast<double>(s.metadata_hits));
+    out->Counter("txfn_runner_metadata_loads_total", "Tenant metadata read from storage.",
+                 static_cast<double>(s.metadata_loads));
+    out->Counter("txfn_module_cache_hits_total", "Modules found compiled in the cache.",
+                 static_cast<double>(s.modules.hits));
+    out->Counter("txfn_module_cache_misses_total", "Modules compiled from source.",
+                 static_cast<double>(s.modules.misses));
+    out->Histogram("txfn_runner_run_seconds", "Run latency, from receipt to answer.", run_latency_);
+  }
+
   RunnerServerStats stats() const {
     RunnerServerStats s;
     s.runs = runs_.load(std::memory_order_relaxed);
@@ -89,9 +105,10 @@ class RunnerServer::Impl final : public runner::v1::Runner::CallbackService {
     }
     TXFN_ASSIGN_OR_RETURN(std::shared_ptr<const Snapshot> snapshot, SnapshotFor(request));
     return runner_.RunAsync(std::move(snapshot), std::move(request.run),
-                            [this, response, reactor](RunResult result) {
+                            [this, response, reactor, start = absl::Now()](RunResult result) {
                               wire_internal::ToProto(result, response);
                               runs_.fetch_add(1, std::memory_order_relaxed);
+                              run_latency_.Observe(absl::Now() - start);
                               reactor->Finish(grpc::Status::OK);
                             });
   }
@@ -134,6 +151,7 @@ class RunnerServer::Impl final : public runner::v1::Runner::CallbackService {
   std::atomic<uint64_t> refused_{0};
   std::atomic<uint64_t> metadata_hits_{0};
   std::atomic<uint64_t> metadata_loads_{0};
+  LatencyHistogram run_latency_;
 
   internal::Mutex cache_mu_;
   absl::flat_hash_map<std::string, CachedMetadata> metadata_ ABSL_GUARDED_BY(cache_mu_);
@@ -167,5 +185,6 @@ RunnerServer::~RunnerServer() = default;
 int RunnerServer::port() const { return impl_->port(); }
 void RunnerServer::Shutdown(absl::Duration grace) { impl_->Shutdown(grace); }
 RunnerServerStats RunnerServer::stats() const { return impl_->stats(); }
+void RunnerServer::AppendMetrics(MetricsText* out) const { impl_->AppendMetrics(out); }
 
 }  // namespace txfn
