@@ -9,7 +9,10 @@
 // BM_RemoteRunnerThroughput/runners:N: 8 client threads calling the query on 12 tenants through
 //   N runner servers of 1 worker each (items/s = calls/s), cpu_us_per_call = the process's CPU
 //   time per call (client, engine and runners alike: they share this process and its 2 cores,
-//   so N runners do not add cores here; bench/fleet.sh runs them as processes).
+//   so N runners do not add cores here; bench/fleet.sh runs them as processes). Counters
+//   modules_compiled, metadata_loads, module_cache_hit_rate over every runner.
+// BM_RemoteRunnerRoundRobin/runners:3: the same with runs rotating over the runners whatever
+//   their tenant (RemoteRunnerOptions::Routing::kRoundRobin): what rendezvous routing saves.
 #include <time.h>
 
 #include <atomic>
@@ -49,12 +52,15 @@ struct Fleet {
   std::vector<Value> args;  // per tenant: {id}
 };
 
-std::unique_ptr<Fleet> MakeFleet(benchmark::State& state, int runners, int tenants) {
+std::unique_ptr<Fleet> MakeFleet(
+    benchmark::State& state, int runners, int tenants,
+    RemoteRunnerOptions::Routing routing = RemoteRunnerOptions::Routing::kRendezvous) {
   auto fleet = std::make_unique<Fleet>();
   EngineOptions options;
   options.scheduler.workers = 1;
   if (runners > 0) {
     RemoteRunnerOptions remote;
+    remote.routing = routing;
     for (int i = 0; i < runners; ++i) {
       RunnerServerOptions server_options;
       server_options.storage = fleet->storage;
@@ -133,10 +139,10 @@ double ProcessCpuSeconds() {
   return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
 }
 
-void BM_RemoteRunnerThroughput(benchmark::State& state) {
+void Throughput(benchmark::State& state, RemoteRunnerOptions::Routing routing) {
   constexpr int kClients = 8;
   constexpr int kCallsPerClient = 50;
-  std::unique_ptr<Fleet> f = MakeFleet(state, static_cast<int>(state.range(0)), 12);
+  std::unique_ptr<Fleet> f = MakeFleet(state, static_cast<int>(state.range(0)), 12, routing);
   if (f == nullptr) return;
   int64_t calls = 0;
   double cpu = 0;
@@ -162,6 +168,27 @@ void BM_RemoteRunnerThroughput(benchmark::State& state) {
   }
   state.SetItemsProcessed(calls);
   state.counters["cpu_us_per_call"] = cpu * 1e6 / static_cast<double>(calls);
+  // What routing saved: modules compiled from source and tenant metadata decoded, over every
+  // runner (with rendezvous, each tenant's once; round robin, once per runner it lands on).
+  uint64_t compiled = 0, loads = 0, hits = 0;
+  for (const std::unique_ptr<RunnerServer>& server : f->servers) {
+    const RunnerServerStats s = server->stats();
+    compiled += s.modules.misses;
+    hits += s.modules.hits;
+    loads += s.metadata_loads;
+  }
+  state.counters["modules_compiled"] = static_cast<double>(compiled);
+  state.counters["metadata_loads"] = static_cast<double>(loads);
+  state.counters["module_cache_hit_rate"] =
+      hits + compiled == 0 ? 0 : static_cast<double>(hits) / static_cast<double>(hits + compiled);
+}
+
+void BM_RemoteRunnerThroughput(benchmark::State& state) {
+  Throughput(state, RemoteRunnerOptions::Routing::kRendezvous);
+}
+// The same with runs rotating over the runners: what rendezvous routing saves.
+void BM_RemoteRunnerRoundRobin(benchmark::State& state) {
+  Throughput(state, RemoteRunnerOptions::Routing::kRoundRobin);
 }
 
 BENCHMARK(BM_LocalQuery)->Unit(benchmark::kMicrosecond);
@@ -170,6 +197,11 @@ BENCHMARK(BM_RemoteRunnerThroughput)
     ->ArgName("runners")
     ->Arg(1)
     ->Arg(2)
+    ->Arg(3)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_RemoteRunnerRoundRobin)
+    ->ArgName("runners")
     ->Arg(3)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();

@@ -52,6 +52,11 @@ struct RemoteRunnerOptions {
   absl::Duration attempt_timeout = absl::Seconds(30);
   // How often runners taken out of the ranking are checked.
   absl::Duration health_interval = absl::Milliseconds(100);
+  // kRendezvous: a tenant's runs go to its first-ranked runner (warm caches). kRoundRobin:
+  // runs rotate over the runners whatever their tenant — only to measure what rendezvous
+  // routing saves (txfn_bench_remote).
+  enum class Routing { kRendezvous, kRoundRobin };
+  Routing routing = Routing::kRendezvous;
 };
 
 struct RemoteRunnerStats {

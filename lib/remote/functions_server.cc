@@ -62,6 +62,7 @@ class FunctionsServer::Impl final : public v1::Functions::Service {
     builder.SetMaxReceiveMessageSize(remote_internal::kMaxMessageBytes);
     builder.SetMaxSendMessageSize(remote_internal::kMaxMessageBytes);
     builder.RegisterService(this);
+    internal::MutexLock lock(&shutdown_mu_);
     server_ = builder.BuildAndStart();
     if (server_ == nullptr || port_ == 0) {
       return absl::UnavailableError(StrCat("FunctionsServer: cannot listen on ", options_.listen));

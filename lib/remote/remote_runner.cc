@@ -156,7 +156,10 @@ class RemoteRunner::Impl {
 
   // Sends the call to the best runner with room. An error: nothing was sent.
   absl::Status StartAttempt(const std::shared_ptr<Call>& call) {
-    absl::StatusOr<Router::Lease> lease = router_.Acquire(call->tenant);
+    absl::StatusOr<Router::Lease> lease =
+        options_.routing == RemoteRunnerOptions::Routing::kRoundRobin
+            ? router_.Acquire(std::to_string(round_robin_.fetch_add(1)))
+            : router_.Acquire(call->tenant);
     if (!lease.ok()) {
       if (router_.size() == 0) {
         return absl::UnavailableError(
@@ -272,6 +275,7 @@ class RemoteRunner::Impl {
   Router router_;
   std::vector<std::shared_ptr<Endpoint>> endpoints_;  // fixed after Init
   std::atomic<uint64_t> retries_{0};
+  std::atomic<uint64_t> round_robin_{0};  // Routing::kRoundRobin's next key
 
   internal::Mutex mu_;
   internal::CondVar in_flight_cv_{&mu_};

@@ -31,6 +31,7 @@ class RunnerServer::Impl final : public runner::v1::Runner::CallbackService {
     builder.SetMaxReceiveMessageSize(remote_internal::kMaxMessageBytes);
     builder.SetMaxSendMessageSize(remote_internal::kMaxMessageBytes);
     builder.RegisterService(this);
+    internal::MutexLock lock(&shutdown_mu_);
     server_ = builder.BuildAndStart();
     if (server_ == nullptr || port_ == 0) {
       return absl::UnavailableError(StrCat("RunnerServer: cannot listen on ", options_.listen));
