@@ -110,8 +110,8 @@ absl::StatusOr<ParsedOptions> ParseUrl(const std::string& url) {
   if (options == nullptr) {
     std::string why = parse_error != nullptr ? parse_error : "out of memory";
     PQfreemem(parse_error);
-    return absl::InvalidArgumentError(internal::StrCat("PostgreSQL connection string is malformed: ",
-                                                   absl::StripTrailingAsciiWhitespace(why)));
+    return absl::InvalidArgumentError(internal::StrCat(
+        "PostgreSQL connection string is malformed: ", absl::StripTrailingAsciiWhitespace(why)));
   }
   return options;
 }
@@ -152,7 +152,8 @@ absl::StatusOr<std::unique_ptr<PgConnection>> PgConnection::Open(const std::stri
   }
   // Notices (e.g. "table does not exist, skipping") would go to stderr: txfn reports through
   // statuses only.
-  PQsetNoticeProcessor(conn, [](void*, const char*) {}, nullptr);
+  PQsetNoticeProcessor(
+      conn, [](void*, const char*) {}, nullptr);
   return std::unique_ptr<PgConnection>(new PgConnection(conn));
 }
 
@@ -186,6 +187,34 @@ absl::StatusOr<PgResult> PgConnection::Exec(std::string_view sql, absl::Span<con
                             /*paramTypes=*/nullptr, values.data(), lengths.data(), formats.data(),
                             binary_results ? 1 : 0),
                sql);
+}
+
+absl::Status PgConnection::Send(std::string_view sql, absl::Span<const PgParam> params,
+                                bool binary_results) {
+  std::string text(sql);
+  std::vector<const char*> values(params.size());
+  std::vector<int> lengths(params.size());
+  std::vector<int> formats(params.size());
+  for (size_t i = 0; i < params.size(); ++i) {
+    values[i] = params[i].null ? nullptr : params[i].value.data();
+    lengths[i] = static_cast<int>(params[i].value.size());
+    formats[i] = params[i].binary ? 1 : 0;
+  }
+  if (PQsendQueryParams(conn_, text.c_str(), static_cast<int>(params.size()),
+                        /*paramTypes=*/nullptr, values.data(), lengths.data(), formats.data(),
+                        binary_results ? 1 : 0) == 0) {
+    return PgError(conn_, nullptr, sql);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<PgResult> PgConnection::Receive(std::string_view sql) {
+  // The statement's one result, then null; a lost connection yields an error result or
+  // none at all.
+  PGresult* result = PQgetResult(conn_);
+  if (result == nullptr) return PgError(conn_, nullptr, sql);
+  while (PGresult* extra = PQgetResult(conn_)) PQclear(extra);
+  return Check(result, sql);
 }
 
 }  // namespace txfn::pg_internal

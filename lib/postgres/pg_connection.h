@@ -96,11 +96,21 @@ class PgConnection {
     return Exec(sql, absl::Span<const PgParam>(params.begin(), params.size()), binary_results);
   }
 
+  // Sends one statement with `params` without waiting for its answer; Receive() reads it.
+  // For a caller that must tell "not sent" from "sent, answer lost" (a commit): after an
+  // OK Send, a Receive error with broken() true means the server may have run it.
+  absl::Status Send(std::string_view sql, absl::Span<const PgParam> params,
+                    bool binary_results = false);
+  // The answer to the statement Send sent (waits for it).
+  absl::StatusOr<PgResult> Receive(std::string_view sql);
+
   // True once the connection to the server is lost.
   bool broken() const { return PQstatus(conn_) != CONNECTION_OK; }
   // The server process serving this connection (pg_backend_pid): for tests that kill it.
   int backend_pid() const { return PQbackendPID(conn_); }
   PGconn* raw() const { return conn_; }
+  // The connection's socket (for tests that break it).
+  int socket() const { return PQsocket(conn_); }
 
  private:
   explicit PgConnection(PGconn* conn) : conn_(conn) {}
