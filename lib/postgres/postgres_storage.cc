@@ -223,9 +223,15 @@ WITH c AS (
   SELECT x.ts FROM txfn_commits x WHERE x.tenant = $1 AND x.ts > $2 ORDER BY x.ts LIMIT $3)
 SELECT c.ts, l.seq, l.index_id, l.key, v.ts, v.value,
        (SELECT t.horizon FROM txfn_tenants t WHERE t.tenant = $1)
-FROM c LEFT JOIN txfn_log l ON l.tenant = $1 AND l.ts = c.ts
-LEFT JOIN txfn_versions v
-  ON v.tenant = $1 AND v.index_id = l.index_id AND v.key = l.key AND v.ts = l.ts
+FROM c LEFT JOIN LATERAL (
+  -- OFFSET 0 keeps these per-row index lookups from being flattened into hash joins that
+  -- read whole tables.
+  SELECT x.seq, x.index_id, x.key FROM txfn_log x WHERE x.tenant = $1 AND x.ts = c.ts
+  OFFSET 0) l ON true
+LEFT JOIN LATERAL (
+  SELECT x.ts, x.value FROM txfn_versions x
+  WHERE x.tenant = $1 AND x.index_id = l.index_id AND x.key = l.key AND x.ts = c.ts
+  OFFSET 0) v ON true
 ORDER BY c.ts, l.seq)sql";
 
 // Takes the lease if it is free, expired or held under this name; no row if another
@@ -458,8 +464,8 @@ absl::StatusOr<int64_t> PostgresStorage::TakeLease(std::string_view tenant) {
   TXFN_ASSIGN_OR_RETURN(ConnectionLease lease, Borrow());
   TXFN_ASSIGN_OR_RETURN(
       PgResult taken,
-      lease->Exec(kTakeLeaseSql, {PgParam::Bytes(tenant), PgParam::Text(options_.owner),
-                                  PgParam::Text(Interval(options_.lease_duration))}));
+      lease->ExecPrepared(kTakeLeaseSql, {PgParam::Bytes(tenant), PgParam::Text(options_.owner),
+                                          PgParam::Text(Interval(options_.lease_duration))}));
   if (taken.rows() == 1) {
     int64_t token = taken.Int(0, 0);
     internal::MutexLock lock(&lease_mu_);
@@ -467,7 +473,7 @@ absl::StatusOr<int64_t> PostgresStorage::TakeLease(std::string_view tenant) {
     lost_.erase(std::string(tenant));
     return token;
   }
-  TXFN_ASSIGN_OR_RETURN(PgResult owner, lease->Exec(kLeaseSql, {PgParam::Bytes(tenant)}));
+  TXFN_ASSIGN_OR_RETURN(PgResult owner, lease->ExecPrepared(kLeaseSql, {PgParam::Bytes(tenant)}));
   if (owner.rows() == 0) {
     return absl::UnavailableError(fmt::format(
         "PostgresStorage: the lease of tenant '{}' changed while it was taken; try again",
@@ -516,7 +522,7 @@ absl::Status PostgresStorage::ReleaseTenant(std::string_view tenant) {
 
 absl::StatusOr<TenantLease> PostgresStorage::Lease(std::string_view tenant) {
   TXFN_ASSIGN_OR_RETURN(PgResult row, WithReadConnection([&](ConnectionLease& lease) {
-                          return lease->Exec(kLeaseSql, {PgParam::Bytes(tenant)});
+                          return lease->ExecPrepared(kLeaseSql, {PgParam::Bytes(tenant)});
                         }));
   if (row.rows() == 0) {
     return absl::NotFoundError(
@@ -734,10 +740,10 @@ absl::StatusOr<std::optional<IndexEntry>> PostgresStorage::Get(std::string_view 
                                                                IndexId index, std::string_view key,
                                                                Timestamp ts) {
   TXFN_ASSIGN_OR_RETURN(PgResult r, WithReadConnection([&](ConnectionLease& lease) {
-                          return lease->Exec(kGetSql,
-                                             {PgParam::Bytes(tenant), PgParam::Int(index),
-                                              PgParam::Bytes(key), TsParam(ts)},
-                                             /*binary_results=*/true);
+                          return lease->ExecPrepared(kGetSql,
+                                                     {PgParam::Bytes(tenant), PgParam::Int(index),
+                                                      PgParam::Bytes(key), TsParam(ts)},
+                                                     /*binary_results=*/true);
                         }));
   if (Timestamp horizon = HorizonAt(r, 0, 2); ts < horizon) {
     return ReadBelowRetentionError("Get", tenant, ts, horizon);
@@ -759,7 +765,7 @@ absl::StatusOr<std::vector<IndexEntry>> PostgresStorage::Scan(std::string_view t
       limit == 0 ? PgParam::Null() : PgParam::Int(static_cast<int64_t>(limit))};
   if (bounded) params.push_back(PgParam::Bytes(*range.end));
   TXFN_ASSIGN_OR_RETURN(PgResult r, WithReadConnection([&](ConnectionLease& lease) {
-                          return lease->Exec(sql, params, /*binary_results=*/true);
+                          return lease->ExecPrepared(sql, params, /*binary_results=*/true);
                         }));
   Timestamp horizon = 0;
   if (r.rows() > 0) {
@@ -768,7 +774,7 @@ absl::StatusOr<std::vector<IndexEntry>> PostgresStorage::Scan(std::string_view t
     // Nothing found: right unless retention dropped it. The horizon only rises, so
     // reading it after the scan errs on the safe side.
     TXFN_ASSIGN_OR_RETURN(PgResult h, WithReadConnection([&](ConnectionLease& lease) {
-                            return lease->Exec(kHorizonSql, {PgParam::Bytes(tenant)}, true);
+                            return lease->ExecPrepared(kHorizonSql, {PgParam::Bytes(tenant)}, true);
                           }));
     if (h.rows() > 0) horizon = HorizonAt(h, 0, 0);
   }
@@ -785,7 +791,7 @@ absl::StatusOr<std::vector<CommitRecord>> PostgresStorage::ReadLog(std::string_v
   TXFN_RETURN_IF_ERROR(ResolveDoubts(tenant));
   TXFN_ASSIGN_OR_RETURN(
       PgResult r, WithReadConnection([&](ConnectionLease& lease) {
-        return lease->Exec(
+        return lease->ExecPrepared(
             kReadLogSql,
             {PgParam::Bytes(tenant), TsParam(after),
              limit == 0 ? PgParam::Null() : PgParam::Int(static_cast<int64_t>(limit))},
@@ -796,7 +802,7 @@ absl::StatusOr<std::vector<CommitRecord>> PostgresStorage::ReadLog(std::string_v
     horizon = HorizonAt(r, 0, 6);
   } else {
     TXFN_ASSIGN_OR_RETURN(PgResult h, WithReadConnection([&](ConnectionLease& lease) {
-                            return lease->Exec(kHorizonSql, {PgParam::Bytes(tenant)}, true);
+                            return lease->ExecPrepared(kHorizonSql, {PgParam::Bytes(tenant)}, true);
                           }));
     if (h.rows() > 0) horizon = HorizonAt(h, 0, 0);
   }
@@ -824,8 +830,9 @@ absl::StatusOr<std::vector<CommitRecord>> PostgresStorage::ReadLog(std::string_v
 absl::StatusOr<Timestamp> PostgresStorage::MaxCommittedTimestamp(std::string_view tenant) {
   TXFN_RETURN_IF_ERROR(ResolveDoubts(tenant));
   TXFN_ASSIGN_OR_RETURN(PgResult r, WithReadConnection([&](ConnectionLease& lease) {
-                          return lease->Exec("SELECT max_ts FROM txfn_tenants WHERE tenant = $1",
-                                             {PgParam::Bytes(tenant)}, true);
+                          return lease->ExecPrepared(
+                              "SELECT max_ts FROM txfn_tenants WHERE tenant = $1",
+                              {PgParam::Bytes(tenant)}, true);
                         }));
   return r.rows() == 0 ? Timestamp{0} : Unflip(r.Int(0, 0));
 }
@@ -833,8 +840,8 @@ absl::StatusOr<Timestamp> PostgresStorage::MaxCommittedTimestamp(std::string_vie
 absl::StatusOr<std::vector<std::string>> PostgresStorage::ListTenants() {
   TXFN_RETURN_IF_ERROR(ResolveDoubts(std::nullopt));
   TXFN_ASSIGN_OR_RETURN(PgResult r, WithReadConnection([&](ConnectionLease& lease) {
-                          return lease->Exec("SELECT tenant FROM txfn_tenants ORDER BY tenant", {},
-                                             true);
+                          return lease->ExecPrepared(
+                              "SELECT tenant FROM txfn_tenants ORDER BY tenant", {}, true);
                         }));
   std::vector<std::string> out;
   out.reserve(static_cast<size_t>(r.rows()));
@@ -847,7 +854,7 @@ absl::StatusOr<std::vector<std::string>> PostgresStorage::ListTenants() {
 absl::Status PostgresStorage::DeleteTenant(std::string_view tenant) {
   TXFN_RETURN_IF_ERROR(ResolveDoubts(tenant));
   TXFN_ASSIGN_OR_RETURN(ConnectionLease lease, Borrow());
-  return lease->Exec("SELECT txfn_delete_tenant($1)", {PgParam::Bytes(tenant)}).status();
+  return lease->ExecPrepared("SELECT txfn_delete_tenant($1)", {PgParam::Bytes(tenant)}).status();
 }
 
 absl::StatusOr<RetentionResult> PostgresStorage::ApplyRetention(std::string_view tenant,
@@ -856,7 +863,7 @@ absl::StatusOr<RetentionResult> PostgresStorage::ApplyRetention(std::string_view
   TXFN_ASSIGN_OR_RETURN(ConnectionLease lease, Borrow());
   TXFN_ASSIGN_OR_RETURN(
       PgResult r,
-      lease->Exec(
+      lease->ExecPrepared(
           "SELECT r_horizon, r_versions, r_commits, r_done::int "
           "FROM txfn_apply_retention($1, $2, $3)",
           {PgParam::Bytes(tenant), TsParam(ts),

@@ -20,7 +20,7 @@ namespace txfn::testing {
 // A schema of its own in the server's "postgres" database, created by Create() and dropped
 // (with everything in it) when this goes away: much cheaper than a database per test.
 // url() sets the connection's search_path to it, so PostgresStorage creates its tables
-// there.
+// there, and turns synchronous_commit off.
 class PgTestSchema {
  public:
   PgTestSchema() {
@@ -38,7 +38,10 @@ class PgTestSchema {
   absl::Status Create() {
     auto url = pg_internal::WithDatabase(PgServerUrl(), "postgres");
     if (!url.ok()) return url.status();
-    url_ = internal::StrCat(*url, " options='-csearch_path=", name_, "'");
+    // synchronous_commit=off keeps the suites fast (a commit does not wait for its WAL
+    // flush; the server still never shows a partial commit); durability across a server
+    // crash is the crash tests' job, on a server of their own.
+    url_ = internal::StrCat(*url, " options='-csearch_path=", name_, " -csynchronous_commit=off'");
     auto admin = pg_internal::PgConnection::Open(url_);
     if (!admin.ok()) return admin.status();
     auto created = (*admin)->Exec(
