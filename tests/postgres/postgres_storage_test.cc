@@ -34,11 +34,6 @@ std::unique_ptr<Storage> MakeStorage(PostgresStorageOptions options) {
 TXFN_INSTANTIATE_STORAGE_CONFORMANCE(
     Postgres, [] { return MakeStorage({}); }, &TempPostgresStorage::Reopen);
 
-// Two connections: readers and writers also wait for one another.
-TXFN_INSTANTIATE_STORAGE_CONCURRENCY_CONFORMANCE(PostgresSmallPool, [] {
-  return MakeStorage({.max_connections = 2});
-});
-
 TEST(PostgresStorageTest, BadOptionsAreInvalidArgument) {
   EXPECT_EQ(PostgresStorage::Open({}).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(PostgresStorage::Open({.url = "host='unterminated"}).status().code(),
