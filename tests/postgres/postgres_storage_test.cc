@@ -13,6 +13,7 @@
 #include "lib/postgres/pg_connection.h"
 #include "tests/postgres/pg_storage_test_util.h"
 #include "tests/postgres/pg_test_util.h"
+#include "tests/storage_reference_test_util.h"
 #include "tests/txn_test_util.h"
 #include "txfn/committer.h"
 #include "txfn/testing/storage_conformance.h"
@@ -97,6 +98,69 @@ TEST(PostgresStorageTest, CommitterFlowsSurviveAReopen) {
   ASSERT_TRUE(txn.Insert("accounts", Obj({{"owner", Str("bob")}, {"balance", I64(1)}})).ok());
   TXFN_ASSERT_OK_AND_ASSIGN(Timestamp ts, (*committer)->Commit(txn.Prepare()));
   EXPECT_GT(ts, last);
+}
+
+TEST(PostgresStorageTest, ScansOverKeysWithManyVersionsMatchTheReference) {
+  TXFN_REQUIRE_PG_SERVER();
+  std::unique_ptr<TempPostgresStorage> storage = TempPostgresStorage::Make();
+  ASSERT_NE(storage, nullptr);
+  ExpectHotKeyScansMatchReference(*storage);
+}
+
+TEST(PostgresStorageTest, RandomHistoriesWithRetentionMatchTheReference) {
+  TXFN_REQUIRE_PG_SERVER();
+  for (uint64_t seed : {1, 2}) {
+    SCOPED_TRACE(seed);
+    std::unique_ptr<TempPostgresStorage> storage = TempPostgresStorage::Make();
+    ASSERT_NE(storage, nullptr);
+    ExpectRandomHistoryMatchesReference(*storage, seed);
+  }
+}
+
+TEST(PostgresStorageTest, TimestampsAboveInt64MaxKeepTheirOrder) {
+  TXFN_REQUIRE_PG_SERVER();
+  std::unique_ptr<TempPostgresStorage> storage = TempPostgresStorage::Make();
+  ASSERT_NE(storage, nullptr);
+  const Timestamp big = (Timestamp{1} << 63) + 5;
+  CommitRecord a{.tenant = "t", .ts = 7, .writes = {{.index = 1, .key = "k", .value = "a"}}};
+  CommitRecord b{.tenant = "t", .ts = big, .writes = {{.index = 1, .key = "k", .value = "b"}}};
+  ASSERT_TRUE(storage->Write({&a, 1}).ok());
+  ASSERT_TRUE(storage->Write({&b, 1}).ok());
+  EXPECT_EQ(storage->MaxCommittedTimestamp("t").value(), big);
+  EXPECT_EQ(storage->Get("t", 1, "k", big - 1).value()->value, "a");
+  EXPECT_EQ(storage->Get("t", 1, "k", ~Timestamp{0}).value()->value, "b");
+  CommitRecord c{.tenant = "t", .ts = 8};
+  EXPECT_EQ(storage->Write({&c, 1}).code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(PostgresStorageTest, OneConnectionIsEnoughForEveryCall) {
+  TXFN_REQUIRE_PG_SERVER();
+  std::unique_ptr<TempPostgresStorage> storage = TempPostgresStorage::Make({.max_connections = 1});
+  ASSERT_NE(storage, nullptr);
+  CommitRecord commit{.tenant = "t", .ts = 5, .writes = {{.index = 1, .key = "k", .value = "v"}}};
+  ASSERT_TRUE(storage->Write({&commit, 1}).ok());
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(storage->Get("t", 1, "k", 5).value(), (IndexEntry{"k", "v", 5}));
+    EXPECT_EQ(storage->ReadLog("t", 0, 0).value().size(), 1u);
+    EXPECT_EQ(storage->MaxCommittedTimestamp("t").value(), 5u);
+    EXPECT_TRUE(storage->inner().AcquireTenant("t").ok());
+  }
+  EXPECT_TRUE(storage->ApplyRetention("t", 5, 0).ok());
+  EXPECT_TRUE(storage->DeleteTenant("t").ok());
+}
+
+TEST(PostgresStorageTest, ALogEntryWithoutItsVersionIsDataLoss) {
+  TXFN_REQUIRE_PG_SERVER();
+  std::unique_ptr<TempPostgresStorage> storage = TempPostgresStorage::Make();
+  ASSERT_NE(storage, nullptr);
+  CommitRecord commit{.tenant = "t", .ts = 5, .writes = {{.index = 1, .key = "k", .value = "v"}}};
+  ASSERT_TRUE(storage->Write({&commit, 1}).ok());
+  auto conn = pg_internal::PgConnection::Open(storage->db().url());
+  ASSERT_TRUE(conn.ok());
+  ASSERT_TRUE((*conn)->Exec("DELETE FROM txfn_versions").ok());
+  auto log = storage->ReadLog("t", 0, 0);
+  EXPECT_EQ(log.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(std::string(log.status().message()), HasSubstr("has no version"));
 }
 
 // Reads are index range scans: on a table of many versions, no Get, Scan or ReadLog reads
