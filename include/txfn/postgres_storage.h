@@ -213,13 +213,14 @@ class PostgresStorage final : public Storage {
   [[nodiscard]] absl::StatusOr<TenantLease> Lease(std::string_view tenant);
 
  private:
+  struct Pooled;          // a connection and its server process's identity
   class ConnectionLease;  // a pooled connection (RAII)
   struct InDoubt;         // a Write whose answer was lost
 
   explicit PostgresStorage(PostgresStorageOptions options);
 
   absl::StatusOr<ConnectionLease> Borrow();
-  void Return(std::unique_ptr<pg_internal::PgConnection> conn);
+  void Return(std::unique_ptr<Pooled> conn);
   // Runs `read` on a pooled connection; once more on a new one if the first had broken.
   template <typename Read>
   auto WithReadConnection(Read&& read) -> decltype(read(std::declval<ConnectionLease&>()));
@@ -240,7 +241,7 @@ class PostgresStorage final : public Storage {
 
   internal::Mutex pool_mu_;
   internal::CondVar pool_cv_{&pool_mu_};
-  std::vector<std::unique_ptr<pg_internal::PgConnection>> idle_ ABSL_GUARDED_BY(pool_mu_);
+  std::vector<std::unique_ptr<Pooled>> idle_ ABSL_GUARDED_BY(pool_mu_);
   int open_ ABSL_GUARDED_BY(pool_mu_) = 0;
 
   // The fencing tokens this instance holds, and the tenants it lost to another owner.

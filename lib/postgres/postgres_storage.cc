@@ -299,22 +299,39 @@ std::string DefaultOwner() {
 
 // ---- Connections -------------------------------------------------------------------
 
+struct PostgresStorage::Pooled {
+  std::unique_ptr<PgConnection> conn;
+  // pg_stat_activity.backend_start of its server process: with the pid, it names that
+  // process even after a server restart reused the pid.
+  std::string backend_start;
+
+  static absl::StatusOr<std::unique_ptr<Pooled>> Open(const std::string& url) {
+    auto pooled = std::make_unique<Pooled>();
+    TXFN_ASSIGN_OR_RETURN(pooled->conn, PgConnection::Open(url));
+    TXFN_ASSIGN_OR_RETURN(PgResult started,
+                          pooled->conn->Exec("SELECT backend_start::text FROM pg_stat_activity "
+                                             "WHERE pid = pg_backend_pid()"));
+    if (started.rows() == 1) pooled->backend_start = started.Text(0, 0);
+    return pooled;
+  }
+};
+
 class PostgresStorage::ConnectionLease {
  public:
-  ConnectionLease(PostgresStorage* owner, std::unique_ptr<PgConnection> conn)
-      : owner_(owner), conn_(std::move(conn)) {}
+  ConnectionLease(PostgresStorage* owner, std::unique_ptr<Pooled> pooled)
+      : owner_(owner), pooled_(std::move(pooled)) {}
   ConnectionLease(ConnectionLease&& other) noexcept
-      : owner_(other.owner_), conn_(std::move(other.conn_)) {}
+      : owner_(other.owner_), pooled_(std::move(other.pooled_)) {}
   ConnectionLease& operator=(ConnectionLease&&) = delete;
   ~ConnectionLease() {
-    if (conn_ != nullptr) owner_->Return(std::move(conn_));
+    if (pooled_ != nullptr) owner_->Return(std::move(pooled_));
   }
-  PgConnection& conn() { return *conn_; }
-  PgConnection* operator->() { return conn_.get(); }
+  PgConnection* operator->() { return pooled_->conn.get(); }
+  const std::string& backend_start() const { return pooled_->backend_start; }
 
  private:
   PostgresStorage* owner_;
-  std::unique_ptr<PgConnection> conn_;
+  std::unique_ptr<Pooled> pooled_;
 };
 
 struct PostgresStorage::InDoubt {
@@ -323,6 +340,7 @@ struct PostgresStorage::InDoubt {
   Timestamp first_ts = 0;            // of its first commit
   Timestamp last_ts = 0;             // of its last commit
   int backend_pid = 0;               // the server process that was running it
+  std::string backend_start;         // and when that process started
   std::string error;                 // what broke
 };
 
@@ -333,34 +351,42 @@ absl::StatusOr<PostgresStorage::ConnectionLease> PostgresStorage::Borrow() {
       return !idle_.empty() || open_ < options_.max_connections;
     });
     if (!idle_.empty()) {
-      std::unique_ptr<PgConnection> conn = std::move(idle_.back());
+      std::unique_ptr<Pooled> pooled = std::move(idle_.back());
       idle_.pop_back();
-      return ConnectionLease(this, std::move(conn));
+      return ConnectionLease(this, std::move(pooled));
     }
     ++open_;
   }
   // A new connection, made outside the lock.
-  absl::StatusOr<std::unique_ptr<PgConnection>> conn = PgConnection::Open(options_.url);
-  if (!conn.ok()) {
+  absl::StatusOr<std::unique_ptr<Pooled>> pooled = Pooled::Open(options_.url);
+  if (!pooled.ok()) {
     internal::MutexLock lock(&pool_mu_);
     --open_;
     pool_cv_.Signal();
-    return conn.status();
+    return pooled.status();
   }
-  return ConnectionLease(this, *std::move(conn));
+  return ConnectionLease(this, *std::move(pooled));
 }
 
-void PostgresStorage::Return(std::unique_ptr<PgConnection> conn) {
-  // A broken connection, or one left inside a transaction by an error, is dropped.
-  bool reusable = !conn->broken() && PQtransactionStatus(conn->raw()) == PQTRANS_IDLE;
-  if (!reusable) conn.reset();
+void PostgresStorage::Return(std::unique_ptr<Pooled> pooled) {
+  // A connection left inside a transaction by an error is dropped. A broken one is dropped
+  // with every idle one: what broke it (a server restart, a network fault) most likely broke
+  // them too, and a call must not meet them one by one.
+  const bool broken = pooled->conn->broken();
+  const bool reusable = !broken && PQtransactionStatus(pooled->conn->raw()) == PQTRANS_IDLE;
+  std::vector<std::unique_ptr<Pooled>> dropped;  // closed outside the lock
   internal::MutexLock lock(&pool_mu_);
   if (reusable) {
-    idle_.push_back(std::move(conn));
+    idle_.push_back(std::move(pooled));
   } else {
-    --open_;
+    dropped.push_back(std::move(pooled));
+    if (broken) {
+      for (auto& idle : idle_) dropped.push_back(std::move(idle));
+      idle_.clear();
+    }
+    open_ -= static_cast<int>(dropped.size());
   }
-  pool_cv_.Signal();
+  pool_cv_.SignalAll();
 }
 
 template <typename Read>
@@ -391,7 +417,8 @@ absl::StatusOr<std::unique_ptr<PostgresStorage>> PostgresStorage::Open(
                     absl::FormatDuration(options.lease_duration)));
   }
   if (options.owner.empty()) options.owner = DefaultOwner();
-  TXFN_ASSIGN_OR_RETURN(std::unique_ptr<PgConnection> conn, PgConnection::Open(options.url));
+  TXFN_ASSIGN_OR_RETURN(std::unique_ptr<Pooled> pooled, Pooled::Open(options.url));
+  PgConnection* conn = pooled->conn.get();
   // The schema, once, under a transaction-scoped advisory lock: concurrent CREATE IF NOT
   // EXISTS of one table can otherwise fail on a unique violation in the catalog.
   TXFN_RETURN_IF_ERROR(conn->Exec("BEGIN").status());
@@ -425,7 +452,7 @@ absl::StatusOr<std::unique_ptr<PostgresStorage>> PostgresStorage::Open(
   std::unique_ptr<PostgresStorage> storage(new PostgresStorage(std::move(options)));
   {
     internal::MutexLock lock(&storage->pool_mu_);
-    storage->idle_.push_back(std::move(conn));
+    storage->idle_.push_back(std::move(pooled));
     storage->open_ = 1;
   }
   return storage;
@@ -602,6 +629,7 @@ absl::Status PostgresStorage::Write(absl::Span<const CommitRecord> commits) {
     doubt->first_ts = commits.front().ts;
     doubt->last_ts = commits.back().ts;
     doubt->backend_pid = backend_pid;
+    doubt->backend_start = lease.backend_start();
     doubt->error = std::string(internal::ToStd(result.status().message()));
     absl::StatusOr<bool> committed = Resolve(*doubt, options_.outcome_resolution_timeout);
     if (committed.ok()) {
@@ -660,12 +688,19 @@ absl::StatusOr<bool> PostgresStorage::Resolve(const InDoubt& doubt, absl::Durati
       auto check = [&]() -> absl::StatusOr<bool> {
         // The old backend may still be running the statement (it has not noticed the lost
         // client yet): end it and wait until it is gone, so its transaction is settled.
-        const PgParam pid = PgParam::Int(doubt.backend_pid);
-        TXFN_RETURN_IF_ERROR((*conn)->Exec("SELECT pg_terminate_backend($1)", {pid}).status());
+        // The process is named by pid and start time: after a server restart the pid may
+        // belong to another client's process.
+        const std::vector<PgParam> process = {PgParam::Int(doubt.backend_pid),
+                                              PgParam::Text(doubt.backend_start)};
+        constexpr std::string_view kSameProcess =
+            "FROM pg_stat_activity WHERE pid = $1 AND ($2 = '' OR backend_start::text = $2)";
+        TXFN_RETURN_IF_ERROR(
+            (*conn)
+                ->Exec(internal::StrCat("SELECT pg_terminate_backend(pid) ", kSameProcess), process)
+                .status());
         while (true) {
           TXFN_ASSIGN_OR_RETURN(
-              PgResult alive,
-              (*conn)->Exec("SELECT 1 FROM pg_stat_activity WHERE pid = $1", {pid}));
+              PgResult alive, (*conn)->Exec(internal::StrCat("SELECT 1 ", kSameProcess), process));
           if (alive.rows() == 0) break;
           if (absl::Now() > deadline) {
             return absl::UnavailableError(fmt::format(

@@ -23,7 +23,8 @@ namespace txfn::testing {
 // there, and turns synchronous_commit off.
 class PgTestSchema {
  public:
-  PgTestSchema() {
+  // `fast`: synchronous_commit off (see Create).
+  explicit PgTestSchema(bool fast = true) : fast_(fast) {
     static std::atomic<int> counter{0};
     name_ = internal::StrCat("txfn_test_", getpid(), "_", counter.fetch_add(1));
   }
@@ -56,6 +57,7 @@ class PgTestSchema {
   const std::string& name() const { return name_; }
 
  private:
+  bool fast_;
   std::string name_;
   std::string url_;
   bool created_ = false;
