@@ -38,9 +38,6 @@ int64_t Flip(Timestamp ts) { return static_cast<int64_t>(ts ^ (uint64_t{1} << 63
 Timestamp Unflip(int64_t v) { return static_cast<uint64_t>(v) ^ (uint64_t{1} << 63); }
 PgParam TsParam(Timestamp ts) { return PgParam::Int(Flip(ts)); }
 
-// The flipped timestamp 0: the horizon of a tenant that never dropped anything.
-constexpr std::string_view kFlippedZero = "-9223372036854775808";
-
 constexpr std::string_view kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS txfn_meta (name text PRIMARY KEY, value bigint NOT NULL);
 CREATE TABLE IF NOT EXISTS txfn_versions (

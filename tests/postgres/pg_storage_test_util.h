@@ -20,7 +20,7 @@ namespace txfn::testing {
 // A schema of its own in the server's "postgres" database, created by Create() and dropped
 // (with everything in it) when this goes away: much cheaper than a database per test.
 // url() sets the connection's search_path to it, so PostgresStorage creates its tables
-// there, and turns synchronous_commit off.
+// there, and (unless constructed with fast = false) turns synchronous_commit off.
 class PgTestSchema {
  public:
   // `fast`: synchronous_commit off (see Create).
@@ -42,7 +42,8 @@ class PgTestSchema {
     // synchronous_commit=off keeps the suites fast (a commit does not wait for its WAL
     // flush; the server still never shows a partial commit); durability across a server
     // crash is the crash tests' job, on a server of their own.
-    url_ = internal::StrCat(*url, " options='-csearch_path=", name_, " -csynchronous_commit=off'");
+    url_ = internal::StrCat(*url, " options='-csearch_path=", name_,
+                            fast_ ? " -csynchronous_commit=off'" : "'");
     auto admin = pg_internal::PgConnection::Open(url_);
     if (!admin.ok()) return admin.status();
     auto created = (*admin)->Exec(
