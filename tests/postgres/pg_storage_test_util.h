@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <utility>
@@ -63,6 +65,16 @@ class PgTestSchema {
   std::string url_;
   bool created_ = false;
 };
+
+// For a test binary's own main(), after InitGoogleTest: without a server (and outside CI)
+// filters out the tests matching `pattern` — the conformance suites, whose fixtures cannot
+// skip themselves — and says so; TXFN_REQUIRE_PG_SERVER skips the others.
+inline void FilterOutWithoutServer(const std::string& pattern) {
+  if (!PgServerUrl().empty() || std::getenv("CI") != nullptr) return;
+  std::fprintf(stderr, "no PostgreSQL server (TXFN_TEST_PG): %s skipped\n", pattern.c_str());
+  std::string filter = GTEST_FLAG_GET(filter);
+  GTEST_FLAG_SET(filter, filter + (filter.find('-') == std::string::npos ? "-" : ":") + pattern);
+}
 
 // A PostgresStorage that owns its test schema (dropped after the storage closes).
 class TempPostgresStorage final : public StorageWrapper {

@@ -231,11 +231,6 @@ TEST(PostgresStorageTest, ReadsUseTheIndexesNotSequentialScans) {
 // TXFN_REQUIRE_PG_SERVER skips the other tests.
 int main(int argc, char** argv) {
   ::testing::InitGoogleMock(&argc, argv);
-  if (txfn::testing::PgServerUrl().empty() && std::getenv("CI") == nullptr) {
-    std::fprintf(stderr, "no PostgreSQL server (TXFN_TEST_PG): conformance suites skipped\n");
-    std::string filter = GTEST_FLAG_GET(filter);
-    GTEST_FLAG_SET(
-        filter, filter + (filter.find('-') == std::string::npos ? "-" : ":") + "*ConformanceTest*");
-  }
+  txfn::testing::FilterOutWithoutServer("*ConformanceTest*");
   return RUN_ALL_TESTS();
 }
