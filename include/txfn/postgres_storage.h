@@ -228,7 +228,8 @@ class PostgresStorage final : public Storage {
   // The token this instance holds for `tenant`, taking the lease if nobody holds it and
   // this instance never lost it.
   absl::StatusOr<int64_t> TokenFor(std::string_view tenant);
-  absl::StatusOr<int64_t> TakeLease(std::string_view tenant);
+  absl::StatusOr<int64_t> TakeLease(std::string_view tenant)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(acquire_mu_);
   absl::Status NotOwnerError(std::string_view tenant, std::string_view detail);
 
   // Resolves the in-doubt Writes involving `tenant` (every one if nullopt); Unavailable if
@@ -244,6 +245,8 @@ class PostgresStorage final : public Storage {
   std::vector<std::unique_ptr<Pooled>> idle_ ABSL_GUARDED_BY(pool_mu_);
   int open_ ABSL_GUARDED_BY(pool_mu_) = 0;
 
+  // Serialises taking leases (TakeLease): one round trip per tenant, not one per thread.
+  internal::Mutex acquire_mu_;
   // The fencing tokens this instance holds, and the tenants it lost to another owner.
   internal::Mutex lease_mu_;
   absl::flat_hash_map<std::string, int64_t> tokens_ ABSL_GUARDED_BY(lease_mu_);

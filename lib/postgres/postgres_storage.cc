@@ -510,7 +510,7 @@ absl::StatusOr<int64_t> PostgresStorage::TakeLease(std::string_view tenant) {
 }
 
 absl::StatusOr<int64_t> PostgresStorage::TokenFor(std::string_view tenant) {
-  {
+  auto held = [&]() -> std::optional<absl::StatusOr<int64_t>> {
     internal::MutexLock lock(&lease_mu_);
     if (auto it = tokens_.find(internal::ToAbsl(tenant)); it != tokens_.end()) return it->second;
     if (lost_.contains(internal::ToAbsl(tenant))) {
@@ -518,11 +518,18 @@ absl::StatusOr<int64_t> PostgresStorage::TokenFor(std::string_view tenant) {
                            "another instance took it over since this one owned it; call "
                            "AcquireTenant and open a new committer to write it again");
     }
-  }
+    return std::nullopt;
+  };
+  if (auto token = held()) return *token;
+  // One acquisition at a time: threads writing a new tenant at once must not each take
+  // the lease (each take raises the token and would fence the others).
+  internal::MutexLock acquiring(&acquire_mu_);
+  if (auto token = held()) return *token;
   return TakeLease(tenant);
 }
 
 absl::Status PostgresStorage::AcquireTenant(std::string_view tenant) {
+  internal::MutexLock acquiring(&acquire_mu_);
   return TakeLease(tenant).status();
 }
 
@@ -571,8 +578,10 @@ absl::Status PostgresStorage::Write(absl::Span<const CommitRecord> commits) {
   // The batch as arrays, tenants numbered from 1 in lock (name) order.
   ArrayLiteral t_names, t_tokens, t_first, t_last;
   absl::flat_hash_map<std::string_view, int> tenant_no;
+  std::vector<int64_t> tokens;  // by tenant_no - 1
   for (const TenantBatch& g : groups) {
     TXFN_ASSIGN_OR_RETURN(int64_t token, TokenFor(g.tenant));
+    tokens.push_back(token);
     tenant_no[g.tenant] = static_cast<int>(tenant_no.size()) + 1;
     t_names.AddBytes(g.tenant);
     t_tokens.AddInt(token);
@@ -652,9 +661,13 @@ absl::Status PostgresStorage::Write(absl::Span<const CommitRecord> commits) {
   const std::string_view tenant = index < groups.size() ? groups[index].tenant : "";
   if (status == 1) {
     {
+      // Lost — unless an AcquireTenant of this instance raised the token meanwhile.
       internal::MutexLock lock(&lease_mu_);
-      tokens_.erase(internal::ToAbsl(tenant));
-      lost_.insert(std::string(tenant));
+      auto it = tokens_.find(internal::ToAbsl(tenant));
+      if (it != tokens_.end() && index < tokens.size() && it->second == tokens[index]) {
+        tokens_.erase(it);
+        lost_.insert(std::string(tenant));
+      }
     }
     std::string owner = result->IsNull(0, 2) ? "nobody (the lease row is gone)"
                                              : fmt::format("now {}", result->Text(0, 2));
