@@ -68,12 +68,16 @@
 // Reads also read the retention horizon in the same statement (the same snapshot); a
 // read that returns nothing reads it again (one more round trip; the horizon only rises).
 // ApplyRetention is one statement (txfn_apply_retention) doing what SqliteStorage does.
+// Every statement is prepared once per connection (no parsing, and soon no planning, after
+// that); a new connection costs one more round trip (its server process's start time, see
+// below).
 //
 // Commit outcomes. A Write whose statement was sent but whose answer never came (the
 // connection broke, the server crashed or was restarted) may or may not have committed.
 // The adapter then resolves it itself: on a new connection it terminates the old backend
-// (pg_terminate_backend) and waits until it is gone — its transaction is then committed
-// or rolled back for good — and looks for the batch's first commit row. Found: Write
+// (pg_terminate_backend; named by pid and start time, as a restarted server may reuse the
+// pid) and waits until it is gone — its transaction is then committed or rolled back for
+// good — and looks for the batch's first commit row. Found: Write
 // returns OK; absent: Unavailable ("not persisted"). If it cannot tell within
 // outcome_resolution_timeout (the server is down), Write returns an unknown outcome
 // (CommitOutcomeUnknownError, carrying the batch's last timestamp), and the batch's
@@ -85,7 +89,8 @@
 //
 // Thread safety: every method may be called concurrently. Calls borrow a connection from a
 // pool of at most max_connections (a call beyond waits for one); a connection that broke is
-// dropped and replaced. Writes to different tenants run in parallel; PostgreSQL serialises
+// dropped and replaced, and so is every idle one (what broke it — a server restart — broke
+// them too). Writes to different tenants run in parallel; PostgreSQL serialises
 // those of one tenant (the lease row lock). A read is one statement, hence one snapshot: it
 // sees none or all of a Write. Reads that meet a broken pooled connection are retried once
 // on a new one; writes are never retried blindly.
@@ -98,6 +103,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -111,10 +117,6 @@
 #include "txfn/storage.h"
 
 namespace txfn {
-
-namespace pg_internal {
-class PgConnection;
-}  // namespace pg_internal
 
 struct PostgresStorageOptions {
   // A libpq connection string or postgresql:// URI. Required.
@@ -176,7 +178,8 @@ class PostgresStorage final : public Storage {
 
   // See Storage. Write errors: InvalidArgument for a violated precondition (nothing
   // written; the message names tenant, timestamp and problem); FailedPrecondition when
-  // this instance does not own one of the batch's tenants (the message names the owner);
+  // this instance does not own one of the batch's tenants (the message names the owner,
+  // or says to call AcquireTenant if this instance lost the tenant to another);
   // Unavailable for a server or connection fault (nothing written), or with an unknown
   // outcome (see "Commit outcomes").
   [[nodiscard]] absl::Status Write(absl::Span<const CommitRecord> commits) override;
