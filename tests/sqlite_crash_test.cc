@@ -24,103 +24,26 @@
 #include "fmt/core.h"
 #include "gtest/gtest.h"
 #include "sqlite_test_util.h"
+#include "storage_crash_test_util.h"
 #include "txfn/sqlite_storage.h"
 
 namespace txfn {
 namespace {
 
-using testing_util::TempDir;
-
-constexpr char kTenant[] = "crash";
-constexpr int kSharedKeys = 5;
-
-std::string Key(Timestamp n, char part) { return fmt::format("c{:08}/{}", n, part); }
-std::string Val(Timestamp n, char part) { return fmt::format("v{}-{}", n, part); }
-std::string SharedKey(Timestamp n) { return fmt::format("shared{}", n % kSharedKeys); }
-
-// Commit n: three keys of its own, one of the shared keys, and the counter.
-CommitRecord MakeCommit(Timestamp n) {
-  CommitRecord c{.tenant = kTenant, .ts = n};
-  for (char part : {'a', 'b', 'c'}) c.writes.push_back({1, Key(n, part), Val(n, part)});
-  c.writes.push_back({2, SharedKey(n), std::to_string(n)});
-  c.writes.push_back({3, "counter", std::to_string(n)});
-  return c;
-}
+using namespace testing_util;  // NOLINT(google-build-using-namespace)
 
 // The child: commits n = max + 1, max + 2, ... forever, acknowledging each.
 [[noreturn]] void ChildLoop(const std::string& path, SqliteOptions options, int ack_fd) {
   auto storage = SqliteStorage::Open(path, options);
   if (!storage.ok()) _exit(2);
-  auto max = (*storage)->MaxCommittedTimestamp(kTenant);
-  if (!max.ok()) _exit(3);
-  for (Timestamp n = *max + 1;; ++n) {
-    CommitRecord commit = MakeCommit(n);
-    if (!(*storage)->Write({&commit, 1}).ok()) _exit(4);
-    if (write(ack_fd, &n, sizeof n) != sizeof n) _exit(5);
-  }
-}
-
-// Reads acknowledgements until `deadline` (or EOF); returns the newest.
-Timestamp ReadAcks(int fd, std::chrono::steady_clock::time_point deadline, Timestamp last) {
-  while (true) {
-    auto now = std::chrono::steady_clock::now();
-    int timeout_ms = 0;
-    if (now < deadline) {
-      timeout_ms = static_cast<int>(
-          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count());
-    }
-    pollfd p{.fd = fd, .events = POLLIN, .revents = 0};
-    int ready = poll(&p, 1, timeout_ms);
-    if (ready <= 0) return last;  // deadline
-    Timestamp n = 0;
-    ssize_t got = read(fd, &n, sizeof n);
-    if (got == 0) return last;  // EOF: the child is gone
-    if (got != sizeof n) {
-      ADD_FAILURE() << "short read on the ack pipe: " << got;
-      return last;
-    }
-    EXPECT_EQ(n, last + 1) << "acks arrive in commit order";
-    last = n;
-  }
+  CommitAndAckForever(**storage, ack_fd);
 }
 
 // Everything in the file is whole commits 1..max, and max >= last_acked.
 void Verify(const std::string& path, Timestamp last_acked, Timestamp* max_out) {
   auto storage = SqliteStorage::Open(path, {.synchronous = SqliteOptions::Synchronous::kOff});
   ASSERT_TRUE(storage.ok()) << storage.status();
-  SqliteStorage& s = **storage;
-  auto max = s.MaxCommittedTimestamp(kTenant);
-  ASSERT_TRUE(max.ok()) << max.status();
-  *max_out = *max;
-  EXPECT_GE(*max, last_acked) << "an acknowledged commit was lost";
-
-  auto log = s.ReadLog(kTenant, 0, 0);
-  ASSERT_TRUE(log.ok()) << log.status();
-  ASSERT_EQ(log->size(), *max) << "commits are 1..max without gaps";
-  for (Timestamp n = 1; n <= *max; ++n) {
-    ASSERT_EQ((*log)[n - 1], MakeCommit(n)) << "commit " << n << " in the log";
-  }
-  // Every commit's keys, read back at the newest timestamp (a partial commit
-  // would miss some), and the counter and shared keys at a few timestamps.
-  auto rows = s.Scan(kTenant, 1, KeyRange::All(), *max, ScanOrder::kAscending, 0);
-  ASSERT_TRUE(rows.ok()) << rows.status();
-  ASSERT_EQ(rows->size(), 3 * *max);
-  for (Timestamp n = 1; n <= *max; ++n) {
-    for (int i = 0; i < 3; ++i) {
-      const IndexEntry& e = (*rows)[3 * (n - 1) + static_cast<size_t>(i)];
-      char part = static_cast<char>('a' + i);
-      ASSERT_EQ(e, (IndexEntry{Key(n, part), Val(n, part), n}));
-    }
-  }
-  for (Timestamp t : {*max, *max / 2 + 1, Timestamp{1}}) {
-    if (t == 0 || t > *max) continue;
-    auto counter = s.Get(kTenant, 3, "counter", t);
-    ASSERT_TRUE(counter.ok() && counter->has_value());
-    EXPECT_EQ((*counter)->value, std::to_string(t));
-    auto shared = s.Get(kTenant, 2, SharedKey(t), t);
-    ASSERT_TRUE(shared.ok() && shared->has_value());
-    EXPECT_EQ((*shared)->value, std::to_string(t));
-  }
+  VerifyCommittedPrefix(**storage, last_acked, max_out);
 }
 
 TEST(SqliteCrashTest, AcknowledgedCommitsSurviveSigkillAndNoCommitIsPartial) {

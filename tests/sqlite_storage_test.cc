@@ -17,6 +17,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sqlite_test_util.h"
+#include "storage_reference_test_util.h"
 #include "txfn/committer.h"
 #include "txfn/in_memory_storage.h"
 #include "txfn/testing/storage_conformance.h"
@@ -258,42 +259,19 @@ TEST(SqliteStorageTest, TimestampsAboveInt64MaxKeepTheirOrder) {
 }
 
 // Keys with many versions are left by a seek (past kMaxVersionsWalked rows);
-// the result must not change: compared with InMemoryStorage at every ts.
+// the result must not change.
 TEST(SqliteStorageTest, ScansOverKeysWithManyVersionsMatchTheReference) {
   TempDir dir;
   auto sqlite = SqliteStorage::Open(dir.File("app.db"), kFast);
   ASSERT_TRUE(sqlite.ok());
-  InMemoryStorage reference;
-  const std::vector<std::string> keys = {"a", "b", "b\0"s, "c", "d", "e"};
-  Timestamp ts = 0;
-  for (int round = 0; round < 40; ++round) {
-    CommitRecord c{.tenant = "t", .ts = ++ts};
-    // "b" and "d" are hot (a version every commit, some of them tombstones);
-    // the others change now and then.
-    for (size_t k = 0; k < keys.size(); ++k) {
-      bool hot = keys[k] == "b" || keys[k] == "d";
-      if (!hot && round % 13 != static_cast<int>(k)) continue;
-      std::optional<std::string> value = fmt::format("{}@{}", keys[k], ts);
-      if (round % 7 == 3 && hot) value.reset();
-      c.writes.push_back({1, keys[k], value});
-    }
-    ASSERT_TRUE((*sqlite)->Write({&c, 1}).ok());
-    ASSERT_TRUE(reference.Write({&c, 1}).ok());
-  }
-  for (Timestamp at = 0; at <= ts + 1; ++at) {
-    for (ScanOrder order : {ScanOrder::kAscending, ScanOrder::kDescending}) {
-      for (size_t limit : {0, 1, 2, 3}) {
-        for (const KeyRange& range :
-             {KeyRange::All(), KeyRange::HalfOpen("b", "d\0"s), KeyRange::After("b")}) {
-          auto got = (*sqlite)->Scan("t", 1, range, at, order, limit);
-          auto want = reference.Scan("t", 1, range, at, order, limit);
-          ASSERT_TRUE(got.ok()) << got.status();
-          ASSERT_EQ(*got, *want) << "ts " << at << " limit " << limit << " order "
-                                 << static_cast<int>(order);
-        }
-      }
-    }
-  }
+  ExpectHotKeyScansMatchReference(**sqlite);
+}
+
+TEST(SqliteStorageTest, RandomHistoriesWithRetentionMatchTheReference) {
+  TempDir dir;
+  auto sqlite = SqliteStorage::Open(dir.File("app.db"), kFast);
+  ASSERT_TRUE(sqlite.ok());
+  ExpectRandomHistoryMatchesReference(**sqlite, /*seed=*/1);
 }
 
 // The tables versions, log and commits of schema versions 1 and 2, as their

@@ -99,6 +99,21 @@ int64_t PgResult::AffectedRows() const {
 
 namespace {
 
+// Parameters as libpq takes them: pointers into `params`, which must outlive this.
+struct ParamArrays {
+  explicit ParamArrays(absl::Span<const PgParam> params)
+      : values(params.size()), lengths(params.size()), formats(params.size()) {
+    for (size_t i = 0; i < params.size(); ++i) {
+      values[i] = params[i].null ? nullptr : params[i].value.data();
+      lengths[i] = static_cast<int>(params[i].value.size());
+      formats[i] = params[i].binary ? 1 : 0;
+    }
+  }
+  std::vector<const char*> values;
+  std::vector<int> lengths;
+  std::vector<int> formats;
+};
+
 struct FreeOptions {
   void operator()(PQconninfoOption* options) const { PQconninfoFree(options); }
 };
@@ -174,18 +189,57 @@ absl::StatusOr<PgResult> PgConnection::Exec(std::string_view sql) {
 absl::StatusOr<PgResult> PgConnection::Exec(std::string_view sql, absl::Span<const PgParam> params,
                                             bool binary_results) {
   std::string text(sql);
-  std::vector<const char*> values(params.size());
-  std::vector<int> lengths(params.size());
-  std::vector<int> formats(params.size());
-  for (size_t i = 0; i < params.size(); ++i) {
-    values[i] = params[i].null ? nullptr : params[i].value.data();
-    lengths[i] = static_cast<int>(params[i].value.size());
-    formats[i] = params[i].binary ? 1 : 0;
-  }
+  const ParamArrays p(params);
   return Check(PQexecParams(conn_, text.c_str(), static_cast<int>(params.size()),
-                            /*paramTypes=*/nullptr, values.data(), lengths.data(), formats.data(),
-                            binary_results ? 1 : 0),
+                            /*paramTypes=*/nullptr, p.values.data(), p.lengths.data(),
+                            p.formats.data(), binary_results ? 1 : 0),
                sql);
+}
+
+absl::StatusOr<const std::string*> PgConnection::Prepared(std::string_view sql, int params) {
+  auto it = prepared_.find(internal::ToAbsl(sql));
+  if (it == prepared_.end()) {
+    std::string name = internal::StrCat("txfn_", prepared_.size());
+    std::string text(sql);
+    absl::StatusOr<PgResult> made =
+        Check(PQprepare(conn_, name.c_str(), text.c_str(), params, /*paramTypes=*/nullptr), sql);
+    if (!made.ok()) return made.status();
+    it = prepared_.emplace(std::move(text), std::move(name)).first;
+  }
+  return &it->second;
+}
+
+absl::StatusOr<PgResult> PgConnection::ExecPrepared(std::string_view sql,
+                                                    absl::Span<const PgParam> params,
+                                                    bool binary_results) {
+  absl::StatusOr<const std::string*> name = Prepared(sql, static_cast<int>(params.size()));
+  if (!name.ok()) return name.status();
+  const ParamArrays p(params);
+  return Check(
+      PQexecPrepared(conn_, (*name)->c_str(), static_cast<int>(params.size()), p.values.data(),
+                     p.lengths.data(), p.formats.data(), binary_results ? 1 : 0),
+      sql);
+}
+
+absl::Status PgConnection::Send(std::string_view sql, absl::Span<const PgParam> params,
+                                bool binary_results) {
+  absl::StatusOr<const std::string*> name = Prepared(sql, static_cast<int>(params.size()));
+  if (!name.ok()) return name.status();
+  const ParamArrays p(params);
+  if (PQsendQueryPrepared(conn_, (*name)->c_str(), static_cast<int>(params.size()), p.values.data(),
+                          p.lengths.data(), p.formats.data(), binary_results ? 1 : 0) == 0) {
+    return PgError(conn_, nullptr, sql);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<PgResult> PgConnection::Receive(std::string_view sql) {
+  // The statement's one result, then null; a lost connection yields an error result or
+  // none at all.
+  PGresult* result = PQgetResult(conn_);
+  if (result == nullptr) return PgError(conn_, nullptr, sql);
+  while (PGresult* extra = PQgetResult(conn_)) PQclear(extra);
+  return Check(result, sql);
 }
 
 }  // namespace txfn::pg_internal

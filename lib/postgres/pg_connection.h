@@ -21,6 +21,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
@@ -96,17 +97,44 @@ class PgConnection {
     return Exec(sql, absl::Span<const PgParam>(params.begin(), params.size()), binary_results);
   }
 
+  // As Exec(sql, params), through a prepared statement made on the first call with this
+  // `sql` on this connection (PQprepare) and kept for the connection's life: later calls
+  // skip parsing, and once PostgreSQL settles on a generic plan, planning too. For the
+  // few fixed statements a caller runs many times.
+  absl::StatusOr<PgResult> ExecPrepared(std::string_view sql, absl::Span<const PgParam> params,
+                                        bool binary_results = false);
+  absl::StatusOr<PgResult> ExecPrepared(std::string_view sql, std::initializer_list<PgParam> params,
+                                        bool binary_results = false) {
+    return ExecPrepared(sql, absl::Span<const PgParam>(params.begin(), params.size()),
+                        binary_results);
+  }
+
+  // Sends one statement with `params` (prepared as by ExecPrepared: the first Send of a
+  // `sql` prepares it, a round trip) without waiting for its answer; Receive() reads it.
+  // For a caller that must tell "not sent" from "sent, answer lost" (a commit): after an
+  // OK Send, a Receive error with broken() true means the server may have run it.
+  absl::Status Send(std::string_view sql, absl::Span<const PgParam> params,
+                    bool binary_results = false);
+  // The answer to the statement Send sent (waits for it).
+  absl::StatusOr<PgResult> Receive(std::string_view sql);
+
   // True once the connection to the server is lost.
   bool broken() const { return PQstatus(conn_) != CONNECTION_OK; }
   // The server process serving this connection (pg_backend_pid): for tests that kill it.
   int backend_pid() const { return PQbackendPID(conn_); }
   PGconn* raw() const { return conn_; }
+  // The connection's socket (for tests that break it).
+  int socket() const { return PQsocket(conn_); }
 
  private:
   explicit PgConnection(PGconn* conn) : conn_(conn) {}
   absl::StatusOr<PgResult> Check(PGresult* result, std::string_view sql);
+  // The name of `sql`'s prepared statement on this connection, preparing it if new.
+  absl::StatusOr<const std::string*> Prepared(std::string_view sql, int params);
 
   PGconn* conn_;
+  // Prepared statements by SQL text: their names are "txfn_<n>".
+  absl::flat_hash_map<std::string, std::string> prepared_;
 };
 
 // `url` (a connection string or URI) naming database `dbname` instead: for tests and tools

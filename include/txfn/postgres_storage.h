@@ -1,0 +1,266 @@
+// txfn/postgres_storage.h — the Storage adapter over a PostgreSQL server, for several
+// processes sharing one database.
+//
+// PostgresStorage keeps every tenant's versioned index entries and commit log in a few
+// tables of one PostgreSQL database (the schema it creates, below). It passes the Storage
+// conformance suite (<txfn/testing/storage_conformance.h>) including its reopen tests:
+// after Write returns OK the commits are committed in PostgreSQL (as durable as the
+// server's fsync / synchronous_commit settings make them).
+//
+//   absl::StatusOr<std::unique_ptr<txfn::PostgresStorage>> storage =
+//       txfn::PostgresStorage::Open({.url = "postgresql:///txfn?host=/run/postgresql"});
+//   if (!storage.ok()) return storage.status();
+//   // Take the tenant over before its committer loads its state (see "Ownership").
+//   if (absl::Status s = (*storage)->AcquireTenant("shop"); !s.ok()) return s;
+//   std::shared_ptr<txfn::Storage> shared = *std::move(storage);
+//   auto committer = txfn::Committer::Open(shared, "shop");
+//
+// Link txfn::postgres (built when TXFN_WITH_POSTGRES is ON).
+//
+// Ownership: one committer per tenant, fenced. Every process may read every tenant, but
+// only one PostgresStorage at a time — the tenant's owner — may write it. Ownership is a
+// lease row in txfn_owners (owner name, fencing token, expiry by the *server's* clock, so
+// the processes' clocks never need to agree). Every Write's transaction first updates the
+// lease row of each of its tenants `WHERE owner = <this instance> AND token = <its token>`
+// and writes nothing unless that hit the row: a former owner that was paused (GC, a
+// stopped VM, a partition) past its lease, and woke up after another instance took the
+// tenant over, cannot commit — its token is stale — and is told FailedPrecondition naming
+// the new owner. Each Write also extends the lease by lease_duration. The row lock taken
+// by that update serialises the commits of one tenant inside PostgreSQL, so even two
+// owners racing at a takeover cannot both commit.
+//   - A tenant nobody holds (no lease row, a released one, or an expired one) is taken
+//     by the first Write to it (implicitly) or by AcquireTenant; the fencing token then
+//     goes up by one.
+//   - A tenant another instance holds with an unexpired lease: Write and AcquireTenant
+//     fail with FailedPrecondition naming the owner and when its lease expires.
+//   - An instance that has lost a tenant (its token was superseded) never takes it back
+//     implicitly: its committer's state is stale (it missed the other owner's commits,
+//     so its conflict checks would be wrong). Writes stay refused until the host calls
+//     AcquireTenant and opens a new committer, which loads the state afresh.
+//   - Destroying a PostgresStorage releases its leases, so a successor (a restart, the
+//     conformance suite's reopen) takes the tenants over at once.
+// A host that moves a tenant between processes calls AcquireTenant *before* opening the
+// tenant's committer, so that the committer loads everything the former owner committed.
+//
+// Schema (created if missing; PostgreSQL schema = the connection's search_path):
+//   txfn_versions(tenant, index_id, key, ts, value)  PRIMARY KEY(tenant, index_id, key, ts);
+//                                                    value NULL = a tombstone
+//   txfn_log(tenant, ts, seq, index_id, key)         PRIMARY KEY(tenant, ts, seq): the keys
+//                                                    each commit wrote, in Write order
+//   txfn_commits(tenant, ts)                         PRIMARY KEY(tenant, ts)
+//   txfn_tenants(tenant, max_ts, horizon)            one row per tenant with commits
+//   txfn_owners(tenant, owner, token, expires_at)    the leases (see "Ownership")
+//   txfn_meta(name, value)                           schema_version = kSchemaVersion
+// plus the PL/pgSQL functions txfn_write and txfn_apply_retention. Tenants, keys and
+// values are bytea (ordered bytewise, like std::string); timestamps are bigint with the top
+// bit flipped, so the full uint64 range keeps its order. A database whose schema version is
+// newer than kSchemaVersion is refused.
+//
+// Costs: a Write is ONE round trip whatever the batch size (group commit pays off): one
+// statement, SELECT txfn_write(arrays...), in its own transaction — it checks the leases
+// and timestamps, then inserts all versions, log entries and commits with INSERT ...
+// SELECT FROM unnest(arrays). A tenant's first Write by an instance adds one round trip
+// (taking the lease). Get is one statement: one index descent (the newest version <= ts).
+// Scan is one statement: a recursive skip scan of the primary key — per key, one descent
+// to the next key and one to its newest version <= ts — so a key's history never costs
+// more than a descent, in either direction, and it stops after `limit` live entries.
+// ReadLog is one statement (the commits, their log entries and each write's version).
+// Reads also read the retention horizon in the same statement (the same snapshot); a
+// read that returns nothing reads it again (one more round trip; the horizon only rises).
+// ApplyRetention is one statement (txfn_apply_retention) doing what SqliteStorage does.
+// Every statement is prepared once per connection (no parsing, and soon no planning, after
+// that); a new connection costs one more round trip (its server process's start time, see
+// below).
+//
+// Commit outcomes. A Write whose statement was sent but whose answer never came (the
+// connection broke, the server crashed or was restarted) may or may not have committed.
+// The adapter then resolves it itself: on a new connection it terminates the old backend
+// (pg_terminate_backend; named by pid and start time, as a restarted server may reuse the
+// pid) and waits until it is gone — its transaction is then committed or rolled back for
+// good — and looks for the batch's first commit row. Found: Write
+// returns OK; absent: Unavailable ("not persisted"). If it cannot tell within
+// outcome_resolution_timeout (the server is down), Write returns an unknown outcome
+// (CommitOutcomeUnknownError, carrying the batch's last timestamp), and the batch's
+// tenants are "in doubt": Write, DeleteTenant, ApplyRetention, ReadLog and
+// MaxCommittedTimestamp of those tenants, and ListTenants, first try the resolution again
+// and fail with Unavailable while it still cannot tell; Get and Scan go on (their answers
+// at published timestamps hold either way). The committer's own resolution (it calls
+// MaxCommittedTimestamp) therefore settles the outcome as soon as the server is back.
+//
+// Thread safety: every method may be called concurrently. Calls borrow a connection from a
+// pool of at most max_connections (a call beyond waits for one); a connection that broke is
+// dropped and replaced, and so is every idle one (what broke it — a server restart — broke
+// them too). Writes to different tenants run in parallel; PostgreSQL serialises
+// those of one tenant (the lease row lock). A read is one statement, hence one snapshot: it
+// sees none or all of a Write. Reads that meet a broken pooled connection are retried once
+// on a new one; writes are never retried blindly.
+#ifndef TXFN_POSTGRES_STORAGE_H_
+#define TXFN_POSTGRES_STORAGE_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "txfn/internal/mutex.h"
+#include "txfn/storage.h"
+
+namespace txfn {
+
+struct PostgresStorageOptions {
+  // A libpq connection string or postgresql:// URI. Required.
+  std::string url;
+  // The most connections open at once; calls beyond wait for a free one.
+  int max_connections = 8;
+  // This instance's name in the lease rows (what a refused writer is told). Empty: a
+  // unique "<hostname>:<pid>:<random>". Two live instances must never share a name: a
+  // lease held under a name is taken over at once by an instance of the same name (a
+  // restarted process that keeps its name resumes its tenants without waiting).
+  std::string owner;
+  // How long a lease lasts after the owner's last Write (or AcquireTenant); after that
+  // another instance may take the tenant over. Timed by the server's clock.
+  absl::Duration lease_duration = absl::Seconds(10);
+  // How long a Write whose answer was lost spends resolving its outcome (see "Commit
+  // outcomes") before it reports an unknown outcome; zero reports it at once (the next call
+  // on the tenant resolves it).
+  absl::Duration outcome_resolution_timeout = absl::Seconds(5);
+  // Fault injection for tests: called on the writing thread after a Write's statement was
+  // sent, before its answer is read, with the connection's socket and server process id.
+  // A test may shutdown(2) the socket (the answer is lost after the server got the
+  // statement) or kill the backend. Empty in production.
+  std::function<void(int socket, int backend_pid)> after_write_sent;
+};
+
+// One tenant's lease (see "Ownership").
+struct TenantLease {
+  std::string owner;          // empty: released
+  int64_t token = 0;          // the fencing token; rises with every change of owner
+  absl::Time expires_at;      // by the server's clock
+  bool held_by_this = false;  // owner and token are this instance's
+};
+
+class PostgresStorage final : public Storage {
+ public:
+  // The schema version this build writes and reads (txfn_meta.schema_version).
+  static constexpr int kSchemaVersion = 1;
+
+  // Connects to `options.url` and creates the schema if missing (under an advisory lock:
+  // several processes may open the same database at once). Errors:
+  //   InvalidArgument     — empty or malformed url, max_connections < 1, a lease_duration
+  //                         under 1 ms;
+  //   Unavailable         — the server cannot be reached;
+  //   FailedPrecondition  — the database's schema version is newer than kSchemaVersion
+  //                         (the message names both);
+  //   Internal            — another error from the server (e.g. no permission to create
+  //                         tables), with the server's message.
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<PostgresStorage>> Open(
+      PostgresStorageOptions options);
+
+  // Releases this instance's leases (best effort) and closes every connection. No call may
+  // be running.
+  ~PostgresStorage() override;
+  PostgresStorage(const PostgresStorage&) = delete;
+  PostgresStorage& operator=(const PostgresStorage&) = delete;
+
+  // This instance's name in the lease rows.
+  const std::string& owner() const { return options_.owner; }
+
+  // See Storage. Write errors: InvalidArgument for a violated precondition (nothing
+  // written; the message names tenant, timestamp and problem); FailedPrecondition when
+  // this instance does not own one of the batch's tenants (the message names the owner,
+  // or says to call AcquireTenant if this instance lost the tenant to another);
+  // Unavailable for a server or connection fault (nothing written), or with an unknown
+  // outcome (see "Commit outcomes").
+  [[nodiscard]] absl::Status Write(absl::Span<const CommitRecord> commits) override;
+  [[nodiscard]] absl::StatusOr<std::optional<IndexEntry>> Get(std::string_view tenant,
+                                                              IndexId index, std::string_view key,
+                                                              Timestamp ts) override;
+  [[nodiscard]] absl::StatusOr<std::vector<IndexEntry>> Scan(std::string_view tenant, IndexId index,
+                                                             const KeyRange& range, Timestamp ts,
+                                                             ScanOrder order,
+                                                             size_t limit) override;
+  [[nodiscard]] absl::StatusOr<std::vector<CommitRecord>> ReadLog(std::string_view tenant,
+                                                                  Timestamp after,
+                                                                  size_t limit) override;
+  [[nodiscard]] absl::StatusOr<Timestamp> MaxCommittedTimestamp(std::string_view tenant) override;
+  [[nodiscard]] absl::StatusOr<std::vector<std::string>> ListTenants() override;
+  // An administrative removal: it does not check the lease (stop the tenant's committer
+  // first); the lease row stays, so fencing tokens keep rising.
+  [[nodiscard]] absl::Status DeleteTenant(std::string_view tenant) override;
+  // Any instance may apply retention (it changes nothing a read at or above the horizon
+  // sees); it is serialised with the tenant's commits by a row lock.
+  [[nodiscard]] absl::StatusOr<RetentionResult> ApplyRetention(std::string_view tenant,
+                                                               Timestamp ts,
+                                                               size_t max_commits) override;
+
+  // Takes `tenant` over: succeeds if nobody holds it, its lease expired, or this instance
+  // (or one of the same name) holds it; the fencing token goes up and the lease runs for
+  // lease_duration. Also the way back after this instance lost the tenant (then open a new
+  // committer). FailedPrecondition naming the owner while another instance's lease runs;
+  // Unavailable on a server fault.
+  [[nodiscard]] absl::Status AcquireTenant(std::string_view tenant);
+  // Gives `tenant` up (the lease row is marked free) if this instance holds it; OK if not.
+  [[nodiscard]] absl::Status ReleaseTenant(std::string_view tenant);
+  // The tenant's lease as stored; NotFound if nobody ever held it.
+  [[nodiscard]] absl::StatusOr<TenantLease> Lease(std::string_view tenant);
+
+ private:
+  struct Pooled;          // a connection and its server process's identity
+  class ConnectionLease;  // a pooled connection (RAII)
+  struct InDoubt;         // a Write whose answer was lost
+
+  explicit PostgresStorage(PostgresStorageOptions options);
+
+  absl::StatusOr<ConnectionLease> Borrow();
+  void Return(std::unique_ptr<Pooled> conn);
+  // Runs `read` on a pooled connection; once more on a new one if the first had broken.
+  template <typename Read>
+  auto WithReadConnection(Read&& read) -> decltype(read(std::declval<ConnectionLease&>()));
+
+  // The token this instance holds for `tenant`, taking the lease if nobody holds it and
+  // this instance never lost it.
+  absl::StatusOr<int64_t> TokenFor(std::string_view tenant);
+  absl::StatusOr<int64_t> TakeLease(std::string_view tenant)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(acquire_mu_);
+  absl::Status NotOwnerError(std::string_view tenant, std::string_view detail);
+
+  // Resolves the in-doubt Writes involving `tenant` (every one if nullopt); Unavailable if
+  // one cannot be resolved yet.
+  absl::Status ResolveDoubts(std::optional<std::string_view> tenant);
+  // Whether `doubt`'s batch committed; Unavailable if that cannot be told yet.
+  absl::StatusOr<bool> Resolve(const InDoubt& doubt, absl::Duration timeout);
+
+  const PostgresStorageOptions options_;
+
+  internal::Mutex pool_mu_;
+  internal::CondVar pool_cv_{&pool_mu_};
+  std::vector<std::unique_ptr<Pooled>> idle_ ABSL_GUARDED_BY(pool_mu_);
+  int open_ ABSL_GUARDED_BY(pool_mu_) = 0;
+
+  // Serialises taking leases (TakeLease): one round trip per tenant, not one per thread.
+  internal::Mutex acquire_mu_;
+  // The fencing tokens this instance holds, and the tenants it lost to another owner.
+  internal::Mutex lease_mu_;
+  absl::flat_hash_map<std::string, int64_t> tokens_ ABSL_GUARDED_BY(lease_mu_);
+  absl::flat_hash_set<std::string> lost_ ABSL_GUARDED_BY(lease_mu_);
+
+  // Writes whose outcome is not known yet. resolve_mu_ serialises resolutions.
+  internal::Mutex resolve_mu_;
+  internal::Mutex doubt_mu_;
+  std::vector<std::shared_ptr<const InDoubt>> in_doubt_ ABSL_GUARDED_BY(doubt_mu_);
+};
+
+}  // namespace txfn
+
+#endif  // TXFN_POSTGRES_STORAGE_H_

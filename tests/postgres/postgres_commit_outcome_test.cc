@@ -1,0 +1,208 @@
+// PostgresStorage when a Write's answer is lost: the connection breaks after the batch was
+// sent (the test breaks the socket or kills the server process running it). The adapter
+// resolves the outcome itself (committed: OK; absent: Unavailable), or reports an unknown
+// outcome — never "not persisted" for a batch that may have committed — and then the
+// tenant's MaxCommittedTimestamp/ReadLog settle it, as the committer's resolution does.
+#include <sys/socket.h>
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "absl/time/clock.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "lib/postgres/pg_connection.h"
+#include "tests/postgres/pg_storage_test_util.h"
+#include "tests/postgres/pg_test_util.h"
+#include "tests/txn_test_util.h"
+#include "txfn/committer.h"
+#include "txfn/postgres_storage.h"
+#include "txfn/transaction.h"
+
+namespace txfn {
+namespace {
+
+using pg_internal::PgConnection;
+using pg_internal::PgParam;
+using ::testing::HasSubstr;
+using ::txfn::testing::TempPostgresStorage;
+using namespace testing_util;  // NOLINT(google-build-using-namespace)
+
+// What the fault hook does to the next Write.
+enum class Fault {
+  kNone,
+  // Breaks the client's socket once the server has the batch, and waits until the server
+  // process has run it and exited: committed, answer lost.
+  kLoseAnswer,
+  // The batch blocks on a row lock the test holds; the test then kills the server process
+  // running it: absent, answer lost.
+  kKillWhileBlocked,
+};
+
+class PostgresCommitOutcomeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::txfn::testing::PgServerUrl().empty()) GTEST_SKIP() << "no PostgreSQL server";
+  }
+
+  // A storage whose Writes suffer fault_ (once each time it is set).
+  std::unique_ptr<TempPostgresStorage> Make(absl::Duration resolution_timeout) {
+    auto storage = TempPostgresStorage::Make(
+        {.outcome_resolution_timeout = resolution_timeout,
+         .after_write_sent = [this](int socket, int pid) { Inject(socket, pid); }});
+    if (storage != nullptr) {
+      auto side = PgConnection::Open(storage->db().url());
+      auto watch = PgConnection::Open(storage->db().url());
+      EXPECT_TRUE(side.ok() && watch.ok());
+      if (side.ok() && watch.ok()) {
+        side_ = *std::move(side);
+        watch_ = *std::move(watch);
+      }
+    }
+    return storage;
+  }
+
+  void Inject(int socket, int pid) {
+    Fault fault = fault_.exchange(Fault::kNone);
+    if (fault == Fault::kNone) return;
+    if (fault == Fault::kLoseAnswer) {
+      ASSERT_EQ(shutdown(socket, SHUT_RDWR), 0);
+    } else {
+      // Wait until the batch waits for the test's lock, then end its server process.
+      ASSERT_TRUE(WaitFor(pid, "wait_event_type = 'Lock'"));
+      ASSERT_TRUE(watch_->Exec("SELECT pg_terminate_backend($1)", {PgParam::Int(pid)}).ok());
+    }
+    ASSERT_TRUE(WaitFor(pid, "false")) << "the server process did not exit";
+  }
+
+  // Whether server process `pid` reaches `condition` (on pg_stat_activity), or, for
+  // "false", is gone; within 5 s.
+  bool WaitFor(int pid, const std::string& condition) {
+    for (int i = 0; i < 1000; ++i) {
+      auto r = watch_->Exec("SELECT " + condition + " FROM pg_stat_activity WHERE pid = $1",
+                            {PgParam::Int(pid)});
+      if (!r.ok()) return false;
+      if (condition == "false" ? r->rows() == 0 : (r->rows() == 1 && r->Text(0, 0) == "t")) {
+        return true;
+      }
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+    return false;
+  }
+
+  // Holds the row lock of tenant t's txfn_tenants row (the batch's last step waits for it).
+  void LockTenantRow() {
+    ASSERT_TRUE(side_->Exec("BEGIN").ok());
+    ASSERT_TRUE(
+        side_->Exec("SELECT 1 FROM txfn_tenants WHERE tenant = 't'::bytea FOR UPDATE").ok());
+  }
+  void Unlock() { ASSERT_TRUE(side_->Exec("ROLLBACK").ok()); }
+
+  std::atomic<Fault> fault_{Fault::kNone};
+  std::unique_ptr<PgConnection> side_;  // holds the lock
+  // Watches pg_stat_activity: never inside a transaction, which would freeze its view.
+  std::unique_ptr<PgConnection> watch_;
+};
+
+CommitRecord Put(Timestamp ts, std::string key, std::string value) {
+  return CommitRecord{.tenant = "t",
+                      .ts = ts,
+                      .writes = {{.index = 1, .key = std::move(key), .value = std::move(value)}}};
+}
+
+TEST_F(PostgresCommitOutcomeTest, ALostAnswerOfACommittedBatchIsResolvedCommitted) {
+  auto storage = Make(absl::Seconds(5));
+  ASSERT_NE(storage, nullptr);
+  std::vector<CommitRecord> batch = {Put(1, "a", "1"), Put(2, "b", "2")};
+  fault_ = Fault::kLoseAnswer;
+  ASSERT_TRUE(storage->Write(batch).ok());
+  EXPECT_EQ(*storage->MaxCommittedTimestamp("t"), 2u);
+  EXPECT_EQ(*storage->Get("t", 1, "b", 2), (IndexEntry{"b", "2", 2}));
+  // And it goes on writing (a fresh connection replaced the broken one).
+  CommitRecord next = Put(3, "c", "3");
+  EXPECT_TRUE(storage->Write({&next, 1}).ok());
+}
+
+TEST_F(PostgresCommitOutcomeTest, ALostAnswerOfAnAbortedBatchIsNotPersistedAndNotUnknown) {
+  auto storage = Make(absl::Seconds(5));
+  ASSERT_NE(storage, nullptr);
+  CommitRecord first = Put(1, "a", "1");
+  ASSERT_TRUE(storage->Write({&first, 1}).ok());
+  LockTenantRow();
+  fault_ = Fault::kKillWhileBlocked;
+  CommitRecord second = Put(2, "b", "2");
+  absl::Status s = storage->Write({&second, 1});
+  Unlock();
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
+  EXPECT_FALSE(IsCommitOutcomeUnknown(s)) << s;
+  EXPECT_THAT(std::string(s.message()), HasSubstr("not persisted"));
+  EXPECT_EQ(*storage->MaxCommittedTimestamp("t"), 1u);
+  EXPECT_EQ(*storage->Get("t", 1, "b", 2), std::nullopt);
+  // Absent for good: the same timestamp commits now.
+  EXPECT_TRUE(storage->Write({&second, 1}).ok());
+}
+
+TEST_F(PostgresCommitOutcomeTest, UnresolvedItIsUnknownAndTheTenantsNextCallSettlesIt) {
+  for (Fault fault : {Fault::kLoseAnswer, Fault::kKillWhileBlocked}) {
+    SCOPED_TRACE(fault == Fault::kLoseAnswer ? "committed" : "absent");
+    // Resolution deferred: Write reports the unknown outcome at once.
+    auto storage = Make(absl::ZeroDuration());
+    ASSERT_NE(storage, nullptr);
+    CommitRecord first = Put(1, "a", "1");
+    ASSERT_TRUE(storage->Write({&first, 1}).ok());
+    if (fault == Fault::kKillWhileBlocked) LockTenantRow();
+    fault_ = fault;
+    std::vector<CommitRecord> batch = {Put(2, "b", "2"), Put(3, "c", "3")};
+    absl::Status s = storage->Write(batch);
+    if (fault == Fault::kKillWhileBlocked) Unlock();
+    EXPECT_TRUE(IsCommitOutcomeUnknown(s)) << s;
+    EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable);
+    EXPECT_EQ(CommitOutcomeUnknownTimestamp(s), 3u);
+    // Reads at published timestamps go on meanwhile.
+    EXPECT_EQ(*storage->Get("t", 1, "a", 1), (IndexEntry{"a", "1", 1}));
+    // The next question about what is committed resolves it.
+    const bool committed = fault == Fault::kLoseAnswer;
+    auto max = storage->MaxCommittedTimestamp("t");
+    ASSERT_TRUE(max.ok()) << max.status();
+    EXPECT_EQ(*max, committed ? 3u : 1u);
+    auto log = storage->ReadLog("t", 1, 0);
+    ASSERT_TRUE(log.ok());
+    EXPECT_EQ(log->size(), committed ? 2u : 0u);
+  }
+}
+
+// Through a committer: it resolves the unknown outcome from storage before answering.
+TEST_F(PostgresCommitOutcomeTest, TheCommitterAnswersALostAnswerWithTheTruth) {
+  auto opened = Make(absl::ZeroDuration());
+  ASSERT_NE(opened, nullptr);
+  std::shared_ptr<Storage> storage(std::move(opened));
+  FakeClock clock;
+  std::unique_ptr<Committer> committer =
+      OpenWithSchema(storage, CommitterOptions{.clock = clock.AsFunction()});
+  ASSERT_NE(committer, nullptr);
+
+  Transaction txn(committer->Latest());
+  TXFN_ASSERT_OK_AND_ASSIGN(
+      std::string id, txn.Insert("accounts", Obj({{"owner", Str("ann")}, {"balance", I64(1)}})));
+  fault_ = Fault::kLoseAnswer;
+  TXFN_ASSERT_OK_AND_ASSIGN(Timestamp ts, committer->Commit(txn.Prepare()));
+  EXPECT_EQ(*storage->MaxCommittedTimestamp("t"), ts);
+  Transaction after(committer->Latest());
+  TXFN_ASSERT_OK_AND_ASSIGN(std::optional<Value> doc, after.Get(id));
+  EXPECT_TRUE(doc.has_value());
+
+  LockTenantRow();
+  fault_ = Fault::kKillWhileBlocked;
+  Transaction lost(committer->Latest());
+  ASSERT_TRUE(lost.Insert("accounts", Obj({{"owner", Str("bob")}, {"balance", I64(2)}})).ok());
+  absl::StatusOr<Timestamp> absent = committer->Commit(lost.Prepare());
+  Unlock();
+  ASSERT_FALSE(absent.ok());
+  EXPECT_FALSE(IsCommitOutcomeUnknown(absent.status())) << absent.status();
+  EXPECT_EQ(absent.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(*storage->MaxCommittedTimestamp("t"), ts);
+}
+
+}  // namespace
+}  // namespace txfn
