@@ -534,6 +534,36 @@ TEST(CallSchedulerTest, TheReservedQuotaFollowsTheMeasuredCostPerCall) {
   EXPECT_NEAR(late_starts / 20.0, 10.0, 1.5) << "calls per second once the cost is measured";
 }
 
+// CPU per call is heavy-tailed: one call that measures 1,000x the usual cost,
+// after more than 1,000 calls, moves the average by about 1/1,000 of the
+// difference, so the reserved function keeps a good part of its rate (an
+// average over a few calls would cut it from 100 to 0.5 calls per second).
+TEST(CallSchedulerTest, OneCostlyCallDoesNotStopAReservedFunction) {
+  VirtualClock clock(kT0);
+  InMemoryQueue queue;
+  CallFactory f;
+  SchedulerConfig config{.version = 1};
+  config.functions["f"] = {.reserved_cpu_quota = 10, .initial_cost = absl::Milliseconds(100)};
+  auto worker = std::make_shared<FakeWorker>(
+      &clock, [](const Call&) { return absl::Milliseconds(100); },
+      [](const Call& c) {
+        return CallOutcome::Ok(c.args.is_int64() ? absl::Seconds(100) : absl::Milliseconds(100));
+      });
+  auto s = MakeScheduler({.queue = &queue, .clock = &clock, .config = config});
+  ASSERT_TRUE(s->AddWorker("w", worker, 1000).ok());
+  std::vector<Call> calls;
+  for (int i = 0; i < 5000; ++i) calls.push_back(f.Make("f", kT0, absl::Hours(1)));
+  ASSERT_TRUE(queue.Enqueue(calls).ok());
+  RunUntil(clock, *s, {worker}, kT0 + absl::Seconds(20), absl::Milliseconds(50));
+  Call costly = f.Make("f", clock.Now(), absl::Minutes(10));  // runs next: the earliest deadline
+  costly.args = Value::Int64(1);
+  ASSERT_TRUE(queue.Enqueue({costly}).ok());
+  RunUntil(clock, *s, {worker}, kT0 + absl::Seconds(35), absl::Milliseconds(50));
+  int after = 0;
+  for (const auto& st : worker->started()) after += st.at >= kT0 + absl::Seconds(25);
+  EXPECT_GE(after / 10.0, 30) << "calls per second after the costly call (quota: 100)";
+}
+
 TEST(CallSchedulerTest, SpilledArgumentsAreLoadedForTheWorkerAndDeletedOnAck) {
   VirtualClock clock(kT0);
   InMemoryQueue queue;
