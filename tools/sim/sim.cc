@@ -302,8 +302,8 @@ Region::Region(EventLoop* loop, VirtualClock* clock, RegionOptions options, Call
   o.lease_batch = options_.lease_batch;
   o.max_buffered = options_.max_buffered;
   o.max_buffered_per_function = options_.max_buffered_per_function;
-  // Admitted calls wait in the RunQ in order; a RunQ longer than the slots
-  // makes a reserved call wait behind opportunistic ones admitted before it.
+  // The RunQ's target: the region's slots (calls admitted beyond them only
+  // wait, holding their limits).
   o.run_queue_target = options_.run_queue_target > 0
                            ? options_.run_queue_target
                            : static_cast<size_t>(options_.workers * options_.slots);
