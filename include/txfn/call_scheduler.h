@@ -13,14 +13,18 @@
 //      limits allow: the concurrency limit, every downstream's AIMD limiter,
 //      and its quota — reserved (a token bucket at RPS = CPU quota / measured
 //      average CPU per call) or opportunistic (r0 * S, S set by the
-//      UtilizationController; an opportunistic call whose deadline is near is
-//      admitted regardless, so time-shifting never makes it late);
-//   3. dispatches RunQ calls to workers of the function's locality group,
-//      picking a worker by power-of-two choices or bounded-load rendezvous;
+//      UtilizationController, and only onto an idle worker slot of its group,
+//      one that no RunQ call claims; an opportunistic call whose deadline is
+//      near is admitted regardless, so time-shifting never makes it late);
+//   3. dispatches RunQ calls — the most critical first, then the earliest
+//      deadline — to workers of the function's locality group, picking a
+//      worker by power-of-two choices or bounded-load rendezvous;
 //      a buffer blocked by its quota or a limit keeps only what it can run
 //      soon and releases the rest to the queue (time-shifting them there);
-//   4. leases more due calls from its shards — only while the buffers and the
-//      RunQ are under their bounds. A RunQ over its target stops the moves
+//   4. leases more due calls from its shards, reserved calls first and on
+//      their own (LeaseRequest::quota), so a time-shifted opportunistic
+//      backlog that became due earlier never delays them — only while the
+//      buffers and the RunQ are under their bounds. A RunQ over its target stops the moves
 //      and backs off the polling, so a spike's backlog stays in the durable
 //      queue and the scheduler's memory stays bounded;
 //   5. extends the leases of calls it holds before they expire.
@@ -194,6 +198,9 @@ class CallScheduler {
     absl::Duration lease_duration = absl::Seconds(60);
     size_t lease_batch = 256;  // calls per Lease
     // Flow control: the most calls held in FuncBuffers, and the RunQ's target.
+    // Reserved calls are leased while fewer than max_buffered reserved calls
+    // are held, whatever the opportunistic ones hold (so up to twice as many
+    // in all); opportunistic calls only while all buffered calls are fewer.
     size_t max_buffered = 4096;
     size_t run_queue_target = 512;
     // Polling: every poll_interval while there is room; doubled (up to
@@ -305,7 +312,12 @@ class CallScheduler {
   enum class Admission { kAdmitted, kBlockedByLimit, kBlockedByQuota, kBlockedByTenant };
   void ReleaseTenantSlot(Held& held) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Takes the limits `held` needs (all or none) if they allow.
-  Admission Admit(FunctionState& fs, Held& held, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // `idle_slot`: the function's group has a free slot no RunQ call claims
+  // (opportunistic calls need one).
+  Admission Admit(FunctionState& fs, Held& held, bool idle_slot, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Per group: free worker slots minus the calls waiting in its RunQ.
+  std::vector<int64_t> IdleSlots() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A blocked buffer keeps what it can run soon and releases the rest.
   void ReleaseExcess(FunctionState& fs, int quota, Admission why, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -343,6 +355,8 @@ class CallScheduler {
   // Settlements gathered during a tick, per shard.
   std::map<int, std::vector<std::pair<Settlement, Held*>>> settle_ ABSL_GUARDED_BY(mu_);
   SchedulerStats stats_ ABSL_GUARDED_BY(mu_);
+  // stats_.buffered by quota class (reserved calls have room of their own).
+  size_t buffered_[2] ABSL_GUARDED_BY(mu_) = {0, 0};
   // Admitted calls per tenant (max_running_per_tenant), only while non-zero.
   absl::flat_hash_map<std::string, int64_t> tenant_admitted_ ABSL_GUARDED_BY(mu_);
 };

@@ -87,6 +87,10 @@ struct LeaseRequest {
   int shard = 0;
   // Only calls of these functions (at most 1000); empty = every function.
   std::vector<std::string> functions;
+  // Only calls of this quota class; nullopt = every class. A scheduler leases
+  // reserved calls on their own, so a backlog of time-shifted opportunistic
+  // calls that became due earlier never holds them back.
+  std::optional<QuotaClass> quota;
   absl::Time now;
   // The most calls to hand out, 1 .. kMaxLeaseBatch.
   size_t max = 1;
@@ -173,13 +177,15 @@ class DurableQueue {
   [[nodiscard]] virtual absl::StatusOr<size_t> Enqueue(absl::Span<const Call> calls) = 0;
 
   // Leases up to `max` calls of `shard` that are due at `now` (and, if
-  // given, of a function in `functions`), ordered by when they became due,
+  // given, of a function in `functions` and of the quota class `quota`),
+  // ordered by when they became due,
   // then by enqueue order. A call is due from its start_after, a NACKed or
   // released one from its retry_at, one whose lease expired from the expiry
   // (an expired lease has ended: the call is due again). Due calls whose deadline is <= now, or
   // whose attempts are used up, are dead-lettered on the way (reason says which), not returned.
   // InvalidArgument: shard out of range, max 0 or over kMaxLeaseBatch,
-  // lease_duration <= 0 or over 24 h, an invalid function name.
+  // lease_duration <= 0 or over 24 h, an invalid function name, an unknown
+  // quota class.
   [[nodiscard]] virtual absl::StatusOr<std::vector<LeasedCall>> Lease(
       const LeaseRequest& request) = 0;
 

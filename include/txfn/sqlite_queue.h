@@ -21,15 +21,17 @@
 //   txfn_queue_meta(name, value)      schema version, shard count, next token
 //   txfn_queue_calls(seq INTEGER PRIMARY KEY, id BLOB UNIQUE, shard, function,
 //                    state, due, attempts, max_attempts, deadline, token,
-//                    reason, dead_at, call BLOB)
+//                    reason, dead_at, call BLOB, quota)
 //       state 0 pending, 1 leased, 2 dead. `due` is when the row can be
 //       leased: the start or retry time of a pending call, the lease expiry
 //       of a leased one (an expired lease is just due again), never
 //       (INT64_MAX) for a dead letter. `call` is EncodeCall of the call; seq
-//       is the enqueue order.
-//   indexes: (shard, due, seq) for leasing; (id) WHERE state = 2 for the
-//            dead-letter listing. A Lease filtered by function walks the
-//            shard's due calls in order and skips other functions'.
+//       is the enqueue order; `quota` the call's QuotaClass (0 reserved).
+//   indexes: (shard, due, seq) for leasing, and the same WHERE quota = 0 for
+//            reserved-only leases; (id) WHERE state = 2 for the dead-letter
+//            listing. A Lease filtered by function (or opportunistic-only)
+//            walks the shard's due calls in order and skips the others.
+//   Schema version 2 added `quota`; a version 1 file is upgraded on Open.
 //   txfn_queue_blobs(key PRIMARY KEY, value)   the BlobStore
 // Times are int64 nanoseconds since the Unix epoch.
 //
@@ -88,7 +90,7 @@ struct SqliteQueueOptions {
 
 class SqliteQueue final : public DurableQueue {
  public:
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;
 
   // Opens (creating if missing) the queue in the database file at `path`.
   // Errors: InvalidArgument — an empty path, ":memory:", shards < 0;
@@ -132,6 +134,8 @@ class SqliteQueue final : public DurableQueue {
   class Blobs;
 
   SqliteQueue(std::string path, int shards, std::unique_ptr<Db> db);
+  // The upgrade from schema version 1: adds and fills the quota column.
+  static absl::Status AddQuotaColumn(Db& db);
 
   // Runs `body` inside BEGIN IMMEDIATE..COMMIT on the connection; rolls back
   // on any error.

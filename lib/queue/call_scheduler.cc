@@ -115,8 +115,13 @@ void CallScheduler::ProcessCompletions(absl::Time now) {
     --stats_.in_flight;
     FunctionState& fs = *h.fs;
     if (outcome.cpu > absl::ZeroDuration()) {
-      // The reserved quota's RPS follows the measured cost (EWMA).
-      fs.avg_cost_s += 0.2 * (absl::ToDoubleSeconds(outcome.cpu) - fs.avg_cost_s);
+      // The reserved quota's RPS follows the measured cost: the mean of the
+      // calls measured so far (the initial cost counting as one), then a
+      // moving average over about the last kCostWindow calls. CPU per call is
+      // heavy-tailed (XFaaS: P99 ~100x P50), so an average over a few calls
+      // swings the rate far below the quota's on every long call.
+      fs.cost_samples = std::min(fs.cost_samples + 1, internal::kCostWindow);
+      fs.avg_cost_s += (absl::ToDoubleSeconds(outcome.cpu) - fs.avg_cost_s) / fs.cost_samples;
       const double rate = fs.config.reserved_cpu_quota / std::max(fs.avg_cost_s, 1e-9);
       (void)fs.reserved.SetRate(rate, now);
       (void)fs.reserved.SetBurst(BucketBurst(rate, options_.quota_burst), now);
@@ -195,7 +200,8 @@ void CallScheduler::ReleaseTenantSlot(Held& held) {
   if (it != tenant_admitted_.end() && --it->second <= 0) tenant_admitted_.erase(it);
 }
 
-CallScheduler::Admission CallScheduler::Admit(FunctionState& fs, Held& h, absl::Time now) {
+CallScheduler::Admission CallScheduler::Admit(FunctionState& fs, Held& h, bool idle_slot,
+                                              absl::Time now) {
   const Call& c = h.call();
   if (options_.max_running_per_tenant > 0) {
     auto it = tenant_admitted_.find(c.tenant);
@@ -219,10 +225,12 @@ CallScheduler::Admission CallScheduler::Admit(FunctionState& fs, Held& h, absl::
                options_.opportunistic_deadline_slack + absl::Seconds(fs.avg_cost_s)) {
       promoted = true;  // time-shifted as far as it may go: run it now
     } else {
-      // A function whose r0 is 0 runs opportunistic calls only once their
-      // deadline is near (promoted above), not even on the one token a
-      // bucket's smallest burst holds.
-      ok = fs.config.opportunistic_rate > 0 && fs.opportunistic.TryAcquire(now);
+      // Opportunistic calls run on idle capacity only: one admitted while
+      // every slot is taken would wait in the RunQ and take the next free
+      // slot from a reserved call. A function whose r0 is 0 runs them only
+      // once their deadline is near (promoted above), not even on the one
+      // token a bucket's smallest burst holds.
+      ok = idle_slot && fs.config.opportunistic_rate > 0 && fs.opportunistic.TryAcquire(now);
     }
   }
   if (!ok) {
@@ -274,6 +282,7 @@ void CallScheduler::ReleaseExcess(FunctionState& fs, int quota, Admission why, a
   }
   buf.erase(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(release));
   std::make_heap(buf.begin(), buf.end(), later);
+  buffered_[quota] -= release;
   stats_.buffered -= release;
 }
 
@@ -294,6 +303,9 @@ void CallScheduler::Move(absl::Time now) {
     }
   }
   std::make_heap(heads.begin(), heads.end(), worse);
+  // Free slots per group not yet claimed by its RunQ; every admitted call
+  // claims one.
+  std::vector<int64_t> idle = IdleSlots();
   while (!heads.empty() && stats_.run_queue < options_.run_queue_target) {
     std::pop_heap(heads.begin(), heads.end(), worse);
     Head head = heads.back();
@@ -309,9 +321,13 @@ void CallScheduler::Move(absl::Time now) {
       Settle(*h,
              Settlement::DeadLetter(h->leased.token, DeadlineReason(h->call().deadline, now) +
                                                          " (waited in the scheduler's buffer)"));
-    } else if ((admission = Admit(*head.fs, *h, now)) == Admission::kAdmitted) {
+    } else if ((admission = Admit(*head.fs, *h, idle[head.fs->group] > 0, now)) ==
+               Admission::kAdmitted) {
       h->where = Held::Where::kRunQ;
-      groups_[head.fs->group]->run_queue.push_back(h);
+      --idle[head.fs->group];
+      std::vector<Held*>& run_queue = groups_[head.fs->group]->run_queue;
+      run_queue.push_back(h);
+      std::push_heap(run_queue.begin(), run_queue.end(), RunsLater<Held>);
       ++stats_.run_queue;
       stats_.max_run_queue = std::max(stats_.max_run_queue, stats_.run_queue);
     } else if (admission == Admission::kBlockedByTenant) {
@@ -327,6 +343,7 @@ void CallScheduler::Move(absl::Time now) {
     if (!moved) continue;
     std::pop_heap(buf.begin(), buf.end(), [](Held* a, Held* b) { return RunsLater(a, b); });
     buf.pop_back();
+    --buffered_[head.quota];
     --stats_.buffered;
     if (!buf.empty()) {
       heads.push_back(head);
@@ -347,10 +364,17 @@ void CallScheduler::Dispatch(absl::Time now) {
       }
       pool = &everyone;
     }
-    while (!group.run_queue.empty()) {
-      Held* h = group.run_queue.front();
+    // The RunQ is a heap: the most critical call, then the earliest
+    // deadline, takes the next free slot.
+    std::vector<Held*>& run_queue = group.run_queue;
+    auto pop = [&run_queue] {
+      std::pop_heap(run_queue.begin(), run_queue.end(), RunsLater<Held>);
+      run_queue.pop_back();
+    };
+    while (!run_queue.empty()) {
+      Held* h = run_queue.front();
       if (h->lost) {
-        group.run_queue.pop_front();
+        pop();
         --stats_.run_queue;
         ++stats_.lost_leases;
         if (h->concurrency) h->fs->concurrency.Release();
@@ -404,7 +428,7 @@ void CallScheduler::Dispatch(absl::Time now) {
         }
       }
       if (chosen < 0) break;  // the group is busy
-      group.run_queue.pop_front();
+      pop();
       --stats_.run_queue;
       Call& call = h->leased.call;
       if (!call.args_blob.empty() && call.args.is_null()) {
@@ -434,7 +458,15 @@ void CallScheduler::Dispatch(absl::Time now) {
 
 void CallScheduler::Poll(absl::Time now) {
   if (draining_ || now < next_poll_) return;
-  if (stats_.buffered >= options_.max_buffered || stats_.run_queue >= options_.run_queue_target) {
+  // Room in the buffers per quota class: reserved calls have max_buffered of
+  // their own, opportunistic ones what is left of max_buffered. So buffers
+  // full of opportunistic calls never keep a reserved call in the queue.
+  auto room = [this](int quota) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> size_t {
+    const size_t used = quota == kReserved ? buffered_[kReserved] : stats_.buffered;
+    return used < options_.max_buffered ? options_.max_buffered - used : 0;
+  };
+  if ((room(kReserved) == 0 && room(kOpportunistic) == 0) ||
+      stats_.run_queue >= options_.run_queue_target) {
     // Flow control: the backlog stays in the durable queue.
     ++stats_.polls_skipped;
     poll_backoff_ = std::min(poll_backoff_ * 2, options_.max_poll_interval);
@@ -443,38 +475,43 @@ void CallScheduler::Poll(absl::Time now) {
   }
   ++stats_.polls;
   size_t got = 0;
-  for (size_t i = 0; i < shards_.size() && stats_.buffered < options_.max_buffered; ++i) {
+  for (size_t i = 0; i < shards_.size(); ++i) {
     const int shard = shards_[(next_shard_ + i) % shards_.size()];
-    const size_t room = options_.max_buffered - stats_.buffered;
-    absl::StatusOr<std::vector<LeasedCall>> leased =
-        options_.queue->Lease({.shard = shard,
-                               .now = now,
-                               .max = std::min(options_.lease_batch, room),
-                               .lease_duration = options_.lease_duration});
-    if (!leased.ok()) {
-      ++stats_.queue_errors;
-      continue;
-    }
-    for (LeasedCall& l : *leased) {
-      // Still held from an earlier lease that expired (an Extend failed):
-      // keep that one; this lease expires and the call comes back later.
-      if (held_.contains(l.call.id)) continue;
-      auto h = std::make_unique<Held>();
-      h->leased = std::move(l);
-      FunctionState& fs = StateFor(options_.key_functions_by_tenant
-                                       ? StrCat(h->call().tenant, "/", h->call().function)
-                                       : h->call().function,
-                                   now);
-      h->fs = &fs;
-      std::vector<Held*>& buf =
-          fs.buffer[static_cast<int>(h->call().quota) == kReserved ? kReserved : kOpportunistic];
-      buf.push_back(h.get());
-      std::push_heap(buf.begin(), buf.end(), [](Held* a, Held* b) { return RunsLater(a, b); });
-      const CallId id = h->call().id;
-      held_[id] = std::move(h);
-      ++stats_.buffered;
-      ++stats_.leased;
-      ++got;
+    // Reserved calls first, leased on their own: a backlog of time-shifted
+    // opportunistic calls that became due earlier does not delay them.
+    for (int quota : {kReserved, kOpportunistic}) {
+      if (room(quota) == 0) continue;
+      absl::StatusOr<std::vector<LeasedCall>> leased =
+          options_.queue->Lease({.shard = shard,
+                                 .quota = static_cast<QuotaClass>(quota),
+                                 .now = now,
+                                 .max = std::min(options_.lease_batch, room(quota)),
+                                 .lease_duration = options_.lease_duration});
+      if (!leased.ok()) {
+        ++stats_.queue_errors;
+        continue;
+      }
+      for (LeasedCall& l : *leased) {
+        // Still held from an earlier lease that expired (an Extend failed):
+        // keep that one; this lease expires and the call comes back later.
+        if (held_.contains(l.call.id)) continue;
+        auto h = std::make_unique<Held>();
+        h->leased = std::move(l);
+        FunctionState& fs = StateFor(options_.key_functions_by_tenant
+                                         ? StrCat(h->call().tenant, "/", h->call().function)
+                                         : h->call().function,
+                                     now);
+        h->fs = &fs;
+        std::vector<Held*>& buf = fs.buffer[quota];
+        buf.push_back(h.get());
+        std::push_heap(buf.begin(), buf.end(), RunsLater<Held>);
+        const CallId id = h->call().id;
+        held_[id] = std::move(h);
+        ++buffered_[quota];
+        ++stats_.buffered;
+        ++stats_.leased;
+        ++got;
+      }
     }
   }
   next_shard_ = (next_shard_ + 1) % shards_.size();
@@ -484,6 +521,21 @@ void CallScheduler::Poll(absl::Time now) {
   next_poll_ = now + poll_backoff_;
 }
 
+std::vector<int64_t> CallScheduler::IdleSlots() const {
+  int64_t everyone = 0;  // a group without workers borrows from all
+  for (const auto& w : workers_) {
+    if (!w->removed) everyone += std::max(0, w->slots - w->in_flight);
+  }
+  std::vector<int64_t> idle(groups_.size(), 0);
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    const Group& group = *groups_[g];
+    int64_t free = group.workers.empty() ? everyone : 0;
+    for (int w : group.workers) free += std::max(0, workers_[w]->slots - workers_[w]->in_flight);
+    idle[g] = free - static_cast<int64_t>(group.run_queue.size());
+  }
+  return idle;
+}
+
 void CallScheduler::Drain() {
   const absl::Time now = options_.clock->Now();
   internal::MutexLock lock(&mu_);
@@ -491,6 +543,7 @@ void CallScheduler::Drain() {
   for (auto& fs : functions_) {
     for (int q : {kReserved, kOpportunistic}) {
       for (Held* h : fs->buffer[q]) Settle(*h, Settlement::Release(h->leased.token, now));
+      buffered_[q] -= fs->buffer[q].size();
       stats_.buffered -= fs->buffer[q].size();
       fs->buffer[q].clear();
     }

@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
@@ -21,6 +20,9 @@ namespace internal {
 
 inline constexpr int kReserved = static_cast<int>(QuotaClass::kReserved);
 inline constexpr int kOpportunistic = static_cast<int>(QuotaClass::kOpportunistic);
+
+// The measured CPU per call averages about this many calls.
+inline constexpr int kCostWindow = 1000;
 
 inline double BucketBurst(double rate, absl::Duration burst) {
   return std::max(1.0, rate * absl::ToDoubleSeconds(burst));
@@ -71,6 +73,7 @@ struct CallScheduler::FunctionState {
   ConcurrencyLimiter concurrency;
   std::vector<Downstream*> downstreams;
   double avg_cost_s = 0.01;
+  int cost_samples = 1;  // in avg_cost_s, the initial cost included; capped at kCostWindow
 };
 
 struct CallScheduler::WorkerSlot {
@@ -85,8 +88,8 @@ struct CallScheduler::WorkerSlot {
 
 struct CallScheduler::Group {
   std::string name;
-  std::vector<int> workers;  // indexes into workers_ (live ones)
-  std::deque<Held*> run_queue;
+  std::vector<int> workers;      // indexes into workers_ (live ones)
+  std::vector<Held*> run_queue;  // a heap (RunsLater): the next to dispatch on top
 };
 
 // Where workers put outcomes; shared with their callbacks so that a callback

@@ -131,6 +131,11 @@ absl::Status ValidateLeaseRequest(const LeaseRequest& request, int shard_count) 
       return absl::InvalidArgumentError(StrCat("Lease: ", s.message()));
     }
   }
+  if (request.quota.has_value() && *request.quota != QuotaClass::kReserved &&
+      *request.quota != QuotaClass::kOpportunistic) {
+    return absl::InvalidArgumentError(
+        StrCat("Lease: unknown quota class ", static_cast<int>(*request.quota)));
+  }
   return absl::OkStatus();
 }
 

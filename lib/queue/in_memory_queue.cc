@@ -75,21 +75,25 @@ std::string Stale(const LeaseToken& t, const Entry& e, absl::Time now) {
 struct InMemoryQueue::Shard {
   internal::Mutex mu;
   absl::flat_hash_map<CallId, Entry> entries ABSL_GUARDED_BY(mu);
-  absl::btree_set<DueKey> due ABSL_GUARDED_BY(mu);
-  absl::flat_hash_map<std::string, absl::btree_set<DueKey>> due_by_function ABSL_GUARDED_BY(mu);
+  // The due order by quota class, and each function's by quota class (the
+  // lease filters' orders); an unfiltered lease merges them.
+  absl::btree_set<DueKey> due_by_quota[2] ABSL_GUARDED_BY(mu);
+  absl::flat_hash_map<std::string, absl::btree_set<DueKey>> due_by_function[2] ABSL_GUARDED_BY(mu);
   absl::btree_set<LeaseKey> leases ABSL_GUARDED_BY(mu);
   absl::btree_set<CallId> dead ABSL_GUARDED_BY(mu);
 
   void AddDue(const Entry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    due.insert(e.due_key());
-    due_by_function[e.call.function].insert(e.due_key());
+    const int q = static_cast<int>(e.call.quota);
+    due_by_quota[q].insert(e.due_key());
+    due_by_function[q][e.call.function].insert(e.due_key());
   }
   void RemoveDue(const Entry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    due.erase(e.due_key());
-    auto it = due_by_function.find(e.call.function);
-    if (it != due_by_function.end()) {
+    const int q = static_cast<int>(e.call.quota);
+    due_by_quota[q].erase(e.due_key());
+    auto it = due_by_function[q].find(e.call.function);
+    if (it != due_by_function[q].end()) {
       it->second.erase(e.due_key());
-      if (it->second.empty()) due_by_function.erase(it);
+      if (it->second.empty()) due_by_function[q].erase(it);
     }
   }
   // Pending (due index) -> dead.
@@ -183,37 +187,34 @@ absl::StatusOr<std::vector<LeasedCall>> InMemoryQueue::Lease(const LeaseRequest&
     ++e.call.attempt;  // this delivery counts from now on
   };
 
-  if (request.functions.empty()) {
-    while (out.size() < request.max && !shard.due.empty() && shard.due.begin()->due <= now) {
-      take(*shard.due.begin());
+  // The orders to merge: the quota classes asked for, whole or of the
+  // functions asked for.
+  std::vector<std::string> functions;
+  {
+    absl::flat_hash_set<std::string> seen;
+    for (const std::string& f : request.functions) {
+      if (seen.insert(f).second) functions.push_back(f);
     }
-    return out;
-  }
-  // A function filter: merge the functions' own due orders.
-  absl::flat_hash_set<std::string> seen;
-  std::vector<const absl::btree_set<DueKey>*> sets;
-  for (const std::string& f : request.functions) {
-    if (!seen.insert(f).second) continue;
-    auto it = shard.due_by_function.find(f);
-    if (it != shard.due_by_function.end()) sets.push_back(&it->second);
   }
   while (out.size() < request.max) {
+    // Looked up again each round: take() erases a function's set when it empties.
     const DueKey* best = nullptr;
-    for (const auto* set : sets) {
-      if (set->empty()) continue;
-      const DueKey& head = *set->begin();
+    auto consider = [&](const absl::btree_set<DueKey>& order) {
+      if (order.empty()) return;
+      const DueKey& head = *order.begin();
       if (head.due <= now && (best == nullptr || head < *best)) best = &head;
+    };
+    for (int q : {0, 1}) {
+      if (request.quota && static_cast<int>(*request.quota) != q) continue;
+      if (functions.empty()) consider(shard.due_by_quota[q]);
+      for (const std::string& f : functions) {
+        auto it = shard.due_by_function[q].find(f);
+        if (it != shard.due_by_function[q].end()) consider(it->second);
+      }
     }
     if (best == nullptr) break;
-    const DueKey key = *best;  // take() erases it from the set
+    const DueKey key = *best;  // take() erases it from the sets
     take(key);
-    // A function's set may have been erased from due_by_function when it
-    // emptied; drop pointers to sets that no longer exist.
-    sets.clear();
-    for (const std::string& f : seen) {
-      auto it = shard.due_by_function.find(f);
-      if (it != shard.due_by_function.end()) sets.push_back(&it->second);
-    }
   }
   return out;
 }

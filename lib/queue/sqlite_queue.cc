@@ -75,9 +75,16 @@ CREATE TABLE IF NOT EXISTS txfn_queue_calls (
   function TEXT NOT NULL, state INTEGER NOT NULL, due INTEGER NOT NULL,
   attempts INTEGER NOT NULL, max_attempts INTEGER NOT NULL, deadline INTEGER NOT NULL,
   token INTEGER NOT NULL DEFAULT 0, reason TEXT NOT NULL DEFAULT '',
-  dead_at INTEGER NOT NULL DEFAULT 0, call BLOB NOT NULL);
+  dead_at INTEGER NOT NULL DEFAULT 0, call BLOB NOT NULL, quota INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS txfn_queue_calls_due ON txfn_queue_calls (shard, due, seq);
 CREATE INDEX IF NOT EXISTS txfn_queue_calls_dead ON txfn_queue_calls (id) WHERE state = 2;
+)sql";
+// Version 2 added the quota column (the lease's quota filter) and the
+// reserved calls' own due index: a reserved-only lease walks it, not the
+// opportunistic backlog. Created after the upgrade of a version 1 file.
+constexpr const char* kCreateQuotaIndex = R"sql(
+CREATE INDEX IF NOT EXISTS txfn_queue_calls_due_reserved ON txfn_queue_calls (shard, due, seq)
+  WHERE quota = 0;
 CREATE TABLE IF NOT EXISTS txfn_queue_blobs (key TEXT PRIMARY KEY, value BLOB NOT NULL)
   WITHOUT ROWID;
 )sql";
@@ -93,8 +100,8 @@ CREATE TABLE IF NOT EXISTS txfn_queue_blobs (key TEXT PRIMARY KEY, value BLOB NO
 // step costs about as much as inserting a row), ?(7i+1).. ?(7i+7) binding row i.
 constexpr const char* kInsertHead =
     "INSERT OR IGNORE INTO txfn_queue_calls (id, shard, function, state, due, attempts, "
-    "max_attempts, deadline, call) VALUES ";
-constexpr int kInsertParams = 7;
+    "max_attempts, deadline, call, quota) VALUES ";
+constexpr int kInsertParams = 8;
 // Leasing: the first ?3 due rows of shard ?1 at ?2, in lease order, with what
 // the caller needs ("{}" is empty or a function filter binding ?7..)...
 constexpr const char* kLeaseSelectSql =
@@ -312,7 +319,7 @@ class SqliteQueue::Db {
         if (kind == Chunked::kInsert) {
           const int p = kInsertParams * i;
           sql += StrCat(i == 0 ? "" : ", ", "(?", p + 1, ", ?", p + 2, ", ?", p + 3, ", 0, ?",
-                        p + 4, ", 0, ?", p + 5, ", ?", p + 6, ", ?", p + 7, ")");
+                        p + 4, ", 0, ?", p + 5, ", ?", p + 6, ", ?", p + 7, ", ?", p + 8, ")");
         } else {
           sql += StrCat(i == 0 ? "?" : ", ?", i + 1);
         }
@@ -548,6 +555,8 @@ absl::StatusOr<std::unique_ptr<SqliteQueue>> SqliteQueue::Open(std::string path,
           StrCat("SqliteQueue '", path, "': the file has queue schema version ", *version,
                  ", newer than version ", kSchemaVersion, " which this build reads"));
     }
+    if (version.has_value() && *version < 2) TXFN_RETURN_IF_ERROR(AddQuotaColumn(*db));
+    TXFN_RETURN_IF_ERROR(db->Exec(kCreateQuotaIndex));
     TXFN_RETURN_IF_ERROR(db->SetMeta("schema_version", kSchemaVersion));
     TXFN_ASSIGN_OR_RETURN(std::optional<int64_t> stored, db->GetMeta("shards"));
     if (stored.has_value()) {
@@ -618,7 +627,8 @@ absl::StatusOr<size_t> SqliteQueue::Enqueue(absl::Span<const Call> calls) {
             .Bind(p + 4, Nanos(c.start_after))
             .Bind(p + 5, c.retry.max_attempts)
             .Bind(p + 6, Nanos(c.deadline))
-            .BindBlob(p + 7, encoded[i + k]);
+            .BindBlob(p + 7, encoded[i + k])
+            .Bind(p + 8, static_cast<int64_t>(c.quota));
       }
       TXFN_RETURN_IF_ERROR(ins.Run());
       added += static_cast<size_t>(db.changes());  // INSERT OR IGNORE: a known id adds 0
@@ -630,12 +640,15 @@ absl::StatusOr<size_t> SqliteQueue::Enqueue(absl::Span<const Call> calls) {
 
 namespace {
 
-// The lease statement for `functions` (empty: every function);
-// ?kLeaseFunctionParam.. bind the function names.
-std::string LeaseSql(const char* sql, size_t functions) {
+// The lease statement for `functions` (empty: every function) and `quota`
+// (nullopt: every class); ?kLeaseFunctionParam.. bind the function names.
+// The quota class is a literal, so that SQLite sees the reserved index's
+// condition.
+std::string LeaseSql(const char* sql, size_t functions, std::optional<QuotaClass> quota) {
   std::string filter;
+  if (quota.has_value()) filter = StrCat("AND quota = ", static_cast<int>(*quota), " ");
   if (functions > 0) {
-    filter = "AND function IN (";
+    filter += "AND function IN (";
     for (size_t i = 0; i < functions; ++i) {
       filter += StrCat(i == 0 ? "" : ", ", "?", kLeaseFunctionParam + i);
     }
@@ -661,6 +674,29 @@ std::string Stale(const LeaseToken& t, int64_t state, int64_t token, int64_t exp
 
 }  // namespace
 
+absl::Status SqliteQueue::AddQuotaColumn(Db& db) {
+  TXFN_RETURN_IF_ERROR(
+      db.Exec("ALTER TABLE txfn_queue_calls ADD COLUMN quota INTEGER NOT NULL DEFAULT 0"));
+  // The column defaults to reserved; the opportunistic calls are found in
+  // their stored encoding.
+  std::vector<int64_t> opportunistic;
+  {
+    TXFN_ASSIGN_OR_RETURN(Db::Stmt select, db.Prepare("SELECT seq, call FROM txfn_queue_calls"));
+    while (true) {
+      TXFN_ASSIGN_OR_RETURN(bool row, select.Step());
+      if (!row) break;
+      TXFN_ASSIGN_OR_RETURN(Call call, DecodeCall(select.Blob(1)));
+      if (call.quota == QuotaClass::kOpportunistic) opportunistic.push_back(select.Int(0));
+    }
+  }
+  for (int64_t seq : opportunistic) {
+    TXFN_ASSIGN_OR_RETURN(Db::Stmt update,
+                          db.Prepare("UPDATE txfn_queue_calls SET quota = 1 WHERE seq = ?1"));
+    TXFN_RETURN_IF_ERROR(update.Bind(1, seq).Run());
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::vector<LeasedCall>> SqliteQueue::Lease(const LeaseRequest& request) {
   TXFN_RETURN_IF_ERROR(ValidateLeaseRequest(request, shard_count()));
   const int64_t now = Nanos(request.now);
@@ -677,12 +713,13 @@ absl::StatusOr<std::vector<LeasedCall>> SqliteQueue::Lease(const LeaseRequest& r
   TXFN_RETURN_IF_ERROR(InWriteTransaction([&](Db& db) -> absl::Status {
     TXFN_ASSIGN_OR_RETURN(std::optional<int64_t> next_token, db.GetMeta("next_token"));
     db.set_next_token(next_token.value_or(1));
-    TXFN_ASSIGN_OR_RETURN(Db::Stmt select,
-                          db.PrepareDynamic(LeaseSql(kLeaseSelectSql, functions.size())));
-    TXFN_ASSIGN_OR_RETURN(Db::Stmt update,
-                          db.PrepareDynamic(LeaseSql(kLeaseUpdateSql, functions.size())));
-    TXFN_ASSIGN_OR_RETURN(Db::Stmt update_by_seq,
-                          db.PrepareDynamic(LeaseSql(kLeaseUpdateBySeqSql, functions.size())));
+    TXFN_ASSIGN_OR_RETURN(Db::Stmt select, db.PrepareDynamic(LeaseSql(
+                                               kLeaseSelectSql, functions.size(), request.quota)));
+    TXFN_ASSIGN_OR_RETURN(Db::Stmt update, db.PrepareDynamic(LeaseSql(
+                                               kLeaseUpdateSql, functions.size(), request.quota)));
+    TXFN_ASSIGN_OR_RETURN(
+        Db::Stmt update_by_seq,
+        db.PrepareDynamic(LeaseSql(kLeaseUpdateBySeqSql, functions.size(), request.quota)));
     // Rounds: select what is still wanted, in due order; the rare due call
     // that must be dead-lettered instead (deadline passed, attempts used up)
     // is marked so, and another round fills its place.

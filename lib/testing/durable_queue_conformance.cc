@@ -291,6 +291,38 @@ TEST_P(DurableQueueConformanceTest, TheFunctionFilterHandsOutOnlyThoseFunctionsI
   EXPECT_THAT(Ids(LeaseAll(q, kT0 + absl::Minutes(1))), ElementsAre(calls[1].id, calls[4].id));
 }
 
+TEST_P(DurableQueueConformanceTest, TheQuotaFilterHandsOutOnlyThatClassInOrder) {
+  DurableQueue& q = queue();
+  CallMaker maker;
+  // Opportunistic calls due first, reserved ones after, over two functions.
+  std::vector<Call> calls;
+  for (int i = 0; i < 6; ++i) {
+    Call c = SameShardCalls(q, maker, 1, i % 2 == 0 ? "a" : "b", kT0 + absl::Seconds(i))[0];
+    c.quota = i < 3 ? QuotaClass::kOpportunistic : QuotaClass::kReserved;
+    calls.push_back(std::move(c));
+  }
+  ASSERT_EQ(Enqueued(q, calls), calls.size());
+  const absl::Time now = kT0 + absl::Minutes(1);
+  auto got = q.Lease(
+      {.shard = 0, .quota = QuotaClass::kReserved, .now = now, .max = 2, .lease_duration = kLease});
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_THAT(Ids(*got), ElementsAre(calls[3].id, calls[4].id))
+      << "reserved calls first, past the opportunistic ones due earlier";
+  got = q.Lease({.shard = 0,
+                 .functions = {"b"},
+                 .quota = QuotaClass::kOpportunistic,
+                 .now = now,
+                 .max = 10,
+                 .lease_duration = kLease});
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_THAT(Ids(*got), ElementsAre(calls[1].id)) << "both filters apply";
+  EXPECT_THAT(Ids(LeaseAll(q, now)), ElementsAre(calls[0].id, calls[2].id, calls[5].id))
+      << "unfiltered: the rest in due order, whatever their class";
+  const std::optional<QuotaClass> bad = static_cast<QuotaClass>(7);
+  EXPECT_EQ(q.Lease({.shard = 0, .quota = bad, .now = now, .max = 1}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST_P(DurableQueueConformanceTest, ALeaseIsExclusiveUntilItExpiresThenTheCallComesBack) {
   DurableQueue& q = queue();
   CallMaker maker;

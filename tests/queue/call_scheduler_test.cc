@@ -96,6 +96,95 @@ TEST(CallSchedulerTest, RunsCallsByCriticalityThenDeadlineAcrossFunctions) {
   EXPECT_EQ(queue.size(), 0u);
 }
 
+// A worker whose calls take 10 s, for the ordering tests below: one slot,
+// taken first by `busy` so that later calls wait in the scheduler.
+std::shared_ptr<FakeWorker> TenSecondWorker(const Clock* clock) {
+  return OkWorker(clock, absl::Seconds(10));
+}
+std::vector<CallId> StartOrder(const FakeWorker& worker) {
+  std::vector<CallId> order;
+  for (const auto& st : worker.started()) order.push_back(st.call.id);
+  return order;
+}
+
+// The RunQ is ordered too (criticality, then deadline), not first come first
+// served: a call admitted later with an earlier deadline takes the next
+// free slot.
+TEST(CallSchedulerTest, TheRunQueueDispatchesTheEarliestDeadlineFirstNotTheFirstAdmitted) {
+  VirtualClock clock(kT0);
+  InMemoryQueue queue;
+  CallFactory f;
+  const Call busy = f.Make("a", kT0, absl::Hours(1));
+  const Call late = f.Make("a", kT0, absl::Hours(2));
+  const Call urgent = f.Make("b", kT0 + absl::Seconds(2), absl::Minutes(1));
+  ASSERT_TRUE(queue.Enqueue({busy, late}).ok());
+  auto worker = TenSecondWorker(&clock);
+  auto s = MakeScheduler({.queue = &queue, .clock = &clock, .poll_interval = absl::Seconds(1)});
+  ASSERT_TRUE(s->AddWorker("w", worker, 1).ok());
+  RunUntil(clock, *s, {worker}, kT0 + absl::Seconds(1), absl::Milliseconds(100));
+  EXPECT_EQ(s->stats().run_queue, 1u) << "`late` waits in the RunQ for the busy slot";
+  ASSERT_TRUE(queue.Enqueue({urgent}).ok());
+  RunUntil(clock, *s, {worker}, kT0 + absl::Seconds(5), absl::Milliseconds(100));
+  EXPECT_EQ(s->stats().run_queue, 2u) << "`urgent` joined it, admitted second";
+  RunUntil(clock, *s, {worker}, kT0 + absl::Seconds(35), absl::Milliseconds(100));
+  EXPECT_EQ(StartOrder(*worker), (std::vector<CallId>{busy.id, urgent.id, late.id}));
+}
+
+// Opportunistic calls run on idle capacity: while every slot is taken they
+// stay in their buffer, so a reserved call (here with a later deadline)
+// that waits in the RunQ for the slot is not overtaken by them.
+TEST(CallSchedulerTest, OpportunisticCallsAreNotAdmittedWhileEverySlotIsTaken) {
+  VirtualClock clock(kT0);
+  InMemoryQueue queue;
+  CallFactory f;
+  const Call busy = f.Make("r", kT0, absl::Hours(1));
+  const Call opportunistic = f.Make("o", kT0, absl::Minutes(30), QuotaClass::kOpportunistic);
+  const Call reserved = f.Make("r", kT0, absl::Hours(1));
+  ASSERT_TRUE(queue.Enqueue({busy}).ok());
+  auto worker = TenSecondWorker(&clock);
+  auto s = MakeScheduler({.queue = &queue, .clock = &clock, .poll_interval = absl::Seconds(1)});
+  ASSERT_TRUE(s->AddWorker("w", worker, 1).ok());
+  RunUntil(clock, *s, {worker}, kT0 + absl::Seconds(1), absl::Milliseconds(100));
+  ASSERT_TRUE(queue.Enqueue({opportunistic, reserved}).ok());
+  RunUntil(clock, *s, {worker}, kT0 + absl::Seconds(5), absl::Milliseconds(100));
+  const SchedulerStats st = s->stats();
+  EXPECT_EQ(st.run_queue, 1u) << "only the reserved call is admitted to the busy slot";
+  EXPECT_EQ(st.buffered, 1u) << "the opportunistic call waits in its buffer";
+  RunUntil(clock, *s, {worker}, kT0 + absl::Seconds(35), absl::Milliseconds(100));
+  EXPECT_EQ(StartOrder(*worker), (std::vector<CallId>{busy.id, reserved.id, opportunistic.id}));
+}
+
+// Reserved calls are leased on their own and first: neither a backlog of
+// opportunistic calls that became due earlier nor buffers full of them
+// keeps a new reserved call in the queue.
+TEST(CallSchedulerTest, ReservedCallsAreLeasedPastAnEarlierOpportunisticBacklog) {
+  VirtualClock clock(kT0);
+  InMemoryQueue queue;
+  CallFactory f;
+  std::vector<Call> backlog;
+  for (int i = 0; i < 20; ++i) {
+    backlog.push_back(
+        f.Make("o", kT0 - absl::Hours(1), absl::Hours(20), QuotaClass::kOpportunistic));
+  }
+  ASSERT_TRUE(queue.Enqueue(backlog).ok());
+  const Call reserved = f.Make("r", kT0, absl::Seconds(30));
+  ASSERT_TRUE(queue.Enqueue({reserved}).ok());
+  SchedulerConfig config{.version = 1};
+  config.functions["o"] = {.opportunistic_rate = 0};  // only near their deadline
+  auto worker = TenSecondWorker(&clock);
+  auto s = MakeScheduler({.queue = &queue,
+                          .clock = &clock,
+                          .lease_batch = 4,
+                          .max_buffered = 4,
+                          .max_buffered_per_function = 4,
+                          .config = config});
+  ASSERT_TRUE(s->AddWorker("w", worker, 1).ok());
+  RunUntil(clock, *s, {worker}, kT0 + absl::Seconds(1), absl::Milliseconds(100));
+  ASSERT_THAT(worker->started(), SizeIs(1));
+  EXPECT_EQ(worker->started()[0].call.id, reserved.id);
+  EXPECT_EQ(worker->started()[0].at, kT0 + absl::Milliseconds(100)) << "on the first tick";
+}
+
 // The paper's time-shifting: a 4x spike of reserved and opportunistic calls
 // on a fleet that cannot run both. Reserved calls start within seconds;
 // opportunistic calls wait for the spike to pass and still finish before
@@ -443,6 +532,36 @@ TEST(CallSchedulerTest, TheReservedQuotaFollowsTheMeasuredCostPerCall) {
   int late_starts = 0;
   for (const auto& st : worker->started()) late_starts += st.at >= kT0 + absl::Seconds(20);
   EXPECT_NEAR(late_starts / 20.0, 10.0, 1.5) << "calls per second once the cost is measured";
+}
+
+// CPU per call is heavy-tailed: one call that measures 1,000x the usual cost,
+// after more than 1,000 calls, moves the average by about 1/1,000 of the
+// difference, so the reserved function keeps a good part of its rate (an
+// average over a few calls would cut it from 100 to 0.5 calls per second).
+TEST(CallSchedulerTest, OneCostlyCallDoesNotStopAReservedFunction) {
+  VirtualClock clock(kT0);
+  InMemoryQueue queue;
+  CallFactory f;
+  SchedulerConfig config{.version = 1};
+  config.functions["f"] = {.reserved_cpu_quota = 10, .initial_cost = absl::Milliseconds(100)};
+  auto worker = std::make_shared<FakeWorker>(
+      &clock, [](const Call&) { return absl::Milliseconds(100); },
+      [](const Call& c) {
+        return CallOutcome::Ok(c.args.is_int64() ? absl::Seconds(100) : absl::Milliseconds(100));
+      });
+  auto s = MakeScheduler({.queue = &queue, .clock = &clock, .config = config});
+  ASSERT_TRUE(s->AddWorker("w", worker, 1000).ok());
+  std::vector<Call> calls;
+  for (int i = 0; i < 5000; ++i) calls.push_back(f.Make("f", kT0, absl::Hours(1)));
+  ASSERT_TRUE(queue.Enqueue(calls).ok());
+  RunUntil(clock, *s, {worker}, kT0 + absl::Seconds(20), absl::Milliseconds(50));
+  Call costly = f.Make("f", clock.Now(), absl::Minutes(10));  // runs next: the earliest deadline
+  costly.args = Value::Int64(1);
+  ASSERT_TRUE(queue.Enqueue({costly}).ok());
+  RunUntil(clock, *s, {worker}, kT0 + absl::Seconds(35), absl::Milliseconds(50));
+  int after = 0;
+  for (const auto& st : worker->started()) after += st.at >= kT0 + absl::Seconds(25);
+  EXPECT_GE(after / 10.0, 30) << "calls per second after the costly call (quota: 100)";
 }
 
 TEST(CallSchedulerTest, SpilledArgumentsAreLoadedForTheWorkerAndDeletedOnAck) {

@@ -130,6 +130,41 @@ TEST(SqliteQueueTest, OpenRefusesBadPathsOptionsAndFiles) {
   EXPECT_EQ(SqliteQueue::Open(junk).status().code(), absl::StatusCode::kDataLoss);
 }
 
+// A version 1 file (no quota column) is upgraded on Open: the column is
+// filled from the stored calls, so the quota filter sees the old calls too.
+TEST(SqliteQueueTest, OpenUpgradesAVersionOneFileWithTheQuotaColumn) {
+  TempDir dir;
+  const std::string path = dir.File("v1.db");
+  CallIdGenerator ids(7);
+  std::vector<Call> calls = Calls(**SqliteQueue::Open(path), ids, 4, "f");
+  calls[0].quota = calls[2].quota = QuotaClass::kOpportunistic;
+  {
+    auto q = SqliteQueue::Open(path);
+    ASSERT_TRUE(q.ok()) << q.status();
+    ASSERT_EQ(*(*q)->Enqueue(calls), 4u);
+  }
+  // Back to version 1's shape.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "DROP INDEX txfn_queue_calls_due_reserved; "
+                         "ALTER TABLE txfn_queue_calls DROP COLUMN quota; "
+                         "UPDATE txfn_queue_meta SET value = 1 WHERE name = 'schema_version'",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK)
+      << sqlite3_errmsg(db);
+  sqlite3_close(db);
+  auto q = SqliteQueue::Open(path);
+  ASSERT_TRUE(q.ok()) << q.status();
+  auto opportunistic =
+      (*q)->Lease({.shard = 0, .quota = QuotaClass::kOpportunistic, .now = kT0, .max = 10});
+  ASSERT_TRUE(opportunistic.ok()) << opportunistic.status();
+  EXPECT_EQ(Ids(*opportunistic), (std::vector<CallId>{calls[0].id, calls[2].id}));
+  auto reserved = (*q)->Lease({.shard = 0, .quota = QuotaClass::kReserved, .now = kT0, .max = 10});
+  ASSERT_TRUE(reserved.ok()) << reserved.status();
+  EXPECT_EQ(Ids(*reserved), (std::vector<CallId>{calls[1].id, calls[3].id}));
+}
+
 // Enqueue inserts, and Settle deletes ACKed calls, in multi-row statements of
 // up to 64 rows (then 32, 16, ... for the rest); every batch size around
 // those boundaries must store, hand out and delete exactly its calls, in

@@ -102,7 +102,7 @@ ScenarioResult RunSmall(const std::string& name) {
 TEST(SimHeadlineTest, Diurnal) {
   const ScenarioResult r = RunSmall("diurnal");
   EXPECT_NEAR(Metric(r, "diurnal.received_peak_trough"), 4.3, 0.5);
-  EXPECT_LT(Metric(r, "diurnal.executed_peak_trough"), Metric(r, "diurnal.received_peak_trough"));
+  EXPECT_LT(Metric(r, "diurnal.executed_peak_trough"), 2.0) << "paper ~1.3; see the notes";
 }
 
 TEST(SimHeadlineTest, Utilization) {
@@ -112,13 +112,14 @@ TEST(SimHeadlineTest, Utilization) {
 
 TEST(SimHeadlineTest, Quota) {
   const ScenarioResult r = RunSmall("quota");
+  EXPECT_EQ(Metric(r, "quota.reserved_deadline_misses"), 0);
   EXPECT_EQ(Metric(r, "quota.opportunistic_deadline_misses"), 0);
   EXPECT_LT(Metric(r, "quota.phase_correlation"), 0);
 }
 
 TEST(SimHeadlineTest, Outage) {
   const ScenarioResult r = RunSmall("outage");
-  EXPECT_LT(Metric(r, "outage.drain_hours"), 3);
+  EXPECT_LT(Metric(r, "outage.drain_hours"), 2);
   EXPECT_LT(Metric(r, "outage.overload_seconds"), 120);
 }
 

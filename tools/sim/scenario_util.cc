@@ -48,7 +48,7 @@ SchedulerConfig QuotaConfig(const Workload& w, double calls_per_second, double r
     FunctionConfig fc;
     fc.initial_cost = absl::Seconds(f.mean_s);
     if (f.quota == QuotaClass::kReserved) {
-      fc.reserved_cpu_quota = std::max(reserved_headroom * rate * peak * f.mean_s, 0.01);
+      fc.reserved_cpu_quota = std::max(reserved_headroom * rate * peak, 1.0) * f.mean_s;
     } else {
       fc.opportunistic_rate = std::max(r0_factor * rate, 1e-4);
     }

@@ -11,7 +11,9 @@
 namespace txfn::sim {
 
 // The scheduler config of a workload's functions: reserved functions get
-// `reserved_headroom` times their peak CPU demand as their reserved quota;
+// `reserved_headroom` times their peak CPU demand as their reserved quota,
+// and at least 1 call/s of it (a lower rate limit throttles any two calls
+// that arrive together);
 // opportunistic ones r0 = `r0_factor` times their mean rate (so S = 1 / r0_factor
 // runs them at their mean rate). `calls_per_second` is the workload's mean.
 SchedulerConfig QuotaConfig(const Workload& w, double calls_per_second, double reserved_headroom,

@@ -299,11 +299,16 @@ Region::Region(EventLoop* loop, VirtualClock* clock, RegionOptions options, Call
   CallScheduler::Options o;
   o.queue = &queue_;
   o.clock = clock_;
-  o.lease_batch = options_.lease_batch;
-  o.max_buffered = options_.max_buffered;
+  // Leasing grows with the region: a poll brings up to an eighth of its
+  // slots and the buffers hold twice them, or a paper-scale region of
+  // thousands of slots starves behind a batch sized for 16 (small regions
+  // keep the options' values).
+  const size_t slots = static_cast<size_t>(options_.workers * options_.slots);
+  o.lease_batch = std::max(options_.lease_batch, std::min(DurableQueue::kMaxLeaseBatch, slots / 8));
+  o.max_buffered = std::max(options_.max_buffered, 2 * slots);
   o.max_buffered_per_function = options_.max_buffered_per_function;
-  // Admitted calls wait in the RunQ in order; a RunQ longer than the slots
-  // makes a reserved call wait behind opportunistic ones admitted before it.
+  // The RunQ's target: the region's slots (calls admitted beyond them only
+  // wait, holding their limits).
   o.run_queue_target = options_.run_queue_target > 0
                            ? options_.run_queue_target
                            : static_cast<size_t>(options_.workers * options_.slots);

@@ -3,7 +3,7 @@
 //
 // Passing it is the definition of a correct adapter: it checks the contract
 // of <txfn/durable_queue.h> — enqueue atomicity and idempotence, due order,
-// the function filter, lease exclusivity, expiry and re-delivery, stale-token
+// the function and quota filters, lease exclusivity, expiry and re-delivery, stale-token
 // refusal, NACK with attempts, extension, dead-lettering by deadline,
 // attempts and request, re-drive, depths, every InvalidArgument path, and
 // (with the concurrency suite) many lessees racing on one queue. In your
