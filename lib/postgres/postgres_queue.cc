@@ -200,6 +200,18 @@ absl::StatusOr<CallId> IdOfRow(const PgResult& r, int row, int col) {
   return CallId::FromBytes(r.Bytes(row, col));
 }
 
+// A connection to `url` set up for the queue's statements. The lease must walk the due index in
+// order and stop after `max` rows; the planner's estimate of how many rows are due is always
+// stale in a queue (every lease moves rows past `now`), and with a low one it prefers a bitmap
+// scan of every due row plus a sort: 70 ms instead of 3 for 100 of 50,000 due calls. Every
+// statement here has a selective index, so scans that ignore indexes are switched off.
+absl::StatusOr<std::unique_ptr<PgConnection>> Connect(const std::string& url) {
+  TXFN_ASSIGN_OR_RETURN(std::unique_ptr<PgConnection> conn, PgConnection::Open(url));
+  TXFN_RETURN_IF_ERROR(
+      conn->Exec("SET enable_bitmapscan = off; SET enable_seqscan = off").status());
+  return conn;
+}
+
 // Runs `body` in a transaction on `conn`; rolls back on any error.
 template <typename Body>
 absl::Status InTransaction(PgConnection& conn, Body&& body) {
@@ -345,7 +357,7 @@ absl::StatusOr<PostgresQueue::Conn> PostgresQueue::Acquire() {
     ++open_;
   }
   // Connecting takes a round trip or more: not under the lock.
-  absl::StatusOr<std::unique_ptr<PgConnection>> conn = PgConnection::Open(options_.url);
+  absl::StatusOr<std::unique_ptr<PgConnection>> conn = Connect(options_.url);
   if (!conn.ok()) {
     internal::MutexLock lock(&mu_);
     --open_;
@@ -377,7 +389,7 @@ absl::StatusOr<std::unique_ptr<PostgresQueue>> PostgresQueue::Open(PostgresQueue
     return absl::InvalidArgumentError(
         StrCat("PostgresQueue::Open: max_connections must be >= 1, not ", options.max_connections));
   }
-  TXFN_ASSIGN_OR_RETURN(std::unique_ptr<PgConnection> conn, PgConnection::Open(options.url));
+  TXFN_ASSIGN_OR_RETURN(std::unique_ptr<PgConnection> conn, Connect(options.url));
   int shards = 0;
   TXFN_RETURN_IF_ERROR(InTransaction(*conn, [&]() -> absl::Status {
     TXFN_RETURN_IF_ERROR(
