@@ -8,13 +8,20 @@
 // (jobs_per_s = N / T, T = E + W) and, with --stats, the queue table's row and dead-tuple
 // counts from pg_stat_user_tables every second while it works and once at the end (to stderr).
 //
+// --steady S instead runs for S seconds with a producer thread enqueuing batches (keeping the
+// backlog under 20,000 calls) while the workers burn them: the steady state a queue lives in,
+// to watch dead tuples and autovacuum with --stats. It prints
+//   steady_s S jobs N jobs_per_s J
+//
 //   txfn_pg_queue_burndown 'postgresql:///bench?host=/tmp/pg/sock' --jobs 100000 --workers 8
 //
 // The database must exist; the queue's tables are created in it (use a fresh database).
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -36,13 +43,15 @@ struct Flags {
   size_t enqueue_batch = 1000;
   int shards = 1;
   bool stats = false;
+  int steady_s = 0;
 };
 
 [[noreturn]] void Usage(const char* why) {
-  std::fprintf(stderr,
-               "txfn_pg_queue_burndown: %s\nusage: txfn_pg_queue_burndown URL [--jobs N] "
-               "[--workers W] [--batch B] [--enqueue-batch E] [--shards S] [--stats]\n",
-               why);
+  std::fprintf(
+      stderr,
+      "txfn_pg_queue_burndown: %s\nusage: txfn_pg_queue_burndown URL [--jobs N] "
+      "[--workers W] [--batch B] [--enqueue-batch E] [--shards S] [--stats] [--steady SECONDS]\n",
+      why);
   std::exit(2);
 }
 
@@ -64,6 +73,8 @@ Flags Parse(int argc, char** argv) {
       f.enqueue_batch = static_cast<size_t>(value());
     } else if (a == "--shards") {
       f.shards = static_cast<int>(value());
+    } else if (a == "--steady") {
+      f.steady_s = static_cast<int>(value());
     } else if (a == "--stats") {
       f.stats = true;
     } else if (!a.starts_with("--") && f.url.empty()) {
@@ -91,10 +102,24 @@ void PrintStats(pg_internal::PgConnection& conn, double at_s) {
                static_cast<long long>(r->Int(0, 2)), static_cast<long long>(r->Int(0, 3)));
 }
 
+// `n` no-op calls due now.
+std::vector<Call> NoopCalls(CallIdGenerator& ids, size_t n) {
+  const absl::Time now = absl::Now();
+  std::vector<Call> calls(n);
+  for (Call& c : calls) {
+    c.id = ids.Next();
+    c.tenant = "bench";
+    c.function = "noop";
+    c.start_after = now;
+    c.deadline = now + absl::Hours(1);
+  }
+  return calls;
+}
+
 int Main(int argc, char** argv) {
   const Flags f = Parse(argc, argv);
   auto opened =
-      PostgresQueue::Open({.url = f.url, .shards = f.shards, .max_connections = f.workers + 1});
+      PostgresQueue::Open({.url = f.url, .shards = f.shards, .max_connections = f.workers + 2});
   if (!opened.ok()) {
     fmt::print(stderr, "open: {}\n", opened.status().ToString());
     return 1;
@@ -103,40 +128,46 @@ int Main(int argc, char** argv) {
   CallIdGenerator ids;
   using Clock = std::chrono::steady_clock;
   const auto seconds = [](Clock::duration d) { return std::chrono::duration<double>(d).count(); };
-
-  const auto t0 = Clock::now();
-  std::vector<Call> batch;
-  for (int64_t done = 0; done < f.jobs;) {
-    batch.clear();
-    const absl::Time now = absl::Now();
-    for (size_t i = 0; i < f.enqueue_batch && done + static_cast<int64_t>(i) < f.jobs; ++i) {
-      Call& c = batch.emplace_back();
-      c.id = ids.Next();
-      c.tenant = "bench";
-      c.function = "noop";
-      c.start_after = now;
-      c.deadline = now + absl::Hours(1);
-    }
-    auto added = q.Enqueue(batch);
+  std::atomic<int64_t> enqueued{0}, completed{0};
+  std::atomic<bool> failed{false}, stop{false};
+  auto enqueue = [&](size_t n) {
+    auto added = q.Enqueue(NoopCalls(ids, n));
     if (!added.ok()) {
       fmt::print(stderr, "enqueue: {}\n", added.status().ToString());
-      return 1;
+      failed = true;
+      return;
     }
-    done += static_cast<int64_t>(batch.size());
+    enqueued += static_cast<int64_t>(n);
+  };
+
+  const auto t0 = Clock::now();
+  if (f.steady_s == 0) {
+    while (enqueued.load() < f.jobs && !failed.load()) {
+      enqueue(static_cast<size_t>(
+          std::min<int64_t>(static_cast<int64_t>(f.enqueue_batch), f.jobs - enqueued.load())));
+    }
   }
   const auto t1 = Clock::now();
-
-  std::atomic<int64_t> completed{0};
-  std::atomic<bool> failed{false};
-  std::vector<std::thread> workers;
+  std::vector<std::thread> threads;
+  if (f.steady_s > 0) {
+    threads.emplace_back([&] {
+      constexpr int64_t kMaxBacklog = 20'000;
+      while (!stop.load() && !failed.load()) {
+        if (enqueued.load() - completed.load() < kMaxBacklog) {
+          enqueue(f.enqueue_batch);
+        } else {
+          std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }
+      }
+    });
+  }
   for (int w = 0; w < f.workers; ++w) {
-    workers.emplace_back([&, w] {
+    threads.emplace_back([&, w] {
       std::vector<Settlement> acks;
       int idle = 0;
-      while (completed.load() < f.jobs && !failed.load()) {
-        const absl::Time now = absl::Now();
+      while (!stop.load() && !failed.load()) {
         auto leased = q.Lease({.shard = w % q.shard_count(),
-                               .now = now,
+                               .now = absl::Now(),
                                .max = f.batch,
                                .lease_duration = absl::Seconds(30)});
         if (!leased.ok()) {
@@ -160,7 +191,7 @@ int Main(int argc, char** argv) {
         }
         int64_t ok = 0;
         for (const absl::Status& s : *settled) ok += s.ok() ? 1 : 0;
-        completed += ok;
+        if ((completed += ok) >= f.jobs && f.steady_s == 0) stop = true;
       }
     });
   }
@@ -169,17 +200,28 @@ int Main(int argc, char** argv) {
     auto c = pg_internal::PgConnection::Open(f.url);
     if (c.ok()) stats_conn = *std::move(c);
   }
-  while (completed.load() < f.jobs && !failed.load()) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(f.stats ? 1000 : 5));
-    if (stats_conn != nullptr) PrintStats(*stats_conn, seconds(Clock::now() - t0));
+  const auto end = t1 + std::chrono::seconds(f.steady_s);
+  auto next_stats = Clock::now() + std::chrono::seconds(1);
+  while (!stop.load() && !failed.load()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    if (f.steady_s > 0 && Clock::now() >= end) stop = true;
+    if (stats_conn != nullptr && Clock::now() >= next_stats) {
+      PrintStats(*stats_conn, seconds(Clock::now() - t0));
+      next_stats += std::chrono::seconds(1);
+    }
   }
-  for (std::thread& t : workers) t.join();
+  for (std::thread& t : threads) t.join();
   const auto t2 = Clock::now();
   if (failed.load()) return 1;
   if (stats_conn != nullptr) {
     // The server publishes table statistics about once a second: wait for the final ones.
     std::this_thread::sleep_for(std::chrono::milliseconds(1500));
     PrintStats(*stats_conn, seconds(Clock::now() - t0));
+  }
+  if (f.steady_s > 0) {
+    fmt::print("steady_s {:.1f} jobs {} jobs_per_s {:.0f}\n", seconds(t2 - t1), completed.load(),
+               static_cast<double>(completed.load()) / seconds(t2 - t1));
+    return 0;
   }
   const double total = seconds(t2 - t0);
   fmt::print("jobs {} enqueue_s {:.3f} work_s {:.3f} total_s {:.3f} jobs_per_s {:.0f}\n", f.jobs,

@@ -12,6 +12,7 @@ const [url, jobs, workers, batch, enqBatch] = [
 (async () => {
   const pool = new Pool({ connectionString: url, max: workers + 4 });
   pool.on('error', (e) => console.error(e));
+  pool.on('connect', (client) => client.on('error', (e) => console.error(e)));
   const utils = await makeWorkerUtils({ pgPool: pool });
   await utils.migrate();
   const t0 = process.hrtime.bigint();
