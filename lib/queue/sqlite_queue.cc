@@ -646,9 +646,9 @@ std::string LeaseSql(const char* sql, size_t functions) {
 
 std::string Stale(const LeaseToken& t, int64_t state, int64_t token, int64_t expires) {
   return StaleLeaseMessage(t,
-                           state == kDead     ? QueuedCall::State::kDead
-                           : state == kLeased ? QueuedCall::State::kLeased
-                                              : QueuedCall::State::kPending,
+                           state == kDead      ? QueuedCall::State::kDead
+                           : state == kPending ? QueuedCall::State::kPending
+                                               : QueuedCall::State::kLeased,
                            static_cast<uint64_t>(token), FromNanos(expires));
 }
 
