@@ -118,9 +118,9 @@ void BM_NaiveSingleRowQueueCycle(benchmark::State& state) {
     const int64_t now = absl::ToUnixNanos(absl::Now());
     for (const Call& c : NoopCalls(ids, batch, absl::FromUnixNanos(now))) {
       if (!(*conn)
-               ->Exec("INSERT INTO jobs (id, due, call) VALUES ($1::bytea, $2::bigint, $3::bytea)",
-                      {PgParam::Bytes(c.id.Bytes()), PgParam::Int(now),
-                       PgParam::Bytes(EncodeCall(c))})
+               ->Exec(
+                   "INSERT INTO jobs (id, due, call) VALUES ($1::bytea, $2::bigint, $3::bytea)",
+                   {PgParam::Bytes(c.id.Bytes()), PgParam::Int(now), PgParam::Bytes(EncodeCall(c))})
                .ok()) {
         return state.SkipWithError("insert");
       }

@@ -48,9 +48,9 @@ int64_t Nanos(absl::Time t) {
 absl::Time FromNanos(int64_t n) { return absl::FromUnixNanos(n); }
 
 QueuedCall::State StateOf(int64_t state) {
-  return state == kDead     ? QueuedCall::State::kDead
-         : state == kLeased ? QueuedCall::State::kLeased
-                            : QueuedCall::State::kPending;
+  return state == kDead      ? QueuedCall::State::kDead
+         : state == kPending ? QueuedCall::State::kPending
+                             : QueuedCall::State::kLeased;
 }
 
 // The advisory lock Open holds while it creates or checks the schema.
