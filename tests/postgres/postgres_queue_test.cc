@@ -154,8 +154,8 @@ TEST(PostgresQueueTest, TwoQueuesOnOneDatabaseShareTheCalls) {
   EXPECT_TRUE((*a)->Depths(kT0)->empty());
 }
 
-// An Enqueue larger than one statement's byte budget is still one transaction.
-TEST(PostgresQueueTest, LargeEnqueueSpansStatementsAtomically) {
+// An Enqueue larger than one statement's byte budget (one transaction of several INSERTs).
+TEST(PostgresQueueTest, LargeEnqueueSpansSeveralStatements) {
   TXFN_REQUIRE_PG_SERVER();
   PgTestDatabase db;
   ASSERT_TRUE(db.Create().ok());
@@ -171,6 +171,32 @@ TEST(PostgresQueueTest, LargeEnqueueSpansStatementsAtomically) {
   ASSERT_TRUE(depths.ok());
   ASSERT_EQ(depths->size(), 1u);
   EXPECT_EQ((*depths)[0].pending, 81u);
+}
+
+// A connection the server drops fails the call on it (Unavailable: nothing changed) and is
+// replaced: the next call works.
+TEST(PostgresQueueTest, ALostConnectionFailsOneCallAndIsReplaced) {
+  TXFN_REQUIRE_PG_SERVER();
+  PgTestDatabase db;
+  ASSERT_TRUE(db.Create().ok());
+  auto q = PostgresQueue::Open({.url = db.url(), .max_connections = 1});
+  ASSERT_TRUE(q.ok());
+  CallIdGenerator ids(10);
+  ASSERT_EQ(*(*q)->Enqueue(Calls(ids, 3, "f")), 3u);
+  auto admin = PgConnection::Open(testing::PgServerUrl());
+  ASSERT_TRUE(admin.ok());
+  auto killed = (*admin)->Exec(
+      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1::text",
+      {pg_internal::PgParam::Text(db.name())});
+  ASSERT_TRUE(killed.ok()) << killed.status();
+  ASSERT_EQ(killed->rows(), 1);
+  absl::SleepFor(absl::Milliseconds(200));  // the backend exits asynchronously
+  const std::vector<Call> more = Calls(ids, 2, "f");
+  EXPECT_EQ((*q)->Enqueue(more).status().code(), absl::StatusCode::kUnavailable);
+  auto retried = (*q)->Enqueue(more);
+  ASSERT_TRUE(retried.ok()) << retried.status();
+  EXPECT_EQ(*retried, 2u);
+  EXPECT_EQ((*(*q)->Depths(kT0))[0].pending, 5u);
 }
 
 // Quotes and backslashes in reasons survive the array literal the lease's dead-lettering uses.
