@@ -35,8 +35,8 @@
 // calls); Lease one statement that locks the shard's first due rows with SKIP LOCKED and
 // updates them with their tokens (a second one only when some must be dead-lettered); a batch
 // of ACKs one DELETE .. USING unnest(..); Extend one UPDATE. Other settlements (NACK, release,
-// dead-letter) take a locked lookup and an update each, in one transaction with the batch's
-// ACKs.
+// dead-letter) take a lookup and an update (applied only while the lease is live) each, in one
+// transaction with the batch's ACKs.
 //
 // Dead tuples. An ACK deletes its row, so the table holds only live and dead-lettered calls,
 // but each job leaves two dead row versions (its lease's old version, the deleted row) that

@@ -127,16 +127,20 @@ RETURNING c.id)sql";
 
 constexpr const char* kLookup =
     "SELECT state, due, token, attempts, max_attempts FROM txfn_queue_calls WHERE id = $1::bytea";
+// One settlement each: a head, then kLiveLease, so that it changes the call $1 only while its
+// lease $2 is live at $3. A lessee never locks a row it does not hold, so a stale settlement
+// racing the holder's cannot deadlock with it.
+constexpr const char* kLiveLease =
+    " WHERE id = $1::bytea AND state = 1 AND token = $2::bigint AND due > $3::bigint";
+constexpr const char* kDelete = "DELETE FROM txfn_queue_calls";
 constexpr const char* kMarkDead =
-    "UPDATE txfn_queue_calls SET state = 2, due = 9223372036854775807, dead_at = $2::bigint, "
-    "reason = $3::text, token = 0 WHERE id = $1::bytea";
-constexpr const char* kDelete = "DELETE FROM txfn_queue_calls WHERE id = $1::bytea";
+    "UPDATE txfn_queue_calls SET state = 2, due = 9223372036854775807, dead_at = $3::bigint, "
+    "reason = $4::text, token = 0";
 constexpr const char* kNack =
-    "UPDATE txfn_queue_calls SET state = 0, due = $2::bigint, token = 0, reason = $3::text "
-    "WHERE id = $1::bytea";
+    "UPDATE txfn_queue_calls SET state = 0, due = $4::bigint, token = 0, reason = $5::text";
 constexpr const char* kRelease =
-    "UPDATE txfn_queue_calls SET state = 0, due = $2::bigint, token = 0, "
-    "attempts = attempts - 1 WHERE id = $1::bytea";
+    "UPDATE txfn_queue_calls SET state = 0, due = $4::bigint, token = 0, "
+    "attempts = attempts - 1";
 constexpr const char* kListDead =
     "SELECT id, dead_at, reason, attempts, call, shard FROM txfn_queue_calls "
     "WHERE state = 2 AND id > $1::bytea ORDER BY id LIMIT $2::bigint";
@@ -227,11 +231,9 @@ struct LeaseRow {
   int64_t state = 0, due = 0, token = 0, attempts = 0, max_attempts = 0;
 };
 
-// The lease row of `id` (locked when `for_update`), or nullopt if the queue does not hold it.
-absl::StatusOr<std::optional<LeaseRow>> LookUp(PgConnection& conn, const CallId& id,
-                                               bool for_update) {
-  const std::string sql = for_update ? StrCat(kLookup, " FOR UPDATE") : std::string(kLookup);
-  TXFN_ASSIGN_OR_RETURN(PgResult r, conn.Exec(sql, {PgParam::Bytes(id.Bytes())}, true));
+// The lease row of `id`, or nullopt if the queue does not hold it.
+absl::StatusOr<std::optional<LeaseRow>> LookUp(PgConnection& conn, const CallId& id) {
+  TXFN_ASSIGN_OR_RETURN(PgResult r, conn.Exec(kLookup, {PgParam::Bytes(id.Bytes())}, true));
   if (r.rows() == 0) return std::nullopt;
   return LeaseRow{r.Int(0, 0), r.Int(0, 1), r.Int(0, 2), r.Int(0, 3), r.Int(0, 4)};
 }
@@ -272,35 +274,48 @@ absl::StatusOr<absl::flat_hash_set<CallId>> ForLiveLeases(PgConnection& conn, st
   return changed;
 }
 
-// Applies `st` (its lease not live or not handled in a batch) with its row locked.
+// Applies `st` (one not handled in a batch). The row is read without a lock: while the lease
+// is live only its holder (this caller) changes it, and each change applies only if the lease
+// is still live (else the row is read again to say why).
 absl::StatusOr<absl::Status> SettleOne(PgConnection& conn, const Settlement& st, int64_t now) {
-  TXFN_ASSIGN_OR_RETURN(std::optional<LeaseRow> row, LookUp(conn, st.lease.id, true));
+  TXFN_ASSIGN_OR_RETURN(std::optional<LeaseRow> row, LookUp(conn, st.lease.id));
   if (absl::Status live = LeaseStatus(st.lease, row, now); !live.ok()) return live;
-  const PgParam id = PgParam::Bytes(st.lease.id.Bytes());
+  std::vector<PgParam> params = {PgParam::Bytes(st.lease.id.Bytes()),
+                                 PgParam::Int(static_cast<int64_t>(st.lease.token)),
+                                 PgParam::Int(now)};
   const std::string reason = st.reason.substr(0, 1024);
-  absl::StatusOr<PgResult> done = absl::InternalError("unknown settlement kind");
+  const char* head = kDelete;
   switch (st.kind) {
     case Settlement::Kind::kAck:
-      done = conn.Exec(kDelete, {id});
       break;
     case Settlement::Kind::kNack:
       if (row->attempts >= row->max_attempts) {
-        done = conn.Exec(kMarkDead,
-                         {id, PgParam::Int(now),
-                          PgParam::Text(AttemptsReason(static_cast<int>(row->attempts), reason))});
+        head = kMarkDead;
+        params.push_back(PgParam::Text(AttemptsReason(static_cast<int>(row->attempts), reason)));
       } else {
-        done = conn.Exec(kNack, {id, PgParam::Int(Nanos(st.retry_at)), PgParam::Text(reason)});
+        head = kNack;
+        params.push_back(PgParam::Int(Nanos(st.retry_at)));
+        params.push_back(PgParam::Text(reason));
       }
       break;
     case Settlement::Kind::kDeadLetter:
-      done = conn.Exec(kMarkDead, {id, PgParam::Int(now), PgParam::Text(reason)});
+      head = kMarkDead;
+      params.push_back(PgParam::Text(reason));
       break;
     case Settlement::Kind::kRelease:
-      done = conn.Exec(kRelease, {id, PgParam::Int(Nanos(st.retry_at))});
+      head = kRelease;
+      params.push_back(PgParam::Int(Nanos(st.retry_at)));
       break;
   }
-  TXFN_RETURN_IF_ERROR(done.status());
-  return absl::OkStatus();
+  TXFN_ASSIGN_OR_RETURN(PgResult done, conn.Exec(StrCat(head, kLiveLease), params));
+  if (done.AffectedRows() == 1) return absl::OkStatus();
+  TXFN_ASSIGN_OR_RETURN(row, LookUp(conn, st.lease.id));
+  absl::Status why = LeaseStatus(st.lease, row, now);
+  if (why.ok()) {
+    return absl::InternalError(
+        StrCat("PostgresQueue: a settlement of call ", st.lease.id.ToString(), " changed nothing"));
+  }
+  return why;
 }
 
 // A row of kFind / kListPage as the queue holds it at `now`.
@@ -612,7 +627,7 @@ absl::StatusOr<std::vector<absl::Status>> PostgresQueue::Extend(absl::Span<const
                                       {PgParam::Int(Nanos(now_time + lease_duration))}));
   for (size_t i = 0; i < leases.size(); ++i) {
     if (extended.contains(leases[i].id)) continue;
-    TXFN_ASSIGN_OR_RETURN(std::optional<LeaseRow> row, LookUp(*conn, leases[i].id, false));
+    TXFN_ASSIGN_OR_RETURN(std::optional<LeaseRow> row, LookUp(*conn, leases[i].id));
     results[i] = LeaseStatus(leases[i], row, now);
   }
   return results;
