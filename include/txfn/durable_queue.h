@@ -276,6 +276,10 @@ class DurableQueue {
 // The reason texts adapters use when they dead-letter a call themselves.
 std::string DeadlineReason(absl::Time deadline, absl::Time now);
 std::string AttemptsReason(int attempts, std::string_view last_reason);
+// The message of the FailedPrecondition Settle and Extend answer for a stale lease `t`: the call
+// is now in `state`; `token` and `expires` are its current lease's (read when kLeased).
+std::string StaleLeaseMessage(const LeaseToken& t, QueuedCall::State state, uint64_t token,
+                              absl::Time expires);
 
 }  // namespace txfn
 

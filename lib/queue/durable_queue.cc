@@ -172,4 +172,19 @@ std::string AttemptsReason(int attempts, std::string_view last_reason) {
   return out;
 }
 
+std::string StaleLeaseMessage(const LeaseToken& t, QueuedCall::State state, uint64_t token,
+                              absl::Time expires) {
+  std::string why;
+  if (state == QueuedCall::State::kDead) {
+    why = "the call was dead-lettered";
+  } else if (state == QueuedCall::State::kPending) {
+    why = "the call is not leased (its lease ended)";
+  } else if (token != t.token) {
+    why = StrCat("the call is now leased under token ", token);
+  } else {
+    why = StrCat("the lease expired at ", absl::FormatTime(expires, absl::UTCTimeZone()));
+  }
+  return StrCat("lease token ", t.token, " of call ", t.id.ToString(), " is stale: ", why);
+}
+
 }  // namespace txfn

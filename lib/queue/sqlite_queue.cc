@@ -658,18 +658,11 @@ std::string LeaseSql(const char* sql, size_t functions, std::optional<QuotaClass
 }
 
 std::string Stale(const LeaseToken& t, int64_t state, int64_t token, int64_t expires) {
-  std::string why;
-  if (state == kDead) {
-    why = "the call was dead-lettered";
-  } else if (state == kPending) {
-    why = "the call is not leased (its lease ended)";
-  } else if (static_cast<uint64_t>(token) != t.token) {
-    why = StrCat("the call is now leased under token ", token);
-  } else {
-    why =
-        StrCat("the lease expired at ", absl::FormatTime(FromNanos(expires), absl::UTCTimeZone()));
-  }
-  return StrCat("lease token ", t.token, " of call ", t.id.ToString(), " is stale: ", why);
+  return StaleLeaseMessage(t,
+                           state == kDead      ? QueuedCall::State::kDead
+                           : state == kPending ? QueuedCall::State::kPending
+                                               : QueuedCall::State::kLeased,
+                           static_cast<uint64_t>(token), FromNanos(expires));
 }
 
 }  // namespace

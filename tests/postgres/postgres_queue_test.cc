@@ -1,0 +1,230 @@
+// PostgresQueue: the DurableQueue conformance suite with reopen (one shard and four, each test
+// on a database of its own), options and schemas it must refuse, two queue objects (as two
+// processes would) sharing one database, and batches past a statement's chunk size.
+#include "txfn/postgres_queue.h"
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/postgres/pg_test_util.h"
+#include "tests/queue/queue_test_util.h"
+#include "txfn/testing/durable_queue_conformance.h"
+
+namespace txfn {
+namespace {
+
+using pg_internal::PgConnection;
+using ::testing::HasSubstr;
+using testing::PgTestDatabase;
+
+const absl::Time kT0 = absl::FromUnixSeconds(1'700'000'000);
+
+// A PostgresQueue on a database of its own, dropped with the last queue on it.
+class TempPostgresQueue final : public queue_test::ForwardingQueue {
+ public:
+  static std::unique_ptr<DurableQueue> Make(int shards) {
+    if (testing::PgServerUrl().empty()) {
+      ADD_FAILURE() << "no PostgreSQL server: run scripts/test, or set TXFN_TEST_PG";
+      return nullptr;
+    }
+    auto db = std::make_shared<PgTestDatabase>();
+    if (absl::Status s = db->Create(); !s.ok()) {
+      ADD_FAILURE() << s;
+      return nullptr;
+    }
+    return Open(std::move(db), shards);
+  }
+  static std::unique_ptr<DurableQueue> Reopen(std::unique_ptr<DurableQueue> old) {
+    auto* temp = dynamic_cast<TempPostgresQueue*>(old.get());
+    if (temp == nullptr) return nullptr;
+    std::shared_ptr<PgTestDatabase> db = temp->db_;
+    old.reset();
+    return Open(std::move(db), 0);  // whatever the database has
+  }
+
+ private:
+  static std::unique_ptr<DurableQueue> Open(std::shared_ptr<PgTestDatabase> db, int shards) {
+    auto q = PostgresQueue::Open({.url = db->url(), .shards = shards});
+    if (!q.ok()) {
+      ADD_FAILURE() << q.status();
+      return nullptr;
+    }
+    return std::unique_ptr<DurableQueue>(new TempPostgresQueue(std::move(db), *std::move(q)));
+  }
+  TempPostgresQueue(std::shared_ptr<PgTestDatabase> db, std::unique_ptr<PostgresQueue> q)
+      : ForwardingQueue(std::move(q)), db_(std::move(db)) {}
+
+  std::shared_ptr<PgTestDatabase> db_;
+};
+
+TXFN_INSTANTIATE_DURABLE_QUEUE_CONFORMANCE(
+    Postgres, [] { return TempPostgresQueue::Make(1); }, &TempPostgresQueue::Reopen);
+TXFN_INSTANTIATE_DURABLE_QUEUE_CONFORMANCE(
+    PostgresFourShards, [] { return TempPostgresQueue::Make(4); }, &TempPostgresQueue::Reopen);
+
+// `n` calls of `fn` due at kT0.
+std::vector<Call> Calls(CallIdGenerator& ids, size_t n, const std::string& fn,
+                        size_t args_bytes = 0) {
+  std::vector<Call> out;
+  for (size_t i = 0; i < n; ++i) {
+    Call c;
+    c.id = ids.Next();
+    c.tenant = "t";
+    c.function = fn;
+    c.args = Value::String(std::string(args_bytes, 'a'));
+    c.start_after = kT0;
+    c.deadline = kT0 + absl::Hours(1);
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+TEST(PostgresQueueTest, OpenRefusesBadOptionsAndOtherShardCounts) {
+  EXPECT_EQ(PostgresQueue::Open({}).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(PostgresQueue::Open({.url = "host='unterminated"}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  TXFN_REQUIRE_PG_SERVER();
+  PgTestDatabase db;
+  ASSERT_TRUE(db.Create().ok());
+  EXPECT_EQ(PostgresQueue::Open({.url = db.url(), .shards = -1}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(PostgresQueue::Open({.url = db.url(), .max_connections = 0}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  {
+    auto q = PostgresQueue::Open({.url = db.url(), .shards = 3});
+    ASSERT_TRUE(q.ok()) << q.status();
+    EXPECT_EQ((*q)->shard_count(), 3);
+  }
+  auto other = PostgresQueue::Open({.url = db.url(), .shards = 2});
+  EXPECT_EQ(other.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(other.status().message(), HasSubstr("3 shards"));
+  auto same = PostgresQueue::Open({.url = db.url()});
+  ASSERT_TRUE(same.ok()) << same.status();
+  EXPECT_EQ((*same)->shard_count(), 3);
+
+  auto conn = PgConnection::Open(db.url());
+  ASSERT_TRUE(conn.ok());
+  ASSERT_TRUE(
+      (*conn)->Exec("UPDATE txfn_queue_meta SET value = 99 WHERE name = 'schema_version'").ok());
+  auto newer = PostgresQueue::Open({.url = db.url()});
+  EXPECT_EQ(newer.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(newer.status().message(), HasSubstr("version 99"));
+}
+
+TEST(PostgresQueueTest, UnreachableServerIsUnavailable) {
+  auto q = PostgresQueue::Open({.url = "postgresql:///x?host=/nonexistent/socket/dir"});
+  EXPECT_EQ(q.status().code(), absl::StatusCode::kUnavailable);
+}
+
+// Two queues on one database stand for two processes: each call is leased by one of them,
+// and an ACK through either settles it.
+TEST(PostgresQueueTest, TwoQueuesOnOneDatabaseShareTheCalls) {
+  TXFN_REQUIRE_PG_SERVER();
+  PgTestDatabase db;
+  ASSERT_TRUE(db.Create().ok());
+  auto a = PostgresQueue::Open({.url = db.url(), .shards = 1});
+  auto b = PostgresQueue::Open({.url = db.url()});
+  ASSERT_TRUE(a.ok() && b.ok());
+  CallIdGenerator ids(7);
+  const std::vector<Call> calls = Calls(ids, 100, "f");
+  ASSERT_EQ(*(*a)->Enqueue(calls), 100u);
+  EXPECT_EQ(*(*b)->Enqueue(calls), 0u) << "a retried Enqueue through another process";
+  LeaseRequest req{.shard = 0, .now = kT0, .max = 60, .lease_duration = absl::Minutes(1)};
+  auto la = (*a)->Lease(req);
+  auto lb = (*b)->Lease(req);
+  ASSERT_TRUE(la.ok() && lb.ok());
+  EXPECT_EQ(la->size(), 60u);
+  EXPECT_EQ(lb->size(), 40u);
+  absl::flat_hash_set<CallId> seen;
+  std::vector<Settlement> acks;
+  for (const auto* leased : {&*la, &*lb}) {
+    for (const LeasedCall& l : *leased) {
+      EXPECT_TRUE(seen.insert(l.call.id).second) << "leased twice";
+      acks.push_back(Settlement::Ack(l.token));
+    }
+  }
+  auto settled = (*b)->Settle(acks, kT0);
+  ASSERT_TRUE(settled.ok());
+  for (const absl::Status& s : *settled) EXPECT_TRUE(s.ok()) << s;
+  EXPECT_TRUE((*a)->Depths(kT0)->empty());
+}
+
+// An Enqueue larger than one statement's byte budget (one transaction of several INSERTs).
+TEST(PostgresQueueTest, LargeEnqueueSpansSeveralStatements) {
+  TXFN_REQUIRE_PG_SERVER();
+  PgTestDatabase db;
+  ASSERT_TRUE(db.Create().ok());
+  auto q = PostgresQueue::Open({.url = db.url()});
+  ASSERT_TRUE(q.ok());
+  CallIdGenerator ids(8);
+  std::vector<Call> calls = Calls(ids, 80, "big", 1 << 20);  // 80 MiB: three statements
+  ASSERT_EQ(*(*q)->Enqueue(calls), 80u);
+  // A batch whose last call is new and the rest known adds one.
+  calls.push_back(Calls(ids, 1, "big")[0]);
+  EXPECT_EQ(*(*q)->Enqueue(calls), 1u);
+  auto depths = (*q)->Depths(kT0);
+  ASSERT_TRUE(depths.ok());
+  ASSERT_EQ(depths->size(), 1u);
+  EXPECT_EQ((*depths)[0].pending, 81u);
+}
+
+// A connection the server drops fails the call on it (Unavailable: nothing changed) and is
+// replaced: the next call works.
+TEST(PostgresQueueTest, ALostConnectionFailsOneCallAndIsReplaced) {
+  TXFN_REQUIRE_PG_SERVER();
+  PgTestDatabase db;
+  ASSERT_TRUE(db.Create().ok());
+  auto q = PostgresQueue::Open({.url = db.url(), .max_connections = 1});
+  ASSERT_TRUE(q.ok());
+  CallIdGenerator ids(10);
+  ASSERT_EQ(*(*q)->Enqueue(Calls(ids, 3, "f")), 3u);
+  auto admin = PgConnection::Open(testing::PgServerUrl());
+  ASSERT_TRUE(admin.ok());
+  auto killed = (*admin)->Exec(
+      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1::text",
+      {pg_internal::PgParam::Text(db.name())});
+  ASSERT_TRUE(killed.ok()) << killed.status();
+  ASSERT_EQ(killed->rows(), 1);
+  absl::SleepFor(absl::Milliseconds(200));  // the backend exits asynchronously
+  const std::vector<Call> more = Calls(ids, 2, "f");
+  EXPECT_EQ((*q)->Enqueue(more).status().code(), absl::StatusCode::kUnavailable);
+  auto retried = (*q)->Enqueue(more);
+  ASSERT_TRUE(retried.ok()) << retried.status();
+  EXPECT_EQ(*retried, 2u);
+  EXPECT_EQ((*(*q)->Depths(kT0))[0].pending, 5u);
+}
+
+// Quotes and backslashes in reasons survive the array literal the lease's dead-lettering uses.
+TEST(PostgresQueueTest, ReasonsWithQuotesSurviveBatchedDeadLettering) {
+  TXFN_REQUIRE_PG_SERVER();
+  PgTestDatabase db;
+  ASSERT_TRUE(db.Create().ok());
+  auto q = PostgresQueue::Open({.url = db.url()});
+  ASSERT_TRUE(q.ok());
+  CallIdGenerator ids(9);
+  std::vector<Call> calls = Calls(ids, 1, "f");
+  calls[0].retry.max_attempts = 2;
+  ASSERT_TRUE((*q)->Enqueue(calls).ok());
+  const std::string why = R"(a "quoted" \ reason, {with} braces)";
+  auto first = (*q)->Lease({.shard = 0, .now = kT0, .max = 1});
+  ASSERT_EQ(first->size(), 1u);
+  ASSERT_TRUE((*q)->Nack((*first)[0].token, kT0, kT0, why).ok());
+  // The second delivery's lease expires; the next lease finds the attempts used up.
+  auto second = (*q)->Lease({.shard = 0, .now = kT0, .max = 1, .lease_duration = absl::Seconds(1)});
+  ASSERT_EQ(second->size(), 1u);
+  auto third = (*q)->Lease({.shard = 0, .now = kT0 + absl::Seconds(2), .max = 1});
+  ASSERT_TRUE(third.ok());
+  EXPECT_TRUE(third->empty());
+  auto dead = (*q)->ListDeadLetters(CallId(), 10);
+  ASSERT_TRUE(dead.ok());
+  ASSERT_EQ(dead->size(), 1u);
+  EXPECT_EQ((*dead)[0].reason, AttemptsReason(2, why));
+}
+
+}  // namespace
+}  // namespace txfn
