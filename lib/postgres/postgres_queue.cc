@@ -64,13 +64,17 @@ CREATE TABLE IF NOT EXISTS txfn_queue_calls (
   deadline bigint NOT NULL, token bigint NOT NULL DEFAULT 0, dead_at bigint NOT NULL DEFAULT 0,
   shard integer NOT NULL, attempts integer NOT NULL, max_attempts integer NOT NULL,
   state smallint NOT NULL, function text NOT NULL, reason text NOT NULL DEFAULT '',
-  call bytea NOT NULL)
+  call bytea NOT NULL, quota smallint NOT NULL DEFAULT 0)
   WITH (fillfactor = 80, autovacuum_vacuum_scale_factor = 0.02,
         autovacuum_vacuum_insert_scale_factor = 0.02, autovacuum_vacuum_cost_delay = 0);
 CREATE INDEX IF NOT EXISTS txfn_queue_calls_due ON txfn_queue_calls (shard, due, seq)
   WHERE state < 2;
 CREATE INDEX IF NOT EXISTS txfn_queue_calls_dead ON txfn_queue_calls (id) WHERE state = 2;
+CREATE INDEX IF NOT EXISTS txfn_queue_calls_due_reserved ON txfn_queue_calls (shard, due, seq)
+  WHERE state < 2 AND quota = 0;
 )sql";
+// Why a reserved-only due index: a scheduler leases reserved calls first and on their own
+// (LeaseRequest::quota); without it, that lease would step over every due opportunistic call.
 // Why fillfactor 80: a lease, NACK or extension writes a new version of the row, which
 // PostgreSQL puts on the same page when there is room (cheaper, and the page is pruned of the
 // old version by the next reader). Why the autovacuum settings: every call's row versions die
@@ -79,19 +83,21 @@ CREATE INDEX IF NOT EXISTS txfn_queue_calls_dead ON txfn_queue_calls (id) WHERE 
 // $1 the ids (16 bytes each, concatenated), $2.. one array per column.
 constexpr const char* kInsert = R"sql(
 INSERT INTO txfn_queue_calls (id, shard, function, state, due, attempts, max_attempts,
-                              deadline, call)
+                              deadline, call, quota)
 SELECT substring($1::bytea FROM (u.i::integer - 1) * 16 + 1 FOR 16), u.shard, u.function, 0,
-       u.due, 0, u.max_attempts, u.deadline, substring($2::bytea FROM u.off + 1 FOR u.len)
+       u.due, 0, u.max_attempts, u.deadline, substring($2::bytea FROM u.off + 1 FOR u.len),
+       u.quota
 FROM unnest($3::integer[], $4::text[], $5::bigint[], $6::integer[], $7::bigint[],
-            $8::integer[], $9::integer[])
-     WITH ORDINALITY AS u(shard, function, due, max_attempts, deadline, off, len, i)
+            $8::integer[], $9::integer[], $10::smallint[])
+     WITH ORDINALITY AS u(shard, function, due, max_attempts, deadline, off, len, quota, i)
 ORDER BY u.i
 ON CONFLICT (id) DO NOTHING)sql";
 
-// Locks the first $3 due rows of shard $1 at $2 (of the functions $4, if not null) that no
-// other lessee holds, leases the live ones until $5 with fresh tokens, and returns them all in
-// due order; `live` is 0 for those to dead-letter instead (left untouched). FOR UPDATE returns
-// the locked version of each row, so `picked` is what the UPDATE saw.
+// Locks the first $3 due rows of shard $1 at $2 (of the functions $4, if not null; of the
+// quota class $6, if not null) that no other lessee holds, leases the live ones until $5 with fresh
+// tokens, and returns them all in due order; `live` is 0 for those to dead-letter instead (left
+// untouched). FOR UPDATE returns the locked version of each row, so `picked` is what the UPDATE
+// saw.
 constexpr const char* kLease = R"sql(
 WITH picked AS MATERIALIZED (
   SELECT id, due, seq, attempts, deadline, reason,
@@ -99,6 +105,7 @@ WITH picked AS MATERIALIZED (
   FROM txfn_queue_calls
   WHERE shard = $1::integer AND state < 2 AND due <= $2::bigint
     AND ($4::text[] IS NULL OR function = ANY($4::text[]))
+    AND ($6::smallint IS NULL OR quota = $6::smallint)
   ORDER BY due, seq LIMIT $3::bigint
   FOR UPDATE SKIP LOCKED),
 leased AS (
@@ -459,7 +466,7 @@ absl::StatusOr<size_t> PostgresQueue::Enqueue(absl::Span<const Call> calls) {
   // Chunks of at most kMaxEnqueueBytes of encoded calls (one, almost always).
   struct Chunk {
     std::string ids, blob;
-    std::vector<int> shard, max_attempts, off, len;
+    std::vector<int> shard, max_attempts, off, len, quota;
     std::vector<int64_t> due, deadline;
     std::vector<std::string_view> function;
   };
@@ -486,6 +493,7 @@ absl::StatusOr<size_t> PostgresQueue::Enqueue(absl::Span<const Call> calls) {
     k.deadline.push_back(Nanos(c.deadline));
     k.off.push_back(static_cast<int>(k.blob.size()));
     k.len.push_back(static_cast<int>(encoded.size()));
+    k.quota.push_back(static_cast<int>(c.quota));
     k.blob += encoded;
   }
   TXFN_ASSIGN_OR_RETURN(Conn conn, Acquire());
@@ -494,12 +502,12 @@ absl::StatusOr<size_t> PostgresQueue::Enqueue(absl::Span<const Call> calls) {
     for (const Chunk& k : chunks) {
       TXFN_ASSIGN_OR_RETURN(
           PgResult r,
-          conn->Exec(
-              kInsert,
-              {PgParam::Bytes(k.ids), PgParam::Bytes(k.blob), PgParam::Text(IntArray(k.shard)),
-               PgParam::Text(TextArray(k.function)), PgParam::Text(IntArray(k.due)),
-               PgParam::Text(IntArray(k.max_attempts)), PgParam::Text(IntArray(k.deadline)),
-               PgParam::Text(IntArray(k.off)), PgParam::Text(IntArray(k.len))}));
+          conn->Exec(kInsert,
+                     {PgParam::Bytes(k.ids), PgParam::Bytes(k.blob),
+                      PgParam::Text(IntArray(k.shard)), PgParam::Text(TextArray(k.function)),
+                      PgParam::Text(IntArray(k.due)), PgParam::Text(IntArray(k.max_attempts)),
+                      PgParam::Text(IntArray(k.deadline)), PgParam::Text(IntArray(k.off)),
+                      PgParam::Text(IntArray(k.len)), PgParam::Text(IntArray(k.quota))}));
       added += static_cast<size_t>(r.AffectedRows());  // a known id adds nothing
     }
     return absl::OkStatus();
@@ -521,6 +529,9 @@ absl::StatusOr<std::vector<LeasedCall>> PostgresQueue::Lease(const LeaseRequest&
     functions = PgParam::Text(TextArray(
         std::vector<std::string_view>(request.functions.begin(), request.functions.end())));
   }
+  const PgParam quota = request.quota.has_value()
+                            ? PgParam::Int(static_cast<int64_t>(*request.quota))
+                            : PgParam::Null();
   std::vector<LeasedCall> out;
   TXFN_ASSIGN_OR_RETURN(Conn conn, Acquire());
   // Rounds: the rare due call that must be dead-lettered instead (deadline passed, attempts
@@ -530,7 +541,7 @@ absl::StatusOr<std::vector<LeasedCall>> PostgresQueue::Lease(const LeaseRequest&
     TXFN_ASSIGN_OR_RETURN(PgResult r, conn->Exec(kLease,
                                                  {PgParam::Int(request.shard), PgParam::Int(now),
                                                   PgParam::Int(static_cast<int64_t>(want)),
-                                                  functions, PgParam::Int(Nanos(expires))},
+                                                  functions, PgParam::Int(Nanos(expires)), quota},
                                                  true));
     std::string dead_ids;
     std::vector<std::string> reasons;
