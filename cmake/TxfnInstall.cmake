@@ -50,7 +50,7 @@ set(_txfn_pc_requires
     "absl_status absl_statusor absl_strings absl_span absl_time absl_synchronization "
     "absl_flat_hash_map absl_btree absl_hash absl_random_random absl_any_invocable "
     "absl_core_headers fmt")
-foreach(_txfn_lib sqlite_engine engine remote wire postgres sqlite queue_sqlite queue v8 core)  # dependents first, for static linking
+foreach(_txfn_lib sqlite_engine postgres_engine engine remote wire postgres sqlite queue_sqlite queue v8 core)  # dependents first, for static linking
   if(TARGET txfn_${_txfn_lib})
     string(APPEND _txfn_pc_libs " -ltxfn_${_txfn_lib}")
   endif()

@@ -4,8 +4,9 @@
 # engine in each client commits); runners killed with SIGKILL mid-way are skipped (no client
 # call fails); SIGTERM drains and exits 0; with no runner left, a call fails clearly.
 # Part 2: `txfn serve --listen --api_keys --runners` with three new runners, clients with
-# `--server` and API keys: access control, parallel transfers while a runner is SIGKILLed,
-# totals unchanged, a submitted call runs; SIGTERM stops the server.
+# `--server` and API keys: access control, parallel transfers while the tenant's runner is
+# SIGKILLed, totals unchanged, a submitted call runs, metrics, logs; SIGTERM stops the server.
+# Run on the SQLite file, then (with TXFN_TEST_PG) on a PostgreSQL database.
 # usage: remote_cli_test.sh PATH/TO/txfn PATH/TO/txfn-runner PATH/TO/examples/apps
 set -uo pipefail
 txfn=$1
@@ -45,11 +46,11 @@ a=$(unquote <<<"$last")
 check open-b 0 '^"[0-9a-z]{32}"$' t run --tenant=bank accounts:open '{"owner": "bob", "initial": 1000}'
 b=$(unquote <<<"$last")
 
-# start_runner N: starts runner N on a free port; sets ports[N] and pids[N].
+# start_runner N [DB]: starts runner N on a free port; sets ports[N] and pids[N].
 ports=()
 start_runner() {
   local n=$1 out="$tmp/runner$1.out"
-  "$runner_bin" --db="$db" --listen=127.0.0.1:0 --workers=1 >"$out" 2>&1 &
+  "$runner_bin" --db="${2:-$db}" --listen=127.0.0.1:0 --workers=1 >"$out" 2>&1 &
   pids[$n]=$!
   for _ in $(seq 100); do
     ports[$n]=$(sed -n 's/^txfn-runner: serving on port \([0-9]*\)$/\1/p' "$out")
@@ -89,8 +90,6 @@ check no-runner 1 'no runner' r audit:total
 check no-db 1 'does not exist' "$runner_bin" --db="$tmp/nope.db" --listen=127.0.0.1:0
 
 # ---- Part 2: the engine as a server, its runs on runners --------------------------------
-for n in 3 4 5; do start_runner $n; done
-runners="127.0.0.1:${ports[3]},127.0.0.1:${ports[4]},127.0.0.1:${ports[5]}"
 # fetch PORT PATH: an HTTP GET on loopback (bash's /dev/tcp: no curl needed).
 fetch() {
   exec 3<>"/dev/tcp/127.0.0.1/$1" || return 1
@@ -98,86 +97,119 @@ fetch() {
   cat <&3
   exec 3<&-
 }
-printf '# keys\nadmin adm1n\ntenant bank bank-key\ntenant other other-key\n' >"$tmp/keys"
-"$txfn" --db="$db" serve --quiet --listen=0 --api_keys="$tmp/keys" --runners="$runners" \
-  --metrics=127.0.0.1:0 >"$tmp/serve.out" 2>&1 &
-pids[9]=$!
-port=""
-for _ in $(seq 200); do
-  port=$(sed -n 's/^listening on port \([0-9]*\)$/\1/p' "$tmp/serve.out")
-  [ -n "$port" ] && break
-  sleep 0.05
-done
-[ -n "$port" ] || { echo "FAIL serve did not start:"; cat "$tmp/serve.out"; exit 1; }
-s() { "$txfn" --server="127.0.0.1:$port" "$@"; }
+printf '# keys\nadmin adm1n\ntenant bank2 bank-key\ntenant other other-key\n' >"$tmp/keys"
 
-check server-deploy-needs-admin 1 'PERMISSION_DENIED' \
-  s --api_key=bank-key deploy --tenant=bank "$apps/bank"
-check server-deploy 0 'deployed 4 module' s --api_key=adm1n deploy --tenant=bank "$apps/bank"
-check server-no-key 1 'UNAUTHENTICATED' s run --tenant=bank audit:total
-check server-bad-key 1 'UNAUTHENTICATED' s --api_key=nope run --tenant=bank audit:total
-check server-other-key 1 'PERMISSION_DENIED' s --api_key=other-key run --tenant=bank \
-  transfers:transfer "{\"from\": \"$a\", \"to\": \"$b\", \"amount\": 1}"
-check server-query 0 '"total":\{"\$int64":"2000"\}' s --api_key=bank-key run --tenant=bank audit:total
-check server-error 1 'insufficient funds' s --api_key=bank-key run --tenant=bank \
-  transfers:transfer "{\"from\": \"$a\", \"to\": \"$b\", \"amount\": 5000}"
-check server-only-some-commands 2 'works with deploy, run, submit and call' s tenants
-
-# Four clients transfer in parallel while the runner serving the tenant is killed; every call
-# must succeed. The serving runner is the one the server has a connection to (gRPC connects
-# on first use, and only the tenant's first choice has been used).
-victim=3
-if command -v ss >/dev/null; then
-  for n in 3 4 5; do
-    if ss -Htn state established "( sport = :${ports[$n]} )" | grep -q .; then victim=$n; fi
+# served DB LABEL: three runners and `txfn serve` on DB; a new tenant bank2 deployed and
+# used through the server. Checks are named LABEL-....
+served() {
+  local db=$1 label=$2 first=${#pids[@]} n
+  for n in $first $((first + 1)) $((first + 2)); do start_runner "$n" "$db"; done
+  local runners="127.0.0.1:${ports[$first]},127.0.0.1:${ports[$((first + 1))]}"
+  runners+=",127.0.0.1:${ports[$((first + 2))]}"
+  "$txfn" --db="$db" serve --quiet --listen=0 --api_keys="$tmp/keys" --runners="$runners" \
+    --metrics=127.0.0.1:0 >"$tmp/serve-$label.out" 2>&1 &
+  local serve=$!
+  pids+=("$serve")
+  local port=""
+  for _ in $(seq 200); do
+    port=$(sed -n 's/^listening on port \([0-9]*\)$/\1/p' "$tmp/serve-$label.out")
+    [ -n "$port" ] && break
+    sleep 0.05
   done
+  [ -n "$port" ] || { echo "FAIL $label: serve did not start:"; cat "$tmp/serve-$label.out"; exit 1; }
+  s() { "$txfn" --server="127.0.0.1:$port" "$@"; }
+
+  check "$label-deploy-needs-admin" 1 'PERMISSION_DENIED' \
+    s --api_key=bank-key deploy --tenant=bank2 "$apps/bank"
+  check "$label-deploy" 0 'deployed 4 module.*new tenant' \
+    s --api_key=adm1n deploy --tenant=bank2 "$apps/bank"
+  check "$label-open-a" 0 '^"[0-9a-z]{32}"$' s --api_key=bank-key run --tenant=bank2 \
+    accounts:open '{"owner": "ada", "initial": 1000}'
+  local a b
+  a=$(unquote <<<"$last")
+  check "$label-open-b" 0 '^"[0-9a-z]{32}"$' s --api_key=bank-key run --tenant=bank2 \
+    accounts:open '{"owner": "bob", "initial": 1000}'
+  b=$(unquote <<<"$last")
+  check "$label-no-key" 1 'UNAUTHENTICATED' s run --tenant=bank2 audit:total
+  check "$label-bad-key" 1 'UNAUTHENTICATED' s --api_key=nope run --tenant=bank2 audit:total
+  check "$label-other-key" 1 'PERMISSION_DENIED' s --api_key=other-key run --tenant=bank2 \
+    transfers:transfer "{\"from\": \"$a\", \"to\": \"$b\", \"amount\": 1}"
+  check "$label-query" 0 '"total":\{"\$int64":"2000"\}' \
+    s --api_key=bank-key run --tenant=bank2 audit:total
+  check "$label-error" 1 'insufficient funds' s --api_key=bank-key run --tenant=bank2 \
+    transfers:transfer "{\"from\": \"$a\", \"to\": \"$b\", \"amount\": 5000}"
+
+  # Four clients transfer in parallel while the runner serving the tenant is killed; every
+  # call must succeed. The serving runner is the one the server has a connection to (gRPC
+  # connects on first use, and only the tenant's first choice has been used).
+  local victim=$first
+  if command -v ss >/dev/null; then
+    for n in $first $((first + 1)) $((first + 2)); do
+      if ss -Htn state established "( sport = :${ports[$n]} )" | grep -q .; then victim=$n; fi
+    done
+  fi
+  local clients=() c p
+  for c in 0 1 2 3; do
+    ( for i in $(seq 8); do
+        if [ $((c % 2)) -eq 0 ]; then from=$a to=$b; else from=$b to=$a; fi
+        s --api_key=bank-key run --tenant=bank2 transfers:transfer \
+          "{\"from\": \"$from\", \"to\": \"$to\", \"amount\": 3}" >/dev/null \
+          2>"$tmp/client$c.err" || { echo "client $c call $i failed"; cat "$tmp/client$c.err"; exit 1; }
+      done ) &
+    clients+=($!)
+  done
+  sleep 0.3
+  echo "     (killing runner $victim, the tenant's)"
+  kill -KILL "${pids[$victim]}"; wait "${pids[$victim]}" 2>/dev/null
+  local parallel_ok=1
+  for p in "${clients[@]}"; do wait "$p" || parallel_ok=0; done
+  if [ "$parallel_ok" = 1 ]; then echo "ok   $label-parallel-transfers-with-a-runner-killed"; else
+    echo "FAIL $label-parallel-transfers-with-a-runner-killed"; failures=$((failures + 1)); fi
+  check "$label-total-after" 0 '"total":\{"\$int64":"2000"\}' \
+    s --api_key=bank-key run --tenant=bank2 audit:total
+
+  check "$label-submit" 0 '^[0-9a-f-]{36}$' s --api_key=bank-key submit --tenant=bank2 \
+    transfers:transfer "{\"from\": \"$a\", \"to\": \"$b\", \"amount\": 1}"
+  local id=$last state=""
+  for _ in $(seq 100); do
+    state=$(s --api_key=bank-key call "$id" 2>&1)
+    grep -q 'succeeded' <<<"$state" && break
+    sleep 0.1
+  done
+  if grep -q 'succeeded' <<<"$state"; then echo "ok   $label-submitted-call-ran"; else
+    echo "FAIL $label-submitted-call-ran:"; echo "$state"; failures=$((failures + 1)); fi
+  check "$label-call-other-tenant" 1 'no call' s --api_key=other-key call "$id"
+
+  # Metrics: the engine's and the Functions service's, in Prometheus text format.
+  local metrics_port
+  metrics_port=$(sed -n 's/^metrics on port \([0-9]*\)$/\1/p' "$tmp/serve-$label.out")
+  check "$label-metrics-engine" 0 '^txfn_mutations_total [1-9]' fetch "$metrics_port" /metrics
+  check "$label-metrics-rpc" 0 'txfn_rpc_seconds_bucket\{le="\+Inf",method="query"\} [1-9]' \
+    fetch "$metrics_port" /metrics
+  check "$label-metrics-refused" 0 'txfn_rpc_refused_total\{code="unauthenticated"\} [1-9]' \
+    fetch "$metrics_port" /metrics
+  check "$label-metrics-404" 0 '404 Not Found' fetch "$metrics_port" /nothing
+  check "$label-logs-refusals" 0 'txfn \[warn\] Query for tenant .bank2. .* refused' \
+    cat "$tmp/serve-$label.out"
+
+  kill -TERM "$serve"
+  if wait "$serve"; then echo "ok   $label-serve-sigterm-exit-0"; else
+    echo "FAIL $label-serve-sigterm-exit-0"; cat "$tmp/serve-$label.out"; failures=$((failures + 1)); fi
+  for n in $first $((first + 1)) $((first + 2)); do kill -TERM "${pids[$n]}" 2>/dev/null; done
+}
+
+served "$db" sqlite
+# The same on PostgreSQL (the issue's set-up), in a database of its own, when a server runs.
+if [ -n "${TXFN_TEST_PG:-}" ]; then
+  pgdb="txfn_remote_cli_$$"
+  export PGOPTIONS="--client-min-messages=warning"
+  psql "$TXFN_TEST_PG" -qc "DROP DATABASE IF EXISTS $pgdb" -c "CREATE DATABASE $pgdb" >/dev/null
+  pgurl=$(sed "s|:///[^?]*?|:///$pgdb?|" <<<"$TXFN_TEST_PG")
+  served "$pgurl" postgres
+  psql "$TXFN_TEST_PG" -qc "DROP DATABASE IF EXISTS $pgdb WITH (FORCE)" >/dev/null
+elif [ -n "${CI:-}" ]; then
+  echo "FAIL CI=true but TXFN_TEST_PG is not set"; failures=$((failures + 1))
 fi
-clients=()
-for c in 0 1 2 3; do
-  ( for i in $(seq 8); do
-      if [ $((c % 2)) -eq 0 ]; then from=$a to=$b; else from=$b to=$a; fi
-      s --api_key=bank-key run --tenant=bank transfers:transfer \
-        "{\"from\": \"$from\", \"to\": \"$to\", \"amount\": 3}" >/dev/null 2>"$tmp/client$c.err" \
-        || { echo "client $c call $i failed"; cat "$tmp/client$c.err"; exit 1; }
-    done ) &
-  clients+=($!)
-done
-sleep 0.3
-echo "     (killing runner $victim, the tenant's)"
-kill -KILL "${pids[$victim]}"; wait "${pids[$victim]}" 2>/dev/null
-parallel_ok=1
-for p in "${clients[@]}"; do wait "$p" || parallel_ok=0; done
-if [ "$parallel_ok" = 1 ]; then echo "ok   server-parallel-transfers-with-a-runner-killed"; else
-  echo "FAIL server-parallel-transfers-with-a-runner-killed"; failures=$((failures + 1)); fi
-check server-total-after 0 '"total":\{"\$int64":"2000"\}' \
-  s --api_key=bank-key run --tenant=bank audit:total
-
-check server-submit 0 '^[0-9a-f-]{36}$' s --api_key=bank-key submit --tenant=bank \
-  transfers:transfer "{\"from\": \"$a\", \"to\": \"$b\", \"amount\": 1}"
-id=$last
-state=""
-for _ in $(seq 100); do
-  state=$(s --api_key=bank-key call "$id" 2>&1)
-  grep -q 'succeeded' <<<"$state" && break
-  sleep 0.1
-done
-if grep -q 'succeeded' <<<"$state"; then echo "ok   server-submitted-call-ran"; else
-  echo "FAIL server-submitted-call-ran:"; echo "$state"; failures=$((failures + 1)); fi
-check server-call-other-tenant 1 'no call' s --api_key=other-key call "$id"
-
-# Metrics: the engine's and the Functions service's, in Prometheus text format.
-metrics_port=$(sed -n 's/^metrics on port \([0-9]*\)$/\1/p' "$tmp/serve.out")
-check metrics-engine 0 '^txfn_mutations_total [1-9]' fetch "$metrics_port" /metrics
-check metrics-rpc 0 'txfn_rpc_seconds_bucket\{le="\+Inf",method="query"\} [1-9]' \
-  fetch "$metrics_port" /metrics
-check metrics-refused 0 'txfn_rpc_refused_total\{code="unauthenticated"\} [1-9]' \
-  fetch "$metrics_port" /metrics
-check metrics-404 0 '404 Not Found' fetch "$metrics_port" /nothing
-check serve-logs-refusals 0 'txfn \[warn\] Query for tenant .bank. .* refused' cat "$tmp/serve.out"
-
-kill -TERM "${pids[9]}"
-if wait "${pids[9]}"; then echo "ok   serve-sigterm-exit-0"; else
-  echo "FAIL serve-sigterm-exit-0"; cat "$tmp/serve.out"; failures=$((failures + 1)); fi
 
 if [ "$failures" -ne 0 ]; then echo "$failures check(s) failed"; exit 1; fi
 echo "all checks passed"

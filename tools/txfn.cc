@@ -46,6 +46,16 @@
 #include "txfn/remote_runner.h"
 #endif
 #include "txfn/snapshot.h"
+#ifdef TXFN_TOOLS_POSTGRES
+#include "txfn/postgres_engine.h"
+#else
+namespace txfn {
+// Without PostgreSQL, such a --db is still recognised, to be refused clearly.
+bool IsPostgresUrl(std::string_view db) {
+  return db.starts_with("postgresql://") || db.starts_with("postgres://");
+}
+}  // namespace txfn
+#endif
 #include "txfn/sqlite_engine.h"
 #include "txfn/sqlite_storage.h"
 #include "txfn/status_macros.h"
@@ -186,8 +196,9 @@ commands:
       Prints this text.
 
 flags:
-  --db=FILE       the SQLite database (default txfn.db), for every command; it
-                  must exist (a mistyped path is an error) unless --create
+  --db=FILE|URL   the SQLite database (default txfn.db), for every command; it
+                  must exist (a mistyped path is an error) unless --create. Or a
+                  PostgreSQL database, postgresql://... (not for backup, import)
   --create        create --db if it does not exist (for a first deploy)
   --tenant=NAME   the tenant, for deploy, run, tables, export, import, submit
                   and calls
@@ -247,6 +258,7 @@ std::string RequireTenant() { return absl::GetFlag(FLAGS_tenant); }
 // (SQLite would silently create an empty database).
 absl::Status CheckDatabase() {
   const std::string db = absl::GetFlag(FLAGS_db);
+  if (IsPostgresUrl(db)) return absl::OkStatus();  // a server's database: Open says
   if (absl::GetFlag(FLAGS_create) || std::filesystem::exists(db)) return absl::OkStatus();
   return absl::NotFoundError(
       fmt::format("database '{}' does not exist (pass --create to create it)", db));
@@ -279,7 +291,15 @@ absl::StatusOr<std::unique_ptr<Engine>> OpenEngine(EngineRole role) {
     return absl::UnimplementedError("--runners: this txfn was built without remote runners");
 #endif
   }
-  return OpenSqliteEngine(absl::GetFlag(FLAGS_db), std::move(options));
+  const std::string db = absl::GetFlag(FLAGS_db);
+  if (IsPostgresUrl(db)) {
+#ifdef TXFN_TOOLS_POSTGRES
+    return OpenPostgresEngine(db, std::move(options));
+#else
+    return absl::UnimplementedError("--db: this txfn was built without PostgreSQL");
+#endif
+  }
+  return OpenSqliteEngine(db, std::move(options));
 }
 
 // Where deploy, run, submit and call send their work: the engine on --db, or a server.
@@ -902,6 +922,12 @@ int Main(int argc, char** argv) {
   }
   if (!problem.empty()) return Usage(problem);
   if (!server.empty()) return RunOnServer(server, command, tenant, rest);
+  if ((command == "backup" || command == "import") && IsPostgresUrl(absl::GetFlag(FLAGS_db))) {
+    return Usage(
+        fmt::format("{} works on an SQLite --db (for PostgreSQL use pg_dump, or "
+                    "export from one database and import into an SQLite one)",
+                    command));
+  }
   // Neither runs JavaScript: no engine.
   if (command == "backup") return Backup(rest[0]);  // never creates its source
   if (absl::Status db = CheckDatabase(); !db.ok()) return Fail(db);

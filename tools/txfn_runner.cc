@@ -18,10 +18,15 @@
 #include "absl/synchronization/notification.h"
 #include "txfn/metrics.h"
 #include "txfn/runner_server.h"
+#ifdef TXFN_TOOLS_POSTGRES
+#include "txfn/postgres_engine.h"
+#endif
 #include "txfn/sqlite_storage.h"
+#include "txfn/status_macros.h"
 
 ABSL_FLAG(std::string, db, "txfn.db",
-          "The shared storage: the SQLite file the backend commits to (it must exist).");
+          "The shared storage the backend commits to: its SQLite file (it must exist), or its "
+          "PostgreSQL database (postgresql://...).");
 ABSL_FLAG(std::string, listen, "127.0.0.1:7401",
           "host:port to serve on (port 0: any; the chosen port is printed).");
 ABSL_FLAG(int32_t, workers, 2, "Isolate worker threads.");
@@ -30,6 +35,23 @@ ABSL_FLAG(std::string, metrics, "",
           "Serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9465).");
 
 namespace {
+
+// The backend's storage, read only here (a PostgreSQL runner never takes a tenant's lease:
+// it never writes).
+absl::StatusOr<std::shared_ptr<txfn::Storage>> OpenStorage(const std::string& db) {
+#ifdef TXFN_TOOLS_POSTGRES
+  if (txfn::IsPostgresUrl(db)) {
+    TXFN_ASSIGN_OR_RETURN(std::shared_ptr<txfn::Storage> pg,
+                          txfn::PostgresStorage::Open({.url = db}));
+    return pg;
+  }
+#endif
+  if (std::error_code ec; !std::filesystem::exists(db, ec)) {
+    return absl::NotFoundError("database '" + db + "' does not exist");
+  }
+  TXFN_ASSIGN_OR_RETURN(std::shared_ptr<txfn::Storage> sqlite, txfn::SqliteStorage::Open(db));
+  return sqlite;
+}
 
 int Fail(const absl::Status& status) {
   std::fprintf(stderr, "txfn-runner: %s\n", status.ToString().c_str());
@@ -50,11 +72,7 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
-  const std::string db = absl::GetFlag(FLAGS_db);
-  if (std::error_code ec; !std::filesystem::exists(db, ec)) {
-    return Fail(absl::NotFoundError("database '" + db + "' does not exist"));
-  }
-  absl::StatusOr<std::unique_ptr<txfn::SqliteStorage>> storage = txfn::SqliteStorage::Open(db);
+  absl::StatusOr<std::shared_ptr<txfn::Storage>> storage = OpenStorage(absl::GetFlag(FLAGS_db));
   if (!storage.ok()) return Fail(storage.status());
 
   txfn::RunnerServerOptions options;

@@ -1,0 +1,36 @@
+// txfn/postgres_engine.h — the engine on a PostgreSQL database: PostgresStorage for the
+// tenants' data (txfn/postgres_storage.h) and PostgresQueue for queued calls
+// (txfn/postgres_queue.h), both in the database `url` names. Several processes may open
+// engines on one database: each tenant is written by one of them at a time (the storage's
+// lease), and the others read it and are refused its writes (FailedPrecondition naming the
+// owner); queued calls are shared (any engine may run any tenant's, see the storage's lease).
+//
+//   TXFN_ASSIGN_OR_RETURN(std::unique_ptr<txfn::Engine> engine,
+//       txfn::OpenPostgresEngine("postgresql:///txfn?host=/run/postgresql"));
+//
+// Thread safety: a free function; the engine is as Engine documents.
+#ifndef TXFN_POSTGRES_ENGINE_H_
+#define TXFN_POSTGRES_ENGINE_H_
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "txfn/engine.h"
+#include "txfn/postgres_storage.h"
+
+namespace txfn {
+
+// Opens (creating their tables if missing) the storage and, unless options.queued.queue is
+// set, the queue, then the engine. Errors: the storage's, the queue's and Engine::Open's.
+[[nodiscard]] absl::StatusOr<std::unique_ptr<Engine>> OpenPostgresEngine(
+    const std::string& url, EngineOptions options = {}, PostgresStorageOptions storage = {});
+
+// Whether `db` names a PostgreSQL database (a postgresql:// or postgres:// URI) rather than a
+// file: how txfn's tools read --db.
+[[nodiscard]] bool IsPostgresUrl(std::string_view db);
+
+}  // namespace txfn
+
+#endif  // TXFN_POSTGRES_ENGINE_H_
