@@ -8,10 +8,6 @@
 
 namespace txfn {
 
-bool IsPostgresUrl(std::string_view db) {
-  return db.starts_with("postgresql://") || db.starts_with("postgres://");
-}
-
 absl::StatusOr<std::unique_ptr<Engine>> OpenPostgresEngine(const std::string& url,
                                                            EngineOptions options,
                                                            PostgresStorageOptions storage) {

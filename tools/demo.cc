@@ -48,6 +48,7 @@
 #include "tools/demo_queue.h"
 #include "txfn/engine.h"
 #include "txfn/errors.h"
+#include "txfn/postgres_engine.h"  // IsPostgresUrl; OpenPostgresEngine with TXFN_TOOLS_POSTGRES
 #include "txfn/snapshot.h"
 #include "txfn/status_macros.h"
 #include "txfn/value.h"
@@ -57,6 +58,9 @@ ABSL_FLAG(int, tenants, 16, "Tenants: half run the chat app, half the bank app (
 ABSL_FLAG(double, mix, 0.85, "Fraction of calls that are queries; the rest are mutations.");
 ABSL_FLAG(std::string, storage, "sqlite",
           "sqlite (a fresh file in a temporary directory) or memory.");
+ABSL_FLAG(std::string, db, "",
+          "The mixed phase on this PostgreSQL database (postgresql://...) instead of --storage; "
+          "its tenants' names get this run's prefix, so runs never collide.");
 ABSL_FLAG(int, threads, 0, "Client threads issuing calls (0 = 2 x the workers).");
 ABSL_FLAG(int, workers, 0, "Isolate worker threads (0 = the hardware concurrency).");
 ABSL_FLAG(double, hot, 0.3,
@@ -438,6 +442,17 @@ double Rate(uint64_t hits, uint64_t total) {
 }
 
 // The queue phase's options from the flags (its file is set later).
+// The mixed phase's engine: on `db` (PostgreSQL) if given, else as `options` say.
+absl::StatusOr<std::unique_ptr<Engine>> OpenDemoEngine(const std::string& db,
+                                                       EngineOptions options) {
+  if (db.empty()) return Engine::Open(std::move(options));
+#ifdef TXFN_TOOLS_POSTGRES
+  return OpenPostgresEngine(db, std::move(options));
+#else
+  return absl::UnimplementedError("--db: this txfn-demo was built without PostgreSQL");
+#endif
+}
+
 QueuePhaseOptions QueueOptionsFromFlags(double duration, int workers) {
   const double queue_duration = absl::GetFlag(FLAGS_queue_duration);
   return QueuePhaseOptions{
@@ -469,7 +484,8 @@ int Main(int argc, char** argv) {
   const double duration = absl::GetFlag(FLAGS_duration);
   const int n_tenants = absl::GetFlag(FLAGS_tenants);
   const double mix = absl::GetFlag(FLAGS_mix);
-  const std::string storage = absl::GetFlag(FLAGS_storage);
+  const std::string db = absl::GetFlag(FLAGS_db);
+  const std::string storage = db.empty() ? absl::GetFlag(FLAGS_storage) : "postgresql";
   const int hw = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const int workers = absl::GetFlag(FLAGS_workers) > 0 ? absl::GetFlag(FLAGS_workers) : hw;
   const int threads = absl::GetFlag(FLAGS_threads) > 0 ? absl::GetFlag(FLAGS_threads) : 2 * workers;
@@ -478,12 +494,13 @@ int Main(int argc, char** argv) {
   const bool run_queue = mode != "mixed";
   QueuePhaseOptions queue_options = QueueOptionsFromFlags(duration, workers);
   if (n_tenants < 2 || duration <= 0 || mix < 0 || mix > 1 ||
-      (storage != "sqlite" && storage != "memory") ||
+      (storage != "sqlite" && storage != "memory" && !IsPostgresUrl(db)) ||
       (mode != "both" && mode != "mixed" && mode != "queue") || queue_options.trough_rate <= 0 ||
       queue_options.mailer_capacity < 1) {
     std::fprintf(stderr,
                  "txfn-demo: need --tenants >= 2, --duration > 0, 0 <= --mix <= 1, "
-                 "--storage=sqlite|memory, --mode=both|mixed|queue, --queue_rate > 0, "
+                 "--storage=sqlite|memory or --db=postgresql://..., --mode=both|mixed|queue, "
+                 "--queue_rate > 0, "
                  "--mailer_capacity >= 1\n");
     return 2;
   }
@@ -528,7 +545,7 @@ int Main(int argc, char** argv) {
 
   int exit_code = 0;
   if (run_mixed) {
-    absl::StatusOr<std::unique_ptr<Engine>> opened = Engine::Open(options);
+    absl::StatusOr<std::unique_ptr<Engine>> opened = OpenDemoEngine(db, options);
     if (!opened.ok()) {
       std::fprintf(stderr, "txfn-demo: %s\n", StatusText(opened.status()).c_str());
       return 1;
@@ -546,7 +563,8 @@ int Main(int argc, char** argv) {
     for (int i = 0; i < n_tenants; ++i) {
       auto t = std::make_unique<TenantState>();
       t->app = i % 2 == 0 ? App::kChat : App::kBank;
-      t->name = fmt::format("{}{}", t->app == App::kChat ? "chat-" : "bank-", i / 2);
+      t->name = fmt::format("{}{}{}", db.empty() ? "" : fmt::format("run{}-", getpid()),
+                            t->app == App::kChat ? "chat-" : "bank-", i / 2);
       tenants.push_back(std::move(t));
     }
     const auto setup_start = Clock::now();

@@ -45,17 +45,8 @@
 #include "txfn/functions_server.h"
 #include "txfn/remote_runner.h"
 #endif
+#include "txfn/postgres_engine.h"  // IsPostgresUrl; OpenPostgresEngine with TXFN_TOOLS_POSTGRES
 #include "txfn/snapshot.h"
-#ifdef TXFN_TOOLS_POSTGRES
-#include "txfn/postgres_engine.h"
-#else
-namespace txfn {
-// Without PostgreSQL, such a --db is still recognised, to be refused clearly.
-bool IsPostgresUrl(std::string_view db) {
-  return db.starts_with("postgresql://") || db.starts_with("postgres://");
-}
-}  // namespace txfn
-#endif
 #include "txfn/sqlite_engine.h"
 #include "txfn/sqlite_storage.h"
 #include "txfn/status_macros.h"

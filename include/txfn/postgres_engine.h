@@ -29,7 +29,10 @@ namespace txfn {
 
 // Whether `db` names a PostgreSQL database (a postgresql:// or postgres:// URI) rather than a
 // file: how txfn's tools read --db.
-[[nodiscard]] bool IsPostgresUrl(std::string_view db);
+// (Inline: tools built without PostgreSQL use it to refuse such a --db clearly.)
+[[nodiscard]] inline bool IsPostgresUrl(std::string_view db) {
+  return db.starts_with("postgresql://") || db.starts_with("postgres://");
+}
 
 }  // namespace txfn
 
