@@ -66,6 +66,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "bench/bench_util.h"
+#include "bench/engine_query_bench.h"
 #include "benchmark/benchmark.h"
 #include "txfn/engine.h"
 #include "txfn/sqlite_engine.h"
@@ -75,25 +76,8 @@
 namespace txfn {
 namespace {
 
-constexpr const char* kSchema = R"({"tables": {
-  "items": {"fields": {"key": "string", "v": "int64"}, "indexes": {"by_key": ["key"]}},
-  "counters": {"fields": {"n": "int64"}}
-}})";
-
-constexpr const char* kModule = R"JS(
-import { query, mutation } from "txfn/server";
-export const get = query(async (ctx, { key }) =>
-  ctx.db.query("items").withIndex("by_key", (q) => q.eq("key", key)).unique());
-export const put = mutation(async (ctx, { key, v }) => ctx.db.insert("items", { key, v }));
-export const putMany = mutation(async (ctx, { prefix, n }) => {
-  for (let i = 0; i < n; i++) await ctx.db.insert("items", { key: prefix + i, v: BigInt(i) });
-});
-export const makeCounter = mutation(async (ctx) => ctx.db.insert("counters", { n: 0n }));
-export const bump = mutation(async (ctx, { id }) => {
-  const c = await ctx.db.get(id);
-  await ctx.db.patch(id, { n: c.n + 1n });
-});
-)JS";
+using bench::kModule;
+using bench::kSchema;
 
 // A scratch directory on disk (not tmpfs, so fsync costs what it costs).
 class ScratchDir {
@@ -135,23 +119,12 @@ std::unique_ptr<Fixture> MakeFixture(EngineStorage storage, benchmark::State& st
     return nullptr;
   }
   f->engine = *std::move(engine);
-  absl::Status s = f->engine->CreateTenant("bench");
-  if (s.ok()) s = f->engine->DeployJson("bench", {{"m.js", kModule}}, kSchema);
-  for (int chunk = 0; s.ok() && chunk < 10; ++chunk) {
-    s = f->engine
-            ->Mutation(
-                "bench", "m:putMany",
-                Value::FromObject({{"prefix", Value::String("k" + std::to_string(chunk) + "_")},
-                                   {"n", Value::Float64(100)}}))
-            .status();
-  }
-  absl::StatusOr<CallResult> counter =
-      s.ok() ? f->engine->Mutation("bench", "m:makeCounter", Value::Null()) : s;
+  absl::StatusOr<std::string> counter = bench::SeedEngineBench(*f->engine);
   if (!counter.ok()) {
     state.SkipWithError(counter.status().ToString().c_str());
     return nullptr;
   }
-  f->counter_id = counter->value.string();
+  f->counter_id = *std::move(counter);
   return f;
 }
 
@@ -161,38 +134,7 @@ using bench::ReportLatency;
 void BM_EngineQuery(benchmark::State& state, EngineStorage storage) {
   std::unique_ptr<Fixture> f = MakeFixture(storage, state);
   if (f == nullptr) return;
-  Value args = Value::FromObject({{"key", Value::String("k3_42")}});
-  std::vector<double> us;
-  us.reserve(1 << 16);
-  for (auto _ : state) {
-    absl::Time start = absl::Now();
-    absl::StatusOr<CallResult> r = f->engine->Query("bench", "m:get", args);
-    us.push_back(absl::ToDoubleMicroseconds(absl::Now() - start));
-    if (!r.ok() || !r->value.is_object()) {
-      state.SkipWithError(r.ok() ? "no document" : r.status().ToString().c_str());
-      return;
-    }
-  }
-  state.SetItemsProcessed(state.iterations());
-  ReportLatency(state, us);
-
-  // Baseline: the same indexed read on a Transaction, no scheduler or V8.
-  std::vector<double> direct;
-  for (int i = 0; i < 2000; ++i) {
-    absl::Time start = absl::Now();
-    auto latest = f->engine->Latest("bench");
-    Transaction txn(*latest, TransactionOptions{.read_only = true});
-    auto page = txn.Query(
-        {.table = "items", .index = "by_key", .eq = {Value::String("k3_42")}, .limit = 2});
-    direct.push_back(absl::ToDoubleMicroseconds(absl::Now() - start));
-    if (!page.ok() || page->documents.size() != 1) {
-      state.SkipWithError("direct read failed");
-      return;
-    }
-  }
-  const double direct_p50 = Percentile(direct, 0.5);
-  state.counters["direct_p50_us"] = direct_p50;
-  state.counters["js_overhead_us"] = Percentile(us, 0.50) - direct_p50;
+  bench::RunEngineQuery(state, *f->engine);
 }
 
 size_t ResidentBytes() {

@@ -12,7 +12,6 @@
 // Storage::Write), and on the batched runs vs_unbatched = commits_per_s / the baseline's at
 // the same thread count (the baseline runs first).
 // Without TXFN_TEST_PG every benchmark is skipped with a message.
-#include <unistd.h>
 
 #include <cstdlib>
 #include <map>
@@ -20,9 +19,8 @@
 #include <string>
 
 #include "absl/time/clock.h"
+#include "bench/pg_bench_util.h"
 #include "benchmark/benchmark.h"
-#include "fmt/core.h"
-#include "lib/postgres/pg_connection.h"
 #include "txfn/committer.h"
 #include "txfn/postgres_storage.h"
 #include "txfn/schema.h"
@@ -31,41 +29,22 @@
 namespace txfn {
 namespace {
 
-using pg_internal::PgConnection;
-
-// A schema of its own on the server, dropped at the end.
+// A schema of its own on the server (dropped last), its storage and a committer.
 struct PgFixture {
-  std::string schema;
-  std::string url;
+  std::unique_ptr<bench::PgBenchSchema> schema;
   std::shared_ptr<PostgresStorage> storage;
   std::unique_ptr<Committer> committer;
-
-  ~PgFixture() {
-    committer.reset();
-    storage.reset();
-    if (auto admin = PgConnection::Open(url); admin.ok()) {
-      (void)(*admin)->Exec(fmt::format("DROP SCHEMA {} CASCADE", schema));
-    }
-  }
 };
 
 PgFixture* fixture = nullptr;  // set up by thread 0 before the timed loop
 std::map<int, double>* unbatched_rate = new std::map<int, double>;  // by thread count
 
 std::string SetUp(size_t max_batch_commits) {
-  const char* server = std::getenv("TXFN_TEST_PG");
-  static int counter = 0;
   auto f = std::make_unique<PgFixture>();
-  f->schema = fmt::format("txfn_bench_{}_{}", getpid(), counter++);
-  auto base = pg_internal::WithDatabase(server, "postgres");
-  if (!base.ok()) return std::string(base.status().message());
-  f->url = fmt::format("{} options='-csearch_path={}'", *base, f->schema);
-  auto admin = PgConnection::Open(f->url);
-  if (!admin.ok()) return std::string(admin.status().message());
-  if (auto s = (*admin)->Exec(fmt::format("CREATE SCHEMA {}", f->schema)); !s.ok()) {
-    return std::string(s.status().message());
-  }
-  auto storage = PostgresStorage::Open({.url = f->url, .max_connections = 4});
+  auto schema = bench::PgBenchSchema::Create();
+  if (!schema.ok()) return std::string(schema.status().message());
+  f->schema = *std::move(schema);
+  auto storage = PostgresStorage::Open({.url = f->schema->url(), .max_connections = 4});
   if (!storage.ok()) return std::string(storage.status().message());
   f->storage = *std::move(storage);
   auto committer = Committer::Open(f->storage, "bench", {.max_batch_commits = max_batch_commits});
