@@ -125,8 +125,8 @@ absl::StatusOr<ParsedOptions> ParseUrl(const std::string& url) {
   if (options == nullptr) {
     std::string why = parse_error != nullptr ? parse_error : "out of memory";
     PQfreemem(parse_error);
-    return absl::InvalidArgumentError(internal::StrCat("PostgreSQL connection string is malformed: ",
-                                                   absl::StripTrailingAsciiWhitespace(why)));
+    return absl::InvalidArgumentError(internal::StrCat(
+        "PostgreSQL connection string is malformed: ", absl::StripTrailingAsciiWhitespace(why)));
   }
   return options;
 }
@@ -167,7 +167,8 @@ absl::StatusOr<std::unique_ptr<PgConnection>> PgConnection::Open(const std::stri
   }
   // Notices (e.g. "table does not exist, skipping") would go to stderr: txfn reports through
   // statuses only.
-  PQsetNoticeProcessor(conn, [](void*, const char*) {}, nullptr);
+  PQsetNoticeProcessor(
+      conn, [](void*, const char*) {}, nullptr);
   return std::unique_ptr<PgConnection>(new PgConnection(conn));
 }
 
