@@ -20,9 +20,9 @@
 #include <string>
 
 #include "absl/status/status.h"
-#include "txfn/internal/strings.h"
 #include "gtest/gtest.h"
 #include "lib/postgres/pg_connection.h"
+#include "txfn/internal/strings.h"
 
 namespace txfn::testing {
 
@@ -51,7 +51,8 @@ class PgTestDatabase {
   ~PgTestDatabase() {
     if (!created_) return;
     auto admin = pg_internal::PgConnection::Open(PgServerUrl());
-    if (admin.ok()) (void)(*admin)->Exec(internal::StrCat("DROP DATABASE ", name_, " WITH (FORCE)"));
+    if (admin.ok())
+      (void)(*admin)->Exec(internal::StrCat("DROP DATABASE ", name_, " WITH (FORCE)"));
   }
   PgTestDatabase(const PgTestDatabase&) = delete;
   PgTestDatabase& operator=(const PgTestDatabase&) = delete;
