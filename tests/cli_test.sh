@@ -16,26 +16,8 @@ trap cleanup EXIT
 trap 'exit 130' INT  # so that cleanup runs when ctest or a person stops the test
 trap 'exit 143' TERM
 db="$tmp/app.db"
-failures=0
-
-# check NAME EXPECTED_EXIT PATTERN CMD...: runs CMD, expects the exit status
-# and PATTERN (grep -E) in its stdout+stderr.
-check() {
-  local name=$1 want_rc=$2 pattern=$3; shift 3
-  local out rc
-  out=$("$@" 2>&1); rc=$?
-  if [ "$rc" -ne "$want_rc" ] || ! grep -Eq -- "$pattern" <<<"$out"; then
-    echo "FAIL $name: exit $rc (want $want_rc), output:"; echo "$out" | sed 's/^/  | /'
-    echo "  (wanted /$pattern/)"
-    failures=$((failures + 1))
-  else
-    echo "ok   $name"
-  fi
-  last=$out
-}
+source "$(dirname "$0")/cli_lib.sh"  # check, unquote
 t() { "$txfn" --db="$db" "$@"; }
-# JSON helpers: the string value of an id-like result ("...").
-unquote() { sed -e 's/^"//' -e 's/"$//'; }
 
 check help 0 'deploy --tenant NAME DIR' "$txfn" --help
 check no-command 2 'missing COMMAND' "$txfn"

@@ -22,23 +22,8 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 db="$tmp/app.db"
-failures=0
-
-check() {
-  local name=$1 want_rc=$2 pattern=$3; shift 3
-  local out rc
-  out=$("$@" 2>&1); rc=$?
-  if [ "$rc" -ne "$want_rc" ] || ! grep -Eq -- "$pattern" <<<"$out"; then
-    echo "FAIL $name: exit $rc (want $want_rc), output:"; echo "$out" | sed 's/^/  | /'
-    echo "  (wanted /$pattern/)"
-    failures=$((failures + 1))
-  else
-    echo "ok   $name"
-  fi
-  last=$out
-}
+source "$(dirname "$0")/cli_lib.sh"  # check, unquote
 t() { "$txfn" --db="$db" "$@"; }
-unquote() { sed -e 's/^"//' -e 's/"$//'; }
 
 check deploy 0 'deployed' t deploy --create --tenant=bank "$apps/bank"
 check open-a 0 '^"[0-9a-z]{32}"$' t run --tenant=bank accounts:open '{"owner": "ada", "initial": 1000}'

@@ -17,6 +17,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "lib/postgres/pg_connection.h"
+#include "lib/queue/queue_time.h"
 #include "txfn/internal/status_macros.h"
 #include "txfn/internal/strings.h"
 
@@ -36,16 +37,8 @@ constexpr int kDead = 2;
 // parameter at 1 GiB; smaller statements also keep the server's memory per statement modest).
 constexpr size_t kMaxEnqueueBytes = size_t{32} << 20;
 
-int64_t Nanos(absl::Time t) {
-  if (t >= absl::FromUnixNanos(std::numeric_limits<int64_t>::max())) {
-    return std::numeric_limits<int64_t>::max();
-  }
-  if (t <= absl::FromUnixNanos(std::numeric_limits<int64_t>::min())) {
-    return std::numeric_limits<int64_t>::min();
-  }
-  return absl::ToUnixNanos(t);
-}
-absl::Time FromNanos(int64_t n) { return absl::FromUnixNanos(n); }
+int64_t Nanos(absl::Time t) { return internal::QueueNanos(t); }
+absl::Time FromNanos(int64_t n) { return internal::FromQueueNanos(n); }
 
 QueuedCall::State StateOf(int64_t state) {
   return state == kDead      ? QueuedCall::State::kDead

@@ -21,6 +21,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "fmt/core.h"
+#include "lib/queue/queue_time.h"
 #include "lib/sqlite_status.h"
 #include "txfn/internal/status_macros.h"
 #include "txfn/internal/strings.h"
@@ -57,16 +58,8 @@ struct IdBytes {
   char b[16];
 };
 
-int64_t Nanos(absl::Time t) {
-  if (t >= absl::FromUnixNanos(std::numeric_limits<int64_t>::max())) {
-    return std::numeric_limits<int64_t>::max();
-  }
-  if (t <= absl::FromUnixNanos(std::numeric_limits<int64_t>::min())) {
-    return std::numeric_limits<int64_t>::min();
-  }
-  return absl::ToUnixNanos(t);
-}
-absl::Time FromNanos(int64_t n) { return absl::FromUnixNanos(n); }
+int64_t Nanos(absl::Time t) { return internal::QueueNanos(t); }
+absl::Time FromNanos(int64_t n) { return internal::FromQueueNanos(n); }
 
 constexpr const char* kCreateSchema = R"sql(
 CREATE TABLE IF NOT EXISTS txfn_queue_meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);

@@ -5,7 +5,7 @@
 #include <utility>
 
 #include "lib/remote/functions_convert.h"
-#include "lib/remote/grpc_status.h"
+#include "lib/remote/grpc_util.h"
 #include "lib/wire/wire_proto.h"
 #include "txfn/status_macros.h"
 #include "txfn/v1/functions.grpc.pb.h"

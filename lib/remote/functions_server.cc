@@ -8,7 +8,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "lib/remote/functions_convert.h"
-#include "lib/remote/grpc_status.h"
+#include "lib/remote/grpc_util.h"
 #include "lib/wire/wire_proto.h"
 #include "txfn/internal/mutex.h"
 #include "txfn/internal/strings.h"
@@ -57,16 +57,9 @@ class FunctionsServer::Impl final : public v1::Functions::Service {
         }
       }
     }
-    grpc::ServerBuilder builder;
-    builder.AddListeningPort(options_.listen, grpc::InsecureServerCredentials(), &port_);
-    builder.SetMaxReceiveMessageSize(remote_internal::kMaxMessageBytes);
-    builder.SetMaxSendMessageSize(remote_internal::kMaxMessageBytes);
-    builder.RegisterService(this);
     internal::MutexLock lock(&shutdown_mu_);
-    server_ = builder.BuildAndStart();
-    if (server_ == nullptr || port_ == 0) {
-      return absl::UnavailableError(StrCat("FunctionsServer: cannot listen on ", options_.listen));
-    }
+    TXFN_ASSIGN_OR_RETURN(server_, remote_internal::StartGrpcServer(options_.listen, this, &port_,
+                                                                    "FunctionsServer"));
     return absl::OkStatus();
   }
 

@@ -9,7 +9,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/notification.h"
-#include "lib/remote/grpc_status.h"
+#include "lib/remote/grpc_util.h"
 #include "lib/wire/wire_proto.h"
 #include "txfn/internal/mutex.h"
 #include "txfn/internal/strings.h"

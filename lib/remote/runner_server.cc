@@ -7,7 +7,8 @@
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
-#include "lib/remote/grpc_status.h"
+#include "absl/container/flat_hash_set.h"
+#include "lib/remote/grpc_util.h"
 #include "lib/wire/wire_proto.h"
 #include "txfn/internal/mutex.h"
 #include "txfn/internal/strings.h"
@@ -26,16 +27,9 @@ class RunnerServer::Impl final : public runner::v1::Runner::CallbackService {
   ~Impl() override { Shutdown(absl::ZeroDuration()); }
 
   absl::Status Listen() {
-    grpc::ServerBuilder builder;
-    builder.AddListeningPort(options_.listen, grpc::InsecureServerCredentials(), &port_);
-    builder.SetMaxReceiveMessageSize(remote_internal::kMaxMessageBytes);
-    builder.SetMaxSendMessageSize(remote_internal::kMaxMessageBytes);
-    builder.RegisterService(this);
     internal::MutexLock lock(&shutdown_mu_);
-    server_ = builder.BuildAndStart();
-    if (server_ == nullptr || port_ == 0) {
-      return absl::UnavailableError(StrCat("RunnerServer: cannot listen on ", options_.listen));
-    }
+    TXFN_ASSIGN_OR_RETURN(
+        server_, remote_internal::StartGrpcServer(options_.listen, this, &port_, "RunnerServer"));
     return absl::OkStatus();
   }
 
@@ -114,24 +108,36 @@ class RunnerServer::Impl final : public runner::v1::Runner::CallbackService {
                             });
   }
 
-  // The snapshot at the request's timestamp, with the metadata decoded once per fingerprint.
+  // The snapshot at the request's timestamp, with the metadata decoded once per fingerprint:
+  // concurrent first requests of a tenant wait for one load instead of each loading.
   absl::StatusOr<std::shared_ptr<const Snapshot>> SnapshotFor(const RemoteRunRequest& request) {
     if (request.tenant.empty()) return absl::InvalidArgumentError("RunnerServer: no tenant");
-    if (request.metadata_version != 0) {
+    {
       internal::MutexLock lock(&cache_mu_);
-      auto it = metadata_.find(request.tenant);
-      if (it != metadata_.end() && it->second.metadata->fingerprint() == request.metadata_version) {
-        it->second.last_use = ++use_clock_;
-        metadata_hits_.fetch_add(1, std::memory_order_relaxed);
-        return std::make_shared<const Snapshot>(options_.storage, request.tenant,
-                                                request.snapshot_ts, it->second.metadata);
+      while (true) {
+        auto it = metadata_.find(request.tenant);
+        if (request.metadata_version != 0 && it != metadata_.end() &&
+            it->second.metadata->fingerprint() == request.metadata_version) {
+          it->second.last_use = ++use_clock_;
+          metadata_hits_.fetch_add(1, std::memory_order_relaxed);
+          return std::make_shared<const Snapshot>(options_.storage, request.tenant,
+                                                  request.snapshot_ts, it->second.metadata);
+        }
+        if (!loading_.contains(request.tenant)) break;
+        loaded_cv_.Wait([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(cache_mu_) {
+          return !loading_.contains(request.tenant);
+        });
       }
+      loading_.insert(request.tenant);
     }
-    TXFN_ASSIGN_OR_RETURN(std::shared_ptr<const Snapshot> snapshot,
-                          Snapshot::Load(options_.storage, request.tenant, request.snapshot_ts));
-    metadata_loads_.fetch_add(1, std::memory_order_relaxed);
+    absl::StatusOr<std::shared_ptr<const Snapshot>> snapshot =
+        Snapshot::Load(options_.storage, request.tenant, request.snapshot_ts);
     internal::MutexLock lock(&cache_mu_);
-    metadata_[request.tenant] = CachedMetadata{snapshot->shared_metadata(), ++use_clock_};
+    loading_.erase(request.tenant);
+    loaded_cv_.SignalAll();
+    if (!snapshot.ok()) return snapshot.status();
+    metadata_loads_.fetch_add(1, std::memory_order_relaxed);
+    metadata_[request.tenant] = CachedMetadata{(*snapshot)->shared_metadata(), ++use_clock_};
     if (metadata_.size() > options_.metadata_cache_tenants) EvictLeastRecentlyUsed();
     return snapshot;
   }
@@ -157,6 +163,9 @@ class RunnerServer::Impl final : public runner::v1::Runner::CallbackService {
   internal::Mutex cache_mu_;
   absl::flat_hash_map<std::string, CachedMetadata> metadata_ ABSL_GUARDED_BY(cache_mu_);
   uint64_t use_clock_ ABSL_GUARDED_BY(cache_mu_) = 0;
+  // Tenants whose metadata a request is loading now; loaded_cv_ tells when one is done.
+  absl::flat_hash_set<std::string> loading_ ABSL_GUARDED_BY(cache_mu_);
+  internal::CondVar loaded_cv_{&cache_mu_};
 
   internal::Mutex shutdown_mu_;
   // Last: shut down (its runs finished) before the runner goes.

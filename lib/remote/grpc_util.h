@@ -1,0 +1,51 @@
+// lib/remote/grpc_util.h — what txfn's gRPC servers and clients share (internal): statuses
+// across gRPC (its status codes are absl's, number for number), message limits, starting a
+// server.
+#ifndef TXFN_LIB_REMOTE_GRPC_UTIL_H_
+#define TXFN_LIB_REMOTE_GRPC_UTIL_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "txfn/internal/strings.h"
+
+namespace txfn::remote_internal {
+
+// Largest message either side accepts: arguments, results and writes are each bounded by
+// 16 MiB (FunctionRunnerOptions::max_value_bytes, TransactionLimits), with room for all three.
+inline constexpr int kMaxMessageBytes = 64 << 20;
+
+inline grpc::Status ToGrpcStatus(const absl::Status& status) {
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+}
+
+inline absl::Status FromGrpcStatus(const grpc::Status& status) {
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
+}
+
+// Starts a server for `service` on `listen` (host:port; port 0 picks one, written to *port)
+// with the limits above. Unavailable, naming `who`, when it cannot listen.
+inline absl::StatusOr<std::unique_ptr<grpc::Server>> StartGrpcServer(const std::string& listen,
+                                                                     grpc::Service* service,
+                                                                     int* port,
+                                                                     std::string_view who) {
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), port);
+  builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  builder.SetMaxSendMessageSize(kMaxMessageBytes);
+  builder.RegisterService(service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || *port == 0) {
+    return absl::UnavailableError(internal::StrCat(who, ": cannot listen on ", listen));
+  }
+  return server;
+}
+
+}  // namespace txfn::remote_internal
+
+#endif  // TXFN_LIB_REMOTE_GRPC_UTIL_H_
