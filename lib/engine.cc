@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "lib/queued_calls.h"
 #include "txfn/deploy.h"
@@ -36,6 +37,39 @@ int WorkerCount(const IsolateSchedulerOptions& options) {
                              : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
 }
 
+// Runs on `primary`; what it refuses outright runs on `fallback` (if not null).
+class ExecutorWithFallback final : public FunctionExecutor {
+ public:
+  ExecutorWithFallback(std::shared_ptr<FunctionExecutor> primary, FunctionExecutor* fallback)
+      : primary_(std::move(primary)), fallback_(fallback) {}
+
+  RunResult Run(std::shared_ptr<const Snapshot> snapshot, RunRequest request) override {
+    absl::Notification finished;
+    RunResult out;
+    absl::Status started = RunAsync(std::move(snapshot), std::move(request), [&](RunResult r) {
+      out = std::move(r);
+      finished.Notify();
+    });
+    if (!started.ok()) {
+      out.status = started;
+      return out;
+    }
+    finished.WaitForNotification();
+    return out;
+  }
+
+  absl::Status RunAsync(std::shared_ptr<const Snapshot> snapshot, RunRequest request,
+                        std::function<void(RunResult)> done) override {
+    absl::Status refused = primary_->RunAsync(snapshot, request, done);
+    if (refused.ok() || fallback_ == nullptr) return refused;
+    return fallback_->RunAsync(std::move(snapshot), std::move(request), std::move(done));
+  }
+
+ private:
+  const std::shared_ptr<FunctionExecutor> primary_;
+  FunctionExecutor* const fallback_;
+};
+
 class EngineImpl final : public Engine {
  public:
   EngineImpl(EngineOptions options, std::shared_ptr<Storage> storage,
@@ -43,9 +77,11 @@ class EngineImpl final : public Engine {
       : options_(std::move(options)),
         scheduler_(std::move(scheduler)),
         runner_(scheduler_, options_.runner),
+        executor_(options_.executor, options_.executor_falls_back_to_local ? &runner_ : nullptr),
         tenants_(std::move(storage),
                  {.committer = options_.committer, .idle_timeout = options_.tenant_idle_timeout}),
-        calls_(options_.executor != nullptr ? *options_.executor : runner_, *scheduler_,
+        calls_(options_.executor != nullptr ? static_cast<FunctionExecutor&>(executor_) : runner_,
+               *scheduler_,
                {.mutation_retry = options_.mutation_retry,
                 .contention_lanes = options_.contention_lanes,
                 .on_scheduled =
@@ -298,6 +334,7 @@ class EngineImpl final : public Engine {
   const EngineOptions options_;
   const std::shared_ptr<IsolateScheduler> scheduler_;
   FunctionRunner runner_;
+  ExecutorWithFallback executor_;  // options_.executor, then runner_ (if allowed)
   TenantCommitters tenants_;
   CallPath calls_;  // after tenants_: destroyed first, once its async calls are done
   // After calls_: stops its scheduler and waits for the queued calls running

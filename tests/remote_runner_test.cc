@@ -82,13 +82,14 @@ class RemoteRunnerTest : public ::testing::Test {
     EXPECT_TRUE(server.ok()) << server.status();
     return server.ok() ? *std::move(server) : nullptr;
   }
-  void OpenEngine(RemoteRunnerOptions remote_options = {}) {
+  void OpenEngine(RemoteRunnerOptions remote_options = {}, bool fall_back_to_local = false) {
     for (const std::string& a : addresses_) remote_options.runners.push_back({a});
     auto remote = RemoteRunner::Create(std::move(remote_options));
     ASSERT_TRUE(remote.ok()) << remote.status();
     remote_ = *remote;
     EngineOptions options;
     options.executor = remote_;
+    options.executor_falls_back_to_local = fall_back_to_local;
     options.scheduler.workers = 1;
     auto engine = Engine::Open(storage_, std::move(options));
     ASSERT_TRUE(engine.ok()) << engine.status();
@@ -312,6 +313,28 @@ TEST_F(RemoteRunnerTest, NoRunnerLeftIsUnavailable) {
   r = engine_->Query("t", "bank:total", Value());  // the runner is out of the ranking now
   EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable) << r.status();
   EXPECT_THAT(std::string(r.status().message()), HasSubstr("runner"));
+}
+
+TEST_F(RemoteRunnerTest, WithLocalFallbackTheEngineRunsWhatNoRunnerCanTake) {
+  StartServers(1);
+  OpenEngine({}, /*fall_back_to_local=*/true);
+  CreateBank("t");
+  const uint64_t remote_runs = servers_[0]->stats().runs;
+  EXPECT_GT(remote_runs, 0u);  // the deploy's bank:open mutations ran there
+  servers_[0]->Shutdown(absl::ZeroDuration());
+  servers_[0].reset();
+  // The first call finds the runner gone (Unavailable after its attempts: a run the runner
+  // side took is not re-run locally); then the runner is out of the ranking, so the runner
+  // side refuses at once and the engine runs the calls itself.
+  (void)engine_->Query("t", "bank:total", Value());
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(Total("t"), kAccounts * kBalance);
+  auto moved = engine_->Mutation("t", "bank:transfer",
+                                 Args({{"from", Value::String("o0")},
+                                       {"to", Value::String("o1")},
+                                       {"amount", Value::Int64(5)}}));
+  ASSERT_TRUE(moved.ok()) << moved.status();
+  EXPECT_EQ(moved->value, Value::Bool(true));
+  EXPECT_EQ(Total("t"), kAccounts * kBalance);
 }
 
 TEST(RemoteRunnerOptionsTest, BadOptionsAreInvalidArgument) {

@@ -278,6 +278,7 @@ absl::StatusOr<std::unique_ptr<Engine>> OpenEngine(EngineRole role) {
       remote.runners.push_back({std::string(address)});
     }
     TXFN_ASSIGN_OR_RETURN(options.executor, RemoteRunner::Create(std::move(remote)));
+    options.executor_falls_back_to_local = false;  // --runners means there, or not at all
 #else
     return absl::UnimplementedError("--runners: this txfn was built without remote runners");
 #endif

@@ -214,6 +214,11 @@ struct EngineOptions {
   // must be shared, e.g. PostgreSQL), and the engine's committers validate and commit their
   // writes. Deploys' module checks and actions still run on the engine's own runner.
   std::shared_ptr<FunctionExecutor> executor;
+  // With an executor: a run it refuses outright (every runner at its cap, or none healthy)
+  // runs on the engine's own runner instead of failing ("both": remote first, local when
+  // the remote side cannot take it). A run the executor took and then lost is not re-run
+  // here: its result (Unavailable after its attempts) is the call's.
+  bool executor_falls_back_to_local = true;
   CommitterOptions committer;  // for every tenant's committer
   // Mutations re-run on OCC conflict up to this many runs in all (not
   // counting the runs after entering a contention lane, see "Hot
