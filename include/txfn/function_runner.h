@@ -299,7 +299,7 @@ class FunctionRunner : public FunctionExecutor {
  public:
   explicit FunctionRunner(std::shared_ptr<IsolateScheduler> scheduler,
                           FunctionRunnerOptions options = {});
-  ~FunctionRunner();
+  ~FunctionRunner() override;
   FunctionRunner(const FunctionRunner&) = delete;
   FunctionRunner& operator=(const FunctionRunner&) = delete;
 

@@ -101,7 +101,7 @@ class RemoteRunner::Impl {
     return absl::OkStatus();
   }
 
-  absl::Status RunAsync(std::shared_ptr<const Snapshot> snapshot, RunRequest request,
+  absl::Status RunAsync(const std::shared_ptr<const Snapshot>& snapshot, RunRequest request,
                         std::function<void(RunResult)> done) {
     if (request.kind == FunctionKind::kAction) {
       return absl::InvalidArgumentError(

@@ -99,13 +99,14 @@ class RunnerServer::Impl final : public runner::v1::Runner::CallbackService {
                                                "backend (their ctx reaches its services)"));
     }
     TXFN_ASSIGN_OR_RETURN(std::shared_ptr<const Snapshot> snapshot, SnapshotFor(request));
-    return runner_.RunAsync(std::move(snapshot), std::move(request.run),
-                            [this, response, reactor, start = absl::Now()](RunResult result) {
-                              wire_internal::ToProto(result, response);
-                              runs_.fetch_add(1, std::memory_order_relaxed);
-                              run_latency_.Observe(absl::Now() - start);
-                              reactor->Finish(grpc::Status::OK);
-                            });
+    return runner_.RunAsync(
+        std::move(snapshot), std::move(request.run),
+        [this, response, reactor, start = absl::Now()](const RunResult& result) {
+          wire_internal::ToProto(result, response);
+          runs_.fetch_add(1, std::memory_order_relaxed);
+          run_latency_.Observe(absl::Now() - start);
+          reactor->Finish(grpc::Status::OK);
+        });
   }
 
   // The snapshot at the request's timestamp, with the metadata decoded once per fingerprint:
