@@ -17,7 +17,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "lib/postgres/pg_connection.h"
-#include "lib/queue/queue_time.h"
+#include "lib/queue/queue_rows.h"
 #include "txfn/internal/status_macros.h"
 #include "txfn/internal/strings.h"
 
@@ -29,9 +29,9 @@ using pg_internal::PgConnection;
 using pg_internal::PgParam;
 using pg_internal::PgResult;
 
-constexpr int kPending = 0;
-constexpr int kLeased = 1;
-constexpr int kDead = 2;
+constexpr int kPending = internal::kRowPending;
+constexpr int kLeased = internal::kRowLeased;
+constexpr int kDead = internal::kRowDead;
 
 // Enqueue sends at most this many bytes of encoded calls per statement (PostgreSQL caps a
 // parameter at 1 GiB; smaller statements also keep the server's memory per statement modest).
@@ -324,16 +324,7 @@ absl::StatusOr<QueuedCall> QueuedRow(const PgResult& r, int row, absl::Time now)
   TXFN_ASSIGN_OR_RETURN(out.call, DecodeCall(r.Bytes(row, 5)));
   out.call.attempt = static_cast<int>(r.Int(row, 2));
   out.reason = r.Bytes(row, 3);
-  const int64_t state = r.Int(row, 0);
-  const absl::Time due = FromNanos(r.Int(row, 1));
-  if (state == kDead) {
-    out.state = QueuedCall::State::kDead;
-    out.at = FromNanos(r.Int(row, 4));
-  } else {
-    out.state =
-        state == kLeased && due > now ? QueuedCall::State::kLeased : QueuedCall::State::kPending;
-    out.at = due;
-  }
+  internal::SetRowState(r.Int(row, 0), r.Int(row, 1), r.Int(row, 4), now, &out);
   return out;
 }
 

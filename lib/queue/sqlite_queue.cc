@@ -21,7 +21,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "fmt/core.h"
-#include "lib/queue/queue_time.h"
+#include "lib/queue/queue_rows.h"
 #include "lib/sqlite_status.h"
 #include "txfn/internal/status_macros.h"
 #include "txfn/internal/strings.h"
@@ -31,9 +31,9 @@ namespace {
 
 using internal::StrCat;
 
-constexpr int kPending = 0;
-constexpr int kLeased = 1;
-constexpr int kDead = 2;
+constexpr int kPending = internal::kRowPending;
+constexpr int kLeased = internal::kRowLeased;
+constexpr int kDead = internal::kRowDead;
 
 // Rows per multi-row statement (Enqueue's INSERT, Settle's batched ACK): the
 // per-statement cost (cursors opened and closed, the program started) then
@@ -1012,16 +1012,7 @@ absl::StatusOr<QueuedCall> QueuedRow(Stmt& sel, absl::Time now) {
   TXFN_ASSIGN_OR_RETURN(out.call, DecodeCall(sel.Blob(5)));
   out.call.attempt = static_cast<int>(sel.Int(2));
   out.reason = std::string(sel.Blob(3));
-  const int64_t state = sel.Int(0);
-  const absl::Time due = FromNanos(sel.Int(1));
-  if (state == kDead) {
-    out.state = QueuedCall::State::kDead;
-    out.at = FromNanos(sel.Int(4));
-  } else {
-    out.state =
-        state == kLeased && due > now ? QueuedCall::State::kLeased : QueuedCall::State::kPending;
-    out.at = due;
-  }
+  internal::SetRowState(sel.Int(0), sel.Int(1), sel.Int(4), now, &out);
   return out;
 }
 }  // namespace
