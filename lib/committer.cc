@@ -80,6 +80,14 @@ class Committer::Core {
   // Copies the history's size into the gauges stats() reads.
   void UpdateHistoryGauges() ABSL_EXCLUSIVE_LOCKS_REQUIRED(leader_mu_);
   void Publish(std::shared_ptr<const Snapshot> snapshot);
+  // Latest()'s catching up with other processes' commits, when storage says
+  // there may be any.
+  void CatchUp();
+  // Loads the tenant's state at `newest` (its newest commit in storage, which
+  // another process wrote): publishes a snapshot there and restarts the
+  // conflict window at it, since the history lacks those commits. Nothing
+  // changes if storage fails or `newest` is not past the published snapshot.
+  void Reload(Timestamp newest, CommitterStats* delta) ABSL_EXCLUSIVE_LOCKS_REQUIRED(leader_mu_);
 
   Committer* owner_ = nullptr;  // the Committer this is the core of
   const std::shared_ptr<Storage> storage_;
@@ -150,7 +158,10 @@ Committer::Committer(std::unique_ptr<Core> core) : core_(std::move(core)) { core
 Committer::~Committer() = default;
 
 const std::string& Committer::tenant() const { return core_->tenant_; }
-std::shared_ptr<const Snapshot> Committer::Latest() const { return core_->Latest(); }
+std::shared_ptr<const Snapshot> Committer::Latest() const {
+  core_->CatchUp();
+  return core_->Latest();
+}
 absl::StatusOr<Timestamp> Committer::Commit(PreparedCommit commit, CommitIntent intent,
                                             BatchHold hold) {
   return core_->Commit(std::move(commit), std::move(intent), hold);
@@ -324,6 +335,38 @@ Committer::Core::Resolution Committer::Core::Resolve(CommitterStats* delta) {
   return resolution;
 }
 
+void Committer::Core::CatchUp() {
+  if (!storage_->MayHaveOtherWriters(tenant_)) return;
+  // Read outside the leader lock: concurrent readers must not queue behind
+  // one another's round trips.
+  absl::StatusOr<Timestamp> newest = storage_->MaxCommittedTimestamp(tenant_);
+  if (!newest.ok() || *newest <= Latest()->ts()) return;
+  CommitterStats delta;
+  {
+    internal::MutexLock leader(&leader_mu_);
+    // An unresolved batch is settled first (by the next ProcessBatch): until
+    // then storage's newest commit may be that batch's own.
+    if (unresolved_.has_value()) return;
+    Reload(*newest, &delta);
+  }
+  internal::MutexLock lock(&latest_mu_);
+  stats_ += delta;
+}
+
+void Committer::Core::Reload(Timestamp newest, CommitterStats* delta) {
+  if (newest <= Latest()->ts()) return;
+  absl::StatusOr<std::shared_ptr<const Snapshot>> loaded =
+      Snapshot::Load(storage_, tenant_, newest);
+  if (!loaded.ok()) return;
+  last_ts_ = std::max(last_ts_, newest);
+  history_.PruneThrough(newest);
+  window_.clear();
+  UpdateHistoryGauges();
+  Publish(*std::move(loaded));
+  ++delta->reloads;
+  ++delta->metadata_loads;
+}
+
 void Committer::Core::ProcessBatch(const std::vector<Pending*>& batch, bool held) {
   CommitterStats delta;
   // An earlier batch's outcome must be known before anything else is written:
@@ -435,9 +478,11 @@ void Committer::Core::ProcessBatch(const std::vector<Pending*>& batch, bool held
       ++delta.metadata_loads;
     }
     Timestamp ts = std::max(options_.clock(), last_ts_ + 1);
+    const Timestamp previous = last_ts_;
     last_ts_ = ts;
     for (const IndexWrite& w : commit.writes) batch_writes.Add(w.index, w.key, ts);
-    records.push_back({.tenant = tenant_, .ts = ts, .writes = std::move(commit.writes)});
+    records.push_back(
+        {.tenant = tenant_, .ts = ts, .writes = std::move(commit.writes), .previous_ts = previous});
     accepted.push_back(p);
   }
 
@@ -447,7 +492,23 @@ void Committer::Core::ProcessBatch(const std::vector<Pending*>& batch, bool held
     absl::Status written = storage_->Write(records);
     Resolution resolution = written.ok() ? Resolution::kCommitted : Resolution::kAbsent;
     if (!written.ok()) ++delta.storage_failures;
-    if (IsCommitOutcomeUnknown(written)) {
+    if (IsStaleWriter(written)) {
+      // Another process committed to the tenant: nothing was written, and
+      // the history lacks its commits. Reload, and let the transactions
+      // restart from the new snapshot (FailedPrecondition is retryable).
+      ++delta.stale_batches;
+      if (absl::StatusOr<Timestamp> newest = storage_->MaxCommittedTimestamp(tenant_);
+          newest.ok()) {
+        Reload(*newest, &delta);
+      }
+      for (Pending* p : accepted) {
+        p->result = absl::FailedPreconditionError(
+            internal::StrCat("commit not persisted: tenant '", tenant_,
+                             "' was written by another process since this transaction's snapshot (",
+                             written.message(), "); restart it from a new snapshot"));
+      }
+      accepted.clear();
+    } else if (IsCommitOutcomeUnknown(written)) {
       // Possibly committed: its writes enter the history now (at worst a
       // needless conflict later), and storage decides whether it happened.
       AddToHistory(records);

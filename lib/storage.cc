@@ -100,7 +100,7 @@ absl::StatusOr<absl::InlinedVector<TenantBatch, 2>> ValidateCommitBatch(
         tenants.begin(), tenants.end(), commit.tenant,
         [](const TenantBatch& t, std::string_view name) { return t.tenant < name; });
     if (it == tenants.end() || it->tenant != commit.tenant) {
-      tenants.insert(it, TenantBatch{commit.tenant, commit.ts, commit.ts});
+      tenants.insert(it, TenantBatch{commit.tenant, commit.ts, commit.ts, commit.previous_ts});
       continue;
     }
     if (commit.ts <= it->last_ts) {
@@ -123,6 +123,20 @@ absl::Status CommitOutcomeUnknownError(std::string_view message, Timestamp ts) {
 
 bool IsCommitOutcomeUnknown(const absl::Status& status) {
   return status.GetPayload(internal::ToAbsl(kCommitOutcomeUnknownTypeUrl)).has_value();
+}
+
+namespace {
+constexpr std::string_view kStaleWriterTypeUrl = "type.txfn.dev/txfn.StaleWriter";
+}  // namespace
+
+absl::Status StaleWriterError(std::string_view message, Timestamp newest) {
+  absl::Status status = absl::FailedPreconditionError(internal::ToAbsl(message));
+  status.SetPayload(internal::ToAbsl(kStaleWriterTypeUrl), absl::Cord(std::to_string(newest)));
+  return status;
+}
+
+bool IsStaleWriter(const absl::Status& status) {
+  return status.GetPayload(internal::ToAbsl(kStaleWriterTypeUrl)).has_value();
 }
 
 std::optional<Timestamp> CommitOutcomeUnknownTimestamp(const absl::Status& status) {

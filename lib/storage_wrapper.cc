@@ -37,6 +37,10 @@ absl::StatusOr<Timestamp> StorageWrapper::MaxCommittedTimestamp(std::string_view
   return target_->MaxCommittedTimestamp(tenant);
 }
 
+bool StorageWrapper::MayHaveOtherWriters(std::string_view tenant) {
+  return target_->MayHaveOtherWriters(tenant);
+}
+
 absl::StatusOr<std::vector<std::string>> StorageWrapper::ListTenants() {
   return target_->ListTenants();
 }

@@ -117,6 +117,11 @@ struct CommitterStats {
   // accepted commit that writes metadata (a deploy, enabling). Every other
   // commit and every snapshot reuses the decoded metadata in memory.
   uint64_t metadata_loads = 0;
+  // Reloads after another process committed to the tenant (see Latest()), and
+  // batches storage refused because of such commits (StaleWriterError: not
+  // written; their transactions fail FailedPrecondition and restart).
+  uint64_t reloads = 0;
+  uint64_t stale_batches = 0;
   // The conflict history now (gauges, not counts): distinct (index, key)
   // pairs held, and the commits they came from. Pruned as the window slides,
   // on each batch and on PruneHistory.
@@ -130,6 +135,8 @@ struct CommitterStats {
     conflicts += other.conflicts;
     too_old += other.too_old;
     storage_failures += other.storage_failures;
+    reloads += other.reloads;
+    stale_batches += other.stale_batches;
     unknown_outcomes += other.unknown_outcomes;
     unknown_committed += other.unknown_committed;
     refused_unresolved += other.refused_unresolved;
@@ -242,7 +249,14 @@ class Committer {
 
   [[nodiscard]] const std::string& tenant() const;
 
-  // The newest published snapshot. Never null.
+  // The newest published snapshot. Never null. When another process may write
+  // the tenant (Storage::MayHaveOtherWriters: a PostgreSQL database this
+  // process does not hold the tenant's lease of), it first asks storage for the
+  // tenant's newest commit (one read) and, if that is newer, reloads: the
+  // snapshot is then at that commit, and the conflict window restarts there
+  // (a transaction that began earlier fails FailedPrecondition and restarts).
+  // If that read fails, the last published snapshot is returned (consistent,
+  // perhaps stale).
   std::shared_ptr<const Snapshot> Latest() const;
 
   // Validates and commits. Returns the commit timestamp; for a commit without

@@ -1,9 +1,19 @@
 // txfn/postgres_engine.h — the engine on a PostgreSQL database: PostgresStorage for the
 // tenants' data (txfn/postgres_storage.h) and PostgresQueue for queued calls
 // (txfn/postgres_queue.h), both in the database `url` names. Several processes may open
-// engines on one database: each tenant is written by one of them at a time (the storage's
-// lease), and the others read it and are refused its writes (FailedPrecondition naming the
-// owner); queued calls are shared (any engine may run any tenant's, see the storage's lease).
+// engines on one database. Each tenant is written by one of them at a time, its owner (the
+// storage's lease; the first engine to commit to a free tenant takes it). The others:
+//   - serve its queries at its newest commit (published timestamps): while an engine does
+//     not hold a tenant's lease, each call first reads the tenant's newest commit timestamp
+//     (one round trip) and reloads its snapshot if the owner committed since;
+//   - refuse its mutations with Unavailable naming the owner and when its lease ends
+//     (not forwarded; nothing is written), until the owner's lease expires (it died or
+//     stalled: PostgresStorageOptions::lease_duration after its last commit) or it closes;
+//     the next mutation then takes the tenant over, on state reloaded from the database
+//     (no commit of the former owner is lost, none applied twice: tested with a killed
+//     owner process in postgres_engine_takeover_test).
+// Queued calls are shared: any engine may run any tenant's (a mutation among them is
+// refused like any other while another engine owns the tenant).
 //
 //   TXFN_ASSIGN_OR_RETURN(std::unique_ptr<txfn::Engine> engine,
 //       txfn::OpenPostgresEngine("postgresql:///txfn?host=/run/postgresql"));

@@ -39,6 +39,15 @@
 //     AcquireTenant and opens a new committer, which loads the state afresh.
 //   - Destroying a PostgresStorage releases its leases, so a successor (a restart, the
 //     conformance suite's reopen) takes the tenants over at once.
+//   - No stale writer: every Write states, per tenant, the newest commit its committer had
+//     seen (CommitRecord::previous_ts), and txfn_write refuses the batch when the tenant has
+//     a newer one (StaleWriterError, nothing written). So an instance that takes a tenant
+//     over — implicitly, once the former owner's lease expired or it released the tenant —
+//     never commits a transaction validated against state that lacks the former owner's
+//     last commits: its committer reloads and the transaction restarts (Committer).
+//   - Readers follow the owner: MayHaveOtherWriters is true for a tenant this instance
+//     does not hold a live lease of, so its committer's Latest() reads the tenant's newest
+//     commit (one round trip) and serves snapshots at it.
 // A host that moves a tenant between processes calls AcquireTenant *before* opening the
 // tenant's committer, so that the committer loads everything the former owner committed.
 //
@@ -153,7 +162,7 @@ struct TenantLease {
 class PostgresStorage final : public Storage {
  public:
   // The schema version this build writes and reads (txfn_meta.schema_version).
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;  // 2: txfn_write checks CommitRecord::previous_ts
 
   // Connects to `options.url` and creates the schema if missing (under an advisory lock:
   // several processes may open the same database at once). Errors:
@@ -195,6 +204,10 @@ class PostgresStorage final : public Storage {
                                                                   size_t limit) override;
   [[nodiscard]] absl::StatusOr<Timestamp> MaxCommittedTimestamp(std::string_view tenant) override;
   [[nodiscard]] absl::StatusOr<std::vector<std::string>> ListTenants() override;
+  // False while this instance holds the tenant's lease and it cannot have expired yet (by
+  // this process's clock, counted from before the request that last extended it); true
+  // otherwise: another instance may own the tenant and commit to it.
+  [[nodiscard]] bool MayHaveOtherWriters(std::string_view tenant) override;
   // An administrative removal: it does not check the lease (stop the tenant's committer
   // first); the lease row stays, so fencing tokens keep rising.
   [[nodiscard]] absl::Status DeleteTenant(std::string_view tenant) override;
@@ -252,7 +265,13 @@ class PostgresStorage final : public Storage {
   internal::Mutex acquire_mu_;
   // The fencing tokens this instance holds, and the tenants it lost to another owner.
   internal::Mutex lease_mu_;
-  absl::flat_hash_map<std::string, int64_t> tokens_ ABSL_GUARDED_BY(lease_mu_);
+  struct HeldLease {
+    int64_t token = 0;
+    // Until when no other instance can hold it: lease_duration after the request that
+    // last extended it was sent (the server extends it later than that).
+    absl::Time unchallenged_until;
+  };
+  absl::flat_hash_map<std::string, HeldLease> tokens_ ABSL_GUARDED_BY(lease_mu_);
   absl::flat_hash_set<std::string> lost_ ABSL_GUARDED_BY(lease_mu_);
 
   // Writes whose outcome is not known yet. resolve_mu_ serialises resolutions.

@@ -100,6 +100,14 @@ struct CommitRecord {
   std::string tenant;
   Timestamp ts = 0;
   std::vector<IndexWrite> writes;
+  // The writer's view: the tenant's newest commit it knew of when it validated
+  // this one (its conflict checks covered every commit up to it). A Storage that
+  // several processes write (PostgresStorage) refuses a batch in which the
+  // tenant has a commit newer than its first record's previous_ts — another
+  // writer's commit that those checks missed — with StaleWriterError, and
+  // writes nothing. nullopt: not stated, not checked. Not stored (ReadLog
+  // returns nullopt); adapters only one process writes may ignore it.
+  std::optional<Timestamp> previous_ts;
   friend bool operator==(const CommitRecord&, const CommitRecord&) = default;
 };
 
@@ -146,6 +154,14 @@ inline constexpr std::string_view kCommitOutcomeUnknownTypeUrl =
 // one or carries none.
 [[nodiscard]] std::optional<Timestamp> CommitOutcomeUnknownTimestamp(const absl::Status& status);
 
+// FailedPrecondition("<message>") marked as "this writer is stale": the tenant
+// has commits (up to `newest`) that the writer had not seen — another process
+// wrote them (CommitRecord::previous_ts) — so nothing was written. The
+// committer reloads the tenant's state from storage on it.
+[[nodiscard]] absl::Status StaleWriterError(std::string_view message, Timestamp newest);
+// Whether `status` is a StaleWriterError.
+[[nodiscard]] bool IsStaleWriter(const absl::Status& status);
+
 // ---- Retention -----------------------------------------------------------------
 
 // What one Storage::ApplyRetention call did.
@@ -176,9 +192,10 @@ std::ostream& operator<<(std::ostream& os, const RetentionResult& r);
 
 // One tenant's commits within a Write batch.
 struct TenantBatch {
-  std::string_view tenant;  // points into the batch's CommitRecord
-  Timestamp first_ts = 0;   // of the tenant's first commit in the batch
-  Timestamp last_ts = 0;    // of its last
+  std::string_view tenant;               // points into the batch's CommitRecord
+  Timestamp first_ts = 0;                // of the tenant's first commit in the batch
+  Timestamp last_ts = 0;                 // of its last
+  std::optional<Timestamp> previous_ts;  // its first commit's (CommitRecord::previous_ts)
 };
 
 // Every stateless check of Storage::Write on a whole batch: ValidateCommitRecord
@@ -242,6 +259,18 @@ class Storage {
 
   // Every tenant with at least one commit, sorted.
   [[nodiscard]] virtual absl::StatusOr<std::vector<std::string>> ListTenants() = 0;
+
+  // Whether another process may have committed to `tenant` since this Storage
+  // last wrote it (or may do so at any moment). A committer asks before it
+  // hands out a snapshot, and if so looks for newer commits
+  // (MaxCommittedTimestamp) and reloads (Committer::Latest). Must be cheap: no
+  // I/O. The default, false, is right for a storage one process writes
+  // (SqliteStorage's file lock, InMemoryStorage); PostgresStorage answers true
+  // unless this instance holds the tenant's lease. Thread-safe.
+  [[nodiscard]] virtual bool MayHaveOtherWriters(std::string_view tenant) {
+    (void)tenant;
+    return false;
+  }
 
   // Removes every version of every key of `tenant`, its log and its retention
   // horizon. Other tenants are untouched. OK if the tenant does not exist.

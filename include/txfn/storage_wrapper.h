@@ -63,6 +63,7 @@ class StorageWrapper : public Storage {
                                                                   size_t limit) override;
   [[nodiscard]] absl::StatusOr<Timestamp> MaxCommittedTimestamp(std::string_view tenant) override;
   [[nodiscard]] absl::StatusOr<std::vector<std::string>> ListTenants() override;
+  [[nodiscard]] bool MayHaveOtherWriters(std::string_view tenant) override;
   [[nodiscard]] absl::Status DeleteTenant(std::string_view tenant) override;
   [[nodiscard]] absl::StatusOr<RetentionResult> ApplyRetention(std::string_view tenant,
                                                                Timestamp ts,

@@ -58,11 +58,15 @@ CREATE TABLE IF NOT EXISTS txfn_owners (
 -- tenant's lease (fencing token) and timestamps before writing anything; a failed check
 -- returns (status, tenant_no, info) and writes nothing: status 1 = the lease is not this
 -- owner's (info: the owner and token), 2 = a commit is not after the tenant's newest
--- (info: that timestamp, flipped).
+-- (info: that timestamp, flipped), 3 = the tenant has a commit newer than the writer knew
+-- of (t_known, flipped; NULL = unchecked) (info: the newest, flipped).
+-- Schema 1's signature, without t_known: gone, so that no writer skips the staleness check.
+DROP FUNCTION IF EXISTS txfn_write(text, interval, bytea[], bigint[], bigint[], bigint[],
+    integer[], bigint[], integer[], bigint[], integer[], bigint[], bytea[], bytea[]);
 CREATE OR REPLACE FUNCTION txfn_write(
     p_owner text, p_lease interval, t_names bytea[], t_tokens bigint[], t_first bigint[],
-    t_last bigint[], c_tenant integer[], c_ts bigint[], w_tenant integer[], w_ts bigint[],
-    w_seq integer[], w_index bigint[], w_key bytea[], w_value bytea[],
+    t_last bigint[], t_known bigint[], c_tenant integer[], c_ts bigint[], w_tenant integer[],
+    w_ts bigint[], w_seq integer[], w_index bigint[], w_key bytea[], w_value bytea[],
     OUT r_status integer, OUT r_tenant integer, OUT r_info text)
 LANGUAGE plpgsql AS $fn$
 DECLARE
@@ -86,6 +90,14 @@ BEGIN
       r_status := 2;
       r_tenant := i;
       r_info := coalesce(m, -9223372036854775808)::text;
+      RETURN;
+    END IF;
+    -- The writer's conflict checks covered the commits up to t_known only: a newer one is
+    -- another writer's (a former owner's), which they missed.
+    IF t_known[i] IS NOT NULL AND coalesce(m, -9223372036854775808) > t_known[i] THEN
+      r_status := 3;
+      r_tenant := i;
+      r_info := m::text;
       RETURN;
     END IF;
   END LOOP;
@@ -166,7 +178,7 @@ $fn$;
 
 constexpr std::string_view kWriteSql =
     "SELECT r_status, r_tenant, r_info FROM txfn_write($1, $2::interval, $3, $4, $5, $6, $7, "
-    "$8, $9, $10, $11, $12, $13, $14)";
+    "$8, $9, $10, $11, $12, $13, $14, $15)";
 
 // The newest version of one key at or before ts, and the tenant's horizon, in one snapshot.
 // Always one row.
@@ -261,12 +273,13 @@ class ArrayLiteral {
     Separate();
     out_ += std::to_string(v);
   }
-  void AddBytes(std::optional<std::string_view> bytes) {
+  void AddNull() {
     Separate();
-    if (!bytes) {
-      out_ += "NULL";
-      return;
-    }
+    out_ += "NULL";
+  }
+  void AddBytes(std::optional<std::string_view> bytes) {
+    if (!bytes) return AddNull();
+    Separate();
     // "\\x<hex>": the array parser turns \\ into \, and bytea reads \x<hex>.
     out_ += "\"\\\\x";
     static constexpr char kHex[] = "0123456789abcdef";
@@ -486,6 +499,7 @@ absl::Status PostgresStorage::NotOwnerError(std::string_view tenant, std::string
 
 absl::StatusOr<int64_t> PostgresStorage::TakeLease(std::string_view tenant) {
   TXFN_ASSIGN_OR_RETURN(ConnectionLease lease, Borrow());
+  const absl::Time asked = absl::Now();
   TXFN_ASSIGN_OR_RETURN(
       PgResult taken,
       lease->ExecPrepared(kTakeLeaseSql, {PgParam::Bytes(tenant), PgParam::Text(options_.owner),
@@ -493,7 +507,8 @@ absl::StatusOr<int64_t> PostgresStorage::TakeLease(std::string_view tenant) {
   if (taken.rows() == 1) {
     int64_t token = taken.Int(0, 0);
     internal::MutexLock lock(&lease_mu_);
-    tokens_[std::string(tenant)] = token;
+    tokens_[std::string(tenant)] = {.token = token,
+                                    .unchallenged_until = asked + options_.lease_duration};
     lost_.erase(std::string(tenant));
     return token;
   }
@@ -512,7 +527,9 @@ absl::StatusOr<int64_t> PostgresStorage::TakeLease(std::string_view tenant) {
 absl::StatusOr<int64_t> PostgresStorage::TokenFor(std::string_view tenant) {
   auto held = [&]() -> std::optional<absl::StatusOr<int64_t>> {
     internal::MutexLock lock(&lease_mu_);
-    if (auto it = tokens_.find(internal::ToAbsl(tenant)); it != tokens_.end()) return it->second;
+    if (auto it = tokens_.find(internal::ToAbsl(tenant)); it != tokens_.end()) {
+      return it->second.token;
+    }
     if (lost_.contains(internal::ToAbsl(tenant))) {
       return NotOwnerError(tenant,
                            "another instance took it over since this one owned it; call "
@@ -528,6 +545,12 @@ absl::StatusOr<int64_t> PostgresStorage::TokenFor(std::string_view tenant) {
   return TakeLease(tenant);
 }
 
+bool PostgresStorage::MayHaveOtherWriters(std::string_view tenant) {
+  internal::MutexLock lock(&lease_mu_);
+  auto it = tokens_.find(internal::ToAbsl(tenant));
+  return it == tokens_.end() || absl::Now() >= it->second.unchallenged_until;
+}
+
 absl::Status PostgresStorage::AcquireTenant(std::string_view tenant) {
   internal::MutexLock acquiring(&acquire_mu_);
   return TakeLease(tenant).status();
@@ -539,7 +562,7 @@ absl::Status PostgresStorage::ReleaseTenant(std::string_view tenant) {
     internal::MutexLock lock(&lease_mu_);
     auto it = tokens_.find(internal::ToAbsl(tenant));
     if (it == tokens_.end()) return absl::OkStatus();
-    token = it->second;
+    token = it->second.token;
     tokens_.erase(it);
   }
   TXFN_ASSIGN_OR_RETURN(ConnectionLease lease, Borrow());
@@ -564,7 +587,8 @@ absl::StatusOr<TenantLease> PostgresStorage::Lease(std::string_view tenant) {
                   .expires_at = absl::FromUnixMicros(row.Int(0, 2))};
   internal::MutexLock lock(&lease_mu_);
   auto it = tokens_.find(internal::ToAbsl(tenant));
-  out.held_by_this = out.owner == options_.owner && it != tokens_.end() && it->second == out.token;
+  out.held_by_this =
+      out.owner == options_.owner && it != tokens_.end() && it->second.token == out.token;
   return out;
 }
 
@@ -576,7 +600,7 @@ absl::Status PostgresStorage::Write(absl::Span<const CommitRecord> commits) {
   for (const TenantBatch& g : groups) TXFN_RETURN_IF_ERROR(ResolveDoubts(g.tenant));
 
   // The batch as arrays, tenants numbered from 1 in lock (name) order.
-  ArrayLiteral t_names, t_tokens, t_first, t_last;
+  ArrayLiteral t_names, t_tokens, t_first, t_last, t_known;
   absl::flat_hash_map<std::string_view, int> tenant_no;
   std::vector<int64_t> tokens;  // by tenant_no - 1
   for (const TenantBatch& g : groups) {
@@ -587,6 +611,11 @@ absl::Status PostgresStorage::Write(absl::Span<const CommitRecord> commits) {
     t_tokens.AddInt(token);
     t_first.AddInt(Flip(g.first_ts));
     t_last.AddInt(Flip(g.last_ts));
+    if (g.previous_ts.has_value()) {
+      t_known.AddInt(Flip(*g.previous_ts));
+    } else {
+      t_known.AddNull();
+    }
   }
   ArrayLiteral c_tenant, c_ts, w_tenant, w_ts, w_seq, w_index, w_key, w_value;
   for (const CommitRecord& commit : commits) {
@@ -609,6 +638,7 @@ absl::Status PostgresStorage::Write(absl::Span<const CommitRecord> commits) {
                                        t_tokens.Param(),
                                        t_first.Param(),
                                        t_last.Param(),
+                                       t_known.Param(),
                                        c_tenant.Param(),
                                        c_ts.Param(),
                                        w_tenant.Param(),
@@ -620,6 +650,7 @@ absl::Status PostgresStorage::Write(absl::Span<const CommitRecord> commits) {
 
   TXFN_ASSIGN_OR_RETURN(ConnectionLease lease, Borrow());
   const int backend_pid = lease->backend_pid();
+  const absl::Time sent = absl::Now();  // the lease runs from after this, on the server
   absl::StatusOr<PgResult> result = [&]() -> absl::StatusOr<PgResult> {
     TXFN_RETURN_IF_ERROR(lease->Send(kWriteSql, params));
     if (options_.after_write_sent) options_.after_write_sent(lease->socket(), backend_pid);
@@ -656,7 +687,16 @@ absl::Status PostgresStorage::Write(absl::Span<const CommitRecord> commits) {
         doubt->last_ts);
   }
   const int status = static_cast<int>(result->Int(0, 0));
-  if (status == 0) return absl::OkStatus();
+  if (status == 0) {
+    internal::MutexLock lock(&lease_mu_);
+    for (size_t i = 0; i < groups.size(); ++i) {
+      auto it = tokens_.find(internal::ToAbsl(groups[i].tenant));
+      if (it != tokens_.end() && it->second.token == tokens[i]) {
+        it->second.unchallenged_until = sent + options_.lease_duration;
+      }
+    }
+    return absl::OkStatus();
+  }
   const size_t index = static_cast<size_t>(result->Int(0, 1)) - 1;
   const std::string_view tenant = index < groups.size() ? groups[index].tenant : "";
   if (status == 1) {
@@ -664,7 +704,7 @@ absl::Status PostgresStorage::Write(absl::Span<const CommitRecord> commits) {
       // Lost — unless an AcquireTenant of this instance raised the token meanwhile.
       internal::MutexLock lock(&lease_mu_);
       auto it = tokens_.find(internal::ToAbsl(tenant));
-      if (it != tokens_.end() && index < tokens.size() && it->second == tokens[index]) {
+      if (it != tokens_.end() && index < tokens.size() && it->second.token == tokens[index]) {
         tokens_.erase(it);
         lost_.insert(std::string(tenant));
       }
@@ -677,6 +717,15 @@ absl::Status PostgresStorage::Write(absl::Span<const CommitRecord> commits) {
   }
   int64_t max = 0;
   (void)absl::SimpleAtoi(internal::ToAbsl(result->Text(0, 2)), &max);
+  if (status == 3) {
+    return StaleWriterError(
+        fmt::format("PostgresStorage: tenant '{}' has commits up to ts {} that this writer had "
+                    "not seen (it knew of ts {}): another instance wrote them; nothing of this "
+                    "Write was written",
+                    Escaped(tenant), Unflip(max),
+                    index < groups.size() ? groups[index].previous_ts.value_or(0) : 0),
+        Unflip(max));
+  }
   return absl::InvalidArgumentError(fmt::format(
       "Storage::Write: commit of tenant '{}' at ts {} is not after its newest committed "
       "timestamp {}",

@@ -13,6 +13,7 @@
 #include "gtest/gtest.h"
 #include "tests/postgres/pg_storage_test_util.h"
 #include "tests/postgres/pg_test_util.h"
+#include "txfn/committer.h"
 #include "txfn/postgres_storage.h"
 
 namespace txfn {
@@ -221,6 +222,80 @@ TEST(PostgresOwnershipTest, TakeoversNeverLoseOrDoubleACommit) {
   EXPECT_EQ(logged, all);
   EXPECT_GT(acked[0].size(), 5u);
   EXPECT_GT(acked[1].size(), 5u);
+}
+
+// A committer of a process that does not own the tenant follows the owner's commits
+// (Latest() reads at the published timestamp), and one that takes the tenant over with a
+// transaction validated against its old state is refused (StaleWriterError: the owner's
+// later commits are missing from its conflict history, so committing would lose the
+// owner's update), reloads, and commits the retried transaction on top of them.
+PreparedCommit ReadAndWriteK(Timestamp begin_ts, std::string value) {
+  return PreparedCommit{.tenant = "t",
+                        .begin_ts = begin_ts,
+                        .reads = {{.index = 1, .range = KeyRange::Point("k")}},
+                        .writes = {{.index = 1, .key = "k", .value = std::move(value)}}};
+}
+
+TEST(PostgresOwnershipTest, ACommitterNeverCommitsOverAnotherOwnersCommitsItHasNotSeen) {
+  TXFN_REQUIRE_PG_SERVER();
+  std::shared_ptr<TempPostgresStorage> a = TempPostgresStorage::Make({.owner = "owner-a"});
+  ASSERT_NE(a, nullptr);
+  std::shared_ptr<TempPostgresStorage> b = a->Another({.owner = "owner-b"});
+  ASSERT_NE(b, nullptr);
+  auto committer_a = Committer::Open(a, "t");
+  ASSERT_TRUE(committer_a.ok()) << committer_a.status();
+  auto first = (*committer_a)->Commit(ReadAndWriteK((*committer_a)->Latest()->ts(), "a1"));
+  ASSERT_TRUE(first.ok()) << first.status();
+
+  auto committer_b = Committer::Open(b, "t");
+  ASSERT_TRUE(committer_b.ok()) << committer_b.status();
+  std::shared_ptr<const Snapshot> old = (*committer_b)->Latest();
+  EXPECT_EQ(old->ts(), *first);
+  EXPECT_TRUE(b->MayHaveOtherWriters("t"));
+  EXPECT_FALSE(a->MayHaveOtherWriters("t"));
+
+  // The owner commits again; b's next snapshot has it.
+  auto second = (*committer_a)->Commit(ReadAndWriteK(*first, "a2"));
+  ASSERT_TRUE(second.ok()) << second.status();
+  std::shared_ptr<const Snapshot> followed = (*committer_b)->Latest();
+  EXPECT_EQ(followed->ts(), *second);
+  EXPECT_EQ((*committer_b)->stats().reloads, 1u);
+  auto seen = b->Get("t", 1, "k", followed->ts());
+  ASSERT_TRUE(seen.ok() && seen->has_value());
+  EXPECT_EQ((*seen)->value, "a2");
+
+  // Not the owner: refused, nothing written.
+  auto refused = (*committer_b)->Commit(ReadAndWriteK(followed->ts(), "b-refused"));
+  EXPECT_FALSE(refused.ok());
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("owner-a"));
+
+  // The owner commits a third time and hands the tenant over. b then commits a transaction
+  // that read k at the old snapshot: its conflict history knows nothing after `second`...
+  auto third = (*committer_a)->Commit(ReadAndWriteK(*second, "a3"));
+  ASSERT_TRUE(third.ok()) << third.status();
+  ASSERT_TRUE(a->inner().ReleaseTenant("t").ok());
+  auto stale = (*committer_b)->Commit(ReadAndWriteK(followed->ts(), "b-lost-update"));
+  // ...so only storage can tell: refused as stale, retryable, and b has reloaded.
+  ASSERT_FALSE(stale.ok());
+  EXPECT_EQ(stale.status().code(), absl::StatusCode::kFailedPrecondition) << stale.status();
+  EXPECT_THAT(std::string(stale.status().message()), HasSubstr("another process"));
+  EXPECT_EQ((*committer_b)->stats().stale_batches, 1u);
+  auto kept = b->Get("t", 1, "k", *third);
+  ASSERT_TRUE(kept.ok() && kept->has_value());
+  EXPECT_EQ((*kept)->value, "a3");
+  EXPECT_EQ(*b->MaxCommittedTimestamp("t"), *third);
+
+  // The retry, from the new snapshot, commits on top of a3; a is fenced now.
+  std::shared_ptr<const Snapshot> fresh = (*committer_b)->Latest();
+  EXPECT_EQ(fresh->ts(), *third);
+  auto retried = (*committer_b)->Commit(ReadAndWriteK(fresh->ts(), "b1"));
+  ASSERT_TRUE(retried.ok()) << retried.status();
+  EXPECT_GT(*retried, *third);
+  EXPECT_FALSE(b->MayHaveOtherWriters("t"));
+  EXPECT_FALSE((*committer_a)->Commit(ReadAndWriteK(*third, "a-fenced")).ok());
+  auto last = b->Get("t", 1, "k", *retried);
+  ASSERT_TRUE(last.ok() && last->has_value());
+  EXPECT_EQ((*last)->value, "b1");
 }
 
 }  // namespace
