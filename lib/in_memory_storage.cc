@@ -72,6 +72,7 @@ absl::Status InMemoryStorage::Write(absl::Span<const CommitRecord> commits) {
   // The log's copy of the batch is made before any lock is taken, so the
   // tenant's exclusive section (which readers wait for) only links it in.
   std::vector<CommitRecord> log_copy(commits.begin(), commits.end());
+  for (CommitRecord& c : log_copy) c.previous_ts.reset();  // the writer's view, not stored
 
   {
     internal::ReaderMutexLock lock(&mu_);
@@ -127,6 +128,16 @@ absl::Status InMemoryStorage::ApplyLocked(absl::Span<CommitRecord> commits,
           fmt::format("Storage::Write: commit of tenant '{}' at ts {} is not after its newest "
                       "committed timestamp {}",
                       g.batch.tenant, g.batch.first_ts, g.state->max_ts));
+    }
+    // Two committers of one tenant on one storage (two engines sharing it): the writer's
+    // conflict checks missed the other's commits.
+    if (g.batch.previous_ts.has_value() && g.state->max_ts > *g.batch.previous_ts) {
+      return StaleWriterError(
+          fmt::format("InMemoryStorage: tenant '{}' has commits up to ts {} that this writer "
+                      "had not seen (it knew of ts {}): another committer wrote them; nothing "
+                      "of this Write was written",
+                      g.batch.tenant, g.state->max_ts, *g.batch.previous_ts),
+          g.state->max_ts);
     }
   }
 

@@ -150,6 +150,16 @@ absl::Status SqliteStorage::Write(absl::Span<const CommitRecord> commits) {
                         "committed timestamp {}",
                         g.tenant, g.first_ts, max_ts));
       }
+      // Another process's engine on this file committed to the tenant after the writer's
+      // committer last looked: its conflict checks missed that commit.
+      if (g.previous_ts.has_value() && max_ts > *g.previous_ts) {
+        return StaleWriterError(
+            fmt::format("SqliteStorage '{}': tenant '{}' has commits up to ts {} that this "
+                        "writer had not seen (it knew of ts {}): another connection wrote them; "
+                        "nothing of this Write was written",
+                        path_, g.tenant, max_ts, *g.previous_ts),
+            max_ts);
+      }
     }
     TXFN_ASSIGN_OR_RETURN(Stmt insert_commit, stmt(Sql::kInsertCommit));
     TXFN_ASSIGN_OR_RETURN(Stmt insert_version, stmt(Sql::kInsertVersion));

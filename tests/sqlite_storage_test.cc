@@ -108,6 +108,54 @@ TEST(SqliteStorageTest, CommitterFlowsSurviveAReopen) {
   EXPECT_GT(ts, last);
 }
 
+// Two engines on one file (two processes, e.g. `txfn serve` and a `txfn run` beside it):
+// a committer whose state lacks the other's commits is refused by storage rather than
+// validating a transaction against that stale state (which would lose the other's update),
+// reloads, and the retried transaction commits on top.
+TEST(SqliteStorageTest, ACommitterNeverCommitsOverAnotherConnectionsCommitsItHasNotSeen) {
+  TempDir dir;
+  const std::string path = dir.File("two.db");
+  auto opened_a = SqliteStorage::Open(path, kFast);
+  auto opened_b = SqliteStorage::Open(path, kFast);
+  ASSERT_TRUE(opened_a.ok() && opened_b.ok());
+  std::shared_ptr<Storage> a = *std::move(opened_a);
+  std::shared_ptr<Storage> b = *std::move(opened_b);
+  auto put = [](Timestamp begin_ts, std::string value) {
+    return PreparedCommit{.tenant = "t",
+                          .begin_ts = begin_ts,
+                          .reads = {{.index = 1, .range = KeyRange::Point("k")}},
+                          .writes = {{.index = 1, .key = "k", .value = std::move(value)}}};
+  };
+  auto committer_a = Committer::Open(a, "t");
+  ASSERT_TRUE(committer_a.ok());
+  ASSERT_TRUE((*committer_a)->Commit(put(0, "a1")).ok());
+  auto committer_b = Committer::Open(b, "t");
+  ASSERT_TRUE(committer_b.ok());
+  const Timestamp seen_by_b = (*committer_b)->Latest()->ts();
+  auto a2 = (*committer_a)->Commit(put(seen_by_b, "a2"));
+  ASSERT_TRUE(a2.ok()) << a2.status();
+
+  // b read k at its snapshot (a1) and writes: only storage knows a2 came in between.
+  auto stale = (*committer_b)->Commit(put(seen_by_b, "b-lost-update"));
+  ASSERT_FALSE(stale.ok());
+  EXPECT_EQ(stale.status().code(), absl::StatusCode::kFailedPrecondition) << stale.status();
+  EXPECT_THAT(std::string(stale.status().message()), HasSubstr("another"));
+  EXPECT_EQ((*committer_b)->stats().stale_batches, 1u);
+  EXPECT_EQ((*committer_b)->Latest()->ts(), *a2) << "b reloaded";
+  auto kept = b->Get("t", 1, "k", *a2);
+  ASSERT_TRUE(kept.ok() && kept->has_value());
+  EXPECT_EQ((*kept)->value, "a2");
+
+  auto retried = (*committer_b)->Commit(put(*a2, "b1"));
+  ASSERT_TRUE(retried.ok()) << retried.status();
+  // And now a is the stale one.
+  EXPECT_EQ((*committer_a)->Commit(put(*a2, "a-lost-update")).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  auto last = a->Get("t", 1, "k", *retried);
+  ASSERT_TRUE(last.ok() && last->has_value());
+  EXPECT_EQ((*last)->value, "b1");
+}
+
 TEST(SqliteStorageTest, MissingDirectoryIsUnavailableAndNamesIt) {
   TempDir dir;
   const std::string path = dir.File("no/such/dir/app.db");

@@ -160,8 +160,10 @@ commands:
       this server dead-lettered; calls mutations scheduled. Actions have no
       services: the CLI registers none. While it runs, change its tenants
       only through it: another process's deploy, import or mutation ('txfn
-      run') on the same --db commits beside the server's engine, unseen by it
-      (its mutations may then lose those updates); submit mutations instead.
+      run') on the same --db commits beside the server's engine, and the
+      server's queries do not see it until the server next commits to that
+      tenant (no update is lost: storage refuses a commit validated without
+      it, and the server reloads and retries); submit mutations instead.
   submit --tenant NAME MODULE:FUNCTION [ARGS_JSON]
       Enqueues a call of an exported query, mutation or action with ARGS_JSON
       (default {}) and prints its id. Works while 'txfn serve' runs on the same

@@ -105,8 +105,10 @@ struct CommitRecord {
   // several processes write (PostgresStorage) refuses a batch in which the
   // tenant has a commit newer than its first record's previous_ts — another
   // writer's commit that those checks missed — with StaleWriterError, and
-  // writes nothing. nullopt: not stated, not checked. Not stored (ReadLog
-  // returns nullopt); adapters only one process writes may ignore it.
+  // writes nothing. nullopt: not stated, not checked. The writer's view, not
+  // data: adapters need not store it (txfn's do not; ReadLog returns nullopt). txfn's adapters all check it (SqliteStorage: two
+  // processes on one file; InMemoryStorage: two engines sharing it); the
+  // conformance suite tests it.
   std::optional<Timestamp> previous_ts;
   friend bool operator==(const CommitRecord&, const CommitRecord&) = default;
 };

@@ -501,6 +501,34 @@ TEST_P(StorageConformanceTest, ReadLogReturnsCommitsAsWritten) {
   EXPECT_THAT(LogAfter(s, "other", 0), ElementsAre(Commit("other", 5, {Put(1, "x", "x")})));
 }
 
+// A writer states the newest commit it had seen (CommitRecord::previous_ts): storage refuses
+// the batch when the tenant has a newer one (another writer's), and writes none of it.
+TEST_P(StorageConformanceTest, ABatchOfAStaleWriterIsRefusedWhole) {
+  Storage& s = storage();
+  auto stated = [](CommitRecord c, std::optional<Timestamp> previous) {
+    c.previous_ts = previous;
+    return c;
+  };
+  ASSERT_TRUE(WriteAll(s, {stated(Commit("t", 1, {Put(1, "k", "1")}), 0)}).ok())
+      << "a new tenant: nothing newer than 0";
+  ASSERT_TRUE(WriteAll(s, {stated(Commit("t", 3, {Put(1, "k", "3")}), 1)}).ok());
+  // The writer knew of ts 1 only: ts 3 is another's.
+  absl::Status stale = WriteAll(s, {stated(Commit("u", 1, {Put(1, "k", "u")}), 0),
+                                    stated(Commit("t", 5, {Put(1, "k", "5")}), 1),
+                                    stated(Commit("t", 6, {Put(1, "j", "6")}), 5)});
+  EXPECT_EQ(stale.code(), absl::StatusCode::kFailedPrecondition) << stale;
+  EXPECT_TRUE(IsStaleWriter(stale)) << stale;
+  EXPECT_NE(stale.message().find("'t'"), absl::string_view::npos) << "names the tenant: " << stale;
+  EXPECT_EQ(MaxTs(s, "t"), 3u);
+  EXPECT_EQ(MaxTs(s, "u"), 0u) << "the batch's other tenant was not written either";
+  EXPECT_EQ(GetAt(s, "t", 1, "k", kForever), (IndexEntry{"k", "3", 3}));
+  // Unstated: not checked; stated and current: written.
+  ASSERT_TRUE(WriteAll(s, {stated(Commit("t", 7, {Put(1, "k", "7")}), std::nullopt)}).ok());
+  ASSERT_TRUE(WriteAll(s, {stated(Commit("t", 8, {Put(1, "k", "8")}), 7)}).ok());
+  EXPECT_EQ(GetAt(s, "t", 1, "k", kForever), (IndexEntry{"k", "8", 8}));
+  EXPECT_FALSE(IsStaleWriter(absl::FailedPreconditionError("another failure")));
+}
+
 TEST_P(StorageConformanceTest, MaxCommittedTimestampFollowsCommits) {
   Storage& s = storage();
   EXPECT_EQ(MaxTs(s, "t"), 0u);
