@@ -12,7 +12,6 @@
 #include <utility>
 #include <vector>
 
-#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "lib/queued_calls.h"
 #include "txfn/deploy.h"
@@ -42,21 +41,6 @@ class ExecutorWithFallback final : public FunctionExecutor {
  public:
   ExecutorWithFallback(std::shared_ptr<FunctionExecutor> primary, FunctionExecutor* fallback)
       : primary_(std::move(primary)), fallback_(fallback) {}
-
-  RunResult Run(std::shared_ptr<const Snapshot> snapshot, RunRequest request) override {
-    absl::Notification finished;
-    RunResult out;
-    absl::Status started = RunAsync(std::move(snapshot), std::move(request), [&](RunResult r) {
-      out = std::move(r);
-      finished.Notify();
-    });
-    if (!started.ok()) {
-      out.status = started;
-      return out;
-    }
-    finished.WaitForNotification();
-    return out;
-  }
 
   absl::Status RunAsync(std::shared_ptr<const Snapshot> snapshot, RunRequest request,
                         std::function<void(RunResult)> done) override {

@@ -284,15 +284,17 @@ struct ModuleCacheStats {
 class FunctionExecutor {
  public:
   virtual ~FunctionExecutor() = default;
-  // Runs `request` against a new Transaction at `snapshot`; blocks until it finished. Every
-  // failure is in RunResult::status.
-  virtual RunResult Run(std::shared_ptr<const Snapshot> snapshot, RunRequest request) = 0;
-  // The same without blocking: `done` runs once, on a thread of the executor's, with the
-  // result. If the executor refuses the request, `done` is not called and the refusal
-  // (ResourceExhausted) is returned.
+  // Runs `request` against a new Transaction at `snapshot` without blocking: `done` runs
+  // once, on a thread of the executor's, with the result. If the executor refuses the
+  // request, `done` is not called and the refusal (ResourceExhausted, or Unavailable when
+  // the executor has nowhere to run it) is returned.
   [[nodiscard]] virtual absl::Status RunAsync(std::shared_ptr<const Snapshot> snapshot,
                                               RunRequest request,
                                               std::function<void(RunResult)> done) = 0;
+  // RunAsync, then waits for `done`: every executor blocks the same way, so this is not
+  // virtual. Every failure, a refusal included, is in RunResult::status. Must not be called
+  // from a thread the executor needs to finish the run (e.g. inside another run's `done`).
+  RunResult Run(std::shared_ptr<const Snapshot> snapshot, RunRequest request);
 };
 
 class FunctionRunner : public FunctionExecutor {
@@ -305,12 +307,10 @@ class FunctionRunner : public FunctionExecutor {
 
   // Runs `request` against a new Transaction at `snapshot` (read-only for a
   // query, id_seed = request.seed) on one of the scheduler's isolates of
-  // snapshot->tenant(); blocks until it finished.
-  RunResult Run(std::shared_ptr<const Snapshot> snapshot, RunRequest request) override;
-
-  // The same without blocking: `done` runs once, on a scheduler thread, with
-  // the result. If the scheduler refuses the request, `done` is not called
-  // and the refusal (ResourceExhausted) is returned.
+  // snapshot->tenant(): `done` runs once, on a scheduler thread, with the
+  // result. If the scheduler refuses the request, `done` is not called and
+  // the refusal (ResourceExhausted) is returned. Run (FunctionExecutor) is
+  // the blocking form.
   [[nodiscard]] absl::Status RunAsync(std::shared_ptr<const Snapshot> snapshot, RunRequest request,
                                       std::function<void(RunResult)> done) override;
 

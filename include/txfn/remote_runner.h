@@ -81,7 +81,6 @@ class RemoteRunner : public FunctionExecutor {
   RemoteRunner(const RemoteRunner&) = delete;
   RemoteRunner& operator=(const RemoteRunner&) = delete;
 
-  RunResult Run(std::shared_ptr<const Snapshot> snapshot, RunRequest request) override;
   // Refuses (ResourceExhausted) when every runner is at its cap, Unavailable when none is
   // healthy; then `done` is not called.
   [[nodiscard]] absl::Status RunAsync(std::shared_ptr<const Snapshot> snapshot, RunRequest request,

@@ -8,7 +8,6 @@
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
-#include "absl/synchronization/notification.h"
 #include "lib/remote/grpc_util.h"
 #include "lib/wire/wire_proto.h"
 #include "txfn/internal/mutex.h"
@@ -295,18 +294,6 @@ absl::StatusOr<std::shared_ptr<RemoteRunner>> RemoteRunner::Create(RemoteRunnerO
 
 RemoteRunner::RemoteRunner(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
 RemoteRunner::~RemoteRunner() = default;
-
-RunResult RemoteRunner::Run(std::shared_ptr<const Snapshot> snapshot, RunRequest request) {
-  absl::Notification finished;
-  RunResult out;
-  absl::Status started = impl_->RunAsync(std::move(snapshot), std::move(request), [&](RunResult r) {
-    out = std::move(r);
-    finished.Notify();
-  });
-  if (!started.ok()) return Failed(started);
-  finished.WaitForNotification();
-  return out;
-}
 
 absl::Status RemoteRunner::RunAsync(std::shared_ptr<const Snapshot> snapshot, RunRequest request,
                                     std::function<void(RunResult)> done) {

@@ -80,6 +80,33 @@ absl::Status AbandonedStatus(std::string_view who, const std::string& limit) {
 
 }  // namespace
 
+RunResult FunctionExecutor::Run(std::shared_ptr<const Snapshot> snapshot, RunRequest request) {
+  // Shared with `done`: it may still be returning from SignalAll when this thread wakes and
+  // returns.
+  struct Waiter {
+    internal::Mutex mu;
+    internal::CondVar cv{&mu};
+    bool done ABSL_GUARDED_BY(mu) = false;
+    RunResult result ABSL_GUARDED_BY(mu);
+  };
+  auto waiter = std::make_shared<Waiter>();
+  absl::Status started =
+      RunAsync(std::move(snapshot), std::move(request), [waiter](RunResult result) {
+        internal::MutexLock lock(&waiter->mu);
+        waiter->result = std::move(result);
+        waiter->done = true;
+        waiter->cv.SignalAll();
+      });
+  if (!started.ok()) {
+    RunResult refused;
+    refused.status = std::move(started);
+    return refused;
+  }
+  internal::MutexLock lock(&waiter->mu);
+  waiter->cv.Wait([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(waiter->mu) { return waiter->done; });
+  return std::move(waiter->result);
+}
+
 absl::Status FunctionRunner::RunAsync(std::shared_ptr<const Snapshot> snapshot, RunRequest request,
                                       std::function<void(RunResult)> done) {
   std::string tenant = snapshot->tenant();
@@ -99,31 +126,6 @@ absl::Status FunctionRunner::RunAsync(std::shared_ptr<const Snapshot> snapshot, 
     // this tenant can reuse it and is not counted against the tenant's cap.
     lease.RunAfterRelease([answer, result] { (*answer)(std::move(*result)); });
   });
-}
-
-RunResult FunctionRunner::Run(std::shared_ptr<const Snapshot> snapshot, RunRequest request) {
-  struct Waiter {
-    internal::Mutex mu;
-    internal::CondVar cv{&mu};
-    bool done ABSL_GUARDED_BY(mu) = false;
-    RunResult result ABSL_GUARDED_BY(mu);
-  };
-  auto waiter = std::make_shared<Waiter>();
-  absl::Status submitted =
-      RunAsync(std::move(snapshot), std::move(request), [waiter](RunResult result) {
-        internal::MutexLock lock(&waiter->mu);
-        waiter->result = std::move(result);
-        waiter->done = true;
-        waiter->cv.SignalAll();
-      });
-  if (!submitted.ok()) {
-    RunResult result;
-    result.status = std::move(submitted);
-    return result;
-  }
-  internal::MutexLock lock(&waiter->mu);
-  waiter->cv.Wait([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(waiter->mu) { return waiter->done; });
-  return std::move(waiter->result);
 }
 
 absl::Status FunctionRunner::CheckModules(std::shared_ptr<const Snapshot> snapshot) {
