@@ -45,7 +45,9 @@ struct RunnerServerOptions {
   // max_in_flight_per_tenant 0 means no cap beyond the queue) and runner.
   IsolateSchedulerOptions scheduler;
   FunctionRunnerOptions runner;
-  // Tenants whose metadata is kept decoded; past it the least recently used is dropped.
+  // Tenant metadata versions kept decoded (an AsyncLruCache keyed by tenant and fingerprint;
+  // past it the least recently used go, per cache shard, so a redeployed tenant's old
+  // version ages out).
   size_t metadata_cache_tenants = 4096;
 };
 
