@@ -232,6 +232,14 @@ struct RunRequest {
   // seed then draw the same ids, and the second insert of one conflicts.
   bool deterministic_ids = false;
   TransactionLimits limits;
+  // When the caller stops waiting for the result (InfiniteFuture: never). A run still going
+  // then is stopped like one at its wall-clock limit, so the limit that applies is the
+  // earlier of the two; one that has not started by then does not start. Either way the run
+  // fails with DeadlineExceeded ("function F passed its deadline"), not ResourceExhausted:
+  // the function did nothing wrong, its caller gave up. A RemoteRunner sends it to the
+  // runner (which enforces it there too) and never retries past it. Wall-clock time
+  // (absl::Now), not an injected clock: it bounds real waiting.
+  absl::Time deadline = absl::InfiniteFuture();
   // kAction: what its ctx reaches (null: ctx.runQuery and the others fail
   // with FailedPrecondition). An action runs against a read-only transaction
   // (for its modules only: its ctx has no db), its Date.now() is the real

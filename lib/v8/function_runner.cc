@@ -120,8 +120,16 @@ absl::Status FunctionRunner::RunAsync(std::shared_ptr<const Snapshot> snapshot, 
       result.status = AbandonedStatus(internal::StrCat("function ", item->function), limit);
       (*answer)(std::move(result));
     });
-    Transaction txn(snapshot, internal::RunnerCore::TransactionOptionsFor(*item));
-    auto result = std::make_shared<RunResult>(core->RunOnIsolate(lease, *item, txn));
+    auto result = std::make_shared<RunResult>();
+    if (item->deadline != absl::InfiniteFuture() && absl::Now() >= item->deadline) {
+      // It waited in the queue past its caller's deadline: nobody wants its result.
+      result->status = absl::DeadlineExceededError(
+          internal::StrCat("function ", item->function, " passed its deadline before it started"));
+    } else {
+      lease.StopAt(item->deadline);
+      Transaction txn(snapshot, internal::RunnerCore::TransactionOptionsFor(*item));
+      *result = core->RunOnIsolate(lease, *item, txn);
+    }
     // Deliver once the isolate is idle again, so the caller's next request of
     // this tenant can reuse it and is not counted against the tenant's cap.
     lease.RunAfterRelease([answer, result] { (*answer)(std::move(*result)); });
