@@ -44,7 +44,8 @@ class ExecutorWithFallback final : public FunctionExecutor {
 
   absl::Status RunAsync(std::shared_ptr<const Snapshot> snapshot, RunRequest request,
                         std::function<void(RunResult)> done) override {
-    absl::Status refused = primary_->RunAsync(snapshot, request, done);
+    // TryRunAsync: a refusal hands the request and callback back, uncopied.
+    absl::Status refused = primary_->TryRunAsync(snapshot, request, done);
     if (refused.ok() || fallback_ == nullptr) return refused;
     return fallback_->RunAsync(std::move(snapshot), std::move(request), std::move(done));
   }

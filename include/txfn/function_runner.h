@@ -299,6 +299,16 @@ class FunctionExecutor {
   [[nodiscard]] virtual absl::Status RunAsync(std::shared_ptr<const Snapshot> snapshot,
                                               RunRequest request,
                                               std::function<void(RunResult)> done) = 0;
+  // RunAsync for a caller with somewhere else to go: when the executor refuses, `request`
+  // and `done` are left as they were, so the caller can hand them on without having copied
+  // them (the engine's fallback to its own runner); when it accepts, it has taken them. The
+  // default copies them for RunAsync; an executor that decides before it takes them
+  // (RemoteRunner) overrides it.
+  [[nodiscard]] virtual absl::Status TryRunAsync(std::shared_ptr<const Snapshot> snapshot,
+                                                 RunRequest& request,
+                                                 std::function<void(RunResult)>& done) {
+    return RunAsync(std::move(snapshot), request, done);
+  }
   // RunAsync, then waits for `done`: every executor blocks the same way, so this is not
   // virtual. Every failure, a refusal included, is in RunResult::status. Must not be called
   // from a thread the executor needs to finish the run (e.g. inside another run's `done`).

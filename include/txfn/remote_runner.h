@@ -18,6 +18,12 @@
 //   txfn::EngineOptions engine_options;
 //   engine_options.executor = remote;  // storage must be shared with the runners
 //
+// Deadlines: RunRequest::deadline travels with the run (the runner stops the function
+// there) and is the gRPC deadline of every attempt, so a failover never waits past it; an
+// attempt it cut short does not count against its runner, and a run whose deadline passed is
+// not retried (nor sent, if it passed before). Without one, each attempt gets
+// `attempt_timeout`.
+//
 // What a run's result says: the function's outcome is RunResult::status as a local runner
 // would give it; when no runner could run it, Unavailable ("no runner answered ...") after
 // the attempts, or DeadlineExceeded when the request's deadline passed. Actions are refused
@@ -48,7 +54,7 @@ struct RemoteRunnerOptions {
   int max_in_flight_per_runner = 32;
   // Runners tried per run (the first included).
   int max_attempts = 3;
-  // Each attempt's timeout when the request has no earlier deadline.
+  // Each attempt's timeout when the request's deadline (RunRequest::deadline) is later.
   absl::Duration attempt_timeout = absl::Seconds(30);
   // How often runners taken out of the ranking are checked.
   absl::Duration health_interval = absl::Milliseconds(100);
@@ -85,6 +91,10 @@ class RemoteRunner : public FunctionExecutor {
   // healthy; then `done` is not called.
   [[nodiscard]] absl::Status RunAsync(std::shared_ptr<const Snapshot> snapshot, RunRequest request,
                                       std::function<void(RunResult)> done) override;
+  // Decides before it takes `request` and `done`: a refusal leaves them as they were.
+  [[nodiscard]] absl::Status TryRunAsync(std::shared_ptr<const Snapshot> snapshot,
+                                         RunRequest& request,
+                                         std::function<void(RunResult)>& done) override;
 
   RemoteRunnerStats stats() const;
 

@@ -62,6 +62,9 @@ class RunnerServer::Impl final : public runner::v1::Runner::CallbackService {
     out->Counter("txfn_runner_runs_total", "Runs answered.", static_cast<double>(s.runs));
     out->Counter("txfn_runner_refused_total", "Runs refused (full, draining, malformed).",
                  static_cast<double>(s.refused));
+    out->Counter("txfn_runner_past_deadline_total",
+                 "Runs answered DeadlineExceeded (stopped at, or not started by, their deadline).",
+                 static_cast<double>(s.past_deadline));
     out->Counter("txfn_runner_metadata_hits_total", "Runs whose tenant metadata was decoded.",
                  static_cast<double>(s.metadata_hits));
     out->Counter("txfn_runner_metadata_loads_total", "Tenant metadata read from storage.",
@@ -77,6 +80,7 @@ class RunnerServer::Impl final : public runner::v1::Runner::CallbackService {
     RunnerServerStats s;
     s.runs = runs_.load(std::memory_order_relaxed);
     s.refused = refused_.load(std::memory_order_relaxed);
+    s.past_deadline = past_deadline_.load(std::memory_order_relaxed);
     s.metadata_hits = metadata_hits_.load(std::memory_order_relaxed);
     s.metadata_loads = metadata_loads_.load(std::memory_order_relaxed);
     s.modules = runner_.module_cache_stats();
@@ -98,11 +102,16 @@ class RunnerServer::Impl final : public runner::v1::Runner::CallbackService {
                                                "backend (their ctx reaches its services)"));
     }
     TXFN_ASSIGN_OR_RETURN(std::shared_ptr<const Snapshot> snapshot, SnapshotFor(request));
+    // The runner enforces request.run.deadline (the backend's): it stops the function there,
+    // or answers at once if it passed while the request waited.
     return runner_.RunAsync(
         std::move(snapshot), std::move(request.run),
         [this, response, reactor, start = absl::Now()](const RunResult& result) {
           wire_internal::ToProto(result, response);
           runs_.fetch_add(1, std::memory_order_relaxed);
+          if (absl::IsDeadlineExceeded(result.status)) {
+            past_deadline_.fetch_add(1, std::memory_order_relaxed);
+          }
           run_latency_.Observe(absl::Now() - start);
           reactor->Finish(grpc::Status::OK);
         });
@@ -147,6 +156,7 @@ class RunnerServer::Impl final : public runner::v1::Runner::CallbackService {
   std::atomic<bool> draining_{false};
   std::atomic<uint64_t> runs_{0};
   std::atomic<uint64_t> refused_{0};
+  std::atomic<uint64_t> past_deadline_{0};
   std::atomic<uint64_t> metadata_hits_{0};
   std::atomic<uint64_t> metadata_loads_{0};
   LatencyHistogram run_latency_;
