@@ -135,9 +135,9 @@ class EngineImpl final : public Engine {
   // ---- Calls ----
 
   absl::StatusOr<CallResult> Query(std::string_view tenant, std::string_view function,
-                                   const Value& args) override {
+                                   const Value& args, const QueryOptions& options) override {
     TXFN_ASSIGN_OR_RETURN(std::shared_ptr<OpenTenant> open, tenants_.Get(tenant));
-    return calls_.Query(*open, function, args);
+    return calls_.Query(*open, function, args, options);
   }
 
   absl::StatusOr<CallResult> Mutation(std::string_view tenant, std::string_view function,
@@ -151,9 +151,9 @@ class EngineImpl final : public Engine {
   }
 
   absl::Status QueryAsync(std::string_view tenant, std::string_view function, const Value& args,
-                          Callback done) override {
+                          const QueryOptions& options, Callback done) override {
     TXFN_ASSIGN_OR_RETURN(std::shared_ptr<OpenTenant> open, tenants_.Get(tenant));
-    return calls_.QueryAsync(std::move(open), function, args, std::move(done));
+    return calls_.QueryAsync(std::move(open), function, args, options, std::move(done));
   }
 
   absl::Status MutationAsync(std::string_view tenant, std::string_view function, const Value& args,

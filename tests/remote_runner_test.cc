@@ -375,6 +375,24 @@ TEST_F(RemoteRunnerTest, ARunStopsAtItsDeadlineOnTheRunner) {
   EXPECT_EQ(r.status.code(), absl::StatusCode::kDeadlineExceeded) << r.status;
   EXPECT_THAT(std::string(r.status.message()), HasSubstr("before it was sent"));
   EXPECT_EQ(servers_[0]->stats().runs, runs);
+
+  // Through the engine: a query's deadline reaches the runner; a mutation past its deadline
+  // does not run.
+  start = absl::Now();
+  auto q = engine_->Query("t", "bank:spin", Value(),
+                          QueryOptions{.deadline = start + absl::Milliseconds(200)});
+  EXPECT_EQ(q.status().code(), absl::StatusCode::kDeadlineExceeded) << q.status();
+  EXPECT_LT(absl::Now() - start, absl::Milliseconds(800));
+  auto m = engine_->Mutation("t", "bank:transfer",
+                             Args({{"from", Value::String("o0")},
+                                   {"to", Value::String("o1")},
+                                   {"amount", Value::Int64(5)}}),
+                             MutationOptions{.deadline = absl::Now() - absl::Milliseconds(1)});
+  EXPECT_EQ(m.status().code(), absl::StatusCode::kDeadlineExceeded) << m.status();
+  EXPECT_EQ(Total("t"), kAccounts * kBalance);
+  auto fine = engine_->Query("t", "bank:total", Value(),
+                             QueryOptions{.deadline = absl::Now() + absl::Seconds(30)});
+  ASSERT_TRUE(fine.ok()) << fine.status();
 }
 
 // A listening socket that never accepts: gRPC connects and then waits for a server that
