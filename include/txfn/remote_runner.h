@@ -42,6 +42,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "txfn/function_runner.h"
+#include "txfn/metrics.h"
 
 namespace txfn {
 
@@ -97,6 +98,11 @@ class RemoteRunner : public FunctionExecutor {
                                          std::function<void(RunResult)>& done) override;
 
   RemoteRunnerStats stats() const;
+  // stats() as Prometheus metrics, per runner (label runner="host:port"):
+  // txfn_remote_runner_healthy, _in_flight (gauges), _runs_total, _failures_total, and
+  // txfn_remote_runner_retries_total. Shows where a host's runs go, and when a restarted
+  // runner is back in the ranking.
+  void AppendMetrics(MetricsText* out) const;
 
  private:
   class Impl;

@@ -329,4 +329,32 @@ absl::Status RemoteRunner::TryRunAsync(std::shared_ptr<const Snapshot> snapshot,
 
 RemoteRunnerStats RemoteRunner::stats() const { return impl_->stats(); }
 
+void RemoteRunner::AppendMetrics(MetricsText* out) const {
+  const RemoteRunnerStats s = stats();
+  // One family at a time: the text format wants a family's samples together.
+  auto per_runner = [&](bool counter, std::string_view name, std::string_view help, auto value) {
+    for (const RemoteRunnerStats::Runner& r : s.runners) {
+      const MetricLabels labels{{"runner", r.address}};
+      if (counter) {
+        out->Counter(name, help, static_cast<double>(value(r)), labels);
+      } else {
+        out->Gauge(name, help, static_cast<double>(value(r)), labels);
+      }
+    }
+  };
+  using Runner = RemoteRunnerStats::Runner;
+  per_runner(false, "txfn_remote_runner_healthy",
+             "1 while the runner is in the ranking, 0 while it is out (failed, not back yet).",
+             [](const Runner& r) { return r.healthy ? 1 : 0; });
+  per_runner(false, "txfn_remote_runner_in_flight", "Runs sent to the runner, not answered yet.",
+             [](const Runner& r) { return r.in_flight; });
+  per_runner(true, "txfn_remote_runner_runs_total", "Runs the runner answered.",
+             [](const Runner& r) { return r.runs; });
+  per_runner(true, "txfn_remote_runner_failures_total",
+             "Attempts on the runner that failed over to another.",
+             [](const Runner& r) { return r.failures; });
+  out->Counter("txfn_remote_runner_retries_total", "Attempts after a run's first.",
+               static_cast<double>(s.retries));
+}
+
 }  // namespace txfn
