@@ -122,6 +122,7 @@ class RemoteRunnerTest : public ::testing::Test {
   void Load(const std::vector<std::string>& tenants, int threads, int calls_per_thread) {
     std::atomic<int> failures{0};
     std::vector<std::thread> clients;
+    clients.reserve(threads);
     for (int t = 0; t < threads; ++t) {
       clients.emplace_back([&, t] {
         absl::BitGen gen;
@@ -150,6 +151,7 @@ class RemoteRunnerTest : public ::testing::Test {
   }
   std::vector<std::string> Tenants(int n) {
     std::vector<std::string> out;
+    out.reserve(n);
     for (int i = 0; i < n; ++i) out.push_back("t" + std::to_string(i));
     return out;
   }
@@ -231,6 +233,7 @@ TEST_F(RemoteRunnerTest, ConcurrentFirstRunsOfATenantLoadItsMetadataOnce) {
     absl::SleepFor(absl::Milliseconds(20));
   }
   std::vector<std::thread> clients;
+  clients.reserve(8);
   for (int c = 0; c < 8; ++c) {
     clients.emplace_back([&] { EXPECT_EQ(Total("t"), kAccounts * kBalance); });
   }
