@@ -121,13 +121,13 @@ struct CallPath::State {
     std::shared_ptr<internal::Lane> next_lane;  // PlanRetry's, for the retry
   };
 
-  absl::StatusOr<CallResult> Query(OpenTenant& tenant, std::string_view function,
-                                   const Value& args) {
+  absl::StatusOr<CallResult> Query(OpenTenant& tenant, std::string_view function, const Value& args,
+                                   const QueryOptions& options) {
     std::shared_ptr<const Snapshot> snapshot = tenant.Latest();
     TXFN_RETURN_IF_ERROR(CheckEnabled(*snapshot));
     const Timestamp ts = snapshot->ts();
-    RunResult r =
-        runner.Run(std::move(snapshot), MakeRequest(function, args, FunctionKind::kQuery));
+    RunResult r = runner.Run(std::move(snapshot),
+                             MakeRequest(function, args, FunctionKind::kQuery, options.deadline));
     if (!r.status.ok()) return std::move(r.status);
     queries.fetch_add(1, std::memory_order_relaxed);
     return ToCallResult(std::move(r), ts, 1);
@@ -143,6 +143,7 @@ struct CallPath::State {
     // is, never runs the mutation again.
     absl::StatusOr<CommitOutcome> outcome = RetryInLanes(
         tenant, absl::HashOf(function, args), function, [&](int attempt) -> AttemptResult {
+          TXFN_RETURN_IF_ERROR(CheckDeadline(function, options.deadline, attempt));
           CommitIntent intent = AnnounceFirstAttempt(tenant.committer(), attempt);
           std::shared_ptr<const Snapshot> snapshot = tenant.Latest();
           TXFN_RETURN_IF_ERROR(CheckEnabled(*snapshot));
@@ -151,7 +152,8 @@ struct CallPath::State {
             if (replay.has_value()) return AttemptResult::Commit(replay->ts);
           }
           last_run =
-              runner.Run(std::move(snapshot), MakeRequest(function, args, FunctionKind::kMutation));
+              runner.Run(std::move(snapshot),
+                         MakeRequest(function, args, FunctionKind::kMutation, options.deadline));
           TXFN_RETURN_IF_ERROR(last_run.status);
           if (record != nullptr) {
             TXFN_RETURN_IF_ERROR(record->Add(last_run.value, &last_run.commit));
@@ -175,13 +177,13 @@ struct CallPath::State {
   }
 
   absl::Status QueryAsync(std::shared_ptr<OpenTenant> tenant, std::string_view function,
-                          const Value& args, Callback done) {
+                          const Value& args, const QueryOptions& options, Callback done) {
     std::shared_ptr<const Snapshot> snapshot = tenant->Latest();
     TXFN_RETURN_IF_ERROR(CheckEnabled(*snapshot));
     const Timestamp ts = snapshot->ts();
     BeginAsync();
     absl::Status s = runner.RunAsync(
-        std::move(snapshot), MakeRequest(function, args, FunctionKind::kQuery),
+        std::move(snapshot), MakeRequest(function, args, FunctionKind::kQuery, options.deadline),
         [this, ts, tenant = std::move(tenant), done = std::move(done)](RunResult r) mutable {
           if (r.status.ok()) {
             queries.fetch_add(1, std::memory_order_relaxed);
@@ -199,12 +201,12 @@ struct CallPath::State {
   absl::Status MutationAsync(std::shared_ptr<OpenTenant> tenant, std::string_view function,
                              const Value& args, const MutationOptions& options, Callback done) {
     TXFN_ASSIGN_OR_RETURN(std::shared_ptr<const CompletionRecord> record, RecordOf(options));
-    auto call = std::make_shared<AsyncMutation>(
-        AsyncMutation{.tenant = std::move(tenant),
-                      .request = MakeRequest(function, args, FunctionKind::kMutation),
-                      .record = std::move(record),
-                      .done = std::move(done),
-                      .call_key = absl::HashOf(function, args)});
+    auto call = std::make_shared<AsyncMutation>(AsyncMutation{
+        .tenant = std::move(tenant),
+        .request = MakeRequest(function, args, FunctionKind::kMutation, options.deadline),
+        .record = std::move(record),
+        .done = std::move(done),
+        .call_key = absl::HashOf(function, args)});
     TXFN_RETURN_IF_ERROR(CheckEnabled(*call->tenant->Latest()));
     BeginAsync();
     std::shared_ptr<internal::Lane> predicted = PredictedLane(*call->tenant, call->call_key);
@@ -291,17 +293,32 @@ struct CallPath::State {
     }
   }
 
-  RunRequest MakeRequest(std::string_view function, const Value& args, FunctionKind kind) {
+  RunRequest MakeRequest(std::string_view function, const Value& args, FunctionKind kind,
+                         absl::Time deadline) {
     uint64_t seed;
     {
       internal::MutexLock lock(&rng_mu);
       seed = absl::Uniform<uint64_t>(rng);
     }
-    return RunRequest{.function = std::string(function), .args = args, .kind = kind, .seed = seed};
+    return RunRequest{.function = std::string(function),
+                      .args = args,
+                      .kind = kind,
+                      .seed = seed,
+                      .deadline = deadline};
+  }
+
+  // No run of a mutation starts past its deadline (a retry after a conflict included).
+  static absl::Status CheckDeadline(std::string_view function, absl::Time deadline, int attempt) {
+    if (deadline == absl::InfiniteFuture() || absl::Now() < deadline) return absl::OkStatus();
+    return absl::DeadlineExceededError(internal::StrCat(
+        "mutation ", function, " passed its deadline",
+        attempt > 1 ? internal::StrCat(" after ", attempt - 1, " conflicting runs") : ""));
   }
 
   absl::Status SubmitMutation(const std::shared_ptr<AsyncMutation>& call) {
     ++call->attempt;
+    TXFN_RETURN_IF_ERROR(
+        CheckDeadline(call->request.function, call->request.deadline, call->attempt));
     std::shared_ptr<const Snapshot> snapshot = call->tenant->Latest();
     if (absl::Status s = CheckEnabled(*snapshot); !s.ok()) return s;
     if (call->record != nullptr) {
@@ -431,16 +448,16 @@ CallPath::CallPath(FunctionExecutor& runner, IsolateScheduler& scheduler, CallPa
 CallPath::~CallPath() = default;
 
 absl::StatusOr<CallResult> CallPath::Query(OpenTenant& tenant, std::string_view function,
-                                           const Value& args) {
-  return state_->Query(tenant, function, args);
+                                           const Value& args, const QueryOptions& options) {
+  return state_->Query(tenant, function, args, options);
 }
 absl::StatusOr<CallResult> CallPath::Mutation(OpenTenant& tenant, std::string_view function,
                                               const Value& args, const MutationOptions& options) {
   return state_->Mutation(tenant, function, args, options);
 }
 absl::Status CallPath::QueryAsync(std::shared_ptr<OpenTenant> tenant, std::string_view function,
-                                  const Value& args, Callback done) {
-  return state_->QueryAsync(std::move(tenant), function, args, std::move(done));
+                                  const Value& args, const QueryOptions& options, Callback done) {
+  return state_->QueryAsync(std::move(tenant), function, args, options, std::move(done));
 }
 absl::Status CallPath::MutationAsync(std::shared_ptr<OpenTenant> tenant, std::string_view function,
                                      const Value& args, const MutationOptions& options,

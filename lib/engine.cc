@@ -12,7 +12,6 @@
 #include <utility>
 #include <vector>
 
-#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "lib/queued_calls.h"
 #include "txfn/deploy.h"
@@ -43,24 +42,10 @@ class ExecutorWithFallback final : public FunctionExecutor {
   ExecutorWithFallback(std::shared_ptr<FunctionExecutor> primary, FunctionExecutor* fallback)
       : primary_(std::move(primary)), fallback_(fallback) {}
 
-  RunResult Run(std::shared_ptr<const Snapshot> snapshot, RunRequest request) override {
-    absl::Notification finished;
-    RunResult out;
-    absl::Status started = RunAsync(std::move(snapshot), std::move(request), [&](RunResult r) {
-      out = std::move(r);
-      finished.Notify();
-    });
-    if (!started.ok()) {
-      out.status = started;
-      return out;
-    }
-    finished.WaitForNotification();
-    return out;
-  }
-
   absl::Status RunAsync(std::shared_ptr<const Snapshot> snapshot, RunRequest request,
                         std::function<void(RunResult)> done) override {
-    absl::Status refused = primary_->RunAsync(snapshot, request, done);
+    // TryRunAsync: a refusal hands the request and callback back, uncopied.
+    absl::Status refused = primary_->TryRunAsync(snapshot, request, done);
     if (refused.ok() || fallback_ == nullptr) return refused;
     return fallback_->RunAsync(std::move(snapshot), std::move(request), std::move(done));
   }
@@ -150,9 +135,9 @@ class EngineImpl final : public Engine {
   // ---- Calls ----
 
   absl::StatusOr<CallResult> Query(std::string_view tenant, std::string_view function,
-                                   const Value& args) override {
+                                   const Value& args, const QueryOptions& options) override {
     TXFN_ASSIGN_OR_RETURN(std::shared_ptr<OpenTenant> open, tenants_.Get(tenant));
-    return calls_.Query(*open, function, args);
+    return calls_.Query(*open, function, args, options);
   }
 
   absl::StatusOr<CallResult> Mutation(std::string_view tenant, std::string_view function,
@@ -166,9 +151,9 @@ class EngineImpl final : public Engine {
   }
 
   absl::Status QueryAsync(std::string_view tenant, std::string_view function, const Value& args,
-                          Callback done) override {
+                          const QueryOptions& options, Callback done) override {
     TXFN_ASSIGN_OR_RETURN(std::shared_ptr<OpenTenant> open, tenants_.Get(tenant));
-    return calls_.QueryAsync(std::move(open), function, args, std::move(done));
+    return calls_.QueryAsync(std::move(open), function, args, options, std::move(done));
   }
 
   absl::Status MutationAsync(std::string_view tenant, std::string_view function, const Value& args,

@@ -861,6 +861,49 @@ TEST_P(FunctionRunnerTest, SchedulerCpuLimitBecomesResourceExhausted) {
   EXPECT_TRUE(after.status.ok()) << after.status;
 }
 
+// The caller's deadline stops a run like a wall-clock limit that comes first, and says so
+// with its own code: the function did nothing wrong.
+TEST_P(FunctionRunnerTest, RunStopsAtItsDeadlineWithDeadlineExceeded) {
+  Deploy({{"spin.js", R"JS(import { query } from "txfn/server";
+    export const spin = query(() => { for (;;) {} });)JS"}});
+  auto scheduler = IsolateScheduler::Create({.workers = 1,
+                                             .max_in_flight_per_tenant = 4,
+                                             .customizer = GetParam() == TestSnapshot::kRunner
+                                                               ? FunctionRunnerIsolateCustomizer()
+                                                               : nullptr});
+  ASSERT_TRUE(scheduler.ok()) << scheduler.status();
+  auto shared = std::shared_ptr<IsolateScheduler>(*std::move(scheduler));
+  FunctionRunner runner(shared);
+
+  // In the near future: the spin (1 s of CPU allowed) is stopped at the deadline.
+  absl::Time start = absl::Now();
+  RunResult r = runner.Run(committer_->Latest(),
+                           {.function = "spin:spin", .deadline = start + absl::Milliseconds(100)});
+  absl::Duration took = absl::Now() - start;
+  EXPECT_EQ(r.status.code(), absl::StatusCode::kDeadlineExceeded) << r.status;
+  EXPECT_THAT(r.status.message(), HasSubstr("function spin:spin passed its deadline"));
+  EXPECT_FALSE(ExceededLimit(r.status).has_value());  // not one of the function's limits
+  EXPECT_GE(took, absl::Milliseconds(100));
+  EXPECT_LT(took, absl::Milliseconds(600)) << "the CPU limit (1 s) stopped it, not the deadline";
+  EXPECT_EQ(shared->stats().terminated_deadline, 1u);
+  EXPECT_EQ(shared->stats().terminated_cpu, 0u);
+
+  // Already passed: it does not start.
+  start = absl::Now();
+  r = runner.Run(committer_->Latest(),
+                 {.function = "spin:spin", .deadline = start - absl::Milliseconds(1)});
+  EXPECT_EQ(r.status.code(), absl::StatusCode::kDeadlineExceeded) << r.status;
+  EXPECT_THAT(r.status.message(), HasSubstr("before it started"));
+  EXPECT_LT(absl::Now() - start, absl::Milliseconds(100));
+  EXPECT_EQ(shared->stats().terminated_deadline, 1u);
+
+  // A deadline far enough away changes nothing.
+  RunResult after = runner.Run(committer_->Latest(), {.function = "messages:takeN",
+                                                      .args = Obj({{"n", I64(1)}}),
+                                                      .deadline = absl::Now() + absl::Seconds(30)});
+  EXPECT_TRUE(after.status.ok()) << after.status;
+}
+
 // txfn's own V8 platform turns WebAssembly off (see platform.cc).
 TEST_P(FunctionRunnerTest, TenantCodeHasNoWebAssembly) {
   Deploy({{"wasm.js", R"JS(import { query } from "txfn/server";

@@ -5,7 +5,9 @@
 # call fails); SIGTERM drains and exits 0; with no runner left, a call fails clearly.
 # Part 2: `txfn serve --listen --api_keys --runners` with three new runners, clients with
 # `--server` and API keys: access control, parallel transfers while the tenant's runner is
-# SIGKILLed, totals unchanged, a submitted call runs, metrics, logs; SIGTERM stops the server.
+# SIGKILLed, totals unchanged; restarted on its port, the runner gets back the tenant and no
+# other (rendezvous; seen in the server's per-runner metrics); a submitted call runs, metrics,
+# logs; SIGTERM stops the server.
 # Run on the SQLite file, then (with TXFN_TEST_PG) on a PostgreSQL database.
 # usage: remote_cli_test.sh PATH/TO/txfn PATH/TO/txfn-runner PATH/TO/examples/apps
 set -uo pipefail
@@ -31,18 +33,26 @@ a=$(unquote <<<"$last")
 check open-b 0 '^"[0-9a-z]{32}"$' t run --tenant=bank accounts:open '{"owner": "bob", "initial": 1000}'
 b=$(unquote <<<"$last")
 
-# start_runner N [DB]: starts runner N on a free port; sets ports[N] and pids[N].
+# start_runner N [DB] [PORT]: starts runner N on PORT (default: a free one); sets ports[N],
+# mports[N] (its metrics port) and pids[N].
 ports=()
+mports=()
 start_runner() {
   local n=$1 out="$tmp/runner$1.out"
-  "$runner_bin" --db="${2:-$db}" --listen=127.0.0.1:0 --workers=1 >"$out" 2>&1 &
+  "$runner_bin" --db="${2:-$db}" --listen="127.0.0.1:${3:-0}" --workers=1 \
+    --metrics=127.0.0.1:0 >"$out" 2>&1 &
   pids[$n]=$!
   for _ in $(seq 100); do
     ports[$n]=$(sed -n 's/^txfn-runner: serving on port \([0-9]*\)$/\1/p' "$out")
-    [ -n "${ports[$n]}" ] && return 0
+    mports[$n]=$(sed -n 's/^txfn-runner: metrics on port \([0-9]*\)$/\1/p' "$out")
+    [ -n "${ports[$n]}" ] && [ -n "${mports[$n]}" ] && return 0
     sleep 0.05
   done
   echo "FAIL runner $n did not start:"; cat "$out"; exit 1
+}
+# verdict NAME CMD...: a check on CMD's exit status alone.
+verdict() {
+  if "${@:2}"; then echo "ok   $1"; else echo "FAIL $1"; failures=$((failures + 1)); fi
 }
 for n in 0 1 2; do start_runner $n; done
 runners="127.0.0.1:${ports[0]},127.0.0.1:${ports[1]},127.0.0.1:${ports[2]}"
@@ -124,15 +134,38 @@ served() {
   check "$label-error" 1 'insufficient funds' s --api_key=bank-key run --tenant=bank2 \
     transfers:transfer "{\"from\": \"$a\", \"to\": \"$b\", \"amount\": 5000}"
 
+  # Where a tenant's runs go, from the server's metrics (txfn_remote_runner_*{runner=...}).
+  local metrics_port trio="$first $((first + 1)) $((first + 2))"
+  metrics_port=$(sed -n 's/^metrics on port \([0-9]*\)$/\1/p' "$tmp/serve-$label.out")
+  runs_on() {  # runs_on N: runs runner N answered the server
+    fetch "$metrics_port" /metrics |
+      sed -n "s/^txfn_remote_runner_runs_total{runner=\"127.0.0.1:${ports[$1]}\"} //p"
+  }
+  owner() {  # owner TENANT: the runners (numbers) that ran one query of TENANT
+    local before=() n found=""
+    for n in $trio; do before[$n]=$(runs_on "$n"); done
+    s --api_key=adm1n run --tenant="$1" audit:total >/dev/null 2>&1 || { echo "failed"; return; }
+    for n in $trio; do [ "$(runs_on "$n")" != "${before[$n]}" ] && found+="$n"; done
+    echo "${found:-none}"
+  }
+  # The tenant's runner, and a bystander: a tenant another runner ranks first (deployed until
+  # one is: each lands on the tenant's runner with probability 1/3).
+  local victim bystander="" bystander_runner="" i
+  victim=$(owner bank2)
+  verdict "$label-tenant-has-one-runner" grep -Eq '^[0-9]+$' <<<"$victim"
+  [[ "$victim" =~ ^[0-9]+$ ]] || victim=$first
+  for i in 1 2 3 4 5 6 7 8; do
+    s --api_key=adm1n deploy --tenant="by$i" "$apps/bank" >/dev/null 2>&1 || continue
+    bystander_runner=$(owner "by$i")
+    if [[ "$bystander_runner" =~ ^[0-9]+$ ]] && [ "$bystander_runner" != "$victim" ]; then
+      bystander="by$i"
+      break
+    fi
+  done
+  verdict "$label-found-a-bystander" [ -n "$bystander" ]
+
   # Four clients transfer in parallel while the runner serving the tenant is killed; every
-  # call must succeed. The serving runner is the one the server has a connection to (gRPC
-  # connects on first use, and only the tenant's first choice has been used).
-  local victim=$first
-  if command -v ss >/dev/null; then
-    for n in $first $((first + 1)) $((first + 2)); do
-      if ss -Htn state established "( sport = :${ports[$n]} )" | grep -q .; then victim=$n; fi
-    done
-  fi
+  # call must succeed.
   local clients=() c p
   for c in 0 1 2 3; do
     ( for i in $(seq 8); do
@@ -153,6 +186,29 @@ served() {
   check "$label-total-after" 0 '"total":\{"\$int64":"2000"\}' \
     s --api_key=bank-key run --tenant=bank2 audit:total
 
+  # Rendezvous: only the dead runner's tenant moved; the bystander stayed. Restarted on its
+  # port, the runner is back in the ranking once the server's health watch sees it, and gets
+  # back its tenant, and nothing else.
+  local moved
+  moved=$(owner bank2)
+  verdict "$label-tenant-moved-while-down" grep -Eqv "^($victim|failed|none)$" <<<"$moved"
+  verdict "$label-bystander-stayed-while-down" [ "$(owner "$bystander")" = "$bystander_runner" ]
+  start_runner "$victim" "$db" "${ports[$victim]}"
+  local back=0
+  for _ in $(seq 100); do
+    if fetch "$metrics_port" /metrics |
+      grep -q "^txfn_remote_runner_healthy{runner=\"127.0.0.1:${ports[$victim]}\"} 1"; then
+      back=1
+      break
+    fi
+    sleep 0.05
+  done
+  verdict "$label-restarted-runner-healthy-again" [ "$back" = 1 ]
+  verdict "$label-tenant-back-on-restarted-runner" [ "$(owner bank2)" = "$victim" ]
+  verdict "$label-bystander-never-moved" [ "$(owner "$bystander")" = "$bystander_runner" ]
+  # The restarted process itself served it (its own metrics; it started from zero).
+  check "$label-restarted-runner-ran" 0 '^txfn_runner_runs_total 1$' fetch "${mports[$victim]}" /metrics
+
   check "$label-submit" 0 '^[0-9a-f-]{36}$' s --api_key=bank-key submit --tenant=bank2 \
     transfers:transfer "{\"from\": \"$a\", \"to\": \"$b\", \"amount\": 1}"
   local id=$last state=""
@@ -165,9 +221,10 @@ served() {
     echo "FAIL $label-submitted-call-ran:"; echo "$state"; failures=$((failures + 1)); fi
   check "$label-call-other-tenant" 1 'no call' s --api_key=other-key call "$id"
 
-  # Metrics: the engine's and the Functions service's, in Prometheus text format.
-  local metrics_port
-  metrics_port=$(sed -n 's/^metrics on port \([0-9]*\)$/\1/p' "$tmp/serve-$label.out")
+  # Metrics: the engine's, the remote runners' and the Functions service's, in Prometheus
+  # text format.
+  check "$label-metrics-runners" 0 'txfn_remote_runner_failures_total\{runner="[0-9.:]+"\} [1-9]' \
+    fetch "$metrics_port" /metrics
   check "$label-metrics-engine" 0 '^txfn_mutations_total [1-9]' fetch "$metrics_port" /metrics
   check "$label-metrics-rpc" 0 'txfn_rpc_seconds_bucket\{le="\+Inf",method="query"\} [1-9]' \
     fetch "$metrics_port" /metrics

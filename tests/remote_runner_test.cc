@@ -2,6 +2,11 @@
 // runner servers (in this process, over real gRPC) reading the same storage.
 #include "txfn/remote_runner.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <map>
 #include <memory>
@@ -52,6 +57,7 @@ export const broke = query(async () => {
   const e = new Error("no funds"); e.data = { code: "NO_FUNDS" }; throw e;
 });
 export const act = action(async () => 1);
+export const spin = query(async () => { for (;;) {} });
 )JS";
 
 std::map<std::string, std::string> Bank(const std::string& version) {
@@ -116,6 +122,7 @@ class RemoteRunnerTest : public ::testing::Test {
   void Load(const std::vector<std::string>& tenants, int threads, int calls_per_thread) {
     std::atomic<int> failures{0};
     std::vector<std::thread> clients;
+    clients.reserve(threads);
     for (int t = 0; t < threads; ++t) {
       clients.emplace_back([&, t] {
         absl::BitGen gen;
@@ -144,6 +151,7 @@ class RemoteRunnerTest : public ::testing::Test {
   }
   std::vector<std::string> Tenants(int n) {
     std::vector<std::string> out;
+    out.reserve(n);
     for (int i = 0; i < n; ++i) out.push_back("t" + std::to_string(i));
     return out;
   }
@@ -225,6 +233,7 @@ TEST_F(RemoteRunnerTest, ConcurrentFirstRunsOfATenantLoadItsMetadataOnce) {
     absl::SleepFor(absl::Milliseconds(20));
   }
   std::vector<std::thread> clients;
+  clients.reserve(8);
   for (int c = 0; c < 8; ++c) {
     clients.emplace_back([&] { EXPECT_EQ(Total("t"), kAccounts * kBalance); });
   }
@@ -335,6 +344,146 @@ TEST_F(RemoteRunnerTest, WithLocalFallbackTheEngineRunsWhatNoRunnerCanTake) {
   ASSERT_TRUE(moved.ok()) << moved.status();
   EXPECT_EQ(moved->value, Value::Bool(true));
   EXPECT_EQ(Total("t"), kAccounts * kBalance);
+}
+
+// A run's deadline goes with it: the runner stops the function there (not at its 1 s CPU
+// limit), the caller hears DeadlineExceeded, and nobody blames the runner.
+TEST_F(RemoteRunnerTest, ARunStopsAtItsDeadlineOnTheRunner) {
+  StartServers(1);
+  OpenEngine();
+  CreateBank("t");
+  auto snapshot = engine_->Latest("t");
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  absl::Time start = absl::Now();
+  RunResult r = remote_->Run(
+      *snapshot, RunRequest{.function = "bank:spin", .deadline = start + absl::Milliseconds(200)});
+  absl::Duration took = absl::Now() - start;
+  EXPECT_EQ(r.status.code(), absl::StatusCode::kDeadlineExceeded) << r.status;
+  EXPECT_GE(took, absl::Milliseconds(190));
+  EXPECT_LT(took, absl::Milliseconds(800));
+  // The runner's side ended at the deadline too: DeadlineExceeded, not its CPU limit.
+  for (int i = 0; i < 100 && servers_[0]->stats().past_deadline == 0; ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_EQ(servers_[0]->stats().past_deadline, 1u);
+  RemoteRunnerStats stats = remote_->stats();
+  EXPECT_EQ(stats.retries, 0u);
+  EXPECT_TRUE(stats.runners[0].healthy);
+  EXPECT_EQ(stats.runners[0].failures, 0u);
+
+  // Passed already: not even sent.
+  const uint64_t runs = servers_[0]->stats().runs;
+  r = remote_->Run(*snapshot, RunRequest{.function = "bank:total",
+                                         .deadline = absl::Now() - absl::Milliseconds(1)});
+  EXPECT_EQ(r.status.code(), absl::StatusCode::kDeadlineExceeded) << r.status;
+  EXPECT_THAT(std::string(r.status.message()), HasSubstr("before it was sent"));
+  EXPECT_EQ(servers_[0]->stats().runs, runs);
+
+  // Through the engine: a query's deadline reaches the runner; a mutation past its deadline
+  // does not run.
+  start = absl::Now();
+  auto q = engine_->Query("t", "bank:spin", Value(),
+                          QueryOptions{.deadline = start + absl::Milliseconds(200)});
+  EXPECT_EQ(q.status().code(), absl::StatusCode::kDeadlineExceeded) << q.status();
+  EXPECT_LT(absl::Now() - start, absl::Milliseconds(800));
+  auto m = engine_->Mutation("t", "bank:transfer",
+                             Args({{"from", Value::String("o0")},
+                                   {"to", Value::String("o1")},
+                                   {"amount", Value::Int64(5)}}),
+                             MutationOptions{.deadline = absl::Now() - absl::Milliseconds(1)});
+  EXPECT_EQ(m.status().code(), absl::StatusCode::kDeadlineExceeded) << m.status();
+  EXPECT_EQ(Total("t"), kAccounts * kBalance);
+  auto fine = engine_->Query("t", "bank:total", Value(),
+                             QueryOptions{.deadline = absl::Now() + absl::Seconds(30)});
+  ASSERT_TRUE(fine.ok()) << fine.status();
+}
+
+// A listening socket that never accepts: gRPC connects and then waits for a server that
+// never speaks, so an RPC to it hangs until its deadline — a stuck runner.
+class BlackHole {
+ public:
+  BlackHole() {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(addr);
+    if (fd_ < 0 || bind(fd_, reinterpret_cast<sockaddr*>(&addr), len) != 0 ||
+        listen(fd_, 64) != 0 || getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+      ADD_FAILURE() << "cannot listen on a loopback port";
+      return;
+    }
+    address_ = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  }
+  ~BlackHole() {
+    if (fd_ >= 0) close(fd_);
+  }
+  BlackHole(const BlackHole&) = delete;
+  BlackHole& operator=(const BlackHole&) = delete;
+  const std::string& address() const { return address_; }
+
+ private:
+  int fd_ = -1;
+  std::string address_;
+};
+
+TEST_F(RemoteRunnerTest, FailoverNeverRetriesPastTheDeadline) {
+  BlackHole stuck;
+  StartServers(1);
+  addresses_.insert(addresses_.begin(), stuck.address());
+  // A tenant that ranks the stuck runner first, set up without the runners.
+  std::string tenant;
+  for (const auto& [t, address] : FirstChoices(Tenants(16))) {
+    if (address == stuck.address()) tenant = t;
+  }
+  ASSERT_FALSE(tenant.empty());
+  EngineOptions local_options;
+  local_options.scheduler.workers = 1;
+  auto local = Engine::Open(storage_, std::move(local_options));
+  ASSERT_TRUE(local.ok()) << local.status();
+  ASSERT_TRUE((*local)->CreateTenant(tenant).ok());
+  ASSERT_TRUE((*local)->DeployJson(tenant, Bank("v1"), kSchema).ok());
+  auto snapshot = (*local)->Latest(tenant);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  auto remote_with = [&](absl::Duration attempt_timeout) {
+    RemoteRunnerOptions options;
+    for (const std::string& a : addresses_) options.runners.push_back({a});
+    options.attempt_timeout = attempt_timeout;
+    options.max_attempts = 3;
+    auto remote = RemoteRunner::Create(std::move(options));
+    EXPECT_TRUE(remote.ok()) << remote.status();
+    return *std::move(remote);
+  };
+
+  // The deadline comes before the attempt's timeout: the stuck attempt ends at the deadline,
+  // DeadlineExceeded, not retried on the healthy runner, and the stuck runner is not blamed.
+  std::shared_ptr<RemoteRunner> remote = remote_with(absl::Seconds(10));
+  absl::Time start = absl::Now();
+  RunResult r = remote->Run(
+      *snapshot, RunRequest{.function = "bank:total", .deadline = start + absl::Milliseconds(300)});
+  absl::Duration took = absl::Now() - start;
+  EXPECT_EQ(r.status.code(), absl::StatusCode::kDeadlineExceeded) << r.status;
+  EXPECT_GE(took, absl::Milliseconds(290));
+  EXPECT_LT(took, absl::Seconds(2));
+  RemoteRunnerStats stats = remote->stats();
+  EXPECT_EQ(stats.retries, 0u);
+  EXPECT_EQ(stats.runners[0].failures, 0u);
+  EXPECT_TRUE(stats.runners[0].healthy);
+  EXPECT_EQ(stats.runners[1].runs, 0u);
+
+  // The attempt's timeout comes first: the run fails over within its deadline.
+  remote = remote_with(absl::Milliseconds(200));
+  start = absl::Now();
+  r = remote->Run(*snapshot,
+                  RunRequest{.function = "bank:total", .deadline = start + absl::Seconds(5)});
+  ASSERT_TRUE(r.status.ok()) << r.status;
+  EXPECT_EQ(r.value, Value::Int64(0));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(2));
+  stats = remote->stats();
+  EXPECT_EQ(stats.retries, 1u);
+  EXPECT_EQ(stats.runners[0].failures, 1u);
+  EXPECT_FALSE(stats.runners[0].healthy);
+  EXPECT_EQ(stats.runners[1].runs, 1u);
 }
 
 TEST(RemoteRunnerOptionsTest, BadOptionsAreInvalidArgument) {

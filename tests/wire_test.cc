@@ -105,7 +105,7 @@ TEST(Wire, RunRequestRoundTrips) {
   request.run.limits.document.max_nesting_depth = 3;
   request.snapshot_ts = 1'700'000'000'123'456'789ULL;
   request.metadata_version = 42;
-  request.deadline = absl::FromUnixMicros(1'700'000'001'000'001);
+  request.run.deadline = absl::FromUnixMicros(1'700'000'001'000'001);
   absl::StatusOr<RemoteRunRequest> back = DecodeRunRequest(EncodeRunRequest(request));
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(back->tenant, "acme");
@@ -119,14 +119,20 @@ TEST(Wire, RunRequestRoundTrips) {
   EXPECT_EQ(back->run.limits.document.max_nesting_depth, 3);
   EXPECT_EQ(back->snapshot_ts, request.snapshot_ts);
   EXPECT_EQ(back->metadata_version, 42u);
-  EXPECT_EQ(back->deadline, request.deadline);
+  EXPECT_EQ(back->run.deadline, request.run.deadline);
 
-  request.deadline = absl::InfiniteFuture();
+  request.run.deadline = absl::InfiniteFuture();
   request.run.kind = FunctionKind::kAction;
   back = DecodeRunRequest(EncodeRunRequest(request));
   ASSERT_TRUE(back.ok()) << back.status();
-  EXPECT_EQ(back->deadline, absl::InfiniteFuture());
+  EXPECT_EQ(back->run.deadline, absl::InfiniteFuture());
   EXPECT_EQ(back->run.kind, FunctionKind::kAction);
+
+  // The epoch would encode as 0, "none": it stays a deadline long passed.
+  request.run.deadline = absl::UnixEpoch();
+  back = DecodeRunRequest(EncodeRunRequest(request));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_LT(back->run.deadline, absl::UnixEpoch() + absl::Milliseconds(1));
 }
 
 TEST(Wire, RunResultRoundTripsWithStatusPayloads) {
@@ -236,7 +242,7 @@ TEST(Wire, OlderMessagesReadWithTheDefaultsTheirWritersMeant) {
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_TRUE(r->run.args.is_null());
   EXPECT_EQ(r->run.kind, FunctionKind::kQuery);
-  EXPECT_EQ(r->deadline, absl::InfiniteFuture());
+  EXPECT_EQ(r->run.deadline, absl::InfiniteFuture());
   EXPECT_EQ(r->run.limits.max_documents_read, TransactionLimits().max_documents_read);
   EXPECT_EQ(r->run.limits.document.max_nesting_depth, DocumentLimits().max_nesting_depth);
 

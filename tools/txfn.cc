@@ -263,7 +263,9 @@ enum class EngineRole {
   kServer,  // `serve`: runs the queued calls of every tenant
 };
 
-absl::StatusOr<std::unique_ptr<Engine>> OpenEngine(EngineRole role) {
+// `executor_metrics`, if not null, is set to append the remote runners' metrics (--runners).
+absl::StatusOr<std::unique_ptr<Engine>> OpenEngine(
+    EngineRole role, std::function<void(MetricsText*)>* executor_metrics = nullptr) {
   EngineOptions options;
   if (role == EngineRole::kClient) {
     options.scheduler.workers = 1;
@@ -279,7 +281,14 @@ absl::StatusOr<std::unique_ptr<Engine>> OpenEngine(EngineRole role) {
     for (absl::string_view address : absl::StrSplit(runners, ',', absl::SkipEmpty())) {
       remote.runners.push_back({std::string(address)});
     }
-    TXFN_ASSIGN_OR_RETURN(options.executor, RemoteRunner::Create(std::move(remote)));
+    TXFN_ASSIGN_OR_RETURN(std::shared_ptr<RemoteRunner> runners_client,
+                          RemoteRunner::Create(std::move(remote)));
+    if (executor_metrics != nullptr) {
+      *executor_metrics = [runners_client](MetricsText* text) {
+        runners_client->AppendMetrics(text);
+      };
+    }
+    options.executor = std::move(runners_client);
     options.executor_falls_back_to_local = false;  // --runners means there, or not at all
 #else
     return absl::UnimplementedError("--runners: this txfn was built without remote runners");
@@ -599,10 +608,12 @@ int Serve(const sigset_t& stop_signals) {
   const bool tty = isatty(STDERR_FILENO) == 1;
   const absl::Duration every =
       tty ? absl::Seconds(1) : absl::Seconds(absl::GetFlag(FLAGS_status_every));
-  absl::StatusOr<std::unique_ptr<Engine>> opened = OpenEngine(EngineRole::kServer);
+  // What the metrics endpoint adds to the engine's metrics: the remote runners' (where the
+  // runs go) and the Functions service's.
+  std::function<void(MetricsText*)> runner_metrics = [](MetricsText*) {};
+  absl::StatusOr<std::unique_ptr<Engine>> opened = OpenEngine(EngineRole::kServer, &runner_metrics);
   if (!opened.ok()) return Fail(opened.status());
   Engine& engine = **opened;
-  // What the metrics endpoint adds to the engine's metrics (the Functions service's).
   std::function<void(MetricsText*)> more_metrics = [](MetricsText*) {};
 #ifdef TXFN_TOOLS_REMOTE
   std::unique_ptr<FunctionsServer> api;
@@ -628,9 +639,10 @@ int Serve(const sigset_t& stop_signals) {
   std::unique_ptr<MetricsHttpServer> metrics;
   if (const std::string listen = absl::GetFlag(FLAGS_metrics); !listen.empty()) {
     absl::StatusOr<std::unique_ptr<MetricsHttpServer>> started =
-        MetricsHttpServer::Start(listen, [&engine, &more_metrics] {
+        MetricsHttpServer::Start(listen, [&engine, &runner_metrics, &more_metrics] {
           MetricsText text;
           AppendEngineMetrics(engine, &text);
+          runner_metrics(&text);
           more_metrics(&text);
           return text.text();
         });

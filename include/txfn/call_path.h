@@ -65,10 +65,12 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "txfn/call_records.h"
 #include "txfn/function_runner.h"
 #include "txfn/idempotency.h"
@@ -106,6 +108,17 @@ struct MutationOptions {
   // Another record with the same effect (the engine's queued calls use it).
   // At most one of the two may be set (InvalidArgument otherwise).
   std::shared_ptr<const CompletionRecord> completion;
+  // When the caller stops waiting (InfiniteFuture: never). Every run gets it
+  // (RunRequest::deadline: stopped there, DeadlineExceeded) and no run
+  // starts after it, so conflict retries end there too. A commit already
+  // under way is not stopped: DeadlineExceeded never hides a commit.
+  absl::Time deadline = absl::InfiniteFuture();
+};
+
+// Per-call options of a query.
+struct QueryOptions {
+  // As MutationOptions::deadline.
+  absl::Time deadline = absl::InfiniteFuture();
 };
 
 // The outcome of a call.
@@ -158,7 +171,8 @@ class CallPath {
 
   // `function` is "path/to/module:export". Blocks until done.
   [[nodiscard]] absl::StatusOr<CallResult> Query(OpenTenant& tenant, std::string_view function,
-                                                 const Value& args);
+                                                 const Value& args,
+                                                 const QueryOptions& options = {});
   [[nodiscard]] absl::StatusOr<CallResult> Mutation(OpenTenant& tenant, std::string_view function,
                                                     const Value& args,
                                                     const MutationOptions& options = {});
@@ -169,7 +183,12 @@ class CallPath {
   // handle is kept until `done` has run.
   [[nodiscard]] absl::Status QueryAsync(std::shared_ptr<OpenTenant> tenant,
                                         std::string_view function, const Value& args,
-                                        Callback done);
+                                        Callback done) {
+    return QueryAsync(std::move(tenant), function, args, QueryOptions{}, std::move(done));
+  }
+  [[nodiscard]] absl::Status QueryAsync(std::shared_ptr<OpenTenant> tenant,
+                                        std::string_view function, const Value& args,
+                                        const QueryOptions& options, Callback done);
   [[nodiscard]] absl::Status MutationAsync(std::shared_ptr<OpenTenant> tenant,
                                            std::string_view function, const Value& args,
                                            const MutationOptions& options, Callback done);

@@ -41,6 +41,18 @@
 // outcome and the tenant's later mutations with Unavailable. To retry such a
 // call safely, give it an idempotency key (MutationOptions).
 //
+// Deadlines. A query or mutation may carry its caller's deadline
+// (QueryOptions / MutationOptions::deadline; txfn serve uses the client's
+// gRPC deadline): each run gets it as RunRequest::deadline — stopped there
+// with DeadlineExceeded, locally or on a remote runner — and no mutation run
+// (a conflict retry included) starts after it. A queued call's deadline
+// (CallOptions::deadline) is another thing: the time by which it should have
+// run, on the engine's injected clock, enforced by the scheduler (a call not
+// started by then is dead-lettered). Its runs get no RunRequest::deadline: a
+// call that started in time runs to completion under its time limits, and
+// being cut off near its deadline would only turn a late success into a
+// failure that is retried or dead-lettered anyway.
+//
 // Version retention. Every retention_interval a background thread drops, for
 // every tenant, the versions no snapshot taken in the last version_retention
 // can see (Storage::ApplyRetention: the horizon is the newest commit older
@@ -382,14 +394,21 @@ class Engine {
 
   // ---- Calls ----
   // `function` is "path/to/module:export". Blocks until done.
+  [[nodiscard]] absl::StatusOr<CallResult> Query(std::string_view tenant, std::string_view function,
+                                                 const Value& args) {
+    return Query(tenant, function, args, QueryOptions{});
+  }
+  // With options (a deadline: QueryOptions, txfn/call_path.h).
   [[nodiscard]] virtual absl::StatusOr<CallResult> Query(std::string_view tenant,
                                                          std::string_view function,
-                                                         const Value& args) = 0;
+                                                         const Value& args,
+                                                         const QueryOptions& options) = 0;
   [[nodiscard]] absl::StatusOr<CallResult> Mutation(std::string_view tenant,
                                                     std::string_view function, const Value& args) {
     return Mutation(tenant, function, args, MutationOptions{});
   }
-  // With options (an idempotency key; InvalidArgument for a bad one).
+  // With options (an idempotency key, InvalidArgument for a bad one; a
+  // deadline: MutationOptions, txfn/call_path.h).
   [[nodiscard]] virtual absl::StatusOr<CallResult> Mutation(std::string_view tenant,
                                                             std::string_view function,
                                                             const Value& args,
@@ -397,8 +416,13 @@ class Engine {
   // Callback forms: `done` runs exactly once, on a txfn thread, unless the
   // call is refused at once (unknown tenant, full queue: then the status is
   // returned and `done` never runs).
+  [[nodiscard]] absl::Status QueryAsync(std::string_view tenant, std::string_view function,
+                                        const Value& args, Callback done) {
+    return QueryAsync(tenant, function, args, QueryOptions{}, std::move(done));
+  }
   [[nodiscard]] virtual absl::Status QueryAsync(std::string_view tenant, std::string_view function,
-                                                const Value& args, Callback done) = 0;
+                                                const Value& args, const QueryOptions& options,
+                                                Callback done) = 0;
   [[nodiscard]] absl::Status MutationAsync(std::string_view tenant, std::string_view function,
                                            const Value& args, Callback done) {
     return MutationAsync(tenant, function, args, MutationOptions{}, std::move(done));

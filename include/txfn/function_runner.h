@@ -232,6 +232,14 @@ struct RunRequest {
   // seed then draw the same ids, and the second insert of one conflicts.
   bool deterministic_ids = false;
   TransactionLimits limits;
+  // When the caller stops waiting for the result (InfiniteFuture: never). A run still going
+  // then is stopped like one at its wall-clock limit, so the limit that applies is the
+  // earlier of the two; one that has not started by then does not start. Either way the run
+  // fails with DeadlineExceeded ("function F passed its deadline"), not ResourceExhausted:
+  // the function did nothing wrong, its caller gave up. A RemoteRunner sends it to the
+  // runner (which enforces it there too) and never retries past it. Wall-clock time
+  // (absl::Now), not an injected clock: it bounds real waiting.
+  absl::Time deadline = absl::InfiniteFuture();
   // kAction: what its ctx reaches (null: ctx.runQuery and the others fail
   // with FailedPrecondition). An action runs against a read-only transaction
   // (for its modules only: its ctx has no db), its Date.now() is the real
@@ -284,15 +292,27 @@ struct ModuleCacheStats {
 class FunctionExecutor {
  public:
   virtual ~FunctionExecutor() = default;
-  // Runs `request` against a new Transaction at `snapshot`; blocks until it finished. Every
-  // failure is in RunResult::status.
-  virtual RunResult Run(std::shared_ptr<const Snapshot> snapshot, RunRequest request) = 0;
-  // The same without blocking: `done` runs once, on a thread of the executor's, with the
-  // result. If the executor refuses the request, `done` is not called and the refusal
-  // (ResourceExhausted) is returned.
+  // Runs `request` against a new Transaction at `snapshot` without blocking: `done` runs
+  // once, on a thread of the executor's, with the result. If the executor refuses the
+  // request, `done` is not called and the refusal (ResourceExhausted, or Unavailable when
+  // the executor has nowhere to run it) is returned.
   [[nodiscard]] virtual absl::Status RunAsync(std::shared_ptr<const Snapshot> snapshot,
                                               RunRequest request,
                                               std::function<void(RunResult)> done) = 0;
+  // RunAsync for a caller with somewhere else to go: when the executor refuses, `request`
+  // and `done` are left as they were, so the caller can hand them on without having copied
+  // them (the engine's fallback to its own runner); when it accepts, it has taken them. The
+  // default copies them for RunAsync; an executor that decides before it takes them
+  // (RemoteRunner) overrides it.
+  [[nodiscard]] virtual absl::Status TryRunAsync(std::shared_ptr<const Snapshot> snapshot,
+                                                 RunRequest& request,
+                                                 std::function<void(RunResult)>& done) {
+    return RunAsync(std::move(snapshot), request, done);
+  }
+  // RunAsync, then waits for `done`: every executor blocks the same way, so this is not
+  // virtual. Every failure, a refusal included, is in RunResult::status. Must not be called
+  // from a thread the executor needs to finish the run (e.g. inside another run's `done`).
+  RunResult Run(std::shared_ptr<const Snapshot> snapshot, RunRequest request);
 };
 
 class FunctionRunner : public FunctionExecutor {
@@ -305,12 +325,10 @@ class FunctionRunner : public FunctionExecutor {
 
   // Runs `request` against a new Transaction at `snapshot` (read-only for a
   // query, id_seed = request.seed) on one of the scheduler's isolates of
-  // snapshot->tenant(); blocks until it finished.
-  RunResult Run(std::shared_ptr<const Snapshot> snapshot, RunRequest request) override;
-
-  // The same without blocking: `done` runs once, on a scheduler thread, with
-  // the result. If the scheduler refuses the request, `done` is not called
-  // and the refusal (ResourceExhausted) is returned.
+  // snapshot->tenant(): `done` runs once, on a scheduler thread, with the
+  // result. If the scheduler refuses the request, `done` is not called and
+  // the refusal (ResourceExhausted) is returned. Run (FunctionExecutor) is
+  // the blocking form.
   [[nodiscard]] absl::Status RunAsync(std::shared_ptr<const Snapshot> snapshot, RunRequest request,
                                       std::function<void(RunResult)> done) override;
 

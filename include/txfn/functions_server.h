@@ -13,6 +13,9 @@
 // UNAUTHENTICATED; another tenant's key, or a tenant key for Deploy: PERMISSION_DENIED.
 // Either way the engine is not called. Keys are compared in constant time.
 //
+// A Query's or Mutation's gRPC deadline (the client's timeout) becomes the call's deadline
+// (QueryOptions / MutationOptions::deadline): its runs stop there, also on remote runners.
+//
 // Thread safety: every method may be called from any thread. The engine must outlive the
 // server.
 #ifndef TXFN_FUNCTIONS_SERVER_H_

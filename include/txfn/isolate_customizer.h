@@ -63,7 +63,8 @@ class IsolateLease;
 struct RequestUsage {
   absl::Duration cpu;   // the worker thread's CPU time during the item
   absl::Duration wall;  // from the item's start to its return
-  // The limit that stopped the item ("cpu time", "wall time", "heap"), or
+  // The limit that stopped the item ("cpu time", "wall time", "heap",
+  // "deadline"), or
   // empty if none did.
   std::string exceeded_limit;
 };

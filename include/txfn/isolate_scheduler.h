@@ -111,8 +111,9 @@ class IsolateLease {
   virtual IsolateData* data() = 0;
   virtual void set_data(std::unique_ptr<IsolateData> data) = 0;
   // Whether the watchdog or the heap-limit callback stopped this request, and
-  // which limit ("cpu time", "wall time" or "heap"); the runner turns this
-  // into ResourceExhausted naming the limit. Thread-safe (the watchdog sets it).
+  // which limit ("cpu time", "wall time", "heap", or "deadline" for StopAt's);
+  // the runner turns this into ResourceExhausted naming the limit
+  // (DeadlineExceeded for "deadline"). Thread-safe (the watchdog sets it).
   virtual bool limit_exceeded() const = 0;
   virtual std::string exceeded_limit() const = 0;
   // Checks what V8 does not check by itself until its next garbage
@@ -128,6 +129,11 @@ class IsolateLease {
   virtual uint64_t array_buffers_refused() const { return 0; }
   // The isolate's ArrayBuffer limit, for messages; 0 when unknown.
   virtual size_t array_buffer_limit_bytes() const { return 0; }
+  // Stops this request at `deadline` (wall clock) too, the way the watchdog
+  // stops one at its wall-clock limit, with exceeded_limit() "deadline": the
+  // caller's deadline, when it comes before the limits. For the work item to
+  // call as it starts; InfiniteFuture changes nothing. (Test leases ignore it.)
+  virtual void StopAt(absl::Time deadline) {}
   // Asks the scheduler to dispose of this isolate after the item (e.g. it is
   // in an unknown state).
   virtual void Discard() = 0;
@@ -222,6 +228,7 @@ struct IsolateSchedulerStats {
   uint64_t rejected_tenant_cap = 0;     // of rejected
   uint64_t terminated_cpu = 0;          // requests stopped at their CPU limit
   uint64_t terminated_wall = 0;         // requests stopped at their wall-clock limit
+  uint64_t terminated_deadline = 0;     // requests stopped at their caller's deadline (StopAt)
   uint64_t terminated_heap = 0;         // requests stopped at their isolate's heap limit
   uint64_t abandoned = 0;  // stopped requests that did not return in time (see abandon_grace)
   int live_isolates = 0;

@@ -18,6 +18,12 @@
 //   txfn::EngineOptions engine_options;
 //   engine_options.executor = remote;  // storage must be shared with the runners
 //
+// Deadlines: RunRequest::deadline travels with the run (the runner stops the function
+// there) and is the gRPC deadline of every attempt, so a failover never waits past it; an
+// attempt it cut short does not count against its runner, and a run whose deadline passed is
+// not retried (nor sent, if it passed before). Without one, each attempt gets
+// `attempt_timeout`.
+//
 // What a run's result says: the function's outcome is RunResult::status as a local runner
 // would give it; when no runner could run it, Unavailable ("no runner answered ...") after
 // the attempts, or DeadlineExceeded when the request's deadline passed. Actions are refused
@@ -36,6 +42,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "txfn/function_runner.h"
+#include "txfn/metrics.h"
 
 namespace txfn {
 
@@ -48,7 +55,7 @@ struct RemoteRunnerOptions {
   int max_in_flight_per_runner = 32;
   // Runners tried per run (the first included).
   int max_attempts = 3;
-  // Each attempt's timeout when the request has no earlier deadline.
+  // Each attempt's timeout when the request's deadline (RunRequest::deadline) is later.
   absl::Duration attempt_timeout = absl::Seconds(30);
   // How often runners taken out of the ranking are checked.
   absl::Duration health_interval = absl::Milliseconds(100);
@@ -81,13 +88,21 @@ class RemoteRunner : public FunctionExecutor {
   RemoteRunner(const RemoteRunner&) = delete;
   RemoteRunner& operator=(const RemoteRunner&) = delete;
 
-  RunResult Run(std::shared_ptr<const Snapshot> snapshot, RunRequest request) override;
   // Refuses (ResourceExhausted) when every runner is at its cap, Unavailable when none is
   // healthy; then `done` is not called.
   [[nodiscard]] absl::Status RunAsync(std::shared_ptr<const Snapshot> snapshot, RunRequest request,
                                       std::function<void(RunResult)> done) override;
+  // Decides before it takes `request` and `done`: a refusal leaves them as they were.
+  [[nodiscard]] absl::Status TryRunAsync(std::shared_ptr<const Snapshot> snapshot,
+                                         RunRequest& request,
+                                         std::function<void(RunResult)>& done) override;
 
   RemoteRunnerStats stats() const;
+  // stats() as Prometheus metrics, per runner (label runner="host:port"):
+  // txfn_remote_runner_healthy, _in_flight (gauges), _runs_total, _failures_total, and
+  // txfn_remote_runner_retries_total. Shows where a host's runs go, and when a restarted
+  // runner is back in the ranking.
+  void AppendMetrics(MetricsText* out) const;
 
  private:
   class Impl;

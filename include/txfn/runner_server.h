@@ -8,7 +8,8 @@
 // compiled modules (the FunctionRunner's module cache, keyed by source) and tenant metadata
 // (keyed by TenantMetadata::fingerprint, which the request carries) are caches, so any
 // server can serve any request, and a request naming metadata the server has not seen
-// loads it at the request's timestamp.
+// loads it at the request's timestamp. A request's deadline (RunRequest::deadline, sent by the
+// backend) is enforced here too: the function is stopped there, DeadlineExceeded.
 //
 //   txfn::RunnerServerOptions options;
 //   options.listen = "127.0.0.1:7401";
@@ -45,13 +46,16 @@ struct RunnerServerOptions {
   // max_in_flight_per_tenant 0 means no cap beyond the queue) and runner.
   IsolateSchedulerOptions scheduler;
   FunctionRunnerOptions runner;
-  // Tenants whose metadata is kept decoded; past it the least recently used is dropped.
+  // Tenant metadata versions kept decoded (an AsyncLruCache keyed by tenant and fingerprint;
+  // past it the least recently used go, per cache shard, so a redeployed tenant's old
+  // version ages out).
   size_t metadata_cache_tenants = 4096;
 };
 
 struct RunnerServerStats {
   uint64_t runs = 0;            // answered with a RunResult (the function ok or not)
   uint64_t refused = 0;         // answered with a gRPC error (full, draining, malformed)
+  uint64_t past_deadline = 0;   // of runs: DeadlineExceeded (the request's deadline passed)
   uint64_t metadata_hits = 0;   // a request's metadata found decoded
   uint64_t metadata_loads = 0;  // read from storage at the request's timestamp
   ModuleCacheStats modules;

@@ -39,15 +39,15 @@ namespace txfn {
 inline constexpr uint32_t kWireVersion = 1;
 
 // What a backend asks a runner to do: run `run` read-only against the tenant's data at
-// `snapshot_ts`. `run.action_host` does not travel (actions run where their host is).
+// `snapshot_ts`, by `run.deadline`. `run.action_host` does not travel (actions run where
+// their host is).
 struct RemoteRunRequest {
   std::string tenant;
   RunRequest run;
   Timestamp snapshot_ts = 0;
   // The tenant's metadata version the backend saw (a runner with an older one refreshes).
   uint64_t metadata_version = 0;
-  // When the caller stops waiting; InfiniteFuture = none. Sent with microsecond precision.
-  absl::Time deadline = absl::InfiniteFuture();
+  // (The deadline is run.deadline, sent with microsecond precision.)
 };
 
 // A Value alone, as the wire's Value message.

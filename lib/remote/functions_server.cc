@@ -4,6 +4,7 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
@@ -227,10 +228,16 @@ class FunctionsServer::Impl final : public v1::Functions::Service {
     }
     absl::StatusOr<Value> args = ArgsOf(request.has_args(), request.args());
     if (!args.ok()) return ToGrpcStatus(args.status());
+    // The client's deadline is the call's: runs stop there, and no retry starts after it.
+    const absl::Time deadline = context->deadline() == std::chrono::system_clock::time_point::max()
+                                    ? absl::InfiniteFuture()
+                                    : absl::FromChrono(context->deadline());
     absl::StatusOr<CallResult> result =
         mutation ? engine_.Mutation(request.tenant(), request.function(), *args,
-                                    MutationOptions{.idempotency_key = request.idempotency_key()})
-                 : engine_.Query(request.tenant(), request.function(), *args);
+                                    MutationOptions{.idempotency_key = request.idempotency_key(),
+                                                    .deadline = deadline})
+                 : engine_.Query(request.tenant(), request.function(), *args,
+                                 QueryOptions{.deadline = deadline});
     if (!result.ok() && (absl::IsInternal(result.status()) || absl::IsDataLoss(result.status()))) {
       Log(LogLevel::kError,
           StrCat(request.tenant(), " ", request.function(), ": ", result.status().ToString()));

@@ -4,11 +4,12 @@
 
 #include <atomic>
 #include <deque>
+#include <optional>
+#include <string_view>
 #include <thread>
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
-#include "absl/synchronization/notification.h"
 #include "lib/remote/grpc_util.h"
 #include "lib/wire/wire_proto.h"
 #include "txfn/internal/mutex.h"
@@ -101,8 +102,9 @@ class RemoteRunner::Impl {
     return absl::OkStatus();
   }
 
-  absl::Status RunAsync(const std::shared_ptr<const Snapshot>& snapshot, RunRequest request,
-                        std::function<void(RunResult)> done) {
+  // Refuses without touching `request` and `done`, so a caller can run them elsewhere.
+  absl::Status TryRunAsync(const std::shared_ptr<const Snapshot>& snapshot, RunRequest& request,
+                           std::function<void(RunResult)>& done) {
     if (request.kind == FunctionKind::kAction) {
       return absl::InvalidArgumentError(
           StrCat("RemoteRunner: ", request.function, " is an action; run actions locally"));
@@ -110,6 +112,13 @@ class RemoteRunner::Impl {
     auto call = std::make_shared<Call>();
     call->tenant = snapshot->tenant();
     call->function = request.function;
+    call->deadline = request.deadline;
+    std::optional<Router::Lease> lease;
+    if (absl::Now() < call->deadline) {
+      absl::StatusOr<Router::Lease> acquired = Acquire(*call);
+      if (!acquired.ok()) return acquired.status();
+      lease = *std::move(acquired);
+    }
     call->done = std::move(done);
     RemoteRunRequest remote{.tenant = snapshot->tenant(),
                             .run = std::move(request),
@@ -120,9 +129,12 @@ class RemoteRunner::Impl {
       internal::MutexLock lock(&mu_);
       ++in_flight_;
     }
-    absl::Status started = StartAttempt(call);
-    if (!started.ok()) EndCall();
-    return started;
+    if (!lease.has_value()) {  // passed its deadline already: no runner can help
+      Post([this, call] { Finish(*call, PastDeadline(*call, "before it was sent")); });
+    } else {
+      Send(call, *std::move(lease));
+    }
+    return absl::OkStatus();
   }
 
   RemoteRunnerStats stats() const {
@@ -140,6 +152,7 @@ class RemoteRunner::Impl {
   struct Call {
     std::string tenant;
     std::string function;
+    absl::Time deadline;  // RunRequest::deadline
     std::function<void(RunResult)> done;
     v1::RunRequest request;
     int attempts = 0;
@@ -149,29 +162,28 @@ class RemoteRunner::Impl {
     v1::RunResult response;
   };
 
-  absl::Time Deadline(const Call& call) const {
-    if (call.request.deadline_unix_micros() == 0) return absl::InfiniteFuture();
-    return absl::FromUnixMicros(call.request.deadline_unix_micros());
-  }
-
-  // Sends the call to the best runner with room. An error: nothing was sent.
-  absl::Status StartAttempt(const std::shared_ptr<Call>& call) {
+  // The best runner with room for the call, or why there is none (a refusal).
+  absl::StatusOr<Router::Lease> Acquire(const Call& call) {
     absl::StatusOr<Router::Lease> lease =
         options_.routing == RemoteRunnerOptions::Routing::kRoundRobin
             ? router_.Acquire(std::to_string(round_robin_.fetch_add(1)))
-            : router_.Acquire(call->tenant);
-    if (!lease.ok()) {
-      if (router_.size() == 0) {
-        return absl::UnavailableError(
-            StrCat("RemoteRunner: no runner is healthy (", endpoints_.size(), " configured)"));
-      }
-      return absl::ResourceExhaustedError(StrCat("RemoteRunner: ", lease.status().message()));
+            : router_.Acquire(call.tenant);
+    if (lease.ok()) return lease;
+    if (router_.size() == 0) {
+      return absl::UnavailableError(
+          StrCat("RemoteRunner: no runner is healthy (", endpoints_.size(), " configured)"));
     }
+    return absl::ResourceExhaustedError(StrCat("RemoteRunner: ", lease.status().message()));
+  }
+
+  // Sends the call to the runner `lease` holds. The attempt ends by the call's deadline, so a
+  // failover never extends past it.
+  void Send(const std::shared_ptr<Call>& call, Router::Lease lease) {
     ++call->attempts;
-    call->lease = *std::move(lease);
+    call->lease = std::move(lease);
     call->context = std::make_unique<grpc::ClientContext>();
     call->context->set_deadline(
-        absl::ToChronoTime(std::min(Deadline(*call), absl::Now() + options_.attempt_timeout)));
+        absl::ToChronoTime(std::min(call->deadline, absl::Now() + options_.attempt_timeout)));
     call->response.Clear();
     std::shared_ptr<Endpoint> endpoint = call->lease.node();
     endpoint->stub->async()->Run(call->context.get(), &call->request, &call->response,
@@ -180,7 +192,11 @@ class RemoteRunner::Impl {
                                      OnAttemptDone(call, *endpoint, status);
                                    });
                                  });
-    return absl::OkStatus();
+  }
+
+  static RunResult PastDeadline(const Call& call, std::string_view detail) {
+    return Failed(absl::DeadlineExceededError(StrCat(
+        "RemoteRunner: ", call.function, " of ", call.tenant, " passed its deadline ", detail)));
   }
 
   void OnAttemptDone(const std::shared_ptr<Call>& call, Endpoint& endpoint,
@@ -197,19 +213,24 @@ class RemoteRunner::Impl {
       Finish(*call, Failed(error));
       return;
     }
-    endpoint.failures.fetch_add(1, std::memory_order_relaxed);
-    if (status.error_code() != grpc::StatusCode::RESOURCE_EXHAUSTED) MarkUnhealthy(endpoint);
-    if (absl::Now() >= Deadline(*call)) {
-      Finish(*call, Failed(absl::DeadlineExceededError(
-                        StrCat("RemoteRunner: ", call->function, " of ", call->tenant,
-                               " passed its deadline: ", error.message()))));
+    const bool past_deadline = absl::Now() >= call->deadline;
+    // An attempt cut short by the caller's deadline says nothing about its runner.
+    if (status.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED || !past_deadline) {
+      endpoint.failures.fetch_add(1, std::memory_order_relaxed);
+      if (status.error_code() != grpc::StatusCode::RESOURCE_EXHAUSTED) MarkUnhealthy(endpoint);
+    }
+    if (past_deadline) {  // never retried: its caller has stopped waiting
+      Finish(*call, PastDeadline(*call, StrCat("(", error.message(), ")")));
       return;
     }
     if (call->attempts < options_.max_attempts) {
       retries_.fetch_add(1, std::memory_order_relaxed);
-      absl::Status again = StartAttempt(call);
-      if (again.ok()) return;
-      error = again;
+      absl::StatusOr<Router::Lease> lease = Acquire(*call);
+      if (lease.ok()) {
+        Send(call, *std::move(lease));
+        return;
+      }
+      error = lease.status();
     }
     Finish(*call, Failed(absl::UnavailableError(StrCat(
                       "RemoteRunner: no runner answered ", call->function, " of ", call->tenant,
@@ -296,23 +317,44 @@ absl::StatusOr<std::shared_ptr<RemoteRunner>> RemoteRunner::Create(RemoteRunnerO
 RemoteRunner::RemoteRunner(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
 RemoteRunner::~RemoteRunner() = default;
 
-RunResult RemoteRunner::Run(std::shared_ptr<const Snapshot> snapshot, RunRequest request) {
-  absl::Notification finished;
-  RunResult out;
-  absl::Status started = impl_->RunAsync(std::move(snapshot), std::move(request), [&](RunResult r) {
-    out = std::move(r);
-    finished.Notify();
-  });
-  if (!started.ok()) return Failed(started);
-  finished.WaitForNotification();
-  return out;
-}
-
 absl::Status RemoteRunner::RunAsync(std::shared_ptr<const Snapshot> snapshot, RunRequest request,
                                     std::function<void(RunResult)> done) {
-  return impl_->RunAsync(std::move(snapshot), std::move(request), std::move(done));
+  return impl_->TryRunAsync(snapshot, request, done);
+}
+
+absl::Status RemoteRunner::TryRunAsync(std::shared_ptr<const Snapshot> snapshot,
+                                       RunRequest& request, std::function<void(RunResult)>& done) {
+  return impl_->TryRunAsync(snapshot, request, done);
 }
 
 RemoteRunnerStats RemoteRunner::stats() const { return impl_->stats(); }
+
+void RemoteRunner::AppendMetrics(MetricsText* out) const {
+  const RemoteRunnerStats s = stats();
+  // One family at a time: the text format wants a family's samples together.
+  auto per_runner = [&](bool counter, std::string_view name, std::string_view help, auto value) {
+    for (const RemoteRunnerStats::Runner& r : s.runners) {
+      const MetricLabels labels{{"runner", r.address}};
+      if (counter) {
+        out->Counter(name, help, static_cast<double>(value(r)), labels);
+      } else {
+        out->Gauge(name, help, static_cast<double>(value(r)), labels);
+      }
+    }
+  };
+  using Runner = RemoteRunnerStats::Runner;
+  per_runner(false, "txfn_remote_runner_healthy",
+             "1 while the runner is in the ranking, 0 while it is out (failed, not back yet).",
+             [](const Runner& r) { return r.healthy ? 1 : 0; });
+  per_runner(false, "txfn_remote_runner_in_flight", "Runs sent to the runner, not answered yet.",
+             [](const Runner& r) { return r.in_flight; });
+  per_runner(true, "txfn_remote_runner_runs_total", "Runs the runner answered.",
+             [](const Runner& r) { return r.runs; });
+  per_runner(true, "txfn_remote_runner_failures_total",
+             "Attempts on the runner that failed over to another.",
+             [](const Runner& r) { return r.failures; });
+  out->Counter("txfn_remote_runner_retries_total", "Attempts after a run's first.",
+               static_cast<double>(s.retries));
+}
 
 }  // namespace txfn

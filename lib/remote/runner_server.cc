@@ -6,10 +6,9 @@
 #include <atomic>
 #include <utility>
 
-#include "absl/container/flat_hash_map.h"
-#include "absl/container/flat_hash_set.h"
 #include "lib/remote/grpc_util.h"
 #include "lib/wire/wire_proto.h"
+#include "txfn/async_lru_cache.h"
 #include "txfn/internal/mutex.h"
 #include "txfn/internal/strings.h"
 #include "txfn/runner/v1/runner.grpc.pb.h"
@@ -23,7 +22,9 @@ using internal::StrCat;
 class RunnerServer::Impl final : public runner::v1::Runner::CallbackService {
  public:
   Impl(RunnerServerOptions options, std::shared_ptr<IsolateScheduler> scheduler)
-      : options_(std::move(options)), runner_(std::move(scheduler), options_.runner) {}
+      : options_(std::move(options)),
+        runner_(std::move(scheduler), options_.runner),
+        metadata_({.capacity = std::max<size_t>(options_.metadata_cache_tenants, 1)}) {}
   ~Impl() override { Shutdown(absl::ZeroDuration()); }
 
   absl::Status Listen() {
@@ -61,6 +62,9 @@ class RunnerServer::Impl final : public runner::v1::Runner::CallbackService {
     out->Counter("txfn_runner_runs_total", "Runs answered.", static_cast<double>(s.runs));
     out->Counter("txfn_runner_refused_total", "Runs refused (full, draining, malformed).",
                  static_cast<double>(s.refused));
+    out->Counter("txfn_runner_past_deadline_total",
+                 "Runs answered DeadlineExceeded (stopped at, or not started by, their deadline).",
+                 static_cast<double>(s.past_deadline));
     out->Counter("txfn_runner_metadata_hits_total", "Runs whose tenant metadata was decoded.",
                  static_cast<double>(s.metadata_hits));
     out->Counter("txfn_runner_metadata_loads_total", "Tenant metadata read from storage.",
@@ -76,6 +80,7 @@ class RunnerServer::Impl final : public runner::v1::Runner::CallbackService {
     RunnerServerStats s;
     s.runs = runs_.load(std::memory_order_relaxed);
     s.refused = refused_.load(std::memory_order_relaxed);
+    s.past_deadline = past_deadline_.load(std::memory_order_relaxed);
     s.metadata_hits = metadata_hits_.load(std::memory_order_relaxed);
     s.metadata_loads = metadata_loads_.load(std::memory_order_relaxed);
     s.modules = runner_.module_cache_stats();
@@ -83,10 +88,8 @@ class RunnerServer::Impl final : public runner::v1::Runner::CallbackService {
   }
 
  private:
-  struct CachedMetadata {
-    std::shared_ptr<const TenantMetadata> metadata;
-    uint64_t last_use = 0;
-  };
+  using MetadataKey = std::pair<std::string, uint64_t>;
+  using MetadataCache = AsyncLruCache<MetadataKey, TenantMetadata>;
 
   // Starts the run; the reactor is finished when it ends. An error: nothing started.
   absl::Status Start(const v1::RunRequest& in, v1::RunResult* response,
@@ -99,56 +102,52 @@ class RunnerServer::Impl final : public runner::v1::Runner::CallbackService {
                                                "backend (their ctx reaches its services)"));
     }
     TXFN_ASSIGN_OR_RETURN(std::shared_ptr<const Snapshot> snapshot, SnapshotFor(request));
+    // The runner enforces request.run.deadline (the backend's): it stops the function there,
+    // or answers at once if it passed while the request waited.
     return runner_.RunAsync(
         std::move(snapshot), std::move(request.run),
         [this, response, reactor, start = absl::Now()](const RunResult& result) {
           wire_internal::ToProto(result, response);
           runs_.fetch_add(1, std::memory_order_relaxed);
+          if (absl::IsDeadlineExceeded(result.status)) {
+            past_deadline_.fetch_add(1, std::memory_order_relaxed);
+          }
           run_latency_.Observe(absl::Now() - start);
           reactor->Finish(grpc::Status::OK);
         });
   }
 
-  // The snapshot at the request's timestamp, with the metadata decoded once per fingerprint:
-  // concurrent first requests of a tenant wait for one load instead of each loading.
+  // The snapshot at the request's timestamp, with the metadata decoded once per (tenant,
+  // fingerprint): concurrent first requests of a tenant join one load instead of each loading.
   absl::StatusOr<std::shared_ptr<const Snapshot>> SnapshotFor(const RemoteRunRequest& request) {
     if (request.tenant.empty()) return absl::InvalidArgumentError("RunnerServer: no tenant");
-    {
-      internal::MutexLock lock(&cache_mu_);
-      while (true) {
-        auto it = metadata_.find(request.tenant);
-        if (request.metadata_version != 0 && it != metadata_.end() &&
-            it->second.metadata->fingerprint() == request.metadata_version) {
-          it->second.last_use = ++use_clock_;
-          metadata_hits_.fetch_add(1, std::memory_order_relaxed);
-          return std::make_shared<const Snapshot>(options_.storage, request.tenant,
-                                                  request.snapshot_ts, it->second.metadata);
-        }
-        if (!loading_.contains(request.tenant)) break;
-        loaded_cv_.Wait([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(cache_mu_) {
-          return !loading_.contains(request.tenant);
-        });
-      }
-      loading_.insert(request.tenant);
+    // A backend that names no version: nothing to match a cached one against.
+    if (request.metadata_version == 0) return Load(request);
+    const MetadataKey key{request.tenant, request.metadata_version};
+    std::shared_ptr<const Snapshot> loaded;  // set when this call ran the load
+    MetadataCache::Result metadata = metadata_.Get(key, [&]() -> MetadataCache::Result {
+      TXFN_ASSIGN_OR_RETURN(loaded, Load(request));
+      return loaded->shared_metadata();
+    });
+    if (!metadata.ok()) return metadata.status();
+    if (loaded != nullptr) {
+      // The storage disagrees with the backend about the metadata at that timestamp: serve
+      // what the storage says, but do not file it under the backend's version.
+      if (loaded->metadata().fingerprint() != request.metadata_version) metadata_.Invalidate(key);
+      return loaded;
     }
-    absl::StatusOr<std::shared_ptr<const Snapshot>> snapshot =
-        Snapshot::Load(options_.storage, request.tenant, request.snapshot_ts);
-    internal::MutexLock lock(&cache_mu_);
-    loading_.erase(request.tenant);
-    loaded_cv_.SignalAll();
-    if (!snapshot.ok()) return snapshot.status();
-    metadata_loads_.fetch_add(1, std::memory_order_relaxed);
-    metadata_[request.tenant] = CachedMetadata{(*snapshot)->shared_metadata(), ++use_clock_};
-    if (metadata_.size() > options_.metadata_cache_tenants) EvictLeastRecentlyUsed();
-    return snapshot;
+    // Joined another request's load, or a hit; the same check for the joined load's answer.
+    if ((*metadata)->fingerprint() != request.metadata_version) return Load(request);
+    metadata_hits_.fetch_add(1, std::memory_order_relaxed);
+    return std::make_shared<const Snapshot>(options_.storage, request.tenant, request.snapshot_ts,
+                                            *std::move(metadata));
   }
 
-  void EvictLeastRecentlyUsed() ABSL_EXCLUSIVE_LOCKS_REQUIRED(cache_mu_) {
-    auto oldest = metadata_.begin();
-    for (auto it = metadata_.begin(); it != metadata_.end(); ++it) {
-      if (it->second.last_use < oldest->second.last_use) oldest = it;
-    }
-    metadata_.erase(oldest);
+  absl::StatusOr<std::shared_ptr<const Snapshot>> Load(const RemoteRunRequest& request) {
+    absl::StatusOr<std::shared_ptr<const Snapshot>> snapshot =
+        Snapshot::Load(options_.storage, request.tenant, request.snapshot_ts);
+    if (snapshot.ok()) metadata_loads_.fetch_add(1, std::memory_order_relaxed);
+    return snapshot;
   }
 
   const RunnerServerOptions options_;
@@ -157,16 +156,13 @@ class RunnerServer::Impl final : public runner::v1::Runner::CallbackService {
   std::atomic<bool> draining_{false};
   std::atomic<uint64_t> runs_{0};
   std::atomic<uint64_t> refused_{0};
+  std::atomic<uint64_t> past_deadline_{0};
   std::atomic<uint64_t> metadata_hits_{0};
   std::atomic<uint64_t> metadata_loads_{0};
   LatencyHistogram run_latency_;
 
-  internal::Mutex cache_mu_;
-  absl::flat_hash_map<std::string, CachedMetadata> metadata_ ABSL_GUARDED_BY(cache_mu_);
-  uint64_t use_clock_ ABSL_GUARDED_BY(cache_mu_) = 0;
-  // Tenants whose metadata a request is loading now; loaded_cv_ tells when one is done.
-  absl::flat_hash_set<std::string> loading_ ABSL_GUARDED_BY(cache_mu_);
-  internal::CondVar loaded_cv_{&cache_mu_};
+  // Decoded tenant metadata by (tenant, fingerprint); an old version ages out of the LRU.
+  MetadataCache metadata_;
 
   internal::Mutex shutdown_mu_;
   // Last: shut down (its runs finished) before the runner goes.

@@ -80,6 +80,33 @@ absl::Status AbandonedStatus(std::string_view who, const std::string& limit) {
 
 }  // namespace
 
+RunResult FunctionExecutor::Run(std::shared_ptr<const Snapshot> snapshot, RunRequest request) {
+  // Shared with `done`: it may still be returning from SignalAll when this thread wakes and
+  // returns.
+  struct Waiter {
+    internal::Mutex mu;
+    internal::CondVar cv{&mu};
+    bool done ABSL_GUARDED_BY(mu) = false;
+    RunResult result ABSL_GUARDED_BY(mu);
+  };
+  auto waiter = std::make_shared<Waiter>();
+  absl::Status started =
+      RunAsync(std::move(snapshot), std::move(request), [waiter](RunResult result) {
+        internal::MutexLock lock(&waiter->mu);
+        waiter->result = std::move(result);
+        waiter->done = true;
+        waiter->cv.SignalAll();
+      });
+  if (!started.ok()) {
+    RunResult refused;
+    refused.status = std::move(started);
+    return refused;
+  }
+  internal::MutexLock lock(&waiter->mu);
+  waiter->cv.Wait([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(waiter->mu) { return waiter->done; });
+  return std::move(waiter->result);
+}
+
 absl::Status FunctionRunner::RunAsync(std::shared_ptr<const Snapshot> snapshot, RunRequest request,
                                       std::function<void(RunResult)> done) {
   std::string tenant = snapshot->tenant();
@@ -93,37 +120,20 @@ absl::Status FunctionRunner::RunAsync(std::shared_ptr<const Snapshot> snapshot, 
       result.status = AbandonedStatus(internal::StrCat("function ", item->function), limit);
       (*answer)(std::move(result));
     });
-    Transaction txn(snapshot, internal::RunnerCore::TransactionOptionsFor(*item));
-    auto result = std::make_shared<RunResult>(core->RunOnIsolate(lease, *item, txn));
+    auto result = std::make_shared<RunResult>();
+    if (item->deadline != absl::InfiniteFuture() && absl::Now() >= item->deadline) {
+      // It waited in the queue past its caller's deadline: nobody wants its result.
+      result->status = absl::DeadlineExceededError(
+          internal::StrCat("function ", item->function, " passed its deadline before it started"));
+    } else {
+      lease.StopAt(item->deadline);
+      Transaction txn(snapshot, internal::RunnerCore::TransactionOptionsFor(*item));
+      *result = core->RunOnIsolate(lease, *item, txn);
+    }
     // Deliver once the isolate is idle again, so the caller's next request of
     // this tenant can reuse it and is not counted against the tenant's cap.
     lease.RunAfterRelease([answer, result] { (*answer)(std::move(*result)); });
   });
-}
-
-RunResult FunctionRunner::Run(std::shared_ptr<const Snapshot> snapshot, RunRequest request) {
-  struct Waiter {
-    internal::Mutex mu;
-    internal::CondVar cv{&mu};
-    bool done ABSL_GUARDED_BY(mu) = false;
-    RunResult result ABSL_GUARDED_BY(mu);
-  };
-  auto waiter = std::make_shared<Waiter>();
-  absl::Status submitted =
-      RunAsync(std::move(snapshot), std::move(request), [waiter](RunResult result) {
-        internal::MutexLock lock(&waiter->mu);
-        waiter->result = std::move(result);
-        waiter->done = true;
-        waiter->cv.SignalAll();
-      });
-  if (!submitted.ok()) {
-    RunResult result;
-    result.status = std::move(submitted);
-    return result;
-  }
-  internal::MutexLock lock(&waiter->mu);
-  waiter->cv.Wait([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(waiter->mu) { return waiter->done; });
-  return std::move(waiter->result);
 }
 
 absl::Status FunctionRunner::CheckModules(std::shared_ptr<const Snapshot> snapshot) {

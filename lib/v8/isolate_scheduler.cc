@@ -53,7 +53,7 @@ using internal::CondVar;
 using internal::Mutex;
 using internal::MutexLock;
 
-enum Limit : int { kNoLimit = 0, kCpuLimit = 1, kWallLimit = 2, kHeapLimit = 3 };
+enum Limit : int { kNoLimit = 0, kCpuLimit = 1, kWallLimit = 2, kHeapLimit = 3, kDeadline = 4 };
 
 // Heap granted past what is in use once the limit is reached, so V8 can
 // unwind the terminated request instead of aborting the process. V8 lets a
@@ -125,11 +125,25 @@ class LeaseImpl final : public IsolateLease {
         return "wall time";
       case kHeapLimit:
         return "heap";
+      case kDeadline:
+        return "deadline";
       default:
         return "";
     }
   }
   void Discard() override { discarded_ = true; }
+  void StopAt(absl::Time deadline) override {
+    if (deadline == absl::InfiniteFuture()) return;
+    // The watchdog's clock is the monotonic one: translate once, now.
+    const absl::Duration left = std::max(deadline - absl::Now(), absl::ZeroDuration());
+    const int64_t at = MonotonicNanos() + absl::ToInt64Nanoseconds(std::min(left, absl::Hours(24)));
+    int64_t current = deadline_ns_.load(std::memory_order_relaxed);
+    while (at < current &&
+           !deadline_ns_.compare_exchange_weak(current, at, std::memory_order_relaxed)) {
+    }
+  }
+  // StopAt's deadline on the monotonic clock; INT64_MAX when none.
+  int64_t deadline_ns() const { return deadline_ns_.load(std::memory_order_relaxed); }
   uint64_t isolate_id() const override { return holder_->id; }
   uint64_t array_buffers_refused() const override {
     return holder_->buffers->refused.load(std::memory_order_relaxed);
@@ -169,7 +183,8 @@ class LeaseImpl final : public IsolateLease {
   const bool reused_;
   std::vector<std::function<void()>>* const after_release_;
   bool discarded_ = false;
-  std::atomic<int> exceeded_{kNoLimit};  // written by the watchdog or the heap callback
+  std::atomic<int> exceeded_{kNoLimit};          // written by the watchdog or the heap callback
+  std::atomic<int64_t> deadline_ns_{INT64_MAX};  // StopAt's, read by the watchdog
   Mutex abandon_mu_;  // the item's thread sets the callback, the watchdog takes it
   std::function<void(const std::string&)> on_abandon_ ABSL_GUARDED_BY(abandon_mu_);
 };
@@ -267,6 +282,7 @@ class IsolateSchedulerImpl final : public IsolateScheduler {
         .rejected_tenant_cap = p.rejected_tenant_cap,
         .terminated_cpu = terminated_cpu_.load(std::memory_order_relaxed),
         .terminated_wall = terminated_wall_.load(std::memory_order_relaxed),
+        .terminated_deadline = terminated_deadline_.load(std::memory_order_relaxed),
         .terminated_heap = terminated_heap_.load(std::memory_order_relaxed),
         .abandoned = abandoned_total_.load(std::memory_order_relaxed),
         .live_isolates = p.live_isolates,
@@ -500,10 +516,14 @@ class IsolateSchedulerImpl final : public IsolateScheduler {
           hit = kCpuLimit;
         } else if (now - r.wall_start > r.wall_limit) {
           hit = kWallLimit;
+        } else if (now > r.lease->deadline_ns()) {
+          hit = kDeadline;
         }
         if (hit == kNoLimit) continue;
         if (r.lease->Mark(hit)) {
-          (hit == kCpuLimit ? terminated_cpu_ : terminated_wall_)
+          (hit == kCpuLimit   ? terminated_cpu_
+           : hit == kDeadline ? terminated_deadline_
+                              : terminated_wall_)
               .fetch_add(1, std::memory_order_relaxed);
         }
         // Again at every tick: a termination can be cancelled by the request's
@@ -555,6 +575,7 @@ class IsolateSchedulerImpl final : public IsolateScheduler {
   v8::Platform* const pump_platform_;  // non-null when it is libplatform's default
   std::atomic<uint64_t> terminated_cpu_{0};
   std::atomic<uint64_t> terminated_wall_{0};
+  std::atomic<uint64_t> terminated_deadline_{0};
   std::atomic<uint64_t> abandoned_total_{0};
   std::atomic<uint64_t> spares_used_{0};
   std::atomic<uint64_t> terminated_heap_{0};

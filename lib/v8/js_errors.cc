@@ -144,6 +144,10 @@ absl::Status RejectionStatus(v8::Isolate* isolate, v8::Local<v8::Private> code_k
 
 absl::Status LeaseLimitError(std::string_view limit, std::string_view who,
                              std::string_view detail) {
+  // Not a limit of the function's: its caller stopped waiting (IsolateLease::StopAt).
+  if (limit == "deadline") {
+    return absl::DeadlineExceededError(StrCat(who, " passed its deadline", detail));
+  }
   absl::Status status =
       absl::ResourceExhaustedError(StrCat(who, " exceeded its ", limit, " limit", detail));
   // The lease names its limits for people ("cpu time"); the payload is the

@@ -41,7 +41,8 @@ absl::Status RejectionStatus(v8::Isolate* isolate, v8::Local<v8::Private> code_k
 
 // ResourceExhausted "<who> exceeded its <limit> limit<detail>" for a limit an
 // IsolateLease names (IsolateLease::exceeded_limit), with the Limit payload
-// (txfn/errors.h) when the name is one of the scheduler's.
+// (txfn/errors.h) when the name is one of the scheduler's; for "deadline"
+// (IsolateLease::StopAt) DeadlineExceeded "<who> passed its deadline<detail>".
 absl::Status LeaseLimitError(std::string_view limit, std::string_view who, std::string_view detail);
 
 // The status of a request that the scheduler stopped at one of its limits:

@@ -292,6 +292,16 @@ absl::StatusOr<Value> OptionalValue(bool present, const pb::Value& in) {
 
 }  // namespace
 
+namespace {
+// 0 on the wire is "no deadline", so the one instant that encodes as 0 (the epoch, long
+// passed) goes as a microsecond earlier.
+int64_t DeadlineToProto(absl::Time deadline) {
+  if (deadline == absl::InfiniteFuture()) return 0;
+  const int64_t micros = absl::ToUnixMicros(deadline);
+  return micros == 0 ? -1 : micros;
+}
+}  // namespace
+
 void ToProto(const RemoteRunRequest& in, pb::RunRequest* out) {
   out->set_wire_version(kWireVersion);
   out->set_min_reader_version(1);
@@ -301,8 +311,7 @@ void ToProto(const RemoteRunRequest& in, pb::RunRequest* out) {
   out->set_kind(KindToProto(in.run.kind));
   out->set_snapshot_ts(in.snapshot_ts);
   out->set_metadata_version(in.metadata_version);
-  out->set_deadline_unix_micros(
-      in.deadline == absl::InfiniteFuture() ? 0 : absl::ToUnixMicros(in.deadline));
+  out->set_deadline_unix_micros(DeadlineToProto(in.run.deadline));
   out->set_seed(in.run.seed);
   out->set_deterministic_ids(in.run.deterministic_ids);
   LimitsToProto(in.run.limits, out->mutable_limits());
@@ -317,8 +326,9 @@ absl::StatusOr<RemoteRunRequest> FromProto(const pb::RunRequest& in) {
   TXFN_ASSIGN_OR_RETURN(out.run.kind, KindFromProto(in.kind()));
   out.snapshot_ts = in.snapshot_ts();
   out.metadata_version = in.metadata_version();
-  out.deadline = in.deadline_unix_micros() == 0 ? absl::InfiniteFuture()
-                                                : absl::FromUnixMicros(in.deadline_unix_micros());
+  out.run.deadline = in.deadline_unix_micros() == 0
+                         ? absl::InfiniteFuture()
+                         : absl::FromUnixMicros(in.deadline_unix_micros());
   out.run.seed = in.seed();
   out.run.deterministic_ids = in.deterministic_ids();
   out.run.limits = LimitsFromProto(in.limits());

@@ -33,7 +33,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     absl::StatusOr<txfn::RemoteRunRequest> again =
         txfn::DecodeRunRequest(txfn::EncodeRunRequest(*r));
     Check(again.ok() && again->tenant == r->tenant && again->run.function == r->run.function &&
-              SameValue(again->run.args, r->run.args) && again->deadline == r->deadline &&
+              SameValue(again->run.args, r->run.args) && again->run.deadline == r->run.deadline &&
               again->snapshot_ts == r->snapshot_ts,
           "RunRequest round trip");
   }
