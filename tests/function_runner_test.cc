@@ -73,8 +73,7 @@ export const writeInQuery = query(async (ctx) => ctx.db.insert("notes", {}));
 // deserialised with the bootstrap done) or plain ones (the runner runs the
 // bootstrap in each new context); and the context mode of queries and
 // mutations (a hardened context kept per isolate, or a fresh one per request).
-class FunctionRunnerTest
-    : public ::testing::TestWithParam<std::tuple<TestSnapshot, ContextMode>> {
+class FunctionRunnerTest : public ::testing::TestWithParam<std::tuple<TestSnapshot, ContextMode>> {
  protected:
   static TestSnapshot Snapshot() { return std::get<0>(GetParam()); }
   static ContextMode Mode() { return std::get<1>(GetParam()); }

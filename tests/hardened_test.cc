@@ -39,7 +39,9 @@ std::string ReadFile(const std::string& path) {
   return out.str();
 }
 
-std::string ModeName(ContextMode mode) { return mode == ContextMode::kHardened ? "Hardened" : "Fresh"; }
+std::string ModeName(ContextMode mode) {
+  return mode == ContextMode::kHardened ? "Hardened" : "Fresh";
+}
 
 // One worker, so that consecutive calls of a tenant share its isolate.
 std::unique_ptr<Engine> OpenEngine(ContextMode mode) {
@@ -104,9 +106,9 @@ TEST(HardenedMode, EveryWriteToASharedObjectIsRefused) {
   ASSERT_NE(engine, nullptr);
   // Every try, except two in leave_globals: sloppy code (made by Function())
   // assigning to an undeclared name or to `this`, which fails silently.
-  const std::map<std::string, int> refused = {
-      {"globals", 8},  {"builtins", 21}, {"hidden", 22}, {"weakmaps", 5},
-      {"symbols", 7},  {"regexp", 7},    {"errors", 7},  {"species", 10}};
+  const std::map<std::string, int> refused = {{"globals", 8},  {"builtins", 21}, {"hidden", 22},
+                                              {"weakmaps", 5}, {"symbols", 7},   {"regexp", 7},
+                                              {"errors", 7},   {"species", 10}};
   for (const auto& [name, n] : refused) {
     auto r = engine->Query("t", "hardened:leave_" + name, Value::Null());
     ASSERT_TRUE(r.ok()) << name << ": " << r.status();
@@ -118,18 +120,19 @@ TEST(HardenedMode, EveryWriteToASharedObjectIsRefused) {
 }
 
 std::vector<Leave> Leaves() {
-  return {{"globals"}, {"builtins"}, {"hidden"},  {"weakmaps"},
-          {"symbols"}, {"regexp"},   {"errors"},  {"species"},
-          {"returned", true}, {"module"}, {"jobs", true}, {"jobs_throw", true, true}};
+  return {{"globals"},        {"builtins"}, {"hidden"},     {"weakmaps"},
+          {"symbols"},        {"regexp"},   {"errors"},     {"species"},
+          {"returned", true}, {"module"},   {"jobs", true}, {"jobs_throw", true, true}};
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Modes, HardenedAttackTest,
-    ::testing::Combine(::testing::Values(ContextMode::kHardened, ContextMode::kFresh),
-                       ::testing::ValuesIn(Leaves())),
-    [](const ::testing::TestParamInfo<std::tuple<ContextMode, Leave>>& info) {
-      return ModeName(std::get<0>(info.param)) + "_" + std::get<1>(info.param).name;
-    });
+INSTANTIATE_TEST_SUITE_P(Modes, HardenedAttackTest,
+                         ::testing::Combine(::testing::Values(ContextMode::kHardened,
+                                                              ContextMode::kFresh),
+                                            ::testing::ValuesIn(Leaves())),
+                         [](const ::testing::TestParamInfo<std::tuple<ContextMode, Leave>>& info) {
+                           return ModeName(std::get<0>(info.param)) + "_" +
+                                  std::get<1>(info.param).name;
+                         });
 
 // What hardened code may still do: the override mistake is tamed for the
 // names libraries assign, errors and stacks look as usual.
@@ -171,19 +174,19 @@ TEST(HardenedMode, DeployThatPatchesABuiltinIsRefused) {
 TEST(HardenedMode, PerRequestClockRandomAndRecoveryAfterALimit) {
   std::unique_ptr<Engine> engine = OpenEngine(ContextMode::kHardened);
   ASSERT_NE(engine, nullptr);
-  ASSERT_TRUE(engine
-                  ->DeployJson("t",
-                               {{"hardened.js",
-                                 ReadFile(std::string(TXFN_SANDBOX_DIR) + "/hardened.js")},
-                                {"d.js", R"JS(
+  ASSERT_TRUE(
+      engine
+          ->DeployJson("t",
+                       {{"hardened.js", ReadFile(std::string(TXFN_SANDBOX_DIR) + "/hardened.js")},
+                        {"d.js", R"JS(
 import { query, mutation } from "txfn/server";
 export const now = query(() => [Date.now(), new Date().getTime(), Math.random()]);
 export const bump = mutation(async (ctx) => ctx.db.insert("items", { k: "bump" }));
 export const spin = query(() => { for (;;) {} });
 export const deep = query(() => { const f = (n) => f(n + 1); return f(0); });
 )JS"}},
-                               kSchema)
-                  .ok());
+                       kSchema)
+          .ok());
   auto a = engine->Query("t", "d:now", Value::Null());
   ASSERT_TRUE(a.ok()) << a.status();
   EXPECT_TRUE(a->stats.context_hardened);

@@ -24,6 +24,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <ostream>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -114,6 +115,8 @@ struct Attack {
   // frozen object: a substring of the TypeError it then ends with.
   std::string hardened_type_error;
 };
+
+void PrintTo(const Attack& attack, std::ostream* os) { *os << attack.function; }
 
 // The outcome `attack` must have in a context of `mode`.
 Attack InMode(Attack attack, ContextMode mode) {
@@ -395,13 +398,14 @@ TEST_P(SandboxTest, EndsAsPromisedAndHarmsNobody) {
   EXPECT_LT(rss, kRssBound) << "resident " << (rss >> 20) << " MiB";
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Attacks, SandboxTest,
-    ::testing::Combine(::testing::Values(ContextMode::kHardened, ContextMode::kFresh),
-                       ::testing::ValuesIn(Attacks())),
-    [](const ::testing::TestParamInfo<std::tuple<ContextMode, Attack>>& info) {
-      return ModeName(std::get<0>(info.param)) + "_" + std::get<1>(info.param).function;
-    });
+INSTANTIATE_TEST_SUITE_P(Attacks, SandboxTest,
+                         ::testing::Combine(::testing::Values(ContextMode::kHardened,
+                                                              ContextMode::kFresh),
+                                            ::testing::ValuesIn(Attacks())),
+                         [](const ::testing::TestParamInfo<std::tuple<ContextMode, Attack>>& info) {
+                           return ModeName(std::get<0>(info.param)) + "_" +
+                                  std::get<1>(info.param).function;
+                         });
 
 // The other sandbox tests, in each context mode.
 class SandboxMisc : public ::testing::TestWithParam<ContextMode> {};
@@ -557,7 +561,8 @@ int64_t Percentile(std::vector<int64_t> v, double p) {
 // tenant may run on only half the workers.
 TEST_P(SandboxMisc, NoisyNeighbourCannotStarveAnotherTenant) {
   const std::string dir = TXFN_SANDBOX_DIR;
-  std::unique_ptr<Engine> engine = OpenEngine(GetParam(), 2, {{"attacks.js", ReadFile(dir + "/attacks.js")}});
+  std::unique_ptr<Engine> engine =
+      OpenEngine(GetParam(), 2, {{"attacks.js", ReadFile(dir + "/attacks.js")}});
   ASSERT_NE(engine, nullptr);
   std::atomic<bool> stop{false};
   std::atomic<int> attacks{0};
@@ -694,7 +699,8 @@ export const keys = query(async (ctx) =>
 // tenants still answer.
 TEST_P(SandboxMisc, NativesFuzz) {
   const std::string dir = TXFN_SANDBOX_DIR;
-  std::unique_ptr<Engine> engine = OpenEngine(GetParam(), 2, {{"fuzz.js", ReadFile(dir + "/fuzz.js")}});
+  std::unique_ptr<Engine> engine =
+      OpenEngine(GetParam(), 2, {{"fuzz.js", ReadFile(dir + "/fuzz.js")}});
   ASSERT_NE(engine, nullptr);
   std::map<absl::StatusCode, int> seen;
   for (int seed = 1; seed <= 600; ++seed) {

@@ -1,7 +1,9 @@
 // lib/v8/harden_js.h — the lockdown of a hardened context, run once per context.
 //
 // A function expression called with the bootstrap's exports ({server, ctx,
-// actionCtx}) in a context the bootstrap prepared. It tames the per-context
+// actionCtx}) and a native `setOriginal(getter, value)` (it keeps `value` on
+// `getter` under a private symbol, for side-effect-free error rendering:
+// js_strings.h) in a context the bootstrap prepared. It tames the per-context
 // state a request could write (legacy RegExp statics; Error's stack hooks),
 // turns the properties libraries commonly assign on their own objects into
 // accessors (so that shadowing a frozen inherited property still works), and
@@ -24,7 +26,7 @@
 namespace txfn::internal {
 
 inline constexpr std::string_view kHardenSource = R"JS(
-(function (exports) {
+(function (exports, setOriginal) {
   'use strict';
   const {freeze, isFrozen, getPrototypeOf, getOwnPropertyDescriptor, defineProperty} = Object;
   const ownKeys = Reflect.ownKeys;
@@ -61,8 +63,10 @@ inline constexpr std::string_view kHardenSource = R"JS(
       defineProperty(this, name, {value: v, writable: true, enumerable: true,
                                   configurable: true});
     }};
+    const get = getOwnPropertyDescriptor(getter, name).get;
+    setOriginal(get, value);
     defineProperty(home, name, {
-      get: getOwnPropertyDescriptor(getter, name).get,
+      get,
       set: getOwnPropertyDescriptor(setter, name).set,
       enumerable: d.enumerable, configurable: false});
   }

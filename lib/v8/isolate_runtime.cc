@@ -504,6 +504,17 @@ void IsProxy(const v8::FunctionCallbackInfo<v8::Value>& info) {
   info.GetReturnValue().Set(info[0]->IsProxy());
 }
 
+// setOriginal(getter, value): the lockdown's note, on an override accessor's
+// getter, of the data value it replaced (harden_js.h, js_strings.h). Made
+// per lockdown, never reachable from tenant code.
+void SetOriginal(const v8::FunctionCallbackInfo<v8::Value>& info) {
+  v8::Isolate* isolate = info.GetIsolate();
+  if (!info[0]->IsFunction()) return;
+  v8::Local<v8::Private> key =
+      v8::Private::ForApi(isolate, MessageString(isolate, kOriginalValueKey));
+  (void)info[0].As<v8::Object>()->SetPrivate(isolate->GetCurrentContext(), key, info[1]);
+}
+
 // Records promises rejected without a handler, for the request's logs.
 void OnPromiseReject(v8::PromiseRejectMessage message) {
   v8::Local<v8::Promise> promise = message.GetPromise();
@@ -724,7 +735,11 @@ absl::Status IsolateRuntime::Harden(ContextState& cs) {
   v8::Local<v8::Script> script;
   v8::Local<v8::Value> fn;
   v8::Local<v8::Value> out;
-  v8::Local<v8::Value> arg = exports;
+  v8::Local<v8::Function> set_original;
+  if (!v8::Function::New(context, &SetOriginal).ToLocal(&set_original)) {
+    return absl::InternalError("lockdown failed: no setOriginal");
+  }
+  v8::Local<v8::Value> args[2] = {exports, set_original};
   if (exports->Set(context, MessageString(isolate_, "server"), cs.server.Get(isolate_))
           .IsNothing() ||
       exports->Set(context, MessageString(isolate_, "ctx"), ctx).IsNothing() ||
@@ -735,7 +750,7 @@ absl::Status IsolateRuntime::Harden(ContextState& cs) {
       !scheduler->IsObject() || !NewString(isolate_, kHardenSource).ToLocal(&source) ||
       !v8::Script::Compile(context, source, &origin).ToLocal(&script) ||
       !script->Run(context).ToLocal(&fn) || !fn->IsFunction() ||
-      !fn.As<v8::Function>()->Call(context, v8::Undefined(isolate_), 1, &arg).ToLocal(&out)) {
+      !fn.As<v8::Function>()->Call(context, v8::Undefined(isolate_), 2, args).ToLocal(&out)) {
     if (isolate_->IsExecutionTerminating()) {
       return absl::ResourceExhaustedError("the context's lockdown was stopped");
     }
