@@ -169,6 +169,21 @@ TEST(HardenedMode, DeployThatPatchesABuiltinIsRefused) {
   }
 }
 
+// V8 forwards freezing the global proxy to the global object: no property can
+// be added, changed or removed, and the prototype is fixed.
+TEST(HardenedMode, GlobalObjectIsFrozenThroughTheGlobalProxy) {
+  for (ContextMode mode : {ContextMode::kFresh, ContextMode::kHardened}) {
+    std::unique_ptr<Engine> engine = OpenEngine(mode);
+    ASSERT_NE(engine, nullptr);
+    auto r = engine->Query("t", "hardened:globalState", Value::Null());
+    ASSERT_TRUE(r.ok()) << ModeName(mode) << ": " << r.status();
+    EXPECT_EQ(ToJson(r->value), mode == ContextMode::kHardened
+                                    ? "[true,false,false,false,false,false]"
+                                    : "[false,true,true,true,true,true]")
+        << ModeName(mode);
+  }
+}
+
 // Requests in a hardened context see their own Date and Math.random, and a
 // request stopped by a limit takes the context with it (the next one works).
 TEST(HardenedMode, PerRequestClockRandomAndRecoveryAfterALimit) {

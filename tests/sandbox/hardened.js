@@ -383,3 +383,8 @@ export const compatible = q(() => {
           o.hasOwnProperty("nope"), String(f), r.constructor, Symbol.for("a") === Symbol.for("a"),
           [3, 1, 2].sort().join(), JSON.stringify({ a: [1] })];
 });
+
+// The global object through V8's global proxy: frozen in a hardened context.
+export const globalState = q(() => [Object.isFrozen(globalThis), Object.isExtensible(globalThis),
+  Reflect.defineProperty(globalThis, "z", { value: 1 }), Reflect.set(globalThis, "Array", 1),
+  Reflect.deleteProperty(globalThis, "Array"), Reflect.setPrototypeOf(globalThis, null)]);
