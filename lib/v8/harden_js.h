@@ -1,9 +1,10 @@
 // lib/v8/harden_js.h — the lockdown of a hardened context, run once per context.
 //
 // A function expression called with the bootstrap's exports ({server, ctx,
-// actionCtx}) and a native `setOriginal(getter, value)` (it keeps `value` on
+// actionCtx}), a native `setOriginal(getter, value)` (it keeps `value` on
 // `getter` under a private symbol, for side-effect-free error rendering:
-// js_strings.h) in a context the bootstrap prepared. It tames the per-context
+// js_strings.h) and a native `ownKeys(o)` (V8's own key listing) in a
+// context the bootstrap prepared. It tames the per-context
 // state a request could write (legacy RegExp statics; Error's stack hooks),
 // turns the properties libraries commonly assign on their own objects into
 // accessors (so that shadowing a frozen inherited property still works), and
@@ -26,10 +27,13 @@
 namespace txfn::internal {
 
 inline constexpr std::string_view kHardenSource = R"JS(
-(function (exports, setOriginal) {
+(function (exports, setOriginal, ownKeysNative) {
   'use strict';
   const {freeze, isFrozen, getPrototypeOf, getOwnPropertyDescriptor, defineProperty} = Object;
-  const ownKeys = Reflect.ownKeys;
+  // Reflect.ownKeys is the bootstrap's guarded wrapper, slow per call (it
+  // checks for huge typed arrays and strings): the lockdown lists keys
+  // through a native that calls V8 directly.
+  const ownKeys = ownKeysNative;
   const apply = Reflect.apply;
 
   // ---- Per-context state a request could leave a mark in --------------------
@@ -100,9 +104,10 @@ inline constexpr std::string_view kHardenSource = R"JS(
     roots.push(proto(segments), proto(segments[Symbol.iterator]()));
   }
   // A worklist rather than recursion: the graph is deep (prototype chains of
-  // every constructor) and recursion would spend the stack.
+  // every constructor) and recursion would spend the stack. Two passes: all
+  // objects are found first, then frozen.
   const seen = new Set();
-  const todo = roots;
+  const todo = [];
   const visit = (v) => {
     if ((typeof v === 'object' && v !== null) || typeof v === 'function') {
       if (!seen.has(v)) {
@@ -111,10 +116,9 @@ inline constexpr std::string_view kHardenSource = R"JS(
       }
     }
   };
-  for (const r of roots) seen.add(r);
+  for (const r of roots) visit(r);
   while (todo.length > 0) {
     const o = todo.pop();
-    freeze(o);
     visit(getPrototypeOf(o));
     for (const key of ownKeys(o)) {
       const d = getOwnPropertyDescriptor(o, key);
@@ -127,6 +131,7 @@ inline constexpr std::string_view kHardenSource = R"JS(
       }
     }
   }
+  for (const o of seen) freeze(o);
   for (const o of seen) {
     if (!isFrozen(o)) throw new Error('not frozen: ' + String(o));
   }

@@ -515,6 +515,21 @@ void SetOriginal(const v8::FunctionCallbackInfo<v8::Value>& info) {
   (void)info[0].As<v8::Object>()->SetPrivate(isolate->GetCurrentContext(), key, info[1]);
 }
 
+// ownKeys(o): every own key of `o` (strings, indices as strings, symbols),
+// for the lockdown's walk.
+void OwnKeys(const v8::FunctionCallbackInfo<v8::Value>& info) {
+  if (!info[0]->IsObject()) return;
+  v8::Local<v8::Array> keys;
+  if (info[0]
+          .As<v8::Object>()
+          ->GetPropertyNames(info.GetIsolate()->GetCurrentContext(), v8::KeyCollectionMode::kOwnOnly,
+                             v8::ALL_PROPERTIES, v8::IndexFilter::kIncludeIndices,
+                             v8::KeyConversionMode::kConvertToString)
+          .ToLocal(&keys)) {
+    info.GetReturnValue().Set(keys);
+  }
+}
+
 // Records promises rejected without a handler, for the request's logs.
 void OnPromiseReject(v8::PromiseRejectMessage message) {
   v8::Local<v8::Promise> promise = message.GetPromise();
@@ -736,10 +751,12 @@ absl::Status IsolateRuntime::Harden(ContextState& cs) {
   v8::Local<v8::Value> fn;
   v8::Local<v8::Value> out;
   v8::Local<v8::Function> set_original;
-  if (!v8::Function::New(context, &SetOriginal).ToLocal(&set_original)) {
-    return absl::InternalError("lockdown failed: no setOriginal");
+  v8::Local<v8::Function> own_keys;
+  if (!v8::Function::New(context, &SetOriginal).ToLocal(&set_original) ||
+      !v8::Function::New(context, &OwnKeys).ToLocal(&own_keys)) {
+    return absl::InternalError("lockdown failed: no natives");
   }
-  v8::Local<v8::Value> args[2] = {exports, set_original};
+  v8::Local<v8::Value> args[3] = {exports, set_original, own_keys};
   if (exports->Set(context, MessageString(isolate_, "server"), cs.server.Get(isolate_))
           .IsNothing() ||
       exports->Set(context, MessageString(isolate_, "ctx"), ctx).IsNothing() ||
@@ -750,7 +767,7 @@ absl::Status IsolateRuntime::Harden(ContextState& cs) {
       !scheduler->IsObject() || !NewString(isolate_, kHardenSource).ToLocal(&source) ||
       !v8::Script::Compile(context, source, &origin).ToLocal(&script) ||
       !script->Run(context).ToLocal(&fn) || !fn->IsFunction() ||
-      !fn.As<v8::Function>()->Call(context, v8::Undefined(isolate_), 2, args).ToLocal(&out)) {
+      !fn.As<v8::Function>()->Call(context, v8::Undefined(isolate_), 3, args).ToLocal(&out)) {
     if (isolate_->IsExecutionTerminating()) {
       return absl::ResourceExhaustedError("the context's lockdown was stopped");
     }
