@@ -522,8 +522,9 @@ void OwnKeys(const v8::FunctionCallbackInfo<v8::Value>& info) {
   v8::Local<v8::Array> keys;
   if (info[0]
           .As<v8::Object>()
-          ->GetPropertyNames(info.GetIsolate()->GetCurrentContext(), v8::KeyCollectionMode::kOwnOnly,
-                             v8::ALL_PROPERTIES, v8::IndexFilter::kIncludeIndices,
+          ->GetPropertyNames(info.GetIsolate()->GetCurrentContext(),
+                             v8::KeyCollectionMode::kOwnOnly, v8::ALL_PROPERTIES,
+                             v8::IndexFilter::kIncludeIndices,
                              v8::KeyConversionMode::kConvertToString)
           .ToLocal(&keys)) {
     info.GetReturnValue().Set(keys);
