@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Compares a fresh context per request in Node.js's `vm` module with txfn's
-# BM_RunQueryFreshContext (same trivial query: one get by id from an in-memory
-# table). Prints both rates (requests/s of wall time, one thread) and txfn /
-# node, and the same from process CPU time per request (V8's background
-# threads included), which is what to compare on a busy shared machine.
+# BM_RunQueryFreshContext and BM_RunQueryHardenedContext (txfn's default: a
+# frozen context kept per isolate, new module instances per request) — same
+# trivial query: one get by id from an in-memory table. Prints the rates
+# (requests/s of wall time, one thread) and txfn / node, and the same from
+# process CPU time per request (V8's background threads included), which is
+# what to compare on a busy shared machine.
 #
 # The machines are noisy, so it runs ROUNDS (default 3) rounds of node then
 # txfn back to back, prints each round's ratios and then their medians.
@@ -48,19 +50,23 @@ JS
 RATIOS=()
 for round in $(seq "$ROUNDS"); do
   read -r NODE_RATE NODE_CPU <<<"$(run_node)"
-  read -r TXFN_RATE TXFN_CPU < <("$BIN" --benchmark_filter='^BM_RunQueryFreshContext$' \
+  read -r TXFN_RATE TXFN_CPU HARD_RATE HARD_CPU < <("$BIN" \
+      --benchmark_filter='^BM_RunQuery(Fresh|Hardened)Context$' \
       --benchmark_format=json --benchmark_min_time=2 2>/dev/null | python3 -c '
 import json, sys
-b = json.load(sys.stdin)["benchmarks"][0]
-print("%.1f %.1f" % (b["req_per_s"], b["proc_cpu_us"]))')
+b = {x["name"]: x for x in json.load(sys.stdin)["benchmarks"]}
+f, h = b["BM_RunQueryFreshContext"], b["BM_RunQueryHardenedContext"]
+print("%.1f %.1f %.1f %.1f" % (f["req_per_s"], f["proc_cpu_us"], h["req_per_s"], h["proc_cpu_us"]))')
   echo "round $round: node vm (new context per request) ${NODE_RATE} req/s, ${NODE_CPU} us CPU/req;" \
-       "txfn BM_RunQueryFreshContext ${TXFN_RATE} req/s, ${TXFN_CPU} us CPU/req"
-  RATIOS+=("$(python3 -c "print('%.3f %.3f' % (${TXFN_RATE} / ${NODE_RATE}, ${NODE_CPU} / ${TXFN_CPU}))")")
+       "txfn BM_RunQueryFreshContext ${TXFN_RATE} req/s, ${TXFN_CPU} us CPU/req;" \
+       "txfn BM_RunQueryHardenedContext ${HARD_RATE} req/s, ${HARD_CPU} us CPU/req"
+  RATIOS+=("$(python3 -c "print('%.3f %.3f %.3f %.3f' % (${TXFN_RATE} / ${NODE_RATE}, ${NODE_CPU} / ${TXFN_CPU}, ${HARD_RATE} / ${NODE_RATE}, ${NODE_CPU} / ${HARD_CPU}))")")
 done
 printf '%s\n' "${RATIOS[@]}" | python3 -c '
 import statistics, sys
 rows = [tuple(map(float, line.split())) for line in sys.stdin if line.strip()]
-wall = statistics.median(r[0] for r in rows)
-cpu = statistics.median(r[1] for r in rows)
-print("ratio txfn/node (median of %d rounds): %.2f (wall), %.2f (CPU); rounds: %s" % (
-    len(rows), wall, cpu, ", ".join("%.2f/%.2f" % r for r in rows)))'
+med = lambda i: statistics.median(r[i] for r in rows)
+print("ratio txfn fresh/node (median of %d rounds): %.2f (wall), %.2f (CPU); rounds: %s" % (
+    len(rows), med(0), med(1), ", ".join("%.2f/%.2f" % r[:2] for r in rows)))
+print("ratio txfn hardened/node (median of %d rounds): %.2f (wall), %.2f (CPU); rounds: %s" % (
+    len(rows), med(2), med(3), ", ".join("%.2f/%.2f" % r[2:] for r in rows)))'

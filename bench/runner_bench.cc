@@ -14,8 +14,13 @@
 //
 // BM_RunQueryFreshContext: a query doing one ctx.db.get on an in-memory
 //   snapshot, fresh context per request.
-// BM_RunQueryReusedContext: the same with the opt-in context reuse (goal
-//   >= 50,000 req/s).
+// BM_RunQueryHardenedContext: the same in the isolate's hardened context
+//   (the default: frozen intrinsics, new module instances and ctx per
+//   request). Reports `vs_fresh` = its rate / BM_RunQueryFreshContext's
+//   (goal >= 5).
+// BM_RunQueryReusedContext: the same with the opt-in, unhardened context
+//   reuse for trusted code (goal >= 50,000 req/s); `vs_hardened` = its rate /
+//   BM_RunQueryHardenedContext's.
 // BM_RunQueryNewIsolate: the first request of a tenant: a new isolate, the
 //   module from the process-wide code cache.
 #include <time.h>
@@ -49,14 +54,18 @@ export const get = query(async (ctx, { id }) => ctx.db.get(id));
 // which are registered first.
 double floor_rate = 0;
 double snapshot_floor_rate = 0;
+// The runner's rates, for the ratios between its modes.
+double fresh_rate = 0;
+double hardened_rate = 0;
 
 // Reports items/s and, once the floors ran, this benchmark's rate / theirs.
-void ReportVsFloor(benchmark::State& state, absl::Duration elapsed) {
+double ReportVsFloor(benchmark::State& state, absl::Duration elapsed) {
   state.SetItemsProcessed(state.iterations());
   double rate = static_cast<double>(state.iterations()) / absl::ToDoubleSeconds(elapsed);
   state.counters["req_per_s"] = rate;
   if (floor_rate > 0) state.counters["vs_floor"] = rate / floor_rate;
   if (snapshot_floor_rate > 0) state.counters["vs_snapshot_floor"] = rate / snapshot_floor_rate;
+  return rate;
 }
 
 // One floor: a fresh context per request from `snapshot`'s kind of isolate.
@@ -178,16 +187,25 @@ absl::Duration RunQueries(benchmark::State& state, internal::RunnerCore& core, T
 
 void BM_RunQueryFreshContext(benchmark::State& state) {
   QueryFixture f;
-  internal::RunnerCore core({});
+  internal::RunnerCore core({.context_mode = ContextMode::kFresh});
   TestLease lease("bench");
-  ReportVsFloor(state, RunQueries(state, core, lease, f));
+  fresh_rate = ReportVsFloor(state, RunQueries(state, core, lease, f));
+}
+
+void BM_RunQueryHardenedContext(benchmark::State& state) {
+  QueryFixture f;
+  internal::RunnerCore core({.context_mode = ContextMode::kHardened});
+  TestLease lease("bench");
+  hardened_rate = ReportVsFloor(state, RunQueries(state, core, lease, f));
+  if (fresh_rate > 0) state.counters["vs_fresh"] = hardened_rate / fresh_rate;
 }
 
 void BM_RunQueryReusedContext(benchmark::State& state) {
   QueryFixture f;
   internal::RunnerCore core({.reuse_context = [](const std::string&) { return true; }});
   TestLease lease("bench");
-  ReportVsFloor(state, RunQueries(state, core, lease, f));
+  const double rate = ReportVsFloor(state, RunQueries(state, core, lease, f));
+  if (hardened_rate > 0) state.counters["vs_hardened"] = rate / hardened_rate;
 }
 
 void BM_RunQueryNewIsolate(benchmark::State& state) {
@@ -225,6 +243,7 @@ void BM_RunQueryNewIsolate(benchmark::State& state) {
 BENCHMARK(BM_RawV8FreshContext);
 BENCHMARK(BM_RawV8SnapshotContext);
 BENCHMARK(BM_RunQueryFreshContext);
+BENCHMARK(BM_RunQueryHardenedContext);
 BENCHMARK(BM_RunQueryReusedContext);
 BENCHMARK(BM_RunQueryNewIsolate);
 

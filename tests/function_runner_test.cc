@@ -7,6 +7,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "gmock/gmock.h"
@@ -68,17 +69,23 @@ export const insertAndRead = mutation(async (ctx, { channel }) => {
 export const writeInQuery = query(async (ctx) => ctx.db.insert("notes", {}));
 )JS";
 
-// Parameter: isolates from the runner's startup snapshot (contexts are
+// Parameters: isolates from the runner's startup snapshot (contexts are
 // deserialised with the bootstrap done) or plain ones (the runner runs the
-// bootstrap in each new context).
-class FunctionRunnerTest : public ::testing::TestWithParam<TestSnapshot> {
+// bootstrap in each new context); and the context mode of queries and
+// mutations (a hardened context kept per isolate, or a fresh one per request).
+class FunctionRunnerTest : public ::testing::TestWithParam<std::tuple<TestSnapshot, ContextMode>> {
  protected:
+  static TestSnapshot Snapshot() { return std::get<0>(GetParam()); }
+  static ContextMode Mode() { return std::get<1>(GetParam()); }
+  static bool Hardened() { return Mode() == ContextMode::kHardened; }
+
   void SetUp() override {
+    runner_options_.context_mode = Mode();
     storage_ = std::make_shared<InMemoryStorage>();
     CommitterOptions options;
     options.clock = clock_.AsFunction();
     committer_ = OpenWithSchema(storage_, std::move(options));
-    lease_ = std::make_unique<TestLease>("t", GetParam());
+    lease_ = std::make_unique<TestLease>("t", Snapshot());
     core_ = std::make_unique<internal::RunnerCore>(runner_options_);
     Deploy({{"messages.js", kMessages}});
   }
@@ -487,7 +494,14 @@ constexpr const char* kLeaky = R"JS(
 
 TEST_P(FunctionRunnerTest, GlobalsDoNotLeakBetweenRequestsOrTenants) {
   Deploy({{"leaky.js", kLeaky}});
-  ASSERT_TRUE(Query("leaky:poison").status.ok());
+  RunResult poisoned = Query("leaky:poison");
+  if (Hardened()) {
+    // The global object is frozen: the first write fails.
+    EXPECT_EQ(poisoned.status.code(), absl::StatusCode::kUnknown) << poisoned.status;
+    EXPECT_THAT(poisoned.status.message(), HasSubstr("TypeError: Cannot add property leaked"));
+  } else {
+    ASSERT_TRUE(poisoned.status.ok()) << poisoned.status;
+  }
   RunResult same = Query("leaky:look");
   ASSERT_TRUE(same.status.ok()) << same.status;
   EXPECT_EQ(ToJson(same.value),
@@ -497,7 +511,7 @@ TEST_P(FunctionRunnerTest, GlobalsDoNotLeakBetweenRequestsOrTenants) {
   auto other = Committer::Open(storage_, "u");
   ASSERT_TRUE(other.ok());
   Deploy({{"leaky.js", kLeaky}}, other->get());
-  TestLease other_lease("u", GetParam());
+  TestLease other_lease("u", Snapshot());
   RunResult theirs = RunOn(other_lease, **other, "leaky:look", Value::Null(), FunctionKind::kQuery);
   ASSERT_TRUE(theirs.status.ok()) << theirs.status;
   EXPECT_EQ(theirs.value, same.value);
@@ -564,7 +578,7 @@ TEST_P(FunctionRunnerTest, ModulesCompileOncePerProcessAndNewIsolatesUseCachedCo
   EXPECT_TRUE(second.stats.module_cache_hit);
   EXPECT_EQ(second.stats.modules_from_cache, 1);
   EXPECT_TRUE(second.stats.isolate_reused);
-  TestLease fresh_isolate("t", GetParam());
+  TestLease fresh_isolate("t", Snapshot());
   RunResult third = RunOn(fresh_isolate, *committer_, "messages:takeN", Obj({{"n", I64(1)}}),
                           FunctionKind::kQuery);
   ASSERT_TRUE(third.status.ok()) << third.status;
@@ -795,7 +809,7 @@ TEST_P(FunctionRunnerTest, PendingPromiseIsAnError) {
 TEST_P(FunctionRunnerTest, RunsThroughTheSchedulerBlockingAndAsync) {
   auto scheduler = IsolateScheduler::Create({.workers = 2,
                                              .max_in_flight_per_tenant = 16,
-                                             .customizer = GetParam() == TestSnapshot::kRunner
+                                             .customizer = Snapshot() == TestSnapshot::kRunner
                                                                ? FunctionRunnerIsolateCustomizer()
                                                                : nullptr});
   ASSERT_TRUE(scheduler.ok()) << scheduler.status();
@@ -848,7 +862,7 @@ TEST_P(FunctionRunnerTest, SchedulerCpuLimitBecomesResourceExhausted) {
   auto scheduler = IsolateScheduler::Create({.workers = 1,
                                              .max_in_flight_per_tenant = 4,
                                              .limits = std::make_shared<TightLimits>(),
-                                             .customizer = GetParam() == TestSnapshot::kRunner
+                                             .customizer = Snapshot() == TestSnapshot::kRunner
                                                                ? FunctionRunnerIsolateCustomizer()
                                                                : nullptr});
   ASSERT_TRUE(scheduler.ok()) << scheduler.status();
@@ -918,7 +932,7 @@ TEST_P(FunctionRunnerTest, TenantCodeHasNoWebAssembly) {
 // context inherits from it, or builds, must still find its keys: globals,
 // builtins' properties, dictionary-mode objects, Maps and Sets of strings.
 TEST_P(FunctionRunnerTest, HashedLookupsWorkInEveryFreshContext) {
-  if (GetParam() == TestSnapshot::kRunner) {
+  if (Snapshot() == TestSnapshot::kRunner) {
     EXPECT_TRUE(internal::RunnerSnapshotSkipsRehashing());
   }
   Deploy({{"hash.js", R"JS(import { query } from "txfn/server";
@@ -1019,6 +1033,16 @@ TEST_P(FunctionRunnerTest, GuardsIgnoreTenantReplacedGlobals) {
       new Uint8Array(1);
       return typeof globalThis.leaked;
     });)JS"}});
+  if (Hardened()) {
+    // Built-ins are frozen: the tampering itself fails.
+    for (const char* fn : {"tamper:indexOf", "tamper:concat", "tamper:typed"}) {
+      RunResult r = Query(fn);
+      EXPECT_EQ(r.status.code(), absl::StatusCode::kUnknown) << fn << ": " << r.status;
+      EXPECT_THAT(r.status.message(), HasSubstr("TypeError: Cannot assign to read only property"))
+          << fn;
+    }
+    return;
+  }
   for (const char* fn : {"tamper:indexOf", "tamper:concat"}) {
     RunResult r = Query(fn);
     EXPECT_EQ(r.status.code(), absl::StatusCode::kResourceExhausted) << fn << ": " << r.status;
@@ -1046,12 +1070,15 @@ TEST(FunctionRunnerIsolateCustomizerTest, FillsInTheRunnersSnapshot) {
   EXPECT_EQ(plain.snapshot_blob, nullptr);
 }
 
-INSTANTIATE_TEST_SUITE_P(Isolates, FunctionRunnerTest,
-                         ::testing::Values(TestSnapshot::kRunner, TestSnapshot::kPlain),
-                         [](const ::testing::TestParamInfo<TestSnapshot>& info) {
-                           return info.param == TestSnapshot::kRunner ? "RunnerSnapshot"
-                                                                      : "PlainIsolate";
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Isolates, FunctionRunnerTest,
+    ::testing::Combine(::testing::Values(TestSnapshot::kRunner, TestSnapshot::kPlain),
+                       ::testing::Values(ContextMode::kHardened, ContextMode::kFresh)),
+    [](const ::testing::TestParamInfo<std::tuple<TestSnapshot, ContextMode>>& info) {
+      return std::string(std::get<0>(info.param) == TestSnapshot::kRunner ? "RunnerSnapshot"
+                                                                          : "PlainIsolate") +
+             (std::get<1>(info.param) == ContextMode::kHardened ? "_Hardened" : "_Fresh");
+    });
 
 }  // namespace
 }  // namespace txfn

@@ -8,8 +8,13 @@
 //   - the process survives, and a harmless call of the attacker and of
 //     another tenant still answers correctly;
 //   - the process's resident memory is back under a bound.
-// Further tests: the wall-clock limit on a request blocked in storage, a
-// deploy whose top level attacks, and the noisy-neighbour check.
+// Every attack runs in both context modes (FunctionRunnerOptions::
+// context_mode): the default hardened context and a fresh one per request.
+// Two attacks write to shared objects, which a hardened context refuses
+// before they get going: their hardened outcome is that TypeError.
+// Further tests, in both modes too: the wall-clock limit on a request blocked
+// in storage, a deploy whose top level attacks, the noisy-neighbour check and
+// what a request leaves behind for the next.
 #include <unistd.h>
 
 #include <algorithm>
@@ -19,9 +24,11 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <ostream>
 #include <sstream>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -104,7 +111,26 @@ struct Attack {
   Within within = Within::kInstant;
   bool mutation = false;
   std::string value;  // for kOk: the result as JSON
+  // In a hardened context, where the attack's first step is a write to a
+  // frozen object: a substring of the TypeError it then ends with.
+  std::string hardened_type_error;
 };
+
+void PrintTo(const Attack& attack, std::ostream* os) { *os << attack.function; }
+
+// The outcome `attack` must have in a context of `mode`.
+Attack InMode(Attack attack, ContextMode mode) {
+  if (mode != ContextMode::kHardened || attack.hardened_type_error.empty()) return attack;
+  attack.code = absl::StatusCode::kUnknown;
+  attack.message = "TypeError: " + attack.hardened_type_error;
+  attack.within = Within::kInstant;
+  attack.value.clear();
+  return attack;
+}
+Attack Refusing(Attack attack, std::string type_error) {
+  attack.hardened_type_error = std::move(type_error);
+  return attack;
+}
 
 Attack Refused(std::string fn, std::string message, bool mutation = false) {
   return {std::move(fn), absl::StatusCode::kInvalidArgument, std::move(message), Within::kInstant,
@@ -150,7 +176,8 @@ std::vector<Attack> Attacks() {
       Refused("cyclicDoc", "cyclic", /*mutation=*/true),
       Refused("missingTable", "must be a string"),
       Stopped("pageOnForeignThis", "time limit"),
-      Answers("nativesStolenAfterRequest", "\"function\""),
+      Refusing(Answers("nativesStolenAfterRequest", "\"function\""),
+               "Cannot add property stolen, object is not extensible"),
       Answers("hugeLogLine", "1"),
       // 2. The heap limit.
       // Flattening 512 MiB or 1 GiB may use up the CPU limit before a GC
@@ -208,7 +235,8 @@ std::vector<Attack> Attacks() {
       // 8. Smaller.
       Stopped("resultGetterSpin", "time limit"),
       Stopped("stackGetterSpin", "time limit"),
-      Stopped("prepareStackTraceSpin", "time limit"),
+      Refusing(Stopped("prepareStackTraceSpin", "time limit"),
+               "Cannot add property prepareStackTrace, object is not extensible"),
       Refused("takeInfinity", "non-negative integer"),
       Refused("takeNegative", "non-negative integer"),
       Refused("paginateInfinity", "positive integer"),
@@ -229,16 +257,28 @@ std::vector<Attack> Attacks() {
   };
 }
 
-class SandboxTest : public ::testing::TestWithParam<Attack> {
+std::string ModeName(ContextMode mode) {
+  return mode == ContextMode::kHardened ? "Hardened" : "Fresh";
+}
+
+class SandboxTest : public ::testing::TestWithParam<std::tuple<ContextMode, Attack>> {
  protected:
   static void SetUpTestSuite() {
+    for (ContextMode mode : {ContextMode::kHardened, ContextMode::kFresh}) {
+      SetUpEngine(mode);
+      if (::testing::Test::HasFatalFailure()) return;
+    }
+  }
+  static void SetUpEngine(ContextMode mode) {
     EngineOptions options;
     options.storage = EngineStorage::kMemory;
     options.scheduler.workers = 2;
     options.scheduler.limits = std::make_shared<AttackerLimits>();
     options.scheduler.abandon_grace = kAbandonGrace;
+    options.runner.context_mode = mode;
     auto engine = Engine::Open(options);
     ASSERT_TRUE(engine.ok()) << engine.status();
+    Engine*& engine_ = engines_[static_cast<int>(mode)];
     engine_ = engine->release();
     const std::string dir = TXFN_SANDBOX_DIR;
     const std::string attacks = ReadFile(dir + "/attacks.js");
@@ -258,14 +298,16 @@ class SandboxTest : public ::testing::TestWithParam<Attack> {
     }
   }
   static void TearDownTestSuite() {
-    delete engine_;
-    engine_ = nullptr;
+    for (Engine*& engine : engines_) {
+      delete engine;
+      engine = nullptr;
+    }
     std::fprintf(stderr, "sandbox suite: peak resident %zu MiB after an attack\n",
                  peak_rss_after_ >> 20);
   }
 
   // Both tenants still answer, with their data intact.
-  static void ExpectHarmlessCallsAnswer() {
+  static void ExpectHarmlessCallsAnswer(Engine* engine_) {
     for (const char* tenant : {"mallory", "bystander"}) {
       auto count = engine_->Query(tenant, "harmless:count", Value::Null());
       ASSERT_TRUE(count.ok()) << tenant << ": " << count.status();
@@ -276,15 +318,18 @@ class SandboxTest : public ::testing::TestWithParam<Attack> {
     }
   }
 
-  static Engine* engine_;
+  static Engine* engines_[2];  // by ContextMode
   static size_t peak_rss_after_;
 };
 
-Engine* SandboxTest::engine_ = nullptr;
+Engine* SandboxTest::engines_[2] = {nullptr, nullptr};
 size_t SandboxTest::peak_rss_after_ = 0;
 
 TEST_P(SandboxTest, EndsAsPromisedAndHarmsNobody) {
-  const Attack& attack = GetParam();
+  const ContextMode mode = std::get<0>(GetParam());
+  const Attack attack = InMode(std::get<1>(GetParam()), mode);
+  Engine* engine_ = engines_[static_cast<int>(mode)];
+  ASSERT_NE(engine_, nullptr);
   const absl::Duration bound =
       kTimeFactor * (attack.within == Within::kLimit ? 2 * kAttackerCpu + kSlack : kAttackerCpu);
   // A loaded machine can stall any one call past the bound, or past the
@@ -347,21 +392,29 @@ TEST_P(SandboxTest, EndsAsPromisedAndHarmsNobody) {
   }
   EXPECT_LE(fastest, bound) << "took " << fastest << " in the faster of two runs";
 
-  ExpectHarmlessCallsAnswer();
+  ExpectHarmlessCallsAnswer(engine_);
   const size_t rss = ResidentBytes();
   peak_rss_after_ = std::max(peak_rss_after_, rss);
   EXPECT_LT(rss, kRssBound) << "resident " << (rss >> 20) << " MiB";
 }
 
-INSTANTIATE_TEST_SUITE_P(Attacks, SandboxTest, ::testing::ValuesIn(Attacks()),
-                         [](const ::testing::TestParamInfo<Attack>& info) {
-                           return info.param.function;
+INSTANTIATE_TEST_SUITE_P(Attacks, SandboxTest,
+                         ::testing::Combine(::testing::Values(ContextMode::kHardened,
+                                                              ContextMode::kFresh),
+                                            ::testing::ValuesIn(Attacks())),
+                         [](const ::testing::TestParamInfo<std::tuple<ContextMode, Attack>>& info) {
+                           return ModeName(std::get<0>(info.param)) + "_" +
+                                  std::get<1>(info.param).function;
                          });
 
-TEST(SandboxMisc, UnhandledRejectionsAppearInTheCallsLogs) {
+// The other sandbox tests, in each context mode.
+class SandboxMisc : public ::testing::TestWithParam<ContextMode> {};
+
+TEST_P(SandboxMisc, UnhandledRejectionsAppearInTheCallsLogs) {
   EngineOptions options;
   options.storage = EngineStorage::kMemory;
   options.scheduler.workers = 1;
+  options.runner.context_mode = GetParam();
   auto engine = Engine::Open(options);
   ASSERT_TRUE(engine.ok());
   ASSERT_TRUE((*engine)->CreateTenant("t").ok());
@@ -392,12 +445,13 @@ export const fails = query(async () => { throw new Error("the result"); });
 
 // A request that waits (here on slow storage) uses no CPU: the wall-clock
 // limit stops it and frees its worker.
-TEST(SandboxMisc, WallClockLimitStopsARequestThatWaits) {
+TEST_P(SandboxMisc, WallClockLimitStopsARequestThatWaits) {
   auto storage =
       std::make_shared<testing::FaultInjectingStorage>(std::make_shared<InMemoryStorage>());
   EngineOptions options;
   options.custom_storage = storage;
   options.scheduler.workers = 1;
+  options.runner.context_mode = GetParam();
   options.scheduler.limits = std::make_shared<AttackerLimits>();
   auto engine = Engine::Open(options);
   ASSERT_TRUE(engine.ok());
@@ -425,11 +479,12 @@ export const slow = query(async (ctx) => {
 
 // A deploy runs every module's top level under the same limits: a module
 // that spins or waits is refused, and the old version keeps serving.
-TEST(SandboxMisc, DeployOfAHostileTopLevelIsRefused) {
+TEST_P(SandboxMisc, DeployOfAHostileTopLevelIsRefused) {
   EngineOptions options;
   options.storage = EngineStorage::kMemory;
   options.scheduler.workers = 1;
   options.scheduler.limits = std::make_shared<AttackerLimits>();
+  options.runner.context_mode = GetParam();
   auto engine = Engine::Open(options);
   ASSERT_TRUE(engine.ok());
   ASSERT_TRUE((*engine)->CreateTenant("mallory").ok());
@@ -469,13 +524,15 @@ export const v = query(async () => 1);
 
 // An engine with the attacker's limits, both tenants deployed with the
 // harmless module (and the attacker's extra `modules`).
-std::unique_ptr<Engine> OpenEngine(int workers, const std::map<std::string, std::string>& extra,
+std::unique_ptr<Engine> OpenEngine(ContextMode mode, int workers,
+                                   const std::map<std::string, std::string>& extra,
                                    bool reuse_context = false) {
   EngineOptions options;
   options.storage = EngineStorage::kMemory;
   options.scheduler.workers = workers;
   options.scheduler.limits = std::make_shared<AttackerLimits>();
   options.scheduler.abandon_grace = kAbandonGrace;
+  options.runner.context_mode = mode;
   if (reuse_context) options.runner.reuse_context = [](const std::string&) { return true; };
   auto engine = Engine::Open(options);
   EXPECT_TRUE(engine.ok()) << engine.status();
@@ -502,9 +559,10 @@ int64_t Percentile(std::vector<int64_t> v, double p) {
 // while a victim tenant runs a steady query/mutation mix: every victim call
 // succeeds with the right result, and its latency stays bounded because one
 // tenant may run on only half the workers.
-TEST(SandboxMisc, NoisyNeighbourCannotStarveAnotherTenant) {
+TEST_P(SandboxMisc, NoisyNeighbourCannotStarveAnotherTenant) {
   const std::string dir = TXFN_SANDBOX_DIR;
-  std::unique_ptr<Engine> engine = OpenEngine(2, {{"attacks.js", ReadFile(dir + "/attacks.js")}});
+  std::unique_ptr<Engine> engine =
+      OpenEngine(GetParam(), 2, {{"attacks.js", ReadFile(dir + "/attacks.js")}});
   ASSERT_NE(engine, nullptr);
   std::atomic<bool> stop{false};
   std::atomic<int> attacks{0};
@@ -569,14 +627,18 @@ TEST(SandboxMisc, NoisyNeighbourCannotStarveAnotherTenant) {
 // its CPU limit, stolen ctx.db functions, finalizers and waits where they
 // exist. The same isolate's next requests see none of it run and commit
 // only their own writes.
-TEST(SandboxMisc, NothingOfARequestRunsInTheNext) {
-  std::unique_ptr<Engine> engine = OpenEngine(1, {{"leave.js", R"JS(
+TEST_P(SandboxMisc, NothingOfARequestRunsInTheNext) {
+  std::unique_ptr<Engine> engine = OpenEngine(GetParam(), 1, {{"leave.js", R"JS(
 import { query, mutation } from "txfn/server";
 export const leave = mutation(async (ctx, { i, spin }) => {
   let resolve;
   const pending = new Promise((r) => { resolve = r; });
-  globalThis.leftover = resolve;
-  globalThis.stolen = ctx.db;
+  try {
+    globalThis.leftover = resolve;
+    globalThis.stolen = ctx.db;
+  } catch (e) {
+    // A hardened context's global object is frozen: nothing to leave there.
+  }
   pending.then(() => ctx.db.insert("items", { k: "leaked-" + i }));
   if (typeof FinalizationRegistry === "function") {
     new FinalizationRegistry(() => ctx.db.insert("items", { k: "finalized" })).register({}, 1);
@@ -635,9 +697,10 @@ export const keys = query(async (ctx) =>
 // fuzz.js), some cut off by the CPU limit at random points: the process
 // survives, every call ends with a status the runtime documents, and the
 // tenants still answer.
-TEST(SandboxMisc, NativesFuzz) {
+TEST_P(SandboxMisc, NativesFuzz) {
   const std::string dir = TXFN_SANDBOX_DIR;
-  std::unique_ptr<Engine> engine = OpenEngine(2, {{"fuzz.js", ReadFile(dir + "/fuzz.js")}});
+  std::unique_ptr<Engine> engine =
+      OpenEngine(GetParam(), 2, {{"fuzz.js", ReadFile(dir + "/fuzz.js")}});
   ASSERT_NE(engine, nullptr);
   std::map<absl::StatusCode, int> seen;
   for (int seed = 1; seed <= 600; ++seed) {
@@ -660,6 +723,12 @@ TEST(SandboxMisc, NativesFuzz) {
   auto count = engine->Query("bystander", "harmless:count", Value::Null());
   ASSERT_TRUE(count.ok()) << count.status();
 }
+
+INSTANTIATE_TEST_SUITE_P(Modes, SandboxMisc,
+                         ::testing::Values(ContextMode::kHardened, ContextMode::kFresh),
+                         [](const ::testing::TestParamInfo<ContextMode>& info) {
+                           return ModeName(info.param);
+                         });
 
 }  // namespace
 }  // namespace txfn

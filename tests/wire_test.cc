@@ -154,6 +154,7 @@ TEST(Wire, RunResultRoundTripsWithStatusPayloads) {
   }
   result.stats.isolate_reused = true;
   result.stats.module_cache_hit = true;
+  result.stats.context_hardened = true;
   result.stats.modules_from_cache = 3;
   result.stats.modules_compiled = 1;
   result.stats.cpu_time = absl::Nanoseconds(123456789);
@@ -169,6 +170,7 @@ TEST(Wire, RunResultRoundTripsWithStatusPayloads) {
   EXPECT_EQ(back->logs, result.logs);
   EXPECT_TRUE(back->stats.isolate_reused);
   EXPECT_FALSE(back->stats.context_reused);
+  EXPECT_TRUE(back->stats.context_hardened);
   EXPECT_TRUE(back->stats.module_cache_hit);
   EXPECT_EQ(back->stats.modules_from_cache, 3);
   EXPECT_EQ(back->stats.modules_compiled, 1);

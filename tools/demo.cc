@@ -73,6 +73,10 @@ ABSL_FLAG(std::string, apps, "",
 ABSL_FLAG(bool, reuse_context, false,
           "Opt every tenant in to context reuse (FunctionRunnerOptions::reuse_context): "
           "faster, but module state persists between a tenant's calls on an isolate.");
+ABSL_FLAG(std::string, context, "hardened",
+          "The context of queries and mutations (FunctionRunnerOptions::context_mode): "
+          "hardened (the default: one frozen context per isolate, new module instances per "
+          "call) or fresh (a new context per call).");
 ABSL_FLAG(uint64_t, seed, 1, "Seed of the workload's random choices.");
 ABSL_FLAG(bool, keep, false, "Keep the temporary SQLite database (its path is printed).");
 ABSL_FLAG(std::string, mode, "both",
@@ -533,6 +537,13 @@ int Main(int argc, char** argv) {
     options.storage = EngineStorage::kMemory;
   }
   options.scheduler.workers = workers;
+  const std::string context_flag = absl::GetFlag(FLAGS_context);
+  if (context_flag != "hardened" && context_flag != "fresh") {
+    std::fprintf(stderr, "txfn-demo: --context must be hardened or fresh\n");
+    return 1;
+  }
+  options.runner.context_mode =
+      context_flag == "fresh" ? ContextMode::kFresh : ContextMode::kHardened;
   if (absl::GetFlag(FLAGS_reuse_context)) {
     options.runner.reuse_context = [](const std::string&) { return true; };
   }
@@ -556,7 +567,9 @@ int Main(int argc, char** argv) {
         "threads, %.0f%% queries, %.1f s%s\n",
         n_tenants, n_tenants - n_tenants / 2, n_tenants / 2, storage.c_str(),
         storage == "sqlite" ? fmt::format(" ({})", options.path).c_str() : "", workers, threads,
-        mix * 100, duration, absl::GetFlag(FLAGS_reuse_context) ? ", contexts reused" : "");
+        mix * 100, duration,
+        absl::GetFlag(FLAGS_reuse_context) ? ", contexts reused"
+                                           : fmt::format(", {} contexts", context_flag).c_str());
 
     // Deploy and seed, one thread per tenant.
     std::vector<std::unique_ptr<TenantState>> tenants;

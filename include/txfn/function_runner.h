@@ -118,14 +118,55 @@
 // module paths and line numbers ("messages.js:3"). On error, `value` is null
 // and `commit` holds the read set but no writes.
 //
-// Contexts: every request gets a fresh v8::Context (globals and prototype
-// changes never outlive a request) unless FunctionRunnerOptions::reuse_context
-// opts a tenant in: then an isolate keeps one context (with its evaluated
-// modules) for its tenant and runs the tenant's next requests in it while the
-// tenant's modules are unchanged. That is several times faster, but globals,
-// prototype changes and module-level state of one request are visible to the
-// next requests of that tenant on that isolate (never to other tenants).
-// Math.random, Date and ctx are still per request.
+// Contexts (FunctionRunnerOptions::context_mode; docs/hardened.md has the
+// threat list and the tests behind each claim):
+// - kHardened, the default for queries and mutations: each isolate keeps one
+//   context for its tenant, prepared once from the startup snapshot and then
+//   locked down: every intrinsic, txfn's own objects (ctx, ctx.db, console,
+//   query(), the ctx.db.query() classes, the Date and Math.random
+//   replacements) and the global object are deeply frozen (own properties
+//   with symbol keys, getters and setters, and prototypes, transitively),
+//   and the per-context state a request could write is removed: the legacy
+//   RegExp statics (RegExp.$1..$9, input, lastMatch, ...) are gone,
+//   Error.stackTraceLimit is fixed at 10 and Error.prepareStackTrace cannot
+//   be set. Each request gets new instances of its modules (compiled from
+//   the code cache, linked and evaluated again: module-level state starts
+//   fresh), a new ctx object, and its own Date and Math.random seed. What
+//   holds: no request sees anything another request made (every object a
+//   request can reach is either immutable or made in that request), and no
+//   job of a request runs in a later one (jobs still queued when it ends run
+//   before its worker moves on, with ctx.db and console refusing them; a
+//   request stopped by a limit takes the context with it). What it costs
+//   tenants: built-ins cannot be patched or extended (no polyfills that add
+//   to a prototype, no globalThis.x = ...: a TypeError in module code, which
+//   is strict), Error.stackTraceLimit/prepareStackTrace cannot be changed,
+//   RegExp.$1 and friends do not exist, and assigning a property that
+//   shadows a frozen inherited one throws (the "override mistake"), except
+//   for the names libraries commonly assign (constructor, toString,
+//   valueOf, ... of Object.prototype; name, message, toString of the Error
+//   prototypes; toString of Function.prototype), which are made accessors
+//   that define the property on the receiver. Symbol.for's registry is
+//   per isolate (as in every mode): a registered symbol carries no data, and
+//   whether a key was registered before is unobservable except through
+//   timing. Several times faster than kFresh (bench/runner_bench.cc).
+// - kFresh: every request gets a new v8::Context (globals and prototype
+//   changes never outlive a request; built-ins may be patched within it).
+//   The strongest isolation and the most compatible, at the price of
+//   creating a context per request.
+// - FunctionRunnerOptions::reuse_context (for trusted code only; it wins over
+//   context_mode): an isolate keeps one unhardened context (with its
+//   evaluated modules) for its tenant and runs the tenant's next requests in
+//   it while the tenant's modules are unchanged. Fastest, but globals,
+//   prototype changes and module-level state of one request are visible to
+//   the next requests of that tenant on that isolate (never to other
+//   tenants). Math.random, Date and ctx are still per request.
+// Actions always get a fresh context (unless reuse_context opts their tenant
+// in): they run for long and block on their host, so a context per action
+// costs little, and their ctx reaches the host's services.
+// RunStats says which mode served a request. Deploy checks
+// (CheckModules, DescribeFunctions) evaluate the modules in the mode their
+// queries and mutations will run in, so a module that patches a built-in
+// at its top level is refused at deploy time under kHardened.
 //
 // Thread safety: FunctionRunner is thread-safe; Run and RunAsync may be called
 // from any threads concurrently.
@@ -250,6 +291,7 @@ struct RunRequest {
 struct RunStats {
   bool isolate_reused = false;    // the isolate served this tenant before
   bool context_reused = false;    // ran in a kept context (reuse_context)
+  bool context_hardened = false;  // ran in the isolate's hardened context
   bool module_cache_hit = false;  // no module was compiled from source
   int modules_compiled = 0;       // compiled from source (then cached)
   int modules_from_cache = 0;     // compiled from cached V8 code
@@ -267,10 +309,19 @@ struct RunResult {
   RunStats stats;
 };
 
+// How queries and mutations get their context (see the file comment).
+enum class ContextMode {
+  kHardened,  // one deeply frozen context per isolate, new module instances per request
+  kFresh,     // a new context per request
+};
+
 struct FunctionRunnerOptions {
   // Weight (source + code cache bytes) of the process-wide module cache.
   size_t module_cache_bytes = size_t{64} << 20;
-  // Opt-in context reuse per tenant (see the file comment). Null: never.
+  // The context of queries and mutations (actions: always fresh).
+  ContextMode context_mode = ContextMode::kHardened;
+  // Opt-in unhardened context reuse per tenant, for trusted code only (see
+  // the file comment); wins over context_mode. Null: never.
   std::function<bool(const std::string& tenant)> reuse_context;
   // Largest argument, result or ctx.db argument, in Value::ByteSize terms.
   size_t max_value_bytes = size_t{16} << 20;

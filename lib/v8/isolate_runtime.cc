@@ -11,6 +11,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/time/clock.h"
 #include "lib/v8/bootstrap_js.h"
+#include "lib/v8/harden_js.h"
 #include "lib/v8/js_strings.h"
 #include "lib/v8/js_value.h"
 #include "txfn/call_records.h"
@@ -503,6 +504,33 @@ void IsProxy(const v8::FunctionCallbackInfo<v8::Value>& info) {
   info.GetReturnValue().Set(info[0]->IsProxy());
 }
 
+// setOriginal(getter, value): the lockdown's note, on an override accessor's
+// getter, of the data value it replaced (harden_js.h, js_strings.h). Made
+// per lockdown, never reachable from tenant code.
+void SetOriginal(const v8::FunctionCallbackInfo<v8::Value>& info) {
+  v8::Isolate* isolate = info.GetIsolate();
+  if (!info[0]->IsFunction()) return;
+  v8::Local<v8::Private> key =
+      v8::Private::ForApi(isolate, MessageString(isolate, kOriginalValueKey));
+  (void)info[0].As<v8::Object>()->SetPrivate(isolate->GetCurrentContext(), key, info[1]);
+}
+
+// ownKeys(o): every own key of `o` (strings, indices as strings, symbols),
+// for the lockdown's walk.
+void OwnKeys(const v8::FunctionCallbackInfo<v8::Value>& info) {
+  if (!info[0]->IsObject()) return;
+  v8::Local<v8::Array> keys;
+  if (info[0]
+          .As<v8::Object>()
+          ->GetPropertyNames(info.GetIsolate()->GetCurrentContext(),
+                             v8::KeyCollectionMode::kOwnOnly, v8::ALL_PROPERTIES,
+                             v8::IndexFilter::kIncludeIndices,
+                             v8::KeyConversionMode::kConvertToString)
+          .ToLocal(&keys)) {
+    info.GetReturnValue().Set(keys);
+  }
+}
+
 // Records promises rejected without a handler, for the request's logs.
 void OnPromiseReject(v8::PromiseRejectMessage message) {
   v8::Local<v8::Promise> promise = message.GetPromise();
@@ -563,6 +591,12 @@ void ContextState::Close() {
   context.Get(rt->isolate())->SetAbortScriptExecution(&AbortScript);
 }
 
+void ContextState::ResetModules() {
+  modules.clear();
+  by_path.clear();
+  server_module.Reset();
+}
+
 ContextState* StateOf(v8::Local<v8::Context> context) {
   if (context.IsEmpty() || context->GetNumberOfEmbedderDataFields() <= kContextStateSlot) {
     return nullptr;
@@ -582,7 +616,10 @@ IsolateRuntime::IsolateRuntime(v8::Isolate* isolate) : isolate_(isolate) {
   isolate_->SetPromiseRejectCallback(&OnPromiseReject);
 }
 
-IsolateRuntime::~IsolateRuntime() { reused_.reset(); }
+IsolateRuntime::~IsolateRuntime() {
+  reused_.reset();
+  hardened_.reset();
+}
 
 const intptr_t* IsolateRuntime::ExternalReferences() {
   static const intptr_t kRefs[] = {reinterpret_cast<intptr_t>(&Now),
@@ -698,6 +735,78 @@ absl::StatusOr<std::unique_ptr<ContextState>> IsolateRuntime::NewContext() {
   state->ctx.Reset(isolate_, ctx.As<v8::Object>());
   state->action_ctx.Reset(isolate_, action_ctx.As<v8::Object>());
   return state;
+}
+
+absl::Status IsolateRuntime::Harden(ContextState& cs) {
+  v8::HandleScope scope(isolate_);
+  v8::Local<v8::Context> context = cs.context.Get(isolate_);
+  v8::Context::Scope context_scope(context);
+  v8::TryCatch tc(isolate_);
+  v8::Local<v8::Object> exports = v8::Object::New(isolate_);
+  v8::Local<v8::Object> ctx = cs.ctx.Get(isolate_);
+  v8::Local<v8::Value> db;
+  v8::Local<v8::Value> scheduler;
+  v8::ScriptOrigin origin(isolate_, MessageString(isolate_, "txfn:harden"));
+  v8::Local<v8::String> source;
+  v8::Local<v8::Script> script;
+  v8::Local<v8::Value> fn;
+  v8::Local<v8::Value> out;
+  v8::Local<v8::Function> set_original;
+  v8::Local<v8::Function> own_keys;
+  if (!v8::Function::New(context, &SetOriginal).ToLocal(&set_original) ||
+      !v8::Function::New(context, &OwnKeys).ToLocal(&own_keys)) {
+    return absl::InternalError("lockdown failed: no natives");
+  }
+  v8::Local<v8::Value> args[3] = {exports, set_original, own_keys};
+  if (exports->Set(context, MessageString(isolate_, "server"), cs.server.Get(isolate_))
+          .IsNothing() ||
+      exports->Set(context, MessageString(isolate_, "ctx"), ctx).IsNothing() ||
+      exports->Set(context, MessageString(isolate_, "actionCtx"), cs.action_ctx.Get(isolate_))
+          .IsNothing() ||
+      !ctx->Get(context, MessageString(isolate_, "db")).ToLocal(&db) || !db->IsObject() ||
+      !ctx->Get(context, MessageString(isolate_, "scheduler")).ToLocal(&scheduler) ||
+      !scheduler->IsObject() || !NewString(isolate_, kHardenSource).ToLocal(&source) ||
+      !v8::Script::Compile(context, source, &origin).ToLocal(&script) ||
+      !script->Run(context).ToLocal(&fn) || !fn->IsFunction() ||
+      !fn.As<v8::Function>()->Call(context, v8::Undefined(isolate_), 3, args).ToLocal(&out)) {
+    if (isolate_->IsExecutionTerminating()) {
+      return absl::ResourceExhaustedError("the context's lockdown was stopped");
+    }
+    return absl::InternalError(
+        StrCat("lockdown failed: ", DescribeValue(isolate_, tc.Exception(), kMaxJsMessageBytes)));
+  }
+  cs.db.Reset(isolate_, db.As<v8::Object>());
+  cs.scheduler.Reset(isolate_, scheduler.As<v8::Object>());
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ContextState*> IsolateRuntime::OpenHardened() {
+  if (hardened_ == nullptr) {
+    TXFN_ASSIGN_OR_RETURN(std::unique_ptr<ContextState> cs, NewContext());
+    TXFN_RETURN_IF_ERROR(Harden(*cs));
+    hardened_ = std::move(cs);
+  } else {
+    hardened_->Open();
+  }
+  ContextState& cs = *hardened_;
+  cs.ResetModules();
+  // A new ctx per request: the same frozen db and scheduler, in an object
+  // no earlier request held.
+  v8::HandleScope scope(isolate_);
+  v8::Local<v8::Context> context = cs.context.Get(isolate_);
+  v8::Context::Scope context_scope(context);
+  v8::Local<v8::Object> ctx = v8::Object::New(isolate_);
+  if (ctx->CreateDataProperty(context, MessageString(isolate_, "db"), cs.db.Get(isolate_))
+          .IsNothing() ||
+      ctx->CreateDataProperty(context, MessageString(isolate_, "scheduler"),
+                              cs.scheduler.Get(isolate_))
+          .IsNothing() ||
+      !ctx->SetIntegrityLevel(context, v8::IntegrityLevel::kFrozen).FromMaybe(false)) {
+    hardened_.reset();
+    return absl::ResourceExhaustedError("cannot make a request's ctx");
+  }
+  cs.ctx.Reset(isolate_, ctx);
+  return &cs;
 }
 
 void IsolateRuntime::Throw(const absl::Status& status) {

@@ -101,6 +101,9 @@ struct ContextState {
   void Open();
   // After this no JavaScript runs in the context: V8 aborts any attempt.
   void Close();
+  // Forgets the modules loaded in the context (a hardened context, between
+  // requests: each request gets new instances).
+  void ResetModules();
 
   IsolateRuntime* rt = nullptr;
   // The context's own queue: a job queued in one request runs only in that
@@ -114,6 +117,10 @@ struct ContextState {
   std::vector<ModuleEntry> modules;
   std::map<std::string, size_t, std::less<>> by_path;
   size_t fingerprint = 0;  // of the tenant's modules, for reuse
+  // A hardened context's frozen ctx.db and ctx.scheduler, from which each
+  // request's new ctx is made (empty in other contexts).
+  v8::Global<v8::Object> db;
+  v8::Global<v8::Object> scheduler;
 };
 
 // The ContextState of a context the runner made; nullptr for any other
@@ -140,6 +147,7 @@ class IsolateRuntime : public IsolateData {
   RequestState* current() const { return current_; }
   void set_current(RequestState* r) { current_ = r; }
   std::unique_ptr<ContextState>& reused() { return reused_; }
+  std::unique_ptr<ContextState>& hardened() { return hardened_; }
   v8::Local<v8::Private> kind_key() const { return kind_key_.Get(isolate_); }
   v8::Local<v8::Private> code_key() const { return code_key_.Get(isolate_); }
   v8::Local<v8::Private> attrs_key() const { return attrs_key_.Get(isolate_); }
@@ -149,6 +157,13 @@ class IsolateRuntime : public IsolateData {
   // runner's startup snapshot if the isolate was made from it (see
   // UseRunnerSnapshot), else a plain context that runs the bootstrap now.
   absl::StatusOr<std::unique_ptr<ContextState>> NewContext();
+
+  // The isolate's hardened context, opened for a request (made and locked
+  // down on first use, which runs the lockdown under the caller's limits):
+  // its module registry empty and its `ctx` new. The caller closes it
+  // (ContextState::Close) or drops it (hardened().reset()) when the request
+  // is over.
+  absl::StatusOr<ContextState*> OpenHardened();
 
   // Throws a JS Error carrying `status` (its code as a private property).
   void Throw(const absl::Status& status);
@@ -166,7 +181,11 @@ class IsolateRuntime : public IsolateData {
   v8::Global<v8::Private> code_key_;
   v8::Global<v8::Private> attrs_key_;
   v8::Global<v8::Private> args_key_;
+  // Freezes everything reachable in `cs`'s context (harden_js.h).
+  absl::Status Harden(ContextState& cs);
+
   std::unique_ptr<ContextState> reused_;
+  std::unique_ptr<ContextState> hardened_;
   RequestState* current_ = nullptr;
 };
 

@@ -65,13 +65,62 @@ std::string Utf8Prefix(v8::Isolate* isolate, v8::Local<v8::String> s, size_t max
   return out;
 }
 
+namespace {
+
+// The `name` an error inherits from a hardened context's override accessor
+// (harden_js.h), read without running anything; "" when it has none. V8's
+// side-effect-free rendering reads data properties only, so it would leave
+// such a name out.
+std::string OverriddenErrorName(v8::Isolate* isolate, v8::Local<v8::Object> error) {
+  v8::Local<v8::Context> context = isolate->GetCurrentContext();
+  v8::Local<v8::String> key = MessageString(isolate, "name");
+  v8::Local<v8::Private> original =
+      v8::Private::ForApi(isolate, MessageString(isolate, kOriginalValueKey));
+  v8::Local<v8::Value> o = error;
+  // Bounded: a tenant's chain of its own prototypes ends in data or a proxy.
+  for (int depth = 0; depth < 64 && o->IsObject() && !o->IsProxy(); ++depth) {
+    v8::Local<v8::Object> obj = o.As<v8::Object>();
+    if (obj->HasRealNamedProperty(context, key).FromMaybe(false)) {
+      if (!obj->HasRealNamedCallbackProperty(context, key).FromMaybe(true)) {
+        return "";  // a data property: V8's rendering has it
+      }
+      v8::Local<v8::Value> descriptor;
+      v8::Local<v8::Value> getter;
+      v8::Local<v8::Value> value;
+      if (!obj->GetOwnPropertyDescriptor(context, key).ToLocal(&descriptor) ||
+          !descriptor->IsObject() ||
+          !descriptor.As<v8::Object>()
+               ->Get(context, MessageString(isolate, "get"))
+               .ToLocal(&getter) ||
+          !getter->IsFunction() ||
+          !getter.As<v8::Object>()->GetPrivate(context, original).ToLocal(&value) ||
+          !value->IsString()) {
+        return "";
+      }
+      return Utf8Prefix(isolate, value.As<v8::String>(), kQuoteBytes);
+    }
+    o = obj->GetPrototype();
+  }
+  return "";
+}
+
+}  // namespace
+
 std::string DescribeValue(v8::Isolate* isolate, v8::Local<v8::Value> v, size_t max_bytes) {
   if (v.IsEmpty()) return "(nothing)";
   if (v->IsString()) return StrCat("\"", Utf8Prefix(isolate, v.As<v8::String>(), max_bytes), "\"");
   // ToDetailString uses V8's NoSideEffectsToString: no user code runs.
   v8::Local<v8::String> detail;
   if (!v->ToDetailString(isolate->GetCurrentContext()).ToLocal(&detail)) return "(a value)";
-  return Utf8Prefix(isolate, detail, max_bytes);
+  std::string text = Utf8Prefix(isolate, detail, max_bytes);
+  if (v->IsNativeError()) {
+    const std::string name = OverriddenErrorName(isolate, v.As<v8::Object>());
+    if (!name.empty()) {
+      text = text.empty() ? name : StrCat(name, ": ", text);
+      if (text.size() > max_bytes) text.resize(Utf8Boundary(text, max_bytes));
+    }
+  }
+  return text;
 }
 
 std::string Quote(std::string_view s) {

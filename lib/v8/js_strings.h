@@ -52,6 +52,11 @@ inline constexpr size_t kMaxReadableChars = size_t{1} << 24;
 // kMaxReadableChars, "(a string of N characters)".
 std::string Utf8Prefix(v8::Isolate* isolate, v8::Local<v8::String> s, size_t max_bytes);
 
+// The name of the API private symbol (v8::Private::ForApi) under which a
+// hardened context's override accessors (harden_js.h) keep the data value
+// they replaced, so DescribeValue can read it without running them.
+inline constexpr std::string_view kOriginalValueKey = "txfn.original";
+
 // A short rendering of any value for an error message, computed without
 // running JavaScript (no toString, getters or Proxy traps): strings as their
 // prefix, other values as V8's side-effect-free detail string.

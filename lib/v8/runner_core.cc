@@ -89,6 +89,36 @@ void Retire(v8::Isolate* isolate, std::unique_ptr<ContextState> fresh, ContextSt
   }
 }
 
+// Ends a request in the isolate's hardened context. Jobs the request left
+// queued (a promise it settled while its result was converted, or before it
+// threw) run now, in its own context, while ctx.db and console refuse them
+// (no request is current any more): so none of them can run in the next
+// request's checkpoint. Then the request's module instances and ctx are let
+// go and the context is closed until the next request opens it. A request
+// stopped by a limit or by the host (or a leftover job that is) takes the
+// context with it: its heap or its queue may be in any state.
+void ReleaseHardened(IsolateLease& lease, IsolateRuntime& rt, const absl::Status& status) {
+  v8::Isolate* isolate = rt.isolate();
+  ContextState& cs = *rt.hardened();
+  bool keep = !isolate->IsExecutionTerminating() && !absl::IsCancelled(status) &&
+              !LimitStatus(lease, "").has_value();
+  if (keep) {
+    v8::HandleScope scope(isolate);
+    v8::Context::Scope context_scope(cs.context.Get(isolate));
+    v8::TryCatch tc(isolate);
+    cs.microtasks->PerformCheckpoint(isolate);
+    keep = !isolate->IsExecutionTerminating() && !LimitStatus(lease, "").has_value();
+  }
+  cs.ResetModules();
+  cs.ctx.Reset();
+  if (keep) {
+    cs.Close();
+  } else {
+    rt.hardened().reset();
+    isolate->ContextDisposedNotification();
+  }
+}
+
 // Adds the query, mutation and action exports of an evaluated module, with
 // their attributes, to `functions`.
 absl::Status ListExports(v8::Local<v8::Context> context, IsolateRuntime& rt,
@@ -156,6 +186,7 @@ RunResult RunnerCore::RunOnIsolate(IsolateLease& lease, const RunRequest& reques
   bool keep_context = false;
   std::unique_ptr<ContextState> fresh;
   ContextState* cs = nullptr;
+  ContextState* hardened = nullptr;  // cs, when it is the isolate's hardened context
   IsolateRuntime* rt = nullptr;
   std::optional<CurrentRequest> current;
   v8::Local<v8::Value> returned;  // the function's value or promise
@@ -185,6 +216,10 @@ RunResult RunnerCore::RunOnIsolate(IsolateLease& lease, const RunRequest& reques
       cs = rt->reused().get();
       cs->Open();
       result.stats.context_reused = true;
+    } else if (!reuse && Hardened(request.kind)) {
+      TXFN_ASSIGN_OR_RETURN(cs, rt->OpenHardened());
+      hardened = cs;
+      result.stats.context_hardened = true;
     } else {
       rt->reused().reset();
       TXFN_ASSIGN_OR_RETURN(fresh, rt->NewContext());
@@ -273,6 +308,7 @@ RunResult RunnerCore::RunOnIsolate(IsolateLease& lease, const RunRequest& reques
     current->LogUnhandledRejections(returned);
     current.reset();
   }
+  if (hardened != nullptr) ReleaseHardened(lease, *rt, status);
   if (rt != nullptr && keep_context && fresh != nullptr) rt->reused() = std::move(fresh);
   if (rt != nullptr && !status.ok() && rt->reused() != nullptr) {
     // A failed request leaves no context behind.
@@ -305,16 +341,29 @@ absl::Status RunnerCore::CheckModulesOnIsolate(IsolateLease& lease, Transaction&
   v8::Isolate* isolate = lease.isolate();
   v8::HandleScope handle_scope(isolate);
   std::unique_ptr<ContextState> fresh;
+  ContextState* hardened = nullptr;
+  IsolateRuntime* rt = nullptr;
   RunStats stats;
   std::vector<LogEntry> logs;
   std::string failed_module;
   const uint64_t buffers_refused = lease.array_buffers_refused();
   absl::Status status = [&]() -> absl::Status {
-    IsolateRuntime* rt = RuntimeOf(lease);
-    TXFN_ASSIGN_OR_RETURN(fresh, rt->NewContext());
-    v8::Local<v8::Context> context = fresh->context.Get(isolate);
+    rt = RuntimeOf(lease);
+    // The modules are checked in the context their queries and mutations
+    // will run in: under kHardened, a top level that patches a built-in fails
+    // here rather than in every request.
+    ContextState* cs = nullptr;
+    if (Hardened(FunctionKind::kQuery) &&
+        !(options_.reuse_context && options_.reuse_context(txn.tenant()))) {
+      TXFN_ASSIGN_OR_RETURN(cs, rt->OpenHardened());
+      hardened = cs;
+    } else {
+      TXFN_ASSIGN_OR_RETURN(fresh, rt->NewContext());
+      cs = fresh.get();
+    }
+    v8::Local<v8::Context> context = cs->context.Get(isolate);
     v8::Context::Scope context_scope(context);
-    CurrentRequest current(rt, fresh.get(), txn, options_, lease, /*seed=*/0, &logs);
+    CurrentRequest current(rt, cs, txn, options_, lease, /*seed=*/0, &logs);
     v8::TryCatch tc(isolate);
     ModuleLoader loader(module_cache_, *rt, txn, stats);
     for (const auto& [path, source] : txn.metadata().modules()) {
@@ -326,11 +375,11 @@ absl::Status RunnerCore::CheckModulesOnIsolate(IsolateLease& lease, Transaction&
         }
         return CaughtStatus(isolate, rt->code_key(), tc, "");
       };
-      absl::StatusOr<v8::Local<v8::Module>> module = loader.Load(*fresh, path);
+      absl::StatusOr<v8::Local<v8::Module>> module = loader.Load(*cs, path);
       if (!module.ok()) {
         return Prefixed(module.status(), who);
       }
-      if (absl::Status s = loader.Evaluate(*fresh, *module, path, js_error); !s.ok()) {
+      if (absl::Status s = loader.Evaluate(*cs, *module, path, js_error); !s.ok()) {
         if (absl::StartsWith(s.message(), who)) return s;
         return Prefixed(s, who);
       }
@@ -340,6 +389,7 @@ absl::Status RunnerCore::CheckModulesOnIsolate(IsolateLease& lease, Transaction&
     }
     return absl::OkStatus();
   }();
+  if (hardened != nullptr) ReleaseHardened(lease, *rt, status);
   Retire(isolate, std::move(fresh), nullptr);
   if (isolate->IsExecutionTerminating()) isolate->CancelTerminateExecution();
   const std::string who = StrCat("module '", failed_module, "'");

@@ -50,6 +50,11 @@ class RunnerCore {
                                      std::map<std::string, FunctionInfo>* functions = nullptr);
 
   const FunctionRunnerOptions& options() const { return options_; }
+  // Whether requests of `kind` (not opted in to reuse) run in the isolate's
+  // hardened context: queries and mutations under ContextMode::kHardened.
+  bool Hardened(FunctionKind kind) const {
+    return kind != FunctionKind::kAction && options_.context_mode == ContextMode::kHardened;
+  }
   ModuleCache& module_cache() { return module_cache_; }
 
  private:

@@ -349,6 +349,7 @@ void ToProto(const RunResult& in, pb::RunResult* out) {
   pb::RunStats* stats = out->mutable_stats();
   stats->set_isolate_reused(in.stats.isolate_reused);
   stats->set_context_reused(in.stats.context_reused);
+  stats->set_context_hardened(in.stats.context_hardened);
   stats->set_module_cache_hit(in.stats.module_cache_hit);
   stats->set_modules_compiled(static_cast<uint32_t>(in.stats.modules_compiled));
   stats->set_modules_from_cache(static_cast<uint32_t>(in.stats.modules_from_cache));
@@ -369,6 +370,7 @@ absl::StatusOr<RunResult> FromProto(const pb::RunResult& in) {
   const pb::RunStats& stats = in.stats();
   out.stats.isolate_reused = stats.isolate_reused();
   out.stats.context_reused = stats.context_reused();
+  out.stats.context_hardened = stats.context_hardened();
   out.stats.module_cache_hit = stats.module_cache_hit();
   out.stats.modules_compiled = static_cast<int>(stats.modules_compiled());
   out.stats.modules_from_cache = static_cast<int>(stats.modules_from_cache());

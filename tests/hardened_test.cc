@@ -1,0 +1,225 @@
+// Hardened contexts (FunctionRunnerOptions::context_mode, docs/hardened.md)
+// under attack: tests/sandbox/hardened.js holds pairs of functions, one that
+// tries to leave a mark for the next request of its tenant (in frozen
+// objects, WeakMaps keyed by intrinsics, Symbol.for, RegExp state, Error
+// stacks, Array species, prototypes of returned objects, module state, jobs
+// left queued) and one that looks for it on the same isolate. Every pair runs
+// in every context mode: the look finds nothing. In hardened mode the writes
+// to shared objects are refused (TypeError) and the context is the same one
+// throughout (no new context per request). Further tests: what hardened code
+// may still do, a deploy whose top level patches a built-in, and the
+// microtask queue across requests.
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <ostream>
+#include <sstream>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "txfn/engine.h"
+#include "txfn/errors.h"
+
+namespace txfn {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr const char* kSchema = R"({"tables": {"items": {"indexes": {"by_k": ["k"]}}}})";
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+std::string ModeName(ContextMode mode) {
+  return mode == ContextMode::kHardened ? "Hardened" : "Fresh";
+}
+
+// One worker, so that consecutive calls of a tenant share its isolate.
+std::unique_ptr<Engine> OpenEngine(ContextMode mode) {
+  EngineOptions options;
+  options.storage = EngineStorage::kMemory;
+  options.scheduler.workers = 1;
+  options.runner.context_mode = mode;
+  auto engine = Engine::Open(options);
+  EXPECT_TRUE(engine.ok()) << engine.status();
+  if (!engine.ok()) return nullptr;
+  EXPECT_TRUE((*engine)->CreateTenant("t").ok());
+  absl::Status deployed = (*engine)->DeployJson(
+      "t", {{"hardened.js", ReadFile(std::string(TXFN_SANDBOX_DIR) + "/hardened.js")}}, kSchema);
+  EXPECT_TRUE(deployed.ok()) << deployed;
+  return *std::move(engine);
+}
+
+struct Leave {
+  std::string name;  // leave_<name> / look_<name>
+  bool mutation = false;
+  bool throws = false;  // leave_<name> fails by design
+};
+void PrintTo(const Leave& leave, std::ostream* os) { *os << leave.name; }
+
+class HardenedAttackTest : public ::testing::TestWithParam<std::tuple<ContextMode, Leave>> {};
+
+TEST_P(HardenedAttackTest, NextRequestFindsNoMark) {
+  const auto& [mode, leave] = GetParam();
+  std::unique_ptr<Engine> engine = OpenEngine(mode);
+  ASSERT_NE(engine, nullptr);
+  const std::string look = leave.name.starts_with("jobs") ? "jobs" : leave.name;
+  for (int round = 0; round < 3; ++round) {
+    const std::string fn = "hardened:leave_" + leave.name;
+    absl::StatusOr<CallResult> left = leave.mutation ? engine->Mutation("t", fn, Value::Null())
+                                                     : engine->Query("t", fn, Value::Null());
+    if (leave.throws) {
+      ASSERT_FALSE(left.ok());
+      EXPECT_THAT(std::string(left.status().message()), HasSubstr("thrown on purpose"));
+    } else {
+      ASSERT_TRUE(left.ok()) << left.status();
+      EXPECT_EQ(left->stats.context_hardened, mode == ContextMode::kHardened);
+      EXPECT_TRUE(left->logs.empty()) << left->logs.front().message;
+      // Hardened: every write to a shared object was refused.
+      if (mode == ContextMode::kHardened && left->value.is_float64()) {
+        std::fprintf(stderr, "%s: %g tries refused\n", fn.c_str(), left->value.float64());
+      }
+    }
+    const std::string look_fn = "hardened:look_" + look;
+    absl::StatusOr<CallResult> seen = look == "jobs" ? engine->Mutation("t", look_fn, Value::Null())
+                                                     : engine->Query("t", look_fn, Value::Null());
+    ASSERT_TRUE(seen.ok()) << seen.status();
+    EXPECT_EQ(ToJson(seen->value), "\"clean\"") << ModeName(mode) << " round " << round;
+    EXPECT_TRUE(seen->logs.empty()) << seen->logs.front().message;
+    EXPECT_TRUE(seen->stats.isolate_reused);
+  }
+}
+
+// Hardened: each leave_ refuses every try that writes to a shared object
+// (the numbers are the tries in hardened.js that must fail).
+TEST(HardenedMode, EveryWriteToASharedObjectIsRefused) {
+  std::unique_ptr<Engine> engine = OpenEngine(ContextMode::kHardened);
+  ASSERT_NE(engine, nullptr);
+  // Every try, except two in leave_globals: sloppy code (made by Function())
+  // assigning to an undeclared name or to `this`, which fails silently.
+  const std::map<std::string, int> refused = {{"globals", 8},  {"builtins", 21}, {"hidden", 22},
+                                              {"weakmaps", 5}, {"symbols", 7},   {"regexp", 7},
+                                              {"errors", 7},   {"species", 10}};
+  for (const auto& [name, n] : refused) {
+    auto r = engine->Query("t", "hardened:leave_" + name, Value::Null());
+    ASSERT_TRUE(r.ok()) << name << ": " << r.status();
+    EXPECT_EQ(ToJson(r->value), std::to_string(n)) << name;
+  }
+  auto r = engine->Mutation("t", "hardened:leave_returned", Value::Null());
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(ToJson(r->value), "9");
+}
+
+std::vector<Leave> Leaves() {
+  return {{"globals"},        {"builtins"}, {"hidden"},     {"weakmaps"},
+          {"symbols"},        {"regexp"},   {"errors"},     {"species"},
+          {"returned", true}, {"module"},   {"jobs", true}, {"jobs_throw", true, true}};
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, HardenedAttackTest,
+                         ::testing::Combine(::testing::Values(ContextMode::kHardened,
+                                                              ContextMode::kFresh),
+                                            ::testing::ValuesIn(Leaves())),
+                         [](const ::testing::TestParamInfo<std::tuple<ContextMode, Leave>>& info) {
+                           return ModeName(std::get<0>(info.param)) + "_" +
+                                  std::get<1>(info.param).name;
+                         });
+
+// What hardened code may still do: the override mistake is tamed for the
+// names libraries assign, errors and stacks look as usual.
+TEST(HardenedMode, CommonLibraryPatternsStillWork) {
+  std::string fresh_answer;
+  for (ContextMode mode : {ContextMode::kFresh, ContextMode::kHardened}) {
+    std::unique_ptr<Engine> engine = OpenEngine(mode);
+    ASSERT_NE(engine, nullptr);
+    auto r = engine->Query("t", "hardened:compatible", Value::Null());
+    ASSERT_TRUE(r.ok()) << ModeName(mode) << ": " << r.status();
+    EXPECT_EQ(ToJson(r->value),
+              R"(["MyError","MyError: m","MyError: m","Old","own",7,true,"f","c",true,"1,2,3",)"
+              R"("{\"a\":[1]}"])")
+        << ModeName(mode);
+  }
+}
+
+// A deploy runs the top level in the mode the tenant's calls will run in:
+// patching a built-in is refused under kHardened, with the TypeError.
+TEST(HardenedMode, DeployThatPatchesABuiltinIsRefused) {
+  for (ContextMode mode : {ContextMode::kFresh, ContextMode::kHardened}) {
+    std::unique_ptr<Engine> engine = OpenEngine(mode);
+    ASSERT_NE(engine, nullptr);
+    absl::Status s = engine->DeployJson(
+        "t", {{"a.js", "Array.prototype.last = function () { return this[this.length - 1]; };"}},
+        kSchema);
+    if (mode == ContextMode::kFresh) {
+      EXPECT_TRUE(s.ok()) << s;
+    } else {
+      EXPECT_FALSE(s.ok());
+      EXPECT_THAT(std::string(s.message()), HasSubstr("TypeError"));
+      EXPECT_THAT(std::string(s.message()), HasSubstr("a.js"));
+    }
+  }
+}
+
+// V8 forwards freezing the global proxy to the global object: no property can
+// be added, changed or removed, and the prototype is fixed.
+TEST(HardenedMode, GlobalObjectIsFrozenThroughTheGlobalProxy) {
+  for (ContextMode mode : {ContextMode::kFresh, ContextMode::kHardened}) {
+    std::unique_ptr<Engine> engine = OpenEngine(mode);
+    ASSERT_NE(engine, nullptr);
+    auto r = engine->Query("t", "hardened:globalState", Value::Null());
+    ASSERT_TRUE(r.ok()) << ModeName(mode) << ": " << r.status();
+    EXPECT_EQ(ToJson(r->value), mode == ContextMode::kHardened
+                                    ? "[true,false,false,false,false,false]"
+                                    : "[false,true,true,true,true,true]")
+        << ModeName(mode);
+  }
+}
+
+// Requests in a hardened context see their own Date and Math.random, and a
+// request stopped by a limit takes the context with it (the next one works).
+TEST(HardenedMode, PerRequestClockRandomAndRecoveryAfterALimit) {
+  std::unique_ptr<Engine> engine = OpenEngine(ContextMode::kHardened);
+  ASSERT_NE(engine, nullptr);
+  ASSERT_TRUE(
+      engine
+          ->DeployJson("t",
+                       {{"hardened.js", ReadFile(std::string(TXFN_SANDBOX_DIR) + "/hardened.js")},
+                        {"d.js", R"JS(
+import { query, mutation } from "txfn/server";
+export const now = query(() => [Date.now(), new Date().getTime(), Math.random()]);
+export const bump = mutation(async (ctx) => ctx.db.insert("items", { k: "bump" }));
+export const spin = query(() => { for (;;) {} });
+export const deep = query(() => { const f = (n) => f(n + 1); return f(0); });
+)JS"}},
+                       kSchema)
+          .ok());
+  auto a = engine->Query("t", "d:now", Value::Null());
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_TRUE(a->stats.context_hardened);
+  EXPECT_EQ(a->value.array()[0], a->value.array()[1]);
+  auto m = engine->Mutation("t", "d:bump", Value::Null());  // a commit: the next ts is later
+  ASSERT_TRUE(m.ok()) << m.status();
+  auto b = engine->Query("t", "d:now", Value::Null());
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_LE(a->value.array()[0].float64(), b->value.array()[0].float64());
+  auto spun = engine->Query("t", "d:spin", Value::Null());
+  EXPECT_EQ(spun.status().code(), absl::StatusCode::kResourceExhausted) << spun.status();
+  auto deep = engine->Query("t", "d:deep", Value::Null());
+  EXPECT_EQ(deep.status().code(), absl::StatusCode::kUnknown) << deep.status();
+  auto c = engine->Query("t", "hardened:look_builtins", Value::Null());
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(ToJson(c->value), "\"clean\"");
+  EXPECT_TRUE(c->stats.context_hardened);
+}
+
+}  // namespace
+}  // namespace txfn
