@@ -101,14 +101,14 @@ struct CommitRecord {
   Timestamp ts = 0;
   std::vector<IndexWrite> writes;
   // The writer's view: the tenant's newest commit it knew of when it validated
-  // this one (its conflict checks covered every commit up to it). A Storage that
-  // several processes write (PostgresStorage) refuses a batch in which the
-  // tenant has a commit newer than its first record's previous_ts — another
-  // writer's commit that those checks missed — with StaleWriterError, and
-  // writes nothing. nullopt: not stated, not checked. The writer's view, not
-  // data: adapters need not store it (txfn's do not; ReadLog returns nullopt). txfn's adapters all check it (SqliteStorage: two
+  // this one (its conflict checks covered every commit up to it). Storage
+  // refuses a batch in which the tenant has a commit newer than its first
+  // record's previous_ts — another writer's commit that those checks missed —
+  // with StaleWriterError, and writes nothing. txfn's adapters all check it
+  // (PostgresStorage: engines of several processes; SqliteStorage: two
   // processes on one file; InMemoryStorage: two engines sharing it); the
-  // conformance suite tests it.
+  // conformance suite tests it. nullopt: not stated, not checked. Not data:
+  // adapters need not store it (txfn's do not; ReadLog returns nullopt).
   std::optional<Timestamp> previous_ts;
   friend bool operator==(const CommitRecord&, const CommitRecord&) = default;
 };
