@@ -882,7 +882,7 @@ TEST_P(FunctionRunnerTest, RunStopsAtItsDeadlineWithDeadlineExceeded) {
     export const spin = query(() => { for (;;) {} });)JS"}});
   auto scheduler = IsolateScheduler::Create({.workers = 1,
                                              .max_in_flight_per_tenant = 4,
-                                             .customizer = GetParam() == TestSnapshot::kRunner
+                                             .customizer = Snapshot() == TestSnapshot::kRunner
                                                                ? FunctionRunnerIsolateCustomizer()
                                                                : nullptr});
   ASSERT_TRUE(scheduler.ok()) << scheduler.status();
