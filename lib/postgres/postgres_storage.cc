@@ -253,6 +253,15 @@ ON CONFLICT (tenant) DO UPDATE
   WHERE o.owner = excluded.owner OR o.owner = '' OR o.expires_at < clock_timestamp()
 RETURNING token)sql";
 
+constexpr std::string_view kMaxTsSql = "SELECT max_ts FROM txfn_tenants WHERE tenant = $1";
+// The tenant's newest commit, extending the lease if ($2, $3) still holds it: always one row
+// (max_ts or NULL, whether the lease was extended).
+constexpr std::string_view kMaxTsRenewingSql = R"sql(
+WITH renewed AS (
+  UPDATE txfn_owners SET expires_at = clock_timestamp() + $4::interval
+  WHERE tenant = $1 AND owner = $2 AND token = $3 RETURNING 1)
+SELECT (SELECT max_ts FROM txfn_tenants WHERE tenant = $1), (SELECT count(*) FROM renewed))sql";
+
 constexpr std::string_view kLeaseSql =
     "SELECT owner, token, (extract(epoch FROM expires_at) * 1000000)::bigint, "
     "(extract(epoch FROM expires_at - clock_timestamp()) * 1000)::bigint "
@@ -923,12 +932,39 @@ absl::StatusOr<std::vector<CommitRecord>> PostgresStorage::ReadLog(std::string_v
 
 absl::StatusOr<Timestamp> PostgresStorage::MaxCommittedTimestamp(std::string_view tenant) {
   TXFN_RETURN_IF_ERROR(ResolveDoubts(tenant));
-  TXFN_ASSIGN_OR_RETURN(PgResult r, WithReadConnection([&](ConnectionLease& lease) {
-                          return lease->ExecPrepared(
-                              "SELECT max_ts FROM txfn_tenants WHERE tenant = $1",
-                              {PgParam::Bytes(tenant)}, true);
-                        }));
-  return r.rows() == 0 ? Timestamp{0} : Unflip(r.Int(0, 0));
+  std::optional<int64_t> held;
+  {
+    internal::MutexLock lock(&lease_mu_);
+    if (auto it = tokens_.find(internal::ToAbsl(tenant)); it != tokens_.end()) {
+      held = it->second.token;
+    }
+  }
+  if (!held.has_value()) {
+    TXFN_ASSIGN_OR_RETURN(PgResult r, WithReadConnection([&](ConnectionLease& lease) {
+                            return lease->ExecPrepared(kMaxTsSql, {PgParam::Bytes(tenant)}, true);
+                          }));
+    return r.rows() == 0 ? Timestamp{0} : Unflip(r.Int(0, 0));
+  }
+  // This instance holds the tenant: the same round trip extends the lease, so an owner that
+  // only reads for a while keeps the tenant, and MayHaveOtherWriters (whose "true" brings
+  // the committer here) stays false for another lease_duration instead of costing every
+  // later call this round trip.
+  const absl::Time sent = absl::Now();
+  TXFN_ASSIGN_OR_RETURN(
+      PgResult r, WithReadConnection([&](ConnectionLease& lease) {
+        return lease->ExecPrepared(
+            kMaxTsRenewingSql,
+            {PgParam::Bytes(tenant), PgParam::Text(options_.owner), PgParam::Int(*held),
+             PgParam::Text(Interval(options_.lease_duration))});
+      }));
+  if (r.Int(0, 1) == 1) {
+    internal::MutexLock lock(&lease_mu_);
+    auto it = tokens_.find(internal::ToAbsl(tenant));
+    if (it != tokens_.end() && it->second.token == *held) {
+      it->second.unchallenged_until = sent + options_.lease_duration;
+    }
+  }
+  return r.IsNull(0, 0) ? Timestamp{0} : Unflip(r.Int(0, 0));
 }
 
 absl::StatusOr<std::vector<std::string>> PostgresStorage::ListTenants() {

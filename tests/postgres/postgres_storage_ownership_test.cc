@@ -298,5 +298,38 @@ TEST(PostgresOwnershipTest, ACommitterNeverCommitsOverAnotherOwnersCommitsItHasN
   EXPECT_EQ((*last)->value, "b1");
 }
 
+// An owner that only reads keeps its tenant: once its lease could have run out by its own
+// clock, the next Latest() reads the newest commit and extends the lease in the same round
+// trip, and the following calls cost nothing again.
+TEST(PostgresOwnershipTest, AnOwnerThatOnlyReadsKeepsItsLease) {
+  TXFN_REQUIRE_PG_SERVER();
+  const absl::Duration lease = absl::Milliseconds(300);
+  std::shared_ptr<TempPostgresStorage> a =
+      TempPostgresStorage::Make({.owner = "owner-a", .lease_duration = lease});
+  ASSERT_NE(a, nullptr);
+  auto committer = Committer::Open(a, "t");
+  ASSERT_TRUE(committer.ok()) << committer.status();
+  auto first = (*committer)->Commit(ReadAndWriteK(0, "a1"));
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_FALSE(a->MayHaveOtherWriters("t"));
+  for (int round = 0; round < 3; ++round) {
+    absl::SleepFor(lease + absl::Milliseconds(50));
+    EXPECT_TRUE(a->MayHaveOtherWriters("t")) << "round " << round;
+    EXPECT_EQ((*committer)->Latest()->ts(), *first);
+    EXPECT_FALSE(a->MayHaveOtherWriters("t")) << "round " << round << ": not extended";
+    auto held = a->inner().Lease("t");
+    ASSERT_TRUE(held.ok()) << held.status();
+    EXPECT_TRUE(held->held_by_this);
+    EXPECT_GT(held->expires_at, absl::Now());
+  }
+  // Another instance cannot take it meanwhile; the owner still writes.
+  std::shared_ptr<TempPostgresStorage> b =
+      a->Another({.owner = "owner-b", .lease_duration = lease});
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(b->inner().AcquireTenant("t").code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE((*committer)->Commit(ReadAndWriteK(*first, "a2")).ok());
+  EXPECT_EQ((*committer)->stats().reloads, 0u) << "its own commits need no reload";
+}
+
 }  // namespace
 }  // namespace txfn
