@@ -247,6 +247,11 @@ class PostgresStorage final : public Storage {
   absl::StatusOr<int64_t> TakeLease(std::string_view tenant)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(acquire_mu_);
   absl::Status NotOwnerError(std::string_view tenant, std::string_view detail);
+  // After a statement sent at `sent` extended the lease of `tenant` under `token`: no other
+  // instance can hold it until lease_duration after `sent` (if this instance still holds it
+  // under that token).
+  void NoteLeaseExtended(std::string_view tenant, int64_t token, absl::Time sent)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(lease_mu_);
 
   // Resolves the in-doubt Writes involving `tenant` (every one if nullopt); Unavailable if
   // one cannot be resolved yet.

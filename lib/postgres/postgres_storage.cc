@@ -554,6 +554,13 @@ absl::StatusOr<int64_t> PostgresStorage::TokenFor(std::string_view tenant) {
   return TakeLease(tenant);
 }
 
+void PostgresStorage::NoteLeaseExtended(std::string_view tenant, int64_t token, absl::Time sent) {
+  auto it = tokens_.find(internal::ToAbsl(tenant));
+  if (it != tokens_.end() && it->second.token == token) {
+    it->second.unchallenged_until = sent + options_.lease_duration;
+  }
+}
+
 bool PostgresStorage::MayHaveOtherWriters(std::string_view tenant) {
   internal::MutexLock lock(&lease_mu_);
   auto it = tokens_.find(internal::ToAbsl(tenant));
@@ -698,12 +705,7 @@ absl::Status PostgresStorage::Write(absl::Span<const CommitRecord> commits) {
   const int status = static_cast<int>(result->Int(0, 0));
   if (status == 0) {
     internal::MutexLock lock(&lease_mu_);
-    for (size_t i = 0; i < groups.size(); ++i) {
-      auto it = tokens_.find(internal::ToAbsl(groups[i].tenant));
-      if (it != tokens_.end() && it->second.token == tokens[i]) {
-        it->second.unchallenged_until = sent + options_.lease_duration;
-      }
-    }
+    for (size_t i = 0; i < groups.size(); ++i) NoteLeaseExtended(groups[i].tenant, tokens[i], sent);
     return absl::OkStatus();
   }
   const size_t index = static_cast<size_t>(result->Int(0, 1)) - 1;
@@ -959,10 +961,7 @@ absl::StatusOr<Timestamp> PostgresStorage::MaxCommittedTimestamp(std::string_vie
       }));
   if (r.Int(0, 1) == 1) {
     internal::MutexLock lock(&lease_mu_);
-    auto it = tokens_.find(internal::ToAbsl(tenant));
-    if (it != tokens_.end() && it->second.token == *held) {
-      it->second.unchallenged_until = sent + options_.lease_duration;
-    }
+    NoteLeaseExtended(tenant, *held, sent);
   }
   return r.IsNull(0, 0) ? Timestamp{0} : Unflip(r.Int(0, 0));
 }
