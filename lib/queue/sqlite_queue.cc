@@ -69,15 +69,21 @@ CREATE TABLE IF NOT EXISTS txfn_queue_calls (
   attempts INTEGER NOT NULL, max_attempts INTEGER NOT NULL, deadline INTEGER NOT NULL,
   token INTEGER NOT NULL DEFAULT 0, reason TEXT NOT NULL DEFAULT '',
   dead_at INTEGER NOT NULL DEFAULT 0, call BLOB NOT NULL, quota INTEGER NOT NULL DEFAULT 0);
-CREATE INDEX IF NOT EXISTS txfn_queue_calls_due ON txfn_queue_calls (shard, due, seq);
 CREATE INDEX IF NOT EXISTS txfn_queue_calls_dead ON txfn_queue_calls (id) WHERE state = 2;
 )sql";
-// Version 2 added the quota column (the lease's quota filter) and the
-// reserved calls' own due index: a reserved-only lease walks it, not the
-// opportunistic backlog. Created after the upgrade of a version 1 file.
-constexpr const char* kCreateQuotaIndex = R"sql(
-CREATE INDEX IF NOT EXISTS txfn_queue_calls_due_reserved ON txfn_queue_calls (shard, due, seq)
-  WHERE quota = 0;
+// Version 2 added the quota column (the lease's quota filter). Version 3
+// leases along one index, (shard, quota, due), in place of version 2's two:
+// (shard, due, seq) and its copy for reserved calls only, which every call
+// paid to keep (about a third of a no-op job's CPU). Every index entry ends
+// with the rowid, seq, so the index is in (due, seq) order within a class
+// without storing seq twice. A quota-filtered
+// lease walks its class's range; an unfiltered one merges the two ranges
+// (SQLite's MERGE of a UNION ALL, still in due order). Created after the
+// upgrade of an older file.
+constexpr const char* kCreateLeaseIndex = R"sql(
+DROP INDEX IF EXISTS txfn_queue_calls_due;
+DROP INDEX IF EXISTS txfn_queue_calls_due_reserved;
+CREATE INDEX IF NOT EXISTS txfn_queue_calls_lease ON txfn_queue_calls (shard, quota, due);
 CREATE TABLE IF NOT EXISTS txfn_queue_blobs (key TEXT PRIMARY KEY, value BLOB NOT NULL)
   WITHOUT ROWID;
 )sql";
@@ -96,15 +102,18 @@ constexpr const char* kInsertHead =
     "max_attempts, deadline, call, quota) VALUES ";
 constexpr int kInsertParams = 8;
 // Leasing: the first ?3 due rows of shard ?1 at ?2, in lease order, with what
-// the caller needs ("{}" is empty or a function filter binding ?7..)...
-constexpr const char* kLeaseSelectSql =
+// the caller needs: one kLeaseSelectClassSql per quota class leased ("{}" is
+// the class and the function filter binding ?7..), in a UNION ALL when
+// there are two...
+constexpr const char* kLeaseSelectClassSql =
     "SELECT seq, due, attempts, max_attempts, deadline, call, reason FROM txfn_queue_calls "
-    "WHERE shard = ?1 AND due <= ?2 {} ORDER BY due, seq LIMIT ?3";
+    "WHERE shard = ?1 AND due <= ?2 {}";
+constexpr const char* kLeaseSelectOrderSql = " ORDER BY due, seq LIMIT ?3";
 // ...then one UPDATE of those rows, minus the ones just dead-lettered: every
 // row of the shard up to the last live one, (?2, ?3) = its (due, seq), under
 // the same filter. That range holds exactly the selected rows: they are a
-// prefix of the due order, and the rows leased or dead-lettered by earlier
-// rounds now have a due past `now`. txfn_lease_token(seq) hands each row the
+// prefix of the due order (of each class's too), and the rows leased or
+// dead-lettered by earlier rounds now have a due past `now`. txfn_lease_token(seq) hands each row the
 // token Lease chose for it (and fails the statement for any other row).
 constexpr const char* kLeaseUpdateSql =
     "UPDATE txfn_queue_calls SET state = 1, due = ?4, token = txfn_lease_token(seq), "
@@ -549,7 +558,7 @@ absl::StatusOr<std::unique_ptr<SqliteQueue>> SqliteQueue::Open(std::string path,
                  ", newer than version ", kSchemaVersion, " which this build reads"));
     }
     if (version.has_value() && *version < 2) TXFN_RETURN_IF_ERROR(AddQuotaColumn(*db));
-    TXFN_RETURN_IF_ERROR(db->Exec(kCreateQuotaIndex));
+    TXFN_RETURN_IF_ERROR(db->Exec(kCreateLeaseIndex));
     TXFN_RETURN_IF_ERROR(db->SetMeta("schema_version", kSchemaVersion));
     TXFN_ASSIGN_OR_RETURN(std::optional<int64_t> stored, db->GetMeta("shards"));
     if (stored.has_value()) {
@@ -633,21 +642,38 @@ absl::StatusOr<size_t> SqliteQueue::Enqueue(absl::Span<const Call> calls) {
 
 namespace {
 
-// The lease statement for `functions` (empty: every function) and `quota`
-// (nullopt: every class); ?kLeaseFunctionParam.. bind the function names.
-// The quota class is a literal, so that SQLite sees the reserved index's
-// condition.
-std::string LeaseSql(const char* sql, size_t functions, std::optional<QuotaClass> quota) {
-  std::string filter;
-  if (quota.has_value()) filter = StrCat("AND quota = ", static_cast<int>(*quota), " ");
+// The rows a lease takes: of `quota` (nullopt: either class; the literal lets
+// SQLite walk the lease index's range of each class) and, with `functions`
+// (0: any function), of the function names bound at ?kLeaseFunctionParam...
+std::string LeaseFilter(size_t functions, std::optional<QuotaClass> quota) {
+  std::string filter =
+      quota.has_value()
+          ? StrCat("AND quota = ", static_cast<int>(*quota))
+          : StrCat("AND quota IN (", static_cast<int>(QuotaClass::kReserved), ", ",
+                   static_cast<int>(QuotaClass::kOpportunistic), ")");
   if (functions > 0) {
-    filter += "AND function IN (";
+    filter += " AND function IN (";
     for (size_t i = 0; i < functions; ++i) {
       filter += StrCat(i == 0 ? "" : ", ", "?", kLeaseFunctionParam + i);
     }
     filter += ")";
   }
-  return fmt::format(fmt::runtime(sql), filter);
+  return filter;
+}
+
+// `sql` (an UPDATE) with the lease's filter.
+std::string LeaseSql(const char* sql, size_t functions, std::optional<QuotaClass> quota) {
+  return fmt::format(fmt::runtime(sql), LeaseFilter(functions, quota));
+}
+
+// The lease's SELECT: one class's range in due order, or both merged.
+std::string LeaseSelectSql(size_t functions, std::optional<QuotaClass> quota) {
+  if (quota.has_value()) {
+    return StrCat(LeaseSql(kLeaseSelectClassSql, functions, quota), kLeaseSelectOrderSql);
+  }
+  return StrCat(LeaseSql(kLeaseSelectClassSql, functions, QuotaClass::kReserved), " UNION ALL ",
+                LeaseSql(kLeaseSelectClassSql, functions, QuotaClass::kOpportunistic),
+                kLeaseSelectOrderSql);
 }
 
 std::string Stale(const LeaseToken& t, int64_t state, int64_t token, int64_t expires) {
@@ -699,8 +725,8 @@ absl::StatusOr<std::vector<LeasedCall>> SqliteQueue::Lease(const LeaseRequest& r
   TXFN_RETURN_IF_ERROR(InWriteTransaction([&](Db& db) -> absl::Status {
     TXFN_ASSIGN_OR_RETURN(std::optional<int64_t> next_token, db.GetMeta("next_token"));
     db.set_next_token(next_token.value_or(1));
-    TXFN_ASSIGN_OR_RETURN(Db::Stmt select, db.PrepareDynamic(LeaseSql(
-                                               kLeaseSelectSql, functions.size(), request.quota)));
+    TXFN_ASSIGN_OR_RETURN(Db::Stmt select,
+                          db.PrepareDynamic(LeaseSelectSql(functions.size(), request.quota)));
     TXFN_ASSIGN_OR_RETURN(Db::Stmt update, db.PrepareDynamic(LeaseSql(
                                                kLeaseUpdateSql, functions.size(), request.quota)));
     TXFN_ASSIGN_OR_RETURN(

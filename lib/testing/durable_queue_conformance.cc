@@ -323,6 +323,42 @@ TEST_P(DurableQueueConformanceTest, TheQuotaFilterHandsOutOnlyThatClassInOrder) 
             absl::StatusCode::kInvalidArgument);
 }
 
+// An unfiltered lease takes both classes in one due order: with the classes
+// interleaved, due times out of enqueue order, ties, a call to dead-letter
+// in the middle, and leases of a few calls at a time, the rounds hand out
+// every live call once, in (start, enqueue) order.
+TEST_P(DurableQueueConformanceTest, UnfilteredLeasesInterleaveTheClassesInDueOrder) {
+  DurableQueue& q = queue();
+  CallMaker maker;
+  const int starts[] = {7, 3, 3, 9, 0, 5, 3, 8, 1, 5, 2, 6, 4};
+  std::vector<Call> calls;
+  for (int i = 0; i < 13; ++i) {
+    Call c = SameShardCalls(q, maker, 1, i % 3 == 0 ? "a" : "b", kT0 + absl::Seconds(starts[i]))[0];
+    c.quota = (i * 5) % 3 == 1 ? QuotaClass::kOpportunistic : QuotaClass::kReserved;
+    calls.push_back(std::move(c));
+  }
+  calls[12].deadline = calls[12].start_after + absl::Seconds(10);  // past by the lease
+  ASSERT_EQ(Enqueued(q, calls), calls.size());
+  std::vector<int> order(12);
+  for (int i = 0; i < 12; ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int x, int y) { return starts[x] < starts[y]; });
+  std::vector<CallId> want;
+  for (int i : order) want.push_back(calls[i].id);
+
+  const absl::Time now = kT0 + absl::Minutes(1);
+  std::vector<CallId> got;
+  for (int round = 0; round < 5; ++round) {
+    auto leased = q.Lease({.shard = 0, .now = now, .max = 5, .lease_duration = kLease});
+    ASSERT_TRUE(leased.ok()) << leased.status();
+    for (const LeasedCall& l : *leased) got.push_back(l.call.id);
+  }
+  EXPECT_EQ(got, want);
+  const std::vector<DeadLetter> dead = AllDeadLetters(q);
+  ASSERT_THAT(dead, SizeIs(1));
+  EXPECT_EQ(dead[0].call.id, calls[12].id);
+}
+
 TEST_P(DurableQueueConformanceTest, ALeaseIsExclusiveUntilItExpiresThenTheCallComesBack) {
   DurableQueue& q = queue();
   CallMaker maker;

@@ -130,11 +130,16 @@ TEST(SqliteQueueTest, OpenRefusesBadPathsOptionsAndFiles) {
   EXPECT_EQ(SqliteQueue::Open(junk).status().code(), absl::StatusCode::kDataLoss);
 }
 
-// A version 1 file (no quota column) is upgraded on Open: the column is
+// An older file is upgraded on Open. Version 1 had no quota column: it is
 // filled from the stored calls, so the quota filter sees the old calls too.
-TEST(SqliteQueueTest, OpenUpgradesAVersionOneFileWithTheQuotaColumn) {
+// Version 2 leased along two indexes: they are replaced by version 3's one.
+// Either way the file then holds exactly version 3's lease index.
+class SqliteQueueUpgradeTest : public ::testing::TestWithParam<int> {};
+
+TEST_P(SqliteQueueUpgradeTest, OpenUpgradesAnOlderFile) {
+  const int version = GetParam();
   TempDir dir;
-  const std::string path = dir.File("v1.db");
+  const std::string path = dir.File("old.db");
   CallIdGenerator ids(7);
   std::vector<Call> calls = Calls(**SqliteQueue::Open(path), ids, 4, "f");
   calls[0].quota = calls[2].quota = QuotaClass::kOpportunistic;
@@ -143,17 +148,25 @@ TEST(SqliteQueueTest, OpenUpgradesAVersionOneFileWithTheQuotaColumn) {
     ASSERT_TRUE(q.ok()) << q.status();
     ASSERT_EQ(*(*q)->Enqueue(calls), 4u);
   }
-  // Back to version 1's shape.
+  // Back to that version's shape.
+  const std::string to_v2 =
+      "DROP INDEX txfn_queue_calls_lease; "
+      "CREATE INDEX txfn_queue_calls_due ON txfn_queue_calls (shard, due, seq); "
+      "CREATE INDEX txfn_queue_calls_due_reserved ON txfn_queue_calls (shard, due, seq) "
+      "WHERE quota = 0; ";
+  const std::string to_v1 =
+      "DROP INDEX txfn_queue_calls_lease; "
+      "CREATE INDEX txfn_queue_calls_due ON txfn_queue_calls (shard, due, seq); "
+      "ALTER TABLE txfn_queue_calls DROP COLUMN quota; ";
+  const std::string sql = (version == 1 ? to_v1 : to_v2) +
+                          "UPDATE txfn_queue_meta SET value = " + std::to_string(version) +
+                          " WHERE name = 'schema_version'";
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(db,
-                         "DROP INDEX txfn_queue_calls_due_reserved; "
-                         "ALTER TABLE txfn_queue_calls DROP COLUMN quota; "
-                         "UPDATE txfn_queue_meta SET value = 1 WHERE name = 'schema_version'",
-                         nullptr, nullptr, nullptr),
-            SQLITE_OK)
+  ASSERT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK)
       << sqlite3_errmsg(db);
   sqlite3_close(db);
+
   auto q = SqliteQueue::Open(path);
   ASSERT_TRUE(q.ok()) << q.status();
   auto opportunistic =
@@ -163,7 +176,25 @@ TEST(SqliteQueueTest, OpenUpgradesAVersionOneFileWithTheQuotaColumn) {
   auto reserved = (*q)->Lease({.shard = 0, .quota = QuotaClass::kReserved, .now = kT0, .max = 10});
   ASSERT_TRUE(reserved.ok()) << reserved.status();
   EXPECT_EQ(Ids(*reserved), (std::vector<CallId>{calls[1].id, calls[3].id}));
+
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  std::vector<std::string> indexes;
+  sqlite3_exec(
+      db,
+      "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'txfn_queue_calls' "
+      "AND sql IS NOT NULL ORDER BY name",
+      [](void* out, int, char** row, char**) {
+        static_cast<std::vector<std::string>*>(out)->push_back(row[0]);
+        return 0;
+      },
+      &indexes, nullptr);
+  sqlite3_close(db);
+  EXPECT_EQ(indexes,
+            (std::vector<std::string>{"txfn_queue_calls_dead", "txfn_queue_calls_lease"}));
 }
+
+INSTANTIATE_TEST_SUITE_P(Versions, SqliteQueueUpgradeTest, ::testing::Values(1, 2),
+                         [](const auto& info) { return "Version" + std::to_string(info.param); });
 
 // Enqueue inserts, and Settle deletes ACKed calls, in multi-row statements of
 // up to 64 rows (then 32, 16, ... for the rest); every batch size around
