@@ -113,8 +113,8 @@ constexpr const char* kLeaseSelectOrderSql = " ORDER BY due, seq LIMIT ?3";
 // row of the shard up to the last live one, (?2, ?3) = its (due, seq), under
 // the same filter. That range holds exactly the selected rows: they are a
 // prefix of the due order (of each class's too), and the rows leased or
-// dead-lettered by earlier rounds now have a due past `now`. txfn_lease_token(seq) hands each row the
-// token Lease chose for it (and fails the statement for any other row).
+// dead-lettered by earlier rounds now have a due past `now`. txfn_lease_token(seq) hands each row
+// the token Lease chose for it (and fails the statement for any other row).
 constexpr const char* kLeaseUpdateSql =
     "UPDATE txfn_queue_calls SET state = 1, due = ?4, token = txfn_lease_token(seq), "
     "attempts = attempts + 1 WHERE shard = ?1 AND (due, seq) <= (?2, ?3) {}";
@@ -646,11 +646,10 @@ namespace {
 // SQLite walk the lease index's range of each class) and, with `functions`
 // (0: any function), of the function names bound at ?kLeaseFunctionParam...
 std::string LeaseFilter(size_t functions, std::optional<QuotaClass> quota) {
-  std::string filter =
-      quota.has_value()
-          ? StrCat("AND quota = ", static_cast<int>(*quota))
-          : StrCat("AND quota IN (", static_cast<int>(QuotaClass::kReserved), ", ",
-                   static_cast<int>(QuotaClass::kOpportunistic), ")");
+  std::string filter = quota.has_value()
+                           ? StrCat("AND quota = ", static_cast<int>(*quota))
+                           : StrCat("AND quota IN (", static_cast<int>(QuotaClass::kReserved), ", ",
+                                    static_cast<int>(QuotaClass::kOpportunistic), ")");
   if (functions > 0) {
     filter += " AND function IN (";
     for (size_t i = 0; i < functions; ++i) {

@@ -341,8 +341,7 @@ TEST_P(DurableQueueConformanceTest, UnfilteredLeasesInterleaveTheClassesInDueOrd
   ASSERT_EQ(Enqueued(q, calls), calls.size());
   std::vector<int> order(12);
   for (int i = 0; i < 12; ++i) order[i] = i;
-  std::stable_sort(order.begin(), order.end(),
-                   [&](int x, int y) { return starts[x] < starts[y]; });
+  std::stable_sort(order.begin(), order.end(), [&](int x, int y) { return starts[x] < starts[y]; });
   std::vector<CallId> want;
   for (int i : order) want.push_back(calls[i].id);
 

@@ -189,8 +189,7 @@ TEST_P(SqliteQueueUpgradeTest, OpenUpgradesAnOlderFile) {
       },
       &indexes, nullptr);
   sqlite3_close(db);
-  EXPECT_EQ(indexes,
-            (std::vector<std::string>{"txfn_queue_calls_dead", "txfn_queue_calls_lease"}));
+  EXPECT_EQ(indexes, (std::vector<std::string>{"txfn_queue_calls_dead", "txfn_queue_calls_lease"}));
 }
 
 INSTANTIATE_TEST_SUITE_P(Versions, SqliteQueueUpgradeTest, ::testing::Values(1, 2),
