@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/queue_bench_util.h"
 #include "benchmark/benchmark.h"
 #include "lib/postgres/pg_connection.h"
 #include "txfn/internal/strings.h"
@@ -20,6 +21,7 @@
 namespace txfn {
 namespace {
 
+using bench::NoOpCalls;
 using internal::StrCat;
 using pg_internal::PgConnection;
 using pg_internal::PgParam;
@@ -56,18 +58,6 @@ class BenchDatabase {
   std::string name_, admin_url_, url_;
 };
 
-std::vector<Call> NoopCalls(CallIdGenerator& ids, int64_t n, absl::Time now) {
-  std::vector<Call> calls(static_cast<size_t>(n));
-  for (Call& c : calls) {
-    c.id = ids.Next();
-    c.tenant = "bench";
-    c.function = "noop";
-    c.start_after = now;
-    c.deadline = now + absl::Hours(1);
-  }
-  return calls;
-}
-
 void BM_PostgresQueueCycle(benchmark::State& state) {
   const int64_t batch = state.range(0);
   BenchDatabase db(state);
@@ -78,7 +68,8 @@ void BM_PostgresQueueCycle(benchmark::State& state) {
   std::vector<Settlement> acks;
   for (auto _ : state) {
     const absl::Time now = absl::Now();
-    if (!(*q)->Enqueue(NoopCalls(ids, batch, now)).ok()) return state.SkipWithError("enqueue");
+    if (!(*q)->Enqueue(NoOpCalls(ids, static_cast<size_t>(batch), now)).ok())
+      return state.SkipWithError("enqueue");
     auto leased = (*q)->Lease({.shard = 0, .now = now, .max = static_cast<size_t>(batch)});
     if (!leased.ok() || leased->size() != static_cast<size_t>(batch)) {
       return state.SkipWithError("lease");
@@ -116,7 +107,7 @@ void BM_NaiveSingleRowQueueCycle(benchmark::State& state) {
   std::vector<Held> held;
   for (auto _ : state) {
     const int64_t now = absl::ToUnixNanos(absl::Now());
-    for (const Call& c : NoopCalls(ids, batch, absl::FromUnixNanos(now))) {
+    for (const Call& c : NoOpCalls(ids, static_cast<size_t>(batch), absl::FromUnixNanos(now))) {
       if (!(*conn)
                ->Exec(
                    "INSERT INTO jobs (id, due, call) VALUES ($1::bytea, $2::bigint, $3::bytea)",

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "absl/time/clock.h"
+#include "bench/queue_bench_util.h"
 #include "fmt/core.h"
 #include "lib/postgres/pg_connection.h"
 #include "txfn/postgres_queue.h"
@@ -102,20 +103,6 @@ void PrintStats(pg_internal::PgConnection& conn, double at_s) {
                static_cast<long long>(r->Int(0, 2)), static_cast<long long>(r->Int(0, 3)));
 }
 
-// `n` no-op calls due now.
-std::vector<Call> NoopCalls(CallIdGenerator& ids, size_t n) {
-  const absl::Time now = absl::Now();
-  std::vector<Call> calls(n);
-  for (Call& c : calls) {
-    c.id = ids.Next();
-    c.tenant = "bench";
-    c.function = "noop";
-    c.start_after = now;
-    c.deadline = now + absl::Hours(1);
-  }
-  return calls;
-}
-
 int Main(int argc, char** argv) {
   const Flags f = Parse(argc, argv);
   auto opened =
@@ -131,7 +118,7 @@ int Main(int argc, char** argv) {
   std::atomic<int64_t> enqueued{0}, completed{0};
   std::atomic<bool> failed{false}, stop{false};
   auto enqueue = [&](size_t n) {
-    auto added = q.Enqueue(NoopCalls(ids, n));
+    auto added = q.Enqueue(bench::NoOpCalls(ids, n, absl::Now()));
     if (!added.ok()) {
       fmt::print(stderr, "enqueue: {}\n", added.status().ToString());
       failed = true;

@@ -36,6 +36,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/queue_bench_util.h"
 #include "benchmark/benchmark.h"
 #include "fmt/core.h"
 #include "txfn/call_scheduler.h"
@@ -46,6 +47,8 @@
 
 namespace txfn {
 namespace {
+
+using bench::NoOpCalls;
 
 const absl::Time kT0 = absl::FromUnixSeconds(1'700'000'000);
 constexpr int kBatch = 256;
@@ -66,19 +69,6 @@ class TempDir {
  private:
   std::string path_;
 };
-
-std::vector<Call> NoOpCalls(CallIdGenerator& ids, int n, int functions, absl::Time start) {
-  std::vector<Call> calls(n);
-  for (int i = 0; i < n; ++i) {
-    Call& c = calls[i];
-    c.id = ids.Next();
-    c.tenant = "bench";
-    c.function = fmt::format("fn{}", i % functions);
-    c.start_after = start;
-    c.deadline = start + absl::Hours(1);
-  }
-  return calls;
-}
 
 double Seconds(std::chrono::steady_clock::time_point since) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
@@ -102,7 +92,7 @@ void BM_QueueEnqueueLeaseAck(benchmark::State& state, bool sqlite) {
   const auto start = std::chrono::steady_clock::now();
   for (auto _ : state) {
     state.PauseTiming();
-    std::vector<Call> calls = NoOpCalls(ids, kBatch, 10, kT0);
+    std::vector<Call> calls = NoOpCalls(ids, kBatch, kT0, 10);
     state.ResumeTiming();
     if (!queue->Enqueue(calls).ok()) state.SkipWithError("Enqueue failed");
     auto leased = queue->Lease({.shard = 0, .now = kT0, .max = kBatch});
@@ -149,7 +139,7 @@ void BM_NaiveSqliteQueue(benchmark::State& state) {
   const auto start = std::chrono::steady_clock::now();
   for (auto _ : state) {
     // The same encoded no-op call the txfn queue stores.
-    const std::string payload = EncodeCall(NoOpCalls(ids, 1, 10, kT0)[0]);
+    const std::string payload = EncodeCall(NoOpCalls(ids, 1, kT0, 10)[0]);
     bool ok = sqlite3_step(begin) == SQLITE_DONE;
     sqlite3_reset(begin);
     sqlite3_bind_int64(insert, 1, now);
@@ -209,7 +199,7 @@ void BM_CallSchedulerDispatch(benchmark::State& state) {
   int64_t calls = 0;
   const auto start = std::chrono::steady_clock::now();
   for (auto _ : state) {
-    std::vector<Call> batch = NoOpCalls(ids, kRound, kFunctions, clock.Now());
+    std::vector<Call> batch = NoOpCalls(ids, kRound, clock.Now(), kFunctions);
     for (size_t i = 0; i < batch.size(); i += 500) {
       const size_t end = std::min(batch.size(), i + 500);
       (void)queue.Enqueue(absl::MakeConstSpan(batch.data() + i, end - i));
@@ -234,7 +224,7 @@ void BM_QueueOnlyDispatch(benchmark::State& state) {
   int64_t calls = 0;
   const auto start = std::chrono::steady_clock::now();
   for (auto _ : state) {
-    std::vector<Call> batch = NoOpCalls(ids, kRound, kFunctions, kT0);
+    std::vector<Call> batch = NoOpCalls(ids, kRound, kT0, kFunctions);
     for (size_t i = 0; i < batch.size(); i += 500) {
       const size_t end = std::min(batch.size(), i + 500);
       (void)queue.Enqueue(absl::MakeConstSpan(batch.data() + i, end - i));
