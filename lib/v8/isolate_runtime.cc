@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <initializer_list>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -643,6 +645,29 @@ const intptr_t* IsolateRuntime::ExternalReferences() {
   return kRefs;
 }
 
+namespace {
+
+// Runs one of txfn's internal scripts, `source`, whose value is a function,
+// under the script name `name`, and calls that function with `args`. False
+// (the exception in the caller's TryCatch) when any step fails.
+bool CallInternalScript(v8::Isolate* isolate, v8::Local<v8::Context> context, std::string_view name,
+                        std::string_view source, std::initializer_list<v8::Local<v8::Value>> args,
+                        v8::Local<v8::Value>* out) {
+  v8::ScriptOrigin origin(isolate, MessageString(isolate, name));
+  v8::Local<v8::String> code;
+  v8::Local<v8::Script> script;
+  v8::Local<v8::Value> fn;
+  std::vector<v8::Local<v8::Value>> argv(args);
+  return NewString(isolate, source).ToLocal(&code) &&
+         v8::Script::Compile(context, code, &origin).ToLocal(&script) &&
+         script->Run(context).ToLocal(&fn) && fn->IsFunction() &&
+         fn.As<v8::Function>()
+             ->Call(context, v8::Undefined(isolate), static_cast<int>(argv.size()), argv.data())
+             .ToLocal(out);
+}
+
+}  // namespace
+
 absl::StatusOr<v8::Local<v8::Object>> IsolateRuntime::Bootstrap(v8::Isolate* isolate,
                                                                 v8::Local<v8::Context> context) {
   v8::EscapableHandleScope scope(isolate);
@@ -668,19 +693,10 @@ absl::StatusOr<v8::Local<v8::Object>> IsolateRuntime::Bootstrap(v8::Isolate* iso
   add("runMutation", &RunMutationNative);
   add("service", &ServiceNative);
   v8::TryCatch tc(isolate);
-  v8::ScriptOrigin origin(isolate, MessageString(isolate, "txfn:bootstrap"));
-  v8::Local<v8::String> source;
-  v8::Local<v8::Script> script;
-  v8::Local<v8::Value> fn;
   v8::Local<v8::Object> natives;
   v8::Local<v8::Value> out;
-  v8::Local<v8::Value> arg;
-  if (!NewString(isolate, kBootstrapSource).ToLocal(&source) ||
-      !v8::Script::Compile(context, source, &origin).ToLocal(&script) ||
-      !script->Run(context).ToLocal(&fn) || !fn->IsFunction() ||
-      !natives_template->NewInstance(context).ToLocal(&natives) ||
-      !(arg = natives, fn.As<v8::Function>()->Call(context, v8::Undefined(isolate), 1, &arg))
-           .ToLocal(&out) ||
+  if (!natives_template->NewInstance(context).ToLocal(&natives) ||
+      !CallInternalScript(isolate, context, "txfn:bootstrap", kBootstrapSource, {natives}, &out) ||
       !out->IsObject()) {
     return absl::InternalError(
         StrCat("bootstrap failed: ", DescribeValue(isolate, tc.Exception(), kMaxJsMessageBytes)));
@@ -746,10 +762,6 @@ absl::Status IsolateRuntime::Harden(ContextState& cs) {
   v8::Local<v8::Object> ctx = cs.ctx.Get(isolate_);
   v8::Local<v8::Value> db;
   v8::Local<v8::Value> scheduler;
-  v8::ScriptOrigin origin(isolate_, MessageString(isolate_, "txfn:harden"));
-  v8::Local<v8::String> source;
-  v8::Local<v8::Script> script;
-  v8::Local<v8::Value> fn;
   v8::Local<v8::Value> out;
   v8::Local<v8::Function> set_original;
   v8::Local<v8::Function> own_keys;
@@ -757,7 +769,6 @@ absl::Status IsolateRuntime::Harden(ContextState& cs) {
       !v8::Function::New(context, &OwnKeys).ToLocal(&own_keys)) {
     return absl::InternalError("lockdown failed: no natives");
   }
-  v8::Local<v8::Value> args[3] = {exports, set_original, own_keys};
   if (exports->Set(context, MessageString(isolate_, "server"), cs.server.Get(isolate_))
           .IsNothing() ||
       exports->Set(context, MessageString(isolate_, "ctx"), ctx).IsNothing() ||
@@ -765,10 +776,9 @@ absl::Status IsolateRuntime::Harden(ContextState& cs) {
           .IsNothing() ||
       !ctx->Get(context, MessageString(isolate_, "db")).ToLocal(&db) || !db->IsObject() ||
       !ctx->Get(context, MessageString(isolate_, "scheduler")).ToLocal(&scheduler) ||
-      !scheduler->IsObject() || !NewString(isolate_, kHardenSource).ToLocal(&source) ||
-      !v8::Script::Compile(context, source, &origin).ToLocal(&script) ||
-      !script->Run(context).ToLocal(&fn) || !fn->IsFunction() ||
-      !fn.As<v8::Function>()->Call(context, v8::Undefined(isolate_), 3, args).ToLocal(&out)) {
+      !scheduler->IsObject() ||
+      !CallInternalScript(isolate_, context, "txfn:harden", kHardenSource,
+                          {exports, set_original, own_keys}, &out)) {
     if (isolate_->IsExecutionTerminating()) {
       return absl::ResourceExhaustedError("the context's lockdown was stopped");
     }
