@@ -85,6 +85,8 @@ constexpr std::array<const char*, static_cast<size_t>(Sql::kCount)> kSqlText = {
     "DELETE FROM log WHERE tenant = ?1 AND ts <= ?2",
     "DELETE FROM commits WHERE tenant = ?1 AND ts <= ?2",
     "UPDATE tenants SET horizon = ?2 WHERE tenant = ?1",
+    // Changes whenever another connection to the file has committed.
+    "PRAGMA data_version",
 };
 
 constexpr const char* kCreateSchema = R"sql(

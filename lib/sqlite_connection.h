@@ -73,6 +73,7 @@ enum class Sql : int {
   kDropLogThrough,
   kDropCommitsThrough,
   kSetHorizon,
+  kDataVersion,
   kCount,
 };
 

@@ -66,8 +66,12 @@ absl::StatusOr<std::unique_ptr<SqliteStorage>> SqliteStorage::Open(std::string p
     writer->RollbackIfOpen();
     return status;
   }
-  return std::unique_ptr<SqliteStorage>(
+  TXFN_ASSIGN_OR_RETURN(const int64_t data_version, DataVersion(*writer));
+  auto storage = std::unique_ptr<SqliteStorage>(
       new SqliteStorage(std::move(path), options, std::move(writer)));
+  internal::MutexLock lock(&storage->write_mu_);
+  storage->data_version_ = data_version;
+  return storage;
 }
 
 SqliteStorage::SqliteStorage(std::string path, SqliteOptions options,
@@ -446,6 +450,36 @@ absl::StatusOr<Timestamp> SqliteStorage::MaxCommittedTimestamp(std::string_view 
   return found ? max.Ts(0) : Timestamp{0};
 }
 
+absl::StatusOr<int64_t> SqliteStorage::DataVersion(Connection& conn) {
+  TXFN_ASSIGN_OR_RETURN(sqlite3_stmt * raw, conn.Prepare(Sql::kDataVersion));
+  Stmt version(raw, conn.path());
+  TXFN_ASSIGN_OR_RETURN(bool row, version.Step());
+  if (!row) return absl::InternalError("PRAGMA data_version returned no row");
+  return version.Int(0);
+}
+
+bool SqliteStorage::MayHaveOtherWriters(std::string_view tenant) {
+  // Polled only when the write connection is idle: a query must not wait for
+  // a commit's fsync. Meanwhile this storage's writes refuse a stale batch.
+  bool others_committed = false;
+  if (write_mu_.TryLock()) {
+    absl::StatusOr<int64_t> version = DataVersion(*writer_);
+    if (version.ok() && *version != data_version_) {
+      data_version_ = *version;
+      others_committed = true;
+    }
+    write_mu_.Unlock();
+  }
+  internal::MutexLock lock(&others_mu_);
+  if (others_committed) ++others_commits_seen_;
+  // A tenant not asked about before starts at 0: it catches up once if any
+  // other connection committed since this storage was opened.
+  uint64_t& caught_up = tenant_caught_up_[std::string(tenant)];
+  const bool behind = caught_up < others_commits_seen_;
+  caught_up = others_commits_seen_;
+  return behind;
+}
+
 absl::StatusOr<std::vector<std::string>> SqliteStorage::ListTenants() {
   TXFN_RETURN_IF_ERROR(CheckNotInDoubt("ListTenants"));
   std::vector<std::string> out;
@@ -461,6 +495,10 @@ absl::StatusOr<std::vector<std::string>> SqliteStorage::ListTenants() {
 
 absl::Status SqliteStorage::DeleteTenant(std::string_view tenant) {
   TXFN_RETURN_IF_ERROR(CheckNotInDoubt("DeleteTenant"));
+  {
+    internal::MutexLock lock(&others_mu_);
+    tenant_caught_up_.erase(std::string(tenant));
+  }
   internal::MutexLock lock(&write_mu_);
   Connection& conn = *writer_;
   auto body = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) -> absl::Status {

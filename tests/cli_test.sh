@@ -225,6 +225,13 @@ check calls-limit 0 'the first 2;' qt calls --tenant=app --limit=2
 # Only the delayed call is left, not due; the refused submits enqueued nothing.
 check calls-backlog-after 0 '^counters:bump +1 +0 +0$' qt calls --tenant=app
 check counted 0 '^\{"\$int64":"4"\}$' qt run --tenant=app counters:get '{"name": "a"}'
+# A mutation committed beside the server by another process: the server's
+# next query of the tenant sees it.
+check run-beside 0 '^\{"\$int64":"5"\}$' qt run --tenant=app counters:bump '{"name": "a"}'
+check submit-get 0 "^$uuid$" qt submit --tenant=app counters:get '{"name": "a"}'
+got=$last
+await_state get-succeeded "$got" succeeded
+check get-sees-run-beside 0 '^result +\{"\$int64":"5"\}$' qt call "$got"
 
 # SIGTERM: a graceful stop within a few seconds, exit 0.
 kill -TERM "$server"

@@ -156,6 +156,49 @@ TEST(SqliteStorageTest, ACommitterNeverCommitsOverAnotherConnectionsCommitsItHas
   EXPECT_EQ((*last)->value, "b1");
 }
 
+// Reads follow another process's commits: a committer on one file's second
+// SqliteStorage hands out its next snapshot at the other's newest commit (one
+// reload), and neither reloads for its own commits or when nothing changed.
+TEST(SqliteStorageTest, ACommittersNextSnapshotIncludesAnotherConnectionsCommits) {
+  TempDir dir;
+  const std::string path = dir.File("two.db");
+  auto opened_a = SqliteStorage::Open(path, kFast);
+  auto opened_b = SqliteStorage::Open(path, kFast);
+  ASSERT_TRUE(opened_a.ok() && opened_b.ok());
+  std::shared_ptr<Storage> a = *std::move(opened_a);
+  std::shared_ptr<Storage> b = *std::move(opened_b);
+  auto put = [](std::string tenant, Timestamp begin_ts, std::string value) {
+    return PreparedCommit{.tenant = std::move(tenant),
+                          .begin_ts = begin_ts,
+                          .writes = {{.index = 1, .key = "k", .value = std::move(value)}}};
+  };
+  auto committer_a = Committer::Open(a, "t");
+  auto committer_b = Committer::Open(b, "t");
+  auto other_b = Committer::Open(b, "u");
+  ASSERT_TRUE(committer_a.ok() && committer_b.ok() && other_b.ok());
+  EXPECT_EQ((*committer_b)->Latest()->ts(), 0u);
+
+  auto a1 = (*committer_a)->Commit(put("t", 0, "a1"));
+  ASSERT_TRUE(a1.ok()) << a1.status();
+  std::shared_ptr<const Snapshot> seen = (*committer_b)->Latest();
+  EXPECT_EQ(seen->ts(), *a1) << "b's next snapshot includes a's commit";
+  auto value = seen->Get(1, "k");
+  ASSERT_TRUE(value.ok() && value->has_value()) << value.status();
+  EXPECT_EQ((*value)->value, "a1");
+  EXPECT_EQ((*committer_b)->stats().reloads, 1u);
+  EXPECT_EQ((*committer_b)->Latest()->ts(), *a1);
+  EXPECT_EQ((*committer_b)->stats().reloads, 1u) << "nothing new: no second reload";
+  EXPECT_EQ((*other_b)->Latest()->ts(), 0u) << "another tenant looks, finds nothing newer";
+  EXPECT_EQ((*other_b)->stats().reloads, 0u);
+
+  auto b1 = (*committer_b)->Commit(put("t", *a1, "b1"));
+  ASSERT_TRUE(b1.ok()) << b1.status();
+  EXPECT_EQ((*committer_b)->Latest()->ts(), *b1);
+  EXPECT_EQ((*committer_b)->stats().reloads, 1u) << "its own commit needs no reload";
+  EXPECT_EQ((*committer_a)->Latest()->ts(), *b1) << "and a follows b";
+  EXPECT_EQ((*committer_a)->stats().reloads, 1u);
+}
+
 TEST(SqliteStorageTest, MissingDirectoryIsUnavailableAndNamesIt) {
   TempDir dir;
   const std::string path = dir.File("no/such/dir/app.db");

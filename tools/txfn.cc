@@ -158,12 +158,11 @@ commands:
       tenant was at its cap); the queue's pending calls of every tenant, of
       them due now, and leased (by any process); calls running here, calls
       this server dead-lettered; calls mutations scheduled. Actions have no
-      services: the CLI registers none. While it runs, change its tenants
-      only through it: another process's deploy, import or mutation ('txfn
-      run') on the same --db commits beside the server's engine, and the
-      server's queries do not see it until the server next commits to that
-      tenant (no update is lost: storage refuses a commit validated without
-      it, and the server reloads and retries); submit mutations instead.
+      services: the CLI registers none. Another process's deploy, import or
+      mutation ('txfn run') on the same --db while it runs is safe: the
+      server's next call of that tenant sees it, and no update is lost
+      (storage refuses a commit validated without it; the server reloads
+      and retries). Submitting mutations instead keeps them in its queue.
   submit --tenant NAME MODULE:FUNCTION [ARGS_JSON]
       Enqueues a call of an exported query, mutation or action with ARGS_JSON
       (default {}) and prints its id. Works while 'txfn serve' runs on the same
