@@ -130,6 +130,7 @@ Workload::Workload(const WorkloadOptions& o, uint64_t seed) : options_(o), rng_(
   count[2] = std::max(1, n - count[0] - count[1]);
   std::normal_distribution<double> normal(0, 1);
   std::uniform_real_distribution<double> unit(0, 1);
+  std::array<std::vector<int>, 3> by_trigger;
   for (int c = 0; c < 3; ++c) {
     double total = 0;
     for (int r = 0; r < count[c]; ++r) total += 1 / std::pow(r + 1, o.zipf);
@@ -143,7 +144,7 @@ Workload::Workload(const WorkloadOptions& o, uint64_t seed) : options_(o), rng_(
       f.mean_s = CappedLognormalMean(std::log(f.median_s), f.sigma, o.max_duration_s);
       f.jit_mib = o.jit_median_mib * std::exp(normal(rng_));
       if (!o.downstream.empty() && unit(rng_) < o.downstream_share) f.downstream = o.downstream;
-      members_[c].push_back(static_cast<int>(functions_.size()));
+      by_trigger[c].push_back(static_cast<int>(functions_.size()));
       index_[f.name] = static_cast<int>(functions_.size());
       functions_.push_back(std::move(f));
     }
@@ -174,8 +175,12 @@ Workload::Workload(const WorkloadOptions& o, uint64_t seed) : options_(o), rng_(
     }
   }
   for (int c = 0; c < 3; ++c) {
-    double sum = 0;
-    for (int f : members_[c]) cumulative_[c].push_back(sum += functions_[f].weight);
+    for (int f : by_trigger[c]) {
+      const int g = c * 2 + static_cast<int>(functions_[f].quota);
+      const double sum = cumulative_[g].empty() ? 0 : cumulative_[g].back();
+      members_[g].push_back(f);
+      cumulative_[g].push_back(sum + functions_[f].weight);
+    }
   }
 }
 
@@ -184,8 +189,8 @@ int Workload::IndexOf(std::string_view name) const {
   return it == index_.end() ? -1 : it->second;
 }
 
-double Workload::DiurnalFactor(absl::Time t) const {
-  const double trough = 1 / options_.peak_trough;
+double Workload::DiurnalFactor(absl::Time t, double peak_trough) const {
+  const double trough = 1 / peak_trough;
   const double hours = absl::ToDoubleHours(t - Start());
   const double x = (1 + std::cos(2 * M_PI * (hours - options_.peak_hour) / 24)) / 2;
   return (trough + (1 - trough) * x) / ((1 + trough) / 2);
@@ -214,21 +219,43 @@ Call Workload::MakeCall(int f, absl::Time start) {
 void Workload::Arrivals(absl::Time from, absl::Duration step, double rate_scale,
                         std::vector<Call>* out) {
   const double step_s = absl::ToDoubleSeconds(step);
-  const double diurnal = DiurnalFactor(from + step / 2);
-  std::uniform_real_distribution<double> unit(0, 1);
+  const absl::Time mid = from + step / 2;
+  const double diurnal = DiurnalFactor(mid);
+  const double reserved_diurnal = DiurnalFactor(mid, options_.reserved_peak_trough);
   for (int c = 0; c < 3; ++c) {
-    if (members_[c].empty()) continue;
-    const double rate = options_.calls_per_second * options_.call_share[c] * rate_scale *
-                        (c == static_cast<int>(Trigger::kTimer) ? 1 : diurnal);
-    std::poisson_distribution<int64_t> poisson(std::max(rate * step_s, 1e-12));
-    const int64_t n = poisson(rng_);
-    const std::vector<double>& cum = cumulative_[c];
-    for (int64_t i = 0; i < n; ++i) {
-      const double x = unit(rng_) * cum.back();
-      const size_t k = std::min<size_t>(std::upper_bound(cum.begin(), cum.end(), x) - cum.begin(),
-                                        cum.size() - 1);
-      out->push_back(MakeCall(members_[c][k], from + absl::Seconds(unit(rng_) * step_s)));
+    // Timer-triggered calls fire on their schedules, whatever the hour.
+    const bool timer = c == static_cast<int>(Trigger::kTimer);
+    const double rate = options_.calls_per_second * options_.call_share[c] * rate_scale;
+    const int gr = c * 2 + static_cast<int>(QuotaClass::kReserved);
+    const int go = c * 2 + static_cast<int>(QuotaClass::kOpportunistic);
+    const double reserved = cumulative_[gr].empty() ? 0 : cumulative_[gr].back();
+    const double opportunistic = cumulative_[go].empty() ? 0 : cumulative_[go].back();
+    // The reserved calls follow their own (flatter) curve; the opportunistic
+    // ones the rest of the class's received curve.
+    const double reserved_factor = timer ? 1 : reserved_diurnal;
+    const double opportunistic_factor =
+        timer || opportunistic <= 0
+            ? 1
+            : std::max(0.0, diurnal * (reserved + opportunistic) - reserved * reserved_diurnal) /
+                  opportunistic;
+    for (const auto& [g, mean] :
+         {std::pair{gr, rate * reserved * reserved_factor * step_s},
+          std::pair{go, rate * opportunistic * opportunistic_factor * step_s}}) {
+      if (members_[g].empty()) continue;
+      std::poisson_distribution<int64_t> poisson(std::max(mean, 1e-12));
+      Draw(g, poisson(rng_), from, step_s, out);
     }
+  }
+}
+
+void Workload::Draw(int g, int64_t n, absl::Time from, double step_s, std::vector<Call>* out) {
+  std::uniform_real_distribution<double> unit(0, 1);
+  const std::vector<double>& cum = cumulative_[g];
+  for (int64_t i = 0; i < n; ++i) {
+    const double x = unit(rng_) * cum.back();
+    const size_t k =
+        std::min<size_t>(std::upper_bound(cum.begin(), cum.end(), x) - cum.begin(), cum.size() - 1);
+    out->push_back(MakeCall(members_[g][k], from + absl::Seconds(unit(rng_) * step_s)));
   }
 }
 
@@ -238,9 +265,8 @@ absl::Duration Workload::DurationOf(const Call& call) {
 
 double Workload::MeanCostSeconds() const {
   double cost = 0;
-  for (int c = 0; c < 3; ++c) {
-    for (int f : members_[c])
-      cost += options_.call_share[c] * functions_[f].weight * functions_[f].mean_s;
+  for (const FunctionSpec& f : functions_) {
+    cost += options_.call_share[static_cast<int>(f.trigger)] * f.weight * f.mean_s;
   }
   return cost;
 }

@@ -127,6 +127,11 @@ struct WorkloadOptions {
   // Received peak / trough of the diurnal curve (1: flat), and the hour of the peak.
   double peak_trough = 4.3;
   double peak_hour = 14;
+  // Peak / trough of the reserved calls alone (Fig 11: reserved CPU 0.72-1.0
+  // of its peak, 1.4x). Reserved calls run as they arrive, so their CPU swing
+  // is their arrival swing; the delay-tolerant opportunistic calls carry the
+  // rest of the received curve's swing, so the two add up to `peak_trough`.
+  double reserved_peak_trough = 1.4;
   // Table 1: shares of functions and of calls by trigger (queue, event, timer).
   std::array<double, 3> function_share = {0.89, 0.08, 0.03};
   std::array<double, 3> call_share = {0.15, 0.845, 0.005};
@@ -158,7 +163,9 @@ class Workload {
   // The function named `name` (a "fNNNNN" name), or -1.
   int IndexOf(std::string_view name) const;
   // The received rate at `t` relative to the daily mean (the diurnal curve).
-  double DiurnalFactor(absl::Time t) const;
+  double DiurnalFactor(absl::Time t) const { return DiurnalFactor(t, options_.peak_trough); }
+  // The same for a curve of the given peak / trough (same peak hour).
+  double DiurnalFactor(absl::Time t, double peak_trough) const;
   // Draws the calls received in [from, from + step): each with a function,
   // start_after in the step, a deadline, and its execution time in args.
   void Arrivals(absl::Time from, absl::Duration step, double rate_scale, std::vector<Call>* out);
@@ -177,9 +184,13 @@ class Workload {
   std::mt19937_64 rng_;
   std::vector<FunctionSpec> functions_;
   absl::flat_hash_map<std::string, int> index_;
-  // Per trigger class: its functions and their cumulative weights.
-  std::array<std::vector<int>, 3> members_;
-  std::array<std::vector<double>, 3> cumulative_;
+  // Draws `n` calls of the functions in group `g` starting in [from, from + step).
+  void Draw(int g, int64_t n, absl::Time from, double step_s, std::vector<Call>* out);
+
+  // Per group (trigger class * 2 + quota class): its functions, their
+  // cumulative weights, and the group's share of its trigger class's calls.
+  std::array<std::vector<int>, 6> members_;
+  std::array<std::vector<double>, 6> cumulative_;
 };
 
 // --- A region: queue, submitter, scheduler, workers -----------------------------------
