@@ -398,9 +398,10 @@ ScenarioResult RunAimd(const RunOptions& o) {
       "for the plot: refused calls are retried with exponential backoff (1 s .. 2 min), so its "
       "traffic is {:.1f}x the demand (the retry storm AIMD prevents). Throttled = TAO callers "
       "with a call waiting over 1 min to start; the other functions (not calling TAO) should "
-      "not wait at all, and at most {} of them did. (Before the scheduler fix in this change, "
-      "83 did: the TAO callers' blocked buffers filled the scheduler's buffers, and their "
-      "released backlog came back every release_delay ahead of new calls.)",
+      "not wait at all, and at most {} of them did. (Before the scheduler capped and paced the "
+      "calls a downstream's limit blocks, 83 did: the TAO callers' blocked buffers filled the "
+      "scheduler's buffers, and their released backlog came back every release_delay ahead "
+      "of new calls.)",
       o.scale == Scale::kPaper ? 3000 : 300, 100 * kTaoCallerShare, absl::ToDoubleHours(to - from),
       without.traffic / std::max(1.0, without.demand), with.max_delayed_others);
   r.events = with.events + without.events;
