@@ -211,16 +211,12 @@ class CallScheduler {
     // this close (plus its function's average cost).
     absl::Duration opportunistic_deadline_slack = absl::Minutes(5);
     // A buffer blocked by a limit keeps at most max_buffered_per_function
-    // calls (blocked by its quota: what the quota admits in release_delay;
-    // by a downstream: its share, among the downstream's callers, of what the
-    // downstream's AIMD limit admits in release_delay) and releases the rest
-    // to the queue, due again after release_delay (an opportunistic call no
-    // later than its deadline minus the slack; calls blocked by a downstream
-    // after that, paced at the highest limit it has had, behind those
-    // released before them, so a backlog of thousands does not come back at
-    // once to fill the lease batches). The release does not count as an
-    // attempt. So time-shifted work waits in the durable queue, and blocked
-    // functions cannot fill the buffers that other functions' calls need.
+    // calls (blocked by its quota: what the quota admits in release_delay)
+    // and releases the rest to the queue, due again after release_delay (an
+    // opportunistic call no later than its deadline minus the slack). The
+    // release does not count as an attempt. So time-shifted work waits in the
+    // durable queue, and a blocked function cannot fill the buffers that
+    // other functions' calls need.
     size_t max_buffered_per_function = 256;
     absl::Duration release_delay = absl::Seconds(10);
     // The reserved quota's burst, in seconds of its rate.
@@ -313,13 +309,7 @@ class CallScheduler {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Downstream& DownstreamFor(const std::string& name, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  enum class Admission {
-    kAdmitted,
-    kBlockedByLimit,
-    kBlockedByQuota,
-    kBlockedByDownstream,
-    kBlockedByTenant
-  };
+  enum class Admission { kAdmitted, kBlockedByLimit, kBlockedByQuota, kBlockedByTenant };
   void ReleaseTenantSlot(Held& held) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Takes the limits `held` needs (all or none) if they allow.
   // `idle_slot`: the function's group has a free slot no RunQ call claims
@@ -328,7 +318,6 @@ class CallScheduler {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Per group: free worker slots minus the calls waiting in its RunQ.
   std::vector<int64_t> IdleSlots() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  static Downstream* TightestDownstream(const FunctionState& fs);
   // A blocked buffer keeps what it can run soon and releases the rest.
   void ReleaseExcess(FunctionState& fs, int quota, Admission why, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
 #include <string>
 #include <utility>
 #include <vector>
@@ -216,7 +215,7 @@ CallScheduler::Admission CallScheduler::Admit(FunctionState& fs, Held& h, bool i
     if (!fs.downstreams[got]->aimd.TryAcquire(now)) break;
   }
   bool ok = got == fs.downstreams.size();
-  Admission blocked = Admission::kBlockedByDownstream;
+  Admission blocked = Admission::kBlockedByLimit;
   bool promoted = false;
   if (ok) {
     blocked = Admission::kBlockedByQuota;
@@ -249,41 +248,15 @@ CallScheduler::Admission CallScheduler::Admit(FunctionState& fs, Held& h, bool i
   return Admission::kAdmitted;
 }
 
-// The downstream whose limit is tightest for `fs`: the least AIMD rate per
-// function calling it (null when `fs` calls none).
-CallScheduler::Downstream* CallScheduler::TightestDownstream(const FunctionState& fs) {
-  Downstream* tightest = nullptr;
-  double share = std::numeric_limits<double>::infinity();
-  for (Downstream* d : fs.downstreams) {
-    const double s = d->aimd.calls_per_second() / std::max(1, d->callers);
-    if (s < share) {
-      share = s;
-      tightest = d;
-    }
-  }
-  return tightest;
-}
-
 void CallScheduler::ReleaseExcess(FunctionState& fs, int quota, Admission why, absl::Time now) {
   std::vector<Held*>& buf = fs.buffer[quota];
   size_t keep = options_.max_buffered_per_function;
-  // The rate the blocking limit admits this function's calls at, if known.
-  double rate = -1;
-  Downstream* downstream =
-      why == Admission::kBlockedByDownstream ? TightestDownstream(fs) : nullptr;
   if (why == Admission::kBlockedByQuota) {
-    rate = (quota == kReserved ? fs.reserved : fs.opportunistic).rate();
-  } else if (downstream != nullptr) {
-    // A downstream's limit is shared: every caller keeping a full buffer of
-    // blocked calls would fill max_buffered between them and stop the polls
-    // that other functions' calls need. Each keeps its share.
-    rate = downstream->aimd.calls_per_second() / std::max(1, downstream->callers);
-  }
-  if (rate >= 0) {
-    // Keep what the limit admits until released calls are due again; time-
+    // Keep what the quota admits until released calls are due again; time-
     // shift the rest back into the durable queue, where waiting costs no
     // memory. (A rate of 0, S = 0, keeps nothing.)
-    const double until_back = rate * absl::ToDoubleSeconds(options_.release_delay);
+    const TokenBucket& bucket = quota == kReserved ? fs.reserved : fs.opportunistic;
+    const double until_back = bucket.rate() * absl::ToDoubleSeconds(options_.release_delay);
     if (until_back < static_cast<double>(keep)) {
       keep = static_cast<size_t>(std::ceil(std::max(until_back, 0.0)));
     }
@@ -292,24 +265,6 @@ void CallScheduler::ReleaseExcess(FunctionState& fs, int quota, Admission why, a
   auto later = [](Held* a, Held* b) { return RunsLater(a, b); };
   std::sort_heap(buf.begin(), buf.end(), later);  // ascending: the next to run last
   const size_t release = buf.size() - keep;
-  // Calls blocked by a downstream come back paced, behind the calls of every
-  // caller released before them (the downstream's paced_until): released all
-  // at once after release_delay, a backlog of thousands would be leased
-  // again, blocked and released again, every release_delay, crowding other
-  // functions' calls out of the lease batches. The pace is the highest limit
-  // the downstream has had, not its current one: paced at an outage's
-  // collapsed limit, the backlog would come back hours after the downstream
-  // recovered (and at worst the calls come back that much faster than the
-  // limit admits them, a bounded churn).
-  double pace_rate = 0;
-  if (downstream != nullptr) {
-    downstream->peak_rate = std::max(downstream->peak_rate, downstream->aimd.calls_per_second());
-    pace_rate = downstream->peak_rate;
-  }
-  const absl::Duration pace = pace_rate > 0 ? absl::Seconds(1 / pace_rate) : absl::ZeroDuration();
-  const absl::Time first_due = std::max(
-      now + options_.release_delay, pace_rate > 0 ? downstream->paced_until : absl::InfinitePast());
-  if (pace_rate > 0) downstream->paced_until = first_due + pace * static_cast<double>(release);
   for (size_t i = 0; i < release; ++i) {
     Held* h = buf[i];
     if (h->lost) {
@@ -321,8 +276,8 @@ void CallScheduler::ReleaseExcess(FunctionState& fs, int quota, Admission why, a
     // start at deadline - slack - cost.
     const absl::Time latest =
         h->call().deadline - options_.opportunistic_deadline_slack - absl::Seconds(fs.avg_cost_s);
-    const absl::Time due = first_due + pace * static_cast<double>(release - 1 - i);
-    const absl::Time retry_at = std::max(now + absl::Milliseconds(1), std::min(due, latest));
+    const absl::Time retry_at =
+        std::max(now + absl::Milliseconds(1), std::min(now + options_.release_delay, latest));
     Settle(*h, Settlement::Release(h->leased.token, retry_at));
   }
   buf.erase(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(release));

@@ -180,7 +180,6 @@ CallScheduler::FunctionState& CallScheduler::StateFor(const std::string& functio
   fs.concurrency.SetLimit(fs.config.concurrency_limit);
   for (const std::string& d : fs.config.downstreams) {
     fs.downstreams.push_back(&DownstreamFor(d, now));
-    ++fs.downstreams.back()->callers;
   }
   fs.group = config_.locality.groups.empty()
                  ? 0
@@ -208,11 +207,9 @@ void CallScheduler::InstallConfig(const SchedulerConfig& config, absl::Time now)
     (void)fs.opportunistic.SetRate(opportunistic, now);
     (void)fs.opportunistic.SetBurst(BucketBurst(opportunistic, options_.quota_burst), now);
     fs.concurrency.SetLimit(fs.config.concurrency_limit);
-    for (Downstream* d : fs.downstreams) --d->callers;
     fs.downstreams.clear();
     for (const std::string& d : fs.config.downstreams) {
       fs.downstreams.push_back(&DownstreamFor(d, now));
-      ++fs.downstreams.back()->callers;
     }
     fs.group = config_.locality.groups.empty()
                    ? 0

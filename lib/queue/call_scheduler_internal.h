@@ -61,11 +61,6 @@ struct CallScheduler::Held {
 struct CallScheduler::Downstream {
   std::string name;
   AimdLimiter aimd;
-  int callers = 0;  // functions configured to call it (sharing its limit)
-  // Calls released because its limit blocked them are due again, paced at
-  // the limit, up to here (ReleaseExcess).
-  absl::Time paced_until = absl::InfinitePast();
-  double peak_rate = 0;  // the highest limit seen there, calls per second
 };
 
 struct CallScheduler::FunctionState {

@@ -462,53 +462,6 @@ TEST(CallSchedulerTest, AimdSettlesNearADownstreamsCapacityAndRecoversAfterAnOut
   EXPECT_GT(s->stats().back_pressure, 0u);
 }
 
-// Many functions share a downstream whose AIMD limit admits 1 call/s and
-// hold a backlog of thousands of calls: their blocked buffers keep only what
-// the limit admits before released calls are due again, and release the rest
-// paced at the limit, so neither the buffers nor the lease batches fill with
-// them and a function that does not call the downstream still starts within
-// seconds. (Before: every blocked buffer kept max_buffered_per_function calls,
-// together filling max_buffered, and polls stopped for everyone; kept fewer
-// but released all at once, the backlog came back every release_delay ahead
-// of the new call in the queue's due order.)
-TEST(CallSchedulerTest, CallsBlockedByASharedDownstreamDoNotStarveOtherFunctions) {
-  VirtualClock clock(kT0);
-  InMemoryQueue queue;
-  CallFactory f;
-  SchedulerConfig config{.version = 1};
-  constexpr int kCallers = 50;
-  std::vector<Call> backlog;
-  for (int i = 0; i < kCallers; ++i) {
-    const std::string name = absl::StrCat("d", i);
-    config.functions[name] = {.downstreams = {"db"}};
-    for (int k = 0; k < 100; ++k) {
-      backlog.push_back(f.Make(name, kT0, absl::Hours(24), QuotaClass::kOpportunistic));
-    }
-  }
-  config.downstreams["db"] = {.slow_start_calls = 60,  // 1 call/s, held there
-                              .slow_start_growth = 0,
-                              .max_calls_per_window = 60};
-  ASSERT_TRUE(queue.Enqueue(backlog).ok());
-  auto s = MakeScheduler({.queue = &queue,
-                          .clock = &clock,
-                          .lease_batch = 64,
-                          .max_buffered = 256,
-                          .poll_interval = absl::Seconds(1),
-                          .config = config});
-  auto worker = OkWorker(&clock, absl::Milliseconds(100));
-  ASSERT_TRUE(s->AddWorker("w", worker, 16).ok());
-  const absl::Time fresh_at = kT0 + absl::Minutes(5);
-  RunUntil(clock, *s, {worker}, fresh_at, absl::Milliseconds(100));
-  EXPECT_LE(s->stats().buffered, 128u) << "blocked buffers hold what the limit admits soon";
-  const Call fresh = f.Make("free", fresh_at, absl::Hours(24), QuotaClass::kOpportunistic);
-  ASSERT_TRUE(queue.Enqueue(std::vector<Call>{fresh}).ok());
-  RunUntil(clock, *s, {worker}, fresh_at + absl::Seconds(30), absl::Milliseconds(100));
-  const auto& started = worker->started();
-  EXPECT_TRUE(std::any_of(started.begin(), started.end(), [&](const FakeWorker::Started& st) {
-    return st.call.id == fresh.id;
-  })) << "a function without the downstream waited behind it";
-}
-
 // XFaaS's slow start through the scheduler: a new downstream (the default
 // AimdOptions: W = 1 min, T = 100) gets 100 calls in the first minute, then
 // 20% more each minute while the backlog makes its limit bind; the first
