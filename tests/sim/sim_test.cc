@@ -131,7 +131,6 @@ TEST(SimHeadlineTest, Aimd) {
   const ScenarioResult r = RunSmall("aimd");
   EXPECT_NEAR(Metric(r, "aimd.downstream_reduction"), 0.40, 0.1);
   EXPECT_NEAR(Metric(r, "aimd.max_throttled_functions"), 200, 30);
-  EXPECT_EQ(Metric(r, "aimd.max_delayed_non_callers"), 0) << "TAO's backlog delayed others";
 }
 
 TEST(SimHeadlineTest, Locality) {

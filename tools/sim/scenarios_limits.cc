@@ -398,10 +398,10 @@ ScenarioResult RunAimd(const RunOptions& o) {
       "for the plot: refused calls are retried with exponential backoff (1 s .. 2 min), so its "
       "traffic is {:.1f}x the demand (the retry storm AIMD prevents). Throttled = TAO callers "
       "with a call waiting over 1 min to start; the other functions (not calling TAO) should "
-      "not wait at all, and at most {} of them did. (Before the scheduler capped and paced the "
-      "calls a downstream's limit blocks, 83 did: the TAO callers' blocked buffers filled the "
-      "scheduler's buffers, and their released backlog came back every release_delay ahead "
-      "of new calls.)",
+      "not wait at all, yet up to {} of them did: a scheduler gap. Every TAO caller's blocked "
+      "buffer keeps max_buffered_per_function calls, together filling max_buffered so that "
+      "opportunistic polls stop for everyone, and the calls released beyond that come back "
+      "all at once every release_delay, ahead of new calls in the queue's due order.",
       o.scale == Scale::kPaper ? 3000 : 300, 100 * kTaoCallerShare, absl::ToDoubleHours(to - from),
       without.traffic / std::max(1.0, without.demand), with.max_delayed_others);
   r.events = with.events + without.events;
