@@ -108,18 +108,32 @@ TEST(SqliteStorageTest, CommitterFlowsSurviveAReopen) {
   EXPECT_GT(ts, last);
 }
 
+// Two SqliteStorages on one file: what two processes' engines see.
+struct TwoStoragesOnOneFile {
+  bool Open() {
+    auto opened_a = SqliteStorage::Open(dir.File("two.db"), kFast);
+    auto opened_b = SqliteStorage::Open(dir.File("two.db"), kFast);
+    EXPECT_TRUE(opened_a.ok()) << opened_a.status();
+    EXPECT_TRUE(opened_b.ok()) << opened_b.status();
+    if (!opened_a.ok() || !opened_b.ok()) return false;
+    a = *std::move(opened_a);
+    b = *std::move(opened_b);
+    return true;
+  }
+  TempDir dir;
+  std::shared_ptr<Storage> a;
+  std::shared_ptr<Storage> b;
+};
+
 // Two engines on one file (two processes, e.g. `txfn serve` and a `txfn run` beside it):
 // a committer whose state lacks the other's commits is refused by storage rather than
 // validating a transaction against that stale state (which would lose the other's update),
 // reloads, and the retried transaction commits on top.
 TEST(SqliteStorageTest, ACommitterNeverCommitsOverAnotherConnectionsCommitsItHasNotSeen) {
-  TempDir dir;
-  const std::string path = dir.File("two.db");
-  auto opened_a = SqliteStorage::Open(path, kFast);
-  auto opened_b = SqliteStorage::Open(path, kFast);
-  ASSERT_TRUE(opened_a.ok() && opened_b.ok());
-  std::shared_ptr<Storage> a = *std::move(opened_a);
-  std::shared_ptr<Storage> b = *std::move(opened_b);
+  TwoStoragesOnOneFile two;
+  ASSERT_TRUE(two.Open());
+  std::shared_ptr<Storage> a = two.a;
+  std::shared_ptr<Storage> b = two.b;
   auto put = [](Timestamp begin_ts, std::string value) {
     return PreparedCommit{.tenant = "t",
                           .begin_ts = begin_ts,
@@ -160,13 +174,10 @@ TEST(SqliteStorageTest, ACommitterNeverCommitsOverAnotherConnectionsCommitsItHas
 // SqliteStorage hands out its next snapshot at the other's newest commit (one
 // reload), and neither reloads for its own commits or when nothing changed.
 TEST(SqliteStorageTest, ACommittersNextSnapshotIncludesAnotherConnectionsCommits) {
-  TempDir dir;
-  const std::string path = dir.File("two.db");
-  auto opened_a = SqliteStorage::Open(path, kFast);
-  auto opened_b = SqliteStorage::Open(path, kFast);
-  ASSERT_TRUE(opened_a.ok() && opened_b.ok());
-  std::shared_ptr<Storage> a = *std::move(opened_a);
-  std::shared_ptr<Storage> b = *std::move(opened_b);
+  TwoStoragesOnOneFile two;
+  ASSERT_TRUE(two.Open());
+  std::shared_ptr<Storage> a = two.a;
+  std::shared_ptr<Storage> b = two.b;
   auto put = [](std::string tenant, Timestamp begin_ts, std::string value) {
     return PreparedCommit{.tenant = std::move(tenant),
                           .begin_ts = begin_ts,
