@@ -342,8 +342,8 @@ TEST_P(DurableQueueConformanceTest, UnfilteredLeasesInterleaveTheClassesInDueOrd
   std::vector<int> order(12);
   for (int i = 0; i < 12; ++i) order[i] = i;
   std::stable_sort(order.begin(), order.end(), [&](int x, int y) { return starts[x] < starts[y]; });
-  std::vector<CallId> want;
-  for (int i : order) want.push_back(calls[i].id);
+  std::vector<CallId> want(order.size());
+  for (size_t i = 0; i < order.size(); ++i) want[i] = calls[order[i]].id;
 
   const absl::Time now = kT0 + absl::Minutes(1);
   std::vector<CallId> got;
@@ -624,7 +624,7 @@ TEST_P(DurableQueueConformanceTest, ListCallsPagesInIdOrderThroughEveryStateWith
   }
   EXPECT_EQ(all, Sorted(Ids(calls)));
 
-  auto of = [&](DurableQueue::ListFilter filter) {
+  auto of = [&](const DurableQueue::ListFilter& filter) {
     std::vector<QueuedCall> out = q.ListCalls(CallId(), 1000, filter, now).value();
     for (size_t i = 1; i < out.size(); ++i) EXPECT_LT(out[i - 1].call.id, out[i].call.id);
     return out;

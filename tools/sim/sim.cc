@@ -329,7 +329,7 @@ Region::Region(EventLoop* loop, VirtualClock* clock, RegionOptions options, Call
   // slots and the buffers hold twice them, or a paper-scale region of
   // thousands of slots starves behind a batch sized for 16 (small regions
   // keep the options' values).
-  const size_t slots = static_cast<size_t>(options_.workers * options_.slots);
+  const size_t slots = static_cast<size_t>(options_.workers) * static_cast<size_t>(options_.slots);
   o.lease_batch = std::max(options_.lease_batch, std::min(DurableQueue::kMaxLeaseBatch, slots / 8));
   o.max_buffered = std::max(options_.max_buffered, 2 * slots);
   o.max_buffered_per_function = options_.max_buffered_per_function;
