@@ -78,6 +78,10 @@ class FunctionRunnerTest : public ::testing::TestWithParam<std::tuple<TestSnapsh
   static TestSnapshot Snapshot() { return std::get<0>(GetParam()); }
   static ContextMode Mode() { return std::get<1>(GetParam()); }
   static bool Hardened() { return Mode() == ContextMode::kHardened; }
+  // The runner's startup snapshot for an IsolateScheduler of this test's kind.
+  static std::shared_ptr<const IsolateCustomizer> Customizer() {
+    return Snapshot() == TestSnapshot::kRunner ? FunctionRunnerIsolateCustomizer() : nullptr;
+  }
 
   void SetUp() override {
     runner_options_.context_mode = Mode();
@@ -807,11 +811,8 @@ TEST_P(FunctionRunnerTest, PendingPromiseIsAnError) {
 // ---- The public API on the IsolateScheduler ---------------------------------
 
 TEST_P(FunctionRunnerTest, RunsThroughTheSchedulerBlockingAndAsync) {
-  auto scheduler = IsolateScheduler::Create({.workers = 2,
-                                             .max_in_flight_per_tenant = 16,
-                                             .customizer = Snapshot() == TestSnapshot::kRunner
-                                                               ? FunctionRunnerIsolateCustomizer()
-                                                               : nullptr});
+  auto scheduler = IsolateScheduler::Create(
+      {.workers = 2, .max_in_flight_per_tenant = 16, .customizer = Customizer()});
   ASSERT_TRUE(scheduler.ok()) << scheduler.status();
   FunctionRunner runner(std::shared_ptr<IsolateScheduler>(*std::move(scheduler)));
   RunResult sent = runner.Run(committer_->Latest(),
@@ -862,9 +863,7 @@ TEST_P(FunctionRunnerTest, SchedulerCpuLimitBecomesResourceExhausted) {
   auto scheduler = IsolateScheduler::Create({.workers = 1,
                                              .max_in_flight_per_tenant = 4,
                                              .limits = std::make_shared<TightLimits>(),
-                                             .customizer = Snapshot() == TestSnapshot::kRunner
-                                                               ? FunctionRunnerIsolateCustomizer()
-                                                               : nullptr});
+                                             .customizer = Customizer()});
   ASSERT_TRUE(scheduler.ok()) << scheduler.status();
   FunctionRunner runner(std::shared_ptr<IsolateScheduler>(*std::move(scheduler)));
   RunResult r = runner.Run(committer_->Latest(), {.function = "spin:spin"});
@@ -880,11 +879,8 @@ TEST_P(FunctionRunnerTest, SchedulerCpuLimitBecomesResourceExhausted) {
 TEST_P(FunctionRunnerTest, RunStopsAtItsDeadlineWithDeadlineExceeded) {
   Deploy({{"spin.js", R"JS(import { query } from "txfn/server";
     export const spin = query(() => { for (;;) {} });)JS"}});
-  auto scheduler = IsolateScheduler::Create({.workers = 1,
-                                             .max_in_flight_per_tenant = 4,
-                                             .customizer = Snapshot() == TestSnapshot::kRunner
-                                                               ? FunctionRunnerIsolateCustomizer()
-                                                               : nullptr});
+  auto scheduler = IsolateScheduler::Create(
+      {.workers = 1, .max_in_flight_per_tenant = 4, .customizer = Customizer()});
   ASSERT_TRUE(scheduler.ok()) << scheduler.status();
   auto shared = std::shared_ptr<IsolateScheduler>(*std::move(scheduler));
   FunctionRunner runner(shared);
