@@ -497,10 +497,7 @@ void Committer::Core::ProcessBatch(const std::vector<Pending*>& batch, bool held
       // the history lacks its commits. Reload, and let the transactions
       // restart from the new snapshot (FailedPrecondition is retryable).
       ++delta.stale_batches;
-      if (absl::StatusOr<Timestamp> newest = storage_->MaxCommittedTimestamp(tenant_);
-          newest.ok()) {
-        Reload(*newest, &delta);
-      }
+      if (std::optional<Timestamp> newest = StaleWriterNewest(written)) Reload(*newest, &delta);
       for (Pending* p : accepted) {
         p->result = absl::FailedPreconditionError(
             internal::StrCat("commit not persisted: tenant '", tenant_,

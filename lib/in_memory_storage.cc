@@ -123,22 +123,9 @@ absl::Status InMemoryStorage::ApplyLocked(absl::Span<CommitRecord> commits,
 
   for (const Group& g : groups) {
     g.state->mu.AssertHeld();
-    if (g.batch.first_ts <= g.state->max_ts) {
-      return absl::InvalidArgumentError(
-          fmt::format("Storage::Write: commit of tenant '{}' at ts {} is not after its newest "
-                      "committed timestamp {}",
-                      g.batch.tenant, g.batch.first_ts, g.state->max_ts));
-    }
-    // Two committers of one tenant on one storage (two engines sharing it): the writer's
-    // conflict checks missed the other's commits.
-    if (g.batch.previous_ts.has_value() && g.state->max_ts > *g.batch.previous_ts) {
-      return StaleWriterError(
-          fmt::format("InMemoryStorage: tenant '{}' has commits up to ts {} that this writer "
-                      "had not seen (it knew of ts {}): another committer wrote them; nothing "
-                      "of this Write was written",
-                      g.batch.tenant, g.state->max_ts, *g.batch.previous_ts),
-          g.state->max_ts);
-    }
+    // A stale writer here: two committers of one tenant (two engines sharing this storage).
+    TXFN_RETURN_IF_ERROR(
+        CheckTenantBatchAgainstNewest("InMemoryStorage", g.batch, g.state->max_ts));
   }
 
   // Everything is checked: apply. Nothing below fails (short of bad_alloc).

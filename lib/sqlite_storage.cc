@@ -142,28 +142,14 @@ absl::Status SqliteStorage::Write(absl::Span<const CommitRecord> commits) {
   };
   auto body = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) -> absl::Status {
     TXFN_RETURN_IF_ERROR(conn.Run(Sql::kBeginImmediate));
-    // Checks against the stored state, before writing anything.
+    // Checks against the stored state, before writing anything. A stale writer
+    // here: another process's engine on this file.
+    const std::string storage = fmt::format("SqliteStorage '{}'", path_);
     for (const TenantBatch& g : groups) {
       TXFN_ASSIGN_OR_RETURN(Stmt max, stmt(Sql::kTenantMaxTs));
       max.BindBlob(1, g.tenant);
       TXFN_ASSIGN_OR_RETURN(bool found, max.Step());
-      Timestamp max_ts = found ? max.Ts(0) : 0;
-      if (g.first_ts <= max_ts) {
-        return absl::InvalidArgumentError(
-            fmt::format("Storage::Write: commit of tenant '{}' at ts {} is not after its newest "
-                        "committed timestamp {}",
-                        g.tenant, g.first_ts, max_ts));
-      }
-      // Another process's engine on this file committed to the tenant after the writer's
-      // committer last looked: its conflict checks missed that commit.
-      if (g.previous_ts.has_value() && max_ts > *g.previous_ts) {
-        return StaleWriterError(
-            fmt::format("SqliteStorage '{}': tenant '{}' has commits up to ts {} that this "
-                        "writer had not seen (it knew of ts {}): another connection wrote them; "
-                        "nothing of this Write was written",
-                        path_, g.tenant, max_ts, *g.previous_ts),
-            max_ts);
-      }
+      TXFN_RETURN_IF_ERROR(CheckTenantBatchAgainstNewest(storage, g, found ? max.Ts(0) : 0));
     }
     TXFN_ASSIGN_OR_RETURN(Stmt insert_commit, stmt(Sql::kInsertCommit));
     TXFN_ASSIGN_OR_RETURN(Stmt insert_version, stmt(Sql::kInsertVersion));

@@ -139,14 +139,45 @@ bool IsStaleWriter(const absl::Status& status) {
   return status.GetPayload(internal::ToAbsl(kStaleWriterTypeUrl)).has_value();
 }
 
-std::optional<Timestamp> CommitOutcomeUnknownTimestamp(const absl::Status& status) {
-  absl::optional<absl::Cord> payload =
-      status.GetPayload(internal::ToAbsl(kCommitOutcomeUnknownTypeUrl));
+namespace {
+// The nonzero timestamp `status` carries as its `type_url` payload, if any.
+std::optional<Timestamp> TimestampPayload(const absl::Status& status, std::string_view type_url) {
+  absl::optional<absl::Cord> payload = status.GetPayload(internal::ToAbsl(type_url));
   Timestamp ts = 0;
   if (!payload.has_value() || !absl::SimpleAtoi(std::string(*payload), &ts) || ts == 0) {
     return std::nullopt;
   }
   return ts;
+}
+}  // namespace
+
+std::optional<Timestamp> StaleWriterNewest(const absl::Status& status) {
+  return TimestampPayload(status, kStaleWriterTypeUrl);
+}
+
+std::optional<Timestamp> CommitOutcomeUnknownTimestamp(const absl::Status& status) {
+  return TimestampPayload(status, kCommitOutcomeUnknownTypeUrl);
+}
+
+absl::Status CheckTenantBatchAgainstNewest(std::string_view storage, const TenantBatch& batch,
+                                           Timestamp newest) {
+  if (batch.first_ts <= newest) {
+    return absl::InvalidArgumentError(
+        fmt::format("Storage::Write: commit of tenant '{}' at ts {} is not after its newest "
+                    "committed timestamp {}",
+                    batch.tenant, batch.first_ts, newest));
+  }
+  // Another writer of the tenant (another process, or another committer on this storage)
+  // committed after this writer's committer last looked: its conflict checks missed that.
+  if (batch.previous_ts.has_value() && newest > *batch.previous_ts) {
+    return StaleWriterError(
+        fmt::format("{}: tenant '{}' has commits up to ts {} that this writer had not seen (it "
+                    "knew of ts {}): another writer committed them; nothing of this Write was "
+                    "written",
+                    storage, batch.tenant, newest, *batch.previous_ts),
+        newest);
+  }
+  return absl::OkStatus();
 }
 
 absl::Status ReadBelowRetentionError(std::string_view what, std::string_view tenant, Timestamp ts,

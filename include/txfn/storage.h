@@ -163,6 +163,8 @@ inline constexpr std::string_view kCommitOutcomeUnknownTypeUrl =
 [[nodiscard]] absl::Status StaleWriterError(std::string_view message, Timestamp newest);
 // Whether `status` is a StaleWriterError.
 [[nodiscard]] bool IsStaleWriter(const absl::Status& status);
+// The `newest` a StaleWriterError carries; nullopt for any other status.
+[[nodiscard]] std::optional<Timestamp> StaleWriterNewest(const absl::Status& status);
 
 // ---- Retention -----------------------------------------------------------------
 
@@ -203,10 +205,19 @@ struct TenantBatch {
 // Every stateless check of Storage::Write on a whole batch: ValidateCommitRecord
 // on each commit, and strictly increasing timestamps within each tenant.
 // Returns the batch's tenants sorted by name (an adapter's lock order), or
-// InvalidArgument naming the problem. The checks against stored state
-// (first_ts > MaxCommittedTimestamp) are the adapter's.
+// InvalidArgument naming the problem. The checks against stored state are
+// CheckTenantBatchAgainstNewest's.
 [[nodiscard]] absl::StatusOr<absl::InlinedVector<TenantBatch, 2>> ValidateCommitBatch(
     absl::Span<const CommitRecord> commits);
+
+// The checks of one tenant's part of a Write against what storage holds,
+// `newest` being the tenant's newest stored commit (0: none): InvalidArgument
+// if the batch does not come after it, StaleWriterError if the writer had not
+// seen it (TenantBatch::previous_ts). `storage` names the adapter in the
+// message. Run them with the tenant locked, before writing anything.
+[[nodiscard]] absl::Status CheckTenantBatchAgainstNewest(std::string_view storage,
+                                                         const TenantBatch& batch,
+                                                         Timestamp newest);
 
 class Storage {
  public:
