@@ -219,6 +219,19 @@ class CallScheduler {
     // other functions' calls need.
     size_t max_buffered_per_function = 256;
     absl::Duration release_delay = absl::Seconds(10);
+    // A buffer blocked by a downstream's AIMD limit keeps only its share of
+    // what the limit admits in release_delay, and of half of max_buffered at
+    // most (at least one call): the downstream is shared, and its callers'
+    // buffers together must not fill max_buffered and stop the polls that
+    // bring every other function's calls. The rest go back to the queue
+    // paced at the downstream's current rate, after the calls released for
+    // it before (so they come back about as fast as the limit admits them,
+    // not all at once ahead of newer calls), at the earliest after
+    // poll_interval. A call the pace would put later than max_release_delay
+    // comes back at a random time between release_delay and
+    // max_release_delay instead, so a backlog parked during an outage is
+    // back within max_release_delay once the downstream recovers.
+    absl::Duration max_release_delay = absl::Minutes(5);
     // The reserved quota's burst, in seconds of its rate.
     absl::Duration quota_burst = absl::Seconds(1);
     WorkerPick worker_pick = WorkerPick::kPowerOfTwoChoices;
@@ -309,17 +322,28 @@ class CallScheduler {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Downstream& DownstreamFor(const std::string& name, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  enum class Admission { kAdmitted, kBlockedByLimit, kBlockedByQuota, kBlockedByTenant };
+  enum class Admission {
+    kAdmitted,
+    kBlockedByLimit,       // its concurrency limit
+    kBlockedByDownstream,  // a downstream's AIMD limit
+    kBlockedByQuota,
+    kBlockedByTenant,
+  };
   void ReleaseTenantSlot(Held& held) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Takes the limits `held` needs (all or none) if they allow.
   // `idle_slot`: the function's group has a free slot no RunQ call claims
-  // (opportunistic calls need one).
-  Admission Admit(FunctionState& fs, Held& held, bool idle_slot, absl::Time now)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // (opportunistic calls need one). Sets *blocked_by to the downstream
+  // whose limit refused it (kBlockedByDownstream).
+  Admission Admit(FunctionState& fs, Held& held, bool idle_slot, absl::Time now,
+                  Downstream** blocked_by) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Per group: free worker slots minus the calls waiting in its RunQ.
   std::vector<int64_t> IdleSlots() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // A blocked buffer keeps what it can run soon and releases the rest.
-  void ReleaseExcess(FunctionState& fs, int quota, Admission why, absl::Time now)
+  // A blocked buffer keeps what it can run soon and releases the rest
+  // (`downstream`: the one that blocked it, for kBlockedByDownstream).
+  void ReleaseExcess(FunctionState& fs, int quota, Admission why, Downstream* downstream,
+                     absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // When a call `downstream` holds back is due again (see max_release_delay).
+  absl::Time PacedRelease(Downstream& downstream, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   int GroupIndex(const std::string& name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Settle(Held& held, Settlement settlement) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

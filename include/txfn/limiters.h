@@ -109,6 +109,10 @@ struct AimdOptions {
   absl::Duration window = absl::Minutes(1);
   // Slow start: the first window's limit T (calls per window), multiplied by
   // (1 + slow_start_growth) each binding window until the first back-pressure.
+  // A window binds when an acquisition was refused in it and it admitted at
+  // least half its limit (RFC 7661's rule for TCP: a limit that lumpy demand
+  // bumps into now and then, but that admits far more than it is asked for
+  // on average, must not grow until a burst overloads the downstream).
   double slow_start_calls = 100;
   double slow_start_growth = 0.2;
   // Congestion avoidance: + additive_increase calls per window per binding
@@ -174,6 +178,7 @@ class AimdLimiter {
   absl::Time window_end_;
   int64_t backpressure_ = 0;  // in the current window
   bool binding_ = false;      // an acquisition was refused in the current window
+  int64_t admitted_ = 0;      // acquisitions in the current window (less refunds)
   int64_t in_flight_ = 0;
   int64_t decreases_ = 0;
   int64_t increases_ = 0;

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <random>
 #include <string>
 #include <utility>
 #include <vector>
@@ -201,7 +202,7 @@ void CallScheduler::ReleaseTenantSlot(Held& held) {
 }
 
 CallScheduler::Admission CallScheduler::Admit(FunctionState& fs, Held& h, bool idle_slot,
-                                              absl::Time now) {
+                                              absl::Time now, Downstream** blocked_by) {
   const Call& c = h.call();
   if (options_.max_running_per_tenant > 0) {
     auto it = tenant_admitted_.find(c.tenant);
@@ -215,7 +216,8 @@ CallScheduler::Admission CallScheduler::Admit(FunctionState& fs, Held& h, bool i
     if (!fs.downstreams[got]->aimd.TryAcquire(now)) break;
   }
   bool ok = got == fs.downstreams.size();
-  Admission blocked = Admission::kBlockedByLimit;
+  Admission blocked = Admission::kBlockedByDownstream;
+  if (!ok) *blocked_by = fs.downstreams[got];
   bool promoted = false;
   if (ok) {
     blocked = Admission::kBlockedByQuota;
@@ -248,10 +250,35 @@ CallScheduler::Admission CallScheduler::Admit(FunctionState& fs, Held& h, bool i
   return Admission::kAdmitted;
 }
 
-void CallScheduler::ReleaseExcess(FunctionState& fs, int quota, Admission why, absl::Time now) {
+absl::Time CallScheduler::PacedRelease(Downstream& d, absl::Time now) {
+  const absl::Time slot = std::max(d.next_release, now + options_.poll_interval);
+  const double rate = d.aimd.calls_per_second();
+  if (rate > 0 && slot <= now + options_.max_release_delay) {
+    d.next_release = slot + absl::Seconds(1 / rate);
+    return slot;
+  }
+  // Beyond what the limit admits in max_release_delay (an outage's backlog):
+  // back at a random time in the window, not all at once at its end.
+  std::uniform_real_distribution<double> unit(0, 1);
+  return now + options_.release_delay +
+         (options_.max_release_delay - options_.release_delay) * unit(rng_);
+}
+
+void CallScheduler::ReleaseExcess(FunctionState& fs, int quota, Admission why,
+                                  Downstream* downstream, absl::Time now) {
   std::vector<Held*>& buf = fs.buffer[quota];
   size_t keep = options_.max_buffered_per_function;
-  if (why == Admission::kBlockedByQuota) {
+  if (why == Admission::kBlockedByDownstream) {
+    // Its share of what the downstream admits in release_delay, and of half
+    // the buffers at most (at least one call): a downstream's callers keep
+    // no more together, so a throttled downstream with many callers never
+    // fills the buffers and stops the polls other functions' calls need.
+    const double kept_for_downstream = std::min(
+        downstream->aimd.calls_per_second() * absl::ToDoubleSeconds(options_.release_delay),
+        static_cast<double>(options_.max_buffered) / 2);
+    keep = std::clamp<size_t>(
+        static_cast<size_t>(kept_for_downstream / std::max(1, downstream->callers)), 1, keep);
+  } else if (why == Admission::kBlockedByQuota) {
     // Keep what the quota admits until released calls are due again; time-
     // shift the rest back into the durable queue, where waiting costs no
     // memory. (A rate of 0, S = 0, keeps nothing.)
@@ -265,19 +292,21 @@ void CallScheduler::ReleaseExcess(FunctionState& fs, int quota, Admission why, a
   auto later = [](Held* a, Held* b) { return RunsLater(a, b); };
   std::sort_heap(buf.begin(), buf.end(), later);  // ascending: the next to run last
   const size_t release = buf.size() - keep;
-  for (size_t i = 0; i < release; ++i) {
+  // The next to run first, so a paced release gives it the earliest slot.
+  for (size_t i = release; i-- > 0;) {
     Held* h = buf[i];
     if (h->lost) {
       ++stats_.lost_leases;
       Forget(h->call().id);
       continue;
     }
+    const absl::Time back = why == Admission::kBlockedByDownstream ? PacedRelease(*downstream, now)
+                                                                   : now + options_.release_delay;
     // Back in time to run by the deadline: promoted opportunistic calls
     // start at deadline - slack - cost.
     const absl::Time latest =
         h->call().deadline - options_.opportunistic_deadline_slack - absl::Seconds(fs.avg_cost_s);
-    const absl::Time retry_at =
-        std::max(now + absl::Milliseconds(1), std::min(now + options_.release_delay, latest));
+    const absl::Time retry_at = std::max(now + absl::Milliseconds(1), std::min(back, latest));
     Settle(*h, Settlement::Release(h->leased.token, retry_at));
   }
   buf.erase(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(release));
@@ -314,6 +343,7 @@ void CallScheduler::Move(absl::Time now) {
     Held* h = buf.front();
     bool moved = true;
     Admission admission = Admission::kAdmitted;
+    Downstream* blocked_by = nullptr;
     if (h->lost) {
       ++stats_.lost_leases;
       Forget(h->call().id);
@@ -321,7 +351,7 @@ void CallScheduler::Move(absl::Time now) {
       Settle(*h,
              Settlement::DeadLetter(h->leased.token, DeadlineReason(h->call().deadline, now) +
                                                          " (waited in the scheduler's buffer)"));
-    } else if ((admission = Admit(*head.fs, *h, idle[head.fs->group] > 0, now)) ==
+    } else if ((admission = Admit(*head.fs, *h, idle[head.fs->group] > 0, now, &blocked_by)) ==
                Admission::kAdmitted) {
       h->where = Held::Where::kRunQ;
       --idle[head.fs->group];
@@ -338,7 +368,7 @@ void CallScheduler::Move(absl::Time now) {
       // Blocked by a limit: the buffer waits for a later tick, holding only
       // what it can run soon.
       moved = false;
-      ReleaseExcess(*head.fs, head.quota, admission, now);
+      ReleaseExcess(*head.fs, head.quota, admission, blocked_by, now);
     }
     if (!moved) continue;
     std::pop_heap(buf.begin(), buf.end(), [](Held* a, Held* b) { return RunsLater(a, b); });

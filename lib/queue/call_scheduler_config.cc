@@ -114,6 +114,10 @@ absl::StatusOr<std::unique_ptr<CallScheduler>> CallScheduler::Create(Options o) 
         "CallScheduler: poll_interval, config_poll_interval and quota_burst must be > 0, "
         "max_poll_interval >= poll_interval, opportunistic_deadline_slack >= 0");
   }
+  if (o.release_delay < absl::ZeroDuration() || o.max_release_delay < o.release_delay) {
+    return absl::InvalidArgumentError(
+        "CallScheduler: release_delay must be >= 0 and max_release_delay >= release_delay");
+  }
   TXFN_RETURN_IF_ERROR(UtilizationController::Create(o.utilization).status());
   TXFN_RETURN_IF_ERROR(ValidateSchedulerConfig(o.config));
   return std::unique_ptr<CallScheduler>(new CallScheduler(std::move(o)));
@@ -180,6 +184,7 @@ CallScheduler::FunctionState& CallScheduler::StateFor(const std::string& functio
   fs.concurrency.SetLimit(fs.config.concurrency_limit);
   for (const std::string& d : fs.config.downstreams) {
     fs.downstreams.push_back(&DownstreamFor(d, now));
+    ++fs.downstreams.back()->callers;
   }
   fs.group = config_.locality.groups.empty()
                  ? 0
@@ -207,9 +212,11 @@ void CallScheduler::InstallConfig(const SchedulerConfig& config, absl::Time now)
     (void)fs.opportunistic.SetRate(opportunistic, now);
     (void)fs.opportunistic.SetBurst(BucketBurst(opportunistic, options_.quota_burst), now);
     fs.concurrency.SetLimit(fs.config.concurrency_limit);
+    for (Downstream* d : fs.downstreams) --d->callers;
     fs.downstreams.clear();
     for (const std::string& d : fs.config.downstreams) {
       fs.downstreams.push_back(&DownstreamFor(d, now));
+      ++fs.downstreams.back()->callers;
     }
     fs.group = config_.locality.groups.empty()
                    ? 0

@@ -61,6 +61,10 @@ struct CallScheduler::Held {
 struct CallScheduler::Downstream {
   std::string name;
   AimdLimiter aimd;
+  // When the next call released for this downstream's limit is due again:
+  // released calls are paced at its rate (CallScheduler::PacedRelease).
+  absl::Time next_release = absl::InfinitePast();
+  int callers = 0;  // functions configured with this downstream
 };
 
 struct CallScheduler::FunctionState {

@@ -166,7 +166,7 @@ void AimdLimiter::Update(absl::Time now) {
     limit_ = std::max(options_.min_calls_per_window, limit_ * options_.multiplicative_decrease);
     slow_start_ = false;
     ++decreases_;
-  } else if (binding_) {
+  } else if (binding_ && static_cast<double>(admitted_) >= limit_ / 2) {
     limit_ = slow_start_ ? limit_ * (1 + options_.slow_start_growth)
                          : limit_ + options_.additive_increase;
     limit_ = std::min(limit_, options_.max_calls_per_window);
@@ -174,6 +174,7 @@ void AimdLimiter::Update(absl::Time now) {
   }
   backpressure_ = 0;
   binding_ = false;
+  admitted_ = 0;
   const int64_t behind = (now - window_end_) / options_.window;  // whole windows skipped
   window_end_ += options_.window * (behind + 1);
   ApplyLimit(now);
@@ -186,12 +187,14 @@ bool AimdLimiter::TryAcquire(absl::Time now) {
     return false;
   }
   ++in_flight_;
+  ++admitted_;
   return true;
 }
 
 void AimdLimiter::Refund() {
   bucket_.Refund();
   if (in_flight_ > 0) --in_flight_;
+  if (admitted_ > 0) --admitted_;
 }
 
 void AimdLimiter::Release() {

@@ -462,6 +462,88 @@ TEST(CallSchedulerTest, AimdSettlesNearADownstreamsCapacityAndRecoversAfterAnOut
   EXPECT_GT(s->stats().back_pressure, 0u);
 }
 
+// A downstream fixed at one call a second (no slow start, no increase).
+SchedulerConfig OneCallASecondDownstream(const std::vector<std::string>& callers) {
+  SchedulerConfig config{.version = 1};
+  for (const std::string& f : callers) config.functions[f] = {.downstreams = {"db"}};
+  config.downstreams["db"] = {.window = absl::Minutes(1),
+                              .slow_start_calls = 60,
+                              .additive_increase = 0,
+                              .max_calls_per_window = 60};
+  return config;
+}
+
+// Ten functions share a downstream that runs one call a second, with a
+// backlog of minutes each. Their blocked buffers keep only their share of
+// what the downstream admits, so they never fill max_buffered: the polls go
+// on, and another function's calls start at once. (Each keeping
+// max_buffered_per_function filled the buffers and stopped the polls: the
+// other function's calls waited in the queue behind the backlog.)
+TEST(CallSchedulerTest, AThrottledDownstreamsCallersDoNotHoldBackOtherFunctions) {
+  VirtualClock clock(kT0);
+  InMemoryQueue queue;
+  CallFactory f;
+  std::vector<std::string> callers;
+  std::vector<Call> backlog;
+  for (int i = 0; i < 10; ++i) {
+    callers.push_back(absl::StrCat("caller", i));
+    for (int k = 0; k < 100; ++k) backlog.push_back(f.Make(callers.back(), kT0, absl::Hours(2)));
+  }
+  ASSERT_TRUE(queue.Enqueue(backlog).ok());
+  auto worker = OkWorker(&clock, absl::Milliseconds(100));
+  auto s = MakeScheduler({.queue = &queue,
+                          .clock = &clock,
+                          .lease_batch = 16,
+                          .max_buffered = 64,
+                          .poll_interval = absl::Milliseconds(100),
+                          .max_buffered_per_function = 32,
+                          .config = OneCallASecondDownstream(callers)});
+  ASSERT_TRUE(s->AddWorker("w", worker, 20).ok());
+  RunUntil(clock, *s, {worker}, kT0 + absl::Seconds(30), absl::Milliseconds(100));
+  std::vector<Call> others;
+  for (int k = 0; k < 5; ++k) others.push_back(f.Make("other", clock.Now(), absl::Hours(2)));
+  ASSERT_TRUE(queue.Enqueue(others).ok());
+  const absl::Time submitted = clock.Now();
+  RunUntil(clock, *s, {worker}, submitted + absl::Seconds(5), absl::Milliseconds(100));
+  int started = 0;
+  for (const auto& st : worker->started()) {
+    if (st.call.function != "other") continue;
+    ++started;
+    EXPECT_LT(st.at - submitted, absl::Seconds(2));
+  }
+  EXPECT_EQ(started, 5) << "the other function's calls started beside the backlog";
+  EXPECT_LE(s->stats().max_buffered, 64u);
+  EXPECT_EQ(s->stats().polls_skipped, 0u) << "the blocked buffers never filled max_buffered";
+}
+
+// Calls a downstream holds back go back to the queue paced at its rate, not
+// all due again after release_delay: a backlog of ten minutes at one call a
+// second is leased and released a few times over, not once every 10 s.
+TEST(CallSchedulerTest, CallsADownstreamHoldsBackReturnAtItsPace) {
+  VirtualClock clock(kT0);
+  InMemoryQueue queue;
+  CallFactory f;
+  std::vector<Call> backlog;
+  for (int k = 0; k < 600; ++k) backlog.push_back(f.Make("caller", kT0, absl::Hours(2)));
+  ASSERT_TRUE(queue.Enqueue(backlog).ok());
+  auto worker = OkWorker(&clock, absl::Milliseconds(100));
+  auto s = MakeScheduler({.queue = &queue,
+                          .clock = &clock,
+                          .poll_interval = absl::Milliseconds(100),
+                          .release_delay = absl::Seconds(10),
+                          .max_release_delay = absl::Minutes(5),
+                          .config = OneCallASecondDownstream({"caller"})});
+  ASSERT_TRUE(s->AddWorker("w", worker, 20).ok());
+  RunUntil(clock, *s, {worker}, kT0 + absl::Minutes(10), absl::Milliseconds(100));
+  const SchedulerStats st = s->stats();
+  EXPECT_GE(st.acked, 540u) << "the downstream ran at its rate";
+  EXPECT_LE(st.acked, 610u);
+  // Released every 10 s, the ~590 calls not kept would be released ~35,000
+  // times in 10 minutes.
+  EXPECT_LT(st.released, 3000u);
+  EXPECT_GT(st.released, 0u);
+}
+
 // XFaaS's slow start through the scheduler: a new downstream (the default
 // AimdOptions: W = 1 min, T = 100) gets 100 calls in the first minute, then
 // 20% more each minute while the backlog makes its limit bind; the first

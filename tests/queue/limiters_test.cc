@@ -133,6 +133,30 @@ TEST(AimdLimiterTest, AnUnboundLimiterDoesNotGrow) {
   EXPECT_EQ(aimd->increases(), 0);
 }
 
+// Lumpy demand: each minute a burst of 10 calls arrives at once, above the
+// burst the limiter lets through (1 s of a 100-a-minute rate), so some are
+// refused, yet the window admits far less than its limit. Growing the limit
+// then would only let a later, larger burst overload the downstream.
+TEST(AimdLimiterTest, RefusalsInAWindowThatAdmittedUnderHalfItsLimitDoNotGrowIt) {
+  auto aimd = AimdLimiter::Create({}, kT0);  // 100 a minute, bursts of 1 s (1.67 calls)
+  ASSERT_TRUE(aimd.ok());
+  absl::Time t = kT0;
+  int refused = 0;
+  for (int w = 0; w < 10; ++w) {
+    for (int i = 0; i < 10; ++i) refused += aimd->TryAcquire(t) ? 0 : 1;
+    t += absl::Minutes(1);
+  }
+  aimd->Update(t);
+  EXPECT_GT(refused, 0) << "each burst ran into the limiter";
+  EXPECT_EQ(aimd->calls_per_window(), 100);
+  EXPECT_EQ(aimd->increases(), 0);
+  // Demand that uses the limit (a call every 0.5 s, 120 asked for a minute)
+  // grows it again.
+  for (int i = 0; i < 120; ++i) (void)aimd->TryAcquire(t + absl::Milliseconds(500) * i);
+  aimd->Update(t + absl::Minutes(1));
+  EXPECT_EQ(aimd->increases(), 1);
+}
+
 // A fake downstream of capacity C calls per window: every call above C in a
 // window is answered with back-pressure. `outage` windows fail every call.
 struct Downstream {
