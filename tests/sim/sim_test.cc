@@ -131,6 +131,10 @@ TEST(SimHeadlineTest, Aimd) {
   const ScenarioResult r = RunSmall("aimd");
   EXPECT_NEAR(Metric(r, "aimd.downstream_reduction"), 0.40, 0.1);
   EXPECT_NEAR(Metric(r, "aimd.max_throttled_functions"), 200, 30);
+  // TAO's throttle holds back only TAO's callers: no other function has a
+  // call waiting over a minute (83 did before the scheduler paced what a
+  // downstream holds back and bounded what its callers' buffers keep).
+  EXPECT_EQ(Metric(r, "aimd.max_delayed_non_callers"), 0);
 }
 
 TEST(SimHeadlineTest, Locality) {

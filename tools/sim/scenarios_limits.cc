@@ -16,6 +16,13 @@
 namespace txfn::sim {
 namespace {
 
+// The downstream scenarios' regions poll every tick (the region's 200 ms
+// quantum), not every second: calls a throttled downstream holds back go
+// back to the queue and are leased again as they come due, and a poll a
+// second of 64 calls leaves other functions' calls waiting behind them (a
+// host would poll far more often: the library's default is 10 ms).
+constexpr absl::Duration kDownstreamPollInterval = absl::Milliseconds(200);
+
 // A downstream service with a capacity in calls per second. It sheds load
 // (answers with back-pressure, quickly) above `shed_at` of its capacity in a
 // second; an outage lowers its capacity to `outage_capacity` of normal.
@@ -176,6 +183,7 @@ ScenarioResult RunOutage(const RunOptions& o) {
   ro.slots = 8;
   ro.workers = WorkersFor(w, capacity, 0.6, ro.slots);  // room for the drain at full capacity
   ro.config = DownstreamConfig(w, true, AimdFor(capacity));
+  ro.poll_interval = kDownstreamPollInterval;
   Region region(&loop, &clock, ro, &db, o.seed);
   const int backlog = series.Column("backlog");
   const int limit = series.Column("aimd_limit_per_s");
@@ -248,7 +256,9 @@ ScenarioResult RunOutage(const RunOptions& o) {
       "90% of its capacity in a second (back-pressure) and its capacity drops to 20% for 1 h. "
       "AIMD per downstream: W = 1 min, T = 100, +20% slow start, then +5% of capacity per window, "
       "x0.7 (TCP CUBIC's decrease; with Reno's x0.5 the drain takes about 2.7 h) on more "
-      "back-pressure than 1% of a window's capacity. Drained = the backlog back under 1.2x its "
+      "back-pressure than 1% of a window's capacity; a window grows the limit only if it "
+      "admitted at least half of it (RFC 7661), and calls the limit holds back return to the "
+      "queue paced at its rate. Drained = the backlog back under 1.2x its "
       "pre-outage maximum; overload = seconds after recovery with offered load above capacity. "
       "The limiter paces calls in bursts of 250 ms of its rate (with the default 1 s burst a "
       "limit near capacity let a whole second's calls out at once: 57 such seconds). The few "
@@ -304,6 +314,7 @@ AimdRun RunAimdOnce(const RunOptions& o, bool aimd, absl::Time surge_from, absl:
   ro.slots = 8;
   ro.workers = WorkersFor(w, 2.5 * cps, 0.7, ro.slots);
   ro.config = DownstreamConfig(w, aimd, AimdFor(capacity));
+  ro.poll_interval = kDownstreamPollInterval;
   Region region(&loop, &clock, ro, &tao, o.seed);
   double demand = 0;
   // Per function: the start times of calls received but not yet started once.
@@ -398,10 +409,10 @@ ScenarioResult RunAimd(const RunOptions& o) {
       "for the plot: refused calls are retried with exponential backoff (1 s .. 2 min), so its "
       "traffic is {:.1f}x the demand (the retry storm AIMD prevents). Throttled = TAO callers "
       "with a call waiting over 1 min to start; the other functions (not calling TAO) should "
-      "not wait at all, yet up to {} of them did: a scheduler gap. Every TAO caller's blocked "
-      "buffer keeps max_buffered_per_function calls, together filling max_buffered so that "
-      "opportunistic polls stop for everyone, and the calls released beyond that come back "
-      "all at once every release_delay, ahead of new calls in the queue's due order.",
+      "not wait at all, and {} of them did. (Before the scheduler shared the buffers a "
+      "throttled downstream may hold among its callers and paced the calls it releases at the "
+      "downstream's rate, 83 did: the callers' blocked buffers filled max_buffered and stopped "
+      "the polls for everyone.)",
       o.scale == Scale::kPaper ? 3000 : 300, 100 * kTaoCallerShare, absl::ToDoubleHours(to - from),
       without.traffic / std::max(1.0, without.demand), with.max_delayed_others);
   r.events = with.events + without.events;

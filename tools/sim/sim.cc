@@ -341,6 +341,7 @@ Region::Region(EventLoop* loop, VirtualClock* clock, RegionOptions options, Call
   o.poll_interval = options_.poll_interval;
   o.max_poll_interval = options_.max_poll_interval;
   o.release_delay = options_.release_delay;
+  o.max_release_delay = std::max(options_.max_release_delay, options_.release_delay);
   o.worker_pick = options_.worker_pick;
   o.seed = seed;
   o.config = options_.config;

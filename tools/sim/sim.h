@@ -227,6 +227,7 @@ struct RegionOptions {
   size_t max_buffered_per_function = 32;
   size_t run_queue_target = 0;  // 0: the region's slot count
   absl::Duration release_delay = absl::Seconds(60);
+  absl::Duration max_release_delay = absl::Minutes(10);  // raised to release_delay if below
   UtilizationControllerOptions utilization;
   CallScheduler::WorkerPick worker_pick = CallScheduler::WorkerPick::kPowerOfTwoChoices;
   // A finished call wakes the scheduler at the next multiple of this.
