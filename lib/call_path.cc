@@ -141,27 +141,28 @@ struct CallPath::State {
     std::vector<ScheduledCall> scheduled;
     // An unknown commit outcome is Unavailable: RetryInLanes returns it as it
     // is, never runs the mutation again.
-    absl::StatusOr<CommitOutcome> outcome = RetryInLanes(
-        tenant, absl::HashOf(function, args), function, [&](int attempt) -> AttemptResult {
-          TXFN_RETURN_IF_ERROR(CheckDeadline(function, options.deadline, attempt));
-          CommitIntent intent = AnnounceFirstAttempt(tenant.committer(), attempt);
-          std::shared_ptr<const Snapshot> snapshot = tenant.Latest();
-          TXFN_RETURN_IF_ERROR(CheckEnabled(*snapshot));
-          if (record != nullptr) {
-            TXFN_ASSIGN_OR_RETURN(replay, record->Find(*snapshot));
-            if (replay.has_value()) return AttemptResult::Commit(replay->ts);
-          }
-          last_run =
-              runner.Run(std::move(snapshot),
-                         MakeRequest(function, args, FunctionKind::kMutation, options.deadline));
-          TXFN_RETURN_IF_ERROR(last_run.status);
-          if (record != nullptr) {
-            TXFN_RETURN_IF_ERROR(record->Add(last_run.value, &last_run.commit));
-          }
-          if (this->options.on_scheduled) scheduled = ScheduledIn(last_run.commit);
-          return AttemptResult::Commit(
-              tenant.Commit(std::move(last_run.commit), std::move(intent)));
-        });
+    absl::StatusOr<CommitOutcome> outcome =
+        RetryInLanes(tenant, absl::HashOf(function, args), function, options.deadline,
+                     [&](int attempt) -> AttemptResult {
+                       TXFN_RETURN_IF_ERROR(CheckDeadline(function, options.deadline, attempt));
+                       CommitIntent intent = AnnounceFirstAttempt(tenant.committer(), attempt);
+                       std::shared_ptr<const Snapshot> snapshot = tenant.Latest();
+                       TXFN_RETURN_IF_ERROR(CheckEnabled(*snapshot));
+                       if (record != nullptr) {
+                         TXFN_ASSIGN_OR_RETURN(replay, record->Find(*snapshot));
+                         if (replay.has_value()) return AttemptResult::Commit(replay->ts);
+                       }
+                       last_run = runner.Run(
+                           std::move(snapshot),
+                           MakeRequest(function, args, FunctionKind::kMutation, options.deadline));
+                       TXFN_RETURN_IF_ERROR(last_run.status);
+                       if (record != nullptr) {
+                         TXFN_RETURN_IF_ERROR(record->Add(last_run.value, &last_run.commit));
+                       }
+                       if (this->options.on_scheduled) scheduled = ScheduledIn(last_run.commit);
+                       return AttemptResult::Commit(
+                           tenant.Commit(std::move(last_run.commit), std::move(intent)));
+                     });
     if (outcome.ok() && !replay.has_value() && !scheduled.empty()) {
       this->options.on_scheduled(tenant, std::move(scheduled));
     }
@@ -265,8 +266,9 @@ struct CallPath::State {
   }
 
   // RetryCommits (txfn/retry.h) with contention lanes (PlanRetry).
+  // `deadline`: no backoff sleeps past it (the attempt checks it).
   absl::StatusOr<CommitOutcome> RetryInLanes(
-      OpenTenant& tenant, uint64_t call_key, std::string_view what,
+      OpenTenant& tenant, uint64_t call_key, std::string_view what, absl::Time deadline,
       absl::FunctionRef<AttemptResult(int attempt)> attempt) {
     internal::LaneSlot slot;
     slot.Enter(PredictedLane(tenant, call_key));
@@ -288,7 +290,7 @@ struct CallPath::State {
         slot.Enter(std::move(plan.lane));
         was_serialised = true;
       } else if (slot.held() == nullptr) {
-        backoff.Sleep();
+        backoff.Sleep(deadline);  // the next attempt fails at once past it
       }
     }
   }

@@ -14,8 +14,8 @@ bool IsRetryableCommitError(const absl::Status& commit_status) {
   return absl::IsAborted(commit_status) || absl::IsFailedPrecondition(commit_status);
 }
 
-void JitteredBackoff::Sleep() {
-  absl::SleepFor(next_ * absl::Uniform(jitter_, 0.0, 1.0));
+void JitteredBackoff::Sleep(absl::Time no_later_than) {
+  absl::SleepFor(std::min(next_ * absl::Uniform(jitter_, 0.0, 1.0), no_later_than - absl::Now()));
   next_ = std::min(next_ * 2, max_);
 }
 

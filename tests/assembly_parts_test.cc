@@ -19,6 +19,17 @@ namespace {
 
 using namespace testing_util;  // NOLINT(google-build-using-namespace)
 
+// A deadline caps the sleep: with a 10 s backoff and a deadline 50 ms away,
+// the sleep ends at the deadline (a caller that checks its deadline before
+// the next attempt then fails on time, not up to a backoff later).
+TEST(JitteredBackoffTest, NeverSleepsPastTheGivenTime) {
+  JitteredBackoff backoff({.initial_backoff = absl::Seconds(10), .max_backoff = absl::Seconds(10)});
+  const absl::Time start = absl::Now();
+  for (int i = 0; i < 3; ++i) backoff.Sleep(start + absl::Milliseconds(50));
+  // Without the cap, three sleeps in [0, 10 s) all under 5 s is a 1-in-8 chance.
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+}
+
 TEST(RetryCommitsTest, RetriesCommitConflictsButNotFailuresBeforeTheCommit) {
   std::unique_ptr<Committer> committer = OpenWithSchema(std::make_shared<InMemoryStorage>(), {});
   auto begin = [&] { return Transaction(committer->Latest()); };

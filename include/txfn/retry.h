@@ -56,7 +56,10 @@ class JitteredBackoff {
  public:
   explicit JitteredBackoff(const RetryOptions& retry)
       : next_(retry.initial_backoff), max_(retry.max_backoff) {}
-  void Sleep();
+  // Sleeps the next jittered backoff, but not past `no_later_than` (a
+  // caller's deadline: a retry loop that checks it before each attempt then
+  // fails at the deadline, not up to one backoff after it).
+  void Sleep(absl::Time no_later_than = absl::InfiniteFuture());
 
  private:
   absl::Duration next_;
