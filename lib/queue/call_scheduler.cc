@@ -253,8 +253,11 @@ CallScheduler::Admission CallScheduler::Admit(FunctionState& fs, Held& h, bool i
 absl::Time CallScheduler::PacedRelease(Downstream& d, absl::Time now) {
   const absl::Time slot = std::max(d.next_release, now + options_.poll_interval);
   const double rate = d.aimd.calls_per_second();
-  if (rate > 0 && slot <= now + options_.max_release_delay) {
-    d.next_release = slot + absl::Seconds(1 / rate);
+  const absl::Time horizon = now + options_.max_release_delay;
+  if (rate > 0 && slot <= horizon) {
+    // Never more than just past the horizon: a tiny rate must not push the
+    // pace out of reach once the rate is back up.
+    d.next_release = std::min(slot + absl::Seconds(1 / rate), horizon + absl::Nanoseconds(1));
     return slot;
   }
   // Beyond what the limit admits in max_release_delay (an outage's backlog):
@@ -276,8 +279,9 @@ void CallScheduler::ReleaseExcess(FunctionState& fs, int quota, Admission why,
     const double kept_for_downstream = std::min(
         downstream->aimd.calls_per_second() * absl::ToDoubleSeconds(options_.release_delay),
         static_cast<double>(options_.max_buffered) / 2);
-    keep = std::clamp<size_t>(
-        static_cast<size_t>(kept_for_downstream / std::max(1, downstream->callers)), 1, keep);
+    keep = std::max<size_t>(
+        1, std::min(keep,
+                    static_cast<size_t>(kept_for_downstream / std::max(1, downstream->callers))));
   } else if (why == Admission::kBlockedByQuota) {
     // Keep what the quota admits until released calls are due again; time-
     // shift the rest back into the durable queue, where waiting costs no
