@@ -259,8 +259,9 @@ class CallScheduler {
   };
 
   // InvalidArgument for a missing queue or clock, a shard out of range, a
-  // zero bound or batch, non-positive durations, bad utilization options or
-  // an invalid initial config.
+  // zero bound or batch, non-positive durations, a negative release_delay or
+  // a max_release_delay below it, bad utilization options or an invalid
+  // initial config.
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<CallScheduler>> Create(Options options);
   // Calls still running finish into nothing: their leases expire and the
   // queue hands them out again (at-least-once). Call Drain() first for a

@@ -860,6 +860,16 @@ TEST(CallSchedulerTest, EveryBadInputIsRefusedByName) {
   expect_bad(CallScheduler::Create({.queue = &queue, .clock = &clock, .utilization = {.target = 2}})
                  .status(),
              "target");
+  expect_bad(CallScheduler::Create({.queue = &queue,
+                                    .clock = &clock,
+                                    .release_delay = absl::Minutes(10),
+                                    .max_release_delay = absl::Minutes(5)})
+                 .status(),
+             "max_release_delay");
+  expect_bad(
+      CallScheduler::Create({.queue = &queue, .clock = &clock, .release_delay = absl::Seconds(-1)})
+          .status(),
+      "release_delay");
 
   auto s = MakeScheduler({.queue = &queue, .clock = &clock});
   expect_bad(s->AddWorker("", OkWorker(&clock, absl::Seconds(1)), 1), "id");
