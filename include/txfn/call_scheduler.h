@@ -323,6 +323,9 @@ class CallScheduler {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Downstream& DownstreamFor(const std::string& name, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Points fs.downstreams at those fs.config names, keeping each
+  // downstream's count of callers.
+  void BindDownstreams(FunctionState& fs, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   enum class Admission {
     kAdmitted,
     kBlockedByLimit,       // its concurrency limit

@@ -166,6 +166,15 @@ CallScheduler::Downstream& CallScheduler::DownstreamFor(const std::string& name,
   return *downstreams_.back();
 }
 
+void CallScheduler::BindDownstreams(FunctionState& fs, absl::Time now) {
+  for (Downstream* d : fs.downstreams) --d->callers;
+  fs.downstreams.clear();
+  for (const std::string& d : fs.config.downstreams) {
+    fs.downstreams.push_back(&DownstreamFor(d, now));
+    ++fs.downstreams.back()->callers;
+  }
+}
+
 CallScheduler::FunctionState& CallScheduler::StateFor(const std::string& function, absl::Time now) {
   auto it = function_index_.find(function);
   if (it != function_index_.end()) return *it->second;
@@ -182,10 +191,7 @@ CallScheduler::FunctionState& CallScheduler::StateFor(const std::string& functio
   fs.opportunistic =
       *TokenBucket::Create(opportunistic, BucketBurst(opportunistic, options_.quota_burst), now);
   fs.concurrency.SetLimit(fs.config.concurrency_limit);
-  for (const std::string& d : fs.config.downstreams) {
-    fs.downstreams.push_back(&DownstreamFor(d, now));
-    ++fs.downstreams.back()->callers;
-  }
+  BindDownstreams(fs, now);
   fs.group = config_.locality.groups.empty()
                  ? 0
                  : GroupIndex(config_.locality.groups[config_.locality.GroupOf(function)]);
@@ -212,12 +218,7 @@ void CallScheduler::InstallConfig(const SchedulerConfig& config, absl::Time now)
     (void)fs.opportunistic.SetRate(opportunistic, now);
     (void)fs.opportunistic.SetBurst(BucketBurst(opportunistic, options_.quota_burst), now);
     fs.concurrency.SetLimit(fs.config.concurrency_limit);
-    for (Downstream* d : fs.downstreams) --d->callers;
-    fs.downstreams.clear();
-    for (const std::string& d : fs.config.downstreams) {
-      fs.downstreams.push_back(&DownstreamFor(d, now));
-      ++fs.downstreams.back()->callers;
-    }
+    BindDownstreams(fs, now);
     fs.group = config_.locality.groups.empty()
                    ? 0
                    : GroupIndex(config_.locality.groups[config_.locality.GroupOf(fs.name)]);
