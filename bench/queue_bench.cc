@@ -18,12 +18,19 @@
 //   BM_QueueOnlyDispatch
 //       its baseline: the same calls through the same queue with no
 //       scheduler (enqueue, lease, ack), so the ratio is the scheduler's cost.
+//   BM_InMemoryQueueBytesPerCall
+//       heap bytes per queued call (counter bytes_per_call, from mallinfo2)
+//       with 200,000 pending calls of 1,000 functions: what a backlog costs.
+//   BM_NaiveCallMapBytesPerCall
+//       its baseline: the same calls kept whole (a hash map of id -> Call and
+//       the due orders), as InMemoryQueue stored them before it pooled names.
 //   BM_TokenBucketAcquire, BM_AimdLimiterUpdate
 //       ns per operation, against BM_MutexCounter (a mutex-guarded counter:
 //       the floor of any shared admission check).
 //
 // After the table the binary prints each ratio. SQLite files live in a fresh
 // directory under $TMPDIR (default /tmp): FULL's cost is that disk's fsync.
+#include <malloc.h>
 #include <sqlite3.h>
 #include <stdlib.h>
 
@@ -36,6 +43,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/btree_set.h"
+#include "absl/container/flat_hash_map.h"
 #include "bench/queue_bench_util.h"
 #include "benchmark/benchmark.h"
 #include "fmt/core.h"
@@ -247,6 +256,87 @@ void BM_QueueOnlyDispatch(benchmark::State& state) {
 }
 BENCHMARK(BM_QueueOnlyDispatch);
 
+constexpr size_t kBacklogCalls = 200'000;
+
+// Heap in use, with the large blocks malloc maps apart (a big table's array).
+size_t HeapInUse() {
+  const struct mallinfo2 m = mallinfo2();
+  return m.uordblks + m.hblkhd;
+}
+
+// A backlog like the simulator's: calls of 1,000 functions with an int
+// argument, one client, and a retry policy.
+std::vector<Call> BacklogCalls() {
+  CallIdGenerator ids(11);
+  std::vector<Call> calls = NoOpCalls(ids, kBacklogCalls, kT0, kFunctions);
+  for (size_t i = 0; i < calls.size(); ++i) {
+    calls[i].args = Value::Int64(static_cast<int64_t>(i));
+    calls[i].client = "bench";
+    calls[i].quota = i % 3 == 0 ? QuotaClass::kReserved : QuotaClass::kOpportunistic;
+    calls[i].retry.max_attempts = 50;
+  }
+  return calls;
+}
+
+void BM_InMemoryQueueBytesPerCall(benchmark::State& state) {
+  const std::vector<Call> calls = BacklogCalls();
+  double bytes = 0;
+  for (auto _ : state) {
+    const size_t before = HeapInUse();
+    InMemoryQueue queue;
+    for (size_t i = 0; i < calls.size(); i += DurableQueue::kMaxEnqueueBatch) {
+      const size_t n = std::min(DurableQueue::kMaxEnqueueBatch, calls.size() - i);
+      if (!queue.Enqueue(absl::MakeConstSpan(calls).subspan(i, n)).ok()) {
+        state.SkipWithError("Enqueue failed");
+        return;
+      }
+    }
+    bytes = static_cast<double>(HeapInUse() - before) / static_cast<double>(calls.size());
+  }
+  state.counters["bytes_per_call"] = bytes;
+}
+BENCHMARK(BM_InMemoryQueueBytesPerCall)->Iterations(2)->Unit(benchmark::kMillisecond);
+
+void BM_NaiveCallMapBytesPerCall(benchmark::State& state) {
+  // InMemoryQueue's entry and orders before it pooled names (65da821).
+  struct Entry {
+    Call call;
+    uint64_t seq = 0;
+    uint8_t state = 0;
+    absl::Time due, expires, dead_at;
+    uint64_t token = 0;
+    std::string reason;
+  };
+  struct Due {
+    absl::Time due;
+    uint64_t seq;
+    CallId id;
+    bool operator<(const Due& o) const { return due != o.due ? due < o.due : seq < o.seq; }
+  };
+  const std::vector<Call> calls = BacklogCalls();
+  double bytes = 0;
+  for (auto _ : state) {
+    const size_t before = HeapInUse();
+    absl::flat_hash_map<CallId, Entry> by_id;
+    absl::btree_set<Due> by_quota[2];
+    absl::flat_hash_map<std::string, absl::btree_set<Due>> by_function[2];
+    uint64_t seq = 0;
+    for (const Call& c : calls) {
+      Entry& e = by_id[c.id];
+      e.call = c;
+      e.seq = seq++;
+      e.due = c.start_after;
+      const int q = static_cast<int>(c.quota);
+      by_quota[q].insert({e.due, e.seq, c.id});
+      by_function[q][c.function].insert({e.due, e.seq, c.id});
+    }
+    bytes = static_cast<double>(HeapInUse() - before) / static_cast<double>(calls.size());
+    benchmark::DoNotOptimize(by_id);
+  }
+  state.counters["bytes_per_call"] = bytes;
+}
+BENCHMARK(BM_NaiveCallMapBytesPerCall)->Iterations(2)->Unit(benchmark::kMillisecond);
+
 void BM_TokenBucketAcquire(benchmark::State& state) {
   auto bucket = TokenBucket::Create(1e6, 100, kT0);
   absl::Time now = kT0;
@@ -294,7 +384,7 @@ class RatioReporter : public benchmark::ConsoleReporter {
     for (const Run& run : runs) {
       if (run.run_type != Run::RT_Iteration) continue;
       const std::string name = run.benchmark_name();
-      for (const char* c : {"jobs_per_s", "calls_per_s", "calls_per_cpu_s"}) {
+      for (const char* c : {"jobs_per_s", "calls_per_s", "calls_per_cpu_s", "bytes_per_call"}) {
         auto it = run.counters.find(c);
         if (it != run.counters.end()) rate_[name + "|" + c] = it->second.value;
       }
@@ -319,6 +409,8 @@ class RatioReporter : public benchmark::ConsoleReporter {
     ratio("BM_QueueEnqueueLeaseAck/storage:memory", "BM_NaiveSqliteQueue", "jobs_per_s", "");
     ratio("BM_CallSchedulerDispatch", "BM_QueueOnlyDispatch", "calls_per_s", "");
     ratio("BM_CallSchedulerDispatch", "BM_QueueOnlyDispatch", "calls_per_cpu_s", "");
+    ratio("BM_NaiveCallMapBytesPerCall/iterations:2", "BM_InMemoryQueueBytesPerCall/iterations:2",
+          "bytes_per_call", "; the baseline's over InMemoryQueue's");
     if (rate_.count("BM_CallSchedulerDispatch|calls_per_cpu_s")) {
       out << "BM_CallSchedulerDispatch calls per CPU-second (goal >= 500k on one core): "
           << rate_["BM_CallSchedulerDispatch|calls_per_cpu_s"] << "\n";

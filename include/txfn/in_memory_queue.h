@@ -14,6 +14,14 @@
 // the shard's size. Depths and ListDeadLetters walk the calls: O(n), for
 // monitoring.
 //
+// Memory: about 280 bytes a queued call with small arguments (a backlog of
+// 10 million calls is under 3 GiB; BM_InMemoryQueueBytesPerCall). What the
+// calls of a function share (tenant, function and client names, retry
+// policy, criticality, quota class) is stored once per shard and counted;
+// spilled-args keys, idempotency keys and failure reasons only by the calls
+// that have them. Arguments are kept as given: large ones belong in a
+// BlobStore (Call::args_blob).
+//
 // Thread safety: every method may be called concurrently; each shard has its
 // own lock, so leases of different shards do not contend.
 #ifndef TXFN_IN_MEMORY_QUEUE_H_

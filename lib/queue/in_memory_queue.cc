@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <map>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -10,6 +11,7 @@
 #include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/container/node_hash_map.h"
 #include "txfn/internal/mutex.h"
 #include "txfn/internal/strings.h"
 #include "txfn/status_macros.h"
@@ -21,11 +23,62 @@ using internal::StrCat;
 
 enum class State : uint8_t { kPending, kLeased, kDead };
 
+// What the calls of a function usually share: names, retry policy,
+// criticality and quota class. A queue may hold tens of millions of calls of
+// a few thousand functions, so a shard keeps one counted copy of each profile
+// and a call points to it.
+struct Profile {
+  std::string tenant;
+  std::string function;
+  std::string client;
+  RetryPolicy retry;
+  Criticality criticality = Criticality::kNormal;
+  QuotaClass quota = QuotaClass::kReserved;
+
+  friend bool operator==(const Profile& a, const Profile& b) {
+    return a.tenant == b.tenant && a.function == b.function && a.client == b.client &&
+           a.retry.max_attempts == b.retry.max_attempts &&
+           a.retry.initial_backoff == b.retry.initial_backoff &&
+           a.retry.max_backoff == b.retry.max_backoff && a.retry.multiplier == b.retry.multiplier &&
+           a.criticality == b.criticality && a.quota == b.quota;
+  }
+  template <typename H>
+  friend H AbslHashValue(H h, const Profile& p) {
+    return H::combine(std::move(h), p.tenant, p.function, p.client, p.retry.max_attempts,
+                      p.retry.initial_backoff, p.retry.max_backoff, p.retry.multiplier,
+                      p.criticality, p.quota);
+  }
+};
+
+class ProfilePool {
+ public:
+  const Profile* Acquire(const Call& c) {
+    Profile key{.tenant = c.tenant,
+                .function = c.function,
+                .client = c.client,
+                .retry = c.retry,
+                .criticality = c.criticality,
+                .quota = c.quota};
+    auto [it, inserted] = refs_.try_emplace(std::move(key), 0);
+    ++it->second;
+    return &it->first;
+  }
+  void Release(const Profile* profile) {
+    auto it = refs_.find(*profile);
+    if (--it->second == 0) refs_.erase(it);
+  }
+
+ private:
+  absl::node_hash_map<Profile, uint64_t> refs_;  // a node's key never moves
+};
+
+struct Entry;
+
 // A position in a due order: by time, then enqueue order.
 struct DueKey {
   absl::Time due;
   uint64_t seq;
-  CallId id;
+  Entry* entry;
   friend bool operator<(const DueKey& a, const DueKey& b) {
     if (a.due != b.due) return a.due < b.due;
     return a.seq < b.seq;
@@ -35,25 +88,65 @@ struct DueKey {
 struct LeaseKey {
   absl::Time expires;
   uint64_t token;
-  CallId id;
+  Entry* entry;
   friend bool operator<(const LeaseKey& a, const LeaseKey& b) {
     if (a.expires != b.expires) return a.expires < b.expires;
     return a.token < b.token;
   }
 };
 
-struct Entry {
-  Call call;  // call.attempt = deliveries so far
-  uint64_t seq = 0;
-  State state = State::kPending;
-  absl::Time due;  // when pending calls are due (an expired lease's call: at the expiry)
-  uint64_t token = 0;
-  absl::Time expires;
+// What few calls carry, kept apart so the many do not pay for it.
+struct RareFields {
+  std::string args_blob;
+  std::string idempotency_key;
   std::string reason;  // dead: why; otherwise the last NACK's reason
-  absl::Time dead_at;
+};
 
-  DueKey due_key() const { return {due, seq, call.id}; }
-  LeaseKey lease_key() const { return {expires, token, call.id}; }
+// A queued call, stored compactly: a queue may hold tens of millions (an
+// XFaaS-style backlog of time-shifted calls), so what its function's calls
+// share is pooled, its rare fields are apart, and one time serves each state.
+struct Entry {
+  CallId id;
+  const Profile* profile;
+  Value args;
+  absl::Time start_after;
+  absl::Time deadline;
+  int attempt = 0;  // deliveries so far
+  State state = State::kPending;
+  uint64_t seq = 0;
+  uint64_t token = 0;  // the current (or last) lease's
+  // Pending: when due (an expired lease's call: from the expiry). Leased:
+  // when the lease expires. Dead: when it was dead-lettered.
+  absl::Time at;
+  std::unique_ptr<RareFields> rare;
+
+  DueKey due_key() { return {at, seq, this}; }
+  LeaseKey lease_key() { return {at, token, this}; }
+  std::string_view reason() const { return rare ? std::string_view(rare->reason) : ""; }
+  void set_reason(std::string reason) {
+    if (reason.empty() && !rare) return;
+    if (!rare) rare = std::make_unique<RareFields>();
+    rare->reason = std::move(reason);
+  }
+  Call ToCall() const {
+    Call c;
+    c.id = id;
+    c.tenant = profile->tenant;
+    c.function = profile->function;
+    c.args = args;
+    c.criticality = profile->criticality;
+    c.start_after = start_after;
+    c.deadline = deadline;
+    c.quota = profile->quota;
+    c.attempt = attempt;
+    c.retry = profile->retry;
+    c.client = profile->client;
+    if (rare) {
+      c.args_blob = rare->args_blob;
+      c.idempotency_key = rare->idempotency_key;
+    }
+    return c;
+  }
 };
 
 std::string Stale(const LeaseToken& t, const Entry& e, absl::Time now) {
@@ -65,7 +158,7 @@ std::string Stale(const LeaseToken& t, const Entry& e, absl::Time now) {
   } else if (e.token != t.token) {
     why = StrCat("the call is now leased under token ", e.token);
   } else {
-    why = StrCat("the lease expired at ", absl::FormatTime(e.expires, absl::UTCTimeZone()));
+    why = StrCat("the lease expired at ", absl::FormatTime(e.at, absl::UTCTimeZone()));
   }
   return StrCat("lease token ", t.token, " of call ", t.id.ToString(), " is stale: ", why);
 }
@@ -74,7 +167,9 @@ std::string Stale(const LeaseToken& t, const Entry& e, absl::Time now) {
 
 struct InMemoryQueue::Shard {
   internal::Mutex mu;
-  absl::flat_hash_map<CallId, Entry> entries ABSL_GUARDED_BY(mu);
+  // Entries live apart from the map so the orders can point to them.
+  absl::flat_hash_map<CallId, std::unique_ptr<Entry>> entries ABSL_GUARDED_BY(mu);
+  ProfilePool profiles ABSL_GUARDED_BY(mu);
   // The due order by quota class, and each function's by quota class (the
   // lease filters' orders); an unfiltered lease merges them.
   absl::btree_set<DueKey> due_by_quota[2] ABSL_GUARDED_BY(mu);
@@ -82,37 +177,65 @@ struct InMemoryQueue::Shard {
   absl::btree_set<LeaseKey> leases ABSL_GUARDED_BY(mu);
   absl::btree_set<CallId> dead ABSL_GUARDED_BY(mu);
 
-  void AddDue(const Entry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    const int q = static_cast<int>(e.call.quota);
-    due_by_quota[q].insert(e.due_key());
-    due_by_function[q][e.call.function].insert(e.due_key());
+  // Stores a copy of `c` (not yet delivered), due at its start; false if its
+  // id is already queued.
+  bool Add(const Call& c, uint64_t seq) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    auto [it, inserted] = entries.try_emplace(c.id);
+    if (!inserted) return false;
+    it->second = std::make_unique<Entry>();
+    Entry& e = *it->second;
+    e.id = c.id;
+    e.profile = profiles.Acquire(c);
+    e.args = c.args;
+    e.start_after = c.start_after;
+    e.deadline = c.deadline;
+    e.seq = seq;
+    e.at = c.start_after;
+    if (!c.args_blob.empty() || !c.idempotency_key.empty()) {
+      e.rare = std::make_unique<RareFields>();
+      e.rare->args_blob = c.args_blob;
+      e.rare->idempotency_key = c.idempotency_key;
+    }
+    AddDue(e);
+    return true;
   }
-  void RemoveDue(const Entry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    const int q = static_cast<int>(e.call.quota);
+  // Forgets a leased call (acknowledged).
+  void Remove(decltype(entries)::iterator it) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    Entry& e = *it->second;
+    leases.erase(e.lease_key());
+    profiles.Release(e.profile);
+    entries.erase(it);
+  }
+  void AddDue(Entry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    const int q = static_cast<int>(e.profile->quota);
+    due_by_quota[q].insert(e.due_key());
+    due_by_function[q][e.profile->function].insert(e.due_key());
+  }
+  void RemoveDue(Entry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    const int q = static_cast<int>(e.profile->quota);
     due_by_quota[q].erase(e.due_key());
-    auto it = due_by_function[q].find(e.call.function);
+    auto it = due_by_function[q].find(e.profile->function);
     if (it != due_by_function[q].end()) {
       it->second.erase(e.due_key());
       if (it->second.empty()) due_by_function[q].erase(it);
     }
   }
-  // Pending (due index) -> dead.
+  // Pending (due index) or leased -> dead.
   void Kill(Entry& e, std::string reason, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     if (e.state == State::kPending) RemoveDue(e);
     if (e.state == State::kLeased) leases.erase(e.lease_key());
     e.state = State::kDead;
-    e.reason = std::move(reason);
-    e.dead_at = now;
-    dead.insert(e.call.id);
+    e.set_reason(std::move(reason));
+    e.at = now;
+    dead.insert(e.id);
   }
-  // Ends every lease that expired at or before `now`: the call is due again.
+  // Ends every lease that expired at or before `now`: the call is due again
+  // from the lease's expiry (which `at` already holds).
   void ReclaimExpired(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     while (!leases.empty() && leases.begin()->expires <= now) {
-      const CallId id = leases.begin()->id;
+      Entry& e = *leases.begin()->entry;
       leases.erase(leases.begin());
-      Entry& e = entries.find(id)->second;
       e.state = State::kPending;
-      e.due = e.expires;  // due again from the lease's expiry
       AddDue(e);
     }
   }
@@ -140,15 +263,7 @@ absl::StatusOr<size_t> InMemoryQueue::Enqueue(absl::Span<const Call> calls) {
     internal::MutexLock lock(&shard.mu);
     uint64_t seq = first_seq;
     for (const Call* c : by_shard[s]) {
-      auto [it, inserted] = shard.entries.try_emplace(c->id);
-      if (!inserted) continue;
-      Entry& e = it->second;
-      e.call = *c;
-      e.call.attempt = 0;
-      e.seq = seq++;
-      e.due = c->start_after;
-      shard.AddDue(e);
-      ++added;
+      if (shard.Add(*c, seq++)) ++added;
     }
   }
   return added;
@@ -165,26 +280,26 @@ absl::StatusOr<std::vector<LeasedCall>> InMemoryQueue::Lease(const LeaseRequest&
   // Takes the due call at `key` if it may be delivered; dead-letters it if
   // not. Returns false once the order reaches calls not yet due.
   auto take = [&](const DueKey& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu) {
-    Entry& e = shard.entries.find(key.id)->second;
-    if (e.call.deadline <= now) {
-      shard.Kill(e, DeadlineReason(e.call.deadline, now), now);
+    Entry& e = *key.entry;
+    if (e.deadline <= now) {
+      shard.Kill(e, DeadlineReason(e.deadline, now), now);
       return;
     }
-    if (e.call.attempt >= e.call.retry.max_attempts) {
-      shard.Kill(e, AttemptsReason(e.call.attempt, e.reason), now);
+    if (e.attempt >= e.profile->retry.max_attempts) {
+      shard.Kill(e, AttemptsReason(e.attempt, e.reason()), now);
       return;
     }
     shard.RemoveDue(e);
     e.state = State::kLeased;
     e.token = next_token_.fetch_add(1, std::memory_order_relaxed);
-    e.expires = now + request.lease_duration;
+    e.at = now + request.lease_duration;
     shard.leases.insert(e.lease_key());
     LeasedCall& lc = out.emplace_back();
-    lc.call = e.call;
-    lc.token = {e.call.id, e.token};
-    lc.expires = e.expires;
+    lc.call = e.ToCall();
+    lc.token = {e.id, e.token};
+    lc.expires = e.at;
     lc.shard = request.shard;
-    ++e.call.attempt;  // this delivery counts from now on
+    ++e.attempt;  // this delivery counts from now on
   };
 
   // The orders to merge: the quota classes asked for, whole or of the
@@ -232,25 +347,24 @@ absl::StatusOr<std::vector<absl::Status>> InMemoryQueue::Settle(
       results[i] = absl::NotFoundError(StrCat("call ", s.lease.id.ToString(), " is not queued"));
       continue;
     }
-    Entry& e = it->second;
-    if (e.state != State::kLeased || e.token != s.lease.token || e.expires <= now) {
+    Entry& e = *it->second;
+    if (e.state != State::kLeased || e.token != s.lease.token || e.at <= now) {
       results[i] = absl::FailedPreconditionError(Stale(s.lease, e, now));
       continue;
     }
     switch (s.kind) {
       case Settlement::Kind::kAck:
-        shard.leases.erase(e.lease_key());
-        shard.entries.erase(it);
+        shard.Remove(it);
         break;
       case Settlement::Kind::kNack:
-        e.reason = s.reason.substr(0, 1024);
-        if (e.call.attempt >= e.call.retry.max_attempts) {
-          shard.Kill(e, AttemptsReason(e.call.attempt, e.reason), now);
+        e.set_reason(s.reason.substr(0, 1024));
+        if (e.attempt >= e.profile->retry.max_attempts) {
+          shard.Kill(e, AttemptsReason(e.attempt, e.reason()), now);
           break;
         }
         shard.leases.erase(e.lease_key());
         e.state = State::kPending;
-        e.due = s.retry_at;
+        e.at = s.retry_at;
         shard.AddDue(e);
         break;
       case Settlement::Kind::kDeadLetter:
@@ -258,9 +372,9 @@ absl::StatusOr<std::vector<absl::Status>> InMemoryQueue::Settle(
         break;
       case Settlement::Kind::kRelease:
         shard.leases.erase(e.lease_key());
-        --e.call.attempt;  // not started: the delivery does not count
+        --e.attempt;  // not started: the delivery does not count
         e.state = State::kPending;
-        e.due = s.retry_at;
+        e.at = s.retry_at;
         shard.AddDue(e);
         break;
     }
@@ -282,13 +396,13 @@ absl::StatusOr<std::vector<absl::Status>> InMemoryQueue::Extend(absl::Span<const
       results[i] = absl::NotFoundError(StrCat("call ", t.id.ToString(), " is not queued"));
       continue;
     }
-    Entry& e = it->second;
-    if (e.state != State::kLeased || e.token != t.token || e.expires <= now) {
+    Entry& e = *it->second;
+    if (e.state != State::kLeased || e.token != t.token || e.at <= now) {
       results[i] = absl::FailedPreconditionError(Stale(t, e, now));
       continue;
     }
     shard.leases.erase(e.lease_key());
-    e.expires = now + lease_duration;
+    e.at = now + lease_duration;
     shard.leases.insert(e.lease_key());
   }
   return results;
@@ -303,8 +417,8 @@ absl::StatusOr<std::vector<DeadLetter>> InMemoryQueue::ListDeadLetters(CallId af
     size_t taken = 0;
     for (auto it = shard.dead.upper_bound(after); it != shard.dead.end() && taken < limit;
          ++it, ++taken) {
-      const Entry& e = shard.entries.find(*it)->second;
-      out.push_back({e.call, e.reason, e.dead_at, static_cast<int>(s)});
+      const Entry& e = *shard.entries.find(*it)->second;
+      out.push_back({e.ToCall(), std::string(e.reason()), e.at, static_cast<int>(s)});
     }
     // Keep only the `limit` smallest ids seen so far.
     std::sort(out.begin(), out.end(),
@@ -316,16 +430,14 @@ absl::StatusOr<std::vector<DeadLetter>> InMemoryQueue::ListDeadLetters(CallId af
 
 namespace {
 QueuedCall AsQueued(const Entry& e, absl::Time now) {
-  QueuedCall out{.call = e.call, .reason = e.reason};
+  QueuedCall out{.call = e.ToCall(), .reason = std::string(e.reason())};
+  out.at = e.at;  // dead: since; leased: until; pending (or an expired lease): due
   if (e.state == State::kDead) {
     out.state = QueuedCall::State::kDead;
-    out.at = e.dead_at;
-  } else if (e.state == State::kLeased && e.expires > now) {
+  } else if (e.state == State::kLeased && e.at > now) {
     out.state = QueuedCall::State::kLeased;
-    out.at = e.expires;
   } else {
     out.state = QueuedCall::State::kPending;
-    out.at = e.state == State::kLeased ? e.expires : e.due;
   }
   return out;
 }
@@ -336,7 +448,7 @@ absl::StatusOr<std::optional<QueuedCall>> InMemoryQueue::Find(const CallId& id, 
   internal::MutexLock lock(&shard.mu);
   auto it = shard.entries.find(id);
   if (it == shard.entries.end()) return std::nullopt;
-  return AsQueued(it->second, now);
+  return AsQueued(*it->second, now);
 }
 
 absl::StatusOr<std::vector<QueuedCall>> InMemoryQueue::ListCalls(CallId after, size_t limit,
@@ -348,7 +460,7 @@ absl::StatusOr<std::vector<QueuedCall>> InMemoryQueue::ListCalls(CallId after, s
     internal::MutexLock lock(&shard->mu);
     for (const auto& [id, e] : shard->entries) {
       if (id <= after) continue;
-      QueuedCall q = AsQueued(e, now);
+      QueuedCall q = AsQueued(*e, now);
       if (MatchesListFilter(q, filter)) out.push_back(std::move(q));
     }
   }
@@ -365,18 +477,18 @@ absl::StatusOr<std::vector<absl::Status>> InMemoryQueue::Redrive(absl::Span<cons
     Shard& shard = ShardFor(ids[i]);
     internal::MutexLock lock(&shard.mu);
     auto it = shard.entries.find(ids[i]);
-    if (it == shard.entries.end() || it->second.state != State::kDead) {
+    if (it == shard.entries.end() || it->second->state != State::kDead) {
       results[i] = absl::NotFoundError(StrCat("call ", ids[i].ToString(), " is not a dead letter"));
       continue;
     }
-    Entry& e = it->second;
-    shard.dead.erase(e.call.id);
-    const absl::Duration window = e.call.deadline - e.call.start_after;
-    e.call.deadline = std::max(e.call.deadline, now + window);
-    e.call.attempt = 0;
+    Entry& e = *it->second;
+    shard.dead.erase(e.id);
+    const absl::Duration window = e.deadline - e.start_after;
+    e.deadline = std::max(e.deadline, now + window);
+    e.attempt = 0;
     e.state = State::kPending;
-    e.reason.clear();
-    e.due = now;
+    e.set_reason("");
+    e.at = now;
     shard.AddDue(e);
   }
   return results;
@@ -387,16 +499,17 @@ absl::StatusOr<std::vector<FunctionDepth>> InMemoryQueue::Depths(absl::Time now)
   for (auto& shard_ptr : shards_) {
     Shard& shard = *shard_ptr;
     internal::MutexLock lock(&shard.mu);
-    for (const auto& [id, e] : shard.entries) {
+    for (const auto& [id, entry] : shard.entries) {
+      const Entry& e = *entry;
       if (e.state == State::kDead) continue;
-      FunctionDepth& d = by_function[e.call.function];
-      const bool expired = e.state == State::kLeased && e.expires <= now;
+      FunctionDepth& d = by_function[e.profile->function];
+      const bool expired = e.state == State::kLeased && e.at <= now;
       if (e.state == State::kLeased && !expired) {
         ++d.leased;
         continue;
       }
       ++d.pending;
-      const absl::Time due = expired ? e.expires : e.due;
+      const absl::Time due = e.at;  // an expired lease's call is due from the expiry
       if (due <= now) {
         ++d.due;
         d.oldest_due = std::min(d.oldest_due, due);
