@@ -28,6 +28,8 @@ ABSL_FLAG(uint64_t, seed, 1, "the run's seed: the same seed gives the same outpu
 ABSL_FLAG(std::string, out, "sim-out", "the output directory");
 ABSL_FLAG(bool, plot, true, "render the plots with gnuplot when it is installed");
 ABSL_FLAG(double, time_factor, 1.0, "multiplies each scenario's virtual duration (testing)");
+ABSL_FLAG(bool, progress, false,
+          "report each virtual day of the long scenarios on stderr, with its wall time");
 ABSL_FLAG(int, jobs, static_cast<int>(std::max(1u, std::thread::hardware_concurrency())),
           "scenarios run at once, one per thread (the output does not depend on it)");
 
@@ -47,6 +49,7 @@ int main(int argc, char** argv) {
   }
   options.seed = absl::GetFlag(FLAGS_seed);
   options.time_factor = absl::GetFlag(FLAGS_time_factor);
+  options.progress = absl::GetFlag(FLAGS_progress);
   std::vector<std::string> names;
   const std::string which = absl::GetFlag(FLAGS_scenario);
   if (which == "all") {

@@ -22,6 +22,7 @@ struct LoadParams {
   double peak_hour = 14;
   double utilization_target = 0.75;
   double spike_hours_of_calls = 0;  // Fig 4's spiky client: this many hours of calls in 15 min
+  double max_spike_calls = 0;       // > 0: but no more calls than this (the paper's 20M)
   bool local_utilization = true;
   std::function<absl::StatusOr<SchedulerConfig>()> config_source;
   std::function<absl::StatusOr<SubmitterConfig>()> submitter_config_source;
@@ -58,7 +59,8 @@ struct LoadRun {
     ro.config_source = p.config_source;
     ro.submitter_config_source = p.submitter_config_source;
     if (!p.local_utilization) ro.utilization_period = absl::Hours(24 * 365);
-    const double spike_calls = p.spike_hours_of_calls * 3600 * workload.options().calls_per_second;
+    spike_calls = p.spike_hours_of_calls * 3600 * workload.options().calls_per_second;
+    if (p.max_spike_calls > 0) spike_calls = std::min(spike_calls, p.max_spike_calls);
     if (spike_calls > 0) {
       FunctionConfig fc;
       fc.opportunistic_rate = spike_calls / (8 * 3600.0);
@@ -116,6 +118,7 @@ struct LoadRun {
   }
 
   Workload workload;
+  double spike_calls = 0;  // the spiky client's calls
   // The first measured hour: 24, or half of a run shorter than two days
   // (tests' time_factor < 1), so a short run still measures something.
   int first_hour;
@@ -132,6 +135,22 @@ double Days(const RunOptions& o, int small, int paper) {
   return std::max(2.0, std::round(d * o.time_factor));
 }
 
+// Runs `loop` until `end`, a virtual day at a time, reporting each on stderr
+// if asked to.
+void RunDays(const RunOptions& o, std::string_view scenario, EventLoop* loop, Region& region,
+             absl::Time end) {
+  const absl::Time wall_start = absl::Now();
+  for (absl::Time t = loop->now(); t < end;) {
+    t = std::min(end, t + absl::Hours(24));
+    loop->RunUntil(t);
+    if (!o.progress) continue;
+    fmt::print(stderr,
+               "txfn-sim: {}: virtual hour {:.0f}, {} calls queued, {} events, {:.0f} s wall\n",
+               scenario, absl::ToDoubleHours(t - Start()), region.queue().size(),
+               loop->events_run(), absl::ToDoubleSeconds(absl::Now() - wall_start));
+  }
+}
+
 }  // namespace
 
 ScenarioResult RunDiurnal(const RunOptions& o) {
@@ -141,11 +160,18 @@ ScenarioResult RunDiurnal(const RunOptions& o) {
   p.calls_per_second = paper ? 2500 : 3;
   p.functions = paper ? 5000 : 100;
   p.spike_hours_of_calls = 3;
+  p.max_spike_calls = 20e6;
   VirtualClock clock(Start());
   EventLoop loop(&clock);
   LoadRun run(&loop, &clock, p, o.seed, "r0");
   run.region->Start();
-  loop.RunUntil(Start() + absl::Hours(24) * p.days);
+  // The calls queued (the time-shifted backlog), sampled at each bin's end.
+  const int queued = run.series.Column("queued");
+  loop.Every(Start() + run.series.bin(), run.series.bin(), [&] {
+    run.series.Add(queued, loop.now() - absl::Nanoseconds(1),
+                   static_cast<double>(run.region->queue().size()));
+  });
+  RunDays(o, "diurnal", &loop, *run.region, Start() + absl::Hours(24) * p.days);
 
   const std::vector<double> rec = run.Hourly(run.received);
   const std::vector<double> exe = run.Hourly(run.executed);
@@ -171,16 +197,21 @@ ScenarioResult RunDiurnal(const RunOptions& o) {
   run.region->CountDeadLetters();
   r.metrics.back().value += static_cast<double>(run.region->counters().dead_letters[0] +
                                                 run.region->counters().dead_letters[1]);
+  double max_queued = 0;
+  for (int b = 0; b < run.series.bins(); ++b) {
+    max_queued = std::max(max_queued, run.series.at(queued, b));
+  }
+  r.metrics.push_back({"diurnal.max_queued_calls", max_queued, "-", false});
   // Calls per minute, and normalised to the received peak hour's rate.
   std::string csv =
       "hour,received_per_min,spike_per_min,executed_per_min,received_norm,"
-      "executed_norm\n";
+      "executed_norm,queued\n";
   for (int b = 0; b < run.series.bins(); ++b) {
     const double rm = run.series.at(run.received, b) / 10;
     const double em = run.series.at(run.executed, b) / 10;
-    csv +=
-        fmt::format("{:.4f},{},{},{},{},{}\n", b / 6.0, Num(rm),
-                    Num(run.series.at(run.spike, b) / 10), Num(em), Num(rm / peak), Num(em / peak));
+    csv += fmt::format("{:.4f},{},{},{},{},{},{}\n", b / 6.0, Num(rm),
+                       Num(run.series.at(run.spike, b) / 10), Num(em), Num(rm / peak),
+                       Num(em / peak), Num(run.series.at(queued, b)));
   }
   r.csv = std::move(csv);
   r.gnuplot =
@@ -207,7 +238,7 @@ ScenarioResult RunDiurnal(const RunOptions& o) {
       "seed: seeds 1-3 give 1.49, 1.86 and 2.50 (1.85, 2.30 and 2.43 with reserved arrivals "
       "on the 4.3x curve too): a region of 16 slots is noisy.",
       run.region->workers(), kSlots, p.functions, run.workload.options().calls_per_second,
-      static_cast<int>(p.spike_hours_of_calls * 3600 * run.workload.options().calls_per_second));
+      static_cast<int64_t>(run.spike_calls));
   r.events = loop.events_run();
   r.calls = run.region->counters().submitted;
   r.virtual_hours = 24.0 * p.days;
