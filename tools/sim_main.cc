@@ -29,7 +29,7 @@ ABSL_FLAG(std::string, out, "sim-out", "the output directory");
 ABSL_FLAG(bool, plot, true, "render the plots with gnuplot when it is installed");
 ABSL_FLAG(double, time_factor, 1.0, "multiplies each scenario's virtual duration (testing)");
 ABSL_FLAG(bool, progress, false,
-          "report each virtual day of the long scenarios on stderr, with its wall time");
+          "report every 6 virtual hours of diurnal on stderr, with the wall time");
 ABSL_FLAG(int, jobs, static_cast<int>(std::max(1u, std::thread::hardware_concurrency())),
           "scenarios run at once, one per thread (the output does not depend on it)");
 

@@ -23,8 +23,8 @@ struct RunOptions {
   // Multiplies every scenario's virtual duration (tests use < 1 for a quick
   // run; the headline tolerances hold at 1).
   double time_factor = 1;
-  // Report each virtual day's end on stderr (for paper-scale runs of hours);
-  // the output does not depend on it.
+  // Report diurnal's progress every 6 virtual hours on stderr (for
+  // paper-scale runs of hours); the output does not depend on it.
   bool progress = false;
 };
 

@@ -325,12 +325,15 @@ Region::Region(EventLoop* loop, VirtualClock* clock, RegionOptions options, Call
   CallScheduler::Options o;
   o.queue = &queue_;
   o.clock = clock_;
-  // Leasing grows with the region: a poll brings up to an eighth of its
-  // slots and the buffers hold twice them, or a paper-scale region of
+  // Leasing grows with the region: a poll brings up to lease_per_slot calls
+  // per slot and the buffers hold twice the slots, or a paper-scale region of
   // thousands of slots starves behind a batch sized for 16 (small regions
   // keep the options' values).
   const size_t slots = static_cast<size_t>(options_.workers) * static_cast<size_t>(options_.slots);
-  o.lease_batch = std::max(options_.lease_batch, std::min(DurableQueue::kMaxLeaseBatch, slots / 8));
+  o.lease_batch =
+      std::max(options_.lease_batch,
+               std::min(DurableQueue::kMaxLeaseBatch,
+                        static_cast<size_t>(options_.lease_per_slot * static_cast<double>(slots))));
   o.max_buffered = std::max(options_.max_buffered, 2 * slots);
   o.max_buffered_per_function = options_.max_buffered_per_function;
   // The RunQ's target: the region's slots (calls admitted beyond them only

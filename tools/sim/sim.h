@@ -223,6 +223,9 @@ struct RegionOptions {
   absl::Duration poll_interval = absl::Seconds(1);
   absl::Duration max_poll_interval = absl::Seconds(5);
   size_t lease_batch = 64;
+  // A poll leases up to this many calls per slot when that is more than
+  // lease_batch (big regions).
+  double lease_per_slot = 0.125;
   size_t max_buffered = 1024;
   size_t max_buffered_per_function = 32;
   size_t run_queue_target = 0;  // 0: the region's slot count
