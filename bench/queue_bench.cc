@@ -259,9 +259,10 @@ BENCHMARK(BM_QueueOnlyDispatch);
 constexpr size_t kBacklogCalls = 200'000;
 
 // Heap in use, with the large blocks malloc maps apart (a big table's array).
-size_t HeapInUse() {
+// (Under a sanitizer's allocator glibc's counts stay 0.)
+double HeapInUse() {
   const struct mallinfo2 m = mallinfo2();
-  return m.uordblks + m.hblkhd;
+  return static_cast<double>(m.uordblks + m.hblkhd);
 }
 
 // A backlog like the simulator's: calls of 1,000 functions with an int
@@ -282,7 +283,7 @@ void BM_InMemoryQueueBytesPerCall(benchmark::State& state) {
   const std::vector<Call> calls = BacklogCalls();
   double bytes = 0;
   for (auto _ : state) {
-    const size_t before = HeapInUse();
+    const double before = HeapInUse();
     InMemoryQueue queue;
     for (size_t i = 0; i < calls.size(); i += DurableQueue::kMaxEnqueueBatch) {
       const size_t n = std::min(DurableQueue::kMaxEnqueueBatch, calls.size() - i);
@@ -291,7 +292,7 @@ void BM_InMemoryQueueBytesPerCall(benchmark::State& state) {
         return;
       }
     }
-    bytes = static_cast<double>(HeapInUse() - before) / static_cast<double>(calls.size());
+    bytes = (HeapInUse() - before) / static_cast<double>(calls.size());
   }
   state.counters["bytes_per_call"] = bytes;
 }
@@ -316,7 +317,7 @@ void BM_NaiveCallMapBytesPerCall(benchmark::State& state) {
   const std::vector<Call> calls = BacklogCalls();
   double bytes = 0;
   for (auto _ : state) {
-    const size_t before = HeapInUse();
+    const double before = HeapInUse();
     absl::flat_hash_map<CallId, Entry> by_id;
     absl::btree_set<Due> by_quota[2];
     absl::flat_hash_map<std::string, absl::btree_set<Due>> by_function[2];
@@ -330,7 +331,7 @@ void BM_NaiveCallMapBytesPerCall(benchmark::State& state) {
       by_quota[q].insert({e.due, e.seq, c.id});
       by_function[q][c.function].insert({e.due, e.seq, c.id});
     }
-    bytes = static_cast<double>(HeapInUse() - before) / static_cast<double>(calls.size());
+    bytes = (HeapInUse() - before) / static_cast<double>(calls.size());
     benchmark::DoNotOptimize(by_id);
   }
   state.counters["bytes_per_call"] = bytes;
