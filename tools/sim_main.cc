@@ -23,7 +23,9 @@
 ABSL_FLAG(std::string, scenario, "all",
           "diurnal, utilization, quota, outage, aimd, locality, jit, controller_down, or all");
 ABSL_FLAG(std::string, scale, "small",
-          "small (every scenario in well under a minute) or paper (10,000 workers, a week)");
+          "small (every scenario in well under a minute) or paper (the paper's sizes: 10,000 "
+          "workers in jit and locality, 2,500 calls/s regions over a week in diurnal, quota "
+          "and utilization; hours of wall time each, see the README)");
 ABSL_FLAG(uint64_t, seed, 1, "the run's seed: the same seed gives the same output");
 ABSL_FLAG(std::string, out, "sim-out", "the output directory");
 ABSL_FLAG(bool, plot, true, "render the plots with gnuplot when it is installed");
