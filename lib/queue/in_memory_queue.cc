@@ -35,13 +35,8 @@ struct Profile {
   Criticality criticality = Criticality::kNormal;
   QuotaClass quota = QuotaClass::kReserved;
 
-  friend bool operator==(const Profile& a, const Profile& b) {
-    return a.tenant == b.tenant && a.function == b.function && a.client == b.client &&
-           a.retry.max_attempts == b.retry.max_attempts &&
-           a.retry.initial_backoff == b.retry.initial_backoff &&
-           a.retry.max_backoff == b.retry.max_backoff && a.retry.multiplier == b.retry.multiplier &&
-           a.criticality == b.criticality && a.quota == b.quota;
-  }
+  friend bool operator==(const Profile&, const Profile&) = default;
+  // Consistent with ==: a valid multiplier is finite and >= 1 (no NaN, no -0).
   template <typename H>
   friend H AbslHashValue(H h, const Profile& p) {
     return H::combine(std::move(h), p.tenant, p.function, p.client, p.retry.max_attempts,

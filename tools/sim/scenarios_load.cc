@@ -143,8 +143,8 @@ double Days(const RunOptions& o, int small, int paper) {
 
 // Runs `loop` until `end`, six virtual hours at a time, reporting each on
 // stderr if asked to.
-void RunDays(const RunOptions& o, std::string_view scenario, EventLoop* loop, Region& region,
-             absl::Time end) {
+void RunWithProgress(const RunOptions& o, std::string_view scenario, EventLoop* loop,
+                     Region& region, absl::Time end) {
   const absl::Time wall_start = absl::Now();
   for (absl::Time t = loop->now(); t < end;) {
     t = std::min(end, t + absl::Hours(6));
@@ -177,7 +177,7 @@ ScenarioResult RunDiurnal(const RunOptions& o) {
     run.series.Add(queued, loop.now() - absl::Nanoseconds(1),
                    static_cast<double>(run.region->queue().size()));
   });
-  RunDays(o, "diurnal", &loop, *run.region, Start() + absl::Hours(24) * p.days);
+  RunWithProgress(o, "diurnal", &loop, *run.region, Start() + absl::Hours(24) * p.days);
 
   const std::vector<double> rec = run.Hourly(run.received);
   const std::vector<double> exe = run.Hourly(run.executed);
@@ -203,11 +203,8 @@ ScenarioResult RunDiurnal(const RunOptions& o) {
   run.region->CountDeadLetters();
   r.metrics.back().value += static_cast<double>(run.region->counters().dead_letters[0] +
                                                 run.region->counters().dead_letters[1]);
-  double max_queued = 0;
-  for (int b = 0; b < run.series.bins(); ++b) {
-    max_queued = std::max(max_queued, run.series.at(queued, b));
-  }
-  r.metrics.push_back({"diurnal.max_queued_calls", max_queued, "-", false});
+  r.metrics.push_back(
+      {"diurnal.max_queued_calls", MaxOf(Aggregate(run.series, queued, 1)), "-", false});
   // Time-shifting's cost: a deferred call is leased and released again each
   // time it comes due while there is no room for it.
   r.metrics.push_back({"diurnal.leases_per_started_call",
