@@ -107,6 +107,43 @@ std::vector<CallId> StartOrder(const FakeWorker& worker) {
   return order;
 }
 
+// Opportunistic calls are admitted onto idle slots only, so the order in
+// which the buffers' heads move decides which calls take the free slots:
+// criticality, then deadline, across functions, and a buffer's next call
+// competes with the other buffers' heads in the same move (a's 90-minute
+// call takes the third slot, not b's 2-hour one).
+TEST(CallSchedulerTest, BuffersMoveTheirCallsInOneOrderAcrossFunctions) {
+  VirtualClock clock(kT0);
+  InMemoryQueue queue;
+  CallFactory f;
+  auto opportunistic = [&](std::string function, absl::Duration window,
+                           Criticality crit = Criticality::kNormal) {
+    return f.Make(std::move(function), kT0, window, QuotaClass::kOpportunistic, crit);
+  };
+  std::vector<Call> calls = {
+      opportunistic("a", absl::Hours(5)),
+      opportunistic("b", absl::Hours(4)),
+      opportunistic("a", absl::Hours(1)),
+      opportunistic("c", absl::Hours(6), Criticality::kCritical),
+      opportunistic("b", absl::Hours(2)),
+      opportunistic("a", absl::Hours(3)),
+      opportunistic("a", absl::Minutes(90)),
+      opportunistic("c", absl::Hours(7), Criticality::kLow),
+  };
+  ASSERT_TRUE(queue.Enqueue(calls).ok());
+  auto worker = OkWorker(&clock, absl::Seconds(1));
+  auto s = MakeScheduler({.queue = &queue, .clock = &clock});
+  ASSERT_TRUE(s->AddWorker("w", worker, 3).ok());
+  RunUntil(clock, *s, {worker}, kT0 + absl::Milliseconds(500), absl::Milliseconds(100));
+  EXPECT_EQ(StartOrder(*worker), (std::vector<CallId>{calls[3].id, calls[2].id, calls[6].id}))
+      << "the first three slots";
+  RunUntil(clock, *s, {worker}, kT0 + absl::Seconds(30), absl::Milliseconds(100));
+  EXPECT_EQ(StartOrder(*worker),
+            (std::vector<CallId>{calls[3].id, calls[2].id, calls[6].id, calls[4].id, calls[5].id,
+                                 calls[1].id, calls[0].id, calls[7].id}));
+  EXPECT_EQ(s->stats().acked, calls.size());
+}
+
 // The RunQ is ordered too (criticality, then deadline), not first come first
 // served: a call admitted later with an earlier deadline takes the next
 // free slot.
