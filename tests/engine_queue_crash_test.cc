@@ -23,6 +23,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/numbers.h"
@@ -33,6 +34,7 @@
 #include "queue/queue_test_util.h"
 #include "sqlite_test_util.h"
 #include "txfn/engine.h"
+#include "txfn/isolate_scheduler.h"
 #include "txfn/sqlite_engine.h"
 #include "txfn/sqlite_queue.h"
 
@@ -64,9 +66,18 @@ export const all = query({args: {}, handler: async (ctx) =>
   (await ctx.db.query("counters").collect()).map((c) => [c.name, c.n])});
 )JS";
 
+// A starved machine (CI beside other jobs) can take seconds of wall-clock
+// time for the spinning calls' few milliseconds of CPU: the default limit
+// (twice the CPU limit) would fail them, which is not what this test is about.
+class PatientLimits final : public LimitEnforcer {
+ public:
+  absl::Duration WallLimit(const std::string&) const override { return absl::Minutes(2); }
+};
+
 EngineOptions ChildOptions(bool run) {
   EngineOptions options;
   options.scheduler.workers = 2;
+  options.scheduler.limits = std::make_shared<PatientLimits>();
   options.queued.run = run;
   options.queued.poll_interval = absl::Milliseconds(5);
   return options;
@@ -124,23 +135,33 @@ int Submit(const std::string& db, int first, int count, double spin) {
   _exit(0);
 }
 
-// --check DB EXPECTED: waits (up to a minute) until the queue is empty, then
-// prints "name count" per counter document.
+// --check DB: waits (up to kDrainTimeout) until the queue is empty, then
+// prints "name count" per counter document, "dead REASON" per dead letter,
+// and "queued N" if calls were still queued when it gave up.
+constexpr absl::Duration kDrainTimeout = absl::Minutes(3);
 int Check(const std::string& db) {
   auto engine = OpenSqliteEngine(db, ChildOptions(false));
   if (!engine.ok()) return Fail(engine.status());
-  const absl::Time end = absl::Now() + absl::Minutes(1);
-  while (absl::Now() < end) {
+  const absl::Time end = absl::Now() + kDrainTimeout;
+  int64_t queued = 0;
+  while (true) {
     absl::StatusOr<std::vector<FunctionDepth>> depths = (*engine)->QueueDepths();
     if (!depths.ok()) return Fail(depths.status());
-    if (depths->empty()) break;
+    queued = 0;
+    for (const FunctionDepth& d : *depths) queued += static_cast<int64_t>(d.pending + d.leased);
+    if (depths->empty() || absl::Now() >= end) break;
     absl::SleepFor(absl::Milliseconds(50));
   }
-  absl::StatusOr<std::vector<CallInfo>> dead =
-      (*engine)->ListCalls(kTenant, CallState::kDeadLettered, "", 1000);
-  if (!dead.ok()) return Fail(dead.status());
-  for (const CallInfo& d : *dead) {
-    std::printf("dead %s\n", std::string(d.error.message().substr(0, 200)).c_str());
+  if (queued > 0) std::printf("queued %lld\n", static_cast<long long>(queued));
+  // Calls that ended without running to their end: dead letters (the queue
+  // gave up) and failures (the function failed, e.g. at a limit: not retried).
+  for (auto [state, label] :
+       {std::pair{CallState::kDeadLettered, "dead"}, std::pair{CallState::kFailed, "failed"}}) {
+    absl::StatusOr<std::vector<CallInfo>> ended = (*engine)->ListCalls(kTenant, state, "", 1000);
+    if (!ended.ok()) return Fail(ended.status());
+    for (const CallInfo& c : *ended) {
+      std::printf("%s %s\n", label, std::string(c.error.message().substr(0, 200)).c_str());
+    }
   }
   absl::StatusOr<CallResult> all = (*engine)->Query(kTenant, "m:all", Value::Null());
   if (!all.ok()) return Fail(all.status());
@@ -193,15 +214,20 @@ TEST(EngineQueueCrashTest, EveryAcknowledgedSubmitRunsExactlyOnceAcrossKillNine)
   Child server({"--serve", db, "0"});
   ASSERT_FALSE(server.Read(absl::Seconds(20)).empty());
   Child check({"--check", db});
-  std::vector<std::string> lines = check.ReadAll(absl::Minutes(2));
+  std::vector<std::string> lines = check.ReadAll(kDrainTimeout + absl::Minutes(1));
   ASSERT_EQ(check.Wait(), 0);
   server.Kill();
   std::map<int, int64_t> counts;
   int dead = 0;
   for (const std::string& line : lines) {
-    if (line.rfind("dead ", 0) == 0) {
+    if (line.rfind("queued ", 0) == 0) {
+      // Not a lost call: the last server did not run them all in time (a
+      // starved machine). The counts below would call them lost.
+      FAIL() << "the queue did not drain in " << kDrainTimeout << ": " << line;
+    }
+    if (line.rfind("dead ", 0) == 0 || line.rfind("failed ", 0) == 0) {
       ++dead;
-      ADD_FAILURE() << "dead-lettered: " << line;
+      ADD_FAILURE() << "ended without running to its end: " << line;
       continue;
     }
     std::vector<std::string> parts = absl::StrSplit(line, ' ');
@@ -224,7 +250,7 @@ TEST(EngineQueueCrashTest, EveryAcknowledgedSubmitRunsExactlyOnceAcrossKillNine)
   EXPECT_EQ(twice, 0) << "calls that ran more than once";
   RecordProperty("acknowledged", static_cast<int>(acked.size()));
   RecordProperty("ran", static_cast<int>(counts.size()));
-  RecordProperty("dead_lettered", dead);
+  RecordProperty("dead_lettered_or_failed", dead);
 }
 
 }  // namespace

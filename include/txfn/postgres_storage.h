@@ -146,8 +146,9 @@ struct PostgresStorageOptions {
   absl::Duration outcome_resolution_timeout = absl::Seconds(5);
   // Fault injection for tests: called on the writing thread after a Write's statement was
   // sent, before its answer is read, with the connection's socket and server process id.
-  // A test may shutdown(2) the socket (the answer is lost after the server got the
-  // statement) or kill the backend. Empty in production.
+  // A test may close the connection (the answer is lost after the server got the
+  // statement: dup2(2) a dead socket over it, as shutdown(2) leaves an answer that already
+  // arrived readable) or kill the backend. Empty in production.
   std::function<void(int socket, int backend_pid)> after_write_sent;
 };
 

@@ -4,6 +4,7 @@
 // outcome — never "not persisted" for a batch that may have committed — and then the
 // tenant's MaxCommittedTimestamp/ReadLog settle it, as the committer's resolution does.
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <memory>
@@ -67,7 +68,14 @@ class PostgresCommitOutcomeTest : public ::testing::Test {
     Fault fault = fault_.exchange(Fault::kNone);
     if (fault == Fault::kNone) return;
     if (fault == Fault::kLoseAnswer) {
-      ASSERT_EQ(shutdown(socket, SHUT_RDWR), 0);
+      // The socket becomes one that reads end-of-file: the connection closes, and an
+      // answer that already arrived (a slow client thread) is lost with it. (shutdown(2)
+      // would leave such an answer readable, and the Write would succeed.)
+      int dead[2];
+      ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, dead), 0);
+      close(dead[1]);
+      ASSERT_EQ(dup2(dead[0], socket), socket);
+      close(dead[0]);
     } else {
       // Wait until the batch waits for the test's lock, then end its server process.
       ASSERT_TRUE(WaitFor(pid, "wait_event_type = 'Lock'"));
