@@ -137,7 +137,8 @@ int Submit(const std::string& db, int first, int count, double spin) {
 
 // --check DB: waits (up to kDrainTimeout) until the queue is empty, then
 // prints "name count" per counter document, "dead REASON" per dead letter,
-// and "queued N" if calls were still queued when it gave up.
+// "failed REASON" per failed call, and "queued N" if calls were still queued
+// when it gave up.
 constexpr absl::Duration kDrainTimeout = absl::Minutes(3);
 int Check(const std::string& db) {
   auto engine = OpenSqliteEngine(db, ChildOptions(false));
@@ -218,7 +219,7 @@ TEST(EngineQueueCrashTest, EveryAcknowledgedSubmitRunsExactlyOnceAcrossKillNine)
   ASSERT_EQ(check.Wait(), 0);
   server.Kill();
   std::map<int, int64_t> counts;
-  int dead = 0;
+  int ended_early = 0;
   for (const std::string& line : lines) {
     if (line.rfind("queued ", 0) == 0) {
       // Not a lost call: the last server did not run them all in time (a
@@ -226,7 +227,7 @@ TEST(EngineQueueCrashTest, EveryAcknowledgedSubmitRunsExactlyOnceAcrossKillNine)
       FAIL() << "the queue did not drain in " << kDrainTimeout << ": " << line;
     }
     if (line.rfind("dead ", 0) == 0 || line.rfind("failed ", 0) == 0) {
-      ++dead;
+      ++ended_early;
       ADD_FAILURE() << "ended without running to its end: " << line;
       continue;
     }
@@ -250,7 +251,7 @@ TEST(EngineQueueCrashTest, EveryAcknowledgedSubmitRunsExactlyOnceAcrossKillNine)
   EXPECT_EQ(twice, 0) << "calls that ran more than once";
   RecordProperty("acknowledged", static_cast<int>(acked.size()));
   RecordProperty("ran", static_cast<int>(counts.size()));
-  RecordProperty("dead_lettered_or_failed", dead);
+  RecordProperty("dead_lettered_or_failed", ended_early);
 }
 
 }  // namespace
