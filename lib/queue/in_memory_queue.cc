@@ -158,27 +158,46 @@ std::string Stale(const LeaseToken& t, const Entry& e, absl::Time now) {
   return StrCat("lease token ", t.token, " of call ", t.id.ToString(), " is stale: ", why);
 }
 
+// The entries of a shard, found by call id: a set of the entries themselves
+// (8 bytes a slot) rather than a map from a copy of the id.
+struct EntryById {
+  using is_transparent = void;
+  size_t operator()(const CallId& id) const { return absl::Hash<CallId>()(id); }
+  size_t operator()(const std::unique_ptr<Entry>& e) const { return (*this)(e->id); }
+  bool operator()(const std::unique_ptr<Entry>& a, const std::unique_ptr<Entry>& b) const {
+    return a->id == b->id;
+  }
+  bool operator()(const std::unique_ptr<Entry>& a, const CallId& b) const { return a->id == b; }
+  bool operator()(const CallId& a, const std::unique_ptr<Entry>& b) const { return a == b->id; }
+};
+
 }  // namespace
 
 struct InMemoryQueue::Shard {
   internal::Mutex mu;
-  // Entries live apart from the map so the orders can point to them.
-  absl::flat_hash_map<CallId, std::unique_ptr<Entry>> entries ABSL_GUARDED_BY(mu);
+  // Entries live apart from the set so the orders can point to them.
+  absl::flat_hash_set<std::unique_ptr<Entry>, EntryById, EntryById> entries ABSL_GUARDED_BY(mu);
   ProfilePool profiles ABSL_GUARDED_BY(mu);
-  // The due order by quota class, and each function's by quota class (the
-  // lease filters' orders); an unfiltered lease merges them.
-  absl::btree_set<DueKey> due_by_quota[2] ABSL_GUARDED_BY(mu);
+  // Each function's due order by quota class (a lease filter's order), and
+  // the heads of those orders: the first of `heads[q]` is quota class q's
+  // next due call, so an unfiltered lease needs no second order of every
+  // pending call (a backlog of tens of millions saves one key each).
   absl::flat_hash_map<std::string, absl::btree_set<DueKey>> due_by_function[2] ABSL_GUARDED_BY(mu);
+  absl::btree_set<DueKey> heads[2] ABSL_GUARDED_BY(mu);
   absl::btree_set<LeaseKey> leases ABSL_GUARDED_BY(mu);
   absl::btree_set<CallId> dead ABSL_GUARDED_BY(mu);
+
+  Entry* Find(const CallId& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    auto it = entries.find(id);
+    return it == entries.end() ? nullptr : it->get();
+  }
 
   // Stores a copy of `c` (not yet delivered), due at its start; false if its
   // id is already queued.
   bool Add(const Call& c, uint64_t seq) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    auto [it, inserted] = entries.try_emplace(c.id);
-    if (!inserted) return false;
-    it->second = std::make_unique<Entry>();
-    Entry& e = *it->second;
+    if (entries.contains(c.id)) return false;
+    auto owned = std::make_unique<Entry>();
+    Entry& e = *owned;
     e.id = c.id;
     e.profile = profiles.Acquire(c);
     e.args = c.args;
@@ -191,28 +210,41 @@ struct InMemoryQueue::Shard {
       e.rare->args_blob = c.args_blob;
       e.rare->idempotency_key = c.idempotency_key;
     }
+    entries.insert(std::move(owned));
     AddDue(e);
     return true;
   }
   // Forgets a leased call (acknowledged).
-  void Remove(decltype(entries)::iterator it) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    Entry& e = *it->second;
+  void Remove(Entry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     leases.erase(e.lease_key());
     profiles.Release(e.profile);
-    entries.erase(it);
+    const CallId id = e.id;
+    entries.erase(id);  // destroys e
   }
   void AddDue(Entry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     const int q = static_cast<int>(e.profile->quota);
-    due_by_quota[q].insert(e.due_key());
-    due_by_function[q][e.profile->function].insert(e.due_key());
+    absl::btree_set<DueKey>& order = due_by_function[q][e.profile->function];
+    const DueKey key = e.due_key();
+    if (order.empty() || key < *order.begin()) {
+      if (!order.empty()) heads[q].erase(*order.begin());
+      heads[q].insert(key);
+    }
+    order.insert(key);
   }
   void RemoveDue(Entry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     const int q = static_cast<int>(e.profile->quota);
-    due_by_quota[q].erase(e.due_key());
     auto it = due_by_function[q].find(e.profile->function);
-    if (it != due_by_function[q].end()) {
-      it->second.erase(e.due_key());
-      if (it->second.empty()) due_by_function[q].erase(it);
+    if (it == due_by_function[q].end()) return;
+    absl::btree_set<DueKey>& order = it->second;
+    const DueKey key = e.due_key();
+    const bool was_head = !order.empty() && !(*order.begin() < key) && !(key < *order.begin());
+    order.erase(key);
+    if (!was_head) return;
+    heads[q].erase(key);
+    if (order.empty()) {
+      due_by_function[q].erase(it);
+    } else {
+      heads[q].insert(*order.begin());
     }
   }
   // Pending (due index) or leased -> dead.
@@ -316,7 +348,7 @@ absl::StatusOr<std::vector<LeasedCall>> InMemoryQueue::Lease(const LeaseRequest&
     };
     for (int q : {0, 1}) {
       if (request.quota && static_cast<int>(*request.quota) != q) continue;
-      if (functions.empty()) consider(shard.due_by_quota[q]);
+      if (functions.empty()) consider(shard.heads[q]);
       for (const std::string& f : functions) {
         auto it = shard.due_by_function[q].find(f);
         if (it != shard.due_by_function[q].end()) consider(it->second);
@@ -337,19 +369,19 @@ absl::StatusOr<std::vector<absl::Status>> InMemoryQueue::Settle(
     const Settlement& s = settlements[i];
     Shard& shard = ShardFor(s.lease.id);
     internal::MutexLock lock(&shard.mu);
-    auto it = shard.entries.find(s.lease.id);
-    if (it == shard.entries.end()) {
+    Entry* found = shard.Find(s.lease.id);
+    if (found == nullptr) {
       results[i] = absl::NotFoundError(StrCat("call ", s.lease.id.ToString(), " is not queued"));
       continue;
     }
-    Entry& e = *it->second;
+    Entry& e = *found;
     if (e.state != State::kLeased || e.token != s.lease.token || e.at <= now) {
       results[i] = absl::FailedPreconditionError(Stale(s.lease, e, now));
       continue;
     }
     switch (s.kind) {
       case Settlement::Kind::kAck:
-        shard.Remove(it);
+        shard.Remove(e);
         break;
       case Settlement::Kind::kNack:
         e.set_reason(s.reason.substr(0, 1024));
@@ -386,12 +418,12 @@ absl::StatusOr<std::vector<absl::Status>> InMemoryQueue::Extend(absl::Span<const
     const LeaseToken& t = leases[i];
     Shard& shard = ShardFor(t.id);
     internal::MutexLock lock(&shard.mu);
-    auto it = shard.entries.find(t.id);
-    if (it == shard.entries.end()) {
+    Entry* found = shard.Find(t.id);
+    if (found == nullptr) {
       results[i] = absl::NotFoundError(StrCat("call ", t.id.ToString(), " is not queued"));
       continue;
     }
-    Entry& e = *it->second;
+    Entry& e = *found;
     if (e.state != State::kLeased || e.token != t.token || e.at <= now) {
       results[i] = absl::FailedPreconditionError(Stale(t, e, now));
       continue;
@@ -412,7 +444,7 @@ absl::StatusOr<std::vector<DeadLetter>> InMemoryQueue::ListDeadLetters(CallId af
     size_t taken = 0;
     for (auto it = shard.dead.upper_bound(after); it != shard.dead.end() && taken < limit;
          ++it, ++taken) {
-      const Entry& e = *shard.entries.find(*it)->second;
+      const Entry& e = *shard.Find(*it);
       out.push_back({e.ToCall(), std::string(e.reason()), e.at, static_cast<int>(s)});
     }
     // Keep only the `limit` smallest ids seen so far.
@@ -441,9 +473,9 @@ QueuedCall AsQueued(const Entry& e, absl::Time now) {
 absl::StatusOr<std::optional<QueuedCall>> InMemoryQueue::Find(const CallId& id, absl::Time now) {
   Shard& shard = ShardFor(id);
   internal::MutexLock lock(&shard.mu);
-  auto it = shard.entries.find(id);
-  if (it == shard.entries.end()) return std::nullopt;
-  return AsQueued(*it->second, now);
+  const Entry* e = shard.Find(id);
+  if (e == nullptr) return std::nullopt;
+  return AsQueued(*e, now);
 }
 
 absl::StatusOr<std::vector<QueuedCall>> InMemoryQueue::ListCalls(CallId after, size_t limit,
@@ -453,8 +485,8 @@ absl::StatusOr<std::vector<QueuedCall>> InMemoryQueue::ListCalls(CallId after, s
   std::vector<QueuedCall> out;
   for (const auto& shard : shards_) {
     internal::MutexLock lock(&shard->mu);
-    for (const auto& [id, e] : shard->entries) {
-      if (id <= after) continue;
+    for (const std::unique_ptr<Entry>& e : shard->entries) {
+      if (e->id <= after) continue;
       QueuedCall q = AsQueued(*e, now);
       if (MatchesListFilter(q, filter)) out.push_back(std::move(q));
     }
@@ -471,12 +503,12 @@ absl::StatusOr<std::vector<absl::Status>> InMemoryQueue::Redrive(absl::Span<cons
   for (size_t i = 0; i < ids.size(); ++i) {
     Shard& shard = ShardFor(ids[i]);
     internal::MutexLock lock(&shard.mu);
-    auto it = shard.entries.find(ids[i]);
-    if (it == shard.entries.end() || it->second->state != State::kDead) {
+    Entry* found = shard.Find(ids[i]);
+    if (found == nullptr || found->state != State::kDead) {
       results[i] = absl::NotFoundError(StrCat("call ", ids[i].ToString(), " is not a dead letter"));
       continue;
     }
-    Entry& e = *it->second;
+    Entry& e = *found;
     shard.dead.erase(e.id);
     const absl::Duration window = e.deadline - e.start_after;
     e.deadline = std::max(e.deadline, now + window);
@@ -494,7 +526,7 @@ absl::StatusOr<std::vector<FunctionDepth>> InMemoryQueue::Depths(absl::Time now)
   for (auto& shard_ptr : shards_) {
     Shard& shard = *shard_ptr;
     internal::MutexLock lock(&shard.mu);
-    for (const auto& [id, entry] : shard.entries) {
+    for (const std::unique_ptr<Entry>& entry : shard.entries) {
       const Entry& e = *entry;
       if (e.state == State::kDead) continue;
       FunctionDepth& d = by_function[e.profile->function];
