@@ -2,8 +2,10 @@
 // one shard and with several.
 #include "txfn/in_memory_queue.h"
 
+#include <map>
 #include <memory>
 #include <optional>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -89,6 +91,133 @@ TEST(InMemoryQueueTest, CallsSharingANameKeepItWhileAnyIsQueuedAndGetItBackAfter
   }());
   EXPECT_EQ(leased[1].call.function, "mail:bounce");
   EXPECT_EQ(leased[1].call.tenant, "acme");
+}
+
+// A shard keeps no order of all its pending calls, only each function's and
+// the heads of those: whatever enqueues, leases, releases, acknowledgements,
+// expired leases and deadlines do to the heads, an unfiltered lease must
+// still take the calls in one due order (due time, then enqueue order), and
+// a filtered one that order's calls of its functions. Checked against a
+// model that sorts every pending call.
+TEST(InMemoryQueueTest, LeasesFollowOneDueOrderAcrossFunctionsUnderRandomChurn) {
+  struct Model {
+    absl::Time due;  // pending: when due; leased: when the lease expires
+    uint64_t seq;
+    std::string function;
+    QuotaClass quota;
+    absl::Time deadline;
+    std::optional<LeaseToken> lease;  // set while leased
+  };
+  const absl::Time t0 = absl::FromUnixSeconds(1'700'000'000);
+  const std::vector<std::string> functions = {"a", "b", "c", "d", "e", "f"};
+  std::mt19937_64 rng(42);
+  auto uniform = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
+  InMemoryQueue q;
+  CallIdGenerator ids(3);
+  std::map<CallId, Model> model;
+  uint64_t next_seq = 0;
+  absl::Time now = t0;
+  int leased_total = 0, dead_total = 0;
+
+  for (int step = 0; step < 4000; ++step) {
+    const int op = uniform(0, 99);
+    if (op < 30) {
+      std::vector<Call> batch(static_cast<size_t>(uniform(1, 4)));
+      for (Call& c : batch) {
+        c.id = ids.Next();
+        c.tenant = "t";
+        c.function = functions[static_cast<size_t>(uniform(0, 5))];
+        c.quota = uniform(0, 1) == 0 ? QuotaClass::kReserved : QuotaClass::kOpportunistic;
+        c.start_after = now + absl::Seconds(uniform(0, 20));
+        c.deadline = c.start_after + absl::Seconds(uniform(0, 3) == 0 ? uniform(1, 30) : 80000);
+        c.retry.max_attempts = 100;
+        model[c.id] = {c.start_after, next_seq++, c.function, c.quota, c.deadline, std::nullopt};
+      }
+      absl::StatusOr<size_t> added = q.Enqueue(batch);
+      ASSERT_TRUE(added.ok()) << added.status();
+      ASSERT_EQ(*added, batch.size());
+    } else if (op < 60) {
+      LeaseRequest request{.now = now,
+                           .max = static_cast<size_t>(uniform(1, 3)),
+                           .lease_duration = absl::Seconds(uniform(2, 30))};
+      if (uniform(0, 2) == 0) {
+        request.quota = uniform(0, 1) == 0 ? QuotaClass::kReserved : QuotaClass::kOpportunistic;
+      }
+      if (uniform(0, 2) == 0) {
+        for (int k = uniform(1, 2); k > 0; --k) {
+          request.functions.push_back(functions[static_cast<size_t>(uniform(0, 5))]);
+        }
+      }
+      auto wanted = [&](const Model& m) {
+        if (request.quota && *request.quota != m.quota) return false;
+        return request.functions.empty() ||
+               std::find(request.functions.begin(), request.functions.end(), m.function) !=
+                   request.functions.end();
+      };
+      // The model: expired leases are due from their expiry; then the first
+      // due calls in (due, seq) order, dead-lettering those past deadline.
+      for (auto& [id, m] : model) {
+        if (m.lease && m.due <= now) m.lease.reset();
+      }
+      std::vector<CallId> expected;
+      while (expected.size() < request.max) {
+        const std::pair<const CallId, Model>* best = nullptr;
+        for (const auto& entry : model) {
+          const Model& m = entry.second;
+          if (m.lease || m.due > now || !wanted(m)) continue;
+          if (best == nullptr ||
+              std::tie(m.due, m.seq) < std::tie(best->second.due, best->second.seq)) {
+            best = &entry;
+          }
+        }
+        if (best == nullptr) break;
+        const CallId id = best->first;
+        if (best->second.deadline <= now) {
+          model.erase(id);  // dead-lettered (dead letters are not listed here)
+          ++dead_total;
+          continue;
+        }
+        expected.push_back(id);
+        Model& m = model[id];
+        m.lease = LeaseToken{id, 0};
+        m.due = now + request.lease_duration;
+      }
+      absl::StatusOr<std::vector<LeasedCall>> got = q.Lease(request);
+      ASSERT_TRUE(got.ok()) << got.status();
+      std::vector<CallId> got_ids;
+      for (const LeasedCall& l : *got) {
+        got_ids.push_back(l.call.id);
+        model[l.call.id].lease = l.token;
+      }
+      ASSERT_EQ(got_ids, expected) << "step " << step;
+      leased_total += static_cast<int>(got_ids.size());
+    } else if (op < 85) {
+      std::vector<CallId> held;
+      for (const auto& [id, m] : model) {
+        if (m.lease && m.due > now) held.push_back(id);
+      }
+      if (held.empty()) continue;
+      const CallId id = held[static_cast<size_t>(uniform(0, static_cast<int>(held.size()) - 1))];
+      Model& m = model[id];
+      if (uniform(0, 2) == 0) {
+        ASSERT_TRUE(q.Ack(*m.lease, now).ok());
+        model.erase(id);
+      } else {
+        const absl::Time retry_at = now + absl::Seconds(uniform(0, 15));
+        absl::StatusOr<std::vector<absl::Status>> r =
+            q.Settle({Settlement::Release(*m.lease, retry_at)}, now);
+        ASSERT_TRUE(r.ok() && r->at(0).ok());
+        m.lease.reset();
+        m.due = retry_at;
+      }
+    } else {
+      now += absl::Seconds(uniform(0, 3));
+    }
+  }
+  // The run went through every path, many times.
+  EXPECT_GT(leased_total, 1000);
+  EXPECT_GT(dead_total, 20);
+  EXPECT_EQ(q.size(), model.size() + static_cast<size_t>(dead_total));
 }
 
 TEST(ShardedQueueTest, SpreadsCallsEvenlyOverChildrenAndNumbersTheirShards) {
