@@ -724,6 +724,76 @@ TEST_P(SandboxMisc, NativesFuzz) {
   ASSERT_TRUE(count.ok()) << count.status();
 }
 
+// Tenants whose requests are stuck in a builtin V8 cannot interrupt (a
+// forEach calling a bound native, JSON.parse here, which never returns to
+// JavaScript between elements) are abandoned, up to four per worker: more of
+// them than workers neither delays their callers' answers nor holds the
+// workers another tenant needs. (With one abandoned thread per worker, the
+// third and fourth kept both workers for seconds.)
+TEST(SandboxAbandon, TenantsStuckInBuiltinsDoNotHoldTheWorkers) {
+  EngineOptions options;
+  options.storage = EngineStorage::kMemory;
+  options.scheduler.workers = 2;
+  options.scheduler.abandon_grace = kAbandonGrace;
+  auto opened = Engine::Open(options);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  std::unique_ptr<Engine> engine = *std::move(opened);
+  constexpr int kStuck = 4;
+  // About 5 s of CPU without an interrupt check (1.3 ms a parse): longer than
+  // the bystander's bound below, so it fails if the workers are held.
+  const std::string stuck = R"(import { query } from "txfn/server";
+const J = "[" + "1,".repeat(1 << 16) + "1]";
+export const stuck = query(async (ctx, { n }) => {
+  new Array(n).fill(0).forEach(JSON.parse.bind(null, J));
+  return n;
+});
+)";
+  for (int i = 0; i < kStuck; ++i) {
+    const std::string tenant = "stuck" + std::to_string(i);
+    ASSERT_TRUE(engine->CreateTenant(tenant).ok());
+    absl::Status deployed = engine->DeployJson(tenant, {{"m.js", stuck}}, kSchema);
+    ASSERT_TRUE(deployed.ok()) << deployed;
+  }
+  ASSERT_TRUE(engine->CreateTenant("bystander").ok());
+  absl::Status deployed = engine->DeployJson(
+      "bystander", {{"harmless.js", ReadFile(std::string(TXFN_SANDBOX_DIR) + "/harmless.js")}},
+      kSchema);
+  ASSERT_TRUE(deployed.ok()) << deployed;
+
+  // Each stuck call is answered at its CPU (1 s) or wall-clock limit (2 s) +
+  // the grace; the last two start once the first two were abandoned.
+  const absl::Duration answered_within =
+      2 * (absl::Seconds(2) + kAbandonGrace) + kTimeFactor * kLoadedSlack;
+  std::vector<std::thread> attackers;
+  std::vector<absl::Status> outcomes(kStuck);
+  std::vector<absl::Duration> took(kStuck);
+  for (int i = 0; i < kStuck; ++i) {
+    attackers.emplace_back([&, i] {
+      const auto start = std::chrono::steady_clock::now();
+      outcomes[i] = engine
+                        ->Query("stuck" + std::to_string(i), "m:stuck",
+                                Value::FromObject({{"n", Value::Float64(4000)}}))
+                        .status();
+      took[i] = absl::FromChrono(std::chrono::steady_clock::now() - start);
+    });
+  }
+  for (std::thread& t : attackers) t.join();
+  for (int i = 0; i < kStuck; ++i) {
+    EXPECT_EQ(outcomes[i].code(), absl::StatusCode::kResourceExhausted) << outcomes[i];
+    EXPECT_THAT(std::string(outcomes[i].message()), HasSubstr("cannot be interrupted"));
+    EXPECT_LE(took[i], answered_within) << "stuck" << i;
+  }
+  // Their builtins still run, abandoned; the workers serve the bystander.
+  const auto start = std::chrono::steady_clock::now();
+  auto count = engine->Query("bystander", "harmless:count", Value::Null());
+  const absl::Duration bystander = absl::FromChrono(std::chrono::steady_clock::now() - start);
+  ASSERT_TRUE(count.ok()) << count.status();
+  EXPECT_EQ(ToJson(count->value), "0");
+  EXPECT_LE(bystander, kTimeFactor * kLoadedSlack);
+  EXPECT_EQ(engine->stats().scheduler.abandoned, static_cast<uint64_t>(kStuck));
+  // (Closing the engine waits for the abandoned builtins to return.)
+}
+
 INSTANTIATE_TEST_SUITE_P(Modes, SandboxMisc,
                          ::testing::Values(ContextMode::kHardened, ContextMode::kFresh),
                          [](const ::testing::TestParamInfo<ContextMode>& info) {

@@ -198,9 +198,16 @@ struct IsolateSchedulerOptions {
   std::shared_ptr<const LimitEnforcer> limits;  // null = defaults
   // How long a request stopped at a limit may take to return before the
   // scheduler abandons it (see IsolateLease::OnAbandon): its caller is
-  // answered and a new thread replaces its worker. At most `workers` threads
-  // are abandoned at once.
+  // answered and a new thread replaces its worker.
   absl::Duration abandon_grace = absl::Milliseconds(250);
+  // At most this many abandoned threads at once (each runs at the lowest
+  // priority and keeps its isolate until its builtin returns, which a tenant
+  // can make take minutes); past it a stuck request keeps its worker until it
+  // returns. An abandoned request still counts against its tenant's
+  // max_running_per_tenant, so one tenant holds at most that many of them,
+  // and it takes many tenants stuck at once to use them all up. 0 = four per
+  // worker.
+  int max_abandoned = 0;
   // How often the watchdog samples running requests' CPU time; a request
   // overruns its CPU limit by at most about this much (plus V8's time to
   // reach an interrupt check).

@@ -218,7 +218,7 @@ class IsolateSchedulerImpl final : public IsolateScheduler {
         abandon_grace_ns_(absl::ToInt64Nanoseconds(options.abandon_grace)),
         idle_trim_bytes_(options.idle_trim_bytes),
         spare_target_(std::max(0, options.spare_isolates)),
-        max_abandoned_(workers),
+        max_abandoned_(options.max_abandoned > 0 ? options.max_abandoned : 4 * workers),
         customizer_(options.customizer ? options.customizer
                                        : std::make_shared<const IsolateCustomizer>()),
         pump_platform_(internal::V8DefaultPlatform()),
@@ -538,7 +538,7 @@ class IsolateSchedulerImpl final : public IsolateScheduler {
   // a builtin that never checks for termination. Its caller gets its error
   // now and a new thread takes its worker's place; the stuck thread finishes
   // the builtin (the termination lands as soon as it returns to JavaScript),
-  // disposes of the isolate and leaves. At most `workers` threads are
+  // disposes of the isolate and leaves. At most max_abandoned_ threads are
   // abandoned at once; past that the request is simply waited for.
   void AbandonLocked(Running& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(wd_mu_) {
     if (abandoned_now_ >= max_abandoned_ || no_more_threads_) return;
@@ -603,7 +603,7 @@ class IsolateSchedulerImpl final : public IsolateScheduler {
 absl::StatusOr<std::unique_ptr<IsolateScheduler>> IsolateScheduler::Create(
     const IsolateSchedulerOptions& options) {
   if (options.workers < 0 || options.max_isolates < 0 || options.max_in_flight_per_tenant < 0 ||
-      options.max_running_per_tenant < 0) {
+      options.max_running_per_tenant < 0 || options.max_abandoned < 0) {
     return absl::InvalidArgumentError("IsolateSchedulerOptions: counts must not be negative");
   }
   if (options.queue_capacity == 0) {
