@@ -165,6 +165,20 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     }
   }
 
+  // A native called back by a native (forEach(JSON.parse.bind(null, s)), a
+  // bound Intl constructor as a map function, a bound native as a promise
+  // reaction) runs no JavaScript from one call to the next, so nothing checks
+  // for termination and no limit stops the loop. The builtins that call back
+  // get each callback as a JavaScript function calling it, whose entry is
+  // such a check. (`this` passes through: the bootstrap is strict.)
+  function interruptible(f) {
+    return typeof f === 'function' ? function callback(...x) { return apply(f, this, x); } : f;
+  }
+  function calledBack(args, i) {
+    args[i] = interruptible(args[i]);
+    return args;
+  }
+
   // What guarded() verifies before a builtin runs.
   const WALK_THIS = 0;    // the receiver's walk length <= MAX_WALK
   const WALK_ALL = 1;     // ... and every argument's (concat)
@@ -217,30 +231,44 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   }
   install(Array.prototype, 'Array.prototype.', {
     copyWithin(...a) { return guarded(WALK_THIS, 'Array.prototype.copyWithin', this, a); },
-    every(...a) { return guarded(WALK_THIS, 'Array.prototype.every', this, a); },
+    every(...a) { return guarded(WALK_THIS, 'Array.prototype.every', this, calledBack(a, 0)); },
     fill(...a) { return guarded(WALK_THIS, 'Array.prototype.fill', this, a); },
-    filter(...a) { return guarded(WALK_THIS, 'Array.prototype.filter', this, a); },
+    find(...a) { return guarded(WALK_THIS, 'Array.prototype.find', this, calledBack(a, 0)); },
+    findIndex(...a) {
+      return guarded(WALK_THIS, 'Array.prototype.findIndex', this, calledBack(a, 0));
+    },
+    findLast(...a) {
+      return guarded(WALK_THIS, 'Array.prototype.findLast', this, calledBack(a, 0));
+    },
+    findLastIndex(...a) {
+      return guarded(WALK_THIS, 'Array.prototype.findLastIndex', this, calledBack(a, 0));
+    },
+    filter(...a) { return guarded(WALK_THIS, 'Array.prototype.filter', this, calledBack(a, 0)); },
     flat(...a) { return guarded(WALK_THIS, 'Array.prototype.flat', this, a); },
-    flatMap(...a) { return guarded(WALK_THIS, 'Array.prototype.flatMap', this, a); },
-    forEach(...a) { return guarded(WALK_THIS, 'Array.prototype.forEach', this, a); },
+    flatMap(...a) { return guarded(WALK_THIS, 'Array.prototype.flatMap', this, calledBack(a, 0)); },
+    forEach(...a) { return guarded(WALK_THIS, 'Array.prototype.forEach', this, calledBack(a, 0)); },
     includes(...a) { return guarded(WALK_THIS, 'Array.prototype.includes', this, a); },
     indexOf(...a) { return guarded(WALK_THIS, 'Array.prototype.indexOf', this, a); },
     join(...a) { return guarded(WALK_THIS, 'Array.prototype.join', this, a); },
     lastIndexOf(...a) { return guarded(WALK_THIS, 'Array.prototype.lastIndexOf', this, a); },
-    map(...a) { return guarded(WALK_THIS, 'Array.prototype.map', this, a); },
-    reduce(...a) { return guarded(WALK_THIS, 'Array.prototype.reduce', this, a); },
-    reduceRight(...a) { return guarded(WALK_THIS, 'Array.prototype.reduceRight', this, a); },
+    map(...a) { return guarded(WALK_THIS, 'Array.prototype.map', this, calledBack(a, 0)); },
+    reduce(...a) { return guarded(WALK_THIS, 'Array.prototype.reduce', this, calledBack(a, 0)); },
+    reduceRight(...a) {
+      return guarded(WALK_THIS, 'Array.prototype.reduceRight', this, calledBack(a, 0));
+    },
     reverse(...a) { return guarded(WALK_THIS, 'Array.prototype.reverse', this, a); },
     shift(...a) { return guarded(WALK_THIS, 'Array.prototype.shift', this, a); },
     slice(...a) { return guarded(WALK_THIS, 'Array.prototype.slice', this, a); },
-    some(...a) { return guarded(WALK_THIS, 'Array.prototype.some', this, a); },
-    sort(...a) { return guarded(WALK_THIS, 'Array.prototype.sort', this, a); },
+    some(...a) { return guarded(WALK_THIS, 'Array.prototype.some', this, calledBack(a, 0)); },
+    sort(...a) { return guarded(WALK_THIS, 'Array.prototype.sort', this, calledBack(a, 0)); },
     splice(...a) { return guarded(WALK_THIS, 'Array.prototype.splice', this, a); },
     toLocaleString(...a) { return guarded(WALK_THIS, 'Array.prototype.toLocaleString', this, a); },
     unshift(...a) { return guarded(WALK_THIS, 'Array.prototype.unshift', this, a); },
     concat(...a) { return guarded(WALK_ALL, 'Array.prototype.concat', this, a); },
   });
-  install(Array, 'Array.', {from(...a) { return guarded(WALK_ARG, 'Array.from', this, a); }});
+  install(Array, 'Array.', {
+    from(...a) { return guarded(WALK_ARG, 'Array.from', this, calledBack(a, 1)); },
+  });
   install(String, 'String.', {raw(...a) { return guarded(RAW_ARG, 'String.raw', this, a); }});
   install(Object, 'Object.', {
     keys(...a) { return guarded(KEYS_ARG, 'Object.keys', this, a); },
@@ -283,14 +311,15 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       if (typeof pattern === 'string' && lengthOf(self) > NATIVE_REPLACE) {
         return slowPaths().replaceString(self, pattern, replacement, false);
       }
-      return apply(ORIG['String.prototype.replace'], self, [pattern, replacement]);
+      return apply(ORIG['String.prototype.replace'], self, [pattern, interruptible(replacement)]);
     },
     replaceAll(pattern, replacement) {
       const self = asString(this);
       if (typeof pattern === 'string' && lengthOf(self) > NATIVE_REPLACE) {
         return slowPaths().replaceString(self, pattern, replacement, true);
       }
-      return apply(ORIG['String.prototype.replaceAll'], self, [pattern, replacement]);
+      return apply(ORIG['String.prototype.replaceAll'], self,
+                   [pattern, interruptible(replacement)]);
     },
   });
   if (typeof Intl === 'object' && Intl !== null && typeof Intl.Segmenter === 'function') {
@@ -307,7 +336,7 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
         const paths = slowPaths();
         if (paths.isRegExp(this)) return paths.replaceByExec(this, S, replaceValue);
       }
-      return apply(regexpReplace, this, [S, replaceValue]);
+      return apply(regexpReplace, this, [S, interruptible(replaceValue)]);
     }});
   // Typed arrays: views are capped at MAX_TYPED elements (a 4 MiB Uint8Array,
   // a 32 MiB Float64Array; a DataView reaches a whole buffer), because
@@ -369,6 +398,7 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   // and with one after boxing every element (a heap the size of the array).
   defineProperty(TypedArrayProto, 'sort', {writable: true, configurable: true,
     value: function sort(comparefn) {
+      comparefn = interruptible(comparefn);
       if ((comparefn === undefined || typeof comparefn === 'function') &&
           typedLength(this) > MAX_SLOW) {
         return slowPaths().sortLarge(this, comparefn);
@@ -383,6 +413,46 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       if (size > MAX_SLOW) slowPaths().refuse('JSON.stringify of a typed array', size, MAX_SLOW);
       return this;
     }});
+
+  // The other builtins that call back (see interruptible()).
+  install(TypedArrayProto, 'TypedArray.prototype.', {
+    every(...a) { return apply(ORIG['TypedArray.prototype.every'], this, calledBack(a, 0)); },
+    filter(...a) { return apply(ORIG['TypedArray.prototype.filter'], this, calledBack(a, 0)); },
+    find(...a) { return apply(ORIG['TypedArray.prototype.find'], this, calledBack(a, 0)); },
+    findIndex(...a) {
+      return apply(ORIG['TypedArray.prototype.findIndex'], this, calledBack(a, 0));
+    },
+    findLast(...a) { return apply(ORIG['TypedArray.prototype.findLast'], this, calledBack(a, 0)); },
+    findLastIndex(...a) {
+      return apply(ORIG['TypedArray.prototype.findLastIndex'], this, calledBack(a, 0));
+    },
+    forEach(...a) { return apply(ORIG['TypedArray.prototype.forEach'], this, calledBack(a, 0)); },
+    map(...a) { return apply(ORIG['TypedArray.prototype.map'], this, calledBack(a, 0)); },
+    reduce(...a) { return apply(ORIG['TypedArray.prototype.reduce'], this, calledBack(a, 0)); },
+    reduceRight(...a) {
+      return apply(ORIG['TypedArray.prototype.reduceRight'], this, calledBack(a, 0));
+    },
+    some(...a) { return apply(ORIG['TypedArray.prototype.some'], this, calledBack(a, 0)); },
+  });
+  install(TypedArrayProto.constructor, 'TypedArray.', {
+    from(...a) { return apply(ORIG['TypedArray.from'], this, calledBack(a, 1)); },
+  });
+  install(Map.prototype, 'Map.prototype.', {
+    forEach(...a) { return apply(ORIG['Map.prototype.forEach'], this, calledBack(a, 0)); },
+  });
+  install(Set.prototype, 'Set.prototype.', {
+    forEach(...a) { return apply(ORIG['Set.prototype.forEach'], this, calledBack(a, 0)); },
+  });
+  install(Promise.prototype, 'Promise.prototype.', {
+    then(...a) {
+      return apply(ORIG['Promise.prototype.then'], this, calledBack(calledBack(a, 0), 1));
+    },
+    finally(...a) { return apply(ORIG['Promise.prototype.finally'], this, calledBack(a, 0)); },
+  });
+  install(JSON, 'JSON.', {
+    parse(...a) { return apply(ORIG['JSON.parse'], this, calledBack(a, 1)); },
+    stringify(...a) { return apply(ORIG['JSON.stringify'], this, calledBack(a, 1)); },
+  });
 
   // The rarely needed code, made on the first call of slowPaths() in a
   // request (its functions are compiled then, not deserialised every time).

@@ -246,6 +246,12 @@ class IsolateSchedulerImpl final : public IsolateScheduler {
       MutexLock lock(&wd_mu_);
       no_more_threads_ = true;  // the watchdog replaces no more workers
       threads = std::move(threads_);
+      // Nothing is left to protect from the abandoned threads: back to normal
+      // priority, or a loaded machine starves their builtins (and this wait)
+      // for minutes. Best effort: without CAP_SYS_NICE raising it fails.
+      for (const Running& r : running_) {
+        if (r.active && r.abandoned) setpriority(PRIO_PROCESS, static_cast<id_t>(r.tid), 0);
+      }
     }
     // Abandoned workers are among them: this waits for their builtins too.
     for (auto& t : threads) t.join();
