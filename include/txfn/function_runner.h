@@ -52,9 +52,12 @@
 // plain objects (undefined fields are dropped, undefined array elements
 // become null, undefined as a whole becomes null); documents carry _id (a
 // string) and _creationTime (ms, a number). Functions, symbols, cyclic
-// objects, non-plain objects (Date, Map, ...), getters that throw and nesting
-// deeper than 64 are InvalidArgument naming the path; a value larger than
-// FunctionRunnerOptions::max_value_bytes is ResourceExhausted.
+// objects, objects whose state is not in own properties (Date, Map, Set,
+// RegExp, Promise, Proxy, boxed primitives such as new Number(5), Errors,
+// iterators), getters that throw and nesting deeper than 64 are
+// InvalidArgument naming the path; any other object (a class instance, an
+// Intl object) is converted by its own enumerable properties. A value larger
+// than FunctionRunnerOptions::max_value_bytes is ResourceExhausted.
 //
 // Determinism: Math.random is a splitmix64 PRNG seeded from RunRequest::seed;
 // Date.now(), new Date(), Date() and Intl.DateTimeFormat's format() and

@@ -231,6 +231,17 @@ class Converter {
     if (js->IsRegExp()) return Error("a RegExp");
     if (js->IsPromise()) return Error("a Promise (did you forget `await`?)");
     if (js->IsSharedArrayBuffer()) return Error("a SharedArrayBuffer");
+    // Objects whose state lives in internal slots, not in own properties:
+    // converted property by property they would become {} and lose it.
+    if (js->IsNumberObject() || js->IsStringObject() || js->IsBooleanObject() ||
+        js->IsBigIntObject() || js->IsSymbolObject()) {
+      return Error("a boxed primitive (pass the primitive)");
+    }
+    if (js->IsNativeError()) return Error("an Error (pass its message)");
+    if (js->IsGeneratorObject() || js->IsMapIterator() || js->IsSetIterator()) {
+      return Error("an iterator (pass an array)");
+    }
+    if (js->IsModuleNamespaceObject()) return Error("a module namespace");
     stack_.push_back(obj);
     absl::StatusOr<Value> out =
         js->IsArray() ? ConvertArray(js.As<v8::Array>(), depth) : ConvertObject(obj, depth);
