@@ -35,13 +35,7 @@ absl::Status StageDeploy(Transaction& txn, const std::map<std::string, std::stri
   if (absl::Status s = txn.DeploySchema(schema); !s.ok()) {
     return Prefixed(s, "deploy refused: schema");
   }
-  std::vector<std::string> removed;
-  for (const auto& [path, source] : txn.metadata().modules()) {
-    if (!modules.contains(path)) removed.push_back(path);
-  }
-  for (const std::string& path : removed) TXFN_RETURN_IF_ERROR(txn.DeleteModule(path));
-  for (const auto& [path, source] : modules) TXFN_RETURN_IF_ERROR(txn.PutModule(path, source));
-  return absl::OkStatus();
+  return txn.ReplaceModules(modules);
 }
 
 absl::StatusOr<std::map<std::string, FunctionInfo>> DescribeDeploy(FunctionRunner& runner,

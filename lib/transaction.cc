@@ -529,6 +529,22 @@ absl::Status Transaction::DeleteModule(std::string_view path) {
   return ReloadMetadata();
 }
 
+absl::Status Transaction::ReplaceModules(const std::map<std::string, std::string>& modules) {
+  TXFN_RETURN_IF_ERROR(CheckWritable());
+  if (modules.contains("")) return absl::InvalidArgumentError("module path is empty");
+  for (const auto& [path, source] : metadata_->modules()) {
+    if (!modules.contains(path)) {
+      TXFN_RETURN_IF_ERROR(
+          WriteMetadata(internal::StrCat(metadata_keys::kModulePrefix, path), std::nullopt));
+    }
+  }
+  for (const auto& [path, source] : modules) {
+    TXFN_RETURN_IF_ERROR(
+        WriteMetadata(internal::StrCat(metadata_keys::kModulePrefix, path), source));
+  }
+  return ReloadMetadata();
+}
+
 absl::Status Transaction::SetEnabled(bool enabled) {
   TXFN_RETURN_IF_ERROR(WriteMetadata(metadata_keys::kState, enabled ? "enabled" : "disabled"));
   return ReloadMetadata();

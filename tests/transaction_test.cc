@@ -2,6 +2,7 @@
 #include "txfn/transaction.h"
 
 #include <algorithm>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -563,6 +564,31 @@ TEST_F(TransactionTest, ModulesAndStateLiveInMetadata) {
   ASSERT_TRUE(committer_->Commit(remove.Prepare()).ok());
   EXPECT_TRUE(committer_->Latest()->metadata().modules().empty());
   EXPECT_TRUE(committer_->Latest()->metadata().enabled());
+}
+
+// A deploy replaces the whole module set in one step: modules it leaves out
+// are gone, the others hold the new sources, and a bad path writes nothing.
+TEST_F(TransactionTest, ReplaceModulesMakesTheSetTheWholeCode) {
+  Transaction first = Begin();
+  ASSERT_TRUE(first.PutModule("a.js", "export const a = 1;").ok());
+  ASSERT_TRUE(first.PutModule("b.js", "export const b = 1;").ok());
+  ASSERT_TRUE(committer_->Commit(first.Prepare()).ok());
+
+  Transaction bad = Begin();
+  absl::Status s = bad.ReplaceModules({{"", "x"}, {"c.js", "export const c = 1;"}});
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_FALSE(bad.has_writes());
+
+  Transaction txn = Begin();
+  const std::map<std::string, std::string> next = {{"b.js", "export const b = 2;"},
+                                                   {"c.js", "export const c = 1;"}};
+  ASSERT_TRUE(txn.ReplaceModules(next).ok());
+  auto as_map = [](const auto& modules) {
+    return std::map<std::string, std::string>(modules.begin(), modules.end());
+  };
+  EXPECT_EQ(as_map(txn.metadata().modules()), next);  // seen inside the transaction
+  ASSERT_TRUE(committer_->Commit(txn.Prepare()).ok());
+  EXPECT_EQ(as_map(committer_->Latest()->metadata().modules()), next);
 }
 
 }  // namespace

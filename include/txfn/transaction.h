@@ -12,7 +12,7 @@
 //       txn.Insert("messages", txfn::Value::FromObject({{"channel", txfn::Value::String("a")}})));
 //   TXFN_ASSIGN_OR_RETURN(txfn::QueryPage page, txn.Query({.table = "messages",
 //       .index = "by_channel", .eq = {txfn::Value::String("a")}, .limit = 10}));
-//   TXFN_ASSIGN_OR_RETURN(txfn::PreparedCommit commit, txn.Prepare());
+//   txfn::PreparedCommit commit = txn.Prepare();
 //   TXFN_ASSIGN_OR_RETURN(txfn::Timestamp ts, committer->Commit(std::move(commit)));
 //
 // Read sets: a point read records a one-key range, so a later insert of that
@@ -188,6 +188,11 @@ class Transaction {
   [[nodiscard]] absl::Status DeploySchema(const Schema& schema);
   [[nodiscard]] absl::Status PutModule(std::string_view path, std::string_view source);
   [[nodiscard]] absl::Status DeleteModule(std::string_view path);
+  // Makes `modules` (path -> source) the tenant's whole code: the modules not
+  // in it are deleted. The metadata is rebuilt once for the set (PutModule
+  // rebuilds it per module, quadratic in a deploy's module count).
+  // InvalidArgument for an empty path, with nothing written.
+  [[nodiscard]] absl::Status ReplaceModules(const std::map<std::string, std::string>& modules);
   [[nodiscard]] absl::Status SetEnabled(bool enabled);
 
   // ---- Reserved entries (txfn's own per-tenant records) ----
