@@ -30,7 +30,7 @@ if(NOT TARGET txfn::libnode)
       IMPORTED_LOCATION "${_txfn_v8_lib}"
       INTERFACE_INCLUDE_DIRECTORIES "${_txfn_v8_include}")
   else()
-    set(_txfn_v8_error
+    string(CONCAT _txfn_v8_error
         "V8 (Debian's libnode 108: include/node/v8.h and lib/${CMAKE_LIBRARY_ARCHITECTURE}/libnode.so.108) "
         "not found under TXFN_V8_PREFIX=${_txfn_v8_prefix}. Install libnode-dev, or set "
         "TXFN_V8_PREFIX to where libnode108 and libnode-dev are unpacked.")

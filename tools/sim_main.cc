@@ -16,6 +16,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "fmt/format.h"
+#include "tools/help_flags.h"
 #include "tools/sim/report.h"
 #include "tools/sim/scenario_util.h"
 #include "tools/sim/scenarios.h"
@@ -40,6 +41,7 @@ int main(int argc, char** argv) {
       "txfn-sim: a deterministic simulator reproducing the XFaaS paper's figures with txfn's "
       "own queue, submitter and scheduler.\n  txfn-sim --scenario=NAME|all --scale=small|paper "
       "--seed=N --out=DIR [--noplot]");
+  txfn::tools::ListOwnFlagsInHelp();
   absl::ParseCommandLine(argc, argv);
   txfn::sim::RunOptions options;
   const std::string scale = absl::GetFlag(FLAGS_scale);

@@ -16,6 +16,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/synchronization/notification.h"
+#include "tools/help_flags.h"
 #include "txfn/metrics.h"
 #include "txfn/runner_server.h"
 #ifdef TXFN_TOOLS_POSTGRES
@@ -63,6 +64,7 @@ int Fail(const absl::Status& status) {
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "txfn-runner --db=FILE --listen=HOST:PORT: serve function runs to txfn backends");
+  txfn::tools::ListOwnFlagsInHelp();
   absl::ParseCommandLine(argc, argv);
 
   // Block the stop signals before any thread starts, so only sigwait below sees them.

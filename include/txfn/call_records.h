@@ -22,7 +22,8 @@
 //   txfn::Transaction txn(snapshot);
 //   TXFN_ASSIGN_OR_RETURN(txfn::CallId id,
 //       txfn::ScheduleCall(txn, {.function = "mail:send", .args = args,
-//                                .delay = absl::Seconds(5)}, bitgen));
+//                                .delay = absl::Seconds(5)},
+//                          absl::Uniform<uint64_t>(bitgen), absl::Uniform<uint64_t>(bitgen)));
 //   ...                                            // commit txn
 //   TXFN_ASSIGN_OR_RETURN(std::optional<txfn::CallRecord> done,
 //                         txfn::FindCallRecord(*later_snapshot, id));

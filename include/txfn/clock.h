@@ -7,9 +7,10 @@
 // a VirtualClock that it advances itself, so a run is repeatable.
 //
 //   txfn::VirtualClock clock(absl::FromUnixSeconds(1'700'000'000));
-//   txfn::Submitter submitter(queue, blobs, &clock);
+//   TXFN_ASSIGN_OR_RETURN(std::unique_ptr<txfn::Submitter> submitter,
+//                         txfn::Submitter::Create(queue, blobs, &clock, {}));
 //   clock.Advance(absl::Milliseconds(5));   // time moves only when told to
-//   submitter.Tick();                       // flushes batches older than 5 ms
+//   submitter->Tick();                      // flushes batches older than 5 ms
 //
 // Thread safety: Now() may be called from any thread on either clock;
 // VirtualClock::Advance/Set may race with Now() (readers see the old or the

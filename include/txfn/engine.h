@@ -93,12 +93,13 @@
 // retried per the call's retry policy, then dead-lettered, as is a call whose
 // deadline passes before it ran. A tenant runs at most
 // QueuedCallOptions::slots_per_tenant queued calls at once (its other calls
-// wait in the scheduler's buffers while other tenants' run), so one tenant's
-// backlog cannot starve the others. Actions run on an IsolateScheduler of their own
-// (QueuedCallOptions::actions) and reach the host's services
-// (QueuedCallOptions::services) through ctx.services.<name>(args); a service
-// answering ResourceExhausted or Unavailable is back-pressure: the AIMD
-// limiter of that service slows every function that declared it.
+// wait in the scheduler's buffers while other tenants' run), so one tenant
+// never holds the slots; but the queue leases in due order across tenants,
+// so a large backlog of one tenant delays the others' newer calls until the
+// scheduler has leased past it (README, "Fairness"). Actions run on an IsolateScheduler of their
+// own (QueuedCallOptions::actions) and reach the host's services (QueuedCallOptions::services)
+// through ctx.services.<name>(args); a service answering ResourceExhausted or Unavailable is
+// back-pressure: the AIMD limiter of that service slows every function that declared it.
 //
 // Errors: NotFound (unknown tenant, module or export), FailedPrecondition
 // (disabled tenant; a read older than the version retention), InvalidArgument

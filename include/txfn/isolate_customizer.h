@@ -88,8 +88,8 @@ class IsolateCustomizer {
   // LimitEnforcer: lower them if you must, never raise them). Anything the
   // params point to (a snapshot blob, external references) must outlive
   // every isolate made with them. Called on any thread, no isolate locked.
-  virtual void ConfigureCreateParams(const std::string& tenant,
-                                     v8::Isolate::CreateParams* params) const {}
+  virtual void ConfigureCreateParams(const std::string& /*tenant*/,
+                                     v8::Isolate::CreateParams* /*params*/) const {}
 
   // Called once for every new isolate, right after v8::Isolate::New, on the
   // thread that made it, with the isolate locked and entered and a
@@ -97,23 +97,23 @@ class IsolateCustomizer {
   // serves another tenant later). The scheduler has installed its
   // near-heap-limit callback already; a customizer must not remove it (it
   // enforces the heap limit).
-  virtual void CustomizeIsolate(const std::string& tenant, v8::Isolate* isolate) const {}
+  virtual void CustomizeIsolate(const std::string& /*tenant*/, v8::Isolate* /*isolate*/) const {}
 
   // Called on the worker thread just before a work item runs on `lease`'s
   // isolate (locked and entered, a HandleScope open; the lease is the item's,
   // valid for this call only, and the same as ExitJs gets) ...
-  virtual void EnterJs(IsolateLease& lease) const {}
+  virtual void EnterJs(IsolateLease& /*lease*/) const {}
   // ... and after it returned and V8's pending tasks for the isolate ran, with
   // what the item used (the isolate still locked and entered, a termination
   // already cancelled). Called once for every EnterJs, also when a limit
   // stopped the item; for an item the scheduler abandoned (IsolateLease::
   // OnAbandon) only once the item did return, possibly long after.
-  virtual void ExitJs(IsolateLease& lease, const RequestUsage& usage) const {}
+  virtual void ExitJs(IsolateLease& /*lease*/, const RequestUsage& /*usage*/) const {}
 
   // Called on the worker thread each time an isolate goes back to the pool
   // idle, with its memory as the scheduler measured it (the same figure its
   // memory budget counts). The isolate is not locked here: do not touch it.
-  virtual void ReportIsolateMetrics(const IsolateMetrics& metrics) const {}
+  virtual void ReportIsolateMetrics(const IsolateMetrics& /*metrics*/) const {}
 };
 
 }  // namespace txfn

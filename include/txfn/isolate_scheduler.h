@@ -133,7 +133,7 @@ class IsolateLease {
   // stops one at its wall-clock limit, with exceeded_limit() "deadline": the
   // caller's deadline, when it comes before the limits. For the work item to
   // call as it starts; InfiniteFuture changes nothing. (Test leases ignore it.)
-  virtual void StopAt(absl::Time deadline) {}
+  virtual void StopAt(absl::Time /*deadline*/) {}
   // Asks the scheduler to dispose of this isolate after the item (e.g. it is
   // in an unknown state).
   virtual void Discard() = 0;
@@ -146,7 +146,7 @@ class IsolateLease {
   // uses it to answer its caller at once (and must then ignore the item's
   // own answer). The default (test leases) never abandons.
   // NOLINTNEXTLINE(performance-unnecessary-value-param): overriders keep `fn`.
-  virtual void OnAbandon(std::function<void(const std::string& limit)> fn) {}
+  virtual void OnAbandon(std::function<void(const std::string& limit)> /*fn*/) {}
   // Runs `fn` on the worker thread once the work item has returned, the
   // isolate is back in the pool and the tenant's in-flight count has dropped:
   // the place to wake a caller waiting for the item, so that its next request
@@ -165,13 +165,15 @@ class IsolateLease {
 class LimitEnforcer {
  public:
   virtual ~LimitEnforcer() = default;
-  virtual absl::Duration CpuLimit(const std::string& tenant) const { return absl::Seconds(1); }
+  virtual absl::Duration CpuLimit(const std::string& /*tenant*/) const { return absl::Seconds(1); }
   // Wall-clock time a request may take on its worker; by default twice its
   // CPU limit (a request that blocks or is starved uses little CPU).
   virtual absl::Duration WallLimit(const std::string& tenant) const { return 2 * CpuLimit(tenant); }
-  virtual size_t HeapLimitBytes(const std::string& tenant) const { return size_t{64} << 20; }
+  virtual size_t HeapLimitBytes(const std::string& /*tenant*/) const { return size_t{64} << 20; }
   // Live ArrayBuffer backing stores of one isolate (read at its creation).
-  virtual size_t ArrayBufferLimitBytes(const std::string& tenant) const { return size_t{64} << 20; }
+  virtual size_t ArrayBufferLimitBytes(const std::string& /*tenant*/) const {
+    return size_t{64} << 20;
+  }
 };
 
 struct IsolateSchedulerOptions {

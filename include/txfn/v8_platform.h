@@ -4,7 +4,8 @@
 // txfn initialises V8 on first use (IsolateScheduler::Create calls
 // InitializeV8()), so most hosts never include this header. A host that
 // already runs V8 (Node-style embedders, a host with its own v8::Platform)
-// hands its platform over before creating any txfn part:
+// hands its platform over before creating any txfn part (with
+// <libplatform/libplatform.h> and <v8.h> included):
 //
 //   std::unique_ptr<v8::Platform> platform = v8::platform::NewDefaultPlatform();
 //   v8::V8::InitializePlatform(platform.get());

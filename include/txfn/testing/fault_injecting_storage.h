@@ -186,7 +186,7 @@ class FaultInjectingStorage final : public StorageWrapper {
   template <typename Call>
   auto Forward(StorageMethod method, Call call) -> decltype(call());
 
-  mutable internal::Mutex mu_;
+  mutable ::txfn::internal::Mutex mu_;
   std::array<MethodFaults, kNumStorageMethods> faults_ ABSL_GUARDED_BY(mu_);
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
   int64_t fail_sync_next_ ABSL_GUARDED_BY(mu_) = 0;
