@@ -480,6 +480,11 @@ absl::Status CheckReserved(IndexId index, std::string_view key) {
   if (key.empty()) return absl::InvalidArgumentError("a reserved entry's key is empty");
   return absl::OkStatus();
 }
+
+// The metadata key of module `path`.
+std::string ModuleKey(std::string_view path) {
+  return internal::StrCat(metadata_keys::kModulePrefix, path);
+}
 }  // namespace
 
 absl::StatusOr<std::optional<std::string>> Transaction::GetReserved(IndexId index,
@@ -518,14 +523,12 @@ absl::Status Transaction::ReloadMetadata() {
 
 absl::Status Transaction::PutModule(std::string_view path, std::string_view source) {
   if (path.empty()) return absl::InvalidArgumentError("module path is empty");
-  TXFN_RETURN_IF_ERROR(
-      WriteMetadata(internal::StrCat(metadata_keys::kModulePrefix, path), std::string(source)));
+  TXFN_RETURN_IF_ERROR(WriteMetadata(ModuleKey(path), std::string(source)));
   return ReloadMetadata();
 }
 
 absl::Status Transaction::DeleteModule(std::string_view path) {
-  TXFN_RETURN_IF_ERROR(
-      WriteMetadata(internal::StrCat(metadata_keys::kModulePrefix, path), std::nullopt));
+  TXFN_RETURN_IF_ERROR(WriteMetadata(ModuleKey(path), std::nullopt));
   return ReloadMetadata();
 }
 
@@ -534,13 +537,11 @@ absl::Status Transaction::ReplaceModules(const std::map<std::string, std::string
   if (modules.contains("")) return absl::InvalidArgumentError("module path is empty");
   for (const auto& [path, source] : metadata_->modules()) {
     if (!modules.contains(path)) {
-      TXFN_RETURN_IF_ERROR(
-          WriteMetadata(internal::StrCat(metadata_keys::kModulePrefix, path), std::nullopt));
+      TXFN_RETURN_IF_ERROR(WriteMetadata(ModuleKey(path), std::nullopt));
     }
   }
   for (const auto& [path, source] : modules) {
-    TXFN_RETURN_IF_ERROR(
-        WriteMetadata(internal::StrCat(metadata_keys::kModulePrefix, path), source));
+    TXFN_RETURN_IF_ERROR(WriteMetadata(ModuleKey(path), source));
   }
   return ReloadMetadata();
 }

@@ -237,7 +237,7 @@ struct InMemoryQueue::Shard {
     if (it == due_by_function[q].end()) return;
     absl::btree_set<DueKey>& order = it->second;
     const DueKey key = e.due_key();
-    const bool was_head = !order.empty() && !(*order.begin() < key) && !(key < *order.begin());
+    const bool was_head = !order.empty() && order.begin()->entry == &e;  // one key an entry
     order.erase(key);
     if (!was_head) return;
     heads[q].erase(key);
