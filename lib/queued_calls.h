@@ -12,7 +12,8 @@
 // acknowledged; infrastructure failures are retried (NACK); a full isolate
 // queue gives the call back without using an attempt. A tenant runs at most
 // slots_per_tenant calls at once (CallScheduler::Options::
-// max_running_per_tenant: its other calls wait in the scheduler's buffers).
+// max_running_per_tenant: a few of its other calls wait in the scheduler's
+// buffers, the rest in the queue, paced back at the tenant's rate).
 //
 // One thread (the loop) ticks the scheduler and the submitter, starts the
 // calls the scheduler hands to the engine's worker, enqueues the calls that

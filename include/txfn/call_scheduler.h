@@ -188,6 +188,9 @@ struct SchedulerStats {
 class CallScheduler {
  public:
   enum class WorkerPick { kPowerOfTwoChoices, kRendezvous };
+  // What a tenant at max_running_per_tenant keeps buffered, in multiples of
+  // that limit (see Options::max_running_per_tenant).
+  static constexpr int64_t kTenantBufferFactor = 16;
 
   struct Options {
     DurableQueue* queue = nullptr;  // required, outlives the scheduler
@@ -249,10 +252,16 @@ class CallScheduler {
     // the engine's, each get their own).
     bool key_functions_by_tenant = false;
     // Calls of one tenant (Call::tenant) admitted at once (in the RunQ or
-    // running); 0 = no limit. A tenant at its limit waits in its buffers (not
-    // released to the queue: it runs again as soon as one of its calls
-    // ends), and other tenants' calls are moved past it, so one tenant's
-    // backlog never takes every worker slot. (A buffer waits at its head:
+    // running); 0 = no limit. A tenant at its limit waits in its buffers, and
+    // other tenants' calls are moved past it, so one tenant's backlog never
+    // takes every worker slot. Its buffers keep kTenantBufferFactor times
+    // the limit together (and max_buffered_per_function each at most):
+    // enough to start its next calls the moment its running ones end. The
+    // rest go back to the queue (not counted as an attempt) paced at the rate
+    // the tenant runs them (the limit over the function's average cost),
+    // as for a downstream, so a tenant's backlog of any size neither fills
+    // the buffers nor stands, due, in front of other tenants' newer calls
+    // longer than it takes to lease it once. (A buffer waits at its head:
     // set key_functions_by_tenant so that no buffer holds two tenants'
     // calls.)
     int64_t max_running_per_tenant = 0;
@@ -342,12 +351,15 @@ class CallScheduler {
                   Downstream** blocked_by) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Per group: free worker slots minus the calls waiting in its RunQ.
   std::vector<int64_t> IdleSlots() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // A blocked buffer keeps what it can run soon and releases the rest
-  // (`downstream`: the one that blocked it, for kBlockedByDownstream).
-  void ReleaseExcess(FunctionState& fs, int quota, Admission why, Downstream* downstream,
-                     absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // When a call `downstream` holds back is due again (see max_release_delay).
-  absl::Time PacedRelease(Downstream& downstream, absl::Time now)
+  // A blocked buffer keeps what it can run soon, `keep` calls at most, and
+  // releases the rest (`downstream`: the one that blocked it, for
+  // kBlockedByDownstream). Returns how many calls it kept.
+  size_t ReleaseExcess(FunctionState& fs, int quota, Admission why, Downstream* downstream,
+                       size_t keep, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // When the next call held back by a limit that admits `rate` calls a
+  // second is due again, after the calls released for it before, whose pace
+  // `next_release` keeps (see max_release_delay).
+  absl::Time PacedRelease(absl::Time& next_release, double rate, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   int GroupIndex(const std::string& name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Settle(Held& held, Settlement settlement) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

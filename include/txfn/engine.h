@@ -92,11 +92,13 @@
 // past the retries, an unknown commit outcome, a service's back-pressure) are
 // retried per the call's retry policy, then dead-lettered, as is a call whose
 // deadline passes before it ran. A tenant runs at most
-// QueuedCallOptions::slots_per_tenant queued calls at once (its other calls
-// wait in the scheduler's buffers while other tenants' run), so one tenant
-// never holds the slots; but the queue leases in due order across tenants,
-// so a large backlog of one tenant delays the others' newer calls until the
-// scheduler has leased past it (README, "Fairness"). Actions run on an IsolateScheduler of their
+// QueuedCallOptions::slots_per_tenant queued calls at once, so one tenant
+// never holds the slots: a few of its other calls wait in the scheduler's
+// buffers while other tenants' run, the rest go back to the queue paced at
+// the rate the tenant runs them. The queue leases in due order across
+// tenants, so a backlog of one tenant that is due all at once delays the
+// others' newer calls once, for as long as it takes to lease it (about a
+// second for 20,000 calls; README, "Fairness"). Actions run on an IsolateScheduler of their
 // own (QueuedCallOptions::actions) and reach the host's services (QueuedCallOptions::services)
 // through ctx.services.<name>(args); a service answering ResourceExhausted or Unavailable is
 // back-pressure: the AIMD limiter of that service slows every function that declared it.

@@ -5,11 +5,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <random>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "lib/queue/call_scheduler_internal.h"
 #include "txfn/internal/strings.h"
 #include "txfn/rendezvous_router.h"
@@ -250,14 +252,13 @@ CallScheduler::Admission CallScheduler::Admit(FunctionState& fs, Held& h, bool i
   return Admission::kAdmitted;
 }
 
-absl::Time CallScheduler::PacedRelease(Downstream& d, absl::Time now) {
-  const absl::Time slot = std::max(d.next_release, now + options_.poll_interval);
-  const double rate = d.aimd.calls_per_second();
+absl::Time CallScheduler::PacedRelease(absl::Time& next_release, double rate, absl::Time now) {
+  const absl::Time slot = std::max(next_release, now + options_.poll_interval);
   const absl::Time horizon = now + options_.max_release_delay;
   if (rate > 0 && slot <= horizon) {
     // Never more than just past the horizon: a tiny rate must not push the
     // pace out of reach once the rate is back up.
-    d.next_release = std::min(slot + absl::Seconds(1 / rate), horizon + absl::Nanoseconds(1));
+    next_release = std::min(slot + absl::Seconds(1 / rate), horizon + absl::Nanoseconds(1));
     return slot;
   }
   // Beyond what the limit admits in max_release_delay (an outage's backlog):
@@ -267,10 +268,10 @@ absl::Time CallScheduler::PacedRelease(Downstream& d, absl::Time now) {
          (options_.max_release_delay - options_.release_delay) * unit(rng_);
 }
 
-void CallScheduler::ReleaseExcess(FunctionState& fs, int quota, Admission why,
-                                  Downstream* downstream, absl::Time now) {
+size_t CallScheduler::ReleaseExcess(FunctionState& fs, int quota, Admission why,
+                                    Downstream* downstream, size_t keep, absl::Time now) {
   std::vector<Held*>& buf = fs.buffer[quota];
-  size_t keep = options_.max_buffered_per_function;
+  keep = std::min(keep, options_.max_buffered_per_function);
   if (why == Admission::kBlockedByDownstream) {
     // Its share of what the downstream admits in release_delay, and of half
     // the buffers at most (at least one call): a downstream's callers keep
@@ -292,7 +293,7 @@ void CallScheduler::ReleaseExcess(FunctionState& fs, int quota, Admission why,
       keep = static_cast<size_t>(std::ceil(std::max(until_back, 0.0)));
     }
   }
-  if (buf.size() <= keep) return;
+  if (buf.size() <= keep) return buf.size();
   auto later = [](Held* a, Held* b) { return RunsLater(a, b); };
   std::sort_heap(buf.begin(), buf.end(), later);  // ascending: the next to run last
   const size_t release = buf.size() - keep;
@@ -304,8 +305,17 @@ void CallScheduler::ReleaseExcess(FunctionState& fs, int quota, Admission why,
       Forget(h->call().id);
       continue;
     }
-    const absl::Time back = why == Admission::kBlockedByDownstream ? PacedRelease(*downstream, now)
-                                                                   : now + options_.release_delay;
+    absl::Time back = now + options_.release_delay;
+    if (why == Admission::kBlockedByDownstream) {
+      back = PacedRelease(downstream->next_release, downstream->aimd.calls_per_second(), now);
+    } else if (why == Admission::kBlockedByTenant) {
+      // About as fast as the tenant runs them: its limit's slots, each a
+      // call per average cost (at least a millisecond).
+      back = PacedRelease(
+          fs.next_tenant_release,
+          static_cast<double>(options_.max_running_per_tenant) / std::max(fs.avg_cost_s, 1e-3),
+          now);
+    }
     // Back in time to run by the deadline: promoted opportunistic calls
     // start at deadline - slack - cost.
     const absl::Time latest =
@@ -317,6 +327,7 @@ void CallScheduler::ReleaseExcess(FunctionState& fs, int quota, Admission why,
   std::make_heap(buf.begin(), buf.end(), later);
   buffered_[quota] -= release;
   stats_.buffered -= release;
+  return keep;
 }
 
 void CallScheduler::Move(absl::Time now) {
@@ -358,6 +369,11 @@ void CallScheduler::Move(absl::Time now) {
   // Free slots per group not yet claimed by its RunQ; every admitted call
   // claims one.
   std::vector<int64_t> idle = IdleSlots();
+  // What the buffers of each tenant at its limit keep, so far in this pass.
+  absl::flat_hash_map<std::string, size_t> kept_for_tenant;
+  const size_t tenant_buffer =
+      static_cast<size_t>(std::max<int64_t>(1, options_.max_running_per_tenant)) *
+      kTenantBufferFactor;
   while ((next < heads.size() || !again.empty()) && stats_.run_queue < options_.run_queue_target) {
     Head head;
     if (!again.empty() && (next == heads.size() || worse(heads[next], again.front()))) {
@@ -389,14 +405,20 @@ void CallScheduler::Move(absl::Time now) {
       ++stats_.run_queue;
       stats_.max_run_queue = std::max(stats_.max_run_queue, stats_.run_queue);
     } else if (admission == Admission::kBlockedByTenant) {
-      // Its tenant runs as much as it may: the buffer waits, whole (one of
-      // the tenant's calls ends soon), and other buffers move past it.
+      // Its tenant runs as much as it may: the buffer waits (one of the
+      // tenant's calls ends soon) with the tenant's share of calls (the
+      // buffers met first, those that run first, keep theirs first), and
+      // other buffers move past it.
       moved = false;
+      size_t& kept = kept_for_tenant[h->call().tenant];
+      kept += ReleaseExcess(*head.fs, head.quota, admission, nullptr,
+                            tenant_buffer > kept ? tenant_buffer - kept : 0, now);
     } else {
       // Blocked by a limit: the buffer waits for a later tick, holding only
       // what it can run soon.
       moved = false;
-      ReleaseExcess(*head.fs, head.quota, admission, blocked_by, now);
+      ReleaseExcess(*head.fs, head.quota, admission, blocked_by, std::numeric_limits<size_t>::max(),
+                    now);
     }
     if (!moved) continue;
     std::pop_heap(buf.begin(), buf.end(), [](Held* a, Held* b) { return RunsLater(a, b); });

@@ -78,6 +78,9 @@ struct CallScheduler::FunctionState {
   std::vector<Downstream*> downstreams;
   double avg_cost_s = 0.01;
   int cost_samples = 1;  // in avg_cost_s, the initial cost included; capped at kCostWindow
+  // When the next call released while its tenant was at its limit is due
+  // again: such calls are paced at the rate the tenant runs them.
+  absl::Time next_tenant_release = absl::InfinitePast();
 };
 
 struct CallScheduler::WorkerSlot {

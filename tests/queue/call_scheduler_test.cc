@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -434,7 +435,68 @@ TEST(CallSchedulerTest, ATenantAtItsLimitWaitsInItsBufferWhileOthersRun) {
   EXPECT_EQ(worker->max_running(), 4u);
   EXPECT_EQ(s->stats().acked, 22u);
   EXPECT_EQ(busy_once[shy.id], 2);
-  EXPECT_EQ(s->stats().released, 1u) << "only the Busy call went back to the queue";
+  // t's buffer kept 16 x 2 of its 20 calls; only the Busy call went back.
+  EXPECT_EQ(s->stats().released, 1u);
+  EXPECT_TRUE(queue.ListDeadLetters(CallId(), 10)->empty());
+}
+
+// A tenant at its limit with a backlog of 20,000 due calls: another tenant's
+// newer call starts once the backlog was leased once, within 1.5 s (it used
+// to wait until the backlog had run, 200 s: the backlog filled the buffers and
+// so stopped the polls), the
+// tenant's buffers keep kTenantBufferFactor times its limit, and the rest
+// comes back to the queue paced at the tenant's rate, so it is leased about
+// once, not every release_delay, and a call submitted later starts at once
+// too.
+TEST(CallSchedulerTest, ATenantsBacklogDoesNotHoldBackAnotherTenantsNewerCalls) {
+  VirtualClock clock(kT0);
+  InMemoryQueue queue;
+  CallFactory f;
+  std::vector<Call> backlog;
+  for (int i = 0; i < 20'000; ++i) {
+    backlog.push_back(f.Make("f", kT0, absl::Hours(24)));
+    backlog.back().tenant = "hog";
+  }
+  ASSERT_TRUE(queue.Enqueue(backlog).ok());
+  auto victim_call = [&] {
+    Call c = f.Make("f", clock.Now() + absl::Milliseconds(1), absl::Hours(24));
+    c.tenant = "victim";
+    return c;
+  };
+  const Call first = victim_call();
+  ASSERT_TRUE(queue.Enqueue(std::vector<Call>{first}).ok());
+  auto worker = OkWorker(&clock, absl::Milliseconds(10));  // 100 calls/s a slot
+  auto s = MakeScheduler({.queue = &queue,
+                          .clock = &clock,
+                          .release_delay = absl::Seconds(10),
+                          .max_release_delay = absl::Minutes(5),
+                          .key_functions_by_tenant = true,
+                          .max_running_per_tenant = 1});
+  ASSERT_TRUE(s->AddWorker("w", worker, 4).ok());
+  auto started_at = [&](const CallId& id) -> std::optional<absl::Time> {
+    for (const auto& st : worker->started()) {
+      if (st.call.id == id) return st.at;
+    }
+    return std::nullopt;
+  };
+  RunUntil(clock, *s, {worker}, kT0 + absl::Seconds(30), absl::Milliseconds(10));
+  ASSERT_TRUE(started_at(first.id).has_value()) << "the victim's call never started";
+  // The backlog is leased once first: 20,000 calls at 256 a 10 ms poll.
+  EXPECT_LT(*started_at(first.id) - kT0, absl::Milliseconds(1500));
+  EXPECT_LE(s->stats().buffered, static_cast<size_t>(CallScheduler::kTenantBufferFactor));
+  EXPECT_EQ(worker->max_running(), 2u) << "one slot for each tenant";
+  // Later, with the backlog paced back into the queue: at once again.
+  const Call later = victim_call();
+  ASSERT_TRUE(queue.Enqueue(std::vector<Call>{later}).ok());
+  const absl::Time submitted = clock.Now();
+  RunUntil(clock, *s, {worker}, kT0 + absl::Seconds(90), absl::Milliseconds(10));
+  ASSERT_TRUE(started_at(later.id).has_value()) << "the victim's later call never started";
+  EXPECT_LT(*started_at(later.id) - submitted, absl::Seconds(1));
+  const SchedulerStats st = s->stats();
+  EXPECT_GE(st.acked, 8'000u) << "the hog ran at its limit, 100 calls a second";
+  // Released each release_delay, the backlog would be released ~9 times
+  // over in 90 s (~180,000); paced, about once.
+  EXPECT_LT(st.released, 30'000u);
   EXPECT_TRUE(queue.ListDeadLetters(CallId(), 10)->empty());
 }
 
