@@ -14,6 +14,11 @@
 namespace txfn::internal {
 namespace {
 
+// "a query", "a mutation", "an action": for messages.
+std::string WithArticle(FunctionKind kind) {
+  return StrCat(kind == FunctionKind::kAction ? "an " : "a ", FunctionKindName(kind));
+}
+
 // Marks the status of a delivery whose call had already ended (a record
 // found by the mutation's CompletionRecord).
 constexpr std::string_view kEndedPayload = "type.txfn.dev/txfn.CallEnded";
@@ -836,7 +841,7 @@ absl::StatusOr<CallResult> QueuedCalls::Action(std::string_view tenant, std::str
   TXFN_ASSIGN_OR_RETURN(TenantFunctions::Function f, Lookup(*open, name));
   if (f.kind != FunctionKind::kAction) {
     return absl::InvalidArgumentError(
-        StrCat(name, " is a ", FunctionKindName(f.kind), ", called as an action"));
+        StrCat(name, " is ", WithArticle(f.kind), ", called as an action"));
   }
   std::shared_ptr<const Snapshot> snapshot = open->Latest();
   TXFN_RETURN_IF_ERROR(CheckEnabled(*snapshot));

@@ -653,7 +653,11 @@ TEST_F(EngineQueueTest, AnActionRunsMutationsAndQueriesThroughItsContext) {
   absl::StatusOr<CallResult> sneaky = engine_->Action("app", "counters:sneaky", Args({}));
   ASSERT_FALSE(sneaky.ok());
   EXPECT_THAT(sneaky.status().message(), HasSubstr("did not declare service 'mail'"));
-  EXPECT_TRUE(absl::IsInvalidArgument(engine_->Action("app", "counters:get", Name("o")).status()));
+  absl::Status query_as_action = engine_->Action("app", "counters:get", Name("o")).status();
+  EXPECT_TRUE(absl::IsInvalidArgument(query_as_action));
+  EXPECT_THAT(query_as_action.message(), HasSubstr("is a query, called as an action"));
+  EXPECT_THAT(engine_->Query("app", "counters:orchestrate", Name("o")).status().message(),
+              HasSubstr("is an action, called as a query"));
   EXPECT_EQ(mailer_->offered(), 0);
 }
 

@@ -59,6 +59,9 @@ inline constexpr IndexId kCallOutboxIndex = 0xfffffffdu;
 
 // The most calls one transaction may schedule (as Convex).
 inline constexpr size_t kMaxScheduledPerTransaction = 1000;
+// The longest delay of a scheduled call (runAfter; runAt from the
+// transaction's time): ten years.
+inline constexpr absl::Duration kMaxScheduleDelay = absl::Hours(24 * 365 * 10);
 
 // A call id of `tenant` (version 8): its first 32 bits are TenantTag(tenant),
 // the rest comes from `a` and `b` (random bits, or a hash of an idempotency

@@ -20,7 +20,6 @@ constexpr std::string_view kStateNames[] = {"pending", "running",       "succeed
                                             "failed",  "dead_lettered", "cancelled"};
 
 // The longest delay or deadline window txfn accepts from JavaScript.
-constexpr absl::Duration kMaxDelay = absl::Hours(24 * 365 * 10);
 
 Value TimeValue(absl::Time t) { return Value::Int64(absl::ToUnixNanos(t)); }
 
@@ -47,9 +46,9 @@ absl::StatusOr<absl::Duration> Millis(const Value& v, std::string_view field) {
   } else {
     return absl::InvalidArgumentError(StrCat(field, " must be a number of milliseconds"));
   }
-  if (!std::isfinite(ms) || ms < 0 || absl::Milliseconds(ms) > kMaxDelay) {
-    return absl::InvalidArgumentError(
-        StrCat(field, " must be between 0 and ", absl::FormatDuration(kMaxDelay), " in ms"));
+  if (!std::isfinite(ms) || ms < 0 || absl::Milliseconds(ms) > kMaxScheduleDelay) {
+    return absl::InvalidArgumentError(StrCat(field, " must be between 0 and ",
+                                             absl::FormatDuration(kMaxScheduleDelay), " in ms"));
   }
   return absl::Milliseconds(ms);
 }
@@ -250,10 +249,11 @@ absl::StatusOr<CallId> ScheduleCall(Transaction& txn, ScheduledCall call, uint64
   if (call.delay.has_value() == call.at.has_value()) {
     return absl::InvalidArgumentError("a scheduled call needs exactly one of a delay and a time");
   }
-  if (call.delay.has_value() && (*call.delay < absl::ZeroDuration() || *call.delay > kMaxDelay)) {
+  if (call.delay.has_value() &&
+      (*call.delay < absl::ZeroDuration() || *call.delay > kMaxScheduleDelay)) {
     return absl::InvalidArgumentError(StrCat("the delay of scheduled call ", call.function,
                                              " must be between 0 and ",
-                                             absl::FormatDuration(kMaxDelay)));
+                                             absl::FormatDuration(kMaxScheduleDelay)));
   }
   if (call.at.has_value() &&
       (*call.at == absl::InfiniteFuture() || *call.at == absl::InfinitePast())) {

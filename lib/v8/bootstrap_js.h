@@ -322,12 +322,57 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
                    [pattern, interruptible(replacement)]);
     },
   });
-  if (typeof Intl === 'object' && Intl !== null && typeof Intl.Segmenter === 'function') {
-    install(Intl.Segmenter.prototype, 'Intl.Segmenter.prototype.', {
-      segment(...a) {
-        return stringGuarded('Intl.Segmenter.prototype.segment', MAX_SLOW, true, this, a);
+  // ---- ICU memory outside the heap limit -------------------------------------
+  // An Intl object keeps its ICU formatter outside V8's heap, so a loop
+  // making DateTimeFormats grew the process by gigabytes under a small heap
+  // limit. Every constructor (and Segmenter's segment(), which clones its
+  // break iterator) charges intlObject() first: V8's GC learns of the memory,
+  // and a request may make kMaxIntlObjectsPerRequest (isolate_runtime.h). A
+  // wrapper stands in for its constructor everywhere (prototype.constructor,
+  // subclasses through new.target); the original stays in ORIG only.
+  const intlObject = n.intlObject;
+  function intlNew(name, target, args) {
+    intlObject();
+    const C = ORIG['Intl.' + name];
+    return target === undefined ? apply(C, undefined, args) : construct(C, args, target);
+  }
+  if (typeof Intl === 'object' && Intl !== null) {
+    delete Intl.v8BreakIterator;  // V8's own, not ECMA-402
+    const intl = {
+      Collator: function Collator(...a) { return intlNew('Collator', new.target, a); },
+      DateTimeFormat: function DateTimeFormat(...a) {
+        return intlNew('DateTimeFormat', new.target, a);
       },
-    });
+      DisplayNames: function DisplayNames(...a) {
+        return intlNew('DisplayNames', new.target, a);
+      },
+      ListFormat: function ListFormat(...a) { return intlNew('ListFormat', new.target, a); },
+      Locale: function Locale(...a) { return intlNew('Locale', new.target, a); },
+      NumberFormat: function NumberFormat(...a) { return intlNew('NumberFormat', new.target, a); },
+      PluralRules: function PluralRules(...a) { return intlNew('PluralRules', new.target, a); },
+      RelativeTimeFormat: function RelativeTimeFormat(...a) {
+        return intlNew('RelativeTimeFormat', new.target, a);
+      },
+      Segmenter: function Segmenter(...a) { return intlNew('Segmenter', new.target, a); },
+    };
+    for (const name of ownKeys(intl)) {
+      const C = Intl[name], wrapper = intl[name];
+      if (typeof C !== 'function') continue;
+      defineProperty(wrapper, 'length', {value: C.length});
+      defineProperty(wrapper, 'prototype', {value: C.prototype, writable: false});
+      defineProperty(wrapper, 'supportedLocalesOf', {
+        value: C.supportedLocalesOf, writable: true, configurable: true});
+      defineProperty(C.prototype, 'constructor', {value: wrapper, writable: true, configurable: true});
+    }
+    install(Intl, 'Intl.', intl);
+    if (typeof Intl.Segmenter === 'function') {
+      install(Intl.Segmenter.prototype, 'Intl.Segmenter.prototype.', {
+        segment(...a) {
+          intlObject();
+          return stringGuarded('Intl.Segmenter.prototype.segment', MAX_SLOW, true, this, a);
+        },
+      });
+    }
   }
   defineProperty(RegExp.prototype, Symbol.replace, {writable: true, configurable: true,
     value: function sandboxedReplace(string, replaceValue) {

@@ -398,6 +398,12 @@ void Schedule(const v8::FunctionCallbackInfo<v8::Value>& info) {
     return call->InvalidArgument(StrCat(
         what, ": the ", after ? "delay must be a finite number >= 0" : "time must be finite"));
   }
+  // runAfter's bound, for runAt from the transaction's time (Date.now()).
+  if (!after && when - req.now_ms > absl::ToDoubleMilliseconds(kMaxScheduleDelay)) {
+    return call->InvalidArgument(StrCat(
+        what, ": the time must be at most ", absl::FormatDuration(kMaxScheduleDelay),
+        " after now, got ", absl::FormatDuration(absl::Milliseconds(when - req.now_ms)), " after"));
+  }
   std::optional<std::string> function = call->String(2, StrCat(what, ": function"), 256);
   if (!function) return;
   std::optional<Value> args = call->ValueArg(3, StrCat(what, ": args"));
@@ -498,6 +504,21 @@ void ServiceNative(const v8::FunctionCallbackInfo<v8::Value>& info) {
   ActionCall(info, "ctx.services", [](ActionHost& h, const std::string& s, const Value& a) {
     return h.CallService(s, a);
   });
+}
+
+// intlObject(): charged by the bootstrap's Intl wrappers before an object
+// that holds ICU memory is made (kMaxIntlObjectsPerRequest). Outside a
+// request (the bootstrap, the lockdown) it only tells the GC.
+void IntlObject(const v8::FunctionCallbackInfo<v8::Value>& info) {
+  std::optional<Call> call = Call::Enter(info, /*needs_request=*/false);
+  if (!call) return;
+  info.GetIsolate()->AdjustAmountOfExternalAllocatedMemory(kIntlObjectBytes);
+  RequestState* req = call->rt().current();
+  if (req == nullptr || ++req->intl_objects <= kMaxIntlObjectsPerRequest) return;
+  call->Fail(absl::ResourceExhaustedError(
+      StrCat("Intl: more than ", kMaxIntlObjectsPerRequest,
+             " Intl objects in one request exceed the sandbox limit (their ICU memory is "
+             "outside the heap limit): make one and reuse it")));
 }
 
 // isProxy(v): lets the bootstrap's builtin guards tell Proxies (whose traps
@@ -636,6 +657,7 @@ const intptr_t* IsolateRuntime::ExternalReferences() {
                                    reinterpret_cast<intptr_t>(&Replace),
                                    reinterpret_cast<intptr_t>(&Delete),
                                    reinterpret_cast<intptr_t>(&IsProxy),
+                                   reinterpret_cast<intptr_t>(&IntlObject),
                                    reinterpret_cast<intptr_t>(&Schedule),
                                    reinterpret_cast<intptr_t>(&Unschedule),
                                    reinterpret_cast<intptr_t>(&RunQueryNative),
@@ -687,6 +709,7 @@ absl::StatusOr<v8::Local<v8::Object>> IsolateRuntime::Bootstrap(v8::Isolate* iso
   add("replace", &Replace);
   add("del", &Delete);
   add("isProxy", &IsProxy);
+  add("intlObject", &IntlObject);
   add("schedule", &Schedule);
   add("unschedule", &Unschedule);
   add("runQuery", &RunQueryNative);

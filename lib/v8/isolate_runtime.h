@@ -51,6 +51,11 @@ inline constexpr size_t kSnapshotContextIndex = 0;
 inline constexpr size_t kSnapshotExportsIndex = 0;
 inline constexpr size_t kSnapshotMarkerIndex = 1;
 inline constexpr std::string_view kSnapshotMarker = "txfn.runner.snapshot.v2";
+// Intl objects keep ICU's formatters outside V8's heap, where the heap limit
+// does not see them (a DateTimeFormat ~60 KiB): one request may make at most
+// this many, and each is reported to V8's GC as this much external memory.
+inline constexpr size_t kMaxIntlObjectsPerRequest = 1000;
+inline constexpr int64_t kIntlObjectBytes = 64 << 10;
 
 // The request running on an isolate now.
 struct RequestState {
@@ -70,7 +75,8 @@ struct RequestState {
   // is the real time.
   bool action = false;
   std::shared_ptr<ActionHost> host;
-  size_t scheduled = 0;  // calls ctx.scheduler scheduled in this request
+  size_t scheduled = 0;     // calls ctx.scheduler scheduled in this request
+  size_t intl_objects = 0;  // Intl objects made in this request (IntlObject)
   void BecomeAction(std::shared_ptr<ActionHost> action_host) {
     action = true;
     host = std::move(action_host);

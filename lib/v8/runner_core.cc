@@ -24,6 +24,11 @@
 namespace txfn::internal {
 namespace {
 
+// "a query", "a mutation", "an action": for messages.
+std::string WithArticle(FunctionKind kind) {
+  return StrCat(kind == FunctionKind::kAction ? "an " : "a ", FunctionKindName(kind));
+}
+
 constexpr int kQueryMark = 1;
 constexpr int kMutationMark = 2;
 constexpr int kActionMark = 3;
@@ -262,8 +267,8 @@ RunResult RunnerCore::RunOnIsolate(IsolateLease& lease, const RunRequest& reques
     }
     if (*declared != request.kind) {
       absl::Status mismatch =
-          absl::InvalidArgumentError(StrCat(request.function, " is a ", FunctionKindName(*declared),
-                                            ", called as a ", FunctionKindName(request.kind)));
+          absl::InvalidArgumentError(StrCat(request.function, " is ", WithArticle(*declared),
+                                            ", called as ", WithArticle(request.kind)));
       mismatch.SetPayload(internal::ToAbsl(kKindMismatchTypeUrl),
                           absl::Cord(internal::ToAbsl(FunctionKindName(*declared))));
       return mismatch;

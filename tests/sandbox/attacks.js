@@ -38,6 +38,9 @@ export const terminationInConversionOfManyFields = m((ctx) => {
 });
 export const hugeId = q((ctx) => ctx.db.get("x".repeat(2 ** 28)));
 export const hugeTable = m((ctx) => ctx.db.insert("t".repeat(2 ** 27), {}));
+// The latest time a Date holds: runAt keeps runAfter's ten-year bound.
+export const runAtYear275760 = m((ctx) => ctx.scheduler.runAt(new Date(8.64e15), "attacks:hugeTable", {}));
+export const runAfterCentury = m((ctx) => ctx.scheduler.runAfter(100 * 365 * 86400e3, "attacks:hugeTable", {}));
 export const hugeIndexName = q((ctx) => items(ctx).withIndex("i".repeat(2 ** 27)).collect());
 export const hugeEqField = q((ctx) => items(ctx).withIndex("by_k", (r) => r.eq("k".repeat(4096), 1n)).collect());
 export const giantEqField = q((ctx) => items(ctx).withIndex("by_k", (r) => r.eq("k".repeat(2 ** 26), 1n)).collect());
@@ -116,6 +119,41 @@ export const typedArrayTooLong = q(() => { for (const k in new Uint8Array(2 ** 2
 export const typedArrayViewTooLong = q(() => new Int8Array(new ArrayBuffer(2 ** 25)).length);
 export const typedArraySubclassTooLong = q(() => new (class extends Uint16Array {})(2 ** 23).length);
 export const stringRawHuge = q(() => String.raw({ raw: { length: 2 ** 32 - 1 } }).length);
+// Intl objects keep ICU memory outside the heap limit (~60 KiB a full
+// DateTimeFormat): a request may make 1,000, however it makes them.
+const fullDate = { timeZone: "Asia/Tokyo", dateStyle: "full", timeStyle: "full" };
+export const intlFormattersKept = q(() => {
+  const kept = [];
+  for (;;) kept.push(new Intl.DateTimeFormat("en", fullDate));
+});
+export const intlSubclassKept = q(() => {
+  class F extends Intl.NumberFormat {}
+  const kept = [];
+  for (;;) kept.push(new F("en", { style: "currency", currency: "EUR" }));
+});
+export const intlCalledAsFunction = q(() =>
+  new Array(5000).fill("en").map(Intl.DateTimeFormat.bind(null, "en", fullDate)).length);
+export const intlSegmentsKept = q(() => {
+  const segmenter = new Intl.Segmenter("en", { granularity: "word" });
+  const kept = [];
+  for (;;) kept.push(segmenter.segment("a b"));
+});
+// ... and they behave as before; a limit caught is only those objects refused.
+export const intlStillWorks = q(() => {
+  class F extends Intl.NumberFormat {}
+  const seen = [new Intl.NumberFormat("en").format(1234.5), Intl.DateTimeFormat.name,
+                Intl.DateTimeFormat.length, new Intl.Collator("en") instanceof Intl.Collator,
+                Intl.NumberFormat.supportedLocalesOf(["en"]).length,
+                new Intl.NumberFormat().constructor === Intl.NumberFormat,
+                Object.getPrototypeOf(new F("en")) === F.prototype, typeof Intl.v8BreakIterator];
+  try {
+    for (let i = 0; i < 2000; i++) new Intl.Collator("en");
+    seen.push("not refused");
+  } catch (e) {
+    seen.push(e.message.includes("sandbox limit") ? "refused" : e.message);
+  }
+  return seen;
+});
 export const arrayFromArrayLike = q(() => Array.from({ length: 2 ** 32 - 1 }).length);
 
 // ---- 6. Determinism ----------------------------------------------------------
