@@ -14,11 +14,6 @@
 namespace txfn::internal {
 namespace {
 
-// "a query", "a mutation", "an action": for messages.
-std::string WithArticle(FunctionKind kind) {
-  return StrCat(kind == FunctionKind::kAction ? "an " : "a ", FunctionKindName(kind));
-}
-
 // Marks the status of a delivery whose call had already ended (a record
 // found by the mutation's CompletionRecord).
 constexpr std::string_view kEndedPayload = "type.txfn.dev/txfn.CallEnded";
@@ -249,6 +244,8 @@ absl::Status QueuedCalls::Start() {
     so.opportunistic_deadline_slack = options_.opportunistic_deadline_slack;
     so.utilization = options_.utilization;
     so.key_functions_by_tenant = true;
+    // Tenants name functions (and may schedule calls of names never deployed).
+    so.forget_idle_functions = absl::Minutes(10);
     so.max_running_per_tenant = slots_per_tenant_;
     so.wakeup = [this] { Wake(); };
     {
@@ -841,7 +838,7 @@ absl::StatusOr<CallResult> QueuedCalls::Action(std::string_view tenant, std::str
   TXFN_ASSIGN_OR_RETURN(TenantFunctions::Function f, Lookup(*open, name));
   if (f.kind != FunctionKind::kAction) {
     return absl::InvalidArgumentError(
-        StrCat(name, " is ", WithArticle(f.kind), ", called as an action"));
+        StrCat(name, " is ", FunctionKindWithArticle(f.kind), ", called as an action"));
   }
   std::shared_ptr<const Snapshot> snapshot = open->Latest();
   TXFN_RETURN_IF_ERROR(CheckEnabled(*snapshot));

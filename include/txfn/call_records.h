@@ -59,8 +59,9 @@ inline constexpr IndexId kCallOutboxIndex = 0xfffffffdu;
 
 // The most calls one transaction may schedule (as Convex).
 inline constexpr size_t kMaxScheduledPerTransaction = 1000;
-// The longest delay of a scheduled call (runAfter; runAt from the
-// transaction's time): ten years.
+// The longest delay txfn accepts from JavaScript, ten years: a scheduled
+// call's (runAfter; runAt from Date.now()), and a function's deadline and
+// backoff attributes.
 inline constexpr absl::Duration kMaxScheduleDelay = absl::Hours(24 * 365 * 10);
 
 // A call id of `tenant` (version 8): its first 32 bits are TenantTag(tenant),

@@ -180,6 +180,7 @@ struct SchedulerStats {
   size_t max_buffered = 0;     // the largest seen
   size_t max_run_queue = 0;
   size_t worker_slots = 0;
+  size_t functions = 0;            // function states kept (Options::forget_idle_functions)
   double opportunistic_share = 1;  // S
   uint64_t config_version = 0;
   uint64_t config_failures = 0;
@@ -254,17 +255,28 @@ class CallScheduler {
     // Calls of one tenant (Call::tenant) admitted at once (in the RunQ or
     // running); 0 = no limit. A tenant at its limit waits in its buffers, and
     // other tenants' calls are moved past it, so one tenant's backlog never
-    // takes every worker slot. Its buffers keep kTenantBufferFactor times
-    // the limit together (and max_buffered_per_function each at most):
-    // enough to start its next calls the moment its running ones end. The
-    // rest go back to the queue (not counted as an attempt) paced at the rate
-    // the tenant runs them (the limit over the function's average cost),
-    // as for a downstream, so a tenant's backlog of any size neither fills
-    // the buffers nor stands, due, in front of other tenants' newer calls
-    // longer than it takes to lease it once. (A buffer waits at its head:
-    // set key_functions_by_tenant so that no buffer holds two tenants'
-    // calls.)
+    // takes every worker slot. With key_functions_by_tenant, its buffers keep
+    // kTenantBufferFactor times the limit together (max_buffered_per_function
+    // each, and the buffers of all tenants at their limit half of
+    // max_buffered): enough to start its next calls the moment its running
+    // ones end. The rest go back to the queue (not counted as an attempt),
+    // paced at about the rate the tenant runs them (the limit, or its share
+    // of the worker slots when more tenants are at their limit, over the
+    // function's average time from dispatch to completion) as for a
+    // downstream, but never later than its deadline allows; a call that
+    // would be due again before the next poll stays. So a tenant's backlog
+    // of any size neither fills the buffers nor stands, due, in front of
+    // other tenants' newer calls longer than it takes to lease it once.
+    // (A buffer waits at its head, and without key_functions_by_tenant one
+    // buffer may hold several tenants' calls: set it.)
     int64_t max_running_per_tenant = 0;
+    // The state of a function that is not in SchedulerConfig::functions (its
+    // measured cost, quota buckets, pace) is forgotten once it has held no
+    // call for this long, and made afresh if its calls come back; 0 = kept
+    // for the scheduler's life. A host whose function names come from
+    // tenants (the engine: 10 min) sets it, so that names used once do not
+    // pile up.
+    absl::Duration forget_idle_functions = absl::ZeroDuration();
   };
 
   // InvalidArgument for a missing queue or clock, a shard out of range, a
@@ -351,11 +363,23 @@ class CallScheduler {
                   Downstream** blocked_by) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Per group: free worker slots minus the calls waiting in its RunQ.
   std::vector<int64_t> IdleSlots() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // A blocked buffer keeps what it can run soon, `keep` calls at most, and
-  // releases the rest (`downstream`: the one that blocked it, for
-  // kBlockedByDownstream). Returns how many calls it kept.
-  size_t ReleaseExcess(FunctionState& fs, int quota, Admission why, Downstream* downstream,
-                       size_t keep, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A blocked buffer keeps what it can run soon and releases the rest
+  // (`downstream`: the one that blocked it, for kBlockedByDownstream).
+  void ReleaseExcess(FunctionState& fs, int quota, Admission why, Downstream* downstream,
+                     absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A buffer of a tenant at max_running_per_tenant keeps `keep` calls (and
+  // those too close to their deadline to go back), and releases the rest
+  // paced at the tenant's rate. Returns how many calls it kept.
+  size_t ReleaseTenantExcess(FunctionState& fs, int quota, size_t keep, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // What the buffers of one tenant at its limit may keep together now.
+  size_t TenantBuffer(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The index of the RunQ call to dispatch next with max_running_per_tenant
+  // (see Dispatch).
+  size_t FairestInRunQueue(const std::vector<Held*>& run_queue) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Drops the functions idle for Options::forget_idle_functions.
+  void ForgetIdleFunctions(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // When the next call held back by a limit that admits `rate` calls a
   // second is due again, after the calls released for it before, whose pace
   // `next_release` keeps (see max_release_delay).
@@ -379,6 +403,7 @@ class CallScheduler {
   absl::Time next_poll_ ABSL_GUARDED_BY(mu_);
   absl::Duration poll_backoff_ ABSL_GUARDED_BY(mu_);
   absl::Time next_extend_ ABSL_GUARDED_BY(mu_);
+  absl::Time next_forget_ ABSL_GUARDED_BY(mu_);
   absl::Time next_config_poll_ ABSL_GUARDED_BY(mu_);
   bool draining_ ABSL_GUARDED_BY(mu_) = false;
 
@@ -399,6 +424,10 @@ class CallScheduler {
   size_t buffered_[2] ABSL_GUARDED_BY(mu_) = {0, 0};
   // Admitted calls per tenant (max_running_per_tenant), only while non-zero.
   absl::flat_hash_map<std::string, int64_t> tenant_admitted_ ABSL_GUARDED_BY(mu_);
+  // Per tenant: when the next call released while it was at its limit is due
+  // again (ReleaseTenantExcess); forgotten once past.
+  absl::flat_hash_map<std::string, absl::Time> tenant_next_release_ ABSL_GUARDED_BY(mu_);
+  size_t tenants_at_limit_ ABSL_GUARDED_BY(mu_) = 0;  // as of the last TenantBuffer
 };
 
 }  // namespace txfn

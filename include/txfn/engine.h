@@ -170,8 +170,9 @@ struct QueuedCallOptions {
   // server on the same database).
   bool run = true;
   // Calls running at once (0 = 2 x the scheduler's workers), and per tenant
-  // (0 = half of that, at least 1; a tenant's other calls wait in the
-  // scheduler's buffers while other tenants' run).
+  // (0 = half of that, at least 1; a few of a tenant's other calls wait in
+  // the scheduler's buffers while other tenants' run, the rest in the queue:
+  // CallScheduler::Options::max_running_per_tenant).
   int slots = 0;
   int slots_per_tenant = 0;
   // How long a call the isolates refused (their queue full) waits before it

@@ -255,6 +255,8 @@ std::shared_ptr<const IsolateCustomizer> FunctionRunnerIsolateCustomizer();
 
 // "query", "mutation" or "action".
 std::string_view FunctionKindName(FunctionKind kind);
+// "a query", "a mutation" or "an action" (for messages).
+std::string FunctionKindWithArticle(FunctionKind kind);
 
 // A call of an export as the other kind (a mutation run as a query, or the
 // reverse) fails with InvalidArgument before any of the function's code runs,

@@ -19,8 +19,6 @@ using internal::StrCat;
 constexpr std::string_view kStateNames[] = {"pending", "running",       "succeeded",
                                             "failed",  "dead_lettered", "cancelled"};
 
-// The longest delay or deadline window txfn accepts from JavaScript.
-
 Value TimeValue(absl::Time t) { return Value::Int64(absl::ToUnixNanos(t)); }
 
 absl::Status Malformed(std::string_view what, std::string_view why) {

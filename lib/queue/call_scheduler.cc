@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
 #include <random>
 #include <string>
 #include <utility>
@@ -37,6 +36,7 @@ absl::Time CallScheduler::Tick() {
   internal::MutexLock lock(&mu_);
   ProcessCompletions(now);
   ExtendLeases(now);
+  ForgetIdleFunctions(now);
   Move(now);
   Dispatch(now);
   Poll(now);
@@ -50,7 +50,29 @@ absl::Time CallScheduler::Tick() {
   return std::max(next, now);
 }
 
-void CallScheduler::Forget(const CallId& id) { held_.erase(id); }
+void CallScheduler::Forget(const CallId& id) {
+  auto it = held_.find(id);
+  if (it == held_.end()) return;
+  if (it->second->fs != nullptr) --it->second->fs->held;
+  held_.erase(it);
+}
+
+void CallScheduler::ForgetIdleFunctions(absl::Time now) {
+  if (options_.forget_idle_functions <= absl::ZeroDuration() || now < next_forget_) return;
+  next_forget_ = now + options_.forget_idle_functions / 4;
+  auto idle = [&](const std::unique_ptr<FunctionState>& fs) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (fs->held > 0 || config_.functions.contains(fs->name)) {
+      fs->idle_since = absl::InfiniteFuture();
+      return false;
+    }
+    fs->idle_since = std::min(fs->idle_since, now);
+    if (now - fs->idle_since < options_.forget_idle_functions) return false;
+    for (Downstream* d : fs->downstreams) --d->callers;
+    function_index_.erase(fs->name);
+    return true;
+  };
+  functions_.erase(std::remove_if(functions_.begin(), functions_.end(), idle), functions_.end());
+}
 
 void CallScheduler::Settle(Held& held, Settlement settlement) {
   // Limits held by an admitted call are freed as soon as it ends.
@@ -129,6 +151,10 @@ void CallScheduler::ProcessCompletions(absl::Time now) {
       (void)fs.reserved.SetRate(rate, now);
       (void)fs.reserved.SetBurst(BucketBurst(rate, options_.quota_burst), now);
     }
+    // Dispatch to completion (a tenant's pace, ReleaseTenantExcess): more
+    // than the CPU for a call that waits on its storage or services.
+    fs.wall_samples = std::min(fs.wall_samples + 1, internal::kCostWindow);
+    fs.avg_wall_s += (absl::ToDoubleSeconds(now - h.started) - fs.avg_wall_s) / fs.wall_samples;
     const Call& c = h.call();
     const LeaseToken token = h.leased.token;
     switch (outcome.kind) {
@@ -268,10 +294,10 @@ absl::Time CallScheduler::PacedRelease(absl::Time& next_release, double rate, ab
          (options_.max_release_delay - options_.release_delay) * unit(rng_);
 }
 
-size_t CallScheduler::ReleaseExcess(FunctionState& fs, int quota, Admission why,
-                                    Downstream* downstream, size_t keep, absl::Time now) {
+void CallScheduler::ReleaseExcess(FunctionState& fs, int quota, Admission why,
+                                  Downstream* downstream, absl::Time now) {
   std::vector<Held*>& buf = fs.buffer[quota];
-  keep = std::min(keep, options_.max_buffered_per_function);
+  size_t keep = options_.max_buffered_per_function;
   if (why == Admission::kBlockedByDownstream) {
     // Its share of what the downstream admits in release_delay, and of half
     // the buffers at most (at least one call): a downstream's callers keep
@@ -293,7 +319,7 @@ size_t CallScheduler::ReleaseExcess(FunctionState& fs, int quota, Admission why,
       keep = static_cast<size_t>(std::ceil(std::max(until_back, 0.0)));
     }
   }
-  if (buf.size() <= keep) return buf.size();
+  if (buf.size() <= keep) return;
   auto later = [](Held* a, Held* b) { return RunsLater(a, b); };
   std::sort_heap(buf.begin(), buf.end(), later);  // ascending: the next to run last
   const size_t release = buf.size() - keep;
@@ -305,17 +331,10 @@ size_t CallScheduler::ReleaseExcess(FunctionState& fs, int quota, Admission why,
       Forget(h->call().id);
       continue;
     }
-    absl::Time back = now + options_.release_delay;
-    if (why == Admission::kBlockedByDownstream) {
-      back = PacedRelease(downstream->next_release, downstream->aimd.calls_per_second(), now);
-    } else if (why == Admission::kBlockedByTenant) {
-      // About as fast as the tenant runs them: its limit's slots, each a
-      // call per average cost (at least a millisecond).
-      back = PacedRelease(
-          fs.next_tenant_release,
-          static_cast<double>(options_.max_running_per_tenant) / std::max(fs.avg_cost_s, 1e-3),
-          now);
-    }
+    const absl::Time back =
+        why == Admission::kBlockedByDownstream
+            ? PacedRelease(downstream->next_release, downstream->aimd.calls_per_second(), now)
+            : now + options_.release_delay;
     // Back in time to run by the deadline: promoted opportunistic calls
     // start at deadline - slack - cost.
     const absl::Time latest =
@@ -327,7 +346,81 @@ size_t CallScheduler::ReleaseExcess(FunctionState& fs, int quota, Admission why,
   std::make_heap(buf.begin(), buf.end(), later);
   buffered_[quota] -= release;
   stats_.buffered -= release;
-  return keep;
+}
+
+size_t CallScheduler::ReleaseTenantExcess(FunctionState& fs, int quota, size_t keep,
+                                          absl::Time now) {
+  std::vector<Held*>& buf = fs.buffer[quota];
+  keep = std::min(keep, options_.max_buffered_per_function);
+  if (buf.size() <= keep) return buf.size();
+  auto later = [](Held* a, Held* b) { return RunsLater(a, b); };
+  std::sort_heap(buf.begin(), buf.end(), later);  // ascending: the next to run last
+  const size_t excess = buf.size() - keep;
+  // About as fast as the tenant runs them: its limit's slots (or its share
+  // of all slots, when more tenants are at their limit than fit at once),
+  // each free again after the function's average time from dispatch to
+  // completion. So several tenants' backlogs together come back no faster
+  // than the workers run calls.
+  const double slots = std::min(static_cast<double>(options_.max_running_per_tenant),
+                                static_cast<double>(std::max<size_t>(1, stats_.worker_slots)) /
+                                    static_cast<double>(std::max<size_t>(1, tenants_at_limit_)));
+  const double rate = slots / std::max({fs.avg_wall_s, fs.avg_cost_s, 1e-3});
+  absl::Time& pace = tenant_next_release_[buf.back()->call().tenant];
+  std::vector<Held*> stay;
+  // The next to run first, so the pace gives it the earliest slot.
+  for (size_t i = excess; i-- > 0;) {
+    Held* h = buf[i];
+    if (h->lost) {
+      ++stats_.lost_leases;
+      Forget(h->call().id);
+      continue;
+    }
+    // Back in time to run by its deadline (an opportunistic call is promoted
+    // the slack before it). One due again before the next poll would only
+    // be leased again: it waits here instead, for its deadline at worst.
+    absl::Time latest = h->call().deadline - absl::Seconds(fs.avg_cost_s);
+    if (h->call().quota == QuotaClass::kOpportunistic) {
+      latest -= options_.opportunistic_deadline_slack;
+    }
+    if (latest <= now + options_.poll_interval) {
+      stay.push_back(h);
+      continue;
+    }
+    Settle(*h,
+           Settlement::Release(h->leased.token, std::min(PacedRelease(pace, rate, now), latest)));
+  }
+  const size_t removed = excess - stay.size();
+  buf.erase(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(excess));
+  buf.insert(buf.end(), stay.begin(), stay.end());
+  std::make_heap(buf.begin(), buf.end(), later);
+  buffered_[quota] -= removed;
+  stats_.buffered -= removed;
+  return buf.size();
+}
+
+size_t CallScheduler::TenantBuffer(absl::Time now) {
+  if (options_.max_running_per_tenant <= 0) return 0;
+  size_t at_limit = 0;
+  for (const auto& [tenant, admitted] : tenant_admitted_) {
+    if (admitted >= options_.max_running_per_tenant) ++at_limit;
+  }
+  tenants_at_limit_ = at_limit;
+  // The paces of tenants no longer released for are forgotten.
+  if (tenant_next_release_.size() > 2 * at_limit + 64) {
+    for (auto it = tenant_next_release_.begin(); it != tenant_next_release_.end();) {
+      if (it->second <= now) {
+        tenant_next_release_.erase(it++);
+      } else {
+        ++it;
+      }
+    }
+  }
+  // kTenantBufferFactor times the limit; all tenants at their limit
+  // together half of max_buffered at most, so they never stop the polls.
+  const size_t share = options_.max_buffered / 2 / std::max<size_t>(1, at_limit);
+  return std::max<size_t>(
+      1,
+      std::min(static_cast<size_t>(options_.max_running_per_tenant) * kTenantBufferFactor, share));
 }
 
 void CallScheduler::Move(absl::Time now) {
@@ -369,11 +462,10 @@ void CallScheduler::Move(absl::Time now) {
   // Free slots per group not yet claimed by its RunQ; every admitted call
   // claims one.
   std::vector<int64_t> idle = IdleSlots();
-  // What the buffers of each tenant at its limit keep, so far in this pass.
+  // What the buffers of each tenant at its limit keep, so far in this pass,
+  // and what they may keep together.
   absl::flat_hash_map<std::string, size_t> kept_for_tenant;
-  const size_t tenant_buffer =
-      static_cast<size_t>(std::max<int64_t>(1, options_.max_running_per_tenant)) *
-      kTenantBufferFactor;
+  const size_t tenant_buffer = TenantBuffer(now);
   while ((next < heads.size() || !again.empty()) && stats_.run_queue < options_.run_queue_target) {
     Head head;
     if (!again.empty() && (next == heads.size() || worse(heads[next], again.front()))) {
@@ -406,19 +498,20 @@ void CallScheduler::Move(absl::Time now) {
       stats_.max_run_queue = std::max(stats_.max_run_queue, stats_.run_queue);
     } else if (admission == Admission::kBlockedByTenant) {
       // Its tenant runs as much as it may: the buffer waits (one of the
-      // tenant's calls ends soon) with the tenant's share of calls (the
-      // buffers met first, those that run first, keep theirs first), and
-      // other buffers move past it.
+      // tenant's calls ends soon) and other buffers move past it. A buffer
+      // of one tenant keeps the tenant's share of calls (the buffers met
+      // first, those that run first, keep theirs first).
       moved = false;
-      size_t& kept = kept_for_tenant[h->call().tenant];
-      kept += ReleaseExcess(*head.fs, head.quota, admission, nullptr,
-                            tenant_buffer > kept ? tenant_buffer - kept : 0, now);
+      if (options_.key_functions_by_tenant) {
+        size_t& kept = kept_for_tenant[h->call().tenant];
+        kept += ReleaseTenantExcess(*head.fs, head.quota,
+                                    tenant_buffer > kept ? tenant_buffer - kept : 0, now);
+      }
     } else {
       // Blocked by a limit: the buffer waits for a later tick, holding only
       // what it can run soon.
       moved = false;
-      ReleaseExcess(*head.fs, head.quota, admission, blocked_by, std::numeric_limits<size_t>::max(),
-                    now);
+      ReleaseExcess(*head.fs, head.quota, admission, blocked_by, now);
     }
     if (!moved) continue;
     std::pop_heap(buf.begin(), buf.end(), [](Held* a, Held* b) { return RunsLater(a, b); });
@@ -430,6 +523,28 @@ void CallScheduler::Move(absl::Time now) {
       std::push_heap(again.begin(), again.end(), worse);
     }
   }
+}
+
+size_t CallScheduler::FairestInRunQueue(const std::vector<Held*>& run_queue) const {
+  auto admitted = [this](const Held* h) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    auto it = tenant_admitted_.find(h->call().tenant);
+    return it == tenant_admitted_.end() ? int64_t{0} : it->second;
+  };
+  size_t best = 0;
+  int64_t best_admitted = admitted(run_queue[0]);
+  for (size_t i = 1; i < run_queue.size(); ++i) {
+    const Held* h = run_queue[i];
+    const Held* b = run_queue[best];
+    if (h->call().criticality != b->call().criticality) {
+      if (h->call().criticality < b->call().criticality) continue;
+    } else {
+      const int64_t n = admitted(h);
+      if (n > best_admitted || (n == best_admitted && !RunsLater(b, h))) continue;
+    }
+    best = i;
+    best_admitted = admitted(h);
+  }
+  return best;
 }
 
 void CallScheduler::Dispatch(absl::Time now) {
@@ -445,14 +560,26 @@ void CallScheduler::Dispatch(absl::Time now) {
       pool = &everyone;
     }
     // The RunQ is a heap: the most critical call, then the earliest
-    // deadline, takes the next free slot.
+    // deadline, takes the next free slot. With max_running_per_tenant, a
+    // call of a tenant with fewer calls admitted goes first among equally
+    // critical ones: tenants at their limit whose calls fill every slot
+    // (their limits add up to more) must not keep a newer tenant's later
+    // deadline waiting until their backlogs have run.
     std::vector<Held*>& run_queue = group.run_queue;
-    auto pop = [&run_queue] {
-      std::pop_heap(run_queue.begin(), run_queue.end(), RunsLater<Held>);
-      run_queue.pop_back();
+    size_t at = 0;  // the next call's index
+    auto pop = [&run_queue, &at] {
+      if (at == 0) {
+        std::pop_heap(run_queue.begin(), run_queue.end(), RunsLater<Held>);
+        run_queue.pop_back();
+      } else {
+        std::swap(run_queue[at], run_queue.back());
+        run_queue.pop_back();
+        std::make_heap(run_queue.begin(), run_queue.end(), RunsLater<Held>);
+      }
     };
     while (!run_queue.empty()) {
-      Held* h = run_queue.front();
+      at = options_.max_running_per_tenant > 0 ? FairestInRunQueue(run_queue) : 0;
+      Held* h = run_queue[at];
       if (h->lost) {
         pop();
         --stats_.run_queue;
@@ -526,6 +653,7 @@ void CallScheduler::Dispatch(absl::Time now) {
         call.args = *std::move(args);
       }
       h->where = Held::Where::kRunning;
+      h->started = now;
       h->worker = chosen;
       ++workers_[chosen]->in_flight;
       ++stats_.in_flight;
@@ -582,6 +710,7 @@ void CallScheduler::Poll(absl::Time now) {
                                          : h->call().function,
                                      now);
         h->fs = &fs;
+        ++fs.held;
         std::vector<Held*>& buf = fs.buffer[quota];
         buf.push_back(h.get());
         std::push_heap(buf.begin(), buf.end(), RunsLater<Held>);
@@ -663,6 +792,7 @@ SchedulerStats CallScheduler::stats() const {
   SchedulerStats s = stats_;
   s.max_run_queue = std::max(s.max_run_queue, s.run_queue);
   s.opportunistic_share = share_;
+  s.functions = functions_.size();
   return s;
 }
 

@@ -118,6 +118,9 @@ absl::StatusOr<std::unique_ptr<CallScheduler>> CallScheduler::Create(Options o) 
     return absl::InvalidArgumentError(
         "CallScheduler: release_delay must be >= 0 and max_release_delay >= release_delay");
   }
+  if (o.forget_idle_functions < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("CallScheduler: forget_idle_functions must be >= 0");
+  }
   TXFN_RETURN_IF_ERROR(UtilizationController::Create(o.utilization).status());
   TXFN_RETURN_IF_ERROR(ValidateSchedulerConfig(o.config));
   return std::unique_ptr<CallScheduler>(new CallScheduler(std::move(o)));
@@ -136,6 +139,7 @@ CallScheduler::CallScheduler(Options options)
   internal::MutexLock lock(&mu_);
   share_ = utilization_.share();
   next_poll_ = now;
+  next_forget_ = now;
   poll_backoff_ = options_.poll_interval;
   next_extend_ = now + options_.lease_duration / 4;
   next_config_poll_ = now;

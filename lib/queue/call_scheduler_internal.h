@@ -54,6 +54,7 @@ struct CallScheduler::Held {
   bool tenant_slot = false;           // counts against max_running_per_tenant
   std::vector<Downstream*> acquired;  // holds a slot of each
   int worker = -1;
+  absl::Time started;  // when it was dispatched (kRunning)
 
   const Call& call() const { return leased.call; }
 };
@@ -78,9 +79,13 @@ struct CallScheduler::FunctionState {
   std::vector<Downstream*> downstreams;
   double avg_cost_s = 0.01;
   int cost_samples = 1;  // in avg_cost_s, the initial cost included; capped at kCostWindow
-  // When the next call released while its tenant was at its limit is due
-  // again: such calls are paced at the rate the tenant runs them.
-  absl::Time next_tenant_release = absl::InfinitePast();
+  // Seconds from dispatch to completion, averaged as avg_cost_s.
+  double avg_wall_s = 0.01;
+  int wall_samples = 1;
+  // Calls held with this state (Held::fs), and since when none is
+  // (Options::forget_idle_functions; InfiniteFuture while some are).
+  int64_t held = 0;
+  absl::Time idle_since = absl::InfiniteFuture();
 };
 
 struct CallScheduler::WorkerSlot {

@@ -108,7 +108,12 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   const MAX_TYPED = 1 << 22;       // elements of one typed array view
   const NATIVE_REPLACE = 1 << 18;  // characters a native replacement may scan
   const MAX_LENGTH = 2 ** 53 - 1;
+  const MAX_LOCALES = 1000;        // tags in a locales list (V8 dedupes them in O(n^2))
+  const MAX_LOCALE_ELEMENTS = 1 << 18;  // elements a toLocaleString formats
+  const MAX_LOCALE_ARGS_ELEMENTS = 1 << 12;  // ... with locales or options (a formatter each)
   const ArrayIsArray = Array.isArray;
+  const localeBrand = typeof Intl === 'object' && Intl !== null && Intl.Locale ?
+      Intl.Locale.prototype.toString : undefined;
   const ownKeys = Reflect.ownKeys;
   const StringOf = String;
   const max = Math.max, min = Math.min, floor = Math.floor;
@@ -152,6 +157,41 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   const asString = (v) => (typeof v === 'object' && v !== null) || typeof v === 'function' ?
       StringOf(v) : v;
   const lengthOf = (v) => typeof v === 'string' ? v.length : 0;
+  // A locales argument V8 may take apart in C++ without an interrupt check
+  // (canonicalising a list is quadratic: 60,000 tags ran for minutes): a
+  // list is copied here, in JavaScript, and refused past MAX_LOCALES tags; a
+  // string, an Intl.Locale or a non-object passes as it is.
+  function localesOf(what, locales) {
+    if ((typeof locales !== 'object' && typeof locales !== 'function') || locales === null) {
+      return locales;
+    }
+    if (localeBrand !== undefined) {
+      try { apply(localeBrand, locales, []); return locales; } catch (e) {}
+    }
+    let n = +locales.length;  // ToLength; a getter or valueOf is JavaScript
+    n = n > 0 ? floor(n) : 0;
+    if (n > MAX_LOCALES) slowPaths().refuse(what + ' (locales)', n, MAX_LOCALES);
+    const list = [];
+    list.length = n;
+    for (let i = 0; i < n; ++i) {
+      if (i in locales) list[i] = locales[i];
+    }
+    return list;
+  }
+  function withLocales(what, args, i) {
+    if (args.length > i) args[i] = localesOf(what, args[i]);
+    return args;
+  }
+  // An array (or typed array) formatted element by element, in C++: with
+  // locales or options V8 makes a formatter for each (~70 us).
+  function localeGuarded(what, self, args) {
+    withLocales(what, args, 0);
+    const size = max(walkLength(self), typedLength(self));
+    const limit = args[0] !== undefined || args[1] !== undefined ? MAX_LOCALE_ARGS_ELEMENTS :
+        MAX_LOCALE_ELEMENTS;
+    if (size > limit) slowPaths().refuse(what, size, limit);
+    return apply(ORIG[what], self, args);
+  }
 
   // The guarded builtins' originals by the name their wrapper reports
   // ('Array.prototype.map'), taken as the wrappers are installed.
@@ -262,7 +302,7 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     some(...a) { return guarded(WALK_THIS, 'Array.prototype.some', this, calledBack(a, 0)); },
     sort(...a) { return guarded(WALK_THIS, 'Array.prototype.sort', this, calledBack(a, 0)); },
     splice(...a) { return guarded(WALK_THIS, 'Array.prototype.splice', this, a); },
-    toLocaleString(...a) { return guarded(WALK_THIS, 'Array.prototype.toLocaleString', this, a); },
+    toLocaleString(...a) { return localeGuarded('Array.prototype.toLocaleString', this, a); },
     unshift(...a) { return guarded(WALK_THIS, 'Array.prototype.unshift', this, a); },
     concat(...a) { return guarded(WALK_ALL, 'Array.prototype.concat', this, a); },
   });
@@ -297,14 +337,15 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     },
     toLocaleLowerCase(...a) {
       return stringGuarded('String.prototype.toLocaleLowerCase', MAX_SLOW * 4, false,
-                           asString(this), a);
+                           asString(this), withLocales('toLocaleLowerCase', a, 0));
     },
     toLocaleUpperCase(...a) {
       return stringGuarded('String.prototype.toLocaleUpperCase', MAX_SLOW * 4, false,
-                           asString(this), a);
+                           asString(this), withLocales('toLocaleUpperCase', a, 0));
     },
     localeCompare(...a) {
-      return stringGuarded('String.prototype.localeCompare', MAX_SLOW * 4, true, asString(this), a);
+      return stringGuarded('String.prototype.localeCompare', MAX_SLOW * 4, true, asString(this),
+                           withLocales('localeCompare', a, 1));
     },
     replace(pattern, replacement) {
       const self = asString(this);
@@ -325,51 +366,95 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   // ---- ICU memory outside the heap limit -------------------------------------
   // An Intl object keeps its ICU formatter outside V8's heap, so a loop
   // making DateTimeFormats grew the process by gigabytes under a small heap
-  // limit. Every constructor (and Segmenter's segment(), which clones its
-  // break iterator) charges intlObject() first: V8's GC learns of the memory,
-  // and a request may make kMaxIntlObjectsPerRequest (isolate_runtime.h). A
-  // wrapper stands in for its constructor everywhere (prototype.constructor,
-  // subclasses through new.target); the original stays in ORIG only.
+  // limit. Every constructor, Segmenter's segment() and a segments iterator
+  // (each clones a break iterator) first charge intlObject(KiB) about what
+  // they hold (measured: a DateTimeFormat 47-60 KiB, a NumberFormat or
+  // RelativeTimeFormat 10-14, the others 2 or less): V8's GC learns of the
+  // memory, and a request may make kMaxIntlBytesPerRequest of them
+  // (isolate_runtime.h). A wrapper stands in for its constructor everywhere
+  // (prototype.constructor, subclasses through new.target, `this` when
+  // called without new); the original stays in ORIG only. Intl.Locale
+  // holds next to nothing and is left alone.
   const intlObject = n.intlObject;
-  function intlNew(name, target, args) {
-    intlObject();
+  function intlNew(name, kib, self, target, args) {
+    intlObject(kib);
+    withLocales('Intl.' + name, args, 0);
     const C = ORIG['Intl.' + name];
-    return target === undefined ? apply(C, undefined, args) : construct(C, args, target);
+    return target === undefined ? apply(C, self, args) : construct(C, args, target);
   }
   if (typeof Intl === 'object' && Intl !== null) {
     delete Intl.v8BreakIterator;  // V8's own, not ECMA-402
     const intl = {
-      Collator: function Collator(...a) { return intlNew('Collator', new.target, a); },
+      Collator: function Collator(...a) { return intlNew('Collator', 4, this, new.target, a); },
       DateTimeFormat: function DateTimeFormat(...a) {
-        return intlNew('DateTimeFormat', new.target, a);
+        return intlNew('DateTimeFormat', 64, this, new.target, a);
       },
       DisplayNames: function DisplayNames(...a) {
-        return intlNew('DisplayNames', new.target, a);
+        return intlNew('DisplayNames', 4, this, new.target, a);
       },
-      ListFormat: function ListFormat(...a) { return intlNew('ListFormat', new.target, a); },
-      Locale: function Locale(...a) { return intlNew('Locale', new.target, a); },
-      NumberFormat: function NumberFormat(...a) { return intlNew('NumberFormat', new.target, a); },
-      PluralRules: function PluralRules(...a) { return intlNew('PluralRules', new.target, a); },
+      ListFormat: function ListFormat(...a) {
+        return intlNew('ListFormat', 4, this, new.target, a);
+      },
+      NumberFormat: function NumberFormat(...a) {
+        return intlNew('NumberFormat', 16, this, new.target, a);
+      },
+      PluralRules: function PluralRules(...a) {
+        return intlNew('PluralRules', 4, this, new.target, a);
+      },
       RelativeTimeFormat: function RelativeTimeFormat(...a) {
-        return intlNew('RelativeTimeFormat', new.target, a);
+        return intlNew('RelativeTimeFormat', 16, this, new.target, a);
       },
-      Segmenter: function Segmenter(...a) { return intlNew('Segmenter', new.target, a); },
+      Segmenter: function Segmenter(...a) {
+        return intlNew('Segmenter', 4, this, new.target, a);
+      },
     };
     for (const name of ownKeys(intl)) {
       const C = Intl[name], wrapper = intl[name];
-      if (typeof C !== 'function') continue;
+      if (typeof C !== 'function') {
+        delete intl[name];  // not in this V8: no wrapper either
+        continue;
+      }
       defineProperty(wrapper, 'length', {value: C.length});
       defineProperty(wrapper, 'prototype', {value: C.prototype, writable: false});
-      defineProperty(wrapper, 'supportedLocalesOf', {
-        value: C.supportedLocalesOf, writable: true, configurable: true});
+      ORIG['Intl.' + name + '.supportedLocalesOf'] = C.supportedLocalesOf;
+      defineProperty(wrapper, 'supportedLocalesOf', {writable: true, configurable: true,
+        value: {supportedLocalesOf(...a) {
+          return apply(ORIG['Intl.' + name + '.supportedLocalesOf'], this,
+                       withLocales('supportedLocalesOf', a, 0));
+        }}.supportedLocalesOf});
       defineProperty(C.prototype, 'constructor', {value: wrapper, writable: true, configurable: true});
     }
-    install(Intl, 'Intl.', intl);
     if (typeof Intl.Segmenter === 'function') {
+      const segmentsProto = getPrototypeOf(new Intl.Segmenter().segment(''));
+      ORIG['Intl.Segments.iterator'] = segmentsProto[Symbol.iterator];
+      defineProperty(segmentsProto, Symbol.iterator, {writable: true, configurable: true,
+        value: function segmentsIterator() {
+          intlObject(4);
+          return apply(ORIG['Intl.Segments.iterator'], this, []);
+        }});
       install(Intl.Segmenter.prototype, 'Intl.Segmenter.prototype.', {
         segment(...a) {
-          intlObject();
+          intlObject(4);
           return stringGuarded('Intl.Segmenter.prototype.segment', MAX_SLOW, true, this, a);
+        },
+      });
+    }
+    install(Intl, 'Intl.', intl);
+    install(Intl, 'Intl.', {
+      getCanonicalLocales(...a) {
+        return apply(ORIG['Intl.getCanonicalLocales'], this,
+                     withLocales('Intl.getCanonicalLocales', a, 0));
+      },
+    });
+    if (typeof Intl.Locale === 'function') {
+      install(Intl.Locale.prototype, 'Intl.Locale.prototype.', {
+        maximize() {
+          intlObject(1);
+          return apply(ORIG['Intl.Locale.prototype.maximize'], this, []);
+        },
+        minimize() {
+          intlObject(1);
+          return apply(ORIG['Intl.Locale.prototype.minimize'], this, []);
         },
       });
     }
@@ -478,6 +563,32 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       return apply(ORIG['TypedArray.prototype.reduceRight'], this, calledBack(a, 0));
     },
     some(...a) { return apply(ORIG['TypedArray.prototype.some'], this, calledBack(a, 0)); },
+  });
+  install(TypedArrayProto, 'TypedArray.prototype.', {
+    toLocaleString(...a) { return localeGuarded('TypedArray.prototype.toLocaleString', this, a); },
+  });
+  install(Number.prototype, 'Number.prototype.', {
+    toLocaleString(...a) {
+      return apply(ORIG['Number.prototype.toLocaleString'], this, withLocales('toLocaleString', a, 0));
+    },
+  });
+  install(BigInt.prototype, 'BigInt.prototype.', {
+    toLocaleString(...a) {
+      return apply(ORIG['BigInt.prototype.toLocaleString'], this, withLocales('toLocaleString', a, 0));
+    },
+  });
+  install(OrigDate.prototype, 'Date.prototype.', {
+    toLocaleString(...a) {
+      return apply(ORIG['Date.prototype.toLocaleString'], this, withLocales('toLocaleString', a, 0));
+    },
+    toLocaleDateString(...a) {
+      return apply(ORIG['Date.prototype.toLocaleDateString'], this,
+                   withLocales('toLocaleDateString', a, 0));
+    },
+    toLocaleTimeString(...a) {
+      return apply(ORIG['Date.prototype.toLocaleTimeString'], this,
+                   withLocales('toLocaleTimeString', a, 0));
+    },
   });
   install(TypedArrayProto.constructor, 'TypedArray.', {
     from(...a) { return apply(ORIG['TypedArray.from'], this, calledBack(a, 1)); },

@@ -29,6 +29,10 @@ std::string_view FunctionKindName(FunctionKind kind) {
   return "unknown";
 }
 
+std::string FunctionKindWithArticle(FunctionKind kind) {
+  return internal::StrCat(kind == FunctionKind::kAction ? "an " : "a ", FunctionKindName(kind));
+}
+
 std::string CanonicalFunctionName(std::string_view function) {
   const size_t colon = function.rfind(':');
   std::string_view module = colon == std::string_view::npos ? function : function.substr(0, colon);

@@ -144,12 +144,15 @@ class Call {
 
 // ---- Natives -------------------------------------------------------------
 
+// What Date.now() answers: the transaction's time, or an action's real time.
+double NowMs(const RequestState& req) {
+  return req.action ? std::floor(absl::ToUnixMicros(absl::Now()) / 1e3) : req.now_ms;
+}
+
 void Now(const v8::FunctionCallbackInfo<v8::Value>& info) {
   std::optional<Call> call = Call::Enter(info);
   if (!call) return;
-  const double ms =
-      call->req().action ? std::floor(absl::ToUnixMicros(absl::Now()) / 1e3) : call->req().now_ms;
-  call->Return(v8::Number::New(info.GetIsolate(), ms));
+  call->Return(v8::Number::New(info.GetIsolate(), NowMs(call->req())));
 }
 
 void Random(const v8::FunctionCallbackInfo<v8::Value>& info) {
@@ -398,11 +401,14 @@ void Schedule(const v8::FunctionCallbackInfo<v8::Value>& info) {
     return call->InvalidArgument(StrCat(
         what, ": the ", after ? "delay must be a finite number >= 0" : "time must be finite"));
   }
-  // runAfter's bound, for runAt from the transaction's time (Date.now()).
-  if (!after && when - req.now_ms > absl::ToDoubleMilliseconds(kMaxScheduleDelay)) {
-    return call->InvalidArgument(StrCat(
-        what, ": the time must be at most ", absl::FormatDuration(kMaxScheduleDelay),
-        " after now, got ", absl::FormatDuration(absl::Milliseconds(when - req.now_ms)), " after"));
+  // At most kMaxScheduleDelay ahead: runAt's time from Date.now() (the
+  // transaction's time, or an action's real time).
+  const double ahead_ms = after ? when : when - NowMs(req);
+  if (ahead_ms > absl::ToDoubleMilliseconds(kMaxScheduleDelay)) {
+    return call->InvalidArgument(
+        StrCat(what, ": the ", after ? "delay" : "time", " must be at most ",
+               absl::FormatDuration(kMaxScheduleDelay), after ? "" : " after Date.now()", ", got ",
+               absl::FormatDuration(absl::Milliseconds(ahead_ms)), after ? "" : " after it"));
   }
   std::optional<std::string> function = call->String(2, StrCat(what, ": function"), 256);
   if (!function) return;
@@ -506,19 +512,26 @@ void ServiceNative(const v8::FunctionCallbackInfo<v8::Value>& info) {
   });
 }
 
-// intlObject(): charged by the bootstrap's Intl wrappers before an object
-// that holds ICU memory is made (kMaxIntlObjectsPerRequest). Outside a
-// request (the bootstrap, the lockdown) it only tells the GC.
+// intlObject(kib): charged by the bootstrap's Intl wrappers before an
+// object holding about `kib` KiB of ICU memory is made
+// (kMaxIntlBytesPerRequest). Outside a request (the bootstrap, the lockdown)
+// it only tells the GC.
 void IntlObject(const v8::FunctionCallbackInfo<v8::Value>& info) {
   std::optional<Call> call = Call::Enter(info, /*needs_request=*/false);
   if (!call) return;
-  info.GetIsolate()->AdjustAmountOfExternalAllocatedMemory(kIntlObjectBytes);
+  const int64_t bytes = (info[0]->IsInt32() ? info[0].As<v8::Int32>()->Value() : 64) * 1024;
   RequestState* req = call->rt().current();
-  if (req == nullptr || ++req->intl_objects <= kMaxIntlObjectsPerRequest) return;
-  call->Fail(absl::ResourceExhaustedError(
-      StrCat("Intl: more than ", kMaxIntlObjectsPerRequest,
-             " Intl objects in one request exceed the sandbox limit (their ICU memory is "
-             "outside the heap limit): make one and reuse it")));
+  if (req != nullptr) {
+    if (req->intl_bytes + bytes > kMaxIntlBytesPerRequest) {
+      return call->Fail(absl::ResourceExhaustedError(
+          StrCat("Intl: the Intl objects of one request exceed the sandbox limit of ",
+                 kMaxIntlBytesPerRequest >> 20,
+                 " MiB of ICU memory (outside the heap limit; ~1,000 DateTimeFormats): make "
+                 "one and reuse it")));
+    }
+    req->intl_bytes += bytes;
+  }
+  info.GetIsolate()->AdjustAmountOfExternalAllocatedMemory(bytes);
 }
 
 // isProxy(v): lets the bootstrap's builtin guards tell Proxies (whose traps

@@ -52,10 +52,10 @@ inline constexpr size_t kSnapshotExportsIndex = 0;
 inline constexpr size_t kSnapshotMarkerIndex = 1;
 inline constexpr std::string_view kSnapshotMarker = "txfn.runner.snapshot.v2";
 // Intl objects keep ICU's formatters outside V8's heap, where the heap limit
-// does not see them (a DateTimeFormat ~60 KiB): one request may make at most
-// this many, and each is reported to V8's GC as this much external memory.
-inline constexpr size_t kMaxIntlObjectsPerRequest = 1000;
-inline constexpr int64_t kIntlObjectBytes = 64 << 10;
+// does not see them (a DateTimeFormat ~60 KiB): the objects one request makes
+// may hold this much by the bootstrap's estimates (1,024 DateTimeFormats),
+// each reported to V8's GC as external memory.
+inline constexpr int64_t kMaxIntlBytesPerRequest = int64_t{64} << 20;
 
 // The request running on an isolate now.
 struct RequestState {
@@ -75,8 +75,8 @@ struct RequestState {
   // is the real time.
   bool action = false;
   std::shared_ptr<ActionHost> host;
-  size_t scheduled = 0;     // calls ctx.scheduler scheduled in this request
-  size_t intl_objects = 0;  // Intl objects made in this request (IntlObject)
+  size_t scheduled = 0;    // calls ctx.scheduler scheduled in this request
+  int64_t intl_bytes = 0;  // ICU memory of the Intl objects it made (IntlObject)
   void BecomeAction(std::shared_ptr<ActionHost> action_host) {
     action = true;
     host = std::move(action_host);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <string>
+#include <string_view>
 #include <utility>
 
 #include "lib/v8/js_strings.h"
@@ -107,6 +108,12 @@ absl::Status ExceptionStatus(v8::Isolate* isolate, v8::Local<v8::Private> code_k
         thrown_by_txfn = true;
       }
       text = WithoutBootstrapFrames(StringProperty(isolate, obj, "stack", kMaxJsMessageBytes));
+      // txfn's own errors are Errors only to be thrown: the status code says
+      // what they are, and "INVALID_ARGUMENT: Error: ..." says it twice.
+      constexpr std::string_view kErrorPrefix = "Error: ";
+      if (thrown_by_txfn && text.starts_with(kErrorPrefix)) {
+        text.erase(0, kErrorPrefix.size());
+      }
     }
     if (text.empty() && !exception.IsEmpty()) {
       text = DescribeValue(isolate, exception, kMaxJsMessageBytes);

@@ -24,11 +24,6 @@
 namespace txfn::internal {
 namespace {
 
-// "a query", "a mutation", "an action": for messages.
-std::string WithArticle(FunctionKind kind) {
-  return StrCat(kind == FunctionKind::kAction ? "an " : "a ", FunctionKindName(kind));
-}
-
 constexpr int kQueryMark = 1;
 constexpr int kMutationMark = 2;
 constexpr int kActionMark = 3;
@@ -266,9 +261,9 @@ RunResult RunnerCore::RunOnIsolate(IsolateLease& lease, const RunRequest& reques
                  "action() from \"txfn/server\")"));
     }
     if (*declared != request.kind) {
-      absl::Status mismatch =
-          absl::InvalidArgumentError(StrCat(request.function, " is ", WithArticle(*declared),
-                                            ", called as ", WithArticle(request.kind)));
+      absl::Status mismatch = absl::InvalidArgumentError(
+          StrCat(request.function, " is ", FunctionKindWithArticle(*declared), ", called as ",
+                 FunctionKindWithArticle(request.kind)));
       mismatch.SetPayload(internal::ToAbsl(kKindMismatchTypeUrl),
                           absl::Cord(internal::ToAbsl(FunctionKindName(*declared))));
       return mismatch;

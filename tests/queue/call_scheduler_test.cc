@@ -500,6 +500,86 @@ TEST(CallSchedulerTest, ATenantsBacklogDoesNotHoldBackAnotherTenantsNewerCalls) 
   EXPECT_TRUE(queue.ListDeadLetters(CallId(), 10)->empty());
 }
 
+// Four tenants with backlogs on four slots (each at its limit of two, more
+// than fit at once): their calls come back at their share of the slots, so
+// together no faster than the workers run them; another tenant's call starts
+// once the backlogs were leased once, and the backlogs are released about
+// once in 90 s, not each release_delay.
+TEST(CallSchedulerTest, SeveralTenantsBacklogsComeBackNoFasterThanTheWorkersRunThem) {
+  VirtualClock clock(kT0);
+  InMemoryQueue queue;
+  CallFactory f;
+  std::vector<Call> backlog;
+  for (int i = 0; i < 20'000; ++i) {
+    backlog.push_back(f.Make("f", kT0, absl::Hours(24)));
+    backlog.back().tenant = absl::StrCat("hog", i % 4);
+  }
+  ASSERT_TRUE(queue.Enqueue(backlog).ok());
+  Call victim = f.Make("f", kT0 + absl::Seconds(20), absl::Hours(24));
+  victim.tenant = "victim";
+  ASSERT_TRUE(queue.Enqueue(std::vector<Call>{victim}).ok());
+  auto worker = OkWorker(&clock, absl::Milliseconds(10));
+  auto s = MakeScheduler({.queue = &queue,
+                          .clock = &clock,
+                          .release_delay = absl::Seconds(10),
+                          .max_release_delay = absl::Minutes(5),
+                          .key_functions_by_tenant = true,
+                          .max_running_per_tenant = 2});
+  ASSERT_TRUE(s->AddWorker("w", worker, 4).ok());
+  RunUntil(clock, *s, {worker}, kT0 + absl::Seconds(90), absl::Milliseconds(10));
+  std::optional<absl::Time> started;
+  for (const auto& st : worker->started()) {
+    if (st.call.id == victim.id) started = st.at;
+  }
+  ASSERT_TRUE(started.has_value()) << "the victim's call never started";
+  EXPECT_LT(*started - victim.start_after, absl::Seconds(1));
+  const SchedulerStats st = s->stats();
+  EXPECT_GE(st.acked, 30'000u / 4) << "the slots stayed busy";
+  // Each tenant paced at its whole limit (twice its share of the slots)
+  // would bring its calls back twice as fast as they run: ~60,000 releases.
+  EXPECT_LT(st.released, 35'000u);
+}
+
+// Function names a host takes from tenants may each be used once: with
+// forget_idle_functions their states go once idle, while a configured
+// function and one with a call still held stay.
+TEST(CallSchedulerTest, IdleFunctionsAreForgotten) {
+  VirtualClock clock(kT0);
+  InMemoryQueue queue;
+  CallFactory f;
+  std::vector<Call> once;
+  for (int i = 0; i < 100; ++i)
+    once.push_back(f.Make(absl::StrCat("once", i), kT0, absl::Hours(1)));
+  once.push_back(f.Make("configured", kT0, absl::Hours(1)));
+  once.push_back(f.Make("slow", kT0, absl::Hours(1)));
+  ASSERT_TRUE(queue.Enqueue(once).ok());
+  auto worker = std::make_shared<FakeWorker>(
+      &clock,
+      [](const Call& c) { return c.function == "slow" ? absl::Minutes(30) : absl::Seconds(1); },
+      [](const Call&) { return CallOutcome::Ok(); });
+  SchedulerConfig config;
+  config.functions["configured"] = FunctionConfig{};
+  auto s = MakeScheduler({.queue = &queue,
+                          .clock = &clock,
+                          .lease_duration = absl::Hours(1),
+                          .config = config,
+                          .forget_idle_functions = absl::Minutes(10)});
+  ASSERT_TRUE(s->AddWorker("w", worker, 200).ok());
+  RunUntil(clock, *s, {worker}, kT0 + absl::Minutes(5), absl::Seconds(1));
+  EXPECT_EQ(s->stats().acked, 101u);
+  EXPECT_EQ(s->stats().functions, 102u) << "idle for less than 10 minutes";
+  RunUntil(clock, *s, {worker}, kT0 + absl::Minutes(20), absl::Seconds(1));
+  EXPECT_EQ(s->stats().functions, 2u) << "the configured one and the one still running";
+  // A forgotten function's calls still run, with a new state.
+  ASSERT_TRUE(queue.Enqueue(std::vector<Call>{f.Make("once0", clock.Now(), absl::Hours(1))}).ok());
+  RunUntil(clock, *s, {worker}, kT0 + absl::Minutes(21), absl::Seconds(1));
+  EXPECT_EQ(s->stats().acked, 102u);
+  EXPECT_EQ(s->stats().functions, 3u);
+  EXPECT_FALSE(CallScheduler::Create(
+                   {.queue = &queue, .clock = &clock, .forget_idle_functions = absl::Seconds(-1)})
+                   .ok());
+}
+
 // A downstream with a fixed capacity answers every call above it in a second
 // with back-pressure; its AIMD limiter settles the function's rate near the
 // capacity, collapses during an outage and recovers after it.

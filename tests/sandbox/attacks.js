@@ -120,7 +120,8 @@ export const typedArrayViewTooLong = q(() => new Int8Array(new ArrayBuffer(2 ** 
 export const typedArraySubclassTooLong = q(() => new (class extends Uint16Array {})(2 ** 23).length);
 export const stringRawHuge = q(() => String.raw({ raw: { length: 2 ** 32 - 1 } }).length);
 // Intl objects keep ICU memory outside the heap limit (~60 KiB a full
-// DateTimeFormat): a request may make 1,000, however it makes them.
+// DateTimeFormat): a request may make 64 MiB of them by txfn's estimates,
+// however it makes them.
 const fullDate = { timeZone: "Asia/Tokyo", dateStyle: "full", timeStyle: "full" };
 export const intlFormattersKept = q(() => {
   const kept = [];
@@ -138,6 +139,27 @@ export const intlSegmentsKept = q(() => {
   const kept = [];
   for (;;) kept.push(segmenter.segment("a b"));
 });
+export const intlSegmentIteratorsKept = q(() => {
+  const segments = new Intl.Segmenter("en", { granularity: "word" }).segment("a b");
+  const kept = [];
+  for (;;) kept.push(segments[Symbol.iterator]());
+});
+// Locales lists are canonicalised in C++ in quadratic time, and an array's
+// toLocaleString with options makes a formatter per element, uninterrupted.
+const manyTags = () => Array.from({ length: 60000 }, (_, i) => "en-x-" + i.toString(36).padStart(4, "0"));
+export const canonicalLocalesHuge = q(() => Intl.getCanonicalLocales(manyTags()).length);
+export const formatterLocalesHuge = q(() => new Intl.NumberFormat(manyTags()).format(1));
+export const supportedLocalesHuge = q(() => Intl.Collator.supportedLocalesOf(manyTags()).length);
+export const dateLocalesHuge = q(() => new Date(0).toLocaleString(manyTags()));
+export const arrayToLocaleStringOptions = q(() =>
+  new Array(1e6).fill(1.5).toLocaleString("de-DE", { style: "currency", currency: "EUR" }).length);
+export const typedToLocaleStringOptions = q(() =>
+  new Float64Array(1e5).toLocaleString("de-DE", { style: "currency", currency: "EUR" }).length);
+export const localeMaximizeKept = q(() => {
+  const l = new Intl.Locale("en");
+  const kept = [];
+  for (;;) kept.push(l.maximize());
+});
 // ... and they behave as before; a limit caught is only those objects refused.
 export const intlStillWorks = q(() => {
   class F extends Intl.NumberFormat {}
@@ -146,8 +168,22 @@ export const intlStillWorks = q(() => {
                 Intl.NumberFormat.supportedLocalesOf(["en"]).length,
                 new Intl.NumberFormat().constructor === Intl.NumberFormat,
                 Object.getPrototypeOf(new F("en")) === F.prototype, typeof Intl.v8BreakIterator];
+  // The legacy call of ECMA-402's ChainNumberFormat: `this` is initialised.
+  const legacy = Object.create(Intl.NumberFormat.prototype);
+  seen.push(Intl.NumberFormat.call(legacy, "en") === legacy && legacy.format(1234) === "1,234");
+  seen.push([1.5, 2].toLocaleString("de-DE"), Intl.getCanonicalLocales(["EN-us", "en-US"]),
+            new Intl.NumberFormat(new Intl.Locale("de")).format(1.5),
+            Intl.NumberFormat.supportedLocalesOf(["en", "de"]).length,
+            (1234.5).toLocaleString(["de-DE"]), "a".localeCompare("b", ["en"]),
+            new Date(0).toLocaleDateString(["en-US"], { timeZone: "UTC" }),
+            new Intl.Locale("en").maximize().toString());
+  // Small objects are cheap: 5,000 word segmentations fit.
+  const words = new Intl.Segmenter("en", { granularity: "word" });
+  let n = 0;
+  for (let i = 0; i < 5000; i++) for (const w of words.segment("a b")) n += w.isWordLike ? 1 : 0;
+  seen.push(n);
   try {
-    for (let i = 0; i < 2000; i++) new Intl.Collator("en");
+    for (let i = 0; i < 2000; i++) new Intl.DateTimeFormat("en");
     seen.push("not refused");
   } catch (e) {
     seen.push(e.message.includes("sandbox limit") ? "refused" : e.message);
