@@ -195,6 +195,15 @@ class EngineQueueTest : public ::testing::Test {
     ASSERT_TRUE(engine_->CreateTenant("app").ok());
     ASSERT_TRUE(engine_->DeployJson("app", {{"counters.js", kCounters}}, kSchema).ok());
   }
+  // Four slots, two per tenant, and a second tenant "other" beside "app".
+  void OpenWithTenantOther() {
+    EngineOptions options = Options();
+    options.queued.slots = 4;
+    options.queued.slots_per_tenant = 2;
+    OpenAndDeploy(std::move(options));
+    ASSERT_TRUE(engine_->CreateTenant("other").ok());
+    ASSERT_TRUE(engine_->DeployJson("other", {{"counters.js", kCounters}}, kSchema).ok());
+  }
   int64_t Counter(const std::string& name, const std::string& tenant = "app") {
     absl::StatusOr<CallResult> r = engine_->Query(tenant, "counters:get", Name(name));
     EXPECT_TRUE(r.ok()) << r.status();
@@ -595,12 +604,7 @@ TEST_F(EngineQueueTest, LeasesExpiringUnderRunningMutationsNeverApplyOneTwice) {
 }
 
 TEST_F(EngineQueueTest, OneTenantsBacklogDoesNotStarveAnother) {
-  EngineOptions options = Options();
-  options.queued.slots = 4;
-  options.queued.slots_per_tenant = 2;
-  OpenAndDeploy(std::move(options));
-  ASSERT_TRUE(engine_->CreateTenant("other").ok());
-  ASSERT_TRUE(engine_->DeployJson("other", {{"counters.js", kCounters}}, kSchema).ok());
+  OpenWithTenantOther();
   for (int i = 0; i < 40; ++i) {
     ASSERT_TRUE(engine_
                     ->Submit("app", "counters:slowBump",
@@ -622,12 +626,7 @@ TEST_F(EngineQueueTest, OneTenantsBacklogDoesNotStarveAnother) {
 // paced at the tenant's rate), not for it to run. Before, it waited until all
 // but max_buffered (4,096) of the 20,000 calls had run.
 TEST_F(EngineQueueTest, ALargeBacklogOfOneTenantDoesNotDelayAnothersNewerCall) {
-  EngineOptions options = Options();
-  options.queued.slots = 4;
-  options.queued.slots_per_tenant = 2;
-  OpenAndDeploy(std::move(options));
-  ASSERT_TRUE(engine_->CreateTenant("other").ok());
-  ASSERT_TRUE(engine_->DeployJson("other", {{"counters.js", kCounters}}, kSchema).ok());
+  OpenWithTenantOther();
   constexpr int kBacklog = 20'000;
   for (int i = 0; i < kBacklog / 1000; ++i) {
     absl::StatusOr<CallResult> r =

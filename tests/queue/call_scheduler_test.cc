@@ -72,6 +72,24 @@ std::unique_ptr<CallScheduler> MakeScheduler(CallScheduler::Options o) {
   return s.ok() ? *std::move(s) : nullptr;
 }
 
+// `n` calls of function f due at kT0, dealt round-robin to tenants hog0 ..
+// hog<tenants - 1>, or all to "hog".
+std::vector<Call> HogBacklog(CallFactory& f, int n, int tenants = 0) {
+  std::vector<Call> backlog;
+  for (int i = 0; i < n; ++i) {
+    backlog.push_back(f.Make("f", kT0, absl::Hours(24)));
+    backlog.back().tenant = tenants == 0 ? "hog" : absl::StrCat("hog", i % tenants);
+  }
+  return backlog;
+}
+
+std::optional<absl::Time> StartedAt(const FakeWorker& worker, const CallId& id) {
+  for (const auto& st : worker.started()) {
+    if (st.call.id == id) return st.at;
+  }
+  return std::nullopt;
+}
+
 TEST(CallSchedulerTest, RunsCallsByCriticalityThenDeadlineAcrossFunctions) {
   VirtualClock clock(kT0);
   InMemoryQueue queue;
@@ -443,21 +461,15 @@ TEST(CallSchedulerTest, ATenantAtItsLimitWaitsInItsBufferWhileOthersRun) {
 // A tenant at its limit with a backlog of 20,000 due calls: another tenant's
 // newer call starts once the backlog was leased once, within 1.5 s (it used
 // to wait until the backlog had run, 200 s: the backlog filled the buffers and
-// so stopped the polls), the
-// tenant's buffers keep kTenantBufferFactor times its limit, and the rest
-// comes back to the queue paced at the tenant's rate, so it is leased about
-// once, not every release_delay, and a call submitted later starts at once
-// too.
+// so stopped the polls), the tenant's buffers keep kTenantBufferFactor times
+// its limit, and the rest comes back to the queue paced at the tenant's
+// rate, so it is leased about once, not every release_delay, and a call
+// submitted later starts at once too.
 TEST(CallSchedulerTest, ATenantsBacklogDoesNotHoldBackAnotherTenantsNewerCalls) {
   VirtualClock clock(kT0);
   InMemoryQueue queue;
   CallFactory f;
-  std::vector<Call> backlog;
-  for (int i = 0; i < 20'000; ++i) {
-    backlog.push_back(f.Make("f", kT0, absl::Hours(24)));
-    backlog.back().tenant = "hog";
-  }
-  ASSERT_TRUE(queue.Enqueue(backlog).ok());
+  ASSERT_TRUE(queue.Enqueue(HogBacklog(f, 20'000)).ok());
   auto victim_call = [&] {
     Call c = f.Make("f", clock.Now() + absl::Milliseconds(1), absl::Hours(24));
     c.tenant = "victim";
@@ -473,16 +485,10 @@ TEST(CallSchedulerTest, ATenantsBacklogDoesNotHoldBackAnotherTenantsNewerCalls) 
                           .key_functions_by_tenant = true,
                           .max_running_per_tenant = 1});
   ASSERT_TRUE(s->AddWorker("w", worker, 4).ok());
-  auto started_at = [&](const CallId& id) -> std::optional<absl::Time> {
-    for (const auto& st : worker->started()) {
-      if (st.call.id == id) return st.at;
-    }
-    return std::nullopt;
-  };
   RunUntil(clock, *s, {worker}, kT0 + absl::Seconds(30), absl::Milliseconds(10));
-  ASSERT_TRUE(started_at(first.id).has_value()) << "the victim's call never started";
+  ASSERT_TRUE(StartedAt(*worker, first.id).has_value()) << "the victim's call never started";
   // The backlog is leased once first: 20,000 calls at 256 a 10 ms poll.
-  EXPECT_LT(*started_at(first.id) - kT0, absl::Milliseconds(1500));
+  EXPECT_LT(*StartedAt(*worker, first.id) - kT0, absl::Milliseconds(1500));
   EXPECT_LE(s->stats().buffered, static_cast<size_t>(CallScheduler::kTenantBufferFactor));
   EXPECT_EQ(worker->max_running(), 2u) << "one slot for each tenant";
   // Later, with the backlog paced back into the queue: at once again.
@@ -490,8 +496,8 @@ TEST(CallSchedulerTest, ATenantsBacklogDoesNotHoldBackAnotherTenantsNewerCalls) 
   ASSERT_TRUE(queue.Enqueue(std::vector<Call>{later}).ok());
   const absl::Time submitted = clock.Now();
   RunUntil(clock, *s, {worker}, kT0 + absl::Seconds(90), absl::Milliseconds(10));
-  ASSERT_TRUE(started_at(later.id).has_value()) << "the victim's later call never started";
-  EXPECT_LT(*started_at(later.id) - submitted, absl::Seconds(1));
+  ASSERT_TRUE(StartedAt(*worker, later.id).has_value()) << "the victim's later call never started";
+  EXPECT_LT(*StartedAt(*worker, later.id) - submitted, absl::Seconds(1));
   const SchedulerStats st = s->stats();
   EXPECT_GE(st.acked, 8'000u) << "the hog ran at its limit, 100 calls a second";
   // Released each release_delay, the backlog would be released ~9 times
@@ -509,12 +515,7 @@ TEST(CallSchedulerTest, SeveralTenantsBacklogsComeBackNoFasterThanTheWorkersRunT
   VirtualClock clock(kT0);
   InMemoryQueue queue;
   CallFactory f;
-  std::vector<Call> backlog;
-  for (int i = 0; i < 20'000; ++i) {
-    backlog.push_back(f.Make("f", kT0, absl::Hours(24)));
-    backlog.back().tenant = absl::StrCat("hog", i % 4);
-  }
-  ASSERT_TRUE(queue.Enqueue(backlog).ok());
+  ASSERT_TRUE(queue.Enqueue(HogBacklog(f, 20'000, /*tenants=*/4)).ok());
   Call victim = f.Make("f", kT0 + absl::Seconds(20), absl::Hours(24));
   victim.tenant = "victim";
   ASSERT_TRUE(queue.Enqueue(std::vector<Call>{victim}).ok());
@@ -527,10 +528,7 @@ TEST(CallSchedulerTest, SeveralTenantsBacklogsComeBackNoFasterThanTheWorkersRunT
                           .max_running_per_tenant = 2});
   ASSERT_TRUE(s->AddWorker("w", worker, 4).ok());
   RunUntil(clock, *s, {worker}, kT0 + absl::Seconds(90), absl::Milliseconds(10));
-  std::optional<absl::Time> started;
-  for (const auto& st : worker->started()) {
-    if (st.call.id == victim.id) started = st.at;
-  }
+  const std::optional<absl::Time> started = StartedAt(*worker, victim.id);
   ASSERT_TRUE(started.has_value()) << "the victim's call never started";
   EXPECT_LT(*started - victim.start_after, absl::Seconds(1));
   const SchedulerStats st = s->stats();
