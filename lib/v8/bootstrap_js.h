@@ -369,7 +369,7 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   // limit. Every constructor, Segmenter's segment() and a segments iterator
   // (each clones a break iterator) first charge intlObject(KiB) about what
   // they hold (measured: a DateTimeFormat 47-60 KiB, a NumberFormat or
-  // RelativeTimeFormat 10-14, the others 2 or less): V8's GC learns of the
+  // RelativeTimeFormat 10-14, the others 2 or less, charged 4): V8's GC learns of the
   // memory, and a request may make kMaxIntlBytesPerRequest of them
   // (isolate_runtime.h). A wrapper stands in for its constructor everywhere
   // (prototype.constructor, subclasses through new.target, `this` when
@@ -449,11 +449,11 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     if (typeof Intl.Locale === 'function') {
       install(Intl.Locale.prototype, 'Intl.Locale.prototype.', {
         maximize() {
-          intlObject(1);
+          intlObject(4);
           return apply(ORIG['Intl.Locale.prototype.maximize'], this, []);
         },
         minimize() {
-          intlObject(1);
+          intlObject(4);
           return apply(ORIG['Intl.Locale.prototype.minimize'], this, []);
         },
       });
