@@ -68,6 +68,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/functional/any_invocable.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -369,11 +370,23 @@ class CallScheduler {
                      absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A buffer of a tenant at max_running_per_tenant keeps `keep` calls (and
   // those too close to their deadline to go back), and releases the rest
-  // paced at the tenant's rate. Returns how many calls it kept.
-  size_t ReleaseTenantExcess(FunctionState& fs, int quota, size_t keep, absl::Time now)
+  // paced at `slots` of its function's calls at once. Returns how many calls
+  // it kept.
+  size_t ReleaseTenantExcess(FunctionState& fs, int quota, size_t keep, double slots,
+                             absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The one loop of both releases: all but `keep` calls of a buffer go back
+  // to the queue, the next to run first, each due again when `due_again`
+  // says (nullopt: it stays after all). Returns how many calls it holds then.
+  size_t ReleaseAllBut(FunctionState& fs, int quota, size_t keep,
+                       absl::FunctionRef<std::optional<absl::Time>(const Held&)> due_again)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // What the buffers of one tenant at its limit may keep together now.
-  size_t TenantBuffer(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // What the buffers of one tenant at its limit may keep together now, and
+  // the worker slots its released calls are paced by.
+  struct TenantShare {
+    size_t keep = 0;
+    double slots = 0;
+  };
+  TenantShare TenantShareNow(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The index of the RunQ call to dispatch next with max_running_per_tenant
   // (see Dispatch).
   size_t FairestInRunQueue(const std::vector<Held*>& run_queue) const
@@ -427,7 +440,6 @@ class CallScheduler {
   // Per tenant: when the next call released while it was at its limit is due
   // again (ReleaseTenantExcess); forgotten once past.
   absl::flat_hash_map<std::string, absl::Time> tenant_next_release_ ABSL_GUARDED_BY(mu_);
-  size_t tenants_at_limit_ ABSL_GUARDED_BY(mu_) = 0;  // as of the last TenantBuffer
 };
 
 }  // namespace txfn

@@ -296,7 +296,6 @@ absl::Time CallScheduler::PacedRelease(absl::Time& next_release, double rate, ab
 
 void CallScheduler::ReleaseExcess(FunctionState& fs, int quota, Admission why,
                                   Downstream* downstream, absl::Time now) {
-  std::vector<Held*>& buf = fs.buffer[quota];
   size_t keep = options_.max_buffered_per_function;
   if (why == Admission::kBlockedByDownstream) {
     // Its share of what the downstream admits in release_delay, and of half
@@ -319,55 +318,31 @@ void CallScheduler::ReleaseExcess(FunctionState& fs, int quota, Admission why,
       keep = static_cast<size_t>(std::ceil(std::max(until_back, 0.0)));
     }
   }
-  if (buf.size() <= keep) return;
-  auto later = [](Held* a, Held* b) { return RunsLater(a, b); };
-  std::sort_heap(buf.begin(), buf.end(), later);  // ascending: the next to run last
-  const size_t release = buf.size() - keep;
-  // The next to run first, so a paced release gives it the earliest slot.
-  for (size_t i = release; i-- > 0;) {
-    Held* h = buf[i];
-    if (h->lost) {
-      ++stats_.lost_leases;
-      Forget(h->call().id);
-      continue;
-    }
-    const absl::Time back =
-        why == Admission::kBlockedByDownstream
-            ? PacedRelease(downstream->next_release, downstream->aimd.calls_per_second(), now)
-            : now + options_.release_delay;
-    // Back in time to run by the deadline: promoted opportunistic calls
-    // start at deadline - slack - cost.
-    const absl::Time latest =
-        h->call().deadline - options_.opportunistic_deadline_slack - absl::Seconds(fs.avg_cost_s);
-    const absl::Time retry_at = std::max(now + absl::Milliseconds(1), std::min(back, latest));
-    Settle(*h, Settlement::Release(h->leased.token, retry_at));
-  }
-  buf.erase(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(release));
-  std::make_heap(buf.begin(), buf.end(), later);
-  buffered_[quota] -= release;
-  stats_.buffered -= release;
+  ReleaseAllBut(
+      fs, quota, keep,
+      [&](const Held& h) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> std::optional<absl::Time> {
+        const absl::Time back =
+            why == Admission::kBlockedByDownstream
+                ? PacedRelease(downstream->next_release, downstream->aimd.calls_per_second(), now)
+                : now + options_.release_delay;
+        // Back in time to run by the deadline: promoted opportunistic calls
+        // start at deadline - slack - cost.
+        const absl::Time latest = h.call().deadline - options_.opportunistic_deadline_slack -
+                                  absl::Seconds(fs.avg_cost_s);
+        return std::max(now + absl::Milliseconds(1), std::min(back, latest));
+      });
 }
 
-size_t CallScheduler::ReleaseTenantExcess(FunctionState& fs, int quota, size_t keep,
-                                          absl::Time now) {
+size_t CallScheduler::ReleaseAllBut(
+    FunctionState& fs, int quota, size_t keep,
+    absl::FunctionRef<std::optional<absl::Time>(const Held&)> due_again) {
   std::vector<Held*>& buf = fs.buffer[quota];
-  keep = std::min(keep, options_.max_buffered_per_function);
   if (buf.size() <= keep) return buf.size();
   auto later = [](Held* a, Held* b) { return RunsLater(a, b); };
   std::sort_heap(buf.begin(), buf.end(), later);  // ascending: the next to run last
   const size_t excess = buf.size() - keep;
-  // About as fast as the tenant runs them: its limit's slots (or its share
-  // of all slots, when more tenants are at their limit than fit at once),
-  // each free again after the function's average time from dispatch to
-  // completion. So several tenants' backlogs together come back no faster
-  // than the workers run calls.
-  const double slots = std::min(static_cast<double>(options_.max_running_per_tenant),
-                                static_cast<double>(std::max<size_t>(1, stats_.worker_slots)) /
-                                    static_cast<double>(std::max<size_t>(1, tenants_at_limit_)));
-  const double rate = slots / std::max({fs.avg_wall_s, fs.avg_cost_s, 1e-3});
-  absl::Time& pace = tenant_next_release_[buf.back()->call().tenant];
   std::vector<Held*> stay;
-  // The next to run first, so the pace gives it the earliest slot.
+  // The next to run first, so a paced release gives it the earliest slot.
   for (size_t i = excess; i-- > 0;) {
     Held* h = buf[i];
     if (h->lost) {
@@ -375,19 +350,12 @@ size_t CallScheduler::ReleaseTenantExcess(FunctionState& fs, int quota, size_t k
       Forget(h->call().id);
       continue;
     }
-    // Back in time to run by its deadline (an opportunistic call is promoted
-    // the slack before it). One due again before the next poll would only
-    // be leased again: it waits here instead, for its deadline at worst.
-    absl::Time latest = h->call().deadline - absl::Seconds(fs.avg_cost_s);
-    if (h->call().quota == QuotaClass::kOpportunistic) {
-      latest -= options_.opportunistic_deadline_slack;
-    }
-    if (latest <= now + options_.poll_interval) {
+    const std::optional<absl::Time> retry_at = due_again(*h);
+    if (!retry_at.has_value()) {
       stay.push_back(h);
       continue;
     }
-    Settle(*h,
-           Settlement::Release(h->leased.token, std::min(PacedRelease(pace, rate, now), latest)));
+    Settle(*h, Settlement::Release(h->leased.token, *retry_at));
   }
   const size_t removed = excess - stay.size();
   buf.erase(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(excess));
@@ -398,13 +366,35 @@ size_t CallScheduler::ReleaseTenantExcess(FunctionState& fs, int quota, size_t k
   return buf.size();
 }
 
-size_t CallScheduler::TenantBuffer(absl::Time now) {
-  if (options_.max_running_per_tenant <= 0) return 0;
+size_t CallScheduler::ReleaseTenantExcess(FunctionState& fs, int quota, size_t keep, double slots,
+                                          absl::Time now) {
+  // About as fast as the tenant runs them: `slots` at once, each free again
+  // after the function's average time from dispatch to completion.
+  const double rate = slots / std::max({fs.avg_wall_s, fs.avg_cost_s, 1e-3});
+  absl::Time* pace = nullptr;  // the tenant's, found once a call goes back
+  return ReleaseAllBut(fs, quota, std::min(keep, options_.max_buffered_per_function),
+                       [&](const Held& h)
+                           ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> std::optional<absl::Time> {
+                             // Back in time to run by its deadline (an opportunistic call is
+                             // promoted the slack before it). One due again before the next poll
+                             // would only be leased again: it waits here instead, for its
+                             // deadline at worst.
+                             absl::Time latest = h.call().deadline - absl::Seconds(fs.avg_cost_s);
+                             if (h.call().quota == QuotaClass::kOpportunistic) {
+                               latest -= options_.opportunistic_deadline_slack;
+                             }
+                             if (latest <= now + options_.poll_interval) return std::nullopt;
+                             if (pace == nullptr) pace = &tenant_next_release_[h.call().tenant];
+                             return std::min(PacedRelease(*pace, rate, now), latest);
+                           });
+}
+
+CallScheduler::TenantShare CallScheduler::TenantShareNow(absl::Time now) {
+  if (options_.max_running_per_tenant <= 0) return {};
   size_t at_limit = 0;
   for (const auto& [tenant, admitted] : tenant_admitted_) {
     if (admitted >= options_.max_running_per_tenant) ++at_limit;
   }
-  tenants_at_limit_ = at_limit;
   // The paces of tenants no longer released for are forgotten.
   if (tenant_next_release_.size() > 2 * at_limit + 64) {
     for (auto it = tenant_next_release_.begin(); it != tenant_next_release_.end();) {
@@ -415,12 +405,18 @@ size_t CallScheduler::TenantBuffer(absl::Time now) {
       }
     }
   }
+  const size_t limit = static_cast<size_t>(options_.max_running_per_tenant);
+  const size_t tenants = std::max<size_t>(1, at_limit);
   // kTenantBufferFactor times the limit; all tenants at their limit
   // together half of max_buffered at most, so they never stop the polls.
-  const size_t share = options_.max_buffered / 2 / std::max<size_t>(1, at_limit);
-  return std::max<size_t>(
-      1,
-      std::min(static_cast<size_t>(options_.max_running_per_tenant) * kTenantBufferFactor, share));
+  // Their released calls come back at the limit's pace, or at their share of
+  // all slots when more are at their limit than fit at once: together no
+  // faster than the workers run calls.
+  return {.keep = std::max<size_t>(
+              1, std::min(limit * kTenantBufferFactor, options_.max_buffered / 2 / tenants)),
+          .slots = std::min(static_cast<double>(limit),
+                            static_cast<double>(std::max<size_t>(1, stats_.worker_slots)) /
+                                static_cast<double>(tenants))};
 }
 
 void CallScheduler::Move(absl::Time now) {
@@ -465,7 +461,7 @@ void CallScheduler::Move(absl::Time now) {
   // What the buffers of each tenant at its limit keep, so far in this pass,
   // and what they may keep together.
   absl::flat_hash_map<std::string, size_t> kept_for_tenant;
-  const size_t tenant_buffer = TenantBuffer(now);
+  const TenantShare tenant_share = TenantShareNow(now);
   while ((next < heads.size() || !again.empty()) && stats_.run_queue < options_.run_queue_target) {
     Head head;
     if (!again.empty() && (next == heads.size() || worse(heads[next], again.front()))) {
@@ -505,7 +501,8 @@ void CallScheduler::Move(absl::Time now) {
       if (options_.key_functions_by_tenant) {
         size_t& kept = kept_for_tenant[h->call().tenant];
         kept += ReleaseTenantExcess(*head.fs, head.quota,
-                                    tenant_buffer > kept ? tenant_buffer - kept : 0, now);
+                                    tenant_share.keep > kept ? tenant_share.keep - kept : 0,
+                                    tenant_share.slots, now);
       }
     } else {
       // Blocked by a limit: the buffer waits for a later tick, holding only

@@ -186,7 +186,7 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   // locales or options V8 makes a formatter for each (~70 us).
   function localeGuarded(what, self, args) {
     withLocales(what, args, 0);
-    const size = max(walkLength(self), typedLength(self));
+    const size = walkLength(self);  // a typed array's too
     const limit = args[0] !== undefined || args[1] !== undefined ? MAX_LOCALE_ARGS_ELEMENTS :
         MAX_LOCALE_ELEMENTS;
     if (size > limit) slowPaths().refuse(what, size, limit);
