@@ -33,7 +33,9 @@ if(NOT TARGET txfn::libnode)
     string(CONCAT _txfn_v8_error
         "V8 (Debian's libnode 108: include/node/v8.h and lib/${CMAKE_LIBRARY_ARCHITECTURE}/libnode.so.108) "
         "not found under TXFN_V8_PREFIX=${_txfn_v8_prefix}. Install libnode-dev, or set "
-        "TXFN_V8_PREFIX to where libnode108 and libnode-dev are unpacked.")
+        "TXFN_V8_PREFIX to where libnode108 and libnode-dev are unpacked (txfn's "
+        "scripts/install-deps unpacks them into .deps/libnode/usr of the txfn source tree: "
+        "-DTXFN_V8_PREFIX=/path/to/txfn/.deps/libnode/usr).")
   endif()
   unset(_txfn_v8_lib)
   unset(_txfn_v8_include)

@@ -94,6 +94,22 @@ CallResult ToCallResult(RunResult r, Timestamp ts, int attempts) {
                     .stats = r.stats};
 }
 
+// The CallPath state whose async `done` callback this thread is running, if
+// any. Thread-local by necessity: it describes the thread, not the object.
+thread_local const void* running_done_of = nullptr;
+
+// Marks the thread as running `done` of `path` for the scope's life.
+class RunningDone {
+ public:
+  explicit RunningDone(const void* path) : saved_(std::exchange(running_done_of, path)) {}
+  ~RunningDone() { running_done_of = saved_; }
+  RunningDone(const RunningDone&) = delete;
+  RunningDone& operator=(const RunningDone&) = delete;
+
+ private:
+  const void* const saved_;
+};
+
 }  // namespace
 
 struct CallPath::State {
@@ -121,8 +137,20 @@ struct CallPath::State {
     std::shared_ptr<internal::Lane> next_lane;  // PlanRetry's, for the retry
   };
 
+  // A blocking call from `done` of an async one waits for a txfn thread (a
+  // worker, the committer) that may be the very thread waiting: refused.
+  absl::Status CheckNotInDone(std::string_view form, std::string_view function) const {
+    if (running_done_of != this) return absl::OkStatus();
+    return absl::FailedPreconditionError(internal::StrCat(
+        "the blocking ", form, " of ", function,
+        " was called from the callback of an async call of the same engine, on a txfn thread: "
+        "it could wait for that thread (a deadlock); call ",
+        form, "Async from the callback instead"));
+  }
+
   absl::StatusOr<CallResult> Query(OpenTenant& tenant, std::string_view function, const Value& args,
                                    const QueryOptions& options) {
+    TXFN_RETURN_IF_ERROR(CheckNotInDone("Query", function));
     std::shared_ptr<const Snapshot> snapshot = tenant.Latest();
     TXFN_RETURN_IF_ERROR(CheckEnabled(*snapshot));
     const Timestamp ts = snapshot->ts();
@@ -135,6 +163,7 @@ struct CallPath::State {
 
   absl::StatusOr<CallResult> Mutation(OpenTenant& tenant, std::string_view function,
                                       const Value& args, const MutationOptions& options) {
+    TXFN_RETURN_IF_ERROR(CheckNotInDone("Mutation", function));
     TXFN_ASSIGN_OR_RETURN(std::shared_ptr<const CompletionRecord> record, RecordOf(options));
     RunResult last_run;
     std::optional<IdempotentResult> replay;
@@ -186,6 +215,7 @@ struct CallPath::State {
     absl::Status s = runner.RunAsync(
         std::move(snapshot), MakeRequest(function, args, FunctionKind::kQuery, options.deadline),
         [this, ts, tenant = std::move(tenant), done = std::move(done)](RunResult r) mutable {
+          RunningDone running(this);
           if (r.status.ok()) {
             queries.fetch_add(1, std::memory_order_relaxed);
             done(ToCallResult(std::move(r), ts, 1));
@@ -375,7 +405,10 @@ struct CallPath::State {
   // Ends an async call: its lane turn goes to the next waiter, then `done`.
   void Complete(AsyncMutation& call, absl::StatusOr<CallResult> result) {
     LeaveLane(call);
-    call.done(std::move(result));
+    {
+      RunningDone running(this);
+      call.done(std::move(result));
+    }
     call.tenant.reset();  // before EndAsync: the registry may go once nothing is in flight
     EndAsync();
   }

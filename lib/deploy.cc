@@ -1,7 +1,10 @@
 // The deploy check (txfn/deploy.h).
 #include "txfn/deploy.h"
 
+#include <algorithm>
 #include <memory>
+#include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -27,11 +30,35 @@ absl::Status CheckModulePaths(const std::map<std::string, std::string>& modules)
   return absl::OkStatus();
 }
 
+// With its fields declared, a table's documents have no others: an index on another field
+// would index nothing (most likely a typo). Checked at deploy, not when a schema is parsed:
+// schemas deployed before this check must still load.
+absl::Status CheckIndexesUseDeclaredFields(const Schema& schema) {
+  for (const TableSpec& table : schema.tables()) {
+    if (!table.fields.has_value()) continue;
+    for (const IndexSpec& index : table.indexes) {
+      for (const std::string& path : index.fields) {
+        const std::string_view top = std::string_view(path).substr(0, path.find('.'));
+        if (path == "_creationTime" ||
+            std::any_of(table.fields->begin(), table.fields->end(),
+                        [&](const FieldSpec& f) { return f.name == top; })) {
+          continue;
+        }
+        return absl::InvalidArgumentError(StrCat("deploy refused: schema: table '", table.name,
+                                                 "' index '", index.name, "': field '", top,
+                                                 "' is not among the table's \"fields\""));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status StageDeploy(Transaction& txn, const std::map<std::string, std::string>& modules,
                          const Schema& schema) {
   TXFN_RETURN_IF_ERROR(CheckModulePaths(modules));
+  TXFN_RETURN_IF_ERROR(CheckIndexesUseDeclaredFields(schema));
   if (absl::Status s = txn.DeploySchema(schema); !s.ok()) {
     return Prefixed(s, "deploy refused: schema");
   }

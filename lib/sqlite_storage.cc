@@ -26,6 +26,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/utility/utility.h"
 #include "fmt/core.h"
+#include "lib/sqlite_backup.h"
 #include "lib/sqlite_connection.h"
 #include "lib/sqlite_status.h"
 #include "txfn/internal/mutex.h"
@@ -597,51 +598,8 @@ absl::StatusOr<RetentionResult> SqliteStorage::ApplyRetention(std::string_view t
 
 absl::Status SqliteStorage::Backup(const std::string& dest_path) {
   TXFN_RETURN_IF_ERROR(CheckNotInDoubt("Backup"));
-  std::error_code ec;
-  if (dest_path.empty() || std::filesystem::exists(dest_path, ec)) {
-    return dest_path.empty()
-               ? absl::InvalidArgumentError("SqliteStorage::Backup: empty destination path")
-               : absl::AlreadyExistsError(fmt::format(
-                     "SqliteStorage::Backup: '{}' exists; back up to a new file", dest_path));
-  }
-  // Into a side file, renamed into place once complete: a failed backup
-  // never leaves a half-written file under the destination's name.
-  const std::string partial = dest_path + ".partial";
-  std::filesystem::remove(partial, ec);
-  auto cleanup = [&] { std::filesystem::remove(partial, ec); };
-  absl::StatusOr<std::unique_ptr<Connection>> dest =
-      Connection::Open(partial, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, options_);
-  if (!dest.ok()) return dest.status();
-  {
-    TXFN_ASSIGN_OR_RETURN(ReadLease lease, AcquireReader());
-    // One step copies every page under one read transaction: a consistent
-    // snapshot, while writers go on (WAL).
-    sqlite3_backup* backup = sqlite3_backup_init((*dest)->db(), "main", lease.conn().db(), "main");
-    if (backup == nullptr) {
-      absl::Status error =
-          SqliteError(sqlite3_errcode((*dest)->db()), (*dest)->db(), partial, "backup_init");
-      dest->reset();
-      cleanup();
-      return error;
-    }
-    int rc = sqlite3_backup_step(backup, -1);
-    int finish = sqlite3_backup_finish(backup);
-    if (rc != SQLITE_DONE || finish != SQLITE_OK) {
-      absl::Status error = SqliteError(rc != SQLITE_DONE ? rc : finish, (*dest)->db(), partial,
-                                       fmt::format("backup of '{}'", path_));
-      dest->reset();
-      cleanup();
-      return error;
-    }
-  }
-  dest->reset();  // closes the copy (synced by its own commit)
-  std::filesystem::rename(partial, dest_path, ec);
-  if (ec) {
-    cleanup();
-    return absl::UnavailableError(fmt::format("SqliteStorage::Backup: rename '{}' to '{}': {}",
-                                              partial, dest_path, ec.message()));
-  }
-  return absl::OkStatus();
+  TXFN_ASSIGN_OR_RETURN(ReadLease lease, AcquireReader());
+  return internal::BackupToNewFile(lease.conn().db(), path_, dest_path, "SqliteStorage::Backup");
 }
 
 }  // namespace txfn

@@ -161,14 +161,10 @@ std::optional<Timestamp> CommitOutcomeUnknownTimestamp(const absl::Status& statu
 
 absl::Status CheckTenantBatchAgainstNewest(std::string_view storage, const TenantBatch& batch,
                                            Timestamp newest) {
-  if (batch.first_ts <= newest) {
-    return absl::InvalidArgumentError(
-        fmt::format("Storage::Write: commit of tenant '{}' at ts {} is not after its newest "
-                    "committed timestamp {}",
-                    batch.tenant, batch.first_ts, newest));
-  }
   // Another writer of the tenant (another process, or another committer on this storage)
   // committed after this writer's committer last looked: its conflict checks missed that.
+  // First: those commits may also be at or after this batch's timestamps (the other writer's
+  // clock ran ahead), which is not the caller's mistake but the same stale writer.
   if (batch.previous_ts.has_value() && newest > *batch.previous_ts) {
     return StaleWriterError(
         fmt::format("{}: tenant '{}' has commits up to ts {} that this writer had not seen (it "
@@ -176,6 +172,12 @@ absl::Status CheckTenantBatchAgainstNewest(std::string_view storage, const Tenan
                     "written",
                     storage, batch.tenant, newest, *batch.previous_ts),
         newest);
+  }
+  if (batch.first_ts <= newest) {
+    return absl::InvalidArgumentError(
+        fmt::format("Storage::Write: commit of tenant '{}' at ts {} is not after its newest "
+                    "committed timestamp {}",
+                    batch.tenant, batch.first_ts, newest));
   }
   return absl::OkStatus();
 }

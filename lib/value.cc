@@ -209,6 +209,12 @@ std::string QuoteName(std::string_view name) {
   return out;
 }
 
+bool IsSystemField(std::string_view name) { return name == "_id" || name == "_creationTime"; }
+
+size_t SystemFieldsIn(const Value::Object& fields) {
+  return fields.count("_id") + fields.count("_creationTime");
+}
+
 class DocumentValidator {
  public:
   explicit DocumentValidator(const DocumentLimits& limits) : limits_(limits) {}
@@ -231,13 +237,15 @@ class DocumentValidator {
     } else if (v.is_object()) {
       if (depth > limits_.max_nesting_depth) return DepthError(depth);
       const Value::Object& fields = v.object();
-      if (fields.size() > limits_.max_fields_per_object) {
+      // The system fields are the store's, not the user's: they do not count.
+      const size_t user_fields = fields.size() - (depth == 1 ? SystemFieldsIn(fields) : 0);
+      if (user_fields > limits_.max_fields_per_object) {
         return absl::InvalidArgumentError(
             fmt::format("object at {} has {} fields, over the limit of {} (max_fields_per_object)",
-                        RenderPath(path_), fields.size(), limits_.max_fields_per_object));
+                        RenderPath(path_), user_fields, limits_.max_fields_per_object));
       }
       for (const auto& [name, field] : fields) {
-        bool system = depth == 1 && (name == "_id" || name == "_creationTime");
+        const bool system = depth == 1 && IsSystemField(name);
         if (!system && !IsValidFieldName(name, limits_)) {
           return absl::InvalidArgumentError(fmt::format(
               "invalid field name {} in {}: a field name must be a non-empty identifier of "

@@ -183,6 +183,12 @@ early=$last
 check call-pending 0 '^state +pending$' qt call "$early"
 check calls-pending 0 "^$early +pending +counters:bump" qt calls --tenant=app --status=pending
 check calls-backlog 0 'counters:bump +1 +1 +0$' qt calls --tenant=app
+# A backup takes the queue along: the pending call is in the copy.
+check q-backup 0 'backed up its queue .*queued\.db\.queue to .*qbackup\.db\.queue' \
+  qt backup "$tmp/qbackup.db"
+check q-backup-call 0 '^state +pending$' "$txfn" --db="$tmp/qbackup.db" call "$early"
+check q-backup-queue-exists 1 'qbackup2\.db\.queue.* exists' \
+  bash -c 'touch "$1.queue" && "$2" --db="$3" backup "$1"' _ "$tmp/qbackup2.db" "$txfn" "$q"
 
 "$txfn" --db="$q" serve --quiet 2>"$tmp/serve.log" &
 server=$!

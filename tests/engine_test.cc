@@ -318,6 +318,20 @@ TEST_P(EngineTest, DeployRefusesABadSchema) {
   }
   EXPECT_TRUE(absl::IsInvalidArgument(
       engine_->Deploy("app", {{"", "export const x = 1;"}}, *Schema::FromJson(kSchema))));
+  // An index on a field a table with declared fields cannot have (a typo) is refused;
+  // nested paths under a declared field and _creationTime are fine.
+  absl::Status typo = engine_->DeployJson(
+      "app", Modules(),
+      R"({"tables": {"t": {"fields": {"a": "object"}, "indexes": {"i": ["a.b", "nmae"]}}}})");
+  EXPECT_TRUE(absl::IsInvalidArgument(typo)) << typo;
+  EXPECT_THAT(std::string(typo.message()),
+              HasSubstr(R"(index 'i': field 'nmae' is not among the table's "fields")"));
+  absl::Status nested =
+      engine_->DeployJson("app", Modules(),
+                          R"({"tables": {"counters": {"fields": {"name": "string", "n": "int64"},
+          "indexes": {"by_name": ["name"]}}, "notes": {"indexes": {"by_text": ["text"]}},
+          "t": {"fields": {"a": "object"}, "indexes": {"i": ["a.b", "_creationTime"]}}}})");
+  EXPECT_TRUE(nested.ok()) << nested;
   EXPECT_EQ(engine_->Query("app", "counters:hello", Value::Null())->value,
             Value::String("v1:hello"));
 }
@@ -439,6 +453,41 @@ TEST_P(EngineTest, AsyncForms) {
   // Refused at once: `done` is not called.
   EXPECT_TRUE(absl::IsNotFound(engine_->QueryAsync("nope", "counters:get", Name("a"), collect)));
   EXPECT_TRUE(absl::IsNotFound(engine_->MutationAsync("nope", "counters:get", Name("a"), collect)));
+}
+
+// A blocking call inside `done` could wait for the very thread it runs on:
+// refused at once with an error naming the async form, never a hang.
+TEST_P(EngineTest, ABlockingCallFromACallbackIsRefusedNotDeadlocked) {
+  CreateAndDeploy();
+  constexpr int kCalls = 16;  // more than the workers: each would hold one
+  internal::Mutex mu;
+  internal::CondVar cv(&mu);
+  std::vector<absl::Status> inner;
+  for (int i = 0; i < kCalls; ++i) {
+    ASSERT_TRUE(
+        engine_
+            ->QueryAsync("app", "counters:get", Name("a"),
+                         [&](absl::StatusOr<CallResult>) {
+                           absl::Status q =
+                               engine_->Query("app", "counters:get", Name("a")).status();
+                           absl::Status m =
+                               engine_->Mutation("app", "counters:create", Name("x")).status();
+                           internal::MutexLock lock(&mu);
+                           inner.push_back(q);
+                           inner.push_back(m);
+                           cv.SignalAll();
+                         })
+            .ok());
+  }
+  internal::MutexLock lock(&mu);
+  cv.Wait([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return inner.size() == 2 * kCalls; });
+  for (size_t i = 0; i < inner.size(); ++i) {
+    EXPECT_TRUE(absl::IsFailedPrecondition(inner[i])) << inner[i];
+    EXPECT_THAT(std::string(inner[i].message()),
+                HasSubstr(i % 2 == 0 ? "call QueryAsync" : "call MutationAsync"));
+  }
+  // Outside a callback the same calls run.
+  EXPECT_TRUE(engine_->Query("app", "counters:get", Name("a")).ok());
 }
 
 TEST_P(EngineTest, AsyncErrorsReachTheCallback) {

@@ -558,8 +558,14 @@ TEST_P(FunctionRunnerTest, ImportsResolveRelativeAndBarePaths) {
     import { twice } from "../lib/util";
     import { four } from "lib/deeper/more.js";
     import * as again from "./../lib/./util.js";
-    export const run = query((ctx, { x }) => twice(x) + four + again.twice(0));
+    import { half } from "../lib/esm";
+    export const run = query((ctx, { x }) => twice(x) + four + again.twice(0) + half(0));
     export default query(() => "default export");
+  )JS"},
+       {"lib/esm.mjs", "export const half = (x) => x / 2;"},
+       {"api/mod.mjs", R"JS(
+    import { query } from "txfn/server";
+    export const m = query(() => "from .mjs");
   )JS"},
        {"broken/imp.js", "import { nope } from './missing.js'; export const x = 1;"}});
   RunResult r = Query("api/calc:run", Obj({{"x", Value::Float64(5)}}));
@@ -567,6 +573,12 @@ TEST_P(FunctionRunnerTest, ImportsResolveRelativeAndBarePaths) {
   EXPECT_EQ(r.value.float64(), 14);
   RunResult d = Query("api/calc.js");
   EXPECT_EQ(d.value.string(), "default export");
+  // A .mjs module is named with or without its extension, like a .js one.
+  for (const char* name : {"api/mod:m", "api/mod.mjs:m"}) {
+    RunResult m = Query(name);
+    ASSERT_TRUE(m.status.ok()) << name << ": " << m.status;
+    EXPECT_EQ(m.value.string(), "from .mjs") << name;
+  }
   RunResult missing = Query("broken/imp:x");
   EXPECT_EQ(missing.status.code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(missing.status.message(), HasSubstr("missing.js"));
@@ -781,6 +793,8 @@ TEST_P(FunctionRunnerTest, ValidatorTypesAreTheSchemasWithJsAliases) {
             Obj({{"i", Value::Float64(2)}, {"f", Value::Float64(1)}, {"b", Value::Bool(true)}}));
   EXPECT_EQ(wrong.status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(wrong.status.message(), HasSubstr("argument `i` must be int64, got float64"));
+  EXPECT_THAT(wrong.status.message(),
+              HasSubstr(R"(pass a BigInt, such as 3n; in JSON, {"$int64")"));
   RunResult wrong_bool = Query("types:canonical", Obj({{"i", I64(1)},
                                                        {"f", Value::Float64(1)},
                                                        {"b", Str("yes")},

@@ -256,6 +256,16 @@ std::vector<Attack> Attacks() {
       Answers(
           "intlStillWorks",
           R"(["1,234.5","DateTimeFormat",0,true,1,true,true,"undefined",true,"1,5,2",["en-US"],"1,5",2,"1.234,5",-1,"1/1/1970","en-Latn-US",2000])"),
+      Answers(
+          "wrappersReadAsNative",
+          R"(["function DateTimeFormat() { [native code] }","function Date() { [native code] }",)"
+          R"("function now() { [native code] }","function random() { [native code] }",)"
+          R"("function toLocaleString() { [native code] }",)"
+          R"("function replace() { [native code] }","function toString() { [native code] }",)"
+          R"("function mine() { return 1; }","function format() { [native code] }",)"
+          R"("function map() { [native code] }",)"
+          R"("function () { [native code] }","function () { [native code] }",)"
+          R"("class A {}",true])"),
       Answers("dateCtorNow", "true"),
       Answers("noPerformanceClock", "\"undefined undefined\""),
       // 8. Smaller.

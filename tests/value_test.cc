@@ -815,6 +815,19 @@ TEST(ValidateDocumentTest, FieldCount) {
   ExpectInvalid(ValidateDocument(O({{"inner", O(fields)}})), {"max_fields_per_object", "inner"});
 }
 
+TEST(ValidateDocumentTest, SystemFieldsDoNotCountTowardsTheFieldLimit) {
+  Value::Object fields;
+  for (int i = 0; i < 1024; ++i) fields["f" + std::to_string(i)] = I(i);
+  fields["_id"] = S("id");
+  fields["_creationTime"] = F(1.0);
+  EXPECT_TRUE(ValidateDocument(O(fields)).ok()) << ValidateDocument(O(fields));
+  fields["extra"] = Value::Null();
+  ExpectInvalid(ValidateDocument(O(fields)), {"max_fields_per_object", "1025", "1024"});
+  // Below the top level, the same names are user fields (and invalid ones).
+  Value::Object inner = {{"_id", I(1)}};
+  ExpectInvalid(ValidateDocument(O({{"inner", O(inner)}})), {"invalid field name", "_id"});
+}
+
 TEST(ValidateDocumentTest, ArrayLength) {
   EXPECT_TRUE(ValidateDocument(O({{"a", A(Value::Array(8192))}})).ok());
   ExpectInvalid(ValidateDocument(O({{"list", A({A(Value::Array(8193))})}})),

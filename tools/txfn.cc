@@ -48,6 +48,7 @@
 #include "txfn/postgres_engine.h"  // IsPostgresUrl; OpenPostgresEngine with TXFN_TOOLS_POSTGRES
 #include "txfn/snapshot.h"
 #include "txfn/sqlite_engine.h"
+#include "txfn/sqlite_queue.h"
 #include "txfn/sqlite_storage.h"
 #include "txfn/status_macros.h"
 #include "txfn/value.h"
@@ -144,7 +145,9 @@ commands:
   backup DEST
       Copies the database (--db) into the new file DEST with SQLite's online
       backup API: a consistent snapshot, taken while other processes may keep
-      writing. DEST must not exist; open it with --db=DEST like any database.
+      writing; then its queue (--db's .queue file, if any) into DEST.queue.
+      DEST (and DEST.queue) must not exist; open it with --db=DEST like any
+      database.
   serve [--quiet] [--status_every=SECONDS]
       Runs the queued calls of every tenant of --db (calls submitted with
       'txfn submit' or scheduled by mutations with ctx.scheduler.runAfter/runAt)
@@ -421,6 +424,13 @@ int Run(Target& engine, const std::string& tenant, const std::string& function,
   if (kind == "auto" && !result.ok() && DeclaredKind(result.status()) == FunctionKind::kMutation) {
     result = engine.Mutation(tenant, function, *args);
   }
+  if (!result.ok() && DeclaredKind(result.status()) == FunctionKind::kAction) {
+    return Fail(absl::Status(
+        result.status().code(),
+        fmt::format("{}: run only queries and mutations; submit an action to the queue "
+                    "(txfn submit --tenant={} {} ARGS_JSON, then txfn call ID)",
+                    std::string(result.status().message()), tenant, function)));
+  }
   if (!result.ok()) {
     PrintLogs(FailedCallLogs(result.status()));
     std::optional<AppError> app_error = GetAppError(result.status());
@@ -545,6 +555,10 @@ int Backup(const std::string& dest) {
   if (!std::filesystem::exists(db)) {
     return Fail(absl::NotFoundError(fmt::format("database '{}' does not exist", db)));
   }
+  if (std::error_code ec; std::filesystem::exists(SqliteQueuePath(dest), ec)) {
+    return Fail(absl::AlreadyExistsError(
+        fmt::format("'{}' exists; back up to a new file", SqliteQueuePath(dest))));
+  }
   absl::StatusOr<std::unique_ptr<SqliteStorage>> storage = SqliteStorage::Open(db);
   if (!storage.ok()) return Fail(storage.status());
   absl::Status copied = (*storage)->Backup(dest);
@@ -552,6 +566,21 @@ int Backup(const std::string& dest) {
   std::error_code ec;
   std::printf("backed up %s to %s (%ju bytes)\n", db.c_str(), dest.c_str(),
               static_cast<uintmax_t>(std::filesystem::file_size(dest, ec)));
+  // The queue after the data: a call the data's copy holds in its outbox (not yet moved
+  // into the queue) is enqueued again when the copy is opened, and the queue skips an id it
+  // holds, so no call is lost between the two copies.
+  const std::string queue_file = SqliteQueuePath(db);
+  if (!std::filesystem::exists(queue_file, ec)) return 0;
+  absl::StatusOr<std::unique_ptr<SqliteQueue>> queue = SqliteQueue::Open(queue_file);
+  if (!queue.ok()) return Fail(queue.status());
+  const std::string queue_dest = SqliteQueuePath(dest);
+  if (absl::Status q = (*queue)->Backup(queue_dest); !q.ok()) {
+    return Fail(absl::Status(q.code(), fmt::format("{} (the data's copy {} is complete; back up "
+                                                   "both files together)",
+                                                   std::string(q.message()), dest)));
+  }
+  std::printf("backed up its queue %s to %s (%ju bytes)\n", queue_file.c_str(), queue_dest.c_str(),
+              static_cast<uintmax_t>(std::filesystem::file_size(queue_dest, ec)));
   return 0;
 }
 

@@ -127,6 +127,15 @@ class SqliteQueue final : public DurableQueue {
                                                     const ListFilter& filter,
                                                     absl::Time now) override;
 
+  // Copies the queue, consistently (one read transaction on a connection of
+  // its own, so the queue's operations go on meanwhile), into a new file at
+  // `dest_path` with SQLite's online backup API; SqliteQueue::Open opens it.
+  // Written as dest_path + ".partial" and renamed into place when complete.
+  // Errors: InvalidArgument (empty path), AlreadyExists (dest_path exists:
+  // never overwritten), Unavailable (I/O; nothing is left at dest_path).
+  // Thread-safe. Blocks until done; cost: a read of every page.
+  [[nodiscard]] absl::Status Backup(const std::string& dest_path);
+
   // A BlobStore on this queue's database file (table txfn_queue_blobs). Lives
   // as long as the queue.
   BlobStore& blob_store();

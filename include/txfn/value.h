@@ -210,6 +210,7 @@ inline constexpr int kMaxDecodeDepth = 64;
 struct DocumentLimits {
   size_t max_size_bytes = 1 << 20;  // ByteSize() of the whole document
   int max_nesting_depth = 16;       // the document itself is depth 1
+  // Of every object; a document's system fields (_id, _creationTime) do not count.
   size_t max_fields_per_object = 1024;
   size_t max_array_length = 8192;
   size_t max_field_name_bytes = 64;

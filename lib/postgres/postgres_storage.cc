@@ -86,18 +86,19 @@ BEGIN
       RETURN;
     END IF;
     SELECT t.max_ts INTO m FROM txfn_tenants t WHERE t.tenant = t_names[i];
-    IF t_first[i] <= coalesce(m, -9223372036854775808) THEN
-      r_status := 2;
-      r_tenant := i;
-      r_info := coalesce(m, -9223372036854775808)::text;
-      RETURN;
-    END IF;
     -- The writer's conflict checks covered the commits up to t_known only: a newer one is
-    -- another writer's (a former owner's), which they missed.
+    -- another writer's (a former owner's), which they missed. (First: the other
+    -- writer's commits may also be at or after this batch's timestamps.)
     IF t_known[i] IS NOT NULL AND coalesce(m, -9223372036854775808) > t_known[i] THEN
       r_status := 3;
       r_tenant := i;
       r_info := m::text;
+      RETURN;
+    END IF;
+    IF t_first[i] <= coalesce(m, -9223372036854775808) THEN
+      r_status := 2;
+      r_tenant := i;
+      r_info := coalesce(m, -9223372036854775808)::text;
       RETURN;
     END IF;
   END LOOP;

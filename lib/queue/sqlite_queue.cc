@@ -22,6 +22,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "fmt/core.h"
 #include "lib/queue/queue_rows.h"
+#include "lib/sqlite_backup.h"
 #include "lib/sqlite_status.h"
 #include "txfn/internal/status_macros.h"
 #include "txfn/internal/strings.h"
@@ -971,6 +972,18 @@ absl::StatusOr<std::vector<absl::Status>> SqliteQueue::Extend(absl::Span<const L
     return absl::OkStatus();
   }));
   return results;
+}
+
+absl::Status SqliteQueue::Backup(const std::string& dest_path) {
+  sqlite3* reader = nullptr;
+  const int rc = sqlite3_open_v2(path_.c_str(), &reader, SQLITE_OPEN_READONLY, nullptr);
+  absl::Status status =
+      rc == SQLITE_OK
+          ? internal::BackupToNewFile(reader, path_, dest_path, "SqliteQueue::Backup")
+          : absl::Status(internal::SqliteStatusCode(rc),
+                         StrCat("SqliteQueue::Backup: open '", path_, "': ", sqlite3_errstr(rc)));
+  sqlite3_close(reader);
+  return status;
 }
 
 absl::StatusOr<std::vector<DeadLetter>> SqliteQueue::ListDeadLetters(CallId after, size_t limit) {

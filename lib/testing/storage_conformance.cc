@@ -527,6 +527,15 @@ TEST_P(StorageConformanceTest, ABatchOfAStaleWriterIsRefusedWhole) {
   ASSERT_TRUE(WriteAll(s, {stated(Commit("t", 8, {Put(1, "k", "8")}), 7)}).ok());
   EXPECT_EQ(GetAt(s, "t", 1, "k", kForever), (IndexEntry{"k", "8", 8}));
   EXPECT_FALSE(IsStaleWriter(absl::FailedPreconditionError("another failure")));
+  // The other writer's clock ran ahead: its commit (ts 20) is also after this batch's
+  // timestamp. Still a stale writer (it reloads and retries), not a caller's mistake.
+  ASSERT_TRUE(WriteAll(s, {stated(Commit("t", 20, {Put(1, "k", "20")}), 8)}).ok());
+  absl::Status behind = WriteAll(s, {stated(Commit("t", 10, {Put(1, "k", "10")}), 8)});
+  EXPECT_TRUE(IsStaleWriter(behind)) << behind;
+  EXPECT_EQ(MaxTs(s, "t"), 20u);
+  // Unstated, or stated and current, a timestamp not after the newest is the caller's.
+  absl::Status not_after = WriteAll(s, {stated(Commit("t", 20, {Put(1, "k", "x")}), 20)});
+  EXPECT_EQ(not_after.code(), absl::StatusCode::kInvalidArgument) << not_after;
 }
 
 TEST_P(StorageConformanceTest, MaxCommittedTimestampFollowsCommits) {

@@ -83,6 +83,20 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   defineProperty(Math, 'random', {value: function random_() { return random(); },
                                   writable: true, configurable: true});
 
+  // ---- The wrappers read as the builtins they stand for ----------------------
+  // Libraries test for "[native code]" to tell a builtin from a polyfill (and
+  // would replace a wrapper with their own, unguarded code); nor is txfn's
+  // source the tenant's business. nativeSource(f) is that text for a
+  // function of txfn's own scripts, undefined for any other.
+  const nativeSource = n.nativeSource;
+  const functionToString = Function.prototype.toString;
+  defineProperty(Function.prototype, 'toString', {writable: true, configurable: true, value: {
+    toString() {
+      const s = nativeSource(this);
+      return s !== undefined ? s : apply(functionToString, this, []);
+    },
+  }.toString});
+
   // ---- Builtins V8 runs without checking for termination --------------------
   // Some builtins walk an index range or a whole string in C++ or Torque
   // without an interrupt check, so a CPU limit cannot stop them: a sparse
@@ -862,7 +876,8 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
         }
         if (!hasType(type, v)) {
           fail(INVALID_ARGUMENT, 'argument `' + name + '` must be ' + type + ', got ' +
-               typeName(v));
+               typeName(v) + (type === 'int64' && typeof v === 'number' ?
+                   ' (pass a BigInt, such as 3n; in JSON, {"$int64": "3"})' : ''));
         }
       }
       for (const name of Object.keys(a)) {

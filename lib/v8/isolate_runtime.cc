@@ -540,6 +540,29 @@ void IsProxy(const v8::FunctionCallbackInfo<v8::Value>& info) {
   info.GetReturnValue().Set(info[0]->IsProxy());
 }
 
+// nativeSource(f): for a function of txfn's own JavaScript (a script named
+// "txfn:..."), what Function.prototype.toString shows for a builtin, named
+// after the function (without the '_' that keeps some wrappers' names apart
+// from the bootstrap's variables); undefined for anything else.
+void NativeSource(const v8::FunctionCallbackInfo<v8::Value>& info) {
+  v8::Isolate* isolate = info.GetIsolate();
+  if (!info[0]->IsFunction() || info[0]->IsProxy()) return;
+  v8::Local<v8::Function> fn = info[0].As<v8::Function>();
+  // Empty for a bound function (not a JSFunction: no script of its own).
+  v8::Local<v8::Value> script = fn->GetScriptOrigin().ResourceName();
+  if (script.IsEmpty() || !script->IsString() ||
+      !Utf8Prefix(isolate, script.As<v8::String>(), 64).starts_with("txfn:")) {
+    return;
+  }
+  std::string name;
+  if (v8::Local<v8::Value> n = fn->GetName(); n->IsString()) {
+    name = Utf8Prefix(isolate, n.As<v8::String>(), 256);
+  }
+  if (name.ends_with('_')) name.pop_back();
+  info.GetReturnValue().Set(
+      MessageString(isolate, StrCat("function ", name, "() { [native code] }")));
+}
+
 // setOriginal(getter, value): the lockdown's note, on an override accessor's
 // getter, of the data value it replaced (harden_js.h, js_strings.h). Made
 // per lockdown, never reachable from tenant code.
@@ -670,6 +693,7 @@ const intptr_t* IsolateRuntime::ExternalReferences() {
                                    reinterpret_cast<intptr_t>(&Replace),
                                    reinterpret_cast<intptr_t>(&Delete),
                                    reinterpret_cast<intptr_t>(&IsProxy),
+                                   reinterpret_cast<intptr_t>(&NativeSource),
                                    reinterpret_cast<intptr_t>(&IntlObject),
                                    reinterpret_cast<intptr_t>(&Schedule),
                                    reinterpret_cast<intptr_t>(&Unschedule),
@@ -722,6 +746,7 @@ absl::StatusOr<v8::Local<v8::Object>> IsolateRuntime::Bootstrap(v8::Isolate* iso
   add("replace", &Replace);
   add("del", &Delete);
   add("isProxy", &IsProxy);
+  add("nativeSource", &NativeSource);
   add("intlObject", &IntlObject);
   add("schedule", &Schedule);
   add("unschedule", &Unschedule);

@@ -51,7 +51,7 @@ std::optional<std::string> NormalizePath(std::string_view path) {
 }
 
 // The stored module path `spec` (imported from `referrer`, or "" for the
-// function name) names, trying "<path>" then "<path>.js".
+// function name) names, trying "<path>", then "<path>.js", then "<path>.mjs".
 std::optional<std::string> ResolveModule(const TenantMetadata& metadata, std::string_view referrer,
                                          std::string_view spec) {
   std::string joined;
@@ -65,8 +65,10 @@ std::optional<std::string> ResolveModule(const TenantMetadata& metadata, std::st
   if (!path.has_value()) return std::nullopt;
   const auto& modules = metadata.modules();
   if (modules.contains(*path)) return path;
-  std::string js = StrCat(*path, ".js");
-  if (modules.contains(js)) return js;
+  for (std::string_view extension : {".js", ".mjs"}) {
+    std::string with_extension = StrCat(*path, extension);
+    if (modules.contains(with_extension)) return with_extension;
+  }
   return std::nullopt;
 }
 
@@ -194,7 +196,7 @@ v8::MaybeLocal<v8::Module> ModuleLoader::ResolveCallback(v8::Local<v8::Context> 
     }
     std::optional<std::string> path = NormalizePath(joined);
     if (path.has_value()) {
-      for (const std::string& p : {*path, StrCat(*path, ".js")}) {
+      for (const std::string& p : {*path, StrCat(*path, ".js"), StrCat(*path, ".mjs")}) {
         if (auto it = cs->by_path.find(p); it != cs->by_path.end()) {
           return cs->modules[it->second].module.Get(isolate);
         }

@@ -184,6 +184,24 @@ export const intlStillWorks = q(() => {
   seen.push(n);
   return seen;
 });
+// txfn's wrappers of builtins read as the builtins (libraries test for
+// "[native code]"); the tenant's own functions keep their source.
+export const wrappersReadAsNative = q(() => {
+  const own = function mine() { return 1; };
+  const shown = [Intl.DateTimeFormat, Date, Date.now, Math.random, Array.prototype.toLocaleString,
+                 String.prototype.replace, Function.prototype.toString]
+                    .map((f) => Function.prototype.toString.call(f));
+  return [...shown, String(own), String(Object.getOwnPropertyDescriptor(Intl.DateTimeFormat.prototype, "format").get),
+          String(Array.prototype.map), String(Function.prototype.toString.bind(null)),
+          Function.prototype.toString.call(new Proxy(Date.now, {})), String(class A {}),
+          (() => {
+            try {
+              return Function.prototype.toString.call({});
+            } catch (e) {
+              return e instanceof TypeError;
+            }
+          })()];
+});
 export const intlLimitCaught = q(() => {
   const segments = new Intl.Segmenter("en").segment("a b");
   try {
