@@ -30,11 +30,26 @@ absl::Status CheckModulePaths(const std::map<std::string, std::string>& modules)
   return absl::OkStatus();
 }
 
-// With its fields declared, a table's documents have no others: an index on another field
-// would index nothing (most likely a typo). Checked at deploy, not when a schema is parsed:
-// schemas deployed before this check must still load.
-absl::Status CheckIndexesUseDeclaredFields(const Schema& schema) {
+// At most kMaxIndexesPerTable indexes of at most kMaxFieldsPerIndex fields each; and with its
+// fields declared, a table's documents have no others: an index on another field would index
+// nothing (most likely a typo). Checked at deploy, not when a schema is parsed: schemas
+// deployed before these checks must still load.
+absl::Status CheckIndexes(const Schema& schema) {
   for (const TableSpec& table : schema.tables()) {
+    // Every write of a document writes an entry in each index, with the
+    // indexed values: Convex's bounds keep that cost in proportion.
+    if (table.indexes.size() > kMaxIndexesPerTable) {
+      return absl::InvalidArgumentError(
+          StrCat("deploy refused: schema: table '", table.name, "' has ", table.indexes.size(),
+                 " indexes, over the limit of ", kMaxIndexesPerTable));
+    }
+    for (const IndexSpec& index : table.indexes) {
+      if (index.fields.size() > kMaxFieldsPerIndex) {
+        return absl::InvalidArgumentError(
+            StrCat("deploy refused: schema: table '", table.name, "' index '", index.name, "' has ",
+                   index.fields.size(), " fields, over the limit of ", kMaxFieldsPerIndex));
+      }
+    }
     if (!table.fields.has_value()) continue;
     for (const IndexSpec& index : table.indexes) {
       for (const std::string& path : index.fields) {
@@ -58,7 +73,7 @@ absl::Status CheckIndexesUseDeclaredFields(const Schema& schema) {
 absl::Status StageDeploy(Transaction& txn, const std::map<std::string, std::string>& modules,
                          const Schema& schema) {
   TXFN_RETURN_IF_ERROR(CheckModulePaths(modules));
-  TXFN_RETURN_IF_ERROR(CheckIndexesUseDeclaredFields(schema));
+  TXFN_RETURN_IF_ERROR(CheckIndexes(schema));
   if (absl::Status s = txn.DeploySchema(schema); !s.ok()) {
     return Prefixed(s, "deploy refused: schema");
   }

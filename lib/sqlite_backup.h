@@ -28,7 +28,8 @@ namespace txfn::internal {
 inline absl::Status BackupToNewFile(sqlite3* source, std::string_view source_path,
                                     const std::string& dest_path, std::string_view who) {
   std::error_code ec;
-  if (dest_path.empty()) return absl::InvalidArgumentError(fmt::format("{}: empty destination path", who));
+  if (dest_path.empty())
+    return absl::InvalidArgumentError(fmt::format("{}: empty destination path", who));
   if (std::filesystem::exists(dest_path, ec)) {
     return absl::AlreadyExistsError(
         fmt::format("{}: '{}' exists; back up to a new file", who, dest_path));
@@ -36,8 +37,8 @@ inline absl::Status BackupToNewFile(sqlite3* source, std::string_view source_pat
   const std::string partial = dest_path + ".partial";
   std::filesystem::remove(partial, ec);
   sqlite3* dest = nullptr;
-  int rc = sqlite3_open_v2(partial.c_str(), &dest, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
-                           nullptr);
+  int rc =
+      sqlite3_open_v2(partial.c_str(), &dest, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
   if (rc == SQLITE_OK) {
     sqlite3_backup* backup = sqlite3_backup_init(dest, "main", source, "main");
     if (backup == nullptr) {

@@ -66,12 +66,27 @@ absl::Status Transaction::CheckWritable() const {
   return absl::OkStatus();
 }
 
+// Range bounds up to this size (index values of ordinary size) are not
+// counted as bytes read.
+constexpr size_t kFreeBoundBytes = 1024;
+
 absl::Status Transaction::RecordRead(IndexId index, KeyRange range, bool counted) {
   if (counted) {
     if (counted_reads_ >= options_.limits.max_read_ranges) {
       return LimitError(Limit::kReadRanges, "index ranges read", options_.limits.max_read_ranges);
     }
     ++counted_reads_;
+    // A range with big bounds (an eq() on a 4 MB string) is kept, with its
+    // copies, until the commit: big bounds count as bytes read. (Small ones,
+    // those of nearly every read, do not, so bytes_read stays the documents'.)
+    const size_t bound_bytes = range.start.size() + (range.end ? range.end->size() : 0);
+    if (bound_bytes > kFreeBoundBytes) {
+      if (stats_.bytes_read + bound_bytes > options_.limits.max_bytes_read) {
+        return LimitError(Limit::kBytesRead, "bytes read (documents and range bounds)",
+                          options_.limits.max_bytes_read);
+      }
+      stats_.bytes_read += bound_bytes;
+    }
   }
   reads_.push_back({.index = index, .range = std::move(range)});
   stats_.read_ranges = reads_.size();
@@ -334,8 +349,29 @@ absl::Status Transaction::WriteDocument(const TableInfo& table, std::string_view
     return LimitError(Limit::kDocumentsWritten, "documents written",
                       options_.limits.max_documents_written);
   }
-  if (stats_.bytes_written + bytes > options_.limits.max_bytes_written) {
+  auto over_limit = [&] {
+    return stats_.bytes_written + bytes > options_.limits.max_bytes_written;
+  };
+  if (over_limit()) {
     return LimitError(Limit::kBytesWritten, "bytes written", options_.limits.max_bytes_written);
+  }
+  // The index entries are written too, each with its fields' values: a big
+  // value under many indexes costs as much as many documents (counted, and
+  // refused at the limit before the next key is made).
+  struct IndexChange {
+    std::optional<std::string> old_key, new_key;
+  };
+  std::vector<IndexChange> changes;
+  changes.reserve(table.indexes.size());
+  for (const IndexInfo& index : table.indexes) {
+    IndexChange& c = changes.emplace_back();
+    if (old_doc.has_value()) c.old_key = SecondaryIndexKey(index.fields, *old_doc, id);
+    if (new_doc.has_value()) c.new_key = SecondaryIndexKey(index.fields, *new_doc, id);
+    if (c.new_key.has_value() && c.new_key != c.old_key) bytes += c.new_key->size();
+    if (over_limit()) {
+      return LimitError(Limit::kBytesWritten, "bytes written (documents and their index entries)",
+                        options_.limits.max_bytes_written);
+    }
   }
   if (new_id) written_ids_.emplace(id);
   stats_.documents_written = written_ids_.size();
@@ -343,13 +379,11 @@ absl::Status Transaction::WriteDocument(const TableInfo& table, std::string_view
 
   overlay_[table.by_id][std::string(id)] =
       new_doc.has_value() ? std::optional(EncodeBinary(*new_doc)) : std::nullopt;
-  for (const IndexInfo& index : table.indexes) {
-    Overlay& entries = overlay_[index.id];
-    std::optional<std::string> old_key, new_key;
-    if (old_doc.has_value()) old_key = SecondaryIndexKey(index.fields, *old_doc, id);
-    if (new_doc.has_value()) new_key = SecondaryIndexKey(index.fields, *new_doc, id);
-    if (old_key.has_value() && old_key != new_key) entries[*old_key] = std::nullopt;
-    if (new_key.has_value()) entries[*new_key] = std::string(id);
+  for (size_t i = 0; i < changes.size(); ++i) {
+    Overlay& entries = overlay_[table.indexes[i].id];
+    IndexChange& c = changes[i];
+    if (c.old_key.has_value() && c.old_key != c.new_key) entries[*c.old_key] = std::nullopt;
+    if (c.new_key.has_value()) entries[*std::move(c.new_key)] = std::string(id);
   }
   return absl::OkStatus();
 }

@@ -96,6 +96,10 @@ export const send = action({args: {n: "number"}, services: ["mail"],
 export const sneaky = action({args: {}, handler: async (ctx) => ctx.services.mail({})});
 export const farAfter = action({args: {}, handler: (ctx) =>
   ctx.scheduler.runAfter(11 * 365 * 86400e3, "counters:bump", { name: "far" })});
+export const bulky = action({args: {}, handler: async (ctx) => {
+  const s = "x".repeat(1 << 20);
+  for (let i = 0; i < 20; i++) await ctx.scheduler.runAfter(9e9, "counters:bump", { name: s + i });
+}});
 export const farAt = action({args: {}, handler: (ctx) =>
   ctx.scheduler.runAt(Date.now() + 11 * 365 * 86400e3, "counters:bump", { name: "far" })});
 )JS";
@@ -669,6 +673,11 @@ TEST_F(EngineQueueTest, AnActionRunsMutationsAndQueriesThroughItsContext) {
     EXPECT_TRUE(absl::IsInvalidArgument(status)) << far << ": " << status;
     EXPECT_THAT(status.message(), HasSubstr("must be at most 87600h")) << far;
   }
+  // The calls an action schedules carry at most 16 MiB of arguments, like a
+  // mutation's writes (the in-memory queue holds them in the host).
+  absl::Status bulky = engine_->Action("app", "counters:bulky", Args({})).status();
+  EXPECT_TRUE(absl::IsResourceExhausted(bulky)) << bulky;
+  EXPECT_THAT(bulky.message(), HasSubstr("at most 16 MiB of arguments"));
   EXPECT_EQ(mailer_->offered(), 0);
 }
 

@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "fmt/format.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sqlite_test_util.h"
@@ -332,6 +333,26 @@ TEST_P(EngineTest, DeployRefusesABadSchema) {
           "indexes": {"by_name": ["name"]}}, "notes": {"indexes": {"by_text": ["text"]}},
           "t": {"fields": {"a": "object"}, "indexes": {"i": ["a.b", "_creationTime"]}}}})");
   EXPECT_TRUE(nested.ok()) << nested;
+  // Convex's bounds: 32 indexes a table, 16 fields an index.
+  std::string indexes;
+  for (int i = 0; i <= 32; ++i) indexes += fmt::format("{}\"i{}\": [\"a\"]", i ? "," : "", i);
+  absl::Status many = engine_->DeployJson(
+      "app", Modules(), fmt::format(R"({{"tables": {{"t": {{"indexes": {{{}}}}}}}}})", indexes));
+  EXPECT_TRUE(absl::IsInvalidArgument(many)) << many;
+  EXPECT_THAT(std::string(many.message()), HasSubstr("33 indexes, over the limit of 32"));
+  absl::Status wide = engine_->DeployJson(
+      "app", Modules(),
+      R"({"tables": {"t": {"indexes": {"i": ["a","b","c","d","e","f","g","h","i","j","k","l",
+          "m","n","o","p","q"]}}}})");
+  EXPECT_THAT(std::string(wide.message()), HasSubstr("17 fields, over the limit of 16"));
+  // A regexp literal V8 cannot stop compiling (Unicode property escapes).
+  std::map<std::string, std::string> modules = Modules();
+  std::string escapes;
+  for (int i = 0; i < 1001; ++i) escapes += "\\p{L}";
+  modules["re.js"] = "export const re = /" + escapes + "/u;";
+  absl::Status regexp = engine_->DeployJson("app", modules, kSchema);
+  EXPECT_TRUE(absl::IsResourceExhausted(regexp)) << regexp;
+  EXPECT_THAT(std::string(regexp.message()), HasSubstr("over the sandbox limit of 1000"));
   EXPECT_EQ(engine_->Query("app", "counters:hello", Value::Null())->value,
             Value::String("v1:hello"));
 }

@@ -492,6 +492,43 @@ TEST_F(TransactionTest, LimitsAreResourceExhaustedNamingTheLimit) {
             absl::StatusCode::kInvalidArgument);
 }
 
+// An index entry carries the indexed values: a big value under an index is
+// written twice, and both count (a table with 32 indexes multiplied a 1 MB
+// value by 33, all outside the limit).
+TEST_F(TransactionTest, IndexEntriesCountAsBytesWritten) {
+  const std::string big(600, 'x');
+  const Value doc = Obj({{"channel", Str(big)}, {"body", Str("b")}});
+  Transaction fits = Begin({.limits = {.max_bytes_written = 1000}});
+  ASSERT_TRUE(fits.Insert("notes", Obj({{"channel", Str(big)}})).ok()) << "no index: 600 bytes";
+  Transaction indexed = Begin({.limits = {.max_bytes_written = 1000}});
+  absl::Status over = indexed.Insert("messages", doc).status();
+  EXPECT_EQ(over.code(), absl::StatusCode::kResourceExhausted) << over;
+  EXPECT_THAT(std::string(over.message()), HasSubstr("index entries"));
+  EXPECT_FALSE(indexed.has_writes()) << "nothing of the refused write stays";
+  Transaction roomy = Begin({.limits = {.max_bytes_written = 1400}});
+  ASSERT_TRUE(roomy.Insert("messages", doc).ok());
+  EXPECT_GT(roomy.stats().bytes_written, 1200u) << "the document and its index entry";
+}
+
+// Big range bounds are kept (with copies) until the commit: they count as
+// bytes read; ordinary ones do not.
+TEST_F(TransactionTest, BigRangeBoundsCountAsBytesRead) {
+  InsertMessages({{"a", "1", 1}});
+  Transaction small = Begin({.limits = {.max_bytes_read = 1 << 20}});
+  ASSERT_TRUE(small.Query({.table = "messages", .index = "by_channel", .eq = {Str("a")}}).ok());
+  const size_t after_small = small.stats().bytes_read;
+  ASSERT_TRUE(small.Query({.table = "messages", .index = "by_channel", .eq = {Str("b")}}).ok());
+  EXPECT_EQ(small.stats().bytes_read, after_small) << "a small bound costs nothing";
+  Transaction big = Begin({.limits = {.max_bytes_read = 100'000}});
+  const Value bound = Str(std::string(40'000, 'x'));
+  ASSERT_TRUE(big.Query({.table = "messages", .index = "by_channel", .eq = {bound}}).ok());
+  EXPECT_GE(big.stats().bytes_read, 40'000u);
+  absl::Status over =
+      big.Query({.table = "messages", .index = "by_channel", .eq = {bound}}).status();
+  EXPECT_EQ(over.code(), absl::StatusCode::kResourceExhausted) << over;
+  EXPECT_THAT(std::string(over.message()), HasSubstr("range bounds"));
+}
+
 TEST_F(TransactionTest, ReadOnlyTransactionsCannotWrite) {
   Transaction query = Begin({.read_only = true});
   auto insert = query.Insert("notes", Obj({}));

@@ -24,6 +24,7 @@
 #ifndef TXFN_SCHEMA_H_
 #define TXFN_SCHEMA_H_
 
+#include <cstddef>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -44,6 +45,13 @@ struct FieldSpec {
   bool optional = false;
   friend bool operator==(const FieldSpec&, const FieldSpec&) = default;
 };
+
+// Bounds a deploy enforces (Convex's): every write of a document writes an
+// entry in each of its table's indexes, with the indexed values. Also at
+// deploy: with a table's fields declared, its indexes use only those fields
+// (or _creationTime).
+inline constexpr size_t kMaxIndexesPerTable = 32;
+inline constexpr size_t kMaxFieldsPerIndex = 16;
 
 struct IndexSpec {
   std::string name;

@@ -133,7 +133,6 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   const max = Math.max, min = Math.min, floor = Math.floor;
   const TypedArrayProto = getPrototypeOf(Uint8Array.prototype);
   const typedArrayLength = getOwnPropertyDescriptor(TypedArrayProto, 'length').get;
-  const stringValueOf = String.prototype.valueOf;
   const typedSort = TypedArrayProto.sort;
   const regexpExec = RegExp.prototype.exec;
   const regexpReplace = RegExp.prototype[Symbol.replace];
@@ -239,11 +238,40 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   const WALK_ARG = 2;     // the first argument's (Array.from)
   const RAW_ARG = 3;      // the first argument's .raw's <= MAX_SLOW (String.raw)
   const KEYS_ARG = 4;     // a typed array or string argument <= MAX_SLOW
+  const KEYS_REST = 5;    // ... every argument after the first (Object.assign's sources)
+  const WRITE_THIS = 6;   // WALK_THIS, and <= MAX_SLOW for an array-like that is no array
+  const ARGLIST_1 = 7;    // an argument list made from args[1] <= MAX_SLOW (apply)
+  const ARGLIST_2 = 8;    // ... from args[2] (Reflect.apply)
+  const stringObjectLength = n.stringObjectLength;
+  // The keys a builtin lists on `o`, in C++ (a typed array's or a string's
+  // indices), or 0.
+  function keysLength(o) {
+    if (typeof o === 'string') return o.length;
+    if ((typeof o !== 'object' && typeof o !== 'function') || o === null || isProxy(o)) return 0;
+    return max(typedLength(o), stringObjectLength(o));
+  }
   // Runs the builtin `what` (a key of ORIG) on `self` and `args` if they
   // pass check `kind`.
   function guarded(kind, what, self, args) {
     let size = 0, limit = MAX_WALK;
     switch (kind) {
+      case WRITE_THIS:
+        // Writing 2^24 properties of a plain object makes a dictionary of
+        // gigabytes, uninterrupted; an array's elements are far cheaper.
+        size = walkLength(self);
+        if (!ArrayIsArray(self) && typedLength(self) < 0) limit = MAX_SLOW;
+        break;
+      case ARGLIST_1:
+      case ARGLIST_2:
+        // V8 copies an array-like into an argument list in C++, without an
+        // interrupt check (Reflect.apply(f, null, {length: 1e8})).
+        size = walkLength(args[kind === ARGLIST_1 ? 1 : 2]);
+        limit = MAX_SLOW;
+        break;
+      case KEYS_REST:
+        for (let i = 1; i < args.length; ++i) size = max(size, keysLength(args[i]));
+        limit = MAX_SLOW;
+        break;
       case WALK_ALL:
         for (let i = 0; i < args.length; ++i) size = max(size, walkLength(args[i]));
       // fallthrough
@@ -257,19 +285,10 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
         if (args[0] !== null && args[0] !== undefined) size = walkLength(args[0].raw);
         limit = MAX_SLOW;
         break;
-      case KEYS_ARG: {
-        const o = args[0];
-        if (typeof o === 'string') {
-          size = o.length;
-        } else if ((typeof o === 'object' || typeof o === 'function') && o !== null &&
-                   !isProxy(o)) {
-          let s = 0;
-          try { s = apply(stringValueOf, o, []).length; } catch (e) {}
-          size = max(typedLength(o), s);
-        }
+      case KEYS_ARG:
+        size = keysLength(args[0]);
         limit = MAX_SLOW;
         break;
-      }
     }
     if (size > limit) slowPaths().refuse(what, size, limit);
     return apply(ORIG[what], self, args);
@@ -284,9 +303,9 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     return apply(ORIG[what], self, args);
   }
   install(Array.prototype, 'Array.prototype.', {
-    copyWithin(...a) { return guarded(WALK_THIS, 'Array.prototype.copyWithin', this, a); },
+    copyWithin(...a) { return guarded(WRITE_THIS, 'Array.prototype.copyWithin', this, a); },
     every(...a) { return guarded(WALK_THIS, 'Array.prototype.every', this, calledBack(a, 0)); },
-    fill(...a) { return guarded(WALK_THIS, 'Array.prototype.fill', this, a); },
+    fill(...a) { return guarded(WRITE_THIS, 'Array.prototype.fill', this, a); },
     find(...a) { return guarded(WALK_THIS, 'Array.prototype.find', this, calledBack(a, 0)); },
     findIndex(...a) {
       return guarded(WALK_THIS, 'Array.prototype.findIndex', this, calledBack(a, 0));
@@ -310,14 +329,14 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     reduceRight(...a) {
       return guarded(WALK_THIS, 'Array.prototype.reduceRight', this, calledBack(a, 0));
     },
-    reverse(...a) { return guarded(WALK_THIS, 'Array.prototype.reverse', this, a); },
-    shift(...a) { return guarded(WALK_THIS, 'Array.prototype.shift', this, a); },
+    reverse(...a) { return guarded(WRITE_THIS, 'Array.prototype.reverse', this, a); },
+    shift(...a) { return guarded(WRITE_THIS, 'Array.prototype.shift', this, a); },
     slice(...a) { return guarded(WALK_THIS, 'Array.prototype.slice', this, a); },
     some(...a) { return guarded(WALK_THIS, 'Array.prototype.some', this, calledBack(a, 0)); },
-    sort(...a) { return guarded(WALK_THIS, 'Array.prototype.sort', this, calledBack(a, 0)); },
-    splice(...a) { return guarded(WALK_THIS, 'Array.prototype.splice', this, a); },
+    sort(...a) { return guarded(WRITE_THIS, 'Array.prototype.sort', this, calledBack(a, 0)); },
+    splice(...a) { return guarded(WRITE_THIS, 'Array.prototype.splice', this, a); },
     toLocaleString(...a) { return localeGuarded('Array.prototype.toLocaleString', this, a); },
-    unshift(...a) { return guarded(WALK_THIS, 'Array.prototype.unshift', this, a); },
+    unshift(...a) { return guarded(WRITE_THIS, 'Array.prototype.unshift', this, a); },
     concat(...a) { return guarded(WALK_ALL, 'Array.prototype.concat', this, a); },
   });
   install(Array, 'Array.', {
@@ -332,9 +351,21 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     getOwnPropertyDescriptors(...a) {
       return guarded(KEYS_ARG, 'Object.getOwnPropertyDescriptors', this, a);
     },
+    assign(...a) { return guarded(KEYS_REST, 'Object.assign', this, a); },
+    create(...a) { return guarded(KEYS_REST, 'Object.create', this, a); },
+    defineProperties(...a) { return guarded(KEYS_REST, 'Object.defineProperties', this, a); },
+    freeze(...a) { return guarded(KEYS_ARG, 'Object.freeze', this, a); },
+    seal(...a) { return guarded(KEYS_ARG, 'Object.seal', this, a); },
+    isFrozen(...a) { return guarded(KEYS_ARG, 'Object.isFrozen', this, a); },
+    isSealed(...a) { return guarded(KEYS_ARG, 'Object.isSealed', this, a); },
   });
   install(Reflect, 'Reflect.', {
     ownKeys(...a) { return guarded(KEYS_ARG, 'Reflect.ownKeys', this, a); },
+    apply(...a) { return guarded(ARGLIST_2, 'Reflect.apply', this, a); },
+    construct(...a) { return guarded(ARGLIST_1, 'Reflect.construct', this, a); },
+  });
+  install(Function.prototype, 'Function.prototype.', {
+    apply(...a) { return guarded(ARGLIST_1, 'Function.prototype.apply', this, a); },
   });
   // Split into more parts than V8's arrays hold aborts the process; ICU's
   // normalisation, case mapping, collation and segmentation run uninterrupted.
@@ -377,6 +408,101 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
                    [pattern, interruptible(replacement)]);
     },
   });
+  // ---- RegExp compilation -----------------------------------------------------
+  // V8 parses a pattern in C++ without an interrupt check, and some parts
+  // cost far more than their text: a Unicode property escape (\p{L}, \P{L})
+  // becomes hundreds of ranges (100,000 of them ran 19 s and took 1.3 GB
+  // outside the heap), a named group an entry checked against the others.
+  // A pattern with more than MAX_REGEXP_ESCAPES of either is refused where
+  // a string becomes a pattern: RegExp (called or constructed), compile(),
+  // and match, matchAll and search given no regexp. (Literals are counted
+  // when their module is compiled: module_loader.cc.) RegExp is a wrapper
+  // like Date: same prototype (whose constructor it is) and statics.
+  const MAX_REGEXP_ESCAPES = 1000;
+  const OrigRegExp = RegExp;
+  const isRegExp = n.isRegExp;
+  function countOf(source, needle) {
+    let count = 0;
+    for (let i = source.indexOf(needle); i >= 0; i = source.indexOf(needle, i + needle.length)) {
+      ++count;
+    }
+    return count;
+  }
+  // `pattern` as the string V8 would parse (a RegExp passes as it is: its
+  // pattern was checked when it was made), refused if it costs too much.
+  function checkedPattern(what, pattern) {
+    if (isRegExp(pattern) || pattern === undefined) return pattern;
+    const source = StringOf(pattern);
+    if (source.length >= 3) {
+      const escapes = countOf(source, '\\p{') + countOf(source, '\\P{');
+      const groups = countOf(source, '(?<') - countOf(source, '(?<=') - countOf(source, '(?<!');
+      const size = max(escapes, groups);
+      if (size > MAX_REGEXP_ESCAPES) {
+        slowPaths().refuse(what + ' (Unicode property escapes or named groups)', size,
+                           MAX_REGEXP_ESCAPES);
+      }
+    }
+    return source;
+  }
+  // A regexp-like object (Symbol.match, not a RegExp) gives its source and
+  // flags, as the constructor would read them.
+  function regExpArgs(what, pattern, flags) {
+    if (!isRegExp(pattern) && typeof pattern === 'object' && pattern !== null &&
+        pattern[Symbol.match] !== undefined) {
+      const source = pattern.source;
+      if (flags === undefined) flags = pattern.flags;
+      pattern = source;
+    }
+    return [checkedPattern(what, pattern), flags];
+  }
+  // (An expression: a declaration named RegExp would be hoisted over every
+  // use of the global in the bootstrap.)
+  const RegExpWrapper = function RegExp(pattern, flags) {
+    const args = regExpArgs('RegExp', pattern, flags);
+    if (new.target === undefined) {
+      // Called: a RegExp is returned as it is when its constructor is RegExp.
+      if (isRegExp(pattern) && flags === undefined && pattern.constructor === RegExp) {
+        return pattern;
+      }
+    }
+    // The intrinsic as new.target, unless a subclass: V8's fast paths want its map.
+    return construct(OrigRegExp, args,
+                     new.target === undefined || new.target === RegExp ? OrigRegExp : new.target);
+  };
+  for (const key of ownKeys(OrigRegExp)) {
+    if (key === 'prototype' || key === 'length' || key === 'name') continue;
+    defineProperty(RegExpWrapper, key, getOwnPropertyDescriptor(OrigRegExp, key));
+  }
+  defineProperty(RegExpWrapper, 'prototype', {value: OrigRegExp.prototype});
+  defineProperty(OrigRegExp.prototype, 'constructor',
+                 {value: RegExpWrapper, writable: true, configurable: true});
+  defineProperty(globalThis, 'RegExp', {value: RegExpWrapper, writable: true, configurable: true});
+  install(OrigRegExp.prototype, 'RegExp.prototype.', {
+    compile(pattern, flags) {
+      return apply(ORIG['RegExp.prototype.compile'], this,
+                   regExpArgs('RegExp.prototype.compile', pattern, flags));
+    },
+  });
+  // match, matchAll and search make a RegExp of an argument with no method
+  // of that name.
+  function stringMatcher(what, symbol, self, regexp) {
+    if (regexp === undefined || regexp === null ||
+        ((typeof regexp === 'object' || typeof regexp === 'function') &&
+         regexp[symbol] !== undefined && regexp[symbol] !== null)) {
+      return apply(ORIG[what], self, [regexp]);
+    }
+    return apply(ORIG[what], self, [checkedPattern(what, regexp)]);
+  }
+  install(String.prototype, 'String.prototype.', {
+    match(regexp) { return stringMatcher('String.prototype.match', Symbol.match, this, regexp); },
+    matchAll(regexp) {
+      return stringMatcher('String.prototype.matchAll', Symbol.matchAll, this, regexp);
+    },
+    search(regexp) {
+      return stringMatcher('String.prototype.search', Symbol.search, this, regexp);
+    },
+  });
+
   // ---- ICU memory outside the heap limit -------------------------------------
   // An Intl object keeps its ICU formatter outside V8's heap, so a loop
   // making DateTimeFormats grew the process by gigabytes under a small heap

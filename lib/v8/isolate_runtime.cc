@@ -430,6 +430,16 @@ void Schedule(const v8::FunctionCallbackInfo<v8::Value>& info) {
     if (req.host == nullptr) {
       return call->Fail(absl::FailedPreconditionError("ctx.scheduler: this runner has no host"));
     }
+    // A mutation's scheduled calls count in its bytes written; an action has
+    // no transaction, so they are bounded here, as much (a thousand 16 MiB
+    // calls would be queued in host memory by the in-memory queue).
+    const size_t bytes = args->ByteSize();
+    if (req.scheduled_bytes + bytes > kMaxScheduledBytesPerAction) {
+      return call->Fail(absl::ResourceExhaustedError(
+          StrCat(what, ": the calls one action schedules may carry at most ",
+                 kMaxScheduledBytesPerAction >> 20, " MiB of arguments in all")));
+    }
+    req.scheduled_bytes += bytes;
     id = req.host->Schedule(*function, *args, delay, at);
   } else {
     absl::BitGen bits;
@@ -538,6 +548,19 @@ void IntlObject(const v8::FunctionCallbackInfo<v8::Value>& info) {
 // are JavaScript, so interruptible) from ordinary objects.
 void IsProxy(const v8::FunctionCallbackInfo<v8::Value>& info) {
   info.GetReturnValue().Set(info[0]->IsProxy());
+}
+
+// isRegExp(v): whether `v` is a RegExp (its internal slots, not its
+// prototype), for the bootstrap's RegExp wrapper.
+void IsRegExpNative(const v8::FunctionCallbackInfo<v8::Value>& info) {
+  info.GetReturnValue().Set(info[0]->IsRegExp());
+}
+
+// stringObjectLength(v): the length of a String object's string, or -1 for
+// anything else (the bootstrap's bounds on builtins listing its indices).
+void StringObjectLength(const v8::FunctionCallbackInfo<v8::Value>& info) {
+  info.GetReturnValue().Set(
+      info[0]->IsStringObject() ? info[0].As<v8::StringObject>()->ValueOf()->Length() : -1);
 }
 
 // nativeSource(f): for a function of txfn's own JavaScript (a script named
@@ -694,6 +717,8 @@ const intptr_t* IsolateRuntime::ExternalReferences() {
                                    reinterpret_cast<intptr_t>(&Delete),
                                    reinterpret_cast<intptr_t>(&IsProxy),
                                    reinterpret_cast<intptr_t>(&NativeSource),
+                                   reinterpret_cast<intptr_t>(&IsRegExpNative),
+                                   reinterpret_cast<intptr_t>(&StringObjectLength),
                                    reinterpret_cast<intptr_t>(&IntlObject),
                                    reinterpret_cast<intptr_t>(&Schedule),
                                    reinterpret_cast<intptr_t>(&Unschedule),
@@ -747,6 +772,8 @@ absl::StatusOr<v8::Local<v8::Object>> IsolateRuntime::Bootstrap(v8::Isolate* iso
   add("del", &Delete);
   add("isProxy", &IsProxy);
   add("nativeSource", &NativeSource);
+  add("isRegExp", &IsRegExpNative);
+  add("stringObjectLength", &StringObjectLength);
   add("intlObject", &IntlObject);
   add("schedule", &Schedule);
   add("unschedule", &Unschedule);

@@ -56,6 +56,9 @@ inline constexpr std::string_view kSnapshotMarker = "txfn.runner.snapshot.v2";
 // may hold this much by the bootstrap's estimates (1,024 DateTimeFormats),
 // each reported to V8's GC as external memory.
 inline constexpr int64_t kMaxIntlBytesPerRequest = int64_t{64} << 20;
+// The arguments of the calls one action schedules, in all (encoded size): as
+// much as a mutation may write (TransactionLimits::max_bytes_written).
+inline constexpr size_t kMaxScheduledBytesPerAction = size_t{16} << 20;
 
 // The request running on an isolate now.
 struct RequestState {
@@ -75,8 +78,9 @@ struct RequestState {
   // is the real time.
   bool action = false;
   std::shared_ptr<ActionHost> host;
-  size_t scheduled = 0;    // calls ctx.scheduler scheduled in this request
-  int64_t intl_bytes = 0;  // ICU memory of the Intl objects it made (IntlObject)
+  size_t scheduled = 0;        // calls ctx.scheduler scheduled in this request
+  size_t scheduled_bytes = 0;  // their arguments' encoded size (bounded for actions)
+  int64_t intl_bytes = 0;      // ICU memory of the Intl objects it made (IntlObject)
   void BecomeAction(std::shared_ptr<ActionHost> action_host) {
     action = true;
     host = std::move(action_host);

@@ -108,6 +108,59 @@ export const splitViaToString = q(() =>
   String.prototype.split.call({ toString() { return "ab".repeat(2 ** 27); } }, "").length);
 export const replaceBomb = q(() => "a".repeat(2 ** 24).replace(/a/g, "$&$&").length);
 export const typedKeys = q(() => Object.keys(new Uint8Array(2 ** 25)).length);
+// Argument lists V8 copies from an array-like in C++ (probe: 2 GB, 5 s after
+// the answer).
+export const applyArrayLike = q(() => Reflect.apply(Math.max, null, { length: 130e6 }));
+export const applyStringObject = q(() =>
+  Math.max.apply(null, new String("x".repeat(130e6))));
+export const constructArrayLike = q(() => Reflect.construct(Object, { length: 130e6 }));
+export const bindApplyArrayLike = q(() =>
+  Function.prototype.bind.apply(Math.max, { length: 130e6 }));
+// Writing 2^24 properties of a plain object (1.5 GB, uninterrupted).
+export const fillArrayLike = q(() => Array.prototype.fill.call({ length: 2 ** 24 }, 1));
+// A String object's 67M indices listed by builtins other than Object.keys.
+export const assignStringObject = q(() => Object.assign({}, "x".repeat(67e6)));
+export const definePropertiesString = q(() =>
+  Object.defineProperties({}, new String("x".repeat(67e6))));
+export const createWithString = q(() => Object.create(null, new String("x".repeat(67e6))));
+export const freezeStringObject = q(() => Object.freeze(new String("x".repeat(67e6))));
+// Unicode property escapes expand to hundreds of ranges each, parsed in C++
+// (probe: 19 s and 1.3 GB after the answer; 400,000 aborted a capped host).
+export const regexpPropertyClass = q(() => new RegExp("[" + "\\P{L}".repeat(100000) + "]", "u"));
+export const regexpCalledPropertyClass = q(() => RegExp("\\p{L}".repeat(5000), "u"));
+export const regexpNamedGroups = q(() =>
+  new RegExp(Array.from({ length: 10000 }, (_, i) => `(?<g${i}>a)?`).join("")));
+export const matchPropertyClass = q(() => "a".match("\\P{L}".repeat(5000)));
+export const searchPropertyClass = q(() => "a".search("\\P{L}".repeat(5000)));
+export const matchAllPropertyClass = q(() => [..."a".matchAll("\\P{L}".repeat(5000))]);
+export const compilePropertyClass = q(() => /a/.compile("\\P{L}".repeat(5000), "u"));
+export const regexpLikePropertyClass = q(() =>
+  new RegExp({ [Symbol.match]: true, source: "\\P{L}".repeat(5000), flags: "u" }));
+// A lone surrogate would be stored as U+FFFD: two strings (or field names)
+// made one, silently.
+export const loneSurrogateResult = q(() => ({ "\uD800": 1, "\uDBFF": 2 }));
+export const loneSurrogateValue = m((ctx) => ctx.db.insert("items", { k: "a\uDC00" }));
+export const surrogatePairsKept = m(async (ctx) => {
+  const k = "a\uD83D\uDE00\uFFFD";
+  const id = await ctx.db.insert("items", { k });
+  const kept = (await ctx.db.get(id)).k === k;
+  await ctx.db.delete(id);  // the suite checks that mallory's items stay as they were
+  return kept;
+});
+// What the RegExp wrapper keeps: literals, subclasses, species, statics.
+export const regexpStillWorks = q(() => {
+  class R extends RegExp {}
+  const r = new R("a(?<x>b)", "g");
+  const called = RegExp(/ab/);
+  const lit = /(?<y>\p{Lu})/u;
+  return [new RegExp("a+", "g").test("caat"), RegExp("b").exec("abc").index, r instanceof R,
+          r instanceof RegExp, "xabab".replace(r, "-"), "a,b".split(/,/).length,
+          [..."a1b2".matchAll(/\d/g)].length, "abc".match("b").index, "abc".search("c"),
+          /x/ instanceof RegExp, /x/.constructor === RegExp, called.source,
+          lit.exec("aB").groups.y, RegExp.prototype.constructor === RegExp,
+          RegExp[Symbol.species] === RegExp, new RegExp(lit).flags,
+          "a".match(undefined) !== null, String(RegExp), RegExp.length];
+});
 export const typedJson = q(() => JSON.stringify(new Uint8Array(2 ** 25)).length);
 // Enumerating a typed array's keys (for-in, spread, Object.assign) happens in
 // C++ without a termination check: the scheduler answers the caller at the
