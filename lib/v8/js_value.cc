@@ -99,6 +99,11 @@ class Converter {
         lease_(lease) {}
 
   absl::StatusOr<Value> Convert(v8::Local<v8::Value> js) {
+    {
+      // In the caller's handle scope: ConvertImpl's nested scopes would free it.
+      v8::Context::Scope scope(context_);
+      object_prototype_ = v8::Object::New(isolate_)->GetPrototype();
+    }
     v8::TryCatch try_catch(isolate_);
     absl::StatusOr<Value> out = ConvertImpl(js, 0);
     if (try_catch.HasTerminated()) {
@@ -269,11 +274,24 @@ class Converter {
       return Error("an iterator (pass an array)");
     }
     if (js->IsModuleNamespaceObject()) return Error("a module namespace");
+    if (!js->IsArray() && !IsPlain(obj)) {
+      // Its methods and prototype would be lost, and what is left is often
+      // internal state (a ctx.db query returned without .collect()).
+      return Error(StrCat("an instance of ", Utf8Prefix(isolate_, obj->GetConstructorName(), 64),
+                          " (pass a plain object: {...} or Object.create(null))"));
+    }
     stack_.push_back(obj);
     absl::StatusOr<Value> out =
         js->IsArray() ? ConvertArray(js.As<v8::Array>(), depth) : ConvertObject(obj, depth);
     stack_.pop_back();
     return out;
+  }
+
+  // Whether `obj`'s prototype is null or this context's Object.prototype.
+  bool IsPlain(v8::Local<v8::Object> obj) {
+    v8::Local<v8::Value> proto = obj->GetPrototype();
+    if (proto->IsNull()) return true;
+    return proto->StrictEquals(object_prototype_);
   }
 
   absl::StatusOr<Value> ConvertArray(v8::Local<v8::Array> array, int depth) {
@@ -344,6 +362,7 @@ class Converter {
   uint64_t nodes_ = 0;
   std::vector<std::string> path_;
   std::vector<v8::Local<v8::Object>> stack_;
+  v8::Local<v8::Value> object_prototype_;  // the context's Object.prototype (Convert)
 };
 
 }  // namespace

@@ -147,6 +147,11 @@ export const surrogatePairsKept = m(async (ctx) => {
   await ctx.db.delete(id);  // the suite checks that mallory's items stay as they were
   return kept;
 });
+// A class instance would lose its prototype and methods (and a ctx.db query
+// returned without .collect() would show its internal state).
+export const classInstanceResult = q(() => new (class Point { constructor() { this.x = 1; } })());
+export const queryBuilderResult = q((ctx) => ctx.db.query("items"));
+export const nullPrototypeResult = q(() => Object.assign(Object.create(null), { a: [{ b: 1 }] }));
 // What the RegExp wrapper keeps: literals, subclasses, species, statics.
 export const regexpStillWorks = q(() => {
   class R extends RegExp {}
