@@ -57,6 +57,16 @@ export const fail = mutation(async (ctx) => {
   await ctx.db.insert("notes", { text: "never" });
   throw new Error("boom");
 });
+export const forgetsAwait = mutation(async (ctx, { name }) => {
+  await ctx.db.insert("counters", { name, n: 0n });
+  ctx.db.insert("counters", { name, n: "not an int64" });  // fails, never awaited
+  return "done";
+});
+export const handlesLater = mutation(async (ctx, { name }) => {
+  const bad = ctx.db.insert("counters", { name, n: "not an int64" });
+  await ctx.db.insert("counters", { name, n: 0n });
+  return bad.then(() => "inserted", () => "caught");
+});
 )JS";
 
 constexpr const char* kUtil = R"JS(
@@ -509,6 +519,24 @@ TEST_P(EngineTest, ABlockingCallFromACallbackIsRefusedNotDeadlocked) {
   }
   // Outside a callback the same calls run.
   EXPECT_TRUE(engine_->Query("app", "counters:get", Name("a")).ok());
+}
+
+// A write whose promise is never awaited fails unseen: the mutation's other
+// writes must not commit without it.
+TEST_P(EngineTest, AMutationWithAnUnawaitedFailedWriteCommitsNothing) {
+  CreateAndDeploy();
+  absl::StatusOr<CallResult> r = engine_->Mutation("app", "counters:forgetsAwait", Name("half"));
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(absl::IsInvalidArgument(r.status())) << r.status();
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("did not await"));
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("int64"));
+  EXPECT_EQ(engine_->Query("app", "counters:get", Name("half"))->value, Value::Null());
+  // Handled before the mutation ends, the same rejection is the code's business.
+  absl::StatusOr<CallResult> handled =
+      engine_->Mutation("app", "counters:handlesLater", Name("whole"));
+  ASSERT_TRUE(handled.ok()) << handled.status();
+  EXPECT_EQ(handled->value, Value::String("caught"));
+  EXPECT_EQ(engine_->Query("app", "counters:get", Name("whole"))->value, Value::Int64(0));
 }
 
 TEST_P(EngineTest, AsyncErrorsReachTheCallback) {

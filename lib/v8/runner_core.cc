@@ -293,6 +293,18 @@ RunResult RunnerCore::RunOnIsolate(IsolateLease& lease, const RunRequest& reques
       value = p->Result();
     }
     if (!req.sticky.ok()) return req.sticky;
+    // A write not awaited fails in a promise nobody handles: committing the
+    // mutation's other writes would commit half of what it meant. Refused
+    // with that write's error, as if it had been awaited.
+    if (request.kind == FunctionKind::kMutation) {
+      for (const auto& [promise, text] : req.unhandled) {
+        v8::Local<v8::Promise> p = promise.Get(isolate);
+        if (p == returned) continue;
+        return Prefixed(RejectionStatus(isolate, rt->code_key(), p->Result()),
+                        "a promise the mutation did not await was rejected, so nothing was "
+                        "committed (did you forget `await`?)");
+      }
+    }
     absl::StatusOr<Value> converted = FromJs(context, value, options_.max_value_bytes, &lease);
     if (!converted.ok()) {
       if (absl::IsCancelled(converted.status())) return js_error();
