@@ -540,6 +540,22 @@ absl::StatusOr<CallId> QueuedCalls::Submit(std::string_view tenant, std::string_
   if (!options.idempotency_key.empty()) {
     const CallId derived = CallId::FromKey(open->name(), options.idempotency_key);
     call.id = TenantCallId(open->name(), derived.hi(), derived.lo());
+    // The key names one call: a second Submit of it returns that call, but
+    // only if it is the same call (else the caller's new call would be lost
+    // without a word).
+    if (absl::StatusOr<Located> first = Locate(call.id); first.ok()) {
+      const std::string& first_function = first->queued.has_value()   ? first->queued->call.function
+                                          : first->record.has_value() ? first->record->function
+                                                                      : std::string();
+      const bool same_args = !first->queued.has_value() || first->queued->call.args.is_null() ||
+                             first->queued->call.args == call.args;
+      if ((!first_function.empty() && first_function != name) || !same_args) {
+        return absl::AlreadyExistsError(
+            StrCat("idempotency key '", options.idempotency_key.substr(0, 64), "' names call ",
+                   call.id.ToString(), " of ", first_function.empty() ? name : first_function,
+                   " with other arguments or another function: a key stands for one call"));
+      }
+    }
   } else {
     absl::BitGen bits;
     call.id =

@@ -200,6 +200,8 @@ b=$last
 check submit-key 0 "^$uuid$" qt submit --tenant=app --key=once counters:bump '{"name": "a"}'
 k=$last
 check submit-key-again 0 "^$k$" qt submit --tenant=app --key=once counters:bump '{"name": "a"}'
+check submit-key-other-call 1 "idempotency key 'once' names call $k of counters:bump" \
+  qt submit --tenant=app --key=once counters:throws
 check submit-throws 0 "^$uuid$" qt submit --tenant=app counters:throws
 bad=$last
 check submit-unknown 1 'counters:nope' qt submit --tenant=app counters:nope

@@ -308,8 +308,23 @@ TEST_F(EngineQueueTest, AnIdempotencyKeyMakesTwoSubmissionsOneCall) {
   absl::StatusOr<CallId> second = engine_->Submit("app", "counters:bump", Name("k"), options);
   ASSERT_TRUE(second.ok());
   EXPECT_EQ(*first, *second);
+  // The same key for another function is refused, not silently answered
+  // with the first call (whose arguments are compared while it is queued).
+  absl::Status other =
+      engine_->Submit("app", "counters:important", Name("other"), options).status();
+  EXPECT_TRUE(absl::IsAlreadyExists(other)) << other;
+  EXPECT_THAT(other.message(), HasSubstr("a key stands for one call"));
   WaitDrained();
   EXPECT_EQ(Counter("k"), 1);
+  EXPECT_EQ(Counter("other"), 0);
+  CallOptions later;
+  later.idempotency_key = "order-2";
+  later.start_after = absl::Now() + absl::Hours(1);
+  absl::StatusOr<CallId> pending = engine_->Submit("app", "counters:bump", Name("a"), later);
+  ASSERT_TRUE(pending.ok()) << pending.status();
+  EXPECT_TRUE(
+      absl::IsAlreadyExists(engine_->Submit("app", "counters:bump", Name("b"), later).status()));
+  EXPECT_EQ(*engine_->Submit("app", "counters:bump", Name("a"), later), *pending);
 }
 
 TEST_F(EngineQueueTest, AttributesDeclaredAtDeployApplyToSubmissionsAndChangeWithADeploy) {
