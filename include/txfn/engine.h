@@ -112,9 +112,10 @@
 // not committed), Unavailable marked IsCommitOutcomeUnknown (see above).
 //
 // Thread safety: every method is thread-safe. The callback forms run `done`
-// on a txfn worker thread: it must not block on another call of the same
-// engine (a blocking Query/Mutation inside `done` may deadlock when every
-// worker waits); calling the async forms from `done` is fine.
+// on a txfn thread: it must not block on another call of the same engine (it
+// could wait for the thread it runs on), so a blocking Query or Mutation
+// called inside `done` fails at once with FailedPrecondition naming the async
+// form; calling the async forms from `done` is fine.
 #ifndef TXFN_ENGINE_H_
 #define TXFN_ENGINE_H_
 
