@@ -21,6 +21,7 @@ t() { "$txfn" --db="$db" "$@"; }
 
 check help 0 'deploy --tenant NAME DIR' "$txfn" --help
 check no-command 2 'missing COMMAND' "$txfn"
+check unknown-flag 2 'unknown flag --knd' t run --knd=query --tenant=bank audit:total
 check unknown-command 2 "unknown command 'frobnicate'" t frobnicate
 check deploy-needs-tenant 2 '--tenant is required' t deploy "$apps/bank"
 # A mistyped --db is an error, and creates nothing, unless --create.

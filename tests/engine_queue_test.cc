@@ -327,6 +327,17 @@ TEST_F(EngineQueueTest, AnIdempotencyKeyMakesTwoSubmissionsOneCall) {
   EXPECT_EQ(*engine_->Submit("app", "counters:bump", Name("a"), later), *pending);
 }
 
+// A function is named for Submit as for Query: "./m:f" and "m.js:f" are "m:f".
+TEST_F(EngineQueueTest, SubmitNamesFunctionsAsQueriesDo) {
+  OpenAndDeploy(Options());
+  for (const char* name : {"./counters:bump", "counters.js:bump", "./counters.js:bump"}) {
+    absl::StatusOr<CallId> id = engine_->Submit("app", name, Name("n"));
+    ASSERT_TRUE(id.ok()) << name << ": " << id.status();
+    EXPECT_EQ(WaitFor(*id, CallState::kSucceeded).function, "counters:bump") << name;
+  }
+  EXPECT_EQ(Counter("n"), 3);
+}
+
 TEST_F(EngineQueueTest, AttributesDeclaredAtDeployApplyToSubmissionsAndChangeWithADeploy) {
   OpenAndDeploy(Options());
   CallOptions later;

@@ -24,6 +24,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -903,6 +904,18 @@ int Main(int argc, char** argv) {
     if (a == "--help" || a == "-h" || a == "-help" || a == "help") {
       std::fputs(kUsage, stdout);
       return 0;
+    }
+  }
+  // absl's parser exits 1 on an unknown flag; bad usage is 2 here.
+  for (int i = 1; i < argc; ++i) {
+    std::string_view a = argv[i];
+    if (a == "--") break;
+    if (!a.starts_with('-') || a == "-") continue;
+    a.remove_prefix(a.starts_with("--") ? 2 : 1);
+    const std::string name(a.substr(0, a.find('=')));
+    if (absl::FindCommandLineFlag(name) == nullptr &&
+        !(name.starts_with("no") && absl::FindCommandLineFlag(name.substr(2)) != nullptr)) {
+      return Usage(fmt::format("unknown flag --{} (see txfn --help)", name));
     }
   }
   absl::SetProgramUsageMessage("Run 'txfn --help' for the commands.");

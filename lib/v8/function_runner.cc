@@ -37,6 +37,7 @@ std::string CanonicalFunctionName(std::string_view function) {
   const size_t colon = function.rfind(':');
   std::string_view module = colon == std::string_view::npos ? function : function.substr(0, colon);
   std::string_view name = colon == std::string_view::npos ? "default" : function.substr(colon + 1);
+  while (module.starts_with("./")) module.remove_prefix(2);  // as the module loader resolves it
   if (module.size() > 3 && module.substr(module.size() - 3) == ".js") {
     module.remove_suffix(3);
   }
