@@ -44,6 +44,14 @@ absl::Status CheckIndexes(const Schema& schema) {
                  " indexes, over the limit of ", kMaxIndexesPerTable));
     }
     for (const IndexSpec& index : table.indexes) {
+      for (size_t i = 0; i < index.fields.size(); ++i) {
+        if (std::find(index.fields.begin(), index.fields.begin() + i, index.fields[i]) !=
+            index.fields.begin() + i) {
+          return absl::InvalidArgumentError(StrCat("deploy refused: schema: table '", table.name,
+                                                   "' index '", index.name, "' lists field '",
+                                                   index.fields[i], "' twice"));
+        }
+      }
       if (index.fields.size() > kMaxFieldsPerIndex) {
         return absl::InvalidArgumentError(
             StrCat("deploy refused: schema: table '", table.name, "' index '", index.name, "' has ",

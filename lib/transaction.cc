@@ -367,7 +367,10 @@ absl::Status Transaction::WriteDocument(const TableInfo& table, std::string_view
     IndexChange& c = changes.emplace_back();
     if (old_doc.has_value()) c.old_key = SecondaryIndexKey(index.fields, *old_doc, id);
     if (new_doc.has_value()) c.new_key = SecondaryIndexKey(index.fields, *new_doc, id);
-    if (c.new_key.has_value() && c.new_key != c.old_key) bytes += c.new_key->size();
+    if (c.new_key != c.old_key) {  // a new entry, and a tombstone for the old one
+      if (c.new_key.has_value()) bytes += c.new_key->size();
+      if (c.old_key.has_value()) bytes += c.old_key->size();
+    }
     if (over_limit()) {
       return LimitError(Limit::kBytesWritten, "bytes written (documents and their index entries)",
                         options_.limits.max_bytes_written);
@@ -596,6 +599,9 @@ absl::Status Transaction::DeploySchema(const Schema& schema) {
 
 // Documents a deploy reads at a time when it validates or backfills a table.
 constexpr size_t kDeployPageSize = 512;
+// The new index entries a deploy may make (held until it commits): an index
+// over a big field of many documents is refused, not built in gigabytes.
+constexpr size_t kMaxDeployBackfillBytes = size_t{256} << 20;
 
 absl::Status Transaction::DeploySchemaWrites(const Schema& schema) {
   const TenantMetadata& current = *metadata_;
@@ -635,6 +641,8 @@ absl::Status Transaction::DeploySchemaWrites(const Schema& schema) {
     const bool validate = old_spec == nullptr || old_spec->fields != new_spec->fields;
     if (!validate && fill.empty()) continue;
     TXFN_RETURN_IF_ERROR(RecordRead(info.by_id, KeyRange::All(), /*counted=*/false));
+    size_t backfill_bytes = 0;
+    size_t documents = 0;
     KeyRange rest = KeyRange::All();
     for (;;) {
       TXFN_ASSIGN_OR_RETURN(MergedScan page,
@@ -648,8 +656,17 @@ absl::Status Transaction::DeploySchemaWrites(const Schema& schema) {
                 "existing document ", entry.key, " does not fit the new schema: ", fits.message()));
           }
         }
+        ++documents;
         for (const IndexInfo* index : fill) {
-          overlay_[index->id][SecondaryIndexKey(index->fields, doc, entry.key)] = entry.key;
+          std::string key = SecondaryIndexKey(index->fields, doc, entry.key);
+          backfill_bytes += key.size() + entry.key.size();
+          if (backfill_bytes > kMaxDeployBackfillBytes) {
+            return absl::ResourceExhaustedError(internal::StrCat(
+                "the new indexes of table '", info.name, "' would take over ",
+                kMaxDeployBackfillBytes >> 20, " MiB of entries (at document ", documents,
+                "): index smaller fields, or add the indexes in several deploys"));
+          }
+          overlay_[index->id][std::move(key)] = entry.key;
         }
       }
       if (page.exhausted || page.entries.empty()) break;

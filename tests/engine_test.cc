@@ -355,6 +355,9 @@ TEST_P(EngineTest, DeployRefusesABadSchema) {
       R"({"tables": {"t": {"indexes": {"i": ["a","b","c","d","e","f","g","h","i","j","k","l",
           "m","n","o","p","q"]}}}})");
   EXPECT_THAT(std::string(wide.message()), HasSubstr("17 fields, over the limit of 16"));
+  absl::Status twice = engine_->DeployJson(
+      "app", Modules(), R"({"tables": {"t": {"indexes": {"i": ["a", "b", "a"]}}}})");
+  EXPECT_THAT(std::string(twice.message()), HasSubstr("index 'i' lists field 'a' twice"));
   // A regexp literal V8 cannot stop compiling (Unicode property escapes).
   std::map<std::string, std::string> modules = Modules();
   std::string escapes;
@@ -362,7 +365,7 @@ TEST_P(EngineTest, DeployRefusesABadSchema) {
   modules["re.js"] = "export const re = /" + escapes + "/u;";
   absl::Status regexp = engine_->DeployJson("app", modules, kSchema);
   EXPECT_TRUE(absl::IsResourceExhausted(regexp)) << regexp;
-  EXPECT_THAT(std::string(regexp.message()), HasSubstr("over the sandbox limit of 1000"));
+  EXPECT_THAT(std::string(regexp.message()), HasSubstr("exceed the sandbox limit of 1000"));
   EXPECT_EQ(engine_->Query("app", "counters:hello", Value::Null())->value,
             Value::String("v1:hello"));
 }

@@ -132,29 +132,35 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   const StringOf = String;
   const max = Math.max, min = Math.min, floor = Math.floor;
   const TypedArrayProto = getPrototypeOf(Uint8Array.prototype);
-  const typedArrayLength = getOwnPropertyDescriptor(TypedArrayProto, 'length').get;
   const typedSort = TypedArrayProto.sort;
   const regexpExec = RegExp.prototype.exec;
   const regexpReplace = RegExp.prototype[Symbol.replace];
   let slow = null;
   const slowPaths = () => slow ?? (slow = makeSlowPaths());
 
-  function typedLength(o) {
-    try { return apply(typedArrayLength, o, []); } catch (e) { return -1; }
+  // A typed array's length (0 if detached), or -1 for anything else.
+  const typedLength = n.typedLength;
+  // What a Proxy stands for: V8 forwards an operation with no trap to the
+  // target in C++, so a Proxy is bounded as its target is (null: revoked).
+  const proxyTarget = n.proxyTarget;
+  function unproxied(o) {
+    while (o !== null && isProxy(o)) o = proxyTarget(o);
+    return o;
   }
   // How many indices a generic Array method walks on receiver `o`, found
   // without running tenant code: Infinity when a getter or valueOf would
   // decide it (the builtin would call it again and could get another answer).
-  // A Proxy's traps are JavaScript, so walking one is interruptible: 0.
   function walkLength(o) {
     if (typeof o === 'string') return o.length;
     if ((typeof o !== 'object' && typeof o !== 'function') || o === null) return 0;
-    if (isProxy(o)) return 0;
+    o = unproxied(o);
+    if (o === null) return 0;
     if (ArrayIsArray(o)) return o.length;
     const typed = typedLength(o);
     if (typed >= 0) return typed;
     for (let p = o; p !== null; p = getPrototypeOf(p)) {
-      if (isProxy(p)) return 0;
+      p = unproxied(p);
+      if (p === null) return 0;
       const d = getOwnPropertyDescriptor(p, 'length');
       if (d === undefined) continue;
       if (!('value' in d)) return Infinity;
@@ -242,14 +248,10 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   const WRITE_THIS = 6;   // WALK_THIS, and <= MAX_SLOW for an array-like that is no array
   const ARGLIST_1 = 7;    // an argument list made from args[1] <= MAX_SLOW (apply)
   const ARGLIST_2 = 8;    // ... from args[2] (Reflect.apply)
-  const stringObjectLength = n.stringObjectLength;
-  // The keys a builtin lists on `o`, in C++ (a typed array's or a string's
-  // indices), or 0.
-  function keysLength(o) {
-    if (typeof o === 'string') return o.length;
-    if ((typeof o !== 'object' && typeof o !== 'function') || o === null || isProxy(o)) return 0;
-    return max(typedLength(o), stringObjectLength(o));
-  }
+  // The indices a builtin lists on `o` in C++ (a typed array's, a string's,
+  // a String object's; through Proxies), or 0. One native call: the check
+  // runs on every Object.freeze.
+  const keysLength = n.indexedLength;
   // Runs the builtin `what` (a key of ORIG) on `self` and `args` if they
   // pass check `kind`.
   function guarded(kind, what, self, args) {
@@ -258,8 +260,9 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       case WRITE_THIS:
         // Writing 2^24 properties of a plain object makes a dictionary of
         // gigabytes, uninterrupted; an array's elements are far cheaper.
+        // (A sparse array is a dictionary too: 2^21 stays near a second.)
         size = walkLength(self);
-        if (!ArrayIsArray(self) && typedLength(self) < 0) limit = MAX_SLOW;
+        limit = typedLength(unproxied(self)) >= 0 ? MAX_WALK : MAX_SLOW * 2;
         break;
       case ARGLIST_1:
       case ARGLIST_2:
@@ -428,18 +431,26 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     }
     return count;
   }
+  // With both i and u, V8 case-folds every class over all of Unicode (a
+  // class of the whole range took 5 ms): classes and escapes count, and fewer.
+  const MAX_REGEXP_FOLDED = 100;
   // `pattern` as the string V8 would parse (a RegExp passes as it is: its
   // pattern was checked when it was made), refused if it costs too much.
-  function checkedPattern(what, pattern) {
+  function checkedPattern(what, pattern, flags) {
     if (isRegExp(pattern) || pattern === undefined) return pattern;
     const source = StringOf(pattern);
     if (source.length >= 3) {
       const escapes = countOf(source, '\\p{') + countOf(source, '\\P{');
       const groups = countOf(source, '(?<') - countOf(source, '(?<=') - countOf(source, '(?<!');
-      const size = max(escapes, groups);
-      if (size > MAX_REGEXP_ESCAPES) {
-        slowPaths().refuse(what + ' (Unicode property escapes or named groups)', size,
-                           MAX_REGEXP_ESCAPES);
+      let size = max(escapes, groups), limit = MAX_REGEXP_ESCAPES;
+      const f = flags === undefined ? '' : StringOf(flags);
+      if (f.indexOf('i') >= 0 && f.indexOf('u') >= 0) {
+        size = max(groups, escapes + countOf(source, '['));
+        limit = MAX_REGEXP_FOLDED;
+      }
+      if (size > limit) {
+        slowPaths().refuse(what + ' (Unicode property escapes, classes or named groups)', size,
+                           limit);
       }
     }
     return source;
@@ -453,7 +464,8 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       if (flags === undefined) flags = pattern.flags;
       pattern = source;
     }
-    return [checkedPattern(what, pattern), flags];
+    if (flags !== undefined && typeof flags === 'object' && flags !== null) flags = StringOf(flags);
+    return [checkedPattern(what, pattern, flags), flags];
   }
   // (An expression: a declaration named RegExp would be hoisted over every
   // use of the global in the bootstrap.)
@@ -502,6 +514,24 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       return stringMatcher('String.prototype.search', Symbol.search, this, regexp);
     },
   });
+  // split and matchAll make a new regexp with the receiver's species
+  // constructor; for a receiver that is no RegExp that may be the original
+  // constructor, on the receiver's string, past every check above. A real
+  // RegExp's pattern was checked when it was made.
+  function onRegExp(what, self, args) {
+    if (!isRegExp(self)) {
+      fail(INVALID_ARGUMENT, what + ' works on a RegExp only in this sandbox');
+    }
+    return apply(ORIG[what], self, args);
+  }
+  ORIG['RegExp.prototype.@@split'] = OrigRegExp.prototype[Symbol.split];
+  ORIG['RegExp.prototype.@@matchAll'] = OrigRegExp.prototype[Symbol.matchAll];
+  defineProperty(OrigRegExp.prototype, Symbol.split, {writable: true, configurable: true,
+    value: {[Symbol.split](...a) { return onRegExp('RegExp.prototype.@@split', this, a); }}
+        [Symbol.split]});
+  defineProperty(OrigRegExp.prototype, Symbol.matchAll, {writable: true, configurable: true,
+    value: {[Symbol.matchAll](...a) { return onRegExp('RegExp.prototype.@@matchAll', this, a); }}
+        [Symbol.matchAll]});
 
   // ---- ICU memory outside the heap limit -------------------------------------
   // An Intl object keeps its ICU formatter outside V8's heap, so a loop

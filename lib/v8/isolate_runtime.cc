@@ -16,6 +16,7 @@
 #include "lib/v8/harden_js.h"
 #include "lib/v8/js_strings.h"
 #include "lib/v8/js_value.h"
+#include "lib/v8/module_loader.h"
 #include "txfn/call_records.h"
 #include "txfn/errors.h"
 #include "txfn/internal/status_macros.h"
@@ -550,17 +551,53 @@ void IsProxy(const v8::FunctionCallbackInfo<v8::Value>& info) {
   info.GetReturnValue().Set(info[0]->IsProxy());
 }
 
+// eval and Function (their source as text): allowed unless the source has
+// more regexp escapes than a module may (CheckRegExpCost); then V8 throws
+// its EvalError ("Code generation from strings disallowed").
+v8::ModifyCodeGenerationFromStringsResult OnCodeGeneration(v8::Local<v8::Context> context,
+                                                           v8::Local<v8::Value> source,
+                                                           bool /*is_code_like*/) {
+  if (!source->IsString()) return {.codegen_allowed = true};
+  const std::string text =
+      Utf8Prefix(context->GetIsolate(), source.As<v8::String>(), size_t{1} << 30);
+  return {.codegen_allowed = CheckRegExpCost(text).ok()};
+}
+
 // isRegExp(v): whether `v` is a RegExp (its internal slots, not its
 // prototype), for the bootstrap's RegExp wrapper.
 void IsRegExpNative(const v8::FunctionCallbackInfo<v8::Value>& info) {
   info.GetReturnValue().Set(info[0]->IsRegExp());
 }
 
-// stringObjectLength(v): the length of a String object's string, or -1 for
-// anything else (the bootstrap's bounds on builtins listing its indices).
-void StringObjectLength(const v8::FunctionCallbackInfo<v8::Value>& info) {
+// typedLength(v): a typed array's length (0 once detached), or -1.
+void TypedLength(const v8::FunctionCallbackInfo<v8::Value>& info) {
   info.GetReturnValue().Set(
-      info[0]->IsStringObject() ? info[0].As<v8::StringObject>()->ValueOf()->Length() : -1);
+      info[0]->IsTypedArray() ? static_cast<double>(info[0].As<v8::TypedArray>()->Length()) : -1.0);
+}
+
+// proxyTarget(p): the target of Proxy `p` (null once revoked).
+void ProxyTarget(const v8::FunctionCallbackInfo<v8::Value>& info) {
+  if (info[0]->IsProxy()) info.GetReturnValue().Set(info[0].As<v8::Proxy>()->GetTarget());
+}
+
+// indexedLength(v): how many indices V8 lists in C++ for `v` (Object.keys,
+// assign, freeze, ...): a string's, a String object's or a typed array's
+// length, through any Proxies (a trap-less Proxy forwards to its target in
+// C++); 0 for anything else.
+void IndexedLength(const v8::FunctionCallbackInfo<v8::Value>& info) {
+  v8::Local<v8::Value> v = info[0];
+  for (int depth = 0; v->IsProxy() && depth < (1 << 20); ++depth) {
+    v = v.As<v8::Proxy>()->GetTarget();
+  }
+  double length = 0;
+  if (v->IsString()) {
+    length = v.As<v8::String>()->Length();
+  } else if (v->IsStringObject()) {
+    length = v.As<v8::StringObject>()->ValueOf()->Length();
+  } else if (v->IsTypedArray()) {
+    length = static_cast<double>(v.As<v8::TypedArray>()->Length());
+  }
+  info.GetReturnValue().Set(length);
 }
 
 // nativeSource(f): for a function of txfn's own JavaScript (a script named
@@ -696,6 +733,10 @@ IsolateRuntime::IsolateRuntime(v8::Isolate* isolate) : isolate_(isolate) {
   // SharedArrayBuffer, without which Atomics cannot wait at all).
   isolate_->SetAllowAtomicsWait(false);
   isolate_->SetPromiseRejectCallback(&OnPromiseReject);
+  // Consulted for eval and Function in every context (each disallows code
+  // generation from strings, see NewContext), so that their source gets the
+  // module's RegExp bound.
+  isolate_->SetModifyCodeGenerationFromStringsCallback(&OnCodeGeneration);
 }
 
 IsolateRuntime::~IsolateRuntime() {
@@ -718,7 +759,9 @@ const intptr_t* IsolateRuntime::ExternalReferences() {
                                    reinterpret_cast<intptr_t>(&IsProxy),
                                    reinterpret_cast<intptr_t>(&NativeSource),
                                    reinterpret_cast<intptr_t>(&IsRegExpNative),
-                                   reinterpret_cast<intptr_t>(&StringObjectLength),
+                                   reinterpret_cast<intptr_t>(&TypedLength),
+                                   reinterpret_cast<intptr_t>(&ProxyTarget),
+                                   reinterpret_cast<intptr_t>(&IndexedLength),
                                    reinterpret_cast<intptr_t>(&IntlObject),
                                    reinterpret_cast<intptr_t>(&Schedule),
                                    reinterpret_cast<intptr_t>(&Unschedule),
@@ -773,7 +816,9 @@ absl::StatusOr<v8::Local<v8::Object>> IsolateRuntime::Bootstrap(v8::Isolate* iso
   add("isProxy", &IsProxy);
   add("nativeSource", &NativeSource);
   add("isRegExp", &IsRegExpNative);
-  add("stringObjectLength", &StringObjectLength);
+  add("typedLength", &TypedLength);
+  add("proxyTarget", &ProxyTarget);
+  add("indexedLength", &IndexedLength);
   add("intlObject", &IntlObject);
   add("schedule", &Schedule);
   add("unschedule", &Unschedule);
@@ -816,6 +861,7 @@ absl::StatusOr<std::unique_ptr<ContextState>> IsolateRuntime::NewContext() {
     TXFN_ASSIGN_OR_RETURN(exports, Bootstrap(isolate_, context));
   }
   context->SetAlignedPointerInEmbedderData(kContextStateSlot, state.get());
+  context->AllowCodeGenerationFromStrings(false);  // OnCodeGeneration decides
   state->context.Reset(isolate_, context);
   v8::Context::Scope scope(context);
   // V8 puts SharedArrayBuffer back into every context it deserialises unless

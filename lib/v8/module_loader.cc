@@ -212,13 +212,6 @@ v8::MaybeLocal<v8::Module> ModuleLoader::ResolveCallback(v8::Local<v8::Context> 
 
 namespace {
 
-// The bootstrap's MAX_REGEXP_ESCAPES, for the literals of a module: V8 parses
-// a regexp literal without an interrupt check, and a Unicode property escape
-// or a named group costs far more than its text (bootstrap_js.h, "RegExp
-// compilation"). Counted in the whole source: text that only looks like one
-// counts too, which errs on the safe side.
-constexpr size_t kMaxRegExpEscapes = 1000;
-
 size_t CountOf(std::string_view text, std::string_view needle) {
   size_t count = 0;
   for (size_t i = text.find(needle); i != std::string_view::npos;
@@ -228,18 +221,18 @@ size_t CountOf(std::string_view text, std::string_view needle) {
   return count;
 }
 
-absl::Status CheckRegExpCost(const std::string& path, std::string_view source) {
+}  // namespace
+
+absl::Status CheckRegExpCost(std::string_view source) {
   const size_t escapes = CountOf(source, "\\p{") + CountOf(source, "\\P{");
   const size_t groups = CountOf(source, "(?<") - CountOf(source, "(?<=") - CountOf(source, "(?<!");
   if (std::max(escapes, groups) <= kMaxRegExpEscapes) return absl::OkStatus();
   return absl::ResourceExhaustedError(
-      StrCat("module '", path, "' has ", std::max(escapes, groups),
-             " Unicode property escapes (\\p{...}) or named groups ((?<name>...)) in its regular "
-             "expressions, over the sandbox limit of ",
+      StrCat(std::max(escapes, groups),
+             " Unicode property escapes (\\p{...}) or named groups ((?<name>...)) in regular "
+             "expressions exceed the sandbox limit of ",
              kMaxRegExpEscapes, " (V8 cannot interrupt their compilation)"));
 }
-
-}  // namespace
 
 absl::StatusOr<v8::Local<v8::Module>> ModuleLoader::CompileSource(const std::string& path,
                                                                   const std::string& source,
@@ -284,7 +277,7 @@ absl::StatusOr<v8::Local<v8::Module>> ModuleLoader::Compile(const std::string& p
   v8::Local<v8::Module> fresh;
   absl::StatusOr<std::shared_ptr<const CompiledModule>> cached =
       cache_.Get(key, [&]() -> absl::StatusOr<std::shared_ptr<const CompiledModule>> {
-        TXFN_RETURN_IF_ERROR(CheckRegExpCost(path, source));
+        TXFN_RETURN_IF_ERROR(Prefixed(CheckRegExpCost(source), StrCat("module '", path, "'")));
         TXFN_ASSIGN_OR_RETURN(fresh, CompileSource(path, source, nullptr));
         auto compiled = std::make_shared<CompiledModule>();
         compiled->source = source;

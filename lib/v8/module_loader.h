@@ -103,6 +103,17 @@ class ModuleLoader {
   std::vector<ColdModule> cold_;  // loaded from (or made as) a cold code cache
 };
 
+// The bootstrap's MAX_REGEXP_ESCAPES, for source compiled from text (a
+// module's literals, eval and Function): V8 parses a regexp literal without
+// an interrupt check, and a Unicode property escape or a named group costs
+// far more than its text (bootstrap_js.h, "RegExp compilation"). Counted in
+// the whole source: text that only looks like one counts too, which errs on
+// the safe side.
+inline constexpr size_t kMaxRegExpEscapes = 1000;
+
+// ResourceExhausted when `source` has more than kMaxRegExpEscapes of either.
+[[nodiscard]] absl::Status CheckRegExpCost(std::string_view source);
+
 }  // namespace txfn::internal
 
 #endif  // TXFN_LIB_V8_MODULE_LOADER_H_

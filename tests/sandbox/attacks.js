@@ -152,6 +152,30 @@ export const surrogatePairsKept = m(async (ctx) => {
 export const classInstanceResult = q(() => new (class Point { constructor() { this.x = 1; } })());
 export const queryBuilderResult = q((ctx) => ctx.db.query("items"));
 export const nullPrototypeResult = q(() => Object.assign(Object.create(null), { a: [{ b: 1 }] }));
+// Past the wrapper: split and matchAll construct with the receiver's species,
+// the original RegExp for a receiver that is no RegExp; eval and Function
+// compile literals no module count saw; i+u classes fold all of Unicode.
+const bigClass = { toString() { return "[" + "\\P{L}".repeat(5000) + "]"; }, flags: "u" };
+export const regexpSpeciesMatchAll = q(() => RegExp.prototype[Symbol.matchAll].call(bigClass, "a"));
+export const regexpSpeciesSplit = q(() =>
+  "a".split({ ...bigClass, [Symbol.split]: RegExp.prototype[Symbol.split] }));
+export const evalPropertyClass = q(() => eval("/[" + "\\P{L}".repeat(5000) + "]/u"));
+export const functionPropertyClass = q(() =>
+  new Function("return /[" + "\\P{L}".repeat(5000) + "]/u")());
+export const evalStillWorks = q(() => [eval("1 + 1"), new Function("a", "return a * 2")(21)]);
+export const foldedClasses = q(() => new RegExp("[\\0-\\u{10FFFE}]".repeat(200), "iu"));
+// A Proxy without traps forwards to its target in C++.
+export const proxyAssignString = q(() =>
+  Object.assign({}, new Proxy(new String("x".repeat(67e6)), {})));
+export const proxyApply = q(() => Math.max.apply(null, new Proxy({ length: 1.3e8 }, {})));
+// A sparse array is a dictionary: filling 2^24 of it took 9.5 s uninterrupted.
+export const sparseArrayFill = q(() => { const a = []; a[2 ** 24 - 1] = 1; return a.fill(1).length; });
+// The guards cost a native call, not an exception: freezing stays cheap.
+export const freezeStaysCheap = q(() => {
+  let frozen = 0;
+  for (let i = 0; i < 20000; i++) frozen += Object.isFrozen(Object.freeze({ i })) ? 1 : 0;
+  return frozen + Object.keys(Object.assign({}, { a: 1 }, [2])).length;
+});
 // What the RegExp wrapper keeps: literals, subclasses, species, statics.
 export const regexpStillWorks = q(() => {
   class R extends RegExp {}
