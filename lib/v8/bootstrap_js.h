@@ -245,7 +245,7 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   const RAW_ARG = 3;      // the first argument's .raw's <= MAX_SLOW (String.raw)
   const KEYS_ARG = 4;     // a typed array or string argument <= MAX_SLOW
   const KEYS_REST = 5;    // ... every argument after the first (Object.assign's sources)
-  const WRITE_THIS = 6;   // WALK_THIS, and <= MAX_SLOW for an array-like that is no array
+  const WRITE_THIS = 6;   // WALK_THIS, and <= 2 * MAX_SLOW unless a typed array (writing)
   const ARGLIST_1 = 7;    // an argument list made from args[1] <= MAX_SLOW (apply)
   const ARGLIST_2 = 8;    // ... from args[2] (Reflect.apply)
   // The indices a builtin lists on `o` in C++ (a typed array's, a string's,
