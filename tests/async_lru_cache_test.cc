@@ -229,10 +229,14 @@ TEST(AsyncLruCacheTest, ExecutorOverloadRunsLoaderOnExecutor) {
   std::atomic<int> done = 0;
   std::atomic<std::thread::id> loaded_on;
   std::atomic<std::thread::id> called_back_on;
+  // The load waits until all three requests are made, so that the later two
+  // join it: a request made after the load completed is a hit, answered inline.
+  std::atomic<bool> all_requested = false;
   for (int i = 0; i < 3; ++i) {
     cache.GetAsync(
         "k", schedule,
         [&]() -> Result {
+          while (!all_requested.load()) std::this_thread::yield();
           calls.fetch_add(1);
           loaded_on = std::this_thread::get_id();
           return Value(11);
@@ -243,6 +247,7 @@ TEST(AsyncLruCacheTest, ExecutorOverloadRunsLoaderOnExecutor) {
           done.fetch_add(1);
         });
   }
+  all_requested = true;
   while (done.load() < 3) std::this_thread::yield();
   EXPECT_EQ(calls, 1);
   EXPECT_EQ(loaded_on.load(), executor.id());

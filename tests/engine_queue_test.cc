@@ -59,6 +59,14 @@ export const slowBump = mutation({args: {name: "string", spin: "number"}, handle
   for (let i = 0; i < a.spin; i++) x += i;
   return bumpBy(ctx, a.name, 1n);
 }});
+// Retried many times: a lease that expires under it and is taken again, and
+// again, while it runs does not use up its deliveries.
+export const slowBumpRetried = mutation({args: {name: "string", spin: "number"},
+  retry: {maxAttempts: 100}, handler: (ctx, a) => {
+    let x = 0;
+    for (let i = 0; i < a.spin; i++) x += i;
+    return bumpBy(ctx, a.name, 1n);
+  }});
 export const later = mutation({args: {name: "string"}, quota: "opportunistic",
   opportunisticRate: 0, deadlineMs: 3000, handler: (ctx, { name }) => bumpBy(ctx, name, 1n)});
 export const throws = mutation({args: {}, handler: () => { throw new Error("kaput"); }});
@@ -614,13 +622,16 @@ TEST_F(EngineQueueTest, LeasesExpiringUnderRunningMutationsNeverApplyOneTwice) {
   auto no_extend = std::make_shared<NoExtendQueue>(std::move(inner));
   EngineOptions options = Options();
   options.queued.queue = no_extend;
-  options.queued.lease_duration = absl::Milliseconds(40);
+  // Each call spins 1e7 iterations (about 100 ms in the sandbox), many leases
+  // long, so that its lease expires under it on any machine: its Ack is
+  // refused and the call is delivered again, to find its completion record.
+  options.queued.lease_duration = absl::Milliseconds(10);
   OpenAndDeploy(std::move(options));
   std::vector<CallId> ids;
   for (int i = 0; i < 12; ++i) {
     absl::StatusOr<CallId> id =
-        engine_->Submit("app", "counters:slowBump",
-                        Args({{"name", Value::String("slow")}, {"spin", Value::Float64(3e6)}}));
+        engine_->Submit("app", "counters:slowBumpRetried",
+                        Args({{"name", Value::String("slow")}, {"spin", Value::Float64(1e7)}}));
     ASSERT_TRUE(id.ok());
     ids.push_back(*id);
   }
@@ -635,10 +646,12 @@ TEST_F(EngineQueueTest, LeasesExpiringUnderRunningMutationsNeverApplyOneTwice) {
 
 TEST_F(EngineQueueTest, OneTenantsBacklogDoesNotStarveAnother) {
   OpenWithTenantOther();
+  // 40 calls of about 90 ms each: a backlog that takes far longer than the other
+  // tenant's submission, even on a loaded machine.
   for (int i = 0; i < 40; ++i) {
     ASSERT_TRUE(engine_
                     ->Submit("app", "counters:slowBump",
-                             Args({{"name", Value::String("big")}, {"spin", Value::Float64(2e6)}}))
+                             Args({{"name", Value::String("big")}, {"spin", Value::Float64(5e6)}}))
                     .ok());
   }
   absl::StatusOr<CallId> small = engine_->Submit("other", "counters:bump", Name("small"));
