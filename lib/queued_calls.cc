@@ -24,9 +24,15 @@ bool Ended(const absl::Status& status) {
 
 std::string_view TypeOf(const Value& v) { return ValueTypeName(v.type()); }
 
-// What kind of failure a status is, for the call's outcome.
+// What kind of failure a status is, for the call's outcome. `waits` is
+// whether the function may wait on anything but its own thread (an action's
+// services and calls): for a query or mutation, whose reads run on its
+// thread and which cannot wait on anything else, the wall-clock limit (twice
+// the CPU limit) is reached before the CPU limit only when the host took the
+// time (a paused or overloaded process, slow storage). That is retried, not
+// the function's failure.
 enum class Failure { kFunction, kRetry, kBusy };
-Failure Classify(const absl::Status& s, bool synchronous) {
+Failure Classify(const absl::Status& s, bool synchronous, bool waits) {
   if (IsCommitOutcomeUnknown(s)) return Failure::kRetry;
   switch (s.code()) {
     case absl::StatusCode::kUnavailable:
@@ -39,7 +45,9 @@ Failure Classify(const absl::Status& s, bool synchronous) {
     case absl::StatusCode::kResourceExhausted:
       // A limit of the function's own is its failure; a refusal of a full
       // isolate queue, given back at once, is not an attempt.
-      if (ExceededLimit(s).has_value()) return Failure::kFunction;
+      if (const std::optional<Limit> limit = ExceededLimit(s); limit.has_value()) {
+        return *limit == Limit::kWallTime && !waits ? Failure::kRetry : Failure::kFunction;
+      }
       return synchronous ? Failure::kBusy : Failure::kRetry;
     default:
       return Failure::kFunction;  // InvalidArgument, NotFound, Unknown (it threw), ...
@@ -695,12 +703,12 @@ absl::Status QueuedCalls::WriteRecord(OpenTenant& tenant, const CallId& id,
 }
 
 CallOutcome QueuedCalls::Failed(OpenTenant& tenant, const Call& call, const absl::Status& status,
-                                bool synchronous) {
+                                bool synchronous, FunctionKind kind) {
   if (Ended(status)) {
     SetStat(&QueuedCallStats::skipped);
     return CallOutcome::Ok();
   }
-  switch (Classify(status, synchronous)) {
+  switch (Classify(status, synchronous, /*waits=*/kind == FunctionKind::kAction)) {
     case Failure::kBusy:
       SetStat(&QueuedCallStats::busy);
       return CallOutcome::Busy(status, options_.busy_retry);
@@ -745,7 +753,8 @@ void QueuedCalls::StartCall(const Call& call, Worker::Done done) {
 
   absl::StatusOr<TenantFunctions::Function> function = Lookup(*tenant, call.function);
   if (!function.ok()) {
-    finish(Failed(*tenant, call, function.status(), /*synchronous=*/false));
+    // No function ran: the kind does not matter (NotFound is the call's failure).
+    finish(Failed(*tenant, call, function.status(), /*synchronous=*/false, FunctionKind::kAction));
     return;
   }
   SetStat(&QueuedCallStats::ran);
@@ -762,10 +771,14 @@ void QueuedCalls::StartCall(const Call& call, Worker::Done done) {
               SetStat(r->replayed ? &QueuedCallStats::skipped : &QueuedCallStats::succeeded);
               (*shared_finish)(CallOutcome::Ok(r->stats.cpu_time));
             } else {
-              (*shared_finish)(Failed(*tenant, call, r.status(), /*synchronous=*/false));
+              (*shared_finish)(Failed(*tenant, call, r.status(), /*synchronous=*/false,
+                                      FunctionKind::kMutation));
             }
           });
-      if (!submitted.ok()) (*shared_finish)(Failed(*tenant, call, submitted, /*synchronous=*/true));
+      if (!submitted.ok()) {
+        (*shared_finish)(
+            Failed(*tenant, call, submitted, /*synchronous=*/true, FunctionKind::kMutation));
+      }
       return;
     }
     case FunctionKind::kQuery: {
@@ -780,7 +793,8 @@ void QueuedCalls::StartCall(const Call& call, Worker::Done done) {
           tenant, call.function, call.args,
           [this, tenant, call, shared_finish](absl::StatusOr<CallResult> r) {
             if (!r.ok()) {
-              (*shared_finish)(Failed(*tenant, call, r.status(), /*synchronous=*/false));
+              (*shared_finish)(
+                  Failed(*tenant, call, r.status(), /*synchronous=*/false, FunctionKind::kQuery));
               return;
             }
             absl::Status written = WriteRecord(*tenant, call.id,
@@ -793,7 +807,10 @@ void QueuedCalls::StartCall(const Call& call, Worker::Done done) {
             (*shared_finish)(written.ok() ? CallOutcome::Ok(r->stats.cpu_time)
                                           : CallOutcome::Retryable(written));
           });
-      if (!submitted.ok()) (*shared_finish)(Failed(*tenant, call, submitted, /*synchronous=*/true));
+      if (!submitted.ok()) {
+        (*shared_finish)(
+            Failed(*tenant, call, submitted, /*synchronous=*/true, FunctionKind::kQuery));
+      }
       return;
     }
     case FunctionKind::kAction:
@@ -828,7 +845,8 @@ void QueuedCalls::RunQueuedAction(const std::shared_ptr<OpenTenant>& tenant, con
           if (!service.empty()) {
             std::move (*shared_finish)(CallOutcome::BackPressure(service, r.status));
           } else {
-            std::move (*shared_finish)(Failed(*tenant, call, r.status, /*synchronous=*/false));
+            std::move (*shared_finish)(
+                Failed(*tenant, call, r.status, /*synchronous=*/false, FunctionKind::kAction));
           }
           return;
         }
@@ -843,7 +861,8 @@ void QueuedCalls::RunQueuedAction(const std::shared_ptr<OpenTenant>& tenant, con
                                                 : CallOutcome::Retryable(written));
       });
   if (!submitted.ok()) {
-    std::move (*shared_finish)(Failed(*tenant, call, submitted, /*synchronous=*/true));
+    std::move (*shared_finish)(
+        Failed(*tenant, call, submitted, /*synchronous=*/true, FunctionKind::kAction));
   }
 }
 

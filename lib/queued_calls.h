@@ -137,9 +137,10 @@ class QueuedCalls {
   void RunQueuedAction(const std::shared_ptr<OpenTenant>& tenant, const Call& call,
                        const TenantFunctions::Function& function,
                        absl::AnyInvocable<void(CallOutcome) &&> finish);
-  // How a failed run ends: recorded (kFailed) and acknowledged, or retried.
+  // How a failed run of a `kind` function ends: recorded (kFailed) and
+  // acknowledged, or retried.
   CallOutcome Failed(OpenTenant& tenant, const Call& call, const absl::Status& status,
-                     bool synchronous);
+                     bool synchronous, FunctionKind kind);
   // Commits `record` for `call`; OK also when another record won the race.
   absl::Status WriteRecord(OpenTenant& tenant, const CallId& id, const CallRecord& record);
   void EnqueueScheduled();

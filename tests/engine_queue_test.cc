@@ -3,7 +3,13 @@
 // over re-deliveries and expired leases, deadlines, per-function attributes
 // at deploy time, per-tenant caps, actions with ctx.runMutation and host
 // services, and the AIMD limiter of a service that pushes back.
+#include <signal.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <cerrno>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -642,6 +648,37 @@ TEST_F(EngineQueueTest, LeasesExpiringUnderRunningMutationsNeverApplyOneTwice) {
   EXPECT_GT(stats.ran, 12u) << "no lease expired under a running call";
   EXPECT_EQ(stats.succeeded, 12u);
   RecordProperty("deliveries", static_cast<int>(stats.ran));
+}
+
+// A queued mutation stopped at its wall-clock limit because the host took
+// the time (here the whole process is stopped with SIGSTOP for 2.5 s while it
+// runs: a GC pause, a VM migration, an overloaded machine) is retried, not
+// recorded as the function's failure: its CPU time was far below its limit.
+TEST_F(EngineQueueTest, AMutationStoppedAtItsWallLimitByAPausedHostIsRetried) {
+  OpenAndDeploy(Options());
+  absl::StatusOr<CallId> id = engine_->Submit(
+      "app", "counters:slowBump",
+      Args({{"name", Value::String("paused")}, {"spin", Value::Float64(3e7)}}));
+  ASSERT_TRUE(id.ok()) << id.status();
+  WaitFor(*id, CallState::kRunning, absl::Seconds(10));
+  absl::SleepFor(absl::Milliseconds(20));  // into its ~300 ms of JS
+  const pid_t self = getpid();
+  const pid_t pauser = fork();
+  ASSERT_GE(pauser, 0) << std::strerror(errno);
+  if (pauser == 0) {
+    // Only async-signal-safe calls in the child of a threaded process.
+    kill(self, SIGSTOP);
+    const struct timespec pause = {.tv_sec = 2, .tv_nsec = 500'000'000};
+    nanosleep(&pause, nullptr);
+    kill(self, SIGCONT);
+    _exit(0);
+  }
+  int wstatus = 0;
+  ASSERT_EQ(waitpid(pauser, &wstatus, 0), pauser);
+  const CallInfo info = WaitFor(*id, CallState::kSucceeded, absl::Seconds(30));
+  EXPECT_EQ(Counter("paused"), 1);
+  EXPECT_GE(info.attempts, 2) << "the paused run was not stopped at its wall limit";
+  EXPECT_EQ(engine_->stats().queued.failed, 0u);
 }
 
 TEST_F(EngineQueueTest, OneTenantsBacklogDoesNotStarveAnother) {

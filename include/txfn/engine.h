@@ -89,9 +89,12 @@
 //     (actions are at-least-once: make their side effects idempotent).
 // A function that fails (throws, bad arguments, a limit) is recorded kFailed
 // and not retried; infrastructure failures (storage unavailable, conflicts
-// past the retries, an unknown commit outcome, a service's back-pressure) are
+// past the retries, an unknown commit outcome, a service's back-pressure, and
+// a query or mutation stopped at its wall-clock limit, which only the host's
+// time reaches before the CPU limit: a paused or overloaded process) are
 // retried per the call's retry policy, then dead-lettered, as is a call whose
-// deadline passes before it ran. A tenant runs at most
+// deadline passes before it started (checked in the scheduler's buffers and
+// again when a worker takes it). A tenant runs at most
 // QueuedCallOptions::slots_per_tenant queued calls at once, so one tenant
 // never holds the slots: a few of its other calls wait in the scheduler's
 // buffers while other tenants' run, the rest go back to the queue paced at

@@ -587,6 +587,17 @@ void CallScheduler::Dispatch(absl::Time now) {
         Forget(h->call().id);
         continue;
       }
+      // A call whose deadline passed while it waited here (behind more
+      // critical or earlier calls) is not started late: dead-lettered as it
+      // would have been in its buffer. Settle frees what admission took.
+      if (h->call().deadline <= now) {
+        pop();
+        --stats_.run_queue;
+        Settle(*h, Settlement::DeadLetter(h->leased.token,
+                                          DeadlineReason(h->call().deadline, now) +
+                                              " (waited in the scheduler's run queue)"));
+        continue;
+      }
       // Pick a worker with a free slot.
       int chosen = -1;
       const size_t n = pool->size();

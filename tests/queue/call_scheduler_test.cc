@@ -186,6 +186,32 @@ TEST(CallSchedulerTest, TheRunQueueDispatchesTheEarliestDeadlineFirstNotTheFirst
   EXPECT_EQ(StartOrder(*worker), (std::vector<CallId>{busy.id, urgent.id, late.id}));
 }
 
+// A call admitted to the RunQ whose deadline passes while it waits for a slot
+// is dead-lettered, not started late; a call still in time runs.
+TEST(CallSchedulerTest, ACallWhoseDeadlinePassesInTheRunQueueIsDeadLetteredNotStartedLate) {
+  VirtualClock clock(kT0);
+  InMemoryQueue queue;
+  CallFactory f;
+  const Call busy = f.Make("a", kT0, absl::Hours(1), QuotaClass::kReserved, Criticality::kHigh);
+  const Call soon = f.Make("b", kT0, absl::Seconds(5));
+  const Call later = f.Make("c", kT0, absl::Minutes(1));
+  ASSERT_TRUE(queue.Enqueue({busy, soon, later}).ok());
+  auto worker = TenSecondWorker(&clock);
+  auto s = MakeScheduler({.queue = &queue, .clock = &clock, .poll_interval = absl::Seconds(1)});
+  ASSERT_TRUE(s->AddWorker("w", worker, 1).ok());
+  RunUntil(clock, *s, {worker}, kT0 + absl::Seconds(1), absl::Milliseconds(100));
+  EXPECT_EQ(s->stats().run_queue, 2u) << "`soon` and `later` wait in the RunQ for the busy slot";
+  RunUntil(clock, *s, {worker}, kT0 + absl::Seconds(40), absl::Milliseconds(100));
+  EXPECT_EQ(StartOrder(*worker), (std::vector<CallId>{busy.id, later.id}));
+  EXPECT_EQ(s->stats().dead_lettered, 1u);
+  EXPECT_EQ(s->stats().run_queue, 0u);
+  absl::StatusOr<std::optional<QueuedCall>> dead = queue.Find(soon.id, clock.Now());
+  ASSERT_TRUE(dead.ok()) << dead.status();
+  ASSERT_TRUE(dead->has_value());
+  EXPECT_EQ((*dead)->state, QueuedCall::State::kDead);
+  EXPECT_THAT((*dead)->reason, HasSubstr("run queue"));
+}
+
 // Opportunistic calls run on idle capacity: while every slot is taken they
 // stay in their buffer, so a reserved call (here with a later deadline)
 // that waits in the RunQ for the slot is not overtaken by them.
