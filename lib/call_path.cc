@@ -170,28 +170,27 @@ struct CallPath::State {
     std::vector<ScheduledCall> scheduled;
     // An unknown commit outcome is Unavailable: RetryInLanes returns it as it
     // is, never runs the mutation again.
-    absl::StatusOr<CommitOutcome> outcome =
-        RetryInLanes(tenant, absl::HashOf(function, args), function, options.deadline,
-                     [&](int attempt) -> AttemptResult {
-                       TXFN_RETURN_IF_ERROR(CheckDeadline(function, options.deadline, attempt));
-                       CommitIntent intent = AnnounceFirstAttempt(tenant.committer(), attempt);
-                       std::shared_ptr<const Snapshot> snapshot = tenant.Latest();
-                       TXFN_RETURN_IF_ERROR(CheckEnabled(*snapshot));
-                       if (record != nullptr) {
-                         TXFN_ASSIGN_OR_RETURN(replay, record->Find(*snapshot));
-                         if (replay.has_value()) return AttemptResult::Commit(replay->ts);
-                       }
-                       last_run = runner.Run(
-                           std::move(snapshot),
-                           MakeRequest(function, args, FunctionKind::kMutation, options.deadline));
-                       TXFN_RETURN_IF_ERROR(last_run.status);
-                       if (record != nullptr) {
-                         TXFN_RETURN_IF_ERROR(record->Add(last_run.value, &last_run.commit));
-                       }
-                       if (this->options.on_scheduled) scheduled = ScheduledIn(last_run.commit);
-                       return AttemptResult::Commit(
-                           tenant.Commit(std::move(last_run.commit), std::move(intent)));
-                     });
+    absl::StatusOr<CommitOutcome> outcome = RetryInLanes(
+        tenant, absl::HashOf(function, args), function, options.deadline,
+        [&](int attempt) -> AttemptResult {
+          TXFN_RETURN_IF_ERROR(CheckDeadline(function, options.deadline, attempt));
+          CommitIntent intent = AnnounceFirstAttempt(tenant.committer(), attempt);
+          std::shared_ptr<const Snapshot> snapshot = tenant.Latest();
+          TXFN_RETURN_IF_ERROR(CheckEnabled(*snapshot));
+          if (record != nullptr) {
+            TXFN_ASSIGN_OR_RETURN(replay, record->Find(*snapshot));
+            if (replay.has_value()) return AttemptResult::Commit(replay->ts);
+          }
+          last_run = runner.Run(std::move(snapshot),
+                                MakeMutationRequest(tenant, function, args, options.deadline));
+          TXFN_RETURN_IF_ERROR(last_run.status);
+          if (record != nullptr) {
+            TXFN_RETURN_IF_ERROR(record->Add(last_run.value, &last_run.commit));
+          }
+          if (this->options.on_scheduled) scheduled = ScheduledIn(last_run.commit);
+          return AttemptResult::Commit(
+              tenant.Commit(std::move(last_run.commit), std::move(intent)));
+        });
     if (outcome.ok() && !replay.has_value() && !scheduled.empty()) {
       this->options.on_scheduled(tenant, std::move(scheduled));
     }
@@ -232,12 +231,13 @@ struct CallPath::State {
   absl::Status MutationAsync(std::shared_ptr<OpenTenant> tenant, std::string_view function,
                              const Value& args, const MutationOptions& options, Callback done) {
     TXFN_ASSIGN_OR_RETURN(std::shared_ptr<const CompletionRecord> record, RecordOf(options));
-    auto call = std::make_shared<AsyncMutation>(AsyncMutation{
-        .tenant = std::move(tenant),
-        .request = MakeRequest(function, args, FunctionKind::kMutation, options.deadline),
-        .record = std::move(record),
-        .done = std::move(done),
-        .call_key = absl::HashOf(function, args)});
+    RunRequest request = MakeMutationRequest(*tenant, function, args, options.deadline);
+    auto call =
+        std::make_shared<AsyncMutation>(AsyncMutation{.tenant = std::move(tenant),
+                                                      .request = std::move(request),
+                                                      .record = std::move(record),
+                                                      .done = std::move(done),
+                                                      .call_key = absl::HashOf(function, args)});
     TXFN_RETURN_IF_ERROR(CheckEnabled(*call->tenant->Latest()));
     BeginAsync();
     std::shared_ptr<internal::Lane> predicted = PredictedLane(*call->tenant, call->call_key);
@@ -337,6 +337,20 @@ struct CallPath::State {
                       .kind = kind,
                       .seed = seed,
                       .deadline = deadline};
+  }
+
+  // A mutation's request checks its ctx.scheduler calls as they are made
+  // (the tenant outlives the request: the caller holds it while it runs).
+  RunRequest MakeMutationRequest(OpenTenant& tenant, std::string_view function, const Value& args,
+                                 absl::Time deadline) {
+    RunRequest request = MakeRequest(function, args, FunctionKind::kMutation, deadline);
+    if (options.check_scheduled) {
+      request.check_scheduled = [check = options.check_scheduled, tenant = &tenant](
+                                    std::string_view scheduled, const Value& scheduled_args) {
+        return check(*tenant, scheduled, scheduled_args);
+      };
+    }
+    return request;
   }
 
   // No run of a mutation starts past its deadline (a retry after a conflict included).

@@ -72,6 +72,10 @@ class EngineImpl final : public Engine {
                 .on_scheduled =
                     [this](OpenTenant& tenant, std::vector<ScheduledCall> calls) {
                       queued_->OnScheduled(tenant, std::move(calls));
+                    },
+                .check_scheduled =
+                    [this](OpenTenant& tenant, std::string_view function, const Value& args) {
+                      return queued_->CheckScheduled(tenant, function, args);
                     }}),
         queued_(std::make_unique<internal::QueuedCalls>(options_.queued, tenants_, calls_, runner_,
                                                         WorkerCount(options_.scheduler))) {

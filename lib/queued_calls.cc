@@ -456,12 +456,16 @@ absl::Status QueuedCalls::CheckServices(
 absl::StatusOr<TenantFunctions::Function> QueuedCalls::Lookup(OpenTenant& tenant,
                                                               const std::string& canonical) {
   TXFN_ASSIGN_OR_RETURN(std::shared_ptr<const TenantFunctions> table, FunctionsOf(tenant));
-  auto it = table->by_name.find(canonical);
-  if (it == table->by_name.end()) {
-    return absl::NotFoundError(StrCat("tenant '", tenant.name(),
-                                      "' has no query, mutation or "
-                                      "action ",
-                                      canonical));
+  return LookupIn(*table, tenant.name(), canonical);
+}
+
+absl::StatusOr<TenantFunctions::Function> QueuedCalls::LookupIn(const TenantFunctions& table,
+                                                                std::string_view tenant,
+                                                                const std::string& canonical) {
+  auto it = table.by_name.find(canonical);
+  if (it == table.by_name.end()) {
+    return absl::NotFoundError(
+        StrCat("tenant '", tenant, "' has no query, mutation or action ", canonical));
   }
   return it->second;
 }
@@ -536,15 +540,11 @@ absl::StatusOr<CallId> QueuedCalls::Submit(std::string_view tenant, std::string_
     return absl::InvalidArgumentError("an idempotency key has at most 256 bytes");
   }
   TXFN_ASSIGN_OR_RETURN(std::shared_ptr<OpenTenant> open, tenants_.Get(tenant));
-  const std::string name = CanonicalFunctionName(function);
-  TXFN_ASSIGN_OR_RETURN(TenantFunctions::Function f, Lookup(*open, name));
-  Value call_args = args.is_null() ? Value::FromObject({}) : args;
-  if (!call_args.is_object()) {
-    return absl::InvalidArgumentError(StrCat("the arguments of ", name, " must be an object"));
-  }
-  if (absl::Status s = CheckArgs(f.args, call_args); !s.ok()) return Prefixed(s, name);
-  Call call =
-      MakeCall(open->name(), name, std::move(call_args), f.attributes, options, clock_.Now());
+  TXFN_ASSIGN_OR_RETURN(std::shared_ptr<const TenantFunctions> table, FunctionsOf(*open));
+  TXFN_ASSIGN_OR_RETURN(CheckedCall checked, Check(*table, open->name(), function, args));
+  const std::string& name = checked.name;
+  Call call = MakeCall(open->name(), name, std::move(checked.args), checked.function.attributes,
+                       options, clock_.Now());
   if (!options.idempotency_key.empty()) {
     const CallId derived = CallId::FromKey(open->name(), options.idempotency_key);
     call.id = TenantCallId(open->name(), derived.hi(), derived.lo());
@@ -576,6 +576,40 @@ absl::StatusOr<CallId> QueuedCalls::Submit(std::string_view tenant, std::string_
   TXFN_RETURN_IF_ERROR(Enqueue(std::move(one)));
   SetStat(&QueuedCallStats::submitted);
   return id;
+}
+
+absl::StatusOr<QueuedCalls::CheckedCall> QueuedCalls::Check(const TenantFunctions& table,
+                                                            std::string_view tenant,
+                                                            std::string_view function,
+                                                            const Value& args) {
+  CheckedCall checked{.name = CanonicalFunctionName(function)};
+  TXFN_ASSIGN_OR_RETURN(checked.function, LookupIn(table, tenant, checked.name));
+  checked.args = args.is_null() ? Value::FromObject({}) : args;
+  if (!checked.args.is_object()) {
+    return absl::InvalidArgumentError(
+        StrCat("the arguments of ", checked.name, " must be an object"));
+  }
+  if (absl::Status s = CheckArgs(checked.function.args, checked.args); !s.ok()) {
+    return Prefixed(s, checked.name);
+  }
+  return checked;
+}
+
+absl::Status QueuedCalls::CheckScheduled(OpenTenant& tenant, std::string_view function,
+                                         const Value& args) {
+  // Only against the table already known: building it runs the tenant's
+  // modules on the isolates, which a mutation (on one of them) must not wait
+  // for. Then the call is checked when it runs.
+  std::shared_ptr<const TenantFunctions> table;
+  {
+    MutexLock lock(&mu_);
+    auto it = functions_.find(tenant.name());
+    if (it != functions_.end() && it->second->metadata == tenant.Latest()->shared_metadata()) {
+      table = it->second;
+    }
+  }
+  if (table == nullptr) return absl::OkStatus();
+  return Check(*table, tenant.name(), function, args).status();
 }
 
 void QueuedCalls::OnScheduled(OpenTenant& tenant, std::vector<ScheduledCall> calls) {

@@ -97,6 +97,11 @@ class QueuedCalls {
 
   // The CallPath's on_scheduled hook: enqueues the calls (from the loop).
   void OnScheduled(OpenTenant& tenant, std::vector<ScheduledCall> calls);
+  // The CallPath's check_scheduled hook: what Submit checks of a call (the
+  // tenant has the function; its arguments are an object its validator
+  // accepts), for a mutation's ctx.scheduler call when it is made.
+  [[nodiscard]] absl::Status CheckScheduled(OpenTenant& tenant, std::string_view function,
+                                            const Value& args);
   // A deploy committed these functions (primes the function table).
   void OnDeployed(OpenTenant& tenant, const std::map<std::string, FunctionInfo>& functions);
   // Checks a deploy's functions against this engine: every declared service
@@ -137,6 +142,19 @@ class QueuedCalls {
   void RunQueuedAction(const std::shared_ptr<OpenTenant>& tenant, const Call& call,
                        const TenantFunctions::Function& function,
                        absl::AnyInvocable<void(CallOutcome) &&> finish);
+  // A call of `function` with `args` as Submit takes it: its canonical name,
+  // the function, and its arguments ({} for null); NotFound or
+  // InvalidArgument naming what is wrong.
+  struct CheckedCall {
+    std::string name;
+    TenantFunctions::Function function;
+    Value args;
+  };
+  static absl::StatusOr<CheckedCall> Check(const TenantFunctions& table, std::string_view tenant,
+                                           std::string_view function, const Value& args);
+  static absl::StatusOr<TenantFunctions::Function> LookupIn(const TenantFunctions& table,
+                                                            std::string_view tenant,
+                                                            const std::string& canonical);
   // How a failed run of a `kind` function ends: recorded (kFailed) and
   // acknowledged, or retried.
   CallOutcome Failed(OpenTenant& tenant, const Call& call, const absl::Status& status,

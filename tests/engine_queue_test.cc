@@ -88,6 +88,15 @@ export const schedule = mutation({args: {name: "string", delayMs: "number", fail
     if (a.fail) throw new Error("failed after scheduling");
     return id;
   }});
+// Schedules `fn` with `args` after writing; with `catchIt`, returns what the
+// scheduler threw instead.
+export const scheduleAny = mutation({args: {fn: "string", args: "any", catchIt: "bool?"},
+  handler: async (ctx, a) => {
+    await bumpBy(ctx, "wrote", 1n);
+    if (!a.catchIt) return await ctx.scheduler.runAfter(0, a.fn, a.args);
+    try { await ctx.scheduler.runAfter(0, a.fn, a.args); } catch (e) { return e.message; }
+    return "not thrown";
+  }});
 export const hotSchedule = mutation({args: {}, handler: async (ctx) => {
   await bumpBy(ctx, "hot", 1n);
   await ctx.scheduler.runAfter(0, "counters:bump", { name: "runs" });
@@ -477,6 +486,62 @@ TEST_F(EngineQueueTest, ACallPastItsDeadlineIsDeadLetteredWithAStatusThatSaysSo)
   EXPECT_THAT(info.error.message(), HasSubstr("deadline"));
   EXPECT_EQ(Counter("d"), 0);
   EXPECT_TRUE(absl::IsFailedPrecondition(engine_->CancelCall(*id)));
+}
+
+// A mutation's ctx.scheduler call is checked as Submit checks one, when it is
+// made: a name with a typo or arguments its validator refuses fail the
+// mutation (nothing commits, nothing is queued), or are caught by its code.
+TEST_F(EngineQueueTest, AMutationsScheduledCallWithATypoOrBadArgumentsFailsTheMutation) {
+  OpenAndDeploy(Options());
+  auto schedule = [&](const std::string& fn, Value args, bool catch_it = false) {
+    return engine_->Mutation("app", "counters:scheduleAny",
+                             Args({{"fn", Value::String(fn)},
+                                   {"args", std::move(args)},
+                                   {"catchIt", Value::Bool(catch_it)}}));
+  };
+  absl::StatusOr<CallResult> typo = schedule("counters:bumpp", Name("x"));
+  EXPECT_TRUE(absl::IsNotFound(typo.status())) << typo.status();
+  EXPECT_THAT(typo.status().message(), HasSubstr("counters:bumpp"));
+  EXPECT_THAT(typo.status().message(), HasSubstr("ctx.scheduler.runAfter"));
+  absl::StatusOr<CallResult> bad_args =
+      schedule("counters:bump", Args({{"nam", Value::String("x")}}));
+  EXPECT_TRUE(absl::IsInvalidArgument(bad_args.status())) << bad_args.status();
+  EXPECT_THAT(bad_args.status().message(), HasSubstr("`name`"));
+  absl::StatusOr<CallResult> not_object = schedule("counters:bump", Value::String("x"));
+  EXPECT_TRUE(absl::IsInvalidArgument(not_object.status())) << not_object.status();
+  EXPECT_EQ(Counter("wrote"), 0) << "a failed mutation committed its write";
+  absl::StatusOr<std::vector<FunctionDepth>> depths = engine_->QueueDepths();
+  ASSERT_TRUE(depths.ok());
+  EXPECT_TRUE(depths->empty()) << "a refused call was queued";
+
+  absl::StatusOr<CallResult> caught = schedule("nope:fn", Args({}), /*catch_it=*/true);
+  ASSERT_TRUE(caught.ok()) << caught.status();
+  EXPECT_THAT(caught->value.string(), HasSubstr("has no query, mutation or action nope:fn"));
+  EXPECT_EQ(Counter("wrote"), 1);
+
+  // A good call, named as Submit names one, is scheduled and runs.
+  absl::StatusOr<CallResult> good = schedule("./counters:bump", Name("good"));
+  ASSERT_TRUE(good.ok()) << good.status();
+  absl::StatusOr<CallId> id = CallId::Parse(good->value.string());
+  ASSERT_TRUE(id.ok());
+  WaitFor(*id, CallState::kSucceeded);
+  EXPECT_EQ(Counter("good"), 1);
+
+  // The same from a queued mutation (the engine's asynchronous path).
+  absl::StatusOr<CallId> queued_typo =
+      engine_->Submit("app", "counters:scheduleAny",
+                      Args({{"fn", Value::String("counters:bumpp")}, {"args", Args({})}}));
+  ASSERT_TRUE(queued_typo.ok()) << queued_typo.status();
+  const CallInfo failed = WaitFor(*queued_typo, CallState::kFailed);
+  EXPECT_THAT(failed.error.message(), HasSubstr("counters:bumpp"));
+  absl::StatusOr<CallId> queued_good =
+      engine_->Submit("app", "counters:scheduleAny",
+                      Args({{"fn", Value::String("counters:bump")}, {"args", Name("queued")}}));
+  ASSERT_TRUE(queued_good.ok()) << queued_good.status();
+  WaitFor(*queued_good, CallState::kSucceeded);
+  WaitDrained();
+  EXPECT_EQ(Counter("queued"), 1);
+  EXPECT_EQ(Counter("wrote"), 3) << "only the three mutations that did not fail wrote";
 }
 
 TEST_F(EngineQueueTest, ACallScheduledByAMutationRunsOnlyIfTheMutationCommitted) {

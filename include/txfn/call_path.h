@@ -143,6 +143,13 @@ struct CallPathOptions {
   // committing thread, so the host can enqueue them at once. Must not block
   // for long. Unset: they stay in the tenant's outbox.
   std::function<void(OpenTenant& tenant, std::vector<ScheduledCall> calls)> on_scheduled;
+  // Checks a mutation's ctx.scheduler call (the function it names, its
+  // arguments) when the mutation makes it: an error is thrown there, so a
+  // typo fails the mutation (or its code catches it) instead of the call
+  // later. Called on the runner's thread, for local runs only (a remote
+  // runner does not call back). Unset: the call is checked when it runs.
+  std::function<absl::Status(OpenTenant& tenant, std::string_view function, const Value& args)>
+      check_scheduled;
 };
 
 struct CallPathStats {

@@ -77,7 +77,9 @@
 // (each defaulting to the function's attributes, declared with its wrapper:
 // see txfn/call_records.h FunctionAttributes); a mutation schedules calls
 // with ctx.scheduler.runAfter(ms, "mod:fn", args) / runAt(time, ...) and
-// cancels them with ctx.scheduler.cancel(id), atomically with its commit. A
+// cancels them with ctx.scheduler.cancel(id), atomically with its commit
+// (the function named and the arguments are checked as Submit checks them,
+// when scheduled: see CallPathOptions::check_scheduled for when not). A
 // CallScheduler (call_scheduler.h) leases due calls and runs them here:
 // quotas, per-function concurrency limits, and an AIMD limiter per
 // downstream service. Delivery is at-least-once; the effects are not:

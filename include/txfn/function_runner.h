@@ -291,6 +291,11 @@ struct RunRequest {
   // (for its modules only: its ctx has no db), its Date.now() is the real
   // time, and its ctx.scheduler goes through the host.
   std::shared_ptr<ActionHost> action_host;
+  // kMutation: checks each ctx.scheduler call (the function it names, its
+  // arguments) when the mutation makes it; an error is thrown to the code
+  // there. Null: not checked until the call runs. Called on the run's
+  // thread; not sent to a remote runner (CallPathOptions::check_scheduled).
+  std::function<absl::Status(std::string_view function, const Value& args)> check_scheduled;
 };
 
 struct RunStats {

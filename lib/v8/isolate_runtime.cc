@@ -443,6 +443,11 @@ void Schedule(const v8::FunctionCallbackInfo<v8::Value>& info) {
     req.scheduled_bytes += bytes;
     id = req.host->Schedule(*function, *args, delay, at);
   } else {
+    if (req.check_scheduled != nullptr) {
+      if (absl::Status checked = (*req.check_scheduled)(*function, *args); !checked.ok()) {
+        return call->Fail(Prefixed(checked, what));
+      }
+    }
     absl::BitGen bits;
     absl::StatusOr<CallId> scheduled = ScheduleCall(
         *req.txn,

@@ -231,6 +231,9 @@ RunResult RunnerCore::RunOnIsolate(IsolateLease& lease, const RunRequest& reques
 
     current.emplace(rt, cs, txn, options_, lease, request.seed, &result.logs);
     if (request.kind == FunctionKind::kAction) current->state().BecomeAction(request.action_host);
+    if (request.kind == FunctionKind::kMutation && request.check_scheduled) {
+      current->state().check_scheduled = &request.check_scheduled;
+    }
     RequestState& req = current->state();
 
     v8::TryCatch tc(isolate);
