@@ -339,15 +339,17 @@ struct CallPath::State {
                       .deadline = deadline};
   }
 
-  // A mutation's request checks its ctx.scheduler calls as they are made
-  // (the tenant outlives the request: the caller holds it while it runs).
+  // A mutation's request checks its ctx.scheduler calls as they are made.
+  // The tenant and this State outlive the request (the caller holds the
+  // tenant while it runs; ~State waits for async calls), so two pointers are
+  // captured: small enough for std::function to hold without allocating.
   RunRequest MakeMutationRequest(OpenTenant& tenant, std::string_view function, const Value& args,
                                  absl::Time deadline) {
     RunRequest request = MakeRequest(function, args, FunctionKind::kMutation, deadline);
     if (options.check_scheduled) {
-      request.check_scheduled = [check = options.check_scheduled, tenant = &tenant](
+      request.check_scheduled = [check = &options.check_scheduled, tenant = &tenant](
                                     std::string_view scheduled, const Value& scheduled_args) {
-        return check(*tenant, scheduled, scheduled_args);
+        return (*check)(*tenant, scheduled, scheduled_args);
       };
     }
     return request;

@@ -417,15 +417,19 @@ std::shared_ptr<const TenantFunctions> QueuedCalls::Install(
   return table;
 }
 
+std::shared_ptr<const TenantFunctions> QueuedCalls::KnownFunctionsOf(const std::string& tenant,
+                                                                     const Snapshot& latest) {
+  MutexLock lock(&mu_);
+  auto it = functions_.find(tenant);
+  if (it == functions_.end() || it->second->metadata != latest.shared_metadata()) return nullptr;
+  return it->second;
+}
+
 absl::StatusOr<std::shared_ptr<const TenantFunctions>> QueuedCalls::FunctionsOf(
     OpenTenant& tenant) {
   std::shared_ptr<const Snapshot> latest = tenant.Latest();
-  {
-    MutexLock lock(&mu_);
-    auto it = functions_.find(tenant.name());
-    if (it != functions_.end() && it->second->metadata == latest->shared_metadata()) {
-      return it->second;
-    }
+  if (std::shared_ptr<const TenantFunctions> known = KnownFunctionsOf(tenant.name(), *latest)) {
+    return known;
   }
   std::shared_ptr<const TenantMetadata> metadata = latest->shared_metadata();
   TXFN_ASSIGN_OR_RETURN(auto found, runner_.DescribeFunctions(std::move(latest)));
@@ -600,14 +604,7 @@ absl::Status QueuedCalls::CheckScheduled(OpenTenant& tenant, std::string_view fu
   // Only against the table already known: building it runs the tenant's
   // modules on the isolates, which a mutation (on one of them) must not wait
   // for. Then the call is checked when it runs.
-  std::shared_ptr<const TenantFunctions> table;
-  {
-    MutexLock lock(&mu_);
-    auto it = functions_.find(tenant.name());
-    if (it != functions_.end() && it->second->metadata == tenant.Latest()->shared_metadata()) {
-      table = it->second;
-    }
-  }
+  std::shared_ptr<const TenantFunctions> table = KnownFunctionsOf(tenant.name(), *tenant.Latest());
   if (table == nullptr) return absl::OkStatus();
   return Check(*table, tenant.name(), function, args).status();
 }

@@ -123,6 +123,9 @@ class QueuedCalls {
   };
 
   absl::StatusOr<std::shared_ptr<const TenantFunctions>> FunctionsOf(OpenTenant& tenant);
+  // The table already built for `latest`'s metadata, or null (nothing runs).
+  std::shared_ptr<const TenantFunctions> KnownFunctionsOf(const std::string& tenant,
+                                                          const Snapshot& latest);
   std::shared_ptr<const TenantFunctions> Install(const std::string& tenant,
                                                  std::shared_ptr<const TenantMetadata> metadata,
                                                  const std::map<std::string, FunctionInfo>& found);

@@ -61,19 +61,16 @@ export const important = mutation({
   args: {name: "string"}, criticality: "high", quota: "opportunistic", deadlineMs: 120000,
   retry: {maxAttempts: 7, initialBackoffMs: 250}, maxConcurrency: 3,
   handler: (ctx, { name }) => bumpBy(ctx, name, 1n)});
-export const slowBump = mutation({args: {name: "string", spin: "number"}, handler: (ctx, a) => {
+function spinThenBump(ctx, a) {
   let x = 0;
   for (let i = 0; i < a.spin; i++) x += i;
   return bumpBy(ctx, a.name, 1n);
-}});
+}
+export const slowBump = mutation({args: {name: "string", spin: "number"}, handler: spinThenBump});
 // Retried many times: a lease that expires under it and is taken again, and
 // again, while it runs does not use up its deliveries.
 export const slowBumpRetried = mutation({args: {name: "string", spin: "number"},
-  retry: {maxAttempts: 100}, handler: (ctx, a) => {
-    let x = 0;
-    for (let i = 0; i < a.spin; i++) x += i;
-    return bumpBy(ctx, a.name, 1n);
-  }});
+  retry: {maxAttempts: 100}, handler: spinThenBump});
 export const later = mutation({args: {name: "string"}, quota: "opportunistic",
   opportunisticRate: 0, deadlineMs: 3000, handler: (ctx, { name }) => bumpBy(ctx, name, 1n)});
 export const throws = mutation({args: {}, handler: () => { throw new Error("kaput"); }});

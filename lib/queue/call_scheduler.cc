@@ -26,6 +26,15 @@ using internal::OpportunisticRate;
 using internal::RunsLater;
 using internal::StrCat;
 
+// A held call (leased under `token`) whose deadline passed before it
+// started, wherever it waited (`where`: "buffer", "run queue"):
+// dead-lettered, not started late.
+Settlement MissedDeadline(const LeaseToken& token, absl::Time deadline, absl::Time now,
+                          std::string_view where) {
+  return Settlement::DeadLetter(
+      token, StrCat(DeadlineReason(deadline, now), " (waited in the scheduler's ", where, ")"));
+}
+
 }  // namespace
 
 // --- The loop -----------------------------------------------------------------------
@@ -480,9 +489,7 @@ void CallScheduler::Move(absl::Time now) {
       ++stats_.lost_leases;
       Forget(h->call().id);
     } else if (h->call().deadline <= now) {
-      Settle(*h,
-             Settlement::DeadLetter(h->leased.token, DeadlineReason(h->call().deadline, now) +
-                                                         " (waited in the scheduler's buffer)"));
+      Settle(*h, MissedDeadline(h->leased.token, h->call().deadline, now, "buffer"));
     } else if ((admission = Admit(*head.fs, *h, idle[head.fs->group] > 0, now, &blocked_by)) ==
                Admission::kAdmitted) {
       h->where = Held::Where::kRunQ;
@@ -593,9 +600,7 @@ void CallScheduler::Dispatch(absl::Time now) {
       if (h->call().deadline <= now) {
         pop();
         --stats_.run_queue;
-        Settle(*h, Settlement::DeadLetter(h->leased.token,
-                                          DeadlineReason(h->call().deadline, now) +
-                                              " (waited in the scheduler's run queue)"));
+        Settle(*h, MissedDeadline(h->leased.token, h->call().deadline, now, "run queue"));
         continue;
       }
       // Pick a worker with a free slot.
