@@ -779,9 +779,9 @@ TEST_F(EngineQueueTest, OneTenantsBacklogDoesNotStarveAnother) {
 }
 
 // A backlog far larger than the scheduler's buffers: the other tenant's call
-// waits for the backlog to be leased once (its calls go back to the queue
-// paced at the tenant's rate), not for it to run. Before, it waited until all
-// but max_buffered (4,096) of the 20,000 calls had run.
+// is leased past it (the backlog waits in the queue, leased only as its tenant
+// runs it), not after it. Before, it waited until all but max_buffered (4,096)
+// of the 20,000 calls had run; then until the backlog had been leased once.
 TEST_F(EngineQueueTest, ALargeBacklogOfOneTenantDoesNotDelayAnothersNewerCall) {
   OpenWithTenantOther();
   constexpr int kBacklog = 20'000;

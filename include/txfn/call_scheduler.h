@@ -67,6 +67,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
@@ -256,20 +257,21 @@ class CallScheduler {
     // Calls of one tenant (Call::tenant) admitted at once (in the RunQ or
     // running); 0 = no limit. A tenant at its limit waits in its buffers, and
     // other tenants' calls are moved past it, so one tenant's backlog never
-    // takes every worker slot. With key_functions_by_tenant, its buffers keep
-    // kTenantBufferFactor times the limit together (max_buffered_per_function
-    // each, and the buffers of all tenants at their limit half of
-    // max_buffered): enough to start its next calls the moment its running
-    // ones end. The rest go back to the queue (not counted as an attempt),
-    // paced at about the rate the tenant runs them (the limit, or its share
-    // of the worker slots when more tenants are at their limit, over the
-    // function's average time from dispatch to completion) as for a
-    // downstream, but never later than its deadline allows; a call that
-    // would be due again before the next poll stays. So a tenant's backlog
-    // of any size neither fills the buffers nor stands, due, in front of
-    // other tenants' newer calls longer than it takes to lease it once.
-    // (A buffer waits at its head, and without key_functions_by_tenant one
-    // buffer may hold several tenants' calls: set it.)
+    // takes every worker slot. Its buffers keep kTenantBufferFactor times the
+    // limit together (max_buffered_per_function each, and the buffers of all
+    // tenants at their limit half of max_buffered): enough to start its next
+    // calls the moment its running ones end. The scheduler leases by tenant
+    // to keep to that: a lease takes at most half of it of one tenant
+    // (LeaseRequest::max_per_tenant) and skips the tenants whose buffers hold
+    // half already (LeaseRequest::skip_tenants); a skipped tenant that falls
+    // below half is polled for at once. So a tenant's backlog of any size
+    // waits in the queue, due and in order, neither filling the buffers nor
+    // standing in front of other tenants' newer calls, and runs at the
+    // tenant's limit from its first call to its last. (Should the buffers'
+    // share shrink, as more tenants reach their limit, the excess goes back
+    // to the queue due at once, not counted as an attempt.) A buffer waits
+    // at its head, and without key_functions_by_tenant one buffer may hold
+    // several tenants' calls: set it.
     int64_t max_running_per_tenant = 0;
     // The state of a function that is not in SchedulerConfig::functions (its
     // measured cost, quota buckets, pace) is forgotten once it has held no
@@ -368,12 +370,11 @@ class CallScheduler {
   // (`downstream`: the one that blocked it, for kBlockedByDownstream).
   void ReleaseExcess(FunctionState& fs, int quota, Admission why, Downstream* downstream,
                      absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // A buffer of a tenant at max_running_per_tenant keeps `keep` calls (and
-  // those too close to their deadline to go back), and releases the rest
-  // paced at `slots` of its function's calls at once. Returns how many calls
-  // it kept.
-  size_t ReleaseTenantExcess(FunctionState& fs, int quota, size_t keep, double slots,
-                             absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A buffer of a tenant at max_running_per_tenant keeps `keep` calls and
+  // releases the rest, due again now: the polls skip the tenant until it has
+  // room (see Poll). Returns how many calls it kept.
+  size_t ReleaseTenantExcess(FunctionState& fs, int quota, size_t keep, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The one loop of both releases: all but `keep` calls of a buffer go back
   // to the queue, the next to run first, each due again when `due_again`
   // says (nullopt: it stays after all). Returns how many calls it holds then.
@@ -382,11 +383,13 @@ class CallScheduler {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // What the buffers of one tenant at its limit may keep together now, and
   // the worker slots its released calls are paced by.
-  struct TenantShare {
-    size_t keep = 0;
-    double slots = 0;
-  };
-  TenantShare TenantShareNow(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // What the buffers of a tenant at max_running_per_tenant keep together.
+  size_t TenantKeep() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Counts a call into or out of its tenant's buffered calls (with
+  // max_running_per_tenant). A tenant the last poll skipped that falls below
+  // the skipping threshold makes the next tick poll.
+  void Buffered(const Held& held) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Unbuffered(const Held& held) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The index of the RunQ call to dispatch next with max_running_per_tenant
   // (see Dispatch).
   size_t FairestInRunQueue(const std::vector<Held*>& run_queue) const
@@ -437,9 +440,12 @@ class CallScheduler {
   size_t buffered_[2] ABSL_GUARDED_BY(mu_) = {0, 0};
   // Admitted calls per tenant (max_running_per_tenant), only while non-zero.
   absl::flat_hash_map<std::string, int64_t> tenant_admitted_ ABSL_GUARDED_BY(mu_);
-  // Per tenant: when the next call released while it was at its limit is due
-  // again (ReleaseTenantExcess); forgotten once past.
-  absl::flat_hash_map<std::string, absl::Time> tenant_next_release_ ABSL_GUARDED_BY(mu_);
+  // Buffered calls per tenant (max_running_per_tenant), only while non-zero.
+  absl::flat_hash_map<std::string, size_t> tenant_buffered_ ABSL_GUARDED_BY(mu_);
+  // The tenants the last poll skipped (LeaseRequest::skip_tenants) while they
+  // still count, and from how many buffered calls a tenant is skipped.
+  absl::flat_hash_set<std::string> tenants_skipped_ ABSL_GUARDED_BY(mu_);
+  size_t tenant_skip_at_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace txfn

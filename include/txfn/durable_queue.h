@@ -7,7 +7,9 @@
 //   Enqueue(batch)   atomically stores a batch of calls (ids already present
 //                    are skipped, so a retried Enqueue is exact).
 //   Lease(request)   hands out up to `max` due calls of one shard
-//                    (start_after <= now), longest due first, each exclusive
+//                    (start_after <= now), longest due first (optionally of
+//                    some functions or one quota class, skipping some
+//                    tenants, at most so many per tenant), each exclusive
 //                    to the caller until its lease ends. Every lease carries a
 //                    fresh token.
 //   Settle(batch)    ends leases: kAck deletes the call; kNack makes it due
@@ -91,9 +93,18 @@ struct LeaseRequest {
   // reserved calls on their own, so a backlog of time-shifted opportunistic
   // calls that became due earlier never holds them back.
   std::optional<QuotaClass> quota;
+  // Not calls of these tenants (at most kMaxSkippedTenants names). A scheduler skips the
+  // tenants that already hold what they may run soon, so their backlog waits
+  // here, in due order, instead of being leased and handed back.
+  std::vector<std::string> skip_tenants;
   absl::Time now;
   // The most calls to hand out, 1 .. kMaxLeaseBatch.
   size_t max = 1;
+  // At most this many calls of one tenant (0: no cap): each tenant's
+  // earliest due calls, the rest left due. To keep to it a lease may hand
+  // out fewer than `max` calls while more are due, but never none: the first
+  // due call (of the filters above) is always handed out.
+  size_t max_per_tenant = 0;
   // How long the leases last; > 0 and <= 24 h.
   absl::Duration lease_duration = absl::Seconds(30);
 };
@@ -158,6 +169,7 @@ class DurableQueue {
  public:
   static constexpr size_t kMaxLeaseBatch = 10'000;
   static constexpr size_t kMaxEnqueueBatch = 100'000;
+  static constexpr size_t kMaxSkippedTenants = 1000;  // LeaseRequest::skip_tenants
 
   virtual ~DurableQueue() = default;
 
@@ -177,15 +189,15 @@ class DurableQueue {
   [[nodiscard]] virtual absl::StatusOr<size_t> Enqueue(absl::Span<const Call> calls) = 0;
 
   // Leases up to `max` calls of `shard` that are due at `now` (and, if
-  // given, of a function in `functions` and of the quota class `quota`),
-  // ordered by when they became due,
-  // then by enqueue order. A call is due from its start_after, a NACKed or
+  // given, of a function in `functions`, of the quota class `quota`, of a
+  // tenant not in `skip_tenants`, within `max_per_tenant`), ordered by when
+  // they became due, then by enqueue order. A call is due from its start_after, a NACKed or
   // released one from its retry_at, one whose lease expired from the expiry
   // (an expired lease has ended: the call is due again). Due calls whose deadline is <= now, or
   // whose attempts are used up, are dead-lettered on the way (reason says which), not returned.
   // InvalidArgument: shard out of range, max 0 or over kMaxLeaseBatch,
-  // lease_duration <= 0 or over 24 h, an invalid function name, an unknown
-  // quota class.
+  // lease_duration <= 0 or over 24 h, an invalid function or tenant name,
+  // over 1000 functions or tenants to skip, an unknown quota class.
   [[nodiscard]] virtual absl::StatusOr<std::vector<LeasedCall>> Lease(
       const LeaseRequest& request) = 0;
 

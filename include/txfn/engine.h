@@ -99,14 +99,14 @@
 // again when a worker takes it). A tenant runs at most
 // QueuedCallOptions::slots_per_tenant queued calls at once, so one tenant
 // never holds the slots: a few of its other calls wait in the scheduler's
-// buffers while other tenants' run, the rest go back to the queue paced at
-// the rate the tenant runs them. The queue leases in due order across
-// tenants, so a backlog of one tenant that is due all at once delays the
-// others' newer calls once, for as long as it takes to lease it (about a
-// second for 20,000 calls; README, "Fairness"). Actions run on an IsolateScheduler of their
-// own (QueuedCallOptions::actions) and reach the host's services (QueuedCallOptions::services)
-// through ctx.services.<name>(args); a service answering ResourceExhausted or Unavailable is
-// back-pressure: the AIMD limiter of that service slows every function that declared it.
+// buffers while other tenants' run, and the rest wait in the queue, due and in
+// order, leased only as the tenant runs them (the scheduler leases by tenant:
+// LeaseRequest::skip_tenants and max_per_tenant), so another tenant's newer
+// call is leased past a backlog of any size (README, "Fairness"). Actions run on an
+// IsolateScheduler of their own (QueuedCallOptions::actions) and reach the host's services
+// (QueuedCallOptions::services) through ctx.services.<name>(args); a service answering
+// ResourceExhausted or Unavailable is back-pressure: the AIMD limiter of that service slows every
+// function that declared it.
 //
 // Errors: NotFound (unknown tenant, module or export), FailedPrecondition
 // (disabled tenant; a read older than the version retention), InvalidArgument

@@ -61,6 +61,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/functional/function_ref.h"
 #include "absl/time/time.h"
 #include "txfn/blob_store.h"
 #include "txfn/durable_queue.h"
@@ -92,7 +93,7 @@ struct SqliteQueueOptions {
 
 class SqliteQueue final : public DurableQueue {
  public:
-  static constexpr int kSchemaVersion = 3;
+  static constexpr int kSchemaVersion = 4;
 
   // Opens (creating if missing) the queue in the database file at `path`.
   // Errors: InvalidArgument — an empty path, ":memory:", shards < 0;
@@ -147,6 +148,11 @@ class SqliteQueue final : public DurableQueue {
   SqliteQueue(std::string path, int shards, std::unique_ptr<Db> db);
   // The upgrade from schema version 1: adds and fills the quota column.
   static absl::Status AddQuotaColumn(Db& db);
+  // The upgrade from schema versions 1-3: adds and fills the tenant column.
+  static absl::Status AddTenantColumn(Db& db);
+  // Calls `fn(seq, call)` for every stored call.
+  static absl::Status ForEachStoredCall(Db& db,
+                                        absl::FunctionRef<absl::Status(int64_t, const Call&)> fn);
 
   // Runs `body` inside BEGIN IMMEDIATE..COMMIT on the connection; rolls back
   // on any error.

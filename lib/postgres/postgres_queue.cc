@@ -65,7 +65,18 @@ CREATE INDEX IF NOT EXISTS txfn_queue_calls_due ON txfn_queue_calls (shard, due,
 CREATE INDEX IF NOT EXISTS txfn_queue_calls_dead ON txfn_queue_calls (id) WHERE state = 2;
 CREATE INDEX IF NOT EXISTS txfn_queue_calls_due_reserved ON txfn_queue_calls (shard, due, seq)
   WHERE state < 2 AND quota = 0;
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'txfn_queue_calls'::regclass
+                 AND attname = 'tenant' AND NOT attisdropped) THEN
+    ALTER TABLE txfn_queue_calls ADD COLUMN tenant text NOT NULL DEFAULT '';
+  END IF;
+END $$;
 )sql";
+// Why the tenant column is added, not declared: tables made before it existed get it too (and
+// only then: an ALTER TABLE would wait for every transaction on the table).
+// Their older rows keep tenant '' (LeaseRequest::skip_tenants and max_per_tenant treat them
+// as one tenant of that name); a version that does not know the column still reads and
+// writes the table.
 // Why a reserved-only due index: a scheduler leases reserved calls first and on their own
 // (LeaseRequest::quota); without it, that lease would step over every due opportunistic call.
 // Why fillfactor 80: a lease, NACK or extension writes a new version of the row, which
@@ -76,37 +87,45 @@ CREATE INDEX IF NOT EXISTS txfn_queue_calls_due_reserved ON txfn_queue_calls (sh
 // $1 the ids (16 bytes each, concatenated), $2.. one array per column.
 constexpr const char* kInsert = R"sql(
 INSERT INTO txfn_queue_calls (id, shard, function, state, due, attempts, max_attempts,
-                              deadline, call, quota)
+                              deadline, call, quota, tenant)
 SELECT substring($1::bytea FROM (u.i::integer - 1) * 16 + 1 FOR 16), u.shard, u.function, 0,
        u.due, 0, u.max_attempts, u.deadline, substring($2::bytea FROM u.off + 1 FOR u.len),
-       u.quota
+       u.quota, u.tenant
 FROM unnest($3::integer[], $4::text[], $5::bigint[], $6::integer[], $7::bigint[],
-            $8::integer[], $9::integer[], $10::smallint[])
-     WITH ORDINALITY AS u(shard, function, due, max_attempts, deadline, off, len, quota, i)
+            $8::integer[], $9::integer[], $10::smallint[], $11::text[])
+     WITH ORDINALITY AS u(shard, function, due, max_attempts, deadline, off, len, quota, tenant,
+                          i)
 ORDER BY u.i
 ON CONFLICT (id) DO NOTHING)sql";
 
 // Locks the first $3 due rows of shard $1 at $2 (of the functions $4, if not null; of the
-// quota class $6, if not null) that no other lessee holds, leases the live ones until $5 with fresh
-// tokens, and returns them all in due order; `live` is 0 for those to dead-letter instead (left
-// untouched). FOR UPDATE returns the locked version of each row, so `picked` is what the UPDATE
-// saw.
+// quota class $6, if not null; not of the tenants $7, if not null) that no other lessee holds,
+// leases the live ones until $5 with fresh tokens (at most $8 of one tenant, if not 0: the
+// others stay due), and returns them all in due order; `live` is 0 for those to dead-letter
+// instead (left untouched). FOR UPDATE returns the locked version of each row, so `picked` is
+// what the UPDATE saw.
 constexpr const char* kLease = R"sql(
-WITH picked AS MATERIALIZED (
-  SELECT id, due, seq, attempts, deadline, reason,
+WITH locked AS MATERIALIZED (
+  SELECT id, due, seq, attempts, deadline, reason, tenant,
          (deadline > $2::bigint AND attempts < max_attempts)::integer AS live
   FROM txfn_queue_calls
   WHERE shard = $1::integer AND state < 2 AND due <= $2::bigint
     AND ($4::text[] IS NULL OR function = ANY($4::text[]))
     AND ($6::smallint IS NULL OR quota = $6::smallint)
+    AND ($7::text[] IS NULL OR tenant <> ALL($7::text[]))
   ORDER BY due, seq LIMIT $3::bigint
   FOR UPDATE SKIP LOCKED),
+picked AS MATERIALIZED (
+  SELECT id, due, seq, attempts, deadline, reason, live FROM (
+    SELECT *, sum(live) OVER (PARTITION BY tenant ORDER BY due, seq) AS nth FROM locked) n
+  WHERE $8::bigint = 0 OR live = 0 OR nth <= $8::bigint),
 leased AS (
   UPDATE txfn_queue_calls c
   SET state = 1, due = $5::bigint, token = nextval('txfn_queue_tokens'), attempts = c.attempts + 1
   FROM picked p WHERE c.id = p.id AND p.live = 1
   RETURNING c.id, c.token, c.call)
-SELECT p.live, p.attempts, p.deadline, p.reason, l.token, l.call, p.id
+SELECT p.live, p.attempts, p.deadline, p.reason, l.token, l.call, p.id,
+       (SELECT count(*) FROM locked) AS considered
 FROM picked p LEFT JOIN leased l ON l.id = p.id
 ORDER BY p.due, p.seq)sql";
 
@@ -452,7 +471,7 @@ absl::StatusOr<size_t> PostgresQueue::Enqueue(absl::Span<const Call> calls) {
     std::string ids, blob;
     std::vector<int> shard, max_attempts, off, len, quota;
     std::vector<int64_t> due, deadline;
-    std::vector<std::string_view> function;
+    std::vector<std::string_view> function, tenant;
   };
   std::vector<Chunk> chunks(1);
   for (const Call& c : calls) {
@@ -472,6 +491,7 @@ absl::StatusOr<size_t> PostgresQueue::Enqueue(absl::Span<const Call> calls) {
     k.ids += c.id.Bytes();
     k.shard.push_back(ShardOf(c.id));
     k.function.push_back(c.function);
+    k.tenant.push_back(c.tenant);
     k.due.push_back(Nanos(c.start_after));
     k.max_attempts.push_back(c.retry.max_attempts);
     k.deadline.push_back(Nanos(c.deadline));
@@ -486,12 +506,13 @@ absl::StatusOr<size_t> PostgresQueue::Enqueue(absl::Span<const Call> calls) {
     for (const Chunk& k : chunks) {
       TXFN_ASSIGN_OR_RETURN(
           PgResult r,
-          conn->Exec(kInsert,
-                     {PgParam::Bytes(k.ids), PgParam::Bytes(k.blob),
-                      PgParam::Text(IntArray(k.shard)), PgParam::Text(TextArray(k.function)),
-                      PgParam::Text(IntArray(k.due)), PgParam::Text(IntArray(k.max_attempts)),
-                      PgParam::Text(IntArray(k.deadline)), PgParam::Text(IntArray(k.off)),
-                      PgParam::Text(IntArray(k.len)), PgParam::Text(IntArray(k.quota))}));
+          conn->Exec(
+              kInsert,
+              {PgParam::Bytes(k.ids), PgParam::Bytes(k.blob), PgParam::Text(IntArray(k.shard)),
+               PgParam::Text(TextArray(k.function)), PgParam::Text(IntArray(k.due)),
+               PgParam::Text(IntArray(k.max_attempts)), PgParam::Text(IntArray(k.deadline)),
+               PgParam::Text(IntArray(k.off)), PgParam::Text(IntArray(k.len)),
+               PgParam::Text(IntArray(k.quota)), PgParam::Text(TextArray(k.tenant))}));
       added += static_cast<size_t>(r.AffectedRows());  // a known id adds nothing
     }
     return absl::OkStatus();
@@ -516,17 +537,27 @@ absl::StatusOr<std::vector<LeasedCall>> PostgresQueue::Lease(const LeaseRequest&
   const PgParam quota = request.quota.has_value()
                             ? PgParam::Int(static_cast<int64_t>(*request.quota))
                             : PgParam::Null();
+  // Tenants not to lease from: those asked, then those at max_per_tenant.
+  std::vector<std::string> skips(request.skip_tenants.begin(), request.skip_tenants.end());
+  absl::flat_hash_set<std::string> leased_from;
   std::vector<LeasedCall> out;
   TXFN_ASSIGN_OR_RETURN(Conn conn, Acquire());
   // Rounds: the rare due call that must be dead-lettered instead (deadline passed, attempts
-  // used up) is marked so after the round, and another round fills its place.
+  // used up) is marked so after the round, and another round fills its place. So do the calls
+  // a tenant's cap left due: the next round skips the tenants at their cap.
   while (out.size() < request.max) {
     const size_t want = request.max - out.size();
-    TXFN_ASSIGN_OR_RETURN(PgResult r, conn->Exec(kLease,
-                                                 {PgParam::Int(request.shard), PgParam::Int(now),
-                                                  PgParam::Int(static_cast<int64_t>(want)),
-                                                  functions, PgParam::Int(Nanos(expires)), quota},
-                                                 true));
+    const PgParam skip =
+        skips.empty()
+            ? PgParam::Null()
+            : PgParam::Text(TextArray(std::vector<std::string_view>(skips.begin(), skips.end())));
+    TXFN_ASSIGN_OR_RETURN(PgResult r,
+                          conn->Exec(kLease,
+                                     {PgParam::Int(request.shard), PgParam::Int(now),
+                                      PgParam::Int(static_cast<int64_t>(want)), functions,
+                                      PgParam::Int(Nanos(expires)), quota, skip,
+                                      PgParam::Int(static_cast<int64_t>(request.max_per_tenant))},
+                                     true));
     std::string dead_ids;
     std::vector<std::string> reasons;
     for (int row = 0; row < r.rows(); ++row) {
@@ -546,8 +577,18 @@ absl::StatusOr<std::vector<LeasedCall>> PostgresQueue::Lease(const LeaseRequest&
       lc.call = std::move(call);
       lc.expires = expires;
       lc.shard = request.shard;
+      if (request.max_per_tenant > 0 && leased_from.insert(lc.call.tenant).second) {
+        // The next round, if any, applies the cap afresh: it skips every tenant leased from.
+        skips.push_back(lc.call.tenant);
+      }
     }
-    if (reasons.empty()) break;
+    // Rows a tenant's cap left due (the statement considered more than it returned).
+    const bool capped = r.rows() > 0 && r.Int(0, 7) > r.rows();
+    if (skips.size() > 2048) break;  // a statement's size
+    if (reasons.empty()) {
+      if (capped) continue;
+      break;
+    }
     // Another lessee may dead-letter the same rows first: the statement skips what is no
     // longer due and unleased.
     TXFN_RETURN_IF_ERROR(

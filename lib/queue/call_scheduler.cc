@@ -160,10 +160,6 @@ void CallScheduler::ProcessCompletions(absl::Time now) {
       (void)fs.reserved.SetRate(rate, now);
       (void)fs.reserved.SetBurst(BucketBurst(rate, options_.quota_burst), now);
     }
-    // Dispatch to completion (a tenant's pace, ReleaseTenantExcess): more
-    // than the CPU for a call that waits on its storage or services.
-    fs.wall_samples = std::min(fs.wall_samples + 1, internal::kCostWindow);
-    fs.avg_wall_s += (absl::ToDoubleSeconds(now - h.started) - fs.avg_wall_s) / fs.wall_samples;
     const Call& c = h.call();
     const LeaseToken token = h.leased.token;
     switch (outcome.kind) {
@@ -356,6 +352,7 @@ size_t CallScheduler::ReleaseAllBut(
     Held* h = buf[i];
     if (h->lost) {
       ++stats_.lost_leases;
+      Unbuffered(*h);
       Forget(h->call().id);
       continue;
     }
@@ -364,6 +361,7 @@ size_t CallScheduler::ReleaseAllBut(
       stay.push_back(h);
       continue;
     }
+    Unbuffered(*h);
     Settle(*h, Settlement::Release(h->leased.token, *retry_at));
   }
   const size_t removed = excess - stay.size();
@@ -375,57 +373,40 @@ size_t CallScheduler::ReleaseAllBut(
   return buf.size();
 }
 
-size_t CallScheduler::ReleaseTenantExcess(FunctionState& fs, int quota, size_t keep, double slots,
+size_t CallScheduler::ReleaseTenantExcess(FunctionState& fs, int quota, size_t keep,
                                           absl::Time now) {
-  // About as fast as the tenant runs them: `slots` at once, each free again
-  // after the function's average time from dispatch to completion.
-  const double rate = slots / std::max({fs.avg_wall_s, fs.avg_cost_s, 1e-3});
-  absl::Time* pace = nullptr;  // the tenant's, found once a call goes back
+  // Due again at once: the tenant holds at least what the polls skip it at,
+  // so they leave these calls in the queue, in due order, until it has room.
   return ReleaseAllBut(fs, quota, std::min(keep, options_.max_buffered_per_function),
-                       [&](const Held& h)
-                           ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> std::optional<absl::Time> {
-                             // Back in time to run by its deadline (an opportunistic call is
-                             // promoted the slack before it). One due again before the next poll
-                             // would only be leased again: it waits here instead, for its
-                             // deadline at worst.
-                             absl::Time latest = h.call().deadline - absl::Seconds(fs.avg_cost_s);
-                             if (h.call().quota == QuotaClass::kOpportunistic) {
-                               latest -= options_.opportunistic_deadline_slack;
-                             }
-                             if (latest <= now + options_.poll_interval) return std::nullopt;
-                             if (pace == nullptr) pace = &tenant_next_release_[h.call().tenant];
-                             return std::min(PacedRelease(*pace, rate, now), latest);
-                           });
+                       [&](const Held&) -> std::optional<absl::Time> { return now; });
 }
 
-CallScheduler::TenantShare CallScheduler::TenantShareNow(absl::Time now) {
-  if (options_.max_running_per_tenant <= 0) return {};
+size_t CallScheduler::TenantKeep() const {
   size_t at_limit = 0;
   for (const auto& [tenant, admitted] : tenant_admitted_) {
     if (admitted >= options_.max_running_per_tenant) ++at_limit;
   }
-  // The paces of tenants no longer released for are forgotten.
-  if (tenant_next_release_.size() > 2 * at_limit + 64) {
-    for (auto it = tenant_next_release_.begin(); it != tenant_next_release_.end();) {
-      if (it->second <= now) {
-        tenant_next_release_.erase(it++);
-      } else {
-        ++it;
-      }
-    }
-  }
-  const size_t limit = static_cast<size_t>(options_.max_running_per_tenant);
-  const size_t tenants = std::max<size_t>(1, at_limit);
   // kTenantBufferFactor times the limit; all tenants at their limit
   // together half of max_buffered at most, so they never stop the polls.
-  // Their released calls come back at the limit's pace, or at their share of
-  // all slots when more are at their limit than fit at once: together no
-  // faster than the workers run calls.
-  return {.keep = std::max<size_t>(
-              1, std::min(limit * kTenantBufferFactor, options_.max_buffered / 2 / tenants)),
-          .slots = std::min(static_cast<double>(limit),
-                            static_cast<double>(std::max<size_t>(1, stats_.worker_slots)) /
-                                static_cast<double>(tenants))};
+  const size_t limit = static_cast<size_t>(options_.max_running_per_tenant);
+  return std::max<size_t>(1, std::min(limit * kTenantBufferFactor,
+                                      options_.max_buffered / 2 / std::max<size_t>(1, at_limit)));
+}
+
+void CallScheduler::Buffered(const Held& held) {
+  if (options_.max_running_per_tenant > 0) ++tenant_buffered_[held.call().tenant];
+}
+
+void CallScheduler::Unbuffered(const Held& held) {
+  if (options_.max_running_per_tenant <= 0) return;
+  auto it = tenant_buffered_.find(held.call().tenant);
+  if (it == tenant_buffered_.end()) return;
+  if (--it->second < tenant_skip_at_ && tenants_skipped_.erase(held.call().tenant) > 0) {
+    // Skipped by the last poll, and now with room: its calls are waiting.
+    next_poll_ = absl::InfinitePast();
+    poll_backoff_ = options_.poll_interval;
+  }
+  if (it->second == 0) tenant_buffered_.erase(it);
 }
 
 void CallScheduler::Move(absl::Time now) {
@@ -470,7 +451,7 @@ void CallScheduler::Move(absl::Time now) {
   // What the buffers of each tenant at its limit keep, so far in this pass,
   // and what they may keep together.
   absl::flat_hash_map<std::string, size_t> kept_for_tenant;
-  const TenantShare tenant_share = TenantShareNow(now);
+  const size_t tenant_keep = options_.max_running_per_tenant > 0 ? TenantKeep() : 0;
   while ((next < heads.size() || !again.empty()) && stats_.run_queue < options_.run_queue_target) {
     Head head;
     if (!again.empty() && (next == heads.size() || worse(heads[next], again.front()))) {
@@ -487,11 +468,14 @@ void CallScheduler::Move(absl::Time now) {
     Downstream* blocked_by = nullptr;
     if (h->lost) {
       ++stats_.lost_leases;
+      Unbuffered(*h);
       Forget(h->call().id);
     } else if (h->call().deadline <= now) {
+      Unbuffered(*h);
       Settle(*h, MissedDeadline(h->leased.token, h->call().deadline, now, "buffer"));
     } else if ((admission = Admit(*head.fs, *h, idle[head.fs->group] > 0, now, &blocked_by)) ==
                Admission::kAdmitted) {
+      Unbuffered(*h);
       h->where = Held::Where::kRunQ;
       --idle[head.fs->group];
       std::vector<Held*>& run_queue = groups_[head.fs->group]->run_queue;
@@ -508,8 +492,7 @@ void CallScheduler::Move(absl::Time now) {
       if (options_.key_functions_by_tenant) {
         size_t& kept = kept_for_tenant[h->call().tenant];
         kept += ReleaseTenantExcess(*head.fs, head.quota,
-                                    tenant_share.keep > kept ? tenant_share.keep - kept : 0,
-                                    tenant_share.slots, now);
+                                    tenant_keep > kept ? tenant_keep - kept : 0, now);
       }
     } else {
       // Blocked by a limit: the buffer waits for a later tick, holding only
@@ -695,6 +678,36 @@ void CallScheduler::Poll(absl::Time now) {
     return;
   }
   ++stats_.polls;
+  LeaseRequest request{.now = now, .lease_duration = options_.lease_duration};
+  // With a limit per tenant, leasing by tenant: a lease brings at most half
+  // of what a tenant's buffers keep, and skips the tenants that hold half
+  // already, so no tenant is leased more than it keeps (nothing goes back)
+  // and the backlog of one at its limit waits in the queue, due, in order,
+  // while other tenants' calls are leased past it. A skipped tenant whose
+  // buffers fall below half makes the next tick poll (Unbuffered).
+  tenants_skipped_.clear();
+  if (options_.max_running_per_tenant > 0) {
+    tenant_skip_at_ = (TenantKeep() + 1) / 2;
+    request.max_per_tenant = tenant_skip_at_;
+    std::vector<std::pair<size_t, const std::string*>> full;
+    for (const auto& [tenant, n] : tenant_buffered_) {
+      if (n >= tenant_skip_at_) full.emplace_back(n, &tenant);
+    }
+    if (full.size() > DurableQueue::kMaxSkippedTenants) {
+      // More than a lease skips: those holding the most, by name on ties (no
+      // hash order decides); the rest are held to max_per_tenant.
+      const auto more = [](const auto& a, const auto& b) {
+        return a.first != b.first ? a.first > b.first : *a.second < *b.second;
+      };
+      std::partial_sort(full.begin(), full.begin() + DurableQueue::kMaxSkippedTenants, full.end(),
+                        more);
+      full.resize(DurableQueue::kMaxSkippedTenants);
+    }
+    for (const auto& [n, tenant] : full) {
+      tenants_skipped_.insert(*tenant);
+      request.skip_tenants.push_back(*tenant);
+    }
+  }
   size_t got = 0;
   for (size_t i = 0; i < shards_.size(); ++i) {
     const int shard = shards_[(next_shard_ + i) % shards_.size()];
@@ -702,12 +715,10 @@ void CallScheduler::Poll(absl::Time now) {
     // opportunistic calls that became due earlier does not delay them.
     for (int quota : {kReserved, kOpportunistic}) {
       if (room(quota) == 0) continue;
-      absl::StatusOr<std::vector<LeasedCall>> leased =
-          options_.queue->Lease({.shard = shard,
-                                 .quota = static_cast<QuotaClass>(quota),
-                                 .now = now,
-                                 .max = std::min(options_.lease_batch, room(quota)),
-                                 .lease_duration = options_.lease_duration});
+      request.shard = shard;
+      request.quota = static_cast<QuotaClass>(quota);
+      request.max = std::min(options_.lease_batch, room(quota));
+      absl::StatusOr<std::vector<LeasedCall>> leased = options_.queue->Lease(request);
       if (!leased.ok()) {
         ++stats_.queue_errors;
         continue;
@@ -724,6 +735,12 @@ void CallScheduler::Poll(absl::Time now) {
                                      now);
         h->fs = &fs;
         ++fs.held;
+        Buffered(*h);
+        if (request.max_per_tenant > 0 && tenant_buffered_[h->call().tenant] >= tenant_skip_at_ &&
+            request.skip_tenants.size() < DurableQueue::kMaxSkippedTenants &&
+            tenants_skipped_.insert(h->call().tenant).second) {
+          request.skip_tenants.push_back(h->call().tenant);  // by the leases after this one
+        }
         std::vector<Held*>& buf = fs.buffer[quota];
         buf.push_back(h.get());
         std::push_heap(buf.begin(), buf.end(), RunsLater<Held>);
@@ -775,6 +792,8 @@ void CallScheduler::Drain() {
     stats_.run_queue -= g->run_queue.size();
     g->run_queue.clear();
   }
+  tenant_buffered_.clear();
+  tenants_skipped_.clear();
   FlushSettlements(now);
 }
 

@@ -79,9 +79,6 @@ struct CallScheduler::FunctionState {
   std::vector<Downstream*> downstreams;
   double avg_cost_s = 0.01;
   int cost_samples = 1;  // in avg_cost_s, the initial cost included; capped at kCostWindow
-  // Seconds from dispatch to completion, averaged as avg_cost_s.
-  double avg_wall_s = 0.01;
-  int wall_samples = 1;
   // Calls held with this state (Held::fs), and since when none is
   // (Options::forget_idle_functions; InfiniteFuture while some are).
   int64_t held = 0;

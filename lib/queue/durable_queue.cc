@@ -131,6 +131,16 @@ absl::Status ValidateLeaseRequest(const LeaseRequest& request, int shard_count) 
       return absl::InvalidArgumentError(StrCat("Lease: ", s.message()));
     }
   }
+  if (request.skip_tenants.size() > DurableQueue::kMaxSkippedTenants) {
+    return absl::InvalidArgumentError(StrCat("Lease: ", request.skip_tenants.size(),
+                                             " tenants to skip; a lease skips at most ",
+                                             DurableQueue::kMaxSkippedTenants));
+  }
+  for (const std::string& t : request.skip_tenants) {
+    if (absl::Status s = ValidateTenantName(t); !s.ok()) {
+      return absl::InvalidArgumentError(StrCat("Lease: skip_tenants: ", s.message()));
+    }
+  }
   if (request.quota.has_value() && *request.quota != QuotaClass::kReserved &&
       *request.quota != QuotaClass::kOpportunistic) {
     return absl::InvalidArgumentError(

@@ -5,9 +5,11 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
+#include "absl/algorithm/container.h"
 #include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
@@ -337,6 +339,89 @@ absl::StatusOr<std::vector<LeasedCall>> InMemoryQueue::Lease(const LeaseRequest&
     for (const std::string& f : request.functions) {
       if (seen.insert(f).second) functions.push_back(f);
     }
+  }
+  if (!request.skip_tenants.empty() || request.max_per_tenant > 0) {
+    // Picks first, then takes: the orders are walked (merged by a heap of
+    // cursors, stepping over the calls of skipped or capped tenants) before
+    // any of them changes. A pick that take() dead-letters frees its place
+    // for another round.
+    absl::flat_hash_set<std::string_view> skipped(request.skip_tenants.begin(),
+                                                  request.skip_tenants.end());
+    absl::flat_hash_map<std::string_view, size_t> per_tenant;
+    using Order = absl::btree_set<DueKey>;
+    struct Cursor {
+      Order::const_iterator at, end;
+    };
+    auto later = [](const Cursor& a, const Cursor& b) { return *b.at < *a.at; };
+    while (out.size() < request.max) {
+      std::vector<Cursor> cursors;
+      // Pushes `c` at its first due call of a tenant not skipped, if any.
+      auto push = [&](Cursor c) {
+        while (c.at != c.end && c.at->due <= now &&
+               skipped.contains(c.at->entry->profile->tenant)) {
+          ++c.at;
+        }
+        if (c.at == c.end || c.at->due > now) return;
+        cursors.push_back(c);
+        std::push_heap(cursors.begin(), cursors.end(), later);
+      };
+      auto push_order = [&](const Order& order) { push({order.begin(), order.end()}); };
+      // Unfiltered: each class's due heads, in due order, pushed only once
+      // they could come next (a function's calls are all due no earlier than
+      // its head), so a lease walks the functions it takes from, not all.
+      std::vector<std::pair<Order::const_iterator, int>> heads;  // (next head, class)
+      for (int q : {0, 1}) {
+        if (request.quota && static_cast<int>(*request.quota) != q) continue;
+        if (functions.empty()) heads.emplace_back(shard.heads[q].begin(), q);
+        for (const std::string& f : functions) {
+          auto it = shard.due_by_function[q].find(f);
+          if (it != shard.due_by_function[q].end()) push_order(it->second);
+        }
+      }
+      auto push_heads = [&] {
+        for (auto& [head, q] : heads) {
+          while (head != shard.heads[q].end() && head->due <= now &&
+                 (cursors.empty() || *head < *cursors.front().at)) {
+            push_order(shard.due_by_function[q].at(head->entry->profile->function));
+            ++head;
+          }
+        }
+      };
+      std::vector<DueKey> picked;
+      while (out.size() + picked.size() < request.max) {
+        push_heads();
+        if (cursors.empty()) break;
+        std::pop_heap(cursors.begin(), cursors.end(), later);
+        Cursor c = cursors.back();
+        cursors.pop_back();
+        const DueKey& key = *c.at;
+        const std::string_view tenant = key.entry->profile->tenant;
+        if (skipped.contains(tenant)) {  // capped since the cursor was pushed
+          push(c);
+          continue;
+        }
+        picked.push_back(key);
+        if (request.max_per_tenant > 0 && ++per_tenant[tenant] >= request.max_per_tenant) {
+          skipped.insert(tenant);
+        }
+        ++c.at;
+        push(c);
+      }
+      if (picked.empty()) break;
+      const size_t before = out.size();
+      for (const DueKey& key : picked) take(key);
+      if (out.size() - before == picked.size()) break;  // nothing dead-lettered
+      // A dead-lettered pick does not count towards its tenant's cap.
+      for (const DueKey& key : picked) {
+        if (key.entry->state == State::kLeased) continue;
+        const std::string_view tenant = key.entry->profile->tenant;
+        if (request.max_per_tenant > 0 && per_tenant[tenant]-- == request.max_per_tenant &&
+            absl::c_find(request.skip_tenants, tenant) == request.skip_tenants.end()) {
+          skipped.erase(tenant);
+        }
+      }
+    }
+    return out;
   }
   while (out.size() < request.max) {
     // Looked up again each round: take() erases a function's set when it empties.

@@ -9,9 +9,11 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <bit>
 #include <cstdint>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -69,10 +71,12 @@ CREATE TABLE IF NOT EXISTS txfn_queue_calls (
   function TEXT NOT NULL, state INTEGER NOT NULL, due INTEGER NOT NULL,
   attempts INTEGER NOT NULL, max_attempts INTEGER NOT NULL, deadline INTEGER NOT NULL,
   token INTEGER NOT NULL DEFAULT 0, reason TEXT NOT NULL DEFAULT '',
-  dead_at INTEGER NOT NULL DEFAULT 0, call BLOB NOT NULL, quota INTEGER NOT NULL DEFAULT 0);
+  dead_at INTEGER NOT NULL DEFAULT 0, call BLOB NOT NULL, quota INTEGER NOT NULL DEFAULT 0,
+  tenant TEXT NOT NULL DEFAULT '');
 CREATE INDEX IF NOT EXISTS txfn_queue_calls_dead ON txfn_queue_calls (id) WHERE state = 2;
 )sql";
-// Version 2 added the quota column (the lease's quota filter). Version 3
+// Version 4 added the tenant column (the lease's skip_tenants and
+// max_per_tenant). Version 2 added the quota column (the lease's quota filter). Version 3
 // leases along one index, (shard, quota, due), in place of version 2's two:
 // (shard, due, seq) and its copy for reserved calls only, which every call
 // paid to keep (about a third of a no-op job's CPU). Every index entry ends
@@ -100,14 +104,14 @@ CREATE TABLE IF NOT EXISTS txfn_queue_blobs (key TEXT PRIMARY KEY, value BLOB NO
 // step costs about as much as inserting a row), ?(7i+1).. ?(7i+7) binding row i.
 constexpr const char* kInsertHead =
     "INSERT OR IGNORE INTO txfn_queue_calls (id, shard, function, state, due, attempts, "
-    "max_attempts, deadline, call, quota) VALUES ";
-constexpr int kInsertParams = 8;
+    "max_attempts, deadline, call, quota, tenant) VALUES ";
+constexpr int kInsertParams = 9;
 // Leasing: the first ?3 due rows of shard ?1 at ?2, in lease order, with what
 // the caller needs: one kLeaseSelectClassSql per quota class leased ("{}" is
 // the class and the function filter binding ?7..), in a UNION ALL when
 // there are two...
 constexpr const char* kLeaseSelectClassSql =
-    "SELECT seq, due, attempts, max_attempts, deadline, call, reason FROM txfn_queue_calls "
+    "SELECT seq, due, attempts, max_attempts, deadline, call, reason, tenant FROM txfn_queue_calls "
     "WHERE shard = ?1 AND due <= ?2 {}";
 constexpr const char* kLeaseSelectOrderSql = " ORDER BY due, seq LIMIT ?3";
 // ...then one UPDATE of those rows, minus the ones just dead-lettered: every
@@ -321,8 +325,9 @@ class SqliteQueue::Db {
       for (int i = 0; i < rows; ++i) {
         if (kind == Chunked::kInsert) {
           const int p = kInsertParams * i;
-          sql += StrCat(i == 0 ? "" : ", ", "(?", p + 1, ", ?", p + 2, ", ?", p + 3, ", 0, ?",
-                        p + 4, ", 0, ?", p + 5, ", ?", p + 6, ", ?", p + 7, ", ?", p + 8, ")");
+          sql +=
+              StrCat(i == 0 ? "" : ", ", "(?", p + 1, ", ?", p + 2, ", ?", p + 3, ", 0, ?", p + 4,
+                     ", 0, ?", p + 5, ", ?", p + 6, ", ?", p + 7, ", ?", p + 8, ", ?", p + 9, ")");
         } else {
           sql += StrCat(i == 0 ? "?" : ", ?", i + 1);
         }
@@ -559,6 +564,7 @@ absl::StatusOr<std::unique_ptr<SqliteQueue>> SqliteQueue::Open(std::string path,
                  ", newer than version ", kSchemaVersion, " which this build reads"));
     }
     if (version.has_value() && *version < 2) TXFN_RETURN_IF_ERROR(AddQuotaColumn(*db));
+    if (version.has_value() && *version < 4) TXFN_RETURN_IF_ERROR(AddTenantColumn(*db));
     TXFN_RETURN_IF_ERROR(db->Exec(kCreateLeaseIndex));
     TXFN_RETURN_IF_ERROR(db->SetMeta("schema_version", kSchemaVersion));
     TXFN_ASSIGN_OR_RETURN(std::optional<int64_t> stored, db->GetMeta("shards"));
@@ -631,7 +637,8 @@ absl::StatusOr<size_t> SqliteQueue::Enqueue(absl::Span<const Call> calls) {
             .Bind(p + 5, c.retry.max_attempts)
             .Bind(p + 6, Nanos(c.deadline))
             .BindBlob(p + 7, encoded[i + k])
-            .Bind(p + 8, static_cast<int64_t>(c.quota));
+            .Bind(p + 8, static_cast<int64_t>(c.quota))
+            .BindText(p + 9, c.tenant);
       }
       TXFN_RETURN_IF_ERROR(ins.Run());
       added += static_cast<size_t>(db.changes());  // INSERT OR IGNORE: a known id adds 0
@@ -644,9 +651,10 @@ absl::StatusOr<size_t> SqliteQueue::Enqueue(absl::Span<const Call> calls) {
 namespace {
 
 // The rows a lease takes: of `quota` (nullopt: either class; the literal lets
-// SQLite walk the lease index's range of each class) and, with `functions`
-// (0: any function), of the function names bound at ?kLeaseFunctionParam...
-std::string LeaseFilter(size_t functions, std::optional<QuotaClass> quota) {
+// SQLite walk the lease index's range of each class), with `functions`
+// (0: any function) of the function names bound at ?kLeaseFunctionParam...,
+// and with `skips` (0: any tenant) not of the tenants bound after those.
+std::string LeaseFilter(size_t functions, size_t skips, std::optional<QuotaClass> quota) {
   std::string filter = quota.has_value()
                            ? StrCat("AND quota = ", static_cast<int>(*quota))
                            : StrCat("AND quota IN (", static_cast<int>(QuotaClass::kReserved), ", ",
@@ -658,21 +666,30 @@ std::string LeaseFilter(size_t functions, std::optional<QuotaClass> quota) {
     }
     filter += ")";
   }
+  if (skips > 0) {
+    filter += " AND tenant NOT IN (";
+    for (size_t i = 0; i < skips; ++i) {
+      filter += StrCat(i == 0 ? "" : ", ", "?", kLeaseFunctionParam + functions + i);
+    }
+    filter += ")";
+  }
   return filter;
 }
 
 // `sql` (an UPDATE) with the lease's filter.
-std::string LeaseSql(const char* sql, size_t functions, std::optional<QuotaClass> quota) {
-  return fmt::format(fmt::runtime(sql), LeaseFilter(functions, quota));
+std::string LeaseSql(const char* sql, size_t functions, size_t skips,
+                     std::optional<QuotaClass> quota) {
+  return fmt::format(fmt::runtime(sql), LeaseFilter(functions, skips, quota));
 }
 
 // The lease's SELECT: one class's range in due order, or both merged.
-std::string LeaseSelectSql(size_t functions, std::optional<QuotaClass> quota) {
+std::string LeaseSelectSql(size_t functions, size_t skips, std::optional<QuotaClass> quota) {
   if (quota.has_value()) {
-    return StrCat(LeaseSql(kLeaseSelectClassSql, functions, quota), kLeaseSelectOrderSql);
+    return StrCat(LeaseSql(kLeaseSelectClassSql, functions, skips, quota), kLeaseSelectOrderSql);
   }
-  return StrCat(LeaseSql(kLeaseSelectClassSql, functions, QuotaClass::kReserved), " UNION ALL ",
-                LeaseSql(kLeaseSelectClassSql, functions, QuotaClass::kOpportunistic),
+  return StrCat(LeaseSql(kLeaseSelectClassSql, functions, skips, QuotaClass::kReserved),
+                " UNION ALL ",
+                LeaseSql(kLeaseSelectClassSql, functions, skips, QuotaClass::kOpportunistic),
                 kLeaseSelectOrderSql);
 }
 
@@ -686,25 +703,47 @@ std::string Stale(const LeaseToken& t, int64_t state, int64_t token, int64_t exp
 
 }  // namespace
 
+absl::Status SqliteQueue::ForEachStoredCall(
+    Db& db, absl::FunctionRef<absl::Status(int64_t, const Call&)> fn) {
+  TXFN_ASSIGN_OR_RETURN(Db::Stmt select, db.Prepare("SELECT seq, call FROM txfn_queue_calls"));
+  while (true) {
+    TXFN_ASSIGN_OR_RETURN(bool row, select.Step());
+    if (!row) return absl::OkStatus();
+    TXFN_ASSIGN_OR_RETURN(Call call, DecodeCall(select.Blob(1)));
+    TXFN_RETURN_IF_ERROR(fn(select.Int(0), call));
+  }
+}
+
 absl::Status SqliteQueue::AddQuotaColumn(Db& db) {
   TXFN_RETURN_IF_ERROR(
       db.Exec("ALTER TABLE txfn_queue_calls ADD COLUMN quota INTEGER NOT NULL DEFAULT 0"));
   // The column defaults to reserved; the opportunistic calls are found in
   // their stored encoding.
   std::vector<int64_t> opportunistic;
-  {
-    TXFN_ASSIGN_OR_RETURN(Db::Stmt select, db.Prepare("SELECT seq, call FROM txfn_queue_calls"));
-    while (true) {
-      TXFN_ASSIGN_OR_RETURN(bool row, select.Step());
-      if (!row) break;
-      TXFN_ASSIGN_OR_RETURN(Call call, DecodeCall(select.Blob(1)));
-      if (call.quota == QuotaClass::kOpportunistic) opportunistic.push_back(select.Int(0));
-    }
-  }
+  TXFN_RETURN_IF_ERROR(ForEachStoredCall(db, [&](int64_t seq, const Call& call) {
+    if (call.quota == QuotaClass::kOpportunistic) opportunistic.push_back(seq);
+    return absl::OkStatus();
+  }));
   for (int64_t seq : opportunistic) {
     TXFN_ASSIGN_OR_RETURN(Db::Stmt update,
                           db.Prepare("UPDATE txfn_queue_calls SET quota = 1 WHERE seq = ?1"));
     TXFN_RETURN_IF_ERROR(update.Bind(1, seq).Run());
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SqliteQueue::AddTenantColumn(Db& db) {
+  TXFN_RETURN_IF_ERROR(
+      db.Exec("ALTER TABLE txfn_queue_calls ADD COLUMN tenant TEXT NOT NULL DEFAULT ''"));
+  std::vector<std::pair<int64_t, std::string>> tenants;
+  TXFN_RETURN_IF_ERROR(ForEachStoredCall(db, [&](int64_t seq, const Call& call) {
+    tenants.emplace_back(seq, call.tenant);
+    return absl::OkStatus();
+  }));
+  for (const auto& [seq, tenant] : tenants) {
+    TXFN_ASSIGN_OR_RETURN(Db::Stmt update,
+                          db.Prepare("UPDATE txfn_queue_calls SET tenant = ?2 WHERE seq = ?1"));
+    TXFN_RETURN_IF_ERROR(update.Bind(1, seq).BindText(2, tenant).Run());
   }
   return absl::OkStatus();
 }
@@ -720,40 +759,64 @@ absl::StatusOr<std::vector<LeasedCall>> SqliteQueue::Lease(const LeaseRequest& r
       if (seen.insert(f).second) functions.push_back(f);
     }
   }
+  // Tenants not to lease from: those asked, then those at max_per_tenant.
+  std::vector<std::string> skips;
+  {
+    absl::flat_hash_set<std::string> seen;
+    for (const std::string& t : request.skip_tenants) {
+      if (seen.insert(t).second) skips.push_back(t);
+    }
+  }
+  absl::flat_hash_map<std::string, size_t> per_tenant;
   std::vector<LeasedCall> out;
   internal::MutexLock lock(&mu_);
   TXFN_RETURN_IF_ERROR(InWriteTransaction([&](Db& db) -> absl::Status {
     TXFN_ASSIGN_OR_RETURN(std::optional<int64_t> next_token, db.GetMeta("next_token"));
     db.set_next_token(next_token.value_or(1));
-    TXFN_ASSIGN_OR_RETURN(Db::Stmt select,
-                          db.PrepareDynamic(LeaseSelectSql(functions.size(), request.quota)));
-    TXFN_ASSIGN_OR_RETURN(Db::Stmt update, db.PrepareDynamic(LeaseSql(
-                                               kLeaseUpdateSql, functions.size(), request.quota)));
-    TXFN_ASSIGN_OR_RETURN(
-        Db::Stmt update_by_seq,
-        db.PrepareDynamic(LeaseSql(kLeaseUpdateBySeqSql, functions.size(), request.quota)));
     // Rounds: select what is still wanted, in due order; the rare due call
     // that must be dead-lettered instead (deadline passed, attempts used up)
-    // is marked so, and another round fills its place.
+    // is marked so, and another round fills its place. So does a tenant's
+    // call past max_per_tenant: the round ends before it, and the next skips
+    // the tenant.
     struct Dead {
       int64_t seq;
       std::string reason;
     };
     std::vector<Dead> dead;
     while (out.size() < request.max) {
+      // The skip list's parameters come in powers of two (the last name
+      // repeated), so few statement texts are ever prepared and kept.
+      const size_t skip_params = skips.empty() ? 0 : std::bit_ceil(skips.size());
+      TXFN_ASSIGN_OR_RETURN(Db::Stmt select, db.PrepareDynamic(LeaseSelectSql(
+                                                 functions.size(), skip_params, request.quota)));
+      auto bind_filter = [&](Db::Stmt& stmt) {
+        for (size_t i = 0; i < functions.size(); ++i) {
+          stmt.BindText(kLeaseFunctionParam + i, functions[i]);
+        }
+        for (size_t i = 0; i < skip_params; ++i) {
+          stmt.BindText(kLeaseFunctionParam + functions.size() + i,
+                        skips[std::min(i, skips.size() - 1)]);
+        }
+      };
       const size_t want = request.max - out.size();
       size_t rows = 0, live = 0;
       int64_t last_due = 0, last_seq = 0;                                  // of the last live row
       int64_t min_seq = std::numeric_limits<int64_t>::max(), max_seq = 0;  // of the live rows
+      std::optional<std::string> capped;  // the tenant whose cap ended the round
       dead.clear();
       db.ClearLeaseTokens();
       select.Bind(1, request.shard).Bind(2, now).Bind(3, static_cast<int64_t>(want));
-      for (size_t i = 0; i < functions.size(); ++i) {
-        select.BindText(kLeaseFunctionParam + i, functions[i]);
-      }
+      bind_filter(select);
       while (true) {
         TXFN_ASSIGN_OR_RETURN(bool row, select.Step());
         if (!row) break;
+        if (request.max_per_tenant > 0) {
+          std::string tenant(select.Blob(7));
+          if (per_tenant[tenant] >= request.max_per_tenant) {
+            capped = std::move(tenant);
+            break;
+          }
+        }
         ++rows;
         const int64_t seq = select.Int(0);
         const int64_t attempts = select.Int(2);  // before this delivery
@@ -771,6 +834,7 @@ absl::StatusOr<std::vector<LeasedCall>> SqliteQueue::Lease(const LeaseRequest& r
         db.AssignLeaseToken(seq, token);
         db.RememberSeq(call.id, seq);
         ++live;
+        if (request.max_per_tenant > 0) ++per_tenant[std::string(select.Blob(7))];
         last_due = select.Int(1);
         last_seq = seq;
         min_seq = std::min(min_seq, seq);
@@ -791,12 +855,12 @@ absl::StatusOr<std::vector<LeasedCall>> SqliteQueue::Lease(const LeaseRequest& r
         // By seq when the range holds few other rows (at most one per leased
         // row: other shards', not yet due, leased); else along the due index.
         const bool by_seq = static_cast<uint64_t>(max_seq - min_seq) < 2 * live;
-        Db::Stmt& up = by_seq ? update_by_seq : update;
+        TXFN_ASSIGN_OR_RETURN(
+            Db::Stmt up, db.PrepareDynamic(LeaseSql(by_seq ? kLeaseUpdateBySeqSql : kLeaseUpdateSql,
+                                                    functions.size(), skip_params, request.quota)));
         up.Bind(1, request.shard).Bind(2, last_due).Bind(3, last_seq).Bind(4, Nanos(expires));
         if (by_seq) up.Bind(5, min_seq).Bind(6, max_seq);
-        for (size_t i = 0; i < functions.size(); ++i) {
-          up.BindText(kLeaseFunctionParam + i, functions[i]);
-        }
+        bind_filter(up);
         absl::Status s = up.Run();
         db.ClearLeaseTokens();
         TXFN_RETURN_IF_ERROR(s);
@@ -805,7 +869,15 @@ absl::StatusOr<std::vector<LeasedCall>> SqliteQueue::Lease(const LeaseRequest& r
                                             db.changes(), " rows instead of ", live));
         }
       }
-      if (dead.empty() || rows < want) break;
+      // Another round when one of the rows was dead-lettered (and more may
+      // be due), or a tenant reached its cap (up to 2048 skipped tenants, a
+      // statement's size).
+      if (capped.has_value()) {
+        if (skips.size() >= 2048) break;
+        skips.push_back(*std::move(capped));
+      } else if (dead.empty() || rows < want) {
+        break;
+      }
     }
     return db.SetMeta("next_token", db.next_token());
   }));

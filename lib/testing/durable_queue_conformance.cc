@@ -3,11 +3,15 @@
 #include "txfn/testing/durable_queue_conformance.h"
 
 #include <algorithm>
+#include <random>
 #include <set>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/algorithm/container.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "lib/testing/queue_test_util.h"
@@ -289,6 +293,198 @@ TEST_P(DurableQueueConformanceTest, TheFunctionFilterHandsOutOnlyThoseFunctionsI
   ASSERT_TRUE(got.ok()) << got.status();
   EXPECT_THAT(Ids(*got), ElementsAre(calls[6].id));
   EXPECT_THAT(Ids(LeaseAll(q, kT0 + absl::Minutes(1))), ElementsAre(calls[1].id, calls[4].id));
+}
+
+// Calls of three tenants, one function, one shard, due a second apart in the
+// order of `tenants`.
+std::vector<Call> TenantsCalls(DurableQueue& q, CallMaker& maker,
+                               const std::vector<std::string>& tenants) {
+  std::vector<Call> calls;
+  for (size_t i = 0; i < tenants.size(); ++i) {
+    Call c = SameShardCalls(q, maker, 1, "f", kT0 + absl::Seconds(static_cast<double>(i)))[0];
+    c.tenant = tenants[i];
+    calls.push_back(std::move(c));
+  }
+  return calls;
+}
+
+TEST_P(DurableQueueConformanceTest, SkippedTenantsCallsStayDueInOrderForALaterLease) {
+  DurableQueue& q = queue();
+  CallMaker maker;
+  const std::vector<Call> calls =
+      TenantsCalls(q, maker, {"hog", "hog", "a", "hog", "b", "a", "hog", "b"});
+  ASSERT_EQ(Enqueued(q, calls), calls.size());
+  const absl::Time now = kT0 + absl::Minutes(1);
+  auto got = q.Lease({.shard = 0,
+                      .skip_tenants = {"hog", "b", "hog"},
+                      .now = now,
+                      .max = 10,
+                      .lease_duration = kLease});
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_THAT(Ids(*got), ElementsAre(calls[2].id, calls[5].id));
+  got = q.Lease(
+      {.shard = 0, .skip_tenants = {"hog"}, .now = now, .max = 1, .lease_duration = kLease});
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_THAT(Ids(*got), ElementsAre(calls[4].id));
+  // With the function filter and the quota class too.
+  got = q.Lease({.shard = 0,
+                 .functions = {"f"},
+                 .quota = QuotaClass::kReserved,
+                 .skip_tenants = {"hog"},
+                 .now = now,
+                 .max = 10,
+                 .lease_duration = kLease});
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_THAT(Ids(*got), ElementsAre(calls[7].id));
+  EXPECT_THAT(Ids(LeaseAll(q, now)),
+              ElementsAre(calls[0].id, calls[1].id, calls[3].id, calls[6].id));
+}
+
+TEST_P(DurableQueueConformanceTest, MaxPerTenantCapsEachTenantsCallsInALease) {
+  DurableQueue& q = queue();
+  CallMaker maker;
+  const std::vector<Call> calls = TenantsCalls(
+      q, maker, {"hog", "hog", "hog", "hog", "a", "hog", "a", "b", "a", "hog", "b", "b"});
+  ASSERT_EQ(Enqueued(q, calls), calls.size());
+  const absl::Time now = kT0 + absl::Minutes(1);
+  std::vector<CallId> order;  // every lease's calls, in lease order
+  for (int round = 0; round < 20 && order.size() < calls.size(); ++round) {
+    auto got =
+        q.Lease({.shard = 0, .now = now, .max = 5, .max_per_tenant = 2, .lease_duration = kLease});
+    ASSERT_TRUE(got.ok()) << got.status();
+    // Never none while calls are due; never more than 2 of a tenant; in due
+    // order, and each tenant's the earliest it has due.
+    ASSERT_FALSE(got->empty()) << "round " << round;
+    absl::flat_hash_map<std::string, int> per_tenant;
+    for (const LeasedCall& l : *got) {
+      EXPECT_LE(++per_tenant[l.call.tenant], 2) << l.call.tenant;
+      order.push_back(l.call.id);
+    }
+    for (size_t i = 1; i < got->size(); ++i) {
+      EXPECT_LT((*got)[i - 1].call.start_after, (*got)[i].call.start_after);
+    }
+    for (const LeasedCall& l : *got) {
+      for (const Call& c : calls) {
+        if (c.tenant != l.call.tenant || c.start_after >= l.call.start_after) continue;
+        EXPECT_TRUE(absl::c_linear_search(order, c.id))
+            << l.call.tenant << "'s call due at " << l.call.start_after
+            << " was leased before its earlier one";
+      }
+    }
+    // The first lease's first call is the first due.
+    if (round == 0) {
+      EXPECT_EQ(got->front().call.id, calls[0].id);
+    }
+  }
+  // Every call once.
+  EXPECT_EQ(Sorted(order), Sorted(Ids(calls)));
+  EXPECT_THAT(LeaseAll(q, now), IsEmpty());
+}
+
+// Random leases with random skip lists and caps, over calls of five tenants,
+// three functions and both quota classes due at random times, checked against
+// what the contract allows: only due calls of tenants not skipped, of the
+// function and class asked for, at most the cap of each tenant and each
+// tenant's earliest, in due order, never none while one is due; and in the
+// end every call is handed out exactly once.
+TEST_P(DurableQueueConformanceTest, LeasingByTenantKeepsToTheContractUnderRandomRequests) {
+  DurableQueue& q = queue();
+  CallMaker maker;
+  std::mt19937 rng(7);
+  const std::vector<std::string> tenants = {"t0", "t1", "t2", "t3", "t4"};
+  const std::vector<std::string> functions = {"a", "b", "c"};
+  std::vector<Call> calls;
+  for (int i = 0; i < 120; ++i) {
+    const absl::Time due = kT0 + absl::Seconds(static_cast<double>(rng() % 60));
+    Call c = SameShardCalls(q, maker, 1, functions[rng() % 3], due)[0];
+    c.tenant = tenants[rng() % tenants.size()];
+    c.quota = rng() % 3 == 0 ? QuotaClass::kOpportunistic : QuotaClass::kReserved;
+    calls.push_back(std::move(c));
+  }
+  ASSERT_EQ(Enqueued(q, calls), calls.size());
+  absl::flat_hash_map<CallId, const Call*> by_id;
+  for (const Call& c : calls) by_id[c.id] = &c;
+  absl::flat_hash_set<CallId> leased;
+  // Pending calls are due in (start_after, enqueue order): the order of `calls` breaks ties.
+  auto earlier = [&](const Call& a, const Call& b) { return a.start_after < b.start_after; };
+  absl::Time now = kT0;
+  int capped = 0;
+  for (int round = 0; round < 200 && leased.size() < calls.size(); ++round) {
+    now += absl::Seconds(1);
+    LeaseRequest r{.shard = 0, .now = now, .lease_duration = absl::Hours(2)};
+    for (const std::string& t : tenants) {
+      if (rng() % 4 == 0) r.skip_tenants.push_back(t);
+    }
+    if (rng() % 3 == 0) r.functions = {functions[rng() % 3]};
+    if (rng() % 3 == 0) {
+      r.quota = rng() % 2 == 0 ? QuotaClass::kReserved : QuotaClass::kOpportunistic;
+    }
+    r.max = 1 + rng() % 12;
+    r.max_per_tenant = rng() % 4;  // 0: no cap
+    auto eligible = [&](const Call& c) {
+      return !leased.contains(c.id) && c.start_after <= now &&
+             !absl::c_linear_search(r.skip_tenants, c.tenant) &&
+             (r.functions.empty() || c.function == r.functions[0]) &&
+             (!r.quota.has_value() || c.quota == *r.quota);
+    };
+    auto got = q.Lease(r);
+    ASSERT_TRUE(got.ok()) << got.status();
+    const Call* first = nullptr;
+    for (const Call& c : calls) {
+      if (eligible(c) && (first == nullptr || earlier(c, *first))) first = &c;
+    }
+    if (first == nullptr) {
+      EXPECT_TRUE(got->empty()) << "round " << round;
+      continue;
+    }
+    ASSERT_FALSE(got->empty()) << "round " << round << ": none handed out while one is due";
+    EXPECT_EQ(got->front().call.start_after, first->start_after) << "round " << round;
+    EXPECT_LE(got->size(), r.max);
+    absl::flat_hash_map<std::string, size_t> per_tenant;
+    for (size_t i = 0; i < got->size(); ++i) {
+      const Call& c = *by_id.at((*got)[i].call.id);
+      EXPECT_TRUE(eligible(c)) << "round " << round << ": an ineligible call " << c.tenant << "/"
+                               << c.function;
+      if (i > 0) {
+        EXPECT_LE((*got)[i - 1].call.start_after, c.start_after) << "round " << round;
+      }
+      ++per_tenant[c.tenant];
+      if (r.max_per_tenant > 0) {
+        EXPECT_LE(per_tenant[c.tenant], r.max_per_tenant);
+      }
+      // Its tenant's earliest: no eligible call of the tenant due strictly
+      // earlier stays behind.
+      for (const Call& other : calls) {
+        if (other.tenant != c.tenant || !eligible(other) || !earlier(other, c)) continue;
+        EXPECT_TRUE(
+            absl::c_any_of(*got, [&](const LeasedCall& l) { return l.call.id == other.id; }))
+            << "round " << round << ": " << c.tenant << " passed over an earlier call";
+      }
+    }
+    for (const LeasedCall& l : *got) EXPECT_TRUE(leased.insert(l.call.id).second);
+    for (const auto& [tenant, n] : per_tenant) {
+      if (n == r.max_per_tenant &&
+          absl::c_any_of(calls, [&](const Call& c) { return c.tenant == tenant && eligible(c); })) {
+        ++capped;  // the cap held a tenant's due calls back (the case under test)
+      }
+    }
+  }
+  EXPECT_EQ(leased.size(), calls.size()) << "every call handed out exactly once";
+  EXPECT_GT(capped, 10);
+}
+
+TEST_P(DurableQueueConformanceTest, BadTenantFiltersAreRefused) {
+  DurableQueue& q = queue();
+  CallMaker maker;
+  ASSERT_EQ(Enqueued(q, SameShardCalls(q, maker, 1, "f")), 1u);
+  auto bad_name = q.Lease({.shard = 0, .skip_tenants = {"ok", "not ok"}, .now = kT0, .max = 1});
+  EXPECT_EQ(bad_name.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(bad_name.status().message(), HasSubstr("skip_tenants"));
+  std::vector<std::string> many(1001, "t");
+  auto too_many = q.Lease({.shard = 0, .skip_tenants = many, .now = kT0, .max = 1});
+  EXPECT_EQ(too_many.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(too_many.status().message(), HasSubstr("1001"));
+  EXPECT_THAT(LeaseAll(q, kT0), SizeIs(1));  // nothing was leased by the refusals
 }
 
 TEST_P(DurableQueueConformanceTest, TheQuotaFilterHandsOutOnlyThatClassInOrder) {

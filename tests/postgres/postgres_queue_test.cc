@@ -116,6 +116,33 @@ TEST(PostgresQueueTest, OpenRefusesBadOptionsAndOtherShardCounts) {
   EXPECT_THAT(newer.status().message(), HasSubstr("version 99"));
 }
 
+// A table made before the tenant column existed gets it on Open. Its older rows count as
+// tenant '' (they are not filled in); calls enqueued after are skipped by tenant.
+TEST(PostgresQueueTest, OpenAddsTheTenantColumnToAnOlderTable) {
+  TXFN_REQUIRE_PG_SERVER();
+  PgTestDatabase db;
+  ASSERT_TRUE(db.Create().ok());
+  CallIdGenerator ids(3);
+  std::vector<Call> calls = Calls(ids, 2, "f");
+  {
+    auto q = PostgresQueue::Open({.url = db.url()});
+    ASSERT_TRUE(q.ok()) << q.status();
+    ASSERT_EQ(*(*q)->Enqueue({&calls[0], 1}), 1u);
+  }
+  auto conn = PgConnection::Open(db.url());
+  ASSERT_TRUE(conn.ok());
+  ASSERT_TRUE((*conn)->Exec("ALTER TABLE txfn_queue_calls DROP COLUMN tenant").ok());
+  auto q = PostgresQueue::Open({.url = db.url()});
+  ASSERT_TRUE(q.ok()) << q.status();
+  calls[1].start_after -= absl::Seconds(1);  // due first
+  ASSERT_EQ(*(*q)->Enqueue({&calls[1], 1}), 1u);
+  auto got = (*q)->Lease({.shard = 0, .skip_tenants = {"t"}, .now = kT0, .max = 10});
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_EQ(got->size(), 1u);
+  EXPECT_EQ((*got)[0].call.id, calls[0].id);
+  EXPECT_EQ((*got)[0].call.tenant, "t");  // the stored call is whole
+}
+
 TEST(PostgresQueueTest, UnreachableServerIsUnavailable) {
   auto q = PostgresQueue::Open({.url = "postgresql:///x?host=/nonexistent/socket/dir"});
   EXPECT_EQ(q.status().code(), absl::StatusCode::kUnavailable);

@@ -133,7 +133,9 @@ TEST(SqliteQueueTest, OpenRefusesBadPathsOptionsAndFiles) {
 // An older file is upgraded on Open. Version 1 had no quota column: it is
 // filled from the stored calls, so the quota filter sees the old calls too.
 // Version 2 leased along two indexes: they are replaced by version 3's one.
-// Either way the file then holds exactly version 3's lease index.
+// Versions 1-3 had no tenant column: it is filled from the stored calls, so
+// the lease's skip_tenants sees the old calls too. Any way the file then
+// holds exactly the current lease index.
 class SqliteQueueUpgradeTest : public ::testing::TestWithParam<int> {};
 
 TEST_P(SqliteQueueUpgradeTest, OpenUpgradesAnOlderFile) {
@@ -143,6 +145,7 @@ TEST_P(SqliteQueueUpgradeTest, OpenUpgradesAnOlderFile) {
   CallIdGenerator ids(7);
   std::vector<Call> calls = Calls(**SqliteQueue::Open(path), ids, 4, "f");
   calls[0].quota = calls[2].quota = QuotaClass::kOpportunistic;
+  calls[3].tenant = "skipped";
   {
     auto q = SqliteQueue::Open(path);
     ASSERT_TRUE(q.ok()) << q.status();
@@ -158,7 +161,10 @@ TEST_P(SqliteQueueUpgradeTest, OpenUpgradesAnOlderFile) {
       "DROP INDEX txfn_queue_calls_lease; "
       "CREATE INDEX txfn_queue_calls_due ON txfn_queue_calls (shard, due, seq); "
       "ALTER TABLE txfn_queue_calls DROP COLUMN quota; ";
-  const std::string sql = (version == 1 ? to_v1 : to_v2) +
+  const std::string sql = (version == 1   ? to_v1
+                           : version == 2 ? to_v2
+                                          : "") +
+                          "ALTER TABLE txfn_queue_calls DROP COLUMN tenant; " +
                           "UPDATE txfn_queue_meta SET value = " + std::to_string(version) +
                           " WHERE name = 'schema_version'";
   sqlite3* db = nullptr;
@@ -173,9 +179,16 @@ TEST_P(SqliteQueueUpgradeTest, OpenUpgradesAnOlderFile) {
       (*q)->Lease({.shard = 0, .quota = QuotaClass::kOpportunistic, .now = kT0, .max = 10});
   ASSERT_TRUE(opportunistic.ok()) << opportunistic.status();
   EXPECT_EQ(Ids(*opportunistic), (std::vector<CallId>{calls[0].id, calls[2].id}));
-  auto reserved = (*q)->Lease({.shard = 0, .quota = QuotaClass::kReserved, .now = kT0, .max = 10});
+  auto reserved = (*q)->Lease({.shard = 0,
+                               .quota = QuotaClass::kReserved,
+                               .skip_tenants = {"skipped"},
+                               .now = kT0,
+                               .max = 10});
   ASSERT_TRUE(reserved.ok()) << reserved.status();
-  EXPECT_EQ(Ids(*reserved), (std::vector<CallId>{calls[1].id, calls[3].id}));
+  EXPECT_EQ(Ids(*reserved), (std::vector<CallId>{calls[1].id}));
+  reserved = (*q)->Lease({.shard = 0, .now = kT0, .max = 10});
+  ASSERT_TRUE(reserved.ok()) << reserved.status();
+  EXPECT_EQ(Ids(*reserved), (std::vector<CallId>{calls[3].id}));
 
   ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
   std::vector<std::string> indexes;
@@ -192,7 +205,7 @@ TEST_P(SqliteQueueUpgradeTest, OpenUpgradesAnOlderFile) {
   EXPECT_EQ(indexes, (std::vector<std::string>{"txfn_queue_calls_dead", "txfn_queue_calls_lease"}));
 }
 
-INSTANTIATE_TEST_SUITE_P(Versions, SqliteQueueUpgradeTest, ::testing::Values(1, 2),
+INSTANTIATE_TEST_SUITE_P(Versions, SqliteQueueUpgradeTest, ::testing::Values(1, 2, 3),
                          [](const auto& info) { return "Version" + std::to_string(info.param); });
 
 // Enqueue inserts, and Settle deletes ACKed calls, in multi-row statements of
