@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/algorithm/container.h"
 #include "absl/random/random.h"
 #include "absl/strings/cord.h"
 #include "txfn/errors.h"
@@ -506,6 +507,9 @@ absl::Status QueuedCalls::Enqueue(std::vector<Call> calls) {
     MutexLock lock(&waiter->mu);
     waiter->left = calls.size();
   }
+  // A call due now is polled for at once, not when idle polls come round.
+  const absl::Time soon = clock_.Now() + options_.poll_interval;
+  const bool due_soon = absl::c_any_of(calls, [&](const Call& c) { return c.start_after <= soon; });
   absl::Status refused;
   for (Call& call : calls) {
     absl::StatusOr<CallId> id =
@@ -532,9 +536,16 @@ absl::Status QueuedCalls::Enqueue(std::vector<Call> calls) {
     }
     if (!written) submitter_->Flush();
   }
-  MutexLock lock(&waiter->mu);
-  waiter->cv.Wait([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(waiter->mu) { return waiter->left == 0; });
-  return refused.ok() ? waiter->first_error : refused;
+  {
+    MutexLock lock(&waiter->mu);
+    waiter->cv.Wait([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(waiter->mu) { return waiter->left == 0; });
+    if (refused.ok()) refused = waiter->first_error;
+  }
+  if (due_soon && scheduler_ != nullptr) {
+    scheduler_->PollSoon();
+    Wake();
+  }
+  return refused;
 }
 
 absl::StatusOr<CallId> QueuedCalls::Submit(std::string_view tenant, std::string_view function,

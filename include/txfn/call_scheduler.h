@@ -306,6 +306,11 @@ class CallScheduler {
   // Tick (sooner is always fine; a finished call also warrants one).
   absl::Time Tick();
 
+  // Makes the next Tick poll the queue, however far idle polls have backed
+  // off (up to max_poll_interval): a host that has just enqueued calls that
+  // are due calls it, then wakes its loop, so they start at once.
+  void PollSoon();
+
   // Stops polling and NACKs every buffered and queued call (due at once, for
   // another scheduler); running calls still settle on later Ticks.
   void Drain();

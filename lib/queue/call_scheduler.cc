@@ -59,6 +59,12 @@ absl::Time CallScheduler::Tick() {
   return std::max(next, now);
 }
 
+void CallScheduler::PollSoon() {
+  internal::MutexLock lock(&mu_);
+  next_poll_ = absl::InfinitePast();
+  poll_backoff_ = options_.poll_interval;
+}
+
 void CallScheduler::Forget(const CallId& id) {
   auto it = held_.find(id);
   if (it == held_.end()) return;

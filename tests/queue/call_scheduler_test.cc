@@ -585,6 +585,32 @@ TEST(CallSchedulerTest, ALoneTenantsBacklogRunsAtItsLimitThroughout) {
   EXPECT_LE(s->stats().max_buffered, static_cast<size_t>(2 * CallScheduler::kTenantBufferFactor));
 }
 
+// An idle scheduler's polls back off to max_poll_interval; PollSoon, which a
+// host calls when it has just enqueued calls that are due, makes the next
+// Tick poll at once.
+TEST(CallSchedulerTest, PollSoonMakesTheNextTickPollAnIdleQueue) {
+  VirtualClock clock(kT0);
+  InMemoryQueue queue;
+  CallFactory f;
+  auto worker = OkWorker(&clock, absl::Milliseconds(10));
+  auto s = MakeScheduler({.queue = &queue, .clock = &clock});
+  ASSERT_TRUE(s->AddWorker("w", worker, 1).ok());
+  RunUntil(clock, *s, {worker}, kT0 + absl::Seconds(10), absl::Milliseconds(5));
+  const uint64_t idle_polls = s->stats().polls;
+  const Call first = f.Make("f", clock.Now(), absl::Hours(1));
+  ASSERT_TRUE(queue.Enqueue(std::vector<Call>{first}).ok());
+  clock.Advance(absl::Milliseconds(5));
+  s->Tick();
+  EXPECT_EQ(worker->started().size(), 0u) << "backed off: the next poll is up to 1 s away";
+  const Call second = f.Make("f", clock.Now(), absl::Hours(1));
+  ASSERT_TRUE(queue.Enqueue(std::vector<Call>{second}).ok());
+  s->PollSoon();
+  clock.Advance(absl::Milliseconds(5));
+  s->Tick();
+  EXPECT_EQ(worker->started().size(), 1u) << "polled at once";
+  EXPECT_EQ(s->stats().polls, idle_polls + 1);
+}
+
 // Function names a host takes from tenants may each be used once: with
 // forget_idle_functions their states go once idle, while a configured
 // function and one with a call still held stay.
