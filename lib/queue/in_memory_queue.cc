@@ -378,7 +378,7 @@ absl::StatusOr<std::vector<LeasedCall>> InMemoryQueue::Lease(const LeaseRequest&
           if (it != shard.due_by_function[q].end()) push_order(it->second);
         }
       }
-      auto push_heads = [&] {
+      auto push_heads = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu) {
         for (auto& [head, q] : heads) {
           while (head != shard.heads[q].end() && head->due <= now &&
                  (cursors.empty() || *head < *cursors.front().at)) {

@@ -462,7 +462,8 @@ TEST_P(DurableQueueConformanceTest, LeasingByTenantKeepsToTheContractUnderRandom
       }
     }
     for (const LeasedCall& l : *got) EXPECT_TRUE(leased.insert(l.call.id).second);
-    for (const auto& [tenant, n] : per_tenant) {
+    for (const auto& [held_tenant, n] : per_tenant) {
+      const std::string& tenant = held_tenant;  // (a lambda cannot capture a binding in C++20)
       if (n == r.max_per_tenant &&
           absl::c_any_of(calls, [&](const Call& c) { return c.tenant == tenant && eligible(c); })) {
         ++capped;  // the cap held a tenant's due calls back (the case under test)
