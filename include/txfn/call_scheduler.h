@@ -344,6 +344,8 @@ class CallScheduler {
   void Move(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Dispatch(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Poll(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Makes the next Tick poll, whatever the backoff (PollSoon, Unbuffered).
+  void PollNextTick() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ExtendLeases(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void MaybePollConfig(absl::Time now);
   void InstallConfig(const SchedulerConfig& config, absl::Time now)
@@ -393,7 +395,8 @@ class CallScheduler {
   // Counts a call into or out of its tenant's buffered calls (with
   // max_running_per_tenant). A tenant the last poll skipped that falls below
   // the skipping threshold makes the next tick poll.
-  void Buffered(const Held& held) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Buffered returns the tenant's count after it (0 without the limit).
+  size_t Buffered(const Held& held) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Unbuffered(const Held& held) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The index of the RunQ call to dispatch next with max_running_per_tenant
   // (see Dispatch).

@@ -584,7 +584,7 @@ absl::StatusOr<std::vector<LeasedCall>> PostgresQueue::Lease(const LeaseRequest&
     }
     // Rows a tenant's cap left due (the statement considered more than it returned).
     const bool capped = r.rows() > 0 && r.Int(0, 7) > r.rows();
-    if (skips.size() > 2048) break;  // a statement's size
+    if (skips.size() >= internal::kMaxStatementSkips) break;
     if (reasons.empty()) {
       if (capped) continue;
       break;

@@ -61,6 +61,10 @@ absl::Time CallScheduler::Tick() {
 
 void CallScheduler::PollSoon() {
   internal::MutexLock lock(&mu_);
+  PollNextTick();
+}
+
+void CallScheduler::PollNextTick() {
   next_poll_ = absl::InfinitePast();
   poll_backoff_ = options_.poll_interval;
 }
@@ -399,8 +403,8 @@ size_t CallScheduler::TenantKeep() const {
                                       options_.max_buffered / 2 / std::max<size_t>(1, at_limit)));
 }
 
-void CallScheduler::Buffered(const Held& held) {
-  if (options_.max_running_per_tenant > 0) ++tenant_buffered_[held.call().tenant];
+size_t CallScheduler::Buffered(const Held& held) {
+  return options_.max_running_per_tenant > 0 ? ++tenant_buffered_[held.call().tenant] : 0;
 }
 
 void CallScheduler::Unbuffered(const Held& held) {
@@ -408,9 +412,7 @@ void CallScheduler::Unbuffered(const Held& held) {
   auto it = tenant_buffered_.find(held.call().tenant);
   if (it == tenant_buffered_.end()) return;
   if (--it->second < tenant_skip_at_ && tenants_skipped_.erase(held.call().tenant) > 0) {
-    // Skipped by the last poll, and now with room: its calls are waiting.
-    next_poll_ = absl::InfinitePast();
-    poll_backoff_ = options_.poll_interval;
+    PollNextTick();  // skipped by the last poll, and now with room: its calls are waiting
   }
   if (it->second == 0) tenant_buffered_.erase(it);
 }
@@ -655,7 +657,6 @@ void CallScheduler::Dispatch(absl::Time now) {
         call.args = *std::move(args);
       }
       h->where = Held::Where::kRunning;
-      h->started = now;
       h->worker = chosen;
       ++workers_[chosen]->in_flight;
       ++stats_.in_flight;
@@ -692,6 +693,12 @@ void CallScheduler::Poll(absl::Time now) {
   // while other tenants' calls are leased past it. A skipped tenant whose
   // buffers fall below half makes the next tick poll (Unbuffered).
   tenants_skipped_.clear();
+  auto skip = [&](const std::string& tenant) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (request.skip_tenants.size() < DurableQueue::kMaxSkippedTenants &&
+        tenants_skipped_.insert(tenant).second) {
+      request.skip_tenants.push_back(tenant);
+    }
+  };
   if (options_.max_running_per_tenant > 0) {
     tenant_skip_at_ = (TenantKeep() + 1) / 2;
     request.max_per_tenant = tenant_skip_at_;
@@ -709,10 +716,7 @@ void CallScheduler::Poll(absl::Time now) {
                         more);
       full.resize(DurableQueue::kMaxSkippedTenants);
     }
-    for (const auto& [n, tenant] : full) {
-      tenants_skipped_.insert(*tenant);
-      request.skip_tenants.push_back(*tenant);
-    }
+    for (const auto& [n, tenant] : full) skip(*tenant);
   }
   size_t got = 0;
   for (size_t i = 0; i < shards_.size(); ++i) {
@@ -741,12 +745,9 @@ void CallScheduler::Poll(absl::Time now) {
                                      now);
         h->fs = &fs;
         ++fs.held;
-        Buffered(*h);
-        if (request.max_per_tenant > 0 && tenant_buffered_[h->call().tenant] >= tenant_skip_at_ &&
-            request.skip_tenants.size() < DurableQueue::kMaxSkippedTenants &&
-            tenants_skipped_.insert(h->call().tenant).second) {
-          request.skip_tenants.push_back(h->call().tenant);  // by the leases after this one
-        }
+        const size_t tenant_held = Buffered(*h);
+        // Full now: skipped by the leases after this one.
+        if (request.max_per_tenant > 0 && tenant_held >= tenant_skip_at_) skip(h->call().tenant);
         std::vector<Held*>& buf = fs.buffer[quota];
         buf.push_back(h.get());
         std::push_heap(buf.begin(), buf.end(), RunsLater<Held>);

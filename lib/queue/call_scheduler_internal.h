@@ -54,7 +54,6 @@ struct CallScheduler::Held {
   bool tenant_slot = false;           // counts against max_running_per_tenant
   std::vector<Downstream*> acquired;  // holds a slot of each
   int worker = -1;
-  absl::Time started;  // when it was dispatched (kRunning)
 
   const Call& call() const { return leased.call; }
 };

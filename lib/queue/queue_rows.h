@@ -5,6 +5,7 @@
 #ifndef TXFN_LIB_QUEUE_QUEUE_ROWS_H_
 #define TXFN_LIB_QUEUE_QUEUE_ROWS_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <limits>
 
@@ -16,6 +17,9 @@ namespace txfn::internal {
 inline constexpr int kRowPending = 0;
 inline constexpr int kRowLeased = 1;
 inline constexpr int kRowDead = 2;
+// The most tenants a SQL adapter's lease statement skips: those asked
+// (LeaseRequest::skip_tenants) and those found at max_per_tenant.
+inline constexpr size_t kMaxStatementSkips = 2048;
 
 inline int64_t QueueNanos(absl::Time t) {
   if (t >= absl::FromUnixNanos(std::numeric_limits<int64_t>::max())) {

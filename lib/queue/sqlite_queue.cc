@@ -22,6 +22,7 @@
 #include "absl/cleanup/cleanup.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/string_view.h"
 #include "fmt/core.h"
 #include "lib/queue/queue_rows.h"
 #include "lib/sqlite_backup.h"
@@ -810,10 +811,13 @@ absl::StatusOr<std::vector<LeasedCall>> SqliteQueue::Lease(const LeaseRequest& r
       while (true) {
         TXFN_ASSIGN_OR_RETURN(bool row, select.Step());
         if (!row) break;
+        // This row's tenant's count (valid until per_tenant's next insert).
+        size_t* tenant_leased = nullptr;
         if (request.max_per_tenant > 0) {
-          std::string tenant(select.Blob(7));
-          if (per_tenant[tenant] >= request.max_per_tenant) {
-            capped = std::move(tenant);
+          const std::string_view tenant = select.Blob(7);
+          tenant_leased = &per_tenant[absl::string_view(tenant.data(), tenant.size())];
+          if (*tenant_leased >= request.max_per_tenant) {
+            capped = std::string(select.Blob(7));
             break;
           }
         }
@@ -834,7 +838,7 @@ absl::StatusOr<std::vector<LeasedCall>> SqliteQueue::Lease(const LeaseRequest& r
         db.AssignLeaseToken(seq, token);
         db.RememberSeq(call.id, seq);
         ++live;
-        if (request.max_per_tenant > 0) ++per_tenant[std::string(select.Blob(7))];
+        if (tenant_leased != nullptr) ++*tenant_leased;
         last_due = select.Int(1);
         last_seq = seq;
         min_seq = std::min(min_seq, seq);
@@ -870,10 +874,9 @@ absl::StatusOr<std::vector<LeasedCall>> SqliteQueue::Lease(const LeaseRequest& r
         }
       }
       // Another round when one of the rows was dead-lettered (and more may
-      // be due), or a tenant reached its cap (up to 2048 skipped tenants, a
-      // statement's size).
+      // be due), or a tenant reached its cap (up to kMaxStatementSkips).
       if (capped.has_value()) {
-        if (skips.size() >= 2048) break;
+        if (skips.size() >= internal::kMaxStatementSkips) break;
         skips.push_back(*std::move(capped));
       } else if (dead.empty() || rows < want) {
         break;
