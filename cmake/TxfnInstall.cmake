@@ -12,14 +12,37 @@ install(DIRECTORY "${PROJECT_SOURCE_DIR}/include/txfn" DESTINATION "${CMAKE_INST
 if(TXFN_WITH_REMOTE)  # the wire format, for clients in other languages
   install(DIRECTORY "${PROJECT_SOURCE_DIR}/proto/" DESTINATION "${CMAKE_INSTALL_DATADIR}/txfn/proto")
 endif()
+# One export set per library, so find_package(txfn COMPONENTS ...) loads only
+# the components asked for, with the txfn components they link, and looks for
+# only their dependencies (txfn::core needs neither V8 nor SQLite).
+# _txfn_component_lines becomes the config's table: per component, the txfn
+# components it links (read from its link interface).
 get_property(_txfn_installed_targets GLOBAL PROPERTY TXFN_INSTALLED_TARGETS)
-install(TARGETS ${_txfn_installed_targets}
-        EXPORT txfnTargets
-        LIBRARY DESTINATION "${CMAKE_INSTALL_LIBDIR}"
-        ARCHIVE DESTINATION "${CMAKE_INSTALL_LIBDIR}"
-        RUNTIME DESTINATION "${CMAKE_INSTALL_BINDIR}"
-        INCLUDES DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}")
-install(EXPORT txfnTargets NAMESPACE txfn:: DESTINATION "${_txfn_cmake_dir}")
+set(_txfn_components "")
+set(_txfn_component_lines "")
+foreach(_txfn_target IN LISTS _txfn_installed_targets)
+  get_target_property(_txfn_component ${_txfn_target} EXPORT_NAME)
+  install(TARGETS ${_txfn_target}
+          EXPORT txfn_${_txfn_component}Targets
+          LIBRARY DESTINATION "${CMAKE_INSTALL_LIBDIR}"
+          ARCHIVE DESTINATION "${CMAKE_INSTALL_LIBDIR}"
+          RUNTIME DESTINATION "${CMAKE_INSTALL_BINDIR}"
+          INCLUDES DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}")
+  install(EXPORT txfn_${_txfn_component}Targets NAMESPACE txfn::
+          FILE "txfn-${_txfn_component}-targets.cmake" DESTINATION "${_txfn_cmake_dir}")
+  get_target_property(_txfn_links ${_txfn_target} INTERFACE_LINK_LIBRARIES)
+  set(_txfn_deps "")
+  foreach(_txfn_link IN LISTS _txfn_links)
+    if(_txfn_link MATCHES "^txfn::(.+)$" AND NOT CMAKE_MATCH_1 STREQUAL "libnode")
+      list(APPEND _txfn_deps ${CMAKE_MATCH_1})
+    endif()
+  endforeach()
+  list(APPEND _txfn_components ${_txfn_component})
+  string(APPEND _txfn_component_lines
+         "set(_txfn_links_${_txfn_component} \"${_txfn_deps}\")\n")
+endforeach()
+set(TXFN_COMPONENT_TABLE
+    "set(_txfn_components \"${_txfn_components}\")\n${_txfn_component_lines}")
 
 # txfn::testing: its own export set, loaded by find_package(txfn COMPONENTS testing).
 if(TARGET txfn_testing)

@@ -14,10 +14,12 @@
 #include "txfn/rendezvous_router.h"
 #include "txfn/transaction.h"
 #include "txfn/value.h"
+#if defined(TXFN_CONSUMER_ENGINE) || defined(TXFN_CONSUMER_SQLITE)
+#include "txfn/sqlite_storage.h"
+#endif
 #ifdef TXFN_CONSUMER_ENGINE
 #include "txfn/engine.h"
 #include "txfn/function_runner.h"
-#include "txfn/sqlite_storage.h"
 #endif
 
 namespace {
@@ -89,12 +91,14 @@ int main() {
   }
   if (worker->runs != 1 || (*scheduler)->stats().acked != 1) return Fail("queue");
 
-#ifdef TXFN_CONSUMER_ENGINE
+#if defined(TXFN_CONSUMER_ENGINE) || defined(TXFN_CONSUMER_SQLITE)
   // txfn::sqlite: a storage on a file.
   const std::filesystem::path db = std::filesystem::temp_directory_path() / "txfn-consumer-test.db";
   std::filesystem::remove(db);
   if (!txfn::SqliteStorage::Open(db.string()).ok()) return Fail("SqliteStorage::Open");
   std::filesystem::remove(db);
+#endif
+#ifdef TXFN_CONSUMER_ENGINE
   // txfn::engine and txfn::v8: a JavaScript query, and a mutation called as a
   // query refused with its declared kind.
   auto engine = txfn::Engine::Open(std::make_shared<txfn::InMemoryStorage>(), {});

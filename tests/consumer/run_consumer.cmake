@@ -8,7 +8,9 @@
 # moved prefix and where V8 is (TXFN_V8_PREFIX). The consumer links every
 # exported target and runs the conformance suite (COMPONENTS testing); a
 # second program is built with pkg-config alone; the installed txfn and
-# txfn-demo run from the moved prefix.
+# txfn-demo run from the moved prefix. A third consumer asks for the
+# components below the function runner only, with no V8 to be found
+# (tests/consumer/components).
 function(step)
   execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE out)
   if(NOT rc EQUAL 0)
@@ -45,7 +47,8 @@ if(MODE STREQUAL "find_package")
   file(COPY "${TXFN_SOURCE_DIR}/tests/consumer/consumer.cc"
             "${TXFN_SOURCE_DIR}/tests/consumer/conformance.cc"
             "${TXFN_SOURCE_DIR}/tests/consumer/pkg_config.cc" DESTINATION "${WORK_DIR}/src")
-  file(COPY "${consumer_src}" DESTINATION "${WORK_DIR}/src")
+  file(COPY "${consumer_src}" "${TXFN_SOURCE_DIR}/tests/consumer/components"
+       DESTINATION "${WORK_DIR}/src")
   set(consumer_src "${WORK_DIR}/src/${MODE}")
   set(configure_args -DCMAKE_PREFIX_PATH=${prefix} -DTXFN_V8_PREFIX=${V8_PREFIX}
                      -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF)
@@ -74,6 +77,16 @@ if(MODE STREQUAL "find_package")
   step(${CXX} -std=c++20 -o "${consumer_build}/pkg_config" "${WORK_DIR}/src/pkg_config.cc"
        ${flags} -Wl,-rpath,${V8_LIBDIR})
   step("${consumer_build}/pkg_config")
+
+  # Only the components below the function runner, on a "machine" without V8.
+  set(no_v8 "${WORK_DIR}/no-v8")
+  file(REMOVE_RECURSE "${no_v8}" "${WORK_DIR}/components-build")
+  file(MAKE_DIRECTORY "${no_v8}")
+  step(${CMAKE_COMMAND} -S "${WORK_DIR}/src/components" -B "${WORK_DIR}/components-build"
+       -G "${GENERATOR}" -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH=${prefix}
+       -DTXFN_V8_PREFIX=${no_v8} -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF)
+  step(${CMAKE_COMMAND} --build "${WORK_DIR}/components-build" -j 2)
+  step("${WORK_DIR}/components-build/consumer")
 
   # The installed tools, from the moved prefix (txfn-demo finds its apps there).
   step(${CMAKE_COMMAND} -E env LD_LIBRARY_PATH=${V8_LIBDIR} "${prefix}/bin/txfn" --help)
