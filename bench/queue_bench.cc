@@ -24,6 +24,11 @@
 //   BM_NaiveCallMapBytesPerCall
 //       its baseline: the same calls kept whole (a hash map of id -> Call and
 //       the due orders), as InMemoryQueue stored them before it pooled names.
+//   BM_LeaseSkippingABacklog/storage:memory|sqlite/backlog:100000/due:1
+//       a scheduler's poll (enqueue, lease, ack 16 calls of 16 tenants) that
+//       skips one tenant's 100,000 due calls; counter polls_per_s. Baselines:
+//       /backlog:100000/due:0 (the same backlog, not due yet: what its size
+//       alone costs) and /backlog:0/due:0 (no backlog).
 //   BM_TokenBucketAcquire, BM_AimdLimiterUpdate
 //       ns per operation, against BM_MutexCounter (a mutex-guarded counter:
 //       the floor of any shared admission check).
@@ -256,6 +261,61 @@ void BM_QueueOnlyDispatch(benchmark::State& state) {
 }
 BENCHMARK(BM_QueueOnlyDispatch);
 
+// A poll of a scheduler that skips one tenant at its share: 16 calls of 16
+// other tenants, enqueued, leased past the skipped tenant's backlog of
+// `backlog` calls, acked. due:1, the backlog is due (an hour earlier, so
+// first in due order); due:0, it is not due yet (an hour later), so it
+// costs only its size (a bigger table and indexes). Baselines: backlog:0,
+// and due:0 for the same size (SQLite with synchronous=NORMAL, so the cost
+// is the lease's walk, not the disk's fsync).
+void BM_LeaseSkippingABacklog(benchmark::State& state, bool sqlite) {
+  const int64_t backlog = state.range(0);
+  const absl::Time backlog_due = state.range(1) != 0 ? kT0 - absl::Hours(1) : kT0 + absl::Hours(1);
+  TempDir dir;
+  std::unique_ptr<DurableQueue> queue;
+  if (!sqlite) {
+    queue = std::make_unique<InMemoryQueue>();
+  } else {
+    auto q = SqliteQueue::Open(dir.File("queue.db"),
+                               {.synchronous = SqliteQueueOptions::Synchronous::kNormal});
+    if (!q.ok()) {
+      state.SkipWithError(std::string(q.status().message()).c_str());
+      return;
+    }
+    queue = *std::move(q);
+  }
+  CallIdGenerator ids(5);
+  for (int64_t done = 0; done < backlog;) {
+    const size_t n = static_cast<size_t>(std::min<int64_t>(backlog - done, 50'000));
+    std::vector<Call> hog = NoOpCalls(ids, n, backlog_due, 10);
+    for (Call& c : hog) {
+      c.tenant = "hog";
+      c.deadline = kT0 + absl::Hours(20);
+    }
+    if (!queue->Enqueue(hog).ok()) state.SkipWithError("Enqueue failed");
+    done += static_cast<int64_t>(n);
+  }
+  constexpr size_t kPollCalls = 16;
+  absl::Time now = kT0;
+  int64_t polls = 0;
+  const auto start = std::chrono::steady_clock::now();
+  for (auto _ : state) {
+    now += absl::Milliseconds(1);
+    std::vector<Call> calls = NoOpCalls(ids, kPollCalls, now, 10);
+    for (size_t i = 0; i < calls.size(); ++i) calls[i].tenant = fmt::format("t{}", i);
+    if (!queue->Enqueue(calls).ok()) state.SkipWithError("Enqueue failed");
+    auto leased = queue->Lease(
+        {.shard = 0, .skip_tenants = {"hog"}, .now = now, .max = kPollCalls, .max_per_tenant = 8});
+    if (!leased.ok() || leased->size() != kPollCalls) state.SkipWithError("Lease failed");
+    std::vector<Settlement> acks;
+    for (const LeasedCall& l : *leased) acks.push_back(Settlement::Ack(l.token));
+    if (!queue->Settle(acks, now).ok()) state.SkipWithError("Settle failed");
+    ++polls;
+  }
+  state.counters["polls_per_s"] = benchmark::Counter(static_cast<double>(polls) / Seconds(start));
+}
+// Registered in main() as "/storage:memory" and "/storage:sqlite".
+
 constexpr size_t kBacklogCalls = 200'000;
 
 // Heap in use, with the large blocks malloc maps apart (a big table's array).
@@ -385,7 +445,8 @@ class RatioReporter : public benchmark::ConsoleReporter {
     for (const Run& run : runs) {
       if (run.run_type != Run::RT_Iteration) continue;
       const std::string name = run.benchmark_name();
-      for (const char* c : {"jobs_per_s", "calls_per_s", "calls_per_cpu_s", "bytes_per_call"}) {
+      for (const char* c :
+           {"jobs_per_s", "calls_per_s", "calls_per_cpu_s", "bytes_per_call", "polls_per_s"}) {
         auto it = run.counters.find(c);
         if (it != run.counters.end()) rate_[name + "|" + c] = it->second.value;
       }
@@ -412,6 +473,12 @@ class RatioReporter : public benchmark::ConsoleReporter {
     ratio("BM_CallSchedulerDispatch", "BM_QueueOnlyDispatch", "calls_per_cpu_s", "");
     ratio("BM_NaiveCallMapBytesPerCall/iterations:2", "BM_InMemoryQueueBytesPerCall/iterations:2",
           "bytes_per_call", "; the baseline's over InMemoryQueue's");
+    for (const char* storage : {"memory", "sqlite"}) {
+      const std::string name = fmt::format("BM_LeaseSkippingABacklog/storage:{}/backlog:", storage);
+      ratio(name + "100000/due:1", name + "100000/due:0", "polls_per_s",
+            "; skipping a due backlog vs one not due; goal: about 1");
+      ratio(name + "100000/due:1", name + "0/due:0", "polls_per_s", "; vs no backlog at all");
+    }
     if (rate_.count("BM_CallSchedulerDispatch|calls_per_cpu_s")) {
       out << "BM_CallSchedulerDispatch calls per CPU-second (goal >= 500k on one core): "
           << rate_["BM_CallSchedulerDispatch|calls_per_cpu_s"] << "\n";
@@ -436,6 +503,15 @@ int main(int argc, char** argv) {
                                txfn::BM_QueueEnqueueLeaseAck, false);
   benchmark::RegisterBenchmark("BM_QueueEnqueueLeaseAck/storage:sqlite",
                                txfn::BM_QueueEnqueueLeaseAck, true);
+  for (const bool sqlite : {false, true}) {
+    benchmark::RegisterBenchmark(sqlite ? "BM_LeaseSkippingABacklog/storage:sqlite"
+                                        : "BM_LeaseSkippingABacklog/storage:memory",
+                                 txfn::BM_LeaseSkippingABacklog, sqlite)
+        ->ArgNames({"backlog", "due"})
+        ->Args({0, 0})
+        ->Args({100'000, 0})
+        ->Args({100'000, 1});
+  }
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   txfn::RatioReporter reporter;

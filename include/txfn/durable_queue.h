@@ -95,7 +95,9 @@ struct LeaseRequest {
   std::optional<QuotaClass> quota;
   // Not calls of these tenants (at most kMaxSkippedTenants names). A scheduler skips the
   // tenants that already hold what they may run soon, so their backlog waits
-  // here, in due order, instead of being leased and handed back.
+  // here, in due order, instead of being leased and handed back. What a lease
+  // pays for a skipped tenant's due calls depends on the adapter: InMemoryQueue
+  // and SqliteQueue nothing per call (see theirs), PostgresQueue a scan of them.
   std::vector<std::string> skip_tenants;
   absl::Time now;
   // The most calls to hand out, 1 .. kMaxLeaseBatch.

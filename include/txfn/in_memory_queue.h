@@ -22,6 +22,11 @@
 // that have them. Arguments are kept as given: large ones belong in a
 // BlobStore (Call::args_blob).
 //
+// Leasing walks the due calls of each (tenant, function, ...) profile
+// merged by the heads of those orders, so a lease that skips a tenant steps
+// over the heads of its orders, never over its calls: a skipped backlog of
+// any size costs other tenants' leases nothing (BM_LeaseSkippingABacklog).
+//
 // Thread safety: every method may be called concurrently; each shard has its
 // own lock, so leases of different shards do not contend.
 #ifndef TXFN_IN_MEMORY_QUEUE_H_

@@ -36,7 +36,10 @@
 // updates them with their tokens (a second one only when some must be dead-lettered); a batch
 // of ACKs one DELETE .. USING unnest(..); Extend one UPDATE. Other settlements (NACK, release,
 // dead-letter) take a lookup and an update (applied only while the lease is live) each, in one
-// transaction with the batch's ACKs.
+// transaction with the batch's ACKs. A lease that skips tenants (LeaseRequest::skip_tenants)
+// scans their due rows in the index at every lease: unlike SqliteQueue, it cannot remember how
+// far it got, since other processes write the table (a backlog of 100,000 due calls of a
+// skipped tenant costs each lease of the others tens of milliseconds).
 //
 // Dead tuples. An ACK deletes its row, so the table holds only live and dead-lettered calls,
 // but each job leaves two dead row versions (its lease's old version, the deleted row) that

@@ -44,9 +44,14 @@
 // them all with one statement (moving their index entries); ACKs are deleted
 // together, by a walk of their rows when this queue leased them from
 // consecutive rows, else up to 64 per statement by id; other settlements take
-// a lookup and an update each. Depths scans the table (monitoring only). The
-// queue remembers the row of each call it leased until it is settled (at
-// most 2^18 calls, under 16 MiB).
+// a lookup and an update each. A lease that skips tenants (LeaseRequest::
+// skip_tenants, or tenants at max_per_tenant) starts where the last lease
+// with the same filter and (a subset of) those skips ended, so a skipped
+// tenant's backlog is walked once, not at every poll; the connection forgets
+// those places when a write makes a call due before them, and when another
+// connection has written the file (PRAGMA data_version). Depths scans the
+// table (monitoring only). The queue remembers the row of each call it
+// leased until it is settled (at most 2^18 calls, under 16 MiB).
 //
 // Thread safety: every method may be called concurrently; they are
 // serialised on one connection. Another process may open the same file

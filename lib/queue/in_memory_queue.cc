@@ -82,6 +82,8 @@ struct DueKey {
   }
 };
 
+using Order = absl::btree_set<DueKey>;
+
 struct LeaseKey {
   absl::Time expires;
   uint64_t token;
@@ -180,12 +182,16 @@ struct InMemoryQueue::Shard {
   // Entries live apart from the set so the orders can point to them.
   absl::flat_hash_set<std::unique_ptr<Entry>, EntryById, EntryById> entries ABSL_GUARDED_BY(mu);
   ProfilePool profiles ABSL_GUARDED_BY(mu);
-  // Each function's due order by quota class (a lease filter's order), and
-  // the heads of those orders: the first of `heads[q]` is quota class q's
-  // next due call, so an unfiltered lease needs no second order of every
-  // pending call (a backlog of tens of millions saves one key each).
-  absl::flat_hash_map<std::string, absl::btree_set<DueKey>> due_by_function[2] ABSL_GUARDED_BY(mu);
-  absl::btree_set<DueKey> heads[2] ABSL_GUARDED_BY(mu);
+  // The due calls of each profile (so of one tenant and one function), by
+  // quota class, in due order; and the heads of those orders: the first of
+  // `heads[q]` is quota class q's next due call, the first of
+  // `function_heads[q][f]` function f's. An unfiltered or function-filtered
+  // lease starts from them without a second order of every pending call (a
+  // backlog of tens of millions saves a key each), and a lease that skips a
+  // tenant steps over its orders' heads, never over its calls.
+  absl::flat_hash_map<const Profile*, Order> due_by_profile[2] ABSL_GUARDED_BY(mu);
+  Order heads[2] ABSL_GUARDED_BY(mu);
+  absl::flat_hash_map<std::string, Order> function_heads[2] ABSL_GUARDED_BY(mu);
   absl::btree_set<LeaseKey> leases ABSL_GUARDED_BY(mu);
   absl::btree_set<CallId> dead ABSL_GUARDED_BY(mu);
 
@@ -225,28 +231,37 @@ struct InMemoryQueue::Shard {
   }
   void AddDue(Entry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     const int q = static_cast<int>(e.profile->quota);
-    absl::btree_set<DueKey>& order = due_by_function[q][e.profile->function];
+    Order& order = due_by_profile[q][e.profile];
     const DueKey key = e.due_key();
     if (order.empty() || key < *order.begin()) {
-      if (!order.empty()) heads[q].erase(*order.begin());
+      Order& function_order = function_heads[q][e.profile->function];
+      if (!order.empty()) {
+        heads[q].erase(*order.begin());
+        function_order.erase(*order.begin());
+      }
       heads[q].insert(key);
+      function_order.insert(key);
     }
     order.insert(key);
   }
   void RemoveDue(Entry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     const int q = static_cast<int>(e.profile->quota);
-    auto it = due_by_function[q].find(e.profile->function);
-    if (it == due_by_function[q].end()) return;
-    absl::btree_set<DueKey>& order = it->second;
+    auto it = due_by_profile[q].find(e.profile);
+    if (it == due_by_profile[q].end()) return;
+    Order& order = it->second;
     const DueKey key = e.due_key();
     const bool was_head = !order.empty() && order.begin()->entry == &e;  // one key an entry
     order.erase(key);
     if (!was_head) return;
     heads[q].erase(key);
+    auto function_order = function_heads[q].find(e.profile->function);
+    function_order->second.erase(key);
     if (order.empty()) {
-      due_by_function[q].erase(it);
+      due_by_profile[q].erase(it);
+      if (function_order->second.empty()) function_heads[q].erase(function_order);
     } else {
       heads[q].insert(*order.begin());
+      function_order->second.insert(*order.begin());
     }
   }
   // Pending (due index) or leased -> dead.
@@ -331,8 +346,6 @@ absl::StatusOr<std::vector<LeasedCall>> InMemoryQueue::Lease(const LeaseRequest&
     ++e.attempt;  // this delivery counts from now on
   };
 
-  // The orders to merge: the quota classes asked for, whole or of the
-  // functions asked for.
   std::vector<std::string> functions;
   {
     absl::flat_hash_set<std::string> seen;
@@ -340,49 +353,56 @@ absl::StatusOr<std::vector<LeasedCall>> InMemoryQueue::Lease(const LeaseRequest&
       if (seen.insert(f).second) functions.push_back(f);
     }
   }
+  // The orders of heads to start from: of each quota class asked for, whole
+  // or of the functions asked for. Looked up again after take() (which
+  // erases a function's heads when its last due call goes).
+  auto head_orders = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu) {
+    std::vector<const Order*> orders;
+    for (int q : {0, 1}) {
+      if (request.quota && static_cast<int>(*request.quota) != q) continue;
+      if (functions.empty()) orders.push_back(&shard.heads[q]);
+      for (const std::string& f : functions) {
+        auto it = shard.function_heads[q].find(f);
+        if (it != shard.function_heads[q].end()) orders.push_back(&it->second);
+      }
+    }
+    return orders;
+  };
   if (!request.skip_tenants.empty() || request.max_per_tenant > 0) {
-    // Picks first, then takes: the orders are walked (merged by a heap of
-    // cursors, stepping over the calls of skipped or capped tenants) before
-    // any of them changes. A pick that take() dead-letters frees its place
-    // for another round.
+    // Picks first, then takes: the profiles' orders are walked (merged by a
+    // heap of cursors; the orders of skipped or capped tenants are left
+    // out) before any of them changes. A pick that take() dead-letters frees
+    // its place for another round.
     absl::flat_hash_set<std::string_view> skipped(request.skip_tenants.begin(),
                                                   request.skip_tenants.end());
     absl::flat_hash_map<std::string_view, size_t> per_tenant;
-    using Order = absl::btree_set<DueKey>;
     struct Cursor {
       Order::const_iterator at, end;
     };
     auto later = [](const Cursor& a, const Cursor& b) { return *b.at < *a.at; };
     while (out.size() < request.max) {
       std::vector<Cursor> cursors;
-      // Pushes `c` at its first due call of a tenant not skipped, if any.
+      // Pushes `c` if it is at a due call of a tenant not skipped.
       auto push = [&](Cursor c) {
-        while (c.at != c.end && c.at->due <= now &&
-               skipped.contains(c.at->entry->profile->tenant)) {
-          ++c.at;
+        if (c.at == c.end || c.at->due > now || skipped.contains(c.at->entry->profile->tenant)) {
+          return;
         }
-        if (c.at == c.end || c.at->due > now) return;
         cursors.push_back(c);
         std::push_heap(cursors.begin(), cursors.end(), later);
       };
-      auto push_order = [&](const Order& order) { push({order.begin(), order.end()}); };
-      // Unfiltered: each class's due heads, in due order, pushed only once
-      // they could come next (a function's calls are all due no earlier than
-      // its head), so a lease walks the functions it takes from, not all.
-      std::vector<std::pair<Order::const_iterator, int>> heads;  // (next head, class)
-      for (int q : {0, 1}) {
-        if (request.quota && static_cast<int>(*request.quota) != q) continue;
-        if (functions.empty()) heads.emplace_back(shard.heads[q].begin(), q);
-        for (const std::string& f : functions) {
-          auto it = shard.due_by_function[q].find(f);
-          if (it != shard.due_by_function[q].end()) push_order(it->second);
-        }
-      }
+      // The orders' heads, in due order, pushed only once they could come
+      // next (an order's calls are all due no earlier than its head), so a
+      // lease walks the orders it takes from, and the heads of skipped ones.
+      std::vector<std::pair<Order::const_iterator, Order::const_iterator>> heads;
+      for (const Order* o : head_orders()) heads.emplace_back(o->begin(), o->end());
       auto push_heads = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu) {
-        for (auto& [head, q] : heads) {
-          while (head != shard.heads[q].end() && head->due <= now &&
+        for (auto& [head, end] : heads) {
+          while (head != end && head->due <= now &&
                  (cursors.empty() || *head < *cursors.front().at)) {
-            push_order(shard.due_by_function[q].at(head->entry->profile->function));
+            const Entry& e = *head->entry;
+            const Order& order =
+                shard.due_by_profile[static_cast<int>(e.profile->quota)].at(e.profile);
+            push({order.begin(), order.end()});
             ++head;
           }
         }
@@ -396,10 +416,7 @@ absl::StatusOr<std::vector<LeasedCall>> InMemoryQueue::Lease(const LeaseRequest&
         cursors.pop_back();
         const DueKey& key = *c.at;
         const std::string_view tenant = key.entry->profile->tenant;
-        if (skipped.contains(tenant)) {  // capped since the cursor was pushed
-          push(c);
-          continue;
-        }
+        if (skipped.contains(tenant)) continue;  // capped since the cursor was pushed
         picked.push_back(key);
         if (request.max_per_tenant > 0 && ++per_tenant[tenant] >= request.max_per_tenant) {
           skipped.insert(tenant);
@@ -424,20 +441,11 @@ absl::StatusOr<std::vector<LeasedCall>> InMemoryQueue::Lease(const LeaseRequest&
     return out;
   }
   while (out.size() < request.max) {
-    // Looked up again each round: take() erases a function's set when it empties.
     const DueKey* best = nullptr;
-    auto consider = [&](const absl::btree_set<DueKey>& order) {
-      if (order.empty()) return;
-      const DueKey& head = *order.begin();
+    for (const Order* o : head_orders()) {
+      if (o->empty()) continue;
+      const DueKey& head = *o->begin();
       if (head.due <= now && (best == nullptr || head < *best)) best = &head;
-    };
-    for (int q : {0, 1}) {
-      if (request.quota && static_cast<int>(*request.quota) != q) continue;
-      if (functions.empty()) consider(shard.heads[q]);
-      for (const std::string& f : functions) {
-        auto it = shard.due_by_function[q].find(f);
-        if (it != shard.due_by_function[q].end()) consider(it->second);
-      }
     }
     if (best == nullptr) break;
     const DueKey key = *best;  // take() erases it from the sets

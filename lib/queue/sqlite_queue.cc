@@ -24,6 +24,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/string_view.h"
 #include "fmt/core.h"
+#include "lib/queue/lease_cursors.h"
 #include "lib/queue/queue_rows.h"
 #include "lib/sqlite_backup.h"
 #include "lib/sqlite_status.h"
@@ -345,6 +346,21 @@ class SqliteQueue::Db {
     return absl::StatusOr<Stmt>(absl::in_place, s, this);
   }
 
+  // Where leases that skip tenants may start (see lease_cursors.h): kept
+  // while only this connection writes the file, forgotten when another one
+  // committed since the last look (PRAGMA data_version changed).
+  internal::LeaseCursors& cursors() { return cursors_; }
+  absl::Status ForgetCursorsIfAnotherConnectionWrote() {
+    TXFN_ASSIGN_OR_RETURN(Stmt version, Prepare("PRAGMA data_version"));
+    TXFN_ASSIGN_OR_RETURN(bool row, version.Step());
+    const int64_t v = row ? version.Int(0) : -1;
+    if (v != data_version_) {
+      cursors_.Clear();
+      data_version_ = v;
+    }
+    return absl::OkStatus();
+  }
+
   // The lease counter: set_next_token() from the file when a Lease begins,
   // next_token() to store it back.
   void set_next_token(int64_t t) { next_token_ = t; }
@@ -469,6 +485,8 @@ class SqliteQueue::Db {
   absl::flat_hash_map<std::string, sqlite3_stmt*> dynamic_;
   absl::flat_hash_map<std::pair<Chunked, int>, sqlite3_stmt*> chunks_;
   int64_t next_token_ = 1;
+  internal::LeaseCursors cursors_;
+  int64_t data_version_ = -1;
   absl::flat_hash_map<int64_t, int64_t> lease_tokens_;  // seq -> token
   struct AckSlot {
     uint64_t token;
@@ -617,8 +635,11 @@ absl::StatusOr<size_t> SqliteQueue::Enqueue(absl::Span<const Call> calls) {
       encoded.push_back(EncodeCall(stored));
     }
   }
+  absl::Time earliest_due = absl::InfiniteFuture();
+  for (const Call& c : calls) earliest_due = std::min(earliest_due, c.start_after);
   size_t added = 0;
   internal::MutexLock lock(&mu_);
+  db_->cursors().ForgetFrom(Nanos(earliest_due));
   TXFN_RETURN_IF_ERROR(InWriteTransaction([&](Db& db) -> absl::Status {
     // Chunks of the largest power of two that fits what is left: a batch
     // of n rows takes at most n / max + log2(max) statements.
@@ -654,7 +675,8 @@ namespace {
 // The rows a lease takes: of `quota` (nullopt: either class; the literal lets
 // SQLite walk the lease index's range of each class), with `functions`
 // (0: any function) of the function names bound at ?kLeaseFunctionParam...,
-// and with `skips` (0: any tenant) not of the tenants bound after those.
+// with `skips` (0: any tenant) not of the tenants bound after those, and
+// after the (due, seq) bound after those (the lease's cursor, or the start).
 std::string LeaseFilter(size_t functions, size_t skips, std::optional<QuotaClass> quota) {
   std::string filter = quota.has_value()
                            ? StrCat("AND quota = ", static_cast<int>(*quota))
@@ -674,6 +696,8 @@ std::string LeaseFilter(size_t functions, size_t skips, std::optional<QuotaClass
     }
     filter += ")";
   }
+  const size_t after = kLeaseFunctionParam + functions + skips;
+  filter += StrCat(" AND (due, seq) > (?", after, ", ?", after + 1, ")");
   return filter;
 }
 
@@ -762,23 +786,34 @@ absl::StatusOr<std::vector<LeasedCall>> SqliteQueue::Lease(const LeaseRequest& r
   }
   // Tenants not to lease from: those asked, then those at max_per_tenant.
   std::vector<std::string> skips;
-  {
-    absl::flat_hash_set<std::string> seen;
-    for (const std::string& t : request.skip_tenants) {
-      if (seen.insert(t).second) skips.push_back(t);
-    }
+  absl::flat_hash_set<std::string> skipped;
+  for (const std::string& t : request.skip_tenants) {
+    if (skipped.insert(t).second) skips.push_back(t);
   }
+  internal::LeaseFilterKey key{
+      .shard = request.shard,
+      .quota = request.quota.has_value() ? static_cast<int>(*request.quota) : -1,
+      .functions = functions};
+  std::sort(key.functions.begin(), key.functions.end());
+  struct NewCursor {
+    std::vector<std::string> skips;
+    internal::DueSeq at;
+  };
+  std::vector<NewCursor> new_cursors;  // saved once the lease has committed
   absl::flat_hash_map<std::string, size_t> per_tenant;
   std::vector<LeasedCall> out;
   internal::MutexLock lock(&mu_);
   TXFN_RETURN_IF_ERROR(InWriteTransaction([&](Db& db) -> absl::Status {
+    TXFN_RETURN_IF_ERROR(db.ForgetCursorsIfAnotherConnectionWrote());
     TXFN_ASSIGN_OR_RETURN(std::optional<int64_t> next_token, db.GetMeta("next_token"));
     db.set_next_token(next_token.value_or(1));
     // Rounds: select what is still wanted, in due order; the rare due call
     // that must be dead-lettered instead (deadline passed, attempts used up)
     // is marked so, and another round fills its place. So does a tenant's
     // call past max_per_tenant: the round ends before it, and the next skips
-    // the tenant.
+    // the tenant. Each round starts at the furthest cursor its skips allow
+    // (not at the shard's first due row, which may be a skipped tenant's
+    // backlog) and leaves a cursor where it ended.
     struct Dead {
       int64_t seq;
       std::string reason;
@@ -788,6 +823,9 @@ absl::StatusOr<std::vector<LeasedCall>> SqliteQueue::Lease(const LeaseRequest& r
       // The skip list's parameters come in powers of two (the last name
       // repeated), so few statement texts are ever prepared and kept.
       const size_t skip_params = skips.empty() ? 0 : std::bit_ceil(skips.size());
+      const int after_param =
+          static_cast<int>(kLeaseFunctionParam + functions.size() + skip_params);
+      const internal::DueSeq start = db.cursors().Find(key, skipped).value_or(internal::DueSeq{});
       TXFN_ASSIGN_OR_RETURN(Db::Stmt select, db.PrepareDynamic(LeaseSelectSql(
                                                  functions.size(), skip_params, request.quota)));
       auto bind_filter = [&](Db::Stmt& stmt) {
@@ -798,19 +836,26 @@ absl::StatusOr<std::vector<LeasedCall>> SqliteQueue::Lease(const LeaseRequest& r
           stmt.BindText(kLeaseFunctionParam + functions.size() + i,
                         skips[std::min(i, skips.size() - 1)]);
         }
+        stmt.Bind(after_param, start.due).Bind(after_param + 1, start.seq);
       };
       const size_t want = request.max - out.size();
       size_t rows = 0, live = 0;
       int64_t last_due = 0, last_seq = 0;                                  // of the last live row
       int64_t min_seq = std::numeric_limits<int64_t>::max(), max_seq = 0;  // of the live rows
       std::optional<std::string> capped;  // the tenant whose cap ended the round
+      // How far this round's rows are all leased or dead (a capped row stops it).
+      internal::DueSeq reached = start;
+      bool exhausted = false;  // no more due rows for this round's filter
       dead.clear();
       db.ClearLeaseTokens();
       select.Bind(1, request.shard).Bind(2, now).Bind(3, static_cast<int64_t>(want));
       bind_filter(select);
       while (true) {
         TXFN_ASSIGN_OR_RETURN(bool row, select.Step());
-        if (!row) break;
+        if (!row) {
+          exhausted = rows < want;
+          break;
+        }
         // This row's tenant's count (valid until per_tenant's next insert).
         size_t* tenant_leased = nullptr;
         if (request.max_per_tenant > 0) {
@@ -825,6 +870,7 @@ absl::StatusOr<std::vector<LeasedCall>> SqliteQueue::Lease(const LeaseRequest& r
         const int64_t seq = select.Int(0);
         const int64_t attempts = select.Int(2);  // before this delivery
         const int64_t deadline = select.Int(4);
+        reached = {select.Int(1), seq};
         if (deadline <= now || attempts >= select.Int(3)) {
           dead.push_back({seq, deadline <= now
                                    ? DeadlineReason(FromNanos(deadline), request.now)
@@ -850,6 +896,9 @@ absl::StatusOr<std::vector<LeasedCall>> SqliteQueue::Lease(const LeaseRequest& r
         lc.shard = request.shard;
       }
       select.Reset();
+      // Every row due by `now` was seen: the next lease starts after it.
+      if (exhausted) reached = {now, std::numeric_limits<int64_t>::max()};
+      if (start < reached) new_cursors.push_back({skips, reached});
       // Dead letters first: that takes them out of the update's range.
       for (const Dead& d : dead) {
         TXFN_ASSIGN_OR_RETURN(Db::Stmt kill, db.Prepare(kMarkDead));
@@ -877,6 +926,7 @@ absl::StatusOr<std::vector<LeasedCall>> SqliteQueue::Lease(const LeaseRequest& r
       // be due), or a tenant reached its cap (up to kMaxStatementSkips).
       if (capped.has_value()) {
         if (skips.size() >= internal::kMaxStatementSkips) break;
+        skipped.insert(*capped);
         skips.push_back(*std::move(capped));
       } else if (dead.empty() || rows < want) {
         break;
@@ -884,6 +934,10 @@ absl::StatusOr<std::vector<LeasedCall>> SqliteQueue::Lease(const LeaseRequest& r
     }
     return db.SetMeta("next_token", db.next_token());
   }));
+  // Committed: the leased rows are due again only when their leases expire.
+  internal::LeaseCursors& cursors = db_->cursors();
+  cursors.ForgetFrom(Nanos(expires));
+  for (NewCursor& c : new_cursors) cursors.Save(key, std::move(c.skips), c.at);
   return out;
 }
 
@@ -891,8 +945,15 @@ absl::StatusOr<std::vector<absl::Status>> SqliteQueue::Settle(
     absl::Span<const Settlement> settlements, absl::Time now_time) {
   TXFN_RETURN_IF_ERROR(ValidateSettlements(settlements));
   const int64_t now = Nanos(now_time);
+  absl::Time earliest_due = absl::InfiniteFuture();  // of a call NACKed or released
+  for (const Settlement& st : settlements) {
+    if (st.kind == Settlement::Kind::kNack || st.kind == Settlement::Kind::kRelease) {
+      earliest_due = std::min(earliest_due, st.retry_at);
+    }
+  }
   std::vector<absl::Status> results(settlements.size());
   internal::MutexLock lock(&mu_);
+  db_->cursors().ForgetFrom(Nanos(earliest_due));
   TXFN_RETURN_IF_ERROR(InWriteTransaction([&](Db& db) -> absl::Status {
     // Batched ACKs: each ACK of a call no other settlement here names (so the
     // order they apply in cannot matter) is deleted by a multi-row DELETE:
@@ -1024,6 +1085,7 @@ absl::StatusOr<std::vector<absl::Status>> SqliteQueue::Extend(absl::Span<const L
   const int64_t expires = Nanos(now_time + lease_duration);
   std::vector<absl::Status> results(leases.size());
   internal::MutexLock lock(&mu_);
+  db_->cursors().ForgetFrom(expires);
   TXFN_RETURN_IF_ERROR(InWriteTransaction([&](Db& db) -> absl::Status {
     for (size_t i = 0; i < leases.size(); ++i) {
       const std::string id = leases[i].id.Bytes();
@@ -1085,6 +1147,7 @@ absl::StatusOr<std::vector<absl::Status>> SqliteQueue::Redrive(absl::Span<const 
                                                                absl::Time now) {
   std::vector<absl::Status> results(ids.size());
   internal::MutexLock lock(&mu_);
+  db_->cursors().ForgetFrom(Nanos(now));
   TXFN_RETURN_IF_ERROR(InWriteTransaction([&](Db& db) -> absl::Status {
     for (size_t i = 0; i < ids.size(); ++i) {
       const std::string id = ids[i].Bytes();

@@ -474,6 +474,130 @@ TEST_P(DurableQueueConformanceTest, LeasingByTenantKeepsToTheContractUnderRandom
   EXPECT_GT(capped, 10);
 }
 
+// Leases that skip a tenant's backlog, between random writes that make calls
+// due at any time, the past included: enqueues (a backlog of the skipped
+// tenant, other tenants' calls), ACKs, NACKs and releases with past or
+// future retry times, extensions, leases left to expire. An adapter may
+// remember how far earlier leases got past the backlog (SqliteQueue does);
+// whatever it remembers, every lease must still hand out a call whenever
+// one is due, the earliest first, and only eligible ones.
+TEST_P(DurableQueueConformanceTest, LeasesPastASkippedBacklogSeeEveryWriteUnderRandomOperations) {
+  DurableQueue& q = queue();
+  CallMaker maker;
+  std::mt19937 rng(11);
+  const std::vector<std::string> tenants = {"hog", "t1", "t2", "t3"};
+  struct Model {
+    Call call;
+    bool leased = false;
+    absl::Time due;  // pending: when due; leased: when the lease expires
+    LeaseToken token;
+  };
+  std::vector<Model> calls;
+  absl::flat_hash_map<CallId, size_t> index;
+  absl::Time now = kT0;
+  auto secs = [&](int lo, int hi) {
+    return absl::Seconds(lo + static_cast<int>(rng() % static_cast<unsigned>(hi - lo + 1)));
+  };
+  auto enqueue = [&](const std::string& tenant, int n, absl::Time due) {
+    std::vector<Call> batch = SameShardCalls(q, maker, n, "f", due);
+    for (Call& c : batch) {
+      c.tenant = tenant;
+      c.deadline = due + absl::Hours(24);  // far past the test's hour
+      c.retry.max_attempts = 100;          // more deliveries than any call gets here
+      c.quota = rng() % 4 == 0 ? QuotaClass::kOpportunistic : QuotaClass::kReserved;
+    }
+    ASSERT_EQ(Enqueued(q, batch), batch.size());
+    for (Call& c : batch) {
+      index[c.id] = calls.size();
+      calls.push_back({.call = std::move(c), .due = due});
+    }
+  };
+  enqueue("hog", 200, now);
+  int leases = 0, handed_out = 0, past_writes = 0;
+  for (int step = 0; step < 600; ++step) {
+    const unsigned op = rng() % 10;
+    if (op == 0) {
+      enqueue("hog", 20, now + secs(-30, 5));
+    } else if (op == 1) {
+      const absl::Time due = now + secs(-40, 10);
+      if (due <= now) ++past_writes;
+      enqueue(tenants[1 + rng() % 3], 1, due);
+    } else if (op <= 3) {
+      // Settle one of the live leases: ACK, NACK or release, at any retry time.
+      std::vector<size_t> live;
+      for (size_t i = 0; i < calls.size(); ++i) {
+        if (calls[i].leased && calls[i].due > now) live.push_back(i);
+      }
+      if (live.empty()) continue;
+      const size_t i = live[rng() % live.size()];
+      const absl::Time retry_at = now + secs(-40, 10);
+      const unsigned kind = rng() % 3;
+      const Settlement st = kind == 0   ? Settlement::Ack(calls[i].token)
+                            : kind == 1 ? Settlement::Nack(calls[i].token, retry_at)
+                                        : Settlement::Release(calls[i].token, retry_at);
+      ASSERT_TRUE(SettleOne(q, st, now).ok()) << "step " << step;
+      if (kind == 0) {
+        index.erase(calls[i].call.id);
+        calls[i].leased = false;
+        calls[i].due = absl::InfiniteFuture();  // gone
+      } else {
+        if (retry_at <= now) ++past_writes;
+        calls[i].leased = false;
+        calls[i].due = retry_at;
+      }
+    } else if (op == 4) {
+      for (Model& m : calls) {
+        if (!m.leased || m.due <= now || rng() % 2 == 0) continue;
+        auto r = q.Extend({&m.token, 1}, now, absl::Seconds(5));
+        ASSERT_TRUE(r.ok() && r->at(0).ok()) << "step " << step;
+        m.due = now + absl::Seconds(5);
+      }
+    } else if (op == 5) {
+      now += secs(0, 4);  // leases may expire: their calls are due again
+    } else {
+      LeaseRequest r{.shard = 0, .now = now, .lease_duration = secs(1, 8)};
+      if (rng() % 5 != 0) r.skip_tenants.push_back("hog");
+      if (rng() % 4 == 0) r.skip_tenants.push_back(tenants[1 + rng() % 3]);
+      if (rng() % 4 == 0) {
+        r.quota = rng() % 2 == 0 ? QuotaClass::kReserved : QuotaClass::kOpportunistic;
+      }
+      r.max = 1 + rng() % 4;
+      r.max_per_tenant = rng() % 3;
+      auto eligible = [&](const Model& m) {
+        return index.contains(m.call.id) && m.due <= now &&
+               !absl::c_linear_search(r.skip_tenants, m.call.tenant) &&
+               (!r.quota.has_value() || m.call.quota == *r.quota);
+      };
+      absl::Time earliest = absl::InfiniteFuture();
+      for (const Model& m : calls) {
+        if (eligible(m)) earliest = std::min(earliest, m.due);
+      }
+      auto got = q.Lease(r);
+      ASSERT_TRUE(got.ok()) << got.status();
+      ++leases;
+      if (earliest == absl::InfiniteFuture()) {
+        EXPECT_THAT(*got, IsEmpty()) << "step " << step;
+        continue;
+      }
+      ASSERT_FALSE(got->empty()) << "step " << step << ": none handed out while one is due";
+      EXPECT_EQ(calls[index.at(got->front().call.id)].due, earliest)
+          << "step " << step << ": not the earliest due call first";
+      for (const LeasedCall& l : *got) {
+        ASSERT_TRUE(index.contains(l.call.id)) << "step " << step << ": an acknowledged call";
+        Model& m = calls[index.at(l.call.id)];
+        EXPECT_TRUE(eligible(m)) << "step " << step << ": an ineligible call of " << m.call.tenant;
+        m.leased = true;
+        m.due = l.expires;
+        m.token = l.token;
+        ++handed_out;
+      }
+    }
+  }
+  EXPECT_GT(leases, 200);
+  EXPECT_GT(handed_out, 200);
+  EXPECT_GT(past_writes, 30) << "writes due before the leases' progress (the case under test)";
+}
+
 TEST_P(DurableQueueConformanceTest, BadTenantFiltersAreRefused) {
   DurableQueue& q = queue();
   CallMaker maker;

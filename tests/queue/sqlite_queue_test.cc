@@ -468,6 +468,44 @@ TEST(SqliteQueueTest, AnAckNeverTrustsARememberedSeq) {
   EXPECT_EQ((*depths)[0].leased, 1u);  // the one with the stale ACK
 }
 
+// A lease that skips a tenant's backlog starts where the last such lease
+// ended (see lib/queue/lease_cursors.h). A call another connection enqueues
+// due before that point must still be leased: the cursor is dropped when the
+// file changed under another connection.
+TEST(SqliteQueueTest, ACallAnotherConnectionEnqueuesBehindASkippedBacklogIsLeased) {
+  TempDir dir;
+  const std::string path = dir.File("q.db");
+  auto a = SqliteQueue::Open(path, {.synchronous = SqliteQueueOptions::Synchronous::kOff});
+  ASSERT_TRUE(a.ok()) << a.status();
+  auto b = SqliteQueue::Open(path, {.synchronous = SqliteQueueOptions::Synchronous::kOff});
+  ASSERT_TRUE(b.ok()) << b.status();
+  CallIdGenerator ids(23);
+  std::vector<Call> backlog = Calls(**a, ids, 300, "f", absl::Seconds(-60));
+  for (Call& c : backlog) c.tenant = "hog";
+  ASSERT_TRUE((*a)->Enqueue(backlog).ok());
+  const LeaseRequest skip_hog{
+      .shard = 0, .skip_tenants = {"hog"}, .now = kT0, .max = 10, .max_per_tenant = 2};
+  for (int i = 0; i < 3; ++i) {  // nothing but the hog's calls: nothing to lease
+    auto none = (*a)->Lease(skip_hog);
+    ASSERT_TRUE(none.ok()) << none.status();
+    EXPECT_THAT(*none, SizeIs(0));
+  }
+  // Due half a minute ago: in the part of the backlog the leases went past.
+  std::vector<Call> late = Calls(**b, ids, 1, "f", absl::Seconds(-30));
+  late[0].tenant = "other";
+  ASSERT_TRUE((*b)->Enqueue(late).ok());
+  auto got = (*a)->Lease(skip_hog);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(Ids(*got), Ids(late));
+  // And through the same connection, a call due even earlier.
+  std::vector<Call> earlier = Calls(**a, ids, 1, "f", absl::Seconds(-90));
+  earlier[0].tenant = "other";
+  ASSERT_TRUE((*a)->Enqueue(earlier).ok());
+  got = (*a)->Lease(skip_hog);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(Ids(*got), Ids(earlier));
+}
+
 std::string ReadWholeFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
