@@ -862,7 +862,7 @@ absl::StatusOr<std::vector<LeasedCall>> SqliteQueue::Lease(const LeaseRequest& r
           const std::string_view tenant = select.Blob(7);
           tenant_leased = &per_tenant[absl::string_view(tenant.data(), tenant.size())];
           if (*tenant_leased >= request.max_per_tenant) {
-            capped = std::string(select.Blob(7));
+            capped = std::string(tenant);
             break;
           }
         }

@@ -414,32 +414,42 @@ TEST(SqliteQueueTest, ALeaseByASeqRangeLeavesTheRowsBetweenAlone) {
   EXPECT_EQ(dead->size(), 32u + 8u);
 }
 
+// Two connections (synchronous off) to one queue file, as two processes
+// would have.
+class SqliteQueueTwoConnectionsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    for (std::unique_ptr<SqliteQueue>* q : {&a_, &b_}) {
+      auto opened = SqliteQueue::Open(dir_.File("q.db"),
+                                      {.synchronous = SqliteQueueOptions::Synchronous::kOff});
+      ASSERT_TRUE(opened.ok()) << opened.status();
+      *q = *std::move(opened);
+    }
+  }
+  TempDir dir_;
+  std::unique_ptr<SqliteQueue> a_, b_;
+};
+
 // Settle finds ACKed calls by the seqs this connection leased them under; a
 // remembered seq that now holds another call (the calls were ACKed through
 // another connection, the table emptied, and new calls took the same seqs)
 // must neither delete that call nor make a valid ACK fail.
-TEST(SqliteQueueTest, AnAckNeverTrustsARememberedSeq) {
-  TempDir dir;
-  const std::string path = dir.File("q.db");
-  auto a = SqliteQueue::Open(path, {.synchronous = SqliteQueueOptions::Synchronous::kOff});
-  ASSERT_TRUE(a.ok()) << a.status();
-  auto b = SqliteQueue::Open(path, {.synchronous = SqliteQueueOptions::Synchronous::kOff});
-  ASSERT_TRUE(b.ok()) << b.status();
+TEST_F(SqliteQueueTwoConnectionsTest, AnAckNeverTrustsARememberedSeq) {
   CallIdGenerator ids(17);
-  const std::vector<Call> old_calls = Calls(**a, ids, 100, "f");
-  ASSERT_TRUE((*a)->Enqueue(old_calls).ok());
-  auto old = (*a)->Lease({.shard = 0, .now = kT0, .max = 100});
+  const std::vector<Call> old_calls = Calls(*a_, ids, 100, "f");
+  ASSERT_TRUE(a_->Enqueue(old_calls).ok());
+  auto old = a_->Lease({.shard = 0, .now = kT0, .max = 100});
   ASSERT_TRUE(old.ok()) << old.status();
   ASSERT_THAT(*old, SizeIs(100));
   std::vector<Settlement> acks;
   for (const LeasedCall& l : *old) acks.push_back(Settlement::Ack(l.token));
-  auto r = (*b)->Settle(acks, kT0);  // through the other connection
+  auto r = b_->Settle(acks, kT0);  // through the other connection
   ASSERT_TRUE(r.ok()) << r.status();
   for (const absl::Status& s : *r) ASSERT_TRUE(s.ok()) << s;
 
-  const std::vector<Call> new_calls = Calls(**b, ids, 100, "f");
-  ASSERT_TRUE((*b)->Enqueue(new_calls).ok());
-  auto cur = (*b)->Lease({.shard = 0, .now = kT0, .max = 100});
+  const std::vector<Call> new_calls = Calls(*b_, ids, 100, "f");
+  ASSERT_TRUE(b_->Enqueue(new_calls).ok());
+  auto cur = b_->Lease({.shard = 0, .now = kT0, .max = 100});
   ASSERT_TRUE(cur.ok()) << cur.status();
   ASSERT_THAT(*cur, SizeIs(100));
   // Through `a`, which remembers the old calls' seqs: the old ACKs again
@@ -451,7 +461,7 @@ TEST(SqliteQueueTest, AnAckNeverTrustsARememberedSeq) {
     if (i == 50) t.token += 1'000'000;
     mixed.push_back(Settlement::Ack(t));
   }
-  r = (*a)->Settle(mixed, kT0);
+  r = a_->Settle(mixed, kT0);
   ASSERT_TRUE(r.ok()) << r.status();
   for (size_t i = 0; i < mixed.size(); ++i) {
     if (i % 2 == 0) {
@@ -462,7 +472,7 @@ TEST(SqliteQueueTest, AnAckNeverTrustsARememberedSeq) {
       EXPECT_TRUE((*r)[i].ok()) << i << ": " << (*r)[i];
     }
   }
-  auto depths = (*a)->Depths(kT0);
+  auto depths = a_->Depths(kT0);
   ASSERT_TRUE(depths.ok());
   ASSERT_THAT(*depths, SizeIs(1));
   EXPECT_EQ((*depths)[0].leased, 1u);  // the one with the stale ACK
@@ -472,36 +482,30 @@ TEST(SqliteQueueTest, AnAckNeverTrustsARememberedSeq) {
 // ended (see lib/queue/lease_cursors.h). A call another connection enqueues
 // due before that point must still be leased: the cursor is dropped when the
 // file changed under another connection.
-TEST(SqliteQueueTest, ACallAnotherConnectionEnqueuesBehindASkippedBacklogIsLeased) {
-  TempDir dir;
-  const std::string path = dir.File("q.db");
-  auto a = SqliteQueue::Open(path, {.synchronous = SqliteQueueOptions::Synchronous::kOff});
-  ASSERT_TRUE(a.ok()) << a.status();
-  auto b = SqliteQueue::Open(path, {.synchronous = SqliteQueueOptions::Synchronous::kOff});
-  ASSERT_TRUE(b.ok()) << b.status();
+TEST_F(SqliteQueueTwoConnectionsTest, ACallAnotherConnectionEnqueuesBehindASkippedBacklogIsLeased) {
   CallIdGenerator ids(23);
-  std::vector<Call> backlog = Calls(**a, ids, 300, "f", absl::Seconds(-60));
+  std::vector<Call> backlog = Calls(*a_, ids, 300, "f", absl::Seconds(-60));
   for (Call& c : backlog) c.tenant = "hog";
-  ASSERT_TRUE((*a)->Enqueue(backlog).ok());
+  ASSERT_TRUE(a_->Enqueue(backlog).ok());
   const LeaseRequest skip_hog{
       .shard = 0, .skip_tenants = {"hog"}, .now = kT0, .max = 10, .max_per_tenant = 2};
   for (int i = 0; i < 3; ++i) {  // nothing but the hog's calls: nothing to lease
-    auto none = (*a)->Lease(skip_hog);
+    auto none = a_->Lease(skip_hog);
     ASSERT_TRUE(none.ok()) << none.status();
     EXPECT_THAT(*none, SizeIs(0));
   }
   // Due half a minute ago: in the part of the backlog the leases went past.
-  std::vector<Call> late = Calls(**b, ids, 1, "f", absl::Seconds(-30));
+  std::vector<Call> late = Calls(*b_, ids, 1, "f", absl::Seconds(-30));
   late[0].tenant = "other";
-  ASSERT_TRUE((*b)->Enqueue(late).ok());
-  auto got = (*a)->Lease(skip_hog);
+  ASSERT_TRUE(b_->Enqueue(late).ok());
+  auto got = a_->Lease(skip_hog);
   ASSERT_TRUE(got.ok()) << got.status();
   EXPECT_EQ(Ids(*got), Ids(late));
   // And through the same connection, a call due even earlier.
-  std::vector<Call> earlier = Calls(**a, ids, 1, "f", absl::Seconds(-90));
+  std::vector<Call> earlier = Calls(*a_, ids, 1, "f", absl::Seconds(-90));
   earlier[0].tenant = "other";
-  ASSERT_TRUE((*a)->Enqueue(earlier).ok());
-  got = (*a)->Lease(skip_hog);
+  ASSERT_TRUE(a_->Enqueue(earlier).ok());
+  got = a_->Lease(skip_hog);
   ASSERT_TRUE(got.ok()) << got.status();
   EXPECT_EQ(Ids(*got), Ids(earlier));
 }
