@@ -1037,6 +1037,17 @@ absl::Status QueuedCalls::CancelCall(const CallId& id) {
     return absl::FailedPreconditionError(
         StrCat("call ", id.ToString(), " already ", CallStateName(existing->state)));
   }
+  // Cancelled. A call still waiting in the queue leaves it now, with its spilled arguments,
+  // instead of waiting to be delivered and skipped. One leased meanwhile (its holder skips it,
+  // finding the record), or a queue that cannot remove calls, is left to that path.
+  if (where.queued.has_value() && where.queued->state != QueuedCall::State::kDead) {
+    absl::StatusOr<std::vector<absl::Status>> removed =
+        queue_->RemovePending({&id, 1}, clock_.Now());
+    const std::string& blob = where.queued->call.args_blob;
+    if (removed.ok() && removed->at(0).ok() && options_.blobs != nullptr && !blob.empty()) {
+      (void)options_.blobs->Delete(blob);
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -1051,7 +1062,7 @@ absl::StatusOr<std::vector<CallInfo>> QueuedCalls::ListCalls(std::string_view te
            (wanted.empty() || info.function == wanted);
   };
   // How calls ended (the tenant's records) wins over the queue's view: a
-  // call cancelled while pending is still in the queue until delivered.
+  // call cancelled while leased is still in the queue until its holder settles it.
   std::map<CallId, CallInfo> by_id;
   TXFN_ASSIGN_OR_RETURN(
       std::vector<IndexEntry> records,

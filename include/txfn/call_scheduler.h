@@ -27,7 +27,10 @@
 //      buffers and the RunQ are under their bounds. A RunQ over its target stops the moves
 //      and backs off the polling, so a spike's backlog stays in the durable
 //      queue and the scheduler's memory stays bounded;
-//   5. extends the leases of calls it holds before they expire.
+//   5. extends the leases of calls it holds before they expire. A call whose
+//      lease expired anyway (an Extend failed or came late) and that a poll
+//      leases again while the scheduler still holds it is not run twice: the
+//      held call takes the new lease over and settles under it.
 //
 //   txfn::CallScheduler::Options options{.queue = &queue, .clock = &clock};
 //   auto scheduler = *txfn::CallScheduler::Create(options);
@@ -173,7 +176,10 @@ struct SchedulerStats {
   uint64_t settle_refused = 0;  // settlements the queue refused (stale leases)
   uint64_t queue_errors = 0;    // Lease/Settle/Extend calls that failed
   uint64_t lost_leases = 0;     // buffered calls dropped because their lease could not be extended
-  uint64_t promoted = 0;        // opportunistic calls admitted for their near deadline
+  // Calls leased again while still held (their lease had expired: an Extend failed or came
+  // late): the scheduler settles them under the new lease rather than running them twice.
+  uint64_t leases_adopted = 0;
+  uint64_t promoted = 0;  // opportunistic calls admitted for their near deadline
   uint64_t polls = 0;
   uint64_t polls_skipped = 0;  // by flow control
   size_t buffered = 0;         // in FuncBuffers now
@@ -413,6 +419,8 @@ class CallScheduler {
   void Settle(Held& held, Settlement settlement) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FlushSettlements(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Forget(const CallId& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // `held`, whose lease expired, takes over `lease`, a new lease of the same call.
+  void AdoptLease(Held& held, LeasedCall lease) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ApplyShare(double share, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Options options_;

@@ -21,6 +21,7 @@
 //                    expired lease cannot delete a call another scheduler now
 //                    owns.
 //   Extend(batch)    heartbeats: moves unexpired leases' expiry forward.
+//   RemovePending    takes out calls not leased (a host cancelled them).
 //   expiry           a lease not settled or extended by its expiry ends by
 //                    itself: the call is due again (at-least-once delivery).
 //
@@ -260,6 +261,17 @@ class DurableQueue {
                                                                           const ListFilter& filter,
                                                                           absl::Time now);
 
+  // Takes out of the queue the calls of `ids` that wait to be leased at `now` (pending: due or
+  // not yet, or whose lease expired), for a host that cancelled them: they are never delivered,
+  // and Depths and Find stop counting them at once. One status per id, in order: OK (removed),
+  // NotFound (not in the queue), FailedPrecondition (under an unexpired lease, or dead-lettered:
+  // left as it is; a leased call is the holder's to settle). Atomic as a batch: on an I/O error
+  // nothing is removed. The caller deletes a removed call's args_blob. InvalidArgument (nothing
+  // removed): more than kMaxLeaseBatch ids, or an id twice. The default answers Unimplemented
+  // (an adapter written before RemovePending existed); txfn's adapters implement it.
+  [[nodiscard]] virtual absl::StatusOr<std::vector<absl::Status>> RemovePending(
+      absl::Span<const CallId> ids, absl::Time now);
+
   // Convenience wrappers over Settle for one lease (the batch outcome and the
   // item's status folded into one).
   [[nodiscard]] absl::Status Ack(const LeaseToken& lease, absl::Time now);
@@ -282,11 +294,16 @@ class DurableQueue {
 [[nodiscard]] absl::Status ValidateSettlements(absl::Span<const Settlement> settlements);
 [[nodiscard]] absl::Status ValidateLeaseDuration(absl::Duration d);
 [[nodiscard]] absl::Status ValidateListLimit(size_t limit);
+// RemovePending's checks: at most kMaxLeaseBatch ids, none twice.
+[[nodiscard]] absl::Status ValidateRemovePending(absl::Span<const CallId> ids);
 
 // Whether `call` passes `filter` (ListCalls), for adapter authors.
 [[nodiscard]] bool MatchesListFilter(const QueuedCall& call,
                                      const DurableQueue::ListFilter& filter);
 
+// The message of the FailedPrecondition RemovePending answers for call `id`, which is in `state`
+// (kLeased or kDead).
+std::string NotPendingMessage(const CallId& id, QueuedCall::State state);
 // The reason texts adapters use when they dead-letter a call themselves.
 std::string DeadlineReason(absl::Time deadline, absl::Time now);
 std::string AttemptsReason(int attempts, std::string_view last_reason);

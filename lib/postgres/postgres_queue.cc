@@ -160,6 +160,10 @@ constexpr const char* kNack =
 constexpr const char* kRelease =
     "UPDATE txfn_queue_calls SET state = 0, due = $4::bigint, token = 0, "
     "attempts = attempts - 1";
+// RemovePending: the row only while it waits (pending, or its lease expired by $2).
+constexpr const char* kRemovePending =
+    "DELETE FROM txfn_queue_calls WHERE id = $1::bytea AND "
+    "(state = 0 OR (state = 1 AND due <= $2::bigint)) RETURNING id";
 constexpr const char* kListDead =
     "SELECT id, dead_at, reason, attempts, call, shard FROM txfn_queue_calls "
     "WHERE state = 2 AND id > $1::bytea ORDER BY id LIMIT $2::bigint";
@@ -243,6 +247,23 @@ absl::Status InTransaction(PgConnection& conn, Body&& body) {
   if (s.ok()) s = conn.Exec("COMMIT").status();
   if (!s.ok() && !conn.broken()) (void)conn.Exec("ROLLBACK");
   return s;
+}
+
+// Runs `one(id, id as a parameter, &answer)` for each of `ids` in one transaction on `conn`:
+// the answers are the per-id statuses; an error `one` returns rolls the whole batch back.
+template <typename One>
+absl::StatusOr<std::vector<absl::Status>> EachIdInOneTransaction(PgConnection& conn,
+                                                                 absl::Span<const CallId> ids,
+                                                                 One&& one) {
+  std::vector<absl::Status> answers(ids.size());
+  if (ids.empty()) return answers;
+  TXFN_RETURN_IF_ERROR(InTransaction(conn, [&]() -> absl::Status {
+    for (size_t i = 0; i < ids.size(); ++i) {
+      TXFN_RETURN_IF_ERROR(one(ids[i], PgParam::Bytes(ids[i].Bytes()), &answers[i]));
+    }
+    return absl::OkStatus();
+  }));
+  return answers;
 }
 
 // A call's lease as stored.
@@ -691,28 +712,45 @@ absl::StatusOr<std::vector<DeadLetter>> PostgresQueue::ListDeadLetters(CallId af
 
 absl::StatusOr<std::vector<absl::Status>> PostgresQueue::Redrive(absl::Span<const CallId> ids,
                                                                  absl::Time now) {
-  std::vector<absl::Status> results(ids.size());
-  if (ids.empty()) return results;
+  if (ids.empty()) return std::vector<absl::Status>();
   TXFN_ASSIGN_OR_RETURN(Conn conn, Acquire());
-  TXFN_RETURN_IF_ERROR(InTransaction(*conn, [&]() -> absl::Status {
-    for (size_t i = 0; i < ids.size(); ++i) {
-      const PgParam id = PgParam::Bytes(ids[i].Bytes());
-      TXFN_ASSIGN_OR_RETURN(PgResult r, conn->Exec(kRedriveLookup, {id}, true));
-      if (r.rows() == 0 || r.Int(0, 0) != kDead) {
-        results[i] =
-            absl::NotFoundError(StrCat("call ", ids[i].ToString(), " is not a dead letter"));
-        continue;
-      }
-      TXFN_ASSIGN_OR_RETURN(Call call, DecodeCall(r.Bytes(0, 1)));
-      call.deadline = std::max(call.deadline, now + (call.deadline - call.start_after));
-      TXFN_RETURN_IF_ERROR(
-          conn->Exec(kRedrive, {id, PgParam::Int(Nanos(now)), PgParam::Int(Nanos(call.deadline)),
-                                PgParam::Bytes(EncodeCall(call))})
-              .status());
-    }
-    return absl::OkStatus();
-  }));
-  return results;
+  return EachIdInOneTransaction(
+      *conn, ids, [&](const CallId& call_id, const PgParam& id, absl::Status* answer) {
+        TXFN_ASSIGN_OR_RETURN(PgResult r, conn->Exec(kRedriveLookup, {id}, true));
+        if (r.rows() == 0 || r.Int(0, 0) != kDead) {
+          *answer =
+              absl::NotFoundError(StrCat("call ", call_id.ToString(), " is not a dead letter"));
+          return absl::OkStatus();
+        }
+        TXFN_ASSIGN_OR_RETURN(Call call, DecodeCall(r.Bytes(0, 1)));
+        call.deadline = std::max(call.deadline, now + (call.deadline - call.start_after));
+        return conn
+            ->Exec(kRedrive, {id, PgParam::Int(Nanos(now)), PgParam::Int(Nanos(call.deadline)),
+                              PgParam::Bytes(EncodeCall(call))})
+            .status();
+      });
+}
+
+absl::StatusOr<std::vector<absl::Status>> PostgresQueue::RemovePending(absl::Span<const CallId> ids,
+                                                                       absl::Time now) {
+  TXFN_RETURN_IF_ERROR(ValidateRemovePending(ids));
+  if (ids.empty()) return std::vector<absl::Status>();
+  TXFN_ASSIGN_OR_RETURN(Conn conn, Acquire());
+  return EachIdInOneTransaction(
+      *conn, ids, [&](const CallId& call_id, const PgParam& id, absl::Status* answer) {
+        TXFN_ASSIGN_OR_RETURN(PgResult del,
+                              conn->Exec(kRemovePending, {id, PgParam::Int(Nanos(now))}, true));
+        if (del.rows() == 1) return absl::OkStatus();
+        TXFN_ASSIGN_OR_RETURN(PgResult look, conn->Exec(kLookup, {id}, true));
+        if (look.rows() == 0) {
+          *answer = absl::NotFoundError(StrCat("call ", call_id.ToString(), " is not queued"));
+        } else {
+          *answer = absl::FailedPreconditionError(
+              NotPendingMessage(call_id, look.Int(0, 0) == kDead ? QueuedCall::State::kDead
+                                                                 : QueuedCall::State::kLeased));
+        }
+        return absl::OkStatus();
+      });
 }
 
 absl::StatusOr<std::optional<QueuedCall>> PostgresQueue::Find(const CallId& id, absl::Time now) {

@@ -111,7 +111,12 @@ void CallScheduler::FlushSettlements(absl::Time now) {
   for (auto& [shard, items] : settle_) {
     std::vector<Settlement> batch;
     batch.reserve(items.size());
-    for (const auto& [s, h] : items) batch.push_back(s);
+    for (const auto& [s, h] : items) {
+      batch.push_back(s);
+      // Under the call's current lease: it may have been adopted since the
+      // settlement was queued (a Settle that failed is retried here).
+      batch.back().lease = h->leased.token;
+    }
     absl::StatusOr<std::vector<absl::Status>> results = options_.queue->Settle(batch, now);
     if (!results.ok()) {
       // An I/O fault: try again next tick (if the leases expire meanwhile,
@@ -148,6 +153,14 @@ void CallScheduler::FlushSettlements(absl::Time now) {
     }
   }
   settle_ = std::move(retry);
+}
+
+void CallScheduler::AdoptLease(Held& held, LeasedCall lease) {
+  ++stats_.leases_adopted;
+  held.lost = false;
+  held.leased.token = lease.token;
+  held.leased.expires = lease.expires;
+  held.leased.call.attempt = lease.call.attempt;  // the queue counted this delivery
 }
 
 void CallScheduler::ProcessCompletions(absl::Time now) {
@@ -734,9 +747,14 @@ void CallScheduler::Poll(absl::Time now) {
         continue;
       }
       for (LeasedCall& l : *leased) {
-        // Still held from an earlier lease that expired (an Extend failed):
-        // keep that one; this lease expires and the call comes back later.
-        if (held_.contains(l.call.id)) continue;
+        // Still held from an earlier lease that expired (an Extend failed or
+        // came late, the host paused): the call waits or runs here already,
+        // so it takes this lease over and settles under it, instead of
+        // running again once this lease expires too.
+        if (auto it = held_.find(l.call.id); it != held_.end()) {
+          AdoptLease(*it->second, std::move(l));
+          continue;
+        }
         auto h = std::make_unique<Held>();
         h->leased = std::move(l);
         FunctionState& fs = StateFor(options_.key_functions_by_tenant

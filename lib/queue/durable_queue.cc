@@ -31,6 +31,11 @@ absl::StatusOr<std::optional<QueuedCall>> DurableQueue::Find(const CallId& id, a
       internal::StrCat("this queue adapter cannot look up call ", id.ToString()));
 }
 
+absl::StatusOr<std::vector<absl::Status>> DurableQueue::RemovePending(absl::Span<const CallId>,
+                                                                      absl::Time) {
+  return absl::UnimplementedError("this queue adapter cannot remove pending calls");
+}
+
 absl::StatusOr<std::vector<QueuedCall>> DurableQueue::ListCalls(CallId, size_t, const ListFilter&,
                                                                 absl::Time) {
   return absl::UnimplementedError("this queue adapter cannot list its calls");
@@ -101,6 +106,23 @@ absl::Status ValidateListLimit(size_t limit) {
   if (limit == 0 || limit > DurableQueue::kMaxLeaseBatch) {
     return absl::InvalidArgumentError(
         StrCat("limit is ", limit, "; it must be between 1 and ", DurableQueue::kMaxLeaseBatch));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateRemovePending(absl::Span<const CallId> ids) {
+  if (ids.size() > DurableQueue::kMaxLeaseBatch) {
+    return absl::InvalidArgumentError(StrCat("RemovePending: ", ids.size(),
+                                             " ids are over the limit of ",
+                                             DurableQueue::kMaxLeaseBatch));
+  }
+  absl::flat_hash_set<CallId> seen;
+  seen.reserve(ids.size());
+  for (const CallId& id : ids) {
+    if (!seen.insert(id).second) {
+      return absl::InvalidArgumentError(
+          StrCat("RemovePending: call ", id.ToString(), " appears twice"));
+    }
   }
   return absl::OkStatus();
 }
@@ -195,6 +217,12 @@ std::string StaleLeaseMessage(const LeaseToken& t, QueuedCall::State state, uint
     why = StrCat("the lease expired at ", absl::FormatTime(expires, absl::UTCTimeZone()));
   }
   return StrCat("lease token ", t.token, " of call ", t.id.ToString(), " is stale: ", why);
+}
+
+std::string NotPendingMessage(const CallId& id, QueuedCall::State state) {
+  return StrCat("call ", id.ToString(), " is not pending: ",
+                state == QueuedCall::State::kDead ? "it was dead-lettered"
+                                                  : "it is leased (its holder settles it)");
 }
 
 }  // namespace txfn

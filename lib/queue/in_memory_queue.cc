@@ -222,9 +222,10 @@ struct InMemoryQueue::Shard {
     AddDue(e);
     return true;
   }
-  // Forgets a leased call (acknowledged).
+  // Forgets a leased call (acknowledged) or a pending one (removed).
   void Remove(Entry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    leases.erase(e.lease_key());
+    if (e.state == State::kPending) RemoveDue(e);
+    if (e.state == State::kLeased) leases.erase(e.lease_key());
     profiles.Release(e.profile);
     const CallId id = e.id;
     entries.erase(id);  // destroys e
@@ -524,6 +525,28 @@ absl::StatusOr<std::vector<absl::Status>> InMemoryQueue::Extend(absl::Span<const
     shard.leases.erase(e.lease_key());
     e.at = now + lease_duration;
     shard.leases.insert(e.lease_key());
+  }
+  return results;
+}
+
+absl::StatusOr<std::vector<absl::Status>> InMemoryQueue::RemovePending(absl::Span<const CallId> ids,
+                                                                       absl::Time now) {
+  TXFN_RETURN_IF_ERROR(ValidateRemovePending(ids));
+  std::vector<absl::Status> results(ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    Shard& shard = ShardFor(ids[i]);
+    internal::MutexLock lock(&shard.mu);
+    Entry* found = shard.Find(ids[i]);
+    if (found == nullptr) {
+      results[i] = absl::NotFoundError(StrCat("call ", ids[i].ToString(), " is not queued"));
+    } else if (found->state == State::kDead ||
+               (found->state == State::kLeased && found->at > now)) {
+      results[i] = absl::FailedPreconditionError(
+          NotPendingMessage(ids[i], found->state == State::kDead ? QueuedCall::State::kDead
+                                                                 : QueuedCall::State::kLeased));
+    } else {
+      shard.Remove(*found);  // pending, or its lease expired
+    }
   }
   return results;
 }

@@ -161,6 +161,16 @@ absl::StatusOr<std::vector<absl::Status>> ShardedQueue::Redrive(absl::Span<const
       [&](size_t c, const std::vector<CallId>& part) { return children_[c]->Redrive(part, now); });
 }
 
+absl::StatusOr<std::vector<absl::Status>> ShardedQueue::RemovePending(absl::Span<const CallId> ids,
+                                                                      absl::Time now) {
+  TXFN_RETURN_IF_ERROR(ValidateRemovePending(ids));
+  return PerChild(
+      ids, children_.size(), [&](const CallId& id) { return ChildOf(id); },
+      [&](size_t c, const std::vector<CallId>& part) {
+        return children_[c]->RemovePending(part, now);
+      });
+}
+
 absl::StatusOr<std::vector<FunctionDepth>> ShardedQueue::Depths(absl::Time now) {
   std::map<std::string, FunctionDepth> merged;
   for (const auto& child : children_) {

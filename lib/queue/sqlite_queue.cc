@@ -163,6 +163,9 @@ constexpr const char* kRelease =
     "UPDATE txfn_queue_calls SET state = 0, due = ?2, token = 0, attempts = attempts - 1 "
     "WHERE seq = ?1";
 constexpr const char* kExtend = "UPDATE txfn_queue_calls SET due = ?2 WHERE seq = ?1";
+// RemovePending: the row only while it waits (pending, or its lease expired by ?2).
+constexpr const char* kRemovePending =
+    "DELETE FROM txfn_queue_calls WHERE id = ?1 AND (state = 0 OR (state = 1 AND due <= ?2))";
 constexpr const char* kListDead =
     "SELECT id, dead_at, reason, attempts, call, shard FROM txfn_queue_calls WHERE state = 2 AND "
     "id > ?1 ORDER BY id LIMIT ?2";
@@ -1173,6 +1176,39 @@ absl::StatusOr<std::vector<absl::Status>> SqliteQueue::Redrive(absl::Span<const 
                                .Bind(3, Nanos(call.deadline))
                                .BindBlob(4, encoded)
                                .Run());
+    }
+    return absl::OkStatus();
+  }));
+  return results;
+}
+
+absl::StatusOr<std::vector<absl::Status>> SqliteQueue::RemovePending(absl::Span<const CallId> ids,
+                                                                     absl::Time now) {
+  TXFN_RETURN_IF_ERROR(ValidateRemovePending(ids));
+  std::vector<absl::Status> results(ids.size());
+  // Taking rows out keeps every lease cursor true (the rows before a cursor stay leased or
+  // dead), so none is forgotten.
+  internal::MutexLock lock(&mu_);
+  TXFN_RETURN_IF_ERROR(InWriteTransaction([&](Db& db) -> absl::Status {
+    for (size_t i = 0; i < ids.size(); ++i) {
+      const IdBytes id_bytes(ids[i]);
+      {
+        TXFN_ASSIGN_OR_RETURN(Db::Stmt del, db.Prepare(kRemovePending));
+        TXFN_RETURN_IF_ERROR(del.BindBlob(1, id_bytes.view()).Bind(2, Nanos(now)).Run());
+      }
+      if (db.changes() == 1) {
+        db.ForgetSeq(ids[i]);
+        continue;
+      }
+      TXFN_ASSIGN_OR_RETURN(Db::Stmt look, db.Prepare(kLookup));
+      look.BindBlob(1, id_bytes.view());
+      TXFN_ASSIGN_OR_RETURN(bool row, look.Step());
+      if (!row) {
+        results[i] = absl::NotFoundError(StrCat("call ", ids[i].ToString(), " is not queued"));
+      } else {
+        results[i] = absl::FailedPreconditionError(NotPendingMessage(
+            ids[i], look.Int(1) == kDead ? QueuedCall::State::kDead : QueuedCall::State::kLeased));
+      }
     }
     return absl::OkStatus();
   }));

@@ -513,10 +513,25 @@ TEST_P(DurableQueueConformanceTest, LeasesPastASkippedBacklogSeeEveryWriteUnderR
     }
   };
   enqueue("hog", 200, now);
-  int leases = 0, handed_out = 0, past_writes = 0;
+  int leases = 0, handed_out = 0, past_writes = 0, removed = 0;
   for (int step = 0; step < 600; ++step) {
-    const unsigned op = rng() % 10;
-    if (op == 0) {
+    const unsigned op = rng() % 11;
+    if (op == 10) {
+      // Take out a call still in the queue: only one that waits (not under a live lease) goes.
+      Model& m = calls[rng() % calls.size()];
+      if (!index.contains(m.call.id)) continue;
+      auto r = q.RemovePending({&m.call.id, 1}, now);
+      ASSERT_TRUE(r.ok()) << r.status();
+      if (m.leased && m.due > now) {
+        EXPECT_EQ(r->at(0).code(), absl::StatusCode::kFailedPrecondition) << "step " << step;
+      } else {
+        ASSERT_TRUE(r->at(0).ok()) << "step " << step << ": " << r->at(0);
+        m.leased = false;
+        m.due = absl::InfiniteFuture();  // gone
+        index.erase(m.call.id);
+        ++removed;
+      }
+    } else if (op == 0) {
       enqueue("hog", 20, now + secs(-30, 5));
     } else if (op == 1) {
       const absl::Time due = now + secs(-40, 10);
@@ -596,6 +611,7 @@ TEST_P(DurableQueueConformanceTest, LeasesPastASkippedBacklogSeeEveryWriteUnderR
   EXPECT_GT(leases, 200);
   EXPECT_GT(handed_out, 200);
   EXPECT_GT(past_writes, 30) << "writes due before the leases' progress (the case under test)";
+  EXPECT_GT(removed, 10);
 }
 
 TEST_P(DurableQueueConformanceTest, BadTenantFiltersAreRefused) {
@@ -913,6 +929,88 @@ TEST_P(DurableQueueConformanceTest, FindFollowsACallFromPendingToLeasedToDeadAnd
   EXPECT_EQ(found->at, t1);
   EXPECT_THAT(found->reason, HasSubstr("attempts exhausted"));
   EXPECT_EQ(found->call.attempt, 2);
+}
+
+TEST_P(DurableQueueConformanceTest, RemovePendingTakesOutOnlyCallsWaitingToBeLeased) {
+  DurableQueue& q = queue();
+  CallMaker maker;
+  // Leased at kT0: `expired` (its lease ends at kT0 + 30 s), `held` (extended
+  // to kT0 + 50 s) and `dead` (NACKed with its one attempt used).
+  std::vector<Call> first = SameShardCalls(q, maker, 3, "f");
+  const Call& expired = first[0];
+  const Call& held = first[1];
+  first[2].retry.max_attempts = 1;
+  const Call& dead = first[2];
+  ASSERT_EQ(Enqueued(q, first), 3u);
+  std::vector<LeasedCall> got = LeaseAll(q, kT0);
+  ASSERT_THAT(got, SizeIs(3));
+  auto token_of = [&](const Call& c) {
+    for (const LeasedCall& l : got) {
+      if (l.call.id == c.id) return l.token;
+    }
+    ADD_FAILURE() << "call " << c.id.ToString() << " not leased";
+    return LeaseToken{};
+  };
+  ASSERT_TRUE(q.Nack(token_of(dead), kT0, kT0, "once").ok());
+  const LeaseToken held_token = token_of(held);
+  ASSERT_TRUE(q.Extend({&held_token, 1}, kT0 + absl::Seconds(20), kLease).value()[0].ok());
+  // Waiting: `due` (due now) and `later` (due in ten minutes).
+  std::vector<Call> second = SameShardCalls(q, maker, 2, "f");
+  second[1].start_after = kT0 + absl::Minutes(10);
+  second[1].deadline = second[1].start_after + absl::Hours(1);
+  const Call& due = second[0];
+  const Call& later = second[1];
+  ASSERT_EQ(Enqueued(q, second), 2u);
+  const CallId unknown = maker.Make("f").id;
+  const absl::Time t = kT0 + absl::Seconds(40);
+
+  // Bad batches change nothing.
+  const std::vector<CallId> twice = {due.id, later.id, due.id};
+  auto bad = q.RemovePending(twice, t);
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument) << bad.status();
+  EXPECT_THAT(bad.status().message(), HasSubstr("twice"));
+  const std::vector<CallId> too_many(DurableQueue::kMaxLeaseBatch + 1, due.id);
+  EXPECT_EQ(q.RemovePending(too_many, t).status().code(), absl::StatusCode::kInvalidArgument);
+  ASSERT_TRUE(q.Find(due.id, t).value().has_value());
+  EXPECT_THAT(q.RemovePending({}, t).value(), IsEmpty());
+
+  const std::vector<CallId> ids = {expired.id, later.id, due.id, held.id, dead.id, unknown};
+  auto removed = q.RemovePending(ids, t);
+  ASSERT_TRUE(removed.ok()) << removed.status();
+  ASSERT_THAT(*removed, SizeIs(6));
+  EXPECT_TRUE((*removed)[0].ok()) << "a call whose lease expired waits: " << (*removed)[0];
+  EXPECT_TRUE((*removed)[1].ok()) << (*removed)[1];
+  EXPECT_TRUE((*removed)[2].ok()) << (*removed)[2];
+  EXPECT_EQ((*removed)[3].code(), absl::StatusCode::kFailedPrecondition) << (*removed)[3];
+  EXPECT_THAT((*removed)[3].message(), HasSubstr("leased"));
+  EXPECT_EQ((*removed)[4].code(), absl::StatusCode::kFailedPrecondition) << (*removed)[4];
+  EXPECT_THAT((*removed)[4].message(), HasSubstr("dead-lettered"));
+  EXPECT_EQ((*removed)[5].code(), absl::StatusCode::kNotFound) << (*removed)[5];
+
+  auto check = [&](DurableQueue& queue, const char* when) {
+    for (const Call* gone : std::initializer_list<const Call*>{&expired, &later, &due}) {
+      EXPECT_EQ(queue.Find(gone->id, t).value(), std::nullopt) << when;
+    }
+    EXPECT_EQ(queue.Find(held.id, t).value()->state, QueuedCall::State::kLeased) << when;
+    EXPECT_EQ(queue.Find(dead.id, t).value()->state, QueuedCall::State::kDead) << when;
+    std::vector<FunctionDepth> depths = queue.Depths(t).value();
+    ASSERT_THAT(depths, SizeIs(1)) << when;
+    EXPECT_EQ(depths[0].pending, 0u) << when;
+    EXPECT_EQ(depths[0].leased, 1u) << when;
+  };
+  check(q, "after RemovePending");
+  // The expired lease's token is no good any more, and a second removal finds nothing.
+  EXPECT_EQ(q.Ack(token_of(expired), t).code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(q.RemovePending({&due.id, 1}, t).value()[0].code(), absl::StatusCode::kNotFound);
+  DurableQueue* after = &q;
+  if (Reopen()) {
+    after = &queue();
+    check(*after, "after reopening");
+  }
+  // Only the held call is ever delivered again (once its lease ends).
+  std::vector<LeasedCall> back = LeaseAll(*after, kT0 + absl::Minutes(30));
+  ASSERT_THAT(back, SizeIs(1));
+  EXPECT_EQ(back[0].call.id, held.id);
 }
 
 TEST_P(DurableQueueConformanceTest, ListCallsPagesInIdOrderThroughEveryStateWithFilters) {

@@ -946,6 +946,55 @@ TEST(CallSchedulerTest, LongCallsKeepTheirLeasesByExtension) {
   EXPECT_EQ(s->stats().settle_refused, 0u);
 }
 
+TEST(CallSchedulerTest, ALeaseThatExpiredUnderARunningCallIsTakenOverNotRunTwice) {
+  VirtualClock clock(kT0);
+  // Extend answers OK but extends nothing: every 10 s lease expires under the
+  // 45 s call, and the scheduler's polls lease the call again while it runs.
+  queue_test::NoExtendQueue queue(std::make_unique<InMemoryQueue>());
+  CallFactory f;
+  const Call call = f.Make("slow", kT0, absl::Hours(1));
+  ASSERT_TRUE(queue.Enqueue({&call, 1}).ok());
+  auto worker = OkWorker(&clock, absl::Seconds(45));
+  auto s = MakeScheduler({.queue = &queue,
+                          .clock = &clock,
+                          .lease_duration = absl::Seconds(10),
+                          .max_poll_interval = absl::Seconds(1)});
+  ASSERT_TRUE(s->AddWorker("w", worker, 2).ok());
+  RunUntil(clock, *s, {worker}, kT0 + absl::Seconds(120), absl::Milliseconds(100));
+  EXPECT_THAT(worker->started(), SizeIs(1)) << "ran again after its lease expired";
+  const SchedulerStats st = s->stats();
+  EXPECT_GE(st.leases_adopted, 3u);
+  EXPECT_EQ(st.acked, 1u);
+  EXPECT_EQ(st.settle_refused, 0u) << "acknowledged under a lease that had expired";
+  EXPECT_EQ(queue.Find(call.id, clock.Now()).value(), std::nullopt) << "still queued";
+}
+
+TEST(CallSchedulerTest, ASettlementRetriedAfterAQueueFaultUsesTheLeaseTheCallHoldsThen) {
+  VirtualClock clock(kT0);
+  queue_test::CountingQueue queue(std::make_unique<InMemoryQueue>());
+  CallFactory f;
+  const Call call = f.Make("f", kT0, absl::Hours(1));
+  ASSERT_TRUE(queue.Enqueue({&call, 1}).ok());
+  auto worker = OkWorker(&clock, absl::Seconds(1));
+  auto s = MakeScheduler({.queue = &queue,
+                          .clock = &clock,
+                          .lease_duration = absl::Seconds(10),
+                          .max_poll_interval = absl::Seconds(1)});
+  ASSERT_TRUE(s->AddWorker("w", worker, 1).ok());
+  // The ACK fails until long after the lease expired: the call is leased
+  // again meanwhile, adopted, and the retried ACK goes under that lease.
+  queue.FailSettle(true);
+  RunUntil(clock, *s, {worker}, kT0 + absl::Seconds(25), absl::Milliseconds(100));
+  EXPECT_EQ(s->stats().acked, 0u);
+  EXPECT_GE(s->stats().leases_adopted, 1u);
+  queue.FailSettle(false);
+  RunUntil(clock, *s, {worker}, kT0 + absl::Seconds(60), absl::Milliseconds(100));
+  EXPECT_THAT(worker->started(), SizeIs(1));
+  EXPECT_EQ(s->stats().acked, 1u);
+  EXPECT_EQ(s->stats().settle_refused, 0u);
+  EXPECT_EQ(queue.Find(call.id, clock.Now()).value(), std::nullopt);
+}
+
 TEST(CallSchedulerTest, LocalityGroupsKeepEachWorkersFunctionsToItsGroup) {
   VirtualClock clock(kT0);
   InMemoryQueue queue;

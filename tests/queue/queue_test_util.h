@@ -55,6 +55,10 @@ class ForwardingQueue : public DurableQueue {
   absl::StatusOr<std::vector<FunctionDepth>> Depths(absl::Time now) override {
     return inner_->Depths(now);
   }
+  absl::StatusOr<std::vector<absl::Status>> RemovePending(absl::Span<const CallId> ids,
+                                                          absl::Time now) override {
+    return inner_->RemovePending(ids, now);
+  }
   absl::StatusOr<std::optional<QueuedCall>> Find(const CallId& id, absl::Time now) override {
     return inner_->Find(id, now);
   }
