@@ -82,6 +82,44 @@ std::vector<ScheduledCall> ScheduledIn(const PreparedCommit& commit) {
   return calls.ok() ? *std::move(calls) : std::vector<ScheduledCall>();
 }
 
+// The calls `commit` cancels: the kCancelled records it writes (ctx.scheduler.cancel). Only
+// small records are decoded: a cancelled one holds no result, a call's own record may hold a
+// big one.
+std::vector<CallId> CancelledIn(const PreparedCommit& commit) {
+  constexpr size_t kMaxCancelledRecordBytes = 1024;
+  std::vector<CallId> out;
+  for (auto it = commit.writes.rbegin();
+       it != commit.writes.rend() && it->index >= kCallOutboxIndex; ++it) {
+    if (it->index != kCallRecordIndex || !it->value.has_value() ||
+        it->value->size() > kMaxCancelledRecordBytes) {
+      continue;
+    }
+    absl::StatusOr<CallRecord> record = DecodeCallRecord(*it->value);
+    if (!record.ok() || record->state != CallState::kCancelled) continue;
+    absl::StatusOr<CallId> id = CallId::FromBytes(it->key);
+    if (id.ok()) out.push_back(*id);
+  }
+  return out;
+}
+
+// What a committed mutation tells the host: the calls it scheduled and cancelled.
+struct QueueEffects {
+  std::vector<ScheduledCall> scheduled;
+  std::vector<CallId> cancelled;
+};
+
+QueueEffects QueueEffectsOf(const CallPathOptions& options, const PreparedCommit& commit) {
+  QueueEffects effects;
+  if (options.on_scheduled) effects.scheduled = ScheduledIn(commit);
+  if (options.on_cancelled) effects.cancelled = CancelledIn(commit);
+  return effects;
+}
+
+void Announce(const CallPathOptions& options, OpenTenant& tenant, QueueEffects effects) {
+  if (!effects.scheduled.empty()) options.on_scheduled(tenant, std::move(effects.scheduled));
+  if (!effects.cancelled.empty()) options.on_cancelled(tenant, std::move(effects.cancelled));
+}
+
 CallResult Replayed(const IdempotentResult& first, int attempts) {
   return CallResult{.value = first.value, .ts = first.ts, .attempts = attempts, .replayed = true};
 }
@@ -167,7 +205,7 @@ struct CallPath::State {
     TXFN_ASSIGN_OR_RETURN(std::shared_ptr<const CompletionRecord> record, RecordOf(options));
     RunResult last_run;
     std::optional<IdempotentResult> replay;
-    std::vector<ScheduledCall> scheduled;
+    QueueEffects effects;
     // An unknown commit outcome is Unavailable: RetryInLanes returns it as it
     // is, never runs the mutation again.
     absl::StatusOr<CommitOutcome> outcome = RetryInLanes(
@@ -187,13 +225,11 @@ struct CallPath::State {
           if (record != nullptr) {
             TXFN_RETURN_IF_ERROR(record->Add(last_run.value, &last_run.commit));
           }
-          if (this->options.on_scheduled) scheduled = ScheduledIn(last_run.commit);
+          effects = QueueEffectsOf(this->options, last_run.commit);
           return AttemptResult::Commit(
               tenant.Commit(std::move(last_run.commit), std::move(intent)));
         });
-    if (outcome.ok() && !replay.has_value() && !scheduled.empty()) {
-      this->options.on_scheduled(tenant, std::move(scheduled));
-    }
+    if (outcome.ok() && !replay.has_value()) Announce(this->options, tenant, std::move(effects));
     // A call that failed at its commit (a conflict past the retries, an
     // unknown outcome) returns the console output of its last run too.
     if (!outcome.ok()) return WithLogs(outcome.status(), last_run.logs);
@@ -444,12 +480,11 @@ struct CallPath::State {
     // On a scheduler worker: never hold the batch open (the commits it would
     // wait for may need this very worker to run their functions), and do not
     // announce (async attempts are not waited for).
-    std::vector<ScheduledCall> scheduled;
-    if (options.on_scheduled) scheduled = ScheduledIn(r.commit);
+    QueueEffects effects = QueueEffectsOf(options, r.commit);
     absl::StatusOr<Timestamp> ts =
         call.tenant->Commit(std::move(r.commit), CommitIntent(), BatchHold::kNever);
     if (ts.ok()) {
-      if (!scheduled.empty()) options.on_scheduled(*call.tenant, std::move(scheduled));
+      Announce(options, *call.tenant, std::move(effects));
       mutations.fetch_add(1, std::memory_order_relaxed);
       return ToCallResult(std::move(r), *ts, call.attempt);
     }

@@ -73,6 +73,10 @@ class EngineImpl final : public Engine {
                     [this](OpenTenant& tenant, std::vector<ScheduledCall> calls) {
                       queued_->OnScheduled(tenant, std::move(calls));
                     },
+                .on_cancelled =
+                    [this](OpenTenant& tenant, std::vector<CallId> ids) {
+                      queued_->OnCancelled(tenant, std::move(ids));
+                    },
                 .check_scheduled =
                     [this](OpenTenant& tenant, std::string_view function, const Value& args) {
                       return queued_->CheckScheduled(tenant, function, args);

@@ -335,6 +335,7 @@ void QueuedCalls::Loop() {
     }
     for (Handed& h : handed) StartCall(h.call, std::move(h.done));
     EnqueueScheduled();
+    RemoveCancelled();
     absl::Time next = clock_.Now() + absl::Milliseconds(100);
     if (scheduler_ != nullptr && clock_.Now() >= next_utilization) {
       // S follows how busy the slots are.
@@ -625,6 +626,45 @@ void QueuedCalls::OnScheduled(OpenTenant& tenant, std::vector<ScheduledCall> cal
   scheduled_.push_back({tenant.name(), std::move(calls)});
   woken_ = true;
   cv_.SignalAll();
+}
+
+void QueuedCalls::OnCancelled(OpenTenant&, std::vector<CallId> ids) {
+  MutexLock lock(&mu_);
+  cancelled_.insert(cancelled_.end(), ids.begin(), ids.end());
+  woken_ = true;
+  cv_.SignalAll();
+}
+
+void QueuedCalls::RemoveCancelled() {
+  std::vector<CallId> ids;
+  {
+    MutexLock lock(&mu_);
+    ids.swap(cancelled_);
+  }
+  if (ids.empty()) return;
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  const absl::Time now = clock_.Now();
+  // Their spilled arguments go with them: read each blob key first (a call's key never changes).
+  std::vector<std::string> blobs(ids.size());
+  if (options_.blobs != nullptr) {
+    for (size_t i = 0; i < ids.size(); ++i) {
+      absl::StatusOr<std::optional<QueuedCall>> found = queue_->Find(ids[i], now);
+      if (found.ok() && found->has_value()) blobs[i] = (*found)->call.args_blob;
+    }
+  }
+  for (size_t from = 0; from < ids.size(); from += DurableQueue::kMaxLeaseBatch) {
+    const size_t n = std::min(ids.size() - from, DurableQueue::kMaxLeaseBatch);
+    // A failure leaves the calls queued: delivered, they find their records and are skipped.
+    absl::StatusOr<std::vector<absl::Status>> removed =
+        queue_->RemovePending(absl::MakeConstSpan(ids).subspan(from, n), now);
+    if (!removed.ok() || options_.blobs == nullptr) continue;
+    for (size_t i = 0; i < n; ++i) {
+      if ((*removed)[i].ok() && !blobs[from + i].empty()) {
+        (void)options_.blobs->Delete(blobs[from + i]);
+      }
+    }
+  }
 }
 
 void QueuedCalls::EnqueueScheduled() {

@@ -97,6 +97,8 @@ class QueuedCalls {
 
   // The CallPath's on_scheduled hook: enqueues the calls (from the loop).
   void OnScheduled(OpenTenant& tenant, std::vector<ScheduledCall> calls);
+  // The CallPath's on_cancelled hook: takes the calls out of the queue (from the loop).
+  void OnCancelled(OpenTenant& tenant, std::vector<CallId> ids);
   // The CallPath's check_scheduled hook: what Submit checks of a call (the
   // tenant has the function; its arguments are an object its validator
   // accepts), for a mutation's ctx.scheduler call when it is made.
@@ -165,6 +167,9 @@ class QueuedCalls {
   // Commits `record` for `call`; OK also when another record won the race.
   absl::Status WriteRecord(OpenTenant& tenant, const CallId& id, const CallRecord& record);
   void EnqueueScheduled();
+  // Takes the calls mutations cancelled out of the queue (RemovePending), with their spilled
+  // arguments; those leased meanwhile are skipped when they run.
+  void RemoveCancelled();
   void RecoverOutboxes();
   void CleanOutboxes();
   // The tenant a call id belongs to: from the queue, else by its tag.
@@ -201,6 +206,7 @@ class QueuedCalls {
   int64_t in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<Handed> handed_ ABSL_GUARDED_BY(mu_);
   std::vector<Scheduled> scheduled_ ABSL_GUARDED_BY(mu_);
+  std::vector<CallId> cancelled_ ABSL_GUARDED_BY(mu_);
   // Outbox entries the queue now holds, to delete, by tenant.
   std::map<std::string, std::vector<CallId>> enqueued_outbox_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, std::shared_ptr<const TenantFunctions>> functions_

@@ -235,6 +235,13 @@ class EngineQueueTest : public ::testing::Test {
     EXPECT_TRUE(r.ok()) << r.status();
     return r.ok() ? r->value.int64() : -1;
   }
+  // OpenAndDeploy with arguments over 1 KiB spilled to blobs_.
+  void OpenAndDeploySpillingToBlobs() {
+    EngineOptions options = Options();
+    options.queued.blobs = &blobs_;
+    options.queued.submitter.spill_threshold_bytes = 1024;
+    OpenAndDeploy(std::move(options));
+  }
   // Waits until `id` is in `state` (or the time is up); returns its info.
   CallInfo WaitFor(const CallId& id, CallState state, absl::Duration limit = absl::Seconds(20)) {
     const absl::Time end = absl::Now() + limit;
@@ -265,6 +272,7 @@ class EngineQueueTest : public ::testing::Test {
   std::shared_ptr<InMemoryStorage> storage_ = std::make_shared<InMemoryStorage>();
   std::shared_ptr<InMemoryQueue> queue_ = std::make_shared<InMemoryQueue>();
   std::shared_ptr<Mailer> mailer_;
+  InMemoryBlobStore blobs_;  // outlives engine_
   std::unique_ptr<Engine> engine_;
 };
 
@@ -604,11 +612,8 @@ TEST_F(EngineQueueTest, ConflictingMutationsScheduleExactlyOneCallPerCommit) {
 }
 
 TEST_F(EngineQueueTest, CancelBeforeTheCallRunsInAMutationOrFromTheHost) {
-  InMemoryBlobStore blobs;
-  EngineOptions options = Options();
-  options.queued.blobs = &blobs;
-  options.queued.submitter.spill_threshold_bytes = 1024;
-  OpenAndDeploy(std::move(options));
+  OpenAndDeploySpillingToBlobs();
+  InMemoryBlobStore& blobs = blobs_;
   CallOptions later;
   later.start_after = absl::Now() + absl::Milliseconds(300);
   const std::string long_name(4096, 'c');  // arguments over the spill threshold
@@ -644,10 +649,39 @@ TEST_F(EngineQueueTest, CancelBeforeTheCallRunsInAMutationOrFromTheHost) {
   EXPECT_EQ(Counter(long_name), 0);
   EXPECT_EQ(Counter("c"), 0);
   EXPECT_EQ(Counter("never"), 0);
-  // The call the mutation cancelled is still delivered, and skipped: its record is written in
-  // the mutation's transaction, before anything could take it out of the queue.
-  EXPECT_GE(engine_->stats().queued.skipped, 1u);
   EXPECT_TRUE(absl::IsNotFound(engine_->CancelCall(CallIdGenerator(7).Next())));
+}
+
+TEST_F(EngineQueueTest, ACallAMutationCancelsLeavesTheQueueWithItsSpilledArguments) {
+  OpenAndDeploySpillingToBlobs();
+  InMemoryBlobStore& blobs = blobs_;
+  const std::string long_name(4096, 'm');  // arguments over the spill threshold
+  absl::StatusOr<CallResult> scheduled = engine_->Mutation(
+      "app", "counters:schedule",
+      Args({{"name", Value::String(long_name)}, {"delayMs", Value::Float64(60'000)}}));
+  ASSERT_TRUE(scheduled.ok()) << scheduled.status();
+  absl::StatusOr<CallId> id = CallId::Parse(scheduled->value.string());
+  ASSERT_TRUE(id.ok()) << id.status();
+  auto queued = [&] {
+    absl::StatusOr<std::optional<QueuedCall>> found = queue_->Find(*id, absl::Now());
+    EXPECT_TRUE(found.ok()) << found.status();
+    return found.ok() && found->has_value();
+  };
+  // The engine's loop enqueues it from the mutation's outbox.
+  for (const absl::Time end = absl::Now() + absl::Seconds(10); !queued() && absl::Now() < end;) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  ASSERT_TRUE(queued());
+  EXPECT_EQ(blobs.size(), 1u) << "the arguments were spilled";
+
+  ASSERT_TRUE(engine_->Mutation("app", "counters:cancel", Args({{"id", scheduled->value}})).ok());
+  EXPECT_EQ(engine_->GetCall(*id)->state, CallState::kCancelled);
+  // Taken out of the queue by the engine's loop, not left until due in a minute.
+  WaitDrained(absl::Seconds(10));
+  EXPECT_FALSE(queued());
+  EXPECT_EQ(blobs.size(), 0u);
+  EXPECT_EQ(engine_->GetCall(*id)->state, CallState::kCancelled);
+  EXPECT_EQ(engine_->stats().queued.skipped, 0u);
 }
 
 TEST_F(EngineQueueTest, CancelWhileAMutationRunsEitherWinsCleanly) {

@@ -143,6 +143,11 @@ struct CallPathOptions {
   // committing thread, so the host can enqueue them at once. Must not block
   // for long. Unset: they stay in the tenant's outbox.
   std::function<void(OpenTenant& tenant, std::vector<ScheduledCall> calls)> on_scheduled;
+  // Called after a mutation's commit that cancelled calls (ctx.scheduler.cancel: the
+  // kCancelled records it writes, txfn/call_records.h), with their ids, on the committing
+  // thread, so the host can take them out of its queue at once. Must not block for long.
+  // Unset: they stay queued until delivered, and are skipped then (their records say so).
+  std::function<void(OpenTenant& tenant, std::vector<CallId> ids)> on_cancelled;
   // Checks a mutation's ctx.scheduler call (the function it names, its
   // arguments) when the mutation makes it: an error is thrown there, so a
   // typo fails the mutation (or its code catches it) instead of the call
