@@ -869,7 +869,9 @@ TEST_P(FunctionRunnerTest, RunsThroughTheSchedulerBlockingAndAsync) {
 TEST_P(FunctionRunnerTest, SchedulerCpuLimitBecomesResourceExhausted) {
   class TightLimits : public LimitEnforcer {
    public:
-    absl::Duration CpuLimit(const std::string&) const override { return absl::Milliseconds(50); }
+    // Enough for the next call's fresh isolate and context under ASan on a slow VM (50 ms
+    // was not).
+    absl::Duration CpuLimit(const std::string&) const override { return absl::Milliseconds(300); }
     absl::Duration WallLimit(const std::string&) const override { return absl::Seconds(60); }
   };
   Deploy({{"spin.js", R"JS(import { query } from "txfn/server";
