@@ -655,15 +655,18 @@ void QueuedCalls::RemoveCancelled() {
   }
   for (size_t from = 0; from < ids.size(); from += DurableQueue::kMaxLeaseBatch) {
     const size_t n = std::min(ids.size() - from, DurableQueue::kMaxLeaseBatch);
-    // A failure leaves the calls queued: delivered, they find their records and are skipped.
-    absl::StatusOr<std::vector<absl::Status>> removed =
-        queue_->RemovePending(absl::MakeConstSpan(ids).subspan(from, n), now);
-    if (!removed.ok() || options_.blobs == nullptr) continue;
-    for (size_t i = 0; i < n; ++i) {
-      if ((*removed)[i].ok() && !blobs[from + i].empty()) {
-        (void)options_.blobs->Delete(blobs[from + i]);
-      }
-    }
+    RemoveWithBlobs(absl::MakeConstSpan(ids).subspan(from, n),
+                    absl::MakeConstSpan(blobs).subspan(from, n), now);
+  }
+}
+
+void QueuedCalls::RemoveWithBlobs(absl::Span<const CallId> ids, absl::Span<const std::string> blobs,
+                                  absl::Time now) {
+  // A failure leaves the calls queued: delivered, they find their records and are skipped.
+  absl::StatusOr<std::vector<absl::Status>> removed = queue_->RemovePending(ids, now);
+  if (!removed.ok() || options_.blobs == nullptr) return;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if ((*removed)[i].ok() && !blobs[i].empty()) (void)options_.blobs->Delete(blobs[i]);
   }
 }
 
@@ -1081,12 +1084,7 @@ absl::Status QueuedCalls::CancelCall(const CallId& id) {
   // instead of waiting to be delivered and skipped. One leased meanwhile (its holder skips it,
   // finding the record), or a queue that cannot remove calls, is left to that path.
   if (where.queued.has_value() && where.queued->state != QueuedCall::State::kDead) {
-    absl::StatusOr<std::vector<absl::Status>> removed =
-        queue_->RemovePending({&id, 1}, clock_.Now());
-    const std::string& blob = where.queued->call.args_blob;
-    if (removed.ok() && removed->at(0).ok() && options_.blobs != nullptr && !blob.empty()) {
-      (void)options_.blobs->Delete(blob);
-    }
+    RemoveWithBlobs({&id, 1}, {&where.queued->call.args_blob, 1}, clock_.Now());
   }
   return absl::OkStatus();
 }

@@ -37,6 +37,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "txfn/call_path.h"
 #include "txfn/call_records.h"
 #include "txfn/call_scheduler.h"
@@ -170,6 +171,9 @@ class QueuedCalls {
   // Takes the calls mutations cancelled out of the queue (RemovePending), with their spilled
   // arguments; those leased meanwhile are skipped when they run.
   void RemoveCancelled();
+  // RemovePending of `ids`, deleting blobs[i] (if not empty) of each call taken out.
+  void RemoveWithBlobs(absl::Span<const CallId> ids, absl::Span<const std::string> blobs,
+                       absl::Time now);
   void RecoverOutboxes();
   void CleanOutboxes();
   // The tenant a call id belongs to: from the queue, else by its tag.
