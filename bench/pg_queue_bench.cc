@@ -3,6 +3,9 @@
 // .. FOR UPDATE SKIP LOCKED LIMIT 1) RETURNING` per lease, one DELETE per ACK, each its own
 // transaction). Both move `batch` jobs per iteration through an empty queue; items/s is jobs.
 //
+// BM_LeaseSkippingABacklog/storage:postgres: a poll past a skipped tenant's due backlog, against
+// the same backlog not due and no backlog (see below).
+//
 // Needs a server: TXFN_TEST_PG (scripts/test sets it); each benchmark gets a fresh database.
 #include <unistd.h>
 
@@ -12,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/lease_skip_bench.h"
 #include "bench/queue_bench_util.h"
 #include "benchmark/benchmark.h"
 #include "lib/postgres/pg_connection.h"
@@ -138,6 +142,27 @@ void BM_NaiveSingleRowQueueCycle(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * batch);
 }
 BENCHMARK(BM_NaiveSingleRowQueueCycle)->ArgName("batch")->Arg(100)->UseRealTime();
+
+// BM_LeaseSkippingABacklog/storage:postgres, as txfn_bench_queue's for the embedded queues: a
+// scheduler's poll of 16 calls of 16 tenants past one skipped tenant's `backlog` calls, due (an
+// hour earlier: first in due order) or not (an hour later: only a bigger table). Baselines in the
+// same run: /backlog:100000/due:0 and /backlog:0/due:0; goal, due:1 about as fast as due:0.
+void BM_LeaseSkippingABacklog(benchmark::State& state) {
+  BenchDatabase db(state);
+  if (db.url().empty()) return;
+  auto q = PostgresQueue::Open({.url = db.url()});
+  if (!q.ok()) return state.SkipWithError("cannot open the queue");
+  const absl::Time t0 = absl::FromUnixSeconds(1'700'000'000);
+  const absl::Time backlog_due = state.range(1) != 0 ? t0 - absl::Hours(1) : t0 + absl::Hours(1);
+  bench::PollPastABacklog(state, **q, state.range(0), backlog_due, t0);
+}
+BENCHMARK(BM_LeaseSkippingABacklog)
+    ->Name("BM_LeaseSkippingABacklog/storage:postgres")
+    ->ArgNames({"backlog", "due"})
+    ->Args({0, 0})
+    ->Args({100'000, 0})
+    ->Args({100'000, 1})
+    ->UseRealTime();
 
 }  // namespace
 }  // namespace txfn

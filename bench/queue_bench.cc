@@ -50,6 +50,7 @@
 
 #include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_map.h"
+#include "bench/lease_skip_bench.h"
 #include "bench/queue_bench_util.h"
 #include "benchmark/benchmark.h"
 #include "fmt/core.h"
@@ -284,35 +285,7 @@ void BM_LeaseSkippingABacklog(benchmark::State& state, bool sqlite) {
     }
     queue = *std::move(q);
   }
-  CallIdGenerator ids(5);
-  for (int64_t done = 0; done < backlog;) {
-    const size_t n = static_cast<size_t>(std::min<int64_t>(backlog - done, 50'000));
-    std::vector<Call> hog = NoOpCalls(ids, n, backlog_due, 10);
-    for (Call& c : hog) {
-      c.tenant = "hog";
-      c.deadline = kT0 + absl::Hours(20);
-    }
-    if (!queue->Enqueue(hog).ok()) state.SkipWithError("Enqueue failed");
-    done += static_cast<int64_t>(n);
-  }
-  constexpr size_t kPollCalls = 16;
-  absl::Time now = kT0;
-  int64_t polls = 0;
-  const auto start = std::chrono::steady_clock::now();
-  for (auto _ : state) {
-    now += absl::Milliseconds(1);
-    std::vector<Call> calls = NoOpCalls(ids, kPollCalls, now, 10);
-    for (size_t i = 0; i < calls.size(); ++i) calls[i].tenant = fmt::format("t{}", i);
-    if (!queue->Enqueue(calls).ok()) state.SkipWithError("Enqueue failed");
-    auto leased = queue->Lease(
-        {.shard = 0, .skip_tenants = {"hog"}, .now = now, .max = kPollCalls, .max_per_tenant = 8});
-    if (!leased.ok() || leased->size() != kPollCalls) state.SkipWithError("Lease failed");
-    std::vector<Settlement> acks;
-    for (const LeasedCall& l : *leased) acks.push_back(Settlement::Ack(l.token));
-    if (!queue->Settle(acks, now).ok()) state.SkipWithError("Settle failed");
-    ++polls;
-  }
-  state.counters["polls_per_s"] = benchmark::Counter(static_cast<double>(polls) / Seconds(start));
+  bench::PollPastABacklog(state, *queue, backlog, backlog_due, kT0);
 }
 // Registered in main() as "/storage:memory" and "/storage:sqlite".
 

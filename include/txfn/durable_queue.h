@@ -98,7 +98,8 @@ struct LeaseRequest {
   // tenants that already hold what they may run soon, so their backlog waits
   // here, in due order, instead of being leased and handed back. What a lease
   // pays for a skipped tenant's due calls depends on the adapter: InMemoryQueue
-  // and SqliteQueue nothing per call (see theirs), PostgresQueue a scan of them.
+  // and SqliteQueue nothing per call (see theirs), PostgresQueue a bounded read of
+  // them, then an index probe per tenant with calls in the shard.
   std::vector<std::string> skip_tenants;
   absl::Time now;
   // The most calls to hand out, 1 .. kMaxLeaseBatch.

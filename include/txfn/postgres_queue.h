@@ -27,8 +27,9 @@
 //       retry time of a pending call, the lease expiry of a leased one (an expired lease is
 //       simply due again: no reclaim pass), never (INT64_MAX) for a dead letter. `seq` is the
 //       enqueue order; `call` is EncodeCall of the call. Times are int64 Unix nanoseconds.
-//   indexes: (shard, due, seq) WHERE state < 2 for leasing; (id) WHERE state = 2 for the
-//            dead-letter listing.
+//   indexes: (shard, due, seq) WHERE state < 2 for leasing (and the same of reserved calls
+//            only); (shard, quota, tenant, due, seq) of the same rows, for leases past skipped
+//            tenants; (id) WHERE state = 2 for the dead-letter listing.
 //
 // Costs, per batch (every one is a single round trip on the fast path): Enqueue is one INSERT
 // .. SELECT FROM unnest(..) ON CONFLICT DO NOTHING (more, in one transaction, past 32 MiB of
@@ -36,10 +37,15 @@
 // updates them with their tokens (a second one only when some must be dead-lettered); a batch
 // of ACKs one DELETE .. USING unnest(..); Extend one UPDATE. Other settlements (NACK, release,
 // dead-letter) take a lookup and an update (applied only while the lease is live) each, in one
-// transaction with the batch's ACKs. A lease that skips tenants (LeaseRequest::skip_tenants)
-// scans their due rows in the index at every lease: unlike SqliteQueue, it cannot remember how
-// far it got, since other processes write the table (a backlog of 100,000 due calls of a
-// skipped tenant costs each lease of the others tens of milliseconds).
+// transaction with the batch's ACKs. A lease that skips tenants (LeaseRequest::skip_tenants,
+// or tenants at max_per_tenant) reads at most `skip_scan_rows` due rows more than it wants in
+// due order; if a skipped tenant's backlog fills those, it finds the other tenants' first due
+// calls tenant by tenant instead, one index probe per (quota class, tenant) with calls in the
+// shard, and merges them: the same calls, at a cost that does not grow with the skipped
+// backlog (unlike SqliteQueue it cannot remember how far it got, since other processes write
+// the table). Measured: a poll of 16 tenants' calls past 100,000 skipped due calls runs at
+// 0.6-0.8x the speed of one past the same backlog not yet due (a full scan of it: 0.09x). The
+// tenant index costs writes (roughly 10% of BM_PostgresQueueCycle's jobs/s, noisy).
 //
 // Dead tuples. An ACK deletes its row, so the table holds only live and dead-lettered calls,
 // but each job leaves two dead row versions (its lease's old version, the deleted row) that
@@ -88,6 +94,13 @@ struct PostgresQueueOptions {
   // The most connections the queue holds open at once (>= 1): the most of its methods that run
   // on the server at the same time.
   int max_connections = 8;
+  // How far a lease that skips tenants (LeaseRequest::skip_tenants, and the tenants at
+  // max_per_tenant) reads the shard's due order (>= 0): at most this many due calls more than it
+  // wants. When those hold too few calls of the other tenants (a skipped tenant's backlog is in
+  // the way), it finds them tenant by tenant instead, one index probe per tenant with calls in
+  // the shard. So a skipped backlog costs a lease at most this many rows, not its size. 0 goes
+  // tenant by tenant at once. The calls leased are the same either way.
+  int skip_scan_rows = 256;
 };
 
 class PostgresQueue final : public DurableQueue {
@@ -95,7 +108,8 @@ class PostgresQueue final : public DurableQueue {
   static constexpr int kSchemaVersion = 1;
 
   // Connects to `options.url` and creates the tables if missing. The caller owns the queue.
-  // Errors: InvalidArgument — an empty or malformed url, shards < 0, max_connections < 1;
+  // Errors: InvalidArgument — an empty or malformed url, shards < 0, max_connections < 1,
+  // skip_scan_rows < 0;
   // Unavailable — the server cannot be reached; FailedPrecondition — a newer schema version, or
   // another shard count.
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<PostgresQueue>> Open(

@@ -71,6 +71,8 @@ DO $$ BEGIN
     ALTER TABLE txfn_queue_calls ADD COLUMN tenant text NOT NULL DEFAULT '';
   END IF;
 END $$;
+CREATE INDEX IF NOT EXISTS txfn_queue_calls_tenant_due
+  ON txfn_queue_calls (shard, quota, tenant, due, seq) WHERE state <> 2;
 )sql";
 // Why the tenant column is added, not declared: tables made before it existed get it too (and
 // only then: an ALTER TABLE would wait for every transaction on the table).
@@ -79,6 +81,10 @@ END $$;
 // writes the table.
 // Why a reserved-only due index: a scheduler leases reserved calls first and on their own
 // (LeaseRequest::quota); without it, that lease would step over every due opportunistic call.
+// Why a due index per quota class and tenant: a lease that skips tenants finds the other
+// tenants' first calls through it when a skipped backlog fills the due order (see
+// kLeaseByTenantHead). Its `state <> 2` means `state < 2` (states are 0, 1, 2) in a form that
+// does not imply the due indexes' predicate, so a query that says `state <> 2` can only use it.
 // Why fillfactor 80: a lease, NACK or extension writes a new version of the row, which
 // PostgreSQL puts on the same page when there is room (cheaper, and the page is pruned of the
 // old version by the next reader). Why the autovacuum settings: every call's row versions die
@@ -98,23 +104,105 @@ FROM unnest($3::integer[], $4::text[], $5::bigint[], $6::integer[], $7::bigint[]
 ORDER BY u.i
 ON CONFLICT (id) DO NOTHING)sql";
 
-// Locks the first $3 due rows of shard $1 at $2 (of the functions $4, if not null; of the
-// quota class $6, if not null; not of the tenants $7, if not null) that no other lessee holds,
-// leases the live ones until $5 with fresh tokens (at most $8 of one tenant, if not 0: the
-// others stay due), and returns them all in due order; `live` is 0 for those to dead-letter
-// instead (left untouched). FOR UPDATE returns the locked version of each row, so `picked` is
+// A lease is one statement of three parts. Its parameters: $1 the shard, $2 now, $3 the most
+// rows to lease, $4 the functions (null: all), $5 the leases' expiry, $6 the quota class (null:
+// both), $7 the tenants to skip (null: none), $8 the most live rows of one tenant (0: no cap);
+// $9 for kLeaseBoundedHead only.
+//
+// First a head: a CTE `locked` that locks (FOR UPDATE SKIP LOCKED: none another lessee holds)
+// the first $3 due rows in due order that pass the filters, each with `live` (0 for a call to
+// dead-letter instead, left untouched), and a CTE `scan_count`. Then kLeaseTail: `picked` keeps
+// at most $8 live rows of one tenant (the others stay due), `leased` leases the live ones until
+// $5 with fresh tokens, and the result lists the picked rows in due order. It always has a row
+// (one of nulls when nothing was picked), so `considered` (the rows locked) and `scanned` (from
+// scan_count) always arrive. FOR UPDATE returns the locked version of each row, so `picked` is
 // what the UPDATE saw.
-constexpr const char* kLease = R"sql(
-WITH locked AS MATERIALIZED (
-  SELECT id, due, seq, attempts, deadline, reason, tenant,
-         (deadline > $2::bigint AND attempts < max_attempts)::integer AS live
+#define TXFN_LEASE_COLUMNS                             \
+  "id, due, seq, attempts, deadline, reason, tenant, " \
+  "(deadline > $2::bigint AND attempts < max_attempts)::integer AS live"
+#define TXFN_LEASE_FILTERS                                  \
+  "($4::text[] IS NULL OR function = ANY($4::text[])) AND " \
+  "($6::smallint IS NULL OR quota = $6::smallint)"
+
+// In due order, stepping over the skipped tenants' rows: the head when no tenant is skipped,
+// where every due row read is one it can lease.
+constexpr const char* kLeaseInDueOrderHead = R"sql(
+WITH scan_count AS (SELECT 0::bigint AS n),
+locked AS MATERIALIZED (
+  SELECT )sql" TXFN_LEASE_COLUMNS R"sql(
   FROM txfn_queue_calls
-  WHERE shard = $1::integer AND state < 2 AND due <= $2::bigint
-    AND ($4::text[] IS NULL OR function = ANY($4::text[]))
-    AND ($6::smallint IS NULL OR quota = $6::smallint)
+  WHERE shard = $1::integer AND state < 2 AND due <= $2::bigint AND )sql" TXFN_LEASE_FILTERS R"sql(
     AND ($7::text[] IS NULL OR tenant <> ALL($7::text[]))
   ORDER BY due, seq LIMIT $3::bigint
-  FOR UPDATE SKIP LOCKED),
+  FOR UPDATE SKIP LOCKED))sql";
+
+// Past skipped tenants, first try: reads at most $9 due rows in due order (without locking
+// them), then locks those of the other tenants. scan_count is how many it read: all $9 and too
+// few rows leased means the rest may lie past them, and the next round goes kLeaseByTenantHead.
+// The rows are locked by id (a primary-key lookup each; see kLeaseByTenantHead).
+constexpr const char* kLeaseBoundedHead = R"sql(
+WITH scanned AS MATERIALIZED (
+  SELECT id, tenant FROM txfn_queue_calls
+  WHERE shard = $1::integer AND state < 2 AND due <= $2::bigint AND )sql" TXFN_LEASE_FILTERS R"sql(
+  ORDER BY due, seq LIMIT $9::bigint),
+scan_count AS (SELECT count(*) AS n FROM scanned),
+locked AS MATERIALIZED (
+  SELECT )sql" TXFN_LEASE_COLUMNS R"sql(
+  FROM txfn_queue_calls
+  WHERE id = ANY(ARRAY(SELECT id FROM scanned
+                       WHERE $7::text[] IS NULL OR tenant <> ALL($7::text[])))
+    AND shard = $1::integer AND state < 2 AND due <= $2::bigint
+  ORDER BY due, seq LIMIT $3::bigint
+  FOR UPDATE SKIP LOCKED))sql";
+
+// Past skipped tenants, tenant by tenant (txfn_queue_calls_tenant_due): `groups` lists the
+// (quota, tenant) pairs of the shard's waiting rows, one index probe each (a loose index scan);
+// `heads` takes the first due row of each group not skipped and keeps the $3 earliest; the first
+// $3 due rows overall can only be of those groups (a group whose first row is not among the $3
+// earliest firsts has no row among the $3 earliest rows), so `candidates` merges the first $3 of
+// each. The cost is a probe per group, whatever the skipped groups hold. Two things keep the plan
+// to that (the planner, misjudging how many rows a tenant has, would otherwise walk the due
+// order and filter): the probes say `state <> 2`, which only the tenant index's predicate
+// matches; and the rows are locked by id (= ANY(ARRAY(..)) is a primary-key lookup per id, never
+// a filter on a scan).
+constexpr const char* kLeaseByTenantHead = R"sql(
+WITH RECURSIVE groups AS (
+  (SELECT quota, tenant FROM txfn_queue_calls
+   WHERE shard = $1::integer AND state <> 2 AND ($6::smallint IS NULL OR quota = $6::smallint)
+   ORDER BY quota, tenant LIMIT 1)
+  UNION ALL
+  SELECT n.quota, n.tenant FROM groups g CROSS JOIN LATERAL (
+    SELECT c.quota, c.tenant FROM txfn_queue_calls c
+    WHERE c.shard = $1::integer AND c.state <> 2
+      AND ($6::smallint IS NULL OR c.quota = $6::smallint)
+      AND (c.quota, c.tenant) > (g.quota, g.tenant)
+    ORDER BY c.quota, c.tenant LIMIT 1) n),
+heads AS MATERIALIZED (
+  SELECT g.quota, g.tenant, h.due, h.seq
+  FROM (SELECT * FROM groups WHERE $7::text[] IS NULL OR tenant <> ALL($7::text[])) g
+  CROSS JOIN LATERAL (
+    SELECT c.due, c.seq FROM txfn_queue_calls c
+    WHERE c.shard = $1::integer AND c.quota = g.quota AND c.tenant = g.tenant AND c.state <> 2
+      AND c.due <= $2::bigint AND ($4::text[] IS NULL OR c.function = ANY($4::text[]))
+    ORDER BY c.due, c.seq LIMIT 1) h
+  ORDER BY h.due, h.seq LIMIT $3::bigint),
+candidates AS MATERIALIZED (
+  SELECT r.id FROM heads g CROSS JOIN LATERAL (
+    SELECT c.id, c.due, c.seq FROM txfn_queue_calls c
+    WHERE c.shard = $1::integer AND c.quota = g.quota AND c.tenant = g.tenant AND c.state <> 2
+      AND c.due <= $2::bigint AND ($4::text[] IS NULL OR c.function = ANY($4::text[]))
+    ORDER BY c.due, c.seq LIMIT $3::bigint) r
+  ORDER BY r.due, r.seq LIMIT $3::bigint),
+scan_count AS (SELECT 0::bigint AS n),
+locked AS MATERIALIZED (
+  SELECT )sql" TXFN_LEASE_COLUMNS R"sql(
+  FROM txfn_queue_calls
+  WHERE id = ANY(ARRAY(SELECT id FROM candidates)) AND shard = $1::integer AND state < 2
+    AND due <= $2::bigint
+  ORDER BY due, seq
+  FOR UPDATE SKIP LOCKED))sql";
+
+constexpr const char* kLeaseTail = R"sql(,
 picked AS MATERIALIZED (
   SELECT id, due, seq, attempts, deadline, reason, live FROM (
     SELECT *, sum(live) OVER (PARTITION BY tenant ORDER BY due, seq) AS nth FROM locked) n
@@ -125,9 +213,20 @@ leased AS (
   FROM picked p WHERE c.id = p.id AND p.live = 1
   RETURNING c.id, c.token, c.call)
 SELECT p.live, p.attempts, p.deadline, p.reason, l.token, l.call, p.id,
-       (SELECT count(*) FROM locked) AS considered
-FROM picked p LEFT JOIN leased l ON l.id = p.id
+       (SELECT count(*) FROM locked) AS considered, s.n AS scanned
+FROM scan_count s LEFT JOIN (picked p LEFT JOIN leased l ON l.id = p.id) ON true
 ORDER BY p.due, p.seq)sql";
+#undef TXFN_LEASE_COLUMNS
+#undef TXFN_LEASE_FILTERS
+
+enum class LeaseScan { kInDueOrder, kBounded, kByTenant };
+
+const std::string& LeaseStatement(LeaseScan scan) {
+  static const std::string* const kStatements = new std::string[3]{
+      StrCat(kLeaseInDueOrderHead, kLeaseTail), StrCat(kLeaseBoundedHead, kLeaseTail),
+      StrCat(kLeaseByTenantHead, kLeaseTail)};
+  return kStatements[static_cast<int>(scan)];
+}
 
 // Dead-letters the rows $1 (ids) with reasons $2 at $3 that are still due and unleased.
 constexpr const char* kMarkDeadBatch = R"sql(
@@ -435,6 +534,11 @@ absl::StatusOr<std::unique_ptr<PostgresQueue>> PostgresQueue::Open(PostgresQueue
     return absl::InvalidArgumentError(
         StrCat("PostgresQueue::Open: max_connections must be >= 1, not ", options.max_connections));
   }
+  if (options.skip_scan_rows < 0) {
+    return absl::InvalidArgumentError(
+        StrCat("PostgresQueue::Open: skip_scan_rows must be >= 0, not ", options.skip_scan_rows));
+  }
+
   TXFN_ASSIGN_OR_RETURN(std::unique_ptr<PgConnection> conn, Connect(options.url));
   int shards = 0;
   TXFN_RETURN_IF_ERROR(InTransaction(*conn, [&]() -> absl::Status {
@@ -565,23 +669,36 @@ absl::StatusOr<std::vector<LeasedCall>> PostgresQueue::Lease(const LeaseRequest&
   TXFN_ASSIGN_OR_RETURN(Conn conn, Acquire());
   // Rounds: the rare due call that must be dead-lettered instead (deadline passed, attempts
   // used up) is marked so after the round, and another round fills its place. So do the calls
-  // a tenant's cap left due: the next round skips the tenants at their cap.
+  // a tenant's cap left due: the next round skips the tenants at their cap. While tenants are
+  // skipped a round reads a bounded stretch of the due order first and, once that was not
+  // enough, goes tenant by tenant (see kLeaseBoundedHead), so a skipped backlog costs a lease
+  // at most options_.skip_scan_rows rows, not its size.
+  bool by_tenant = options_.skip_scan_rows == 0;
   while (out.size() < request.max) {
     const size_t want = request.max - out.size();
-    const PgParam skip =
+    const LeaseScan scan = skips.empty() ? LeaseScan::kInDueOrder
+                           : by_tenant   ? LeaseScan::kByTenant
+                                         : LeaseScan::kBounded;
+    const int64_t scan_rows = static_cast<int64_t>(want) + options_.skip_scan_rows;
+    std::vector<PgParam> params = {
+        PgParam::Int(request.shard),
+        PgParam::Int(now),
+        PgParam::Int(static_cast<int64_t>(want)),
+        functions,
+        PgParam::Int(Nanos(expires)),
+        quota,
         skips.empty()
             ? PgParam::Null()
-            : PgParam::Text(TextArray(std::vector<std::string_view>(skips.begin(), skips.end())));
-    TXFN_ASSIGN_OR_RETURN(PgResult r,
-                          conn->Exec(kLease,
-                                     {PgParam::Int(request.shard), PgParam::Int(now),
-                                      PgParam::Int(static_cast<int64_t>(want)), functions,
-                                      PgParam::Int(Nanos(expires)), quota, skip,
-                                      PgParam::Int(static_cast<int64_t>(request.max_per_tenant))},
-                                     true));
+            : PgParam::Text(TextArray(std::vector<std::string_view>(skips.begin(), skips.end()))),
+        PgParam::Int(static_cast<int64_t>(request.max_per_tenant))};
+    if (scan == LeaseScan::kBounded) params.push_back(PgParam::Int(scan_rows));
+    TXFN_ASSIGN_OR_RETURN(PgResult r, conn->Exec(LeaseStatement(scan), params, true));
     std::string dead_ids;
     std::vector<std::string> reasons;
+    size_t picked = 0;
     for (int row = 0; row < r.rows(); ++row) {
+      if (r.IsNull(row, 6)) continue;  // the row of nulls: nothing was picked
+      ++picked;
       const int64_t attempts = r.Int(row, 1);  // before this delivery
       if (r.Int(row, 0) == 0) {
         const int64_t deadline = r.Int(row, 2);
@@ -603,11 +720,16 @@ absl::StatusOr<std::vector<LeasedCall>> PostgresQueue::Lease(const LeaseRequest&
         skips.push_back(lc.call.tenant);
       }
     }
-    // Rows a tenant's cap left due (the statement considered more than it returned).
-    const bool capped = r.rows() > 0 && r.Int(0, 7) > r.rows();
+    if (r.rows() == 0) break;  // never: the result always has a row
+    // Rows a tenant's cap left due (the statement considered more than it picked).
+    const bool capped = static_cast<size_t>(r.Int(0, 7)) > picked;
+    // A bounded scan that read all it could and picked too few: the rest may lie past it.
+    const bool scan_ran_out =
+        scan == LeaseScan::kBounded && r.Int(0, 8) >= scan_rows && picked < want;
+    if (scan_ran_out) by_tenant = true;
     if (skips.size() >= internal::kMaxStatementSkips) break;
     if (reasons.empty()) {
-      if (capped) continue;
+      if (capped || scan_ran_out) continue;
       break;
     }
     // Another lessee may dead-letter the same rows first: the statement skips what is no
@@ -618,7 +740,7 @@ absl::StatusOr<std::vector<LeasedCall>> PostgresQueue::Lease(const LeaseRequest&
                                         reasons.begin(), reasons.end()))),
                                     PgParam::Int(now)})
             .status());
-    if (static_cast<size_t>(r.rows()) < want) break;
+    if (picked < want && !scan_ran_out) break;
   }
   return out;
 }
