@@ -10,6 +10,9 @@
 #include <tuple>
 #include <vector>
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "lib/v8/runner_core.h"
@@ -686,6 +689,80 @@ TEST_P(FunctionRunnerTest, ErrorsAreDataACallerCanBranchOn) {
   }
   // A successful run carries no payloads at all.
   EXPECT_TRUE(Query("messages:takeN", Obj({{"n", I64(1)}})).status.ok());
+}
+
+// e.stack read by the tenant's own code: its frames and the builtins' only, not those of
+// txfn's wrappers (forEach is one) or ctx.db; formatted as V8's default would; a tenant's own
+// Error.prepareStackTrace still gets every frame (where Error is not frozen).
+TEST_P(FunctionRunnerTest, StacksReadInsideAFunctionShowTheTenantsFramesOnly) {
+  Deploy({{"stk.js", R"JS(
+    import { query } from "txfn/server";
+    function make(message) { return new Error(message); }
+    async function later(message) { await null; return make(message); }
+    export const wrapped = query(() => {
+      try { [1].forEach(() => { throw new Error("boom"); }); } catch (e) { return e.stack; }
+    });
+    export const db = query(async (ctx) => {
+      try { await ctx.db.get(12); } catch (e) { return e.stack; }
+    });
+    export const nameThrows = query(() => {
+      const e = make("m");
+      Object.defineProperty(e, "name", { get() { throw new TypeError("no name"); } });
+      return e.stack;
+    });
+    // Two errors made at one place (inside a wrapper), one formatted by txfn's
+    // prepareStackTrace, the other by V8's default (fresh contexts only: a hardened Error is
+    // frozen); then a tenant's own hook.
+    export const both = query(async () => {
+      const errors = [];
+      [0, 1].forEach(() => errors.push(make("same")));
+      const ours = errors[0].stack;
+      const asyncStack = (await later("async")).stack;
+      const saved = Error.prepareStackTrace;
+      delete Error.prepareStackTrace;
+      const v8 = errors[1].stack;
+      Error.prepareStackTrace = (e, sites) => sites.map((s) => String(s.getFileName()));
+      let files;
+      [0].forEach(() => { files = new Error("raw").stack; });
+      Error.prepareStackTrace = saved;
+      return { ours, v8, asyncStack, files, after: make("after").stack };
+    });
+  )JS"}});
+  RunResult wrapped = Query("stk:wrapped");
+  ASSERT_TRUE(wrapped.status.ok()) << wrapped.status;
+  EXPECT_THAT(wrapped.value.string(),
+              ::testing::ContainsRegex("^Error: boom\n    at stk.js:6:[0-9]+\n"
+                                       "    at Array.forEach \\(<anonymous>\\)\n"
+                                       "    at [^\n]*stk.js:6:[0-9]+"));
+  EXPECT_THAT(wrapped.value.string(), Not(HasSubstr("txfn:")));
+  RunResult db = Query("stk:db");
+  ASSERT_TRUE(db.status.ok()) << db.status;
+  EXPECT_THAT(db.value.string(), HasSubstr("ctx.db.get(id): id must be a string"));
+  EXPECT_THAT(db.value.string(), HasSubstr("stk.js:9:"));
+  EXPECT_THAT(db.value.string(), Not(HasSubstr("txfn:")));
+  RunResult name = Query("stk:nameThrows");
+  ASSERT_TRUE(name.status.ok()) << name.status;
+  EXPECT_THAT(name.value.string(),
+              ::testing::StartsWith("<error: TypeError: no name>\n    at make"));
+  if (Mode() == ContextMode::kHardened) return;
+
+  RunResult both = Query("stk:both");
+  ASSERT_TRUE(both.status.ok()) << both.status;
+  const std::string ours = both.value.Find("ours")->string();
+  const std::string v8 = both.value.Find("v8")->string();
+  EXPECT_THAT(ours, HasSubstr("\n    at Array.forEach (<anonymous>)\n"));
+  const std::string async_stack = both.value.Find("asyncStack")->string();
+  EXPECT_THAT(async_stack, HasSubstr("\n    at later (stk.js:4:"));
+  EXPECT_THAT(async_stack, HasSubstr("\n    at async "));
+  EXPECT_THAT(v8, HasSubstr("txfn:"));  // the frames left out are txfn's, and only those
+  std::string v8_without_txfn;
+  for (absl::string_view line : absl::StrSplit(v8, '\n')) {
+    if (absl::StrContains(line, "txfn:")) continue;
+    absl::StrAppend(&v8_without_txfn, v8_without_txfn.empty() ? "" : "\n", line);
+  }
+  EXPECT_EQ(ours, v8_without_txfn);
+  EXPECT_THAT(ToJson(*both.value.Find("files")), HasSubstr("txfn:"));
+  EXPECT_THAT(both.value.Find("after")->string(), Not(HasSubstr("txfn:")));
 }
 
 TEST_P(FunctionRunnerTest, DisabledTenantFailsBeforeAnyJs) {

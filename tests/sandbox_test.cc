@@ -146,13 +146,17 @@ Attack Stopped(std::string fn, std::string limit = "limit", bool mutation = fals
 Attack Bounded(std::string fn) {
   return {std::move(fn), absl::StatusCode::kResourceExhausted, "sandbox limit", Within::kInstant};
 }
+// Stopped at once by a limit: a sandbox limit or the CPU limit, whichever comes first.
+Attack EitherLimit(std::string fn) {
+  return {std::move(fn), absl::StatusCode::kResourceExhausted, "limit", Within::kInstant};
+}
 // An Intl attack making objects until the ICU-memory sandbox limit (1,000
 // DateTimeFormats at ~100 us, or 16,000 small ones): an optimised build meets
 // it well within the CPU limit; under sanitizers the CPU limit may stop it
 // first. Either ends it.
 Attack HeavyIntl(std::string fn) {
   if (kTimeFactor == 1) return Bounded(std::move(fn));
-  return {std::move(fn), absl::StatusCode::kResourceExhausted, "limit", Within::kInstant};
+  return EitherLimit(std::move(fn));
 }
 Attack Thrown(std::string fn, std::string message) {
   return {std::move(fn), absl::StatusCode::kUnknown, std::move(message), Within::kInstant};
@@ -277,7 +281,10 @@ std::vector<Attack> Attacks() {
       Bounded("typedArrayViewTooLong"),
       Bounded("typedArraySubclassTooLong"),
       Bounded("stringRawHuge"),
-      HeavyIntl("intlFormattersKept"),
+      // 1,000 DateTimeFormats take 280-360 ms of CPU on a VM whose page faults are slow (each
+      // formatter's ICU data is fresh memory), so there even the optimised build may meet the
+      // 300 ms CPU limit first; intlLimitCaught and the attacks below still show the ICU limit.
+      EitherLimit("intlFormattersKept"),
       HeavyIntl("intlSubclassKept"),
       HeavyIntl("intlCalledAsFunction"),
       HeavyIntl("intlSegmentsKept"),
@@ -311,7 +318,7 @@ std::vector<Attack> Attacks() {
       Stopped("resultGetterSpin", "time limit"),
       Stopped("stackGetterSpin", "time limit"),
       Refusing(Stopped("prepareStackTraceSpin", "time limit"),
-               "Cannot add property prepareStackTrace, object is not extensible"),
+               "Cannot assign to read only property 'prepareStackTrace'"),
       Refused("takeInfinity", "non-negative integer"),
       Refused("takeNegative", "non-negative integer"),
       Refused("paginateInfinity", "positive integer"),

@@ -97,6 +97,35 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     },
   }.toString});
 
+  // ---- Stacks show the tenant's frames only ----------------------------------
+  // The wrappers here and ctx.db are JavaScript of txfn's own scripts ("txfn:..."), so V8
+  // would list their frames in every stack a tenant reads. This Error.prepareStackTrace
+  // formats as V8's default does (the error's toString, or "<error: ...>" if that throws, then
+  // "\n    at " and each call site) without those frames. A tenant may replace it (its own
+  // gets every frame) or delete it (V8's default, every frame) where Error is not frozen.
+  const errorToString = Error.prototype.toString;
+  const stringSlice = String.prototype.slice;
+  defineProperty(Error, 'prepareStackTrace', {writable: true, configurable: true, value: {
+    prepareStackTrace(error, sites) {
+      let text;
+      try {
+        text = apply(errorToString, error, []);
+      } catch (thrown) {
+        try {
+          text = '<error: ' + apply(errorToString, thrown, []) + '>';
+        } catch (again) {
+          text = '<error>';
+        }
+      }
+      for (let i = 0; i < sites.length; i++) {
+        const file = sites[i].getFileName();
+        if (typeof file === 'string' && apply(stringSlice, file, [0, 5]) === 'txfn:') continue;
+        text += '\n    at ' + sites[i].toString();
+      }
+      return text;
+    },
+  }.prepareStackTrace});
+
   // ---- Builtins V8 runs without checking for termination --------------------
   // Some builtins walk an index range or a whole string in C++ or Torque
   // without an interrupt check, so a CPU limit cannot stop them: a sparse

@@ -46,8 +46,7 @@ inline constexpr std::string_view kHardenSource = R"JS(
   }
   // V8 reads Error.prepareStackTrace and Error.stackTraceLimit from this
   // context's Error: freezing Error (below) fixes the limit at its default
-  // and keeps prepareStackTrace undefined. Nothing to do here but check.
-  if (Error.prepareStackTrace !== undefined) delete Error.prepareStackTrace;
+  // and keeps prepareStackTrace the bootstrap's (stacks without txfn's frames).
 
   // ---- The override mistake ---------------------------------------------------
   // Assigning obj.toString = f, where obj inherits a frozen toString, throws.

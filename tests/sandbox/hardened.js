@@ -252,7 +252,10 @@ export const look_errors = q(() => {
     found.push("stack: " + String(e.stack).slice(0, 80));
   }
   if (Error.stackTraceLimit !== 10) found.push("stackTraceLimit");
-  if (Error.prepareStackTrace !== undefined) found.push("prepareStackTrace");
+  // txfn's own (stacks without its frames), shown as a builtin: not the tenant's MARK.
+  if (String(Error.prepareStackTrace) !== "function prepareStackTrace() { [native code] }") {
+    found.push("prepareStackTrace");
+  }
   if (Error.stack !== undefined || Error.prototype.stack !== undefined) found.push("captured");
   if (new TypeError("t").name !== "TypeError") found.push("TypeError.name");
   const o = {};
