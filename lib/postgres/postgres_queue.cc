@@ -123,6 +123,11 @@ ON CONFLICT (id) DO NOTHING)sql";
 #define TXFN_LEASE_FILTERS                                  \
   "($4::text[] IS NULL OR function = ANY($4::text[])) AND " \
   "($6::smallint IS NULL OR quota = $6::smallint)"
+// The due rows of group `g` (a quota class and tenant) that pass the function filter: heads and
+// candidates in kLeaseByTenantHead must read the very same rows.
+#define TXFN_GROUP_DUE_ROWS                                                               \
+  "c.shard = $1::integer AND c.quota = g.quota AND c.tenant = g.tenant AND c.state <> 2 " \
+  "AND c.due <= $2::bigint AND ($4::text[] IS NULL OR c.function = ANY($4::text[]))"
 
 // In due order, stepping over the skipped tenants' rows: the head when no tenant is skipped,
 // where every due row read is one it can lease.
@@ -182,15 +187,13 @@ heads AS MATERIALIZED (
   FROM (SELECT * FROM groups WHERE $7::text[] IS NULL OR tenant <> ALL($7::text[])) g
   CROSS JOIN LATERAL (
     SELECT c.due, c.seq FROM txfn_queue_calls c
-    WHERE c.shard = $1::integer AND c.quota = g.quota AND c.tenant = g.tenant AND c.state <> 2
-      AND c.due <= $2::bigint AND ($4::text[] IS NULL OR c.function = ANY($4::text[]))
+    WHERE )sql" TXFN_GROUP_DUE_ROWS R"sql(
     ORDER BY c.due, c.seq LIMIT 1) h
   ORDER BY h.due, h.seq LIMIT $3::bigint),
 candidates AS MATERIALIZED (
   SELECT r.id FROM heads g CROSS JOIN LATERAL (
     SELECT c.id, c.due, c.seq FROM txfn_queue_calls c
-    WHERE c.shard = $1::integer AND c.quota = g.quota AND c.tenant = g.tenant AND c.state <> 2
-      AND c.due <= $2::bigint AND ($4::text[] IS NULL OR c.function = ANY($4::text[]))
+    WHERE )sql" TXFN_GROUP_DUE_ROWS R"sql(
     ORDER BY c.due, c.seq LIMIT $3::bigint) r
   ORDER BY r.due, r.seq LIMIT $3::bigint),
 scan_count AS (SELECT 0::bigint AS n),
@@ -218,6 +221,7 @@ FROM scan_count s LEFT JOIN (picked p LEFT JOIN leased l ON l.id = p.id) ON true
 ORDER BY p.due, p.seq)sql";
 #undef TXFN_LEASE_COLUMNS
 #undef TXFN_LEASE_FILTERS
+#undef TXFN_GROUP_DUE_ROWS
 
 enum class LeaseScan { kInDueOrder, kBounded, kByTenant };
 

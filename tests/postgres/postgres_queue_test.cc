@@ -27,8 +27,8 @@ const absl::Time kT0 = absl::FromUnixSeconds(1'700'000'000);
 // A PostgresQueue on a database of its own, dropped with the last queue on it.
 class TempPostgresQueue final : public queue_test::ForwardingQueue {
  public:
-  // `options` without url and shards (skip_scan_rows, ...): kept across Reopen.
-  static std::unique_ptr<DurableQueue> Make(int shards, PostgresQueueOptions options = {}) {
+  // `options` without url (shards, skip_scan_rows, ...): kept across Reopen, but for shards.
+  static std::unique_ptr<DurableQueue> Make(PostgresQueueOptions options) {
     if (testing::PgServerUrl().empty()) {
       ADD_FAILURE() << "no PostgreSQL server: run scripts/test, or set TXFN_TEST_PG";
       return nullptr;
@@ -38,7 +38,6 @@ class TempPostgresQueue final : public queue_test::ForwardingQueue {
       ADD_FAILURE() << s;
       return nullptr;
     }
-    options.shards = shards;
     return Open(std::move(db), std::move(options));
   }
   static std::unique_ptr<DurableQueue> Reopen(std::unique_ptr<DurableQueue> old) {
@@ -72,13 +71,15 @@ class TempPostgresQueue final : public queue_test::ForwardingQueue {
 };
 
 TXFN_INSTANTIATE_DURABLE_QUEUE_CONFORMANCE(
-    Postgres, [] { return TempPostgresQueue::Make(1); }, &TempPostgresQueue::Reopen);
+    Postgres, [] { return TempPostgresQueue::Make({.shards = 1}); }, &TempPostgresQueue::Reopen);
 TXFN_INSTANTIATE_DURABLE_QUEUE_CONFORMANCE(
-    PostgresFourShards, [] { return TempPostgresQueue::Make(4); }, &TempPostgresQueue::Reopen);
+    PostgresFourShards, [] { return TempPostgresQueue::Make({.shards = 4}); },
+    &TempPostgresQueue::Reopen);
 // Leases that skip tenants go tenant by tenant at once (kLeaseByTenantHead), not only past a
 // skipped backlog over 256 calls: the suite's leasing tests hold that path to the contract too.
 TXFN_INSTANTIATE_DURABLE_QUEUE_CONFORMANCE(
-    PostgresTenantByTenant, [] { return TempPostgresQueue::Make(1, {.skip_scan_rows = 0}); },
+    PostgresTenantByTenant,
+    [] { return TempPostgresQueue::Make({.shards = 1, .skip_scan_rows = 0}); },
     &TempPostgresQueue::Reopen);
 
 // `n` calls of `fn` due at kT0.
