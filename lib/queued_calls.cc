@@ -775,15 +775,22 @@ void QueuedCalls::CleanOutboxes() {
 
 // ---- Running ----------------------------------------------------------------
 
-absl::Status QueuedCalls::WriteRecord(OpenTenant& tenant, const CallId& id,
-                                      const CallRecord& record) {
-  PreparedCommit commit{.tenant = tenant.name(), .begin_ts = tenant.Latest()->ts()};
+absl::StatusOr<bool> QueuedCalls::WriteRecord(OpenTenant& tenant, const CallId& id,
+                                              const CallRecord& record) {
+  // The record is read and written at one snapshot: one there already (a
+  // cancel committed while the call ran) stays, and one committed after the
+  // snapshot makes this commit conflict (AddCallRecord reads the key).
+  std::shared_ptr<const Snapshot> snapshot = tenant.Latest();
+  TXFN_ASSIGN_OR_RETURN(std::optional<CallRecord> existing, FindCallRecord(*snapshot, id));
+  if (existing.has_value()) return false;
+  PreparedCommit commit{.tenant = tenant.name(), .begin_ts = snapshot->ts()};
   TXFN_RETURN_IF_ERROR(AddCallRecord(id, record, &commit));
   absl::StatusOr<Timestamp> ts =
       tenant.Commit(std::move(commit), CommitIntent(), BatchHold::kNever);
+  if (ts.ok()) return true;
   // Aborted: another record of the call committed first (a cancel, another
   // delivery); the call has ended either way.
-  if (ts.ok() || absl::IsAborted(ts.status())) return absl::OkStatus();
+  if (absl::IsAborted(ts.status())) return false;
   return ts.status();
 }
 
@@ -802,16 +809,31 @@ CallOutcome QueuedCalls::Failed(OpenTenant& tenant, const Call& call, const absl
     case Failure::kFunction:
       break;
   }
-  absl::Status written = WriteRecord(tenant, call.id,
-                                     CallRecord{.state = CallState::kFailed,
-                                                .function = call.function,
-                                                .error = PlainStatus(status),
-                                                .finished = clock_.Now(),
-                                                .attempts = call.attempt + 1});
-  if (absl::IsNotFound(written)) return CallOutcome::Permanent(written);  // tenant deleted
-  if (!written.ok()) return CallOutcome::Retryable(written);
-  SetStat(&QueuedCallStats::failed);
+  absl::StatusOr<bool> written = WriteRecord(tenant, call.id,
+                                             CallRecord{.state = CallState::kFailed,
+                                                        .function = call.function,
+                                                        .error = PlainStatus(status),
+                                                        .finished = clock_.Now(),
+                                                        .attempts = call.attempt + 1});
+  if (absl::IsNotFound(written.status())) {
+    return CallOutcome::Permanent(written.status());  // tenant deleted
+  }
+  if (!written.ok()) return CallOutcome::Retryable(written.status());
+  SetStat(*written ? &QueuedCallStats::failed : &QueuedCallStats::skipped);
   return CallOutcome::Ok();
+}
+
+CallOutcome QueuedCalls::Succeeded(OpenTenant& tenant, const Call& call, const Value& result,
+                                   absl::Duration cpu) {
+  absl::StatusOr<bool> written = WriteRecord(tenant, call.id,
+                                             CallRecord{.state = CallState::kSucceeded,
+                                                        .function = call.function,
+                                                        .result = result,
+                                                        .finished = clock_.Now(),
+                                                        .attempts = call.attempt + 1});
+  if (!written.ok()) return CallOutcome::Retryable(written.status());
+  SetStat(*written ? &QueuedCallStats::succeeded : &QueuedCallStats::skipped);
+  return CallOutcome::Ok(cpu);
 }
 
 void QueuedCalls::StartCall(const Call& call, Worker::Done done) {
@@ -882,15 +904,7 @@ void QueuedCalls::StartCall(const Call& call, Worker::Done done) {
                   Failed(*tenant, call, r.status(), /*synchronous=*/false, FunctionKind::kQuery));
               return;
             }
-            absl::Status written = WriteRecord(*tenant, call.id,
-                                               CallRecord{.state = CallState::kSucceeded,
-                                                          .function = call.function,
-                                                          .result = r->value,
-                                                          .finished = clock_.Now(),
-                                                          .attempts = call.attempt + 1});
-            if (written.ok()) SetStat(&QueuedCallStats::succeeded);
-            (*shared_finish)(written.ok() ? CallOutcome::Ok(r->stats.cpu_time)
-                                          : CallOutcome::Retryable(written));
+            (*shared_finish)(Succeeded(*tenant, call, r->value, r->stats.cpu_time));
           });
       if (!submitted.ok()) {
         (*shared_finish)(
@@ -935,15 +949,7 @@ void QueuedCalls::RunQueuedAction(const std::shared_ptr<OpenTenant>& tenant, con
           }
           return;
         }
-        absl::Status written = WriteRecord(*tenant, call.id,
-                                           CallRecord{.state = CallState::kSucceeded,
-                                                      .function = call.function,
-                                                      .result = std::move(r.value),
-                                                      .finished = clock_.Now(),
-                                                      .attempts = call.attempt + 1});
-        if (written.ok()) SetStat(&QueuedCallStats::succeeded);
-        std::move (*shared_finish)(written.ok() ? CallOutcome::Ok(r.stats.cpu_time)
-                                                : CallOutcome::Retryable(written));
+        std::move (*shared_finish)(Succeeded(*tenant, call, r.value, r.stats.cpu_time));
       });
   if (!submitted.ok()) {
     std::move (*shared_finish)(

@@ -165,8 +165,15 @@ class QueuedCalls {
   // acknowledged, or retried.
   CallOutcome Failed(OpenTenant& tenant, const Call& call, const absl::Status& status,
                      bool synchronous, FunctionKind kind);
-  // Commits `record` for `call`; OK also when another record won the race.
-  absl::Status WriteRecord(OpenTenant& tenant, const CallId& id, const CallRecord& record);
+  // How a successful run of a query or action ends: its result recorded
+  // (kSucceeded) unless the call has a record already, and acknowledged.
+  CallOutcome Succeeded(OpenTenant& tenant, const Call& call, const Value& result,
+                        absl::Duration cpu);
+  // Commits `record` for `call` unless the call already has a record: how it
+  // ended first stays (a cancel while it ran, a delivery that committed before
+  // its function was removed). True if `record` was written; false if another
+  // record was there or won the race.
+  absl::StatusOr<bool> WriteRecord(OpenTenant& tenant, const CallId& id, const CallRecord& record);
   void EnqueueScheduled();
   // Takes the calls mutations cancelled out of the queue (RemovePending), with their spilled
   // arguments; those leased meanwhile are skipped when they run.

@@ -116,6 +116,10 @@ export const send = action({args: {n: "number"}, services: ["mail"],
   retry: {maxAttempts: 100, initialBackoffMs: 20, maxBackoffMs: 200},
   handler: async (ctx, { n }) => ctx.services.mail({ n })});
 export const sneaky = action({args: {}, handler: async (ctx) => ctx.services.mail({})});
+export const gated = action({args: {}, services: ["gate"], handler: async (ctx) => {
+  await ctx.services.gate({});
+  return 7;
+}});
 export const farAfter = action({args: {}, handler: (ctx) =>
   ctx.scheduler.runAfter(11 * 365 * 86400e3, "counters:bump", { name: "far" })});
 export const bulky = action({args: {}, handler: async (ctx) => {
@@ -138,6 +142,32 @@ std::string Replaced(std::string source, std::string_view from, std::string_view
   if (at != std::string::npos) source.replace(at, from.size(), to);
   return source;
 }
+
+// A service that answers once opened: an action calling it runs until the test says.
+class Gate {
+ public:
+  absl::StatusOr<Value> operator()(const Value&) {
+    absl::MutexLock lock(&mu_);
+    ++entered_;
+    if (!mu_.AwaitWithTimeout(absl::Condition(&open_), absl::Seconds(30))) {
+      return absl::DeadlineExceededError("the gate never opened");
+    }
+    return Value::Bool(true);
+  }
+  void Open() {
+    absl::MutexLock lock(&mu_);
+    open_ = true;
+  }
+  int entered() {
+    absl::MutexLock lock(&mu_);
+    return entered_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  bool open_ ABSL_GUARDED_BY(mu_) = false;
+  int entered_ ABSL_GUARDED_BY(mu_) = 0;
+};
 
 // A service with a fixed capacity per 100 ms window, and outages on demand.
 class Mailer {
@@ -208,6 +238,8 @@ class EngineQueueTest : public ::testing::Test {
                                                 .min_calls_per_window = 1};
     std::shared_ptr<Mailer> mailer = mailer_;
     options.queued.services["mail"] = [mailer](const Value& args) { return (*mailer)(args); };
+    std::shared_ptr<Gate> gate = gate_;
+    options.queued.services["gate"] = [gate](const Value& args) { return (*gate)(args); };
     return options;
   }
   void Open(EngineOptions options) {
@@ -272,6 +304,7 @@ class EngineQueueTest : public ::testing::Test {
   std::shared_ptr<InMemoryStorage> storage_ = std::make_shared<InMemoryStorage>();
   std::shared_ptr<InMemoryQueue> queue_ = std::make_shared<InMemoryQueue>();
   std::shared_ptr<Mailer> mailer_;
+  std::shared_ptr<Gate> gate_ = std::make_shared<Gate>();
   InMemoryBlobStore blobs_;  // outlives engine_
   std::unique_ptr<Engine> engine_;
 };
@@ -733,6 +766,58 @@ TEST_F(EngineQueueTest, ARedeliveredMutationWhoseRecordCommittedDoesNotRunAgain)
   EXPECT_EQ(engine_->GetCall(*id)->result, Value::Int64(1));
 }
 
+// How a call ended first is what its record keeps: a mutation delivered again after its commit
+// (a lost ACK), once a deploy removed its function, is not recorded failed over its success.
+TEST_F(EngineQueueTest, ARedeliveryAfterItsFunctionWasRemovedKeepsTheCallsSuccess) {
+  OpenAndDeploy(Options());
+  absl::StatusOr<CallId> id = engine_->Submit("app", "counters:bump", Name("x"));
+  ASSERT_TRUE(id.ok());
+  WaitFor(*id, CallState::kSucceeded);
+  WaitDrained();
+  ASSERT_TRUE(engine_
+                  ->DeployJson("app",
+                               {{"counters.js", Replaced(kCounters, "export const bump =",
+                                                         "export const bumpRenamed =")}},
+                               kSchema)
+                  .ok());
+  Call again{.id = *id,
+             .tenant = "app",
+             .function = "counters:bump",
+             .args = Name("x"),
+             .start_after = absl::Now(),
+             .deadline = absl::Now() + absl::Hours(1)};
+  ASSERT_EQ(queue_->Enqueue({&again, 1}).value(), 1u);
+  WaitDrained();
+  absl::StatusOr<CallInfo> info = engine_->GetCall(*id);
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->state, CallState::kSucceeded) << info->error;
+  EXPECT_EQ(info->result, Value::Int64(1));
+  EXPECT_EQ(Counter("x"), 1);
+  EXPECT_EQ(engine_->stats().queued.failed, 0u);
+  EXPECT_EQ(engine_->stats().queued.skipped, 1u);
+}
+
+// A call cancelled while its action runs stays cancelled when the action returns (the action
+// finishes: cancelling cannot stop it), and CancelCall then and after says so.
+TEST_F(EngineQueueTest, AnActionCancelledWhileItRunsStaysCancelled) {
+  OpenAndDeploy(Options());
+  absl::StatusOr<CallId> id = engine_->Submit("app", "counters:gated", Args({}));
+  ASSERT_TRUE(id.ok()) << id.status();
+  const absl::Time end = absl::Now() + absl::Seconds(20);
+  while (gate_->entered() == 0 && absl::Now() < end) absl::SleepFor(absl::Milliseconds(5));
+  ASSERT_EQ(gate_->entered(), 1);
+  ASSERT_TRUE(engine_->CancelCall(*id).ok());
+  gate_->Open();
+  WaitDrained();
+  absl::StatusOr<CallInfo> info = engine_->GetCall(*id);
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->state, CallState::kCancelled);
+  EXPECT_TRUE(info->result.is_null()) << ToJson(info->result);
+  EXPECT_TRUE(absl::IsFailedPrecondition(engine_->CancelCall(*id)));
+  EXPECT_EQ(engine_->stats().queued.succeeded, 0u);
+  EXPECT_EQ(engine_->stats().queued.skipped, 1u);
+}
+
 TEST_F(EngineQueueTest, LeasesExpiringUnderRunningMutationsNeverApplyOneTwice) {
   auto inner = std::make_unique<InMemoryQueue>();
   auto no_extend = std::make_shared<NoExtendQueue>(std::move(inner));
@@ -949,9 +1034,11 @@ TEST(EngineQueueSqliteTest, CallsSurviveReopeningTheFileAndASubmitFromASecondEng
   EngineOptions options;
   options.scheduler.workers = 2;
   options.queued.poll_interval = absl::Milliseconds(5);
-  options.queued.services["mail"] = [](const Value&) -> absl::StatusOr<Value> {
-    return Value::Null();
-  };
+  for (const char* service : {"mail", "gate"}) {
+    options.queued.services[service] = [](const Value&) -> absl::StatusOr<Value> {
+      return Value::Null();
+    };
+  }
   CallId id;
   {
     auto engine = OpenSqliteEngine(path, options);

@@ -280,7 +280,9 @@ struct CallOptions {
   std::optional<QuotaClass> quota;
   std::optional<RetryPolicy> retry;
   // Calls of a tenant with the same key are one call: a second Submit returns
-  // the first one's id and enqueues nothing (<= 256 bytes).
+  // the first one's id and enqueues nothing (<= 256 bytes). It is refused
+  // (AlreadyExists) if it names another function, or, while the first is still
+  // in the queue, other arguments.
   std::string idempotency_key;
   std::string client;  // whose rate limit applies (QueuedCallOptions::submitter)
 };
@@ -302,7 +304,8 @@ struct QueuedCallStats {
   uint64_t submitted = 0;  // calls Submit enqueued
   uint64_t scheduled = 0;  // calls mutations scheduled (ctx.scheduler), enqueued after commit
   uint64_t ran = 0;        // deliveries that ran the function
-  uint64_t skipped = 0;    // deliveries acknowledged without running (already ended)
+  uint64_t skipped = 0;    // deliveries that found the call ended (cancelled, or recorded
+                           // by an earlier delivery) and recorded nothing
   uint64_t succeeded = 0;
   uint64_t failed = 0;
   uint64_t busy = 0;           // deliveries given back unstarted: the isolates' queue was full
@@ -462,9 +465,11 @@ class Engine {
   // Where call `id` is. NotFound if no tenant of this engine knows it.
   [[nodiscard]] virtual absl::StatusOr<CallInfo> GetCall(const CallId& id) = 0;
   // Cancels a call that has not ended: it will not run (a mutation that is
-  // running then conflicts and does not commit; an action already running
-  // finishes). NotFound: unknown call; FailedPrecondition: it already ended
-  // (the message says how).
+  // running then conflicts and does not commit; a query or action already
+  // running finishes, and an action's ctx.runMutation calls commit, but the
+  // call stays kCancelled: how a call ended first is never overwritten).
+  // NotFound: unknown call; FailedPrecondition: it already ended (the message
+  // says how).
   [[nodiscard]] virtual absl::Status CancelCall(const CallId& id) = 0;
   // The calls of a tenant, in id order, optionally only those in `state`
   // and of `function`, at most `limit`: pending, running and dead-lettered

@@ -17,15 +17,25 @@ namespace txfn::internal {
 
 namespace {
 
-// The resource name of txfn's own JavaScript (isolate_runtime.cc).
-constexpr std::string_view kBootstrapResource = "txfn:bootstrap";
+// The prefix of the resource names of txfn's own scripts (isolate_runtime.cc:
+// "txfn:bootstrap", "txfn:harden"). Module paths cannot contain ':' (deploy.cc).
+constexpr std::string_view kInternalScriptPrefix = "txfn:";
+
+// Whether `frame`, a stack line after its "at ", runs in one of txfn's own
+// scripts: "fn (txfn:bootstrap:3:9)", "txfn:bootstrap:3:9", "async fn (txfn:...)".
+bool IsInternalFrame(std::string_view frame) {
+  if (frame.starts_with("async ")) frame.remove_prefix(6);
+  return frame.starts_with(kInternalScriptPrefix) || frame.find("(txfn:") != std::string_view::npos;
+}
 
 // At most this much of a thrown value's `data` is kept as an AppError's data.
 constexpr size_t kMaxAppErrorDataBytes = size_t{64} << 10;
 
 // `stack` without the frames of txfn's own JavaScript (the wrappers of
-// query()/mutation() and ctx.db): a tenant reads only its own code's frames.
-std::string WithoutBootstrapFrames(std::string_view stack) {
+// query()/mutation() and ctx.db), as the bootstrap's Error.prepareStackTrace
+// leaves them out: a status shows only the tenant's code's frames, also when
+// the tenant replaced that hook.
+std::string WithoutInternalFrames(std::string_view stack) {
   std::string out;
   out.reserve(stack.size());
   while (!stack.empty()) {
@@ -35,7 +45,7 @@ std::string WithoutBootstrapFrames(std::string_view stack) {
     const size_t first = line.find_first_not_of(" \t");
     const std::string_view trimmed =
         first == std::string_view::npos ? std::string_view() : line.substr(first);
-    if (trimmed.starts_with("at ") && trimmed.find(kBootstrapResource) != std::string_view::npos) {
+    if (trimmed.starts_with("at ") && IsInternalFrame(trimmed.substr(3))) {
       continue;
     }
     if (!out.empty()) out.push_back('\n');
@@ -107,7 +117,7 @@ absl::Status ExceptionStatus(v8::Isolate* isolate, v8::Local<v8::Private> code_k
         code = static_cast<absl::StatusCode>(c.As<v8::Int32>()->Value());
         thrown_by_txfn = true;
       }
-      text = WithoutBootstrapFrames(StringProperty(isolate, obj, "stack", kMaxJsMessageBytes));
+      text = WithoutInternalFrames(StringProperty(isolate, obj, "stack", kMaxJsMessageBytes));
       // txfn's own errors are Errors only to be thrown: the status code says
       // what they are, and "INVALID_ARGUMENT: Error: ..." says it twice.
       constexpr std::string_view kErrorPrefix = "Error: ";
@@ -127,7 +137,8 @@ absl::Status ExceptionStatus(v8::Isolate* isolate, v8::Local<v8::Private> code_k
         resource->IsString() ? Utf8Prefix(isolate, resource.As<v8::String>(), kQuoteBytes) : "";
     int line = message->GetLineNumber(context).FromMaybe(0);
     std::string where = StrCat(name, ":", line);
-    if (!name.empty() && name != kBootstrapResource && text.find(where) == std::string::npos) {
+    if (!name.empty() && !name.starts_with(kInternalScriptPrefix) &&
+        text.find(where) == std::string::npos) {
       text = StrCat(where, ": ", text);
     }
   }
