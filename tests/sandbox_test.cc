@@ -281,6 +281,14 @@ std::vector<Attack> Attacks() {
       Bounded("typedArrayViewTooLong"),
       Bounded("typedArraySubclassTooLong"),
       Bounded("stringRawHuge"),
+      {"bytesPastBufferBudget", absl::StatusCode::kResourceExhausted, "array buffer memory limit",
+       Within::kLimit, /*mutation=*/true},
+      Thrown("evalPaddedPropertyClass", "EvalError"),
+      Thrown("functionPaddedBody", "EvalError"),
+      Bounded("listFormatHuge"),
+      Bounded("listFormatToPartsHuge"),
+      Bounded("collatorHuge"),
+      Answers("intlListsStillWork", R"(["a, b, and c",3,-1,"abC",true,"TypeError","",0])"),
       // 1,000 DateTimeFormats take 280-360 ms of CPU on a VM whose page faults are slow (each
       // formatter's ICU data is fresh memory), so there even the optimised build may meet the
       // 300 ms CPU limit first; intlLimitCaught and the attacks below still show the ICU limit.

@@ -328,6 +328,18 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   // A string builtin: its receiver `self` (made a primitive string by the
   // caller where the builtin would convert it) and, with convertArg, its first
   // argument as a primitive string, whose lengths are checked.
+  function listFormatted(what, self, list) {
+    if (list === undefined) return apply(ORIG[what], self, [list]);
+    const strings = [];
+    let size = 0;
+    for (const s of list) {
+      strings[strings.length] = s;
+      if (typeof s !== 'string') break;
+      size += s.length;
+      if (size > MAX_SLOW * 4) slowPaths().refuse(what, size, MAX_SLOW * 4);
+    }
+    return apply(ORIG[what], self, [strings]);
+  }
   function stringGuarded(what, limit, convertArg, self, args) {
     if (convertArg) args[0] = asString(args[0]);
     const size = max(lengthOf(self), convertArg ? lengthOf(args[0]) : 0);
@@ -639,6 +651,39 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       });
     }
     install(Intl, 'Intl.', intl);
+    // Collation and list formatting copy their strings into ICU (UTF-16, outside the heap
+    // limit) and run uninterrupted: a list of 1,000 references to one 16 Mi-character string
+    // is 32 GiB. As for localeCompare, compare takes strings of at most MAX_SLOW * 4
+    // characters, and a list formatted at most that many in all (its iterable is read here,
+    // once, as the builtin would: a value not a string ends the read, and the builtin throws).
+    const collatorProto = Intl.Collator.prototype;
+    const compareGetter = getOwnPropertyDescriptor(collatorProto, 'compare').get;
+    defineProperty(collatorProto, 'compare', {configurable: true, get: function compare() {
+      const bound = apply(compareGetter, this, []);
+      if (formats === null) formats = new WeakMap_();
+      let f = apply(weakMapGet, formats, [bound]);
+      if (f === undefined) {
+        f = (x, y) => {
+          x = StringOf(x);
+          y = StringOf(y);
+          const size = max(x.length, y.length);
+          if (size > MAX_SLOW * 4) {
+            slowPaths().refuse('Intl.Collator.prototype.compare', size, MAX_SLOW * 4);
+          }
+          return bound(x, y);
+        };
+        apply(weakMapSet, formats, [bound, f]);
+      }
+      return f;
+    }});
+    if (typeof Intl.ListFormat === 'function') {
+      install(Intl.ListFormat.prototype, 'Intl.ListFormat.prototype.', {
+        format(list) { return listFormatted('Intl.ListFormat.prototype.format', this, list); },
+        formatToParts(list) {
+          return listFormatted('Intl.ListFormat.prototype.formatToParts', this, list);
+        },
+      });
+    }
     install(Intl, 'Intl.', {
       getCanonicalLocales(...a) {
         return apply(ORIG['Intl.getCanonicalLocales'], this,

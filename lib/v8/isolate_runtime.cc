@@ -556,15 +556,18 @@ void IsProxy(const v8::FunctionCallbackInfo<v8::Value>& info) {
   info.GetReturnValue().Set(info[0]->IsProxy());
 }
 
-// eval and Function (their source as text): allowed unless the source has
-// more regexp escapes than a module may (CheckRegExpCost); then V8 throws
-// its EvalError ("Code generation from strings disallowed").
+// eval and Function (their source as text): allowed unless the source is
+// longer than kMaxReadableChars (16 Mi characters: more than any module, and
+// Utf8Prefix would not read it, so its regexps would go unchecked) or has more
+// regexp escapes than a module may (CheckRegExpCost); then V8 throws its
+// EvalError ("Code generation from strings disallowed").
 v8::ModifyCodeGenerationFromStringsResult OnCodeGeneration(v8::Local<v8::Context> context,
                                                            v8::Local<v8::Value> source,
                                                            bool /*is_code_like*/) {
   if (!source->IsString()) return {.codegen_allowed = true};
-  const std::string text =
-      Utf8Prefix(context->GetIsolate(), source.As<v8::String>(), size_t{1} << 30);
+  v8::Local<v8::String> code = source.As<v8::String>();
+  if (static_cast<size_t>(code->Length()) > kMaxReadableChars) return {.codegen_allowed = false};
+  const std::string text = Utf8Prefix(context->GetIsolate(), code, size_t{1} << 30);
   return {.codegen_allowed = CheckRegExpCost(text).ok()};
 }
 

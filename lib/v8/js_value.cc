@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -28,6 +29,38 @@ absl::StatusOr<v8::Local<v8::String>> NewString(v8::Isolate* isolate, const std:
   return out;
 }
 
+// Frees a backing store NewBuffer made, through the allocator it came from.
+void FreeWithAllocator(void* data, size_t length, void* allocator) {
+  static_cast<v8::ArrayBuffer::Allocator*>(allocator)->Free(data, length);
+}
+
+// An ArrayBuffer holding `bytes`, its memory from the isolate's allocator. Not
+// v8::ArrayBuffer::New: when the allocator refuses (txfn's counts buffers
+// against the isolate's array buffer limit), V8 10.2 ends the process there.
+// Refused here, after a full GC as V8 itself does for `new ArrayBuffer`, the
+// conversion fails (the allocator counted the refusal: the request's status
+// names the array buffer limit).
+absl::StatusOr<v8::Local<v8::ArrayBuffer>> NewBuffer(v8::Isolate* isolate,
+                                                     const std::string& bytes) {
+  if (bytes.empty()) return v8::ArrayBuffer::New(isolate, 0);
+  v8::ArrayBuffer::Allocator* allocator = isolate->GetArrayBufferAllocator();
+  void* data = allocator->AllocateUninitialized(bytes.size());
+  if (data == nullptr) {
+    isolate->LowMemoryNotification();
+    data = allocator->AllocateUninitialized(bytes.size());
+  }
+  if (data == nullptr) {
+    return WithLimit(
+        absl::ResourceExhaustedError(StrCat("no memory for an ArrayBuffer of ", bytes.size(),
+                                            " bytes (array buffer memory limit)")),
+        Limit::kArrayBufferMemory);
+  }
+  std::memcpy(data, bytes.data(), bytes.size());
+  std::unique_ptr<v8::BackingStore> store =
+      v8::ArrayBuffer::NewBackingStore(data, bytes.size(), &FreeWithAllocator, allocator);
+  return v8::ArrayBuffer::New(isolate, std::move(store));
+}
+
 absl::StatusOr<v8::Local<v8::Value>> ToJsImpl(v8::Isolate* isolate, v8::Local<v8::Context> context,
                                               const Value& value) {
   switch (value.type()) {
@@ -45,10 +78,9 @@ absl::StatusOr<v8::Local<v8::Value>> ToJsImpl(v8::Isolate* isolate, v8::Local<v8
       return v8::Local<v8::Value>(*s);
     }
     case ValueType::kBytes: {
-      const std::string& b = value.bytes();
-      v8::Local<v8::ArrayBuffer> buffer = v8::ArrayBuffer::New(isolate, b.size());
-      if (!b.empty()) std::memcpy(buffer->GetBackingStore()->Data(), b.data(), b.size());
-      return v8::Local<v8::Value>(buffer);
+      absl::StatusOr<v8::Local<v8::ArrayBuffer>> buffer = NewBuffer(isolate, value.bytes());
+      if (!buffer.ok()) return buffer.status();
+      return v8::Local<v8::Value>(*buffer);
     }
     case ValueType::kArray: {
       const Value::Array& a = value.array();

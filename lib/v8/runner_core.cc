@@ -332,11 +332,12 @@ RunResult RunnerCore::RunOnIsolate(IsolateLease& lease, const RunRequest& reques
   }
   Retire(isolate, std::move(fresh), keep_context ? cs : nullptr);
   if (isolate->IsExecutionTerminating()) isolate->CancelTerminateExecution();
-  // A limit hit anywhere (a getter, a conversion, a stack hook) decides.
+  // A limit hit anywhere (a getter, a conversion, a stack hook) decides; a
+  // failure naming no limit after the allocator refused a buffer is that one.
   lease.CheckHeapLimit();
   if (std::optional<absl::Status> limit = LimitStatus(lease, who)) {
     status = *std::move(limit);
-  } else if (!status.ok() && !absl::IsResourceExhausted(status)) {
+  } else if (!status.ok() && !ExceededLimit(status).has_value()) {
     if (auto buffers = BufferLimitStatus(lease, buffers_refused, who)) status = *buffers;
   }
   result.stats.module_cache_hit = status.ok() && result.stats.modules_compiled == 0;
@@ -411,7 +412,7 @@ absl::Status RunnerCore::CheckModulesOnIsolate(IsolateLease& lease, Transaction&
   lease.CheckHeapLimit();
   if (std::optional<absl::Status> limit = LimitStatus(lease, who)) {
     status = *std::move(limit);
-  } else if (!status.ok() && !absl::IsResourceExhausted(status)) {
+  } else if (!status.ok() && !ExceededLimit(status).has_value()) {
     if (auto buffers = BufferLimitStatus(lease, buffers_refused, who)) status = *buffers;
   }
   return status;

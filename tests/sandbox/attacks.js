@@ -203,6 +203,34 @@ export const assignTypedArray = q(() => Object.keys(Object.assign({}, new Uint8A
 export const typedArrayTooLong = q(() => { for (const k in new Uint8Array(2 ** 26)) return k; });
 export const typedArrayViewTooLong = q(() => new Int8Array(new ArrayBuffer(2 ** 25)).length);
 export const typedArraySubclassTooLong = q(() => new (class extends Uint16Array {})(2 ** 23).length);
+// A document's bytes made an ArrayBuffer once the request's buffers are at their limit (V8's
+// ArrayBuffer::New would end the process).
+export const bytesPastBufferBudget = m(async (ctx) => {
+  const id = await ctx.db.insert("items", { k: "b", b: new ArrayBuffer(8) });
+  const keep = [];
+  for (let n = 2 ** 26; n >= 1; n >>= 1) try { keep.push(new ArrayBuffer(n)); } catch (e) {}
+  return (await ctx.db.get(id)) && keep.length;
+});
+// Sources too long to read are not compiled: their regexps could not be checked (400,000
+// property escapes behind 16 Mi spaces ended the process in V8's Zone).
+export const evalPaddedPropertyClass = q(() =>
+  eval(" ".repeat(2 ** 24) + "/[" + "\\P{L}".repeat(400000) + "]/u.test('a')"));
+export const functionPaddedBody = q(() => Function(" ".repeat(2 ** 24) + "return 1")());
+// ICU copies what it collates or lists, outside the heap limit.
+export const listFormatHuge = q(() =>
+  new Intl.ListFormat("en").format(new Array(1000).fill("x".repeat(2 ** 24))).length);
+export const listFormatToPartsHuge = q(() =>
+  new Intl.ListFormat("en").formatToParts(new Array(1000).fill("x".repeat(2 ** 20))).length);
+export const collatorHuge = q(() => new Intl.Collator("de").compare("a".repeat(2 ** 23), "b"));
+export const intlListsStillWork = q(() => {
+  const c = new Intl.Collator("en");
+  let thrown = "none";
+  try { new Intl.ListFormat("en").format(["a", 1]); } catch (e) { thrown = e.constructor.name; }
+  return [new Intl.ListFormat("en").format(["a", "b", "c"]),
+    new Intl.ListFormat("en", { type: "disjunction" }).formatToParts(new Set(["x", "y"])).length,
+    new Intl.Collator("de").compare("a", "b"), ["b", "a", "C"].sort(c.compare).join(""),
+    c.compare === c.compare, thrown, new Intl.ListFormat("en").format(), c.compare(1, 1)];
+});
 export const stringRawHuge = q(() => String.raw({ raw: { length: 2 ** 32 - 1 } }).length);
 // Intl objects keep ICU memory outside the heap limit (~60 KiB a full
 // DateTimeFormat): a request may make 64 MiB of them by txfn's estimates,
