@@ -293,6 +293,7 @@ std::vector<Attack> Attacks() {
       // formatter's ICU data is fresh memory), so there even the optimised build may meet the
       // 300 ms CPU limit first; intlLimitCaught and the attacks below still show the ICU limit.
       EitherLimit("intlFormattersKept"),
+      Answers("intlAfterResult", R"({"x":1})"),
       HeavyIntl("intlSubclassKept"),
       HeavyIntl("intlCalledAsFunction"),
       HeavyIntl("intlSegmentsKept"),
@@ -821,6 +822,53 @@ export const keys = query(async (ctx) =>
       ASSERT_EQ(keys, want) << "round " << i;
     }
   }
+}
+
+// A context kept for the tenant's next requests (reuse_context, trusted code): a job its
+// request left queued (here by the result's getter, after the request's last checkpoint) runs
+// before the context is kept, with no request current, so it cannot write into the next
+// request's transaction. (A ctx kept in a global or in module state is another matter: the
+// kept context's ctx is one object, documented in function_runner.h.)
+TEST(SandboxReuse, NothingOfARequestWritesInTheNextInAKeptContext) {
+  std::unique_ptr<Engine> engine = OpenEngine(ContextMode::kFresh, 1, {{"keep.js", R"JS(
+import { query, mutation } from "txfn/server";
+export const leave = mutation(async (ctx, { i }) => {
+  await ctx.db.insert("items", { k: "own-" + i });
+  return { get x() {
+    Promise.resolve().then(() => ctx.db.insert("items", { k: "left-" + i }));
+    return i;
+  } };
+});
+export const next = mutation(async (ctx, { i }) => {
+  await ctx.db.insert("items", { k: "next-" + i });
+  await null;
+  return i;
+});
+export const keys = query(async (ctx) =>
+  (await ctx.db.query("items").collect()).map((d) => d.k).filter((k) => typeof k === "string"));
+)JS"}},
+                                              /*reuse_context=*/true);
+  ASSERT_NE(engine, nullptr);
+  std::vector<std::string> expected;
+  for (int i = 0; i < 20; ++i) {
+    const Value args = Value::FromObject({{"i", Value::Int64(i)}});
+    auto left = engine->Mutation("bystander", "keep:leave", args);
+    ASSERT_TRUE(left.ok()) << left.status();
+    auto next = engine->Mutation("bystander", "keep:next", args);
+    ASSERT_TRUE(next.ok()) << next.status();
+    if (i > 0) {
+      EXPECT_TRUE(next->stats.context_reused) << i;
+    }
+    expected.push_back("own-" + std::to_string(i));
+    expected.push_back("next-" + std::to_string(i));
+  }
+  auto all = engine->Query("bystander", "keep:keys", Value::Null());
+  ASSERT_TRUE(all.ok()) << all.status();
+  std::vector<std::string> keys;
+  for (const Value& k : all->value.array()) keys.push_back(k.string());
+  std::sort(keys.begin(), keys.end());
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(keys, expected);
 }
 
 // Random calls of the natives with random argument shapes (tests/sandbox/

@@ -162,7 +162,11 @@
 //   it while the tenant's modules are unchanged. Fastest, but globals,
 //   prototype changes and module-level state of one request are visible to
 //   the next requests of that tenant on that isolate (never to other
-//   tenants). Math.random, Date and ctx are still per request.
+//   tenants). Math.random and Date still follow each request; ctx is one
+//   object of the context, so a ctx kept in module state or a global acts
+//   for whichever request runs when it is used. Jobs a request leaves queued
+//   run before its context is kept, while ctx refuses (none runs in the next
+//   request).
 // Actions always get a fresh context (unless reuse_context opts their tenant
 // in): they run for long and block on their host, so a context per action
 // costs little, and their ctx reaches the host's services.

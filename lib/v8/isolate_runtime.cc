@@ -531,12 +531,17 @@ void ServiceNative(const v8::FunctionCallbackInfo<v8::Value>& info) {
 // intlObject(kib): charged by the bootstrap's Intl wrappers before an
 // object holding about `kib` KiB of ICU memory is made
 // (kMaxIntlBytesPerRequest). Outside a request (the bootstrap, the lockdown)
-// it only tells the GC.
+// it only tells the GC; in the jobs a request left behind it refuses (they
+// would make Intl objects charged to no request until a CPU limit).
 void IntlObject(const v8::FunctionCallbackInfo<v8::Value>& info) {
   std::optional<Call> call = Call::Enter(info, /*needs_request=*/false);
   if (!call) return;
   const int64_t bytes = (info[0]->IsInt32() ? info[0].As<v8::Int32>()->Value() : 64) * 1024;
   RequestState* req = call->rt().current();
+  if (ContextState* cs = StateOf(call->context()); req == nullptr && cs->running_leftovers) {
+    return call->Fail(absl::ResourceExhaustedError(
+        "Intl: no Intl object may be made after its request returned"));
+  }
   if (req != nullptr) {
     if (req->intl_bytes + bytes > kMaxIntlBytesPerRequest) {
       return call->Fail(absl::ResourceExhaustedError(

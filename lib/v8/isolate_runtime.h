@@ -122,6 +122,9 @@ struct ContextState {
   // The context's own queue: a job queued in one request runs only in that
   // request's checkpoints (and never once the context is closed).
   std::unique_ptr<v8::MicrotaskQueue> microtasks;
+  // Set while the jobs a request left queued run after it (RunLeftoverJobs):
+  // no request is current, yet it is the request's code that runs.
+  bool running_leftovers = false;
   v8::Global<v8::Context> context;
   v8::Global<v8::Object> server;      // {query, mutation, action}
   v8::Global<v8::Object> ctx;         // the ctx argument of queries and mutations

@@ -89,6 +89,23 @@ void Retire(v8::Isolate* isolate, std::unique_ptr<ContextState> fresh, ContextSt
   }
 }
 
+// Runs the jobs a request left queued in `cs` (a promise it settled while its
+// result was converted, or before it threw), in its own context, while ctx.db
+// and console refuse them (no request is current any more): so none of them
+// can run in the next request's checkpoint. Whether the context may be kept:
+// not once a limit stopped the request or one of these jobs.
+bool RunLeftoverJobs(IsolateLease& lease, ContextState& cs) {
+  v8::Isolate* isolate = cs.rt->isolate();
+  if (isolate->IsExecutionTerminating() || LimitStatus(lease, "").has_value()) return false;
+  v8::HandleScope scope(isolate);
+  v8::Context::Scope context_scope(cs.context.Get(isolate));
+  v8::TryCatch tc(isolate);
+  cs.running_leftovers = true;
+  cs.microtasks->PerformCheckpoint(isolate);
+  cs.running_leftovers = false;
+  return !isolate->IsExecutionTerminating() && !LimitStatus(lease, "").has_value();
+}
+
 // Ends a request in the isolate's hardened context. Jobs the request left
 // queued (a promise it settled while its result was converted, or before it
 // threw) run now, in its own context, while ctx.db and console refuse them
@@ -100,15 +117,7 @@ void Retire(v8::Isolate* isolate, std::unique_ptr<ContextState> fresh, ContextSt
 void ReleaseHardened(IsolateLease& lease, IsolateRuntime& rt, const absl::Status& status) {
   v8::Isolate* isolate = rt.isolate();
   ContextState& cs = *rt.hardened();
-  bool keep = !isolate->IsExecutionTerminating() && !absl::IsCancelled(status) &&
-              !LimitStatus(lease, "").has_value();
-  if (keep) {
-    v8::HandleScope scope(isolate);
-    v8::Context::Scope context_scope(cs.context.Get(isolate));
-    v8::TryCatch tc(isolate);
-    cs.microtasks->PerformCheckpoint(isolate);
-    keep = !isolate->IsExecutionTerminating() && !LimitStatus(lease, "").has_value();
-  }
+  const bool keep = !absl::IsCancelled(status) && RunLeftoverJobs(lease, cs);
   cs.ResetModules();
   cs.ctx.Reset();
   if (keep) {
@@ -324,9 +333,12 @@ RunResult RunnerCore::RunOnIsolate(IsolateLease& lease, const RunRequest& reques
     current.reset();
   }
   if (hardened != nullptr) ReleaseHardened(lease, *rt, status);
+  // A kept context's leftover jobs run now, not in the next request's checkpoint.
+  if (keep_context && !RunLeftoverJobs(lease, *cs)) keep_context = false;
   if (rt != nullptr && keep_context && fresh != nullptr) rt->reused() = std::move(fresh);
-  if (rt != nullptr && !status.ok() && rt->reused() != nullptr) {
-    // A failed request leaves no context behind.
+  if (rt != nullptr && rt->reused() != nullptr &&
+      (!status.ok() || (!keep_context && rt->reused().get() == cs))) {
+    // A failed request, or one whose leftover jobs were stopped, leaves no context behind.
     if (rt->reused().get() == cs) cs = nullptr;
     rt->reused().reset();
   }

@@ -240,6 +240,12 @@ export const intlFormattersKept = q(() => {
   const kept = [];
   for (;;) kept.push(new Intl.DateTimeFormat("en", fullDate));
 });
+// Jobs a request leaves behind (queued by its result's getter) make no Intl objects: they run
+// after it, charged to no request.
+export const intlAfterResult = q(() => ({ get x() {
+  Promise.resolve().then(() => { const k = []; for (;;) k.push(new Intl.DateTimeFormat("en", fullDate)); });
+  return 1;
+} }));
 export const intlSubclassKept = q(() => {
   class F extends Intl.NumberFormat {}
   const kept = [];
