@@ -158,7 +158,7 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   const localeBrand = typeof Intl === 'object' && Intl !== null && Intl.Locale ?
       Intl.Locale.prototype.toString : undefined;
   const ownKeys = Reflect.ownKeys;
-  const StringOf = String;
+  const StringOf = String, ObjectOf = Object;
   const max = Math.max, min = Math.min, floor = Math.floor;
   const TypedArrayProto = getPrototypeOf(Uint8Array.prototype);
   const typedSort = TypedArrayProto.sort;
@@ -246,10 +246,15 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   const ORIG = {__proto__: null};
   // Replaces each builtin target[name] by wrappers[name], its original kept
   // in ORIG[where + name]. Run by the bootstrap only.
+  // A wrapper takes its original's length (most take ...a: 0).
   function install(target, where, wrappers) {
     for (const name of ownKeys(wrappers)) {
-      ORIG[where + name] = target[name];
-      defineProperty(target, name, {writable: true, configurable: true, value: wrappers[name]});
+      const original = target[name], wrapper = wrappers[name];
+      ORIG[where + name] = original;
+      if (typeof original === 'function' && wrapper.length !== original.length) {
+        defineProperty(wrapper, 'length', {value: original.length, configurable: true});
+      }
+      defineProperty(target, name, {writable: true, configurable: true, value: wrapper});
     }
   }
 
@@ -361,8 +366,8 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       return guarded(WALK_THIS, 'Array.prototype.findLastIndex', this, calledBack(a, 0));
     },
     filter(...a) { return guarded(WALK_THIS, 'Array.prototype.filter', this, calledBack(a, 0)); },
-    flat(...a) { return guarded(WALK_THIS, 'Array.prototype.flat', this, a); },
-    flatMap(...a) { return guarded(WALK_THIS, 'Array.prototype.flatMap', this, calledBack(a, 0)); },
+    flat(...a) { return slowPaths().flat(this, a[0]); },
+    flatMap(...a) { return slowPaths().flatMap(this, a[0], a[1]); },
     forEach(...a) { return guarded(WALK_THIS, 'Array.prototype.forEach', this, calledBack(a, 0)); },
     includes(...a) { return guarded(WALK_THIS, 'Array.prototype.includes', this, a); },
     indexOf(...a) { return guarded(WALK_THIS, 'Array.prototype.indexOf', this, a); },
@@ -1007,7 +1012,71 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       }
       return out + S.slice(last);
     }
-    return {refuse, sortLarge, isRegExp, replaceByExec, replaceString};
+    // Array.prototype.flat and flatMap as the specification writes them, in JavaScript: V8's
+    // walk of a nested array never checks for termination, so [new Array(2 ** 32 - 1)].flat()
+    // ran for minutes past every limit. A receiver or mapper the builtin refuses goes to the
+    // builtin, which throws before it walks anything.
+    const toLength = (v) => {
+      const n = +v;
+      return n > 0 ? (n < MAX_LENGTH ? floor(n) : MAX_LENGTH) : 0;
+    };
+    const species = Symbol.species;
+    // ArraySpeciesCreate(O, 0) (V8 keeps the other realm's Array check: one realm here).
+    function speciesCreate(O) {
+      if (!ArrayIsArray(O)) return [];
+      let C = O.constructor;
+      if ((typeof C === 'object' && C !== null) || typeof C === 'function') {
+        C = C[species];
+        if (C === null) C = undefined;
+      }
+      return C === undefined ? [] : construct(C, [0]);
+    }
+    function flattenInto(target, source, sourceLength, start, depth, mapper, thisArg) {
+      let targetIndex = start;
+      for (let i = 0; i < sourceLength; ++i) {
+        if (!(i in source)) continue;
+        let element = source[i];
+        if (mapper !== undefined) element = apply(mapper, thisArg, [element, i, source]);
+        if (depth > 0 && ArrayIsArray(element)) {
+          targetIndex = flattenInto(target, element, toLength(element.length), targetIndex,
+                                    depth - 1, undefined, undefined);
+        } else {
+          if (targetIndex >= MAX_LENGTH) {
+            throw new TypeError('flat: the result would be longer than 2^53 - 1');
+          }
+          defineProperty(target, targetIndex, {value: element, writable: true, enumerable: true,
+                                               configurable: true});
+          ++targetIndex;
+        }
+      }
+      return targetIndex;
+    }
+    function flat(self, depth) {
+      if (self === null || self === undefined) {
+        return apply(ORIG['Array.prototype.flat'], self, [depth]);
+      }
+      const O = ObjectOf(self);
+      const length = toLength(O.length);
+      let d = 1;
+      if (depth !== undefined) {
+        d = +depth;
+        d = d !== d || d < 0 ? 0 : floor(d);
+      }
+      const target = speciesCreate(O);
+      flattenInto(target, O, length, 0, d, undefined, undefined);
+      return target;
+    }
+    function flatMap(self, mapper, thisArg) {
+      if (self === null || self === undefined || typeof mapper !== 'function') {
+        return apply(ORIG['Array.prototype.flatMap'], self, [mapper, thisArg]);
+      }
+      const O = ObjectOf(self);
+      const length = toLength(O.length);
+      const target = speciesCreate(O);
+      flattenInto(target, O, length, 0, 1, mapper, thisArg);
+      return target;
+    }
+    return {refuse, sortLarge, isRegExp, replaceByExec, replaceString, flat, flatMap};
   }
 
   const log = n.log;

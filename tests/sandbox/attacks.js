@@ -231,6 +231,26 @@ export const intlListsStillWork = q(() => {
     new Intl.Collator("de").compare("a", "b"), ["b", "a", "C"].sort(c.compare).join(""),
     c.compare === c.compare, thrown, new Intl.ListFormat("en").format(), c.compare(1, 1)];
 });
+// flat and flatMap walk nested arrays: V8's walk never checks for termination.
+export const flatHoley = q(() => [new Array(2 ** 32 - 1)].flat().length);
+export const flatMapHoley = q(() => [0].flatMap(() => new Array(2 ** 32 - 1)).length);
+export const flatDeepHoley = q(() => [[[new Array(2 ** 32 - 1)]]].flat(Infinity).length);
+// ... and still do what the builtins do (the expected value is Node's).
+export const flatStillWorks = q(() => {
+  class MyA extends Array {}
+  const err = (g) => { try { g(); return "none"; } catch (e) { return e.constructor.name; } };
+  const log = [];
+  const p = new Proxy([[1], 2], { has(t, k) { log.push("has " + String(k)); return k in t; },
+                                 get(t, k) { log.push("get " + String(k)); return t[k]; } });
+  Array.prototype.flat.call(p);
+  return [[1, [2, [3, [4]]]].flat(), [1, [2, [3, [4]]]].flat(Infinity), [1, [2]].flat(0),
+    [1, [2, [3]]].flat("1"), [1, [2, [3]]].flat(-1), [1, 2].flatMap((x, i, a) => [x, i, a.length]),
+    Array.prototype.flat.call({ length: 3, 0: [1], 2: 2 }), MyA.from([[1], [2]]).flat() instanceof MyA,
+    [1, , [2, , 3]].flat(), [1].flatMap(function () { return this.v; }, { v: [7, 8] }),
+    err(() => [1].flatMap(1)), err(() => Array.prototype.flat.call(null)),
+    [[[]]].flat(2).length, [1, [2]].flatMap((x) => [[x]]), log.join(","), Array.prototype.flat.length,
+    Array.prototype.flatMap.length, err(() => [1].flat(1n))];
+});
 export const stringRawHuge = q(() => String.raw({ raw: { length: 2 ** 32 - 1 } }).length);
 // Intl objects keep ICU memory outside the heap limit (~60 KiB a full
 // DateTimeFormat): a request may make 64 MiB of them by txfn's estimates,
