@@ -289,6 +289,17 @@ class EngineQueueTest : public ::testing::Test {
                                 : std::string(info.status().message()));
     return info.ok() ? *info : CallInfo{};
   }
+  // Enqueues call `id` of counters:bump {name: "x"} again: the queue hands it out once more, as
+  // after a lost ACK.
+  void DeliverBumpOfXAgain(const CallId& id) {
+    Call again{.id = id,
+               .tenant = "app",
+               .function = "counters:bump",
+               .args = Name("x"),
+               .start_after = absl::Now(),
+               .deadline = absl::Now() + absl::Hours(1)};
+    ASSERT_EQ(queue_->Enqueue({&again, 1}).value(), 1u);
+  }
   // Waits until the queue holds nothing (pending or leased) of any function.
   void WaitDrained(absl::Duration limit = absl::Seconds(30)) {
     const absl::Time end = absl::Now() + limit;
@@ -752,14 +763,7 @@ TEST_F(EngineQueueTest, ARedeliveredMutationWhoseRecordCommittedDoesNotRunAgain)
   ASSERT_TRUE(id.ok());
   WaitFor(*id, CallState::kSucceeded);
   WaitDrained();
-  // The queue hands the same call out again (as after a lost ACK).
-  Call again{.id = *id,
-             .tenant = "app",
-             .function = "counters:bump",
-             .args = Name("x"),
-             .start_after = absl::Now(),
-             .deadline = absl::Now() + absl::Hours(1)};
-  ASSERT_EQ(queue_->Enqueue({&again, 1}).value(), 1u);
+  DeliverBumpOfXAgain(*id);
   WaitDrained();
   EXPECT_EQ(Counter("x"), 1);
   EXPECT_EQ(engine_->stats().queued.skipped, 1u);
@@ -780,13 +784,7 @@ TEST_F(EngineQueueTest, ARedeliveryAfterItsFunctionWasRemovedKeepsTheCallsSucces
                                                          "export const bumpRenamed =")}},
                                kSchema)
                   .ok());
-  Call again{.id = *id,
-             .tenant = "app",
-             .function = "counters:bump",
-             .args = Name("x"),
-             .start_after = absl::Now(),
-             .deadline = absl::Now() + absl::Hours(1)};
-  ASSERT_EQ(queue_->Enqueue({&again, 1}).value(), 1u);
+  DeliverBumpOfXAgain(*id);
   WaitDrained();
   absl::StatusOr<CallInfo> info = engine_->GetCall(*id);
   ASSERT_TRUE(info.ok()) << info.status();
