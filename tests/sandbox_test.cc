@@ -287,7 +287,7 @@ std::vector<Attack> Attacks() {
       Answers("flatStillWorks",
               R"([[1,2,[3,[4]]],[1,2,3,4],[1,[2]],[1,2,[3]],[1,[2,[3]]],[1,0,2,2,1,2],[1,2],true,)"
               R"([1,2,3],[7,8],"TypeError","TypeError",0,[[1],[[2]]],)"
-              R"("get length,get constructor,has 0,get 0,has 1,get 1",0,1,"TypeError"])"),
+              R"("get length,get constructor,has 0,get 0,has 1,get 1","TypeError"])"),
       {"bytesPastBufferBudget", absl::StatusCode::kResourceExhausted, "array buffer memory limit",
        Within::kLimit, /*mutation=*/true},
       Thrown("evalPaddedPropertyClass", "EvalError"),

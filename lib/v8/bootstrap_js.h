@@ -246,15 +246,10 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   const ORIG = {__proto__: null};
   // Replaces each builtin target[name] by wrappers[name], its original kept
   // in ORIG[where + name]. Run by the bootstrap only.
-  // A wrapper takes its original's length (most take ...a: 0).
   function install(target, where, wrappers) {
     for (const name of ownKeys(wrappers)) {
-      const original = target[name], wrapper = wrappers[name];
-      ORIG[where + name] = original;
-      if (typeof original === 'function' && wrapper.length !== original.length) {
-        defineProperty(wrapper, 'length', {value: original.length, configurable: true});
-      }
-      defineProperty(target, name, {writable: true, configurable: true, value: wrapper});
+      ORIG[where + name] = target[name];
+      defineProperty(target, name, {writable: true, configurable: true, value: wrappers[name]});
     }
   }
 
