@@ -328,6 +328,15 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   // A string builtin: its receiver `self` (made a primitive string by the
   // caller where the builtin would convert it) and, with convertArg, its first
   // argument as a primitive string, whose lengths are checked.
+  function stringGuarded(what, limit, convertArg, self, args) {
+    if (convertArg) args[0] = asString(args[0]);
+    const size = max(lengthOf(self), convertArg ? lengthOf(args[0]) : 0);
+    if (size > limit) slowPaths().refuse(what, size, limit);
+    return apply(ORIG[what], self, args);
+  }
+  // Intl.ListFormat's format or formatToParts (`what`) of `list`, read here
+  // once into an array (the builtin would read it once too), past MAX_SLOW * 4
+  // characters in all refused (the Intl section says why).
   function listFormatted(what, self, list) {
     if (list === undefined) return apply(ORIG[what], self, [list]);
     const strings = [];
@@ -339,12 +348,6 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       if (size > MAX_SLOW * 4) slowPaths().refuse(what, size, MAX_SLOW * 4);
     }
     return apply(ORIG[what], self, [strings]);
-  }
-  function stringGuarded(what, limit, convertArg, self, args) {
-    if (convertArg) args[0] = asString(args[0]);
-    const size = max(lengthOf(self), convertArg ? lengthOf(args[0]) : 0);
-    if (size > limit) slowPaths().refuse(what, size, limit);
-    return apply(ORIG[what], self, args);
   }
   install(Array.prototype, 'Array.prototype.', {
     copyWithin(...a) { return guarded(WRITE_THIS, 'Array.prototype.copyWithin', this, a); },
