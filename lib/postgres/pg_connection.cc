@@ -174,27 +174,50 @@ absl::StatusOr<std::unique_ptr<PgConnection>> PgConnection::Open(const std::stri
 
 PgConnection::~PgConnection() { PQfinish(conn_); }
 
-absl::StatusOr<PgResult> PgConnection::Check(PGresult* result, std::string_view sql) {
-  ExecStatusType status = result != nullptr ? PQresultStatus(result) : PGRES_FATAL_ERROR;
-  if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) return PgResult(result);
-  absl::Status error = PgError(conn_, result, sql);
-  PQclear(result);
-  return error;
+absl::StatusOr<PgResult> PgConnection::Finish(std::string_view sql) {
+  // The server sends a statement's rows before its implicit transaction commits (at the
+  // protocol's Sync, or after the last statement of a simple query): an error that follows
+  // them (the commit failed, the server process ended, the connection was lost) is the
+  // answer, and the rows do not count. So every result is read, up to the end of the
+  // exchange (ReadyForQuery), and the first error wins; else the last result (as PQexec).
+  PGresult* last = nullptr;
+  PGresult* error = nullptr;
+  while (PGresult* result = PQgetResult(conn_)) {
+    const ExecStatusType status = PQresultStatus(result);
+    if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) {
+      PQclear(last);
+      last = result;
+    } else if (error == nullptr) {
+      error = result;
+    } else {
+      PQclear(result);
+    }
+    // COPY would hand back the same result forever; txfn sends none.
+    if (status == PGRES_COPY_IN || status == PGRES_COPY_OUT || status == PGRES_COPY_BOTH) break;
+  }
+  if (error == nullptr && last != nullptr) return PgResult(last);
+  PQclear(last);
+  absl::Status status = PgError(conn_, error, sql);
+  PQclear(error);
+  return status;
 }
 
 absl::StatusOr<PgResult> PgConnection::Exec(std::string_view sql) {
   std::string text(sql);
-  return Check(PQexec(conn_, text.c_str()), sql);
+  if (PQsendQuery(conn_, text.c_str()) == 0) return PgError(conn_, nullptr, sql);
+  return Finish(sql);
 }
 
 absl::StatusOr<PgResult> PgConnection::Exec(std::string_view sql, absl::Span<const PgParam> params,
                                             bool binary_results) {
   std::string text(sql);
   const ParamArrays p(params);
-  return Check(PQexecParams(conn_, text.c_str(), static_cast<int>(params.size()),
-                            /*paramTypes=*/nullptr, p.values.data(), p.lengths.data(),
-                            p.formats.data(), binary_results ? 1 : 0),
-               sql);
+  if (PQsendQueryParams(conn_, text.c_str(), static_cast<int>(params.size()),
+                        /*paramTypes=*/nullptr, p.values.data(), p.lengths.data(), p.formats.data(),
+                        binary_results ? 1 : 0) == 0) {
+    return PgError(conn_, nullptr, sql);
+  }
+  return Finish(sql);
 }
 
 absl::StatusOr<const std::string*> PgConnection::Prepared(std::string_view sql, int params) {
@@ -202,9 +225,10 @@ absl::StatusOr<const std::string*> PgConnection::Prepared(std::string_view sql, 
   if (it == prepared_.end()) {
     std::string name = internal::StrCat("txfn_", prepared_.size());
     std::string text(sql);
-    absl::StatusOr<PgResult> made =
-        Check(PQprepare(conn_, name.c_str(), text.c_str(), params, /*paramTypes=*/nullptr), sql);
-    if (!made.ok()) return made.status();
+    if (PQsendPrepare(conn_, name.c_str(), text.c_str(), params, /*paramTypes=*/nullptr) == 0) {
+      return PgError(conn_, nullptr, sql);
+    }
+    if (absl::StatusOr<PgResult> made = Finish(sql); !made.ok()) return made.status();
     it = prepared_.emplace(std::move(text), std::move(name)).first;
   }
   return &it->second;
@@ -213,13 +237,8 @@ absl::StatusOr<const std::string*> PgConnection::Prepared(std::string_view sql, 
 absl::StatusOr<PgResult> PgConnection::ExecPrepared(std::string_view sql,
                                                     absl::Span<const PgParam> params,
                                                     bool binary_results) {
-  absl::StatusOr<const std::string*> name = Prepared(sql, static_cast<int>(params.size()));
-  if (!name.ok()) return name.status();
-  const ParamArrays p(params);
-  return Check(
-      PQexecPrepared(conn_, (*name)->c_str(), static_cast<int>(params.size()), p.values.data(),
-                     p.lengths.data(), p.formats.data(), binary_results ? 1 : 0),
-      sql);
+  if (absl::Status sent = Send(sql, params, binary_results); !sent.ok()) return sent;
+  return Finish(sql);
 }
 
 absl::Status PgConnection::Send(std::string_view sql, absl::Span<const PgParam> params,
@@ -234,13 +253,6 @@ absl::Status PgConnection::Send(std::string_view sql, absl::Span<const PgParam> 
   return absl::OkStatus();
 }
 
-absl::StatusOr<PgResult> PgConnection::Receive(std::string_view sql) {
-  // The statement's one result, then null; a lost connection yields an error result or
-  // none at all.
-  PGresult* result = PQgetResult(conn_);
-  if (result == nullptr) return PgError(conn_, nullptr, sql);
-  while (PGresult* extra = PQgetResult(conn_)) PQclear(extra);
-  return Check(result, sql);
-}
+absl::StatusOr<PgResult> PgConnection::Receive(std::string_view sql) { return Finish(sql); }
 
 }  // namespace txfn::pg_internal

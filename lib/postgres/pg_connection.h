@@ -115,7 +115,8 @@ class PgConnection {
   // OK Send, a Receive error with broken() true means the server may have run it.
   absl::Status Send(std::string_view sql, absl::Span<const PgParam> params,
                     bool binary_results = false);
-  // The answer to the statement Send sent (waits for it).
+  // The answer to the statement Send sent (waits for it): OK only once the server has ended
+  // the statement's implicit transaction, so an OK answer to a write means it committed.
   absl::StatusOr<PgResult> Receive(std::string_view sql);
 
   // True once the connection to the server is lost.
@@ -128,7 +129,9 @@ class PgConnection {
 
  private:
   explicit PgConnection(PGconn* conn) : conn_(conn) {}
-  absl::StatusOr<PgResult> Check(PGresult* result, std::string_view sql);
+  // Reads every result of the query just sent, to the end of the exchange: the first error
+  // if any (an error after rows means the transaction did not commit), else the last one.
+  absl::StatusOr<PgResult> Finish(std::string_view sql);
   // The name of `sql`'s prepared statement on this connection, preparing it if new.
   absl::StatusOr<const std::string*> Prepared(std::string_view sql, int params);
 

@@ -2,6 +2,8 @@
 #include "lib/postgres/pg_connection.h"
 
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "gtest/gtest.h"
 #include "tests/postgres/pg_test_util.h"
@@ -89,6 +91,40 @@ TEST(PgConnection, KilledBackendIsUnavailableAndBroken) {
   ASSERT_FALSE(after.ok());
   EXPECT_EQ(after.status().code(), absl::StatusCode::kUnavailable) << after.status();
   EXPECT_TRUE((*victim)->broken());
+}
+
+// A statement's rows reach the client before its implicit transaction commits; a commit
+// that then fails (here a deferred trigger) must make every way of running it an error, and
+// leave nothing written.
+TEST(PgConnection, RowsFollowedByAFailedCommitAreAnError) {
+  TXFN_REQUIRE_PG_SERVER();
+  PgTestDatabase db;
+  ASSERT_TRUE(db.Create().ok());
+  auto conn = PgConnection::Open(db.url());
+  ASSERT_TRUE(conn.ok()) << conn.status();
+  ASSERT_TRUE((*conn)
+                  ->Exec("CREATE TABLE u (k int); "
+                         "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                         "BEGIN RAISE EXCEPTION 'refused at commit'; END $$; "
+                         "CREATE CONSTRAINT TRIGGER refuse AFTER INSERT ON u DEFERRABLE "
+                         "INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse()")
+                  .ok());
+  constexpr std::string_view kInsert = "INSERT INTO u VALUES ($1) RETURNING k";
+  std::vector<absl::Status> outcomes;
+  outcomes.push_back((*conn)->Exec("INSERT INTO u VALUES (1) RETURNING k").status());
+  outcomes.push_back((*conn)->Exec(kInsert, {PgParam::Int(2)}).status());
+  outcomes.push_back((*conn)->ExecPrepared(kInsert, {PgParam::Int(3)}).status());
+  std::vector<PgParam> four = {PgParam::Int(4)};
+  ASSERT_TRUE((*conn)->Send(kInsert, four).ok());
+  outcomes.push_back((*conn)->Receive(kInsert).status());
+  for (const absl::Status& s : outcomes) {
+    EXPECT_FALSE(s.ok());
+    EXPECT_NE(s.message().find("refused at commit"), std::string::npos) << s;
+  }
+  EXPECT_FALSE((*conn)->broken());
+  auto rows = (*conn)->Exec("SELECT count(*) FROM u");
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  EXPECT_EQ(rows->Int(0, 0), 0);
 }
 
 }  // namespace
