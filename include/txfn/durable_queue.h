@@ -184,7 +184,9 @@ class DurableQueue {
   [[nodiscard]] virtual int ShardOf(const CallId& id) const = 0;
 
   // Stores `calls` atomically: when it returns OK every new call is durable
-  // (as durable as the adapter promises); on an error none is stored. A call
+  // (as durable as the adapter promises); on an error none is stored, unless
+  // the error is marked IsCommitOutcomeUnknown (<txfn/storage.h>): then all
+  // may be (the same Enqueue again is exact: ids already there are skipped). A call
   // whose id is already in the queue (pending, leased or dead-lettered) is
   // skipped and the stored one is kept. Returns how many calls were new.
   // InvalidArgument (nothing stored): a call fails ValidateCall, two calls of

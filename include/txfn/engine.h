@@ -458,7 +458,10 @@ class Engine {
   // are not an object or fail the function's `args` validator, a bad option
   // (a deadline not 1 s - 24 h after the start, ...); ResourceExhausted: the
   // client is over its rate (RetryAfter() says when to retry). Nothing is
-  // enqueued on error.
+  // enqueued on error, except an Unavailable marked IsCommitOutcomeUnknown
+  // (<txfn/storage.h>): the queue's commit failed or its answer was lost, and
+  // the call may be queued. Retry with CallOptions::idempotency_key to get
+  // exactly one call either way.
   [[nodiscard]] virtual absl::StatusOr<CallId> Submit(std::string_view tenant,
                                                       std::string_view function, const Value& args,
                                                       const CallOptions& options = {}) = 0;

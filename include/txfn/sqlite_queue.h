@@ -53,6 +53,13 @@
 // table (monitoring only). The queue remembers the row of each call it
 // leased until it is settled (at most 2^18 calls, under 16 MiB).
 //
+// A failed COMMIT (an fsync error after the WAL frames were written, say) is
+// an unknown outcome, as in SqliteStorage: the operation returns Unavailable
+// marked IsCommitOutcomeUnknown (<txfn/storage.h>), since recovery on the next
+// open may replay it, and from then on every method of this queue (reads, its
+// blob store, Backup) returns Unavailable until the file is reopened. An
+// Enqueue retried with the same calls after the reopen is exact (ids).
+//
 // Thread safety: every method may be called concurrently; they are
 // serialised on one connection. Another process may open the same file
 // (each operation is its own transaction; writers wait up to busy_timeout,
@@ -94,6 +101,9 @@ struct SqliteQueueOptions {
   // SQLite reuses them. Turn it on when call arguments are sensitive and the
   // file could be read by someone who must not see past calls.
   bool secure_delete = false;
+  // The name of a registered sqlite3_vfs to open the file with (empty: SQLite's default).
+  // For tests that inject I/O faults.
+  std::string vfs;
 };
 
 class SqliteQueue final : public DurableQueue {
@@ -165,11 +175,15 @@ class SqliteQueue final : public DurableQueue {
   // on any error.
   template <typename Body>
   absl::Status InWriteTransaction(Body&& body) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Unavailable once a COMMIT failed (doubt_ is set), else OK.
+  absl::Status RefuseIfInDoubt() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::string path_;
   const int shards_;
   internal::Mutex mu_;
   std::unique_ptr<Db> db_ ABSL_GUARDED_BY(mu_);
+  // Why a COMMIT failed; empty while none has.
+  std::string doubt_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<Blobs> blobs_;
 };
 

@@ -20,6 +20,7 @@
 #include "lib/queue/queue_rows.h"
 #include "txfn/internal/status_macros.h"
 #include "txfn/internal/strings.h"
+#include "txfn/storage.h"
 
 namespace txfn {
 namespace {
@@ -646,11 +647,15 @@ absl::StatusOr<size_t> PostgresQueue::Enqueue(absl::Span<const Call> calls) {
     }
     return absl::OkStatus();
   };
-  if (chunks.size() == 1) {
-    TXFN_RETURN_IF_ERROR(insert_all());
-  } else {
-    TXFN_RETURN_IF_ERROR(InTransaction(*conn, insert_all));
+  absl::Status inserted = chunks.size() == 1 ? insert_all() : InTransaction(*conn, insert_all);
+  if (!inserted.ok() && conn->broken()) {
+    // The connection broke with the batch sent: its transaction may have committed.
+    return CommitOutcomeUnknownError(
+        StrCat("PostgresQueue::Enqueue: the connection broke, so whether the calls "
+               "were stored is unknown (the same Enqueue again is exact): ",
+               inserted.message()));
   }
+  TXFN_RETURN_IF_ERROR(inserted);
   return added;
 }
 

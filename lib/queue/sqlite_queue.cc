@@ -30,6 +30,7 @@
 #include "lib/sqlite_status.h"
 #include "txfn/internal/status_macros.h"
 #include "txfn/internal/strings.h"
+#include "txfn/storage.h"
 
 namespace txfn {
 namespace {
@@ -256,9 +257,9 @@ class SqliteQueue::Db {
   static absl::StatusOr<std::unique_ptr<Db>> Open(const std::string& path,
                                                   const SqliteQueueOptions& options) {
     sqlite3* raw = nullptr;
-    const int rc =
-        sqlite3_open_v2(path.c_str(), &raw,
-                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+    const int rc = sqlite3_open_v2(path.c_str(), &raw,
+                                   SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                                   options.vfs.empty() ? nullptr : options.vfs.c_str());
     auto db = std::unique_ptr<Db>(new Db(raw, path));
     if (rc != SQLITE_OK) return db->Error(rc, "open");
     sqlite3_extended_result_codes(raw, 1);
@@ -504,8 +505,17 @@ class SqliteQueue::Db {
 constexpr const char* kBegin = "BEGIN IMMEDIATE";
 constexpr const char* kCommit = "COMMIT";
 
+absl::Status SqliteQueue::RefuseIfInDoubt() const {
+  if (doubt_.empty()) return absl::OkStatus();
+  return absl::UnavailableError(
+      StrCat("SqliteQueue '", path_, "': refused: an earlier COMMIT failed (", doubt_,
+             "), so whether its changes are durable is unknown until the queue is reopened "
+             "(recovery then replays or discards them)"));
+}
+
 template <typename Body>
 absl::Status SqliteQueue::InWriteTransaction(Body&& body) {
+  TXFN_RETURN_IF_ERROR(RefuseIfInDoubt());
   absl::Status s;
   {
     absl::StatusOr<Db::Stmt> begin = db_->Prepare(kBegin);
@@ -514,7 +524,21 @@ absl::Status SqliteQueue::InWriteTransaction(Body&& body) {
   if (s.ok()) s = body(*db_);
   if (s.ok()) {
     absl::StatusOr<Db::Stmt> commit = db_->Prepare(kCommit);
-    s = commit.ok() ? commit->Run() : commit.status();
+    if (!commit.ok()) {
+      s = commit.status();
+    } else if (absl::Status committed = commit->Run(); !committed.ok()) {
+      // An error from COMMIT itself: its WAL frames may be written (an fsync that failed
+      // after them), invisible now but replayed by recovery. So, as SqliteStorage does, the
+      // outcome is unknown, and the queue answers nothing more until it is reopened: a
+      // later commit would overwrite those frames, and a read would deny what recovery
+      // may bring back.
+      doubt_ = std::string(committed.message());
+      if (db_->InTransaction()) (void)db_->Exec("ROLLBACK");
+      return CommitOutcomeUnknownError(StrCat("SqliteQueue '", path_,
+                                              "': COMMIT failed, the outcome is unknown until "
+                                              "the queue is reopened: ",
+                                              committed.message()));
+    }
   }
   if (!s.ok() && db_->InTransaction()) (void)db_->Exec("ROLLBACK");
   return s;
@@ -534,6 +558,7 @@ class SqliteQueue::Blobs final : public BlobStore {
   }
   absl::StatusOr<std::string> Get(std::string_view key) override {
     internal::MutexLock lock(&q_->mu_);
+    TXFN_RETURN_IF_ERROR(q_->RefuseIfInDoubt());
     TXFN_ASSIGN_OR_RETURN(Db::Stmt s, q_->db_->Prepare(kBlobGet));
     s.BindText(1, key);
     TXFN_ASSIGN_OR_RETURN(bool row, s.Step());
@@ -1115,6 +1140,10 @@ absl::StatusOr<std::vector<absl::Status>> SqliteQueue::Extend(absl::Span<const L
 }
 
 absl::Status SqliteQueue::Backup(const std::string& dest_path) {
+  {
+    internal::MutexLock lock(&mu_);
+    TXFN_RETURN_IF_ERROR(RefuseIfInDoubt());
+  }
   sqlite3* reader = nullptr;
   const int rc = sqlite3_open_v2(path_.c_str(), &reader, SQLITE_OPEN_READONLY, nullptr);
   absl::Status status =
@@ -1131,6 +1160,7 @@ absl::StatusOr<std::vector<DeadLetter>> SqliteQueue::ListDeadLetters(CallId afte
   const std::string from = after.Bytes();
   std::vector<DeadLetter> out;
   internal::MutexLock lock(&mu_);
+  TXFN_RETURN_IF_ERROR(RefuseIfInDoubt());
   TXFN_ASSIGN_OR_RETURN(Db::Stmt sel, db_->Prepare(kListDead));
   sel.BindBlob(1, from).Bind(2, static_cast<int64_t>(limit));
   while (true) {
@@ -1232,6 +1262,7 @@ absl::StatusOr<QueuedCall> QueuedRow(Stmt& sel, absl::Time now) {
 absl::StatusOr<std::optional<QueuedCall>> SqliteQueue::Find(const CallId& id, absl::Time now) {
   const std::string key = id.Bytes();
   internal::MutexLock lock(&mu_);
+  TXFN_RETURN_IF_ERROR(RefuseIfInDoubt());
   TXFN_ASSIGN_OR_RETURN(Db::Stmt sel, db_->Prepare(kFind));
   sel.BindBlob(1, key);
   TXFN_ASSIGN_OR_RETURN(bool row, sel.Step());
@@ -1247,6 +1278,7 @@ absl::StatusOr<std::vector<QueuedCall>> SqliteQueue::ListCalls(CallId after, siz
   std::vector<QueuedCall> out;
   std::string from = after.Bytes();
   internal::MutexLock lock(&mu_);
+  TXFN_RETURN_IF_ERROR(RefuseIfInDoubt());
   while (out.size() < limit) {
     int64_t rows = 0;
     std::string last;
@@ -1272,6 +1304,7 @@ absl::StatusOr<std::vector<QueuedCall>> SqliteQueue::ListCalls(CallId after, siz
 absl::StatusOr<std::vector<FunctionDepth>> SqliteQueue::Depths(absl::Time now) {
   std::vector<FunctionDepth> out;
   internal::MutexLock lock(&mu_);
+  TXFN_RETURN_IF_ERROR(RefuseIfInDoubt());
   TXFN_ASSIGN_OR_RETURN(Db::Stmt sel, db_->Prepare(kDepths));
   sel.Bind(1, Nanos(now));
   while (true) {

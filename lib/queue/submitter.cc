@@ -10,6 +10,7 @@
 #include "absl/strings/cord.h"
 #include "txfn/internal/strings.h"
 #include "txfn/status_macros.h"
+#include "txfn/storage.h"
 
 namespace txfn {
 namespace {
@@ -202,8 +203,9 @@ void Submitter::Write(std::vector<Batch> batches) {
         stats_.failed += calls.size();
       }
     }
-    if (!added.ok() && blobs_ != nullptr) {
-      // The calls are not queued: their spilled arguments would leak.
+    if (!added.ok() && !IsCommitOutcomeUnknown(added.status()) && blobs_ != nullptr) {
+      // The calls are not queued: their spilled arguments would leak. (After an unknown
+      // outcome they may be queued: a leaked blob beats a durable call without arguments.)
       for (const Call& c : calls) {
         if (!c.args_blob.empty()) (void)blobs_->Delete(c.args_blob);
       }

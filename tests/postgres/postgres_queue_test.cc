@@ -13,6 +13,8 @@
 #include "gtest/gtest.h"
 #include "tests/postgres/pg_test_util.h"
 #include "tests/queue/queue_test_util.h"
+#include "txfn/storage.h"
+#include "txfn/storage.h"
 #include "txfn/testing/durable_queue_conformance.h"
 
 namespace txfn {
@@ -241,6 +243,37 @@ TEST(PostgresQueueTest, ALostConnectionFailsOneCallAndIsReplaced) {
   auto retried = (*q)->Enqueue(more);
   ASSERT_TRUE(retried.ok()) << retried.status();
   EXPECT_EQ(*retried, 2u);
+  EXPECT_EQ((*(*q)->Depths(kT0))[0].pending, 5u);
+}
+
+// The server process ends while the Enqueue commits (a deferred trigger ends it, as a
+// server shutdown would): the client cannot know whether the calls were stored, and must not
+// say "not stored" (a Submitter would then delete their spilled arguments).
+TEST(PostgresQueueTest, AConnectionLostAtCommitIsAnUnknownOutcomeAndARetryIsExact) {
+  TXFN_REQUIRE_PG_SERVER();
+  PgTestDatabase db;
+  ASSERT_TRUE(db.Create().ok());
+  auto q = PostgresQueue::Open({.url = db.url(), .max_connections = 1});
+  ASSERT_TRUE(q.ok());
+  CallIdGenerator ids(11);
+  ASSERT_EQ(*(*q)->Enqueue(Calls(ids, 2, "f")), 2u);
+  auto admin = PgConnection::Open(db.url());
+  ASSERT_TRUE(admin.ok());
+  constexpr std::string_view kEndAtCommit =
+      "CREATE FUNCTION end_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+      "PERFORM pg_terminate_backend(pg_backend_pid()); PERFORM pg_sleep(5); RETURN NULL; "
+      "END $$; CREATE CONSTRAINT TRIGGER end_at_commit AFTER INSERT ON txfn_queue_calls "
+      "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION end_at_commit()";
+  ASSERT_TRUE((*admin)->Exec(kEndAtCommit).ok());
+  const std::vector<Call> more = Calls(ids, 3, "f");
+  absl::Status lost = (*q)->Enqueue(more).status();
+  EXPECT_EQ(lost.code(), absl::StatusCode::kUnavailable) << lost;
+  EXPECT_TRUE(IsCommitOutcomeUnknown(lost)) << lost;
+  ASSERT_TRUE((*admin)->Exec("DROP TRIGGER end_at_commit ON txfn_queue_calls").ok());
+  auto retried = (*q)->Enqueue(more);
+  ASSERT_TRUE(retried.ok()) << retried.status();
+  EXPECT_EQ(*retried, 3u) << "the lost Enqueue was rolled back";
+  EXPECT_EQ(*(*q)->Enqueue(more), 0u);
   EXPECT_EQ((*(*q)->Depths(kT0))[0].pending, 5u);
 }
 

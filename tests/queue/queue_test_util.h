@@ -12,6 +12,7 @@
 #include "../temp_dir.h"
 #include "gtest/gtest.h"
 #include "txfn/durable_queue.h"
+#include "txfn/storage.h"
 
 namespace txfn::queue_test {
 
@@ -94,7 +95,12 @@ class CountingQueue final : public ForwardingQueue {
       batches_.emplace_back(calls.begin(), calls.end());
       if (fail_enqueue_) return absl::UnavailableError("injected Enqueue failure");
     }
-    return ForwardingQueue::Enqueue(calls);
+    absl::StatusOr<size_t> added = ForwardingQueue::Enqueue(calls);
+    std::lock_guard<std::mutex> lock(mu_);
+    if (added.ok() && lose_enqueue_answer_) {
+      return CommitOutcomeUnknownError("injected: Enqueue stored the batch, its answer was lost");
+    }
+    return added;
   }
   absl::StatusOr<std::vector<absl::Status>> Settle(absl::Span<const Settlement> settlements,
                                                    absl::Time now) override {
@@ -117,6 +123,11 @@ class CountingQueue final : public ForwardingQueue {
     std::lock_guard<std::mutex> lock(mu_);
     fail_enqueue_ = fail;
   }
+  // Enqueue stores the batch, then fails as an unknown outcome.
+  void LoseEnqueueAnswer(bool lose) {
+    std::lock_guard<std::mutex> lock(mu_);
+    lose_enqueue_answer_ = lose;
+  }
   void FailSettle(bool fail) {
     std::lock_guard<std::mutex> lock(mu_);
     fail_settle_ = fail;
@@ -138,6 +149,7 @@ class CountingQueue final : public ForwardingQueue {
   std::mutex mu_;
   std::vector<std::vector<Call>> batches_;
   bool fail_enqueue_ = false;
+  bool lose_enqueue_answer_ = false;
   bool fail_settle_ = false;
   bool fail_lease_ = false;
   int leases_ = 0;

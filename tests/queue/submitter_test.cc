@@ -199,6 +199,25 @@ TEST_F(SubmitterTest, AFailedBatchFailsEveryCallerAndDeletesItsSpilledArguments)
   EXPECT_EQ(submitter_->stats().failed, 2u);
 }
 
+// An unknown outcome is not "nothing stored": the call may be durable, so its spilled
+// arguments must stay, or it would run without them.
+TEST_F(SubmitterTest, AnUnknownEnqueueOutcomeKeepsTheSpilledArguments) {
+  Make({.max_batch_calls = 1, .spill_threshold_bytes = 10});
+  queue_->LoseEnqueueAnswer(true);
+  std::vector<absl::Status> results;
+  Call big = MakeCall();
+  big.args = Value::Bytes(std::string(100, 'b'));
+  ASSERT_TRUE(submitter_->Submit(big, [&](auto r) { results.push_back(r.status()); }).ok());
+  ASSERT_THAT(results, SizeIs(1));
+  EXPECT_TRUE(IsCommitOutcomeUnknown(results[0])) << results[0];
+  EXPECT_EQ(submitter_->stats().failed, 1u);
+  std::vector<Call> stored = DrainAll(*queue_, kT0);
+  ASSERT_THAT(stored, SizeIs(1));
+  auto args = blobs_.Get(stored[0].args_blob);
+  ASSERT_TRUE(args.ok()) << args.status();
+  EXPECT_EQ(*DecodeBinary(*args), big.args);
+}
+
 TEST_F(SubmitterTest, AnIdempotencyKeyMakesAResubmissionADuplicate) {
   Make({.max_batch_calls = 1});
   Call c = MakeCall();
