@@ -296,6 +296,19 @@ std::vector<Attack> Attacks() {
       Bounded("listFormatToPartsHuge"),
       Bounded("collatorHuge"),
       Answers("intlListsStillWork", R"(["a, b, and c",3,-1,"abC",true,"TypeError","",0])"),
+      Bounded("timeZoneHuge"),
+      Bounded("timeZoneObjectHuge"),
+      Bounded("toLocaleStringTimeZoneHuge"),
+      Bounded("localeCompareOptionHuge"),
+      Bounded("localeTagHuge"),
+      Bounded("localeOptionHuge"),
+      Bounded("localesListTagHuge"),
+      Bounded("localesStringHuge"),
+      Bounded("displayNamesHuge"),
+      Answers(
+          "intlOptionsStillWork",
+          R"(["12 AM",false,"1/1/1970, 9:00:00 AM","1.00","en-GB","fr","United Kingdom",)"
+          R"("de",-1,true,true,1,"Locale",["TypeError","TypeError","RangeError","TypeError"]])"),
       // 1,000 DateTimeFormats take 280-360 ms of CPU on a VM whose page faults are slow (each
       // formatter's ICU data is fresh memory), so there even the optimised build may meet the
       // 300 ms CPU limit first; intlLimitCaught and the attacks below still show the ICU limit.

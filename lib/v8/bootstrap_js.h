@@ -154,11 +154,13 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   const MAX_LOCALES = 1000;        // tags in a locales list (V8 dedupes them in O(n^2))
   const MAX_LOCALE_ELEMENTS = 1 << 18;  // elements a toLocaleString formats
   const MAX_LOCALE_ARGS_ELEMENTS = 1 << 12;  // ... with locales or options (a formatter each)
+  const MAX_INTL_STRING = 1 << 10;  // characters of a locale tag or an Intl option's value
   const ArrayIsArray = Array.isArray;
   const localeBrand = typeof Intl === 'object' && Intl !== null && Intl.Locale ?
       Intl.Locale.prototype.toString : undefined;
   const ownKeys = Reflect.ownKeys;
   const StringOf = String, ObjectOf = Object;
+  const Proxy_ = Proxy, reflectGet = Reflect.get, toPrimitive = Symbol.toPrimitive;
   const max = Math.max, min = Math.min, floor = Math.floor;
   const TypedArrayProto = getPrototypeOf(Uint8Array.prototype);
   const typedSort = TypedArrayProto.sort;
@@ -208,8 +210,12 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   // A locales argument V8 may take apart in C++ without an interrupt check
   // (canonicalising a list is quadratic: 60,000 tags ran for minutes): a
   // list is copied here, in JavaScript, and refused past MAX_LOCALES tags; a
-  // string, an Intl.Locale or a non-object passes as it is.
+  // string, an Intl.Locale or a non-object passes as it is. Its tags, and the
+  // options after it, are bounded too (see intlString in slowPaths()).
   function localesOf(what, locales) {
+    if (typeof locales === 'string') {
+      return locales.length > MAX_INTL_STRING ? slowPaths().intlString(what, locales) : locales;
+    }
     if ((typeof locales !== 'object' && typeof locales !== 'function') || locales === null) {
       return locales;
     }
@@ -222,12 +228,22 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     const list = [];
     list.length = n;
     for (let i = 0; i < n; ++i) {
-      if (i in locales) list[i] = locales[i];
+      if (!(i in locales)) continue;
+      const tag = locales[i];
+      list[i] = typeof tag === 'string' && tag.length <= MAX_INTL_STRING ? tag :
+          slowPaths().intlString(what, tag);
     }
     return list;
   }
+  // args[i] as locales, and args[i + 1], if an object, as options.
   function withLocales(what, args, i) {
     if (args.length > i) args[i] = localesOf(what, args[i]);
+    if (args.length > i + 1) {
+      const o = args[i + 1];
+      if ((typeof o === 'object' && o !== null) || typeof o === 'function') {
+        args[i + 1] = slowPaths().intlOptions(what, o);
+      }
+    }
     return args;
   }
   // An array (or typed array) formatted element by element, in C++: with
@@ -679,6 +695,14 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       }
       return f;
     }});
+    if (typeof Intl.DisplayNames === 'function') {
+      install(Intl.DisplayNames.prototype, 'Intl.DisplayNames.prototype.', {
+        of(...a) {
+          if (a.length > 0) a[0] = slowPaths().intlString('Intl.DisplayNames.prototype.of', a[0]);
+          return apply(ORIG['Intl.DisplayNames.prototype.of'], this, a);
+        },
+      });
+    }
     if (typeof Intl.ListFormat === 'function') {
       install(Intl.ListFormat.prototype, 'Intl.ListFormat.prototype.', {
         format(list) { return listFormatted('Intl.ListFormat.prototype.format', this, list); },
@@ -694,6 +718,21 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       },
     });
     if (typeof Intl.Locale === 'function') {
+      // A Locale's tag and options are bounded as locales and options are.
+      const wrapper = function Locale(...a) {
+        if (new.target === undefined) return apply(ORIG['Intl.Locale'], this, a);
+        if (a.length > 0) a[0] = slowPaths().intlString('Intl.Locale', a[0]);
+        if (a.length > 1 && ((typeof a[1] === 'object' && a[1] !== null) ||
+                             typeof a[1] === 'function')) {
+          a[1] = slowPaths().intlOptions('Intl.Locale', a[1]);
+        }
+        return construct(ORIG['Intl.Locale'], a, new.target);
+      };
+      defineProperty(wrapper, 'length', {value: Intl.Locale.length});
+      defineProperty(wrapper, 'prototype', {value: Intl.Locale.prototype, writable: false});
+      defineProperty(Intl.Locale.prototype, 'constructor',
+                     {value: wrapper, writable: true, configurable: true});
+      install(Intl, 'Intl.', {Locale: wrapper});
       install(Intl.Locale.prototype, 'Intl.Locale.prototype.', {
         maximize() {
           intlObject(4);
@@ -1074,7 +1113,40 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       flattenInto(target, O, length, 0, 1, mapper, thisArg);
       return target;
     }
-    return {refuse, sortLarge, isRegExp, replaceByExec, replaceString, flat, flatMap};
+    // Intl hands a locale tag, an option's value (a time zone, a currency, ...) and
+    // DisplayNames.of's code to ICU, which copies and parses it outside the heap limit,
+    // uninterrupted: a 64 Mi-character timeZone ran 5 s at 580 MB in a thread its request
+    // had left. Real ones are short: more than MAX_INTL_STRING characters are refused.
+    // `v` is a string, an object (made a string here, once, as the builtin would; an
+    // Intl.Locale passes as it is) or another value (the builtin decides).
+    function intlString(what, v) {
+      if ((typeof v === 'object' && v !== null) || typeof v === 'function') {
+        if (localeBrand !== undefined) {
+          try { apply(localeBrand, v, []); return v; } catch (e) {}
+        }
+        v = `${v}`;
+      }
+      if (typeof v === 'string' && v.length > MAX_INTL_STRING) {
+        refuse(what + ' (a locale tag or option)', v.length, MAX_INTL_STRING);
+      }
+      return v;
+    }
+    // Options as the builtin reads them (each Get forwarded, a getter's `this` what it
+    // would be: the options, or the object V8 made from them), each value bounded: a string checked, an object's conversion to a string
+    // checked when the builtin makes it (a number or a boolean is left to the builtin).
+    function intlOptions(what, options) {
+      const p = new Proxy_(options, {
+        get(target, key, receiver) {
+          const v = reflectGet(target, key, receiver === p ? target : receiver);
+          if (typeof v === 'string') return v.length > MAX_INTL_STRING ? intlString(what, v) : v;
+          if ((typeof v !== 'object' || v === null) && typeof v !== 'function') return v;
+          return {[toPrimitive](hint) { return hint === 'number' ? +v : intlString(what, v); }};
+        },
+      });
+      return p;
+    }
+    return {refuse, sortLarge, isRegExp, replaceByExec, replaceString, flat, flatMap, intlString,
+            intlOptions};
   }
 
   const log = n.log;
