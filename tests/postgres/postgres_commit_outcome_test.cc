@@ -41,6 +41,12 @@ enum class Fault {
   kKillWhileBlocked,
 };
 
+CommitRecord Put(Timestamp ts, std::string key, std::string value) {
+  return CommitRecord{.tenant = "t",
+                      .ts = ts,
+                      .writes = {{.index = 1, .key = std::move(key), .value = std::move(value)}}};
+}
+
 class PostgresCommitOutcomeTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -124,18 +130,30 @@ class PostgresCommitOutcomeTest : public ::testing::Test {
     ASSERT_TRUE(
         side_->Exec("DROP TRIGGER at_commit ON txfn_commits; DROP FUNCTION at_commit()").ok());
   }
+  // Writes ts 1, then ts 2 with AtCommit(body); the second Write's status.
+  absl::Status WriteTheSecondWithAtCommit(Storage& storage, const std::string& body) {
+    CommitRecord first = Put(1, "a", "1");
+    EXPECT_TRUE(storage.Write({&first, 1}).ok());
+    AtCommit(body);
+    CommitRecord second = Put(2, "b", "2");
+    absl::Status s = storage.Write({&second, 1});
+    UnsetAtCommit();
+    return s;
+  }
+  // After WriteTheSecondWithAtCommit failed: ts 2 is absent, and commits when written again.
+  void ExpectTheSecondAbsentAndWritable(Storage& storage) {
+    EXPECT_EQ(*storage.MaxCommittedTimestamp("t"), 1u);
+    EXPECT_EQ(*storage.Get("t", 1, "b", 2), std::nullopt);
+    CommitRecord second = Put(2, "b", "2");
+    EXPECT_TRUE(storage.Write({&second, 1}).ok());
+    EXPECT_EQ(*storage.MaxCommittedTimestamp("t"), 2u);
+  }
 
   std::atomic<Fault> fault_{Fault::kNone};
   std::unique_ptr<PgConnection> side_;  // holds the lock
   // Watches pg_stat_activity: never inside a transaction, which would freeze its view.
   std::unique_ptr<PgConnection> watch_;
 };
-
-CommitRecord Put(Timestamp ts, std::string key, std::string value) {
-  return CommitRecord{.tenant = "t",
-                      .ts = ts,
-                      .writes = {{.index = 1, .key = std::move(key), .value = std::move(value)}}};
-}
 
 TEST_F(PostgresCommitOutcomeTest, ALostAnswerOfACommittedBatchIsResolvedCommitted) {
   auto storage = Make(absl::Seconds(5));
@@ -175,19 +193,11 @@ TEST_F(PostgresCommitOutcomeTest, ALostAnswerOfAnAbortedBatchIsNotPersistedAndNo
 TEST_F(PostgresCommitOutcomeTest, ABatchRefusedAtItsCommitIsAnErrorNotASuccess) {
   auto storage = Make(absl::Seconds(5));
   ASSERT_NE(storage, nullptr);
-  CommitRecord first = Put(1, "a", "1");
-  ASSERT_TRUE(storage->Write({&first, 1}).ok());
-  AtCommit("RAISE EXCEPTION 'refused at commit';");
-  CommitRecord second = Put(2, "b", "2");
-  absl::Status s = storage->Write({&second, 1});
-  UnsetAtCommit();
+  absl::Status s = WriteTheSecondWithAtCommit(*storage, "RAISE EXCEPTION 'refused at commit';");
   EXPECT_FALSE(s.ok()) << "the batch was rolled back";
   EXPECT_THAT(std::string(s.message()), HasSubstr("refused at commit"));
   EXPECT_FALSE(IsCommitOutcomeUnknown(s)) << s;
-  EXPECT_EQ(*storage->MaxCommittedTimestamp("t"), 1u);
-  EXPECT_EQ(*storage->Get("t", 1, "b", 2), std::nullopt);
-  EXPECT_TRUE(storage->Write({&second, 1}).ok());
-  EXPECT_EQ(*storage->MaxCommittedTimestamp("t"), 2u);
+  ExpectTheSecondAbsentAndWritable(*storage);
 }
 
 // The server process ends during the commit (as in a server shutdown): it flushes the rows
@@ -196,18 +206,12 @@ TEST_F(PostgresCommitOutcomeTest, ABatchRefusedAtItsCommitIsAnErrorNotASuccess) 
 TEST_F(PostgresCommitOutcomeTest, AServerProcessEndedDuringItsCommitIsNotASuccess) {
   auto storage = Make(absl::Seconds(5));
   ASSERT_NE(storage, nullptr);
-  CommitRecord first = Put(1, "a", "1");
-  ASSERT_TRUE(storage->Write({&first, 1}).ok());
-  AtCommit("PERFORM pg_terminate_backend(pg_backend_pid()); PERFORM pg_sleep(5);");
-  CommitRecord second = Put(2, "b", "2");
-  absl::Status s = storage->Write({&second, 1});
-  UnsetAtCommit();
+  absl::Status s = WriteTheSecondWithAtCommit(
+      *storage, "PERFORM pg_terminate_backend(pg_backend_pid()); PERFORM pg_sleep(5);");
   EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
   EXPECT_FALSE(IsCommitOutcomeUnknown(s)) << s;
   EXPECT_THAT(std::string(s.message()), HasSubstr("not persisted"));
-  EXPECT_EQ(*storage->MaxCommittedTimestamp("t"), 1u);
-  EXPECT_TRUE(storage->Write({&second, 1}).ok());
-  EXPECT_EQ(*storage->MaxCommittedTimestamp("t"), 2u);
+  ExpectTheSecondAbsentAndWritable(*storage);
 }
 
 TEST_F(PostgresCommitOutcomeTest, UnresolvedItIsUnknownAndTheTenantsNextCallSettlesIt) {
