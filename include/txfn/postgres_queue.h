@@ -61,9 +61,12 @@
 // Thread safety: every method may be called concurrently. Each call borrows a connection from
 // the queue's pool (up to `max_connections`; a caller waits when all are busy), so calls run
 // in parallel on the server. Errors: Unavailable when the server cannot be reached or the
-// connection is lost (nothing changed, or — a lost COMMIT — the outcome is unknown: retrying
-// an Enqueue is exact, a Settle may then answer FailedPrecondition for what it already did),
-// Internal for an unexpected server error; otherwise as DurableQueue documents.
+// connection is lost (nothing changed, or — a lost COMMIT — the outcome is unknown: an Enqueue
+// then says so with IsCommitOutcomeUnknown, and retrying it is exact; a Settle may then answer
+// FailedPrecondition for what it already did), Internal for an unexpected server error (a
+// batch of settlements is one transaction: an error means none of it applied); otherwise as
+// DurableQueue documents. A Lease whose later statement fails hands out the calls it had
+// already leased, and the error only if there are none.
 #ifndef TXFN_POSTGRES_QUEUE_H_
 #define TXFN_POSTGRES_QUEUE_H_
 

@@ -348,7 +348,17 @@ template <typename Body>
 absl::Status InTransaction(PgConnection& conn, Body&& body) {
   TXFN_RETURN_IF_ERROR(conn.Exec("BEGIN").status());
   absl::Status s = body();
-  if (s.ok()) s = conn.Exec("COMMIT").status();
+  if (s.ok()) {
+    absl::StatusOr<PgResult> committed = conn.Exec("COMMIT");
+    s = committed.status();
+    // COMMIT of a transaction a statement error aborted succeeds as a ROLLBACK: a body that
+    // let such an error pass must not pass for committed.
+    if (s.ok() && std::string_view(PQcmdStatus(committed->raw())) != "COMMIT") {
+      s = absl::InternalError(StrCat("PostgresQueue: the transaction was rolled back (",
+                                     PQcmdStatus(committed->raw()),
+                                     " at COMMIT): one of its statements failed"));
+    }
+  }
   if (!s.ok() && !conn.broken()) (void)conn.Exec("ROLLBACK");
   return s;
 }
@@ -418,12 +428,18 @@ absl::StatusOr<absl::flat_hash_set<CallId>> ForLiveLeases(PgConnection& conn, st
   return changed;
 }
 
-// Applies `st` (one not handled in a batch). The row is read without a lock: while the lease
-// is live only its holder (this caller) changes it, and each change applies only if the lease
-// is still live (else the row is read again to say why).
-absl::StatusOr<absl::Status> SettleOne(PgConnection& conn, const Settlement& st, int64_t now) {
+// Applies `st` (one not handled in a batch) and sets *answer to its outcome: OK, or why the
+// lease refused it. An error returned is the statement's own (the transaction is then
+// aborted), never a refusal. The row is read without a lock: while the lease is live only its
+// holder (this caller) changes it, and each change applies only if the lease is still live
+// (else the row is read again to say why).
+absl::Status SettleOne(PgConnection& conn, const Settlement& st, int64_t now,
+                       absl::Status* answer) {
   TXFN_ASSIGN_OR_RETURN(std::optional<LeaseRow> row, LookUp(conn, st.lease.id));
-  if (absl::Status live = LeaseStatus(st.lease, row, now); !live.ok()) return live;
+  if (absl::Status live = LeaseStatus(st.lease, row, now); !live.ok()) {
+    *answer = std::move(live);
+    return absl::OkStatus();
+  }
   std::vector<PgParam> params = {PgParam::Bytes(st.lease.id.Bytes()),
                                  PgParam::Int(static_cast<int64_t>(st.lease.token)),
                                  PgParam::Int(now)};
@@ -452,14 +468,17 @@ absl::StatusOr<absl::Status> SettleOne(PgConnection& conn, const Settlement& st,
       break;
   }
   TXFN_ASSIGN_OR_RETURN(PgResult done, conn.Exec(StrCat(head, kLiveLease), params));
-  if (done.AffectedRows() == 1) return absl::OkStatus();
+  if (done.AffectedRows() == 1) {
+    *answer = absl::OkStatus();
+    return absl::OkStatus();
+  }
   TXFN_ASSIGN_OR_RETURN(row, LookUp(conn, st.lease.id));
-  absl::Status why = LeaseStatus(st.lease, row, now);
-  if (why.ok()) {
-    return absl::InternalError(
+  *answer = LeaseStatus(st.lease, row, now);
+  if (answer->ok()) {
+    *answer = absl::InternalError(
         StrCat("PostgresQueue: a settlement of call ", st.lease.id.ToString(), " changed nothing"));
   }
-  return why;
+  return absl::OkStatus();
 }
 
 // A row of kFind / kListPage as the queue holds it at `now`.
@@ -683,6 +702,11 @@ absl::StatusOr<std::vector<LeasedCall>> PostgresQueue::Lease(const LeaseRequest&
   // enough, goes tenant by tenant (see kLeaseBoundedHead), so a skipped backlog costs a lease
   // at most options_.skip_scan_rows rows, not its size.
   bool by_tenant = options_.skip_scan_rows == 0;
+  // Each round's statement commits its leases by itself: once one has, an error of a later
+  // statement must not lose them (they would be held by nobody until they expire, an attempt
+  // spent), so the calls leased so far are returned instead, and the error only when there
+  // are none. A row that cannot be decoded stays leased until it expires.
+  absl::Status error;
   while (out.size() < request.max) {
     const size_t want = request.max - out.size();
     const LeaseScan scan = skips.empty() ? LeaseScan::kInDueOrder
@@ -701,7 +725,12 @@ absl::StatusOr<std::vector<LeasedCall>> PostgresQueue::Lease(const LeaseRequest&
             : PgParam::Text(TextArray(std::vector<std::string_view>(skips.begin(), skips.end()))),
         PgParam::Int(static_cast<int64_t>(request.max_per_tenant))};
     if (scan == LeaseScan::kBounded) params.push_back(PgParam::Int(scan_rows));
-    TXFN_ASSIGN_OR_RETURN(PgResult r, conn->Exec(LeaseStatement(scan), params, true));
+    absl::StatusOr<PgResult> leased = conn->Exec(LeaseStatement(scan), params, true);
+    if (!leased.ok()) {
+      error = leased.status();
+      break;
+    }
+    const PgResult& r = *leased;
     std::string dead_ids;
     std::vector<std::string> reasons;
     size_t picked = 0;
@@ -717,7 +746,12 @@ absl::StatusOr<std::vector<LeasedCall>> PostgresQueue::Lease(const LeaseRequest&
                               : AttemptsReason(static_cast<int>(attempts), r.Bytes(row, 3)));
         continue;
       }
-      TXFN_ASSIGN_OR_RETURN(Call call, DecodeCall(r.Bytes(row, 5)));
+      absl::StatusOr<Call> decoded = DecodeCall(r.Bytes(row, 5));
+      if (!decoded.ok()) {
+        error.Update(decoded.status());
+        continue;
+      }
+      Call call = *std::move(decoded);
       call.attempt = static_cast<int>(attempts);
       LeasedCall& lc = out.emplace_back();
       lc.token = {call.id, static_cast<uint64_t>(r.Int(row, 4))};
@@ -743,14 +777,19 @@ absl::StatusOr<std::vector<LeasedCall>> PostgresQueue::Lease(const LeaseRequest&
     }
     // Another lessee may dead-letter the same rows first: the statement skips what is no
     // longer due and unleased.
-    TXFN_RETURN_IF_ERROR(
+    absl::Status marked =
         conn->Exec(kMarkDeadBatch, {PgParam::Bytes(dead_ids),
                                     PgParam::Text(TextArray(std::vector<std::string_view>(
                                         reasons.begin(), reasons.end()))),
                                     PgParam::Int(now)})
-            .status());
+            .status();
+    if (!marked.ok()) {
+      error = std::move(marked);
+      break;
+    }
     if (picked < want && !scan_ran_out) break;
   }
+  if (!error.ok() && out.empty()) return error;
   return out;
 }
 
@@ -787,7 +826,7 @@ absl::StatusOr<std::vector<absl::Status>> PostgresQueue::Settle(
           acked.contains(st.lease.id)) {
         continue;
       }
-      TXFN_ASSIGN_OR_RETURN(results[i], SettleOne(*conn, st, now));
+      TXFN_RETURN_IF_ERROR(SettleOne(*conn, st, now, &results[i]));
     }
     return absl::OkStatus();
   };

@@ -14,7 +14,6 @@
 #include "tests/postgres/pg_test_util.h"
 #include "tests/queue/queue_test_util.h"
 #include "txfn/storage.h"
-#include "txfn/storage.h"
 #include "txfn/testing/durable_queue_conformance.h"
 
 namespace txfn {
@@ -275,6 +274,77 @@ TEST(PostgresQueueTest, AConnectionLostAtCommitIsAnUnknownOutcomeAndARetryIsExac
   EXPECT_EQ(*retried, 3u) << "the lost Enqueue was rolled back";
   EXPECT_EQ(*(*q)->Enqueue(more), 0u);
   EXPECT_EQ((*(*q)->Depths(kT0))[0].pending, 5u);
+}
+
+// Makes the queue's UPDATEs of rows matching `when` (SQL on NEW) fail, like any statement
+// error that leaves the connection up (a lock or statement timeout, a deadlock).
+void FailUpdatesWhen(PgConnection& admin, const std::string& when) {
+  ASSERT_TRUE(admin
+                  .Exec("CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                        "RAISE EXCEPTION 'boom'; END $$; CREATE TRIGGER boom BEFORE UPDATE ON "
+                        "txfn_queue_calls FOR EACH ROW WHEN (" +
+                        when + ") EXECUTE FUNCTION boom()")
+                  .ok());
+}
+
+// A batch of settlements is one transaction: when a statement of it fails, none of it
+// applies, and Settle must say so (it said OK, and the ACK's caller deleted the spilled
+// arguments of a call that was then delivered again).
+TEST(PostgresQueueTest, ASettlementBatchWithAFailedStatementIsAnErrorAndChangesNothing) {
+  TXFN_REQUIRE_PG_SERVER();
+  PgTestDatabase db;
+  ASSERT_TRUE(db.Create().ok());
+  auto q = PostgresQueue::Open({.url = db.url(), .max_connections = 1});
+  ASSERT_TRUE(q.ok());
+  CallIdGenerator ids(12);
+  ASSERT_EQ(*(*q)->Enqueue(Calls(ids, 2, "f")), 2u);
+  auto leased = (*q)->Lease({.now = kT0, .max = 2});
+  ASSERT_TRUE(leased.ok()) << leased.status();
+  ASSERT_EQ(leased->size(), 2u);
+  auto admin = PgConnection::Open(db.url());
+  ASSERT_TRUE(admin.ok());
+  FailUpdatesWhen(**admin, "NEW.reason = 'boom'");
+  const std::vector<Settlement> batch = {
+      Settlement::Ack((*leased)[0].token),
+      Settlement::Nack((*leased)[1].token, kT0 + absl::Seconds(1), "boom")};
+  auto settled = (*q)->Settle(batch, kT0);
+  EXPECT_FALSE(settled.ok()) << "the batch was rolled back";
+  for (const LeasedCall& l : *leased) {
+    auto found = (*q)->Find(l.call.id, kT0);
+    ASSERT_TRUE(found.ok() && found->has_value());
+    EXPECT_EQ((*found)->state, QueuedCall::State::kLeased) << "the ACK did not apply";
+  }
+  ASSERT_TRUE((*admin)->Exec("DROP TRIGGER boom ON txfn_queue_calls").ok());
+  settled = (*q)->Settle(batch, kT0);
+  ASSERT_TRUE(settled.ok()) << settled.status();
+  for (const absl::Status& s : *settled) EXPECT_TRUE(s.ok()) << s;
+}
+
+// A lease's calls are committed by its statement; when the dead-lettering after it fails,
+// they are still handed out (they were held by nobody until they expired, an attempt spent:
+// with max_attempts 1, dead-lettered without ever running).
+TEST(PostgresQueueTest, ALeaseWhoseDeadLetteringFailsStillHandsOutWhatItLeased) {
+  TXFN_REQUIRE_PG_SERVER();
+  PgTestDatabase db;
+  ASSERT_TRUE(db.Create().ok());
+  auto q = PostgresQueue::Open({.url = db.url(), .max_connections = 1});
+  ASSERT_TRUE(q.ok());
+  CallIdGenerator ids(13);
+  std::vector<Call> calls = Calls(ids, 2, "f");
+  calls[0].retry.max_attempts = 1;
+  calls[1].deadline = kT0 + absl::Seconds(1);  // past when leased: dead-lettered instead
+  ASSERT_EQ(*(*q)->Enqueue(calls), 2u);
+  auto admin = PgConnection::Open(db.url());
+  ASSERT_TRUE(admin.ok());
+  FailUpdatesWhen(**admin, "NEW.state = 2");
+  auto leased = (*q)->Lease({.now = kT0 + absl::Seconds(2), .max = 2});
+  ASSERT_TRUE(leased.ok()) << leased.status();
+  ASSERT_EQ(leased->size(), 1u);
+  EXPECT_EQ((*leased)[0].call.id, calls[0].id);
+  ASSERT_TRUE((*admin)->Exec("DROP TRIGGER boom ON txfn_queue_calls").ok());
+  auto acked = (*q)->Settle({Settlement::Ack((*leased)[0].token)}, kT0 + absl::Seconds(2));
+  ASSERT_TRUE(acked.ok()) << acked.status();
+  EXPECT_TRUE((*acked)[0].ok()) << (*acked)[0];
 }
 
 // Quotes and backslashes in reasons survive the array literal the lease's dead-lettering uses.
