@@ -319,19 +319,28 @@ std::string DefaultOwner() {
 
 // ---- Connections -------------------------------------------------------------------
 
+// pg_stat_activity's backend_start as microseconds since the epoch, in text: unlike
+// backend_start::text, the same in every session (whatever its TimeZone or DateStyle).
+constexpr std::string_view kBackendStartMicros =
+    "(extract(epoch FROM backend_start) * 1000000)::bigint::text";
+
 struct PostgresStorage::Pooled {
   std::unique_ptr<PgConnection> conn;
-  // pg_stat_activity.backend_start of its server process: with the pid, it names that
-  // process even after a server restart reused the pid.
+  // Its server process, as the server names it (pg_backend_pid(); libpq's PQbackendPID is a
+  // pooler's, behind one), and when that process started (kBackendStartMicros): with the
+  // pid, it names that process even after a server restart reused the pid.
+  int backend_pid = 0;
   std::string backend_start;
 
   static absl::StatusOr<std::unique_ptr<Pooled>> Open(const std::string& url) {
     auto pooled = std::make_unique<Pooled>();
     TXFN_ASSIGN_OR_RETURN(pooled->conn, PgConnection::Open(url));
     TXFN_ASSIGN_OR_RETURN(PgResult started,
-                          pooled->conn->Exec("SELECT backend_start::text FROM pg_stat_activity "
-                                             "WHERE pid = pg_backend_pid()"));
-    if (started.rows() == 1) pooled->backend_start = started.Text(0, 0);
+                          pooled->conn->Exec(internal::StrCat(
+                              "SELECT pg_backend_pid(), (SELECT ", kBackendStartMicros,
+                              " FROM pg_stat_activity WHERE pid = pg_backend_pid())")));
+    pooled->backend_pid = static_cast<int>(started.Int(0, 0));
+    if (!started.IsNull(0, 1)) pooled->backend_start = started.Text(0, 1);
     return pooled;
   }
 };
@@ -347,6 +356,7 @@ class PostgresStorage::ConnectionLease {
     if (pooled_ != nullptr) owner_->Return(std::move(pooled_));
   }
   PgConnection* operator->() { return pooled_->conn.get(); }
+  int backend_pid() const { return pooled_->backend_pid; }
   const std::string& backend_start() const { return pooled_->backend_start; }
 
  private:
@@ -666,7 +676,7 @@ absl::Status PostgresStorage::Write(absl::Span<const CommitRecord> commits) {
                                        w_value.Param()};
 
   TXFN_ASSIGN_OR_RETURN(ConnectionLease lease, Borrow());
-  const int backend_pid = lease->backend_pid();
+  const int backend_pid = lease.backend_pid();
   const absl::Time sent = absl::Now();  // the lease runs from after this, on the server
   absl::StatusOr<PgResult> result = [&]() -> absl::StatusOr<PgResult> {
     TXFN_RETURN_IF_ERROR(lease->Send(kWriteSql, params));
@@ -763,15 +773,15 @@ absl::StatusOr<bool> PostgresStorage::Resolve(const InDoubt& doubt, absl::Durati
         // belong to another client's process.
         const std::vector<PgParam> process = {PgParam::Int(doubt.backend_pid),
                                               PgParam::Text(doubt.backend_start)};
-        constexpr std::string_view kSameProcess =
-            "FROM pg_stat_activity WHERE pid = $1 AND ($2 = '' OR backend_start::text = $2)";
+        const std::string same_process = internal::StrCat(
+            "FROM pg_stat_activity WHERE pid = $1 AND ($2 = '' OR ", kBackendStartMicros, " = $2)");
         TXFN_RETURN_IF_ERROR(
             (*conn)
-                ->Exec(internal::StrCat("SELECT pg_terminate_backend(pid) ", kSameProcess), process)
+                ->Exec(internal::StrCat("SELECT pg_terminate_backend(pid) ", same_process), process)
                 .status());
         while (true) {
           TXFN_ASSIGN_OR_RETURN(
-              PgResult alive, (*conn)->Exec(internal::StrCat("SELECT 1 ", kSameProcess), process));
+              PgResult alive, (*conn)->Exec(internal::StrCat("SELECT 1 ", same_process), process));
           if (alive.rows() == 0) break;
           if (absl::Now() > deadline) {
             return absl::UnavailableError(fmt::format(

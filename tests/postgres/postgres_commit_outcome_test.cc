@@ -7,9 +7,11 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <memory>
 #include <string>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -39,6 +41,9 @@ enum class Fault {
   // The batch blocks on a row lock the test holds; the test then kills the server process
   // running it: absent, answer lost.
   kKillWhileBlocked,
+  // The batch blocks on a row lock the test holds; the test then breaks the client's socket
+  // (the server process goes on waiting, and commits once the lock is released).
+  kLoseAnswerWhileBlocked,
 };
 
 CommitRecord Put(Timestamp ts, std::string key, std::string value) {
@@ -73,21 +78,32 @@ class PostgresCommitOutcomeTest : public ::testing::Test {
   void Inject(int socket, int pid) {
     Fault fault = fault_.exchange(Fault::kNone);
     if (fault == Fault::kNone) return;
+    blocked_pid_ = pid;
+    if (fault == Fault::kLoseAnswerWhileBlocked) {
+      ASSERT_TRUE(WaitFor(pid, "wait_event_type = 'Lock'"));
+      BreakSocket(socket);
+      return;
+    }
     if (fault == Fault::kLoseAnswer) {
       // The socket becomes one that reads end-of-file: the connection closes, and an
       // answer that already arrived (a slow client thread) is lost with it. (shutdown(2)
       // would leave such an answer readable, and the Write would succeed.)
-      int dead[2];
-      ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, dead), 0);
-      close(dead[1]);
-      ASSERT_EQ(dup2(dead[0], socket), socket);
-      close(dead[0]);
+      BreakSocket(socket);
     } else {
       // Wait until the batch waits for the test's lock, then end its server process.
       ASSERT_TRUE(WaitFor(pid, "wait_event_type = 'Lock'"));
       ASSERT_TRUE(watch_->Exec("SELECT pg_terminate_backend($1)", {PgParam::Int(pid)}).ok());
     }
     ASSERT_TRUE(WaitFor(pid, "false")) << "the server process did not exit";
+  }
+
+  // `socket` becomes one that reads end-of-file.
+  static void BreakSocket(int socket) {
+    int dead[2];
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, dead), 0);
+    close(dead[1]);
+    ASSERT_EQ(dup2(dead[0], socket), socket);
+    close(dead[0]);
   }
 
   // Whether server process `pid` reaches `condition` (on pg_stat_activity), or, for
@@ -150,6 +166,7 @@ class PostgresCommitOutcomeTest : public ::testing::Test {
   }
 
   std::atomic<Fault> fault_{Fault::kNone};
+  std::atomic<int> blocked_pid_{0};     // the server process of the last faulty Write
   std::unique_ptr<PgConnection> side_;  // holds the lock
   // Watches pg_stat_activity: never inside a transaction, which would freeze its view.
   std::unique_ptr<PgConnection> watch_;
@@ -212,6 +229,34 @@ TEST_F(PostgresCommitOutcomeTest, AServerProcessEndedDuringItsCommitIsNotASucces
   EXPECT_FALSE(IsCommitOutcomeUnknown(s)) << s;
   EXPECT_THAT(std::string(s.message()), HasSubstr("not persisted"));
   ExpectTheSecondAbsentAndWritable(*storage);
+}
+
+// Resolution must find the server process that ran the batch however the session looking
+// for it formats times. It compared backend_start as text: a resolver in another time zone
+// found no such process, read the commits while the batch still waited for a lock, and said
+// "not persisted" of a batch that committed a moment later.
+TEST_F(PostgresCommitOutcomeTest, AResolverInAnotherTimeZoneStillFindsTheBatchsProcess) {
+  absl::Cleanup restore_tz = [] { unsetenv("PGTZ"); };
+  setenv("PGTZ", "UTC", 1);
+  auto storage = Make(absl::Seconds(5));
+  ASSERT_NE(storage, nullptr);
+  CommitRecord first = Put(1, "a", "1");
+  ASSERT_TRUE(storage->Write({&first, 1}).ok());  // opens the pooled connection, in UTC
+  setenv("PGTZ", "Asia/Tokyo", 1);                // the resolver's sessions
+  LockTenantRow();
+  fault_ = Fault::kLoseAnswerWhileBlocked;
+  CommitRecord second = Put(2, "b", "2");
+  absl::Status s = storage->Write({&second, 1});
+  Unlock();
+  ASSERT_TRUE(WaitFor(blocked_pid_, "false")) << "the batch's server process did not exit";
+  auto max = storage->MaxCommittedTimestamp("t");
+  ASSERT_TRUE(max.ok()) << max.status();
+  if (s.ok()) {
+    EXPECT_EQ(*max, 2u);
+  } else if (!IsCommitOutcomeUnknown(s)) {
+    EXPECT_EQ(*max, 1u) << "Write said " << s << ", but the batch committed";
+  }
+  EXPECT_FALSE(s.ok()) << "the batch's process was ended while it waited";
 }
 
 TEST_F(PostgresCommitOutcomeTest, UnresolvedItIsUnknownAndTheTenantsNextCallSettlesIt) {
