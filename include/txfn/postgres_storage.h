@@ -56,7 +56,8 @@
 //                                                    value NULL = a tombstone
 //   txfn_log(tenant, ts, seq, index_id, key)         PRIMARY KEY(tenant, ts, seq): the keys
 //                                                    each commit wrote, in Write order
-//   txfn_commits(tenant, ts)                         PRIMARY KEY(tenant, ts)
+//   txfn_commits(tenant, ts, writer)                 PRIMARY KEY(tenant, ts); writer = the
+//                                                    fencing token it was written under
 //   txfn_tenants(tenant, max_ts, horizon)            one row per tenant with commits
 //   txfn_owners(tenant, owner, token, expires_at)    the leases (see "Ownership")
 //   txfn_meta(name, value)                           schema_version = kSchemaVersion
@@ -163,7 +164,8 @@ struct TenantLease {
 class PostgresStorage final : public Storage {
  public:
   // The schema version this build writes and reads (txfn_meta.schema_version).
-  static constexpr int kSchemaVersion = 2;  // 2: txfn_write checks CommitRecord::previous_ts
+  // 2: txfn_write checks CommitRecord::previous_ts; 3: txfn_commits.writer.
+  static constexpr int kSchemaVersion = 3;
 
   // Connects to `options.url` and creates the schema if missing (under an advisory lock:
   // several processes may open the same database at once). Errors:

@@ -48,6 +48,9 @@ CREATE TABLE IF NOT EXISTS txfn_log (
   key bytea NOT NULL, PRIMARY KEY (tenant, ts, seq));
 CREATE TABLE IF NOT EXISTS txfn_commits (
   tenant bytea NOT NULL, ts bigint NOT NULL, PRIMARY KEY (tenant, ts));
+-- The fencing token of the lease a commit was written under (schema 3): a writer resolving
+-- a lost answer looks for its own batch, not another owner's commit at the same timestamp.
+ALTER TABLE txfn_commits ADD COLUMN IF NOT EXISTS writer bigint;
 CREATE TABLE IF NOT EXISTS txfn_tenants (
   tenant bytea PRIMARY KEY, max_ts bigint NOT NULL, horizon bigint NOT NULL);
 CREATE TABLE IF NOT EXISTS txfn_owners (
@@ -102,8 +105,8 @@ BEGIN
       RETURN;
     END IF;
   END LOOP;
-  INSERT INTO txfn_commits (tenant, ts)
-    SELECT t_names[u.t], u.ts FROM unnest(c_tenant, c_ts) AS u(t, ts);
+  INSERT INTO txfn_commits (tenant, ts, writer)
+    SELECT t_names[u.t], u.ts, t_tokens[u.t] FROM unnest(c_tenant, c_ts) AS u(t, ts);
   INSERT INTO txfn_versions (tenant, index_id, key, ts, value)
     SELECT t_names[u.t], u.ix, u.k, u.ts, u.v
     FROM unnest(w_tenant, w_index, w_key, w_ts, w_value) AS u(t, ix, k, ts, v);
@@ -368,6 +371,7 @@ struct PostgresStorage::InDoubt {
   std::vector<std::string> tenants;  // the batch's
   std::string first_tenant;          // of its first commit
   Timestamp first_ts = 0;            // of its first commit
+  int64_t first_token = 0;           // the fencing token it wrote first_tenant under
   Timestamp last_ts = 0;             // of its last commit
   int backend_pid = 0;               // the server process that was running it
   std::string backend_start;         // and when that process started
@@ -691,6 +695,7 @@ absl::Status PostgresStorage::Write(absl::Span<const CommitRecord> commits) {
     for (const TenantBatch& g : groups) doubt->tenants.emplace_back(g.tenant);
     doubt->first_tenant = commits.front().tenant;
     doubt->first_ts = commits.front().ts;
+    doubt->first_token = tokens[tenant_no[doubt->first_tenant] - 1];
     doubt->last_ts = commits.back().ts;
     doubt->backend_pid = backend_pid;
     doubt->backend_start = lease.backend_start();
@@ -791,9 +796,10 @@ absl::StatusOr<bool> PostgresStorage::Resolve(const InDoubt& doubt, absl::Durati
         }
         TXFN_ASSIGN_OR_RETURN(
             PgResult found,
-            (*conn)->Exec("SELECT 1 FROM txfn_commits WHERE tenant = $1 AND "
-                          "ts = $2",
-                          {PgParam::Bytes(doubt.first_tenant), TsParam(doubt.first_ts)}));
+            (*conn)->Exec("SELECT 1 FROM txfn_commits WHERE tenant = $1 AND ts = $2 AND "
+                          "writer = $3",
+                          {PgParam::Bytes(doubt.first_tenant), TsParam(doubt.first_ts),
+                           PgParam::Int(doubt.first_token)}));
         return found.rows() > 0;
       };
       absl::StatusOr<bool> outcome = check();

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -44,6 +45,8 @@ enum class Fault {
   // The batch blocks on a row lock the test holds; the test then breaks the client's socket
   // (the server process goes on waiting, and commits once the lock is released).
   kLoseAnswerWhileBlocked,
+  // As kKillWhileBlocked, then the lock is released and then_ runs (the test's next step).
+  kKillWhileBlockedThen,
 };
 
 CommitRecord Put(Timestamp ts, std::string key, std::string value) {
@@ -59,9 +62,12 @@ class PostgresCommitOutcomeTest : public ::testing::Test {
   }
 
   // A storage whose Writes suffer fault_ (once each time it is set).
-  std::unique_ptr<TempPostgresStorage> Make(absl::Duration resolution_timeout) {
+  std::unique_ptr<TempPostgresStorage> Make(
+      absl::Duration resolution_timeout,
+      absl::Duration lease_duration = PostgresStorageOptions{}.lease_duration) {
     auto storage = TempPostgresStorage::Make(
-        {.outcome_resolution_timeout = resolution_timeout,
+        {.lease_duration = lease_duration,
+         .outcome_resolution_timeout = resolution_timeout,
          .after_write_sent = [this](int socket, int pid) { Inject(socket, pid); }});
     if (storage != nullptr) {
       auto side = PgConnection::Open(storage->db().url());
@@ -95,6 +101,10 @@ class PostgresCommitOutcomeTest : public ::testing::Test {
       ASSERT_TRUE(watch_->Exec("SELECT pg_terminate_backend($1)", {PgParam::Int(pid)}).ok());
     }
     ASSERT_TRUE(WaitFor(pid, "false")) << "the server process did not exit";
+    if (fault == Fault::kKillWhileBlockedThen) {
+      Unlock();
+      then_();
+    }
   }
 
   // `socket` becomes one that reads end-of-file.
@@ -167,6 +177,7 @@ class PostgresCommitOutcomeTest : public ::testing::Test {
 
   std::atomic<Fault> fault_{Fault::kNone};
   std::atomic<int> blocked_pid_{0};     // the server process of the last faulty Write
+  std::function<void()> then_;          // kKillWhileBlockedThen's next step
   std::unique_ptr<PgConnection> side_;  // holds the lock
   // Watches pg_stat_activity: never inside a transaction, which would freeze its view.
   std::unique_ptr<PgConnection> watch_;
@@ -257,6 +268,35 @@ TEST_F(PostgresCommitOutcomeTest, AResolverInAnotherTimeZoneStillFindsTheBatchsP
     EXPECT_EQ(*max, 1u) << "Write said " << s << ", but the batch committed";
   }
   EXPECT_FALSE(s.ok()) << "the batch's process was ended while it waited";
+}
+
+// The batch's answer is lost and its process ended; meanwhile its writer's lease expired and
+// another owner committed at the same timestamp. That commit is not the batch: resolution
+// looked for any commit at (tenant, ts) and answered OK for a batch that never committed.
+TEST_F(PostgresCommitOutcomeTest, AnotherOwnersCommitAtTheSameTimestampIsNotTheBatch) {
+  constexpr absl::Duration kLease = absl::Milliseconds(300);
+  auto storage = Make(absl::Seconds(5), kLease);
+  ASSERT_NE(storage, nullptr);
+  auto other = PostgresStorage::Open(
+      {.url = storage->db().url(), .owner = "other", .lease_duration = kLease});
+  ASSERT_TRUE(other.ok()) << other.status();
+  CommitRecord first = Put(1, "a", "1");
+  ASSERT_TRUE(storage->Write({&first, 1}).ok());
+  CommitRecord theirs = Put(2, "b", "theirs");
+  theirs.previous_ts = 1;
+  then_ = [&] {
+    absl::SleepFor(kLease + absl::Milliseconds(200));  // the lease passes to `other`
+    ASSERT_TRUE((*other)->Write({&theirs, 1}).ok());
+  };
+  LockTenantRow();
+  fault_ = Fault::kKillWhileBlockedThen;
+  CommitRecord mine = Put(2, "b", "mine");
+  absl::Status s = storage->Write({&mine, 1});
+  EXPECT_FALSE(s.ok()) << "the batch's process was ended before it committed";
+  auto log = (*other)->ReadLog("t", 1, 0);
+  ASSERT_TRUE(log.ok()) << log.status();
+  ASSERT_EQ(log->size(), 1u);
+  EXPECT_EQ((*log)[0].writes, theirs.writes);
 }
 
 TEST_F(PostgresCommitOutcomeTest, UnresolvedItIsUnknownAndTheTenantsNextCallSettlesIt) {
