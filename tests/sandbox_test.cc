@@ -305,6 +305,20 @@ std::vector<Attack> Attacks() {
       Bounded("localesListTagHuge"),
       Bounded("localesStringHuge"),
       Bounded("displayNamesHuge"),
+      Bounded("encodeURIHuge"),
+      Bounded("decodeURIHuge"),
+      Bounded("upperCaseHuge"),
+      Bounded("lowerCaseHuge"),
+      Bounded("dateParseHuge"),
+      Bounded("dateStringHuge"),
+      Bounded("regexpAlternativesHuge"),
+      Bounded("regexpFoldedClassesNoU"),
+      Bounded("bigIntFormatToPartsHuge"),
+      Bounded("relativeTimeUnitHuge"),
+      Answers("stringBuiltinsStillWork",
+              R"(["a%20b%26%C3%BC","http://x/a%20b?q=%C3%BC",2,"A%2F","STRASSE",2,"42",)"
+              R"(1577836800000,1577836800000,1577923200000,1,true,true,13,3,"1 day ago",3,)"
+              R"(["URIError","TypeError","RangeError","TypeError","SyntaxError"]])"),
       Answers(
           "intlOptionsStillWork",
           R"(["12 AM",false,"1/1/1970, 9:00:00 AM","1.00","en-GB","fr","United Kingdom",)"

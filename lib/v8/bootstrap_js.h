@@ -41,14 +41,23 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   function Date(...args) {
     if (new.target === undefined) return new OrigDate(now()).toString();
     if (args.length === 0) return construct(OrigDate, [now()], new.target);
+    if (typeof args[0] === 'string' && args[0].length > MAX_SLOW) {
+      slowPaths().refuse('Date', args[0].length, MAX_SLOW);
+    }
     return construct(OrigDate, args, new.target);
   }
   // Date's own statics, but not OrigDate itself (whose now() is the real clock).
   defineProperty(Date, 'prototype', {value: OrigDate.prototype});
   defineProperty(Date, 'length', {value: 7});
-  for (const name of ['UTC', 'parse']) {
-    defineProperty(Date, name, {value: OrigDate[name], writable: true, configurable: true});
-  }
+  defineProperty(Date, 'UTC', {value: OrigDate.UTC, writable: true, configurable: true});
+  // V8 parses a date string in C++, uninterrupted (500 Mi characters: 5 s at 530 MB).
+  const dateParse = OrigDate.parse;
+  defineProperty(Date, 'parse', {writable: true, configurable: true,
+    value: {parse(s) {
+      s = `${s}`;
+      if (s.length > MAX_SLOW) slowPaths().refuse('Date.parse', s.length, MAX_SLOW);
+      return dateParse(s);
+    }}.parse});
   defineProperty(Date, 'now', {value: function now_() { return now(); },
                                writable: true, configurable: true});
   defineProperty(OrigDate.prototype, 'constructor',
@@ -350,6 +359,13 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     if (size > limit) slowPaths().refuse(what, size, limit);
     return apply(ORIG[what], self, args);
   }
+  // RelativeTimeFormat's format or formatToParts (`what`): value made a number and the unit
+  // a string here, in the builtin's order, the unit bounded as an Intl option is.
+  function relativeTime(what, self, args) {
+    if (args.length > 0) args[0] = +args[0];
+    args[1] = slowPaths().intlString(what, `${args[1]}`);
+    return apply(ORIG[what], self, args);
+  }
   // Intl.ListFormat's format or formatToParts (`what`) of `list`, read here
   // once into an array (the builtin would read it once too), past MAX_SLOW * 4
   // characters in all refused (the Intl section says why).
@@ -447,6 +463,14 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       return stringGuarded('String.prototype.toLocaleLowerCase', MAX_SLOW * 4, false,
                            asString(this), withLocales('toLocaleLowerCase', a, 0));
     },
+    // A two-byte string's case goes through ICU too, uninterrupted (250 Mi characters: 8 s at
+    // 1.9 GB), as the locale-sensitive ones do.
+    toLowerCase(...a) {
+      return stringGuarded('String.prototype.toLowerCase', MAX_SLOW * 4, false, asString(this), a);
+    },
+    toUpperCase(...a) {
+      return stringGuarded('String.prototype.toUpperCase', MAX_SLOW * 4, false, asString(this), a);
+    },
     toLocaleUpperCase(...a) {
       return stringGuarded('String.prototype.toLocaleUpperCase', MAX_SLOW * 4, false,
                            asString(this), withLocales('toLocaleUpperCase', a, 0));
@@ -471,6 +495,19 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
                    [pattern, interruptible(replacement)]);
     },
   });
+  // URI coding runs in C++, uninterrupted, and writes up to 9 bytes a character (500 Mi
+  // characters: 13 s at 4.3 GB): inputs of at most MAX_SLOW * 4 characters.
+  install(globalThis, '', {
+    encodeURI(...a) { return stringGuarded('encodeURI', MAX_SLOW * 4, true, undefined, a); },
+    encodeURIComponent(...a) {
+      return stringGuarded('encodeURIComponent', MAX_SLOW * 4, true, undefined, a);
+    },
+    decodeURI(...a) { return stringGuarded('decodeURI', MAX_SLOW * 4, true, undefined, a); },
+    decodeURIComponent(...a) {
+      return stringGuarded('decodeURIComponent', MAX_SLOW * 4, true, undefined, a);
+    },
+  });
+
   // ---- RegExp compilation -----------------------------------------------------
   // V8 parses a pattern in C++ without an interrupt check, and some parts
   // cost far more than their text: a Unicode property escape (\p{L}, \P{L})
@@ -494,19 +531,31 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   // With both i and u, V8 case-folds every class over all of Unicode (a
   // class of the whole range took 5 ms): classes and escapes count, and fewer.
   const MAX_REGEXP_FOLDED = 100;
+  // Without u, an i class is folded over the BMP (0.2 ms each: 100,000 ran 25 s): those count
+  // against MAX_REGEXP_ESCAPES. And a long pattern takes long to compile whatever it holds
+  // (3 Mi alternatives "a|a|...": 33 s at 1.7 GB): at most MAX_REGEXP_SOURCE characters.
+  const MAX_REGEXP_SOURCE = 1 << 17;
   // `pattern` as the string V8 would parse (a RegExp passes as it is: its
   // pattern was checked when it was made), refused if it costs too much.
   function checkedPattern(what, pattern, flags) {
     if (isRegExp(pattern) || pattern === undefined) return pattern;
     const source = StringOf(pattern);
+    if (source.length > MAX_REGEXP_SOURCE) {
+      slowPaths().refuse(what + ' (pattern length)', source.length, MAX_REGEXP_SOURCE);
+    }
     if (source.length >= 3) {
       const escapes = countOf(source, '\\p{') + countOf(source, '\\P{');
       const groups = countOf(source, '(?<') - countOf(source, '(?<=') - countOf(source, '(?<!');
       let size = max(escapes, groups), limit = MAX_REGEXP_ESCAPES;
       const f = flags === undefined ? '' : StringOf(flags);
-      if (f.indexOf('i') >= 0 && f.indexOf('u') >= 0) {
-        size = max(groups, escapes + countOf(source, '['));
-        limit = MAX_REGEXP_FOLDED;
+      if (f.indexOf('i') >= 0) {
+        const folded = escapes + countOf(source, '[');
+        if (f.indexOf('u') >= 0) {
+          size = max(groups, folded);
+          limit = MAX_REGEXP_FOLDED;
+        } else {
+          size = max(size, folded);
+        }
       }
       if (size > limit) {
         slowPaths().refuse(what + ' (Unicode property escapes, classes or named groups)', size,
@@ -695,6 +744,24 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       }
       return f;
     }});
+    // A BigInt's parts (en-IN groups digits in twos) cost more than its digits: 6,000,000
+    // bits ran 18 s. And RelativeTimeFormat's unit is a string ICU takes as given.
+    install(Intl.NumberFormat.prototype, 'Intl.NumberFormat.prototype.', {
+      formatToParts(...a) {
+        if (typeof a[0] === 'bigint') {
+          slowPaths().bigIntBounded('Intl.NumberFormat.prototype.formatToParts', a[0]);
+        }
+        return apply(ORIG['Intl.NumberFormat.prototype.formatToParts'], this, a);
+      },
+    });
+    if (typeof Intl.RelativeTimeFormat === 'function') {
+      install(Intl.RelativeTimeFormat.prototype, 'Intl.RelativeTimeFormat.prototype.', {
+        format(...a) { return relativeTime('Intl.RelativeTimeFormat.prototype.format', this, a); },
+        formatToParts(...a) {
+          return relativeTime('Intl.RelativeTimeFormat.prototype.formatToParts', this, a);
+        },
+      });
+    }
     if (typeof Intl.DisplayNames === 'function') {
       install(Intl.DisplayNames.prototype, 'Intl.DisplayNames.prototype.', {
         of(...a) {
@@ -1145,8 +1212,17 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       });
       return p;
     }
+    // A BigInt of at most MAX_BIGINT_BITS bits (formatted in parts, a longer one costs far more
+    // than its digits: 6,000,000 bits ran 18 s uninterrupted).
+    const MAX_BIGINT_BITS = 262144;
+    const bigIntBound = 1n << 262144n;  // MAX_BIGINT_BITS (a literal: BigInt may be replaced)
+    function bigIntBounded(what, x) {
+      if (x >= bigIntBound || -x >= bigIntBound) {
+        refuse(what, 'a BigInt of over ' + MAX_BIGINT_BITS + ' bits', MAX_BIGINT_BITS + ' bits');
+      }
+    }
     return {refuse, sortLarge, isRegExp, replaceByExec, replaceString, flat, flatMap, intlString,
-            intlOptions};
+            intlOptions, bigIntBounded};
   }
 
   const log = n.log;

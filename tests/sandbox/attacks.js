@@ -269,6 +269,41 @@ export const intlOptionsStillWork = q(() => {
     new Intl.Locale("en") instanceof Intl.Locale, Intl.Locale.prototype.constructor === Intl.Locale,
     Intl.Locale.length, Intl.Locale.name, thrown];
 });
+// Builtins that run in C++ on a huge string (a rope, cheap to make) flatten it past the heap
+// limit and work on it uninterrupted.
+export const encodeURIHuge = q(() => encodeURIComponent("\u00ff".repeat(5e8)).length);
+export const decodeURIHuge = q(() => decodeURIComponent("\u00ff".repeat(5e8)).length);
+export const upperCaseHuge = q(() => "\u0149".repeat(2.5e8).toUpperCase().length);
+export const lowerCaseHuge = q(() => "\u0130".repeat(2.5e8).toLowerCase().length);
+export const dateParseHuge = q(() => Date.parse("2020-01-01" + " ".repeat(5e8)));
+export const dateStringHuge = q(() => new Date("2020-01-01" + " ".repeat(5e8)).getTime());
+export const regexpAlternativesHuge = q(() => new RegExp("a|".repeat(3e6)).test("zz"));
+export const regexpFoldedClassesNoU = q(() =>
+  new RegExp("[\\0-\\uffff]".repeat(1e5), "i").test("zz"));
+export const bigIntFormatToPartsHuge = q(() =>
+  new Intl.NumberFormat("en-IN").formatToParts((1n << 6000000n) - 1n).length);
+export const relativeTimeUnitHuge = q(() =>
+  new Intl.RelativeTimeFormat("en").format(1, "\u1234".repeat(2.5e8)));
+// ... and still do what the builtins do (the expected value is Node's).
+export const stringBuiltinsStillWork = q(() => {
+  const thrown = [];
+  for (const f of [() => decodeURIComponent("%"), () => "".toUpperCase.call(null),
+    () => new Intl.RelativeTimeFormat("en").format(1, "fortnight"),
+    () => new Intl.RelativeTimeFormat("en").format(1n, "day"), () => new RegExp("[")]) {
+    try { f(); thrown.push("none"); } catch (e) { thrown.push(e.constructor.name); }
+  }
+  return [encodeURIComponent("a b&\u00fc"), encodeURI("http://x/a b?q=\u00fc"),
+    decodeURIComponent("%C3%BC%20").length, decodeURI("%41%2F"), "Stra\u00dfe".toUpperCase(),
+    "\u0130".toLowerCase().length, String.prototype.toUpperCase.call(42),
+    Date.parse("2020-01-01T00:00:00Z"), new Date("2020-01-01T00:00:00Z").getTime(),
+    Date.parse({ toString: () => "2020-01-02T00:00:00Z" }), Date.parse.length,
+    new RegExp("a|b", "i").test("B"), new RegExp("[a-c]x", "i").test("BX"),
+    new Intl.NumberFormat("en").formatToParts(12345678901234567890n).length,
+    new Intl.NumberFormat("en").formatToParts(1.5).length,
+    new Intl.RelativeTimeFormat("en").format(-1, "day"),
+    new Intl.RelativeTimeFormat("en").formatToParts("2", { toString: () => "hours" }).length,
+    thrown];
+});
 // flat and flatMap walk nested arrays: V8's walk never checks for termination.
 export const flatHoley = q(() => [new Array(2 ** 32 - 1)].flat().length);
 export const flatMapHoley = q(() => [0].flatMap(() => new Array(2 ** 32 - 1)).length);
