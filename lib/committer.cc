@@ -64,6 +64,7 @@ class Committer::Core {
   struct Unresolved {
     Timestamp first_ts = 0;
     Timestamp last_ts = 0;
+    std::vector<IndexWrite> last_writes;             // the writes of its commit at last_ts
     std::shared_ptr<const TenantMetadata> metadata;  // the snapshot's if committed
     std::string error;                               // the Write's
   };
@@ -318,9 +319,23 @@ Committer::Core::Resolution Committer::Core::Resolve(CommitterStats* delta) {
     // answer is safe. Keep refusing writes.
     return Resolution::kUnknown;
   }
+  bool committed = *max >= u.last_ts;
+  if (committed) {
+    // Storage has commits up to the batch's: its own, unless another writer took the
+    // tenant and its timestamps meanwhile (a network store whose lease passed on while the
+    // answer was lost). The log says whose commit is at last_ts (below the retention
+    // horizon it can no longer say: the timestamps decide, as they must for an old batch).
+    absl::StatusOr<std::vector<CommitRecord>> log = storage_->ReadLog(tenant_, u.last_ts - 1, 1);
+    if (log.ok()) {
+      committed =
+          !log->empty() && log->front().ts == u.last_ts && log->front().writes == u.last_writes;
+    } else if (!absl::IsFailedPrecondition(log.status())) {
+      return Resolution::kUnknown;
+    }
+  }
   Resolution resolution = Resolution::kAbsent;
   std::shared_ptr<const TenantMetadata> metadata = u.metadata;
-  if (*max >= u.last_ts) {
+  if (committed) {
     resolution = Resolution::kCommitted;
     ++delta->unknown_committed;
   } else {
@@ -512,6 +527,7 @@ void Committer::Core::ProcessBatch(const std::vector<Pending*>& batch, bool held
       ++delta.unknown_outcomes;
       unresolved_ = Unresolved{.first_ts = records.front().ts,
                                .last_ts = records.back().ts,
+                               .last_writes = records.back().writes,
                                .metadata = metadata,
                                .error = std::string(written.message())};
       resolution = Resolve(&delta);

@@ -15,6 +15,7 @@
 #include "txfn/in_memory_storage.h"
 #include "txfn/retry.h"
 #include "txfn/status_macros.h"
+#include "txfn/storage_wrapper.h"
 #include "txfn/testing/fault_injecting_storage.h"
 #include "txn_test_util.h"
 
@@ -416,6 +417,48 @@ TEST_F(CommitterTest, AnUnknownOutcomeThatStorageShowsAbsentIsDefinitelyNotCommi
   EXPECT_EQ(committer_->stats().unknown_committed, 0u);
   Transaction check = Begin();
   EXPECT_EQ(Balance(check, id), 11);
+}
+
+// Reports an unknown outcome for a Write it replaced by another writer's commit at the same
+// timestamp (a network store whose lease passed on while the answer was lost): storage then
+// has commits up to the batch's timestamp, but not the batch.
+class SupplantingStorage final : public StorageWrapper {
+ public:
+  using StorageWrapper::StorageWrapper;
+  void SupplantNextWrite() { supplant_ = true; }
+  absl::Status Write(absl::Span<const CommitRecord> commits) override {
+    if (!supplant_.exchange(false)) return StorageWrapper::Write(commits);
+    std::vector<CommitRecord> theirs;
+    for (const CommitRecord& c : commits) {
+      theirs.push_back({.tenant = c.tenant, .ts = c.ts, .previous_ts = c.previous_ts});
+    }
+    TXFN_RETURN_IF_ERROR(StorageWrapper::Write(theirs));
+    return CommitOutcomeUnknownError("lost connection", commits.back().ts);
+  }
+
+ private:
+  std::atomic<bool> supplant_{false};
+};
+
+TEST(CommitterResolutionTest, AnotherWritersCommitAtTheBatchsTimestampIsNotTheBatch) {
+  auto storage = std::make_shared<SupplantingStorage>(std::make_shared<InMemoryStorage>());
+  std::unique_ptr<Committer> committer = OpenWithSchema(storage);
+  ASSERT_NE(committer, nullptr);
+  Transaction open(committer->Latest());
+  TXFN_ASSERT_OK_AND_ASSIGN(
+      std::string id, open.Insert("accounts", Obj({{"owner", Str("ann")}, {"balance", I64(10)}})));
+  ASSERT_TRUE(committer->Commit(open.Prepare()).ok());
+  Transaction patch(committer->Latest());
+  ASSERT_TRUE(patch.Patch(id, Obj({{"balance", I64(11)}})).ok());
+  storage->SupplantNextWrite();
+  absl::StatusOr<Timestamp> result = committer->Commit(patch.Prepare());
+  EXPECT_FALSE(result.ok()) << "the patch was never written";
+  EXPECT_FALSE(IsCommitOutcomeUnknown(result.status())) << result.status();
+  EXPECT_EQ(committer->stats().unknown_committed, 0u);
+  Transaction check(committer->Latest());
+  TXFN_ASSERT_OK_AND_ASSIGN(std::optional<Value> account, check.Get(id));
+  ASSERT_TRUE(account.has_value());
+  EXPECT_EQ(account->Find("balance")->int64(), 10);
 }
 
 class UnresolvedOutcomeTest : public CommitterTest,
