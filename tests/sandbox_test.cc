@@ -315,6 +315,8 @@ std::vector<Attack> Attacks() {
       Bounded("regexpFoldedClassesNoU"),
       Bounded("bigIntFormatToPartsHuge"),
       Bounded("relativeTimeUnitHuge"),
+      Bounded("jsonParseDeep"),
+      Answers("jsonParseLongStillWorks", R"([true,1500000,[[1],{"c":1}],[1]])"),
       Answers("stringBuiltinsStillWork",
               R"(["a%20b%26%C3%BC","http://x/a%20b?q=%C3%BC",2,"A%2F","STRASSE",2,"42",)"
               R"(1577836800000,1577836800000,1577923200000,1,true,true,13,3,"1 day ago",3,)"

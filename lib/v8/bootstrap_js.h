@@ -959,7 +959,15 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     finally(...a) { return apply(ORIG['Promise.prototype.finally'], this, calledBack(a, 0)); },
   });
   install(JSON, 'JSON.', {
-    parse(...a) { return apply(ORIG['JSON.parse'], this, calledBack(a, 1)); },
+    // V8 parses nesting without an interrupt check (10 million levels: over a minute at
+    // 900 MB): text longer than MAX_SLOW characters is scanned here first.
+    parse(...a) {
+      if (a.length > 0) {
+        a[0] = asString(a[0]);
+        if (typeof a[0] === 'string' && a[0].length > MAX_SLOW) slowPaths().jsonNesting(a[0]);
+      }
+      return apply(ORIG['JSON.parse'], this, calledBack(a, 1));
+    },
     stringify(...a) { return apply(ORIG['JSON.stringify'], this, calledBack(a, 1)); },
   });
 
@@ -1221,8 +1229,27 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
         refuse(what, 'a BigInt of over ' + MAX_BIGINT_BITS + ' bits', MAX_BIGINT_BITS + ' bits');
       }
     }
+    // JSON text nesting arrays and objects at most MAX_JSON_DEPTH deep (brackets in strings
+    // do not count). A malformed text passes: the builtin reports it.
+    const MAX_JSON_DEPTH = 1 << 16;
+    function jsonNesting(text) {
+      let depth = 0, inString = false;
+      for (let i = 0; i < text.length; ++i) {
+        const c = text.charCodeAt(i);
+        if (inString) {
+          if (c === 92) ++i;  // a backslash escapes the next character
+          else if (c === 34) inString = false;
+        } else if (c === 34) {
+          inString = true;
+        } else if (c === 91 || c === 123) {
+          if (++depth > MAX_JSON_DEPTH) refuse('JSON.parse (nesting)', depth, MAX_JSON_DEPTH);
+        } else if (c === 93 || c === 125) {
+          --depth;
+        }
+      }
+    }
     return {refuse, sortLarge, isRegExp, replaceByExec, replaceString, flat, flatMap, intlString,
-            intlOptions, bigIntBounded};
+            intlOptions, bigIntBounded, jsonNesting};
   }
 
   const log = n.log;

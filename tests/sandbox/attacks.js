@@ -284,6 +284,13 @@ export const bigIntFormatToPartsHuge = q(() =>
   new Intl.NumberFormat("en-IN").formatToParts((1n << 6000000n) - 1n).length);
 export const relativeTimeUnitHuge = q(() =>
   new Intl.RelativeTimeFormat("en").format(1, "\u1234".repeat(2.5e8)));
+export const jsonParseDeep = q(() => JSON.parse("[".repeat(1e7) + "]".repeat(1e7)).length);
+// Long JSON text is scanned for its nesting first: brackets in strings do not count.
+export const jsonParseLongStillWorks = q(() => {
+  const text = JSON.stringify({ a: "[[{\\\"".repeat(300000), b: [[1], { c: [2] }] });
+  const v = JSON.parse(text, (k, x) => (k === "c" ? x.length : x));
+  return [text.length > 2 ** 20, v.a.length, v.b, JSON.parse({ toString: () => "[1]" })];
+});
 // ... and still do what the builtins do (the expected value is Node's).
 export const stringBuiltinsStillWork = q(() => {
   const thrown = [];
