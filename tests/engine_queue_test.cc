@@ -720,9 +720,14 @@ TEST_F(EngineQueueTest, ACallAMutationCancelsLeavesTheQueueWithItsSpilledArgumen
 
   ASSERT_TRUE(engine_->Mutation("app", "counters:cancel", Args({{"id", scheduled->value}})).ok());
   EXPECT_EQ(engine_->GetCall(*id)->state, CallState::kCancelled);
-  // Taken out of the queue by the engine's loop, not left until due in a minute.
+  // Taken out of the queue by the engine's loop, not left until due in a minute. The loop
+  // deletes the blob only after the queue removed the call, so wait for that too.
   WaitDrained(absl::Seconds(10));
   EXPECT_FALSE(queued());
+  for (const absl::Time end = absl::Now() + absl::Seconds(10);
+       blobs.size() != 0 && absl::Now() < end;) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
   EXPECT_EQ(blobs.size(), 0u);
   EXPECT_EQ(engine_->GetCall(*id)->state, CallState::kCancelled);
   EXPECT_EQ(engine_->stats().queued.skipped, 0u);
