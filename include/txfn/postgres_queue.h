@@ -89,6 +89,10 @@ class PgConnection;
 
 struct PostgresQueueOptions {
   // A libpq connection string or postgresql:// URI naming the queue's database. Required.
+  // Unless it sets them, connections use connect_timeout=10 (s), TCP keepalives (a peer
+  // silent for 30 s is probed 3 times, 10 s apart) and tcp_user_timeout=30000 (ms): a server
+  // that stops answering fails the call in about a minute (Unavailable) instead of blocking
+  // it forever. A query that waits on the server's own locks is not cut short.
   std::string url;
   // Shards of a new queue (>= 1). An existing queue keeps the count it was created with; 0
   // means "whatever it has" (1 for a new queue). A different non-zero count than the stored

@@ -130,6 +130,10 @@ namespace txfn {
 
 struct PostgresStorageOptions {
   // A libpq connection string or postgresql:// URI. Required.
+  // Unless it sets them, connections use connect_timeout=10 (s), TCP keepalives (a peer
+  // silent for 30 s is probed 3 times, 10 s apart) and tcp_user_timeout=30000 (ms): a server
+  // that stops answering fails the call in about a minute (Unavailable) instead of blocking
+  // it forever. A query that waits on the server's own locks is not cut short.
   std::string url;
   // The most connections open at once; calls beyond wait for a free one.
   int max_connections = 8;

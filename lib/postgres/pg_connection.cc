@@ -2,7 +2,10 @@
 
 #include <arpa/inet.h>
 
+#include <cstdlib>
 #include <cstring>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
@@ -17,6 +20,16 @@ std::string_view Summary(std::string_view sql) {
   sql = sql.substr(0, sql.find('\n'));
   return sql.substr(0, 60);
 }
+
+// Connection settings used unless the url sets them (see Open).
+constexpr std::pair<const char*, const char*> kConnectionDefaults[] = {
+    {"connect_timeout", "10"},      // seconds to connect and authenticate
+    {"keepalives", "1"},            // TCP keepalives: a silent peer is found dead ...
+    {"keepalives_idle", "30"},      // ... after 30 s idle
+    {"keepalives_interval", "10"},  // ... and 3 unanswered probes 10 s apart
+    {"keepalives_count", "3"},
+    {"tcp_user_timeout", "30000"},  // ms data may stay unacknowledged (a send to a black hole)
+};
 
 }  // namespace
 
@@ -158,7 +171,22 @@ absl::StatusOr<std::unique_ptr<PgConnection>> PgConnection::Open(const std::stri
   if (absl::StatusOr<ParsedOptions> options = ParseUrl(url); !options.ok()) {
     return options.status();
   }
-  PGconn* conn = PQconnectdb(url.c_str());
+  // libpq waits forever by default: for a server that accepted the connection and never
+  // answers, and for one that vanished from the network mid-query (a black hole: no reset
+  // ever arrives). These defaults bound both; the url's own values (and PGCONNECT_TIMEOUT)
+  // win. The url comes last and is expanded (expand_dbname), so its keywords override.
+  std::vector<const char*> keywords;
+  std::vector<const char*> values;
+  for (const auto& [keyword, value] : kConnectionDefaults) {
+    if (std::string_view(keyword) == "connect_timeout" && std::getenv("PGCONNECT_TIMEOUT")) {
+      continue;
+    }
+    keywords.push_back(keyword);
+    values.push_back(value);
+  }
+  keywords.insert(keywords.end(), {"dbname", nullptr});
+  values.insert(values.end(), {url.c_str(), nullptr});
+  PGconn* conn = PQconnectdbParams(keywords.data(), values.data(), /*expand_dbname=*/1);
   if (conn == nullptr) return absl::ResourceExhaustedError("PostgreSQL: out of memory");
   if (PQstatus(conn) != CONNECTION_OK) {
     std::string why(absl::StripTrailingAsciiWhitespace(PQerrorMessage(conn)));

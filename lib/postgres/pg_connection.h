@@ -80,7 +80,9 @@ class PgResult {
 class PgConnection {
  public:
   // Connects with `url` (a libpq connection string or postgresql:// URI). InvalidArgument
-  // for a malformed string, Unavailable when the server cannot be reached.
+  // for a malformed string, Unavailable when the server cannot be reached. Unless `url` sets
+  // them: connect_timeout=10 (s), TCP keepalives after 30 s idle (3 probes 10 s apart) and
+  // tcp_user_timeout=30000 (ms), so a server that stops answering is an error, not a hang.
   static absl::StatusOr<std::unique_ptr<PgConnection>> Open(const std::string& url);
   ~PgConnection();
   PgConnection(const PgConnection&) = delete;

@@ -1,16 +1,26 @@
 // The libpq wrapper shared by the PostgreSQL adapters: results, parameters, error mapping.
 #include "lib/postgres/pg_connection.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdlib>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "tests/postgres/pg_test_util.h"
+#include "txfn/internal/strings.h"
 
 namespace txfn::pg_internal {
 namespace {
 
+using ::txfn::testing::PgServerUrl;
 using ::txfn::testing::PgTestDatabase;
 
 TEST(PgConnection, MalformedUrlIsInvalidArgument) {
@@ -23,6 +33,68 @@ TEST(PgConnection, UnreachableServerIsUnavailable) {
   auto conn = PgConnection::Open("host=/nonexistent-txfn-socket-dir dbname=x connect_timeout=2");
   ASSERT_FALSE(conn.ok());
   EXPECT_EQ(conn.status().code(), absl::StatusCode::kUnavailable) << conn.status();
+}
+
+// A server that accepted the TCP connection and never answers (a hung host, a black hole
+// behind a proxy): libpq alone waits forever for its first reply. The default
+// connect_timeout makes that an error.
+TEST(PgConnection, ASilentServerIsUnavailableAfterTheDefaultConnectTimeout) {
+  if (std::getenv("PGCONNECT_TIMEOUT") != nullptr) GTEST_SKIP() << "PGCONNECT_TIMEOUT is set";
+  const int listener = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t size = sizeof(address);
+  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&address), size), 0);
+  ASSERT_EQ(listen(listener, 8), 0);  // the kernel completes handshakes; nobody accepts
+  ASSERT_EQ(getsockname(listener, reinterpret_cast<sockaddr*>(&address), &size), 0);
+  const absl::Time start = absl::Now();
+  auto conn = PgConnection::Open(
+      internal::StrCat("host=127.0.0.1 port=", ntohs(address.sin_port), " dbname=x user=x"));
+  const absl::Duration waited = absl::Now() - start;
+  close(listener);
+  ASSERT_FALSE(conn.ok());
+  EXPECT_EQ(conn.status().code(), absl::StatusCode::kUnavailable) << conn.status();
+  EXPECT_NE(conn.status().message().find("timeout"), std::string::npos) << conn.status();
+  EXPECT_GE(waited, absl::Seconds(9)) << "gave up before connect_timeout=10";
+  EXPECT_LT(waited, absl::Seconds(60));
+}
+
+// What the connection was opened with: `keyword`'s value, or empty.
+std::string ConnectionSetting(const PgConnection& conn, std::string_view keyword) {
+  std::string value;
+  PQconninfoOption* options = PQconninfo(conn.raw());
+  for (PQconninfoOption* o = options; o != nullptr && o->keyword != nullptr; ++o) {
+    if (keyword == o->keyword && o->val != nullptr) value = o->val;
+  }
+  PQconninfoFree(options);
+  return value;
+}
+
+TEST(PgConnection, TimeoutsAndKeepalivesDefaultUnlessTheUrlSetsThem) {
+  TXFN_REQUIRE_PG_SERVER();
+  auto plain = PgConnection::Open(PgServerUrl());
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  if (std::getenv("PGCONNECT_TIMEOUT") == nullptr) {
+    EXPECT_EQ(ConnectionSetting(**plain, "connect_timeout"), "10");
+  }
+  EXPECT_EQ(ConnectionSetting(**plain, "keepalives"), "1");
+  EXPECT_EQ(ConnectionSetting(**plain, "keepalives_idle"), "30");
+  EXPECT_EQ(ConnectionSetting(**plain, "tcp_user_timeout"), "30000");
+  // The url's values win (a URI's query parameters, or keyword=value pairs).
+  const std::string& url = PgServerUrl();
+  const std::string separator = url.find("://") == std::string::npos ? " "
+                                : url.find('?') == std::string::npos ? "?"
+                                                                     : "&";
+  auto tuned = PgConnection::Open(
+      internal::StrCat(url, separator, "connect_timeout=3", separator, "keepalives=0"));
+  ASSERT_TRUE(tuned.ok()) << tuned.status();
+  EXPECT_EQ(ConnectionSetting(**tuned, "connect_timeout"), "3");
+  EXPECT_EQ(ConnectionSetting(**tuned, "keepalives"), "0");
+  EXPECT_EQ(ConnectionSetting(**tuned, "tcp_user_timeout"), "30000");
+  auto rows = (*tuned)->Exec("SELECT 1");
+  ASSERT_TRUE(rows.ok()) << rows.status();
 }
 
 TEST(PgConnection, WithDatabaseReplacesOnlyTheDatabase) {
