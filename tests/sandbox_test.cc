@@ -316,6 +316,11 @@ std::vector<Attack> Attacks() {
       Bounded("bigIntFormatToPartsHuge"),
       Bounded("relativeTimeUnitHuge"),
       Bounded("jsonParseDeep"),
+      Refusing(Bounded("jsonParseDeepBlinded"), "Cannot assign to read only property 'charCodeAt'"),
+      Refusing(Bounded("regexpEscapesBlinded"), "Cannot assign to read only property 'indexOf'"),
+      Answers("stringSearchStillWorks",
+              R"([[0,0,-1,0,0,0,0,-1,0,0,true,false,true,0,"262745,131072,131072",2,0,-600,)"
+              R"(1202,-1190,0,0,0,0,false,0,3,3,2],"TypeError"])"),
       Answers("jsonParseLongStillWorks", R"([true,1500000,[[1],{"c":1}],[1]])"),
       Answers("stringBuiltinsStillWork",
               R"(["a%20b%26%C3%BC","http://x/a%20b?q=%C3%BC",2,"A%2F","STRASSE",2,"42",)"
@@ -955,6 +960,28 @@ TEST_P(SandboxMisc, NativesCalledBackByNativesStopAtTheLimit) {
         "thenRejected", "finally_",  "reviver",    "replaceFn",     "replaceAllFn"}) {
     const auto start = std::chrono::steady_clock::now();
     auto r = engine->Query("mallory", std::string("callbacks:") + name, Value::Null());
+    const absl::Duration elapsed = absl::FromChrono(std::chrono::steady_clock::now() - start);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted)
+        << name << ": " << r.status();
+    const std::string message(r.status().message());
+    EXPECT_THAT(message, HasSubstr("time limit")) << name;
+    EXPECT_THAT(message, Not(HasSubstr("cannot be interrupted"))) << name;
+    EXPECT_LE(elapsed, kTimeFactor * (2 * kAttackerCpu + kLoadedSlack)) << name;
+  }
+  EXPECT_EQ(engine->stats().scheduler.abandoned, 0u);
+}
+
+// V8's string search costs a long needle's length at every position, in C++ (searches.js):
+// the sandbox searches such needles in chunks, so the CPU limit stops them like a loop.
+TEST_P(SandboxMisc, LongNeedleSearchesStopAtTheLimit) {
+  const std::string dir = TXFN_SANDBOX_DIR;
+  std::unique_ptr<Engine> engine =
+      OpenEngine(GetParam(), 1, {{"searches.js", ReadFile(dir + "/searches.js")}});
+  ASSERT_NE(engine, nullptr);
+  for (const char* name : {"indexOf", "lastIndexOf", "includes", "split", "replace", "replaceAll",
+                           "replaceShortSubject", "objectNeedle"}) {
+    const auto start = std::chrono::steady_clock::now();
+    auto r = engine->Query("mallory", std::string("searches:") + name, Value::Null());
     const absl::Duration elapsed = absl::FromChrono(std::chrono::steady_clock::now() - start);
     EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted)
         << name << ": " << r.status();

@@ -114,6 +114,11 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   // gets every frame) or delete it (V8's default, every frame) where Error is not frozen.
   const errorToString = Error.prototype.toString;
   const stringSlice = String.prototype.slice;
+  // The bootstrap's own string work uses these, never the prototype's (a tenant's
+  // String.prototype.charCodeAt answering 32 would blind a check to what it scans).
+  const stringIndexOf = String.prototype.indexOf, stringCharCodeAt = String.prototype.charCodeAt;
+  const stringStartsWith = String.prototype.startsWith;
+  const symbolSplit = Symbol.split, symbolMatch = Symbol.match;
   defineProperty(Error, 'prepareStackTrace', {writable: true, configurable: true, value: {
     prepareStackTrace(error, sites) {
       let text;
@@ -159,6 +164,18 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   const MAX_SLOW = 1 << 20;        // elements or characters for the slowest builtins
   const MAX_TYPED = 1 << 22;       // elements of one typed array view
   const NATIVE_REPLACE = 1 << 18;  // characters a native replacement may scan
+  // V8's string search (indexOf, lastIndexOf, includes, split, replace) runs in C++ without an
+  // interrupt check. It is linear for a needle of at most SEARCH_PREFIX characters (what its
+  // Boyer-Moore tables cover), and costs up to the needle's length at every position past that
+  // ("a".repeat(2 ** 12) + "b" + "a".repeat(2 ** 12) in 16 Mi "a"s: 30 s). A search of more
+  // than SEARCH_CHUNK characters, or a long needle's whose characters times the subject's pass
+  // NATIVE_SEARCH, runs in slowPaths(): chunk by chunk natively for the needle's first
+  // SEARCH_PREFIX characters, each candidate then compared (startsWith), all interruptible.
+  const SEARCH_PREFIX = 250;
+  const SEARCH_CHUNK = 1 << 22;
+  const NATIVE_SEARCH = 1 << 27;
+  const nativeSearch = (subject, needle) => subject <= SEARCH_CHUNK &&
+      (needle <= SEARCH_PREFIX || needle > subject || subject * needle <= NATIVE_SEARCH);
   const MAX_LENGTH = 2 ** 53 - 1;
   const MAX_LOCALES = 1000;        // tags in a locales list (V8 dedupes them in O(n^2))
   const MAX_LOCALE_ELEMENTS = 1 << 18;  // elements a toLocaleString formats
@@ -172,7 +189,7 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   const Proxy_ = Proxy, reflectGet = Reflect.get, toPrimitive = Symbol.toPrimitive;
   const max = Math.max, min = Math.min, floor = Math.floor;
   const TypedArrayProto = getPrototypeOf(Uint8Array.prototype);
-  const typedSort = TypedArrayProto.sort;
+  const typedSort = TypedArrayProto.sort, subarray = TypedArrayProto.subarray;
   const regexpExec = RegExp.prototype.exec;
   const regexpReplace = RegExp.prototype[Symbol.replace];
   let slow = null;
@@ -353,6 +370,25 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   // A string builtin: its receiver `self` (made a primitive string by the
   // caller where the builtin would convert it) and, with convertArg, its first
   // argument as a primitive string, whose lengths are checked.
+  // String.prototype.indexOf, lastIndexOf or includes (`what`) on receiver `self`: the
+  // receiver and the needle made strings here, in the builtin's order, and searched natively
+  // when that is cheap (see SEARCH_PREFIX).
+  function searched(what, self, args) {
+    if (self === undefined || self === null || typeof self === 'symbol') {
+      return apply(ORIG[what], self, args);  // its TypeError
+    }
+    const S = typeof self === 'string' ? self : StringOf(self);
+    let needle = args[0];
+    if (typeof needle !== 'string') {
+      if (what === 'String.prototype.includes' && slowPaths().isRegExpLike(needle)) {
+        return apply(ORIG[what], S, [new OrigRegExp('')]);  // its TypeError
+      }
+      if (typeof needle === 'symbol') return apply(ORIG[what], S, args);  // its TypeError
+      args[0] = needle = StringOf(needle);
+    }
+    if (nativeSearch(S.length, needle.length)) return apply(ORIG[what], S, args);
+    return slowPaths().search(what, S, needle, args[1]);
+  }
   function stringGuarded(what, limit, convertArg, self, args) {
     if (convertArg) args[0] = asString(args[0]);
     const size = max(lengthOf(self), convertArg ? lengthOf(args[0]) : 0);
@@ -453,8 +489,16 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   // NATIVE_REPLACE the matches are found and substituted in a JavaScript
   // loop instead, with the same results.
   install(String.prototype, 'String.prototype.', {
+    indexOf(...a) { return searched('String.prototype.indexOf', this, a); },
+    lastIndexOf(...a) { return searched('String.prototype.lastIndexOf', this, a); },
+    includes(...a) { return searched('String.prototype.includes', this, a); },
     split(...a) {
-      return stringGuarded('String.prototype.split', MAX_STRING, false, asString(this), a);
+      const self = asString(this);
+      if (typeof a[0] === 'string' && !nativeSearch(lengthOf(self), a[0].length) &&
+          lengthOf(self) <= MAX_STRING) {
+        return slowPaths().splitString(self, a[0], a[1]);
+      }
+      return stringGuarded('String.prototype.split', MAX_STRING, false, self, a);
     },
     normalize(...a) {
       return stringGuarded('String.prototype.normalize', MAX_SLOW * 4, false, asString(this), a);
@@ -481,14 +525,16 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     },
     replace(pattern, replacement) {
       const self = asString(this);
-      if (typeof pattern === 'string' && lengthOf(self) > NATIVE_REPLACE) {
+      if (typeof pattern === 'string' &&
+          (lengthOf(self) > NATIVE_REPLACE || !nativeSearch(lengthOf(self), pattern.length))) {
         return slowPaths().replaceString(self, pattern, replacement, false);
       }
       return apply(ORIG['String.prototype.replace'], self, [pattern, interruptible(replacement)]);
     },
     replaceAll(pattern, replacement) {
       const self = asString(this);
-      if (typeof pattern === 'string' && lengthOf(self) > NATIVE_REPLACE) {
+      if (typeof pattern === 'string' &&
+          (lengthOf(self) > NATIVE_REPLACE || !nativeSearch(lengthOf(self), pattern.length))) {
         return slowPaths().replaceString(self, pattern, replacement, true);
       }
       return apply(ORIG['String.prototype.replaceAll'], self,
@@ -523,7 +569,8 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   const isRegExp = n.isRegExp;
   function countOf(source, needle) {
     let count = 0;
-    for (let i = source.indexOf(needle); i >= 0; i = source.indexOf(needle, i + needle.length)) {
+    for (let i = apply(stringIndexOf, source, [needle, 0]); i >= 0;
+         i = apply(stringIndexOf, source, [needle, i + needle.length])) {
       ++count;
     }
     return count;
@@ -548,9 +595,9 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       const groups = countOf(source, '(?<') - countOf(source, '(?<=') - countOf(source, '(?<!');
       let size = max(escapes, groups), limit = MAX_REGEXP_ESCAPES;
       const f = flags === undefined ? '' : StringOf(flags);
-      if (f.indexOf('i') >= 0) {
+      if (apply(stringIndexOf, f, ['i', 0]) >= 0) {
         const folded = escapes + countOf(source, '[');
-        if (f.indexOf('u') >= 0) {
+        if (apply(stringIndexOf, f, ['u', 0]) >= 0) {
           size = max(groups, folded);
           limit = MAX_REGEXP_FOLDED;
         } else {
@@ -990,7 +1037,6 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       }
       return 0;
     }
-    const subarray = TypedArrayProto.subarray;
     const SORT_CHUNK = 1 << 16;
     // Quicksort whose partitions run in JavaScript (interruptible, in place)
     // and whose ranges of up to SORT_CHUNK elements V8 sorts natively.
@@ -1115,12 +1161,12 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     function replaceString(S, search, replaceValue, all) {
       const text = typeof replaceValue === 'function' ? '' : String(replaceValue);
       let out = '', last = 0;
-      for (let pos = S.indexOf(search, 0); pos !== -1;) {
+      for (let pos = searchForward(S, search, 0); pos !== -1;) {
         out += S.slice(last, pos) + substitute(replaceValue, text, [search, pos, S]);
         last = pos + search.length;
         const next = pos + Math.max(1, search.length);
         if (!all || next > S.length) break;
-        pos = S.indexOf(search, next);
+        pos = searchForward(S, search, next);
       }
       return out + S.slice(last);
     }
@@ -1235,7 +1281,7 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     function jsonNesting(text) {
       let depth = 0, inString = false;
       for (let i = 0; i < text.length; ++i) {
-        const c = text.charCodeAt(i);
+        const c = apply(stringCharCodeAt, text, [i]);
         if (inString) {
           if (c === 92) ++i;  // a backslash escapes the next character
           else if (c === 34) inString = false;
@@ -1248,8 +1294,83 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
         }
       }
     }
+    // String search past what V8 does cheaply (see SEARCH_PREFIX). The native calls see one
+    // window of SEARCH_CHUNK candidate positions at a time (a slice: no copy) and a needle of
+    // at most SEARCH_PREFIX characters; a longer needle's candidates are compared in full.
+    const stringLastIndexOf = ORIG['String.prototype.lastIndexOf'];
+    const slice = (S, from, to) => apply(stringSlice, S, [from, to]);
+    // The first index >= from (an integer in [0, S.length]) where P occurs, or -1.
+    function searchForward(S, P, from) {
+      const N = S.length, L = P.length;
+      if (L === 0) return from;
+      const head = L > SEARCH_PREFIX ? slice(P, 0, SEARCH_PREFIX) : P;
+      for (let start = from; start <= N - L; start += SEARCH_CHUNK) {
+        const window = slice(S, start, min(N, start + SEARCH_CHUNK + head.length - 1));
+        for (let i = apply(stringIndexOf, window, [head, 0]); i !== -1;
+             i = apply(stringIndexOf, window, [head, i + 1])) {
+          const at = start + i;
+          if (at > N - L) return -1;
+          if (head === P || apply(stringStartsWith, S, [P, at])) return at;
+        }
+      }
+      return -1;
+    }
+    // The last index <= from (an integer in [0, S.length]) where P occurs, or -1.
+    function searchBackward(S, P, from) {
+      const N = S.length, L = P.length;
+      const last = min(from, N - L);
+      if (last < 0 || L === 0) return last < 0 ? -1 : last;
+      const head = L > SEARCH_PREFIX ? slice(P, 0, SEARCH_PREFIX) : P;
+      for (let end = last; end >= 0; end -= SEARCH_CHUNK) {
+        const start = max(0, end - SEARCH_CHUNK + 1);
+        const window = slice(S, start, end + head.length);
+        for (let i = apply(stringLastIndexOf, window, [head, end - start]); i !== -1;
+             i = i === 0 ? -1 : apply(stringLastIndexOf, window, [head, i - 1])) {
+          if (head === P || apply(stringStartsWith, S, [P, start + i])) return start + i;
+        }
+      }
+      return -1;
+    }
+    // ToIntegerOrInfinity(position) clamped to [0, N], as the builtins take it.
+    const clampedPosition = (position, N) => {
+      const x = +position;
+      return x > 0 ? (x < N ? floor(x) : N) : 0;
+    };
+    function search(what, S, needle, position) {
+      if (what === 'String.prototype.lastIndexOf') {
+        const x = +position;
+        return searchBackward(S, needle, x !== x ? S.length : clampedPosition(x, S.length));
+      }
+      const at = searchForward(S, needle, clampedPosition(position, S.length));
+      return what === 'String.prototype.includes' ? at !== -1 : at;
+    }
+    // IsRegExp: what String.prototype.includes refuses as its needle.
+    function isRegExpLike(v) {
+      if ((typeof v !== 'object' && typeof v !== 'function') || v === null) return false;
+      const matcher = v[symbolMatch];
+      return matcher !== undefined ? !!matcher : n.isRegExp(v);
+    }
+    // String.prototype.split by a string separator, as the specification writes it.
+    function splitString(S, separator, limit) {
+      const splitter = separator[symbolSplit];  // a String.prototype[Symbol.split] of the tenant's
+      if (splitter !== undefined && splitter !== null) {
+        return apply(splitter, separator, [S, limit]);
+      }
+      const lim = limit === undefined ? 2 ** 32 - 1 : limit >>> 0;
+      if (lim === 0) return [];
+      if (separator.length === 0) return apply(ORIG['String.prototype.split'], S, [separator, lim]);
+      const parts = [];
+      let p = 0;
+      for (let q = searchForward(S, separator, 0); q !== -1; q = searchForward(S, separator, p)) {
+        parts[parts.length] = slice(S, p, q);
+        if (parts.length === lim) return parts;
+        p = q + separator.length;
+      }
+      parts[parts.length] = slice(S, p, S.length);
+      return parts;
+    }
     return {refuse, sortLarge, isRegExp, replaceByExec, replaceString, flat, flatMap, intlString,
-            intlOptions, bigIntBounded, jsonNesting};
+            intlOptions, bigIntBounded, jsonNesting, search, isRegExpLike, splitString};
   }
 
   const log = n.log;

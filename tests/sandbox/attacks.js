@@ -291,6 +291,46 @@ export const jsonParseLongStillWorks = q(() => {
   const v = JSON.parse(text, (k, x) => (k === "c" ? x.length : x));
   return [text.length > 2 ** 20, v.a.length, v.b, JSON.parse({ toString: () => "[1]" })];
 });
+// The sandbox's own scans use the builtins it captured: a tenant's String.prototype cannot
+// blind them (in a hardened context the prototype is frozen: the write throws).
+export const jsonParseDeepBlinded = q(() => {
+  String.prototype.charCodeAt = () => 32;
+  return JSON.parse("[".repeat(1e7) + "]".repeat(1e7)).length;
+});
+export const regexpEscapesBlinded = q(() => {
+  String.prototype.indexOf = () => -1;
+  return RegExp("\\p{L}".repeat(20000), "u").source.length;  // 100,000 characters
+});
+// A long needle found in a long subject by the chunked search (SEARCH_PREFIX in the bootstrap):
+// near misses, matches across its chunk boundaries, positions and limits as the builtins'.
+export const stringSearchStillWorks = q(() => {
+  const needle = "ab".repeat(300) + "c";  // 601 characters: past V8's Boyer-Moore tables
+  const miss = needle.slice(0, -1) + "d";
+  const filler = "xy".repeat(2 ** 16);
+  const S = filler + miss + filler + needle + filler + needle + filler;  // 2^19 + 2,404
+  const at1 = 2 * filler.length + miss.length, at2 = at1 + needle.length + filler.length;
+  const big = "x".repeat(2 ** 22 - 2) + "needle" + "x".repeat(2 ** 22) + "needle";  // > 2^22
+  const far = 2 ** 23 + 4;
+  const r = [
+    S.indexOf(needle) - at1, S.indexOf(needle, at1 + 1) - at2, S.indexOf(needle, at2 + 1),
+    S.indexOf(needle, -5) - at1, S.indexOf(needle, { valueOf: () => at2 }) - at2,
+    S.lastIndexOf(needle) - at2, S.lastIndexOf(needle, at2 - 1) - at1,
+    S.lastIndexOf(needle, at1 - 1), S.lastIndexOf(needle, NaN) - at2,
+    S.lastIndexOf(needle, Infinity) - at2, S.includes(needle), S.includes(needle, at2 + 1),
+    S.includes(miss), S.indexOf(miss) - filler.length,
+    S.split(needle).map((p) => p.length).join(), S.split(needle, 2).length,
+    S.split(needle, 0).length, S.replace(needle, "!").length - S.length,
+    S.replaceAll(needle, "$&$&").length - S.length,
+    S.replaceAll(needle, (m, at) => `${at}`).length - S.length,
+    big.indexOf("needle") - (2 ** 22 - 2), big.indexOf("needle", 2 ** 22) - far,
+    big.lastIndexOf("needle") - far, big.lastIndexOf("needle", far - 1) - (2 ** 22 - 2),
+    big.includes("needle", far + 1), big.indexOf("", big.length + 5) - big.length,
+    big.lastIndexOf("", 3), big.split("needle").length, "".indexOf.call(12345, "34"),
+  ];
+  let thrown = "none";
+  try { S.includes(/ab/); } catch (e) { thrown = e.constructor.name; }
+  return [r, thrown];
+});
 // ... and still do what the builtins do (the expected value is Node's).
 export const stringBuiltinsStillWork = q(() => {
   const thrown = [];
