@@ -36,11 +36,16 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   }
 
   // ---- Determinism: no path to the real clock --------------------------------
-  const OrigDate = globalThis.Date;
+  const OrigDate = globalThis.Date, dateGetTime = OrigDate.prototype.getTime;
   const now = n.now;
   function Date(...args) {
     if (new.target === undefined) return new OrigDate(now()).toString();
     if (args.length === 0) return construct(OrigDate, [now()], new.target);
+    // An object becomes its primitive here, once (it could be a huge string to parse).
+    if (args.length === 1 && ((typeof args[0] === 'object' && args[0] !== null) ||
+                              typeof args[0] === 'function')) {
+      args[0] = slowPaths().datePrimitive(args[0]);
+    }
     if (typeof args[0] === 'string' && args[0].length > MAX_SLOW) {
       slowPaths().refuse('Date', args[0].length, MAX_SLOW);
     }
@@ -1369,8 +1374,29 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       parts[parts.length] = slice(S, p, S.length);
       return parts;
     }
+    // What new Date(value) makes of an object `value`: a Date's time value, else
+    // ToPrimitive(value) (Symbol.toPrimitive with "default", else valueOf, then toString).
+    function datePrimitive(value) {
+      try {
+        return apply(dateGetTime, value, []);
+      } catch (e) {}  // not a Date
+      const exotic = value[toPrimitive];
+      if (exotic !== undefined && exotic !== null) {
+        const r = apply(exotic, value, ['default']);
+        if ((typeof r !== 'object' || r === null) && typeof r !== 'function') return r;
+      } else {
+        for (const method of ['valueOf', 'toString']) {
+          const f = value[method];
+          if (typeof f !== 'function') continue;
+          const r = apply(f, value, []);
+          if ((typeof r !== 'object' || r === null) && typeof r !== 'function') return r;
+        }
+      }
+      throw new TypeError('Cannot convert object to primitive value');
+    }
     return {refuse, sortLarge, isRegExp, replaceByExec, replaceString, flat, flatMap, intlString,
-            intlOptions, bigIntBounded, jsonNesting, search, isRegExpLike, splitString};
+            intlOptions, bigIntBounded, jsonNesting, search, isRegExpLike, splitString,
+            datePrimitive};
   }
 
   const log = n.log;

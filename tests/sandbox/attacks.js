@@ -277,6 +277,26 @@ export const upperCaseHuge = q(() => "\u0149".repeat(2.5e8).toUpperCase().length
 export const lowerCaseHuge = q(() => "\u0130".repeat(2.5e8).toLowerCase().length);
 export const dateParseHuge = q(() => Date.parse("2020-01-01" + " ".repeat(5e8)));
 export const dateStringHuge = q(() => new Date("2020-01-01" + " ".repeat(5e8)).getTime());
+export const dateObjectHuge = q(() =>
+  new Date({ toString: () => "2020-01-01" + " ".repeat(5e8) }).getTime());
+// An object given to new Date is made a primitive as the builtin would (the expected value is
+// Node's).
+export const dateObjectsStillWork = q(() => {
+  const order = [];
+  const logged = { valueOf() { order.push("valueOf"); return {}; },
+                   toString() { order.push("toString"); return "2020-01-02T00:00:00Z"; } };
+  const thrown = [];
+  for (const v of [{ valueOf: () => ({}), toString: () => ({}) }, { [Symbol.toPrimitive]: 5 },
+                   { [Symbol.toPrimitive]: () => ({}) }, { valueOf: () => Symbol() }, Object(9n)]) {
+    try { new Date(v); thrown.push("none"); } catch (e) { thrown.push(e.constructor.name); }
+  }
+  return [new Date(new Date(5)).getTime(), new Date(Object(7)).getTime(),
+    new Date({ valueOf: () => 8 }).getTime(), new Date(logged).getTime(), order,
+    new Date({ [Symbol.toPrimitive]: (h) => h === "default" ? "1970-01-01T00:00:01Z" : 0 }).getTime(),
+    new Date({ valueOf: undefined, toString: () => "1970-01-01T00:00:02Z" }).getTime(),
+    new Date(Object("1970-01-01T00:00:03Z")).getTime(), Number.isNaN(new Date(new Date(NaN)).getTime()),
+    thrown];
+});
 export const regexpAlternativesHuge = q(() => new RegExp("a|".repeat(3e6)).test("zz"));
 export const regexpFoldedClassesNoU = q(() =>
   new RegExp("[\\0-\\uffff]".repeat(1e5), "i").test("zz"));
