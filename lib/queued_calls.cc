@@ -561,9 +561,11 @@ absl::StatusOr<CallId> QueuedCalls::Submit(std::string_view tenant, std::string_
   const std::string& name = checked.name;
   Call call = MakeCall(open->name(), name, std::move(checked.args), checked.function.attributes,
                        options, clock_.Now());
+  std::optional<MutexLock> key_stripe;
   if (!options.idempotency_key.empty()) {
     const CallId derived = CallId::FromKey(open->name(), options.idempotency_key);
     call.id = TenantCallId(open->name(), derived.hi(), derived.lo());
+    key_stripe.emplace(&key_stripes_[call.id.lo() % key_stripes_.size()]);
     // The key names one call: a second Submit of it returns that call, but
     // only if it is the same call (else the caller's new call would be lost
     // without a word).

@@ -25,6 +25,7 @@
 #ifndef TXFN_LIB_QUEUED_CALLS_H_
 #define TXFN_LIB_QUEUED_CALLS_H_
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -209,6 +210,11 @@ class QueuedCalls {
 
   // Held while writing the submitter's batches (Enqueue's group commit).
   internal::Mutex enqueue_mu_;
+  // A Submit with an idempotency key holds its call id's stripe from the look for an earlier
+  // call of the key to its own Enqueue: two concurrent Submits of one key with other
+  // arguments would both pass the look, and the second would answer OK for a call that is
+  // the first's (its own lost without a word). Within this process only.
+  std::array<internal::Mutex, 64> key_stripes_;
   mutable internal::Mutex mu_;
   internal::CondVar cv_{&mu_};
   bool woken_ ABSL_GUARDED_BY(mu_) = false;

@@ -401,6 +401,33 @@ TEST_F(EngineQueueTest, AnIdempotencyKeyMakesTwoSubmissionsOneCall) {
   EXPECT_EQ(*engine_->Submit("app", "counters:bump", Name("a"), later), *pending);
 }
 
+// Two Submits of one key at once, with other arguments: one call is queued and the other
+// Submit is refused. (Both looked for an earlier call before either was queued, and both
+// answered OK: the second caller's call was lost without a word.)
+TEST_F(EngineQueueTest, ConcurrentSubmitsOfOneKeyWithOtherArgumentsAreNotBothAccepted) {
+  OpenAndDeploy(Options());
+  for (int round = 0; round < 200; ++round) {
+    CallOptions later;
+    later.idempotency_key = absl::StrCat("race-", round);
+    later.start_after = absl::Now() + absl::Hours(1);  // queued while the other looks
+    std::atomic<int> ready{0};
+    absl::Status outcomes[2];
+    auto submit = [&](int i) {
+      ready.fetch_add(1);
+      while (ready.load() < 2) {
+      }
+      outcomes[i] =
+          engine_->Submit("app", "counters:bump", Name(i == 0 ? "a" : "b"), later).status();
+    };
+    std::thread other(submit, 1);
+    submit(0);
+    other.join();
+    const int accepted = outcomes[0].ok() + outcomes[1].ok();
+    ASSERT_EQ(accepted, 1) << "round " << round << ": " << outcomes[0] << " / " << outcomes[1];
+    EXPECT_TRUE(absl::IsAlreadyExists(outcomes[0].ok() ? outcomes[1] : outcomes[0]));
+  }
+}
+
 // A function is named for Submit as for Query: "./m:f" and "m.js:f" are "m:f".
 TEST_F(EngineQueueTest, SubmitNamesFunctionsAsQueriesDo) {
   OpenAndDeploy(Options());

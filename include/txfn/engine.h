@@ -461,7 +461,10 @@ class Engine {
   // enqueued on error, except an Unavailable marked IsCommitOutcomeUnknown
   // (<txfn/storage.h>): the queue's commit failed or its answer was lost, and
   // the call may be queued. Retry with CallOptions::idempotency_key to get
-  // exactly one call either way.
+  // exactly one call either way. A key names one call: a Submit of a key whose call is
+  // still queued with other arguments, or is of another function, is AlreadyExists, also
+  // when the two Submits race in this engine (engines in other processes sharing the queue
+  // are not serialised: there the later of two racing Submits answers the first's id).
   [[nodiscard]] virtual absl::StatusOr<CallId> Submit(std::string_view tenant,
                                                       std::string_view function, const Value& args,
                                                       const CallOptions& options = {}) = 0;
