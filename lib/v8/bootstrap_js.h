@@ -123,7 +123,10 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   // String.prototype.charCodeAt answering 32 would blind a check to what it scans).
   const stringIndexOf = String.prototype.indexOf, stringCharCodeAt = String.prototype.charCodeAt;
   const stringStartsWith = String.prototype.startsWith;
-  const symbolSplit = Symbol.split, symbolMatch = Symbol.match;
+  const symbolSplit = Symbol.split, symbolMatch = Symbol.match, symbolReplace = Symbol.replace;
+  // An object (a function too) without method `key`: one the string builtins make a string.
+  const plainObject = (v, key) =>
+      ((typeof v === 'object' && v !== null) || typeof v === 'function') && v[key] == null;
   defineProperty(Error, 'prepareStackTrace', {writable: true, configurable: true, value: {
     prepareStackTrace(error, sites) {
       let text;
@@ -372,9 +375,6 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     if (size > limit) slowPaths().refuse(what, size, limit);
     return apply(ORIG[what], self, args);
   }
-  // A string builtin: its receiver `self` (made a primitive string by the
-  // caller where the builtin would convert it) and, with convertArg, its first
-  // argument as a primitive string, whose lengths are checked.
   // String.prototype.indexOf, lastIndexOf or includes (`what`) on receiver `self`: the
   // receiver and the needle made strings here, in the builtin's order, and searched natively
   // when that is cheap (see SEARCH_PREFIX).
@@ -394,6 +394,9 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     if (nativeSearch(S.length, needle.length)) return apply(ORIG[what], S, args);
     return slowPaths().search(what, S, needle, args[1]);
   }
+  // A string builtin: its receiver `self` (made a primitive string by the
+  // caller where the builtin would convert it) and, with convertArg, its first
+  // argument as a primitive string, whose lengths are checked.
   function stringGuarded(what, limit, convertArg, self, args) {
     if (convertArg) args[0] = asString(args[0]);
     const size = max(lengthOf(self), convertArg ? lengthOf(args[0]) : 0);
@@ -499,8 +502,9 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     includes(...a) { return searched('String.prototype.includes', this, a); },
     split(...a) {
       const self = asString(this);
-      if (typeof a[0] === 'string' && !nativeSearch(lengthOf(self), a[0].length) &&
-          lengthOf(self) <= MAX_STRING) {
+      if (lengthOf(self) <= MAX_STRING &&
+          (typeof a[0] === 'string' ? !nativeSearch(lengthOf(self), a[0].length) :
+                                      plainObject(a[0], symbolSplit))) {
         return slowPaths().splitString(self, a[0], a[1]);
       }
       return stringGuarded('String.prototype.split', MAX_STRING, false, self, a);
@@ -530,6 +534,7 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     },
     replace(pattern, replacement) {
       const self = asString(this);
+      if (plainObject(pattern, symbolReplace)) pattern = StringOf(pattern);
       if (typeof pattern === 'string' &&
           (lengthOf(self) > NATIVE_REPLACE || !nativeSearch(lengthOf(self), pattern.length))) {
         return slowPaths().replaceString(self, pattern, replacement, false);
@@ -538,6 +543,9 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     },
     replaceAll(pattern, replacement) {
       const self = asString(this);
+      if (plainObject(pattern, symbolReplace) && !slowPaths().isRegExpLike(pattern)) {
+        pattern = StringOf(pattern);
+      }
       if (typeof pattern === 'string' &&
           (lengthOf(self) > NATIVE_REPLACE || !nativeSearch(lengthOf(self), pattern.length))) {
         return slowPaths().replaceString(self, pattern, replacement, true);
@@ -1355,15 +1363,19 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       const matcher = v[symbolMatch];
       return matcher !== undefined ? !!matcher : n.isRegExp(v);
     }
-    // String.prototype.split by a string separator, as the specification writes it.
+    // String.prototype.split by a string separator (or an object made one), as the
+    // specification writes it.
     function splitString(S, separator, limit) {
       const splitter = separator[symbolSplit];  // a String.prototype[Symbol.split] of the tenant's
       if (splitter !== undefined && splitter !== null) {
         return apply(splitter, separator, [S, limit]);
       }
       const lim = limit === undefined ? 2 ** 32 - 1 : limit >>> 0;
+      if (typeof separator !== 'string') separator = StringOf(separator);
       if (lim === 0) return [];
-      if (separator.length === 0) return apply(ORIG['String.prototype.split'], S, [separator, lim]);
+      if (separator.length === 0 || nativeSearch(S.length, separator.length)) {
+        return apply(ORIG['String.prototype.split'], S, [separator, lim]);
+      }
       const parts = [];
       let p = 0;
       for (let q = searchForward(S, separator, 0); q !== -1; q = searchForward(S, separator, p)) {

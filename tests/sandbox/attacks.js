@@ -346,6 +346,10 @@ export const stringSearchStillWorks = q(() => {
     big.lastIndexOf("needle") - far, big.lastIndexOf("needle", far - 1) - (2 ** 22 - 2),
     big.includes("needle", far + 1), big.indexOf("", big.length + 5) - big.length,
     big.lastIndexOf("", 3), big.split("needle").length, "".indexOf.call(12345, "34"),
+    S.split({ toString: () => needle }).length, S.split({ toString: () => needle }, 1).length,
+    S.replace({ toString: () => needle }, "!").length - S.length,
+    S.replaceAll({ toString: () => needle }, "").length - S.length,
+    "a,b".split({ [Symbol.split]: (s, l) => [s, l] }, 7).join(),
   ];
   let thrown = "none";
   try { S.includes(/ab/); } catch (e) { thrown = e.constructor.name; }

@@ -17,3 +17,6 @@ export const replaceAll = q((s, n) => s.replaceAll(n, "").length);
 export const replaceShortSubject = q((s, n) =>
   s.slice(0, 2 ** 18).replaceAll("a".repeat(2 ** 16) + "b" + "a".repeat(2 ** 16), "").length);
 export const objectNeedle = q((s, n) => s.indexOf({ toString: () => n }));
+export const splitObject = q((s, n) => s.split({ toString: () => n }).length);
+export const replaceObject = q((s, n) => s.replace({ toString: () => n }, "").length);
+export const replaceAllObject = q((s, n) => s.replaceAll({ toString: () => n }, "").length);
