@@ -26,6 +26,9 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   const getPrototypeOf = Object.getPrototypeOf;
   const setPrototypeOf = Object.setPrototypeOf;
   const construct = Reflect.construct;
+  // An Object in the specification's sense (a function is one too): what has properties of its
+  // own and is made a primitive by calling into it.
+  const isObject = (v) => (typeof v === 'object' && v !== null) || typeof v === 'function';
 
   // ---- Nothing of a request may outlive it ----------------------------------
   // Shared memory (and with it Atomics.wait/waitAsync, which need it) and
@@ -42,10 +45,7 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     if (new.target === undefined) return new OrigDate(now()).toString();
     if (args.length === 0) return construct(OrigDate, [now()], new.target);
     // An object becomes its primitive here, once (it could be a huge string to parse).
-    if (args.length === 1 && ((typeof args[0] === 'object' && args[0] !== null) ||
-                              typeof args[0] === 'function')) {
-      args[0] = slowPaths().datePrimitive(args[0]);
-    }
+    if (args.length === 1 && isObject(args[0])) args[0] = slowPaths().datePrimitive(args[0]);
     if (typeof args[0] === 'string' && args[0].length > MAX_SLOW) {
       slowPaths().refuse('Date', args[0].length, MAX_SLOW);
     }
@@ -125,8 +125,7 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   const stringStartsWith = String.prototype.startsWith;
   const symbolSplit = Symbol.split, symbolMatch = Symbol.match, symbolReplace = Symbol.replace;
   // An object (a function too) without method `key`: one the string builtins make a string.
-  const plainObject = (v, key) =>
-      ((typeof v === 'object' && v !== null) || typeof v === 'function') && v[key] == null;
+  const plainObject = (v, key) => isObject(v) && v[key] == null;
   defineProperty(Error, 'prepareStackTrace', {writable: true, configurable: true, value: {
     prepareStackTrace(error, sites) {
       let text;
@@ -175,10 +174,11 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   // V8's string search (indexOf, lastIndexOf, includes, split, replace) runs in C++ without an
   // interrupt check. It is linear for a needle of at most SEARCH_PREFIX characters (what its
   // Boyer-Moore tables cover), and costs up to the needle's length at every position past that
-  // ("a".repeat(2 ** 12) + "b" + "a".repeat(2 ** 12) in 16 Mi "a"s: 30 s). A search of more
-  // than SEARCH_CHUNK characters, or a long needle's whose characters times the subject's pass
-  // NATIVE_SEARCH, runs in slowPaths(): chunk by chunk natively for the needle's first
-  // SEARCH_PREFIX characters, each candidate then compared (startsWith), all interruptible.
+  // ("a".repeat(2 ** 12) + "b" + "a".repeat(2 ** 12) in 16 Mi "a"s: 30 s). A search of a
+  // subject over SEARCH_CHUNK characters, or of a long needle when subject length times
+  // needle length passes NATIVE_SEARCH, runs in slowPaths(): chunk by chunk natively for the
+  // needle's first SEARCH_PREFIX characters, each candidate then compared (startsWith), all
+  // interruptible.
   const SEARCH_PREFIX = 250;
   const SEARCH_CHUNK = 1 << 22;
   const NATIVE_SEARCH = 1 << 27;
@@ -217,7 +217,7 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   // decide it (the builtin would call it again and could get another answer).
   function walkLength(o) {
     if (typeof o === 'string') return o.length;
-    if ((typeof o !== 'object' && typeof o !== 'function') || o === null) return 0;
+    if (!isObject(o)) return 0;
     o = unproxied(o);
     if (o === null) return 0;
     if (ArrayIsArray(o)) return o.length;
@@ -232,14 +232,13 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       const v = d.value;
       if (typeof v === 'number') return v > 0 ? min(floor(v), MAX_LENGTH) : 0;
       if (typeof v === 'bigint' || typeof v === 'symbol') return 0;  // the builtin throws
-      return (typeof v === 'object' && v !== null) || typeof v === 'function' ? Infinity : 0;
+      return isObject(v) ? Infinity : 0;
     }
     return 0;
   }
   // An object receiver or argument made a string once, by the wrapper, so
   // that a toString cannot answer the check and the builtin differently.
-  const asString = (v) => (typeof v === 'object' && v !== null) || typeof v === 'function' ?
-      StringOf(v) : v;
+  const asString = (v) => isObject(v) ? StringOf(v) : v;
   const lengthOf = (v) => typeof v === 'string' ? v.length : 0;
   // A locales argument V8 may take apart in C++ without an interrupt check
   // (canonicalising a list is quadratic: 60,000 tags ran for minutes): a
@@ -250,9 +249,7 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     if (typeof locales === 'string') {
       return locales.length > MAX_INTL_STRING ? slowPaths().intlString(what, locales) : locales;
     }
-    if ((typeof locales !== 'object' && typeof locales !== 'function') || locales === null) {
-      return locales;
-    }
+    if (!isObject(locales)) return locales;
     if (localeBrand !== undefined) {
       try { apply(localeBrand, locales, []); return locales; } catch (e) {}
     }
@@ -274,7 +271,7 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     if (args.length > i) args[i] = localesOf(what, args[i]);
     if (args.length > i + 1) {
       const o = args[i + 1];
-      if ((typeof o === 'object' && o !== null) || typeof o === 'function') {
+      if (isObject(o)) {
         args[i + 1] = slowPaths().intlOptions(what, o);
       }
     }
@@ -1196,7 +1193,7 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     function speciesCreate(O) {
       if (!ArrayIsArray(O)) return [];
       let C = O.constructor;
-      if ((typeof C === 'object' && C !== null) || typeof C === 'function') {
+      if (isObject(C)) {
         C = C[species];
         if (C === null) C = undefined;
       }
@@ -1254,7 +1251,7 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     // `v` is a string, an object (made a string here, once, as the builtin would; an
     // Intl.Locale passes as it is) or another value (the builtin decides).
     function intlString(what, v) {
-      if ((typeof v === 'object' && v !== null) || typeof v === 'function') {
+      if (isObject(v)) {
         if (localeBrand !== undefined) {
           try { apply(localeBrand, v, []); return v; } catch (e) {}
         }
@@ -1312,11 +1309,13 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     // at most SEARCH_PREFIX characters; a longer needle's candidates are compared in full.
     const stringLastIndexOf = ORIG['String.prototype.lastIndexOf'];
     const slice = (S, from, to) => apply(stringSlice, S, [from, to]);
+    // What the native calls look for: the needle's first SEARCH_PREFIX characters.
+    const headOf = (P) => P.length > SEARCH_PREFIX ? slice(P, 0, SEARCH_PREFIX) : P;
     // The first index >= from (an integer in [0, S.length]) where P occurs, or -1.
     function searchForward(S, P, from) {
       const N = S.length, L = P.length;
       if (L === 0) return from;
-      const head = L > SEARCH_PREFIX ? slice(P, 0, SEARCH_PREFIX) : P;
+      const head = headOf(P);
       for (let start = from; start <= N - L; start += SEARCH_CHUNK) {
         const window = slice(S, start, min(N, start + SEARCH_CHUNK + head.length - 1));
         for (let i = apply(stringIndexOf, window, [head, 0]); i !== -1;
@@ -1332,8 +1331,9 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     function searchBackward(S, P, from) {
       const N = S.length, L = P.length;
       const last = min(from, N - L);
-      if (last < 0 || L === 0) return last < 0 ? -1 : last;
-      const head = L > SEARCH_PREFIX ? slice(P, 0, SEARCH_PREFIX) : P;
+      if (last < 0) return -1;
+      if (L === 0) return last;
+      const head = headOf(P);
       for (let end = last; end >= 0; end -= SEARCH_CHUNK) {
         const start = max(0, end - SEARCH_CHUNK + 1);
         const window = slice(S, start, end + head.length);
@@ -1359,7 +1359,7 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     }
     // IsRegExp: what String.prototype.includes refuses as its needle.
     function isRegExpLike(v) {
-      if ((typeof v !== 'object' && typeof v !== 'function') || v === null) return false;
+      if (!isObject(v)) return false;
       const matcher = v[symbolMatch];
       return matcher !== undefined ? !!matcher : n.isRegExp(v);
     }
@@ -1395,13 +1395,13 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       const exotic = value[toPrimitive];
       if (exotic !== undefined && exotic !== null) {
         const r = apply(exotic, value, ['default']);
-        if ((typeof r !== 'object' || r === null) && typeof r !== 'function') return r;
+        if (!isObject(r)) return r;
       } else {
         for (const method of ['valueOf', 'toString']) {
           const f = value[method];
           if (typeof f !== 'function') continue;
           const r = apply(f, value, []);
-          if ((typeof r !== 'object' || r === null) && typeof r !== 'function') return r;
+          if (!isObject(r)) return r;
         }
       }
       throw new TypeError('Cannot convert object to primitive value');
