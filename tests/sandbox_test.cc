@@ -272,6 +272,12 @@ std::vector<Attack> Attacks() {
       Answers("regexpStillWorks",
               R"([true,1,true,true,"x--",2,2,1,2,true,true,"ab","B",true,true,"u",true,)"
               R"("function RegExp() { [native code] }",2])"),
+      Answers("regexpGuardStillWorks",
+              R"x([true,true,true,"g",3,"03","10",6,21,true,37,)x"
+              R"x("on 03.12.2026 and 02.01.2027 then 09.09.1999.",19,3,"3,26,43",3,3,3,3,)x"
+              R"x("on 2026 and 2027 then 1999.",true,"i",true,true,true,"11,13",true,"a+",true,)x"
+              R"x("(?=)(?:a)",true,1,"SyntaxError:true:false","SyntaxError:false:true",true,true,)x"
+              R"x(true,"{}",0,3,null])x"),
       Bounded("typedJson"),
       Bounded("arrayFromArrayLike"),
       Stopped("forInTypedArray", "cannot be interrupted"),
@@ -990,6 +996,17 @@ TEST_P(SandboxMisc, LongNeedleSearchesStopAtTheLimit) {
       GetParam(), "searches",
       {"indexOf", "lastIndexOf", "includes", "split", "replace", "replaceAll",
        "replaceShortSubject", "objectNeedle", "splitObject", "replaceObject", "replaceAllObject"});
+}
+
+// A regexp whose attempts fail far into a long text, or a long atom, runs quadratic in C++
+// (regexps.js): the sandbox compiles such patterns behind an empty lookahead, so every failed
+// attempt passes V8's termination check.
+TEST_P(SandboxMisc, LongPatternRegExpsStopAtTheLimit) {
+  ExpectEachStoppedAtItsLimit(
+      GetParam(), "regexps",
+      {"constructed", "called", "global", "ignoreCase", "unicode", "alternatives", "captured",
+       "replaced", "split", "searched", "matchString", "matchAllString", "searchString", "copied",
+       "compiled", "subclassed", "atom"});
 }
 
 // Tenants whose requests are stuck in a builtin V8 cannot interrupt (a

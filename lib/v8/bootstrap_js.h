@@ -26,6 +26,8 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   const getPrototypeOf = Object.getPrototypeOf;
   const setPrototypeOf = Object.setPrototypeOf;
   const construct = Reflect.construct;
+  const reflectDefineProperty = Reflect.defineProperty;
+  const reflectDeleteProperty = Reflect.deleteProperty;
   // An Object in the specification's sense (a function is one too): what has properties of its
   // own and is made a primitive by calling into it.
   const isObject = (v) => (typeof v === 'object' && v !== null) || typeof v === 'function';
@@ -621,6 +623,87 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     }
     return source;
   }
+  // A failed attempt at one start position goes on to the next without V8 looking for
+  // termination unless it failed through the backtrack stack; an attempt that fails far into a
+  // long text does not (a "b" after 4 Ki "a"s, at each of 16 Mi positions: 23 s, quadratic and
+  // uninterruptible), and a pattern of plain characters (an atom) is searched like a string,
+  // quadratic past SEARCH_PREFIX characters. So a pattern over MAX_UNGUARDED_PATTERN
+  // characters is compiled as (?=)(?:pattern): the same language, captures and groups, but the
+  // empty lookahead makes every failed attempt backtrack through the stack, where V8 checks.
+  // (It costs a long pattern 1-3x: V8 no longer skips ahead with Boyer-Moore.) Such a regexp
+  // shows its pattern as written in an own `source` (the prototype's getter is one V8's fast
+  // paths check), and so does one copied from it; a pattern that starts with the guard is
+  // guarded too, so the guard is recognised without ambiguity. Sticky regexps try one
+  // position, and an atom V8 searches linearly (up to SEARCH_PREFIX characters, first
+  // characters varied enough) needs no guard.
+  const MAX_UNGUARDED_PATTERN = 64;
+  const REGEXP_GUARD = '(?=)(?:';
+  const sourceGetter = getOwnPropertyDescriptor(OrigRegExp.prototype, 'source').get;
+  const isGuarded = (source) => apply(stringStartsWith, source, [REGEXP_GUARD, 0]);
+  const SYNTAX = '^$\\.*+?()[]{}|/-';
+  // The characters V8 searches for if `source` is an atom (plain characters and escaped
+  // syntax characters), or undefined.
+  function atomOf(source) {
+    let atom = '';
+    for (let i = 0; i < source.length; ++i) {
+      let c = source[i];
+      if (c === '\\') {
+        c = source[++i];
+        if (c === undefined || apply(stringIndexOf, SYNTAX, [c, 0]) < 0) return undefined;
+      } else if (c !== '/' && c !== '-' && apply(stringIndexOf, SYNTAX, [c, 0]) >= 0) {
+        return undefined;
+      }
+      atom += c;
+    }
+    return atom;
+  }
+  // V8's HasFewDifferentCharacters: such an atom is compiled, not searched.
+  function fewDifferent(atom) {
+    const length = min(8, atom.length), seen = [];
+    if (length <= 2) return false;
+    let different = 0;
+    for (let i = 0; i < length; ++i) {
+      const c = apply(stringCharCodeAt, atom, [i]) & 127;
+      if (seen[c] === true) continue;
+      seen[c] = true;
+      if (++different * 3 > length) return false;
+    }
+    return true;
+  }
+  function needsGuard(source, flags) {
+    if (source.length <= MAX_UNGUARDED_PATTERN) return isGuarded(source);
+    const f = flags === undefined ? '' : StringOf(flags);
+    if (apply(stringIndexOf, f, ['y', 0]) >= 0) return isGuarded(source);
+    if (source.length <= SEARCH_PREFIX && apply(stringIndexOf, f, ['i', 0]) < 0) {
+      const atom = atomOf(source);
+      if (atom !== undefined && !fewDifferent(atom)) return false;
+    }
+    return true;
+  }
+  // The regexp `new target(pattern, flags)` makes, guarded if it needs to be (`args` as
+  // regExpArgs returns them: a RegExp, undefined, or a checked string).
+  function makeRegExp(args, target) {
+    const [pattern, flags] = args;
+    if (typeof pattern !== 'string') return keepSource(construct(OrigRegExp, args, target));
+    if (!needsGuard(pattern, flags)) return construct(OrigRegExp, args, target);
+    const written = construct(OrigRegExp, args);  // V8's SyntaxError names the pattern as written
+    return showSource(construct(OrigRegExp, [REGEXP_GUARD + pattern + ')', flags], target),
+                      apply(sourceGetter, written, []));
+  }
+  const showSource = (rx, source) => {
+    reflectDefineProperty(rx, 'source', {__proto__: null, value: source, configurable: true});
+    return rx;
+  };
+  // A regexp made from a guarded one has the guard in its pattern: it shows the source as
+  // written too (or, recompiled unguarded, the prototype's again).
+  function keepSource(rx) {
+    const internal = apply(sourceGetter, rx, []);
+    if (!isGuarded(internal)) {
+      reflectDeleteProperty(rx, 'source');
+      return rx;
+    }
+    return showSource(rx, apply(stringSlice, internal, [REGEXP_GUARD.length, -1]));
+  }
   // A regexp-like object (Symbol.match, not a RegExp) gives its source and
   // flags, as the constructor would read them.
   function regExpArgs(what, pattern, flags) {
@@ -644,8 +727,8 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       }
     }
     // The intrinsic as new.target, unless a subclass: V8's fast paths want its map.
-    return construct(OrigRegExp, args,
-                     new.target === undefined || new.target === RegExp ? OrigRegExp : new.target);
+    return makeRegExp(args,
+                      new.target === undefined || new.target === RegExp ? OrigRegExp : new.target);
   };
   for (const key of ownKeys(OrigRegExp)) {
     if (key === 'prototype' || key === 'length' || key === 'name') continue;
@@ -657,27 +740,40 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   defineProperty(globalThis, 'RegExp', {value: RegExpWrapper, writable: true, configurable: true});
   install(OrigRegExp.prototype, 'RegExp.prototype.', {
     compile(pattern, flags) {
-      return apply(ORIG['RegExp.prototype.compile'], this,
-                   regExpArgs('RegExp.prototype.compile', pattern, flags));
+      const args = regExpArgs('RegExp.prototype.compile', pattern, flags);
+      const compile = ORIG['RegExp.prototype.compile'];
+      if (typeof args[0] !== 'string' || !needsGuard(args[0], args[1])) {
+        apply(compile, this, args);
+        return keepSource(this);
+      }
+      const written = construct(OrigRegExp, args);
+      apply(compile, this, [REGEXP_GUARD + args[0] + ')', args[1]]);
+      return showSource(this, apply(sourceGetter, written, []));
     },
   });
   // match, matchAll and search make a RegExp of an argument with no method
   // of that name.
-  function stringMatcher(what, symbol, self, regexp) {
+  function stringMatcher(what, symbol, flags, self, regexp) {
     if (regexp === undefined || regexp === null ||
         ((typeof regexp === 'object' || typeof regexp === 'function') &&
          regexp[symbol] !== undefined && regexp[symbol] !== null)) {
       return apply(ORIG[what], self, [regexp]);
     }
-    return apply(ORIG[what], self, [checkedPattern(what, regexp)]);
+    // The spec's RegExpCreate, through makeRegExp (V8's would skip the guard), then Invoke.
+    if (self === undefined || self === null) return apply(ORIG[what], self, [regexp]);  // TypeError
+    const S = StringOf(self);
+    const rx = makeRegExp([checkedPattern(what, regexp), flags], OrigRegExp);
+    return rx[symbol](S);
   }
   install(String.prototype, 'String.prototype.', {
-    match(regexp) { return stringMatcher('String.prototype.match', Symbol.match, this, regexp); },
+    match(regexp) {
+      return stringMatcher('String.prototype.match', Symbol.match, undefined, this, regexp);
+    },
     matchAll(regexp) {
-      return stringMatcher('String.prototype.matchAll', Symbol.matchAll, this, regexp);
+      return stringMatcher('String.prototype.matchAll', Symbol.matchAll, 'g', this, regexp);
     },
     search(regexp) {
-      return stringMatcher('String.prototype.search', Symbol.search, this, regexp);
+      return stringMatcher('String.prototype.search', Symbol.search, undefined, this, regexp);
     },
   });
   // split and matchAll make a new regexp with the receiver's species

@@ -193,6 +193,39 @@ export const regexpStillWorks = q(() => {
           RegExp[Symbol.species] === RegExp, new RegExp(lit).flags,
           "a".match(undefined) !== null, String(RegExp), RegExp.length];
 });
+// What the long-pattern guard keeps: sources, matches, groups, indices, lastIndex, errors.
+export const regexpGuardStillWorks = q(() => {
+  const p = "(?<year>\\d{4})-(?<month>\\d{2})-(?<day>\\d{2})(?:T(\\d{2}):(\\d{2}))?(?:Z|[+-]\\d{2}:?\\d{2})?/";
+  const str = "on 2026-12-03T10:25Z/ and 2027-01-02/ then 1999-09-09+01:00/.";
+  const re = new RegExp(p, "g");
+  const first = re.exec(str);
+  const afterFirst = re.lastIndex;
+  const guardLike = new RegExp("(?=)(?:a)");
+  const errorOf = (f) => { try { f(); return "none"; } catch (e) { return e.constructor.name + ":" + e.message.includes("a".repeat(70) + ")") + ":" + e.message.includes("(?="); } };
+  class R extends RegExp {}
+  const sub = new R(p, "d");
+  const m = sub.exec(str);
+  const compiled = /x/g;
+  const c1 = compiled.compile(p, "g").source === re.source;
+  const c2 = compiled.compile("a+").source;
+  const atom = "abcdefgh".repeat(20);
+  return [
+    p.length > 64, re.source === p.replace("/", "\\/"), String(re) === "/" + re.source + "/g",
+    re.flags, first.index, first.groups.day, first[4], first.length, afterFirst,
+    re.test(str), re.lastIndex, str.replace(re, "$<day>.$<month>.$<year>"),
+    str.split(new RegExp(p)).length, str.match(re).length,
+    [...str.matchAll(re)].map((x) => x.index).join(), str.search(new RegExp(p)),
+    str.match(p).index, str.search(p), [...str.matchAll(p)].length,
+    str.replace(re, (...a) => a.at(-1).year), new RegExp(re).source === re.source,
+    new RegExp(re, "i").flags, RegExp(re) === re, sub instanceof R, sub.source === re.source,
+    m.indices.groups.day.join(), c1, c2, compiled.test("caa"),
+    guardLike.source, guardLike.test("a"), guardLike.exec("ba").index,
+    errorOf(() => new RegExp("a".repeat(70) + ")")), errorOf(() => new RegExp("(?=)(?:")),
+    new RegExp(p, "y").source === re.source, new RegExp(atom).source === atom,
+    new RegExp(atom).test("x" + atom), JSON.stringify(re), Object.keys(re).length,
+    new RegExp(p, "u").exec(str).index, new RegExp(p.toUpperCase(), "i").exec(str)?.index ?? null,
+  ];
+});
 export const typedJson = q(() => JSON.stringify(new Uint8Array(2 ** 25)).length);
 // Enumerating a typed array's keys (for-in, spread, Object.assign) happens in
 // C++ without a termination check: the scheduler answers the caller at the
