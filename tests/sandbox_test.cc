@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "txfn/engine.h"
@@ -956,10 +957,11 @@ TEST_P(SandboxMisc, NativesFuzz) {
 // Each export of sandbox module `module` (in a fresh engine of `mode`) must be stopped at
 // its CPU or wall-clock limit, not abandoned in a builtin.
 void ExpectEachStoppedAtItsLimit(ContextMode mode, const std::string& module,
-                                 const std::vector<std::string>& exports) {
+                                 const std::vector<std::string>& exports,
+                                 std::map<std::string, std::string> modules = {}) {
   const std::string dir = TXFN_SANDBOX_DIR;
-  std::unique_ptr<Engine> engine =
-      OpenEngine(mode, 1, {{module + ".js", ReadFile(dir + "/" + module + ".js")}});
+  modules[module + ".js"] = ReadFile(dir + "/" + module + ".js");
+  std::unique_ptr<Engine> engine = OpenEngine(mode, 1, modules);
   ASSERT_NE(engine, nullptr);
   for (const std::string& name : exports) {
     const auto start = std::chrono::steady_clock::now();
@@ -1002,11 +1004,20 @@ TEST_P(SandboxMisc, LongNeedleSearchesStopAtTheLimit) {
 // (regexps.js): the sandbox compiles such patterns behind an empty lookahead, so every failed
 // attempt passes V8's termination check.
 TEST_P(SandboxMisc, LongPatternRegExpsStopAtTheLimit) {
-  ExpectEachStoppedAtItsLimit(
-      GetParam(), "regexps",
-      {"constructed", "called", "global", "ignoreCase", "unicode", "alternatives", "captured",
-       "replaced", "split", "searched", "matchString", "matchAllString", "searchString", "copied",
-       "compiled", "subclassed", "atom"});
+  // Literals in a module's source (regexps.js imports them), in eval's and in Function's.
+  const std::string text = std::string(4096, 'a') + "b" + std::string(4096, 'a');
+  const std::string literals =
+      absl::StrCat("export const literal = (s) => /", text, "/.test(s);\n",
+                   "export const literalInTemplate = (s) => `${/", text, "/g.exec(s)}`;\n");
+  ExpectEachStoppedAtItsLimit(GetParam(), "regexps",
+                              {"constructed",       "called",      "global",
+                               "ignoreCase",        "unicode",     "alternatives",
+                               "captured",          "replaced",    "split",
+                               "searched",          "matchString", "matchAllString",
+                               "searchString",      "copied",      "compiled",
+                               "subclassed",        "atom",        "literal",
+                               "literalInTemplate", "evaluated",   "functionBody"},
+                              {{"literals.js", literals}});
 }
 
 // Tenants whose requests are stuck in a builtin V8 cannot interrupt (a

@@ -659,7 +659,7 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   }
   // V8's HasFewDifferentCharacters: such an atom is compiled, not searched.
   function fewDifferent(atom) {
-    const length = min(8, atom.length), seen = [];
+    const length = min(8, atom.length), seen = {__proto__: null};
     if (length <= 2) return false;
     let different = 0;
     for (let i = 0; i < length; ++i) {
@@ -683,7 +683,7 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   // The regexp `new target(pattern, flags)` makes, guarded if it needs to be (`args` as
   // regExpArgs returns them: a RegExp, undefined, or a checked string).
   function makeRegExp(args, target) {
-    const [pattern, flags] = args;
+    const pattern = args[0], flags = args[1];  // (no destructuring: a tenant's iterator)
     if (typeof pattern !== 'string') return keepSource(construct(OrigRegExp, args, target));
     if (!needsGuard(pattern, flags)) return construct(OrigRegExp, args, target);
     const written = construct(OrigRegExp, args);  // V8's SyntaxError names the pattern as written

@@ -17,6 +17,7 @@
 #include "lib/v8/js_strings.h"
 #include "lib/v8/js_value.h"
 #include "lib/v8/module_loader.h"
+#include "lib/v8/regexp_literals.h"
 #include "txfn/call_records.h"
 #include "txfn/errors.h"
 #include "txfn/internal/status_macros.h"
@@ -565,15 +566,31 @@ void IsProxy(const v8::FunctionCallbackInfo<v8::Value>& info) {
 // longer than kMaxReadableChars (16 Mi characters: more than any module, and
 // Utf8Prefix would not read it, so its regexps would go unchecked) or has more
 // regexp escapes than a module may (CheckRegExpCost); then V8 throws its
-// EvalError ("Code generation from strings disallowed").
+// EvalError ("Code generation from strings disallowed"). Long regexp literals
+// are guarded as a module's are (GuardLongRegExpLiterals), unless the source
+// does not survive UTF-8 (a lone surrogate): then it runs as written.
 v8::ModifyCodeGenerationFromStringsResult OnCodeGeneration(v8::Local<v8::Context> context,
                                                            v8::Local<v8::Value> source,
                                                            bool /*is_code_like*/) {
   if (!source->IsString()) return {.codegen_allowed = true};
+  v8::Isolate* isolate = context->GetIsolate();
   v8::Local<v8::String> code = source.As<v8::String>();
   if (static_cast<size_t>(code->Length()) > kMaxReadableChars) return {.codegen_allowed = false};
-  const std::string text = Utf8Prefix(context->GetIsolate(), code, size_t{1} << 30);
-  return {.codegen_allowed = CheckRegExpCost(text).ok()};
+  const std::string text = Utf8Prefix(isolate, code, size_t{1} << 30);
+  if (!CheckRegExpCost(text).ok()) return {.codegen_allowed = false};
+  const std::optional<std::string> guarded = GuardLongRegExpLiterals(text);
+  if (!guarded.has_value()) return {.codegen_allowed = true};
+  v8::Local<v8::String> exact, modified;
+  if (!v8::String::NewFromUtf8(isolate, text.data(), v8::NewStringType::kNormal,
+                               static_cast<int>(text.size()))
+           .ToLocal(&exact) ||
+      !exact->StringEquals(code) ||
+      !v8::String::NewFromUtf8(isolate, guarded->data(), v8::NewStringType::kNormal,
+                               static_cast<int>(guarded->size()))
+           .ToLocal(&modified)) {
+    return {.codegen_allowed = true};
+  }
+  return {.codegen_allowed = true, .modified_source = modified};
 }
 
 // isRegExp(v): whether `v` is a RegExp (its internal slots, not its

@@ -10,6 +10,7 @@
 #include "absl/hash/hash.h"
 #include "lib/v8/js_errors.h"
 #include "lib/v8/js_strings.h"
+#include "lib/v8/regexp_literals.h"
 #include "txfn/internal/status_macros.h"
 #include "txfn/internal/strings.h"
 
@@ -278,9 +279,10 @@ absl::StatusOr<v8::Local<v8::Module>> ModuleLoader::Compile(const std::string& p
   absl::StatusOr<std::shared_ptr<const CompiledModule>> cached =
       cache_.Get(key, [&]() -> absl::StatusOr<std::shared_ptr<const CompiledModule>> {
         TXFN_RETURN_IF_ERROR(Prefixed(CheckRegExpCost(source), StrCat("module '", path, "'")));
-        TXFN_ASSIGN_OR_RETURN(fresh, CompileSource(path, source, nullptr));
         auto compiled = std::make_shared<CompiledModule>();
         compiled->source = source;
+        compiled->guarded_source = GuardLongRegExpLiterals(source).value_or("");
+        TXFN_ASSIGN_OR_RETURN(fresh, CompileSource(path, compiled->text(), nullptr));
         std::unique_ptr<v8::ScriptCompiler::CachedData> data(
             v8::ScriptCompiler::CreateCodeCache(fresh->GetUnboundModuleScript()));
         if (data != nullptr) {
@@ -293,8 +295,13 @@ absl::StatusOr<v8::Local<v8::Module>> ModuleLoader::Compile(const std::string& p
   v8::Local<v8::Module> module = fresh;
   const CompiledModule& c = **cached;
   if (module.IsEmpty()) {
-    const bool usable = c.source == source && !c.code_cache.empty();
-    TXFN_ASSIGN_OR_RETURN(module, CompileSource(path, source, usable ? &c : nullptr));
+    if (c.source == source) {
+      TXFN_ASSIGN_OR_RETURN(module,
+                            CompileSource(path, c.text(), c.code_cache.empty() ? nullptr : &c));
+    } else {  // another source under the same hash
+      TXFN_ASSIGN_OR_RETURN(
+          module, CompileSource(path, GuardLongRegExpLiterals(source).value_or(source), nullptr));
+    }
   }
   if (!c.warm && c.source == source) cold_.push_back(ColdModule{std::move(key), *cached, module});
   return module;
@@ -307,6 +314,7 @@ void ModuleLoader::WarmCodeCaches() {
     if (data == nullptr || data->length <= 0) continue;
     auto warm = std::make_shared<CompiledModule>();
     warm->source = m.entry->source;
+    warm->guarded_source = m.entry->guarded_source;
     warm->code_cache.assign(reinterpret_cast<const char*>(data->data),
                             static_cast<size_t>(data->length));
     warm->warm = true;

@@ -38,8 +38,13 @@ namespace txfn::internal {
 // in every fresh context).
 struct CompiledModule {
   std::string source;
+  // What V8 compiled when it is not `source`: long regexp literals guarded
+  // (GuardLongRegExpLiterals).
+  std::string guarded_source;
   std::string code_cache;
   bool warm = false;
+
+  const std::string& text() const { return guarded_source.empty() ? source : guarded_source; }
 };
 
 using ModuleCache = AsyncLruCache<std::string, CompiledModule>;

@@ -3,6 +3,7 @@
 // atom is searched like a string. The driver (tests/sandbox_test.cc) expects every one stopped
 // at its CPU limit, none abandoned.
 import { query } from "txfn/server";
+import * as literals from "./literals.js";  // long literals, written by the driver
 
 const subject = () => "a".repeat(2 ** 24);
 const text = "a".repeat(2 ** 12) + "b" + "a".repeat(2 ** 12);
@@ -29,3 +30,7 @@ export const atom = q(() => {
   const half = "abc".repeat(2800);
   return new RegExp(half + "x" + half).test("abc".repeat(2 ** 22));
 });
+export const literal = q((s) => literals.literal(s));
+export const literalInTemplate = q((s) => literals.literalInTemplate(s));
+export const evaluated = q((s) => (0, eval)("/" + text + "/").test(s));
+export const functionBody = q((s) => new Function("s", "return /" + text + "/.test(s);")(s));

@@ -1,0 +1,43 @@
+// lib/v8/regexp_literals.h — long regexp literals rewritten so V8 can interrupt them.
+//
+// V8 tries a regexp at each start position without a termination check unless an attempt
+// fails through its backtrack stack, so a pattern whose attempts fail far into a long text
+// runs quadratic and uninterruptible. The bootstrap's RegExp wrapper compiles a long pattern
+// as (?=)(?:pattern), whose empty lookahead routes every failure through the stack; a literal
+// in a module's or an eval's source gets the same rewrite here, before V8 compiles it:
+//
+//   GuardLongRegExpLiterals("const r = /a...(70 characters).../g;")
+//       == "const r = /(?=)(?:a...)/g;"
+//
+// The lexer knows comments, strings, templates and where a `/` starts a regexp rather than
+// a division; where it cannot tell (after `)` or `}`) it reads a division, so a literal it
+// misreads stays as written, never a division rewritten. Pure string work, no V8.
+#ifndef TXFN_LIB_V8_REGEXP_LITERALS_H_
+#define TXFN_LIB_V8_REGEXP_LITERALS_H_
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace txfn::internal {
+
+// Patterns of at most this many characters (UTF-8 bytes in a source) are left as they are:
+// their attempts cost little even at every position of the longest string.
+inline constexpr size_t kMaxUnguardedRegExp = 64;
+
+// The prefix the guard adds (and a `)` after the pattern).
+inline constexpr std::string_view kRegExpGuard = "(?=)(?:";
+
+// Whether regexp `pattern` with `flags` needs the guard: it is longer than
+// kMaxUnguardedRegExp, not sticky (one position only), and not an atom V8 searches in
+// linear time (plain characters, at most 250, the first eight varied, no `i`).
+[[nodiscard]] bool RegExpNeedsGuard(std::string_view pattern, std::string_view flags);
+
+// `source` (a module's or a script's JavaScript) with each regexp literal that needs the
+// guard rewritten as /(?=)(?:pattern)/flags; nullopt when none does. Thread-safe (pure).
+[[nodiscard]] std::optional<std::string> GuardLongRegExpLiterals(std::string_view source);
+
+}  // namespace txfn::internal
+
+#endif  // TXFN_LIB_V8_REGEXP_LITERALS_H_

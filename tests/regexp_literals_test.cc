@@ -1,0 +1,120 @@
+// GuardLongRegExpLiterals: which `/.../` in a source are regexp literals that need the guard,
+// and that nothing else (strings, templates, comments, divisions) is touched.
+#include "lib/v8/regexp_literals.h"
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "gtest/gtest.h"
+
+namespace txfn::internal {
+namespace {
+
+// A pattern that needs the guard (73 characters, not an atom).
+const std::string kLong = "(?:ab|cd)" + std::string(64, 'e');
+
+// `text` with each "P" made kLong, and «» (where the guard goes) left out, or made the guard.
+using Replacements = std::vector<std::pair<std::string, std::string>>;
+std::string Source(const std::string& text) {
+  return absl::StrReplaceAll(text, Replacements{{"P", kLong}, {"«", ""}, {"»", ""}});
+}
+std::string Expected(const std::string& text) {
+  return absl::StrReplaceAll(text, Replacements{{"P", kLong}, {"«", "(?=)(?:"}, {"»", ")"}});
+}
+std::string Rewritten(const std::string& source) {
+  return GuardLongRegExpLiterals(source).value_or(source);
+}
+
+TEST(RegExpNeedsGuard, LongPatternsOnlyAndNotStickyOrLinearAtoms) {
+  EXPECT_FALSE(RegExpNeedsGuard("(a|b)" + std::string(59, 'c'), ""));  // 64 characters
+  EXPECT_TRUE(RegExpNeedsGuard("(a|b)" + std::string(60, 'c'), ""));
+  EXPECT_FALSE(RegExpNeedsGuard(kLong, "y"));
+  EXPECT_TRUE(RegExpNeedsGuard(kLong, "gimsu"));
+  // An atom V8 searches with its Boyer-Moore tables (up to 250 characters) is linear...
+  const std::string varied = "abcdefgh" + std::string(100, 'x') + "\\.\\/-";
+  EXPECT_FALSE(RegExpNeedsGuard(varied, "g"));
+  // ... but not with `i`, past 250 characters, or with few different first characters
+  // (V8 compiles those), nor an escape that is no syntax character.
+  EXPECT_TRUE(RegExpNeedsGuard(varied, "i"));
+  EXPECT_TRUE(RegExpNeedsGuard("abcdefgh" + std::string(250, 'x'), ""));
+  EXPECT_TRUE(RegExpNeedsGuard(std::string(100, 'a') + "b", ""));
+  EXPECT_TRUE(RegExpNeedsGuard("abcdefgh" + std::string(100, 'x') + "\\n", ""));
+}
+
+TEST(GuardLongRegExpLiterals, LeavesSourcesWithoutLongLiteralsAlone) {
+  EXPECT_EQ(GuardLongRegExpLiterals("const r = /ab+c/g; const d = a / b / c;"), std::nullopt);
+  EXPECT_EQ(GuardLongRegExpLiterals(Source("const r = /P/y;")), std::nullopt);
+  EXPECT_EQ(GuardLongRegExpLiterals(""), std::nullopt);
+}
+
+TEST(GuardLongRegExpLiterals, GuardsLiteralsWhereAnExpressionStarts) {
+  for (const char* text : {
+           "const r = /«P»/g;",
+           "f(/«P»/, /«P»/i);",
+           "x = [/«P»/];",
+           "return /«P»/.test(s);",
+           "if (ok) /«P»/.exec(s);",
+           "while (i < n) /«P»/.test(s[i++]);",
+           "{ } /«P»/.test(s);",
+           "a = b ? /«P»/ : !/«P»/;",
+           "const f = (s) => /«P»/.test(s);",
+           "export default /«P»/;",
+           "x = typeof /«P»/;",
+           "s.replace(/«P»/gu, `${/«P»/.source}`);",
+           "#!/usr/bin/env node\nconst r = /«P»/;",
+           "const r = /«[/]P\\/»/;",  // a `/` in a class and an escaped one
+           "label: /«P»/;",
+       }) {
+    EXPECT_EQ(Rewritten(Source(text)), Expected(text)) << text;
+  }
+}
+
+TEST(GuardLongRegExpLiterals, LeavesStringsTemplatesCommentsAndDivisionsAlone) {
+  for (const char* text : {
+           "const s = '/P/'; const t = \"/P/\";",
+           "const s = 'it\\'s /P/';",
+           "const t = `text /P/ ${a / b} more /P/`;",
+           "// /P/\n/* /P/ */ const x = 1;",
+           "x = (a + b) / P / 2;",
+           "x = total / P / 2;",
+           "x = arr[0] / P / 2;",
+           "x = 10 / P / 2;",
+           "x = 1.5e+3 / P / 2;",
+           "x = o.return / P / 2;",
+           "x = o?.delete / P / 2;",
+           "x = i++ / P / 2;",
+           "x = ({}) / P / 2;",
+           "x = '' / P / 2;",
+           "x = `` / P / 2;",
+           "x = a\n/ P / 2;",
+       }) {
+    const std::string source = Source(text);
+    EXPECT_EQ(GuardLongRegExpLiterals(source), std::nullopt) << text;
+  }
+}
+
+TEST(GuardLongRegExpLiterals, KeepsTheTextAroundEachLiteral) {
+  const char* text =
+      "import { q } from 'x';\n"
+      "const a = /«P»/g, b = 'P', c = `${/«P»/}P`; // P\n"
+      "export const f = q(() => /short/.test(`${a}`) && /«P»/u.exec(b)[0] / 2);\n";
+  EXPECT_EQ(Rewritten(Source(text)), Expected(text));
+}
+
+TEST(GuardLongRegExpLiterals, GuardsOnlyTheBodyOfAFunctionConstructorSource) {
+  // V8 checks that the parameters of `new Function(params, body)` end where they did.
+  const char* text = "(function anonymous(a = /P/\n) {\nreturn /«P»/.test(a);\n})";
+  EXPECT_EQ(Rewritten(Source(text)), Expected(text));
+}
+
+TEST(GuardLongRegExpLiterals, AnUnterminatedLiteralIsADivision) {
+  // A `/` whose line ends before a closing `/` is no literal: the lexer goes on after it.
+  const char* text = "f(1,\n/ 2\n); y = /«P»/;";
+  EXPECT_EQ(Rewritten(Source(text)), Expected(text));
+}
+
+}  // namespace
+}  // namespace txfn::internal
