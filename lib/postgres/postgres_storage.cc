@@ -495,18 +495,28 @@ absl::StatusOr<std::unique_ptr<PostgresStorage>> PostgresStorage::Open(
 PostgresStorage::PostgresStorage(PostgresStorageOptions options) : options_(std::move(options)) {}
 
 PostgresStorage::~PostgresStorage() {
+  // The leases this instance holds, by tenant and fencing token: not every row under its
+  // name, which may be a successor's (a restarted process that kept the name took them over
+  // while this one was stopped, so releasing them would strand its writes).
+  ArrayLiteral tenants, tokens;
   bool holds_leases = false;
   {
     internal::MutexLock lock(&lease_mu_);
-    holds_leases = !tokens_.empty();
+    for (const auto& [tenant, held] : tokens_) {
+      tenants.AddBytes(tenant);
+      tokens.AddInt(held.token);
+      holds_leases = true;
+    }
   }
   if (holds_leases) {
     // Best effort: a lease left behind simply expires.
     absl::StatusOr<ConnectionLease> lease = Borrow();
     if (lease.ok()) {
       (void)(*lease)->Exec(
-          "UPDATE txfn_owners SET owner = '', expires_at = clock_timestamp() WHERE owner = $1",
-          {PgParam::Text(options_.owner)});
+          "UPDATE txfn_owners o SET owner = '', expires_at = clock_timestamp() "
+          "FROM unnest($2::bytea[], $3::bigint[]) AS h(tenant, token) "
+          "WHERE o.tenant = h.tenant AND o.token = h.token AND o.owner = $1",
+          {PgParam::Text(options_.owner), tenants.Param(), tokens.Param()});
     }
   }
   internal::MutexLock lock(&pool_mu_);

@@ -129,6 +129,27 @@ TEST(PostgresOwnershipTest, ClosingReleasesTheLeasesAndTheSameNameResumesAtOnce)
   EXPECT_EQ(b->inner().Lease("t")->owner, "owner-b");
 }
 
+// An instance replaced under its own name (a restarted process that kept it took its tenants
+// over) and closed before it learnt so releases the leases it held, by their fencing tokens:
+// not its successor's, though they are under the same name. (Releasing by name alone left
+// the successor's writes refused until it acquired its tenants again.)
+TEST(PostgresOwnershipTest, ClosingAReplacedInstanceLeavesItsSuccessorsLeases) {
+  TXFN_REQUIRE_PG_SERVER();
+  auto a = TempPostgresStorage::Make({.owner = "owner-a", .lease_duration = absl::Hours(1)});
+  ASSERT_NE(a, nullptr);
+  ASSERT_TRUE(WriteOne(*a, Put(1, "a1")).ok());
+  auto a2 = a->Another({.owner = "owner-a", .lease_duration = absl::Hours(1)});
+  ASSERT_NE(a2, nullptr);
+  ASSERT_TRUE(WriteOne(*a2, Put(2, "a2")).ok());
+  a.reset();  // it still counts token 1 its own
+  auto lease = a2->inner().Lease("t");
+  ASSERT_TRUE(lease.ok()) << lease.status();
+  EXPECT_EQ(lease->owner, "owner-a");
+  EXPECT_EQ(lease->token, 2);
+  EXPECT_TRUE(lease->held_by_this);
+  EXPECT_TRUE(WriteOne(*a2, Put(3, "a3")).ok());
+}
+
 // Threads of one instance writing a new tenant at once take its lease once: none of them
 // fences another.
 TEST(PostgresOwnershipTest, ThreadsWritingANewTenantAtOnceTakeItsLeaseOnce) {
