@@ -76,6 +76,7 @@ TEST(GuardLongRegExpLiterals, LeavesStringsTemplatesCommentsAndDivisionsAlone) {
   for (const char* text : {
            "const s = '/P/'; const t = \"/P/\";",
            "const s = 'it\\'s /P/';",
+           "const s = 'line \\\r\n(/P/) continued';",
            "const t = `text /P/ ${a / b} more /P/`;",
            "// /P/\n/* /P/ */ const x = 1;",
            "x = (a + b) / P / 2;",
@@ -114,6 +115,15 @@ TEST(GuardLongRegExpLiterals, AnUnterminatedLiteralIsADivision) {
   // A `/` whose line ends before a closing `/` is no literal: the lexer goes on after it.
   const char* text = "f(1,\n/ 2\n); y = /«P»/;";
   EXPECT_EQ(Rewritten(Source(text)), Expected(text));
+}
+
+TEST(ForEachRegExpLiteral, GivesEachLiteralsPatternAndFlags) {
+  std::vector<std::pair<std::string, std::string>> seen;
+  ForEachRegExpLiteral(
+      "x = /a[/]b/giu; y = '/no/' + `/no/ ${/c\\/d/}`; z = e / f / g; /h/",
+      [&](std::string_view pattern, std::string_view flags) { seen.emplace_back(pattern, flags); });
+  EXPECT_EQ(seen, (std::vector<std::pair<std::string, std::string>>{
+                      {"a[/]b", "giu"}, {"c\\/d", ""}, {"h", ""}}));
 }
 
 }  // namespace

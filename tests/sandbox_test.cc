@@ -266,6 +266,7 @@ std::vector<Attack> Attacks() {
       Thrown("functionPropertyClass", "EvalError"),
       Answers("evalStillWorks", "[2,42]"),
       Bounded("foldedClasses"),
+      Thrown("evalFoldedClasses", "EvalError"),
       Bounded("proxyAssignString"),
       Bounded("proxyApply"),
       Bounded("sparseArrayFill"),

@@ -222,17 +222,37 @@ size_t CountOf(std::string_view text, std::string_view needle) {
   return count;
 }
 
+size_t EscapesIn(std::string_view text) { return CountOf(text, "\\p{") + CountOf(text, "\\P{"); }
+size_t NamedGroupsIn(std::string_view text) {
+  return CountOf(text, "(?<") - CountOf(text, "(?<=") - CountOf(text, "(?<!");
+}
+
 }  // namespace
 
 absl::Status CheckRegExpCost(std::string_view source) {
-  const size_t escapes = CountOf(source, "\\p{") + CountOf(source, "\\P{");
-  const size_t groups = CountOf(source, "(?<") - CountOf(source, "(?<=") - CountOf(source, "(?<!");
-  if (std::max(escapes, groups) <= kMaxRegExpEscapes) return absl::OkStatus();
-  return absl::ResourceExhaustedError(
-      StrCat(std::max(escapes, groups),
-             " Unicode property escapes (\\p{...}) or named groups ((?<name>...)) in regular "
-             "expressions exceed the sandbox limit of ",
-             kMaxRegExpEscapes, " (V8 cannot interrupt their compilation)"));
+  const size_t escapes = EscapesIn(source);
+  const size_t groups = NamedGroupsIn(source);
+  if (std::max(escapes, groups) > kMaxRegExpEscapes) {
+    return absl::ResourceExhaustedError(
+        StrCat(std::max(escapes, groups),
+               " Unicode property escapes (\\p{...}) or named groups ((?<name>...)) in regular "
+               "expressions exceed the sandbox limit of ",
+               kMaxRegExpEscapes, " (V8 cannot interrupt their compilation)"));
+  }
+  // A literal with `i`: its classes are folded (as the bootstrap's checkedPattern counts).
+  absl::Status status;
+  ForEachRegExpLiteral(source, [&](std::string_view pattern, std::string_view flags) {
+    if (!status.ok() || flags.find('i') == std::string_view::npos) return;
+    const size_t folded = EscapesIn(pattern) + CountOf(pattern, "[");
+    const bool unicode = flags.find('u') != std::string_view::npos;
+    const size_t limit = unicode ? kMaxRegExpFolded : kMaxRegExpEscapes;
+    if (folded <= limit) return;
+    status = absl::ResourceExhaustedError(StrCat(
+        "a regular expression literal with the ", unicode ? "i and u flags" : "i flag", " has ",
+        folded, " character classes or Unicode property escapes, over the sandbox limit of ", limit,
+        " (V8 case-folds each when it compiles the literal, uninterrupted)"));
+  });
+  return status;
 }
 
 absl::StatusOr<v8::Local<v8::Module>> ModuleLoader::CompileSource(const std::string& path,

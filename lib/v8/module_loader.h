@@ -115,8 +115,14 @@ class ModuleLoader {
 // the whole source: text that only looks like one counts too, which errs on
 // the safe side.
 inline constexpr size_t kMaxRegExpEscapes = 1000;
+// The bootstrap's MAX_REGEXP_FOLDED: with the `i` flag V8 case-folds each character class
+// (over the BMP; with `u` too, over all of Unicode, 5 ms a class), uninterrupted, when it
+// compiles the regexp. A literal with `i` counts its classes and escapes against
+// kMaxRegExpEscapes, or with `i` and `u` against this.
+inline constexpr size_t kMaxRegExpFolded = 100;
 
-// ResourceExhausted when `source` has more than kMaxRegExpEscapes of either.
+// ResourceExhausted when `source` has more than kMaxRegExpEscapes of either, or a regexp
+// literal with the `i` flag more classes than the limits above.
 [[nodiscard]] absl::Status CheckRegExpCost(std::string_view source);
 
 }  // namespace txfn::internal

@@ -3,6 +3,7 @@
 #include <array>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/strings/ascii.h"
 
 namespace txfn::internal {
@@ -75,15 +76,17 @@ bool IsStatementHeadKeyword(std::string_view word) {
 
 // The JavaScript lexer: just enough to find regexp literals, and to read a `/` it cannot place
 // as a division (so a misread leaves a literal unguarded, never rewrites a division).
-class RegExpLiteralRewriter {
+class RegExpLiteralLexer {
  public:
-  explicit RegExpLiteralRewriter(std::string_view source, size_t start) : src_(source), i_(start) {}
+  // `on_literal(open, close, end)`: a literal's opening `/`, closing `/`, and the end of its
+  // flags, as indices into `source`.
+  using OnLiteral = absl::FunctionRef<void(size_t open, size_t close, size_t end)>;
 
-  std::optional<std::string> Run() {
+  RegExpLiteralLexer(std::string_view source, size_t start, OnLiteral on_literal)
+      : src_(source), i_(start), on_literal_(on_literal) {}
+
+  void Run() {
     while (i_ < src_.size()) Step();
-    if (!changed_) return std::nullopt;
-    out_.append(src_.substr(copied_));
-    return std::move(out_);
   }
 
  private:
@@ -190,7 +193,8 @@ class RegExpLiteralRewriter {
     for (++i_; i_ < src_.size(); ++i_) {
       const char c = src_[i_];
       if (c == '\\') {
-        ++i_;
+        ++i_;  // the escaped character, or a line continuation (\r\n: both)
+        if (src_.substr(i_, 2) == "\r\n") ++i_;
       } else if (c == quote || IsLineEnd(c)) {
         ++i_;
         return;
@@ -217,8 +221,8 @@ class RegExpLiteralRewriter {
     }
   }
 
-  // A regexp literal at i_ (a `/`): rewritten if it needs the guard. False, with i_
-  // unchanged, if the line ends before the literal does.
+  // A regexp literal at i_ (a `/`), passed to on_literal_. False, with i_ unchanged, if the
+  // line ends before the literal does.
   bool ScanRegExp() {
     size_t j = i_ + 1;
     bool in_class = false;
@@ -235,27 +239,16 @@ class RegExpLiteralRewriter {
         break;
       }
     }
-    const size_t body_end = j++;
+    const size_t close = j++;
     while (j < src_.size() && IsIdentifierPart(src_[j])) ++j;
-    const std::string_view pattern = src_.substr(i_ + 1, body_end - i_ - 1);
-    if (!pattern.empty() &&
-        RegExpNeedsGuard(pattern, src_.substr(body_end + 1, j - body_end - 1))) {
-      out_.append(src_.substr(copied_, i_ + 1 - copied_));
-      out_.append(kRegExpGuard);
-      out_.append(pattern);
-      out_.push_back(')');
-      copied_ = body_end;
-      changed_ = true;
-    }
+    on_literal_(i_, close, j);
     i_ = j;
     return true;
   }
 
   std::string_view src_;
   size_t i_;
-  std::string out_;
-  size_t copied_ = 0;  // src_[0, copied_) is in out_
-  bool changed_ = false;
+  OnLiteral on_literal_;
   bool regexp_allowed_ = true;
   bool block_allowed_ = true;
   bool after_dot_ = false;    // the last token was `.` or `?.`: a word is a property name
@@ -276,20 +269,55 @@ bool RegExpNeedsGuard(std::string_view pattern, std::string_view flags) {
   return true;
 }
 
-std::optional<std::string> GuardLongRegExpLiterals(std::string_view source) {
+namespace {
+
+// Where the lexer starts in `source`: after a hashbang line; in the Function constructor's
+// source, after V8's "\n) {\n" (V8 checks that the parameters end where they did); npos if
+// that is missing.
+size_t LexStart(std::string_view source) {
   size_t start = 0;
   if (source.substr(0, 2) == "#!") {
     while (start < source.size() && !IsLineEnd(source[start])) ++start;
   }
-  // The Function constructor's source: only the body, after V8's "\n) {\n" (V8 checks that
-  // the parameters end where they did).
   constexpr std::string_view kFunctionHead = "(function anonymous(";
   if (source.substr(0, kFunctionHead.size()) == kFunctionHead) {
     const size_t body = source.find("\n) {\n");
-    if (body == std::string_view::npos) return std::nullopt;
-    start = body + 5;
+    return body == std::string_view::npos ? body : body + 5;
   }
-  return RegExpLiteralRewriter(source, start).Run();
+  return start;
+}
+
+}  // namespace
+
+void ForEachRegExpLiteral(
+    std::string_view source,
+    absl::FunctionRef<void(std::string_view pattern, std::string_view flags)> visit) {
+  const size_t start = LexStart(source);
+  if (start == std::string_view::npos) return;
+  RegExpLiteralLexer(source, start, [&](size_t open, size_t close, size_t end) {
+    visit(source.substr(open + 1, close - open - 1), source.substr(close + 1, end - close - 1));
+  }).Run();
+}
+
+std::optional<std::string> GuardLongRegExpLiterals(std::string_view source) {
+  const size_t start = LexStart(source);
+  if (start == std::string_view::npos) return std::nullopt;
+  std::string out;
+  size_t copied = 0;  // source[0, copied) is in out
+  RegExpLiteralLexer(source, start, [&](size_t open, size_t close, size_t end) {
+    const std::string_view pattern = source.substr(open + 1, close - open - 1);
+    if (pattern.empty() || !RegExpNeedsGuard(pattern, source.substr(close + 1, end - close - 1))) {
+      return;
+    }
+    out.append(source.substr(copied, open + 1 - copied));
+    out.append(kRegExpGuard);
+    out.append(pattern);
+    out.push_back(')');
+    copied = close;
+  }).Run();
+  if (copied == 0) return std::nullopt;
+  out.append(source.substr(copied));
+  return out;
 }
 
 }  // namespace txfn::internal

@@ -20,6 +20,8 @@
 #include <string>
 #include <string_view>
 
+#include "absl/functional/function_ref.h"
+
 namespace txfn::internal {
 
 // Patterns of at most this many characters (UTF-8 bytes in a source) are left as they are:
@@ -37,6 +39,12 @@ inline constexpr std::string_view kRegExpGuard = "(?=)(?:";
 // `source` (a module's or a script's JavaScript) with each regexp literal that needs the
 // guard rewritten as /(?=)(?:pattern)/flags; nullopt when none does. Thread-safe (pure).
 [[nodiscard]] std::optional<std::string> GuardLongRegExpLiterals(std::string_view source);
+
+// Calls `visit` with the pattern and flags of each regexp literal in `source`, as
+// GuardLongRegExpLiterals finds them.
+void ForEachRegExpLiteral(
+    std::string_view source,
+    absl::FunctionRef<void(std::string_view pattern, std::string_view flags)> visit);
 
 }  // namespace txfn::internal
 

@@ -167,6 +167,7 @@ export const functionPropertyClass = q(() =>
   new Function("return /[" + "\\P{L}".repeat(5000) + "]/u")());
 export const evalStillWorks = q(() => [eval("1 + 1"), new Function("a", "return a * 2")(21)]);
 export const foldedClasses = q(() => new RegExp("[\\0-\\u{10FFFE}]".repeat(200), "iu"));
+export const evalFoldedClasses = q(() => eval("/" + "[\\0-\\u{10FFFE}]".repeat(200) + "/iu"));
 // A Proxy without traps forwards to its target in C++.
 export const proxyAssignString = q(() =>
   Object.assign({}, new Proxy(new String("x".repeat(67e6)), {})));
