@@ -275,11 +275,19 @@ std::vector<Attack> Attacks() {
               R"([true,1,true,true,"x--",2,2,1,2,true,true,"ab","B",true,true,"u",true,)"
               R"("function RegExp() { [native code] }",2])"),
       Answers("regexpGuardStillWorks",
-              R"x([true,true,true,"g",3,"03","10",6,21,true,37,)x"
+              R"x([true,9,true,"g",3,"03","10",6,21,true,37,)x"
               R"x("on 03.12.2026 and 02.01.2027 then 09.09.1999.",19,3,"3,26,43",3,3,3,3,)x"
               R"x("on 2026 and 2027 then 1999.",true,"i",true,true,true,"11,13",true,"a+",true,)x"
               R"x("(?=)(?:a)",true,1,"SyntaxError:true:false","SyntaxError:false:true",true,true,)x"
               R"x(true,"{}",0,3,null])x"),
+      Answers(
+          "regexpSplitStillWorks",
+          R"x([["a","b","c","d"],["a","b","c"],[""],[],["a","1","b","2","c","3",""],)x"
+          R"x(["a","1","b"],["a",null,"b",null,"c"],[],[],["a","b","c"],["a","b"],)x"
+          R"x(["😀","a","😀"],3,["a","b","c"],["a","b"],["a\n","b\n","c"],["a1","b2"],["ab"],)x"
+          R"x(["a","b"],["a","b","c"],["a","b","","c"],["a","b"],["a","b"],100001,["a","b"],)x"
+          R"x(["a","b"],["a","b"],["12345"],["","x",null,""],["a","a","a"],["",""],)x"
+          R"x(["A",null,"B","bold","/","B","and",null,"CODE","coded","/","CODE",""],2,["a"]])x"),
       Bounded("typedJson"),
       Bounded("arrayFromArrayLike"),
       Stopped("forInTypedArray", "cannot be interrupted"),

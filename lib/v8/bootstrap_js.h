@@ -26,8 +26,6 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   const getPrototypeOf = Object.getPrototypeOf;
   const setPrototypeOf = Object.setPrototypeOf;
   const construct = Reflect.construct;
-  const reflectDefineProperty = Reflect.defineProperty;
-  const reflectDeleteProperty = Reflect.deleteProperty;
   // An Object in the specification's sense (a function is one too): what has properties of its
   // own and is made a primitive by calling into it.
   const isObject = (v) => (typeof v === 'object' && v !== null) || typeof v === 'function';
@@ -630,16 +628,21 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   // quadratic past SEARCH_PREFIX characters. So a pattern over MAX_UNGUARDED_PATTERN
   // characters is compiled as (?=)(?:pattern): the same language, captures and groups, but the
   // empty lookahead makes every failed attempt backtrack through the stack, where V8 checks.
-  // (It costs a long pattern 1-3x: V8 no longer skips ahead with Boyer-Moore.) Such a regexp
-  // shows its pattern as written in an own `source` (the prototype's getter is one V8's fast
-  // paths check), and so does one copied from it; a pattern that starts with the guard is
-  // guarded too, so the guard is recognised without ambiguity. Sticky regexps try one
-  // position, and an atom V8 searches linearly (up to SEARCH_PREFIX characters, first
+  // (It costs a long pattern 1-3x: V8 no longer skips ahead with Boyer-Moore.) Its `source`
+  // shows the guard, as a guarded literal's does (an own `source` showing the pattern as
+  // written would take the regexp off V8's fast paths: split 15x slower). Sticky regexps try
+  // one position, and an atom V8 searches linearly (up to SEARCH_PREFIX characters, first
   // characters varied enough) needs no guard.
   const MAX_UNGUARDED_PATTERN = 64;
   const REGEXP_GUARD = '(?=)(?:';
-  const sourceGetter = getOwnPropertyDescriptor(OrigRegExp.prototype, 'source').get;
-  const isGuarded = (source) => apply(stringStartsWith, source, [REGEXP_GUARD, 0]);
+  // The getters a plain RegExp's split reads (slowPaths().plainRegExp): name, original.
+  const REGEXP_FLAG_GETTERS = [];
+  for (const name of ['flags', 'global', 'ignoreCase', 'multiline', 'dotAll', 'unicode', 'sticky',
+                      'hasIndices']) {
+    const d = getOwnPropertyDescriptor(OrigRegExp.prototype, name);
+    REGEXP_FLAG_GETTERS.push(name, d === undefined ? undefined : d.get);
+  }
+  const REGEXP_SPECIES_GETTER = getOwnPropertyDescriptor(OrigRegExp, Symbol.species).get;
   const SYNTAX = '^$\\.*+?()[]{}|/-';
   // The characters V8 searches for if `source` is an atom (plain characters and escaped
   // syntax characters), or undefined.
@@ -671,9 +674,9 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     return true;
   }
   function needsGuard(source, flags) {
-    if (source.length <= MAX_UNGUARDED_PATTERN) return isGuarded(source);
+    if (source.length <= MAX_UNGUARDED_PATTERN) return false;
     const f = flags === undefined ? '' : StringOf(flags);
-    if (apply(stringIndexOf, f, ['y', 0]) >= 0) return isGuarded(source);
+    if (apply(stringIndexOf, f, ['y', 0]) >= 0) return false;
     if (source.length <= SEARCH_PREFIX && apply(stringIndexOf, f, ['i', 0]) < 0) {
       const atom = atomOf(source);
       if (atom !== undefined && !fewDifferent(atom)) return false;
@@ -684,25 +687,11 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   // regExpArgs returns them: a RegExp, undefined, or a checked string).
   function makeRegExp(args, target) {
     const pattern = args[0], flags = args[1];  // (no destructuring: a tenant's iterator)
-    if (typeof pattern !== 'string') return keepSource(construct(OrigRegExp, args, target));
-    if (!needsGuard(pattern, flags)) return construct(OrigRegExp, args, target);
-    const written = construct(OrigRegExp, args);  // V8's SyntaxError names the pattern as written
-    return showSource(construct(OrigRegExp, [REGEXP_GUARD + pattern + ')', flags], target),
-                      apply(sourceGetter, written, []));
-  }
-  const showSource = (rx, source) => {
-    reflectDefineProperty(rx, 'source', {__proto__: null, value: source, configurable: true});
-    return rx;
-  };
-  // A regexp made from a guarded one has the guard in its pattern: it shows the source as
-  // written too (or, recompiled unguarded, the prototype's again).
-  function keepSource(rx) {
-    const internal = apply(sourceGetter, rx, []);
-    if (!isGuarded(internal)) {
-      reflectDeleteProperty(rx, 'source');
-      return rx;
+    if (typeof pattern !== 'string' || !needsGuard(pattern, flags)) {
+      return construct(OrigRegExp, args, target);
     }
-    return showSource(rx, apply(stringSlice, internal, [REGEXP_GUARD.length, -1]));
+    construct(OrigRegExp, args);  // V8's SyntaxError names the pattern as written
+    return construct(OrigRegExp, [REGEXP_GUARD + pattern + ')', flags], target);
   }
   // A regexp-like object (Symbol.match, not a RegExp) gives its source and
   // flags, as the constructor would read them.
@@ -743,12 +732,10 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       const args = regExpArgs('RegExp.prototype.compile', pattern, flags);
       const compile = ORIG['RegExp.prototype.compile'];
       if (typeof args[0] !== 'string' || !needsGuard(args[0], args[1])) {
-        apply(compile, this, args);
-        return keepSource(this);
+        return apply(compile, this, args);
       }
-      const written = construct(OrigRegExp, args);
-      apply(compile, this, [REGEXP_GUARD + args[0] + ')', args[1]]);
-      return showSource(this, apply(sourceGetter, written, []));
+      construct(OrigRegExp, args);
+      return apply(compile, this, [REGEXP_GUARD + args[0] + ')', args[1]]);
     },
   });
   // match, matchAll and search make a RegExp of an argument with no method
@@ -788,9 +775,21 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   }
   ORIG['RegExp.prototype.@@split'] = OrigRegExp.prototype[Symbol.split];
   ORIG['RegExp.prototype.@@matchAll'] = OrigRegExp.prototype[Symbol.matchAll];
+  // V8 gates every regexp fast path on its species protector, which the wrapper's
+  // RegExp.prototype.constructor invalidates (it must: the original constructor would skip
+  // every check above). Its slow split runs a sticky exec at every position (74x slower
+  // than raw V8 over 250 KB), so a plain RegExp is split here, one exec per match
+  // (slowPaths().splitRegExp); anything the specification would let tenant code observe goes
+  // to the builtin.
   defineProperty(OrigRegExp.prototype, Symbol.split, {writable: true, configurable: true,
-    value: {[Symbol.split](...a) { return onRegExp('RegExp.prototype.@@split', this, a); }}
-        [Symbol.split]});
+    value: {[Symbol.split](string, limit) {
+      if (typeof string === 'string' && (limit === undefined || typeof limit === 'number')) {
+        const paths = slowPaths();
+        if (paths.plainRegExp(this)) return paths.splitRegExp(this, string, limit);
+      }
+      return onRegExp('RegExp.prototype.@@split', this, arguments.length < 2 ? [string] :
+                      [string, limit]);
+    }}[Symbol.split]});
   defineProperty(OrigRegExp.prototype, Symbol.matchAll, {writable: true, configurable: true,
     value: {[Symbol.matchAll](...a) { return onRegExp('RegExp.prototype.@@matchAll', this, a); }}
         [Symbol.matchAll]});
@@ -1229,9 +1228,9 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
         String(apply(replaceValue, undefined, args)) : expand(text, args);
     function advance(S, index, unicode) {
       if (!unicode || index + 1 >= S.length) return index + 1;
-      const c = S.charCodeAt(index);
+      const c = apply(stringCharCodeAt, S, [index]);
       if (c < 0xD800 || c > 0xDBFF) return index + 1;
-      const d = S.charCodeAt(index + 1);
+      const d = apply(stringCharCodeAt, S, [index + 1]);
       return d >= 0xDC00 && d <= 0xDFFF ? index + 2 : index + 1;
     }
     // RegExp.prototype[Symbol.replace] for a RegExp with the builtin exec.
@@ -1502,9 +1501,77 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       }
       throw new TypeError('Cannot convert object to primitive value');
     }
+    // A RegExp whose split the specification would run without calling tenant code: its
+    // prototype RegExp.prototype with the builtin exec, flags getters and constructor (whose
+    // species is itself), and no own property but lastIndex.
+    const regexpProto = OrigRegExp.prototype, flagsGetter = REGEXP_FLAG_GETTERS[1];
+    function plainRegExp(rx) {
+      if (!isRegExp(rx) || getPrototypeOf(rx) !== regexpProto || ownKeys(rx).length !== 1) {
+        return false;
+      }
+      const exec = getOwnPropertyDescriptor(regexpProto, 'exec');
+      const constructor = getOwnPropertyDescriptor(regexpProto, 'constructor');
+      const species = getOwnPropertyDescriptor(RegExpWrapper, Symbol.species);
+      if (exec === undefined || exec.value !== regexpExec || constructor === undefined ||
+          constructor.value !== RegExpWrapper || species === undefined ||
+          species.get !== REGEXP_SPECIES_GETTER) {
+        return false;
+      }
+      for (let i = 0; i < REGEXP_FLAG_GETTERS.length; i += 2) {
+        const d = getOwnPropertyDescriptor(regexpProto, REGEXP_FLAG_GETTERS[i]);
+        if ((d === undefined ? undefined : d.get) !== REGEXP_FLAG_GETTERS[i + 1]) return false;
+      }
+      return true;
+    }
+    // RegExp.prototype[Symbol.split] for a plainRegExp: where the specification tries a sticky
+    // copy at each position q, one global copy finds the first q at which it matches, with the
+    // same match (an empty match where the last piece ended is skipped, as there).
+    function splitRegExp(rx, S, limit) {
+      const lim = limit === undefined ? 2 ** 32 - 1 : limit >>> 0;
+      const flags = apply(flagsGetter, rx, []);
+      let scanFlags = 'g';
+      for (let i = 0; i < 4; ++i) {
+        const f = 'imsu'[i];
+        if (apply(stringIndexOf, flags, [f, 0]) >= 0) scanFlags += f;
+      }
+      // The copy V8 would make (a guarded pattern stays guarded).
+      const scanner = construct(OrigRegExp, [rx, scanFlags]);
+      const unicode = apply(stringIndexOf, flags, ['u', 0]) >= 0;
+      // (Indices, not push: a tenant's Array.prototype in a fresh context.)
+      const out = [];
+      let n = 0;
+      if (lim === 0) return out;
+      const size = S.length;
+      if (size === 0) {
+        if (apply(regexpExec, scanner, [S]) === null) out[n++] = S;
+        return out;
+      }
+      let p = 0, q = 0;
+      while (q < size) {
+        scanner.lastIndex = q;
+        const z = apply(regexpExec, scanner, [S]);
+        if (z === null || z.index >= size) break;
+        const at = z.index;
+        const e = min(at + z[0].length, size);
+        if (e === p) {
+          q = advance(S, at, unicode);
+          continue;
+        }
+        out[n++] = apply(stringSlice, S, [p, at]);
+        if (n === lim) return out;
+        p = e;
+        for (let i = 1; i < z.length; ++i) {
+          out[n++] = z[i];
+          if (n === lim) return out;
+        }
+        q = p;
+      }
+      out[n++] = apply(stringSlice, S, [p, size]);
+      return out;
+    }
     return {refuse, sortLarge, isRegExp, replaceByExec, replaceString, flat, flatMap, intlString,
             intlOptions, bigIntBounded, jsonNesting, search, isRegExpLike, splitString,
-            datePrimitive};
+            datePrimitive, plainRegExp, splitRegExp};
   }
 
   const log = n.log;
