@@ -194,9 +194,9 @@ double ProcessCpuSeconds() {
   return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
 }
 
-absl::Duration RunQueries(benchmark::State& state, internal::RunnerCore& core, TestLease& lease,
-                          QueryFixture& f) {
-  RunRequest request = GetRequest(f);
+// Runs `request` once per iteration on `lease`'s isolate, against f's latest snapshot.
+absl::Duration RunRequests(benchmark::State& state, internal::RunnerCore& core, TestLease& lease,
+                           QueryFixture& f, const RunRequest& request) {
   auto snapshot = f.committer->Latest();
   const double cpu_start = ProcessCpuSeconds();
   absl::Time start = absl::Now();
@@ -216,6 +216,11 @@ absl::Duration RunQueries(benchmark::State& state, internal::RunnerCore& core, T
   state.counters["proc_cpu_us"] = (ProcessCpuSeconds() - cpu_start) * 1e6 /
                                   static_cast<double>(std::max<int64_t>(state.iterations(), 1));
   return elapsed;
+}
+
+absl::Duration RunQueries(benchmark::State& state, internal::RunnerCore& core, TestLease& lease,
+                          QueryFixture& f) {
+  return RunRequests(state, core, lease, f, GetRequest(f));
 }
 
 void BM_RunQueryFreshContext(benchmark::State& state) {
@@ -314,19 +319,7 @@ void BM_RunQueryRegExp(benchmark::State& state) {
       .function = state.range(1) == 0 ? "r:count" : "r:pieces",
       .args = Value::FromObject({{"text", Value::String(kRegExpLine)},
                                  {"pattern", Value::String(kRegExpPatterns[pattern])}})};
-  auto snapshot = f.committer->Latest();
-  absl::Time start = absl::Now();
-  for (auto _ : state) {
-    Transaction txn(snapshot, internal::RunnerCore::TransactionOptionsFor(request));
-    RunResult r = core.RunOnIsolate(lease, request, txn);
-    if (!r.status.ok()) {
-      state.SkipWithError(std::string(r.status.message()).c_str());
-      break;
-    }
-    benchmark::DoNotOptimize(r);
-    lease.Finish();
-  }
-  const absl::Duration elapsed = absl::Now() - start;
+  const absl::Duration elapsed = RunRequests(state, core, lease, f, request);
   state.SetItemsProcessed(state.iterations());
   const double rate = static_cast<double>(state.iterations()) / absl::ToDoubleSeconds(elapsed);
   const double raw = raw_regexp_rate[pattern][state.range(1)];

@@ -112,15 +112,22 @@ TEST(PostgresOwnershipTest, ANewOwnerAfterExpiryFencesTheOldOneUntilItAcquiresAg
   EXPECT_THAT(values, ::testing::ElementsAre("a1", "b2", "a3"));
 }
 
-TEST(PostgresOwnershipTest, ClosingReleasesTheLeasesAndTheSameNameResumesAtOnce) {
-  TXFN_REQUIRE_PG_SERVER();
-  auto a = TempPostgresStorage::Make({.owner = "owner-a", .lease_duration = absl::Hours(1)});
+// An instance that wrote tenant "t" (token 1), and a second under the same name (a restarted
+// process that keeps it) that took "t" over without waiting by writing it (token 2).
+void ReplaceUnderOneName(std::unique_ptr<TempPostgresStorage>& a,
+                         std::unique_ptr<TempPostgresStorage>& a2) {
+  a = TempPostgresStorage::Make({.owner = "owner-a", .lease_duration = absl::Hours(1)});
   ASSERT_NE(a, nullptr);
   ASSERT_TRUE(WriteOne(*a, Put(1, "a1")).ok());
-  // The same name (a restarted process that keeps it) takes over without waiting.
-  auto a2 = a->Another({.owner = "owner-a", .lease_duration = absl::Hours(1)});
+  a2 = a->Another({.owner = "owner-a", .lease_duration = absl::Hours(1)});
   ASSERT_NE(a2, nullptr);
   ASSERT_TRUE(WriteOne(*a2, Put(2, "a2")).ok());
+}
+
+TEST(PostgresOwnershipTest, ClosingReleasesTheLeasesAndTheSameNameResumesAtOnce) {
+  TXFN_REQUIRE_PG_SERVER();
+  std::unique_ptr<TempPostgresStorage> a, a2;
+  ASSERT_NO_FATAL_FAILURE(ReplaceUnderOneName(a, a2));
   EXPECT_EQ(WriteOne(*a, Put(3, "a3")).code(), absl::StatusCode::kFailedPrecondition);
   // Closed, a2 releases its lease: b, under another name, writes at once.
   auto b = a2->Another({.owner = "owner-b"});
@@ -135,12 +142,8 @@ TEST(PostgresOwnershipTest, ClosingReleasesTheLeasesAndTheSameNameResumesAtOnce)
 // the successor's writes refused until it acquired its tenants again.)
 TEST(PostgresOwnershipTest, ClosingAReplacedInstanceLeavesItsSuccessorsLeases) {
   TXFN_REQUIRE_PG_SERVER();
-  auto a = TempPostgresStorage::Make({.owner = "owner-a", .lease_duration = absl::Hours(1)});
-  ASSERT_NE(a, nullptr);
-  ASSERT_TRUE(WriteOne(*a, Put(1, "a1")).ok());
-  auto a2 = a->Another({.owner = "owner-a", .lease_duration = absl::Hours(1)});
-  ASSERT_NE(a2, nullptr);
-  ASSERT_TRUE(WriteOne(*a2, Put(2, "a2")).ok());
+  std::unique_ptr<TempPostgresStorage> a, a2;
+  ASSERT_NO_FATAL_FAILURE(ReplaceUnderOneName(a, a2));
   a.reset();  // it still counts token 1 its own
   auto lease = a2->inner().Lease("t");
   ASSERT_TRUE(lease.ok()) << lease.status();
