@@ -631,8 +631,7 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   // (It costs a long pattern 1-3x: V8 no longer skips ahead with Boyer-Moore.) Its `source`
   // shows the guard, as a guarded literal's does (an own `source` showing the pattern as
   // written would take the regexp off V8's fast paths: split 15x slower). Sticky regexps try
-  // one position, and an atom V8 searches linearly (up to SEARCH_PREFIX characters, first
-  // characters varied enough) needs no guard.
+  // one position, and an atom V8 searches linearly needs no guard (needsGuard).
   const MAX_UNGUARDED_PATTERN = 64;
   const REGEXP_GUARD = '(?=)(?:';
   // The getters a plain RegExp's split reads (slowPaths().plainRegExp): name, original.
@@ -643,56 +642,23 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     REGEXP_FLAG_GETTERS.push(name, d === undefined ? undefined : d.get);
   }
   const REGEXP_SPECIES_GETTER = getOwnPropertyDescriptor(OrigRegExp, Symbol.species).get;
-  const SYNTAX = '^$\\.*+?()[]{}|/-';
-  // The characters V8 searches for if `source` is an atom (plain characters and escaped
-  // syntax characters), or undefined.
-  function atomOf(source) {
-    let atom = '';
-    for (let i = 0; i < source.length; ++i) {
-      let c = source[i];
-      if (c === '\\') {
-        c = source[++i];
-        if (c === undefined || apply(stringIndexOf, SYNTAX, [c, 0]) < 0) return undefined;
-      } else if (c !== '/' && c !== '-' && apply(stringIndexOf, SYNTAX, [c, 0]) >= 0) {
-        return undefined;
-      }
-      atom += c;
-    }
-    return atom;
-  }
-  // V8's HasFewDifferentCharacters: such an atom is compiled, not searched.
-  function fewDifferent(atom) {
-    const length = min(8, atom.length), seen = {__proto__: null};
-    if (length <= 2) return false;
-    let different = 0;
-    for (let i = 0; i < length; ++i) {
-      const c = apply(stringCharCodeAt, atom, [i]) & 127;
-      if (seen[c] === true) continue;
-      seen[c] = true;
-      if (++different * 3 > length) return false;
-    }
-    return true;
-  }
-  function needsGuard(source, flags) {
-    if (source.length <= MAX_UNGUARDED_PATTERN) return false;
-    const f = flags === undefined ? '' : StringOf(flags);
-    if (apply(stringIndexOf, f, ['y', 0]) >= 0) return false;
-    if (source.length <= SEARCH_PREFIX && apply(stringIndexOf, f, ['i', 0]) < 0) {
-      const atom = atomOf(source);
-      if (atom !== undefined && !fewDifferent(atom)) return false;
-    }
-    return true;
-  }
-  // The regexp `new target(pattern, flags)` makes, guarded if it needs to be (`args` as
-  // regExpArgs returns them: a RegExp, undefined, or a checked string).
-  function makeRegExp(args, target) {
+  // Whether `source` needs the guard: RegExpNeedsGuard (lib/v8/regexp_literals.h), the rule
+  // literals are rewritten by; MAX_UNGUARDED_PATTERN (its kMaxUnguardedRegExp) spares the
+  // short patterns nearly every regexp has a call into C++.
+  const regexpNeedsGuard = n.regexpNeedsGuard;
+  const needsGuard = (source, flags) => source.length > MAX_UNGUARDED_PATTERN &&
+      regexpNeedsGuard(source, flags === undefined ? '' : StringOf(flags)) === true;
+  // `args` (as regExpArgs returns them: a RegExp, undefined, or a checked string) with the
+  // pattern guarded if it needs to be, once the pattern as written was found valid (V8's
+  // SyntaxError names that one).
+  function guardedArgs(args) {
     const pattern = args[0], flags = args[1];  // (no destructuring: a tenant's iterator)
-    if (typeof pattern !== 'string' || !needsGuard(pattern, flags)) {
-      return construct(OrigRegExp, args, target);
-    }
-    construct(OrigRegExp, args);  // V8's SyntaxError names the pattern as written
-    return construct(OrigRegExp, [REGEXP_GUARD + pattern + ')', flags], target);
+    if (typeof pattern !== 'string' || !needsGuard(pattern, flags)) return args;
+    construct(OrigRegExp, args);
+    return [REGEXP_GUARD + pattern + ')', flags];
   }
+  // The regexp `new target(...args)` makes, guarded if it needs to be.
+  const makeRegExp = (args, target) => construct(OrigRegExp, guardedArgs(args), target);
   // A regexp-like object (Symbol.match, not a RegExp) gives its source and
   // flags, as the constructor would read them.
   function regExpArgs(what, pattern, flags) {
@@ -729,21 +695,15 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   defineProperty(globalThis, 'RegExp', {value: RegExpWrapper, writable: true, configurable: true});
   install(OrigRegExp.prototype, 'RegExp.prototype.', {
     compile(pattern, flags) {
-      const args = regExpArgs('RegExp.prototype.compile', pattern, flags);
-      const compile = ORIG['RegExp.prototype.compile'];
-      if (typeof args[0] !== 'string' || !needsGuard(args[0], args[1])) {
-        return apply(compile, this, args);
-      }
-      construct(OrigRegExp, args);
-      return apply(compile, this, [REGEXP_GUARD + args[0] + ')', args[1]]);
+      return apply(ORIG['RegExp.prototype.compile'], this,
+                   guardedArgs(regExpArgs('RegExp.prototype.compile', pattern, flags)));
     },
   });
   // match, matchAll and search make a RegExp of an argument with no method
   // of that name.
   function stringMatcher(what, symbol, flags, self, regexp) {
     if (regexp === undefined || regexp === null ||
-        ((typeof regexp === 'object' || typeof regexp === 'function') &&
-         regexp[symbol] !== undefined && regexp[symbol] !== null)) {
+        (isObject(regexp) && regexp[symbol] !== undefined && regexp[symbol] !== null)) {
       return apply(ORIG[what], self, [regexp]);
     }
     // The spec's RegExpCreate, through makeRegExp (V8's would skip the guard), then Invoke.
@@ -787,8 +747,7 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
         const paths = slowPaths();
         if (paths.plainRegExp(this)) return paths.splitRegExp(this, string, limit);
       }
-      return onRegExp('RegExp.prototype.@@split', this, arguments.length < 2 ? [string] :
-                      [string, limit]);
+      return onRegExp('RegExp.prototype.@@split', this, [string, limit]);
     }}[Symbol.split]});
   defineProperty(OrigRegExp.prototype, Symbol.matchAll, {writable: true, configurable: true,
     value: {[Symbol.matchAll](...a) { return onRegExp('RegExp.prototype.@@matchAll', this, a); }}

@@ -599,6 +599,17 @@ void IsRegExpNative(const v8::FunctionCallbackInfo<v8::Value>& info) {
   info.GetReturnValue().Set(info[0]->IsRegExp());
 }
 
+// regexpNeedsGuard(pattern, flags): RegExpNeedsGuard (regexp_literals.h) for a pattern the
+// bootstrap's RegExp wrapper is about to compile, so that it and the rewrite of literals
+// decide by one rule.
+void RegExpNeedsGuardNative(const v8::FunctionCallbackInfo<v8::Value>& info) {
+  if (!info[0]->IsString() || !info[1]->IsString()) return;
+  v8::Isolate* isolate = info.GetIsolate();
+  constexpr size_t kAll = size_t{1} << 30;
+  info.GetReturnValue().Set(RegExpNeedsGuard(Utf8Prefix(isolate, info[0].As<v8::String>(), kAll),
+                                             Utf8Prefix(isolate, info[1].As<v8::String>(), kAll)));
+}
+
 // typedLength(v): a typed array's length (0 once detached), or -1.
 void TypedLength(const v8::FunctionCallbackInfo<v8::Value>& info) {
   info.GetReturnValue().Set(
@@ -789,6 +800,7 @@ const intptr_t* IsolateRuntime::ExternalReferences() {
                                    reinterpret_cast<intptr_t>(&IsProxy),
                                    reinterpret_cast<intptr_t>(&NativeSource),
                                    reinterpret_cast<intptr_t>(&IsRegExpNative),
+                                   reinterpret_cast<intptr_t>(&RegExpNeedsGuardNative),
                                    reinterpret_cast<intptr_t>(&TypedLength),
                                    reinterpret_cast<intptr_t>(&ProxyTarget),
                                    reinterpret_cast<intptr_t>(&IndexedLength),
@@ -846,6 +858,7 @@ absl::StatusOr<v8::Local<v8::Object>> IsolateRuntime::Bootstrap(v8::Isolate* iso
   add("isProxy", &IsProxy);
   add("nativeSource", &NativeSource);
   add("isRegExp", &IsRegExpNative);
+  add("regexpNeedsGuard", &RegExpNeedsGuardNative);
   add("typedLength", &TypedLength);
   add("proxyTarget", &ProxyTarget);
   add("indexedLength", &IndexedLength);

@@ -33,7 +33,9 @@ inline constexpr std::string_view kRegExpGuard = "(?=)(?:";
 
 // Whether regexp `pattern` with `flags` needs the guard: it is longer than
 // kMaxUnguardedRegExp, not sticky (one position only), and not an atom V8 searches in
-// linear time (plain characters, at most 250, the first eight varied, no `i`).
+// linear time (plain ASCII characters, at most 250, the first eight varied, no `i`). The one
+// rule for literals here and for the bootstrap's RegExp wrapper (its native
+// regexpNeedsGuard), which passes the pattern as UTF-8.
 [[nodiscard]] bool RegExpNeedsGuard(std::string_view pattern, std::string_view flags);
 
 // `source` (a module's or a script's JavaScript) with each regexp literal that needs the
