@@ -24,8 +24,8 @@ std::string Source(const std::string& text) {
 std::string Expected(const std::string& text) {
   return absl::StrReplaceAll(text, Replacements{{"P", kLong}, {"«", "(?=)(?:"}, {"»", ")"}});
 }
-std::string Rewritten(const std::string& source) {
-  return GuardLongRegExpLiterals(source).value_or(source);
+std::string Rewritten(const std::string& source, JsGoal goal = JsGoal::kModule) {
+  return GuardLongRegExpLiterals(source, goal).value_or(source);
 }
 
 TEST(RegExpNeedsGuard, LongPatternsOnlyAndNotStickyOrLinearAtoms) {
@@ -45,9 +45,10 @@ TEST(RegExpNeedsGuard, LongPatternsOnlyAndNotStickyOrLinearAtoms) {
 }
 
 TEST(GuardLongRegExpLiterals, LeavesSourcesWithoutLongLiteralsAlone) {
-  EXPECT_EQ(GuardLongRegExpLiterals("const r = /ab+c/g; const d = a / b / c;"), std::nullopt);
-  EXPECT_EQ(GuardLongRegExpLiterals(Source("const r = /P/y;")), std::nullopt);
-  EXPECT_EQ(GuardLongRegExpLiterals(""), std::nullopt);
+  EXPECT_EQ(GuardLongRegExpLiterals("const r = /ab+c/g; const d = a / b / c;", JsGoal::kModule),
+            std::nullopt);
+  EXPECT_EQ(GuardLongRegExpLiterals(Source("const r = /P/y;"), JsGoal::kModule), std::nullopt);
+  EXPECT_EQ(GuardLongRegExpLiterals("", JsGoal::kScript), std::nullopt);
 }
 
 TEST(GuardLongRegExpLiterals, GuardsLiteralsWhereAnExpressionStarts) {
@@ -91,9 +92,70 @@ TEST(GuardLongRegExpLiterals, LeavesStringsTemplatesCommentsAndDivisionsAlone) {
            "x = '' / P / 2;",
            "x = `` / P / 2;",
            "x = a\n/ P / 2;",
+           "x = a\n++b / P / 2;",
+           "for (of / P / 2;;);",
+           "for (x of of / P / 2);",
+           "for (x in a / P / 2);",
+           "let x = a / P / 2, y = b / P / 2;",
+           "x = y.break / P / 2 + z.let / P / 2;",
+           "x = from / P / 2;",
+           "x = a --> b / P / 2;",
+           "x = a <!-- b / P / 2;\n",
+           "x = (function () {}) / P / 2;",
+           "while (a) { break; } x = b / P / 2;",
        }) {
     const std::string source = Source(text);
-    EXPECT_EQ(GuardLongRegExpLiterals(source), std::nullopt) << text;
+    EXPECT_EQ(GuardLongRegExpLiterals(source, JsGoal::kModule), std::nullopt) << text;
+    EXPECT_EQ(GuardLongRegExpLiterals(source, JsGoal::kScript), std::nullopt) << text;
+  }
+}
+
+// Where a `/` can only start a regexp though the token before it usually ends an operand: a
+// literal the lexer read as a division there would run unguarded.
+TEST(GuardLongRegExpLiterals, GuardsLiteralsWhereOnlyARegExpCanStand) {
+  for (const char* text : {
+           "for (const m of /«P»/.exec(s)) f(m);",
+           "for (x of /«P»/g.exec(s));",
+           "for (let of of /«P»/.exec(s));",
+           "for (const [a] of /«P»/.exec(s));",
+           "for (const {a} of /«P»/.exec(s));",
+           "for (a.b of /«P»/.exec(s));",
+           "for await (const m of /«P»/.exec(s));",
+           "for await (x of y) /«P»/.exec(s);",
+           "x = ++/«P»/.lastIndex;",
+           "x = 0\n++/«P»/.exec(s)[0];",
+           "label: { } /«P»/.exec(s);",
+           "switch (a) { case 1: { } /«P»/.exec(s); }",
+           "class A { } /«P»/.exec(s);",
+           "class A { static { } } /«P»/.exec(s);",
+           "while (a) { break\n/«P»/.exec(s); }",
+           "a: while (b) { continue a\n/«P»/.exec(s); }",
+           "debugger\n/«P»/.exec(s);",
+           "let x\n/«P»/.exec(s);",
+           "var a = 1, b\n/«P»/.exec(s);",
+           "let a = () => { let b }, c\n/«P»/.exec(s);",
+           "import { a } from 'b'\n/«P»/.exec(s);",
+           "import 'b'\n/«P»/.exec(s);",
+           // White space and line terminators beyond ASCII.
+           "return\u00a0/«P»/.exec(s);",
+           "return\u3000/«P»/.exec(s);",
+           "\ufeff/«P»/.exec(s);",
+           "x = 1; // comment\u2028/«P»/.exec(s);",
+           "x = 1 /* a\u2029 */\n++/«P»/.lastIndex;",
+       }) {
+    EXPECT_EQ(Rewritten(Source(text)), Expected(text)) << text;
+  }
+}
+
+// Annex B's HTML-like comments are comments in scripts (eval, Function), tokens in modules.
+TEST(GuardLongRegExpLiterals, ReadsHtmlLikeCommentsInScriptsOnly) {
+  for (const char* text : {
+           "x = 1; <!-- `\n/«P»/.exec(s); // `",
+           "x = 1;\n--> `\n/«P»/.exec(s); // `",
+           "--> /*\n/«P»/.exec(s); // */",
+       }) {
+    EXPECT_EQ(Rewritten(Source(text), JsGoal::kScript), Expected(text)) << text;
+    EXPECT_EQ(Rewritten(Source(text), JsGoal::kModule), Source(text)) << text;
   }
 }
 
@@ -107,8 +169,21 @@ TEST(GuardLongRegExpLiterals, KeepsTheTextAroundEachLiteral) {
 
 TEST(GuardLongRegExpLiterals, GuardsOnlyTheBodyOfAFunctionConstructorSource) {
   // V8 checks that the parameters of `new Function(params, body)` end where they did.
-  const char* text = "(function anonymous(a = /P/\n) {\nreturn /«P»/.test(a);\n})";
-  EXPECT_EQ(Rewritten(Source(text)), Expected(text));
+  for (const char* text : {
+           "(function anonymous(a = /P/\n) {\nreturn /«P»/.test(a);\n})",
+           "(async function anonymous(a = /P/\n) {\nreturn /«P»/.test(a);\n})",
+           "(function* anonymous(a = /P/\n) {\nyield /«P»/.test(a);\n})",
+           // The parameters may hold what ends them in V8's text.
+           "(function anonymous(a = `\n) {\n`\n) {\nreturn /«P»/.test(a);\n})",
+       }) {
+    EXPECT_EQ(Rewritten(Source(text), JsGoal::kScript), Expected(text)) << text;
+  }
+  std::vector<bool> in_parameters;
+  ForEachRegExpLiteral(Source("(function anonymous(a = /P/, b = `${/x/}`\n) {\nreturn /P/;\n})"),
+                       JsGoal::kScript, [&](const RegExpLiteral& literal) {
+                         in_parameters.push_back(literal.in_function_parameters);
+                       });
+  EXPECT_EQ(in_parameters, (std::vector<bool>{true, true, false}));
 }
 
 TEST(GuardLongRegExpLiterals, AnUnterminatedLiteralIsADivision) {
@@ -119,9 +194,11 @@ TEST(GuardLongRegExpLiterals, AnUnterminatedLiteralIsADivision) {
 
 TEST(ForEachRegExpLiteral, GivesEachLiteralsPatternAndFlags) {
   std::vector<std::pair<std::string, std::string>> seen;
-  ForEachRegExpLiteral(
-      "x = /a[/]b/giu; y = '/no/' + `/no/ ${/c\\/d/}`; z = e / f / g; /h/",
-      [&](std::string_view pattern, std::string_view flags) { seen.emplace_back(pattern, flags); });
+  ForEachRegExpLiteral("x = /a[/]b/giu; y = '/no/' + `/no/ ${/c\\/d/}`; z = e / f / g; /h/",
+                       JsGoal::kModule, [&](const RegExpLiteral& literal) {
+                         EXPECT_FALSE(literal.in_function_parameters);
+                         seen.emplace_back(literal.pattern, literal.flags);
+                       });
   EXPECT_EQ(seen, (std::vector<std::pair<std::string, std::string>>{
                       {"a[/]b", "giu"}, {"c\\/d", ""}, {"h", ""}}));
 }

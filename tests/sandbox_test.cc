@@ -267,6 +267,9 @@ std::vector<Attack> Attacks() {
       Answers("evalStillWorks", "[2,42]"),
       Bounded("foldedClasses"),
       Thrown("evalFoldedClasses", "EvalError"),
+      Thrown("functionParameterLiteral", "EvalError"),
+      Thrown("evalLoneSurrogateLiteral", "EvalError"),
+      Answers("functionLiteralsStillWork", R"([[true,5,"b"],1])"),
       Bounded("proxyAssignString"),
       Bounded("proxyApply"),
       Bounded("sparseArrayFill"),
@@ -1015,17 +1018,21 @@ TEST_P(SandboxMisc, LongNeedleSearchesStopAtTheLimit) {
 TEST_P(SandboxMisc, LongPatternRegExpsStopAtTheLimit) {
   // Literals in a module's source (regexps.js imports them), in eval's and in Function's.
   const std::string text = std::string(4096, 'a') + "b" + std::string(4096, 'a');
-  const std::string literals =
-      absl::StrCat("export const literal = (s) => /", text, "/.test(s);\n",
-                   "export const literalInTemplate = (s) => `${/", text, "/g.exec(s)}`;\n");
+  // Also where a lexer that placed a regexp by the token before alone would read a division.
+  const std::string literals = absl::StrCat(
+      "export const literal = (s) => /", text, "/.test(s);\n",
+      "export const literalInTemplate = (s) => `${/", text, "/g.exec(s)}`;\n",
+      "export const literalAfterOf = (s) => { for (const m of /", text, "/.exec(s) ?? []) {} };\n",
+      "export const literalAfterClass = (s) => { class A {} /", text, "/.exec(s); };\n");
   ExpectEachStoppedAtItsLimit(GetParam(), "regexps",
-                              {"constructed",       "called",      "global",
-                               "ignoreCase",        "unicode",     "alternatives",
-                               "captured",          "replaced",    "split",
-                               "searched",          "matchString", "matchAllString",
-                               "searchString",      "copied",      "compiled",
-                               "subclassed",        "atom",        "literal",
-                               "literalInTemplate", "evaluated",   "functionBody"},
+                              {"constructed",       "called",         "global",
+                               "ignoreCase",        "unicode",        "alternatives",
+                               "captured",          "replaced",       "split",
+                               "searched",          "matchString",    "matchAllString",
+                               "searchString",      "copied",         "compiled",
+                               "subclassed",        "atom",           "literal",
+                               "literalInTemplate", "literalAfterOf", "literalAfterClass",
+                               "evaluated",         "functionBody"},
                               {{"literals.js", literals}});
 }
 

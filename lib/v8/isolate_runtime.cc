@@ -567,8 +567,9 @@ void IsProxy(const v8::FunctionCallbackInfo<v8::Value>& info) {
 // Utf8Prefix would not read it, so its regexps would go unchecked) or has more
 // regexp escapes than a module may (CheckRegExpCost); then V8 throws its
 // EvalError ("Code generation from strings disallowed"). Long regexp literals
-// are guarded as a module's are (GuardLongRegExpLiterals), unless the source
-// does not survive UTF-8 (a lone surrogate): then it runs as written.
+// are guarded as a module's are (GuardLongRegExpLiterals); a source that needs
+// that and does not survive UTF-8 (a lone surrogate, say in a comment) is
+// refused too, as it could only run unguarded.
 v8::ModifyCodeGenerationFromStringsResult OnCodeGeneration(v8::Local<v8::Context> context,
                                                            v8::Local<v8::Value> source,
                                                            bool /*is_code_like*/) {
@@ -577,8 +578,8 @@ v8::ModifyCodeGenerationFromStringsResult OnCodeGeneration(v8::Local<v8::Context
   v8::Local<v8::String> code = source.As<v8::String>();
   if (static_cast<size_t>(code->Length()) > kMaxReadableChars) return {.codegen_allowed = false};
   const std::string text = Utf8Prefix(isolate, code, size_t{1} << 30);
-  if (!CheckRegExpCost(text).ok()) return {.codegen_allowed = false};
-  const std::optional<std::string> guarded = GuardLongRegExpLiterals(text);
+  if (!CheckRegExpCost(text, JsGoal::kScript).ok()) return {.codegen_allowed = false};
+  const std::optional<std::string> guarded = GuardLongRegExpLiterals(text, JsGoal::kScript);
   if (!guarded.has_value()) return {.codegen_allowed = true};
   v8::Local<v8::String> exact, modified;
   if (!v8::String::NewFromUtf8(isolate, text.data(), v8::NewStringType::kNormal,
@@ -588,7 +589,7 @@ v8::ModifyCodeGenerationFromStringsResult OnCodeGeneration(v8::Local<v8::Context
       !v8::String::NewFromUtf8(isolate, guarded->data(), v8::NewStringType::kNormal,
                                static_cast<int>(guarded->size()))
            .ToLocal(&modified)) {
-    return {.codegen_allowed = true};
+    return {.codegen_allowed = false};
   }
   return {.codegen_allowed = true, .modified_source = modified};
 }

@@ -229,7 +229,7 @@ size_t NamedGroupsIn(std::string_view text) {
 
 }  // namespace
 
-absl::Status CheckRegExpCost(std::string_view source) {
+absl::Status CheckRegExpCost(std::string_view source, JsGoal goal) {
   const size_t escapes = EscapesIn(source);
   const size_t groups = NamedGroupsIn(source);
   if (std::max(escapes, groups) > kMaxRegExpEscapes) {
@@ -241,8 +241,18 @@ absl::Status CheckRegExpCost(std::string_view source) {
   }
   // A literal with `i`: its classes are folded (as the bootstrap's checkedPattern counts).
   absl::Status status;
-  ForEachRegExpLiteral(source, [&](std::string_view pattern, std::string_view flags) {
-    if (!status.ok() || flags.find('i') == std::string_view::npos) return;
+  ForEachRegExpLiteral(source, goal, [&](const RegExpLiteral& literal) {
+    const std::string_view pattern = literal.pattern;
+    const std::string_view flags = literal.flags;
+    if (!status.ok()) return;
+    if (literal.in_function_parameters && RegExpNeedsGuard(pattern, flags)) {
+      status = absl::InvalidArgumentError(
+          StrCat("a regular expression literal of ", pattern.size(),
+                 " characters in a Function's parameters: the sandbox cannot guard it there (over ",
+                 kMaxUnguardedRegExp, " characters, V8 cannot interrupt it); move it to the body"));
+      return;
+    }
+    if (flags.find('i') == std::string_view::npos) return;
     const size_t folded = EscapesIn(pattern) + CountOf(pattern, "[");
     const bool unicode = flags.find('u') != std::string_view::npos;
     const size_t limit = unicode ? kMaxRegExpFolded : kMaxRegExpEscapes;
@@ -298,10 +308,11 @@ absl::StatusOr<v8::Local<v8::Module>> ModuleLoader::Compile(const std::string& p
   v8::Local<v8::Module> fresh;
   absl::StatusOr<std::shared_ptr<const CompiledModule>> cached =
       cache_.Get(key, [&]() -> absl::StatusOr<std::shared_ptr<const CompiledModule>> {
-        TXFN_RETURN_IF_ERROR(Prefixed(CheckRegExpCost(source), StrCat("module '", path, "'")));
+        TXFN_RETURN_IF_ERROR(
+            Prefixed(CheckRegExpCost(source, JsGoal::kModule), StrCat("module '", path, "'")));
         auto compiled = std::make_shared<CompiledModule>();
         compiled->source = source;
-        compiled->guarded_source = GuardLongRegExpLiterals(source).value_or("");
+        compiled->guarded_source = GuardLongRegExpLiterals(source, JsGoal::kModule).value_or("");
         TXFN_ASSIGN_OR_RETURN(fresh, CompileSource(path, compiled->text(), nullptr));
         std::unique_ptr<v8::ScriptCompiler::CachedData> data(
             v8::ScriptCompiler::CreateCodeCache(fresh->GetUnboundModuleScript()));
@@ -319,8 +330,12 @@ absl::StatusOr<v8::Local<v8::Module>> ModuleLoader::Compile(const std::string& p
       TXFN_ASSIGN_OR_RETURN(module,
                             CompileSource(path, c.text(), c.code_cache.empty() ? nullptr : &c));
     } else {  // another source under the same hash
+      TXFN_RETURN_IF_ERROR(
+          Prefixed(CheckRegExpCost(source, JsGoal::kModule), StrCat("module '", path, "'")));
       TXFN_ASSIGN_OR_RETURN(
-          module, CompileSource(path, GuardLongRegExpLiterals(source).value_or(source), nullptr));
+          module,
+          CompileSource(path, GuardLongRegExpLiterals(source, JsGoal::kModule).value_or(source),
+                        nullptr));
     }
   }
   if (!c.warm && c.source == source) cold_.push_back(ColdModule{std::move(key), *cached, module});

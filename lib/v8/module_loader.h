@@ -22,6 +22,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "lib/v8/isolate_runtime.h"
+#include "lib/v8/regexp_literals.h"
 #include "txfn/async_lru_cache.h"
 #include "txfn/function_runner.h"
 #include "txfn/tenant_metadata.h"
@@ -122,8 +123,10 @@ inline constexpr size_t kMaxRegExpEscapes = 1000;
 inline constexpr size_t kMaxRegExpFolded = 100;
 
 // ResourceExhausted when `source` has more than kMaxRegExpEscapes of either, or a regexp
-// literal with the `i` flag more classes than the limits above.
-[[nodiscard]] absl::Status CheckRegExpCost(std::string_view source);
+// literal with the `i` flag more classes than the limits above; InvalidArgument for a literal
+// that needs the guard (RegExpNeedsGuard) in a Function constructor's parameters, where it
+// cannot be rewritten.
+[[nodiscard]] absl::Status CheckRegExpCost(std::string_view source, JsGoal goal);
 
 }  // namespace txfn::internal
 

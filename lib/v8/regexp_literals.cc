@@ -1,6 +1,7 @@
 #include "lib/v8/regexp_literals.h"
 
 #include <array>
+#include <utility>
 #include <vector>
 
 #include "absl/functional/function_ref.h"
@@ -71,122 +72,242 @@ bool IsBlockKeyword(std::string_view word) {
 }
 // Words whose parenthesised head is followed by a statement (a `/` there starts a regexp).
 bool IsStatementHeadKeyword(std::string_view word) {
-  return word == "if" || word == "while" || word == "for" || word == "with";
+  return word == "if" || word == "while" || word == "with";
+}
+bool IsDeclarationKeyword(std::string_view word) {
+  return word == "var" || word == "let" || word == "const";
 }
 
-// The JavaScript lexer: just enough to find regexp literals, and to read a `/` it cannot place
-// as a division (so a misread leaves a literal unguarded, never rewrites a division).
+// The JavaScript lexer: just enough to find regexp literals. Where the grammar allows only a
+// regexp or only a division it reads that; where a `/` could be either only in code nobody
+// writes (after an object literal's `}`: `{} / x`) it reads a regexp, so no regexp tenant code
+// can write is read as a division.
 class RegExpLiteralLexer {
  public:
-  // `on_literal(open, close, end)`: a literal's opening `/`, closing `/`, and the end of its
-  // flags, as indices into `source`.
-  using OnLiteral = absl::FunctionRef<void(size_t open, size_t close, size_t end)>;
+  // `on_literal(open, close, end, in_parameters)`: a literal's opening `/`, closing `/`, and
+  // the end of its flags, as indices into `source`; whether it is in a Function constructor's
+  // parameters.
+  using OnLiteral = absl::FunctionRef<void(size_t open, size_t close, size_t end, bool)>;
 
-  RegExpLiteralLexer(std::string_view source, size_t start, OnLiteral on_literal)
-      : src_(source), i_(start), on_literal_(on_literal) {}
+  RegExpLiteralLexer(std::string_view source, JsGoal goal, OnLiteral on_literal)
+      : src_(source), goal_(goal), on_literal_(on_literal) {
+    if (src_.substr(0, 2) == "#!") SkipLine();
+    // V8 compiles `new Function(params, body)` (and its async and generator kinds) as
+    // "(function anonymous(params\n) {\nbody\n})", and checks the parameters end where they did.
+    for (std::string_view head : {"(function anonymous(", "(function* anonymous(",
+                                  "(async function anonymous(", "(async function* anonymous("}) {
+      in_parameters_ |= src_.substr(0, head.size()) == head;
+    }
+  }
 
   void Run() {
     while (i_ < src_.size()) Step();
   }
 
  private:
-  enum class Brace { kBlock, kObject, kTemplate };
+  // What an open `(`, `[`, `{` or `${` is.
+  enum class Nest { kParen, kStatementHead, kForHead, kBracket, kBlock, kObject, kTemplate };
 
-  // After a token: whether a `/` would start a regexp, and a `{` a block.
-  void After(bool regexp, bool block) {
+  // The byte length of the line terminator at `i` (LF, CR, U+2028, U+2029), or 0.
+  size_t LineEndAt(size_t i) const {
+    if (src_[i] == '\n' || src_[i] == '\r') return 1;
+    const std::string_view s = src_.substr(i, 3);
+    return s == "\u2028" || s == "\u2029" ? 3 : 0;
+  }
+  // The byte length of the white space or line terminator at `i`, or 0: V8's white space is
+  // Unicode's space separators (Zs), tab, vertical tab, form feed and the byte-order mark.
+  size_t SpaceAt(size_t i) const {
+    const char c = src_[i];
+    if (c == ' ' || c == '\t' || c == '\v' || c == '\f' || c == '\n' || c == '\r') return 1;
+    if (static_cast<unsigned char>(c) < 0x80) return 0;
+    if (src_.substr(i, 2) == "\u00a0") return 2;
+    const std::string_view s = src_.substr(i, 3);
+    if (s.size() < 3) return 0;
+    const unsigned char last = static_cast<unsigned char>(s[2]);
+    if (s.substr(0, 2) == "\xe2\x80") {  // U+2000..U+200A, U+2028, U+2029, U+202F
+      return last <= 0x8a || last == 0xa8 || last == 0xa9 || last == 0xaf ? 3 : 0;
+    }
+    return s == "\u1680" || s == "\u205f" || s == "\u3000" || s == "\ufeff" ? 3 : 0;
+  }
+  bool IdentifierPartAt(size_t i) const { return IsIdentifierPart(src_[i]) && SpaceAt(i) == 0; }
+
+  // After a token: whether a `/` would start a regexp, a `{` a block, and whether the token
+  // ends an operand (for `of`).
+  void After(bool regexp, bool block, bool operand) {
     regexp_allowed_ = regexp;
     block_allowed_ = block;
+    operand_ = operand;
   }
 
   void Step() {
+    if (const size_t space = SpaceAt(i_); space > 0) {
+      newline_ |= LineEndAt(i_) > 0;
+      i_ += space;
+      return;
+    }
     const char c = src_[i_];
     const char next = i_ + 1 < src_.size() ? src_[i_ + 1] : '\0';
-    if (c == ' ' || c == '\t' || c == '\v' || c == '\f' || IsLineEnd(c)) {
-      ++i_;
-      return;  // whitespace changes nothing
-    }
-    if (c == '/' && next == '/') {
-      while (i_ < src_.size() && !IsLineEnd(src_[i_])) ++i_;
-      return;
-    }
+    if (c == '/' && next == '/') return SkipLine();
     if (c == '/' && next == '*') {
       const size_t end = src_.find("*/", i_ + 2);
-      i_ = end == std::string_view::npos ? src_.size() : end + 2;
+      const size_t stop = end == std::string_view::npos ? src_.size() : end + 2;
+      for (; i_ < stop; ++i_) newline_ |= LineEndAt(i_) > 0;  // then it counts as a line break
       return;
     }
-    const bool after_dot = after_dot_;
-    after_dot_ = false;
-    std::string_view word = word_;
-    word_ = {};
+    // Annex B's HTML-like comments, in scripts only: `<!--`, and `-->` first on a line.
+    if (goal_ == JsGoal::kScript &&
+        (src_.substr(i_, 4) == "<!--" || (newline_ && src_.substr(i_, 3) == "-->"))) {
+      return SkipLine();
+    }
+    const bool newline = std::exchange(newline_, false);
+    const bool after_dot = std::exchange(after_dot_, false);
+    const bool binding_next = std::exchange(binding_next_, false);
+    const bool operand = operand_;
+    const std::string_view word = std::exchange(word_, {});
     if (c == '\'' || c == '"') {
       SkipString(c);
-      After(false, false);
+      // A module specifier ends an import or export: a statement may follow.
+      const bool specifier = word == "from" || word == "import";
+      After(specifier, specifier, true);
     } else if (c == '`') {
       ++i_;
       SkipTemplate();
     } else if (IsDigit(c) || (c == '.' && IsDigit(next))) {
-      while (i_ < src_.size() && (IsIdentifierPart(src_[i_]) || src_[i_] == '.' ||
+      while (i_ < src_.size() && (IdentifierPartAt(i_) || src_[i_] == '.' ||
                                   ((src_[i_] == '+' || src_[i_] == '-') &&
                                    (src_[i_ - 1] == 'e' || src_[i_ - 1] == 'E')))) {
         ++i_;
       }
-      After(false, false);
+      After(false, false, true);
     } else if (IsIdentifierPart(c)) {
       const size_t start = i_;
-      while (i_ < src_.size() && IsIdentifierPart(src_[i_])) ++i_;
-      word_ = after_dot ? std::string_view() : src_.substr(start, i_ - start);
-      After(!after_dot && IsExpressionKeyword(word_), IsBlockKeyword(word_));
+      while (i_ < src_.size() && IdentifierPartAt(i_)) ++i_;
+      if (after_dot) {
+        After(false, false, true);  // a property name
+      } else {
+        Word(src_.substr(start, i_ - start), word, newline, binding_next, operand);
+      }
     } else if (c == '/') {
       if (regexp_allowed_ && ScanRegExp()) {
-        After(false, false);
+        After(false, false, true);
       } else {
         i_ += next == '=' ? 2 : 1;  // a division
-        After(true, false);
+        After(true, false, false);
       }
     } else if (c == '(') {
       ++i_;
-      parens_.push_back(IsStatementHeadKeyword(word));
-      After(true, false);
+      nesting_.push_back(word == "for"                  ? Nest::kForHead
+                         : IsStatementHeadKeyword(word) ? Nest::kStatementHead
+                                                        : Nest::kParen);
+      After(true, false, false);
     } else if (c == ')') {
       ++i_;
-      const bool head = !parens_.empty() && parens_.back();
-      if (!parens_.empty()) parens_.pop_back();
-      After(head, true);
-    } else if (c == '{') {
+      const Nest open = Close(Nest::kParen);
+      if (in_parameters_ && nesting_.size() == 1) in_parameters_ = false;
+      const bool head = open == Nest::kStatementHead || open == Nest::kForHead;
+      After(head, true, !head);
+    } else if (c == '[') {
       ++i_;
-      braces_.push_back(block_allowed_ ? Brace::kBlock : Brace::kObject);
-      After(true, true);
-    } else if (c == '}') {
-      ++i_;
-      const Brace brace = braces_.empty() ? Brace::kBlock : braces_.back();
-      if (!braces_.empty()) braces_.pop_back();
-      if (brace == Brace::kTemplate) {
-        SkipTemplate();
-      } else {
-        After(brace == Brace::kBlock, brace == Brace::kBlock);
-      }
+      nesting_.push_back(Nest::kBracket);
+      After(true, false, false);
     } else if (c == ']') {
       ++i_;
-      After(false, false);
+      Close(Nest::kBracket);
+      After(false, false, true);
+    } else if (c == '{') {
+      ++i_;
+      nesting_.push_back(block_allowed_ ? Nest::kBlock : Nest::kObject);
+      After(true, true, false);
+    } else if (c == '}') {
+      ++i_;
+      const Nest open = Close(Nest::kBlock);
+      if (open == Nest::kTemplate) {
+        SkipTemplate();
+      } else {
+        // After a block a statement starts. After an object literal's `}` a `/` would divide
+        // it (NaN), but a `{` taken for an object's may open a block (after a label, `case`,
+        // a class declaration's body): read a regexp.
+        After(true, open == Nest::kBlock, true);
+      }
     } else if ((c == '+' || c == '-') && next == c) {
       i_ += 2;
-      After(false, false);  // postfix, most likely: a `/` after it divides
+      // Prefix where an operand may start, and on a new line (`a\n++b` is `a; ++b`): its
+      // operand follows. Postfix otherwise: a `/` after it divides.
+      const bool prefix = regexp_allowed_ || newline;
+      After(prefix, false, !prefix);
     } else if (c == '.' ||
                (c == '?' && next == '.' && !IsDigit(i_ + 2 < src_.size() ? src_[i_ + 2] : '\0'))) {
       const bool spread = c == '.' && src_.substr(i_, 3) == "...";
       i_ += spread ? 3 : (c == '?' ? 2 : 1);
       after_dot_ = !spread;
-      After(true, false);
+      After(true, false, false);
     } else if (c == '=' && next == '>') {
       i_ += 2;
-      After(true, true);
+      After(true, true, false);
     } else if (c == ';') {
       ++i_;
-      After(true, true);
+      if (Declaring()) declarations_.pop_back();
+      After(true, true, false);
+    } else if (c == ',') {
+      ++i_;
+      binding_next_ = Declaring();  // `let a = 1, b`: a name follows
+      After(true, false, false);
     } else {
       ++i_;
-      After(true, false);  // an operator: an expression follows
+      After(true, false, false);  // an operator: an operand follows
     }
+  }
+
+  // A word (not a property name) after the word `previous` (if any).
+  void Word(std::string_view word, std::string_view previous, bool newline, bool binding_next,
+            bool operand) {
+    word_ = word;
+    if (binding_next && Declaring()) {
+      // A declared name: `=`, `,`, `;`, `in`, `of` or (on a new line) a statement follows,
+      // never a division.
+      return After(true, true, true);
+    }
+    if (IsDeclarationKeyword(word)) {
+      while (!declarations_.empty() && declarations_.back() >= nesting_.size()) {
+        declarations_.pop_back();
+      }
+      declarations_.push_back(nesting_.size());
+      binding_next_ = true;
+      return After(false, false, false);
+    }
+    if (word == "of" && operand && !nesting_.empty() && nesting_.back() == Nest::kForHead) {
+      return After(true, false, false);  // for (x of /re/...)
+    }
+    if (word == "await" && previous == "for") {
+      word_ = "for";  // for await (...): a for head
+      return After(true, false, false);
+    }
+    if (word == "break" || word == "continue" || word == "debugger" ||
+        (!newline && (previous == "break" || previous == "continue"))) {
+      return After(true, true, false);  // a statement ends here (`/` on the next line: ASI)
+    }
+    const bool expression = IsExpressionKeyword(word);
+    After(expression, IsBlockKeyword(word), !expression);
+  }
+
+  // Whether a var/let/const declaration is open at this nesting (its names follow `,`).
+  bool Declaring() const {
+    return !declarations_.empty() && declarations_.back() == nesting_.size();
+  }
+
+  // Closes the innermost `(`, `[`, `{` or `${`, and what it opened (`if_none` if nothing was).
+  Nest Close(Nest if_none) {
+    if (nesting_.empty()) return if_none;
+    const Nest open = nesting_.back();
+    nesting_.pop_back();
+    while (!declarations_.empty() && declarations_.back() > nesting_.size()) {
+      declarations_.pop_back();
+    }
+    return open;
+  }
+
+  void SkipLine() {
+    while (i_ < src_.size() && LineEndAt(i_) == 0) ++i_;
   }
 
   void SkipString(char quote) {
@@ -210,12 +331,12 @@ class RegExpLiteralLexer {
         ++i_;
       } else if (c == '`') {
         ++i_;
-        After(false, false);
+        After(false, false, true);
         return;
       } else if (c == '$' && i_ + 1 < src_.size() && src_[i_ + 1] == '{') {
         i_ += 2;
-        braces_.push_back(Brace::kTemplate);
-        After(true, false);
+        nesting_.push_back(Nest::kTemplate);
+        After(true, false, false);
         return;
       }
     }
@@ -227,10 +348,10 @@ class RegExpLiteralLexer {
     size_t j = i_ + 1;
     bool in_class = false;
     for (;; ++j) {
-      if (j >= src_.size() || IsLineEnd(src_[j])) return false;
+      if (j >= src_.size() || LineEndAt(j) > 0) return false;
       const char c = src_[j];
       if (c == '\\') {
-        if (++j >= src_.size() || IsLineEnd(src_[j])) return false;
+        if (++j >= src_.size() || LineEndAt(j) > 0) return false;
       } else if (c == '[') {
         in_class = true;
       } else if (c == ']') {
@@ -240,21 +361,26 @@ class RegExpLiteralLexer {
       }
     }
     const size_t close = j++;
-    while (j < src_.size() && IsIdentifierPart(src_[j])) ++j;
-    on_literal_(i_, close, j);
+    while (j < src_.size() && IdentifierPartAt(j)) ++j;
+    on_literal_(i_, close, j, in_parameters_);
     i_ = j;
     return true;
   }
 
   std::string_view src_;
-  size_t i_;
+  JsGoal goal_;
   OnLiteral on_literal_;
+  size_t i_ = 0;
   bool regexp_allowed_ = true;
   bool block_allowed_ = true;
-  bool after_dot_ = false;    // the last token was `.` or `?.`: a word is a property name
-  std::string_view word_;     // the last token, if a word (not a property name)
-  std::vector<bool> parens_;  // per open `(`: whether it is an if/while/for/with head
-  std::vector<Brace> braces_;
+  bool operand_ = false;        // the last token ended an operand (`x`, `)`, `]`, `}`, ...)
+  bool newline_ = true;         // a line terminator since the last token (or none yet)
+  bool after_dot_ = false;      // the last token was `.` or `?.`: a word is a property name
+  bool binding_next_ = false;   // the last token was var/let/const, or a `,` between names
+  bool in_parameters_ = false;  // in a Function constructor's parameters
+  std::string_view word_;       // the last token, if a word (not a property name)
+  std::vector<Nest> nesting_;
+  std::vector<size_t> declarations_;  // the nesting depth of each open var/let/const
 };
 
 }  // namespace
@@ -269,44 +395,22 @@ bool RegExpNeedsGuard(std::string_view pattern, std::string_view flags) {
   return true;
 }
 
-namespace {
-
-// Where the lexer starts in `source`: after a hashbang line; in the Function constructor's
-// source, after V8's "\n) {\n" (V8 checks that the parameters end where they did); npos if
-// that is missing.
-size_t LexStart(std::string_view source) {
-  size_t start = 0;
-  if (source.substr(0, 2) == "#!") {
-    while (start < source.size() && !IsLineEnd(source[start])) ++start;
-  }
-  constexpr std::string_view kFunctionHead = "(function anonymous(";
-  if (source.substr(0, kFunctionHead.size()) == kFunctionHead) {
-    const size_t body = source.find("\n) {\n");
-    return body == std::string_view::npos ? body : body + 5;
-  }
-  return start;
-}
-
-}  // namespace
-
-void ForEachRegExpLiteral(
-    std::string_view source,
-    absl::FunctionRef<void(std::string_view pattern, std::string_view flags)> visit) {
-  const size_t start = LexStart(source);
-  if (start == std::string_view::npos) return;
-  RegExpLiteralLexer(source, start, [&](size_t open, size_t close, size_t end) {
-    visit(source.substr(open + 1, close - open - 1), source.substr(close + 1, end - close - 1));
+void ForEachRegExpLiteral(std::string_view source, JsGoal goal,
+                          absl::FunctionRef<void(const RegExpLiteral&)> visit) {
+  RegExpLiteralLexer(source, goal, [&](size_t open, size_t close, size_t end, bool in_parameters) {
+    visit(RegExpLiteral{.pattern = source.substr(open + 1, close - open - 1),
+                        .flags = source.substr(close + 1, end - close - 1),
+                        .in_function_parameters = in_parameters});
   }).Run();
 }
 
-std::optional<std::string> GuardLongRegExpLiterals(std::string_view source) {
-  const size_t start = LexStart(source);
-  if (start == std::string_view::npos) return std::nullopt;
+std::optional<std::string> GuardLongRegExpLiterals(std::string_view source, JsGoal goal) {
   std::string out;
   size_t copied = 0;  // source[0, copied) is in out
-  RegExpLiteralLexer(source, start, [&](size_t open, size_t close, size_t end) {
+  RegExpLiteralLexer(source, goal, [&](size_t open, size_t close, size_t end, bool in_parameters) {
     const std::string_view pattern = source.substr(open + 1, close - open - 1);
-    if (pattern.empty() || !RegExpNeedsGuard(pattern, source.substr(close + 1, end - close - 1))) {
+    if (in_parameters || pattern.empty() ||
+        !RegExpNeedsGuard(pattern, source.substr(close + 1, end - close - 1))) {
       return;
     }
     out.append(source.substr(copied, open + 1 - copied));

@@ -168,6 +168,21 @@ export const functionPropertyClass = q(() =>
 export const evalStillWorks = q(() => [eval("1 + 1"), new Function("a", "return a * 2")(21)]);
 export const foldedClasses = q(() => new RegExp("[\\0-\\u{10FFFE}]".repeat(200), "iu"));
 export const evalFoldedClasses = q(() => eval("/" + "[\\0-\\u{10FFFE}]".repeat(200) + "/iu"));
+// A long regexp literal where the sandbox cannot guard it (regexp_literals.h) is refused: in a
+// Function's parameters (V8 checks where they end), or in a source with a lone surrogate (it
+// would not survive the rewrite's UTF-8).
+const longPattern = "(a|b)" + "c".repeat(100);
+export const functionParameterLiteral = q(() =>
+  new Function("r = /" + longPattern + "/", "return r")());
+export const evalLoneSurrogateLiteral = q(() =>
+  eval("// \ud800\n/" + longPattern + "/"));
+// Guarded literals in the body, short ones in the parameters (even past a "\n) {\n" of their
+// own), and a lone surrogate without long literals still work.
+export const functionLiteralsStillWork = q(() => [
+  new Function("a = /ab+/, b = `\n) {\n`", "return [a.test('abb'), b.length, /" + longPattern +
+    "/.exec('xbccc' + 'c'.repeat(99))[1]]")(),
+  eval("'\ud800'.length + /(ab|cd)+/.exec('abcd').index"),
+]);
 // A Proxy without traps forwards to its target in C++.
 export const proxyAssignString = q(() =>
   Object.assign({}, new Proxy(new String("x".repeat(67e6)), {})));
