@@ -378,6 +378,15 @@ TEST_P(EngineTest, DeployRefusesABadSchema) {
                         "property escapes, over the sandbox limit of 100"));
   modules["re.js"] = "export const re = [/" + classes + "/u, '/" + classes + "/iu'];";
   EXPECT_TRUE(engine_->DeployJson("app", modules, kSchema).ok());
+  // Nor one with a `/` the regexp literal lexer cannot place (regexp_literals.h).
+  modules["re.js"] = "export function f() {}\n/a/.test('a');\n";
+  regexp = engine_->DeployJson("app", modules, kSchema);
+  EXPECT_TRUE(absl::IsInvalidArgument(regexp)) << regexp;
+  EXPECT_THAT(std::string(regexp.message()),
+              HasSubstr("module 're.js': line 2: the '/' after '}' may start a regular expression "
+                        "or divide"));
+  modules["re.js"] = "export function f() {}\n;/a/.test('a');\n";
+  EXPECT_TRUE(engine_->DeployJson("app", modules, kSchema).ok());
   modules.erase("re.js");
   EXPECT_EQ(engine_->Query("app", "counters:hello", Value::Null())->value,
             Value::String("v1:hello"));

@@ -241,28 +241,35 @@ absl::Status CheckRegExpCost(std::string_view source, JsGoal goal) {
   }
   // A literal with `i`: its classes are folded (as the bootstrap's checkedPattern counts).
   absl::Status status;
-  ForEachRegExpLiteral(source, goal, [&](const RegExpLiteral& literal) {
-    const std::string_view pattern = literal.pattern;
-    const std::string_view flags = literal.flags;
-    if (!status.ok()) return;
-    if (literal.in_function_parameters && RegExpNeedsGuard(pattern, flags)) {
-      status = absl::InvalidArgumentError(
-          StrCat("a regular expression literal of ", pattern.size(),
-                 " characters in a Function's parameters: the sandbox cannot guard it there (over ",
-                 kMaxUnguardedRegExp, " characters, V8 cannot interrupt it); move it to the body"));
-      return;
-    }
-    if (flags.find('i') == std::string_view::npos) return;
-    const size_t folded = EscapesIn(pattern) + CountOf(pattern, "[");
-    const bool unicode = flags.find('u') != std::string_view::npos;
-    const size_t limit = unicode ? kMaxRegExpFolded : kMaxRegExpEscapes;
-    if (folded <= limit) return;
-    status = absl::ResourceExhaustedError(StrCat(
-        "a regular expression literal with the ", unicode ? "i and u flags" : "i flag", " has ",
-        folded, " character classes or Unicode property escapes, over the sandbox limit of ", limit,
-        " (V8 case-folds each when it compiles the literal, uninterrupted)"));
-  });
-  return status;
+  const std::optional<AmbiguousSlash> ambiguous =
+      ForEachRegExpLiteral(source, goal, [&](const RegExpLiteral& literal) {
+        const std::string_view pattern = literal.pattern;
+        const std::string_view flags = literal.flags;
+        if (!status.ok()) return;
+        if (literal.in_function_parameters && RegExpNeedsGuard(pattern, flags)) {
+          status = absl::InvalidArgumentError(StrCat(
+              "a regular expression literal of ", pattern.size(),
+              " characters in a Function's parameters: the sandbox cannot guard it there (over ",
+              kMaxUnguardedRegExp, " characters, V8 cannot interrupt it); move it to the body"));
+          return;
+        }
+        if (flags.find('i') == std::string_view::npos) return;
+        const size_t folded = EscapesIn(pattern) + CountOf(pattern, "[");
+        const bool unicode = flags.find('u') != std::string_view::npos;
+        const size_t limit = unicode ? kMaxRegExpFolded : kMaxRegExpEscapes;
+        if (folded <= limit) return;
+        status = absl::ResourceExhaustedError(StrCat(
+            "a regular expression literal with the ", unicode ? "i and u flags" : "i flag", " has ",
+            folded, " character classes or Unicode property escapes, over the sandbox limit of ",
+            limit, " (V8 case-folds each when it compiles the literal, uninterrupted)"));
+      });
+  if (!status.ok() || !ambiguous.has_value()) return status;
+  const size_t line = 1 + std::count(source.begin(), source.begin() + ambiguous->offset, '\n');
+  return absl::InvalidArgumentError(StrCat(
+      "line ", line, ": the '/' after '", ambiguous->after,
+      "' may start a regular expression or divide, and the sandbox must know which (it rewrites "
+      "long regular expressions so the CPU limit can stop them): put a ';' before a regular "
+      "expression, or parentheses around what is divided"));
 }
 
 absl::StatusOr<v8::Local<v8::Module>> ModuleLoader::CompileSource(const std::string& path,

@@ -70,18 +70,38 @@ bool IsExpressionKeyword(std::string_view word) {
 bool IsBlockKeyword(std::string_view word) {
   return word == "else" || word == "do" || word == "try" || word == "finally";
 }
-// Words whose parenthesised head is followed by a statement (a `/` there starts a regexp).
+// Words whose parenthesised head is followed by a block or statement (a `/` there starts a
+// regexp). (for: Nest::kForHead.)
 bool IsStatementHeadKeyword(std::string_view word) {
-  return word == "if" || word == "while" || word == "with";
+  return word == "if" || word == "while" || word == "with" || word == "switch" || word == "catch";
 }
 bool IsDeclarationKeyword(std::string_view word) {
   return word == "var" || word == "let" || word == "const";
 }
+// Words no declaration can name (a `let` before one names a variable).
+bool IsReservedWord(std::string_view word) {
+  static constexpr std::string_view kWords[] = {
+      "break",  "case",     "catch",  "class",  "const",  "continue",   "debugger", "default",
+      "delete", "do",       "else",   "enum",   "export", "extends",    "false",    "finally",
+      "for",    "function", "if",     "import", "in",     "instanceof", "new",      "null",
+      "return", "super",    "switch", "this",   "throw",  "true",       "try",      "typeof",
+      "var",    "void",     "while",  "with"};
+  for (std::string_view w : kWords) {
+    if (word == w) return true;
+  }
+  return false;
+}
+// Words that end an import or export clause's run of words (the declaration is another kind).
+bool EndsModuleClause(std::string_view word) {
+  return IsDeclarationKeyword(word) || word == "function" || word == "class" || word == "async" ||
+         word == "default";
+}
 
-// The JavaScript lexer: just enough to find regexp literals. Where the grammar allows only a
-// regexp or only a division it reads that; where a `/` could be either only in code nobody
-// writes (after an object literal's `}`: `{} / x`) it reads a regexp, so no regexp tenant code
-// can write is read as a division.
+// The JavaScript lexer: just enough to find regexp literals. It places a `/` as V8 does, by
+// the token before it, for-of heads, declarations, import clauses and the statements ASI ends;
+// where that depends on what it does not track (whether a `}` closed a block or an
+// expression, whether a script's `yield`, `await` or `let` is a keyword) it reports the `/` as
+// ambiguous, and the caller refuses the source.
 class RegExpLiteralLexer {
  public:
   // `on_literal(open, close, end, in_parameters)`: a literal's opening `/`, closing `/`, and
@@ -100,13 +120,32 @@ class RegExpLiteralLexer {
     }
   }
 
-  void Run() {
+  // Lexes the whole source; the first ambiguous `/`, if any.
+  std::optional<AmbiguousSlash> Run() {
     while (i_ < src_.size()) Step();
+    return ambiguous_;
   }
 
  private:
-  // What an open `(`, `[`, `{` or `${` is.
-  enum class Nest { kParen, kStatementHead, kForHead, kBracket, kBlock, kObject, kTemplate };
+  // What an open `(`, `[`, `{` or `${` is. A `{` the lexer cannot place (a function's or
+  // class's body, declaration or expression; a block or an object literal after a `:`) is
+  // kUnsure: after its `}` a `/` is ambiguous.
+  enum class Nest {
+    kParen,
+    kStatementHead,
+    kForHead,
+    kBracket,
+    kBlock,
+    kObject,
+    kUnsure,
+    kTemplate
+  };
+  // A declaration (var, let, const) open at a nesting depth; `unsure` for a script's `let`,
+  // which may name a variable.
+  struct Declaration {
+    size_t depth;
+    bool unsure;
+  };
 
   // The byte length of the line terminator at `i` (LF, CR, U+2028, U+2029), or 0.
   size_t LineEndAt(size_t i) const {
@@ -130,13 +169,30 @@ class RegExpLiteralLexer {
     return s == "\u1680" || s == "\u205f" || s == "\u3000" || s == "\ufeff" ? 3 : 0;
   }
   bool IdentifierPartAt(size_t i) const { return IsIdentifierPart(src_[i]) && SpaceAt(i) == 0; }
+  std::string_view WordAt(size_t i) const {
+    size_t end = i;
+    while (end < src_.size() && IdentifierPartAt(end)) ++end;
+    return src_.substr(i, end - i);
+  }
 
-  // After a token: whether a `/` would start a regexp, a `{` a block, and whether the token
-  // ends an operand (for `of`).
-  void After(bool regexp, bool block, bool operand) {
+  // After a token: whether a `/` would start a regexp, what a `{` would open, and whether the
+  // token ends an operand.
+  void After(bool regexp, Nest brace, bool operand) {
     regexp_allowed_ = regexp;
-    block_allowed_ = block;
+    brace_next_ = brace;
     operand_ = operand;
+  }
+
+  // Whether the token at i_ can continue an expression that ended before it on another line;
+  // if not, ASI ends the statement there.
+  bool ContinuesExpression(char c, char next) const {
+    if (IsIdentifierPart(c) && !IsDigit(c)) {
+      const std::string_view word = WordAt(i_);
+      return word == "in" || word == "instanceof" || word == "of";
+    }
+    if (IsDigit(c) || c == '\'' || c == '"' || c == '{' || c == '!' || c == '~') return false;
+    if (c == '.' && IsDigit(next)) return false;
+    return !((c == '+' || c == '-') && next == c);
   }
 
   void Step() {
@@ -161,14 +217,32 @@ class RegExpLiteralLexer {
     }
     const bool newline = std::exchange(newline_, false);
     const bool after_dot = std::exchange(after_dot_, false);
-    const bool binding_next = std::exchange(binding_next_, false);
+    bool binding_next = std::exchange(binding_next_, false);
+    const bool after_binding = std::exchange(after_binding_, false);
+    const bool after_brace = std::exchange(after_brace_, false);
+    const std::optional<std::string_view> slash_ambiguous = std::exchange(slash_ambiguous_, {});
+    const std::optional<bool> declaration_next = std::exchange(declaration_next_, {});
     const bool operand = operand_;
     const std::string_view word = std::exchange(word_, {});
+    if (newline && operand && Declaring() && !ContinuesExpression(c, next)) {
+      declarations_.pop_back();  // ASI ended it
+    }
+    if (declaration_next.has_value() &&
+        ((IsIdentifierPart(c) && !IsDigit(c) && !IsReservedWord(WordAt(i_))) || c == '[' ||
+         c == '{')) {
+      OpenDeclaration(*declaration_next);
+      binding_next = IsIdentifierPart(c);
+    }
+    if (module_clause_ && !(IsIdentifierPart(c) || c == '{' || c == '}' || c == ',' || c == '*' ||
+                            c == '\'' || c == '"')) {
+      module_clause_ = false;
+    }
     if (c == '\'' || c == '"') {
       SkipString(c);
       // A module specifier ends an import or export: a statement may follow.
-      const bool specifier = word == "from" || word == "import";
-      After(specifier, specifier, true);
+      const bool specifier = module_clause_ && (word == "from" || word == "import");
+      if (specifier) module_clause_ = false;
+      After(specifier, specifier ? Nest::kBlock : Nest::kUnsure, true);
     } else if (c == '`') {
       ++i_;
       SkipTemplate();
@@ -178,83 +252,118 @@ class RegExpLiteralLexer {
                                    (src_[i_ - 1] == 'e' || src_[i_ - 1] == 'E')))) {
         ++i_;
       }
-      After(false, false, true);
+      After(false, Nest::kUnsure, true);
     } else if (IsIdentifierPart(c)) {
       const size_t start = i_;
       while (i_ < src_.size() && IdentifierPartAt(i_)) ++i_;
       if (after_dot) {
-        After(false, false, true);  // a property name
+        After(false, Nest::kUnsure, true);  // a property name
       } else {
         Word(src_.substr(start, i_ - start), word, newline, binding_next, operand);
       }
     } else if (c == '/') {
-      if (regexp_allowed_ && ScanRegExp()) {
-        After(false, false, true);
+      const size_t close = RegExpClose();
+      if (slash_ambiguous.has_value() && close != std::string_view::npos &&
+          !ambiguous_.has_value()) {
+        ambiguous_ = AmbiguousSlash{.offset = i_, .after = *slash_ambiguous};
+      }
+      if (regexp_allowed_ && close != std::string_view::npos) {
+        if (after_binding && Declaring()) declarations_.pop_back();  // `let x\n/re/`: ASI
+        ScanRegExp(close);
+        After(false, Nest::kUnsure, true);
       } else {
         i_ += next == '=' ? 2 : 1;  // a division
-        After(true, false, false);
+        After(true, Nest::kObject, false);
       }
     } else if (c == '(') {
       ++i_;
       nesting_.push_back(word == "for"                  ? Nest::kForHead
                          : IsStatementHeadKeyword(word) ? Nest::kStatementHead
                                                         : Nest::kParen);
-      After(true, false, false);
+      After(true, Nest::kObject, false);
     } else if (c == ')') {
       ++i_;
       const Nest open = Close(Nest::kParen);
       if (in_parameters_ && nesting_.size() == 1) in_parameters_ = false;
       const bool head = open == Nest::kStatementHead || open == Nest::kForHead;
-      After(head, true, !head);
+      After(head, head ? Nest::kBlock : Nest::kUnsure, !head);
     } else if (c == '[') {
       ++i_;
       nesting_.push_back(Nest::kBracket);
-      After(true, false, false);
+      After(true, Nest::kObject, false);
     } else if (c == ']') {
       ++i_;
       Close(Nest::kBracket);
-      After(false, false, true);
+      After(false, Nest::kUnsure, true);
     } else if (c == '{') {
       ++i_;
-      nesting_.push_back(block_allowed_ ? Nest::kBlock : Nest::kObject);
-      After(true, true, false);
+      // `return` and `yield` end their statement at a line break (ASI).
+      const bool restricted = newline && (word == "return" || word == "yield");
+      // After let/var/const a binding pattern (or, a script's `let` being a variable, a block).
+      const Nest pattern = declaration_next == false ? Nest::kObject : Nest::kUnsure;
+      // After `extends`, the class's body (kUnsure, as are the bodies of the functions and
+      // classes its heritage may define first): `class A extends function () {} {`.
+      const bool class_body = operand && heritage_depth_ == nesting_.size();
+      if (class_body && heritage_bodies_ > 0) {
+        --heritage_bodies_;
+      } else if (class_body) {
+        heritage_depth_.reset();
+      }
+      nesting_.push_back(restricted                     ? Nest::kBlock
+                         : class_body                   ? Nest::kUnsure
+                         : declaration_next.has_value() ? pattern
+                         : module_clause_               ? Nest::kBlock  // its `}` ends a clause
+                                                        : brace_next_);
+      After(true, Nest::kBlock, false);
     } else if (c == '}') {
       ++i_;
       const Nest open = Close(Nest::kBlock);
       if (open == Nest::kTemplate) {
         SkipTemplate();
       } else {
-        // After a block a statement starts. After an object literal's `}` a `/` would divide
-        // it (NaN), but a `{` taken for an object's may open a block (after a label, `case`,
-        // a class declaration's body): read a regexp.
-        After(true, open == Nest::kBlock, true);
+        // After a block a statement starts; after an object literal a `/` divides it.
+        After(open == Nest::kBlock, Nest::kBlock, true);
+        if (open != Nest::kBlock && open != Nest::kObject) slash_ambiguous_ = "}";
+        after_brace_ = true;
       }
     } else if ((c == '+' || c == '-') && next == c) {
       i_ += 2;
-      // Prefix where an operand may start, and on a new line (`a\n++b` is `a; ++b`): its
-      // operand follows. Postfix otherwise: a `/` after it divides.
-      const bool prefix = regexp_allowed_ || newline;
-      After(prefix, false, !prefix);
+      // Prefix where an operand may start (not after a declared name: `let\nx++` names a
+      // variable let), on a new line (`a\n++b` is `a; ++b`) and after a `}` (no expression a
+      // `}` ends can be incremented): its operand follows. Postfix otherwise: a `/` after it
+      // divides.
+      const bool prefix = (regexp_allowed_ && !after_binding) || newline || after_brace;
+      After(prefix, prefix ? Nest::kObject : Nest::kUnsure, !prefix);
+      // After a script's yield or await it is prefix (a keyword's operand) or postfix (a
+      // variable's): the `/` after it is as ambiguous.
+      if (slash_ambiguous == "yield" || slash_ambiguous == "await") {
+        slash_ambiguous_ = slash_ambiguous;
+      }
     } else if (c == '.' ||
                (c == '?' && next == '.' && !IsDigit(i_ + 2 < src_.size() ? src_[i_ + 2] : '\0'))) {
       const bool spread = c == '.' && src_.substr(i_, 3) == "...";
       i_ += spread ? 3 : (c == '?' ? 2 : 1);
       after_dot_ = !spread;
-      After(true, false, false);
+      After(true, Nest::kObject, false);
     } else if (c == '=' && next == '>') {
       i_ += 2;
-      After(true, true, false);
+      After(true, Nest::kBlock, false);  // an arrow's body
     } else if (c == ';') {
       ++i_;
       if (Declaring()) declarations_.pop_back();
-      After(true, true, false);
+      const bool in_for_head = !nesting_.empty() && nesting_.back() == Nest::kForHead;
+      After(true, in_for_head ? Nest::kObject : Nest::kBlock, false);
     } else if (c == ',') {
       ++i_;
       binding_next_ = Declaring();  // `let a = 1, b`: a name follows
-      After(true, false, false);
-    } else {
+      After(true, Nest::kObject, false);
+    } else if (c == ':') {
       ++i_;
-      After(true, false, false);  // an operator: an operand follows
+      After(true, Nest::kUnsure, false);  // a label's, a case's, a property's or a ternary's
+    } else {
+      // An operator: an operand follows. (`<<` is one: V8 reads no `<!--` comment in `<<!--`.)
+      i_ += c == '<' && next == '<' ? 2 : 1;
+      After(true, Nest::kObject, false);
     }
   }
 
@@ -264,35 +373,56 @@ class RegExpLiteralLexer {
     word_ = word;
     if (binding_next && Declaring()) {
       // A declared name: `=`, `,`, `;`, `in`, `of` or (on a new line) a statement follows,
-      // never a division.
-      return After(true, true, true);
+      // never a division. A script's `let` may instead name a variable: then it is a division.
+      after_binding_ = true;
+      if (declarations_.back().unsure) slash_ambiguous_ = "a name after let";
+      return After(true, Nest::kUnsure, true);
     }
+    if (word == "import" || word == "export") module_clause_ = true;
+    if (previous == "export" && EndsModuleClause(word)) module_clause_ = false;
     if (IsDeclarationKeyword(word)) {
-      while (!declarations_.empty() && declarations_.back() >= nesting_.size()) {
-        declarations_.pop_back();
-      }
-      declarations_.push_back(nesting_.size());
-      binding_next_ = true;
-      return After(false, false, false);
+      // A declaration if a name or a pattern follows (in a script `let` may be a variable).
+      declaration_next_ = word == "let" && goal_ == JsGoal::kScript;
+      return After(false, Nest::kUnsure, true);
+    }
+    if (word == "extends") heritage_depth_ = nesting_.size();
+    if ((word == "function" || word == "class") && heritage_depth_ == nesting_.size()) {
+      ++heritage_bodies_;
     }
     if (word == "of" && operand && !nesting_.empty() && nesting_.back() == Nest::kForHead) {
-      return After(true, false, false);  // for (x of /re/...)
+      return After(true, Nest::kObject, false);  // for (x of /re/...)
     }
     if (word == "await" && previous == "for") {
       word_ = "for";  // for await (...): a for head
-      return After(true, false, false);
+      return After(true, Nest::kObject, false);
     }
     if (word == "break" || word == "continue" || word == "debugger" ||
         (!newline && (previous == "break" || previous == "continue"))) {
-      return After(true, true, false);  // a statement ends here (`/` on the next line: ASI)
+      return After(true, Nest::kBlock, false);  // a statement ends (`/` on the next line: ASI)
+    }
+    if ((word == "yield" || word == "await") && goal_ == JsGoal::kScript) {
+      // A keyword in a generator or async function, else (sloppy script) a variable's name.
+      slash_ambiguous_ = word;
+      return After(true, Nest::kUnsure, false);
     }
     const bool expression = IsExpressionKeyword(word);
-    After(expression, IsBlockKeyword(word), !expression);
+    After(expression,
+          IsBlockKeyword(word) ? Nest::kBlock
+          : expression         ? Nest::kObject
+                               : Nest::kUnsure,
+          !expression);
+  }
+
+  void OpenDeclaration(bool unsure) {
+    while (!declarations_.empty() && declarations_.back().depth >= nesting_.size()) {
+      declarations_.pop_back();
+    }
+    declarations_.push_back(Declaration{.depth = nesting_.size(), .unsure = unsure});
   }
 
   // Whether a var/let/const declaration is open at this nesting (its names follow `,`).
   bool Declaring() const {
-    return !declarations_.empty() && declarations_.back() == nesting_.size();
+    return !declarations_.empty() && declarations_.back().depth == nesting_.size();
   }
 
   // Closes the innermost `(`, `[`, `{` or `${`, and what it opened (`if_none` if nothing was).
@@ -300,7 +430,7 @@ class RegExpLiteralLexer {
     if (nesting_.empty()) return if_none;
     const Nest open = nesting_.back();
     nesting_.pop_back();
-    while (!declarations_.empty() && declarations_.back() > nesting_.size()) {
+    while (!declarations_.empty() && declarations_.back().depth > nesting_.size()) {
       declarations_.pop_back();
     }
     return open;
@@ -331,56 +461,68 @@ class RegExpLiteralLexer {
         ++i_;
       } else if (c == '`') {
         ++i_;
-        After(false, false, true);
+        After(false, Nest::kUnsure, true);
         return;
       } else if (c == '$' && i_ + 1 < src_.size() && src_[i_ + 1] == '{') {
         i_ += 2;
         nesting_.push_back(Nest::kTemplate);
-        After(true, false, false);
+        After(true, Nest::kObject, false);
         return;
       }
     }
   }
 
-  // A regexp literal at i_ (a `/`), passed to on_literal_. False, with i_ unchanged, if the
-  // line ends before the literal does.
-  bool ScanRegExp() {
-    size_t j = i_ + 1;
+  // The closing `/` of a regexp literal at i_ (a `/`), or npos if the line ends before one.
+  size_t RegExpClose() const {
     bool in_class = false;
-    for (;; ++j) {
-      if (j >= src_.size() || LineEndAt(j) > 0) return false;
+    for (size_t j = i_ + 1;; ++j) {
+      if (j >= src_.size() || LineEndAt(j) > 0) return std::string_view::npos;
       const char c = src_[j];
       if (c == '\\') {
-        if (++j >= src_.size() || LineEndAt(j) > 0) return false;
+        if (++j >= src_.size() || LineEndAt(j) > 0) return std::string_view::npos;
       } else if (c == '[') {
         in_class = true;
       } else if (c == ']') {
         in_class = false;
       } else if (c == '/' && !in_class) {
-        break;
+        return j;
       }
     }
-    const size_t close = j++;
-    while (j < src_.size() && IdentifierPartAt(j)) ++j;
-    on_literal_(i_, close, j, in_parameters_);
-    i_ = j;
-    return true;
+  }
+
+  // Passes the regexp literal from i_ to `close` (and its flags) to on_literal_.
+  void ScanRegExp(size_t close) {
+    size_t end = close + 1;
+    while (end < src_.size() && IdentifierPartAt(end)) ++end;
+    on_literal_(i_, close, end, in_parameters_);
+    i_ = end;
   }
 
   std::string_view src_;
   JsGoal goal_;
   OnLiteral on_literal_;
   size_t i_ = 0;
+  std::optional<AmbiguousSlash> ambiguous_;
   bool regexp_allowed_ = true;
-  bool block_allowed_ = true;
+  Nest brace_next_ = Nest::kBlock;
   bool operand_ = false;        // the last token ended an operand (`x`, `)`, `]`, `}`, ...)
   bool newline_ = true;         // a line terminator since the last token (or none yet)
   bool after_dot_ = false;      // the last token was `.` or `?.`: a word is a property name
-  bool binding_next_ = false;   // the last token was var/let/const, or a `,` between names
+  bool after_brace_ = false;    // the last token was a `}` (not a template's)
+  bool binding_next_ = false;   // the last token was a `,` between declared names
+  bool after_binding_ = false;  // the last token was a declared name
+  bool module_clause_ = false;  // in an import's or export's clause, before its specifier
   bool in_parameters_ = false;  // in a Function constructor's parameters
-  std::string_view word_;       // the last token, if a word (not a property name)
+  // After var/let/const: a declaration opens if a name or pattern follows; whether it is
+  // unsure (a script's `let`).
+  std::optional<bool> declaration_next_;
+  std::optional<size_t> heritage_depth_;  // the nesting of the last `extends`
+  size_t heritage_bodies_ = 0;            // functions and classes in it, their bodies ahead
+  // The last token leaves a `/` after it ambiguous: what it was.
+  std::optional<std::string_view> slash_ambiguous_;
+  std::string_view word_;  // the last token, if a word (not a property name)
   std::vector<Nest> nesting_;
-  std::vector<size_t> declarations_;  // the nesting depth of each open var/let/const
+  std::vector<Declaration> declarations_;
 };
 
 }  // namespace
@@ -395,30 +537,37 @@ bool RegExpNeedsGuard(std::string_view pattern, std::string_view flags) {
   return true;
 }
 
-void ForEachRegExpLiteral(std::string_view source, JsGoal goal,
-                          absl::FunctionRef<void(const RegExpLiteral&)> visit) {
-  RegExpLiteralLexer(source, goal, [&](size_t open, size_t close, size_t end, bool in_parameters) {
-    visit(RegExpLiteral{.pattern = source.substr(open + 1, close - open - 1),
-                        .flags = source.substr(close + 1, end - close - 1),
-                        .in_function_parameters = in_parameters});
-  }).Run();
+std::optional<AmbiguousSlash> ForEachRegExpLiteral(
+    std::string_view source, JsGoal goal, absl::FunctionRef<void(const RegExpLiteral&)> visit) {
+  return RegExpLiteralLexer(
+             source, goal,
+             [&](size_t open, size_t close, size_t end, bool in_parameters) {
+               visit(RegExpLiteral{.pattern = source.substr(open + 1, close - open - 1),
+                                   .flags = source.substr(close + 1, end - close - 1),
+                                   .in_function_parameters = in_parameters});
+             })
+      .Run();
 }
 
 std::optional<std::string> GuardLongRegExpLiterals(std::string_view source, JsGoal goal) {
   std::string out;
   size_t copied = 0;  // source[0, copied) is in out
-  RegExpLiteralLexer(source, goal, [&](size_t open, size_t close, size_t end, bool in_parameters) {
-    const std::string_view pattern = source.substr(open + 1, close - open - 1);
-    if (in_parameters || pattern.empty() ||
-        !RegExpNeedsGuard(pattern, source.substr(close + 1, end - close - 1))) {
-      return;
-    }
-    out.append(source.substr(copied, open + 1 - copied));
-    out.append(kRegExpGuard);
-    out.append(pattern);
-    out.push_back(')');
-    copied = close;
-  }).Run();
+  // The lexer's ambiguity is the caller's to refuse (CheckRegExpCost).
+  (void)RegExpLiteralLexer(
+      source, goal,
+      [&](size_t open, size_t close, size_t end, bool in_parameters) {
+        const std::string_view pattern = source.substr(open + 1, close - open - 1);
+        if (in_parameters || pattern.empty() ||
+            !RegExpNeedsGuard(pattern, source.substr(close + 1, end - close - 1))) {
+          return;
+        }
+        out.append(source.substr(copied, open + 1 - copied));
+        out.append(kRegExpGuard);
+        out.append(pattern);
+        out.push_back(')');
+        copied = close;
+      })
+      .Run();
   if (copied == 0) return std::nullopt;
   out.append(source.substr(copied));
   return out;

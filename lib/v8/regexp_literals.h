@@ -10,10 +10,13 @@
 //       == "const r = /(?=)(?:a...)/g;"
 //
 // The lexer knows comments (with a script's HTML-like ones), strings, templates, and where a
-// `/` starts a regexp rather than a division: by the token before it, the for-of heads,
-// declarations and statements ASI ends. It reads a regexp wherever tenant code could have one
-// (after a `}`, it reads one even where only nonsense code, `{} / x`, would divide), so no
-// literal escapes the guard by where it is written. Pure string work, no V8.
+// `/` starts a regexp rather than a division: by the token before it, for-of heads,
+// declarations, import clauses and the statements ASI ends. Where that depends on what it
+// does not track, it reports the `/` as ambiguous and the caller refuses the source: a `/`
+// after a `}` that may close a block or an expression (a function's or class's body, a `{`
+// after a `:`), and in scripts after `yield`, `await` or a name `let` may declare (sloppy
+// code may name variables so). A misplaced `/` would let a literal escape the guard (its
+// text read as code) or rewrite a division. Pure string work, no V8.
 #ifndef TXFN_LIB_V8_REGEXP_LITERALS_H_
 #define TXFN_LIB_V8_REGEXP_LITERALS_H_
 
@@ -54,15 +57,24 @@ struct RegExpLiteral {
   bool in_function_parameters = false;
 };
 
+// A `/` the lexer cannot place (it would start a regexp literal, closed on its line, or
+// divide): its offset in the source, and the token before it.
+struct AmbiguousSlash {
+  size_t offset;
+  std::string_view after;  // "}", "yield", "await" or "a name after let"
+};
+
 // `source` with each regexp literal that needs the guard rewritten as
-// /(?=)(?:pattern)/flags, but those in Function parameters (which the caller must refuse
-// instead: CheckRegExpCost does); nullopt when none is rewritten. Thread-safe (pure).
+// /(?=)(?:pattern)/flags; nullopt when none is rewritten. Only for a source CheckRegExpCost
+// accepts: literals in Function parameters are left as they are, and an ambiguous `/` read
+// as a regexp. Thread-safe (pure).
 [[nodiscard]] std::optional<std::string> GuardLongRegExpLiterals(std::string_view source,
                                                                  JsGoal goal);
 
-// Calls `visit` with each regexp literal in `source`, as GuardLongRegExpLiterals finds them.
-void ForEachRegExpLiteral(std::string_view source, JsGoal goal,
-                          absl::FunctionRef<void(const RegExpLiteral&)> visit);
+// Calls `visit` with each regexp literal in `source`, as GuardLongRegExpLiterals finds them;
+// returns the first ambiguous `/`, if any.
+[[nodiscard]] std::optional<AmbiguousSlash> ForEachRegExpLiteral(
+    std::string_view source, JsGoal goal, absl::FunctionRef<void(const RegExpLiteral&)> visit);
 
 }  // namespace txfn::internal
 

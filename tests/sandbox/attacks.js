@@ -176,6 +176,9 @@ export const functionParameterLiteral = q(() =>
   new Function("r = /" + longPattern + "/", "return r")());
 export const evalLoneSurrogateLiteral = q(() =>
   eval("// \ud800\n/" + longPattern + "/"));
+// A `/` the lexer cannot place (after a function's `}`: a regexp after a declaration, a
+// division after an expression) is refused, as a misplaced one could hide a literal.
+export const evalAmbiguousSlash = q(() => eval("function f() {}\n/a/.test('a')"));
 // Guarded literals in the body, short ones in the parameters (even past a "\n) {\n" of their
 // own), and a lone surrogate without long literals still work.
 export const functionLiteralsStillWork = q(() => [

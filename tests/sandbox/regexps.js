@@ -33,6 +33,6 @@ export const atom = q(() => {
 export const literal = q((s) => literals.literal(s));
 export const literalInTemplate = q((s) => literals.literalInTemplate(s));
 export const literalAfterOf = q((s) => literals.literalAfterOf(s));
-export const literalAfterClass = q((s) => literals.literalAfterClass(s));
+export const literalAfterDeclaration = q((s) => literals.literalAfterDeclaration(s));
 export const evaluated = q((s) => (0, eval)("/" + text + "/").test(s));
 export const functionBody = q((s) => new Function("s", "return /" + text + "/.test(s);")(s));
