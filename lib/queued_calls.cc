@@ -666,9 +666,14 @@ void QueuedCalls::RemoveWithBlobs(absl::Span<const CallId> ids, absl::Span<const
                                   absl::Time now) {
   // A failure leaves the calls queued: delivered, they find their records and are skipped.
   absl::StatusOr<std::vector<absl::Status>> removed = queue_->RemovePending(ids, now);
+  // One whose outcome is unknown may have taken them out: asked again, the queue answers
+  // NotFound for those, and their arguments go too (a call out of the queue needs none).
+  const bool maybe_removed = !removed.ok() && IsCommitOutcomeUnknown(removed.status());
+  if (maybe_removed) removed = queue_->RemovePending(ids, now);
   if (!removed.ok() || options_.blobs == nullptr) return;
   for (size_t i = 0; i < ids.size(); ++i) {
-    if ((*removed)[i].ok() && !blobs[i].empty()) (void)options_.blobs->Delete(blobs[i]);
+    const bool gone = (*removed)[i].ok() || (maybe_removed && absl::IsNotFound((*removed)[i]));
+    if (gone && !blobs[i].empty()) (void)options_.blobs->Delete(blobs[i]);
   }
 }
 

@@ -760,6 +760,56 @@ TEST_F(EngineQueueTest, ACallAMutationCancelsLeavesTheQueueWithItsSpilledArgumen
   EXPECT_EQ(engine_->stats().queued.skipped, 0u);
 }
 
+// A removal of cancelled calls whose outcome is unknown (a connection lost at its COMMIT) that
+// did take them out: the engine asks again, and deletes the arguments of those the queue no
+// longer has (it kept them forever).
+TEST_F(EngineQueueTest, ACancelledCallsRemovalLostAtCommitStillDeletesItsArguments) {
+  // The first RemovePending applies and loses its answer.
+  class LostRemovalQueue final : public queue_test::ForwardingQueue {
+   public:
+    using ForwardingQueue::ForwardingQueue;
+    absl::StatusOr<std::vector<absl::Status>> RemovePending(absl::Span<const CallId> ids,
+                                                            absl::Time now) override {
+      absl::StatusOr<std::vector<absl::Status>> removed = ForwardingQueue::RemovePending(ids, now);
+      if (removed.ok() && !lost_.exchange(true)) {
+        return CommitOutcomeUnknownError("injected: the removal's answer was lost");
+      }
+      return removed;
+    }
+
+   private:
+    std::atomic<bool> lost_{false};
+  };
+  EngineOptions options = Options();
+  auto lossy = std::make_shared<LostRemovalQueue>(std::make_unique<InMemoryQueue>());
+  options.queued.queue = lossy;
+  options.queued.blobs = &blobs_;
+  options.queued.submitter.spill_threshold_bytes = 1024;
+  OpenAndDeploy(std::move(options));
+  absl::StatusOr<CallResult> scheduled = engine_->Mutation(
+      "app", "counters:schedule",
+      Args({{"name", Value::String(std::string(4096, 'm'))}, {"delayMs", Value::Float64(60'000)}}));
+  ASSERT_TRUE(scheduled.ok()) << scheduled.status();
+  const CallId id = CallId::Parse(scheduled->value.string()).value();
+  auto queued = [&] {
+    absl::StatusOr<std::optional<QueuedCall>> found = lossy->Find(id, absl::Now());
+    return found.ok() && found->has_value();
+  };
+  for (const absl::Time end = absl::Now() + absl::Seconds(10); !queued() && absl::Now() < end;) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  ASSERT_TRUE(queued());
+  ASSERT_EQ(blobs_.size(), 1u) << "the arguments were spilled";
+  ASSERT_TRUE(engine_->Mutation("app", "counters:cancel", Args({{"id", scheduled->value}})).ok());
+  for (const absl::Time end = absl::Now() + absl::Seconds(10);
+       (queued() || blobs_.size() != 0) && absl::Now() < end;) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  EXPECT_FALSE(queued());
+  EXPECT_EQ(blobs_.size(), 0u) << "the arguments of a call the lost removal took were kept";
+  EXPECT_EQ(engine_->GetCall(id)->state, CallState::kCancelled);
+}
+
 TEST_F(EngineQueueTest, CancelWhileAMutationRunsEitherWinsCleanly) {
   OpenAndDeploy(Options());
   int cancelled = 0;

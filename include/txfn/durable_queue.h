@@ -208,7 +208,9 @@ class DurableQueue {
       const LeaseRequest& request) = 0;
 
   // Ends the given leases at `now`, atomically as a batch (all changes made,
-  // or none on an I/O error). The result has one status per settlement, in
+  // or none on an I/O error, unless the error is marked IsCommitOutcomeUnknown:
+  // then all may have been; settling again may answer FailedPrecondition or
+  // NotFound for what was done). The result has one status per settlement, in
   // order: OK, or FailedPrecondition when the token is not the call's current
   // lease or the lease expired at or before `now` (nothing changed for that
   // one), or NotFound when the call is not in the queue. A kNack whose call has
@@ -232,7 +234,8 @@ class DurableQueue {
   // Puts dead-lettered calls back: each is due at `now` with no deliveries,
   // and its deadline moved to now + (its original deadline - start_after)
   // when that is later. One status per id: OK, or NotFound if it is not a
-  // dead letter.
+  // dead letter. Atomic as a batch: on an I/O error none is put back, unless
+  // the error is marked IsCommitOutcomeUnknown (all may have been).
   [[nodiscard]] virtual absl::StatusOr<std::vector<absl::Status>> Redrive(
       absl::Span<const CallId> ids, absl::Time now) = 0;
 
@@ -269,7 +272,9 @@ class DurableQueue {
   // and Depths and Find stop counting them at once. One status per id, in order: OK (removed),
   // NotFound (not in the queue), FailedPrecondition (under an unexpired lease, or dead-lettered:
   // left as it is; a leased call is the holder's to settle). Atomic as a batch: on an I/O error
-  // nothing is removed. The caller deletes a removed call's args_blob. InvalidArgument (nothing
+  // nothing is removed, unless the error is marked IsCommitOutcomeUnknown (all may have been:
+  // removing again answers NotFound for those, whose args_blob is then the caller's to
+  // delete). The caller deletes a removed call's args_blob. InvalidArgument (nothing
   // removed): more than kMaxLeaseBatch ids, or an id twice. The default answers Unimplemented
   // (an adapter written before RemovePending existed); txfn's adapters implement it.
   [[nodiscard]] virtual absl::StatusOr<std::vector<absl::Status>> RemovePending(

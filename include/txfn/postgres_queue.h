@@ -61,9 +61,13 @@
 // Thread safety: every method may be called concurrently. Each call borrows a connection from
 // the queue's pool (up to `max_connections`; a caller waits when all are busy), so calls run
 // in parallel on the server. Errors: Unavailable when the server cannot be reached or the
-// connection is lost (nothing changed, or — a lost COMMIT — the outcome is unknown: an Enqueue
-// then says so with IsCommitOutcomeUnknown, and retrying it is exact; a Settle may then answer
-// FailedPrecondition for what it already did), Internal for an unexpected server error (a
+// connection is lost: nothing changed, unless the connection was lost with a change sent (a
+// COMMIT; a Settle of ACKs alone, an Extend, a one-statement Enqueue): then the server may
+// have applied it, and the error says the outcome is unknown (IsCommitOutcomeUnknown, from
+// Enqueue, Settle, Extend, Redrive and RemovePending). Retrying an Enqueue is exact; a
+// retried Settle may answer FailedPrecondition or NotFound for what it already did, a
+// Redrive or RemovePending NotFound. A Lease lost so leaves the calls it took leased until
+// their lease expires. Internal for an unexpected server error (a
 // batch of settlements is one transaction: an error means none of it applied); otherwise as
 // DurableQueue documents. A Lease whose later statement fails hands out the calls it had
 // already leased, and the error only if there are none.

@@ -228,7 +228,9 @@ class PostgresStorage final : public Storage {
   // (or one of the same name) holds it; the fencing token goes up and the lease runs for
   // lease_duration. Also the way back after this instance lost the tenant (then open a new
   // committer). FailedPrecondition naming the owner while another instance's lease runs;
-  // Unavailable on a server fault.
+  // Unavailable on a server fault, marked IsCommitOutcomeUnknown if the connection broke with
+  // the takeover sent (the lease may be taken, under a token this instance does not know:
+  // acquire again).
   [[nodiscard]] absl::Status AcquireTenant(std::string_view tenant);
   // Gives `tenant` up (the lease row is marked free) if this instance holds it; OK if not.
   [[nodiscard]] absl::Status ReleaseTenant(std::string_view tenant);

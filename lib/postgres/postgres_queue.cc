@@ -343,14 +343,27 @@ absl::StatusOr<std::unique_ptr<PgConnection>> Connect(const std::string& url) {
   return conn;
 }
 
-// Runs `body` in a transaction on `conn`; rolls back on any error.
+// `error` from a change the server was sent (a COMMIT, or a statement outside a
+// transaction), marked as an unknown outcome if the connection broke: the server may have
+// committed it before it went, and "not applied" would be a lie a caller acts on.
+absl::Status UnlessLost(absl::Status error, const PgConnection& conn, std::string_view what) {
+  if (error.ok() || !conn.broken()) return error;
+  return CommitOutcomeUnknownError(StrCat("PostgresQueue::", what,
+                                          ": the connection broke with the change sent, so "
+                                          "whether it was applied is unknown: ",
+                                          error.message()));
+}
+
+// Runs `body` in a transaction on `conn`; rolls back on any error. A connection lost at
+// COMMIT is an unknown outcome (UnlessLost); one lost before it, a plain error (the server
+// rolls back a transaction whose connection ends).
 template <typename Body>
-absl::Status InTransaction(PgConnection& conn, Body&& body) {
+absl::Status InTransaction(PgConnection& conn, std::string_view what, Body&& body) {
   TXFN_RETURN_IF_ERROR(conn.Exec("BEGIN").status());
   absl::Status s = body();
   if (s.ok()) {
     absl::StatusOr<PgResult> committed = conn.Exec("COMMIT");
-    s = committed.status();
+    s = UnlessLost(committed.status(), conn, what);
     // COMMIT of a transaction a statement error aborted succeeds as a ROLLBACK: a body that
     // let such an error pass must not pass for committed.
     if (s.ok() && std::string_view(PQcmdStatus(committed->raw())) != "COMMIT") {
@@ -367,11 +380,12 @@ absl::Status InTransaction(PgConnection& conn, Body&& body) {
 // the answers are the per-id statuses; an error `one` returns rolls the whole batch back.
 template <typename One>
 absl::StatusOr<std::vector<absl::Status>> EachIdInOneTransaction(PgConnection& conn,
+                                                                 std::string_view what,
                                                                  absl::Span<const CallId> ids,
                                                                  One&& one) {
   std::vector<absl::Status> answers(ids.size());
   if (ids.empty()) return answers;
-  TXFN_RETURN_IF_ERROR(InTransaction(conn, [&]() -> absl::Status {
+  TXFN_RETURN_IF_ERROR(InTransaction(conn, what, [&]() -> absl::Status {
     for (size_t i = 0; i < ids.size(); ++i) {
       TXFN_RETURN_IF_ERROR(one(ids[i], PgParam::Bytes(ids[i].Bytes()), &answers[i]));
     }
@@ -565,7 +579,7 @@ absl::StatusOr<std::unique_ptr<PostgresQueue>> PostgresQueue::Open(PostgresQueue
 
   TXFN_ASSIGN_OR_RETURN(std::unique_ptr<PgConnection> conn, Connect(options.url));
   int shards = 0;
-  TXFN_RETURN_IF_ERROR(InTransaction(*conn, [&]() -> absl::Status {
+  TXFN_RETURN_IF_ERROR(InTransaction(*conn, "Open", [&]() -> absl::Status {
     TXFN_RETURN_IF_ERROR(
         conn->Exec(StrCat("SELECT pg_advisory_xact_lock(", kSchemaLock, ")")).status());
     TXFN_RETURN_IF_ERROR(conn->Exec(kCreateSchema).status());
@@ -666,8 +680,9 @@ absl::StatusOr<size_t> PostgresQueue::Enqueue(absl::Span<const Call> calls) {
     }
     return absl::OkStatus();
   };
-  absl::Status inserted = chunks.size() == 1 ? insert_all() : InTransaction(*conn, insert_all);
-  if (!inserted.ok() && conn->broken()) {
+  absl::Status inserted =
+      chunks.size() == 1 ? insert_all() : InTransaction(*conn, "Enqueue", insert_all);
+  if (!inserted.ok() && conn->broken() && !IsCommitOutcomeUnknown(inserted)) {
     // The connection broke with the batch sent: its transaction may have committed.
     return CommitOutcomeUnknownError(
         StrCat("PostgresQueue::Enqueue: the connection broke, so whether the calls "
@@ -833,9 +848,9 @@ absl::StatusOr<std::vector<absl::Status>> PostgresQueue::Settle(
   // Only ACKs: the DELETE is the one change (the lookups after it explain refusals), so it
   // needs no transaction around it.
   if (only_acks) {
-    TXFN_RETURN_IF_ERROR(settle_all());
+    TXFN_RETURN_IF_ERROR(UnlessLost(settle_all(), *conn, "Settle"));
   } else {
-    TXFN_RETURN_IF_ERROR(InTransaction(*conn, settle_all));
+    TXFN_RETURN_IF_ERROR(InTransaction(*conn, "Settle", settle_all));
   }
   return results;
 }
@@ -848,12 +863,13 @@ absl::StatusOr<std::vector<absl::Status>> PostgresQueue::Extend(absl::Span<const
   std::vector<absl::Status> results(leases.size());
   if (leases.empty()) return results;
   TXFN_ASSIGN_OR_RETURN(Conn conn, Acquire());
-  TXFN_ASSIGN_OR_RETURN(absl::flat_hash_set<CallId> extended,
-                        ForLiveLeases(*conn, "UPDATE txfn_queue_calls c SET due = $4::bigint FROM",
-                                      std::vector<LeaseToken>(leases.begin(), leases.end()), now,
-                                      {PgParam::Int(Nanos(now_time + lease_duration))}));
+  absl::StatusOr<absl::flat_hash_set<CallId>> extended =
+      ForLiveLeases(*conn, "UPDATE txfn_queue_calls c SET due = $4::bigint FROM",
+                    std::vector<LeaseToken>(leases.begin(), leases.end()), now,
+                    {PgParam::Int(Nanos(now_time + lease_duration))});
+  TXFN_RETURN_IF_ERROR(UnlessLost(extended.status(), *conn, "Extend"));
   for (size_t i = 0; i < leases.size(); ++i) {
-    if (extended.contains(leases[i].id)) continue;
+    if (extended->contains(leases[i].id)) continue;
     TXFN_ASSIGN_OR_RETURN(std::optional<LeaseRow> row, LookUp(*conn, leases[i].id));
     results[i] = LeaseStatus(leases[i], row, now);
   }
@@ -885,7 +901,7 @@ absl::StatusOr<std::vector<absl::Status>> PostgresQueue::Redrive(absl::Span<cons
   if (ids.empty()) return std::vector<absl::Status>();
   TXFN_ASSIGN_OR_RETURN(Conn conn, Acquire());
   return EachIdInOneTransaction(
-      *conn, ids, [&](const CallId& call_id, const PgParam& id, absl::Status* answer) {
+      *conn, "Redrive", ids, [&](const CallId& call_id, const PgParam& id, absl::Status* answer) {
         TXFN_ASSIGN_OR_RETURN(PgResult r, conn->Exec(kRedriveLookup, {id}, true));
         if (r.rows() == 0 || r.Int(0, 0) != kDead) {
           *answer =
@@ -907,7 +923,8 @@ absl::StatusOr<std::vector<absl::Status>> PostgresQueue::RemovePending(absl::Spa
   if (ids.empty()) return std::vector<absl::Status>();
   TXFN_ASSIGN_OR_RETURN(Conn conn, Acquire());
   return EachIdInOneTransaction(
-      *conn, ids, [&](const CallId& call_id, const PgParam& id, absl::Status* answer) {
+      *conn, "RemovePending", ids,
+      [&](const CallId& call_id, const PgParam& id, absl::Status* answer) {
         TXFN_ASSIGN_OR_RETURN(PgResult del,
                               conn->Exec(kRemovePending, {id, PgParam::Int(Nanos(now))}, true));
         if (del.rows() == 1) return absl::OkStatus();

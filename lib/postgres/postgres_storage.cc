@@ -534,10 +534,17 @@ absl::Status PostgresStorage::NotOwnerError(std::string_view tenant, std::string
 absl::StatusOr<int64_t> PostgresStorage::TakeLease(std::string_view tenant) {
   TXFN_ASSIGN_OR_RETURN(ConnectionLease lease, Borrow());
   const absl::Time asked = absl::Now();
-  TXFN_ASSIGN_OR_RETURN(
-      PgResult taken,
+  absl::StatusOr<PgResult> took =
       lease->ExecPrepared(kTakeLeaseSql, {PgParam::Bytes(tenant), PgParam::Text(options_.owner),
-                                          PgParam::Text(Interval(options_.lease_duration))}));
+                                          PgParam::Text(Interval(options_.lease_duration))});
+  if (!took.ok() && lease->broken()) {
+    // The statement commits by itself: it may have, with the connection gone.
+    return CommitOutcomeUnknownError(
+        fmt::format("PostgresStorage: the connection broke while taking the lease of tenant "
+                    "'{}', so whether it was taken is unknown (acquire it again): {}",
+                    Escaped(tenant), std::string(took.status().message())));
+  }
+  TXFN_ASSIGN_OR_RETURN(PgResult taken, std::move(took));
   if (taken.rows() == 1) {
     int64_t token = taken.Int(0, 0);
     internal::MutexLock lock(&lease_mu_);

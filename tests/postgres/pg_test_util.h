@@ -18,6 +18,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <string>
+#include <string_view>
 
 #include "absl/status/status.h"
 #include "gtest/gtest.h"
@@ -79,6 +80,24 @@ class PgTestDatabase {
   std::string url_;
   bool created_ = false;
 };
+
+// Makes the server process end at the COMMIT of a transaction (or of one statement outside a
+// transaction) that did `events` ("INSERT", "UPDATE OR DELETE", ...) on `table`, as a server
+// shutdown would: a deferred trigger ends it, so nothing commits, and the client cannot tell.
+inline absl::Status EndAtCommitAfter(pg_internal::PgConnection& admin, std::string_view table,
+                                     std::string_view events) {
+  return admin
+      .Exec(internal::StrCat(
+          "CREATE OR REPLACE FUNCTION end_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$ "
+          "BEGIN PERFORM pg_terminate_backend(pg_backend_pid()); PERFORM pg_sleep(5); RETURN "
+          "NULL; END $$; CREATE CONSTRAINT TRIGGER end_at_commit AFTER ",
+          events, " ON ", table,
+          " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION end_at_commit()"))
+      .status();
+}
+inline absl::Status StopEndingAtCommit(pg_internal::PgConnection& admin, std::string_view table) {
+  return admin.Exec(internal::StrCat("DROP TRIGGER end_at_commit ON ", table)).status();
+}
 
 }  // namespace txfn::testing
 

@@ -258,22 +258,66 @@ TEST(PostgresQueueTest, AConnectionLostAtCommitIsAnUnknownOutcomeAndARetryIsExac
   ASSERT_EQ(*(*q)->Enqueue(Calls(ids, 2, "f")), 2u);
   auto admin = PgConnection::Open(db.url());
   ASSERT_TRUE(admin.ok());
-  constexpr std::string_view kEndAtCommit =
-      "CREATE FUNCTION end_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-      "PERFORM pg_terminate_backend(pg_backend_pid()); PERFORM pg_sleep(5); RETURN NULL; "
-      "END $$; CREATE CONSTRAINT TRIGGER end_at_commit AFTER INSERT ON txfn_queue_calls "
-      "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION end_at_commit()";
-  ASSERT_TRUE((*admin)->Exec(kEndAtCommit).ok());
+  ASSERT_TRUE(testing::EndAtCommitAfter(**admin, "txfn_queue_calls", "INSERT").ok());
   const std::vector<Call> more = Calls(ids, 3, "f");
   absl::Status lost = (*q)->Enqueue(more).status();
   EXPECT_EQ(lost.code(), absl::StatusCode::kUnavailable) << lost;
   EXPECT_TRUE(IsCommitOutcomeUnknown(lost)) << lost;
-  ASSERT_TRUE((*admin)->Exec("DROP TRIGGER end_at_commit ON txfn_queue_calls").ok());
+  ASSERT_TRUE(testing::StopEndingAtCommit(**admin, "txfn_queue_calls").ok());
   auto retried = (*q)->Enqueue(more);
   ASSERT_TRUE(retried.ok()) << retried.status();
   EXPECT_EQ(*retried, 3u) << "the lost Enqueue was rolled back";
   EXPECT_EQ(*(*q)->Enqueue(more), 0u);
   EXPECT_EQ((*(*q)->Depths(kT0))[0].pending, 5u);
+}
+
+// Every change, not only an Enqueue, lost with its connection at COMMIT (or with its one
+// statement sent) is an unknown outcome: a Settle, RemovePending or Redrive that said "not
+// applied" (plain Unavailable) could have been applied, and its caller would act on the lie
+// (keep a removed call's arguments forever, settle a call twice). Here nothing committed, so
+// the same changes again all succeed.
+TEST(PostgresQueueTest, EveryChangeLostAtCommitIsAnUnknownOutcome) {
+  TXFN_REQUIRE_PG_SERVER();
+  PgTestDatabase db;
+  ASSERT_TRUE(db.Create().ok());
+  auto q = PostgresQueue::Open({.url = db.url(), .max_connections = 1});
+  ASSERT_TRUE(q.ok());
+  CallIdGenerator ids(14);
+  ASSERT_EQ(*(*q)->Enqueue(Calls(ids, 5, "f")), 5u);
+  auto leased = (*q)->Lease({.now = kT0, .max = 4, .lease_duration = absl::Minutes(5)});
+  ASSERT_TRUE(leased.ok()) << leased.status();
+  ASSERT_EQ(leased->size(), 4u);
+  auto token = [&](int i) { return (*leased)[i].token; };
+  ASSERT_TRUE((*q)->DeadLetterCall(token(3), kT0, "to redrive").ok());
+  auto pending = (*q)->ListCalls(CallId(), 10, {.state = QueuedCall::State::kPending}, kT0);
+  ASSERT_TRUE(pending.ok() && pending->size() == 1u);
+  const CallId pending_id = (*pending)[0].call.id;
+  const CallId dead_id = (*leased)[3].call.id;
+  const std::vector<Settlement> batch = {Settlement::Nack(token(0), kT0 + absl::Seconds(1)),
+                                         Settlement::Ack(token(1))};
+  const std::vector<Settlement> acks = {Settlement::Ack(token(2))};
+  auto admin = PgConnection::Open(db.url());
+  ASSERT_TRUE(admin.ok());
+  ASSERT_TRUE(testing::EndAtCommitAfter(**admin, "txfn_queue_calls", "UPDATE OR DELETE").ok());
+  auto expect_unknown = [](const absl::Status& s, const char* what) {
+    EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << what << ": " << s;
+    EXPECT_TRUE(IsCommitOutcomeUnknown(s)) << what << ": " << s;
+  };
+  expect_unknown((*q)->Settle(batch, kT0).status(), "a Settle (one transaction)");
+  expect_unknown((*q)->Settle(acks, kT0).status(), "a Settle of ACKs (one statement)");
+  expect_unknown((*q)->Extend({token(0)}, kT0, absl::Minutes(9)).status(), "an Extend");
+  expect_unknown((*q)->RemovePending({pending_id}, kT0).status(), "a RemovePending");
+  expect_unknown((*q)->Redrive({dead_id}, kT0).status(), "a Redrive");
+  ASSERT_TRUE(testing::StopEndingAtCommit(**admin, "txfn_queue_calls").ok());
+  auto all_ok = [](const absl::StatusOr<std::vector<absl::Status>>& r, const char* what) {
+    ASSERT_TRUE(r.ok()) << what << ": " << r.status();
+    for (const absl::Status& s : *r) EXPECT_TRUE(s.ok()) << what << ": " << s;
+  };
+  all_ok((*q)->Extend({token(0)}, kT0, absl::Minutes(9)), "Extend");
+  all_ok((*q)->Settle(batch, kT0), "Settle");
+  all_ok((*q)->Settle(acks, kT0), "Settle of ACKs");
+  all_ok((*q)->RemovePending({pending_id}, kT0), "RemovePending");
+  all_ok((*q)->Redrive({dead_id}, kT0), "Redrive");
 }
 
 // Makes the queue's UPDATEs of rows matching `when` (SQL on NEW) fail, like any statement

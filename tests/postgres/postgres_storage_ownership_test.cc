@@ -153,6 +153,24 @@ TEST(PostgresOwnershipTest, ClosingAReplacedInstanceLeavesItsSuccessorsLeases) {
   EXPECT_TRUE(WriteOne(*a2, Put(3, "a3")).ok());
 }
 
+// A takeover whose connection breaks with it sent (the server process ends at its commit,
+// as in a shutdown) may have taken the lease: AcquireTenant says the outcome is unknown, not
+// "not taken" (Unavailable alone); acquiring again works.
+TEST(PostgresOwnershipTest, ATakeoverLostAtCommitIsAnUnknownOutcome) {
+  TXFN_REQUIRE_PG_SERVER();
+  auto a = TempPostgresStorage::Make({.owner = "owner-a"});
+  ASSERT_NE(a, nullptr);
+  auto admin = pg_internal::PgConnection::Open(a->db().url());
+  ASSERT_TRUE(admin.ok()) << admin.status();
+  ASSERT_TRUE(testing::EndAtCommitAfter(**admin, "txfn_owners", "INSERT OR UPDATE").ok());
+  absl::Status lost = a->inner().AcquireTenant("t");
+  EXPECT_EQ(lost.code(), absl::StatusCode::kUnavailable) << lost;
+  EXPECT_TRUE(IsCommitOutcomeUnknown(lost)) << lost;
+  ASSERT_TRUE(testing::StopEndingAtCommit(**admin, "txfn_owners").ok());
+  EXPECT_TRUE(a->inner().AcquireTenant("t").ok());
+  EXPECT_TRUE(WriteOne(*a, Put(1, "a1")).ok());
+}
+
 // Threads of one instance writing a new tenant at once take its lease once: none of them
 // fences another.
 TEST(PostgresOwnershipTest, ThreadsWritingANewTenantAtOnceTakeItsLeaseOnce) {
