@@ -347,7 +347,7 @@ absl::StatusOr<std::unique_ptr<PgConnection>> Connect(const std::string& url) {
 // transaction), marked as an unknown outcome if the connection broke: the server may have
 // committed it before it went, and "not applied" would be a lie a caller acts on.
 absl::Status UnlessLost(absl::Status error, const PgConnection& conn, std::string_view what) {
-  if (error.ok() || !conn.broken()) return error;
+  if (error.ok() || !conn.broken() || IsCommitOutcomeUnknown(error)) return error;
   return CommitOutcomeUnknownError(StrCat("PostgresQueue::", what,
                                           ": the connection broke with the change sent, so "
                                           "whether it was applied is unknown: ",
@@ -682,14 +682,9 @@ absl::StatusOr<size_t> PostgresQueue::Enqueue(absl::Span<const Call> calls) {
   };
   absl::Status inserted =
       chunks.size() == 1 ? insert_all() : InTransaction(*conn, "Enqueue", insert_all);
-  if (!inserted.ok() && conn->broken() && !IsCommitOutcomeUnknown(inserted)) {
-    // The connection broke with the batch sent: its transaction may have committed.
-    return CommitOutcomeUnknownError(
-        StrCat("PostgresQueue::Enqueue: the connection broke, so whether the calls "
-               "were stored is unknown (the same Enqueue again is exact): ",
-               inserted.message()));
-  }
-  TXFN_RETURN_IF_ERROR(inserted);
+  // The one statement, or the COMMIT, sent with the connection then lost: the calls may be
+  // stored (the same Enqueue again is exact).
+  TXFN_RETURN_IF_ERROR(UnlessLost(inserted, *conn, "Enqueue"));
   return added;
 }
 

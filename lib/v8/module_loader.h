@@ -125,7 +125,8 @@ inline constexpr size_t kMaxRegExpFolded = 100;
 // ResourceExhausted when `source` has more than kMaxRegExpEscapes of either, or a regexp
 // literal with the `i` flag more classes than the limits above; InvalidArgument for a literal
 // that needs the guard (RegExpNeedsGuard) in a Function constructor's parameters, where it
-// cannot be rewritten.
+// cannot be rewritten, and for a `/` the literal lexer cannot place (AmbiguousSlash, named
+// by its line).
 [[nodiscard]] absl::Status CheckRegExpCost(std::string_view source, JsGoal goal);
 
 }  // namespace txfn::internal

@@ -254,12 +254,12 @@ class RegExpLiteralLexer {
       }
       After(false, Nest::kUnsure, true);
     } else if (IsIdentifierPart(c)) {
-      const size_t start = i_;
-      while (i_ < src_.size() && IdentifierPartAt(i_)) ++i_;
+      const std::string_view text = WordAt(i_);
+      i_ += text.size();
       if (after_dot) {
         After(false, Nest::kUnsure, true);  // a property name
       } else {
-        Word(src_.substr(start, i_ - start), word, newline, binding_next, operand);
+        Word(text, word, newline, binding_next, operand);
       }
     } else if (c == '/') {
       const size_t close = RegExpClose();
