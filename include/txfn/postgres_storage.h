@@ -60,8 +60,12 @@
 //                                                    fencing token it was written under
 //   txfn_tenants(tenant, max_ts, horizon)            one row per tenant with commits
 //   txfn_owners(tenant, owner, token, expires_at)    the leases (see "Ownership")
+//   txfn_handovers(tenant, token, max_ts, taken_at)  the tenant's newest commit when the
+//                                                    lease passed from `token` to the next
+//                                                    (one row per change of owner, a week)
 //   txfn_meta(name, value)                           schema_version = kSchemaVersion
-// plus the PL/pgSQL functions txfn_write and txfn_apply_retention. Tenants, keys and
+// plus the PL/pgSQL functions txfn_write, txfn_take_lease, txfn_apply_retention and
+// txfn_delete_tenant. Tenants, keys and
 // values are bytea (ordered bytewise, like std::string); timestamps are bigint with the top
 // bit flipped, so the full uint64 range keeps its order. A database whose schema version is
 // newer than kSchemaVersion is refused.
@@ -88,7 +92,14 @@
 // (pg_terminate_backend; named by pid and start time, as a restarted server may reuse the
 // pid) and waits until it is gone — its transaction is then committed or rolled back for
 // good — and looks for the batch's first commit row. Found: Write
-// returns OK; absent: Unavailable ("not persisted"). If it cannot tell within
+// returns OK; absent: Unavailable ("not persisted"). Retention (by any instance) may have
+// dropped that row: below the tenant's horizon the writer's newest commit tells instead —
+// from its lease on, every commit is the writer's, and it writes nothing after a batch
+// whose outcome it does not know (so a tenant's Writes must come one at a time, in
+// timestamp order, as a committer's do) — read from the tenant while it holds the lease,
+// and from
+// txfn_handovers once the lease passed on (kept a week; older, the outcome is DataLoss:
+// it can never be told). If it cannot tell within
 // outcome_resolution_timeout (the server is down), Write returns an unknown outcome
 // (CommitOutcomeUnknownError, carrying the batch's last timestamp), and the batch's
 // tenants are "in doubt": Write, DeleteTenant, ApplyRetention, ReadLog and
@@ -168,8 +179,9 @@ struct TenantLease {
 class PostgresStorage final : public Storage {
  public:
   // The schema version this build writes and reads (txfn_meta.schema_version).
-  // 2: txfn_write checks CommitRecord::previous_ts; 3: txfn_commits.writer.
-  static constexpr int kSchemaVersion = 3;
+  // 2: txfn_write checks CommitRecord::previous_ts; 3: txfn_commits.writer; 4:
+  // txfn_handovers (a build of an older version must not take leases over unrecorded).
+  static constexpr int kSchemaVersion = 4;
 
   // Connects to `options.url` and creates the schema if missing (under an advisory lock:
   // several processes may open the same database at once). Errors:

@@ -56,6 +56,37 @@ CREATE TABLE IF NOT EXISTS txfn_tenants (
 CREATE TABLE IF NOT EXISTS txfn_owners (
   tenant bytea PRIMARY KEY, owner text NOT NULL, token bigint NOT NULL,
   expires_at timestamptz NOT NULL);
+-- The tenant's newest commit when the lease passed from `token` to the next (schema 4): what
+-- that writer committed, for resolving its lost answers after retention dropped their rows.
+CREATE TABLE IF NOT EXISTS txfn_handovers (
+  tenant bytea NOT NULL, token bigint NOT NULL, max_ts bigint, taken_at timestamptz NOT NULL,
+  PRIMARY KEY (tenant, token));
+
+-- Takes the lease if it is free, expired or held under this name (r_token NULL if another
+-- instance holds it), recording the handover from the former token. Records older than a
+-- week go: a writer whose answer was lost asks within moments of reaching the server again.
+CREATE OR REPLACE FUNCTION txfn_take_lease(
+    p_tenant bytea, p_owner text, p_lease interval, OUT r_token bigint)
+LANGUAGE plpgsql AS $fn$
+BEGIN
+  INSERT INTO txfn_owners AS o (tenant, owner, token, expires_at)
+  VALUES (p_tenant, p_owner, 1, clock_timestamp() + p_lease)
+  ON CONFLICT (tenant) DO UPDATE
+    SET owner = excluded.owner, token = o.token + 1, expires_at = excluded.expires_at
+    WHERE o.owner = excluded.owner OR o.owner = '' OR o.expires_at < clock_timestamp()
+  RETURNING o.token INTO r_token;
+  IF r_token > 1 THEN
+    -- A statement of its own, so a snapshot of its own: it sees every commit of a Write that
+    -- held the lease row until the INSERT above could update it.
+    INSERT INTO txfn_handovers (tenant, token, max_ts, taken_at)
+      SELECT p_tenant, r_token - 1, (SELECT t.max_ts FROM txfn_tenants t WHERE t.tenant = p_tenant),
+             clock_timestamp()
+      ON CONFLICT DO NOTHING;
+    DELETE FROM txfn_handovers h
+      WHERE h.tenant = p_tenant AND h.taken_at < clock_timestamp() - interval '7 days';
+  END IF;
+END
+$fn$;
 
 -- One batch of commits, in the caller's transaction (one statement: its own). Checks every
 -- tenant's lease (fencing token) and timestamps before writing anything; a failed check
@@ -177,6 +208,7 @@ LANGUAGE sql AS $fn$
   DELETE FROM txfn_log WHERE tenant = p_tenant;
   DELETE FROM txfn_commits WHERE tenant = p_tenant;
   DELETE FROM txfn_tenants WHERE tenant = p_tenant;
+  DELETE FROM txfn_handovers WHERE tenant = p_tenant;
 $fn$;
 )sql";
 
@@ -247,15 +279,28 @@ LEFT JOIN LATERAL (
   OFFSET 0) v ON true
 ORDER BY c.ts, l.seq)sql";
 
-// Takes the lease if it is free, expired or held under this name; no row if another
-// instance holds it.
-constexpr std::string_view kTakeLeaseSql = R"sql(
-INSERT INTO txfn_owners AS o (tenant, owner, token, expires_at)
-VALUES ($1, $2, 1, clock_timestamp() + $3::interval)
-ON CONFLICT (tenant) DO UPDATE
-  SET owner = excluded.owner, token = o.token + 1, expires_at = excluded.expires_at
-  WHERE o.owner = excluded.owner OR o.owner = '' OR o.expires_at < clock_timestamp()
-RETURNING token)sql";
+// Takes the lease (see txfn_take_lease): the new token, or NULL if another instance holds it.
+constexpr std::string_view kTakeLeaseSql = "SELECT r_token FROM txfn_take_lease($1, $2, $3)";
+
+// Whether a Write whose answer was lost committed, once the server process that ran it is
+// gone: 1 committed, 0 absent, 2 cannot be told. $1 tenant, $2 ts, $3 token: the batch's first
+// commit. Its row tells, unless retention dropped it: commits above the horizon are all
+// there. Below it, the writer's newest commit does: every commit from the writer's lease on
+// is its own, and it writes nothing after a batch whose outcome it does not know (the
+// tenant's newest commit while the writer still holds the lease; after, the one recorded
+// when the lease passed on).
+constexpr std::string_view kResolveSql = R"sql(
+SELECT CASE
+  WHEN EXISTS (SELECT 1 FROM txfn_commits c WHERE c.tenant = $1 AND c.ts = $2 AND c.writer = $3)
+    THEN 1
+  WHEN coalesce((SELECT t.horizon < $2 FROM txfn_tenants t WHERE t.tenant = $1), true) THEN 0
+  WHEN EXISTS (SELECT 1 FROM txfn_handovers h WHERE h.tenant = $1 AND h.token = $3) THEN
+    (SELECT CASE WHEN h.max_ts >= $2 THEN 1 ELSE 0 END
+     FROM txfn_handovers h WHERE h.tenant = $1 AND h.token = $3)
+  WHEN EXISTS (SELECT 1 FROM txfn_owners o WHERE o.tenant = $1 AND o.token = $3) THEN
+    (SELECT CASE WHEN t.max_ts >= $2 THEN 1 ELSE 0 END FROM txfn_tenants t WHERE t.tenant = $1)
+  ELSE 2
+END)sql";
 
 constexpr std::string_view kMaxTsSql = "SELECT max_ts FROM txfn_tenants WHERE tenant = $1";
 // The tenant's newest commit, extending the lease if ($2, $3) still holds it: always one row
@@ -545,7 +590,7 @@ absl::StatusOr<int64_t> PostgresStorage::TakeLease(std::string_view tenant) {
                     Escaped(tenant), std::string(took.status().message())));
   }
   TXFN_ASSIGN_OR_RETURN(PgResult taken, std::move(took));
-  if (taken.rows() == 1) {
+  if (taken.rows() == 1 && !taken.IsNull(0, 0)) {
     int64_t token = taken.Int(0, 0);
     internal::MutexLock lock(&lease_mu_);
     tokens_[std::string(tenant)] = {.token = token,
@@ -813,11 +858,14 @@ absl::StatusOr<bool> PostgresStorage::Resolve(const InDoubt& doubt, absl::Durati
         }
         TXFN_ASSIGN_OR_RETURN(
             PgResult found,
-            (*conn)->Exec("SELECT 1 FROM txfn_commits WHERE tenant = $1 AND ts = $2 AND "
-                          "writer = $3",
-                          {PgParam::Bytes(doubt.first_tenant), TsParam(doubt.first_ts),
-                           PgParam::Int(doubt.first_token)}));
-        return found.rows() > 0;
+            (*conn)->Exec(kResolveSql, {PgParam::Bytes(doubt.first_tenant), TsParam(doubt.first_ts),
+                                        PgParam::Int(doubt.first_token)}));
+        if (found.Int(0, 0) == 2) {
+          return absl::DataLossError(
+              "its commit row was dropped by retention and the record of what its writer "
+              "committed before its lease passed on is gone (kept for a week)");
+        }
+        return found.Int(0, 0) == 1;
       };
       absl::StatusOr<bool> outcome = check();
       if (outcome.ok() || !(*conn)->broken()) return outcome;
@@ -851,6 +899,11 @@ absl::Status PostgresStorage::ResolveDoubts(std::optional<std::string_view> tena
   for (const auto& d : pending) {
     // A short attempt: the caller is a read or a write that would rather fail fast.
     absl::StatusOr<bool> outcome = Resolve(*d, absl::Milliseconds(200));
+    if (absl::IsDataLoss(outcome.status())) {
+      // It can never be told: asking again would fail this tenant's calls for good.
+      internal::MutexLock lock(&doubt_mu_);
+      std::erase(in_doubt_, d);
+    }
     if (!outcome.ok()) {
       return absl::UnavailableError(fmt::format(
           "PostgresStorage: the outcome of a Write at ts {}..{} of tenant '{}' whose answer was "

@@ -47,6 +47,8 @@ enum class Fault {
   kLoseAnswerWhileBlocked,
   // As kKillWhileBlocked, then the lock is released and then_ runs (the test's next step).
   kKillWhileBlockedThen,
+  // As kLoseAnswer, then then_ runs (before the Write resolves the outcome).
+  kLoseAnswerThen,
 };
 
 CommitRecord Put(Timestamp ts, std::string key, std::string value) {
@@ -90,7 +92,7 @@ class PostgresCommitOutcomeTest : public ::testing::Test {
       BreakSocket(socket);
       return;
     }
-    if (fault == Fault::kLoseAnswer) {
+    if (fault == Fault::kLoseAnswer || fault == Fault::kLoseAnswerThen) {
       // The socket becomes one that reads end-of-file: the connection closes, and an
       // answer that already arrived (a slow client thread) is lost with it. (shutdown(2)
       // would leave such an answer readable, and the Write would succeed.)
@@ -101,10 +103,8 @@ class PostgresCommitOutcomeTest : public ::testing::Test {
       ASSERT_TRUE(watch_->Exec("SELECT pg_terminate_backend($1)", {PgParam::Int(pid)}).ok());
     }
     ASSERT_TRUE(WaitFor(pid, "false")) << "the server process did not exit";
-    if (fault == Fault::kKillWhileBlockedThen) {
-      Unlock();
-      then_();
-    }
+    if (fault == Fault::kKillWhileBlockedThen) Unlock();
+    if (fault == Fault::kKillWhileBlockedThen || fault == Fault::kLoseAnswerThen) then_();
   }
 
   // `socket` becomes one that reads end-of-file.
@@ -297,6 +297,125 @@ TEST_F(PostgresCommitOutcomeTest, AnotherOwnersCommitAtTheSameTimestampIsNotTheB
   ASSERT_TRUE(log.ok()) << log.status();
   ASSERT_EQ(log->size(), 1u);
   EXPECT_EQ((*log)[0].writes, theirs.writes);
+}
+
+// Any instance may apply retention, and it drops the commit rows up to its horizon: the
+// evidence resolution looked for. A batch that committed, and whose row retention dropped
+// before the writer asked, was answered "not persisted" (and retried by the caller: applied
+// twice). Every commit from the writer's lease on is the writer's own, so the tenant's
+// newest commit says it.
+TEST_F(PostgresCommitOutcomeTest, RetentionDroppingTheBatchsCommitRowDoesNotMakeItAbsent) {
+  auto storage = Make(absl::Seconds(5));
+  ASSERT_NE(storage, nullptr);
+  auto other = PostgresStorage::Open({.url = storage->db().url(), .owner = "other"});
+  ASSERT_TRUE(other.ok()) << other.status();
+  CommitRecord first = Put(1, "a", "1");
+  ASSERT_TRUE(storage->Write({&first, 1}).ok());
+  then_ = [&] {
+    auto retained = (*other)->ApplyRetention("t", 2, 0);
+    ASSERT_TRUE(retained.ok()) << retained.status();
+    ASSERT_EQ(retained->horizon, 2u) << "retention dropped the batch's commit row";
+  };
+  fault_ = Fault::kLoseAnswerThen;
+  CommitRecord second = Put(2, "b", "2");
+  EXPECT_TRUE(storage->Write({&second, 1}).ok()) << "the batch committed";
+  EXPECT_EQ(*storage->Get("t", 1, "b", 2), (IndexEntry{"b", "2", 2}));
+}
+
+// The same after a takeover: the batch committed, its writer's lease expired, another owner
+// wrote after it and applied retention past it. The row is gone and the tenant's newest
+// commit is the other owner's; what the writer committed is recorded when its lease passed.
+TEST_F(PostgresCommitOutcomeTest, ABatchWhoseRowRetentionDroppedAfterATakeoverIsCommitted) {
+  constexpr absl::Duration kLease = absl::Milliseconds(300);
+  auto storage = Make(absl::Seconds(5), kLease);
+  ASSERT_NE(storage, nullptr);
+  auto other = PostgresStorage::Open(
+      {.url = storage->db().url(), .owner = "other", .lease_duration = kLease});
+  ASSERT_TRUE(other.ok()) << other.status();
+  CommitRecord first = Put(1, "a", "1");
+  ASSERT_TRUE(storage->Write({&first, 1}).ok());
+  CommitRecord theirs = Put(3, "c", "theirs");
+  theirs.previous_ts = 2;
+  then_ = [&] {
+    absl::SleepFor(kLease + absl::Milliseconds(200));  // the lease passes to `other`
+    ASSERT_TRUE((*other)->Write({&theirs, 1}).ok());
+    auto retained = (*other)->ApplyRetention("t", 3, 0);
+    ASSERT_TRUE(retained.ok()) << retained.status();
+    ASSERT_EQ(retained->horizon, 3u);
+  };
+  fault_ = Fault::kLoseAnswerThen;
+  CommitRecord mine = Put(2, "b", "mine");
+  EXPECT_TRUE(storage->Write({&mine, 1}).ok()) << "the batch committed";
+  EXPECT_EQ(*(*other)->Get("t", 1, "b", 3), (IndexEntry{"b", "mine", 2}));
+}
+
+// And the record does not turn an absent batch into a committed one: the batch never
+// committed, the other owner wrote after its timestamp and applied retention past it.
+TEST_F(PostgresCommitOutcomeTest, AnAbsentBatchStaysAbsentAfterATakeoverAndRetention) {
+  constexpr absl::Duration kLease = absl::Milliseconds(300);
+  auto storage = Make(absl::Seconds(5), kLease);
+  ASSERT_NE(storage, nullptr);
+  auto other = PostgresStorage::Open(
+      {.url = storage->db().url(), .owner = "other", .lease_duration = kLease});
+  ASSERT_TRUE(other.ok()) << other.status();
+  CommitRecord first = Put(1, "a", "1");
+  ASSERT_TRUE(storage->Write({&first, 1}).ok());
+  CommitRecord theirs = Put(3, "c", "theirs");
+  theirs.previous_ts = 1;
+  then_ = [&] {
+    absl::SleepFor(kLease + absl::Milliseconds(200));  // the lease passes to `other`
+    ASSERT_TRUE((*other)->Write({&theirs, 1}).ok());
+    auto retained = (*other)->ApplyRetention("t", 3, 0);
+    ASSERT_TRUE(retained.ok()) << retained.status();
+    ASSERT_EQ(retained->horizon, 3u);
+  };
+  LockTenantRow();
+  fault_ = Fault::kKillWhileBlockedThen;
+  CommitRecord mine = Put(2, "b", "mine");
+  absl::Status s = storage->Write({&mine, 1});
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
+  EXPECT_THAT(std::string(s.message()), HasSubstr("not persisted"));
+  EXPECT_EQ(*(*other)->Get("t", 1, "b", 3), std::nullopt);
+}
+
+// Handover records go after a week (with the next change of owner). A batch whose row
+// retention dropped and whose record is gone cannot be told: an unknown outcome, not a
+// guess; and asked once more, the tenant's calls go on (it can never be told).
+TEST_F(PostgresCommitOutcomeTest, AnOutcomeWhoseEvidenceIsGoneIsUnknownNotAGuess) {
+  constexpr absl::Duration kLease = absl::Milliseconds(300);
+  auto storage = Make(absl::Seconds(5), kLease);
+  ASSERT_NE(storage, nullptr);
+  auto other = PostgresStorage::Open(
+      {.url = storage->db().url(), .owner = "other", .lease_duration = kLease});
+  ASSERT_TRUE(other.ok()) << other.status();
+  CommitRecord first = Put(1, "a", "1");
+  ASSERT_TRUE(storage->Write({&first, 1}).ok());
+  CommitRecord theirs = Put(3, "c", "theirs");
+  theirs.previous_ts = 2;
+  auto handovers = [&] {
+    auto n = watch_->Exec("SELECT count(*) FROM txfn_handovers");
+    return n.ok() ? n->Int(0, 0) : -1;
+  };
+  then_ = [&] {
+    absl::SleepFor(kLease + absl::Milliseconds(200));  // the lease passes to `other`
+    ASSERT_TRUE((*other)->Write({&theirs, 1}).ok());
+    ASSERT_TRUE((*other)->ApplyRetention("t", 3, 0).ok());
+    ASSERT_EQ(handovers(), 1);
+    // A week passes; `other` takes the lease again (a restart): the old record goes.
+    ASSERT_TRUE(
+        watch_->Exec("UPDATE txfn_handovers SET taken_at = taken_at - interval '8 days'").ok());
+    ASSERT_TRUE((*other)->AcquireTenant("t").ok());
+    ASSERT_EQ(handovers(), 1) << "the week-old record went";
+  };
+  fault_ = Fault::kLoseAnswerThen;
+  CommitRecord mine = Put(2, "b", "mine");
+  absl::Status s = storage->Write({&mine, 1});
+  EXPECT_TRUE(IsCommitOutcomeUnknown(s)) << s;
+  EXPECT_THAT(std::string(s.message()), HasSubstr("dropped by retention"));
+  EXPECT_FALSE(storage->MaxCommittedTimestamp("t").ok()) << "asked once more";
+  auto max = storage->MaxCommittedTimestamp("t");
+  ASSERT_TRUE(max.ok()) << max.status();
+  EXPECT_EQ(*max, 3u);
 }
 
 TEST_F(PostgresCommitOutcomeTest, UnresolvedItIsUnknownAndTheTenantsNextCallSettlesIt) {
