@@ -228,7 +228,9 @@ class PostgresStorage final : public Storage {
   // otherwise: another instance may own the tenant and commit to it.
   [[nodiscard]] bool MayHaveOtherWriters(std::string_view tenant) override;
   // An administrative removal: it does not check the lease (stop the tenant's committer
-  // first); the lease row stays, so fencing tokens keep rising.
+  // first); the lease row stays, so fencing tokens keep rising. It waits for a Write of the
+  // tenant in progress (which it then removes too) and holds later ones off until it is
+  // done: the tenant is left whole or gone, never commits without their tenant row.
   [[nodiscard]] absl::Status DeleteTenant(std::string_view tenant) override;
   // Any instance may apply retention (it changes nothing a read at or above the horizon
   // sees); it is serialised with the tenant's commits by a row lock.

@@ -69,6 +69,7 @@ CREATE OR REPLACE FUNCTION txfn_take_lease(
     p_tenant bytea, p_owner text, p_lease interval, OUT r_token bigint)
 LANGUAGE plpgsql AS $fn$
 BEGIN
+  PERFORM pg_advisory_xact_lock_shared(1954047598, hashtext(encode(p_tenant, 'hex')));
   INSERT INTO txfn_owners AS o (tenant, owner, token, expires_at)
   VALUES (p_tenant, p_owner, 1, clock_timestamp() + p_lease)
   ON CONFLICT (tenant) DO UPDATE
@@ -202,13 +203,23 @@ BEGIN
 END
 $fn$;
 
+-- (Schema 3's was SQL, and did not wait for the tenant's writers.)
 CREATE OR REPLACE FUNCTION txfn_delete_tenant(p_tenant bytea) RETURNS void
-LANGUAGE sql AS $fn$
+LANGUAGE plpgsql AS $fn$
+BEGIN
+  -- Waits for the tenant's Writes (each updates the lease row first) and retention (it locks
+  -- the tenant row), and holds them off: a Write committing between the DELETEs below would
+  -- keep its rows and lose its tenant row. The advisory lock holds off the first lease of a
+  -- tenant with no lease row yet (txfn_take_lease takes it too).
+  PERFORM pg_advisory_xact_lock(1954047598, hashtext(encode(p_tenant, 'hex')));
+  PERFORM 1 FROM txfn_owners o WHERE o.tenant = p_tenant FOR UPDATE;
+  PERFORM 1 FROM txfn_tenants t WHERE t.tenant = p_tenant FOR UPDATE;
   DELETE FROM txfn_versions WHERE tenant = p_tenant;
   DELETE FROM txfn_log WHERE tenant = p_tenant;
   DELETE FROM txfn_commits WHERE tenant = p_tenant;
   DELETE FROM txfn_tenants WHERE tenant = p_tenant;
   DELETE FROM txfn_handovers WHERE tenant = p_tenant;
+END
 $fn$;
 )sql";
 

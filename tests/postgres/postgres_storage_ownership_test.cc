@@ -11,6 +11,7 @@
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "lib/postgres/pg_connection.h"
 #include "tests/postgres/pg_storage_test_util.h"
 #include "tests/postgres/pg_test_util.h"
 #include "txfn/committer.h"
@@ -169,6 +170,59 @@ TEST(PostgresOwnershipTest, ATakeoverLostAtCommitIsAnUnknownOutcome) {
   ASSERT_TRUE(testing::StopEndingAtCommit(**admin, "txfn_owners").ok());
   EXPECT_TRUE(a->inner().AcquireTenant("t").ok());
   EXPECT_TRUE(WriteOne(*a, Put(1, "a1")).ok());
+}
+
+// A DeleteTenant and a Write of the tenant at once: the delete ran statement by statement,
+// so a Write committing in between kept its commit, versions and log, and lost its tenant
+// row: commits that MaxCommittedTimestamp and ListTenants did not know of. The delete now
+// waits for the tenant's writers (and they for it): the tenant is whole or gone.
+TEST(PostgresOwnershipTest, ADeleteRacingAWriteLeavesTheTenantWholeOrGone) {
+  TXFN_REQUIRE_PG_SERVER();
+  auto a = TempPostgresStorage::Make({.owner = "owner-a"});
+  ASSERT_NE(a, nullptr);
+  ASSERT_TRUE(WriteOne(*a, Put(1, "a1")).ok());
+  auto side = pg_internal::PgConnection::Open(a->db().url());
+  auto watch = pg_internal::PgConnection::Open(a->db().url());
+  ASSERT_TRUE(side.ok() && watch.ok());
+  auto pid_of = [](pg_internal::PgConnection& c) {
+    auto r = c.Exec("SELECT pg_backend_pid()");
+    return r.ok() ? r->Int(0, 0) : -1;
+  };
+  // The server process running `statement`, once something of `blockers` blocks it.
+  auto blocked = [&](const std::string& statement, const std::string& blockers) -> int64_t {
+    for (int i = 0; i < 1000; ++i) {
+      auto r = (*watch)->Exec("SELECT pid FROM pg_stat_activity WHERE query LIKE '%" + statement +
+                              "%' AND pg_blocking_pids(pid) && ARRAY[" + blockers + "]");
+      if (r.ok() && r->rows() == 1) return r->Int(0, 0);
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+    return -1;
+  };
+  // The Write waits for the tenant row at its end, its rows inserted.
+  ASSERT_TRUE((*side)->Exec("BEGIN").ok());
+  ASSERT_TRUE(
+      (*side)->Exec("SELECT 1 FROM txfn_tenants WHERE tenant = 't'::bytea FOR UPDATE").ok());
+  const std::string side_pid = std::to_string(pid_of(**side));
+  CommitRecord second = Put(2, "a2");
+  second.previous_ts = 1;
+  absl::Status written, deleted;
+  std::thread writer([&] { written = WriteOne(*a, second); });
+  const int64_t writer_pid = blocked("txfn_write", side_pid);
+  ASSERT_GT(writer_pid, 0);
+  std::thread deleter([&] { deleted = a->DeleteTenant("t"); });
+  EXPECT_GT(blocked("txfn_delete_tenant", side_pid + "," + std::to_string(writer_pid)), 0);
+  ASSERT_TRUE((*side)->Exec("ROLLBACK").ok());
+  writer.join();
+  deleter.join();
+  EXPECT_TRUE(written.ok()) << written;
+  EXPECT_TRUE(deleted.ok()) << deleted;
+  // The Write committed first, so the delete removed it too: nothing of the tenant is left.
+  auto log = a->ReadLog("t", 0, 0);
+  ASSERT_TRUE(log.ok()) << log.status();
+  EXPECT_TRUE(log->empty()) << log->size() << " commits outlived the delete";
+  EXPECT_EQ(*a->MaxCommittedTimestamp("t"), 0u);
+  EXPECT_EQ(*a->Get("t", 1, "k", 2), std::nullopt);
+  EXPECT_THAT(*a->ListTenants(), ::testing::IsEmpty());
 }
 
 // Threads of one instance writing a new tenant at once take its lease once: none of them
