@@ -59,10 +59,12 @@
 //   txfn_commits(tenant, ts, writer)                 PRIMARY KEY(tenant, ts); writer = the
 //                                                    fencing token it was written under
 //   txfn_tenants(tenant, max_ts, horizon)            one row per tenant with commits
-//   txfn_owners(tenant, owner, token, expires_at)    the leases (see "Ownership")
-//   txfn_handovers(tenant, token, max_ts, taken_at)  the tenant's newest commit when the
-//                                                    lease passed from `token` to the next
-//                                                    (one row per change of owner, a week)
+//   txfn_owners(tenant, owner, token, expires_at,    the leases (see "Ownership") and the
+//               start_max)                           tenant's newest commit when taken
+//   txfn_handovers(tenant, token, start_max, max_ts, the tenant's newest commit when
+//                  taken_at)                         `token` took the lease and when it
+//                                                    passed on (one row per change of
+//                                                    owner, a week)
 //   txfn_meta(name, value)                           schema_version = kSchemaVersion
 // plus the PL/pgSQL functions txfn_write, txfn_take_lease, txfn_apply_retention and
 // txfn_delete_tenant. Tenants, keys and
@@ -93,13 +95,13 @@
 // pid) and waits until it is gone — its transaction is then committed or rolled back for
 // good — and looks for the batch's first commit row. Found: Write
 // returns OK; absent: Unavailable ("not persisted"). Retention (by any instance) may have
-// dropped that row: below the tenant's horizon the writer's newest commit tells instead —
-// from its lease on, every commit is the writer's, and it writes nothing after a batch
-// whose outcome it does not know (so a tenant's Writes must come one at a time, in
-// timestamp order, as a committer's do) — read from the tenant while it holds the lease,
-// and from
-// txfn_handovers once the lease passed on (kept a week; older, the outcome is DataLoss:
-// it can never be told). If it cannot tell within
+// dropped that row: below the tenant's horizon the commits the writer's lease made tell
+// instead — from the lease on, every commit is the writer's: those after the tenant's
+// newest when it took the lease, up to its newest now (or when the lease passed on,
+// recorded in txfn_handovers for a week; older, the outcome is DataLoss: it can never be
+// told). This instance sends a tenant's Writes one at a time, none after one whose outcome
+// it does not know; their timestamps must rise (as a committer's do). If it cannot tell
+// within
 // outcome_resolution_timeout (the server is down), Write returns an unknown outcome
 // (CommitOutcomeUnknownError, carrying the batch's last timestamp), and the batch's
 // tenants are "in doubt": Write, DeleteTenant, ApplyRetention, ReadLog and
@@ -301,6 +303,12 @@ class PostgresStorage final : public Storage {
   };
   absl::flat_hash_map<std::string, HeldLease> tokens_ ABSL_GUARDED_BY(lease_mu_);
   absl::flat_hash_set<std::string> lost_ ABSL_GUARDED_BY(lease_mu_);
+
+  // The tenants a Write is writing (and resolving, if its answer was lost): a tenant's
+  // Writes go one at a time, so none is sent after one whose outcome is not known yet.
+  internal::Mutex writing_mu_;
+  internal::CondVar writing_cv_{&writing_mu_};
+  absl::flat_hash_set<std::string> writing_ ABSL_GUARDED_BY(writing_mu_);
 
   // Writes whose outcome is not known yet. resolve_mu_ serialises resolutions.
   internal::Mutex resolve_mu_;

@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -13,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/time/clock.h"
@@ -56,11 +58,15 @@ CREATE TABLE IF NOT EXISTS txfn_tenants (
 CREATE TABLE IF NOT EXISTS txfn_owners (
   tenant bytea PRIMARY KEY, owner text NOT NULL, token bigint NOT NULL,
   expires_at timestamptz NOT NULL);
--- The tenant's newest commit when the lease passed from `token` to the next (schema 4): what
--- that writer committed, for resolving its lost answers after retention dropped their rows.
+-- The commits a lease's writer made (schema 4), for resolving its lost answers after
+-- retention dropped their rows: from its lease on, every commit is the writer's, so they are
+-- those after the tenant's newest when it took the lease (txfn_owners.start_max; NULL:
+-- unknown, a lease taken by an older build) up to the newest when the lease passed on
+-- (txfn_handovers.max_ts, one row per change of owner; NULL: no commit). Timestamps flipped.
+ALTER TABLE txfn_owners ADD COLUMN IF NOT EXISTS start_max bigint;
 CREATE TABLE IF NOT EXISTS txfn_handovers (
-  tenant bytea NOT NULL, token bigint NOT NULL, max_ts bigint, taken_at timestamptz NOT NULL,
-  PRIMARY KEY (tenant, token));
+  tenant bytea NOT NULL, token bigint NOT NULL, start_max bigint, max_ts bigint,
+  taken_at timestamptz NOT NULL, PRIMARY KEY (tenant, token));
 
 -- Takes the lease if it is free, expired or held under this name (r_token NULL if another
 -- instance holds it), recording the handover from the former token. Records older than a
@@ -68,24 +74,36 @@ CREATE TABLE IF NOT EXISTS txfn_handovers (
 CREATE OR REPLACE FUNCTION txfn_take_lease(
     p_tenant bytea, p_owner text, p_lease interval, OUT r_token bigint)
 LANGUAGE plpgsql AS $fn$
+DECLARE
+  held txfn_owners%ROWTYPE;
+  newest bigint;
 BEGIN
-  PERFORM pg_advisory_xact_lock_shared(1954047598, hashtext(encode(p_tenant, 'hex')));
-  INSERT INTO txfn_owners AS o (tenant, owner, token, expires_at)
-  VALUES (p_tenant, p_owner, 1, clock_timestamp() + p_lease)
-  ON CONFLICT (tenant) DO UPDATE
-    SET owner = excluded.owner, token = o.token + 1, expires_at = excluded.expires_at
-    WHERE o.owner = excluded.owner OR o.owner = '' OR o.expires_at < clock_timestamp()
-  RETURNING o.token INTO r_token;
-  IF r_token > 1 THEN
-    -- A statement of its own, so a snapshot of its own: it sees every commit of a Write that
-    -- held the lease row until the INSERT above could update it.
-    INSERT INTO txfn_handovers (tenant, token, max_ts, taken_at)
-      SELECT p_tenant, r_token - 1, (SELECT t.max_ts FROM txfn_tenants t WHERE t.tenant = p_tenant),
-             clock_timestamp()
-      ON CONFLICT DO NOTHING;
-    DELETE FROM txfn_handovers h
-      WHERE h.tenant = p_tenant AND h.taken_at < clock_timestamp() - interval '7 days';
+  -- One take of a tenant at a time, and none while it is being deleted.
+  PERFORM pg_advisory_xact_lock(1954047598, hashtext(current_schema() || encode(p_tenant, 'hex')));
+  -- Each statement below has a snapshot of its own (READ COMMITTED): once the lease row is
+  -- locked, a Write that held it has committed, and the tenant's newest commit includes it.
+  SELECT * INTO held FROM txfn_owners o WHERE o.tenant = p_tenant FOR UPDATE;
+  SELECT t.max_ts INTO newest FROM txfn_tenants t WHERE t.tenant = p_tenant;
+  newest := coalesce(newest, -9223372036854775808);
+  IF held.tenant IS NULL THEN
+    INSERT INTO txfn_owners (tenant, owner, token, expires_at, start_max)
+      VALUES (p_tenant, p_owner, 1, clock_timestamp() + p_lease, newest);
+    r_token := 1;
+    RETURN;
   END IF;
+  IF held.owner <> p_owner AND held.owner <> '' AND held.expires_at >= clock_timestamp() THEN
+    RETURN;
+  END IF;
+  r_token := held.token + 1;
+  UPDATE txfn_owners o SET owner = p_owner, token = r_token,
+      expires_at = clock_timestamp() + p_lease, start_max = newest
+    WHERE o.tenant = p_tenant;
+  INSERT INTO txfn_handovers (tenant, token, start_max, max_ts, taken_at)
+    VALUES (p_tenant, held.token, held.start_max, nullif(newest, -9223372036854775808),
+            clock_timestamp())
+    ON CONFLICT DO NOTHING;
+  DELETE FROM txfn_handovers h
+    WHERE h.tenant = p_tenant AND h.taken_at < clock_timestamp() - interval '7 days';
 END
 $fn$;
 
@@ -211,7 +229,7 @@ BEGIN
   -- the tenant row), and holds them off: a Write committing between the DELETEs below would
   -- keep its rows and lose its tenant row. The advisory lock holds off the first lease of a
   -- tenant with no lease row yet (txfn_take_lease takes it too).
-  PERFORM pg_advisory_xact_lock(1954047598, hashtext(encode(p_tenant, 'hex')));
+  PERFORM pg_advisory_xact_lock(1954047598, hashtext(current_schema() || encode(p_tenant, 'hex')));
   PERFORM 1 FROM txfn_owners o WHERE o.tenant = p_tenant FOR UPDATE;
   PERFORM 1 FROM txfn_tenants t WHERE t.tenant = p_tenant FOR UPDATE;
   DELETE FROM txfn_versions WHERE tenant = p_tenant;
@@ -296,21 +314,22 @@ constexpr std::string_view kTakeLeaseSql = "SELECT r_token FROM txfn_take_lease(
 // Whether a Write whose answer was lost committed, once the server process that ran it is
 // gone: 1 committed, 0 absent, 2 cannot be told. $1 tenant, $2 ts, $3 token: the batch's first
 // commit. Its row tells, unless retention dropped it: commits above the horizon are all
-// there. Below it, the writer's newest commit does: every commit from the writer's lease on
-// is its own, and it writes nothing after a batch whose outcome it does not know (the
-// tenant's newest commit while the writer still holds the lease; after, the one recorded
-// when the lease passed on).
+// there. Below it, the commits its lease made do (see txfn_handovers): the batch committed
+// iff its timestamp lies in their range, as the writer sends a tenant's batches one at a
+// time with rising timestamps and nothing after a batch whose outcome it does not know.
 constexpr std::string_view kResolveSql = R"sql(
 SELECT CASE
   WHEN EXISTS (SELECT 1 FROM txfn_commits c WHERE c.tenant = $1 AND c.ts = $2 AND c.writer = $3)
     THEN 1
   WHEN coalesce((SELECT t.horizon < $2 FROM txfn_tenants t WHERE t.tenant = $1), true) THEN 0
-  WHEN EXISTS (SELECT 1 FROM txfn_handovers h WHERE h.tenant = $1 AND h.token = $3) THEN
-    (SELECT CASE WHEN h.max_ts >= $2 THEN 1 ELSE 0 END
-     FROM txfn_handovers h WHERE h.tenant = $1 AND h.token = $3)
-  WHEN EXISTS (SELECT 1 FROM txfn_owners o WHERE o.tenant = $1 AND o.token = $3) THEN
-    (SELECT CASE WHEN t.max_ts >= $2 THEN 1 ELSE 0 END FROM txfn_tenants t WHERE t.tenant = $1)
-  ELSE 2
+  ELSE coalesce(
+    (SELECT CASE WHEN h.start_max IS NULL THEN 2 WHEN h.start_max < $2 AND h.max_ts >= $2 THEN 1
+                 ELSE 0 END
+     FROM txfn_handovers h WHERE h.tenant = $1 AND h.token = $3),
+    (SELECT CASE WHEN o.start_max IS NULL THEN 2 WHEN o.start_max < $2 AND t.max_ts >= $2 THEN 1
+                 ELSE 0 END
+     FROM txfn_owners o, txfn_tenants t WHERE o.tenant = $1 AND o.token = $3 AND t.tenant = $1),
+    2)
 END)sql";
 
 constexpr std::string_view kMaxTsSql = "SELECT max_ts FROM txfn_tenants WHERE tenant = $1";
@@ -701,6 +720,22 @@ absl::StatusOr<TenantLease> PostgresStorage::Lease(std::string_view tenant) {
 absl::Status PostgresStorage::Write(absl::Span<const CommitRecord> commits) {
   if (commits.empty()) return absl::OkStatus();
   TXFN_ASSIGN_OR_RETURN(const auto groups, ValidateCommitBatch(commits));
+  // A tenant's Writes go one at a time, each with its resolution (see kResolveSql).
+  auto being_written = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(writing_mu_) {
+    return std::any_of(groups.begin(), groups.end(), [&](const TenantBatch& g) {
+      return writing_.contains(internal::ToAbsl(g.tenant));
+    });
+  };
+  {
+    internal::MutexLock lock(&writing_mu_);
+    writing_cv_.Wait([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(writing_mu_) { return !being_written(); });
+    for (const TenantBatch& g : groups) writing_.emplace(g.tenant);
+  }
+  absl::Cleanup written = [&] {
+    internal::MutexLock lock(&writing_mu_);
+    for (const TenantBatch& g : groups) writing_.erase(internal::ToAbsl(g.tenant));
+    writing_cv_.SignalAll();
+  };
   for (const TenantBatch& g : groups) TXFN_RETURN_IF_ERROR(ResolveDoubts(g.tenant));
 
   // The batch as arrays, tenants numbered from 1 in lock (name) order.
@@ -873,8 +908,9 @@ absl::StatusOr<bool> PostgresStorage::Resolve(const InDoubt& doubt, absl::Durati
                                         PgParam::Int(doubt.first_token)}));
         if (found.Int(0, 0) == 2) {
           return absl::DataLossError(
-              "its commit row was dropped by retention and the record of what its writer "
-              "committed before its lease passed on is gone (kept for a week)");
+              "its commit row was dropped by retention, and what its writer's lease committed "
+              "is no longer recorded (records are kept a week; a lease taken by a build older "
+              "than schema version 4 has none)");
         }
         return found.Int(0, 0) == 1;
       };
