@@ -178,6 +178,29 @@ class PostgresCommitOutcomeTest : public ::testing::Test {
     EXPECT_EQ(*storage.MaxCommittedTimestamp("t"), 2u);
   }
 
+  // Another instance on the storage's schema.
+  static std::unique_ptr<PostgresStorage> OpenOther(const TempPostgresStorage& storage) {
+    auto other = PostgresStorage::Open({.url = storage.db().url(), .owner = "other"});
+    EXPECT_TRUE(other.ok()) << other.status();
+    return other.ok() ? *std::move(other) : nullptr;
+  }
+  // Every lease runs out now.
+  void ExpireLeases() {
+    ASSERT_TRUE(
+        watch_->Exec("UPDATE txfn_owners SET expires_at = clock_timestamp() - interval '1 s'")
+            .ok());
+  }
+  // Tenant t's lease passes to `other`, which writes `theirs` and applies retention up to it.
+  void TakeOverWriteAndRetain(PostgresStorage& other, const CommitRecord& theirs) {
+    ExpireLeases();
+    ASSERT_TRUE(other.AcquireTenant("t").ok());
+    const absl::Status written = other.Write({&theirs, 1});
+    ASSERT_TRUE(written.ok()) << written;
+    auto retained = other.ApplyRetention("t", theirs.ts, 0);
+    ASSERT_TRUE(retained.ok()) << retained.status();
+    ASSERT_EQ(retained->horizon, theirs.ts);
+  }
+
   std::atomic<Fault> fault_{Fault::kNone};
   std::atomic<int> blocked_pid_{0};     // the server process of the last faulty Write
   std::function<void()> then_;          // kKillWhileBlockedThen's next step
@@ -277,26 +300,24 @@ TEST_F(PostgresCommitOutcomeTest, AResolverInAnotherTimeZoneStillFindsTheBatchsP
 // another owner committed at the same timestamp. That commit is not the batch: resolution
 // looked for any commit at (tenant, ts) and answered OK for a batch that never committed.
 TEST_F(PostgresCommitOutcomeTest, AnotherOwnersCommitAtTheSameTimestampIsNotTheBatch) {
-  constexpr absl::Duration kLease = absl::Milliseconds(300);
-  auto storage = Make(absl::Seconds(5), kLease);
+  auto storage = Make(absl::Seconds(5));
   ASSERT_NE(storage, nullptr);
-  auto other = PostgresStorage::Open(
-      {.url = storage->db().url(), .owner = "other", .lease_duration = kLease});
-  ASSERT_TRUE(other.ok()) << other.status();
+  auto other = OpenOther(*storage);
+  ASSERT_NE(other, nullptr);
   CommitRecord first = Put(1, "a", "1");
   ASSERT_TRUE(storage->Write({&first, 1}).ok());
   CommitRecord theirs = Put(2, "b", "theirs");
   theirs.previous_ts = 1;
   then_ = [&] {
-    absl::SleepFor(kLease + absl::Milliseconds(200));  // the lease passes to `other`
-    ASSERT_TRUE((*other)->Write({&theirs, 1}).ok());
+    ExpireLeases();  // the lease passes to `other`
+    ASSERT_TRUE(other->Write({&theirs, 1}).ok());
   };
   LockTenantRow();
   fault_ = Fault::kKillWhileBlockedThen;
   CommitRecord mine = Put(2, "b", "mine");
   absl::Status s = storage->Write({&mine, 1});
   EXPECT_FALSE(s.ok()) << "the batch's process was ended before it committed";
-  auto log = (*other)->ReadLog("t", 1, 0);
+  auto log = other->ReadLog("t", 1, 0);
   ASSERT_TRUE(log.ok()) << log.status();
   ASSERT_EQ(log->size(), 1u);
   EXPECT_EQ((*log)[0].writes, theirs.writes);
@@ -310,12 +331,12 @@ TEST_F(PostgresCommitOutcomeTest, AnotherOwnersCommitAtTheSameTimestampIsNotTheB
 TEST_F(PostgresCommitOutcomeTest, RetentionDroppingTheBatchsCommitRowDoesNotMakeItAbsent) {
   auto storage = Make(absl::Seconds(5));
   ASSERT_NE(storage, nullptr);
-  auto other = PostgresStorage::Open({.url = storage->db().url(), .owner = "other"});
-  ASSERT_TRUE(other.ok()) << other.status();
+  auto other = OpenOther(*storage);
+  ASSERT_NE(other, nullptr);
   CommitRecord first = Put(1, "a", "1");
   ASSERT_TRUE(storage->Write({&first, 1}).ok());
   then_ = [&] {
-    auto retained = (*other)->ApplyRetention("t", 2, 0);
+    auto retained = other->ApplyRetention("t", 2, 0);
     ASSERT_TRUE(retained.ok()) << retained.status();
     ASSERT_EQ(retained->horizon, 2u) << "retention dropped the batch's commit row";
   };
@@ -325,31 +346,36 @@ TEST_F(PostgresCommitOutcomeTest, RetentionDroppingTheBatchsCommitRowDoesNotMake
   EXPECT_EQ(*storage->Get("t", 1, "b", 2), (IndexEntry{"b", "2", 2}));
 }
 
-// The same after a takeover: the batch committed, its writer's lease expired, another owner
-// wrote after it and applied retention past it. The row is gone and the tenant's newest
-// commit is the other owner's; what the writer committed is recorded when its lease passed.
-TEST_F(PostgresCommitOutcomeTest, ABatchWhoseRowRetentionDroppedAfterATakeoverIsCommitted) {
-  constexpr absl::Duration kLease = absl::Milliseconds(300);
-  auto storage = Make(absl::Seconds(5), kLease);
-  ASSERT_NE(storage, nullptr);
-  auto other = PostgresStorage::Open(
-      {.url = storage->db().url(), .owner = "other", .lease_duration = kLease});
-  ASSERT_TRUE(other.ok()) << other.status();
-  CommitRecord first = Put(1, "a", "1");
-  ASSERT_TRUE(storage->Write({&first, 1}).ok());
-  CommitRecord theirs = Put(3, "c", "theirs");
-  theirs.previous_ts = 2;
-  then_ = [&] {
-    absl::SleepFor(kLease + absl::Milliseconds(200));  // the lease passes to `other`
-    ASSERT_TRUE((*other)->Write({&theirs, 1}).ok());
-    auto retained = (*other)->ApplyRetention("t", 3, 0);
-    ASSERT_TRUE(retained.ok()) << retained.status();
-    ASSERT_EQ(retained->horizon, 3u);
-  };
-  fault_ = Fault::kLoseAnswerThen;
-  CommitRecord mine = Put(2, "b", "mine");
-  EXPECT_TRUE(storage->Write({&mine, 1}).ok()) << "the batch committed";
-  EXPECT_EQ(*(*other)->Get("t", 1, "b", 3), (IndexEntry{"b", "mine", 2}));
+// The same after a takeover: the batch's answer is lost, its writer's lease passes on, and
+// the other owner writes after it and applies retention past it. The row is gone and the
+// tenant's newest commit is the other owner's: what the writer's lease committed, recorded
+// when it passed on, tells — committed, and (no guess) absent.
+TEST_F(PostgresCommitOutcomeTest, AfterATakeoverAndRetentionALostAnswerIsStillTold) {
+  for (Fault fault : {Fault::kLoseAnswerThen, Fault::kKillWhileBlockedThen}) {
+    const bool commits = fault == Fault::kLoseAnswerThen;
+    SCOPED_TRACE(commits ? "committed" : "absent");
+    auto storage = Make(absl::Seconds(5));
+    ASSERT_NE(storage, nullptr);
+    auto other = OpenOther(*storage);
+    ASSERT_NE(other, nullptr);
+    CommitRecord first = Put(1, "a", "1");
+    ASSERT_TRUE(storage->Write({&first, 1}).ok());
+    CommitRecord theirs = Put(3, "c", "theirs");
+    theirs.previous_ts = commits ? 2 : 1;
+    then_ = [&] { TakeOverWriteAndRetain(*other, theirs); };
+    if (!commits) LockTenantRow();
+    fault_ = fault;
+    CommitRecord mine = Put(2, "b", "mine");
+    const absl::Status s = storage->Write({&mine, 1});
+    if (commits) {
+      EXPECT_TRUE(s.ok()) << s;
+      EXPECT_EQ(*other->Get("t", 1, "b", 3), (IndexEntry{"b", "mine", 2}));
+    } else {
+      EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
+      EXPECT_THAT(std::string(s.message()), HasSubstr("not persisted"));
+      EXPECT_EQ(*other->Get("t", 1, "b", 3), std::nullopt);
+    }
+  }
 }
 
 // A writer that takes the lease over knowing too little: its first batch is refused (the
@@ -359,12 +385,12 @@ TEST_F(PostgresCommitOutcomeTest, ABatchWhoseRowRetentionDroppedAfterATakeoverIs
 TEST_F(PostgresCommitOutcomeTest, AStaleBatchRefusedWithItsAnswerLostIsNotCommitted) {
   auto storage = Make(absl::Seconds(5));
   ASSERT_NE(storage, nullptr);
-  auto other = PostgresStorage::Open({.url = storage->db().url(), .owner = "other"});
-  ASSERT_TRUE(other.ok()) << other.status();
+  auto other = OpenOther(*storage);
+  ASSERT_NE(other, nullptr);
   std::vector<CommitRecord> theirs = {Put(1, "a", "1"), Put(2, "b", "2"), Put(3, "c", "3")};
-  ASSERT_TRUE((*other)->Write(theirs).ok());
-  ASSERT_TRUE((*other)->ApplyRetention("t", 3, 0).ok());
-  ASSERT_TRUE((*other)->ReleaseTenant("t").ok());
+  ASSERT_TRUE(other->Write(theirs).ok());
+  ASSERT_TRUE(other->ApplyRetention("t", 3, 0).ok());
+  ASSERT_TRUE(other->ReleaseTenant("t").ok());
   fault_ = Fault::kLoseAnswer;
   CommitRecord stale = Put(2, "b", "stale");
   stale.previous_ts = 1;
@@ -374,45 +400,14 @@ TEST_F(PostgresCommitOutcomeTest, AStaleBatchRefusedWithItsAnswerLostIsNotCommit
   EXPECT_EQ(*storage->Get("t", 1, "b", 3), (IndexEntry{"b", "2", 2}));
 }
 
-// And the record does not turn an absent batch into a committed one: the batch never
-// committed, the other owner wrote after its timestamp and applied retention past it.
-TEST_F(PostgresCommitOutcomeTest, AnAbsentBatchStaysAbsentAfterATakeoverAndRetention) {
-  constexpr absl::Duration kLease = absl::Milliseconds(300);
-  auto storage = Make(absl::Seconds(5), kLease);
-  ASSERT_NE(storage, nullptr);
-  auto other = PostgresStorage::Open(
-      {.url = storage->db().url(), .owner = "other", .lease_duration = kLease});
-  ASSERT_TRUE(other.ok()) << other.status();
-  CommitRecord first = Put(1, "a", "1");
-  ASSERT_TRUE(storage->Write({&first, 1}).ok());
-  CommitRecord theirs = Put(3, "c", "theirs");
-  theirs.previous_ts = 1;
-  then_ = [&] {
-    absl::SleepFor(kLease + absl::Milliseconds(200));  // the lease passes to `other`
-    ASSERT_TRUE((*other)->Write({&theirs, 1}).ok());
-    auto retained = (*other)->ApplyRetention("t", 3, 0);
-    ASSERT_TRUE(retained.ok()) << retained.status();
-    ASSERT_EQ(retained->horizon, 3u);
-  };
-  LockTenantRow();
-  fault_ = Fault::kKillWhileBlockedThen;
-  CommitRecord mine = Put(2, "b", "mine");
-  absl::Status s = storage->Write({&mine, 1});
-  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
-  EXPECT_THAT(std::string(s.message()), HasSubstr("not persisted"));
-  EXPECT_EQ(*(*other)->Get("t", 1, "b", 3), std::nullopt);
-}
-
 // Handover records go after a week (with the next change of owner). A batch whose row
 // retention dropped and whose record is gone cannot be told: an unknown outcome, not a
 // guess; and asked once more, the tenant's calls go on (it can never be told).
 TEST_F(PostgresCommitOutcomeTest, AnOutcomeWhoseEvidenceIsGoneIsUnknownNotAGuess) {
-  constexpr absl::Duration kLease = absl::Milliseconds(300);
-  auto storage = Make(absl::Seconds(5), kLease);
+  auto storage = Make(absl::Seconds(5));
   ASSERT_NE(storage, nullptr);
-  auto other = PostgresStorage::Open(
-      {.url = storage->db().url(), .owner = "other", .lease_duration = kLease});
-  ASSERT_TRUE(other.ok()) << other.status();
+  auto other = OpenOther(*storage);
+  ASSERT_NE(other, nullptr);
   CommitRecord first = Put(1, "a", "1");
   ASSERT_TRUE(storage->Write({&first, 1}).ok());
   CommitRecord theirs = Put(3, "c", "theirs");
@@ -422,14 +417,12 @@ TEST_F(PostgresCommitOutcomeTest, AnOutcomeWhoseEvidenceIsGoneIsUnknownNotAGuess
     return n.ok() ? n->Int(0, 0) : -1;
   };
   then_ = [&] {
-    absl::SleepFor(kLease + absl::Milliseconds(200));  // the lease passes to `other`
-    ASSERT_TRUE((*other)->Write({&theirs, 1}).ok());
-    ASSERT_TRUE((*other)->ApplyRetention("t", 3, 0).ok());
+    TakeOverWriteAndRetain(*other, theirs);
     ASSERT_EQ(handovers(), 1);
     // A week passes; `other` takes the lease again (a restart): the old record goes.
     ASSERT_TRUE(
         watch_->Exec("UPDATE txfn_handovers SET taken_at = taken_at - interval '8 days'").ok());
-    ASSERT_TRUE((*other)->AcquireTenant("t").ok());
+    ASSERT_TRUE(other->AcquireTenant("t").ok());
     ASSERT_EQ(handovers(), 1) << "the week-old record went";
   };
   fault_ = Fault::kLoseAnswerThen;
@@ -478,23 +471,17 @@ TEST_F(PostgresCommitOutcomeTest, ATenantsNextWriteWaitsForALostAnswerToBeTold) 
 TEST_F(PostgresCommitOutcomeTest, RandomLostAnswersRetentionAndTakeoversNeverLie) {
   auto storage = Make(absl::Seconds(5));
   ASSERT_NE(storage, nullptr);
-  auto other = PostgresStorage::Open({.url = storage->db().url(), .owner = "other"});
-  ASSERT_TRUE(other.ok()) << other.status();
+  auto other = OpenOther(*storage);
+  ASSERT_NE(other, nullptr);
   std::mt19937 rng(::testing::UnitTest::GetInstance()->random_seed());
   auto coin = [&] { return rng() % 2 == 0; };
-  auto expire_lease = [&] {
-    ASSERT_TRUE(watch_
-                    ->Exec("UPDATE txfn_owners SET expires_at = clock_timestamp() - "
-                           "interval '1 second'")
-                    .ok());
-  };
   CommitRecord first = Put(1, "first", "1");  // a tenant row, for LockTenantRow
   ASSERT_TRUE(storage->Write({&first, 1}).ok());
   Timestamp newest = 1;  // the tenant's newest commit, as the test knows it
   int committed_lost = 0, absent_lost = 0, dropped = 0, passed = 0;
   for (int round = 0; round < 24; ++round) {
     SCOPED_TRACE(::testing::Message() << "round " << round);
-    expire_lease();
+    ExpireLeases();
     ASSERT_TRUE(storage->inner().AcquireTenant("t").ok());
     const Fault fault =
         std::array{Fault::kNone, Fault::kLoseAnswerThen, Fault::kKillWhileBlockedThen}[rng() % 3];
@@ -505,17 +492,17 @@ TEST_F(PostgresCommitOutcomeTest, RandomLostAnswersRetentionAndTakeoversNeverLie
       const Timestamp after = commits ? ts : newest;  // what the tenant now holds
       Timestamp top = after;
       if (pass_on) {
-        expire_lease();
+        ExpireLeases();
         CommitRecord theirs = Put(ts + 1, "o" + std::to_string(round), "theirs");
         theirs.previous_ts = after;
-        ASSERT_TRUE((*other)->AcquireTenant("t").ok());
-        const absl::Status written = (*other)->Write({&theirs, 1});
+        ASSERT_TRUE(other->AcquireTenant("t").ok());
+        const absl::Status written = other->Write({&theirs, 1});
         ASSERT_TRUE(written.ok()) << written;
         top = ts + 1;
         ++passed;
       }
       if (retain) {
-        ASSERT_TRUE((*other)->ApplyRetention("t", top, 0).ok());
+        ASSERT_TRUE(other->ApplyRetention("t", top, 0).ok());
         if (commits) ++dropped;
       }
     };
@@ -534,7 +521,7 @@ TEST_F(PostgresCommitOutcomeTest, RandomLostAnswersRetentionAndTakeoversNeverLie
     absent_lost += fault == Fault::kKillWhileBlockedThen;
     if (commits) newest = ts;
     if (fault != Fault::kNone && pass_on) newest = ts + 1;
-    auto max = (*other)->MaxCommittedTimestamp("t");
+    auto max = other->MaxCommittedTimestamp("t");
     ASSERT_TRUE(max.ok()) << max.status();
     EXPECT_EQ(*max, newest);
     if (HasFailure()) {
