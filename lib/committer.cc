@@ -323,13 +323,16 @@ Committer::Core::Resolution Committer::Core::Resolve(CommitterStats* delta) {
   if (committed) {
     // Storage has commits up to the batch's: its own, unless another writer took the
     // tenant and its timestamps meanwhile (a network store whose lease passed on while the
-    // answer was lost). The log says whose commit is at last_ts (below the retention
-    // horizon it can no longer say: the timestamps decide, as they must for an old batch).
+    // answer was lost). The log says whose commit is at last_ts. Below the retention
+    // horizon it can no longer say: the timestamps decide while no other writer can have
+    // written (an old batch of a tenant this storage alone writes); otherwise it stays
+    // unknown (the storage's own resolution may know; this committer's writes are fenced).
     absl::StatusOr<std::vector<CommitRecord>> log = storage_->ReadLog(tenant_, u.last_ts - 1, 1);
     if (log.ok()) {
       committed =
           !log->empty() && log->front().ts == u.last_ts && log->front().writes == u.last_writes;
-    } else if (!absl::IsFailedPrecondition(log.status())) {
+    } else if (!absl::IsFailedPrecondition(log.status()) ||
+               storage_->MayHaveOtherWriters(tenant_)) {
       return Resolution::kUnknown;
     }
   }

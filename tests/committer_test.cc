@@ -422,10 +422,15 @@ TEST_F(CommitterTest, AnUnknownOutcomeThatStorageShowsAbsentIsDefinitelyNotCommi
 // Reports an unknown outcome for a Write it replaced by another writer's commit at the same
 // timestamp (a network store whose lease passed on while the answer was lost): storage then
 // has commits up to the batch's timestamp, but not the batch.
+// With `then_retain`, retention then drops the log up to it, and the lease has passed on
+// (MayHaveOtherWriters).
 class SupplantingStorage final : public StorageWrapper {
  public:
   using StorageWrapper::StorageWrapper;
-  void SupplantNextWrite() { supplant_ = true; }
+  void SupplantNextWrite(bool then_retain = false) {
+    then_retain_ = then_retain;
+    supplant_ = true;
+  }
   absl::Status Write(absl::Span<const CommitRecord> commits) override {
     if (!supplant_.exchange(false)) return StorageWrapper::Write(commits);
     std::vector<CommitRecord> theirs;
@@ -433,11 +438,20 @@ class SupplantingStorage final : public StorageWrapper {
       theirs.push_back({.tenant = c.tenant, .ts = c.ts, .previous_ts = c.previous_ts});
     }
     TXFN_RETURN_IF_ERROR(StorageWrapper::Write(theirs));
+    if (then_retain_) {
+      TXFN_RETURN_IF_ERROR(ApplyRetention(commits.back().tenant, commits.back().ts, 0).status());
+      passed_on_ = true;
+    }
     return CommitOutcomeUnknownError("lost connection", commits.back().ts);
+  }
+  bool MayHaveOtherWriters(std::string_view tenant) override {
+    return passed_on_ || StorageWrapper::MayHaveOtherWriters(tenant);
   }
 
  private:
   std::atomic<bool> supplant_{false};
+  std::atomic<bool> then_retain_{false};
+  std::atomic<bool> passed_on_{false};
 };
 
 TEST(CommitterResolutionTest, AnotherWritersCommitAtTheBatchsTimestampIsNotTheBatch) {
@@ -459,6 +473,24 @@ TEST(CommitterResolutionTest, AnotherWritersCommitAtTheBatchsTimestampIsNotTheBa
   TXFN_ASSERT_OK_AND_ASSIGN(std::optional<Value> account, check.Get(id));
   ASSERT_TRUE(account.has_value());
   EXPECT_EQ(account->Find("balance")->int64(), 10);
+}
+
+// The same with the log below the retention horizon: the timestamps alone cannot tell the
+// batch from another writer's commit, so while another writer may have written, the outcome
+// stays unknown (it answered "committed").
+TEST(CommitterResolutionTest, BelowTheHorizonAnotherWritersCommitLeavesTheOutcomeUnknown) {
+  auto storage = std::make_shared<SupplantingStorage>(std::make_shared<InMemoryStorage>());
+  std::unique_ptr<Committer> committer = OpenWithSchema(storage);
+  ASSERT_NE(committer, nullptr);
+  Transaction open(committer->Latest());
+  ASSERT_TRUE(open.Insert("accounts", Obj({{"owner", Str("ann")}, {"balance", I64(10)}})).ok());
+  ASSERT_TRUE(committer->Commit(open.Prepare()).ok());
+  Transaction more(committer->Latest());
+  ASSERT_TRUE(more.Insert("accounts", Obj({{"owner", Str("bob")}, {"balance", I64(1)}})).ok());
+  storage->SupplantNextWrite(/*then_retain=*/true);
+  absl::StatusOr<Timestamp> result = committer->Commit(more.Prepare());
+  EXPECT_TRUE(IsCommitOutcomeUnknown(result.status())) << result.status();
+  EXPECT_EQ(committer->stats().unknown_committed, 0u);
 }
 
 class UnresolvedOutcomeTest : public CommitterTest,

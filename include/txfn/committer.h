@@ -35,7 +35,10 @@
 // published, and the committer asks storage (MaxCommittedTimestamp) which it
 // was. Found committed: the commits succeed and the snapshot is published, as
 // if the Write had succeeded. Found absent: they fail with Unavailable ("not
-// persisted"), definitely not committed. If storage cannot say (SqliteStorage
+// persisted"), definitely not committed. (Storage holding commits up to the
+// batch's timestamp says committed if its log holds the batch's writes there;
+// once retention dropped that log, only while no other writer can have
+// written, Storage::MayHaveOtherWriters.) If storage cannot say (SqliteStorage
 // refuses until it is reopened), each commit of the batch returns the unknown
 // outcome (CommitOutcomeUnknownError, carrying its commit timestamp), and the
 // committer resolves the batch before it accepts any other write: each later

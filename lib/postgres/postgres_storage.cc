@@ -4,7 +4,6 @@
 
 #include <unistd.h>
 
-#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -237,6 +236,8 @@ BEGIN
   DELETE FROM txfn_commits WHERE tenant = p_tenant;
   DELETE FROM txfn_tenants WHERE tenant = p_tenant;
   DELETE FROM txfn_handovers WHERE tenant = p_tenant;
+  -- Its lease's writer may commit below its former commits now.
+  UPDATE txfn_owners SET start_max = -9223372036854775808 WHERE tenant = p_tenant;
 END
 $fn$;
 )sql";
@@ -722,9 +723,10 @@ absl::Status PostgresStorage::Write(absl::Span<const CommitRecord> commits) {
   TXFN_ASSIGN_OR_RETURN(const auto groups, ValidateCommitBatch(commits));
   // A tenant's Writes go one at a time, each with its resolution (see kResolveSql).
   auto being_written = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(writing_mu_) {
-    return std::any_of(groups.begin(), groups.end(), [&](const TenantBatch& g) {
-      return writing_.contains(internal::ToAbsl(g.tenant));
-    });
+    for (const TenantBatch& g : groups) {
+      if (writing_.contains(internal::ToAbsl(g.tenant))) return true;
+    }
+    return false;
   };
   {
     internal::MutexLock lock(&writing_mu_);
@@ -954,8 +956,9 @@ absl::Status PostgresStorage::ResolveDoubts(std::optional<std::string_view> tena
     if (!outcome.ok()) {
       return absl::UnavailableError(fmt::format(
           "PostgresStorage: the outcome of a Write at ts {}..{} of tenant '{}' whose answer was "
-          "lost ({}) is still unknown: {}",
+          "lost ({}) {}: {}",
           d->first_ts, d->last_ts, Escaped(d->first_tenant), d->error,
+          absl::IsDataLoss(outcome.status()) ? "can never be told" : "is still unknown",
           internal::ToStd(outcome.status().message())));
     }
     internal::MutexLock lock(&doubt_mu_);

@@ -156,8 +156,9 @@ class RemoteRunner::Impl {
     std::function<void(RunResult)> done;
     v1::RunRequest request;
     int attempts = 0;
-    // The attempt in flight.
+    // The attempt in flight, and whether its gRPC deadline is `deadline` (not attempt_timeout).
     Router::Lease lease;
+    bool ends_at_deadline = false;
     std::unique_ptr<grpc::ClientContext> context;
     v1::RunResult response;
   };
@@ -182,8 +183,9 @@ class RemoteRunner::Impl {
     ++call->attempts;
     call->lease = std::move(lease);
     call->context = std::make_unique<grpc::ClientContext>();
-    call->context->set_deadline(
-        absl::ToChronoTime(std::min(call->deadline, absl::Now() + options_.attempt_timeout)));
+    const absl::Time timeout = absl::Now() + options_.attempt_timeout;
+    call->ends_at_deadline = call->deadline <= timeout;
+    call->context->set_deadline(absl::ToChronoTime(std::min(call->deadline, timeout)));
     call->response.Clear();
     std::shared_ptr<Endpoint> endpoint = call->lease.node();
     endpoint->stub->async()->Run(call->context.get(), &call->request, &call->response,
@@ -213,8 +215,11 @@ class RemoteRunner::Impl {
       Finish(*call, Failed(error));
       return;
     }
-    const bool past_deadline = absl::Now() >= call->deadline;
-    // An attempt cut short by the caller's deadline says nothing about its runner.
+    // An attempt cut short by the caller's deadline says nothing about its runner. (gRPC's
+    // timer may fire a little before absl::Now() reaches the deadline: its clock is another.)
+    const bool cut_at_deadline =
+        status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED && call->ends_at_deadline;
+    const bool past_deadline = cut_at_deadline || absl::Now() >= call->deadline;
     if (status.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED || !past_deadline) {
       endpoint.failures.fetch_add(1, std::memory_order_relaxed);
       if (status.error_code() != grpc::StatusCode::RESOURCE_EXHAUSTED) MarkUnhealthy(endpoint);
