@@ -66,7 +66,7 @@
 //                                                    passed on (one row per change of
 //                                                    owner, a week)
 //   txfn_meta(name, value)                           schema_version = kSchemaVersion
-// plus the PL/pgSQL functions txfn_write, txfn_take_lease, txfn_apply_retention and
+// plus the functions txfn_write, txfn_take_lease, txfn_lock_tenant, txfn_apply_retention and
 // txfn_delete_tenant. Tenants, keys and
 // values are bytea (ordered bytewise, like std::string); timestamps are bigint with the top
 // bit flipped, so the full uint64 range keeps its order. A database whose schema version is

@@ -67,6 +67,13 @@ CREATE TABLE IF NOT EXISTS txfn_handovers (
   tenant bytea NOT NULL, token bigint NOT NULL, start_max bigint, max_ts bigint,
   taken_at timestamptz NOT NULL, PRIMARY KEY (tenant, token));
 
+-- Holds the tenant's advisory lock (per schema) until the transaction ends: taking a lease
+-- and deleting the tenant exclude each other with it.
+CREATE OR REPLACE FUNCTION txfn_lock_tenant(p_tenant bytea) RETURNS void
+LANGUAGE sql AS $fn$
+  SELECT pg_advisory_xact_lock(1954047598, hashtext(current_schema() || encode(p_tenant, 'hex')));
+$fn$;
+
 -- Takes the lease if it is free, expired or held under this name (r_token NULL if another
 -- instance holds it), recording the handover from the former token. Records older than a
 -- week go: a writer whose answer was lost asks within moments of reaching the server again.
@@ -78,7 +85,7 @@ DECLARE
   newest bigint;
 BEGIN
   -- One take of a tenant at a time, and none while it is being deleted.
-  PERFORM pg_advisory_xact_lock(1954047598, hashtext(current_schema() || encode(p_tenant, 'hex')));
+  PERFORM txfn_lock_tenant(p_tenant);
   -- Each statement below has a snapshot of its own (READ COMMITTED): once the lease row is
   -- locked, a Write that held it has committed, and the tenant's newest commit includes it.
   SELECT * INTO held FROM txfn_owners o WHERE o.tenant = p_tenant FOR UPDATE;
@@ -228,7 +235,7 @@ BEGIN
   -- the tenant row), and holds them off: a Write committing between the DELETEs below would
   -- keep its rows and lose its tenant row. The advisory lock holds off the first lease of a
   -- tenant with no lease row yet (txfn_take_lease takes it too).
-  PERFORM pg_advisory_xact_lock(1954047598, hashtext(current_schema() || encode(p_tenant, 'hex')));
+  PERFORM txfn_lock_tenant(p_tenant);
   PERFORM 1 FROM txfn_owners o WHERE o.tenant = p_tenant FOR UPDATE;
   PERFORM 1 FROM txfn_tenants t WHERE t.tenant = p_tenant FOR UPDATE;
   DELETE FROM txfn_versions WHERE tenant = p_tenant;
@@ -948,8 +955,9 @@ absl::Status PostgresStorage::ResolveDoubts(std::optional<std::string_view> tena
   for (const auto& d : pending) {
     // A short attempt: the caller is a read or a write that would rather fail fast.
     absl::StatusOr<bool> outcome = Resolve(*d, absl::Milliseconds(200));
-    if (absl::IsDataLoss(outcome.status())) {
-      // It can never be told: asking again would fail this tenant's calls for good.
+    // Told, or never to be told (asking again would fail this tenant's calls for good).
+    const bool never = absl::IsDataLoss(outcome.status());
+    if (outcome.ok() || never) {
       internal::MutexLock lock(&doubt_mu_);
       std::erase(in_doubt_, d);
     }
@@ -958,11 +966,9 @@ absl::Status PostgresStorage::ResolveDoubts(std::optional<std::string_view> tena
           "PostgresStorage: the outcome of a Write at ts {}..{} of tenant '{}' whose answer was "
           "lost ({}) {}: {}",
           d->first_ts, d->last_ts, Escaped(d->first_tenant), d->error,
-          absl::IsDataLoss(outcome.status()) ? "can never be told" : "is still unknown",
+          never ? "can never be told" : "is still unknown",
           internal::ToStd(outcome.status().message())));
     }
-    internal::MutexLock lock(&doubt_mu_);
-    std::erase(in_doubt_, d);
   }
   return absl::OkStatus();
 }

@@ -196,9 +196,13 @@ class PostgresCommitOutcomeTest : public ::testing::Test {
     ASSERT_TRUE(other.AcquireTenant("t").ok());
     const absl::Status written = other.Write({&theirs, 1});
     ASSERT_TRUE(written.ok()) << written;
-    auto retained = other.ApplyRetention("t", theirs.ts, 0);
+    RetainUpTo(other, theirs.ts);
+  }
+  // `other` applies retention to tenant t up to its commit at `ts`: the rows up to it go.
+  static void RetainUpTo(PostgresStorage& other, Timestamp ts) {
+    auto retained = other.ApplyRetention("t", ts, 0);
     ASSERT_TRUE(retained.ok()) << retained.status();
-    ASSERT_EQ(retained->horizon, theirs.ts);
+    ASSERT_EQ(retained->horizon, ts);
   }
 
   std::atomic<Fault> fault_{Fault::kNone};
@@ -335,11 +339,7 @@ TEST_F(PostgresCommitOutcomeTest, RetentionDroppingTheBatchsCommitRowDoesNotMake
   ASSERT_NE(other, nullptr);
   CommitRecord first = Put(1, "a", "1");
   ASSERT_TRUE(storage->Write({&first, 1}).ok());
-  then_ = [&] {
-    auto retained = other->ApplyRetention("t", 2, 0);
-    ASSERT_TRUE(retained.ok()) << retained.status();
-    ASSERT_EQ(retained->horizon, 2u) << "retention dropped the batch's commit row";
-  };
+  then_ = [&] { RetainUpTo(*other, 2); };  // drops the batch's commit row
   fault_ = Fault::kLoseAnswerThen;
   CommitRecord second = Put(2, "b", "2");
   EXPECT_TRUE(storage->Write({&second, 1}).ok()) << "the batch committed";
@@ -414,11 +414,7 @@ TEST_F(PostgresCommitOutcomeTest, AfterADeleteALowerBatchWhoseRowRetentionDroppe
   CommitRecord mine = Put(7, "c", "7");
   ASSERT_TRUE(storage->Write({&mine, 1}).ok());  // takes the lease at newest 6
   ASSERT_TRUE(storage->DeleteTenant("t").ok());
-  then_ = [&] {
-    auto retained = other->ApplyRetention("t", 2, 0);
-    ASSERT_TRUE(retained.ok()) << retained.status();
-    ASSERT_EQ(retained->horizon, 2u);
-  };
+  then_ = [&] { RetainUpTo(*other, 2); };
   fault_ = Fault::kLoseAnswerThen;
   CommitRecord afresh = Put(2, "d", "2");
   const absl::Status s = storage->Write({&afresh, 1});
