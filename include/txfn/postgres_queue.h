@@ -116,7 +116,8 @@ struct PostgresQueueOptions {
 
 class PostgresQueue final : public DurableQueue {
  public:
-  static constexpr int kSchemaVersion = 1;
+  // 2: every table and index of this build (version 1 databases get the missing ones on Open).
+  static constexpr int kSchemaVersion = 2;
 
   // Connects to `options.url` and creates the tables if missing. The caller owns the queue.
   // Errors: InvalidArgument — an empty or malformed url, shards < 0, max_connections < 1,

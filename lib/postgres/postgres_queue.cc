@@ -582,7 +582,10 @@ absl::StatusOr<std::unique_ptr<PostgresQueue>> PostgresQueue::Open(PostgresQueue
   TXFN_RETURN_IF_ERROR(InTransaction(*conn, "Open", [&]() -> absl::Status {
     TXFN_RETURN_IF_ERROR(
         conn->Exec(StrCat("SELECT pg_advisory_xact_lock(", kSchemaLock, ")")).status());
-    TXFN_RETURN_IF_ERROR(conn->Exec(kCreateSchema).status());
+    TXFN_RETURN_IF_ERROR(
+        conn->Exec("CREATE TABLE IF NOT EXISTS txfn_queue_meta (name text PRIMARY KEY, value "
+                   "bigint NOT NULL)")
+            .status());
     TXFN_ASSIGN_OR_RETURN(PgResult meta,
                           conn->Exec("SELECT name, value FROM txfn_queue_meta", {}, true));
     std::optional<int64_t> version, stored;
@@ -595,6 +598,17 @@ absl::StatusOr<std::unique_ptr<PostgresQueue>> PostgresQueue::Open(PostgresQueue
           StrCat("PostgresQueue: the database has queue schema version ", *version,
                  ", newer than version ", kSchemaVersion, " which this build reads"));
     }
+    // A queue already at this version is left alone: CREATE INDEX IF NOT EXISTS locks the
+    // table (SHARE) before it finds the index, so every Open would wait for the other
+    // instances' running statements and hold off their next ones until it commits.
+    if (version != kSchemaVersion) {
+      TXFN_RETURN_IF_ERROR(conn->Exec(kCreateSchema).status());
+      TXFN_RETURN_IF_ERROR(
+          conn->Exec("INSERT INTO txfn_queue_meta (name, value) VALUES ('schema_version', "
+                     "$1::bigint) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                     {PgParam::Int(kSchemaVersion)})
+              .status());
+    }
     if (stored.has_value()) {
       if (options.shards != 0 && options.shards != *stored) {
         return absl::FailedPreconditionError(StrCat("PostgresQueue: the queue has ", *stored,
@@ -606,10 +620,8 @@ absl::StatusOr<std::unique_ptr<PostgresQueue>> PostgresQueue::Open(PostgresQueue
     }
     shards = std::max(options.shards, 1);
     return conn
-        ->Exec(
-            "INSERT INTO txfn_queue_meta (name, value) VALUES ('schema_version', $1::bigint), "
-            "('shards', $2::bigint)",
-            {PgParam::Int(kSchemaVersion), PgParam::Int(shards)})
+        ->Exec("INSERT INTO txfn_queue_meta (name, value) VALUES ('shards', $1::bigint)",
+               {PgParam::Int(shards)})
         .status();
   }));
   auto queue = std::unique_ptr<PostgresQueue>(new PostgresQueue(std::move(options), shards));

@@ -519,6 +519,63 @@ auto PostgresStorage::WithReadConnection(Read&& read)
 
 // ---- Open / close ------------------------------------------------------------------
 
+namespace {
+
+// The schema, under a transaction-scoped advisory lock (concurrent CREATE IF NOT EXISTS of one
+// table can otherwise fail on a unique violation in the catalog). A database already at this
+// version is left alone: the DDL would lock the tables (ALTER TABLE takes an ACCESS EXCLUSIVE
+// lock even when the column exists), stalling every other instance's Writes until this Open
+// commits, and deadlocking with one that holds its lease row and wants txfn_commits. An
+// upgrade locks the two tables it alters in the order a Write takes them first, and is tried
+// again if PostgreSQL still ends it for a deadlock (with a reader's statement).
+absl::Status CreateOrUpgradeSchema(PgConnection& conn) {
+  auto setup = [&]() -> absl::Status {
+    TXFN_RETURN_IF_ERROR(
+        conn.Exec(fmt::format("SELECT pg_advisory_xact_lock({})", kSchemaLockKey)).status());
+    TXFN_RETURN_IF_ERROR(
+        conn.Exec("CREATE TABLE IF NOT EXISTS txfn_meta (name text PRIMARY KEY, value bigint "
+                  "NOT NULL)")
+            .status());
+    TXFN_ASSIGN_OR_RETURN(PgResult version,
+                          conn.Exec("SELECT value FROM txfn_meta WHERE name = 'schema_version'"));
+    if (version.rows() > 0 && version.Int(0, 0) > PostgresStorage::kSchemaVersion) {
+      return absl::FailedPreconditionError(
+          fmt::format("PostgresStorage::Open: the database's txfn schema is version {}, newer "
+                      "than this build's version {}",
+                      version.Int(0, 0), PostgresStorage::kSchemaVersion));
+    }
+    if (version.rows() > 0 && version.Int(0, 0) == PostgresStorage::kSchemaVersion) {
+      return absl::OkStatus();
+    }
+    TXFN_RETURN_IF_ERROR(conn.Exec(R"sql(DO $$ BEGIN
+  IF to_regclass('txfn_owners') IS NOT NULL THEN
+    LOCK TABLE txfn_owners IN ACCESS EXCLUSIVE MODE;
+  END IF;
+  IF to_regclass('txfn_commits') IS NOT NULL THEN
+    LOCK TABLE txfn_commits IN ACCESS EXCLUSIVE MODE;
+  END IF;
+END $$)sql")
+                             .status());
+    TXFN_RETURN_IF_ERROR(conn.Exec(kSchema).status());
+    return conn
+        .Exec(fmt::format("INSERT INTO txfn_meta VALUES ('schema_version', {}) ON CONFLICT "
+                          "(name) DO UPDATE SET value = excluded.value",
+                          PostgresStorage::kSchemaVersion))
+        .status();
+  };
+  for (int attempt = 1;; ++attempt) {
+    TXFN_RETURN_IF_ERROR(conn.Exec("BEGIN").status());
+    absl::Status s = setup();
+    if (s.ok()) s = conn.Exec("COMMIT").status();
+    if (s.ok()) return s;
+    (void)conn.Exec("ROLLBACK");
+    if (!absl::IsAborted(s) || attempt == 3) return s;
+    absl::SleepFor(absl::Milliseconds(20 * attempt));
+  }
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<PostgresStorage>> PostgresStorage::Open(
     PostgresStorageOptions options) {
   if (options.url.empty()) {
@@ -536,36 +593,7 @@ absl::StatusOr<std::unique_ptr<PostgresStorage>> PostgresStorage::Open(
   if (options.owner.empty()) options.owner = DefaultOwner();
   TXFN_ASSIGN_OR_RETURN(std::unique_ptr<Pooled> pooled, Pooled::Open(options.url));
   PgConnection* conn = pooled->conn.get();
-  // The schema, once, under a transaction-scoped advisory lock: concurrent CREATE IF NOT
-  // EXISTS of one table can otherwise fail on a unique violation in the catalog.
-  TXFN_RETURN_IF_ERROR(conn->Exec("BEGIN").status());
-  auto setup = [&]() -> absl::Status {
-    TXFN_RETURN_IF_ERROR(
-        conn->Exec(fmt::format("SELECT pg_advisory_xact_lock({})", kSchemaLockKey)).status());
-    TXFN_RETURN_IF_ERROR(
-        conn->Exec("CREATE TABLE IF NOT EXISTS txfn_meta (name text PRIMARY KEY, value bigint "
-                   "NOT NULL)")
-            .status());
-    TXFN_ASSIGN_OR_RETURN(PgResult version,
-                          conn->Exec("SELECT value FROM txfn_meta WHERE name = 'schema_version'"));
-    if (version.rows() > 0 && version.Int(0, 0) > kSchemaVersion) {
-      return absl::FailedPreconditionError(
-          fmt::format("PostgresStorage::Open: the database's txfn schema is version {}, newer "
-                      "than this build's version {}",
-                      version.Int(0, 0), kSchemaVersion));
-    }
-    TXFN_RETURN_IF_ERROR(conn->Exec(kSchema).status());
-    return conn
-        ->Exec(fmt::format("INSERT INTO txfn_meta VALUES ('schema_version', {}) ON CONFLICT "
-                           "(name) DO UPDATE SET value = excluded.value",
-                           kSchemaVersion))
-        .status();
-  };
-  if (absl::Status s = setup(); !s.ok()) {
-    (void)conn->Exec("ROLLBACK");
-    return s;
-  }
-  TXFN_RETURN_IF_ERROR(conn->Exec("COMMIT").status());
+  TXFN_RETURN_IF_ERROR(CreateOrUpgradeSchema(*conn));
   std::unique_ptr<PostgresStorage> storage(new PostgresStorage(std::move(options)));
   {
     internal::MutexLock lock(&storage->pool_mu_);

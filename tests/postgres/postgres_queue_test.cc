@@ -150,7 +150,10 @@ TEST(PostgresQueueTest, OpenAddsTheTenantColumnToAnOlderTable) {
   }
   auto conn = PgConnection::Open(db.url());
   ASSERT_TRUE(conn.ok());
+  // As a version 1 database made before the column existed.
   ASSERT_TRUE((*conn)->Exec("ALTER TABLE txfn_queue_calls DROP COLUMN tenant").ok());
+  ASSERT_TRUE(
+      (*conn)->Exec("UPDATE txfn_queue_meta SET value = 1 WHERE name = 'schema_version'").ok());
   auto q = PostgresQueue::Open({.url = db.url()});
   ASSERT_TRUE(q.ok()) << q.status();
   calls[1].start_after -= absl::Seconds(1);  // due first
@@ -160,6 +163,24 @@ TEST(PostgresQueueTest, OpenAddsTheTenantColumnToAnOlderTable) {
   ASSERT_EQ(got->size(), 1u);
   EXPECT_EQ((*got)[0].call.id, calls[0].id);
   EXPECT_EQ((*got)[0].call.tenant, "t");  // the stored call is whole
+}
+
+// Opening a queue already at this schema version locks no table: CREATE INDEX IF NOT EXISTS
+// locks the table (SHARE) before it finds the index, so every Open waited for the other
+// instances' running statements and held off their next ones.
+TEST(PostgresQueueTest, OpeningACurrentSchemaLocksNoTable) {
+  TXFN_REQUIRE_PG_SERVER();
+  PgTestDatabase db;
+  ASSERT_TRUE(db.Create().ok());
+  ASSERT_TRUE(PostgresQueue::Open({.url = db.url()}).ok());
+  auto writer = PgConnection::Open(db.url());
+  ASSERT_TRUE(writer.ok());
+  ASSERT_TRUE((*writer)->Exec("BEGIN").ok());
+  ASSERT_TRUE((*writer)->Exec("LOCK TABLE txfn_queue_calls IN ROW EXCLUSIVE MODE").ok());
+  // Waiting for a lock fails the Open at once instead of hanging the test.
+  auto second = PostgresQueue::Open({.url = db.url() + " options='-clock_timeout=1s'"});
+  EXPECT_TRUE(second.ok()) << second.status();
+  ASSERT_TRUE((*writer)->Exec("ROLLBACK").ok());
 }
 
 TEST(PostgresQueueTest, UnreachableServerIsUnavailable) {

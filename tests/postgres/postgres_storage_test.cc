@@ -5,8 +5,10 @@
 #include <cstdlib>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "absl/time/clock.h"
 #include "fmt/core.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -66,6 +68,88 @@ TEST(PostgresStorageTest, NewerSchemaVersionIsRefusedNamingBothVersions) {
   EXPECT_THAT(std::string(storage.status().message()),
               AllOf(HasSubstr("99"),
                     HasSubstr(fmt::format("version {}", PostgresStorage::kSchemaVersion))));
+}
+
+// Another instance's Writes hold their lease row (txfn_owners) and then write txfn_commits and
+// the rest. Opening a database already at this schema version must lock none of those tables:
+// DDL there (ALTER TABLE ... ADD COLUMN IF NOT EXISTS locks ACCESS EXCLUSIVE even when the
+// column exists) stalled every Write until the Open committed, and deadlocked with one that
+// held its lease row (postgres_engine_takeover_test failed so in CI).
+TEST(PostgresStorageTest, OpeningACurrentSchemaLocksNoTable) {
+  TXFN_REQUIRE_PG_SERVER();
+  PgTestSchema db;
+  ASSERT_TRUE(db.Create().ok());
+  ASSERT_TRUE(PostgresStorage::Open({.url = db.url()}).ok());
+  auto writer = pg_internal::PgConnection::Open(db.url());
+  ASSERT_TRUE(writer.ok());
+  ASSERT_TRUE((*writer)->Exec("BEGIN").ok());
+  ASSERT_TRUE((*writer)
+                  ->Exec("LOCK TABLE txfn_owners, txfn_tenants, txfn_versions, txfn_log, "
+                         "txfn_commits, txfn_handovers IN ROW EXCLUSIVE MODE")
+                  .ok());
+  // Waiting for a lock fails the Open at once instead of hanging the test.
+  const std::string impatient =
+      fmt::format("{} options='-csearch_path={} -clock_timeout=1s'", db.url(), db.name());
+  auto second = PostgresStorage::Open({.url = impatient});
+  EXPECT_TRUE(second.ok()) << second.status();
+  ASSERT_TRUE((*writer)->Exec("ROLLBACK").ok());
+}
+
+// A database of an older schema version gets what is missing, and its version is raised.
+TEST(PostgresStorageTest, OpeningAnOlderSchemaUpgradesIt) {
+  TXFN_REQUIRE_PG_SERVER();
+  PgTestSchema db;
+  ASSERT_TRUE(db.Create().ok());
+  ASSERT_TRUE(PostgresStorage::Open({.url = db.url()}).ok());
+  auto conn = pg_internal::PgConnection::Open(db.url());
+  ASSERT_TRUE(conn.ok());
+  // As version 3 left it: no start_max, no handovers.
+  ASSERT_TRUE((*conn)
+                  ->Exec("ALTER TABLE txfn_owners DROP COLUMN start_max; DROP TABLE "
+                         "txfn_handovers; UPDATE txfn_meta SET value = 3 WHERE name = "
+                         "'schema_version'")
+                  .ok());
+  ASSERT_TRUE(PostgresStorage::Open({.url = db.url()}).ok());
+  auto upgraded = (*conn)->Exec(
+      "SELECT (SELECT value FROM txfn_meta WHERE name = 'schema_version'), "
+      "to_regclass('txfn_handovers') IS NOT NULL, EXISTS (SELECT 1 FROM pg_attribute WHERE "
+      "attrelid = 'txfn_owners'::regclass AND attname = 'start_max' AND NOT attisdropped)::int");
+  ASSERT_TRUE(upgraded.ok()) << upgraded.status();
+  EXPECT_EQ(upgraded->Int(0, 0), PostgresStorage::kSchemaVersion);
+  EXPECT_EQ(upgraded->Text(0, 1), "t");
+  EXPECT_EQ(upgraded->Int(0, 2), 1);
+}
+
+// An upgrade while another instance writes waits for the Write instead of deadlocking with it:
+// the Write holds its lease row and then wants txfn_commits, which the upgrade alters too.
+TEST(PostgresStorageTest, AnUpgradeWaitsForAWriteHoldingItsLeaseRow) {
+  TXFN_REQUIRE_PG_SERVER();
+  PgTestSchema db;
+  ASSERT_TRUE(db.Create().ok());
+  ASSERT_TRUE(PostgresStorage::Open({.url = db.url()}).ok());
+  auto writer = pg_internal::PgConnection::Open(db.url());
+  auto watch = pg_internal::PgConnection::Open(db.url());
+  ASSERT_TRUE(writer.ok() && watch.ok());
+  ASSERT_TRUE((*writer)->Exec("UPDATE txfn_meta SET value = 3 WHERE name = 'schema_version'").ok());
+  ASSERT_TRUE((*writer)->Exec("BEGIN").ok());
+  ASSERT_TRUE((*writer)->Exec("LOCK TABLE txfn_owners IN ROW EXCLUSIVE MODE").ok());
+  auto pid = (*writer)->Exec("SELECT pg_backend_pid()");
+  ASSERT_TRUE(pid.ok());
+  absl::StatusOr<std::unique_ptr<PostgresStorage>> upgraded;
+  std::thread opener([&] { upgraded = PostgresStorage::Open({.url = db.url()}); });
+  bool waiting = false;
+  for (int i = 0; i < 2000 && !waiting; ++i) {
+    auto r = (*watch)->Exec(fmt::format(
+        "SELECT 1 FROM pg_stat_activity WHERE pg_blocking_pids(pid) && ARRAY[{}]", pid->Int(0, 0)));
+    waiting = r.ok() && r->rows() > 0;
+    if (!waiting) absl::SleepFor(absl::Milliseconds(5));
+  }
+  EXPECT_TRUE(waiting) << "the upgrade never waited for the Write";
+  absl::Status wrote = (*writer)->Exec("LOCK TABLE txfn_commits IN ROW EXCLUSIVE MODE").status();
+  (void)(*writer)->Exec(wrote.ok() ? "COMMIT" : "ROLLBACK");
+  opener.join();
+  EXPECT_TRUE(wrote.ok()) << wrote;
+  EXPECT_TRUE(upgraded.ok()) << upgraded.status();
 }
 
 TEST(PostgresStorageTest, CommitterFlowsSurviveAReopen) {
