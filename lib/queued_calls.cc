@@ -114,12 +114,18 @@ class QueuedCalls::EngineWorker final : public Worker {
 // without running; added, it commits with the mutation's writes.
 class QueuedCalls::Record final : public CompletionRecord {
  public:
-  Record(CallId id, std::string function, int attempts, const Clock& clock)
-      : id_(id), function_(std::move(function)), attempts_(attempts), clock_(clock) {}
+  Record(QueuedCalls* owner, CallId id, std::string function, int attempts, const Clock& clock)
+      : owner_(owner),
+        id_(id),
+        function_(std::move(function)),
+        attempts_(attempts),
+        clock_(clock) {}
 
   absl::StatusOr<std::optional<IdempotentResult>> Find(const Snapshot& snapshot) const override {
     TXFN_ASSIGN_OR_RETURN(std::optional<CallRecord> record, FindCallRecord(snapshot, id_));
     if (!record.has_value()) return std::nullopt;
+    TXFN_ASSIGN_OR_RETURN(const bool ends, owner_->EndsDelivery(id_, *record));
+    if (!ends) return std::nullopt;  // a redriven dead letter: its record is replaced
     if (record->state == CallState::kSucceeded) {
       return IdempotentResult{.value = record->result, .ts = snapshot.ts()};
     }
@@ -139,6 +145,7 @@ class QueuedCalls::Record final : public CompletionRecord {
   }
 
  private:
+  QueuedCalls* const owner_;
   const CallId id_;
   const std::string function_;
   const int attempts_;
@@ -782,6 +789,20 @@ void QueuedCalls::CleanOutboxes() {
 
 // ---- Running ----------------------------------------------------------------
 
+absl::StatusOr<bool> QueuedCalls::EndsDelivery(const CallId& id, const CallRecord& record) {
+  if (record.state != CallState::kDeadLettered) return true;
+  absl::StatusOr<std::optional<QueuedCall>> queued = queue_->Find(id, clock_.Now());
+  if (absl::IsUnimplemented(queued.status())) return true;
+  TXFN_RETURN_IF_ERROR(queued.status());
+  return !queued->has_value() || (*queued)->state == QueuedCall::State::kDead;
+}
+
+absl::StatusOr<bool> QueuedCalls::HasEnded(OpenTenant& tenant, const CallId& id) {
+  TXFN_ASSIGN_OR_RETURN(std::optional<CallRecord> record, FindCallRecord(*tenant.Latest(), id));
+  if (!record.has_value()) return false;
+  return EndsDelivery(id, *record);
+}
+
 absl::StatusOr<bool> QueuedCalls::WriteRecord(OpenTenant& tenant, const CallId& id,
                                               const CallRecord& record) {
   // The record is read and written at one snapshot: one there already (a
@@ -789,7 +810,10 @@ absl::StatusOr<bool> QueuedCalls::WriteRecord(OpenTenant& tenant, const CallId& 
   // snapshot makes this commit conflict (AddCallRecord reads the key).
   std::shared_ptr<const Snapshot> snapshot = tenant.Latest();
   TXFN_ASSIGN_OR_RETURN(std::optional<CallRecord> existing, FindCallRecord(*snapshot, id));
-  if (existing.has_value()) return false;
+  if (existing.has_value()) {
+    TXFN_ASSIGN_OR_RETURN(const bool ends, EndsDelivery(id, *existing));
+    if (ends) return false;
+  }
   PreparedCommit commit{.tenant = tenant.name(), .begin_ts = snapshot->ts()};
   TXFN_RETURN_IF_ERROR(AddCallRecord(id, record, &commit));
   absl::StatusOr<Timestamp> ts =
@@ -877,7 +901,7 @@ void QueuedCalls::StartCall(const Call& call, Worker::Done done) {
       auto shared_finish = std::make_shared<decltype(finish)>(std::move(finish));
       MutationOptions options;
       options.completion =
-          std::make_shared<const Record>(call.id, call.function, call.attempt + 1, clock_);
+          std::make_shared<const Record>(this, call.id, call.function, call.attempt + 1, clock_);
       absl::Status submitted = calls_.MutationAsync(
           tenant, call.function, call.args, options,
           [this, tenant, call, shared_finish](absl::StatusOr<CallResult> r) {
@@ -896,8 +920,8 @@ void QueuedCalls::StartCall(const Call& call, Worker::Done done) {
       return;
     }
     case FunctionKind::kQuery: {
-      absl::StatusOr<std::optional<CallRecord>> ended = FindCallRecord(*tenant->Latest(), call.id);
-      if (!ended.ok() || ended->has_value()) {
+      absl::StatusOr<bool> ended = HasEnded(*tenant, call.id);
+      if (!ended.ok() || *ended) {
         SetStat(&QueuedCallStats::skipped);
         finish(ended.ok() ? CallOutcome::Ok() : CallOutcome::Retryable(ended.status()));
         return;
@@ -928,8 +952,8 @@ void QueuedCalls::StartCall(const Call& call, Worker::Done done) {
 void QueuedCalls::RunQueuedAction(const std::shared_ptr<OpenTenant>& tenant, const Call& call,
                                   const TenantFunctions::Function& function,
                                   absl::AnyInvocable<void(CallOutcome) &&> finish) {
-  absl::StatusOr<std::optional<CallRecord>> ended = FindCallRecord(*tenant->Latest(), call.id);
-  if (!ended.ok() || ended->has_value()) {
+  absl::StatusOr<bool> ended = HasEnded(*tenant, call.id);
+  if (!ended.ok() || *ended) {
     SetStat(&QueuedCallStats::skipped);
     std::move(finish)(ended.ok() ? CallOutcome::Ok() : CallOutcome::Retryable(ended.status()));
     return;
@@ -992,6 +1016,44 @@ absl::StatusOr<CallResult> QueuedCalls::Action(std::string_view tenant, std::str
 
 // ---- Looking calls up -------------------------------------------------------
 
+void QueuedCalls::RecordDeadLetters(OpenTenant& tenant, absl::Span<Located* const> where) {
+  std::vector<Located*> dead;
+  for (Located* w : where) {
+    if (w->queued.has_value() && w->queued->state == QueuedCall::State::kDead &&
+        !w->record.has_value()) {
+      dead.push_back(w);
+    }
+  }
+  if (dead.empty()) return;
+  std::vector<CallRecord> records(dead.size());
+  absl::StatusOr<CommitOutcome> committed = tenant.CommitSystemTransaction(
+      [&](Transaction& txn) -> absl::Status {
+        for (size_t i = 0; i < dead.size(); ++i) {
+          const QueuedCall& q = *dead[i]->queued;
+          const std::string key = q.call.id.Bytes();
+          TXFN_ASSIGN_OR_RETURN(std::optional<std::string> existing,
+                                txn.GetReserved(kCallRecordIndex, key));
+          if (existing.has_value()) {  // its late delivery committed first
+            TXFN_ASSIGN_OR_RETURN(records[i], DecodeCallRecord(*existing));
+            continue;
+          }
+          records[i] = CallRecord{.state = CallState::kDeadLettered,
+                                  .function = q.call.function,
+                                  .error = absl::FailedPreconditionError(q.reason),
+                                  .finished = q.at,
+                                  .attempts = q.call.attempt};
+          TXFN_RETURN_IF_ERROR(
+              txn.PutReserved(kCallRecordIndex, key, EncodeCallRecord(records[i])));
+        }
+        return absl::OkStatus();
+      },
+      RetryOptions{.max_attempts = 8});
+  // Not recorded (the storage failed, or another instance owns the tenant): the queue's view
+  // is reported as it is, as before records of dead letters existed.
+  if (!committed.ok()) return;
+  for (size_t i = 0; i < dead.size(); ++i) dead[i]->record = std::move(records[i]);
+}
+
 absl::StatusOr<QueuedCalls::Located> QueuedCalls::Locate(const CallId& id) {
   Located where;
   absl::StatusOr<std::optional<QueuedCall>> queued = queue_->Find(id, clock_.Now());
@@ -1025,6 +1087,8 @@ absl::StatusOr<QueuedCalls::Located> QueuedCalls::Locate(const CallId& id) {
     }
     if (where.queued.has_value() || where.record.has_value() || where.outbox.has_value()) {
       where.tenant = *std::move(open);
+      Located* const one = &where;
+      RecordDeadLetters(*where.tenant, {&one, 1});
       return where;
     }
   }
@@ -1052,7 +1116,11 @@ absl::StatusOr<CallInfo> QueuedCalls::InfoOf(const CallId& id, const Located& wh
         break;
     }
   }
-  if (where.record.has_value()) {  // how it ended wins over the queue's view
+  // How it ended wins over the queue's view, but for a dead letter Redrive put back.
+  const bool redriven = where.record.has_value() &&
+                        where.record->state == CallState::kDeadLettered &&
+                        where.queued.has_value() && where.queued->state != QueuedCall::State::kDead;
+  if (where.record.has_value() && !redriven) {
     const CallRecord& r = *where.record;
     info.function = r.function.empty() ? info.function : r.function;
     info.state = r.state;
@@ -1079,12 +1147,17 @@ absl::Status QueuedCalls::CancelCall(const CallId& id) {
     return absl::FailedPreconditionError(
         StrCat("call ", id.ToString(), " was dead-lettered: ", where.queued->reason));
   }
+  // A dead letter Redrive put back is cancelled over its dead letter's record.
+  const bool redriven = where.record.has_value() &&
+                        where.record->state == CallState::kDeadLettered &&
+                        where.queued.has_value() && where.queued->state != QueuedCall::State::kDead;
   std::optional<CallRecord> existing;
   TXFN_RETURN_IF_ERROR(where.tenant
                            ->CommitSystemTransaction(
                                [&](Transaction& txn) -> absl::Status {
                                  TXFN_ASSIGN_OR_RETURN(
-                                     existing, CancelCallInTransaction(txn, id, clock_.Now()));
+                                     existing,
+                                     CancelCallInTransaction(txn, id, clock_.Now(), redriven));
                                  return absl::OkStatus();
                                },
                                RetryOptions{.max_attempts = 8})
@@ -1135,13 +1208,24 @@ absl::StatusOr<std::vector<CallInfo>> QueuedCalls::ListCalls(std::string_view te
       if (absl::IsUnimplemented(page.status())) break;  // an adapter that cannot list
       if (!page.ok()) return page.status();
       if (page->empty()) break;
+      after = page->back().call.id;
+      std::vector<Located> listed;
       for (QueuedCall& q : *page) {
-        if (by_id.contains(q.call.id)) continue;
-        Located where{.tenant = open, .queued = std::move(q)};
+        auto known = by_id.find(q.call.id);
+        // A recorded call is as its record says, but a dead letter Redrive put back.
+        if (known != by_id.end() && (known->second.state != CallState::kDeadLettered ||
+                                     q.state == QueuedCall::State::kDead)) {
+          continue;
+        }
+        listed.push_back({.tenant = open, .queued = std::move(q)});
+      }
+      std::vector<Located*> pointers;
+      for (Located& where : listed) pointers.push_back(&where);
+      RecordDeadLetters(*open, pointers);
+      for (const Located& where : listed) {
         TXFN_ASSIGN_OR_RETURN(CallInfo info, InfoOf(where.queued->call.id, where));
         by_id[info.id] = std::move(info);
       }
-      after = page->back().call.id;
     }
   }
   std::vector<CallInfo> out;

@@ -175,6 +175,13 @@ class QueuedCalls {
   // its function was removed). True if `record` was written; false if another
   // record was there or won the race.
   absl::StatusOr<bool> WriteRecord(OpenTenant& tenant, const CallId& id, const CallRecord& record);
+  // Whether `record` ends a delivery of `id` (it then runs nothing and records nothing).
+  // Every record does but a dead letter's once Redrive put the call back (the queue holds it
+  // again, not dead): that delivery runs, and its record replaces the dead letter's. Errors:
+  // the queue's (the delivery is retried).
+  absl::StatusOr<bool> EndsDelivery(const CallId& id, const CallRecord& record);
+  // Whether `id` has a record at the tenant's latest snapshot that ends a delivery.
+  absl::StatusOr<bool> HasEnded(OpenTenant& tenant, const CallId& id);
   void EnqueueScheduled();
   // Takes the calls mutations cancelled out of the queue (RemovePending), with their spilled
   // arguments; those leased meanwhile are skipped when they run.
@@ -191,7 +198,16 @@ class QueuedCalls {
     std::optional<CallRecord> record;
     std::optional<ScheduledCall> outbox;
   };
+  // Locates `id`; a dead letter is recorded first (RecordDeadLetters).
   absl::StatusOr<Located> Locate(const CallId& id);
+  // Makes the queue's dead letters among `where` (of `tenant`) final before they are
+  // reported: each gets a kDeadLettered record, in one transaction, so a delivery still
+  // running (its lease expired, or its deadline passed, under it) can no longer commit or
+  // record an outcome, and a call GetCall said was dead-lettered never turns succeeded. One
+  // whose late delivery committed first keeps that record (`record` is set to what it is).
+  // If the transaction fails (the storage, or a tenant another instance owns), `where` is
+  // left as the queue sees it.
+  void RecordDeadLetters(OpenTenant& tenant, absl::Span<Located* const> where);
   absl::StatusOr<CallInfo> InfoOf(const CallId& id, const Located& where);
   void SetStat(uint64_t QueuedCallStats::*field);
 

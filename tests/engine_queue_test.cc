@@ -931,6 +931,109 @@ TEST_F(EngineQueueTest, LeasesExpiringUnderRunningMutationsNeverApplyOneTwice) {
   RecordProperty("leases_adopted", static_cast<int>(stats.scheduler.leases_adopted));
 }
 
+// The queue can dead-letter a call that still runs: its lease expired under it (nothing
+// extends it here) and was taken again until its deliveries ran out. Once GetCall said
+// dead-lettered, that is how the call ended: its action returning late records nothing over
+// it (the record GetCall wrote first refuses it).
+TEST_F(EngineQueueTest, ACallReportedDeadLetteredStaysSoWhenItsRunningActionReturns) {
+  EngineOptions options = Options();
+  options.queued.queue = std::make_shared<NoExtendQueue>(std::make_unique<InMemoryQueue>());
+  options.queued.lease_duration = absl::Milliseconds(10);
+  OpenAndDeploy(std::move(options));
+  absl::StatusOr<CallId> id = engine_->Submit("app", "counters:gated", Args({}));
+  ASSERT_TRUE(id.ok()) << id.status();
+  const absl::Time end = absl::Now() + absl::Seconds(20);
+  while (gate_->entered() == 0 && absl::Now() < end) absl::SleepFor(absl::Milliseconds(5));
+  ASSERT_EQ(gate_->entered(), 1);
+  WaitFor(*id, CallState::kDeadLettered);
+  gate_->Open();
+  while (engine_->stats().queued.skipped + engine_->stats().queued.succeeded == 0 &&
+         absl::Now() < end) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  absl::StatusOr<CallInfo> info = engine_->GetCall(*id);
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->state, CallState::kDeadLettered) << ToJson(info->result);
+  EXPECT_EQ(engine_->stats().queued.succeeded, 0u);
+  EXPECT_EQ(engine_->stats().queued.skipped, 1u);
+  absl::StatusOr<std::vector<CallInfo>> listed =
+      engine_->ListCalls("app", CallState::kDeadLettered, "", 10);
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ((*listed)[0].id, *id);
+}
+
+// The same for a mutation, whose late commit is what must not land: per round, every state
+// GetCall reports while the mutation runs is watched. A call reported dead-lettered stays so
+// and its mutation wrote nothing; one that never was succeeded once.
+TEST_F(EngineQueueTest, AMutationReportedDeadLetteredWhileItRunsNeverCommits) {
+  EngineOptions options = Options();
+  options.queued.queue = std::make_shared<NoExtendQueue>(std::make_unique<InMemoryQueue>());
+  options.queued.lease_duration = absl::Milliseconds(10);
+  OpenAndDeploy(std::move(options));
+  int reported_dead = 0;
+  for (int round = 0; round < 4; ++round) {
+    const std::string name = "r" + std::to_string(round);
+    const QueuedCallStats before = engine_->stats().queued;
+    absl::StatusOr<CallId> id = engine_->Submit(
+        "app", "counters:slowBump",
+        Args({{"name", Value::String(name)}, {"spin", Value::Float64(1e7 * (round + 1))}}));
+    ASSERT_TRUE(id.ok()) << id.status();
+    bool seen_dead = false;
+    const absl::Time end = absl::Now() + absl::Seconds(30);
+    for (;;) {
+      absl::StatusOr<CallInfo> info = engine_->GetCall(*id);
+      ASSERT_TRUE(info.ok()) << info.status();
+      if (info->state == CallState::kDeadLettered) seen_dead = true;
+      if (seen_dead) {
+        EXPECT_EQ(info->state, CallState::kDeadLettered) << "round " << round;
+      }
+      const QueuedCallStats now = engine_->stats().queued;
+      const bool delivery_ended = now.succeeded + now.skipped > before.succeeded + before.skipped;
+      if ((delivery_ended && info->state != CallState::kRunning) || absl::Now() > end) break;
+      absl::SleepFor(absl::Milliseconds(1));
+    }
+    const CallState final_state = engine_->GetCall(*id)->state;
+    if (seen_dead) {
+      ++reported_dead;
+      EXPECT_EQ(final_state, CallState::kDeadLettered) << "round " << round;
+      EXPECT_EQ(Counter(name), 0) << "round " << round << ": a dead-lettered mutation committed";
+    } else {
+      EXPECT_EQ(final_state, CallState::kSucceeded) << "round " << round;
+      EXPECT_EQ(Counter(name), 1) << "round " << round;
+    }
+  }
+  RecordProperty("reported_dead", reported_dead);
+  EXPECT_GT(reported_dead, 0) << "no round dead-lettered its running mutation";
+}
+
+// A dead letter's record does not keep Redrive from working: the call put back runs, and its
+// outcome replaces the dead letter's.
+TEST_F(EngineQueueTest, ARecordedDeadLetterRedrivenRunsAndSucceeds) {
+  OpenAndDeploy(Options());
+  CallOptions missed;
+  missed.start_after = absl::Now() - absl::Seconds(3);
+  missed.deadline = absl::Now() - absl::Seconds(1);
+  absl::StatusOr<CallId> id = engine_->Submit("app", "counters:bump", Name("d"), missed);
+  ASSERT_TRUE(id.ok()) << id.status();
+  WaitFor(*id, CallState::kDeadLettered);  // recorded now
+  absl::StatusOr<std::vector<absl::Status>> redriven = queue_->Redrive({&*id, 1}, absl::Now());
+  ASSERT_TRUE(redriven.ok()) << redriven.status();
+  ASSERT_TRUE((*redriven)[0].ok()) << (*redriven)[0];
+  CallInfo info = WaitFor(*id, CallState::kSucceeded);
+  EXPECT_EQ(info.result, Value::Int64(1));
+  EXPECT_EQ(Counter("d"), 1);
+  // Another dead letter, redriven and cancelled before it runs, ends cancelled.
+  absl::StatusOr<CallId> other = engine_->Submit("app", "counters:bump", Name("e"), missed);
+  ASSERT_TRUE(other.ok()) << other.status();
+  WaitFor(*other, CallState::kDeadLettered);
+  engine_->StopQueuedCalls(absl::Seconds(10));  // nothing runs it now
+  ASSERT_TRUE(queue_->Redrive({&*other, 1}, absl::Now()).ok());
+  EXPECT_EQ(engine_->GetCall(*other)->state, CallState::kPending);
+  EXPECT_TRUE(engine_->CancelCall(*other).ok());
+  EXPECT_EQ(engine_->GetCall(*other)->state, CallState::kCancelled);
+}
+
 // A queued mutation stopped at its wall-clock limit because the host took
 // the time (here the whole process is stopped with SIGSTOP for 2.5 s while it
 // runs: a GC pause, a VM migration, an overloaded machine) is retried, not

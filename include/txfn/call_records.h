@@ -89,7 +89,9 @@ std::string_view CallStateName(CallState state);
 // The inverse; InvalidArgument naming the valid names.
 [[nodiscard]] absl::StatusOr<CallState> ParseCallState(std::string_view name);
 
-// How a call ended (kSucceeded, kFailed or kCancelled).
+// How a call ended (kSucceeded, kFailed or kCancelled), or that the queue
+// gave up on it (kDeadLettered: written when the engine first reports the
+// dead letter, so a delivery still running then can no longer commit).
 struct CallRecord {
   CallState state = CallState::kSucceeded;
   std::string function;
@@ -138,11 +140,11 @@ std::string EncodeScheduledCall(const ScheduledCall& call);
                                                   uint64_t b);
 // Cancels `id` in `txn`: a call scheduled earlier in `txn` just disappears;
 // otherwise a kCancelled record is written unless the call already has a
-// record (then nothing changes and the existing record is returned).
-// `now` stamps the record.
-[[nodiscard]] absl::StatusOr<std::optional<CallRecord>> CancelCallInTransaction(Transaction& txn,
-                                                                                const CallId& id,
-                                                                                absl::Time now);
+// record (then nothing changes and the existing record is returned), or
+// `replace_dead_letter` and the record is a kDeadLettered one (a dead letter
+// Redrive put back: the cancel replaces it). `now` stamps the record.
+[[nodiscard]] absl::StatusOr<std::optional<CallRecord>> CancelCallInTransaction(
+    Transaction& txn, const CallId& id, absl::Time now, bool replace_dead_letter = false);
 
 // Every outbox entry of the tenant at the snapshot, in id order.
 [[nodiscard]] absl::StatusOr<std::vector<ScheduledCall>> ListOutbox(const Snapshot& snapshot);

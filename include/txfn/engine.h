@@ -468,7 +468,12 @@ class Engine {
   [[nodiscard]] virtual absl::StatusOr<CallId> Submit(std::string_view tenant,
                                                       std::string_view function, const Value& args,
                                                       const CallOptions& options = {}) = 0;
-  // Where call `id` is. NotFound if no tenant of this engine knows it.
+  // Where call `id` is. NotFound if no tenant of this engine knows it. A dead
+  // letter is recorded in its tenant before it is first reported (here, by
+  // ListCalls or CancelCall), so a delivery still running then cannot commit
+  // or record an outcome: kDeadLettered, once said, stays (until
+  // DurableQueue::Redrive puts the call back). Unrecorded if the tenant's
+  // storage refuses the write (another instance owns it).
   [[nodiscard]] virtual absl::StatusOr<CallInfo> GetCall(const CallId& id) = 0;
   // Cancels a call that has not ended: it will not run (a mutation that is
   // running then conflicts and does not commit; a query or action already

@@ -265,14 +265,14 @@ absl::StatusOr<CallId> ScheduleCall(Transaction& txn, ScheduledCall call, uint64
 }
 
 absl::StatusOr<std::optional<CallRecord>> CancelCallInTransaction(Transaction& txn,
-                                                                  const CallId& id,
-                                                                  absl::Time now) {
+                                                                  const CallId& id, absl::Time now,
+                                                                  bool replace_dead_letter) {
   const std::string key = id.Bytes();
   TXFN_ASSIGN_OR_RETURN(std::optional<std::string> existing,
                         txn.GetReserved(kCallRecordIndex, key));
   if (existing.has_value()) {
     TXFN_ASSIGN_OR_RETURN(CallRecord record, DecodeCallRecord(*existing));
-    return record;
+    if (!replace_dead_letter || record.state != CallState::kDeadLettered) return record;
   }
   TXFN_ASSIGN_OR_RETURN(std::optional<std::string> outbox, txn.GetReserved(kCallOutboxIndex, key));
   std::string function;
