@@ -793,7 +793,10 @@ absl::StatusOr<bool> QueuedCalls::EndsDelivery(const CallId& id, const CallRecor
   if (record.state != CallState::kDeadLettered) return true;
   absl::StatusOr<std::optional<QueuedCall>> queued = queue_->Find(id, clock_.Now());
   if (absl::IsUnimplemented(queued.status())) return true;
-  TXFN_RETURN_IF_ERROR(queued.status());
+  if (!queued.ok()) {  // the delivery is retried, whatever the queue's code
+    return absl::UnavailableError(
+        StrCat("looking call ", id.ToString(), " up in the queue: ", queued.status().ToString()));
+  }
   return !queued->has_value() || (*queued)->state == QueuedCall::State::kDead;
 }
 
@@ -1016,11 +1019,26 @@ absl::StatusOr<CallResult> QueuedCalls::Action(std::string_view tenant, std::str
 
 // ---- Looking calls up -------------------------------------------------------
 
+namespace {
+
+// Whether `record` is this dead-lettering's of the call the queue holds dead as `dead` (and not
+// of an earlier one, before Redrive put the call back and it was dead-lettered again).
+bool RecordsThisDeadLetter(const CallRecord& record, const QueuedCall& dead) {
+  return record.state == CallState::kDeadLettered &&
+         absl::ToUnixNanos(record.finished) == absl::ToUnixNanos(dead.at);
+}
+
+}  // namespace
+
 void QueuedCalls::RecordDeadLetters(OpenTenant& tenant, absl::Span<Located* const> where) {
+  // An engine that only submits and looks (run = false, beside a server) writes nothing for a
+  // look: on PostgreSQL a write takes an idle tenant's lease from the server.
+  if (!options_.run) return;
   std::vector<Located*> dead;
   for (Located* w : where) {
     if (w->queued.has_value() && w->queued->state == QueuedCall::State::kDead &&
-        !w->record.has_value()) {
+        (!w->record.has_value() || (w->record->state == CallState::kDeadLettered &&
+                                    !RecordsThisDeadLetter(*w->record, *w->queued)))) {
       dead.push_back(w);
     }
   }
@@ -1033,9 +1051,15 @@ void QueuedCalls::RecordDeadLetters(OpenTenant& tenant, absl::Span<Located* cons
           const std::string key = q.call.id.Bytes();
           TXFN_ASSIGN_OR_RETURN(std::optional<std::string> existing,
                                 txn.GetReserved(kCallRecordIndex, key));
-          if (existing.has_value()) {  // its late delivery committed first
+          if (existing.has_value()) {
+            // Its late delivery committed first (that record stays), or this dead letter is
+            // recorded already. An earlier dead letter's record is replaced: a delivery
+            // running since Redrive read it, and must conflict.
             TXFN_ASSIGN_OR_RETURN(records[i], DecodeCallRecord(*existing));
-            continue;
+            if (records[i].state != CallState::kDeadLettered ||
+                RecordsThisDeadLetter(records[i], q)) {
+              continue;
+            }
           }
           records[i] = CallRecord{.state = CallState::kDeadLettered,
                                   .function = q.call.function,
@@ -1152,16 +1176,22 @@ absl::Status QueuedCalls::CancelCall(const CallId& id) {
                         where.record->state == CallState::kDeadLettered &&
                         where.queued.has_value() && where.queued->state != QueuedCall::State::kDead;
   std::optional<CallRecord> existing;
-  TXFN_RETURN_IF_ERROR(where.tenant
-                           ->CommitSystemTransaction(
-                               [&](Transaction& txn) -> absl::Status {
-                                 TXFN_ASSIGN_OR_RETURN(
-                                     existing,
-                                     CancelCallInTransaction(txn, id, clock_.Now(), redriven));
-                                 return absl::OkStatus();
-                               },
-                               RetryOptions{.max_attempts = 8})
-                           .status());
+  auto cancel = [&](Transaction& txn) -> absl::Status {
+    // Only the dead letter Locate saw put back (not one of it dead-lettered again since).
+    bool replace = false;
+    if (redriven) {
+      TXFN_ASSIGN_OR_RETURN(std::optional<std::string> now_there,
+                            txn.GetReserved(kCallRecordIndex, id.Bytes()));
+      if (now_there.has_value()) {
+        TXFN_ASSIGN_OR_RETURN(CallRecord r, DecodeCallRecord(*now_there));
+        replace = r == *where.record;
+      }
+    }
+    TXFN_ASSIGN_OR_RETURN(existing, CancelCallInTransaction(txn, id, clock_.Now(), replace));
+    return absl::OkStatus();
+  };
+  TXFN_RETURN_IF_ERROR(
+      where.tenant->CommitSystemTransaction(cancel, RetryOptions{.max_attempts = 8}).status());
   if (existing.has_value()) {
     return absl::FailedPreconditionError(
         StrCat("call ", id.ToString(), " already ", CallStateName(existing->state)));
@@ -1188,12 +1218,14 @@ absl::StatusOr<std::vector<CallInfo>> QueuedCalls::ListCalls(std::string_view te
   // How calls ended (the tenant's records) wins over the queue's view: a
   // call cancelled while leased is still in the queue until its holder settles it.
   std::map<CallId, CallInfo> by_id;
+  std::map<CallId, CallRecord> dead_letter_records;  // decided with the queue's view below
   TXFN_ASSIGN_OR_RETURN(
       std::vector<IndexEntry> records,
       open->Latest()->Scan(kCallRecordIndex, KeyRange::All(), ScanOrder::kAscending, 0));
   for (const IndexEntry& e : records) {
     TXFN_ASSIGN_OR_RETURN(CallId id, CallId::FromBytes(e.key));
     TXFN_ASSIGN_OR_RETURN(CallRecord r, DecodeCallRecord(e.value));
+    if (r.state == CallState::kDeadLettered) dead_letter_records[id] = r;
     const Located where{.tenant = open, .record = std::move(r)};
     TXFN_ASSIGN_OR_RETURN(by_id[id], InfoOf(id, where));
   }
@@ -1212,12 +1244,15 @@ absl::StatusOr<std::vector<CallInfo>> QueuedCalls::ListCalls(std::string_view te
       std::vector<Located> listed;
       for (QueuedCall& q : *page) {
         auto known = by_id.find(q.call.id);
-        // A recorded call is as its record says, but a dead letter Redrive put back.
-        if (known != by_id.end() && (known->second.state != CallState::kDeadLettered ||
-                                     q.state == QueuedCall::State::kDead)) {
-          continue;
+        // A recorded call is as its record says, but a dead letter's record of a call Redrive
+        // put back (and maybe dead-lettered again): RecordDeadLetters decides.
+        if (known != by_id.end() && known->second.state != CallState::kDeadLettered) continue;
+        Located where{.tenant = open, .queued = std::move(q)};
+        if (auto r = dead_letter_records.find(where.queued->call.id);
+            r != dead_letter_records.end()) {
+          where.record = r->second;
         }
-        listed.push_back({.tenant = open, .queued = std::move(q)});
+        listed.push_back(std::move(where));
       }
       std::vector<Located*> pointers;
       for (Located& where : listed) pointers.push_back(&where);

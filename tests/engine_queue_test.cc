@@ -312,6 +312,43 @@ class EngineQueueTest : public ::testing::Test {
     ADD_FAILURE() << "the queue never drained";
   }
 
+  // Polls GetCall(id) until the delivery running now has ended (queued.succeeded + skipped
+  // past `before`) and the call is not running. Once reported dead-lettered, it must stay so.
+  // Returns whether it was.
+  bool WatchForDeadLetter(const CallId& id, const QueuedCallStats& before,
+                          const std::string& round) {
+    bool seen_dead = false;
+    const absl::Time end = absl::Now() + absl::Seconds(30);
+    for (;;) {
+      absl::StatusOr<CallInfo> info = engine_->GetCall(id);
+      EXPECT_TRUE(info.ok()) << info.status();
+      if (!info.ok()) return seen_dead;
+      if (info->state == CallState::kDeadLettered) seen_dead = true;
+      if (seen_dead) {
+        EXPECT_EQ(info->state, CallState::kDeadLettered) << round;
+      }
+      const QueuedCallStats now = engine_->stats().queued;
+      const bool delivery_ended = now.succeeded + now.skipped > before.succeeded + before.skipped;
+      if ((delivery_ended && info->state != CallState::kRunning) || absl::Now() > end) break;
+      absl::SleepFor(absl::Milliseconds(1));
+    }
+    return seen_dead;
+  }
+  // After WatchForDeadLetter: a call reported dead-lettered stays so and its bump of `name`
+  // never committed; one that never was succeeded once.
+  void ExpectEndedAsReported(const CallId& id, bool reported_dead, const std::string& name,
+                             const std::string& round) {
+    absl::StatusOr<CallInfo> info = engine_->GetCall(id);
+    ASSERT_TRUE(info.ok()) << info.status();
+    if (reported_dead) {
+      EXPECT_EQ(info->state, CallState::kDeadLettered) << round;
+      EXPECT_EQ(Counter(name), 0) << round << ": a dead-lettered mutation committed";
+    } else {
+      EXPECT_EQ(info->state, CallState::kSucceeded) << round;
+      EXPECT_EQ(Counter(name), 1) << round;
+    }
+  }
+
   std::shared_ptr<InMemoryStorage> storage_ = std::make_shared<InMemoryStorage>();
   std::shared_ptr<InMemoryQueue> queue_ = std::make_shared<InMemoryQueue>();
   std::shared_ptr<Mailer> mailer_;
@@ -979,29 +1016,9 @@ TEST_F(EngineQueueTest, AMutationReportedDeadLetteredWhileItRunsNeverCommits) {
         "app", "counters:slowBump",
         Args({{"name", Value::String(name)}, {"spin", Value::Float64(1e7 * (round + 1))}}));
     ASSERT_TRUE(id.ok()) << id.status();
-    bool seen_dead = false;
-    const absl::Time end = absl::Now() + absl::Seconds(30);
-    for (;;) {
-      absl::StatusOr<CallInfo> info = engine_->GetCall(*id);
-      ASSERT_TRUE(info.ok()) << info.status();
-      if (info->state == CallState::kDeadLettered) seen_dead = true;
-      if (seen_dead) {
-        EXPECT_EQ(info->state, CallState::kDeadLettered) << "round " << round;
-      }
-      const QueuedCallStats now = engine_->stats().queued;
-      const bool delivery_ended = now.succeeded + now.skipped > before.succeeded + before.skipped;
-      if ((delivery_ended && info->state != CallState::kRunning) || absl::Now() > end) break;
-      absl::SleepFor(absl::Milliseconds(1));
-    }
-    const CallState final_state = engine_->GetCall(*id)->state;
-    if (seen_dead) {
-      ++reported_dead;
-      EXPECT_EQ(final_state, CallState::kDeadLettered) << "round " << round;
-      EXPECT_EQ(Counter(name), 0) << "round " << round << ": a dead-lettered mutation committed";
-    } else {
-      EXPECT_EQ(final_state, CallState::kSucceeded) << "round " << round;
-      EXPECT_EQ(Counter(name), 1) << "round " << round;
-    }
+    const bool dead = WatchForDeadLetter(*id, before, "round " + name);
+    reported_dead += dead;
+    ExpectEndedAsReported(*id, dead, name, "round " + name);
   }
   RecordProperty("reported_dead", reported_dead);
   EXPECT_GT(reported_dead, 0) << "no round dead-lettered its running mutation";
@@ -1011,8 +1028,8 @@ TEST_F(EngineQueueTest, AMutationReportedDeadLetteredWhileItRunsNeverCommits) {
 // outcome replaces the dead letter's.
 TEST_F(EngineQueueTest, ARecordedDeadLetterRedrivenRunsAndSucceeds) {
   OpenAndDeploy(Options());
-  CallOptions missed;
-  missed.start_after = absl::Now() - absl::Seconds(3);
+  CallOptions missed;  // put back with a minute to run
+  missed.start_after = absl::Now() - absl::Seconds(61);
   missed.deadline = absl::Now() - absl::Seconds(1);
   absl::StatusOr<CallId> id = engine_->Submit("app", "counters:bump", Name("d"), missed);
   ASSERT_TRUE(id.ok()) << id.status();
@@ -1029,9 +1046,44 @@ TEST_F(EngineQueueTest, ARecordedDeadLetterRedrivenRunsAndSucceeds) {
   WaitFor(*other, CallState::kDeadLettered);
   engine_->StopQueuedCalls(absl::Seconds(10));  // nothing runs it now
   ASSERT_TRUE(queue_->Redrive({&*other, 1}, absl::Now()).ok());
-  EXPECT_EQ(engine_->GetCall(*other)->state, CallState::kPending);
+  absl::StatusOr<CallInfo> put_back = engine_->GetCall(*other);
+  ASSERT_TRUE(put_back.ok()) << put_back.status();
+  EXPECT_EQ(put_back->state, CallState::kPending);
   EXPECT_TRUE(engine_->CancelCall(*other).ok());
-  EXPECT_EQ(engine_->GetCall(*other)->state, CallState::kCancelled);
+  absl::StatusOr<CallInfo> cancelled = engine_->GetCall(*other);
+  ASSERT_TRUE(cancelled.ok()) << cancelled.status();
+  EXPECT_EQ(cancelled->state, CallState::kCancelled);
+}
+
+// A dead letter put back runs again, and may be dead-lettered again while it runs (its lease
+// expiring under it): the second report records that dead letter over the first's record,
+// which the running mutation read, so its late commit conflicts and never lands.
+TEST_F(EngineQueueTest, ARedrivenCallDeadLetteredAgainWhileItRunsNeverCommits) {
+  EngineOptions options = Options();
+  auto queue = std::make_shared<NoExtendQueue>(std::make_unique<InMemoryQueue>());
+  options.queued.queue = queue;
+  options.queued.lease_duration = absl::Milliseconds(10);
+  OpenAndDeploy(std::move(options));
+  int reported_dead = 0;
+  for (int round = 0; round < 3; ++round) {
+    const std::string name = "again" + std::to_string(round);
+    CallOptions missed;  // dead-lettered before it runs; put back with a minute to run
+    missed.start_after = absl::Now() - absl::Seconds(61);
+    missed.deadline = absl::Now() - absl::Seconds(1);
+    absl::StatusOr<CallId> id = engine_->Submit(
+        "app", "counters:slowBump",
+        Args({{"name", Value::String(name)}, {"spin", Value::Float64(1e7 * (round + 2))}}), missed);
+    ASSERT_TRUE(id.ok()) << id.status();
+    WaitFor(*id, CallState::kDeadLettered);  // the first dead letter, recorded
+    const QueuedCallStats before = engine_->stats().queued;
+    absl::StatusOr<std::vector<absl::Status>> redriven = queue->Redrive({&*id, 1}, absl::Now());
+    ASSERT_TRUE(redriven.ok() && (*redriven)[0].ok());
+    const bool dead = WatchForDeadLetter(*id, before, "round " + name);
+    reported_dead += dead;
+    ExpectEndedAsReported(*id, dead, name, "round " + name);
+  }
+  RecordProperty("reported_dead", reported_dead);
+  EXPECT_GT(reported_dead, 0) << "no round dead-lettered its running mutation again";
 }
 
 // A queued mutation stopped at its wall-clock limit because the host took

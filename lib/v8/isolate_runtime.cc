@@ -488,8 +488,12 @@ void Unschedule(const v8::FunctionCallbackInfo<v8::Value>& info) {
   }
   absl::StatusOr<CallId> id = CallId::Parse(*text);
   if (!id.ok()) return call->Fail(Prefixed(id.status(), "ctx.scheduler.cancel(id)"));
-  absl::StatusOr<std::optional<CallRecord>> ended = CancelCallInTransaction(
-      *req.txn, *id, absl::FromUnixMillis(static_cast<int64_t>(req.now_ms)));
+  // A dead letter's record is replaced: the call may have been put back (Redrive), which a
+  // mutation cannot ask the queue about; a cancel of one still dead makes it cancelled, as
+  // it did before dead letters were recorded.
+  absl::StatusOr<std::optional<CallRecord>> ended =
+      CancelCallInTransaction(*req.txn, *id, absl::FromUnixMillis(static_cast<int64_t>(req.now_ms)),
+                              /*replace_dead_letter=*/true);
   if (!ended.ok()) call->FailTxn(Prefixed(ended.status(), "ctx.scheduler.cancel(id)"));
 }
 
