@@ -472,8 +472,8 @@ class Engine {
   // letter is recorded in its tenant before it is first reported (here, by
   // ListCalls or CancelCall), so a delivery still running then cannot commit
   // or record an outcome: kDeadLettered, once said, stays (until
-  // DurableQueue::Redrive puts the call back). Unrecorded if the tenant's
-  // storage refuses the write (another instance owns it).
+  // DurableQueue::Redrive puts the call back). Unrecorded by an engine with
+  // queued.run = false, or if the tenant's storage refuses the write.
   [[nodiscard]] virtual absl::StatusOr<CallInfo> GetCall(const CallId& id) = 0;
   // Cancels a call that has not ended: it will not run (a mutation that is
   // running then conflicts and does not commit; a query or action already
