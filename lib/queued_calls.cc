@@ -25,6 +25,13 @@ bool Ended(const absl::Status& status) {
 
 std::string_view TypeOf(const Value& v) { return ValueTypeName(v.type()); }
 
+// Whether `record` is this dead-lettering's of the call the queue holds dead as `dead` (and not
+// of an earlier one, before Redrive put the call back and it was dead-lettered again).
+bool RecordsThisDeadLetter(const CallRecord& record, const QueuedCall& dead) {
+  return record.state == CallState::kDeadLettered &&
+         absl::ToUnixNanos(record.finished) == absl::ToUnixNanos(dead.at);
+}
+
 // What kind of failure a status is, for the call's outcome. `waits` is
 // whether the function may wait on anything but its own thread (an action's
 // services and calls): for a query or mutation, whose reads run on its
@@ -797,7 +804,10 @@ absl::StatusOr<bool> QueuedCalls::EndsDelivery(const CallId& id, const CallRecor
     return absl::UnavailableError(
         StrCat("looking call ", id.ToString(), " up in the queue: ", queued.status().ToString()));
   }
-  return !queued->has_value() || (*queued)->state == QueuedCall::State::kDead;
+  // Ended by this dead letter's record; an earlier one's (put back, then dead-lettered again
+  // unreported) lets the late outcome land, as a first dead letter unreported does.
+  return !queued->has_value() ||
+         ((*queued)->state == QueuedCall::State::kDead && RecordsThisDeadLetter(record, **queued));
 }
 
 absl::StatusOr<bool> QueuedCalls::HasEnded(OpenTenant& tenant, const CallId& id) {
@@ -1019,17 +1029,6 @@ absl::StatusOr<CallResult> QueuedCalls::Action(std::string_view tenant, std::str
 
 // ---- Looking calls up -------------------------------------------------------
 
-namespace {
-
-// Whether `record` is this dead-lettering's of the call the queue holds dead as `dead` (and not
-// of an earlier one, before Redrive put the call back and it was dead-lettered again).
-bool RecordsThisDeadLetter(const CallRecord& record, const QueuedCall& dead) {
-  return record.state == CallState::kDeadLettered &&
-         absl::ToUnixNanos(record.finished) == absl::ToUnixNanos(dead.at);
-}
-
-}  // namespace
-
 void QueuedCalls::RecordDeadLetters(OpenTenant& tenant, absl::Span<Located* const> where) {
   // An engine that only submits and looks (run = false, beside a server) writes nothing for a
   // look: on PostgreSQL a write takes an idle tenant's lease from the server.
@@ -1140,11 +1139,14 @@ absl::StatusOr<CallInfo> QueuedCalls::InfoOf(const CallId& id, const Located& wh
         break;
     }
   }
-  // How it ended wins over the queue's view, but for a dead letter Redrive put back.
-  const bool redriven = where.record.has_value() &&
-                        where.record->state == CallState::kDeadLettered &&
-                        where.queued.has_value() && where.queued->state != QueuedCall::State::kDead;
-  if (where.record.has_value() && !redriven) {
+  // How it ended wins over the queue's view, but for a dead letter Redrive put back (and maybe
+  // dead-lettered again, unrecorded: the queue's dead letter is the news).
+  const bool superseded = where.record.has_value() &&
+                          where.record->state == CallState::kDeadLettered &&
+                          where.queued.has_value() &&
+                          (where.queued->state != QueuedCall::State::kDead ||
+                           !RecordsThisDeadLetter(*where.record, *where.queued));
+  if (where.record.has_value() && !superseded) {
     const CallRecord& r = *where.record;
     info.function = r.function.empty() ? info.function : r.function;
     info.state = r.state;
@@ -1256,7 +1258,10 @@ absl::StatusOr<std::vector<CallInfo>> QueuedCalls::ListCalls(std::string_view te
       }
       std::vector<Located*> pointers;
       for (Located& where : listed) pointers.push_back(&where);
-      RecordDeadLetters(*open, pointers);
+      // Dead letters are recorded when they are reported: only if the filter lets them be.
+      if (!state.has_value() || *state == CallState::kDeadLettered) {
+        RecordDeadLetters(*open, pointers);
+      }
       for (const Located& where : listed) {
         TXFN_ASSIGN_OR_RETURN(CallInfo info, InfoOf(where.queued->call.id, where));
         by_id[info.id] = std::move(info);

@@ -1086,6 +1086,43 @@ TEST_F(EngineQueueTest, ARedrivenCallDeadLetteredAgainWhileItRunsNeverCommits) {
   EXPECT_GT(reported_dead, 0) << "no round dead-lettered its running mutation again";
 }
 
+// A call put back and dead-lettered again while its action runs, with nobody looking, is as a
+// first dead letter nobody reported: the action's late outcome is recorded (the record of the
+// first dead letter does not stand for the second).
+TEST_F(EngineQueueTest, ARedrivenActionDeadLetteredAgainUnreportedKeepsItsLateOutcome) {
+  EngineOptions options = Options();
+  auto queue = std::make_shared<NoExtendQueue>(std::make_unique<InMemoryQueue>());
+  options.queued.queue = queue;
+  options.queued.lease_duration = absl::Milliseconds(10);
+  OpenAndDeploy(std::move(options));
+  CallOptions missed;  // dead-lettered before it runs; put back with a minute to run
+  missed.start_after = absl::Now() - absl::Seconds(61);
+  missed.deadline = absl::Now() - absl::Seconds(1);
+  absl::StatusOr<CallId> id = engine_->Submit("app", "counters:gated", Args({}), missed);
+  ASSERT_TRUE(id.ok()) << id.status();
+  WaitFor(*id, CallState::kDeadLettered);  // the first dead letter, recorded
+  ASSERT_TRUE(queue->Redrive({&*id, 1}, absl::Now()).ok());
+  const absl::Time end = absl::Now() + absl::Seconds(20);
+  auto dead_in_queue = [&] {
+    absl::StatusOr<std::optional<QueuedCall>> q = queue->Find(*id, absl::Now());
+    return q.ok() && q->has_value() && (*q)->state == QueuedCall::State::kDead;
+  };
+  while ((gate_->entered() == 0 || !dead_in_queue()) && absl::Now() < end) {
+    absl::SleepFor(absl::Milliseconds(2));
+  }
+  ASSERT_EQ(gate_->entered(), 1);
+  ASSERT_TRUE(dead_in_queue()) << "the running action was not dead-lettered again";
+  gate_->Open();
+  while (engine_->stats().queued.succeeded + engine_->stats().queued.skipped == 0 &&
+         absl::Now() < end) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  absl::StatusOr<CallInfo> info = engine_->GetCall(*id);
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->state, CallState::kSucceeded) << info->error;
+  EXPECT_EQ(info->result, Value::Float64(7));
+}
+
 // A queued mutation stopped at its wall-clock limit because the host took
 // the time (here the whole process is stopped with SIGSTOP for 2.5 s while it
 // runs: a GC pause, a VM migration, an overloaded machine) is retried, not

@@ -270,12 +270,13 @@ absl::StatusOr<std::optional<CallRecord>> CancelCallInTransaction(Transaction& t
   const std::string key = id.Bytes();
   TXFN_ASSIGN_OR_RETURN(std::optional<std::string> existing,
                         txn.GetReserved(kCallRecordIndex, key));
+  std::string function;
   if (existing.has_value()) {
     TXFN_ASSIGN_OR_RETURN(CallRecord record, DecodeCallRecord(*existing));
     if (!replace_dead_letter || record.state != CallState::kDeadLettered) return record;
+    function = record.function;
   }
   TXFN_ASSIGN_OR_RETURN(std::optional<std::string> outbox, txn.GetReserved(kCallOutboxIndex, key));
-  std::string function;
   if (outbox.has_value()) {
     TXFN_ASSIGN_OR_RETURN(ScheduledCall scheduled, DecodeScheduledCall(*outbox));
     function = scheduled.function;
