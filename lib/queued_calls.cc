@@ -1029,16 +1029,22 @@ absl::StatusOr<CallResult> QueuedCalls::Action(std::string_view tenant, std::str
 
 // ---- Looking calls up -------------------------------------------------------
 
-void QueuedCalls::RecordDeadLetters(OpenTenant& tenant, absl::Span<Located* const> where) {
+bool QueuedCalls::Superseded(const Located& where) {
+  return where.record.has_value() && where.record->state == CallState::kDeadLettered &&
+         where.queued.has_value() &&
+         (where.queued->state != QueuedCall::State::kDead ||
+          !RecordsThisDeadLetter(*where.record, *where.queued));
+}
+
+void QueuedCalls::RecordDeadLetters(OpenTenant& tenant, absl::Span<Located> where) {
   // An engine that only submits and looks (run = false, beside a server) writes nothing for a
   // look: on PostgreSQL a write takes an idle tenant's lease from the server.
   if (!options_.run) return;
   std::vector<Located*> dead;
-  for (Located* w : where) {
-    if (w->queued.has_value() && w->queued->state == QueuedCall::State::kDead &&
-        (!w->record.has_value() || (w->record->state == CallState::kDeadLettered &&
-                                    !RecordsThisDeadLetter(*w->record, *w->queued)))) {
-      dead.push_back(w);
+  for (Located& w : where) {
+    if (w.queued.has_value() && w.queued->state == QueuedCall::State::kDead &&
+        (!w.record.has_value() || Superseded(w))) {
+      dead.push_back(&w);
     }
   }
   if (dead.empty()) return;
@@ -1110,8 +1116,7 @@ absl::StatusOr<QueuedCalls::Located> QueuedCalls::Locate(const CallId& id) {
     }
     if (where.queued.has_value() || where.record.has_value() || where.outbox.has_value()) {
       where.tenant = *std::move(open);
-      Located* const one = &where;
-      RecordDeadLetters(*where.tenant, {&one, 1});
+      RecordDeadLetters(*where.tenant, {&where, 1});
       return where;
     }
   }
@@ -1139,14 +1144,8 @@ absl::StatusOr<CallInfo> QueuedCalls::InfoOf(const CallId& id, const Located& wh
         break;
     }
   }
-  // How it ended wins over the queue's view, but for a dead letter Redrive put back (and maybe
-  // dead-lettered again, unrecorded: the queue's dead letter is the news).
-  const bool superseded = where.record.has_value() &&
-                          where.record->state == CallState::kDeadLettered &&
-                          where.queued.has_value() &&
-                          (where.queued->state != QueuedCall::State::kDead ||
-                           !RecordsThisDeadLetter(*where.record, *where.queued));
-  if (where.record.has_value() && !superseded) {
+  // How it ended wins over the queue's view, but for a dead letter's record it supersedes.
+  if (where.record.has_value() && !Superseded(where)) {
     const CallRecord& r = *where.record;
     info.function = r.function.empty() ? info.function : r.function;
     info.state = r.state;
@@ -1174,9 +1173,7 @@ absl::Status QueuedCalls::CancelCall(const CallId& id) {
         StrCat("call ", id.ToString(), " was dead-lettered: ", where.queued->reason));
   }
   // A dead letter Redrive put back is cancelled over its dead letter's record.
-  const bool redriven = where.record.has_value() &&
-                        where.record->state == CallState::kDeadLettered &&
-                        where.queued.has_value() && where.queued->state != QueuedCall::State::kDead;
+  const bool redriven = Superseded(where) && where.queued->state != QueuedCall::State::kDead;
   std::optional<CallRecord> existing;
   auto cancel = [&](Transaction& txn) -> absl::Status {
     // Only the dead letter Locate saw put back (not one of it dead-lettered again since).
@@ -1256,11 +1253,9 @@ absl::StatusOr<std::vector<CallInfo>> QueuedCalls::ListCalls(std::string_view te
         }
         listed.push_back(std::move(where));
       }
-      std::vector<Located*> pointers;
-      for (Located& where : listed) pointers.push_back(&where);
       // Dead letters are recorded when they are reported: only if the filter lets them be.
       if (!state.has_value() || *state == CallState::kDeadLettered) {
-        RecordDeadLetters(*open, pointers);
+        RecordDeadLetters(*open, absl::MakeSpan(listed));
       }
       for (const Located& where : listed) {
         TXFN_ASSIGN_OR_RETURN(CallInfo info, InfoOf(where.queued->call.id, where));

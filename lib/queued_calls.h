@@ -207,7 +207,10 @@ class QueuedCalls {
   // whose late delivery committed first keeps that record (`record` is set to what it is).
   // If the transaction fails (the storage, or a tenant another instance owns), `where` is
   // left as the queue sees it.
-  void RecordDeadLetters(OpenTenant& tenant, absl::Span<Located* const> where);
+  void RecordDeadLetters(OpenTenant& tenant, absl::Span<Located> where);
+  // Whether `where`'s record is a dead letter's that the queue's view supersedes: Redrive put
+  // the call back (the queue holds it, not dead), or the queue's dead letter is a later one.
+  static bool Superseded(const Located& where);
   absl::StatusOr<CallInfo> InfoOf(const CallId& id, const Located& where);
   void SetStat(uint64_t QueuedCallStats::*field);
 
