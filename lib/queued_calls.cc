@@ -576,26 +576,22 @@ absl::StatusOr<CallId> QueuedCalls::Submit(std::string_view tenant, std::string_
   Call call = MakeCall(open->name(), name, std::move(checked.args), checked.function.attributes,
                        options, clock_.Now());
   std::optional<MutexLock> key_stripe;
+  std::optional<Value> keyed_args;  // a keyed call's arguments, to check what its key names
   if (!options.idempotency_key.empty()) {
     const CallId derived = CallId::FromKey(open->name(), options.idempotency_key);
     call.id = TenantCallId(open->name(), derived.hi(), derived.lo());
     key_stripe.emplace(&key_stripes_[call.id.lo() % key_stripes_.size()]);
-    // The key names one call: a second Submit of it returns that call, but
-    // only if it is the same call (else the caller's new call would be lost
-    // without a word).
+    // The key names one call: a second Submit of it returns that call without queueing
+    // anything, but only if it is the same call (else the caller's new call would be lost
+    // without a word). Not found, or not found for an error, the call is queued and checked
+    // after (below).
     if (absl::StatusOr<Located> first = Locate(call.id); first.ok()) {
-      const std::string& first_function = first->queued.has_value()   ? first->queued->call.function
-                                          : first->record.has_value() ? first->record->function
-                                                                      : std::string();
-      const bool same_args = !first->queued.has_value() || first->queued->call.args.is_null() ||
-                             first->queued->call.args == call.args;
-      if ((!first_function.empty() && first_function != name) || !same_args) {
-        return absl::AlreadyExistsError(
-            StrCat("idempotency key '", options.idempotency_key.substr(0, 64), "' names call ",
-                   call.id.ToString(), " of ", first_function.empty() ? name : first_function,
-                   " with other arguments or another function: a key stands for one call"));
-      }
+      TXFN_RETURN_IF_ERROR(
+          CheckKeyNamesThisCall(*first, call.id, name, call.args, options.idempotency_key));
+      SetStat(&QueuedCallStats::submitted);
+      return call.id;
     }
+    keyed_args = call.args;
   } else {
     absl::BitGen bits;
     call.id =
@@ -607,7 +603,54 @@ absl::StatusOr<CallId> QueuedCalls::Submit(std::string_view tenant, std::string_
   one.push_back(std::move(call));
   TXFN_RETURN_IF_ERROR(Enqueue(std::move(one)));
   SetStat(&QueuedCallStats::submitted);
+  if (keyed_args.has_value()) {
+    // The stripe keeps out this process's Submits of the key only: another process's may have
+    // queued its call between the look above and this Enqueue, and the queue keeps the first
+    // call of an id. So look at what it kept.
+    absl::StatusOr<Located> kept = Locate(id);
+    if (!kept.ok() && !absl::IsNotFound(kept.status())) {
+      return absl::UnavailableError(
+          StrCat("call ", id.ToString(), " was queued, but checking that idempotency key '",
+                 options.idempotency_key.substr(0, 64),
+                 "' names it failed (submit again with the key): ", kept.status().message()));
+    }
+    if (kept.ok()) {
+      TXFN_RETURN_IF_ERROR(
+          CheckKeyNamesThisCall(*kept, id, name, *keyed_args, options.idempotency_key));
+    }
+  }
   return id;
+}
+
+absl::Status QueuedCalls::CheckKeyNamesThisCall(const Located& first, const CallId& id,
+                                                std::string_view function, const Value& args,
+                                                std::string_view key) {
+  const std::string* first_function = first.queued.has_value()   ? &first.queued->call.function
+                                      : first.record.has_value() ? &first.record->function
+                                      : first.outbox.has_value() ? &first.outbox->function
+                                                                 : nullptr;
+  bool same = first_function == nullptr || first_function->empty() || *first_function == function;
+  // Arguments are compared while the call is queued (an ended call's record keeps none).
+  if (same && first.queued.has_value()) {
+    const Call& queued = first.queued->call;
+    if (queued.args_blob.empty()) {
+      same = queued.args.is_null() || queued.args == args;
+    } else if (options_.blobs != nullptr) {
+      absl::StatusOr<std::string> spilled = options_.blobs->Get(queued.args_blob);
+      if (spilled.ok()) {
+        absl::StatusOr<Value> first_args = DecodeBinary(*spilled);
+        same = !first_args.ok() || *first_args == args;
+      } else if (!absl::IsNotFound(spilled.status())) {  // NotFound: it ended meanwhile
+        return absl::UnavailableError(StrCat(
+            "checking that idempotency key '", key.substr(0, 64), "' names call ", id.ToString(),
+            " failed: its arguments could not be read: ", spilled.status().message()));
+      }
+    }
+  }
+  if (same) return absl::OkStatus();
+  return absl::AlreadyExistsError(StrCat(
+      "idempotency key '", key.substr(0, 64), "' names call ", id.ToString(), " of ",
+      *first_function, " with other arguments or another function: a key stands for ", "one call"));
 }
 
 absl::StatusOr<QueuedCalls::CheckedCall> QueuedCalls::Check(const TenantFunctions& table,

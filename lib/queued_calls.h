@@ -212,6 +212,12 @@ class QueuedCalls {
   // the call back (the queue holds it, not dead), or the queue's dead letter is a later one.
   static bool Superseded(const Located& where);
   absl::StatusOr<CallInfo> InfoOf(const CallId& id, const Located& where);
+  // OK if `first`, the call an idempotency key names (id), is a call of `function` with
+  // `args` (compared while it is queued, also when spilled); else AlreadyExists. Unavailable
+  // if its spilled arguments cannot be read.
+  absl::Status CheckKeyNamesThisCall(const Located& first, const CallId& id,
+                                     std::string_view function, const Value& args,
+                                     std::string_view key);
   void SetStat(uint64_t QueuedCallStats::*field);
 
   const QueuedCallOptions options_;
@@ -232,7 +238,8 @@ class QueuedCalls {
   // A Submit with an idempotency key holds its call id's stripe from the look for an earlier
   // call of the key to its own Enqueue: two concurrent Submits of one key with other
   // arguments would both pass the look, and the second would answer OK for a call that is
-  // the first's (its own lost without a word). Within this process only.
+  // the first's (its own lost without a word). Within this process only: across processes,
+  // Submit checks after its Enqueue which call the queue kept.
   std::array<internal::Mutex, 64> key_stripes_;
   mutable internal::Mutex mu_;
   internal::CondVar cv_{&mu_};

@@ -11,10 +11,12 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -462,6 +464,102 @@ TEST_F(EngineQueueTest, ConcurrentSubmitsOfOneKeyWithOtherArgumentsAreNotBothAcc
     const int accepted = outcomes[0].ok() + outcomes[1].ok();
     ASSERT_EQ(accepted, 1) << "round " << round << ": " << outcomes[0] << " / " << outcomes[1];
     EXPECT_TRUE(absl::IsAlreadyExists(outcomes[0].ok() ? outcomes[1] : outcomes[0]));
+  }
+}
+
+// A second keyed Submit with other arguments is refused also when the first call's arguments
+// were spilled (they were taken for the same, and the second's replaced them), and one with
+// the same spilled arguments returns the first call without a second blob.
+TEST_F(EngineQueueTest, AKeyedSubmitWithOtherSpilledArgumentsIsRefused) {
+  OpenAndDeploySpillingToBlobs();
+  const std::string a(2048, 'a');  // over the spill threshold
+  CallOptions later;
+  later.idempotency_key = "big-1";
+  later.start_after = absl::Now() + absl::Hours(1);
+  absl::StatusOr<CallId> first = engine_->Submit("app", "counters:bump", Name(a), later);
+  ASSERT_TRUE(first.ok()) << first.status();
+  absl::Status other =
+      engine_->Submit("app", "counters:bump", Name(std::string(2048, 'b')), later).status();
+  EXPECT_TRUE(absl::IsAlreadyExists(other)) << other;
+  absl::StatusOr<CallId> again = engine_->Submit("app", "counters:bump", Name(a), later);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(*again, *first);
+  absl::StatusOr<std::optional<QueuedCall>> held = queue_->Find(*first, absl::Now());
+  ASSERT_TRUE(held.ok() && held->has_value());
+  absl::StatusOr<std::string> spilled = blobs_.Get((*held)->call.args_blob);
+  ASSERT_TRUE(spilled.ok()) << spilled.status();
+  EXPECT_EQ(*DecodeBinary(*spilled), Name(a));
+  EXPECT_EQ(blobs_.size(), 1u);
+}
+
+// Runs `between` once, before the first Enqueue it forwards: another process's Submit gets in
+// between a Submit's look for its key's call and its Enqueue.
+class InterleavingQueue final : public queue_test::ForwardingQueue {
+ public:
+  InterleavingQueue(std::shared_ptr<DurableQueue> inner, std::function<void()> between)
+      : ForwardingQueue(std::move(inner)), between_(std::move(between)) {}
+  absl::StatusOr<size_t> Enqueue(absl::Span<const Call> calls) override {
+    std::function<void()> between;
+    {
+      absl::MutexLock lock(&mu_);
+      if (!calls.empty()) between = std::exchange(between_, nullptr);
+    }
+    if (between) between();
+    return ForwardingQueue::Enqueue(calls);
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::function<void()> between_ ABSL_GUARDED_BY(mu_);
+};
+
+// Two engines on one database (two processes) submit one idempotency key at once: both look
+// for its call before either is queued (the key stripes are per process), and the queue keeps
+// the first. The other Submit is refused if its arguments differ, inline or spilled, and the
+// kept call's arguments are its own; with the same arguments both get the call.
+TEST_F(EngineQueueTest, KeyedSubmitsOfTwoEnginesAtOnceWithOtherArgumentsAreNotBothAccepted) {
+  OpenAndDeploySpillingToBlobs();
+  struct Case {
+    const char* name;
+    std::string first, second;
+  };
+  const std::string big_a(2048, 'a');
+  for (const Case& c : {Case{"inline", "a", "b"}, Case{"spilled", big_a, std::string(2048, 'b')},
+                        Case{"spilled, same", big_a, big_a}}) {
+    SCOPED_TRACE(c.name);
+    const size_t blobs_before = blobs_.size();
+    CallOptions later;
+    later.idempotency_key = absl::StrCat("race-", c.name);
+    later.start_after = absl::Now() + absl::Hours(1);
+    absl::StatusOr<CallId> first_id = absl::UnknownError("not submitted");
+    EngineOptions options = Options();
+    options.queued.run = false;
+    options.queued.blobs = &blobs_;
+    options.queued.submitter.spill_threshold_bytes = 1024;
+    options.queued.queue = std::make_shared<InterleavingQueue>(
+        queue_, [&] { first_id = engine_->Submit("app", "counters:bump", Name(c.first), later); });
+    absl::StatusOr<std::unique_ptr<Engine>> second_engine = Engine::Open(storage_, options);
+    ASSERT_TRUE(second_engine.ok()) << second_engine.status();
+    absl::StatusOr<CallId> second_id =
+        (*second_engine)->Submit("app", "counters:bump", Name(c.second), later);
+    ASSERT_TRUE(first_id.ok()) << first_id.status();
+    if (c.first == c.second) {
+      ASSERT_TRUE(second_id.ok()) << second_id.status();
+      EXPECT_EQ(*second_id, *first_id);
+    } else {
+      EXPECT_TRUE(absl::IsAlreadyExists(second_id.status())) << second_id.status();
+    }
+    absl::StatusOr<std::optional<QueuedCall>> held = queue_->Find(*first_id, absl::Now());
+    ASSERT_TRUE(held.ok() && held->has_value());
+    Value args = (*held)->call.args;
+    if (!(*held)->call.args_blob.empty()) {
+      absl::StatusOr<std::string> spilled = blobs_.Get((*held)->call.args_blob);
+      ASSERT_TRUE(spilled.ok()) << spilled.status();
+      args = *DecodeBinary(*spilled);
+    }
+    EXPECT_EQ(args, Name(c.first));
+    EXPECT_EQ(blobs_.size(), blobs_before + (c.first.size() > 1024 ? 1 : 0))
+        << "only the kept call's arguments stay";
   }
 }
 

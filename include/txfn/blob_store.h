@@ -1,7 +1,8 @@
 // txfn/blob_store.h — where large call arguments are spilled.
 //
 // The Submitter stores the encoded arguments of a call larger than its spill
-// threshold in a BlobStore under a key derived from the call id, and enqueues
+// threshold in a BlobStore under a key of its own (the call id and an id of
+// the spill, so a duplicate submission never replaces them), and enqueues
 // the call with `args_blob` set instead of the arguments; the CallScheduler
 // loads them before dispatch and deletes them once the call is ACKed (XFaaS
 // keeps large arguments in a separate key-value store the same way, so the

@@ -4,8 +4,10 @@
 // Submit() checks a call (InvalidArgument, nothing enqueued), charges its
 // client's token bucket (ResourceExhausted carrying when to retry), assigns an
 // id if it has none (derived from the idempotency key when there is one, so a
-// resubmission is recognised as a duplicate), spills arguments larger than
-// the threshold into the BlobStore, and adds the call to its shard's batch. A
+// resubmission is recognised as a duplicate: the queue keeps the id's first
+// call, and a duplicate's spilled arguments are deleted, never written over the
+// first's), spills arguments larger than the threshold into the BlobStore,
+// and adds the call to its shard's batch. A
 // batch is written with one DurableQueue::Enqueue when it has max_batch_calls
 // calls (by the Submit that filled it) or when its first call has waited
 // max_batch_delay (by Tick). Each caller's `done` runs once its batch is
@@ -156,6 +158,9 @@ class Submitter {
   std::vector<Batch> TakeBatches(absl::Time now, bool all) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Enqueues each batch and runs its callbacks. Called without the lock.
   void Write(std::vector<Batch> batches);
+  // After an Enqueue that skipped some of `calls` (their ids were queued already): deletes
+  // the spilled arguments of those the queue does not hold with them.
+  void DeleteBlobsOfSkippedCalls(absl::Span<const Call> calls);
   TokenBucket& BucketFor(const std::string& client, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void MaybePollConfig(absl::Time now);

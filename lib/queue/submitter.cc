@@ -37,7 +37,12 @@ absl::Status CheckConfig(const SubmitterConfig& c) {
   return absl::OkStatus();
 }
 
-std::string BlobKey(const CallId& id) { return StrCat("args/", id.ToString()); }
+// A key of its own for each spill, not one per call id: a second Submit of an id (an
+// idempotency key submitted again, maybe from another process) must not replace the
+// arguments of the call the queue holds.
+std::string BlobKey(const CallId& id, const CallId& spill) {
+  return StrCat("args/", id.ToString(), "/", spill.ToString());
+}
 
 }  // namespace
 
@@ -133,7 +138,11 @@ absl::StatusOr<CallId> Submitter::Submit(Call call, Done done) {
   bool spilled = false;
   if (blobs_ != nullptr && call.args_blob.empty() &&
       call.args.ByteSize() > options_.spill_threshold_bytes) {
-    const std::string key = BlobKey(call.id);
+    std::string key;
+    {
+      internal::MutexLock lock(&mu_);
+      key = BlobKey(call.id, ids_.Next());
+    }
     if (absl::Status s = blobs_->Put(key, EncodeBinary(call.args)); !s.ok()) {
       internal::MutexLock lock(&mu_);
       BucketFor(call.client, now).Refund();
@@ -147,6 +156,7 @@ absl::StatusOr<CallId> Submitter::Submit(Call call, Done done) {
 
   const CallId id = call.id;
   std::vector<Batch> full;
+  std::string unqueued_blob;
   {
     internal::MutexLock lock(&mu_);
     ++stats_.accepted;
@@ -161,6 +171,8 @@ absl::StatusOr<CallId> Submitter::Submit(Call call, Done done) {
     auto [pos, fresh] = batch.index.try_emplace(id, batch.calls.size());
     if (fresh) {
       batch.calls.push_back(Pending{std::move(call), {}});
+    } else if (spilled) {
+      unqueued_blob = call.args_blob;  // the batch holds the id's first call, with its own
     }
     if (done) batch.calls[pos->second].dones.push_back(std::move(done));
     if (batch.calls.size() >= options_.max_batch_calls) {
@@ -168,6 +180,7 @@ absl::StatusOr<CallId> Submitter::Submit(Call call, Done done) {
       batches_.erase(it);
     }
   }
+  if (!unqueued_blob.empty()) (void)blobs_->Delete(unqueued_blob);
   Write(std::move(full));
   return id;
 }
@@ -203,6 +216,7 @@ void Submitter::Write(std::vector<Batch> batches) {
         stats_.failed += calls.size();
       }
     }
+    if (added.ok() && *added < calls.size()) DeleteBlobsOfSkippedCalls(calls);
     if (!added.ok() && !IsCommitOutcomeUnknown(added.status()) && blobs_ != nullptr) {
       // The calls are not queued: their spilled arguments would leak. (After an unknown
       // outcome they may be queued: a leaked blob beats a durable call without arguments.)
@@ -218,6 +232,21 @@ void Submitter::Write(std::vector<Batch> batches) {
           std::move(d)(added.status());
         }
       }
+    }
+  }
+}
+
+void Submitter::DeleteBlobsOfSkippedCalls(absl::Span<const Call> calls) {
+  if (blobs_ == nullptr) return;
+  const absl::Time now = clock_->Now();
+  for (const Call& c : calls) {
+    if (c.args_blob.empty()) continue;
+    absl::StatusOr<std::optional<QueuedCall>> held = queue_->Find(c.id, now);
+    // Kept when unsure (a leaked blob beats a queued call without its arguments). Not held:
+    // skipped, or queued and already ended (its blob deleted on ACK).
+    if (!held.ok()) continue;
+    if (!held->has_value() || (*held)->call.args_blob != c.args_blob) {
+      (void)blobs_->Delete(c.args_blob);
     }
   }
 }

@@ -26,7 +26,8 @@ class TempDir : public testing_util::TempDir {
 // test wrappers override only what they change.
 class ForwardingQueue : public DurableQueue {
  public:
-  explicit ForwardingQueue(std::unique_ptr<DurableQueue> inner) : inner_(std::move(inner)) {}
+  // Shared: two wrappers over one queue stand for two processes on one database.
+  explicit ForwardingQueue(std::shared_ptr<DurableQueue> inner) : inner_(std::move(inner)) {}
   DurableQueue& inner() { return *inner_; }
 
   int shard_count() const override { return inner_->shard_count(); }
@@ -70,7 +71,7 @@ class ForwardingQueue : public DurableQueue {
   }
 
  private:
-  std::unique_ptr<DurableQueue> inner_;
+  std::shared_ptr<DurableQueue> inner_;
 };
 
 // Answers every Extend with OK but never extends a lease: a call that runs

@@ -245,6 +245,36 @@ TEST_F(SubmitterTest, AnIdempotencyKeyMakesAResubmissionADuplicate) {
   EXPECT_THAT(DrainAll(*queue_, kT0), SizeIs(1));
 }
 
+// A resubmission of a key with other spilled arguments (a client's mistake, or another
+// process's call) is a duplicate: the queued call keeps its own arguments (they were written
+// over: one blob key per call id), and the duplicate's blob is deleted. Whether the two meet
+// in one pending batch or in the queue.
+TEST_F(SubmitterTest, ADuplicatesSpilledArgumentsNeverReplaceTheQueuedCalls) {
+  for (size_t batch : {1, 2}) {
+    SCOPED_TRACE(batch == 1 ? "in the queue" : "in one batch");
+    Make({.max_batch_calls = batch, .spill_threshold_bytes = 10});
+    Call first = MakeCall();
+    first.idempotency_key = "order-7";
+    first.args = Value::Bytes(std::string(100, 'a'));
+    Call second = first;
+    second.args = Value::Bytes(std::string(100, 'b'));
+    int acked = 0;
+    auto a = submitter_->Submit(first, [&](auto r) { acked += r.ok(); });
+    auto b = submitter_->Submit(second, [&](auto r) { acked += r.ok(); });
+    ASSERT_TRUE(a.ok() && b.ok());
+    EXPECT_EQ(*a, *b);
+    submitter_->Flush();
+    EXPECT_EQ(acked, 2);
+    std::vector<Call> stored = DrainAll(*queue_, kT0);
+    ASSERT_THAT(stored, SizeIs(1));
+    auto args = blobs_.Get(stored[0].args_blob);
+    ASSERT_TRUE(args.ok()) << args.status();
+    EXPECT_EQ(*DecodeBinary(*args), first.args);
+    EXPECT_EQ(blobs_.size(), 1u) << "the duplicate's blob is deleted";
+    ASSERT_TRUE(blobs_.Delete(stored[0].args_blob).ok());
+  }
+}
+
 TEST_F(SubmitterTest, ConfigIsVersionedAndKeptWhenTheControllerIsGone) {
   std::atomic<int> polls{0};
   auto source = [&]() -> absl::StatusOr<SubmitterConfig> {
