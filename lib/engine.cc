@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/cord.h"
 #include "absl/time/clock.h"
 #include "lib/queued_calls.h"
 #include "txfn/deploy.h"
@@ -370,6 +371,33 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(std::shared_ptr<Storage> st
       std::make_unique<EngineImpl>(std::move(options), std::move(storage), std::move(scheduler));
   TXFN_RETURN_IF_ERROR(engine->Start());
   return engine;
+}
+
+absl::StatusOr<bool> DeployCreatingTenant(Engine& engine, std::string_view tenant,
+                                          absl::FunctionRef<absl::Status()> deploy) {
+  absl::Status created = engine.CreateTenant(tenant);
+  if (!created.ok() && !absl::IsAlreadyExists(created)) return created;
+  if (!created.ok()) {
+    TXFN_RETURN_IF_ERROR(deploy());
+    return false;
+  }
+  absl::StatusOr<std::shared_ptr<const Snapshot>> empty = engine.Latest(tenant);
+  absl::Status deployed = deploy();
+  if (deployed.ok()) return true;
+  // Only if nobody committed to it since it was created (another first deploy that found it).
+  absl::StatusOr<std::shared_ptr<const Snapshot>> now = engine.Latest(tenant);
+  if (empty.ok() && now.ok() && (*now)->ts() == (*empty)->ts()) {
+    if (absl::Status deleted = engine.DeleteTenant(tenant); !deleted.ok()) {
+      absl::Status said(
+          deployed.code(),
+          StrCat(deployed.message(), "; tenant '", tenant,
+                 "', created for it, is left empty (deleting it failed: ", deleted.message(), ")"));
+      deployed.ForEachPayload(
+          [&](absl::string_view url, const absl::Cord& payload) { said.SetPayload(url, payload); });
+      return said;
+    }
+  }
+  return deployed;
 }
 
 }  // namespace txfn

@@ -32,6 +32,12 @@ check no-db-tenants 1 'does not exist' t tenants
 if [ -e "$db" ]; then echo "FAIL no-db-created: $db exists"; failures=$((failures + 1)); else
   echo "ok   no-db-created"; fi
 check deploy-missing-dir 1 'not a directory' t deploy --create --tenant=bank "$tmp/nope"
+# A refused first deploy leaves neither a database nor an empty tenant.
+mkdir -p "$tmp/bad" && echo 'export const broken = ;' >"$tmp/bad/m.js"
+echo '{"tables": {}}' >"$tmp/bad/schema.json"
+check first-deploy-refused 1 'm.js' t deploy --create --tenant=bank "$tmp/bad"
+if ls "$tmp"/app.db* >/dev/null 2>&1; then echo "FAIL refused-created: $(ls "$tmp")"
+  failures=$((failures + 1)); else echo "ok   refused-created-nothing"; fi
 check deploy 0 'deployed 4 module\(s\) and 2 table\(s\) to tenant bank \(new tenant\)' \
   t deploy --create --tenant=bank "$apps/bank"
 check redeploy 0 'deployed 4 module' t deploy --tenant=bank "$apps/bank"
@@ -89,6 +95,10 @@ check export-bad-table 1 "no table 'nope'" t export --tenant=bank --table=nope
 mkdir -p "$tmp/broken" && cp -r "$apps/bank/." "$tmp/broken/"
 echo 'export const broken = ;' >"$tmp/broken/audit.js"
 check broken-deploy 1 'audit' t deploy --tenant=bank "$tmp/broken"
+check broken-new-tenant 1 'm.js' t deploy --tenant=other "$tmp/bad"
+check tenants-after-refused 0 '^bank$' t tenants
+if [ "$last" != "bank" ]; then echo "FAIL no-empty-tenant: $last"; failures=$((failures + 1))
+else echo "ok   no-empty-tenant"; fi
 check still-serving 0 '"total":\{"\$int64":"1250"\}' t run --tenant=bank audit:total
 
 # Export -> import round trip into another database (same schema, same table ids).

@@ -418,9 +418,12 @@ TEST_F(EngineQueueTest, AnIdempotencyKeyMakesTwoSubmissionsOneCall) {
   absl::StatusOr<CallId> first = engine_->Submit("app", "counters:bump", Name("k"), options);
   ASSERT_TRUE(first.ok()) << first.status();
   WaitFor(*first, CallState::kSucceeded);
+  WaitDrained();
   absl::StatusOr<CallId> second = engine_->Submit("app", "counters:bump", Name("k"), options);
   ASSERT_TRUE(second.ok());
   EXPECT_EQ(*first, *second);
+  // The ended call is not queued again (to be delivered and skipped).
+  EXPECT_TRUE(engine_->QueueDepths()->empty());
   // The same key for another function is refused, not silently answered
   // with the first call (whose arguments are compared while it is queued).
   absl::Status other =

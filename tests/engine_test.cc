@@ -229,6 +229,31 @@ TEST_P(EngineTest, TenantLifecycle) {
   EXPECT_EQ(engine_->Query("one", "counters:get", Name("a"))->value, Value::Null());
 }
 
+// DeployCreatingTenant: a refused first deploy leaves no empty tenant; a refused deploy to a
+// tenant that existed keeps it; a good one reports whether it created the tenant.
+TEST_P(EngineTest, ARefusedFirstDeployLeavesNoTenant) {
+  auto deploy = [&](const std::string& tenant, const char* util) {
+    return DeployCreatingTenant(
+        *engine_, tenant, [&] { return engine_->DeployJson(tenant, Modules(util), kSchema); });
+  };
+  absl::StatusOr<bool> refused = deploy("new", "export function label(s) { return s +; }");
+  EXPECT_TRUE(absl::IsInvalidArgument(refused.status())) << refused.status();
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("lib/util.js"));
+  EXPECT_THAT(*engine_->ListTenants(), ElementsAre());
+  absl::StatusOr<bool> first = deploy("new", kUtil);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_TRUE(*first) << "created";
+  absl::StatusOr<bool> second = deploy("new", kUtil);
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_FALSE(*second) << "created again";
+  ASSERT_TRUE(engine_->Mutation("new", "counters:create", Name("a")).ok());
+  EXPECT_TRUE(absl::IsInvalidArgument(deploy("new", "syntax error(").status()));
+  EXPECT_THAT(*engine_->ListTenants(), ElementsAre("new"));
+  EXPECT_EQ(Counter("a", "new"), 0);
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      DeployCreatingTenant(*engine_, "a/b", [] { return absl::OkStatus(); }).status()));
+}
+
 TEST_P(EngineTest, DisabledTenantRefusesCalls) {
   CreateAndDeploy();
   ASSERT_TRUE(engine_->Mutation("app", "counters:create", Name("a")).ok());

@@ -116,7 +116,8 @@ commands:
       DIR/schema.json ({"tables": {NAME: {"fields": {...}, "indexes": {...}}}}).
       Creates the tenant if needed. The new version replaces the old one
       atomically; a module that does not compile or a schema that existing
-      documents violate is refused and the old version keeps serving.
+      documents violate is refused and the old version keeps serving (a
+      refused first deploy leaves no tenant, and no database it created).
   run --tenant NAME MODULE:FUNCTION [ARGS_JSON]
       Runs an exported query or mutation with ARGS_JSON (default {}) and prints
       its result as JSON on stdout. --kind=auto (the default) runs the export
@@ -331,10 +332,8 @@ class LocalTarget final : public Target {
   explicit LocalTarget(Engine& engine) : engine_(engine) {}
   absl::StatusOr<bool> Deploy(const std::string& tenant, const AppDir& app,
                               const std::filesystem::path&) override {
-    absl::Status created = engine_.CreateTenant(tenant);
-    if (!created.ok() && !absl::IsAlreadyExists(created)) return created;
-    TXFN_RETURN_IF_ERROR(engine_.Deploy(tenant, app.modules, app.schema));
-    return created.ok();
+    return DeployCreatingTenant(engine_, tenant,
+                                [&] { return engine_.Deploy(tenant, app.modules, app.schema); });
   }
   absl::StatusOr<CallResult> Query(const std::string& tenant, const std::string& function,
                                    const Value& args) override {
@@ -991,10 +990,28 @@ int Main(int argc, char** argv) {
     return Serve(stop_signals);
   }
 
+  if (command == "deploy") {
+    // Before any file is created: a mistyped directory creates no database.
+    if (absl::StatusOr<AppDir> app = LoadAppDir(rest[0]); !app.ok()) return Fail(app.status());
+  }
+  const std::string db = absl::GetFlag(FLAGS_db);
+  const bool new_database = !IsPostgresUrl(db) && !std::filesystem::exists(db);
   absl::StatusOr<std::unique_ptr<Engine>> engine = OpenEngine(EngineRole::kClient);
   if (!engine.ok()) return Fail(engine.status());
   LocalTarget local(**engine);
-  if (int rc = RunOnTarget(local, command, tenant, rest); rc >= 0) return rc;
+  if (int rc = RunOnTarget(local, command, tenant, rest); rc >= 0) {
+    if (rc != 0 && command == "deploy" && new_database) {
+      // A refused first deploy into a database this command created leaves no database.
+      engine->reset();
+      for (const std::string& file : {db, SqliteQueuePath(db)}) {
+        for (const char* suffix : {"", "-wal", "-shm", "-journal"}) {
+          std::error_code ignored;
+          std::filesystem::remove(file + suffix, ignored);
+        }
+      }
+    }
+    return rc;
+  }
   if (command == "tenants") return Tenants(**engine);
   if (command == "tables") return Tables(**engine, tenant);
   if (command == "calls") return Calls(**engine, tenant);

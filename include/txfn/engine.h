@@ -71,7 +71,7 @@
 // waiting for the tenant's next commit. So the memory of the open tenants is
 // bounded by those used within tenant_idle_timeout, not by all ever used.
 //
-// Queued calls (XFaaS's side, on the durable queue EngineOptions::queue).
+// Queued calls (XFaaS's side, on the durable queue EngineOptions::queued.queue).
 // Engine::Submit enqueues a call of a tenant's query, mutation or action with
 // a start time, a deadline, a criticality, a quota class and a retry policy
 // (each defaulting to the function's attributes, declared with its wrapper:
@@ -134,6 +134,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -166,7 +167,8 @@ using ServiceFn = std::function<absl::StatusOr<Value>(const Value& args)>;
 // The queued calls' part of EngineOptions.
 struct QueuedCallOptions {
   // Where calls wait. Null: an InMemoryQueue (lost with the process).
-  // OpenSqliteEngine uses a SqliteQueue on the engine's file.
+  // OpenSqliteEngine uses a SqliteQueue in its own file, SqliteQueuePath(path)
+  // ("<path>.queue").
   std::shared_ptr<DurableQueue> queue;
   // Where arguments over the submitter's spill threshold go (owned by the
   // queue or outliving the engine); null: none are spilled.
@@ -445,8 +447,13 @@ class Engine {
                                                    const MutationOptions& options,
                                                    Callback done) = 0;
 
-  // Runs an action (blocking) on the action isolates, with ctx.runQuery,
-  // ctx.runMutation, ctx.scheduler and ctx.services. Not transactional.
+  // Runs an action (blocking the caller until it ends) on the action isolates,
+  // with ctx.runQuery, ctx.runMutation, ctx.scheduler and ctx.services. Not
+  // transactional: the mutations it ran stay committed if it fails later. Its
+  // time is bounded by QueuedCallOptions::actions.limits (default 1 s of CPU,
+  // 30 s of wall-clock time). Errors as Query's (NotFound, InvalidArgument,
+  // a limit's ResourceExhausted, the function's own error); a service's error
+  // the action does not catch fails it.
   [[nodiscard]] virtual absl::StatusOr<CallResult> Action(std::string_view tenant,
                                                           std::string_view function,
                                                           const Value& args) = 0;
@@ -461,10 +468,11 @@ class Engine {
   // enqueued on error, except an Unavailable marked IsCommitOutcomeUnknown
   // (<txfn/storage.h>): the queue's commit failed or its answer was lost, and
   // the call may be queued. Retry with CallOptions::idempotency_key to get
-  // exactly one call either way. A key names one call: a Submit of a key whose call is
-  // still queued with other arguments, or is of another function, is AlreadyExists, also
-  // when the two Submits race in this engine (engines in other processes sharing the queue
-  // are not serialised: there the later of two racing Submits answers the first's id).
+  // exactly one call either way. A key names one call: a Submit of a key whose call exists
+  // returns its id and queues nothing; one whose call is still queued with other arguments
+  // (spilled ones too), or is of another function, is AlreadyExists, also when the two
+  // Submits race in this engine or in two processes sharing the queue (the queue keeps the
+  // first; the other Submit checks after its Enqueue which call was kept).
   [[nodiscard]] virtual absl::StatusOr<CallId> Submit(std::string_view tenant,
                                                       std::string_view function, const Value& args,
                                                       const CallOptions& options = {}) = 0;
@@ -485,7 +493,7 @@ class Engine {
   // The calls of a tenant, in id order, optionally only those in `state`
   // and of `function`, at most `limit`: pending, running and dead-lettered
   // ones from the queue (every call it holds is read: for tools), ended ones
-  // from the tenant's call records.
+  // from the tenant's call records. limit 0 returns none (pass SIZE_MAX for all).
   [[nodiscard]] virtual absl::StatusOr<std::vector<CallInfo>> ListCalls(
       std::string_view tenant, std::optional<CallState> state, std::string_view function,
       size_t limit) = 0;
@@ -493,7 +501,9 @@ class Engine {
   [[nodiscard]] virtual absl::StatusOr<std::vector<FunctionDepth>> QueueDepths() = 0;
   // Stops leasing queued calls, gives back the ones not started and waits up
   // to `timeout` for the running ones (a graceful stop; the destructor does
-  // it with a short timeout). Returns how many were still running.
+  // it with a 2 s timeout). Returns how many were still running. Final: this
+  // engine runs no queued calls after it (Submit still enqueues; open an
+  // engine again to run them).
   virtual size_t StopQueuedCalls(absl::Duration timeout) = 0;
   // The AIMD limit of a service in calls per second (nullopt before its
   // first use).
@@ -516,6 +526,14 @@ class Engine {
 
   virtual EngineStats stats() const = 0;
 };
+
+// A first deploy that creates its tenant: creates `tenant` unless it exists, then runs
+// `deploy` (one of engine.Deploy/DeployJson for it). If the deploy is refused, a tenant this
+// call created is deleted again (unless something was committed to it meanwhile), so a refused
+// first deploy leaves no empty tenant behind. Returns whether it created the tenant; the
+// deploy's error, or CreateTenant's (not AlreadyExists), otherwise. Thread-safe as Engine is.
+[[nodiscard]] absl::StatusOr<bool> DeployCreatingTenant(Engine& engine, std::string_view tenant,
+                                                        absl::FunctionRef<absl::Status()> deploy);
 
 }  // namespace txfn
 

@@ -136,12 +136,14 @@ class FunctionsServer::Impl final : public v1::Functions::Service {
     if (grpc::Status s = Authorize(*context, "Deploy", request->tenant(), true); !s.ok()) return s;
     std::map<std::string, std::string> modules;
     for (const v1::Module& m : request->modules()) modules[m.path()] = m.source();
-    if (request->create()) {
-      absl::Status created = engine_.CreateTenant(request->tenant());
-      if (!created.ok() && !absl::IsAlreadyExists(created)) return ToGrpcStatus(created);
-      reply->set_created(created.ok());
-    }
-    return ToGrpcStatus(engine_.DeployJson(request->tenant(), modules, request->schema_json()));
+    auto deploy = [&] {
+      return engine_.DeployJson(request->tenant(), modules, request->schema_json());
+    };
+    if (!request->create()) return ToGrpcStatus(deploy());
+    absl::StatusOr<bool> created = DeployCreatingTenant(engine_, request->tenant(), deploy);
+    if (!created.ok()) return ToGrpcStatus(created.status());
+    reply->set_created(*created);
+    return grpc::Status::OK;
   }
 
  private:
