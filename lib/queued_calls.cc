@@ -1273,6 +1273,10 @@ absl::StatusOr<std::vector<CallInfo>> QueuedCalls::ListCalls(std::string_view te
   }
   const bool queued_states = !state.has_value() || *state == CallState::kPending ||
                              *state == CallState::kRunning || *state == CallState::kDeadLettered;
+  // The queue's dead letters, recorded only if they are reported: in the page returned, and
+  // only if the filter lets dead letters be reported.
+  std::map<CallId, Located> dead_letters;
+  const bool reports_dead_letters = !state.has_value() || *state == CallState::kDeadLettered;
   if (queued_states) {
     DurableQueue::ListFilter filter{.tenant = open->name(), .function = wanted};
     const absl::Time now = clock_.Now();
@@ -1283,33 +1287,47 @@ absl::StatusOr<std::vector<CallInfo>> QueuedCalls::ListCalls(std::string_view te
       if (!page.ok()) return page.status();
       if (page->empty()) break;
       after = page->back().call.id;
-      std::vector<Located> listed;
       for (QueuedCall& q : *page) {
-        auto known = by_id.find(q.call.id);
+        const CallId id = q.call.id;
+        auto known = by_id.find(id);
         // A recorded call is as its record says, but a dead letter's record of a call Redrive
         // put back (and maybe dead-lettered again): RecordDeadLetters decides.
         if (known != by_id.end() && known->second.state != CallState::kDeadLettered) continue;
         Located where{.tenant = open, .queued = std::move(q)};
-        if (auto r = dead_letter_records.find(where.queued->call.id);
-            r != dead_letter_records.end()) {
+        if (auto r = dead_letter_records.find(id); r != dead_letter_records.end()) {
           where.record = r->second;
         }
-        listed.push_back(std::move(where));
-      }
-      // Dead letters are recorded when they are reported: only if the filter lets them be.
-      if (!state.has_value() || *state == CallState::kDeadLettered) {
-        RecordDeadLetters(*open, absl::MakeSpan(listed));
-      }
-      for (const Located& where : listed) {
-        TXFN_ASSIGN_OR_RETURN(CallInfo info, InfoOf(where.queued->call.id, where));
-        by_id[info.id] = std::move(info);
+        TXFN_ASSIGN_OR_RETURN(by_id[id], InfoOf(id, where));
+        if (reports_dead_letters && where.queued->state == QueuedCall::State::kDead) {
+          dead_letters[id] = std::move(where);
+        }
       }
     }
   }
+  std::vector<CallId> reported;
+  for (const auto& [id, info] : by_id) {
+    if (reported.size() >= limit) break;
+    if (matches(info)) reported.push_back(id);
+  }
+  std::vector<Located> reported_dead;
+  for (const CallId& id : reported) {
+    if (auto d = dead_letters.find(id); d != dead_letters.end()) {
+      reported_dead.push_back(std::move(d->second));
+    }
+  }
+  // In transactions of at most a queue page's calls.
+  for (size_t from = 0; from < reported_dead.size(); from += 1000) {
+    RecordDeadLetters(*open,
+                      absl::MakeSpan(reported_dead)
+                          .subspan(from, std::min<size_t>(1000, reported_dead.size() - from)));
+  }
+  for (const Located& where : reported_dead) {
+    TXFN_ASSIGN_OR_RETURN(by_id[where.queued->call.id], InfoOf(where.queued->call.id, where));
+  }
   std::vector<CallInfo> out;
-  for (auto& [id, info] : by_id) {
-    if (out.size() >= limit) break;
-    if (matches(info)) out.push_back(std::move(info));
+  for (const CallId& id : reported) {
+    // A dead letter whose late delivery committed first may no longer match.
+    if (matches(by_id[id])) out.push_back(std::move(by_id[id]));
   }
   return out;
 }

@@ -703,6 +703,41 @@ TEST_F(EngineQueueTest, ACallPastItsDeadlineIsDeadLetteredWithAStatusThatSaysSo)
   EXPECT_TRUE(absl::IsFailedPrecondition(engine_->CancelCall(*id)));
 }
 
+// ListCalls records the dead letters it reports, and only those: not the ones past its limit.
+TEST_F(EngineQueueTest, ListCallsRecordsOnlyTheDeadLettersItReports) {
+  OpenAndDeploy(Options());
+  CallOptions missed;
+  missed.start_after = absl::Now() - absl::Seconds(3);
+  missed.deadline = absl::Now() - absl::Seconds(1);
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(engine_->Submit("app", "counters:bump", Name("d"), missed).ok());
+  }
+  for (const absl::Time end = absl::Now() + absl::Seconds(20);
+       queue_->ListDeadLetters(CallId(), 10)->size() < 3 && absl::Now() < end;) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  auto records = [&] {
+    return (*engine_->Latest("app"))
+        ->Scan(kCallRecordIndex, KeyRange::All(), ScanOrder::kAscending, 0)
+        ->size();
+  };
+  EXPECT_EQ(records(), 0u);
+  absl::StatusOr<std::vector<CallInfo>> one =
+      engine_->ListCalls("app", CallState::kDeadLettered, "", 1);
+  ASSERT_TRUE(one.ok()) << one.status();
+  ASSERT_EQ(one->size(), 1u);
+  EXPECT_EQ((*one)[0].state, CallState::kDeadLettered);
+  EXPECT_EQ(records(), 1u) << "only the one reported";
+  // Filtered to another state, none is reported or recorded.
+  EXPECT_TRUE(engine_->ListCalls("app", CallState::kPending, "", SIZE_MAX)->empty());
+  EXPECT_EQ(records(), 1u);
+  absl::StatusOr<std::vector<CallInfo>> all = engine_->ListCalls("app", std::nullopt, "", SIZE_MAX);
+  ASSERT_TRUE(all.ok()) << all.status();
+  EXPECT_EQ(all->size(), 3u);
+  EXPECT_EQ(records(), 3u);
+  EXPECT_EQ((*all)[0].id, (*one)[0].id);
+}
+
 // A mutation's ctx.scheduler call is checked as Submit checks one, when it is
 // made: a name with a typo or arguments its validator refuses fail the
 // mutation (nothing commits, nothing is queued), or are caught by its code.
