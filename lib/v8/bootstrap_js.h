@@ -171,6 +171,8 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   const MAX_SLOW = 1 << 20;        // elements or characters for the slowest builtins
   const MAX_TYPED = 1 << 22;       // elements of one typed array view
   const NATIVE_REPLACE = 1 << 18;  // characters a native replacement may scan
+  // ... and subject characters times template characters when the template has a "$"
+  const NATIVE_TEMPLATE = 1 << 16;
   // V8's string search (indexOf, lastIndexOf, includes, split, replace) runs in C++ without an
   // interrupt check. It is linear for a needle of at most SEARCH_PREFIX characters (what its
   // Boyer-Moore tables cover), and costs up to the needle's length at every position past that
@@ -328,6 +330,19 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   // a String object's; through Proxies), or 0. One native call: the check
   // runs on every Object.freeze.
   const keysLength = n.indexedLength;
+  // A for-in lists the indices of every object on its receiver's prototype
+  // chain in C++, with no interrupt check from one to the next: one capped
+  // typed array takes a few seconds, but a chain of views of one buffer was
+  // unbounded (20 took minutes). So an object with indices (a typed array, a
+  // String object) is never on a prototype chain: it cannot become a
+  // prototype, or be under one, and a view cannot be made with one.
+  function protoChecked(what, proto) {
+    for (let p = proto; isObject(p); p = getPrototypeOf(p)) {
+      const size = keysLength(p);
+      if (size > 0) slowPaths().refuse(what + ' (a prototype with indices)', size, 0);
+    }
+    return proto;
+  }
   // Runs the builtin `what` (a key of ORIG) on `self` and `args` if they
   // pass check `kind`.
   function guarded(kind, what, self, args) {
@@ -341,21 +356,28 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
         limit = typedLength(unproxied(self)) >= 0 ? MAX_WALK : MAX_SLOW * 2;
         break;
       case ARGLIST_1:
-      case ARGLIST_2:
+      case ARGLIST_2: {
         // V8 copies an array-like into an argument list in C++, without an
-        // interrupt check (Reflect.apply(f, null, {length: 1e8})).
-        size = walkLength(args[kind === ARGLIST_1 ? 1 : 2]);
+        // interrupt check (Reflect.apply(f, null, {length: 1e8})). A Proxy's
+        // length is its trap's, which could answer this check and V8 apart:
+        // a Proxy is copied here, in JavaScript.
+        const i = kind === ARGLIST_1 ? 1 : 2;
+        if (isObject(args[i]) && isProxy(args[i])) args[i] = slowPaths().argList(what, args[i]);
+        size = walkLength(args[i]);
         limit = MAX_SLOW;
         break;
+      }
       case KEYS_REST:
-        for (let i = 1; i < args.length; ++i) size = max(size, keysLength(args[i]));
+        // Summed: the sources are listed in C++ one after another.
+        for (let i = 1; i < args.length; ++i) size += keysLength(args[i]);
         limit = MAX_SLOW;
         break;
       case WALK_ALL:
-        for (let i = 0; i < args.length; ++i) size = max(size, walkLength(args[i]));
+        // Summed, as V8 walks them: 400 arguments of 2^24 each ran for minutes.
+        for (let i = 0; i < args.length; ++i) size += walkLength(args[i]);
       // fallthrough
       case WALK_THIS:
-        size = max(size, walkLength(self));
+        size += walkLength(self);
         break;
       case WALK_ARG:
         size = walkLength(args[0]);
@@ -371,6 +393,14 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     }
     if (size > limit) slowPaths().refuse(what, size, limit);
     return apply(ORIG[what], self, args);
+  }
+  // Whether `text`, a replacement template, expands in C++ too long: its "$" parts are expanded
+  // for every match, uninterrupted ("$`" is the text before the match:
+  // "a".repeat(2 ** 18).replace(/a/g, "$`".repeat(256)) ran 88 s). Such a one goes to the
+  // JavaScript loop, as a long subject does.
+  function heavyTemplate(S, text) {
+    return typeof text === 'string' && text.length * S.length > NATIVE_TEMPLATE &&
+        apply(ORIG['String.prototype.indexOf'], text, ['$']) !== -1;
   }
   // String.prototype.indexOf, lastIndexOf or includes (`what`) on receiver `self`: the
   // receiver and the needle made strings here, in the builtin's order, and searched natively
@@ -478,12 +508,29 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     seal(...a) { return guarded(KEYS_ARG, 'Object.seal', this, a); },
     isFrozen(...a) { return guarded(KEYS_ARG, 'Object.isFrozen', this, a); },
     isSealed(...a) { return guarded(KEYS_ARG, 'Object.isSealed', this, a); },
+    setPrototypeOf(o, proto) {
+      return apply(ORIG['Object.setPrototypeOf'], this,
+                   [o, protoChecked('Object.setPrototypeOf', proto)]);
+    },
   });
   install(Reflect, 'Reflect.', {
     ownKeys(...a) { return guarded(KEYS_ARG, 'Reflect.ownKeys', this, a); },
     apply(...a) { return guarded(ARGLIST_2, 'Reflect.apply', this, a); },
     construct(...a) { return guarded(ARGLIST_1, 'Reflect.construct', this, a); },
+    setPrototypeOf(o, proto) {
+      return apply(ORIG['Reflect.setPrototypeOf'], this,
+                   [o, protoChecked('Reflect.setPrototypeOf', proto)]);
+    },
   });
+  {
+    const proto = getOwnPropertyDescriptor(Object.prototype, '__proto__');
+    ORIG['Object.prototype.__proto__'] = proto.set;
+    defineProperty(Object.prototype, '__proto__', {get: proto.get, configurable: true,
+      set: function __proto__(p) {
+        apply(ORIG['Object.prototype.__proto__'], this,
+              [protoChecked('Object.prototype.__proto__', p)]);
+      }});
+  }
   install(Function.prototype, 'Function.prototype.', {
     apply(...a) { return guarded(ARGLIST_1, 'Function.prototype.apply', this, a); },
   });
@@ -532,8 +579,12 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     replace(pattern, replacement) {
       const self = asString(this);
       if (plainObject(pattern, symbolReplace)) pattern = StringOf(pattern);
+      if (typeof pattern === 'string' && typeof replacement !== 'function') {
+        replacement = StringOf(replacement);
+      }
       if (typeof pattern === 'string' &&
-          (lengthOf(self) > NATIVE_REPLACE || !nativeSearch(lengthOf(self), pattern.length))) {
+          (lengthOf(self) > NATIVE_REPLACE || !nativeSearch(lengthOf(self), pattern.length) ||
+           heavyTemplate(self, replacement))) {
         return slowPaths().replaceString(self, pattern, replacement, false);
       }
       return apply(ORIG['String.prototype.replace'], self, [pattern, interruptible(replacement)]);
@@ -543,8 +594,12 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       if (plainObject(pattern, symbolReplace) && !slowPaths().isRegExpLike(pattern)) {
         pattern = StringOf(pattern);
       }
+      if (typeof pattern === 'string' && typeof replacement !== 'function') {
+        replacement = StringOf(replacement);
+      }
       if (typeof pattern === 'string' &&
-          (lengthOf(self) > NATIVE_REPLACE || !nativeSearch(lengthOf(self), pattern.length))) {
+          (lengthOf(self) > NATIVE_REPLACE || !nativeSearch(lengthOf(self), pattern.length) ||
+           heavyTemplate(self, replacement))) {
         return slowPaths().replaceString(self, pattern, replacement, true);
       }
       return apply(ORIG['String.prototype.replaceAll'], self,
@@ -926,7 +981,9 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   defineProperty(RegExp.prototype, Symbol.replace, {writable: true, configurable: true,
     value: function sandboxedReplace(string, replaceValue) {
       const S = StringOf(string);
-      if (S.length > NATIVE_REPLACE && this.exec === regexpExec) {
+      if (typeof replaceValue !== 'function') replaceValue = StringOf(replaceValue);
+      if ((S.length > NATIVE_REPLACE || heavyTemplate(S, replaceValue)) &&
+          this.exec === regexpExec) {
         const paths = slowPaths();
         if (paths.isRegExp(this)) return paths.replaceByExec(this, S, replaceValue);
       }
@@ -952,6 +1009,7 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     const view = construct(Orig, args, newTarget);
     const size = typedLength(view);
     if (size > MAX_TYPED) slowPaths().refuse(name, size + ' elements', MAX_TYPED);
+    protoChecked(name, getPrototypeOf(view));
     return view;
   }
   const cappedTypedArrays = {
@@ -1089,6 +1147,16 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       fail(RESOURCE_EXHAUSTED, what + ': ' + (size === Infinity ? 'a length from a getter' : size) +
            ' exceeds the sandbox limit of ' + limit +
            ' (builtins that V8 cannot interrupt are bounded)');
+    }
+    // An array-like Proxy read into an argument list as V8 would (its length once, then each
+    // index), here, where the reads are JavaScript and the length is checked.
+    function argList(what, list) {
+      let n = +list.length;
+      n = n > 0 ? floor(min(n, MAX_LENGTH)) : 0;
+      if (n > MAX_SLOW) refuse(what, n, MAX_SLOW);
+      const copy = [];
+      for (let i = 0; i < n; ++i) copy[i] = list[i];
+      return copy;
     }
     function typedCompare(a, b) {  // the default order: -0 before +0, NaN last
       if (a < b) return -1;
@@ -1528,9 +1596,9 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       out[n++] = apply(stringSlice, S, [p, size]);
       return out;
     }
-    return {refuse, sortLarge, isRegExp, replaceByExec, replaceString, flat, flatMap, intlString,
-            intlOptions, bigIntBounded, jsonNesting, search, isRegExpLike, splitString,
-            datePrimitive, plainRegExp, splitRegExp};
+    return {refuse, argList, sortLarge, isRegExp, replaceByExec, replaceString, flat, flatMap,
+            intlString, intlOptions, bigIntBounded, jsonNesting, search, isRegExpLike,
+            splitString, datePrimitive, plainRegExp, splitRegExp};
   }
 
   const log = n.log;

@@ -275,6 +275,81 @@ export const forInTypedArray = q(() => { let n = 0; for (const k in new Uint8Arr
 export const spreadTypedArray = q(() => Object.keys({ ...new Uint8Array(2 ** 22) }).length);
 export const assignTypedArray = q(() => Object.keys(Object.assign({}, new Uint8Array(2 ** 22))).length);
 export const typedArrayTooLong = q(() => { for (const k in new Uint8Array(2 ** 26)) return k; });
+// Amplified: each piece is within its bound, their sum or product was not (minutes to hours
+// of a thread no limit could stop).
+const spreadable = () => ({ length: 2 ** 24, [Symbol.isConcatSpreadable]: true });
+export const concatMany = q(() => [].concat(...new Array(400).fill(spreadable())).length);
+export const assignMany = q(() =>
+  Object.keys(Object.assign({}, ...new Array(1000).fill("x".repeat(2 ** 16)))).length);
+// A for-in walks every typed array on the prototype chain: views of one 4 MiB buffer.
+const viewChain = (link) => {
+  const buffer = new ArrayBuffer(2 ** 22);
+  let top = new Uint8Array(buffer);
+  for (let i = 0; i < 20; i++) top = link(buffer, top);
+  let n = 0;
+  for (const k in top) ++n;
+  return n;
+};
+export const typedChainSetPrototypeOf = q(() => viewChain((b, top) => {
+  const v = new Uint8Array(b); Object.setPrototypeOf(v, top); return v; }));
+export const typedChainReflect = q(() => viewChain((b, top) => {
+  const v = new Uint8Array(b); Reflect.setPrototypeOf(v, top); return v; }));
+export const typedChainProtoSetter = q(() => viewChain((b, top) => {
+  const v = new Uint8Array(b); v.__proto__ = top; return v; }));
+export const typedChainUnderAnObject = q(() => viewChain((b, top) => {
+  const v = new Uint8Array(b); Object.setPrototypeOf(v, { __proto__: top }); return v; }));
+export const typedChainNewTarget = q(() => viewChain((b, top) => {
+  function F() {}
+  F.prototype = top;
+  return Reflect.construct(Uint8Array, [b], F); }));
+export const typedChainClassExtends = q(() => viewChain((b, top) => {
+  function G(...a) { return Reflect.construct(Uint8Array, a, new.target); }
+  G.prototype = top;
+  return new (class extends G {})(b); }));
+export const stringObjectChain = q(() => {
+  const s = "x".repeat(2 ** 22);
+  let top = new String(s);
+  for (let i = 0; i < 20; i++) { const o = new String(s); Object.setPrototypeOf(o, top); top = o; }
+  let n = 0;
+  for (const k in top) ++n;
+  return n;
+});
+// "$`" is the text before the match: each match expands the template's parts in C++.
+export const replaceTemplateMany = q(() => "a".repeat(2 ** 18).replace(/a/g, "$`".repeat(1024)).length);
+export const replaceAllTemplateMany = q(() =>
+  "a".repeat(2 ** 18).replaceAll("a", "$`".repeat(1024)).length);
+// A Proxy whose length the guard read from its target (0) and V8 from its trap.
+export const applyProxyLength = q(() =>
+  Math.max.apply(null, new Proxy({}, { get: (t, k) => (k === "length" ? 134217000 : 1) })));
+export const amplifiedBuiltinsStillWork = q(() => {
+  const out = [];
+  out.push([1].concat([2, 3], 4, [[5]]).length);
+  out.push(Object.keys(Object.assign({}, { a: 1 }, [2, 3], "xy")).join());
+  const o = {}; Object.setPrototypeOf(o, { inherited: 7 }); out.push(o.inherited);
+  const r = {}; out.push(Reflect.setPrototypeOf(r, Array.prototype), Array.isArray(r), typeof r.map);
+  const u = {}; u.__proto__ = { z: 1 }; out.push(u.z);
+  const v = {}; v.__proto__ = 5; out.push(Object.getPrototypeOf(v) === Object.prototype);
+  out.push(Object.setPrototypeOf({}, null) !== null);
+  class Sub extends Uint8Array {} out.push(new Sub(3).length, new Sub(3) instanceof Sub);
+  out.push(Math.max.apply(null, new Proxy([1, 9, 3], {})));
+  out.push(Reflect.apply(Math.min, null, new Proxy([4, 2], {})));
+  const s = "ab".repeat(200), pad = "-".repeat(200);
+  const t1 = s.replace(/a(b)/g, "[$&$`$1$2$$$<n>" + pad + "]");
+  out.push(t1.length, t1.slice(0, 30), t1.slice(-30));
+  const t2 = s.replaceAll("b", "<$'$&" + pad + ">");
+  out.push(t2.length, t2.slice(0, 30), t2.slice(-30));
+  const s3 = "xy".repeat(20000);
+  const t3 = s3.replace(/x/g, "$&1");
+  out.push(t3.length, t3.slice(0, 9));
+  const t4 = s3.replace("y", "$'$'").length;
+  out.push(t4);
+  const t5 = s.replace(/(?<n>a)/g, "$<n>$<n>").length;
+  out.push(t5);
+  out.push("x-y-z".replace(/(\w)-/g, "$1$1+"), "aaa".replace("a", "$$"), "a.b".replaceAll(".", "$&$&"));
+  out.push("abc".replace(/b/, { toString() { return "[$`]"; } }));
+  return out;
+  return out;
+});
 export const typedArrayViewTooLong = q(() => new Int8Array(new ArrayBuffer(2 ** 25)).length);
 export const typedArraySubclassTooLong = q(() => new (class extends Uint16Array {})(2 ** 23).length);
 // A document's bytes made an ArrayBuffer once the request's buffers are at their limit (V8's
