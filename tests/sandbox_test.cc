@@ -319,6 +319,25 @@ std::vector<Attack> Attacks() {
       Interrupted("replaceTemplateMany"),
       Interrupted("replaceAllTemplateMany"),
       Bounded("applyProxyLength"),
+      Bounded("applyProtoProxyLength"),
+      Bounded("indexOfTrapLength"),
+      Bounded("indexOfProtoTrapLength"),
+      Interrupted("concatTrapLength"),
+      Answers("lyingTrapLength", "[-1,1]"),
+      Interrupted("replaceTemplateSubclass"),
+      Interrupted("replaceTemplateOwnExec"),
+      Interrupted("replaceAllTemplateNumber"),
+      // As Node 20 answers.
+      Answers(
+          "replaceConversionsStillWork",
+          R"x(["a-b-","a11b","1x321","a!b","a?b","abb","TypeError","TypeError","TypeError",)x"
+          R"x("TypeError",["a","b"],["a,b"],["a","b"],["a"],"x[x]x[xax]",82200,)x"
+          R"x("[abb$2$$<n>-------------------","-----------------------------]",40600,)x"
+          R"x("aa----------",80400,"a<abababababababababababababab",)x"
+          R"x("----------------------------->",605,"a[57ba]-----",151100,196623,"TypeError"])x"),
+      Answers("trappedLengthsStillWork",
+              R"x(["true,true,true",2,"3-1-2","1,2",2,36,true,"1,2,3",true,"1,2,7","1,2,7",7,7,)x"
+              R"x("a+b",true,7,"0,1,2,7,4,[object Object],5",true,"1,2,7,9","1,2",3,9,"8,9"])x"),
       Answers("amplifiedBuiltinsStillWork",
               R"x([5,"0,1,a",7,true,false,"function",1,true,true,3,true,9,2,82200,)x"
               R"x("[abb$2$$<n>-------------------","-----------------------------]",80600,)x"

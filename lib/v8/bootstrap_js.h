@@ -195,7 +195,8 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   const localeBrand = typeof Intl === 'object' && Intl !== null && Intl.Locale ?
       Intl.Locale.prototype.toString : undefined;
   const ownKeys = Reflect.ownKeys;
-  const StringOf = String, ObjectOf = Object;
+  // The specification's ToString (String(v) would describe a symbol, where a builtin throws).
+  const StringOf = (v) => `${v}`, ObjectOf = Object;
   const Proxy_ = Proxy, reflectGet = Reflect.get, toPrimitive = Symbol.toPrimitive;
   const max = Math.max, min = Math.min, floor = Math.floor;
   const TypedArrayProto = getPrototypeOf(Uint8Array.prototype);
@@ -209,25 +210,48 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   const typedLength = n.typedLength;
   // What a Proxy stands for: V8 forwards an operation with no trap to the
   // target in C++, so a Proxy is bounded as its target is (null: revoked).
-  const proxyTarget = n.proxyTarget;
+  const proxyTarget = n.proxyTarget, proxyHandler = n.proxyHandler;
   function unproxied(o) {
     while (o !== null && isProxy(o)) o = proxyTarget(o);
     return o;
   }
+  // Whether Proxy `p` has trap `name` ('get': whether a [[Get]] on it runs JavaScript), found
+  // without running tenant code (a handler that is a Proxy, or has a getter there, might: true).
+  function trapped(p, name) {
+    for (let h = proxyHandler(p); isObject(h); h = getPrototypeOf(h)) {
+      if (isProxy(h)) return true;
+      const d = getOwnPropertyDescriptor(h, name);
+      if (d !== undefined) return !('value' in d) || d.value != null;
+    }
+    return false;
+  }
+  // What a [[Get]] on `o` reads from: `o`, or a Proxy's target when it has no get trap (V8
+  // forwards in C++); undefined when a get trap answers (JavaScript, which could answer this
+  // check and the builtin apart); null when revoked.
+  function getTarget(o) {
+    while (o !== null && isProxy(o)) {
+      if (trapped(o, 'get')) return undefined;
+      o = proxyTarget(o);
+    }
+    return o;
+  }
+  // walkLength's answer when a Proxy's get trap decides the length: past every limit (so
+  // refused unless the caller reads it once and pins it: slowPaths().pinnedLength).
+  const TRAP_LENGTH = 2 ** 60;
   // How many indices a generic Array method walks on receiver `o`, found
   // without running tenant code: Infinity when a getter or valueOf would
-  // decide it (the builtin would call it again and could get another answer).
+  // decide it (the builtin would call it again and could get another answer),
+  // TRAP_LENGTH when a Proxy's get trap would (on `o` or its prototype chain).
   function walkLength(o) {
     if (typeof o === 'string') return o.length;
     if (!isObject(o)) return 0;
-    o = unproxied(o);
-    if (o === null) return 0;
-    if (ArrayIsArray(o)) return o.length;
-    const typed = typedLength(o);
-    if (typed >= 0) return typed;
     for (let p = o; p !== null; p = getPrototypeOf(p)) {
-      p = unproxied(p);
+      p = getTarget(p);
+      if (p === undefined) return TRAP_LENGTH;
       if (p === null) return 0;
+      if (ArrayIsArray(p)) return p.length;
+      const typed = typedLength(p);
+      if (typed >= 0) return typed;
       const d = getOwnPropertyDescriptor(p, 'length');
       if (d === undefined) continue;
       if (!('value' in d)) return Infinity;
@@ -241,6 +265,16 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   // An object receiver or argument made a string once, by the wrapper, so
   // that a toString cannot answer the check and the builtin differently.
   const asString = (v) => isObject(v) ? StringOf(v) : v;
+  // A string builtin's receiver as the string it would make of it (a number or a BigInt too:
+  // (10n ** 100000n) is 100,001 characters); undefined, null and a symbol as they are (the
+  // builtin's TypeError).
+  const receiverString = (v) =>
+      typeof v === 'string' || v == null || typeof v === 'symbol' ? v : StringOf(v);
+  // A search value as the string replace(), replaceAll() or split() would make of it when it
+  // has no method `key` (@@replace, @@split; a primitive too: replaceAll(1, template) or
+  // split(10n ** 1000n)); a symbol, or one with that method, as it is.
+  const searchString = (v, key) => typeof v === 'string' || typeof v === 'symbol' ? v :
+      v == null || v[key] == null ? StringOf(v) : v;
   const lengthOf = (v) => typeof v === 'string' ? v.length : 0;
   // A locales argument V8 may take apart in C++ without an interrupt check
   // (canonicalising a list is quadratic: 60,000 tags ran for minutes): a
@@ -336,10 +370,14 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   // unbounded (20 took minutes). So an object with indices (a typed array, a
   // String object) is never on a prototype chain: it cannot become a
   // prototype, or be under one, and a view cannot be made with one.
+  // (A Proxy's getPrototypeOf trap is JavaScript, which the walk past it runs: the check ends
+  // there, and never calls it; without one, V8 goes on at its target's prototype, in C++.)
   function protoChecked(what, proto) {
-    for (let p = proto; isObject(p); p = getPrototypeOf(p)) {
+    for (let p = proto; isObject(p);) {
       const size = keysLength(p);
       if (size > 0) slowPaths().refuse(what + ' (a prototype with indices)', size, 0);
+      while (p !== null && isProxy(p) && !trapped(p, 'getPrototypeOf')) p = proxyTarget(p);
+      p = p === null || isProxy(p) ? null : getPrototypeOf(p);
     }
     return proto;
   }
@@ -361,8 +399,11 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
         // interrupt check (Reflect.apply(f, null, {length: 1e8})). A Proxy's
         // length is its trap's, which could answer this check and V8 apart:
         // a Proxy is copied here, in JavaScript.
+        // So is any length a getter or a trap decides, here or on the prototype chain.
         const i = kind === ARGLIST_1 ? 1 : 2;
-        if (isObject(args[i]) && isProxy(args[i])) args[i] = slowPaths().argList(what, args[i]);
+        if (isObject(args[i]) && (isProxy(args[i]) || walkLength(args[i]) > MAX_LENGTH)) {
+          args[i] = slowPaths().argList(what, args[i]);
+        }
         size = walkLength(args[i]);
         limit = MAX_SLOW;
         break;
@@ -373,14 +414,18 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
         limit = MAX_SLOW;
         break;
       case WALK_ALL:
-        // Summed, as V8 walks them: 400 arguments of 2^24 each ran for minutes.
-        for (let i = 0; i < args.length; ++i) size += walkLength(args[i]);
+        // Summed, as V8 walks them: 400 arguments of 2^24 each ran for minutes. A primitive
+        // is one element (a string is not spread).
+        for (let i = 0; i < args.length; ++i) size += isObject(args[i]) ? walkLength(args[i]) : 1;
       // fallthrough
       case WALK_THIS:
         size += walkLength(self);
         break;
       case WALK_ARG:
+        // Array.from reads an array-like's indices with [[Get]] (a trap's each call is
+        // JavaScript, so interruptible), never skipping one.
         size = walkLength(args[0]);
+        if (size === TRAP_LENGTH) size = 0;
         break;
       case RAW_ARG:
         if (args[0] !== null && args[0] !== undefined) size = walkLength(args[0].raw);
@@ -390,6 +435,13 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
         size = keysLength(args[0]);
         limit = MAX_SLOW;
         break;
+    }
+    if (size === TRAP_LENGTH && (kind === WALK_THIS || kind === WRITE_THIS)) {
+      // A get trap answers the length: read once here, and the builtin given that answer.
+      return slowPaths().pinnedLength(what, self, args, limit);
+    }
+    if (kind === WALK_ALL && size >= TRAP_LENGTH && size < Infinity && self != null) {
+      return slowPaths().concat(self, args);  // ... by one operand or more: in JavaScript
     }
     if (size > limit) slowPaths().refuse(what, size, limit);
     return apply(ORIG[what], self, args);
@@ -525,11 +577,15 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   {
     const proto = getOwnPropertyDescriptor(Object.prototype, '__proto__');
     ORIG['Object.prototype.__proto__'] = proto.set;
+    // An accessor's setter, as the original is (named "set __proto__", no prototype, not a
+    // constructor).
     defineProperty(Object.prototype, '__proto__', {get: proto.get, configurable: true,
-      set: function __proto__(p) {
-        apply(ORIG['Object.prototype.__proto__'], this,
-              [protoChecked('Object.prototype.__proto__', p)]);
-      }});
+      set: getOwnPropertyDescriptor({
+        set __proto__(p) {
+          apply(ORIG['Object.prototype.__proto__'], this,
+                [protoChecked('Object.prototype.__proto__', p)]);
+        },
+      }, '__proto__').set});
   }
   install(Function.prototype, 'Function.prototype.', {
     apply(...a) { return guarded(ARGLIST_1, 'Function.prototype.apply', this, a); },
@@ -545,7 +601,9 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     lastIndexOf(...a) { return searched('String.prototype.lastIndexOf', this, a); },
     includes(...a) { return searched('String.prototype.includes', this, a); },
     split(...a) {
-      const self = asString(this);
+      const self = receiverString(this);
+      // A primitive separator made a string (an object is, in splitString, after the limit).
+      if (!isObject(a[0]) && a[0] !== undefined) a[0] = searchString(a[0], symbolSplit);
       if (lengthOf(self) <= MAX_STRING &&
           (typeof a[0] === 'string' ? !nativeSearch(lengthOf(self), a[0].length) :
                                       plainObject(a[0], symbolSplit))) {
@@ -577,8 +635,8 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
                            withLocales('localeCompare', a, 1));
     },
     replace(pattern, replacement) {
-      const self = asString(this);
-      if (plainObject(pattern, symbolReplace)) pattern = StringOf(pattern);
+      const self = receiverString(this);
+      pattern = searchString(pattern, symbolReplace);
       if (typeof pattern === 'string' && typeof replacement !== 'function') {
         replacement = StringOf(replacement);
       }
@@ -590,9 +648,10 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       return apply(ORIG['String.prototype.replace'], self, [pattern, interruptible(replacement)]);
     },
     replaceAll(pattern, replacement) {
-      const self = asString(this);
-      if (plainObject(pattern, symbolReplace) && !slowPaths().isRegExpLike(pattern)) {
-        pattern = StringOf(pattern);
+      const self = receiverString(this);
+      if (!isObject(pattern) ||
+          (pattern[symbolReplace] == null && !slowPaths().isRegExpLike(pattern))) {
+        pattern = searchString(pattern, symbolReplace);
       }
       if (typeof pattern === 'string' && typeof replacement !== 'function') {
         replacement = StringOf(replacement);
@@ -982,10 +1041,8 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     value: function sandboxedReplace(string, replaceValue) {
       const S = StringOf(string);
       if (typeof replaceValue !== 'function') replaceValue = StringOf(replaceValue);
-      if ((S.length > NATIVE_REPLACE || heavyTemplate(S, replaceValue)) &&
-          this.exec === regexpExec) {
-        const paths = slowPaths();
-        if (paths.isRegExp(this)) return paths.replaceByExec(this, S, replaceValue);
+      if ((S.length > NATIVE_REPLACE || heavyTemplate(S, replaceValue)) && isObject(this)) {
+        return slowPaths().replaceByExec(this, S, replaceValue);
       }
       return apply(regexpReplace, this, [S, interruptible(replaceValue)]);
     }});
@@ -1144,7 +1201,9 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   // request (its functions are compiled then, not deserialised every time).
   function makeSlowPaths() {
     function refuse(what, size, limit) {
-      fail(RESOURCE_EXHAUSTED, what + ': ' + (size === Infinity ? 'a length from a getter' : size) +
+      const from = size === Infinity ? 'a length from a getter' :
+          size === TRAP_LENGTH ? "a length from a Proxy's get trap" : size;
+      fail(RESOURCE_EXHAUSTED, what + ': ' + from +
            ' exceeds the sandbox limit of ' + limit +
            ' (builtins that V8 cannot interrupt are bounded)');
     }
@@ -1157,6 +1216,36 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       const copy = [];
       for (let i = 0; i < n; ++i) copy[i] = list[i];
       return copy;
+    }
+    // The builtins whose callback is given the receiver (an argument after the element).
+    const passesReceiver = {__proto__: null};
+    for (const name of ['every', 'filter', 'find', 'findIndex', 'findLast', 'findLastIndex',
+                        'forEach', 'map', 'reduce', 'reduceRight', 'some']) {
+      passesReceiver['Array.prototype.' + name] = true;
+    }
+    // Array builtin `what` on `o`, whose length a Proxy's get trap answers: V8 would ask the
+    // trap again (and a trap answering 1 here and 2^53 there would have V8 walk forever,
+    // uninterrupted, where no index reaches JavaScript). The trap is asked once, here, and the
+    // builtin runs on a Proxy of `o` answering "length" with that (at most `limit`), and
+    // everything else as `o` does. Its callback and its result see `o`, never that Proxy.
+    function pinnedLength(what, o, args, limit) {
+      let n = +o.length;
+      n = n > 0 ? floor(min(n, MAX_LENGTH)) : 0;
+      if (n > limit) refuse(what, n, limit);
+      const pinned = new Proxy_(o, {
+        get(target, key, receiver) {
+          return key === 'length' ? n : reflectGet(target, key, receiver === pinned ? o : receiver);
+        },
+      });
+      const callback = args[0];
+      if (what in passesReceiver && typeof callback === 'function') {
+        args[0] = function callback_(...x) {
+          for (let i = 0; i < x.length; ++i) if (x[i] === pinned) x[i] = o;
+          return apply(callback, this, x);
+        };
+      }
+      const result = apply(ORIG[what], pinned, args);
+      return result === pinned ? o : result;
     }
     function typedCompare(a, b) {  // the default order: -0 before +0, NaN last
       if (a < b) return -1;
@@ -1260,34 +1349,70 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       const d = apply(stringCharCodeAt, S, [index + 1]);
       return d >= 0xDC00 && d <= 0xDFFF ? index + 2 : index + 1;
     }
-    // RegExp.prototype[Symbol.replace] for a RegExp with the builtin exec.
+    // The specification's RegExpExec: `rx`'s own exec if it has one (a subclass's, an object's
+    // of the tenant's), else the builtin's.
+    function regExpExec(rx, S) {
+      const exec = rx.exec;
+      if (typeof exec === 'function') {
+        const result = apply(exec, rx, [S]);
+        if (result !== null && !isObject(result)) {
+          throw new TypeError('exec must return an object or null');
+        }
+        return result;
+      }
+      return apply(regexpExec, rx, [S]);  // its TypeError unless a RegExp
+    }
+    // RegExp.prototype[Symbol.replace] on object `rx` as the specification writes it (ES2022:
+    // every match found first, then each substituted), in JavaScript: V8's expands a template
+    // in C++ for every match, uninterrupted, whatever exec found them.
     function replaceByExec(rx, S, replaceValue) {
-      const text = typeof replaceValue === 'function' ? '' : String(replaceValue);
-      const flags = String(rx.flags);
-      const global = flags.includes('g');
-      if (global) rx.lastIndex = 0;
-      let out = '', last = 0;
+      const functional = typeof replaceValue === 'function';
+      const global = !!rx.global;
+      let unicode = false;
+      if (global) {
+        unicode = !!rx.unicode;
+        rx.lastIndex = 0;
+      }
+      const results = [];
       for (;;) {
-        const m = apply(regexpExec, rx, [S]);
-        if (m === null) break;
-        const matched = String(m[0]);
-        const position = Math.max(Math.min(Math.trunc(Number(m.index)) || 0, S.length), 0);
+        const result = regExpExec(rx, S);
+        if (result === null) break;
+        results[results.length] = result;
+        if (!global) break;
+        if (StringOf(result[0]) === '') rx.lastIndex = advance(S, toLength(rx.lastIndex), unicode);
+      }
+      let out = '', last = 0;
+      for (let r = 0; r < results.length; ++r) {
+        const result = results[r];
+        const captures = max(toLength(result.length) - 1, 0);
+        const matched = StringOf(result[0]);
+        let position = +result.index;
+        position = position !== position ? 0 : position < 0 ? 0 : min(floor(position), S.length);
         const args = [matched];
-        for (let i = 1; i < m.length; ++i) args.push(m[i] === undefined ? undefined : String(m[i]));
-        args.push(position, S);
-        if (m.groups !== undefined) args.push(m.groups);
-        const replacement = substitute(replaceValue, text, args);
+        for (let i = 1; i <= captures; ++i) {
+          const c = result[i];
+          args[i] = c === undefined ? undefined : StringOf(c);
+        }
+        args[args.length] = position;
+        args[args.length] = S;
+        let groups = result.groups;
+        let replacement;
+        if (functional) {
+          if (groups !== undefined) args[args.length] = groups;
+          replacement = StringOf(apply(replaceValue, undefined, args));
+        } else {
+          if (groups !== undefined) {
+            if (groups === null) throw new TypeError('Cannot convert null to an object (groups)');
+            args[args.length] = ObjectOf(groups);
+          }
+          replacement = expand(replaceValue, args);
+        }
         if (position >= last) {
-          out += S.slice(last, position) + replacement;
+          out += slice(S, last, position) + replacement;
           last = position + matched.length;
         }
-        if (!global) break;
-        if (matched === '') {
-          rx.lastIndex = advance(S, Math.min(Math.trunc(Number(rx.lastIndex)) || 0, 2 ** 53 - 1),
-                                 flags.includes('u'));
-        }
       }
-      return out + S.slice(last);
+      return last >= S.length ? out : out + slice(S, last, S.length);
     }
     // String.prototype.replace/replaceAll with a string to search for.
     function replaceString(S, search, replaceValue, all) {
@@ -1364,6 +1489,34 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       const length = toLength(O.length);
       const target = speciesCreate(O);
       flattenInto(target, O, length, 0, 1, mapper, thisArg);
+      return target;
+    }
+    // Array.prototype.concat as the specification writes it, in JavaScript, for operands one
+    // of which has a length a Proxy's get trap answers (V8 would ask it again, and a trap
+    // answering 1 here and 2^53 there had it walk uninterrupted).
+    const isConcatSpreadable = Symbol.isConcatSpreadable;
+    function concat(self, items) {
+      const O = ObjectOf(self);  // the caller passes null and undefined to the builtin
+      const target = speciesCreate(O);
+      let n = 0;
+      for (let i = -1; i < items.length; ++i) {
+        const E = i < 0 ? O : items[i];
+        let spreadable = false;
+        if (isObject(E)) {
+          const s = E[isConcatSpreadable];
+          spreadable = s !== undefined ? !!s : ArrayIsArray(E);
+        }
+        const length = spreadable ? toLength(E.length) : 1;
+        if (n + length > MAX_LENGTH) {
+          throw new TypeError('concat: the result would be longer than 2^53 - 1');
+        }
+        for (let k = 0; k < length; ++k, ++n) {
+          if (spreadable && !(k in E)) continue;
+          defineProperty(target, n, {value: spreadable ? E[k] : E, writable: true,
+                                     enumerable: true, configurable: true});
+        }
+      }
+      target.length = n;
       return target;
     }
     // Intl hands a locale tag, an option's value (a time zone, a currency, ...) and
@@ -1596,7 +1749,8 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       out[n++] = apply(stringSlice, S, [p, size]);
       return out;
     }
-    return {refuse, argList, sortLarge, isRegExp, replaceByExec, replaceString, flat, flatMap,
+    return {refuse, argList, pinnedLength, sortLarge, replaceByExec, replaceString, flat, flatMap,
+            concat,
             intlString, intlOptions, bigIntBounded, jsonNesting, search, isRegExpLike,
             splitString, datePrimitive, plainRegExp, splitRegExp};
   }

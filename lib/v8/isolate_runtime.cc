@@ -626,6 +626,12 @@ void ProxyTarget(const v8::FunctionCallbackInfo<v8::Value>& info) {
   if (info[0]->IsProxy()) info.GetReturnValue().Set(info[0].As<v8::Proxy>()->GetTarget());
 }
 
+// proxyHandler(p): the handler of Proxy `p` (null once revoked), so that the bootstrap can
+// tell whether a get trap (JavaScript) or the target (in C++) answers what V8 reads.
+void ProxyHandler(const v8::FunctionCallbackInfo<v8::Value>& info) {
+  if (info[0]->IsProxy()) info.GetReturnValue().Set(info[0].As<v8::Proxy>()->GetHandler());
+}
+
 // indexedLength(v): how many indices V8 lists in C++ for `v` (Object.keys,
 // assign, freeze, ...): a string's, a String object's or a typed array's
 // length, through any Proxies (a trap-less Proxy forwards to its target in
@@ -808,6 +814,7 @@ const intptr_t* IsolateRuntime::ExternalReferences() {
                                    reinterpret_cast<intptr_t>(&RegExpNeedsGuardNative),
                                    reinterpret_cast<intptr_t>(&TypedLength),
                                    reinterpret_cast<intptr_t>(&ProxyTarget),
+                                   reinterpret_cast<intptr_t>(&ProxyHandler),
                                    reinterpret_cast<intptr_t>(&IndexedLength),
                                    reinterpret_cast<intptr_t>(&IntlObject),
                                    reinterpret_cast<intptr_t>(&Schedule),
@@ -866,6 +873,7 @@ absl::StatusOr<v8::Local<v8::Object>> IsolateRuntime::Bootstrap(v8::Isolate* iso
   add("regexpNeedsGuard", &RegExpNeedsGuardNative);
   add("typedLength", &TypedLength);
   add("proxyTarget", &ProxyTarget);
+  add("proxyHandler", &ProxyHandler);
   add("indexedLength", &IndexedLength);
   add("intlObject", &IntlObject);
   add("schedule", &Schedule);

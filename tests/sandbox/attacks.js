@@ -321,6 +321,95 @@ export const replaceAllTemplateMany = q(() =>
 // A Proxy whose length the guard read from its target (0) and V8 from its trap.
 export const applyProxyLength = q(() =>
   Math.max.apply(null, new Proxy({}, { get: (t, k) => (k === "length" ? 134217000 : 1) })));
+// Lengths a Proxy's get trap answers, on the receiver or its prototype chain (the guard read the
+// target's, V8 the trap's).
+const trapLength = (length) =>
+  new Proxy({}, { get: (t, k) => (k === "length" ? length : undefined) });
+export const applyProtoProxyLength = q(() =>
+  Math.max.apply(null, Object.create(trapLength(134217000))));
+export const indexOfTrapLength = q(() => Array.prototype.indexOf.call(trapLength(2 ** 53 - 1), 0));
+export const indexOfProtoTrapLength = q(() =>
+  Array.prototype.lastIndexOf.call(Object.create(trapLength(2 ** 53 - 1)), 0));
+export const concatTrapLength = q(() =>
+  [].concat(new Proxy([], { get: (t, k) => (k === "length" ? 2 ** 28 : Reflect.get(t, k)) }))
+    .length);
+// A trap answering the guard 1 and the builtin 2^53 - 1: the builtin is given the first answer.
+export const lyingTrapLength = q(() => {
+  let reads = 0;
+  const p = new Proxy({}, {
+    get: (t, k) => (k === "length" ? (reads++ === 0 ? 1 : 2 ** 53 - 1) : undefined) });
+  return [Array.prototype.indexOf.call(p, 0), reads];
+});
+// A template expanded in C++ for each match whatever found them: a subclass's exec, an own exec,
+// a pattern that is not a string.
+class ExecR extends RegExp { exec(s) { return super.exec(s); } }
+export const replaceTemplateSubclass = q(() =>
+  "a".repeat(2 ** 18).replace(new ExecR("a", "g"), "$`".repeat(1024)).length);
+export const replaceTemplateOwnExec = q(() => {
+  const rx = /a/g;  // (defined: a hardened context's RegExp.prototype.exec is read-only)
+  Object.defineProperty(rx, "exec", { value(s) { return RegExp.prototype.exec.call(this, s); } });
+  return "a".repeat(2 ** 18).replace(rx, "$`".repeat(1024)).length;
+});
+export const replaceAllTemplateNumber = q(() =>
+  "1".repeat(2 ** 18).replaceAll(1, "$`".repeat(1024)).length);
+export const replaceConversionsStillWork = q(() => {
+  const out = [];
+  const pad = "-".repeat(200), s = "ab".repeat(200);
+  out.push("a1b1".replaceAll(1, "-"), "a1b".replace(1, "$&$&"),
+    String.prototype.replace.call(12321, 2, "x"));
+  out.push("anullb".replace(null, "!"), "aundefinedb".replaceAll(undefined, "?"),
+    "atrueb".replace(true, "$'"));
+  for (const f of [() => "ab".replace("a", Symbol()), () => "ab".replaceAll(Symbol(), "x"),
+    () => "ab".split(Symbol()), () => new RegExp(Symbol())]) {
+    try { out.push(f()); } catch (e) { out.push(e.constructor.name); }
+  }
+  out.push("a1b".split(1), "a,b".split(undefined), "anullb".split(null), "a1b".split(1, 1));
+  out.push("xaxa".replace(new ExecR("a", "g"), "[$`]"));
+  const t1 = s.replace(new ExecR("a(b)", "g"), "[$&$`$1$2$$$<n>" + pad + "]");
+  out.push(t1.length, t1.slice(0, 30), t1.slice(-30));
+  const t2 = s.replace(new ExecR("(?<n>a)", "g"), "$<n>$<n>" + pad);
+  out.push(t2.length, t2.slice(0, 12));
+  const rx = /b/g;
+  Object.defineProperty(rx, "exec", { value(S) { return RegExp.prototype.exec.call(this, S); } });
+  const t3 = s.replace(rx, "<$'" + pad + ">");
+  out.push(t3.length, t3.slice(0, 30), t3.slice(-30));
+  let done = false;
+  const fake = { global: false, exec() {
+    if (done) return null;
+    done = true;
+    return { 0: "b", 1: 5, length: 2, index: 1.7, groups: { g: 7 } };
+  } };
+  const t4 = RegExp.prototype[Symbol.replace].call(fake, s, "[$1$<g>$&$`]" + pad);
+  out.push(t4.length, t4.slice(0, 12));
+  const t5 = "\ud83d\ude00".repeat(300).replace(new ExecR("", "gu"), "$`" + pad);
+  out.push(t5.length);
+  const long = "xy".repeat(2 ** 17 + 10);
+  out.push(long.replace(new ExecR("x", "g"), (m, p) => (p % 4 ? "" : "Z")).length);
+  try { RegExp.prototype[Symbol.replace].call({ exec() { return 5; } }, s, pad + "$&"); }
+  catch (e) { out.push(e.constructor.name); }
+  return out;
+});
+// Proxies whose get trap answers (an immer draft, say): read once, the builtins run as V8's.
+export const trappedLengthsStillWork = q(() => {
+  const out = [];
+  const draft = new Proxy([3, 1, 2], { get: (t, k, r) => Reflect.get(t, k, r) });
+  out.push(draft.map((x, i, a) => a === draft).join(), draft.indexOf(2), draft.join("-"));
+  out.push(Array.prototype.slice.call(draft, 1).join(), draft.filter((x) => x > 1).length);
+  out.push(draft.reduce((acc, x, i, a) => acc + x + (a === draft ? 10 : 0), 0));
+  out.push(draft.sort() === draft, draft.join(), draft.fill(7, 2) === draft, draft.join());
+  out.push(Array.from(draft).join(), Math.max.apply(null, draft),
+    Math.max.apply(null, Object.create(draft)));
+  const inherits = Object.create(
+    new Proxy({ length: 2, 0: "a", 1: "b" }, { get: (t, k, r) => Reflect.get(t, k, r) }));
+  out.push(Array.prototype.join.call(inherits, "+"), Array.prototype.includes.call(inherits, "b"));
+  const c = [0].concat(draft, 4, inherits, [5]);
+  out.push(c.length, c.join(), Array.isArray(c), [].concat.call(draft, [9]).join());
+  const spread = new Proxy({ length: 2, 0: 1, 1: 2, [Symbol.isConcatSpreadable]: true }, {});
+  out.push([].concat(spread).join(), Reflect.apply(Math.min, null, { length: 2, 0: 4, 1: 3 }));
+  const getter = { get length() { return 2; }, 0: 8, 1: 9 };
+  out.push(Math.max.apply(null, getter), Reflect.construct(Array, getter).join());
+  return out;
+});
 export const amplifiedBuiltinsStillWork = q(() => {
   const out = [];
   out.push([1].concat([2, 3], 4, [[5]]).length);
