@@ -607,17 +607,22 @@ absl::StatusOr<CallId> QueuedCalls::Submit(std::string_view tenant, std::string_
     // The stripe keeps out this process's Submits of the key only: another process's may have
     // queued its call between the look above and this Enqueue, and the queue keeps the first
     // call of an id. So look at what it kept.
+    // A failure to look is an outcome unknown (a call is queued under the key, this one or
+    // another process's): the caller must not take it for "nothing queued".
     absl::StatusOr<Located> kept = Locate(id);
-    if (!kept.ok() && !absl::IsNotFound(kept.status())) {
-      return absl::UnavailableError(
+    absl::Status names = kept.status();
+    if (kept.ok()) {
+      names = CheckKeyNamesThisCall(*kept, id, name, *keyed_args, options.idempotency_key);
+    } else if (absl::IsNotFound(names)) {
+      names = absl::OkStatus();
+    }
+    if (!names.ok() && !absl::IsAlreadyExists(names)) {
+      return CommitOutcomeUnknownError(
           StrCat("call ", id.ToString(), " was queued, but checking that idempotency key '",
                  options.idempotency_key.substr(0, 64),
-                 "' names it failed (submit again with the key): ", kept.status().message()));
+                 "' names it failed (submit again with the key): ", names.message()));
     }
-    if (kept.ok()) {
-      TXFN_RETURN_IF_ERROR(
-          CheckKeyNamesThisCall(*kept, id, name, *keyed_args, options.idempotency_key));
-    }
+    TXFN_RETURN_IF_ERROR(names);
   }
   return id;
 }

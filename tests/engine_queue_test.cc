@@ -566,6 +566,50 @@ TEST_F(EngineQueueTest, KeyedSubmitsOfTwoEnginesAtOnceWithOtherArgumentsAreNotBo
   }
 }
 
+// Fails every Find after the first Enqueue it forwards (until told otherwise).
+class FindFailsAfterEnqueueQueue final : public queue_test::ForwardingQueue {
+ public:
+  using ForwardingQueue::ForwardingQueue;
+  absl::StatusOr<size_t> Enqueue(absl::Span<const Call> calls) override {
+    absl::StatusOr<size_t> queued = ForwardingQueue::Enqueue(calls);
+    failing_.store(true);
+    return queued;
+  }
+  absl::StatusOr<std::optional<QueuedCall>> Find(const CallId& id, absl::Time now) override {
+    if (failing_.load()) return absl::UnavailableError("injected: the queue cannot be read");
+    return ForwardingQueue::Find(id, now);
+  }
+  void Heal() { failing_.store(false); }
+
+ private:
+  std::atomic<bool> failing_{false};
+};
+
+// A keyed Submit whose call was queued but whose look at what the queue kept fails cannot say
+// "nothing queued": its error is an outcome unknown, and a resubmit of the key gets that call.
+TEST_F(EngineQueueTest, AKeyedSubmitThatCannotCheckItsQueuedCallIsAnOutcomeUnknown) {
+  OpenAndDeploy(Options());
+  auto queue = std::make_shared<FindFailsAfterEnqueueQueue>(queue_);
+  EngineOptions options = Options();
+  options.queued.run = false;
+  options.queued.queue = queue;
+  absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Open(storage_, options);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  CallOptions keyed;
+  keyed.idempotency_key = "unsure";
+  keyed.start_after = absl::Now() + absl::Hours(1);
+  absl::StatusOr<CallId> first = (*engine)->Submit("app", "counters:bump", Name("u"), keyed);
+  ASSERT_FALSE(first.ok());
+  EXPECT_TRUE(IsCommitOutcomeUnknown(first.status())) << first.status();
+  EXPECT_THAT(first.status().message(), HasSubstr("was queued"));
+  queue->Heal();
+  absl::StatusOr<CallId> again = (*engine)->Submit("app", "counters:bump", Name("u"), keyed);
+  ASSERT_TRUE(again.ok()) << again.status();
+  absl::StatusOr<std::optional<QueuedCall>> held = queue_->Find(*again, absl::Now());
+  ASSERT_TRUE(held.ok() && held->has_value()) << "the first Submit's call is the one queued";
+  EXPECT_EQ((*held)->call.args, Name("u"));
+}
+
 // A function is named for Submit as for Query: "./m:f" and "m.js:f" are "m:f".
 TEST_F(EngineQueueTest, SubmitNamesFunctionsAsQueriesDo) {
   OpenAndDeploy(Options());
