@@ -197,7 +197,8 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   const ownKeys = Reflect.ownKeys;
   // The specification's ToString (String(v) would describe a symbol, where a builtin throws).
   const StringOf = (v) => `${v}`, ObjectOf = Object;
-  const Proxy_ = Proxy, reflectGet = Reflect.get, toPrimitive = Symbol.toPrimitive;
+  const Proxy_ = Proxy, reflectGet = Reflect.get, reflectSet = Reflect.set;
+  const toPrimitive = Symbol.toPrimitive;
   const max = Math.max, min = Math.min, floor = Math.floor;
   const TypedArrayProto = getPrototypeOf(Uint8Array.prototype);
   const typedSort = TypedArrayProto.sort, subarray = TypedArrayProto.subarray;
@@ -238,10 +239,25 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   // walkLength's answer when a Proxy's get trap decides the length: past every limit (so
   // refused unless the caller reads it once and pins it: slowPaths().pinnedLength).
   const TRAP_LENGTH = 2 ** 60;
-  // How many indices a generic Array method walks on receiver `o`, found
-  // without running tenant code: Infinity when a getter or valueOf would
-  // decide it (the builtin would call it again and could get another answer),
-  // TRAP_LENGTH when a Proxy's get trap would (on `o` or its prototype chain).
+  // V8 looks up an index a walk misses (a hole) on every prototype, in C++: a length counts
+  // once per CHAIN_STEP objects on the receiver's chain past the first CHAIN_STEP (join of
+  // 2^16 holes under 10,000 prototypes ran 3 s), and a chain longer than MAX_CHAIN (a cycle
+  // through a Proxy) is refused. Normal chains (an array's is three long) count once.
+  const CHAIN_STEP = 4, MAX_CHAIN = 1 << 16;
+  function chainFactor(o) {
+    let depth = 0;
+    for (let p = unproxied(o); isObject(p); p = unproxied(getPrototypeOf(p))) {
+      if (++depth > MAX_CHAIN) return Infinity;
+    }
+    return max(1, floor(depth / CHAIN_STEP));
+  }
+  const typedLengthGetter = getOwnPropertyDescriptor(TypedArrayProto, 'length').get;
+  // How many indices a generic Array method walks on receiver `o`, found without running
+  // tenant code (times chainFactor): Infinity when a getter or valueOf would decide it (the
+  // builtin would call it again and could get another answer), TRAP_LENGTH when a Proxy's get
+  // trap would (on `o` or its prototype chain). A typed array's length is its size only
+  // through %TypedArray%.prototype's getter (an own "length", or a Proxy on its chain, is
+  // what V8 reads).
   function walkLength(o) {
     if (typeof o === 'string') return o.length;
     if (!isObject(o)) return 0;
@@ -249,16 +265,20 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       p = getTarget(p);
       if (p === undefined) return TRAP_LENGTH;
       if (p === null) return 0;
-      if (ArrayIsArray(p)) return p.length;
-      const typed = typedLength(p);
-      if (typed >= 0) return typed;
+      if (ArrayIsArray(p)) return p.length * chainFactor(o);
       const d = getOwnPropertyDescriptor(p, 'length');
       if (d === undefined) continue;
-      if (!('value' in d)) return Infinity;
+      if (!('value' in d)) {
+        if (d.get !== typedLengthGetter) return Infinity;
+        // The receiver's size; the getter throws for anything else (the builtin then walks
+        // nothing).
+        return max(typedLength(unproxied(o)), 0) * chainFactor(o);
+      }
       const v = d.value;
-      if (typeof v === 'number') return v > 0 ? min(floor(v), MAX_LENGTH) : 0;
+      if (isObject(v)) return Infinity;
       if (typeof v === 'bigint' || typeof v === 'symbol') return 0;  // the builtin throws
-      return isObject(v) ? Infinity : 0;
+      const n = +v;  // ToNumber of a primitive runs no code ("5" is 5)
+      return (n > 0 ? min(floor(n), MAX_LENGTH) : 0) * chainFactor(o);
     }
     return 0;
   }
@@ -275,6 +295,12 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   // split(10n ** 1000n)); a symbol, or one with that method, as it is.
   const searchString = (v, key) => typeof v === 'string' || typeof v === 'symbol' ? v :
       v == null || v[key] == null ? StringOf(v) : v;
+  // Method `key` of a primitive search value that searchString left as it is (a number or a
+  // symbol whose prototype has one), or undefined. The wrappers call it, as the specification
+  // says, rather than trust V8 to (it may take a small integer for a string, and search
+  // natively past the checks).
+  const primitiveMethod = (v, key) =>
+      v == null || isObject(v) || typeof v === 'string' ? undefined : v[key] ?? undefined;
   const lengthOf = (v) => typeof v === 'string' ? v.length : 0;
   // A locales argument V8 may take apart in C++ without an interrupt check
   // (canonicalising a list is quadratic: 60,000 tags ran for minutes): a
@@ -320,6 +346,7 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     const size = walkLength(self);  // a typed array's too
     const limit = args[0] !== undefined || args[1] !== undefined ? MAX_LOCALE_ARGS_ELEMENTS :
         MAX_LOCALE_ELEMENTS;
+    if (size === TRAP_LENGTH) return slowPaths().pinnedLength(what, self, args, limit);
     if (size > limit) slowPaths().refuse(what, size, limit);
     return apply(ORIG[what], self, args);
   }
@@ -370,16 +397,25 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   // unbounded (20 took minutes). So an object with indices (a typed array, a
   // String object) is never on a prototype chain: it cannot become a
   // prototype, or be under one, and a view cannot be made with one.
-  // (A Proxy's getPrototypeOf trap is JavaScript, which the walk past it runs: the check ends
-  // there, and never calls it; without one, V8 goes on at its target's prototype, in C++.)
+  // (A Proxy's getPrototypeOf trap is called: one that is JavaScript could answer a for-in
+  // otherwise, but is then a point where V8 checks for termination; one that is not, a bound
+  // builtin, answers the same each time.)
   function protoChecked(what, proto) {
-    for (let p = proto; isObject(p);) {
+    for (let p = proto; isObject(p); p = getPrototypeOf(p)) {
       const size = keysLength(p);
       if (size > 0) slowPaths().refuse(what + ' (a prototype with indices)', size, 0);
-      while (p !== null && isProxy(p) && !trapped(p, 'getPrototypeOf')) p = proxyTarget(p);
-      p = p === null || isProxy(p) ? null : getPrototypeOf(p);
     }
     return proto;
+  }
+  // Whether `o`'s @@iterator is an accessor (found without running tenant code; past a Proxy
+  // with a get trap the caller pins anyway).
+  const symbolIterator = Symbol.iterator;
+  function iteratorGetter(o) {
+    for (let p = getTarget(o); isObject(p); p = getTarget(getPrototypeOf(p))) {
+      const d = getOwnPropertyDescriptor(p, symbolIterator);
+      if (d !== undefined) return !('value' in d);
+    }
+    return false;
   }
   // Runs the builtin `what` (a key of ORIG) on `self` and `args` if they
   // pass check `kind`.
@@ -390,8 +426,10 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
         // Writing 2^24 properties of a plain object makes a dictionary of
         // gigabytes, uninterrupted; an array's elements are far cheaper.
         // (A sparse array is a dictionary too: 2^21 stays near a second.)
+        // (A typed array's writes are cheap only up to its size.)
         size = walkLength(self);
-        limit = typedLength(unproxied(self)) >= 0 ? MAX_WALK : MAX_SLOW * 2;
+        limit = size <= typedLength(unproxied(self)) ? MAX_WALK : MAX_SLOW * 2;
+        if (isProxy(self)) limit = MAX_SLOW;  // each index forwarded, in C++
         break;
       case ARGLIST_1:
       case ARGLIST_2: {
@@ -420,16 +458,31 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       // fallthrough
       case WALK_THIS:
         size += walkLength(self);
+        if (isProxy(self)) limit = MAX_SLOW;  // each index forwarded, in C++
         break;
       case WALK_ARG:
-        // Array.from reads an array-like's indices with [[Get]] (a trap's each call is
-        // JavaScript, so interruptible), never skipping one.
+        // An @@iterator getter runs before V8 reads the length (and could change it): such
+        // an argument, or one whose length a trap answers, goes behind a Proxy answering the
+        // length read here (every other read then runs JavaScript, its get trap).
         size = walkLength(args[0]);
-        if (size === TRAP_LENGTH) size = 0;
+        if (size === TRAP_LENGTH || (isObject(args[0]) && iteratorGetter(args[0]))) {
+          args[0] = slowPaths().pin(what, args[0], MAX_SLOW);
+          size = 0;
+        }
         break;
       case RAW_ARG:
-        if (args[0] !== null && args[0] !== undefined) size = walkLength(args[0].raw);
-        limit = MAX_SLOW;
+        // .raw read once: the builtin reads it from a copy of the call site.
+        if (args[0] !== null && args[0] !== undefined) {
+          const raw = args[0].raw;
+          size = walkLength(raw);
+          limit = MAX_SLOW;
+          if (size === TRAP_LENGTH) {
+            args[0] = {raw: slowPaths().pin(what, raw, limit)};
+            size = 0;
+          } else {
+            args[0] = {raw};
+          }
+        }
         break;
       case KEYS_ARG:
         size = keysLength(args[0]);
@@ -440,7 +493,8 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       // A get trap answers the length: read once here, and the builtin given that answer.
       return slowPaths().pinnedLength(what, self, args, limit);
     }
-    if (kind === WALK_ALL && size >= TRAP_LENGTH && size < Infinity && self != null) {
+    if (kind === WALK_ALL && size >= TRAP_LENGTH && size < Infinity) {
+      if (self == null) return apply(ORIG[what], self, args);  // its TypeError
       return slowPaths().concat(self, args);  // ... by one operand or more: in JavaScript
     }
     if (size > limit) slowPaths().refuse(what, size, limit);
@@ -601,12 +655,16 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     lastIndexOf(...a) { return searched('String.prototype.lastIndexOf', this, a); },
     includes(...a) { return searched('String.prototype.includes', this, a); },
     split(...a) {
-      const self = receiverString(this);
-      // A primitive separator made a string (an object is, in splitString, after the limit).
+      // A primitive separator made a string (an object is, in splitString, after the limit);
+      // the receiver too, unless the separator's @@split is called with it as it is.
       if (!isObject(a[0]) && a[0] !== undefined) a[0] = searchString(a[0], symbolSplit);
+      const method = this == null ? undefined : primitiveMethod(a[0], symbolSplit);
+      if (method !== undefined) return apply(method, a[0], [this, a[1]]);
+      const plain = plainObject(a[0], symbolSplit);
+      const self = typeof a[0] === 'string' || a[0] === undefined || plain ?
+          receiverString(this) : this;
       if (lengthOf(self) <= MAX_STRING &&
-          (typeof a[0] === 'string' ? !nativeSearch(lengthOf(self), a[0].length) :
-                                      plainObject(a[0], symbolSplit))) {
+          (typeof a[0] === 'string' ? !nativeSearch(lengthOf(self), a[0].length) : plain)) {
         return slowPaths().splitString(self, a[0], a[1]);
       }
       return stringGuarded('String.prototype.split', MAX_STRING, false, self, a);
@@ -635,8 +693,11 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
                            withLocales('localeCompare', a, 1));
     },
     replace(pattern, replacement) {
-      const self = receiverString(this);
+      // The receiver as a string for a string search; a @@replace is called with it as it is.
       pattern = searchString(pattern, symbolReplace);
+      const method = this == null ? undefined : primitiveMethod(pattern, symbolReplace);
+      if (method !== undefined) return apply(method, pattern, [this, replacement]);
+      const self = typeof pattern === 'string' ? receiverString(this) : this;
       if (typeof pattern === 'string' && typeof replacement !== 'function') {
         replacement = StringOf(replacement);
       }
@@ -648,11 +709,13 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       return apply(ORIG['String.prototype.replace'], self, [pattern, interruptible(replacement)]);
     },
     replaceAll(pattern, replacement) {
-      const self = receiverString(this);
       if (!isObject(pattern) ||
           (pattern[symbolReplace] == null && !slowPaths().isRegExpLike(pattern))) {
         pattern = searchString(pattern, symbolReplace);
       }
+      const method = this == null ? undefined : primitiveMethod(pattern, symbolReplace);
+      if (method !== undefined) return apply(method, pattern, [this, replacement]);
+      const self = typeof pattern === 'string' ? receiverString(this) : this;
       if (typeof pattern === 'string' && typeof replacement !== 'function') {
         replacement = StringOf(replacement);
       }
@@ -1223,20 +1286,32 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
                         'forEach', 'map', 'reduce', 'reduceRight', 'some']) {
       passesReceiver['Array.prototype.' + name] = true;
     }
-    // Array builtin `what` on `o`, whose length a Proxy's get trap answers: V8 would ask the
-    // trap again (and a trap answering 1 here and 2^53 there would have V8 walk forever,
-    // uninterrupted, where no index reaches JavaScript). The trap is asked once, here, and the
-    // builtin runs on a Proxy of `o` answering "length" with that (at most `limit`), and
-    // everything else as `o` does. Its callback and its result see `o`, never that Proxy.
-    function pinnedLength(what, o, args, limit) {
+    // `o` (an object whose length a Proxy's get trap answers, say) behind a Proxy answering
+    // "length" with what `o` answered here once, at most `limit` (times chainFactor), and
+    // everything else as `o` does, through traps of its own (JavaScript: each read is a point
+    // where V8 checks for termination). Reads and writes see `o` as their receiver.
+    function pin(what, o, limit) {
       let n = +o.length;
       n = n > 0 ? floor(min(n, MAX_LENGTH)) : 0;
-      if (n > limit) refuse(what, n, limit);
+      const size = n * chainFactor(o);
+      if (size > limit) refuse(what, size, limit);
       const pinned = new Proxy_(o, {
+        __proto__: null,
         get(target, key, receiver) {
           return key === 'length' ? n : reflectGet(target, key, receiver === pinned ? o : receiver);
         },
+        set(target, key, value, receiver) {
+          return reflectSet(target, key, value, receiver === pinned ? o : receiver);
+        },
       });
+      return pinned;
+    }
+    // Array builtin `what` on `o`, whose length a Proxy's get trap answers: V8 would ask the
+    // trap again (and a trap answering 1 here and 2^53 there would have V8 walk forever,
+    // uninterrupted, where no index reaches JavaScript). It runs on pin(o) instead; its
+    // callback and its result see `o`, never that Proxy.
+    function pinnedLength(what, o, args, limit) {
+      const pinned = pin(what, o, min(limit, MAX_SLOW));
       const callback = args[0];
       if (what in passesReceiver && typeof callback === 'function') {
         args[0] = function callback_(...x) {
@@ -1362,9 +1437,12 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       }
       return apply(regexpExec, rx, [S]);  // its TypeError unless a RegExp
     }
-    // RegExp.prototype[Symbol.replace] on object `rx` as the specification writes it (ES2022:
-    // every match found first, then each substituted), in JavaScript: V8's expands a template
-    // in C++ for every match, uninterrupted, whatever exec found them.
+    // RegExp.prototype[Symbol.replace] on object `rx` as the specification writes it (ES2022),
+    // in JavaScript: V8's expands a template in C++ for every match, uninterrupted, whatever
+    // exec found them. With its own exec (a subclass's, an object's), every match is found
+    // first, then each substituted, as the specification and V8 do; with the builtin exec
+    // each is substituted as it is found (only a replacer that moves lastIndex could tell;
+    // holding every match of a 1 MiB subject passed a 64 MiB heap).
     function replaceByExec(rx, S, replaceValue) {
       const functional = typeof replaceValue === 'function';
       const global = !!rx.global;
@@ -1373,17 +1451,10 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
         unicode = !!rx.unicode;
         rx.lastIndex = 0;
       }
+      const ownExec = rx.exec !== regexpExec;
       const results = [];
-      for (;;) {
-        const result = regExpExec(rx, S);
-        if (result === null) break;
-        results[results.length] = result;
-        if (!global) break;
-        if (StringOf(result[0]) === '') rx.lastIndex = advance(S, toLength(rx.lastIndex), unicode);
-      }
       let out = '', last = 0;
-      for (let r = 0; r < results.length; ++r) {
-        const result = results[r];
+      const substituteMatch = (result) => {
         const captures = max(toLength(result.length) - 1, 0);
         const matched = StringOf(result[0]);
         let position = +result.index;
@@ -1395,7 +1466,7 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
         }
         args[args.length] = position;
         args[args.length] = S;
-        let groups = result.groups;
+        const groups = result.groups;
         let replacement;
         if (functional) {
           if (groups !== undefined) args[args.length] = groups;
@@ -1411,7 +1482,19 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
           out += slice(S, last, position) + replacement;
           last = position + matched.length;
         }
+      };
+      for (;;) {
+        const result = ownExec ? regExpExec(rx, S) : apply(regexpExec, rx, [S]);
+        if (result === null) break;
+        if (ownExec) {
+          results[results.length] = result;
+        } else {
+          substituteMatch(result);
+        }
+        if (!global) break;
+        if (StringOf(result[0]) === '') rx.lastIndex = advance(S, toLength(rx.lastIndex), unicode);
       }
+      for (let r = 0; r < results.length; ++r) substituteMatch(results[r]);
       return last >= S.length ? out : out + slice(S, last, S.length);
     }
     // String.prototype.replace/replaceAll with a string to search for.
@@ -1749,7 +1832,7 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       out[n++] = apply(stringSlice, S, [p, size]);
       return out;
     }
-    return {refuse, argList, pinnedLength, sortLarge, replaceByExec, replaceString, flat, flatMap,
+    return {refuse, argList, pin, pinnedLength, sortLarge, replaceByExec, replaceString, flat, flatMap,
             concat,
             intlString, intlOptions, bigIntBounded, jsonNesting, search, isRegExpLike,
             splitString, datePrimitive, plainRegExp, splitRegExp};

@@ -340,6 +340,72 @@ export const lyingTrapLength = q(() => {
     get: (t, k) => (k === "length" ? (reads++ === 0 ? 1 : 2 ** 53 - 1) : undefined) });
   return [Array.prototype.indexOf.call(p, 0), reads];
 });
+// A typed array's length is what V8 reads: an own "length", or a trap on its chain.
+const typedWithLength = (length) =>
+  Object.defineProperty(new Uint8Array(1), "length", { value: length });
+export const typedOwnLength = q(() =>
+  Array.prototype.indexOf.call(typedWithLength(2 ** 53 - 1), 7));
+export const typedProtoTrapLength = q(() =>
+  Array.prototype.includes.call(Object.setPrototypeOf(new Uint8Array(1), trapLength(2 ** 53 - 1)), 7));
+export const applyTypedOwnLength = q(() =>
+  Math.max.apply(null, Object.create(typedWithLength(134217000))));
+// Each hole is looked up on every prototype: 2^20 of them under 10,000.
+export const deepChainJoin = q(() => {
+  let chain = {};
+  for (let i = 0; i < 10000; i++) chain = Object.create(chain);
+  const o = Object.create(chain);
+  o.length = 2 ** 20;
+  return Array.prototype.join.call(o, "").length;
+});
+// An @@iterator getter that lengthens its array-like after the guard read it.
+export const arrayFromIteratorGetter = q(() => {
+  const o = { length: 0 };
+  Object.defineProperty(o, Symbol.iterator, { get() { this.length = 2 ** 32 - 1; return undefined; } });
+  return Array.from(o).length;
+});
+export const guardEdgesStillWork = q(() => {
+  const out = [];
+  out.push(Array.prototype.indexOf.call(new Uint8Array([1, 2, 3]), 2),
+    Array.prototype.join.call(new Int16Array([1, -2])), [].concat(new Uint8Array(2)).length,
+    Array.from(new Float64Array([1.5])).join(), Math.max.apply(null, new Uint8Array([3, 9])),
+    Array.prototype.fill.call(new Uint8Array(3), 7).join());
+  out.push(String.raw({ raw: ["a", "b"] }, 1),
+    String.raw({ raw: new Proxy(["a", "b"], { get: Reflect.get }) }, 1),
+    new Proxy([1, 2], { get: Reflect.get }).toLocaleString());
+  out.push(Array.prototype.join.call({ length: "3", 0: "x" }, "-"),
+    Array.from({ length: 2, 0: "a", [Symbol.iterator]: undefined }).join());
+  out.push(String.prototype.replace.call(5, { [Symbol.replace](s) { return typeof s; } }),
+    String.prototype.split.call(7, { [Symbol.split](s) { return typeof s; } }),
+    String.prototype.replaceAll.call(8, { [Symbol.replace](s) { return typeof s; } }));
+  try { Array.prototype.concat.call(null, [1]); } catch (e) { out.push(e.constructor.name); }
+  const log = [];
+  const p = new Proxy([3, 1, 2], { get: Reflect.get,
+    set(t, k, v, r) { log.push(r === p); return Reflect.set(t, k, v, r); } });
+  p.sort();
+  out.push(log.join(), p.join());
+  const counted = { length: 3, 0: 1, 1: 2, 2: 3 };
+  let reads = 0;
+  const iterated = {
+    get [Symbol.iterator]() { reads++; return undefined; }, length: 2, 0: "p", 1: "q" };
+  out.push(Array.from(iterated).join(), reads, Array.from(counted, (x) => x * 2).join());
+  return out;
+});
+// A number's @@replace or @@split is called, never skipped for a string search past the checks.
+export const primitiveSearchMethods = q(() => {
+  Number.prototype[Symbol.replace] = function (s, r) { return "R" + typeof this + typeof s + r; };
+  Number.prototype[Symbol.split] = function (s, l) { return ["S", typeof this, typeof s, l]; };
+  try {
+    return ["a1b".replace(1, "x"), "a1b".replaceAll(1, "y"), "a1b".split(1, 3),
+      String.prototype.replace.call(7, 2, "z"), "a1b".replace(1.5, "w")];
+  } finally {
+    delete Number.prototype[Symbol.replace];
+    delete Number.prototype[Symbol.split];
+  }
+});
+// The JavaScript replace loop (a subject over 2^18) substitutes each match as it is found:
+// holding them all first passed the heap limit at 2^20.
+export const replaceManyMatchesStillWorks = q(() =>
+  "abbb".repeat(2 ** 16 + 4).replace(/a/g, "x").length);
 // A template expanded in C++ for each match whatever found them: a subclass's exec, an own exec,
 // a pattern that is not a string.
 class ExecR extends RegExp { exec(s) { return super.exec(s); } }
@@ -383,8 +449,8 @@ export const replaceConversionsStillWork = q(() => {
   out.push(t4.length, t4.slice(0, 12));
   const t5 = "\ud83d\ude00".repeat(300).replace(new ExecR("", "gu"), "$`" + pad);
   out.push(t5.length);
-  const long = "xy".repeat(2 ** 17 + 10);
-  out.push(long.replace(new ExecR("x", "g"), (m, p) => (p % 4 ? "" : "Z")).length);
+  const long = "x" + "y".repeat(2 ** 18) + "x";  // long: the JavaScript loop, with few matches
+  out.push(long.replace(new ExecR("x", "g"), (m, p) => (p ? "Z" : "")).length);
   try { RegExp.prototype[Symbol.replace].call({ exec() { return 5; } }, s, pad + "$&"); }
   catch (e) { out.push(e.constructor.name); }
   return out;
