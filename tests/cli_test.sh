@@ -38,6 +38,12 @@ echo '{"tables": {}}' >"$tmp/bad/schema.json"
 check first-deploy-refused 1 'm.js' t deploy --create --tenant=bank "$tmp/bad"
 if ls "$tmp"/app.db* >/dev/null 2>&1; then echo "FAIL refused-created: $(ls "$tmp")"
   failures=$((failures + 1)); else echo "ok   refused-created-nothing"; fi
+# ... and removes nothing that was there: a queue file left from an earlier database.
+echo "earlier calls" >"$tmp/old.db.queue"
+check refused-beside-a-queue 1 'm.js' "$txfn" --db="$tmp/old.db" deploy --create --tenant=b "$tmp/bad"
+if [ "$(cat "$tmp/old.db.queue" 2>/dev/null)" != "earlier calls" ] || [ -e "$tmp/old.db" ]; then
+  echo "FAIL refused-kept-queue: $(ls "$tmp")"; failures=$((failures + 1))
+else echo "ok   refused-kept-queue"; fi
 check deploy 0 'deployed 4 module\(s\) and 2 table\(s\) to tenant bank \(new tenant\)' \
   t deploy --create --tenant=bank "$apps/bank"
 check redeploy 0 'deployed 4 module' t deploy --tenant=bank "$apps/bank"

@@ -40,6 +40,7 @@
 #include "txfn/engine.h"
 #include "txfn/errors.h"
 #include "txfn/function_runner.h"
+#include "txfn/in_memory_storage.h"
 #include "txfn/metrics.h"
 #ifdef TXFN_TOOLS_REMOTE
 #include "txfn/functions_client.h"
@@ -117,7 +118,8 @@ commands:
       Creates the tenant if needed. The new version replaces the old one
       atomically; a module that does not compile or a schema that existing
       documents violate is refused and the old version keeps serving (a
-      refused first deploy leaves no tenant, and no database it created).
+      refused first deploy leaves no tenant, and into a new database is tried
+      in memory first, so that it creates no file).
   run --tenant NAME MODULE:FUNCTION [ARGS_JSON]
       Runs an exported query or mutation with ARGS_JSON (default {}) and prints
       its result as JSON on stdout. --kind=auto (the default) runs the export
@@ -353,6 +355,21 @@ class LocalTarget final : public Target {
  private:
   Engine& engine_;
 };
+
+// A first deploy into a database this command would create, tried on an in-memory engine
+// first: a refused one then creates no file. (Deleting the files after a refused deploy raced
+// with another process creating the same database, and took a queue file that was there
+// before.) A new tenant on a new database has nothing a deploy could be checked against but
+// the modules, the schema and the services, which the scratch engine checks as --db's would.
+absl::Status TryFirstDeployInMemory(const std::string& tenant, const AppDir& app) {
+  EngineOptions options;
+  options.scheduler.workers = 1;
+  options.scheduler.max_isolates = 1;
+  options.queued.run = false;
+  TXFN_ASSIGN_OR_RETURN(std::unique_ptr<Engine> scratch,
+                        Engine::Open(std::make_shared<InMemoryStorage>(), std::move(options)));
+  return LocalTarget(*scratch).Deploy(tenant, app, {}).status();
+}
 
 #ifdef TXFN_TOOLS_REMOTE
 class ServerTarget final : public Target {
@@ -991,27 +1008,21 @@ int Main(int argc, char** argv) {
   }
 
   if (command == "deploy") {
-    // Before any file is created: a mistyped directory creates no database.
-    if (absl::StatusOr<AppDir> app = LoadAppDir(rest[0]); !app.ok()) return Fail(app.status());
+    // Before any file is created: a mistyped directory, or a refused first deploy, creates no
+    // database.
+    absl::StatusOr<AppDir> app = LoadAppDir(rest[0]);
+    if (!app.ok()) return Fail(app.status());
+    const std::string db = absl::GetFlag(FLAGS_db);
+    if (!IsPostgresUrl(db) && !std::filesystem::exists(db)) {
+      if (absl::Status tried = TryFirstDeployInMemory(tenant, *app); !tried.ok()) {
+        return Fail(tried);
+      }
+    }
   }
-  const std::string db = absl::GetFlag(FLAGS_db);
-  const bool new_database = !IsPostgresUrl(db) && !std::filesystem::exists(db);
   absl::StatusOr<std::unique_ptr<Engine>> engine = OpenEngine(EngineRole::kClient);
   if (!engine.ok()) return Fail(engine.status());
   LocalTarget local(**engine);
-  if (int rc = RunOnTarget(local, command, tenant, rest); rc >= 0) {
-    if (rc != 0 && command == "deploy" && new_database) {
-      // A refused first deploy into a database this command created leaves no database.
-      engine->reset();
-      for (const std::string& file : {db, SqliteQueuePath(db)}) {
-        for (const char* suffix : {"", "-wal", "-shm", "-journal"}) {
-          std::error_code ignored;
-          std::filesystem::remove(file + suffix, ignored);
-        }
-      }
-    }
-    return rc;
-  }
+  if (int rc = RunOnTarget(local, command, tenant, rest); rc >= 0) return rc;
   if (command == "tenants") return Tenants(**engine);
   if (command == "tables") return Tables(**engine, tenant);
   if (command == "calls") return Calls(**engine, tenant);
