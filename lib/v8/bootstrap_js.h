@@ -261,24 +261,28 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   function walkLength(o) {
     if (typeof o === 'string') return o.length;
     if (!isObject(o)) return 0;
+    const n = lengthRead(o);
+    return n === 0 || n > MAX_LENGTH ? n : n * chainFactor(o);
+  }
+  // The length V8 reads from object `o` (walkLength without chainFactor).
+  function lengthRead(o) {
     for (let p = o; p !== null; p = getPrototypeOf(p)) {
       p = getTarget(p);
       if (p === undefined) return TRAP_LENGTH;
       if (p === null) return 0;
-      if (ArrayIsArray(p)) return p.length * chainFactor(o);
+      if (ArrayIsArray(p)) return p.length;
       const d = getOwnPropertyDescriptor(p, 'length');
       if (d === undefined) continue;
       if (!('value' in d)) {
-        if (d.get !== typedLengthGetter) return Infinity;
         // The receiver's size; the getter throws for anything else (the builtin then walks
         // nothing).
-        return max(typedLength(unproxied(o)), 0) * chainFactor(o);
+        return d.get === typedLengthGetter ? max(typedLength(unproxied(o)), 0) : Infinity;
       }
       const v = d.value;
       if (isObject(v)) return Infinity;
       if (typeof v === 'bigint' || typeof v === 'symbol') return 0;  // the builtin throws
       const n = +v;  // ToNumber of a primitive runs no code ("5" is 5)
-      return (n > 0 ? min(floor(n), MAX_LENGTH) : 0) * chainFactor(o);
+      return n > 0 ? min(floor(n), MAX_LENGTH) : 0;
     }
     return 0;
   }
@@ -439,10 +443,11 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
         // a Proxy is copied here, in JavaScript.
         // So is any length a getter or a trap decides, here or on the prototype chain.
         const i = kind === ARGLIST_1 ? 1 : 2;
-        if (isObject(args[i]) && (isProxy(args[i]) || walkLength(args[i]) > MAX_LENGTH)) {
-          args[i] = slowPaths().argList(what, args[i]);
-        }
         size = walkLength(args[i]);
+        if (isObject(args[i]) && (isProxy(args[i]) || size > MAX_LENGTH)) {
+          args[i] = slowPaths().argList(what, args[i]);
+          size = walkLength(args[i]);
+        }
         limit = MAX_SLOW;
         break;
       }
