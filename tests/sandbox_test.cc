@@ -104,6 +104,9 @@ class AttackerLimits : public LimitEnforcer {
 enum class Within {
   kInstant,  // a validation: within the CPU limit (long before any limit stops it)
   kLimit,    // stopped by a limit: its wall-clock limit + kSlack
+  // Whichever limit came first: a sandbox limit (as kInstant) or its time limit (as kLimit,
+  // the only way a CPU limit can end it: not before the limit's 300 ms of CPU).
+  kEither,
 };
 
 struct Attack {
@@ -158,7 +161,7 @@ Attack Bounded(std::string fn) {
 }
 // Stopped at once by a limit: a sandbox limit or the CPU limit, whichever comes first.
 Attack EitherLimit(std::string fn) {
-  return {std::move(fn), absl::StatusCode::kResourceExhausted, "limit", Within::kInstant};
+  return {std::move(fn), absl::StatusCode::kResourceExhausted, "limit", Within::kEither};
 }
 // An Intl attack making objects until the ICU-memory sandbox limit (1,000
 // DateTimeFormats at ~100 us, or 16,000 small ones): an optimised build meets
@@ -553,15 +556,21 @@ TEST_P(SandboxTest, EndsAsPromisedAndHarmsNobody) {
   const Attack attack = InMode(std::get<1>(GetParam()), mode);
   Engine* engine_ = engines_[static_cast<int>(mode)];
   ASSERT_NE(engine_, nullptr);
-  const absl::Duration bound =
-      kTimeFactor * (attack.within == Within::kLimit ? 2 * kAttackerCpu + kSlack : kAttackerCpu);
+  // The bound of one run, by the limit that ended it when the attack may meet either.
+  const auto bound_for = [&attack](const absl::Status& status) {
+    const std::optional<Limit> limit = ExceededLimit(status);
+    const bool by_time = limit == Limit::kCpuTime || limit == Limit::kWallTime;
+    const bool limited =
+        attack.within == Within::kLimit || (attack.within == Within::kEither && by_time);
+    return kTimeFactor * (limited ? 2 * kAttackerCpu + kSlack : kAttackerCpu);
+  };
   // A loaded machine can stall any one call past the bound, or past the
   // attacker's short wall-clock limit (a call that should answer is then
   // stopped); an attack that outlives its limit does so every time. So such a
   // run is tried again, up to three runs; the last is checked in full, and the
-  // fastest must meet the bound.
+  // run with the most time to spare must meet its bound.
   constexpr int kRuns = 3;
-  absl::Duration fastest = absl::InfiniteDuration();
+  absl::Duration best_elapsed = absl::InfiniteDuration(), best_bound = absl::ZeroDuration();
   for (int run = 1; run <= kRuns; ++run) {
     const std::string function = "attacks:" + attack.function;
     const auto start = std::chrono::steady_clock::now();
@@ -569,12 +578,16 @@ TEST_P(SandboxTest, EndsAsPromisedAndHarmsNobody) {
                                             ? engine_->Mutation("mallory", function, Value::Null())
                                             : engine_->Query("mallory", function, Value::Null());
     const absl::Duration elapsed = absl::FromChrono(std::chrono::steady_clock::now() - start);
-    fastest = std::min(fastest, elapsed);
+    const absl::Duration bound = bound_for(result.status());
+    if (elapsed - bound < best_elapsed - best_bound) {
+      best_elapsed = elapsed;
+      best_bound = bound;
+    }
     // Stopped by the wall clock, and not as the attack expects: the machine's load.
     const bool stalled = ExceededLimit(result.status()) == Limit::kWallTime &&
                          (result.status().code() != attack.code ||
                           !absl::StrContains(result.status().message(), attack.message));
-    if (run < kRuns && (stalled || fastest > bound)) {
+    if (run < kRuns && (stalled || best_elapsed > best_bound)) {
       std::fprintf(stderr, "attack %-36s %-18s %6.0f ms (stalled: run again)\n",
                    attack.function.c_str(),
                    absl::StatusCodeToString(result.status().code()).c_str(),
@@ -616,7 +629,8 @@ TEST_P(SandboxTest, EndsAsPromisedAndHarmsNobody) {
                  absl::ToDoubleMilliseconds(elapsed), run > 1 ? " (run again)" : "");
     break;
   }
-  EXPECT_LE(fastest, bound) << "took " << fastest << " in the faster of two runs";
+  EXPECT_LE(best_elapsed, best_bound)
+      << "took " << best_elapsed << " in the run with the most time to spare";
 
   ExpectHarmlessCallsAnswer(engine_);
   const size_t rss = ResidentBytes();
