@@ -43,6 +43,7 @@ absl::StatusOr<AppDir> LoadAppDir(const std::filesystem::path& dir) {
         fmt::format("{}: {}", schema_path.string(), std::string(schema.status().message())));
   }
   app.schema = *std::move(schema);
+  app.schema_json = *std::move(schema_json);
 
   std::filesystem::recursive_directory_iterator it(dir, ec), end;
   if (ec)

@@ -24,6 +24,7 @@ namespace txfn::tools {
 struct AppDir {
   std::map<std::string, std::string> modules;  // relative path -> source
   Schema schema;
+  std::string schema_json;  // schema.json as read: what `schema` was parsed from
 };
 
 // NotFound if `dir` is not a directory or has no schema.json; InvalidArgument

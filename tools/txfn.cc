@@ -14,7 +14,6 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
-#include <iterator>
 #include <map>
 #include <memory>
 #include <optional>
@@ -269,18 +268,21 @@ enum class EngineRole {
   kServer,  // `serve`: runs the queued calls of every tenant
 };
 
+// A command's engine: one worker, and no queued call leased (it would wait for the command's
+// short life, or be taken from a server running on the same file); Submit, GetCall and
+// ListCalls work the same.
+EngineOptions ClientEngineOptions() {
+  EngineOptions options;
+  options.scheduler.workers = 1;
+  options.scheduler.max_isolates = 2;
+  options.queued.run = false;
+  return options;
+}
+
 // `executor_metrics`, if not null, is set to append the remote runners' metrics (--runners).
 absl::StatusOr<std::unique_ptr<Engine>> OpenEngine(
     EngineRole role, std::function<void(MetricsText*)>* executor_metrics = nullptr) {
-  EngineOptions options;
-  if (role == EngineRole::kClient) {
-    options.scheduler.workers = 1;
-    options.scheduler.max_isolates = 2;
-  }
-  // A client never leases queued calls (they would wait for its short life,
-  // or be taken from a server running on the same file); its Submit,
-  // GetCall and ListCalls work the same.
-  options.queued.run = role == EngineRole::kServer;
+  EngineOptions options = role == EngineRole::kClient ? ClientEngineOptions() : EngineOptions();
   if (const std::string runners = absl::GetFlag(FLAGS_runners); !runners.empty()) {
 #ifdef TXFN_TOOLS_REMOTE
     RemoteRunnerOptions remote;
@@ -316,8 +318,7 @@ class Target {
  public:
   virtual ~Target() = default;
   // Creates the tenant if needed; true if it was new.
-  virtual absl::StatusOr<bool> Deploy(const std::string& tenant, const AppDir& app,
-                                      const std::filesystem::path& dir) = 0;
+  virtual absl::StatusOr<bool> Deploy(const std::string& tenant, const AppDir& app) = 0;
   virtual absl::StatusOr<CallResult> Query(const std::string& tenant, const std::string& function,
                                            const Value& args) = 0;
   virtual absl::StatusOr<CallResult> Mutation(const std::string& tenant,
@@ -332,8 +333,7 @@ class Target {
 class LocalTarget final : public Target {
  public:
   explicit LocalTarget(Engine& engine) : engine_(engine) {}
-  absl::StatusOr<bool> Deploy(const std::string& tenant, const AppDir& app,
-                              const std::filesystem::path&) override {
+  absl::StatusOr<bool> Deploy(const std::string& tenant, const AppDir& app) override {
     return DeployCreatingTenant(engine_, tenant,
                                 [&] { return engine_.Deploy(tenant, app.modules, app.schema); });
   }
@@ -362,26 +362,19 @@ class LocalTarget final : public Target {
 // before.) A new tenant on a new database has nothing a deploy could be checked against but
 // the modules, the schema and the services, which the scratch engine checks as --db's would.
 absl::Status TryFirstDeployInMemory(const std::string& tenant, const AppDir& app) {
-  EngineOptions options;
-  options.scheduler.workers = 1;
-  options.scheduler.max_isolates = 1;
-  options.queued.run = false;
   TXFN_ASSIGN_OR_RETURN(std::unique_ptr<Engine> scratch,
-                        Engine::Open(std::make_shared<InMemoryStorage>(), std::move(options)));
-  return LocalTarget(*scratch).Deploy(tenant, app, {}).status();
+                        Engine::Open(std::make_shared<InMemoryStorage>(), ClientEngineOptions()));
+  return LocalTarget(*scratch).Deploy(tenant, app).status();
 }
 
 #ifdef TXFN_TOOLS_REMOTE
 class ServerTarget final : public Target {
  public:
   explicit ServerTarget(std::unique_ptr<FunctionsClient> client) : client_(std::move(client)) {}
-  absl::StatusOr<bool> Deploy(const std::string& tenant, const AppDir& app,
-                              const std::filesystem::path& dir) override {
-    // The schema goes as its JSON text (LoadAppDir checked it parses).
-    std::ifstream in(dir / "schema.json");
-    std::string schema_json((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  absl::StatusOr<bool> Deploy(const std::string& tenant, const AppDir& app) override {
+    // The schema goes as the JSON text LoadAppDir parsed.
     bool created = false;
-    TXFN_RETURN_IF_ERROR(client_->Deploy(tenant, app.modules, schema_json, true, &created));
+    TXFN_RETURN_IF_ERROR(client_->Deploy(tenant, app.modules, app.schema_json, true, &created));
     return created;
   }
   absl::StatusOr<CallResult> Query(const std::string& tenant, const std::string& function,
@@ -404,14 +397,19 @@ class ServerTarget final : public Target {
 };
 #endif
 
+// `app` is read once: a second read could see other files than the ones checked.
+int DeployApp(Target& target, const std::string& tenant, const AppDir& app) {
+  absl::StatusOr<bool> created = target.Deploy(tenant, app);
+  if (!created.ok()) return Fail(created.status());
+  std::printf("deployed %zu module(s) and %zu table(s) to tenant %s%s\n", app.modules.size(),
+              app.schema.tables().size(), tenant.c_str(), *created ? " (new tenant)" : "");
+  return 0;
+}
+
 int Deploy(Target& target, const std::string& tenant, const std::string& dir) {
   absl::StatusOr<AppDir> app = LoadAppDir(dir);
   if (!app.ok()) return Fail(app.status());
-  absl::StatusOr<bool> created = target.Deploy(tenant, *app, dir);
-  if (!created.ok()) return Fail(created.status());
-  std::printf("deployed %zu module(s) and %zu table(s) to tenant %s%s\n", app->modules.size(),
-              app->schema.tables().size(), tenant.c_str(), *created ? " (new tenant)" : "");
-  return 0;
+  return DeployApp(target, tenant, *app);
 }
 
 void PrintLogs(const std::vector<LogEntry>& logs) {
@@ -1007,6 +1005,7 @@ int Main(int argc, char** argv) {
     return Serve(stop_signals);
   }
 
+  std::optional<AppDir> app_to_deploy;
   if (command == "deploy") {
     // Before any file is created: a mistyped directory, or a refused first deploy, creates no
     // database.
@@ -1018,10 +1017,12 @@ int Main(int argc, char** argv) {
         return Fail(tried);
       }
     }
+    app_to_deploy = *std::move(app);
   }
   absl::StatusOr<std::unique_ptr<Engine>> engine = OpenEngine(EngineRole::kClient);
   if (!engine.ok()) return Fail(engine.status());
   LocalTarget local(**engine);
+  if (app_to_deploy.has_value()) return DeployApp(local, tenant, *app_to_deploy);
   if (int rc = RunOnTarget(local, command, tenant, rest); rc >= 0) return rc;
   if (command == "tenants") return Tenants(**engine);
   if (command == "tables") return Tables(**engine, tenant);
