@@ -331,6 +331,7 @@ std::vector<Attack> Attacks() {
       Bounded("typedProtoTrapLength"),
       Bounded("applyTypedOwnLength"),
       Bounded("deepChainJoin"),
+      Refusing(Bounded("deepChainUnderArrays"), "[object Array] is not extensible"),
       Answers("arrayFromIteratorGetter", "0"),
       // As Node 20 answers.
       Answers("guardEdgesStillWork",

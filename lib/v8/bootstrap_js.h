@@ -251,6 +251,7 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     }
     return max(1, floor(depth / CHAIN_STEP));
   }
+  const ArrayProto = Array.prototype, ObjectProto = Object.prototype;
   const typedLengthGetter = getOwnPropertyDescriptor(TypedArrayProto, 'length').get;
   // How many indices a generic Array method walks on receiver `o`, found without running
   // tenant code (times chainFactor): Infinity when a getter or valueOf would decide it (the
@@ -261,6 +262,12 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   function walkLength(o) {
     if (typeof o === 'string') return o.length;
     if (!isObject(o)) return 0;
+    // The usual receiver first, cheaply: an array on the original chain (three objects: it
+    // counts once).
+    if (!isProxy(o) && ArrayIsArray(o) && getPrototypeOf(o) === ArrayProto &&
+        getPrototypeOf(ArrayProto) === ObjectProto) {
+      return o.length;
+    }
     const n = lengthRead(o);
     return n === 0 || n > MAX_LENGTH ? n : n * chainFactor(o);
   }
@@ -300,11 +307,12 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   const searchString = (v, key) => typeof v === 'string' || typeof v === 'symbol' ? v :
       v == null || v[key] == null ? StringOf(v) : v;
   // Method `key` of a primitive search value that searchString left as it is (a number or a
-  // symbol whose prototype has one), or undefined. The wrappers call it, as the specification
-  // says, rather than trust V8 to (it may take a small integer for a string, and search
-  // natively past the checks).
-  const primitiveMethod = (v, key) =>
-      v == null || isObject(v) || typeof v === 'string' ? undefined : v[key] ?? undefined;
+  // symbol whose prototype has one), or undefined (also for a null receiver: the builtin's
+  // TypeError). The wrappers call it, as the specification says, rather than trust V8 to (it
+  // may take a small integer for a string, and search natively past the checks).
+  const primitiveMethod = (receiver, v, key) =>
+      receiver == null || v == null || isObject(v) || typeof v === 'string' ?
+          undefined : v[key] ?? undefined;
   const lengthOf = (v) => typeof v === 'string' ? v.length : 0;
   // A locales argument V8 may take apart in C++ without an interrupt check
   // (canonicalising a list is quadratic: 60,000 tags ran for minutes): a
@@ -663,7 +671,7 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       // A primitive separator made a string (an object is, in splitString, after the limit);
       // the receiver too, unless the separator's @@split is called with it as it is.
       if (!isObject(a[0]) && a[0] !== undefined) a[0] = searchString(a[0], symbolSplit);
-      const method = this == null ? undefined : primitiveMethod(a[0], symbolSplit);
+      const method = primitiveMethod(this, a[0], symbolSplit);
       if (method !== undefined) return apply(method, a[0], [this, a[1]]);
       const plain = plainObject(a[0], symbolSplit);
       const self = typeof a[0] === 'string' || a[0] === undefined || plain ?
@@ -698,41 +706,33 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
                            withLocales('localeCompare', a, 1));
     },
     replace(pattern, replacement) {
-      // The receiver as a string for a string search; a @@replace is called with it as it is.
-      pattern = searchString(pattern, symbolReplace);
-      const method = this == null ? undefined : primitiveMethod(pattern, symbolReplace);
-      if (method !== undefined) return apply(method, pattern, [this, replacement]);
-      const self = typeof pattern === 'string' ? receiverString(this) : this;
-      if (typeof pattern === 'string' && typeof replacement !== 'function') {
-        replacement = StringOf(replacement);
-      }
-      if (typeof pattern === 'string' &&
-          (lengthOf(self) > NATIVE_REPLACE || !nativeSearch(lengthOf(self), pattern.length) ||
-           heavyTemplate(self, replacement))) {
-        return slowPaths().replaceString(self, pattern, replacement, false);
-      }
-      return apply(ORIG['String.prototype.replace'], self, [pattern, interruptible(replacement)]);
+      return replaced(this, searchString(pattern, symbolReplace), replacement, false);
     },
     replaceAll(pattern, replacement) {
       if (!isObject(pattern) ||
           (pattern[symbolReplace] == null && !slowPaths().isRegExpLike(pattern))) {
         pattern = searchString(pattern, symbolReplace);
       }
-      const method = this == null ? undefined : primitiveMethod(pattern, symbolReplace);
-      if (method !== undefined) return apply(method, pattern, [this, replacement]);
-      const self = typeof pattern === 'string' ? receiverString(this) : this;
-      if (typeof pattern === 'string' && typeof replacement !== 'function') {
-        replacement = StringOf(replacement);
-      }
-      if (typeof pattern === 'string' &&
-          (lengthOf(self) > NATIVE_REPLACE || !nativeSearch(lengthOf(self), pattern.length) ||
-           heavyTemplate(self, replacement))) {
-        return slowPaths().replaceString(self, pattern, replacement, true);
-      }
-      return apply(ORIG['String.prototype.replaceAll'], self,
-                   [pattern, interruptible(replacement)]);
+      return replaced(this, pattern, replacement, true);
     },
   });
+  // replace() or (`all`) replaceAll() once the search value is converted. The receiver is made
+  // a string for a string search; a @@replace is called with it as it is.
+  function replaced(receiver, pattern, replacement, all) {
+    const method = primitiveMethod(receiver, pattern, symbolReplace);
+    if (method !== undefined) return apply(method, pattern, [receiver, replacement]);
+    const self = typeof pattern === 'string' ? receiverString(receiver) : receiver;
+    if (typeof pattern === 'string' && typeof replacement !== 'function') {
+      replacement = StringOf(replacement);
+    }
+    if (typeof pattern === 'string' &&
+        (lengthOf(self) > NATIVE_REPLACE || !nativeSearch(lengthOf(self), pattern.length) ||
+         heavyTemplate(self, replacement))) {
+      return slowPaths().replaceString(self, pattern, replacement, all);
+    }
+    return apply(ORIG[all ? 'String.prototype.replaceAll' : 'String.prototype.replace'], self,
+                 [pattern, interruptible(replacement)]);
+  }
   // URI coding runs in C++, uninterrupted, and writes up to 9 bytes a character (500 Mi
   // characters: 13 s at 4.3 GB): inputs of at most MAX_SLOW * 4 characters.
   install(globalThis, '', {
@@ -1523,6 +1523,9 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       const n = +v;
       return n > 0 ? (n < MAX_LENGTH ? floor(n) : MAX_LENGTH) : 0;
     };
+    // CreateDataPropertyOrThrow: a TypeError where the property cannot be defined.
+    const createDataProperty = (target, index, value) => defineProperty(
+        target, index, {value, writable: true, enumerable: true, configurable: true});
     const species = Symbol.species;
     // ArraySpeciesCreate(O, 0) (V8 keeps the other realm's Array check: one realm here).
     function speciesCreate(O) {
@@ -1547,8 +1550,7 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
           if (targetIndex >= MAX_LENGTH) {
             throw new TypeError('flat: the result would be longer than 2^53 - 1');
           }
-          defineProperty(target, targetIndex, {value: element, writable: true, enumerable: true,
-                                               configurable: true});
+          createDataProperty(target, targetIndex, element);
           ++targetIndex;
         }
       }
@@ -1600,8 +1602,7 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
         }
         for (let k = 0; k < length; ++k, ++n) {
           if (spreadable && !(k in E)) continue;
-          defineProperty(target, n, {value: spreadable ? E[k] : E, writable: true,
-                                     enumerable: true, configurable: true});
+          createDataProperty(target, n, spreadable ? E[k] : E);
         }
       }
       target.length = n;

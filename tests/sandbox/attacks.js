@@ -357,6 +357,16 @@ export const deepChainJoin = q(() => {
   o.length = 2 ** 20;
   return Array.prototype.join.call(o, "").length;
 });
+// The same chain under every array: Array.prototype's own prototype replaced (a fresh context
+// lets it be), so a plain array is not on the chain the guards take for granted.
+export const deepChainUnderArrays = q(() => {
+  let chain = Object.prototype;
+  for (let i = 0; i < 10000; i++) chain = Object.create(chain);
+  Object.setPrototypeOf(Array.prototype, chain);
+  const holes = [];
+  holes.length = 2 ** 20;
+  return holes.join("").length;
+});
 // An @@iterator getter that lengthens its array-like after the guard read it.
 export const arrayFromIteratorGetter = q(() => {
   const o = { length: 0 };
