@@ -10,7 +10,7 @@
 namespace txfn {
 namespace {
 
-constexpr std::array<std::pair<Limit, std::string_view>, 10> kLimitNames = {{
+constexpr std::array<std::pair<Limit, std::string_view>, 11> kLimitNames = {{
     {Limit::kCpuTime, "cpu_time"},
     {Limit::kWallTime, "wall_time"},
     {Limit::kHeap, "heap"},
@@ -21,6 +21,7 @@ constexpr std::array<std::pair<Limit, std::string_view>, 10> kLimitNames = {{
     {Limit::kDocumentsWritten, "documents_written"},
     {Limit::kBytesWritten, "bytes_written"},
     {Limit::kReadRanges, "read_ranges"},
+    {Limit::kSandbox, "sandbox"},
 }};
 
 constexpr std::array<std::pair<LogLevel, std::string_view>, 5> kLogLevelNames = {{

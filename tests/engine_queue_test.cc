@@ -77,6 +77,9 @@ export const slowBumpRetried = mutation({args: {name: "string", spin: "number"},
 export const later = mutation({args: {name: "string"}, quota: "opportunistic",
   opportunisticRate: 0, deadlineMs: 3000, handler: (ctx, { name }) => bumpBy(ctx, name, 1n)});
 export const throws = mutation({args: {}, handler: () => { throw new Error("kaput"); }});
+// Refused at once by a sandbox limit (a walk V8 could not interrupt): fails the same every time.
+export const tooLong = mutation({args: {}, retry: {maxAttempts: 5, initialBackoffMs: 10},
+  handler: () => Array.prototype.indexOf.call({length: 2 ** 40}, 1)});
 export const noop = mutation({args: {}, handler: () => 0});
 export const flood = mutation({args: {n: "number"}, handler: async (ctx, { n }) => {
   for (let i = 0; i < n; i++) await ctx.scheduler.runAfter(0, "counters:noop", {});
@@ -732,6 +735,20 @@ TEST_F(EngineQueueTest, AFunctionThatThrowsIsRecordedFailedAndNotRetried) {
   ASSERT_TRUE(failed.ok());
   ASSERT_EQ(failed->size(), 1u);
   EXPECT_EQ((*failed)[0].id, *id);
+}
+
+// A sandbox limit is the function's, as its CPU limit is: retrying cannot help (it was retried
+// until its deliveries ran out and dead-lettered, as if the machine had been busy).
+TEST_F(EngineQueueTest, AFunctionStoppedByASandboxLimitIsRecordedFailedAndNotRetried) {
+  OpenAndDeploy(Options());
+  absl::StatusOr<CallResult> direct = engine_->Mutation("app", "counters:tooLong", Args({}));
+  EXPECT_EQ(ExceededLimit(direct.status()), Limit::kSandbox) << direct.status();
+  absl::StatusOr<CallId> id = engine_->Submit("app", "counters:tooLong", Args({}));
+  ASSERT_TRUE(id.ok());
+  CallInfo info = WaitFor(*id, CallState::kFailed);
+  EXPECT_TRUE(absl::IsResourceExhausted(info.error)) << info.error;
+  EXPECT_THAT(info.error.message(), HasSubstr("sandbox limit"));
+  EXPECT_EQ(info.attempts, 1);
 }
 
 TEST_F(EngineQueueTest, ACallPastItsDeadlineIsDeadLetteredWithAStatusThatSaysSo) {

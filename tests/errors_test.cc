@@ -15,7 +15,7 @@ namespace {
 constexpr Limit kAllLimits[] = {
     Limit::kCpuTime,      Limit::kWallTime,      Limit::kHeap,      Limit::kArrayBufferMemory,
     Limit::kValueSize,    Limit::kDocumentsRead, Limit::kBytesRead, Limit::kDocumentsWritten,
-    Limit::kBytesWritten, Limit::kReadRanges};
+    Limit::kBytesWritten, Limit::kReadRanges,    Limit::kSandbox};
 
 TEST(LimitTest, EveryLimitRoundTripsUnderADistinctName) {
   std::vector<std::string> names;

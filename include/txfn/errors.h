@@ -69,6 +69,11 @@ enum class Limit {
   kDocumentsWritten,   // TransactionLimits::max_documents_written
   kBytesWritten,       // TransactionLimits::max_bytes_written
   kReadRanges,         // TransactionLimits::max_read_ranges
+  // One of the runtime's fixed bounds on what one request may do, deterministic (the same
+  // call meets it again): builtins V8 cannot interrupt ("... exceeds the sandbox limit of N"),
+  // the ICU memory of Intl objects, regular expressions V8 compiles uninterrupted, the calls
+  // one function may schedule.
+  kSandbox,
 };
 
 // The payload's type URL; its value is LimitName(limit).
@@ -76,7 +81,7 @@ inline constexpr std::string_view kLimitTypeUrl = "type.txfn.dev/txfn.Limit";
 
 // A stable name: "cpu_time", "wall_time", "heap", "array_buffer_memory",
 // "value_size", "documents_read", "bytes_read", "documents_written",
-// "bytes_written", "read_ranges".
+// "bytes_written", "read_ranges", "sandbox".
 [[nodiscard]] std::string_view LimitName(Limit limit);
 
 // `status` (expected ResourceExhausted) with the payload naming `limit`.

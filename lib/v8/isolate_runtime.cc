@@ -14,6 +14,7 @@
 #include "absl/time/clock.h"
 #include "lib/v8/bootstrap_js.h"
 #include "lib/v8/harden_js.h"
+#include "lib/v8/js_errors.h"
 #include "lib/v8/js_strings.h"
 #include "lib/v8/js_value.h"
 #include "lib/v8/module_loader.h"
@@ -191,7 +192,10 @@ void Fail(const v8::FunctionCallbackInfo<v8::Value>& info) {
       info[1]->IsString()
           ? Utf8Prefix(info.GetIsolate(), info[1].As<v8::String>(), kMaxJsMessageBytes)
           : DescribeValue(info.GetIsolate(), info[1]);
-  call->Fail(absl::Status(static_cast<absl::StatusCode>(code), message));
+  absl::Status status(static_cast<absl::StatusCode>(code), message);
+  // The bootstrap's only ResourceExhausted is a sandbox limit (its guards' refuse()).
+  if (absl::IsResourceExhausted(status)) status = WithLimit(std::move(status), Limit::kSandbox);
+  call->Fail(status);
 }
 
 // mark(fn, kind, attrs, argFields): tags a query(), mutation() or action()
@@ -424,8 +428,10 @@ void Schedule(const v8::FunctionCallbackInfo<v8::Value>& info) {
     at = absl::FromUnixMicros(static_cast<int64_t>(std::clamp(when, -9.0e12, 9.0e12) * 1e3));
   }
   if (req.scheduled >= kMaxScheduledPerTransaction) {
-    return call->Fail(absl::ResourceExhaustedError(
-        StrCat(what, ": a function may schedule at most ", kMaxScheduledPerTransaction, " calls")));
+    return call->Fail(
+        WithLimit(absl::ResourceExhaustedError(StrCat(what, ": a function may schedule at most ",
+                                                      kMaxScheduledPerTransaction, " calls")),
+                  Limit::kSandbox));
   }
   absl::StatusOr<std::string> id;
   if (req.action) {
@@ -437,9 +443,11 @@ void Schedule(const v8::FunctionCallbackInfo<v8::Value>& info) {
     // calls would be queued in host memory by the in-memory queue).
     const size_t bytes = args->ByteSize();
     if (req.scheduled_bytes + bytes > kMaxScheduledBytesPerAction) {
-      return call->Fail(absl::ResourceExhaustedError(
-          StrCat(what, ": the calls one action schedules may carry at most ",
-                 kMaxScheduledBytesPerAction >> 20, " MiB of arguments in all")));
+      return call->Fail(
+          WithLimit(absl::ResourceExhaustedError(
+                        StrCat(what, ": the calls one action schedules may carry at most ",
+                               kMaxScheduledBytesPerAction >> 20, " MiB of arguments in all")),
+                    Limit::kSandbox));
     }
     req.scheduled_bytes += bytes;
     id = req.host->Schedule(*function, *args, delay, at);
@@ -544,16 +552,19 @@ void IntlObject(const v8::FunctionCallbackInfo<v8::Value>& info) {
   const int64_t bytes = (info[0]->IsInt32() ? info[0].As<v8::Int32>()->Value() : 64) * 1024;
   RequestState* req = call->rt().current();
   if (ContextState* cs = StateOf(call->context()); req == nullptr && cs->running_leftovers) {
-    return call->Fail(absl::ResourceExhaustedError(
-        "Intl: no Intl object may be made after its request returned"));
+    return call->Fail(WithLimit(
+        absl::ResourceExhaustedError("Intl: no Intl object may be made after its request returned"),
+        Limit::kSandbox));
   }
   if (req != nullptr) {
     if (req->intl_bytes + bytes > kMaxIntlBytesPerRequest) {
-      return call->Fail(absl::ResourceExhaustedError(
-          StrCat("Intl: the Intl objects of one request exceed the sandbox limit of ",
-                 kMaxIntlBytesPerRequest >> 20,
-                 " MiB of ICU memory (outside the heap limit; ~1,000 DateTimeFormats): make "
-                 "one and reuse it")));
+      return call->Fail(
+          WithLimit(absl::ResourceExhaustedError(StrCat(
+                        "Intl: the Intl objects of one request exceed the sandbox limit of ",
+                        kMaxIntlBytesPerRequest >> 20,
+                        " MiB of ICU memory (outside the heap limit; ~1,000 DateTimeFormats): make "
+                        "one and reuse it")),
+                    Limit::kSandbox));
     }
     req->intl_bytes += bytes;
   }
@@ -1013,9 +1024,8 @@ void IsolateRuntime::Throw(const absl::Status& status) {
   v8::Local<v8::Value> error =
       v8::Exception::Error(MessageString(isolate_, ToStd(status.message())));
   if (error->IsObject()) {
-    (void)error.As<v8::Object>()->SetPrivate(
-        isolate_->GetCurrentContext(), code_key(),
-        v8::Integer::New(isolate_, static_cast<int>(status.code())));
+    (void)error.As<v8::Object>()->SetPrivate(isolate_->GetCurrentContext(), code_key(),
+                                             v8::Integer::New(isolate_, ErrorTag(status)));
   }
   isolate_->ThrowException(error);
 }

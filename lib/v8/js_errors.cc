@@ -97,11 +97,28 @@ AppError DescribeAppError(v8::Isolate* isolate, v8::Local<v8::Value> exception) 
 
 }  // namespace
 
+// A tag is the code, plus (limit + 1) << 8 for a limit's error.
+int32_t ErrorTag(const absl::Status& status) {
+  const int32_t code = static_cast<int32_t>(status.code());
+  const std::optional<Limit> limit = ExceededLimit(status);
+  return limit.has_value() ? code | ((static_cast<int32_t>(*limit) + 1) << 8) : code;
+}
+
+absl::Status FromErrorTag(int32_t tag, std::string_view message) {
+  const int32_t code = tag & 0xff, limit = (tag >> 8) - 1;
+  if (code <= 0 || code > static_cast<int32_t>(absl::StatusCode::kUnauthenticated) || limit < -1 ||
+      limit > static_cast<int32_t>(Limit::kSandbox)) {
+    return absl::UnknownError(ToAbsl(message));
+  }
+  absl::Status status(static_cast<absl::StatusCode>(code), ToAbsl(message));
+  return limit < 0 ? status : WithLimit(std::move(status), static_cast<Limit>(limit));
+}
+
 absl::Status ExceptionStatus(v8::Isolate* isolate, v8::Local<v8::Private> code_key,
                              v8::Local<v8::Value> exception, v8::Local<v8::Message> message,
                              std::string_view what) {
   v8::Local<v8::Context> context = isolate->GetCurrentContext();
-  absl::StatusCode code = absl::StatusCode::kUnknown;
+  int32_t tag = static_cast<int32_t>(absl::StatusCode::kUnknown);
   bool thrown_by_txfn = false;
   std::string text;
   std::optional<AppError> app_error;
@@ -114,7 +131,7 @@ absl::Status ExceptionStatus(v8::Isolate* isolate, v8::Local<v8::Private> code_k
       v8::Local<v8::Value> c;
       // Private symbols bypass Proxy traps and getters.
       if (obj->GetPrivate(context, code_key).ToLocal(&c) && c->IsInt32()) {
-        code = static_cast<absl::StatusCode>(c.As<v8::Int32>()->Value());
+        tag = c.As<v8::Int32>()->Value();
         thrown_by_txfn = true;
       }
       text = WithoutInternalFrames(StringProperty(isolate, obj, "stack", kMaxJsMessageBytes));
@@ -142,9 +159,8 @@ absl::Status ExceptionStatus(v8::Isolate* isolate, v8::Local<v8::Private> code_k
       text = StrCat(where, ": ", text);
     }
   }
-  if (code == absl::StatusCode::kOk) code = absl::StatusCode::kUnknown;
-  if (code == absl::StatusCode::kUnknown) text = StrCat("Uncaught ", text);
-  absl::Status status(code, what.empty() ? text : StrCat(what, ": ", text));
+  if (absl::IsUnknown(FromErrorTag(tag, ""))) text = StrCat("Uncaught ", text);
+  absl::Status status = FromErrorTag(tag, what.empty() ? text : StrCat(what, ": ", text));
   if (app_error.has_value()) status = WithAppError(std::move(status), *app_error);
   return status;
 }

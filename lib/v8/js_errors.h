@@ -10,6 +10,7 @@
 #ifndef TXFN_LIB_V8_JS_ERRORS_H_
 #define TXFN_LIB_V8_JS_ERRORS_H_
 
+#include <cstdint>
 #include <optional>
 #include <string_view>
 
@@ -23,9 +24,15 @@
 
 namespace txfn::internal {
 
+// What an Error made by txfn carries under its code key (IsolateRuntime::Throw): the status
+// code and, for a limit's error, which limit (txfn/errors.h; a status payload would not survive
+// the throw). FromErrorTag is its inverse; an int that is no tag gives Unknown.
+[[nodiscard]] int32_t ErrorTag(const absl::Status& status);
+[[nodiscard]] absl::Status FromErrorTag(int32_t tag, std::string_view message);
+
 // The status for a thrown `exception` (with its `message`, may be empty): the
-// code an Error made by txfn carries under `code_key` (a ctx.db error keeps
-// its code), else Unknown prefixed "Uncaught "; the text is the JS stack, or
+// code (and limit) an Error made by txfn carries under `code_key` (a ctx.db error keeps
+// them), else Unknown prefixed "Uncaught "; the text is the JS stack, or
 // the value's side-effect-free rendering, with "module.js:line" when known.
 absl::Status ExceptionStatus(v8::Isolate* isolate, v8::Local<v8::Private> code_key,
                              v8::Local<v8::Value> exception, v8::Local<v8::Message> message,
