@@ -311,6 +311,14 @@ std::vector<Attack> Attacks() {
       Bounded("assignTypedArray"),  // Object.assign is guarded now
       Bounded("typedArrayTooLong"),
       Bounded("concatMany"),
+      Answers("concatElementGetterLengthens", "2"),
+      Interrupted("concatSpreadableGetterLengthens"),
+      Interrupted("concatSpeciesLengthens"),
+      Interrupted("concatReceiverLengthens"),
+      Answers(
+          "concatOperandsStillWork",
+          R"([7,true,true,41,"0,x,y",2,"g",1,1,true,1,1,1,true,3,"p,q",6,false,true,false,5,50,)"
+          R"(49,true])"),
       Bounded("assignMany"),
       Bounded("typedChainSetPrototypeOf"),
       Bounded("typedChainReflect"),

@@ -432,7 +432,7 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   // Runs the builtin `what` (a key of ORIG) on `self` and `args` if they
   // pass check `kind`.
   function guarded(kind, what, self, args) {
-    let size = 0, limit = MAX_WALK;
+    let size = 0, limit = MAX_WALK, generic = false;
     switch (kind) {
       case WRITE_THIS:
         // Writing 2^24 properties of a plain object makes a dictionary of
@@ -466,8 +466,18 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
         break;
       case WALK_ALL:
         // Summed, as V8 walks them: 400 arguments of 2^24 each ran for minutes. A primitive
-        // is one element (a string is not spread).
-        for (let i = 0; i < args.length; ++i) size += isObject(args[i]) ? walkLength(args[i]) : 1;
+        // is one element (a string is not spread). An operand that is no plain Array (its
+        // walk not bounded by an array's) goes to slowPaths().concatGeneric below.
+        for (let i = 0; i < args.length; ++i) {
+          const E = args[i];
+          if (!isObject(E)) {
+            ++size;
+            continue;
+          }
+          size += walkLength(E);
+          if (isProxy(E) || !ArrayIsArray(E)) generic = true;
+        }
+        if (!isObject(self) || isProxy(self) || !ArrayIsArray(self)) generic = true;
       // fallthrough
       case WALK_THIS:
         size += walkLength(self);
@@ -511,6 +521,7 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       return slowPaths().concat(self, args);  // ... by one operand or more: in JavaScript
     }
     if (size > limit) slowPaths().refuse(what, size, limit);
+    if (generic && self != null) return slowPaths().concatGeneric(self, args);
     return apply(ORIG[what], self, args);
   }
   // Whether `text`, a replacement template, expands in C++ too long: its "$" parts are expanded
@@ -608,6 +619,8 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     unshift(...a) { return guarded(WRITE_THIS, 'Array.prototype.unshift', this, a); },
     concat(...a) { return guarded(WALK_ALL, 'Array.prototype.concat', this, a); },
   });
+  ORIG['Array'] = Array;  // for concat's species check (slowPaths().plainSpecies)
+  ORIG['Array.@@species'] = getOwnPropertyDescriptor(Array, Symbol.species).get;
   install(Array, 'Array.', {
     from(...a) { return guarded(WALK_ARG, 'Array.from', this, calledBack(a, 1)); },
   });
@@ -1608,6 +1621,56 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       target.length = n;
       return target;
     }
+    // concat with an operand that is no plain Array. Tenant code can run inside V8's concat (a
+    // species constructor, an isConcatSpreadable getter, an element getter) and could make such
+    // an operand spreadable, or lengthen it, after the guard summed the lengths: V8 would walk
+    // it in C++ (2^40 indices, for ever). So V8 gets only plain Arrays, whose walks stay
+    // bounded, and primitives: an object that no code can make spreadable now (no getter or
+    // Proxy decides) stands in as an empty object without a prototype, replaced by the object
+    // in the result; a spreadable one, a Proxy, a receiver that is no plain Array or a species
+    // that is not Array's runs the specification's loop here, in JavaScript.
+    function concatGeneric(self, items) {
+      if (isProxy(self) || !ArrayIsArray(self) || !plainSpecies(self)) return concat(self, items);
+      // Written as data properties: an index setter on Array.prototype must not run here.
+      const operands = [], standIns = [];  // standIns: pairs of stand-in, object
+      for (let i = 0; i < items.length; ++i) {
+        let E = items[i];
+        if (isObject(E) && (isProxy(E) || !ArrayIsArray(E))) {
+          if (isProxy(E) || spreadableByData(E) !== false) return concat(self, items);
+          const standIn = {__proto__: null};
+          createDataProperty(standIns, standIns.length, standIn);
+          createDataProperty(standIns, standIns.length, E);
+          E = standIn;
+        }
+        createDataProperty(operands, i, E);
+      }
+      const result = apply(ORIG['Array.prototype.concat'], self, operands);
+      // Each stand-in is in the result once, in order: found from the end.
+      for (let j = standIns.length - 2, at = result.length - 1; j >= 0; j -= 2, --at) {
+        at = apply(ORIG['Array.prototype.lastIndexOf'], result, [standIns[j], at]);
+        createDataProperty(result, at, standIns[j + 1]);
+      }
+      return result;
+    }
+    // Whether non-Proxy `o`, not an Array, is spreadable by a data property (or none: false);
+    // undefined when a getter or a Proxy on its chain would decide.
+    function spreadableByData(o) {
+      for (let p = o; p !== null; p = getPrototypeOf(p)) {
+        if (isProxy(p)) return undefined;
+        const d = getOwnPropertyDescriptor(p, isConcatSpreadable);
+        if (d !== undefined) return 'value' in d ? !!d.value : undefined;
+      }
+      return false;
+    }
+    // Whether Array `a`'s species is Array itself, found without running code.
+    function plainSpecies(a) {
+      if (getOwnPropertyDescriptor(a, 'constructor') !== undefined) return false;
+      if (getPrototypeOf(a) !== ArrayProto) return false;
+      const c = getOwnPropertyDescriptor(ArrayProto, 'constructor');
+      if (c === undefined || !('value' in c) || c.value !== ORIG['Array']) return false;
+      const s = getOwnPropertyDescriptor(ORIG['Array'], species);
+      return s !== undefined && s.get === ORIG['Array.@@species'];
+    }
     // Intl hands a locale tag, an option's value (a time zone, a currency, ...) and
     // DisplayNames.of's code to ICU, which copies and parses it outside the heap limit,
     // uninterrupted: a 64 Mi-character timeZone ran 5 s at 580 MB in a thread its request
@@ -1839,7 +1902,7 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       return out;
     }
     return {refuse, argList, pin, pinnedLength, sortLarge, replaceByExec, replaceString, flat, flatMap,
-            concat,
+            concat, concatGeneric,
             intlString, intlOptions, bigIntBounded, jsonNesting, search, isRegExpLike,
             splitString, datePrimitive, plainRegExp, splitRegExp};
   }

@@ -279,6 +279,32 @@ export const typedArrayTooLong = q(() => { for (const k in new Uint8Array(2 ** 2
 // of a thread no limit could stop).
 const spreadable = () => ({ length: 2 ** 24, [Symbol.isConcatSpreadable]: true });
 export const concatMany = q(() => [].concat(...new Array(400).fill(spreadable())).length);
+// Tenant code inside concat making a later operand spreadable, and 2^30 long (22 s of C++ no
+// limit stops), after the guard summed the lengths: an element getter of the first operand, an
+// isConcatSpreadable getter, a species getter, the receiver's own getter.
+const lengthens = (o) => { o[Symbol.isConcatSpreadable] = true; o.length = 2 ** 30; };
+export const concatElementGetterLengthens = q(() => {
+  const later = {};
+  const first = [0];
+  Object.defineProperty(first, 0, { get() { lengthens(later); return 1; } });
+  return [].concat(first, later).length;
+});
+export const concatSpreadableGetterLengthens = q(() => {
+  const later = {};
+  const first = { get [Symbol.isConcatSpreadable]() { lengthens(later); return false; } };
+  return [].concat(first, later).length;
+});
+export const concatSpeciesLengthens = q(() => {
+  const later = {};
+  class Sneaky extends Array {
+    static get [Symbol.species]() { lengthens(later); return Array; }
+  }
+  return Sneaky.from([1]).concat(later).length;
+});
+export const concatReceiverLengthens = q(() => {
+  const self = { get [Symbol.isConcatSpreadable]() { self.length = 2 ** 30; return true; } };
+  return Array.prototype.concat.call(self).length;
+});
 export const assignMany = q(() =>
   Object.keys(Object.assign({}, ...new Array(1000).fill("x".repeat(2 ** 16)))).length);
 // A for-in walks every typed array on the prototype chain: views of one 4 MiB buffer.
@@ -484,6 +510,44 @@ export const trappedLengthsStillWork = q(() => {
   out.push([].concat(spread).join(), Reflect.apply(Math.min, null, { length: 2, 0: 4, 1: 3 }));
   const getter = { get length() { return 2; }, 0: 8, 1: 9 };
   out.push(Math.max.apply(null, getter), Reflect.construct(Array, getter).join());
+  return out;
+});
+// concat's operands that are not Arrays, as Node 20 answers (tests/sandbox/attacks.js' cases
+// are each checked against it).
+export const concatOperandsStillWork = q(() => {
+  const out = [];
+  // A plain object appended, and its identity kept.
+  const o = { a: 1 };
+  const r1 = [1, 2].concat(o, [3], o, "s", 5);
+  out.push(r1.length, r1[2] === o, r1[4] === o, r1.join("|").length);
+  // Array-likes: spreadable by a data property, or not.
+  out.push([0].concat({ length: 2, 0: "x", 1: "y", [Symbol.isConcatSpreadable]: true }).join());
+  out.push([0].concat({ length: 2, 0: "x", 1: "y" }).length);
+  // A spreadable getter decides (read once), and an array made unspreadable.
+  let reads = 0;
+  const g = { length: 1, 0: "g", get [Symbol.isConcatSpreadable]() { ++reads; return true; } };
+  out.push([].concat(g).join(), reads);
+  const notSpread = [7, 8]; notSpread[Symbol.isConcatSpreadable] = false;
+  out.push([].concat(notSpread).length, [].concat(notSpread)[0] === notSpread);
+  // Typed arrays and functions are single elements; a String object too.
+  out.push([].concat(new Uint8Array(3)).length, [].concat(Math.max).length,
+    [].concat(new String("abc")).length);
+  // Species: a subclass's result.
+  class MyArray extends Array {}
+  const m = MyArray.from([1, 2]).concat({ z: 1 });
+  out.push(m instanceof MyArray, m.length);
+  // An inherited isConcatSpreadable.
+  const proto = { [Symbol.isConcatSpreadable]: true };
+  const child = Object.create(proto); child.length = 2; child[0] = "p"; child[1] = "q";
+  out.push([].concat(child).join());
+  // Holes and a null-prototype object.
+  const holey = [1, , 3];
+  const bare = Object.create(null);
+  const r2 = holey.concat(bare, [, 5]);
+  out.push(r2.length, 1 in r2, r2[3] === bare, 4 in r2, r2[5]);
+  // The same object many times, and many objects.
+  const many = [].concat(...Array.from({ length: 50 }, (_, i) => ({ i })));
+  out.push(many.length, many[49].i, [].concat(o, o, o).every((x) => x === o));
   return out;
 });
 export const amplifiedBuiltinsStillWork = q(() => {
