@@ -58,11 +58,6 @@ constexpr absl::Duration kSlack = absl::Milliseconds(250);
 // outlive their limits, which take seconds or forever, on a loaded CI
 // machine; they do not measure speed.
 constexpr absl::Duration kLoadedSlack = absl::Seconds(1);
-// A stopped request that does not return within this is answered anyway
-// (IsolateSchedulerOptions::abandon_grace): the suite's engines use less
-// than the default, so an attack on a loaded machine (stopped by its
-// wall-clock limit, 2 x CPU) still ends well within the limit + kSlack.
-constexpr absl::Duration kAbandonGrace = absl::Milliseconds(100);
 // Under sanitizers the runtime's own C++ runs several times slower, and CI
 // runs tests in parallel: the time bounds get this factor.
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
@@ -76,6 +71,12 @@ constexpr int kTimeFactor = 1;
 #else
 constexpr int kTimeFactor = 1;
 #endif
+// A stopped request that does not return within this is answered anyway
+// (IsolateSchedulerOptions::abandon_grace): the suite's engines use less
+// than the default, so an attack on a loaded machine (stopped by its
+// wall-clock limit, 2 x CPU) still ends well within the limit + kSlack.
+// Under sanitizers a GC or a native step takes longer to notice the stop.
+constexpr absl::Duration kAbandonGrace = absl::Milliseconds(kTimeFactor * 100);
 // Resident memory allowed once an attack is over (its isolate disposed of).
 constexpr size_t kRssBound = size_t{1536} << 20;
 
@@ -315,6 +316,9 @@ std::vector<Attack> Attacks() {
       Interrupted("concatSpreadableGetterLengthens"),
       Interrupted("concatSpeciesLengthens"),
       Interrupted("concatReceiverLengthens"),
+      Refusing(Answers("concatStandInHijack", "[3,1,2,false]"),
+               "Cannot define property 2, object is not extensible"),
+      Answers("concatUnspreadLengths", "[1,1]"),
       Answers(
           "concatOperandsStillWork",
           R"([7,true,true,41,"0,x,y",2,"g",1,1,true,1,1,1,true,3,"p,q",6,false,true,false,5,50,)"
@@ -596,11 +600,15 @@ TEST_P(SandboxTest, EndsAsPromisedAndHarmsNobody) {
     const bool stalled = ExceededLimit(result.status()) == Limit::kWallTime &&
                          (result.status().code() != attack.code ||
                           !absl::StrContains(result.status().message(), attack.message));
-    if (run < kRuns && (stalled || best_elapsed > best_bound)) {
-      std::fprintf(stderr, "attack %-36s %-18s %6.0f ms (stalled: run again)\n",
-                   attack.function.c_str(),
+    // Abandoned when it should have been interrupted: a GC pause of a heap near its limit, on
+    // a loaded machine, can outlast the short abandon grace once; a builtin that cannot be
+    // interrupted is abandoned every time.
+    const bool abandoned =
+        attack.interrupted && absl::StrContains(result.status().message(), "cannot be interrupted");
+    if (run < kRuns && (stalled || abandoned || best_elapsed > best_bound)) {
+      std::fprintf(stderr, "attack %-36s %-18s %6.0f ms (%s: run again)\n", attack.function.c_str(),
                    absl::StatusCodeToString(result.status().code()).c_str(),
-                   absl::ToDoubleMilliseconds(elapsed));
+                   absl::ToDoubleMilliseconds(elapsed), abandoned ? "abandoned" : "stalled");
       continue;
     }
 
@@ -1071,18 +1079,31 @@ void ExpectEachStoppedAtItsLimit(ContextMode mode, const std::string& module,
   modules[module + ".js"] = ReadFile(dir + "/" + module + ".js");
   std::unique_ptr<Engine> engine = OpenEngine(mode, 1, modules);
   ASSERT_NE(engine, nullptr);
+  // A GC pause or a slow native step on a loaded machine can outlast the short abandon grace
+  // once; a builtin that cannot be interrupted is abandoned every time: up to three runs.
+  constexpr int kRuns = 3;
+  size_t abandoned_runs = 0;
   for (const std::string& name : exports) {
-    const auto start = std::chrono::steady_clock::now();
-    auto r = engine->Query("mallory", module + ":" + name, Value::Null());
-    const absl::Duration elapsed = absl::FromChrono(std::chrono::steady_clock::now() - start);
-    EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted)
-        << name << ": " << r.status();
-    const std::string message(r.status().message());
-    EXPECT_THAT(message, HasSubstr("time limit")) << name;
-    EXPECT_THAT(message, Not(HasSubstr("cannot be interrupted"))) << name;
-    EXPECT_LE(elapsed, kTimeFactor * (2 * kAttackerCpu + kLoadedSlack)) << name;
+    for (int run = 1; run <= kRuns; ++run) {
+      const auto start = std::chrono::steady_clock::now();
+      auto r = engine->Query("mallory", module + ":" + name, Value::Null());
+      const absl::Duration elapsed = absl::FromChrono(std::chrono::steady_clock::now() - start);
+      const std::string message(r.status().message());
+      if (run < kRuns && absl::StrContains(message, "cannot be interrupted")) {
+        std::fprintf(stderr, "%s: abandoned after %.0f ms, run again\n", name.c_str(),
+                     absl::ToDoubleMilliseconds(elapsed));
+        ++abandoned_runs;
+        continue;
+      }
+      EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted)
+          << name << ": " << r.status();
+      EXPECT_THAT(message, HasSubstr("time limit")) << name;
+      EXPECT_THAT(message, Not(HasSubstr("cannot be interrupted"))) << name;
+      EXPECT_LE(elapsed, kTimeFactor * (2 * kAttackerCpu + kLoadedSlack)) << name;
+      break;
+    }
   }
-  EXPECT_EQ(engine->stats().scheduler.abandoned, 0u);
+  EXPECT_EQ(engine->stats().scheduler.abandoned, abandoned_runs);
 }
 
 // A native called back by a native runs no JavaScript between calls, so V8

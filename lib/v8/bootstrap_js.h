@@ -474,8 +474,12 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
             ++size;
             continue;
           }
-          size += walkLength(E);
-          if (isProxy(E) || !ArrayIsArray(E)) generic = true;
+          if (!isProxy(E) && ArrayIsArray(E)) {
+            size += walkLength(E);
+          } else {
+            size += slowPaths().concatLength(E);
+            generic = true;
+          }
         }
         if (!isObject(self) || isProxy(self) || !ArrayIsArray(self)) generic = true;
       // fallthrough
@@ -1623,12 +1627,12 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     }
     // concat with an operand that is no plain Array. Tenant code can run inside V8's concat (a
     // species constructor, an isConcatSpreadable getter, an element getter) and could make such
-    // an operand spreadable, or lengthen it, after the guard summed the lengths: V8 would walk
-    // it in C++ (2^40 indices, for ever). So V8 gets only plain Arrays, whose walks stay
-    // bounded, and primitives: an object that no code can make spreadable now (no getter or
-    // Proxy decides) stands in as an empty object without a prototype, replaced by the object
-    // in the result; a spreadable one, a Proxy, a receiver that is no plain Array or a species
-    // that is not Array's runs the specification's loop here, in JavaScript.
+    // an operand spreadable, and 2^30 long, after the guard summed the lengths: V8 would walk
+    // it in C++ (22 s). So V8 gets no such operand: one that no code can make spreadable now
+    // (no getter or Proxy decides) stands in as an empty object without a prototype, replaced
+    // by the object in the result; a spreadable one, a Proxy, a receiver that is no plain
+    // Array or a species that is not Array's runs the specification's loop here, in
+    // JavaScript. (An Array operand lengthened from inside is not bounded yet: README.)
     function concatGeneric(self, items) {
       if (isProxy(self) || !ArrayIsArray(self) || !plainSpecies(self)) return concat(self, items);
       // Written as data properties: an index setter on Array.prototype must not run here.
@@ -1645,13 +1649,23 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
         createDataProperty(operands, i, E);
       }
       const result = apply(ORIG['Array.prototype.concat'], self, operands);
-      // Each stand-in is in the result once, in order: found from the end.
-      for (let j = standIns.length - 2, at = result.length - 1; j >= 0; j -= 2, --at) {
-        at = apply(ORIG['Array.prototype.lastIndexOf'], result, [standIns[j], at]);
+      // Each stand-in is in the result once, in order: found from the end by its own data
+      // properties (lastIndexOf would look a hole up on Array.prototype, where a getter could
+      // move the stand-ins or lengthen the result), in JavaScript, over the guarded length.
+      let at = result.length - 1;
+      for (let j = standIns.length - 2; j >= 0; j -= 2, --at) {
+        for (; at >= 0; --at) {
+          const d = getOwnPropertyDescriptor(result, at);
+          if (d !== undefined && d.value === standIns[j]) break;
+        }
+        if (at < 0) throw new TypeError('concat: the result lost an operand');
         createDataProperty(result, at, standIns[j + 1]);
       }
       return result;
     }
+    // How many elements concat takes from `E`, an object that is no plain Array: one unless it
+    // is spreadable (or a getter or Proxy decides), then its walk length.
+    const concatLength = (E) => !isProxy(E) && spreadableByData(E) === false ? 1 : walkLength(E);
     // Whether non-Proxy `o`, not an Array, is spreadable by a data property (or none: false);
     // undefined when a getter or a Proxy on its chain would decide.
     function spreadableByData(o) {
@@ -1902,7 +1916,7 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       return out;
     }
     return {refuse, argList, pin, pinnedLength, sortLarge, replaceByExec, replaceString, flat, flatMap,
-            concat, concatGeneric,
+            concat, concatGeneric, concatLength,
             intlString, intlOptions, bigIntBounded, jsonNesting, search, isRegExpLike,
             splitString, datePrimitive, plainRegExp, splitRegExp};
   }

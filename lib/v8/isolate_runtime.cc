@@ -523,7 +523,15 @@ void ActionCall(const v8::FunctionCallbackInfo<v8::Value>& info, const char* wha
   if (!args) return;
   absl::StatusOr<Value> result = host_call(*req.host, *name, *args);
   if (info.GetIsolate()->IsExecutionTerminating()) return;
-  if (!result.ok()) return call->Fail(result.status());
+  if (!result.ok()) {
+    // Thrown into the action with its limit (ErrorTag), but a nested call's wall-clock limit:
+    // that says its machine was busy, not that this action failed for good (a queue would
+    // then record the action failed rather than run it again).
+    absl::Status status = result.status();
+    if (ExceededLimit(status) == Limit::kWallTime)
+      status = absl::Status(status.code(), status.message());
+    return call->Fail(status);
+  }
   call->Return(*result);
 }
 void RunQueryNative(const v8::FunctionCallbackInfo<v8::Value>& info) {

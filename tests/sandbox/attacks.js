@@ -512,6 +512,25 @@ export const trappedLengthsStillWork = q(() => {
   out.push(Math.max.apply(null, getter), Reflect.construct(Array, getter).join());
   return out;
 });
+// An index getter on Array.prototype that moved the stand-ins of concat's non-Array operands
+// and lengthened the result while they were looked for (lastIndexOf walked 2^32 holes).
+export const concatStandInHijack = q(() => {
+  let fired = false;
+  Object.defineProperty(Array.prototype, 2, { configurable: true, get() {
+    if (!fired && Array.isArray(this) && this.length === 3) {
+      fired = true;
+      this[1] = 0;
+      this.length = 2 ** 32 - 1;
+    }
+  } });
+  const r = [].concat({ a: 1 }, { b: 2 }, [, ]);
+  return [r.length, r[0].a, r[1].b, fired];
+});
+// Objects V8 appends whole are one element each, whatever their length says.
+export const concatUnspreadLengths = q(() => {
+  const k = class { get length() { return 1; } };
+  return [[].concat(new k()).length, [].concat({ length: 2 ** 30 }).length];
+});
 // concat's operands that are not Arrays, as Node 20 answers (tests/sandbox/attacks.js' cases
 // are each checked against it).
 export const concatOperandsStillWork = q(() => {
