@@ -252,6 +252,8 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     return max(1, floor(depth / CHAIN_STEP));
   }
   const ArrayProto = Array.prototype, ObjectProto = Object.prototype;
+  // An Array that is no Proxy (Array.isArray sees through one, and throws on a revoked one).
+  const plainArray = (v) => isObject(v) && !isProxy(v) && ArrayIsArray(v);
   const typedLengthGetter = getOwnPropertyDescriptor(TypedArrayProto, 'length').get;
   // How many indices a generic Array method walks on receiver `o`, found without running
   // tenant code (times chainFactor): Infinity when a getter or valueOf would decide it (the
@@ -264,7 +266,7 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     if (!isObject(o)) return 0;
     // The usual receiver first, cheaply: an array on the original chain (three objects: it
     // counts once).
-    if (!isProxy(o) && ArrayIsArray(o) && getPrototypeOf(o) === ArrayProto &&
+    if (plainArray(o) && getPrototypeOf(o) === ArrayProto &&
         getPrototypeOf(ArrayProto) === ObjectProto) {
       return o.length;
     }
@@ -474,14 +476,14 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
             ++size;
             continue;
           }
-          if (!isProxy(E) && ArrayIsArray(E)) {
+          if (plainArray(E)) {
             size += walkLength(E);
           } else {
             size += slowPaths().concatLength(E);
             generic = true;
           }
         }
-        if (!isObject(self) || isProxy(self) || !ArrayIsArray(self)) generic = true;
+        if (!plainArray(self)) generic = true;
       // fallthrough
       case WALK_THIS:
         size += walkLength(self);
@@ -1634,12 +1636,12 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     // Array or a species that is not Array's runs the specification's loop here, in
     // JavaScript. (An Array operand lengthened from inside is not bounded yet: README.)
     function concatGeneric(self, items) {
-      if (isProxy(self) || !ArrayIsArray(self) || !plainSpecies(self)) return concat(self, items);
+      if (!plainArray(self) || !plainSpecies(self)) return concat(self, items);
       // Written as data properties: an index setter on Array.prototype must not run here.
       const operands = [], standIns = [];  // standIns: pairs of stand-in, object
       for (let i = 0; i < items.length; ++i) {
         let E = items[i];
-        if (isObject(E) && (isProxy(E) || !ArrayIsArray(E))) {
+        if (isObject(E) && !plainArray(E)) {
           if (isProxy(E) || spreadableByData(E) !== false) return concat(self, items);
           const standIn = {__proto__: null};
           createDataProperty(standIns, standIns.length, standIn);

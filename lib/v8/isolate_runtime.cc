@@ -192,10 +192,10 @@ void Fail(const v8::FunctionCallbackInfo<v8::Value>& info) {
       info[1]->IsString()
           ? Utf8Prefix(info.GetIsolate(), info[1].As<v8::String>(), kMaxJsMessageBytes)
           : DescribeValue(info.GetIsolate(), info[1]);
-  absl::Status status(static_cast<absl::StatusCode>(code), message);
   // The bootstrap's only ResourceExhausted is a sandbox limit (its guards' refuse()).
-  if (absl::IsResourceExhausted(status)) status = WithLimit(std::move(status), Limit::kSandbox);
-  call->Fail(status);
+  call->Fail(code == static_cast<int>(absl::StatusCode::kResourceExhausted)
+                 ? SandboxLimitError(message)
+                 : absl::Status(static_cast<absl::StatusCode>(code), message));
 }
 
 // mark(fn, kind, attrs, argFields): tags a query(), mutation() or action()
@@ -428,10 +428,8 @@ void Schedule(const v8::FunctionCallbackInfo<v8::Value>& info) {
     at = absl::FromUnixMicros(static_cast<int64_t>(std::clamp(when, -9.0e12, 9.0e12) * 1e3));
   }
   if (req.scheduled >= kMaxScheduledPerTransaction) {
-    return call->Fail(
-        WithLimit(absl::ResourceExhaustedError(StrCat(what, ": a function may schedule at most ",
-                                                      kMaxScheduledPerTransaction, " calls")),
-                  Limit::kSandbox));
+    return call->Fail(SandboxLimitError(
+        StrCat(what, ": a function may schedule at most ", kMaxScheduledPerTransaction, " calls")));
   }
   absl::StatusOr<std::string> id;
   if (req.action) {
@@ -444,10 +442,8 @@ void Schedule(const v8::FunctionCallbackInfo<v8::Value>& info) {
     const size_t bytes = args->ByteSize();
     if (req.scheduled_bytes + bytes > kMaxScheduledBytesPerAction) {
       return call->Fail(
-          WithLimit(absl::ResourceExhaustedError(
-                        StrCat(what, ": the calls one action schedules may carry at most ",
-                               kMaxScheduledBytesPerAction >> 20, " MiB of arguments in all")),
-                    Limit::kSandbox));
+          SandboxLimitError(StrCat(what, ": the calls one action schedules may carry at most ",
+                                   kMaxScheduledBytesPerAction >> 20, " MiB of arguments in all")));
     }
     req.scheduled_bytes += bytes;
     id = req.host->Schedule(*function, *args, delay, at);
@@ -560,19 +556,16 @@ void IntlObject(const v8::FunctionCallbackInfo<v8::Value>& info) {
   const int64_t bytes = (info[0]->IsInt32() ? info[0].As<v8::Int32>()->Value() : 64) * 1024;
   RequestState* req = call->rt().current();
   if (ContextState* cs = StateOf(call->context()); req == nullptr && cs->running_leftovers) {
-    return call->Fail(WithLimit(
-        absl::ResourceExhaustedError("Intl: no Intl object may be made after its request returned"),
-        Limit::kSandbox));
+    return call->Fail(
+        SandboxLimitError("Intl: no Intl object may be made after its request returned"));
   }
   if (req != nullptr) {
     if (req->intl_bytes + bytes > kMaxIntlBytesPerRequest) {
-      return call->Fail(
-          WithLimit(absl::ResourceExhaustedError(StrCat(
-                        "Intl: the Intl objects of one request exceed the sandbox limit of ",
-                        kMaxIntlBytesPerRequest >> 20,
-                        " MiB of ICU memory (outside the heap limit; ~1,000 DateTimeFormats): make "
-                        "one and reuse it")),
-                    Limit::kSandbox));
+      return call->Fail(SandboxLimitError(
+          StrCat("Intl: the Intl objects of one request exceed the sandbox limit of ",
+                 kMaxIntlBytesPerRequest >> 20,
+                 " MiB of ICU memory (outside the heap limit; ~1,000 DateTimeFormats): make "
+                 "one and reuse it")));
     }
     req->intl_bytes += bytes;
   }

@@ -97,6 +97,10 @@ AppError DescribeAppError(v8::Isolate* isolate, v8::Local<v8::Value> exception) 
 
 }  // namespace
 
+absl::Status SandboxLimitError(std::string_view message) {
+  return WithLimit(absl::ResourceExhaustedError(ToAbsl(message)), Limit::kSandbox);
+}
+
 // A tag is the code, plus (limit + 1) << 8 for a limit's error.
 int32_t ErrorTag(const absl::Status& status) {
   const int32_t code = static_cast<int32_t>(status.code());

@@ -30,6 +30,10 @@ namespace txfn::internal {
 [[nodiscard]] int32_t ErrorTag(const absl::Status& status);
 [[nodiscard]] absl::Status FromErrorTag(int32_t tag, std::string_view message);
 
+// ResourceExhausted `message` naming Limit::kSandbox: one of the runtime's fixed per-request
+// bounds (txfn/errors.h), which the same call meets again.
+[[nodiscard]] absl::Status SandboxLimitError(std::string_view message);
+
 // The status for a thrown `exception` (with its `message`, may be empty): the
 // code (and limit) an Error made by txfn carries under `code_key` (a ctx.db error keeps
 // them), else Unknown prefixed "Uncaught "; the text is the JS stack, or

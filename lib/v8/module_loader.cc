@@ -11,7 +11,6 @@
 #include "lib/v8/js_errors.h"
 #include "lib/v8/js_strings.h"
 #include "lib/v8/regexp_literals.h"
-#include "txfn/errors.h"
 #include "txfn/internal/status_macros.h"
 #include "txfn/internal/strings.h"
 
@@ -234,13 +233,11 @@ absl::Status CheckRegExpCost(std::string_view source, JsGoal goal) {
   const size_t escapes = EscapesIn(source);
   const size_t groups = NamedGroupsIn(source);
   if (std::max(escapes, groups) > kMaxRegExpEscapes) {
-    return WithLimit(
-        absl::ResourceExhaustedError(
-            StrCat(std::max(escapes, groups),
-                   " Unicode property escapes (\\p{...}) or named groups ((?<name>...)) in regular "
-                   "expressions exceed the sandbox limit of ",
-                   kMaxRegExpEscapes, " (V8 cannot interrupt their compilation)")),
-        Limit::kSandbox);
+    return SandboxLimitError(
+        StrCat(std::max(escapes, groups),
+               " Unicode property escapes (\\p{...}) or named groups ((?<name>...)) in regular "
+               "expressions exceed the sandbox limit of ",
+               kMaxRegExpEscapes, " (V8 cannot interrupt their compilation)"));
   }
   // A literal with `i`: its classes are folded (as the bootstrap's checkedPattern counts).
   absl::Status status;
@@ -261,13 +258,10 @@ absl::Status CheckRegExpCost(std::string_view source, JsGoal goal) {
         const bool unicode = flags.find('u') != std::string_view::npos;
         const size_t limit = unicode ? kMaxRegExpFolded : kMaxRegExpEscapes;
         if (folded <= limit) return;
-        status = WithLimit(
-            absl::ResourceExhaustedError(
-                StrCat("a regular expression literal with the ",
-                       unicode ? "i and u flags" : "i flag", " has ", folded,
-                       " character classes or Unicode property escapes, over the sandbox limit of ",
-                       limit, " (V8 case-folds each when it compiles the literal, uninterrupted)")),
-            Limit::kSandbox);
+        status = SandboxLimitError(StrCat(
+            "a regular expression literal with the ", unicode ? "i and u flags" : "i flag", " has ",
+            folded, " character classes or Unicode property escapes, over the sandbox limit of ",
+            limit, " (V8 case-folds each when it compiles the literal, uninterrupted)"));
       });
   if (!status.ok() || !ambiguous.has_value()) return status;
   const size_t line = 1 + std::count(source.begin(), source.begin() + ambiguous->offset, '\n');
