@@ -24,6 +24,12 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   const defineProperty = Object.defineProperty;
   const getOwnPropertyDescriptor = Object.getOwnPropertyDescriptor;
   const getPrototypeOf = Object.getPrototypeOf;
+  const isFrozen = Object.isFrozen;
+  // Whether property descriptor `d` (from getOwnPropertyDescriptor) is a data property's: its
+  // own "value" (`'value' in d` would find one a tenant put on Object.prototype, and take a
+  // getter for data).
+  const hasOwnProperty = Object.prototype.hasOwnProperty;  // (V8 10.2 has no Object.hasOwn)
+  const isData = (d) => apply(hasOwnProperty, d, ['value']);
   const setPrototypeOf = Object.setPrototypeOf;
   const construct = Reflect.construct;
   // An Object in the specification's sense (a function is one too): what has properties of its
@@ -222,7 +228,7 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     for (let h = proxyHandler(p); isObject(h); h = getPrototypeOf(h)) {
       if (isProxy(h)) return true;
       const d = getOwnPropertyDescriptor(h, name);
-      if (d !== undefined) return !('value' in d) || d.value != null;
+      if (d !== undefined) return !isData(d) || d.value != null;
     }
     return false;
   }
@@ -244,16 +250,32 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   // 2^16 holes under 10,000 prototypes ran 3 s), and a chain longer than MAX_CHAIN (a cycle
   // through a Proxy) is refused. Normal chains (an array's is three long) count once.
   const CHAIN_STEP = 4, MAX_CHAIN = 1 << 16;
-  function chainFactor(o) {
+  // How many objects `o`'s chain holds (`o` too; through Proxies), up to past MAX_CHAIN.
+  function chainDepth(o) {
     let depth = 0;
-    for (let p = unproxied(o); isObject(p); p = unproxied(getPrototypeOf(p))) {
-      if (++depth > MAX_CHAIN) return Infinity;
+    for (let p = unproxied(o); isObject(p) && depth <= MAX_CHAIN;) {
+      ++depth;
+      p = unproxied(getPrototypeOf(p));
     }
-    return max(1, floor(depth / CHAIN_STEP));
+    return depth;
   }
+  function chainFactor(o) {
+    const depth = chainDepth(o);
+    return depth > MAX_CHAIN ? Infinity : max(1, floor(depth / CHAIN_STEP));
+  }
+  // The deepest chain whose factor keeps `length` indices within `limit`.
+  const depthFor = (length, limit) =>
+      min(MAX_CHAIN, CHAIN_STEP * (floor(limit / max(length, 1)) + 1) - 1);
+  // The deepest chain an Object.assign target keeps in C++ (a factor of 1).
+  const SHORT_CHAIN = 2 * CHAIN_STEP - 1;
   const ArrayProto = Array.prototype, ObjectProto = Object.prototype;
   // An Array that is no Proxy (Array.isArray sees through one, and throws on a revoked one).
   const plainArray = (v) => isObject(v) && !isProxy(v) && ArrayIsArray(v);
+  // Whether non-Proxy `a`'s prototype chain is an array's original one (three objects).
+  const originalChain = (a) =>
+      getPrototypeOf(a) === ArrayProto && getPrototypeOf(ArrayProto) === ObjectProto;
+  // chainFactor(o), the usual receiver first, cheaply.
+  const chainFactorOf = (o) => plainArray(o) && originalChain(o) ? 1 : chainFactor(o);
   const typedLengthGetter = getOwnPropertyDescriptor(TypedArrayProto, 'length').get;
   // How many indices a generic Array method walks on receiver `o`, found without running
   // tenant code (times chainFactor): Infinity when a getter or valueOf would decide it (the
@@ -266,10 +288,7 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     if (!isObject(o)) return 0;
     // The usual receiver first, cheaply: an array on the original chain (three objects: it
     // counts once).
-    if (plainArray(o) && getPrototypeOf(o) === ArrayProto &&
-        getPrototypeOf(ArrayProto) === ObjectProto) {
-      return o.length;
-    }
+    if (plainArray(o) && originalChain(o)) return o.length;
     const n = lengthRead(o);
     return n === 0 || n > MAX_LENGTH ? n : n * chainFactor(o);
   }
@@ -282,7 +301,7 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       if (ArrayIsArray(p)) return p.length;
       const d = getOwnPropertyDescriptor(p, 'length');
       if (d === undefined) continue;
-      if (!('value' in d)) {
+      if (!isData(d)) {
         // The receiver's size; the getter throws for anything else (the builtin then walks
         // nothing).
         return d.get === typedLengthGetter ? max(typedLength(unproxied(o)), 0) : Infinity;
@@ -362,7 +381,9 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
         MAX_LOCALE_ELEMENTS;
     if (size === TRAP_LENGTH) return slowPaths().pinnedLength(what, self, args, limit);
     if (size > limit) slowPaths().refuse(what, size, limit);
-    return apply(ORIG[what], self, args);
+    // Each element's toLocaleString is called: a walk (see walked()).
+    if (!isObject(self)) return apply(ORIG[what], self, args);
+    return walked(what, self, args, self, size, limit);
   }
 
   // The guarded builtins' originals by the name their wrapper reports
@@ -401,10 +422,78 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   const WRITE_THIS = 6;   // WALK_THIS, and <= 2 * MAX_SLOW unless a typed array (writing)
   const ARGLIST_1 = 7;    // an argument list made from args[1] <= MAX_SLOW (apply)
   const ARGLIST_2 = 8;    // ... from args[2] (Reflect.apply)
+  const ASSIGN = 9;       // KEYS_REST, and the target's chain short (Object.assign)
   // The indices a builtin lists on `o` in C++ (a typed array's, a string's,
   // a String object's; through Proxies), or 0. One native call: the check
   // runs on every Object.freeze.
   const keysLength = n.indexedLength;
+  // The walks builtins are making now, innermost first ({o, size, limit, maxDepth, next}). V8
+  // looks each hole of a walk up on every prototype, in C++, so code that a builtin calls (a
+  // callback, a getter, a toString) may not deepen the prototype chain of the object it walks
+  // past what its guard counted on: protoChecked refuses it (a map callback that hung 5,000
+  // prototypes under the 2^20 holes being mapped had V8 look for a quarter of an hour).
+  let walks = null;
+  // Runs builtin `what` on `self` and `args` as a walk of object `o` that its guard measured
+  // `size` long (its length times its chainFactor) within `limit`. The deepest chain it allows
+  // (maxDepth) is worked out when a prototype first changes during the walk (see deepening),
+  // which is also when the chain is last as it was measured: the common walk pays nothing more.
+  function walked(what, self, args, o, size, limit, maxDepth = -1) {
+    // (Its fields are all its own: Object.prototype's are never read. A literal without a
+    // prototype would be a dictionary, several times slower to make.)
+    const walk = {o, size, limit, maxDepth, next: walks};
+    walks = walk;
+    try {
+      return apply(ORIG[what], self, args);
+    } finally {
+      walks = walk.next;
+    }
+  }
+  // Objects tenant code gave an accessor at an index or at @@isConcatSpreadable: what V8's
+  // concat reads of its operands, so that concat can tell without running tenant code that
+  // none will run inside it (a getter there could lengthen a later operand after the guard
+  // measured it: V8 then probed 2^32 indices, uninterrupted). defineProperty and its kin are
+  // the only ways to give an object that exists an accessor (a class or an object literal
+  // makes a new one, which an array meets only on a chain that is not its original one). A
+  // WeakMap made on first use: most requests define none.
+  let accessorHolders = null;
+  const holdsAccessors = (o) =>
+      accessorHolders !== null && apply(weakMapGet, accessorHolders, [o]) === true;
+  function holdAccessors(o) {
+    if (accessorHolders === null) accessorHolders = new WeakMap_();
+    // A Proxy with no defineProperty trap forwards the definition to its target in C++.
+    for (let p = o; isObject(p); p = isProxy(p) ? proxyTarget(p) : null) {
+      apply(weakMapSet, accessorHolders, [p, true]);
+    }
+  }
+  // Whether property key `key`, as passed (not yet made a key), may name what concat reads.
+  const isConcatSpreadableKey = Symbol.isConcatSpreadable;
+  function walkedKey(key) {
+    if (typeof key === 'string') return key.length > 0 && key[0] >= '0' && key[0] <= '9';
+    if (typeof key === 'symbol') return key === isConcatSpreadableKey;
+    return key !== undefined && key !== null && typeof key !== 'boolean';
+  }
+  // Whether descriptor `d` may make an accessor, found without running tenant code (a Proxy
+  // on its chain could answer this check and V8 apart: it may).
+  function accessorDescriptor(d) {
+    if (!isObject(d)) return false;
+    for (let p = d; p !== null; p = getPrototypeOf(p)) {
+      if (isProxy(p)) return true;
+    }
+    return 'get' in d || 'set' in d;
+  }
+  // An array V8's concat walks without running tenant code: a plain Array on its original
+  // chain that holds no accessor a tenant gave it (see quietConcat for the two prototypes).
+  const quietArray = (a) => plainArray(a) && originalChain(a) && !holdsAccessors(a);
+  // Whether V8's concat on receiver `self` runs no tenant code but for its operands': `self` is
+  // a quiet array, Array.prototype and Object.prototype hold no accessor a tenant gave them
+  // (a hole is looked up there), and the species is Array's.
+  const quietConcat = (self) => quietArray(self) && !holdsAccessors(ArrayProto) &&
+      !holdsAccessors(ObjectProto) && slowPaths().plainSpecies(self);
+  // Object.defineProperty(o, key, desc) or Reflect's (`what`).
+  function defined(what, o, key, desc) {
+    if (isObject(o) && walkedKey(key) && accessorDescriptor(desc)) holdAccessors(o);
+    return apply(ORIG[what], undefined, [o, key, desc]);
+  }
   // A for-in lists the indices of every object on its receiver's prototype
   // chain in C++, with no interrupt check from one to the next: one capped
   // typed array takes a few seconds, but a chain of views of one buffer was
@@ -414,7 +503,9 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   // (A Proxy's getPrototypeOf trap is called: one that is JavaScript could answer a for-in
   // otherwise, but is then a point where V8 checks for termination; one that is not, a bound
   // builtin, answers the same each time.)
-  function protoChecked(what, proto) {
+  // Setting `o`'s prototype to `proto` while a builtin walks (see walked()) is checked too.
+  function protoChecked(what, o, proto) {
+    if (walks !== null) slowPaths().deepening(what, o, proto);
     for (let p = proto; isObject(p); p = getPrototypeOf(p)) {
       const size = keysLength(p);
       if (size > 0) slowPaths().refuse(what + ' (a prototype with indices)', size, 0);
@@ -427,14 +518,16 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   function iteratorGetter(o) {
     for (let p = getTarget(o); isObject(p); p = getTarget(getPrototypeOf(p))) {
       const d = getOwnPropertyDescriptor(p, symbolIterator);
-      if (d !== undefined) return !('value' in d);
+      if (d !== undefined) return !isData(d);
     }
     return false;
   }
   // Runs the builtin `what` (a key of ORIG) on `self` and `args` if they
-  // pass check `kind`.
-  function guarded(kind, what, self, args) {
+  // pass check `kind`; `inserted` elements are written besides the receiver's (unshift,
+  // splice), each looked up on its chain.
+  function guarded(kind, what, self, args, inserted = 0) {
     let size = 0, limit = MAX_WALK, generic = false;
+    let walkedObject = self;  // the object whose indices V8 walks (null: none, or no code runs)
     switch (kind) {
       case WRITE_THIS:
         // Writing 2^24 properties of a plain object makes a dictionary of
@@ -442,6 +535,7 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
         // (A sparse array is a dictionary too: 2^21 stays near a second.)
         // (A typed array's writes are cheap only up to its size.)
         size = walkLength(self);
+        if (inserted > 0 && size < TRAP_LENGTH) size += inserted * chainFactorOf(self);
         limit = size <= typedLength(unproxied(self)) ? MAX_WALK : MAX_SLOW * 2;
         if (isProxy(self)) limit = MAX_SLOW;  // each index forwarded, in C++
         break;
@@ -459,17 +553,29 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
           size = walkLength(args[i]);
         }
         limit = MAX_SLOW;
+        walkedObject = args[i];
         break;
       }
+      case ASSIGN:
+        // Each property is set on the target, looked up on every prototype of it in C++: under
+        // a deep chain the specification's loop runs in JavaScript (slowPaths().assign).
+        // (So does a primitive target: V8 sets on a wrapper whose chain is not checked here.)
+        if (args[0] != null && (!isObject(args[0]) || chainDepth(args[0]) > SHORT_CHAIN)) {
+          return slowPaths().assign(args);
+        }
+      // fallthrough
       case KEYS_REST:
         // Summed: the sources are listed in C++ one after another.
         for (let i = 1; i < args.length; ++i) size += keysLength(args[i]);
         limit = MAX_SLOW;
+        walkedObject = kind === ASSIGN ? args[0] : null;
         break;
       case WALK_ALL:
         // Summed, as V8 walks them: 400 arguments of 2^24 each ran for minutes. A primitive
-        // is one element (a string is not spread). An operand that is no plain Array (its
-        // walk not bounded by an array's) goes to slowPaths().concatGeneric below.
+        // is one element (a string is not spread). V8's concat runs no tenant code when its
+        // receiver and every operand are quiet arrays (quietArray) and its species is Array's;
+        // any other call goes to slowPaths().concatGeneric below.
+        generic = !quietConcat(self);
         for (let i = 0; i < args.length; ++i) {
           const E = args[i];
           if (!isObject(E)) {
@@ -478,12 +584,13 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
           }
           if (plainArray(E)) {
             size += walkLength(E);
+            if (!originalChain(E) || holdsAccessors(E)) generic = true;  // not a quietArray
           } else {
             size += slowPaths().concatLength(E);
             generic = true;
           }
         }
-        if (!plainArray(self)) generic = true;
+        walkedObject = null;
       // fallthrough
       case WALK_THIS:
         size += walkLength(self);
@@ -498,6 +605,7 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
           args[0] = slowPaths().pin(what, args[0], MAX_SLOW);
           size = 0;
         }
+        walkedObject = args[0];
         break;
       case RAW_ARG:
         // .raw read once: the builtin reads it from a copy of the call site.
@@ -511,11 +619,13 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
           } else {
             args[0] = {raw};
           }
+          walkedObject = args[0].raw;
         }
         break;
       case KEYS_ARG:
         size = keysLength(args[0]);
         limit = MAX_SLOW;
+        walkedObject = null;  // own keys: no prototype is looked at
         break;
     }
     if (size === TRAP_LENGTH && (kind === WALK_THIS || kind === WRITE_THIS)) {
@@ -528,7 +638,10 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     }
     if (size > limit) slowPaths().refuse(what, size, limit);
     if (generic && self != null) return slowPaths().concatGeneric(self, args);
-    return apply(ORIG[what], self, args);
+    if (!isObject(walkedObject)) return apply(ORIG[what], self, args);
+    // An assignment's keys are not counted: its target's chain stays as short as it was let be.
+    if (kind === ASSIGN) return walked(what, self, args, walkedObject, 0, limit, SHORT_CHAIN);
+    return walked(what, self, args, walkedObject, size, limit);
   }
   // Whether `text`, a replacement template, expands in C++ too long: its "$" parts are expanded
   // for every match, uninterrupted ("$`" is the text before the match:
@@ -620,9 +733,11 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     slice(...a) { return guarded(WALK_THIS, 'Array.prototype.slice', this, a); },
     some(...a) { return guarded(WALK_THIS, 'Array.prototype.some', this, calledBack(a, 0)); },
     sort(...a) { return guarded(WRITE_THIS, 'Array.prototype.sort', this, calledBack(a, 0)); },
-    splice(...a) { return guarded(WRITE_THIS, 'Array.prototype.splice', this, a); },
+    splice(...a) {
+      return guarded(WRITE_THIS, 'Array.prototype.splice', this, a, max(a.length - 2, 0));
+    },
     toLocaleString(...a) { return localeGuarded('Array.prototype.toLocaleString', this, a); },
-    unshift(...a) { return guarded(WRITE_THIS, 'Array.prototype.unshift', this, a); },
+    unshift(...a) { return guarded(WRITE_THIS, 'Array.prototype.unshift', this, a, a.length); },
     concat(...a) { return guarded(WALK_ALL, 'Array.prototype.concat', this, a); },
   });
   ORIG['Array'] = Array;  // for concat's species check (slowPaths().plainSpecies)
@@ -639,25 +754,30 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     getOwnPropertyDescriptors(...a) {
       return guarded(KEYS_ARG, 'Object.getOwnPropertyDescriptors', this, a);
     },
-    assign(...a) { return guarded(KEYS_REST, 'Object.assign', this, a); },
+    assign(...a) { return guarded(ASSIGN, 'Object.assign', this, a); },
     create(...a) { return guarded(KEYS_REST, 'Object.create', this, a); },
-    defineProperties(...a) { return guarded(KEYS_REST, 'Object.defineProperties', this, a); },
+    defineProperties(...a) {
+      if (isObject(a[0]) && isObject(a[1])) slowPaths().definedAll(a[0], a[1]);
+      return guarded(KEYS_REST, 'Object.defineProperties', this, a);
+    },
+    defineProperty(o, key, desc) { return defined('Object.defineProperty', o, key, desc); },
     freeze(...a) { return guarded(KEYS_ARG, 'Object.freeze', this, a); },
     seal(...a) { return guarded(KEYS_ARG, 'Object.seal', this, a); },
     isFrozen(...a) { return guarded(KEYS_ARG, 'Object.isFrozen', this, a); },
     isSealed(...a) { return guarded(KEYS_ARG, 'Object.isSealed', this, a); },
     setPrototypeOf(o, proto) {
       return apply(ORIG['Object.setPrototypeOf'], this,
-                   [o, protoChecked('Object.setPrototypeOf', proto)]);
+                   [o, protoChecked('Object.setPrototypeOf', o, proto)]);
     },
   });
   install(Reflect, 'Reflect.', {
     ownKeys(...a) { return guarded(KEYS_ARG, 'Reflect.ownKeys', this, a); },
     apply(...a) { return guarded(ARGLIST_2, 'Reflect.apply', this, a); },
     construct(...a) { return guarded(ARGLIST_1, 'Reflect.construct', this, a); },
+    defineProperty(o, key, desc) { return defined('Reflect.defineProperty', o, key, desc); },
     setPrototypeOf(o, proto) {
       return apply(ORIG['Reflect.setPrototypeOf'], this,
-                   [o, protoChecked('Reflect.setPrototypeOf', proto)]);
+                   [o, protoChecked('Reflect.setPrototypeOf', o, proto)]);
     },
   });
   {
@@ -669,10 +789,20 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       set: getOwnPropertyDescriptor({
         set __proto__(p) {
           apply(ORIG['Object.prototype.__proto__'], this,
-                [protoChecked('Object.prototype.__proto__', p)]);
+                [protoChecked('Object.prototype.__proto__', this, p)]);
         },
       }, '__proto__').set});
   }
+  install(Object.prototype, 'Object.prototype.', {
+    __defineGetter__(key, getter) {
+      if (isObject(this) && walkedKey(key)) holdAccessors(this);
+      return apply(ORIG['Object.prototype.__defineGetter__'], this, [key, getter]);
+    },
+    __defineSetter__(key, setter) {
+      if (isObject(this) && walkedKey(key)) holdAccessors(this);
+      return apply(ORIG['Object.prototype.__defineSetter__'], this, [key, setter]);
+    },
+  });
   install(Function.prototype, 'Function.prototype.', {
     apply(...a) { return guarded(ARGLIST_1, 'Function.prototype.apply', this, a); },
   });
@@ -1153,7 +1283,7 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     const view = construct(Orig, args, newTarget);
     const size = typedLength(view);
     if (size > MAX_TYPED) slowPaths().refuse(name, size + ' elements', MAX_TYPED);
-    protoChecked(name, getPrototypeOf(view));
+    protoChecked(name, view, getPrototypeOf(view));
     return view;
   }
   const cappedTypedArrays = {
@@ -1543,8 +1673,10 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       return n > 0 ? (n < MAX_LENGTH ? floor(n) : MAX_LENGTH) : 0;
     };
     // CreateDataPropertyOrThrow: a TypeError where the property cannot be defined.
-    const createDataProperty = (target, index, value) => defineProperty(
-        target, index, {value, writable: true, enumerable: true, configurable: true});
+    // (The descriptor has no prototype: a "get" a tenant put on Object.prototype would make it
+    // an accessor's, and V8 throw.)
+    const createDataProperty = (target, index, value) => defineProperty(target, index,
+        {__proto__: null, value, writable: true, enumerable: true, configurable: true});
     const species = Symbol.species;
     // ArraySpeciesCreate(O, 0) (V8 keeps the other realm's Array check: one realm here).
     function speciesCreate(O) {
@@ -1627,21 +1759,24 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       target.length = n;
       return target;
     }
-    // concat with an operand that is no plain Array. Tenant code can run inside V8's concat (a
-    // species constructor, an isConcatSpreadable getter, an element getter) and could make such
-    // an operand spreadable, and 2^30 long, after the guard summed the lengths: V8 would walk
-    // it in C++ (22 s). So V8 gets no such operand: one that no code can make spreadable now
-    // (no getter or Proxy decides) stands in as an empty object without a prototype, replaced
-    // by the object in the result; a spreadable one, a Proxy, a receiver that is no plain
-    // Array or a species that is not Array's runs the specification's loop here, in
-    // JavaScript. (An Array operand lengthened from inside is not bounded yet: README.)
+    // concat where tenant code could run inside V8's (a species constructor, an
+    // isConcatSpreadable getter, an element getter), or with an operand that is no Array.
+    // Code inside could lengthen a later operand after the guard summed the lengths (an object
+    // made spreadable and 2^30 long: 22 s; an Array made 2^32 - 1 long with an accessor
+    // element: minutes), and V8 would walk it in C++. So V8 runs only where no tenant code can
+    // (quietConcat, quietArray), and gets no operand that is not an Array: one that nothing
+    // can make spreadable (no getter or Proxy decides) stands in as an empty object without a
+    // prototype, replaced by the object in the result. Anything else runs the specification's
+    // loop here, in JavaScript.
     function concatGeneric(self, items) {
-      if (!plainArray(self) || !plainSpecies(self)) return concat(self, items);
+      if (!quietConcat(self)) return concat(self, items);
       // Written as data properties: an index setter on Array.prototype must not run here.
       const operands = [], standIns = [];  // standIns: pairs of stand-in, object
       for (let i = 0; i < items.length; ++i) {
         let E = items[i];
-        if (isObject(E) && !plainArray(E)) {
+        if (plainArray(E)) {
+          if (!quietArray(E)) return concat(self, items);
+        } else if (isObject(E)) {
           if (isProxy(E) || spreadableByData(E) !== false) return concat(self, items);
           const standIn = {__proto__: null};
           createDataProperty(standIns, standIns.length, standIn);
@@ -1674,18 +1809,94 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       for (let p = o; p !== null; p = getPrototypeOf(p)) {
         if (isProxy(p)) return undefined;
         const d = getOwnPropertyDescriptor(p, isConcatSpreadable);
-        if (d !== undefined) return 'value' in d ? !!d.value : undefined;
+        if (d !== undefined) return isData(d) ? !!d.value : undefined;
       }
       return false;
     }
+    // Object.assign(...args) as the specification writes it, in JavaScript, where each
+    // property set on a target under a deep chain (or a primitive's wrapper) is interruptible.
+    function assign(args) {
+      const to = ObjectOf(args[0]);
+      for (let i = 1; i < args.length; ++i) {
+        if (args[i] == null) continue;
+        const from = ObjectOf(args[i]);
+        const keys = ownKeys(from);
+        for (let k = 0; k < keys.length; ++k) {
+          const d = getOwnPropertyDescriptor(from, keys[k]);
+          if (d !== undefined && d.enumerable) to[keys[k]] = from[keys[k]];
+        }
+      }
+      return to;
+    }
+    // The properties Object.defineProperties(o, props) defines, checked as defined() does
+    // each (a Proxy, or a getter, answering for props may answer V8 otherwise: checked as if
+    // an accessor).
+    function definedAll(o, props) {
+      if (isProxy(props)) return holdAccessors(o);
+      if (keysLength(props) > MAX_SLOW) return undefined;  // the guard refuses the call
+      const keys = ownKeys(props);
+      for (let k = 0; k < keys.length; ++k) {
+        if (!walkedKey(keys[k])) continue;
+        const d = getOwnPropertyDescriptor(props, keys[k]);
+        if (d !== undefined && d.enumerable && (!isData(d) || accessorDescriptor(d.value))) {
+          return holdAccessors(o);
+        }
+      }
+      return undefined;
+    }
+    // Whether setting `o`'s prototype to `proto` makes a walk's chain deeper than its guard let
+    // it be (see walked()): refused. A Proxy's setPrototypeOf trap is JavaScript, whose own
+    // calls are checked; one with none forwards to its target in C++.
+    function deepening(what, o, proto) {
+      let t = o;
+      while (isObject(t) && isProxy(t)) {
+        if (trapped(t, 'setPrototypeOf')) return;
+        t = proxyTarget(t);
+      }
+      if (!isObject(t)) return;
+      for (let w = walks; w !== null; w = w.next) {
+        if (w.maxDepth < 0) w.maxDepth = depthFor(w.size / chainFactor(w.o), w.limit);
+      }
+      for (let w = walks; w !== null; w = w.next) {
+        const depth = chainDepthAfter(w.o, t, proto, w.maxDepth);
+        if (depth > w.maxDepth) {
+          refuse(what + ' (the prototype chain of an object a builtin walks)', depth, w.maxDepth);
+        }
+      }
+    }
+    // How many objects `o`'s chain holds (through Proxies, as chainFactor counts) once `t`'s
+    // prototype is `proto`, counted to one past `bound`; 0 when `t` is not on it, or for a
+    // cycle (V8 refuses to make one).
+    function chainDepthAfter(o, t, proto, bound) {
+      let depth = 0, moved = false;
+      for (let p = unproxied(o); isObject(p);) {
+        if (++depth > bound && (moved || depth > MAX_CHAIN)) return moved ? depth : 0;
+        if (p !== t) {
+          p = unproxied(getPrototypeOf(p));
+        } else if (moved) {
+          return 0;
+        } else {
+          moved = true;
+          p = unproxied(proto);
+        }
+      }
+      return moved ? depth : 0;
+    }
     // Whether Array `a`'s species is Array itself, found without running code.
+    // Once found so of a frozen Array.prototype and Array (a hardened context), Array's own
+    // part is known for good.
+    let frozenSpecies = false;
     function plainSpecies(a) {
-      if (getOwnPropertyDescriptor(a, 'constructor') !== undefined) return false;
-      if (getPrototypeOf(a) !== ArrayProto) return false;
+      if (apply(hasOwnProperty, a, ['constructor']) || getPrototypeOf(a) !== ArrayProto) {
+        return false;
+      }
+      if (frozenSpecies) return true;
       const c = getOwnPropertyDescriptor(ArrayProto, 'constructor');
-      if (c === undefined || !('value' in c) || c.value !== ORIG['Array']) return false;
+      if (c === undefined || !isData(c) || c.value !== ORIG['Array']) return false;
       const s = getOwnPropertyDescriptor(ORIG['Array'], species);
-      return s !== undefined && s.get === ORIG['Array.@@species'];
+      if (s === undefined || isData(s) || s.get !== ORIG['Array.@@species']) return false;
+      frozenSpecies = isFrozen(ArrayProto) && isFrozen(ORIG['Array']);
+      return true;
     }
     // Intl hands a locale tag, an option's value (a time zone, a currency, ...) and
     // DisplayNames.of's code to ICU, which copies and parses it outside the heap limit,
@@ -1918,7 +2129,7 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       return out;
     }
     return {refuse, argList, pin, pinnedLength, sortLarge, replaceByExec, replaceString, flat, flatMap,
-            concat, concatGeneric, concatLength,
+            concat, concatGeneric, concatLength, plainSpecies, assign, definedAll, deepening,
             intlString, intlOptions, bigIntBounded, jsonNesting, search, isRegExpLike,
             splitString, datePrimitive, plainRegExp, splitRegExp};
   }
@@ -1941,8 +2152,7 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   }
   const console = {debug: logger(0), log: logger(1), info: logger(2), warn: logger(3),
                    error: logger(4)};
-  Object.defineProperty(globalThis, 'console', {value: console, writable: true,
-                                                configurable: true});
+  defineProperty(globalThis, 'console', {value: console, writable: true, configurable: true});
 
   // The fields compileValidator checked last, for mark(): a deploy lists
   // them so the host can check a queued call's arguments before enqueuing.

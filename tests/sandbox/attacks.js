@@ -305,6 +305,139 @@ export const concatReceiverLengthens = q(() => {
   const self = { get [Symbol.isConcatSpreadable]() { self.length = 2 ** 30; return true; } };
   return Array.prototype.concat.call(self).length;
 });
+// ... an Array operand: lengthened to 2^32 - 1 and given an accessor element (V8 then probes
+// every index in C++) by a getter that defineProperty put on the first operand, by one a
+// subclass put on the first operand's prototype, or by the species constructor (V8 then
+// copies every index into the species' object).
+const lengthensArray = (a) => {
+  a.length = 2 ** 32 - 1;
+  Object.defineProperty(a, 0, { get: () => 1, configurable: true });
+};
+export const concatGetterLengthensArray = q(() => {
+  const later = [];
+  const first = [0];
+  Object.defineProperty(first, 0, { get() { lengthensArray(later); return 1; } });
+  return [].concat(first, later).length;
+});
+export const concatInheritedGetterLengthensArray = q(() => {
+  const later = [];
+  class Holey extends Array {
+    get 0() { lengthensArray(later); return 1; }
+  }
+  return [].concat(new Holey(1), later).length;
+});
+export const concatSpeciesConstructorLengthensArray = q(() => {
+  const later = [];
+  let armed = false;
+  class Sneaky extends Array {
+    constructor(...a) { super(...a); if (armed) lengthensArray(later); }
+  }
+  const self = Sneaky.of(1);
+  armed = true;
+  return self.concat(later).length;
+});
+// The same getter put on Array.prototype's holes with __defineGetter__.
+export const concatPrototypeGetterLengthensArray = q(() => {
+  const later = [];
+  Array.prototype.__defineGetter__("0", function () { lengthensArray(later); return 1; });
+  return [].concat([, 1], later).length;
+});
+// A getter read as a data property through a "value" put on Object.prototype: a length getter
+// answering 2^32 - 1 taken for a length of 0, a species getter's descriptor for Array's own.
+export const inheritedDescriptorValue = q(() => {
+  Object.prototype.value = 0;
+  return Array.prototype.indexOf.call({ get length() { return 2 ** 32 - 1; } }, 1);
+});
+export const inheritedDescriptorGetter = q(() => {
+  const later = [];
+  const speciesGetter = Object.getOwnPropertyDescriptor(Array, Symbol.species).get;
+  class Sneaky extends Array {
+    constructor(...a) { super(...a); lengthensArray(later); }
+  }
+  Object.defineProperty(Array, Symbol.species, { value: Sneaky, configurable: true });
+  Object.prototype.get = speciesGetter;
+  return [1].concat(later).length;
+});
+// Code a builtin calls deepening the prototype chain of the array it walks: each hole is then
+// looked up on 5,000 prototypes, in C++ (2^20 holes: a quarter of an hour). A map callback, a join
+// element's toString through the __proto__ setter (toLocaleString's too), slice's start through
+// Reflect.
+const deepChain = (depth) => {
+  let chain = Object.prototype;
+  for (let i = 0; i < depth; i++) chain = Object.create(chain);
+  return chain;
+};
+const holey = (length) => { const a = [0, 0]; a.length = length; return a; };
+export const mapDeepensChain = q(() => {
+  const chain = deepChain(5000);
+  const holes = holey(2 ** 20);
+  return holes.map(() => { Object.setPrototypeOf(holes, chain); return 1; }).length;
+});
+export const joinDeepensChain = q(() => {
+  const chain = deepChain(5000);
+  const holes = holey(2 ** 20);
+  holes[0] = { toString() { holes.__proto__ = chain; return ""; } };
+  return holes.join("").length;
+});
+export const toLocaleStringDeepensChain = q(() => {
+  const chain = deepChain(5000);
+  const holes = holey(2 ** 18);
+  holes[0] = { toLocaleString() { holes.__proto__ = chain; return ""; } };
+  return holes.toLocaleString().length;
+});
+export const sliceDeepensChain = q(() => {
+  const chain = deepChain(5000);
+  const holes = holey(2 ** 20);
+  return holes.slice({ valueOf() { Reflect.setPrototypeOf(holes, chain); return 0; } }).length;
+});
+// Properties set under a deep chain, each looked up on every prototype in C++: Object.assign of
+// 100,000 keys under 2,000 prototypes (a deeper chain meets V8's quadratic first, see the
+// README); unshift of 32,768 arguments under 10,000.
+export const assignUnderDeepChain = q(() => {
+  const source = {};
+  for (let i = 0; i < 100000; i++) source["k" + i] = i;
+  return Object.keys(Object.assign(Object.create(deepChain(2000)), source)).length;
+});
+export const unshiftUnderDeepChain = q(() => {
+  const a = Object.setPrototypeOf([], deepChain(10000));
+  return Array.prototype.unshift.apply(a, new Array(2 ** 15).fill(0));
+});
+// A source's getter deepening the target's chain in the middle of an Object.assign.
+export const assignDeepensChain = q(() => {
+  const chain = deepChain(5000);
+  const target = {};
+  const source = new Array(2 ** 16).fill(0);
+  Object.defineProperty(source, 0, {
+    get() { Object.setPrototypeOf(target, chain); return 1; }, enumerable: true,
+  });
+  return Object.keys(Object.assign(target, source)).length;
+});
+// What the checks above must let through, as Node 20 answers.
+export const chainsAndAccessorsStillWork = q(() => {
+  const out = [];
+  const a = [1, 2, 3];
+  out.push(a.map((x) => { Object.setPrototypeOf(a, Array.prototype); return x * 2; }).join());
+  const withGetter = [0, 1];
+  Object.defineProperty(withGetter, 0, { get: () => "g", enumerable: true });
+  out.push([].concat(withGetter, [2]).join(), withGetter.concat(3).join());
+  Reflect.defineProperty(withGetter, 1, { get: () => "h", enumerable: true });
+  out.push(withGetter.concat([]).join());
+  Object.defineProperties(withGetter, { 2: { value: "v", enumerable: true } });
+  out.push([9].concat(withGetter).join());
+  class Mine extends Array {}
+  const m = Mine.from([1, 2]).concat([3]);
+  out.push(m instanceof Mine, m.join());
+  out.push(Object.assign(Object.create(deepChain(10)), { x: 1, y: 2 }).y);
+  out.push(Object.assign(5, { x: 1 }).x, typeof Object.assign("s", { x: 1 }));
+  const target = {};
+  out.push(Object.keys(Object.assign(target, { get a() { Object.setPrototypeOf(target, deepChain(3)); return 1; }, b: 2 })).join());
+  const u = Object.setPrototypeOf([], deepChain(10));
+  out.push(Array.prototype.unshift.call(u, 1, 2, 3), Array.prototype.splice.call(u, 1, 0, 7, 8).length, Array.prototype.join.call(u));
+  const o = {};
+  o.__defineGetter__("5", () => 5);
+  out.push(o[5], [].concat(Object.assign([], o)).length);
+  return out;
+});
 export const assignMany = q(() =>
   Object.keys(Object.assign({}, ...new Array(1000).fill("x".repeat(2 ** 16)))).length);
 // A for-in walks every typed array on the prototype chain: views of one 4 MiB buffer.
