@@ -20,12 +20,24 @@ using internal::StrCat;
 
 namespace {
 
-absl::Status CheckModulePaths(const std::map<std::string, std::string>& modules) {
+// Each module's path, and the sizes (kMaxModuleBytes, kMaxDeployBytes).
+absl::Status CheckModules(const std::map<std::string, std::string>& modules) {
+  size_t total = 0;
   for (const auto& [path, source] : modules) {
     if (path.empty() || path.find(':') != std::string::npos) {
       return absl::InvalidArgumentError(
           StrCat("deploy refused: bad module path '", path, "' (empty or containing ':')"));
     }
+    if (source.size() > kMaxModuleBytes) {
+      return absl::InvalidArgumentError(StrCat("deploy refused: module '", path, "' is ",
+                                               source.size(), " bytes, over the limit of ",
+                                               kMaxModuleBytes, " per module"));
+    }
+    total += source.size();
+  }
+  if (total > kMaxDeployBytes) {
+    return absl::InvalidArgumentError(StrCat("deploy refused: the modules are ", total,
+                                             " bytes in all, over the limit of ", kMaxDeployBytes));
   }
   return absl::OkStatus();
 }
@@ -80,7 +92,7 @@ absl::Status CheckIndexes(const Schema& schema) {
 
 absl::Status StageDeploy(Transaction& txn, const std::map<std::string, std::string>& modules,
                          const Schema& schema) {
-  TXFN_RETURN_IF_ERROR(CheckModulePaths(modules));
+  TXFN_RETURN_IF_ERROR(CheckModules(modules));
   TXFN_RETURN_IF_ERROR(CheckIndexes(schema));
   if (absl::Status s = txn.DeploySchema(schema); !s.ok()) {
     return Prefixed(s, "deploy refused: schema");
@@ -121,7 +133,7 @@ absl::Status DeployTenant(OpenTenant& tenant, FunctionRunner& runner,
                           const std::function<void(bool will_retry)>& on_conflict,
                           std::map<std::string, FunctionInfo>* functions) {
   // Paths are checked before any transaction runs.
-  TXFN_RETURN_IF_ERROR(CheckModulePaths(modules));
+  TXFN_RETURN_IF_ERROR(CheckModules(modules));
   std::map<std::string, FunctionInfo> described;
   TXFN_RETURN_IF_ERROR(tenant
                            .CommitSystemTransaction(

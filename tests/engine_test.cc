@@ -16,6 +16,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sqlite_test_util.h"
+#include "txfn/deploy.h"
 #include "txfn/errors.h"
 #include "txfn/idempotency.h"
 #include "txfn/in_memory_storage.h"
@@ -322,6 +323,41 @@ TEST_P(EngineTest, DeployRefusesBadJavaScriptAndKeepsTheOldVersion) {
   ASSERT_TRUE(latest.ok());
   EXPECT_EQ((*latest)->metadata().modules().size(), 1u);
   EXPECT_EQ(engine_->stats().deploys_refused, 3u);
+}
+
+TEST_P(EngineTest, DeployRefusesModulesPastTheSizeLimitsBeforeCompilingThem) {
+  CreateAndDeploy();
+  // A comment parses in no time: only the size can refuse these.
+  const auto padded = [](size_t bytes) {
+    std::string source = "export const x = 1;\n//";
+    source.resize(bytes, 'x');
+    return source;
+  };
+  absl::Status s =
+      engine_->Deploy("app", {{"big.js", padded(kMaxModuleBytes + 1)}}, *Schema::FromJson(kSchema));
+  EXPECT_TRUE(absl::IsInvalidArgument(s)) << s;
+  EXPECT_THAT(std::string(s.message()), HasSubstr("module 'big.js' is 8388609 bytes"));
+
+  std::map<std::string, std::string> many;
+  for (int i = 0; i * kMaxModuleBytes <= kMaxDeployBytes; ++i) {
+    many[fmt::format("part{}.js", i)] = padded(kMaxModuleBytes);
+  }
+  s = engine_->Deploy("app", many, *Schema::FromJson(kSchema));
+  EXPECT_TRUE(absl::IsInvalidArgument(s)) << s;
+  EXPECT_THAT(std::string(s.message()), HasSubstr("in all, over the limit of 33554432"));
+
+  // The old version keeps serving; a module of exactly the limit is taken.
+  EXPECT_EQ(engine_->Query("app", "counters:hello", Value::Null())->value,
+            Value::String("v1:hello"));
+  ASSERT_TRUE(engine_
+                  ->DeployJson("app",
+                               {{"solo.js",
+                                 "import {query} from 'txfn/server';\n"
+                                 "export const f = query(async () => 7);"},
+                                {"big.js", padded(kMaxModuleBytes)}},
+                               kSchema)
+                  .ok());
+  EXPECT_EQ(engine_->Query("app", "solo:f", Value::Null())->value, Value::Float64(7));
 }
 
 TEST_P(EngineTest, DeployRefusesASchemaExistingDocumentsDoNotFit) {
