@@ -29,7 +29,8 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   // own "value" (`'value' in d` would find one a tenant put on Object.prototype, and take a
   // getter for data).
   const hasOwnProperty = Object.prototype.hasOwnProperty;  // (V8 10.2 has no Object.hasOwn)
-  const isData = (d) => apply(hasOwnProperty, d, ['value']);
+  const hasOwn = (o, key) => apply(hasOwnProperty, o, [key]);
+  const isData = (d) => hasOwn(d, 'value');
   const setPrototypeOf = Object.setPrototypeOf;
   const construct = Reflect.construct;
   // An Object in the specification's sense (a function is one too): what has properties of its
@@ -250,10 +251,10 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   // 2^16 holes under 10,000 prototypes ran 3 s), and a chain longer than MAX_CHAIN (a cycle
   // through a Proxy) is refused. Normal chains (an array's is three long) count once.
   const CHAIN_STEP = 4, MAX_CHAIN = 1 << 16;
-  // How many objects `o`'s chain holds (`o` too; through Proxies), up to past MAX_CHAIN.
-  function chainDepth(o) {
+  // How many objects `o`'s chain holds (`o` too; through Proxies), counted to one past `bound`.
+  function chainDepth(o, bound = MAX_CHAIN) {
     let depth = 0;
-    for (let p = unproxied(o); isObject(p) && depth <= MAX_CHAIN;) {
+    for (let p = unproxied(o); isObject(p) && depth <= bound;) {
       ++depth;
       p = unproxied(getPrototypeOf(p));
     }
@@ -383,7 +384,7 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     if (size > limit) slowPaths().refuse(what, size, limit);
     // Each element's toLocaleString is called: a walk (see walked()).
     if (!isObject(self)) return apply(ORIG[what], self, args);
-    return walked(what, self, args, self, size, limit);
+    return walked(ORIG[what], self, args, self, size, limit);
   }
 
   // The guarded builtins' originals by the name their wrapper reports
@@ -430,20 +431,21 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   // The walks builtins are making now, innermost first ({o, size, limit, maxDepth, next}). V8
   // looks each hole of a walk up on every prototype, in C++, so code that a builtin calls (a
   // callback, a getter, a toString) may not deepen the prototype chain of the object it walks
-  // past what its guard counted on: protoChecked refuses it (a map callback that hung 5,000
+  // past what its guard counted on: protoSet refuses it (a map callback that hung 5,000
   // prototypes under the 2^20 holes being mapped had V8 look for a quarter of an hour).
   let walks = null;
-  // Runs builtin `what` on `self` and `args` as a walk of object `o` that its guard measured
+  // Runs builtin `f` on `self` and `args` as a walk of object `o` that its guard measured
   // `size` long (its length times its chainFactor) within `limit`. The deepest chain it allows
-  // (maxDepth) is worked out when a prototype first changes during the walk (see deepening),
+  // (maxDepth) is worked out when a prototype first changes during the walk (see deepened),
   // which is also when the chain is last as it was measured: the common walk pays nothing more.
-  function walked(what, self, args, o, size, limit, maxDepth = -1) {
+  // (A constructor is called with `newTarget`.)
+  function walked(f, self, args, o, size, limit, maxDepth = -1, newTarget = undefined) {
     // (Its fields are all its own: Object.prototype's are never read. A literal without a
     // prototype would be a dictionary, several times slower to make.)
     const walk = {o, size, limit, maxDepth, next: walks};
     walks = walk;
     try {
-      return apply(ORIG[what], self, args);
+      return newTarget === undefined ? apply(f, self, args) : construct(f, args, newTarget);
     } finally {
       walks = walk.next;
     }
@@ -465,21 +467,20 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       apply(weakMapSet, accessorHolders, [p, true]);
     }
   }
-  // Whether property key `key`, as passed (not yet made a key), may name what concat reads.
+  // Whether property key `key`, as passed (not yet made a key), may name what concat reads: an
+  // array index, @@isConcatSpreadable, or an object (whose key its toString decides).
   const isConcatSpreadableKey = Symbol.isConcatSpreadable;
   function walkedKey(key) {
-    if (typeof key === 'string') return key.length > 0 && key[0] >= '0' && key[0] <= '9';
-    if (typeof key === 'symbol') return key === isConcatSpreadableKey;
-    return key !== undefined && key !== null && typeof key !== 'boolean';
-  }
-  // Whether descriptor `d` may make an accessor, found without running tenant code (a Proxy
-  // on its chain could answer this check and V8 apart: it may).
-  function accessorDescriptor(d) {
-    if (!isObject(d)) return false;
-    for (let p = d; p !== null; p = getPrototypeOf(p)) {
-      if (isProxy(p)) return true;
+    switch (typeof key) {
+      case 'symbol': return key === isConcatSpreadableKey;
+      case 'object': return key !== null;
+      case 'function': return true;
+      case 'string': case 'number': case 'bigint': {
+        const n = +`${key}`;  // the key as a number: an index is "0" to "4294967294" exactly
+        return n >= 0 && n < 2 ** 32 - 1 && floor(n) === n && `${n}` === `${key}`;
+      }
+      default: return false;
     }
-    return 'get' in d || 'set' in d;
   }
   // An array V8's concat walks without running tenant code: a plain Array on its original
   // chain that holds no accessor a tenant gave it (see quietConcat for the two prototypes).
@@ -489,10 +490,16 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   // (a hole is looked up there), and the species is Array's.
   const quietConcat = (self) => quietArray(self) && !holdsAccessors(ArrayProto) &&
       !holdsAccessors(ObjectProto) && slowPaths().plainSpecies(self);
-  // Object.defineProperty(o, key, desc) or Reflect's (`what`).
+  // Object.defineProperty(o, key, desc) or Reflect's (`what`). For a key concat reads, the
+  // descriptor is read here, once, in the specification's order (a getter on one field could
+  // add "get" after a check), and V8 given the copy (see slowPaths().descriptorCopy).
   function defined(what, o, key, desc) {
-    if (isObject(o) && walkedKey(key) && accessorDescriptor(desc)) holdAccessors(o);
-    return apply(ORIG[what], undefined, [o, key, desc]);
+    if (!isObject(o) || !isObject(desc)) return apply(ORIG[what], undefined, [o, key, desc]);
+    if (isObject(key)) key = slowPaths().propertyKey(key);  // ToPropertyKey comes first
+    if (!walkedKey(key)) return apply(ORIG[what], undefined, [o, key, desc]);
+    const copy = slowPaths().descriptorCopy(desc);
+    if (walkedKey(key) && (hasOwn(copy, 'get') || hasOwn(copy, 'set'))) holdAccessors(o);
+    return apply(ORIG[what], undefined, [o, key, copy]);
   }
   // A for-in lists the indices of every object on its receiver's prototype
   // chain in C++, with no interrupt check from one to the next: one capped
@@ -503,14 +510,17 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   // (A Proxy's getPrototypeOf trap is called: one that is JavaScript could answer a for-in
   // otherwise, but is then a point where V8 checks for termination; one that is not, a bound
   // builtin, answers the same each time.)
-  // Setting `o`'s prototype to `proto` while a builtin walks (see walked()) is checked too.
-  function protoChecked(what, o, proto) {
-    if (walks !== null) slowPaths().deepening(what, o, proto);
+  function protoChecked(what, proto) {
     for (let p = proto; isObject(p); p = getPrototypeOf(p)) {
       const size = keysLength(p);
       if (size > 0) slowPaths().refuse(what + ' (a prototype with indices)', size, 0);
     }
     return proto;
+  }
+  // ORIG[what] (a setPrototypeOf of `o`) on `self` and `args`; checked while builtins walk.
+  function protoSet(what, self, args, o) {
+    if (walks === null) return apply(ORIG[what], self, args);
+    return slowPaths().deepened(what, self, args, o);
   }
   // Whether `o`'s @@iterator is an accessor (found without running tenant code; past a Proxy
   // with a get trap the caller pins anyway).
@@ -557,18 +567,21 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
         break;
       }
       case ASSIGN:
-        // Each property is set on the target, looked up on every prototype of it in C++: under
-        // a deep chain the specification's loop runs in JavaScript (slowPaths().assign).
-        // (So does a primitive target: V8 sets on a wrapper whose chain is not checked here.)
-        if (args[0] != null && (!isObject(args[0]) || chainDepth(args[0]) > SHORT_CHAIN)) {
-          return slowPaths().assign(args);
-        }
-      // fallthrough
       case KEYS_REST:
         // Summed: the sources are listed in C++ one after another.
         for (let i = 1; i < args.length; ++i) size += keysLength(args[i]);
         limit = MAX_SLOW;
-        walkedObject = kind === ASSIGN ? args[0] : null;
+        walkedObject = null;
+        if (kind === KEYS_REST) break;
+        // Each property is set on the target, looked up on every prototype of it in C++: under
+        // a deep chain the specification's loop runs in JavaScript (slowPaths().assign; it
+        // lists the sources as V8 does, so they are bounded first). So does a primitive target:
+        // V8 sets on a wrapper whose chain is not checked here.
+        if (size > limit) slowPaths().refuse(what, size, limit);
+        if (args[0] != null && (!isObject(args[0]) || chainDepth(args[0]) > SHORT_CHAIN)) {
+          return slowPaths().assign(args);
+        }
+        walkedObject = args[0];
         break;
       case WALK_ALL:
         // Summed, as V8 walks them: 400 arguments of 2^24 each ran for minutes. A primitive
@@ -640,8 +653,8 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     if (generic && self != null) return slowPaths().concatGeneric(self, args);
     if (!isObject(walkedObject)) return apply(ORIG[what], self, args);
     // An assignment's keys are not counted: its target's chain stays as short as it was let be.
-    if (kind === ASSIGN) return walked(what, self, args, walkedObject, 0, limit, SHORT_CHAIN);
-    return walked(what, self, args, walkedObject, size, limit);
+    if (kind === ASSIGN) return walked(ORIG[what], self, args, walkedObject, 0, limit, SHORT_CHAIN);
+    return walked(ORIG[what], self, args, walkedObject, size, limit);
   }
   // Whether `text`, a replacement template, expands in C++ too long: its "$" parts are expanded
   // for every match, uninterrupted ("$`" is the text before the match:
@@ -756,9 +769,13 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     },
     assign(...a) { return guarded(ASSIGN, 'Object.assign', this, a); },
     create(...a) { return guarded(KEYS_REST, 'Object.create', this, a); },
-    defineProperties(...a) {
-      if (isObject(a[0]) && isObject(a[1])) slowPaths().definedAll(a[0], a[1]);
-      return guarded(KEYS_REST, 'Object.defineProperties', this, a);
+    defineProperties(o, props) {
+      if (!isObject(o) || props == null) {
+        return apply(ORIG['Object.defineProperties'], undefined, [o, props]);  // its TypeError
+      }
+      const size = keysLength(props);  // listed in C++
+      if (size > MAX_SLOW) slowPaths().refuse('Object.defineProperties', size, MAX_SLOW);
+      return slowPaths().definedAll(o, props);
     },
     defineProperty(o, key, desc) { return defined('Object.defineProperty', o, key, desc); },
     freeze(...a) { return guarded(KEYS_ARG, 'Object.freeze', this, a); },
@@ -766,8 +783,8 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     isFrozen(...a) { return guarded(KEYS_ARG, 'Object.isFrozen', this, a); },
     isSealed(...a) { return guarded(KEYS_ARG, 'Object.isSealed', this, a); },
     setPrototypeOf(o, proto) {
-      return apply(ORIG['Object.setPrototypeOf'], this,
-                   [o, protoChecked('Object.setPrototypeOf', o, proto)]);
+      return protoSet('Object.setPrototypeOf', this,
+                      [o, protoChecked('Object.setPrototypeOf', proto)], o);
     },
   });
   install(Reflect, 'Reflect.', {
@@ -776,8 +793,8 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     construct(...a) { return guarded(ARGLIST_1, 'Reflect.construct', this, a); },
     defineProperty(o, key, desc) { return defined('Reflect.defineProperty', o, key, desc); },
     setPrototypeOf(o, proto) {
-      return apply(ORIG['Reflect.setPrototypeOf'], this,
-                   [o, protoChecked('Reflect.setPrototypeOf', o, proto)]);
+      return protoSet('Reflect.setPrototypeOf', this,
+                      [o, protoChecked('Reflect.setPrototypeOf', proto)], o);
     },
   });
   {
@@ -788,8 +805,8 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     defineProperty(Object.prototype, '__proto__', {get: proto.get, configurable: true,
       set: getOwnPropertyDescriptor({
         set __proto__(p) {
-          apply(ORIG['Object.prototype.__proto__'], this,
-                [protoChecked('Object.prototype.__proto__', this, p)]);
+          protoSet('Object.prototype.__proto__', this,
+                   [protoChecked('Object.prototype.__proto__', p)], this);
         },
       }, '__proto__').set});
   }
@@ -1280,11 +1297,26 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     if (typeof n === 'number' && n > MAX_TYPED) {
       slowPaths().refuse(name, floor(n) + ' elements', MAX_TYPED);
     }
-    const view = construct(Orig, args, newTarget);
+    const view = typedSource(name, Orig, self, args, newTarget);
     const size = typedLength(view);
     if (size > MAX_TYPED) slowPaths().refuse(name, size + ' elements', MAX_TYPED);
-    protoChecked(name, view, getPrototypeOf(view));
+    protoChecked(name, getPrototypeOf(view));
     return view;
+  }
+  // A typed array builtin (`what`, `f`) that copies array-like args[0] element by element in
+  // C++ (the constructors, %TypedArray%.from and set): each hole is looked up on every
+  // prototype, so the source is bounded as a generic Array method's receiver is, and its walk
+  // registered (see walked). A typed array or a buffer is copied as it is; a length a Proxy's
+  // get trap answers is read through the trap, element by element, interruptibly.
+  function typedSource(what, f, self, args, newTarget = undefined) {
+    const source = args[0];
+    let size = 0;
+    if (isObject(source) && typedLength(unproxied(source)) < 0) size = walkLength(source);
+    if (size === 0 || size === TRAP_LENGTH) {
+      return newTarget === undefined ? apply(f, self, args) : construct(f, args, newTarget);
+    }
+    if (size > MAX_WALK) slowPaths().refuse(what, size, MAX_WALK);
+    return walked(f, self, args, source, size, MAX_WALK, -1, newTarget);
   }
   const cappedTypedArrays = {
     Int8Array: function Int8Array(...a) { return capped('Int8Array', new.target, this, a); },
@@ -1387,7 +1419,14 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     },
   });
   install(TypedArrayProto.constructor, 'TypedArray.', {
-    from(...a) { return apply(ORIG['TypedArray.from'], this, calledBack(a, 1)); },
+    from(...a) {
+      return typedSource('TypedArray.from', ORIG['TypedArray.from'], this, calledBack(a, 1));
+    },
+  });
+  install(TypedArrayProto, 'TypedArray.prototype.', {
+    set(...a) {
+      return typedSource('TypedArray.prototype.set', ORIG['TypedArray.prototype.set'], this, a);
+    },
   });
   install(Map.prototype, 'Map.prototype.', {
     forEach(...a) { return apply(ORIG['Map.prototype.forEach'], this, calledBack(a, 0)); },
@@ -1828,59 +1867,64 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       }
       return to;
     }
-    // The properties Object.defineProperties(o, props) defines, checked as defined() does
-    // each (a Proxy, or a getter, answering for props may answer V8 otherwise: checked as if
-    // an accessor).
-    function definedAll(o, props) {
-      if (isProxy(props)) return holdAccessors(o);
-      if (keysLength(props) > MAX_SLOW) return undefined;  // the guard refuses the call
-      const keys = ownKeys(props);
-      for (let k = 0; k < keys.length; ++k) {
-        if (!walkedKey(keys[k])) continue;
-        const d = getOwnPropertyDescriptor(props, keys[k]);
-        if (d !== undefined && d.enumerable && (!isData(d) || accessorDescriptor(d.value))) {
-          return holdAccessors(o);
-        }
-      }
-      return undefined;
+    // ToPropertyDescriptor's reads of object `desc`, in its order, into an object without a
+    // prototype, which V8 reads again without running tenant code.
+    function descriptorCopy(desc) {
+      const copy = {__proto__: null};
+      if ('enumerable' in desc) copy.enumerable = desc.enumerable;
+      if ('configurable' in desc) copy.configurable = desc.configurable;
+      if ('value' in desc) copy.value = desc.value;
+      if ('writable' in desc) copy.writable = desc.writable;
+      if ('get' in desc) copy.get = desc.get;
+      if ('set' in desc) copy.set = desc.set;
+      return copy;
     }
-    // Whether setting `o`'s prototype to `proto` makes a walk's chain deeper than its guard let
-    // it be (see walked()): refused. A Proxy's setPrototypeOf trap is JavaScript, whose own
-    // calls are checked; one with none forwards to its target in C++.
-    function deepening(what, o, proto) {
-      let t = o;
-      while (isObject(t) && isProxy(t)) {
-        if (trapped(t, 'setPrototypeOf')) return;
-        t = proxyTarget(t);
+    // ToPropertyKey of an object `key` (its toString or @@toPrimitive runs once, here).
+    const propertyKey = (key) => ownKeys({[key]: undefined})[0];
+    // Object.defineProperties(o, properties) as the specification writes it (every descriptor
+    // read, then each property defined), each descriptor read once as defined() reads one.
+    function definedAll(o, properties) {
+      const props = ObjectOf(properties);
+      const keys = ownKeys(props);
+      const pending = [];  // pairs of key, descriptor copy
+      let accessor = false;
+      for (let k = 0; k < keys.length; ++k) {
+        const key = keys[k];
+        const own = getOwnPropertyDescriptor(props, key);
+        if (own === undefined || !own.enumerable) continue;
+        const desc = props[key];
+        // Not an object: V8's own TypeError, from a definition that then fails.
+        if (!isObject(desc)) apply(ORIG['Object.defineProperty'], undefined, [{}, key, desc]);
+        const copy = descriptorCopy(desc);
+        if (walkedKey(key) && (hasOwn(copy, 'get') || hasOwn(copy, 'set'))) accessor = true;
+        createDataProperty(pending, pending.length, key);
+        createDataProperty(pending, pending.length, copy);
       }
-      if (!isObject(t)) return;
+      if (accessor) holdAccessors(o);
+      for (let i = 0; i < pending.length; i += 2) defineProperty(o, pending[i], pending[i + 1]);
+      return o;
+    }
+    // ORIG[what] on `self` and `args` (a setPrototypeOf of `o`) while builtins walk: the chain of
+    // every object they walk is counted after it, and one deeper than its guard allowed puts
+    // `o`'s prototype back (V8 set it on the object behind any Proxies; a trap that set another
+    // one did so through a wrapper, which checked it) and is refused. After, not before: a
+    // getPrototypeOf trap of the new prototype's chain, or a handler's getter, runs first.
+    function deepened(what, self, args, o) {
       for (let w = walks; w !== null; w = w.next) {
+        // Before anything changes, the chain is as its guard measured it.
         if (w.maxDepth < 0) w.maxDepth = depthFor(w.size / chainFactor(w.o), w.limit);
       }
+      const t = unproxied(o);
+      const before = isObject(t) ? getPrototypeOf(t) : null;
+      const result = apply(ORIG[what], self, args);
       for (let w = walks; w !== null; w = w.next) {
-        const depth = chainDepthAfter(w.o, t, proto, w.maxDepth);
+        const depth = chainDepth(w.o, w.maxDepth);
         if (depth > w.maxDepth) {
+          if (isObject(t)) setPrototypeOf(t, before);
           refuse(what + ' (the prototype chain of an object a builtin walks)', depth, w.maxDepth);
         }
       }
-    }
-    // How many objects `o`'s chain holds (through Proxies, as chainFactor counts) once `t`'s
-    // prototype is `proto`, counted to one past `bound`; 0 when `t` is not on it, or for a
-    // cycle (V8 refuses to make one).
-    function chainDepthAfter(o, t, proto, bound) {
-      let depth = 0, moved = false;
-      for (let p = unproxied(o); isObject(p);) {
-        if (++depth > bound && (moved || depth > MAX_CHAIN)) return moved ? depth : 0;
-        if (p !== t) {
-          p = unproxied(getPrototypeOf(p));
-        } else if (moved) {
-          return 0;
-        } else {
-          moved = true;
-          p = unproxied(proto);
-        }
-      }
-      return moved ? depth : 0;
+      return result;
     }
     // Whether Array `a`'s species is Array itself, found without running code.
     // Once found so of a frozen Array.prototype and Array (a hardened context), Array's own
@@ -2071,14 +2115,15 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       const exec = getOwnPropertyDescriptor(regexpProto, 'exec');
       const constructor = getOwnPropertyDescriptor(regexpProto, 'constructor');
       const species = getOwnPropertyDescriptor(RegExpWrapper, Symbol.species);
-      if (exec === undefined || exec.value !== regexpExec || constructor === undefined ||
-          constructor.value !== RegExpWrapper || species === undefined ||
+      if (exec === undefined || !isData(exec) || exec.value !== regexpExec ||
+          constructor === undefined || !isData(constructor) ||
+          constructor.value !== RegExpWrapper || species === undefined || isData(species) ||
           species.get !== REGEXP_SPECIES_GETTER) {
         return false;
       }
       for (let i = 0; i < REGEXP_FLAG_GETTERS.length; i += 2) {
         const d = getOwnPropertyDescriptor(regexpProto, REGEXP_FLAG_GETTERS[i]);
-        if ((d === undefined ? undefined : d.get) !== REGEXP_FLAG_GETTERS[i + 1]) return false;
+        if (d === undefined || isData(d) || d.get !== REGEXP_FLAG_GETTERS[i + 1]) return false;
       }
       return true;
     }
@@ -2129,7 +2174,8 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       return out;
     }
     return {refuse, argList, pin, pinnedLength, sortLarge, replaceByExec, replaceString, flat, flatMap,
-            concat, concatGeneric, concatLength, plainSpecies, assign, definedAll, deepening,
+            concat, concatGeneric, concatLength, plainSpecies, assign, descriptorCopy,
+            propertyKey, definedAll, deepened,
             intlString, intlOptions, bigIntBounded, jsonNesting, search, isRegExpLike,
             splitString, datePrimitive, plainRegExp, splitRegExp};
   }

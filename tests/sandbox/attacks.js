@@ -412,6 +412,44 @@ export const assignDeepensChain = q(() => {
   });
   return Object.keys(Object.assign(target, source)).length;
 });
+// From a review of the above: a descriptor whose "enumerable" getter adds "get" after a check
+// of the descriptor; a Proxy whose handler answers setPrototypeOf with a getter (V8 then sets
+// the target's prototype in C++); a getPrototypeOf trap of the new prototype's chain that
+// deepens it before V8 sets it; Object.assign's sources onto a primitive target (listed in
+// C++); an array-like a typed array copies under a deep chain.
+export const concatDescriptorGetterAddsGet = q(() => {
+  const later = [];
+  const first = [0];
+  const desc = {
+    configurable: true,
+    get enumerable() { desc.get = () => { lengthensArray(later); return 1; }; return true; },
+  };
+  Object.defineProperty(first, 0, desc);
+  return [].concat(first, later).length;
+});
+export const mapDeepensChainThroughProxy = q(() => {
+  const chain = deepChain(5000);
+  const holes = holey(2 ** 20);
+  const p = new Proxy(holes, { get setPrototypeOf() { return undefined; } });
+  return holes.map(() => { Object.setPrototypeOf(p, chain); return 1; }).length;
+});
+export const mapDeepensChainFromProtoTrap = q(() => {
+  const chain = deepChain(5000);
+  const holes = holey(2 ** 20);
+  const mid = Object.create(new Proxy({}, {
+    getPrototypeOf() { Object.setPrototypeOf(mid, chain); return null; },
+  }));
+  let armed = true;
+  return holes.map(() => {
+    if (armed) { armed = false; Object.setPrototypeOf(holes, mid); }
+    return 1;
+  }).length;
+});
+export const assignPrimitiveTargetKeys = q(() => typeof Object.assign(0, "x".repeat(2 ** 24)));
+const deepArrayLike = () => Object.setPrototypeOf({ length: 2 ** 22 }, deepChain(5000));
+export const typedSetUnderDeepChain = q(() => new Uint8Array(2 ** 22).set(deepArrayLike()));
+export const typedFromUnderDeepChain = q(() => Uint8Array.from(deepArrayLike()).length);
+export const typedCtorUnderDeepChain = q(() => new Uint8Array(deepArrayLike()).length);
 // What the checks above must let through, as Node 20 answers.
 export const chainsAndAccessorsStillWork = q(() => {
   const out = [];
@@ -436,6 +474,15 @@ export const chainsAndAccessorsStillWork = q(() => {
   const o = {};
   o.__defineGetter__("5", () => 5);
   out.push(o[5], [].concat(Object.assign([], o)).length);
+  const d = [1, 2];
+  Object.defineProperties(d, { 0: { get: () => "a", enumerable: true }, x: { value: 1 } });
+  out.push(d.concat([3]).join(), d.x, Object.getOwnPropertyDescriptor(d, 0).enumerable);
+  const k = Object.defineProperty([], { toString: () => "1" }, { value: "k", enumerable: true });
+  out.push(k.length, k[1], Reflect.defineProperty(Object.freeze([]), 0, { value: 1 }));
+  try { Object.defineProperties({}, { a: 1 }); } catch (e) { out.push(e.constructor.name); }
+  const bytes = new Uint8Array(4);
+  bytes.set([1, 2], 1);
+  out.push(bytes.join(), new Uint8Array([5, 6]).join(), Uint8Array.from({ length: 2, 0: 7 }).join());
   return out;
 });
 export const assignMany = q(() =>
