@@ -275,8 +275,10 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   // Whether non-Proxy `a`'s prototype chain is an array's original one (three objects).
   const originalChain = (a) =>
       getPrototypeOf(a) === ArrayProto && getPrototypeOf(ArrayProto) === ObjectProto;
+  // The usual receiver: a plain Array on the original chain (three objects: it counts once).
+  const usualArray = (v) => plainArray(v) && originalChain(v);
   // chainFactor(o), the usual receiver first, cheaply.
-  const chainFactorOf = (o) => plainArray(o) && originalChain(o) ? 1 : chainFactor(o);
+  const chainFactorOf = (o) => usualArray(o) ? 1 : chainFactor(o);
   const typedLengthGetter = getOwnPropertyDescriptor(TypedArrayProto, 'length').get;
   // How many indices a generic Array method walks on receiver `o`, found without running
   // tenant code (times chainFactor): Infinity when a getter or valueOf would decide it (the
@@ -287,9 +289,7 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   function walkLength(o) {
     if (typeof o === 'string') return o.length;
     if (!isObject(o)) return 0;
-    // The usual receiver first, cheaply: an array on the original chain (three objects: it
-    // counts once).
-    if (plainArray(o) && originalChain(o)) return o.length;
+    if (usualArray(o)) return o.length;  // the usual receiver first, cheaply
     const n = lengthRead(o);
     return n === 0 || n > MAX_LENGTH ? n : n * chainFactor(o);
   }
@@ -382,9 +382,7 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
         MAX_LOCALE_ELEMENTS;
     if (size === TRAP_LENGTH) return slowPaths().pinnedLength(what, self, args, limit);
     if (size > limit) slowPaths().refuse(what, size, limit);
-    // Each element's toLocaleString is called: a walk (see walked()).
-    if (!isObject(self)) return apply(ORIG[what], self, args);
-    return walked(ORIG[what], self, args, self, size, limit);
+    return walked(ORIG[what], self, args, self, size, limit);  // each element's toLocaleString
   }
 
   // The guarded builtins' originals by the name their wrapper reports
@@ -434,18 +432,21 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   // past what its guard counted on: protoSet refuses it (a map callback that hung 5,000
   // prototypes under the 2^20 holes being mapped had V8 look for a quarter of an hour).
   let walks = null;
-  // Runs builtin `f` on `self` and `args` as a walk of object `o` that its guard measured
+  // Builtin `f` on `self` and `args`, or as a constructor for `newTarget` when one is given.
+  const called = (f, self, args, newTarget) =>
+      newTarget === undefined ? apply(f, self, args) : construct(f, args, newTarget);
+  // Runs builtin `f` (see called) as a walk of `o` (if an object) that its guard measured
   // `size` long (its length times its chainFactor) within `limit`. The deepest chain it allows
   // (maxDepth) is worked out when a prototype first changes during the walk (see deepened),
   // which is also when the chain is last as it was measured: the common walk pays nothing more.
-  // (A constructor is called with `newTarget`.)
-  function walked(f, self, args, o, size, limit, maxDepth = -1, newTarget = undefined) {
+  function walked(f, self, args, o, size, limit, newTarget = undefined) {
+    if (!isObject(o)) return called(f, self, args, newTarget);
     // (Its fields are all its own: Object.prototype's are never read. A literal without a
     // prototype would be a dictionary, several times slower to make.)
-    const walk = {o, size, limit, maxDepth, next: walks};
+    const walk = {o, size, limit, maxDepth: -1, next: walks};
     walks = walk;
     try {
-      return newTarget === undefined ? apply(f, self, args) : construct(f, args, newTarget);
+      return called(f, self, args, newTarget);
     } finally {
       walks = walk.next;
     }
@@ -482,14 +483,31 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       default: return false;
     }
   }
+  // Whether descriptor `copy` (a descriptorCopy) makes an accessor.
+  const makesAccessor = (copy) => hasOwn(copy, 'get') || hasOwn(copy, 'set');
   // An array V8's concat walks without running tenant code: a plain Array on its original
   // chain that holds no accessor a tenant gave it (see quietConcat for the two prototypes).
-  const quietArray = (a) => plainArray(a) && originalChain(a) && !holdsAccessors(a);
+  const quietArray = (a) => usualArray(a) && !holdsAccessors(a);
   // Whether V8's concat on receiver `self` runs no tenant code but for its operands': `self` is
   // a quiet array, Array.prototype and Object.prototype hold no accessor a tenant gave them
   // (a hole is looked up there), and the species is Array's.
   const quietConcat = (self) => quietArray(self) && !holdsAccessors(ArrayProto) &&
-      !holdsAccessors(ObjectProto) && slowPaths().plainSpecies(self);
+      !holdsAccessors(ObjectProto) && plainSpecies(self);
+  // Whether Array `a`'s species is Array itself, found without running code. Asked by every
+  // concat, so not in slowPaths(). Once found so of a frozen Array.prototype and Array (a
+  // hardened context), Array's own part is known for good.
+  const speciesKey = Symbol.species;
+  let frozenSpecies = false;
+  function plainSpecies(a) {
+    if (hasOwn(a, 'constructor') || getPrototypeOf(a) !== ArrayProto) return false;
+    if (frozenSpecies) return true;
+    const c = getOwnPropertyDescriptor(ArrayProto, 'constructor');
+    if (c === undefined || !isData(c) || c.value !== ORIG['Array']) return false;
+    const s = getOwnPropertyDescriptor(ORIG['Array'], speciesKey);
+    if (s === undefined || isData(s) || s.get !== ORIG['Array.@@species']) return false;
+    frozenSpecies = isFrozen(ArrayProto) && isFrozen(ORIG['Array']);
+    return true;
+  }
   // Object.defineProperty(o, key, desc) or Reflect's (`what`). For a key concat reads, the
   // descriptor is read here, once, in the specification's order (a getter on one field could
   // add "get" after a check), and V8 given the copy (see slowPaths().descriptorCopy).
@@ -498,7 +516,7 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     if (isObject(key)) key = slowPaths().propertyKey(key);  // ToPropertyKey comes first
     if (!walkedKey(key)) return apply(ORIG[what], undefined, [o, key, desc]);
     const copy = slowPaths().descriptorCopy(desc);
-    if (walkedKey(key) && (hasOwn(copy, 'get') || hasOwn(copy, 'set'))) holdAccessors(o);
+    if (makesAccessor(copy)) holdAccessors(o);
     return apply(ORIG[what], undefined, [o, key, copy]);
   }
   // A for-in lists the indices of every object on its receiver's prototype
@@ -651,10 +669,9 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     }
     if (size > limit) slowPaths().refuse(what, size, limit);
     if (generic && self != null) return slowPaths().concatGeneric(self, args);
-    if (!isObject(walkedObject)) return apply(ORIG[what], self, args);
-    // An assignment's keys are not counted: its target's chain stays as short as it was let be.
-    if (kind === ASSIGN) return walked(ORIG[what], self, args, walkedObject, 0, limit, SHORT_CHAIN);
-    return walked(ORIG[what], self, args, walkedObject, size, limit);
+    // An assignment's keys are not counted: as a walk of the whole limit, its target's chain
+    // (at most SHORT_CHAIN, a factor of 1) may not grow past SHORT_CHAIN.
+    return walked(ORIG[what], self, args, walkedObject, kind === ASSIGN ? limit : size, limit);
   }
   // Whether `text`, a replacement template, expands in C++ too long: its "$" parts are expanded
   // for every match, uninterrupted ("$`" is the text before the match:
@@ -753,7 +770,7 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     unshift(...a) { return guarded(WRITE_THIS, 'Array.prototype.unshift', this, a, a.length); },
     concat(...a) { return guarded(WALK_ALL, 'Array.prototype.concat', this, a); },
   });
-  ORIG['Array'] = Array;  // for concat's species check (slowPaths().plainSpecies)
+  ORIG['Array'] = Array;  // for concat's species check (plainSpecies)
   ORIG['Array.@@species'] = getOwnPropertyDescriptor(Array, Symbol.species).get;
   install(Array, 'Array.', {
     from(...a) { return guarded(WALK_ARG, 'Array.from', this, calledBack(a, 1)); },
@@ -810,14 +827,17 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
         },
       }, '__proto__').set});
   }
+  // __defineGetter__ or __defineSetter__ (`what`) on `self`: an accessor, as defined() notes.
+  function definedLegacy(what, self, key, f) {
+    if (isObject(self) && walkedKey(key)) holdAccessors(self);
+    return apply(ORIG[what], self, [key, f]);
+  }
   install(Object.prototype, 'Object.prototype.', {
     __defineGetter__(key, getter) {
-      if (isObject(this) && walkedKey(key)) holdAccessors(this);
-      return apply(ORIG['Object.prototype.__defineGetter__'], this, [key, getter]);
+      return definedLegacy('Object.prototype.__defineGetter__', this, key, getter);
     },
     __defineSetter__(key, setter) {
-      if (isObject(this) && walkedKey(key)) holdAccessors(this);
-      return apply(ORIG['Object.prototype.__defineSetter__'], this, [key, setter]);
+      return definedLegacy('Object.prototype.__defineSetter__', this, key, setter);
     },
   });
   install(Function.prototype, 'Function.prototype.', {
@@ -1312,11 +1332,9 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     const source = args[0];
     let size = 0;
     if (isObject(source) && typedLength(unproxied(source)) < 0) size = walkLength(source);
-    if (size === 0 || size === TRAP_LENGTH) {
-      return newTarget === undefined ? apply(f, self, args) : construct(f, args, newTarget);
-    }
+    if (size === 0 || size === TRAP_LENGTH) return called(f, self, args, newTarget);
     if (size > MAX_WALK) slowPaths().refuse(what, size, MAX_WALK);
-    return walked(f, self, args, source, size, MAX_WALK, -1, newTarget);
+    return walked(f, self, args, source, size, MAX_WALK, newTarget);
   }
   const cappedTypedArrays = {
     Int8Array: function Int8Array(...a) { return capped('Int8Array', new.target, this, a); },
@@ -1896,7 +1914,7 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
         // Not an object: V8's own TypeError, from a definition that then fails.
         if (!isObject(desc)) apply(ORIG['Object.defineProperty'], undefined, [{}, key, desc]);
         const copy = descriptorCopy(desc);
-        if (walkedKey(key) && (hasOwn(copy, 'get') || hasOwn(copy, 'set'))) accessor = true;
+        if (walkedKey(key) && makesAccessor(copy)) accessor = true;
         createDataProperty(pending, pending.length, key);
         createDataProperty(pending, pending.length, copy);
       }
@@ -1925,22 +1943,6 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
         }
       }
       return result;
-    }
-    // Whether Array `a`'s species is Array itself, found without running code.
-    // Once found so of a frozen Array.prototype and Array (a hardened context), Array's own
-    // part is known for good.
-    let frozenSpecies = false;
-    function plainSpecies(a) {
-      if (apply(hasOwnProperty, a, ['constructor']) || getPrototypeOf(a) !== ArrayProto) {
-        return false;
-      }
-      if (frozenSpecies) return true;
-      const c = getOwnPropertyDescriptor(ArrayProto, 'constructor');
-      if (c === undefined || !isData(c) || c.value !== ORIG['Array']) return false;
-      const s = getOwnPropertyDescriptor(ORIG['Array'], species);
-      if (s === undefined || isData(s) || s.get !== ORIG['Array.@@species']) return false;
-      frozenSpecies = isFrozen(ArrayProto) && isFrozen(ORIG['Array']);
-      return true;
     }
     // Intl hands a locale tag, an option's value (a time zone, a currency, ...) and
     // DisplayNames.of's code to ICU, which copies and parses it outside the heap limit,
@@ -2174,7 +2176,7 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       return out;
     }
     return {refuse, argList, pin, pinnedLength, sortLarge, replaceByExec, replaceString, flat, flatMap,
-            concat, concatGeneric, concatLength, plainSpecies, assign, descriptorCopy,
+            concat, concatGeneric, concatLength, assign, descriptorCopy,
             propertyKey, definedAll, deepened,
             intlString, intlOptions, bigIntBounded, jsonNesting, search, isRegExpLike,
             splitString, datePrimitive, plainRegExp, splitRegExp};
