@@ -132,6 +132,30 @@ class EngineImpl final : public Engine {
 
   absl::Status DeleteTenant(std::string_view tenant) override { return tenants_.Delete(tenant); }
 
+  absl::StatusOr<bool> DeployCreatingTenant(std::string_view tenant,
+                                            absl::FunctionRef<absl::Status()> deploy) override {
+    Timestamp created_at = 0;
+    absl::Status created = tenants_.Create(tenant, &created_at);
+    if (!created.ok() && !absl::IsAlreadyExists(created)) return created;
+    if (!created.ok()) {
+      TXFN_RETURN_IF_ERROR(deploy());
+      return false;
+    }
+    absl::Status deployed = deploy();
+    if (deployed.ok()) return true;
+    // Deleted only if its creation is still its newest commit: another first deploy that
+    // found it may have committed since, here or in another process.
+    absl::StatusOr<bool> deleted = tenants_.DeleteIfNewest(tenant, created_at);
+    if (deleted.ok()) return deployed;  // deleted, or kept for the later commit
+    absl::Status said(deployed.code(),
+                      StrCat(deployed.message(), "; tenant '", tenant,
+                             "', created for it, may be left empty (deleting it failed: ",
+                             deleted.status().message(), ")"));
+    deployed.ForEachPayload(
+        [&](absl::string_view url, const absl::Cord& payload) { said.SetPayload(url, payload); });
+    return said;
+  }
+
   absl::StatusOr<std::vector<std::string>> ListTenants() override {
     return tenants_.storage()->ListTenants();
   }
@@ -371,33 +395,6 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(std::shared_ptr<Storage> st
       std::make_unique<EngineImpl>(std::move(options), std::move(storage), std::move(scheduler));
   TXFN_RETURN_IF_ERROR(engine->Start());
   return engine;
-}
-
-absl::StatusOr<bool> DeployCreatingTenant(Engine& engine, std::string_view tenant,
-                                          absl::FunctionRef<absl::Status()> deploy) {
-  absl::Status created = engine.CreateTenant(tenant);
-  if (!created.ok() && !absl::IsAlreadyExists(created)) return created;
-  if (!created.ok()) {
-    TXFN_RETURN_IF_ERROR(deploy());
-    return false;
-  }
-  absl::StatusOr<std::shared_ptr<const Snapshot>> empty = engine.Latest(tenant);
-  absl::Status deployed = deploy();
-  if (deployed.ok()) return true;
-  // Only if nobody committed to it since it was created (another first deploy that found it).
-  absl::StatusOr<std::shared_ptr<const Snapshot>> now = engine.Latest(tenant);
-  if (empty.ok() && now.ok() && (*now)->ts() == (*empty)->ts()) {
-    if (absl::Status deleted = engine.DeleteTenant(tenant); !deleted.ok()) {
-      absl::Status said(
-          deployed.code(),
-          StrCat(deployed.message(), "; tenant '", tenant,
-                 "', created for it, is left empty (deleting it failed: ", deleted.message(), ")"));
-      deployed.ForEachPayload(
-          [&](absl::string_view url, const absl::Cord& payload) { said.SetPayload(url, payload); });
-      return said;
-    }
-  }
-  return deployed;
 }
 
 }  // namespace txfn

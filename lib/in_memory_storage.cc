@@ -328,4 +328,22 @@ absl::Status InMemoryStorage::DeleteTenant(std::string_view tenant) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<bool> InMemoryStorage::DeleteTenantIfNewest(std::string_view tenant,
+                                                           Timestamp newest) {
+  std::unique_ptr<TenantState> doomed;
+  {
+    // The exclusive lock holds off every Write, so the check still holds at the erase.
+    internal::WriterMutexLock lock(&mu_);
+    auto it = tenants_.find(internal::ToAbsl(tenant));
+    if (it == tenants_.end()) return newest == 0;
+    {
+      internal::ReaderMutexLock tenant_lock(&it->second->mu);
+      if (it->second->max_ts != newest) return false;
+    }
+    doomed = std::move(it->second);
+    tenants_.erase(it);
+  }
+  return true;  // `doomed` is freed outside the lock
+}
+
 }  // namespace txfn

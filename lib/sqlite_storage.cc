@@ -481,15 +481,42 @@ absl::StatusOr<std::vector<std::string>> SqliteStorage::ListTenants() {
 }
 
 absl::Status SqliteStorage::DeleteTenant(std::string_view tenant) {
-  TXFN_RETURN_IF_ERROR(CheckNotInDoubt("DeleteTenant"));
+  return DeleteTenantWhere(tenant, std::nullopt).status();
+}
+
+absl::StatusOr<bool> SqliteStorage::DeleteTenantIfNewest(std::string_view tenant,
+                                                         Timestamp newest) {
+  return DeleteTenantWhere(tenant, newest);
+}
+
+absl::StatusOr<bool> SqliteStorage::DeleteTenantWhere(std::string_view tenant,
+                                                      std::optional<Timestamp> newest) {
+  const char* what = newest.has_value() ? "DeleteTenantIfNewest" : "DeleteTenant";
+  TXFN_RETURN_IF_ERROR(CheckNotInDoubt(what));
   {
     internal::MutexLock lock(&others_mu_);
     tenant_caught_up_.erase(std::string(tenant));
   }
   internal::MutexLock lock(&write_mu_);
   Connection& conn = *writer_;
-  auto body = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) -> absl::Status {
+  auto body = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) -> absl::StatusOr<bool> {
+    // BEGIN IMMEDIATE takes the file's write lock: no other connection commits until COMMIT,
+    // so the newest timestamp read here is still the newest at the deletes.
     TXFN_RETURN_IF_ERROR(conn.Run(Sql::kBeginImmediate));
+    if (newest.has_value()) {
+      Timestamp now_newest = 0;
+      {
+        TXFN_ASSIGN_OR_RETURN(sqlite3_stmt * raw, conn.Prepare(Sql::kTenantMaxTs));
+        Stmt max(raw, path_);
+        max.BindBlob(1, tenant);
+        TXFN_ASSIGN_OR_RETURN(bool found, max.Step());
+        if (found) now_newest = max.Ts(0);
+      }  // reset before the rollback
+      if (now_newest != *newest) {
+        TXFN_RETURN_IF_ERROR(conn.Run(Sql::kRollback));
+        return false;
+      }
+    }
     for (Sql sql :
          {Sql::kDeleteVersions, Sql::kDeleteLog, Sql::kDeleteCommits, Sql::kDeleteTenant}) {
       TXFN_ASSIGN_OR_RETURN(sqlite3_stmt * raw, conn.Prepare(sql));
@@ -497,11 +524,12 @@ absl::Status SqliteStorage::DeleteTenant(std::string_view tenant) {
       del.BindBlob(1, tenant);
       TXFN_RETURN_IF_ERROR(del.Run());
     }
-    return CommitWrite(conn, "DeleteTenant");
+    TXFN_RETURN_IF_ERROR(CommitWrite(conn, what));
+    return true;
   };
-  absl::Status status = body();
-  if (!status.ok()) conn.RollbackIfOpen();
-  return status;
+  absl::StatusOr<bool> deleted = body();
+  if (!deleted.ok()) conn.RollbackIfOpen();
+  return deleted;
 }
 
 absl::StatusOr<RetentionResult> SqliteStorage::ApplyRetention(std::string_view tenant, Timestamp ts,

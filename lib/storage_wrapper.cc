@@ -49,6 +49,11 @@ absl::Status StorageWrapper::DeleteTenant(std::string_view tenant) {
   return target_->DeleteTenant(tenant);
 }
 
+absl::StatusOr<bool> StorageWrapper::DeleteTenantIfNewest(std::string_view tenant,
+                                                          Timestamp newest) {
+  return target_->DeleteTenantIfNewest(tenant, newest);
+}
+
 absl::StatusOr<RetentionResult> StorageWrapper::ApplyRetention(std::string_view tenant,
                                                                Timestamp ts, size_t max_commits) {
   return target_->ApplyRetention(tenant, ts, max_commits);

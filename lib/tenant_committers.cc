@@ -161,21 +161,32 @@ TenantCommitters::TenantCommitters(std::shared_ptr<Storage> storage,
     : registry_(std::make_unique<Registry>(std::move(storage), std::move(options))) {}
 TenantCommitters::~TenantCommitters() = default;
 
-absl::Status TenantCommitters::Create(std::string_view tenant) {
+absl::Status TenantCommitters::Create(std::string_view tenant, Timestamp* created_at) {
   TXFN_RETURN_IF_ERROR(CheckTenantName(tenant));
   Registry& r = *registry_;
   internal::MutexLock lifecycle(&r.lifecycle_mu);
-  if (r.FindOpen(tenant) != nullptr) {
-    return absl::AlreadyExistsError(StrCat("tenant '", tenant, "' already exists"));
-  }
+  auto exists = [&](std::string_view how = "") {
+    return absl::AlreadyExistsError(StrCat("tenant '", tenant, "' already exists", how));
+  };
+  if (r.FindOpen(tenant) != nullptr) return exists();
   TXFN_ASSIGN_OR_RETURN(Timestamp max, r.storage->MaxCommittedTimestamp(tenant));
-  if (max != 0) return absl::AlreadyExistsError(StrCat("tenant '", tenant, "' already exists"));
+  if (max != 0) return exists();
+  // Another process may create it from here on. Until Open, this commit would overwrite
+  // that one's metadata: Open's snapshot shows it. After, this commit is refused as stale.
+  constexpr std::string_view kMeanwhile = " (created by another process meanwhile)";
   TXFN_ASSIGN_OR_RETURN(std::unique_ptr<Committer> committer,
                         Committer::Open(r.storage, std::string(tenant), r.options.committer));
+  if (committer->Latest()->ts() != 0) return exists(kMeanwhile);
   Transaction txn(committer->Latest());
   TXFN_RETURN_IF_ERROR(txn.DeploySchema(Schema()));
   TXFN_RETURN_IF_ERROR(txn.SetEnabled(true));
-  TXFN_RETURN_IF_ERROR(committer->Commit(txn.Prepare()).status());
+  absl::StatusOr<Timestamp> created = committer->Commit(txn.Prepare());
+  if (absl::IsFailedPrecondition(created.status())) {
+    TXFN_ASSIGN_OR_RETURN(Timestamp newest, r.storage->MaxCommittedTimestamp(tenant));
+    if (newest != 0) return exists(kMeanwhile);
+  }
+  TXFN_RETURN_IF_ERROR(created.status());
+  if (created_at != nullptr) *created_at = *created;
   auto state = std::make_unique<OpenTenant::State>();
   state->committer = std::move(committer);
   std::shared_ptr<OpenTenant> open(new OpenTenant(std::move(state)));
@@ -206,22 +217,37 @@ absl::StatusOr<std::shared_ptr<OpenTenant>> TenantCommitters::Get(std::string_vi
 }
 
 absl::Status TenantCommitters::Delete(std::string_view tenant) {
+  auto delete_existing = [&](Storage& storage) -> absl::StatusOr<bool> {
+    TXFN_ASSIGN_OR_RETURN(Timestamp max, storage.MaxCommittedTimestamp(tenant));
+    if (max == 0) return absl::NotFoundError(StrCat("tenant '", tenant, "' not found"));
+    TXFN_RETURN_IF_ERROR(storage.DeleteTenant(tenant));
+    return true;
+  };
+  return DeleteWith(tenant, delete_existing).status();
+}
+
+absl::StatusOr<bool> TenantCommitters::DeleteIfNewest(std::string_view tenant, Timestamp newest) {
+  return DeleteWith(tenant, [&](Storage& storage) -> absl::StatusOr<bool> {
+    return storage.DeleteTenantIfNewest(tenant, newest);
+  });
+}
+
+absl::StatusOr<bool> TenantCommitters::DeleteWith(
+    std::string_view tenant, absl::FunctionRef<absl::StatusOr<bool>(Storage&)> delete_tenant) {
   TXFN_RETURN_IF_ERROR(CheckTenantName(tenant));
   Registry& r = *registry_;
   internal::MutexLock lifecycle(&r.lifecycle_mu);
   std::shared_ptr<OpenTenant> open = r.FindOpen(tenant);
-  if (open == nullptr) {
-    TXFN_ASSIGN_OR_RETURN(Timestamp max, r.storage->MaxCommittedTimestamp(tenant));
-    if (max == 0) return absl::NotFoundError(StrCat("tenant '", tenant, "' not found"));
-    return r.storage->DeleteTenant(tenant);
-  }
+  if (open == nullptr) return delete_tenant(*r.storage);
+  // Holds off this process's commits to the tenant until its handles are marked deleted.
   OpenTenant::State& state = *open->state_;
   internal::WriterMutexLock lock(&state.mu);
-  TXFN_RETURN_IF_ERROR(r.storage->DeleteTenant(tenant));
+  TXFN_ASSIGN_OR_RETURN(bool deleted, delete_tenant(*r.storage));
+  if (!deleted) return false;
   state.deleted = true;
   internal::MutexLock map_lock(&r.map_mu);
   r.tenants.erase(ToAbsl(tenant));
-  return absl::OkStatus();
+  return true;
 }
 
 size_t TenantCommitters::Sweep(Timestamp now) {

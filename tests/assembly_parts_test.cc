@@ -98,5 +98,37 @@ TEST(TenantCommittersTest, OpensOnFirstUseClosesIdleAndRefusesCommitsAfterDelete
   EXPECT_TRUE(absl::IsNotFound(tenants.Delete("shop")));
 }
 
+// DeleteIfNewest undoes a Create only while the creation is the tenant's newest commit; a
+// commit prepared before it never lands after it.
+TEST(TenantCommittersTest, DeleteIfNewestKeepsATenantCommittedToSinceItsCreation) {
+  auto storage = std::make_shared<InMemoryStorage>();
+  TenantCommitters tenants(storage);
+  Timestamp created_at = 0;
+  ASSERT_TRUE(tenants.Create("shop", &created_at).ok());
+  EXPECT_EQ(created_at, *storage->MaxCommittedTimestamp("shop"));
+  absl::StatusOr<std::shared_ptr<OpenTenant>> shop = tenants.Get("shop");
+  ASSERT_TRUE(shop.ok()) << shop.status();
+  Transaction disable((*shop)->Latest());
+  ASSERT_TRUE(disable.SetEnabled(false).ok());
+  absl::StatusOr<Timestamp> disabled = (*shop)->Commit(disable.Prepare());
+  ASSERT_TRUE(disabled.ok()) << disabled.status();
+
+  absl::StatusOr<bool> undone = tenants.DeleteIfNewest("shop", created_at);
+  ASSERT_TRUE(undone.ok()) << undone.status();
+  EXPECT_FALSE(*undone);
+  EXPECT_FALSE((*shop)->Latest()->metadata().enabled()) << "the later commit is kept";
+  EXPECT_THAT(*storage->ListTenants(), ::testing::ElementsAre("shop"));
+
+  Transaction enable((*shop)->Latest());
+  ASSERT_TRUE(enable.SetEnabled(true).ok());
+  undone = tenants.DeleteIfNewest("shop", *disabled);
+  ASSERT_TRUE(undone.ok()) << undone.status();
+  EXPECT_TRUE(*undone);
+  EXPECT_TRUE(absl::IsNotFound((*shop)->Commit(enable.Prepare()).status()));
+  EXPECT_TRUE(absl::IsNotFound(tenants.Get("shop").status()));
+  EXPECT_THAT(*storage->ListTenants(), ::testing::IsEmpty());
+  EXPECT_TRUE(absl::IsInvalidArgument(tenants.DeleteIfNewest("no spaces", 0).status()));
+}
+
 }  // namespace
 }  // namespace txfn

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -27,6 +28,7 @@
 namespace txfn {
 namespace {
 
+using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using testing_util::TempDir;
@@ -246,8 +248,8 @@ TEST_P(EngineTest, TenantLifecycle) {
 // tenant that existed keeps it; a good one reports whether it created the tenant.
 TEST_P(EngineTest, ARefusedFirstDeployLeavesNoTenant) {
   auto deploy = [&](const std::string& tenant, const char* util) {
-    return DeployCreatingTenant(
-        *engine_, tenant, [&] { return engine_->DeployJson(tenant, Modules(util), kSchema); });
+    return engine_->DeployCreatingTenant(
+        tenant, [&] { return engine_->DeployJson(tenant, Modules(util), kSchema); });
   };
   absl::StatusOr<bool> refused = deploy("new", "export function label(s) { return s +; }");
   EXPECT_TRUE(absl::IsInvalidArgument(refused.status())) << refused.status();
@@ -264,7 +266,163 @@ TEST_P(EngineTest, ARefusedFirstDeployLeavesNoTenant) {
   EXPECT_THAT(*engine_->ListTenants(), ElementsAre("new"));
   EXPECT_EQ(Counter("a", "new"), 0);
   EXPECT_TRUE(absl::IsInvalidArgument(
-      DeployCreatingTenant(*engine_, "a/b", [] { return absl::OkStatus(); }).status()));
+      engine_->DeployCreatingTenant("a/b", [] { return absl::OkStatus(); }).status()));
+}
+
+// Runs `before` inside DeleteTenantIfNewest, just before the storage checks and deletes:
+// the window a check made ahead of the delete would leave open.
+class StorageDeletingAfter final : public StorageWrapper {
+ public:
+  StorageDeletingAfter(Storage* target, std::function<void()> before, bool atomic = true)
+      : StorageWrapper(target), before_(std::move(before)), atomic_(atomic) {}
+  absl::StatusOr<bool> DeleteTenantIfNewest(std::string_view tenant, Timestamp newest) override {
+    if (before_) before_();
+    // As an adapter that cannot check and delete in one step answers.
+    if (!atomic_) return Storage::DeleteTenantIfNewest(tenant, newest);
+    return StorageWrapper::DeleteTenantIfNewest(tenant, newest);
+  }
+
+ private:
+  std::function<void()> before_;
+  bool atomic_;
+};
+
+// Two engines (as two processes) on one SQLite file. A refused first deploy on the first
+// engine deletes the tenant it created only if nothing else was committed to it: a first
+// deploy from the second engine that commits to the tenant at the last moment, just before
+// the delete, is kept, and so is everything it wrote.
+TEST(DeployCreatingTenantTest, ACommitFromAnotherProcessJustBeforeTheDeleteIsKept) {
+  TempDir dir;
+  const std::string path = dir.File("shared.db");
+  absl::StatusOr<std::unique_ptr<SqliteStorage>> file_a = SqliteStorage::Open(path);
+  absl::StatusOr<std::unique_ptr<SqliteStorage>> file_b = SqliteStorage::Open(path);
+  ASSERT_TRUE(file_a.ok() && file_b.ok()) << file_a.status() << file_b.status();
+  EngineOptions options;
+  options.scheduler.workers = 1;
+  absl::StatusOr<std::unique_ptr<Engine>> b =
+      Engine::Open(std::shared_ptr<Storage>(std::move(*file_b)), options);
+  ASSERT_TRUE(b.ok()) << b.status();
+  int deletes = 0;
+  auto racing = std::make_shared<StorageDeletingAfter>(file_a->get(), [&] {
+    ++deletes;
+    absl::Status other = (*b)->DeployJson("new", Modules(), kSchema);
+    EXPECT_TRUE(other.ok()) << other;
+    EXPECT_TRUE((*b)->Mutation("new", "counters:create", Name("kept")).ok());
+  });
+  absl::StatusOr<std::unique_ptr<Engine>> a = Engine::Open(racing, options);
+  ASSERT_TRUE(a.ok()) << a.status();
+
+  absl::StatusOr<bool> refused = (*a)->DeployCreatingTenant(
+      "new", [&] { return (*a)->DeployJson("new", Modules("export function label( {"), kSchema); });
+  EXPECT_TRUE(absl::IsInvalidArgument(refused.status())) << refused.status();
+  EXPECT_EQ(deletes, 1);
+  EXPECT_THAT(*(*a)->ListTenants(), ElementsAre("new"));
+  for (Engine* engine : {a->get(), b->get()}) {
+    absl::StatusOr<CallResult> kept = engine->Query("new", "counters:get", Name("kept"));
+    ASSERT_TRUE(kept.ok()) << kept.status();
+    EXPECT_EQ(kept->value, Value::Int64(0));
+  }
+
+  // Without the racing commit the tenant goes, as in ARefusedFirstDeployLeavesNoTenant.
+  absl::StatusOr<bool> alone = (*a)->DeployCreatingTenant(
+      "alone", [&] { return (*a)->DeployJson("alone", Modules("syntax error("), kSchema); });
+  EXPECT_TRUE(absl::IsInvalidArgument(alone.status())) << alone.status();
+  EXPECT_EQ(deletes, 2);
+  EXPECT_THAT(*(*b)->ListTenants(), ElementsAre("new"));
+}
+
+// Where another process's creation of `tenant` lands in this process's Create (TenantCommitters):
+enum class OtherCreation {
+  kAfterTheLook,    // just after its first look, which answers "no such tenant"
+  kBeforeTheWrite,  // just before its creating commit's Write
+};
+
+// Runs `other` (the other process's creation) at `when`, once.
+class StorageRacedBy final : public StorageWrapper {
+ public:
+  StorageRacedBy(Storage* target, std::string tenant, OtherCreation when,
+                 std::function<void()> other)
+      : StorageWrapper(target), tenant_(std::move(tenant)), when_(when), other_(std::move(other)) {}
+  absl::StatusOr<Timestamp> MaxCommittedTimestamp(std::string_view tenant) override {
+    if (tenant == tenant_ && when_ == OtherCreation::kAfterTheLook && RunOther()) {
+      return Timestamp{0};
+    }
+    return StorageWrapper::MaxCommittedTimestamp(tenant);
+  }
+  absl::Status Write(absl::Span<const CommitRecord> commits) override {
+    if (commits.front().tenant == tenant_ && when_ == OtherCreation::kBeforeTheWrite) RunOther();
+    return StorageWrapper::Write(commits);
+  }
+
+ private:
+  bool RunOther() {
+    if (ran_) return false;
+    ran_ = true;
+    other_();
+    return true;
+  }
+  const std::string tenant_;
+  const OtherCreation when_;
+  std::function<void()> other_;
+  bool ran_ = false;
+};
+
+// Two processes' first deploys of one tenant: the one whose creation comes second finds the
+// tenant (AlreadyExists inside, so it deploys onto it) and never overwrites the first's
+// commits, whether the other's creation lands after its look (its committer then opens on
+// it) or just before its creating commit's Write (which is then refused as stale).
+TEST(DeployCreatingTenantTest, TwoProcessesCreatingOneTenantBothDeployAndNothingIsLost) {
+  for (OtherCreation when : {OtherCreation::kAfterTheLook, OtherCreation::kBeforeTheWrite}) {
+    SCOPED_TRACE(static_cast<int>(when));
+    TempDir dir;
+    const std::string path = dir.File("shared.db");
+    absl::StatusOr<std::unique_ptr<SqliteStorage>> file_a = SqliteStorage::Open(path);
+    absl::StatusOr<std::unique_ptr<SqliteStorage>> file_b = SqliteStorage::Open(path);
+    ASSERT_TRUE(file_a.ok() && file_b.ok()) << file_a.status() << file_b.status();
+    EngineOptions options;
+    options.scheduler.workers = 1;
+    absl::StatusOr<std::unique_ptr<Engine>> b =
+        Engine::Open(std::shared_ptr<Storage>(std::move(*file_b)), options);
+    ASSERT_TRUE(b.ok()) << b.status();
+    auto early = std::make_shared<StorageRacedBy>(file_a->get(), "both", when, [&] {
+      absl::StatusOr<bool> created = (*b)->DeployCreatingTenant(
+          "both", [&] { return (*b)->DeployJson("both", Modules(), kSchema); });
+      EXPECT_TRUE(created.ok() && *created) << created.status();
+      EXPECT_TRUE((*b)->Mutation("both", "counters:create", Name("first")).ok());
+    });
+    absl::StatusOr<std::unique_ptr<Engine>> a = Engine::Open(early, options);
+    ASSERT_TRUE(a.ok()) << a.status();
+    absl::StatusOr<bool> second = (*a)->DeployCreatingTenant(
+        "both", [&] { return (*a)->DeployJson("both", Modules(), kSchema); });
+    ASSERT_TRUE(second.ok()) << second.status();
+    EXPECT_FALSE(*second) << "the other process created it";
+    EXPECT_TRUE(absl::IsAlreadyExists((*a)->CreateTenant("both")));
+    ASSERT_TRUE((*a)->Mutation("both", "counters:create", Name("second")).ok());
+    for (Engine* engine : {a->get(), b->get()}) {
+      for (const char* name : {"first", "second"}) {
+        absl::StatusOr<CallResult> counter = engine->Query("both", "counters:get", Name(name));
+        ASSERT_TRUE(counter.ok()) << name << ": " << counter.status();
+        EXPECT_EQ(counter->value, Value::Int64(0)) << name;
+      }
+    }
+  }
+}
+
+// A storage that cannot check and delete in one step keeps the tenant, and says so.
+TEST(DeployCreatingTenantTest, AStorageWithoutAnAtomicDeleteKeepsTheTenant) {
+  InMemoryStorage memory;
+  auto storage = std::make_shared<StorageDeletingAfter>(&memory, nullptr, /*atomic=*/false);
+  EngineOptions options;
+  options.scheduler.workers = 1;
+  absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Open(storage, options);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  absl::StatusOr<bool> refused = (*engine)->DeployCreatingTenant(
+      "new", [&] { return (*engine)->DeployJson("new", Modules("syntax error("), kSchema); });
+  EXPECT_TRUE(absl::IsInvalidArgument(refused.status())) << refused.status();
+  EXPECT_THAT(std::string(refused.status().message()),
+              AllOf(HasSubstr("lib/util.js"), HasSubstr("may be left empty"),
+                    HasSubstr("cannot check and delete in one step")));
+  EXPECT_THAT(*(*engine)->ListTenants(), ElementsAre("new"));
 }
 
 TEST_P(EngineTest, DisabledTenantRefusesCalls) {

@@ -50,6 +50,8 @@ absl::Status Call(FaultInjectingStorage& s, StorageMethod method) {
       return s.DeleteTenant("nobody");
     case StorageMethod::kApplyRetention:
       return s.ApplyRetention("t", /*ts=*/0, 0).status();  // drops nothing
+    case StorageMethod::kDeleteTenantIfNewest:
+      return s.DeleteTenantIfNewest("nobody", 0).status();
   }
   return absl::InternalError("unreachable");
 }
@@ -61,7 +63,8 @@ const StorageMethod kAllMethods[] = {StorageMethod::kWrite,
                                      StorageMethod::kMaxCommittedTimestamp,
                                      StorageMethod::kListTenants,
                                      StorageMethod::kDeleteTenant,
-                                     StorageMethod::kApplyRetention};
+                                     StorageMethod::kApplyRetention,
+                                     StorageMethod::kDeleteTenantIfNewest};
 
 TEST(FaultInjectingStorageTest, FailNextFailsExactlyNCallsOfThatMethodOnly) {
   for (StorageMethod method : kAllMethods) {

@@ -334,8 +334,8 @@ class LocalTarget final : public Target {
  public:
   explicit LocalTarget(Engine& engine) : engine_(engine) {}
   absl::StatusOr<bool> Deploy(const std::string& tenant, const AppDir& app) override {
-    return DeployCreatingTenant(engine_, tenant,
-                                [&] { return engine_.Deploy(tenant, app.modules, app.schema); });
+    return engine_.DeployCreatingTenant(
+        tenant, [&] { return engine_.Deploy(tenant, app.modules, app.schema); });
   }
   absl::StatusOr<CallResult> Query(const std::string& tenant, const std::string& function,
                                    const Value& args) override {

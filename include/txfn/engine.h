@@ -398,6 +398,18 @@ class Engine {
   // Disabled: every call fails with FailedPrecondition (no JS runs); data,
   // modules and schema are kept. NotFound for an unknown tenant.
   [[nodiscard]] virtual absl::Status SetEnabled(std::string_view tenant, bool enabled) = 0;
+  // A first deploy that creates its tenant: creates `tenant` unless it
+  // exists, then runs `deploy` (Deploy or DeployJson for it). If the deploy is
+  // refused, a tenant this call created is deleted again, so a refused first
+  // deploy leaves no empty tenant behind, unless anything was committed to it
+  // since its creation (another first deploy that found it, from this process
+  // or another sharing the storage): the check and the delete are one step
+  // (Storage::DeleteTenantIfNewest), so no such commit is lost. Returns
+  // whether it created the tenant; else the deploy's error, or CreateTenant's
+  // (not AlreadyExists). If the tenant could not be deleted, the deploy's
+  // error says so (same code and payloads). Thread-safe.
+  [[nodiscard]] virtual absl::StatusOr<bool> DeployCreatingTenant(
+      std::string_view tenant, absl::FunctionRef<absl::Status()> deploy) = 0;
   // Removes the tenant and all its data. NotFound if it does not exist. A
   // mutation that was running then fails with NotFound at its commit.
   [[nodiscard]] virtual absl::Status DeleteTenant(std::string_view tenant) = 0;
@@ -526,14 +538,6 @@ class Engine {
 
   virtual EngineStats stats() const = 0;
 };
-
-// A first deploy that creates its tenant: creates `tenant` unless it exists, then runs
-// `deploy` (one of engine.Deploy/DeployJson for it). If the deploy is refused, a tenant this
-// call created is deleted again (unless something was committed to it meanwhile), so a refused
-// first deploy leaves no empty tenant behind. Returns whether it created the tenant; the
-// deploy's error, or CreateTenant's (not AlreadyExists), otherwise. Thread-safe as Engine is.
-[[nodiscard]] absl::StatusOr<bool> DeployCreatingTenant(Engine& engine, std::string_view tenant,
-                                                        absl::FunctionRef<absl::Status()> deploy);
 
 }  // namespace txfn
 

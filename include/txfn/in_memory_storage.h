@@ -35,7 +35,7 @@
 // of a tenant see either none or all of a Write's commits, and two racing
 // Writes to one tenant cannot both pass the "ts > MaxCommittedTimestamp" check
 // with overlapping timestamps. Writes to different tenants proceed in parallel.
-// DeleteTenant briefly excludes every other call.
+// DeleteTenant and DeleteTenantIfNewest briefly exclude every other call.
 #ifndef TXFN_IN_MEMORY_STORAGE_H_
 #define TXFN_IN_MEMORY_STORAGE_H_
 
@@ -87,6 +87,8 @@ class InMemoryStorage final : public Storage {
   [[nodiscard]] absl::StatusOr<Timestamp> MaxCommittedTimestamp(std::string_view tenant) override;
   [[nodiscard]] absl::StatusOr<std::vector<std::string>> ListTenants() override;
   [[nodiscard]] absl::Status DeleteTenant(std::string_view tenant) override;
+  [[nodiscard]] absl::StatusOr<bool> DeleteTenantIfNewest(std::string_view tenant,
+                                                          Timestamp newest) override;
   // See Storage. Holds the tenant's lock exclusively while it runs.
   [[nodiscard]] absl::StatusOr<RetentionResult> ApplyRetention(std::string_view tenant,
                                                                Timestamp ts,

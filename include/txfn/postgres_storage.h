@@ -66,8 +66,8 @@
 //                                                    passed on (one row per change of
 //                                                    owner, a week)
 //   txfn_meta(name, value)                           schema_version = kSchemaVersion
-// plus the functions txfn_write, txfn_take_lease, txfn_lock_tenant, txfn_apply_retention and
-// txfn_delete_tenant. Tenants, keys and
+// plus the functions txfn_write, txfn_take_lease, txfn_lock_tenant, txfn_apply_retention,
+// txfn_delete_tenant and txfn_delete_tenant_if_newest (schema 5). Tenants, keys and
 // values are bytea (ordered bytewise, like std::string); timestamps are bigint with the top
 // bit flipped, so the full uint64 range keeps its order. A database whose schema version is
 // newer than kSchemaVersion is refused.
@@ -104,7 +104,7 @@
 // within
 // outcome_resolution_timeout (the server is down), Write returns an unknown outcome
 // (CommitOutcomeUnknownError, carrying the batch's last timestamp), and the batch's
-// tenants are "in doubt": Write, DeleteTenant, ApplyRetention, ReadLog and
+// tenants are "in doubt": Write, DeleteTenant(IfNewest), ApplyRetention, ReadLog and
 // MaxCommittedTimestamp of those tenants, and ListTenants, first try the resolution again
 // and fail with Unavailable while it still cannot tell; Get and Scan go on (their answers
 // at published timestamps hold either way). The committer's own resolution (it calls
@@ -183,7 +183,7 @@ class PostgresStorage final : public Storage {
   // The schema version this build writes and reads (txfn_meta.schema_version).
   // 2: txfn_write checks CommitRecord::previous_ts; 3: txfn_commits.writer; 4:
   // txfn_handovers (a build of an older version must not take leases over unrecorded).
-  static constexpr int kSchemaVersion = 4;
+  static constexpr int kSchemaVersion = 5;
 
   // Connects to `options.url` and creates the schema if missing (under an advisory lock:
   // several processes may open the same database at once). Errors:
@@ -234,6 +234,8 @@ class PostgresStorage final : public Storage {
   // tenant in progress (which it then removes too) and holds later ones off until it is
   // done: the tenant is left whole or gone, never commits without their tenant row.
   [[nodiscard]] absl::Status DeleteTenant(std::string_view tenant) override;
+  [[nodiscard]] absl::StatusOr<bool> DeleteTenantIfNewest(std::string_view tenant,
+                                                          Timestamp newest) override;
   // Any instance may apply retention (it changes nothing a read at or above the horizon
   // sees); it is serialised with the tenant's commits by a row lock.
   [[nodiscard]] absl::StatusOr<RetentionResult> ApplyRetention(std::string_view tenant,

@@ -57,15 +57,16 @@
 // the WAL frames were written, a full disk) is reported as an unknown outcome
 // (CommitOutcomeUnknownError): WAL recovery on the next open may replay those
 // frames, while this process cannot see them. From then on the storage is "in
-// doubt": Write, DeleteTenant, ApplyRetention, Backup, ReadLog,
+// doubt": Write, DeleteTenant(IfNewest), ApplyRetention, Backup, ReadLog,
 // MaxCommittedTimestamp and ListTenants fail with Unavailable until the
 // database is reopened (destroy this object, open the file again); Get and
 // Scan go on (their answers at committed timestamps hold either way). This is
 // how the committer learns it cannot resolve the outcome before a restart.
 //
 // Thread safety: every method may be called concurrently. Writes (Write,
-// DeleteTenant) are serialised on one write connection under a mutex. Reads
-// use a pool of read connections (at most SqliteOptions::max_read_connections
+// DeleteTenant, DeleteTenantIfNewest, ApplyRetention) are serialised on one
+// write connection under a mutex. Reads use a pool of read connections (at
+// most SqliteOptions::max_read_connections
 // at once; a reader waits for a free one beyond that) and never wait for a
 // writer: WAL gives each read statement a snapshot, so a reader sees either
 // none or all of a Write. Another process may open the same file; writers then
@@ -176,6 +177,8 @@ class SqliteStorage final : public Storage {
   [[nodiscard]] absl::StatusOr<Timestamp> MaxCommittedTimestamp(std::string_view tenant) override;
   [[nodiscard]] absl::StatusOr<std::vector<std::string>> ListTenants() override;
   [[nodiscard]] absl::Status DeleteTenant(std::string_view tenant) override;
+  [[nodiscard]] absl::StatusOr<bool> DeleteTenantIfNewest(std::string_view tenant,
+                                                          Timestamp newest) override;
   // True, once per tenant, when another connection to the file committed
   // (to any tenant) since this tenant's last check; see "Other processes'
   // commits" above. A few microseconds: no disk I/O.
@@ -208,6 +211,8 @@ class SqliteStorage final : public Storage {
   static absl::StatusOr<int64_t> DataVersion(Connection& conn);
   // Unavailable once a COMMIT failed (see "Commit outcomes").
   absl::Status CheckNotInDoubt(std::string_view what) const;
+  // DeleteTenant, or DeleteTenantIfNewest when `newest` is set; true if it deleted.
+  absl::StatusOr<bool> DeleteTenantWhere(std::string_view tenant, std::optional<Timestamp> newest);
   // Runs COMMIT on the write connection; an error puts the storage in doubt
   // and comes back as an unknown outcome.
   absl::Status CommitWrite(Connection& conn, std::string_view what)

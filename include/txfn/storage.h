@@ -290,6 +290,27 @@ class Storage {
   // horizon. Other tenants are untouched. OK if the tenant does not exist.
   [[nodiscard]] virtual absl::Status DeleteTenant(std::string_view tenant) = 0;
 
+  // DeleteTenant, but only if the tenant's newest commit is still `newest`
+  // (MaxCommittedTimestamp; 0 for a tenant with no commit): the check and the
+  // delete are one step, so a Write to the tenant, from this process or any
+  // other sharing the store, lands either before it (then nothing is deleted)
+  // or after it (on the deleted tenant, kept). Returns true if the tenant was
+  // deleted (or had no commit and `newest` is 0), false if it has another
+  // newest commit, with nothing changed. Used to undo a tenant's creation
+  // without losing a commit someone made to it meanwhile.
+  //
+  // The default answers Unimplemented: an adapter that cannot make the check
+  // and the delete atomic says so, and callers keep the tenant. Every adapter
+  // in this library implements it (the conformance suite checks it where an
+  // adapter does).
+  [[nodiscard]] virtual absl::StatusOr<bool> DeleteTenantIfNewest(std::string_view tenant,
+                                                                  Timestamp newest) {
+    (void)tenant;
+    (void)newest;
+    return absl::UnimplementedError(
+        "DeleteTenantIfNewest: this Storage cannot check and delete in one step");
+  }
+
   // Version retention (MVCC garbage collection). Raises the tenant's retention
   // horizon to R, the newest commit timestamp <= `ts` (it never lowers it;
   // with no commit in between, nothing changes), then drops what no read at a

@@ -65,6 +65,8 @@ class StorageWrapper : public Storage {
   [[nodiscard]] absl::StatusOr<std::vector<std::string>> ListTenants() override;
   [[nodiscard]] bool MayHaveOtherWriters(std::string_view tenant) override;
   [[nodiscard]] absl::Status DeleteTenant(std::string_view tenant) override;
+  [[nodiscard]] absl::StatusOr<bool> DeleteTenantIfNewest(std::string_view tenant,
+                                                          Timestamp newest) override;
   [[nodiscard]] absl::StatusOr<RetentionResult> ApplyRetention(std::string_view tenant,
                                                                Timestamp ts,
                                                                size_t max_commits) override;

@@ -40,6 +40,7 @@
 #include <string>
 #include <string_view>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -126,8 +127,9 @@ class TenantCommitters {
   // Creates the tenant: commits its initial metadata (an empty schema, no
   // modules, enabled). A valid name is 1..64 bytes of [A-Za-z0-9_.-].
   // InvalidArgument for a bad name, AlreadyExists if it
-  // has a commit, the storage's error otherwise.
-  [[nodiscard]] absl::Status Create(std::string_view tenant);
+  // has a commit, the storage's error otherwise. If `created_at` is not null,
+  // it receives the creating commit's timestamp (for DeleteIfNewest).
+  [[nodiscard]] absl::Status Create(std::string_view tenant, Timestamp* created_at = nullptr);
 
   // The open tenant, opening its committer on first use (or after Sweep
   // closed it). InvalidArgument for a bad name, NotFound if it has no
@@ -138,6 +140,14 @@ class TenantCommitters {
   // commits running on it are done; later commits through its handles fail
   // with NotFound. NotFound if it does not exist.
   [[nodiscard]] absl::Status Delete(std::string_view tenant);
+
+  // Delete, but only if the tenant's newest commit is still `newest`, checked
+  // and deleted in one step against commits from this process and any other
+  // sharing the storage (Storage::DeleteTenantIfNewest). Returns whether it
+  // deleted; false leaves everything as it was. Unimplemented if the storage
+  // cannot do it in one step. Undoes a Create (its `created_at`) without
+  // losing a commit made to the tenant meanwhile.
+  [[nodiscard]] absl::StatusOr<bool> DeleteIfNewest(std::string_view tenant, Timestamp newest);
 
   // Closes the tenants idle for idle_timeout at `now` (committer's clock)
   // that nobody holds, and prunes every other open committer's conflict
@@ -154,6 +164,12 @@ class TenantCommitters {
 
  private:
   struct Registry;
+
+  // Delete and DeleteIfNewest: `delete_tenant` deletes in storage (true if it
+  // did) while this process's commits to the tenant are held off.
+  absl::StatusOr<bool> DeleteWith(std::string_view tenant,
+                                  absl::FunctionRef<absl::StatusOr<bool>(Storage&)> delete_tenant);
+
   std::unique_ptr<Registry> registry_;
 };
 

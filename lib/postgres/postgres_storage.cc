@@ -247,6 +247,25 @@ BEGIN
   UPDATE txfn_owners SET start_max = -9223372036854775808 WHERE tenant = p_tenant;
 END
 $fn$;
+
+-- Storage::DeleteTenantIfNewest (schema 5): txfn_delete_tenant if the tenant's newest commit
+-- is still p_newest (flipped; the minimum: no commit), in one transaction. Once the locks of
+-- txfn_delete_tenant are held no Write is under way, and this statement's snapshot (READ
+-- COMMITTED: taken after the locks) has every one that committed.
+CREATE OR REPLACE FUNCTION txfn_delete_tenant_if_newest(p_tenant bytea, p_newest bigint)
+RETURNS boolean LANGUAGE plpgsql AS $fn$
+BEGIN
+  PERFORM txfn_lock_tenant(p_tenant);
+  PERFORM 1 FROM txfn_owners o WHERE o.tenant = p_tenant FOR UPDATE;
+  PERFORM 1 FROM txfn_tenants t WHERE t.tenant = p_tenant FOR UPDATE;
+  IF coalesce((SELECT t.max_ts FROM txfn_tenants t WHERE t.tenant = p_tenant),
+              -9223372036854775808) <> p_newest THEN
+    RETURN false;
+  END IF;
+  PERFORM txfn_delete_tenant(p_tenant);
+  RETURN true;
+END
+$fn$;
 )sql";
 
 constexpr std::string_view kWriteSql =
@@ -1155,6 +1174,16 @@ absl::Status PostgresStorage::DeleteTenant(std::string_view tenant) {
   TXFN_RETURN_IF_ERROR(ResolveDoubts(tenant));
   TXFN_ASSIGN_OR_RETURN(ConnectionLease lease, Borrow());
   return lease->ExecPrepared("SELECT txfn_delete_tenant($1)", {PgParam::Bytes(tenant)}).status();
+}
+
+absl::StatusOr<bool> PostgresStorage::DeleteTenantIfNewest(std::string_view tenant,
+                                                           Timestamp newest) {
+  TXFN_RETURN_IF_ERROR(ResolveDoubts(tenant));
+  TXFN_ASSIGN_OR_RETURN(ConnectionLease lease, Borrow());
+  TXFN_ASSIGN_OR_RETURN(PgResult r,
+                        lease->ExecPrepared("SELECT txfn_delete_tenant_if_newest($1, $2)::int",
+                                            {PgParam::Bytes(tenant), TsParam(newest)}));
+  return r.Int(0, 0) != 0;
 }
 
 absl::StatusOr<RetentionResult> PostgresStorage::ApplyRetention(std::string_view tenant,

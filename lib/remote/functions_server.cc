@@ -140,7 +140,7 @@ class FunctionsServer::Impl final : public v1::Functions::Service {
       return engine_.DeployJson(request->tenant(), modules, request->schema_json());
     };
     if (!request->create()) return ToGrpcStatus(deploy());
-    absl::StatusOr<bool> created = DeployCreatingTenant(engine_, request->tenant(), deploy);
+    absl::StatusOr<bool> created = engine_.DeployCreatingTenant(request->tenant(), deploy);
     if (!created.ok()) return ToGrpcStatus(created.status());
     reply->set_created(*created);
     return grpc::Status::OK;

@@ -38,6 +38,8 @@ std::string_view StorageMethodName(StorageMethod method) {
       return "DeleteTenant";
     case StorageMethod::kApplyRetention:
       return "ApplyRetention";
+    case StorageMethod::kDeleteTenantIfNewest:
+      return "DeleteTenantIfNewest";
   }
   return "?";
 }
@@ -249,6 +251,12 @@ absl::Status FaultInjectingStorage::DeleteTenant(std::string_view tenant) {
   TXFN_RETURN_IF_ERROR(Enter(StorageMethod::kDeleteTenant));
   TXFN_RETURN_IF_ERROR(target().DeleteTenant(tenant));
   return Exit(StorageMethod::kDeleteTenant);
+}
+
+absl::StatusOr<bool> FaultInjectingStorage::DeleteTenantIfNewest(std::string_view tenant,
+                                                                 Timestamp newest) {
+  return Forward(StorageMethod::kDeleteTenantIfNewest,
+                 [&] { return target().DeleteTenantIfNewest(tenant, newest); });
 }
 
 absl::StatusOr<RetentionResult> FaultInjectingStorage::ApplyRetention(std::string_view tenant,

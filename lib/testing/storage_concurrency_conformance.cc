@@ -243,6 +243,46 @@ TEST_P(StorageConcurrencyConformanceTest, TenantsWrittenAndDeletedConcurrently) 
   EXPECT_THAT(Tenants(s), ElementsAreArray({"scratch", "tenant0", "tenant1"}));
 }
 
+// A writer commits to one tenant while another thread deletes it if its newest
+// commit is the one it just read (DeleteTenantIfNewest). Each round lets the
+// writer's next commit go just as the delete starts, so the two race: a commit
+// that lands between the delete's check and its delete would be lost. In the
+// end the tenant must hold exactly the commits after the newest one deleted.
+TEST_P(StorageConcurrencyConformanceTest, DeleteTenantIfNewestNeverDeletesANewerCommit) {
+  Storage& s = storage();
+  absl::StatusOr<bool> probe = s.DeleteTenantIfNewest("t", 0);
+  if (absl::IsUnimplemented(probe.status())) GTEST_SKIP() << "adapter has no DeleteTenantIfNewest";
+  ASSERT_TRUE(probe.ok()) << probe.status();
+  constexpr Timestamp kCommits = 300;
+  std::atomic<Timestamp> released{0};  // the writer may commit timestamps up to this
+  std::thread writer([&] {
+    for (Timestamp ts = 1; ts <= kCommits; ++ts) {
+      while (released.load() < ts) std::this_thread::yield();
+      // Timestamps only rise, so each is above the tenant's newest, deleted or not.
+      EXPECT_TRUE(WriteAll(s, {Commit("t", ts, {Put(1, "k", std::to_string(ts))})}).ok());
+    }
+  });
+  Timestamp deleted_up_to = 0;
+  int deletes = 0;
+  for (Timestamp round = 1; round <= kCommits; ++round) {
+    const Timestamp newest = MaxTs(s, "t");
+    released.store(round);
+    absl::StatusOr<bool> deleted = s.DeleteTenantIfNewest("t", newest);
+    ASSERT_TRUE(deleted.ok()) << deleted.status();
+    if (*deleted && newest > 0) {
+      EXPECT_GT(newest, deleted_up_to);
+      deleted_up_to = newest;
+      ++deletes;
+    }
+  }
+  writer.join();
+  std::vector<CommitRecord> log = LogAfter(s, "t", 0);
+  ASSERT_EQ(log.size(), kCommits - deleted_up_to)
+      << deletes << " deletes, the last of the commits up to " << deleted_up_to;
+  for (size_t i = 0; i < log.size(); ++i) EXPECT_EQ(log[i].ts, deleted_up_to + 1 + i);
+  EXPECT_EQ(MaxTs(s, "t"), deleted_up_to == kCommits ? 0 : kCommits);
+}
+
 // Retention running beside a writer and readers: reads at a timestamp at or
 // above every horizon applied stay exact, and the writer is never refused.
 TEST_P(StorageConcurrencyConformanceTest, RetentionBesideWritersAndReadersKeepsReadsExact) {

@@ -608,6 +608,52 @@ TEST_P(StorageConformanceTest, DeleteTenantRemovesOnlyThatTenant) {
   EXPECT_THAT(Tenants(s), ElementsAre("a", "b"));
 }
 
+TEST_P(StorageConformanceTest, DeleteTenantIfNewestDeletesOnlyAtThatTimestamp) {
+  Storage& s = storage();
+  ASSERT_TRUE(WriteAll(s, {Commit("a", 1, {Put(1, "k", "a1")}), Commit("a", 2, {Put(1, "k", "a2")}),
+                           Commit("b", 1, {Put(1, "k", "b1")})})
+                  .ok());
+  absl::StatusOr<bool> older = s.DeleteTenantIfNewest("a", 1);
+  if (absl::IsUnimplemented(older.status())) {
+    GTEST_SKIP() << "adapter has no DeleteTenantIfNewest: " << older.status();
+  }
+  ASSERT_TRUE(older.ok()) << older.status();
+  EXPECT_FALSE(*older) << "a newer commit than 1 exists";
+  absl::StatusOr<bool> newer = s.DeleteTenantIfNewest("a", 3);
+  ASSERT_TRUE(newer.ok()) << newer.status();
+  EXPECT_FALSE(*newer) << "no commit at 3";
+  absl::StatusOr<bool> none = s.DeleteTenantIfNewest("a", 0);
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_FALSE(*none) << "the tenant has commits";
+  // Nothing changed.
+  EXPECT_EQ(MaxTs(s, "a"), 2u);
+  EXPECT_EQ(LogAfter(s, "a", 0).size(), 2u);
+  EXPECT_EQ(GetAt(s, "a", 1, "k", 1), (IndexEntry{"k", "a1", 1}));
+  EXPECT_THAT(Tenants(s), ElementsAre("a", "b"));
+
+  absl::StatusOr<bool> newest = s.DeleteTenantIfNewest("a", 2);
+  ASSERT_TRUE(newest.ok()) << newest.status();
+  EXPECT_TRUE(*newest);
+  EXPECT_EQ(MaxTs(s, "a"), 0u);
+  EXPECT_THAT(LogAfter(s, "a", 0), IsEmpty());
+  EXPECT_EQ(GetAt(s, "a", 1, "k", kForever), std::nullopt);
+  EXPECT_THAT(Tenants(s), ElementsAre("b"));
+  EXPECT_EQ(GetAt(s, "b", 1, "k", 1), (IndexEntry{"k", "b1", 1}));
+
+  // A tenant with no commit has newest 0: nothing to delete, and nothing newer.
+  absl::StatusOr<bool> gone = s.DeleteTenantIfNewest("a", 0);
+  ASSERT_TRUE(gone.ok()) << gone.status();
+  EXPECT_TRUE(*gone);
+  absl::StatusOr<bool> never = s.DeleteTenantIfNewest("never", 5);
+  ASSERT_TRUE(never.ok()) << never.status();
+  EXPECT_FALSE(*never);
+  EXPECT_THAT(Tenants(s), ElementsAre("b"));
+
+  // The name starts afresh, as after DeleteTenant.
+  ASSERT_TRUE(WriteAll(s, {Commit("a", 1, {Put(1, "new", "x")})}).ok());
+  EXPECT_THAT(Keys(ScanAt(s, "a", 1, KeyRange::All(), kForever)), ElementsAre("new"));
+}
+
 // ---------------------------------------------------------------------------
 // Durability across a reopen (adapters with StorageFactory::reopen only).
 

@@ -35,7 +35,7 @@
 // the file but not visible). From then until SimulateCrash() the wrapper
 // cannot know its durable state, so, as SqliteStorage does after a failed
 // COMMIT, it refuses (Unavailable) every call that would report what is
-// committed or change it: Write, DeleteTenant, ApplyRetention, ReadLog,
+// committed or change it: Write, DeleteTenant(IfNewest), ApplyRetention, ReadLog,
 // MaxCommittedTimestamp and ListTenants; Get and Scan are forwarded.
 // SimulateCrash() is the restart: the unsynced batches are dropped
 // (UnsyncedWrites::kDrop: the power failed before they reached the disk) or
@@ -79,8 +79,9 @@ enum class StorageMethod {
   kListTenants,
   kDeleteTenant,
   kApplyRetention,
+  kDeleteTenantIfNewest,
 };
-inline constexpr int kNumStorageMethods = 8;
+inline constexpr int kNumStorageMethods = 9;
 
 // "Write", "Get", ... for messages.
 std::string_view StorageMethodName(StorageMethod method);
@@ -154,6 +155,8 @@ class FaultInjectingStorage final : public StorageWrapper {
   [[nodiscard]] absl::StatusOr<Timestamp> MaxCommittedTimestamp(std::string_view tenant) override;
   [[nodiscard]] absl::StatusOr<std::vector<std::string>> ListTenants() override;
   [[nodiscard]] absl::Status DeleteTenant(std::string_view tenant) override;
+  [[nodiscard]] absl::StatusOr<bool> DeleteTenantIfNewest(std::string_view tenant,
+                                                          Timestamp newest) override;
   [[nodiscard]] absl::StatusOr<RetentionResult> ApplyRetention(std::string_view tenant,
                                                                Timestamp ts,
                                                                size_t max_commits) override;

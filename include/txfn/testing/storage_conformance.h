@@ -4,8 +4,9 @@
 // Passing this suite is the definition of a correct adapter: it checks the
 // contract of <txfn/storage.h> and nothing else — versioned reads at every
 // timestamp against a model, range bounds, binary key order, tombstones,
-// atomic batches, the commit log, tenants, every InvalidArgument path, and
-// readers racing a writer. In your adapter's test file:
+// atomic batches, the commit log, tenants (and DeleteTenantIfNewest, where the
+// adapter has it), every InvalidArgument path, and readers racing a writer. In
+// your adapter's test file:
 //
 //   #include "txfn/testing/storage_conformance.h"
 //   #include "my_storage.h"
