@@ -136,11 +136,17 @@ class EngineImpl final : public Engine {
                                             absl::FunctionRef<absl::Status()> deploy) override {
     Timestamp created_at = 0;
     absl::Status created = tenants_.Create(tenant, &created_at);
-    if (!created.ok() && !absl::IsAlreadyExists(created)) return created;
-    if (!created.ok()) {
-      TXFN_RETURN_IF_ERROR(deploy());
-      return false;
+    if (absl::IsAlreadyExists(created)) {
+      absl::Status deployed = deploy();
+      if (!absl::IsNotFound(deployed)) {
+        TXFN_RETURN_IF_ERROR(deployed);
+        return false;
+      }
+      // Its creator deleted it again since (its own first deploy was refused): create it here.
+      created = tenants_.Create(tenant, &created_at);
+      if (absl::IsAlreadyExists(created)) return deployed;
     }
+    TXFN_RETURN_IF_ERROR(created);
     absl::Status deployed = deploy();
     if (deployed.ok()) return true;
     // Deleted only if its creation is still its newest commit: another first deploy that

@@ -176,8 +176,11 @@ absl::Status TenantCommitters::Create(std::string_view tenant, Timestamp* create
   constexpr std::string_view kMeanwhile = " (created by another process meanwhile)";
   TXFN_ASSIGN_OR_RETURN(std::unique_ptr<Committer> committer,
                         Committer::Open(r.storage, std::string(tenant), r.options.committer));
-  if (committer->Latest()->ts() != 0) return exists(kMeanwhile);
-  Transaction txn(committer->Latest());
+  // One snapshot: a second Latest() could catch up with another process's creation, and
+  // this commit, knowing of it, would not be refused.
+  std::shared_ptr<const Snapshot> latest = committer->Latest();
+  if (latest->ts() != 0) return exists(kMeanwhile);
+  Transaction txn(std::move(latest));
   TXFN_RETURN_IF_ERROR(txn.DeploySchema(Schema()));
   TXFN_RETURN_IF_ERROR(txn.SetEnabled(true));
   absl::StatusOr<Timestamp> created = committer->Commit(txn.Prepare());
@@ -217,9 +220,13 @@ absl::StatusOr<std::shared_ptr<OpenTenant>> TenantCommitters::Get(std::string_vi
 }
 
 absl::Status TenantCommitters::Delete(std::string_view tenant) {
-  auto delete_existing = [&](Storage& storage) -> absl::StatusOr<bool> {
-    TXFN_ASSIGN_OR_RETURN(Timestamp max, storage.MaxCommittedTimestamp(tenant));
-    if (max == 0) return absl::NotFoundError(StrCat("tenant '", tenant, "' not found"));
+  auto delete_existing = [&](Storage& storage, bool open) -> absl::StatusOr<bool> {
+    // An open tenant is deleted without a look: its handles must go even if another
+    // process deleted it already.
+    if (!open) {
+      TXFN_ASSIGN_OR_RETURN(Timestamp max, storage.MaxCommittedTimestamp(tenant));
+      if (max == 0) return absl::NotFoundError(StrCat("tenant '", tenant, "' not found"));
+    }
     TXFN_RETURN_IF_ERROR(storage.DeleteTenant(tenant));
     return true;
   };
@@ -227,22 +234,23 @@ absl::Status TenantCommitters::Delete(std::string_view tenant) {
 }
 
 absl::StatusOr<bool> TenantCommitters::DeleteIfNewest(std::string_view tenant, Timestamp newest) {
-  return DeleteWith(tenant, [&](Storage& storage) -> absl::StatusOr<bool> {
+  return DeleteWith(tenant, [&](Storage& storage, bool) -> absl::StatusOr<bool> {
     return storage.DeleteTenantIfNewest(tenant, newest);
   });
 }
 
 absl::StatusOr<bool> TenantCommitters::DeleteWith(
-    std::string_view tenant, absl::FunctionRef<absl::StatusOr<bool>(Storage&)> delete_tenant) {
+    std::string_view tenant,
+    absl::FunctionRef<absl::StatusOr<bool>(Storage&, bool open)> delete_tenant) {
   TXFN_RETURN_IF_ERROR(CheckTenantName(tenant));
   Registry& r = *registry_;
   internal::MutexLock lifecycle(&r.lifecycle_mu);
   std::shared_ptr<OpenTenant> open = r.FindOpen(tenant);
-  if (open == nullptr) return delete_tenant(*r.storage);
+  if (open == nullptr) return delete_tenant(*r.storage, /*open=*/false);
   // Holds off this process's commits to the tenant until its handles are marked deleted.
   OpenTenant::State& state = *open->state_;
   internal::WriterMutexLock lock(&state.mu);
-  TXFN_ASSIGN_OR_RETURN(bool deleted, delete_tenant(*r.storage));
+  TXFN_ASSIGN_OR_RETURN(bool deleted, delete_tenant(*r.storage, /*open=*/true));
   if (!deleted) return false;
   state.deleted = true;
   internal::MutexLock map_lock(&r.map_mu);

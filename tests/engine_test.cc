@@ -269,6 +269,24 @@ TEST_P(EngineTest, ARefusedFirstDeployLeavesNoTenant) {
       engine_->DeployCreatingTenant("a/b", [] { return absl::OkStatus(); }).status()));
 }
 
+// A first deploy that finds the tenant, whose creator then deletes it again (its own first
+// deploy refused) before this one deploys, creates it after all.
+TEST_P(EngineTest, AFirstDeployWhoseTenantWasDeletedUnderItCreatesIt) {
+  ASSERT_TRUE(engine_->CreateTenant("new").ok());
+  int deploys = 0;
+  absl::StatusOr<bool> created = engine_->DeployCreatingTenant("new", [&] {
+    if (++deploys == 1) {
+      EXPECT_TRUE(engine_->DeleteTenant("new").ok());
+    }
+    return engine_->DeployJson("new", Modules(), kSchema);
+  });
+  ASSERT_TRUE(created.ok()) << created.status();
+  EXPECT_TRUE(*created);
+  EXPECT_EQ(deploys, 2);
+  ASSERT_TRUE(engine_->Mutation("new", "counters:create", Name("a")).ok());
+  EXPECT_EQ(Counter("a", "new"), 0);
+}
+
 // Runs `before` inside DeleteTenantIfNewest, just before the storage checks and deletes:
 // the window a check made ahead of the delete would leave open.
 class StorageDeletingAfter final : public StorageWrapper {
@@ -333,8 +351,9 @@ TEST(DeployCreatingTenantTest, ACommitFromAnotherProcessJustBeforeTheDeleteIsKep
 
 // Where another process's creation of `tenant` lands in this process's Create (TenantCommitters):
 enum class OtherCreation {
-  kAfterTheLook,    // just after its first look, which answers "no such tenant"
-  kBeforeTheWrite,  // just before its creating commit's Write
+  kAfterTheLook,            // just after its first look, which answers "no such tenant"
+  kAtTheSecondCatchUpLook,  // at its second MayHaveOtherWriters (a catch-up of its committer)
+  kBeforeTheWrite,          // just before its creating commit's Write
 };
 
 // Runs `other` (the other process's creation) at `when`, once.
@@ -348,6 +367,12 @@ class StorageRacedBy final : public StorageWrapper {
       return Timestamp{0};
     }
     return StorageWrapper::MaxCommittedTimestamp(tenant);
+  }
+  bool MayHaveOtherWriters(std::string_view tenant) override {
+    if (tenant == tenant_ && when_ == OtherCreation::kAtTheSecondCatchUpLook && ++catch_ups_ == 2) {
+      RunOther();
+    }
+    return StorageWrapper::MayHaveOtherWriters(tenant);
   }
   absl::Status Write(absl::Span<const CommitRecord> commits) override {
     if (commits.front().tenant == tenant_ && when_ == OtherCreation::kBeforeTheWrite) RunOther();
@@ -365,14 +390,17 @@ class StorageRacedBy final : public StorageWrapper {
   const OtherCreation when_;
   std::function<void()> other_;
   bool ran_ = false;
+  int catch_ups_ = 0;
 };
 
 // Two processes' first deploys of one tenant: the one whose creation comes second finds the
 // tenant (AlreadyExists inside, so it deploys onto it) and never overwrites the first's
-// commits, whether the other's creation lands after its look (its committer then opens on
-// it) or just before its creating commit's Write (which is then refused as stale).
+// commits, wherever the other's creation lands: after its look (its committer then opens on
+// it), when its committer catches up (it must not commit knowing of it), or just before its
+// creating commit's Write (which is then refused as stale). Exactly one of them created it.
 TEST(DeployCreatingTenantTest, TwoProcessesCreatingOneTenantBothDeployAndNothingIsLost) {
-  for (OtherCreation when : {OtherCreation::kAfterTheLook, OtherCreation::kBeforeTheWrite}) {
+  for (OtherCreation when : {OtherCreation::kAfterTheLook, OtherCreation::kAtTheSecondCatchUpLook,
+                             OtherCreation::kBeforeTheWrite}) {
     SCOPED_TRACE(static_cast<int>(when));
     TempDir dir;
     const std::string path = dir.File("shared.db");
@@ -384,10 +412,11 @@ TEST(DeployCreatingTenantTest, TwoProcessesCreatingOneTenantBothDeployAndNothing
     absl::StatusOr<std::unique_ptr<Engine>> b =
         Engine::Open(std::shared_ptr<Storage>(std::move(*file_b)), options);
     ASSERT_TRUE(b.ok()) << b.status();
+    absl::StatusOr<bool> first = absl::UnknownError("the other process never deployed");
     auto early = std::make_shared<StorageRacedBy>(file_a->get(), "both", when, [&] {
-      absl::StatusOr<bool> created = (*b)->DeployCreatingTenant(
+      first = (*b)->DeployCreatingTenant(
           "both", [&] { return (*b)->DeployJson("both", Modules(), kSchema); });
-      EXPECT_TRUE(created.ok() && *created) << created.status();
+      EXPECT_TRUE(first.ok()) << first.status();
       EXPECT_TRUE((*b)->Mutation("both", "counters:create", Name("first")).ok());
     });
     absl::StatusOr<std::unique_ptr<Engine>> a = Engine::Open(early, options);
@@ -395,7 +424,8 @@ TEST(DeployCreatingTenantTest, TwoProcessesCreatingOneTenantBothDeployAndNothing
     absl::StatusOr<bool> second = (*a)->DeployCreatingTenant(
         "both", [&] { return (*a)->DeployJson("both", Modules(), kSchema); });
     ASSERT_TRUE(second.ok()) << second.status();
-    EXPECT_FALSE(*second) << "the other process created it";
+    ASSERT_TRUE(first.ok()) << first.status();
+    EXPECT_NE(*first, *second) << "both or neither created it";
     EXPECT_TRUE(absl::IsAlreadyExists((*a)->CreateTenant("both")));
     ASSERT_TRUE((*a)->Mutation("both", "counters:create", Name("second")).ok());
     for (Engine* engine : {a->get(), b->get()}) {

@@ -407,7 +407,11 @@ class Engine {
   // (Storage::DeleteTenantIfNewest), so no such commit is lost. Returns
   // whether it created the tenant; else the deploy's error, or CreateTenant's
   // (not AlreadyExists). If the tenant could not be deleted, the deploy's
-  // error says so (same code and payloads). Thread-safe.
+  // error says so (same code and payloads). A tenant its creator deleted
+  // again between this call's look and its deploy is created once more. On
+  // PostgreSQL, while another instance holds the tenant's lease (it is
+  // creating or serving it), the creation fails with Unavailable: try again.
+  // Thread-safe.
   [[nodiscard]] virtual absl::StatusOr<bool> DeployCreatingTenant(
       std::string_view tenant, absl::FunctionRef<absl::Status()> deploy) = 0;
   // Removes the tenant and all its data. NotFound if it does not exist. A

@@ -182,7 +182,9 @@ class PostgresStorage final : public Storage {
  public:
   // The schema version this build writes and reads (txfn_meta.schema_version).
   // 2: txfn_write checks CommitRecord::previous_ts; 3: txfn_commits.writer; 4:
-  // txfn_handovers (a build of an older version must not take leases over unrecorded).
+  // txfn_handovers (a build of an older version must not take leases over unrecorded);
+  // 5: txfn_delete_tenant_if_newest. Instances of an older build that are running keep
+  // working, but once a newer build has opened the database an older one cannot open it.
   static constexpr int kSchemaVersion = 5;
 
   // Connects to `options.url` and creates the schema if missing (under an advisory lock:
@@ -234,6 +236,9 @@ class PostgresStorage final : public Storage {
   // tenant in progress (which it then removes too) and holds later ones off until it is
   // done: the tenant is left whole or gone, never commits without their tenant row.
   [[nodiscard]] absl::Status DeleteTenant(std::string_view tenant) override;
+  // The same locks as DeleteTenant, then the tenant's newest commit is compared and the
+  // tenant deleted only if it is `newest`, in one statement. A connection lost mid-call is
+  // Unavailable and the tenant may or may not be gone.
   [[nodiscard]] absl::StatusOr<bool> DeleteTenantIfNewest(std::string_view tenant,
                                                           Timestamp newest) override;
   // Any instance may apply retention (it changes nothing a read at or above the horizon

@@ -15,6 +15,10 @@
 //   };
 //   auto storage = std::make_shared<ReadOnlyStorage>(std::make_shared<txfn::InMemoryStorage>());
 //
+// A tenant is deleted by DeleteTenant or by DeleteTenantIfNewest (the engine
+// uses it to undo a refused first deploy): a wrapper that acts on deletes (a
+// cache to drop, a log, a refusal) overrides both.
+//
 // Ownership: the wrapped storage is held by a shared_ptr, or, with the raw
 // pointer constructor, borrowed (it must outlive the wrapper).
 //

@@ -26,7 +26,9 @@
 // shared), deletes it from storage, and marks the handle deleted: a commit
 // made through an old handle afterwards fails with NotFound, never lands.
 // Commit through OpenTenant::Commit, not through committer() directly, or a
-// deleted tenant may be written again.
+// deleted tenant may be written again. DeleteIfNewest does the same, but only
+// if nothing was committed to the tenant after a given commit (to undo a
+// Create without losing another process's commit).
 //
 // Thread safety: every method of both classes is thread-safe. The registry
 // must outlive the handles it gave out.
@@ -127,8 +129,10 @@ class TenantCommitters {
   // Creates the tenant: commits its initial metadata (an empty schema, no
   // modules, enabled). A valid name is 1..64 bytes of [A-Za-z0-9_.-].
   // InvalidArgument for a bad name, AlreadyExists if it
-  // has a commit, the storage's error otherwise. If `created_at` is not null,
-  // it receives the creating commit's timestamp (for DeleteIfNewest).
+  // has a commit (also one another process made while this call ran: its
+  // commit is never overwritten), the storage's error otherwise. If
+  // `created_at` is not null, it receives the creating commit's timestamp
+  // (for DeleteIfNewest).
   [[nodiscard]] absl::Status Create(std::string_view tenant, Timestamp* created_at = nullptr);
 
   // The open tenant, opening its committer on first use (or after Sweep
@@ -166,9 +170,11 @@ class TenantCommitters {
   struct Registry;
 
   // Delete and DeleteIfNewest: `delete_tenant` deletes in storage (true if it
-  // did) while this process's commits to the tenant are held off.
-  absl::StatusOr<bool> DeleteWith(std::string_view tenant,
-                                  absl::FunctionRef<absl::StatusOr<bool>(Storage&)> delete_tenant);
+  // did; `open`: the tenant is open here) while this process's commits to the
+  // tenant are held off.
+  absl::StatusOr<bool> DeleteWith(
+      std::string_view tenant,
+      absl::FunctionRef<absl::StatusOr<bool>(Storage&, bool open)> delete_tenant);
 
   std::unique_ptr<Registry> registry_;
 };
