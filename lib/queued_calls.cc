@@ -1309,30 +1309,34 @@ absl::StatusOr<std::vector<CallInfo>> QueuedCalls::ListCalls(std::string_view te
       }
     }
   }
-  std::vector<CallId> reported;
-  for (const auto& [id, info] : by_id) {
-    if (reported.size() >= limit) break;
-    if (matches(info)) reported.push_back(id);
-  }
-  std::vector<Located> reported_dead;
-  for (const CallId& id : reported) {
-    if (auto d = dead_letters.find(id); d != dead_letters.end()) {
-      reported_dead.push_back(std::move(d->second));
-    }
-  }
-  // In transactions of at most a queue page's calls.
-  for (size_t from = 0; from < reported_dead.size(); from += 1000) {
-    RecordDeadLetters(*open,
-                      absl::MakeSpan(reported_dead)
-                          .subspan(from, std::min<size_t>(1000, reported_dead.size() - from)));
-  }
-  for (const Located& where : reported_dead) {
-    TXFN_ASSIGN_OR_RETURN(by_id[where.queued->call.id], InfoOf(where.queued->call.id, where));
-  }
+  // The first `limit` calls that match, in id order. Recording a reported dead letter may
+  // find that its late delivery committed first, so that it no longer matches: then the next
+  // calls take its place.
   std::vector<CallInfo> out;
-  for (const CallId& id : reported) {
-    // A dead letter whose late delivery committed first may no longer match.
-    if (matches(by_id[id])) out.push_back(std::move(by_id[id]));
+  auto next = by_id.begin();
+  while (out.size() < limit && next != by_id.end()) {
+    std::vector<CallId> reported;
+    for (; next != by_id.end() && reported.size() < limit - out.size(); ++next) {
+      if (matches(next->second)) reported.push_back(next->first);
+    }
+    std::vector<Located> reported_dead;
+    for (const CallId& id : reported) {
+      if (auto d = dead_letters.find(id); d != dead_letters.end()) {
+        reported_dead.push_back(std::move(d->second));
+      }
+    }
+    // In transactions of at most a queue page's calls.
+    for (size_t from = 0; from < reported_dead.size(); from += 1000) {
+      RecordDeadLetters(*open,
+                        absl::MakeSpan(reported_dead)
+                            .subspan(from, std::min<size_t>(1000, reported_dead.size() - from)));
+    }
+    for (const Located& where : reported_dead) {
+      TXFN_ASSIGN_OR_RETURN(by_id[where.queued->call.id], InfoOf(where.queued->call.id, where));
+    }
+    for (const CallId& id : reported) {
+      if (matches(by_id[id])) out.push_back(std::move(by_id[id]));
+    }
   }
   return out;
 }

@@ -33,6 +33,7 @@
 #include "txfn/in_memory_storage.h"
 #include "txfn/sqlite_engine.h"
 #include "txfn/sqlite_queue.h"
+#include "txfn/storage_wrapper.h"
 
 namespace txfn {
 namespace {
@@ -249,7 +250,9 @@ class EngineQueueTest : public ::testing::Test {
   }
   void Open(EngineOptions options) {
     engine_.reset();
-    auto engine = Engine::Open(storage_, std::move(options));
+    auto engine = Engine::Open(
+        engine_storage_ != nullptr ? engine_storage_ : std::shared_ptr<Storage>(storage_),
+        std::move(options));
     ASSERT_TRUE(engine.ok()) << engine.status();
     engine_ = *std::move(engine);
   }
@@ -355,6 +358,7 @@ class EngineQueueTest : public ::testing::Test {
   }
 
   std::shared_ptr<InMemoryStorage> storage_ = std::make_shared<InMemoryStorage>();
+  std::shared_ptr<Storage> engine_storage_;  // the engine's, if not storage_ (a wrapper of it)
   std::shared_ptr<InMemoryQueue> queue_ = std::make_shared<InMemoryQueue>();
   std::shared_ptr<Mailer> mailer_;
   std::shared_ptr<Gate> gate_ = std::make_shared<Gate>();
@@ -1318,6 +1322,104 @@ TEST_F(EngineQueueTest, ARedrivenActionDeadLetteredAgainUnreportedKeepsItsLateOu
   ASSERT_TRUE(info.ok()) << info.status();
   EXPECT_EQ(info->state, CallState::kSucceeded) << info->error;
   EXPECT_EQ(info->result, Value::Float64(7));
+}
+
+// Runs `after` once, when armed, after a Scan of the tenants' call records has answered.
+class AfterCallRecordScan final : public StorageWrapper {
+ public:
+  AfterCallRecordScan(Storage* target, std::function<void()> after)
+      : StorageWrapper(target), after_(std::move(after)) {}
+  void Arm() { armed_ = true; }
+  absl::StatusOr<std::vector<IndexEntry>> Scan(std::string_view tenant, IndexId index,
+                                               const KeyRange& range, Timestamp ts, ScanOrder order,
+                                               size_t limit) override {
+    absl::StatusOr<std::vector<IndexEntry>> scanned =
+        StorageWrapper::Scan(tenant, index, range, ts, order, limit);
+    if (index == kCallRecordIndex && armed_.exchange(false)) after_();
+    return scanned;
+  }
+
+ private:
+  std::function<void()> after_;
+  std::atomic<bool> armed_{false};
+};
+
+// ListCalls filtered to dead letters returns `limit` of them even when one it chose, still a
+// dead letter in its scan of the records, turns out as it records it to have succeeded (its
+// late delivery committed first): the next dead letter takes its place.
+TEST_F(EngineQueueTest, ListCallsFillsItsLimitWhenADeadLetterItChoseSucceededLate) {
+  EngineOptions options = Options();
+  auto queue = std::make_shared<NoExtendQueue>(std::make_unique<InMemoryQueue>());
+  options.queued.queue = queue;
+  options.queued.lease_duration = absl::Milliseconds(10);
+  auto late_outcome = [&] {  // the gated action returns, and its outcome commits
+    gate_->Open();
+    for (const absl::Time end = absl::Now() + absl::Seconds(20);
+         engine_->stats().queued.succeeded + engine_->stats().queued.skipped == 0 &&
+         absl::Now() < end;) {
+      absl::SleepFor(absl::Milliseconds(2));
+    }
+  };
+  auto hooked = std::make_shared<AfterCallRecordScan>(storage_.get(), late_outcome);
+  engine_storage_ = hooked;
+  OpenAndDeploy(std::move(options));
+  // As in ARedrivenActionDeadLetteredAgainUnreportedKeepsItsLateOutcome: a running action
+  // dead-lettered again after a redrive, its late outcome still to come.
+  CallOptions missed;
+  missed.start_after = absl::Now() - absl::Seconds(61);
+  missed.deadline = absl::Now() - absl::Seconds(1);
+  absl::StatusOr<CallId> gated = engine_->Submit("app", "counters:gated", Args({}), missed);
+  ASSERT_TRUE(gated.ok()) << gated.status();
+  WaitFor(*gated, CallState::kDeadLettered);
+  ASSERT_TRUE(queue->Redrive({&*gated, 1}, absl::Now()).ok());
+  auto dead_in_queue = [&](const CallId& id) {
+    absl::StatusOr<std::optional<QueuedCall>> q = queue->Find(id, absl::Now());
+    return q.ok() && q->has_value() && (*q)->state == QueuedCall::State::kDead;
+  };
+  const absl::Time end = absl::Now() + absl::Seconds(20);
+  while ((gate_->entered() == 0 || !dead_in_queue(*gated)) && absl::Now() < end) {
+    absl::SleepFor(absl::Milliseconds(2));
+  }
+  ASSERT_EQ(gate_->entered(), 1);
+  ASSERT_TRUE(dead_in_queue(*gated));
+  // Other dead letters, in batches until one comes after the gated call in id order (ids are
+  // random: a batch of 8 has none after it only if the gated id is among the highest).
+  size_t before_gated = 0;
+  for (bool after_gated = false; !after_gated;) {
+    missed.start_after = absl::Now() - absl::Seconds(3);
+    missed.deadline = absl::Now() - absl::Seconds(1);
+    std::vector<CallId> batch;
+    for (int i = 0; i < 8; ++i) {
+      absl::StatusOr<CallId> other = engine_->Submit("app", "counters:bump", Name("d"), missed);
+      ASSERT_TRUE(other.ok()) << other.status();
+      batch.push_back(*other);
+    }
+    for (const CallId& other : batch) {
+      for (const absl::Time batch_end = absl::Now() + absl::Seconds(20);
+           !dead_in_queue(other) && absl::Now() < batch_end;) {
+        absl::SleepFor(absl::Milliseconds(2));
+      }
+      ASSERT_TRUE(dead_in_queue(other));
+      if (other < *gated) {
+        ++before_gated;
+      } else {
+        after_gated = true;
+      }
+    }
+  }
+
+  hooked->Arm();
+  absl::StatusOr<std::vector<CallInfo>> listed =
+      engine_->ListCalls("app", CallState::kDeadLettered, "", before_gated + 1);
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  EXPECT_EQ(listed->size(), before_gated + 1) << "a late success left its place empty";
+  for (const CallInfo& info : *listed) {
+    EXPECT_NE(info.id, *gated);
+    EXPECT_EQ(info.state, CallState::kDeadLettered);
+  }
+  absl::StatusOr<CallInfo> late = engine_->GetCall(*gated);
+  ASSERT_TRUE(late.ok()) << late.status();
+  EXPECT_EQ(late->state, CallState::kSucceeded) << late->error;
 }
 
 // A queued mutation stopped at its wall-clock limit because the host took
