@@ -22,6 +22,7 @@
 #include "txfn/idempotency.h"
 #include "txfn/in_memory_storage.h"
 #include "txfn/internal/mutex.h"
+#include "txfn/status_macros.h"
 #include "txfn/testing/fault_injecting_storage.h"
 #include "txn_test_util.h"
 
@@ -305,48 +306,60 @@ class StorageDeletingAfter final : public StorageWrapper {
   bool atomic_;
 };
 
-// Two engines (as two processes) on one SQLite file. A refused first deploy on the first
-// engine deletes the tenant it created only if nothing else was committed to it: a first
-// deploy from the second engine that commits to the tenant at the last moment, just before
-// the delete, is kept, and so is everything it wrote.
-TEST(DeployCreatingTenantTest, ACommitFromAnotherProcessJustBeforeTheDeleteIsKept) {
+// Two engines (as two processes) on one SQLite file. `a` opens on a wrapper of `file_a` (the
+// wrapper injects the other process's work); `b` is the other process.
+struct TwoProcesses {
+  absl::Status Open(const std::function<std::shared_ptr<Storage>(Storage* file_a)>& wrap) {
+    EngineOptions options;
+    options.scheduler.workers = 1;
+    TXFN_ASSIGN_OR_RETURN(file_a, SqliteStorage::Open(dir.File("shared.db")));
+    TXFN_ASSIGN_OR_RETURN(std::unique_ptr<SqliteStorage> file_b,
+                          SqliteStorage::Open(dir.File("shared.db")));
+    TXFN_ASSIGN_OR_RETURN(b, Engine::Open(std::shared_ptr<Storage>(std::move(file_b)), options));
+    TXFN_ASSIGN_OR_RETURN(a, Engine::Open(wrap(file_a.get()), options));
+    return absl::OkStatus();
+  }
   TempDir dir;
-  const std::string path = dir.File("shared.db");
-  absl::StatusOr<std::unique_ptr<SqliteStorage>> file_a = SqliteStorage::Open(path);
-  absl::StatusOr<std::unique_ptr<SqliteStorage>> file_b = SqliteStorage::Open(path);
-  ASSERT_TRUE(file_a.ok() && file_b.ok()) << file_a.status() << file_b.status();
-  EngineOptions options;
-  options.scheduler.workers = 1;
-  absl::StatusOr<std::unique_ptr<Engine>> b =
-      Engine::Open(std::shared_ptr<Storage>(std::move(*file_b)), options);
-  ASSERT_TRUE(b.ok()) << b.status();
-  int deletes = 0;
-  auto racing = std::make_shared<StorageDeletingAfter>(file_a->get(), [&] {
-    ++deletes;
-    absl::Status other = (*b)->DeployJson("new", Modules(), kSchema);
-    EXPECT_TRUE(other.ok()) << other;
-    EXPECT_TRUE((*b)->Mutation("new", "counters:create", Name("kept")).ok());
-  });
-  absl::StatusOr<std::unique_ptr<Engine>> a = Engine::Open(racing, options);
-  ASSERT_TRUE(a.ok()) << a.status();
+  std::unique_ptr<SqliteStorage> file_a;  // outlives a
+  std::unique_ptr<Engine> b;
+  std::unique_ptr<Engine> a;
+};
 
-  absl::StatusOr<bool> refused = (*a)->DeployCreatingTenant(
-      "new", [&] { return (*a)->DeployJson("new", Modules("export function label( {"), kSchema); });
+// A refused first deploy on one engine deletes the tenant it created only if nothing else was
+// committed to it: a first deploy from the other process that commits to the tenant at the
+// last moment, just before the delete, is kept, and so is everything it wrote.
+TEST(DeployCreatingTenantTest, ACommitFromAnotherProcessJustBeforeTheDeleteIsKept) {
+  TwoProcesses p;
+  int deletes = 0;
+  absl::Status opened = p.Open([&](Storage* file_a) {
+    return std::make_shared<StorageDeletingAfter>(file_a, [&] {
+      ++deletes;
+      absl::Status other = p.b->DeployJson("new", Modules(), kSchema);
+      EXPECT_TRUE(other.ok()) << other;
+      EXPECT_TRUE(p.b->Mutation("new", "counters:create", Name("kept")).ok());
+    });
+  });
+  ASSERT_TRUE(opened.ok()) << opened;
+  Engine* a = p.a.get();
+  Engine* b = p.b.get();
+
+  absl::StatusOr<bool> refused = a->DeployCreatingTenant(
+      "new", [&] { return a->DeployJson("new", Modules("export function label( {"), kSchema); });
   EXPECT_TRUE(absl::IsInvalidArgument(refused.status())) << refused.status();
   EXPECT_EQ(deletes, 1);
-  EXPECT_THAT(*(*a)->ListTenants(), ElementsAre("new"));
-  for (Engine* engine : {a->get(), b->get()}) {
+  EXPECT_THAT(*a->ListTenants(), ElementsAre("new"));
+  for (Engine* engine : {a, b}) {
     absl::StatusOr<CallResult> kept = engine->Query("new", "counters:get", Name("kept"));
     ASSERT_TRUE(kept.ok()) << kept.status();
     EXPECT_EQ(kept->value, Value::Int64(0));
   }
 
   // Without the racing commit the tenant goes, as in ARefusedFirstDeployLeavesNoTenant.
-  absl::StatusOr<bool> alone = (*a)->DeployCreatingTenant(
-      "alone", [&] { return (*a)->DeployJson("alone", Modules("syntax error("), kSchema); });
+  absl::StatusOr<bool> alone = a->DeployCreatingTenant(
+      "alone", [&] { return a->DeployJson("alone", Modules("syntax error("), kSchema); });
   EXPECT_TRUE(absl::IsInvalidArgument(alone.status())) << alone.status();
   EXPECT_EQ(deletes, 2);
-  EXPECT_THAT(*(*b)->ListTenants(), ElementsAre("new"));
+  EXPECT_THAT(*b->ListTenants(), ElementsAre("new"));
 }
 
 // Where another process's creation of `tenant` lands in this process's Create (TenantCommitters):
@@ -402,33 +415,27 @@ TEST(DeployCreatingTenantTest, TwoProcessesCreatingOneTenantBothDeployAndNothing
   for (OtherCreation when : {OtherCreation::kAfterTheLook, OtherCreation::kAtTheSecondCatchUpLook,
                              OtherCreation::kBeforeTheWrite}) {
     SCOPED_TRACE(static_cast<int>(when));
-    TempDir dir;
-    const std::string path = dir.File("shared.db");
-    absl::StatusOr<std::unique_ptr<SqliteStorage>> file_a = SqliteStorage::Open(path);
-    absl::StatusOr<std::unique_ptr<SqliteStorage>> file_b = SqliteStorage::Open(path);
-    ASSERT_TRUE(file_a.ok() && file_b.ok()) << file_a.status() << file_b.status();
-    EngineOptions options;
-    options.scheduler.workers = 1;
-    absl::StatusOr<std::unique_ptr<Engine>> b =
-        Engine::Open(std::shared_ptr<Storage>(std::move(*file_b)), options);
-    ASSERT_TRUE(b.ok()) << b.status();
+    TwoProcesses p;
     absl::StatusOr<bool> first = absl::UnknownError("the other process never deployed");
-    auto early = std::make_shared<StorageRacedBy>(file_a->get(), "both", when, [&] {
-      first = (*b)->DeployCreatingTenant(
-          "both", [&] { return (*b)->DeployJson("both", Modules(), kSchema); });
-      EXPECT_TRUE(first.ok()) << first.status();
-      EXPECT_TRUE((*b)->Mutation("both", "counters:create", Name("first")).ok());
+    absl::Status opened = p.Open([&](Storage* file_a) {
+      return std::make_shared<StorageRacedBy>(file_a, "both", when, [&] {
+        first = p.b->DeployCreatingTenant(
+            "both", [&] { return p.b->DeployJson("both", Modules(), kSchema); });
+        EXPECT_TRUE(first.ok()) << first.status();
+        EXPECT_TRUE(p.b->Mutation("both", "counters:create", Name("first")).ok());
+      });
     });
-    absl::StatusOr<std::unique_ptr<Engine>> a = Engine::Open(early, options);
-    ASSERT_TRUE(a.ok()) << a.status();
-    absl::StatusOr<bool> second = (*a)->DeployCreatingTenant(
-        "both", [&] { return (*a)->DeployJson("both", Modules(), kSchema); });
+    ASSERT_TRUE(opened.ok()) << opened;
+    Engine* a = p.a.get();
+    Engine* b = p.b.get();
+    absl::StatusOr<bool> second =
+        a->DeployCreatingTenant("both", [&] { return a->DeployJson("both", Modules(), kSchema); });
     ASSERT_TRUE(second.ok()) << second.status();
     ASSERT_TRUE(first.ok()) << first.status();
     EXPECT_NE(*first, *second) << "both or neither created it";
-    EXPECT_TRUE(absl::IsAlreadyExists((*a)->CreateTenant("both")));
-    ASSERT_TRUE((*a)->Mutation("both", "counters:create", Name("second")).ok());
-    for (Engine* engine : {a->get(), b->get()}) {
+    EXPECT_TRUE(absl::IsAlreadyExists(a->CreateTenant("both")));
+    ASSERT_TRUE(a->Mutation("both", "counters:create", Name("second")).ok());
+    for (Engine* engine : {a, b}) {
       for (const char* name : {"first", "second"}) {
         absl::StatusOr<CallResult> counter = engine->Query("both", "counters:get", Name(name));
         ASSERT_TRUE(counter.ok()) << name << ": " << counter.status();

@@ -543,6 +543,13 @@ class Engine {
   virtual EngineStats stats() const = 0;
 };
 
+// The former free function, kept for source compatibility.
+[[deprecated("use Engine::DeployCreatingTenant")]] [[nodiscard]] inline absl::StatusOr<bool>
+DeployCreatingTenant(Engine& engine, std::string_view tenant,
+                     absl::FunctionRef<absl::Status()> deploy) {
+  return engine.DeployCreatingTenant(tenant, deploy);
+}
+
 }  // namespace txfn
 
 #endif  // TXFN_ENGINE_H_
