@@ -121,11 +121,13 @@ class QueuedCalls::EngineWorker final : public Worker {
 // without running; added, it commits with the mutation's writes.
 class QueuedCalls::Record final : public CompletionRecord {
  public:
-  Record(QueuedCalls* owner, CallId id, std::string function, int attempts, const Clock& clock)
+  // For the delivery of `call` that begins now.
+  Record(QueuedCalls* owner, const Call& call, const Clock& clock)
       : owner_(owner),
-        id_(id),
-        function_(std::move(function)),
-        attempts_(attempts),
+        id_(call.id),
+        function_(call.function),
+        attempts_(call.attempt + 1),
+        args_digest_(KeyedArgsDigest(call)),
         clock_(clock) {}
 
   absl::StatusOr<std::optional<IdempotentResult>> Find(const Snapshot& snapshot) const override {
@@ -147,7 +149,8 @@ class QueuedCalls::Record final : public CompletionRecord {
                                     .function = function_,
                                     .result = result,
                                     .finished = clock_.Now(),
-                                    .attempts = attempts_},
+                                    .attempts = attempts_,
+                                    .args_digest = args_digest_},
                          commit);
   }
 
@@ -156,6 +159,7 @@ class QueuedCalls::Record final : public CompletionRecord {
   const CallId id_;
   const std::string function_;
   const int attempts_;
+  const std::string args_digest_;
   const Clock& clock_;
 };
 
@@ -630,21 +634,32 @@ absl::StatusOr<CallId> QueuedCalls::Submit(std::string_view tenant, std::string_
 absl::Status QueuedCalls::CheckKeyNamesThisCall(const Located& first, const CallId& id,
                                                 std::string_view function, const Value& args,
                                                 std::string_view key) {
-  const std::string* first_function = first.queued.has_value()   ? &first.queued->call.function
-                                      : first.record.has_value() ? &first.record->function
+  // The first call of the id is as its record says, if it ended (see below).
+  const std::string* first_function = first.record.has_value() && !first.record->function.empty()
+                                          ? &first.record->function
+                                      : first.queued.has_value() ? &first.queued->call.function
                                       : first.outbox.has_value() ? &first.outbox->function
                                                                  : nullptr;
-  bool same = first_function == nullptr || first_function->empty() || *first_function == function;
-  // Arguments are compared while the call is queued (an ended call's record keeps none).
-  if (same && first.queued.has_value()) {
+  const bool same_function =
+      first_function == nullptr || first_function->empty() || *first_function == function;
+  // Arguments are compared with the digest the call's record keeps (a keyed call's: none in a
+  // record from before digests, or if its spilled arguments were not read for it), else with
+  // the queued call's; unknown, they are taken for the same. The record comes first: a call
+  // queued under an ended call's id is a duplicate (another process's Submit that raced the
+  // first), which its delivery will skip.
+  std::optional<bool> same_args;
+  if (same_function && first.record.has_value() && !first.record->args_digest.empty()) {
+    same_args = first.record->args_digest == ArgsDigest(args);
+  }
+  if (same_function && !same_args.has_value() && first.queued.has_value()) {
     const Call& queued = first.queued->call;
     if (queued.args_blob.empty()) {
-      same = queued.args.is_null() || queued.args == args;
+      if (!queued.args.is_null()) same_args = queued.args == args;
     } else if (options_.blobs != nullptr) {
       absl::StatusOr<std::string> spilled = options_.blobs->Get(queued.args_blob);
       if (spilled.ok()) {
         absl::StatusOr<Value> first_args = DecodeBinary(*spilled);
-        same = !first_args.ok() || *first_args == args;
+        if (first_args.ok()) same_args = *first_args == args;
       } else if (!absl::IsNotFound(spilled.status())) {  // NotFound: it ended meanwhile
         return absl::UnavailableError(StrCat(
             "checking that idempotency key '", key.substr(0, 64), "' names call ", id.ToString(),
@@ -652,10 +667,23 @@ absl::Status QueuedCalls::CheckKeyNamesThisCall(const Located& first, const Call
       }
     }
   }
-  if (same) return absl::OkStatus();
-  return absl::AlreadyExistsError(StrCat(
-      "idempotency key '", key.substr(0, 64), "' names call ", id.ToString(), " of ",
-      *first_function, " with other arguments or another function: a key stands for ", "one call"));
+  if (same_function && same_args.value_or(true)) return absl::OkStatus();
+  // Not known only if it is this function (a cancel's record may not name it).
+  const std::string_view first_of = first_function != nullptr ? *first_function : function;
+  return absl::AlreadyExistsError(
+      StrCat("idempotency key '", key.substr(0, 64), "' names call ", id.ToString(), " of ",
+             first_of, " with other arguments or another function: a key stands for ", "one call"));
+}
+
+std::string QueuedCalls::KeyedArgsDigestReading(const Call& call) {
+  if (call.idempotency_key.empty() || call.args_blob.empty() || !call.args.is_null() ||
+      options_.blobs == nullptr) {
+    return KeyedArgsDigest(call);
+  }
+  absl::StatusOr<std::string> spilled = options_.blobs->Get(call.args_blob);
+  if (!spilled.ok()) return "";
+  absl::StatusOr<Value> args = DecodeBinary(*spilled);
+  return args.ok() ? ArgsDigest(*args) : "";
 }
 
 absl::StatusOr<QueuedCalls::CheckedCall> QueuedCalls::Check(const TenantFunctions& table,
@@ -906,7 +934,8 @@ CallOutcome QueuedCalls::Failed(OpenTenant& tenant, const Call& call, const absl
                                                         .function = call.function,
                                                         .error = PlainStatus(status),
                                                         .finished = clock_.Now(),
-                                                        .attempts = call.attempt + 1});
+                                                        .attempts = call.attempt + 1,
+                                                        .args_digest = KeyedArgsDigest(call)});
   if (absl::IsNotFound(written.status())) {
     return CallOutcome::Permanent(written.status());  // tenant deleted
   }
@@ -922,7 +951,8 @@ CallOutcome QueuedCalls::Succeeded(OpenTenant& tenant, const Call& call, const V
                                                         .function = call.function,
                                                         .result = result,
                                                         .finished = clock_.Now(),
-                                                        .attempts = call.attempt + 1});
+                                                        .attempts = call.attempt + 1,
+                                                        .args_digest = KeyedArgsDigest(call)});
   if (!written.ok()) return CallOutcome::Retryable(written.status());
   SetStat(*written ? &QueuedCallStats::succeeded : &QueuedCallStats::skipped);
   return CallOutcome::Ok(cpu);
@@ -961,8 +991,7 @@ void QueuedCalls::StartCall(const Call& call, Worker::Done done) {
     case FunctionKind::kMutation: {
       auto shared_finish = std::make_shared<decltype(finish)>(std::move(finish));
       MutationOptions options;
-      options.completion =
-          std::make_shared<const Record>(this, call.id, call.function, call.attempt + 1, clock_);
+      options.completion = std::make_shared<const Record>(this, call, clock_);
       absl::Status submitted = calls_.MutationAsync(
           tenant, call.function, call.args, options,
           [this, tenant, call, shared_finish](absl::StatusOr<CallResult> r) {
@@ -1096,6 +1125,9 @@ void QueuedCalls::RecordDeadLetters(OpenTenant& tenant, absl::Span<Located> wher
     }
   }
   if (dead.empty()) return;
+  std::vector<std::string> digests;  // read before the transaction, which may run again
+  digests.reserve(dead.size());
+  for (const Located* d : dead) digests.push_back(KeyedArgsDigestReading(d->queued->call));
   std::vector<CallRecord> records(dead.size());
   absl::StatusOr<CommitOutcome> committed = tenant.CommitSystemTransaction(
       [&](Transaction& txn) -> absl::Status {
@@ -1118,7 +1150,8 @@ void QueuedCalls::RecordDeadLetters(OpenTenant& tenant, absl::Span<Located> wher
                                   .function = q.call.function,
                                   .error = absl::FailedPreconditionError(q.reason),
                                   .finished = q.at,
-                                  .attempts = q.call.attempt};
+                                  .attempts = q.call.attempt,
+                                  .args_digest = digests[i]};
           TXFN_RETURN_IF_ERROR(
               txn.PutReserved(kCallRecordIndex, key, EncodeCallRecord(records[i])));
         }
@@ -1222,6 +1255,8 @@ absl::Status QueuedCalls::CancelCall(const CallId& id) {
   }
   // A dead letter Redrive put back is cancelled over its dead letter's record.
   const bool redriven = Superseded(where) && where.queued->state != QueuedCall::State::kDead;
+  const std::string args_digest =
+      where.queued.has_value() ? KeyedArgsDigestReading(where.queued->call) : std::string();
   std::optional<CallRecord> existing;
   auto cancel = [&](Transaction& txn) -> absl::Status {
     // Only the dead letter Locate saw put back (not one of it dead-lettered again since).
@@ -1234,7 +1269,8 @@ absl::Status QueuedCalls::CancelCall(const CallId& id) {
         replace = r == *where.record;
       }
     }
-    TXFN_ASSIGN_OR_RETURN(existing, CancelCallInTransaction(txn, id, clock_.Now(), replace));
+    TXFN_ASSIGN_OR_RETURN(existing,
+                          CancelCallInTransaction(txn, id, clock_.Now(), replace, args_digest));
     return absl::OkStatus();
   };
   TXFN_RETURN_IF_ERROR(

@@ -213,11 +213,14 @@ class QueuedCalls {
   static bool Superseded(const Located& where);
   absl::StatusOr<CallInfo> InfoOf(const CallId& id, const Located& where);
   // OK if `first`, the call an idempotency key names (id), is a call of `function` with
-  // `args` (compared while it is queued, also when spilled); else AlreadyExists. Unavailable
-  // if its spilled arguments cannot be read.
+  // `args` (compared with its record's digest once it ended, else while it is queued, also
+  // when spilled); else AlreadyExists. Unavailable if its spilled arguments cannot be read.
   absl::Status CheckKeyNamesThisCall(const Located& first, const CallId& id,
                                      std::string_view function, const Value& args,
                                      std::string_view key);
+  // KeyedArgsDigest(call), reading its arguments if they are spilled and not loaded; empty if
+  // they cannot be read (the record then keeps none, as a record from before digests).
+  std::string KeyedArgsDigestReading(const Call& call);
   void SetStat(uint64_t QueuedCallStats::*field);
 
   const QueuedCallOptions options_;

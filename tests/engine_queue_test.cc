@@ -78,6 +78,7 @@ export const slowBumpRetried = mutation({args: {name: "string", spin: "number"},
 export const later = mutation({args: {name: "string"}, quota: "opportunistic",
   opportunisticRate: 0, deadlineMs: 3000, handler: (ctx, { name }) => bumpBy(ctx, name, 1n)});
 export const throws = mutation({args: {}, handler: () => { throw new Error("kaput"); }});
+export const refuses = mutation({args: {name: "string"}, handler: () => { throw new Error("no"); }});
 // Refused at once by a sandbox limit (a walk V8 could not interrupt): fails the same every time.
 export const tooLong = mutation({args: {}, retry: {maxAttempts: 5, initialBackoffMs: 10},
   handler: () => Array.prototype.indexOf.call({length: 2 ** 40}, 1)});
@@ -431,12 +432,16 @@ TEST_F(EngineQueueTest, AnIdempotencyKeyMakesTwoSubmissionsOneCall) {
   EXPECT_EQ(*first, *second);
   // The ended call is not queued again (to be delivered and skipped).
   EXPECT_TRUE(engine_->QueueDepths()->empty());
-  // The same key for another function is refused, not silently answered
-  // with the first call (whose arguments are compared while it is queued).
+  // The same key for another function, or with other arguments, is refused, not silently
+  // answered with the first call (its record keeps a digest of a keyed call's arguments).
   absl::Status other =
       engine_->Submit("app", "counters:important", Name("other"), options).status();
   EXPECT_TRUE(absl::IsAlreadyExists(other)) << other;
   EXPECT_THAT(other.message(), HasSubstr("a key stands for one call"));
+  absl::Status other_args =
+      engine_->Submit("app", "counters:bump", Name("other"), options).status();
+  EXPECT_TRUE(absl::IsAlreadyExists(other_args)) << other_args;
+  EXPECT_TRUE(engine_->QueueDepths()->empty());
   WaitDrained();
   EXPECT_EQ(Counter("k"), 1);
   EXPECT_EQ(Counter("other"), 0);
@@ -570,6 +575,99 @@ TEST_F(EngineQueueTest, KeyedSubmitsOfTwoEnginesAtOnceWithOtherArgumentsAreNotBo
     EXPECT_EQ(args, Name(c.first));
     EXPECT_EQ(blobs_.size(), blobs_before + (c.first.size() > 1024 ? 1 : 0))
         << "only the kept call's arguments stay";
+  }
+}
+
+// However the first call of a key ended (succeeded, failed, cancelled while queued, dead-lettered;
+// its arguments inline or spilled), a Submit of the key with other arguments is refused and one
+// with the same arguments returns it, queueing nothing.
+TEST_F(EngineQueueTest, AKeyNamesItsCallWithItsArgumentsAfterTheCallEnded) {
+  OpenAndDeploySpillingToBlobs();
+  struct Case {
+    const char* name;
+    std::string function;
+    std::string arg;  // over 1024 bytes: spilled
+    CallState ended;
+  };
+  const std::string big(2048, 's');
+  for (const Case& c :
+       {Case{"succeeded", "counters:bump", "a", CallState::kSucceeded},
+        Case{"succeeded, spilled", "counters:bump", big, CallState::kSucceeded},
+        Case{"query succeeded", "counters:get", "a", CallState::kSucceeded},
+        Case{"failed", "counters:refuses", "a", CallState::kFailed},
+        Case{"cancelled", "counters:bump", "a", CallState::kCancelled},
+        Case{"cancelled, spilled", "counters:bump", big, CallState::kCancelled},
+        Case{"dead-lettered", "counters:bump", "a", CallState::kDeadLettered},
+        Case{"dead-lettered, spilled", "counters:bump", big, CallState::kDeadLettered}}) {
+    SCOPED_TRACE(c.name);
+    CallOptions options;
+    options.idempotency_key = absl::StrCat("ended-", c.name);
+    if (c.ended == CallState::kCancelled) options.start_after = absl::Now() + absl::Hours(1);
+    if (c.ended == CallState::kDeadLettered) {
+      options.start_after = absl::Now() - absl::Seconds(3);
+      options.deadline = absl::Now() - absl::Seconds(1);
+    }
+    absl::StatusOr<CallId> first = engine_->Submit("app", c.function, Name(c.arg), options);
+    ASSERT_TRUE(first.ok()) << first.status();
+    if (c.ended == CallState::kCancelled) {
+      ASSERT_TRUE(engine_->CancelCall(*first).ok());
+    }
+    WaitFor(*first, c.ended);
+    WaitDrained();
+    absl::Status other = engine_->Submit("app", c.function, Name(c.arg + "x"), options).status();
+    EXPECT_TRUE(absl::IsAlreadyExists(other)) << other;
+    absl::StatusOr<CallId> again = engine_->Submit("app", c.function, Name(c.arg), options);
+    ASSERT_TRUE(again.ok()) << again.status();
+    EXPECT_EQ(*again, *first);
+    EXPECT_TRUE(engine_->QueueDepths()->empty()) << "a Submit of an ended call queued it";
+  }
+}
+
+// Another process's call of the key may even have run and ended between a Submit's look and
+// its Enqueue: the queue then takes the Submit's call (the id is no longer in it), and only the
+// first call's record tells. With other arguments the Submit is refused, with the same it gets
+// the call; either way its duplicate is skipped when delivered, so the function ran once.
+// The fixture's storage as another process's engine sees it: written by others at any time
+// (InMemoryStorage answers false, right for one engine), so the engine catches up before reads.
+class WrittenByOthers final : public StorageWrapper {
+ public:
+  using StorageWrapper::StorageWrapper;
+  bool MayHaveOtherWriters(std::string_view) override { return true; }
+};
+
+TEST_F(EngineQueueTest, AKeyedSubmitRacingAnotherProcesssCallThatEndedMeanwhile) {
+  OpenAndDeploy(Options());
+  for (bool same : {false, true}) {
+    SCOPED_TRACE(same);
+    const std::string first_name = absl::StrCat("first-", same);
+    const std::string second_name = same ? first_name : absl::StrCat("second-", same);
+    CallOptions options;
+    options.idempotency_key = absl::StrCat("ended-race-", same);
+    absl::StatusOr<CallId> first_id = absl::UnknownError("not submitted");
+    EngineOptions second_options = Options();
+    second_options.queued.run = false;
+    second_options.queued.queue = std::make_shared<InterleavingQueue>(queue_, [&] {
+      first_id = engine_->Submit("app", "counters:bump", Name(first_name), options);
+      if (first_id.ok()) WaitFor(*first_id, CallState::kSucceeded);
+      WaitDrained();
+    });
+    absl::StatusOr<std::unique_ptr<Engine>> second_engine =
+        Engine::Open(std::make_shared<WrittenByOthers>(storage_), second_options);
+    ASSERT_TRUE(second_engine.ok()) << second_engine.status();
+    absl::StatusOr<CallId> second_id =
+        (*second_engine)->Submit("app", "counters:bump", Name(second_name), options);
+    ASSERT_TRUE(first_id.ok()) << first_id.status();
+    if (same) {
+      ASSERT_TRUE(second_id.ok()) << second_id.status();
+      EXPECT_EQ(*second_id, *first_id);
+    } else {
+      EXPECT_TRUE(absl::IsAlreadyExists(second_id.status())) << second_id.status();
+    }
+    WaitDrained();  // the duplicate, delivered and skipped
+    EXPECT_EQ(Counter(first_name), 1);
+    if (!same) {
+      EXPECT_EQ(Counter(second_name), 0);
+    }
   }
 }
 

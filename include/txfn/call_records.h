@@ -99,8 +99,21 @@ struct CallRecord {
   absl::Status error;   // kFailed: why (code and message; no payloads)
   absl::Time finished;  // when the record was written
   int attempts = 0;     // deliveries that began (0 for a cancel before any)
+  // A keyed call's (Call::idempotency_key): ArgsDigest of its arguments, so that a Submit of
+  // its key with other arguments is refused after the call ended too. Empty: not recorded (a
+  // call without a key; a record older than the field; a dead letter or a cancel whose
+  // arguments were spilled and are not read for it).
+  std::string args_digest;
   friend bool operator==(const CallRecord&, const CallRecord&) = default;
 };
+
+// A digest of `args` that is the same in every process and build (16 bytes: CallId::FromKey's
+// two stable 64-bit hashes over the arguments' binary encoding). Not cryptographic: a tenant
+// could make two of its own calls' arguments look alike, and only mislead itself.
+[[nodiscard]] std::string ArgsDigest(const Value& args);
+// A keyed call's ArgsDigest; empty for a call without an idempotency key, or whose arguments
+// were spilled and not loaded (args_blob set, args null).
+[[nodiscard]] std::string KeyedArgsDigest(const Call& call);
 
 std::string EncodeCallRecord(const CallRecord& record);
 // InvalidArgument for bytes EncodeCallRecord did not produce.
@@ -142,9 +155,12 @@ std::string EncodeScheduledCall(const ScheduledCall& call);
 // otherwise a kCancelled record is written unless the call already has a
 // record (then nothing changes and the existing record is returned), or
 // `replace_dead_letter` and the record is a kDeadLettered one (a dead letter
-// Redrive put back: the cancel replaces it). `now` stamps the record.
+// Redrive put back: the cancel replaces it). `now` stamps the record;
+// `args_digest` (KeyedArgsDigest of the call, if known) goes into it, else a
+// replaced dead letter's.
 [[nodiscard]] absl::StatusOr<std::optional<CallRecord>> CancelCallInTransaction(
-    Transaction& txn, const CallId& id, absl::Time now, bool replace_dead_letter = false);
+    Transaction& txn, const CallId& id, absl::Time now, bool replace_dead_letter = false,
+    std::string_view args_digest = {});
 
 // Every outbox entry of the tenant at the snapshot, in id order.
 [[nodiscard]] absl::StatusOr<std::vector<ScheduledCall>> ListOutbox(const Snapshot& snapshot);

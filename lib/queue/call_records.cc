@@ -133,7 +133,7 @@ absl::StatusOr<CallState> ParseCallState(std::string_view name) {
 }
 
 std::string EncodeCallRecord(const CallRecord& r) {
-  return EncodeBinary(Value::FromObject({
+  Value::Object o{
       {"s", Value::Int64(static_cast<int64_t>(r.state))},
       {"f", Value::String(r.function)},
       {"r", r.result},
@@ -141,7 +141,19 @@ std::string EncodeCallRecord(const CallRecord& r) {
       {"m", Value::String(std::string(r.error.message()))},
       {"t", TimeValue(r.finished)},
       {"a", Value::Int64(r.attempts)},
-  }));
+  };
+  if (!r.args_digest.empty()) o.emplace("d", Value::Bytes(r.args_digest));
+  return EncodeBinary(Value::FromObject(std::move(o)));
+}
+
+std::string ArgsDigest(const Value& args) {
+  return CallId::FromKey("txfn.args", EncodeBinary(args)).Bytes();
+}
+
+std::string KeyedArgsDigest(const Call& call) {
+  if (call.idempotency_key.empty()) return "";
+  if (!call.args_blob.empty() && call.args.is_null()) return "";
+  return ArgsDigest(call.args);
 }
 
 absl::StatusOr<CallRecord> DecodeCallRecord(std::string_view bytes) {
@@ -173,6 +185,10 @@ absl::StatusOr<CallRecord> DecodeCallRecord(std::string_view bytes) {
   r.finished = absl::FromUnixNanos(finished->int64());
   TXFN_ASSIGN_OR_RETURN(const Value* attempts, Field(v, "a", is_int, kWhat));
   r.attempts = static_cast<int>(attempts->int64());
+  if (const Value* digest = v.Find("d"); digest != nullptr) {  // absent in older records
+    if (!digest->is_bytes()) return Malformed(kWhat, "field 'd'");
+    r.args_digest = digest->bytes();
+  }
   return r;
 }
 
@@ -266,15 +282,18 @@ absl::StatusOr<CallId> ScheduleCall(Transaction& txn, ScheduledCall call, uint64
 
 absl::StatusOr<std::optional<CallRecord>> CancelCallInTransaction(Transaction& txn,
                                                                   const CallId& id, absl::Time now,
-                                                                  bool replace_dead_letter) {
+                                                                  bool replace_dead_letter,
+                                                                  std::string_view args_digest) {
   const std::string key = id.Bytes();
   TXFN_ASSIGN_OR_RETURN(std::optional<std::string> existing,
                         txn.GetReserved(kCallRecordIndex, key));
   std::string function;
+  std::string digest(args_digest);
   if (existing.has_value()) {
     TXFN_ASSIGN_OR_RETURN(CallRecord record, DecodeCallRecord(*existing));
     if (!replace_dead_letter || record.state != CallState::kDeadLettered) return record;
     function = record.function;
+    if (digest.empty()) digest = std::move(record.args_digest);
   }
   TXFN_ASSIGN_OR_RETURN(std::optional<std::string> outbox, txn.GetReserved(kCallOutboxIndex, key));
   if (outbox.has_value()) {
@@ -282,7 +301,10 @@ absl::StatusOr<std::optional<CallRecord>> CancelCallInTransaction(Transaction& t
     function = scheduled.function;
     TXFN_RETURN_IF_ERROR(txn.PutReserved(kCallOutboxIndex, key, std::nullopt));
   }
-  CallRecord cancelled{.state = CallState::kCancelled, .function = function, .finished = now};
+  CallRecord cancelled{.state = CallState::kCancelled,
+                       .function = function,
+                       .finished = now,
+                       .args_digest = std::move(digest)};
   TXFN_RETURN_IF_ERROR(txn.PutReserved(kCallRecordIndex, key, EncodeCallRecord(cancelled)));
   return std::nullopt;
 }

@@ -10,6 +10,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "txfn/call_records.h"
 
 namespace txfn {
 namespace {
@@ -174,6 +175,51 @@ TEST(CallTest, ValidateCallRefusesEachBadFieldByName) {
   big.args = Value::Bytes(std::string(2000, 'x'));
   EXPECT_TRUE(ValidateCall(big).ok());
   EXPECT_THAT(ValidateCall(big, {.max_args_bytes = 1000}).message(), HasSubstr("args are"));
+}
+
+// A record keeps a keyed call's argument digest through its encoding; a record without one
+// (written before digests) still decodes, with none.
+TEST(CallRecordTest, TheArgumentDigestRoundTripsAndIsOptional) {
+  Value args = Value::FromObject({{"name", Value::String("a")}, {"n", Value::Int64(3)}});
+  CallRecord record{.state = CallState::kSucceeded,
+                    .function = "counters:bump",
+                    .result = Value::Int64(1),
+                    .finished = absl::FromUnixSeconds(1'800'000'000),
+                    .attempts = 2,
+                    .args_digest = ArgsDigest(args)};
+  absl::StatusOr<CallRecord> decoded = DecodeCallRecord(EncodeCallRecord(record));
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_EQ(*decoded, record);
+  record.args_digest.clear();
+  decoded = DecodeCallRecord(EncodeCallRecord(record));
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_EQ(decoded->args_digest, "");
+  // A digest field of another type is refused.
+  Value::Object bad = DecodeBinary(EncodeCallRecord(record))->object();
+  bad.emplace("d", Value::Int64(7));
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      DecodeCallRecord(EncodeBinary(Value::FromObject(std::move(bad)))).status()));
+}
+
+// The digest is fixed: equal arguments give the same one whatever their key order was, other
+// arguments another one; only keyed calls with their arguments at hand get one.
+TEST(CallRecordTest, ArgsDigestIsStableAndKeyedOnly) {
+  Value a = Value::FromObject({{"x", Value::Int64(1)}, {"y", Value::String("b")}});
+  Value same = Value::FromObject({{"y", Value::String("b")}, {"x", Value::Int64(1)}});
+  Value other = Value::FromObject({{"x", Value::Int64(2)}, {"y", Value::String("b")}});
+  EXPECT_EQ(ArgsDigest(a).size(), 16u);
+  EXPECT_EQ(ArgsDigest(a), ArgsDigest(same));
+  EXPECT_NE(ArgsDigest(a), ArgsDigest(other));
+  EXPECT_NE(ArgsDigest(Value::FromObject({})), ArgsDigest(Value::Null()));
+  // Fixed forever: records written by one build are compared by the next.
+  EXPECT_EQ(CallId::FromBytes(ArgsDigest(a))->ToString(), "cd297580-2136-80c2-942b-26804436ce1b");
+  Call call{.args = a};
+  EXPECT_EQ(KeyedArgsDigest(call), "") << "no idempotency key";
+  call.idempotency_key = "k";
+  EXPECT_EQ(KeyedArgsDigest(call), ArgsDigest(a));
+  call.args = Value::Null();
+  call.args_blob = "blob-1";
+  EXPECT_EQ(KeyedArgsDigest(call), "") << "spilled and not loaded";
 }
 
 }  // namespace
