@@ -127,7 +127,7 @@ class QueuedCalls::Record final : public CompletionRecord {
         id_(call.id),
         function_(call.function),
         attempts_(call.attempt + 1),
-        args_digest_(KeyedArgsDigest(call)),
+        keyed_args_(call.idempotency_key.empty() ? std::nullopt : std::optional(call.args)),
         clock_(clock) {}
 
   absl::StatusOr<std::optional<IdempotentResult>> Find(const Snapshot& snapshot) const override {
@@ -144,14 +144,17 @@ class QueuedCalls::Record final : public CompletionRecord {
     return ended;
   }
   absl::Status Add(const Value& result, PreparedCommit* commit) const override {
-    return AddCallRecord(id_,
-                         CallRecord{.state = CallState::kSucceeded,
-                                    .function = function_,
-                                    .result = result,
-                                    .finished = clock_.Now(),
-                                    .attempts = attempts_,
-                                    .args_digest = args_digest_},
-                         commit);
+    return AddCallRecord(
+        id_,
+        CallRecord{
+            .state = CallState::kSucceeded,
+            .function = function_,
+            .result = result,
+            .finished = clock_.Now(),
+            .attempts = attempts_,
+            // Hashed here, on the mutation's worker.
+            .args_digest = keyed_args_.has_value() ? ArgsDigest(*keyed_args_) : std::string()},
+        commit);
   }
 
  private:
@@ -159,7 +162,7 @@ class QueuedCalls::Record final : public CompletionRecord {
   const CallId id_;
   const std::string function_;
   const int attempts_;
-  const std::string args_digest_;
+  const std::optional<Value> keyed_args_;  // a keyed call's (a Value copies by reference)
   const Clock& clock_;
 };
 
@@ -634,12 +637,16 @@ absl::StatusOr<CallId> QueuedCalls::Submit(std::string_view tenant, std::string_
 absl::Status QueuedCalls::CheckKeyNamesThisCall(const Located& first, const CallId& id,
                                                 std::string_view function, const Value& args,
                                                 std::string_view key) {
-  // The first call of the id is as its record says, if it ended (see below).
-  const std::string* first_function = first.record.has_value() && !first.record->function.empty()
-                                          ? &first.record->function
-                                      : first.queued.has_value() ? &first.queued->call.function
-                                      : first.outbox.has_value() ? &first.outbox->function
-                                                                 : nullptr;
+  // The first call of the id is as its record says, if it ended (see below); a record that
+  // names no function (an older cancel's) leaves it unknown.
+  const std::string* first_function = nullptr;
+  if (first.record.has_value()) {
+    if (!first.record->function.empty()) first_function = &first.record->function;
+  } else if (first.queued.has_value()) {
+    first_function = &first.queued->call.function;
+  } else if (first.outbox.has_value()) {
+    first_function = &first.outbox->function;
+  }
   const bool same_function =
       first_function == nullptr || first_function->empty() || *first_function == function;
   // Arguments are compared with the digest the call's record keeps (a keyed call's: none in a
@@ -660,7 +667,14 @@ absl::Status QueuedCalls::CheckKeyNamesThisCall(const Located& first, const Call
       if (spilled.ok()) {
         absl::StatusOr<Value> first_args = DecodeBinary(*spilled);
         if (first_args.ok()) same_args = *first_args == args;
-      } else if (!absl::IsNotFound(spilled.status())) {  // NotFound: it ended meanwhile
+      } else if (absl::IsNotFound(spilled.status()) && first.tenant != nullptr) {
+        // It ended meanwhile, and its arguments went with it: its record tells now.
+        TXFN_ASSIGN_OR_RETURN(std::optional<CallRecord> record,
+                              FindCallRecord(*first.tenant->Latest(), id));
+        if (record.has_value() && !record->args_digest.empty()) {
+          same_args = record->args_digest == ArgsDigest(args);
+        }
+      } else if (!absl::IsNotFound(spilled.status())) {
         return absl::UnavailableError(StrCat(
             "checking that idempotency key '", key.substr(0, 64), "' names call ", id.ToString(),
             " failed: its arguments could not be read: ", spilled.status().message()));
@@ -675,15 +689,15 @@ absl::Status QueuedCalls::CheckKeyNamesThisCall(const Located& first, const Call
              first_of, " with other arguments or another function: a key stands for ", "one call"));
 }
 
-std::string QueuedCalls::KeyedArgsDigestReading(const Call& call) {
+absl::StatusOr<std::string> QueuedCalls::KeyedArgsDigestReading(const Call& call) {
   if (call.idempotency_key.empty() || call.args_blob.empty() || !call.args.is_null() ||
       options_.blobs == nullptr) {
     return KeyedArgsDigest(call);
   }
   absl::StatusOr<std::string> spilled = options_.blobs->Get(call.args_blob);
-  if (!spilled.ok()) return "";
-  absl::StatusOr<Value> args = DecodeBinary(*spilled);
-  return args.ok() ? ArgsDigest(*args) : "";
+  if (absl::IsNotFound(spilled.status())) return std::string();  // it ended, they went
+  TXFN_RETURN_IF_ERROR(spilled.status());
+  return ArgsDigestOfEncoding(*spilled);  // the encoding is canonical: no need to decode
 }
 
 absl::StatusOr<QueuedCalls::CheckedCall> QueuedCalls::Check(const TenantFunctions& table,
@@ -738,18 +752,45 @@ void QueuedCalls::RemoveCancelled() {
   ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
   const absl::Time now = clock_.Now();
   // Their spilled arguments go with them: read each blob key first (a call's key never changes).
-  std::vector<std::string> blobs(ids.size());
-  if (options_.blobs != nullptr) {
-    for (size_t i = 0; i < ids.size(); ++i) {
-      absl::StatusOr<std::optional<QueuedCall>> found = queue_->Find(ids[i], now);
-      if (found.ok() && found->has_value()) blobs[i] = (*found)->call.args_blob;
+  std::vector<CallId> removed;
+  std::vector<std::string> blobs;
+  for (const CallId& id : ids) {
+    absl::StatusOr<std::optional<QueuedCall>> found = queue_->Find(id, now);
+    std::string blob;
+    if (found.ok() && found->has_value()) {
+      const Call& call = (*found)->call;
+      // Left queued if its record cannot be completed: delivered, it is skipped.
+      if (!call.idempotency_key.empty() && !CompleteCancelRecord(call).ok()) continue;
+      blob = call.args_blob;
     }
+    removed.push_back(id);
+    blobs.push_back(std::move(blob));
   }
-  for (size_t from = 0; from < ids.size(); from += DurableQueue::kMaxLeaseBatch) {
-    const size_t n = std::min(ids.size() - from, DurableQueue::kMaxLeaseBatch);
-    RemoveWithBlobs(absl::MakeConstSpan(ids).subspan(from, n),
+  for (size_t from = 0; from < removed.size(); from += DurableQueue::kMaxLeaseBatch) {
+    const size_t n = std::min(removed.size() - from, DurableQueue::kMaxLeaseBatch);
+    RemoveWithBlobs(absl::MakeConstSpan(removed).subspan(from, n),
                     absl::MakeConstSpan(blobs).subspan(from, n), now);
   }
+}
+
+absl::Status QueuedCalls::CompleteCancelRecord(const Call& call) {
+  TXFN_ASSIGN_OR_RETURN(std::shared_ptr<OpenTenant> tenant, tenants_.Get(call.tenant));
+  TXFN_ASSIGN_OR_RETURN(const std::string digest, KeyedArgsDigestReading(call));
+  auto complete = [&](Transaction& txn) -> absl::Status {
+    const std::string key = call.id.Bytes();
+    TXFN_ASSIGN_OR_RETURN(std::optional<std::string> existing,
+                          txn.GetReserved(kCallRecordIndex, key));
+    if (!existing.has_value()) return absl::OkStatus();
+    TXFN_ASSIGN_OR_RETURN(CallRecord record, DecodeCallRecord(*existing));
+    if (record.state != CallState::kCancelled ||
+        (!record.function.empty() && !record.args_digest.empty())) {
+      return absl::OkStatus();
+    }
+    if (record.function.empty()) record.function = call.function;
+    if (record.args_digest.empty()) record.args_digest = digest;
+    return txn.PutReserved(kCallRecordIndex, key, EncodeCallRecord(record));
+  };
+  return tenant->CommitSystemTransaction(complete, RetryOptions{.max_attempts = 8}).status();
 }
 
 void QueuedCalls::RemoveWithBlobs(absl::Span<const CallId> ids, absl::Span<const std::string> blobs,
@@ -1127,7 +1168,10 @@ void QueuedCalls::RecordDeadLetters(OpenTenant& tenant, absl::Span<Located> wher
   if (dead.empty()) return;
   std::vector<std::string> digests;  // read before the transaction, which may run again
   digests.reserve(dead.size());
-  for (const Located* d : dead) digests.push_back(KeyedArgsDigestReading(d->queued->call));
+  for (const Located* d : dead) {
+    absl::StatusOr<std::string> digest = KeyedArgsDigestReading(d->queued->call);
+    digests.push_back(digest.ok() ? *std::move(digest) : std::string());
+  }
   std::vector<CallRecord> records(dead.size());
   absl::StatusOr<CommitOutcome> committed = tenant.CommitSystemTransaction(
       [&](Transaction& txn) -> absl::Status {
@@ -1151,7 +1195,10 @@ void QueuedCalls::RecordDeadLetters(OpenTenant& tenant, absl::Span<Located> wher
                                   .error = absl::FailedPreconditionError(q.reason),
                                   .finished = q.at,
                                   .attempts = q.call.attempt,
-                                  .args_digest = digests[i]};
+                                  // Unread, an earlier dead letter's (the same call's) stays.
+                                  .args_digest = digests[i].empty() && existing.has_value()
+                                                     ? records[i].args_digest
+                                                     : digests[i]};
           TXFN_RETURN_IF_ERROR(
               txn.PutReserved(kCallRecordIndex, key, EncodeCallRecord(records[i])));
         }
@@ -1255,8 +1302,12 @@ absl::Status QueuedCalls::CancelCall(const CallId& id) {
   }
   // A dead letter Redrive put back is cancelled over its dead letter's record.
   const bool redriven = Superseded(where) && where.queued->state != QueuedCall::State::kDead;
-  const std::string args_digest =
-      where.queued.has_value() ? KeyedArgsDigestReading(where.queued->call) : std::string();
+  std::string function;
+  std::string args_digest;
+  if (where.queued.has_value()) {
+    function = where.queued->call.function;
+    TXFN_ASSIGN_OR_RETURN(args_digest, KeyedArgsDigestReading(where.queued->call));
+  }
   std::optional<CallRecord> existing;
   auto cancel = [&](Transaction& txn) -> absl::Status {
     // Only the dead letter Locate saw put back (not one of it dead-lettered again since).
@@ -1269,8 +1320,8 @@ absl::Status QueuedCalls::CancelCall(const CallId& id) {
         replace = r == *where.record;
       }
     }
-    TXFN_ASSIGN_OR_RETURN(existing,
-                          CancelCallInTransaction(txn, id, clock_.Now(), replace, args_digest));
+    TXFN_ASSIGN_OR_RETURN(
+        existing, CancelCallInTransaction(txn, id, clock_.Now(), replace, function, args_digest));
     return absl::OkStatus();
   };
   TXFN_RETURN_IF_ERROR(

@@ -218,9 +218,12 @@ class QueuedCalls {
   absl::Status CheckKeyNamesThisCall(const Located& first, const CallId& id,
                                      std::string_view function, const Value& args,
                                      std::string_view key);
+  // Gives the kCancelled record of keyed `call` (a mutation's ctx.scheduler.cancel writes it
+  // knowing neither) the call's function and arguments' digest, unless it has them.
+  absl::Status CompleteCancelRecord(const Call& call);
   // KeyedArgsDigest(call), reading its arguments if they are spilled and not loaded; empty if
-  // they cannot be read (the record then keeps none, as a record from before digests).
-  std::string KeyedArgsDigestReading(const Call& call);
+  // they are gone (the call ended); the blob store's error otherwise.
+  absl::StatusOr<std::string> KeyedArgsDigestReading(const Call& call);
   void SetStat(uint64_t QueuedCallStats::*field);
 
   const QueuedCallOptions options_;

@@ -27,6 +27,7 @@
 #include "queue/queue_test_util.h"
 #include "sqlite_test_util.h"
 #include "txfn/blob_store.h"
+#include "txfn/call_records.h"
 #include "txfn/engine.h"
 #include "txfn/errors.h"
 #include "txfn/in_memory_queue.h"
@@ -583,39 +584,60 @@ TEST_F(EngineQueueTest, KeyedSubmitsOfTwoEnginesAtOnceWithOtherArgumentsAreNotBo
 // with the same arguments returns it, queueing nothing.
 TEST_F(EngineQueueTest, AKeyNamesItsCallWithItsArgumentsAfterTheCallEnded) {
   OpenAndDeploySpillingToBlobs();
+  enum class Cancel { kNo, kByTheEngine, kByAMutation };
   struct Case {
     const char* name;
     std::string function;
     std::string arg;  // over 1024 bytes: spilled
     CallState ended;
+    Cancel cancel = Cancel::kNo;
   };
   const std::string big(2048, 's');
+  const CallState cancelled = CallState::kCancelled;
   for (const Case& c :
        {Case{"succeeded", "counters:bump", "a", CallState::kSucceeded},
         Case{"succeeded, spilled", "counters:bump", big, CallState::kSucceeded},
         Case{"query succeeded", "counters:get", "a", CallState::kSucceeded},
         Case{"failed", "counters:refuses", "a", CallState::kFailed},
-        Case{"cancelled", "counters:bump", "a", CallState::kCancelled},
-        Case{"cancelled, spilled", "counters:bump", big, CallState::kCancelled},
+        Case{"cancelled", "counters:bump", "a", cancelled, Cancel::kByTheEngine},
+        Case{"cancelled, spilled", "counters:bump", big, cancelled, Cancel::kByTheEngine},
+        Case{"cancelled by a mutation", "counters:bump", "a", cancelled, Cancel::kByAMutation},
+        Case{"cancelled by a mutation, spilled", "counters:bump", big, cancelled,
+             Cancel::kByAMutation},
         Case{"dead-lettered", "counters:bump", "a", CallState::kDeadLettered},
         Case{"dead-lettered, spilled", "counters:bump", big, CallState::kDeadLettered}}) {
     SCOPED_TRACE(c.name);
     CallOptions options;
     options.idempotency_key = absl::StrCat("ended-", c.name);
-    if (c.ended == CallState::kCancelled) options.start_after = absl::Now() + absl::Hours(1);
+    if (c.cancel != Cancel::kNo) options.start_after = absl::Now() + absl::Hours(1);
     if (c.ended == CallState::kDeadLettered) {
       options.start_after = absl::Now() - absl::Seconds(3);
       options.deadline = absl::Now() - absl::Seconds(1);
     }
     absl::StatusOr<CallId> first = engine_->Submit("app", c.function, Name(c.arg), options);
     ASSERT_TRUE(first.ok()) << first.status();
-    if (c.ended == CallState::kCancelled) {
+    if (c.cancel == Cancel::kByTheEngine) {
       ASSERT_TRUE(engine_->CancelCall(*first).ok());
+    } else if (c.cancel == Cancel::kByAMutation) {
+      ASSERT_TRUE(
+          engine_
+              ->Mutation("app", "counters:cancel", Args({{"id", Value::String(first->ToString())}}))
+              .ok());
     }
     WaitFor(*first, c.ended);
     WaitDrained();
+    // Its record names it and keeps its arguments' digest, however it ended.
+    absl::StatusOr<std::optional<CallRecord>> record =
+        FindCallRecord(**engine_->Latest("app"), *first);
+    ASSERT_TRUE(record.ok() && record->has_value()) << record.status();
+    EXPECT_EQ((*record)->function, c.function);
+    EXPECT_EQ((*record)->args_digest, ArgsDigest(Name(c.arg)));
+
     absl::Status other = engine_->Submit("app", c.function, Name(c.arg + "x"), options).status();
     EXPECT_TRUE(absl::IsAlreadyExists(other)) << other;
+    absl::Status other_function =
+        engine_->Submit("app", "counters:important", Name(c.arg), options).status();
+    EXPECT_TRUE(absl::IsAlreadyExists(other_function)) << other_function;
     absl::StatusOr<CallId> again = engine_->Submit("app", c.function, Name(c.arg), options);
     ASSERT_TRUE(again.ok()) << again.status();
     EXPECT_EQ(*again, *first);
@@ -623,10 +645,6 @@ TEST_F(EngineQueueTest, AKeyNamesItsCallWithItsArgumentsAfterTheCallEnded) {
   }
 }
 
-// Another process's call of the key may even have run and ended between a Submit's look and
-// its Enqueue: the queue then takes the Submit's call (the id is no longer in it), and only the
-// first call's record tells. With other arguments the Submit is refused, with the same it gets
-// the call; either way its duplicate is skipped when delivered, so the function ran once.
 // The fixture's storage as another process's engine sees it: written by others at any time
 // (InMemoryStorage answers false, right for one engine), so the engine catches up before reads.
 class WrittenByOthers final : public StorageWrapper {
@@ -635,7 +653,11 @@ class WrittenByOthers final : public StorageWrapper {
   bool MayHaveOtherWriters(std::string_view) override { return true; }
 };
 
-TEST_F(EngineQueueTest, AKeyedSubmitRacingAnotherProcesssCallThatEndedMeanwhile) {
+// Another process's call of the key may even have run and ended between a Submit's look and
+// its Enqueue: the queue then takes the Submit's call (the id is no longer in it), and only the
+// first call's record tells. With other arguments the Submit is refused, with the same it gets
+// the call; either way its duplicate is skipped when delivered, so the function ran once.
+TEST_F(EngineQueueTest, AKeyedSubmitRacingAnotherProcessCallThatEndedMeanwhile) {
   OpenAndDeploy(Options());
   for (bool same : {false, true}) {
     SCOPED_TRACE(same);

@@ -102,7 +102,8 @@ struct CallRecord {
   // A keyed call's (Call::idempotency_key): ArgsDigest of its arguments, so that a Submit of
   // its key with other arguments is refused after the call ended too. Empty: not recorded (a
   // call without a key; a record older than the field; a dead letter or a cancel whose
-  // arguments were spilled and are not read for it).
+  // spilled arguments could not be read for it). Advisory: a "d" field that is not 16 bytes
+  // decodes as empty.
   std::string args_digest;
   friend bool operator==(const CallRecord&, const CallRecord&) = default;
 };
@@ -111,6 +112,8 @@ struct CallRecord {
 // two stable 64-bit hashes over the arguments' binary encoding). Not cryptographic: a tenant
 // could make two of its own calls' arguments look alike, and only mislead itself.
 [[nodiscard]] std::string ArgsDigest(const Value& args);
+// The same of EncodeBinary(args) as it is (spilled arguments, unread).
+[[nodiscard]] std::string ArgsDigestOfEncoding(std::string_view encoded_args);
 // A keyed call's ArgsDigest; empty for a call without an idempotency key, or whose arguments
 // were spilled and not loaded (args_blob set, args null).
 [[nodiscard]] std::string KeyedArgsDigest(const Call& call);
@@ -155,12 +158,14 @@ std::string EncodeScheduledCall(const ScheduledCall& call);
 // otherwise a kCancelled record is written unless the call already has a
 // record (then nothing changes and the existing record is returned), or
 // `replace_dead_letter` and the record is a kDeadLettered one (a dead letter
-// Redrive put back: the cancel replaces it). `now` stamps the record;
-// `args_digest` (KeyedArgsDigest of the call, if known) goes into it, else a
-// replaced dead letter's.
+// Redrive put back: the cancel replaces it). `now` stamps the record. It
+// names the call's function (a replaced dead letter's, an outbox entry's, else
+// `function`: the queued call's, if the caller knows it) and keeps
+// `args_digest` (KeyedArgsDigest of the call, if known; else a replaced dead
+// letter's).
 [[nodiscard]] absl::StatusOr<std::optional<CallRecord>> CancelCallInTransaction(
     Transaction& txn, const CallId& id, absl::Time now, bool replace_dead_letter = false,
-    std::string_view args_digest = {});
+    std::string_view function = {}, std::string_view args_digest = {});
 
 // Every outbox entry of the tenant at the snapshot, in id order.
 [[nodiscard]] absl::StatusOr<std::vector<ScheduledCall>> ListOutbox(const Snapshot& snapshot);

@@ -485,10 +485,11 @@ class Engine {
   // (<txfn/storage.h>): the queue's commit failed or its answer was lost, or a keyed
   // Submit's look after its Enqueue (below) failed, and the call may be queued. Retry with
   // CallOptions::idempotency_key to get exactly one call either way. A key names one call: a Submit
-  // of a key whose call exists returns its id and queues nothing; one whose call is still queued
-  // with other arguments (spilled ones too), or is of another function, is AlreadyExists, also when
-  // the two Submits race in this engine or in two processes sharing the queue (the queue keeps the
-  // first; the other Submit checks after its Enqueue which call was kept).
+  // of a key whose call exists returns its id and queues nothing; one whose call has other
+  // arguments (spilled ones too; once it ended, its record's digest of them, see CallRecord), or
+  // is of another function, is AlreadyExists, also when the two Submits race in this engine or in
+  // two processes sharing the queue (the queue keeps the first; the other Submit checks after its
+  // Enqueue which call was kept, or, if the first ended meanwhile, its record).
   [[nodiscard]] virtual absl::StatusOr<CallId> Submit(std::string_view tenant,
                                                       std::string_view function, const Value& args,
                                                       const CallOptions& options = {}) = 0;

@@ -146,8 +146,10 @@ std::string EncodeCallRecord(const CallRecord& r) {
   return EncodeBinary(Value::FromObject(std::move(o)));
 }
 
-std::string ArgsDigest(const Value& args) {
-  return CallId::FromKey("txfn.args", EncodeBinary(args)).Bytes();
+std::string ArgsDigest(const Value& args) { return ArgsDigestOfEncoding(EncodeBinary(args)); }
+
+std::string ArgsDigestOfEncoding(std::string_view encoded_args) {
+  return CallId::FromKey("txfn.args", encoded_args).Bytes();
 }
 
 std::string KeyedArgsDigest(const Call& call) {
@@ -185,8 +187,10 @@ absl::StatusOr<CallRecord> DecodeCallRecord(std::string_view bytes) {
   r.finished = absl::FromUnixNanos(finished->int64());
   TXFN_ASSIGN_OR_RETURN(const Value* attempts, Field(v, "a", is_int, kWhat));
   r.attempts = static_cast<int>(attempts->int64());
-  if (const Value* digest = v.Find("d"); digest != nullptr) {  // absent in older records
-    if (!digest->is_bytes()) return Malformed(kWhat, "field 'd'");
+  // Absent in older records. Advisory: one of another form (not this build's) is ignored
+  // rather than making the record, and every look at its call, fail.
+  if (const Value* digest = v.Find("d");
+      digest != nullptr && digest->is_bytes() && digest->bytes().size() == 16) {
     r.args_digest = digest->bytes();
   }
   return r;
@@ -283,6 +287,7 @@ absl::StatusOr<CallId> ScheduleCall(Transaction& txn, ScheduledCall call, uint64
 absl::StatusOr<std::optional<CallRecord>> CancelCallInTransaction(Transaction& txn,
                                                                   const CallId& id, absl::Time now,
                                                                   bool replace_dead_letter,
+                                                                  std::string_view known_function,
                                                                   std::string_view args_digest) {
   const std::string key = id.Bytes();
   TXFN_ASSIGN_OR_RETURN(std::optional<std::string> existing,
@@ -301,6 +306,7 @@ absl::StatusOr<std::optional<CallRecord>> CancelCallInTransaction(Transaction& t
     function = scheduled.function;
     TXFN_RETURN_IF_ERROR(txn.PutReserved(kCallOutboxIndex, key, std::nullopt));
   }
+  if (function.empty()) function = known_function;
   CallRecord cancelled{.state = CallState::kCancelled,
                        .function = function,
                        .finished = now,
