@@ -316,34 +316,31 @@ InMemoryTenantSize InMemoryStorage::Size(std::string_view tenant) const {
 }
 
 absl::Status InMemoryStorage::DeleteTenant(std::string_view tenant) {
-  std::unique_ptr<TenantState> doomed;
-  {
-    internal::WriterMutexLock lock(&mu_);
-    auto it = tenants_.find(internal::ToAbsl(tenant));
-    if (it == tenants_.end()) return absl::OkStatus();
-    doomed = std::move(it->second);
-    tenants_.erase(it);
-  }
-  // Freed outside the lock: a large tenant takes a while.
+  (void)DeleteTenantWhere(tenant, std::nullopt);
   return absl::OkStatus();
 }
 
 absl::StatusOr<bool> InMemoryStorage::DeleteTenantIfNewest(std::string_view tenant,
                                                            Timestamp newest) {
+  return DeleteTenantWhere(tenant, newest);
+}
+
+bool InMemoryStorage::DeleteTenantWhere(std::string_view tenant, std::optional<Timestamp> newest) {
   std::unique_ptr<TenantState> doomed;
   {
     // The exclusive lock holds off every Write, so the check still holds at the erase.
     internal::WriterMutexLock lock(&mu_);
     auto it = tenants_.find(internal::ToAbsl(tenant));
-    if (it == tenants_.end()) return newest == 0;
-    {
+    if (it == tenants_.end()) return newest.value_or(0) == 0;
+    if (newest.has_value()) {
       internal::ReaderMutexLock tenant_lock(&it->second->mu);
-      if (it->second->max_ts != newest) return false;
+      if (it->second->max_ts != *newest) return false;
     }
     doomed = std::move(it->second);
     tenants_.erase(it);
   }
-  return true;  // `doomed` is freed outside the lock
+  // Freed outside the lock: a large tenant takes a while.
+  return true;
 }
 
 }  // namespace txfn

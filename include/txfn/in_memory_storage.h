@@ -101,6 +101,10 @@ class InMemoryStorage final : public Storage {
   struct TenantState;
   struct Group;
 
+  // DeleteTenant, or DeleteTenantIfNewest when `newest` is set: whether the
+  // tenant is gone (or never was, and `newest` is unset or 0).
+  bool DeleteTenantWhere(std::string_view tenant, std::optional<Timestamp> newest);
+
   // Validates against, and applies to, `groups` (sorted by tenant, states
   // present). Takes each group's tenant lock. Moves `commits` (a copy of the
   // batch) into the log.

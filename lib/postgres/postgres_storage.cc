@@ -227,9 +227,11 @@ BEGIN
 END
 $fn$;
 
--- (Schema 3's was SQL, and did not wait for the tenant's writers.)
-CREATE OR REPLACE FUNCTION txfn_delete_tenant(p_tenant bytea) RETURNS void
-LANGUAGE plpgsql AS $fn$
+-- Storage::DeleteTenant (p_newest NULL) and DeleteTenantIfNewest (schema 5: only if the
+-- tenant's newest commit is still p_newest, flipped; the minimum: no commit). Returns whether
+-- it deleted. (Schema 3's delete was SQL, and did not wait for the tenant's writers.)
+CREATE OR REPLACE FUNCTION txfn_delete_tenant_if_newest(p_tenant bytea, p_newest bigint)
+RETURNS boolean LANGUAGE plpgsql AS $fn$
 BEGIN
   -- Waits for the tenant's Writes (each updates the lease row first) and retention (it locks
   -- the tenant row), and holds them off: a Write committing between the DELETEs below would
@@ -238,6 +240,13 @@ BEGIN
   PERFORM txfn_lock_tenant(p_tenant);
   PERFORM 1 FROM txfn_owners o WHERE o.tenant = p_tenant FOR UPDATE;
   PERFORM 1 FROM txfn_tenants t WHERE t.tenant = p_tenant FOR UPDATE;
+  -- No Write is under way now, and this statement's snapshot (READ COMMITTED: taken after
+  -- the locks) has every one that committed.
+  IF p_newest IS NOT NULL AND
+     coalesce((SELECT t.max_ts FROM txfn_tenants t WHERE t.tenant = p_tenant),
+              -9223372036854775808) <> p_newest THEN
+    RETURN false;
+  END IF;
   DELETE FROM txfn_versions WHERE tenant = p_tenant;
   DELETE FROM txfn_log WHERE tenant = p_tenant;
   DELETE FROM txfn_commits WHERE tenant = p_tenant;
@@ -245,25 +254,15 @@ BEGIN
   DELETE FROM txfn_handovers WHERE tenant = p_tenant;
   -- Its lease's writer may commit below its former commits now.
   UPDATE txfn_owners SET start_max = -9223372036854775808 WHERE tenant = p_tenant;
+  RETURN true;
 END
 $fn$;
 
--- Storage::DeleteTenantIfNewest (schema 5): txfn_delete_tenant if the tenant's newest commit
--- is still p_newest (flipped; the minimum: no commit), in one transaction. Once the locks of
--- txfn_delete_tenant are held no Write is under way, and this statement's snapshot (READ
--- COMMITTED: taken after the locks) has every one that committed.
-CREATE OR REPLACE FUNCTION txfn_delete_tenant_if_newest(p_tenant bytea, p_newest bigint)
-RETURNS boolean LANGUAGE plpgsql AS $fn$
+-- Kept for instances of schema 4 still running beside this one.
+CREATE OR REPLACE FUNCTION txfn_delete_tenant(p_tenant bytea) RETURNS void
+LANGUAGE plpgsql AS $fn$
 BEGIN
-  PERFORM txfn_lock_tenant(p_tenant);
-  PERFORM 1 FROM txfn_owners o WHERE o.tenant = p_tenant FOR UPDATE;
-  PERFORM 1 FROM txfn_tenants t WHERE t.tenant = p_tenant FOR UPDATE;
-  IF coalesce((SELECT t.max_ts FROM txfn_tenants t WHERE t.tenant = p_tenant),
-              -9223372036854775808) <> p_newest THEN
-    RETURN false;
-  END IF;
-  PERFORM txfn_delete_tenant(p_tenant);
-  RETURN true;
+  PERFORM txfn_delete_tenant_if_newest(p_tenant, NULL);
 END
 $fn$;
 )sql";
@@ -1173,7 +1172,9 @@ absl::StatusOr<std::vector<std::string>> PostgresStorage::ListTenants() {
 absl::Status PostgresStorage::DeleteTenant(std::string_view tenant) {
   TXFN_RETURN_IF_ERROR(ResolveDoubts(tenant));
   TXFN_ASSIGN_OR_RETURN(ConnectionLease lease, Borrow());
-  return lease->ExecPrepared("SELECT txfn_delete_tenant($1)", {PgParam::Bytes(tenant)}).status();
+  return lease
+      ->ExecPrepared("SELECT txfn_delete_tenant_if_newest($1, NULL)", {PgParam::Bytes(tenant)})
+      .status();
 }
 
 absl::StatusOr<bool> PostgresStorage::DeleteTenantIfNewest(std::string_view tenant,
