@@ -34,6 +34,7 @@
 #include "txfn/in_memory_storage.h"
 #include "txfn/sqlite_engine.h"
 #include "txfn/sqlite_queue.h"
+#include "txfn/status_macros.h"
 #include "txfn/storage_wrapper.h"
 
 namespace txfn {
@@ -356,6 +357,51 @@ class EngineQueueTest : public ::testing::Test {
     } else {
       EXPECT_EQ(info->state, CallState::kSucceeded) << round;
       EXPECT_EQ(Counter(name), 1) << round;
+    }
+  }
+
+  // Options whose leases expire at once and are never extended (NoExtendQueue over a fresh
+  // InMemoryQueue, also put in `queue` if given): a running call is soon taken again.
+  EngineOptions ShortLeaseOptions(std::shared_ptr<NoExtendQueue>* queue = nullptr) {
+    EngineOptions options = Options();
+    auto short_leases = std::make_shared<NoExtendQueue>(std::make_unique<InMemoryQueue>());
+    options.queued.queue = short_leases;
+    options.queued.lease_duration = absl::Milliseconds(10);
+    if (queue != nullptr) *queue = std::move(short_leases);
+    return options;
+  }
+  static bool DeadInQueue(DurableQueue& queue, const CallId& id) {
+    absl::StatusOr<std::optional<QueuedCall>> q = queue.Find(id, absl::Now());
+    return q.ok() && q->has_value() && (*q)->state == QueuedCall::State::kDead;
+  }
+  // A counters:gated action dead-lettered before it ran (recorded), put back with a minute to
+  // run, and dead-lettered again in `queue` (ShortLeaseOptions') while it waits at the gate,
+  // its late outcome still to come (LetTheGatedActionReturn).
+  absl::StatusOr<CallId> GatedActionDeadLetteredAgainWhileItRuns(DurableQueue& queue) {
+    CallOptions missed;
+    missed.start_after = absl::Now() - absl::Seconds(61);
+    missed.deadline = absl::Now() - absl::Seconds(1);
+    TXFN_ASSIGN_OR_RETURN(CallId id, engine_->Submit("app", "counters:gated", Args({}), missed));
+    WaitFor(id, CallState::kDeadLettered);  // the first dead letter, recorded
+    TXFN_RETURN_IF_ERROR(queue.Redrive({&id, 1}, absl::Now()).status());
+    for (const absl::Time end = absl::Now() + absl::Seconds(20);
+         (gate_->entered() == 0 || !DeadInQueue(queue, id)) && absl::Now() < end;) {
+      absl::SleepFor(absl::Milliseconds(2));
+    }
+    if (gate_->entered() != 1 || !DeadInQueue(queue, id)) {
+      return absl::InternalError(absl::StrCat("the running action was not dead-lettered again ",
+                                              "(it entered the gate ", gate_->entered(),
+                                              " times)"));
+    }
+    return id;
+  }
+  // Opens the gate and waits until the gated action's delivery ended.
+  void LetTheGatedActionReturn() {
+    gate_->Open();
+    for (const absl::Time end = absl::Now() + absl::Seconds(20);
+         engine_->stats().queued.succeeded + engine_->stats().queued.skipped == 0 &&
+         absl::Now() < end;) {
+      absl::SleepFor(absl::Milliseconds(2));
     }
   }
 
@@ -1294,10 +1340,7 @@ TEST_F(EngineQueueTest, LeasesExpiringUnderRunningMutationsNeverApplyOneTwice) {
 // dead-lettered, that is how the call ended: its action returning late records nothing over
 // it (the record GetCall wrote first refuses it).
 TEST_F(EngineQueueTest, ACallReportedDeadLetteredStaysSoWhenItsRunningActionReturns) {
-  EngineOptions options = Options();
-  options.queued.queue = std::make_shared<NoExtendQueue>(std::make_unique<InMemoryQueue>());
-  options.queued.lease_duration = absl::Milliseconds(10);
-  OpenAndDeploy(std::move(options));
+  OpenAndDeploy(ShortLeaseOptions());
   absl::StatusOr<CallId> id = engine_->Submit("app", "counters:gated", Args({}));
   ASSERT_TRUE(id.ok()) << id.status();
   const absl::Time end = absl::Now() + absl::Seconds(20);
@@ -1325,10 +1368,7 @@ TEST_F(EngineQueueTest, ACallReportedDeadLetteredStaysSoWhenItsRunningActionRetu
 // GetCall reports while the mutation runs is watched. A call reported dead-lettered stays so
 // and its mutation wrote nothing; one that never was succeeded once.
 TEST_F(EngineQueueTest, AMutationReportedDeadLetteredWhileItRunsNeverCommits) {
-  EngineOptions options = Options();
-  options.queued.queue = std::make_shared<NoExtendQueue>(std::make_unique<InMemoryQueue>());
-  options.queued.lease_duration = absl::Milliseconds(10);
-  OpenAndDeploy(std::move(options));
+  OpenAndDeploy(ShortLeaseOptions());
   int reported_dead = 0;
   for (int round = 0; round < 4; ++round) {
     const std::string name = "r" + std::to_string(round);
@@ -1380,11 +1420,8 @@ TEST_F(EngineQueueTest, ARecordedDeadLetterRedrivenRunsAndSucceeds) {
 // expiring under it): the second report records that dead letter over the first's record,
 // which the running mutation read, so its late commit conflicts and never lands.
 TEST_F(EngineQueueTest, ARedrivenCallDeadLetteredAgainWhileItRunsNeverCommits) {
-  EngineOptions options = Options();
-  auto queue = std::make_shared<NoExtendQueue>(std::make_unique<InMemoryQueue>());
-  options.queued.queue = queue;
-  options.queued.lease_duration = absl::Milliseconds(10);
-  OpenAndDeploy(std::move(options));
+  std::shared_ptr<NoExtendQueue> queue;
+  OpenAndDeploy(ShortLeaseOptions(&queue));
   int reported_dead = 0;
   for (int round = 0; round < 3; ++round) {
     const std::string name = "again" + std::to_string(round);
@@ -1411,33 +1448,11 @@ TEST_F(EngineQueueTest, ARedrivenCallDeadLetteredAgainWhileItRunsNeverCommits) {
 // first dead letter nobody reported: the action's late outcome is recorded (the record of the
 // first dead letter does not stand for the second).
 TEST_F(EngineQueueTest, ARedrivenActionDeadLetteredAgainUnreportedKeepsItsLateOutcome) {
-  EngineOptions options = Options();
-  auto queue = std::make_shared<NoExtendQueue>(std::make_unique<InMemoryQueue>());
-  options.queued.queue = queue;
-  options.queued.lease_duration = absl::Milliseconds(10);
-  OpenAndDeploy(std::move(options));
-  CallOptions missed;  // dead-lettered before it runs; put back with a minute to run
-  missed.start_after = absl::Now() - absl::Seconds(61);
-  missed.deadline = absl::Now() - absl::Seconds(1);
-  absl::StatusOr<CallId> id = engine_->Submit("app", "counters:gated", Args({}), missed);
+  std::shared_ptr<NoExtendQueue> queue;
+  OpenAndDeploy(ShortLeaseOptions(&queue));
+  absl::StatusOr<CallId> id = GatedActionDeadLetteredAgainWhileItRuns(*queue);
   ASSERT_TRUE(id.ok()) << id.status();
-  WaitFor(*id, CallState::kDeadLettered);  // the first dead letter, recorded
-  ASSERT_TRUE(queue->Redrive({&*id, 1}, absl::Now()).ok());
-  const absl::Time end = absl::Now() + absl::Seconds(20);
-  auto dead_in_queue = [&] {
-    absl::StatusOr<std::optional<QueuedCall>> q = queue->Find(*id, absl::Now());
-    return q.ok() && q->has_value() && (*q)->state == QueuedCall::State::kDead;
-  };
-  while ((gate_->entered() == 0 || !dead_in_queue()) && absl::Now() < end) {
-    absl::SleepFor(absl::Milliseconds(2));
-  }
-  ASSERT_EQ(gate_->entered(), 1);
-  ASSERT_TRUE(dead_in_queue()) << "the running action was not dead-lettered again";
-  gate_->Open();
-  while (engine_->stats().queued.succeeded + engine_->stats().queued.skipped == 0 &&
-         absl::Now() < end) {
-    absl::SleepFor(absl::Milliseconds(5));
-  }
+  LetTheGatedActionReturn();
   absl::StatusOr<CallInfo> info = engine_->GetCall(*id);
   ASSERT_TRUE(info.ok()) << info.status();
   EXPECT_EQ(info->state, CallState::kSucceeded) << info->error;
@@ -1468,43 +1483,18 @@ class AfterCallRecordScan final : public StorageWrapper {
 // dead letter in its scan of the records, turns out as it records it to have succeeded (its
 // late delivery committed first): the next dead letter takes its place.
 TEST_F(EngineQueueTest, ListCallsFillsItsLimitWhenADeadLetterItChoseSucceededLate) {
-  EngineOptions options = Options();
-  auto queue = std::make_shared<NoExtendQueue>(std::make_unique<InMemoryQueue>());
-  options.queued.queue = queue;
-  options.queued.lease_duration = absl::Milliseconds(10);
-  auto late_outcome = [&] {  // the gated action returns, and its outcome commits
-    gate_->Open();
-    for (const absl::Time end = absl::Now() + absl::Seconds(20);
-         engine_->stats().queued.succeeded + engine_->stats().queued.skipped == 0 &&
-         absl::Now() < end;) {
-      absl::SleepFor(absl::Milliseconds(2));
-    }
-  };
-  auto hooked = std::make_shared<AfterCallRecordScan>(storage_.get(), late_outcome);
+  std::shared_ptr<NoExtendQueue> queue;
+  EngineOptions options = ShortLeaseOptions(&queue);
+  auto hooked =
+      std::make_shared<AfterCallRecordScan>(storage_.get(), [&] { LetTheGatedActionReturn(); });
   engine_storage_ = hooked;
   OpenAndDeploy(std::move(options));
-  // As in ARedrivenActionDeadLetteredAgainUnreportedKeepsItsLateOutcome: a running action
-  // dead-lettered again after a redrive, its late outcome still to come.
-  CallOptions missed;
-  missed.start_after = absl::Now() - absl::Seconds(61);
-  missed.deadline = absl::Now() - absl::Seconds(1);
-  absl::StatusOr<CallId> gated = engine_->Submit("app", "counters:gated", Args({}), missed);
+  absl::StatusOr<CallId> gated = GatedActionDeadLetteredAgainWhileItRuns(*queue);
   ASSERT_TRUE(gated.ok()) << gated.status();
-  WaitFor(*gated, CallState::kDeadLettered);
-  ASSERT_TRUE(queue->Redrive({&*gated, 1}, absl::Now()).ok());
-  auto dead_in_queue = [&](const CallId& id) {
-    absl::StatusOr<std::optional<QueuedCall>> q = queue->Find(id, absl::Now());
-    return q.ok() && q->has_value() && (*q)->state == QueuedCall::State::kDead;
-  };
-  const absl::Time end = absl::Now() + absl::Seconds(20);
-  while ((gate_->entered() == 0 || !dead_in_queue(*gated)) && absl::Now() < end) {
-    absl::SleepFor(absl::Milliseconds(2));
-  }
-  ASSERT_EQ(gate_->entered(), 1);
-  ASSERT_TRUE(dead_in_queue(*gated));
   // Other dead letters, in batches until one comes after the gated call in id order (ids are
   // random: a batch of 8 has none after it only if the gated id is among the highest).
   size_t before_gated = 0;
+  CallOptions missed;
   for (bool after_gated = false; !after_gated;) {
     missed.start_after = absl::Now() - absl::Seconds(3);
     missed.deadline = absl::Now() - absl::Seconds(1);
@@ -1516,10 +1506,10 @@ TEST_F(EngineQueueTest, ListCallsFillsItsLimitWhenADeadLetterItChoseSucceededLat
     }
     for (const CallId& other : batch) {
       for (const absl::Time batch_end = absl::Now() + absl::Seconds(20);
-           !dead_in_queue(other) && absl::Now() < batch_end;) {
+           !DeadInQueue(*queue, other) && absl::Now() < batch_end;) {
         absl::SleepFor(absl::Milliseconds(2));
       }
-      ASSERT_TRUE(dead_in_queue(other));
+      ASSERT_TRUE(DeadInQueue(*queue, other));
       if (other < *gated) {
         ++before_gated;
       } else {
