@@ -227,5 +227,34 @@ export const deep = query(() => { const f = (n) => f(n + 1); return f(0); });
   EXPECT_TRUE(c->stats.context_hardened);
 }
 
+// Private fields can be added to frozen objects (a base constructor returning its argument lets
+// a class stamp them on any object), so a request can hang memory on the hardened context's
+// intrinsics, where no later request can read or free it. The scheduler disposes of an isolate
+// that holds over half its heap limit once idle: the tenant's later requests never meet the heap
+// limit for what earlier ones left.
+TEST(HardenedMode, MemoryStampedOnFrozenIntrinsicsDoesNotAccumulate) {
+  std::unique_ptr<Engine> engine = OpenEngine(ContextMode::kHardened);  // heap limit 64 MiB
+  ASSERT_NE(engine, nullptr);
+  ASSERT_TRUE(engine
+                  ->DeployJson("t", {{"stamp.js", R"JS(
+import { query } from "txfn/server";
+class Returns { constructor(o) { return o; } }
+// 18 MiB a request, live as long as the intrinsics are.
+export const stamp = query(() => {
+  class Stamp extends Returns { #kept = new Array(6 << 17).fill(0.5); }
+  for (const o of [Object.prototype, Array.prototype, Function.prototype]) new Stamp(o);
+  return Object.isFrozen(Object.prototype);
+});
+)JS"}},
+                               kSchema)
+                  .ok());
+  for (int i = 0; i < 12; ++i) {
+    auto stamped = engine->Query("t", "stamp:stamp", Value::Null());
+    ASSERT_TRUE(stamped.ok()) << "request " << i << ": " << stamped.status();
+    EXPECT_TRUE(stamped->stats.context_hardened);
+    EXPECT_EQ(ToJson(stamped->value), "true");
+  }
+}
+
 }  // namespace
 }  // namespace txfn

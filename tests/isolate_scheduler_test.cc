@@ -37,11 +37,13 @@ struct JsResult {
   bool terminated = false;
 };
 
-// Runs `source` in a fresh context of the lease's isolate.
-JsResult RunJs(IsolateLease& lease, const std::string& source) {
+// Runs `source` in a fresh context of the lease's isolate; `keep`, if given, keeps the context.
+JsResult RunJs(IsolateLease& lease, const std::string& source,
+               v8::Global<v8::Context>* keep = nullptr) {
   v8::Isolate* isolate = lease.isolate();
   v8::HandleScope scope(isolate);
   v8::Local<v8::Context> context = v8::Context::New(isolate);
+  if (keep != nullptr) keep->Reset(isolate, context);
   v8::Context::Scope context_scope(context);
   v8::TryCatch try_catch(isolate);
   JsResult r;
@@ -534,6 +536,48 @@ TEST(IsolateSchedulerTest, MemoryBudgetBoundsLiveIsolates) {
   EXPECT_LT(stats.live_isolates, 40);
   EXPECT_LE(stats.isolate_bytes, kBudget);
   EXPECT_GT(stats.isolate_bytes, 0u);
+}
+
+// An isolate's IsolateData keeping a context (and what its JavaScript made) alive after the
+// request, as private fields a request stamps on a hardened context's frozen intrinsics do.
+struct KeptContext : IsolateData {
+  v8::Global<v8::Context> context;
+};
+
+// What idle isolates keep is measured after a full GC: one with over half its heap limit still
+// live (no request runs) is disposed of rather than kept; garbage, however much, is not live.
+TEST(IsolateSchedulerTest, AnIdleIsolateHoldingOverHalfItsHeapLimitIsDisposedOf) {
+  auto scheduler = MakeScheduler({.workers = 1, .spare_isolates = 0});  // heap limit 64 MiB
+  // Makes `mib` MiB of doubles, kept alive after the request or not.
+  auto allocate = [](int mib, bool keep) {
+    return [mib, keep](IsolateLease& l) {
+      Seen s;
+      s.isolate_id = l.isolate_id();
+      s.reused = l.reused();
+      auto kept = std::make_unique<KeptContext>();
+      s.js = RunJs(l, "globalThis.made = new Array(" + std::to_string(mib << 17) + ").fill(0.5); 1",
+                   keep ? &kept->context : nullptr);
+      l.set_data(std::move(kept));
+      s.limit_exceeded = l.limit_exceeded();
+      return s;
+    };
+  };
+  Seen garbage = SubmitAndWait(*scheduler, "t", allocate(40, false));
+  ASSERT_TRUE(garbage.js.ok) << garbage.js.value;
+  Seen small = SubmitAndWait(*scheduler, "t", allocate(4, true));
+  ASSERT_TRUE(small.js.ok) << small.js.value;
+  EXPECT_EQ(small.isolate_id, garbage.isolate_id) << "40 MiB of garbage is no reason to dispose";
+  Seen large = SubmitAndWait(*scheduler, "t", allocate(40, true));
+  ASSERT_TRUE(large.js.ok) << large.js.value;
+  EXPECT_FALSE(large.limit_exceeded);
+  EXPECT_EQ(large.isolate_id, garbage.isolate_id) << "kept 4 MiB";
+  Seen after = SubmitAndWait(*scheduler, "t", allocate(0, false));
+  EXPECT_FALSE(after.reused);
+  EXPECT_NE(after.isolate_id, large.isolate_id) << "40 MiB kept by an idle isolate";
+  IsolateSchedulerStats stats = scheduler->stats();
+  EXPECT_EQ(stats.isolates_disposed_retaining, 1u);
+  EXPECT_EQ(stats.isolates_disposed, 1u);
+  EXPECT_EQ(stats.terminated_heap, 0u);
 }
 
 // Idle workers make spare isolates ahead of need: a tenant's first request

@@ -166,7 +166,9 @@
 //   object of the context, so a ctx kept in module state or a global acts
 //   for whichever request runs when it is used. Jobs a request leaves queued
 //   run before its context is kept, while ctx refuses (none runs in the next
-//   request).
+//   request). Module state is a cache, not a store: it goes with the isolate
+//   (evicted, stopped by a limit, or idle with over half its heap limit live:
+//   txfn/isolate_scheduler.h).
 // Actions always get a fresh context (unless reuse_context opts their tenant
 // in): they run for long and block on their host, so a context per action
 // costs little, and their ctx reaches the host's services.

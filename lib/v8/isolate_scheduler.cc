@@ -296,6 +296,7 @@ class IsolateSchedulerImpl final : public IsolateScheduler {
         .isolate_bytes = p.isolate_bytes,
         .isolates_evicted_for_memory = p.evicted_for_memory,
         .spare_isolates_used = spares_used_.load(std::memory_order_relaxed),
+        .isolates_disposed_retaining = retained_too_much_.load(std::memory_order_relaxed),
         .in_flight = std::move(p.in_flight),
     };
   }
@@ -329,9 +330,15 @@ class IsolateSchedulerImpl final : public IsolateScheduler {
       a->request = nullptr;  // drop the work item's captures before the next
       size_t bytes = 0;
       if (a->isolate != nullptr) {
-        const IsolateMetrics m = MeasureIdle(*a->isolate);
-        bytes = m.heap_bytes + m.array_buffer_bytes;
-        customizer_->ReportIsolateMetrics(m);
+        bool retains_too_much = false;
+        const IsolateMetrics m = MeasureIdle(*a->isolate, &retains_too_much);
+        if (retains_too_much) {
+          retained_too_much_.fetch_add(1, std::memory_order_relaxed);
+          DisposeIsolate(std::move(a->isolate));
+        } else {
+          bytes = m.heap_bytes + m.array_buffer_bytes;
+          customizer_->ReportIsolateMetrics(m);
+        }
       }
       for (auto& evicted : pool_.Release(a->isolate_id, std::move(a->isolate), bytes)) {
         DisposeIsolate(std::move(evicted));
@@ -386,15 +393,21 @@ class IsolateSchedulerImpl final : public IsolateScheduler {
 
   // What an isolate going idle takes: its heap (after a full GC if it grew
   // past idle_trim_bytes: the garbage of its last requests) and its live
-  // ArrayBuffers.
-  IsolateMetrics MeasureIdle(IsolateHolder& holder) {
+  // ArrayBuffers. Sets *retains_too_much when, after that GC, more than half
+  // its heap limit is still live: no request runs now, so that is memory its
+  // requests left where no later one frees it (e.g. private fields a request
+  // stamped on a hardened context's frozen intrinsics); kept, it would stop
+  // the tenant's later requests at their heap limit one after another.
+  IsolateMetrics MeasureIdle(IsolateHolder& holder, bool* retains_too_much) {
     v8::Locker locker(holder.isolate);
     v8::Isolate::Scope isolate_scope(holder.isolate);
     v8::HeapStatistics heap;
     holder.isolate->GetHeapStatistics(&heap);
+    *retains_too_much = false;
     if (heap.total_physical_size() > idle_trim_bytes_) {
       holder.isolate->LowMemoryNotification();
       holder.isolate->GetHeapStatistics(&heap);
+      *retains_too_much = heap.used_heap_size() > holder.heap_limit / 2;
     }
     return IsolateMetrics{
         .tenant = &holder.tenant,
@@ -585,6 +598,7 @@ class IsolateSchedulerImpl final : public IsolateScheduler {
   std::atomic<uint64_t> abandoned_total_{0};
   std::atomic<uint64_t> spares_used_{0};
   std::atomic<uint64_t> terminated_heap_{0};
+  std::atomic<uint64_t> retained_too_much_{0};  // idle isolates disposed of by MeasureIdle
   Pool pool_;
 
   Mutex spare_mu_;
