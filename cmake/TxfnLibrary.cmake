@@ -1,5 +1,6 @@
 # txfn_library(NAME EXPORT_NAME SOURCES ... PUBLIC_LIBS ... PRIVATE_LIBS ... [NO_INSTALL])
 # Defines txfn_<NAME> with alias txfn::<EXPORT_NAME>, includes include/, and
+# requires C++20 of whoever links it (the headers use it), and
 # registers it in the txfnTargets export set unless NO_INSTALL (txfn::testing,
 # which needs the consumer's googletest, is installed as an optional component
 # by TxfnInstall.cmake instead). Static by default; with BUILD_SHARED_LIBS the
@@ -15,6 +16,7 @@ function(txfn_library name)
     target_include_directories(${target} INTERFACE
       $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/include> $<INSTALL_INTERFACE:include>)
     target_link_libraries(${target} INTERFACE ${L_PUBLIC_LIBS})
+    target_compile_features(${target} INTERFACE cxx_std_20)
   else()
     add_library(${target} ${L_SOURCES})
     target_include_directories(${target} PUBLIC
@@ -22,6 +24,8 @@ function(txfn_library name)
       PRIVATE ${PROJECT_SOURCE_DIR})
     target_link_libraries(${target} PUBLIC ${L_PUBLIC_LIBS} PRIVATE ${L_PRIVATE_LIBS}
                                            $<BUILD_INTERFACE:txfn_warnings>)
+    # The headers need C++20: a consumer compiles them as such whatever its default.
+    target_compile_features(${target} PUBLIC cxx_std_20)
     set_target_properties(${target} PROPERTIES POSITION_INDEPENDENT_CODE ON
       VERSION ${PROJECT_VERSION} SOVERSION ${PROJECT_VERSION_MAJOR}.${PROJECT_VERSION_MINOR})
   endif()

@@ -74,7 +74,7 @@ if(MODE STREQUAL "find_package")
     message(FATAL_ERROR "pkg-config --cflags --libs txfn failed: ${err}")
   endif()
   separate_arguments(flags UNIX_COMMAND "${flags}")
-  step(${CXX} -std=c++20 -o "${consumer_build}/pkg_config" "${WORK_DIR}/src/pkg_config.cc"
+  step(${CXX} -o "${consumer_build}/pkg_config" "${WORK_DIR}/src/pkg_config.cc"
        ${flags} -Wl,-rpath,${V8_LIBDIR})
   step("${consumer_build}/pkg_config")
 
