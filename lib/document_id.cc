@@ -42,12 +42,16 @@ std::string MakeDocumentId(IndexId table, std::string_view bytes16) {
   return id;
 }
 
-absl::StatusOr<IndexId> DocumentIdTable(std::string_view id) {
+namespace {
+
+// The last 40 bits of a well-formed id (8 random bits, then the table); InvalidArgument if
+// `id` is malformed.
+absl::StatusOr<uint64_t> LastChunk(std::string_view id) {
   if (id.size() != kDocumentIdLength) {
     return absl::InvalidArgumentError(internal::StrCat(
         "malformed document id '", id, "': expected ", kDocumentIdLength, " chars"));
   }
-  uint64_t last_chunk = 0;  // the last 40 bits: 8 random bits, then the table
+  uint64_t last_chunk = 0;
   for (size_t group = 0; group < kDocumentIdLength; ++group) {
     int digit = IdDigit(id[group]);
     if (digit < 0) {
@@ -55,7 +59,24 @@ absl::StatusOr<IndexId> DocumentIdTable(std::string_view id) {
     }
     if (group >= 24) last_chunk = (last_chunk << 5) | static_cast<uint64_t>(digit);
   }
-  return static_cast<IndexId>(last_chunk & 0xffffffffu);
+  return last_chunk;
+}
+
+}  // namespace
+
+absl::StatusOr<IndexId> DocumentIdTable(std::string_view id) {
+  absl::StatusOr<uint64_t> last_chunk = LastChunk(id);
+  if (!last_chunk.ok()) return last_chunk.status();
+  return static_cast<IndexId>(*last_chunk & 0xffffffffu);
+}
+
+absl::StatusOr<std::string> DocumentIdWithTable(std::string_view id, IndexId table) {
+  absl::StatusOr<uint64_t> last_chunk = LastChunk(id);
+  if (!last_chunk.ok()) return last_chunk.status();
+  const uint64_t bits = (*last_chunk & ~uint64_t{0xffffffffu}) | table;
+  std::string moved(id);
+  for (size_t g = 0; g < 8; ++g) moved[24 + g] = kIdAlphabet[(bits >> (35 - 5 * g)) & 31];
+  return moved;
 }
 
 }  // namespace txfn

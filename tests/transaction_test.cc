@@ -131,6 +131,21 @@ TEST(DocumentIdTest, NamesItsTableAndRejectsMalformedIds) {
   EXPECT_EQ(DocumentIdTable(bad).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+TEST(DocumentIdTest, WithTableKeepsTheTimeAndRandomPart) {
+  std::string counting;
+  for (char c = 0; c < 16; ++c) counting.push_back(c);
+  for (IndexId from : {IndexId{1}, IndexId{0x12345678}, IndexId{0xFFFFFFFF}}) {
+    for (IndexId to : {IndexId{0}, IndexId{2}, IndexId{0xFFFFFFFF}}) {
+      auto moved = DocumentIdWithTable(MakeDocumentId(from, counting), to);
+      ASSERT_TRUE(moved.ok()) << moved.status();
+      EXPECT_EQ(*moved, MakeDocumentId(to, counting)) << from << " -> " << to;
+    }
+  }
+  EXPECT_EQ(DocumentIdWithTable("short", 1).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(DocumentIdWithTable(std::string(32, 'U'), 1).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 // ---- Transactions ------------------------------------------------------------------
 
 class TransactionTest : public ::testing::Test {

@@ -5,8 +5,10 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "fmt/format.h"
+#include "txfn/document_id.h"
 #include "txfn/errors.h"
 #include "txfn/retry.h"
 #include "txfn/snapshot.h"
@@ -28,11 +30,78 @@ absl::Status AtLine(size_t number, const absl::Status& status) {
   return Prefixed(status, fmt::format("line {}", number));
 }
 
+// The table a document was exported from: by its "_table" (written by exports since
+// session 24), which must then agree with the table its id names unless the ids are remapped;
+// else (an older export) by its id's table. Sets *new_id when the id must be remapped.
+absl::StatusOr<const TableInfo*> TableOf(const Value& doc, const std::string& id,
+                                         const TenantMetadata& metadata,
+                                         const ImportOptions& options, std::string* new_id) {
+  TXFN_ASSIGN_OR_RETURN(IndexId id_table, DocumentIdTable(id));
+  const Value* named = doc.Find(kExportTableField);
+  if (named == nullptr) {
+    const TableInfo* table = metadata.FindTableById(id_table);
+    if (table == nullptr) {
+      return absl::InvalidArgumentError(
+          fmt::format("document {} names table id {}, which the tenant does not have: deploy "
+                      "the schema of the tenant it was exported from first",
+                      id, id_table));
+    }
+    return table;
+  }
+  if (!named->is_string()) {
+    return absl::InvalidArgumentError(
+        fmt::format("document {}: {} must be a table name (a string)", id, kExportTableField));
+  }
+  const TableInfo* table = metadata.FindTable(named->string());
+  if (table == nullptr) {
+    return absl::InvalidArgumentError(
+        fmt::format("document {} is of table '{}', which the tenant does not have: deploy the "
+                    "schema of the tenant it was exported from first",
+                    id, named->string()));
+  }
+  if (table->by_id == id_table) return table;
+  if (!options.remap_ids) {
+    return absl::InvalidArgumentError(fmt::format(
+        "document {} is of table '{}', whose id here is {}, not {} as where it was exported "
+        "(a table's id follows the order its tenant's tables and indexes were made in): "
+        "--remap_ids gives such documents ids of this tenant's tables (and rewrites references "
+        "to them in the imported documents), or deploy the exporting tenant's schema versions "
+        "in the order it had them",
+        id, table->name, table->by_id, id_table));
+  }
+  TXFN_ASSIGN_OR_RETURN(*new_id, DocumentIdWithTable(id, table->by_id));
+  return table;
+}
+
+// `v` with every string that is a key of `ids` replaced by its value.
+Value Remapped(const Value& v, const absl::flat_hash_map<std::string, std::string>& ids) {
+  switch (v.type()) {
+    case ValueType::kString: {
+      auto it = ids.find(v.string());
+      return it == ids.end() ? v : Value::String(it->second);
+    }
+    case ValueType::kArray: {
+      Value::Array out;
+      out.reserve(v.array().size());
+      for (const Value& element : v.array()) out.push_back(Remapped(element, ids));
+      return Value::FromArray(std::move(out));
+    }
+    case ValueType::kObject: {
+      Value::Object out;
+      for (const auto& [name, field] : v.object()) out.emplace(name, Remapped(field, ids));
+      return Value::FromObject(std::move(out));
+    }
+    default:
+      return v;
+  }
+}
+
 // Parses the input and finds each document's table.
 absl::StatusOr<std::vector<Line>> Parse(std::istream& in, const TenantMetadata& metadata,
                                         const ImportOptions& options) {
   std::vector<Line> lines;
   absl::flat_hash_set<std::string> ids;
+  absl::flat_hash_map<std::string, std::string> remapped;  // exported id -> id here
   std::string text;
   for (size_t number = 1; std::getline(in, text); ++number) {
     if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
@@ -45,30 +114,33 @@ absl::StatusOr<std::vector<Line>> Parse(std::istream& in, const TenantMetadata& 
     if (id == nullptr || !id->is_string()) {
       return AtLine(number, absl::InvalidArgumentError("the document has no string _id"));
     }
-    absl::StatusOr<IndexId> table_id = DocumentIdTable(id->string());
-    if (!table_id.ok()) return AtLine(number, table_id.status());
-    const TableInfo* table = metadata.FindTableById(*table_id);
-    if (table == nullptr) {
-      return AtLine(number,
-                    absl::InvalidArgumentError(fmt::format(
-                        "document {} names table id {}, which the tenant does not have: deploy "
-                        "the schema of the tenant it was exported from first",
-                        id->string(), *table_id)));
-    }
-    if (!options.table.empty() && table->name != options.table) {
+    std::string new_id;
+    absl::StatusOr<const TableInfo*> table =
+        TableOf(*doc, id->string(), metadata, options, &new_id);
+    if (!table.ok()) return AtLine(number, table.status());
+    if (!options.table.empty() && (*table)->name != options.table) {
       return AtLine(number, absl::InvalidArgumentError(
                                 fmt::format("document {} belongs to table '{}', not '{}'",
-                                            id->string(), table->name, options.table)));
+                                            id->string(), (*table)->name, options.table)));
     }
     if (!ids.insert(id->string()).second) {
       return AtLine(number, absl::InvalidArgumentError(
                                 fmt::format("document {} appears twice", id->string())));
     }
-    const size_t bytes = doc->ByteSize();
-    lines.push_back(
-        {.number = number, .table = table->name, .doc = *std::move(doc), .bytes = bytes});
+    if (!new_id.empty()) remapped.emplace(id->string(), std::move(new_id));
+    if (doc->Find(kExportTableField) != nullptr) {
+      Value::Object fields = doc->object();
+      fields.erase(std::string(kExportTableField));
+      *doc = Value::FromObject(std::move(fields));
+    }
+    lines.push_back({.number = number, .table = (*table)->name, .doc = *std::move(doc)});
   }
   if (in.bad()) return absl::UnavailableError("reading the input failed");
+  for (Line& line : lines) {
+    // Each id moved to its table's id here, and every reference to it.
+    if (!remapped.empty()) line.doc = Remapped(line.doc, remapped);
+    line.bytes = line.doc.ByteSize();
+  }
   return lines;
 }
 

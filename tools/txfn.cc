@@ -64,6 +64,9 @@ ABSL_FLAG(bool, logs, true, "run: print the function's console output to stderr.
 ABSL_FLAG(std::string, table, "",
           "export: only this table (default: every table); import: every document must belong "
           "to it.");
+ABSL_FLAG(bool, remap_ids, false,
+          "import: give documents whose table has another id in this tenant ids of its tables, "
+          "rewriting references to them in the imported documents.");
 ABSL_FLAG(std::string, runners, "",
           "run, serve: run queries and mutations on these txfn-runner processes "
           "(HOST:PORT,HOST:PORT,...; they read the same --db) instead of in this process.");
@@ -136,15 +139,21 @@ commands:
       the time of the tenant's last commit (ISO 8601, UTC) and its timestamp.
   export --tenant NAME [--table TABLE]
       Prints every document (of every table, or of TABLE) as JSON, one per
-      line. A document's _id names its table.
-  import --tenant NAME [--table TABLE] [FILE]
+      line, with the name of its table in "_table".
+  import --tenant NAME [--table TABLE] [--remap_ids] [FILE]
       Reads documents as export prints them (JSON lines) from FILE (default or
       "-": stdin) into the tenant, keeping their _id and _creationTime. Deploy
-      the schema first: a document's _id must name one of the tenant's tables
-      (the same schema deployed gives the same table ids). Every line is
-      validated (JSON, table, schema, ids free and unique) before anything is
-      written; then documents are committed in transactions of up to 500. If a
-      commit fails, the error says how many documents were imported.
+      the schema first. Each document goes to the table its "_table" names. A
+      document's _id also names its table, by the table's id, and ids follow
+      the order the tenant's tables and indexes were made in: if that table has
+      another id here (the exporting tenant gained tables over several
+      deploys), the import is refused, or with --remap_ids the document gets
+      an id of that table here and references to it (strings equal to its old
+      id) in the imported documents are rewritten (import every table in one
+      file then). Every line is validated (JSON, table, schema, ids free and
+      unique) before anything is written; then documents are committed in
+      transactions of up to 500. If a commit fails, the error says how many
+      documents were imported.
   backup DEST
       Copies the database (--db) into the new file DEST with SQLite's online
       backup API: a consistent snapshot, taken while other processes may keep
@@ -203,6 +212,7 @@ flags:
   --kind=K        run: auto|query|mutation (default auto); --mutation = mutation
   --[no]logs      run: print console output to stderr (default on)
   --table=NAME    export: only this table; import: only documents of this table
+  --remap_ids     import: new ids for documents whose table's id differs here
   --quiet, --status_every=SECONDS                          serve (see above)
   --server=HOST:PORT  deploy, run, submit, call: send the command to a
                   'txfn serve --listen' instead of opening --db; the key is
@@ -531,7 +541,12 @@ int Export(Engine& engine, const std::string& tenant) {
     if (!only.empty() && entry.first != only) continue;
     absl::StatusOr<std::vector<Value>> docs = Documents(**snapshot, entry.second);
     if (!docs.ok()) return Fail(docs.status());
-    for (const Value& doc : *docs) std::printf("%s\n", ToJson(doc).c_str());
+    for (const Value& doc : *docs) {
+      // The table by name: an import into a tenant whose table ids differ goes by it.
+      Value::Object fields = doc.object();
+      fields.emplace(kExportTableField, Value::String(entry.first));
+      std::printf("%s\n", ToJson(Value::FromObject(std::move(fields))).c_str());
+    }
   }
   return 0;
 }
@@ -557,8 +572,9 @@ int Import(const std::string& tenant, const std::string& file) {
     if (!opened) return Fail(absl::NotFoundError(fmt::format("cannot open '{}'", file)));
     in = &opened;
   }
-  absl::StatusOr<ImportReport> report =
-      ImportJsonLines(**committer, *in, {.table = absl::GetFlag(FLAGS_table)});
+  absl::StatusOr<ImportReport> report = ImportJsonLines(
+      **committer, *in,
+      {.table = absl::GetFlag(FLAGS_table), .remap_ids = absl::GetFlag(FLAGS_remap_ids)});
   if (!report.ok()) return Fail(report.status());
   std::printf("imported %zu document(s) into tenant %s in %zu transaction(s)\n", report->documents,
               tenant.c_str(), report->transactions);

@@ -33,6 +33,9 @@ inline constexpr size_t kDocumentIdLength = 32;
 std::string MakeDocumentId(IndexId table, std::string_view bytes16);
 // The table (by_id IndexId) an id names; InvalidArgument if malformed.
 [[nodiscard]] absl::StatusOr<IndexId> DocumentIdTable(std::string_view id);
+// `id` with its table replaced by `table` (the time and random part kept), for a document
+// moved to a table of another id (an import: tools/import.h); InvalidArgument if malformed.
+[[nodiscard]] absl::StatusOr<std::string> DocumentIdWithTable(std::string_view id, IndexId table);
 
 }  // namespace txfn
 
