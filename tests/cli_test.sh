@@ -21,7 +21,11 @@ t() { "$txfn" --db="$db" "$@"; }
 
 check help 0 'deploy --tenant NAME DIR' "$txfn" --help
 check no-command 2 'missing COMMAND' "$txfn"
-check unknown-flag 2 'unknown flag --knd' t run --knd=query --tenant=bank audit:total
+check unknown-flag 2 'unknown flag --knd$' t run --knd=query --tenant=bank audit:total
+check bad-flag-value 2 "Illegal value 'abc' specified for flag 'delay_ms'" \
+  t submit --delay_ms=abc --tenant=bank accounts:open '{}'
+check bad-flag-value-apart 2 "Illegal value 'x' specified for flag 'limit'" t calls --limit x
+check flag-without-value 2 'flag --tenant needs a value' t tenants --tenant
 check unknown-command 2 "unknown command 'frobnicate'" t frobnicate
 check deploy-needs-tenant 2 '--tenant is required' t deploy "$apps/bank"
 # A mistyped --db is an error, and creates nothing, unless --create.
@@ -29,6 +33,7 @@ check no-db 1 "database '.*app\.db' does not exist \(pass --create to create it\
   t deploy --tenant=bank "$apps/bank"
 check no-db-run 1 'does not exist' t run --tenant=bank audit:total
 check no-db-tenants 1 'does not exist' t tenants
+check db-is-a-directory 1 "--db '.*' is a directory" "$txfn" --db="$tmp" --create tenants
 if [ -e "$db" ]; then echo "FAIL no-db-created: $db exists"; failures=$((failures + 1)); else
   echo "ok   no-db-created"; fi
 check deploy-missing-dir 1 'not a directory' t deploy --create --tenant=bank "$tmp/nope"

@@ -21,6 +21,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/flags/commandlineflag.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/reflection.h"
@@ -267,6 +268,10 @@ std::string RequireTenant() { return absl::GetFlag(FLAGS_tenant); }
 absl::Status CheckDatabase() {
   const std::string db = absl::GetFlag(FLAGS_db);
   if (IsPostgresUrl(db)) return absl::OkStatus();  // a server's database: Open says
+  if (std::error_code ec; std::filesystem::is_directory(db, ec)) {
+    return absl::InvalidArgumentError(
+        fmt::format("--db '{}' is a directory; name the database file in it", db));
+  }
   if (absl::GetFlag(FLAGS_create) || std::filesystem::exists(db)) return absl::OkStatus();
   return absl::NotFoundError(
       fmt::format("database '{}' does not exist (pass --create to create it)", db));
@@ -936,16 +941,33 @@ int Main(int argc, char** argv) {
       return 0;
     }
   }
-  // absl's parser exits 1 on an unknown flag; bad usage is 2 here.
+  // absl's parser exits 1 on an unknown flag or a bad value; bad usage is 2 here.
   for (int i = 1; i < argc; ++i) {
     std::string_view a = argv[i];
     if (a == "--") break;
     if (!a.starts_with('-') || a == "-") continue;
     a.remove_prefix(a.starts_with("--") ? 2 : 1);
-    const std::string name(a.substr(0, a.find('=')));
-    if (absl::FindCommandLineFlag(name) == nullptr &&
-        !(name.starts_with("no") && absl::FindCommandLineFlag(name.substr(2)) != nullptr)) {
-      return Usage(fmt::format("unknown flag --{} (see txfn --help)", name));
+    const size_t equals = a.find('=');
+    const std::string name(a.substr(0, equals));
+    absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+    if (flag == nullptr) {
+      if (name.starts_with("no") && absl::FindCommandLineFlag(name.substr(2)) != nullptr) continue;
+      return Usage(fmt::format("unknown flag --{}", name));
+    }
+    // The value (--name=value, or --name value for a flag that is not a bool), parsed as
+    // ParseCommandLine will parse it again.
+    std::string value;
+    if (equals != std::string_view::npos) {
+      value = std::string(a.substr(equals + 1));
+    } else if (flag->IsOfType<bool>()) {
+      continue;
+    } else if (i + 1 < argc) {
+      value = argv[++i];
+    } else {
+      return Usage(fmt::format("flag --{} needs a value", name));
+    }
+    if (std::string error; !flag->ParseFrom(value, &error)) {
+      return Usage(error);
     }
   }
   absl::SetProgramUsageMessage("Run 'txfn --help' for the commands.");
