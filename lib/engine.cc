@@ -116,8 +116,7 @@ class EngineImpl final : public Engine {
     absl::StatusOr<Schema> schema = Schema::FromJson(schema_json);
     if (!schema.ok()) {
       deploys_refused_.fetch_add(1, std::memory_order_relaxed);
-      return absl::InvalidArgumentError(
-          StrCat("deploy refused: bad schema: ", schema.status().message()));
+      return absl::InvalidArgumentError(StrCat("deploy refused: bad ", schema.status().message()));
     }
     return Deploy(tenant, modules, *schema);
   }

@@ -1125,8 +1125,7 @@ absl::StatusOr<CallResult> QueuedCalls::Action(std::string_view tenant, std::str
   const std::string name = CanonicalFunctionName(function);
   TXFN_ASSIGN_OR_RETURN(TenantFunctions::Function f, Lookup(*open, name));
   if (f.kind != FunctionKind::kAction) {
-    return absl::InvalidArgumentError(
-        StrCat(name, " is ", FunctionKindWithArticle(f.kind), ", called as an action"));
+    return KindMismatchError(name, f.kind, FunctionKind::kAction);
   }
   std::shared_ptr<const Snapshot> snapshot = open->Latest();
   TXFN_RETURN_IF_ERROR(CheckEnabled(*snapshot));

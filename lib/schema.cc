@@ -104,8 +104,9 @@ absl::StatusOr<TableSpec> ParseTable(std::string_view name, const Value& v) {
               internal::StrCat("schema: table '", name, "': invalid index name '", index, "'"));
         }
         if (!paths.is_array() || paths.array().empty()) {
-          return absl::InvalidArgumentError(internal::StrCat(
-              "schema: table '", name, "' index '", index, "': needs a non-empty field list"));
+          return absl::InvalidArgumentError(
+              internal::StrCat("schema: table '", name, "' index '", index,
+                               "': needs a non-empty array of field paths"));
         }
         IndexSpec spec{.name = index};
         for (const Value& path : paths.array()) {

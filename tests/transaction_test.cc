@@ -57,7 +57,7 @@ TEST(SchemaTest, RejectsMalformedSchemasNamingTheProblem) {
   for (const Case& c : std::vector<Case>{
            {R"({"tables": {"t": {"fields": {"a": "strnig"}}}})", "unknown type 'strnig'"},
            {R"({"tables": {"t": {"indexes": {"by_id": ["a"]}}}})", "invalid index name 'by_id'"},
-           {R"({"tables": {"t": {"indexes": {"i": []}}}})", "non-empty field list"},
+           {R"({"tables": {"t": {"indexes": {"i": []}}}})", "non-empty array of field paths"},
            {R"({"tables": {"t": {"indexes": {"i": ["$bad"]}}}})", "invalid field path '$bad'"},
            {R"({"tables": {"t": {"colour": 1}}})", "unknown key 'colour'"},
            {R"({"tables": {"_t": {}}})", "invalid table name '_t'"},

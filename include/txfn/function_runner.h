@@ -264,14 +264,17 @@ std::string_view FunctionKindName(FunctionKind kind);
 // "a query", "a mutation" or "an action" (for messages).
 std::string FunctionKindWithArticle(FunctionKind kind);
 
-// A call of an export as the other kind (a mutation run as a query, or the
-// reverse) fails with InvalidArgument before any of the function's code runs,
+// A call of an export as another kind (a mutation run as a query, a query
+// as an action, ...) fails with InvalidArgument before any of the function's code runs,
 // carrying this payload; its value is the declared kind's name. A caller that
 // does not know the kind (the txfn CLI's `run`) calls it as a query and, on
 // DeclaredKind(status) == kMutation, as a mutation.
 inline constexpr std::string_view kKindMismatchTypeUrl = "type.txfn.dev/txfn.KindMismatch";
 // The kind the export was declared as, if `status` is such a mismatch; else nullopt.
 [[nodiscard]] std::optional<FunctionKind> DeclaredKind(const absl::Status& status);
+// Such a mismatch: `function` declared as `declared`, called as `called`.
+[[nodiscard]] absl::Status KindMismatchError(std::string_view function, FunctionKind declared,
+                                             FunctionKind called);
 
 struct RunRequest {
   std::string function;  // "path/to/module:exportName"

@@ -54,6 +54,16 @@ std::optional<FunctionKind> DeclaredKind(const absl::Status& status) {
   return std::nullopt;
 }
 
+absl::Status KindMismatchError(std::string_view function, FunctionKind declared,
+                               FunctionKind called) {
+  absl::Status mismatch = absl::InvalidArgumentError(
+      internal::StrCat(function, " is ", FunctionKindWithArticle(declared), ", called as ",
+                       FunctionKindWithArticle(called)));
+  mismatch.SetPayload(internal::ToAbsl(kKindMismatchTypeUrl),
+                      absl::Cord(internal::ToAbsl(FunctionKindName(declared))));
+  return mismatch;
+}
+
 FunctionRunner::FunctionRunner(std::shared_ptr<IsolateScheduler> scheduler,
                                FunctionRunnerOptions options)
     : scheduler_(std::move(scheduler)),

@@ -272,14 +272,8 @@ RunResult RunnerCore::RunOnIsolate(IsolateLease& lease, const RunRequest& reques
                  " is not a query, mutation or action (wrap it with query(), mutation() or "
                  "action() from \"txfn/server\")"));
     }
-    if (*declared != request.kind) {
-      absl::Status mismatch = absl::InvalidArgumentError(
-          StrCat(request.function, " is ", FunctionKindWithArticle(*declared), ", called as ",
-                 FunctionKindWithArticle(request.kind)));
-      mismatch.SetPayload(internal::ToAbsl(kKindMismatchTypeUrl),
-                          absl::Cord(internal::ToAbsl(FunctionKindName(*declared))));
-      return mismatch;
-    }
+    if (*declared != request.kind)
+      return KindMismatchError(request.function, *declared, request.kind);
     absl::StatusOr<v8::Local<v8::Value>> args =
         ToJs(context, request.args.is_null() ? Value::FromObject({}) : request.args);
     if (!args.ok()) return args.status();
