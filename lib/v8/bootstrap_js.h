@@ -1125,7 +1125,8 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   // An Intl object keeps its ICU formatter outside V8's heap, so a loop
   // making DateTimeFormats grew the process by gigabytes under a small heap
   // limit. Every constructor, Segmenter's segment() and a segments iterator
-  // (each clones a break iterator) first charge intlObject(KiB) about what
+  // (each clones a break iterator; segment() also copies its input, see
+  // there) first charge intlObject(KiB) about what
   // they hold (measured: a DateTimeFormat 47-60 KiB, a NumberFormat or
   // RelativeTimeFormat 10-14, the others 2 or less, charged 4): V8's GC learns of the
   // memory, and a request may make kMaxIntlBytesPerRequest of them
@@ -1190,10 +1191,23 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
           intlObject(4);
           return apply(ORIG['Intl.Segments.iterator'], this, []);
         }});
+      // ICU keeps its own UTF-16 copy of the input for as long as the Segments object lives
+      // (1,000 of a 1 Mi-character string held 2 GB, charged 4 KiB each): charged here, 2
+      // bytes a character. And each segment the Segments object hands out (its iterator's
+      // next(), containing()) copies the whole input into a new string (V8 10.2's
+      // JSSegments::CreateSegmentDataObject): a walk is quadratic, and past about 300 Ki
+      // characters the copies (large objects) kept the thread seconds past its CPU limit,
+      // abandoned. At MAX_SEGMENTED characters a whole walk takes about 0.9 s, interrupted.
+      const MAX_SEGMENTED = 1 << 16;
       install(Intl.Segmenter.prototype, 'Intl.Segmenter.prototype.', {
         segment(...a) {
-          intlObject(4);
-          return stringGuarded('Intl.Segmenter.prototype.segment', MAX_SLOW, true, this, a);
+          a[0] = asString(a[0]);
+          const size = lengthOf(a[0]);
+          if (size > MAX_SEGMENTED) {
+            slowPaths().refuse('Intl.Segmenter.prototype.segment', size, MAX_SEGMENTED);
+          }
+          intlObject(4 + floor(size / 512));
+          return apply(ORIG['Intl.Segmenter.prototype.segment'], this, a);
         },
       });
     }

@@ -999,6 +999,28 @@ export const intlSegmentsKept = q(() => {
   const kept = [];
   for (;;) kept.push(segmenter.segment("a b"));
 });
+// Each Segments object holds ICU's copy of its input: charged by its length.
+export const intlLongSegmentsKept = q(() => {
+  const segmenter = new Intl.Segmenter("en", { granularity: "grapheme" });
+  const text = "ab ".repeat(21845);
+  const kept = [];
+  for (;;) kept.push(segmenter.segment(text));
+});
+// Each segment handed out copies the whole input (quadratic, and past ~300 Ki characters the
+// thread ran seconds past its limit): the input is bounded.
+export const intlSegmentsOfAHugeString = q(() => {
+  const segments = new Intl.Segmenter("en", { granularity: "grapheme" }).segment("ab ".repeat(100000));
+  let n = 0;
+  for (const _ of segments) ++n;
+  return n;
+});
+// Walks of the longest input taken, again and again: each segment copies 64 Ki characters.
+export const intlSegmentsWalkedAtTheBound = q(() => {
+  const segmenter = new Intl.Segmenter("en", { granularity: "grapheme" });
+  const text = "ab ".repeat(21845);
+  let n = 0;
+  for (;;) for (const _ of segmenter.segment(text)) ++n;
+});
 export const intlSegmentIteratorsKept = q(() => {
   const segments = new Intl.Segmenter("en", { granularity: "word" }).segment("a b");
   const kept = [];
