@@ -193,7 +193,8 @@ absl::StatusOr<Value> DecodeBinary(std::string_view data);
 // surrogate escapes, with InvalidArgument. ToJson writes strings as UTF-8
 // (control characters escaped); a byte that is not valid UTF-8 is written as
 // U+FFFD, and a '$' field name is written as is: neither round-trips (field
-// names of valid documents never do either).
+// names of valid documents never do either, and values converted from
+// JavaScript, results and scheduled calls' arguments, refuse them).
 std::string ToJson(const Value& v);
 
 // Writes ToJson(v): readable values in test failures (googletest uses it) and logs.

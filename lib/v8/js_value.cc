@@ -369,6 +369,11 @@ class Converter {
       path_.push_back(name->size() > 64 ? StrCat(".", name->substr(0, 64), "...")
                       : path_.empty()   ? *name
                                         : StrCat(".", *name));
+      // JSON's tags ({"$int64": "5"}) are objects with such a name: a value that had one would
+      // print as another value, or as JSON no parser takes.
+      if (!name->empty() && (*name)[0] == '$') {
+        return Error("field names starting with '$' are reserved");
+      }
       v8::TryCatch tc(isolate_);
       v8::Local<v8::Value> field;
       if (!obj->Get(context_, key).ToLocal(&field)) return ReadFailed(tc, "reading it");

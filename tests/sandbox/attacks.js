@@ -154,6 +154,10 @@ export const surrogatePairsKept = m(async (ctx) => {
 // returned without .collect() would show its internal state).
 export const classInstanceResult = q(() => new (class Point { constructor() { this.x = 1; } })());
 export const queryBuilderResult = q((ctx) => ctx.db.query("items"));
+// A result that would print as another value ({"$int64": "5"} is how 5n prints).
+export const taggedLookalikeResult = q(() => ({ n: { $int64: "5" } }));
+export const taggedLookalikeScheduled = m((ctx) =>
+  ctx.scheduler.runAfter(0, "attacks:hugeTable", { x: { $bytes: "AAAA" } }));
 export const nullPrototypeResult = q(() => Object.assign(Object.create(null), { a: [{ b: 1 }] }));
 // Past the wrapper: split and matchAll construct with the receiver's species,
 // the original RegExp for a receiver that is no RegExp; eval and Function
