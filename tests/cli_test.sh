@@ -26,6 +26,8 @@ check bad-flag-value 2 "Illegal value 'abc' specified for flag 'delay_ms'" \
   t submit --delay_ms=abc --tenant=bank accounts:open '{}'
 check bad-flag-value-apart 2 "Illegal value 'x' specified for flag 'limit'" t calls --limit x
 check flag-without-value 2 'flag --tenant needs a value' t tenants --tenant
+check negated-non-bool 2 '--notable works with a bool flag' t tenants --notable
+check negated-with-value 2 '--nocreate works with a bool flag' t tenants --nocreate=1
 check unknown-command 2 "unknown command 'frobnicate'" t frobnicate
 check deploy-needs-tenant 2 '--tenant is required' t deploy "$apps/bank"
 # A mistyped --db is an error, and creates nothing, unless --create.
@@ -188,6 +190,15 @@ check import-unnamed 0 'imported 3 document' \
 if grep -q '_table' "$tmp/unnamed.jsonl"; then
   echo "FAIL unnamed-input: still names tables"; failures=$((failures + 1))
 else echo "ok   unnamed-input"; fi
+# ... but not among lines that name theirs, nor with --remap_ids.
+{ head -n 1 "$tmp/unnamed.jsonl"; tail -n +2 "$tmp/bank.jsonl"; } >"$tmp/mixed.jsonl"
+check import-mixed 1 'line 1: the document names no table' \
+  "$txfn" --db="$tmp/unnamed.db" import --tenant=bank "$tmp/mixed.jsonl"
+sed 's/,"_table":"[a-z]*"//' "$tmp/grown.jsonl" >"$tmp/grown-unnamed.jsonl"
+check import-unnamed-remapped 1 'line 1: .*--remap_ids needs every document' \
+  h import --tenant=t --remap_ids "$tmp/grown-unnamed.jsonl"
+check import-remap-one-table 1 'import every table at once' \
+  h import --tenant=t --remap_ids --table=notes "$tmp/grown.jsonl"
 
 # Backup of the live database; a new engine opens the copy.
 check backup 0 'backed up .* to .*backup.db \([0-9]+ bytes\)' t backup "$tmp/backup.db"

@@ -547,16 +547,18 @@ struct KeptContext : IsolateData {
 // What idle isolates keep is measured after a full GC: one with over half its heap limit still
 // live (no request runs) is disposed of rather than kept; garbage, however much, is not live.
 TEST(IsolateSchedulerTest, AnIdleIsolateHoldingOverHalfItsHeapLimitIsDisposedOf) {
-  auto scheduler = MakeScheduler({.workers = 1, .spare_isolates = 0});  // heap limit 64 MiB
-  // Makes `mib` MiB of doubles, kept alive after the request or not.
-  auto allocate = [](int mib, bool keep) {
-    return [mib, keep](IsolateLease& l) {
+  // Heap and ArrayBuffer limits 64 MiB (the defaults).
+  auto scheduler = MakeScheduler({.workers = 1, .spare_isolates = 0});
+  // Makes `mib` MiB of doubles (or an ArrayBuffer), kept alive after the request or not.
+  auto allocate = [](int mib, bool keep, bool buffer = false) {
+    return [mib, keep, buffer](IsolateLease& l) {
       Seen s;
       s.isolate_id = l.isolate_id();
       s.reused = l.reused();
       auto kept = std::make_unique<KeptContext>();
-      s.js = RunJs(l, "globalThis.made = new Array(" + std::to_string(mib << 17) + ").fill(0.5); 1",
-                   keep ? &kept->context : nullptr);
+      const std::string made = buffer ? "new ArrayBuffer(" + std::to_string(mib << 20) + ")"
+                                      : "new Array(" + std::to_string(mib << 17) + ").fill(0.5)";
+      s.js = RunJs(l, "globalThis.made = " + made + "; 1", keep ? &kept->context : nullptr);
       l.set_data(std::move(kept));
       s.limit_exceeded = l.limit_exceeded();
       return s;
@@ -571,13 +573,47 @@ TEST(IsolateSchedulerTest, AnIdleIsolateHoldingOverHalfItsHeapLimitIsDisposedOf)
   ASSERT_TRUE(large.js.ok) << large.js.value;
   EXPECT_FALSE(large.limit_exceeded);
   EXPECT_EQ(large.isolate_id, garbage.isolate_id) << "kept 4 MiB";
-  Seen after = SubmitAndWait(*scheduler, "t", allocate(0, false));
+  Seen after = SubmitAndWait(*scheduler, "t", allocate(40, false, /*buffer=*/true));
   EXPECT_FALSE(after.reused);
   EXPECT_NE(after.isolate_id, large.isolate_id) << "40 MiB kept by an idle isolate";
+  Seen buffer = SubmitAndWait(*scheduler, "t", allocate(40, true, /*buffer=*/true));
+  ASSERT_TRUE(buffer.js.ok) << buffer.js.value;
+  EXPECT_EQ(buffer.isolate_id, after.isolate_id) << "a 40 MiB ArrayBuffer of garbage before";
+  Seen last = SubmitAndWait(*scheduler, "t", allocate(0, false));
+  EXPECT_NE(last.isolate_id, buffer.isolate_id) << "a 40 MiB ArrayBuffer kept by an idle isolate";
   IsolateSchedulerStats stats = scheduler->stats();
-  EXPECT_EQ(stats.isolates_disposed_retaining, 1u);
-  EXPECT_EQ(stats.isolates_disposed, 1u);
+  EXPECT_EQ(stats.isolates_disposed_retaining, 2u);
+  EXPECT_EQ(stats.isolates_disposed, 2u);
   EXPECT_EQ(stats.terminated_heap, 0u);
+}
+
+// External memory V8 was told of (the runner's Intl objects: ICU memory the heap's size does not
+// show) makes the idle full GC too, once it grew past idle_trim_bytes since the last one.
+TEST(IsolateSchedulerTest, ExternalMemoryGrowthMakesTheIdleFullGc) {
+  std::atomic<int> full_gcs{0};  // outlives the scheduler and its isolates
+  auto scheduler = MakeScheduler({.workers = 1, .spare_isolates = 0});  // idle_trim_bytes 8 MiB
+  struct Counting : IsolateData {};
+  auto tell = [&full_gcs](int mib) {
+    return [&full_gcs, mib](IsolateLease& l) {
+      if (l.data() == nullptr) {
+        l.isolate()->AddGCEpilogueCallback(
+            [](v8::Isolate*, v8::GCType, v8::GCCallbackFlags, void* data) {
+              static_cast<std::atomic<int>*>(data)->fetch_add(1);
+            },
+            &full_gcs, v8::kGCTypeMarkSweepCompact);
+        l.set_data(std::make_unique<Counting>());
+      }
+      l.isolate()->AdjustAmountOfExternalAllocatedMemory(int64_t{mib} << 20);
+      return l.isolate_id();
+    };
+  };
+  const uint64_t isolate = SubmitAndWait(*scheduler, "t", tell(1));
+  const int after_small = full_gcs.load();
+  EXPECT_EQ(SubmitAndWait(*scheduler, "t", tell(16)), isolate);
+  const int after_large = full_gcs.load();
+  EXPECT_GT(after_large, after_small) << "16 MiB more external memory, no idle full GC";
+  EXPECT_EQ(SubmitAndWait(*scheduler, "t", tell(1)), isolate);
+  EXPECT_EQ(full_gcs.load(), after_large) << "1 MiB since the last idle full GC";
 }
 
 // Idle workers make spare isolates ahead of need: a tenant's first request

@@ -473,6 +473,7 @@ std::vector<Attack> Attacks() {
       HeavyIntl("intlSegmentIteratorsKept"),
       HeavyIntl("intlLongSegmentsKept"),
       Bounded("intlSegmentsOfAHugeString"),
+      Bounded("intlSegmentsOfAHugeBigInt"),
       Interrupted("intlSegmentsWalkedAtTheBound"),
       Bounded("canonicalLocalesHuge"),
       Bounded("formatterLocalesHuge"),

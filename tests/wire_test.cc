@@ -155,6 +155,7 @@ TEST(Wire, RunResultRoundTripsWithStatusPayloads) {
   result.stats.isolate_reused = true;
   result.stats.module_cache_hit = true;
   result.stats.context_hardened = true;
+  result.stats.hardened_context_made = true;
   result.stats.modules_from_cache = 3;
   result.stats.modules_compiled = 1;
   result.stats.cpu_time = absl::Nanoseconds(123456789);
@@ -171,6 +172,7 @@ TEST(Wire, RunResultRoundTripsWithStatusPayloads) {
   EXPECT_TRUE(back->stats.isolate_reused);
   EXPECT_FALSE(back->stats.context_reused);
   EXPECT_TRUE(back->stats.context_hardened);
+  EXPECT_TRUE(back->stats.hardened_context_made);
   EXPECT_TRUE(back->stats.module_cache_hit);
   EXPECT_EQ(back->stats.modules_from_cache, 3);
   EXPECT_EQ(back->stats.modules_compiled, 1);

@@ -1,6 +1,8 @@
 // ImportJsonLines: see tools/import.h.
 #include "tools/import.h"
 
+#include <algorithm>
+#include <limits>
 #include <string>
 #include <utility>
 #include <vector>
@@ -102,6 +104,8 @@ absl::StatusOr<std::vector<Line>> Parse(std::istream& in, const TenantMetadata& 
   std::vector<Line> lines;
   absl::flat_hash_set<std::string> ids;
   absl::flat_hash_map<std::string, std::string> remapped;  // exported id -> id here
+  constexpr size_t kNone = std::numeric_limits<size_t>::max();
+  size_t first_named = kNone, first_unnamed = kNone;  // lines with and without "_table"
   std::string text;
   for (size_t number = 1; std::getline(in, text); ++number) {
     if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
@@ -128,18 +132,37 @@ absl::StatusOr<std::vector<Line>> Parse(std::istream& in, const TenantMetadata& 
                                 fmt::format("document {} appears twice", id->string())));
     }
     if (!new_id.empty()) remapped.emplace(id->string(), std::move(new_id));
-    if (doc->Find(kExportTableField) != nullptr) {
+    const bool named = doc->Find(kExportTableField) != nullptr;
+    if (named) {
       Value::Object fields = doc->object();
       fields.erase(std::string(kExportTableField));
       *doc = Value::FromObject(std::move(fields));
+      first_named = std::min(first_named, number);
+    } else {
+      first_unnamed = std::min(first_unnamed, number);
     }
     lines.push_back({.number = number, .table = (*table)->name, .doc = *std::move(doc)});
   }
   if (in.bad()) return absl::UnavailableError("reading the input failed");
+  // A line without "_table" goes by the table its id names, which is what goes wrong when
+  // tables are numbered otherwise: only an input of such lines alone is taken that way.
+  if (first_unnamed != kNone && (first_named != kNone || options.remap_ids)) {
+    return AtLine(first_unnamed,
+                  absl::InvalidArgumentError(fmt::format(
+                      "the document names no table ({}){}", kExportTableField,
+                      options.remap_ids ? ": --remap_ids needs every document's table"
+                                        : ", where others do: export again")));
+  }
+  absl::flat_hash_set<std::string> final_ids;
   for (Line& line : lines) {
     // Each id moved to its table's id here, and every reference to it.
     if (!remapped.empty()) line.doc = Remapped(line.doc, remapped);
     line.bytes = line.doc.ByteSize();
+    const std::string& id = line.doc.Find("_id")->string();
+    if (!final_ids.insert(id).second) {
+      return AtLine(line.number, absl::InvalidArgumentError(fmt::format(
+                                     "document id {} appears twice once remapped", id)));
+    }
   }
   return lines;
 }
@@ -176,6 +199,11 @@ absl::Status ImportBatch(Transaction& txn, const std::vector<Line>& lines, size_
 
 absl::StatusOr<ImportReport> ImportJsonLines(Committer& committer, std::istream& in,
                                              const ImportOptions& options) {
+  if (options.remap_ids && !options.table.empty()) {
+    return absl::InvalidArgumentError(
+        "--remap_ids rewrites references between the documents it imports: import every table "
+        "at once (without --table)");
+  }
   std::shared_ptr<const Snapshot> snapshot = committer.Latest();
   if (!options.table.empty() && snapshot->metadata().FindTable(options.table) == nullptr) {
     return absl::NotFoundError(

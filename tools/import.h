@@ -13,9 +13,11 @@
 // refused (naming the document and both ids) unless `remap_ids`: then the
 // document gets the id of that table here (time and random part kept), and
 // every string in the imported documents equal to its old id (a reference to
-// it) is rewritten. Import every table in one input then: a reference from
-// a document imported another time is not rewritten. Lines without "_table"
-// (exports of txfn before session 24) go to the table their id names.
+// it) is rewritten. Import every table in one input then (remap_ids refuses a
+// `table`): a reference from a document imported another time is not
+// rewritten. Lines without "_table" (exports of txfn before session 24) go to
+// the table their id names, only in an input of such lines alone and without
+// remap_ids. (txfn before session 24 refuses "_table", a reserved field.)
 //
 //   std::ifstream in("bank.jsonl");
 //   absl::StatusOr<txfn::tools::ImportReport> report =
@@ -64,9 +66,11 @@ struct ImportReport {
 
 // Errors: InvalidArgument naming the line (not JSON, not an object, no or a
 // bad _id, a table the tenant does not have, a table whose id here differs
-// without remap_ids, a schema violation, an id that appears twice), AlreadyExists naming the line
-// (the tenant has that id), NotFound (--table names no table); a commit's error, prefixed with what
-// was imported before it.
+// without remap_ids, a line without "_table" among lines with it or with
+// remap_ids, a schema violation, an id that appears twice, before or after
+// remapping), InvalidArgument for remap_ids with a table, AlreadyExists naming
+// the line (the tenant has that id), NotFound (--table names no table); a
+// commit's error, prefixed with what was imported before it.
 [[nodiscard]] absl::StatusOr<ImportReport> ImportJsonLines(Committer& committer, std::istream& in,
                                                            const ImportOptions& options);
 

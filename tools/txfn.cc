@@ -949,13 +949,22 @@ int Main(int argc, char** argv) {
     a.remove_prefix(a.starts_with("--") ? 2 : 1);
     const size_t equals = a.find('=');
     const std::string name(a.substr(0, equals));
+    // absl's own (--flagfile, --fromenv, ...) act when set: absl's parser alone handles them.
+    if (name == "flagfile" || name == "fromenv" || name == "tryfromenv" || name == "undefok") {
+      continue;
+    }
     absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
     if (flag == nullptr) {
-      if (name.starts_with("no") && absl::FindCommandLineFlag(name.substr(2)) != nullptr) continue;
-      return Usage(fmt::format("unknown flag --{}", name));
+      absl::CommandLineFlag* negated =
+          name.starts_with("no") ? absl::FindCommandLineFlag(name.substr(2)) : nullptr;
+      if (negated == nullptr) return Usage(fmt::format("unknown flag --{}", name));
+      if (!negated->IsOfType<bool>() || equals != std::string_view::npos) {
+        return Usage(fmt::format("--{} works with a bool flag, without a value", name));
+      }
+      continue;
     }
-    // The value (--name=value, or --name value for a flag that is not a bool), parsed as
-    // ParseCommandLine will parse it again.
+    // The value (--name=value, or --name value for a flag that is not a bool), parsed (and set:
+    // harmless, ParseCommandLine sets it again) as ParseCommandLine will parse it.
     std::string value;
     if (equals != std::string_view::npos) {
       value = std::string(a.substr(equals + 1));

@@ -161,7 +161,10 @@ namespace txfn {
 
 // A host service an action reaches with ctx.services.<name>(args). Called
 // on an action thread (it may block); thread-safe. ResourceExhausted or
-// Unavailable is back-pressure (see "Queued calls").
+// Unavailable is back-pressure (see "Queued calls"). `args` is converted from
+// JavaScript as results are, so no field name starts with '$' (JSON's tags):
+// a service taking operators such as MongoDB's "$set" takes them under other
+// names. Its result may hold any Value; the action sees it as JavaScript.
 using ServiceFn = std::function<absl::StatusOr<Value>(const Value& args)>;
 
 // The queued calls' part of EngineOptions.

@@ -311,6 +311,9 @@ struct RunStats {
   bool isolate_reused = false;    // the isolate served this tenant before
   bool context_reused = false;    // ran in a kept context (reuse_context)
   bool context_hardened = false;  // ran in the isolate's hardened context
+  // ... which was made (and locked down) for this request: the isolate's first, or the one
+  // after a context a limit stopped, or whose requests made 128 MiB of Intl objects.
+  bool hardened_context_made = false;
   bool module_cache_hit = false;  // no module was compiled from source
   int modules_compiled = 0;       // compiled from source (then cached)
   int modules_from_cache = 0;     // compiled from cached V8 code

@@ -1201,7 +1201,9 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       const MAX_SEGMENTED = 1 << 16;
       install(Intl.Segmenter.prototype, 'Intl.Segmenter.prototype.', {
         segment(...a) {
-          a[0] = asString(a[0]);
+          // Made a string here, as the builtin would (a BigInt's digits too: 10n ** 100000n),
+          // but a Symbol, for the builtin's TypeError.
+          if (typeof a[0] !== 'symbol') a[0] = StringOf(a[0]);
           const size = lengthOf(a[0]);
           if (size > MAX_SEGMENTED) {
             slowPaths().refuse('Intl.Segmenter.prototype.segment', size, MAX_SEGMENTED);

@@ -568,6 +568,7 @@ void IntlObject(const v8::FunctionCallbackInfo<v8::Value>& info) {
                  "one and reuse it")));
     }
     req->intl_bytes += bytes;
+    if (req->context != nullptr) req->context->intl_bytes += bytes;
   }
   info.GetIsolate()->AdjustAmountOfExternalAllocatedMemory(bytes);
 }

@@ -56,6 +56,12 @@ inline constexpr std::string_view kSnapshotMarker = "txfn.runner.snapshot.v2";
 // may hold this much by the bootstrap's estimates (1,024 DateTimeFormats),
 // each reported to V8's GC as external memory.
 inline constexpr int64_t kMaxIntlBytesPerRequest = int64_t{64} << 20;
+// What the requests run in one hardened context may charge in all: a request
+// can keep its Intl objects past its end on the context's frozen intrinsics
+// (private fields), where the idle GC cannot free them and no heap limit sees
+// them. Past this the context is made anew (its lockdown, ~4 ms, once every
+// 2,000 DateTimeFormats or so).
+inline constexpr int64_t kMaxIntlBytesPerHardenedContext = 2 * kMaxIntlBytesPerRequest;
 // The arguments of the calls one action schedules, in all (encoded size): as
 // much as a mutation may write (TransactionLimits::max_bytes_written).
 inline constexpr size_t kMaxScheduledBytesPerAction = size_t{16} << 20;
@@ -125,6 +131,8 @@ struct ContextState {
   // Set while the jobs a request left queued run after it (RunLeftoverJobs):
   // no request is current, yet it is the request's code that runs.
   bool running_leftovers = false;
+  // ICU memory charged by the requests that ran in the context (IntlObject).
+  int64_t intl_bytes = 0;
   v8::Global<v8::Context> context;
   v8::Global<v8::Object> server;      // {query, mutation, action}
   v8::Global<v8::Object> ctx;         // the ctx argument of queries and mutations

@@ -101,6 +101,9 @@ struct IsolateHolder {
   std::unique_ptr<IsolateData> data;
   size_t heap_limit = 0;  // as configured at creation
   bool heap_exceeded = false;
+  // V8's count of external memory (AdjustAmountOfExternalAllocatedMemory: the runner's
+  // Intl objects) at the last full GC MeasureIdle made.
+  size_t external_at_last_trim = 0;
   std::shared_ptr<internal::ArrayBufferBudget> buffers;
   LeaseImpl* current = nullptr;                      // the request running on it, if any
   std::atomic<uint64_t>* terminated_heap = nullptr;  // the scheduler's counter
@@ -329,11 +332,10 @@ class IsolateSchedulerImpl final : public IsolateScheduler {
       if (!keep) DisposeIsolate(std::move(a->isolate));
       a->request = nullptr;  // drop the work item's captures before the next
       size_t bytes = 0;
+      bool retains_too_much = false;
       if (a->isolate != nullptr) {
-        bool retains_too_much = false;
         const IsolateMetrics m = MeasureIdle(*a->isolate, &retains_too_much);
         if (retains_too_much) {
-          retained_too_much_.fetch_add(1, std::memory_order_relaxed);
           DisposeIsolate(std::move(a->isolate));
         } else {
           bytes = m.heap_bytes + m.array_buffer_bytes;
@@ -343,6 +345,8 @@ class IsolateSchedulerImpl final : public IsolateScheduler {
       for (auto& evicted : pool_.Release(a->isolate_id, std::move(a->isolate), bytes)) {
         DisposeIsolate(std::move(evicted));
       }
+      // (After Release, so that the stats never count it before isolates_disposed does.)
+      if (retains_too_much) retained_too_much_.fetch_add(1, std::memory_order_relaxed);
       // Now the isolate is idle and the tenant's count dropped: wake waiters.
       for (std::function<void()>& fn : after_release) fn();
       MutexLock lock(&wd_mu_);
@@ -392,22 +396,39 @@ class IsolateSchedulerImpl final : public IsolateScheduler {
   }
 
   // What an isolate going idle takes: its heap (after a full GC if it grew
-  // past idle_trim_bytes: the garbage of its last requests) and its live
-  // ArrayBuffers. Sets *retains_too_much when, after that GC, more than half
-  // its heap limit is still live: no request runs now, so that is memory its
-  // requests left where no later one frees it (e.g. private fields a request
-  // stamped on a hardened context's frozen intrinsics); kept, it would stop
-  // the tenant's later requests at their heap limit one after another.
+  // past idle_trim_bytes, or the external memory V8 was told of grew that
+  // much since the last such GC: the garbage of its last requests, and the
+  // ICU memory of their Intl objects, which the heap size does not show) and
+  // its live ArrayBuffers. Sets *retains_too_much when, after that GC, more than half
+  // its heap limit, or of its ArrayBuffer limit, is still live: no request runs now, so that is
+  // memory its requests left where no later one frees it (e.g. private fields a request stamped on
+  // a hardened context's frozen intrinsics); kept, it would stop the tenant's later requests at
+  // their heap limit one after another.
   IsolateMetrics MeasureIdle(IsolateHolder& holder, bool* retains_too_much) {
     v8::Locker locker(holder.isolate);
     v8::Isolate::Scope isolate_scope(holder.isolate);
     v8::HeapStatistics heap;
     holder.isolate->GetHeapStatistics(&heap);
     *retains_too_much = false;
-    if (heap.total_physical_size() > idle_trim_bytes_) {
+    // The external memory V8 was told of (HeapStatistics::external_memory() does not show it
+    // in this V8; a change of 0 answers the total). It hardly ever shrinks: the runner never
+    // takes back what it told V8.
+    auto external = [&] {
+      return static_cast<size_t>(
+          std::max<int64_t>(0, holder.isolate->AdjustAmountOfExternalAllocatedMemory(0)));
+    };
+    holder.external_at_last_trim = std::min(holder.external_at_last_trim, external());
+    // Half the heap limit (a customizer may have lowered it) and of the ArrayBuffer limit.
+    const size_t heap_bound = std::min(holder.heap_limit, heap.heap_size_limit()) / 2;
+    const size_t buffer_bound = holder.buffers->limit_bytes / 2;
+    auto buffers = [&] { return holder.buffers->live_bytes.load(std::memory_order_relaxed); };
+    if (heap.total_physical_size() > idle_trim_bytes_ || heap.used_heap_size() > heap_bound ||
+        external() - holder.external_at_last_trim > idle_trim_bytes_ ||
+        buffers() > std::min(idle_trim_bytes_, buffer_bound)) {
       holder.isolate->LowMemoryNotification();
       holder.isolate->GetHeapStatistics(&heap);
-      *retains_too_much = heap.used_heap_size() > holder.heap_limit / 2;
+      holder.external_at_last_trim = external();
+      *retains_too_much = heap.used_heap_size() > heap_bound || buffers() > buffer_bound;
     }
     return IsolateMetrics{
         .tenant = &holder.tenant,

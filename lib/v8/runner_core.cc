@@ -113,11 +113,14 @@ bool RunLeftoverJobs(IsolateLease& lease, ContextState& cs) {
 // request's checkpoint. Then the request's module instances and ctx are let
 // go and the context is closed until the next request opens it. A request
 // stopped by a limit or by the host (or a leftover job that is) takes the
-// context with it: its heap or its queue may be in any state.
+// context with it: its heap or its queue may be in any state. So does one
+// whose requests made more Intl objects than kMaxIntlBytesPerHardenedContext:
+// they may be kept on its frozen intrinsics.
 void ReleaseHardened(IsolateLease& lease, IsolateRuntime& rt, const absl::Status& status) {
   v8::Isolate* isolate = rt.isolate();
   ContextState& cs = *rt.hardened();
-  const bool keep = !absl::IsCancelled(status) && RunLeftoverJobs(lease, cs);
+  const bool keep = !absl::IsCancelled(status) && RunLeftoverJobs(lease, cs) &&
+                    cs.intl_bytes <= kMaxIntlBytesPerHardenedContext;
   cs.ResetModules();
   cs.ctx.Reset();
   if (keep) {
@@ -226,6 +229,7 @@ RunResult RunnerCore::RunOnIsolate(IsolateLease& lease, const RunRequest& reques
       cs->Open();
       result.stats.context_reused = true;
     } else if (!reuse && Hardened(request.kind)) {
+      result.stats.hardened_context_made = rt->hardened() == nullptr;
       TXFN_ASSIGN_OR_RETURN(cs, rt->OpenHardened());
       hardened = cs;
       result.stats.context_hardened = true;

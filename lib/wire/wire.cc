@@ -350,6 +350,7 @@ void ToProto(const RunResult& in, pb::RunResult* out) {
   stats->set_isolate_reused(in.stats.isolate_reused);
   stats->set_context_reused(in.stats.context_reused);
   stats->set_context_hardened(in.stats.context_hardened);
+  stats->set_hardened_context_made(in.stats.hardened_context_made);
   stats->set_module_cache_hit(in.stats.module_cache_hit);
   stats->set_modules_compiled(static_cast<uint32_t>(in.stats.modules_compiled));
   stats->set_modules_from_cache(static_cast<uint32_t>(in.stats.modules_from_cache));
@@ -371,6 +372,7 @@ absl::StatusOr<RunResult> FromProto(const pb::RunResult& in) {
   out.stats.isolate_reused = stats.isolate_reused();
   out.stats.context_reused = stats.context_reused();
   out.stats.context_hardened = stats.context_hardened();
+  out.stats.hardened_context_made = stats.hardened_context_made();
   out.stats.module_cache_hit = stats.module_cache_hit();
   out.stats.modules_compiled = static_cast<int>(stats.modules_compiled());
   out.stats.modules_from_cache = static_cast<int>(stats.modules_from_cache());

@@ -1018,6 +1018,12 @@ export const intlSegmentsOfAHugeString = q(() => {
   for (const _ of segments) ++n;
   return n;
 });
+// The same input as a BigInt, which the builtin makes a string of itself.
+export const intlSegmentsOfAHugeBigInt = q(() => {
+  let n = 0;
+  for (const _ of new Intl.Segmenter("en").segment(10n ** 70000n)) ++n;
+  return n;
+});
 // Walks of the longest input taken, again and again: each segment copies 64 Ki characters.
 export const intlSegmentsWalkedAtTheBound = q(() => {
   const segmenter = new Intl.Segmenter("en", { granularity: "grapheme" });
