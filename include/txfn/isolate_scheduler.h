@@ -30,11 +30,14 @@
 // each isolate as it goes idle (after a full GC if it grew past
 // idle_trim_bytes), with max_isolates as a count bound on top (default the
 // budget / 2 MiB). At a bound, the least recently used idle isolate goes.
-// An idle isolate that still holds more than half its tenant's heap limit
-// after that full GC is disposed of at once: with no request running, that is
-// memory its requests left where no later request frees it (a hardened
-// context's frozen intrinsics still take private fields), and kept it would
-// stop the tenant's later requests at their heap limit.
+// The full GC also comes when the heap passes half its limit, when live
+// ArrayBuffers pass idle_trim_bytes, and when the external memory V8 was told
+// of (the runner's Intl objects) grew by idle_trim_bytes since the last one.
+// An idle isolate that still holds more than half its tenant's heap limit, or
+// of its ArrayBuffer limit, after that full GC is disposed of at once: with no
+// request running, that is memory its requests left where no later request
+// frees it (a hardened context's frozen intrinsics still take private
+// fields), and kept it would stop the tenant's later requests at their limit.
 // A few spare isolates (spare_isolates) are made ahead, when a worker has
 // nothing else to do, so a tenant's first request does not pay for one.
 // When every isolate is busy the request waits in the queue (only possible
@@ -187,7 +190,8 @@ struct IsolateSchedulerOptions {
   // Bytes the live isolates may take (0 = a quarter of physical memory).
   size_t isolate_memory_budget = 0;
   // An idle isolate whose heap takes more than this gets a full GC first (and
-  // is disposed of if over half its heap limit is still live after it).
+  // is disposed of if over half its heap or ArrayBuffer limit is still live
+  // after it; see the file comment for the other reasons for that GC).
   size_t idle_trim_bytes = size_t{8} << 20;
   // Isolates made ahead of need, by idle workers (for tenants whose limits
   // are the LimitEnforcer's defaults, i.e. those of tenant "").
@@ -251,7 +255,8 @@ struct IsolateSchedulerStats {
   size_t isolate_bytes = 0;  // live isolates' memory, as measured when they went idle
   uint64_t isolates_evicted_for_memory = 0;  // of isolates_evicted
   uint64_t spare_isolates_used = 0;          // tenants' first isolates that were made ahead
-  // Of disposed: idle isolates with more than half their heap limit live after a full GC.
+  // Of disposed: idle isolates with more than half their heap (or ArrayBuffer) limit live
+  // after a full GC.
   uint64_t isolates_disposed_retaining = 0;
   std::map<std::string, int> in_flight;  // per tenant with requests queued or running
 };
