@@ -25,6 +25,11 @@ constexpr std::array<int8_t, 256> kIdDigits = [] {
 
 int IdDigit(char c) { return kIdDigits[static_cast<unsigned char>(c)]; }
 
+// Writes a chunk of 40 bits as its 8 characters at `out`.
+void WriteChunk(uint64_t bits, char* out) {
+  for (size_t g = 0; g < 8; ++g) out[g] = kIdAlphabet[(bits >> (35 - 5 * g)) & 31];
+}
+
 }  // namespace
 
 std::string MakeDocumentId(IndexId table, std::string_view bytes16) {
@@ -37,7 +42,7 @@ std::string MakeDocumentId(IndexId table, std::string_view bytes16) {
   for (size_t chunk = 0; chunk < 4; ++chunk) {
     uint64_t bits = 0;
     for (size_t b = 0; b < 5; ++b) bits = (bits << 8) | raw[chunk * 5 + b];
-    for (size_t g = 0; g < 8; ++g) id[chunk * 8 + g] = kIdAlphabet[(bits >> (35 - 5 * g)) & 31];
+    WriteChunk(bits, &id[chunk * 8]);
   }
   return id;
 }
@@ -73,9 +78,8 @@ absl::StatusOr<IndexId> DocumentIdTable(std::string_view id) {
 absl::StatusOr<std::string> DocumentIdWithTable(std::string_view id, IndexId table) {
   absl::StatusOr<uint64_t> last_chunk = LastChunk(id);
   if (!last_chunk.ok()) return last_chunk.status();
-  const uint64_t bits = (*last_chunk & ~uint64_t{0xffffffffu}) | table;
   std::string moved(id);
-  for (size_t g = 0; g < 8; ++g) moved[24 + g] = kIdAlphabet[(bits >> (35 - 5 * g)) & 31];
+  WriteChunk((*last_chunk & ~uint64_t{0xffffffffu}) | table, &moved[24]);
   return moved;
 }
 

@@ -148,21 +148,24 @@ absl::StatusOr<std::vector<Line>> Parse(std::istream& in, const TenantMetadata& 
   // tables are numbered otherwise: only an input of such lines alone is taken that way.
   if (first_unnamed != kNone && (first_named != kNone || options.remap_ids)) {
     return AtLine(first_unnamed,
-                  absl::InvalidArgumentError(fmt::format(
-                      "the document names no table ({}){}", kExportTableField,
-                      options.remap_ids ? ": --remap_ids needs every document's table"
-                                        : ", where others do: export again")));
+                  absl::InvalidArgumentError(
+                      fmt::format("the document names no table ({}){}", kExportTableField,
+                                  options.remap_ids ? ": --remap_ids needs every document's table"
+                                                    : ", where others do: export again")));
   }
-  absl::flat_hash_set<std::string> final_ids;
+  // Each id moved to its table's id here, and every reference to it; the ids must stay unique
+  // (without a remapped id they are the ones `ids` checked).
+  absl::flat_hash_set<std::string> remapped_ids;
   for (Line& line : lines) {
-    // Each id moved to its table's id here, and every reference to it.
-    if (!remapped.empty()) line.doc = Remapped(line.doc, remapped);
-    line.bytes = line.doc.ByteSize();
-    const std::string& id = line.doc.Find("_id")->string();
-    if (!final_ids.insert(id).second) {
-      return AtLine(line.number, absl::InvalidArgumentError(fmt::format(
-                                     "document id {} appears twice once remapped", id)));
+    if (!remapped.empty()) {
+      line.doc = Remapped(line.doc, remapped);
+      const std::string& id = line.doc.Find("_id")->string();
+      if (!remapped_ids.insert(id).second) {
+        return AtLine(line.number, absl::InvalidArgumentError(fmt::format(
+                                       "document id {} appears twice once remapped", id)));
+      }
     }
+    line.bytes = line.doc.ByteSize();
   }
   return lines;
 }

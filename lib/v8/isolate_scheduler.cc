@@ -417,13 +417,14 @@ class IsolateSchedulerImpl final : public IsolateScheduler {
       return static_cast<size_t>(
           std::max<int64_t>(0, holder.isolate->AdjustAmountOfExternalAllocatedMemory(0)));
     };
-    holder.external_at_last_trim = std::min(holder.external_at_last_trim, external());
+    const size_t external_now = external();
+    holder.external_at_last_trim = std::min(holder.external_at_last_trim, external_now);
     // Half the heap limit (a customizer may have lowered it) and of the ArrayBuffer limit.
     const size_t heap_bound = std::min(holder.heap_limit, heap.heap_size_limit()) / 2;
     const size_t buffer_bound = holder.buffers->limit_bytes / 2;
     auto buffers = [&] { return holder.buffers->live_bytes.load(std::memory_order_relaxed); };
     if (heap.total_physical_size() > idle_trim_bytes_ || heap.used_heap_size() > heap_bound ||
-        external() - holder.external_at_last_trim > idle_trim_bytes_ ||
+        external_now - holder.external_at_last_trim > idle_trim_bytes_ ||
         buffers() > std::min(idle_trim_bytes_, buffer_bound)) {
       holder.isolate->LowMemoryNotification();
       holder.isolate->GetHeapStatistics(&heap);
