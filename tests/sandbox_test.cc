@@ -452,6 +452,10 @@ std::vector<Attack> Attacks() {
       Answers("stringSearchStillWorks",
               R"([[0,0,-1,0,0,0,0,-1,0,0,true,false,true,0,"262745,131072,131072",2,0,-600,)"
               R"(1202,-1190,0,0,0,0,false,0,3,3,2,3,1,-600,-1202,"a,b,7"],"TypeError"])"),
+      Answers("stringConversionsStillWork",
+              R"(["12","TRUE","1.5",0,0,0,"100000000000000000000","7","undefined",12,false,)"
+              R"(["TypeError","TypeError","TypeError","TypeError","TypeError"]])"),
+      EitherLimit("toLowerCaseOfAHugeBigInt"),
       Answers("jsonParseLongStillWorks", R"([true,1500000,[[1],{"c":1}],[1]])"),
       Answers("stringBuiltinsStillWork",
               R"(["a%20b%26%C3%BC","http://x/a%20b?q=%C3%BC",2,"A%2F","STRASSE",2,"42",)"

@@ -315,9 +315,11 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     }
     return 0;
   }
-  // An object receiver or argument made a string once, by the wrapper, so
-  // that a toString cannot answer the check and the builtin differently.
-  const asString = (v) => isObject(v) ? StringOf(v) : v;
+  // An argument as the string a builtin would make of it, made once by the wrapper so that a
+  // toString cannot answer the check and the builtin differently, and so that a number or a
+  // BigInt is measured by its digits ((10n ** 5000000n) is 5,000,001 characters); a symbol as
+  // it is (the builtin's TypeError).
+  const argString = (v) => typeof v === 'string' || typeof v === 'symbol' ? v : StringOf(v);
   // A string builtin's receiver as the string it would make of it (a number or a BigInt too:
   // (10n ** 100000n) is 100,001 characters); undefined, null and a symbol as they are (the
   // builtin's TypeError).
@@ -704,7 +706,7 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   // caller where the builtin would convert it) and, with convertArg, its first
   // argument as a primitive string, whose lengths are checked.
   function stringGuarded(what, limit, convertArg, self, args) {
-    if (convertArg) args[0] = asString(args[0]);
+    if (convertArg) args[0] = argString(args[0]);
     const size = max(lengthOf(self), convertArg ? lengthOf(args[0]) : 0);
     if (size > limit) slowPaths().refuse(what, size, limit);
     return apply(ORIG[what], self, args);
@@ -869,27 +871,30 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       return stringGuarded('String.prototype.split', MAX_STRING, false, self, a);
     },
     normalize(...a) {
-      return stringGuarded('String.prototype.normalize', MAX_SLOW * 4, false, asString(this), a);
+      return stringGuarded('String.prototype.normalize', MAX_SLOW * 4, false, receiverString(this),
+                           a);
     },
     toLocaleLowerCase(...a) {
       return stringGuarded('String.prototype.toLocaleLowerCase', MAX_SLOW * 4, false,
-                           asString(this), withLocales('toLocaleLowerCase', a, 0));
+                           receiverString(this), withLocales('toLocaleLowerCase', a, 0));
     },
     // A two-byte string's case goes through ICU too, uninterrupted (250 Mi characters: 8 s at
     // 1.9 GB), as the locale-sensitive ones do.
     toLowerCase(...a) {
-      return stringGuarded('String.prototype.toLowerCase', MAX_SLOW * 4, false, asString(this), a);
+      return stringGuarded('String.prototype.toLowerCase', MAX_SLOW * 4, false,
+                           receiverString(this), a);
     },
     toUpperCase(...a) {
-      return stringGuarded('String.prototype.toUpperCase', MAX_SLOW * 4, false, asString(this), a);
+      return stringGuarded('String.prototype.toUpperCase', MAX_SLOW * 4, false,
+                           receiverString(this), a);
     },
     toLocaleUpperCase(...a) {
       return stringGuarded('String.prototype.toLocaleUpperCase', MAX_SLOW * 4, false,
-                           asString(this), withLocales('toLocaleUpperCase', a, 0));
+                           receiverString(this), withLocales('toLocaleUpperCase', a, 0));
     },
     localeCompare(...a) {
-      return stringGuarded('String.prototype.localeCompare', MAX_SLOW * 4, true, asString(this),
-                           withLocales('localeCompare', a, 1));
+      return stringGuarded('String.prototype.localeCompare', MAX_SLOW * 4, true,
+                           receiverString(this), withLocales('localeCompare', a, 1));
     },
     replace(pattern, replacement) {
       return replaced(this, searchString(pattern, symbolReplace), replacement, false);
@@ -1479,7 +1484,7 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     // 900 MB): text longer than MAX_SLOW characters is scanned here first.
     parse(...a) {
       if (a.length > 0) {
-        a[0] = asString(a[0]);
+        a[0] = argString(a[0]);
         if (typeof a[0] === 'string' && a[0].length > MAX_SLOW) slowPaths().jsonNesting(a[0]);
       }
       return apply(ORIG['JSON.parse'], this, calledBack(a, 1));

@@ -956,6 +956,22 @@ export const stringBuiltinsStillWork = q(() => {
     new Intl.RelativeTimeFormat("en").formatToParts("2", { toString: () => "hours" }).length,
     thrown];
 });
+// The guarded string builtins make a primitive receiver or argument a string as the builtins
+// do (a BigInt by its digits, so that their bound counts them); a symbol stays the TypeError.
+export const stringConversionsStillWork = q(() => {
+  const thrown = [];
+  for (const f of [() => "".normalize.call(Symbol()), () => "a".localeCompare(Symbol()),
+    () => encodeURI(Symbol()), () => JSON.parse(Symbol()), () => "".toLowerCase.call(undefined)]) {
+    try { f(); thrown.push("none"); } catch (e) { thrown.push(e.constructor.name); }
+  }
+  return ["".normalize.call(12n), "".toUpperCase.call(true), "".toLocaleLowerCase.call(1.5),
+    "12".localeCompare(12n), "null".localeCompare(null), "undefined".localeCompare(),
+    encodeURIComponent(10n ** 20n), decodeURI(7), encodeURI(), JSON.parse(12n), JSON.parse(false),
+    thrown];
+});
+// A BigInt of 4.2 million digits, past the bound of the case mapping (4 Mi characters). Making
+// its digits takes about a second of CPU, interruptible: the CPU limit may come first.
+export const toLowerCaseOfAHugeBigInt = q(() => "".toLowerCase.call(10n ** 4200000n).length);
 // flat and flatMap walk nested arrays: V8's walk never checks for termination.
 export const flatHoley = q(() => [new Array(2 ** 32 - 1)].flat().length);
 export const flatMapHoley = q(() => [0].flatMap(() => new Array(2 ** 32 - 1)).length);
