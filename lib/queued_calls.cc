@@ -582,6 +582,7 @@ absl::StatusOr<CallId> QueuedCalls::Submit(std::string_view tenant, std::string_
   const std::string& name = checked.name;
   Call call = MakeCall(open->name(), name, std::move(checked.args), checked.function.attributes,
                        options, clock_.Now());
+  TXFN_RETURN_IF_ERROR(ValidateCallExceptId(call, options_.submitter.limits));
   std::optional<MutexLock> key_stripe;
   std::optional<Value> keyed_args;  // a keyed call's arguments, to check what its key names
   if (!options.idempotency_key.empty()) {
@@ -604,7 +605,6 @@ absl::StatusOr<CallId> QueuedCalls::Submit(std::string_view tenant, std::string_
     call.id =
         TenantCallId(open->name(), absl::Uniform<uint64_t>(bits), absl::Uniform<uint64_t>(bits));
   }
-  TXFN_RETURN_IF_ERROR(ValidateCall(call, options_.submitter.limits));
   const CallId id = call.id;
   std::vector<Call> one;
   one.push_back(std::move(call));

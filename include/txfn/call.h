@@ -166,6 +166,11 @@ struct CallLimits {
 // inline and spilled, a sane retry policy, attempt >= 0. InvalidArgument naming
 // the call (by id) and the field.
 [[nodiscard]] absl::Status ValidateCall(const Call& call, const CallLimits& limits = {});
+// The same checks but the id's, for a call whose id is not assigned yet (the Submitter's
+// and the engine's Submit assign one after): InvalidArgument naming the call by its
+// function and tenant ("call of orders:notify (tenant shop): the deadline is ..."), or
+// "call: " when one of those names is the field refused.
+[[nodiscard]] absl::Status ValidateCallExceptId(const Call& call, const CallLimits& limits = {});
 // The name checks alone (also used for function names in configs).
 [[nodiscard]] absl::Status ValidateTenantName(std::string_view tenant);
 [[nodiscard]] absl::Status ValidateFunctionName(std::string_view function);

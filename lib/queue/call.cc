@@ -321,15 +321,11 @@ absl::Status ValidateFunctionName(std::string_view function) {
   return CheckName("function name", function, 256, /*allow_empty=*/false, ":/$");
 }
 
-absl::Status ValidateCall(const Call& call, const CallLimits& limits) {
-  auto bad = [&](const std::string& what) {
-    return absl::InvalidArgumentError(StrCat("call ", call.id.ToString(), ": ", what));
-  };
-  if (call.id.IsNil()) return bad("the id is nil (the Submitter assigns ids; adapters need one)");
-  if (!call.id.IsValid()) {
-    return bad(StrCat("the id is not a version 4 (random) or 8 (derived) RFC 9562 UUID (version ",
-                      call.id.version(), ")"));
-  }
+namespace {
+
+// Everything ValidateCall checks but the id: InvalidArgument with the field's error alone.
+absl::Status CheckAllButId(const Call& call, const CallLimits& limits) {
+  auto bad = [](const std::string& what) { return absl::InvalidArgumentError(what); };
   if (absl::Status s = ValidateTenantName(call.tenant); !s.ok())
     return bad(std::string(s.message()));
   if (absl::Status s = ValidateFunctionName(call.function); !s.ok()) {
@@ -390,6 +386,35 @@ absl::Status ValidateCall(const Call& call, const CallLimits& limits) {
   }
   if (call.attempt < 0) return bad(StrCat("attempt is negative (", call.attempt, ")"));
   return absl::OkStatus();
+}
+
+absl::Status Prefixed(absl::Status status, std::string_view prefix) {
+  if (status.ok()) return status;
+  return absl::InvalidArgumentError(StrCat(prefix, status.message()));
+}
+
+}  // namespace
+
+absl::Status ValidateCall(const Call& call, const CallLimits& limits) {
+  const std::string prefix = StrCat("call ", call.id.ToString(), ": ");
+  if (call.id.IsNil()) {
+    return absl::InvalidArgumentError(
+        StrCat(prefix, "the id is nil (the Submitter assigns ids; adapters need one)"));
+  }
+  if (!call.id.IsValid()) {
+    return absl::InvalidArgumentError(
+        StrCat(prefix, "the id is not a version 4 (random) or 8 (derived) RFC 9562 UUID (version ",
+               call.id.version(), ")"));
+  }
+  return Prefixed(CheckAllButId(call, limits), prefix);
+}
+
+absl::Status ValidateCallExceptId(const Call& call, const CallLimits& limits) {
+  const bool named =
+      ValidateTenantName(call.tenant).ok() && ValidateFunctionName(call.function).ok();
+  return Prefixed(CheckAllButId(call, limits),
+                  named ? StrCat("call of ", call.function, " (tenant ", call.tenant, "): ")
+                        : std::string("call: "));
 }
 
 // --- Encoding -------------------------------------------------------------------

@@ -103,19 +103,23 @@ TokenBucket& Submitter::BucketFor(const std::string& client, absl::Time now) {
 absl::StatusOr<CallId> Submitter::Submit(Call call, Done done) {
   const absl::Time now = clock_->Now();
   MaybePollConfig(now);
-  if (call.id.IsNil()) {
+  call.attempt = 0;
+  // A call without an id is checked before it gets one: its error names no id it never had.
+  const bool numbered = !call.id.IsNil();
+  if (absl::Status s = numbered ? ValidateCall(call, options_.limits)
+                                : ValidateCallExceptId(call, options_.limits);
+      !s.ok()) {
+    internal::MutexLock lock(&mu_);
+    ++stats_.invalid;
+    return s;
+  }
+  if (!numbered) {
     if (!call.idempotency_key.empty()) {
       call.id = CallId::FromKey(call.tenant, call.idempotency_key);
     } else {
       internal::MutexLock lock(&mu_);
       call.id = ids_.Next();
     }
-  }
-  call.attempt = 0;
-  if (absl::Status s = ValidateCall(call, options_.limits); !s.ok()) {
-    internal::MutexLock lock(&mu_);
-    ++stats_.invalid;
-    return s;
   }
   {
     internal::MutexLock lock(&mu_);

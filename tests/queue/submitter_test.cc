@@ -23,6 +23,7 @@ using queue_test::CountingQueue;
 using queue_test::DrainAll;
 using ::testing::HasSubstr;
 using ::testing::SizeIs;
+using ::testing::StartsWith;
 
 const absl::Time kT0 = absl::FromUnixSeconds(1'700'000'000);
 
@@ -133,6 +134,16 @@ TEST_F(SubmitterTest, EveryBadInputIsInvalidArgumentAndNothingIsEnqueued) {
     auto r = submitter_->Submit(c, [&](auto) { called = true; });
     EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << tc.expect;
     EXPECT_THAT(r.status().message(), HasSubstr(tc.expect));
+    // A call given without an id is named by what it calls, not by an id it never got; one
+    // given with an id, by it.
+    if (c.id.IsNil()) {
+      const bool names_valid = c.tenant == "shop" && c.function == "mail:send";
+      EXPECT_THAT(std::string(r.status().message()),
+                  StartsWith(names_valid ? "call of mail:send (tenant shop): " : "call: "))
+          << tc.expect;
+    } else {
+      EXPECT_THAT(std::string(r.status().message()), StartsWith("call " + c.id.ToString() + ": "));
+    }
   }
   submitter_->Flush();
   EXPECT_FALSE(called);
