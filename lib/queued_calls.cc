@@ -216,7 +216,7 @@ class QueuedCalls::Host final : public ActionHost {
   }
   absl::Status Cancel(std::string_view call_id) override {
     TXFN_ASSIGN_OR_RETURN(CallId id, CallId::Parse(call_id));
-    absl::Status s = owner_->CancelCall(id);
+    absl::Status s = owner_->CancelCall(id, tenant_);
     // As in a mutation: cancelling a call that already ended changes nothing.
     return absl::IsFailedPrecondition(s) ? absl::OkStatus() : s;
   }
@@ -734,37 +734,37 @@ void QueuedCalls::OnScheduled(OpenTenant& tenant, std::vector<ScheduledCall> cal
   cv_.SignalAll();
 }
 
-void QueuedCalls::OnCancelled(OpenTenant&, std::vector<CallId> ids) {
+void QueuedCalls::OnCancelled(OpenTenant& tenant, std::vector<CallId> ids) {
   MutexLock lock(&mu_);
-  cancelled_.insert(cancelled_.end(), ids.begin(), ids.end());
+  for (const CallId& id : ids) cancelled_.emplace_back(id, tenant.name());
   woken_ = true;
   cv_.SignalAll();
 }
 
 void QueuedCalls::RemoveCancelled() {
-  std::vector<CallId> ids;
+  std::vector<std::pair<CallId, std::string>> cancelled;
   {
     MutexLock lock(&mu_);
-    ids.swap(cancelled_);
+    cancelled.swap(cancelled_);
   }
-  if (ids.empty()) return;
-  std::sort(ids.begin(), ids.end());
-  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  if (cancelled.empty()) return;
+  std::sort(cancelled.begin(), cancelled.end());
+  cancelled.erase(std::unique(cancelled.begin(), cancelled.end()), cancelled.end());
   const absl::Time now = clock_.Now();
   // Their spilled arguments go with them: read each blob key first (a call's key never changes).
   std::vector<CallId> removed;
   std::vector<std::string> blobs;
-  for (const CallId& id : ids) {
+  for (const auto& [id, tenant] : cancelled) {
     absl::StatusOr<std::optional<QueuedCall>> found = queue_->Find(id, now);
-    std::string blob;
-    if (found.ok() && found->has_value()) {
-      const Call& call = (*found)->call;
-      // Left queued if its record cannot be completed: delivered, it is skipped.
-      if (!call.idempotency_key.empty() && !CompleteCancelRecord(call).ok()) continue;
-      blob = call.args_blob;
-    }
+    // Only a queued call of the tenant whose record says cancelled leaves the queue: another
+    // tenant's (an id whose tenant tag collides) runs, as its own records say. One not found
+    // (not queued yet, or gone) or not read is left to its delivery, which finds the record.
+    if (!found.ok() || !found->has_value() || (*found)->call.tenant != tenant) continue;
+    const Call& call = (*found)->call;
+    // Left queued if its record cannot be completed: delivered, it is skipped.
+    if (!call.idempotency_key.empty() && !CompleteCancelRecord(call).ok()) continue;
     removed.push_back(id);
-    blobs.push_back(std::move(blob));
+    blobs.push_back(call.args_blob);
   }
   for (size_t from = 0; from < removed.size(); from += DurableQueue::kMaxLeaseBatch) {
     const size_t n = std::min(removed.size() - from, DurableQueue::kMaxLeaseBatch);
@@ -1292,8 +1292,11 @@ absl::StatusOr<CallInfo> QueuedCalls::GetCall(const CallId& id) {
   return InfoOf(id, where);
 }
 
-absl::Status QueuedCalls::CancelCall(const CallId& id) {
+absl::Status QueuedCalls::CancelCall(const CallId& id, std::string_view of_tenant) {
   TXFN_ASSIGN_OR_RETURN(Located where, Locate(id));
+  if (!of_tenant.empty() && where.tenant->name() != of_tenant) {
+    return absl::NotFoundError(StrCat("no call ", id.ToString(), " of tenant ", of_tenant));
+  }
   if (where.queued.has_value() && where.queued->state == QueuedCall::State::kDead &&
       !where.record.has_value()) {
     return absl::FailedPreconditionError(

@@ -85,7 +85,8 @@ class QueuedCalls {
   [[nodiscard]] absl::StatusOr<CallId> Submit(std::string_view tenant, std::string_view function,
                                               const Value& args, const CallOptions& options);
   [[nodiscard]] absl::StatusOr<CallInfo> GetCall(const CallId& id);
-  [[nodiscard]] absl::Status CancelCall(const CallId& id);
+  // `of_tenant` non-empty: NotFound unless the call is that tenant's (an action's cancel).
+  [[nodiscard]] absl::Status CancelCall(const CallId& id, std::string_view of_tenant = {});
   [[nodiscard]] absl::StatusOr<std::vector<CallInfo>> ListCalls(std::string_view tenant,
                                                                 std::optional<CallState> state,
                                                                 std::string_view function,
@@ -99,7 +100,8 @@ class QueuedCalls {
 
   // The CallPath's on_scheduled hook: enqueues the calls (from the loop).
   void OnScheduled(OpenTenant& tenant, std::vector<ScheduledCall> calls);
-  // The CallPath's on_cancelled hook: takes the calls out of the queue (from the loop).
+  // The CallPath's on_cancelled hook: takes the calls out of the queue (from the loop), those
+  // of `tenant` only (its mutation wrote the records, in its own store).
   void OnCancelled(OpenTenant& tenant, std::vector<CallId> ids);
   // The CallPath's check_scheduled hook: what Submit checks of a call (the
   // tenant has the function; its arguments are an object its validator
@@ -255,7 +257,8 @@ class QueuedCalls {
   int64_t in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<Handed> handed_ ABSL_GUARDED_BY(mu_);
   std::vector<Scheduled> scheduled_ ABSL_GUARDED_BY(mu_);
-  std::vector<CallId> cancelled_ ABSL_GUARDED_BY(mu_);
+  // Calls whose cancel records committed, with the tenant that wrote them.
+  std::vector<std::pair<CallId, std::string>> cancelled_ ABSL_GUARDED_BY(mu_);
   // Outbox entries the queue now holds, to delete, by tenant.
   std::map<std::string, std::vector<CallId>> enqueued_outbox_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, std::shared_ptr<const TenantFunctions>> functions_

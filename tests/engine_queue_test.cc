@@ -112,6 +112,10 @@ export const hotSchedule = mutation({args: {}, handler: async (ctx) => {
 export const cancel = mutation({args: {id: "string"}, handler: async (ctx, { id }) => {
   await ctx.scheduler.cancel(id);
 }});
+export const cancelInAction = action({args: {id: "string"}, handler: async (ctx, { id }) => {
+  await ctx.scheduler.cancel(id);
+  return 0;
+}});
 export const scheduleThenCancel = mutation({args: {}, handler: async (ctx) => {
   const id = await ctx.scheduler.runAfter(0, "counters:bump", { name: "never" });
   await ctx.scheduler.cancel(id);
@@ -477,6 +481,65 @@ TEST_F(EngineQueueTest, BadSubmissionsAreRefusedAndEnqueueNothing) {
   keyed.deadline = late.deadline;
   EXPECT_TRUE(absl::IsInvalidArgument(code("app", "counters:bump", Name("a"), keyed)));
   EXPECT_EQ(queue_->size(), 1u);
+}
+
+// ctx.scheduler.cancel reaches only its own tenant's calls: another tenant's id is refused in
+// a mutation (its record would go into the wrong store) and in an action; a mutation of a
+// tenant whose 32-bit tag collides with the owner's writes its own record, but the owner's
+// queued call stays queued and runs.
+TEST_F(EngineQueueTest, ACancelReachesOnlyItsOwnTenantsCalls) {
+  OpenWithTenantOther();
+  CallOptions later;
+  later.start_after = absl::Now() + absl::Hours(1);
+  absl::StatusOr<CallId> theirs = engine_->Submit("other", "counters:bump", Name("a"), later);
+  ASSERT_TRUE(theirs.ok()) << theirs.status();
+  const Value their_id = Args({{"id", Value::String(theirs->ToString())}});
+  absl::Status in_mutation = engine_->Mutation("app", "counters:cancel", their_id).status();
+  EXPECT_THAT(in_mutation.message(), HasSubstr("is not a call of this tenant")) << in_mutation;
+  absl::Status in_action = engine_->Action("app", "counters:cancelInAction", their_id).status();
+  EXPECT_THAT(in_action.message(), HasSubstr("of tenant app")) << in_action;
+  absl::StatusOr<CallInfo> info = engine_->GetCall(*theirs);
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->state, CallState::kPending);
+  EXPECT_EQ(info->tenant, "other");
+  absl::StatusOr<std::vector<CallInfo>> listed = engine_->ListCalls("app", std::nullopt, "", 100);
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  EXPECT_TRUE(listed->empty()) << "no record of it in the canceller's store";
+  // Its own calls it cancels, in an action as in a mutation.
+  absl::StatusOr<CallId> mine = engine_->Submit("app", "counters:bump", Name("a"), later);
+  ASSERT_TRUE(mine.ok()) << mine.status();
+  ASSERT_TRUE(engine_
+                  ->Action("app", "counters:cancelInAction",
+                           Args({{"id", Value::String(mine->ToString())}}))
+                  .ok());
+  EXPECT_EQ(engine_->GetCall(*mine)->state, CallState::kCancelled);
+
+  // Two tenant names with one tag (FNV-1a folded to 32 bits: found by search).
+  ASSERT_EQ(TenantTag("t40311"), TenantTag("t68948"));
+  for (const char* tenant : {"t40311", "t68948"}) {
+    ASSERT_TRUE(engine_->CreateTenant(tenant).ok());
+    ASSERT_TRUE(engine_->DeployJson(tenant, {{"counters.js", kCounters}}, kSchema).ok());
+  }
+  absl::StatusOr<CallId> owners = engine_->Submit("t68948", "counters:bump", Name("b"), later);
+  ASSERT_TRUE(owners.ok()) << owners.status();
+  absl::StatusOr<CallId> own = engine_->Submit("t40311", "counters:bump", Name("b"), later);
+  ASSERT_TRUE(own.ok()) << own.status();
+  const size_t queued = queue_->size();
+  ASSERT_TRUE(
+      engine_
+          ->Mutation("t40311", "counters:cancel", Args({{"id", Value::String(owners->ToString())}}))
+          .ok());
+  ASSERT_TRUE(
+      engine_->Mutation("t40311", "counters:cancel", Args({{"id", Value::String(own->ToString())}}))
+          .ok());
+  // The second cancel's call leaves the queue after the first cancel was looked at.
+  const absl::Time end = absl::Now() + absl::Seconds(20);
+  while (queue_->size() == queued && absl::Now() < end) absl::SleepFor(absl::Milliseconds(5));
+  EXPECT_EQ(queue_->size(), queued - 1);
+  info = engine_->GetCall(*owners);
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->state, CallState::kPending);
+  EXPECT_EQ(info->tenant, "t68948");
 }
 
 TEST_F(EngineQueueTest, AnIdempotencyKeyMakesTwoSubmissionsOneCall) {

@@ -492,6 +492,12 @@ void Unschedule(const v8::FunctionCallbackInfo<v8::Value>& info) {
   }
   absl::StatusOr<CallId> id = CallId::Parse(*text);
   if (!id.ok()) return call->Fail(Prefixed(id.status(), "ctx.scheduler.cancel(id)"));
+  // Its record goes into this tenant's store, and the engine takes only this tenant's calls
+  // out of the queue: an id another tenant's tag marks is none of this tenant's calls.
+  if (TenantTagOf(*id) != TenantTag(req.txn->tenant())) {
+    return call->Fail(absl::NotFoundError(
+        StrCat("ctx.scheduler.cancel(id): ", *text, " is not a call of this tenant")));
+  }
   // A dead letter's record is replaced: the call may have been put back (Redrive), which a
   // mutation cannot ask the queue about; a cancel of one still dead makes it cancelled, as
   // it did before dead letters were recorded.
