@@ -210,7 +210,9 @@ class QueuedCalls::Host final : public ActionHost {
                                        std::optional<absl::Duration> delay,
                                        std::optional<absl::Time> at) override {
     CallOptions options;
-    options.start_after = at.value_or(owner_->clock_.Now() + delay.value_or(absl::ZeroDuration()));
+    const absl::Time now = owner_->clock_.Now();
+    // As a mutation's: a runAt in the past runs now, with its whole deadline window.
+    options.start_after = std::max(now, at.value_or(now + delay.value_or(absl::ZeroDuration())));
     TXFN_ASSIGN_OR_RETURN(CallId id, owner_->Submit(tenant_, function, args, options));
     return id.ToString();
   }

@@ -140,6 +140,8 @@ export const bulky = action({args: {}, handler: async (ctx) => {
   const s = "x".repeat(1 << 20);
   for (let i = 0; i < 20; i++) await ctx.scheduler.runAfter(9e9, "counters:bump", { name: s + i });
 }});
+export const pastAt = action({args: {}, handler: (ctx) =>
+  ctx.scheduler.runAt(Date.now() - 2 * 3600e3, "counters:bump", { name: "past" })});
 export const farAt = action({args: {}, handler: (ctx) =>
   ctx.scheduler.runAt(Date.now() + 11 * 365 * 86400e3, "counters:bump", { name: "far" })});
 )JS";
@@ -540,6 +542,18 @@ TEST_F(EngineQueueTest, ACancelReachesOnlyItsOwnTenantsCalls) {
   ASSERT_TRUE(info.ok()) << info.status();
   EXPECT_EQ(info->state, CallState::kPending);
   EXPECT_EQ(info->tenant, "t68948");
+}
+
+// An action's runAt two hours ago (past the default one-hour deadline) runs now, as a
+// mutation's does: it was dead-lettered before it could run.
+TEST_F(EngineQueueTest, AnActionsRunAtInThePastRunsNow) {
+  OpenAndDeploy(Options());
+  absl::StatusOr<CallResult> scheduled = engine_->Action("app", "counters:pastAt", Args({}));
+  ASSERT_TRUE(scheduled.ok()) << scheduled.status();
+  absl::StatusOr<CallId> id = CallId::Parse(scheduled->value.string());
+  ASSERT_TRUE(id.ok()) << id.status();
+  WaitFor(*id, CallState::kSucceeded);
+  EXPECT_EQ(Counter("past"), 1);
 }
 
 TEST_F(EngineQueueTest, AnIdempotencyKeyMakesTwoSubmissionsOneCall) {
