@@ -92,7 +92,15 @@ fetch() {
   cat <&3
   exec 3<&-
 }
-printf '# keys\nadmin adm1n\ntenant bank2 bank-key\ntenant other other-key\n' >"$tmp/keys"
+# Written as an editor on another system may: a byte order mark, CRLF line ends, a tab.
+printf '\xef\xbb\xbf# keys\r\nadmin\tadm1n\r\ntenant bank2 bank-key\r\ntenant other other-key\r\n' \
+  >"$tmp/keys"
+printf 'admin one\ntenant other other-key\nadmin two\n' >"$tmp/two-admins"
+check serve-two-admin-keys 1 'two-admins:3: a second admin key \(the first is on line 1\)' \
+  "$txfn" --db="$db" serve --quiet --listen=0 --api_keys="$tmp/two-admins"
+printf 'admin one\ntenant other one\n' >"$tmp/admin-as-tenant"
+check serve-tenant-key-is-admin-key 1 "of tenant 'other' is the admin key" \
+  "$txfn" --db="$db" serve --quiet --listen=0 --api_keys="$tmp/admin-as-tenant"
 
 # served DB LABEL: three runners and `txfn serve` on DB; a new tenant bank2 deployed and
 # used through the server. Checks are named LABEL-....

@@ -58,6 +58,10 @@ export const broke = query(async () => {
   const e = new Error("no funds"); e.data = { code: "NO_FUNDS" }; throw e;
 });
 export const act = action(async () => 1);
+export const echo = mutation(async (ctx, args) => {
+  await ctx.db.insert("accounts", { owner: "deep", balance: 0n });
+  return args;
+});
 export const spin = query(async () => { for (;;) {} });
 )JS";
 
@@ -215,6 +219,24 @@ TEST_F(RemoteRunnerTest, ErrorsTravelWithTheirPayloads) {
   EXPECT_EQ(app->data, Args({{"code", Value::String("NO_FUNDS")}}));
   r = engine_->Query("t", "bank:nothing", Value());
   EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound) << r.status();
+}
+
+// Values as deep as a function may take and return cross the wire both ways: protobuf's
+// default parse (100 nested messages, three per object level) refused them past 34 levels.
+Value Nested(int levels) {
+  Value v = Value::Int64(1);
+  for (int i = 0; i < levels; ++i) v = Args({{"v", v}});
+  return v;
+}
+
+TEST_F(RemoteRunnerTest, ValuesNestedToTheLimitCrossTheWire) {
+  StartServers(1);
+  OpenEngine();
+  CreateBank("t");
+  const Value deep = Nested(kMaxDecodeDepth - 2);
+  absl::StatusOr<CallResult> r = engine_->Mutation("t", "bank:echo", deep);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->value, deep);
 }
 
 TEST_F(RemoteRunnerTest, ARedeployReachesTheRunners) {

@@ -186,6 +186,46 @@ TEST(Wire, RunResultRoundTripsWithStatusPayloads) {
   EXPECT_EQ(back->value, Value::Int64(5));
 }
 
+// A Value as deep as the decoders take, of objects (three nested messages a level) and of
+// arrays, round-trips inside a result: protobuf's default parse stopped at 100 messages.
+TEST(Wire, ValuesNestedToTheLimitRoundTrip) {
+  for (bool objects : {true, false}) {
+    Value deep = Value::Int64(1);
+    for (int i = 1; i < kMaxDecodeDepth; ++i) {  // kMaxDecodeDepth levels with the innermost
+      deep = objects ? Value::FromObject({{"v", deep}}) : Value::FromArray({deep});
+    }
+    RunResult result;
+    result.value = deep;
+    result.commit.tenant = "acme";
+    absl::StatusOr<RunResult> back = DecodeRunResult(EncodeRunResult(result));
+    ASSERT_TRUE(back.ok()) << back.status();
+    EXPECT_EQ(back->value, deep);
+    EXPECT_EQ(back->commit.tenant, "acme");
+    absl::StatusOr<Value> value = DecodeWireValue(EncodeWireValue(deep));
+    ASSERT_TRUE(value.ok()) << value.status();
+    EXPECT_EQ(*value, deep);
+  }
+}
+
+// RunResult.value (and every Value a message carries) is declared bytes holding the Value
+// message: the bytes of a writer that declared it as a Value message field are the same.
+TEST(Wire, AValueWrittenAsAMessageFieldReadsAsItsBytes) {
+  const Value value = Value::FromObject({{"a", Value::FromArray({Value::Int64(7)})}});
+  pb::Value message;
+  wire_internal::ToProto(value, &message);
+  const std::string inner = message.SerializeAsString();
+  ASSERT_LT(inner.size(), 128u);  // a one-byte length below
+  // Field 4, length-delimited, as protoc writes a message field.
+  std::string bytes = std::string(1, static_cast<char>((4 << 3) | 2)) +
+                      std::string(1, static_cast<char>(inner.size())) + inner;
+  absl::StatusOr<RunResult> back = DecodeRunResult(bytes);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->value, value);
+  RunResult result;
+  result.value = value;
+  EXPECT_NE(EncodeRunResult(result).find(bytes), std::string::npos) << "written the same way";
+}
+
 TEST(Wire, MalformedInputIsInvalidArgument) {
   for (std::string_view bytes : {std::string_view("\xff\xff\xff"), std::string_view("\x0a\x05")}) {
     EXPECT_EQ(DecodeWireValue(bytes).status().code(), absl::StatusCode::kInvalidArgument);

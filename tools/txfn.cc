@@ -28,6 +28,7 @@
 #include "absl/flags/usage.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "fmt/format.h"
@@ -642,16 +643,26 @@ std::string StatusLine(Engine& engine, const std::string& db) {
 }
 
 #ifdef TXFN_TOOLS_REMOTE
-// serve --api_keys: lines "admin KEY" or "tenant NAME KEY"; blank lines and "#..." skipped.
+// serve --api_keys: lines "admin KEY" (one) or "tenant NAME KEY", words separated by spaces or
+// tabs; blank lines and "#..." skipped; CRLF line ends and a UTF-8 byte order mark are fine.
 absl::StatusOr<FunctionsServerOptions> ReadApiKeys(const std::string& file) {
   std::ifstream in(file);
   if (!in) return absl::NotFoundError(fmt::format("--api_keys: cannot read '{}'", file));
   FunctionsServerOptions options;
+  int admin_line = 0;
   std::string line;
   for (int number = 1; std::getline(in, line); ++number) {
-    std::vector<std::string> words = absl::StrSplit(line, ' ', absl::SkipWhitespace());
+    if (number == 1 && absl::StartsWith(line, "\xEF\xBB\xBF")) line.erase(0, 3);
+    std::vector<std::string> words =
+        absl::StrSplit(line, absl::ByAnyChar(" \t\r\v\f"), absl::SkipEmpty());
     if (words.empty() || words[0][0] == '#') continue;
     if (words[0] == "admin" && words.size() == 2) {
+      if (admin_line != 0) {
+        return absl::InvalidArgumentError(
+            fmt::format("--api_keys: {}:{}: a second admin key (the first is on line {}); give one",
+                        file, number, admin_line));
+      }
+      admin_line = number;
       options.admin_key = words[1];
     } else if (words[0] == "tenant" && words.size() == 3) {
       options.tenant_keys[words[1]].push_back(words[2]);

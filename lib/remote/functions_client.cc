@@ -40,7 +40,7 @@ class FunctionsClient::Impl {
     v1::CallRequest request;
     request.set_tenant(std::string(tenant));
     request.set_function(std::string(function));
-    wire_internal::ToProto(args, request.mutable_args());
+    wire_internal::ToProtoBytes(args, request.mutable_args());
     request.set_idempotency_key(options.idempotency_key);
     v1::CallReply reply;
     TXFN_RETURN_IF_ERROR(mutation ? Invoke(&v1::Functions::Stub::Mutation, request, &reply)
@@ -81,7 +81,7 @@ absl::StatusOr<CallId> FunctionsClient::Submit(std::string_view tenant, std::str
   v1::SubmitRequest request;
   request.set_tenant(std::string(tenant));
   request.set_function(std::string(function));
-  wire_internal::ToProto(args, request.mutable_args());
+  wire_internal::ToProtoBytes(args, request.mutable_args());
   remote_internal::CallOptionsToProto(options, absl::Now(), &request);
   v1::SubmitReply reply;
   TXFN_RETURN_IF_ERROR(impl_->Invoke(&v1::Functions::Stub::Submit, request, &reply));

@@ -16,7 +16,7 @@ void ToProto(const absl::StatusOr<CallResult>& in, v1::CallReply* out) {
     ToProto(in.status(), out->mutable_status());
     return;
   }
-  ToProto(in->value, out->mutable_value());
+  wire_internal::ToProtoBytes(in->value, out->mutable_value());
   out->set_ts(in->ts);
   for (const LogEntry& log : in->logs) {
     v1::LogEntry* entry = out->add_logs();
@@ -34,9 +34,7 @@ absl::StatusOr<CallResult> FromProto(const v1::CallReply& in) {
     if (!status.ok()) return status;
   }
   CallResult out;
-  if (in.has_value()) {
-    TXFN_ASSIGN_OR_RETURN(out.value, FromProto(in.value()));
-  }
+  TXFN_ASSIGN_OR_RETURN(out.value, wire_internal::FromProtoBytes(in.value(), Value()));
   out.ts = in.ts();
   for (const v1::LogEntry& entry : in.logs()) {
     TXFN_ASSIGN_OR_RETURN(LogLevel level, wire_internal::LevelFromProto(entry.level()));
@@ -52,7 +50,7 @@ void ToProto(const CallInfo& in, v1::CallInfo* out) {
   out->set_tenant(in.tenant);
   out->set_function(in.function);
   out->set_state(std::string(CallStateName(in.state)));
-  ToProto(in.result, out->mutable_result());
+  wire_internal::ToProtoBytes(in.result, out->mutable_result());
   if (!in.error.ok()) ToProto(in.error, out->mutable_error());
   out->set_attempts(static_cast<uint32_t>(in.attempts));
   out->set_at_unix_micros(absl::ToUnixMicros(in.at));
@@ -66,9 +64,7 @@ absl::StatusOr<CallInfo> FromProto(const v1::CallInfo& in) {
   out.tenant = in.tenant();
   out.function = in.function();
   TXFN_ASSIGN_OR_RETURN(out.state, ParseCallState(in.state()));
-  if (in.has_result()) {
-    TXFN_ASSIGN_OR_RETURN(out.result, FromProto(in.result()));
-  }
+  TXFN_ASSIGN_OR_RETURN(out.result, wire_internal::FromProtoBytes(in.result(), Value()));
   if (in.has_error()) TXFN_RETURN_IF_ERROR(FromProto(in.error(), &out.error));
   out.attempts = static_cast<int>(in.attempts());
   out.at = absl::FromUnixMicros(in.at_unix_micros());

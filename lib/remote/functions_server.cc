@@ -52,7 +52,11 @@ class FunctionsServer::Impl final : public v1::Functions::Service {
           return absl::InvalidArgumentError(
               StrCat("FunctionsServer: tenant '", tenant, "' has an empty API key"));
         }
-        if (key == options_.admin_key || !keys_.emplace(key, tenant).second) {
+        if (key == options_.admin_key) {
+          return absl::InvalidArgumentError(
+              StrCat("FunctionsServer: an API key of tenant '", tenant, "' is the admin key"));
+        }
+        if (!keys_.emplace(key, tenant).second) {
           return absl::InvalidArgumentError(
               StrCat("FunctionsServer: an API key of tenant '", tenant, "' is given twice"));
         }
@@ -101,7 +105,7 @@ class FunctionsServer::Impl final : public v1::Functions::Service {
     if (grpc::Status s = Authorize(*context, "Submit", request->tenant(), false); !s.ok()) {
       return s;
     }
-    absl::StatusOr<Value> args = ArgsOf(request->has_args(), request->args());
+    absl::StatusOr<Value> args = ArgsOf(request->args());
     if (!args.ok()) return ToGrpcStatus(args.status());
     absl::StatusOr<CallOptions> options = remote_internal::CallOptionsFromProto(*request);
     if (!options.ok()) return ToGrpcStatus(options.status());
@@ -135,7 +139,13 @@ class FunctionsServer::Impl final : public v1::Functions::Service {
     Timed timed(methods_[kDeploy]);
     if (grpc::Status s = Authorize(*context, "Deploy", request->tenant(), true); !s.ok()) return s;
     std::map<std::string, std::string> modules;
-    for (const v1::Module& m : request->modules()) modules[m.path()] = m.source();
+    for (const v1::Module& m : request->modules()) {
+      if (!modules.emplace(m.path(), m.source()).second) {
+        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                            StrCat("Deploy: module path '", remote_internal::Printable(m.path()),
+                                   "' is given twice"));
+      }
+    }
     auto deploy = [&] {
       return engine_.DeployJson(request->tenant(), modules, request->schema_json());
     };
@@ -152,8 +162,8 @@ class FunctionsServer::Impl final : public v1::Functions::Service {
     absl::StatusOr<Principal> who = Identify(context);
     if (!who.ok()) {
       unauthenticated_.fetch_add(1, std::memory_order_relaxed);
-      Log(LogLevel::kWarn, StrCat(method, " for tenant '", tenant, "' from ", context.peer(),
-                                  " refused: ", who.status().message()));
+      Log(LogLevel::kWarn, StrCat(method, " for tenant '", remote_internal::Printable(tenant),
+                                  "' from ", context.peer(), " refused: ", who.status().message()));
     }
     return who;
   }
@@ -187,12 +197,13 @@ class FunctionsServer::Impl final : public v1::Functions::Service {
     if (deploy) {
       denied = "deploying needs the admin key";
     } else if (who->tenant != tenant) {
-      denied = StrCat("this API key is not one of tenant '", tenant, "'");
+      denied =
+          StrCat("this API key is not one of tenant '", remote_internal::Printable(tenant), "'");
     }
     if (denied.empty()) return grpc::Status::OK;
     permission_denied_.fetch_add(1, std::memory_order_relaxed);
-    Log(LogLevel::kWarn, StrCat(method, " for tenant '", tenant, "' with a key of tenant '",
-                                who->tenant, "' refused: ", denied));
+    Log(LogLevel::kWarn, StrCat(method, " for tenant '", remote_internal::Printable(tenant),
+                                "' with a key of tenant '", who->tenant, "' refused: ", denied));
     return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, denied);
   }
 
@@ -216,9 +227,8 @@ class FunctionsServer::Impl final : public v1::Functions::Service {
     const absl::Time start_;
   };
 
-  static absl::StatusOr<Value> ArgsOf(bool present, const v1::Value& args) {
-    if (!present) return Value::FromObject({});
-    return wire_internal::FromProto(args);
+  static absl::StatusOr<Value> ArgsOf(const std::string& args) {
+    return wire_internal::FromProtoBytes(args, Value::FromObject({}));
   }
 
   grpc::Status Call(grpc::ServerContext* context, const v1::CallRequest& request,
@@ -228,7 +238,7 @@ class FunctionsServer::Impl final : public v1::Functions::Service {
         !s.ok()) {
       return s;
     }
-    absl::StatusOr<Value> args = ArgsOf(request.has_args(), request.args());
+    absl::StatusOr<Value> args = ArgsOf(request.args());
     if (!args.ok()) return ToGrpcStatus(args.status());
     // The client's deadline is the call's: runs stop there, and no retry starts after it.
     const absl::Time deadline = context->deadline() == std::chrono::system_clock::time_point::max()
@@ -242,7 +252,8 @@ class FunctionsServer::Impl final : public v1::Functions::Service {
                                  QueryOptions{.deadline = deadline});
     if (!result.ok() && (absl::IsInternal(result.status()) || absl::IsDataLoss(result.status()))) {
       Log(LogLevel::kError,
-          StrCat(request.tenant(), " ", request.function(), ": ", result.status().ToString()));
+          StrCat(request.tenant(), " ", remote_internal::Printable(request.function()), ": ",
+                 result.status().ToString()));
     }
     remote_internal::ToProto(result, reply);
     return grpc::Status::OK;

@@ -12,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/escaping.h"
 #include "txfn/internal/strings.h"
 
 namespace txfn::remote_internal {
@@ -20,8 +21,27 @@ namespace txfn::remote_internal {
 // 16 MiB (FunctionRunnerOptions::max_value_bytes, TransactionLimits), with room for all three.
 inline constexpr int kMaxMessageBytes = 64 << 20;
 
+// gRPC carries a status's message in a header, and a peer refuses headers over 8 KiB (its
+// caller then sees RESOURCE_EXHAUSTED instead of the status): messages past this are cut.
+inline constexpr size_t kMaxStatusMessageBytes = 2048;
+
 inline grpc::Status ToGrpcStatus(const absl::Status& status) {
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+  std::string message(status.message());
+  if (message.size() > kMaxStatusMessageBytes) {
+    const size_t cut = message.size() - kMaxStatusMessageBytes;
+    message.resize(kMaxStatusMessageBytes);
+    message += internal::StrCat("... (", cut, " more bytes)");
+  }
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::move(message));
+}
+
+// A name from a request, as a log line or an error shows it before it was checked: at most
+// 64 bytes, C-escaped (a newline or a terminal control cannot forge or hide log lines).
+inline std::string Printable(std::string_view text) {
+  constexpr size_t kShown = 64;
+  std::string out = absl::CHexEscape(internal::ToAbsl(text.substr(0, kShown)));
+  if (text.size() > kShown) out += internal::StrCat("... (", text.size(), " bytes)");
+  return out;
 }
 
 inline absl::Status FromGrpcStatus(const grpc::Status& status) {

@@ -1,5 +1,7 @@
 #include "txfn/wire.h"
 
+#include <google/protobuf/io/coded_stream.h>
+
 #include <string>
 #include <utility>
 
@@ -20,9 +22,10 @@ absl::Status Malformed(std::string_view what) {
 
 template <typename Message>
 absl::Status Parse(std::string_view bytes, std::string_view what, Message* out) {
-  if (!out->ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
-    return Malformed(what);
-  }
+  google::protobuf::io::CodedInputStream input(reinterpret_cast<const uint8_t*>(bytes.data()),
+                                               static_cast<int>(bytes.size()));
+  input.SetRecursionLimit(kProtoRecursionLimit);
+  if (!out->ParseFromCodedStream(&input)) return Malformed(what);
   return absl::OkStatus();
 }
 
@@ -160,6 +163,19 @@ void ToProto(const Value& in, pb::Value* out) {
 
 absl::StatusOr<Value> FromProto(const pb::Value& in) { return FromProtoAt(in, 1); }
 
+void ToProtoBytes(const Value& in, std::string* out) {
+  pb::Value message;
+  ToProto(in, &message);
+  message.SerializeToString(out);
+}
+
+absl::StatusOr<Value> FromProtoBytes(std::string_view bytes, const Value& absent) {
+  if (bytes.empty()) return absent;
+  pb::Value message;
+  TXFN_RETURN_IF_ERROR(Parse(bytes, "Value", &message));
+  return FromProto(message);
+}
+
 void ToProto(const absl::Status& in, pb::Status* out) {
   out->set_code(static_cast<int32_t>(in.code()));
   out->set_message(std::string(in.message()));
@@ -285,10 +301,6 @@ TransactionLimits LimitsFromProto(const pb::TransactionLimits& in) {
 }
 
 // An optional Value field: absent (an old writer, or null elided) reads as null.
-absl::StatusOr<Value> OptionalValue(bool present, const pb::Value& in) {
-  if (!present) return Value::Null();
-  return FromProto(in);
-}
 
 }  // namespace
 
@@ -307,7 +319,7 @@ void ToProto(const RemoteRunRequest& in, pb::RunRequest* out) {
   out->set_min_reader_version(1);
   out->set_tenant(in.tenant);
   out->set_function(in.run.function);
-  ToProto(in.run.args, out->mutable_args());
+  ToProtoBytes(in.run.args, out->mutable_args());
   out->set_kind(KindToProto(in.run.kind));
   out->set_snapshot_ts(in.snapshot_ts);
   out->set_metadata_version(in.metadata_version);
@@ -322,7 +334,7 @@ absl::StatusOr<RemoteRunRequest> FromProto(const pb::RunRequest& in) {
   RemoteRunRequest out;
   out.tenant = in.tenant();
   out.run.function = in.function();
-  TXFN_ASSIGN_OR_RETURN(out.run.args, OptionalValue(in.has_args(), in.args()));
+  TXFN_ASSIGN_OR_RETURN(out.run.args, FromProtoBytes(in.args(), Value::Null()));
   TXFN_ASSIGN_OR_RETURN(out.run.kind, KindFromProto(in.kind()));
   out.snapshot_ts = in.snapshot_ts();
   out.metadata_version = in.metadata_version();
@@ -339,7 +351,7 @@ void ToProto(const RunResult& in, pb::RunResult* out) {
   out->set_wire_version(kWireVersion);
   out->set_min_reader_version(1);
   if (!in.status.ok()) ToProto(in.status, out->mutable_status());
-  ToProto(in.value, out->mutable_value());
+  ToProtoBytes(in.value, out->mutable_value());
   ToProto(in.commit, out->mutable_commit());
   for (const LogEntry& log : in.logs) {
     pb::LogEntry* entry = out->add_logs();
@@ -361,7 +373,7 @@ absl::StatusOr<RunResult> FromProto(const pb::RunResult& in) {
   TXFN_RETURN_IF_ERROR(CheckVersion(in.min_reader_version(), "run result"));
   RunResult out;
   if (in.has_status()) TXFN_RETURN_IF_ERROR(FromProto(in.status(), &out.status));
-  TXFN_ASSIGN_OR_RETURN(out.value, OptionalValue(in.has_value(), in.value()));
+  TXFN_ASSIGN_OR_RETURN(out.value, FromProtoBytes(in.value(), Value::Null()));
   out.commit = FromProto(in.commit());
   out.logs.reserve(in.logs_size());
   for (const pb::LogEntry& entry : in.logs()) {

@@ -13,9 +13,19 @@ namespace txfn::wire_internal {
 
 namespace pb = ::txfn::v1;
 
+// How many nested messages a parse of these messages may enter: a Value nests up to three per
+// level (Value, Object, Field), and kMaxDecodeDepth levels sit inside a few envelopes
+// (RunResult, PreparedCommit, ...). protobuf's default, 100, stopped at 34 levels.
+inline constexpr int kProtoRecursionLimit = 3 * (kMaxDecodeDepth + 1) + 32;
+
 void ToProto(const Value& in, pb::Value* out);
 // InvalidArgument: a Value of no known kind, fields out of order or repeated, too deep.
 absl::StatusOr<Value> FromProto(const pb::Value& in);
+
+// A Value in a message's bytes field (wire.proto's Value says why): its serialized pb::Value.
+void ToProtoBytes(const Value& in, std::string* out);
+// `absent` for empty bytes; InvalidArgument as DecodeWireValue.
+absl::StatusOr<Value> FromProtoBytes(std::string_view bytes, const Value& absent);
 
 void ToProto(const absl::Status& in, pb::Status* out);
 // Sets `out` to the status (its payloads kept). InvalidArgument for a code absl does not know
