@@ -4,7 +4,10 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "absl/synchronization/mutex.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "txfn/errors.h"
 #include "txfn/functions_client.h"
@@ -12,6 +15,8 @@
 
 namespace txfn {
 namespace {
+
+using ::testing::HasSubstr;
 
 constexpr const char* kSchema = R"({"tables": {"notes": {"fields": {"text": "string"}}}})";
 constexpr const char* kNotes = R"JS(
@@ -44,6 +49,10 @@ class FunctionsServerTest : public ::testing::Test {
     FunctionsServerOptions options;
     options.admin_key = "admin-secret";
     options.tenant_keys = {{"a", {"key-a", "key-a2"}}, {"b", {"key-b"}}};
+    options.log = [lines = lines_](LogLevel, std::string_view line) {
+      absl::MutexLock lock(&lines->mu);
+      lines->text.emplace_back(line);
+    };
     auto server = FunctionsServer::Start(*engine_, std::move(options));
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
@@ -66,6 +75,11 @@ class FunctionsServerTest : public ::testing::Test {
     return r.ok() ? static_cast<int64_t>(r->value.float64()) : -1;
   }
 
+  struct Lines {
+    absl::Mutex mu;
+    std::vector<std::string> text ABSL_GUARDED_BY(mu);
+  };
+  std::shared_ptr<Lines> lines_ = std::make_shared<Lines>();
   std::unique_ptr<Engine> engine_;
   std::unique_ptr<FunctionsServer> server_;
   std::unique_ptr<FunctionsClient> admin_;
@@ -101,6 +115,16 @@ TEST_F(FunctionsServerTest, DeepValuesAndLongNamesCrossTheWire) {
   EXPECT_LT(denied.status().message().size(), 200u);
   auto unknown = Client("key-a")->Submit("a", std::string(8000, 'f') + ":x", Value::FromObject({}));
   EXPECT_EQ(unknown.status().code(), absl::StatusCode::kNotFound) << unknown.status();
+  // A refusal's log line shows the made-up name escaped and cut: it cannot forge a line.
+  auto forged =
+      Client("nope")->Query("b\ntxfn [info] forged" + std::string(100, 'x'), "n:c", Value());
+  EXPECT_EQ(forged.status().code(), absl::StatusCode::kUnauthenticated) << forged.status();
+  absl::MutexLock lock(&lines_->mu);
+  ASSERT_FALSE(lines_->text.empty());
+  const std::string& line = lines_->text.back();
+  EXPECT_EQ(line.find('\n'), std::string::npos) << line;
+  EXPECT_THAT(line, HasSubstr("b\\ntxfn [info] forged")) << line;
+  EXPECT_THAT(line, HasSubstr("... (120 bytes)")) << line;
 }
 
 TEST_F(FunctionsServerTest, FunctionErrorsKeepTheirPayloads) {
