@@ -168,26 +168,36 @@ class QueuedCalls::Record final : public CompletionRecord {
 
 // What an action's ctx reaches: the tenant's queries and mutations, the
 // engine's services (those the action declared), and the queue.
+// A queued action's host gives up once Stop's wait is over: what the action asks of it after
+// that fails (Unavailable), so that the action ends at once instead of working on, unseen, until
+// its own limits; its call is left to be delivered again, with no record.
 class QueuedCalls::Host final : public ActionHost {
  public:
   Host(QueuedCalls* owner, std::string tenant, std::string function,
-       std::vector<std::string> services)
+       std::vector<std::string> services, bool queued)
       : owner_(owner),
         tenant_(std::move(tenant)),
         function_(std::move(function)),
-        services_(std::move(services)) {}
+        services_(std::move(services)),
+        queued_(queued) {}
+
+  // Whether a queued action asked for something after the engine stopped running queued calls.
+  bool gave_up() const { return gave_up_.load(std::memory_order_acquire); }
 
   absl::StatusOr<Value> RunQuery(std::string_view function, const Value& args) override {
+    TXFN_RETURN_IF_ERROR(CheckRunning());
     TXFN_ASSIGN_OR_RETURN(std::shared_ptr<OpenTenant> open, owner_->tenants_.Get(tenant_));
     TXFN_ASSIGN_OR_RETURN(CallResult r, owner_->calls_.Query(*open, function, args));
     return std::move(r.value);
   }
   absl::StatusOr<Value> RunMutation(std::string_view function, const Value& args) override {
+    TXFN_RETURN_IF_ERROR(CheckRunning());
     TXFN_ASSIGN_OR_RETURN(std::shared_ptr<OpenTenant> open, owner_->tenants_.Get(tenant_));
     TXFN_ASSIGN_OR_RETURN(CallResult r, owner_->calls_.Mutation(*open, function, args));
     return std::move(r.value);
   }
   absl::StatusOr<Value> CallService(std::string_view service, const Value& args) override {
+    TXFN_RETURN_IF_ERROR(CheckRunning());
     if (std::find(services_.begin(), services_.end(), service) == services_.end()) {
       return absl::FailedPreconditionError(
           StrCat("action ", function_, " did not declare service '", service.substr(0, 64),
@@ -209,6 +219,7 @@ class QueuedCalls::Host final : public ActionHost {
   absl::StatusOr<std::string> Schedule(std::string_view function, const Value& args,
                                        std::optional<absl::Duration> delay,
                                        std::optional<absl::Time> at) override {
+    TXFN_RETURN_IF_ERROR(CheckRunning());
     CallOptions options;
     const absl::Time now = owner_->clock_.Now();
     // As a mutation's: a runAt in the past runs now, with its whole deadline window.
@@ -217,6 +228,7 @@ class QueuedCalls::Host final : public ActionHost {
     return id.ToString();
   }
   absl::Status Cancel(std::string_view call_id) override {
+    TXFN_RETURN_IF_ERROR(CheckRunning());
     TXFN_ASSIGN_OR_RETURN(CallId id, CallId::Parse(call_id));
     absl::Status s = owner_->CancelCall(id, tenant_);
     // As in a mutation: cancelling a call that already ended changes nothing.
@@ -233,7 +245,18 @@ class QueuedCalls::Host final : public ActionHost {
   QueuedCalls* const owner_;
   const std::string tenant_;
   const std::string function_;
+  absl::Status CheckRunning() {
+    if (!queued_ || !owner_->GivenUp()) return absl::OkStatus();
+    gave_up_.store(true, std::memory_order_release);
+    return absl::UnavailableError(
+        StrCat("action ", function_,
+               " was given up: the engine stopped running queued calls (its call is "
+               "delivered again)"));
+  }
+
   const std::vector<std::string> services_;
+  const bool queued_;
+  std::atomic<bool> gave_up_{false};
   mutable Mutex mu_;
   std::string back_pressure_ ABSL_GUARDED_BY(mu_);
 };
@@ -318,6 +341,11 @@ size_t QueuedCalls::Stop(absl::Duration timeout) {
   loop_.join();
   MutexLock lock(&mu_);
   return static_cast<size_t>(in_flight_);
+}
+
+bool QueuedCalls::GivenUp() const {
+  MutexLock lock(&mu_);
+  return stop_;
 }
 
 void QueuedCalls::Wake() {
@@ -582,9 +610,17 @@ absl::StatusOr<CallId> QueuedCalls::Submit(std::string_view tenant, std::string_
   TXFN_ASSIGN_OR_RETURN(std::shared_ptr<const TenantFunctions> table, FunctionsOf(*open));
   TXFN_ASSIGN_OR_RETURN(CheckedCall checked, Check(*table, open->name(), function, args));
   const std::string& name = checked.name;
+  const absl::Time now = clock_.Now();
   Call call = MakeCall(open->name(), name, std::move(checked.args), checked.function.attributes,
-                       options, clock_.Now());
+                       options, now);
   TXFN_RETURN_IF_ERROR(ValidateCallExceptId(call, options_.submitter.limits));
+  // As far ahead as a function may schedule one (a call due in 2262 would never leave).
+  if (call.start_after - now > kMaxScheduleDelay) {
+    return absl::InvalidArgumentError(
+        StrCat("call of ", name, " (tenant ", open->name(), "): its start is ",
+               absl::FormatDuration(call.start_after - now), " ahead; it must be at most ",
+               absl::FormatDuration(kMaxScheduleDelay)));
+  }
   std::optional<MutexLock> key_stripe;
   std::optional<Value> keyed_args;  // a keyed call's arguments, to check what its key names
   if (!options.idempotency_key.empty()) {
@@ -1091,8 +1127,8 @@ void QueuedCalls::RunQueuedAction(const std::shared_ptr<OpenTenant>& tenant, con
     std::move(finish)(ended.ok() ? CallOutcome::Ok() : CallOutcome::Retryable(ended.status()));
     return;
   }
-  auto host =
-      std::make_shared<Host>(this, tenant->name(), call.function, function.attributes.services);
+  auto host = std::make_shared<Host>(this, tenant->name(), call.function,
+                                     function.attributes.services, /*queued=*/true);
   absl::BitGen bits;
   RunRequest request{.function = call.function,
                      .args = call.args,
@@ -1103,6 +1139,11 @@ void QueuedCalls::RunQueuedAction(const std::shared_ptr<OpenTenant>& tenant, con
       std::make_shared<absl::AnyInvocable<void(CallOutcome) &&>>(std::move(finish));
   absl::Status submitted = action_runner_->RunAsync(
       tenant->Latest(), std::move(request), [this, tenant, call, host, shared_finish](RunResult r) {
+        if (host->gave_up()) {  // unfinished, however it ended: no record
+          std::move (*shared_finish)(CallOutcome::Retryable(absl::UnavailableError(
+              StrCat("action ", call.function, " was given up when the engine stopped"))));
+          return;
+        }
         if (!r.status.ok()) {
           const std::string service = host->back_pressure();
           if (!service.empty()) {
@@ -1137,8 +1178,8 @@ absl::StatusOr<CallResult> QueuedCalls::Action(std::string_view tenant, std::str
                            .args = args,
                            .kind = FunctionKind::kAction,
                            .seed = absl::Uniform<uint64_t>(bits),
-                           .action_host = std::make_shared<Host>(this, open->name(), name,
-                                                                 f.attributes.services)});
+                           .action_host = std::make_shared<Host>(
+                               this, open->name(), name, f.attributes.services, /*queued=*/false)});
   if (!r.status.ok()) return std::move(r.status);
   return CallResult{.value = std::move(r.value),
                     .ts = snapshot->ts(),

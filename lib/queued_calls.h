@@ -147,6 +147,8 @@ class QueuedCalls {
   void Hand(const Call& call, Worker::Done done);
   void Loop();
   void Wake();
+  // Whether Stop's wait is over: a queued action asking for something now is given up.
+  bool GivenUp() const;
   void StartCall(const Call& call, Worker::Done done);
   void RunQueuedAction(const std::shared_ptr<OpenTenant>& tenant, const Call& call,
                        const TenantFunctions::Function& function,

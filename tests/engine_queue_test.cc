@@ -43,6 +43,7 @@ namespace {
 using queue_test::CountingQueue;
 using queue_test::NoExtendQueue;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::StartsWith;
 using testing_util::TempDir;
 
@@ -139,6 +140,18 @@ export const farAfter = action({args: {}, handler: (ctx) =>
 export const bulky = action({args: {}, handler: async (ctx) => {
   const s = "x".repeat(1 << 20);
   for (let i = 0; i < 20; i++) await ctx.scheduler.runAfter(9e9, "counters:bump", { name: s + i });
+}});
+export const refusesWithData = mutation({args: {}, handler: () => {
+  const e = new TypeError("nope"); e.data = { code: 7 }; throw e;
+}});
+export const catchesData = action({args: {}, handler: async (ctx) => {
+  try { await ctx.runMutation("counters:refusesWithData", {}); return "no"; }
+  catch (e) { return [e.message, e.name, e.data, e instanceof Error]; }
+}});
+export const passesOn = action({args: {}, handler: (ctx) =>
+  ctx.runMutation("counters:refusesWithData", {})});
+export const loopForever = action({args: {}, handler: async (ctx) => {
+  for (;;) await ctx.runMutation("counters:bump", { name: "loop" });
 }});
 export const pastAt = action({args: {}, handler: (ctx) =>
   ctx.scheduler.runAt(Date.now() - 2 * 3600e3, "counters:bump", { name: "past" })});
@@ -468,6 +481,11 @@ TEST_F(EngineQueueTest, BadSubmissionsAreRefusedAndEnqueueNothing) {
   // Named by what it calls: it never had a call id.
   EXPECT_THAT(std::string(window.message()),
               StartsWith("call of counters:bump (tenant app): the deadline is 10ms after"));
+  CallOptions far;
+  far.start_after = absl::Now() + kMaxScheduleDelay + absl::Hours(1);
+  absl::Status too_far = code("app", "counters:bump", Name("a"), far);
+  EXPECT_TRUE(absl::IsInvalidArgument(too_far)) << too_far;
+  EXPECT_THAT(too_far.message(), HasSubstr("it must be at most 87600h")) << too_far;
   CallOptions long_key;
   long_key.idempotency_key = std::string(300, 'k');
   EXPECT_TRUE(absl::IsInvalidArgument(code("app", "counters:bump", Name("a"), long_key)));
@@ -554,6 +572,45 @@ TEST_F(EngineQueueTest, AnActionsRunAtInThePastRunsNow) {
   ASSERT_TRUE(id.ok()) << id.status();
   WaitFor(*id, CallState::kSucceeded);
   EXPECT_EQ(Counter("past"), 1);
+}
+
+// A queued action still running when StopQueuedCalls's wait is over is given up: what it asks
+// of the engine afterwards fails, so it stops committing at once (it went on until its own
+// 30 s limit), and its call gets no record (it is delivered again by the next engine).
+TEST_F(EngineQueueTest, AQueuedActionRunningPastTheStopIsGivenUp) {
+  OpenAndDeploy(Options());
+  absl::StatusOr<CallId> id = engine_->Submit("app", "counters:loopForever", Args({}));
+  ASSERT_TRUE(id.ok()) << id.status();
+  const absl::Time end = absl::Now() + absl::Seconds(20);
+  while (Counter("loop") < 3 && absl::Now() < end) absl::SleepFor(absl::Milliseconds(5));
+  ASSERT_GE(Counter("loop"), 3);
+  EXPECT_EQ(engine_->StopQueuedCalls(absl::Milliseconds(100)), 1u);
+  const int64_t at_stop = Counter("loop");
+  absl::SleepFor(absl::Milliseconds(300));
+  EXPECT_LE(Counter("loop"), at_stop + 1) << "one mutation may have been under way";
+  absl::StatusOr<std::optional<CallRecord>> record = FindCallRecord(**engine_->Latest("app"), *id);
+  ASSERT_TRUE(record.ok()) << record.status();
+  EXPECT_FALSE(record->has_value()) << CallStateName((*record)->state);
+}
+
+// What a mutation's code threw reaches the action that ran it as that code threw it: message,
+// name and data (it was an Error whose message held the mutation's whole status, data null);
+// uncaught, the action fails with the same error data, "Uncaught" said once.
+TEST_F(EngineQueueTest, AnActionSeesTheErrorItsMutationThrew) {
+  OpenAndDeploy(Options());
+  absl::StatusOr<CallResult> caught = engine_->Action("app", "counters:catchesData", Args({}));
+  ASSERT_TRUE(caught.ok()) << caught.status();
+  EXPECT_EQ(caught->value,
+            Value::FromArray({Value::String("nope"), Value::String("TypeError"),
+                              Args({{"code", Value::Float64(7)}}), Value::Bool(true)}));
+  absl::Status passed = engine_->Action("app", "counters:passesOn", Args({})).status();
+  EXPECT_TRUE(absl::IsUnknown(passed)) << passed;
+  EXPECT_THAT(passed.message(), HasSubstr("Uncaught TypeError: nope"));
+  EXPECT_THAT(passed.message(), Not(HasSubstr("Uncaught Uncaught")));
+  std::optional<AppError> app = GetAppError(passed);
+  ASSERT_TRUE(app.has_value()) << passed;
+  EXPECT_EQ(app->data, Args({{"code", Value::Float64(7)}}));
+  EXPECT_EQ(app->name, "TypeError");
 }
 
 TEST_F(EngineQueueTest, AnIdempotencyKeyMakesTwoSubmissionsOneCall) {

@@ -90,6 +90,48 @@ class Call {
   v8::Local<v8::Value> arg(int i) const { return info_[i]; }
 
   void Fail(const absl::Status& status) const { rt_->Throw(status); }
+  // What a nested function's own code threw (an action's ctx.runMutation or runQuery), thrown
+  // here as that code would have: an Error with its message, its name, and its `data`. Not
+  // marked as txfn's: uncaught, the action's status carries the same AppError, and its message
+  // reads "Uncaught Error: ..." once.
+  void Rethrow(const AppError& app) const {
+    v8::Local<v8::String> message = MessageString(isolate(), app.message);
+    using Make = v8::Local<v8::Value> (*)(v8::Local<v8::String>);
+    static constexpr std::pair<std::string_view, Make> kBuiltins[] = {
+        {"Error", &v8::Exception::Error},
+        {"TypeError", &v8::Exception::TypeError},
+        {"RangeError", &v8::Exception::RangeError},
+        {"SyntaxError", &v8::Exception::SyntaxError},
+        {"ReferenceError", &v8::Exception::ReferenceError}};
+    Make make = &v8::Exception::Error;
+    bool builtin = false;
+    for (const auto& [name, maker] : kBuiltins) {
+      if (app.name == name) {
+        make = maker;
+        builtin = true;
+      }
+    }
+    v8::Local<v8::Value> error = make(message);
+    if (error->IsObject()) {
+      v8::Local<v8::Object> obj = error.As<v8::Object>();
+      // Own properties (CreateDataProperty): the prototype's may be frozen (hardened contexts).
+      // Another name (a subclass's) is kept as the Error's own `name`.
+      if (!app.name.empty() && !builtin) {
+        (void)obj
+            ->CreateDataProperty(context(), MessageString(isolate(), "name"),
+                                 MessageString(isolate(), app.name))
+            .FromMaybe(false);
+      }
+      if (!app.data.is_null()) {
+        absl::StatusOr<v8::Local<v8::Value>> data = ToJs(context(), app.data);
+        if (data.ok()) {
+          (void)obj->CreateDataProperty(context(), MessageString(isolate(), "data"), *data)
+              .FromMaybe(false);
+        }
+      }
+    }
+    isolate()->ThrowException(error);
+  }
   void InvalidArgument(std::string_view message) const {
     Fail(absl::InvalidArgumentError(ToAbsl(message)));
   }
@@ -532,6 +574,9 @@ void ActionCall(const v8::FunctionCallbackInfo<v8::Value>& info, const char* wha
     absl::Status status = result.status();
     if (ExceededLimit(status) == Limit::kWallTime)
       status = absl::Status(status.code(), status.message());
+    if (std::optional<AppError> app = GetAppError(status); app.has_value()) {
+      return call->Rethrow(*app);
+    }
     return call->Fail(status);
   }
   call->Return(*result);
