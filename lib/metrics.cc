@@ -6,13 +6,18 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <string>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/numbers.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "fmt/format.h"
 #include "txfn/internal/strings.h"
 #include "txfn/log_sink.h"
@@ -189,28 +194,74 @@ class MetricsHttpServer::Impl {
   int port() const { return port_; }
 
  private:
+  // A connection whose request line has not arrived yet.
+  struct Client {
+    int fd;
+    std::string request;
+    absl::Time give_up;
+  };
+  // At most this many connections wait for their request line at once (the oldest goes), and
+  // each for at most a second: idle connections cannot keep a scrape waiting.
+  static constexpr size_t kMaxWaiting = 32;
+  static constexpr absl::Duration kRequestTimeout = absl::Seconds(1);
+  static constexpr size_t kMaxRequestBytes = 2048;
+
   void Serve() {
+    std::vector<Client> waiting;
     while (true) {
-      pollfd fds[2] = {{fd_, POLLIN, 0}, {stop_[0], POLLIN, 0}};
-      if (poll(fds, stop_[0] >= 0 ? 2 : 1, -1) < 0 && errno != EINTR) return;
-      if (fds[1].revents != 0) return;
-      if ((fds[0].revents & POLLIN) == 0) continue;
-      const int client = accept(fd_, nullptr, nullptr);
-      if (client < 0) continue;
-      Answer(client);
-      close(client);
+      std::vector<pollfd> fds = {{fd_, POLLIN, 0}, {stop_[0], POLLIN, 0}};
+      absl::Time next = absl::InfiniteFuture();
+      for (const Client& c : waiting) {
+        fds.push_back({c.fd, POLLIN, 0});
+        next = std::min(next, c.give_up);
+      }
+      const int timeout_ms = next == absl::InfiniteFuture()
+                                 ? -1
+                                 : static_cast<int>(std::max<int64_t>(
+                                       0, absl::ToInt64Milliseconds(absl::Ceil(
+                                              next - absl::Now(), absl::Milliseconds(1)))));
+      if (poll(fds.data(), fds.size(), timeout_ms) < 0 && errno != EINTR) break;
+      if (stop_[0] >= 0 && fds[1].revents != 0) break;
+      // Read what arrived; answer each connection whose request line is complete.
+      const absl::Time now = absl::Now();
+      std::vector<Client> still;
+      for (size_t i = 0; i < waiting.size(); ++i) {
+        Client& c = waiting[i];
+        bool done = now >= c.give_up;
+        if (!done && fds[i + 2].revents != 0) {
+          char buffer[kMaxRequestBytes];
+          const ssize_t n = recv(c.fd, buffer, kMaxRequestBytes - c.request.size(), MSG_DONTWAIT);
+          if (n > 0) c.request.append(buffer, static_cast<size_t>(n));
+          const bool line = c.request.find('\n') != std::string::npos;
+          if (line || c.request.size() >= kMaxRequestBytes) Answer(c.fd, c.request);
+          done = n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR) || line ||
+                 c.request.size() >= kMaxRequestBytes;
+        }
+        if (done) {
+          close(c.fd);
+        } else {
+          still.push_back(std::move(c));
+        }
+      }
+      waiting = std::move(still);
+      if ((fds[0].revents & POLLIN) != 0) {
+        const int client = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+        if (client >= 0) {
+          if (waiting.size() >= kMaxWaiting) {
+            close(waiting.front().fd);
+            waiting.erase(waiting.begin());
+          }
+          waiting.push_back({client, "", now + kRequestTimeout});
+        }
+      }
     }
+    for (const Client& c : waiting) close(c.fd);
   }
 
-  void Answer(int client) {
-    // The request line is all that matters; a scraper sends it in its first packet. A slow or
-    // silent client is given up on after a second, so it cannot stall the endpoint for long.
-    timeval timeout{1, 0};
-    setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-    char buffer[2048];
-    const ssize_t n = recv(client, buffer, sizeof buffer - 1, 0);
-    if (n <= 0) return;
-    std::string_view request(buffer, static_cast<size_t>(n));
+  // Answers a request (its first line is all that matters) and sends the response: a scrape's
+  // text fits the socket's buffer, and a client that reads nothing holds the sender for at most
+  // a second.
+  void Answer(int client, std::string_view request) {
     const bool metrics = request.starts_with("GET /metrics ") ||
                          request.starts_with("GET /metrics?") || request.starts_with("GET / ");
     const std::string body = metrics ? render_() : "not found\n";
@@ -218,6 +269,8 @@ class MetricsHttpServer::Impl {
         "HTTP/1.0 {}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n"
         "Connection: close\r\n\r\n{}",
         metrics ? "200 OK" : "404 Not Found", body.size(), body);
+    timeval timeout{1, 0};
+    setsockopt(client, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
     size_t sent = 0;
     while (sent < response.size()) {
       const ssize_t w = send(client, response.data() + sent, response.size() - sent, MSG_NOSIGNAL);
