@@ -168,6 +168,7 @@ class QueuedCalls::Record final : public CompletionRecord {
 
 // What an action's ctx reaches: the tenant's queries and mutations, the
 // engine's services (those the action declared), and the queue.
+//
 // A queued action's host gives up once Stop's wait is over: what the action asks of it after
 // that fails (Unavailable), so that the action ends at once instead of working on, unseen, until
 // its own limits; its call is left to be delivered again, with no record.
@@ -242,9 +243,7 @@ class QueuedCalls::Host final : public ActionHost {
   }
 
  private:
-  QueuedCalls* const owner_;
-  const std::string tenant_;
-  const std::string function_;
+  // OK unless this is a queued action and the engine gave it up (see the class comment).
   absl::Status CheckRunning() {
     if (!queued_ || !owner_->GivenUp()) return absl::OkStatus();
     gave_up_.store(true, std::memory_order_release);
@@ -254,6 +253,9 @@ class QueuedCalls::Host final : public ActionHost {
                "delivered again)"));
   }
 
+  QueuedCalls* const owner_;
+  const std::string tenant_;
+  const std::string function_;
   const std::vector<std::string> services_;
   const bool queued_;
   std::atomic<bool> gave_up_{false};

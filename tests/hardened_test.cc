@@ -177,6 +177,23 @@ TEST(HardenedMode, DeployThatPatchesABuiltinIsRefused) {
 
 // V8 forwards freezing the global proxy to the global object: no property can
 // be added, changed or removed, and the prototype is fixed.
+// A refused definition of an accessor on a frozen prototype marked it as holding one, for the
+// life of the context: every later concat of the tenant took the JavaScript path, and a concat
+// of 20 million elements met the CPU limit (from a hunt).
+TEST(HardenedMode, ARefusedAccessorOnAFrozenPrototypeLeavesNoMark) {
+  std::unique_ptr<Engine> engine = OpenEngine(ContextMode::kHardened);
+  ASSERT_NE(engine, nullptr);
+  for (int round = 0; round < 2; ++round) {
+    auto refused = engine->Query("t", "hardened:defineOnFrozen", Value::Null());
+    ASSERT_TRUE(refused.ok()) << refused.status();
+    EXPECT_EQ(ToJson(refused->value), "4");
+    auto concat = engine->Query("t", "hardened:concatMillions", Value::Null());
+    ASSERT_TRUE(concat.ok()) << concat.status();
+    EXPECT_EQ(concat->value, Value::Float64(20000000));
+    EXPECT_FALSE(concat->stats.hardened_context_made) << "the same context: round " << round;
+  }
+}
+
 TEST(HardenedMode, GlobalObjectIsFrozenThroughTheGlobalProxy) {
   for (ContextMode mode : {ContextMode::kFresh, ContextMode::kHardened}) {
     std::unique_ptr<Engine> engine = OpenEngine(mode);

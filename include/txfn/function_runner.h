@@ -69,7 +69,9 @@
 // transaction draws them from its own entropy), unless
 // RunRequest::deterministic_ids asks for a replay: then they come from the
 // seed too, and the same function, arguments, seed and snapshot give
-// identical results and writes. console.log/info/warn/error/debug are
+// identical results and writes (but for how deep a recursion in code made by
+// Function or eval goes in a hardened context: docs/hardened.md, "Its
+// limits"). console.log/info/warn/error/debug are
 // captured into RunResult::logs, and so is every promise still rejected
 // without a handler when the request ends ("Unhandled promise rejection:
 // ...", a warning).

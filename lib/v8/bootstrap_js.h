@@ -464,9 +464,13 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   const holdsAccessors = (o) =>
       accessorHolders !== null && apply(weakMapGet, accessorHolders, [o]) === true;
   function holdAccessors(o) {
-    if (accessorHolders === null) accessorHolders = new WeakMap_();
     // A Proxy with no defineProperty trap forwards the definition to its target in C++.
     for (let p = o; isObject(p); p = isProxy(p) ? proxyTarget(p) : null) {
+      // Noted before the definition (a trap may define and then throw), but a frozen object can
+      // be given no accessor: a refused try must not mark it, or in a hardened context the
+      // frozen Array.prototype would send every later request's concat down the slow path.
+      if (!isProxy(p) && isFrozen(p)) continue;
+      if (accessorHolders === null) accessorHolders = new WeakMap_();
       apply(weakMapSet, accessorHolders, [p, true]);
     }
   }

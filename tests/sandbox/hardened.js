@@ -387,6 +387,26 @@ export const compatible = q(() => {
           [3, 1, 2].sort().join(), JSON.stringify({ a: [1] })];
 });
 
+// A refused accessor on a frozen prototype leaves no mark that changes a later request: the
+// concat of millions of elements stays V8's native one (the slow path meets the CPU limit).
+export const defineOnFrozen = q(() => {
+  const tries = [() => Object.defineProperty(Array.prototype, "0", { get() { return 1; } }),
+    () => Reflect.defineProperty(Object.prototype, "7", { get() {} }),
+    () => Array.prototype.__defineGetter__("1", () => 1),
+    () => Object.defineProperties(Array.prototype, { 2: { get() { return 2; } } })];
+  let refused = 0;
+  for (const t of tries) {
+    try { if (t() === false) ++refused; } catch (e) { ++refused; }
+  }
+  return refused;
+});
+export const concatMillions = q(() => {
+  const a = new Array(1000000).fill(1);
+  let n = 0;
+  for (let i = 0; i < 20; i++) n += [].concat(a).length;
+  return n;
+});
+
 // The global object through V8's global proxy: frozen in a hardened context.
 export const globalState = q(() => [Object.isFrozen(globalThis), Object.isExtensible(globalThis),
   Reflect.defineProperty(globalThis, "z", { value: 1 }), Reflect.set(globalThis, "Array", 1),
