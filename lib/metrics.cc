@@ -232,10 +232,13 @@ class MetricsHttpServer::Impl {
           char buffer[kMaxRequestBytes];
           const ssize_t n = recv(c.fd, buffer, kMaxRequestBytes - c.request.size(), MSG_DONTWAIT);
           if (n > 0) c.request.append(buffer, static_cast<size_t>(n));
-          const bool line = c.request.find('\n') != std::string::npos;
-          if (line || c.request.size() >= kMaxRequestBytes) Answer(c.fd, c.request);
-          done = n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR) || line ||
-                 c.request.size() >= kMaxRequestBytes;
+          // A whole line, a full buffer, or the client's end of what it sends (a request
+          // without its line end, then a half-close).
+          const bool complete = c.request.find('\n') != std::string::npos ||
+                                c.request.size() >= kMaxRequestBytes ||
+                                (n == 0 && !c.request.empty());
+          if (complete) Answer(c.fd, c.request);
+          done = complete || n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR);
         }
         if (done) {
           close(c.fd);

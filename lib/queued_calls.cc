@@ -633,7 +633,7 @@ absl::StatusOr<CallId> QueuedCalls::Submit(std::string_view tenant, std::string_
     // anything, but only if it is the same call (else the caller's new call would be lost
     // without a word). Not found, or not found for an error, the call is queued and checked
     // after (below).
-    if (absl::StatusOr<Located> first = Locate(call.id); first.ok()) {
+    if (absl::StatusOr<Located> first = Locate(call.id, open->name()); first.ok()) {
       TXFN_RETURN_IF_ERROR(
           CheckKeyNamesThisCall(*first, call.id, name, call.args, options.idempotency_key));
       SetStat(&QueuedCallStats::submitted);
@@ -656,7 +656,7 @@ absl::StatusOr<CallId> QueuedCalls::Submit(std::string_view tenant, std::string_
     // call of an id. So look at what it kept.
     // A failure to look is an outcome unknown (a call is queued under the key, this one or
     // another process's): the caller must not take it for "nothing queued".
-    absl::StatusOr<Located> kept = Locate(id);
+    absl::StatusOr<Located> kept = Locate(id, open->name());
     absl::Status names = kept.status();
     if (kept.ok()) {
       names = CheckKeyNamesThisCall(*kept, id, name, *keyed_args, options.idempotency_key);
@@ -1255,7 +1255,8 @@ void QueuedCalls::RecordDeadLetters(OpenTenant& tenant, absl::Span<Located> wher
   for (size_t i = 0; i < dead.size(); ++i) dead[i]->record = std::move(records[i]);
 }
 
-absl::StatusOr<QueuedCalls::Located> QueuedCalls::Locate(const CallId& id) {
+absl::StatusOr<QueuedCalls::Located> QueuedCalls::Locate(const CallId& id,
+                                                         std::string_view tenant) {
   Located where;
   absl::StatusOr<std::optional<QueuedCall>> queued = queue_->Find(id, clock_.Now());
   if (queued.ok()) {
@@ -1263,17 +1264,22 @@ absl::StatusOr<QueuedCalls::Located> QueuedCalls::Locate(const CallId& id) {
   } else if (!absl::IsUnimplemented(queued.status())) {
     return queued.status();
   }
+  if (where.queued.has_value() && !tenant.empty() && where.queued->call.tenant != tenant) {
+    where.queued.reset();
+  }
   std::vector<std::string> candidates;
   if (where.queued.has_value()) {
     candidates.push_back(where.queued->call.tenant);
+  } else if (!tenant.empty()) {
+    candidates.emplace_back(tenant);
   } else {
     TXFN_ASSIGN_OR_RETURN(std::vector<std::string> tenants, tenants_.storage()->ListTenants());
     for (std::string& t : tenants) {
       if (TenantTag(t) == TenantTagOf(id)) candidates.push_back(std::move(t));
     }
   }
-  for (const std::string& tenant : candidates) {
-    absl::StatusOr<std::shared_ptr<OpenTenant>> open = tenants_.Get(tenant);
+  for (const std::string& name : candidates) {
+    absl::StatusOr<std::shared_ptr<OpenTenant>> open = tenants_.Get(name);
     if (!open.ok()) continue;
     std::shared_ptr<const Snapshot> snapshot = (*open)->Latest();
     TXFN_ASSIGN_OR_RETURN(where.record, FindCallRecord(*snapshot, id));
@@ -1338,10 +1344,11 @@ absl::StatusOr<CallInfo> QueuedCalls::GetCall(const CallId& id) {
 }
 
 absl::Status QueuedCalls::CancelCall(const CallId& id, std::string_view of_tenant) {
-  TXFN_ASSIGN_OR_RETURN(Located where, Locate(id));
-  if (!of_tenant.empty() && where.tenant->name() != of_tenant) {
+  absl::StatusOr<Located> located = Locate(id, of_tenant);
+  if (absl::IsNotFound(located.status()) && !of_tenant.empty()) {
     return absl::NotFoundError(StrCat("no call ", id.ToString(), " of tenant ", of_tenant));
   }
+  TXFN_ASSIGN_OR_RETURN(Located where, std::move(located));
   if (where.queued.has_value() && where.queued->state == QueuedCall::State::kDead &&
       !where.record.has_value()) {
     return absl::FailedPreconditionError(

@@ -202,8 +202,10 @@ class QueuedCalls {
     std::optional<CallRecord> record;
     std::optional<ScheduledCall> outbox;
   };
-  // Locates `id`; a dead letter is recorded first (RecordDeadLetters).
-  absl::StatusOr<Located> Locate(const CallId& id);
+  // Locates `id`; a dead letter is recorded first (RecordDeadLetters). With `tenant`, only
+  // among that tenant's calls: another tenant whose name shares the id's tag may hold records
+  // of the id (its mutations may cancel any id with its tag), which must not answer for it.
+  absl::StatusOr<Located> Locate(const CallId& id, std::string_view tenant = {});
   // Makes the queue's dead letters among `where` (of `tenant`) final before they are
   // reported: each gets a kDeadLettered record, in one transaction, so a delivery still
   // running (its lease expired, or its deadline passed, under it) can no longer commit or

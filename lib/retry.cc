@@ -20,14 +20,13 @@ void JitteredBackoff::Sleep(absl::Time no_later_than) {
 }
 
 absl::Status RetriesExhausted(std::string_view what, int attempts, const absl::Status& last) {
-  // Each attempt began from a new snapshot: a last error advising that (a transaction that
-  // began before the conflict window: other processes kept committing) is told as what it was.
+  // The committer's advice to restart from a new snapshot (a transaction that began before the
+  // conflict window) is what a retry does: after retries it only misleads.
   std::string_view message = internal::ToStd(last.message());
   constexpr std::string_view kAdvice = "; restart it from a new snapshot";
-  if (message.ends_with(kAdvice)) message.remove_suffix(kAdvice.size());
+  if (attempts > 1 && message.ends_with(kAdvice)) message.remove_suffix(kAdvice.size());
   absl::Status exhausted = absl::AbortedError(
-      internal::StrCat(what, " gave up after ", attempts,
-                       " attempts, each from a new snapshot; the last: ", message));
+      internal::StrCat(what, " gave up after ", attempts, " attempts: ", message));
   // The last conflict's payload (ConflictingRead) stays readable.
   last.ForEachPayload([&exhausted](absl::string_view type_url, const absl::Cord& payload) {
     exhausted.SetPayload(type_url, payload);

@@ -560,6 +560,32 @@ TEST_F(EngineQueueTest, ACancelReachesOnlyItsOwnTenantsCalls) {
   ASSERT_TRUE(info.ok()) << info.status();
   EXPECT_EQ(info->state, CallState::kPending);
   EXPECT_EQ(info->tenant, "t68948");
+  // A keyed call's id can be worked out; cancelled by the colliding tenant before it was
+  // submitted, the record that tenant wrote must not pass for the call (Submit returned its id
+  // and queued nothing).
+  const CallId derived = CallId::FromKey("t68948", "nightly");
+  const CallId keyed_id = TenantCallId("t68948", derived.hi(), derived.lo());
+  ASSERT_TRUE(engine_
+                  ->Mutation("t40311", "counters:cancel",
+                             Args({{"id", Value::String(keyed_id.ToString())}}))
+                  .ok());
+  CallOptions keyed = later;
+  keyed.idempotency_key = "nightly";
+  const size_t before = queue_->size();
+  absl::StatusOr<CallId> submitted = engine_->Submit("t68948", "counters:bump", Name("k"), keyed);
+  ASSERT_TRUE(submitted.ok()) << submitted.status();
+  EXPECT_EQ(*submitted, keyed_id);
+  EXPECT_EQ(queue_->size(), before + 1);
+  // Nor can an action of the colliding tenant cancel the owner's call.
+  absl::StatusOr<CallId> another = engine_->Submit("t68948", "counters:bump", Name("c"), later);
+  ASSERT_TRUE(another.ok()) << another.status();
+  absl::Status colliding = engine_
+                               ->Action("t40311", "counters:cancelInAction",
+                                        Args({{"id", Value::String(another->ToString())}}))
+                               .status();
+  EXPECT_THAT(colliding.message(), HasSubstr("of tenant t40311")) << colliding;
+  EXPECT_EQ(queue_->size(), before + 2);
+  EXPECT_EQ(engine_->GetCall(*another)->state, CallState::kPending);
 }
 
 // An action's runAt two hours ago (past the default one-hour deadline) runs now, as a

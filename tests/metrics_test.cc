@@ -130,6 +130,15 @@ TEST(MetricsHttpServer, IdleConnectionsDoNotHoldAScrape) {
   for (ssize_t n; (n = read(fd, buffer, sizeof buffer)) > 0;) response.append(buffer, n);
   close(fd);
   EXPECT_THAT(response, HasSubstr("HTTP/1.0 200 OK"));
+  // A request line without its end, then the client's half-close: answered too.
+  const int half = Connect(port);
+  ASSERT_GE(half, 0);
+  (void)!write(half, "GET /metrics HTTP/1.0", 21);
+  shutdown(half, SHUT_WR);
+  response.clear();
+  for (ssize_t n; (n = read(half, buffer, sizeof buffer)) > 0;) response.append(buffer, n);
+  close(half);
+  EXPECT_THAT(response, HasSubstr("HTTP/1.0 200 OK"));
   for (int c : idle) {
     char byte;
     EXPECT_EQ(recv(c, &byte, 1, MSG_DONTWAIT), -1) << "closed before the scrape was answered";

@@ -232,6 +232,18 @@ TEST(Wire, MalformedInputIsInvalidArgument) {
     EXPECT_EQ(DecodeRunRequest(bytes).status().code(), absl::StatusCode::kInvalidArgument);
     EXPECT_EQ(DecodeRunResult(bytes).status().code(), absl::StatusCode::kInvalidArgument);
   }
+  // A message followed by a zero tag, or an end-group tag, and more: refused, not cut short.
+  RunResult result;
+  result.value = Value::Int64(1);
+  result.commit.tenant = "acme";
+  const std::string whole = EncodeRunResult(result);
+  const std::string value = EncodeWireValue(Value::Int64(1));
+  for (std::string_view stop : {std::string_view("\x00", 1), std::string_view("\x0c")}) {
+    const std::string tail = std::string(stop) + "zz";
+    EXPECT_EQ(DecodeWireValue(value + tail).status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(DecodeRunResult(whole.substr(0, 4) + tail + whole.substr(4)).status().code(),
+              absl::StatusCode::kInvalidArgument);
+  }
 }
 
 TEST(Wire, RefusesValuesItCannotReadExactly) {

@@ -70,9 +70,9 @@ class JitteredBackoff {
 // Whether a Committer::Commit error is worth a new attempt: Aborted (a
 // conflict) or FailedPrecondition (the snapshot left the conflict window).
 bool IsRetryableCommitError(const absl::Status& commit_status);
-// Aborted: "<what> gave up after <attempts> attempts, each from a new snapshot; the last:
-// <last error>" (without the committer's advice to restart from a new snapshot), the last
-// error's payloads kept.
+// Aborted: "<what> gave up after <attempts> attempts: <last error>" (after more than one
+// attempt, without the committer's advice to restart from a new snapshot: a retry did), the
+// last error's payloads kept.
 absl::Status RetriesExhausted(std::string_view what, int attempts, const absl::Status& last);
 
 // One attempt's outcome for RetryCommits: a failure before the commit

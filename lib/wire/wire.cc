@@ -25,7 +25,11 @@ absl::Status Parse(std::string_view bytes, std::string_view what, Message* out) 
   google::protobuf::io::CodedInputStream input(reinterpret_cast<const uint8_t*>(bytes.data()),
                                                static_cast<int>(bytes.size()));
   input.SetRecursionLimit(kProtoRecursionLimit);
-  if (!out->ParseFromCodedStream(&input)) return Malformed(what);
+  // ParseFromCodedStream stops, content, at a zero or end-group tag: what follows would be
+  // dropped unseen (ParseFromArray refused it).
+  if (!out->ParseFromCodedStream(&input) || !input.ConsumedEntireMessage()) {
+    return Malformed(what);
+  }
   return absl::OkStatus();
 }
 
