@@ -743,6 +743,34 @@ export const fails = query(async () => { throw new Error("the result"); });
   EXPECT_THAT(std::string(f.status().message()), HasSubstr("the result"));
 }
 
+// With CPU enough to make its digits (about a second), a BigInt of 4.2 million digits is
+// refused by the case mapping's bound of 4 Mi characters: the bound counts a BigInt's digits
+// (it measured a BigInt as no characters, and the builtin mapped them all).
+class GenerousLimits : public LimitEnforcer {
+ public:
+  absl::Duration CpuLimit(const std::string&) const override { return absl::Seconds(30); }
+};
+TEST_P(SandboxMisc, GuardedStringBuiltinsCountABigIntsDigits) {
+  EngineOptions options;
+  options.storage = EngineStorage::kMemory;
+  options.scheduler.workers = 1;
+  options.runner.context_mode = GetParam();
+  options.scheduler.limits = std::make_shared<GenerousLimits>();
+  auto engine = Engine::Open(options);
+  ASSERT_TRUE(engine.ok());
+  ASSERT_TRUE((*engine)->CreateTenant("t").ok());
+  ASSERT_TRUE((*engine)
+                  ->DeployJson("t", {{"a.js", R"JS(
+import { query } from "txfn/server";
+export const lower = query(async () => "".toLowerCase.call(10n ** 4200000n).length);
+)JS"}},
+                               R"({"tables": {}})")
+                  .ok());
+  auto r = (*engine)->Query("t", "a:lower", Value::Null());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted) << r.status();
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("sandbox limit"));
+}
+
 // A request that waits (here on slow storage) uses no CPU: the wall-clock
 // limit stops it and frees its worker.
 TEST_P(SandboxMisc, WallClockLimitStopsARequestThatWaits) {
