@@ -22,8 +22,8 @@ namespace {
 
 using ::testing::HasSubstr;
 
-// An HTTP GET of `path` on 127.0.0.1:`port`; the whole response.
-std::string Get(int port, const std::string& path) {
+// A connection to 127.0.0.1:`port`, or -1.
+int Connect(int port) {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -31,15 +31,27 @@ std::string Get(int port, const std::string& path) {
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
     close(fd);
-    return "connect failed";
+    return -1;
   }
+  return fd;
+}
+
+// Everything `fd` sends until it closes; closes `fd`.
+std::string ReadAllAndClose(int fd) {
+  std::string out;
+  char buffer[4096];
+  for (ssize_t n; (n = read(fd, buffer, sizeof buffer)) > 0;) out.append(buffer, n);
+  close(fd);
+  return out;
+}
+
+// An HTTP GET of `path` on 127.0.0.1:`port`; the whole response.
+std::string Get(int port, const std::string& path) {
+  const int fd = Connect(port);
+  if (fd < 0) return "connect failed";
   const std::string request = "GET " + path + " HTTP/1.0\r\n\r\n";
   (void)!write(fd, request.data(), request.size());
-  std::string response;
-  char buffer[4096];
-  for (ssize_t n; (n = read(fd, buffer, sizeof buffer)) > 0;) response.append(buffer, n);
-  close(fd);
-  return response;
+  return ReadAllAndClose(fd);
 }
 
 TEST(LatencyHistogram, CountsCumulativelyByBucket) {
@@ -93,20 +105,6 @@ TEST(MetricsHttpServer, ServesMetricsAndNothingElse) {
             absl::StatusCode::kInvalidArgument);
 }
 
-// A connection to 127.0.0.1:`port`, or -1.
-int Connect(int port) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    close(fd);
-    return -1;
-  }
-  return fd;
-}
-
 // Idle connections do not hold a scrape back: it is answered while they are still open (they
 // were served one at a time, each given up on after a second: 20 of them made a scrape wait
 // 17 s), and a request line that arrives in two pieces is read whole (it was a 404).
@@ -125,20 +123,13 @@ TEST(MetricsHttpServer, IdleConnectionsDoNotHoldAScrape) {
   absl::SleepFor(absl::Milliseconds(20));
   const std::string rest = "rics HTTP/1.0\r\n\r\n";
   (void)!write(fd, rest.data(), rest.size());
-  std::string response;
-  char buffer[4096];
-  for (ssize_t n; (n = read(fd, buffer, sizeof buffer)) > 0;) response.append(buffer, n);
-  close(fd);
-  EXPECT_THAT(response, HasSubstr("HTTP/1.0 200 OK"));
+  EXPECT_THAT(ReadAllAndClose(fd), HasSubstr("HTTP/1.0 200 OK"));
   // A request line without its end, then the client's half-close: answered too.
   const int half = Connect(port);
   ASSERT_GE(half, 0);
   (void)!write(half, "GET /metrics HTTP/1.0", 21);
   shutdown(half, SHUT_WR);
-  response.clear();
-  for (ssize_t n; (n = read(half, buffer, sizeof buffer)) > 0;) response.append(buffer, n);
-  close(half);
-  EXPECT_THAT(response, HasSubstr("HTTP/1.0 200 OK"));
+  EXPECT_THAT(ReadAllAndClose(half), HasSubstr("HTTP/1.0 200 OK"));
   for (int c : idle) {
     char byte;
     EXPECT_EQ(recv(c, &byte, 1, MSG_DONTWAIT), -1) << "closed before the scrape was answered";
