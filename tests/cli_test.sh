@@ -26,6 +26,16 @@ check bad-flag-value 2 "Illegal value 'abc' specified for flag 'delay_ms'" \
   t submit --delay_ms=abc --tenant=bank accounts:open '{}'
 check bad-flag-value-apart 2 "Illegal value 'x' specified for flag 'limit'" t calls --limit x
 check flag-without-value 2 'flag --tenant needs a value' t tenants --tenant
+# The same checks for the flags of a --flagfile (and of one it names), and a file not there.
+printf '# limits\n  --limit=x\n' >"$tmp/bad.flags"
+printf -- '--flagfile=%s\n' "$tmp/bad.flags" >"$tmp/outer.flags"
+check flagfile-bad-value 2 "Illegal value 'x' specified for flag 'limit' \\(in --flagfile" \
+  t calls --flagfile="$tmp/bad.flags"
+check flagfile-nested-bad-value 2 "Illegal value 'x' .*bad.flags\\) \\(in --flagfile .*outer.flags" \
+  t calls --flagfile "$tmp/outer.flags"
+check flagfile-missing 2 'cannot read --flagfile' t tenants --flagfile="$tmp/no.flags"
+printf -- '--limit=3\n' >"$tmp/good.flags"  # accepted: the command runs (no database yet)
+check flagfile-good 1 'does not exist' t tenants --flagfile="$tmp/good.flags"
 check negated-non-bool 2 '--notable works with a bool flag' t tenants --notable
 check negated-with-value 2 '--nocreate works with a bool flag' t tenants --nocreate=1
 check unknown-command 2 "unknown command 'frobnicate'" t frobnicate

@@ -28,6 +28,7 @@
 #include "absl/flags/usage.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
@@ -943,23 +944,35 @@ int RunOnServer(const std::string& server, const std::string& command, const std
 #endif
 }
 
-int Main(int argc, char** argv) {
-  for (int i = 1; i < argc; ++i) {
-    std::string_view a = argv[i];
-    if (a == "--") break;
-    if (a == "--help" || a == "-h" || a == "-help" || a == "help") {
-      std::fputs(kUsage, stdout);
-      return 0;
-    }
-  }
-  // absl's parser exits 1 on an unknown flag or a bad value; bad usage is 2 here.
-  for (int i = 1; i < argc; ++i) {
-    std::string_view a = argv[i];
+// The flags in `args` (a command line, or a flag file's lines), checked as absl's parser will
+// parse them, before it does (it exits 1; bad usage is 2 here): "" or what is wrong. The files
+// --flagfile names are read and checked too (to `depth` 8: a file may name itself).
+std::string CheckFlags(const std::vector<std::string>& args, int depth) {
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string_view a = args[i];
     if (a == "--") break;
     if (!a.starts_with('-') || a == "-") continue;
     a.remove_prefix(a.starts_with("--") ? 2 : 1);
     const size_t equals = a.find('=');
     const std::string name(a.substr(0, equals));
+    if (name == "flagfile" && depth < 8) {
+      const std::string files(equals != std::string_view::npos ? a.substr(equals + 1)
+                              : i + 1 < args.size()            ? std::string_view(args[++i])
+                                                               : std::string_view());
+      for (absl::string_view file : absl::StrSplit(files, ',', absl::SkipEmpty())) {
+        std::ifstream in{std::string(file)};
+        if (!in) return fmt::format("cannot read --flagfile {}", std::string(file));
+        std::vector<std::string> lines;
+        for (std::string line; std::getline(in, line);) {
+          absl::string_view trimmed = absl::StripAsciiWhitespace(line);
+          if (!trimmed.empty() && trimmed[0] != '#') lines.emplace_back(trimmed);
+        }
+        if (std::string problem = CheckFlags(lines, depth + 1); !problem.empty()) {
+          return fmt::format("{} (in --flagfile {})", problem, std::string(file));
+        }
+      }
+      continue;
+    }
     // absl's own (--flagfile, --fromenv, ...) act when set: absl's parser alone handles them.
     if (name == "flagfile" || name == "fromenv" || name == "tryfromenv" || name == "undefok") {
       continue;
@@ -968,9 +981,9 @@ int Main(int argc, char** argv) {
     if (flag == nullptr) {
       absl::CommandLineFlag* negated =
           name.starts_with("no") ? absl::FindCommandLineFlag(name.substr(2)) : nullptr;
-      if (negated == nullptr) return Usage(fmt::format("unknown flag --{}", name));
+      if (negated == nullptr) return fmt::format("unknown flag --{}", name);
       if (!negated->IsOfType<bool>() || equals != std::string_view::npos) {
-        return Usage(fmt::format("--{} works with a bool flag, without a value", name));
+        return fmt::format("--{} works with a bool flag, without a value", name);
       }
       continue;
     }
@@ -981,14 +994,29 @@ int Main(int argc, char** argv) {
       value = std::string(a.substr(equals + 1));
     } else if (flag->IsOfType<bool>()) {
       continue;
-    } else if (i + 1 < argc) {
-      value = argv[++i];
+    } else if (i + 1 < args.size()) {
+      value = args[++i];
     } else {
-      return Usage(fmt::format("flag --{} needs a value", name));
+      return fmt::format("flag --{} needs a value", name);
     }
-    if (std::string error; !flag->ParseFrom(value, &error)) {
-      return Usage(error);
+    if (std::string error; !flag->ParseFrom(value, &error)) return error;
+  }
+  return "";
+}
+
+int Main(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    std::string_view a = argv[i];
+    if (a == "--") break;
+    if (a == "--help" || a == "-h" || a == "-help" || a == "help") {
+      std::fputs(kUsage, stdout);
+      return 0;
     }
+  }
+  // absl's parser exits 1 on an unknown flag or a bad value; bad usage is 2 here.
+  if (std::string problem = CheckFlags(std::vector<std::string>(argv + 1, argv + argc), 0);
+      !problem.empty()) {
+    return Usage(problem);
   }
   absl::SetProgramUsageMessage("Run 'txfn --help' for the commands.");
   std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
