@@ -187,6 +187,23 @@ TEST_F(FunctionsServerTest, SubmittedCallsRunAndOnlyTheirTenantSeesThem) {
   EXPECT_FALSE(bad.ok());
 }
 
+// A port another server listens on is refused (gRPC's SO_REUSEPORT let a second server share
+// it, each answering some of the connections); a port out of range is not "any port".
+TEST_F(FunctionsServerTest, APortInUseOrOutOfRangeIsRefused) {
+  FunctionsServerOptions options;
+  options.admin_key = "other-admin";
+  options.listen = "127.0.0.1:" + std::to_string(server_->port());
+  auto second = FunctionsServer::Start(*engine_, options);
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kUnavailable) << second.status();
+  options.listen = "127.0.0.1:99999";
+  auto out_of_range = FunctionsServer::Start(*engine_, options);
+  EXPECT_EQ(out_of_range.status().code(), absl::StatusCode::kInvalidArgument)
+      << out_of_range.status();
+  EXPECT_THAT(std::string(out_of_range.status().message()), HasSubstr("0 to 65535"));
+  // The first one still answers alone.
+  EXPECT_TRUE(Client("key-a")->Query("a", "notes:count", Value()).ok());
+}
+
 TEST(FunctionsServerOptionsTest, DuplicateOrEmptyKeysAreInvalidArgument) {
   auto engine = Engine::Open(std::make_shared<InMemoryStorage>(), EngineOptions{});
   ASSERT_TRUE(engine.ok());

@@ -83,6 +83,7 @@ grep -q 'stopped (' "$tmp/runner2.out" && echo "ok   runner-stopped-line" || {
   echo "FAIL runner-stopped-line"; failures=$((failures + 1)); }
 check no-runner 1 'no runner' r audit:total
 check no-db 1 'does not exist' "$runner_bin" --db="$tmp/nope.db" --listen=127.0.0.1:0
+check runner-port-out-of-range 1 'port from 0 to 65535' "$runner_bin" --db="$db" --listen=99999
 
 # ---- Part 2: the engine as a server, its runs on runners --------------------------------
 # fetch PORT PATH: an HTTP GET on loopback (bash's /dev/tcp: no curl needed).
@@ -137,6 +138,12 @@ served() {
   check "$label-bad-key" 1 'UNAUTHENTICATED' s --api_key=nope run --tenant=bank2 audit:total
   check "$label-other-key" 1 'PERMISSION_DENIED' s --api_key=other-key run --tenant=bank2 \
     transfers:transfer "{\"from\": \"$a\", \"to\": \"$b\", \"amount\": 1}"
+  # A bare port means 127.0.0.1, on the client as on the server; a second server on the
+  # port in use is refused (gRPC's SO_REUSEPORT let the two share it).
+  check "$label-bare-port" 0 '"total":\{"\$int64":"2000"\}' \
+    "$txfn" --server="$port" --api_key=bank-key run --tenant=bank2 audit:total
+  check "$label-port-in-use" 1 'cannot listen' \
+    "$txfn" --db="$db" serve --quiet --listen="$port" --api_keys="$tmp/keys"
   check "$label-query" 0 '"total":\{"\$int64":"2000"\}' \
     s --api_key=bank-key run --tenant=bank2 audit:total
   check "$label-error" 1 'insufficient funds' s --api_key=bank-key run --tenant=bank2 \

@@ -33,6 +33,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "fmt/format.h"
+#include "tools/address.h"
 #include "tools/app_dir.h"
 #include "tools/import.h"
 #include "txfn/call.h"
@@ -217,16 +218,18 @@ flags:
   --table=NAME    export: only this table; import: only documents of this table
   --remap_ids     import: new ids for documents whose table's id differs here
   --quiet, --status_every=SECONDS                          serve (see above)
-  --server=HOST:PORT  deploy, run, submit, call: send the command to a
+  --server=[HOST:]PORT  deploy, run, submit, call: send the command to a
                   'txfn serve --listen' instead of opening --db; the key is
-                  --api_key=KEY or $TXFN_API_KEY (deploy needs the admin key)
+                  --api_key=KEY or $TXFN_API_KEY (deploy needs the admin key;
+                  the admin key may also run and call any tenant's functions)
   --listen=[HOST:]PORT, --api_keys=FILE  serve: also serve the functions over
                   gRPC (a bare port binds loopback); FILE has lines 'admin KEY'
                   and 'tenant NAME KEY'. Prints 'listening on port N'.
   --metrics=HOST:PORT  serve: Prometheus metrics at http://HOST:PORT/metrics
-  --runners=HOST:PORT,...  run, serve: run queries and mutations on these
+  --runners=[HOST:]PORT,...  run, serve: run queries and mutations on these
                   txfn-runner processes (started with the same --db); the
                   engine here still commits. A runner that stops is skipped.
+                  (A bare port in any of these flags means 127.0.0.1.)
   --delay_ms, --deadline_ms, --criticality, --quota,
   --key, --client                                          submit (see above)
   --status, --function, --limit                            calls (see above)
@@ -304,7 +307,7 @@ absl::StatusOr<std::unique_ptr<Engine>> OpenEngine(
 #ifdef TXFN_TOOLS_REMOTE
     RemoteRunnerOptions remote;
     for (absl::string_view address : absl::StrSplit(runners, ',', absl::SkipEmpty())) {
-      remote.runners.push_back({std::string(address)});
+      remote.runners.push_back({LoopbackIfBarePort(std::string(address))});
     }
     TXFN_ASSIGN_OR_RETURN(std::shared_ptr<RemoteRunner> runners_client,
                           RemoteRunner::Create(std::move(remote)));
@@ -697,7 +700,7 @@ int Serve(const sigset_t& stop_signals) {
     absl::StatusOr<FunctionsServerOptions> options = ReadApiKeys(absl::GetFlag(FLAGS_api_keys));
     if (!options.ok()) return Fail(options.status());
     // A bare port binds loopback: exposing the server is a choice to spell out.
-    if (listen.find(':') == std::string::npos) listen = "127.0.0.1:" + listen;
+    listen = LoopbackIfBarePort(listen);
     options->listen = listen;
     absl::StatusOr<std::unique_ptr<FunctionsServer>> started =
         FunctionsServer::Start(engine, *std::move(options));
@@ -935,7 +938,8 @@ int RunOnServer(const std::string& server, const std::string& command, const std
 #ifdef TXFN_TOOLS_REMOTE
   std::string key = absl::GetFlag(FLAGS_api_key);
   if (const char* env = std::getenv("TXFN_API_KEY"); key.empty() && env != nullptr) key = env;
-  absl::StatusOr<std::unique_ptr<FunctionsClient>> client = FunctionsClient::Connect(server, key);
+  absl::StatusOr<std::unique_ptr<FunctionsClient>> client =
+      FunctionsClient::Connect(LoopbackIfBarePort(server), key);
   if (!client.ok()) return Fail(client.status());
   ServerTarget target(*std::move(client));
   return RunOnTarget(target, command, tenant, rest);
@@ -1087,6 +1091,10 @@ int Main(int argc, char** argv) {
     sigemptyset(&stop_signals);
     sigaddset(&stop_signals, SIGINT);
     sigaddset(&stop_signals, SIGTERM);
+    // Their default actions, for the second signal: a shell that starts a command in the
+    // background (`txfn serve &` in a script) makes it ignore SIGINT.
+    std::signal(SIGINT, SIG_DFL);
+    std::signal(SIGTERM, SIG_DFL);
     pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
     return Serve(stop_signals);
   }

@@ -16,6 +16,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/synchronization/notification.h"
+#include "tools/address.h"
 #include "tools/help_flags.h"
 #include "txfn/metrics.h"
 #include "txfn/runner_server.h"
@@ -29,7 +30,8 @@ ABSL_FLAG(std::string, db, "txfn.db",
           "The shared storage the backend commits to: its SQLite file (it must exist), or its "
           "PostgreSQL database (postgresql://...).");
 ABSL_FLAG(std::string, listen, "127.0.0.1:7401",
-          "host:port to serve on (port 0: any; the chosen port is printed).");
+          "[host:]port to serve on (a bare port binds 127.0.0.1; port 0: any, the chosen port "
+          "is printed).");
 ABSL_FLAG(int32_t, workers, 2, "Isolate worker threads.");
 ABSL_FLAG(double, drain_seconds, 10, "On SIGTERM: how long runs in flight may take to finish.");
 ABSL_FLAG(std::string, metrics, "",
@@ -78,7 +80,7 @@ int main(int argc, char** argv) {
   if (!storage.ok()) return Fail(storage.status());
 
   txfn::RunnerServerOptions options;
-  options.listen = absl::GetFlag(FLAGS_listen);
+  options.listen = txfn::tools::LoopbackIfBarePort(absl::GetFlag(FLAGS_listen));
   options.storage = *std::move(storage);
   options.scheduler.workers = absl::GetFlag(FLAGS_workers);
   absl::StatusOr<std::unique_ptr<txfn::RunnerServer>> server =

@@ -45,7 +45,8 @@ struct FunctionsServerOptions {
 class FunctionsServer {
  public:
   // InvalidArgument: an empty tenant key, or a key given to two tenants (or to a tenant and
-  // as the admin key). Unavailable: `listen` cannot be bound.
+  // as the admin key), or `listen` not HOST:PORT with a port from 0 to 65535. Unavailable:
+  // `listen` cannot be bound (a port another process listens on included).
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<FunctionsServer>> Start(
       Engine& engine, FunctionsServerOptions options);
   ~FunctionsServer();  // Shutdown(ZeroDuration) if not done

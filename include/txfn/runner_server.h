@@ -63,8 +63,9 @@ struct RunnerServerStats {
 
 class RunnerServer {
  public:
-  // Starts serving. InvalidArgument without storage; Unavailable when `listen` cannot be
-  // bound; a scheduler's error as IsolateScheduler::Create returns it.
+  // Starts serving. InvalidArgument without storage, or for `listen` not HOST:PORT with a
+  // port from 0 to 65535; Unavailable when `listen` cannot be bound (a port another process
+  // listens on included); a scheduler's error as IsolateScheduler::Create returns it.
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<RunnerServer>> Start(
       RunnerServerOptions options);
   // Shutdown(absl::ZeroDuration()) if not done yet.

@@ -13,6 +13,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
 #include "txfn/internal/strings.h"
 
 namespace txfn::remote_internal {
@@ -49,12 +50,26 @@ inline absl::Status FromGrpcStatus(const grpc::Status& status) {
 }
 
 // Starts a server for `service` on `listen` (host:port; port 0 picks one, written to *port)
-// with the limits above. Unavailable, naming `who`, when it cannot listen.
+// with the limits above. InvalidArgument, naming `who`, for a port out of range;
+// Unavailable when it cannot listen (a port in use: no SO_REUSEPORT sharing).
 inline absl::StatusOr<std::unique_ptr<grpc::Server>> StartGrpcServer(const std::string& listen,
                                                                      grpc::Service* service,
                                                                      int* port,
                                                                      std::string_view who) {
+  // HOST:PORT with a port gRPC would take as it is (it read 99999 as "any port").
+  const size_t colon = listen.rfind(':');
+  int number = -1;
+  if (!listen.starts_with("unix:") &&
+      (colon == std::string::npos ||
+       !absl::SimpleAtoi(internal::ToAbsl(std::string_view(listen).substr(colon + 1)), &number) ||
+       number < 0 || number > 65535)) {
+    return absl::InvalidArgumentError(internal::StrCat(
+        who, ": '", listen, "' is not HOST:PORT with a port from 0 to 65535 (0: any free one)"));
+  }
   grpc::ServerBuilder builder;
+  // Without this, gRPC sets SO_REUSEPORT: a second server on a port in use would share it,
+  // each answering some of the connections.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), port);
   builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
   builder.SetMaxSendMessageSize(kMaxMessageBytes);
