@@ -1298,7 +1298,8 @@ absl::StatusOr<QueuedCalls::Located> QueuedCalls::Locate(const CallId& id,
       return where;
     }
   }
-  return absl::NotFoundError(StrCat("no call ", id.ToString()));
+  return absl::NotFoundError(
+      StrCat("no call ", id.ToString(), tenant.empty() ? "" : " of tenant ", tenant));
 }
 
 absl::StatusOr<CallInfo> QueuedCalls::InfoOf(const CallId& id, const Located& where) {
@@ -1344,11 +1345,7 @@ absl::StatusOr<CallInfo> QueuedCalls::GetCall(const CallId& id) {
 }
 
 absl::Status QueuedCalls::CancelCall(const CallId& id, std::string_view of_tenant) {
-  absl::StatusOr<Located> located = Locate(id, of_tenant);
-  if (absl::IsNotFound(located.status()) && !of_tenant.empty()) {
-    return absl::NotFoundError(StrCat("no call ", id.ToString(), " of tenant ", of_tenant));
-  }
-  TXFN_ASSIGN_OR_RETURN(Located where, std::move(located));
+  TXFN_ASSIGN_OR_RETURN(Located where, Locate(id, of_tenant));
   if (where.queued.has_value() && where.queued->state == QueuedCall::State::kDead &&
       !where.record.has_value()) {
     return absl::FailedPreconditionError(

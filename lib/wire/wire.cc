@@ -167,17 +167,11 @@ void ToProto(const Value& in, pb::Value* out) {
 
 absl::StatusOr<Value> FromProto(const pb::Value& in) { return FromProtoAt(in, 1); }
 
-void ToProtoBytes(const Value& in, std::string* out) {
-  pb::Value message;
-  ToProto(in, &message);
-  message.SerializeToString(out);
-}
+void ToProtoBytes(const Value& in, std::string* out) { *out = EncodeWireValue(in); }
 
 absl::StatusOr<Value> FromProtoBytes(std::string_view bytes, const Value& absent) {
   if (bytes.empty()) return absent;
-  pb::Value message;
-  TXFN_RETURN_IF_ERROR(Parse(bytes, "Value", &message));
-  return FromProto(message);
+  return DecodeWireValue(bytes);
 }
 
 void ToProto(const absl::Status& in, pb::Status* out) {
@@ -303,8 +297,6 @@ TransactionLimits LimitsFromProto(const pb::TransactionLimits& in) {
   SetOrKeep(doc.max_field_name_bytes(), &out.document.max_field_name_bytes);
   return out;
 }
-
-// An optional Value field: absent (an old writer, or null elided) reads as null.
 
 }  // namespace
 
