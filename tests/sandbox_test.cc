@@ -707,19 +707,42 @@ INSTANTIATE_TEST_SUITE_P(Attacks, SandboxTest,
                                   std::get<1>(info.param).function;
                          });
 
+// A fixed CPU limit for every tenant (its wall-clock limit twice that).
+class FixedCpuLimit : public LimitEnforcer {
+ public:
+  explicit FixedCpuLimit(absl::Duration cpu) : cpu_(cpu) {}
+  absl::Duration CpuLimit(const std::string&) const override { return cpu_; }
+
+ private:
+  const absl::Duration cpu_;
+};
+
 // The other sandbox tests, in each context mode.
-class SandboxMisc : public ::testing::TestWithParam<ContextMode> {};
+class SandboxMisc : public ::testing::TestWithParam<ContextMode> {
+ protected:
+  // An engine of one worker in the test's mode, on memory, with `tenant` holding module a.js
+  // (`source`) and kSchema; `limits` null: the default limits. Null if any step failed.
+  std::unique_ptr<Engine> OpenWithModule(const std::string& tenant, const std::string& source,
+                                         std::shared_ptr<LimitEnforcer> limits = nullptr) {
+    EngineOptions options;
+    options.storage = EngineStorage::kMemory;
+    options.scheduler.workers = 1;
+    options.runner.context_mode = GetParam();
+    if (limits != nullptr) options.scheduler.limits = std::move(limits);
+    absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Open(options);
+    EXPECT_TRUE(engine.ok()) << engine.status();
+    if (!engine.ok()) return nullptr;
+    absl::Status created = (*engine)->CreateTenant(tenant);
+    EXPECT_TRUE(created.ok()) << created;
+    absl::Status deployed = (*engine)->DeployJson(tenant, {{"a.js", source}}, kSchema);
+    EXPECT_TRUE(deployed.ok()) << deployed;
+    if (!created.ok() || !deployed.ok()) return nullptr;
+    return *std::move(engine);
+  }
+};
 
 TEST_P(SandboxMisc, UnhandledRejectionsAppearInTheCallsLogs) {
-  EngineOptions options;
-  options.storage = EngineStorage::kMemory;
-  options.scheduler.workers = 1;
-  options.runner.context_mode = GetParam();
-  auto engine = Engine::Open(options);
-  ASSERT_TRUE(engine.ok());
-  ASSERT_TRUE((*engine)->CreateTenant("t").ok());
-  ASSERT_TRUE((*engine)
-                  ->DeployJson("t", {{"a.js", R"JS(
+  std::unique_ptr<Engine> engine = OpenWithModule("t", R"JS(
 import { query } from "txfn/server";
 export const lose = query(async () => {
   Promise.reject(new Error("lost one"));
@@ -729,44 +752,31 @@ export const lose = query(async () => {
   return 1;
 });
 export const fails = query(async () => { throw new Error("the result"); });
-)JS"}},
-                               R"({"tables": {}})")
-                  .ok());
-  auto r = (*engine)->Query("t", "a:lose", Value::Null());
+)JS");
+  ASSERT_NE(engine, nullptr);
+  auto r = engine->Query("t", "a:lose", Value::Null());
   ASSERT_TRUE(r.ok()) << r.status();
   std::vector<std::string> warnings;
   for (const LogEntry& e : r->logs) warnings.push_back(e.message);
   EXPECT_THAT(warnings,
               ::testing::ElementsAre(HasSubstr("Unhandled promise rejection: Error: lost one")));
   // The function's own rejection is its error, not a lost promise.
-  auto f = (*engine)->Query("t", "a:fails", Value::Null());
+  auto f = engine->Query("t", "a:fails", Value::Null());
   EXPECT_THAT(std::string(f.status().message()), HasSubstr("the result"));
 }
 
 // With CPU enough to make its digits (about a second), a BigInt of 4.2 million digits is
 // refused by the case mapping's bound of 4 Mi characters: the bound counts a BigInt's digits
 // (it measured a BigInt as no characters, and the builtin mapped them all).
-class GenerousLimits : public LimitEnforcer {
- public:
-  absl::Duration CpuLimit(const std::string&) const override { return absl::Seconds(30); }
-};
 TEST_P(SandboxMisc, GuardedStringBuiltinsCountABigIntsDigits) {
-  EngineOptions options;
-  options.storage = EngineStorage::kMemory;
-  options.scheduler.workers = 1;
-  options.runner.context_mode = GetParam();
-  options.scheduler.limits = std::make_shared<GenerousLimits>();
-  auto engine = Engine::Open(options);
-  ASSERT_TRUE(engine.ok());
-  ASSERT_TRUE((*engine)->CreateTenant("t").ok());
-  ASSERT_TRUE((*engine)
-                  ->DeployJson("t", {{"a.js", R"JS(
+  std::unique_ptr<Engine> engine =
+      OpenWithModule("t", R"JS(
 import { query } from "txfn/server";
 export const lower = query(async () => "".toLowerCase.call(10n ** 4200000n).length);
-)JS"}},
-                               R"({"tables": {}})")
-                  .ok());
-  auto r = (*engine)->Query("t", "a:lower", Value::Null());
+)JS",
+                     std::make_shared<FixedCpuLimit>(absl::Seconds(30)));
+  ASSERT_NE(engine, nullptr);
+  auto r = engine->Query("t", "a:lower", Value::Null());
   EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted) << r.status();
   EXPECT_THAT(std::string(r.status().message()), HasSubstr("sandbox limit"));
 }
@@ -810,31 +820,19 @@ export const slow = query(async (ctx) => {
 // heap check at the request's end stops it and disposes of the isolate. With
 // CPU to spare, so that no machine's speed decides which limit comes first.
 TEST_P(SandboxMisc, OneAllocationPastTheHeapLimitIsStoppedAtTheRequestsEnd) {
-  class GenerousCpu : public LimitEnforcer {
-   public:
-    absl::Duration CpuLimit(const std::string&) const override { return absl::Seconds(10); }
-  };
-  EngineOptions options;
-  options.storage = EngineStorage::kMemory;
-  options.scheduler.workers = 1;
-  options.runner.context_mode = GetParam();
-  options.scheduler.limits = std::make_shared<GenerousCpu>();
-  auto engine = Engine::Open(options);
-  ASSERT_TRUE(engine.ok());
-  ASSERT_TRUE((*engine)->CreateTenant("mallory").ok());
-  ASSERT_TRUE((*engine)
-                  ->DeployJson("mallory", {{"a.js", R"JS(
+  std::unique_ptr<Engine> engine =
+      OpenWithModule("mallory", R"JS(
 import { query } from "txfn/server";
 export const big = query(() => { const s = "x".repeat(2 ** 27); return s.indexOf("y"); });
 export const small = query(() => 1);
-)JS"}},
-                               kSchema)
-                  .ok());
-  auto r = (*engine)->Query("mallory", "a:big", Value::Null());
+)JS",
+                     std::make_shared<FixedCpuLimit>(absl::Seconds(10)));
+  ASSERT_NE(engine, nullptr);
+  auto r = engine->Query("mallory", "a:big", Value::Null());
   EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted) << r.status();
   EXPECT_THAT(std::string(r.status().message()), HasSubstr("heap limit"));
-  EXPECT_EQ((*engine)->stats().scheduler.terminated_heap, 1u);
-  auto after = (*engine)->Query("mallory", "a:small", Value::Null());
+  EXPECT_EQ(engine->stats().scheduler.terminated_heap, 1u);
+  auto after = engine->Query("mallory", "a:small", Value::Null());
   ASSERT_TRUE(after.ok()) << after.status();
   EXPECT_EQ(ToJson(after->value), "1");
 }
@@ -842,19 +840,13 @@ export const small = query(() => 1);
 // A deploy runs every module's top level under the same limits: a module
 // that spins or waits is refused, and the old version keeps serving.
 TEST_P(SandboxMisc, DeployOfAHostileTopLevelIsRefused) {
-  EngineOptions options;
-  options.storage = EngineStorage::kMemory;
-  options.scheduler.workers = 1;
-  options.scheduler.limits = std::make_shared<AttackerLimits>();
-  options.runner.context_mode = GetParam();
-  auto engine = Engine::Open(options);
-  ASSERT_TRUE(engine.ok());
-  ASSERT_TRUE((*engine)->CreateTenant("mallory").ok());
   const std::string good = R"JS(
 import { query } from "txfn/server";
 export const v = query(async () => 1);
 )JS";
-  ASSERT_TRUE((*engine)->DeployJson("mallory", {{"a.js", good}}, kSchema).ok());
+  std::unique_ptr<Engine> engine =
+      OpenWithModule("mallory", good, std::make_shared<AttackerLimits>());
+  ASSERT_NE(engine, nullptr);
   struct Case {
     std::string source;
     absl::StatusCode code;
@@ -874,13 +866,12 @@ export const v = query(async () => 1);
             "sandbox limit"},
        }) {
     const auto start = std::chrono::steady_clock::now();
-    absl::Status s =
-        (*engine)->DeployJson("mallory", {{"a.js", good}, {"b.js", c.source}}, kSchema);
+    absl::Status s = engine->DeployJson("mallory", {{"a.js", good}, {"b.js", c.source}}, kSchema);
     const absl::Duration elapsed = absl::FromChrono(std::chrono::steady_clock::now() - start);
     EXPECT_EQ(s.code(), c.code) << c.source << ": " << s;
     EXPECT_THAT(std::string(s.message()), HasSubstr(c.message)) << c.source;
     EXPECT_LE(elapsed, kTimeFactor * (2 * kAttackerCpu + kLoadedSlack)) << c.source;
-    auto v = (*engine)->Query("mallory", "a:v", Value::Null());
+    auto v = engine->Query("mallory", "a:v", Value::Null());
     ASSERT_TRUE(v.ok()) << v.status();
     EXPECT_EQ(ToJson(v->value), "1");
   }
