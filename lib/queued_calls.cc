@@ -38,12 +38,15 @@ bool RecordsThisDeadLetter(const CallRecord& record, const QueuedCall& dead) {
 // thread and which cannot wait on anything else, the wall-clock limit (twice
 // the CPU limit) is reached before the CPU limit only when the host took the
 // time (a paused or overloaded process, slow storage). That is retried, not
-// the function's failure.
-enum class Failure { kFunction, kRetry, kBusy };
+// the function's failure. `synchronous`: the executor refused the call before
+// it started.
+enum class Failure { kFunction, kRetry, kBusy, kUnavailable };
 Failure Classify(const absl::Status& s, bool synchronous, bool waits) {
   if (IsCommitOutcomeUnknown(s)) return Failure::kRetry;
   switch (s.code()) {
     case absl::StatusCode::kUnavailable:
+      // Refused before it started (every remote runner down): not the call's attempt.
+      return synchronous ? Failure::kUnavailable : Failure::kRetry;
     case absl::StatusCode::kAborted:
     case absl::StatusCode::kFailedPrecondition:  // a disabled tenant, a snapshot too old
     case absl::StatusCode::kDeadlineExceeded:
@@ -1005,6 +1008,9 @@ CallOutcome QueuedCalls::Failed(OpenTenant& tenant, const Call& call, const absl
     case Failure::kBusy:
       SetStat(&QueuedCallStats::busy);
       return CallOutcome::Busy(status, options_.busy_retry);
+    case Failure::kUnavailable:
+      SetStat(&QueuedCallStats::unavailable);
+      return CallOutcome::Busy(status, options_.unavailable_retry);
     case Failure::kRetry:
       return CallOutcome::Retryable(status);
     case Failure::kFunction:
@@ -1042,8 +1048,12 @@ CallOutcome QueuedCalls::Succeeded(OpenTenant& tenant, const Call& call, const V
 void QueuedCalls::StartCall(const Call& call, Worker::Done done) {
   absl::StatusOr<std::shared_ptr<OpenTenant>> opened = tenants_.Get(call.tenant);
   if (!opened.ok()) {
-    std::move(done)(absl::IsNotFound(opened.status()) ? CallOutcome::Permanent(opened.status())
-                                                      : CallOutcome::Retryable(opened.status()));
+    if (absl::IsNotFound(opened.status())) {
+      std::move(done)(CallOutcome::Permanent(opened.status()));  // tenant deleted
+    } else {
+      SetStat(&QueuedCallStats::retried);
+      std::move(done)(CallOutcome::Retryable(opened.status()));
+    }
     return;
   }
   std::shared_ptr<OpenTenant> tenant = *std::move(opened);
@@ -1054,6 +1064,10 @@ void QueuedCalls::StartCall(const Call& call, Worker::Done done) {
   // Ends the delivery once: the outcome to the scheduler (`done` may call
   // Wake: never under mu_), then the count.
   auto finish = [this, done = std::move(done)](CallOutcome outcome) mutable {
+    if (outcome.kind == CallOutcome::Kind::kRetryable ||
+        outcome.kind == CallOutcome::Kind::kBackPressure) {
+      SetStat(&QueuedCallStats::retried);
+    }
     std::move(done)(std::move(outcome));
     MutexLock lock(&mu_);
     --in_flight_;

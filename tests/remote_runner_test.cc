@@ -98,7 +98,7 @@ class RemoteRunnerTest : public ::testing::Test {
     auto remote = RemoteRunner::Create(std::move(remote_options));
     ASSERT_TRUE(remote.ok()) << remote.status();
     remote_ = *remote;
-    EngineOptions options;
+    EngineOptions options = engine_options_;
     options.executor = remote_;
     options.executor_falls_back_to_local = fall_back_to_local;
     options.scheduler.workers = 1;
@@ -173,6 +173,7 @@ class RemoteRunnerTest : public ::testing::Test {
   std::vector<std::unique_ptr<RunnerServer>> servers_;
   std::vector<std::string> addresses_;
   std::shared_ptr<RemoteRunner> remote_;
+  EngineOptions engine_options_;  // OpenEngine's, before it sets the executor
   std::unique_ptr<Engine> engine_;
 };
 
@@ -354,6 +355,53 @@ TEST_F(RemoteRunnerTest, NoRunnerLeftIsUnavailable) {
   r = engine_->Query("t", "bank:total", Value());  // the runner is out of the ranking now
   EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable) << r.status();
   EXPECT_THAT(std::string(r.status().message()), HasSubstr("runner"));
+}
+
+// Without the local fallback and with every runner down, a queued call waits for a runner to
+// come back (until its deadline): a refusal before it started is not one of its attempts, so
+// it is not dead-lettered within seconds.
+TEST_F(RemoteRunnerTest, AQueuedCallWaitsForARunnerInsteadOfUsingUpItsAttempts) {
+  StartServers(1);
+  engine_options_.queued.unavailable_retry = absl::Milliseconds(100);
+  RemoteRunnerOptions options;
+  options.max_attempts = 1;
+  options.health_interval = absl::Milliseconds(50);
+  OpenEngine(options);
+  CreateBank("t");
+  const std::string port = addresses_[0].substr(addresses_[0].rfind(':') + 1);
+  servers_[0]->Shutdown(absl::ZeroDuration());
+  servers_[0].reset();
+  (void)engine_->Query("t", "bank:total", Value());  // finds it gone: out of the ranking
+
+  absl::StatusOr<CallId> id = engine_->Submit("t", "bank:transfer",
+                                              Args({{"from", Value::String("o0")},
+                                                    {"to", Value::String("o1")},
+                                                    {"amount", Value::Int64(7)}}),
+                                              {.deadline = absl::Now() + absl::Minutes(1)});
+  ASSERT_TRUE(id.ok()) << id.status();
+  for (int i = 0; i < 300 && engine_->stats().queued.unavailable < 5; ++i) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_GE(engine_->stats().queued.unavailable, 5u);  // offered again and again, refused
+  absl::StatusOr<CallInfo> waiting = engine_->GetCall(*id);
+  ASSERT_TRUE(waiting.ok()) << waiting.status();
+  EXPECT_EQ(waiting->state, CallState::kPending);
+  EXPECT_EQ(waiting->attempts, 0);
+
+  // The runner comes back on its port: the call runs there, once.
+  servers_[0] = StartServer("127.0.0.1:" + port);
+  ASSERT_NE(servers_[0], nullptr);
+  absl::StatusOr<CallInfo> ran = engine_->GetCall(*id);
+  for (int i = 0; i < 500 && ran.ok() && ran->state != CallState::kSucceeded; ++i) {
+    absl::SleepFor(absl::Milliseconds(20));
+    ran = engine_->GetCall(*id);
+  }
+  ASSERT_TRUE(ran.ok()) << ran.status();
+  EXPECT_EQ(ran->state, CallState::kSucceeded) << ran->error;
+  EXPECT_EQ(ran->result, Value::Bool(true));
+  EXPECT_EQ(ran->attempts, 1);
+  EXPECT_GT(servers_[0]->stats().runs, 0u);
+  EXPECT_EQ(Total("t"), kAccounts * kBalance);
 }
 
 TEST_F(RemoteRunnerTest, WithLocalFallbackTheEngineRunsWhatNoRunnerCanTake) {

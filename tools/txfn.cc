@@ -172,11 +172,14 @@ commands:
       to 10 s for the running ones, prints "stopped: N calls still running" and
       exits 0 (a second signal while stopping ends it at once). A status line
       on stderr, rewritten every second on a terminal (else a line every
-      --status_every seconds; --quiet for none): calls ran, ok (succeeded),
-      failed (the function failed: recorded, not retried), busy (given back: the
-      tenant was at its cap); the queue's pending calls of every tenant, of
-      them due now, and leased (by any process); calls running here, calls
-      this server dead-lettered; calls mutations scheduled. Actions have no
+      --status_every seconds; --quiet for none): deliveries ended here, and
+      how: ok (succeeded), failed (the function failed: recorded, not
+      retried), retry (an infrastructure failure: runs again, an attempt),
+      busy (given back unstarted, not an attempt: the isolates were full, or
+      with --runners no runner was up), skipped (the call had ended
+      already); the queue's pending calls of every tenant, of them due now,
+      and leased (by any process); calls running here, calls this server
+      dead-lettered; calls mutations scheduled. Actions have no
       services: the CLI registers none. Another process's deploy, import or
       mutation ('txfn run') on the same --db while it runs is safe: the
       server's next call of that tenant sees it, and no update is lost
@@ -640,10 +643,14 @@ std::string StatusLine(Engine& engine, const std::string& db) {
     }
     backlog = fmt::format("pending {} due {} leased {}", pending, due, leased);
   }
+  // Every delivery that ended is counted once in the parts (so they add up to `delivered`).
+  const uint64_t busy = q.busy + q.unavailable;
+  const uint64_t delivered = q.succeeded + q.failed + q.retried + busy + q.skipped;
   return fmt::format(
-      "serving {}: ran {} ok {} failed {} busy {} | {} | running {} dead {} | scheduled {}", db,
-      q.ran, q.succeeded, q.failed, q.busy, backlog, q.scheduler.in_flight,
-      q.scheduler.dead_lettered, q.scheduled);
+      "serving {}: delivered {} ok {} failed {} retry {} busy {} skipped {} | {} | running {} "
+      "dead {} | scheduled {}",
+      db, delivered, q.succeeded, q.failed, q.retried, busy, q.skipped, backlog,
+      q.scheduler.in_flight, q.scheduler.dead_lettered, q.scheduled);
 }
 
 #ifdef TXFN_TOOLS_REMOTE

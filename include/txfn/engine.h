@@ -96,7 +96,10 @@
 // time reaches before the CPU limit: a paused or overloaded process) are
 // retried per the call's retry policy, then dead-lettered, as is a call whose
 // deadline passes before it started (checked in the scheduler's buffers and
-// again when a worker takes it). A tenant runs at most
+// again when a worker takes it). A call nothing could start (the isolates'
+// queue full; with an executor, every remote runner down) is given back
+// without counting an attempt and offered again later (busy_retry,
+// unavailable_retry), until its deadline. A tenant runs at most
 // QueuedCallOptions::slots_per_tenant queued calls at once, so one tenant
 // never holds the slots: a few of its other calls wait in the scheduler's
 // buffers while other tenants' run, and the rest wait in the queue, due and in
@@ -189,6 +192,11 @@ struct QueuedCallOptions {
   // How long a call the isolates refused (their queue full) waits before it
   // is offered again (not counted as an attempt).
   absl::Duration busy_retry = absl::Milliseconds(50);
+  // How long a call refused Unavailable before it started waits before it is
+  // offered again (not counted as an attempt): with an executor and no local
+  // fallback, every remote runner down. Calls wait for the runners to come
+  // back until their deadlines instead of using up their attempts.
+  absl::Duration unavailable_retry = absl::Seconds(1);
   absl::Duration lease_duration = absl::Seconds(60);
   absl::Duration poll_interval = absl::Milliseconds(10);
   size_t lease_batch = 256;
@@ -314,6 +322,9 @@ struct QueuedCallStats {
   uint64_t succeeded = 0;
   uint64_t failed = 0;
   uint64_t busy = 0;           // deliveries given back unstarted: the isolates' queue was full
+  uint64_t unavailable = 0;    // deliveries given back unstarted: refused Unavailable (every
+                               // remote runner down)
+  uint64_t retried = 0;        // deliveries that ended in a retryable failure (an attempt)
   uint64_t back_pressure = 0;  // service answers that were back-pressure
   SchedulerStats scheduler;
   SubmitterStats submitter;
