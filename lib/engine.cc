@@ -217,6 +217,14 @@ class EngineImpl final : public Engine {
   }
   absl::StatusOr<CallInfo> GetCall(const CallId& id) override { return queued_->GetCall(id); }
   absl::Status CancelCall(const CallId& id) override { return queued_->CancelCall(id); }
+  absl::StatusOr<CallInfo> GetCall(const CallId& id, std::string_view tenant) override {
+    TXFN_RETURN_IF_ERROR(ValidateTenantName(tenant));
+    return queued_->GetCall(id, tenant);
+  }
+  absl::Status CancelCall(const CallId& id, std::string_view tenant) override {
+    TXFN_RETURN_IF_ERROR(ValidateTenantName(tenant));
+    return queued_->CancelCall(id, tenant);
+  }
   absl::StatusOr<std::vector<CallInfo>> ListCalls(std::string_view tenant,
                                                   std::optional<CallState> state,
                                                   std::string_view function,

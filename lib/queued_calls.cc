@@ -1353,8 +1353,8 @@ absl::StatusOr<CallInfo> QueuedCalls::InfoOf(const CallId& id, const Located& wh
   return info;
 }
 
-absl::StatusOr<CallInfo> QueuedCalls::GetCall(const CallId& id) {
-  TXFN_ASSIGN_OR_RETURN(Located where, Locate(id));
+absl::StatusOr<CallInfo> QueuedCalls::GetCall(const CallId& id, std::string_view of_tenant) {
+  TXFN_ASSIGN_OR_RETURN(Located where, Locate(id, of_tenant));
   return InfoOf(id, where);
 }
 

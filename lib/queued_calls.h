@@ -84,8 +84,8 @@ class QueuedCalls {
 
   [[nodiscard]] absl::StatusOr<CallId> Submit(std::string_view tenant, std::string_view function,
                                               const Value& args, const CallOptions& options);
-  [[nodiscard]] absl::StatusOr<CallInfo> GetCall(const CallId& id);
   // `of_tenant` non-empty: NotFound unless the call is that tenant's (an action's cancel).
+  [[nodiscard]] absl::StatusOr<CallInfo> GetCall(const CallId& id, std::string_view of_tenant = {});
   [[nodiscard]] absl::Status CancelCall(const CallId& id, std::string_view of_tenant = {});
   [[nodiscard]] absl::StatusOr<std::vector<CallInfo>> ListCalls(std::string_view tenant,
                                                                 std::optional<CallState> state,

@@ -35,7 +35,21 @@ check flagfile-nested-bad-value 2 "Illegal value 'x' .*bad.flags\\) \\(in --flag
   t calls --flagfile "$tmp/outer.flags"
 check flagfile-missing 2 'cannot read --flagfile' t tenants --flagfile="$tmp/no.flags"
 printf -- '--limit=3\n' >"$tmp/good.flags"  # accepted: the command runs (no database yet)
-check flagfile-good 1 'does not exist' t tenants --flagfile="$tmp/good.flags"
+check flagfile-good 1 'does not exist' t calls --tenant=bank --flagfile="$tmp/good.flags"
+# A flag the command would ignore is bad usage, from a flag file too.
+check flag-not-for-command 2 '^txfn: --table does not apply to run \(it is for export, import\)' \
+  t run --table=x --tenant=bank audit:total
+check flagfile-flag-not-for-command 2 '--limit does not apply to tenants \(it is for calls\)' \
+  t tenants --flagfile="$tmp/good.flags"
+check negated-flag-not-for-command 2 '--logs does not apply to submit' \
+  t submit --nologs --tenant=bank audit:total
+check create-not-for-backup 2 '--create does not apply to backup' t backup --create "$tmp/b.db"
+check api-keys-without-listen 2 '--api_keys goes with --listen' t serve --api_keys=/dev/null
+check api-key-without-server 2 '--api_key goes with --server' t run --api_key=k --tenant=b f:g
+check server-not-for-command 2 '--server works with deploy, run, submit, call and cancel, not tables' \
+  "$txfn" tables --server=7 --tenant=bank
+check db-with-server 2 '--db does not go with --server' t run --server=7 --tenant=bank f:g
+check cancel-needs-id 2 'cancel: missing arguments' t cancel
 check negated-non-bool 2 '--notable works with a bool flag' t tenants --notable
 check negated-with-value 2 '--nocreate works with a bool flag' t tenants --nocreate=1
 check unknown-command 2 "unknown command 'frobnicate'" t frobnicate
@@ -326,6 +340,15 @@ else echo "ok   calls-function-only"; fi
 check calls-limit 0 'the first 2;' qt calls --tenant=app --limit=2
 # Only the delayed call is left, not due; the refused submits enqueued nothing.
 check calls-backlog-after 0 '^counters:bump +1 +0 +0$' qt calls --tenant=app
+# Cancelling: the delayed call leaves the queue; a second cancel says how it ended.
+check cancel-bad-id 2 'cancel: .*not a UUID' qt cancel nope
+check cancel-other-tenant 1 "no call $delayed of tenant nobody" qt cancel --tenant=nobody "$delayed"
+check cancel 0 "^cancelled $delayed$" qt cancel "$delayed"
+check call-cancelled 0 '^state +cancelled$' qt call --tenant=app "$delayed"
+check call-other-tenant 1 "no call $delayed of tenant nobody" qt call --tenant=nobody "$delayed"
+check cancel-again 1 'already cancelled' qt cancel --tenant=app "$delayed"
+check cancel-ended 1 'already succeeded' qt cancel "$a"
+check calls-backlog-cancelled 0 'queue backlog \(all tenants\): none' qt calls --tenant=app
 check counted 0 '^\{"\$int64":"4"\}$' qt run --tenant=app counters:get '{"name": "a"}'
 # A mutation committed beside the server by another process: the server's
 # next query of the tenant sees it.

@@ -588,6 +588,41 @@ TEST_F(EngineQueueTest, ACancelReachesOnlyItsOwnTenantsCalls) {
   EXPECT_EQ(engine_->GetCall(*another)->state, CallState::kPending);
 }
 
+// GetCall and CancelCall scoped to a tenant find only that tenant's calls, also when another
+// tenant's name shares the id's tag; unscoped, they find the call whoever's it is.
+TEST_F(EngineQueueTest, GetCallAndCancelCallOfATenantFindOnlyItsCalls) {
+  OpenAndDeploy(Options());
+  ASSERT_EQ(TenantTag("t40311"), TenantTag("t68948"));
+  for (const char* tenant : {"t40311", "t68948"}) {
+    ASSERT_TRUE(engine_->CreateTenant(tenant).ok());
+    ASSERT_TRUE(engine_->DeployJson(tenant, {{"counters.js", kCounters}}, kSchema).ok());
+  }
+  CallOptions later;
+  later.start_after = absl::Now() + absl::Hours(1);
+  absl::StatusOr<CallId> id = engine_->Submit("t68948", "counters:bump", Name("a"), later);
+  ASSERT_TRUE(id.ok()) << id.status();
+
+  EXPECT_TRUE(absl::IsNotFound(engine_->GetCall(*id, "t40311").status()));
+  EXPECT_TRUE(absl::IsNotFound(engine_->GetCall(*id, "app").status()));
+  EXPECT_TRUE(absl::IsNotFound(engine_->GetCall(*id, "nobody").status()));
+  EXPECT_TRUE(absl::IsInvalidArgument(engine_->GetCall(*id, "").status()));
+  absl::Status refused = engine_->CancelCall(*id, "t40311");
+  EXPECT_TRUE(absl::IsNotFound(refused)) << refused;
+  EXPECT_TRUE(absl::IsInvalidArgument(engine_->CancelCall(*id, "")));
+  absl::StatusOr<CallInfo> info = engine_->GetCall(*id, "t68948");
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->state, CallState::kPending);
+  EXPECT_EQ(info->tenant, "t68948");
+
+  const size_t queued = queue_->size();
+  ASSERT_TRUE(engine_->CancelCall(*id, "t68948").ok());
+  EXPECT_EQ(queue_->size(), queued - 1);
+  EXPECT_EQ(engine_->GetCall(*id)->state, CallState::kCancelled);
+  EXPECT_EQ(engine_->GetCall(*id, "t68948")->state, CallState::kCancelled);
+  EXPECT_TRUE(absl::IsNotFound(engine_->GetCall(*id, "t40311").status()));
+  EXPECT_TRUE(absl::IsFailedPrecondition(engine_->CancelCall(*id, "t68948")));
+}
+
 // An action's runAt two hours ago (past the default one-hour deadline) runs now, as a
 // mutation's does: it was dead-lettered before it could run.
 TEST_F(EngineQueueTest, AnActionsRunAtInThePastRunsNow) {

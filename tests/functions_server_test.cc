@@ -187,6 +187,37 @@ TEST_F(FunctionsServerTest, SubmittedCallsRunAndOnlyTheirTenantSeesThem) {
   EXPECT_FALSE(bad.ok());
 }
 
+// CancelCall: a tenant's key cancels its tenant's calls only (another's is NotFound, as for
+// GetCall, and stays pending); the admin key any; a call that ended cannot be cancelled.
+TEST_F(FunctionsServerTest, ATenantKeyCancelsOnlyItsTenantsCalls) {
+  const CallOptions later{.start_after = absl::Now() + absl::Hours(1)};
+  auto a = Client("key-a");
+  auto b = Client("key-b");
+  auto mine = a->Submit("a", "notes:add", Text("mine"), later);
+  auto theirs = b->Submit("b", "notes:add", Text("theirs"), later);
+  ASSERT_TRUE(mine.ok() && theirs.ok()) << mine.status() << theirs.status();
+
+  absl::Status refused = a->CancelCall(*theirs);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kNotFound) << refused;
+  refused = a->CancelCall(*theirs, "b");
+  EXPECT_EQ(refused.code(), absl::StatusCode::kPermissionDenied) << refused;
+  EXPECT_EQ(a->GetCall(*theirs, "b").status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(engine_->GetCall(*theirs)->state, CallState::kPending);
+
+  absl::Status cancelled = a->CancelCall(*mine);
+  ASSERT_TRUE(cancelled.ok()) << cancelled;
+  EXPECT_EQ(a->GetCall(*mine)->state, CallState::kCancelled);
+  EXPECT_EQ(a->CancelCall(*mine).code(), absl::StatusCode::kFailedPrecondition);
+
+  // The admin key, with or without the tenant.
+  EXPECT_EQ(admin_->GetCall(*theirs, "a").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(admin_->CancelCall(*theirs, "a").code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(admin_->CancelCall(*theirs).ok());
+  EXPECT_EQ(admin_->GetCall(*theirs, "b")->state, CallState::kCancelled);
+  EXPECT_EQ(Count("a"), 0);
+  EXPECT_EQ(Count("b"), 0);
+}
+
 // A port another server listens on is refused (gRPC's SO_REUSEPORT let a second server share
 // it, each answering some of the connections); a port out of range is not "any port".
 TEST_F(FunctionsServerTest, APortInUseOrOutOfRangeIsRefused) {

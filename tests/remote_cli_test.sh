@@ -148,6 +148,15 @@ served() {
     s --api_key=bank-key run --tenant=bank2 audit:total
   check "$label-error" 1 'insufficient funds' s --api_key=bank-key run --tenant=bank2 \
     transfers:transfer "{\"from\": \"$a\", \"to\": \"$b\", \"amount\": 5000}"
+  # Cancelling over the server: another tenant's key finds no such call.
+  check "$label-submit-later" 0 '^[0-9a-f-]{36}$' s --api_key=bank-key submit --tenant=bank2 \
+    --delay_ms=3600000 audit:total
+  local later=$last
+  check "$label-cancel-other-key" 1 "no call $later in 127.0.0.1:$port" \
+    s --api_key=other-key cancel "$later"
+  check "$label-cancel" 0 "^cancelled $later$" s --api_key=bank-key cancel "$later"
+  check "$label-call-cancelled" 0 '^state +cancelled$' \
+    s --api_key=bank-key call --tenant=bank2 "$later"
 
   # Where a tenant's runs go, from the server's metrics (txfn_remote_runner_*{runner=...}).
   local metrics_port trio="$first $((first + 1)) $((first + 2))"

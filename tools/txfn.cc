@@ -21,6 +21,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/algorithm/container.h"
 #include "absl/flags/commandlineflag.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -30,6 +31,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "fmt/format.h"
@@ -201,11 +203,18 @@ commands:
       attempts, and the result as JSON or the error's first line; at most
       --limit (default 100, 0: all). Then the queue's backlog per function, of
       every tenant: pending (due now or later), due, leased.
-  call ID
+  call [--tenant NAME] ID
       Shows the call ID: its tenant, function, state (pending, running,
       succeeded, failed, dead_lettered, cancelled), attempts, result (JSON) or
       error, when it is due, its lease ends or it ended, and its deadline (when
-      known).
+      known). With --tenant, only a call of that tenant is found (an id's
+      tenant tag, 32 bits of the name's hash, may be shared by two names).
+  cancel [--tenant NAME] ID
+      Cancels the call ID if it has not ended: it will not run (a mutation
+      running then does not commit; a query or action already running
+      finishes). Prints "cancelled ID"; a call that ended already is an error
+      saying how it ended. --tenant as for call. Works while 'txfn serve'
+      runs on the same --db.
   help
       Prints this text.
 
@@ -215,16 +224,18 @@ flags:
                   PostgreSQL database, postgresql://... (not for backup, import)
   --create        create --db if it does not exist (for a first deploy)
   --tenant=NAME   the tenant, for deploy, run, tables, export, import, submit
-                  and calls
+                  and calls; call and cancel look among its calls only
   --kind=K        run: auto|query|mutation (default auto); --mutation = mutation
   --[no]logs      run: print console output to stderr (default on)
   --table=NAME    export: only this table; import: only documents of this table
   --remap_ids     import: new ids for documents whose table's id differs here
   --quiet, --status_every=SECONDS                          serve (see above)
-  --server=[HOST:]PORT  deploy, run, submit, call: send the command to a
-                  'txfn serve --listen' instead of opening --db; the key is
+  --server=[HOST:]PORT  deploy, run, submit, call, cancel: send the command
+                  to a 'txfn serve --listen' instead of opening a database
+                  (so not with --db, --create or --runners); the key is
                   --api_key=KEY or $TXFN_API_KEY (deploy needs the admin key;
-                  the admin key may also run and call any tenant's functions)
+                  the admin key may also run and call any tenant's functions,
+                  and find and cancel any tenant's calls)
   --listen=[HOST:]PORT, --api_keys=FILE  serve: also serve the functions over
                   gRPC (a bare port binds loopback); FILE has lines 'admin KEY'
                   and 'tenant NAME KEY'. Prints 'listening on port N'.
@@ -236,6 +247,9 @@ flags:
   --delay_ms, --deadline_ms, --criticality, --quota,
   --key, --client                                          submit (see above)
   --status, --function, --limit                            calls (see above)
+
+A flag the command does not act on (--table for run, --api_keys without
+--listen, ...) is bad usage, not ignored.
 
 exit status: 0 success; 1 the command failed (the function threw, a conflict
 persisted, a deploy was refused, ...); 2 bad usage.
@@ -251,6 +265,7 @@ example:
   txfn serve --db bank.db &
   txfn submit --db bank.db --tenant bank --delay_ms=5000 accounts:open '{"owner": "cy"}'
   txfn call --db bank.db 1b2c3d4e-...            # the id submit printed
+  txfn cancel --db bank.db 1b2c3d4e-...
   txfn calls --db bank.db --tenant bank --status=failed
 )";
 
@@ -348,7 +363,9 @@ class Target {
                                               const std::string& function, const Value& args) = 0;
   virtual absl::StatusOr<CallId> Submit(const std::string& tenant, const std::string& function,
                                         const Value& args, const CallOptions& options) = 0;
-  virtual absl::StatusOr<CallInfo> GetCall(const CallId& id) = 0;
+  // Among `tenant`'s calls; empty: any tenant's (the server's: the API key's tenant's).
+  virtual absl::StatusOr<CallInfo> GetCall(const CallId& id, const std::string& tenant) = 0;
+  virtual absl::Status CancelCall(const CallId& id, const std::string& tenant) = 0;
   // Where a call would have been, for "not found" messages.
   virtual std::string Where() const = 0;
 };
@@ -372,7 +389,12 @@ class LocalTarget final : public Target {
                                 const Value& args, const CallOptions& options) override {
     return engine_.Submit(tenant, function, args, options);
   }
-  absl::StatusOr<CallInfo> GetCall(const CallId& id) override { return engine_.GetCall(id); }
+  absl::StatusOr<CallInfo> GetCall(const CallId& id, const std::string& tenant) override {
+    return tenant.empty() ? engine_.GetCall(id) : engine_.GetCall(id, tenant);
+  }
+  absl::Status CancelCall(const CallId& id, const std::string& tenant) override {
+    return tenant.empty() ? engine_.CancelCall(id) : engine_.CancelCall(id, tenant);
+  }
   std::string Where() const override { return absl::GetFlag(FLAGS_db); }
 
  private:
@@ -412,7 +434,12 @@ class ServerTarget final : public Target {
                                 const Value& args, const CallOptions& options) override {
     return client_->Submit(tenant, function, args, options);
   }
-  absl::StatusOr<CallInfo> GetCall(const CallId& id) override { return client_->GetCall(id); }
+  absl::StatusOr<CallInfo> GetCall(const CallId& id, const std::string& tenant) override {
+    return client_->GetCall(id, tenant);
+  }
+  absl::Status CancelCall(const CallId& id, const std::string& tenant) override {
+    return client_->CancelCall(id, tenant);
+  }
   std::string Where() const override { return absl::GetFlag(FLAGS_server); }
 
  private:
@@ -897,16 +924,18 @@ int Calls(Engine& engine, const std::string& tenant) {
   return 0;
 }
 
-int ShowCall(Target& engine, const std::string& text) {
+// What `call` and `cancel` say of a call `engine` does not know.
+int NoSuchCall(const Target& engine, const CallId& id, const std::string& tenant) {
+  return Fail(absl::NotFoundError(fmt::format(
+      "no call {}{} in {} (never submitted to this database, or its tenant was deleted)",
+      id.ToString(), tenant.empty() ? "" : fmt::format(" of tenant {}", tenant), engine.Where())));
+}
+
+int ShowCall(Target& engine, const std::string& tenant, const std::string& text) {
   absl::StatusOr<CallId> id = CallId::Parse(text);
   if (!id.ok()) return Usage(fmt::format("call: {}", std::string(id.status().message())));
-  absl::StatusOr<CallInfo> info = engine.GetCall(*id);
-  if (absl::IsNotFound(info.status())) {
-    return Fail(absl::NotFoundError(
-        fmt::format("no call {} in {} (never submitted to this database, or its tenant was "
-                    "deleted)",
-                    id->ToString(), engine.Where())));
-  }
+  absl::StatusOr<CallInfo> info = engine.GetCall(*id, tenant);
+  if (absl::IsNotFound(info.status())) return NoSuchCall(engine, *id, tenant);
   if (!info.ok()) return Fail(info.status());
   const std::string_view state = CallStateName(info->state);
   std::printf("id        %s\n", info->id.ToString().c_str());
@@ -929,14 +958,25 @@ int ShowCall(Target& engine, const std::string& text) {
   return 0;
 }
 
-// deploy, run, submit and call on `target`; -1 for any other command.
+int CancelCall(Target& engine, const std::string& tenant, const std::string& text) {
+  absl::StatusOr<CallId> id = CallId::Parse(text);
+  if (!id.ok()) return Usage(fmt::format("cancel: {}", std::string(id.status().message())));
+  absl::Status cancelled = engine.CancelCall(*id, tenant);
+  if (absl::IsNotFound(cancelled)) return NoSuchCall(engine, *id, tenant);
+  if (!cancelled.ok()) return Fail(cancelled);
+  std::printf("cancelled %s\n", id->ToString().c_str());
+  return 0;
+}
+
+// deploy, run, submit, call and cancel on `target`; -1 for any other command.
 int RunOnTarget(Target& target, const std::string& command, const std::string& tenant,
                 const std::vector<std::string>& rest) {
   const std::string args = rest.size() > 1 ? rest[1] : "{}";
   if (command == "deploy") return Deploy(target, tenant, rest[0]);
   if (command == "run") return Run(target, tenant, rest[0], args);
   if (command == "submit") return Submit(target, tenant, rest[0], args);
-  if (command == "call") return ShowCall(target, rest[0]);
+  if (command == "call") return ShowCall(target, tenant, rest[0]);
+  if (command == "cancel") return CancelCall(target, tenant, rest[0]);
   return -1;
 }
 
@@ -957,8 +997,10 @@ int RunOnServer(const std::string& server, const std::string& command, const std
 
 // The flags in `args` (a command line, or a flag file's lines), checked as absl's parser will
 // parse them, before it does (it exits 1; bad usage is 2 here): "" or what is wrong. The files
-// --flagfile names are read and checked too (to `depth` 8: a file may name itself).
-std::string CheckFlags(const std::vector<std::string>& args, int depth) {
+// --flagfile names are read and checked too (to `depth` 8: a file may name itself). The names
+// of the flags given are added to `given`.
+std::string CheckFlags(const std::vector<std::string>& args, int depth,
+                       std::vector<std::string>* given) {
   for (size_t i = 0; i < args.size(); ++i) {
     std::string_view a = args[i];
     if (a == "--") break;
@@ -978,7 +1020,7 @@ std::string CheckFlags(const std::vector<std::string>& args, int depth) {
           absl::string_view trimmed = absl::StripAsciiWhitespace(line);
           if (!trimmed.empty() && trimmed[0] != '#') lines.emplace_back(trimmed);
         }
-        if (std::string problem = CheckFlags(lines, depth + 1); !problem.empty()) {
+        if (std::string problem = CheckFlags(lines, depth + 1, given); !problem.empty()) {
           return fmt::format("{} (in --flagfile {})", problem, std::string(file));
         }
       }
@@ -996,8 +1038,10 @@ std::string CheckFlags(const std::vector<std::string>& args, int depth) {
       if (!negated->IsOfType<bool>() || equals != std::string_view::npos) {
         return fmt::format("--{} works with a bool flag, without a value", name);
       }
+      given->emplace_back(negated->Name());
       continue;
     }
+    given->push_back(name);
     // The value (--name=value, or --name value for a flag that is not a bool), parsed (and set:
     // harmless, ParseCommandLine sets it again) as ParseCommandLine will parse it.
     std::string value;
@@ -1015,6 +1059,79 @@ std::string CheckFlags(const std::vector<std::string>& args, int depth) {
   return "";
 }
 
+// A command: its arguments, whether it needs --tenant, whether it may go to a server
+// (--server), and the flags it reads apart from --db and --create (which every command that
+// opens the database reads) and --server and --api_key.
+struct Command {
+  std::string_view name;
+  size_t min_args;
+  size_t max_args;
+  bool needs_tenant;
+  bool on_server;
+  std::string_view flags;  // separated by spaces
+};
+constexpr Command kCommands[] = {
+    {"deploy", 1, 1, true, true, "tenant"},
+    {"run", 1, 2, true, true, "tenant kind mutation logs runners"},
+    {"tenants", 0, 0, false, false, ""},
+    {"tables", 0, 0, true, false, "tenant"},
+    {"export", 0, 0, true, false, "tenant table"},
+    {"import", 0, 1, true, false, "tenant table remap_ids"},
+    {"backup", 1, 1, false, false, ""},
+    {"serve", 0, 0, false, false, "quiet status_every listen api_keys metrics runners"},
+    {"submit", 1, 2, true, true, "tenant delay_ms deadline_ms criticality quota key client"},
+    {"calls", 0, 0, true, false, "tenant status function limit"},
+    {"call", 1, 1, false, true, "tenant"},
+    {"cancel", 1, 1, false, true, "tenant"},
+};
+
+bool Reads(const Command& command, std::string_view flag) {
+  for (std::string_view rest = command.flags; !rest.empty();) {
+    const size_t space = std::min(rest.find(' '), rest.size());
+    if (rest.substr(0, space) == flag) return true;
+    rest.remove_prefix(std::min(space + 1, rest.size()));
+  }
+  return false;
+}
+
+// "" if every flag in `given` is one `command` acts on, else what is wrong: a flag given to a
+// command that would ignore it is a mistake to point out, not to pass over in silence.
+std::string CheckFlagsApply(const Command& command, const std::vector<std::string>& given) {
+  const bool to_server = absl::c_linear_search(given, "server");
+  for (const std::string& name : given) {
+    const absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+    // absl's own flags, and this program's that every command reads.
+    if (flag == nullptr || !absl::EndsWith(flag->Filename(), "txfn.cc")) continue;
+    if (name == "server" || name == "api_key") {
+      if (!command.on_server) {
+        return fmt::format("--{} works with deploy, run, submit, call and cancel, not {}", name,
+                           command.name);
+      }
+      if (name == "api_key" && !to_server) return "--api_key goes with --server";
+      continue;
+    }
+    if (to_server && (name == "db" || name == "create" || name == "runners")) {
+      return fmt::format(
+          "--{} does not go with --server (the command runs on the server, on its database)", name);
+    }
+    if (name == "db" || (name == "create" && command.name != "backup") || Reads(command, name)) {
+      continue;
+    }
+    std::vector<std::string> readers;
+    for (const Command& c : kCommands) {
+      if (Reads(c, name)) readers.emplace_back(c.name);
+    }
+    return fmt::format(
+        "--{} does not apply to {}{}", name, command.name,
+        readers.empty() ? "" : fmt::format(" (it is for {})", absl::StrJoin(readers, ", ")));
+  }
+  if (command.name == "serve" && absl::c_linear_search(given, "api_keys") &&
+      absl::GetFlag(FLAGS_listen).empty()) {
+    return "serve: --api_keys goes with --listen";
+  }
+  return "";
+}
+
 int Main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string_view a = argv[i];
@@ -1025,7 +1142,8 @@ int Main(int argc, char** argv) {
     }
   }
   // absl's parser exits 1 on an unknown flag or a bad value; bad usage is 2 here.
-  if (std::string problem = CheckFlags(std::vector<std::string>(argv + 1, argv + argc), 0);
+  std::vector<std::string> given;
+  if (std::string problem = CheckFlags(std::vector<std::string>(argv + 1, argv + argc), 0, &given);
       !problem.empty()) {
     return Usage(problem);
   }
@@ -1036,49 +1154,26 @@ int Main(int argc, char** argv) {
   const std::vector<std::string> rest(positional.begin() + 2, positional.end());
   const std::string tenant = RequireTenant();
 
-  auto want = [&](size_t min, size_t max, bool needs_tenant) -> std::string {
-    if (needs_tenant && tenant.empty()) return fmt::format("{}: --tenant is required", command);
-    if (rest.size() < min) return fmt::format("{}: missing arguments", command);
-    if (rest.size() > max) return fmt::format("{}: too many arguments", command);
-    return "";
-  };
-  std::string problem;
-  if (command == "deploy") {
-    problem = want(1, 1, true);
-  } else if (command == "run") {
-    problem = want(1, 2, true);
-  } else if (command == "tenants") {
-    problem = want(0, 0, false);
-  } else if (command == "tables" || command == "export") {
-    problem = want(0, 0, true);
-  } else if (command == "import") {
-    problem = want(0, 1, true);
-  } else if (command == "backup") {
-    problem = want(1, 1, false);
-  } else if (command == "serve") {
-    problem = want(0, 0, false);
-    if (problem.empty() && absl::GetFlag(FLAGS_status_every) < 1) {
-      problem = "serve: --status_every must be at least 1";
-    }
-  } else if (command == "submit") {
-    problem = want(1, 2, true);
-  } else if (command == "calls") {
-    problem = want(0, 0, true);
-  } else if (command == "call") {
-    problem = want(1, 1, false);
-  } else {
-    problem = fmt::format("unknown command '{}'", command);
+  const Command* spec =
+      absl::c_find_if(kCommands, [&](const Command& c) { return c.name == command; });
+  if (spec == std::end(kCommands)) return Usage(fmt::format("unknown command '{}'", command));
+  std::string problem = CheckFlagsApply(*spec, given);
+  if (problem.empty() && spec->needs_tenant && tenant.empty()) {
+    problem = fmt::format("{}: --tenant is required", command);
+  } else if (problem.empty() && rest.size() < spec->min_args) {
+    problem = fmt::format("{}: missing arguments", command);
+  } else if (problem.empty() && rest.size() > spec->max_args) {
+    problem = fmt::format("{}: too many arguments", command);
   }
-  const std::string server = absl::GetFlag(FLAGS_server);
-  if (problem.empty() && !server.empty() && command != "deploy" && command != "run" &&
-      command != "submit" && command != "call") {
-    problem = fmt::format("--server works with deploy, run, submit and call, not {}", command);
+  if (problem.empty() && command == "serve" && absl::GetFlag(FLAGS_status_every) < 1) {
+    problem = "serve: --status_every must be at least 1";
   }
   if (problem.empty() && command == "serve" && !absl::GetFlag(FLAGS_listen).empty() &&
       absl::GetFlag(FLAGS_api_keys).empty()) {
     problem = "serve --listen needs --api_keys=FILE";
   }
   if (!problem.empty()) return Usage(problem);
+  const std::string server = absl::GetFlag(FLAGS_server);
   if (!server.empty()) return RunOnServer(server, command, tenant, rest);
   if ((command == "backup" || command == "import") && IsPostgresUrl(absl::GetFlag(FLAGS_db))) {
     return Usage(

@@ -521,6 +521,14 @@ class Engine {
   // NotFound: unknown call; FailedPrecondition: it already ended (the message
   // says how).
   [[nodiscard]] virtual absl::Status CancelCall(const CallId& id) = 0;
+  // GetCall and CancelCall among `tenant`'s calls only: NotFound if `id` is not
+  // one of them. A call id carries a 32-bit tag of its tenant's name, which
+  // two names may share, so the unscoped forms may find a call of either; a
+  // host acting for one tenant (a server answering its API key) uses these.
+  // InvalidArgument: an empty `tenant`.
+  [[nodiscard]] virtual absl::StatusOr<CallInfo> GetCall(const CallId& id,
+                                                         std::string_view tenant) = 0;
+  [[nodiscard]] virtual absl::Status CancelCall(const CallId& id, std::string_view tenant) = 0;
   // The calls of a tenant, in id order, optionally only those in `state`
   // and of `function`, at most `limit`: pending, running and dead-lettered
   // ones from the queue (every call it holds is read: for tools), ended ones

@@ -40,7 +40,11 @@ class FunctionsClient {
                                                     const MutationOptions& options = {});
   [[nodiscard]] absl::StatusOr<CallId> Submit(std::string_view tenant, std::string_view function,
                                               const Value& args, const CallOptions& options = {});
-  [[nodiscard]] absl::StatusOr<CallInfo> GetCall(const CallId& id);
+  // Looked up among `tenant`'s calls; empty: the API key's tenant's (the admin key's: every
+  // tenant's). NotFound for another tenant's call, as for an unknown one.
+  [[nodiscard]] absl::StatusOr<CallInfo> GetCall(const CallId& id, std::string_view tenant = {});
+  // Engine::CancelCall, the call looked up as GetCall's.
+  [[nodiscard]] absl::Status CancelCall(const CallId& id, std::string_view tenant = {});
   // Needs the admin key. `created` (if not null) tells whether the tenant was new.
   [[nodiscard]] absl::Status Deploy(std::string_view tenant,
                                     const std::map<std::string, std::string>& modules,

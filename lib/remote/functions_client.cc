@@ -88,12 +88,21 @@ absl::StatusOr<CallId> FunctionsClient::Submit(std::string_view tenant, std::str
   return CallId::Parse(reply.id());
 }
 
-absl::StatusOr<CallInfo> FunctionsClient::GetCall(const CallId& id) {
+absl::StatusOr<CallInfo> FunctionsClient::GetCall(const CallId& id, std::string_view tenant) {
   v1::GetCallRequest request;
   request.set_id(id.ToString());
+  request.set_tenant(std::string(tenant));
   v1::CallInfo reply;
   TXFN_RETURN_IF_ERROR(impl_->Invoke(&v1::Functions::Stub::GetCall, request, &reply));
   return remote_internal::FromProto(reply);
+}
+
+absl::Status FunctionsClient::CancelCall(const CallId& id, std::string_view tenant) {
+  v1::CancelCallRequest request;
+  request.set_id(id.ToString());
+  request.set_tenant(std::string(tenant));
+  v1::CancelCallReply reply;
+  return impl_->Invoke(&v1::Functions::Stub::CancelCall, request, &reply);
 }
 
 absl::Status FunctionsClient::Deploy(std::string_view tenant,

@@ -119,19 +119,31 @@ class FunctionsServer::Impl final : public v1::Functions::Service {
   grpc::Status GetCall(grpc::ServerContext* context, const v1::GetCallRequest* request,
                        v1::CallInfo* reply) override {
     Timed timed(methods_[kGetCall]);
-    absl::StatusOr<Principal> who = Authenticate(*context, "GetCall", "");
-    if (!who.ok()) return ToGrpcStatus(who.status());
+    std::string scope;
+    if (grpc::Status s = CallScope(*context, "GetCall", request->tenant(), &scope); !s.ok()) {
+      return s;
+    }
     absl::StatusOr<CallId> id = CallId::Parse(request->id());
     if (!id.ok()) return ToGrpcStatus(id.status());
-    absl::StatusOr<CallInfo> info = engine_.GetCall(*id);
     // Another tenant's call is NotFound for this key, as if it did not exist: ids are not
     // secrets, but what a call did is its tenant's.
-    if (info.ok() && !who->admin && info->tenant != who->tenant) {
-      info = absl::NotFoundError(StrCat("call ", request->id(), " not found"));
-    }
+    absl::StatusOr<CallInfo> info =
+        scope.empty() ? engine_.GetCall(*id) : engine_.GetCall(*id, scope);
     if (!info.ok()) return ToGrpcStatus(info.status());
     remote_internal::ToProto(*info, reply);
     return grpc::Status::OK;
+  }
+
+  grpc::Status CancelCall(grpc::ServerContext* context, const v1::CancelCallRequest* request,
+                          v1::CancelCallReply*) override {
+    Timed timed(methods_[kCancelCall]);
+    std::string scope;
+    if (grpc::Status s = CallScope(*context, "CancelCall", request->tenant(), &scope); !s.ok()) {
+      return s;
+    }
+    absl::StatusOr<CallId> id = CallId::Parse(request->id());
+    if (!id.ok()) return ToGrpcStatus(id.status());
+    return ToGrpcStatus(scope.empty() ? engine_.CancelCall(*id) : engine_.CancelCall(*id, scope));
   }
 
   grpc::Status Deploy(grpc::ServerContext* context, const v1::DeployRequest* request,
@@ -187,6 +199,20 @@ class FunctionsServer::Impl final : public v1::Functions::Service {
     return Principal{.tenant = *tenant};
   }
 
+  // Authorizes a GetCall or CancelCall, and sets `scope` to the tenant whose calls it looks
+  // among: `requested`, else the key's (empty for the admin key: every tenant's).
+  grpc::Status CallScope(const grpc::ServerContext& context, std::string_view method,
+                         const std::string& requested, std::string* scope) {
+    if (!requested.empty()) {
+      *scope = requested;
+      return Authorize(context, method, requested, false);
+    }
+    absl::StatusOr<Principal> who = Authenticate(context, method, "");
+    if (!who.ok()) return ToGrpcStatus(who.status());
+    *scope = who->tenant;
+    return grpc::Status::OK;
+  }
+
   // OK if the caller's key may act on `tenant` (and deploy, when `deploy`).
   grpc::Status Authorize(const grpc::ServerContext& context, std::string_view method,
                          std::string_view tenant, bool deploy) {
@@ -216,7 +242,7 @@ class FunctionsServer::Impl final : public v1::Functions::Service {
     std::string name;
     LatencyHistogram latency;
   };
-  enum MethodIndex { kQuery, kMutation, kSubmit, kGetCall, kDeploy, kMethods };
+  enum MethodIndex { kQuery, kMutation, kSubmit, kGetCall, kCancelCall, kDeploy, kMethods };
   class Timed {
    public:
     explicit Timed(Method& method) : method_(method), start_(absl::Now()) {}
@@ -261,8 +287,9 @@ class FunctionsServer::Impl final : public v1::Functions::Service {
 
   Engine& engine_;
   const FunctionsServerOptions options_;
-  std::array<Method, kMethods> methods_{Method{"query"}, Method{"mutation"}, Method{"submit"},
-                                        Method{"get_call"}, Method{"deploy"}};
+  std::array<Method, kMethods> methods_{Method{"query"},       Method{"mutation"},
+                                        Method{"submit"},      Method{"get_call"},
+                                        Method{"cancel_call"}, Method{"deploy"}};
   std::atomic<uint64_t> unauthenticated_{0};
   std::atomic<uint64_t> permission_denied_{0};
   absl::flat_hash_map<std::string, std::string> keys_;  // key -> tenant; fixed after Init
