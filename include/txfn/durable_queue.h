@@ -232,10 +232,11 @@ class DurableQueue {
                                                                                 size_t limit) = 0;
 
   // Puts dead-lettered calls back: each is due at `now` with no deliveries,
-  // and its deadline moved to now + (its original deadline - start_after)
-  // when that is later. One status per id: OK, or NotFound if it is not a
-  // dead letter. Atomic as a batch: on an I/O error none is put back, unless
-  // the error is marked IsCommitOutcomeUnknown (all may have been).
+  // and when now + (its deadline - start_after) is later than its deadline,
+  // its window moves to start at `now` (start_after = now, the deadline that
+  // much later: RedriveWindow), so it still passes ValidateCall. One status per id: OK, or NotFound
+  // if it is not a dead letter. Atomic as a batch: on an I/O error none is put back, unless the
+  // error is marked IsCommitOutcomeUnknown (all may have been).
   [[nodiscard]] virtual absl::StatusOr<std::vector<absl::Status>> Redrive(
       absl::Span<const CallId> ids, absl::Time now) = 0;
 
@@ -304,6 +305,11 @@ class DurableQueue {
 [[nodiscard]] absl::Status ValidateListLimit(size_t limit);
 // RemovePending's checks: at most kMaxLeaseBatch ids, none twice.
 [[nodiscard]] absl::Status ValidateRemovePending(absl::Span<const CallId> ids);
+
+// The start and deadline Redrive gives a dead letter put back at `now`, for adapter authors:
+// unchanged if its deadline is at least its window (deadline - start_after) away, else that
+// window from `now`.
+void RedriveWindow(absl::Time now, absl::Time& start_after, absl::Time& deadline);
 
 // Whether `call` passes `filter` (ListCalls), for adapter authors.
 [[nodiscard]] bool MatchesListFilter(const QueuedCall& call,

@@ -55,9 +55,10 @@ class TokenBucket {
   [[nodiscard]] static absl::StatusOr<TokenBucket> Create(double rate, double burst,
                                                           absl::Time now);
 
-  // Takes `n` tokens if available at `now`.
+  // Takes `n` (>= 0) tokens if available at `now`; false for a negative or NaN `n`.
   [[nodiscard]] bool TryAcquire(absl::Time now, double n = 1);
-  // Gives back `n` tokens taken by TryAcquire (up to the burst).
+  // Gives back `n` tokens taken by TryAcquire (up to the burst); a negative or NaN `n` is
+  // ignored.
   void Refund(double n = 1);
   // When `n` tokens will be available if nothing else takes any: `now` if
   // they are; InfiniteFuture if they never will be (rate 0, or n > burst).
@@ -148,7 +149,8 @@ class AimdLimiter {
   void Refund();
   // The admitted call finished (frees its concurrency slot).
   void Release();
-  // `n` back-pressure signals from the downstream (overload, throttling).
+  // `n` back-pressure signals from the downstream (overload, throttling); a negative `n`
+  // counts as 0, and the count saturates.
   void RecordBackPressure(absl::Time now, int64_t n = 1);
   // Closes the windows that ended by `now`, adjusting the limit.
   void Update(absl::Time now);

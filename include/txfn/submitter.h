@@ -122,7 +122,8 @@ class Submitter {
   // when the batch is durable or failed. Refusals (nothing enqueued, `done`
   // not run): InvalidArgument naming the field (ValidateCall);
   // ResourceExhausted when the client is over its rate (RetryAfter() says
-  // when to retry); Unavailable when spilling the arguments failed.
+  // when to retry; none at a rate of 0, which admits nothing more until the
+  // rate is raised); Unavailable when spilling the arguments failed.
   [[nodiscard]] absl::StatusOr<CallId> Submit(Call call, Done done = nullptr);
 
   // Writes the batches that are full or whose first call waited

@@ -916,7 +916,7 @@ absl::StatusOr<std::vector<absl::Status>> PostgresQueue::Redrive(absl::Span<cons
           return absl::OkStatus();
         }
         TXFN_ASSIGN_OR_RETURN(Call call, DecodeCall(r.Bytes(0, 1)));
-        call.deadline = std::max(call.deadline, now + (call.deadline - call.start_after));
+        RedriveWindow(now, call.start_after, call.deadline);
         return conn
             ->Exec(kRedrive, {id, PgParam::Int(Nanos(now)), PgParam::Int(Nanos(call.deadline)),
                               PgParam::Bytes(EncodeCall(call))})

@@ -9,6 +9,7 @@
 #include <limits>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "fmt/core.h"
 #include "txfn/internal/strings.h"
@@ -353,6 +354,20 @@ absl::Status CheckAllButId(const Call& call, const CallLimits& limits) {
   }
   if (call.start_after == absl::InfinitePast() || call.start_after == absl::InfiniteFuture()) {
     return bad("start_after is not set (an infinite time)");
+  }
+  // Queues store times as int64 nanoseconds since the Unix epoch (EncodeCall, the SQL
+  // adapters): a time outside them would be stored as another (an infinity), the call then
+  // never due, or due without a deadline.
+  const absl::Time earliest = absl::FromUnixNanos(std::numeric_limits<int64_t>::min() + 1);
+  const absl::Time latest = absl::FromUnixNanos(std::numeric_limits<int64_t>::max() - 1);
+  for (const auto& [what, t] :
+       {std::pair{"start_after", call.start_after}, std::pair{"the deadline", call.deadline}}) {
+    if (t < earliest || t > latest) {
+      return bad(StrCat(what, " (", absl::FormatTime(t, absl::UTCTimeZone()),
+                        ") is outside the times a queue stores (",
+                        absl::FormatTime("%Y-%m-%d", earliest, absl::UTCTimeZone()), " to ",
+                        absl::FormatTime("%Y-%m-%d", latest, absl::UTCTimeZone()), ")"));
+    }
   }
   if (call.deadline <= call.start_after) {
     return bad(StrCat("the deadline (", absl::FormatTime(call.deadline, absl::UTCTimeZone()),

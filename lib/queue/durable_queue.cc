@@ -64,6 +64,13 @@ absl::Status DurableQueue::DeadLetterCall(const LeaseToken& lease, absl::Time no
   return FoldOne(Settle({&s, 1}, now));
 }
 
+void RedriveWindow(absl::Time now, absl::Time& start_after, absl::Time& deadline) {
+  const absl::Duration window = deadline - start_after;
+  if (now + window <= deadline) return;
+  start_after = now;
+  deadline = now + window;
+}
+
 int DefaultShardOf(const CallId& id, int shard_count) {
   if (shard_count <= 1) return 0;
   // The low half holds 62 random bits (random ids) or hash bits (derived

@@ -626,8 +626,7 @@ absl::StatusOr<std::vector<absl::Status>> InMemoryQueue::Redrive(absl::Span<cons
     }
     Entry& e = *found;
     shard.dead.erase(e.id);
-    const absl::Duration window = e.deadline - e.start_after;
-    e.deadline = std::max(e.deadline, now + window);
+    RedriveWindow(now, e.start_after, e.deadline);
     e.attempt = 0;
     e.state = State::kPending;
     e.set_reason("");

@@ -49,13 +49,16 @@ void TokenBucket::Refill(absl::Time now) {
 }
 
 bool TokenBucket::TryAcquire(absl::Time now, double n) {
+  if (!(n >= 0)) return false;  // negative or NaN: would add tokens past the burst, or NaN
   Refill(now);
   if (tokens_ < n) return false;
   tokens_ -= n;
   return true;
 }
 
-void TokenBucket::Refund(double n) { tokens_ = std::min(burst_, tokens_ + n); }
+void TokenBucket::Refund(double n) {
+  if (n > 0) tokens_ = std::min(burst_, tokens_ + n);  // not a negative or NaN `n`
+}
 
 double TokenBucket::tokens(absl::Time now) const {
   TokenBucket copy = *this;
@@ -153,9 +156,12 @@ void AimdLimiter::ApplyLimit(absl::Time now) {
 }
 
 int64_t AimdLimiter::concurrency_cap() const {
-  if (options_.concurrency_factor <= 0) return std::numeric_limits<int64_t>::max();
-  return std::max<int64_t>(
-      1, static_cast<int64_t>(std::ceil(calls_per_second() * options_.concurrency_factor)));
+  constexpr int64_t kUncapped = std::numeric_limits<int64_t>::max();
+  if (options_.concurrency_factor <= 0) return kUncapped;
+  const double cap = std::ceil(calls_per_second() * options_.concurrency_factor);
+  // Past int64's range (2^63 as a double) the conversion would be undefined: no cap then.
+  if (!(cap < 0x1p63)) return kUncapped;
+  return std::max<int64_t>(1, static_cast<int64_t>(cap));
 }
 
 void AimdLimiter::Update(absl::Time now) {
@@ -203,7 +209,9 @@ void AimdLimiter::Release() {
 
 void AimdLimiter::RecordBackPressure(absl::Time now, int64_t n) {
   Update(now);
-  backpressure_ += std::max<int64_t>(n, 0);
+  // Saturating: a huge `n` must not wrap the count around to "no back-pressure".
+  backpressure_ +=
+      std::min(std::max<int64_t>(n, 0), std::numeric_limits<int64_t>::max() - backpressure_);
 }
 
 }  // namespace txfn

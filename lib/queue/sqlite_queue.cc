@@ -1198,7 +1198,7 @@ absl::StatusOr<std::vector<absl::Status>> SqliteQueue::Redrive(absl::Span<const 
         seq = look.Int(0);
         TXFN_ASSIGN_OR_RETURN(call, DecodeCall(look.Blob(2)));
       }
-      call.deadline = std::max(call.deadline, now + (call.deadline - call.start_after));
+      RedriveWindow(now, call.start_after, call.deadline);
       const std::string encoded = EncodeCall(call);
       TXFN_ASSIGN_OR_RETURN(Db::Stmt upd, db.Prepare(kRedrive));
       TXFN_RETURN_IF_ERROR(upd.Bind(1, seq)

@@ -127,13 +127,16 @@ absl::StatusOr<CallId> Submitter::Submit(Call call, Done done) {
     if (!bucket.TryAcquire(now)) {
       ++stats_.rate_limited;
       const absl::Time retry = bucket.AvailableAt(now);
+      if (retry == absl::InfiniteFuture()) {  // a rate of 0: no time to retry at
+        return absl::ResourceExhaustedError(
+            StrCat("client '", call.client, "' has spent its burst and its rate limit is ",
+                   bucket.rate(), " calls/s: it can submit nothing more until it is raised"));
+      }
       absl::Status s = absl::ResourceExhaustedError(
           StrCat("client '", call.client, "' is over its rate limit of ", bucket.rate(),
                  " calls/s; retry after ", absl::FormatDuration(retry - now), " (at ",
                  absl::FormatTime(retry, absl::UTCTimeZone()), ")"));
-      if (retry != absl::InfiniteFuture()) {
-        s.SetPayload(kRetryAfterPayload, absl::Cord(std::to_string(absl::ToUnixNanos(retry))));
-      }
+      s.SetPayload(kRetryAfterPayload, absl::Cord(std::to_string(absl::ToUnixNanos(retry))));
       return s;
     }
   }

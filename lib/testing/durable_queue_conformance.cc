@@ -1170,6 +1170,8 @@ TEST_P(DurableQueueConformanceTest, DeadLettersAreListedInIdOrderAndRedriven) {
   for (const LeasedCall& l : back) {
     EXPECT_EQ(l.call.attempt, 0);
     EXPECT_EQ(l.call.deadline, later + absl::Hours(1)) << "the deadline window restarts";
+    EXPECT_EQ(l.call.start_after, later) << "and starts now";
+    EXPECT_TRUE(ValidateCall(l.call).ok()) << ValidateCall(l.call);
   }
 }
 

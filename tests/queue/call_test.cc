@@ -160,6 +160,22 @@ TEST(CallTest, ValidateCallRefusesEachBadFieldByName) {
       {"multiplier",
        [](Call& c) { c.retry.multiplier = std::numeric_limits<double>::quiet_NaN(); }},
       {"start_after is not set", [](Call& c) { c.start_after = absl::InfiniteFuture(); }},
+      // Finite, but past what int64 nanoseconds hold: stored as an infinity, never due.
+      {"start_after (2267-",
+       [](Call& c) {
+         c.start_after = absl::FromUnixSeconds(9'400'000'000);
+         c.deadline = c.start_after + absl::Hours(1);
+       }},
+      {"the deadline (2262-04-12",
+       [](Call& c) {
+         c.start_after = absl::FromUnixNanos(std::numeric_limits<int64_t>::max()) - absl::Hours(1);
+         c.deadline = c.start_after + absl::Hours(2);
+       }},
+      {"start_after (1668-",
+       [](Call& c) {
+         c.start_after = absl::FromUnixSeconds(-9'500'000'000);
+         c.deadline = c.start_after + absl::Hours(1);
+       }},
   };
   EXPECT_TRUE(ValidateCall(FullCall()).ok());
   for (const Case& tc : cases) {
@@ -175,6 +191,18 @@ TEST(CallTest, ValidateCallRefusesEachBadFieldByName) {
   big.args = Value::Bytes(std::string(2000, 'x'));
   EXPECT_TRUE(ValidateCall(big).ok());
   EXPECT_THAT(ValidateCall(big, {.max_args_bytes = 1000}).message(), HasSubstr("args are"));
+  // Every call ValidateCall accepts at the edges of the stored times encodes as itself.
+  for (const absl::Time start :
+       {absl::FromUnixNanos(std::numeric_limits<int64_t>::min() + 1),
+        absl::FromUnixNanos(std::numeric_limits<int64_t>::max() - 1) - absl::Hours(1)}) {
+    Call edge = FullCall();
+    edge.start_after = start;
+    edge.deadline = start + absl::Hours(1);
+    ASSERT_TRUE(ValidateCall(edge).ok()) << ValidateCall(edge);
+    absl::StatusOr<Call> decoded = DecodeCall(EncodeCall(edge));
+    ASSERT_TRUE(decoded.ok()) << decoded.status();
+    EXPECT_EQ(*decoded, edge);
+  }
 }
 
 // A record keeps a keyed call's argument digest through its encoding; a record without one

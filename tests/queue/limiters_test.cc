@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <limits>
 #include <vector>
 
 #include "gmock/gmock.h"
@@ -33,6 +35,20 @@ TEST(TokenBucketTest, StartsFullRefillsAtItsRateAndNeverAboveTheBurst) {
   b->Refund(100);
   EXPECT_NEAR(b->tokens(kT0 + absl::Milliseconds(100)), 5, 1e-9);
   EXPECT_EQ(b->AvailableAt(kT0, 6), absl::InfiniteFuture()) << "more than the burst";
+}
+
+// A negative or NaN count neither passes nor fills the bucket past its burst.
+TEST(TokenBucketTest, NegativeAndNanCountsChangeNothing) {
+  auto b = TokenBucket::Create(/*rate=*/0, /*burst=*/5, kT0);
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_FALSE(b->TryAcquire(kT0, -100));
+  EXPECT_FALSE(b->TryAcquire(kT0, std::nan("")));
+  EXPECT_NEAR(b->tokens(kT0), 5, 1e-9);
+  ASSERT_TRUE(b->TryAcquire(kT0, 5));
+  b->Refund(-100);
+  b->Refund(std::nan(""));
+  EXPECT_NEAR(b->tokens(kT0), 0, 1e-9);
+  EXPECT_FALSE(b->TryAcquire(kT0));
 }
 
 TEST(TokenBucketTest, RateChangesApplyFromNowAndZeroMeansNever) {
@@ -224,6 +240,28 @@ TEST(AimdLimiterTest, CapsConcurrencyAtRateTimesP) {
   EXPECT_TRUE(aimd->TryAcquire(kT0));
   aimd->Refund();
   EXPECT_EQ(aimd->in_flight(), 4);
+}
+
+// A cap past int64's range is no cap (the conversion was undefined: it gave 1), and a back-
+// pressure count past it saturates (it wrapped around to a window without back-pressure).
+TEST(AimdLimiterTest, HugeCapsAndCountsDoNotWrap) {
+  AimdOptions o{.window = absl::Seconds(1),
+                .slow_start_calls = 1e12,
+                .max_calls_per_window = 1e12,
+                .concurrency_factor = 1e7};
+  auto aimd = AimdLimiter::Create(o, kT0);
+  ASSERT_TRUE(aimd.ok()) << aimd.status();
+  EXPECT_EQ(aimd->concurrency_cap(), std::numeric_limits<int64_t>::max());
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(aimd->TryAcquire(kT0)) << i;
+
+  auto limited = AimdLimiter::Create(AimdOptions{}, kT0);
+  ASSERT_TRUE(limited.ok());
+  const double before = limited->calls_per_window();
+  limited->RecordBackPressure(kT0, std::numeric_limits<int64_t>::max());
+  limited->RecordBackPressure(kT0, std::numeric_limits<int64_t>::max());
+  limited->RecordBackPressure(kT0, -5);
+  limited->Update(kT0 + AimdOptions{}.window);
+  EXPECT_NEAR(limited->calls_per_window(), before * 0.5, 1e-6);
 }
 
 TEST(AimdLimiterTest, EveryBadOptionIsRefusedByName) {

@@ -22,6 +22,7 @@ namespace {
 using queue_test::CountingQueue;
 using queue_test::DrainAll;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::SizeIs;
 using ::testing::StartsWith;
 
@@ -170,6 +171,20 @@ TEST_F(SubmitterTest, AClientOverItsRateIsToldWhenToRetryAndOthersAreNotAffected
   EXPECT_EQ(submitter_->stats().rate_limited, 1u);
   EXPECT_THAT(DrainAll(*queue_, kT0 + absl::Seconds(1)), SizeIs(53));
   EXPECT_FALSE(RetryAfter(absl::InvalidArgumentError("x")).has_value());
+}
+
+// A rate of 0 admits the burst, then nothing: no time to retry at, and the message says so
+// (it said "retry after inf").
+TEST_F(SubmitterTest, AClientWithARateOfZeroIsToldItCanSubmitNothingMore) {
+  SubmitterConfig config{.version = 1};
+  config.clients["stopped"] = {.calls_per_second = 0, .burst = 1};
+  Make({.max_batch_calls = 1, .config = config});
+  EXPECT_TRUE(submitter_->Submit(MakeCall("stopped")).ok());
+  auto r = submitter_->Submit(MakeCall("stopped"));
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(r.status().message(), HasSubstr("can submit nothing more"));
+  EXPECT_THAT(r.status().message(), Not(HasSubstr("inf")));
+  EXPECT_FALSE(RetryAfter(r.status()).has_value());
 }
 
 TEST_F(SubmitterTest, LargeArgumentsAreSpilledAndTheCallPointsAtThem) {
