@@ -112,6 +112,11 @@ class Committer::Core {
   ConflictSet history_ ABSL_GUARDED_BY(leader_mu_);
   std::deque<Timestamp> window_ ABSL_GUARDED_BY(leader_mu_);  // commit timestamps in history_
   Timestamp last_ts_ ABSL_GUARDED_BY(leader_mu_);
+  // The tenant's newest commit this committer knows storage holds, which its conflict checks
+  // cover: what a batch states as CommitRecord::previous_ts. Below last_ts_ once a batch was
+  // not written (refused, absent): its timestamps advanced last_ts_ but are no commits, and
+  // stating them would let another writer's commits below them pass the storage's check.
+  Timestamp durable_ts_ ABSL_GUARDED_BY(leader_mu_);
   std::optional<Unresolved> unresolved_ ABSL_GUARDED_BY(leader_mu_);
   // history_.size() and window_.size(), readable without leader_mu_.
   std::atomic<uint64_t> history_keys_{0};
@@ -148,6 +153,7 @@ Committer::Core::Core(std::shared_ptr<Storage> storage, std::string tenant,
     : storage_(std::move(storage)), tenant_(std::move(tenant)), options_(std::move(options)) {
   internal::MutexLock leader(&leader_mu_);
   last_ts_ = latest->ts();
+  durable_ts_ = last_ts_;
   // Nothing before the snapshot we start from can be validated.
   history_.PruneThrough(last_ts_);
   internal::MutexLock lock(&latest_mu_);
@@ -340,6 +346,7 @@ Committer::Core::Resolution Committer::Core::Resolve(CommitterStats* delta) {
   std::shared_ptr<const TenantMetadata> metadata = u.metadata;
   if (committed) {
     resolution = Resolution::kCommitted;
+    durable_ts_ = std::max(durable_ts_, u.last_ts);
     ++delta->unknown_committed;
   } else {
     // Absent: its timestamps stay unused. A snapshot at its last timestamp
@@ -372,12 +379,17 @@ void Committer::Core::CatchUp() {
 }
 
 void Committer::Core::Reload(Timestamp newest, CommitterStats* delta) {
-  if (newest <= Latest()->ts()) return;
-  absl::StatusOr<std::shared_ptr<const Snapshot>> loaded =
-      Snapshot::Load(storage_, tenant_, newest);
+  if (newest <= durable_ts_) return;
+  // Another writer's commits up to `newest`, which this committer's history lacks. The
+  // published snapshot may be above them (after a batch of unknown outcome that was absent):
+  // transactions that began there read before those commits existed, so every transaction
+  // up to both is refused (too old) and restarts from the reloaded snapshot.
+  const Timestamp at = std::max(newest, Latest()->ts());
+  absl::StatusOr<std::shared_ptr<const Snapshot>> loaded = Snapshot::Load(storage_, tenant_, at);
   if (!loaded.ok()) return;
-  last_ts_ = std::max(last_ts_, newest);
-  history_.PruneThrough(newest);
+  last_ts_ = std::max(last_ts_, at);
+  durable_ts_ = newest;
+  history_.PruneThrough(at);
   window_.clear();
   UpdateHistoryGauges();
   Publish(*std::move(loaded));
@@ -496,7 +508,9 @@ void Committer::Core::ProcessBatch(const std::vector<Pending*>& batch, bool held
       ++delta.metadata_loads;
     }
     Timestamp ts = std::max(options_.clock(), last_ts_ + 1);
-    const Timestamp previous = last_ts_;
+    // The batch's first record states what storage holds as far as this committer knows; the
+    // others follow the record before them (one batch, written atomically).
+    const Timestamp previous = records.empty() ? durable_ts_ : records.back().ts;
     last_ts_ = ts;
     for (const IndexWrite& w : commit.writes) batch_writes.Add(w.index, w.key, ts);
     records.push_back(
@@ -539,6 +553,7 @@ void Committer::Core::ProcessBatch(const std::vector<Pending*>& batch, bool held
       // must not make later transactions conflict with writes that never
       // happened.
       AddToHistory(records);
+      durable_ts_ = records.back().ts;
       Publish(std::make_shared<const Snapshot>(storage_, tenant_, records.back().ts, metadata));
     }
     for (size_t i = 0; i < accepted.size(); ++i) {
@@ -547,10 +562,16 @@ void Committer::Core::ProcessBatch(const std::vector<Pending*>& batch, bool held
           accepted[i]->result = records[i].ts;
           ++delta.commits;
           break;
-        case Resolution::kAbsent:
-          accepted[i]->result = absl::UnavailableError(
-              internal::StrCat("commit not persisted: storage failed: ", written.message()));
+        case Resolution::kAbsent: {
+          const std::string absent =
+              internal::StrCat("commit not persisted: storage failed: ", written.message());
+          // That another instance owns the tenant goes with it (a queue gives the call back).
+          accepted[i]->result =
+              IsTenantOwnedElsewhere(written)
+                  ? TenantOwnedElsewhereError(absent, absl::StatusCode::kUnavailable)
+                  : absl::UnavailableError(absent);
           break;
+        }
         case Resolution::kUnknown:
           accepted[i]->result = CommitOutcomeUnknownError(
               internal::StrCat("commit outcome unknown: the storage write at ts ", records[i].ts,

@@ -419,6 +419,38 @@ TEST_F(CommitterTest, AnUnknownOutcomeThatStorageShowsAbsentIsDefinitelyNotCommi
   EXPECT_EQ(Balance(check, id), 11);
 }
 
+// A batch that was not written (e.g. another instance owned the tenant then) is no commit
+// this committer knows of: stating its timestamp as previous_ts let another writer's commit
+// at or below it pass the storage's staleness check, and a transaction validated without that
+// commit then committed over it (a lost update).
+TEST_F(CommitterTest, ABatchNotWrittenDoesNotHideAnotherWritersCommit) {
+  std::string id = InsertAccount("ann", 10);
+  Transaction stale = Begin();
+  ASSERT_EQ(Balance(stale, id), 10);
+  // Another writer of the tenant on the same storage commits 20.
+  auto other = Committer::Open(base_, "t", {.clock = clock_.AsFunction()});
+  ASSERT_TRUE(other.ok()) << other.status();
+  Transaction theirs((*other)->Latest());
+  ASSERT_TRUE(theirs.Patch(id, Obj({{"balance", I64(20)}})).ok());
+  ASSERT_TRUE((*other)->Commit(theirs.Prepare()).ok());
+  // This committer's next batch is refused, not written.
+  storage_->FailNext(StorageMethod::kWrite, 1, absl::UnavailableError("owned elsewhere"));
+  Transaction refused = Begin();
+  ASSERT_TRUE(refused.Insert("notes", Obj({})).ok());
+  EXPECT_FALSE(committer_->Commit(refused.Prepare()).ok());
+  // The transaction that read 10 must not commit over the other writer's 20.
+  ASSERT_TRUE(stale.Patch(id, Obj({{"balance", I64(11)}})).ok());
+  absl::StatusOr<Timestamp> lost = committer_->Commit(stale.Prepare());
+  EXPECT_FALSE(lost.ok()) << "committed at " << *lost;
+  // Restarted from a new snapshot, it sees 20.
+  Transaction again = Begin();
+  EXPECT_EQ(Balance(again, id), 20);
+  ASSERT_TRUE(again.Patch(id, Obj({{"balance", I64(21)}})).ok());
+  EXPECT_TRUE(committer_->Commit(again.Prepare()).ok());
+  Transaction check = Begin();
+  EXPECT_EQ(Balance(check, id), 21);
+}
+
 // Reports an unknown outcome for a Write it replaced by another writer's commit at the same
 // timestamp (a network store whose lease passed on while the answer was lost): storage then
 // has commits up to the batch's timestamp, but not the batch.
