@@ -127,7 +127,18 @@ bool IsCommitOutcomeUnknown(const absl::Status& status) {
 
 namespace {
 constexpr std::string_view kStaleWriterTypeUrl = "type.txfn.dev/txfn.StaleWriter";
+constexpr std::string_view kOwnedElsewhereTypeUrl = "type.txfn.dev/txfn.TenantOwnedElsewhere";
 }  // namespace
+
+absl::Status TenantOwnedElsewhereError(std::string_view message, absl::StatusCode code) {
+  absl::Status status(code, internal::ToAbsl(message));
+  status.SetPayload(internal::ToAbsl(kOwnedElsewhereTypeUrl), absl::Cord());
+  return status;
+}
+
+bool IsTenantOwnedElsewhere(const absl::Status& status) {
+  return status.GetPayload(internal::ToAbsl(kOwnedElsewhereTypeUrl)).has_value();
+}
 
 absl::Status StaleWriterError(std::string_view message, Timestamp newest) {
   absl::Status status = absl::FailedPreconditionError(internal::ToAbsl(message));

@@ -28,6 +28,8 @@
 // | the commit may or may not have happened| Unavailable        | IsCommitOutcomeUnknown,       |
 // |                                        |                    | CommitOutcomeUnknownTimestamp |
 // |                                        |                    | (storage.h)                   |
+// | another process owns the tenant        | FailedPrecondition | IsTenantOwnedElsewhere        |
+// | (PostgreSQL leases): nothing written   | or Unavailable     | (storage.h)                   |
 // | called as a query, declared a mutation | InvalidArgument    | DeclaredKind                  |
 // | (or the reverse)                       |                    | (function_runner.h)           |
 // | back-pressure: retry after a time      | ResourceExhausted  | RetryAfter (submitter.h)      |

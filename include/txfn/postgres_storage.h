@@ -32,11 +32,14 @@
 //     by the first Write to it (implicitly) or by AcquireTenant; the fencing token then
 //     goes up by one.
 //   - A tenant another instance holds with an unexpired lease: Write and AcquireTenant
-//     fail with FailedPrecondition naming the owner and when its lease expires.
-//   - An instance that has lost a tenant (its token was superseded) never takes it back
-//     implicitly: its committer's state is stale (it missed the other owner's commits,
-//     so its conflict checks would be wrong). Writes stay refused until the host calls
-//     AcquireTenant and opens a new committer, which loads the state afresh.
+//     fail with FailedPrecondition naming the owner and when its lease expires, marked
+//     IsTenantOwnedElsewhere (storage.h).
+//   - An instance that has lost a tenant (its token was superseded) takes it back as any
+//     other: by its next Write once nobody holds it. Its committer's state is stale then
+//     (it missed the other owner's commits), so that Write is refused by the stale-writer
+//     check below and the committer reloads; until a Write under the new token succeeds,
+//     MayHaveOtherWriters stays true, so its readers ask storage for the newest commit
+//     and do not serve the stale state.
 //   - Destroying a PostgresStorage releases its leases, so a successor (a restart, the
 //     conformance suite's reopen) takes the tenants over at once.
 //   - No stale writer: every Write states, per tenant, the newest commit its committer had
@@ -120,6 +123,7 @@
 #ifndef TXFN_POSTGRES_STORAGE_H_
 #define TXFN_POSTGRES_STORAGE_H_
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -210,8 +214,8 @@ class PostgresStorage final : public Storage {
 
   // See Storage. Write errors: InvalidArgument for a violated precondition (nothing
   // written; the message names tenant, timestamp and problem); FailedPrecondition when
-  // this instance does not own one of the batch's tenants (the message names the owner,
-  // or says to call AcquireTenant if this instance lost the tenant to another);
+  // another instance owns one of the batch's tenants (IsTenantOwnedElsewhere; the message
+  // names the owner) or the writer is stale (IsStaleWriter);
   // Unavailable for a server or connection fault (nothing written), or with an unknown
   // outcome (see "Commit outcomes").
   [[nodiscard]] absl::Status Write(absl::Span<const CommitRecord> commits) override;
@@ -249,11 +253,10 @@ class PostgresStorage final : public Storage {
 
   // Takes `tenant` over: succeeds if nobody holds it, its lease expired, or this instance
   // (or one of the same name) holds it; the fencing token goes up and the lease runs for
-  // lease_duration. Also the way back after this instance lost the tenant (then open a new
-  // committer). FailedPrecondition naming the owner while another instance's lease runs;
-  // Unavailable on a server fault, marked IsCommitOutcomeUnknown if the connection broke with
-  // the takeover sent (the lease may be taken, under a token this instance does not know:
-  // acquire again).
+  // lease_duration. FailedPrecondition (IsTenantOwnedElsewhere) naming the owner while another
+  // instance's lease runs; Unavailable on a server fault, marked IsCommitOutcomeUnknown if the
+  // connection broke with the takeover sent (the lease may be taken, under a token this instance
+  // does not know: acquire again).
   [[nodiscard]] absl::Status AcquireTenant(std::string_view tenant);
   // Gives `tenant` up (the lease row is marked free) if this instance holds it; OK if not.
   [[nodiscard]] absl::Status ReleaseTenant(std::string_view tenant);
@@ -273,16 +276,23 @@ class PostgresStorage final : public Storage {
   template <typename Read>
   auto WithReadConnection(Read&& read) -> decltype(read(std::declval<ConnectionLease&>()));
 
-  // The token this instance holds for `tenant`, taking the lease if nobody holds it and
-  // this instance never lost it.
+  // Lease times are kept on the monotonic clock: a step of the wall clock (NTP) must not
+  // make this instance serve its own state after another took the tenant over.
+  using SteadyClock = std::chrono::steady_clock;
+  using SteadyTime = SteadyClock::time_point;
+  SteadyClock::duration LeaseDuration() const;
+
+  // The token this instance holds for `tenant`, taking the lease if nobody holds it.
   absl::StatusOr<int64_t> TokenFor(std::string_view tenant);
-  absl::StatusOr<int64_t> TakeLease(std::string_view tenant)
+  // `implicit`: taken by a Write, for a committer loaded before (see TakeLease).
+  absl::StatusOr<int64_t> TakeLease(std::string_view tenant, bool implicit)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(acquire_mu_);
   absl::Status NotOwnerError(std::string_view tenant, std::string_view detail);
   // After a statement sent at `sent` extended the lease of `tenant` under `token`: no other
   // instance can hold it until lease_duration after `sent` (if this instance still holds it
   // under that token).
-  void NoteLeaseExtended(std::string_view tenant, int64_t token, absl::Time sent)
+  // `by_write`: a Write's (see TakeLease's `implicit`).
+  void NoteLeaseExtended(std::string_view tenant, int64_t token, SteadyTime sent, bool by_write)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(lease_mu_);
 
   // Resolves the in-doubt Writes involving `tenant` (every one if nullopt); Unavailable if
@@ -300,16 +310,15 @@ class PostgresStorage final : public Storage {
 
   // Serialises taking leases (TakeLease): one round trip per tenant, not one per thread.
   internal::Mutex acquire_mu_;
-  // The fencing tokens this instance holds, and the tenants it lost to another owner.
+  // The fencing tokens this instance holds.
   internal::Mutex lease_mu_;
   struct HeldLease {
     int64_t token = 0;
     // Until when no other instance can hold it: lease_duration after the request that
     // last extended it was sent (the server extends it later than that).
-    absl::Time unchallenged_until;
+    SteadyTime unchallenged_until;
   };
   absl::flat_hash_map<std::string, HeldLease> tokens_ ABSL_GUARDED_BY(lease_mu_);
-  absl::flat_hash_set<std::string> lost_ ABSL_GUARDED_BY(lease_mu_);
 
   // The tenants a Write is writing (and resolving, if its answer was lost): a tenant's
   // Writes go one at a time, so none is sent after one whose outcome is not known yet.

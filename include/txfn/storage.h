@@ -166,6 +166,17 @@ inline constexpr std::string_view kCommitOutcomeUnknownTypeUrl =
 // The `newest` a StaleWriterError carries; nullopt for any other status.
 [[nodiscard]] std::optional<Timestamp> StaleWriterNewest(const absl::Status& status);
 
+// FailedPrecondition("<message>") marked as "another live instance owns the tenant" (its
+// lease, PostgresStorage): nothing was written, and a write here succeeds only once that
+// owner lets the tenant go (or its lease expires). The committer passes the mark on with its
+// "not persisted" error, so that a queue can give the call back instead of counting an
+// attempt.
+// `code`: another code with the mark (the committer's Unavailable "not persisted").
+[[nodiscard]] absl::Status TenantOwnedElsewhereError(
+    std::string_view message, absl::StatusCode code = absl::StatusCode::kFailedPrecondition);
+// Whether `status` carries that mark.
+[[nodiscard]] bool IsTenantOwnedElsewhere(const absl::Status& status);
+
 // ---- Retention -----------------------------------------------------------------
 
 // What one Storage::ApplyRetention call did.

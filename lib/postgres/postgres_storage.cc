@@ -655,14 +655,14 @@ PostgresStorage::~PostgresStorage() {
 // ---- Leases ------------------------------------------------------------------------
 
 absl::Status PostgresStorage::NotOwnerError(std::string_view tenant, std::string_view detail) {
-  return absl::FailedPreconditionError(
+  return TenantOwnedElsewhereError(
       fmt::format("PostgresStorage: tenant '{}' is not owned by this instance ('{}'): {}",
                   Escaped(tenant), options_.owner, detail));
 }
 
-absl::StatusOr<int64_t> PostgresStorage::TakeLease(std::string_view tenant) {
+absl::StatusOr<int64_t> PostgresStorage::TakeLease(std::string_view tenant, bool implicit) {
   TXFN_ASSIGN_OR_RETURN(ConnectionLease lease, Borrow());
-  const absl::Time asked = absl::Now();
+  const SteadyTime asked = SteadyClock::now();
   absl::StatusOr<PgResult> took =
       lease->ExecPrepared(kTakeLeaseSql, {PgParam::Bytes(tenant), PgParam::Text(options_.owner),
                                           PgParam::Text(Interval(options_.lease_duration))});
@@ -677,9 +677,13 @@ absl::StatusOr<int64_t> PostgresStorage::TakeLease(std::string_view tenant) {
   if (taken.rows() == 1 && !taken.IsNull(0, 0)) {
     int64_t token = taken.Int(0, 0);
     internal::MutexLock lock(&lease_mu_);
-    tokens_[std::string(tenant)] = {.token = token,
-                                    .unchallenged_until = asked + options_.lease_duration};
-    lost_.erase(std::string(tenant));
+    // Taken by a Write, the tenant's committer was loaded before: it may lack commits another
+    // instance made since (the Write's previous_ts check refuses to build on them, and the
+    // committer reloads). Until a Write under this token shows it current, its readers keep
+    // asking storage for the newest commit (NoteLeaseExtended).
+    tokens_[std::string(tenant)] = {
+        .token = token,
+        .unchallenged_until = implicit ? SteadyTime::min() : asked + LeaseDuration()};
     return token;
   }
   TXFN_ASSIGN_OR_RETURN(PgResult owner, lease->ExecPrepared(kLeaseSql, {PgParam::Bytes(tenant)}));
@@ -695,42 +699,46 @@ absl::StatusOr<int64_t> PostgresStorage::TakeLease(std::string_view tenant) {
 }
 
 absl::StatusOr<int64_t> PostgresStorage::TokenFor(std::string_view tenant) {
-  auto held = [&]() -> std::optional<absl::StatusOr<int64_t>> {
+  auto held = [&]() -> std::optional<int64_t> {
     internal::MutexLock lock(&lease_mu_);
     if (auto it = tokens_.find(internal::ToAbsl(tenant)); it != tokens_.end()) {
       return it->second.token;
     }
-    if (lost_.contains(internal::ToAbsl(tenant))) {
-      return NotOwnerError(tenant,
-                           "another instance took it over since this one owned it; call "
-                           "AcquireTenant and open a new committer to write it again");
-    }
     return std::nullopt;
   };
-  if (auto token = held()) return *token;
+  if (std::optional<int64_t> token = held()) return *token;
   // One acquisition at a time: threads writing a new tenant at once must not each take
   // the lease (each take raises the token and would fence the others).
   internal::MutexLock acquiring(&acquire_mu_);
-  if (auto token = held()) return *token;
-  return TakeLease(tenant);
+  if (std::optional<int64_t> token = held()) return *token;
+  return TakeLease(tenant, /*implicit=*/true);
 }
 
-void PostgresStorage::NoteLeaseExtended(std::string_view tenant, int64_t token, absl::Time sent) {
+PostgresStorage::SteadyClock::duration PostgresStorage::LeaseDuration() const {
+  // At most a year: the steady clock's time points must not overflow.
+  return std::chrono::duration_cast<SteadyClock::duration>(
+      absl::ToChronoNanoseconds(std::min(options_.lease_duration, absl::Hours(24 * 365))));
+}
+
+void PostgresStorage::NoteLeaseExtended(std::string_view tenant, int64_t token, SteadyTime sent,
+                                        bool by_write) {
   auto it = tokens_.find(internal::ToAbsl(tenant));
-  if (it != tokens_.end() && it->second.token == token) {
-    it->second.unchallenged_until = sent + options_.lease_duration;
-  }
+  if (it == tokens_.end() || it->second.token != token) return;
+  // After an implicit take only a Write shows the committer current (its previous_ts passed
+  // the staleness check): a read's renewal comes before the committer reloaded.
+  if (!by_write && it->second.unchallenged_until == SteadyTime::min()) return;
+  it->second.unchallenged_until = sent + LeaseDuration();
 }
 
 bool PostgresStorage::MayHaveOtherWriters(std::string_view tenant) {
   internal::MutexLock lock(&lease_mu_);
   auto it = tokens_.find(internal::ToAbsl(tenant));
-  return it == tokens_.end() || absl::Now() >= it->second.unchallenged_until;
+  return it == tokens_.end() || SteadyClock::now() >= it->second.unchallenged_until;
 }
 
 absl::Status PostgresStorage::AcquireTenant(std::string_view tenant) {
   internal::MutexLock acquiring(&acquire_mu_);
-  return TakeLease(tenant).status();
+  return TakeLease(tenant, /*implicit=*/false).status();
 }
 
 absl::Status PostgresStorage::ReleaseTenant(std::string_view tenant) {
@@ -844,7 +852,7 @@ absl::Status PostgresStorage::Write(absl::Span<const CommitRecord> commits) {
 
   TXFN_ASSIGN_OR_RETURN(ConnectionLease lease, Borrow());
   const int backend_pid = lease.backend_pid();
-  const absl::Time sent = absl::Now();  // the lease runs from after this, on the server
+  const SteadyTime sent = SteadyClock::now();  // the lease runs from after this, on the server
   absl::StatusOr<PgResult> result = [&]() -> absl::StatusOr<PgResult> {
     TXFN_RETURN_IF_ERROR(lease->Send(kWriteSql, params));
     if (options_.after_write_sent) options_.after_write_sent(lease->socket(), backend_pid);
@@ -884,19 +892,22 @@ absl::Status PostgresStorage::Write(absl::Span<const CommitRecord> commits) {
   const int status = static_cast<int>(result->Int(0, 0));
   if (status == 0) {
     internal::MutexLock lock(&lease_mu_);
-    for (size_t i = 0; i < groups.size(); ++i) NoteLeaseExtended(groups[i].tenant, tokens[i], sent);
+    for (size_t i = 0; i < groups.size(); ++i) {
+      NoteLeaseExtended(groups[i].tenant, tokens[i], sent, /*by_write=*/true);
+    }
     return absl::OkStatus();
   }
   const size_t index = static_cast<size_t>(result->Int(0, 1)) - 1;
   const std::string_view tenant = index < groups.size() ? groups[index].tenant : "";
   if (status == 1) {
     {
-      // Lost — unless an AcquireTenant of this instance raised the token meanwhile.
+      // Lost — unless an AcquireTenant of this instance raised the token meanwhile. A later
+      // Write takes the tenant back once nobody holds it (its committer, stale now, is
+      // refused by the previous_ts check and reloads).
       internal::MutexLock lock(&lease_mu_);
       auto it = tokens_.find(internal::ToAbsl(tenant));
       if (it != tokens_.end() && index < tokens.size() && it->second.token == tokens[index]) {
         tokens_.erase(it);
-        lost_.insert(std::string(tenant));
       }
     }
     std::string owner = result->IsNull(0, 2) ? "nobody (the lease row is gone)"
@@ -1140,7 +1151,7 @@ absl::StatusOr<Timestamp> PostgresStorage::MaxCommittedTimestamp(std::string_vie
   // only reads for a while keeps the tenant, and MayHaveOtherWriters (whose "true" brings
   // the committer here) stays false for another lease_duration instead of costing every
   // later call this round trip.
-  const absl::Time sent = absl::Now();
+  const SteadyTime sent = SteadyClock::now();
   TXFN_ASSIGN_OR_RETURN(
       PgResult r, WithReadConnection([&](ConnectionLease& lease) {
         return lease->ExecPrepared(
@@ -1150,7 +1161,7 @@ absl::StatusOr<Timestamp> PostgresStorage::MaxCommittedTimestamp(std::string_vie
       }));
   if (r.Int(0, 1) == 1) {
     internal::MutexLock lock(&lease_mu_);
-    NoteLeaseExtended(tenant, *held, sent);
+    NoteLeaseExtended(tenant, *held, sent, /*by_write=*/false);
   }
   return r.IsNull(0, 0) ? Timestamp{0} : Unflip(r.Int(0, 0));
 }

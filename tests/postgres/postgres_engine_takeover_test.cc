@@ -27,6 +27,7 @@
 #include "tests/postgres/pg_test_util.h"
 #include "txfn/engine.h"
 #include "txfn/postgres_engine.h"
+#include "txfn/storage.h"
 
 namespace txfn {
 namespace {
@@ -187,6 +188,91 @@ TEST(PostgresEngineTakeoverTest, AnotherEngineFollowsTheOwnerAndTakesOverAfterIt
       << "the counter lost or doubled updates across the takeover";
   RecordProperty("owner_commits_acknowledged", static_cast<int>(acked.size()));
   RecordProperty("takeover_attempts", attempts);
+}
+
+// Two live engines that take turns at a tenant, each waiting out the other's lease: an engine
+// that lost the tenant takes it back by its next mutation (before, it refused every write
+// until restarted, asking for an AcquireTenant no engine makes), and on state reloaded with
+// the other's commits, so the counter counts every item once.
+TEST(PostgresEngineTakeoverTest, TwoLiveEnginesTakeATenantInTurnsWithoutLosingUpdates) {
+  TXFN_REQUIRE_PG_SERVER();
+  testing::PgTestDatabase db;
+  ASSERT_TRUE(db.Create().ok());
+  const absl::Duration lease = absl::Milliseconds(300);
+  auto a = OpenPostgresEngine(db.url(), Options(), {.owner = "a", .lease_duration = lease});
+  ASSERT_TRUE(a.ok()) << a.status();
+  auto b = OpenPostgresEngine(db.url(), Options(), {.owner = "b", .lease_duration = lease});
+  ASSERT_TRUE(b.ok()) << b.status();
+  ASSERT_TRUE((*a)->CreateTenant(kTenant).ok());
+  ASSERT_TRUE((*a)->DeployJson(kTenant, {{"m.js", kModule}}, kSchema).ok());
+  Engine* turns[] = {a->get(), b->get(), a->get(), b->get(), a->get()};
+  int n = 0;
+  for (Engine* engine : turns) {
+    absl::SleepFor(lease + absl::Milliseconds(200));  // the other's lease runs out
+    for (int i = 0; i < 3; ++i) {
+      ++n;
+      // The other engine's background reads (retention) may have extended its lease: then
+      // the refusal says so, and the next try after it ran out takes the tenant.
+      absl::StatusOr<CallResult> added = engine->Mutation(kTenant, "m:add", Add(n, "x"));
+      for (int tries = 0; tries < 20 && IsTenantOwnedElsewhere(added.status()); ++tries) {
+        absl::SleepFor(lease);
+        added = engine->Mutation(kTenant, "m:add", Add(n, "x"));
+      }
+      ASSERT_TRUE(added.ok()) << "item " << n << ": " << added.status();
+    }
+  }
+  for (Engine* engine : {a->get(), b->get()}) {
+    absl::StatusOr<CallResult> total = engine->Query(kTenant, "m:total", Value::Null());
+    ASSERT_TRUE(total.ok()) << total.status();
+    EXPECT_EQ(total->value.float64(), n) << "the counter lost updates across the turns";
+    absl::StatusOr<CallResult> items = engine->Query(kTenant, "m:items", Value::Null());
+    ASSERT_TRUE(items.ok()) << items.status();
+    EXPECT_EQ(items->value.array().size(), static_cast<size_t>(n));
+  }
+}
+
+// A queued mutation that an engine not owning the tenant leases is given back, not counted as
+// an attempt (it was dead-lettered after three such deliveries while its owner was healthy),
+// and runs once the owner lets the tenant go.
+TEST(PostgresEngineTakeoverTest, AQueuedMutationLeasedByANonOwnerWaitsForTheTenant) {
+  TXFN_REQUIRE_PG_SERVER();
+  testing::PgTestDatabase db;
+  ASSERT_TRUE(db.Create().ok());
+  auto owner = OpenPostgresEngine(db.url(), Options(), {.owner = "owner"});
+  ASSERT_TRUE(owner.ok()) << owner.status();
+  ASSERT_TRUE((*owner)->CreateTenant(kTenant).ok());
+  ASSERT_TRUE((*owner)->DeployJson(kTenant, {{"m.js", kModule}}, kSchema).ok());
+  ASSERT_TRUE((*owner)->Mutation(kTenant, "m:add", Add(1, "owner")).ok());
+
+  EngineOptions runs = Options();
+  runs.queued.run = true;
+  runs.queued.unavailable_retry = absl::Milliseconds(100);
+  runs.queued.poll_interval = absl::Milliseconds(5);
+  auto other = OpenPostgresEngine(db.url(), runs, {.owner = "other"});
+  ASSERT_TRUE(other.ok()) << other.status();
+  absl::StatusOr<CallId> id = (*owner)->Submit(kTenant, "m:add", Add(2, "queued"));
+  ASSERT_TRUE(id.ok()) << id.status();
+  for (int i = 0; i < 500 && (*other)->stats().queued.unavailable < 5; ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_GE((*other)->stats().queued.unavailable, 5u);
+  absl::StatusOr<CallInfo> waiting = (*other)->GetCall(*id);
+  ASSERT_TRUE(waiting.ok()) << waiting.status();
+  EXPECT_EQ(waiting->state, CallState::kPending) << waiting->error;
+  EXPECT_EQ(waiting->attempts, 0);
+
+  owner->reset();  // closing releases the tenant
+  absl::StatusOr<CallInfo> ran = (*other)->GetCall(*id);
+  for (int i = 0; i < 1000 && ran.ok() && ran->state != CallState::kSucceeded; ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+    ran = (*other)->GetCall(*id);
+  }
+  ASSERT_TRUE(ran.ok()) << ran.status();
+  EXPECT_EQ(ran->state, CallState::kSucceeded) << ran->error;
+  EXPECT_EQ(ran->attempts, 1);
+  absl::StatusOr<CallResult> total = (*other)->Query(kTenant, "m:total", Value::Null());
+  ASSERT_TRUE(total.ok()) << total.status();
+  EXPECT_EQ(total->value.float64(), 2);
 }
 
 }  // namespace

@@ -73,7 +73,7 @@ TEST(PostgresOwnershipTest, AnotherInstanceReadsButIsRefusedWritesNamingTheOwner
   EXPECT_TRUE(WriteOne(*b, Put(1, "b1", "u")).ok());
 }
 
-TEST(PostgresOwnershipTest, ANewOwnerAfterExpiryFencesTheOldOneUntilItAcquiresAgain) {
+TEST(PostgresOwnershipTest, ANewOwnerAfterExpiryFencesTheOldOneUntilItWritesCurrentState) {
   TXFN_REQUIRE_PG_SERVER();
   const absl::Duration lease = absl::Milliseconds(200);
   auto a = TempPostgresStorage::Make({.owner = "owner-a", .lease_duration = lease});
@@ -90,21 +90,32 @@ TEST(PostgresOwnershipTest, ANewOwnerAfterExpiryFencesTheOldOneUntilItAcquiresAg
   // A wakes up and tries to commit: fenced, nothing written.
   absl::Status stale = WriteOne(*a, Put(2, "a2"));
   EXPECT_EQ(stale.code(), absl::StatusCode::kFailedPrecondition) << stale;
+  EXPECT_TRUE(IsTenantOwnedElsewhere(stale)) << stale;
   EXPECT_THAT(std::string(stale.message()), HasSubstr("owner-b"));
+  EXPECT_TRUE(a->inner().MayHaveOtherWriters("t"));
   EXPECT_EQ(*b->MaxCommittedTimestamp("t"), 1u);
   ASSERT_TRUE(WriteOne(*b, Put(2, "b2")).ok());
 
-  // Even once B's lease expired, A does not take the tenant back by writing: its state
-  // is stale. It must acquire it explicitly (and reload).
+  // Once B's lease expired, A takes the tenant back by writing, as any instance may; but
+  // a Write validated on A's old state (it had seen ts 1) is refused as stale, and until a
+  // Write under the new token succeeds A's readers keep following storage.
   absl::SleepFor(lease + absl::Milliseconds(100));
-  stale = WriteOne(*a, Put(3, "a3"));
-  EXPECT_EQ(stale.code(), absl::StatusCode::kFailedPrecondition) << stale;
-  EXPECT_THAT(std::string(stale.message()), HasSubstr("AcquireTenant"));
-  ASSERT_TRUE(a->inner().AcquireTenant("t").ok());
+  CommitRecord a3 = Put(3, "a3");
+  a3.previous_ts = 1;
+  stale = WriteOne(*a, a3);
+  EXPECT_TRUE(IsStaleWriter(stale)) << stale;
+  EXPECT_TRUE(a->inner().MayHaveOtherWriters("t"));
+  // A read renews the lease but does not show the committer current.
+  EXPECT_EQ(*a->MaxCommittedTimestamp("t"), 2u);
+  EXPECT_TRUE(a->inner().MayHaveOtherWriters("t"));
+  a3.previous_ts = 2;  // reloaded
+  ASSERT_TRUE(WriteOne(*a, a3).ok());
   EXPECT_EQ(a->inner().Lease("t")->token, 3);
-  ASSERT_TRUE(WriteOne(*a, Put(3, "a3")).ok());
+  EXPECT_FALSE(a->inner().MayHaveOtherWriters("t"));
   // Now B is the fenced one.
-  EXPECT_EQ(WriteOne(*b, Put(4, "b4")).code(), absl::StatusCode::kFailedPrecondition);
+  absl::Status fenced = WriteOne(*b, Put(4, "b4"));
+  EXPECT_EQ(fenced.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(IsTenantOwnedElsewhere(fenced)) << fenced;
 
   auto log = a->ReadLog("t", 0, 0);
   ASSERT_TRUE(log.ok());
