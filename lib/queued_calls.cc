@@ -43,6 +43,9 @@ bool RecordsThisDeadLetter(const CallRecord& record, const QueuedCall& dead) {
 enum class Failure { kFunction, kRetry, kBusy, kUnavailable };
 Failure Classify(const absl::Status& s, bool synchronous, bool waits) {
   if (IsCommitOutcomeUnknown(s)) return Failure::kRetry;
+  // Another live process owns the tenant (PostgreSQL): that process, or this one once the
+  // owner lets go, runs the call; not this delivery's attempt.
+  if (IsTenantOwnedElsewhere(s)) return Failure::kUnavailable;
   switch (s.code()) {
     case absl::StatusCode::kUnavailable:
       // Refused before it started (every remote runner down): not the call's attempt.
@@ -281,6 +284,15 @@ QueuedCalls::QueuedCalls(QueuedCallOptions options, TenantCommitters& tenants, C
 }
 
 absl::Status QueuedCalls::Start() {
+  // A call given back is offered again after these: 0 would offer it again at once, forever.
+  for (const auto& [name, wait] : {std::pair{"busy_retry", options_.busy_retry},
+                                   std::pair{"unavailable_retry", options_.unavailable_retry}}) {
+    if (wait <= absl::ZeroDuration() || wait == absl::InfiniteDuration()) {
+      return absl::InvalidArgumentError(StrCat("QueuedCallOptions::", name, " is ",
+                                               absl::FormatDuration(wait),
+                                               "; it must be positive and finite"));
+    }
+  }
   TXFN_ASSIGN_OR_RETURN(
       submitter_, Submitter::Create(queue_.get(), options_.blobs, &clock_, options_.submitter));
   IsolateSchedulerOptions actions = options_.actions;
@@ -1024,6 +1036,7 @@ CallOutcome QueuedCalls::Failed(OpenTenant& tenant, const Call& call, const absl
                                                         .attempts = call.attempt + 1,
                                                         .args_digest = KeyedArgsDigest(call)});
   if (absl::IsNotFound(written.status())) {
+    SetStat(&QueuedCallStats::failed);
     return CallOutcome::Permanent(written.status());  // tenant deleted
   }
   if (!written.ok()) return CallOutcome::Retryable(written.status());
@@ -1049,6 +1062,7 @@ void QueuedCalls::StartCall(const Call& call, Worker::Done done) {
   absl::StatusOr<std::shared_ptr<OpenTenant>> opened = tenants_.Get(call.tenant);
   if (!opened.ok()) {
     if (absl::IsNotFound(opened.status())) {
+      SetStat(&QueuedCallStats::failed);
       std::move(done)(CallOutcome::Permanent(opened.status()));  // tenant deleted
     } else {
       SetStat(&QueuedCallStats::retried);
@@ -1107,7 +1121,7 @@ void QueuedCalls::StartCall(const Call& call, Worker::Done done) {
     case FunctionKind::kQuery: {
       absl::StatusOr<bool> ended = HasEnded(*tenant, call.id);
       if (!ended.ok() || *ended) {
-        SetStat(&QueuedCallStats::skipped);
+        if (ended.ok()) SetStat(&QueuedCallStats::skipped);  // else counted as a retry
         finish(ended.ok() ? CallOutcome::Ok() : CallOutcome::Retryable(ended.status()));
         return;
       }
@@ -1139,7 +1153,7 @@ void QueuedCalls::RunQueuedAction(const std::shared_ptr<OpenTenant>& tenant, con
                                   absl::AnyInvocable<void(CallOutcome) &&> finish) {
   absl::StatusOr<bool> ended = HasEnded(*tenant, call.id);
   if (!ended.ok() || *ended) {
-    SetStat(&QueuedCallStats::skipped);
+    if (ended.ok()) SetStat(&QueuedCallStats::skipped);  // else counted as a retry
     std::move(finish)(ended.ok() ? CallOutcome::Ok() : CallOutcome::Retryable(ended.status()));
     return;
   }

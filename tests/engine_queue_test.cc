@@ -1967,5 +1967,23 @@ TEST(EngineQueueSqliteTest, CallsSurviveReopeningTheFileAndASubmitFromASecondEng
   EXPECT_EQ((*engine)->Query("app", "counters:get", Name("s"))->value, Value::Int64(2));
 }
 
+// A call given back is offered again after busy_retry or unavailable_retry: 0 would offer it
+// again at once, forever (a hot loop re-running a mutation a non-owner cannot commit).
+TEST(EngineQueueOptionsTest, RetryWaitsMustBePositiveAndFinite) {
+  for (const absl::Duration bad :
+       {absl::ZeroDuration(), -absl::Seconds(1), absl::InfiniteDuration()}) {
+    EngineOptions unavailable;
+    unavailable.queued.unavailable_retry = bad;
+    auto refused = Engine::Open(std::make_shared<InMemoryStorage>(), unavailable);
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(refused.status().message()), HasSubstr("unavailable_retry"));
+    EngineOptions busy;
+    busy.queued.busy_retry = bad;
+    refused = Engine::Open(std::make_shared<InMemoryStorage>(), busy);
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(refused.status().message()), HasSubstr("busy_retry"));
+  }
+}
+
 }  // namespace
 }  // namespace txfn

@@ -251,6 +251,11 @@ TEST(FunctionsServerOptionsTest, DuplicateOrEmptyKeysAreInvalidArgument) {
   empty.tenant_keys = {{"a", {""}}};
   EXPECT_EQ(FunctionsServer::Start(**engine, empty).status().code(),
             absl::StatusCode::kInvalidArgument);
+  // A key of tenant "" would look among every tenant's calls, as the admin key does.
+  FunctionsServerOptions nameless;
+  nameless.tenant_keys = {{"", {"k"}}};
+  EXPECT_EQ(FunctionsServer::Start(**engine, nameless).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST(FunctionsClientTest, NoServerIsUnavailable) {

@@ -176,10 +176,10 @@ commands:
       on stderr, rewritten every second on a terminal (else a line every
       --status_every seconds; --quiet for none): deliveries ended here, and
       how: ok (succeeded), failed (the function failed: recorded, not
-      retried), retry (an infrastructure failure: runs again, an attempt),
-      busy (given back unstarted, not an attempt: the isolates were full, or
-      with --runners no runner was up), skipped (the call had ended
-      already); the queue's pending calls of every tenant, of them due now,
+      retried; or its tenant was deleted), retry (an infrastructure failure:
+      runs again, an attempt), busy (given back, not an attempt: the isolates
+      were full, with --runners no runner was up, or on PostgreSQL another
+      process owns the tenant), skipped (the call had ended already); the queue's pending calls of every tenant, of them due now,
       and leased (by any process); calls running here, calls this server
       dead-lettered; calls mutations scheduled. Actions have no
       services: the CLI registers none. Another process's deploy, import or

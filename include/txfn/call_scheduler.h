@@ -170,7 +170,7 @@ struct SchedulerStats {
   uint64_t dispatched = 0;  // calls given to workers
   uint64_t acked = 0;
   uint64_t nacked = 0;
-  uint64_t dead_lettered = 0;   // by the scheduler (permanent, deadline)
+  uint64_t dead_lettered = 0;   // by the scheduler (permanent, deadline, last attempt failed)
   uint64_t released = 0;        // buffered calls given back unstarted (time-shifted, drained)
   uint64_t back_pressure = 0;   // outcomes
   uint64_t settle_refused = 0;  // settlements the queue refused (stale leases)

@@ -194,8 +194,12 @@ struct QueuedCallOptions {
   absl::Duration busy_retry = absl::Milliseconds(50);
   // How long a call refused Unavailable before it started waits before it is
   // offered again (not counted as an attempt): with an executor and no local
-  // fallback, every remote runner down. Calls wait for the runners to come
-  // back until their deadlines instead of using up their attempts.
+  // fallback, every remote runner down; storage unreachable before the run;
+  // or a mutation whose commit another process owning the tenant refused
+  // (IsTenantOwnedElsewhere, PostgreSQL: the mutation ran here, and runs again
+  // each time until the owner runs it or lets the tenant go). Calls wait
+  // until their deadlines instead of using up their attempts. busy_retry and
+  // unavailable_retry must be positive (Engine::Open: InvalidArgument).
   absl::Duration unavailable_retry = absl::Seconds(1);
   absl::Duration lease_duration = absl::Seconds(60);
   absl::Duration poll_interval = absl::Milliseconds(10);
@@ -320,10 +324,12 @@ struct QueuedCallStats {
   uint64_t skipped = 0;    // deliveries that found the call ended (cancelled, or recorded
                            // by an earlier delivery) and recorded nothing
   uint64_t succeeded = 0;
-  uint64_t failed = 0;
+  uint64_t failed = 0;         // recorded failed (the function failed), or its tenant deleted
   uint64_t busy = 0;           // deliveries given back unstarted: the isolates' queue was full
-  uint64_t unavailable = 0;    // deliveries given back unstarted: refused Unavailable (every
-                               // remote runner down)
+  uint64_t unavailable = 0;    // deliveries given back, not an attempt: refused Unavailable
+                               // before they started (every remote runner down, storage
+                               // unreachable), or another process owns the tenant
+                               // (IsTenantOwnedElsewhere)
   uint64_t retried = 0;        // deliveries that ended in a retryable failure (an attempt)
   uint64_t back_pressure = 0;  // service answers that were back-pressure
   SchedulerStats scheduler;
@@ -430,6 +436,11 @@ class Engine {
       std::string_view tenant, absl::FunctionRef<absl::Status()> deploy) = 0;
   // Removes the tenant and all its data. NotFound if it does not exist. A
   // mutation that was running then fails with NotFound at its commit.
+  // Several engines on one PostgreSQL database: delete a tenant from the
+  // engine that owns it, or while no other engine serves it. Another engine
+  // with the tenant open keeps its modules and serves reads of the emptied
+  // data, and its owner's next mutation writes the tenant again, without its
+  // modules and schema (not mended: README, "PostgreSQL").
   [[nodiscard]] virtual absl::Status DeleteTenant(std::string_view tenant) = 0;
   // Every tenant, sorted.
   [[nodiscard]] virtual absl::StatusOr<std::vector<std::string>> ListTenants() = 0;

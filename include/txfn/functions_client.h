@@ -41,7 +41,8 @@ class FunctionsClient {
   [[nodiscard]] absl::StatusOr<CallId> Submit(std::string_view tenant, std::string_view function,
                                               const Value& args, const CallOptions& options = {});
   // Looked up among `tenant`'s calls; empty: the API key's tenant's (the admin key's: every
-  // tenant's). NotFound for another tenant's call, as for an unknown one.
+  // tenant's). NotFound for another tenant's call, as for an unknown one; PermissionDenied
+  // for a `tenant` the key is not one of.
   [[nodiscard]] absl::StatusOr<CallInfo> GetCall(const CallId& id, std::string_view tenant = {});
   // Engine::CancelCall, the call looked up as GetCall's.
   [[nodiscard]] absl::Status CancelCall(const CallId& id, std::string_view tenant = {});

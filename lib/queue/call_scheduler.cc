@@ -202,6 +202,10 @@ void CallScheduler::ProcessCompletions(absl::Time now) {
         if (retry_at >= c.deadline) {
           Settle(h, Settlement::DeadLetter(
                         token, StrCat("the retry would start after the deadline: ", reason)));
+        } else if (c.attempt + 1 >= c.retry.max_attempts) {
+          // The last attempt: a Nack would make the queue dead-letter it too; settled as a dead
+          // letter, it is counted in stats().dead_lettered (txfn serve's "dead").
+          Settle(h, Settlement::DeadLetter(token, AttemptsReason(c.attempt + 1, reason)));
         } else {
           Settle(h, Settlement::Nack(token, retry_at, reason));
         }

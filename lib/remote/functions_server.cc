@@ -47,6 +47,10 @@ class FunctionsServer::Impl final : public v1::Functions::Service {
 
   absl::Status Init() {
     for (const auto& [tenant, keys] : options_.tenant_keys) {
+      if (tenant.empty()) {
+        return absl::InvalidArgumentError(
+            "FunctionsServer: tenant_keys has keys of no tenant ('')");
+      }
       for (const std::string& key : keys) {
         if (key.empty()) {
           return absl::InvalidArgumentError(
@@ -209,7 +213,7 @@ class FunctionsServer::Impl final : public v1::Functions::Service {
     }
     absl::StatusOr<Principal> who = Authenticate(context, method, "");
     if (!who.ok()) return ToGrpcStatus(who.status());
-    *scope = who->tenant;
+    *scope = who->admin ? "" : who->tenant;  // Init refuses a tenant key of no tenant
     return grpc::Status::OK;
   }
 

@@ -438,6 +438,7 @@ TEST(CallSchedulerTest, OutcomesAckRetryWithBackoffAndDeadLetter) {
   EXPECT_THAT(reasons[hopeless.id], HasSubstr("attempts exhausted"));
   EXPECT_THAT(reasons[tight.id], HasSubstr("after the deadline"));
   EXPECT_EQ(s->stats().acked, 1u);
+  EXPECT_EQ(s->stats().dead_lettered, 3u) << "the last failed attempt is counted too";
 }
 
 // max_running_per_tenant: a tenant with a backlog runs at most that many
