@@ -76,9 +76,10 @@ ABSL_FLAG(bool, remap_ids, false,
 ABSL_FLAG(std::string, runners, "",
           "run, serve: run queries and mutations on these txfn-runner processes "
           "(HOST:PORT,HOST:PORT,...; they read the same --db) instead of in this process.");
-ABSL_FLAG(std::string, server, "",
-          "deploy, run, submit, call: send the command to a 'txfn serve --listen' at HOST:PORT "
-          "instead of opening --db.");
+ABSL_FLAG(
+    std::string, server, "",
+    "deploy, run, submit, call, cancel: send the command to a 'txfn serve --listen' at HOST:PORT "
+    "instead of opening --db.");
 ABSL_FLAG(std::string, api_key, "",
           "With --server: the API key (a tenant's, or the admin key; deploy needs the admin key). "
           "Default: the environment variable TXFN_API_KEY.");
@@ -351,7 +352,7 @@ absl::StatusOr<std::unique_ptr<Engine>> OpenEngine(
   return OpenSqliteEngine(db, std::move(options));
 }
 
-// Where deploy, run, submit and call send their work: the engine on --db, or a server.
+// Where deploy, run, submit, call and cancel send their work: the engine on --db, or a server.
 class Target {
  public:
   virtual ~Target() = default;

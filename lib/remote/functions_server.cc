@@ -124,15 +124,12 @@ class FunctionsServer::Impl final : public v1::Functions::Service {
                        v1::CallInfo* reply) override {
     Timed timed(methods_[kGetCall]);
     std::string scope;
-    if (grpc::Status s = CallScope(*context, "GetCall", request->tenant(), &scope); !s.ok()) {
-      return s;
-    }
-    absl::StatusOr<CallId> id = CallId::Parse(request->id());
-    if (!id.ok()) return ToGrpcStatus(id.status());
+    CallId id;
+    if (grpc::Status s = ScopedCall(*context, "GetCall", *request, &scope, &id); !s.ok()) return s;
     // Another tenant's call is NotFound for this key, as if it did not exist: ids are not
     // secrets, but what a call did is its tenant's.
     absl::StatusOr<CallInfo> info =
-        scope.empty() ? engine_.GetCall(*id) : engine_.GetCall(*id, scope);
+        scope.empty() ? engine_.GetCall(id) : engine_.GetCall(id, scope);
     if (!info.ok()) return ToGrpcStatus(info.status());
     remote_internal::ToProto(*info, reply);
     return grpc::Status::OK;
@@ -142,12 +139,11 @@ class FunctionsServer::Impl final : public v1::Functions::Service {
                           v1::CancelCallReply*) override {
     Timed timed(methods_[kCancelCall]);
     std::string scope;
-    if (grpc::Status s = CallScope(*context, "CancelCall", request->tenant(), &scope); !s.ok()) {
+    CallId id;
+    if (grpc::Status s = ScopedCall(*context, "CancelCall", *request, &scope, &id); !s.ok()) {
       return s;
     }
-    absl::StatusOr<CallId> id = CallId::Parse(request->id());
-    if (!id.ok()) return ToGrpcStatus(id.status());
-    return ToGrpcStatus(scope.empty() ? engine_.CancelCall(*id) : engine_.CancelCall(*id, scope));
+    return ToGrpcStatus(scope.empty() ? engine_.CancelCall(id) : engine_.CancelCall(id, scope));
   }
 
   grpc::Status Deploy(grpc::ServerContext* context, const v1::DeployRequest* request,
@@ -203,17 +199,23 @@ class FunctionsServer::Impl final : public v1::Functions::Service {
     return Principal{.tenant = *tenant};
   }
 
-  // Authorizes a GetCall or CancelCall, and sets `scope` to the tenant whose calls it looks
-  // among: `requested`, else the key's (empty for the admin key: every tenant's).
-  grpc::Status CallScope(const grpc::ServerContext& context, std::string_view method,
-                         const std::string& requested, std::string* scope) {
-    if (!requested.empty()) {
-      *scope = requested;
-      return Authorize(context, method, requested, false);
+  // Authorizes a GetCall or CancelCall `request` and reads its id; sets `scope` to the tenant
+  // whose calls it looks among: the request's, else the key's (empty for the admin key: every
+  // tenant's).
+  template <typename Request>
+  grpc::Status ScopedCall(const grpc::ServerContext& context, std::string_view method,
+                          const Request& request, std::string* scope, CallId* id) {
+    if (!request.tenant().empty()) {
+      *scope = request.tenant();
+      if (grpc::Status s = Authorize(context, method, *scope, false); !s.ok()) return s;
+    } else {
+      absl::StatusOr<Principal> who = Authenticate(context, method, "");
+      if (!who.ok()) return ToGrpcStatus(who.status());
+      *scope = who->admin ? "" : who->tenant;  // Init refuses a tenant key of no tenant
     }
-    absl::StatusOr<Principal> who = Authenticate(context, method, "");
-    if (!who.ok()) return ToGrpcStatus(who.status());
-    *scope = who->admin ? "" : who->tenant;  // Init refuses a tenant key of no tenant
+    absl::StatusOr<CallId> parsed = CallId::Parse(request.id());
+    if (!parsed.ok()) return ToGrpcStatus(parsed.status());
+    *id = *parsed;
     return grpc::Status::OK;
   }
 
