@@ -1058,6 +1058,15 @@ CallOutcome QueuedCalls::Succeeded(OpenTenant& tenant, const Call& call, const V
   return CallOutcome::Ok(cpu);
 }
 
+void QueuedCalls::ReportLogs(const Call& call, std::vector<LogEntry> logs) const {
+  if (!options_.on_logs || logs.empty()) return;
+  options_.on_logs(QueuedCallLogs{.tenant = call.tenant,
+                                  .function = call.function,
+                                  .id = call.id,
+                                  .attempt = call.attempt,
+                                  .logs = std::move(logs)});
+}
+
 void QueuedCalls::StartCall(const Call& call, Worker::Done done) {
   absl::StatusOr<std::shared_ptr<OpenTenant>> opened = tenants_.Get(call.tenant);
   if (!opened.ok()) {
@@ -1104,6 +1113,7 @@ void QueuedCalls::StartCall(const Call& call, Worker::Done done) {
       absl::Status submitted = calls_.MutationAsync(
           tenant, call.function, call.args, options,
           [this, tenant, call, shared_finish](absl::StatusOr<CallResult> r) {
+            ReportLogs(call, r.ok() ? std::move(r->logs) : FailedCallLogs(r.status()));
             if (r.ok()) {
               SetStat(r->replayed ? &QueuedCallStats::skipped : &QueuedCallStats::succeeded);
               (*shared_finish)(CallOutcome::Ok(r->stats.cpu_time));
@@ -1129,6 +1139,7 @@ void QueuedCalls::StartCall(const Call& call, Worker::Done done) {
       absl::Status submitted = calls_.QueryAsync(
           tenant, call.function, call.args,
           [this, tenant, call, shared_finish](absl::StatusOr<CallResult> r) {
+            ReportLogs(call, r.ok() ? std::move(r->logs) : FailedCallLogs(r.status()));
             if (!r.ok()) {
               (*shared_finish)(
                   Failed(*tenant, call, r.status(), /*synchronous=*/false, FunctionKind::kQuery));
@@ -1169,6 +1180,7 @@ void QueuedCalls::RunQueuedAction(const std::shared_ptr<OpenTenant>& tenant, con
       std::make_shared<absl::AnyInvocable<void(CallOutcome) &&>>(std::move(finish));
   absl::Status submitted = action_runner_->RunAsync(
       tenant->Latest(), std::move(request), [this, tenant, call, host, shared_finish](RunResult r) {
+        ReportLogs(call, std::move(r.logs));
         if (host->gave_up()) {  // unfinished, however it ended: no record
           std::move (*shared_finish)(CallOutcome::Retryable(absl::UnavailableError(
               StrCat("action ", call.function, " was given up when the engine stopped"))));

@@ -231,6 +231,8 @@ class QueuedCalls {
   // they are gone (the call ended); the blob store's error otherwise.
   absl::StatusOr<std::string> KeyedArgsDigestReading(const Call& call);
   void SetStat(uint64_t QueuedCallStats::*field);
+  // Hands a delivery's console output to QueuedCallOptions::on_logs (if set and any).
+  void ReportLogs(const Call& call, std::vector<LogEntry> logs) const;
 
   const QueuedCallOptions options_;
   TenantCommitters& tenants_;

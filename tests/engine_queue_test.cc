@@ -82,6 +82,12 @@ export const slowBumpRetried = mutation({args: {name: "string", spin: "number"},
 export const later = mutation({args: {name: "string"}, quota: "opportunistic",
   opportunisticRate: 0, deadlineMs: 3000, handler: (ctx, { name }) => bumpBy(ctx, name, 1n)});
 export const throws = mutation({args: {}, handler: () => { throw new Error("kaput"); }});
+export const chatty = mutation({args: {fail: "bool"}, handler: (ctx, { fail }) => {
+  console.log("hello", 1);
+  console.warn("careful");
+  if (fail) throw new Error("after logging");
+  return 1;
+}});
 export const refuses = mutation({args: {name: "string"}, handler: () => { throw new Error("no"); }});
 // Refused at once by a sandbox limit (a walk V8 could not interrupt): fails the same every time.
 export const tooLong = mutation({args: {}, retry: {maxAttempts: 5, initialBackoffMs: 10},
@@ -621,6 +627,46 @@ TEST_F(EngineQueueTest, GetCallAndCancelCallOfATenantFindOnlyItsCalls) {
   EXPECT_EQ(engine_->GetCall(*id, "t68948")->state, CallState::kCancelled);
   EXPECT_TRUE(absl::IsNotFound(engine_->GetCall(*id, "t40311").status()));
   EXPECT_TRUE(absl::IsFailedPrecondition(engine_->CancelCall(*id, "t68948")));
+}
+
+// The console output of queued calls reaches QueuedCallOptions::on_logs with its call, from a
+// delivery that succeeded and from one that failed (txfn serve prints it).
+TEST_F(EngineQueueTest, QueuedCallsConsoleOutputReachesOnLogs) {
+  struct Seen {
+    absl::Mutex mu;
+    std::vector<QueuedCallLogs> calls ABSL_GUARDED_BY(mu);
+  };
+  auto seen = std::make_shared<Seen>();
+  EngineOptions options = Options();
+  options.queued.on_logs = [seen](const QueuedCallLogs& logs) {
+    absl::MutexLock lock(&seen->mu);
+    seen->calls.push_back(logs);
+  };
+  OpenAndDeploy(std::move(options));
+  absl::StatusOr<CallId> ok =
+      engine_->Submit("app", "counters:chatty", Args({{"fail", Value::Bool(false)}}));
+  absl::StatusOr<CallId> failed =
+      engine_->Submit("app", "counters:chatty", Args({{"fail", Value::Bool(true)}}));
+  ASSERT_TRUE(ok.ok() && failed.ok()) << ok.status() << failed.status();
+  WaitFor(*ok, CallState::kSucceeded);
+  WaitFor(*failed, CallState::kFailed);
+  const std::vector<LogEntry> expected = {{LogLevel::kLog, "hello 1"},
+                                          {LogLevel::kWarn, "careful"}};
+  // A mutation's record commits with it, before its delivery ends: the logs may come just after.
+  absl::MutexLock lock(&seen->mu);
+  seen->mu.AwaitWithTimeout(
+      absl::Condition(
+          +[](std::vector<QueuedCallLogs>* calls) { return calls->size() >= 2; }, &seen->calls),
+      absl::Seconds(20));
+  ASSERT_EQ(seen->calls.size(), 2u);
+  for (const QueuedCallLogs& call : seen->calls) {
+    EXPECT_EQ(call.tenant, "app");
+    EXPECT_EQ(call.function, "counters:chatty");
+    EXPECT_TRUE(call.id == *ok || call.id == *failed) << call.id.ToString();
+    EXPECT_EQ(call.attempt, 0);
+    EXPECT_EQ(call.logs, expected);
+  }
+  EXPECT_NE(seen->calls[0].id, seen->calls[1].id);
 }
 
 // An action's runAt two hours ago (past the default one-hour deadline) runs now, as a

@@ -66,7 +66,8 @@ ABSL_FLAG(std::string, tenant, "", "The tenant (application) to act on.");
 ABSL_FLAG(std::string, kind, "auto",
           "run: 'query', 'mutation', or 'auto' (run the export as what it was declared).");
 ABSL_FLAG(bool, mutation, false, "run: shorthand for --kind=mutation.");
-ABSL_FLAG(bool, logs, true, "run: print the function's console output to stderr.");
+ABSL_FLAG(bool, logs, true,
+          "run: print the function's console output to stderr; serve: the queued calls'.");
 ABSL_FLAG(std::string, table, "",
           "export: only this table (default: every table); import: every document must belong "
           "to it.");
@@ -167,7 +168,7 @@ commands:
       writing; then its queue (--db's .queue file, if any) into DEST.queue.
       DEST (and DEST.queue) must not exist; open it with --db=DEST like any
       database.
-  serve [--quiet] [--status_every=SECONDS]
+  serve [--quiet] [--status_every=SECONDS] [--nologs]
       Runs the queued calls of every tenant of --db (calls submitted with
       'txfn submit' or scheduled by mutations with ctx.scheduler.runAfter/runAt)
       in the foreground until SIGINT (Ctrl-C) or SIGTERM, then stops
@@ -180,9 +181,12 @@ commands:
       retried; or its tenant was deleted), retry (an infrastructure failure:
       runs again, an attempt), busy (given back, not an attempt: the isolates
       were full, with --runners no runner was up, or on PostgreSQL another
-      process owns the tenant), skipped (the call had ended already); the queue's pending calls of every tenant, of them due now,
-      and leased (by any process); calls running here, calls this server
-      dead-lettered; calls mutations scheduled. Actions have no
+      process owns the tenant), skipped (the call had ended already); the
+      queue's pending calls of every tenant, of them due now, and leased (by
+      any process); calls running here, calls this server dead-lettered;
+      calls mutations scheduled. The queued calls' console output goes to
+      stderr too, each line as '[LEVEL] TENANT FUNCTION ID: MESSAGE'
+      (--nologs for none). Actions have no
       services: the CLI registers none. Another process's deploy, import or
       mutation ('txfn run') on the same --db while it runs is safe: the
       server's next call of that tenant sees it, and no update is lost
@@ -227,7 +231,9 @@ flags:
   --tenant=NAME   the tenant, for deploy, run, tables, export, import, submit
                   and calls; call and cancel look among its calls only
   --kind=K        run: auto|query|mutation (default auto); --mutation = mutation
-  --[no]logs      run: print console output to stderr (default on)
+  --[no]logs      run: print console output to stderr; serve: print queued
+                  calls' console output, each line with the call's tenant,
+                  function and id (default on)
   --table=NAME    export: only this table; import: only documents of this table
   --remap_ids     import: new ids for documents whose table's id differs here
   --quiet, --status_every=SECONDS                          serve (see above)
@@ -318,10 +324,26 @@ EngineOptions ClientEngineOptions() {
   return options;
 }
 
+// serve --logs: a queued call's console output on stderr, each line with its tenant, function
+// and call id (over the status line on a terminal: it is rewritten within a second).
+void PrintQueuedCallLogs(const QueuedCallLogs& call) {
+  const char* clear = isatty(STDERR_FILENO) == 1 ? "\r\x1b[K" : "";
+  const std::string id = call.id.ToString();
+  for (const LogEntry& log : call.logs) {
+    const std::string_view level = LogLevelName(log.level);
+    std::fprintf(stderr, "%s[%.*s] %s %s %s: %s\n", clear, static_cast<int>(level.size()),
+                 level.data(), call.tenant.c_str(), call.function.c_str(), id.c_str(),
+                 log.message.c_str());
+  }
+}
+
 // `executor_metrics`, if not null, is set to append the remote runners' metrics (--runners).
 absl::StatusOr<std::unique_ptr<Engine>> OpenEngine(
     EngineRole role, std::function<void(MetricsText*)>* executor_metrics = nullptr) {
   EngineOptions options = role == EngineRole::kClient ? ClientEngineOptions() : EngineOptions();
+  if (role == EngineRole::kServer && absl::GetFlag(FLAGS_logs)) {
+    options.queued.on_logs = PrintQueuedCallLogs;
+  }
   if (const std::string runners = absl::GetFlag(FLAGS_runners); !runners.empty()) {
 #ifdef TXFN_TOOLS_REMOTE
     RemoteRunnerOptions remote;
@@ -1079,7 +1101,7 @@ constexpr Command kCommands[] = {
     {"export", 0, 0, true, false, "tenant table"},
     {"import", 0, 1, true, false, "tenant table remap_ids"},
     {"backup", 1, 1, false, false, ""},
-    {"serve", 0, 0, false, false, "quiet status_every listen api_keys metrics runners"},
+    {"serve", 0, 0, false, false, "quiet status_every logs listen api_keys metrics runners"},
     {"submit", 1, 2, true, true, "tenant delay_ms deadline_ms criticality quota key client"},
     {"calls", 0, 0, true, false, "tenant status function limit"},
     {"call", 1, 1, false, true, "tenant"},

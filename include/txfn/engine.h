@@ -170,6 +170,16 @@ namespace txfn {
 // names. Its result may hold any Value; the action sees it as JavaScript.
 using ServiceFn = std::function<absl::StatusOr<Value>(const Value& args)>;
 
+// The console output (console.log, .warn, ...) of one delivery of a queued call
+// (QueuedCallOptions::on_logs).
+struct QueuedCallLogs {
+  std::string tenant;
+  std::string function;
+  CallId id;
+  int attempt = 0;  // deliveries before this one
+  std::vector<LogEntry> logs;
+};
+
 // The queued calls' part of EngineOptions.
 struct QueuedCallOptions {
   // Where calls wait. Null: an InMemoryQueue (lost with the process).
@@ -228,6 +238,11 @@ struct QueuedCallOptions {
   // workers). workers 0 = 2; limits null = 1 s of CPU and 30 s of
   // wall-clock time per action (it may wait on services).
   IsolateSchedulerOptions actions;
+  // If set: the console output of each delivery that ran a function and logged
+  // something (whether it succeeded or failed), on a txfn thread as the
+  // delivery ends. Must be thread-safe and must not block. (A direct call's
+  // output is in its CallResult, or FailedCallLogs of its error.)
+  std::function<void(const QueuedCallLogs&)> on_logs;
 };
 
 // What the one-argument Engine::Open (kept for source compatibility) opens.
