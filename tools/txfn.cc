@@ -46,6 +46,7 @@
 #include "txfn/errors.h"
 #include "txfn/function_runner.h"
 #include "txfn/in_memory_storage.h"
+#include "txfn/internal/strings.h"
 #include "txfn/metrics.h"
 #ifdef TXFN_TOOLS_REMOTE
 #include "txfn/functions_client.h"
@@ -1109,12 +1110,8 @@ constexpr Command kCommands[] = {
 };
 
 bool Reads(const Command& command, std::string_view flag) {
-  for (std::string_view rest = command.flags; !rest.empty();) {
-    const size_t space = std::min(rest.find(' '), rest.size());
-    if (rest.substr(0, space) == flag) return true;
-    rest.remove_prefix(std::min(space + 1, rest.size()));
-  }
-  return false;
+  return absl::c_linear_search(absl::StrSplit(internal::ToAbsl(command.flags), ' '),
+                               internal::ToAbsl(flag));
 }
 
 // "" if every flag in `given` is one `command` acts on, else what is wrong: a flag given to a

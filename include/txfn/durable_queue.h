@@ -234,9 +234,10 @@ class DurableQueue {
   // Puts dead-lettered calls back: each is due at `now` with no deliveries,
   // and when now + (its deadline - start_after) is later than its deadline,
   // its window moves to start at `now` (start_after = now, the deadline that
-  // much later: RedriveWindow), so it still passes ValidateCall. One status per id: OK, or NotFound
-  // if it is not a dead letter. Atomic as a batch: on an I/O error none is put back, unless the
-  // error is marked IsCommitOutcomeUnknown (all may have been).
+  // much later: RedriveWindow), so it still passes ValidateCall. One status
+  // per id: OK, or NotFound if it is not a dead letter. Atomic as a batch: on
+  // an I/O error none is put back, unless the error is marked
+  // IsCommitOutcomeUnknown (all may have been).
   [[nodiscard]] virtual absl::StatusOr<std::vector<absl::Status>> Redrive(
       absl::Span<const CallId> ids, absl::Time now) = 0;
 
