@@ -174,6 +174,9 @@ class DurableQueue {
   static constexpr size_t kMaxLeaseBatch = 10'000;
   static constexpr size_t kMaxEnqueueBatch = 100'000;
   static constexpr size_t kMaxSkippedTenants = 1000;  // LeaseRequest::skip_tenants
+  // The most shards txfn's adapters create: a scheduler keeps state per shard, and a count
+  // past what workers can poll is a mistake, not a configuration.
+  static constexpr int kMaxShards = 1024;
 
   virtual ~DurableQueue() = default;
 

@@ -42,12 +42,12 @@
 namespace txfn {
 
 struct InMemoryQueueOptions {
-  int shards = 1;  // >= 1
+  int shards = 1;  // 1 .. kMaxShards
 };
 
 class InMemoryQueue final : public DurableQueue {
  public:
-  // `options.shards` below 1 is taken as 1.
+  // `options.shards` below 1 is taken as 1, above kMaxShards as kMaxShards.
   explicit InMemoryQueue(InMemoryQueueOptions options = {});
   ~InMemoryQueue() override;
   InMemoryQueue(const InMemoryQueue&) = delete;

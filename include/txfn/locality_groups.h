@@ -53,7 +53,8 @@ struct LocalityPlan {
 [[nodiscard]] int RendezvousGroup(std::string_view function, absl::Span<const std::string> groups);
 
 // Plans the groups. InvalidArgument: no groups, an empty or duplicate group
-// name, a duplicate function, a negative or non-finite memory, slack < 0.
+// name, a duplicate function, a negative or non-finite memory (or memories
+// whose sum is not finite), slack < 0.
 [[nodiscard]] absl::StatusOr<LocalityPlan> PlanLocalityGroups(
     absl::Span<const FunctionFootprint> functions, std::vector<std::string> groups,
     double slack = 0.1);

@@ -98,9 +98,9 @@ struct PostgresQueueOptions {
   // that stops answering fails the call in about a minute (Unavailable) instead of blocking
   // it forever. A query that waits on the server's own locks is not cut short.
   std::string url;
-  // Shards of a new queue (>= 1). An existing queue keeps the count it was created with; 0
-  // means "whatever it has" (1 for a new queue). A different non-zero count than the stored
-  // one is FailedPrecondition (a call's shard must never change).
+  // Shards of a new queue (1 .. kMaxShards). An existing queue keeps the count it was created with;
+  // 0 means "whatever it has" (1 for a new queue). A different non-zero count than the stored one
+  // is FailedPrecondition (a call's shard must never change).
   int shards = 0;
   // The most connections the queue holds open at once (>= 1): the most of its methods that run
   // on the server at the same time.
@@ -120,7 +120,8 @@ class PostgresQueue final : public DurableQueue {
   static constexpr int kSchemaVersion = 2;
 
   // Connects to `options.url` and creates the tables if missing. The caller owns the queue.
-  // Errors: InvalidArgument — an empty or malformed url, shards < 0, max_connections < 1,
+  // Errors: InvalidArgument — an empty or malformed url, shards < 0 or > kMaxShards,
+  // max_connections < 1,
   // skip_scan_rows < 0;
   // Unavailable — the server cannot be reached; FailedPrecondition — a newer schema version, or
   // another shard count.

@@ -87,7 +87,7 @@ struct SqliteQueueOptions {
   // benchmarks only).
   enum class Synchronous { kOff, kNormal, kFull };
   Synchronous synchronous = Synchronous::kFull;
-  // Shards of a new file (>= 1). An existing file keeps the count it was
+  // Shards of a new file (1 .. kMaxShards). An existing file keeps the count it was
   // created with; 0 means "whatever the file has" (1 for a new file). A
   // different non-zero count than the file's is FailedPrecondition (a call's
   // shard must never change).
@@ -111,7 +111,7 @@ class SqliteQueue final : public DurableQueue {
   static constexpr int kSchemaVersion = 4;
 
   // Opens (creating if missing) the queue in the database file at `path`.
-  // Errors: InvalidArgument — an empty path, ":memory:", shards < 0;
+  // Errors: InvalidArgument — an empty path, ":memory:", shards < 0 or > kMaxShards;
   // Unavailable — the file cannot be opened (the message names it);
   // FailedPrecondition — a newer schema version, or another shard count;
   // DataLoss — not an SQLite database, or corrupt.

@@ -564,9 +564,9 @@ void PostgresQueue::Release(std::unique_ptr<PgConnection> conn) {
 
 absl::StatusOr<std::unique_ptr<PostgresQueue>> PostgresQueue::Open(PostgresQueueOptions options) {
   if (options.url.empty()) return absl::InvalidArgumentError("PostgresQueue::Open: url is empty");
-  if (options.shards < 0) {
-    return absl::InvalidArgumentError(
-        StrCat("PostgresQueue::Open: shards must be >= 0, not ", options.shards));
+  if (options.shards < 0 || options.shards > kMaxShards) {
+    return absl::InvalidArgumentError(StrCat("PostgresQueue::Open: shards must be in [0, ",
+                                             kMaxShards, "], not ", options.shards));
   }
   if (options.max_connections < 1) {
     return absl::InvalidArgumentError(

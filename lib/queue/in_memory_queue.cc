@@ -287,7 +287,7 @@ struct InMemoryQueue::Shard {
 };
 
 InMemoryQueue::InMemoryQueue(InMemoryQueueOptions options) {
-  const int n = std::max(options.shards, 1);
+  const int n = std::clamp(options.shards, 1, kMaxShards);
   shards_.reserve(n);
   for (int i = 0; i < n; ++i) shards_.push_back(std::make_unique<Shard>());
 }

@@ -78,6 +78,11 @@ absl::StatusOr<LocalityPlan> PlanLocalityGroups(absl::Span<const FunctionFootpri
     }
     total += f.memory;
   }
+  if (!std::isfinite(total)) {
+    return absl::InvalidArgumentError(
+        StrCat("locality groups: the functions' memory adds up past the largest double (",
+               functions.size(), " functions)"));
+  }
   LocalityPlan plan;
   plan.groups = std::move(groups);
   plan.group_memory.assign(plan.groups.size(), 0);

@@ -582,9 +582,9 @@ absl::StatusOr<std::unique_ptr<SqliteQueue>> SqliteQueue::Open(std::string path,
   if (path.empty() || path == ":memory:") {
     return absl::InvalidArgumentError(StrCat("SqliteQueue::Open: '", path, "' is not a file path"));
   }
-  if (options.shards < 0) {
+  if (options.shards < 0 || options.shards > kMaxShards) {
     return absl::InvalidArgumentError(
-        StrCat("SqliteQueue::Open: shards must be >= 0, not ", options.shards));
+        StrCat("SqliteQueue::Open: shards must be in [0, ", kMaxShards, "], not ", options.shards));
   }
   TXFN_ASSIGN_OR_RETURN(std::unique_ptr<Db> db, Db::Open(path, options));
   TXFN_RETURN_IF_ERROR(db->RegisterFunctions());

@@ -109,6 +109,10 @@ TEST(PostgresQueueTest, OpenRefusesBadOptionsAndOtherShardCounts) {
   ASSERT_TRUE(db.Create().ok());
   EXPECT_EQ(PostgresQueue::Open({.url = db.url(), .shards = -1}).status().code(),
             absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(PostgresQueue::Open({.url = db.url(), .shards = DurableQueue::kMaxShards + 1})
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(PostgresQueue::Open({.url = db.url(), .max_connections = 0}).status().code(),
             absl::StatusCode::kInvalidArgument);
   auto negative_scan = PostgresQueue::Open({.url = db.url(), .skip_scan_rows = -1});

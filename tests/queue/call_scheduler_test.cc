@@ -1073,6 +1073,10 @@ TEST(LocalityGroupsTest, SpreadsMemoryAndMovesFewFunctionsWhenAGroupIsAdded) {
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(PlanLocalityGroups({{"x", 1}, {"x", 2}}, {"a"}).status().code(),
             absl::StatusCode::kInvalidArgument);
+  // Each finite, their sum not: the bound would be infinite and every group "fit".
+  const absl::StatusOr<LocalityPlan> huge = PlanLocalityGroups({{"x", 1e308}, {"y", 1e308}}, {"a"});
+  EXPECT_EQ(huge.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(huge.status().message()), HasSubstr("adds up"));
 }
 
 // The controller publishes once and disappears: half an hour later the

@@ -249,5 +249,11 @@ TEST(ShardedQueueTest, RefusesNoChildrenAndNullChildren) {
             absl::StatusCode::kInvalidArgument);
 }
 
+TEST(InMemoryQueueTest, ShardCountsOutsideTheRangeAreClamped) {
+  EXPECT_EQ(InMemoryQueue(InMemoryQueueOptions{.shards = -3}).shard_count(), 1);
+  EXPECT_EQ(InMemoryQueue(InMemoryQueueOptions{.shards = 1 << 30}).shard_count(),
+            DurableQueue::kMaxShards);
+}
+
 }  // namespace
 }  // namespace txfn

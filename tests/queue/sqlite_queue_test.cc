@@ -94,6 +94,9 @@ TEST(SqliteQueueTest, OpenRefusesBadPathsOptionsAndFiles) {
   EXPECT_EQ(SqliteQueue::Open(":memory:").status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(SqliteQueue::Open(dir.File("x.db"), {.shards = -1}).status().code(),
             absl::StatusCode::kInvalidArgument);
+  auto too_many = SqliteQueue::Open(dir.File("x.db"), {.shards = DurableQueue::kMaxShards + 1});
+  EXPECT_EQ(too_many.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(too_many.status().message(), HasSubstr("shards must be in [0, 1024]"));
   auto missing = SqliteQueue::Open(dir.File("no/such/dir/q.db"));
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(missing.status().message(), HasSubstr("no/such/dir/q.db"));
