@@ -650,32 +650,41 @@ int Backup(const std::string& dest) {
   if (!std::filesystem::exists(db)) {
     return Fail(absl::NotFoundError(fmt::format("database '{}' does not exist", db)));
   }
-  if (std::error_code ec; std::filesystem::exists(SqliteQueuePath(dest), ec)) {
-    return Fail(absl::AlreadyExistsError(
-        fmt::format("'{}' exists; back up to a new file", SqliteQueuePath(dest))));
+  for (const std::string& file : {dest, SqliteQueuePath(dest)}) {
+    if (std::error_code ec; std::filesystem::exists(file, ec)) {
+      return Fail(
+          absl::AlreadyExistsError(fmt::format("'{}' exists; back up to a new file", file)));
+    }
+  }
+  // The queue before the data. Every call is in the queue, in a tenant's outbox (scheduled by
+  // a mutation, not yet queued) or ended (its record committed); it moves only in that order.
+  // A call the queue's copy holds that ended before the data's copy has its record there, and
+  // that record acknowledges it without running when the copy is opened. The other order lost
+  // calls: one queued when the data was copied and ended before the queue was had neither.
+  // Left: a call scheduled just before the queue's copy and moved from the outbox into the
+  // queue before the data's copy (milliseconds after its commit) is in neither.
+  std::error_code ec;
+  const std::string queue_file = SqliteQueuePath(db);
+  const std::string queue_dest = SqliteQueuePath(dest);
+  const bool has_queue = std::filesystem::exists(queue_file, ec);
+  if (has_queue) {
+    absl::StatusOr<std::unique_ptr<SqliteQueue>> queue = SqliteQueue::Open(queue_file);
+    if (!queue.ok()) return Fail(queue.status());
+    if (absl::Status q = (*queue)->Backup(queue_dest); !q.ok()) return Fail(q);
   }
   absl::StatusOr<std::unique_ptr<SqliteStorage>> storage = SqliteStorage::Open(db);
-  if (!storage.ok()) return Fail(storage.status());
-  absl::Status copied = (*storage)->Backup(dest);
-  if (!copied.ok()) return Fail(copied);
-  std::error_code ec;
+  absl::Status copied = storage.ok() ? (*storage)->Backup(dest) : storage.status();
+  if (!copied.ok()) {
+    if (has_queue) std::filesystem::remove(queue_dest, ec);  // half a backup is none
+    return Fail(copied);
+  }
   std::printf("backed up %s to %s (%ju bytes)\n", db.c_str(), dest.c_str(),
               static_cast<uintmax_t>(std::filesystem::file_size(dest, ec)));
-  // The queue after the data: a call the data's copy holds in its outbox (not yet moved
-  // into the queue) is enqueued again when the copy is opened, and the queue skips an id it
-  // holds, so no call is lost between the two copies.
-  const std::string queue_file = SqliteQueuePath(db);
-  if (!std::filesystem::exists(queue_file, ec)) return 0;
-  absl::StatusOr<std::unique_ptr<SqliteQueue>> queue = SqliteQueue::Open(queue_file);
-  if (!queue.ok()) return Fail(queue.status());
-  const std::string queue_dest = SqliteQueuePath(dest);
-  if (absl::Status q = (*queue)->Backup(queue_dest); !q.ok()) {
-    return Fail(absl::Status(q.code(), fmt::format("{} (the data's copy {} is complete; back up "
-                                                   "both files together)",
-                                                   std::string(q.message()), dest)));
+  if (has_queue) {
+    std::printf("backed up its queue %s to %s (%ju bytes)\n", queue_file.c_str(),
+                queue_dest.c_str(),
+                static_cast<uintmax_t>(std::filesystem::file_size(queue_dest, ec)));
   }
-  std::printf("backed up its queue %s to %s (%ju bytes)\n", queue_file.c_str(), queue_dest.c_str(),
-              static_cast<uintmax_t>(std::filesystem::file_size(queue_dest, ec)));
   return 0;
 }
 
