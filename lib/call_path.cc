@@ -29,6 +29,15 @@ absl::Status CheckEnabled(const Snapshot& snapshot) {
   return absl::OkStatus();
 }
 
+absl::Status CheckEnabled(const OpenTenant& tenant, const Snapshot& snapshot) {
+  if (tenant.committer().DeletedElsewhere()) {
+    return TenantDeletedElsewhereError(
+        internal::StrCat("tenant '", tenant.name(),
+                         "' was deleted (by another process, or another engine on this storage)"));
+  }
+  return CheckEnabled(snapshot);
+}
+
 namespace {
 
 // A mutation's retries so far (PlanRetry).
@@ -190,7 +199,7 @@ struct CallPath::State {
                                    const QueryOptions& options) {
     TXFN_RETURN_IF_ERROR(CheckNotInDone("Query", function));
     std::shared_ptr<const Snapshot> snapshot = tenant.Latest();
-    TXFN_RETURN_IF_ERROR(CheckEnabled(*snapshot));
+    TXFN_RETURN_IF_ERROR(CheckEnabled(tenant, *snapshot));
     const Timestamp ts = snapshot->ts();
     RunResult r = runner.Run(std::move(snapshot),
                              MakeRequest(function, args, FunctionKind::kQuery, options.deadline));
@@ -214,7 +223,7 @@ struct CallPath::State {
           TXFN_RETURN_IF_ERROR(CheckDeadline(function, options.deadline, attempt));
           CommitIntent intent = AnnounceFirstAttempt(tenant.committer(), attempt);
           std::shared_ptr<const Snapshot> snapshot = tenant.Latest();
-          TXFN_RETURN_IF_ERROR(CheckEnabled(*snapshot));
+          TXFN_RETURN_IF_ERROR(CheckEnabled(tenant, *snapshot));
           if (record != nullptr) {
             TXFN_ASSIGN_OR_RETURN(replay, record->Find(*snapshot));
             if (replay.has_value()) return AttemptResult::Commit(replay->ts);
@@ -244,7 +253,7 @@ struct CallPath::State {
   absl::Status QueryAsync(std::shared_ptr<OpenTenant> tenant, std::string_view function,
                           const Value& args, const QueryOptions& options, Callback done) {
     std::shared_ptr<const Snapshot> snapshot = tenant->Latest();
-    TXFN_RETURN_IF_ERROR(CheckEnabled(*snapshot));
+    TXFN_RETURN_IF_ERROR(CheckEnabled(*tenant, *snapshot));
     const Timestamp ts = snapshot->ts();
     BeginAsync();
     absl::Status s = runner.RunAsync(
@@ -274,7 +283,7 @@ struct CallPath::State {
                                                       .record = std::move(record),
                                                       .done = std::move(done),
                                                       .call_key = absl::HashOf(function, args)});
-    TXFN_RETURN_IF_ERROR(CheckEnabled(*call->tenant->Latest()));
+    TXFN_RETURN_IF_ERROR(CheckEnabled(*call->tenant, *call->tenant->Latest()));
     BeginAsync();
     std::shared_ptr<internal::Lane> predicted = PredictedLane(*call->tenant, call->call_key);
     absl::Status s = predicted != nullptr ? EnterLaneThenSubmit(call, std::move(predicted))
@@ -404,7 +413,7 @@ struct CallPath::State {
     TXFN_RETURN_IF_ERROR(
         CheckDeadline(call->request.function, call->request.deadline, call->attempt));
     std::shared_ptr<const Snapshot> snapshot = call->tenant->Latest();
-    if (absl::Status s = CheckEnabled(*snapshot); !s.ok()) return s;
+    if (absl::Status s = CheckEnabled(*call->tenant, *snapshot); !s.ok()) return s;
     if (call->record != nullptr) {
       TXFN_ASSIGN_OR_RETURN(std::optional<IdempotentResult> replay, call->record->Find(*snapshot));
       if (replay.has_value()) {

@@ -22,7 +22,13 @@
 #include "txfn/value.h"
 
 namespace txfn {
+
 namespace {
+
+// How many times a batch refused as stale is written again on top of the other writer's
+// commits, and the most of those commits read to do it.
+constexpr int kRebaseRounds = 3;
+constexpr size_t kMaxRebaseCommits = 1000;
 
 Timestamp WallClockNanos() { return static_cast<Timestamp>(absl::GetCurrentTimeNanos()); }
 
@@ -84,6 +90,29 @@ class Committer::Core {
   // Latest()'s catching up with other processes' commits, when storage says
   // there may be any.
   void CatchUp();
+  // Sets durable_ts_ and its copy known_durable_.
+  void SetDurable(Timestamp ts) ABSL_EXCLUSIVE_LOCKS_REQUIRED(leader_mu_) {
+    durable_ts_ = ts;
+    known_durable_.store(ts, std::memory_order_release);
+  }
+  // The error of a commit refused because deleted_elsewhere_ is set (`why`: what showed it).
+  absl::Status DeletedElsewhereError(std::string_view why) const;
+  // A batch (`records`, one per `accepted` commit) storage refused as stale: the tenant has
+  // another writer's commits after durable_ts_. Reads them from the log, fails the commits
+  // whose reads they wrote (FailedPrecondition: restarted from a new snapshot, `stale` says
+  // why), and gives the others timestamps above them, so the batch can be written again on
+  // top: a commit another process's commit did not touch is not restarted (it was, whatever
+  // it read, so a `txfn run` beside a busy `txfn serve` could lose every try). Their writes
+  // enter the history, durable_ts_ moves to the newest, and a snapshot there is published.
+  // False, changing nothing, where that cannot be done safely: a snapshot was published above
+  // durable_ts_ (a batch found absent), the batch deploys, the commit at durable_ts_ is gone
+  // (the tenant was created again), the log is unreadable (below the retention horizon) or
+  // long, or another writer changed the metadata.
+  bool Rebase(std::vector<CommitRecord>& records, std::vector<Pending*>& accepted,
+              const absl::Status& stale, const std::shared_ptr<const TenantMetadata>& metadata)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(leader_mu_);
+  // The FailedPrecondition of a commit in a batch refused as stale.
+  absl::Status StaleCommitError(const absl::Status& stale) const;
   // Loads the tenant's state at `newest` (its newest commit in storage, which
   // another process wrote): publishes a snapshot there and restarts the
   // conflict window at it, since the history lacks those commits. Nothing
@@ -118,6 +147,11 @@ class Committer::Core {
   // stating them would let another writer's commits below them pass the storage's check.
   Timestamp durable_ts_ ABSL_GUARDED_BY(leader_mu_);
   std::optional<Unresolved> unresolved_ ABSL_GUARDED_BY(leader_mu_);
+  // durable_ts_, readable without leader_mu_: storage held a commit at it when it was set, so
+  // storage's newest commit is below it later only if the tenant was deleted.
+  std::atomic<Timestamp> known_durable_{0};
+  // Committer::DeletedElsewhere(): set once, by the leader or CatchUp.
+  std::atomic<bool> deleted_elsewhere_{false};
   // history_.size() and window_.size(), readable without leader_mu_.
   std::atomic<uint64_t> history_keys_{0};
   std::atomic<uint64_t> history_commits_{0};
@@ -153,7 +187,7 @@ Committer::Core::Core(std::shared_ptr<Storage> storage, std::string tenant,
     : storage_(std::move(storage)), tenant_(std::move(tenant)), options_(std::move(options)) {
   internal::MutexLock leader(&leader_mu_);
   last_ts_ = latest->ts();
-  durable_ts_ = last_ts_;
+  SetDurable(last_ts_);
   // Nothing before the snapshot we start from can be validated.
   history_.PruneThrough(last_ts_);
   internal::MutexLock lock(&latest_mu_);
@@ -175,6 +209,9 @@ absl::StatusOr<Timestamp> Committer::Commit(PreparedCommit commit, CommitIntent 
 }
 CommitIntent Committer::AnnounceCommit() { return core_->AnnounceCommit(); }
 CommitterStats Committer::stats() const { return core_->stats(); }
+bool Committer::DeletedElsewhere() const {
+  return core_->deleted_elsewhere_.load(std::memory_order_acquire);
+}
 HistoryPin Committer::PinHistory(Timestamp ts) { return core_->PinHistory(ts); }
 bool Committer::PruneHistory(Timestamp now) { return core_->PruneHistory(now); }
 
@@ -346,7 +383,7 @@ Committer::Core::Resolution Committer::Core::Resolve(CommitterStats* delta) {
   std::shared_ptr<const TenantMetadata> metadata = u.metadata;
   if (committed) {
     resolution = Resolution::kCommitted;
-    durable_ts_ = std::max(durable_ts_, u.last_ts);
+    SetDurable(std::max(durable_ts_, u.last_ts));
     ++delta->unknown_committed;
   } else {
     // Absent: its timestamps stay unused. A snapshot at its last timestamp
@@ -363,9 +400,16 @@ Committer::Core::Resolution Committer::Core::Resolve(CommitterStats* delta) {
 void Committer::Core::CatchUp() {
   if (!storage_->MayHaveOtherWriters(tenant_)) return;
   // Read outside the leader lock: concurrent readers must not queue behind
-  // one another's round trips.
+  // one another's round trips. `known` is read first: storage held that commit already.
+  const Timestamp known = known_durable_.load(std::memory_order_acquire);
   absl::StatusOr<Timestamp> newest = storage_->MaxCommittedTimestamp(tenant_);
-  if (!newest.ok() || *newest <= Latest()->ts()) return;
+  if (!newest.ok()) return;
+  if (*newest < known) {
+    // Another writer deleted the tenant (and may have created it again since).
+    deleted_elsewhere_.store(true, std::memory_order_release);
+    return;
+  }
+  if (*newest <= Latest()->ts()) return;
   CommitterStats delta;
   {
     internal::MutexLock leader(&leader_mu_);
@@ -378,17 +422,102 @@ void Committer::Core::CatchUp() {
   stats_ += delta;
 }
 
+absl::Status Committer::Core::DeletedElsewhereError(std::string_view why) const {
+  return TenantDeletedElsewhereError(internal::StrCat(
+      "commit not persisted: tenant '", tenant_,
+      "' was deleted by another writer (another process, or another engine on this storage) "
+      "while this one had it open (",
+      why, "); nothing of it was written"));
+}
+
+absl::Status Committer::Core::StaleCommitError(const absl::Status& stale) const {
+  return absl::FailedPreconditionError(
+      internal::StrCat("commit not persisted: tenant '", tenant_,
+                       "' was written by another process since this transaction's snapshot (",
+                       stale.message(), "); restart it from a new snapshot"));
+}
+
+bool Committer::Core::Rebase(std::vector<CommitRecord>& records, std::vector<Pending*>& accepted,
+                             const absl::Status& stale,
+                             const std::shared_ptr<const TenantMetadata>& metadata) {
+  // Only while nothing of this committer is above durable_ts_: a snapshot published there
+  // (after a batch found absent) let transactions read before the other writer's commits
+  // below it existed, and its history would be out of timestamp order. A deploy in the batch
+  // is not rebased either: the metadata this batch would publish may be a dropped one's.
+  if (Latest()->ts() > durable_ts_ || history_.horizon() > durable_ts_ ||
+      (!window_.empty() && window_.back() > durable_ts_)) {
+    return false;
+  }
+  for (const CommitRecord& r : records) {
+    for (const IndexWrite& w : r.writes) {
+      if (w.index == kMetadataIndex) return false;
+    }
+  }
+  // The commit at durable_ts_ must still be there: a tenant deleted and created again since
+  // (by a writer whose clock is behind) has other commits above it, not this one's state.
+  if (durable_ts_ > 0) {
+    absl::StatusOr<std::vector<CommitRecord>> mine = storage_->ReadLog(tenant_, durable_ts_ - 1, 1);
+    if (!mine.ok() || mine->empty() || mine->front().ts != durable_ts_) return false;
+  }
+  // Every commit storage holds after durable_ts_ is another writer's: this committer's own
+  // batches since were not written (an unknown outcome is resolved before any write).
+  absl::StatusOr<std::vector<CommitRecord>> theirs =
+      storage_->ReadLog(tenant_, durable_ts_, kMaxRebaseCommits + 1);
+  if (!theirs.ok() || theirs->empty() || theirs->size() > kMaxRebaseCommits) return false;
+  ConflictSet their_writes;
+  for (const CommitRecord& c : *theirs) {
+    for (const IndexWrite& w : c.writes) {
+      // The snapshot published below keeps the metadata published before the batch.
+      if (w.index == kMetadataIndex) return false;
+      their_writes.Add(w.index, w.key, c.ts);
+    }
+  }
+  const Timestamp newest = theirs->back().ts;
+  std::vector<CommitRecord> kept_records;
+  std::vector<Pending*> kept;
+  for (size_t i = 0; i < records.size(); ++i) {
+    Pending* p = accepted[i];
+    if (their_writes.Conflicts(p->commit.reads, p->commit.begin_ts)) {
+      p->result = StaleCommitError(stale);
+      continue;
+    }
+    kept_records.push_back(std::move(records[i]));
+    kept.push_back(p);
+  }
+  // Serialised after their commits, in the batch's order (each was checked against the
+  // commits before it in the batch when it was accepted).
+  last_ts_ = std::max(last_ts_, newest);
+  Timestamp previous = newest;
+  for (CommitRecord& r : kept_records) {
+    r.ts = std::max(options_.clock(), last_ts_ + 1);
+    last_ts_ = r.ts;
+    r.previous_ts = previous;
+    previous = r.ts;
+  }
+  AddToHistory(*theirs);
+  SetDurable(newest);
+  if (newest > Latest()->ts()) {
+    Publish(std::make_shared<const Snapshot>(storage_, tenant_, newest, metadata));
+  }
+  records = std::move(kept_records);
+  accepted = std::move(kept);
+  return true;
+}
+
 void Committer::Core::Reload(Timestamp newest, CommitterStats* delta) {
   if (newest <= durable_ts_) return;
   // Another writer's commits up to `newest`, which this committer's history lacks. The
   // published snapshot may be above them (after a batch of unknown outcome that was absent):
   // transactions that began there read before those commits existed, so every transaction
-  // up to both is refused (too old) and restarts from the reloaded snapshot.
-  const Timestamp at = std::max(newest, Latest()->ts());
+  // up to both is refused (too old: begin_ts below the horizon) and restarts from the
+  // reloaded snapshot, which is one past the published one (a transaction that began exactly
+  // there passed, and lost the other writer's update).
+  const Timestamp published = Latest()->ts();
+  const Timestamp at = published > newest ? published + 1 : newest;
   absl::StatusOr<std::shared_ptr<const Snapshot>> loaded = Snapshot::Load(storage_, tenant_, at);
   if (!loaded.ok()) return;
   last_ts_ = std::max(last_ts_, at);
-  durable_ts_ = newest;
+  SetDurable(newest);
   history_.PruneThrough(at);
   window_.clear();
   UpdateHistoryGauges();
@@ -398,6 +527,10 @@ void Committer::Core::Reload(Timestamp newest, CommitterStats* delta) {
 }
 
 void Committer::Core::ProcessBatch(const std::vector<Pending*>& batch, bool held) {
+  if (deleted_elsewhere_.load(std::memory_order_acquire)) {
+    for (Pending* p : batch) p->result = DeletedElsewhereError("found earlier");
+    return;
+  }
   CommitterStats delta;
   // An earlier batch's outcome must be known before anything else is written:
   // its writes may be durable, and the next snapshot must say which.
@@ -522,20 +655,32 @@ void Committer::Core::ProcessBatch(const std::vector<Pending*>& batch, bool held
     ++delta.batches;
     if (held) ++delta.held_batches;
     absl::Status written = storage_->Write(records);
+    // Another writer committed to the tenant: nothing was written. Written again on top of
+    // its commits, without those they conflict with (a few rounds: it may go on writing).
+    for (int round = 0; round < kRebaseRounds && IsStaleWriter(written); ++round) {
+      ++delta.stale_batches;
+      if (!Rebase(records, accepted, written, latest->shared_metadata())) break;
+      if (records.empty()) {
+        written = absl::OkStatus();
+        break;
+      }
+      written = storage_->Write(records);
+    }
     Resolution resolution = written.ok() ? Resolution::kCommitted : Resolution::kAbsent;
     if (!written.ok()) ++delta.storage_failures;
-    if (IsStaleWriter(written)) {
-      // Another process committed to the tenant: nothing was written, and
-      // the history lacks its commits. Reload, and let the transactions
-      // restart from the new snapshot (FailedPrecondition is retryable).
-      ++delta.stale_batches;
+    if (records.empty()) {
+      // Every commit of the batch conflicted with the other writer's (failed by Rebase).
+    } else if (IsStaleWriter(written)) {
+      // Not rebased: reload, and let the transactions restart from the new snapshot
+      // (FailedPrecondition is retryable).
       if (std::optional<Timestamp> newest = StaleWriterNewest(written)) Reload(*newest, &delta);
-      for (Pending* p : accepted) {
-        p->result = absl::FailedPreconditionError(
-            internal::StrCat("commit not persisted: tenant '", tenant_,
-                             "' was written by another process since this transaction's snapshot (",
-                             written.message(), "); restart it from a new snapshot"));
-      }
+      for (Pending* p : accepted) p->result = StaleCommitError(written);
+      accepted.clear();
+    } else if (IsTenantDeletedElsewhere(written)) {
+      // Its history is gone: this committer's state is of the deleted tenant, and writing
+      // it would bring the tenant back without what the deleted one had.
+      deleted_elsewhere_.store(true, std::memory_order_release);
+      for (Pending* p : accepted) p->result = DeletedElsewhereError(std::string(written.message()));
       accepted.clear();
     } else if (IsCommitOutcomeUnknown(written)) {
       // Possibly committed: its writes enter the history now (at worst a
@@ -553,7 +698,7 @@ void Committer::Core::ProcessBatch(const std::vector<Pending*>& batch, bool held
       // must not make later transactions conflict with writes that never
       // happened.
       AddToHistory(records);
-      durable_ts_ = records.back().ts;
+      SetDurable(records.back().ts);
       Publish(std::make_shared<const Snapshot>(storage_, tenant_, records.back().ts, metadata));
     }
     for (size_t i = 0; i < accepted.size(); ++i) {

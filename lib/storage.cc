@@ -128,7 +128,18 @@ bool IsCommitOutcomeUnknown(const absl::Status& status) {
 namespace {
 constexpr std::string_view kStaleWriterTypeUrl = "type.txfn.dev/txfn.StaleWriter";
 constexpr std::string_view kOwnedElsewhereTypeUrl = "type.txfn.dev/txfn.TenantOwnedElsewhere";
+constexpr std::string_view kDeletedElsewhereTypeUrl = "type.txfn.dev/txfn.TenantDeletedElsewhere";
 }  // namespace
+
+absl::Status TenantDeletedElsewhereError(std::string_view message) {
+  absl::Status status = absl::NotFoundError(internal::ToAbsl(message));
+  status.SetPayload(internal::ToAbsl(kDeletedElsewhereTypeUrl), absl::Cord());
+  return status;
+}
+
+bool IsTenantDeletedElsewhere(const absl::Status& status) {
+  return status.GetPayload(internal::ToAbsl(kDeletedElsewhereTypeUrl)).has_value();
+}
 
 absl::Status TenantOwnedElsewhereError(std::string_view message, absl::StatusCode code) {
   absl::Status status(code, internal::ToAbsl(message));
@@ -183,6 +194,15 @@ absl::Status CheckTenantBatchAgainstNewest(std::string_view storage, const Tenan
                     "written",
                     storage, batch.tenant, newest, *batch.previous_ts),
         newest);
+  }
+  // The writer knew storage held a commit at previous_ts; storage's newest is older: that
+  // history is gone (deleted, perhaps created again since). Writing would bring the tenant
+  // back from a writer whose state is of the deleted one.
+  if (batch.previous_ts.has_value() && newest < *batch.previous_ts) {
+    return TenantDeletedElsewhereError(
+        fmt::format("{}: tenant '{}' was deleted since this writer's commit at ts {} (its newest "
+                    "commit now: {}); nothing of this Write was written",
+                    storage, batch.tenant, *batch.previous_ts, newest));
   }
   if (batch.first_ts <= newest) {
     return absl::InvalidArgumentError(

@@ -136,10 +136,18 @@ struct TenantCommitters::Registry {
     tenant.state_->last_used.store(Now(), std::memory_order_relaxed);
   }
 
-  std::shared_ptr<OpenTenant> FindOpen(std::string_view tenant) const {
+  // The open tenant, or null. One whose committer found it deleted by another writer
+  // (Committer::DeletedElsewhere) is dropped: its state is the deleted tenant's, so the next
+  // Get opens what storage holds now (nothing: NotFound; or a tenant created again since).
+  std::shared_ptr<OpenTenant> FindOpen(std::string_view tenant) {
     internal::MutexLock lock(&map_mu);
     auto it = tenants.find(ToAbsl(tenant));
-    return it == tenants.end() ? nullptr : it->second;
+    if (it == tenants.end()) return nullptr;
+    if (it->second->committer().DeletedElsewhere()) {
+      tenants.erase(it);
+      return nullptr;
+    }
+    return it->second;
   }
 
   // Opens a committer for a tenant that exists in storage (lifecycle_mu held).

@@ -11,6 +11,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "txfn/call_records.h"
 #include "txfn/idempotency.h"
 #include "txfn/in_memory_storage.h"
 #include "txfn/retry.h"
@@ -449,6 +450,187 @@ TEST_F(CommitterTest, ABatchNotWrittenDoesNotHideAnotherWritersCommit) {
   EXPECT_TRUE(committer_->Commit(again.Prepare()).ok());
   Transaction check = Begin();
   EXPECT_EQ(Balance(check, id), 21);
+}
+
+// A batch storage refuses because another writer committed since is written again on top of
+// those commits, without the ones they conflict with: a transaction whose reads the other
+// writer did not touch commits at once (it was restarted, whatever it read).
+TEST_F(CommitterTest, AStaleBatchIsRebasedOnAnotherWritersCommitsItDoesNotConflictWith) {
+  std::string ann = InsertAccount("ann", 10);
+  std::string bob = InsertAccount("bob", 5);
+  Transaction mine = Begin();
+  ASSERT_EQ(Balance(mine, ann), 10);
+  ASSERT_TRUE(mine.Patch(ann, Obj({{"balance", I64(11)}})).ok());
+  Transaction conflicting = Begin();
+  ASSERT_EQ(Balance(conflicting, bob), 5);
+  ASSERT_TRUE(conflicting.Patch(bob, Obj({{"balance", I64(4)}})).ok());
+  // Another writer of the tenant on the same storage changes bob only.
+  auto other = Committer::Open(base_, "t", {.clock = clock_.AsFunction()});
+  ASSERT_TRUE(other.ok()) << other.status();
+  Transaction theirs((*other)->Latest());
+  ASSERT_TRUE(theirs.Patch(bob, Obj({{"balance", I64(50)}})).ok());
+  TXFN_ASSERT_OK_AND_ASSIGN(Timestamp their_ts, (*other)->Commit(theirs.Prepare()));
+
+  TXFN_ASSERT_OK_AND_ASSIGN(Timestamp ts, committer_->Commit(mine.Prepare()));
+  EXPECT_GT(ts, their_ts);
+  EXPECT_EQ(committer_->stats().stale_batches, 1u);
+  // Their write of bob is in the history now: a transaction that read bob before it conflicts.
+  absl::StatusOr<Timestamp> lost = committer_->Commit(conflicting.Prepare());
+  EXPECT_EQ(lost.status().code(), absl::StatusCode::kAborted) << lost.status();
+  Transaction check = Begin();
+  EXPECT_GE(check.begin_ts(), ts);
+  EXPECT_EQ(Balance(check, ann), 11);
+  EXPECT_EQ(Balance(check, bob), 50) << "the other writer's commit stands";
+  Transaction again = Begin();
+  ASSERT_TRUE(again.Patch(bob, Obj({{"balance", I64(51)}})).ok());
+  EXPECT_TRUE(committer_->Commit(again.Prepare()).ok());
+}
+
+// A batch of unknown outcome found absent publishes a snapshot above storage's newest commit.
+// A transaction T that began there read before another writer's commit below it existed (that
+// writer's clock is behind). Whether the committer then rebases a stale batch or reloads (the
+// other writer's commit also changed the metadata), T must not commit over that writer's 20
+// (found by a review: both lost it; the reload at HEAD too).
+class CommitterAbsentSnapshotTest : public ::testing::TestWithParam<bool> {};
+
+TEST_P(CommitterAbsentSnapshotTest, ATransactionThatReadBeforeAnotherWritersCommitDoesNotCommit) {
+  const bool their_commit_changes_metadata = GetParam();
+  FakeClock clock;
+  auto base = std::make_shared<InMemoryStorage>();
+  auto storage = std::make_shared<FaultInjectingStorage>(base);
+  auto committer = OpenWithSchema(storage, {.clock = clock.AsFunction()});
+  auto balance = [](Transaction& t, const std::string& id) {
+    return t.Get(id).value()->Find("balance")->int64();
+  };
+  Transaction insert(committer->Latest());
+  std::string ann =
+      insert.Insert("accounts", Obj({{"owner", Str("ann")}, {"balance", I64(10)}})).value();
+  TXFN_ASSERT_OK_AND_ASSIGN(Timestamp t1, committer->Commit(insert.Prepare()));
+  Transaction unrelated(committer->Latest());
+  ASSERT_TRUE(unrelated.Insert("notes", Obj({})).ok());
+  clock.Advance(1'000'000);
+  storage->FailNext(StorageMethod::kWrite, 1, CommitOutcomeUnknownError("lost"));
+  Transaction absent(committer->Latest());
+  ASSERT_TRUE(absent.Insert("notes", Obj({})).ok());
+  EXPECT_FALSE(committer->Commit(absent.Prepare()).ok());
+  std::shared_ptr<const Snapshot> above = committer->Latest();
+  ASSERT_GT(above->ts(), t1 + 1);
+  Transaction t(above);
+  ASSERT_EQ(balance(t, ann), 10);
+  auto other = Committer::Open(base, "t", {.clock = [] { return Timestamp{1}; }});
+  ASSERT_TRUE(other.ok()) << other.status();
+  Transaction theirs((*other)->Latest());
+  ASSERT_TRUE(theirs.Patch(ann, Obj({{"balance", I64(20)}})).ok());
+  if (their_commit_changes_metadata) {
+    ASSERT_TRUE(theirs.SetEnabled(true).ok());
+  }
+  TXFN_ASSERT_OK_AND_ASSIGN(Timestamp their_ts, (*other)->Commit(theirs.Prepare()));
+  ASSERT_LT(their_ts, above->ts());
+  (void)committer->Commit(unrelated.Prepare());  // refused as stale: rebased or reloaded
+  EXPECT_EQ(committer->stats().stale_batches, 1u);
+  ASSERT_TRUE(t.Patch(ann, Obj({{"balance", I64(11)}})).ok());
+  absl::StatusOr<Timestamp> lost = committer->Commit(t.Prepare());
+  EXPECT_FALSE(lost.ok()) << "committed over the other writer's 20 at " << *lost;
+  Transaction check(committer->Latest());
+  EXPECT_EQ(balance(check, ann), 20);
+}
+
+INSTANTIATE_TEST_SUITE_P(RebasedOrReloaded, CommitterAbsentSnapshotTest, ::testing::Bool());
+
+// A batch holding a deploy D (which read a document another writer then changed) and a blind
+// commit K is not rebased: the snapshot it would publish had D's metadata, which never
+// reached storage (found by a review).
+TEST(CommitterRebaseTest, ABatchWithADeployIsNotRebased) {
+  FakeClock clock;
+  auto base = std::make_shared<InMemoryStorage>();
+  auto committer =
+      OpenWithSchema(base, {.max_batch_delay = absl::Seconds(20), .clock = clock.AsFunction()});
+  Transaction insert(committer->Latest());
+  std::string ann =
+      insert.Insert("accounts", Obj({{"owner", Str("ann")}, {"balance", I64(10)}})).value();
+  ASSERT_TRUE(committer->Commit(insert.Prepare()).ok());
+  Transaction deploy(committer->Latest());
+  ASSERT_EQ(deploy.Get(ann).value()->Find("balance")->int64(), 10);
+  absl::StatusOr<Schema> schema = Schema::FromJson(R"({"tables": {
+    "accounts": {"fields": {"owner": "string", "balance": "int64"},
+                 "indexes": {"by_owner": ["owner"]}},
+    "messages": {"fields": {"channel": "string", "body": "string", "likes": "int64?"},
+                 "indexes": {"by_channel": ["channel", "likes"]}},
+    "notes": {}, "extra": {}
+  }})");
+  ASSERT_TRUE(schema.ok()) << schema.status();
+  ASSERT_TRUE(deploy.DeploySchema(*schema).ok());
+  PreparedCommit blind{.tenant = "t", .begin_ts = committer->Latest()->ts()};
+  blind.writes.push_back({.index = kCallOutboxIndex, .key = "x", .value = std::nullopt});
+  auto other = Committer::Open(base, "t", {.clock = clock.AsFunction()});
+  ASSERT_TRUE(other.ok()) << other.status();
+  Transaction theirs((*other)->Latest());
+  ASSERT_TRUE(theirs.Patch(ann, Obj({{"balance", I64(20)}})).ok());
+  ASSERT_TRUE((*other)->Commit(theirs.Prepare()).ok());
+  // D and K in one batch: the leader holds it open for the second announced commit.
+  CommitIntent first = committer->AnnounceCommit();
+  CommitIntent second = committer->AnnounceCommit();
+  absl::StatusOr<Timestamp> deployed;
+  std::thread d([&] { deployed = committer->Commit(deploy.Prepare(), std::move(first)); });
+  absl::SleepFor(absl::Milliseconds(200));
+  absl::StatusOr<Timestamp> k = committer->Commit(std::move(blind), std::move(second));
+  d.join();
+  EXPECT_FALSE(deployed.ok()) << "D read ann before the other writer's 20";
+  std::shared_ptr<const Snapshot> published = committer->Latest();
+  absl::StatusOr<std::shared_ptr<const Snapshot>> stored =
+      Snapshot::Load(base, "t", published->ts());
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  EXPECT_EQ(published->metadata().tables().count("extra"),
+            (*stored)->metadata().tables().count("extra"))
+      << "the published metadata is not storage's";
+  (void)k;
+}
+
+// Another writer deletes the tenant: this committer's next batch is refused (its state is the
+// deleted tenant's; writing it would bring the tenant back without its metadata), and so is
+// every later one.
+TEST_F(CommitterTest, ATenantDeletedByAnotherWriterIsNeverWrittenAgain) {
+  std::string id = InsertAccount("ann", 10);
+  ASSERT_TRUE(base_->DeleteTenant("t").ok());
+  EXPECT_FALSE(committer_->DeletedElsewhere()) << "not noticed yet: this storage has no others";
+  Transaction txn = Begin();  // reads storage at its snapshot: the account is gone already
+  ASSERT_TRUE(txn.Insert("accounts", Obj({{"owner", Str("cy")}, {"balance", I64(1)}})).ok());
+  absl::StatusOr<Timestamp> refused = committer_->Commit(txn.Prepare());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kNotFound) << refused.status();
+  EXPECT_TRUE(IsTenantDeletedElsewhere(refused.status())) << refused.status();
+  EXPECT_TRUE(committer_->DeletedElsewhere());
+  EXPECT_EQ(base_->MaxCommittedTimestamp("t").value(), 0u);
+  // Created again meanwhile by another writer: this committer still writes nothing.
+  auto other = OpenWithSchema(base_, {.clock = clock_.AsFunction()});
+  Transaction later = Begin();
+  ASSERT_TRUE(later.Insert("notes", Obj({})).ok());
+  absl::StatusOr<Timestamp> again = committer_->Commit(later.Prepare());
+  EXPECT_TRUE(IsTenantDeletedElsewhere(again.status())) << again.status();
+  Transaction fresh((other)->Latest());
+  EXPECT_FALSE(fresh.Get(id).value().has_value()) << "the deleted account stays deleted";
+}
+
+// Where other writers may commit (Storage::MayHaveOtherWriters), Latest() notices the deletion
+// before any write: storage's newest commit is older than one this committer wrote.
+TEST_F(CommitterTest, LatestNoticesATenantDeletedByAnotherWriter) {
+  class Shared final : public StorageWrapper {
+   public:
+    using StorageWrapper::StorageWrapper;
+    bool MayHaveOtherWriters(std::string_view) override { return true; }
+  };
+  auto shared = std::make_shared<Shared>(base_);
+  auto committer = OpenWithSchema(shared, {.clock = clock_.AsFunction()});
+  Transaction txn(committer->Latest());
+  ASSERT_TRUE(txn.Insert("notes", Obj({})).ok());
+  ASSERT_TRUE(committer->Commit(txn.Prepare()).ok());
+  (void)committer->Latest();
+  EXPECT_FALSE(committer->DeletedElsewhere()) << "its own commit is no deletion";
+  ASSERT_TRUE(base_->DeleteTenant("t").ok());
+  (void)committer->Latest();
+  EXPECT_TRUE(committer->DeletedElsewhere());
+  Transaction after(committer->Latest());
+  absl::StatusOr<Timestamp> refused = committer->Commit(after.Prepare());
+  EXPECT_TRUE(IsTenantDeletedElsewhere(refused.status())) << refused.status();
 }
 
 // Reports an unknown outcome for a Write it replaced by another writer's commit at the same

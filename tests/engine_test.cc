@@ -245,6 +245,37 @@ TEST_P(EngineTest, TenantLifecycle) {
   EXPECT_EQ(engine_->Query("one", "counters:get", Name("a"))->value, Value::Null());
 }
 
+// Another engine on the same SQLite file (another process, as `txfn delete` beside `txfn
+// serve`) deletes a tenant this engine has open: this one stops serving the deleted tenant's
+// modules, and its mutations do not bring the tenant back without them.
+TEST_P(EngineTest, ATenantAnotherEngineDeletedIsNotServedOrWrittenAgain) {
+  if (GetParam() != EngineStorage::kSqlite) GTEST_SKIP() << "two engines share a file only";
+  CreateAndDeploy();
+  ASSERT_TRUE(engine_->Mutation("app", "counters:create", Name("a")).ok());
+  ASSERT_TRUE(engine_->Mutation("app", "counters:increment", Name("a")).ok());
+  ASSERT_EQ(Counter("a"), 1);
+  auto other = Engine::Open(Options());
+  ASSERT_TRUE(other.ok()) << other.status();
+  ASSERT_TRUE((*other)->DeleteTenant("app").ok());
+
+  absl::StatusOr<CallResult> read = engine_->Query("app", "counters:get", Name("a"));
+  EXPECT_TRUE(absl::IsNotFound(read.status())) << read.status();
+  absl::StatusOr<CallResult> write = engine_->Mutation("app", "counters:increment", Name("a"));
+  EXPECT_TRUE(absl::IsNotFound(write.status())) << write.status();
+  EXPECT_THAT(*(*other)->ListTenants(), ElementsAre()) << "not brought back";
+  EXPECT_THAT(*engine_->ListTenants(), ElementsAre());
+  EXPECT_TRUE(absl::IsNotFound(engine_->DeleteTenant("app")));
+
+  // Created again by the other engine: this one serves the new tenant, not the old one.
+  ASSERT_TRUE((*other)->CreateTenant("app").ok());
+  ASSERT_TRUE((*other)->DeployJson("app", Modules(), kSchema).ok());
+  EXPECT_EQ(engine_->Query("app", "counters:get", Name("a"))->value, Value::Null());
+  ASSERT_TRUE(engine_->Mutation("app", "counters:create", Name("a")).ok());
+  absl::StatusOr<CallResult> theirs = (*other)->Query("app", "counters:get", Name("a"));
+  ASSERT_TRUE(theirs.ok()) << theirs.status();
+  EXPECT_EQ(theirs->value, Value::Int64(0));
+}
+
 // DeployCreatingTenant: a refused first deploy leaves no empty tenant; a refused deploy to a
 // tenant that existed keeps it; a good one reports whether it created the tenant.
 TEST_P(EngineTest, ARefusedFirstDeployLeavesNoTenant) {

@@ -214,6 +214,11 @@ class CallPath {
 
 // FailedPrecondition if the snapshot's tenant is disabled.
 [[nodiscard]] absl::Status CheckEnabled(const Snapshot& snapshot);
+// The same, and NotFound (marked IsTenantDeletedElsewhere) if another writer deleted the
+// tenant while `tenant` had it open (Committer::DeletedElsewhere, which the Latest() that
+// gave `snapshot` checks): a call must not run the deleted tenant's modules. Call it after
+// Latest().
+[[nodiscard]] absl::Status CheckEnabled(const OpenTenant& tenant, const Snapshot& snapshot);
 
 }  // namespace txfn
 

@@ -259,8 +259,18 @@ class Committer {
   // snapshot is then at that commit, and the conflict window restarts there
   // (a transaction that began earlier fails FailedPrecondition and restarts).
   // If that read fails, the last published snapshot is returned (consistent,
-  // perhaps stale).
+  // perhaps stale). If storage's newest commit is older than one this committer
+  // knows it held, the tenant was deleted (DeletedElsewhere() turns true).
   std::shared_ptr<const Snapshot> Latest() const;
+
+  // Whether another writer (another process, or another committer of the
+  // storage) deleted the tenant under this committer: a Write was refused with
+  // TenantDeletedElsewhereError, or Latest() found storage's newest commit older
+  // than one this committer wrote or loaded. Final: every later Commit fails
+  // with NotFound and writes nothing (the tenant's state here is the deleted
+  // one's); open a new committer to see what storage holds now.
+  // TenantCommitters::Get does. Thread-safe.
+  [[nodiscard]] bool DeletedElsewhere() const;
 
   // Validates and commits. Returns the commit timestamp; for a commit without
   // writes, its begin timestamp (a read-only transaction is serialised there).
@@ -268,7 +278,8 @@ class Committer {
   // the conflict window), InvalidArgument (another tenant's commit, a begin
   // timestamp in the future, writes to an index twice), Unavailable (storage:
   // not committed), Unavailable marked IsCommitOutcomeUnknown (storage could
-  // not say whether it committed; see "Unknown outcomes" above).
+  // not say whether it committed; see "Unknown outcomes" above), NotFound
+  // marked IsTenantDeletedElsewhere (DeletedElsewhere(); not committed).
   // `intent`, if given, is withdrawn as the commit joins the queue. With
   // BatchHold::kNever, a batch this call leads is written at once, never held
   // open for announced commits: for a thread that announced work may itself

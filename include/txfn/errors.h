@@ -30,6 +30,8 @@
 // |                                        |                    | (storage.h)                   |
 // | another process owns the tenant        | FailedPrecondition | IsTenantOwnedElsewhere        |
 // | (PostgreSQL leases): nothing written   | or Unavailable     | (storage.h)                   |
+// | another process deleted the tenant     | NotFound           | IsTenantDeletedElsewhere      |
+// | this one had open: nothing written     |                    | (storage.h)                   |
 // | called as a query, declared a mutation | InvalidArgument    | DeclaredKind                  |
 // | (or the reverse)                       |                    | (function_runner.h)           |
 // | back-pressure: retry after a time      | ResourceExhausted  | RetryAfter (submitter.h)      |

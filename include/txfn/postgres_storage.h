@@ -187,9 +187,11 @@ class PostgresStorage final : public Storage {
   // The schema version this build writes and reads (txfn_meta.schema_version).
   // 2: txfn_write checks CommitRecord::previous_ts; 3: txfn_commits.writer; 4:
   // txfn_handovers (a build of an older version must not take leases over unrecorded);
-  // 5: txfn_delete_tenant_if_newest. Instances of an older build that are running keep
-  // working, but once a newer build has opened the database an older one cannot open it.
-  static constexpr int kSchemaVersion = 5;
+  // 5: txfn_delete_tenant_if_newest; 6: txfn_write refuses a writer whose previous_ts the
+  // tenant's newest commit is older than (it was deleted since). Instances of an older build that
+  // are running keep working, but once a newer build has opened the database an older one cannot
+  // open it.
+  static constexpr int kSchemaVersion = 6;
 
   // Connects to `options.url` and creates the schema if missing (under an advisory lock:
   // several processes may open the same database at once). Errors:

@@ -104,8 +104,9 @@ struct CommitRecord {
   // this one (its conflict checks covered every commit up to it). Storage
   // refuses a batch in which the tenant has a commit newer than its first
   // record's previous_ts — another writer's commit that those checks missed —
-  // with StaleWriterError, and writes nothing. txfn's adapters all check it
-  // (PostgresStorage: engines of several processes; SqliteStorage: two
+  // with StaleWriterError, and one in which the tenant's newest commit is older than it (the
+  // tenant was deleted since) with TenantDeletedElsewhereError; either way it writes nothing.
+  // txfn's adapters all check it (PostgresStorage: engines of several processes; SqliteStorage: two
   // processes on one file; InMemoryStorage: two engines sharing it); the
   // conformance suite tests it. nullopt: not stated, not checked. Not data:
   // adapters need not store it (txfn's do not; ReadLog returns nullopt).
@@ -177,6 +178,16 @@ inline constexpr std::string_view kCommitOutcomeUnknownTypeUrl =
 // Whether `status` carries that mark.
 [[nodiscard]] bool IsTenantOwnedElsewhere(const absl::Status& status);
 
+// NotFound("<message>") marked as "the tenant this writer built on was deleted": storage has
+// no commit of the tenant as new as the writer's CommitRecord::previous_ts (a commit it knew
+// storage held), so another writer deleted the tenant since (and may have created it again);
+// nothing was written. The committer stops serving the tenant on it
+// (Committer::DeletedElsewhere), so a deleted tenant is never written again by a process that
+// still had it open.
+[[nodiscard]] absl::Status TenantDeletedElsewhereError(std::string_view message);
+// Whether `status` carries that mark.
+[[nodiscard]] bool IsTenantDeletedElsewhere(const absl::Status& status);
+
 // ---- Retention -----------------------------------------------------------------
 
 // What one Storage::ApplyRetention call did.
@@ -224,8 +235,9 @@ struct TenantBatch {
 // The checks of one tenant's part of a Write against what storage holds,
 // `newest` being the tenant's newest stored commit (0: none): InvalidArgument
 // if the batch does not come after it, StaleWriterError if the writer had not
-// seen it (TenantBatch::previous_ts). `storage` names the adapter in the
-// message. Run them with the tenant locked, before writing anything.
+// seen it (TenantBatch::previous_ts), TenantDeletedElsewhereError if it is older
+// than the previous_ts (the commits the writer knew of are gone). `storage` names the adapter in
+// the message. Run them with the tenant locked, before writing anything.
 [[nodiscard]] absl::Status CheckTenantBatchAgainstNewest(std::string_view storage,
                                                          const TenantBatch& batch,
                                                          Timestamp newest);

@@ -30,6 +30,14 @@
 // if nothing was committed to the tenant after a given commit (to undo a
 // Create without losing another process's commit).
 //
+// Deleted by another writer (another process on the same storage, or another
+// registry of this one): storage refuses this process's next write of the tenant
+// (TenantDeletedElsewhereError), or its committer's Latest() finds the history gone
+// (Committer::DeletedElsewhere); from then on its commits fail with NotFound, and
+// the next Get opens what storage holds (NotFound, or the tenant created again).
+// So a deleted tenant is never written again from a stale handle. Calls that
+// took their snapshot before either noticed may still read the emptied data.
+//
 // Thread safety: every method of both classes is thread-safe. The registry
 // must outlive the handles it gave out.
 #ifndef TXFN_TENANT_COMMITTERS_H_

@@ -118,7 +118,9 @@ $fn$;
 -- returns (status, tenant_no, info) and writes nothing: status 1 = the lease is not this
 -- owner's (info: the owner and token), 2 = a commit is not after the tenant's newest
 -- (info: that timestamp, flipped), 3 = the tenant has a commit newer than the writer knew
--- of (t_known, flipped; NULL = unchecked) (info: the newest, flipped).
+-- of (t_known, flipped; NULL = unchecked) (info: the newest, flipped), 4 (schema 6) = the
+-- tenant's newest commit is older than t_known: it was deleted since (info: the newest,
+-- flipped, or NULL for none).
 -- Schema 1's signature, without t_known: gone, so that no writer skips the staleness check.
 DROP FUNCTION IF EXISTS txfn_write(text, interval, bytea[], bigint[], bigint[], bigint[],
     integer[], bigint[], integer[], bigint[], integer[], bigint[], bytea[], bytea[]);
@@ -150,6 +152,13 @@ BEGIN
     -- writer's commits may also be at or after this batch's timestamps.)
     IF t_known[i] IS NOT NULL AND coalesce(m, -9223372036854775808) > t_known[i] THEN
       r_status := 3;
+      r_tenant := i;
+      r_info := m::text;
+      RETURN;
+    END IF;
+    -- The commits the writer built on are gone: writing would bring a deleted tenant back.
+    IF t_known[i] IS NOT NULL AND coalesce(m, -9223372036854775808) < t_known[i] THEN
+      r_status := 4;
       r_tenant := i;
       r_info := m::text;
       RETURN;
@@ -917,7 +926,15 @@ absl::Status PostgresStorage::Write(absl::Span<const CommitRecord> commits) {
                                              owner));
   }
   int64_t max = 0;
-  (void)absl::SimpleAtoi(internal::ToAbsl(result->Text(0, 2)), &max);
+  const bool no_commit = result->IsNull(0, 2);
+  if (!no_commit) (void)absl::SimpleAtoi(internal::ToAbsl(result->Text(0, 2)), &max);
+  if (status == 4) {
+    return TenantDeletedElsewhereError(fmt::format(
+        "PostgresStorage: tenant '{}' was deleted since this writer's commit at ts {} (its newest "
+        "commit now: {}); nothing of this Write was written",
+        Escaped(tenant), index < groups.size() ? groups[index].previous_ts.value_or(0) : 0,
+        no_commit ? std::string("none") : std::to_string(Unflip(max))));
+  }
   if (status == 3) {
     return StaleWriterError(
         fmt::format("PostgresStorage: tenant '{}' has commits up to ts {} that this writer had "

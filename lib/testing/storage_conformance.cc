@@ -538,6 +538,37 @@ TEST_P(StorageConformanceTest, ABatchOfAStaleWriterIsRefusedWhole) {
   EXPECT_EQ(not_after.code(), absl::StatusCode::kInvalidArgument) << not_after;
 }
 
+// A writer that knew of a commit storage no longer has (the tenant was deleted since, perhaps
+// created again) is refused: writing would bring the deleted tenant back from its state.
+TEST_P(StorageConformanceTest, ABatchBuiltOnADeletedTenantIsRefused) {
+  Storage& s = storage();
+  auto stated = [](CommitRecord c, std::optional<Timestamp> previous) {
+    c.previous_ts = previous;
+    return c;
+  };
+  ASSERT_TRUE(WriteAll(s, {stated(Commit("t", 1, {Put(1, "k", "1")}), 0)}).ok());
+  ASSERT_TRUE(WriteAll(s, {stated(Commit("t", 3, {Put(1, "k", "3")}), 1)}).ok());
+  ASSERT_TRUE(s.DeleteTenant("t").ok());
+  absl::Status gone = WriteAll(s, {stated(Commit("u", 1, {Put(1, "k", "u")}), 0),
+                                   stated(Commit("t", 5, {Put(1, "k", "5")}), 3)});
+  EXPECT_EQ(gone.code(), absl::StatusCode::kNotFound) << gone;
+  EXPECT_TRUE(IsTenantDeletedElsewhere(gone)) << gone;
+  EXPECT_FALSE(IsStaleWriter(gone)) << gone;
+  EXPECT_NE(gone.message().find("'t'"), absl::string_view::npos) << "names the tenant: " << gone;
+  EXPECT_EQ(MaxTs(s, "t"), 0u) << "the deleted tenant was not written again";
+  EXPECT_EQ(MaxTs(s, "u"), 0u) << "the batch's other tenant was not written either";
+  EXPECT_THAT(Tenants(s), IsEmpty());
+  // Created again, with a history older than what the writer knew of: still refused.
+  ASSERT_TRUE(WriteAll(s, {stated(Commit("t", 2, {Put(1, "k", "2")}), 0)}).ok());
+  EXPECT_TRUE(IsTenantDeletedElsewhere(WriteAll(s, {stated(Commit("t", 6, {}), 3)})));
+  EXPECT_EQ(GetAt(s, "t", 1, "k", kForever), (IndexEntry{"k", "2", 2}));
+  // Created again with a newer history: a stale writer (it reloads), as for any other writer.
+  ASSERT_TRUE(WriteAll(s, {stated(Commit("t", 7, {Put(1, "k", "7")}), 2)}).ok());
+  EXPECT_TRUE(IsStaleWriter(WriteAll(s, {stated(Commit("t", 8, {}), 3)})));
+  EXPECT_FALSE(IsTenantDeletedElsewhere(absl::NotFoundError("another failure")));
+  EXPECT_EQ(MaxTs(s, "t"), 7u);
+}
+
 TEST_P(StorageConformanceTest, MaxCommittedTimestampFollowsCommits) {
   Storage& s = storage();
   EXPECT_EQ(MaxTs(s, "t"), 0u);

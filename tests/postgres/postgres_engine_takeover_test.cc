@@ -231,6 +231,30 @@ TEST(PostgresEngineTakeoverTest, TwoLiveEnginesTakeATenantInTurnsWithoutLosingUp
   }
 }
 
+// An engine that does not own the tenant deletes it while its owner has it open (`txfn delete`
+// beside `txfn serve`): the owner's next mutation is refused, not written (it wrote the tenant
+// again, without its modules and schema), and it serves the tenant no more.
+TEST(PostgresEngineTakeoverTest, ATenantDeletedByAnotherEngineIsNotWrittenAgainByItsOwner) {
+  TXFN_REQUIRE_PG_SERVER();
+  testing::PgTestDatabase db;
+  ASSERT_TRUE(db.Create().ok());
+  auto owner = OpenPostgresEngine(db.url(), Options(), {.owner = "owner"});
+  ASSERT_TRUE(owner.ok()) << owner.status();
+  ASSERT_TRUE((*owner)->CreateTenant(kTenant).ok());
+  ASSERT_TRUE((*owner)->DeployJson(kTenant, {{"m.js", kModule}}, kSchema).ok());
+  ASSERT_TRUE((*owner)->Mutation(kTenant, "m:add", Add(1, "owner")).ok());
+  auto other = OpenPostgresEngine(db.url(), Options(), {.owner = "other"});
+  ASSERT_TRUE(other.ok()) << other.status();
+  ASSERT_TRUE((*other)->DeleteTenant(kTenant).ok());
+
+  absl::StatusOr<CallResult> added = (*owner)->Mutation(kTenant, "m:add", Add(2, "owner"));
+  EXPECT_TRUE(absl::IsNotFound(added.status())) << added.status();
+  EXPECT_TRUE(IsTenantDeletedElsewhere(added.status())) << added.status();
+  EXPECT_THAT(*(*other)->ListTenants(), ::testing::IsEmpty()) << "not brought back";
+  absl::StatusOr<CallResult> total = (*owner)->Query(kTenant, "m:total", Value::Null());
+  EXPECT_TRUE(absl::IsNotFound(total.status())) << total.status();
+}
+
 // A queued mutation that an engine not owning the tenant leases is given back, not counted as
 // an attempt (it was dead-lettered after three such deliveries while its owner was healthy),
 // and runs once the owner lets the tenant go.
