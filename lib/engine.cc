@@ -129,7 +129,11 @@ class EngineImpl final : public Engine {
         .status();
   }
 
-  absl::Status DeleteTenant(std::string_view tenant) override { return tenants_.Delete(tenant); }
+  absl::Status DeleteTenant(std::string_view tenant) override {
+    TXFN_RETURN_IF_ERROR(tenants_.Delete(tenant));
+    queued_->OnDeleted(tenant);
+    return absl::OkStatus();
+  }
 
   absl::StatusOr<bool> DeployCreatingTenant(std::string_view tenant,
                                             absl::FunctionRef<absl::Status()> deploy) override {

@@ -18,6 +18,13 @@ namespace {
 // Marks the status of a delivery whose call had already ended (a record
 // found by the mutation's CompletionRecord).
 constexpr std::string_view kEndedPayload = "type.txfn.dev/txfn.CallEnded";
+// Tenants whose outboxes one round of the loop looks at (a few storage reads each): a sweep
+// of 10,000 tenants must not stall the loop for seconds.
+constexpr size_t kOutboxSweepSlice = 128;
+// The same for the passes that delete expired call records, and the most records one
+// transaction deletes.
+constexpr size_t kRecordPassSlice = 16;
+constexpr size_t kRecordsPerDelete = 512;
 
 bool Ended(const absl::Status& status) {
   return status.GetPayload(ToAbsl(kEndedPayload)).has_value();
@@ -293,6 +300,16 @@ absl::Status QueuedCalls::Start() {
                                                "; it must be positive and finite"));
     }
   }
+  if (options_.record_retention <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(StrCat("QueuedCallOptions::record_retention is ",
+                                             absl::FormatDuration(options_.record_retention),
+                                             "; it must be positive"));
+  }
+  if (options_.outbox_sweep_interval <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(StrCat("QueuedCallOptions::outbox_sweep_interval is ",
+                                             absl::FormatDuration(options_.outbox_sweep_interval),
+                                             "; it must be positive"));
+  }
   TXFN_ASSIGN_OR_RETURN(
       submitter_, Submitter::Create(queue_.get(), options_.blobs, &clock_, options_.submitter));
   IsolateSchedulerOptions actions = options_.actions;
@@ -385,9 +402,20 @@ void QueuedCalls::Hand(const Call& call, Worker::Done done) {
 
 void QueuedCalls::Loop() {
   // A submit-only engine leaves the outboxes to the engine that runs calls.
-  if (options_.run) RecoverOutboxes();
+  if (options_.run) {
+    // What a crash of this engine left.
+    if (absl::StatusOr<std::vector<std::string>> all = tenants_.storage()->ListTenants();
+        all.ok()) {
+      RecoverOutboxes(*all, absl::ZeroDuration());
+    }
+  }
   bool drained = false;
   absl::Time next_utilization = clock_.Now();
+  absl::Time next_outbox_sweep = clock_.Now() + options_.outbox_sweep_interval;
+  std::vector<std::string> sweeping;  // the tenants of the sweep under way, from the back
+  const absl::Duration record_pass_every = std::min(options_.record_retention / 2, absl::Hours(1));
+  absl::Time next_record_pass = clock_.Now() + record_pass_every;
+  std::vector<std::string> pruning;  // the tenants of the record pass under way, from the back
   while (true) {
     std::vector<Handed> handed;
     bool draining = false;
@@ -402,6 +430,30 @@ void QueuedCalls::Loop() {
       drained = true;
     }
     for (Handed& h : handed) StartCall(h.call, std::move(h.done));
+    if (options_.run && !draining && sweeping.empty() && clock_.Now() >= next_outbox_sweep) {
+      if (absl::StatusOr<std::vector<std::string>> all = tenants_.storage()->ListTenants();
+          all.ok()) {
+        sweeping = *std::move(all);
+      }
+      next_outbox_sweep = clock_.Now() + options_.outbox_sweep_interval;
+    }
+    if (!sweeping.empty()) {
+      const size_t n = std::min(sweeping.size(), kOutboxSweepSlice);
+      RecoverOutboxes(absl::MakeConstSpan(sweeping).last(n), options_.outbox_sweep_interval / 2);
+      sweeping.resize(sweeping.size() - n);
+    }
+    if (options_.run && !draining && pruning.empty() && clock_.Now() >= next_record_pass) {
+      if (absl::StatusOr<std::vector<std::string>> all = tenants_.storage()->ListTenants();
+          all.ok()) {
+        pruning = *std::move(all);
+      }
+      next_record_pass = clock_.Now() + record_pass_every;
+    }
+    if (!pruning.empty()) {
+      const size_t n = std::min(pruning.size(), kRecordPassSlice);
+      PruneRecords(absl::MakeConstSpan(pruning).last(n));
+      pruning.resize(pruning.size() - n);
+    }
     EnqueueScheduled();
     RemoveCancelled();
     absl::Time next = clock_.Now() + absl::Milliseconds(100);
@@ -433,10 +485,41 @@ void QueuedCalls::Loop() {
         CallOutcome::Busy(absl::UnavailableError("the engine is stopping"), absl::ZeroDuration()));
   }
   if (scheduler_ != nullptr) (void)scheduler_->Tick();
+  // The calls committed mutations scheduled go to the queue before the engine stops: an
+  // engine that only made a call (`txfn run`) stops before the loop's first round, and their
+  // outbox entries would wait there for some engine's next start.
+  EnqueueScheduled();
   submitter_->Flush();
+  CleanOutboxes();
 }
 
 // ---- Function tables ----------------------------------------------------
+
+bool QueuedCalls::EraseConfigOf(std::string_view tenant) {
+  const std::string prefix = StrCat(tenant, "/");
+  bool erased = false;
+  for (auto it = config_.functions.begin(); it != config_.functions.end();) {
+    if (it->first.rfind(prefix, 0) == 0) {
+      config_.functions.erase(it++);
+      erased = true;
+    } else {
+      ++it;
+    }
+  }
+  return erased;
+}
+
+void QueuedCalls::OnDeleted(std::string_view tenant) {
+  SchedulerConfig config;
+  {
+    MutexLock lock(&mu_);
+    functions_.erase(internal::ToAbsl(tenant));
+    if (!EraseConfigOf(tenant)) return;
+    ++config_.version;
+    config = config_;
+  }
+  if (scheduler_ != nullptr) (void)scheduler_->ApplyConfig(config);
+}
 
 std::shared_ptr<const TenantFunctions> QueuedCalls::Install(
     const std::string& tenant, std::shared_ptr<const TenantMetadata> metadata,
@@ -456,15 +539,21 @@ std::shared_ptr<const TenantFunctions> QueuedCalls::Install(
   {
     MutexLock lock(&mu_);
     functions_[tenant] = table;
+    // Tables of tenants closed since (their modules gone) go once the map doubled: a process
+    // that served 10,000 tenants does not keep a table of each.
+    if (functions_.size() >= 2 * functions_kept_ + 64) {
+      for (auto it = functions_.begin(); it != functions_.end();) {
+        if (it->second->metadata.expired()) {
+          functions_.erase(it++);
+        } else {
+          ++it;
+        }
+      }
+      functions_kept_ = functions_.size();
+    }
     // The scheduler's limits for this tenant's functions.
     const std::string prefix = StrCat(tenant, "/");
-    for (auto it = config_.functions.begin(); it != config_.functions.end();) {
-      if (it->first.rfind(prefix, 0) == 0) {
-        config_.functions.erase(it++);
-      } else {
-        ++it;
-      }
-    }
+    (void)EraseConfigOf(tenant);
     for (const auto& [name, f] : table->by_name) {
       const FunctionAttributes& a = f.attributes;
       if (a.max_concurrency == 0 && a.services.empty() && !a.reserved_cpu_quota.has_value() &&
@@ -491,7 +580,9 @@ std::shared_ptr<const TenantFunctions> QueuedCalls::KnownFunctionsOf(const std::
                                                                      const Snapshot& latest) {
   MutexLock lock(&mu_);
   auto it = functions_.find(tenant);
-  if (it == functions_.end() || it->second->metadata != latest.shared_metadata()) return nullptr;
+  if (it == functions_.end() || it->second->metadata.lock() != latest.shared_metadata()) {
+    return nullptr;
+  }
   return it->second;
 }
 
@@ -917,13 +1008,12 @@ void QueuedCalls::EnqueueScheduled() {
   }
 }
 
-void QueuedCalls::RecoverOutboxes() {
+void QueuedCalls::RecoverOutboxes(absl::Span<const std::string> tenants, absl::Duration min_age) {
   // Straight from storage: opening every tenant's committer to look at a
   // (nearly always empty) outbox would cost each one a metadata load.
   const std::shared_ptr<Storage>& storage = tenants_.storage();
-  absl::StatusOr<std::vector<std::string>> tenants = storage->ListTenants();
-  if (!tenants.ok()) return;
-  for (const std::string& tenant : *tenants) {
+  const absl::Time committed_by = clock_.Now() - min_age;
+  for (const std::string& tenant : tenants) {
     absl::StatusOr<Timestamp> ts = storage->MaxCommittedTimestamp(tenant);
     if (!ts.ok()) continue;
     absl::StatusOr<std::vector<IndexEntry>> entries =
@@ -931,14 +1021,70 @@ void QueuedCalls::RecoverOutboxes() {
     if (!entries.ok() || entries->empty()) continue;
     std::vector<ScheduledCall> calls;
     for (const IndexEntry& e : *entries) {
+      if (absl::FromUnixNanos(static_cast<int64_t>(e.ts)) > committed_by) continue;
       absl::StatusOr<ScheduledCall> call = DecodeScheduledCall(e.value);
       absl::StatusOr<CallId> id = CallId::FromBytes(e.key);
       if (!call.ok() || !id.ok()) continue;
       call->id = *id;
       calls.push_back(*std::move(call));
     }
+    if (calls.empty()) continue;
     MutexLock lock(&mu_);
     scheduled_.push_back({tenant, std::move(calls)});
+  }
+}
+
+void QueuedCalls::PruneRecords(absl::Span<const std::string> tenants) {
+  const std::shared_ptr<Storage>& storage = tenants_.storage();
+  const absl::Time cutoff = clock_.Now() - options_.record_retention;
+  auto expired = [&](std::string_view bytes) {
+    absl::StatusOr<CallRecord> record = DecodeCallRecord(bytes);
+    return record.ok() && record->finished < cutoff;
+  };
+  for (const std::string& tenant : tenants) {
+    // Read straight from storage: most tenants have nothing to delete, and opening each
+    // would cost a metadata load.
+    absl::StatusOr<Timestamp> ts = storage->MaxCommittedTimestamp(tenant);
+    if (!ts.ok()) continue;
+    absl::StatusOr<std::vector<IndexEntry>> entries =
+        storage->Scan(tenant, kCallRecordIndex, KeyRange::All(), *ts, ScanOrder::kAscending, 0);
+    if (!entries.ok()) continue;
+    std::vector<std::string> keys;
+    for (IndexEntry& e : *entries) {
+      if (!expired(e.value)) continue;
+      // A call the queue still holds keeps its record: that record is what ends its
+      // deliveries (a cancelled call another process queued after the cancel, a call whose
+      // settlement keeps failing), and without it the call would run.
+      absl::StatusOr<CallId> id = CallId::FromBytes(e.key);
+      if (!id.ok()) continue;
+      absl::StatusOr<std::optional<QueuedCall>> queued = queue_->Find(*id, clock_.Now());
+      if (!queued.ok() || queued->has_value()) continue;
+      keys.push_back(std::move(e.key));
+    }
+    if (keys.empty()) continue;
+    absl::StatusOr<std::shared_ptr<OpenTenant>> open = tenants_.Get(tenant);
+    if (!open.ok()) continue;
+    for (size_t from = 0; from < keys.size(); from += kRecordsPerDelete) {
+      const absl::Span<const std::string> chunk =
+          absl::MakeConstSpan(keys).subspan(from, kRecordsPerDelete);
+      uint64_t deleted = 0;
+      absl::StatusOr<CommitOutcome> done = (*open)->CommitSystemTransaction(
+          [&](Transaction& txn) -> absl::Status {
+            deleted = 0;
+            for (const std::string& key : chunk) {
+              TXFN_ASSIGN_OR_RETURN(std::optional<std::string> now,
+                                    txn.GetReserved(kCallRecordIndex, key));
+              if (!now.has_value() || !expired(*now)) continue;
+              TXFN_RETURN_IF_ERROR(txn.PutReserved(kCallRecordIndex, key, std::nullopt));
+              ++deleted;
+            }
+            return absl::OkStatus();
+          },
+          RetryOptions{.max_attempts = 4});
+      if (!done.ok()) break;  // the next pass tries again
+      MutexLock lock(&mu_);
+      stats_.records_pruned += deleted;
+    }
   }
 }
 
@@ -1213,7 +1359,7 @@ absl::StatusOr<CallResult> QueuedCalls::Action(std::string_view tenant, std::str
     return KindMismatchError(name, f.kind, FunctionKind::kAction);
   }
   std::shared_ptr<const Snapshot> snapshot = open->Latest();
-  TXFN_RETURN_IF_ERROR(CheckEnabled(*snapshot));
+  TXFN_RETURN_IF_ERROR(CheckEnabled(*open, *snapshot));
   absl::BitGen bits;
   RunResult r = action_runner_->Run(
       snapshot, RunRequest{.function = name,
@@ -1528,6 +1674,8 @@ QueuedCallStats QueuedCalls::stats() const {
   {
     MutexLock lock(&mu_);
     s = stats_;
+    s.function_tables = functions_.size();
+    s.limited_functions = config_.functions.size();
   }
   if (scheduler_ != nullptr) s.scheduler = scheduler_->stats();
   if (submitter_ != nullptr) s.submitter = submitter_->stats();

@@ -58,8 +58,10 @@ struct TenantFunctions {
     FunctionAttributes attributes;
     Value args;  // FunctionInfo::args: the checked validator, or null
   };
-  std::shared_ptr<const TenantMetadata> metadata;  // the modules they were read from
-  std::map<std::string, Function> by_name;         // by canonical name
+  // The modules they were read from: which version the table is of. Weak: the table outlives
+  // its tenant's closing (idle, deleted), and must not keep the modules' sources alive.
+  std::weak_ptr<const TenantMetadata> metadata;
+  std::map<std::string, Function> by_name;  // by canonical name
 };
 
 // Checks `args` (an object) against a function's checked validator
@@ -110,6 +112,8 @@ class QueuedCalls {
                                             const Value& args);
   // A deploy committed these functions (primes the function table).
   void OnDeployed(OpenTenant& tenant, const std::map<std::string, FunctionInfo>& functions);
+  // The tenant was deleted: forgets its function table and its functions' scheduler limits.
+  void OnDeleted(std::string_view tenant);
   // Checks a deploy's functions against this engine: every declared service
   // must be registered. InvalidArgument "deploy refused: ..." otherwise.
   [[nodiscard]] absl::Status CheckServices(
@@ -132,6 +136,8 @@ class QueuedCalls {
   // The table already built for `latest`'s metadata, or null (nothing runs).
   std::shared_ptr<const TenantFunctions> KnownFunctionsOf(const std::string& tenant,
                                                           const Snapshot& latest);
+  // Removes `tenant`'s functions from config_; whether there were any.
+  bool EraseConfigOf(std::string_view tenant) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::shared_ptr<const TenantFunctions> Install(const std::string& tenant,
                                                  std::shared_ptr<const TenantMetadata> metadata,
                                                  const std::map<std::string, FunctionInfo>& found);
@@ -193,7 +199,16 @@ class QueuedCalls {
   // RemovePending of `ids`, deleting blobs[i] (if not empty) of each call taken out.
   void RemoveWithBlobs(absl::Span<const CallId> ids, absl::Span<const std::string> blobs,
                        absl::Time now);
-  void RecoverOutboxes();
+  // Hands the outbox entries of `tenants` committed at least `min_age` ago to
+  // EnqueueScheduled: every tenant's at start (min_age 0: what a crash of this engine left),
+  // and every outbox_sweep_interval, a slice per round of the loop, what another process left
+  // (one killed between its commit and its enqueue; a younger entry is its writer's to
+  // enqueue). Enqueuing one again changes nothing: the queue keeps the call it holds, and a
+  // call that ended has a record that ends its delivery.
+  void RecoverOutboxes(absl::Span<const std::string> tenants, absl::Duration min_age);
+  // Deletes the records of `tenants`' calls that ended more than record_retention ago, each
+  // checked again in the deleting transaction (a record Redrive's run replaced stays).
+  void PruneRecords(absl::Span<const std::string> tenants);
   void CleanOutboxes();
   // The tenant a call id belongs to: from the queue, else by its tag.
   struct Located {
@@ -269,6 +284,8 @@ class QueuedCalls {
   std::map<std::string, std::vector<CallId>> enqueued_outbox_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, std::shared_ptr<const TenantFunctions>> functions_
       ABSL_GUARDED_BY(mu_);
+  // functions_.size() after Install last dropped the tables whose modules are gone.
+  size_t functions_kept_ ABSL_GUARDED_BY(mu_) = 0;
   SchedulerConfig config_ ABSL_GUARDED_BY(mu_);
   QueuedCallStats stats_ ABSL_GUARDED_BY(mu_);
   std::thread loop_;

@@ -1943,6 +1943,68 @@ TEST_F(EngineQueueTest, AServiceThatPushesBackSlowsItsCallersToItsCapacityAndThe
   EXPECT_TRUE(dead->empty());
 }
 
+// A deleted tenant's function table (which held its modules' sources) and its functions'
+// scheduler limits are forgotten: they were kept forever, so a process that churned through
+// tenants grew by each one's modules, and every deploy copied every limit ever set.
+TEST_F(EngineQueueTest, ADeletedTenantsFunctionTableAndLimitsAreForgotten) {
+  OpenAndDeploy(Options());
+  const QueuedCallStats before = engine_->stats().queued;
+  ASSERT_EQ(before.function_tables, 1u);
+  ASSERT_GT(before.limited_functions, 0u) << "kCounters declares maxConcurrency";
+  constexpr int kTenants = 20;
+  for (int i = 0; i < kTenants; ++i) {
+    const std::string tenant = absl::StrCat("t", i);
+    ASSERT_TRUE(engine_->CreateTenant(tenant).ok());
+    ASSERT_TRUE(engine_->DeployJson(tenant, {{"counters.js", kCounters}}, kSchema).ok());
+  }
+  const QueuedCallStats deployed = engine_->stats().queued;
+  EXPECT_EQ(deployed.function_tables, 1u + kTenants);
+  EXPECT_EQ(deployed.limited_functions, before.limited_functions * (1 + kTenants));
+  for (int i = 0; i < kTenants; ++i) {
+    ASSERT_TRUE(engine_->DeleteTenant(absl::StrCat("t", i)).ok());
+  }
+  const QueuedCallStats after = engine_->stats().queued;
+  EXPECT_EQ(after.function_tables, 1u);
+  EXPECT_EQ(after.limited_functions, before.limited_functions);
+  // The tenant left still runs its limited function.
+  absl::StatusOr<CallId> id = engine_->Submit("app", "counters:important", Name("x"));
+  ASSERT_TRUE(id.ok()) << id.status();
+  WaitFor(*id, CallState::kSucceeded);
+}
+
+// The records of ended calls are deleted after record_retention (they were kept forever:
+// ~250 bytes per call), and only those: a younger record stays.
+TEST_F(EngineQueueTest, RecordsOfEndedCallsAreDeletedAfterTheirRetention) {
+  EngineOptions options = Options();
+  options.queued.record_retention = absl::Milliseconds(600);
+  OpenAndDeploy(std::move(options));
+  absl::StatusOr<CallId> old = engine_->Submit("app", "counters:bump", Name("a"));
+  ASSERT_TRUE(old.ok()) << old.status();
+  WaitFor(*old, CallState::kSucceeded);
+  const absl::Time end = absl::Now() + absl::Seconds(20);
+  absl::StatusOr<CallInfo> info = engine_->GetCall(*old);
+  while (absl::Now() < end && info.ok()) {
+    absl::SleepFor(absl::Milliseconds(20));
+    info = engine_->GetCall(*old);
+  }
+  EXPECT_TRUE(absl::IsNotFound(info.status())) << info.status();
+  EXPECT_GE(engine_->stats().queued.records_pruned, 1u);
+  // A call that ended just now keeps its record (a pass runs every 300 ms).
+  absl::StatusOr<CallId> young = engine_->Submit("app", "counters:bump", Name("a"));
+  ASSERT_TRUE(young.ok()) << young.status();
+  WaitFor(*young, CallState::kSucceeded);
+  EXPECT_EQ(engine_->GetCall(*young)->state, CallState::kSucceeded);
+  EXPECT_EQ(Counter("a"), 2) << "each ran once";
+}
+
+TEST(EngineQueueOptionsTest, RecordRetentionMustBePositive) {
+  EngineOptions options;
+  options.queued.record_retention = -absl::Seconds(1);
+  auto refused = Engine::Open(std::make_shared<InMemoryStorage>(), options);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("record_retention"));
+}
+
 TEST_F(EngineQueueTest, CallsLeftInAnOutboxByACrashAreEnqueuedWhenTheEngineOpensAgain) {
   // The first engine's queue refuses every Enqueue: the scheduled call stays
   // in the tenant's outbox (as if the process died right after the commit).
@@ -2011,6 +2073,117 @@ TEST(EngineQueueSqliteTest, CallsSurviveReopeningTheFileAndASubmitFromASecondEng
   EXPECT_EQ((*engine)->GetCall(id)->state, CallState::kSucceeded);
   EXPECT_EQ((*engine)->GetCall(*other)->state, CallState::kSucceeded);
   EXPECT_EQ((*engine)->Query("app", "counters:get", Name("s"))->value, Value::Int64(2));
+}
+
+// The services kCounters declares, answering null.
+void AddServices(EngineOptions& options) {
+  for (const char* service : {"mail", "gate"}) {
+    options.queued.services[service] = [](const Value&) -> absl::StatusOr<Value> {
+      return Value::Null();
+    };
+  }
+}
+
+// A call another process committed to an outbox and never queued (killed between its commit
+// and its enqueue) is queued by an engine that is already running, not only at the next start.
+TEST(EngineQueueSweepTest, ARunningEngineQueuesACallAnotherProcessLeftInAnOutbox) {
+  auto storage = std::make_shared<InMemoryStorage>();
+  EngineOptions runs;
+  runs.scheduler.workers = 1;
+  runs.queued.poll_interval = absl::Milliseconds(5);
+  runs.queued.outbox_sweep_interval = absl::Milliseconds(200);
+  runs.queued.queue = std::make_shared<InMemoryQueue>();
+  AddServices(runs);
+  auto runner = Engine::Open(storage, runs);
+  ASSERT_TRUE(runner.ok()) << runner.status();
+  ASSERT_TRUE((*runner)->CreateTenant("app").ok());
+  ASSERT_TRUE((*runner)->DeployJson("app", {{"counters.js", kCounters}}, kSchema).ok());
+
+  // The other process: its queue refuses every Enqueue, so the call stays in the outbox.
+  auto failing = std::make_shared<CountingQueue>(std::make_unique<InMemoryQueue>());
+  failing->FailEnqueue(true);
+  EngineOptions dies;
+  dies.scheduler.workers = 1;
+  dies.queued.run = false;
+  dies.queued.queue = failing;
+  AddServices(dies);
+  auto other = Engine::Open(storage, dies);
+  ASSERT_TRUE(other.ok()) << other.status();
+  absl::StatusOr<CallResult> r = (*other)->Mutation(
+      "app", "counters:schedule",
+      Value::FromObject({{"name", Value::String("left")}, {"delayMs", Value::Float64(0)}}));
+  ASSERT_TRUE(r.ok()) << r.status();
+  const CallId id = CallId::Parse(r->value.string()).value();
+  other->reset();
+
+  const absl::Time end = absl::Now() + absl::Seconds(20);
+  absl::StatusOr<CallInfo> info = (*runner)->GetCall(id);
+  while (absl::Now() < end && !(info.ok() && info->state == CallState::kSucceeded)) {
+    absl::SleepFor(absl::Milliseconds(20));
+    info = (*runner)->GetCall(id);
+  }
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->state, CallState::kSucceeded);
+  absl::StatusOr<CallResult> counter = (*runner)->Query("app", "counters:get", Name("left"));
+  ASSERT_TRUE(counter.ok()) << counter.status();
+  EXPECT_EQ(counter->value, Value::Int64(1)) << "run once";
+  EXPECT_TRUE(ListOutbox(**(*runner)->Latest("app"))->empty());
+}
+
+TEST(EngineQueueSweepTest, TheSweepIntervalMustBePositive) {
+  EngineOptions options;
+  options.queued.outbox_sweep_interval = absl::ZeroDuration();
+  auto refused = Engine::Open(std::make_shared<InMemoryStorage>(), options);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("outbox_sweep_interval"));
+}
+
+// An engine that makes a few calls and closes (`txfn run` beside `txfn serve`) puts every call
+// its mutations scheduled in the queue before it stops. One scheduled while the loop was busy
+// (here: in a slow Enqueue of the first) was left in the outbox, where no running engine
+// looked (a quarter of `txfn run`s, in a hunt).
+TEST(EngineQueueCloseTest, AnEngineClosedRightAfterItsMutationsLeavesTheirCallsQueued) {
+  class SlowFirstEnqueue final : public queue_test::ForwardingQueue {
+   public:
+    using ForwardingQueue::ForwardingQueue;
+    absl::StatusOr<size_t> Enqueue(absl::Span<const Call> calls) override {
+      if (!slowed_.exchange(true)) absl::SleepFor(absl::Milliseconds(300));
+      return ForwardingQueue::Enqueue(calls);
+    }
+
+   private:
+    std::atomic<bool> slowed_{false};
+  };
+  auto storage = std::make_shared<InMemoryStorage>();
+  auto inner = std::make_shared<InMemoryQueue>();
+  EngineOptions options;
+  options.scheduler.workers = 1;
+  options.queued.run = false;
+  options.queued.queue = std::make_shared<SlowFirstEnqueue>(inner);
+  AddServices(options);
+  auto engine = Engine::Open(storage, options);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  ASSERT_TRUE((*engine)->CreateTenant("app").ok());
+  ASSERT_TRUE((*engine)->DeployJson("app", {{"counters.js", kCounters}}, kSchema).ok());
+  std::vector<CallId> ids;
+  for (int i = 0; i < 2; ++i) {
+    absl::StatusOr<CallResult> r = (*engine)->Mutation(
+        "app", "counters:schedule",
+        Value::FromObject({{"name", Value::String("r")}, {"delayMs", Value::Float64(0)}}));
+    ASSERT_TRUE(r.ok()) << r.status();
+    ids.push_back(CallId::Parse(r->value.string()).value());
+    absl::SleepFor(absl::Milliseconds(50));  // the loop is in the first one's Enqueue now
+  }
+  engine->reset();
+  for (const CallId& id : ids) {
+    absl::StatusOr<std::optional<QueuedCall>> queued = inner->Find(id, absl::Now());
+    ASSERT_TRUE(queued.ok()) << queued.status();
+    EXPECT_TRUE(queued->has_value()) << id.ToString() << " is not in the queue";
+  }
+  options.queued.queue = inner;
+  auto reopened = Engine::Open(storage, options);
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  EXPECT_TRUE(ListOutbox(**(*reopened)->Latest("app"))->empty()) << "outbox entries left";
 }
 
 // A call given back is offered again after busy_retry or unavailable_retry: 0 would offer it

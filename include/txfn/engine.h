@@ -211,6 +211,22 @@ struct QueuedCallOptions {
   // until their deadlines instead of using up their attempts. busy_retry and
   // unavailable_retry must be positive (Engine::Open: InvalidArgument).
   absl::Duration unavailable_retry = absl::Seconds(1);
+  // How often an engine that runs calls (run) looks through every tenant's
+  // outbox, a slice per round, for calls a mutation of another process
+  // committed but never queued (it was killed between its commit and its
+  // enqueue); an entry younger than half of this is left to its writer. At
+  // start it queues what its own outboxes hold whatever their age. Positive;
+  // InfiniteDuration: only at start.
+  absl::Duration outbox_sweep_interval = absl::Minutes(1);
+  // How long the record of an ended call (succeeded, failed, cancelled,
+  // dead-lettered: what GetCall reports, and what makes a delivery of it
+  // again run nothing) is kept. An engine that runs calls deletes older ones
+  // in passes every min(record_retention / 2, 1 h), a slice of tenants per
+  // round. After that GetCall answers NotFound, a Submit with the call's
+  // idempotency key starts a new call, and a dead letter Redrive puts back
+  // runs as a new call would. Positive; InfiniteDuration: kept forever (they
+  // grew without bound: ~250 bytes per call).
+  absl::Duration record_retention = absl::Hours(24 * 7);
   absl::Duration lease_duration = absl::Seconds(60);
   absl::Duration poll_interval = absl::Milliseconds(10);
   size_t lease_batch = 256;
@@ -347,6 +363,12 @@ struct QueuedCallStats {
                                // (IsTenantOwnedElsewhere)
   uint64_t retried = 0;        // deliveries that ended in a retryable failure (an attempt)
   uint64_t back_pressure = 0;  // service answers that were back-pressure
+  // Gauges: tenants whose function table (kinds, attributes) is kept, and functions with
+  // scheduler limits of their own (maxConcurrency, services, quotas). A deleted tenant's go
+  // at once; a closed tenant's table once others' tables doubled the count.
+  uint64_t function_tables = 0;
+  uint64_t limited_functions = 0;
+  uint64_t records_pruned = 0;  // records of ended calls deleted after record_retention
   SchedulerStats scheduler;
   SubmitterStats submitter;
 };
@@ -451,11 +473,15 @@ class Engine {
       std::string_view tenant, absl::FunctionRef<absl::Status()> deploy) = 0;
   // Removes the tenant and all its data. NotFound if it does not exist. A
   // mutation that was running then fails with NotFound at its commit.
-  // Several engines on one PostgreSQL database: delete a tenant from the
-  // engine that owns it, or while no other engine serves it. Another engine
-  // with the tenant open keeps its modules and serves reads of the emptied
-  // data, and its owner's next mutation writes the tenant again, without its
-  // modules and schema (not mended: README, "PostgreSQL").
+  // Another engine with the tenant open (another process on the same SQLite
+  // file or PostgreSQL database) never writes it again: storage refuses its
+  // next commit (NotFound, IsTenantDeletedElsewhere), and from then on its
+  // calls fail with NotFound until the tenant is created again, which it then
+  // opens afresh. It notices at its next call where it asks storage for newer
+  // commits (SQLite: after any other connection's commit; PostgreSQL: an
+  // engine that does not hold the tenant's lease), else at its next mutation:
+  // until then, the owner on PostgreSQL serves queries of the emptied data
+  // with its modules (README, "PostgreSQL").
   [[nodiscard]] virtual absl::Status DeleteTenant(std::string_view tenant) = 0;
   // Every tenant, sorted.
   [[nodiscard]] virtual absl::StatusOr<std::vector<std::string>> ListTenants() = 0;
