@@ -358,6 +358,7 @@ QueuedCalls::~QueuedCalls() {
 }
 
 size_t QueuedCalls::Stop(absl::Duration timeout) {
+  size_t running = 0;
   {
     MutexLock lock(&mu_);
     if (!loop_.joinable()) return static_cast<size_t>(in_flight_);
@@ -369,12 +370,14 @@ size_t QueuedCalls::Stop(absl::Duration timeout) {
     cv_.WaitWithTimeout(timeout, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       return in_flight_ == 0 && handed_.empty();
     });
+    // Those running when the time was up: once stop_ is set, an action given up ends at its
+    // next request, perhaps before the loop's last round is over.
+    running = static_cast<size_t>(in_flight_);
     stop_ = true;
     cv_.SignalAll();
   }
   loop_.join();
-  MutexLock lock(&mu_);
-  return static_cast<size_t>(in_flight_);
+  return running;
 }
 
 bool QueuedCalls::GivenUp() const {
