@@ -13,8 +13,10 @@
 #include <string_view>
 #include <utility>
 
+#include "absl/algorithm/container.h"
 #include "absl/strings/cord.h"
 #include "absl/time/clock.h"
+#include "absl/types/span.h"
 #include "lib/conflict_set.h"
 #include "txfn/internal/mutex.h"
 #include "txfn/internal/strings.h"
@@ -31,6 +33,11 @@ constexpr int kRebaseRounds = 3;
 constexpr size_t kMaxRebaseCommits = 1000;
 
 Timestamp WallClockNanos() { return static_cast<Timestamp>(absl::GetCurrentTimeNanos()); }
+
+// Whether `writes` change the tenant's metadata (a deploy, enabling).
+bool WritesMetadata(absl::Span<const IndexWrite> writes) {
+  return absl::c_any_of(writes, [](const IndexWrite& w) { return w.index == kMetadataIndex; });
+}
 
 }  // namespace
 
@@ -448,10 +455,8 @@ bool Committer::Core::Rebase(std::vector<CommitRecord>& records, std::vector<Pen
       (!window_.empty() && window_.back() > durable_ts_)) {
     return false;
   }
-  for (const CommitRecord& r : records) {
-    for (const IndexWrite& w : r.writes) {
-      if (w.index == kMetadataIndex) return false;
-    }
+  if (absl::c_any_of(records, [](const CommitRecord& r) { return WritesMetadata(r.writes); })) {
+    return false;
   }
   // The commit at durable_ts_ must still be there: a tenant deleted and created again since
   // (by a writer whose clock is behind) has other commits above it, not this one's state.
@@ -466,11 +471,9 @@ bool Committer::Core::Rebase(std::vector<CommitRecord>& records, std::vector<Pen
   if (!theirs.ok() || theirs->empty() || theirs->size() > kMaxRebaseCommits) return false;
   ConflictSet their_writes;
   for (const CommitRecord& c : *theirs) {
-    for (const IndexWrite& w : c.writes) {
-      // The snapshot published below keeps the metadata published before the batch.
-      if (w.index == kMetadataIndex) return false;
-      their_writes.Add(w.index, w.key, c.ts);
-    }
+    // The snapshot published below keeps the metadata published before the batch.
+    if (WritesMetadata(c.writes)) return false;
+    for (const IndexWrite& w : c.writes) their_writes.Add(w.index, w.key, c.ts);
   }
   const Timestamp newest = theirs->back().ts;
   std::vector<CommitRecord> kept_records;
@@ -605,10 +608,7 @@ void Committer::Core::ProcessBatch(const std::vector<Pending*>& batch, bool held
       continue;
     }
     // Metadata writes must leave decodable metadata (the next snapshot needs it).
-    bool writes_metadata =
-        std::any_of(commit.writes.begin(), commit.writes.end(),
-                    [](const IndexWrite& w) { return w.index == kMetadataIndex; });
-    if (writes_metadata) {
+    if (WritesMetadata(commit.writes)) {
       std::map<std::string, std::string> entries;
       absl::StatusOr<std::vector<IndexEntry>> current = storage_->Scan(
           tenant_, kMetadataIndex, KeyRange::All(), latest->ts(), ScanOrder::kAscending, 0);
