@@ -2,6 +2,7 @@
 #include "lib/queued_calls.h"
 
 #include <algorithm>
+#include <iterator>
 #include <utility>
 
 #include "absl/algorithm/container.h"
@@ -25,6 +26,44 @@ constexpr size_t kOutboxSweepSlice = 128;
 // transaction deletes.
 constexpr size_t kRecordPassSlice = 16;
 constexpr size_t kRecordsPerDelete = 512;
+
+// The live entries of one of `tenant`'s reserved indexes (outbox, records) at its newest
+// commit, straight from storage: opening every tenant's committer to look would cost each
+// one a metadata load, and most have nothing there.
+absl::StatusOr<std::vector<IndexEntry>> ScanNewest(Storage& storage, const std::string& tenant,
+                                                   IndexId index) {
+  TXFN_ASSIGN_OR_RETURN(Timestamp ts, storage.MaxCommittedTimestamp(tenant));
+  return storage.Scan(tenant, index, KeyRange::All(), ts, ScanOrder::kAscending, 0);
+}
+
+// A pass over every tenant started every `every` (while `may_start`), handled a slice of
+// `slice` tenants per round of the loop, so that 10,000 tenants do not stall it. Loop-only.
+class TenantPass {
+ public:
+  TenantPass(absl::Duration every, size_t slice, absl::Time now)
+      : every_(every), slice_(slice), next_(now + every) {}
+
+  // This round's tenants (none, mostly): the rest of a pass under way, or a new pass's first.
+  std::vector<std::string> Next(Storage& storage, absl::Time now, bool may_start) {
+    if (may_start && left_.empty() && now >= next_) {
+      if (absl::StatusOr<std::vector<std::string>> all = storage.ListTenants(); all.ok()) {
+        left_ = *std::move(all);
+      }
+      next_ = now + every_;
+    }
+    const size_t n = std::min(left_.size(), slice_);
+    std::vector<std::string> slice(std::make_move_iterator(left_.end() - n),
+                                   std::make_move_iterator(left_.end()));
+    left_.resize(left_.size() - n);
+    return slice;
+  }
+
+ private:
+  const absl::Duration every_;
+  const size_t slice_;
+  absl::Time next_;
+  std::vector<std::string> left_;  // the tenants of the pass under way not yet handled
+};
 
 bool Ended(const absl::Status& status) {
   return status.GetPayload(ToAbsl(kEndedPayload)).has_value();
@@ -414,11 +453,9 @@ void QueuedCalls::Loop() {
   }
   bool drained = false;
   absl::Time next_utilization = clock_.Now();
-  absl::Time next_outbox_sweep = clock_.Now() + options_.outbox_sweep_interval;
-  std::vector<std::string> sweeping;  // the tenants of the sweep under way, from the back
-  const absl::Duration record_pass_every = std::min(options_.record_retention / 2, absl::Hours(1));
-  absl::Time next_record_pass = clock_.Now() + record_pass_every;
-  std::vector<std::string> pruning;  // the tenants of the record pass under way, from the back
+  TenantPass outbox_sweep(options_.outbox_sweep_interval, kOutboxSweepSlice, clock_.Now());
+  TenantPass record_pass(std::min(options_.record_retention / 2, absl::Hours(1)), kRecordPassSlice,
+                         clock_.Now());
   while (true) {
     std::vector<Handed> handed;
     bool draining = false;
@@ -433,30 +470,10 @@ void QueuedCalls::Loop() {
       drained = true;
     }
     for (Handed& h : handed) StartCall(h.call, std::move(h.done));
-    if (options_.run && !draining && sweeping.empty() && clock_.Now() >= next_outbox_sweep) {
-      if (absl::StatusOr<std::vector<std::string>> all = tenants_.storage()->ListTenants();
-          all.ok()) {
-        sweeping = *std::move(all);
-      }
-      next_outbox_sweep = clock_.Now() + options_.outbox_sweep_interval;
-    }
-    if (!sweeping.empty()) {
-      const size_t n = std::min(sweeping.size(), kOutboxSweepSlice);
-      RecoverOutboxes(absl::MakeConstSpan(sweeping).last(n), options_.outbox_sweep_interval / 2);
-      sweeping.resize(sweeping.size() - n);
-    }
-    if (options_.run && !draining && pruning.empty() && clock_.Now() >= next_record_pass) {
-      if (absl::StatusOr<std::vector<std::string>> all = tenants_.storage()->ListTenants();
-          all.ok()) {
-        pruning = *std::move(all);
-      }
-      next_record_pass = clock_.Now() + record_pass_every;
-    }
-    if (!pruning.empty()) {
-      const size_t n = std::min(pruning.size(), kRecordPassSlice);
-      PruneRecords(absl::MakeConstSpan(pruning).last(n));
-      pruning.resize(pruning.size() - n);
-    }
+    const bool may_start = options_.run && !draining;
+    RecoverOutboxes(outbox_sweep.Next(*tenants_.storage(), clock_.Now(), may_start),
+                    options_.outbox_sweep_interval / 2);
+    PruneRecords(record_pass.Next(*tenants_.storage(), clock_.Now(), may_start));
     EnqueueScheduled();
     RemoveCancelled();
     absl::Time next = clock_.Now() + absl::Milliseconds(100);
@@ -1012,15 +1029,10 @@ void QueuedCalls::EnqueueScheduled() {
 }
 
 void QueuedCalls::RecoverOutboxes(absl::Span<const std::string> tenants, absl::Duration min_age) {
-  // Straight from storage: opening every tenant's committer to look at a
-  // (nearly always empty) outbox would cost each one a metadata load.
-  const std::shared_ptr<Storage>& storage = tenants_.storage();
   const absl::Time committed_by = clock_.Now() - min_age;
   for (const std::string& tenant : tenants) {
-    absl::StatusOr<Timestamp> ts = storage->MaxCommittedTimestamp(tenant);
-    if (!ts.ok()) continue;
     absl::StatusOr<std::vector<IndexEntry>> entries =
-        storage->Scan(tenant, kCallOutboxIndex, KeyRange::All(), *ts, ScanOrder::kAscending, 0);
+        ScanNewest(*tenants_.storage(), tenant, kCallOutboxIndex);
     if (!entries.ok() || entries->empty()) continue;
     std::vector<ScheduledCall> calls;
     for (const IndexEntry& e : *entries) {
@@ -1038,19 +1050,14 @@ void QueuedCalls::RecoverOutboxes(absl::Span<const std::string> tenants, absl::D
 }
 
 void QueuedCalls::PruneRecords(absl::Span<const std::string> tenants) {
-  const std::shared_ptr<Storage>& storage = tenants_.storage();
   const absl::Time cutoff = clock_.Now() - options_.record_retention;
   auto expired = [&](std::string_view bytes) {
     absl::StatusOr<CallRecord> record = DecodeCallRecord(bytes);
     return record.ok() && record->finished < cutoff;
   };
   for (const std::string& tenant : tenants) {
-    // Read straight from storage: most tenants have nothing to delete, and opening each
-    // would cost a metadata load.
-    absl::StatusOr<Timestamp> ts = storage->MaxCommittedTimestamp(tenant);
-    if (!ts.ok()) continue;
     absl::StatusOr<std::vector<IndexEntry>> entries =
-        storage->Scan(tenant, kCallRecordIndex, KeyRange::All(), *ts, ScanOrder::kAscending, 0);
+        ScanNewest(*tenants_.storage(), tenant, kCallRecordIndex);
     if (!entries.ok()) continue;
     std::vector<std::string> keys;
     for (IndexEntry& e : *entries) {
