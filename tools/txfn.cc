@@ -166,7 +166,8 @@ commands:
   backup DEST
       Copies the database (--db) into the new file DEST with SQLite's online
       backup API: a consistent snapshot, taken while other processes may keep
-      writing; then its queue (--db's .queue file, if any) into DEST.queue.
+      writing; its queue (--db's .queue file, if any) into DEST.queue first
+      (a call that ends between the two copies is then in both).
       DEST (and DEST.queue) must not exist; open it with --db=DEST like any
       database.
   serve [--quiet] [--status_every=SECONDS] [--nologs]

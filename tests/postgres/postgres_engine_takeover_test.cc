@@ -231,6 +231,17 @@ TEST(PostgresEngineTakeoverTest, TwoLiveEnginesTakeATenantInTurnsWithoutLosingUp
   }
 }
 
+// An engine "owner" on the database at `url` that created kTenant, deployed kModule and added
+// item 1 (so it holds the tenant's lease).
+void OpenOwner(const std::string& url, std::unique_ptr<Engine>* owner) {
+  auto engine = OpenPostgresEngine(url, Options(), {.owner = "owner"});
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  *owner = *std::move(engine);
+  ASSERT_TRUE((*owner)->CreateTenant(kTenant).ok());
+  ASSERT_TRUE((*owner)->DeployJson(kTenant, {{"m.js", kModule}}, kSchema).ok());
+  ASSERT_TRUE((*owner)->Mutation(kTenant, "m:add", Add(1, "owner")).ok());
+}
+
 // An engine that does not own the tenant deletes it while its owner has it open (`txfn delete`
 // beside `txfn serve`): the owner's next mutation is refused, not written (it wrote the tenant
 // again, without its modules and schema), and it serves the tenant no more.
@@ -238,20 +249,17 @@ TEST(PostgresEngineTakeoverTest, ATenantDeletedByAnotherEngineIsNotWrittenAgainB
   TXFN_REQUIRE_PG_SERVER();
   testing::PgTestDatabase db;
   ASSERT_TRUE(db.Create().ok());
-  auto owner = OpenPostgresEngine(db.url(), Options(), {.owner = "owner"});
-  ASSERT_TRUE(owner.ok()) << owner.status();
-  ASSERT_TRUE((*owner)->CreateTenant(kTenant).ok());
-  ASSERT_TRUE((*owner)->DeployJson(kTenant, {{"m.js", kModule}}, kSchema).ok());
-  ASSERT_TRUE((*owner)->Mutation(kTenant, "m:add", Add(1, "owner")).ok());
+  std::unique_ptr<Engine> owner;
+  ASSERT_NO_FATAL_FAILURE(OpenOwner(db.url(), &owner));
   auto other = OpenPostgresEngine(db.url(), Options(), {.owner = "other"});
   ASSERT_TRUE(other.ok()) << other.status();
   ASSERT_TRUE((*other)->DeleteTenant(kTenant).ok());
 
-  absl::StatusOr<CallResult> added = (*owner)->Mutation(kTenant, "m:add", Add(2, "owner"));
+  absl::StatusOr<CallResult> added = owner->Mutation(kTenant, "m:add", Add(2, "owner"));
   EXPECT_TRUE(absl::IsNotFound(added.status())) << added.status();
   EXPECT_TRUE(IsTenantDeletedElsewhere(added.status())) << added.status();
   EXPECT_THAT(*(*other)->ListTenants(), ::testing::IsEmpty()) << "not brought back";
-  absl::StatusOr<CallResult> total = (*owner)->Query(kTenant, "m:total", Value::Null());
+  absl::StatusOr<CallResult> total = owner->Query(kTenant, "m:total", Value::Null());
   EXPECT_TRUE(absl::IsNotFound(total.status())) << total.status();
 }
 
@@ -262,11 +270,8 @@ TEST(PostgresEngineTakeoverTest, AQueuedMutationLeasedByANonOwnerWaitsForTheTena
   TXFN_REQUIRE_PG_SERVER();
   testing::PgTestDatabase db;
   ASSERT_TRUE(db.Create().ok());
-  auto owner = OpenPostgresEngine(db.url(), Options(), {.owner = "owner"});
-  ASSERT_TRUE(owner.ok()) << owner.status();
-  ASSERT_TRUE((*owner)->CreateTenant(kTenant).ok());
-  ASSERT_TRUE((*owner)->DeployJson(kTenant, {{"m.js", kModule}}, kSchema).ok());
-  ASSERT_TRUE((*owner)->Mutation(kTenant, "m:add", Add(1, "owner")).ok());
+  std::unique_ptr<Engine> owner;
+  ASSERT_NO_FATAL_FAILURE(OpenOwner(db.url(), &owner));
 
   EngineOptions runs = Options();
   runs.queued.run = true;
@@ -274,7 +279,7 @@ TEST(PostgresEngineTakeoverTest, AQueuedMutationLeasedByANonOwnerWaitsForTheTena
   runs.queued.poll_interval = absl::Milliseconds(5);
   auto other = OpenPostgresEngine(db.url(), runs, {.owner = "other"});
   ASSERT_TRUE(other.ok()) << other.status();
-  absl::StatusOr<CallId> id = (*owner)->Submit(kTenant, "m:add", Add(2, "queued"));
+  absl::StatusOr<CallId> id = owner->Submit(kTenant, "m:add", Add(2, "queued"));
   ASSERT_TRUE(id.ok()) << id.status();
   for (int i = 0; i < 500 && (*other)->stats().queued.unavailable < 5; ++i) {
     absl::SleepFor(absl::Milliseconds(10));
@@ -285,7 +290,7 @@ TEST(PostgresEngineTakeoverTest, AQueuedMutationLeasedByANonOwnerWaitsForTheTena
   EXPECT_EQ(waiting->state, CallState::kPending) << waiting->error;
   EXPECT_EQ(waiting->attempts, 0);
 
-  owner->reset();  // closing releases the tenant
+  owner.reset();  // closing releases the tenant
   absl::StatusOr<CallInfo> ran = (*other)->GetCall(*id);
   for (int i = 0; i < 1000 && ran.ok() && ran->state != CallState::kSucceeded; ++i) {
     absl::SleepFor(absl::Milliseconds(10));
