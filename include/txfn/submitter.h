@@ -26,6 +26,10 @@
 // Rate limits come from a SubmitterConfig (default and per-client
 // calls/second and burst), versioned: ApplyConfig keeps the last good one,
 // and a config_source that fails (a controller that is gone) changes nothing.
+// A client's bucket is kept only while it is below its burst: a full bucket is
+// the same as a new one, so full buckets are dropped whenever the map has
+// doubled (at least 1024). Memory is bounded by the clients that submitted
+// within the time their bucket takes to refill, not by every client ever seen.
 //
 // Thread safety: every method may be called concurrently. `done` callbacks
 // run on the thread that wrote the batch (a Submit, Tick or Flush caller),
@@ -100,6 +104,7 @@ struct SubmitterStats {
   uint64_t failed = 0;           // calls whose batch failed
   uint64_t config_version = 0;   // of the config in force
   uint64_t config_failures = 0;  // config_source errors and invalid configs
+  uint64_t rate_buckets = 0;     // gauge: clients whose token bucket is held (not full)
 };
 
 class Submitter {
@@ -164,6 +169,8 @@ class Submitter {
   void DeleteBlobsOfSkippedCalls(absl::Span<const Call> calls);
   TokenBucket& BucketFor(const std::string& client, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Drops the buckets that are full at `now` (a new bucket would be the same).
+  void DropFullBuckets(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void MaybePollConfig(absl::Time now);
 
   DurableQueue* const queue_;
@@ -175,6 +182,7 @@ class Submitter {
   CallIdGenerator ids_ ABSL_GUARDED_BY(mu_);
   SubmitterConfig config_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, TokenBucket> buckets_ ABSL_GUARDED_BY(mu_);
+  size_t drop_full_buckets_at_ ABSL_GUARDED_BY(mu_);  // buckets_.size() that triggers it
   absl::flat_hash_map<int, Batch> batches_ ABSL_GUARDED_BY(mu_);  // by shard
   absl::Time next_config_poll_ ABSL_GUARDED_BY(mu_);
   SubmitterStats stats_ ABSL_GUARDED_BY(mu_);

@@ -17,6 +17,10 @@ namespace {
 
 using internal::StrCat;
 
+// Full buckets are dropped when the map reaches twice its size after the last drop, and
+// never below this many: amortised O(1) per new client, no work for a few clients.
+constexpr size_t kMinBucketsToDrop = 1024;
+
 absl::Status CheckLimit(std::string_view who, const ClientRateLimit& l) {
   if (std::isnan(l.calls_per_second) || l.calls_per_second < 0) {
     return absl::InvalidArgumentError(StrCat(
@@ -84,6 +88,7 @@ Submitter::Submitter(DurableQueue* queue, BlobStore* blobs, const Clock* clock,
       options_(std::move(options)),
       ids_(options_.id_seed != 0 ? CallIdGenerator(options_.id_seed) : CallIdGenerator()),
       config_(options_.config),
+      drop_full_buckets_at_(kMinBucketsToDrop),
       next_config_poll_(clock->Now()) {
   stats_.config_version = config_.version;
 }
@@ -93,11 +98,22 @@ Submitter::~Submitter() { Flush(); }
 TokenBucket& Submitter::BucketFor(const std::string& client, absl::Time now) {
   auto it = buckets_.find(client);
   if (it != buckets_.end()) return it->second;
+  if (buckets_.size() >= drop_full_buckets_at_) {
+    DropFullBuckets(now);
+    drop_full_buckets_at_ = std::max(kMinBucketsToDrop, 2 * buckets_.size());
+  }
   auto limit = config_.clients.find(client);
   const ClientRateLimit& l = limit != config_.clients.end() ? limit->second : config_.default_limit;
   // The config was checked, so Create cannot fail.
   return buckets_.emplace(client, *TokenBucket::Create(l.calls_per_second, l.burst, now))
       .first->second;
+}
+
+void Submitter::DropFullBuckets(absl::Time now) {
+  absl::erase_if(buckets_, [now](const auto& entry) {
+    const TokenBucket& bucket = entry.second;
+    return bucket.tokens(now) >= bucket.burst();
+  });
 }
 
 absl::StatusOr<CallId> Submitter::Submit(Call call, Done done) {
@@ -321,7 +337,9 @@ void Submitter::MaybePollConfig(absl::Time now) {
 
 SubmitterStats Submitter::stats() const {
   internal::MutexLock lock(&mu_);
-  return stats_;
+  SubmitterStats stats = stats_;
+  stats.rate_buckets = buckets_.size();
+  return stats;
 }
 
 }  // namespace txfn

@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "queue_test_util.h"
@@ -185,6 +186,42 @@ TEST_F(SubmitterTest, AClientWithARateOfZeroIsToldItCanSubmitNothingMore) {
   EXPECT_THAT(r.status().message(), HasSubstr("can submit nothing more"));
   EXPECT_THAT(r.status().message(), Not(HasSubstr("inf")));
   EXPECT_FALSE(RetryAfter(r.status()).has_value());
+}
+
+// Every distinct client used to keep its bucket forever (the growth hunt: one per `client`
+// string ever seen). A full bucket is the same as a new one, so full buckets go; a client
+// still below its burst keeps its bucket and its limit.
+TEST_F(SubmitterTest, FullRateBucketsAreDroppedAndSpentOnesKept) {
+  SubmitterConfig config{.version = 1};
+  config.default_limit = {.calls_per_second = 10, .burst = 3};
+  config.clients["stopped"] = {.calls_per_second = 0, .burst = 1};
+  Make({.max_batch_calls = 64, .config = config});
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(submitter_->Submit(MakeCall("spiky")).ok());
+  ASSERT_TRUE(submitter_->Submit(MakeCall("stopped")).ok());
+  // 5,000 clients, one call each, the clock a second further every 100 clients: a bucket
+  // refills in 100 ms, so only the last hundred are below their burst at each drop.
+  for (int i = 0; i < 5000; ++i) {
+    ASSERT_TRUE(submitter_->Submit(MakeCall(absl::StrCat("client-", i))).ok()) << i;
+    if (i % 100 == 99) clock_.AdvanceTo(kT0 + absl::Milliseconds(10 * (i + 1)));
+  }
+  EXPECT_LT(submitter_->stats().rate_buckets, 2048u);
+  // "stopped" spent its burst at a rate of 0: its bucket must have been kept.
+  auto r = submitter_->Submit(MakeCall("stopped"));
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted) << r.status();
+  // "spiky" refilled long ago: dropped or not, it has its whole burst again, and no more.
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(submitter_->Submit(MakeCall("spiky")).ok()) << i;
+  EXPECT_EQ(submitter_->Submit(MakeCall("spiky")).status().code(),
+            absl::StatusCode::kResourceExhausted);
+}
+
+// Clients under the default (unlimited) config never need a bucket after their call.
+TEST_F(SubmitterTest, UnlimitedClientsKeepNoBuckets) {
+  Make({.max_batch_calls = 64});
+  for (int i = 0; i < 10'000; ++i) {
+    ASSERT_TRUE(submitter_->Submit(MakeCall(absl::StrCat("client-", i))).ok()) << i;
+  }
+  EXPECT_LE(submitter_->stats().rate_buckets, 1024u);
+  EXPECT_GT(submitter_->stats().rate_buckets, 0u);
 }
 
 TEST_F(SubmitterTest, LargeArgumentsAreSpilledAndTheCallPointsAtThem) {
