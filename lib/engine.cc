@@ -132,6 +132,7 @@ class EngineImpl final : public Engine {
   absl::Status DeleteTenant(std::string_view tenant) override {
     TXFN_RETURN_IF_ERROR(tenants_.Delete(tenant));
     queued_->OnDeleted(tenant);
+    (void)runner_.ForgetTenant(std::string(tenant));
     return absl::OkStatus();
   }
 

@@ -10,6 +10,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "txfn/internal/mutex.h"
@@ -398,6 +399,31 @@ TEST(AsyncLruCacheTest, InvalidateAllClearsValuesAndDetachesLoads) {
   ASSERT_EQ(results.got.size(), 1u);
   EXPECT_TRUE(results.got[0].ok());
   EXPECT_EQ(cache.GetIfPresent("loading"), nullptr);
+}
+
+TEST(AsyncLruCacheTest, InvalidateIfRemovesOnlyMatchingValuesAndLoads) {
+  Cache cache;
+  for (int i = 0; i < 50; ++i) {
+    cache.Put(absl::StrCat(i % 2 == 0 ? "gone/" : "kept/", i), std::make_shared<const int>(i));
+  }
+  std::vector<Cache::Completion> parked;
+  std::atomic<int> calls = 0;
+  Results gone, kept;
+  cache.GetAsync("gone/loading", ParkedLoader{&parked, &calls}, gone.Collect());
+  cache.GetAsync("kept/loading", ParkedLoader{&parked, &calls}, kept.Collect());
+  cache.InvalidateIf([](const std::string& key) { return key.starts_with("gone/"); });
+  Cache::Stats s = cache.stats();
+  EXPECT_EQ(s.entries, 25u);
+  EXPECT_EQ(s.loads_in_flight, 1u);
+  EXPECT_EQ(cache.GetIfPresent("gone/4"), nullptr);
+  EXPECT_EQ(*cache.GetIfPresent("kept/5"), 5);
+  ASSERT_EQ(parked.size(), 2u);
+  parked[0](Value(1));  // the detached load answers its waiter but is not cached
+  parked[1](Value(2));
+  ASSERT_EQ(gone.got.size(), 1u);
+  EXPECT_EQ(**gone.got[0], 1);
+  EXPECT_EQ(cache.GetIfPresent("gone/loading"), nullptr);
+  EXPECT_EQ(*cache.GetIfPresent("kept/loading"), 2);
 }
 
 TEST(AsyncLruCacheTest, EvictsLeastRecentlyUsed) {

@@ -184,6 +184,34 @@ TEST_F(TenantLifecycleTest, AClosedTenantReopensWithItsDataCodeAndLifecycle) {
   EXPECT_GE(stats.committer.commits, 8u) << "closed committers' counts are kept";
 }
 
+// A deleted tenant's isolates and compiled modules stayed until the LRU evicted them (the
+// growth hunt): now they go with it, and another tenant's stay warm.
+TEST_F(TenantLifecycleTest, ADeletedTenantsIsolatesAndModulesGoWithIt) {
+  Open(absl::InfiniteDuration());
+  CreateAndDeploy("gone");
+  CreateAndDeploy("kept");
+  for (const char* tenant : {"gone", "kept"}) {
+    ASSERT_TRUE(engine_->Mutation(tenant, "counters:create", Name("a")).ok());
+    EXPECT_EQ(Counter(tenant, "a"), 0);
+  }
+  const EngineStats before = engine_->stats();
+  ASSERT_GE(before.scheduler.live_isolates, 2);
+  ASSERT_GE(before.module_cache.entries, 2u);
+  ASSERT_TRUE(engine_->DeleteTenant("gone").ok());
+  const EngineStats after = engine_->stats();
+  EXPECT_LT(after.scheduler.live_isolates, before.scheduler.live_isolates);
+  EXPECT_GT(after.scheduler.isolates_disposed, before.scheduler.isolates_disposed);
+  EXPECT_EQ(after.module_cache.entries, before.module_cache.entries - 1);
+  // "kept" is served from its isolate and its cached module.
+  EXPECT_EQ(Counter("kept", "a"), 0);
+  EXPECT_EQ(engine_->stats().module_cache.misses, after.module_cache.misses);
+  EXPECT_EQ(engine_->stats().scheduler.isolates_created, after.scheduler.isolates_created);
+  // A tenant created again under the name starts cold and works.
+  CreateAndDeploy("gone");
+  ASSERT_TRUE(engine_->Mutation("gone", "counters:create", Name("b")).ok());
+  EXPECT_EQ(Counter("gone", "b"), 0);
+}
+
 TEST_F(TenantLifecycleTest, ATenantUsedWithinTheTimeoutStaysOpen) {
   Open(absl::Seconds(10));
   CreateAndDeploy("app");

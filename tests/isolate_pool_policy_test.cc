@@ -302,6 +302,35 @@ TEST(IsolatePoolPolicyTest, ShutdownDrainsTheQueueThenStops) {
   EXPECT_EQ(pool.stats().disposed, 1u);
 }
 
+// A deleted tenant's idle isolates are taken out for disposal; its busy one stays with its
+// request, and the other tenants' idle isolates stay in their order.
+TEST(IsolatePoolPolicyTest, TakeIdleOfTakesOnlyThatTenantsIdleIsolates) {
+  Pool pool({.max_isolates = 8, .queue_capacity = 8, .max_in_flight_per_tenant = 4});
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(pool.Submit("gone", i).ok());
+  ASSERT_TRUE(pool.Submit("kept", 3).ok());
+  Assignment g1 = Take(pool), g2 = Take(pool), g3 = Take(pool), k = Take(pool);
+  const uint64_t kept_id = k.isolate_id;
+  Done(pool, g1);
+  Done(pool, k);
+  Done(pool, g2);
+  std::vector<std::unique_ptr<FakeIsolate>> idle = pool.TakeIdleOf("gone");
+  ASSERT_EQ(idle.size(), 2u);
+  for (const auto& isolate : idle) EXPECT_EQ(isolate->tenant, "gone");
+  EXPECT_TRUE(pool.TakeIdleOf("gone").empty());
+  EXPECT_TRUE(pool.TakeIdleOf("never-seen").empty());
+  IsolatePoolStats s = pool.stats();
+  EXPECT_EQ(s.live_isolates, 2);  // "gone"'s busy one and "kept"'s
+  EXPECT_EQ(s.disposed, 2u);
+  Done(pool, g3);  // released afterwards: idle as usual
+  ASSERT_TRUE(pool.Submit("kept", 4).ok());
+  Assignment again = Take(pool);
+  EXPECT_EQ(again.isolate_id, kept_id);
+  EXPECT_TRUE(again.reused);
+  Done(pool, again);
+  EXPECT_EQ(pool.TakeIdleOf("gone").size(), 1u);
+  EXPECT_EQ(pool.stats().live_isolates, 1);
+}
+
 TEST(IsolatePoolPolicyTest, OptionsBelowOneAreRaised) {
   Pool pool({.max_isolates = 0, .queue_capacity = 0, .max_in_flight_per_tenant = 0});
   EXPECT_TRUE(pool.Submit("a", 1).ok());

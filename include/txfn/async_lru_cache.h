@@ -212,6 +212,11 @@ class AsyncLruCache {
   void Invalidate(const K& key);
   // Invalidate for every key.
   void InvalidateAll();
+  // Invalidate for every key, cached or loading, for which `pred(key)` is true. `pred`
+  // runs under a shard's lock: it must be quick and must not use the cache. Visits every
+  // entry (O(size)): for rare clean-ups, such as forgetting a deleted tenant's entries.
+  template <typename Pred>
+  void InvalidateIf(Pred pred);
 
   // Counters summed over the shards (each shard's read under its lock).
   [[nodiscard]] Stats stats() const;
@@ -688,6 +693,25 @@ void AsyncLruCache<K, V, Hash, Eq>::InvalidateAll() {
     dead.swap(s.lru);
     detached.swap(s.loading);
     s.weight = 0;
+  }
+}
+
+template <typename K, typename V, typename Hash, typename Eq>
+template <typename Pred>
+void AsyncLruCache<K, V, Hash, Eq>::InvalidateIf(Pred pred) {
+  for (size_t i = 0; i < core_->num_shards; ++i) {
+    Shard& s = core_->shards[i];
+    LruList dead;
+    std::vector<std::shared_ptr<Load>> detached;
+    internal::MutexLock lock(&s.mu);
+    std::vector<K> doomed;
+    for (const auto& [key, it] : s.entries) {
+      if (pred(key)) doomed.push_back(key);
+    }
+    for (const auto& [key, load] : s.loading) {
+      if (pred(key) && !s.entries.contains(key)) doomed.push_back(key);
+    }
+    for (const K& key : doomed) Remove(s, key, dead, detached.emplace_back());
   }
 }
 

@@ -472,7 +472,10 @@ class Engine {
   [[nodiscard]] virtual absl::StatusOr<bool> DeployCreatingTenant(
       std::string_view tenant, absl::FunctionRef<absl::Status()> deploy) = 0;
   // Removes the tenant and all its data. NotFound if it does not exist. A
-  // mutation that was running then fails with NotFound at its commit.
+  // mutation that was running then fails with NotFound at its commit. This
+  // engine's idle isolates of the tenant and its compiled modules go at once
+  // (a request still running finishes on its isolate, which the LRU evicts
+  // later; so do remote runners' and other processes').
   // Another engine with the tenant open (another process on the same SQLite
   // file or PostgreSQL database) never writes it again: storage refuses its
   // next commit (NotFound, IsTenantDeletedElsewhere), and from then on its

@@ -426,6 +426,13 @@ class FunctionRunner : public FunctionExecutor {
 
   ModuleCacheStats module_cache_stats() const;
 
+  // Forgets `tenant` (Engine::DeleteTenant calls it): disposes of its idle isolates and
+  // drops its modules from the module cache, which would otherwise keep its code and
+  // memory until evicted. Requests of the tenant running meanwhile finish on their
+  // isolates; a later request starts cold. Returns how many isolates were disposed of.
+  // Thread-safe; must not be called from a request's thread (it disposes isolates).
+  int ForgetTenant(const std::string& tenant);
+
  private:
   absl::Status LoadModules(std::shared_ptr<const Snapshot> snapshot,
                            std::map<std::string, FunctionInfo>* functions);

@@ -201,6 +201,14 @@ absl::Status FunctionRunner::LoadModules(std::shared_ptr<const Snapshot> snapsho
   return waiter->status;
 }
 
+int FunctionRunner::ForgetTenant(const std::string& tenant) {
+  // Module cache keys start with the tenant's name and a NUL (ModuleLoader::Compile).
+  const std::string prefix = internal::StrCat(tenant, std::string_view("\0", 1));
+  core_->module_cache().InvalidateIf(
+      [&prefix](const std::string& key) { return key.starts_with(prefix); });
+  return scheduler_->DisposeIdleIsolatesOf(tenant);
+}
+
 ModuleCacheStats FunctionRunner::module_cache_stats() const {
   auto s = core_->module_cache().GetStats();
   return ModuleCacheStats{

@@ -276,6 +276,12 @@ class IsolateSchedulerImpl final : public IsolateScheduler {
 
   int InFlight(const std::string& tenant) const override { return pool_.InFlight(tenant); }
 
+  int DisposeIdleIsolatesOf(const std::string& tenant) override {
+    std::vector<std::unique_ptr<IsolateHolder>> idle = pool_.TakeIdleOf(tenant);
+    for (auto& holder : idle) DisposeIsolate(std::move(holder));
+    return static_cast<int>(idle.size());
+  }
+
   IsolateSchedulerStats stats() const override {
     internal::IsolatePoolStats p = pool_.stats();
     return IsolateSchedulerStats{

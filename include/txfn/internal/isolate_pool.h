@@ -251,6 +251,27 @@ class IsolatePool {
     return out;
   }
 
+  // Removes and returns `tenant`'s idle isolates (for disposal: a deleted tenant's isolates
+  // would otherwise hold memory until the LRU evicts them). Busy ones are left to their
+  // requests.
+  [[nodiscard]] std::vector<std::unique_ptr<Isolate>> TakeIdleOf(const std::string& tenant) {
+    MutexLock lock(&mu_);
+    std::vector<std::unique_ptr<Isolate>> out;
+    auto t = idle_by_tenant_.find(ToAbsl(tenant));
+    if (t == idle_by_tenant_.end()) return out;
+    for (const auto& [tick, id] : t->second) {
+      auto it = slots_.find(id);
+      out.push_back(std::move(it->second.isolate));
+      bytes_ -= it->second.bytes;
+      slots_.erase(it);
+      idle_lru_.erase(tick);
+      ++stats_.disposed;
+    }
+    idle_by_tenant_.erase(t);
+    ChangedLocked();
+    return out;
+  }
+
   // Queued + running requests of `tenant`.
   int InFlight(const std::string& tenant) const {
     MutexLock lock(&mu_);
