@@ -447,9 +447,15 @@ absl::StatusOr<int64_t> SqliteStorage::DataVersion(Connection& conn) {
 
 bool SqliteStorage::MayHaveOtherWriters(std::string_view tenant) {
   // Polled only when the write connection is idle: a query must not wait for
-  // a commit's fsync. Meanwhile this storage's writes refuse a stale batch.
+  // a commit's fsync. While it is busy the answer is "maybe": another process
+  // may have committed since the last look, and a read that starts after that
+  // commit was acknowledged must see it (it did not, before 2026-12-05), so
+  // the caller compares the tenant's newest commit, which a reader connection
+  // reads without waiting for the writer. This storage's writes refuse a
+  // stale batch either way.
+  if (!write_mu_.TryLock()) return true;
   bool others_committed = false;
-  if (write_mu_.TryLock()) {
+  {
     absl::StatusOr<int64_t> version = DataVersion(*writer_);
     if (version.ok() && *version != data_version_) {
       data_version_ = *version;

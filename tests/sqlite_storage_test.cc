@@ -210,6 +210,38 @@ TEST(SqliteStorageTest, ACommittersNextSnapshotIncludesAnotherConnectionsCommits
   EXPECT_EQ((*committer_a)->stats().reloads, 1u);
 }
 
+// The same while the reading storage's own writer is busy (here: waiting for the file's lock,
+// as it would wait for its fsync). It skipped the check then, and a read that began after
+// the other process's commit was acknowledged did not see it.
+TEST(SqliteStorageTest, AnotherConnectionsCommitIsSeenWhileThisWriterIsBusy) {
+  TwoStoragesOnOneFile two;
+  ASSERT_TRUE(two.Open());
+  auto put = [](std::string tenant, std::string value) {
+    return PreparedCommit{.tenant = std::move(tenant),
+                          .writes = {{.index = 1, .key = "k", .value = std::move(value)}}};
+  };
+  auto committer_a = Committer::Open(two.a, "t");
+  auto committer_b = Committer::Open(two.b, "t");
+  auto other_b = Committer::Open(two.b, "u");
+  ASSERT_TRUE(committer_a.ok() && committer_b.ok() && other_b.ok());
+  ASSERT_EQ((*committer_b)->Latest()->ts(), 0u);
+  auto a1 = (*committer_a)->Commit(put("t", "a1"));
+  ASSERT_TRUE(a1.ok()) << a1.status();
+
+  // A third connection holds the write lock; b's commit to "u" waits for it inside b's writer.
+  sqlite3* lock_holder = nullptr;
+  ASSERT_EQ(sqlite3_open(two.dir.File("two.db").c_str(), &lock_holder), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(lock_holder, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
+  std::thread busy([&] { EXPECT_TRUE((*other_b)->Commit(put("u", "b1")).ok()); });
+  absl::SleepFor(absl::Milliseconds(300));
+
+  std::shared_ptr<const Snapshot> seen = (*committer_b)->Latest();
+  EXPECT_EQ(seen->ts(), *a1) << "b's snapshot, taken after a's commit, lacks it";
+  sqlite3_exec(lock_holder, "ROLLBACK", nullptr, nullptr, nullptr);
+  sqlite3_close(lock_holder);
+  busy.join();
+}
+
 TEST(SqliteStorageTest, MissingDirectoryIsUnavailableAndNamesIt) {
   TempDir dir;
   const std::string path = dir.File("no/such/dir/app.db");

@@ -77,8 +77,10 @@
 // committer reloads and retries). Reads catch up too: MayHaveOtherWriters
 // answers true, once per tenant, after another connection to the file has
 // committed (PRAGMA data_version on the write connection, polled when that
-// connection is idle), so an engine's next snapshot of the tenant includes
-// what another process (`txfn run` beside `txfn serve`) committed.
+// connection is idle; while it is busy, always: the committer then reads the
+// tenant's newest commit), so an engine's next snapshot of the tenant includes
+// what another process (`txfn run` beside `txfn serve`) committed before it
+// was asked for.
 #ifndef TXFN_SQLITE_STORAGE_H_
 #define TXFN_SQLITE_STORAGE_H_
 
@@ -180,8 +182,10 @@ class SqliteStorage final : public Storage {
   [[nodiscard]] absl::StatusOr<bool> DeleteTenantIfNewest(std::string_view tenant,
                                                           Timestamp newest) override;
   // True, once per tenant, when another connection to the file committed
-  // (to any tenant) since this tenant's last check; see "Other processes'
-  // commits" above. A few microseconds: no disk I/O.
+  // (to any tenant) since this tenant's last check, and whenever this
+  // storage's write connection is busy (it cannot be polled without waiting
+  // for its commit); see "Other processes' commits" above. A few
+  // microseconds: no disk I/O.
   [[nodiscard]] bool MayHaveOtherWriters(std::string_view tenant) override;
   [[nodiscard]] absl::StatusOr<RetentionResult> ApplyRetention(std::string_view tenant,
                                                                Timestamp ts,
