@@ -61,9 +61,11 @@
 //   committer->Commit(txn.Prepare(), std::move(intent));
 //
 // Thread safety: Commit and Latest may be called from any thread
-// concurrently. One Committer per tenant per storage: two committers writing
-// one tenant would break serialisability (Storage rejects their interleaved
-// timestamps only if they happen to collide).
+// concurrently. Committers of one tenant on one storage (engines in several
+// processes, or sharing a storage object) stay serialisable: storage refuses a
+// batch built without another committer's newer commits (StaleWriterError;
+// the committer reloads, or rebases the batch). Their reads follow each other's
+// commits only as far as Storage::MayHaveOtherWriters says.
 #ifndef TXFN_COMMITTER_H_
 #define TXFN_COMMITTER_H_
 

@@ -85,6 +85,11 @@ class InMemoryStorage final : public Storage {
                                                                   Timestamp after,
                                                                   size_t limit) override;
   [[nodiscard]] absl::StatusOr<Timestamp> MaxCommittedTimestamp(std::string_view tenant) override;
+  // Always true: several engines (committers) may share one InMemoryStorage, and this
+  // storage cannot tell whose commit is whose, so a committer compares the tenant's newest
+  // commit (MaxCommittedTimestamp, two shared locks) before it hands out a snapshot. Without
+  // this, an engine's reads lagged another engine's acknowledged commits.
+  [[nodiscard]] bool MayHaveOtherWriters(std::string_view tenant) override;
   [[nodiscard]] absl::StatusOr<std::vector<std::string>> ListTenants() override;
   [[nodiscard]] absl::Status DeleteTenant(std::string_view tenant) override;
   [[nodiscard]] absl::StatusOr<bool> DeleteTenantIfNewest(std::string_view tenant,

@@ -300,10 +300,11 @@ class Storage {
   // last wrote it (or may do so at any moment). A committer asks before it
   // hands out a snapshot, and if so looks for newer commits
   // (MaxCommittedTimestamp) and reloads (Committer::Latest). Must be cheap: no
-  // I/O. The default, false, is right for a storage only this process writes
-  // (InMemoryStorage). SqliteStorage answers true once per tenant after
-  // another connection to its file committed; PostgresStorage true unless
-  // this instance holds the tenant's lease. Thread-safe.
+  // I/O. The default, false, is right only for a storage one committer per
+  // tenant writes. InMemoryStorage answers true (engines may share it);
+  // SqliteStorage true once per tenant after another connection to its file
+  // committed, and while its writer is busy; PostgresStorage true unless this
+  // instance holds the tenant's lease. Thread-safe.
   [[nodiscard]] virtual bool MayHaveOtherWriters(std::string_view tenant) {
     (void)tenant;
     return false;
