@@ -10,6 +10,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "fmt/format.h"
+#include "lib/utf8.h"
 #include "txfn/value.h"
 
 namespace txfn {
@@ -18,39 +19,6 @@ namespace {
 constexpr std::string_view kInt64Tag = "$int64";
 constexpr std::string_view kFloat64Tag = "$float64";
 constexpr std::string_view kBytesTag = "$bytes";
-
-// The length of the valid UTF-8 sequence at the front of `s` (1..4), or 0
-// when it is not valid UTF-8 (overlong forms, surrogates and values above
-// U+10FFFF are invalid).
-size_t Utf8SequenceLength(std::string_view s) {
-  auto byte = [&](size_t i) { return static_cast<unsigned char>(s[i]); };
-  unsigned char c = byte(0);
-  if (c < 0x80) return 1;
-  size_t n;
-  uint32_t cp;
-  if (c >= 0xC2 && c <= 0xDF) {
-    n = 2;
-    cp = c & 0x1F;
-  } else if (c >= 0xE0 && c <= 0xEF) {
-    n = 3;
-    cp = c & 0x0F;
-  } else if (c >= 0xF0 && c <= 0xF4) {
-    n = 4;
-    cp = c & 0x07;
-  } else {
-    return 0;
-  }
-  if (s.size() < n) return 0;
-  for (size_t i = 1; i < n; ++i) {
-    if ((byte(i) & 0xC0) != 0x80) return 0;
-    cp = (cp << 6) | (byte(i) & 0x3F);
-  }
-  if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10FFFF ||
-      (cp >= 0xD800 && cp <= 0xDFFF)) {
-    return 0;
-  }
-  return n;
-}
 
 void AppendUtf8(uint32_t cp, std::string* out) {
   if (cp < 0x80) {
@@ -76,7 +44,7 @@ void AppendJsonString(std::string_view s, std::string* out) {
   while (!s.empty()) {
     unsigned char c = static_cast<unsigned char>(s[0]);
     if (c >= 0x80) {
-      size_t n = Utf8SequenceLength(s);
+      size_t n = internal::Utf8SequenceLength(s);
       if (n == 0) {
         out->append("\xEF\xBF\xBD");  // U+FFFD for a byte that is not UTF-8
         n = 1;
@@ -366,7 +334,7 @@ class JsonParser {
       }
       if (c < 0x20) return Error("control character in string");
       if (c >= 0x80) {
-        size_t n = Utf8SequenceLength(in_.substr(pos_));
+        size_t n = internal::Utf8SequenceLength(in_.substr(pos_));
         if (n == 0) return Error("invalid UTF-8 in string");
         out->append(in_.data() + pos_, n);
         pos_ += n;

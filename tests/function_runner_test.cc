@@ -398,6 +398,30 @@ TEST_P(FunctionRunnerTest, HugeResultIsResourceExhausted) {
   EXPECT_TRUE(Query("messages:takeN", Obj({{"n", I64(1)}})).status.ok());
 }
 
+// Arguments are held to the same limit (a 40 MiB argument ran), and their strings must be
+// UTF-8: invalid bytes became U+FFFD on the way into JavaScript, so two different arguments
+// reached the function as one.
+TEST_P(FunctionRunnerTest, OversizedOrNonUtf8ArgumentsAreRefusedBeforeAnythingRuns) {
+  Deploy({{"echo.js", R"JS(
+    import { query } from "txfn/server";
+    export const echo = query(async (ctx, args) => args);
+  )JS"}});
+  RunResult big = Query("echo:echo", Obj({{"pad", Str(std::string(size_t{17} << 20, 'x'))}}));
+  EXPECT_EQ(big.status.code(), absl::StatusCode::kInvalidArgument) << big.status;
+  EXPECT_THAT(big.status.message(), HasSubstr("max_value_bytes"));
+  RunResult bad = Query("echo:echo", Obj({{"who", Obj({{"name", Str("ann\xff\xfe")}})}}));
+  EXPECT_EQ(bad.status.code(), absl::StatusCode::kInvalidArgument) << bad.status;
+  EXPECT_THAT(bad.status.message(), HasSubstr("`.who.name` is not valid UTF-8 (byte 0xff"));
+  RunResult bad_key = Query("echo:echo", Obj({{"\xc0\xaf", I64(1)}}));  // an overlong '/'
+  EXPECT_EQ(bad_key.status.code(), absl::StatusCode::kInvalidArgument) << bad_key.status;
+  EXPECT_THAT(bad_key.status.message(), HasSubstr("field name"));
+  // Text outside ASCII, in values and keys, passes through unchanged.
+  const std::string text = "h\xc3\xa9llo \xe2\x9c\x93 \xf0\x9f\x98\x80";
+  RunResult good = Query("echo:echo", Obj({{text, Str(text)}}));
+  ASSERT_TRUE(good.status.ok()) << good.status;
+  EXPECT_EQ(good.value, Obj({{text, Str(text)}}));
+}
+
 TEST_P(FunctionRunnerTest, HugeWritesHitTransactionLimitsEvenWhenCaught) {
   Deploy({{"huge.js", R"JS(
     import { mutation } from "txfn/server";
@@ -418,6 +442,35 @@ TEST_P(FunctionRunnerTest, HugeWritesHitTransactionLimitsEvenWhenCaught) {
   RunResult big = Mutate("huge:bigDoc");
   EXPECT_FALSE(big.status.ok());
   EXPECT_THAT(big.status.message(), HasSubstr("max_size_bytes"));
+}
+
+// A getter of a mutation's result is the mutation's code: a write it did not await that
+// failed, or a limit it hit and caught, fails the mutation and commits nothing. (Both were
+// checked before the result was converted: the getter's other writes committed, reported as
+// a success.)
+TEST_P(FunctionRunnerTest, TheResultsGettersAreHeldToTheMutationsRules) {
+  Deploy({{"g.js", R"JS(
+    import { mutation } from "txfn/server";
+    export const unawaited = mutation(async (ctx) => ({ get r() {
+      ctx.db.insert("messages", { channel: "g", body: "ok" });
+      ctx.db.insert("messages", { channel: 42, body: "bad" });
+      return "done";
+    } }));
+    export const limit = mutation(async (ctx) => ({ get r() {
+      try { for (let i = 0; i < 9000; ++i) ctx.db.insert("notes", { i }); }
+      catch (e) { return "swallowed"; }
+      return "done";
+    } }));
+  )JS"}});
+  RunResult unawaited = Mutate("g:unawaited");
+  EXPECT_EQ(unawaited.status.code(), absl::StatusCode::kInvalidArgument) << unawaited.status;
+  EXPECT_THAT(unawaited.status.message(), HasSubstr("did not await"));
+  EXPECT_TRUE(unawaited.commit.writes.empty());
+  RunResult limit = Mutate("g:limit");
+  EXPECT_EQ(limit.status.code(), absl::StatusCode::kResourceExhausted) << limit.status;
+  EXPECT_EQ(ExceededLimit(limit.status), Limit::kDocumentsWritten);
+  EXPECT_TRUE(limit.commit.writes.empty());
+  EXPECT_EQ(Query("messages:byChannel", Obj({{"channel", Str("g")}})).value, Value::FromArray({}));
 }
 
 TEST_P(FunctionRunnerTest, DeepRecursionFailsAndTheRunnerStaysUsable) {

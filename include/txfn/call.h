@@ -162,9 +162,9 @@ struct CallLimits {
 // Checks everything about `call` that needs no state: a valid id (not nil,
 // version 4 or 8), names, a known criticality and quota class, finite
 // start_after, deadline - start_after within the limits (a deadline at or
-// before the start is named as such), args within max_args_bytes and not both
-// inline and spilled, a sane retry policy, attempt >= 0. InvalidArgument naming
-// the call (by id) and the field.
+// before the start is named as such), args within max_args_bytes, their strings
+// valid UTF-8, and not both inline and spilled, a sane retry policy, attempt >= 0. InvalidArgument
+// naming the call (by id) and the field.
 [[nodiscard]] absl::Status ValidateCall(const Call& call, const CallLimits& limits = {});
 // The same checks but the id's, for a call whose id is not assigned yet (the Submitter's
 // and the engine's Submit assign one after): InvalidArgument naming the call by its

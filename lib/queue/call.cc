@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "fmt/core.h"
+#include "lib/utf8.h"
 #include "txfn/internal/strings.h"
 #include "txfn/rendezvous_router.h"
 #include "txfn/status_macros.h"
@@ -386,6 +387,8 @@ absl::Status CheckAllButId(const Call& call, const CallLimits& limits) {
     if (call.args_blob.size() > 256) return bad("the args_blob key is over 256 bytes");
   } else if (const size_t size = call.args.ByteSize(); size > limits.max_args_bytes) {
     return bad(StrCat("args are ", size, " bytes, more than the limit of ", limits.max_args_bytes));
+  } else if (absl::Status s = internal::CheckUtf8(call.args, "args"); !s.ok()) {
+    return bad(std::string(s.message()));
   }
   const RetryPolicy& r = call.retry;
   if (r.max_attempts < 1 || r.max_attempts > limits.max_attempts) {

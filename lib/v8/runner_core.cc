@@ -11,6 +11,7 @@
 #include "absl/functional/function_ref.h"
 #include "absl/strings/cord.h"
 #include "absl/strings/match.h"
+#include "lib/utf8.h"
 #include "lib/v8/isolate_runtime.h"
 #include "lib/v8/js_errors.h"
 #include "lib/v8/js_strings.h"
@@ -220,6 +221,14 @@ RunResult RunnerCore::RunOnIsolate(IsolateLease& lease, const RunRequest& reques
     if (!request.args.is_null() && !request.args.is_object()) {
       return absl::InvalidArgumentError("arguments must be an object");
     }
+    // Checked here, where every query and mutation passes (local, remote, queued): the
+    // limit was enforced on what JavaScript returned and wrote, not on what it was given.
+    if (const size_t bytes = request.args.ByteSize(); bytes > options_.max_value_bytes) {
+      return absl::InvalidArgumentError(StrCat("arguments of ", request.function, " are ", bytes,
+                                               " bytes, over the limit of ",
+                                               options_.max_value_bytes, " (max_value_bytes)"));
+    }
+    TXFN_RETURN_IF_ERROR(CheckUtf8(request.args, StrCat("arguments of ", request.function)));
 
     rt = RuntimeOf(lease);
     const bool reuse = options_.reuse_context && options_.reuse_context(txn.tenant());
@@ -302,11 +311,13 @@ RunResult RunnerCore::RunOnIsolate(IsolateLease& lease, const RunRequest& reques
       }
       value = p->Result();
     }
-    if (!req.sticky.ok()) return req.sticky;
-    // A write not awaited fails in a promise nobody handles: committing the
-    // mutation's other writes would commit half of what it meant. Refused
-    // with that write's error, as if it had been awaited.
-    if (request.kind == FunctionKind::kMutation) {
+    // A limit hit and caught sticks to the request. A write not awaited fails
+    // in a promise nobody handles: committing the mutation's other writes
+    // would commit half of what it meant. Refused with that write's error, as
+    // if it had been awaited.
+    auto refused_by_what_ran = [&]() -> absl::Status {
+      if (!req.sticky.ok()) return req.sticky;
+      if (request.kind != FunctionKind::kMutation) return absl::OkStatus();
       for (const auto& [promise, text] : req.unhandled) {
         v8::Local<v8::Promise> p = promise.Get(isolate);
         if (p == returned) continue;
@@ -314,12 +325,17 @@ RunResult RunnerCore::RunOnIsolate(IsolateLease& lease, const RunRequest& reques
                         "a promise the mutation did not await was rejected, so nothing was "
                         "committed (did you forget `await`?)");
       }
-    }
+      return absl::OkStatus();
+    };
+    TXFN_RETURN_IF_ERROR(refused_by_what_ran());
     absl::StatusOr<Value> converted = FromJs(context, value, options_.max_value_bytes, &lease);
     if (!converted.ok()) {
       if (absl::IsCancelled(converted.status())) return js_error();
       return Prefixed(converted.status(), StrCat("result of ", request.function));
     }
+    // The result's getters are the tenant's code too: their writes, failed
+    // writes and limits count as the function's (they committed before).
+    TXFN_RETURN_IF_ERROR(refused_by_what_ran());
     result.value = *std::move(converted);
     loader.WarmCodeCaches();
     keep_context = reuse;

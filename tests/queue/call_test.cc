@@ -155,6 +155,11 @@ TEST(CallTest, ValidateCallRefusesEachBadFieldByName) {
          c.args = Value();
          c.args_blob = std::string(300, 'k');
        }},
+      {"args: the string at `.to[1]` is not valid UTF-8 (byte 0xff at offset 2)",
+       [](Call& c) {
+         c.args = Value::FromObject(
+             {{"to", Value::FromArray({Value::String("ok"), Value::String("no\xff")})}});
+       }},
       {"backoffs", [](Call& c) { c.retry.max_backoff = absl::Hours(25); }},
       {"backoffs", [](Call& c) { c.retry.max_backoff = c.retry.initial_backoff / 2; }},
       {"multiplier",

@@ -1,0 +1,116 @@
+#include "lib/utf8.h"
+
+#include <cstdint>
+#include <string>
+
+#include "txfn/internal/strings.h"
+
+namespace txfn::internal {
+namespace {
+
+// The offset of the first byte of `s` that does not start a valid UTF-8 sequence, or npos.
+size_t FirstInvalidByte(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const size_t n = Utf8SequenceLength(s.substr(i));
+    if (n == 0) return i;
+    i += n;
+  }
+  return std::string_view::npos;
+}
+
+// At most this much of the path (made of the tenant's field names) goes into a message.
+constexpr size_t kMaxQuotedPath = 128;
+
+std::string ShownPath(const std::string& path) {
+  if (path.empty()) return ".";
+  if (path.size() <= kMaxQuotedPath) return path;
+  // Cut on a character boundary: the path's names passed the check.
+  size_t cut = kMaxQuotedPath;
+  while (cut > 0 && (static_cast<unsigned char>(path[cut]) & 0xC0) == 0x80) --cut;
+  return StrCat(path.substr(0, cut), "...");
+}
+
+absl::Status Invalid(std::string_view what, const std::string& path, std::string_view s,
+                     size_t offset) {
+  constexpr char kHex[] = "0123456789abcdef";
+  const auto byte = static_cast<unsigned char>(s[offset]);
+  const char hex[] = {kHex[byte >> 4], kHex[byte & 0xF], '\0'};
+  return absl::InvalidArgumentError(StrCat(what, ": the string at `", ShownPath(path),
+                                           "` is not valid UTF-8 (byte 0x", hex, " at offset ",
+                                           offset, ")"));
+}
+
+absl::Status Check(const Value& value, std::string_view what, std::string& path) {
+  if (value.is_string()) {
+    const size_t bad = FirstInvalidByte(value.string());
+    return bad == std::string_view::npos ? absl::OkStatus()
+                                         : Invalid(what, path, value.string(), bad);
+  }
+  if (value.is_array()) {
+    const Value::Array& items = value.array();
+    for (size_t i = 0; i < items.size(); ++i) {
+      const size_t mark = path.size();
+      path.append(StrCat("[", i, "]"));
+      absl::Status s = Check(items[i], what, path);
+      path.resize(mark);
+      if (!s.ok()) return s;
+    }
+    return absl::OkStatus();
+  }
+  if (value.is_object()) {
+    for (const auto& [key, field] : value.object()) {
+      const size_t mark = path.size();
+      if (const size_t bad = FirstInvalidByte(key); bad != std::string_view::npos) {
+        return absl::InvalidArgumentError(StrCat(what, ": a field name in `", ShownPath(path),
+                                                 "` is not valid UTF-8 (offset ", bad, ")"));
+      }
+      path.append(StrCat(".", key));
+      absl::Status s = Check(field, what, path);
+      path.resize(mark);
+      if (!s.ok()) return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+size_t Utf8SequenceLength(std::string_view s) {
+  auto byte = [&](size_t i) { return static_cast<unsigned char>(s[i]); };
+  unsigned char c = byte(0);
+  if (c < 0x80) return 1;
+  size_t n;
+  uint32_t cp;
+  if (c >= 0xC2 && c <= 0xDF) {
+    n = 2;
+    cp = c & 0x1F;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    n = 3;
+    cp = c & 0x0F;
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    n = 4;
+    cp = c & 0x07;
+  } else {
+    return 0;
+  }
+  if (s.size() < n) return 0;
+  for (size_t i = 1; i < n; ++i) {
+    if ((byte(i) & 0xC0) != 0x80) return 0;
+    cp = (cp << 6) | (byte(i) & 0x3F);
+  }
+  if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10FFFF ||
+      (cp >= 0xD800 && cp <= 0xDFFF)) {
+    return 0;
+  }
+  return n;
+}
+
+bool IsValidUtf8(std::string_view s) { return FirstInvalidByte(s) == std::string_view::npos; }
+
+absl::Status CheckUtf8(const Value& value, std::string_view what) {
+  std::string path;
+  return Check(value, what, path);
+}
+
+}  // namespace txfn::internal

@@ -1,0 +1,31 @@
+// lib/utf8.h — UTF-8 validation shared by the Value encodings and the call boundaries
+// (private).
+#ifndef TXFN_LIB_UTF8_H_
+#define TXFN_LIB_UTF8_H_
+
+#include <cstddef>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "txfn/value.h"
+
+namespace txfn::internal {
+
+// The length of the valid UTF-8 sequence at the front of `s` (1..4), or 0 when it is not
+// valid UTF-8 (overlong forms, surrogates and values above U+10FFFF are invalid). `s` must
+// not be empty.
+size_t Utf8SequenceLength(std::string_view s);
+
+// Whether all of `s` is valid UTF-8.
+bool IsValidUtf8(std::string_view s);
+
+// OK if every string and object key in `value` is valid UTF-8. Otherwise InvalidArgument:
+// "<what>: the string at `<path>` is not valid UTF-8 (byte 0xNN at offset K)". A string
+// such as a JavaScript string holds text: invalid bytes would be replaced (U+FFFD) on
+// the way into JavaScript, and two different values would become one. Bytes belong in a
+// bytes value.
+[[nodiscard]] absl::Status CheckUtf8(const Value& value, std::string_view what);
+
+}  // namespace txfn::internal
+
+#endif  // TXFN_LIB_UTF8_H_
