@@ -828,6 +828,13 @@ TEST(ValidateDocumentTest, SystemFieldsDoNotCountTowardsTheFieldLimit) {
   ExpectInvalid(ValidateDocument(O({{"inner", O(inner)}})), {"invalid field name", "_id"});
 }
 
+// An error quotes at most 64 bytes of a bad name (a 1 MB name was quoted whole).
+TEST(ValidateDocumentTest, ABadFieldNameIsQuotedShort) {
+  const absl::Status s = ValidateDocument(O({{std::string(100'000, 'k') + "-", I(1)}}));
+  ExpectInvalid(s, {"invalid field name", "(100001 bytes)"});
+  EXPECT_LT(s.message().size(), 400u) << s.message().size();
+}
+
 TEST(ValidateDocumentTest, ArrayLength) {
   EXPECT_TRUE(ValidateDocument(O({{"a", A(Value::Array(8192))}})).ok());
   ExpectInvalid(ValidateDocument(O({{"list", A({A(Value::Array(8193))})}})),

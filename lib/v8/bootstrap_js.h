@@ -2010,11 +2010,15 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
         refuse(what, 'a BigInt of over ' + MAX_BIGINT_BITS + ' bits', MAX_BIGINT_BITS + ' bits');
       }
     }
-    // JSON text nesting arrays and objects at most MAX_JSON_DEPTH deep (brackets in strings
-    // do not count). A malformed text passes: the builtin reports it.
+    // JSON text nesting arrays and objects at most MAX_JSON_DEPTH deep, with at most
+    // MAX_JSON_CONTAINERS of them in all (brackets in strings do not count). A malformed text
+    // passes: the builtin reports it. The count: the builtin cannot be interrupted, and near
+    // the heap limit it collected garbage over and over (16 MiB of "{}," ran 19 s past the
+    // CPU limit, 48 MiB 491 s) where the stop could not land.
     const MAX_JSON_DEPTH = 1 << 16;
+    const MAX_JSON_CONTAINERS = 1 << 18;
     function jsonNesting(text) {
-      let depth = 0, inString = false;
+      let depth = 0, containers = 0, inString = false;
       for (let i = 0; i < text.length; ++i) {
         const c = apply(stringCharCodeAt, text, [i]);
         if (inString) {
@@ -2024,6 +2028,9 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
           inString = true;
         } else if (c === 91 || c === 123) {
           if (++depth > MAX_JSON_DEPTH) refuse('JSON.parse (nesting)', depth, MAX_JSON_DEPTH);
+          if (++containers > MAX_JSON_CONTAINERS) {
+            refuse('JSON.parse (objects and arrays)', containers, MAX_JSON_CONTAINERS);
+          }
         } else if (c === 93 || c === 125) {
           --depth;
         }

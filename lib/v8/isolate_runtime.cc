@@ -630,9 +630,16 @@ void IsProxy(const v8::FunctionCallbackInfo<v8::Value>& info) {
   info.GetReturnValue().Set(info[0]->IsProxy());
 }
 
+// The longest eval/Function source. V8 parses and compiles a source in one
+// step that cannot be interrupted, with memory outside the heap limit: about
+// 330 bytes a character for dense code (16 Mi characters of `class{},` held
+// 5.3 GB and ran 17 s past the CPU limit). 256 Ki characters bound that to
+// about 85 MB and a quarter of a second; code that long belongs in a module.
+constexpr size_t kMaxCodeFromStringChars = size_t{1} << 18;
+
 // eval and Function (their source as text): allowed unless the source is
-// longer than kMaxReadableChars (16 Mi characters: more than any module, and
-// Utf8Prefix would not read it, so its regexps would go unchecked) or has more
+// longer than kMaxCodeFromStringChars (above; also well under
+// kMaxReadableChars, the longest Utf8Prefix reads) or has more
 // regexp escapes than a module may (CheckRegExpCost); then V8 throws its
 // EvalError ("Code generation from strings disallowed"). Long regexp literals
 // are guarded as a module's are (GuardLongRegExpLiterals); a source that needs
@@ -644,7 +651,9 @@ v8::ModifyCodeGenerationFromStringsResult OnCodeGeneration(v8::Local<v8::Context
   if (!source->IsString()) return {.codegen_allowed = true};
   v8::Isolate* isolate = context->GetIsolate();
   v8::Local<v8::String> code = source.As<v8::String>();
-  if (static_cast<size_t>(code->Length()) > kMaxReadableChars) return {.codegen_allowed = false};
+  if (static_cast<size_t>(code->Length()) > kMaxCodeFromStringChars) {
+    return {.codegen_allowed = false};
+  }
   const std::string text = Utf8Prefix(isolate, code, size_t{1} << 30);
   if (!CheckRegExpCost(text, JsGoal::kScript).ok()) return {.codegen_allowed = false};
   const std::optional<std::string> guarded = GuardLongRegExpLiterals(text, JsGoal::kScript);

@@ -797,6 +797,12 @@ export const bytesPastBufferBudget = m(async (ctx) => {
 export const evalPaddedPropertyClass = q(() =>
   eval(" ".repeat(2 ** 24) + "/[" + "\\P{L}".repeat(400000) + "]/u.test('a')"));
 export const functionPaddedBody = q(() => Function(" ".repeat(2 ** 24) + "return 1")());
+// Dense code compiles uninterrupted, outside the heap limit, at about 330 bytes a character
+// (16 Mi characters held 5.3 GB and ran 17 s past the CPU limit): refused past 256 Ki.
+export const functionOfClassExpressions = q(() =>
+  Function("return [" + "class{},".repeat(2 ** 15) + "0]")().length);
+export const evalJustUnderTheCapStillWorks = q(() =>
+  eval(" ".repeat(2 ** 18 - 64) + "[1, 2, 3].length"));
 // ICU copies what it collates or lists, outside the heap limit.
 export const listFormatHuge = q(() =>
   new Intl.ListFormat("en").format(new Array(1000).fill("x".repeat(2 ** 24))).length);
@@ -886,6 +892,12 @@ export const bigIntFormatToPartsHuge = q(() =>
 export const relativeTimeUnitHuge = q(() =>
   new Intl.RelativeTimeFormat("en").format(1, "\u1234".repeat(2.5e8)));
 export const jsonParseDeep = q(() => JSON.parse("[".repeat(1e7) + "]".repeat(1e7)).length);
+// Many small objects or arrays, flat: counted too (uninterrupted near the heap limit, 16 MiB
+// of them ran 19 s past the CPU limit, 48 MiB 491 s). Just under the count, it parses.
+export const jsonParseFlatObjects = q(() => JSON.parse("[" + "{},".repeat(5e6) + "0]").length);
+export const jsonParseFlatArrays = q(() => JSON.parse("[" + "[],".repeat(5e6) + "0]").length);
+export const jsonParseManyObjectsStillWorks = q(() =>
+  JSON.parse("[" + " ".repeat(2 ** 20) + "{},".repeat(2 ** 18 - 2) + "0]").length);
 // Long JSON text is scanned for its nesting first: brackets in strings do not count.
 export const jsonParseLongStillWorks = q(() => {
   const text = JSON.stringify({ a: "[[{\\\"".repeat(300000), b: [[1], { c: [2] }] });
