@@ -84,10 +84,14 @@ bool RecordsThisDeadLetter(const CallRecord& record, const QueuedCall& dead) {
 // thread and which cannot wait on anything else, the wall-clock limit (twice
 // the CPU limit) is reached before the CPU limit only when the host took the
 // time (a paused or overloaded process, slow storage). That is retried, not
-// the function's failure. `synchronous`: the executor refused the call before
-// it started.
+// the function's failure, but only for its first kWallTimeRetries attempts,
+// whatever its retry policy says: a function that spins until stopped meets
+// its wall-clock limit first on any busy host, and its tenant's policy (up to
+// 100 attempts) would multiply what it burns. `synchronous`: the executor
+// refused the call before it started. `attempt`: its attempts before this one.
+constexpr int kWallTimeRetries = 2;
 enum class Failure { kFunction, kRetry, kBusy, kUnavailable };
-Failure Classify(const absl::Status& s, bool synchronous, bool waits) {
+Failure Classify(const absl::Status& s, bool synchronous, bool waits, int attempt) {
   if (IsCommitOutcomeUnknown(s)) return Failure::kRetry;
   // Another live process owns the tenant (PostgreSQL): that process, or this one once the
   // owner lets go, runs the call; not this delivery's attempt.
@@ -106,7 +110,9 @@ Failure Classify(const absl::Status& s, bool synchronous, bool waits) {
       // A limit of the function's own is its failure; a refusal of a full
       // isolate queue, given back at once, is not an attempt.
       if (const std::optional<Limit> limit = ExceededLimit(s); limit.has_value()) {
-        return *limit == Limit::kWallTime && !waits ? Failure::kRetry : Failure::kFunction;
+        return *limit == Limit::kWallTime && !waits && attempt < kWallTimeRetries
+                   ? Failure::kRetry
+                   : Failure::kFunction;
       }
       return synchronous ? Failure::kBusy : Failure::kRetry;
     default:
@@ -1172,7 +1178,7 @@ CallOutcome QueuedCalls::Failed(OpenTenant& tenant, const Call& call, const absl
     SetStat(&QueuedCallStats::skipped);
     return CallOutcome::Ok();
   }
-  switch (Classify(status, synchronous, /*waits=*/kind == FunctionKind::kAction)) {
+  switch (Classify(status, synchronous, /*waits=*/kind == FunctionKind::kAction, call.attempt)) {
     case Failure::kBusy:
       SetStat(&QueuedCallStats::busy);
       return CallOutcome::Busy(status, options_.busy_retry);

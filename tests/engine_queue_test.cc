@@ -1831,6 +1831,29 @@ TEST_F(EngineQueueTest, AMutationStoppedAtItsWallLimitByAPausedHostIsRetried) {
   EXPECT_EQ(engine_->stats().queued.failed, 0u);
 }
 
+// But not for long: a function that spins until stopped meets its wall-clock limit first on
+// any busy host, and its policy (here 100 attempts) would multiply what it burns (the hostile
+// hunt: 47 deliveries in 40 s beside one busy process). Here the wall limit always comes
+// first: two retries, then it is the function's failure.
+TEST_F(EngineQueueTest, AFunctionStoppedAtItsWallLimitIsRetriedOnlyTwice) {
+  class WallFirst final : public LimitEnforcer {
+   public:
+    absl::Duration CpuLimit(const std::string&) const override { return absl::Seconds(30); }
+    absl::Duration WallLimit(const std::string&) const override { return absl::Milliseconds(100); }
+  };
+  EngineOptions options = Options();
+  options.scheduler.limits = std::make_shared<WallFirst>();
+  OpenAndDeploy(std::move(options));
+  absl::StatusOr<CallId> id =
+      engine_->Submit("app", "counters:slowBumpRetried",
+                      Args({{"name", Value::String("spins")}, {"spin", Value::Float64(1e15)}}));
+  ASSERT_TRUE(id.ok()) << id.status();
+  const CallInfo info = WaitFor(*id, CallState::kFailed, absl::Seconds(60));
+  EXPECT_EQ(info.attempts, 3);
+  EXPECT_THAT(std::string(info.error.message()), HasSubstr("wall"));
+  EXPECT_EQ(Counter("spins"), 0);
+}
+
 TEST_F(EngineQueueTest, OneTenantsBacklogDoesNotStarveAnother) {
   OpenWithTenantOther();
   // 40 calls of about 90 ms each: a backlog that takes far longer than the other
