@@ -566,6 +566,57 @@ TEST_F(RemoteRunnerTest, FailoverNeverRetriesPastTheDeadline) {
   EXPECT_EQ(stats.runners[1].runs, 1u);
 }
 
+// A runner that stops answering (a stopped or hung process: its connection stays open) is
+// found by its unanswered pings: its run in flight is cancelled and fails over long before
+// the attempt's timeout and the deadline, and the runner stays out of the ranking while it
+// does not answer. (Before pings, the run waited for its deadline, and a stopped runner whose
+// channel looked ready was let back in at once.)
+TEST_F(RemoteRunnerTest, ARunnerThatStopsAnsweringPingsIsLeftAndItsRunsFailOver) {
+  BlackHole stuck;
+  StartServers(1);
+  addresses_.insert(addresses_.begin(), stuck.address());
+  std::string tenant;
+  for (const auto& [t, address] : FirstChoices(Tenants(16))) {
+    if (address == stuck.address()) tenant = t;
+  }
+  ASSERT_FALSE(tenant.empty());
+  EngineOptions local_options;
+  local_options.scheduler.workers = 1;
+  auto local = Engine::Open(storage_, std::move(local_options));
+  ASSERT_TRUE(local.ok()) << local.status();
+  ASSERT_TRUE((*local)->CreateTenant(tenant).ok());
+  ASSERT_TRUE((*local)->DeployJson(tenant, Bank("v1"), kSchema).ok());
+  auto snapshot = (*local)->Latest(tenant);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+
+  RemoteRunnerOptions options;
+  for (const std::string& a : addresses_) options.runners.push_back({a});
+  options.attempt_timeout = absl::Seconds(30);
+  options.ping_timeout = absl::Milliseconds(300);
+  auto remote = RemoteRunner::Create(std::move(options));
+  ASSERT_TRUE(remote.ok()) << remote.status();
+  const absl::Time start = absl::Now();
+  RunResult r = (*remote)->Run(
+      *snapshot, RunRequest{.function = "bank:total", .deadline = start + absl::Seconds(20)});
+  ASSERT_TRUE(r.status.ok()) << r.status;
+  EXPECT_EQ(r.value, Value::Int64(0));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5)) << "waited for the stuck runner";
+  absl::SleepFor(absl::Seconds(1));
+  RemoteRunnerStats stats = (*remote)->stats();
+  EXPECT_FALSE(stats.runners[0].healthy) << "let back in without answering";
+  EXPECT_GE(stats.runners[0].pings_missed, 1u);
+  EXPECT_EQ(stats.runners[0].failures, 1u);
+  EXPECT_TRUE(stats.runners[1].healthy);
+  EXPECT_EQ(stats.runners[1].pings_missed, 0u);
+  EXPECT_EQ(stats.retries, 1u);
+  // Its tenants now go to the healthy runner at once.
+  const absl::Time again = absl::Now();
+  r = (*remote)->Run(*snapshot,
+                     RunRequest{.function = "bank:total", .deadline = again + absl::Seconds(20)});
+  ASSERT_TRUE(r.status.ok()) << r.status;
+  EXPECT_LT(absl::Now() - again, absl::Seconds(2));
+}
+
 TEST(RemoteRunnerOptionsTest, BadOptionsAreInvalidArgument) {
   EXPECT_EQ(RemoteRunner::Create({}).status().code(), absl::StatusCode::kInvalidArgument);
   RemoteRunnerOptions twice;

@@ -8,8 +8,12 @@
 // that finds its runner full overflows to the tenant's next-ranked runner. Runs are read-only
 // (the engine commits their writes), so a run that fails with UNAVAILABLE or its per-attempt
 // timeout is retried on the next runner, up to `max_attempts` runners in all; the runner
-// that failed is taken out of the ranking until it answers again (checked every
-// `health_interval`), and then gets back exactly the tenants it ranks first for.
+// that failed is taken out of the ranking until it answers again, and then gets back
+// exactly the tenants it ranks first for. Every runner is pinged every `health_interval`:
+// one that does not answer within `ping_timeout` (stopped, hung, unreachable: its TCP
+// connection may well stay open) is taken out of the ranking at once, and its runs in
+// flight are cancelled and retried on the next runners, so they need not wait for their
+// attempt's timeout or deadline; it comes back when it answers a ping.
 //
 //   txfn::RemoteRunnerOptions options;
 //   options.runners = {{"10.0.0.5:7401"}, {"10.0.0.6:7401", /*weight=*/2.0}};
@@ -57,8 +61,13 @@ struct RemoteRunnerOptions {
   int max_attempts = 3;
   // Each attempt's timeout when the request's deadline (RunRequest::deadline) is later.
   absl::Duration attempt_timeout = absl::Seconds(30);
-  // How often runners taken out of the ranking are checked.
+  // How often every runner is pinged (a runner whose last ping is still unanswered is not
+  // pinged again meanwhile).
   absl::Duration health_interval = absl::Milliseconds(100);
+  // A ping not answered within this takes its runner out of the ranking and cancels its runs
+  // in flight (retried elsewhere). Longer than a healthy runner's worst answer time across
+  // the network: its RPC threads answer pings whatever its isolates are doing.
+  absl::Duration ping_timeout = absl::Seconds(1);
   // kRendezvous: a tenant's runs go to its first-ranked runner (warm caches). kRoundRobin:
   // runs rotate over the runners whatever their tenant — only to measure what rendezvous
   // routing saves (txfn_bench_remote).
@@ -70,8 +79,9 @@ struct RemoteRunnerStats {
   struct Runner {
     std::string address;
     bool healthy = true;
-    uint64_t runs = 0;      // answered (whatever the function did)
-    uint64_t failures = 0;  // attempts that failed over to another runner
+    uint64_t runs = 0;          // answered (whatever the function did)
+    uint64_t failures = 0;      // attempts that failed over to another runner
+    uint64_t pings_missed = 0;  // pings unanswered within ping_timeout, or failed
     int in_flight = 0;
   };
   std::vector<Runner> runners;

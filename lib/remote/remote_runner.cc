@@ -33,6 +33,19 @@ struct Endpoint {
   std::atomic<bool> healthy{true};
   std::atomic<uint64_t> runs{0};
   std::atomic<uint64_t> failures{0};
+  std::atomic<uint64_t> pings_missed{0};
+  std::atomic<bool> ping_in_flight{false};
+  // The attempts in flight here, to cancel when the runner stops answering pings, and the
+  // ping in flight, to cancel when the RemoteRunner goes.
+  internal::Mutex mu;
+  absl::flat_hash_set<grpc::ClientContext*> attempts ABSL_GUARDED_BY(mu);
+  grpc::ClientContext* ping ABSL_GUARDED_BY(mu) = nullptr;
+};
+
+struct Ping {
+  grpc::ClientContext context;
+  runner::v1::PingRequest request;
+  runner::v1::PingReply reply;
 };
 
 using Router = RendezvousRouter<std::shared_ptr<Endpoint>>;
@@ -65,6 +78,13 @@ class RemoteRunner::Impl {
     work_cv_.SignalAll();
     health_cv_.SignalAll();
     for (std::thread& t : threads_) t.join();
+    // No ping starts now (WatchHealth returned); the ones in flight end, cancelled.
+    for (const std::shared_ptr<Endpoint>& e : endpoints_) {
+      internal::MutexLock lock(&e->mu);
+      if (e->ping != nullptr) e->ping->TryCancel();
+    }
+    internal::MutexLock lock(&mu_);
+    in_flight_cv_.Wait([this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return pings_ == 0; });
   }
 
   absl::Status Init() {
@@ -142,7 +162,7 @@ class RemoteRunner::Impl {
     for (const std::shared_ptr<Endpoint>& e : endpoints_) {
       absl::StatusOr<int> in_flight = router_.InFlight(e->address);
       s.runners.push_back({e->address, e->healthy.load(), e->runs.load(), e->failures.load(),
-                           in_flight.ok() ? *in_flight : 0});
+                           e->pings_missed.load(), in_flight.ok() ? *in_flight : 0});
     }
     s.retries = retries_.load();
     return s;
@@ -188,6 +208,10 @@ class RemoteRunner::Impl {
     call->context->set_deadline(absl::ToChronoTime(std::min(call->deadline, timeout)));
     call->response.Clear();
     std::shared_ptr<Endpoint> endpoint = call->lease.node();
+    {
+      internal::MutexLock lock(&endpoint->mu);
+      endpoint->attempts.insert(call->context.get());
+    }
     endpoint->stub->async()->Run(call->context.get(), &call->request, &call->response,
                                  [this, call, endpoint](grpc::Status status) {
                                    Post([this, call, endpoint, status = std::move(status)] {
@@ -203,6 +227,10 @@ class RemoteRunner::Impl {
 
   void OnAttemptDone(const std::shared_ptr<Call>& call, Endpoint& endpoint,
                      const grpc::Status& status) {
+    {
+      internal::MutexLock lock(&endpoint.mu);
+      endpoint.attempts.erase(call->context.get());
+    }
     call->lease.Release();
     if (status.ok()) {
       endpoint.runs.fetch_add(1, std::memory_order_relaxed);
@@ -252,11 +280,14 @@ class RemoteRunner::Impl {
     if (--in_flight_ == 0) in_flight_cv_.SignalAll();
   }
 
-  // Out of the ranking until WatchHealth sees it answer: its tenants go to their next choice.
+  // Out of the ranking until it answers a ping: its tenants go to their next choice.
   void MarkUnhealthy(Endpoint& endpoint) {
     if (endpoint.healthy.exchange(false)) (void)router_.RemoveNode(endpoint.address);
   }
 
+  // Pings every runner every health_interval. A runner's channel state says nothing of the
+  // process behind it: a stopped (SIGSTOP) or hung runner keeps its connection READY, and
+  // was let back into the ranking while still stopped.
   void WatchHealth() {
     while (true) {
       {
@@ -265,15 +296,56 @@ class RemoteRunner::Impl {
                                    [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return stop_; });
         if (stop_) return;
       }
-      for (const std::shared_ptr<Endpoint>& e : endpoints_) {
-        if (e->healthy.load()) continue;
-        // GetState(true) also starts a connection attempt when the channel is idle.
-        if (e->channel->GetState(/*try_to_connect=*/true) == GRPC_CHANNEL_READY &&
-            router_.AddNode(e->address, e, e->weight, options_.max_in_flight_per_runner).ok()) {
-          e->healthy.store(true);
-        }
-      }
+      for (const std::shared_ptr<Endpoint>& e : endpoints_) SendPing(e);
     }
+  }
+
+  void SendPing(const std::shared_ptr<Endpoint>& endpoint) {
+    if (endpoint->ping_in_flight.exchange(true)) return;  // the last one is still out
+    auto ping = std::make_shared<Ping>();
+    ping->context.set_deadline(absl::ToChronoTime(absl::Now() + options_.ping_timeout));
+    {
+      internal::MutexLock lock(&mu_);
+      ++pings_;
+    }
+    {
+      internal::MutexLock lock(&endpoint->mu);
+      endpoint->ping = &ping->context;
+    }
+    endpoint->stub->async()->Ping(&ping->context, &ping->request, &ping->reply,
+                                  [this, endpoint, ping](grpc::Status status) {
+                                    {
+                                      internal::MutexLock lock(&endpoint->mu);
+                                      endpoint->ping = nullptr;
+                                    }
+                                    OnPing(endpoint, status);
+                                    endpoint->ping_in_flight.store(false);
+                                    internal::MutexLock lock(&mu_);
+                                    if (--pings_ == 0) in_flight_cv_.SignalAll();
+                                  });
+  }
+
+  void OnPing(const std::shared_ptr<Endpoint>& endpoint, const grpc::Status& status) {
+    // UNIMPLEMENTED: a runner from before Ping, answering all the same.
+    if (status.ok() || status.error_code() == grpc::StatusCode::UNIMPLEMENTED) {
+      if (!endpoint->healthy.load() && router_
+                                           .AddNode(endpoint->address, endpoint, endpoint->weight,
+                                                    options_.max_in_flight_per_runner)
+                                           .ok()) {
+        endpoint->healthy.store(true);
+      }
+      return;
+    }
+    {
+      internal::MutexLock lock(&mu_);
+      if (stop_) return;  // cancelled by the destructor
+    }
+    endpoint->pings_missed.fetch_add(1, std::memory_order_relaxed);
+    MarkUnhealthy(*endpoint);
+    // Its runs in flight would wait for their attempt's timeout or deadline: cancelled, they
+    // fail over now (CANCELLED is retried on the next runner).
+    internal::MutexLock lock(&endpoint->mu);
+    for (grpc::ClientContext* attempt : endpoint->attempts) attempt->TryCancel();
   }
 
   void Post(std::function<void()> work) {
@@ -308,6 +380,7 @@ class RemoteRunner::Impl {
   internal::CondVar work_cv_{&mu_};
   internal::CondVar health_cv_{&mu_};
   int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  int pings_ ABSL_GUARDED_BY(mu_) = 0;  // in flight (their callbacks use this object)
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::deque<std::function<void()>> work_ ABSL_GUARDED_BY(mu_);
   std::vector<std::thread> threads_;
@@ -358,6 +431,9 @@ void RemoteRunner::AppendMetrics(MetricsText* out) const {
   per_runner(true, "txfn_remote_runner_failures_total",
              "Attempts on the runner that failed over to another.",
              [](const Runner& r) { return r.failures; });
+  per_runner(true, "txfn_remote_runner_pings_missed_total",
+             "Pings the runner did not answer in time (each took it out of the ranking).",
+             [](const Runner& r) { return r.pings_missed; });
   out->Counter("txfn_remote_runner_retries_total", "Attempts after a run's first.",
                static_cast<double>(s.retries));
 }

@@ -45,6 +45,16 @@ class RunnerServer::Impl final : public runner::v1::Runner::CallbackService {
     return reactor;
   }
 
+  grpc::ServerUnaryReactor* Ping(grpc::CallbackServerContext* context,
+                                 const runner::v1::PingRequest* /*request*/,
+                                 runner::v1::PingReply* /*reply*/) override {
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    reactor->Finish(draining_.load()
+                        ? grpc::Status(grpc::StatusCode::UNAVAILABLE, "RunnerServer: draining")
+                        : grpc::Status::OK);
+    return reactor;
+  }
+
   void Shutdown(absl::Duration grace) {
     draining_.store(true);
     internal::MutexLock lock(&shutdown_mu_);
