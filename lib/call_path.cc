@@ -50,30 +50,65 @@ struct RetryPlan {
   std::shared_ptr<internal::Lane> lane;  // the lane to retry in; null: as before
 };
 
-// An idempotency key as a CompletionRecord.
+// An idempotency key as a CompletionRecord, stored with a digest of the call (its function
+// and arguments): a key stands for one call, and a call with the key and another function or
+// other arguments is refused, not answered with the first call's result as if it had run.
 class KeyRecord final : public CompletionRecord {
  public:
-  explicit KeyRecord(std::string key) : key_(std::move(key)) {}
+  KeyRecord(std::string key, std::string_view function, const Value& args)
+      : key_(std::move(key)),
+        call_digest_(
+            ArgsDigest(Value::FromArray({Value::String(CanonicalFunctionName(function)), args}))) {}
   absl::StatusOr<std::optional<IdempotentResult>> Find(const Snapshot& snapshot) const override {
-    return FindIdempotencyKey(snapshot, key_);
+    TXFN_ASSIGN_OR_RETURN(std::optional<IdempotentResult> found,
+                          FindIdempotencyKey(snapshot, key_));
+    if (found.has_value() && !found->call_digest.empty() && found->call_digest != call_digest_) {
+      return absl::AlreadyExistsError(
+          internal::StrCat("idempotency key ", QuotedKey(),
+                           " was first used by a call of another function or "
+                           "with other arguments (committed at ",
+                           found->ts,
+                           "): a key stands for one call; "
+                           "nothing ran"));
+    }
+    return found;
   }
   absl::Status Add(const Value& result, PreparedCommit* commit) const override {
-    return AddIdempotencyKey(key_, result, commit);
+    return AddIdempotencyKey(key_, result, commit, call_digest_);
   }
 
  private:
+  // At most 64 bytes of the key, escaped (it may be any bytes).
+  std::string QuotedKey() const {
+    std::string out = "'";
+    for (unsigned char c : std::string_view(key_).substr(0, 64)) {
+      if (c < 0x20 || c >= 0x7f || c == '\'' || c == '\\') {
+        constexpr char kHex[] = "0123456789abcdef";
+        out.append({'\\', 'x', kHex[c >> 4], kHex[c & 0xf]});
+      } else {
+        out.push_back(static_cast<char>(c));
+      }
+    }
+    out.append(key_.size() > 64 ? "'..." : "'");
+    return out;
+  }
+
   const std::string key_;
+  const std::string call_digest_;
 };
 
-// The record `options` asks for (null: none), checked.
-absl::StatusOr<std::shared_ptr<const CompletionRecord>> RecordOf(const MutationOptions& options) {
+// The record `options` asks for (null: none), checked: an idempotency key stands for
+// `function` with `args`.
+absl::StatusOr<std::shared_ptr<const CompletionRecord>> RecordOf(const MutationOptions& options,
+                                                                 std::string_view function,
+                                                                 const Value& args) {
   if (options.idempotency_key.empty()) return options.completion;
   if (options.completion != nullptr) {
     return absl::InvalidArgumentError(
         "a mutation takes an idempotency key or a completion record, not both");
   }
   TXFN_RETURN_IF_ERROR(ValidateIdempotencyKey(options.idempotency_key));
-  return std::make_shared<const KeyRecord>(options.idempotency_key);
+  return std::make_shared<const KeyRecord>(options.idempotency_key, function, args);
 }
 
 // The calls a commit schedules (none for almost every commit: its writes are
@@ -211,7 +246,8 @@ struct CallPath::State {
   absl::StatusOr<CallResult> Mutation(OpenTenant& tenant, std::string_view function,
                                       const Value& args, const MutationOptions& options) {
     TXFN_RETURN_IF_ERROR(CheckNotInDone("Mutation", function));
-    TXFN_ASSIGN_OR_RETURN(std::shared_ptr<const CompletionRecord> record, RecordOf(options));
+    TXFN_ASSIGN_OR_RETURN(std::shared_ptr<const CompletionRecord> record,
+                          RecordOf(options, function, args));
     RunResult last_run;
     std::optional<IdempotentResult> replay;
     QueueEffects effects;
@@ -275,7 +311,8 @@ struct CallPath::State {
 
   absl::Status MutationAsync(std::shared_ptr<OpenTenant> tenant, std::string_view function,
                              const Value& args, const MutationOptions& options, Callback done) {
-    TXFN_ASSIGN_OR_RETURN(std::shared_ptr<const CompletionRecord> record, RecordOf(options));
+    TXFN_ASSIGN_OR_RETURN(std::shared_ptr<const CompletionRecord> record,
+                          RecordOf(options, function, args));
     RunRequest request = MakeMutationRequest(*tenant, function, args, options.deadline);
     auto call =
         std::make_shared<AsyncMutation>(AsyncMutation{.tenant = std::move(tenant),

@@ -799,6 +799,31 @@ TEST_F(CommitterTest, RunTransactionNeverRetriesAnUnknownOutcome) {
   EXPECT_EQ(Balance(after, id), 12);
 }
 
+// A key's entry holds the call digest given with it; an entry written before digests (the
+// result's encoding alone) still reads, with none.
+TEST_F(CommitterTest, AnIdempotencyKeysCallDigestRoundTripsAndOldEntriesStillRead) {
+  PreparedCommit with{.tenant = "t", .begin_ts = committer_->Latest()->ts()};
+  ASSERT_TRUE(AddIdempotencyKey("new", Str("r1"), &with, "digest-1").ok());
+  ASSERT_TRUE(committer_->Commit(std::move(with)).ok());
+  PreparedCommit old{.tenant = "t", .begin_ts = committer_->Latest()->ts()};
+  old.writes.push_back({.index = kIdempotencyIndex, .key = "old", .value = EncodeBinary(I64(7))});
+  ASSERT_TRUE(committer_->Commit(std::move(old)).ok());
+  std::shared_ptr<const Snapshot> latest = committer_->Latest();
+  TXFN_ASSERT_OK_AND_ASSIGN(std::optional<IdempotentResult> found,
+                            FindIdempotencyKey(*latest, "new"));
+  ASSERT_TRUE(found.has_value());
+  EXPECT_EQ(found->value, Str("r1"));
+  EXPECT_EQ(found->call_digest, "digest-1");
+  TXFN_ASSERT_OK_AND_ASSIGN(found, FindIdempotencyKey(*latest, "old"));
+  ASSERT_TRUE(found.has_value());
+  EXPECT_EQ(found->value, I64(7));
+  EXPECT_EQ(found->call_digest, "");
+  PreparedCommit untouched{.tenant = "t"};
+  EXPECT_EQ(AddIdempotencyKey("k", Str("x"), &untouched, std::string(256, 'd')).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(untouched.writes.empty());
+}
+
 TEST_F(CommitterTest, AnIdempotencyKeyIsCommittedWithTheWritesAndRacingUsesConflict) {
   std::string id = InsertAccount("ann", 10);
   auto bump = [&](Transaction& txn) {

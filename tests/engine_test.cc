@@ -915,6 +915,33 @@ TEST_P(EngineTest, ReopenRestoresEverything) {
   EXPECT_EQ(Counter("a"), 4);
 }
 
+// A key stands for one call: reused for another function or other arguments (a client's
+// bug), it is refused, not answered with the first call's result as if it had run (the
+// remote hunt: three such calls returned OK, replayed, and nothing ran).
+TEST_P(EngineTest, AnIdempotencyKeyReusedForAnotherCallIsRefused) {
+  CreateAndDeploy();
+  ASSERT_TRUE(engine_->Mutation("app", "counters:create", Name("a")).ok());
+  ASSERT_TRUE(engine_->Mutation("app", "counters:create", Name("b")).ok());
+  const MutationOptions key{.idempotency_key = "transfer 7"};
+  auto first = engine_->Mutation("app", "counters:increment", Name("a"), key);
+  ASSERT_TRUE(first.ok()) << first.status();
+  auto again = engine_->Mutation("app", "counters:increment", Name("a"), key);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(again->replayed);
+  // The same function by another spelling is the same call.
+  auto spelled = engine_->Mutation("app", "counters.js:increment", Name("a"), key);
+  ASSERT_TRUE(spelled.ok()) << spelled.status();
+  EXPECT_TRUE(spelled->replayed);
+  auto other_args = engine_->Mutation("app", "counters:increment", Name("b"), key);
+  EXPECT_EQ(other_args.status().code(), absl::StatusCode::kAlreadyExists) << other_args.status();
+  EXPECT_THAT(std::string(other_args.status().message()),
+              HasSubstr("idempotency key 'transfer 7' was first used by a call of another"));
+  auto other_function = engine_->Mutation("app", "counters:create", Name("a"), key);
+  EXPECT_EQ(other_function.status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(Counter("a"), 1);
+  EXPECT_EQ(Counter("b"), 0);
+}
+
 TEST_P(EngineTest, AnIdempotencyKeyCommitsOnceAndReplaysTheFirstResult) {
   CreateAndDeploy();
   ASSERT_TRUE(engine_->Mutation("app", "counters:create", Name("a")).ok());

@@ -21,8 +21,14 @@
 // racing with one key conflict and one of them finds the other's result.
 //
 // Storage: each key is one entry of the tenant's reserved index
-// kIdempotencyIndex (key bytes -> the result's binary encoding; the entry's
-// commit timestamp is the first commit's). Keys are kept like documents, for
+// kIdempotencyIndex (key bytes -> 0xff, the call digest's length and bytes, then
+// the result's binary encoding; before 2026-12-05 the result's encoding alone,
+// still read; the entry's commit timestamp is the first commit's).
+//
+// A key stands for one call: the engine stores a digest of the mutation's
+// function and arguments with it, and a later call with the key and another
+// function or other arguments (a client that reused a key) is refused with
+// AlreadyExists instead of answered with the first call's result. Keys are kept like documents, for
 // the life of the tenant: version retention never drops a live entry. Choose
 // one key per logical operation, not per request.
 //
@@ -33,6 +39,7 @@
 
 #include <cstddef>
 #include <optional>
+#include <string>
 #include <string_view>
 
 #include "absl/status/status.h"
@@ -55,6 +62,9 @@ inline constexpr size_t kMaxIdempotencyKeyBytes = 256;
 struct IdempotentResult {
   Value value;       // the mutation's return value
   Timestamp ts = 0;  // its commit timestamp
+  // What AddIdempotencyKey stored to tell the call that used the key (the engine: a digest of
+  // its function and arguments); empty if nothing was.
+  std::string call_digest;
   friend bool operator==(const IdempotentResult&, const IdempotentResult&) = default;
 };
 
@@ -67,12 +77,15 @@ struct IdempotentResult {
 [[nodiscard]] absl::StatusOr<std::optional<IdempotentResult>> FindIdempotencyKey(
     const Snapshot& snapshot, std::string_view key);
 
-// Makes `commit` record `key` with `result`: a write of the key (so the
+// Makes `commit` record `key` with `result`, and `call_digest` (at most 255
+// bytes; empty: none) for a later caller to compare: a write of the key (so the
 // commit's writes stay sorted, it comes last) and a point read of it (so a
-// commit racing with the same key conflicts). InvalidArgument for a bad key
-// or a commit that already records one; `commit` is unchanged on error.
+// commit racing with the same key conflicts). InvalidArgument for a bad key,
+// a digest over 255 bytes or a commit that already records one; `commit` is
+// unchanged on error.
 [[nodiscard]] absl::Status AddIdempotencyKey(std::string_view key, const Value& result,
-                                             PreparedCommit* commit);
+                                             PreparedCommit* commit,
+                                             std::string_view call_digest = {});
 
 }  // namespace txfn
 
