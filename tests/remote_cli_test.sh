@@ -247,7 +247,9 @@ served() {
 
   # Metrics: the engine's, the remote runners' and the Functions service's, in Prometheus
   # text format.
-  check "$label-metrics-runners" 0 'txfn_remote_runner_failures_total\{runner="[0-9.:]+"\} [1-9]' \
+  # The killed runner was found by a failed run or by its unanswered pings, whichever first.
+  check "$label-metrics-runners" 0 \
+    'txfn_remote_runner_(failures|pings_missed)_total\{runner="[0-9.:]+"\} [1-9]' \
     fetch "$metrics_port" /metrics
   check "$label-metrics-engine" 0 '^txfn_mutations_total [1-9]' fetch "$metrics_port" /metrics
   check "$label-metrics-rpc" 0 'txfn_rpc_seconds_bucket\{le="\+Inf",method="query"\} [1-9]' \

@@ -169,6 +169,26 @@ class RemoteRunnerTest : public ::testing::Test {
     return out;
   }
 
+  // A snapshot of a new bank tenant that ranks `address` first among addresses_, set up by an
+  // engine without the runners (null on failure, reported).
+  std::shared_ptr<const Snapshot> SnapshotOfATenantRankingFirst(const std::string& address) {
+    std::string tenant;
+    for (const auto& [t, first] : FirstChoices(Tenants(16))) {
+      if (first == address) tenant = t;
+    }
+    EXPECT_FALSE(tenant.empty()) << "no tenant of 16 ranks " << address << " first";
+    EngineOptions local_options;
+    local_options.scheduler.workers = 1;
+    auto local = Engine::Open(storage_, std::move(local_options));
+    EXPECT_TRUE(local.ok()) << local.status();
+    if (tenant.empty() || !local.ok()) return nullptr;
+    EXPECT_TRUE((*local)->CreateTenant(tenant).ok());
+    EXPECT_TRUE((*local)->DeployJson(tenant, Bank("v1"), kSchema).ok());
+    auto snapshot = (*local)->Latest(tenant);
+    EXPECT_TRUE(snapshot.ok()) << snapshot.status();
+    return snapshot.ok() ? *std::move(snapshot) : nullptr;
+  }
+
   std::shared_ptr<Storage> storage_ = std::make_shared<InMemoryStorage>();
   std::vector<std::unique_ptr<RunnerServer>> servers_;
   std::vector<std::string> addresses_;
@@ -511,20 +531,8 @@ TEST_F(RemoteRunnerTest, FailoverNeverRetriesPastTheDeadline) {
   BlackHole stuck;
   StartServers(1);
   addresses_.insert(addresses_.begin(), stuck.address());
-  // A tenant that ranks the stuck runner first, set up without the runners.
-  std::string tenant;
-  for (const auto& [t, address] : FirstChoices(Tenants(16))) {
-    if (address == stuck.address()) tenant = t;
-  }
-  ASSERT_FALSE(tenant.empty());
-  EngineOptions local_options;
-  local_options.scheduler.workers = 1;
-  auto local = Engine::Open(storage_, std::move(local_options));
-  ASSERT_TRUE(local.ok()) << local.status();
-  ASSERT_TRUE((*local)->CreateTenant(tenant).ok());
-  ASSERT_TRUE((*local)->DeployJson(tenant, Bank("v1"), kSchema).ok());
-  auto snapshot = (*local)->Latest(tenant);
-  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  std::shared_ptr<const Snapshot> snapshot = SnapshotOfATenantRankingFirst(stuck.address());
+  ASSERT_NE(snapshot, nullptr);
   auto remote_with = [&](absl::Duration attempt_timeout) {
     RemoteRunnerOptions options;
     for (const std::string& a : addresses_) options.runners.push_back({a});
@@ -540,7 +548,7 @@ TEST_F(RemoteRunnerTest, FailoverNeverRetriesPastTheDeadline) {
   std::shared_ptr<RemoteRunner> remote = remote_with(absl::Seconds(10));
   absl::Time start = absl::Now();
   RunResult r = remote->Run(
-      *snapshot, RunRequest{.function = "bank:total", .deadline = start + absl::Milliseconds(300)});
+      snapshot, RunRequest{.function = "bank:total", .deadline = start + absl::Milliseconds(300)});
   absl::Duration took = absl::Now() - start;
   EXPECT_EQ(r.status.code(), absl::StatusCode::kDeadlineExceeded) << r.status;
   EXPECT_GE(took, absl::Milliseconds(290));
@@ -554,7 +562,7 @@ TEST_F(RemoteRunnerTest, FailoverNeverRetriesPastTheDeadline) {
   // The attempt's timeout comes first: the run fails over within its deadline.
   remote = remote_with(absl::Milliseconds(200));
   start = absl::Now();
-  r = remote->Run(*snapshot,
+  r = remote->Run(snapshot,
                   RunRequest{.function = "bank:total", .deadline = start + absl::Seconds(5)});
   ASSERT_TRUE(r.status.ok()) << r.status;
   EXPECT_EQ(r.value, Value::Int64(0));
@@ -575,19 +583,8 @@ TEST_F(RemoteRunnerTest, ARunnerThatStopsAnsweringPingsIsLeftAndItsRunsFailOver)
   BlackHole stuck;
   StartServers(1);
   addresses_.insert(addresses_.begin(), stuck.address());
-  std::string tenant;
-  for (const auto& [t, address] : FirstChoices(Tenants(16))) {
-    if (address == stuck.address()) tenant = t;
-  }
-  ASSERT_FALSE(tenant.empty());
-  EngineOptions local_options;
-  local_options.scheduler.workers = 1;
-  auto local = Engine::Open(storage_, std::move(local_options));
-  ASSERT_TRUE(local.ok()) << local.status();
-  ASSERT_TRUE((*local)->CreateTenant(tenant).ok());
-  ASSERT_TRUE((*local)->DeployJson(tenant, Bank("v1"), kSchema).ok());
-  auto snapshot = (*local)->Latest(tenant);
-  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  std::shared_ptr<const Snapshot> snapshot = SnapshotOfATenantRankingFirst(stuck.address());
+  ASSERT_NE(snapshot, nullptr);
 
   RemoteRunnerOptions options;
   for (const std::string& a : addresses_) options.runners.push_back({a});
@@ -597,7 +594,7 @@ TEST_F(RemoteRunnerTest, ARunnerThatStopsAnsweringPingsIsLeftAndItsRunsFailOver)
   ASSERT_TRUE(remote.ok()) << remote.status();
   const absl::Time start = absl::Now();
   RunResult r = (*remote)->Run(
-      *snapshot, RunRequest{.function = "bank:total", .deadline = start + absl::Seconds(20)});
+      snapshot, RunRequest{.function = "bank:total", .deadline = start + absl::Seconds(20)});
   ASSERT_TRUE(r.status.ok()) << r.status;
   EXPECT_EQ(r.value, Value::Int64(0));
   EXPECT_LT(absl::Now() - start, absl::Seconds(5)) << "waited for the stuck runner";
@@ -611,7 +608,7 @@ TEST_F(RemoteRunnerTest, ARunnerThatStopsAnsweringPingsIsLeftAndItsRunsFailOver)
   EXPECT_EQ(stats.retries, 1u);
   // Its tenants now go to the healthy runner at once.
   const absl::Time again = absl::Now();
-  r = (*remote)->Run(*snapshot,
+  r = (*remote)->Run(snapshot,
                      RunRequest{.function = "bank:total", .deadline = again + absl::Seconds(20)});
   ASSERT_TRUE(r.status.ok()) << r.status;
   EXPECT_LT(absl::Now() - again, absl::Seconds(2));

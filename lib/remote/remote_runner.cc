@@ -3,11 +3,13 @@
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
+#include <cstdint>
 #include <deque>
 #include <optional>
 #include <string_view>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "absl/container/flat_hash_set.h"
 #include "lib/remote/grpc_util.h"
@@ -34,18 +36,18 @@ struct Endpoint {
   std::atomic<uint64_t> runs{0};
   std::atomic<uint64_t> failures{0};
   std::atomic<uint64_t> pings_missed{0};
-  std::atomic<bool> ping_in_flight{false};
-  // The attempts in flight here, to cancel when the runner stops answering pings, and the
-  // ping in flight, to cancel when the RemoteRunner goes.
+  // The attempts in flight here, to cancel when the runner stops answering pings.
   internal::Mutex mu;
   absl::flat_hash_set<grpc::ClientContext*> attempts ABSL_GUARDED_BY(mu);
-  grpc::ClientContext* ping ABSL_GUARDED_BY(mu) = nullptr;
 };
 
+// A ping in flight (WatchHealth's alone).
 struct Ping {
   grpc::ClientContext context;
   runner::v1::PingRequest request;
   runner::v1::PingReply reply;
+  grpc::Status status;
+  std::unique_ptr<grpc::ClientAsyncResponseReader<runner::v1::PingReply>> reader;
 };
 
 using Router = RendezvousRouter<std::shared_ptr<Endpoint>>;
@@ -76,15 +78,7 @@ class RemoteRunner::Impl {
       stop_ = true;
     }
     work_cv_.SignalAll();
-    health_cv_.SignalAll();
-    for (std::thread& t : threads_) t.join();
-    // No ping starts now (WatchHealth returned); the ones in flight end, cancelled.
-    for (const std::shared_ptr<Endpoint>& e : endpoints_) {
-      internal::MutexLock lock(&e->mu);
-      if (e->ping != nullptr) e->ping->TryCancel();
-    }
-    internal::MutexLock lock(&mu_);
-    in_flight_cv_.Wait([this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return pings_ == 0; });
+    for (std::thread& t : threads_) t.join();  // WatchHealth drains its pings first
   }
 
   absl::Status Init() {
@@ -212,12 +206,14 @@ class RemoteRunner::Impl {
       internal::MutexLock lock(&endpoint->mu);
       endpoint->attempts.insert(call->context.get());
     }
-    endpoint->stub->async()->Run(call->context.get(), &call->request, &call->response,
-                                 [this, call, endpoint](grpc::Status status) {
-                                   Post([this, call, endpoint, status = std::move(status)] {
-                                     OnAttemptDone(call, *endpoint, status);
-                                   });
-                                 });
+    // The callback holds the endpoint by a plain pointer (endpoints_ owns it): a gRPC thread
+    // must not destroy an endpoint's channel while finishing a call on it.
+    Endpoint* at = endpoint.get();
+    endpoint->stub->async()->Run(
+        call->context.get(), &call->request, &call->response,
+        [this, call, at](grpc::Status status) {
+          Post([this, call, at, status = std::move(status)] { OnAttemptDone(call, *at, status); });
+        });
   }
 
   static RunResult PastDeadline(const Call& call, std::string_view detail) {
@@ -286,43 +282,51 @@ class RemoteRunner::Impl {
   }
 
   // Pings every runner every health_interval. A runner's channel state says nothing of the
-  // process behind it: a stopped (SIGSTOP) or hung runner keeps its connection READY, and
-  // was let back into the ranking while still stopped.
+  // process behind it: a stopped (SIGSTOP) or hung runner keeps its connection READY, and was
+  // let back into the ranking while still stopped. The pings go through a completion queue of
+  // this thread's own (not gRPC's callback threads, which must not outlive the channels: a
+  // ping still out when the RemoteRunner went tripped gRPC's assertions), and it drains them
+  // before it returns.
   void WatchHealth() {
+    grpc::CompletionQueue queue;
+    std::vector<std::unique_ptr<Ping>> pings(endpoints_.size());  // in flight, per endpoint
+    absl::Time next_round = absl::Now() + options_.health_interval;
     while (true) {
       {
         internal::MutexLock lock(&mu_);
-        health_cv_.WaitWithTimeout(options_.health_interval,
-                                   [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return stop_; });
-        if (stop_) return;
+        if (stop_) break;
       }
-      for (const std::shared_ptr<Endpoint>& e : endpoints_) SendPing(e);
+      if (absl::Now() >= next_round) {
+        for (size_t i = 0; i < endpoints_.size(); ++i) {
+          if (pings[i] == nullptr) pings[i] = SendPing(*endpoints_[i], i, queue);
+        }
+        next_round = absl::Now() + options_.health_interval;
+      }
+      void* tag = nullptr;
+      bool ok = false;
+      // Wakes at least every health_interval, to see stop_.
+      if (queue.AsyncNext(&tag, &ok, absl::ToChronoTime(next_round)) ==
+          grpc::CompletionQueue::GOT_EVENT) {
+        const size_t i = reinterpret_cast<uintptr_t>(tag);
+        OnPing(endpoints_[i], pings[i]->status);
+        pings[i].reset();
+      }
     }
+    for (const std::unique_ptr<Ping>& ping : pings) {
+      if (ping != nullptr) ping->context.TryCancel();
+    }
+    queue.Shutdown();
+    void* tag = nullptr;
+    bool ok = false;
+    while (queue.Next(&tag, &ok)) pings[reinterpret_cast<uintptr_t>(tag)].reset();
   }
 
-  void SendPing(const std::shared_ptr<Endpoint>& endpoint) {
-    if (endpoint->ping_in_flight.exchange(true)) return;  // the last one is still out
-    auto ping = std::make_shared<Ping>();
+  std::unique_ptr<Ping> SendPing(Endpoint& endpoint, size_t index, grpc::CompletionQueue& queue) {
+    auto ping = std::make_unique<Ping>();
     ping->context.set_deadline(absl::ToChronoTime(absl::Now() + options_.ping_timeout));
-    {
-      internal::MutexLock lock(&mu_);
-      ++pings_;
-    }
-    {
-      internal::MutexLock lock(&endpoint->mu);
-      endpoint->ping = &ping->context;
-    }
-    endpoint->stub->async()->Ping(&ping->context, &ping->request, &ping->reply,
-                                  [this, endpoint, ping](grpc::Status status) {
-                                    {
-                                      internal::MutexLock lock(&endpoint->mu);
-                                      endpoint->ping = nullptr;
-                                    }
-                                    OnPing(endpoint, status);
-                                    endpoint->ping_in_flight.store(false);
-                                    internal::MutexLock lock(&mu_);
-                                    if (--pings_ == 0) in_flight_cv_.SignalAll();
-                                  });
+    ping->reader = endpoint.stub->AsyncPing(&ping->context, ping->request, &queue);
+    ping->reader->Finish(&ping->reply, &ping->status, reinterpret_cast<void*>(index));
+    return ping;
   }
 
   void OnPing(const std::shared_ptr<Endpoint>& endpoint, const grpc::Status& status) {
@@ -335,10 +339,6 @@ class RemoteRunner::Impl {
         endpoint->healthy.store(true);
       }
       return;
-    }
-    {
-      internal::MutexLock lock(&mu_);
-      if (stop_) return;  // cancelled by the destructor
     }
     endpoint->pings_missed.fetch_add(1, std::memory_order_relaxed);
     MarkUnhealthy(*endpoint);
@@ -378,9 +378,7 @@ class RemoteRunner::Impl {
   internal::Mutex mu_;
   internal::CondVar in_flight_cv_{&mu_};
   internal::CondVar work_cv_{&mu_};
-  internal::CondVar health_cv_{&mu_};
   int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
-  int pings_ ABSL_GUARDED_BY(mu_) = 0;  // in flight (their callbacks use this object)
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::deque<std::function<void()>> work_ ABSL_GUARDED_BY(mu_);
   std::vector<std::thread> threads_;
