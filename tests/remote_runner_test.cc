@@ -63,6 +63,7 @@ export const echo = mutation(async (ctx, args) => {
   return args;
 });
 export const spin = query(async () => { for (;;) {} });
+export const busy = query(async ({}, { n }) => { let x = 0; for (let i = 0; i < n; i++) x += i % 7; return x > 0; });
 )JS";
 
 std::map<std::string, std::string> Bank(const std::string& version) {
@@ -612,6 +613,33 @@ TEST_F(RemoteRunnerTest, ARunnerThatStopsAnsweringPingsIsLeftAndItsRunsFailOver)
                      RunRequest{.function = "bank:total", .deadline = again + absl::Seconds(20)});
   ASSERT_TRUE(r.status.ok()) << r.status;
   EXPECT_LT(absl::Now() - again, absl::Seconds(2));
+}
+
+// A draining runner (shutting down with a grace period) answers its pings so: it leaves the
+// ranking, but the runs it has finish there, not cancelled and retried elsewhere.
+TEST_F(RemoteRunnerTest, ADrainingRunnersRunsFinishThere) {
+  StartServers(2);
+  RemoteRunnerOptions options;
+  options.max_attempts = 3;
+  OpenEngine(options);
+  CreateBank("t");
+  const size_t home = FirstChoices({"t"})["t"] == addresses_[0] ? 0 : 1;
+  auto snapshot = engine_->Latest("t");
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  RunResult r;
+  std::thread run([&] {
+    r = remote_->Run(*snapshot, RunRequest{.function = "bank:busy",
+                                           .args = Args({{"n", Value::Float64(1.5e8)}}),
+                                           .deadline = absl::Now() + absl::Seconds(20)});
+  });
+  absl::SleepFor(absl::Milliseconds(50));
+  servers_[home]->Shutdown(absl::Seconds(10));  // returns once its runs are done
+  run.join();
+  ASSERT_TRUE(r.status.ok()) << r.status;
+  EXPECT_EQ(r.value, Value::Bool(true));
+  const RemoteRunnerStats stats = remote_->stats();
+  EXPECT_EQ(stats.retries, 0u) << "the draining runner's run was moved";
+  EXPECT_GE(stats.runners[home].runs, 1u);
 }
 
 TEST(RemoteRunnerOptionsTest, BadOptionsAreInvalidArgument) {

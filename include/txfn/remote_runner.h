@@ -10,10 +10,11 @@
 // timeout is retried on the next runner, up to `max_attempts` runners in all; the runner
 // that failed is taken out of the ranking until it answers again, and then gets back
 // exactly the tenants it ranks first for. Every runner is pinged every `health_interval`:
-// one that does not answer within `ping_timeout` (stopped, hung, unreachable: its TCP
-// connection may well stay open) is taken out of the ranking at once, and its runs in
-// flight are cancelled and retried on the next runners, so they need not wait for their
-// attempt's timeout or deadline; it comes back when it answers a ping.
+// one that does not answer within `ping_timeout` (stopped or hung: its TCP connection may
+// well stay open) is taken out of the ranking at once, and its runs in flight are cancelled
+// and retried on the next runners, so they need not wait for their attempt's timeout or
+// deadline; one that cannot be reached, or answers that it is draining, is taken out too
+// (its runs fail, or finish, by themselves). It comes back when it answers a ping.
 //
 //   txfn::RemoteRunnerOptions options;
 //   options.runners = {{"10.0.0.5:7401"}, {"10.0.0.6:7401", /*weight=*/2.0}};

@@ -1,5 +1,6 @@
 #include "txfn/remote_runner.h"
 
+#include <grpcpp/alarm.h>
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
@@ -76,9 +77,20 @@ class RemoteRunner::Impl {
       internal::MutexLock lock(&mu_);
       in_flight_cv_.Wait([this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return in_flight_ == 0; });
       stop_ = true;
+      // Wakes WatchHealth now rather than at its next round. Under mu_: WatchHealth shuts the
+      // queue down only after it saw stop_, so never before this.
+      if (watching_health_)
+        stop_alarm_.Set(&health_queue_, std::chrono::system_clock::now(), kStopTag);
     }
     work_cv_.SignalAll();
     for (std::thread& t : threads_) t.join();  // WatchHealth drains its pings first
+    if (!watching_health_) {                   // Init failed before it started: the queue is empty
+      health_queue_.Shutdown();
+      void* tag = nullptr;
+      bool ok = false;
+      while (health_queue_.Next(&tag, &ok)) {
+      }
+    }
   }
 
   absl::Status Init() {
@@ -112,6 +124,7 @@ class RemoteRunner::Impl {
     }
     // Completions run here, not on gRPC's threads: `done` may block (a commit).
     for (int i = 0; i < 4; ++i) threads_.emplace_back([this] { Work(); });
+    watching_health_ = true;
     threads_.emplace_back([this] { WatchHealth(); });
     return absl::OkStatus();
   }
@@ -288,7 +301,6 @@ class RemoteRunner::Impl {
   // ping still out when the RemoteRunner went tripped gRPC's assertions), and it drains them
   // before it returns.
   void WatchHealth() {
-    grpc::CompletionQueue queue;
     std::vector<std::unique_ptr<Ping>> pings(endpoints_.size());  // in flight, per endpoint
     absl::Time next_round = absl::Now() + options_.health_interval;
     while (true) {
@@ -298,38 +310,47 @@ class RemoteRunner::Impl {
       }
       if (absl::Now() >= next_round) {
         for (size_t i = 0; i < endpoints_.size(); ++i) {
-          if (pings[i] == nullptr) pings[i] = SendPing(*endpoints_[i], i, queue);
+          if (pings[i] == nullptr) pings[i] = SendPing(*endpoints_[i], i);
         }
         next_round = absl::Now() + options_.health_interval;
       }
       void* tag = nullptr;
       bool ok = false;
-      // Wakes at least every health_interval, to see stop_.
-      if (queue.AsyncNext(&tag, &ok, absl::ToChronoTime(next_round)) ==
-          grpc::CompletionQueue::GOT_EVENT) {
-        const size_t i = reinterpret_cast<uintptr_t>(tag);
-        OnPing(endpoints_[i], pings[i]->status);
-        pings[i].reset();
+      if (health_queue_.AsyncNext(&tag, &ok, absl::ToChronoTime(next_round)) !=
+              grpc::CompletionQueue::GOT_EVENT ||
+          tag == kStopTag) {
+        continue;  // the next round is due, or stop_ is set
       }
+      const size_t i = reinterpret_cast<uintptr_t>(tag);
+      OnPing(endpoints_[i], pings[i]->status, pings[i]->reply);
+      pings[i].reset();
     }
     for (const std::unique_ptr<Ping>& ping : pings) {
       if (ping != nullptr) ping->context.TryCancel();
     }
-    queue.Shutdown();
+    health_queue_.Shutdown();
     void* tag = nullptr;
     bool ok = false;
-    while (queue.Next(&tag, &ok)) pings[reinterpret_cast<uintptr_t>(tag)].reset();
+    while (health_queue_.Next(&tag, &ok)) {
+      if (tag != kStopTag) pings[reinterpret_cast<uintptr_t>(tag)].reset();
+    }
   }
 
-  std::unique_ptr<Ping> SendPing(Endpoint& endpoint, size_t index, grpc::CompletionQueue& queue) {
+  std::unique_ptr<Ping> SendPing(Endpoint& endpoint, size_t index) {
     auto ping = std::make_unique<Ping>();
     ping->context.set_deadline(absl::ToChronoTime(absl::Now() + options_.ping_timeout));
-    ping->reader = endpoint.stub->AsyncPing(&ping->context, ping->request, &queue);
+    ping->reader = endpoint.stub->AsyncPing(&ping->context, ping->request, &health_queue_);
     ping->reader->Finish(&ping->reply, &ping->status, reinterpret_cast<void*>(index));
     return ping;
   }
 
-  void OnPing(const std::shared_ptr<Endpoint>& endpoint, const grpc::Status& status) {
+  void OnPing(const std::shared_ptr<Endpoint>& endpoint, const grpc::Status& status,
+              const runner::v1::PingReply& reply) {
+    // A draining runner answers: it takes no new runs, and finishes those it has.
+    if (status.ok() && reply.draining()) {
+      MarkUnhealthy(*endpoint);
+      return;
+    }
     // UNIMPLEMENTED: a runner from before Ping, answering all the same.
     if (status.ok() || status.error_code() == grpc::StatusCode::UNIMPLEMENTED) {
       if (!endpoint->healthy.load() && router_
@@ -342,8 +363,10 @@ class RemoteRunner::Impl {
     }
     endpoint->pings_missed.fetch_add(1, std::memory_order_relaxed);
     MarkUnhealthy(*endpoint);
-    // Its runs in flight would wait for their attempt's timeout or deadline: cancelled, they
-    // fail over now (CANCELLED is retried on the next runner).
+    // Unanswered in time, the runner is stopped or hung: its runs in flight would wait for
+    // their attempt's timeout or deadline. Cancelled, they fail over now (CANCELLED is retried
+    // on the next runner). A runner that is gone fails them by itself.
+    if (status.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) return;
     internal::MutexLock lock(&endpoint->mu);
     for (grpc::ClientContext* attempt : endpoint->attempts) attempt->TryCancel();
   }
@@ -379,6 +402,11 @@ class RemoteRunner::Impl {
   internal::CondVar in_flight_cv_{&mu_};
   internal::CondVar work_cv_{&mu_};
   int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  // WatchHealth's pings complete here; stop_alarm_ wakes it when the RemoteRunner goes.
+  grpc::CompletionQueue health_queue_;
+  grpc::Alarm stop_alarm_;
+  bool watching_health_ = false;  // WatchHealth was started (set by Init, before any thread)
+  static inline void* const kStopTag = reinterpret_cast<void*>(~uintptr_t{0});
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::deque<std::function<void()>> work_ ABSL_GUARDED_BY(mu_);
   std::vector<std::thread> threads_;

@@ -47,11 +47,10 @@ class RunnerServer::Impl final : public runner::v1::Runner::CallbackService {
 
   grpc::ServerUnaryReactor* Ping(grpc::CallbackServerContext* context,
                                  const runner::v1::PingRequest* /*request*/,
-                                 runner::v1::PingReply* /*reply*/) override {
+                                 runner::v1::PingReply* reply) override {
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-    reactor->Finish(draining_.load()
-                        ? grpc::Status(grpc::StatusCode::UNAVAILABLE, "RunnerServer: draining")
-                        : grpc::Status::OK);
+    reply->set_draining(draining_.load());
+    reactor->Finish(grpc::Status::OK);
     return reactor;
   }
 
