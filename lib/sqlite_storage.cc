@@ -447,13 +447,19 @@ absl::StatusOr<int64_t> SqliteStorage::DataVersion(Connection& conn) {
 
 bool SqliteStorage::MayHaveOtherWriters(std::string_view tenant) {
   // Polled only when the write connection is idle: a query must not wait for
-  // a commit's fsync. While it is busy the answer is "maybe": another process
-  // may have committed since the last look, and a read that starts after that
-  // commit was acknowledged must see it (it did not, before 2026-12-05), so
-  // the caller compares the tenant's newest commit, which a reader connection
-  // reads without waiting for the writer. This storage's writes refuse a
-  // stale batch either way.
-  if (!write_mu_.TryLock()) return true;
+  // a commit's fsync. While it is busy the answer is "maybe" once another
+  // connection has been seen to commit at all: another process may have
+  // committed since the last look, and a read that starts after that commit
+  // was acknowledged must see it (it did not, before 2026-12-05), so the
+  // caller compares the tenant's newest commit, which a reader connection
+  // reads without waiting for the writer. (A file only this storage writes
+  // keeps the old answer: then the caller would only wait for this storage's
+  // own commit, checkpoint included, for nothing.) This storage's writes
+  // refuse a stale batch either way.
+  if (!write_mu_.TryLock()) {
+    internal::MutexLock lock(&others_mu_);
+    return others_commits_seen_ > 0;
+  }
   bool others_committed = false;
   {
     absl::StatusOr<int64_t> version = DataVersion(*writer_);

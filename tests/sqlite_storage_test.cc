@@ -225,6 +225,10 @@ TEST(SqliteStorageTest, AnotherConnectionsCommitIsSeenWhileThisWriterIsBusy) {
   auto other_b = Committer::Open(two.b, "u");
   ASSERT_TRUE(committer_a.ok() && committer_b.ok() && other_b.ok());
   ASSERT_EQ((*committer_b)->Latest()->ts(), 0u);
+  // b has seen another connection commit (until then a busy writer means b's own commit).
+  auto a0 = (*committer_a)->Commit(put("t", "a0"));
+  ASSERT_TRUE(a0.ok()) << a0.status();
+  ASSERT_EQ((*committer_b)->Latest()->ts(), *a0);
   auto a1 = (*committer_a)->Commit(put("t", "a1"));
   ASSERT_TRUE(a1.ok()) << a1.status();
 

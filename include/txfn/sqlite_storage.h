@@ -77,8 +77,9 @@
 // committer reloads and retries). Reads catch up too: MayHaveOtherWriters
 // answers true, once per tenant, after another connection to the file has
 // committed (PRAGMA data_version on the write connection, polled when that
-// connection is idle; while it is busy, always: the committer then reads the
-// tenant's newest commit), so an engine's next snapshot of the tenant includes
+// connection is idle; while it is busy, always once another connection was
+// seen to commit: the committer then reads the tenant's newest commit), so an
+// engine's next snapshot of the tenant includes
 // what another process (`txfn run` beside `txfn serve`) committed before it
 // was asked for.
 #ifndef TXFN_SQLITE_STORAGE_H_
@@ -184,8 +185,8 @@ class SqliteStorage final : public Storage {
   // True, once per tenant, when another connection to the file committed
   // (to any tenant) since this tenant's last check, and whenever this
   // storage's write connection is busy (it cannot be polled without waiting
-  // for its commit); see "Other processes' commits" above. A few
-  // microseconds: no disk I/O.
+  // for its commit) once another connection has been seen to commit; see
+  // "Other processes' commits" above. A few microseconds: no disk I/O.
   [[nodiscard]] bool MayHaveOtherWriters(std::string_view tenant) override;
   [[nodiscard]] absl::StatusOr<RetentionResult> ApplyRetention(std::string_view tenant,
                                                                Timestamp ts,
