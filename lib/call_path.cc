@@ -56,9 +56,7 @@ struct RetryPlan {
 class KeyRecord final : public CompletionRecord {
  public:
   KeyRecord(std::string key, std::string_view function, const Value& args)
-      : key_(std::move(key)),
-        call_digest_(
-            ArgsDigest(Value::FromArray({Value::String(CanonicalFunctionName(function)), args}))) {}
+      : key_(std::move(key)), call_digest_(CallDigest(function, args)) {}
   absl::StatusOr<std::optional<IdempotentResult>> Find(const Snapshot& snapshot) const override {
     TXFN_ASSIGN_OR_RETURN(std::optional<IdempotentResult> found,
                           FindIdempotencyKey(snapshot, key_));
@@ -78,6 +76,14 @@ class KeyRecord final : public CompletionRecord {
   }
 
  private:
+  // The function by its canonical name, and the arguments (none = {}, as the runner takes
+  // them): two self-delimiting encodings one after the other, without copying the arguments.
+  static std::string CallDigest(std::string_view function, const Value& args) {
+    std::string encoded = EncodeBinary(Value::String(CanonicalFunctionName(function)));
+    encoded.append(EncodeBinary(args.is_null() ? Value::FromObject({}) : args));
+    return ArgsDigestOfEncoding(encoded);
+  }
+
   // At most 64 bytes of the key, escaped (it may be any bytes).
   std::string QuotedKey() const {
     std::string out = "'";

@@ -84,10 +84,11 @@ bool RecordsThisDeadLetter(const CallRecord& record, const QueuedCall& dead) {
 // thread and which cannot wait on anything else, the wall-clock limit (twice
 // the CPU limit) is reached before the CPU limit only when the host took the
 // time (a paused or overloaded process, slow storage). That is retried, not
-// the function's failure, but only for its first kWallTimeRetries attempts,
-// whatever its retry policy says: a function that spins until stopped meets
-// its wall-clock limit first on any busy host, and its tenant's policy (up to
-// 100 attempts) would multiply what it burns. `synchronous`: the executor
+// the function's failure, but only while the call has had fewer than
+// kWallTimeRetries deliveries before (of any kind: a lease that expired
+// counts too), whatever its retry policy says: a function that spins until
+// stopped meets its wall-clock limit first on any busy host, and its tenant's
+// policy (up to 100 attempts) would multiply what it burns. `synchronous`: the executor
 // refused the call before it started. `attempt`: its attempts before this one.
 constexpr int kWallTimeRetries = 2;
 enum class Failure { kFunction, kRetry, kBusy, kUnavailable };

@@ -1,7 +1,9 @@
 #include "lib/utf8.h"
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "txfn/internal/strings.h"
 
@@ -12,6 +14,10 @@ namespace {
 size_t FirstInvalidByte(std::string_view s) {
   size_t i = 0;
   while (i < s.size()) {
+    if (static_cast<unsigned char>(s[i]) < 0x80) {  // ASCII, the common case
+      ++i;
+      continue;
+    }
     const size_t n = Utf8SequenceLength(s.substr(i));
     if (n == 0) return i;
     i += n;
@@ -31,47 +37,42 @@ std::string ShownPath(const std::string& path) {
   return StrCat(path.substr(0, cut), "...");
 }
 
-absl::Status Invalid(std::string_view what, const std::string& path, std::string_view s,
-                     size_t offset) {
-  constexpr char kHex[] = "0123456789abcdef";
-  const auto byte = static_cast<unsigned char>(s[offset]);
-  const char hex[] = {kHex[byte >> 4], kHex[byte & 0xF], '\0'};
-  return absl::InvalidArgumentError(StrCat(what, ": the string at `", ShownPath(path),
-                                           "` is not valid UTF-8 (byte 0x", hex, " at offset ",
-                                           offset, ")"));
-}
+// Where the first invalid string or field name is. Its path is built only then, while the
+// search unwinds (innermost step first): a valid value costs no allocation.
+struct Invalid {
+  std::vector<std::string> steps;  // innermost first
+  bool in_key = false;             // a field name, not a string value
+  unsigned char byte = 0;
+  size_t offset = 0;
+};
 
-absl::Status Check(const Value& value, std::string_view what, std::string& path) {
+std::optional<Invalid> FindInvalid(const Value& value) {
   if (value.is_string()) {
-    const size_t bad = FirstInvalidByte(value.string());
-    return bad == std::string_view::npos ? absl::OkStatus()
-                                         : Invalid(what, path, value.string(), bad);
+    const std::string& s = value.string();
+    const size_t bad = FirstInvalidByte(s);
+    if (bad == std::string_view::npos) return std::nullopt;
+    return Invalid{.byte = static_cast<unsigned char>(s[bad]), .offset = bad};
   }
   if (value.is_array()) {
     const Value::Array& items = value.array();
     for (size_t i = 0; i < items.size(); ++i) {
-      const size_t mark = path.size();
-      path.append(StrCat("[", i, "]"));
-      absl::Status s = Check(items[i], what, path);
-      path.resize(mark);
-      if (!s.ok()) return s;
-    }
-    return absl::OkStatus();
-  }
-  if (value.is_object()) {
-    for (const auto& [key, field] : value.object()) {
-      const size_t mark = path.size();
-      if (const size_t bad = FirstInvalidByte(key); bad != std::string_view::npos) {
-        return absl::InvalidArgumentError(StrCat(what, ": a field name in `", ShownPath(path),
-                                                 "` is not valid UTF-8 (offset ", bad, ")"));
+      if (std::optional<Invalid> bad = FindInvalid(items[i])) {
+        bad->steps.push_back(StrCat("[", i, "]"));
+        return bad;
       }
-      path.append(StrCat(".", key));
-      absl::Status s = Check(field, what, path);
-      path.resize(mark);
-      if (!s.ok()) return s;
+    }
+  } else if (value.is_object()) {
+    for (const auto& [key, field] : value.object()) {
+      if (const size_t bad = FirstInvalidByte(key); bad != std::string_view::npos) {
+        return Invalid{.in_key = true, .byte = static_cast<unsigned char>(key[bad]), .offset = bad};
+      }
+      if (std::optional<Invalid> bad = FindInvalid(field)) {
+        bad->steps.push_back(StrCat(".", key));
+        return bad;
+      }
     }
   }
-  return absl::OkStatus();
+  return std::nullopt;
 }
 
 }  // namespace
@@ -109,8 +110,15 @@ size_t Utf8SequenceLength(std::string_view s) {
 bool IsValidUtf8(std::string_view s) { return FirstInvalidByte(s) == std::string_view::npos; }
 
 absl::Status CheckUtf8(const Value& value, std::string_view what) {
+  std::optional<Invalid> bad = FindInvalid(value);
+  if (!bad.has_value()) return absl::OkStatus();
   std::string path;
-  return Check(value, what, path);
+  for (auto step = bad->steps.rbegin(); step != bad->steps.rend(); ++step) path.append(*step);
+  constexpr char kHex[] = "0123456789abcdef";
+  const char hex[] = {kHex[bad->byte >> 4], kHex[bad->byte & 0xF], '\0'};
+  return absl::InvalidArgumentError(
+      StrCat(what, bad->in_key ? ": a field name in `" : ": the string at `", ShownPath(path),
+             "` is not valid UTF-8 (byte 0x", hex, " at offset ", bad->offset, ")"));
 }
 
 }  // namespace txfn::internal

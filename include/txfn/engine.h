@@ -473,9 +473,11 @@ class Engine {
       std::string_view tenant, absl::FunctionRef<absl::Status()> deploy) = 0;
   // Removes the tenant and all its data. NotFound if it does not exist. A
   // mutation that was running then fails with NotFound at its commit. This
-  // engine's idle isolates of the tenant and its compiled modules go at once
-  // (a request still running finishes on its isolate, which the LRU evicts
-  // later; so do remote runners' and other processes').
+  // engine's idle isolates of the tenant and its compiled modules go at once,
+  // disposed of on the calling thread (about a millisecond each; called from a
+  // callback, on that txfn thread); a request still running finishes on its
+  // isolate, which the LRU evicts later, as do remote runners' and other
+  // processes'.
   // Another engine with the tenant open (another process on the same SQLite
   // file or PostgreSQL database) never writes it again: storage refuses its
   // next commit (NotFound, IsTenantDeletedElsewhere), and from then on its

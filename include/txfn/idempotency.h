@@ -28,7 +28,10 @@
 // A key stands for one call: the engine stores a digest of the mutation's
 // function and arguments with it, and a later call with the key and another
 // function or other arguments (a client that reused a key) is refused with
-// AlreadyExists instead of answered with the first call's result. Keys are kept like documents, for
+// AlreadyExists instead of answered with the first call's result. No
+// downgrade: a version before 2026-12-05 reads an entry with a digest as
+// corrupt (DataLoss for that key), so do not run an older engine on a
+// database a newer one has written keys to. Keys are kept like documents, for
 // the life of the tenant: version retention never drops a live entry. Choose
 // one key per logical operation, not per request.
 //
