@@ -11,6 +11,7 @@
 #include "absl/functional/function_ref.h"
 #include "absl/hash/hash.h"
 #include "absl/random/random.h"
+#include "absl/strings/escaping.h"
 #include "absl/time/clock.h"
 #include "lib/contention_lanes.h"
 #include "txfn/errors.h"
@@ -86,16 +87,10 @@ class KeyRecord final : public CompletionRecord {
 
   // At most 64 bytes of the key, escaped (it may be any bytes).
   std::string QuotedKey() const {
-    std::string out = "'";
-    for (unsigned char c : std::string_view(key_).substr(0, 64)) {
-      if (c < 0x20 || c >= 0x7f || c == '\'' || c == '\\') {
-        constexpr char kHex[] = "0123456789abcdef";
-        out.append({'\\', 'x', kHex[c >> 4], kHex[c & 0xf]});
-      } else {
-        out.push_back(static_cast<char>(c));
-      }
-    }
-    out.append(key_.size() > 64 ? "'..." : "'");
+    constexpr size_t kShown = 64;
+    std::string out = internal::StrCat(
+        "'", internal::ToStd(absl::CHexEscape(internal::ToAbsl(key_.substr(0, kShown)))), "'");
+    if (key_.size() > kShown) out.append(internal::StrCat("... (", key_.size(), " bytes)"));
     return out;
   }
 

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "fmt/format.h"
 #include "txfn/internal/strings.h"
 
 namespace txfn::internal {
@@ -107,18 +108,15 @@ size_t Utf8SequenceLength(std::string_view s) {
   return n;
 }
 
-bool IsValidUtf8(std::string_view s) { return FirstInvalidByte(s) == std::string_view::npos; }
-
 absl::Status CheckUtf8(const Value& value, std::string_view what) {
   std::optional<Invalid> bad = FindInvalid(value);
   if (!bad.has_value()) return absl::OkStatus();
   std::string path;
   for (auto step = bad->steps.rbegin(); step != bad->steps.rend(); ++step) path.append(*step);
-  constexpr char kHex[] = "0123456789abcdef";
-  const char hex[] = {kHex[bad->byte >> 4], kHex[bad->byte & 0xF], '\0'};
   return absl::InvalidArgumentError(
       StrCat(what, bad->in_key ? ": a field name in `" : ": the string at `", ShownPath(path),
-             "` is not valid UTF-8 (byte 0x", hex, " at offset ", bad->offset, ")"));
+             "` is not valid UTF-8 (byte 0x", fmt::format("{:02x}", bad->byte), " at offset ",
+             bad->offset, ")"));
 }
 
 }  // namespace txfn::internal

@@ -16,9 +16,6 @@ namespace txfn::internal {
 // not be empty.
 size_t Utf8SequenceLength(std::string_view s);
 
-// Whether all of `s` is valid UTF-8.
-bool IsValidUtf8(std::string_view s);
-
 // OK if every string and object key in `value` is valid UTF-8. Otherwise InvalidArgument:
 // "<what>: the string at `<path>` is not valid UTF-8 (byte 0xNN at offset K)". A string
 // such as a JavaScript string holds text: invalid bytes would be replaced (U+FFFD) on
