@@ -238,13 +238,7 @@ class IsolatePool {
   [[nodiscard]] std::vector<std::unique_ptr<Isolate>> TakeIdle() {
     MutexLock lock(&mu_);
     std::vector<std::unique_ptr<Isolate>> out;
-    for (const auto& [tick, id] : idle_lru_) {
-      auto it = slots_.find(id);
-      out.push_back(std::move(it->second.isolate));
-      bytes_ -= it->second.bytes;
-      slots_.erase(it);
-      ++stats_.disposed;
-    }
+    for (const auto& [tick, id] : idle_lru_) out.push_back(RemoveSlotLocked(id));
     idle_lru_.clear();
     idle_by_tenant_.clear();
     ChangedLocked();
@@ -260,12 +254,8 @@ class IsolatePool {
     auto t = idle_by_tenant_.find(ToAbsl(tenant));
     if (t == idle_by_tenant_.end()) return out;
     for (const auto& [tick, id] : t->second) {
-      auto it = slots_.find(id);
-      out.push_back(std::move(it->second.isolate));
-      bytes_ -= it->second.bytes;
-      slots_.erase(it);
       idle_lru_.erase(tick);
-      ++stats_.disposed;
+      out.push_back(RemoveSlotLocked(id));
     }
     idle_by_tenant_.erase(t);
     ChangedLocked();
@@ -375,13 +365,19 @@ class IsolatePool {
   // be one) and returns it, for disposal.
   std::unique_ptr<Isolate> EvictLruLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     const auto [tick, id] = *idle_lru_.begin();
+    UnidleLocked(slots_.at(id).tenant, tick);
+    ++stats_.evicted;
+    return RemoveSlotLocked(id);
+  }
+
+  // Removes idle isolate `id`'s slot (the caller took it out of the idle indexes, or clears
+  // them) and returns the isolate, for disposal.
+  std::unique_ptr<Isolate> RemoveSlotLocked(uint64_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     auto it = slots_.find(id);
-    UnidleLocked(it->second.tenant, tick);
     std::unique_ptr<Isolate> out = std::move(it->second.isolate);
     bytes_ -= it->second.bytes;
     slots_.erase(it);
     ++stats_.disposed;
-    ++stats_.evicted;
     return out;
   }
 
