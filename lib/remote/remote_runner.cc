@@ -77,19 +77,16 @@ class RemoteRunner::Impl {
       internal::MutexLock lock(&mu_);
       in_flight_cv_.Wait([this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return in_flight_ == 0; });
       stop_ = true;
-      // Wakes WatchHealth now rather than at its next round. Under mu_: WatchHealth shuts the
-      // queue down only after it saw stop_, so never before this.
-      if (watching_health_)
-        stop_alarm_.Set(&health_queue_, std::chrono::system_clock::now(), kStopTag);
     }
+    // Wakes WatchHealth now rather than at its next round.
+    stop_alarm_.Set(&health_queue_, std::chrono::system_clock::now(), kStopTag);
     work_cv_.SignalAll();
-    for (std::thread& t : threads_) t.join();  // WatchHealth drains its pings first
-    if (!watching_health_) {                   // Init failed before it started: the queue is empty
-      health_queue_.Shutdown();
-      void* tag = nullptr;
-      bool ok = false;
-      while (health_queue_.Next(&tag, &ok)) {
-      }
+    for (std::thread& t : threads_) t.join();
+    // The pings WatchHealth cancelled (and the alarm) complete before their buffers go.
+    health_queue_.Shutdown();
+    void* tag = nullptr;
+    bool ok = false;
+    while (health_queue_.Next(&tag, &ok)) {
     }
   }
 
@@ -124,7 +121,6 @@ class RemoteRunner::Impl {
     }
     // Completions run here, not on gRPC's threads: `done` may block (a commit).
     for (int i = 0; i < 4; ++i) threads_.emplace_back([this] { Work(); });
-    watching_health_ = true;
     threads_.emplace_back([this] { WatchHealth(); });
     return absl::OkStatus();
   }
@@ -298,10 +294,10 @@ class RemoteRunner::Impl {
   // process behind it: a stopped (SIGSTOP) or hung runner keeps its connection READY, and was
   // let back into the ranking while still stopped. The pings go through a completion queue of
   // this thread's own (not gRPC's callback threads, which must not outlive the channels: a
-  // ping still out when the RemoteRunner went tripped gRPC's assertions), and it drains them
-  // before it returns.
+  // ping still out when the RemoteRunner went tripped gRPC's assertions); it cancels those in
+  // flight when it stops, and the destructor drains the queue.
   void WatchHealth() {
-    std::vector<std::unique_ptr<Ping>> pings(endpoints_.size());  // in flight, per endpoint
+    pings_.resize(endpoints_.size());
     absl::Time next_round = absl::Now() + options_.health_interval;
     while (true) {
       {
@@ -310,7 +306,7 @@ class RemoteRunner::Impl {
       }
       if (absl::Now() >= next_round) {
         for (size_t i = 0; i < endpoints_.size(); ++i) {
-          if (pings[i] == nullptr) pings[i] = SendPing(*endpoints_[i], i);
+          if (pings_[i] == nullptr) pings_[i] = SendPing(*endpoints_[i], i);
         }
         next_round = absl::Now() + options_.health_interval;
       }
@@ -322,17 +318,11 @@ class RemoteRunner::Impl {
         continue;  // the next round is due, or stop_ is set
       }
       const size_t i = reinterpret_cast<uintptr_t>(tag);
-      OnPing(endpoints_[i], pings[i]->status, pings[i]->reply);
-      pings[i].reset();
+      OnPing(endpoints_[i], pings_[i]->status, pings_[i]->reply);
+      pings_[i].reset();
     }
-    for (const std::unique_ptr<Ping>& ping : pings) {
+    for (const std::unique_ptr<Ping>& ping : pings_) {
       if (ping != nullptr) ping->context.TryCancel();
-    }
-    health_queue_.Shutdown();
-    void* tag = nullptr;
-    bool ok = false;
-    while (health_queue_.Next(&tag, &ok)) {
-      if (tag != kStopTag) pings[reinterpret_cast<uintptr_t>(tag)].reset();
     }
   }
 
@@ -403,9 +393,11 @@ class RemoteRunner::Impl {
   internal::CondVar work_cv_{&mu_};
   int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   // WatchHealth's pings complete here; stop_alarm_ wakes it when the RemoteRunner goes.
+  // pings_ (in flight, per endpoint) is WatchHealth's, then the destructor's: it outlives the
+  // queue's last completion.
   grpc::CompletionQueue health_queue_;
   grpc::Alarm stop_alarm_;
-  bool watching_health_ = false;  // WatchHealth was started (set by Init, before any thread)
+  std::vector<std::unique_ptr<Ping>> pings_;
   static inline void* const kStopTag = reinterpret_cast<void*>(~uintptr_t{0});
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::deque<std::function<void()>> work_ ABSL_GUARDED_BY(mu_);
