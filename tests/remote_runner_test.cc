@@ -77,6 +77,35 @@ Value Args(std::map<std::string, Value, std::less<>> fields) {
 constexpr int kAccounts = 4;
 constexpr int64_t kBalance = 100;
 
+// A listening socket that never accepts: gRPC connects and then waits for a server that
+// never speaks, so an RPC to it hangs until its deadline — a stuck runner.
+class BlackHole {
+ public:
+  BlackHole() {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(addr);
+    if (fd_ < 0 || bind(fd_, reinterpret_cast<sockaddr*>(&addr), len) != 0 ||
+        listen(fd_, 64) != 0 || getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+      ADD_FAILURE() << "cannot listen on a loopback port";
+      return;
+    }
+    address_ = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  }
+  ~BlackHole() {
+    if (fd_ >= 0) close(fd_);
+  }
+  BlackHole(const BlackHole&) = delete;
+  BlackHole& operator=(const BlackHole&) = delete;
+  const std::string& address() const { return address_; }
+
+ private:
+  int fd_ = -1;
+  std::string address_;
+};
+
 class RemoteRunnerTest : public ::testing::Test {
  protected:
   void StartServers(int n) {
@@ -95,7 +124,7 @@ class RemoteRunnerTest : public ::testing::Test {
     return server.ok() ? *std::move(server) : nullptr;
   }
   void OpenEngine(RemoteRunnerOptions remote_options = {}, bool fall_back_to_local = false) {
-    for (const std::string& a : addresses_) remote_options.runners.push_back({a});
+    AddTheRunners(remote_options);
     auto remote = RemoteRunner::Create(std::move(remote_options));
     ASSERT_TRUE(remote.ok()) << remote.status();
     remote_ = *remote;
@@ -170,6 +199,15 @@ class RemoteRunnerTest : public ::testing::Test {
     return out;
   }
 
+  void AddTheRunners(RemoteRunnerOptions& options) const {
+    for (const std::string& a : addresses_) options.runners.push_back({a});
+  }
+  // One runner behind `stuck` (ranked first by the tenant): a snapshot of that tenant.
+  std::shared_ptr<const Snapshot> StartBehind(const BlackHole& stuck) {
+    StartServers(1);
+    addresses_.insert(addresses_.begin(), stuck.address());
+    return SnapshotOfATenantRankingFirst(stuck.address());
+  }
   // A snapshot of a new bank tenant that ranks `address` first among addresses_, set up by an
   // engine without the runners (null on failure, reported).
   std::shared_ptr<const Snapshot> SnapshotOfATenantRankingFirst(const std::string& address) {
@@ -499,44 +537,13 @@ TEST_F(RemoteRunnerTest, ARunStopsAtItsDeadlineOnTheRunner) {
   ASSERT_TRUE(fine.ok()) << fine.status();
 }
 
-// A listening socket that never accepts: gRPC connects and then waits for a server that
-// never speaks, so an RPC to it hangs until its deadline — a stuck runner.
-class BlackHole {
- public:
-  BlackHole() {
-    fd_ = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof(addr);
-    if (fd_ < 0 || bind(fd_, reinterpret_cast<sockaddr*>(&addr), len) != 0 ||
-        listen(fd_, 64) != 0 || getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-      ADD_FAILURE() << "cannot listen on a loopback port";
-      return;
-    }
-    address_ = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
-  }
-  ~BlackHole() {
-    if (fd_ >= 0) close(fd_);
-  }
-  BlackHole(const BlackHole&) = delete;
-  BlackHole& operator=(const BlackHole&) = delete;
-  const std::string& address() const { return address_; }
-
- private:
-  int fd_ = -1;
-  std::string address_;
-};
-
 TEST_F(RemoteRunnerTest, FailoverNeverRetriesPastTheDeadline) {
   BlackHole stuck;
-  StartServers(1);
-  addresses_.insert(addresses_.begin(), stuck.address());
-  std::shared_ptr<const Snapshot> snapshot = SnapshotOfATenantRankingFirst(stuck.address());
+  std::shared_ptr<const Snapshot> snapshot = StartBehind(stuck);
   ASSERT_NE(snapshot, nullptr);
   auto remote_with = [&](absl::Duration attempt_timeout) {
     RemoteRunnerOptions options;
-    for (const std::string& a : addresses_) options.runners.push_back({a});
+    AddTheRunners(options);
     options.attempt_timeout = attempt_timeout;
     options.max_attempts = 3;
     auto remote = RemoteRunner::Create(std::move(options));
@@ -582,13 +589,11 @@ TEST_F(RemoteRunnerTest, FailoverNeverRetriesPastTheDeadline) {
 // channel looked ready was let back in at once.)
 TEST_F(RemoteRunnerTest, ARunnerThatStopsAnsweringPingsIsLeftAndItsRunsFailOver) {
   BlackHole stuck;
-  StartServers(1);
-  addresses_.insert(addresses_.begin(), stuck.address());
-  std::shared_ptr<const Snapshot> snapshot = SnapshotOfATenantRankingFirst(stuck.address());
+  std::shared_ptr<const Snapshot> snapshot = StartBehind(stuck);
   ASSERT_NE(snapshot, nullptr);
 
   RemoteRunnerOptions options;
-  for (const std::string& a : addresses_) options.runners.push_back({a});
+  AddTheRunners(options);
   options.attempt_timeout = absl::Seconds(30);
   options.ping_timeout = absl::Milliseconds(300);
   auto remote = RemoteRunner::Create(std::move(options));
