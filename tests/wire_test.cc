@@ -226,6 +226,107 @@ TEST(Wire, AValueWrittenAsAMessageFieldReadsAsItsBytes) {
   EXPECT_NE(EncodeRunResult(result).find(bytes), std::string::npos) << "written the same way";
 }
 
+// Protobuf's encoding by hand: a varint, a length-delimited field, a varint field.
+std::string Varint(uint64_t v) {
+  std::string out;
+  for (; v >= 0x80; v >>= 7) out.push_back(static_cast<char>((v & 0x7f) | 0x80));
+  out.push_back(static_cast<char>(v));
+  return out;
+}
+std::string Delimited(int field, std::string_view body) {
+  return Varint((static_cast<uint64_t>(field) << 3) | 2) + Varint(body.size()) + std::string(body);
+}
+std::string VarintField(int field, uint64_t v) {
+  return Varint(static_cast<uint64_t>(field) << 3) + Varint(v);
+}
+
+// pb::Value{array_value: n copies of `element` (a serialized pb::Value)}, built without
+// protobuf's message tree.
+std::string ArrayOf(size_t n, const std::string& element) {
+  std::string values;
+  const std::string one = Delimited(pb::Array::kValuesFieldNumber, element);
+  values.reserve(one.size() * n);
+  for (size_t i = 0; i < n; ++i) values += one;
+  return Delimited(pb::Value::kArrayValueFieldNumber, values);
+}
+
+// Each value counts at least sizeof(Value), as FromJs counts a result: the array itself and
+// its elements, up to kMaxWireValueMemory exactly, for one-byte strings (charged once) as for
+// nulls.
+TEST(Wire, ADecodedValuesMemoryIsBoundedAsAFunctionsResultIs) {
+  const size_t nodes = kMaxWireValueMemory / sizeof(Value);
+  const std::string null = Delimited(pb::Value::kNullValueFieldNumber, "");
+  const std::string letter = Delimited(pb::Value::kStringValueFieldNumber, "x");
+  for (const std::string& element : {null, letter}) {
+    absl::StatusOr<Value> fits = DecodeWireValue(ArrayOf(nodes - 1, element));
+    ASSERT_TRUE(fits.ok()) << fits.status();
+    EXPECT_EQ(fits->array().size(), nodes - 1);
+    absl::StatusOr<Value> over = DecodeWireValue(ArrayOf(nodes, element));
+    EXPECT_EQ(over.status().code(), absl::StatusCode::kInvalidArgument) << over.status();
+    EXPECT_NE(std::string(over.status().message()).find("too large"), std::string::npos);
+  }
+  // 16 MiB of empty arrays, 4 bytes each: ~1 GB once, as protobuf's tree and then Values.
+  const std::string empty_array = Delimited(pb::Value::kArrayValueFieldNumber, "");
+  const std::string bytes = ArrayOf((size_t{16} << 20) / 4, empty_array);
+  EXPECT_EQ(DecodeWireValue(bytes).status().code(), absl::StatusCode::kInvalidArgument);
+  // The same bound holds inside a run request and a run result.
+  pb::RunRequest request;
+  request.set_args(bytes);
+  EXPECT_EQ(DecodeRunRequest(request.SerializeAsString()).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+// What any protobuf writer may write for one message reads as protobuf reads it: fields in
+// any order, unknown fields (a newer writer's) skipped, a Field without a name named "".
+// What only concatenated messages make (protobuf would keep the last or merge) is refused.
+TEST(Wire, ReadsAnyWritersValueAndRefusesConcatenatedOnes) {
+  const std::string unknown = VarintField(15, 1);
+  const std::string null = Delimited(pb::Value::kNullValueFieldNumber, unknown);
+  const std::string array =
+      Delimited(pb::Value::kArrayValueFieldNumber,
+                unknown + Delimited(pb::Array::kValuesFieldNumber, null) + unknown);
+  const std::string field = Delimited(pb::Field::kValueFieldNumber, unknown + array) + unknown +
+                            Delimited(pb::Field::kNameFieldNumber, "a");  // value first
+  const std::string nameless =
+      Delimited(pb::Field::kValueFieldNumber,
+                VarintField(pb::Value::kInt64ValueFieldNumber, 6));  // zigzag: 3
+  const std::string object =
+      Delimited(pb::Value::kObjectValueFieldNumber,
+                Delimited(pb::Object::kFieldsFieldNumber, nameless) + unknown +
+                    Delimited(pb::Object::kFieldsFieldNumber, field));
+  absl::StatusOr<Value> v = DecodeWireValue(unknown + object + unknown);
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(*v,
+            Value::FromObject({{"", Value::Int64(3)}, {"a", Value::FromArray({Value::Null()})}}));
+  pb::Value parsed;  // protobuf reads the same bytes as the same value
+  ASSERT_TRUE(parsed.ParseFromString(unknown + object + unknown));
+  EXPECT_EQ(parsed.object_value().fields(1).value().array_value().values_size(), 1);
+
+  const std::string one = VarintField(pb::Value::kInt64ValueFieldNumber, 2);
+  const std::string two_names = Delimited(
+      pb::Value::kObjectValueFieldNumber,
+      Delimited(pb::Object::kFieldsFieldNumber, Delimited(pb::Field::kNameFieldNumber, "a") +
+                                                    Delimited(pb::Field::kNameFieldNumber, "b") +
+                                                    Delimited(pb::Field::kValueFieldNumber, one)));
+  const std::string two_values = Delimited(
+      pb::Value::kObjectValueFieldNumber,
+      Delimited(pb::Object::kFieldsFieldNumber, Delimited(pb::Field::kValueFieldNumber, one) +
+                                                    Delimited(pb::Field::kValueFieldNumber, one)));
+  for (const auto& [bytes, message] :
+       {std::pair{one + VarintField(pb::Value::kBoolValueFieldNumber, 1), "more than one kind"},
+        std::pair{array + array, "more than one kind"}, std::pair{two_names, "two names"},
+        std::pair{two_values, "two values"},
+        std::pair{Delimited(pb::Value::kInt64ValueFieldNumber, "1"), "wrong wire type"},
+        std::pair{VarintField(pb::Value::kStringValueFieldNumber, 1), "wrong wire type"},
+        std::pair{Delimited(pb::Value::kArrayValueFieldNumber,
+                            Delimited(pb::Array::kValuesFieldNumber, unknown)),
+                  "no kind"}}) {
+    v = DecodeWireValue(bytes);
+    EXPECT_EQ(v.status().code(), absl::StatusCode::kInvalidArgument) << message;
+    EXPECT_NE(std::string(v.status().message()).find(message), std::string::npos) << v.status();
+  }
+}
+
 TEST(Wire, MalformedInputIsInvalidArgument) {
   for (std::string_view bytes : {std::string_view("\xff\xff\xff"), std::string_view("\x0a\x05")}) {
     EXPECT_EQ(DecodeWireValue(bytes).status().code(), absl::StatusCode::kInvalidArgument);

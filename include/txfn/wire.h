@@ -50,10 +50,18 @@ struct RemoteRunRequest {
   // (The deadline is run.deadline, sent with microsecond precision.)
 };
 
+// How much memory a decoded Value may take, counted as FromJs counts a function's results
+// against FunctionRunnerOptions::max_value_bytes (each value at least sizeof(Value), a string
+// or bytes its length; 4 x the default 16 MiB): so every value a function can return
+// decodes, and 16 MiB of tiny elements cannot become a gigabyte.
+inline constexpr size_t kMaxWireValueMemory = size_t{64} << 20;
+
 // A Value alone, as the wire's Value message.
 [[nodiscard]] std::string EncodeWireValue(const Value& value);
-// InvalidArgument for malformed bytes, a Value of an unknown kind, object fields out of order
-// or repeated, or nesting deeper than kMaxDecodeDepth.
+// InvalidArgument for malformed bytes, a Value of an unknown kind or of two kinds, object
+// fields out of order or repeated, nesting deeper than kMaxDecodeDepth, or a value that would
+// take more than kMaxWireValueMemory. Reads the bytes directly (no protobuf message tree): its
+// memory is the decoded Value's.
 [[nodiscard]] absl::StatusOr<Value> DecodeWireValue(std::string_view bytes);
 
 [[nodiscard]] std::string EncodeRunRequest(const RemoteRunRequest& request);

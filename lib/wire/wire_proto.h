@@ -19,8 +19,6 @@ namespace pb = ::txfn::v1;
 inline constexpr int kProtoRecursionLimit = 3 * (kMaxDecodeDepth + 1) + 32;
 
 void ToProto(const Value& in, pb::Value* out);
-// InvalidArgument: a Value of no known kind, fields out of order or repeated, too deep.
-absl::StatusOr<Value> FromProto(const pb::Value& in);
 
 // A Value in a message's bytes field (wire.proto's Value says why): its serialized pb::Value.
 void ToProtoBytes(const Value& in, std::string* out);
