@@ -2,6 +2,8 @@
 // (a client over real gRPC), and access control by API keys.
 #include "txfn/functions_server.h"
 
+#include <grpcpp/grpcpp.h>
+
 #include <memory>
 #include <string>
 #include <vector>
@@ -9,9 +11,11 @@
 #include "absl/synchronization/mutex.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "lib/remote/functions_convert.h"
 #include "txfn/errors.h"
 #include "txfn/functions_client.h"
 #include "txfn/in_memory_storage.h"
+#include "txfn/v1/functions.grpc.pb.h"
 
 namespace txfn {
 namespace {
@@ -146,6 +150,31 @@ TEST_F(FunctionsServerTest, IdempotencyKeysReplayOverTheWire) {
   EXPECT_TRUE(second->replayed);
   EXPECT_EQ(first->value, second->value);
   EXPECT_EQ(Count("a"), 1);
+}
+
+// A request as a client in another language may send it: a key on a Query is refused, not
+// silently ignored (nothing about a query is done once).
+TEST_F(FunctionsServerTest, AnIdempotencyKeyOnAQueryIsRefused) {
+  auto stub = v1::Functions::NewStub(grpc::CreateChannel(
+      "127.0.0.1:" + std::to_string(server_->port()), grpc::InsecureChannelCredentials()));
+  v1::CallRequest request;
+  request.set_tenant("a");
+  request.set_function("notes:count");
+  request.set_idempotency_key("once");
+  for (bool keyed : {true, false}) {
+    if (!keyed) request.clear_idempotency_key();
+    grpc::ClientContext context;
+    context.AddMetadata(remote_internal::kApiKeyHeader, "key-a");
+    v1::CallReply reply;
+    const grpc::Status status = stub->Query(&context, request, &reply);
+    if (keyed) {
+      EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+      EXPECT_THAT(status.error_message(), HasSubstr("idempotency key is for mutations"));
+    } else {
+      EXPECT_TRUE(status.ok()) << status.error_message();
+      EXPECT_EQ(reply.status().code(), 0) << reply.status().message();
+    }
+  }
 }
 
 TEST_F(FunctionsServerTest, BadKeysAreRefusedAndNothingIsWritten) {

@@ -2,8 +2,8 @@
 
 #include <grpcpp/grpcpp.h>
 
-#include <array>
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <utility>
@@ -270,6 +270,12 @@ class FunctionsServer::Impl final : public v1::Functions::Service {
             Authorize(*context, mutation ? "Mutation" : "Query", request.tenant(), false);
         !s.ok()) {
       return s;
+    }
+    // A query changes nothing, so there is nothing to do once only: a key sent with one would
+    // be ignored, and a client that counted on it would be misled.
+    if (!mutation && !request.idempotency_key().empty()) {
+      return ToGrpcStatus(absl::InvalidArgumentError(
+          "an idempotency key is for mutations: a query has no effect to apply once"));
     }
     absl::StatusOr<Value> args = ArgsOf(request.args());
     if (!args.ok()) return ToGrpcStatus(args.status());
