@@ -461,6 +461,14 @@ TEST_P(FunctionRunnerTest, TheResultsGettersAreHeldToTheMutationsRules) {
       catch (e) { return "swallowed"; }
       return "done";
     } }));
+    export const later = mutation(async (ctx) => ({ get r() {
+      Promise.resolve().then(() => ctx.db.insert("messages", { channel: "g", body: "later" }));
+      return "done";
+    } }));
+    export const laterBad = mutation(async (ctx) => ({ get r() {
+      Promise.resolve().then(() => ctx.db.insert("messages", { channel: 42, body: "bad" }));
+      return "done";
+    } }));
   )JS"}});
   RunResult unawaited = Mutate("g:unawaited");
   EXPECT_EQ(unawaited.status.code(), absl::StatusCode::kInvalidArgument) << unawaited.status;
@@ -471,6 +479,15 @@ TEST_P(FunctionRunnerTest, TheResultsGettersAreHeldToTheMutationsRules) {
   EXPECT_EQ(ExceededLimit(limit.status), Limit::kDocumentsWritten);
   EXPECT_TRUE(limit.commit.writes.empty());
   EXPECT_EQ(Query("messages:byChannel", Obj({{"channel", Str("g")}})).value, Value::FromArray({}));
+  // A write a getter starts in a promise job runs in the mutation (it was dropped unseen,
+  // with the call reporting success); a failing one fails it.
+  RunResult bad = Mutate("g:laterBad");
+  EXPECT_EQ(bad.status.code(), absl::StatusCode::kInvalidArgument) << bad.status;
+  EXPECT_TRUE(bad.commit.writes.empty());
+  RunResult later = Mutate("g:later");
+  ASSERT_TRUE(later.status.ok()) << later.status;
+  EXPECT_FALSE(later.commit.writes.empty());
+  EXPECT_EQ(Query("messages:byChannel", Obj({{"channel", Str("g")}})).value.array().size(), 1u);
 }
 
 TEST_P(FunctionRunnerTest, DeepRecursionFailsAndTheRunnerStaysUsable) {

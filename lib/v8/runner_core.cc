@@ -334,7 +334,11 @@ RunResult RunnerCore::RunOnIsolate(IsolateLease& lease, const RunRequest& reques
       return Prefixed(converted.status(), StrCat("result of ", request.function));
     }
     // The result's getters are the tenant's code too: their writes, failed
-    // writes and limits count as the function's (they committed before).
+    // writes and limits count as the function's (they committed before), and
+    // so do the jobs they queued (a write in a `.then`), run here while the
+    // transaction is open (later, ctx.db refuses them, unseen by the caller).
+    cs->microtasks->PerformCheckpoint(isolate);
+    if (isolate->IsExecutionTerminating()) return js_error();
     TXFN_RETURN_IF_ERROR(refused_by_what_ran());
     result.value = *std::move(converted);
     loader.WarmCodeCaches();
