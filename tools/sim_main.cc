@@ -25,12 +25,13 @@ ABSL_FLAG(std::string, scenario, "all",
           "diurnal, utilization, quota, outage, aimd, locality, jit, controller_down, or all");
 ABSL_FLAG(std::string, scale, "small",
           "small (every scenario in well under a minute) or paper (the paper's sizes: 10,000 "
-          "workers in jit and locality, 2,500 calls/s regions over a week in diurnal, quota "
-          "and utilization; hours of wall time each, see the README)");
+          "workers in jit and locality, 2,500 calls/s over a week in diurnal and quota, 12 "
+          "regions of 400 calls/s in utilization; hours of wall time each, see the README)");
 ABSL_FLAG(uint64_t, seed, 1, "the run's seed: the same seed gives the same output");
 ABSL_FLAG(std::string, out, "sim-out", "the output directory");
 ABSL_FLAG(bool, plot, true, "render the plots with gnuplot when it is installed");
-ABSL_FLAG(double, time_factor, 1.0, "multiplies each scenario's virtual duration (testing)");
+ABSL_FLAG(double, time_factor, 1.0,
+          "multiplies each scenario's virtual duration, in (0, 100] (testing)");
 ABSL_FLAG(bool, progress, false,
           "report every 6 virtual hours of diurnal on stderr, with the wall time");
 ABSL_FLAG(int, jobs, static_cast<int>(std::max(1u, std::thread::hardware_concurrency())),
@@ -53,6 +54,12 @@ int main(int argc, char** argv) {
   }
   options.seed = absl::GetFlag(FLAGS_seed);
   options.time_factor = absl::GetFlag(FLAGS_time_factor);
+  // Past 100, virtual spans leave absl::Time's range in places (1e6 aborted).
+  if (!(options.time_factor > 0 && options.time_factor <= 100)) {
+    fmt::print(stderr, "txfn-sim: --time_factor must be a number in (0, 100], not {}\n",
+               options.time_factor);
+    return 2;
+  }
   options.progress = absl::GetFlag(FLAGS_progress);
   std::vector<std::string> names;
   const std::string which = absl::GetFlag(FLAGS_scenario);
@@ -62,6 +69,11 @@ int main(int argc, char** argv) {
     names.push_back(which);
   }
   const std::string out = absl::GetFlag(FLAGS_out);
+  // Checked before simulating: a paper-scale run takes hours to find it cannot write.
+  if (absl::Status s = txfn::sim::PrepareOutputDir(out); !s.ok()) {
+    fmt::print(stderr, "txfn-sim: {}\n", s.ToString());
+    return 1;
+  }
   // Scenarios are independent (each has its own clock, loop, queue and
   // scheduler), so they run on --jobs threads; the output is assembled in
   // scenario order, the same whatever the number of threads.

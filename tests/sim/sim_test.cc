@@ -3,6 +3,8 @@
 // against the paper's at `small` scale.
 #include "tools/sim/sim.h"
 
+#include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -81,6 +83,27 @@ TEST(SimDeterminismTest, SameSeedSameBytes) {
     ASSERT_TRUE(c.ok());
     EXPECT_NE(a->csv, c->csv) << name << ": the seed should matter";
   }
+}
+
+// An --out that cannot take the files is refused before any scenario runs (a paper-scale
+// run found it out after hours), and an earlier run's plot never sits beside new numbers.
+TEST(SimReportTest, TheOutputDirIsCheckedFirstAndOldPlotsAreRemoved) {
+  const std::filesystem::path dir = std::filesystem::path(::testing::TempDir()) / "sim_report_test";
+  std::filesystem::remove_all(dir);
+  ASSERT_TRUE(PrepareOutputDir(dir.string()).ok());
+  EXPECT_TRUE(std::filesystem::is_directory(dir));
+  const std::filesystem::path file = dir / "a-file";
+  std::ofstream(file) << "x";
+  EXPECT_FALSE(PrepareOutputDir(file.string()).ok());
+  EXPECT_FALSE(PrepareOutputDir((file / "below").string()).ok());
+  EXPECT_FALSE(PrepareOutputDir("").ok());
+
+  std::ofstream(dir / "tiny.svg") << "<svg>an old run's plot</svg>";
+  ScenarioResult tiny{.name = "tiny", .figure = "Fig 0", .claim = "none", .csv = "t,v\n0,1\n"};
+  ASSERT_TRUE(WriteOutputs(dir.string(), {tiny}, "small", 1).ok());
+  EXPECT_FALSE(std::filesystem::exists(dir / "tiny.svg"));
+  EXPECT_TRUE(std::filesystem::exists(dir / "tiny.csv"));
+  std::filesystem::remove_all(dir);
 }
 
 double Metric(const ScenarioResult& r, const std::string& key) {

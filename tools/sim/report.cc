@@ -39,6 +39,15 @@ std::string SummaryJson(const std::vector<ScenarioResult>& results) {
   return out + "}\n";
 }
 
+absl::Status PrepareOutputDir(const std::string& dir) {
+  if (dir.empty()) return absl::InvalidArgumentError("--out is empty");
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return absl::UnavailableError(fmt::format("cannot create {}: {}", dir, ec.message()));
+  const std::filesystem::path probe = std::filesystem::path(dir) / "timing.txt";
+  return WriteFile(probe, "(the run has not finished)\n");
+}
+
 absl::Status WriteOutputs(const std::string& dir, const std::vector<ScenarioResult>& results,
                           const std::string& scale, uint64_t seed) {
   std::error_code ec;
@@ -72,6 +81,9 @@ absl::Status WriteOutputs(const std::string& dir, const std::vector<ScenarioResu
         "set output '{0}.svg'\nset datafile separator ','\nset key autotitle columnhead\n"
         "set grid\n{1}",
         r.name, r.gnuplot);
+    // An old run's plot beside this run's numbers would lie: this run's is rendered (or not,
+    // with --noplot or without gnuplot) after these files are written.
+    std::filesystem::remove(base / (r.name + ".svg"), ec);
     absl::Status s = WriteFile(base / (r.name + ".csv"), r.csv);
     if (s.ok()) s = WriteFile(base / (r.name + ".gp"), gp);
     if (!s.ok()) return s;

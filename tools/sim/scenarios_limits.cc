@@ -399,7 +399,7 @@ ScenarioResult RunAimd(const RunOptions& o) {
       "plot 'aimd.csv' using 1:3 with lines lw 1 title 'without AIMD', "
       "'' using 1:2 with lines lw 2 title 'with AIMD (simulated)', "
       "'' using 1:4 axes x1y2 with lines lw 2 title 'functions throttled', "
-      "200 axes x1y2 dt 2 lc rgb 'red' title 'paper: ~200 throttled'\n";
+      "200 axes x1y2 dt 2 lc rgb 'red' title 'paper: about 200 throttled'\n";
   r.notes = fmt::format(
       "{} functions, {:.0f}% of them calling one downstream (TAO) whose load they put at 60% "
       "of its capacity; from 1:00 the received load is 2.5x for {:.0f} h. Reduction = 1 - "
