@@ -428,7 +428,11 @@ namespace {
 class LocalityModel final : public CallModel {
  public:
   LocalityModel(const Workload* w, int workers, double base_mib)
-      : w_(w), base_mib_(base_mib), last_(workers), hour_(workers) {}
+      : w_(w), base_mib_(base_mib), last_(workers), hour_(workers) {
+    for (const FunctionSpec& f : w->functions()) {
+      jit_kib_.push_back(static_cast<int64_t>(std::llround(f.jit_mib * 1024)));
+    }
+  }
 
   Execution Start(const Call& call, int worker, absl::Time now) override {
     const int f = w_->IndexOf(call.function);
@@ -438,17 +442,23 @@ class LocalityModel final : public CallModel {
   }
 
   // Resident memory of each worker: its base plus the code of functions it
-  // ran in the last hour.
+  // ran in the last hour. Summed in whole KiB: a map's order differs from one
+  // process to the next (absl seeds its hash per process), and a sum of
+  // doubles would follow it into the output.
   void SampleMemory(absl::Time now, std::vector<double>* out) const {
     const int64_t since = absl::ToUnixSeconds(now - absl::Hours(1));
     for (const auto& m : last_) {
-      double mib = base_mib_;
-      for (const auto& [f, t] : m) mib += t >= since ? w_->spec(f).jit_mib : 0;
-      out->push_back(mib);
+      int64_t kib = 0;
+      for (const auto& [f, t] : m) kib += t >= since ? jit_kib_[f] : 0;
+      out->push_back(base_mib_ + static_cast<double>(kib) / 1024);
     }
   }
-  // Distinct functions per worker in the hour that ended.
-  void CloseHour(std::vector<double>* out) {
+  // Distinct functions per worker in the hour that ended at `now`; forgets the
+  // functions not run within the hour (no later sample counts them), else a
+  // paper-scale run's maps grew with every function each worker ever ran.
+  void CloseHour(absl::Time now, std::vector<double>* out) {
+    const int64_t since = absl::ToUnixSeconds(now - absl::Hours(1));
+    for (auto& m : last_) absl::erase_if(m, [since](const auto& e) { return e.second < since; });
     for (auto& h : hour_) {
       out->push_back(static_cast<double>(h.size()));
       h.clear();
@@ -458,6 +468,7 @@ class LocalityModel final : public CallModel {
  private:
   const Workload* w_;
   const double base_mib_;
+  std::vector<int64_t> jit_kib_;  // by function index
   std::vector<absl::flat_hash_map<int, int64_t>> last_;
   std::vector<absl::flat_hash_set<int>> hour_;
 };
@@ -497,10 +508,10 @@ LocalityRun RunLocalityOnce(const RunOptions& o, int groups, absl::Duration span
   LocalityRun out;
   loop.Every(Start() + absl::Hours(1), absl::Hours(1), [&] {
     if (loop.now() >= Start() + absl::Hours(2))
-      model.CloseHour(&out.distinct);
+      model.CloseHour(loop.now(), &out.distinct);
     else {
       std::vector<double> skip;
-      model.CloseHour(&skip);
+      model.CloseHour(loop.now(), &skip);
     }
   });
   loop.Every(Start() + absl::Hours(1), absl::Minutes(10),
