@@ -23,6 +23,7 @@
 #include "txfn/in_memory_storage.h"
 #include "txfn/rendezvous_router.h"
 #include "txfn/runner_server.h"
+#include "txfn/storage_wrapper.h"
 
 namespace txfn {
 namespace {
@@ -645,6 +646,83 @@ TEST_F(RemoteRunnerTest, ADrainingRunnersRunsFinishThere) {
   const RemoteRunnerStats stats = remote_->stats();
   EXPECT_EQ(stats.retries, 0u) << "the draining runner's run was moved";
   EXPECT_GE(stats.runners[home].runs, 1u);
+}
+
+// Storage whose reads take a while once `slow` is set: a runner's metadata loads that block.
+class SlowReads final : public StorageWrapper {
+ public:
+  explicit SlowReads(std::shared_ptr<Storage> target) : StorageWrapper(std::move(target)) {}
+  absl::StatusOr<std::optional<IndexEntry>> Get(std::string_view tenant, IndexId index,
+                                                std::string_view key, Timestamp ts) override {
+    Wait();
+    return StorageWrapper::Get(tenant, index, key, ts);
+  }
+  absl::StatusOr<std::vector<IndexEntry>> Scan(std::string_view tenant, IndexId index,
+                                               const KeyRange& range, Timestamp ts, ScanOrder order,
+                                               size_t limit) override {
+    Wait();
+    return StorageWrapper::Scan(tenant, index, range, ts, order, limit);
+  }
+  std::atomic<bool> slow{false};
+
+ private:
+  void Wait() const {
+    if (slow.load()) absl::SleepFor(absl::Milliseconds(250));
+  }
+};
+
+// Many first runs at once, each loading its tenant's metadata from slow storage: the runner is
+// busy, not stuck, and its pings must still be answered (a missed one takes it out of the
+// ranking and cancels every run it has).
+TEST_F(RemoteRunnerTest, ARunnerBusyLoadingMetadataStillAnswersItsPings) {
+  constexpr int kTenants = 24;
+  std::vector<std::shared_ptr<const Snapshot>> snapshots;
+  {
+    EngineOptions local_options;
+    local_options.scheduler.workers = 1;
+    auto local = Engine::Open(storage_, std::move(local_options));
+    ASSERT_TRUE(local.ok()) << local.status();
+    for (const std::string& tenant : Tenants(kTenants)) {
+      ASSERT_TRUE((*local)->CreateTenant(tenant).ok());
+      ASSERT_TRUE((*local)->DeployJson(tenant, Bank("v1"), kSchema).ok());
+      auto snapshot = (*local)->Latest(tenant);
+      ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+      snapshots.push_back(*std::move(snapshot));
+    }
+  }
+  auto slow = std::make_shared<SlowReads>(storage_);
+  RunnerServerOptions server_options;
+  server_options.listen = "127.0.0.1:0";
+  server_options.storage = slow;
+  server_options.scheduler.workers = 1;
+  auto server = RunnerServer::Start(std::move(server_options));
+  ASSERT_TRUE(server.ok()) << server.status();
+  addresses_ = {"127.0.0.1:" + std::to_string((*server)->port())};
+  RemoteRunnerOptions options;
+  AddTheRunners(options);
+  options.ping_timeout = absl::Milliseconds(300);
+  auto remote = RemoteRunner::Create(std::move(options));
+  ASSERT_TRUE(remote.ok()) << remote.status();
+
+  slow->slow.store(true);
+  std::vector<std::thread> runs;
+  std::atomic<int> failed{0};
+  for (const std::shared_ptr<const Snapshot>& snapshot : snapshots) {
+    runs.emplace_back([&, snapshot] {
+      RunResult r = (*remote)->Run(
+          snapshot,
+          RunRequest{.function = "bank:total", .deadline = absl::Now() + absl::Seconds(60)});
+      if (!r.status.ok()) {
+        ADD_FAILURE() << r.status;
+        ++failed;
+      }
+    });
+  }
+  for (std::thread& t : runs) t.join();
+  const RemoteRunnerStats stats = (*remote)->stats();
+  EXPECT_EQ(failed.load(), 0);
+  EXPECT_EQ(stats.runners[0].pings_missed, 0u) << "a busy runner was taken for a stuck one";
+  EXPECT_EQ(stats.retries, 0u);
 }
 
 TEST(RemoteRunnerOptionsTest, BadOptionsAreInvalidArgument) {

@@ -50,6 +50,11 @@ struct RunnerServerOptions {
   // past it the least recently used go, per cache shard, so a redeployed tenant's old
   // version ages out).
   size_t metadata_cache_tenants = 4096;
+  // Threads that decode requests and load tenants' metadata before a run starts (at least
+  // 1): that work reads storage and may block, so it stays off gRPC's threads, which answer
+  // the backends' pings (a runner that misses them is taken out and its runs cancelled).
+  // Loads of this many tenants proceed at once; more wait their turn.
+  int intake_threads = 4;
 };
 
 struct RunnerServerStats {

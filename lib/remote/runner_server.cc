@@ -4,7 +4,11 @@
 
 #include <algorithm>
 #include <atomic>
+#include <deque>
+#include <functional>
+#include <thread>
 #include <utility>
+#include <vector>
 
 #include "lib/remote/grpc_util.h"
 #include "lib/wire/wire_proto.h"
@@ -19,12 +23,63 @@ namespace txfn {
 
 using internal::StrCat;
 
+namespace {
+
+// Threads that take tasks in order. The destructor runs every task posted before it, then
+// joins.
+class TaskThreads {
+ public:
+  explicit TaskThreads(int threads) {
+    for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Loop(); });
+  }
+  ~TaskThreads() {
+    {
+      internal::MutexLock lock(&mu_);
+      stopping_ = true;
+      cv_.SignalAll();
+    }
+    for (std::thread& t : threads_) t.join();
+  }
+  TaskThreads(const TaskThreads&) = delete;
+  TaskThreads& operator=(const TaskThreads&) = delete;
+
+  void Post(std::function<void()> task) {
+    internal::MutexLock lock(&mu_);
+    tasks_.push_back(std::move(task));
+    cv_.Signal();
+  }
+
+ private:
+  void Loop() {
+    while (true) {
+      std::function<void()> task;
+      {
+        internal::MutexLock lock(&mu_);
+        cv_.Wait([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || !tasks_.empty(); });
+        if (tasks_.empty()) return;
+        task = std::move(tasks_.front());
+        tasks_.pop_front();
+      }
+      task();
+    }
+  }
+
+  internal::Mutex mu_;
+  internal::CondVar cv_{&mu_};
+  std::deque<std::function<void()>> tasks_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace
+
 class RunnerServer::Impl final : public runner::v1::Runner::CallbackService {
  public:
   Impl(RunnerServerOptions options, std::shared_ptr<IsolateScheduler> scheduler)
       : options_(std::move(options)),
         runner_(std::move(scheduler), options_.runner),
-        metadata_({.capacity = std::max<size_t>(options_.metadata_cache_tenants, 1)}) {}
+        metadata_({.capacity = std::max<size_t>(options_.metadata_cache_tenants, 1)}),
+        intake_(std::max(options_.intake_threads, 1)) {}
   ~Impl() override { Shutdown(absl::ZeroDuration()); }
 
   absl::Status Listen() {
@@ -37,11 +92,17 @@ class RunnerServer::Impl final : public runner::v1::Runner::CallbackService {
   grpc::ServerUnaryReactor* Run(grpc::CallbackServerContext* context, const v1::RunRequest* request,
                                 v1::RunResult* response) override {
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-    absl::Status started = Start(*request, response, reactor);
-    if (!started.ok()) {
-      refused_.fetch_add(1, std::memory_order_relaxed);
-      reactor->Finish(remote_internal::ToGrpcStatus(started));
-    }
+    // Decoding and loading the tenant's metadata (storage reads) happen on the intake
+    // threads: gRPC's callback threads also answer the pings, and loads that blocked them
+    // made a busy runner miss its pings, be taken for a stuck one, and have its runs
+    // cancelled. (The request and response live until the reactor finishes.)
+    intake_.Post([this, request, response, reactor] {
+      absl::Status started = Start(*request, response, reactor);
+      if (!started.ok()) {
+        refused_.fetch_add(1, std::memory_order_relaxed);
+        reactor->Finish(remote_internal::ToGrpcStatus(started));
+      }
+    });
     return reactor;
   }
 
@@ -172,6 +233,9 @@ class RunnerServer::Impl final : public runner::v1::Runner::CallbackService {
 
   // Decoded tenant metadata by (tenant, fingerprint); an old version ages out of the LRU.
   MetadataCache metadata_;
+
+  // Before the server: its shutdown waits for the runs the intake threads are starting.
+  TaskThreads intake_;
 
   internal::Mutex shutdown_mu_;
   // Last: shut down (its runs finished) before the runner goes.
