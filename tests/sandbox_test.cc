@@ -31,6 +31,7 @@
 #include <tuple>
 #include <vector>
 
+#include "absl/algorithm/container.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
@@ -1056,10 +1057,10 @@ export const keys = query(async (ctx) =>
 }
 
 // A context kept for the tenant's next requests (reuse_context, trusted code): a job its
-// request left queued (here by the result's getter, after the request's last checkpoint) runs
-// before the context is kept, with no request current, so it cannot write into the next
-// request's transaction. (A ctx kept in a global or in module state is another matter: the
-// kept context's ctx is one object, documented in function_runner.h.)
+// request queued (here by the result's getter) runs in that request, inside its transaction,
+// and never in the next one's. (Jobs still queued when a request ends run before the context
+// is kept, with no request current. A ctx kept in a global or in module state is another
+// matter: the kept context's ctx is one object, documented in function_runner.h.)
 TEST(SandboxReuse, NothingOfARequestWritesInTheNextInAKeptContext) {
   std::unique_ptr<Engine> engine = OpenEngine(ContextMode::kFresh, 1, {{"keep.js", R"JS(
 import { query, mutation } from "txfn/server";
@@ -1085,12 +1086,18 @@ export const keys = query(async (ctx) =>
     const Value args = Value::FromObject({{"i", Value::Int64(i)}});
     auto left = engine->Mutation("bystander", "keep:leave", args);
     ASSERT_TRUE(left.ok()) << left.status();
+    auto after_left = engine->Query("bystander", "keep:keys", Value::Null());
+    ASSERT_TRUE(after_left.ok()) << after_left.status();
+    EXPECT_NE(absl::c_find(after_left->value.array(), Value::String("left-" + std::to_string(i))),
+              after_left->value.array().end())
+        << "the getter's job did not write in its own request " << i;
     auto next = engine->Mutation("bystander", "keep:next", args);
     ASSERT_TRUE(next.ok()) << next.status();
     if (i > 0) {
       EXPECT_TRUE(next->stats.context_reused) << i;
     }
     expected.push_back("own-" + std::to_string(i));
+    expected.push_back("left-" + std::to_string(i));
     expected.push_back("next-" + std::to_string(i));
   }
   auto all = engine->Query("bystander", "keep:keys", Value::Null());
