@@ -15,6 +15,7 @@
 #include "absl/strings/cord.h"
 #include "absl/time/clock.h"
 #include "lib/queued_calls.h"
+#include "txfn/clock.h"
 #include "txfn/deploy.h"
 #include "txfn/function_runner.h"
 #include "txfn/idempotency.h"
@@ -325,11 +326,14 @@ class EngineImpl final : public Engine {
     absl::Time next_retention = absl::Now() + retention_every;
     absl::Time next_sweep = absl::Now() + sweep_every;
     while (true) {
+      const absl::Time before = absl::Now();
+      next_retention = ClampNextRun(next_retention, before, retention_every);
+      next_sweep = ClampNextRun(next_sweep, before, sweep_every);
       const absl::Time wake = retention ? std::min(next_retention, next_sweep) : next_sweep;
       {
         internal::MutexLock lock(&background_mu_);
         background_cv_.WaitWithTimeout(
-            std::max(wake - absl::Now(), absl::ZeroDuration()),
+            std::max(wake - before, absl::ZeroDuration()),
             [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(background_mu_) { return stop_background_; });
         if (stop_background_) return;
       }

@@ -8,6 +8,7 @@
 #include "absl/algorithm/container.h"
 #include "absl/random/random.h"
 #include "absl/strings/cord.h"
+#include "txfn/clock.h"
 #include "txfn/errors.h"
 #include "txfn/in_memory_queue.h"
 #include "txfn/internal/strings.h"
@@ -45,6 +46,7 @@ class TenantPass {
 
   // This round's tenants (none, mostly): the rest of a pass under way, or a new pass's first.
   std::vector<std::string> Next(Storage& storage, absl::Time now, bool may_start) {
+    next_ = ClampNextRun(next_, now, every_);
     if (may_start && left_.empty() && now >= next_) {
       if (absl::StatusOr<std::vector<std::string>> all = storage.ListTenants(); all.ok()) {
         left_ = *std::move(all);
@@ -484,6 +486,7 @@ void QueuedCalls::Loop() {
     EnqueueScheduled();
     RemoveCancelled();
     absl::Time next = clock_.Now() + absl::Milliseconds(100);
+    next_utilization = ClampNextRun(next_utilization, clock_.Now(), options_.utilization_interval);
     if (scheduler_ != nullptr && clock_.Now() >= next_utilization) {
       // S follows how busy the slots are.
       const SchedulerStats st = scheduler_->stats();

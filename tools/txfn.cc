@@ -40,6 +40,7 @@
 #include "tools/import.h"
 #include "txfn/call.h"
 #include "txfn/call_records.h"
+#include "txfn/clock.h"
 #include "txfn/committer.h"
 #include "txfn/durable_queue.h"
 #include "txfn/engine.h"
@@ -820,6 +821,7 @@ int Serve(const sigset_t& stop_signals) {
       if (sigwait(&stop_signals, &received) != 0) received = 0;
       continue;
     }
+    next = ClampNextRun(next, absl::Now(), every);
     const timespec wait = absl::ToTimespec(std::max(next - absl::Now(), absl::ZeroDuration()));
     const int got = sigtimedwait(&stop_signals, nullptr, &wait);
     if (got > 0) {

@@ -76,6 +76,15 @@ class VirtualClock final : public Clock {
   std::atomic<int64_t> nanos_;
 };
 
+// For a periodic task that runs once `now` reaches `next` and then sets `next = now +
+// interval`: `next`, pulled back after the clock stepped back so that it is never more than
+// `interval` after `now`. A wall clock stepped back by X (NTP, an operator) then delays the
+// task by at most one interval, as if no time had passed, instead of by X.
+[[nodiscard]] inline absl::Time ClampNextRun(absl::Time next, absl::Time now,
+                                             absl::Duration interval) {
+  return next - now > interval ? now + interval : next;
+}
+
 }  // namespace txfn
 
 #endif  // TXFN_CLOCK_H_

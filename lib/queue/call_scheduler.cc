@@ -12,6 +12,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "lib/queue/call_scheduler_internal.h"
+#include "txfn/clock.h"
 #include "txfn/internal/strings.h"
 #include "txfn/rendezvous_router.h"
 #include "txfn/status_macros.h"
@@ -77,7 +78,9 @@ void CallScheduler::Forget(const CallId& id) {
 }
 
 void CallScheduler::ForgetIdleFunctions(absl::Time now) {
-  if (options_.forget_idle_functions <= absl::ZeroDuration() || now < next_forget_) return;
+  if (options_.forget_idle_functions <= absl::ZeroDuration()) return;
+  next_forget_ = ClampNextRun(next_forget_, now, options_.forget_idle_functions / 4);
+  if (now < next_forget_) return;
   next_forget_ = now + options_.forget_idle_functions / 4;
   auto idle = [&](const std::unique_ptr<FunctionState>& fs) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (fs->held > 0 || config_.functions.contains(fs->name)) {
@@ -225,6 +228,7 @@ void CallScheduler::ProcessCompletions(absl::Time now) {
 }
 
 void CallScheduler::ExtendLeases(absl::Time now) {
+  next_extend_ = ClampNextRun(next_extend_, now, options_.lease_duration / 4);
   if (now < next_extend_) return;
   next_extend_ = now + options_.lease_duration / 4;
   std::map<int, std::vector<LeaseToken>> due;
@@ -685,6 +689,7 @@ void CallScheduler::Dispatch(absl::Time now) {
 }
 
 void CallScheduler::Poll(absl::Time now) {
+  next_poll_ = ClampNextRun(next_poll_, now, poll_backoff_);
   if (draining_ || now < next_poll_) return;
   // Room in the buffers per quota class: reserved calls have max_buffered of
   // their own, opportunistic ones what is left of max_buffered. So buffers

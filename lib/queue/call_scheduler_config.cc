@@ -8,6 +8,7 @@
 
 #include "lib/queue/call_scheduler_internal.h"
 #include "txfn/call_scheduler.h"
+#include "txfn/clock.h"
 #include "txfn/internal/strings.h"
 #include "txfn/rendezvous_router.h"
 #include "txfn/status_macros.h"
@@ -246,6 +247,7 @@ void CallScheduler::MaybePollConfig(absl::Time now) {
   if (!options_.config_source) return;
   {
     internal::MutexLock lock(&mu_);
+    next_config_poll_ = ClampNextRun(next_config_poll_, now, options_.config_poll_interval);
     if (now < next_config_poll_) return;
     next_config_poll_ = now + options_.config_poll_interval;
   }

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <string>
 
+#include "txfn/clock.h"
 #include "txfn/internal/strings.h"
 #include "txfn/status_macros.h"
 
@@ -41,7 +42,14 @@ TokenBucket::TokenBucket(double rate, double burst, absl::Time now)
 
 void TokenBucket::Refill(absl::Time now) {
   const int64_t ns = absl::ToUnixNanos(now);
-  if (ns <= last_ns_) return;  // time stood still or went back
+  if (ns <= last_ns_) {
+    // Time stood still or went back: none passed. A step back of more than a second (the wall
+    // clock set back) is counted from here, else the bucket would not refill until the clock
+    // came back to where it was; the jitter of threads' readings is not (it would refill
+    // twice).
+    if (last_ns_ - ns > 1'000'000'000) last_ns_ = ns;
+    return;
+  }
   if (tokens_ < burst_) {
     tokens_ = std::min(burst_, tokens_ + rate_ * (static_cast<double>(ns - last_ns_) * 1e-9));
   }
@@ -165,6 +173,7 @@ int64_t AimdLimiter::concurrency_cap() const {
 }
 
 void AimdLimiter::Update(absl::Time now) {
+  window_end_ = ClampNextRun(window_end_, now, options_.window);
   if (now < window_end_) return;
   // The window that just ended decides; windows after it (with no activity
   // recorded) change nothing.

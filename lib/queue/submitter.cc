@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/strings/cord.h"
+#include "txfn/clock.h"
 #include "txfn/internal/strings.h"
 #include "txfn/status_macros.h"
 #include "txfn/storage.h"
@@ -324,6 +325,7 @@ void Submitter::MaybePollConfig(absl::Time now) {
   if (!options_.config_source) return;
   {
     internal::MutexLock lock(&mu_);
+    next_config_poll_ = ClampNextRun(next_config_poll_, now, options_.config_poll_interval);
     if (now < next_config_poll_) return;
     next_config_poll_ = now + options_.config_poll_interval;
   }

@@ -15,6 +15,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "lib/remote/grpc_util.h"
 #include "lib/wire/wire_proto.h"
+#include "txfn/clock.h"
 #include "txfn/internal/mutex.h"
 #include "txfn/internal/strings.h"
 #include "txfn/rendezvous_router.h"
@@ -304,6 +305,7 @@ class RemoteRunner::Impl {
         internal::MutexLock lock(&mu_);
         if (stop_) break;
       }
+      next_round = ClampNextRun(next_round, absl::Now(), options_.health_interval);
       if (absl::Now() >= next_round) {
         for (size_t i = 0; i < endpoints_.size(); ++i) {
           if (pings_[i] == nullptr) pings_[i] = SendPing(*endpoints_[i], i);

@@ -614,6 +614,44 @@ TEST(CallSchedulerTest, PollSoonMakesTheNextTickPollAnIdleQueue) {
   EXPECT_EQ(s->stats().polls, idle_polls + 1);
 }
 
+// A wall clock that an operator or NTP steps: set anywhere, back included.
+class SteppedClock final : public Clock {
+ public:
+  explicit SteppedClock(absl::Time t) : nanos_(absl::ToUnixNanos(t)) {}
+  absl::Time Now() const override { return absl::FromUnixNanos(nanos_.load()); }
+  void Set(absl::Time t) { nanos_.store(absl::ToUnixNanos(t)); }
+
+ private:
+  std::atomic<int64_t> nanos_;
+};
+
+// The clock set back an hour: the scheduler polls again within its poll interval (it waited
+// for the clock to come back to where it had been, so due calls waited the hour, and those
+// with shorter deadlines were dead-lettered unrun).
+TEST(CallSchedulerTest, AClockSetBackDoesNotStopThePolls) {
+  SteppedClock clock(kT0 + absl::Hours(1));
+  InMemoryQueue queue;
+  CallFactory f;
+  auto worker = OkWorker(&clock, absl::Seconds(1));
+  auto s = MakeScheduler({.queue = &queue, .clock = &clock});
+  ASSERT_TRUE(s->AddWorker("w", worker, 2).ok());
+  auto run = [&](absl::Time until) {
+    while (clock.Now() < until) {
+      clock.Set(clock.Now() + absl::Milliseconds(50));
+      worker->CompleteDue();
+      s->Tick();
+    }
+  };
+  ASSERT_TRUE(queue.Enqueue(std::vector<Call>{f.Make("f", clock.Now(), absl::Hours(2))}).ok());
+  run(kT0 + absl::Hours(1) + absl::Seconds(10));  // idle after it: polls back off
+  ASSERT_EQ(worker->started().size(), 1u);
+
+  clock.Set(kT0);
+  ASSERT_TRUE(queue.Enqueue(std::vector<Call>{f.Make("f", kT0, absl::Seconds(30))}).ok());
+  run(kT0 + absl::Seconds(5));
+  EXPECT_EQ(worker->started().size(), 2u) << "the call due at once waited for the clock";
+}
+
 // Function names a host takes from tenants may each be used once: with
 // forget_idle_functions their states go once idle, while a configured
 // function and one with a call still held stay.

@@ -37,6 +37,21 @@ TEST(TokenBucketTest, StartsFullRefillsAtItsRateAndNeverAboveTheBurst) {
   EXPECT_EQ(b->AvailableAt(kT0, 6), absl::InfiniteFuture()) << "more than the burst";
 }
 
+// The wall clock set back an hour: the bucket refills from there (it refilled nothing until
+// the clock came back to where it had been). Readings a little out of order (threads) are
+// not a step: they refill nothing twice.
+TEST(TokenBucketTest, AClockSetBackRefillsFromThere) {
+  const absl::Time later = kT0 + absl::Hours(1);
+  auto b = TokenBucket::Create(/*rate=*/10, /*burst=*/5, later);
+  ASSERT_TRUE(b.ok()) << b.status();
+  for (int i = 0; i < 5; ++i) EXPECT_TRUE(b->TryAcquire(later)) << i;
+  EXPECT_FALSE(b->TryAcquire(later - absl::Milliseconds(5)));  // jitter: no refill
+  EXPECT_FALSE(b->TryAcquire(later + absl::Milliseconds(95))) << "refilled twice";
+  EXPECT_TRUE(b->TryAcquire(later + absl::Milliseconds(100)));
+  EXPECT_FALSE(b->TryAcquire(kT0));  // set back: nothing yet
+  EXPECT_TRUE(b->TryAcquire(kT0 + absl::Milliseconds(100))) << "no refill after the step";
+}
+
 // A negative or NaN count neither passes nor fills the bucket past its burst.
 TEST(TokenBucketTest, NegativeAndNanCountsChangeNothing) {
   auto b = TokenBucket::Create(/*rate=*/0, /*burst=*/5, kT0);
@@ -134,6 +149,19 @@ TEST(AimdLimiterTest, SlowStartGrowsTwentyPercentPerWindowFromTUntilBackPressure
   EXPECT_FALSE(aimd->in_slow_start());
   EXPECT_NEAR(aimd->calls_per_window(), before * 0.5, 1e-6) << "a binding window with "
                                                                "back-pressure only decreases";
+}
+
+// The wall clock set back an hour: the windows keep turning from there (they waited for the
+// clock to come back to where it had been, the limit frozen for the hour).
+TEST(AimdLimiterTest, AClockSetBackKeepsTheWindowsTurning) {
+  AimdOptions o;  // W = 1 min, T = 100, alpha = 20%
+  auto aimd = AimdLimiter::Create(o, kT0 + absl::Hours(1));
+  ASSERT_TRUE(aimd.ok()) << aimd.status();
+  RunWindow(*aimd, kT0 + absl::Hours(1), o.window, 10'000);
+  absl::Time t = kT0;  // set back, in the middle of the first window
+  RunWindow(*aimd, t, o.window, 10'000);
+  aimd->Update(t + o.window);
+  EXPECT_NEAR(aimd->calls_per_window(), 120, 1e-6) << "the window did not end";
 }
 
 TEST(AimdLimiterTest, AnUnboundLimiterDoesNotGrow) {
