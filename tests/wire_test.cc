@@ -269,10 +269,53 @@ TEST(Wire, ADecodedValuesMemoryIsBoundedAsAFunctionsResultIs) {
   const std::string empty_array = Delimited(pb::Value::kArrayValueFieldNumber, "");
   const std::string bytes = ArrayOf((size_t{16} << 20) / 4, empty_array);
   EXPECT_EQ(DecodeWireValue(bytes).status().code(), absl::StatusCode::kInvalidArgument);
-  // The same bound holds inside a run request and a run result.
+  // The same bound holds inside a run request.
   pb::RunRequest request;
   request.set_args(bytes);
   EXPECT_EQ(DecodeRunRequest(request.SerializeAsString()).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+// A string is charged as FromJs charges it, by its UTF-16 length: nulls up to the bound less
+// a string of 2-byte characters (1 UTF-16 unit each) still decode, and would not if the
+// string were charged its UTF-8 bytes. So does a scalar inside kMaxDecodeDepth containers,
+// as in every other decoder (the wire allowed one level fewer).
+TEST(Wire, StringsAreChargedAsFunctionsResultsAreAndDepthIsCountedInContainers) {
+  constexpr size_t kChars = 1 << 20;
+  std::string accents;
+  for (size_t i = 0; i < kChars; ++i) accents += "\xc3\xa9";  // é
+  const size_t string_charge = kChars + 1;
+  // The object, the two names, the array: four values; the nulls fill the rest.
+  const size_t nulls = (kMaxWireValueMemory - string_charge) / sizeof(Value) - 4;
+  const std::string fields =
+      Delimited(pb::Object::kFieldsFieldNumber,
+                Delimited(pb::Field::kNameFieldNumber, "a") +
+                    Delimited(pb::Field::kValueFieldNumber,
+                              ArrayOf(nulls, Delimited(pb::Value::kNullValueFieldNumber, "")))) +
+      Delimited(pb::Object::kFieldsFieldNumber,
+                Delimited(pb::Field::kNameFieldNumber, "s") +
+                    Delimited(pb::Field::kValueFieldNumber,
+                              Delimited(pb::Value::kStringValueFieldNumber, accents)));
+  absl::StatusOr<Value> v = DecodeWireValue(Delimited(pb::Value::kObjectValueFieldNumber, fields));
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(v->object().at("s").string().size(), 2 * kChars);
+
+  Value deep = Value::Int64(1);
+  for (int i = 0; i < kMaxDecodeDepth; ++i) deep = Value::FromArray({deep});
+  v = DecodeWireValue(EncodeWireValue(deep));
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(*v, deep);
+  EXPECT_FALSE(DecodeWireValue(EncodeWireValue(Value::FromArray({deep}))).ok());
+}
+
+// A length or tag no protobuf writer makes: a length varint longer than its value needs, past
+// 32 bits (ReadVarint32 took its low bits), and field number 0.
+TEST(Wire, OverlongLengthsAndFieldZeroAreRefused) {
+  // string_value, length 5 written in five bytes with bit 32 set: 85 80 80 80 10.
+  const std::string overlong = Varint((pb::Value::kStringValueFieldNumber << 3) | 2) +
+                               std::string("\x85\x80\x80\x80\x10", 5) + "hello";
+  EXPECT_EQ(DecodeWireValue(overlong).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(DecodeWireValue(VarintField(0, 1) + VarintField(2, 2)).status().code(),
             absl::StatusCode::kInvalidArgument);
 }
 

@@ -52,8 +52,8 @@ struct RemoteRunRequest {
 
 // How much memory a decoded Value may take, counted as FromJs counts a function's results
 // against FunctionRunnerOptions::max_value_bytes (each value at least sizeof(Value), a string
-// or bytes its length; 4 x the default 16 MiB): so every value a function can return
-// decodes, and 16 MiB of tiny elements cannot become a gigabyte.
+// its length in UTF-16 units plus one, bytes their length; 4 x the default 16 MiB): so every
+// value a function can return decodes, and 16 MiB of tiny elements cannot become a gigabyte.
 inline constexpr size_t kMaxWireValueMemory = size_t{64} << 20;
 
 // A Value alone, as the wire's Value message.

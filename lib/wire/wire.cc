@@ -56,7 +56,8 @@ absl::Status CheckVersion(uint32_t min_reader_version, std::string_view what) {
 //
 // It reads what any protobuf writer makes of one pb::Value (fields in any order, unknown
 // fields skipped) and refuses what only a concatenation of messages makes (a Value of two
-// kinds, a Field with two names or two values, which protobuf would overwrite or merge).
+// kinds, a Field with two names or two values, which protobuf would overwrite or merge), and
+// a known field of another wire type (protobuf would keep it as an unknown field).
 class ValueReader {
  public:
   explicit ValueReader(std::string_view bytes)
@@ -88,17 +89,26 @@ class ValueReader {
   absl::StatusOr<uint32_t> NextTag(std::string_view what) {
     if (input_.BytesUntilLimit() == 0) return 0;
     const uint32_t tag = input_.ReadTag();
-    if (tag == 0) return Malformed(what);  // a zero tag, or a truncated one
+    // A zero tag or a truncated one (0), or field number 0, which no writer uses.
+    if (WireFormat::GetTagFieldNumber(tag) == 0) return Malformed(what);
     return tag;
+  }
+
+  // A length-delimited field's length, within what is left of the message. (ReadVarint32
+  // would take the low bits of a longer varint: 85 80 80 80 10 read as 5.)
+  absl::StatusOr<int> ReadLength(std::string_view what) {
+    uint64_t length = 0;
+    if (!input_.ReadVarint64(&length) ||
+        length > static_cast<uint64_t>(std::max(input_.BytesUntilLimit(), 0))) {
+      return Malformed(what);
+    }
+    return static_cast<int>(length);
   }
 
   // Enters a length-delimited field: its length read and pushed as the limit.
   absl::StatusOr<google::protobuf::io::CodedInputStream::Limit> Enter(std::string_view what) {
-    uint32_t length = 0;
-    if (!input_.ReadVarint32(&length) || static_cast<int64_t>(length) > input_.BytesUntilLimit()) {
-      return Malformed(what);
-    }
-    return input_.PushLimit(static_cast<int>(length));
+    TXFN_ASSIGN_OR_RETURN(const int length, ReadLength(what));
+    return input_.PushLimit(length);
   }
 
   absl::Status Skip(uint32_t tag, std::string_view what) {
@@ -111,21 +121,36 @@ class ValueReader {
   }
 
   absl::StatusOr<std::string> ReadBytes(std::string_view what) {
-    uint32_t length = 0;
+    TXFN_ASSIGN_OR_RETURN(const int length, ReadLength(what));
     std::string out;
-    if (!input_.ReadVarint32(&length) || static_cast<int64_t>(length) > input_.BytesUntilLimit() ||
-        !input_.ReadString(&out, static_cast<int>(length))) {
-      return Malformed(what);
-    }
+    if (!input_.ReadString(&out, length)) return Malformed(what);
     return out;
   }
 
-  // The fields of a Value message, up to the current limit.
-  absl::StatusOr<Value> ReadValueFields(int depth) {
+  // What FromJs charges a string: its length in UTF-16 units (as V8 holds it) plus one, for
+  // the UTF-8 `text` it became. Charged by its UTF-8 size, a string of CJK characters (3 bytes,
+  // 1 unit each) a function returned could be refused here.
+  static size_t JsCharge(std::string_view text) {
+    size_t units = 1;
+    for (const char c : text) {
+      const auto byte = static_cast<unsigned char>(c);
+      if ((byte & 0xc0) != 0x80) ++units;  // a character starts (not a continuation byte)
+      if (byte >= 0xf0) ++units;           // a 4-byte character is a surrogate pair
+    }
+    return units;
+  }
+
+  // As every other decoder: kMaxDecodeDepth arrays or objects nested, a scalar inside them.
+  static absl::Status CheckDepth(int depth) {
     if (depth > kMaxDecodeDepth) {
       return absl::InvalidArgumentError(
           StrCat("wire: Value nested deeper than ", kMaxDecodeDepth, " levels"));
     }
+    return absl::OkStatus();
+  }
+
+  // The fields of a Value message, up to the current limit.
+  absl::StatusOr<Value> ReadValueFields(int depth) {
     std::optional<Value> out;
     while (true) {
       TXFN_ASSIGN_OR_RETURN(const uint32_t tag, NextTag("Value"));
@@ -174,7 +199,7 @@ class ValueReader {
       case pb::Value::kBytesValueFieldNumber: {
         const bool text = field == pb::Value::kStringValueFieldNumber;
         TXFN_ASSIGN_OR_RETURN(std::string data, ReadBytes(text ? "string" : "bytes"));
-        TXFN_RETURN_IF_ERROR(Charge(data.size()));
+        TXFN_RETURN_IF_ERROR(Charge(text ? JsCharge(data) : data.size()));
         return text ? Value::String(std::move(data)) : Value::Bytes(std::move(data));
       }
       case pb::Value::kArrayValueFieldNumber:
@@ -202,6 +227,7 @@ class ValueReader {
   }
 
   absl::StatusOr<Value> ReadArray(int depth) {
+    TXFN_RETURN_IF_ERROR(CheckDepth(depth));
     TXFN_ASSIGN_OR_RETURN(auto limit, Enter("Array"));
     Value::Array array;
     while (true) {
@@ -219,6 +245,7 @@ class ValueReader {
   }
 
   absl::StatusOr<Value> ReadObject(int depth) {
+    TXFN_RETURN_IF_ERROR(CheckDepth(depth));
     TXFN_ASSIGN_OR_RETURN(auto limit, Enter("Object"));
     Value::Object object;
     while (true) {
@@ -237,7 +264,7 @@ class ValueReader {
         if (Is(field_tag, pb::Field::kNameFieldNumber, WireFormat::WIRETYPE_LENGTH_DELIMITED)) {
           if (name.has_value()) return absl::InvalidArgumentError("wire: a Field with two names");
           TXFN_ASSIGN_OR_RETURN(name, ReadBytes("Field name"));
-          TXFN_RETURN_IF_ERROR(Charge(name->size()));
+          TXFN_RETURN_IF_ERROR(Charge(JsCharge(*name)));
         } else if (Is(field_tag, pb::Field::kValueFieldNumber,
                       WireFormat::WIRETYPE_LENGTH_DELIMITED)) {
           if (value.has_value()) {
