@@ -14,10 +14,11 @@
 // BM_RemoteRunnerRoundRobin/runners:3: the same with runs rotating over the runners whatever
 //   their tenant (RemoteRunnerOptions::Routing::kRoundRobin): what rendezvous routing saves.
 // BM_WireValueDecode/<shape>: DecodeWireValue, reading the bytes straight into a Value (items/s
-//   = values/s, bytes/s of wire input). BM_WireValueDecodeViaProtobuf/<shape>, its baseline:
-//   the way it decoded before, protobuf's parse into its message tree and then a walk of the
-//   tree (vs_protobuf on the first = its values/s over the baseline's, run first). Shapes:
-//   0 = an argument of 12 fields, 1 = 1,000 rows of 6 fields, 2 = 100,000 numbers.
+//   = whole values decoded per second, bytes/s of wire input).
+//   BM_WireValueDecodeViaProtobuf/<shape>, its baseline: the way it decoded before, protobuf's
+//   parse into its message tree and then a walk of the tree (vs_protobuf on the first = its
+//   values/s over the baseline's, run first). Shapes: 0 = an argument of 12 fields, 1 = 1,000 rows
+//   of 6 fields, 2 = 100,000 numbers.
 #include <time.h>
 
 #include <algorithm>

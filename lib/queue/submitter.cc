@@ -213,8 +213,11 @@ std::vector<Submitter::Batch> Submitter::TakeBatches(absl::Time now, bool all) {
   std::vector<Batch> out;
   for (auto it = batches_.begin(); it != batches_.end();) {
     const Batch& b = it->second;
-    if (!b.calls.empty() && (all || b.calls.size() >= options_.max_batch_calls ||
-                             now - b.first_added >= options_.max_batch_delay)) {
+    // A batch started "later" than now (the clock was set back) is due: it would wait out
+    // the step.
+    if (!b.calls.empty() &&
+        (all || b.calls.size() >= options_.max_batch_calls || now < b.first_added ||
+         now - b.first_added >= options_.max_batch_delay)) {
       out.push_back(std::move(it->second));
       batches_.erase(it++);
     } else {

@@ -34,6 +34,7 @@ namespace {
 
 using queue_test::FakeWorker;
 using queue_test::RunUntil;
+using queue_test::SteppedClock;
 using ::testing::HasSubstr;
 using ::testing::SizeIs;
 
@@ -613,17 +614,6 @@ TEST(CallSchedulerTest, PollSoonMakesTheNextTickPollAnIdleQueue) {
   EXPECT_EQ(worker->started().size(), 1u) << "polled at once";
   EXPECT_EQ(s->stats().polls, idle_polls + 1);
 }
-
-// A wall clock that an operator or NTP steps: set anywhere, back included.
-class SteppedClock final : public Clock {
- public:
-  explicit SteppedClock(absl::Time t) : nanos_(absl::ToUnixNanos(t)) {}
-  absl::Time Now() const override { return absl::FromUnixNanos(nanos_.load()); }
-  void Set(absl::Time t) { nanos_.store(absl::ToUnixNanos(t)); }
-
- private:
-  std::atomic<int64_t> nanos_;
-};
 
 // The clock set back an hour: the scheduler polls again within its poll interval (it waited
 // for the clock to come back to where it had been, so due calls waited the hour, and those

@@ -3,6 +3,7 @@
 #ifndef TXFN_TESTS_QUEUE_QUEUE_TEST_UTIL_H_
 #define TXFN_TESTS_QUEUE_QUEUE_TEST_UTIL_H_
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -11,10 +12,23 @@
 
 #include "../temp_dir.h"
 #include "gtest/gtest.h"
+#include "txfn/clock.h"
 #include "txfn/durable_queue.h"
 #include "txfn/storage.h"
 
 namespace txfn::queue_test {
+
+// A wall clock that an operator or NTP steps: set anywhere, back included (VirtualClock
+// never goes back).
+class SteppedClock final : public Clock {
+ public:
+  explicit SteppedClock(absl::Time t) : nanos_(absl::ToUnixNanos(t)) {}
+  absl::Time Now() const override { return absl::FromUnixNanos(nanos_.load()); }
+  void Set(absl::Time t) { nanos_.store(absl::ToUnixNanos(t)); }
+
+ private:
+  std::atomic<int64_t> nanos_;
+};
 
 // Directories named txfn_queue_*.
 class TempDir : public testing_util::TempDir {

@@ -98,6 +98,20 @@ TEST_F(SubmitterTest, APartialBatchIsWrittenByTickOnceItsFirstCallWaitedTheDelay
   EXPECT_THAT(queue_->batches(), SizeIs(1));
 }
 
+// The clock set back an hour with a partial batch waiting: Tick writes it (it waited the
+// hour, until the clock came back to when the batch began).
+TEST_F(SubmitterTest, APartialBatchIsWrittenAfterTheClockIsSetBack) {
+  queue_test::SteppedClock clock(kT0 + absl::Hours(1));
+  auto s = Submitter::Create(queue_.get(), &blobs_, &clock,
+                             {.max_batch_calls = 100, .max_batch_delay = absl::Milliseconds(5)});
+  ASSERT_TRUE(s.ok()) << s.status();
+  int acked = 0;
+  ASSERT_TRUE((*s)->Submit(MakeCall(), [&](auto) { ++acked; }).ok());
+  clock.Set(kT0);
+  (void)(*s)->Tick();
+  EXPECT_EQ(acked, 1);
+}
+
 TEST_F(SubmitterTest, BatchesArePerShard) {
   Make({.max_batch_calls = 1000, .max_batch_delay = absl::Hours(1)}, /*shards=*/4);
   for (int i = 0; i < 200; ++i) ASSERT_TRUE(submitter_->Submit(MakeCall()).ok());

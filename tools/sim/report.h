@@ -15,13 +15,13 @@ namespace txfn::sim {
 // `results`, in the order of the results and their metrics.
 std::string SummaryJson(const std::vector<ScenarioResult>& results);
 
-// Writes <dir>/<name>.csv and <name>.gp for each result, summary.json and
-// REPORT.md (all deterministic: no wall times), and removes an earlier run's
-// <name>.svg (RenderPlots makes this run's). Creates `dir` if needed.
 // Creates `dir` if needed and checks that a file can be written in it: Unavailable naming
 // `dir` and why not.
 [[nodiscard]] absl::Status PrepareOutputDir(const std::string& dir);
 
+// Writes <dir>/<name>.csv and <name>.gp for each result, summary.json and
+// REPORT.md (all deterministic: no wall times), and removes an earlier run's
+// <name>.svg (RenderPlots makes this run's). Creates `dir` if needed.
 [[nodiscard]] absl::Status WriteOutputs(const std::string& dir,
                                         const std::vector<ScenarioResult>& results,
                                         const std::string& scale, uint64_t seed);
