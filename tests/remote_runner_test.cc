@@ -648,27 +648,31 @@ TEST_F(RemoteRunnerTest, ADrainingRunnersRunsFinishThere) {
   EXPECT_GE(stats.runners[home].runs, 1u);
 }
 
-// Storage whose reads take a while once `slow` is set: a runner's metadata loads that block.
+// Storage whose reads (of one tenant, or of all) take `delay` once `slow` is set: a runner's
+// metadata loads that block.
 class SlowReads final : public StorageWrapper {
  public:
-  explicit SlowReads(std::shared_ptr<Storage> target) : StorageWrapper(std::move(target)) {}
+  SlowReads(std::shared_ptr<Storage> target, absl::Duration delay, std::string only = "")
+      : StorageWrapper(std::move(target)), delay_(delay), only_(std::move(only)) {}
   absl::StatusOr<std::optional<IndexEntry>> Get(std::string_view tenant, IndexId index,
                                                 std::string_view key, Timestamp ts) override {
-    Wait();
+    Wait(tenant);
     return StorageWrapper::Get(tenant, index, key, ts);
   }
   absl::StatusOr<std::vector<IndexEntry>> Scan(std::string_view tenant, IndexId index,
                                                const KeyRange& range, Timestamp ts, ScanOrder order,
                                                size_t limit) override {
-    Wait();
+    Wait(tenant);
     return StorageWrapper::Scan(tenant, index, range, ts, order, limit);
   }
   std::atomic<bool> slow{false};
 
  private:
-  void Wait() const {
-    if (slow.load()) absl::SleepFor(absl::Milliseconds(250));
+  void Wait(std::string_view tenant) const {
+    if (slow.load() && (only_.empty() || tenant == only_)) absl::SleepFor(delay_);
   }
+  const absl::Duration delay_;
+  const std::string only_;
 };
 
 // Many first runs at once, each loading its tenant's metadata from slow storage: the runner is
@@ -690,7 +694,7 @@ TEST_F(RemoteRunnerTest, ARunnerBusyLoadingMetadataStillAnswersItsPings) {
       snapshots.push_back(*std::move(snapshot));
     }
   }
-  auto slow = std::make_shared<SlowReads>(storage_);
+  auto slow = std::make_shared<SlowReads>(storage_, absl::Milliseconds(250));
   RunnerServerOptions server_options;
   server_options.listen = "127.0.0.1:0";
   server_options.storage = slow;
@@ -723,6 +727,59 @@ TEST_F(RemoteRunnerTest, ARunnerBusyLoadingMetadataStillAnswersItsPings) {
   EXPECT_EQ(failed.load(), 0);
   EXPECT_EQ(stats.runners[0].pings_missed, 0u) << "a busy runner was taken for a stuck one";
   EXPECT_EQ(stats.retries, 0u);
+}
+
+// Many runs of one tenant whose metadata load is slow join that one load without holding the
+// runner's intake threads: a run of a tenant already cached does not wait for it (with a
+// blocking join, four joiners held all four threads and it waited the whole load).
+TEST_F(RemoteRunnerTest, ACachedTenantsRunDoesNotWaitForAnotherTenantsLoad) {
+  std::map<std::string, std::shared_ptr<const Snapshot>> snapshots;
+  {
+    EngineOptions local_options;
+    local_options.scheduler.workers = 1;
+    auto local = Engine::Open(storage_, std::move(local_options));
+    ASSERT_TRUE(local.ok()) << local.status();
+    for (const std::string tenant : {"warm", "cold"}) {
+      ASSERT_TRUE((*local)->CreateTenant(tenant).ok());
+      ASSERT_TRUE((*local)->DeployJson(tenant, Bank("v1"), kSchema).ok());
+      auto snapshot = (*local)->Latest(tenant);
+      ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+      snapshots[tenant] = *std::move(snapshot);
+    }
+  }
+  auto slow = std::make_shared<SlowReads>(storage_, absl::Milliseconds(500), "cold");
+  RunnerServerOptions server_options;
+  server_options.listen = "127.0.0.1:0";
+  server_options.storage = slow;
+  server_options.scheduler.workers = 1;
+  auto server = RunnerServer::Start(std::move(server_options));
+  ASSERT_TRUE(server.ok()) << server.status();
+  addresses_ = {"127.0.0.1:" + std::to_string((*server)->port())};
+  RemoteRunnerOptions options;
+  AddTheRunners(options);
+  auto remote = RemoteRunner::Create(std::move(options));
+  ASSERT_TRUE(remote.ok()) << remote.status();
+  auto run = [&](const std::string& tenant) {
+    return (*remote)->Run(
+        snapshots[tenant],
+        RunRequest{.function = "bank:total", .deadline = absl::Now() + absl::Seconds(60)});
+  };
+  ASSERT_TRUE(run("warm").status.ok());  // cached now
+
+  slow->slow.store(true);
+  std::vector<std::thread> cold;
+  for (int i = 0; i < 6; ++i) {
+    cold.emplace_back([&] { EXPECT_TRUE(run("cold").status.ok()); });
+  }
+  absl::SleepFor(absl::Milliseconds(200));  // the cold runs are loading or joined
+  const absl::Time start = absl::Now();
+  EXPECT_TRUE(run("warm").status.ok());
+  const absl::Duration warm = absl::Now() - start;
+  for (std::thread& t : cold) t.join();
+  const absl::Duration cold_load = absl::Now() - start;
+  EXPECT_LT(warm, absl::Milliseconds(400))
+      << "waited for the cold tenant's load, which took " << cold_load;
+  EXPECT_EQ((*server)->stats().metadata_loads, 2u) << "one load per tenant";
 }
 
 TEST(RemoteRunnerOptionsTest, BadOptionsAreInvalidArgument) {

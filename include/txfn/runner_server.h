@@ -53,7 +53,8 @@ struct RunnerServerOptions {
   // Threads that decode requests and load tenants' metadata before a run starts (at least
   // 1): that work reads storage and may block, so it stays off gRPC's threads, which answer
   // the backends' pings (a runner that misses them is taken out and its runs cancelled).
-  // Loads of this many tenants proceed at once; more wait their turn.
+  // Loads of this many tenants proceed at once; more wait their turn. Runs that join a
+  // tenant's load under way hold no thread, and runs of cached tenants start at once.
   int intake_threads = 4;
 };
 

@@ -5,7 +5,6 @@
 
 #include <atomic>
 #include <cstdint>
-#include <deque>
 #include <optional>
 #include <string_view>
 #include <thread>
@@ -14,6 +13,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "lib/remote/grpc_util.h"
+#include "lib/remote/task_threads.h"
 #include "lib/wire/wire_proto.h"
 #include "txfn/clock.h"
 #include "txfn/internal/mutex.h"
@@ -81,7 +81,7 @@ class RemoteRunner::Impl {
     }
     // Wakes WatchHealth now rather than at its next round.
     stop_alarm_.Set(&health_queue_, std::chrono::system_clock::now(), kStopTag);
-    work_cv_.SignalAll();
+    completions_.reset();  // runs what is left, then joins
     for (std::thread& t : threads_) t.join();
     // The pings WatchHealth cancelled (and the alarm) complete before their buffers go.
     health_queue_.Shutdown();
@@ -121,7 +121,7 @@ class RemoteRunner::Impl {
       endpoints_.push_back(std::move(endpoint));
     }
     // Completions run here, not on gRPC's threads: `done` may block (a commit).
-    for (int i = 0; i < 4; ++i) threads_.emplace_back([this] { Work(); });
+    completions_.emplace(4);
     threads_.emplace_back([this] { WatchHealth(); });
     return absl::OkStatus();
   }
@@ -363,26 +363,7 @@ class RemoteRunner::Impl {
     for (grpc::ClientContext* attempt : endpoint->attempts) attempt->TryCancel();
   }
 
-  void Post(std::function<void()> work) {
-    {
-      internal::MutexLock lock(&mu_);
-      work_.push_back(std::move(work));
-    }
-    work_cv_.Signal();
-  }
-
-  void Work() {
-    internal::MutexLock lock(&mu_);
-    while (true) {
-      work_cv_.Wait([this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return stop_ || !work_.empty(); });
-      if (work_.empty()) return;  // stopping, and nothing left
-      std::function<void()> next = std::move(work_.front());
-      work_.pop_front();
-      mu_.Unlock();
-      next();
-      mu_.Lock();
-    }
-  }
+  void Post(std::function<void()> work) { completions_->Post(std::move(work)); }
 
   const RemoteRunnerOptions options_;
   Router router_;
@@ -392,7 +373,6 @@ class RemoteRunner::Impl {
 
   internal::Mutex mu_;
   internal::CondVar in_flight_cv_{&mu_};
-  internal::CondVar work_cv_{&mu_};
   int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   // WatchHealth's pings complete here; stop_alarm_ wakes it when the RemoteRunner goes.
   // pings_ (in flight, per endpoint) is WatchHealth's, then the destructor's: it outlives the
@@ -402,8 +382,8 @@ class RemoteRunner::Impl {
   std::vector<std::unique_ptr<Ping>> pings_;
   static inline void* const kStopTag = reinterpret_cast<void*>(~uintptr_t{0});
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
-  std::deque<std::function<void()>> work_ ABSL_GUARDED_BY(mu_);
-  std::vector<std::thread> threads_;
+  std::optional<remote_internal::TaskThreads> completions_;  // started by Init
+  std::vector<std::thread> threads_;                         // WatchHealth
 };
 
 absl::StatusOr<std::shared_ptr<RemoteRunner>> RemoteRunner::Create(RemoteRunnerOptions options) {

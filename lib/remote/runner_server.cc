@@ -4,13 +4,11 @@
 
 #include <algorithm>
 #include <atomic>
-#include <deque>
-#include <functional>
-#include <thread>
 #include <utility>
 #include <vector>
 
 #include "lib/remote/grpc_util.h"
+#include "lib/remote/task_threads.h"
 #include "lib/wire/wire_proto.h"
 #include "txfn/async_lru_cache.h"
 #include "txfn/internal/mutex.h"
@@ -22,56 +20,6 @@
 namespace txfn {
 
 using internal::StrCat;
-
-namespace {
-
-// Threads that take tasks in order. The destructor runs every task posted before it, then
-// joins.
-class TaskThreads {
- public:
-  explicit TaskThreads(int threads) {
-    for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Loop(); });
-  }
-  ~TaskThreads() {
-    {
-      internal::MutexLock lock(&mu_);
-      stopping_ = true;
-      cv_.SignalAll();
-    }
-    for (std::thread& t : threads_) t.join();
-  }
-  TaskThreads(const TaskThreads&) = delete;
-  TaskThreads& operator=(const TaskThreads&) = delete;
-
-  void Post(std::function<void()> task) {
-    internal::MutexLock lock(&mu_);
-    tasks_.push_back(std::move(task));
-    cv_.Signal();
-  }
-
- private:
-  void Loop() {
-    while (true) {
-      std::function<void()> task;
-      {
-        internal::MutexLock lock(&mu_);
-        cv_.Wait([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || !tasks_.empty(); });
-        if (tasks_.empty()) return;
-        task = std::move(tasks_.front());
-        tasks_.pop_front();
-      }
-      task();
-    }
-  }
-
-  internal::Mutex mu_;
-  internal::CondVar cv_{&mu_};
-  std::deque<std::function<void()>> tasks_ ABSL_GUARDED_BY(mu_);
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  std::vector<std::thread> threads_;
-};
-
-}  // namespace
 
 class RunnerServer::Impl final : public runner::v1::Runner::CallbackService {
  public:
@@ -96,13 +44,12 @@ class RunnerServer::Impl final : public runner::v1::Runner::CallbackService {
     // threads: gRPC's callback threads also answer the pings, and loads that blocked them
     // made a busy runner miss its pings, be taken for a stuck one, and have its runs
     // cancelled. (The request and response live until the reactor finishes.)
-    intake_.Post([this, request, response, reactor] {
-      absl::Status started = Start(*request, response, reactor);
-      if (!started.ok()) {
-        refused_.fetch_add(1, std::memory_order_relaxed);
-        reactor->Finish(remote_internal::ToGrpcStatus(started));
-      }
-    });
+    const Intake job{.in = request,
+                     .response = response,
+                     .reactor = reactor,
+                     .context = context,
+                     .received = absl::Now()};
+    intake_.Post([this, job] { Begin(job); });
     return reactor;
   }
 
@@ -161,44 +108,61 @@ class RunnerServer::Impl final : public runner::v1::Runner::CallbackService {
   using MetadataKey = std::pair<std::string, uint64_t>;
   using MetadataCache = AsyncLruCache<MetadataKey, TenantMetadata>;
 
-  // Starts the run; the reactor is finished when it ends. An error: nothing started.
-  absl::Status Start(const v1::RunRequest& in, v1::RunResult* response,
-                     grpc::ServerUnaryReactor* reactor) {
-    if (draining_.load()) return absl::UnavailableError("RunnerServer: draining");
-    TXFN_ASSIGN_OR_RETURN(RemoteRunRequest request, wire_internal::FromProto(in));
-    if (request.run.kind == FunctionKind::kAction) {
-      return absl::InvalidArgumentError(StrCat("RunnerServer: ", request.run.function,
-                                               " is an action; actions run on the "
-                                               "backend (their ctx reaches its services)"));
+  // A request on its way to a run.
+  struct Intake {
+    const v1::RunRequest* in;
+    v1::RunResult* response;
+    grpc::ServerUnaryReactor* reactor;
+    grpc::CallbackServerContext* context;
+    absl::Time received;
+  };
+
+  void Refuse(const Intake& job, const absl::Status& status) {
+    refused_.fetch_add(1, std::memory_order_relaxed);
+    job.reactor->Finish(remote_internal::ToGrpcStatus(status));
+  }
+
+  // On an intake thread: decodes the request, then finds its snapshot and starts the run.
+  // The metadata is decoded once per (tenant, fingerprint): a cached tenant's run starts at
+  // once; a load runs on an intake thread, and requests that join it wait without holding a
+  // thread (they continue where the load finishes).
+  void Begin(const Intake& job) {
+    if (draining_.load()) return Refuse(job, absl::UnavailableError("RunnerServer: draining"));
+    if (job.context->IsCancelled()) {
+      return Refuse(job, absl::CancelledError("RunnerServer: the backend gave up on the run"));
     }
-    TXFN_ASSIGN_OR_RETURN(std::shared_ptr<const Snapshot> snapshot, SnapshotFor(request));
-    // The runner enforces request.run.deadline (the backend's): it stops the function there,
-    // or answers at once if it passed while the request waited.
-    return runner_.RunAsync(
-        std::move(snapshot), std::move(request.run),
-        [this, response, reactor, start = absl::Now()](const RunResult& result) {
-          wire_internal::ToProto(result, response);
-          runs_.fetch_add(1, std::memory_order_relaxed);
-          if (absl::IsDeadlineExceeded(result.status)) {
-            past_deadline_.fetch_add(1, std::memory_order_relaxed);
-          }
-          run_latency_.Observe(absl::Now() - start);
-          reactor->Finish(grpc::Status::OK);
+    absl::StatusOr<RemoteRunRequest> decoded = wire_internal::FromProto(*job.in);
+    if (!decoded.ok()) return Refuse(job, decoded.status());
+    if (decoded->run.kind == FunctionKind::kAction) {
+      return Refuse(job, absl::InvalidArgumentError(
+                             StrCat("RunnerServer: ", decoded->run.function,
+                                    " is an action; actions run on the backend (their ctx "
+                                    "reaches its services)")));
+    }
+    if (decoded->tenant.empty()) {
+      return Refuse(job, absl::InvalidArgumentError("RunnerServer: no tenant"));
+    }
+    auto request = std::make_shared<RemoteRunRequest>(*std::move(decoded));
+    // A backend that names no version: nothing to match a cached one against.
+    if (request->metadata_version == 0) return StartRun(job, *request, Load(*request));
+    const MetadataKey key{request->tenant, request->metadata_version};
+    auto loaded = std::make_shared<std::shared_ptr<const Snapshot>>();  // set if this one loads
+    metadata_.GetAsync(
+        key, [this](std::function<void()> task) { intake_.Post(std::move(task)); },
+        [this, request, loaded]() -> MetadataCache::Result {
+          TXFN_ASSIGN_OR_RETURN(*loaded, Load(*request));
+          return (*loaded)->shared_metadata();
+        },
+        [this, job, request, loaded, key](MetadataCache::Result metadata) {
+          StartRun(job, *request, SnapshotOf(*request, key, *loaded, std::move(metadata)));
         });
   }
 
-  // The snapshot at the request's timestamp, with the metadata decoded once per (tenant,
-  // fingerprint): concurrent first requests of a tenant join one load instead of each loading.
-  absl::StatusOr<std::shared_ptr<const Snapshot>> SnapshotFor(const RemoteRunRequest& request) {
-    if (request.tenant.empty()) return absl::InvalidArgumentError("RunnerServer: no tenant");
-    // A backend that names no version: nothing to match a cached one against.
-    if (request.metadata_version == 0) return Load(request);
-    const MetadataKey key{request.tenant, request.metadata_version};
-    std::shared_ptr<const Snapshot> loaded;  // set when this call ran the load
-    MetadataCache::Result metadata = metadata_.Get(key, [&]() -> MetadataCache::Result {
-      TXFN_ASSIGN_OR_RETURN(loaded, Load(request));
-      return loaded->shared_metadata();
-    });
+  // The snapshot at the request's timestamp, from the metadata the cache answered with;
+  // `loaded` is the snapshot this request loaded (null if it joined a load or hit).
+  absl::StatusOr<std::shared_ptr<const Snapshot>> SnapshotOf(
+      const RemoteRunRequest& request, const MetadataKey& key,
+      const std::shared_ptr<const Snapshot>& loaded, MetadataCache::Result metadata) {
     if (!metadata.ok()) return metadata.status();
     if (loaded != nullptr) {
       // The storage disagrees with the backend about the metadata at that timestamp: serve
@@ -211,6 +175,25 @@ class RunnerServer::Impl final : public runner::v1::Runner::CallbackService {
     metadata_hits_.fetch_add(1, std::memory_order_relaxed);
     return std::make_shared<const Snapshot>(options_.storage, request.tenant, request.snapshot_ts,
                                             *std::move(metadata));
+  }
+
+  // Starts the run; the reactor is finished when it ends.
+  void StartRun(const Intake& job, RemoteRunRequest& request,
+                absl::StatusOr<std::shared_ptr<const Snapshot>> snapshot) {
+    if (!snapshot.ok()) return Refuse(job, snapshot.status());
+    // The runner enforces request.run.deadline (the backend's): it stops the function there,
+    // or answers at once if it passed while the request waited.
+    absl::Status started = runner_.RunAsync(
+        *std::move(snapshot), std::move(request.run), [this, job](const RunResult& result) {
+          wire_internal::ToProto(result, job.response);
+          runs_.fetch_add(1, std::memory_order_relaxed);
+          if (absl::IsDeadlineExceeded(result.status)) {
+            past_deadline_.fetch_add(1, std::memory_order_relaxed);
+          }
+          run_latency_.Observe(absl::Now() - job.received);
+          job.reactor->Finish(grpc::Status::OK);
+        });
+    if (!started.ok()) Refuse(job, started);
   }
 
   absl::StatusOr<std::shared_ptr<const Snapshot>> Load(const RemoteRunRequest& request) {
@@ -235,7 +218,7 @@ class RunnerServer::Impl final : public runner::v1::Runner::CallbackService {
   MetadataCache metadata_;
 
   // Before the server: its shutdown waits for the runs the intake threads are starting.
-  TaskThreads intake_;
+  remote_internal::TaskThreads intake_;
 
   internal::Mutex shutdown_mu_;
   // Last: shut down (its runs finished) before the runner goes.
