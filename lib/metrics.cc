@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -198,13 +199,21 @@ class MetricsHttpServer::Impl {
   struct Client {
     int fd;
     std::string request;
-    absl::Time give_up;
+    absl::Time give_up;  // on SteadyNow()
   };
   // At most this many connections wait for their request line at once (the oldest goes), and
   // each for at most a second: idle connections cannot keep a scrape waiting.
   static constexpr size_t kMaxWaiting = 32;
   static constexpr absl::Duration kRequestTimeout = absl::Seconds(1);
   static constexpr size_t kMaxRequestBytes = 2048;
+
+  // The steady clock as an absl::Time (for durations only): a wall clock set back would keep
+  // a waiting connection for the length of the step.
+  static absl::Time SteadyNow() {
+    return absl::FromUnixNanos(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::steady_clock::now().time_since_epoch())
+                                   .count());
+  }
 
   void Serve() {
     std::vector<Client> waiting;
@@ -219,11 +228,11 @@ class MetricsHttpServer::Impl {
                                  ? -1
                                  : static_cast<int>(std::max<int64_t>(
                                        0, absl::ToInt64Milliseconds(absl::Ceil(
-                                              next - absl::Now(), absl::Milliseconds(1)))));
+                                              next - SteadyNow(), absl::Milliseconds(1)))));
       if (poll(fds.data(), fds.size(), timeout_ms) < 0 && errno != EINTR) break;
       if (stop_[0] >= 0 && fds[1].revents != 0) break;
       // Read what arrived; answer each connection whose request line is complete.
-      const absl::Time now = absl::Now();
+      const absl::Time now = SteadyNow();
       std::vector<Client> still;
       for (size_t i = 0; i < waiting.size(); ++i) {
         Client& c = waiting[i];
