@@ -115,10 +115,11 @@ class RemoteRunnerTest : public ::testing::Test {
       addresses_.push_back("127.0.0.1:" + std::to_string(servers_.back()->port()));
     }
   }
-  std::unique_ptr<RunnerServer> StartServer(const std::string& listen) {
+  std::unique_ptr<RunnerServer> StartServer(const std::string& listen,
+                                            std::shared_ptr<Storage> storage = nullptr) {
     RunnerServerOptions options;
     options.listen = listen;
-    options.storage = storage_;
+    options.storage = storage != nullptr ? std::move(storage) : storage_;
     options.scheduler.workers = 1;
     auto server = RunnerServer::Start(std::move(options));
     EXPECT_TRUE(server.ok()) << server.status();
@@ -217,16 +218,39 @@ class RemoteRunnerTest : public ::testing::Test {
       if (first == address) tenant = t;
     }
     EXPECT_FALSE(tenant.empty()) << "no tenant of 16 ranks " << address << " first";
+    if (tenant.empty()) return nullptr;
+    return BankSnapshots({tenant})[tenant];
+  }
+  // Snapshots of new bank tenants, set up by an engine without the runners (a missing one:
+  // reported, null).
+  std::map<std::string, std::shared_ptr<const Snapshot>> BankSnapshots(
+      const std::vector<std::string>& tenants) {
+    std::map<std::string, std::shared_ptr<const Snapshot>> out;
     EngineOptions local_options;
     local_options.scheduler.workers = 1;
     auto local = Engine::Open(storage_, std::move(local_options));
     EXPECT_TRUE(local.ok()) << local.status();
-    if (tenant.empty() || !local.ok()) return nullptr;
-    EXPECT_TRUE((*local)->CreateTenant(tenant).ok());
-    EXPECT_TRUE((*local)->DeployJson(tenant, Bank("v1"), kSchema).ok());
-    auto snapshot = (*local)->Latest(tenant);
-    EXPECT_TRUE(snapshot.ok()) << snapshot.status();
-    return snapshot.ok() ? *std::move(snapshot) : nullptr;
+    if (!local.ok()) return out;
+    for (const std::string& tenant : tenants) {
+      EXPECT_TRUE((*local)->CreateTenant(tenant).ok());
+      EXPECT_TRUE((*local)->DeployJson(tenant, Bank("v1"), kSchema).ok());
+      auto snapshot = (*local)->Latest(tenant);
+      EXPECT_TRUE(snapshot.ok()) << snapshot.status();
+      if (snapshot.ok()) out[tenant] = *std::move(snapshot);
+    }
+    return out;
+  }
+  // A runner on `storage` as the only one, and a RemoteRunner for it with `options`.
+  std::shared_ptr<RemoteRunner> OnlyRunnerOn(std::shared_ptr<Storage> storage,
+                                             RemoteRunnerOptions options,
+                                             std::unique_ptr<RunnerServer>* server) {
+    *server = StartServer("127.0.0.1:0", std::move(storage));
+    if (*server == nullptr) return nullptr;
+    addresses_ = {"127.0.0.1:" + std::to_string((*server)->port())};
+    AddTheRunners(options);
+    auto remote = RemoteRunner::Create(std::move(options));
+    EXPECT_TRUE(remote.ok()) << remote.status();
+    return remote.ok() ? *std::move(remote) : nullptr;
   }
 
   std::shared_ptr<Storage> storage_ = std::make_shared<InMemoryStorage>();
@@ -680,42 +704,21 @@ class SlowReads final : public StorageWrapper {
 // ranking and cancels every run it has).
 TEST_F(RemoteRunnerTest, ARunnerBusyLoadingMetadataStillAnswersItsPings) {
   constexpr int kTenants = 24;
-  std::vector<std::shared_ptr<const Snapshot>> snapshots;
-  {
-    EngineOptions local_options;
-    local_options.scheduler.workers = 1;
-    auto local = Engine::Open(storage_, std::move(local_options));
-    ASSERT_TRUE(local.ok()) << local.status();
-    for (const std::string& tenant : Tenants(kTenants)) {
-      ASSERT_TRUE((*local)->CreateTenant(tenant).ok());
-      ASSERT_TRUE((*local)->DeployJson(tenant, Bank("v1"), kSchema).ok());
-      auto snapshot = (*local)->Latest(tenant);
-      ASSERT_TRUE(snapshot.ok()) << snapshot.status();
-      snapshots.push_back(*std::move(snapshot));
-    }
-  }
+  const auto snapshots = BankSnapshots(Tenants(kTenants));
+  ASSERT_EQ(snapshots.size(), static_cast<size_t>(kTenants));
   auto slow = std::make_shared<SlowReads>(storage_, absl::Milliseconds(250));
-  RunnerServerOptions server_options;
-  server_options.listen = "127.0.0.1:0";
-  server_options.storage = slow;
-  server_options.scheduler.workers = 1;
-  auto server = RunnerServer::Start(std::move(server_options));
-  ASSERT_TRUE(server.ok()) << server.status();
-  addresses_ = {"127.0.0.1:" + std::to_string((*server)->port())};
-  RemoteRunnerOptions options;
-  AddTheRunners(options);
-  options.ping_timeout = absl::Milliseconds(300);
-  auto remote = RemoteRunner::Create(std::move(options));
-  ASSERT_TRUE(remote.ok()) << remote.status();
+  std::unique_ptr<RunnerServer> server;
+  std::shared_ptr<RemoteRunner> remote =
+      OnlyRunnerOn(slow, {.ping_timeout = absl::Milliseconds(300)}, &server);
+  ASSERT_NE(remote, nullptr);
 
   slow->slow.store(true);
   std::vector<std::thread> runs;
   std::atomic<int> failed{0};
-  for (const std::shared_ptr<const Snapshot>& snapshot : snapshots) {
+  for (const auto& [tenant, snapshot] : snapshots) {
     runs.emplace_back([&, snapshot] {
-      RunResult r = (*remote)->Run(
-          snapshot,
-          RunRequest{.function = "bank:total", .deadline = absl::Now() + absl::Seconds(60)});
+      RunResult r = remote->Run(snapshot, RunRequest{.function = "bank:total",
+                                                     .deadline = absl::Now() + absl::Seconds(60)});
       if (!r.status.ok()) {
         ADD_FAILURE() << r.status;
         ++failed;
@@ -723,7 +726,7 @@ TEST_F(RemoteRunnerTest, ARunnerBusyLoadingMetadataStillAnswersItsPings) {
     });
   }
   for (std::thread& t : runs) t.join();
-  const RemoteRunnerStats stats = (*remote)->stats();
+  const RemoteRunnerStats stats = remote->stats();
   EXPECT_EQ(failed.load(), 0);
   EXPECT_EQ(stats.runners[0].pings_missed, 0u) << "a busy runner was taken for a stuck one";
   EXPECT_EQ(stats.retries, 0u);
@@ -733,36 +736,15 @@ TEST_F(RemoteRunnerTest, ARunnerBusyLoadingMetadataStillAnswersItsPings) {
 // runner's intake threads: a run of a tenant already cached does not wait for it (with a
 // blocking join, four joiners held all four threads and it waited the whole load).
 TEST_F(RemoteRunnerTest, ACachedTenantsRunDoesNotWaitForAnotherTenantsLoad) {
-  std::map<std::string, std::shared_ptr<const Snapshot>> snapshots;
-  {
-    EngineOptions local_options;
-    local_options.scheduler.workers = 1;
-    auto local = Engine::Open(storage_, std::move(local_options));
-    ASSERT_TRUE(local.ok()) << local.status();
-    for (const std::string tenant : {"warm", "cold"}) {
-      ASSERT_TRUE((*local)->CreateTenant(tenant).ok());
-      ASSERT_TRUE((*local)->DeployJson(tenant, Bank("v1"), kSchema).ok());
-      auto snapshot = (*local)->Latest(tenant);
-      ASSERT_TRUE(snapshot.ok()) << snapshot.status();
-      snapshots[tenant] = *std::move(snapshot);
-    }
-  }
+  auto snapshots = BankSnapshots({"warm", "cold"});
+  ASSERT_EQ(snapshots.size(), 2u);
   auto slow = std::make_shared<SlowReads>(storage_, absl::Milliseconds(500), "cold");
-  RunnerServerOptions server_options;
-  server_options.listen = "127.0.0.1:0";
-  server_options.storage = slow;
-  server_options.scheduler.workers = 1;
-  auto server = RunnerServer::Start(std::move(server_options));
-  ASSERT_TRUE(server.ok()) << server.status();
-  addresses_ = {"127.0.0.1:" + std::to_string((*server)->port())};
-  RemoteRunnerOptions options;
-  AddTheRunners(options);
-  auto remote = RemoteRunner::Create(std::move(options));
-  ASSERT_TRUE(remote.ok()) << remote.status();
+  std::unique_ptr<RunnerServer> server;
+  std::shared_ptr<RemoteRunner> remote = OnlyRunnerOn(slow, {}, &server);
+  ASSERT_NE(remote, nullptr);
   auto run = [&](const std::string& tenant) {
-    return (*remote)->Run(
-        snapshots[tenant],
-        RunRequest{.function = "bank:total", .deadline = absl::Now() + absl::Seconds(60)});
+    return remote->Run(snapshots[tenant], RunRequest{.function = "bank:total",
+                                                     .deadline = absl::Now() + absl::Seconds(60)});
   };
   ASSERT_TRUE(run("warm").status.ok());  // cached now
 
@@ -779,7 +761,7 @@ TEST_F(RemoteRunnerTest, ACachedTenantsRunDoesNotWaitForAnotherTenantsLoad) {
   const absl::Duration cold_load = absl::Now() - start;
   EXPECT_LT(warm, absl::Milliseconds(400))
       << "waited for the cold tenant's load, which took " << cold_load;
-  EXPECT_EQ((*server)->stats().metadata_loads, 2u) << "one load per tenant";
+  EXPECT_EQ(server->stats().metadata_loads, 2u) << "one load per tenant";
 }
 
 TEST(RemoteRunnerOptionsTest, BadOptionsAreInvalidArgument) {

@@ -226,53 +226,56 @@ class ValueReader {
     return v;
   }
 
-  absl::StatusOr<Value> ReadArray(int depth) {
+  // Enters an Array or Object at `depth` and calls `each` at each element (its repeated
+  // field 1, length-delimited; other fields are skipped).
+  template <typename Each>
+  absl::Status ForEachElement(std::string_view what, int depth, Each each) {
+    static_assert(pb::Array::kValuesFieldNumber == 1 && pb::Object::kFieldsFieldNumber == 1);
     TXFN_RETURN_IF_ERROR(CheckDepth(depth));
-    TXFN_ASSIGN_OR_RETURN(auto limit, Enter("Array"));
-    Value::Array array;
+    TXFN_ASSIGN_OR_RETURN(auto limit, Enter(what));
     while (true) {
-      TXFN_ASSIGN_OR_RETURN(const uint32_t tag, NextTag("Array"));
+      TXFN_ASSIGN_OR_RETURN(const uint32_t tag, NextTag(what));
       if (tag == 0) break;
-      if (!Is(tag, pb::Array::kValuesFieldNumber, WireFormat::WIRETYPE_LENGTH_DELIMITED)) {
-        TXFN_RETURN_IF_ERROR(Skip(tag, "Array"));
-        continue;
+      if (Is(tag, 1, WireFormat::WIRETYPE_LENGTH_DELIMITED)) {
+        TXFN_RETURN_IF_ERROR(each());
+      } else {
+        TXFN_RETURN_IF_ERROR(Skip(tag, what));
       }
-      TXFN_ASSIGN_OR_RETURN(Value element, ReadNestedValue(depth + 1));
-      array.push_back(std::move(element));
     }
     input_.PopLimit(limit);
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<Value> ReadArray(int depth) {
+    Value::Array array;
+    TXFN_RETURN_IF_ERROR(ForEachElement("Array", depth, [&]() -> absl::Status {
+      TXFN_ASSIGN_OR_RETURN(Value element, ReadNestedValue(depth + 1));
+      array.push_back(std::move(element));
+      return absl::OkStatus();
+    }));
     return Value::FromArray(std::move(array));
   }
 
   absl::StatusOr<Value> ReadObject(int depth) {
-    TXFN_RETURN_IF_ERROR(CheckDepth(depth));
-    TXFN_ASSIGN_OR_RETURN(auto limit, Enter("Object"));
     Value::Object object;
-    while (true) {
-      TXFN_ASSIGN_OR_RETURN(const uint32_t tag, NextTag("Object"));
-      if (tag == 0) break;
-      if (!Is(tag, pb::Object::kFieldsFieldNumber, WireFormat::WIRETYPE_LENGTH_DELIMITED)) {
-        TXFN_RETURN_IF_ERROR(Skip(tag, "Object"));
-        continue;
-      }
+    TXFN_RETURN_IF_ERROR(ForEachElement("Object", depth, [&]() -> absl::Status {
       TXFN_ASSIGN_OR_RETURN(auto field_limit, Enter("Field"));
       std::optional<std::string> name;
       std::optional<Value> value;
       while (true) {
-        TXFN_ASSIGN_OR_RETURN(const uint32_t field_tag, NextTag("Field"));
-        if (field_tag == 0) break;
-        if (Is(field_tag, pb::Field::kNameFieldNumber, WireFormat::WIRETYPE_LENGTH_DELIMITED)) {
+        TXFN_ASSIGN_OR_RETURN(const uint32_t tag, NextTag("Field"));
+        if (tag == 0) break;
+        if (Is(tag, pb::Field::kNameFieldNumber, WireFormat::WIRETYPE_LENGTH_DELIMITED)) {
           if (name.has_value()) return absl::InvalidArgumentError("wire: a Field with two names");
           TXFN_ASSIGN_OR_RETURN(name, ReadBytes("Field name"));
           TXFN_RETURN_IF_ERROR(Charge(JsCharge(*name)));
-        } else if (Is(field_tag, pb::Field::kValueFieldNumber,
-                      WireFormat::WIRETYPE_LENGTH_DELIMITED)) {
+        } else if (Is(tag, pb::Field::kValueFieldNumber, WireFormat::WIRETYPE_LENGTH_DELIMITED)) {
           if (value.has_value()) {
             return absl::InvalidArgumentError("wire: a Field with two values");
           }
           TXFN_ASSIGN_OR_RETURN(value, ReadNestedValue(depth + 1));
         } else {
-          TXFN_RETURN_IF_ERROR(Skip(field_tag, "Field"));
+          TXFN_RETURN_IF_ERROR(Skip(tag, "Field"));
         }
       }
       input_.PopLimit(field_limit);
@@ -283,8 +286,8 @@ class ValueReader {
             StrCat("wire: object field '", *name, "' is out of order or repeated"));
       }
       object.emplace_hint(object.end(), *std::move(name), *std::move(value));
-    }
-    input_.PopLimit(limit);
+      return absl::OkStatus();
+    }));
     return Value::FromObject(std::move(object));
   }
 
