@@ -715,8 +715,8 @@ TEST_F(RemoteRunnerTest, ARunnerBusyLoadingMetadataStillAnswersItsPings) {
   slow->slow.store(true);
   std::vector<std::thread> runs;
   std::atomic<int> failed{0};
-  for (const auto& [tenant, snapshot] : snapshots) {
-    runs.emplace_back([&, snapshot] {
+  for (const auto& entry : snapshots) {
+    runs.emplace_back([&, snapshot = entry.second] {
       RunResult r = remote->Run(snapshot, RunRequest{.function = "bank:total",
                                                      .deadline = absl::Now() + absl::Seconds(60)});
       if (!r.status.ok()) {
