@@ -19,6 +19,9 @@
 //   parse into its message tree and then a walk of the tree (vs_protobuf on the first = its
 //   values/s over the baseline's, run first). Shapes: 0 = an argument of 12 fields, 1 = 1,000 rows
 //   of 6 fields, 2 = 100,000 numbers.
+// BM_WireValueEncode/<shape> against BM_WireValueEncodeViaProtobuf/<shape>, the same way:
+//   EncodeWireValue (two walks of the Value, no message tree) against ToProto then
+//   SerializeAsString, the encoder before (items/s = whole values encoded per second).
 #include <time.h>
 
 #include <algorithm>
@@ -33,6 +36,7 @@
 #include "absl/time/clock.h"
 #include "bench/bench_util.h"
 #include "benchmark/benchmark.h"
+#include "lib/wire/wire_proto.h"
 #include "txfn/engine.h"
 #include "txfn/in_memory_storage.h"
 #include "txfn/remote_runner.h"
@@ -293,8 +297,31 @@ void BM_WireValueDecode(benchmark::State& state) {
   }
 }
 
+std::map<int64_t, double> wire_encode_baseline_per_second;  // by shape
+
+void BM_WireValueEncodeViaProtobuf(benchmark::State& state) {
+  const Value value = WireShape(state.range(0));
+  const std::string bytes = EncodeWireValue(value);
+  wire_encode_baseline_per_second[state.range(0)] = DecodeLoop(state, bytes, [&] {
+    v1::Value tree;
+    wire_internal::ToProto(value, &tree);
+    return tree.SerializeAsString();
+  });
+}
+
+void BM_WireValueEncode(benchmark::State& state) {
+  const Value value = WireShape(state.range(0));
+  const std::string bytes = EncodeWireValue(value);
+  const double per_second = DecodeLoop(state, bytes, [&] { return EncodeWireValue(value); });
+  if (const double baseline = wire_encode_baseline_per_second[state.range(0)]; baseline > 0) {
+    state.counters["vs_protobuf"] = per_second / baseline;
+  }
+}
+
 BENCHMARK(BM_WireValueDecodeViaProtobuf)->ArgName("shape")->DenseRange(0, 2);
 BENCHMARK(BM_WireValueDecode)->ArgName("shape")->DenseRange(0, 2);
+BENCHMARK(BM_WireValueEncodeViaProtobuf)->ArgName("shape")->DenseRange(0, 2);
+BENCHMARK(BM_WireValueEncode)->ArgName("shape")->DenseRange(0, 2);
 BENCHMARK(BM_LocalQuery)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_RemoteQuery)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_RemoteRunnerThroughput)

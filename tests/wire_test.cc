@@ -93,6 +93,37 @@ TEST(Wire, ValuesRoundTripBitForBit) {
   }
 }
 
+// EncodeWireValue writes without protobuf's message tree: byte for byte what protobuf
+// serializes for the same pb::Value (so every reader of the proto reads it), empty names,
+// empty strings and containers, zeros, -0.0, NaN payloads and every size of varint included.
+TEST(Wire, ValuesAreWrittenAsProtobufWritesThem) {
+  auto same = [](const Value& v) {
+    pb::Value message;
+    wire_internal::ToProto(v, &message);
+    return EncodeWireValue(v) == message.SerializeAsString();
+  };
+  EXPECT_TRUE(same(EveryKind()));
+  for (const Value& v :
+       {Value::Null(), Value::Int64(0), Value::Int64(-1), Value::Int64(INT64_MIN),
+        Value::Int64(INT64_MAX), Value::Float64(-0.0), Value::Bool(false), Value::String(""),
+        Value::Bytes(""), Value::FromArray({}), Value::FromObject({}),
+        Value::FromObject({{"", Value::FromArray({Value::FromObject({{"", Value::Null()}})})}}),
+        Value::String(std::string(300, 'x')), Value::Bytes(std::string(70000, 'y'))}) {
+    EXPECT_TRUE(same(v)) << v.DebugString();
+  }
+  absl::BitGen gen;
+  for (int i = 0; i < 2000; ++i) {
+    const Value v = RandomValue(gen, 0);
+    ASSERT_TRUE(same(v)) << v.DebugString();
+  }
+  Value deep = Value::Int64(1);
+  for (int i = 0; i < kMaxDecodeDepth; ++i) {
+    deep = i % 2 == 0 ? Value::FromArray({deep, Value::String(std::string(200, 'z'))})
+                      : Value::FromObject({{"k", deep}, {"", Value::Bool(true)}});
+  }
+  EXPECT_TRUE(same(deep));
+}
+
 TEST(Wire, RunRequestRoundTrips) {
   RemoteRunRequest request;
   request.tenant = "acme";

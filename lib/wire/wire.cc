@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/base/casts.h"
 #include "absl/strings/cord.h"
@@ -293,6 +294,155 @@ class ValueReader {
 
   google::protobuf::io::CodedInputStream input_;
   size_t memory_ = 0;
+};
+
+// Writes a Value as protobuf would serialize its pb::Value, byte for byte, without building
+// protobuf's message tree (~100 bytes per element, for a result of millions of them). Two
+// walks: the first measures each array, object and field message (post-order, kept in
+// pre-order), the second writes, each length taken from the first.
+class ValueWriter {
+ public:
+  std::string Write(const Value& value) {
+    const size_t size = Measure(value);
+    std::string out;
+    out.reserve(size);
+    next_ = 0;
+    WriteValue(value, out);
+    return out;
+  }
+
+ private:
+  using WireFormat = google::protobuf::internal::WireFormatLite;
+  static constexpr size_t kTagBytes = 1;  // every field number here is below 16
+
+  static size_t VarintBytes(uint64_t v) {
+    size_t n = 1;
+    for (; v >= 0x80; v >>= 7) ++n;
+    return n;
+  }
+  static size_t Delimited(size_t body) { return kTagBytes + VarintBytes(body) + body; }
+
+  // The size of a scalar `v`'s Value message.
+  static size_t ScalarSize(const Value& v) {
+    switch (v.type()) {
+      case ValueType::kInt64:
+        return kTagBytes + VarintBytes(WireFormat::ZigZagEncode64(v.int64()));
+      case ValueType::kFloat64:
+        return kTagBytes + 8;
+      case ValueType::kBool:
+        return kTagBytes + 1;
+      case ValueType::kString:
+        return Delimited(v.string().size());
+      case ValueType::kBytes:
+        return Delimited(v.bytes().size());
+      default:  // null (an empty Null message)
+        return Delimited(0);
+    }
+  }
+
+  // The size of `v`'s Value message; an array's, object's and field's bodies are kept.
+  size_t Measure(const Value& v) {
+    switch (v.type()) {
+      case ValueType::kArray: {
+        const size_t slot = Reserve();
+        size_t body = 0;
+        for (const Value& element : v.array()) body += Delimited(Measure(element));
+        sizes_[slot] = body;
+        return Delimited(body);
+      }
+      case ValueType::kObject: {
+        const size_t slot = Reserve();
+        size_t body = 0;
+        for (const auto& [name, value] : v.object()) {
+          const size_t field_slot = Reserve();
+          // proto3 leaves out an empty name (its default).
+          const size_t field =
+              (name.empty() ? 0 : Delimited(name.size())) + Delimited(Measure(value));
+          sizes_[field_slot] = field;
+          body += Delimited(field);
+        }
+        sizes_[slot] = body;
+        return Delimited(body);
+      }
+      default:
+        return ScalarSize(v);
+    }
+  }
+
+  size_t Reserve() {
+    sizes_.push_back(0);
+    return sizes_.size() - 1;
+  }
+
+  static void PutVarint(uint64_t v, std::string& out) {
+    for (; v >= 0x80; v >>= 7) out.push_back(static_cast<char>((v & 0x7f) | 0x80));
+    out.push_back(static_cast<char>(v));
+  }
+  static void PutTag(int field, WireFormat::WireType type, std::string& out) {
+    out.push_back(static_cast<char>(WireFormat::MakeTag(field, type)));
+  }
+  static void PutDelimited(int field, size_t length, std::string& out) {
+    PutTag(field, WireFormat::WIRETYPE_LENGTH_DELIMITED, out);
+    PutVarint(length, out);
+  }
+
+  void WriteValue(const Value& v, std::string& out) {
+    switch (v.type()) {
+      case ValueType::kNull:
+        PutDelimited(pb::Value::kNullValueFieldNumber, 0, out);
+        return;
+      case ValueType::kInt64:
+        PutTag(pb::Value::kInt64ValueFieldNumber, WireFormat::WIRETYPE_VARINT, out);
+        PutVarint(WireFormat::ZigZagEncode64(v.int64()), out);
+        return;
+      case ValueType::kFloat64: {
+        PutTag(pb::Value::kFloat64ValueFieldNumber, WireFormat::WIRETYPE_FIXED64, out);
+        uint64_t bits = absl::bit_cast<uint64_t>(v.float64());
+        for (int i = 0; i < 8; ++i, bits >>= 8) out.push_back(static_cast<char>(bits & 0xff));
+        return;
+      }
+      case ValueType::kBool:
+        PutTag(pb::Value::kBoolValueFieldNumber, WireFormat::WIRETYPE_VARINT, out);
+        out.push_back(v.boolean() ? 1 : 0);
+        return;
+      case ValueType::kString:
+        PutDelimited(pb::Value::kStringValueFieldNumber, v.string().size(), out);
+        out += v.string();
+        return;
+      case ValueType::kBytes:
+        PutDelimited(pb::Value::kBytesValueFieldNumber, v.bytes().size(), out);
+        out += v.bytes();
+        return;
+      case ValueType::kArray:
+        PutDelimited(pb::Value::kArrayValueFieldNumber, sizes_[next_++], out);
+        for (const Value& element : v.array()) {
+          PutDelimited(pb::Array::kValuesFieldNumber, MeasuredSize(element), out);
+          WriteValue(element, out);
+        }
+        return;
+      case ValueType::kObject:
+        PutDelimited(pb::Value::kObjectValueFieldNumber, sizes_[next_++], out);
+        for (const auto& [name, value] : v.object()) {
+          PutDelimited(pb::Object::kFieldsFieldNumber, sizes_[next_++], out);
+          if (!name.empty()) {
+            PutDelimited(pb::Field::kNameFieldNumber, name.size(), out);
+            out += name;
+          }
+          PutDelimited(pb::Field::kValueFieldNumber, MeasuredSize(value), out);
+          WriteValue(value, out);
+        }
+        return;
+    }
+  }
+
+  // The size of `v`'s Value message during the write: a container's from the first walk (the
+  // next slot, which WriteValue then takes), a scalar's computed again.
+  size_t MeasuredSize(const Value& v) const {
+    return v.is_array() || v.is_object() ? Delimited(sizes_[next_]) : ScalarSize(v);
+  }
+
+  std::vector<size_t> sizes_;  // array, object and field message bodies, in pre-order
+  size_t next_ = 0;            // the next of sizes_ the write takes
 };
 
 }  // namespace
@@ -607,7 +757,7 @@ auto Decode(std::string_view bytes, std::string_view what) -> decltype(FromProto
 }  // namespace wire_internal
 
 std::string EncodeWireValue(const Value& value) {
-  return wire_internal::Encode<wire_internal::pb::Value>(value);
+  return wire_internal::ValueWriter().Write(value);
 }
 absl::StatusOr<Value> DecodeWireValue(std::string_view bytes) {
   if (bytes.size() > static_cast<size_t>(std::numeric_limits<int>::max())) {
