@@ -10,7 +10,6 @@
 #include <utility>
 #include <vector>
 
-#include "absl/base/casts.h"
 #include "absl/strings/cord.h"
 #include "lib/wire/wire_proto.h"
 #include "txfn/internal/strings.h"
@@ -52,8 +51,8 @@ absl::Status CheckVersion(uint32_t min_reader_version, std::string_view what) {
 // Reads a serialized pb::Value straight into a Value. protobuf's own parse would first build
 // its message tree, ~100 bytes per element: 16 MiB of empty arrays (4 bytes each on the wire)
 // took ~1 GB before anything could look at it. This reader charges each value the memory it
-// takes (as FromJs does: at least sizeof(Value), a string its length) against
-// kMaxWireValueMemory as it goes.
+// takes (as FromJs does: at least sizeof(Value), a string its UTF-16 length plus one, bytes
+// their length) against kMaxWireValueMemory as it goes.
 //
 // It reads what any protobuf writer makes of one pb::Value (fields in any order, unknown
 // fields skipped) and refuses what only a concatenation of messages makes (a Value of two
@@ -182,7 +181,7 @@ class ValueReader {
     }
     if (Is(tag, pb::Value::kFloat64ValueFieldNumber, WireFormat::WIRETYPE_FIXED64) &&
         input_.ReadLittleEndian64(&bits)) {
-      return Value::Float64(absl::bit_cast<double>(bits));
+      return Value::Float64(WireFormat::DecodeDouble(bits));
     }
     if (Is(tag, pb::Value::kBoolValueFieldNumber, WireFormat::WIRETYPE_VARINT) &&
         input_.ReadVarint64(&bits)) {
@@ -313,20 +312,16 @@ class ValueWriter {
 
  private:
   using WireFormat = google::protobuf::internal::WireFormatLite;
+  using Output = google::protobuf::io::CodedOutputStream;
   static constexpr size_t kTagBytes = 1;  // every field number here is below 16
 
-  static size_t VarintBytes(uint64_t v) {
-    size_t n = 1;
-    for (; v >= 0x80; v >>= 7) ++n;
-    return n;
-  }
-  static size_t Delimited(size_t body) { return kTagBytes + VarintBytes(body) + body; }
+  static size_t Delimited(size_t body) { return kTagBytes + Output::VarintSize64(body) + body; }
 
   // The size of a scalar `v`'s Value message.
   static size_t ScalarSize(const Value& v) {
     switch (v.type()) {
       case ValueType::kInt64:
-        return kTagBytes + VarintBytes(WireFormat::ZigZagEncode64(v.int64()));
+        return kTagBytes + Output::VarintSize64(WireFormat::ZigZagEncode64(v.int64()));
       case ValueType::kFloat64:
         return kTagBytes + 8;
       case ValueType::kBool:
@@ -375,8 +370,9 @@ class ValueWriter {
   }
 
   static void PutVarint(uint64_t v, std::string& out) {
-    for (; v >= 0x80; v >>= 7) out.push_back(static_cast<char>((v & 0x7f) | 0x80));
-    out.push_back(static_cast<char>(v));
+    uint8_t bytes[10];
+    out.append(reinterpret_cast<const char*>(bytes),
+               Output::WriteVarint64ToArray(v, bytes) - bytes);
   }
   static void PutTag(int field, WireFormat::WireType type, std::string& out) {
     out.push_back(static_cast<char>(WireFormat::MakeTag(field, type)));
@@ -397,8 +393,9 @@ class ValueWriter {
         return;
       case ValueType::kFloat64: {
         PutTag(pb::Value::kFloat64ValueFieldNumber, WireFormat::WIRETYPE_FIXED64, out);
-        uint64_t bits = absl::bit_cast<uint64_t>(v.float64());
-        for (int i = 0; i < 8; ++i, bits >>= 8) out.push_back(static_cast<char>(bits & 0xff));
+        uint8_t bytes[8];
+        Output::WriteLittleEndian64ToArray(WireFormat::EncodeDouble(v.float64()), bytes);
+        out.append(reinterpret_cast<const char*>(bytes), sizeof(bytes));
         return;
       }
       case ValueType::kBool:
