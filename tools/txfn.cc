@@ -110,7 +110,8 @@ ABSL_FLAG(std::string, key, "",
 ABSL_FLAG(std::string, client, "",
           "submit: the client whose rate limit applies (default: the tenant).");
 ABSL_FLAG(std::string, status, "",
-          "calls: only calls that ended so: succeeded|failed|dead_lettered|cancelled.");
+          "calls: only calls in this state: "
+          "pending|running|succeeded|failed|dead_lettered|cancelled.");
 ABSL_FLAG(std::string, function, "", "calls: only calls of this MODULE:FUNCTION.");
 ABSL_FLAG(int64_t, limit, 100, "calls: at most this many calls (0: all).");
 
@@ -815,22 +816,20 @@ int Serve(const sigset_t& stop_signals) {
     std::fflush(stderr);
   };
   int received = 0;
-  absl::Time next = absl::Now() + every;
+  PeriodicTimer lines(absl::Now() + every, every);
   while (received == 0) {
     if (quiet) {
       if (sigwait(&stop_signals, &received) != 0) received = 0;
       continue;
     }
-    next = ClampNextRun(next, absl::Now(), every);
-    const timespec wait = absl::ToTimespec(std::max(next - absl::Now(), absl::ZeroDuration()));
-    const int got = sigtimedwait(&stop_signals, nullptr, &wait);
-    if (got > 0) {
-      received = got;
-    } else if (errno == EAGAIN) {  // time for a status line
+    const absl::Time now = absl::Now();
+    if (lines.Due(now)) {
       status();
-      next += every;
-      if (next < absl::Now()) next = absl::Now() + every;  // fell behind: no burst
-    }                                                      // else EINTR: wait again
+      continue;
+    }
+    const timespec wait = absl::ToTimespec(lines.NextRun(now) - now);
+    const int got = sigtimedwait(&stop_signals, nullptr, &wait);
+    if (got > 0) received = got;  // else the time for a line came (EAGAIN), or EINTR
   }
   if (!quiet) {
     if (tty) std::fputc('\n', stderr);

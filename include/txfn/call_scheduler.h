@@ -432,11 +432,11 @@ class CallScheduler {
   double share_ ABSL_GUARDED_BY(mu_) = 1;
   std::vector<int> shards_;  // polled, fixed at creation
   size_t next_shard_ ABSL_GUARDED_BY(mu_) = 0;
-  absl::Time next_poll_ ABSL_GUARDED_BY(mu_);
-  absl::Duration poll_backoff_ ABSL_GUARDED_BY(mu_);
-  absl::Time next_extend_ ABSL_GUARDED_BY(mu_);
-  absl::Time next_forget_ ABSL_GUARDED_BY(mu_);
-  absl::Time next_config_poll_ ABSL_GUARDED_BY(mu_);
+  // Polls back off (their interval doubles) while they find nothing or may not move calls.
+  PeriodicTimer poll_ ABSL_GUARDED_BY(mu_){absl::InfinitePast(), absl::ZeroDuration()};
+  PeriodicTimer extend_ ABSL_GUARDED_BY(mu_){absl::InfinitePast(), absl::ZeroDuration()};
+  PeriodicTimer forget_ ABSL_GUARDED_BY(mu_){absl::InfinitePast(), absl::ZeroDuration()};
+  PeriodicTimer config_poll_ ABSL_GUARDED_BY(mu_){absl::InfinitePast(), absl::ZeroDuration()};
   bool draining_ ABSL_GUARDED_BY(mu_) = false;
 
   // Every call the scheduler holds a lease on, by id.

@@ -85,6 +85,50 @@ class VirtualClock final : public Clock {
   return next - now > interval ? now + interval : next;
 }
 
+// A task run every `interval` on a clock that may step, with ClampNextRun's rule in one place:
+// once a run is due it is next due `interval` after it ran; a clock set back delays it by at
+// most one interval. Each loop of the queue side, the engine and RemoteRunner keeps its
+// periodic work (polls, lease extensions, sweeps, pings) in one:
+//
+//   txfn::PeriodicTimer sweep(clock.Now() + absl::Seconds(1), absl::Seconds(1));
+//   while (...) {
+//     if (sweep.Due(clock.Now())) Sweep();
+//     WaitUntil(sweep.NextRun(clock.Now()));
+//   }
+//
+// Not thread-safe: one owner, or used under the owner's lock.
+class PeriodicTimer {
+ public:
+  // The first run is due at `first`, then every `interval` (> 0).
+  PeriodicTimer(absl::Time first, absl::Duration interval) : next_(first), interval_(interval) {}
+
+  // Whether a run is due at `now`; if so, the next is due at `now + interval`.
+  [[nodiscard]] bool Due(absl::Time now) {
+    next_ = NextRun(now);
+    if (now < next_) return false;
+    next_ = now + interval_;
+    return true;
+  }
+  // When the next run is due, seen at `now`: never more than one interval after it. (It keeps
+  // what it answers: the interval after a step back counts from the first look after it.)
+  [[nodiscard]] absl::Time NextRun(absl::Time now) {
+    next_ = ClampNextRun(next_, now, interval_);
+    return next_;
+  }
+  // The next run `interval` after `now`, and every `interval` from then on.
+  void Reschedule(absl::Time now, absl::Duration interval) {
+    interval_ = interval;
+    next_ = now + interval;
+  }
+  // The next Due() answers true, whatever the time.
+  void RunNow() { next_ = absl::InfinitePast(); }
+  [[nodiscard]] absl::Duration interval() const { return interval_; }
+
+ private:
+  absl::Time next_;
+  absl::Duration interval_;
+};
+
 }  // namespace txfn
 
 #endif  // TXFN_CLOCK_H_

@@ -184,7 +184,7 @@ class Submitter {
   absl::flat_hash_map<std::string, TokenBucket> buckets_ ABSL_GUARDED_BY(mu_);
   size_t drop_full_buckets_at_ ABSL_GUARDED_BY(mu_);  // buckets_.size() that triggers it
   absl::flat_hash_map<int, Batch> batches_ ABSL_GUARDED_BY(mu_);  // by shard
-  absl::Time next_config_poll_ ABSL_GUARDED_BY(mu_);
+  PeriodicTimer config_poll_ ABSL_GUARDED_BY(mu_);
   SubmitterStats stats_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -54,8 +54,8 @@ absl::Time CallScheduler::Tick() {
   Dispatch(now);
   FlushSettlements(now);
 
-  absl::Time next = std::min(next_poll_, next_extend_);
-  if (options_.config_source) next = std::min(next, next_config_poll_);
+  absl::Time next = std::min(poll_.NextRun(now), extend_.NextRun(now));
+  if (options_.config_source) next = std::min(next, config_poll_.NextRun(now));
   if (stats_.buffered > 0) next = std::min(next, now + options_.poll_interval);
   return std::max(next, now);
 }
@@ -66,8 +66,7 @@ void CallScheduler::PollSoon() {
 }
 
 void CallScheduler::PollNextTick() {
-  next_poll_ = absl::InfinitePast();
-  poll_backoff_ = options_.poll_interval;
+  poll_.Reschedule(absl::InfinitePast(), options_.poll_interval);  // due at once
 }
 
 void CallScheduler::Forget(const CallId& id) {
@@ -79,9 +78,7 @@ void CallScheduler::Forget(const CallId& id) {
 
 void CallScheduler::ForgetIdleFunctions(absl::Time now) {
   if (options_.forget_idle_functions <= absl::ZeroDuration()) return;
-  next_forget_ = ClampNextRun(next_forget_, now, options_.forget_idle_functions / 4);
-  if (now < next_forget_) return;
-  next_forget_ = now + options_.forget_idle_functions / 4;
+  if (!forget_.Due(now)) return;
   auto idle = [&](const std::unique_ptr<FunctionState>& fs) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (fs->held > 0 || config_.functions.contains(fs->name)) {
       fs->idle_since = absl::InfiniteFuture();
@@ -228,9 +225,7 @@ void CallScheduler::ProcessCompletions(absl::Time now) {
 }
 
 void CallScheduler::ExtendLeases(absl::Time now) {
-  next_extend_ = ClampNextRun(next_extend_, now, options_.lease_duration / 4);
-  if (now < next_extend_) return;
-  next_extend_ = now + options_.lease_duration / 4;
+  if (!extend_.Due(now)) return;
   std::map<int, std::vector<LeaseToken>> due;
   for (const auto& [id, h] : held_) {
     if (h->where == Held::Where::kSettling || h->lost) continue;
@@ -689,8 +684,7 @@ void CallScheduler::Dispatch(absl::Time now) {
 }
 
 void CallScheduler::Poll(absl::Time now) {
-  next_poll_ = ClampNextRun(next_poll_, now, poll_backoff_);
-  if (draining_ || now < next_poll_) return;
+  if (draining_ || !poll_.Due(now)) return;
   // Room in the buffers per quota class: reserved calls have max_buffered of
   // their own, opportunistic ones what is left of max_buffered. So buffers
   // full of opportunistic calls never keep a reserved call in the queue.
@@ -702,8 +696,7 @@ void CallScheduler::Poll(absl::Time now) {
       stats_.run_queue >= options_.run_queue_target) {
     // Flow control: the backlog stays in the durable queue.
     ++stats_.polls_skipped;
-    poll_backoff_ = std::min(poll_backoff_ * 2, options_.max_poll_interval);
-    next_poll_ = now + poll_backoff_;
+    poll_.Reschedule(now, std::min(poll_.interval() * 2, options_.max_poll_interval));
     return;
   }
   ++stats_.polls;
@@ -789,9 +782,8 @@ void CallScheduler::Poll(absl::Time now) {
   }
   next_shard_ = (next_shard_ + 1) % shards_.size();
   stats_.max_buffered = std::max(stats_.max_buffered, stats_.buffered);
-  poll_backoff_ =
-      got == 0 ? std::min(poll_backoff_ * 2, options_.max_poll_interval) : options_.poll_interval;
-  next_poll_ = now + poll_backoff_;
+  poll_.Reschedule(now, got == 0 ? std::min(poll_.interval() * 2, options_.max_poll_interval)
+                                 : options_.poll_interval);
 }
 
 std::vector<int64_t> CallScheduler::IdleSlots() const {

@@ -139,11 +139,10 @@ CallScheduler::CallScheduler(Options options)
   }
   internal::MutexLock lock(&mu_);
   share_ = utilization_.share();
-  next_poll_ = now;
-  next_forget_ = now;
-  poll_backoff_ = options_.poll_interval;
-  next_extend_ = now + options_.lease_duration / 4;
-  next_config_poll_ = now;
+  poll_ = PeriodicTimer(now, options_.poll_interval);
+  forget_ = PeriodicTimer(now, options_.forget_idle_functions / 4);
+  extend_ = PeriodicTimer(now + options_.lease_duration / 4, options_.lease_duration / 4);
+  config_poll_ = PeriodicTimer(now, options_.config_poll_interval);
   groups_.push_back(std::make_unique<Group>());  // the default group ""
   InstallConfig(options_.config, now);
 }
@@ -247,9 +246,7 @@ void CallScheduler::MaybePollConfig(absl::Time now) {
   if (!options_.config_source) return;
   {
     internal::MutexLock lock(&mu_);
-    next_config_poll_ = ClampNextRun(next_config_poll_, now, options_.config_poll_interval);
-    if (now < next_config_poll_) return;
-    next_config_poll_ = now + options_.config_poll_interval;
+    if (!config_poll_.Due(now)) return;
   }
   absl::StatusOr<SchedulerConfig> fetched = options_.config_source();
   absl::Status s = fetched.ok() ? ApplyConfig(*fetched) : fetched.status();

@@ -90,7 +90,7 @@ Submitter::Submitter(DurableQueue* queue, BlobStore* blobs, const Clock* clock,
       ids_(options_.id_seed != 0 ? CallIdGenerator(options_.id_seed) : CallIdGenerator()),
       config_(options_.config),
       drop_full_buckets_at_(kMinBucketsToDrop),
-      next_config_poll_(clock->Now()) {
+      config_poll_(clock->Now(), options_.config_poll_interval) {
   stats_.config_version = config_.version;
 }
 
@@ -289,7 +289,7 @@ absl::Time Submitter::Tick() {
     for (const auto& [shard, b] : batches_) {
       if (!b.calls.empty()) next = std::min(next, b.first_added + options_.max_batch_delay);
     }
-    if (options_.config_source) next = std::min(next, next_config_poll_);
+    if (options_.config_source) next = std::min(next, config_poll_.NextRun(now));
   }
   Write(std::move(due));
   return next;
@@ -328,9 +328,7 @@ void Submitter::MaybePollConfig(absl::Time now) {
   if (!options_.config_source) return;
   {
     internal::MutexLock lock(&mu_);
-    next_config_poll_ = ClampNextRun(next_config_poll_, now, options_.config_poll_interval);
-    if (now < next_config_poll_) return;
-    next_config_poll_ = now + options_.config_poll_interval;
+    if (!config_poll_.Due(now)) return;
   }
   absl::StatusOr<SubmitterConfig> fetched = options_.config_source();
   absl::Status s = fetched.ok() ? ApplyConfig(*fetched) : fetched.status();

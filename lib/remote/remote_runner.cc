@@ -299,22 +299,20 @@ class RemoteRunner::Impl {
   // flight when it stops, and the destructor drains the queue.
   void WatchHealth() {
     pings_.resize(endpoints_.size());
-    absl::Time next_round = absl::Now() + options_.health_interval;
+    PeriodicTimer rounds(absl::Now() + options_.health_interval, options_.health_interval);
     while (true) {
       {
         internal::MutexLock lock(&mu_);
         if (stop_) break;
       }
-      next_round = ClampNextRun(next_round, absl::Now(), options_.health_interval);
-      if (absl::Now() >= next_round) {
+      if (rounds.Due(absl::Now())) {
         for (size_t i = 0; i < endpoints_.size(); ++i) {
           if (pings_[i] == nullptr) pings_[i] = SendPing(*endpoints_[i], i);
         }
-        next_round = absl::Now() + options_.health_interval;
       }
       void* tag = nullptr;
       bool ok = false;
-      if (health_queue_.AsyncNext(&tag, &ok, absl::ToChronoTime(next_round)) !=
+      if (health_queue_.AsyncNext(&tag, &ok, absl::ToChronoTime(rounds.NextRun(absl::Now()))) !=
               grpc::CompletionQueue::GOT_EVENT ||
           tag == kStopTag) {
         continue;  // the next round is due, or stop_ is set

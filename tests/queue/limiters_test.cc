@@ -1,4 +1,4 @@
-// TokenBucket, ConcurrencyLimiter, AimdLimiter and UtilizationController on a
+// TokenBucket, ConcurrencyLimiter, AimdLimiter, UtilizationController and PeriodicTimer on a
 // virtual clock: rates, slow start, convergence to a downstream's capacity and
 // recovery after an outage, damped control, and every bad option.
 #include "txfn/limiters.h"
@@ -20,6 +20,52 @@ namespace {
 using ::testing::HasSubstr;
 
 const absl::Time kT0 = absl::FromUnixSeconds(1'700'000'000);
+
+TEST(PeriodicTimerTest, RunsOnceDueThenOneIntervalAfterEachRunWithoutBursts) {
+  const absl::Duration every = absl::Seconds(10);
+  PeriodicTimer timer(kT0, every);
+  EXPECT_FALSE(timer.Due(kT0 - absl::Nanoseconds(1)));
+  EXPECT_TRUE(timer.Due(kT0));
+  EXPECT_FALSE(timer.Due(kT0));
+  EXPECT_EQ(timer.NextRun(kT0), kT0 + every);
+  EXPECT_FALSE(timer.Due(kT0 + every - absl::Nanoseconds(1)));
+  EXPECT_TRUE(timer.Due(kT0 + every));
+  // A loop that fell ten intervals behind runs once, then an interval after that run.
+  const absl::Time late = kT0 + 11.5 * every;
+  EXPECT_TRUE(timer.Due(late));
+  EXPECT_FALSE(timer.Due(late + every / 2));
+  EXPECT_TRUE(timer.Due(late + every));
+}
+
+TEST(PeriodicTimerTest, AClockSetBackDelaysTheNextRunByAtMostOneInterval) {
+  const absl::Duration every = absl::Seconds(10);
+  PeriodicTimer timer(kT0, every);
+  ASSERT_TRUE(timer.Due(kT0));
+  const absl::Time back = kT0 - absl::Hours(1);  // NTP or an operator set the clock back
+  EXPECT_EQ(timer.NextRun(back), back + every);
+  EXPECT_FALSE(timer.Due(back + every - absl::Nanoseconds(1)));
+  EXPECT_TRUE(timer.Due(back + every));
+  // A step forward runs it at once (time passed), then on the interval again.
+  const absl::Time forward = back + absl::Hours(2);
+  EXPECT_TRUE(timer.Due(forward));
+  EXPECT_EQ(timer.NextRun(forward), forward + every);
+}
+
+TEST(PeriodicTimerTest, RescheduleChangesTheIntervalAndRunNowMakesItDue) {
+  PeriodicTimer timer(kT0, absl::Seconds(1));
+  ASSERT_TRUE(timer.Due(kT0));
+  timer.Reschedule(kT0, absl::Seconds(8));  // a poll backing off
+  EXPECT_EQ(timer.interval(), absl::Seconds(8));
+  EXPECT_FALSE(timer.Due(kT0 + absl::Seconds(7)));
+  EXPECT_TRUE(timer.Due(kT0 + absl::Seconds(8)));
+  EXPECT_EQ(timer.NextRun(kT0 + absl::Seconds(8)), kT0 + absl::Seconds(16));
+  timer.RunNow();
+  EXPECT_TRUE(timer.Due(kT0 + absl::Seconds(9)));
+  EXPECT_FALSE(timer.Due(kT0 + absl::Seconds(9)));
+  // Reschedule from the infinite past (CallScheduler::PollSoon) is due at once too.
+  timer.Reschedule(absl::InfinitePast(), absl::Seconds(1));
+  EXPECT_TRUE(timer.Due(kT0 + absl::Seconds(9)));
+}
 
 TEST(TokenBucketTest, StartsFullRefillsAtItsRateAndNeverAboveTheBurst) {
   auto b = TokenBucket::Create(/*rate=*/10, /*burst=*/5, kT0);
