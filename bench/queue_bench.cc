@@ -29,6 +29,10 @@
 //       skips one tenant's 100,000 due calls; counter polls_per_s. Baselines:
 //       /backlog:100000/due:0 (the same backlog, not due yet: what its size
 //       alone costs) and /backlog:0/due:0 (no backlog).
+//   BM_TenantDepths/storage:memory|sqlite/calls:100000
+//       the engine's recount for max_pending_calls_per_tenant: DurableQueue::TenantDepths
+//       over 100,000 pending calls of 100 tenants; counter calls_per_s. Baseline:
+//       BM_TenantDepthsViaListCalls (the interface's default, pages of ListCalls).
 //   BM_TokenBucketAcquire, BM_AimdLimiterUpdate
 //       ns per operation, against BM_MutexCounter (a mutex-guarded counter:
 //       the floor of any shared admission check).
@@ -269,25 +273,62 @@ BENCHMARK(BM_QueueOnlyDispatch);
 // costs only its size (a bigger table and indexes). Baselines: backlog:0,
 // and due:0 for the same size (SQLite with synchronous=NORMAL, so the cost
 // is the lease's walk, not the disk's fsync).
+// An InMemoryQueue, or a SqliteQueue (synchronous=NORMAL) in `dir`; null (the state skipped
+// with the error) if it cannot be opened.
+std::unique_ptr<DurableQueue> OpenQueue(benchmark::State& state, bool sqlite, const TempDir& dir) {
+  if (!sqlite) return std::make_unique<InMemoryQueue>();
+  auto q = SqliteQueue::Open(dir.File("queue.db"),
+                             {.synchronous = SqliteQueueOptions::Synchronous::kNormal});
+  if (!q.ok()) {
+    state.SkipWithError(std::string(q.status().message()).c_str());
+    return nullptr;
+  }
+  return *std::move(q);
+}
+
 void BM_LeaseSkippingABacklog(benchmark::State& state, bool sqlite) {
   const int64_t backlog = state.range(0);
   const absl::Time backlog_due = state.range(1) != 0 ? kT0 - absl::Hours(1) : kT0 + absl::Hours(1);
   TempDir dir;
-  std::unique_ptr<DurableQueue> queue;
-  if (!sqlite) {
-    queue = std::make_unique<InMemoryQueue>();
-  } else {
-    auto q = SqliteQueue::Open(dir.File("queue.db"),
-                               {.synchronous = SqliteQueueOptions::Synchronous::kNormal});
-    if (!q.ok()) {
-      state.SkipWithError(std::string(q.status().message()).c_str());
-      return;
-    }
-    queue = *std::move(q);
-  }
+  std::unique_ptr<DurableQueue> queue = OpenQueue(state, sqlite, dir);
+  if (queue == nullptr) return;
   bench::PollPastABacklog(state, *queue, backlog, backlog_due, kT0);
 }
 // Registered in main() as "/storage:memory" and "/storage:sqlite".
+
+// The engine's recount for max_pending_calls_per_tenant: TenantDepths over `calls` pending
+// calls of 100 tenants; counter calls_per_s (calls counted per second of CPU). With
+// `via_list_calls`, the baseline: DurableQueue's default TenantDepths (pages of ListCalls),
+// what an adapter without its own count does.
+void BM_TenantDepths(benchmark::State& state, bool sqlite, bool via_list_calls) {
+  const size_t n = static_cast<size_t>(state.range(0));
+  TempDir dir;
+  std::unique_ptr<DurableQueue> queue = OpenQueue(state, sqlite, dir);
+  if (queue == nullptr) return;
+  CallIdGenerator ids(13);
+  std::vector<Call> calls = NoOpCalls(ids, n, kT0);
+  for (size_t i = 0; i < n; ++i) calls[i].tenant = fmt::format("t{}", i % 100);
+  for (size_t i = 0; i < n; i += DurableQueue::kMaxEnqueueBatch) {
+    const size_t end = std::min(n, i + DurableQueue::kMaxEnqueueBatch);
+    if (!queue->Enqueue(absl::MakeConstSpan(calls).subspan(i, end - i)).ok()) {
+      state.SkipWithError("enqueue failed");
+      return;
+    }
+  }
+  for (auto _ : state) {
+    absl::StatusOr<std::vector<TenantDepth>> depths =
+        via_list_calls ? queue->DurableQueue::TenantDepths(kT0) : queue->TenantDepths(kT0);
+    if (!depths.ok() || depths->size() != 100) {
+      state.SkipWithError("TenantDepths failed");
+      return;
+    }
+    benchmark::DoNotOptimize(depths->data());
+  }
+  state.counters["calls_per_s"] =
+      benchmark::Counter(static_cast<double>(n) * static_cast<double>(state.iterations()),
+                         benchmark::Counter::kIsRate);
+}
+// Registered in main() as "/storage:memory|sqlite" and "BM_TenantDepthsViaListCalls/...".
 
 constexpr size_t kBacklogCalls = 200'000;
 
@@ -451,6 +492,9 @@ class RatioReporter : public benchmark::ConsoleReporter {
       ratio(name + "100000/due:1", name + "100000/due:0", "polls_per_s",
             "; skipping a due backlog vs one not due; goal: about 1");
       ratio(name + "100000/due:1", name + "0/due:0", "polls_per_s", "; vs no backlog at all");
+      ratio(fmt::format("BM_TenantDepths/storage:{}/calls:100000", storage),
+            fmt::format("BM_TenantDepthsViaListCalls/storage:{}/calls:100000", storage),
+            "calls_per_s", "; the adapter's count vs pages of ListCalls");
     }
     if (rate_.count("BM_CallSchedulerDispatch|calls_per_cpu_s")) {
       out << "BM_CallSchedulerDispatch calls per CPU-second (goal >= 500k on one core): "
@@ -484,6 +528,19 @@ int main(int argc, char** argv) {
         ->Args({0, 0})
         ->Args({100'000, 0})
         ->Args({100'000, 1});
+  }
+  for (const bool sqlite : {false, true}) {
+    for (const bool via_list_calls : {false, true}) {
+      benchmark::RegisterBenchmark(
+          fmt::format("{}/storage:{}",
+                      via_list_calls ? "BM_TenantDepthsViaListCalls" : "BM_TenantDepths",
+                      sqlite ? "sqlite" : "memory")
+              .c_str(),
+          txfn::BM_TenantDepths, sqlite, via_list_calls)
+          ->ArgName("calls")
+          ->Arg(100'000)
+          ->Unit(benchmark::kMillisecond);
+    }
   }
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;

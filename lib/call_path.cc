@@ -155,12 +155,20 @@ struct QueueEffects {
 
 QueueEffects QueueEffectsOf(const CallPathOptions& options, const PreparedCommit& commit) {
   QueueEffects effects;
-  if (options.on_scheduled) effects.scheduled = ScheduledIn(commit);
+  if (options.on_scheduled || options.admit_scheduled) effects.scheduled = ScheduledIn(commit);
   if (options.on_cancelled) effects.cancelled = CancelledIn(commit);
   return effects;
 }
 
+// The admit_scheduled hook's answer for a run's effects.
+absl::Status AdmitScheduled(const CallPathOptions& options, OpenTenant& tenant,
+                            const QueueEffects& effects) {
+  if (!options.admit_scheduled || effects.scheduled.empty()) return absl::OkStatus();
+  return options.admit_scheduled(tenant, effects.scheduled.size());
+}
+
 void Announce(const CallPathOptions& options, OpenTenant& tenant, QueueEffects effects) {
+  if (!options.on_scheduled) effects.scheduled.clear();
   if (!effects.scheduled.empty()) options.on_scheduled(tenant, std::move(effects.scheduled));
   if (!effects.cancelled.empty()) options.on_cancelled(tenant, std::move(effects.cancelled));
 }
@@ -272,6 +280,7 @@ struct CallPath::State {
             TXFN_RETURN_IF_ERROR(record->Add(last_run.value, &last_run.commit));
           }
           effects = QueueEffectsOf(this->options, last_run.commit);
+          TXFN_RETURN_IF_ERROR(AdmitScheduled(this->options, tenant, effects));
           return AttemptResult::Commit(
               tenant.Commit(std::move(last_run.commit), std::move(intent)));
         });
@@ -528,6 +537,9 @@ struct CallPath::State {
     // wait for may need this very worker to run their functions), and do not
     // announce (async attempts are not waited for).
     QueueEffects effects = QueueEffectsOf(options, r.commit);
+    if (absl::Status admitted = AdmitScheduled(options, *call.tenant, effects); !admitted.ok()) {
+      return absl::StatusOr<CallResult>(WithLogs(admitted, r.logs));
+    }
     absl::StatusOr<Timestamp> ts =
         call.tenant->Commit(std::move(r.commit), CommitIntent(), BatchHold::kNever);
     if (ts.ok()) {

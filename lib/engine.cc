@@ -82,6 +82,10 @@ class EngineImpl final : public Engine {
                 .check_scheduled =
                     [this](OpenTenant& tenant, std::string_view function, const Value& args) {
                       return queued_->CheckScheduled(tenant, function, args);
+                    },
+                .admit_scheduled =
+                    [this](OpenTenant& tenant, size_t calls) {
+                      return queued_->AdmitScheduled(tenant, calls);
                     }}),
         queued_(std::make_unique<internal::QueuedCalls>(options_.queued, tenants_, calls_, runner_,
                                                         WorkerCount(options_.scheduler))) {
@@ -323,13 +327,12 @@ class EngineImpl final : public Engine {
         std::clamp(options_.retention_interval, absl::Milliseconds(1), absl::Hours(1));
     const absl::Duration sweep_every =
         std::clamp(options_.tenant_sweep_interval, absl::Milliseconds(1), absl::Hours(1));
-    absl::Time next_retention = absl::Now() + retention_every;
-    absl::Time next_sweep = absl::Now() + sweep_every;
+    PeriodicTimer retention_timer(absl::Now() + retention_every, retention_every);
+    PeriodicTimer sweep_timer(absl::Now() + sweep_every, sweep_every);
     while (true) {
       const absl::Time before = absl::Now();
-      next_retention = ClampNextRun(next_retention, before, retention_every);
-      next_sweep = ClampNextRun(next_sweep, before, sweep_every);
-      const absl::Time wake = retention ? std::min(next_retention, next_sweep) : next_sweep;
+      absl::Time wake = sweep_timer.NextRun(before);
+      if (retention) wake = std::min(wake, retention_timer.NextRun(before));
       {
         internal::MutexLock lock(&background_mu_);
         background_cv_.WaitWithTimeout(
@@ -338,15 +341,9 @@ class EngineImpl final : public Engine {
         if (stop_background_) return;
       }
       const absl::Time now = absl::Now();
-      if (now >= next_sweep) {
-        (void)SweepTenants();
-        next_sweep = now + sweep_every;
-      }
-      if (retention && now >= next_retention) {
-        // Failures are counted (stats().retention) and retried next pass.
-        (void)ApplyRetention();
-        next_retention = now + retention_every;
-      }
+      if (sweep_timer.Due(now)) (void)SweepTenants();
+      // Failures are counted (stats().retention) and retried next pass.
+      if (retention && retention_timer.Due(now)) (void)ApplyRetention();
     }
   }
 

@@ -160,6 +160,9 @@ void AppendEngineMetrics(Engine& engine, MetricsText* out) {
         s.queued.scheduler.dead_lettered);
   count("txfn_service_back_pressure_total", "Service answers that were back-pressure.",
         s.queued.back_pressure);
+  count("txfn_pending_cap_refused_total",
+        "Calls and mutations refused for max_pending_calls_per_tenant.",
+        s.queued.pending_cap_refused);
   if (absl::StatusOr<std::vector<FunctionDepth>> depths = engine.QueueDepths(); depths.ok()) {
     for (const FunctionDepth& d : *depths) {
       out->Gauge("txfn_queue_pending", "Queued calls not yet finished, by function.",

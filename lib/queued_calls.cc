@@ -42,16 +42,14 @@ absl::StatusOr<std::vector<IndexEntry>> ScanNewest(Storage& storage, const std::
 class TenantPass {
  public:
   TenantPass(absl::Duration every, size_t slice, absl::Time now)
-      : every_(every), slice_(slice), next_(now + every) {}
+      : slice_(slice), start_(now + every, every) {}
 
   // This round's tenants (none, mostly): the rest of a pass under way, or a new pass's first.
   std::vector<std::string> Next(Storage& storage, absl::Time now, bool may_start) {
-    next_ = ClampNextRun(next_, now, every_);
-    if (may_start && left_.empty() && now >= next_) {
+    if (may_start && left_.empty() && start_.Due(now)) {
       if (absl::StatusOr<std::vector<std::string>> all = storage.ListTenants(); all.ok()) {
         left_ = *std::move(all);
       }
-      next_ = now + every_;
     }
     const size_t n = std::min(left_.size(), slice_);
     std::vector<std::string> slice(std::make_move_iterator(left_.end() - n),
@@ -61,9 +59,8 @@ class TenantPass {
   }
 
  private:
-  const absl::Duration every_;
   const size_t slice_;
-  absl::Time next_;
+  PeriodicTimer start_;            // of the next pass
   std::vector<std::string> left_;  // the tenants of the pass under way not yet handled
 };
 
@@ -333,7 +330,8 @@ QueuedCalls::QueuedCalls(QueuedCallOptions options, TenantCommitters& tenants, C
       slots_(options_.slots > 0 ? options_.slots : std::max(2, 2 * workers)),
       slots_per_tenant_(options_.slots_per_tenant > 0 ? options_.slots_per_tenant
                                                       : std::max(1, slots_ / 2)),
-      queue_(options_.queue != nullptr ? options_.queue : std::make_shared<InMemoryQueue>()) {
+      queue_(options_.queue != nullptr ? options_.queue : std::make_shared<InMemoryQueue>()),
+      pending_cap_(*queue_, clock_, options_.max_pending_calls_per_tenant) {
   config_.default_downstream = options_.service_limits;
   config_.default_function = options_.function_defaults;
 }
@@ -461,7 +459,7 @@ void QueuedCalls::Loop() {
     }
   }
   bool drained = false;
-  absl::Time next_utilization = clock_.Now();
+  PeriodicTimer utilization(clock_.Now(), options_.utilization_interval);
   TenantPass outbox_sweep(options_.outbox_sweep_interval, kOutboxSweepSlice, clock_.Now());
   TenantPass record_pass(std::min(options_.record_retention / 2, absl::Hours(1)), kRecordPassSlice,
                          clock_.Now());
@@ -486,13 +484,11 @@ void QueuedCalls::Loop() {
     EnqueueScheduled();
     RemoveCancelled();
     absl::Time next = clock_.Now() + absl::Milliseconds(100);
-    next_utilization = ClampNextRun(next_utilization, clock_.Now(), options_.utilization_interval);
-    if (scheduler_ != nullptr && clock_.Now() >= next_utilization) {
+    if (scheduler_ != nullptr && utilization.Due(clock_.Now())) {
       // S follows how busy the slots are.
       const SchedulerStats st = scheduler_->stats();
       scheduler_->ReportUtilization(
           st.worker_slots > 0 ? static_cast<double>(st.in_flight) / st.worker_slots : 0);
-      next_utilization = clock_.Now() + options_.utilization_interval;
     }
     if (scheduler_ != nullptr) next = std::min(next, scheduler_->Tick());
     next = std::min(next, submitter_->Tick());
@@ -544,6 +540,7 @@ void QueuedCalls::OnDeleted(std::string_view tenant) {
   {
     MutexLock lock(&mu_);
     functions_.erase(internal::ToAbsl(tenant));
+    young_outbox_.erase(internal::ToAbsl(tenant));
     if (!EraseConfigOf(tenant)) return;
     ++config_.version;
     config = config_;
@@ -782,9 +779,11 @@ absl::StatusOr<CallId> QueuedCalls::Submit(std::string_view tenant, std::string_
         TenantCallId(open->name(), absl::Uniform<uint64_t>(bits), absl::Uniform<uint64_t>(bits));
   }
   const CallId id = call.id;
+  TXFN_RETURN_IF_ERROR(pending_cap_.Admit(open->name(), 1));
   std::vector<Call> one;
   one.push_back(std::move(call));
   TXFN_RETURN_IF_ERROR(Enqueue(std::move(one)));
+  pending_cap_.Added(open->name(), 1);
   SetStat(&QueuedCallStats::submitted);
   if (keyed_args.has_value()) {
     // The stripe keeps out this process's Submits of the key only: another process's may have
@@ -903,7 +902,13 @@ absl::Status QueuedCalls::CheckScheduled(OpenTenant& tenant, std::string_view fu
   return Check(*table, tenant.name(), function, args).status();
 }
 
+absl::Status QueuedCalls::AdmitScheduled(OpenTenant& tenant, size_t calls) {
+  return pending_cap_.Admit(tenant.name(), calls);
+}
+
 void QueuedCalls::OnScheduled(OpenTenant& tenant, std::vector<ScheduledCall> calls) {
+  // Counted from their commit: they are the tenant's, queued or about to be.
+  pending_cap_.Added(tenant.name(), calls.size());
   MutexLock lock(&mu_);
   scheduled_.push_back({tenant.name(), std::move(calls)});
   woken_ = true;
@@ -1043,19 +1048,36 @@ void QueuedCalls::RecoverOutboxes(absl::Span<const std::string> tenants, absl::D
   for (const std::string& tenant : tenants) {
     absl::StatusOr<std::vector<IndexEntry>> entries =
         ScanNewest(*tenants_.storage(), tenant, kCallOutboxIndex);
+    absl::flat_hash_set<CallId> young_before;  // the entries young at this tenant's last pass
+    {
+      MutexLock lock(&mu_);
+      if (auto it = young_outbox_.find(tenant); it != young_outbox_.end()) {
+        young_before = std::move(it->second);
+        young_outbox_.erase(it);
+      }
+    }
     if (!entries.ok() || entries->empty()) continue;
     std::vector<ScheduledCall> calls;
+    absl::flat_hash_set<CallId> young;
     for (const IndexEntry& e : *entries) {
-      if (absl::FromUnixNanos(static_cast<int64_t>(e.ts)) > committed_by) continue;
-      absl::StatusOr<ScheduledCall> call = DecodeScheduledCall(e.value);
       absl::StatusOr<CallId> id = CallId::FromBytes(e.key);
-      if (!call.ok() || !id.ok()) continue;
+      if (!id.ok()) continue;
+      // Young by its commit time, unless it was so a pass ago too: then its writer is gone,
+      // whatever the clocks say (a writer's clock ahead of this one, or this one set back).
+      if (min_age > absl::ZeroDuration() &&
+          absl::FromUnixNanos(static_cast<int64_t>(e.ts)) > committed_by &&
+          !young_before.contains(*id)) {
+        young.insert(*id);
+        continue;
+      }
+      absl::StatusOr<ScheduledCall> call = DecodeScheduledCall(e.value);
+      if (!call.ok()) continue;
       call->id = *id;
       calls.push_back(*std::move(call));
     }
-    if (calls.empty()) continue;
     MutexLock lock(&mu_);
-    scheduled_.push_back({tenant, std::move(calls)});
+    if (!young.empty()) young_outbox_[tenant] = std::move(young);
+    if (!calls.empty()) scheduled_.push_back({tenant, std::move(calls)});
   }
 }
 
@@ -1697,6 +1719,8 @@ QueuedCallStats QueuedCalls::stats() const {
     s.function_tables = functions_.size();
     s.limited_functions = config_.functions.size();
   }
+  s.pending_cap_refused = pending_cap_.refused();
+  s.pending_cap_recounts = pending_cap_.recounts();
   if (scheduler_ != nullptr) s.scheduler = scheduler_->stats();
   if (submitter_ != nullptr) s.submitter = submitter_->stats();
   return s;

@@ -36,9 +36,11 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "lib/queue/pending_calls_cap.h"
 #include "txfn/call_path.h"
 #include "txfn/call_records.h"
 #include "txfn/call_scheduler.h"
@@ -105,6 +107,8 @@ class QueuedCalls {
   // The CallPath's on_cancelled hook: takes the calls out of the queue (from the loop), those
   // of `tenant` only (its mutation wrote the records, in its own store).
   void OnCancelled(OpenTenant& tenant, std::vector<CallId> ids);
+  // The CallPath's admit_scheduled hook: max_pending_calls_per_tenant.
+  [[nodiscard]] absl::Status AdmitScheduled(OpenTenant& tenant, size_t calls);
   // The CallPath's check_scheduled hook: what Submit checks of a call (the
   // tenant has the function; its arguments are an object its validator
   // accepts), for a mutation's ctx.scheduler call when it is made.
@@ -200,11 +204,13 @@ class QueuedCalls {
   void RemoveWithBlobs(absl::Span<const CallId> ids, absl::Span<const std::string> blobs,
                        absl::Time now);
   // Hands the outbox entries of `tenants` committed at least `min_age` ago to
-  // EnqueueScheduled: every tenant's at start (min_age 0: what a crash of this engine left),
-  // and every outbox_sweep_interval, a slice per round of the loop, what another process left
-  // (one killed between its commit and its enqueue; a younger entry is its writer's to
-  // enqueue). Enqueuing one again changes nothing: the queue keeps the call it holds, and a
-  // call that ended has a record that ends its delivery.
+  // EnqueueScheduled: every tenant's at start (min_age 0: all, what a crash of this engine
+  // left, also entries whose commit time is ahead of this clock), and every
+  // outbox_sweep_interval, a slice per round of the loop, what another process left (one
+  // killed between its commit and its enqueue; a younger entry is its writer's to enqueue,
+  // unless it was already young at the tenant's last pass). Enqueuing one again changes
+  // nothing: the queue keeps the call it holds, and a call that ended has a record that ends
+  // its delivery.
   void RecoverOutboxes(absl::Span<const std::string> tenants, absl::Duration min_age);
   // Deletes the records of `tenants`' calls that ended more than record_retention ago, each
   // checked again in the deleting transaction (a record Redrive's run replaced stays).
@@ -257,6 +263,7 @@ class QueuedCalls {
   const int slots_per_tenant_;
   RealClock clock_;
   std::shared_ptr<DurableQueue> queue_;
+  PendingCallsCap pending_cap_;  // max_pending_calls_per_tenant
   std::unique_ptr<Submitter> submitter_;
   std::unique_ptr<CallScheduler> scheduler_;
   std::shared_ptr<IsolateScheduler> action_scheduler_;
@@ -282,6 +289,9 @@ class QueuedCalls {
   std::vector<std::pair<CallId, std::string>> cancelled_ ABSL_GUARDED_BY(mu_);
   // Outbox entries the queue now holds, to delete, by tenant.
   std::map<std::string, std::vector<CallId>> enqueued_outbox_ ABSL_GUARDED_BY(mu_);
+  // Outbox entries RecoverOutboxes left to their writers (young), by tenant: taken at the
+  // tenant's next pass if still there.
+  absl::flat_hash_map<std::string, absl::flat_hash_set<CallId>> young_outbox_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, std::shared_ptr<const TenantFunctions>> functions_
       ABSL_GUARDED_BY(mu_);
   // functions_.size() after Install last dropped the tables whose modules are gone.

@@ -54,6 +54,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -169,6 +170,13 @@ struct FunctionDepth {
   absl::Duration oldest_due_age = absl::ZeroDuration();
 };
 
+// The calls one tenant has in the queue (Call::tenant; "" for calls without one).
+struct TenantDepth {
+  std::string tenant;
+  size_t calls = 0;  // pending or leased: not dead-lettered
+  friend bool operator==(const TenantDepth&, const TenantDepth&) = default;
+};
+
 class DurableQueue {
  public:
   static constexpr size_t kMaxLeaseBatch = 10'000;
@@ -272,6 +280,12 @@ class DurableQueue {
                                                                           const ListFilter& filter,
                                                                           absl::Time now);
 
+  // The calls each tenant has in the queue (pending or leased, not dead-lettered), sorted by
+  // tenant (by bytes); tenants with none are left out. A read that changes nothing. It scans
+  // every call: for a periodic recount (the engine's max_pending_calls_per_tenant), not per
+  // call. The default pages through ListCalls; txfn's adapters count in place.
+  [[nodiscard]] virtual absl::StatusOr<std::vector<TenantDepth>> TenantDepths(absl::Time now);
+
   // Takes out of the queue the calls of `ids` that wait to be leased at `now` (pending: due or
   // not yet, or whose lease expired), for a host that cancelled them: they are never delivered,
   // and Depths and Find stop counting them at once. One status per id, in order: OK (removed),
@@ -318,6 +332,10 @@ void RedriveWindow(absl::Time now, absl::Time& start_after, absl::Time& deadline
 // Whether `call` passes `filter` (ListCalls), for adapter authors.
 [[nodiscard]] bool MatchesListFilter(const QueuedCall& call,
                                      const DurableQueue::ListFilter& filter);
+
+// TenantDepths' answer from calls counted by tenant, for adapter authors.
+[[nodiscard]] std::vector<TenantDepth> SortedTenantDepths(
+    const std::map<std::string, size_t>& calls);
 
 // The message of the FailedPrecondition RemovePending answers for call `id`, which is in `state`
 // (kLeased or kDead).

@@ -214,8 +214,9 @@ struct QueuedCallOptions {
   // How often an engine that runs calls (run) looks through every tenant's
   // outbox, a slice per round, for calls a mutation of another process
   // committed but never queued (it was killed between its commit and its
-  // enqueue); an entry younger than half of this is left to its writer. At
-  // start it queues what its own outboxes hold whatever their age. Positive;
+  // enqueue); an entry younger than half of this (by its commit time) is left
+  // to its writer until the tenant's next pass, whatever the clocks say then.
+  // At start it queues what the outboxes hold whatever their age. Positive;
   // InfiniteDuration: only at start.
   absl::Duration outbox_sweep_interval = absl::Minutes(1);
   // How long the record of an ended call (succeeded, failed, cancelled,
@@ -227,6 +228,17 @@ struct QueuedCallOptions {
   // runs as a new call would. Positive; InfiniteDuration: kept forever (they
   // grew without bound: ~250 bytes per call).
   absl::Duration record_retention = absl::Hours(24 * 7);
+  // The most calls one tenant may have waiting in the queue (pending or running: not yet
+  // ended), so that one tenant (a mutation that schedules itself twice) cannot grow the
+  // queue without end. Past it a mutation that schedules calls fails ResourceExhausted
+  // (nothing it wrote commits; a queued one is retried under its retry policy, dead-lettered
+  // when its attempts run out, so such a chain stops growing), and so does Submit (and an
+  // action whose ctx.scheduler call it refuses, caught or not). Approximate: the
+  // engine counts the queue per tenant (DurableQueue::TenantDepths) when a tenant's
+  // estimate (the last count plus the calls this engine added since) would pass the cap, at
+  // most once a second (longer if counting took over 100 ms), and refuses only on such a
+  // count; another process's calls are seen at the next count. 0: no cap.
+  size_t max_pending_calls_per_tenant = 1'000'000;
   absl::Duration lease_duration = absl::Seconds(60);
   absl::Duration poll_interval = absl::Milliseconds(10);
   size_t lease_batch = 256;
@@ -369,6 +381,10 @@ struct QueuedCallStats {
   uint64_t function_tables = 0;
   uint64_t limited_functions = 0;
   uint64_t records_pruned = 0;  // records of ended calls deleted after record_retention
+  // Calls refused (Submit) and mutations failed for max_pending_calls_per_tenant, and the
+  // counts of the queue it took.
+  uint64_t pending_cap_refused = 0;
+  uint64_t pending_cap_recounts = 0;
   SchedulerStats scheduler;
   SubmitterStats submitter;
 };

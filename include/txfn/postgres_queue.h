@@ -146,6 +146,7 @@ class PostgresQueue final : public DurableQueue {
   absl::StatusOr<std::vector<absl::Status>> Redrive(absl::Span<const CallId> ids,
                                                     absl::Time now) override;
   absl::StatusOr<std::vector<FunctionDepth>> Depths(absl::Time now) override;
+  absl::StatusOr<std::vector<TenantDepth>> TenantDepths(absl::Time now) override;
   absl::StatusOr<std::vector<absl::Status>> RemovePending(absl::Span<const CallId> ids,
                                                           absl::Time now) override;
   absl::StatusOr<std::optional<QueuedCall>> Find(const CallId& id, absl::Time now) override;

@@ -285,6 +285,9 @@ SELECT function,
        min(due) FILTER (WHERE due <= $1::bigint)
 FROM txfn_queue_calls WHERE state < 2
 GROUP BY function ORDER BY function COLLATE "C")sql";
+constexpr const char* kTenantDepths =
+    "SELECT tenant, count(*) FROM txfn_queue_calls WHERE state < 2 GROUP BY tenant "
+    "ORDER BY tenant COLLATE \"C\"";
 // Columns of kFind and kListPage, read by QueuedRow.
 constexpr const char* kFind =
     "SELECT state, due, attempts, reason, dead_at, call FROM txfn_queue_calls "
@@ -990,6 +993,17 @@ absl::StatusOr<std::vector<FunctionDepth>> PostgresQueue::Depths(absl::Time now)
       d.oldest_due = FromNanos(r.Int(row, 4));
       d.oldest_due_age = now - d.oldest_due;
     }
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<TenantDepth>> PostgresQueue::TenantDepths(absl::Time) {
+  TXFN_ASSIGN_OR_RETURN(Conn conn, Acquire());
+  TXFN_ASSIGN_OR_RETURN(PgResult r, conn->Exec(kTenantDepths, {}, true));
+  std::vector<TenantDepth> out;
+  out.reserve(r.rows());
+  for (int row = 0; row < r.rows(); ++row) {
+    out.push_back({.tenant = r.Bytes(row, 0), .calls = static_cast<size_t>(r.Int(row, 1))});
   }
   return out;
 }

@@ -2,6 +2,7 @@
 #include "txfn/durable_queue.h"
 
 #include <cmath>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -9,6 +10,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "txfn/internal/strings.h"
 #include "txfn/rendezvous_router.h"
+#include "txfn/status_macros.h"
 
 namespace txfn {
 namespace {
@@ -39,6 +41,28 @@ absl::StatusOr<std::vector<absl::Status>> DurableQueue::RemovePending(absl::Span
 absl::StatusOr<std::vector<QueuedCall>> DurableQueue::ListCalls(CallId, size_t, const ListFilter&,
                                                                 absl::Time) {
   return absl::UnimplementedError("this queue adapter cannot list its calls");
+}
+
+absl::StatusOr<std::vector<TenantDepth>> DurableQueue::TenantDepths(absl::Time now) {
+  std::map<std::string, size_t> calls;
+  CallId after;
+  while (true) {
+    TXFN_ASSIGN_OR_RETURN(std::vector<QueuedCall> page,
+                          ListCalls(after, kMaxLeaseBatch, ListFilter{}, now));
+    for (const QueuedCall& q : page) {
+      if (q.state != QueuedCall::State::kDead) ++calls[q.call.tenant];
+    }
+    if (page.size() < kMaxLeaseBatch) break;
+    after = page.back().call.id;
+  }
+  return SortedTenantDepths(calls);
+}
+
+std::vector<TenantDepth> SortedTenantDepths(const std::map<std::string, size_t>& calls) {
+  std::vector<TenantDepth> out;
+  out.reserve(calls.size());
+  for (const auto& [tenant, n] : calls) out.push_back({.tenant = tenant, .calls = n});
+  return out;
 }
 
 bool MatchesListFilter(const QueuedCall& call, const DurableQueue::ListFilter& filter) {

@@ -668,6 +668,17 @@ absl::StatusOr<std::vector<FunctionDepth>> InMemoryQueue::Depths(absl::Time now)
   return out;
 }
 
+absl::StatusOr<std::vector<TenantDepth>> InMemoryQueue::TenantDepths(absl::Time) {
+  std::map<std::string, size_t> calls;
+  for (const auto& shard : shards_) {
+    internal::MutexLock lock(&shard->mu);
+    for (const std::unique_ptr<Entry>& e : shard->entries) {
+      if (e->state != State::kDead) ++calls[e->profile->tenant];
+    }
+  }
+  return SortedTenantDepths(calls);
+}
+
 size_t InMemoryQueue::size() const {
   size_t n = 0;
   for (const auto& shard : shards_) {

@@ -171,6 +171,15 @@ absl::StatusOr<std::vector<absl::Status>> ShardedQueue::RemovePending(absl::Span
       });
 }
 
+absl::StatusOr<std::vector<TenantDepth>> ShardedQueue::TenantDepths(absl::Time now) {
+  std::map<std::string, size_t> calls;
+  for (const auto& child : children_) {
+    TXFN_ASSIGN_OR_RETURN(std::vector<TenantDepth> part, child->TenantDepths(now));
+    for (const TenantDepth& d : part) calls[d.tenant] += d.calls;
+  }
+  return SortedTenantDepths(calls);
+}
+
 absl::StatusOr<std::vector<FunctionDepth>> ShardedQueue::Depths(absl::Time now) {
   std::map<std::string, FunctionDepth> merged;
   for (const auto& child : children_) {

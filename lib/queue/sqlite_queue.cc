@@ -182,6 +182,9 @@ constexpr const char* kDepths =
     "SUM(CASE WHEN state = 1 AND due > ?1 THEN 1 ELSE 0 END), "
     "MIN(CASE WHEN due <= ?1 THEN due END) "
     "FROM txfn_queue_calls WHERE state < 2 GROUP BY function ORDER BY function";
+constexpr const char* kTenantDepths =
+    "SELECT tenant, COUNT(*) FROM txfn_queue_calls WHERE state < 2 GROUP BY tenant "
+    "ORDER BY tenant";
 constexpr const char* kFind =
     "SELECT state, due, attempts, reason, dead_at, call FROM txfn_queue_calls WHERE id = ?1";
 // ListCalls pages through every call in id order (the UNIQUE index on id).
@@ -1319,6 +1322,19 @@ absl::StatusOr<std::vector<FunctionDepth>> SqliteQueue::Depths(absl::Time now) {
       d.oldest_due = FromNanos(sel.Int(4));
       d.oldest_due_age = now - d.oldest_due;
     }
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<TenantDepth>> SqliteQueue::TenantDepths(absl::Time) {
+  std::vector<TenantDepth> out;
+  internal::MutexLock lock(&mu_);
+  TXFN_RETURN_IF_ERROR(RefuseIfInDoubt());
+  TXFN_ASSIGN_OR_RETURN(Db::Stmt sel, db_->Prepare(kTenantDepths));
+  while (true) {
+    TXFN_ASSIGN_OR_RETURN(bool row, sel.Step());
+    if (!row) break;
+    out.push_back({.tenant = std::string(sel.Blob(0)), .calls = static_cast<size_t>(sel.Int(1))});
   }
   return out;
 }

@@ -1220,6 +1220,39 @@ TEST_P(DurableQueueConformanceTest, DepthsCountPendingDueAndLeasedPerFunction) {
   EXPECT_EQ((*d)[0].oldest_due_age, kLease + absl::Seconds(1));
 }
 
+TEST_P(DurableQueueConformanceTest, TenantDepthsCountPendingAndLeasedCallsPerTenant) {
+  DurableQueue& q = queue();
+  auto depths = q.TenantDepths(kT0);
+  ASSERT_TRUE(depths.ok()) << depths.status();
+  EXPECT_THAT(*depths, IsEmpty());
+  CallMaker maker;
+  std::vector<Call> calls;
+  for (const char* tenant : {"b", "a", "b", "Z", "b"}) {
+    Call c = maker.Make("f", calls.size() == 1 ? kT0 + absl::Hours(1) : kT0);  // a's: not due
+    c.tenant = tenant;
+    calls.push_back(std::move(c));
+  }
+  ASSERT_EQ(Enqueued(q, calls), 5u);
+  depths = q.TenantDepths(kT0);
+  ASSERT_TRUE(depths.ok()) << depths.status();
+  // By bytes: "Z" before "a".
+  EXPECT_THAT(*depths, ElementsAre(TenantDepth{"Z", 1}, TenantDepth{"a", 1}, TenantDepth{"b", 3}));
+
+  // A leased call counts; an acknowledged one and a dead letter do not.
+  std::vector<LeasedCall> leased = LeaseAll(q, kT0);
+  ASSERT_THAT(leased, SizeIs(4));
+  std::vector<Settlement> settle;
+  for (const LeasedCall& l : leased) {
+    if (l.call.id == calls[0].id) settle.push_back(Settlement::Ack(l.token));
+    if (l.call.id == calls[3].id) settle.push_back(Settlement::DeadLetter(l.token, "test"));
+  }
+  ASSERT_THAT(settle, SizeIs(2));
+  ASSERT_TRUE(q.Settle(settle, kT0).ok());
+  depths = q.TenantDepths(kT0);
+  ASSERT_TRUE(depths.ok()) << depths.status();
+  EXPECT_THAT(*depths, ElementsAre(TenantDepth{"a", 1}, TenantDepth{"b", 2}));
+}
+
 TEST_P(DurableQueueConformanceTest, EveryBadRequestIsInvalidArgumentAndChangesNothing) {
   DurableQueue& q = queue();
   CallMaker maker;

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "queue_test_util.h"
 #include "txfn/sharded_queue.h"
 #include "txfn/testing/durable_queue_conformance.h"
 
@@ -29,6 +30,47 @@ std::unique_ptr<DurableQueue> MakeSharded() {
   return q.ok() ? *std::move(q) : nullptr;
 }
 TXFN_INSTANTIATE_DURABLE_QUEUE_CONFORMANCE(ShardedInMemory, &MakeSharded);
+
+// An adapter without a TenantDepths of its own: DurableQueue's, which pages through ListCalls.
+class DefaultTenantDepthsQueue final : public queue_test::ForwardingQueue {
+ public:
+  using queue_test::ForwardingQueue::ForwardingQueue;
+  absl::StatusOr<std::vector<TenantDepth>> TenantDepths(absl::Time now) override {
+    return DurableQueue::TenantDepths(now);
+  }
+};
+TXFN_INSTANTIATE_DURABLE_QUEUE_CONFORMANCE(DefaultTenantDepths,
+                                           []() -> std::unique_ptr<DurableQueue> {
+                                             return std::make_unique<DefaultTenantDepthsQueue>(
+                                                 std::make_shared<InMemoryQueue>());
+                                           });
+
+TEST(InMemoryQueueTest, TheDefaultTenantDepthsCountsPastOnePageOfListCalls) {
+  const absl::Time t0 = absl::FromUnixSeconds(1'700'000'000);
+  auto inner = std::make_shared<InMemoryQueue>(InMemoryQueueOptions{.shards = 3});
+  DefaultTenantDepthsQueue q(inner);
+  CallIdGenerator ids(11);
+  std::vector<Call> calls;
+  for (size_t i = 0; i < DurableQueue::kMaxLeaseBatch + 7; ++i) {
+    Call c;
+    c.id = ids.Next();
+    c.tenant = i % 3 == 0 ? "c" : i % 2 == 0 ? "a" : "b";
+    c.function = "f";
+    c.start_after = t0;
+    c.deadline = t0 + absl::Hours(1);
+    calls.push_back(std::move(c));
+  }
+  ASSERT_TRUE(q.Enqueue(calls).ok());
+  auto counted = inner->TenantDepths(t0);
+  ASSERT_TRUE(counted.ok()) << counted.status();
+  ASSERT_EQ(counted->size(), 3u);
+  size_t total = 0;
+  for (const TenantDepth& d : *counted) total += d.calls;
+  EXPECT_EQ(total, calls.size());
+  auto paged = q.TenantDepths(t0);
+  ASSERT_TRUE(paged.ok()) << paged.status();
+  EXPECT_EQ(*paged, *counted);
+}
 
 // A shard keeps one copy of each tenant, function and client name for all
 // the calls that share it: a name must outlive the calls that leave, and

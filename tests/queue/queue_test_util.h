@@ -71,6 +71,9 @@ class ForwardingQueue : public DurableQueue {
   absl::StatusOr<std::vector<FunctionDepth>> Depths(absl::Time now) override {
     return inner_->Depths(now);
   }
+  absl::StatusOr<std::vector<TenantDepth>> TenantDepths(absl::Time now) override {
+    return inner_->TenantDepths(now);
+  }
   absl::StatusOr<std::vector<absl::Status>> RemovePending(absl::Span<const CallId> ids,
                                                           absl::Time now) override {
     return inner_->RemovePending(ids, now);

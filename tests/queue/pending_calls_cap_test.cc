@@ -1,0 +1,216 @@
+// PendingCallsCap on an InMemoryQueue and a virtual clock: it admits up to the cap and refuses
+// past it only on a fresh count, recounts at most once per interval (longer after a slow
+// count), keeps calls added while it counted, and holds its cap under concurrent callers.
+#include "lib/queue/pending_calls_cap.h"
+
+#include <atomic>
+#include <functional>
+#include <limits>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "queue_test_util.h"
+#include "txfn/clock.h"
+#include "txfn/in_memory_queue.h"
+
+namespace txfn::internal {
+namespace {
+
+using queue_test::ForwardingQueue;
+using ::testing::HasSubstr;
+
+const absl::Time kT0 = absl::FromUnixSeconds(1'700'000'000);
+
+// Counts TenantDepths and runs `during_count` inside it (a recount's window).
+class CountedQueue final : public ForwardingQueue {
+ public:
+  CountedQueue() : ForwardingQueue(std::make_shared<InMemoryQueue>()) {}
+  absl::StatusOr<std::vector<TenantDepth>> TenantDepths(absl::Time now) override {
+    ++counts;
+    if (during_count) during_count();
+    if (!fail.ok()) return fail;
+    return ForwardingQueue::TenantDepths(now);
+  }
+  // Enqueues `n` calls of `tenant` due at kT0; their ids.
+  std::vector<CallId> Add(const std::string& tenant, int n) {
+    std::vector<Call> calls;
+    for (int i = 0; i < n; ++i) {
+      Call c;
+      {
+        std::lock_guard<std::mutex> lock(ids_mu_);
+        c.id = ids_.Next();
+      }
+      c.tenant = tenant;
+      c.function = "f";
+      c.start_after = kT0;
+      c.deadline = kT0 + absl::Hours(1);
+      calls.push_back(std::move(c));
+    }
+    EXPECT_TRUE(Enqueue(calls).ok());
+    std::vector<CallId> out;
+    for (const Call& c : calls) out.push_back(c.id);
+    return out;
+  }
+
+  std::atomic<int> counts{0};
+  std::function<void()> during_count;
+  absl::Status fail;
+
+ private:
+  std::mutex ids_mu_;
+  CallIdGenerator ids_{5};
+};
+
+TEST(PendingCallsCapTest, AdmitsUpToTheCapAndRefusesPastItOnAFreshCount) {
+  CountedQueue queue;
+  VirtualClock clock(kT0);
+  PendingCallsCap cap(queue, clock, 4);
+  queue.Add("hog", 3);
+  queue.Add("other", 1);
+  // The first Admit counts the queue (it may hold calls of an earlier process).
+  EXPECT_TRUE(cap.Admit("hog", 1).ok());
+  EXPECT_EQ(queue.counts, 1);
+  queue.Add("hog", 1);
+  cap.Added("hog", 1);
+  const absl::Status refused = cap.Admit("hog", 1);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kResourceExhausted) << refused;
+  EXPECT_THAT(refused.message(), HasSubstr("tenant hog has 4 calls waiting"));
+  EXPECT_THAT(refused.message(), HasSubstr("at most 4 (max_pending_calls_per_tenant)"));
+  EXPECT_EQ(queue.counts, 1) << "within the interval: no recount";
+  // Other tenants are not held back by the hog.
+  EXPECT_TRUE(cap.Admit("other", 3).ok());
+  EXPECT_FALSE(cap.Admit("other", 4).ok());
+  EXPECT_TRUE(cap.Admit("new", 4).ok());
+  EXPECT_FALSE(cap.Admit("new", std::numeric_limits<size_t>::max()).ok()) << "no overflow";
+  EXPECT_EQ(cap.refused(), 3u);
+  EXPECT_EQ(cap.recounts(), 1u);
+}
+
+TEST(PendingCallsCapTest, ARecountAfterTheIntervalSeesTheCallsThatEnded) {
+  CountedQueue queue;
+  VirtualClock clock(kT0);
+  PendingCallsCap cap(queue, clock, 3);
+  std::vector<CallId> ids = queue.Add("t", 3);
+  EXPECT_FALSE(cap.Admit("t", 1).ok());
+  // Two of them run (removed from the queue, as an ACK does): the estimate still errs high
+  // until the interval has passed and a refused call counts again.
+  ASSERT_TRUE(queue.RemovePending({ids.data(), 2}, kT0).ok());
+  clock.Advance(absl::Milliseconds(999));
+  EXPECT_FALSE(cap.Admit("t", 1).ok());
+  EXPECT_EQ(queue.counts, 1);
+  clock.Advance(absl::Milliseconds(1));
+  EXPECT_TRUE(cap.Admit("t", 2).ok());
+  EXPECT_EQ(queue.counts, 2);
+  // Admitted calls count once Added, without a recount.
+  cap.Added("t", 2);
+  EXPECT_FALSE(cap.Admit("t", 1).ok());
+  EXPECT_EQ(queue.counts, 2);
+}
+
+TEST(PendingCallsCapTest, ASlowCountWaitsTenTimesAsLongForTheNext) {
+  CountedQueue queue;
+  VirtualClock clock(kT0);
+  PendingCallsCap cap(queue, clock, 1);
+  queue.Add("t", 1);
+  queue.during_count = [&] { clock.Advance(absl::Seconds(2)); };  // a count that takes 2 s
+  EXPECT_FALSE(cap.Admit("t", 1).ok());
+  EXPECT_EQ(queue.counts, 1);
+  clock.Advance(absl::Seconds(19));
+  EXPECT_FALSE(cap.Admit("t", 1).ok());
+  EXPECT_EQ(queue.counts, 1) << "20 s after the slow count ended, not 1 s";
+  clock.Advance(absl::Seconds(1));
+  EXPECT_FALSE(cap.Admit("t", 1).ok());
+  EXPECT_EQ(queue.counts, 2);
+}
+
+TEST(PendingCallsCapTest, CallsAddedWhileItCountsAreKeptAndAFailedCountKeepsTheEstimate) {
+  CountedQueue queue;
+  VirtualClock clock(kT0);
+  PendingCallsCap cap(queue, clock, 5);
+  queue.Add("t", 2);
+  // Two calls enqueued and announced while the count runs: the count may have missed them.
+  queue.during_count = [&] { cap.Added("t", 2); };
+  EXPECT_TRUE(cap.Admit("t", 1).ok());  // 2 counted + 2 added meanwhile + 1 <= 5
+  queue.during_count = nullptr;
+  EXPECT_FALSE(cap.Admit("t", 2).ok());  // 4 + 2 > 5
+  // A count that fails keeps the last estimate (which errs high): still refused.
+  queue.fail = absl::UnavailableError("disk");
+  clock.Advance(absl::Seconds(1));
+  EXPECT_FALSE(cap.Admit("t", 2).ok());
+  EXPECT_EQ(queue.counts, 2);
+  EXPECT_TRUE(cap.Admit("t", 1).ok());
+}
+
+TEST(PendingCallsCapTest, ZeroMeansNoCapAndNeverReadsTheQueue) {
+  CountedQueue queue;
+  VirtualClock clock(kT0);
+  PendingCallsCap cap(queue, clock, 0);
+  cap.Added("t", 1'000'000);
+  EXPECT_TRUE(cap.Admit("t", std::numeric_limits<size_t>::max()).ok());
+  EXPECT_EQ(queue.counts, 0);
+}
+
+TEST(PendingCallsCapTest, AClockSetBackDoesNotStopTheRecounts) {
+  CountedQueue queue;
+  queue_test::SteppedClock clock(kT0);
+  PendingCallsCap cap(queue, clock, 1);
+  std::vector<CallId> ids = queue.Add("t", 1);
+  EXPECT_FALSE(cap.Admit("t", 1).ok());
+  ASSERT_TRUE(queue.RemovePending(ids, kT0).ok());
+  clock.Set(kT0 - absl::Hours(1));
+  EXPECT_FALSE(cap.Admit("t", 1).ok());  // within the interval, as seen after the step
+  clock.Set(kT0 - absl::Hours(1) + absl::Seconds(1));
+  EXPECT_TRUE(cap.Admit("t", 1).ok());
+  EXPECT_EQ(queue.counts, 2);
+}
+
+// Threads admitting calls of three tenants, enqueueing and announcing each they were let add:
+// the estimate is off by at most the calls between an Admit and its Added (one per thread), so
+// every tenant ends within that of its cap, while recounts run beside them.
+TEST(PendingCallsCapStressTest, ConcurrentCallersStayWithinTheCap) {
+  CountedQueue queue;
+  VirtualClock clock(kT0);
+  constexpr size_t kCap = 300;
+  constexpr int kThreads = 4;
+  PendingCallsCap cap(queue, clock, kCap);
+  std::atomic<bool> stop{false};
+  std::thread ticker([&] {
+    while (!stop.load()) {
+      clock.Advance(absl::Milliseconds(50));  // recounts come due now and then
+      std::this_thread::yield();
+    }
+  });
+  std::vector<std::thread> threads;
+  std::mutex mu;
+  std::map<std::string, size_t> admitted;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 600; ++i) {
+        const std::string tenant = "t" + std::to_string((i + t) % 3);
+        if (!cap.Admit(tenant, 1).ok()) continue;
+        queue.Add(tenant, 1);
+        cap.Added(tenant, 1);
+        std::lock_guard<std::mutex> lock(mu);
+        ++admitted[tenant];
+      }
+    });
+  }
+  for (std::thread& th : threads) th.join();
+  stop = true;
+  ticker.join();
+  ASSERT_EQ(admitted.size(), 3u);
+  for (const auto& [tenant, n] : admitted) {
+    EXPECT_GE(n, kCap - kThreads) << tenant;
+    EXPECT_LE(n, kCap + kThreads - 1) << tenant;
+  }
+  EXPECT_GT(cap.refused(), 0u);
+}
+
+}  // namespace
+}  // namespace txfn::internal
