@@ -163,6 +163,9 @@ void AppendEngineMetrics(Engine& engine, MetricsText* out) {
   count("txfn_pending_cap_refused_total",
         "Calls and mutations refused for max_pending_calls_per_tenant.",
         s.queued.pending_cap_refused);
+  count("txfn_pending_cap_recounts_total",
+        "Counts of the queue per tenant for max_pending_calls_per_tenant.",
+        s.queued.pending_cap_recounts);
   if (absl::StatusOr<std::vector<FunctionDepth>> depths = engine.QueueDepths(); depths.ok()) {
     for (const FunctionDepth& d : *depths) {
       out->Gauge("txfn_queue_pending", "Queued calls not yet finished, by function.",

@@ -1056,7 +1056,12 @@ void QueuedCalls::RecoverOutboxes(absl::Span<const std::string> tenants, absl::D
         young_outbox_.erase(it);
       }
     }
-    if (!entries.ok() || entries->empty()) continue;
+    if (!entries.ok()) {  // keep what was young for the next pass
+      MutexLock lock(&mu_);
+      if (!young_before.empty()) young_outbox_[tenant] = std::move(young_before);
+      continue;
+    }
+    if (entries->empty()) continue;
     std::vector<ScheduledCall> calls;
     absl::flat_hash_set<CallId> young;
     for (const IndexEntry& e : *entries) {

@@ -233,11 +233,14 @@ struct QueuedCallOptions {
   // queue without end. Past it a mutation that schedules calls fails ResourceExhausted
   // (nothing it wrote commits; a queued one is retried under its retry policy, dead-lettered
   // when its attempts run out, so such a chain stops growing), and so does Submit (and an
-  // action whose ctx.scheduler call it refuses, caught or not). Approximate: the
-  // engine counts the queue per tenant (DurableQueue::TenantDepths) when a tenant's
-  // estimate (the last count plus the calls this engine added since) would pass the cap, at
-  // most once a second (longer if counting took over 100 ms), and refuses only on such a
-  // count; another process's calls are seen at the next count. 0: no cap.
+  // action whose ctx.scheduler call it refuses, caught or not); a mutation that schedules
+  // more than the cap at once never commits. Approximate: the engine counts the queue per
+  // tenant (DurableQueue::TenantDepths, one scan, on the calling thread) at the first call
+  // that schedules and when a tenant's estimate (the last count plus the calls this engine
+  // added since) would pass the cap, at most once a second (up to a minute if counting took
+  // over 100 ms), and refuses only on such a count; another process's calls are seen at the
+  // next count. While counts fail (an adapter that cannot count: Unimplemented), nothing is
+  // refused. 0: no cap.
   size_t max_pending_calls_per_tenant = 1'000'000;
   absl::Duration lease_duration = absl::Seconds(60);
   absl::Duration poll_interval = absl::Milliseconds(10);

@@ -286,7 +286,7 @@ SELECT function,
 FROM txfn_queue_calls WHERE state < 2
 GROUP BY function ORDER BY function COLLATE "C")sql";
 constexpr const char* kTenantDepths =
-    "SELECT tenant, count(*) FROM txfn_queue_calls WHERE state < 2 GROUP BY tenant "
+    "SELECT tenant, count(*) FROM txfn_queue_calls WHERE state <> 2 GROUP BY tenant "
     "ORDER BY tenant COLLATE \"C\"";
 // Columns of kFind and kListPage, read by QueuedRow.
 constexpr const char* kFind =

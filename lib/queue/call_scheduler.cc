@@ -54,7 +54,10 @@ absl::Time CallScheduler::Tick() {
   Dispatch(now);
   FlushSettlements(now);
 
-  absl::Time next = std::min(poll_.NextRun(now), extend_.NextRun(now));
+  absl::Time next = extend_.NextRun(now);
+  // A draining scheduler polls no more: its poll time stays in the past (a host waiting for
+  // that would spin until the running calls end).
+  if (!draining_) next = std::min(next, poll_.NextRun(now));
   if (options_.config_source) next = std::min(next, config_poll_.NextRun(now));
   if (stats_.buffered > 0) next = std::min(next, now + options_.poll_interval);
   return std::max(next, now);

@@ -52,7 +52,7 @@ absl::StatusOr<std::vector<TenantDepth>> DurableQueue::TenantDepths(absl::Time n
     for (const QueuedCall& q : page) {
       if (q.state != QueuedCall::State::kDead) ++calls[q.call.tenant];
     }
-    if (page.size() < kMaxLeaseBatch) break;
+    if (page.empty()) break;  // ListCalls may answer fewer than asked before the end
     after = page.back().call.id;
   }
   return SortedTenantDepths(calls);

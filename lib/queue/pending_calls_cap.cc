@@ -21,33 +21,42 @@ PendingCallsCap::PendingCallsCap(DurableQueue& queue, const Clock& clock, size_t
 
 absl::Status PendingCallsCap::Admit(std::string_view tenant, size_t n) {
   if (cap_ == 0) return absl::OkStatus();
-  const auto estimate = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    auto it = estimate_.find(ToAbsl(tenant));
-    return it == estimate_.end() ? size_t{0} : it->second;
-  };
   absl::Time start;
   {
     MutexLock lock(&mu_);
-    // The first call counts the queue: it may hold calls of an earlier process.
-    if (recounts_ > 0 && Fits(estimate(), n, cap_)) return absl::OkStatus();
+    // Until a count succeeded (the first call counts: the queue may hold an earlier
+    // process's calls), Decide admits.
+    if (counted_ && Fits(Estimate(tenant), n, cap_)) return absl::OkStatus();
     start = clock_.Now();
-    if (recounting_ || !recount_.Due(start)) return Refuse(tenant, n, estimate());
+    if (recounting_ || !recount_.Due(start)) return Decide(tenant, n);
     recounting_ = true;
     ++recounts_;
   }
   absl::StatusOr<std::vector<TenantDepth>> counted = queue_.TenantDepths(start);
   MutexLock lock(&mu_);
   recounting_ = false;
+  // Ten times as long as the count took, within [1 s, 1 min] (a clock stepped during the count
+  // says little about how long it took).
   const absl::Time end = clock_.Now();
-  recount_.Reschedule(end, std::max(absl::Seconds(1), 10 * (end - start)));
-  if (counted.ok()) {  // else the old estimate stands (it errs high)
+  recount_.Reschedule(end, std::clamp(10 * (end - start), absl::Seconds(1), absl::Minutes(1)));
+  counted_ = counted.ok();
+  if (counted_) {
     estimate_.clear();
     for (const TenantDepth& d : *counted) estimate_[d.tenant] = d.calls;
     for (const auto& [t, added] : added_while_recounting_) estimate_[t] += added;
   }
   added_while_recounting_.clear();
-  if (Fits(estimate(), n, cap_)) return absl::OkStatus();
-  return Refuse(tenant, n, estimate());
+  return Decide(tenant, n);
+}
+
+size_t PendingCallsCap::Estimate(std::string_view tenant) const {
+  auto it = estimate_.find(ToAbsl(tenant));
+  return it == estimate_.end() ? size_t{0} : it->second;
+}
+
+absl::Status PendingCallsCap::Decide(std::string_view tenant, size_t n) {
+  if (!counted_ || Fits(Estimate(tenant), n, cap_)) return absl::OkStatus();
+  return Refuse(tenant, n, Estimate(tenant));
 }
 
 void PendingCallsCap::Added(std::string_view tenant, size_t n) {

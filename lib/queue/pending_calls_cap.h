@@ -8,11 +8,12 @@
 // high, never low (for this process's calls), until the next recount. Admit refuses only on a
 // recount: a call that the estimate puts past the cap starts one, if the last is older than the
 // recount interval, and is refused only if the fresh count is still past the cap. The interval
-// is 1 s, or ten times as long as the last recount took if that is longer, so that a tenant
-// pressing on its cap keeps the queue counting at most a tenth of the time. The first Admit
-// counts (the queue may hold an earlier process's calls). Calls other processes add are seen
-// at the next recount, and calls announced (Added) before a recount but enqueued after it
-// are missed by it until the one after.
+// is ten times as long as the last recount took, within [1 s, 1 min], so that a tenant pressing
+// on its cap keeps the queue counting at most a tenth of the time. The first Admit counts (the
+// queue may hold an earlier process's calls). While counts fail (the queue is down, or an
+// adapter cannot count: Unimplemented), Admit admits: the cap is enforced on counts only. Calls
+// other processes add are seen at the next recount, and calls announced (Added) before a recount
+// but enqueued after it are missed by it until the one after.
 //
 //   txfn::internal::PendingCallsCap cap(queue, clock, 1'000'000);
 //   TXFN_RETURN_IF_ERROR(cap.Admit("shop", calls.size()));   // ResourceExhausted past the cap
@@ -56,6 +57,10 @@ class PendingCallsCap {
   [[nodiscard]] uint64_t refused() const;
 
  private:
+  size_t Estimate(std::string_view tenant) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // OK if the last count failed (or none was made yet) or `n` more fit the estimate; else
+  // Refuse.
+  absl::Status Decide(std::string_view tenant, size_t n) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status Refuse(std::string_view tenant, size_t n, size_t have)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -65,6 +70,7 @@ class PendingCallsCap {
 
   mutable Mutex mu_;
   absl::flat_hash_map<std::string, size_t> estimate_ ABSL_GUARDED_BY(mu_);
+  bool counted_ ABSL_GUARDED_BY(mu_) = false;  // the last count succeeded
   // While a recount runs: the calls added meanwhile, which it may not have seen.
   bool recounting_ ABSL_GUARDED_BY(mu_) = false;
   absl::flat_hash_map<std::string, size_t> added_while_recounting_ ABSL_GUARDED_BY(mu_);

@@ -1168,8 +1168,10 @@ TEST(CallSchedulerTest, DrainHandsBufferedCallsBackToTheQueue) {
   ASSERT_TRUE(back.ok());
   ASSERT_THAT(*back, SizeIs(8));
   EXPECT_EQ((*back)[0].call.attempt, 0) << "an unstarted call keeps its attempts";
-  s->Tick();
+  clock.Advance(absl::Seconds(1));
+  const absl::Time next = s->Tick();
   EXPECT_EQ(s->stats().leased, 10u) << "a drained scheduler leases nothing more";
+  EXPECT_GT(next, clock.Now()) << "a drained scheduler's host would spin";
 }
 
 TEST(CallSchedulerTest, EveryBadInputIsRefusedByName) {

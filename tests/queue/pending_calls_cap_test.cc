@@ -113,7 +113,7 @@ TEST(PendingCallsCapTest, ARecountAfterTheIntervalSeesTheCallsThatEnded) {
   EXPECT_EQ(queue.counts, 2);
 }
 
-TEST(PendingCallsCapTest, ASlowCountWaitsTenTimesAsLongForTheNext) {
+TEST(PendingCallsCapTest, ASlowCountWaitsTenTimesAsLongForTheNextUpToAMinute) {
   CountedQueue queue;
   VirtualClock clock(kT0);
   PendingCallsCap cap(queue, clock, 1);
@@ -124,12 +124,18 @@ TEST(PendingCallsCapTest, ASlowCountWaitsTenTimesAsLongForTheNext) {
   clock.Advance(absl::Seconds(19));
   EXPECT_FALSE(cap.Admit("t", 1).ok());
   EXPECT_EQ(queue.counts, 1) << "20 s after the slow count ended, not 1 s";
+  // A count during which the clock jumped an hour: the next waits a minute, not ten hours.
+  queue.during_count = [&] { clock.Advance(absl::Hours(1)); };
   clock.Advance(absl::Seconds(1));
   EXPECT_FALSE(cap.Admit("t", 1).ok());
   EXPECT_EQ(queue.counts, 2);
+  queue.during_count = nullptr;
+  clock.Advance(absl::Minutes(1));
+  EXPECT_FALSE(cap.Admit("t", 1).ok());
+  EXPECT_EQ(queue.counts, 3);
 }
 
-TEST(PendingCallsCapTest, CallsAddedWhileItCountsAreKeptAndAFailedCountKeepsTheEstimate) {
+TEST(PendingCallsCapTest, CallsAddedWhileItCountsAreKeptAndFailedCountsAdmit) {
   CountedQueue queue;
   VirtualClock clock(kT0);
   PendingCallsCap cap(queue, clock, 5);
@@ -139,12 +145,19 @@ TEST(PendingCallsCapTest, CallsAddedWhileItCountsAreKeptAndAFailedCountKeepsTheE
   EXPECT_TRUE(cap.Admit("t", 1).ok());  // 2 counted + 2 added meanwhile + 1 <= 5
   queue.during_count = nullptr;
   EXPECT_FALSE(cap.Admit("t", 2).ok());  // 4 + 2 > 5
-  // A count that fails keeps the last estimate (which errs high): still refused.
-  queue.fail = absl::UnavailableError("disk");
+  // The cap is enforced on counts only: while they fail (the queue is down, an adapter that
+  // cannot count), calls are admitted, and counted again each interval.
+  queue.fail = absl::UnimplementedError("this queue adapter cannot list its calls");
   clock.Advance(absl::Seconds(1));
-  EXPECT_FALSE(cap.Admit("t", 2).ok());
+  EXPECT_TRUE(cap.Admit("t", 2).ok());
   EXPECT_EQ(queue.counts, 2);
-  EXPECT_TRUE(cap.Admit("t", 1).ok());
+  EXPECT_TRUE(cap.Admit("t", 100).ok());
+  EXPECT_EQ(queue.counts, 2);
+  queue.fail = absl::OkStatus();
+  clock.Advance(absl::Seconds(1));
+  EXPECT_FALSE(cap.Admit("t", 4).ok());  // counted: 2 in the queue + 4 > 5
+  EXPECT_EQ(queue.counts, 3);
+  EXPECT_TRUE(cap.Admit("t", 3).ok());
 }
 
 TEST(PendingCallsCapTest, ZeroMeansNoCapAndNeverReadsTheQueue) {
