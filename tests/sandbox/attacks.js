@@ -1021,8 +1021,9 @@ export const intlFormattersKept = q(() => {
   const kept = [];
   for (;;) kept.push(new Intl.DateTimeFormat("en", fullDate));
 });
-// Jobs a request leaves behind (queued by its result's getter) make no Intl objects: they run
-// after it, charged to no request.
+// The jobs a result's getter queues run in the request (since 2026-12-05), charged to it: their
+// Intl objects meet the request's cap (the job fails; a query's answer stands). Before, they ran
+// after it, charged to no request, and made no Intl objects there.
 export const intlAfterResult = q(() => ({ get x() {
   Promise.resolve().then(() => { const k = []; for (;;) k.push(new Intl.DateTimeFormat("en", fullDate)); });
   return 1;
