@@ -1048,6 +1048,7 @@ void QueuedCalls::RecoverOutboxes(absl::Span<const std::string> tenants, absl::D
   for (const std::string& tenant : tenants) {
     absl::StatusOr<std::vector<IndexEntry>> entries =
         ScanNewest(*tenants_.storage(), tenant, kCallOutboxIndex);
+    if (!entries.ok()) continue;               // what was young stays so for the next pass
     absl::flat_hash_set<CallId> young_before;  // the entries young at this tenant's last pass
     {
       MutexLock lock(&mu_);
@@ -1055,11 +1056,6 @@ void QueuedCalls::RecoverOutboxes(absl::Span<const std::string> tenants, absl::D
         young_before = std::move(it->second);
         young_outbox_.erase(it);
       }
-    }
-    if (!entries.ok()) {  // keep what was young for the next pass
-      MutexLock lock(&mu_);
-      if (!young_before.empty()) young_outbox_[tenant] = std::move(young_before);
-      continue;
     }
     if (entries->empty()) continue;
     std::vector<ScheduledCall> calls;

@@ -265,6 +265,12 @@ class Mailer {
   int64_t refused_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
+// Commit timestamps from a clock `ahead` of this one (another process's clock, or this one
+// before it was set back).
+std::function<Timestamp()> ClockAhead(absl::Duration ahead) {
+  return [ahead] { return static_cast<Timestamp>(absl::ToUnixNanos(absl::Now() + ahead)); };
+}
+
 class EngineQueueTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -359,6 +365,32 @@ class EngineQueueTest : public ::testing::Test {
       absl::SleepFor(absl::Milliseconds(10));
     }
     ADD_FAILURE() << "the queue never drained";
+  }
+
+  // An engine whose queue refuses every Enqueue, with its commit clock `ahead` of this one,
+  // commits a mutation scheduling a bump of `name`: the call stays in the tenant's outbox (as if
+  // the process died right after the commit). Reopened on the same storage with a working
+  // queue, the engine runs it once.
+  void ExpectACallLeftInTheOutboxRunsWhenTheEngineOpensAgain(const std::string& name,
+                                                             absl::Duration ahead) {
+    auto failing = std::make_shared<CountingQueue>(std::make_unique<InMemoryQueue>());
+    failing->FailEnqueue(true);
+    EngineOptions first = Options();
+    first.queued.queue = failing;
+    first.committer.clock = ClockAhead(ahead);
+    OpenAndDeploy(std::move(first));
+    absl::StatusOr<CallResult> r =
+        engine_->Mutation("app", "counters:schedule",
+                          Args({{"name", Value::String(name)}, {"delayMs", Value::Float64(0)}}));
+    ASSERT_TRUE(r.ok()) << r.status();
+    const CallId id = CallId::Parse(r->value.string()).value();
+    absl::SleepFor(absl::Milliseconds(100));
+    EXPECT_EQ(engine_->GetCall(id)->state, CallState::kPending);
+    EXPECT_EQ(ListOutbox(**engine_->Latest("app"))->size(), 1u);
+
+    Open(Options());  // the same storage, a working queue
+    WaitFor(id, CallState::kSucceeded);
+    EXPECT_EQ(Counter(name), 1);
   }
 
   // Waits until the queue holds `calls` calls of `tenant` (or the time is up).
@@ -2123,48 +2155,13 @@ TEST(EngineQueueOptionsTest, RecordRetentionMustBePositive) {
 }
 
 TEST_F(EngineQueueTest, CallsLeftInAnOutboxByACrashAreEnqueuedWhenTheEngineOpensAgain) {
-  // The first engine's queue refuses every Enqueue: the scheduled call stays
-  // in the tenant's outbox (as if the process died right after the commit).
-  auto failing = std::make_shared<CountingQueue>(std::make_unique<InMemoryQueue>());
-  failing->FailEnqueue(true);
-  EngineOptions first = Options();
-  first.queued.queue = failing;
-  OpenAndDeploy(std::move(first));
-  absl::StatusOr<CallResult> r =
-      engine_->Mutation("app", "counters:schedule",
-                        Args({{"name", Value::String("late")}, {"delayMs", Value::Float64(0)}}));
-  ASSERT_TRUE(r.ok()) << r.status();
-  const CallId id = CallId::Parse(r->value.string()).value();
-  absl::SleepFor(absl::Milliseconds(100));
-  EXPECT_EQ(engine_->GetCall(id)->state, CallState::kPending);
-  EXPECT_EQ(ListOutbox(**engine_->Latest("app"))->size(), 1u);
-
-  Open(Options());  // the same storage, a working queue
-  WaitFor(id, CallState::kSucceeded);
-  EXPECT_EQ(Counter("late"), 1);
+  ExpectACallLeftInTheOutboxRunsWhenTheEngineOpensAgain("late", absl::ZeroDuration());
 }
 
 // A process whose clock was an hour ahead (or this one, set back an hour since) committed
 // the call: its commit time is ahead of this clock. At start it is queued all the same.
 TEST_F(EngineQueueTest, AnOutboxEntryStampedAheadOfTheClockIsEnqueuedAtStart) {
-  auto failing = std::make_shared<CountingQueue>(std::make_unique<InMemoryQueue>());
-  failing->FailEnqueue(true);
-  EngineOptions first = Options();
-  first.queued.queue = failing;
-  first.committer.clock = [] {
-    return static_cast<Timestamp>(absl::ToUnixNanos(absl::Now() + absl::Hours(1)));
-  };
-  OpenAndDeploy(std::move(first));
-  absl::StatusOr<CallResult> r =
-      engine_->Mutation("app", "counters:schedule",
-                        Args({{"name", Value::String("ahead")}, {"delayMs", Value::Float64(0)}}));
-  ASSERT_TRUE(r.ok()) << r.status();
-  const CallId id = CallId::Parse(r->value.string()).value();
-  ASSERT_EQ(ListOutbox(**engine_->Latest("app"))->size(), 1u);
-
-  Open(Options());
-  WaitFor(id, CallState::kSucceeded);
-  EXPECT_EQ(Counter("ahead"), 1);
+  ExpectACallLeftInTheOutboxRunsWhenTheEngineOpensAgain("ahead", absl::Hours(1));
 }
 
 TEST(EngineQueueSqliteTest, CallsSurviveReopeningTheFileAndASubmitFromASecondEngine) {
@@ -2248,9 +2245,7 @@ void ExpectTheSweepQueuesACallLeftByAnotherProcess(absl::Duration ahead) {
   dies.scheduler.workers = 1;
   dies.queued.run = false;
   dies.queued.queue = failing;
-  dies.committer.clock = [ahead] {
-    return static_cast<Timestamp>(absl::ToUnixNanos(absl::Now() + ahead));
-  };
+  dies.committer.clock = ClockAhead(ahead);
   AddServices(dies);
   auto other = Engine::Open(storage, dies);
   ASSERT_TRUE(other.ok()) << other.status();
