@@ -384,9 +384,14 @@ TEST_F(RemoteRunnerTest, FailsOverWhenARunnerStopsAndTakesBackOnlyItsTenants) {
     if (own[i] > own[victim]) victim = i;
   }
 
-  // Stop it while the load runs: every call still succeeds, on the others.
+  // Stop it while the load runs (once it has answered 40 of the ~100 runs of its tenants, so
+  // that runs still go its way after: a fixed 100 ms could outlast a fast load): every call
+  // still succeeds, on the others.
   std::thread stopper([&] {
-    absl::SleepFor(absl::Milliseconds(100));
+    for (const absl::Time end = absl::Now() + absl::Seconds(10);
+         servers_[victim]->stats().runs < 40 && absl::Now() < end;) {
+      absl::SleepFor(absl::Milliseconds(1));
+    }
     servers_[victim]->Shutdown(absl::ZeroDuration());
   });
   Load(tenants, 4, 80);
