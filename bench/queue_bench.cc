@@ -29,6 +29,9 @@
 //       skips one tenant's 100,000 due calls; counter polls_per_s. Baselines:
 //       /backlog:100000/due:0 (the same backlog, not due yet: what its size
 //       alone costs) and /backlog:0/due:0 (no backlog).
+//   BM_PollWhileCounting/storage:memory|sqlite/counting:1
+//       that poll past 100,000 calls not due while another thread runs TenantDepths
+//       without pause; counter polls_per_s. Baseline: /counting:0 (no count beside it).
 //   BM_TenantDepths/storage:memory|sqlite/calls:100000
 //       the engine's recount for max_pending_calls_per_tenant: DurableQueue::TenantDepths
 //       over 100,000 pending calls of 100 tenants; counter calls_per_s. Baseline:
@@ -44,12 +47,14 @@
 #include <stdlib.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/container/btree_set.h"
@@ -296,6 +301,32 @@ void BM_LeaseSkippingABacklog(benchmark::State& state, bool sqlite) {
 }
 // Registered in main() as "/storage:memory" and "/storage:sqlite".
 
+// A scheduler's poll (as BM_LeaseSkippingABacklog: 100,000 calls of one tenant not due yet)
+// while another thread counts the queue per tenant without pause (TenantDepths: the
+// pending-calls cap's recount, what a tenant pressing on its cap asks for every second or so);
+// counter polls_per_s. Baseline: /counting:0, the same polls with no count beside them.
+void BM_PollWhileCounting(benchmark::State& state, bool sqlite) {
+  const bool counting = state.range(0) != 0;
+  TempDir dir;
+  std::unique_ptr<DurableQueue> queue = OpenQueue(state, sqlite, dir);
+  if (queue == nullptr) return;
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> counts{0};
+  std::thread counter;
+  if (counting) {
+    counter = std::thread([&] {
+      while (!stop.load(std::memory_order_relaxed)) {
+        if (queue->TenantDepths(kT0).ok()) counts.fetch_add(1, std::memory_order_relaxed);
+      }
+    });
+  }
+  bench::PollPastABacklog(state, *queue, 100'000, kT0 + absl::Hours(1), kT0);
+  stop = true;
+  if (counter.joinable()) counter.join();
+  state.counters["counts"] = static_cast<double>(counts.load());
+}
+// Registered in main() as "/storage:memory|sqlite/counting:0|1".
+
 // The engine's recount for max_pending_calls_per_tenant: TenantDepths over `calls` pending
 // calls of 100 tenants; counter calls_per_s (calls counted per second of CPU). With
 // `via_list_calls`, the baseline: DurableQueue's default TenantDepths (pages of ListCalls),
@@ -492,6 +523,9 @@ class RatioReporter : public benchmark::ConsoleReporter {
       ratio(name + "100000/due:1", name + "100000/due:0", "polls_per_s",
             "; skipping a due backlog vs one not due; goal: about 1");
       ratio(name + "100000/due:1", name + "0/due:0", "polls_per_s", "; vs no backlog at all");
+      ratio(fmt::format("BM_PollWhileCounting/storage:{}/counting:1", storage),
+            fmt::format("BM_PollWhileCounting/storage:{}/counting:0", storage), "polls_per_s",
+            "; polls beside a count without pause vs none; goal: about 1");
       ratio(fmt::format("BM_TenantDepths/storage:{}/calls:100000", storage),
             fmt::format("BM_TenantDepthsViaListCalls/storage:{}/calls:100000", storage),
             "calls_per_s", "; the adapter's count vs pages of ListCalls");
@@ -528,6 +562,15 @@ int main(int argc, char** argv) {
         ->Args({0, 0})
         ->Args({100'000, 0})
         ->Args({100'000, 1});
+  }
+  for (const bool sqlite : {false, true}) {
+    benchmark::RegisterBenchmark(
+        sqlite ? "BM_PollWhileCounting/storage:sqlite" : "BM_PollWhileCounting/storage:memory",
+        txfn::BM_PollWhileCounting, sqlite)
+        ->ArgName("counting")
+        ->Arg(0)
+        ->Arg(1)
+        ->UseRealTime();
   }
   for (const bool sqlite : {false, true}) {
     for (const bool via_list_calls : {false, true}) {

@@ -15,6 +15,7 @@
 #include "absl/strings/cord.h"
 #include "absl/time/clock.h"
 #include "lib/queued_calls.h"
+#include "lib/reserved_prune.h"
 #include "txfn/clock.h"
 #include "txfn/deploy.h"
 #include "txfn/function_runner.h"
@@ -32,6 +33,9 @@ using internal::StrCat;
 // Commits one ApplyRetention call processes, so a retention pass never holds
 // a tenant's writes up for long (SQLite: one write transaction per call).
 constexpr size_t kRetentionStepCommits = 1000;
+// Tenants whose idempotency keys one step of the background thread looks at, so that a pass
+// over 10,000 tenants does not hold up the tenant sweeps (or Close) for long.
+constexpr size_t kKeyPassSlice = 64;
 
 int WorkerCount(const IsolateSchedulerOptions& options) {
   return options.workers > 0 ? options.workers
@@ -329,10 +333,16 @@ class EngineImpl final : public Engine {
         std::clamp(options_.tenant_sweep_interval, absl::Milliseconds(1), absl::Hours(1));
     PeriodicTimer retention_timer(absl::Now() + retention_every, retention_every);
     PeriodicTimer sweep_timer(absl::Now() + sweep_every, sweep_every);
+    const bool forget_keys = options_.idempotency_key_retention != absl::InfiniteDuration();
+    internal::TenantPass key_pass(
+        std::clamp(options_.idempotency_key_retention / 2, absl::Milliseconds(1), absl::Hours(1)),
+        kKeyPassSlice, absl::Now());
     while (true) {
       const absl::Time before = absl::Now();
       absl::Time wake = sweep_timer.NextRun(before);
       if (retention) wake = std::min(wake, retention_timer.NextRun(before));
+      if (forget_keys)
+        wake = std::min(wake, key_pass.under_way() ? before : key_pass.NextStart(before));
       {
         internal::MutexLock lock(&background_mu_);
         background_cv_.WaitWithTimeout(
@@ -344,7 +354,26 @@ class EngineImpl final : public Engine {
       if (sweep_timer.Due(now)) (void)SweepTenants();
       // Failures are counted (stats().retention) and retried next pass.
       if (retention && retention_timer.Due(now)) (void)ApplyRetention();
+      if (forget_keys) PruneIdempotencyKeys(key_pass.Next(*tenants_.storage(), now, true));
     }
+  }
+
+  // Deletes the idempotency keys of `tenants` older than idempotency_key_retention (by their
+  // commit timestamps, on the committer's clock). Failures are retried by the next pass.
+  void PruneIdempotencyKeys(absl::Span<const std::string> tenants) {
+    if (tenants.empty()) return;
+    const Timestamp now = tenants_.Now();
+    const auto keep_ns =
+        static_cast<Timestamp>(absl::ToInt64Nanoseconds(options_.idempotency_key_retention));
+    if (now <= keep_ns) return;  // nothing is that old
+    auto expired = [cutoff = now - keep_ns](const IndexEntry& e) { return e.ts < cutoff; };
+    uint64_t deleted = 0;
+    for (const std::string& tenant : tenants) {
+      (void)internal::PruneReservedIndex(tenants_, tenant, kIdempotencyIndex, expired, expired,
+                                         &deleted);
+    }
+    internal::MutexLock lock(&background_mu_);
+    retention_stats_.idempotency_keys_pruned += deleted;
   }
 
   std::function<void(bool)> CountSystemConflict() {
@@ -399,6 +428,11 @@ class EngineImpl final : public Engine {
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(std::shared_ptr<Storage> storage,
                                                      EngineOptions options) {
   if (storage == nullptr) return absl::InvalidArgumentError("Engine::Open: no storage");
+  if (options.idempotency_key_retention <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        StrCat("EngineOptions::idempotency_key_retention is ",
+               absl::FormatDuration(options.idempotency_key_retention), "; it must be positive"));
+  }
   IsolateSchedulerOptions scheduler_options = options.scheduler;
   // The engine's isolates run the function runner.
   if (scheduler_options.customizer == nullptr) {

@@ -131,6 +131,9 @@ void AppendEngineMetrics(Engine& engine, MetricsText* out) {
   count("txfn_mutations_total", "Mutations that committed.", s.mutations);
   count("txfn_mutations_replayed_total", "Mutations answered from their idempotency key.",
         s.replayed);
+  count("txfn_idempotency_keys_pruned_total",
+        "Idempotency keys deleted after idempotency_key_retention.",
+        s.retention.idempotency_keys_pruned);
   count("txfn_conflicts_total", "OCC conflicts seen.", s.conflicts);
   count("txfn_mutation_retries_total", "Mutation re-runs after a conflict.", s.retries);
   count("txfn_deploys_total", "Deploys that succeeded.", s.deploys);

@@ -8,6 +8,7 @@
 #include "absl/algorithm/container.h"
 #include "absl/random/random.h"
 #include "absl/strings/cord.h"
+#include "lib/reserved_prune.h"
 #include "txfn/clock.h"
 #include "txfn/errors.h"
 #include "txfn/in_memory_queue.h"
@@ -27,42 +28,6 @@ constexpr size_t kOutboxSweepSlice = 128;
 // transaction deletes.
 constexpr size_t kRecordPassSlice = 16;
 constexpr size_t kRecordsPerDelete = 512;
-
-// The live entries of one of `tenant`'s reserved indexes (outbox, records) at its newest
-// commit, straight from storage: opening every tenant's committer to look would cost each
-// one a metadata load, and most have nothing there.
-absl::StatusOr<std::vector<IndexEntry>> ScanNewest(Storage& storage, const std::string& tenant,
-                                                   IndexId index) {
-  TXFN_ASSIGN_OR_RETURN(Timestamp ts, storage.MaxCommittedTimestamp(tenant));
-  return storage.Scan(tenant, index, KeyRange::All(), ts, ScanOrder::kAscending, 0);
-}
-
-// A pass over every tenant started every `every` (while `may_start`), handled a slice of
-// `slice` tenants per round of the loop, so that 10,000 tenants do not stall it. Loop-only.
-class TenantPass {
- public:
-  TenantPass(absl::Duration every, size_t slice, absl::Time now)
-      : slice_(slice), start_(now + every, every) {}
-
-  // This round's tenants (none, mostly): the rest of a pass under way, or a new pass's first.
-  std::vector<std::string> Next(Storage& storage, absl::Time now, bool may_start) {
-    if (may_start && left_.empty() && start_.Due(now)) {
-      if (absl::StatusOr<std::vector<std::string>> all = storage.ListTenants(); all.ok()) {
-        left_ = *std::move(all);
-      }
-    }
-    const size_t n = std::min(left_.size(), slice_);
-    std::vector<std::string> slice(std::make_move_iterator(left_.end() - n),
-                                   std::make_move_iterator(left_.end()));
-    left_.resize(left_.size() - n);
-    return slice;
-  }
-
- private:
-  const size_t slice_;
-  PeriodicTimer start_;            // of the next pass
-  std::vector<std::string> left_;  // the tenants of the pass under way not yet handled
-};
 
 bool Ended(const absl::Status& status) {
   return status.GetPayload(ToAbsl(kEndedPayload)).has_value();
@@ -1084,47 +1049,26 @@ void QueuedCalls::RecoverOutboxes(absl::Span<const std::string> tenants, absl::D
 
 void QueuedCalls::PruneRecords(absl::Span<const std::string> tenants) {
   const absl::Time cutoff = clock_.Now() - options_.record_retention;
-  auto expired = [&](std::string_view bytes) {
-    absl::StatusOr<CallRecord> record = DecodeCallRecord(bytes);
+  auto expired = [&](const IndexEntry& e) {
+    absl::StatusOr<CallRecord> record = DecodeCallRecord(e.value);
     return record.ok() && record->finished < cutoff;
   };
+  // A call the queue still holds keeps its record: that record is what ends its deliveries (a
+  // cancelled call another process queued after the cancel, a call whose settlement keeps
+  // failing), and without it the call would run.
+  auto expired_and_not_queued = [&](const IndexEntry& e) {
+    if (!expired(e)) return false;
+    absl::StatusOr<CallId> id = CallId::FromBytes(e.key);
+    if (!id.ok()) return false;
+    absl::StatusOr<std::optional<QueuedCall>> queued = queue_->Find(*id, clock_.Now());
+    return queued.ok() && !queued->has_value();
+  };
   for (const std::string& tenant : tenants) {
-    absl::StatusOr<std::vector<IndexEntry>> entries =
-        ScanNewest(*tenants_.storage(), tenant, kCallRecordIndex);
-    if (!entries.ok()) continue;
-    std::vector<std::string> keys;
-    for (IndexEntry& e : *entries) {
-      if (!expired(e.value)) continue;
-      // A call the queue still holds keeps its record: that record is what ends its
-      // deliveries (a cancelled call another process queued after the cancel, a call whose
-      // settlement keeps failing), and without it the call would run.
-      absl::StatusOr<CallId> id = CallId::FromBytes(e.key);
-      if (!id.ok()) continue;
-      absl::StatusOr<std::optional<QueuedCall>> queued = queue_->Find(*id, clock_.Now());
-      if (!queued.ok() || queued->has_value()) continue;
-      keys.push_back(std::move(e.key));
-    }
-    if (keys.empty()) continue;
-    absl::StatusOr<std::shared_ptr<OpenTenant>> open = tenants_.Get(tenant);
-    if (!open.ok()) continue;
-    for (size_t from = 0; from < keys.size(); from += kRecordsPerDelete) {
-      const absl::Span<const std::string> chunk =
-          absl::MakeConstSpan(keys).subspan(from, kRecordsPerDelete);
-      uint64_t deleted = 0;
-      absl::StatusOr<CommitOutcome> done = (*open)->CommitSystemTransaction(
-          [&](Transaction& txn) -> absl::Status {
-            deleted = 0;
-            for (const std::string& key : chunk) {
-              TXFN_ASSIGN_OR_RETURN(std::optional<std::string> now,
-                                    txn.GetReserved(kCallRecordIndex, key));
-              if (!now.has_value() || !expired(*now)) continue;
-              TXFN_RETURN_IF_ERROR(txn.PutReserved(kCallRecordIndex, key, std::nullopt));
-              ++deleted;
-            }
-            return absl::OkStatus();
-          },
-          RetryOptions{.max_attempts = 4});
-      if (!done.ok()) break;  // the next pass tries again
+    // On an error what was deleted stays deleted; the next pass tries again.
+    uint64_t deleted = 0;
+    (void)PruneReservedIndex(tenants_, tenant, kCallRecordIndex, expired_and_not_queued, expired,
+                             &deleted, kRecordsPerDelete);
+    if (deleted > 0) {
       MutexLock lock(&mu_);
       stats_.records_pruned += deleted;
     }

@@ -1003,6 +1003,57 @@ TEST_P(EngineTest, AnIdempotencyKeyCommitsOnceAndReplaysTheFirstResult) {
           .status()));
 }
 
+// A key is forgotten idempotency_key_retention after its commit, on the committer's clock (keys
+// were kept for the tenant's life): a call with it runs and commits again, and a younger key
+// still replays.
+TEST_P(EngineTest, AnIdempotencyKeyIsForgottenAfterItsRetentionAndAYoungerOneIsNot) {
+  testing_util::FakeClock clock;
+  EngineOptions options = Options();
+  options.committer.clock = clock.AsFunction();
+  options.idempotency_key_retention = absl::Seconds(1);  // passes every 500 ms of wall time
+  engine_.reset();
+  auto engine = Engine::Open(options);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  engine_ = *std::move(engine);
+  CreateAndDeploy();
+  ASSERT_TRUE(engine_->Mutation("app", "counters:create", Name("a")).ok());
+  const MutationOptions old_key{.idempotency_key = "old"};
+  const MutationOptions young_key{.idempotency_key = "young"};
+  auto old_first = engine_->Mutation("app", "counters:increment", Name("a"), old_key);
+  ASSERT_TRUE(old_first.ok()) << old_first.status();
+  clock.Advance(absl::ToInt64Nanoseconds(absl::Seconds(2)));
+  auto young_first = engine_->Mutation("app", "counters:increment", Name("a"), young_key);
+  ASSERT_TRUE(young_first.ok()) << young_first.status();
+  EXPECT_EQ(young_first->value, Value::Int64(2));
+  const absl::Time end = absl::Now() + absl::Seconds(30);
+  while (absl::Now() < end && engine_->stats().retention.idempotency_keys_pruned == 0) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_EQ(engine_->stats().retention.idempotency_keys_pruned, 1u);
+  auto young_again = engine_->Mutation("app", "counters:increment", Name("a"), young_key);
+  ASSERT_TRUE(young_again.ok()) << young_again.status();
+  EXPECT_TRUE(young_again->replayed) << "2 s younger on the committer's clock: kept";
+  EXPECT_EQ(young_again->value, Value::Int64(2));
+  auto old_again = engine_->Mutation("app", "counters:increment", Name("a"), old_key);
+  ASSERT_TRUE(old_again.ok()) << old_again.status();
+  EXPECT_FALSE(old_again->replayed) << "forgotten: it ran again";
+  EXPECT_EQ(old_again->value, Value::Int64(3));
+  EXPECT_EQ(Counter("a"), 3);
+  // Committed again, it replays its new result.
+  auto old_replayed = engine_->Mutation("app", "counters:increment", Name("a"), old_key);
+  ASSERT_TRUE(old_replayed.ok()) << old_replayed.status();
+  EXPECT_TRUE(old_replayed->replayed);
+  EXPECT_EQ(old_replayed->value, Value::Int64(3));
+}
+
+TEST(EngineOpenTest, IdempotencyKeyRetentionMustBePositive) {
+  EngineOptions options;
+  options.idempotency_key_retention = absl::ZeroDuration();
+  auto refused = Engine::Open(std::make_shared<InMemoryStorage>(), options);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("idempotency_key_retention"));
+}
+
 TEST_P(EngineTest, RetentionDropsOldVersionsAndOldSnapshotsFailClearly) {
   testing_util::FakeClock clock;
   EngineOptions options = Options();

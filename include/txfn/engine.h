@@ -320,6 +320,16 @@ struct EngineOptions {
   // (Unimplemented) keep everything. Time is the committer's clock.
   absl::Duration version_retention = absl::Minutes(5);
   absl::Duration retention_interval = absl::Minutes(1);
+  // How long a mutation's idempotency key (MutationOptions::idempotency_key) is kept after
+  // the commit that first used it: within it, a call with the key replays that commit's
+  // result (<txfn/idempotency.h>); after it, the key is forgotten and a call with it runs and
+  // commits again. The background thread deletes expired keys in passes every
+  // min(retention / 2, 1 h), 64 tenants per step, in transactions (a racing call with the
+  // key conflicts with the deletion, never loses its result). Time is the committer's clock
+  // (a key's age is counted from its commit timestamp). Default 24 hours (Stripe's); positive
+  // (Engine::Open: InvalidArgument); InfiniteDuration: kept for the tenant's life (until
+  // 2026-12-06 they were: one entry per key ever used, its result included).
+  absl::Duration idempotency_key_retention = absl::Hours(24);
   // Idle tenants (see the file comment): a tenant no call or other operation
   // has used for this long (on the committer's clock) is closed by the next
   // sweep, and reopened on its next use. Default 10 minutes. Zero: closed by
@@ -407,6 +417,8 @@ struct RetentionStats {
   uint64_t versions_dropped = 0;  // Storage::ApplyRetention totals
   uint64_t commits_dropped = 0;
   uint64_t failures = 0;  // ApplyRetention calls that failed (retried next pass)
+  // Idempotency keys deleted after EngineOptions::idempotency_key_retention.
+  uint64_t idempotency_keys_pruned = 0;
 };
 
 struct EngineStats {

@@ -31,9 +31,14 @@
 // AlreadyExists instead of answered with the first call's result. No
 // downgrade: a version before 2026-12-05 reads an entry with a digest as
 // corrupt (DataLoss for that key), so do not run an older engine on a
-// database a newer one has written keys to. Keys are kept like documents, for
-// the life of the tenant: version retention never drops a live entry. Choose
-// one key per logical operation, not per request.
+// database a newer one has written keys to. Choose one key per logical
+// operation, not per request.
+//
+// Keys are kept like documents (version retention never drops a live entry)
+// until something deletes them: the engine deletes a key
+// EngineOptions::idempotency_key_retention (24 h) after its commit, and a call
+// with it then runs again. A host on a bare committer keeps them until it
+// deletes them (Transaction::PutReserved(kIdempotencyIndex, key, nullopt)).
 //
 // Thread safety: free functions without shared state; a Snapshot is
 // thread-safe, a PreparedCommit belongs to its caller.

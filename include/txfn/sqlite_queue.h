@@ -49,8 +49,10 @@
 // with the same filter and (a subset of) those skips ended, so a skipped
 // tenant's backlog is walked once, not at every poll; the connection forgets
 // those places when a write makes a call due before them, and when another
-// connection has written the file (PRAGMA data_version). Depths scans the
-// table (monitoring only). The queue remembers the row of each call it
+// connection has written the file (PRAGMA data_version). Depths and
+// TenantDepths scan the table on a second connection of their own (WAL: they
+// read the last commit and hold up no lease, ack or enqueue meanwhile; two
+// counts take turns). The queue remembers the row of each call it
 // leased until it is settled (at most 2^18 calls, under 16 MiB).
 //
 // A failed COMMIT (an fsync error after the WAL frames were written, say) is
@@ -163,7 +165,7 @@ class SqliteQueue final : public DurableQueue {
   class Db;  // the connection and its prepared statements
   class Blobs;
 
-  SqliteQueue(std::string path, int shards, std::unique_ptr<Db> db);
+  SqliteQueue(std::string path, int shards, std::unique_ptr<Db> db, std::unique_ptr<Db> reader);
   // The upgrade from schema version 1: adds and fills the quota column.
   static absl::Status AddQuotaColumn(Db& db);
   // The upgrade from schema versions 1-3: adds and fills the tenant column.
@@ -185,6 +187,11 @@ class SqliteQueue final : public DurableQueue {
   std::unique_ptr<Db> db_ ABSL_GUARDED_BY(mu_);
   // Why a COMMIT failed; empty while none has.
   std::string doubt_ ABSL_GUARDED_BY(mu_);
+  // A second connection for the counts that scan the whole table (Depths, TenantDepths): in
+  // WAL mode it reads the last commit without holding mu_, so a count of a million calls
+  // (~0.3 s) does not hold up every other tenant's leases and acks.
+  internal::Mutex read_mu_;
+  std::unique_ptr<Db> reader_ ABSL_GUARDED_BY(read_mu_);
   std::unique_ptr<Blobs> blobs_;
 };
 

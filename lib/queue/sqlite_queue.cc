@@ -636,11 +636,14 @@ absl::StatusOr<std::unique_ptr<SqliteQueue>> SqliteQueue::Open(std::string path,
     if (db->InTransaction()) (void)db->Exec("ROLLBACK");
     return s;
   }
-  return std::unique_ptr<SqliteQueue>(new SqliteQueue(std::move(path), shards, std::move(db)));
+  TXFN_ASSIGN_OR_RETURN(std::unique_ptr<Db> reader, Db::Open(path, options));
+  return std::unique_ptr<SqliteQueue>(
+      new SqliteQueue(std::move(path), shards, std::move(db), std::move(reader)));
 }
 
-SqliteQueue::SqliteQueue(std::string path, int shards, std::unique_ptr<Db> db)
-    : path_(std::move(path)), shards_(shards), db_(std::move(db)) {
+SqliteQueue::SqliteQueue(std::string path, int shards, std::unique_ptr<Db> db,
+                         std::unique_ptr<Db> reader)
+    : path_(std::move(path)), shards_(shards), db_(std::move(db)), reader_(std::move(reader)) {
   blobs_ = std::make_unique<Blobs>(this);
 }
 
@@ -1306,9 +1309,12 @@ absl::StatusOr<std::vector<QueuedCall>> SqliteQueue::ListCalls(CallId after, siz
 
 absl::StatusOr<std::vector<FunctionDepth>> SqliteQueue::Depths(absl::Time now) {
   std::vector<FunctionDepth> out;
-  internal::MutexLock lock(&mu_);
-  TXFN_RETURN_IF_ERROR(RefuseIfInDoubt());
-  TXFN_ASSIGN_OR_RETURN(Db::Stmt sel, db_->Prepare(kDepths));
+  {
+    internal::MutexLock lock(&mu_);
+    TXFN_RETURN_IF_ERROR(RefuseIfInDoubt());
+  }
+  internal::MutexLock lock(&read_mu_);
+  TXFN_ASSIGN_OR_RETURN(Db::Stmt sel, reader_->Prepare(kDepths));
   sel.Bind(1, Nanos(now));
   while (true) {
     TXFN_ASSIGN_OR_RETURN(bool row, sel.Step());
@@ -1328,9 +1334,12 @@ absl::StatusOr<std::vector<FunctionDepth>> SqliteQueue::Depths(absl::Time now) {
 
 absl::StatusOr<std::vector<TenantDepth>> SqliteQueue::TenantDepths(absl::Time) {
   std::vector<TenantDepth> out;
-  internal::MutexLock lock(&mu_);
-  TXFN_RETURN_IF_ERROR(RefuseIfInDoubt());
-  TXFN_ASSIGN_OR_RETURN(Db::Stmt sel, db_->Prepare(kTenantDepths));
+  {
+    internal::MutexLock lock(&mu_);
+    TXFN_RETURN_IF_ERROR(RefuseIfInDoubt());
+  }
+  internal::MutexLock lock(&read_mu_);
+  TXFN_ASSIGN_OR_RETURN(Db::Stmt sel, reader_->Prepare(kTenantDepths));
   while (true) {
     TXFN_ASSIGN_OR_RETURN(bool row, sel.Step());
     if (!row) break;
