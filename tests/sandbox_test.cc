@@ -488,6 +488,23 @@ std::vector<Attack> Attacks() {
       EitherLimit("intlCalledAsFunction"),
       AnswersUnlessSlowIntl("intlAfterResult", R"({"x":1})"),
       HeavyIntl("intlSubclassKept"),
+      // Each within the CPU limit optimised, past the ICU memory now (charged 1/7 of it before).
+      HeavyIntl("intlRangeFormattersKept"),
+      HeavyIntl("intlDisplayNamesKept"),
+      AnswersUnlessSlowIntl("intlRangeFormattersWithinBudget", "[1000,true,true,true]"),
+      // Long strings compared inside natives: stopped at the CPU limit, never abandoned.
+      Interrupted("longNeedleIndexOf"),
+      Interrupted("longNeedleIncludes"),
+      Interrupted("longNeedleLastIndexOf"),
+      Interrupted("longStringsSort"),
+      Interrupted("costlyStepLoop"),
+      Answers("longNeedleSearchesStillWork",
+              R"x([3,5,true,5,5,3,3,-1,-1,false,true,3,3,-1,5,-1,2,false,-1,1,true,1,1,true,)x"
+              R"x("TypeError",[100,20,3,"a","b","300x","300y",null,null],)x"
+              R"x(["10","2,1","9","[object Object]","null","true"],"TypeError",3])x"),
+      Bounded("escapeHuge"),
+      Bounded("unescapeHuge"),
+      Answers("escapeStillWorks", R"(["a%20b%u1234","A ","undefined","1"])"),
       HeavyIntl("intlSegmentsKept"),
       HeavyIntl("intlSegmentIteratorsKept"),
       HeavyIntl("intlLongSegmentsKept"),

@@ -737,6 +737,25 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     }
     return apply(ORIG[what], self, [strings]);
   }
+  // Array.prototype.includes, indexOf or lastIndexOf (`what`): V8 compares the elements with
+  // a string needle in C++, uninterrupted, each comparison up to the needle's length (2^20
+  // references to an 8 Mi-character string searched for a look-alike: hours, abandoned). A
+  // needle longer than SEARCH_PREFIX is looked for in JavaScript (slowPaths().arraySearch),
+  // where each comparison is one step a limit can stop between.
+  function arraySearched(what, self, args) {
+    if (typeof args[0] === 'string' && args[0].length > SEARCH_PREFIX && self != null) {
+      return slowPaths().arraySearch(what, self, args);
+    }
+    return guarded(WALK_THIS, what, self, args);
+  }
+  // A sort without a comparator compares the elements' strings in C++, uninterrupted (2,000
+  // references to two 8 Mi-character look-alikes: 10 s, growing with their number): it is given
+  // the specification's own comparison (SortCompare without a comparefn) as a JavaScript
+  // function, each call of which compares two strings once.
+  const sortCompareDefault = (x, y) => {
+    const xs = StringOf(x), ys = StringOf(y);
+    return xs < ys ? -1 : ys < xs ? 1 : 0;
+  };
   install(Array.prototype, 'Array.prototype.', {
     copyWithin(...a) { return guarded(WRITE_THIS, 'Array.prototype.copyWithin', this, a); },
     every(...a) { return guarded(WALK_THIS, 'Array.prototype.every', this, calledBack(a, 0)); },
@@ -755,10 +774,10 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     flat(...a) { return slowPaths().flat(this, a[0]); },
     flatMap(...a) { return slowPaths().flatMap(this, a[0], a[1]); },
     forEach(...a) { return guarded(WALK_THIS, 'Array.prototype.forEach', this, calledBack(a, 0)); },
-    includes(...a) { return guarded(WALK_THIS, 'Array.prototype.includes', this, a); },
-    indexOf(...a) { return guarded(WALK_THIS, 'Array.prototype.indexOf', this, a); },
+    includes(...a) { return arraySearched('Array.prototype.includes', this, a); },
+    indexOf(...a) { return arraySearched('Array.prototype.indexOf', this, a); },
     join(...a) { return guarded(WALK_THIS, 'Array.prototype.join', this, a); },
-    lastIndexOf(...a) { return guarded(WALK_THIS, 'Array.prototype.lastIndexOf', this, a); },
+    lastIndexOf(...a) { return arraySearched('Array.prototype.lastIndexOf', this, a); },
     map(...a) { return guarded(WALK_THIS, 'Array.prototype.map', this, calledBack(a, 0)); },
     reduce(...a) { return guarded(WALK_THIS, 'Array.prototype.reduce', this, calledBack(a, 0)); },
     reduceRight(...a) {
@@ -768,7 +787,10 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     shift(...a) { return guarded(WRITE_THIS, 'Array.prototype.shift', this, a); },
     slice(...a) { return guarded(WALK_THIS, 'Array.prototype.slice', this, a); },
     some(...a) { return guarded(WALK_THIS, 'Array.prototype.some', this, calledBack(a, 0)); },
-    sort(...a) { return guarded(WRITE_THIS, 'Array.prototype.sort', this, calledBack(a, 0)); },
+    sort(...a) {
+      if (a[0] === undefined) a[0] = sortCompareDefault;
+      return guarded(WRITE_THIS, 'Array.prototype.sort', this, calledBack(a, 0));
+    },
     splice(...a) {
       return guarded(WRITE_THIS, 'Array.prototype.splice', this, a, max(a.length - 2, 0));
     },
@@ -928,8 +950,8 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     return apply(ORIG[all ? 'String.prototype.replaceAll' : 'String.prototype.replace'], self,
                  [pattern, interruptible(replacement)]);
   }
-  // URI coding runs in C++, uninterrupted, and writes up to 9 bytes a character (500 Mi
-  // characters: 13 s at 4.3 GB): inputs of at most MAX_SLOW * 4 characters.
+  // URI coding (and escape, unescape) runs in C++, uninterrupted, and writes up to 9 bytes a
+  // character (500 Mi characters: 13 s at 4.3 GB): inputs of at most MAX_SLOW * 4 characters.
   install(globalThis, '', {
     encodeURI(...a) { return stringGuarded('encodeURI', MAX_SLOW * 4, true, undefined, a); },
     encodeURIComponent(...a) {
@@ -939,6 +961,9 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     decodeURIComponent(...a) {
       return stringGuarded('decodeURIComponent', MAX_SLOW * 4, true, undefined, a);
     },
+    // The same for Annex B's (escape of 89 Mi characters: 1 s past the CPU limit, 736 MB).
+    escape(...a) { return stringGuarded('escape', MAX_SLOW * 4, true, undefined, a); },
+    unescape(...a) { return stringGuarded('unescape', MAX_SLOW * 4, true, undefined, a); },
   });
 
   // ---- RegExp compilation -----------------------------------------------------
@@ -1144,6 +1169,17 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   // called without new); the original stays in ORIG only. Intl.Locale
   // holds next to nothing and is left alone.
   const intlObject = n.intlObject;
+  const RANGE_FORMATTER_KIB = 384;
+  let rangeCharged = null;  // the DateTimeFormats whose interval formatter is charged
+  function rangeFormatted(what, self, args) {
+    const result = apply(ORIG[what], self, args);
+    if (rangeCharged === null) rangeCharged = new WeakMap_();
+    if (apply(weakMapGet, rangeCharged, [self]) === undefined) {
+      apply(weakMapSet, rangeCharged, [self, true]);
+      intlObject(RANGE_FORMATTER_KIB);
+    }
+    return result;
+  }
   function intlNew(name, kib, self, target, args) {
     intlObject(kib);
     withLocales('Intl.' + name, args, 0);
@@ -1157,8 +1193,9 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       DateTimeFormat: function DateTimeFormat(...a) {
         return intlNew('DateTimeFormat', 64, this, new.target, a);
       },
+      // 48: a 'dateTimeField' one holds ~45 KiB (3,000 of them, charged 4 each, held 110 MB).
       DisplayNames: function DisplayNames(...a) {
-        return intlNew('DisplayNames', 4, this, new.target, a);
+        return intlNew('DisplayNames', 48, this, new.target, a);
       },
       ListFormat: function ListFormat(...a) {
         return intlNew('ListFormat', 4, this, new.target, a);
@@ -1248,6 +1285,18 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       }
       return f;
     }});
+    // A DateTimeFormat's first formatRange or formatRangeToParts makes an ICU interval
+    // formatter and keeps it (1,000 formatters, charged 64 KiB each, then held 400 MB): that
+    // call charges RANGE_FORMATTER_KIB more, once per formatter (rangeCharged; only once it
+    // returned, so a call on something else charges nothing).
+    install(DTFProto, 'Intl.DateTimeFormat.prototype.', {
+      formatRange(...a) {
+        return rangeFormatted('Intl.DateTimeFormat.prototype.formatRange', this, a);
+      },
+      formatRangeToParts(...a) {
+        return rangeFormatted('Intl.DateTimeFormat.prototype.formatRangeToParts', this, a);
+      },
+    });
     // A BigInt's parts (en-IN groups digits in twos) cost more than its digits: 6,000,000
     // bits ran 18 s. And RelativeTimeFormat's unit is a string ICU takes as given.
     install(Intl.NumberFormat.prototype, 'Intl.NumberFormat.prototype.', {
@@ -2097,6 +2146,45 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       const at = searchForward(S, needle, clampedPosition(position, S.length));
       return what === 'String.prototype.includes' ? at !== -1 : at;
     }
+    // Array.prototype.includes, indexOf or lastIndexOf (`what`) of a string needle, as the
+    // specification writes them (for a string, strict equality and SameValueZero agree).
+    const toIntegerOrInfinity = (v) => {
+      const x = +v;
+      return x !== x ? 0 : x < 0 ? -floor(-x) : floor(x);
+    };
+    // An element of the needle's length is compared COMPARE_PIECE characters at a time
+    // (startsWith at each piece's offset): V8 checks for termination only every few hundred
+    // steps of a loop (platform.cc), so no step may compare millions of characters.
+    const COMPARE_PIECE = 1 << 12;
+    function arraySearch(what, self, args) {
+      const O = ObjectOf(self), needle = args[0];
+      const length = toLength(O.length);
+      const includes = what === 'Array.prototype.includes';
+      if (length === 0) return includes ? false : -1;
+      const pieces = [];
+      for (let at = 0; at < needle.length; at += COMPARE_PIECE) {
+        pieces[pieces.length] = apply(stringSlice, needle, [at, at + COMPARE_PIECE]);
+      }
+      const same = (e) => {
+        if (typeof e !== 'string' || e.length !== needle.length) return false;
+        for (let i = 0; i < pieces.length; ++i) {
+          if (!apply(stringStartsWith, e, [pieces[i], i * COMPARE_PIECE])) return false;
+        }
+        return true;
+      };
+      if (what === 'Array.prototype.lastIndexOf') {
+        const n = args.length > 1 ? toIntegerOrInfinity(args[1]) : length - 1;
+        for (let k = n >= 0 ? min(n, length - 1) : length + n; k >= 0; --k) {
+          if (k in O && same(O[k])) return k;
+        }
+        return -1;
+      }
+      const n = toIntegerOrInfinity(args[1]);
+      for (let k = n >= 0 ? n : max(length + n, 0); k < length; ++k) {
+        if (includes ? same(O[k]) : k in O && same(O[k])) return includes ? true : k;
+      }
+      return includes ? false : -1;
+    }
     // IsRegExp: what String.prototype.includes refuses as its needle.
     function isRegExpLike(v) {
       if (!isObject(v)) return false;
@@ -2218,7 +2306,7 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     return {refuse, argList, pin, pinnedLength, sortLarge, replaceByExec, replaceString, flat, flatMap,
             concat, concatGeneric, concatLength, assign, descriptorCopy,
             propertyKey, definedAll, deepened,
-            intlString, intlOptions, bigIntBounded, jsonNesting, search, isRegExpLike,
+            intlString, intlOptions, bigIntBounded, jsonNesting, search, arraySearch, isRegExpLike,
             splitString, datePrimitive, plainRegExp, splitRegExp};
   }
 

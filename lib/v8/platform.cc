@@ -60,6 +60,17 @@ const V8Process& Process(v8::Platform* host_platform) {
     // worker without using CPU or run code after a request (the runner also
     // removes the constructor per context, for hosts' platforms).
     v8::V8::SetFlagsFromString("--no-harmony-sharedarraybuffer");
+    // Unoptimised code checks for termination only when its interrupt budget (bytecode
+    // executed) runs out, every ~132 KB by default: a loop whose body is one costly step
+    // (`a === b` of two 8 Mi-character look-alikes, 2.4 ms) ran 11 s past its CPU limit, 4,600
+    // steps, abandoned. A budget of 8 KB checks 16.5 times as often (that loop: 0.3 s past
+    // it), and the tiering thresholds counted in budgets are scaled to match (3 -> 50 budgets
+    // before optimising, 1,100 -> 67 bytes of a function's size per extra budget), so code is
+    // optimised after as much work as before (BM_RunQuery* and BM_RawV8ArrayBuiltins: within
+    // the runs' noise, 2026-12-06).
+    v8::V8::SetFlagsFromString(
+        "--interrupt-budget=8192 --ticks-before-optimization=50 "
+        "--bytecode-size-allowance-per-tick=67");
     // One random hash seed for every isolate of the process, fixed before
     // the first one: V8 would otherwise draw a new one whenever its shared
     // read-only heap is rebuilt (after the last isolate died), and the
