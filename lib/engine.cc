@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/strings/cord.h"
+#include "absl/strings/escaping.h"
 #include "absl/time/clock.h"
 #include "lib/queued_calls.h"
 #include "lib/reserved_prune.h"
@@ -50,6 +51,21 @@ class ExecutorWithFallback final : public FunctionExecutor {
 
   absl::Status RunAsync(std::shared_ptr<const Snapshot> snapshot, RunRequest request,
                         std::function<void(RunResult)> done) override {
+    // A result answers this request: its tenant and snapshot. Another is dropped, never
+    // returned nor committed (a runner that mixed requests up gave one tenant's query another
+    // tenant's answer, and a mutation validated against a newer snapshot than it was sent
+    // committed as if it had read the older one: a lost update).
+    done = [tenant = snapshot->tenant(), ts = snapshot->ts(),
+            done = std::move(done)](RunResult r) mutable {
+      if (r.status.ok() && (r.commit.tenant != tenant || r.commit.begin_ts != ts)) {
+        r = RunResult{
+            .status = absl::InternalError(StrCat(
+                "the function executor answered for tenant '", absl::CEscape(r.commit.tenant),
+                "' at snapshot ", r.commit.begin_ts, ", not for the request's, tenant '",
+                absl::CEscape(tenant), "' at snapshot ", ts, ": its result was dropped"))};
+      }
+      done(std::move(r));
+    };
     // TryRunAsync: a refusal hands the request and callback back, uncopied.
     absl::Status refused = primary_->TryRunAsync(snapshot, request, done);
     if (refused.ok() || fallback_ == nullptr) return refused;

@@ -1249,6 +1249,65 @@ TEST(EngineDisjointDocumentsTest, NeverWaitInALane) {
   EXPECT_EQ((*engine)->stats().conflicts, 0u);
 }
 
+// An executor that answers without running anything, for the request's tenant and snapshot or,
+// as told, for another's (a remote runner that mixed requests up).
+class AnsweringExecutor final : public FunctionExecutor {
+ public:
+  enum class Answer { kTheRequests, kAnotherTenants, kANewerSnapshots };
+  explicit AnsweringExecutor(std::atomic<Answer>* answer) : answer_(answer) {}
+  ~AnsweringExecutor() override {
+    for (std::thread& t : threads_) t.join();
+  }
+  absl::Status RunAsync(std::shared_ptr<const Snapshot> snapshot, RunRequest,
+                        std::function<void(RunResult)> done) override {
+    RunResult r;
+    r.value = Value::String("answered");
+    r.commit.tenant = *answer_ == Answer::kAnotherTenants ? "elsewhere" : snapshot->tenant();
+    r.commit.begin_ts = snapshot->ts() + (*answer_ == Answer::kANewerSnapshots ? 1 : 0);
+    internal::MutexLock lock(&mu_);
+    threads_.emplace_back([done = std::move(done), r = std::move(r)]() mutable { done(r); });
+    return absl::OkStatus();
+  }
+
+ private:
+  std::atomic<Answer>* const answer_;
+  internal::Mutex mu_;
+  std::vector<std::thread> threads_;
+};
+
+// The engine takes from an executor only the answer to what it asked: a result for another
+// tenant or snapshot is dropped (Internal), never returned nor committed (a lying runner's
+// query returned another tenant's data; a mutation validated on a newer snapshot than it was
+// sent was committed: a lost update).
+TEST(EngineExecutorTest, AnAnswerForAnotherTenantOrSnapshotIsDropped) {
+  std::atomic<AnsweringExecutor::Answer> answer{AnsweringExecutor::Answer::kTheRequests};
+  EngineOptions options;
+  options.executor = std::make_shared<AnsweringExecutor>(&answer);
+  options.executor_falls_back_to_local = false;
+  auto engine = Engine::Open(std::make_shared<InMemoryStorage>(), options);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  ASSERT_TRUE((*engine)->CreateTenant("app").ok());
+  for (const auto kind :
+       {AnsweringExecutor::Answer::kTheRequests, AnsweringExecutor::Answer::kAnotherTenants,
+        AnsweringExecutor::Answer::kANewerSnapshots}) {
+    answer = kind;
+    absl::StatusOr<CallResult> query = (*engine)->Query("app", "m:f", Value::Null());
+    absl::StatusOr<CallResult> mutation = (*engine)->Mutation("app", "m:f", Value::Null());
+    if (kind == AnsweringExecutor::Answer::kTheRequests) {
+      ASSERT_TRUE(query.ok()) << query.status();
+      EXPECT_EQ(query->value, Value::String("answered"));
+      ASSERT_TRUE(mutation.ok()) << mutation.status();
+      EXPECT_EQ(mutation->value, Value::String("answered"));
+      continue;
+    }
+    for (const absl::StatusOr<CallResult>* r : {&query, &mutation}) {
+      EXPECT_EQ(r->status().code(), absl::StatusCode::kInternal) << r->status();
+      EXPECT_THAT(std::string(r->status().message()), HasSubstr("its result was dropped"));
+    }
+  }
+  EXPECT_EQ((*engine)->stats().mutations, 1u);
+}
+
 TEST(EngineOpenTest, SqliteNeedsAPath) {
   EXPECT_TRUE(absl::IsInvalidArgument(Engine::Open({}).status()));
 }

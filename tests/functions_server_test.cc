@@ -2,7 +2,9 @@
 // (a client over real gRPC), and access control by API keys.
 #include "txfn/functions_server.h"
 
+#include <grpc/support/time.h>
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/support/time.h>
 
 #include <memory>
 #include <string>
@@ -12,6 +14,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "lib/remote/functions_convert.h"
+#include "lib/remote/grpc_util.h"
 #include "txfn/errors.h"
 #include "txfn/functions_client.h"
 #include "txfn/in_memory_storage.h"
@@ -174,6 +177,49 @@ TEST_F(FunctionsServerTest, AnIdempotencyKeyOnAQueryIsRefused) {
       EXPECT_TRUE(status.ok()) << status.error_message();
       EXPECT_EQ(reply.status().code(), 0) << reply.status().message();
     }
+  }
+}
+
+// A call's deadline centuries ahead stays ahead (ServerContext::deadline() wraps it into the
+// past: nanoseconds past 2262; a raw HTTP/2 client's grpc-timeout of 2,562,047 hours made
+// every call fail "passed its deadline"); none stays none.
+TEST(DeadlineOfTest, FarDeadlinesStayAheadAndNoneIsInfinite) {
+  const gpr_timespec now = gpr_now(GPR_CLOCK_REALTIME);
+  const int64_t kYear = 31'557'600;
+  for (const int64_t years : {int64_t{1}, int64_t{300}, int64_t{100000}}) {
+    const gpr_timespec raw = gpr_time_add(now, gpr_time_from_seconds(years * kYear, GPR_TIMESPAN));
+    const absl::Time deadline = remote_internal::DeadlineOf(raw);
+    EXPECT_EQ(absl::ToUnixSeconds(deadline), now.tv_sec + years * kYear) << years;
+  }
+  const gpr_timespec in_300_years =
+      gpr_time_add(now, gpr_time_from_seconds(300 * kYear, GPR_TIMESPAN));
+  EXPECT_LT(absl::FromChrono(grpc::Timespec2Timepoint(in_300_years)), absl::Now())
+      << "gRPC's own conversion wraps (what DeadlineOf avoids)";
+  EXPECT_EQ(remote_internal::DeadlineOf(gpr_inf_future(GPR_CLOCK_REALTIME)),
+            absl::InfiniteFuture());
+  EXPECT_EQ(remote_internal::DeadlineOf(gpr_inf_future(GPR_CLOCK_MONOTONIC)),
+            absl::InfiniteFuture());
+  const absl::Time in_a_minute = remote_internal::DeadlineOf(
+      gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_seconds(60, GPR_TIMESPAN)));
+  EXPECT_LT(absl::AbsDuration(in_a_minute - (absl::Now() + absl::Seconds(60))), absl::Seconds(5));
+}
+
+// End to end: a client's deadline far ahead holds, one a minute ahead too.
+TEST_F(FunctionsServerTest, AFarDeadlineIsKept) {
+  auto stub = v1::Functions::NewStub(grpc::CreateChannel(
+      "127.0.0.1:" + std::to_string(server_->port()), grpc::InsecureChannelCredentials()));
+  v1::CallRequest request;
+  request.set_tenant("a");
+  request.set_function("notes:count");
+  for (const int64_t seconds : {int64_t{60}, int64_t{300} * 365 * 86400, int64_t{2} << 40}) {
+    grpc::ClientContext context;
+    context.AddMetadata(remote_internal::kApiKeyHeader, "key-a");
+    context.set_deadline(
+        gpr_time_add(gpr_now(GPR_CLOCK_REALTIME), gpr_time_from_seconds(seconds, GPR_TIMESPAN)));
+    v1::CallReply reply;
+    const grpc::Status status = stub->Query(&context, request, &reply);
+    ASSERT_TRUE(status.ok()) << seconds << " s: " << status.error_message();
+    EXPECT_EQ(reply.status().code(), 0) << seconds << " s: " << reply.status().message();
   }
 }
 

@@ -3,6 +3,7 @@
 #include "txfn/remote_runner.h"
 
 #include <arpa/inet.h>
+#include <grpcpp/grpcpp.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -18,12 +19,15 @@
 #include "absl/random/random.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "lib/remote/grpc_util.h"
 #include "txfn/engine.h"
 #include "txfn/errors.h"
 #include "txfn/in_memory_storage.h"
 #include "txfn/rendezvous_router.h"
+#include "txfn/runner/v1/runner.grpc.pb.h"
 #include "txfn/runner_server.h"
 #include "txfn/storage_wrapper.h"
+#include "txfn/tenant_committers.h"
 
 namespace txfn {
 namespace {
@@ -106,6 +110,53 @@ class BlackHole {
   int fd_ = -1;
   std::string address_;
 };
+
+// A runner that answers each run with a reply past the message limit (a bug, or a lie), and
+// every ping.
+class OversizedAnswers final : public runner::v1::Runner::Service {
+ public:
+  grpc::Status Run(grpc::ServerContext*, const v1::RunRequest*, v1::RunResult* reply) override {
+    runs.fetch_add(1);
+    reply->add_logs()->set_message(std::string(remote_internal::kMaxMessageBytes + 1024, 'x'));
+    return grpc::Status::OK;
+  }
+  grpc::Status Ping(grpc::ServerContext*, const runner::v1::PingRequest*,
+                    runner::v1::PingReply*) override {
+    return grpc::Status::OK;
+  }
+  std::atomic<int> runs{0};
+};
+
+// An answer past the message limit is the run's failure (ResourceExhausted, once): it was
+// taken for a full runner and run again, three times, each counted against a runner that had
+// answered.
+TEST(RemoteRunnerAnswersTest, AnAnswerPastTheMessageLimitFailsOnceAndBlamesNoRunner) {
+  OversizedAnswers service;
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  auto storage = std::make_shared<InMemoryStorage>();
+  TenantCommitters tenants(storage);
+  ASSERT_TRUE(tenants.Create("t").ok());
+  absl::StatusOr<std::shared_ptr<OpenTenant>> open = tenants.Get("t");
+  ASSERT_TRUE(open.ok()) << open.status();
+  RemoteRunnerOptions options;
+  options.runners.push_back({"127.0.0.1:" + std::to_string(port)});
+  auto remote = RemoteRunner::Create(std::move(options));
+  ASSERT_TRUE(remote.ok()) << remote.status();
+  RunResult r = (*remote)->Run((*open)->Latest(), RunRequest{.function = "m:f"});
+  EXPECT_EQ(r.status.code(), absl::StatusCode::kResourceExhausted) << r.status;
+  EXPECT_THAT(std::string(r.status.message()), HasSubstr("message limit"));
+  EXPECT_EQ(service.runs.load(), 1);
+  const RemoteRunnerStats stats = (*remote)->stats();
+  EXPECT_EQ(stats.retries, 0u);
+  EXPECT_EQ(stats.runners[0].failures, 0u);
+  EXPECT_TRUE(stats.runners[0].healthy);
+  server->Shutdown();
+}
 
 class RemoteRunnerTest : public ::testing::Test {
  protected:
@@ -385,17 +436,34 @@ TEST_F(RemoteRunnerTest, FailsOverWhenARunnerStopsAndTakesBackOnlyItsTenants) {
   }
 
   // Stop it while the load runs (once it has answered 40 of the ~100 runs of its tenants, so
-  // that runs still go its way after: a fixed 100 ms could outlast a fast load): every call
-  // still succeeds, on the others.
+  // that runs still go its way after: a fixed 100 ms could outlast a fast load), with runs in
+  // flight there (a spinning query holds its one worker, so the load's runs queue behind it;
+  // without one, the runner could go between two runs, found by its pings, and no attempt
+  // fail over): every call of the load still succeeds, on the others.
+  std::string victims_tenant;
+  for (const auto& [tenant, address] : first) {
+    if (address == addresses_[victim]) victims_tenant = tenant;
+  }
+  std::thread spinner;
   std::thread stopper([&] {
     for (const absl::Time end = absl::Now() + absl::Seconds(10);
          servers_[victim]->stats().runs < 40 && absl::Now() < end;) {
+      absl::SleepFor(absl::Milliseconds(1));
+    }
+    spinner = std::thread([&] {
+      // Fails over too, and ends at its deadline or CPU limit: its answer does not matter.
+      (void)engine_->Query(victims_tenant, "bank:spin", Value(),
+                           QueryOptions{.deadline = absl::Now() + absl::Seconds(1)});
+    });
+    for (const absl::Time end = absl::Now() + absl::Seconds(5);
+         remote_->stats().runners[victim].in_flight < 2 && absl::Now() < end;) {
       absl::SleepFor(absl::Milliseconds(1));
     }
     servers_[victim]->Shutdown(absl::ZeroDuration());
   });
   Load(tenants, 4, 80);
   stopper.join();
+  spinner.join();
   servers_[victim].reset();
   Load(tenants, 2, 24);  // now certainly without it
   for (const std::string& t : tenants) EXPECT_EQ(Total(t), kAccounts * kBalance) << t;

@@ -284,9 +284,8 @@ class FunctionsServer::Impl final : public v1::Functions::Service {
     // the client's deadline itself, a commit that ended in its last milliseconds reached the
     // client after its own timer had said DEADLINE_EXCEEDED (8 of 33 calls in the remote
     // hunt). A slower network can still lose the race: retry with the idempotency key.
-    absl::Time deadline = absl::InfiniteFuture();
-    if (context->deadline() != std::chrono::system_clock::time_point::max()) {
-      deadline = absl::FromChrono(context->deadline());
+    absl::Time deadline = remote_internal::DeadlineOf(context->raw_deadline());
+    if (deadline != absl::InfiniteFuture()) {
       deadline -= std::min(absl::Milliseconds(50),
                            std::max(deadline - absl::Now(), absl::ZeroDuration()) / 10);
     }

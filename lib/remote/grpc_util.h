@@ -4,6 +4,7 @@
 #ifndef TXFN_LIB_REMOTE_GRPC_UTIL_H_
 #define TXFN_LIB_REMOTE_GRPC_UTIL_H_
 
+#include <grpc/support/time.h>
 #include <grpcpp/grpcpp.h>
 
 #include <memory>
@@ -14,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
+#include "absl/time/time.h"
 #include "txfn/internal/strings.h"
 
 namespace txfn::remote_internal {
@@ -52,6 +54,16 @@ inline absl::Status FromGrpcStatus(const grpc::Status& status) {
 // Starts a server for `service` on `listen` (host:port; port 0 picks one, written to *port)
 // with the limits above. InvalidArgument, naming `who`, for a port out of range;
 // Unavailable when it cannot listen (a port in use: no SO_REUSEPORT sharing).
+// A call's deadline (ServerContext::raw_deadline()) as absl::Time, InfiniteFuture for none,
+// from gRPC's seconds and nanoseconds: ServerContext::deadline()'s system_clock form counts
+// nanoseconds, which wrap past the year 2262, so a client's deadline 300 years ahead arrived
+// in the past and every call failed "passed its deadline".
+inline absl::Time DeadlineOf(gpr_timespec raw) {
+  raw = gpr_convert_clock_type(raw, GPR_CLOCK_REALTIME);
+  if (gpr_time_cmp(raw, gpr_inf_future(GPR_CLOCK_REALTIME)) == 0) return absl::InfiniteFuture();
+  return absl::FromUnixSeconds(raw.tv_sec) + absl::Nanoseconds(raw.tv_nsec);
+}
+
 inline absl::StatusOr<std::unique_ptr<grpc::Server>> StartGrpcServer(const std::string& listen,
                                                                      grpc::Service* service,
                                                                      int* port,

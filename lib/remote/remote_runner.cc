@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/match.h"
 #include "lib/remote/grpc_util.h"
 #include "lib/remote/task_threads.h"
 #include "lib/wire/wire_proto.h"
@@ -59,6 +60,15 @@ using Router = RendezvousRouter<std::shared_ptr<Endpoint>>;
 bool Retryable(grpc::StatusCode code) {
   return code == grpc::StatusCode::UNAVAILABLE || code == grpc::StatusCode::DEADLINE_EXCEEDED ||
          code == grpc::StatusCode::CANCELLED || code == grpc::StatusCode::RESOURCE_EXHAUSTED;
+}
+
+// gRPC's own refusal of an answer past the channel's receive limit (kMaxMessageBytes): the
+// runner did answer, too much, and would again; it is not "full" (that ResourceExhausted is
+// the runner's, and worth another). Retried, it ran the function three times and counted
+// each as a failure of a healthy runner.
+bool AnswerTooLarge(const grpc::Status& status) {
+  return status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED &&
+         absl::StrContains(status.error_message(), "larger than max");
 }
 
 RunResult Failed(absl::Status status) {
@@ -242,6 +252,13 @@ class RemoteRunner::Impl {
       endpoint.runs.fetch_add(1, std::memory_order_relaxed);
       absl::StatusOr<RunResult> result = wire_internal::FromProto(call->response);
       Finish(*call, result.ok() ? *std::move(result) : Failed(result.status()));
+      return;
+    }
+    if (AnswerTooLarge(status)) {
+      Finish(*call, Failed(absl::ResourceExhaustedError(
+                        StrCat("RemoteRunner: the answer to ", call->function, " of ", call->tenant,
+                               " was past the ", remote_internal::kMaxMessageBytes,
+                               "-byte message limit: ", status.error_message()))));
       return;
     }
     absl::Status error = remote_internal::FromGrpcStatus(status);
