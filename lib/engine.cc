@@ -349,7 +349,10 @@ class EngineImpl final : public Engine {
         std::clamp(options_.tenant_sweep_interval, absl::Milliseconds(1), absl::Hours(1));
     PeriodicTimer retention_timer(absl::Now() + retention_every, retention_every);
     PeriodicTimer sweep_timer(absl::Now() + sweep_every, sweep_every);
-    const bool forget_keys = options_.idempotency_key_retention != absl::InfiniteDuration();
+    // As the records of ended calls: only an engine that runs calls (a submit-only one beside
+    // a server writes nothing: on PostgreSQL a write takes an idle tenant's lease).
+    const bool forget_keys =
+        options_.idempotency_key_retention != absl::InfiniteDuration() && options_.queued.run;
     internal::TenantPass key_pass(
         std::clamp(options_.idempotency_key_retention / 2, absl::Milliseconds(1), absl::Hours(1)),
         kKeyPassSlice, absl::Now());
@@ -374,19 +377,27 @@ class EngineImpl final : public Engine {
     }
   }
 
-  // Deletes the idempotency keys of `tenants` older than idempotency_key_retention (by their
-  // commit timestamps, on the committer's clock). Failures are retried by the next pass.
+  // Deletes the idempotency keys of `tenants` older than idempotency_key_retention by their
+  // commit timestamps, counted to the earlier of the committer's clock and the tenant's newest
+  // commit (a process whose clock runs ahead of the tenant's writer must not take a key just
+  // committed for an old one). Failures are retried by the next pass.
   void PruneIdempotencyKeys(absl::Span<const std::string> tenants) {
-    if (tenants.empty()) return;
-    const Timestamp now = tenants_.Now();
     const auto keep_ns =
         static_cast<Timestamp>(absl::ToInt64Nanoseconds(options_.idempotency_key_retention));
-    if (now <= keep_ns) return;  // nothing is that old
-    auto expired = [cutoff = now - keep_ns](const IndexEntry& e) { return e.ts < cutoff; };
+    auto stopping = [this] {
+      internal::MutexLock lock(&background_mu_);
+      return stop_background_;
+    };
     uint64_t deleted = 0;
     for (const std::string& tenant : tenants) {
+      if (stopping()) break;
+      absl::StatusOr<Timestamp> newest = tenants_.storage()->MaxCommittedTimestamp(tenant);
+      if (!newest.ok()) continue;
+      const Timestamp now = std::min(tenants_.Now(), *newest);
+      if (now <= keep_ns) continue;  // nothing is that old
+      auto expired = [cutoff = now - keep_ns](const IndexEntry& e) { return e.ts < cutoff; };
       (void)internal::PruneReservedIndex(tenants_, tenant, kIdempotencyIndex, expired, expired,
-                                         &deleted);
+                                         stopping, &deleted);
     }
     internal::MutexLock lock(&background_mu_);
     retention_stats_.idempotency_keys_pruned += deleted;

@@ -1047,6 +1047,11 @@ void QueuedCalls::RecoverOutboxes(absl::Span<const std::string> tenants, absl::D
   }
 }
 
+bool QueuedCalls::Stopping() {
+  MutexLock lock(&mu_);
+  return stop_;
+}
+
 void QueuedCalls::PruneRecords(absl::Span<const std::string> tenants) {
   const absl::Time cutoff = clock_.Now() - options_.record_retention;
   auto expired = [&](const IndexEntry& e) {
@@ -1066,8 +1071,9 @@ void QueuedCalls::PruneRecords(absl::Span<const std::string> tenants) {
   for (const std::string& tenant : tenants) {
     // On an error what was deleted stays deleted; the next pass tries again.
     uint64_t deleted = 0;
-    (void)PruneReservedIndex(tenants_, tenant, kCallRecordIndex, expired_and_not_queued, expired,
-                             &deleted, kRecordsPerDelete);
+    (void)PruneReservedIndex(
+        tenants_, tenant, kCallRecordIndex, expired_and_not_queued, expired,
+        [this] { return Stopping(); }, &deleted, kRecordsPerDelete);
     if (deleted > 0) {
       MutexLock lock(&mu_);
       stats_.records_pruned += deleted;

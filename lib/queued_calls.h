@@ -215,6 +215,8 @@ class QueuedCalls {
   // Deletes the records of `tenants`' calls that ended more than record_retention ago, each
   // checked again in the deleting transaction (a record Redrive's run replaced stays).
   void PruneRecords(absl::Span<const std::string> tenants);
+  // Whether Stop was called (long loop-side work stops early).
+  bool Stopping() ABSL_LOCKS_EXCLUDED(mu_);
   void CleanOutboxes();
   // The tenant a call id belongs to: from the queue, else by its tag.
   struct Located {

@@ -24,11 +24,11 @@ absl::StatusOr<std::vector<IndexEntry>> ScanNewest(Storage& storage, const std::
 absl::Status PruneReservedIndex(TenantCommitters& tenants, const std::string& tenant, IndexId index,
                                 absl::FunctionRef<bool(const IndexEntry&)> expired,
                                 absl::FunctionRef<bool(const IndexEntry&)> still_expired,
-                                uint64_t* deleted, size_t page) {
+                                absl::FunctionRef<bool()> stop, uint64_t* deleted, size_t page) {
   page = std::max<size_t>(page, 1);
   std::shared_ptr<OpenTenant> open;  // opened at the first expired entry
   KeyRange from = KeyRange::All();
-  while (true) {
+  while (!stop()) {
     TXFN_ASSIGN_OR_RETURN(std::vector<IndexEntry> entries,
                           ScanNewest(*tenants.storage(), tenant, index, from, page));
     if (entries.empty()) return absl::OkStatus();
@@ -67,6 +67,7 @@ absl::Status PruneReservedIndex(TenantCommitters& tenants, const std::string& te
     }
     if (last_page) return absl::OkStatus();
   }
+  return absl::OkStatus();
 }
 
 std::vector<std::string> TenantPass::Next(Storage& storage, absl::Time now, bool may_start) {

@@ -13,6 +13,7 @@
 #ifndef TXFN_LIB_RESERVED_PRUNE_H_
 #define TXFN_LIB_RESERVED_PRUNE_H_
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -42,19 +43,23 @@ namespace txfn::internal {
 // at its snapshot; it may run more than once, on a conflict). `page` entries are read, and at
 // most that many deleted, per step. Adds to `*deleted` what it deleted. On an error (storage, a
 // transaction that kept conflicting, a tenant deleted meanwhile) it stops: what it deleted
-// stays deleted, and the caller's next pass tries again.
+// stays deleted, and the caller's next pass tries again. It also stops, OK, between two pages
+// once `stop` says so (an engine closing: a tenant with millions of entries takes thousands
+// of pages).
 [[nodiscard]] absl::Status PruneReservedIndex(
     TenantCommitters& tenants, const std::string& tenant, IndexId index,
     absl::FunctionRef<bool(const IndexEntry&)> expired,
-    absl::FunctionRef<bool(const IndexEntry&)> still_expired, uint64_t* deleted, size_t page = 512);
+    absl::FunctionRef<bool(const IndexEntry&)> still_expired, absl::FunctionRef<bool()> stop,
+    uint64_t* deleted, size_t page = 512);
 
-// A pass over every tenant started every `every` (while `may_start`), handed out a slice of
-// `slice` tenants per call of Next, so that a loop with other work is not stalled by 10,000
-// tenants.
+// A pass over every tenant started every `every` (while `may_start`), the first one at most a
+// minute after `now` (so that a process restarted more often than `every` still makes passes),
+// handed out a slice of `slice` tenants per call of Next, so that a loop with other work is not
+// stalled by 10,000 tenants.
 class TenantPass {
  public:
   TenantPass(absl::Duration every, size_t slice, absl::Time now)
-      : slice_(slice), start_(now + every, every) {}
+      : slice_(slice), start_(now + std::min(every, absl::Minutes(1)), every) {}
 
   // This round's tenants (none, mostly): the rest of a pass under way, or a new pass's first.
   [[nodiscard]] std::vector<std::string> Next(Storage& storage, absl::Time now, bool may_start);

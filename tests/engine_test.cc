@@ -107,9 +107,10 @@ class EngineTest : public ::testing::TestWithParam<EngineStorage> {
     options.scheduler.workers = 2;
     return options;
   }
-  void Open() {
+  void Open() { Open(Options()); }
+  void Open(EngineOptions options) {
     engine_.reset();
-    auto engine = Engine::Open(Options());
+    auto engine = Engine::Open(std::move(options));
     ASSERT_TRUE(engine.ok()) << engine.status();
     engine_ = *std::move(engine);
   }
@@ -125,6 +126,9 @@ class EngineTest : public ::testing::TestWithParam<EngineStorage> {
   }
 
   TempDir dir_;
+  // For tests that give the engine a fake clock: it outlives engine_, whose background thread
+  // reads it until the engine closes.
+  testing_util::FakeClock clock_;
   std::unique_ptr<Engine> engine_;
 };
 
@@ -1007,21 +1011,17 @@ TEST_P(EngineTest, AnIdempotencyKeyCommitsOnceAndReplaysTheFirstResult) {
 // were kept for the tenant's life): a call with it runs and commits again, and a younger key
 // still replays.
 TEST_P(EngineTest, AnIdempotencyKeyIsForgottenAfterItsRetentionAndAYoungerOneIsNot) {
-  testing_util::FakeClock clock;
   EngineOptions options = Options();
-  options.committer.clock = clock.AsFunction();
+  options.committer.clock = clock_.AsFunction();
   options.idempotency_key_retention = absl::Seconds(1);  // passes every 500 ms of wall time
-  engine_.reset();
-  auto engine = Engine::Open(options);
-  ASSERT_TRUE(engine.ok()) << engine.status();
-  engine_ = *std::move(engine);
+  Open(std::move(options));
   CreateAndDeploy();
   ASSERT_TRUE(engine_->Mutation("app", "counters:create", Name("a")).ok());
   const MutationOptions old_key{.idempotency_key = "old"};
   const MutationOptions young_key{.idempotency_key = "young"};
   auto old_first = engine_->Mutation("app", "counters:increment", Name("a"), old_key);
   ASSERT_TRUE(old_first.ok()) << old_first.status();
-  clock.Advance(absl::ToInt64Nanoseconds(absl::Seconds(2)));
+  clock_.Advance(absl::ToInt64Nanoseconds(absl::Seconds(2)));
   auto young_first = engine_->Mutation("app", "counters:increment", Name("a"), young_key);
   ASSERT_TRUE(young_first.ok()) << young_first.status();
   EXPECT_EQ(young_first->value, Value::Int64(2));
@@ -1055,14 +1055,10 @@ TEST(EngineOpenTest, IdempotencyKeyRetentionMustBePositive) {
 }
 
 TEST_P(EngineTest, RetentionDropsOldVersionsAndOldSnapshotsFailClearly) {
-  testing_util::FakeClock clock;
   EngineOptions options = Options();
-  options.committer.clock = clock.AsFunction();
+  options.committer.clock = clock_.AsFunction();
   options.retention_interval = absl::Hours(1);  // passes run when the test asks
-  engine_.reset();
-  auto engine = Engine::Open(options);
-  ASSERT_TRUE(engine.ok()) << engine.status();
-  engine_ = *std::move(engine);
+  Open(std::move(options));
   CreateAndDeploy();
   ASSERT_TRUE(engine_->Mutation("app", "counters:create", Name("a")).ok());
   for (int i = 0; i < 20; ++i) {
@@ -1075,7 +1071,7 @@ TEST_P(EngineTest, RetentionDropsOldVersionsAndOldSnapshotsFailClearly) {
   // Nothing is old enough yet.
   ASSERT_TRUE(engine_->ApplyRetention().ok());
   EXPECT_EQ(engine_->stats().retention.versions_dropped, 0u);
-  clock.Advance(absl::ToInt64Nanoseconds(absl::Minutes(6)));
+  clock_.Advance(absl::ToInt64Nanoseconds(absl::Minutes(6)));
   ASSERT_TRUE(engine_->Mutation("app", "counters:increment", Name("a")).ok());
   ASSERT_TRUE(engine_->ApplyRetention().ok());
   RetentionStats retention = engine_->stats().retention;

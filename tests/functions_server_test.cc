@@ -4,7 +4,6 @@
 
 #include <grpc/support/time.h>
 #include <grpcpp/grpcpp.h>
-#include <grpcpp/support/time.h>
 
 #include <memory>
 #include <string>
@@ -191,10 +190,8 @@ TEST(DeadlineOfTest, FarDeadlinesStayAheadAndNoneIsInfinite) {
     const absl::Time deadline = remote_internal::DeadlineOf(raw);
     EXPECT_EQ(absl::ToUnixSeconds(deadline), now.tv_sec + years * kYear) << years;
   }
-  const gpr_timespec in_300_years =
-      gpr_time_add(now, gpr_time_from_seconds(300 * kYear, GPR_TIMESPAN));
-  EXPECT_LT(absl::FromChrono(grpc::Timespec2Timepoint(in_300_years)), absl::Now())
-      << "gRPC's own conversion wraps (what DeadlineOf avoids)";
+  // (grpc::Timespec2Timepoint of the 300-year deadline answered a time in the past with the
+  // gRPC of Debian 12: what ServerContext::deadline() hands over.)
   EXPECT_EQ(remote_internal::DeadlineOf(gpr_inf_future(GPR_CLOCK_REALTIME)),
             absl::InfiniteFuture());
   EXPECT_EQ(remote_internal::DeadlineOf(gpr_inf_future(GPR_CLOCK_MONOTONIC)),

@@ -19,6 +19,8 @@
 namespace txfn::internal {
 namespace {
 
+bool kGoOn() { return false; }
+
 class ReservedPruneTest : public ::testing::Test {
  protected:
   ReservedPruneTest()
@@ -79,7 +81,8 @@ TEST_F(ReservedPruneTest, DeletesOnlyExpiredEntriesPageByPage) {
   auto expired = [&](const IndexEntry& e) { return e.ts < cutoff; };
   uint64_t deleted = 0;
   ASSERT_TRUE(
-      PruneReservedIndex(tenants_, "t", kIdempotencyIndex, expired, expired, &deleted, 128).ok());
+      PruneReservedIndex(tenants_, "t", kIdempotencyIndex, expired, expired, kGoOn, &deleted, 128)
+          .ok());
   EXPECT_EQ(deleted, 1000u);
   std::vector<std::string> left = young;
   left.insert(left.begin(), "b-marker");
@@ -89,8 +92,23 @@ TEST_F(ReservedPruneTest, DeletesOnlyExpiredEntriesPageByPage) {
   // A second pass finds nothing more.
   deleted = 0;
   ASSERT_TRUE(
-      PruneReservedIndex(tenants_, "t", kIdempotencyIndex, expired, expired, &deleted, 128).ok());
+      PruneReservedIndex(tenants_, "t", kIdempotencyIndex, expired, expired, kGoOn, &deleted, 128)
+          .ok());
   EXPECT_EQ(deleted, 0u);
+}
+
+// Asked to stop (an engine closing), it stops between two pages, keeping what it deleted.
+TEST_F(ReservedPruneTest, StopsBetweenPagesWhenAsked) {
+  Put(Numbered("k", 0, 1000));
+  auto always = [](const IndexEntry&) { return true; };
+  int pages = 0;
+  auto after_two_pages = [&] { return pages++ == 2; };
+  uint64_t deleted = 0;
+  ASSERT_TRUE(PruneReservedIndex(tenants_, "t", kIdempotencyIndex, always, always, after_two_pages,
+                                 &deleted, 100)
+                  .ok());
+  EXPECT_EQ(deleted, 200u);
+  EXPECT_EQ(Keys().size(), 800u);
 }
 
 // Between the scan and the deleting transaction another writer replaced the entry (a call that
@@ -121,7 +139,7 @@ TEST_F(ReservedPruneTest, AnEntryReplacedAfterTheScanIsJudgedAsItIsNow) {
   auto still_expired = [&](const IndexEntry& e) { return e.ts < cutoff; };
   uint64_t deleted = 0;
   ASSERT_TRUE(PruneReservedIndex(tenants_, "t", kIdempotencyIndex, scan_says_expired, still_expired,
-                                 &deleted)
+                                 kGoOn, &deleted)
                   .ok());
   EXPECT_TRUE(replaced);
   EXPECT_EQ(deleted, 0u);
@@ -140,12 +158,14 @@ TEST_F(ReservedPruneTest, ATenantWithNothingExpiredIsNotOpened) {
   const uint64_t misses = tenants_.stats().misses;
   auto never = [](const IndexEntry&) { return false; };
   uint64_t deleted = 0;
-  ASSERT_TRUE(PruneReservedIndex(tenants_, "t", kIdempotencyIndex, never, never, &deleted).ok());
+  ASSERT_TRUE(
+      PruneReservedIndex(tenants_, "t", kIdempotencyIndex, never, never, kGoOn, &deleted).ok());
   EXPECT_EQ(deleted, 0u);
   EXPECT_EQ(tenants_.stats().misses, misses);
   EXPECT_EQ(Keys().size(), 10u);
   auto always = [](const IndexEntry&) { return true; };
-  ASSERT_TRUE(PruneReservedIndex(tenants_, "t", kIdempotencyIndex, always, always, &deleted).ok());
+  ASSERT_TRUE(
+      PruneReservedIndex(tenants_, "t", kIdempotencyIndex, always, always, kGoOn, &deleted).ok());
   EXPECT_EQ(deleted, 10u);
   EXPECT_EQ(tenants_.stats().misses, misses + 1);
   EXPECT_TRUE(Keys().empty());
@@ -155,7 +175,7 @@ TEST_F(ReservedPruneTest, ATenantWithNothingExpiredIsNotOpened) {
 TEST_F(ReservedPruneTest, AnUnknownTenantIsLeftUnknown) {
   auto always = [](const IndexEntry&) { return true; };
   uint64_t deleted = 0;
-  (void)PruneReservedIndex(tenants_, "nobody", kIdempotencyIndex, always, always, &deleted);
+  (void)PruneReservedIndex(tenants_, "nobody", kIdempotencyIndex, always, always, kGoOn, &deleted);
   EXPECT_EQ(deleted, 0u);
   absl::StatusOr<std::vector<std::string>> all = storage_->ListTenants();
   ASSERT_TRUE(all.ok());
@@ -182,6 +202,11 @@ TEST(TenantPassTest, StartsEveryIntervalAndHandsOutSlices) {
   EXPECT_EQ(seen, (std::vector<std::string>{"t0", "t1", "t2", "t3", "t4"}));
   EXPECT_TRUE(pass.Next(*storage, t0 + absl::Seconds(11), true).empty()) << "the next is 10 s on";
   EXPECT_EQ(pass.Next(*storage, t0 + absl::Seconds(20), true).size(), 2u);
+  // A pass every hour still starts its first a minute after the process does.
+  TenantPass hourly(absl::Hours(1), 10, t0);
+  EXPECT_EQ(hourly.NextStart(t0), t0 + absl::Minutes(1));
+  EXPECT_EQ(hourly.Next(*storage, t0 + absl::Minutes(1), true).size(), 5u);
+  EXPECT_EQ(hourly.NextStart(t0 + absl::Minutes(1)), t0 + absl::Minutes(61));
 }
 
 }  // namespace

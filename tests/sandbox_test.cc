@@ -497,11 +497,13 @@ std::vector<Attack> Attacks() {
       Interrupted("longNeedleIncludes"),
       Interrupted("longNeedleLastIndexOf"),
       Interrupted("longStringsSort"),
+      Interrupted("longBigIntNeedleIndexOf"),
+      Answers("bigIntNeedlesStillWork", "[1,5,true,5,false,5,true,true]"),
       Interrupted("costlyStepLoop"),
       Answers("longNeedleSearchesStillWork",
               R"x([3,5,true,5,5,3,3,-1,-1,false,true,3,3,-1,5,-1,2,false,-1,1,true,1,1,true,)x"
               R"x("TypeError",[100,20,3,"a","b","300x","300y",null,null],)x"
-              R"x(["10","2,1","9","[object Object]","null","true"],"TypeError",3])x"),
+              R"x(["10","2,1","9","[object Object]","null","true"],"TypeError",3,true,true])x"),
       Bounded("escapeHuge"),
       Bounded("unescapeHuge"),
       Answers("escapeStillWorks", R"(["a%20b%u1234","A ","undefined","1"])"),

@@ -103,7 +103,8 @@ struct MutationOptions {
   // If not empty (1..kMaxIdempotencyKeyBytes bytes, <txfn/idempotency.h>):
   // the key is committed with the mutation's writes, and a call whose key has
   // committed already returns that commit's result without running
-  // (CallResult::replayed). Keys are per tenant and kept for its life.
+  // (CallResult::replayed). Keys are per tenant; CallPath keeps them, the engine deletes them
+  // EngineOptions::idempotency_key_retention (24 h) after their commit.
   std::string idempotency_key;
   // Another record with the same effect (the engine's queued calls use it).
   // At most one of the two may be set (InvalidArgument otherwise).

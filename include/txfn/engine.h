@@ -321,14 +321,18 @@ struct EngineOptions {
   absl::Duration version_retention = absl::Minutes(5);
   absl::Duration retention_interval = absl::Minutes(1);
   // How long a mutation's idempotency key (MutationOptions::idempotency_key) is kept after
-  // the commit that first used it: within it, a call with the key replays that commit's
-  // result (<txfn/idempotency.h>); after it, the key is forgotten and a call with it runs and
-  // commits again. The background thread deletes expired keys in passes every
-  // min(retention / 2, 1 h), 64 tenants per step, in transactions (a racing call with the
-  // key conflicts with the deletion, never loses its result). Time is the committer's clock
-  // (a key's age is counted from its commit timestamp). Default 24 hours (Stripe's); positive
-  // (Engine::Open: InvalidArgument); InfiniteDuration: kept for the tenant's life (until
-  // 2026-12-06 they were: one entry per key ever used, its result included).
+  // the commit that first used it: at least this long, a call with the key replays that
+  // commit's result (<txfn/idempotency.h>); after it, a pass deletes the key, and a call with
+  // it then runs and commits again. An engine that runs calls (queued.run; a submit-only one
+  // writes nothing) deletes expired keys in passes every min(retention / 2, 1 h), the first
+  // a minute after it opened, 64 tenants per step, each page of keys in one transaction that
+  // reads them again (a racing call with a key conflicts with its deletion, never loses its
+  // result). So a key goes between `retention` and about `retention` + min(retention / 2,
+  // 1 h) after its commit. A key's age is its commit timestamp's, counted to the earlier of
+  // this engine's committer clock and the tenant's newest commit (an engine whose clock runs
+  // ahead does not take fresh keys for old ones). Default 24 hours (as Stripe's); positive
+  // (Engine::Open: InvalidArgument); InfiniteDuration: kept for the tenant's life (as every
+  // key was until 2026-12-06).
   absl::Duration idempotency_key_retention = absl::Hours(24);
   // Idle tenants (see the file comment): a tenant no call or other operation
   // has used for this long (on the committer's clock) is closed by the next

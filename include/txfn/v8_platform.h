@@ -33,6 +33,10 @@ namespace txfn {
 // starts V8 with WebAssembly off (--no-expose-wasm --no-validate-asm): tenant
 // code gets none, and fresh contexts skip building its API (~15% of a
 // request). A host that wants it initialises V8 with its own platform and flags.
+// It also sets --interrupt-budget=8192 --ticks-before-optimization=50
+// --bytecode-size-allowance-per-tick=67 (V8 10.2; see lib/v8/platform.cc): without
+// them a loop of costly steps (comparing long strings) runs seconds past its CPU
+// limit before V8 looks; a host platform should set them too.
 // FailedPrecondition if V8 was already initialised here with another platform.
 // IsolateScheduler::Create calls it, so only a host platform needs it spelled out.
 [[nodiscard]] absl::Status InitializeV8(v8::Platform* host_platform = nullptr);

@@ -637,6 +637,7 @@ absl::StatusOr<std::unique_ptr<SqliteQueue>> SqliteQueue::Open(std::string path,
     return s;
   }
   TXFN_ASSIGN_OR_RETURN(std::unique_ptr<Db> reader, Db::Open(path, options));
+  TXFN_RETURN_IF_ERROR(reader->Exec("PRAGMA query_only = ON"));  // it only counts
   return std::unique_ptr<SqliteQueue>(
       new SqliteQueue(std::move(path), shards, std::move(db), std::move(reader)));
 }

@@ -51,9 +51,6 @@ inline absl::Status FromGrpcStatus(const grpc::Status& status) {
   return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
 }
 
-// Starts a server for `service` on `listen` (host:port; port 0 picks one, written to *port)
-// with the limits above. InvalidArgument, naming `who`, for a port out of range;
-// Unavailable when it cannot listen (a port in use: no SO_REUSEPORT sharing).
 // A call's deadline (ServerContext::raw_deadline()) as absl::Time, InfiniteFuture for none,
 // from gRPC's seconds and nanoseconds: ServerContext::deadline()'s system_clock form counts
 // nanoseconds, which wrap past the year 2262, so a client's deadline 300 years ahead arrived
@@ -64,6 +61,9 @@ inline absl::Time DeadlineOf(gpr_timespec raw) {
   return absl::FromUnixSeconds(raw.tv_sec) + absl::Nanoseconds(raw.tv_nsec);
 }
 
+// Starts a server for `service` on `listen` (host:port; port 0 picks one, written to *port)
+// with the limits above. InvalidArgument, naming `who`, for a port out of range;
+// Unavailable when it cannot listen (a port in use: no SO_REUSEPORT sharing).
 inline absl::StatusOr<std::unique_ptr<grpc::Server>> StartGrpcServer(const std::string& listen,
                                                                      grpc::Service* service,
                                                                      int* port,

@@ -62,10 +62,10 @@ bool Retryable(grpc::StatusCode code) {
          code == grpc::StatusCode::CANCELLED || code == grpc::StatusCode::RESOURCE_EXHAUSTED;
 }
 
-// gRPC's own refusal of an answer past the channel's receive limit (kMaxMessageBytes): the
-// runner did answer, too much, and would again; it is not "full" (that ResourceExhausted is
-// the runner's, and worth another). Retried, it ran the function three times and counted
-// each as a failure of a healthy runner.
+// gRPC's own refusal of a message of the run past the limit (kMaxMessageBytes): mostly the
+// runner's answer, too large, which it would send again; it is not "full" (that
+// ResourceExhausted is the runner's, and worth another). Retried, it ran the function three
+// times and counted each as a failure of a healthy runner.
 bool AnswerTooLarge(const grpc::Status& status) {
   return status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED &&
          absl::StrContains(status.error_message(), "larger than max");
@@ -256,9 +256,9 @@ class RemoteRunner::Impl {
     }
     if (AnswerTooLarge(status)) {
       Finish(*call, Failed(absl::ResourceExhaustedError(
-                        StrCat("RemoteRunner: the answer to ", call->function, " of ", call->tenant,
-                               " was past the ", remote_internal::kMaxMessageBytes,
-                               "-byte message limit: ", status.error_message()))));
+                        StrCat("RemoteRunner: a message of the run of ", call->function, " of ",
+                               call->tenant, " was past the ", remote_internal::kMaxMessageBytes,
+                               "-byte limit: ", status.error_message()))));
       return;
     }
     absl::Status error = remote_internal::FromGrpcStatus(status);

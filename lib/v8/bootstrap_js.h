@@ -739,11 +739,14 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   }
   // Array.prototype.includes, indexOf or lastIndexOf (`what`): V8 compares the elements with
   // a string needle in C++, uninterrupted, each comparison up to the needle's length (2^20
-  // references to an 8 Mi-character string searched for a look-alike: hours, abandoned). A
-  // needle longer than SEARCH_PREFIX is looked for in JavaScript (slowPaths().arraySearch),
-  // where each comparison is one step a limit can stop between.
+  // references to an 8 Mi-character string searched for a look-alike: hours, abandoned), and
+  // a BigInt needle digit by digit (2^23-bit look-alikes: 80 us each). A needle longer than
+  // SEARCH_PREFIX, or any BigInt, is looked for in JavaScript (slowPaths().arraySearch), where
+  // each comparison is one step a limit can stop between.
   function arraySearched(what, self, args) {
-    if (typeof args[0] === 'string' && args[0].length > SEARCH_PREFIX && self != null) {
+    const needle = args[0];
+    if (self != null && (typeof needle === 'bigint' ||
+                         (typeof needle === 'string' && needle.length > SEARCH_PREFIX))) {
       return slowPaths().arraySearch(what, self, args);
     }
     return guarded(WALK_THIS, what, self, args);
@@ -2146,11 +2149,12 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       const at = searchForward(S, needle, clampedPosition(position, S.length));
       return what === 'String.prototype.includes' ? at !== -1 : at;
     }
-    // Array.prototype.includes, indexOf or lastIndexOf (`what`) of a string needle, as the
-    // specification writes them (for a string, strict equality and SameValueZero agree).
+    // Array.prototype.includes, indexOf or lastIndexOf (`what`) of a string or BigInt needle,
+    // as the specification writes them (for these, strict equality and SameValueZero agree).
+    // (+ 0: the specification's integers have no -0, and indexOf(x, -0.5) answers +0.)
     const toIntegerOrInfinity = (v) => {
       const x = +v;
-      return x !== x ? 0 : x < 0 ? -floor(-x) : floor(x);
+      return (x !== x ? 0 : x < 0 ? -floor(-x) : floor(x)) + 0;
     };
     // An element of the needle's length is compared COMPARE_PIECE characters at a time
     // (startsWith at each piece's offset): V8 checks for termination only every few hundred
@@ -2162,10 +2166,11 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       const includes = what === 'Array.prototype.includes';
       if (length === 0) return includes ? false : -1;
       const pieces = [];
-      for (let at = 0; at < needle.length; at += COMPARE_PIECE) {
+      for (let at = 0; typeof needle === 'string' && at < needle.length; at += COMPARE_PIECE) {
         pieces[pieces.length] = apply(stringSlice, needle, [at, at + COMPARE_PIECE]);
       }
       const same = (e) => {
+        if (typeof needle === 'bigint') return e === needle;
         if (typeof e !== 'string' || e.length !== needle.length) return false;
         for (let i = 0; i < pieces.length; ++i) {
           if (!apply(stringStartsWith, e, [pieces[i], i * COMPARE_PIECE])) return false;

@@ -1217,12 +1217,23 @@ const manyOf = (n, ...s) => { const arr = []; for (let i = 0; i < n; i++) arr.pu
 export const longNeedleIndexOf = q(() => { const [A, B] = lookAlikes(2 ** 23); return manyOf(2 ** 20, A).indexOf(B); });
 export const longNeedleIncludes = q(() => { const [A, B] = lookAlikes(2 ** 23); return manyOf(2 ** 20, A).includes(B); });
 export const longNeedleLastIndexOf = q(() => { const [A, B] = lookAlikes(2 ** 23); return manyOf(2 ** 20, A).lastIndexOf(B); });
+// BigInt look-alikes (differing in their top digit): V8 compares them digit by digit from the
+// lowest, uninterrupted (2^23 bits: ~80 us a comparison, 2^20 of them 83 s).
+export const longBigIntNeedleIndexOf = q(() => {
+  const C = 2n ** 8388607n + 1n, D = 2n ** 8388606n * 3n + 1n;
+  return manyOf(2 ** 20, C).indexOf(D);
+});
+export const bigIntNeedlesStillWork = q(() => {
+  const a = [1, 2n, , 3n, "2", 2n];
+  return [a.indexOf(2n), a.lastIndexOf(2n), a.includes(3n), a.indexOf(2n, 2), a.includes(4n),
+          a.indexOf(2n, -1), Object.is([2n].indexOf(2n, -0.5), 0), Object.is([2n].lastIndexOf(2n, -0), 0)];
+});
 export const longStringsSort = q(() => { const [A, , C] = lookAlikes(2 ** 23); return manyOf(2000, A, C).sort().length; });
 // Not a native at all: a loop whose body is one costly step. Unoptimised code checks for
 // termination only when the loop's interrupt budget runs out (every ~4,600 steps here at V8's
-// default: 1.4 s past the CPU limit, abandoned); platform.cc's smaller budget stops it at once.
+// default: 0.7 s past the CPU limit, abandoned); platform.cc's smaller budget stops it at once.
 export const costlyStepLoop = q(() => {
-  const [A, B, C] = lookAlikes(2 ** 20);
+  const [A, B, C] = lookAlikes(2 ** 19);
   let n = 0;
   for (let k = 0; ; k++) if (A === (k & 1 ? B : C)) n++;
 });
@@ -1253,6 +1264,7 @@ export const longNeedleSearchesStillWork = q(() => {
   try { [Symbol(), 1].sort(); } catch (e) { sym = e.constructor.name; }
   out.push(sym);
   out.push(Array.prototype.sort.call({ length: 3, 0: "c", 1: "a", 2: "b" }).length);
+  out.push(Object.is([L].indexOf(L, -0.5), 0), Object.is([L].lastIndexOf(L, -0), 0));
   return out;
 });
 // A DateTimeFormat's first formatRange makes an ICU interval formatter (~340 KiB) the
