@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <map>
 #include <memory>
 #include <set>
@@ -149,13 +150,13 @@ TEST(RemoteRunnerAnswersTest, AnAnswerPastTheMessageLimitFailsOnceAndBlamesNoRun
   ASSERT_TRUE(remote.ok()) << remote.status();
   RunResult r = (*remote)->Run((*open)->Latest(), RunRequest{.function = "m:f"});
   EXPECT_EQ(r.status.code(), absl::StatusCode::kResourceExhausted) << r.status;
-  EXPECT_THAT(std::string(r.status.message()), HasSubstr("message limit"));
+  EXPECT_THAT(std::string(r.status.message()), HasSubstr("-byte limit"));
   EXPECT_EQ(service.runs.load(), 1);
   const RemoteRunnerStats stats = (*remote)->stats();
   EXPECT_EQ(stats.retries, 0u);
   EXPECT_EQ(stats.runners[0].failures, 0u);
   EXPECT_TRUE(stats.runners[0].healthy);
-  server->Shutdown();
+  server->Shutdown(std::chrono::system_clock::now());  // its answer in flight cancelled
 }
 
 class RemoteRunnerTest : public ::testing::Test {

@@ -222,8 +222,8 @@ struct QueuedCallOptions {
   // How long the record of an ended call (succeeded, failed, cancelled,
   // dead-lettered: what GetCall reports, and what makes a delivery of it
   // again run nothing) is kept. An engine that runs calls deletes older ones
-  // in passes every min(record_retention / 2, 1 h), a slice of tenants per
-  // round. After that GetCall answers NotFound, a Submit with the call's
+  // in passes every min(record_retention / 2, 1 h) (the first a minute after it
+  // opened), a slice of tenants per round. After that GetCall answers NotFound, a Submit with the call's
   // idempotency key starts a new call, and a dead letter Redrive puts back
   // runs as a new call would. Positive; InfiniteDuration: kept forever (they
   // grew without bound: ~250 bytes per call).
