@@ -360,8 +360,9 @@ class EngineImpl final : public Engine {
       const absl::Time before = absl::Now();
       absl::Time wake = sweep_timer.NextRun(before);
       if (retention) wake = std::min(wake, retention_timer.NextRun(before));
-      if (forget_keys)
+      if (forget_keys) {
         wake = std::min(wake, key_pass.under_way() ? before : key_pass.NextStart(before));
+      }
       {
         internal::MutexLock lock(&background_mu_);
         background_cv_.WaitWithTimeout(

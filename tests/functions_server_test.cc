@@ -75,6 +75,11 @@ class FunctionsServerTest : public ::testing::Test {
     EXPECT_TRUE(client.ok()) << client.status();
     return *std::move(client);
   }
+  // The generated stub itself, for raw requests (as a client in another language sends them).
+  std::unique_ptr<v1::Functions::Stub> RawStub() {
+    return v1::Functions::NewStub(grpc::CreateChannel(
+        "127.0.0.1:" + std::to_string(server_->port()), grpc::InsecureChannelCredentials()));
+  }
   int64_t Count(const std::string& tenant) {
     auto r = engine_->Query(tenant, "notes:count", Value());
     EXPECT_TRUE(r.ok()) << r.status();
@@ -157,8 +162,7 @@ TEST_F(FunctionsServerTest, IdempotencyKeysReplayOverTheWire) {
 // A request as a client in another language may send it: a key on a Query is refused, not
 // silently ignored (nothing about a query is done once).
 TEST_F(FunctionsServerTest, AnIdempotencyKeyOnAQueryIsRefused) {
-  auto stub = v1::Functions::NewStub(grpc::CreateChannel(
-      "127.0.0.1:" + std::to_string(server_->port()), grpc::InsecureChannelCredentials()));
+  auto stub = RawStub();
   v1::CallRequest request;
   request.set_tenant("a");
   request.set_function("notes:count");
@@ -203,8 +207,7 @@ TEST(DeadlineOfTest, FarDeadlinesStayAheadAndNoneIsInfinite) {
 
 // End to end: a client's deadline far ahead holds, one a minute ahead too.
 TEST_F(FunctionsServerTest, AFarDeadlineIsKept) {
-  auto stub = v1::Functions::NewStub(grpc::CreateChannel(
-      "127.0.0.1:" + std::to_string(server_->port()), grpc::InsecureChannelCredentials()));
+  auto stub = RawStub();
   v1::CallRequest request;
   request.set_tenant("a");
   request.set_function("notes:count");

@@ -223,10 +223,10 @@ struct QueuedCallOptions {
   // dead-lettered: what GetCall reports, and what makes a delivery of it
   // again run nothing) is kept. An engine that runs calls deletes older ones
   // in passes every min(record_retention / 2, 1 h) (the first a minute after it
-  // opened), a slice of tenants per round. After that GetCall answers NotFound, a Submit with the call's
-  // idempotency key starts a new call, and a dead letter Redrive puts back
-  // runs as a new call would. Positive; InfiniteDuration: kept forever (they
-  // grew without bound: ~250 bytes per call).
+  // opened), a slice of tenants per round. After that GetCall answers NotFound,
+  // a Submit with the call's idempotency key starts a new call, and a dead
+  // letter Redrive puts back runs as a new call would. Positive; InfiniteDuration: kept forever
+  // (they grew without bound: ~250 bytes per call).
   absl::Duration record_retention = absl::Hours(24 * 7);
   // The most calls one tenant may have waiting in the queue (pending or running: not yet
   // ended), so that one tenant (a mutation that schedules itself twice) cannot grow the

@@ -37,8 +37,9 @@
 // Keys are kept like documents (version retention never drops a live entry)
 // until something deletes them: the engine deletes a key once it is
 // EngineOptions::idempotency_key_retention (24 h) old, in a pass up to an hour
-// later, and a call with it then runs again. A host on a bare committer keeps them until it
-// deletes them (Transaction::PutReserved(kIdempotencyIndex, key, nullopt)).
+// later, and a call with it then runs again. A host on a bare committer keeps
+// them until it deletes them (Transaction::PutReserved(kIdempotencyIndex, key,
+// nullopt)).
 //
 // Thread safety: free functions without shared state; a Snapshot is
 // thread-safe, a PreparedCommit belongs to its caller.

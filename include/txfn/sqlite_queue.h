@@ -180,6 +180,8 @@ class SqliteQueue final : public DurableQueue {
   absl::Status InWriteTransaction(Body&& body) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Unavailable once a COMMIT failed (doubt_ is set), else OK.
   absl::Status RefuseIfInDoubt() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The same, for work off the writer's connection (Backup, the counts): takes mu_ to look.
+  absl::Status RefuseIfInDoubtNow() ABSL_LOCKS_EXCLUDED(mu_);
 
   const std::string path_;
   const int shards_;

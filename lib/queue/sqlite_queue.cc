@@ -516,6 +516,11 @@ absl::Status SqliteQueue::RefuseIfInDoubt() const {
              "(recovery then replays or discards them)"));
 }
 
+absl::Status SqliteQueue::RefuseIfInDoubtNow() {
+  internal::MutexLock lock(&mu_);
+  return RefuseIfInDoubt();
+}
+
 template <typename Body>
 absl::Status SqliteQueue::InWriteTransaction(Body&& body) {
   TXFN_RETURN_IF_ERROR(RefuseIfInDoubt());
@@ -1147,10 +1152,7 @@ absl::StatusOr<std::vector<absl::Status>> SqliteQueue::Extend(absl::Span<const L
 }
 
 absl::Status SqliteQueue::Backup(const std::string& dest_path) {
-  {
-    internal::MutexLock lock(&mu_);
-    TXFN_RETURN_IF_ERROR(RefuseIfInDoubt());
-  }
+  TXFN_RETURN_IF_ERROR(RefuseIfInDoubtNow());
   sqlite3* reader = nullptr;
   const int rc = sqlite3_open_v2(path_.c_str(), &reader, SQLITE_OPEN_READONLY, nullptr);
   absl::Status status =
@@ -1310,10 +1312,7 @@ absl::StatusOr<std::vector<QueuedCall>> SqliteQueue::ListCalls(CallId after, siz
 
 absl::StatusOr<std::vector<FunctionDepth>> SqliteQueue::Depths(absl::Time now) {
   std::vector<FunctionDepth> out;
-  {
-    internal::MutexLock lock(&mu_);
-    TXFN_RETURN_IF_ERROR(RefuseIfInDoubt());
-  }
+  TXFN_RETURN_IF_ERROR(RefuseIfInDoubtNow());
   internal::MutexLock lock(&read_mu_);
   TXFN_ASSIGN_OR_RETURN(Db::Stmt sel, reader_->Prepare(kDepths));
   sel.Bind(1, Nanos(now));
@@ -1335,10 +1334,7 @@ absl::StatusOr<std::vector<FunctionDepth>> SqliteQueue::Depths(absl::Time now) {
 
 absl::StatusOr<std::vector<TenantDepth>> SqliteQueue::TenantDepths(absl::Time) {
   std::vector<TenantDepth> out;
-  {
-    internal::MutexLock lock(&mu_);
-    TXFN_RETURN_IF_ERROR(RefuseIfInDoubt());
-  }
+  TXFN_RETURN_IF_ERROR(RefuseIfInDoubtNow());
   internal::MutexLock lock(&read_mu_);
   TXFN_ASSIGN_OR_RETURN(Db::Stmt sel, reader_->Prepare(kTenantDepths));
   while (true) {

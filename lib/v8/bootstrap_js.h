@@ -2165,18 +2165,20 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       const length = toLength(O.length);
       const includes = what === 'Array.prototype.includes';
       if (length === 0) return includes ? false : -1;
-      const pieces = [];
-      for (let at = 0; typeof needle === 'string' && at < needle.length; at += COMPARE_PIECE) {
-        pieces[pieces.length] = apply(stringSlice, needle, [at, at + COMPARE_PIECE]);
-      }
-      const same = (e) => {
-        if (typeof needle === 'bigint') return e === needle;
-        if (typeof e !== 'string' || e.length !== needle.length) return false;
-        for (let i = 0; i < pieces.length; ++i) {
-          if (!apply(stringStartsWith, e, [pieces[i], i * COMPARE_PIECE])) return false;
+      let same = (e) => e === needle;  // a BigInt: one comparison is one step
+      if (typeof needle === 'string') {
+        const pieces = [];
+        for (let at = 0; at < needle.length; at += COMPARE_PIECE) {
+          pieces[pieces.length] = apply(stringSlice, needle, [at, at + COMPARE_PIECE]);
         }
-        return true;
-      };
+        same = (e) => {
+          if (typeof e !== 'string' || e.length !== needle.length) return false;
+          for (let i = 0; i < pieces.length; ++i) {
+            if (!apply(stringStartsWith, e, [pieces[i], i * COMPARE_PIECE])) return false;
+          }
+          return true;
+        };
+      }
       if (what === 'Array.prototype.lastIndexOf') {
         const n = args.length > 1 ? toIntegerOrInfinity(args[1]) : length - 1;
         for (let k = n >= 0 ? min(n, length - 1) : length + n; k >= 0; --k) {
