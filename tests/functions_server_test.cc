@@ -2,18 +2,25 @@
 // (a client over real gRPC), and access control by API keys.
 #include "txfn/functions_server.h"
 
+#include <arpa/inet.h>
 #include <grpc/support/time.h>
 #include <grpcpp/grpcpp.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <array>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "lib/remote/functions_convert.h"
 #include "lib/remote/grpc_util.h"
+#include "lib/wire/wire_proto.h"
 #include "txfn/errors.h"
 #include "txfn/functions_client.h"
 #include "txfn/in_memory_storage.h"
@@ -36,6 +43,8 @@ export const echo = mutation(async (ctx, args) => {
   return args;
 });
 export const count = query(async (ctx) => (await ctx.db.query("notes").collect()).length);
+export const spin = query(async () => { for (;;) {} });
+export const big = query(async (ctx, { n }) => "x".repeat(n));
 export const refuse = mutation(async () => {
   const e = new Error("not today"); e.data = { code: "NOPE" }; throw e;
 });
@@ -52,6 +61,15 @@ class FunctionsServerTest : public ::testing::Test {
     auto engine = Engine::Open(std::make_shared<InMemoryStorage>(), std::move(engine_options));
     ASSERT_TRUE(engine.ok()) << engine.status();
     engine_ = *std::move(engine);
+    ASSERT_NO_FATAL_FAILURE(StartServer(Options()));
+    for (const char* tenant : {"a", "b"}) {
+      bool created = false;
+      absl::Status s = admin_->Deploy(tenant, {{"notes.js", kNotes}}, kSchema, true, &created);
+      ASSERT_TRUE(s.ok()) << s;
+      EXPECT_TRUE(created);
+    }
+  }
+  FunctionsServerOptions Options() {
     FunctionsServerOptions options;
     options.admin_key = "admin-secret";
     options.tenant_keys = {{"a", {"key-a", "key-a2"}}, {"b", {"key-b"}}};
@@ -59,16 +77,15 @@ class FunctionsServerTest : public ::testing::Test {
       absl::MutexLock lock(&lines->mu);
       lines->text.emplace_back(line);
     };
+    return options;
+  }
+  // (Re)starts the server on the fixture's engine.
+  void StartServer(FunctionsServerOptions options) {
+    if (server_ != nullptr) server_->Shutdown(absl::ZeroDuration());
     auto server = FunctionsServer::Start(*engine_, std::move(options));
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
     admin_ = Client("admin-secret");
-    for (const char* tenant : {"a", "b"}) {
-      bool created = false;
-      absl::Status s = admin_->Deploy(tenant, {{"notes.js", kNotes}}, kSchema, true, &created);
-      ASSERT_TRUE(s.ok()) << s;
-      EXPECT_TRUE(created);
-    }
   }
   std::unique_ptr<FunctionsClient> Client(const std::string& key) {
     auto client = FunctionsClient::Connect("127.0.0.1:" + std::to_string(server_->port()), key);
@@ -79,6 +96,15 @@ class FunctionsServerTest : public ::testing::Test {
   std::unique_ptr<v1::Functions::Stub> RawStub() {
     return v1::Functions::NewStub(grpc::CreateChannel(
         "127.0.0.1:" + std::to_string(server_->port()), grpc::InsecureChannelCredentials()));
+  }
+  int CallsUnderWay() {
+    MetricsText metrics;
+    server_->AppendMetrics(&metrics);
+    const std::string& text = metrics.text();
+    const std::string name = "\ntxfn_rpc_calls_under_way ";
+    const size_t at = text.find(name);
+    EXPECT_NE(at, std::string::npos) << text;
+    return at == std::string::npos ? -1 : std::atoi(text.c_str() + at + name.size());
   }
   int64_t Count(const std::string& tenant) {
     auto r = engine_->Query(tenant, "notes:count", Value());
@@ -310,6 +336,222 @@ TEST_F(FunctionsServerTest, APortInUseOrOutOfRangeIsRefused) {
   EXPECT_TRUE(Client("key-a")->Query("a", "notes:count", Value()).ok());
 }
 
+// A raw call started without waiting for its answer (the stub's callback API).
+struct PendingCall {
+  grpc::ClientContext context;
+  v1::CallRequest request;
+  v1::CallReply reply;
+  absl::Notification done;
+  grpc::Status status;
+  absl::Time ended;
+};
+
+std::unique_ptr<PendingCall> StartQuery(v1::Functions::Stub& stub, const std::string& key,
+                                        const std::string& function, const Value& args,
+                                        absl::Duration timeout) {
+  auto call = std::make_unique<PendingCall>();
+  call->context.AddMetadata(remote_internal::kApiKeyHeader, key);
+  call->context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  call->request.set_tenant("a");
+  call->request.set_function(function);
+  wire_internal::ToProtoBytes(args, call->request.mutable_args());
+  PendingCall* raw = call.get();
+  stub.async()->Query(&raw->context, &raw->request, &raw->reply, [raw](grpc::Status status) {
+    raw->status = std::move(status);
+    raw->ended = absl::Now();
+    raw->done.Notify();
+  });
+  return call;
+}
+
+// A tenant with max_calls_per_tenant calls under way is refused more (RESOURCE_EXHAUSTED
+// naming it, the engine not called) while another tenant's calls go in; once its calls end,
+// it is served again.
+TEST_F(FunctionsServerTest, ATenantPastItsCallCapIsRefusedAndOthersAreNot) {
+  FunctionsServerOptions options = Options();
+  options.max_calls_per_tenant = 2;
+  ASSERT_NO_FATAL_FAILURE(StartServer(std::move(options)));
+  auto stub = RawStub();
+  std::vector<std::unique_ptr<PendingCall>> spinning;
+  for (int i = 0; i < 2; ++i) {
+    spinning.push_back(StartQuery(*stub, "key-a", "notes:spin", Value(), absl::Seconds(3)));
+  }
+  for (int i = 0; i < 300 && CallsUnderWay() < 2; ++i) absl::SleepFor(absl::Milliseconds(10));
+  ASSERT_EQ(CallsUnderWay(), 2);
+  auto a = Client("key-a");
+  absl::StatusOr<CallInfo> refused = a->GetCall(CallId::FromKey("a", "never submitted"), "a");
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted) << refused.status();
+  EXPECT_THAT(std::string(refused.status().message()),
+              HasSubstr("tenant 'a' has 2 calls under way"));
+  // The admin key's calls for "a" count against it too; tenant b is not held up.
+  EXPECT_EQ(admin_->Submit("a", "notes:add", Text("x")).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_TRUE(Client("key-b")->Submit("b", "notes:add", Text("b")).ok());
+  for (auto& call : spinning) {
+    call->done.WaitForNotification();
+    EXPECT_EQ(call->status.error_code(), grpc::StatusCode::OK) << call->status.error_message();
+    EXPECT_NE(call->reply.status().code(), 0) << "spins until a limit stops it";
+  }
+  absl::StatusOr<CallResult> served = a->Query("a", "notes:count", Value());
+  for (int i = 0; i < 200 && !served.ok(); ++i) {  // gRPC lets the ended calls go
+    absl::SleepFor(absl::Milliseconds(10));
+    served = a->Query("a", "notes:count", Value());
+  }
+  EXPECT_TRUE(served.ok()) << served.status();
+  MetricsText metrics;
+  server_->AppendMetrics(&metrics);
+  EXPECT_THAT(metrics.text(), HasSubstr("txfn_rpc_refused_total{code=\"tenant_busy\"}"));
+}
+
+// A gRPC client over raw HTTP/2 that announces a flow-control window of 0 and never opens it:
+// the server can send it no answer's bytes, as a client that never reads (the gRPC library's
+// own client reads whatever arrives).
+class ZeroWindowClient {
+ public:
+  explicit ZeroWindowClient(int port) {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(static_cast<uint16_t>(port));
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    connected_ = connect(fd_, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0;
+    // Preface, then SETTINGS_INITIAL_WINDOW_SIZE (4) = 0, then ACK the server's SETTINGS.
+    Send("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+    Frame(kSettings, 0, 0, std::string("\x00\x04\x00\x00\x00\x00", 6));
+    Frame(kSettings, kAck, 0, "");
+  }
+  ~ZeroWindowClient() { close(fd_); }  // the server then cancels the calls
+  bool connected() const { return connected_; }
+
+  // Asks a unary `method` with `body` (a serialized request) on a stream of its own.
+  void Call(const std::string& method, const std::string& body, const std::string& key) {
+    std::string headers;
+    for (const auto& [name, value] :
+         std::vector<std::pair<std::string, std::string>>{{":method", "POST"},
+                                                          {":scheme", "http"},
+                                                          {":path", method},
+                                                          {":authority", "localhost"},
+                                                          {"content-type", "application/grpc"},
+                                                          {"te", "trailers"},
+                                                          {remote_internal::kApiKeyHeader, key}}) {
+      // HPACK "literal without indexing, new name", lengths under 127, no Huffman.
+      headers += '\0';
+      headers += static_cast<char>(name.size());
+      headers += name;
+      headers += static_cast<char>(value.size());
+      headers += value;
+    }
+    Frame(kHeaders, kEndHeaders, stream_, headers);
+    std::string message(1, '\0');  // not compressed, then the length, big-endian
+    for (int shift = 24; shift >= 0; shift -= 8) {
+      message += static_cast<char>((body.size() >> shift) & 0xff);
+    }
+    Frame(kData, kEndStream, stream_, message + body);
+    stream_ += 2;
+  }
+
+ private:
+  static constexpr uint8_t kData = 0, kHeaders = 1, kSettings = 4;
+  static constexpr uint8_t kAck = 1, kEndStream = 1, kEndHeaders = 4;
+  void Frame(uint8_t type, uint8_t flags, uint32_t stream, const std::string& payload) {
+    std::string frame;
+    for (int shift = 16; shift >= 0; shift -= 8) {
+      frame += static_cast<char>((payload.size() >> shift) & 0xff);
+    }
+    frame += static_cast<char>(type);
+    frame += static_cast<char>(flags);
+    for (int shift = 24; shift >= 0; shift -= 8)
+      frame += static_cast<char>((stream >> shift) & 0xff);
+    Send(frame + payload);
+  }
+  void Send(const std::string& bytes) {
+    if (connected_)
+      connected_ =
+          send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(bytes.size());
+  }
+
+  int fd_ = -1;
+  bool connected_ = false;
+  uint32_t stream_ = 1;
+};
+
+// A client that does not read its answers keeps its calls counted until they are let go: its
+// answers are held (and a thread each) while it holds them, so the cap bounds that too.
+TEST_F(FunctionsServerTest, AnswersNotReadStillCountAgainstTheTenant) {
+  FunctionsServerOptions options = Options();
+  options.max_calls_per_tenant = 2;
+  ASSERT_NO_FATAL_FAILURE(StartServer(std::move(options)));
+  auto a = Client("key-a");
+  {
+    ZeroWindowClient unread(server_->port());
+    ASSERT_TRUE(unread.connected());
+    v1::CallRequest request;
+    request.set_tenant("a");
+    request.set_function("notes:big");
+    wire_internal::ToProtoBytes(Value::FromObject({{"n", Value::Float64(1 << 20)}}),
+                                request.mutable_args());
+    for (int i = 0; i < 2; ++i) {
+      unread.Call("/txfn.v1.Functions/Query", request.SerializeAsString(), "key-a");
+    }
+    for (int i = 0; i < 300 && CallsUnderWay() < 2; ++i) absl::SleepFor(absl::Milliseconds(10));
+    ASSERT_EQ(CallsUnderWay(), 2);
+    // The queries ran at once; their unsent answers are what keeps them counted.
+    absl::SleepFor(absl::Milliseconds(300));
+    absl::StatusOr<CallResult> refused = a->Query("a", "notes:count", Value());
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted) << refused.status();
+    EXPECT_EQ(CallsUnderWay(), 2);
+    EXPECT_TRUE(Client("key-b")->Query("b", "notes:count", Value()).ok());
+  }
+  absl::StatusOr<CallResult> served = a->Query("a", "notes:count", Value());
+  for (int i = 0; i < 300 && !served.ok(); ++i) {  // the connection's calls are let go
+    absl::SleepFor(absl::Milliseconds(10));
+    served = a->Query("a", "notes:count", Value());
+  }
+  EXPECT_TRUE(served.ok()) << served.status();
+  // (The query served is let go just after its answer reached the client.)
+  for (int i = 0; i < 300 && CallsUnderWay() > 0; ++i) absl::SleepFor(absl::Milliseconds(10));
+  EXPECT_EQ(CallsUnderWay(), 0);
+}
+
+// Past max_threads gRPC refuses calls RESOURCE_EXHAUSTED at once (it made a thread per call:
+// 1,200 concurrent calls, 938 threads), whichever tenants they are of.
+TEST_F(FunctionsServerTest, CallsPastMaxThreadsAreRefusedAtOnce) {
+  FunctionsServerOptions options = Options();
+  options.max_threads = 4;
+  options.max_calls_per_tenant = 0;
+  ASSERT_NO_FATAL_FAILURE(StartServer(std::move(options)));
+  auto stub = RawStub();
+  std::vector<std::unique_ptr<PendingCall>> calls;
+  for (int i = 0; i < 12; ++i) {
+    calls.push_back(StartQuery(*stub, "key-a", "notes:spin", Value(), absl::Seconds(2)));
+  }
+  int refused = 0, ran = 0;
+  absl::Time last_refused = absl::InfinitePast(), first_ran = absl::InfiniteFuture();
+  for (auto& call : calls) {
+    call->done.WaitForNotification();
+    if (call->status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
+      ++refused;
+      last_refused = std::max(last_refused, call->ended);
+    }
+    if (call->status.ok()) {
+      ++ran;
+      first_ran = std::min(first_ran, call->ended);
+    }
+  }
+  EXPECT_GT(refused, 0);
+  EXPECT_GT(ran, 0);
+  EXPECT_EQ(refused + ran, 12);
+  // Refused at once, not queued for a thread: before any spinning call ended.
+  EXPECT_LT(last_refused, first_ran);
+  // The server serves again once its threads are free.
+  absl::StatusOr<CallResult> served = Client("key-b")->Query("b", "notes:count", Value());
+  for (int i = 0; i < 300 && !served.ok(); ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+    served = Client("key-b")->Query("b", "notes:count", Value());
+  }
+  EXPECT_TRUE(served.ok()) << served.status();
+}
+
 TEST(FunctionsServerOptionsTest, DuplicateOrEmptyKeysAreInvalidArgument) {
   auto engine = Engine::Open(std::make_shared<InMemoryStorage>(), EngineOptions{});
   ASSERT_TRUE(engine.ok());
@@ -327,6 +569,16 @@ TEST(FunctionsServerOptionsTest, DuplicateOrEmptyKeysAreInvalidArgument) {
   EXPECT_EQ(FunctionsServer::Start(**engine, empty).status().code(),
             absl::StatusCode::kInvalidArgument);
   // A key of tenant "" would look among every tenant's calls, as the admin key does.
+  FunctionsServerOptions one_thread;
+  one_thread.max_threads = 1;
+  auto refused = FunctionsServer::Start(**engine, one_thread);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("max_threads"));
+  FunctionsServerOptions negative_cap;
+  negative_cap.max_calls_per_tenant = -1;
+  refused = FunctionsServer::Start(**engine, negative_cap);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("max_calls_per_tenant"));
   FunctionsServerOptions nameless;
   nameless.tenant_keys = {{"", {"k"}}};
   EXPECT_EQ(FunctionsServer::Start(**engine, nameless).status().code(),

@@ -13,6 +13,12 @@
 // UNAUTHENTICATED; another tenant's key, or a tenant key for Deploy: PERMISSION_DENIED.
 // Either way the engine is not called. Keys are compared in constant time.
 //
+// Limits: a call holds one of gRPC's threads from its request until its answer is sent,
+// also while a client that reads slowly (or never) takes it, so the threads bound both the
+// calls under way and the answers held in memory. Past `max_threads` a call is refused
+// RESOURCE_EXHAUSTED at once; past `max_calls_per_tenant` calls of one tenant are, so that one
+// tenant cannot take every thread. Either way the engine is not called; retry later.
+//
 // A Query's or Mutation's gRPC deadline (the client's timeout) becomes the call's deadline
 // (QueryOptions / MutationOptions::deadline): its runs stop there, also on remote runners.
 //
@@ -38,15 +44,23 @@ struct FunctionsServerOptions {
   std::string listen = "127.0.0.1:0";  // port 0: any (FunctionsServer::port)
   std::string admin_key;               // empty: no key may deploy
   std::map<std::string, std::vector<std::string>> tenant_keys;  // tenant -> its keys
+  // gRPC's threads for this server (at least 2: a poller and a call): each call under way
+  // holds one until its answer is sent; past them calls are refused RESOURCE_EXHAUSTED.
+  int max_threads = 256;
+  // Calls of one tenant under way at once (the admin key's count under the tenant they name),
+  // from the handler's start until the answer is sent or the call is cancelled; past it
+  // RESOURCE_EXHAUSTED naming the tenant. 0: no cap beyond max_threads.
+  int max_calls_per_tenant = 64;
   // Refused keys (warn) and the engine's internal errors (error) go here; null: nowhere.
   LogSink log = StderrLogSink();
 };
 
 class FunctionsServer {
  public:
-  // InvalidArgument: an empty tenant key, or a key given to two tenants (or to a tenant and
-  // as the admin key), or `listen` not HOST:PORT with a port from 0 to 65535. Unavailable:
-  // `listen` cannot be bound (a port another process listens on included).
+  // InvalidArgument: max_threads under 2 or max_calls_per_tenant negative; an empty tenant key, or
+  // a key given to two tenants (or to a tenant and as the admin key), or `listen` not HOST:PORT
+  // with a port from 0 to 65535. Unavailable: `listen` cannot be bound (a port another process
+  // listens on included).
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<FunctionsServer>> Start(
       Engine& engine, FunctionsServerOptions options);
   ~FunctionsServer();  // Shutdown(ZeroDuration) if not done
@@ -55,7 +69,8 @@ class FunctionsServer {
 
   int port() const;
   // Latency histograms per method (txfn_rpc_seconds{method=...}) and refused calls
-  // (txfn_rpc_refused_total{code=...}).
+  // (txfn_rpc_refused_total{code=...}: unauthenticated, permission_denied, tenant_busy), and
+  // the calls counted against their tenants' caps now (txfn_rpc_calls_under_way).
   void AppendMetrics(MetricsText* out) const;
   // Stops taking calls, lets those in flight finish for up to `grace`, then cancels the rest.
   void Shutdown(absl::Duration grace);

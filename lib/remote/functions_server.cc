@@ -38,15 +38,124 @@ struct Principal {
   std::string tenant;
 };
 
+// Calls under way per tenant, each counted from its handler's start until gRPC lets the call
+// go (its answer sent, or the call cancelled): a client that does not read its answers keeps
+// them counted. A call is known by its ServerContext's address between the two ends of its
+// interceptor (CallEnds), with a serial in case gRPC frees a context before its interceptor.
+class TenantCalls {
+ public:
+  explicit TenantCalls(int max_per_tenant) : max_per_tenant_(max_per_tenant) {}
+
+  void Begin(const grpc::ServerContextBase* call, uint64_t serial) {
+    internal::MutexLock lock(&mu_);
+    auto [it, inserted] = calls_.try_emplace(call, Entry{.serial = serial});
+    if (!inserted) {  // a context there before this one: that call has ended
+      ReleaseLocked(it->second);
+      it->second = Entry{.serial = serial};
+    }
+  }
+  void End(const grpc::ServerContextBase* call, uint64_t serial) {
+    internal::MutexLock lock(&mu_);
+    auto it = calls_.find(call);
+    if (it == calls_.end() || it->second.serial != serial) return;
+    ReleaseLocked(it->second);
+    calls_.erase(it);
+  }
+  // Counts `call` against `tenant` (once per call); false, counting nothing, when the tenant
+  // has its cap of calls under way.
+  bool Admit(const grpc::ServerContextBase* call, const std::string& tenant) {
+    if (max_per_tenant_ == 0 || tenant.empty()) return true;
+    internal::MutexLock lock(&mu_);
+    auto it = calls_.find(call);
+    if (it == calls_.end() || !it->second.tenant.empty()) return true;  // not counted, or was
+    int& under_way = under_way_[tenant];
+    if (under_way >= max_per_tenant_) {
+      if (under_way == 0) under_way_.erase(tenant);
+      return false;
+    }
+    ++under_way;
+    ++counted_;
+    it->second.tenant = tenant;
+    return true;
+  }
+  // Calls counted against their tenants now.
+  int Counted() const {
+    internal::MutexLock lock(&mu_);
+    return counted_;
+  }
+
+ private:
+  struct Entry {
+    uint64_t serial = 0;
+    std::string tenant;  // empty: not counted
+  };
+  void ReleaseLocked(const Entry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (entry.tenant.empty()) return;
+    --counted_;
+    auto it = under_way_.find(entry.tenant);
+    if (it != under_way_.end() && --it->second <= 0) under_way_.erase(it);
+  }
+
+  const int max_per_tenant_;
+  mutable internal::Mutex mu_;
+  absl::flat_hash_map<const grpc::ServerContextBase*, Entry> calls_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, int> under_way_ ABSL_GUARDED_BY(mu_);
+  int counted_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// Made by gRPC with each call and destroyed when the call is let go: tells TenantCalls both.
+class CallEnds final : public grpc::experimental::Interceptor {
+ public:
+  CallEnds(TenantCalls& calls, const grpc::ServerContextBase* call, uint64_t serial)
+      : calls_(calls), call_(call), serial_(serial) {
+    calls_.Begin(call_, serial_);
+  }
+  ~CallEnds() override { calls_.End(call_, serial_); }
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    methods->Proceed();
+  }
+
+ private:
+  TenantCalls& calls_;
+  const grpc::ServerContextBase* const call_;
+  const uint64_t serial_;
+};
+
+class CallEndsFactory final : public grpc::experimental::ServerInterceptorFactoryInterface {
+ public:
+  explicit CallEndsFactory(TenantCalls& calls) : calls_(calls) {}
+  grpc::experimental::Interceptor* CreateServerInterceptor(
+      grpc::experimental::ServerRpcInfo* info) override {
+    return new CallEnds(calls_, info->server_context(),
+                        next_serial_.fetch_add(1, std::memory_order_relaxed));
+  }
+
+ private:
+  TenantCalls& calls_;
+  std::atomic<uint64_t> next_serial_{1};
+};
+
 }  // namespace
 
 class FunctionsServer::Impl final : public v1::Functions::Service {
  public:
   Impl(Engine& engine, FunctionsServerOptions options)
-      : engine_(engine), options_(std::move(options)) {}
+      : engine_(engine),
+        options_(std::move(options)),
+        tenant_calls_(std::max(options_.max_calls_per_tenant, 0)) {}
   ~Impl() override { Shutdown(absl::ZeroDuration()); }
 
   absl::Status Init() {
+    if (options_.max_threads < 2) {
+      return absl::InvalidArgumentError(StrCat("FunctionsServer: max_threads is ",
+                                               options_.max_threads,
+                                               "; at least 2 (a poller and a call)"));
+    }
+    if (options_.max_calls_per_tenant < 0) {
+      return absl::InvalidArgumentError(StrCat("FunctionsServer: max_calls_per_tenant is ",
+                                               options_.max_calls_per_tenant,
+                                               "; 0 (no cap) or more"));
+    }
     for (const auto& [tenant, keys] : options_.tenant_keys) {
       if (tenant.empty()) {
         return absl::InvalidArgumentError(
@@ -68,8 +177,11 @@ class FunctionsServer::Impl final : public v1::Functions::Service {
       }
     }
     internal::MutexLock lock(&shutdown_mu_);
-    TXFN_ASSIGN_OR_RETURN(server_, remote_internal::StartGrpcServer(options_.listen, this, &port_,
-                                                                    "FunctionsServer"));
+    remote_internal::GrpcServerSetup setup{.max_threads = options_.max_threads};
+    setup.interceptors.push_back(std::make_unique<CallEndsFactory>(tenant_calls_));
+    TXFN_ASSIGN_OR_RETURN(
+        server_, remote_internal::StartGrpcServer(options_.listen, this, &port_, "FunctionsServer",
+                                                  std::move(setup)));
     return absl::OkStatus();
   }
 
@@ -91,6 +203,13 @@ class FunctionsServer::Impl final : public v1::Functions::Service {
                  static_cast<double>(unauthenticated_.load()), {{"code", "unauthenticated"}});
     out->Counter("txfn_rpc_refused_total", "Calls refused for their API key.",
                  static_cast<double>(permission_denied_.load()), {{"code", "permission_denied"}});
+    out->Counter("txfn_rpc_refused_total",
+                 "Calls refused for their tenant's calls under way (max_calls_per_tenant).",
+                 static_cast<double>(tenant_busy_.load()), {{"code", "tenant_busy"}});
+    out->Gauge("txfn_rpc_calls_under_way",
+               "Calls counted against their tenants' max_calls_per_tenant (from the handler's "
+               "start until the answer is sent).",
+               tenant_calls_.Counted());
   }
 
   grpc::Status Query(grpc::ServerContext* context, const v1::CallRequest* request,
@@ -213,6 +332,7 @@ class FunctionsServer::Impl final : public v1::Functions::Service {
       absl::StatusOr<Principal> who = Authenticate(context, method, "");
       if (!who.ok()) return ToGrpcStatus(who.status());
       *scope = who->admin ? "" : who->tenant;  // Init refuses a tenant key of no tenant
+      if (grpc::Status s = Admit(context, *scope); !s.ok()) return s;
     }
     absl::StatusOr<CallId> parsed = CallId::Parse(request.id());
     if (!parsed.ok()) return ToGrpcStatus(parsed.status());
@@ -220,12 +340,13 @@ class FunctionsServer::Impl final : public v1::Functions::Service {
     return grpc::Status::OK;
   }
 
-  // OK if the caller's key may act on `tenant` (and deploy, when `deploy`).
+  // OK if the caller's key may act on `tenant` (and deploy, when `deploy`) and the tenant has
+  // room for another call (Admit).
   grpc::Status Authorize(const grpc::ServerContext& context, std::string_view method,
                          std::string_view tenant, bool deploy) {
     absl::StatusOr<Principal> who = Authenticate(context, method, tenant);
     if (!who.ok()) return ToGrpcStatus(who.status());
-    if (who->admin) return grpc::Status::OK;
+    if (who->admin) return Admit(context, tenant);
     std::string denied;
     if (deploy) {
       denied = "deploying needs the admin key";
@@ -233,11 +354,24 @@ class FunctionsServer::Impl final : public v1::Functions::Service {
       denied =
           StrCat("this API key is not one of tenant '", remote_internal::Printable(tenant), "'");
     }
-    if (denied.empty()) return grpc::Status::OK;
+    if (denied.empty()) return Admit(context, tenant);
     permission_denied_.fetch_add(1, std::memory_order_relaxed);
     Log(LogLevel::kWarn, StrCat(method, " for tenant '", remote_internal::Printable(tenant),
                                 "' with a key of tenant '", who->tenant, "' refused: ", denied));
     return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, denied);
+  }
+
+  // Counts the call against its tenant's max_calls_per_tenant, or refuses it.
+  grpc::Status Admit(const grpc::ServerContext& context, std::string_view tenant) {
+    if (tenant_calls_.Admit(static_cast<const grpc::ServerContextBase*>(&context),
+                            std::string(tenant)))
+      return grpc::Status::OK;
+    tenant_busy_.fetch_add(1, std::memory_order_relaxed);
+    return grpc::Status(
+        grpc::StatusCode::RESOURCE_EXHAUSTED,
+        StrCat("tenant '", remote_internal::Printable(tenant), "' has ",
+               options_.max_calls_per_tenant,
+               " calls under way on this server (its max_calls_per_tenant); retry later"));
   }
 
   void Log(LogLevel level, std::string_view line) const {
@@ -311,6 +445,8 @@ class FunctionsServer::Impl final : public v1::Functions::Service {
                                         Method{"cancel_call"}, Method{"deploy"}};
   std::atomic<uint64_t> unauthenticated_{0};
   std::atomic<uint64_t> permission_denied_{0};
+  std::atomic<uint64_t> tenant_busy_{0};
+  TenantCalls tenant_calls_;  // before server_: its interceptors use it until the server is gone
   absl::flat_hash_map<std::string, std::string> keys_;  // key -> tenant; fixed after Init
   int port_ = 0;
   internal::Mutex shutdown_mu_;

@@ -6,10 +6,14 @@
 
 #include <grpc/support/time.h>
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/resource_quota.h>
+#include <grpcpp/support/server_interceptor.h>
 
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -61,13 +65,22 @@ inline absl::Time DeadlineOf(gpr_timespec raw) {
   return absl::FromUnixSeconds(raw.tv_sec) + absl::Nanoseconds(raw.tv_nsec);
 }
 
+// What a server is started with beyond its service and address.
+struct GrpcServerSetup {
+  // gRPC's thread quota (grpc::ResourceQuota::SetMaxThreads: pollers and calls); past it a
+  // sync server refuses calls RESOURCE_EXHAUSTED. 0: gRPC's default (no cap).
+  int max_threads = 0;
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+};
+
 // Starts a server for `service` on `listen` (host:port; port 0 picks one, written to *port)
 // with the limits above. InvalidArgument, naming `who`, for a port out of range;
 // Unavailable when it cannot listen (a port in use: no SO_REUSEPORT sharing).
 inline absl::StatusOr<std::unique_ptr<grpc::Server>> StartGrpcServer(const std::string& listen,
                                                                      grpc::Service* service,
                                                                      int* port,
-                                                                     std::string_view who) {
+                                                                     std::string_view who,
+                                                                     GrpcServerSetup setup = {}) {
   // HOST:PORT with a port gRPC would take as it is (it read 99999 as "any port").
   const size_t colon = listen.rfind(':');
   int number = -1;
@@ -86,6 +99,14 @@ inline absl::StatusOr<std::unique_ptr<grpc::Server>> StartGrpcServer(const std::
   builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
   builder.SetMaxSendMessageSize(kMaxMessageBytes);
   builder.RegisterService(service);
+  if (setup.max_threads > 0) {
+    grpc::ResourceQuota quota(internal::StrCat(who, " threads"));
+    quota.SetMaxThreads(setup.max_threads);
+    builder.SetResourceQuota(quota);
+  }
+  if (!setup.interceptors.empty()) {
+    builder.experimental().SetInterceptorCreators(std::move(setup.interceptors));
+  }
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || *port == 0) {
     return absl::UnavailableError(internal::StrCat(who, ": cannot listen on ", listen));
