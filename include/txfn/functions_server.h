@@ -15,9 +15,11 @@
 //
 // Limits: a call holds one of gRPC's threads from its request until its answer is sent,
 // also while a client that reads slowly (or never) takes it, so the threads bound both the
-// calls under way and the answers held in memory. Past `max_threads` a call is refused
-// RESOURCE_EXHAUSTED at once; past `max_calls_per_tenant` calls of one tenant are, so that one
-// tenant cannot take every thread. Either way the engine is not called; retry later.
+// calls under way and the answers held in memory. When gRPC's threads are all taken a call is
+// refused RESOURCE_EXHAUSTED at once; past `max_calls_per_tenant` calls of one tenant are, so
+// that one tenant cannot take every thread. Either way the engine is not called; retry later.
+// The admin key's calls are not counted against tenants: an operator can deploy a fix to, or
+// cancel the calls of, a tenant at its cap.
 //
 // A Query's or Mutation's gRPC deadline (the client's timeout) becomes the call's deadline
 // (QueryOptions / MutationOptions::deadline): its runs stop there, also on remote runners.
@@ -44,12 +46,15 @@ struct FunctionsServerOptions {
   std::string listen = "127.0.0.1:0";  // port 0: any (FunctionsServer::port)
   std::string admin_key;               // empty: no key may deploy
   std::map<std::string, std::vector<std::string>> tenant_keys;  // tenant -> its keys
-  // gRPC's threads for this server (at least 2: a poller and a call): each call under way
-  // holds one until its answer is sent; past them calls are refused RESOURCE_EXHAUSTED.
+  // gRPC's thread quota for this server (grpc::ResourceQuota::SetMaxThreads; at least 2): a
+  // poller and up to max_threads - 1 calls under way, each holding its thread until its answer
+  // is sent. A call that finds none free is refused RESOURCE_EXHAUSTED (gRPC 1.51 may refuse a
+  // little before the last thread is taken: one just freed is briefly not counted free).
   int max_threads = 256;
-  // Calls of one tenant under way at once (the admin key's count under the tenant they name),
-  // from the handler's start until the answer is sent or the call is cancelled; past it
-  // RESOURCE_EXHAUSTED naming the tenant. 0: no cap beyond max_threads.
+  // A tenant key's calls under way at once per tenant, counted from the key's check until gRPC
+  // lets the call go (answer sent, or call cancelled); past it RESOURCE_EXHAUSTED naming the
+  // tenant. 0: no cap beyond max_threads; otherwise below max_threads - 1, so that one tenant
+  // cannot take every thread.
   int max_calls_per_tenant = 64;
   // Refused keys (warn) and the engine's internal errors (error) go here; null: nowhere.
   LogSink log = StderrLogSink();
@@ -57,7 +62,8 @@ struct FunctionsServerOptions {
 
 class FunctionsServer {
  public:
-  // InvalidArgument: max_threads under 2 or max_calls_per_tenant negative; an empty tenant key, or
+  // InvalidArgument: max_threads under 2, max_calls_per_tenant negative or not below
+  // max_threads - 1; an empty tenant key, or
   // a key given to two tenants (or to a tenant and as the admin key), or `listen` not HOST:PORT
   // with a port from 0 to 65535. Unavailable: `listen` cannot be bound (a port another process
   // listens on included).
