@@ -102,6 +102,11 @@ check serve-two-admin-keys 1 'two-admins:3: a second admin key \(the first is on
 printf 'admin one\ntenant other one\n' >"$tmp/admin-as-tenant"
 check serve-tenant-key-is-admin-key 1 "of tenant 'other' is the admin key" \
   "$txfn" --db="$db" serve --quiet --listen=0 --api_keys="$tmp/admin-as-tenant"
+check serve-cap-needs-listen 2 'serve: --max_calls_per_tenant goes with --listen' \
+  "$txfn" --db="$db" serve --quiet --max_calls_per_tenant=4
+check serve-cap-takes-every-thread 1 'max_calls_per_tenant is 9; 0 \(no cap\) or up to max_threads - 2 \(8\)' \
+  "$txfn" --db="$db" serve --quiet --listen=0 --api_keys="$tmp/keys" --max_threads=10 \
+  --max_calls_per_tenant=9
 
 # served DB LABEL: three runners and `txfn serve` on DB; a new tenant bank2 deployed and
 # used through the server. Checks are named LABEL-....

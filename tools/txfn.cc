@@ -91,6 +91,12 @@ ABSL_FLAG(std::string, listen, "",
           "given another host); needs --api_keys.");
 ABSL_FLAG(std::string, api_keys, "",
           "serve --listen: a file of API keys, one per line: 'admin KEY' or 'tenant NAME KEY'.");
+ABSL_FLAG(int32_t, max_threads, 256,
+          "serve --listen: gRPC threads for the server (a poller and the calls under way); a "
+          "call that finds none free is refused RESOURCE_EXHAUSTED.");
+ABSL_FLAG(int32_t, max_calls_per_tenant, 64,
+          "serve --listen: a tenant key's calls under way at once per tenant (0: no cap; else "
+          "below --max_threads - 1); past it RESOURCE_EXHAUSTED.");
 ABSL_FLAG(std::string, metrics, "",
           "serve: Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9464).");
 ABSL_FLAG(bool, quiet, false, "serve: no status line.");
@@ -250,6 +256,10 @@ flags:
   --listen=[HOST:]PORT, --api_keys=FILE  serve: also serve the functions over
                   gRPC (a bare port binds loopback); FILE has lines 'admin KEY'
                   and 'tenant NAME KEY'. Prints 'listening on port N'.
+  --max_threads=N (256), --max_calls_per_tenant=N (64)  serve --listen: gRPC
+                  threads (a poller and the calls under way), and a tenant
+                  key's calls under way at once per tenant (0: no cap); past
+                  either a call is refused RESOURCE_EXHAUSTED
   --metrics=HOST:PORT  serve: Prometheus metrics at http://HOST:PORT/metrics
   --runners=[HOST:]PORT,...  run, serve: run queries and mutations on these
                   txfn-runner processes (started with the same --db); the
@@ -717,6 +727,11 @@ std::string StatusLine(Engine& engine, const std::string& db) {
 }
 
 #ifdef TXFN_TOOLS_REMOTE
+static_assert(FunctionsServerOptions::kDefaultMaxThreads == 256 &&
+                  FunctionsServerOptions::kDefaultMaxCallsPerTenant == 64,
+              "serve's --max_threads and --max_calls_per_tenant defaults (and --help) are the "
+              "options'");
+
 // serve --api_keys: lines "admin KEY" (one) or "tenant NAME KEY", words separated by spaces or
 // tabs; blank lines and "#..." skipped; CRLF line ends and a UTF-8 byte order mark are fine.
 absl::StatusOr<FunctionsServerOptions> ReadApiKeys(const std::string& file) {
@@ -772,6 +787,8 @@ int Serve(const sigset_t& stop_signals) {
     // A bare port binds loopback: exposing the server is a choice to spell out.
     listen = LoopbackIfBarePort(listen);
     options->listen = listen;
+    options->max_threads = absl::GetFlag(FLAGS_max_threads);
+    options->max_calls_per_tenant = absl::GetFlag(FLAGS_max_calls_per_tenant);
     absl::StatusOr<std::unique_ptr<FunctionsServer>> started =
         FunctionsServer::Start(engine, *std::move(options));
     if (!started.ok()) return Fail(started.status());
@@ -1113,7 +1130,8 @@ constexpr Command kCommands[] = {
     {"export", 0, 0, true, false, "tenant table"},
     {"import", 0, 1, true, false, "tenant table remap_ids"},
     {"backup", 1, 1, false, false, ""},
-    {"serve", 0, 0, false, false, "quiet status_every logs listen api_keys metrics runners"},
+    {"serve", 0, 0, false, false,
+     "quiet status_every logs listen api_keys max_threads max_calls_per_tenant metrics runners"},
     {"submit", 1, 2, true, true, "tenant delay_ms deadline_ms criticality quota key client"},
     {"calls", 0, 0, true, false, "tenant status function limit"},
     {"call", 1, 1, false, true, "tenant"},
@@ -1156,9 +1174,11 @@ std::string CheckFlagsApply(const Command& command, const std::vector<std::strin
         "--{} does not apply to {}{}", name, command.name,
         readers.empty() ? "" : fmt::format(" (it is for {})", absl::StrJoin(readers, ", ")));
   }
-  if (command.name == "serve" && absl::c_linear_search(given, "api_keys") &&
-      absl::GetFlag(FLAGS_listen).empty()) {
-    return "serve: --api_keys goes with --listen";
+  if (command.name == "serve" && absl::GetFlag(FLAGS_listen).empty()) {
+    for (const char* name : {"api_keys", "max_threads", "max_calls_per_tenant"}) {
+      if (absl::c_linear_search(given, name))
+        return fmt::format("serve: --{} goes with --listen", name);
+    }
   }
   return "";
 }

@@ -50,12 +50,14 @@ struct FunctionsServerOptions {
   // poller and up to max_threads - 1 calls under way, each holding its thread until its answer
   // is sent. A call that finds none free is refused RESOURCE_EXHAUSTED (gRPC 1.51 may refuse a
   // little before the last thread is taken: one just freed is briefly not counted free).
-  int max_threads = 256;
+  static constexpr int kDefaultMaxThreads = 256;
+  int max_threads = kDefaultMaxThreads;
   // A tenant key's calls under way at once per tenant, counted from the key's check until gRPC
   // lets the call go (answer sent, or call cancelled); past it RESOURCE_EXHAUSTED naming the
   // tenant. 0: no cap beyond max_threads; otherwise below max_threads - 1, so that one tenant
   // cannot take every thread.
-  int max_calls_per_tenant = 64;
+  static constexpr int kDefaultMaxCallsPerTenant = 64;
+  int max_calls_per_tenant = kDefaultMaxCallsPerTenant;
   // Refused keys (warn) and the engine's internal errors (error) go here; null: nowhere.
   LogSink log = StderrLogSink();
 };
