@@ -7,6 +7,7 @@
 #include <optional>
 #include <utility>
 
+#include "absl/cleanup/cleanup.h"
 #include "txfn/retry.h"
 #include "txfn/snapshot.h"
 #include "txfn/status_macros.h"
@@ -27,6 +28,14 @@ absl::Status PruneReservedIndex(TenantCommitters& tenants, const std::string& te
                                 absl::FunctionRef<bool()> stop, uint64_t* deleted, size_t page) {
   page = std::max<size_t>(page, 1);
   std::shared_ptr<OpenTenant> open;  // opened at the first expired entry
+  // Writing a tenant this instance does not hold takes it (PostgresStorage: its lease, for
+  // lease_duration), and the engine that serves it would be refused its mutations until then:
+  // give it back after. (Should one of this instance's own calls commit to it meanwhile, its
+  // next Write takes the tenant again.)
+  bool give_back = false;
+  absl::Cleanup release = [&] {
+    if (give_back) (void)tenants.storage()->ReleaseTenant(tenant);
+  };
   KeyRange from = KeyRange::All();
   while (!stop()) {
     TXFN_ASSIGN_OR_RETURN(std::vector<IndexEntry> entries,
@@ -41,6 +50,7 @@ absl::Status PruneReservedIndex(TenantCommitters& tenants, const std::string& te
     if (!keys.empty()) {
       if (open == nullptr) {
         TXFN_ASSIGN_OR_RETURN(open, tenants.Get(tenant));
+        give_back = !tenants.storage()->HoldsTenant(tenant);
       }
       uint64_t deleted_here = 0;
       TXFN_RETURN_IF_ERROR(open->CommitSystemTransaction(

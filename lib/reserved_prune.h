@@ -45,7 +45,9 @@ namespace txfn::internal {
 // transaction that kept conflicting, a tenant deleted meanwhile) it stops: what it deleted
 // stays deleted, and the caller's next pass tries again. It also stops, OK, between two pages
 // once `stop` says so (an engine closing: a tenant with millions of entries takes thousands
-// of pages).
+// of pages). A tenant it wrote without holding it (Storage::HoldsTenant: a PostgreSQL lease
+// nobody held) is released after (Storage::ReleaseTenant), so the engine serving it is not
+// refused its mutations for a lease_duration.
 [[nodiscard]] absl::Status PruneReservedIndex(
     TenantCommitters& tenants, const std::string& tenant, IndexId index,
     absl::FunctionRef<bool(const IndexEntry&)> expired,

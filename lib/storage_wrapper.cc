@@ -41,6 +41,12 @@ bool StorageWrapper::MayHaveOtherWriters(std::string_view tenant) {
   return target_->MayHaveOtherWriters(tenant);
 }
 
+bool StorageWrapper::HoldsTenant(std::string_view tenant) { return target_->HoldsTenant(tenant); }
+
+absl::Status StorageWrapper::ReleaseTenant(std::string_view tenant) {
+  return target_->ReleaseTenant(tenant);
+}
+
 absl::StatusOr<std::vector<std::string>> StorageWrapper::ListTenants() {
   return target_->ListTenants();
 }

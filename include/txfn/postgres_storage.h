@@ -237,6 +237,11 @@ class PostgresStorage final : public Storage {
   // this process's clock, counted from before the request that last extended it); true
   // otherwise: another instance may own the tenant and commit to it.
   [[nodiscard]] bool MayHaveOtherWriters(std::string_view tenant) override;
+  // Whether this instance holds the tenant's lease and it cannot have expired yet (the
+  // opposite of MayHaveOtherWriters).
+  [[nodiscard]] bool HoldsTenant(std::string_view tenant) override {
+    return !MayHaveOtherWriters(tenant);
+  }
   // An administrative removal: it does not check the lease (stop the tenant's committer
   // first); the lease row stays, so fencing tokens keep rising. It waits for a Write of the
   // tenant in progress (which it then removes too) and holds later ones off until it is
@@ -261,7 +266,7 @@ class PostgresStorage final : public Storage {
   // does not know: acquire again).
   [[nodiscard]] absl::Status AcquireTenant(std::string_view tenant);
   // Gives `tenant` up (the lease row is marked free) if this instance holds it; OK if not.
-  [[nodiscard]] absl::Status ReleaseTenant(std::string_view tenant);
+  [[nodiscard]] absl::Status ReleaseTenant(std::string_view tenant) override;
   // The tenant's lease as stored; NotFound if nobody ever held it.
   [[nodiscard]] absl::StatusOr<TenantLease> Lease(std::string_view tenant);
 
@@ -290,6 +295,9 @@ class PostgresStorage final : public Storage {
   absl::StatusOr<int64_t> TakeLease(std::string_view tenant, bool implicit)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(acquire_mu_);
   absl::Status NotOwnerError(std::string_view tenant, std::string_view detail);
+  // One try of Write; `*lost` names the tenant whose lease passed to another instance (the
+  // batch refused, nothing written), else is empty.
+  absl::Status WriteAttempt(absl::Span<const CommitRecord> commits, std::string* lost);
   // After a statement sent at `sent` extended the lease of `tenant` under `token`: no other
   // instance can hold it until lease_duration after `sent` (if this instance still holds it
   // under that token).

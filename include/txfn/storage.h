@@ -310,6 +310,22 @@ class Storage {
     return false;
   }
 
+  // Ownership, where one instance at a time writes a tenant and a Write takes a tenant nobody
+  // holds (PostgresStorage's leases; elsewhere there is nothing to hold). HoldsTenant: whether
+  // this instance holds `tenant` now, so that a Write takes it from nobody; true where there
+  // is no ownership. Cheap: no I/O. ReleaseTenant: gives the tenant up if this instance holds
+  // it, so another instance may write it at once (this one's next Write takes it again if
+  // nobody holds it); OK where there is no ownership. Background work that writes a tenant
+  // this instance does not hold (the engine's pruning) releases it after. Thread-safe.
+  [[nodiscard]] virtual bool HoldsTenant(std::string_view tenant) {
+    (void)tenant;
+    return true;
+  }
+  [[nodiscard]] virtual absl::Status ReleaseTenant(std::string_view tenant) {
+    (void)tenant;
+    return absl::OkStatus();
+  }
+
   // Removes every version of every key of `tenant`, its log and its retention
   // horizon. Other tenants are untouched. OK if the tenant does not exist.
   [[nodiscard]] virtual absl::Status DeleteTenant(std::string_view tenant) = 0;

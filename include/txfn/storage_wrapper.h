@@ -68,6 +68,8 @@ class StorageWrapper : public Storage {
   [[nodiscard]] absl::StatusOr<Timestamp> MaxCommittedTimestamp(std::string_view tenant) override;
   [[nodiscard]] absl::StatusOr<std::vector<std::string>> ListTenants() override;
   [[nodiscard]] bool MayHaveOtherWriters(std::string_view tenant) override;
+  [[nodiscard]] bool HoldsTenant(std::string_view tenant) override;
+  [[nodiscard]] absl::Status ReleaseTenant(std::string_view tenant) override;
   [[nodiscard]] absl::Status DeleteTenant(std::string_view tenant) override;
   [[nodiscard]] absl::StatusOr<bool> DeleteTenantIfNewest(std::string_view tenant,
                                                           Timestamp newest) override;

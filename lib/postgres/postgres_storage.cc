@@ -789,6 +789,23 @@ absl::StatusOr<TenantLease> PostgresStorage::Lease(std::string_view tenant) {
 // ---- Write ---------------------------------------------------------------------------
 
 absl::Status PostgresStorage::Write(absl::Span<const CommitRecord> commits) {
+  std::string lost;
+  absl::Status written = WriteAttempt(commits, &lost);
+  // The lease passed to another instance, which gave it back (an engine deleting expired
+  // entries of a tenant it does not serve does, at once): nothing was written and this
+  // instance's token is forgotten, so a second attempt takes the tenant back, as the caller's
+  // next Write would have. A committer that missed the other's commits is refused by the
+  // previous_ts check (StaleWriter) and rebases, instead of failing its callers.
+  if (!lost.empty()) {
+    absl::StatusOr<TenantLease> now = Lease(lost);
+    if (now.ok() && now->owner.empty()) written = WriteAttempt(commits, &lost);
+  }
+  return written;
+}
+
+absl::Status PostgresStorage::WriteAttempt(absl::Span<const CommitRecord> commits,
+                                           std::string* lost) {
+  lost->clear();
   if (commits.empty()) return absl::OkStatus();
   TXFN_ASSIGN_OR_RETURN(const auto groups, ValidateCommitBatch(commits));
   // A tenant's Writes go one at a time, each with its resolution (see kResolveSql).
@@ -919,6 +936,7 @@ absl::Status PostgresStorage::Write(absl::Span<const CommitRecord> commits) {
         tokens_.erase(it);
       }
     }
+    if (!result->IsNull(0, 2)) *lost = std::string(tenant);
     std::string owner = result->IsNull(0, 2) ? "nobody (the lease row is gone)"
                                              : fmt::format("now {}", result->Text(0, 2));
     return NotOwnerError(tenant, fmt::format("its lease passed to another instance: the owner "

@@ -304,6 +304,49 @@ TEST(PostgresEngineTakeoverTest, AQueuedMutationLeasedByANonOwnerWaitsForTheTena
   EXPECT_EQ(total->value.float64(), 2);
 }
 
+// An engine that runs calls deletes expired idempotency keys of every tenant, also of one that
+// another engine serves. Its deleting write took an idle tenant's lease (nobody held it) and
+// kept it for its own lease_duration, so the serving engine's mutations were refused that long
+// (here 30 s); now the pruner gives the tenant back at once.
+TEST(PostgresEngineTakeoverTest, PruningAnIdleTenantsKeysLeavesItsLeaseFree) {
+  TXFN_REQUIRE_PG_SERVER();
+  testing::PgTestDatabase db;
+  ASSERT_TRUE(db.Create().ok());
+  const absl::Duration lease = absl::Milliseconds(300);
+  auto server =
+      OpenPostgresEngine(db.url(), Options(), {.owner = "server", .lease_duration = lease});
+  ASSERT_TRUE(server.ok()) << server.status();
+  ASSERT_TRUE((*server)->CreateTenant(kTenant).ok());
+  ASSERT_TRUE((*server)->DeployJson(kTenant, {{"m.js", kModule}}, kSchema).ok());
+  const MutationOptions keyed{.idempotency_key = "k"};
+  ASSERT_TRUE((*server)->Mutation(kTenant, "m:add", Add(1, "server"), keyed).ok());
+  // The key must be older than the pruner's retention by the tenant's newest commit.
+  absl::SleepFor(absl::Milliseconds(400));
+  ASSERT_TRUE((*server)->Mutation(kTenant, "m:add", Add(2, "server")).ok());
+
+  EngineOptions prunes = Options();
+  prunes.queued.run = true;
+  prunes.idempotency_key_retention = absl::Milliseconds(200);  // passes every 100 ms
+  auto pruner = OpenPostgresEngine(db.url(), prunes,
+                                   {.owner = "pruner", .lease_duration = absl::Seconds(30)});
+  ASSERT_TRUE(pruner.ok()) << pruner.status();
+  // Its passes are refused while the server's lease runs, and delete the key once it ran out.
+  const absl::Time end = absl::Now() + absl::Seconds(30);
+  while (absl::Now() < end && (*pruner)->stats().retention.idempotency_keys_pruned == 0) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_EQ((*pruner)->stats().retention.idempotency_keys_pruned, 1u);
+
+  absl::StatusOr<CallResult> added = (*server)->Mutation(kTenant, "m:add", Add(3, "server"));
+  EXPECT_TRUE(added.ok()) << added.status();
+  absl::StatusOr<CallResult> again = (*server)->Mutation(kTenant, "m:add", Add(1, "server"), keyed);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_FALSE(again->replayed) << "the key was deleted: the mutation ran again";
+  absl::StatusOr<CallResult> total = (*pruner)->Query(kTenant, "m:total", Value::Null());
+  ASSERT_TRUE(total.ok()) << total.status();
+  EXPECT_EQ(total->value.float64(), 4);
+}
+
 }  // namespace
 }  // namespace txfn
 

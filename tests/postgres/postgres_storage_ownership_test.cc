@@ -124,6 +124,42 @@ TEST(PostgresOwnershipTest, ANewOwnerAfterExpiryFencesTheOldOneUntilItWritesCurr
   EXPECT_THAT(values, ::testing::ElementsAre("a1", "b2", "a3"));
 }
 
+// B takes A's tenant (A's lease ran out), writes, and gives it back at once (an engine's
+// pruning of a tenant it does not serve does): A's next Write takes the tenant back in the same
+// call instead of failing "the lease passed to another instance": refused as stale, as A
+// missed B's commit (its committer rebases), then written.
+TEST(PostgresOwnershipTest, AWriteAfterTheOtherOwnerGaveTheTenantBackTakesItAgain) {
+  TXFN_REQUIRE_PG_SERVER();
+  const absl::Duration lease = absl::Milliseconds(200);
+  auto a = TempPostgresStorage::Make({.owner = "owner-a", .lease_duration = lease});
+  ASSERT_NE(a, nullptr);
+  auto b = a->Another({.owner = "owner-b", .lease_duration = absl::Seconds(30)});
+  ASSERT_NE(b, nullptr);
+  ASSERT_TRUE(WriteOne(*a, Put(1, "a1")).ok());
+  absl::SleepFor(lease + absl::Milliseconds(100));
+  CommitRecord b2 = Put(2, "b2");
+  b2.previous_ts = 1;
+  ASSERT_TRUE(WriteOne(*b, b2).ok());
+  ASSERT_TRUE(b->inner().ReleaseTenant("t").ok());
+
+  // A still has its token (1); the tenant's is 2, and nobody holds it.
+  EXPECT_EQ(a->inner().Lease("t")->owner, "");
+  CommitRecord a3 = Put(3, "a3");
+  a3.previous_ts = 1;  // A missed b2
+  absl::Status stale = WriteOne(*a, a3);
+  EXPECT_TRUE(IsStaleWriter(stale)) << stale;
+  EXPECT_FALSE(IsTenantOwnedElsewhere(stale)) << stale;
+  a3.previous_ts = 2;
+  ASSERT_TRUE(WriteOne(*a, a3).ok());
+  EXPECT_EQ(a->inner().Lease("t")->owner, "owner-a");
+  EXPECT_EQ(a->inner().Lease("t")->token, 3);
+  auto log = a->ReadLog("t", 0, 0);
+  ASSERT_TRUE(log.ok());
+  std::vector<std::string> values;
+  for (const CommitRecord& c : *log) values.push_back(*c.writes.at(0).value);
+  EXPECT_THAT(values, ::testing::ElementsAre("a1", "b2", "a3"));
+}
+
 // An instance that wrote tenant "t" (token 1), and a second under the same name (a restarted
 // process that keeps it) that took "t" over without waiting by writing it (token 2).
 void ReplaceUnderOneName(std::unique_ptr<TempPostgresStorage>& a,
