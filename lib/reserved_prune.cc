@@ -7,7 +7,6 @@
 #include <optional>
 #include <utility>
 
-#include "absl/cleanup/cleanup.h"
 #include "txfn/retry.h"
 #include "txfn/snapshot.h"
 #include "txfn/status_macros.h"
@@ -28,18 +27,11 @@ absl::Status PruneReservedIndex(TenantCommitters& tenants, const std::string& te
                                 absl::FunctionRef<bool()> stop, uint64_t* deleted, size_t page) {
   page = std::max<size_t>(page, 1);
   std::shared_ptr<OpenTenant> open;  // opened at the first expired entry
-  // Writing a tenant this instance does not hold takes it (PostgresStorage: its lease, for
-  // lease_duration), and the engine that serves it would be refused its mutations until then:
-  // give it back after. (Should one of this instance's own calls commit to it meanwhile, its
-  // next Write takes the tenant again.)
-  bool give_back = false;
-  absl::Cleanup release = [&] {
-    if (give_back) (void)tenants.storage()->ReleaseTenant(tenant);
-  };
+  Storage& storage = *tenants.storage();
   KeyRange from = KeyRange::All();
   while (!stop()) {
     TXFN_ASSIGN_OR_RETURN(std::vector<IndexEntry> entries,
-                          ScanNewest(*tenants.storage(), tenant, index, from, page));
+                          ScanNewest(storage, tenant, index, from, page));
     if (entries.empty()) return absl::OkStatus();
     from = KeyRange::After(entries.back().key);
     const bool last_page = entries.size() < page;
@@ -50,29 +42,36 @@ absl::Status PruneReservedIndex(TenantCommitters& tenants, const std::string& te
     if (!keys.empty()) {
       if (open == nullptr) {
         TXFN_ASSIGN_OR_RETURN(open, tenants.Get(tenant));
-        give_back = !tenants.storage()->HoldsTenant(tenant);
       }
+      // Writing a tenant this instance does not hold takes it (PostgresStorage: its lease, for
+      // lease_duration), and the engine serving it would be refused its mutations meanwhile:
+      // each page gives it back at once. (If the serving engine takes it between two pages,
+      // the next page is refused and the pass ends here; the next pass tries again. If one of
+      // this instance's own calls committed meanwhile, its next Write takes the tenant again.)
+      const bool give_back = !storage.HoldsTenant(tenant);
       uint64_t deleted_here = 0;
-      TXFN_RETURN_IF_ERROR(open->CommitSystemTransaction(
-                                   [&](Transaction& txn) -> absl::Status {
-                                     deleted_here = 0;
-                                     for (const std::string& key : keys) {
-                                       // Read through the transaction (a racing writer of the
-                                       // key conflicts), then for the commit timestamp.
-                                       TXFN_ASSIGN_OR_RETURN(std::optional<std::string> value,
-                                                             txn.GetReserved(index, key));
-                                       if (!value.has_value()) continue;
-                                       TXFN_ASSIGN_OR_RETURN(std::optional<IndexEntry> now,
-                                                             txn.snapshot().Get(index, key));
-                                       if (!now.has_value() || !still_expired(*now)) continue;
-                                       TXFN_RETURN_IF_ERROR(
-                                           txn.PutReserved(index, key, std::nullopt));
-                                       ++deleted_here;
-                                     }
-                                     return absl::OkStatus();
-                                   },
-                                   RetryOptions{.max_attempts = 4})
-                               .status());
+      const absl::Status committed =
+          open->CommitSystemTransaction(
+                  [&](Transaction& txn) -> absl::Status {
+                    deleted_here = 0;
+                    for (const std::string& key : keys) {
+                      // Read through the transaction (a racing writer of the
+                      // key conflicts), then for the commit timestamp.
+                      TXFN_ASSIGN_OR_RETURN(std::optional<std::string> value,
+                                            txn.GetReserved(index, key));
+                      if (!value.has_value()) continue;
+                      TXFN_ASSIGN_OR_RETURN(std::optional<IndexEntry> now,
+                                            txn.snapshot().Get(index, key));
+                      if (!now.has_value() || !still_expired(*now)) continue;
+                      TXFN_RETURN_IF_ERROR(txn.PutReserved(index, key, std::nullopt));
+                      ++deleted_here;
+                    }
+                    return absl::OkStatus();
+                  },
+                  RetryOptions{.max_attempts = 4})
+              .status();
+      if (give_back) (void)storage.ReleaseTenant(tenant);
+      TXFN_RETURN_IF_ERROR(committed);
       *deleted += deleted_here;
     }
     if (last_page) return absl::OkStatus();

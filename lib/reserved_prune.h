@@ -45,9 +45,10 @@ namespace txfn::internal {
 // transaction that kept conflicting, a tenant deleted meanwhile) it stops: what it deleted
 // stays deleted, and the caller's next pass tries again. It also stops, OK, between two pages
 // once `stop` says so (an engine closing: a tenant with millions of entries takes thousands
-// of pages). A tenant it wrote without holding it (Storage::HoldsTenant: a PostgreSQL lease
-// nobody held) is released after (Storage::ReleaseTenant), so the engine serving it is not
-// refused its mutations for a lease_duration.
+// of pages). A tenant it writes without holding it (Storage::HoldsTenant false: a PostgreSQL
+// lease nobody held, or this instance's own that may have run out) is released after each
+// page's write (Storage::ReleaseTenant), so the engine serving it is refused its mutations for
+// at most that write, not for a lease_duration after the pass.
 [[nodiscard]] absl::Status PruneReservedIndex(
     TenantCommitters& tenants, const std::string& tenant, IndexId index,
     absl::FunctionRef<bool(const IndexEntry&)> expired,

@@ -35,11 +35,12 @@
 //     fail with FailedPrecondition naming the owner and when its lease expires, marked
 //     IsTenantOwnedElsewhere (storage.h).
 //   - An instance that has lost a tenant (its token was superseded) takes it back as any
-//     other: by its next Write once nobody holds it. Its committer's state is stale then
-//     (it missed the other owner's commits), so that Write is refused by the stale-writer
-//     check below and the committer reloads; until a Write under the new token succeeds,
-//     MayHaveOtherWriters stays true, so its readers ask storage for the newest commit
-//     and do not serve the stale state.
+//     other: by its next Write once nobody holds it, or by the refused Write itself (once)
+//     when the other instance has released it since (ReleaseTenant) and the batch states
+//     previous_ts. Its committer's state is stale then (it missed the other owner's commits),
+//     so that Write is refused by the stale-writer check below and the committer reloads;
+//     until a Write under the new token succeeds, MayHaveOtherWriters stays true, so its
+//     readers ask storage for the newest commit and do not serve the stale state.
 //   - Destroying a PostgresStorage releases its leases, so a successor (a restart, the
 //     conformance suite's reopen) takes the tenants over at once.
 //   - No stale writer: every Write states, per tenant, the newest commit its committer had
@@ -238,7 +239,8 @@ class PostgresStorage final : public Storage {
   // otherwise: another instance may own the tenant and commit to it.
   [[nodiscard]] bool MayHaveOtherWriters(std::string_view tenant) override;
   // Whether this instance holds the tenant's lease and it cannot have expired yet (the
-  // opposite of MayHaveOtherWriters).
+  // opposite of MayHaveOtherWriters; also false right after a Write took the tenant, until a
+  // later Write confirms the lease).
   [[nodiscard]] bool HoldsTenant(std::string_view tenant) override {
     return !MayHaveOtherWriters(tenant);
   }

@@ -312,8 +312,8 @@ class Storage {
 
   // Ownership, where one instance at a time writes a tenant and a Write takes a tenant nobody
   // holds (PostgresStorage's leases; elsewhere there is nothing to hold). HoldsTenant: whether
-  // this instance holds `tenant` now, so that a Write takes it from nobody; true where there
-  // is no ownership. Cheap: no I/O. ReleaseTenant: gives the tenant up if this instance holds
+  // this instance holds `tenant` now, so that a Write of it takes nothing; true where there is
+  // no ownership. Cheap: no I/O. ReleaseTenant: gives the tenant up if this instance holds
   // it, so another instance may write it at once (this one's next Write takes it again if
   // nobody holds it); OK where there is no ownership. Background work that writes a tenant
   // this instance does not hold (the engine's pruning) releases it after. Thread-safe.

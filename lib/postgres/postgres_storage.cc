@@ -936,7 +936,11 @@ absl::Status PostgresStorage::WriteAttempt(absl::Span<const CommitRecord> commit
         tokens_.erase(it);
       }
     }
-    if (!result->IsNull(0, 2)) *lost = std::string(tenant);
+    // Retried (Write) only for a batch that states what it had seen of the tenant: the
+    // previous_ts check then refuses it if the other instance committed meanwhile.
+    if (!result->IsNull(0, 2) && index < groups.size() && groups[index].previous_ts.has_value()) {
+      *lost = std::string(tenant);
+    }
     std::string owner = result->IsNull(0, 2) ? "nobody (the lease row is gone)"
                                              : fmt::format("now {}", result->Text(0, 2));
     return NotOwnerError(tenant, fmt::format("its lease passed to another instance: the owner "

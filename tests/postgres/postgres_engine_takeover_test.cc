@@ -27,6 +27,7 @@
 #include "tests/postgres/pg_test_util.h"
 #include "txfn/engine.h"
 #include "txfn/postgres_engine.h"
+#include "txfn/postgres_storage.h"
 #include "txfn/storage.h"
 
 namespace txfn {
@@ -336,6 +337,12 @@ TEST(PostgresEngineTakeoverTest, PruningAnIdleTenantsKeysLeavesItsLeaseFree) {
     absl::SleepFor(absl::Milliseconds(20));
   }
   ASSERT_EQ((*pruner)->stats().retention.idempotency_keys_pruned, 1u);
+  // Given back at once (the pruner's own lease would run 30 s).
+  auto observer = PostgresStorage::Open({.url = db.url(), .owner = "observer"});
+  ASSERT_TRUE(observer.ok()) << observer.status();
+  absl::StatusOr<TenantLease> lease_now = (*observer)->Lease(kTenant);
+  ASSERT_TRUE(lease_now.ok()) << lease_now.status();
+  EXPECT_EQ(lease_now->owner, "");
 
   absl::StatusOr<CallResult> added = (*server)->Mutation(kTenant, "m:add", Add(3, "server"));
   EXPECT_TRUE(added.ok()) << added.status();
