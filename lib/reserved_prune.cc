@@ -55,8 +55,8 @@ absl::Status PruneReservedIndex(TenantCommitters& tenants, const std::string& te
                   [&](Transaction& txn) -> absl::Status {
                     deleted_here = 0;
                     for (const std::string& key : keys) {
-                      // Read through the transaction (a racing writer of the
-                      // key conflicts), then for the commit timestamp.
+                      // Read through the transaction (a racing writer of the key
+                      // conflicts), then for the commit timestamp.
                       TXFN_ASSIGN_OR_RETURN(std::optional<std::string> value,
                                             txn.GetReserved(index, key));
                       if (!value.has_value()) continue;

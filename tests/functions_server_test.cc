@@ -97,6 +97,15 @@ class FunctionsServerTest : public ::testing::Test {
     return v1::Functions::NewStub(grpc::CreateChannel(
         "127.0.0.1:" + std::to_string(server_->port()), grpc::InsecureChannelCredentials()));
   }
+  // Asks `tenant`'s notes:count until it is served (for up to 3 s); the last answer's status.
+  static absl::Status CountOnceServed(FunctionsClient& client, const std::string& tenant) {
+    absl::Status served = client.Query(tenant, "notes:count", Value()).status();
+    for (int i = 0; i < 300 && !served.ok(); ++i) {
+      absl::SleepFor(absl::Milliseconds(10));
+      served = client.Query(tenant, "notes:count", Value()).status();
+    }
+    return served;
+  }
   int CallsUnderWay() {
     MetricsText metrics;
     server_->AppendMetrics(&metrics);
@@ -474,12 +483,8 @@ TEST_F(FunctionsServerTest, ATenantPastItsCallCapIsRefusedAndOthersAreNot) {
     server_->AppendMetrics(&metrics);
     EXPECT_THAT(metrics.text(), HasSubstr("txfn_rpc_refused_total{code=\"tenant_busy\"} 2"));
   }
-  absl::StatusOr<CallResult> served = a->Query("a", "notes:count", Value());
-  for (int i = 0; i < 300 && !served.ok(); ++i) {  // the connection's calls are let go
-    absl::SleepFor(absl::Milliseconds(10));
-    served = a->Query("a", "notes:count", Value());
-  }
-  EXPECT_TRUE(served.ok()) << served.status();
+  absl::Status served = CountOnceServed(*a, "a");  // the connection's calls are let go
+  EXPECT_TRUE(served.ok()) << served;
   // (The query served is let go just after its answer reached the client.)
   for (int i = 0; i < 300 && CallsUnderWay() > 0; ++i) absl::SleepFor(absl::Milliseconds(10));
   EXPECT_EQ(CallsUnderWay(), 0);
@@ -516,12 +521,8 @@ TEST_F(FunctionsServerTest, CallsPastMaxThreadsAreRefusedAtOnce) {
   // Refused at once, not queued for a thread: before any spinning call ended.
   EXPECT_LT(last_refused, first_admitted);
   // The server serves again once its threads are free.
-  absl::StatusOr<CallResult> served = Client("key-b")->Query("b", "notes:count", Value());
-  for (int i = 0; i < 300 && !served.ok(); ++i) {
-    absl::SleepFor(absl::Milliseconds(10));
-    served = Client("key-b")->Query("b", "notes:count", Value());
-  }
-  EXPECT_TRUE(served.ok()) << served.status();
+  absl::Status served = CountOnceServed(*Client("key-b"), "b");
+  EXPECT_TRUE(served.ok()) << served;
 }
 
 TEST(FunctionsServerOptionsTest, DuplicateOrEmptyKeysAreInvalidArgument) {

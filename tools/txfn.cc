@@ -1176,8 +1176,9 @@ std::string CheckFlagsApply(const Command& command, const std::vector<std::strin
   }
   if (command.name == "serve" && absl::GetFlag(FLAGS_listen).empty()) {
     for (const char* name : {"api_keys", "max_threads", "max_calls_per_tenant"}) {
-      if (absl::c_linear_search(given, name))
+      if (absl::c_linear_search(given, name)) {
         return fmt::format("serve: --{} goes with --listen", name);
+      }
     }
   }
   return "";

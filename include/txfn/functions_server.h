@@ -65,10 +65,9 @@ struct FunctionsServerOptions {
 class FunctionsServer {
  public:
   // InvalidArgument: max_threads under 2, max_calls_per_tenant negative or not below
-  // max_threads - 1; an empty tenant key, or
-  // a key given to two tenants (or to a tenant and as the admin key), or `listen` not HOST:PORT
-  // with a port from 0 to 65535. Unavailable: `listen` cannot be bound (a port another process
-  // listens on included).
+  // max_threads - 1, an empty tenant key, a key given to two tenants (or to a tenant and as
+  // the admin key), or `listen` not HOST:PORT with a port from 0 to 65535. Unavailable:
+  // `listen` cannot be bound (a port another process listens on included).
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<FunctionsServer>> Start(
       Engine& engine, FunctionsServerOptions options);
   ~FunctionsServer();  // Shutdown(ZeroDuration) if not done

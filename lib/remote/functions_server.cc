@@ -73,14 +73,15 @@ class TenantCalls {
     int& under_way = under_way_[tenant];  // >= 1 if present: ReleaseLocked erases at 0
     if (under_way >= max_per_tenant_) return false;
     ++under_way;
-    ++counted_;
     it->second.tenant = tenant;
     return true;
   }
   // Calls counted against their tenants now.
   int Counted() const {
     internal::MutexLock lock(&mu_);
-    return counted_;
+    int counted = 0;
+    for (const auto& [tenant, under_way] : under_way_) counted += under_way;
+    return counted;
   }
 
  private:
@@ -90,7 +91,6 @@ class TenantCalls {
   };
   void ReleaseLocked(const Entry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (entry.tenant.empty()) return;
-    --counted_;
     auto it = under_way_.find(entry.tenant);
     if (it != under_way_.end() && --it->second <= 0) under_way_.erase(it);
   }
@@ -99,7 +99,6 @@ class TenantCalls {
   mutable internal::Mutex mu_;
   absl::flat_hash_map<const grpc::ServerContextBase*, Entry> calls_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, int> under_way_ ABSL_GUARDED_BY(mu_);
-  int counted_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 // Made by gRPC with each call and destroyed when the call is let go: tells TenantCalls both.
@@ -141,7 +140,7 @@ class FunctionsServer::Impl final : public v1::Functions::Service {
   Impl(Engine& engine, FunctionsServerOptions options)
       : engine_(engine),
         options_(std::move(options)),
-        tenant_calls_(std::max(options_.max_calls_per_tenant, 0)) {}
+        tenant_calls_(options_.max_calls_per_tenant) {}  // Init refuses a negative one
   ~Impl() override { Shutdown(absl::ZeroDuration()); }
 
   absl::Status Init() {
@@ -209,8 +208,8 @@ class FunctionsServer::Impl final : public v1::Functions::Service {
     out->Counter("txfn_rpc_refused_total", kRefusedHelp, static_cast<double>(tenant_busy_.load()),
                  {{"code", "tenant_busy"}});
     out->Gauge("txfn_rpc_calls_under_way",
-               "Calls counted against their tenants' max_calls_per_tenant (from the handler's "
-               "start until the answer is sent).",
+               "Calls counted against their tenants' max_calls_per_tenant (from the key's "
+               "check until the answer is sent or the call cancelled).",
                tenant_calls_.Counted());
   }
 
@@ -368,8 +367,9 @@ class FunctionsServer::Impl final : public v1::Functions::Service {
   // Counts the call against its tenant's max_calls_per_tenant, or refuses it.
   grpc::Status Admit(const grpc::ServerContext& context, std::string_view tenant) {
     if (tenant_calls_.Admit(static_cast<const grpc::ServerContextBase*>(&context),
-                            std::string(tenant)))
+                            std::string(tenant))) {
       return grpc::Status::OK;
+    }
     tenant_busy_.fetch_add(1, std::memory_order_relaxed);
     return grpc::Status(
         grpc::StatusCode::RESOURCE_EXHAUSTED,
