@@ -1100,7 +1100,9 @@ void QueuedCalls::CleanOutboxes() {
           {.index = kCallOutboxIndex, .key = id.Bytes(), .value = std::nullopt});
     }
     // On failure the entries stay: enqueued again at the next start, which
-    // changes nothing (the queue or the call's record knows them).
+    // changes nothing (the queue or the call's record knows them). Entries another process
+    // left (RecoverOutboxes) are of a tenant this one may not hold: it is given back.
+    const internal::UnheldTenantWrite unheld(*tenants_.storage(), tenant);
     (void)(*open)->Commit(std::move(commit), CommitIntent(), BatchHold::kNever);
   }
 }

@@ -43,34 +43,29 @@ absl::Status PruneReservedIndex(TenantCommitters& tenants, const std::string& te
       if (open == nullptr) {
         TXFN_ASSIGN_OR_RETURN(open, tenants.Get(tenant));
       }
-      // Writing a tenant this instance does not hold takes it (PostgresStorage: its lease, for
-      // lease_duration), and the engine serving it would be refused its mutations meanwhile:
-      // each page gives it back at once. (If the serving engine takes it between two pages,
-      // the next page is refused and the pass ends here; the next pass tries again. If one of
-      // this instance's own calls committed meanwhile, its next Write takes the tenant again.)
-      const bool give_back = !storage.HoldsTenant(tenant);
+      // Each page gives an unheld tenant back at once. (If the serving engine takes it between
+      // two pages, the next page is refused and the pass ends here; the next pass tries again.)
       uint64_t deleted_here = 0;
-      const absl::Status committed =
-          open->CommitSystemTransaction(
-                  [&](Transaction& txn) -> absl::Status {
-                    deleted_here = 0;
-                    for (const std::string& key : keys) {
-                      // Read through the transaction (a racing writer of the key
-                      // conflicts), then for the commit timestamp.
-                      TXFN_ASSIGN_OR_RETURN(std::optional<std::string> value,
-                                            txn.GetReserved(index, key));
-                      if (!value.has_value()) continue;
-                      TXFN_ASSIGN_OR_RETURN(std::optional<IndexEntry> now,
-                                            txn.snapshot().Get(index, key));
-                      if (!now.has_value() || !still_expired(*now)) continue;
-                      TXFN_RETURN_IF_ERROR(txn.PutReserved(index, key, std::nullopt));
-                      ++deleted_here;
-                    }
-                    return absl::OkStatus();
-                  },
-                  RetryOptions{.max_attempts = 4})
-              .status();
-      if (give_back) (void)storage.ReleaseTenant(tenant);
+      const auto delete_expired = [&](Transaction& txn) -> absl::Status {
+        deleted_here = 0;
+        for (const std::string& key : keys) {
+          // Read through the transaction (a racing writer of the key conflicts), then for the
+          // commit timestamp.
+          TXFN_ASSIGN_OR_RETURN(std::optional<std::string> value, txn.GetReserved(index, key));
+          if (!value.has_value()) continue;
+          TXFN_ASSIGN_OR_RETURN(std::optional<IndexEntry> now, txn.snapshot().Get(index, key));
+          if (!now.has_value() || !still_expired(*now)) continue;
+          TXFN_RETURN_IF_ERROR(txn.PutReserved(index, key, std::nullopt));
+          ++deleted_here;
+        }
+        return absl::OkStatus();
+      };
+      absl::Status committed;
+      {
+        const UnheldTenantWrite unheld(storage, tenant);
+        committed =
+            open->CommitSystemTransaction(delete_expired, RetryOptions{.max_attempts = 4}).status();
+      }
       TXFN_RETURN_IF_ERROR(committed);
       *deleted += deleted_here;
     }

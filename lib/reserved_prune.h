@@ -17,6 +17,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/functional/function_ref.h"
@@ -27,6 +28,28 @@
 #include "txfn/tenant_committers.h"
 
 namespace txfn::internal {
+
+// A system write (a pruning page, deleting outbox entries) to a tenant this instance may not
+// hold: writing takes it (PostgresStorage: its lease, for lease_duration), and the engine
+// serving the tenant would be refused its mutations that long. Made before the write, it notes
+// whether the tenant was held (Storage::HoldsTenant: no I/O); if not, its destructor gives the
+// tenant back (Storage::ReleaseTenant; a failure only leaves the lease to run out). If one of
+// this instance's own calls committed meanwhile, its next write takes the tenant again.
+class UnheldTenantWrite {
+ public:
+  UnheldTenantWrite(Storage& storage, std::string tenant)
+      : storage_(storage), tenant_(std::move(tenant)), give_back_(!storage.HoldsTenant(tenant_)) {}
+  ~UnheldTenantWrite() {
+    if (give_back_) (void)storage_.ReleaseTenant(tenant_);
+  }
+  UnheldTenantWrite(const UnheldTenantWrite&) = delete;
+  UnheldTenantWrite& operator=(const UnheldTenantWrite&) = delete;
+
+ private:
+  Storage& storage_;
+  const std::string tenant_;
+  const bool give_back_;
+};
 
 // The live entries of one of `tenant`'s reserved indexes at its newest commit, straight from
 // storage (opening every tenant's committer to look would cost each one a metadata load, and
@@ -45,10 +68,9 @@ namespace txfn::internal {
 // transaction that kept conflicting, a tenant deleted meanwhile) it stops: what it deleted
 // stays deleted, and the caller's next pass tries again. It also stops, OK, between two pages
 // once `stop` says so (an engine closing: a tenant with millions of entries takes thousands
-// of pages). A tenant it writes without holding it (Storage::HoldsTenant false: a PostgreSQL
-// lease nobody held, or this instance's own that may have run out) is released after each
-// page's write (Storage::ReleaseTenant), so the engine serving it is refused its mutations for
-// at most that write, not for a lease_duration after the pass.
+// of pages). Each page's write is an UnheldTenantWrite: a tenant this instance did not hold (a
+// PostgreSQL lease nobody held, or its own that may have run out) is given back after it, so
+// the engine serving it is refused its mutations for at most that write.
 [[nodiscard]] absl::Status PruneReservedIndex(
     TenantCommitters& tenants, const std::string& tenant, IndexId index,
     absl::FunctionRef<bool(const IndexEntry&)> expired,

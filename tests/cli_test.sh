@@ -44,6 +44,9 @@ check flagfile-flag-not-for-command 2 '--limit does not apply to tenants \(it is
 check negated-flag-not-for-command 2 '--logs does not apply to submit' \
   t submit --nologs --tenant=bank audit:total
 check create-not-for-backup 2 '--create does not apply to backup' t backup --create "$tmp/b.db"
+# A new database has no tenant to run: --create there made an empty one, then "not found".
+check create-not-for-run 2 '--create does not apply to run \(it is for deploy, tenants, serve\)' \
+  t run --create --tenant=bank audit:total
 check api-keys-without-listen 2 '--api_keys goes with --listen' t serve --api_keys=/dev/null
 check api-key-without-server 2 '--api_key goes with --server' t run --api_key=k --tenant=b f:g
 check server-not-for-command 2 '--server works with deploy, run, submit, call and cancel, not tables' \
@@ -57,7 +60,13 @@ check deploy-needs-tenant 2 '--tenant is required' t deploy "$apps/bank"
 # A mistyped --db is an error, and creates nothing, unless --create.
 check no-db 1 "database '.*app\.db' does not exist \(pass --create to create it\)" \
   t deploy --tenant=bank "$apps/bank"
-check no-db-run 1 'does not exist' t run --tenant=bank audit:total
+check no-db-run 1 "app\.db' does not exist: name one with --db, or make one with a first .txfn deploy" \
+  t run --tenant=bank audit:total
+# Without --db the default is named as such (a first run in an empty directory).
+cd "$tmp" || exit 1
+check no-db-default 1 "database 'txfn.db' \(the default: no --db was given\) does not exist" \
+  "$txfn" run --tenant=bank audit:total
+cd - >/dev/null || exit 1
 check no-db-tenants 1 'does not exist' t tenants
 check db-is-a-directory 1 "--db '.*' is a directory" "$txfn" --db="$tmp" --create tenants
 if [ -e "$db" ]; then echo "FAIL no-db-created: $db exists"; failures=$((failures + 1)); else
@@ -112,7 +121,12 @@ check query-as-mutation 1 'is a query, called as a mutation' \
   t run --tenant=bank --kind=mutation audit:total
 check bad-args 1 'INVALID_ARGUMENT.*unexpected argument' \
   t run --tenant=bank accounts:get '{"id": "x", "nope": 1}'
-check bad-json 2 'ARGS_JSON' t run --tenant=bank audit:total '{nope'
+check bad-json 2 "ARGS_JSON \\{'a':1\\}: invalid JSON at offset 1.*field names in double quotes" \
+  t run --tenant=bank audit:total "{'a':1}"
+check args-not-object 2 'ARGS_JSON \[1\] must be a JSON object' t run --tenant=bank audit:total '[1]'
+# JSON the shell split into words (no quotes) is one argument too many: say so.
+check unquoted-json 2 "run: too many arguments \(ARGS_JSON is one argument: quote it" \
+  t run --tenant=bank accounts:open '{"owner":' '"ada"}'
 check no-export 1 'NOT_FOUND' t run --tenant=bank audit:nothing
 check no-tenant 1 'NOT_FOUND' t run --tenant=nobody audit:total
 check bad-kind 2 '--kind must be' t run --tenant=bank --kind=sideways audit:total

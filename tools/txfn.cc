@@ -30,6 +30,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -237,7 +238,8 @@ flags:
   --db=FILE|URL   the SQLite database (default txfn.db), for every command; it
                   must exist (a mistyped path is an error) unless --create. Or a
                   PostgreSQL database, postgresql://... (not for backup, import)
-  --create        create --db if it does not exist (for a first deploy)
+  --create        create --db if it does not exist: deploy (a first deploy),
+                  tenants, serve (then deploy with --server)
   --tenant=NAME   the tenant, for deploy, run, tables, export, import, submit
                   and calls; call and cancel look among its calls only
   --kind=K        run: auto|query|mutation (default auto); --mutation = mutation
@@ -308,8 +310,10 @@ int Fail(const absl::Status& status) {
 std::string RequireTenant() { return absl::GetFlag(FLAGS_tenant); }
 
 // A --db that does not exist is a mistake unless --create says otherwise
-// (SQLite would silently create an empty database).
-absl::Status CheckDatabase() {
+// (SQLite would silently create an empty database). `db_given`: whether --db was on the
+// command line (else the message says the default was used); `may_create`: whether `command`
+// takes --create (a new database has no tenant to run, export or import into).
+absl::Status CheckDatabase(std::string_view command, bool db_given, bool may_create) {
   const std::string db = absl::GetFlag(FLAGS_db);
   if (IsPostgresUrl(db)) return absl::OkStatus();  // a server's database: Open says
   if (std::error_code ec; std::filesystem::is_directory(db, ec)) {
@@ -317,8 +321,18 @@ absl::Status CheckDatabase() {
         fmt::format("--db '{}' is a directory; name the database file in it", db));
   }
   if (absl::GetFlag(FLAGS_create) || std::filesystem::exists(db)) return absl::OkStatus();
+  const std::string which = db_given
+                                ? fmt::format("database '{}'", db)
+                                : fmt::format("database '{}' (the default: no --db was given)", db);
+  if (may_create) {
+    return absl::NotFoundError(
+        fmt::format("{} does not exist (pass --create to create it)", which));
+  }
   return absl::NotFoundError(
-      fmt::format("database '{}' does not exist (pass --create to create it)", db));
+      fmt::format("{} does not exist: name one with --db, or make one with a first "
+                  "`txfn deploy --db FILE --create --tenant NAME APP_DIR`; {} needs a deployed "
+                  "tenant",
+                  which, command));
 }
 
 // Which engine a command opens.
@@ -508,11 +522,35 @@ void PrintLogs(const std::vector<LogEntry>& logs) {
   }
 }
 
+// ARGS_JSON as a Value, or what is wrong with it, showing the text received (the shell may
+// have eaten its quotes).
+absl::StatusOr<Value> ParseArgsJson(std::string_view args_json) {
+  constexpr size_t kShown = 80;
+  std::string shown =
+      args_json.size() <= kShown
+          ? std::string(args_json)
+          : fmt::format("{}... ({} bytes)", args_json.substr(0, kShown), args_json.size());
+  // Escaped only if it holds control characters (which could forge terminal output).
+  if (!absl::c_all_of(shown, [](unsigned char c) { return c >= 0x20 && c != 0x7f; })) {
+    shown = absl::CHexEscape(shown);
+  }
+  absl::StatusOr<Value> args = FromJson(args_json);
+  if (!args.ok()) {
+    return absl::InvalidArgumentError(
+        fmt::format("ARGS_JSON {}: {} (one JSON object, its field names in double quotes; in "
+                    "single quotes for the shell, e.g. '{{\"n\": 1}}')",
+                    shown, std::string(args.status().message())));
+  }
+  if (!args->is_object()) {
+    return absl::InvalidArgumentError(fmt::format("ARGS_JSON {} must be a JSON object", shown));
+  }
+  return args;
+}
+
 int Run(Target& engine, const std::string& tenant, const std::string& function,
         std::string_view args_json) {
-  absl::StatusOr<Value> args = FromJson(args_json);
-  if (!args.ok()) return Usage(fmt::format("ARGS_JSON: {}", std::string(args.status().message())));
-  if (!args->is_object()) return Usage("ARGS_JSON must be a JSON object");
+  absl::StatusOr<Value> args = ParseArgsJson(args_json);
+  if (!args.ok()) return Usage(std::string(args.status().message()));
   std::string kind = absl::GetFlag(FLAGS_kind);
   if (absl::GetFlag(FLAGS_mutation)) kind = "mutation";
   if (kind != "auto" && kind != "query" && kind != "mutation") {
@@ -873,9 +911,8 @@ int Serve(const sigset_t& stop_signals) {
 
 int Submit(Target& engine, const std::string& tenant, const std::string& function,
            std::string_view args_json) {
-  absl::StatusOr<Value> args = FromJson(args_json);
-  if (!args.ok()) return Usage(fmt::format("ARGS_JSON: {}", std::string(args.status().message())));
-  if (!args->is_object()) return Usage("ARGS_JSON must be a JSON object");
+  absl::StatusOr<Value> args = ParseArgsJson(args_json);
+  if (!args.ok()) return Usage(std::string(args.status().message()));
   const int64_t delay_ms = absl::GetFlag(FLAGS_delay_ms);
   const int64_t deadline_ms = absl::GetFlag(FLAGS_deadline_ms);
   if (delay_ms < 0) return Usage("--delay_ms must not be negative");
@@ -1112,8 +1149,9 @@ std::string CheckFlags(const std::vector<std::string>& args, int depth,
 }
 
 // A command: its arguments, whether it needs --tenant, whether it may go to a server
-// (--server), and the flags it reads apart from --db and --create (which every command that
-// opens the database reads) and --server and --api_key.
+// (--server), and the flags it reads apart from --db (which every command that opens the
+// database reads) and --server and --api_key. --create is for the commands that make sense on
+// a new, empty database (a `run --create` made one only to find no tenant in it).
 struct Command {
   std::string_view name;
   size_t min_args;
@@ -1123,15 +1161,16 @@ struct Command {
   std::string_view flags;  // separated by spaces
 };
 constexpr Command kCommands[] = {
-    {"deploy", 1, 1, true, true, "tenant"},
+    {"deploy", 1, 1, true, true, "tenant create"},
     {"run", 1, 2, true, true, "tenant kind mutation logs runners"},
-    {"tenants", 0, 0, false, false, ""},
+    {"tenants", 0, 0, false, false, "create"},
     {"tables", 0, 0, true, false, "tenant"},
     {"export", 0, 0, true, false, "tenant table"},
     {"import", 0, 1, true, false, "tenant table remap_ids"},
     {"backup", 1, 1, false, false, ""},
     {"serve", 0, 0, false, false,
-     "quiet status_every logs listen api_keys max_threads max_calls_per_tenant metrics runners"},
+     "create quiet status_every logs listen api_keys max_threads max_calls_per_tenant metrics "
+     "runners"},
     {"submit", 1, 2, true, true, "tenant delay_ms deadline_ms criticality quota key client"},
     {"calls", 0, 0, true, false, "tenant status function limit"},
     {"call", 1, 1, false, true, "tenant"},
@@ -1163,9 +1202,7 @@ std::string CheckFlagsApply(const Command& command, const std::vector<std::strin
       return fmt::format(
           "--{} does not go with --server (the command runs on the server, on its database)", name);
     }
-    if (name == "db" || (name == "create" && command.name != "backup") || Reads(command, name)) {
-      continue;
-    }
+    if (name == "db" || Reads(command, name)) continue;
     std::vector<std::string> readers;
     for (const Command& c : kCommands) {
       if (Reads(c, name)) readers.emplace_back(c.name);
@@ -1216,6 +1253,9 @@ int Main(int argc, char** argv) {
     problem = fmt::format("{}: missing arguments", command);
   } else if (problem.empty() && rest.size() > spec->max_args) {
     problem = fmt::format("{}: too many arguments", command);
+    if (spec->max_args == 2) {  // MODULE:FUNCTION [ARGS_JSON]: usually JSON the shell split
+      problem += fmt::format(" (ARGS_JSON is one argument: quote it, e.g. '{{\"n\": 1}}')");
+    }
   }
   if (problem.empty() && command == "serve" && absl::GetFlag(FLAGS_status_every) < 1) {
     problem = "serve: --status_every must be at least 1";
@@ -1235,7 +1275,11 @@ int Main(int argc, char** argv) {
   }
   // Neither runs JavaScript: no engine.
   if (command == "backup") return Backup(rest[0]);  // never creates its source
-  if (absl::Status db = CheckDatabase(); !db.ok()) return Fail(db);
+  if (absl::Status db =
+          CheckDatabase(command, absl::c_linear_search(given, "db"), Reads(*spec, "create"));
+      !db.ok()) {
+    return Fail(db);
+  }
   if (command == "import") return Import(tenant, rest.empty() ? "-" : rest[0]);
   if (command == "serve") {
     // Blocked before the engine starts any thread, so every thread inherits

@@ -25,8 +25,11 @@
 #include "gtest/gtest.h"
 #include "tests/child_process.h"
 #include "tests/postgres/pg_test_util.h"
+#include "tests/queue/queue_test_util.h"
+#include "txfn/call_records.h"
 #include "txfn/engine.h"
 #include "txfn/postgres_engine.h"
+#include "txfn/postgres_queue.h"
 #include "txfn/postgres_storage.h"
 #include "txfn/storage.h"
 
@@ -60,6 +63,8 @@ export const total = query({args: {}, handler: async (ctx) => {
 }});
 export const items = query({args: {}, handler: async (ctx) =>
   (await ctx.db.query("items").collect()).map((i) => i.n)});
+export const later = mutation({args: {}, handler: async (ctx) =>
+  await ctx.scheduler.runAfter(3600000, "m:add", {n: 99, by: "later"})});
 )JS";
 
 EngineOptions Options() {
@@ -352,6 +357,58 @@ TEST(PostgresEngineTakeoverTest, PruningAnIdleTenantsKeysLeavesItsLeaseFree) {
   absl::StatusOr<CallResult> total = (*pruner)->Query(kTenant, "m:total", Value::Null());
   ASSERT_TRUE(total.ok()) << total.status();
   EXPECT_EQ(total->value.float64(), 4);
+}
+
+// A call that an engine committed to a tenant's outbox and died before queueing is queued by
+// another engine's outbox sweep, which then deletes the entry. That write took the idle
+// tenant's lease and kept it for the sweeper's lease_duration (here 30 s), so the engine
+// serving the tenant next had its mutations refused that long; now it is given back at once.
+TEST(PostgresEngineTakeoverTest, DeletingAnIdleTenantsOutboxEntriesLeavesItsLeaseFree) {
+  TXFN_REQUIRE_PG_SERVER();
+  testing::PgTestDatabase db;
+  ASSERT_TRUE(db.Create().ok());
+  ASSERT_EQ(txfn::Setup(db.url()), 0);
+  CallId left;
+  {
+    auto queue = PostgresQueue::Open({.url = db.url()});
+    ASSERT_TRUE(queue.ok()) << queue.status();
+    auto failing = std::make_shared<queue_test::CountingQueue>(*std::move(queue));
+    failing->FailEnqueue(true);  // as if it died between its commit and its enqueue
+    EngineOptions dies = Options();
+    dies.queued.queue = failing;
+    auto engine = OpenPostgresEngine(db.url(), dies, {.owner = "dies"});
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    absl::StatusOr<CallResult> later =
+        (*engine)->Mutation(kTenant, "m:later", Value::FromObject({}));
+    ASSERT_TRUE(later.ok()) << later.status();
+    left = CallId::Parse(later->value.string()).value();
+    EXPECT_EQ(ListOutbox(**(*engine)->Latest(kTenant))->size(), 1u);
+  }  // closing gives the tenant back (a killed engine's lease runs out)
+
+  EngineOptions sweeps = Options();
+  sweeps.queued.run = true;
+  sweeps.queued.outbox_sweep_interval = absl::Milliseconds(200);
+  auto sweeper = OpenPostgresEngine(db.url(), sweeps,
+                                    {.owner = "sweeper", .lease_duration = absl::Seconds(30)});
+  ASSERT_TRUE(sweeper.ok()) << sweeper.status();
+  const absl::Time end = absl::Now() + absl::Seconds(20);
+  while (absl::Now() < end && !ListOutbox(**(*sweeper)->Latest(kTenant))->empty()) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_TRUE(ListOutbox(**(*sweeper)->Latest(kTenant))->empty()) << "the entry was not deleted";
+  absl::StatusOr<CallInfo> queued = (*sweeper)->GetCall(left);
+  ASSERT_TRUE(queued.ok()) << queued.status();
+  EXPECT_EQ(queued->state, CallState::kPending) << "queued, to run in an hour";
+
+  auto observer = PostgresStorage::Open({.url = db.url(), .owner = "observer"});
+  ASSERT_TRUE(observer.ok()) << observer.status();
+  absl::StatusOr<TenantLease> lease = (*observer)->Lease(kTenant);
+  ASSERT_TRUE(lease.ok()) << lease.status();
+  EXPECT_EQ(lease->owner, "") << "the sweeper kept the tenant";
+  auto server = OpenPostgresEngine(db.url(), Options(), {.owner = "server"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  absl::StatusOr<CallResult> added = (*server)->Mutation(kTenant, "m:add", Add(1, "server"));
+  EXPECT_TRUE(added.ok()) << added.status();
 }
 
 }  // namespace
