@@ -81,7 +81,10 @@ endforeach()
 set(_txfn_pc_v8 "")
 set(_txfn_pc_v8_cflags "")
 if(TXFN_WITH_V8)
-  set(_txfn_pc_v8 " -L\${v8_libdir} -l:libnode.so.108")
+  # With an rpath: libnode.so.108 is rarely on the loader's path (Debian's libnode-dev cannot
+  # be installed beside Node.js, so it is often unpacked elsewhere), and a program built
+  # from these flags exited 127 without it.
+  set(_txfn_pc_v8 " -L\${v8_libdir} -l:libnode.so.108 -Wl,-rpath,\${v8_libdir}")
   set(_txfn_pc_v8_cflags " -isystem \${v8_includedir}")
 endif()
 if(TXFN_WITH_SQLITE)

@@ -845,11 +845,24 @@ TEST_P(FunctionRunnerTest, DisabledTenantFailsBeforeAnyJs) {
   EXPECT_TRUE(r.logs.empty());
 }
 
+// A mistyped name: the error lists what the caller could have meant.
 TEST_P(FunctionRunnerTest, MissingModuleOrExportIsNotFound) {
-  EXPECT_EQ(Query("nope:x").status.code(), absl::StatusCode::kNotFound);
-  RunResult r = Query("messages:nope");
+  Deploy({{"few.js", R"JS(import { query } from "txfn/server";
+export const b = query(() => 1); export const a = query(() => 2); export const c = 3;)JS"}});
+  RunResult missing_module = Query("nope:x");
+  EXPECT_EQ(missing_module.status.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(missing_module.status.message(),
+              HasSubstr(R"(module "nope" not found (tenant 't' has "few.js", "messages.js"))"));
+  RunResult r = Query("few:nope");
   EXPECT_EQ(r.status.code(), absl::StatusCode::kNotFound);
-  EXPECT_THAT(r.status.message(), HasSubstr("nope"));
+  EXPECT_THAT(r.status.message(),
+              HasSubstr(R"(module 'few.js' has no export "nope" (it exports "a", "b", "c"))"));
+  // Many: ten shown, the rest counted.
+  std::string many = R"(import { query } from "txfn/server";)";
+  for (int i = 0; i < 25; ++i) many += "export const f" + std::to_string(100 + i) + " = 1;";
+  Deploy({{"many.js", many}});
+  EXPECT_THAT(std::string(Query("many:g").status.message()),
+              HasSubstr(R"("f108", "f109" and 15 more))"));
 }
 
 TEST_P(FunctionRunnerTest, SyntaxErrorNamesFileAndLine) {

@@ -55,6 +55,23 @@ TEST(RegExpNeedsGuard, LongPatternsOnlyAndNotStickyOrLinearAtoms) {
   EXPECT_TRUE(RegExpNeedsGuard("abcdefgh" + std::string(100, 'x') + "\\n", ""));
 }
 
+TEST(RegExpNestingDepth, CountsGroupsButNotEscapedOrClassParentheses) {
+  EXPECT_EQ(RegExpNestingDepth(""), 0u);
+  EXPECT_EQ(RegExpNestingDepth("abc"), 0u);
+  EXPECT_EQ(RegExpNestingDepth("(a)(b)(?:c)"), 1u);
+  EXPECT_EQ(RegExpNestingDepth("((a)|(?=(b)))"), 3u);
+  EXPECT_EQ(RegExpNestingDepth(R"(\(\(\()"), 0u);
+  EXPECT_EQ(RegExpNestingDepth("[(((][(]"), 0u);
+  EXPECT_EQ(RegExpNestingDepth(R"([\]((](a))"), 2u) << "an escaped ] does not end the class";
+  EXPECT_EQ(RegExpNestingDepth("[]((a))"), 2u) << "[] is an empty class";
+  EXPECT_EQ(RegExpNestingDepth(")))((a)"), 2u) << "stray closers do not go below 0";
+  EXPECT_EQ(RegExpNestingDepth(std::string(5000, '(')), 5000u) << "unclosed count as open";
+  std::string deep;
+  for (int i = 0; i < 300; ++i) deep += "(?:a|";
+  deep += "b" + std::string(300, ')');
+  EXPECT_EQ(RegExpNestingDepth(deep), 300u);
+}
+
 TEST(GuardLongRegExpLiterals, LeavesSourcesWithoutLongLiteralsAlone) {
   EXPECT_EQ(GuardLongRegExpLiterals("const r = /ab+c/g; const d = a / b / c;", JsGoal::kModule),
             std::nullopt);

@@ -5,8 +5,12 @@
 // (`start_after`), by when it must have run (`deadline`, 1 s to 24 h after the
 // start), how much it matters (`criticality`), which quota pays for it
 // (reserved: runs promptly; opportunistic: may be shifted into quiet periods,
-// never past its deadline) and how it is retried. Its id is a random 128-bit
-// UUID and is also its shard key.
+// never past its deadline) and how it is retried. Its id is a 128-bit UUID
+// and is also its shard key: random (CallIdGenerator, version 4), derived from
+// an idempotency key (FromKey, version 8), or, for the engine's calls, a
+// version-8 id whose first 32 bits are the tenant's tag (TenantCallId in
+// call_records.h: a tenant's calls lie together, and share their first 8 hex
+// digits).
 //
 //   txfn::CallIdGenerator ids;                       // seeded from entropy
 //   txfn::Call call{.id = ids.Next(), .tenant = "shop", .function = "mail:send",

@@ -997,6 +997,11 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   // against MAX_REGEXP_ESCAPES. And a long pattern takes long to compile whatever it holds
   // (3 Mi alternatives "a|a|...": 33 s at 1.7 GB): at most MAX_REGEXP_SOURCE characters.
   const MAX_REGEXP_SOURCE = 1 << 17;
+  // V8 aborts the process compiling groups nested a few thousand deep ((?:a){0,3} 2,736 deep:
+  // "Fatal process OOM in RegExpCompiler"): at most MAX_REGEXP_NESTING levels
+  // (regexp_literals.h's kMaxRegExpNesting, which literals are held to; regexpNesting counts).
+  const MAX_REGEXP_NESTING = 256;
+  const regexpNesting = n.regexpNesting;
   // `pattern` as the string V8 would parse (a RegExp passes as it is: its
   // pattern was checked when it was made), refused if it costs too much.
   function checkedPattern(what, pattern, flags) {
@@ -1004,6 +1009,12 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     const source = StringOf(pattern);
     if (source.length > MAX_REGEXP_SOURCE) {
       slowPaths().refuse(what + ' (pattern length)', source.length, MAX_REGEXP_SOURCE);
+    }
+    if (source.length > MAX_REGEXP_NESTING) {  // (each level takes a character)
+      const depth = regexpNesting(source);
+      if (depth > MAX_REGEXP_NESTING) {
+        slowPaths().refuse(what + ' (nesting of groups)', depth, MAX_REGEXP_NESTING);
+      }
     }
     if (source.length >= 3) {
       const escapes = countOf(source, '\\p{') + countOf(source, '\\P{');

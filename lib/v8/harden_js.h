@@ -54,10 +54,16 @@ inline constexpr std::string_view kHardenSource = R"JS(
   // these few become accessors: reading gives the original value, writing
   // defines an own property on the receiver (and throws on the home object
   // itself, which stays frozen).
+  // The values the accessors below return: reachable by every request (through the getter),
+  // so frozen with the rest (the walk below sees the accessors, not what they return: these
+  // were left extensible, and one request could hang state or a prototype on
+  // Object.prototype.hasOwnProperty for the next to use).
+  const overridden = [];
   function enableOverride(home, name) {
     const d = getOwnPropertyDescriptor(home, name);
     if (d === undefined || !('value' in d) || !d.writable || !d.configurable) return;
     const value = d.value;
+    overridden.push(value);
     const getter = {get [name]() { return value; }};
     const setter = {set [name](v) {
       if (this === home) throw new TypeError('Cannot assign to read only property \'' +
@@ -86,7 +92,7 @@ inline constexpr std::string_view kHardenSource = R"JS(
   enableOverride(Function.prototype, 'toString');
 
   // ---- Everything reachable, frozen -----------------------------------------
-  const roots = [globalThis, exports];
+  const roots = [globalThis, exports, ...overridden];
   // Intrinsics with no global name.
   const proto = (v) => getPrototypeOf(v);
   roots.push(

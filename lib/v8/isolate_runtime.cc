@@ -688,6 +688,15 @@ void RegExpNeedsGuardNative(const v8::FunctionCallbackInfo<v8::Value>& info) {
                                              Utf8Prefix(isolate, info[1].As<v8::String>(), kAll)));
 }
 
+// regexpNesting(pattern): RegExpNestingDepth (regexp_literals.h) of a pattern the bootstrap's
+// RegExp wrapper is about to compile, by the rule literals are checked by.
+void RegExpNestingNative(const v8::FunctionCallbackInfo<v8::Value>& info) {
+  if (!info[0]->IsString()) return;
+  constexpr size_t kAll = size_t{1} << 30;
+  info.GetReturnValue().Set(static_cast<double>(
+      RegExpNestingDepth(Utf8Prefix(info.GetIsolate(), info[0].As<v8::String>(), kAll))));
+}
+
 // typedLength(v): a typed array's length (0 once detached), or -1.
 void TypedLength(const v8::FunctionCallbackInfo<v8::Value>& info) {
   info.GetReturnValue().Set(
@@ -885,6 +894,7 @@ const intptr_t* IsolateRuntime::ExternalReferences() {
                                    reinterpret_cast<intptr_t>(&NativeSource),
                                    reinterpret_cast<intptr_t>(&IsRegExpNative),
                                    reinterpret_cast<intptr_t>(&RegExpNeedsGuardNative),
+                                   reinterpret_cast<intptr_t>(&RegExpNestingNative),
                                    reinterpret_cast<intptr_t>(&TypedLength),
                                    reinterpret_cast<intptr_t>(&ProxyTarget),
                                    reinterpret_cast<intptr_t>(&ProxyHandler),
@@ -944,6 +954,7 @@ absl::StatusOr<v8::Local<v8::Object>> IsolateRuntime::Bootstrap(v8::Isolate* iso
   add("nativeSource", &NativeSource);
   add("isRegExp", &IsRegExpNative);
   add("regexpNeedsGuard", &RegExpNeedsGuardNative);
+  add("regexpNesting", &RegExpNestingNative);
   add("typedLength", &TypedLength);
   add("proxyTarget", &ProxyTarget);
   add("proxyHandler", &ProxyHandler);

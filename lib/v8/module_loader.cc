@@ -253,6 +253,13 @@ absl::Status CheckRegExpCost(std::string_view source, JsGoal goal) {
               kMaxUnguardedRegExp, " characters, V8 cannot interrupt it); move it to the body"));
           return;
         }
+        if (const size_t depth = RegExpNestingDepth(pattern); depth > kMaxRegExpNesting) {
+          status = SandboxLimitError(
+              StrCat("a regular expression literal nests groups ", depth,
+                     " deep, over the sandbox limit of ", kMaxRegExpNesting,
+                     " (V8 compiles it uninterrupted, and deep nesting exhausts the process)"));
+          return;
+        }
         if (flags.find('i') == std::string_view::npos) return;
         const size_t folded = EscapesIn(pattern) + CountOf(pattern, "[");
         const bool unicode = flags.find('u') != std::string_view::npos;

@@ -1,5 +1,6 @@
 #include "lib/v8/regexp_literals.h"
 
+#include <algorithm>
 #include <array>
 #include <utility>
 #include <vector>
@@ -526,6 +527,27 @@ class RegExpLiteralLexer {
 };
 
 }  // namespace
+
+size_t RegExpNestingDepth(std::string_view pattern) {
+  size_t depth = 0;
+  size_t deepest = 0;
+  bool in_class = false;
+  for (size_t i = 0; i < pattern.size(); ++i) {
+    const char c = pattern[i];
+    if (c == '\\') {
+      ++i;  // the escaped character, whatever it is
+    } else if (in_class) {
+      in_class = c != ']';
+    } else if (c == '[') {
+      in_class = true;
+    } else if (c == '(') {
+      deepest = std::max(deepest, ++depth);
+    } else if (c == ')' && depth > 0) {
+      --depth;
+    }
+  }
+  return deepest;
+}
 
 bool RegExpNeedsGuard(std::string_view pattern, std::string_view flags) {
   if (pattern.size() <= kMaxUnguardedRegExp) return false;

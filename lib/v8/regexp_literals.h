@@ -43,6 +43,18 @@ inline constexpr std::string_view kRegExpGuard = "(?=)(?:";
 // regexpNeedsGuard), which passes the pattern as UTF-8.
 [[nodiscard]] bool RegExpNeedsGuard(std::string_view pattern, std::string_view flags);
 
+// Deepest nesting of groups (parentheses, lookarounds included) a pattern may have: V8
+// compiles a regexp without an interrupt check and aborts the whole process ("Fatal process
+// OOM in RegExpCompiler") for nesting past a few thousand levels ((?:a){0,3} nested 2,736
+// deep, (?:a| nested 10,400 deep), in patterns short enough for every other bound. Real
+// patterns nest a few levels. The bootstrap's MAX_REGEXP_NESTING is the same number.
+inline constexpr size_t kMaxRegExpNesting = 256;
+
+// The deepest nesting of groups in regexp `pattern`: `(` opens one and `)` closes it, except
+// escaped (`\(`) or in a character class (`[(]`). An unclosed group counts as open (V8
+// refuses the pattern anyway, after parsing it).
+[[nodiscard]] size_t RegExpNestingDepth(std::string_view pattern);
+
 // Which grammar a source is: a module's, or a script's (eval, Function), where Annex B's
 // HTML-like comments (`<!--`, and `-->` first on a line) run to the line's end.
 enum class JsGoal { kModule, kScript };

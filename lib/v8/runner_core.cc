@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/functional/function_ref.h"
 #include "absl/strings/cord.h"
@@ -24,6 +25,35 @@
 
 namespace txfn::internal {
 namespace {
+
+// At most 10 of `names` for an error message, each quoted ("none" for none): what a caller
+// who mistyped a module or export could have meant.
+std::string NamesShown(const std::vector<std::string>& names) {
+  constexpr size_t kShown = 10;
+  if (names.empty()) return "none";
+  std::string out;
+  for (size_t i = 0; i < names.size() && i < kShown; ++i) {
+    out += StrCat(i == 0 ? "" : ", ", Quote(names[i]));
+  }
+  if (names.size() > kShown) out += StrCat(" and ", names.size() - kShown, " more");
+  return out;
+}
+
+// The names a module namespace exports (a namespace's keys are its export names, sorted; reading
+// them runs no JavaScript).
+std::vector<std::string> ExportNames(v8::Local<v8::Context> context, v8::Local<v8::Object> ns) {
+  std::vector<std::string> names;
+  v8::Local<v8::Array> keys;
+  if (!ns->GetOwnPropertyNames(context).ToLocal(&keys)) return names;
+  v8::Isolate* isolate = context->GetIsolate();
+  for (uint32_t i = 0; i < keys->Length(); ++i) {
+    v8::Local<v8::Value> key;
+    if (keys->Get(context, i).ToLocal(&key) && key->IsString()) {
+      names.push_back(Utf8Prefix(isolate, key.As<v8::String>(), kQuoteBytes));
+    }
+  }
+  return names;
+}
 
 constexpr int kQueryMark = 1;
 constexpr int kMutationMark = 2;
@@ -216,7 +246,10 @@ RunResult RunnerCore::RunOnIsolate(IsolateLease& lease, const RunRequest& reques
         colon == std::string_view::npos ? "default" : std::string(name.substr(colon + 1));
     std::optional<std::string> path = ResolveModule(metadata, "", module_name);
     if (!path.has_value()) {
-      return absl::NotFoundError(StrCat("module ", Quote(module_name), " not found"));
+      std::vector<std::string> paths;
+      for (const auto& [module_path, source] : metadata.modules()) paths.push_back(module_path);
+      return absl::NotFoundError(StrCat("module ", Quote(module_name), " not found (tenant '",
+                                        txn.tenant(), "' has ", NamesShown(paths), ")"));
     }
     if (!request.args.is_null() && !request.args.is_object()) {
       return absl::InvalidArgumentError("arguments must be an object");
@@ -276,7 +309,9 @@ RunResult RunnerCore::RunOnIsolate(IsolateLease& lease, const RunRequest& reques
     v8::Local<v8::Value> fn;
     if (!ns->Get(context, MessageString(isolate, export_name)).ToLocal(&fn)) return js_error();
     if (fn->IsUndefined()) {
-      return absl::NotFoundError(StrCat("module '", *path, "' has no export ", Quote(export_name)));
+      return absl::NotFoundError(StrCat("module '", *path, "' has no export ", Quote(export_name),
+                                        " (it exports ", NamesShown(ExportNames(context, ns)),
+                                        ")"));
     }
     std::optional<FunctionKind> declared = KindOf(context, *rt, fn);
     if (!declared.has_value()) {
@@ -422,12 +457,13 @@ absl::Status RunnerCore::CheckModulesOnIsolate(IsolateLease& lease, Transaction&
         return CaughtStatus(isolate, rt->code_key(), tc, "");
       };
       absl::StatusOr<v8::Local<v8::Module>> module = loader.Load(*cs, path);
-      if (!module.ok()) {
-        return Prefixed(module.status(), who);
-      }
+      // (The loader names the module in some of its errors: not twice.)
+      const auto named = [&](const absl::Status& s) {
+        return absl::StartsWith(s.message(), who) ? s : Prefixed(s, who);
+      };
+      if (!module.ok()) return named(module.status());
       if (absl::Status s = loader.Evaluate(*cs, *module, path, js_error); !s.ok()) {
-        if (absl::StartsWith(s.message(), who)) return s;
-        return Prefixed(s, who);
+        return named(s);
       }
       if (functions != nullptr) {
         TXFN_RETURN_IF_ERROR(ListExports(context, *rt, *module, path, js_error, *functions));

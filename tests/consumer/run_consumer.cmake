@@ -74,8 +74,8 @@ if(MODE STREQUAL "find_package")
     message(FATAL_ERROR "pkg-config --cflags --libs txfn failed: ${err}")
   endif()
   separate_arguments(flags UNIX_COMMAND "${flags}")
-  step(${CXX} -o "${consumer_build}/pkg_config" "${WORK_DIR}/src/pkg_config.cc"
-       ${flags} -Wl,-rpath,${V8_LIBDIR})
+  # No rpath of its own: txfn.pc's Libs carry V8's.
+  step(${CXX} -o "${consumer_build}/pkg_config" "${WORK_DIR}/src/pkg_config.cc" ${flags})
   step("${consumer_build}/pkg_config")
 
   # Only the components below the function runner, on a "machine" without V8.

@@ -139,6 +139,19 @@ export const matchAllPropertyClass = q(() => [..."a".matchAll("\\P{L}".repeat(50
 export const compilePropertyClass = q(() => /a/.compile("\\P{L}".repeat(5000), "u"));
 export const regexpLikePropertyClass = q(() =>
   new RegExp({ [Symbol.match]: true, source: "\\P{L}".repeat(5000), flags: "u" }));
+// Groups nested thousands deep, in patterns short enough for every bound above: V8 aborted the
+// whole process compiling them ("Fatal process OOM in RegExpCompiler", 0.1 s).
+const deepAlternation = "(?:a|".repeat(12000) + "b" + ")".repeat(12000);
+export const regexpDeepNesting = q(() => new RegExp(deepAlternation).test("b"));
+export const regexpDeepQuantifiers = q(() => RegExp("(?:a".repeat(3000) + "){0,3}".repeat(3000)));
+export const matchDeepNesting = q(() => "b".match(deepAlternation));
+export const evalDeepNesting = q(() => eval("/" + deepAlternation + "/.test('b')"));
+// 256 levels still compile, and parentheses escaped or in classes do not nest.
+export const regexpNestingStillWorks = q(() => [
+  new RegExp("(".repeat(256) + "a" + ")".repeat(256)).test("a"),
+  new RegExp("[(]".repeat(300) + "\\(".repeat(300)).source.length,
+  eval("/" + "(?:a|".repeat(200) + "b" + ")".repeat(200) + "/").test("b"),
+]);
 // A lone surrogate would be stored as U+FFFD: two strings (or field names)
 // made one, silently.
 export const loneSurrogateResult = q(() => ({ "\uD800": 1, "\uDBFF": 2 }));

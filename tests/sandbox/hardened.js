@@ -291,6 +291,61 @@ export const look_species = q(() => {
   return found.length === 0 ? "clean" : found.join(",");
 });
 
+// ---- The originals behind the override-mistake accessors -------------------
+// Object.prototype.toString and its kind are accessors in a hardened context, their getters
+// returning the original functions: those were left unfrozen, so a request could hang a mark,
+// or a prototype whose methods later requests would call, on them.
+const overridden = () => [Object.prototype.toString, Object.prototype.valueOf,
+  Object.prototype.toLocaleString, Object.prototype.hasOwnProperty,
+  Object.prototype.isPrototypeOf, Object.prototype.propertyIsEnumerable,
+  Error.prototype.toString, TypeError.prototype.toString, Function.prototype.toString];
+export const leave_overridden = q(() => tries(...overridden().flatMap((f) => [
+  () => { f.leaked = MARK; },
+  () => { Object.setPrototypeOf(f, { call() { return MARK; }, leaked: MARK }); },
+])));
+export const look_overridden = q(() => {
+  const found = overridden().filter((f) => f.leaked !== undefined).map((f) => f.name);
+  return found.length === 0 ? "clean" : found.join(",");
+});
+
+// Every object a request can reach from the globals, also through getters (called on their
+// home object; an object a getter gives twice is shared, not made per call), is frozen: the
+// freeze walk follows properties, and anything only a getter hands out was missed.
+export const unfrozenReachable = q(() => {
+  const seen = new Set();
+  const todo = [globalThis];
+  const unfrozen = [];
+  const visit = (v, path) => {
+    if (((typeof v === "object" && v !== null) || typeof v === "function") && !seen.has(v)) {
+      seen.add(v);
+      todo.push(v);
+      if (!Object.isFrozen(v)) unfrozen.push(path);
+    }
+  };
+  const paths = new Map([[globalThis, "globalThis"]]);
+  while (todo.length > 0) {
+    const o = todo.pop();
+    const at = paths.get(o) ?? "?";
+    const child = (v, name) => { if (!paths.has(v) && v !== null &&
+        (typeof v === "object" || typeof v === "function")) paths.set(v, at + "." + name);
+      visit(v, at + "." + name); };
+    child(Object.getPrototypeOf(o), "__proto__");
+    for (const key of Reflect.ownKeys(o)) {
+      const d = Reflect.getOwnPropertyDescriptor(o, key);
+      const name = String(key);
+      if ("value" in d) { child(d.value, name); continue; }
+      child(d.get, name + "(get)");
+      child(d.set, name + "(set)");
+      if (d.get === undefined) continue;
+      let first, second;
+      try { first = Reflect.apply(d.get, o, []); second = Reflect.apply(d.get, o, []); }
+      catch { continue; }
+      if (first === second) child(first, name + "()");
+    }
+  }
+  return unfrozen;
+});
+
 // ---- Prototypes of objects txfn hands out --------------------------------
 export const leave_returned = mutation(async (ctx) => {
   const id = await ctx.db.insert("items", { k: "returned" });
