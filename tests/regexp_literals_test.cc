@@ -62,7 +62,7 @@ TEST(RegExpNestingDepth, CountsGroupsButNotEscapedOrClassParentheses) {
   EXPECT_EQ(RegExpNestingDepth("((a)|(?=(b)))"), 3u);
   EXPECT_EQ(RegExpNestingDepth(R"(\(\(\()"), 0u);
   EXPECT_EQ(RegExpNestingDepth("[(((][(]"), 0u);
-  EXPECT_EQ(RegExpNestingDepth(R"([\]((](a))"), 2u) << "an escaped ] does not end the class";
+  EXPECT_EQ(RegExpNestingDepth(R"([\]((]((a)))"), 2u) << "an escaped ] does not end the class";
   EXPECT_EQ(RegExpNestingDepth("[]((a))"), 2u) << "[] is an empty class";
   EXPECT_EQ(RegExpNestingDepth(")))((a)"), 2u) << "stray closers do not go below 0";
   EXPECT_EQ(RegExpNestingDepth(std::string(5000, '(')), 5000u) << "unclosed count as open";

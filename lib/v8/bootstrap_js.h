@@ -343,13 +343,36 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   // list is copied here, in JavaScript, and refused past MAX_LOCALES tags; a
   // string, an Intl.Locale or a non-object passes as it is. Its tags, and the
   // options after it, are bounded too (see intlString in slowPaths()).
-  function localesOf(what, locales) {
+  // DateTimeFormat keeps an ICU pattern generator for each distinct locale it resolves (its
+  // language and region with the calendar, numbering system and hour cycle keywords) in a
+  // process-wide cache V8 never empties (~70 KiB each): 60 requests making DateTimeFormats of
+  // distinct keyword combinations grew a server by 2 GB, never given back, each request within
+  // its own limits. So the locales of dates (`dates`: DateTimeFormat, Date's toLocale*String)
+  // take no Unicode extension (-u-ca-, -u-nu-, -u-hc-, ...), and their options no calendar or
+  // numberingSystem (intlOptions): one generator per language and region, a bounded set.
+  function dateLocale(what, tag) {
+    let text = tag;
+    if (isObject(tag) && localeBrand !== undefined) {
+      try { text = apply(localeBrand, tag, []); } catch (e) { return tag; }
+    }
+    if (typeof text === 'string' && (apply(stringIndexOf, text, ['-u-', 0]) >= 0 ||
+                                     apply(stringIndexOf, text, ['-U-', 0]) >= 0)) {
+      fail(INVALID_ARGUMENT, what + ': a locale with Unicode extension keywords (-u-...) is ' +
+           'not available for dates in this sandbox (each distinct one holds process memory ' +
+           'for good); format in the language and region alone');
+    }
+    return tag;
+  }
+  function localesOf(what, locales, dates) {
     if (typeof locales === 'string') {
-      return locales.length > MAX_INTL_STRING ? slowPaths().intlString(what, locales) : locales;
+      if (locales.length > MAX_INTL_STRING) return slowPaths().intlString(what, locales);
+      return dates ? dateLocale(what, locales) : locales;
     }
     if (!isObject(locales)) return locales;
     if (localeBrand !== undefined) {
-      try { apply(localeBrand, locales, []); return locales; } catch (e) {}
+      let isLocale = false;
+      try { apply(localeBrand, locales, []); isLocale = true; } catch (e) {}
+      if (isLocale) return dates ? dateLocale(what, locales) : locales;
     }
     let n = +locales.length;  // ToLength; a getter or valueOf is JavaScript
     n = n > 0 ? floor(n) : 0;
@@ -361,16 +384,17 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       const tag = locales[i];
       list[i] = typeof tag === 'string' && tag.length <= MAX_INTL_STRING ? tag :
           slowPaths().intlString(what, tag);
+      if (dates) dateLocale(what, list[i]);
     }
     return list;
   }
-  // args[i] as locales, and args[i + 1], if an object, as options.
-  function withLocales(what, args, i) {
-    if (args.length > i) args[i] = localesOf(what, args[i]);
+  // args[i] as locales, and args[i + 1], if an object, as options (`dates`: see dateLocale).
+  function withLocales(what, args, i, dates) {
+    if (args.length > i) args[i] = localesOf(what, args[i], dates);
     if (args.length > i + 1) {
       const o = args[i + 1];
       if (isObject(o)) {
-        args[i + 1] = slowPaths().intlOptions(what, o);
+        args[i + 1] = slowPaths().intlOptions(what, o, dates);
       }
     }
     return args;
@@ -1196,7 +1220,7 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   }
   function intlNew(name, kib, self, target, args) {
     intlObject(kib);
-    withLocales('Intl.' + name, args, 0);
+    withLocales('Intl.' + name, args, 0, name === 'DateTimeFormat');
     const C = ORIG['Intl.' + name];
     return target === undefined ? apply(C, self, args) : construct(C, args, target);
   }
@@ -1513,15 +1537,16 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   });
   install(OrigDate.prototype, 'Date.prototype.', {
     toLocaleString(...a) {
-      return apply(ORIG['Date.prototype.toLocaleString'], this, withLocales('toLocaleString', a, 0));
+      return apply(ORIG['Date.prototype.toLocaleString'], this,
+                   withLocales('Date.prototype.toLocaleString', a, 0, true));
     },
     toLocaleDateString(...a) {
       return apply(ORIG['Date.prototype.toLocaleDateString'], this,
-                   withLocales('toLocaleDateString', a, 0));
+                   withLocales('Date.prototype.toLocaleDateString', a, 0, true));
     },
     toLocaleTimeString(...a) {
       return apply(ORIG['Date.prototype.toLocaleTimeString'], this,
-                   withLocales('toLocaleTimeString', a, 0));
+                   withLocales('Date.prototype.toLocaleTimeString', a, 0, true));
     },
   });
   install(TypedArrayProto.constructor, 'TypedArray.', {
@@ -2053,10 +2078,14 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
     // Options as the builtin reads them (each Get forwarded, a getter's `this` what it
     // would be: the options, or the object V8 made from them), each value bounded: a string checked, an object's conversion to a string
     // checked when the builtin makes it (a number or a boolean is left to the builtin).
-    function intlOptions(what, options) {
+    function intlOptions(what, options, dates) {
       const p = new Proxy_(options, {
         get(target, key, receiver) {
           const v = reflectGet(target, key, receiver === p ? target : receiver);
+          if (dates && v !== undefined && (key === 'calendar' || key === 'numberingSystem')) {
+            fail(INVALID_ARGUMENT, what + ': the ' + key + ' option is not available for dates ' +
+                 'in this sandbox (each distinct locale it makes holds process memory for good)');
+          }
           if (typeof v === 'string') return v.length > MAX_INTL_STRING ? intlString(what, v) : v;
           if ((typeof v !== 'object' || v === null) && typeof v !== 'function') return v;
           return {[toPrimitive](hint) { return hint === 'number' ? +v : intlString(what, v); }};
