@@ -166,6 +166,26 @@ export const catchesData = action({args: {}, handler: async (ctx) => {
   try { await ctx.runMutation("counters:refusesWithData", {}); return "no"; }
   catch (e) { return [e.message, e.name, e.data, e instanceof Error]; }
 }});
+// Calls an action did not await: left going after it threw, or after it returned.
+export const lateAfterThrow = action({args: {name: "string"}, handler: async (ctx, { name }) => {
+  (async () => {
+    for (let i = 0; i < 20; i++) await null;
+    await ctx.runMutation("counters:bump", { name });
+  })();
+  throw new Error("thrown on purpose");
+}});
+export const lateLoop = action({args: {name: "string"}, handler: async (ctx, { name }) => {
+  (async () => { for (;;) await ctx.runMutation("counters:bump", { name }); })();
+  return "returned";
+}});
+export const lateSchedule = action({args: {name: "string"}, handler: async (ctx, { name }) => {
+  (async () => {
+    for (let i = 0; i < 5; i++) await null;  // past the action's end, one await later
+    await ctx.scheduler.runAfter(0, "counters:bump", { name });
+  })();
+  await null;
+  return "returned";
+}});
 export const passesOn = action({args: {}, handler: (ctx) =>
   ctx.runMutation("counters:refusesWithData", {})});
 export const loopForever = action({args: {}, handler: async (ctx) => {
@@ -778,6 +798,25 @@ TEST_F(EngineQueueTest, AnActionSeesTheErrorItsMutationThrew) {
   ASSERT_TRUE(app.has_value()) << passed;
   EXPECT_EQ(app->data, Args({{"code", Value::Float64(7)}}));
   EXPECT_EQ(app->name, "TypeError");
+}
+
+// Calls an action did not await are refused once it settled: after it threw, a mutation 20
+// turns later committed all the same; after it returned, an unawaited loop went on committing
+// mutations (5,461 of them) until the action's CPU limit, which then failed the action.
+TEST_F(EngineQueueTest, AnActionsUnawaitedCallsAfterItSettledAreRefused) {
+  OpenAndDeploy(Options());
+  absl::Status thrown = engine_->Action("app", "counters:lateAfterThrow", Name("t")).status();
+  EXPECT_THAT(thrown.message(), HasSubstr("thrown on purpose"));
+  absl::StatusOr<CallResult> looped = engine_->Action("app", "counters:lateLoop", Name("l"));
+  ASSERT_TRUE(looped.ok()) << looped.status();
+  EXPECT_EQ(looped->value, Value::String("returned"));
+  // A settled action's promise marks it at once; one still pending, when its reaction runs.
+  absl::StatusOr<CallResult> scheduled = engine_->Action("app", "counters:lateSchedule", Name("s"));
+  ASSERT_TRUE(scheduled.ok()) << scheduled.status();
+  WaitDrained();
+  EXPECT_EQ(Counter("t"), 0);
+  EXPECT_EQ(Counter("l"), 1) << "the loop's first call ran while the action did";
+  EXPECT_EQ(Counter("s"), 0);
 }
 
 TEST_F(EngineQueueTest, AnIdempotencyKeyMakesTwoSubmissionsOneCall) {

@@ -84,6 +84,11 @@ struct RequestState {
   // is the real time.
   bool action = false;
   std::shared_ptr<ActionHost> host;
+  // The action's promise settled (it returned or threw): its calls out of the isolate
+  // (runQuery, runMutation, services, the scheduler) are refused from then on. The checkpoint
+  // still runs the jobs it left, and a chain it did not await went on committing mutations
+  // after its outcome was decided (5,461 of them after it returned, until its CPU limit).
+  bool action_settled = false;
   // A mutation's check of each ctx.scheduler call (RunRequest::
   // check_scheduled); null: none. Points into the request, which outlives this.
   const std::function<absl::Status(std::string_view, const Value&)>* check_scheduled = nullptr;
@@ -150,6 +155,12 @@ struct ContextState {
 // The ContextState of a context the runner made; nullptr for any other
 // context or one whose state was destroyed.
 ContextState* StateOf(v8::Local<v8::Context> context);
+
+// Sets `req.action_settled` once `returned` (what the action's function returned, in
+// `context`) settles: at once for a value or a settled promise, else when the promise's
+// reaction runs (after the jobs queued before it settled).
+void MarkActionSettledWhenDone(v8::Local<v8::Context> context, v8::Local<v8::Value> returned,
+                               RequestState& req);
 
 class IsolateRuntime : public IsolateData {
  public:
