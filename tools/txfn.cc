@@ -526,14 +526,23 @@ void PrintLogs(const std::vector<LogEntry>& logs) {
 // have eaten its quotes).
 absl::StatusOr<Value> ParseArgsJson(std::string_view args_json) {
   constexpr size_t kShown = 80;
+  size_t cut = std::min(args_json.size(), kShown);
+  while (cut < args_json.size() && cut > 0 && (args_json[cut] & 0xC0) == 0x80) --cut;  // UTF-8
   std::string shown =
-      args_json.size() <= kShown
+      cut == args_json.size()
           ? std::string(args_json)
-          : fmt::format("{}... ({} bytes)", args_json.substr(0, kShown), args_json.size());
-  // Escaped only if it holds control characters (which could forge terminal output).
-  if (!absl::c_all_of(shown, [](unsigned char c) { return c >= 0x20 && c != 0x7f; })) {
-    shown = absl::CHexEscape(shown);
+          : fmt::format("{}... ({} bytes)", args_json.substr(0, cut), args_json.size());
+  // Escaped only if it holds control characters, which could forge terminal output: C0, DEL,
+  // and C1 (U+0080..U+009F, UTF-8 C2 80..C2 9F: U+009B is a CSI to some terminals).
+  bool controls = false;
+  for (size_t i = 0; i < shown.size(); ++i) {
+    const auto c = static_cast<unsigned char>(shown[i]);
+    const bool c1 = c == 0xC2 && i + 1 < shown.size() &&
+                    static_cast<unsigned char>(shown[i + 1]) >= 0x80 &&
+                    static_cast<unsigned char>(shown[i + 1]) <= 0x9F;
+    controls = controls || c < 0x20 || c == 0x7f || c1;
   }
+  if (controls) shown = absl::CHexEscape(shown);
   absl::StatusOr<Value> args = FromJson(args_json);
   if (!args.ok()) {
     return absl::InvalidArgumentError(

@@ -395,6 +395,10 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       const o = args[i + 1];
       if (isObject(o)) {
         args[i + 1] = slowPaths().intlOptions(what, o, dates);
+      } else if (dates && o !== undefined && o !== null) {
+        // DateTimeFormat reads a primitive's options from its prototype (ToObject):
+        // Number.prototype.calendar set, `new Intl.DateTimeFormat("en", 1)` took it.
+        args[i + 1] = slowPaths().intlOptions(what, ObjectOf(o), dates);
       }
     }
     return args;
@@ -1021,10 +1025,11 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
   // against MAX_REGEXP_ESCAPES. And a long pattern takes long to compile whatever it holds
   // (3 Mi alternatives "a|a|...": 33 s at 1.7 GB): at most MAX_REGEXP_SOURCE characters.
   const MAX_REGEXP_SOURCE = 1 << 17;
-  // V8 aborts the process compiling groups nested a few thousand deep ((?:a){0,3} 2,736 deep:
-  // "Fatal process OOM in RegExpCompiler"): at most MAX_REGEXP_NESTING levels
-  // (regexp_literals.h's kMaxRegExpNesting, which literals are held to; regexpNesting counts).
-  const MAX_REGEXP_NESTING = 256;
+  // V8 aborts the process compiling groups nested deeper than its stack reserve allows
+  // ("Fatal process OOM in RegExpCompiler"; 256 levels with the stack nearly full): at most
+  // MAX_REGEXP_NESTING levels (regexp_literals.h's kMaxRegExpNesting, which literals are held
+  // to, says why 32; regexpNesting counts).
+  const MAX_REGEXP_NESTING = 32;
   const regexpNesting = n.regexpNesting;
   // `pattern` as the string V8 would parse (a RegExp passes as it is: its
   // pattern was checked when it was made), refused if it costs too much.

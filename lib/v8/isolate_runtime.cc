@@ -427,16 +427,6 @@ void Delete(const v8::FunctionCallbackInfo<v8::Value>& info) {
   if (absl::Status s = call->req().txn->Delete(*id); !s.ok()) call->FailTxn(s);
 }
 
-// The reaction to an action's promise: marks the request running in this context (if it is
-// still the one: a reused context's leftover jobs run after it ended) settled.
-void ActionSettled(const v8::FunctionCallbackInfo<v8::Value>& info) {
-  ContextState* cs = StateOf(info.GetIsolate()->GetCurrentContext());
-  if (cs == nullptr) return;
-  if (RequestState* req = cs->rt->current(); req != nullptr && req->context == cs) {
-    req->action_settled = true;
-  }
-}
-
 // The error an action's call out of its isolate gets once the action settled.
 absl::Status AfterTheAction(std::string_view what) {
   return absl::FailedPreconditionError(
@@ -496,7 +486,7 @@ void Schedule(const v8::FunctionCallbackInfo<v8::Value>& info) {
     if (req.host == nullptr) {
       return call->Fail(absl::FailedPreconditionError("ctx.scheduler: this runner has no host"));
     }
-    if (req.action_settled) return call->Fail(AfterTheAction(what));
+    if (ActionSettled(call->isolate(), req)) return call->Fail(AfterTheAction(what));
     // A mutation's scheduled calls count in its bytes written; an action has
     // no transaction, so they are bounded here, as much (a thousand 16 MiB
     // calls would be queued in host memory by the in-memory queue).
@@ -548,7 +538,9 @@ void Unschedule(const v8::FunctionCallbackInfo<v8::Value>& info) {
     if (req.host == nullptr) {
       return call->Fail(absl::FailedPreconditionError("ctx.scheduler: this runner has no host"));
     }
-    if (req.action_settled) return call->Fail(AfterTheAction("ctx.scheduler.cancel(id)"));
+    if (ActionSettled(call->isolate(), req)) {
+      return call->Fail(AfterTheAction("ctx.scheduler.cancel(id)"));
+    }
     if (absl::Status s = req.host->Cancel(*text); !s.ok()) call->Fail(s);
     return;
   }
@@ -581,7 +573,7 @@ void ActionCall(const v8::FunctionCallbackInfo<v8::Value>& info, const char* wha
     return call->Fail(absl::FailedPreconditionError(
         StrCat(what, " is only available in an action run by a host that serves it")));
   }
-  if (req.action_settled) return call->Fail(AfterTheAction(what));
+  if (ActionSettled(call->isolate(), req)) return call->Fail(AfterTheAction(what));
   std::optional<std::string> name = call->String(0, StrCat(what, ": name"), 256);
   if (!name) return;
   std::optional<Value> args = call->ValueArg(1, StrCat(what, ": args"));
@@ -878,20 +870,15 @@ ContextState* StateOf(v8::Local<v8::Context> context) {
   return static_cast<ContextState*>(context->GetAlignedPointerFromEmbedderData(kContextStateSlot));
 }
 
-void MarkActionSettledWhenDone(v8::Local<v8::Context> context, v8::Local<v8::Value> returned,
-                               RequestState& req) {
-  if (!returned->IsPromise() || returned.As<v8::Promise>()->State() != v8::Promise::kPending) {
-    req.action_settled = true;
-    return;
-  }
-  v8::Local<v8::Function> settled;
-  // (Then runs the promise's species lookup, tenant code in a fresh context: if it fails, the
-  // action counts as settled now, on the safe side.)
-  v8::TryCatch tc(context->GetIsolate());
-  if (!v8::Function::New(context, ActionSettled).ToLocal(&settled) ||
-      returned.As<v8::Promise>()->Then(context, settled, settled).IsEmpty()) {
-    req.action_settled = true;
-  }
+void NoteActionReturned(v8::Isolate* isolate, v8::Local<v8::Value> returned, RequestState& req) {
+  req.action_returned = true;
+  if (returned->IsPromise()) req.action_promise.Reset(isolate, returned.As<v8::Promise>());
+}
+
+bool ActionSettled(v8::Isolate* isolate, const RequestState& req) {
+  if (!req.action_returned) return false;
+  return req.action_promise.IsEmpty() ||
+         req.action_promise.Get(isolate)->State() != v8::Promise::kPending;
 }
 
 IsolateRuntime::IsolateRuntime(v8::Isolate* isolate) : isolate_(isolate) {

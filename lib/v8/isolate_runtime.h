@@ -84,11 +84,13 @@ struct RequestState {
   // is the real time.
   bool action = false;
   std::shared_ptr<ActionHost> host;
-  // The action's promise settled (it returned or threw): its calls out of the isolate
-  // (runQuery, runMutation, services, the scheduler) are refused from then on. The checkpoint
-  // still runs the jobs it left, and a chain it did not await went on committing mutations
-  // after its outcome was decided (5,461 of them after it returned, until its CPU limit).
-  bool action_settled = false;
+  // What the action's function returned, once it has: its calls out of the isolate (runQuery,
+  // runMutation, services, the scheduler) are refused once that is a value or a settled promise
+  // (ActionSettled). The checkpoint still runs the jobs it left, and a chain it did not await
+  // went on committing mutations after its outcome was decided (5,461 of them after it
+  // returned, until its CPU limit).
+  bool action_returned = false;
+  v8::Global<v8::Promise> action_promise;  // empty: it returned no promise
   // A mutation's check of each ctx.scheduler call (RunRequest::
   // check_scheduled); null: none. Points into the request, which outlives this.
   const std::function<absl::Status(std::string_view, const Value&)>* check_scheduled = nullptr;
@@ -156,11 +158,11 @@ struct ContextState {
 // context or one whose state was destroyed.
 ContextState* StateOf(v8::Local<v8::Context> context);
 
-// Sets `req.action_settled` once `returned` (what the action's function returned, in
-// `context`) settles: at once for a value or a settled promise, else when the promise's
-// reaction runs (after the jobs queued before it settled).
-void MarkActionSettledWhenDone(v8::Local<v8::Context> context, v8::Local<v8::Value> returned,
-                               RequestState& req);
+// Notes what an action's function returned (`returned`), for ActionSettled.
+void NoteActionReturned(v8::Isolate* isolate, v8::Local<v8::Value> returned, RequestState& req);
+// Whether the action of `req` has settled: it returned a value, or a promise no longer
+// pending (checked at each call: a job queued before the promise settled runs after it).
+bool ActionSettled(v8::Isolate* isolate, const RequestState& req);
 
 class IsolateRuntime : public IsolateData {
  public:

@@ -43,12 +43,16 @@ inline constexpr std::string_view kRegExpGuard = "(?=)(?:";
 // regexpNeedsGuard), which passes the pattern as UTF-8.
 [[nodiscard]] bool RegExpNeedsGuard(std::string_view pattern, std::string_view flags);
 
-// Deepest nesting of groups (parentheses, lookarounds included) a pattern may have: V8
-// compiles a regexp without an interrupt check and aborts the whole process ("Fatal process
-// OOM in RegExpCompiler") for nesting past a few thousand levels ((?:a){0,3} nested 2,736
-// deep, (?:a| nested 10,400 deep), in patterns short enough for every other bound. Real
-// patterns nest a few levels. The bootstrap's MAX_REGEXP_NESTING is the same number.
-inline constexpr size_t kMaxRegExpNesting = 256;
+// Deepest nesting of groups (parentheses, lookarounds included) a pattern may have. V8 turns
+// a pattern's tree into nodes recursively, and where that recursion meets the stack limit it
+// aborts the whole process ("Fatal process OOM in RegExpCompiler": ToNodeCheckForStackOverflow)
+// instead of failing the regexp. From a shallow stack that took thousands of levels ((?:a){0,3}
+// nested 2,736 deep, (?:a| 10,400 deep); but compiled with the JavaScript stack nearly full (a
+// tenant recursing first), 256 levels of (?:a){0,3} or (?!b with the i and u flags aborted,
+// 224 did not: V8 keeps that much in reserve. 32 leaves a margin of 7 over the worst shapes
+// tried (tests/sandbox/attacks.js: regexpNestingAtTheStackLimit); real patterns nest a few
+// levels. The bootstrap's MAX_REGEXP_NESTING is the same number.
+inline constexpr size_t kMaxRegExpNesting = 32;
 
 // The deepest nesting of groups in regexp `pattern`: `(` opens one and `)` closes it, except
 // escaped (`\(`) or in a character class (`[(]`). An unclosed group counts as open (V8

@@ -330,7 +330,7 @@ RunResult RunnerCore::RunOnIsolate(IsolateLease& lease, const RunRequest& reques
     if (!fn.As<v8::Function>()->Call(context, v8::Undefined(isolate), 2, argv).ToLocal(&returned)) {
       return js_error();
     }
-    if (request.kind == FunctionKind::kAction) MarkActionSettledWhenDone(context, returned, req);
+    if (request.kind == FunctionKind::kAction) NoteActionReturned(isolate, returned, req);
     cs->microtasks->PerformCheckpoint(isolate);
     if (isolate->IsExecutionTerminating()) return js_error();
     v8::Local<v8::Value> value = returned;

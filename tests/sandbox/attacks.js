@@ -146,12 +146,38 @@ export const regexpDeepNesting = q(() => new RegExp(deepAlternation).test("b"));
 export const regexpDeepQuantifiers = q(() => RegExp("(?:a".repeat(3000) + "){0,3}".repeat(3000)));
 export const matchDeepNesting = q(() => "b".match(deepAlternation));
 export const evalDeepNesting = q(() => eval("/" + deepAlternation + "/.test('b')"));
-// 256 levels still compile, and parentheses escaped or in classes do not nest.
+// 32 levels still compile, and parentheses escaped or in classes do not nest.
 export const regexpNestingStillWorks = q(() => [
-  new RegExp("(".repeat(256) + "a" + ")".repeat(256)).test("a"),
+  new RegExp("(".repeat(32) + "a" + ")".repeat(32)).test("a"),
   new RegExp("[(]".repeat(300) + "\\(".repeat(300)).test("(".repeat(600)),
-  eval("/" + "(?:a|".repeat(200) + "b" + ")".repeat(200) + "/").test("b"),
+  eval("/" + "(?:a|".repeat(32) + "b" + ")".repeat(32) + "/").test("b"),
 ]);
+export const regexpNestingPastTheLimit = q(() => new RegExp("(".repeat(33) + ")".repeat(33)));
+// V8 compiles a regexp on its first exec, on the caller's stack, and where its recursion meets
+// the stack limit it aborts the process. With the JavaScript stack nearly full, 256 levels of
+// these shapes aborted it (224 did not): at the limit's 32 levels, at every depth near the
+// stack's end, each compiles or throws RangeError.
+function recurse(n, f) { if (n === 0) return f(); return recurse(n - 1, f) + 0; }
+export const regexpNestingAtTheStackLimit = q(() => {
+  const fits = (n) => { try { recurse(n, () => 0); return true; } catch { return false; } };
+  let lo = 0, hi = 1 << 20;
+  while (lo < hi) { const mid = (lo + hi + 1) >> 1; if (fits(mid)) lo = mid; else hi = mid - 1; }
+  const shapes = [(k) => "(?:a".repeat(32) + k + "){0,3}".repeat(32),
+                  (k) => "(?!b".repeat(32) + k + ")".repeat(32),
+                  (k) => "(?:a|".repeat(32) + "b" + k + ")".repeat(32)];
+  let k = 0, compiled = 0;
+  for (let back = 0; back < 40; back++) {
+    for (const shape of shapes) {
+      try {
+        recurse(lo - back, () => new RegExp(shape(++k), "iu").exec("aaab"));
+        compiled++;
+      } catch (e) {
+        if (!(e instanceof RangeError)) throw e;
+      }
+    }
+  }
+  return compiled > 0;
+});
 // A lone surrogate would be stored as U+FFFD: two strings (or field names)
 // made one, silently.
 export const loneSurrogateResult = q(() => ({ "\uD800": 1, "\uDBFF": 2 }));
@@ -1290,6 +1316,16 @@ export const dateLocaleObjectKeywords = q(() =>
 export const dateCalendarOption = q(() => Intl.DateTimeFormat("en", { calendar: "buddhist" }));
 export const dateNumberingOption = q(() =>
   new Date(0).toLocaleTimeString("en", { numberingSystem: "arab" }));
+// Options given as a primitive are read from its prototype (ToObject): a calendar planted on
+// Number.prototype (a fresh context; a hardened one's is frozen, so it asks directly).
+export const datePrimitiveOptions = q(() => {
+  try {
+    Object.defineProperty(Number.prototype, "calendar", { value: "buddhist", configurable: true });
+  } catch {
+    return new Intl.DateTimeFormat("en", { calendar: "buddhist" });
+  }
+  return new Intl.DateTimeFormat("en", 1).resolvedOptions().calendar;
+});
 export const datesWithoutKeywordsStillWork = q(() => [
   new Intl.DateTimeFormat("de-DE", { timeZone: "UTC", hourCycle: "h23", hour: "numeric" }).format(0),
   new Date(0).toLocaleDateString(new Intl.Locale("en-GB"), { timeZone: "UTC", calendar: undefined }),
