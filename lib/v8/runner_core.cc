@@ -39,16 +39,21 @@ std::string NamesShown(const std::vector<std::string>& names) {
   return out;
 }
 
-// The names a module namespace exports (a namespace's keys are its export names, sorted; reading
-// them runs no JavaScript).
-std::vector<std::string> ExportNames(v8::Local<v8::Context> context, v8::Local<v8::Object> ns) {
+// The functions a module namespace exports, by name (a namespace's keys are its export names,
+// sorted; reading them and their bindings runs no JavaScript): what a caller may call, not the
+// module's constants.
+std::vector<std::string> ExportedFunctions(v8::Local<v8::Context> context,
+                                           v8::Local<v8::Object> ns) {
   std::vector<std::string> names;
+  v8::Isolate* isolate = context->GetIsolate();
+  v8::TryCatch tc(isolate);  // (a binding not yet initialised throws: skipped)
   v8::Local<v8::Array> keys;
   if (!ns->GetOwnPropertyNames(context).ToLocal(&keys)) return names;
-  v8::Isolate* isolate = context->GetIsolate();
   for (uint32_t i = 0; i < keys->Length(); ++i) {
     v8::Local<v8::Value> key;
-    if (keys->Get(context, i).ToLocal(&key) && key->IsString()) {
+    v8::Local<v8::Value> value;
+    if (keys->Get(context, i).ToLocal(&key) && key->IsString() &&
+        ns->Get(context, key).ToLocal(&value) && value->IsFunction()) {
       names.push_back(Utf8Prefix(isolate, key.As<v8::String>(), kQuoteBytes));
     }
   }
@@ -309,9 +314,9 @@ RunResult RunnerCore::RunOnIsolate(IsolateLease& lease, const RunRequest& reques
     v8::Local<v8::Value> fn;
     if (!ns->Get(context, MessageString(isolate, export_name)).ToLocal(&fn)) return js_error();
     if (fn->IsUndefined()) {
-      return absl::NotFoundError(StrCat("module '", *path, "' has no export ", Quote(export_name),
-                                        " (it exports ", NamesShown(ExportNames(context, ns)),
-                                        ")"));
+      return absl::NotFoundError(
+          StrCat("module '", *path, "' has no export ", Quote(export_name),
+                 " (its functions: ", NamesShown(ExportedFunctions(context, ns)), ")"));
     }
     std::optional<FunctionKind> declared = KindOf(context, *rt, fn);
     if (!declared.has_value()) {
