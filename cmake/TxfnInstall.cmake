@@ -86,6 +86,7 @@ if(TXFN_WITH_V8)
   # from these flags exited 127 without it.
   set(_txfn_pc_v8 " -L\${v8_libdir} -l:libnode.so.108 -Wl,-rpath,\${v8_libdir}")
   set(_txfn_pc_v8_cflags " -isystem \${v8_includedir}")
+  string(APPEND _txfn_pc_requires " icu-i18n icu-uc")
 endif()
 if(TXFN_WITH_SQLITE)
   string(APPEND _txfn_pc_requires " sqlite3")

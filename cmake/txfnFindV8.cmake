@@ -1,6 +1,7 @@
 # Defines the imported target txfn::libnode: V8 from Debian's libnode (packages
 # libnode108 and libnode-dev), that is TXFN_V8_PREFIX/include/node/v8.h and
-# TXFN_V8_PREFIX/lib/<multiarch>/libnode.so.108. TXFN_V8_PREFIX defaults to
+# TXFN_V8_PREFIX/lib/<multiarch>/libnode.so.108, with the ICU libnode links
+# (libicu-dev, found by CMake's FindICU). TXFN_V8_PREFIX defaults to
 # /usr, where Debian installs them; txfn's own build points it at the copy
 # scripts/install-deps unpacks into .deps/. The multiarch directory comes from
 # CMAKE_LIBRARY_ARCHITECTURE (set by project() on Debian), else plain lib/.
@@ -24,11 +25,17 @@ if(NOT TARGET txfn::libnode)
                PATH_SUFFIXES ${_txfn_v8_suffixes} NO_DEFAULT_PATH NO_CACHE)
   find_path(_txfn_v8_include v8.h PATHS "${_txfn_v8_prefix}/include/node" NO_DEFAULT_PATH
             NO_CACHE)
-  if(_txfn_v8_lib AND _txfn_v8_include)
+  # ICU (libicu-dev), the one libnode is built against: txfn pins its process-wide default
+  # time zone and locale (lib/v8/platform.cc), which V8 reads.
+  find_package(ICU QUIET COMPONENTS uc i18n)
+  if(_txfn_v8_lib AND _txfn_v8_include AND ICU_FOUND)
     add_library(txfn::libnode SHARED IMPORTED)
     set_target_properties(txfn::libnode PROPERTIES
       IMPORTED_LOCATION "${_txfn_v8_lib}"
-      INTERFACE_INCLUDE_DIRECTORIES "${_txfn_v8_include}")
+      INTERFACE_INCLUDE_DIRECTORIES "${_txfn_v8_include}"
+      INTERFACE_LINK_LIBRARIES "ICU::i18n;ICU::uc")
+  elseif(_txfn_v8_lib AND _txfn_v8_include)
+    set(_txfn_v8_error "ICU (uc and i18n, Debian's libicu-dev) not found: V8 needs it.")
   else()
     string(CONCAT _txfn_v8_error
         "V8 (Debian's libnode 108: include/node/v8.h and lib/${CMAKE_LIBRARY_ARCHITECTURE}/libnode.so.108) "

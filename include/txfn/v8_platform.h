@@ -37,7 +37,12 @@ namespace txfn {
 // --bytecode-size-allowance-per-tick=67 (V8 10.2; see lib/v8/platform.cc): without
 // them a loop of costly steps (comparing long strings) runs seconds past its CPU
 // limit before V8 looks; a host platform should set them too.
-// FailedPrecondition if V8 was already initialised here with another platform.
+// With either platform it pins ICU's process-wide default time zone to UTC and locale to
+// en-US (V8 reads local time and the default locale from ICU, which reads TZ and LANG): tenant
+// code sees the same dates and formats on every host, and nothing of where the host is. A host
+// that uses ICU itself (the same libicu) sees these defaults too.
+// FailedPrecondition if V8 was already initialised here with another platform; Internal if
+// ICU refused the defaults.
 // IsolateScheduler::Create calls it, so only a host platform needs it spelled out.
 [[nodiscard]] absl::Status InitializeV8(v8::Platform* host_platform = nullptr);
 

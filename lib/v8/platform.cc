@@ -14,10 +14,14 @@
 #include <thread>
 
 #include "absl/random/random.h"
+#include "absl/status/status.h"
 #include "lib/v8/page_caching_platform.h"
 #include "libplatform/libplatform.h"
 #include "txfn/internal/strings.h"
 #include "txfn/v8_platform.h"
+#include "unicode/ucal.h"
+#include "unicode/uloc.h"
+#include "unicode/utypes.h"
 #include "v8-initialization.h"
 #include "v8-platform.h"
 #include "v8-version.h"
@@ -31,7 +35,34 @@ struct V8Process {
   // (PumpMessageLoop needs the inner one). Null for a host's platform.
   // Also set exactly when txfn set --hash-seed.
   v8::Platform* default_platform = nullptr;
+  // Why ICU's defaults could not be pinned (OK when they were).
+  absl::Status icu_defaults;
 };
+
+// Tenant code must not see the host's time zone or locale. V8 takes local time (Date's
+// getHours and toString, Date.parse and `new Date(y, m, d)` without an offset, getTimezoneOffset,
+// Intl's default time zone) and the default locale (Intl's, toLocaleString, toLocaleUpperCase,
+// the zone's name in toString) from ICU's process-wide defaults, which ICU reads from TZ and
+// LANG: the same mutation wrote different values on two hosts (under TZ=Pacific/Chatham,
+// LANG=tr_TR.UTF-8 `new Date(2026, 6, 1)` was 12 h 45 min earlier and 'i' upper-cased to
+// dotted 'İ'), and told the tenant where the host is. So every runner of the process sees UTC
+// and en-US, pinned before the first isolate (V8 reads them when an isolate first needs them,
+// and each isolate keeps its default locale). ICU's defaults belong to the process: a host
+// that uses ICU itself sees them too (v8_platform.h says so).
+absl::Status PinIcuDefaults() {
+  UErrorCode status = U_ZERO_ERROR;
+  ucal_setDefaultTimeZone(u"UTC", &status);
+  if (U_FAILURE(status)) {
+    return absl::InternalError(
+        internal::StrCat("ICU refused UTC as the default time zone: ", u_errorName(status)));
+  }
+  uloc_setDefault("en_US", &status);
+  if (U_FAILURE(status)) {
+    return absl::InternalError(
+        internal::StrCat("ICU refused en_US as the default locale: ", u_errorName(status)));
+  }
+  return absl::OkStatus();
+}
 
 // Freed V8 heap pages kept mapped for reuse (page_caching_platform.h): a few
 // contexts' worth per worker is enough to take page faults off the path.
@@ -44,6 +75,7 @@ const V8Process& Process(v8::Platform* host_platform) {
     if (host_platform != nullptr) {
       // The host owns it and has initialised V8 with it.
       p->platform = host_platform;
+      p->icu_defaults = PinIcuDefaults();
       return p;
     }
     // V8's own background threads (GC, compilation): a few are enough; the
@@ -91,6 +123,7 @@ const V8Process& Process(v8::Platform* host_platform) {
     const std::string seed_flag = internal::StrCat("--hash-seed=", seed);
     v8::V8::SetFlagsFromString(seed_flag.c_str());
     v8::V8::InitializeICU();
+    p->icu_defaults = PinIcuDefaults();
     v8::V8::InitializePlatform(p->platform);
     v8::V8::Initialize();
     return p;
@@ -106,7 +139,7 @@ absl::Status InitializeV8(v8::Platform* host_platform) {
     return absl::FailedPreconditionError(
         "V8 was already initialised with another platform; InitializeV8(host) must come first");
   }
-  return absl::OkStatus();
+  return p.icu_defaults;
 }
 
 v8::Platform* V8Platform() { return Process(nullptr).platform; }
