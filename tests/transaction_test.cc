@@ -13,6 +13,7 @@
 #include "txfn/in_memory_storage.h"
 #include "txfn/schema.h"
 #include "txfn/snapshot.h"
+#include "txfn/storage_wrapper.h"
 #include "txn_test_util.h"
 
 namespace txfn {
@@ -505,6 +506,104 @@ TEST_F(TransactionTest, LimitsAreResourceExhaustedNamingTheLimit) {
   Transaction doc_size = Begin({.limits = {.document = {.max_size_bytes = 64}}});
   EXPECT_EQ(doc_size.Insert("notes", Obj({{"big", Str(std::string(100, 'x'))}})).status().code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+// Storage that counts the entries its scans return.
+class ScanCountingStorage final : public StorageWrapper {
+ public:
+  using StorageWrapper::StorageWrapper;
+  absl::StatusOr<std::vector<IndexEntry>> Scan(std::string_view tenant, IndexId index,
+                                               const KeyRange& range, Timestamp ts, ScanOrder order,
+                                               size_t limit) override {
+    auto entries = StorageWrapper::Scan(tenant, index, range, ts, order, limit);
+    if (entries.ok()) scanned += entries->size();
+    return entries;
+  }
+  size_t scanned = 0;
+};
+
+// A query reads storage a page at a time, each counted against the read limits before the next
+// is read: a collect() of a table of 1,200 documents of 1 MiB loaded all 1.2 GB before the
+// limits saw the first (and past the CPU limit: the scan is C++).
+TEST_F(TransactionTest, QueriesStopReadingStorageAtTheReadLimits) {
+  auto storage = std::make_shared<ScanCountingStorage>(std::make_shared<InMemoryStorage>());
+  std::unique_ptr<Committer> committer = OpenWithSchema(storage, {.clock = clock_.AsFunction()});
+  Transaction fill(committer->Latest());
+  for (int i = 0; i < 2000; ++i) {
+    ASSERT_TRUE(
+        fill.Insert("messages", Obj({{"channel", Str("a")}, {"body", Str("b")}, {"likes", I64(i)}}))
+            .ok());
+  }
+  ASSERT_TRUE(committer->Commit(fill.Prepare()).ok());
+  for (bool by_id : {true, false}) {
+    IndexQuery all{.table = "messages"};
+    if (!by_id) all = {.table = "messages", .index = "by_channel", .eq = {Str("a")}};
+    storage->scanned = 0;
+    Transaction documents(committer->Latest(), {.limits = {.max_documents_read = 100}});
+    absl::Status over = documents.Query(all).status();
+    EXPECT_EQ(over.code(), absl::StatusCode::kResourceExhausted) << over;
+    EXPECT_LE(storage->scanned, 101u + 64u) << "by_id " << by_id;
+    storage->scanned = 0;
+    Transaction bytes(committer->Latest(), {.limits = {.max_bytes_read = 4096}});
+    over = bytes.Query(all).status();
+    EXPECT_EQ(over.code(), absl::StatusCode::kResourceExhausted) << over;
+    EXPECT_LE(storage->scanned, 64u * 2) << "by_id " << by_id;
+    // A query asking for less reads that many.
+    storage->scanned = 0;
+    IndexQuery ten = all;
+    ten.limit = 10;
+    Transaction few(committer->Latest());
+    TXFN_ASSERT_OK_AND_ASSIGN(QueryPage page, few.Query(ten));
+    EXPECT_EQ(page.documents.size(), 10u);
+    EXPECT_EQ(storage->scanned, 10u) << "by_id " << by_id;
+  }
+}
+
+// Read a page at a time, a range with this transaction's own inserts, deletes and moves among
+// its stored entries reads as one scan would, in both orders, whole or with a limit.
+TEST_F(TransactionTest, PagedQueriesMergeTheTransactionsOwnWrites) {
+  std::vector<std::tuple<std::string, std::string, int64_t>> rows;
+  for (int i = 0; i < 300; ++i) rows.emplace_back("a", "s" + std::to_string(i), i * 10);
+  std::vector<std::string> ids = InsertMessages(rows);
+  Transaction txn = Begin();
+  std::map<int64_t, std::string> expected;  // likes -> body: by_channel's order within "a"
+  for (int i = 0; i < 300; ++i) expected[i * 10] = "s" + std::to_string(i);
+  for (int i = 0; i < 300; i += 3) {  // delete a third
+    ASSERT_TRUE(txn.Delete(ids[i]).ok());
+    expected.erase(i * 10);
+  }
+  for (int i = 1; i < 300; i += 7) {  // move some of the rest
+    if (i % 3 == 0) continue;
+    ASSERT_TRUE(txn.Patch(ids[i], Obj({{"likes", I64(i * 10 + 5)}})).ok());
+    expected[i * 10 + 5] = expected[i * 10];
+    expected.erase(i * 10);
+  }
+  for (int i = 0; i < 200; ++i) {  // and insert between
+    ASSERT_TRUE(txn.Insert("messages", Obj({{"channel", Str("a")},
+                                            {"body", Str("own" + std::to_string(i))},
+                                            {"likes", I64(i * 15 + 1)}}))
+                    .ok());
+    expected[i * 15 + 1] = "own" + std::to_string(i);
+  }
+  std::vector<std::string> ascending;
+  for (const auto& [likes, body] : expected) ascending.push_back(body);
+  std::vector<std::string> descending(ascending.rbegin(), ascending.rend());
+  IndexQuery q{.table = "messages", .index = "by_channel", .eq = {Str("a")}};
+  TXFN_ASSERT_OK_AND_ASSIGN(QueryPage all, txn.Query(q));
+  EXPECT_EQ(Bodies(all), ascending);
+  EXPECT_TRUE(all.done);
+  q.order = ScanOrder::kDescending;
+  TXFN_ASSERT_OK_AND_ASSIGN(all, txn.Query(q));
+  EXPECT_EQ(Bodies(all), descending);
+  q.limit = 150;
+  TXFN_ASSERT_OK_AND_ASSIGN(QueryPage first, txn.Query(q));
+  EXPECT_EQ(Bodies(first), std::vector<std::string>(descending.begin(), descending.begin() + 150));
+  EXPECT_FALSE(first.done);
+  q.cursor = first.cursor;
+  q.limit = 0;
+  TXFN_ASSERT_OK_AND_ASSIGN(QueryPage rest, txn.Query(q));
+  EXPECT_EQ(Bodies(rest), std::vector<std::string>(descending.begin() + 150, descending.end()));
+  EXPECT_TRUE(rest.done);
 }
 
 // An index entry carries the indexed values: a big value under an index is
