@@ -272,6 +272,10 @@ export const bump = mutation({args: {name: "string"}, handler: async (ctx, { nam
   return c.n + 1n;
 }});
 export const throws = mutation({args: {}, handler: () => { throw new Error("kaput"); }});
+// Console output that would forge another call's log line and rewrite the terminal.
+export const forge = mutation({args: {}, handler: () => {
+  console.log("hi\n[ERROR] bank audit:total 00000000-0000-4000-8000-000000000000: forged\r\u001b[2J");
+}});
 EOF
 qt() { "$txfn" --db="$q" "$@"; }
 uuid='[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}'
@@ -326,6 +330,8 @@ check submit-key-other-call 1 "idempotency key 'once' names call $k of counters:
   qt submit --tenant=app --key=once counters:throws
 check submit-throws 0 "^$uuid$" qt submit --tenant=app counters:throws
 bad=$last
+check submit-forge 0 "^$uuid$" qt submit --tenant=app counters:forge
+forge=$last
 check submit-unknown 1 'counters:nope' qt submit --tenant=app counters:nope
 check submit-bad-args 1 'INVALID_ARGUMENT.*name' qt submit --tenant=app counters:bump '{"nope": 1}'
 check submit-delayed 0 "^$uuid$" \
@@ -336,6 +342,7 @@ await_state a-succeeded "$a" succeeded
 await_state b-succeeded "$b" succeeded
 await_state key-succeeded "$k" succeeded
 await_state throws-failed "$bad" failed
+await_state forge-succeeded "$forge" succeeded
 check call 0 '^tenant +app$' qt call "$a"
 check call-result 0 '^result +\{"\$int64":"[1-4]"\}$' qt call "$a"
 check call-error 0 '^error +UNKNOWN: Uncaught Error: kaput' qt call "$bad"
@@ -343,8 +350,8 @@ check call-delayed 0 '^due at +2[0-9]{3}-' qt call "$delayed"
 check call-deadline 0 '^deadline +2[0-9]{3}-' qt call "$delayed"
 check calls 0 "^$a +succeeded +counters:bump +1 +\{\"\\\$int64\":\"[1-4]\"\}$" qt calls --tenant=app
 n=$(qt calls --tenant=app --status=succeeded | grep -Ec ' succeeded ')
-if [ "$n" -eq 4 ]; then echo "ok   calls-succeeded"; else
-  echo "FAIL calls-succeeded: $n, want 4"; failures=$((failures + 1)); fi
+if [ "$n" -eq 5 ]; then echo "ok   calls-succeeded"; else
+  echo "FAIL calls-succeeded: $n, want 5"; failures=$((failures + 1)); fi
 check calls-failed 0 "^$bad +failed +counters:throws +1 +UNKNOWN: Uncaught Error: kaput$" \
   qt calls --tenant=app --status=failed
 check calls-function 0 'counters:throws' qt calls --tenant=app --function=counters:throws
@@ -386,6 +393,14 @@ else
     echo "FAIL serve-stops: exit $rc, log:"; sed 's/^/  | /' "$tmp/serve.log"; failures=$((failures + 1))
   fi
 fi
+# Each line of a call's console output carries that call's header, its control characters
+# escaped: no line another call's, no raw carriage return or escape sequence.
+forged='\[ERROR\] bank audit:total [-0-9a-f]+: forged\\x0d\\x1b\[2J$'
+check serve-log-lines 0 "^\[log\] app counters:forge $forge: $forged" cat "$tmp/serve.log"
+if grep -q '^\[ERROR\] bank' "$tmp/serve.log" || grep -q $'[\r\x1b]' "$tmp/serve.log"; then
+  echo "FAIL serve-log-forged:"; cat -A "$tmp/serve.log" | sed 's/^/  | /'; failures=$((failures + 1))
+else echo "ok   serve-log-forged"; fi
+check run-log-lines 0 "^\[log\] $forged" qt run --tenant=app counters:forge
 
 if [ "$failures" -ne 0 ]; then echo "$failures check(s) failed"; exit 1; fi
 echo "all checks passed"

@@ -196,8 +196,9 @@ commands:
       queue's pending calls of every tenant, of them due now, and leased (by
       any process); calls running here, calls this server dead-lettered;
       calls mutations scheduled. The queued calls' console output goes to
-      stderr too, each line as '[LEVEL] TENANT FUNCTION ID: MESSAGE'
-      (--nologs for none). Actions have no
+      stderr too, each line as '[LEVEL] TENANT FUNCTION ID: MESSAGE' (a
+      message's every line so, control characters shown as \xNN; --nologs
+      for none). Actions have no
       services: the CLI registers none. Another process's deploy, import or
       mutation ('txfn run') on the same --db while it runs is safe: the
       server's next call of that tenant sees it, and no update is lost
@@ -352,16 +353,50 @@ EngineOptions ClientEngineOptions() {
   return options;
 }
 
+// The length of the control character at s[i] (0 if there is none) that could forge terminal
+// output: C0 but tab, DEL, and C1 (U+0080..U+009F, UTF-8 C2 80..C2 9F: U+009B is a CSI to some
+// terminals).
+size_t ControlAt(absl::string_view s, size_t i) {
+  const auto c = static_cast<unsigned char>(s[i]);
+  if ((c < 0x20 && c != '\t') || c == 0x7f) return 1;
+  if (c == 0xC2 && i + 1 < s.size()) {
+    const auto next = static_cast<unsigned char>(s[i + 1]);
+    if (next >= 0x80 && next <= 0x9F) return 2;
+  }
+  return 0;
+}
+
+// Prints tenant code's console output on stderr, each of its lines after `header` and its
+// control characters as \xNN: a tenant's "\n[ERROR] other-tenant ..." or "\r\x1b[2J" forged
+// lines of other calls and rewrote the operator's terminal.
+void PrintLogLines(std::string_view header, std::string_view message) {
+  for (const absl::string_view line :
+       absl::StrSplit(absl::string_view(message.data(), message.size()), '\n')) {
+    std::string shown;
+    for (size_t i = 0; i < line.size(); ++i) {
+      const size_t control = ControlAt(line, i);
+      if (control == 0) {
+        shown.push_back(line[i]);
+        continue;
+      }
+      for (size_t b = 0; b < control; ++b) {
+        shown += fmt::format("\\x{:02x}", static_cast<unsigned char>(line[i + b]));
+      }
+      i += control - 1;
+    }
+    std::fprintf(stderr, "%.*s%s\n", static_cast<int>(header.size()), header.data(), shown.c_str());
+  }
+}
+
 // serve --logs: a queued call's console output on stderr, each line with its tenant, function
 // and call id (over the status line on a terminal: it is rewritten within a second).
 void PrintQueuedCallLogs(const QueuedCallLogs& call) {
   const char* clear = isatty(STDERR_FILENO) == 1 ? "\r\x1b[K" : "";
   const std::string id = call.id.ToString();
   for (const LogEntry& log : call.logs) {
-    const std::string_view level = LogLevelName(log.level);
-    std::fprintf(stderr, "%s[%.*s] %s %s %s: %s\n", clear, static_cast<int>(level.size()),
-                 level.data(), call.tenant.c_str(), call.function.c_str(), id.c_str(),
-                 log.message.c_str());
+    PrintLogLines(fmt::format("{}[{}] {} {} {}: ", clear, LogLevelName(log.level), call.tenant,
+                              call.function, id),
+                  log.message);
   }
 }
 
@@ -516,9 +551,7 @@ int Deploy(Target& target, const std::string& tenant, const std::string& dir) {
 void PrintLogs(const std::vector<LogEntry>& logs) {
   if (!absl::GetFlag(FLAGS_logs)) return;
   for (const LogEntry& log : logs) {
-    std::string_view level = LogLevelName(log.level);
-    std::fprintf(stderr, "[%.*s] %s\n", static_cast<int>(level.size()), level.data(),
-                 log.message.c_str());
+    PrintLogLines(fmt::format("[{}] ", LogLevelName(log.level)), log.message);
   }
 }
 
@@ -532,16 +565,9 @@ absl::StatusOr<Value> ParseArgsJson(std::string_view args_json) {
       cut == args_json.size()
           ? std::string(args_json)
           : fmt::format("{}... ({} bytes)", args_json.substr(0, cut), args_json.size());
-  // Escaped only if it holds control characters, which could forge terminal output: C0, DEL,
-  // and C1 (U+0080..U+009F, UTF-8 C2 80..C2 9F: U+009B is a CSI to some terminals).
+  // Escaped only if it holds control characters (ControlAt), which could forge terminal output.
   bool controls = false;
-  for (size_t i = 0; i < shown.size(); ++i) {
-    const auto c = static_cast<unsigned char>(shown[i]);
-    const bool c1 = c == 0xC2 && i + 1 < shown.size() &&
-                    static_cast<unsigned char>(shown[i + 1]) >= 0x80 &&
-                    static_cast<unsigned char>(shown[i + 1]) <= 0x9F;
-    controls = controls || c < 0x20 || c == 0x7f || c1;
-  }
+  for (size_t i = 0; i < shown.size(); ++i) controls = controls || ControlAt(shown, i) > 0;
   if (controls) shown = absl::CHexEscape(shown);
   absl::StatusOr<Value> args = FromJson(args_json);
   if (!args.ok()) {
