@@ -116,10 +116,13 @@ bool Transaction::has_writes() const {
 }
 
 std::string Transaction::NewId(IndexId table) {
-  // 6 bytes of the begin time in milliseconds (big-endian), then 10 random
-  // bytes: new ids sort after older ones, so ordered structures keyed by id
-  // (storage B-trees, the conflict set) append instead of inserting at
-  // random places, and 80 random bits keep ids unguessable.
+  // 6 bytes of the begin time in milliseconds (big-endian), 2 of the id's number in this
+  // transaction, then 8 random bytes: new ids sort after older ones, so ordered structures
+  // keyed by id (storage B-trees, the conflict set) append instead of inserting at random
+  // places; a transaction's ids sort in the order it made them (with only random bytes after
+  // the time, the documents one mutation inserted came back from by_id in a random order, and
+  // `.first()` was a different one on each run); and 64 random bits keep ids unguessable.
+  // Past 65,536 ids in one transaction the number wraps: ids stay unique, not ordered.
   if (!id_gen_.has_value()) {
     if (options_.deterministic_ids) {
       const uint64_t seed = options_.id_seed.value_or(0);
@@ -134,9 +137,11 @@ std::string Transaction::NewId(IndexId table) {
   std::string bytes(16, '\0');
   const uint64_t ms = begin_ts() / 1'000'000;
   for (size_t b = 0; b < 6; ++b) bytes[b] = static_cast<char>(ms >> (8 * (5 - b)));
-  const uint64_t r1 = absl::Uniform<uint64_t>(*id_gen_), r2 = absl::Uniform<uint64_t>(*id_gen_);
-  for (size_t b = 0; b < 8; ++b) bytes[6 + b] = static_cast<char>(r1 >> (8 * b));
-  for (size_t b = 0; b < 2; ++b) bytes[14 + b] = static_cast<char>(r2 >> (8 * b));
+  const uint16_t number = ids_made_++;
+  bytes[6] = static_cast<char>(number >> 8);
+  bytes[7] = static_cast<char>(number);
+  const uint64_t random = absl::Uniform<uint64_t>(*id_gen_);
+  for (size_t b = 0; b < 8; ++b) bytes[8 + b] = static_cast<char>(random >> (8 * b));
   return MakeDocumentId(table, bytes);
 }
 

@@ -508,6 +508,30 @@ TEST_F(TransactionTest, LimitsAreResourceExhaustedNamingTheLimit) {
             absl::StatusCode::kInvalidArgument);
 }
 
+// A transaction's ids sort in the order it made them, so by_id returns its inserts in that
+// order (with random bytes after the time they came back shuffled, a different first each run),
+// and they still differ in 64 random bits.
+TEST_F(TransactionTest, IdsOfOneTransactionSortInTheOrderItMadeThem) {
+  Transaction txn = Begin();
+  std::vector<std::string> made;
+  for (int i = 0; i < 300; ++i) {
+    TXFN_ASSERT_OK_AND_ASSIGN(std::string id, txn.Insert("notes", Obj({{"i", I64(i)}})));
+    made.push_back(id);
+  }
+  EXPECT_TRUE(std::is_sorted(made.begin(), made.end()));
+  ASSERT_TRUE(committer_->Commit(txn.Prepare()).ok());
+  TXFN_ASSERT_OK_AND_ASSIGN(QueryPage page, Begin().Query({.table = "notes"}));
+  ASSERT_EQ(page.documents.size(), made.size());
+  for (size_t i = 0; i < made.size(); ++i) {
+    EXPECT_EQ(page.documents[i].Find("_id")->string(), made[i]) << i;
+  }
+  // Two transactions' first ids share time and number, not their random bytes.
+  Transaction a = Begin(), b = Begin();
+  TXFN_ASSERT_OK_AND_ASSIGN(std::string first_a, a.Insert("notes", Obj({})));
+  TXFN_ASSERT_OK_AND_ASSIGN(std::string first_b, b.Insert("notes", Obj({})));
+  EXPECT_NE(first_a.substr(13, 13), first_b.substr(13, 13));
+}
+
 // Storage that counts the entries its scans return.
 class ScanCountingStorage final : public StorageWrapper {
  public:

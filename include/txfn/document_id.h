@@ -3,11 +3,13 @@
 //
 // An id is 32 characters of lowercase base32 (Crockford's alphabet, which
 // keeps byte order) encoding 20 bytes: 16 bytes from the transaction (its
-// begin time in milliseconds, 6 bytes big-endian, then 10 random bytes), then
-// the table's by_id IndexId (4 bytes, big-endian). So an id names its table,
-// cannot be guessed (80 random bits), and ids of later transactions sort
-// after earlier ones: ordered structures keyed by id append rather than
-// insert at random places.
+// begin time in milliseconds, 6 bytes big-endian; the id's number in the
+// transaction, 2 bytes big-endian; then 8 random bytes), then the table's
+// by_id IndexId (4 bytes, big-endian). So an id names its table, cannot be
+// guessed (64 random bits), the ids one transaction makes sort in the order
+// it made them (its inserts come back from by_id in that order), and ids of
+// later transactions sort after earlier ones: ordered structures keyed by id
+// append rather than insert at random places.
 //
 //   std::string id = txfn::MakeDocumentId(table, bytes16);  // 32 characters
 //   absl::StatusOr<txfn::IndexId> by_id = txfn::DocumentIdTable(id);

@@ -255,6 +255,7 @@ class Transaction {
   size_t counted_reads_ = 0;  // reads_ that count against max_read_ranges
   TransactionStats stats_;
   std::optional<absl::BitGen> id_gen_;  // made on the first insert
+  uint16_t ids_made_ = 0;               // numbers this transaction's ids (NewId)
 };
 
 // The key of `doc` (whose id is `id`) in a secondary index on `fields`: the
