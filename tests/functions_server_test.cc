@@ -275,6 +275,38 @@ TEST_F(FunctionsServerTest, BadKeysAreRefusedAndNothingIsWritten) {
   EXPECT_EQ(Count("a"), 0);
 }
 
+// A client name from a tenant's key is that tenant's ("b/a"): tenant b cannot spend tenant a's
+// rate limit (client "a", a's default), nor learn a's submit rate from its refusals.
+TEST_F(FunctionsServerTest, ATenantKeysClientNamesAreItsOwn) {
+  server_->Shutdown(absl::ZeroDuration());
+  server_.reset();
+  EngineOptions engine_options;
+  engine_options.scheduler.workers = 1;
+  engine_options.queued.submitter.config.clients["a"] = {.calls_per_second = 0, .burst = 1};
+  auto engine = Engine::Open(std::make_shared<InMemoryStorage>(), std::move(engine_options));
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  engine_ = *std::move(engine);
+  ASSERT_NO_FATAL_FAILURE(StartServer(Options()));
+  for (const char* tenant : {"a", "b"}) {
+    bool created = false;
+    ASSERT_TRUE(admin_->Deploy(tenant, {{"notes.js", kNotes}}, kSchema, true, &created).ok());
+  }
+  auto b = Client("key-b");
+  for (int i = 0; i < 3; ++i) {
+    auto id = b->Submit("b", "notes:add", Text("x"), {.client = "a"});
+    EXPECT_TRUE(id.ok()) << i << ": " << id.status();
+  }
+  auto a = Client("key-a");
+  auto mine = a->Submit("a", "notes:add", Text("mine"));
+  EXPECT_TRUE(mine.ok()) << mine.status();
+  auto over = a->Submit("a", "notes:add", Text("again"));
+  EXPECT_EQ(over.status().code(), absl::StatusCode::kResourceExhausted) << over.status();
+  EXPECT_THAT(std::string(over.status().message()), HasSubstr("client 'a'"));
+  // The admin key's client names are the host's, as they are.
+  auto host = admin_->Submit("b", "notes:add", Text("x"), {.client = "a"});
+  EXPECT_EQ(host.status().code(), absl::StatusCode::kResourceExhausted) << host.status();
+}
+
 TEST_F(FunctionsServerTest, SubmittedCallsRunAndOnlyTheirTenantSeesThem) {
   auto client = Client("key-a");
   auto id = client->Submit("a", "notes:add", Text("queued"));

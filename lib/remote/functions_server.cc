@@ -234,6 +234,14 @@ class FunctionsServer::Impl final : public v1::Functions::Service {
     if (!args.ok()) return ToGrpcStatus(args.status());
     absl::StatusOr<CallOptions> options = remote_internal::CallOptionsFromProto(*request);
     if (!options.ok()) return ToGrpcStatus(options.status());
+    // A client name (whose rate limit applies) from a tenant's key is that tenant's own:
+    // "TENANT/NAME" (no tenant name holds a '/'). Taken as it was, tenant b's key naming client
+    // "a", tenant a's default, spent a's bucket, and learnt a's submit rate from the refusals.
+    // The admin key names clients as the host does.
+    if (absl::StatusOr<Principal> who = Identify(*context);
+        who.ok() && !who->admin && !options->client.empty()) {
+      options->client = StrCat(request->tenant(), "/", options->client);
+    }
     absl::StatusOr<CallId> id =
         engine_.Submit(request->tenant(), request->function(), *args, *options);
     if (!id.ok()) return ToGrpcStatus(id.status());
