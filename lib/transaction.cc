@@ -163,53 +163,62 @@ absl::StatusOr<Transaction::MergedScan> Transaction::ScanMerged(IndexId index,
                                                                 const KeyRange& range,
                                                                 ScanOrder order,
                                                                 size_t limit) const {
-  // This transaction's writes within the range, in scan order.
-  std::vector<std::pair<std::string_view, const std::optional<std::string>*>> own;
-  if (auto ov = overlay_.find(index); ov != overlay_.end() && !range.IsEmpty()) {
-    for (auto it = ov->second.lower_bound(range.start);
-         it != ov->second.end() && range.Contains(it->first); ++it) {
-      own.emplace_back(it->first, &it->second);
-    }
-    if (order == ScanOrder::kDescending) std::reverse(own.begin(), own.end());
-  }
-  // Each own write can hide or replace at most one stored entry, so this many
-  // stored entries always yield `limit` merged ones unless storage runs out.
-  size_t storage_limit = limit == 0 ? 0 : limit + own.size();
+  // Storage gives `limit` entries at most: the transaction's own writes are merged up to the last
+  // of them only (asking for `limit` more per own write in the range loaded every stored entry
+  // a mutation's own thousand inserts could shadow, and listed every such write again for each
+  // page of a query).
   TXFN_ASSIGN_OR_RETURN(std::vector<IndexEntry> stored,
-                        snapshot_->Scan(index, range, order, storage_limit));
-  bool storage_exhausted = storage_limit == 0 || stored.size() < storage_limit;
-
+                        snapshot_->Scan(index, range, order, limit));
+  const bool storage_exhausted = limit == 0 || stored.size() < limit;
   auto before = [order](std::string_view a, std::string_view b) {
     return order == ScanOrder::kAscending ? a < b : a > b;
   };
-  MergedScan out;
-  size_t s = 0, o = 0;
-  while (limit == 0 || out.entries.size() < limit) {
-    bool take_own;
-    if (o < own.size() && s < stored.size()) {
-      take_own = !before(stored[s].key, own[o].first);
-    } else if (o < own.size()) {
-      // Past the last stored entry: own writes are only known to be next if
-      // storage had nothing more to give.
-      if (!storage_exhausted) break;
-      take_own = true;
-    } else if (s < stored.size()) {
-      take_own = false;
-    } else {
-      break;
-    }
-    if (take_own) {
-      if (s < stored.size() && stored[s].key == own[o].first) ++s;  // replaced or deleted
-      if (own[o].second->has_value()) {
-        out.entries.push_back(
-            {.key = std::string(own[o].first), .value = **own[o].second, .ts = 0});
-      }
-      ++o;
-    } else {
-      out.entries.push_back(std::move(stored[s++]));
-    }
+  static const Overlay kNoWrites;
+  const Overlay* writes = &kNoWrites;
+  if (auto ov = overlay_.find(index); ov != overlay_.end()) writes = &ov->second;
+  Overlay::const_iterator first = writes->end(), end = writes->end();
+  if (!range.IsEmpty()) {
+    first = writes->lower_bound(range.start);
+    if (range.end.has_value()) end = writes->lower_bound(*range.end);
   }
-  out.exhausted = storage_exhausted && s == stored.size() && o == own.size();
+  // An own write is known to come next only up to the last stored entry read, unless storage
+  // had nothing more to give (a copy: the merge moves stored entries out).
+  const std::optional<std::string> own_bound =
+      storage_exhausted ? std::nullopt : std::optional<std::string>(stored.back().key);
+  MergedScan out;
+  // Merges [own, own_end): this transaction's writes in the range, in scan order.
+  auto merge = [&](auto own, const auto own_end) {
+    size_t s = 0;
+    bool last_is_own = false;
+    auto last_own = own;
+    while (limit == 0 || out.entries.size() < limit) {
+      const bool have_stored = s < stored.size();
+      const bool have_own = own != own_end && (!own_bound || !before(*own_bound, own->first));
+      if (!have_stored && !have_own) break;
+      if (have_own && (!have_stored || !before(stored[s].key, own->first))) {
+        if (have_stored && stored[s].key == own->first) ++s;  // replaced or deleted
+        if (own->second.has_value()) {
+          out.entries.push_back({.key = own->first, .value = *own->second, .ts = 0});
+        }
+        last_is_own = true;
+        last_own = own++;
+      } else {
+        last_is_own = false;
+        out.entries.push_back(std::move(stored[s++]));
+      }
+    }
+    if (last_is_own) {
+      out.last_key = last_own->first;
+    } else if (s > 0) {
+      out.last_key = out.entries.back().key;
+    }
+    out.exhausted = storage_exhausted && s == stored.size() && own == own_end;
+  };
+  if (order == ScanOrder::kAscending) {
+    merge(first, end);
+  } else {
+    merge(std::make_reverse_iterator(end), std::make_reverse_iterator(first));
+  }
   return out;
 }
 
@@ -294,12 +303,13 @@ absl::StatusOr<QueryPage> Transaction::Query(const IndexQuery& query) {
   QueryPage page;
   page.cursor = query.cursor;
   KeyRange rest = range;
-  bool exhausted = false, read_any = false;
+  bool exhausted = false, advanced = false;
   for (;;) {
     size_t want = kQueryScanPage;
     if (query.limit != 0) want = std::min(want, query.limit - page.documents.size());
     // One past what the documents-read limit allows: its read fails as it should.
-    want = std::min(want, options_.limits.max_documents_read - stats_.documents_read + 1);
+    const size_t documents_left = options_.limits.max_documents_read - stats_.documents_read;
+    if (documents_left < want) want = documents_left + 1;
     TXFN_ASSIGN_OR_RETURN(MergedScan scan, ScanMerged(index_id, rest, query.order, want));
     for (IndexEntry& entry : scan.entries) {
       std::string encoded;
@@ -319,21 +329,23 @@ absl::StatusOr<QueryPage> Transaction::Query(const IndexQuery& query) {
       TXFN_ASSIGN_OR_RETURN(Value doc, DecodeBinary(encoded));
       page.documents.push_back(std::move(doc));
     }
-    if (!scan.entries.empty()) {
-      page.cursor = std::move(scan.entries.back().key);
-      read_any = true;
+    // The cursor is the last key merged, returned or not (a stored entry this transaction
+    // deleted): the next page starts after it, and the read covers it.
+    const bool moved = !scan.last_key.empty();  // always, unless exhausted
+    if (moved) {
+      page.cursor = std::move(scan.last_key);
+      advanced = true;
     }
-    // A scan short of `want` is exhausted (ScanMerged fills it unless storage runs out).
-    if (scan.exhausted || scan.entries.empty()) {
-      exhausted = scan.exhausted;
+    if (scan.exhausted) {
+      exhausted = true;
       break;
     }
-    if (query.limit != 0 && page.documents.size() == query.limit) break;
+    if (!moved || (query.limit != 0 && page.documents.size() == query.limit)) break;
     rest = ApplyCursor(range, page.cursor, query.order);
   }
   // Record only what the scan covered.
   KeyRange covered = range;
-  if (!exhausted && read_any) {
+  if (!exhausted && advanced) {
     if (query.order == ScanOrder::kAscending) {
       covered = KeyRange::Closed(covered.start, page.cursor);
     } else {
@@ -429,7 +441,7 @@ absl::StatusOr<std::string> Transaction::Insert(std::string_view table, const Va
   }
   TXFN_RETURN_IF_ERROR(ValidateUserFields(table, doc));
   TXFN_RETURN_IF_ERROR(metadata_->schema().ValidateDocument(table, doc, options_.limits.document));
-  // 80 random bits make a taken id all but impossible; with deterministic ids
+  // 64 random bits make a taken id all but impossible; with deterministic ids
   // (a replay) a concurrent transaction may have taken it.
   constexpr int kMaxIdDraws = 8;
   std::string id;
@@ -700,15 +712,18 @@ absl::Status Transaction::DeploySchemaWrites(const Schema& schema) {
           overlay_[index->id][std::move(key)] = entry.key;
         }
       }
-      if (page.exhausted || page.entries.empty()) break;
-      rest = KeyRange::After(page.entries.back().key);
+      if (page.exhausted || page.last_key.empty()) break;
+      rest = KeyRange::After(page.last_key);
     }
   }
   // Dropped tables must be empty.
   for (const auto& [name, table] : current.tables()) {
     if (schema.FindTable(name) != nullptr) continue;
-    TXFN_ASSIGN_OR_RETURN(MergedScan any,
-                          ScanMerged(table.by_id, KeyRange::All(), ScanOrder::kAscending, 1));
+    MergedScan any;
+    for (KeyRange rest = KeyRange::All();; rest = KeyRange::After(any.last_key)) {
+      TXFN_ASSIGN_OR_RETURN(any, ScanMerged(table.by_id, rest, ScanOrder::kAscending, 1));
+      if (!any.entries.empty() || any.exhausted || any.last_key.empty()) break;
+    }
     TXFN_RETURN_IF_ERROR(RecordRead(table.by_id, KeyRange::All()));
     if (!any.entries.empty()) {
       return absl::FailedPreconditionError(internal::StrCat(

@@ -525,10 +525,12 @@ TEST_F(TransactionTest, IdsOfOneTransactionSortInTheOrderItMadeThem) {
   for (size_t i = 0; i < made.size(); ++i) {
     EXPECT_EQ(page.documents[i].Find("_id")->string(), made[i]) << i;
   }
-  // Two transactions' first ids share time and number, not their random bytes.
+  // Two transactions' first ids share time and number (the first 64 bits: 12.8 characters),
+  // not their random bytes.
   Transaction a = Begin(), b = Begin();
   TXFN_ASSERT_OK_AND_ASSIGN(std::string first_a, a.Insert("notes", Obj({})));
   TXFN_ASSERT_OK_AND_ASSIGN(std::string first_b, b.Insert("notes", Obj({})));
+  EXPECT_EQ(first_a.substr(0, 12), first_b.substr(0, 12));
   EXPECT_NE(first_a.substr(13, 13), first_b.substr(13, 13));
 }
 
@@ -584,50 +586,105 @@ TEST_F(TransactionTest, QueriesStopReadingStorageAtTheReadLimits) {
 }
 
 // Read a page at a time, a range with this transaction's own inserts, deletes and moves among
-// its stored entries reads as one scan would, in both orders, whole or with a limit.
+// its stored entries reads as one scan would, in both orders, whole or paginated at page sizes
+// around the scan's own (storage is cut mid-range, with own writes on both sides of the cut).
 TEST_F(TransactionTest, PagedQueriesMergeTheTransactionsOwnWrites) {
+  constexpr int kStored = 3000;
   std::vector<std::tuple<std::string, std::string, int64_t>> rows;
-  for (int i = 0; i < 300; ++i) rows.emplace_back("a", "s" + std::to_string(i), i * 10);
+  for (int i = 0; i < kStored; ++i) rows.emplace_back("a", "s" + std::to_string(i), i * 10);
   std::vector<std::string> ids = InsertMessages(rows);
-  Transaction txn = Begin();
+  // Every page is a read range, and the documents are read many times over.
+  Transaction txn = Begin({.limits = {.max_documents_read = SIZE_MAX,
+                                      .max_bytes_read = SIZE_MAX,
+                                      .max_read_ranges = SIZE_MAX}});
   std::map<int64_t, std::string> expected;  // likes -> body: by_channel's order within "a"
-  for (int i = 0; i < 300; ++i) expected[i * 10] = "s" + std::to_string(i);
-  for (int i = 0; i < 300; i += 3) {  // delete a third
-    ASSERT_TRUE(txn.Delete(ids[i]).ok());
-    expected.erase(i * 10);
+  for (int i = 0; i < kStored; ++i) expected[i * 10] = "s" + std::to_string(i);
+  for (int i = 0; i < kStored; ++i) {
+    if (i % 3 == 0 || (i >= 1000 && i < 1200)) {  // delete a third, and a run of 200
+      ASSERT_TRUE(txn.Delete(ids[i]).ok());
+      expected.erase(i * 10);
+    } else if (i % 7 == 1) {  // move some
+      ASSERT_TRUE(txn.Patch(ids[i], Obj({{"likes", I64(i * 10 + 5)}})).ok());
+      expected[i * 10 + 5] = expected[i * 10];
+      expected.erase(i * 10);
+    }
   }
-  for (int i = 1; i < 300; i += 7) {  // move some of the rest
-    if (i % 3 == 0) continue;
-    ASSERT_TRUE(txn.Patch(ids[i], Obj({{"likes", I64(i * 10 + 5)}})).ok());
-    expected[i * 10 + 5] = expected[i * 10];
-    expected.erase(i * 10);
-  }
-  for (int i = 0; i < 200; ++i) {  // and insert between
+  for (int i = 0; i < 1500; ++i) {  // and insert between (and 300 past the last)
     ASSERT_TRUE(txn.Insert("messages", Obj({{"channel", Str("a")},
                                             {"body", Str("own" + std::to_string(i))},
-                                            {"likes", I64(i * 15 + 1)}}))
+                                            {"likes", I64(i * 25 + 3)}}))
                     .ok());
-    expected[i * 15 + 1] = "own" + std::to_string(i);
+    expected[i * 25 + 3] = "own" + std::to_string(i);  // likes of 3 mod 5: none stored or moved
   }
   std::vector<std::string> ascending;
   for (const auto& [likes, body] : expected) ascending.push_back(body);
-  std::vector<std::string> descending(ascending.rbegin(), ascending.rend());
-  IndexQuery q{.table = "messages", .index = "by_channel", .eq = {Str("a")}};
-  TXFN_ASSERT_OK_AND_ASSIGN(QueryPage all, txn.Query(q));
-  EXPECT_EQ(Bodies(all), ascending);
-  EXPECT_TRUE(all.done);
-  q.order = ScanOrder::kDescending;
-  TXFN_ASSERT_OK_AND_ASSIGN(all, txn.Query(q));
-  EXPECT_EQ(Bodies(all), descending);
-  q.limit = 150;
-  TXFN_ASSERT_OK_AND_ASSIGN(QueryPage first, txn.Query(q));
-  EXPECT_EQ(Bodies(first), std::vector<std::string>(descending.begin(), descending.begin() + 150));
-  EXPECT_FALSE(first.done);
-  q.cursor = first.cursor;
-  q.limit = 0;
-  TXFN_ASSERT_OK_AND_ASSIGN(QueryPage rest, txn.Query(q));
-  EXPECT_EQ(Bodies(rest), std::vector<std::string>(descending.begin() + 150, descending.end()));
-  EXPECT_TRUE(rest.done);
+  for (ScanOrder order : {ScanOrder::kAscending, ScanOrder::kDescending}) {
+    std::vector<std::string> want = ascending;
+    if (order == ScanOrder::kDescending) std::reverse(want.begin(), want.end());
+    IndexQuery q{.table = "messages", .index = "by_channel", .eq = {Str("a")}, .order = order};
+    TXFN_ASSERT_OK_AND_ASSIGN(QueryPage all, txn.Query(q));
+    EXPECT_EQ(Bodies(all), want);
+    EXPECT_TRUE(all.done);
+    for (size_t size : {1, 7, 63, 64, 65, 150, 1000}) {
+      q.limit = size;
+      q.cursor.clear();
+      std::vector<std::string> seen;
+      for (int pages = 0;; ++pages) {
+        ASSERT_LT(pages, 10'000);
+        TXFN_ASSERT_OK_AND_ASSIGN(QueryPage page, txn.Query(q));
+        ASSERT_LE(page.documents.size(), size);
+        std::vector<std::string> bodies = Bodies(page);
+        seen.insert(seen.end(), bodies.begin(), bodies.end());
+        if (page.done) break;
+        ASSERT_EQ(page.documents.size(), size) << "a page short of its limit is the last";
+        q.cursor = page.cursor;
+      }
+      EXPECT_EQ(seen, want) << "pages of " << size;
+    }
+  }
+}
+
+// A mutation's own writes do not widen what one page reads from storage: with a thousand own
+// inserts in the range, a query asked storage for 64 + 1,000 entries a page (every stored
+// document they might shadow, whole, before the limits counted one).
+TEST_F(TransactionTest, OwnWritesDoNotWidenAPagesStorageRead) {
+  auto storage = std::make_shared<ScanCountingStorage>(std::make_shared<InMemoryStorage>());
+  std::unique_ptr<Committer> committer = OpenWithSchema(storage, {.clock = clock_.AsFunction()});
+  Transaction fill(committer->Latest());
+  const std::string body(16 << 10, 'x');
+  for (int i = 0; i < 1000; ++i) {
+    ASSERT_TRUE(fill.Insert("notes", Obj({{"body", Str(body)}})).ok());
+  }
+  ASSERT_TRUE(committer->Commit(fill.Prepare()).ok());
+  clock_.Advance(1'000'000);  // a later millisecond: the inserts' ids sort after the stored
+  Transaction txn(committer->Latest(), {.limits = {.max_bytes_read = 1 << 20}});
+  for (int i = 0; i < 1000; ++i) ASSERT_TRUE(txn.Insert("notes", Obj({})).ok());
+  storage->scanned = 0;
+  absl::Status over = txn.Query({.table = "notes"}).status();
+  EXPECT_EQ(over.code(), absl::StatusCode::kResourceExhausted) << over;
+  EXPECT_LE(storage->scanned, 2u * 64) << "1 MiB is 64 stored documents";
+  // Deleting half of them: every stored entry is read once, not once a page.
+  Transaction deletes(committer->Latest(), {.limits = {.max_bytes_read = 64 << 20}});
+  TXFN_ASSERT_OK_AND_ASSIGN(QueryPage all, deletes.Query({.table = "notes"}));
+  ASSERT_EQ(all.documents.size(), 1000u);
+  for (size_t i = 0; i < all.documents.size(); i += 2) {
+    ASSERT_TRUE(deletes.Delete(all.documents[i].Find("_id")->string()).ok());
+  }
+  storage->scanned = 0;
+  TXFN_ASSERT_OK_AND_ASSIGN(QueryPage left, deletes.Query({.table = "notes"}));
+  EXPECT_EQ(left.documents.size(), 500u);
+  EXPECT_LE(storage->scanned, 1000u);
+}
+
+// "No limit" limits (SIZE_MAX) leave a query's own limit to apply.
+TEST_F(TransactionTest, UnlimitedReadLimitsStillTakeTheQuerysLimit) {
+  std::vector<std::tuple<std::string, std::string, int64_t>> rows;
+  for (int i = 0; i < 100; ++i) rows.emplace_back("a", "m", i);
+  InsertMessages(rows);
+  Transaction txn = Begin({.limits = {.max_documents_read = SIZE_MAX, .max_bytes_read = SIZE_MAX}});
+  TXFN_ASSERT_OK_AND_ASSIGN(QueryPage page, txn.Query({.table = "messages", .limit = 10}));
+  EXPECT_EQ(page.documents.size(), 10u);
+  EXPECT_FALSE(page.done);
 }
 
 // An index entry carries the indexed values: a big value under an index is

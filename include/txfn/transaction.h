@@ -222,6 +222,9 @@ class Transaction {
   struct MergedScan {
     std::vector<IndexEntry> entries;
     bool exhausted = false;
+    // The last key merged (a stored entry or an own write, returned or deleted); empty if none.
+    // Nothing in the range before it is left: a next page starts after it.
+    std::string last_key;
   };
 
   absl::Status CheckWritable() const;
@@ -230,7 +233,9 @@ class Transaction {
   // Records the read of `id` in `table` and returns whether it is free.
   absl::StatusOr<bool> IdIsFree(const TableInfo& table, std::string_view id);
   absl::Status CountDocumentRead(size_t bytes);
-  // Storage entries at the snapshot with this transaction's writes applied.
+  // Storage entries at the snapshot with this transaction's writes applied: at most `limit`
+  // (0: all) read from storage, so fewer than `limit` may come back while not exhausted (own
+  // deletes); continue after last_key.
   absl::StatusOr<MergedScan> ScanMerged(IndexId index, const KeyRange& range, ScanOrder order,
                                         size_t limit) const;
   absl::StatusOr<std::optional<std::string>> GetMerged(IndexId index, std::string_view key) const;
