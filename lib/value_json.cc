@@ -48,6 +48,13 @@ void AppendJsonString(std::string_view s, std::string* out) {
       if (n == 0) {
         out->append("\xEF\xBF\xBD");  // U+FFFD for a byte that is not UTF-8
         n = 1;
+      } else if (n == 2 && c == 0xC2 && static_cast<unsigned char>(s[1]) <= 0x9F) {
+        // C1 controls (U+0080..U+009F) escaped, as C0 ones are: U+009B is a CSI to some
+        // terminals, and JSON printed by a tool should not drive the terminal it lands on.
+        const auto low = static_cast<unsigned char>(s[1]);
+        out->append("\\u00");
+        out->push_back(kHex[low >> 4]);
+        out->push_back(kHex[low & 0xF]);
       } else {
         out->append(s.data(), n);
       }
@@ -78,7 +85,7 @@ void AppendJsonString(std::string_view s, std::string* out) {
         out->append("\\t");
         break;
       default:
-        if (c < 0x20) {
+        if (c < 0x20 || c == 0x7F) {  // C0 controls and DEL
           out->append("\\u00");
           out->push_back(kHex[c >> 4]);
           out->push_back(kHex[c & 0xF]);

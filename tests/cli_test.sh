@@ -272,10 +272,11 @@ export const bump = mutation({args: {name: "string"}, handler: async (ctx, { nam
   return c.n + 1n;
 }});
 export const throws = mutation({args: {}, handler: () => { throw new Error("kaput"); }});
-// Console output that would forge another call's log line and rewrite the terminal.
-export const forge = mutation({args: {}, handler: () => {
-  console.log("hi\n[ERROR] bank audit:total 00000000-0000-4000-8000-000000000000: forged\r\u001b[2J");
-}});
+// Console output and errors that would forge another call's log line and rewrite the terminal.
+const forged = "[ERROR] bank audit:total 00000000-0000-4000-8000-000000000000: forged\r\u001b[2J";
+export const forge = mutation({args: {}, handler: () => { console.log("hi\n" + forged); }});
+export const forgeThrow = mutation({args: {}, handler: () => { throw new Error("no\n" + forged); }});
+export const c1 = query({args: {}, handler: () => "a\u009b2J\u007f" });
 EOF
 qt() { "$txfn" --db="$q" "$@"; }
 uuid='[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}'
@@ -332,6 +333,8 @@ check submit-throws 0 "^$uuid$" qt submit --tenant=app counters:throws
 bad=$last
 check submit-forge 0 "^$uuid$" qt submit --tenant=app counters:forge
 forge=$last
+check submit-forge-throw 0 "^$uuid$" qt submit --tenant=app counters:forgeThrow
+forge_throw=$last
 check submit-unknown 1 'counters:nope' qt submit --tenant=app counters:nope
 check submit-bad-args 1 'INVALID_ARGUMENT.*name' qt submit --tenant=app counters:bump '{"nope": 1}'
 check submit-delayed 0 "^$uuid$" \
@@ -343,6 +346,7 @@ await_state b-succeeded "$b" succeeded
 await_state key-succeeded "$k" succeeded
 await_state throws-failed "$bad" failed
 await_state forge-succeeded "$forge" succeeded
+await_state forge-throw-failed "$forge_throw" failed
 check call 0 '^tenant +app$' qt call "$a"
 check call-result 0 '^result +\{"\$int64":"[1-4]"\}$' qt call "$a"
 check call-error 0 '^error +UNKNOWN: Uncaught Error: kaput' qt call "$bad"
@@ -401,6 +405,19 @@ if grep -q '^\[ERROR\] bank' "$tmp/serve.log" || grep -q $'[\r\x1b]' "$tmp/serve
   echo "FAIL serve-log-forged:"; cat -A "$tmp/serve.log" | sed 's/^/  | /'; failures=$((failures + 1))
 else echo "ok   serve-log-forged"; fi
 check run-log-lines 0 "^\[log\] $forged" qt run --tenant=app counters:forge
+# Errors too (continuation lines indented), and JSON escapes DEL and C1 controls.
+unforged() {  # NAME: $last has no line of its own starting "[ERROR] bank", no raw CR or ESC
+  if grep -q '^\[ERROR\] bank' <<<"$last" || grep -q $'[\r\x1b]' <<<"$last"; then
+    echo "FAIL $1:"; cat -A <<<"$last" | sed 's/^/  | /'; failures=$((failures + 1))
+  else echo "ok   $1"; fi
+}
+check run-error-lines 1 "^  $forged" qt run --tenant=app counters:forgeThrow
+unforged run-error-unforged
+check call-error-lines 0 "^ {10}$forged" qt call "$forge_throw"
+unforged call-error-unforged
+check calls-error-line 0 "$forge_throw +failed +counters:forgeThrow" qt calls --tenant=app --status=failed
+unforged calls-error-unforged
+check json-c1 0 '^"a\\u009b2J\\u007f"$' qt run --tenant=app counters:c1
 
 if [ "$failures" -ne 0 ]; then echo "$failures check(s) failed"; exit 1; fi
 echo "all checks passed"

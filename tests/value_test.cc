@@ -642,8 +642,13 @@ TEST(ValueJsonTest, WritesTheDocumentedForms) {
 
 TEST(ValueJsonTest, EscapesStrings) {
   EXPECT_EQ(ToJson(S(std::string("a\0b", 3))), R"("a\u0000b")");
-  EXPECT_EQ(ToJson(S("q\"b\\n\n\t\x1f\x7f")), "\"q\\\"b\\\\n\\n\\t\\u001f\x7f\"");
+  EXPECT_EQ(ToJson(S("q\"b\\n\n\t\x1f\x7f")), "\"q\\\"b\\\\n\\n\\t\\u001f\\u007f\"");
   EXPECT_EQ(ToJson(S("\xc3\xa9\xf0\x9f\x98\x80")), "\"\xc3\xa9\xf0\x9f\x98\x80\"");
+  // C1 controls too (U+009B is a CSI to some terminals), and they read back.
+  EXPECT_EQ(ToJson(S("a\xc2\x9b"
+                     "2J\xc2\x80\xc2\x9f\xc2\xa0")),
+            "\"a\\u009b2J\\u0080\\u009f\xc2\xa0\"");
+  EXPECT_EQ(FromJson(ToJson(S("a\xc2\x9b\x7f"))).value(), S("a\xc2\x9b\x7f"));
   // Bytes that are not UTF-8 become U+FFFD.
   EXPECT_EQ(ToJson(S("a\xff")), "\"a\xef\xbf\xbd\"");
   EXPECT_EQ(ToJson(S("\xed\xa0\x80")), "\"\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\"");

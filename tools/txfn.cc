@@ -302,12 +302,6 @@ int Usage(std::string_view problem) {
   return kUsageError;
 }
 
-int Fail(const absl::Status& status) {
-  std::string text = status.ToString(absl::StatusToStringMode::kWithNoExtraData);
-  std::fprintf(stderr, "error: %s\n", text.c_str());
-  return kFailed;
-}
-
 std::string RequireTenant() { return absl::GetFlag(FLAGS_tenant); }
 
 // A --db that does not exist is a mistake unless --create says otherwise
@@ -366,26 +360,50 @@ size_t ControlAt(absl::string_view s, size_t i) {
   return 0;
 }
 
-// Prints tenant code's console output on stderr, each of its lines after `header` and its
-// control characters as \xNN: a tenant's "\n[ERROR] other-tenant ..." or "\r\x1b[2J" forged
-// lines of other calls and rewrote the operator's terminal.
-void PrintLogLines(std::string_view header, std::string_view message) {
-  for (const absl::string_view line :
-       absl::StrSplit(absl::string_view(message.data(), message.size()), '\n')) {
-    std::string shown;
-    for (size_t i = 0; i < line.size(); ++i) {
-      const size_t control = ControlAt(line, i);
-      if (control == 0) {
-        shown.push_back(line[i]);
-        continue;
-      }
-      for (size_t b = 0; b < control; ++b) {
-        shown += fmt::format("\\x{:02x}", static_cast<unsigned char>(line[i + b]));
-      }
-      i += control - 1;
+// `text` with its control characters (ControlAt) as \xNN.
+std::string EscapeControls(absl::string_view text) {
+  std::string shown;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const size_t control = ControlAt(text, i);
+    if (control == 0) {
+      shown.push_back(text[i]);
+      continue;
     }
-    std::fprintf(stderr, "%.*s%s\n", static_cast<int>(header.size()), header.data(), shown.c_str());
+    for (size_t b = 0; b < control; ++b) {
+      shown += fmt::format("\\x{:02x}", static_cast<unsigned char>(text[i + b]));
+    }
+    i += control - 1;
   }
+  return shown;
+}
+
+// Text from tenant code (console output, error messages) for a terminal: each of its lines
+// escaped (EscapeControls), the first after `first`, the others after `rest`, joined by
+// newlines. A tenant's "\n[ERROR] other-tenant ...: forged\r\x1b[2J" printed a line that read
+// as another call's and cleared the operator's terminal.
+std::string TerminalLines(std::string_view first, std::string_view rest, std::string_view text) {
+  std::string out;
+  bool first_line = true;
+  for (const absl::string_view line :
+       absl::StrSplit(absl::string_view(text.data(), text.size()), '\n')) {
+    if (!first_line) out.push_back('\n');
+    out.append(first_line ? first : rest);
+    out += EscapeControls(line);
+    first_line = false;
+  }
+  return out;
+}
+
+// Prints tenant code's console output on stderr, each of its lines after `header`.
+void PrintLogLines(std::string_view header, std::string_view message) {
+  std::fprintf(stderr, "%s\n", TerminalLines(header, header, message).c_str());
+}
+
+// Prints the error (its message may be tenant code's: TerminalLines) and returns kFailed.
+int Fail(const absl::Status& status) {
+  std::string text = status.ToString(absl::StatusToStringMode::kWithNoExtraData);
+  std::fprintf(stderr, "%s\n", TerminalLines("error: ", "  ", text).c_str());
+  return kFailed;
 }
 
 // serve --logs: a queued call's console output on stderr, each line with its tenant, function
@@ -980,7 +998,7 @@ int Submit(Target& engine, const std::string& tenant, const std::string& functio
 std::string FirstLine(const absl::Status& status) {
   std::string text = status.ToString(absl::StatusToStringMode::kWithNoExtraData);
   if (size_t nl = text.find('\n'); nl != std::string::npos) text.resize(nl);
-  return text;
+  return EscapeControls(text);
 }
 
 // What a call returned, or why it did not.
@@ -990,8 +1008,10 @@ std::string Outcome(const CallInfo& info, bool whole_error) {
       return ToJson(info.result);
     case CallState::kFailed:
     case CallState::kDeadLettered:
-      return whole_error ? info.error.ToString(absl::StatusToStringMode::kWithNoExtraData)
-                         : FirstLine(info.error);
+      return whole_error
+                 ? TerminalLines("", std::string(10, ' '),
+                                 info.error.ToString(absl::StatusToStringMode::kWithNoExtraData))
+                 : FirstLine(info.error);
     case CallState::kPending:
     case CallState::kRunning:
     case CallState::kCancelled:
