@@ -275,14 +275,16 @@ TEST_F(FunctionsServerTest, BadKeysAreRefusedAndNothingIsWritten) {
   EXPECT_EQ(Count("a"), 0);
 }
 
-// A client name from a tenant's key is that tenant's ("b/a"): tenant b cannot spend tenant a's
-// rate limit (client "a", a's default), nor learn a's submit rate from its refusals.
-TEST_F(FunctionsServerTest, ATenantKeysClientNamesAreItsOwn) {
+// A tenant's key submits as its tenant's client: tenant b cannot spend tenant a's rate limit
+// (client "a", a's default) nor learn a's submit rate from its refusals, nor escape its own by
+// naming new clients. Client names are the admin key's.
+TEST_F(FunctionsServerTest, ATenantKeySubmitsAsItsTenantsClient) {
   server_->Shutdown(absl::ZeroDuration());
   server_.reset();
   EngineOptions engine_options;
   engine_options.scheduler.workers = 1;
   engine_options.queued.submitter.config.clients["a"] = {.calls_per_second = 0, .burst = 1};
+  engine_options.queued.submitter.config.clients["b"] = {.calls_per_second = 0, .burst = 2};
   auto engine = Engine::Open(std::make_shared<InMemoryStorage>(), std::move(engine_options));
   ASSERT_TRUE(engine.ok()) << engine.status();
   engine_ = *std::move(engine);
@@ -292,17 +294,25 @@ TEST_F(FunctionsServerTest, ATenantKeysClientNamesAreItsOwn) {
     ASSERT_TRUE(admin_->Deploy(tenant, {{"notes.js", kNotes}}, kSchema, true, &created).ok());
   }
   auto b = Client("key-b");
-  for (int i = 0; i < 3; ++i) {
-    auto id = b->Submit("b", "notes:add", Text("x"), {.client = "a"});
-    EXPECT_TRUE(id.ok()) << i << ": " << id.status();
+  for (const char* client : {"a", "x1", "b/x"}) {
+    auto id = b->Submit("b", "notes:add", Text("x"), {.client = client});
+    EXPECT_EQ(id.status().code(), absl::StatusCode::kPermissionDenied) << client;
+    EXPECT_THAT(std::string(id.status().message()), HasSubstr("submits as its tenant's client"));
   }
+  auto own = b->Submit("b", "notes:add", Text("x"), {.client = "b"});  // its own name: fine
+  EXPECT_TRUE(own.ok()) << own.status();
+  EXPECT_TRUE(b->Submit("b", "notes:add", Text("x")).ok());
+  EXPECT_EQ(b->Submit("b", "notes:add", Text("x")).status().code(),
+            absl::StatusCode::kResourceExhausted)
+      << "b's limit holds: its burst of 2 is spent";
   auto a = Client("key-a");
   auto mine = a->Submit("a", "notes:add", Text("mine"));
-  EXPECT_TRUE(mine.ok()) << mine.status();
+  EXPECT_TRUE(mine.ok()) << mine.status() << ": a's bucket was untouched";
   auto over = a->Submit("a", "notes:add", Text("again"));
   EXPECT_EQ(over.status().code(), absl::StatusCode::kResourceExhausted) << over.status();
   EXPECT_THAT(std::string(over.status().message()), HasSubstr("client 'a'"));
-  // The admin key's client names are the host's, as they are.
+  // The admin key names any client.
+  EXPECT_TRUE(admin_->Submit("b", "notes:add", Text("x"), {.client = "x1"}).ok());
   auto host = admin_->Submit("b", "notes:add", Text("x"), {.client = "a"});
   EXPECT_EQ(host.status().code(), absl::StatusCode::kResourceExhausted) << host.status();
 }

@@ -11,10 +11,10 @@
 // Access control: the key travels in the metadata header `x-txfn-api-key` (TLS is the
 // host's business: put the server behind a proxy or bind loopback). Missing or unknown:
 // UNAUTHENTICATED; another tenant's key, or a tenant key for Deploy: PERMISSION_DENIED.
-// Either way the engine is not called. Keys are compared in constant time. A Submit's client
-// name (whose rate limit applies, SubmitterConfig::clients) from a tenant key is scoped to the
-// tenant: client "mobile" from a key of "shop" is "shop/mobile" (tenant names hold no '/'), so
-// no tenant spends another's limit or learns its rate; the admin key's names are taken as given.
+// Either way the engine is not called. Keys are compared in constant time. A tenant key
+// submits as its tenant's client (whose rate limit applies, SubmitterConfig::clients): another
+// client name from it is PERMISSION_DENIED (no tenant spends another's limit, learns its rate,
+// or escapes its own); client names are the admin key's.
 //
 // Limits: a call holds one of gRPC's threads from its request until its answer is sent,
 // also while a client that reads slowly (or never) takes it, so the threads bound both the

@@ -227,20 +227,24 @@ class FunctionsServer::Impl final : public v1::Functions::Service {
   grpc::Status Submit(grpc::ServerContext* context, const v1::SubmitRequest* request,
                       v1::SubmitReply* reply) override {
     Timed timed(methods_[kSubmit]);
-    if (grpc::Status s = Authorize(*context, "Submit", request->tenant(), false); !s.ok()) {
+    Principal who;
+    if (grpc::Status s = Authorize(*context, "Submit", request->tenant(), false, &who); !s.ok()) {
       return s;
     }
     absl::StatusOr<Value> args = ArgsOf(request->args());
     if (!args.ok()) return ToGrpcStatus(args.status());
     absl::StatusOr<CallOptions> options = remote_internal::CallOptionsFromProto(*request);
     if (!options.ok()) return ToGrpcStatus(options.status());
-    // A client name (whose rate limit applies) from a tenant's key is that tenant's own:
-    // "TENANT/NAME" (no tenant name holds a '/'). Taken as it was, tenant b's key naming client
-    // "a", tenant a's default, spent a's bucket, and learnt a's submit rate from the refusals.
-    // The admin key names clients as the host does.
-    if (absl::StatusOr<Principal> who = Identify(*context);
-        who.ok() && !who->admin && !options->client.empty()) {
-      options->client = StrCat(request->tenant(), "/", options->client);
+    // A tenant's key submits as its tenant's client (whose rate limit applies): naming client
+    // "a", tenant a's default, tenant b's key spent a's bucket and learnt a's submit rate from
+    // the refusals, and naming new clients it would escape a limit the host set for "b".
+    // Client names are the admin key's (the host's).
+    if (!who.admin && !options->client.empty() && options->client != request->tenant()) {
+      permission_denied_.fetch_add(1, std::memory_order_relaxed);
+      return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                          StrCat("a tenant's key submits as its tenant's client ('",
+                                 remote_internal::Printable(request->tenant()),
+                                 "'); other client names are for the admin key"));
     }
     absl::StatusOr<CallId> id =
         engine_.Submit(request->tenant(), request->function(), *args, *options);
@@ -352,11 +356,12 @@ class FunctionsServer::Impl final : public v1::Functions::Service {
   }
 
   // OK if the caller's key may act on `tenant` (and deploy, when `deploy`) and the tenant has
-  // room for another call (Admit).
+  // room for another call (Admit); who the key is in `*principal`, if given.
   grpc::Status Authorize(const grpc::ServerContext& context, std::string_view method,
-                         std::string_view tenant, bool deploy) {
+                         std::string_view tenant, bool deploy, Principal* principal = nullptr) {
     absl::StatusOr<Principal> who = Authenticate(context, method, tenant);
     if (!who.ok()) return ToGrpcStatus(who.status());
+    if (principal != nullptr) *principal = *who;
     if (who->admin) return grpc::Status::OK;  // not counted: see FunctionsServerOptions
     std::string denied;
     if (deploy) {
