@@ -54,9 +54,14 @@ Value Text(const std::string& text) { return Value::FromObject({{"text", Value::
 
 class FunctionsServerTest : public ::testing::Test {
  protected:
-  void SetUp() override {
+  void SetUp() override { ASSERT_NO_FATAL_FAILURE(Reopen(QueuedCallOptions())); }
+  // A new engine (with `queued`) and server, tenants "a" and "b" deployed.
+  void Reopen(QueuedCallOptions queued) {
+    if (server_ != nullptr) server_->Shutdown(absl::ZeroDuration());
+    server_.reset();
     EngineOptions engine_options;
     engine_options.scheduler.workers = 1;
+    engine_options.queued = std::move(queued);
     engine_options.queued.poll_interval = absl::Milliseconds(5);
     auto engine = Engine::Open(std::make_shared<InMemoryStorage>(), std::move(engine_options));
     ASSERT_TRUE(engine.ok()) << engine.status();
@@ -279,20 +284,10 @@ TEST_F(FunctionsServerTest, BadKeysAreRefusedAndNothingIsWritten) {
 // (client "a", a's default) nor learn a's submit rate from its refusals, nor escape its own by
 // naming new clients. Client names are the admin key's.
 TEST_F(FunctionsServerTest, ATenantKeySubmitsAsItsTenantsClient) {
-  server_->Shutdown(absl::ZeroDuration());
-  server_.reset();
-  EngineOptions engine_options;
-  engine_options.scheduler.workers = 1;
-  engine_options.queued.submitter.config.clients["a"] = {.calls_per_second = 0, .burst = 1};
-  engine_options.queued.submitter.config.clients["b"] = {.calls_per_second = 0, .burst = 2};
-  auto engine = Engine::Open(std::make_shared<InMemoryStorage>(), std::move(engine_options));
-  ASSERT_TRUE(engine.ok()) << engine.status();
-  engine_ = *std::move(engine);
-  ASSERT_NO_FATAL_FAILURE(StartServer(Options()));
-  for (const char* tenant : {"a", "b"}) {
-    bool created = false;
-    ASSERT_TRUE(admin_->Deploy(tenant, {{"notes.js", kNotes}}, kSchema, true, &created).ok());
-  }
+  QueuedCallOptions limited;
+  limited.submitter.config.clients["a"] = {.calls_per_second = 0, .burst = 1};
+  limited.submitter.config.clients["b"] = {.calls_per_second = 0, .burst = 2};
+  ASSERT_NO_FATAL_FAILURE(Reopen(std::move(limited)));
   auto b = Client("key-b");
   for (const char* client : {"a", "x1", "b/x"}) {
     auto id = b->Submit("b", "notes:add", Text("x"), {.client = client});
