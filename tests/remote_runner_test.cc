@@ -838,6 +838,98 @@ TEST_F(RemoteRunnerTest, ACachedTenantsRunDoesNotWaitForAnotherTenantsLoad) {
   EXPECT_EQ(server->stats().metadata_loads, 2u) << "one load per tenant";
 }
 
+// Storage whose reads fail (a runner's lost connection or damaged disk) while `failing` is set.
+class FailingReads final : public StorageWrapper {
+ public:
+  explicit FailingReads(std::shared_ptr<Storage> target) : StorageWrapper(std::move(target)) {}
+  absl::StatusOr<std::optional<IndexEntry>> Get(std::string_view tenant, IndexId index,
+                                                std::string_view key, Timestamp ts) override {
+    if (failing.load()) return absl::InternalError("FailingReads: the disk is gone");
+    return StorageWrapper::Get(tenant, index, key, ts);
+  }
+  absl::StatusOr<std::vector<IndexEntry>> Scan(std::string_view tenant, IndexId index,
+                                               const KeyRange& range, Timestamp ts, ScanOrder order,
+                                               size_t limit) override {
+    if (failing.load()) return absl::InternalError("FailingReads: the disk is gone");
+    return StorageWrapper::Scan(tenant, index, range, ts, order, limit);
+  }
+  std::atomic<bool> failing{false};
+};
+
+// A runner whose storage fails answers INTERNAL (refusing the run, or as the run's result):
+// the run goes to a runner it has not failed on, and the sick runner stays in the ranking.
+// Before, every run of its tenants failed there, attempt after attempt, while the other
+// runner was idle.
+TEST_F(RemoteRunnerTest, ARunThatARunnersOwnFaultFailedRunsOnTheNextRunner) {
+  auto sick_storage = std::make_shared<FailingReads>(storage_);
+  auto other_storage = std::make_shared<FailingReads>(storage_);
+  servers_.push_back(StartServer("127.0.0.1:0", sick_storage));
+  servers_.push_back(StartServer("127.0.0.1:0", other_storage));
+  for (const auto& server : servers_) {
+    ASSERT_NE(server, nullptr);
+    addresses_.push_back("127.0.0.1:" + std::to_string(server->port()));
+  }
+  // Two tenants that rank the sick runner first.
+  std::vector<std::string> tenants;
+  for (const auto& [tenant, first] : FirstChoices(Tenants(16))) {
+    if (first == addresses_[0] && tenants.size() < 2) tenants.push_back(tenant);
+  }
+  ASSERT_EQ(tenants.size(), 2u) << "16 tenants did not give two that rank it first";
+  auto snapshots = BankSnapshots(tenants);
+  ASSERT_EQ(snapshots.size(), 2u);
+  RemoteRunnerOptions options;
+  AddTheRunners(options);
+  auto remote = RemoteRunner::Create(std::move(options));
+  ASSERT_TRUE(remote.ok()) << remote.status();
+  auto total = [&](const std::string& tenant) {
+    return (*remote)->Run(
+        snapshots[tenant],
+        RunRequest{.function = "bank:total", .deadline = absl::Now() + absl::Seconds(60)});
+  };
+  RunResult healthy = total(tenants[0]);
+  ASSERT_TRUE(healthy.status.ok()) << healthy.status;
+  ASSERT_EQ((*remote)->stats().runners[0].runs, 1u) << "the tenant's first runner ran it";
+
+  // The first tenant's metadata is cached on the sick runner: the function's reads fail there,
+  // as the run's result.
+  sick_storage->failing.store(true);
+  RunResult failed_in_the_run = total(tenants[0]);
+  EXPECT_TRUE(failed_in_the_run.status.ok()) << failed_in_the_run.status;
+  EXPECT_EQ(failed_in_the_run.value, healthy.value);
+  RemoteRunnerStats stats = (*remote)->stats();
+  EXPECT_EQ(stats.runners[0].failures, 1u);
+  EXPECT_EQ(stats.runners[1].runs, 1u);
+  EXPECT_EQ(stats.retries, 1u);
+
+  // The second tenant's is not: the sick runner cannot load it, and refuses the run.
+  RunResult refused = total(tenants[1]);
+  EXPECT_TRUE(refused.status.ok()) << refused.status;
+  EXPECT_EQ(refused.value, healthy.value);
+  stats = (*remote)->stats();
+  EXPECT_EQ(stats.runners[0].failures, 2u);
+  EXPECT_EQ(stats.runners[1].runs, 2u);
+  EXPECT_EQ(stats.retries, 2u);
+  EXPECT_TRUE(stats.runners[0].healthy) << "a runner that answers pings stays in the ranking";
+
+  // Both sick (a fault every runner meets): each runner tries it once, though max_attempts
+  // would allow a third, and the run ends with the runner's error, not "no runner answered".
+  other_storage->failing.store(true);
+  RunResult everywhere = total(tenants[0]);
+  EXPECT_EQ(everywhere.status.code(), absl::StatusCode::kInternal) << everywhere.status;
+  EXPECT_THAT(std::string(everywhere.status.message()), HasSubstr("the disk is gone"));
+  stats = (*remote)->stats();
+  EXPECT_EQ(stats.runners[0].failures, 3u);
+  EXPECT_EQ(stats.runners[1].failures, 1u);
+  EXPECT_EQ(stats.retries, 3u);
+
+  // Healed, the tenant's runs go back to its first runner.
+  sick_storage->failing.store(false);
+  other_storage->failing.store(false);
+  const uint64_t runs_before = (*remote)->stats().runners[0].runs;
+  EXPECT_TRUE(total(tenants[1]).status.ok());
+  EXPECT_EQ((*remote)->stats().runners[0].runs, runs_before + 1);
+}
+
 TEST(RemoteRunnerOptionsTest, BadOptionsAreInvalidArgument) {
   EXPECT_EQ(RemoteRunner::Create({}).status().code(), absl::StatusCode::kInvalidArgument);
   RemoteRunnerOptions twice;

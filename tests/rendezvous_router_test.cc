@@ -354,6 +354,35 @@ TEST(RendezvousRouterTest, FullNodesOverflowInRankOrderThenExhaust) {
   EXPECT_EQ(back->node_id(), rank[0]);
 }
 
+TEST(RendezvousRouterTest, AcquireExceptTakesTheBestNodeNotSkippedInRankOrder) {
+  Router router;
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(router.AddNode(NodeId(i), i, 1.0, 1).ok());
+  const std::vector<std::string> rank = router.RankIds("tenant-3", 4);
+  // Nothing skipped: Acquire's choice.
+  absl::StatusOr<Router::Lease> first = router.AcquireExcept("tenant-3", {});
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(first->node_id(), rank[0]);
+  first->Release();
+  // Skipping the first and third choices: the second, then (it is full) the fourth.
+  const std::vector<std::string> skip = {rank[0], rank[2]};
+  absl::StatusOr<Router::Lease> second = router.AcquireExcept("tenant-3", skip);
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(second->node_id(), rank[1]);
+  absl::StatusOr<Router::Lease> fourth = router.AcquireExcept("tenant-3", skip);
+  ASSERT_TRUE(fourth.ok()) << fourth.status();
+  EXPECT_EQ(fourth->node_id(), rank[3]);
+  // Every node left is full, though the skipped ones have room.
+  absl::StatusOr<Router::Lease> full = router.AcquireExcept("tenant-3", skip);
+  EXPECT_EQ(full.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(full.status().message(), ::testing::HasSubstr("in-flight limit"));
+  // Every node skipped: none left, whatever their room.
+  absl::StatusOr<Router::Lease> none = router.AcquireExcept("tenant-3", rank);
+  EXPECT_EQ(none.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(none.status().message(), ::testing::HasSubstr("no node left"));
+  EXPECT_EQ(router.AcquireExcept("tenant-3", {"no-such-node"})->node_id(), rank[0]);
+  EXPECT_EQ(Router().AcquireExcept("t", {}).status().code(), absl::StatusCode::kResourceExhausted);
+}
+
 TEST(RendezvousRouterTest, DefaultAndPerNodeLimits) {
   Router router;
   ASSERT_TRUE(router.AddNode("big", 0).ok());

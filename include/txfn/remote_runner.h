@@ -9,7 +9,12 @@
 // (the engine commits their writes), so a run that fails with UNAVAILABLE or its per-attempt
 // timeout is retried on the next runner, up to `max_attempts` runners in all; the runner
 // that failed is taken out of the ranking until it answers again, and then gets back
-// exactly the tenants it ranks first for. Every runner is pinged every `health_interval`:
+// exactly the tenants it ranks first for. A run a runner fails by a fault of its own (its
+// storage unreachable or damaged, a bug: gRPC INTERNAL, UNKNOWN or DATA_LOSS, or a result
+// Internal, DataLoss or Unavailable) is retried on the best runner it has not failed on,
+// within the same `max_attempts`; that runner stays in the ranking (it answers pings, and
+// the fault may be one tenant's), and its other runs go on. If no other runner is left, the
+// run ends with the runner's answer. Every runner is pinged every `health_interval`:
 // one that does not answer within `ping_timeout` (stopped or hung: its TCP connection may
 // well stay open) is taken out of the ranking at once, and its runs in flight are cancelled
 // and retried on the next runners, so they need not wait for their attempt's timeout or
@@ -81,7 +86,7 @@ struct RemoteRunnerStats {
     std::string address;
     bool healthy = true;
     uint64_t runs = 0;          // answered (whatever the function did)
-    uint64_t failures = 0;      // attempts that failed over to another runner
+    uint64_t failures = 0;      // attempts it failed (gone, stuck, full, a fault of its own)
     uint64_t pings_missed = 0;  // pings unanswered within ping_timeout, or failed
     int in_flight = 0;
   };

@@ -275,6 +275,33 @@ class RendezvousRouter {
         absl::StrCat("all ", n, " router nodes are at their in-flight limit"));
   }
 
+  // Like Acquire(key), but never on a node whose id `skip` holds: a request
+  // that one node failed tries the next ones it has not tried. Errors:
+  // ResourceExhausted when every node not skipped is at its limit, or none is
+  // left. Cost: n mixes and an O(n log n) sort of the ranking.
+  [[nodiscard]] absl::StatusOr<Lease> AcquireExcept(std::string_view key,
+                                                    const std::vector<std::string>& skip) {
+    std::shared_ptr<const Table> table = Snapshot();
+    const size_t n = table->size();
+    std::vector<Scored> order = table->ScoreAll(RendezvousHash::Of(key));
+    std::sort(order.begin(), order.end(), RankedBefore{table.get()});
+    size_t skipped = 0;
+    for (const Scored& s : order) {
+      NodeState& state = *table->states[s.index];
+      if (std::find(skip.begin(), skip.end(), state.id) != skip.end()) {
+        ++skipped;
+      } else if (TryAcquire(state)) {
+        return MakeLease(std::move(table), s.index);
+      }
+    }
+    if (skipped == n) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("router has no node left to try (", n, " skipped)"));
+    }
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the ", n - skipped, " router nodes left to try are at their in-flight limit"));
+  }
+
   // The first min(k, size()) nodes for `key`, best first, regardless of load.
   [[nodiscard]] std::vector<Node> Rank(std::string_view key, size_t k) const {
     std::vector<Node> out;

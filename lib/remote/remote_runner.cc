@@ -71,6 +71,21 @@ bool AnswerTooLarge(const grpc::Status& status) {
          absl::StrContains(status.error_message(), "larger than max");
 }
 
+// The runner failed the run by a fault of its own, not the function's: its storage (a lost
+// connection, a damaged file) or a bug, as its refusal (gRPC INTERNAL, UNKNOWN, DATA_LOSS) or
+// as the run's result. The function's own failures have other codes (Unknown with an
+// AppError when it threw, ResourceExhausted at a limit, InvalidArgument, ...). A run has no
+// effect to repeat, so such a run is worth each other runner once; the runner stays in the
+// ranking (it answers pings, and the fault may be one tenant's: every runner would meet it).
+bool RunnerFault(grpc::StatusCode code) {
+  return code == grpc::StatusCode::INTERNAL || code == grpc::StatusCode::UNKNOWN ||
+         code == grpc::StatusCode::DATA_LOSS;
+}
+bool RunnerFault(const absl::Status& run_status) {
+  return absl::IsInternal(run_status) || absl::IsDataLoss(run_status) ||
+         absl::IsUnavailable(run_status);
+}
+
 RunResult Failed(absl::Status status) {
   RunResult r;
   r.status = std::move(status);
@@ -195,14 +210,18 @@ class RemoteRunner::Impl {
     bool ends_at_deadline = false;
     std::unique_ptr<grpc::ClientContext> context;
     v1::RunResult response;
+    // The runners that failed it by a fault of their own (RunnerFault): not tried again.
+    std::vector<std::string> faulted_on;
   };
 
   // The best runner with room for the call, or why there is none (a refusal).
   absl::StatusOr<Router::Lease> Acquire(const Call& call) {
-    absl::StatusOr<Router::Lease> lease =
-        options_.routing == RemoteRunnerOptions::Routing::kRoundRobin
-            ? router_.Acquire(std::to_string(round_robin_.fetch_add(1)))
-            : router_.Acquire(call.tenant);
+    const std::string key = options_.routing == RemoteRunnerOptions::Routing::kRoundRobin
+                                ? std::to_string(round_robin_.fetch_add(1))
+                                : call.tenant;
+    absl::StatusOr<Router::Lease> lease = call.faulted_on.empty()
+                                              ? router_.Acquire(key)
+                                              : router_.AcquireExcept(key, call.faulted_on);
     if (lease.ok()) return lease;
     if (router_.size() == 0) {
       return absl::UnavailableError(
@@ -251,7 +270,9 @@ class RemoteRunner::Impl {
     if (status.ok()) {
       endpoint.runs.fetch_add(1, std::memory_order_relaxed);
       absl::StatusOr<RunResult> result = wire_internal::FromProto(call->response);
-      Finish(*call, result.ok() ? *std::move(result) : Failed(result.status()));
+      if (!result.ok()) return Finish(*call, Failed(result.status()));
+      if (RunnerFault(result->status) && RetryElsewhere(call, endpoint)) return;
+      Finish(*call, *std::move(result));
       return;
     }
     if (AnswerTooLarge(status)) {
@@ -262,6 +283,10 @@ class RemoteRunner::Impl {
       return;
     }
     absl::Status error = remote_internal::FromGrpcStatus(status);
+    if (RunnerFault(status.error_code())) {
+      if (!RetryElsewhere(call, endpoint)) Finish(*call, Failed(std::move(error)));
+      return;
+    }
     if (!Retryable(status.error_code())) {
       Finish(*call, Failed(error));
       return;
@@ -291,6 +316,20 @@ class RemoteRunner::Impl {
     Finish(*call, Failed(absl::UnavailableError(StrCat(
                       "RemoteRunner: no runner answered ", call->function, " of ", call->tenant,
                       " after ", call->attempts, " attempts; last: ", error.message()))));
+  }
+
+  // Sends a run that `endpoint` failed by a fault of its own to the best runner it has not
+  // failed on, if its attempts and deadline allow and one has room. False: none (the caller
+  // finishes it with that runner's answer).
+  bool RetryElsewhere(const std::shared_ptr<Call>& call, Endpoint& endpoint) {
+    endpoint.failures.fetch_add(1, std::memory_order_relaxed);
+    call->faulted_on.push_back(endpoint.address);
+    if (call->attempts >= options_.max_attempts || absl::Now() >= call->deadline) return false;
+    absl::StatusOr<Router::Lease> lease = Acquire(*call);
+    if (!lease.ok()) return false;
+    retries_.fetch_add(1, std::memory_order_relaxed);
+    Send(call, *std::move(lease));
+    return true;
   }
 
   void Finish(Call& call, RunResult result) {
