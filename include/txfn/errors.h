@@ -67,7 +67,8 @@ enum class Limit {
   kWallTime,           // IsolateScheduler's per-request wall-clock time
   kHeap,               // the isolate's V8 heap
   kArrayBufferMemory,  // the isolate's ArrayBuffer backing stores
-  kValueSize,          // FunctionRunnerOptions::max_value_bytes (args, result, ctx.db values)
+  kValueSize,          // FunctionRunnerOptions::max_value_bytes (result, ctx.db values;
+                       // arguments past it are InvalidArgument, the caller's input)
   kDocumentsRead,      // TransactionLimits::max_documents_read
   kBytesRead,          // TransactionLimits::max_bytes_read
   kDocumentsWritten,   // TransactionLimits::max_documents_written

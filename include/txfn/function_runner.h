@@ -56,8 +56,11 @@
 // RegExp, Promise, Proxy, boxed primitives such as new Number(5), Errors,
 // iterators), getters that throw and nesting deeper than 64 are
 // InvalidArgument naming the path; any other object (a class instance, an
-// Intl object) is converted by its own enumerable properties. A value larger
-// than FunctionRunnerOptions::max_value_bytes is ResourceExhausted.
+// Intl object) is converted by its own enumerable properties. A result or a
+// ctx.db value larger than FunctionRunnerOptions::max_value_bytes is
+// ResourceExhausted (Limit::kValueSize); arguments that large are the
+// caller's bad input, InvalidArgument (no Limit payload), refused before any
+// code runs.
 //
 // Determinism: Math.random is a splitmix64 PRNG seeded from RunRequest::seed;
 // Date.now(), new Date(), Date() and Intl.DateTimeFormat's format() and

@@ -6,7 +6,10 @@
 // id if it has none (derived from the idempotency key when there is one, so a
 // resubmission is recognised as a duplicate: the queue keeps the id's first
 // call, and a duplicate's spilled arguments are deleted, never written over the
-// first's), spills arguments larger than the threshold into the BlobStore,
+// first's; a key names one call, so a duplicate is acknowledged with the first's
+// id whatever function, arguments or options it carries, and they are not
+// compared: Engine::Submit, which keeps its calls' records, refuses a key reused
+// with other ones as AlreadyExists), spills arguments larger than the threshold into the BlobStore,
 // and adds the call to its shard's batch. A
 // batch is written with one DurableQueue::Enqueue when it has max_batch_calls
 // calls (by the Submit that filled it) or when its first call has waited

@@ -356,6 +356,11 @@ absl::Status CheckAllButId(const Call& call, const CallLimits& limits) {
   if (call.start_after == absl::InfinitePast() || call.start_after == absl::InfiniteFuture()) {
     return bad("start_after is not set (an infinite time)");
   }
+  if (call.deadline == absl::InfinitePast() || call.deadline == absl::InfiniteFuture()) {
+    return bad(StrCat("the deadline is not set (an infinite time): a call must end between ",
+                      absl::FormatDuration(limits.min_deadline_window), " and ",
+                      absl::FormatDuration(limits.max_deadline_window), " after its start"));
+  }
   // Queues store times as int64 nanoseconds since the Unix epoch (EncodeCall, the SQL
   // adapters): a time outside them would be stored as another (an infinity), the call then
   // never due, or due without a deadline.

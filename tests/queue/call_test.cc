@@ -165,6 +165,9 @@ TEST(CallTest, ValidateCallRefusesEachBadFieldByName) {
       {"multiplier",
        [](Call& c) { c.retry.multiplier = std::numeric_limits<double>::quiet_NaN(); }},
       {"start_after is not set", [](Call& c) { c.start_after = absl::InfiniteFuture(); }},
+      {"the deadline is not set (an infinite time): a call must end between 1s and 24h after",
+       [](Call& c) { c.deadline = absl::InfinitePast(); }},
+      {"the deadline is not set", [](Call& c) { c.deadline = absl::InfiniteFuture(); }},
       // Finite, but past what int64 nanoseconds hold: stored as an infinity, never due.
       {"start_after (2267-",
        [](Call& c) {
