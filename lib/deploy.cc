@@ -123,6 +123,49 @@ absl::StatusOr<std::map<std::string, FunctionInfo>> DescribeDeploy(FunctionRunne
   return functions;
 }
 
+Value FunctionsToValue(const std::map<std::string, FunctionInfo>& functions) {
+  Value::Object out;
+  for (const auto& [name, info] : functions) {
+    out.emplace(
+        name, Value::FromObject({{"kind", Value::String(std::string(FunctionKindName(info.kind)))},
+                                 {"attributes", info.attributes},
+                                 {"args", info.args}}));
+  }
+  return Value::FromObject(std::move(out));
+}
+
+absl::StatusOr<std::map<std::string, FunctionInfo>> FunctionsFromValue(const Value& value) {
+  if (!value.is_object()) return absl::InvalidArgumentError("functions: not an object");
+  std::map<std::string, FunctionInfo> out;
+  for (const auto& [name, entry] : value.object()) {
+    const Value* kind = entry.is_object() ? entry.Find("kind") : nullptr;
+    const Value* attributes = entry.is_object() ? entry.Find("attributes") : nullptr;
+    const Value* args = entry.is_object() ? entry.Find("args") : nullptr;
+    if (kind == nullptr || !kind->is_string() || attributes == nullptr || args == nullptr) {
+      return absl::InvalidArgumentError(StrCat("functions: ", name, ": malformed"));
+    }
+    FunctionInfo& info = out[name];
+    if (kind->string() == "query") {
+      info.kind = FunctionKind::kQuery;
+    } else if (kind->string() == "mutation") {
+      info.kind = FunctionKind::kMutation;
+    } else if (kind->string() == "action") {
+      info.kind = FunctionKind::kAction;
+    } else {
+      return absl::InvalidArgumentError(
+          StrCat("functions: ", name, ": unknown kind '", kind->string(), "'"));
+    }
+    info.attributes = *attributes;
+    info.args = *args;
+  }
+  return out;
+}
+
+absl::Status RecordFunctions(Transaction& txn,
+                             const std::map<std::string, FunctionInfo>& functions) {
+  return txn.SetFunctions(FunctionsToValue(functions));
+}
+
 absl::Status CheckDeploy(FunctionRunner& runner, const Transaction& txn) {
   return DescribeDeploy(runner, txn).status();
 }
@@ -140,7 +183,7 @@ absl::Status DeployTenant(OpenTenant& tenant, FunctionRunner& runner,
                                [&](Transaction& txn) -> absl::Status {
                                  TXFN_RETURN_IF_ERROR(StageDeploy(txn, modules, schema));
                                  TXFN_ASSIGN_OR_RETURN(described, DescribeDeploy(runner, txn));
-                                 return absl::OkStatus();
+                                 return RecordFunctions(txn, described);
                                },
                                retry, on_conflict)
                            .status());

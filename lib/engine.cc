@@ -417,7 +417,8 @@ class EngineImpl final : public Engine {
                                  [&](Transaction& txn) -> absl::Status {
                                    TXFN_RETURN_IF_ERROR(StageDeploy(txn, modules, schema));
                                    TXFN_ASSIGN_OR_RETURN(functions, DescribeDeploy(runner_, txn));
-                                   return queued_->CheckServices(functions);
+                                   TXFN_RETURN_IF_ERROR(queued_->CheckServices(functions));
+                                   return RecordFunctions(txn, functions);
                                  },
                                  options_.mutation_retry, CountSystemConflict())
                              .status());

@@ -10,6 +10,7 @@
 #include "absl/strings/cord.h"
 #include "lib/reserved_prune.h"
 #include "txfn/clock.h"
+#include "txfn/deploy.h"
 #include "txfn/errors.h"
 #include "txfn/in_memory_queue.h"
 #include "txfn/internal/strings.h"
@@ -87,6 +88,11 @@ Failure Classify(const absl::Status& s, bool synchronous, bool waits, int attemp
 
 absl::Status PlainStatus(const absl::Status& s) {
   return absl::Status(s.code(), s.message().substr(0, 4096));
+}
+
+// The workers of the isolates that run queued actions (QueuedCallOptions::actions).
+int ActionWorkers(const IsolateSchedulerOptions& actions) {
+  return actions.workers > 0 ? actions.workers : 2;
 }
 
 }  // namespace
@@ -324,7 +330,7 @@ absl::Status QueuedCalls::Start() {
   TXFN_ASSIGN_OR_RETURN(
       submitter_, Submitter::Create(queue_.get(), options_.blobs, &clock_, options_.submitter));
   IsolateSchedulerOptions actions = options_.actions;
-  if (actions.workers <= 0) actions.workers = 2;
+  actions.workers = ActionWorkers(actions);
   if (actions.customizer == nullptr) actions.customizer = FunctionRunnerIsolateCustomizer();
   if (actions.limits == nullptr) actions.limits = std::make_shared<const ActionLimits>();
   if (actions.max_in_flight_per_tenant == 0) {
@@ -570,12 +576,21 @@ std::shared_ptr<const TenantFunctions> QueuedCalls::Install(
 
 std::shared_ptr<const TenantFunctions> QueuedCalls::KnownFunctionsOf(const std::string& tenant,
                                                                      const Snapshot& latest) {
-  MutexLock lock(&mu_);
-  auto it = functions_.find(tenant);
-  if (it == functions_.end() || it->second->metadata.lock() != latest.shared_metadata()) {
-    return nullptr;
+  {
+    MutexLock lock(&mu_);
+    auto it = functions_.find(tenant);
+    if (it != functions_.end() && it->second->metadata.lock() == latest.shared_metadata()) {
+      return it->second;
+    }
   }
-  return it->second;
+  // Recorded by their deploy (RecordFunctions): known without running a module, so a
+  // mutation's ctx.scheduler calls are checked from the first one after this engine opened,
+  // not only once a call of the tenant has described its modules.
+  const std::optional<Value>& recorded = latest.metadata().functions();
+  if (!recorded.has_value()) return nullptr;
+  absl::StatusOr<std::map<std::string, FunctionInfo>> found = FunctionsFromValue(*recorded);
+  if (!found.ok()) return nullptr;  // described by running the modules, as without a record
+  return Install(tenant, latest.shared_metadata(), *found);
 }
 
 absl::StatusOr<std::shared_ptr<const TenantFunctions>> QueuedCalls::FunctionsOf(
@@ -1180,9 +1195,20 @@ CallOutcome QueuedCalls::Failed(OpenTenant& tenant, const Call& call, const absl
     SetStat(&QueuedCallStats::failed);
     return CallOutcome::Permanent(written.status());  // tenant deleted
   }
-  if (!written.ok()) return CallOutcome::Retryable(written.status());
+  if (!written.ok()) return Unrecorded(written.status());
   SetStat(*written ? &QueuedCallStats::failed : &QueuedCallStats::skipped);
   return CallOutcome::Ok();
+}
+
+CallOutcome QueuedCalls::Unrecorded(const absl::Status& written) {
+  // The function's own failure (or result) is not this delivery's infrastructure failure:
+  // counted as one, a call that threw on a server not owning its tenant was dead-lettered
+  // "attempts exhausted ... not owned" instead of recorded failed (a history check).
+  if (IsTenantOwnedElsewhere(written)) {
+    SetStat(&QueuedCallStats::unavailable);
+    return CallOutcome::Busy(written, options_.unavailable_retry);
+  }
+  return CallOutcome::Retryable(written);
 }
 
 CallOutcome QueuedCalls::Succeeded(OpenTenant& tenant, const Call& call, const Value& result,
@@ -1194,7 +1220,7 @@ CallOutcome QueuedCalls::Succeeded(OpenTenant& tenant, const Call& call, const V
                                                         .finished = clock_.Now(),
                                                         .attempts = call.attempt + 1,
                                                         .args_digest = KeyedArgsDigest(call)});
-  if (!written.ok()) return CallOutcome::Retryable(written.status());
+  if (!written.ok()) return Unrecorded(written.status());
   SetStat(*written ? &QueuedCallStats::succeeded : &QueuedCallStats::skipped);
   return CallOutcome::Ok(cpu);
 }
@@ -1244,6 +1270,20 @@ void QueuedCalls::StartCall(const Call& call, Worker::Done done) {
     // No function ran: the kind does not matter (NotFound is the call's failure).
     finish(Failed(*tenant, call, function.status(), /*synchronous=*/false, FunctionKind::kAction));
     return;
+  }
+  // An action starts only on an idle action isolate. Queued there it held one of the calls'
+  // slots (and one of its tenant's) for as long as the actions ahead of it ran, up to their
+  // 30 s wall-clock limit each: two tenants' long actions held every slot, and no other
+  // tenant's call ran, not even a mutation (a hostile-tenant hunt). Given back unstarted
+  // instead, as when the isolates' queue is full: not an attempt.
+  if (function->kind == FunctionKind::kAction) {
+    const IsolateSchedulerStats actions = action_scheduler_->stats();
+    if (actions.busy_isolates >= ActionWorkers(options_.actions) || actions.queue_length > 0) {
+      SetStat(&QueuedCallStats::busy);
+      finish(CallOutcome::Busy(absl::ResourceExhaustedError("every action isolate is busy"),
+                               options_.busy_retry));
+      return;
+    }
   }
   SetStat(&QueuedCallStats::ran);
   switch (function->kind) {

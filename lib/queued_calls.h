@@ -184,6 +184,10 @@ class QueuedCalls {
   // (kSucceeded) unless the call has a record already, and acknowledged.
   CallOutcome Succeeded(OpenTenant& tenant, const Call& call, const Value& result,
                         absl::Duration cpu);
+  // How a delivery whose record could not be written ends (`written`, the refusal): given
+  // back without counting an attempt when another process owns the tenant (PostgreSQL; it
+  // or this one, once the owner lets go, runs the call again and records it), else retried.
+  CallOutcome Unrecorded(const absl::Status& written);
   // Commits `record` for `call` unless the call already has a record: how it
   // ended first stays (a cancel while it ran, a delivery that committed before
   // its function was removed). True if `record` was written; false if another

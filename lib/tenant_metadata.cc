@@ -104,6 +104,11 @@ absl::StatusOr<TenantMetadata> TenantMetadata::FromEntries(absl::Span<const Inde
       if (!absl::SimpleAtoi(entry.value, &md.next_id_) || md.next_id_ == 0) {
         return Malformed(key, "not a positive integer");
       }
+    } else if (key == keys::kFunctions) {
+      absl::StatusOr<Value> value = DecodeBinary(entry.value);
+      if (!value.ok()) return Malformed(key, internal::ToStd(value.status().message()));
+      if (!value->is_object()) return Malformed(key, "not an object");
+      md.functions_ = *std::move(value);
     } else if (key.starts_with(keys::kModulePrefix)) {
       key.remove_prefix(keys::kModulePrefix.size());
       md.modules_.emplace(std::string(key), entry.value);

@@ -603,11 +603,24 @@ absl::Status Transaction::ReloadMetadata() {
 absl::Status Transaction::PutModule(std::string_view path, std::string_view source) {
   if (path.empty()) return absl::InvalidArgumentError("module path is empty");
   TXFN_RETURN_IF_ERROR(WriteMetadata(ModuleKey(path), std::string(source)));
+  TXFN_RETURN_IF_ERROR(ForgetFunctions());
   return ReloadMetadata();
 }
 
 absl::Status Transaction::DeleteModule(std::string_view path) {
   TXFN_RETURN_IF_ERROR(WriteMetadata(ModuleKey(path), std::nullopt));
+  TXFN_RETURN_IF_ERROR(ForgetFunctions());
+  return ReloadMetadata();
+}
+
+absl::Status Transaction::ForgetFunctions() {
+  if (!metadata_->functions().has_value()) return absl::OkStatus();
+  return WriteMetadata(metadata_keys::kFunctions, std::nullopt);
+}
+
+absl::Status Transaction::SetFunctions(const Value& functions) {
+  if (!functions.is_object()) return absl::InvalidArgumentError("functions: not an object");
+  TXFN_RETURN_IF_ERROR(WriteMetadata(metadata_keys::kFunctions, EncodeBinary(functions)));
   return ReloadMetadata();
 }
 
@@ -622,6 +635,7 @@ absl::Status Transaction::ReplaceModules(const std::map<std::string, std::string
   for (const auto& [path, source] : modules) {
     TXFN_RETURN_IF_ERROR(WriteMetadata(ModuleKey(path), source));
   }
+  TXFN_RETURN_IF_ERROR(ForgetFunctions());
   return ReloadMetadata();
 }
 

@@ -1324,6 +1324,74 @@ TEST_F(EngineQueueTest, ListCallsRecordsOnlyTheDeadLettersItReports) {
   EXPECT_EQ((*all)[0].id, (*one)[0].id);
 }
 
+// A queued action starts only on an idle action isolate. Two tenants' actions that wait long
+// (at a gate here; in a hunt, loops of ctx.runQuery up to the 30 s wall-clock limit) held all
+// four slots, two running and two queued for the two action isolates, and a third tenant's
+// mutation waited until one of them ended. The ones given back are not attempts.
+TEST_F(EngineQueueTest, ActionsWaitingForAnActionIsolateHoldNoSlot) {
+  OpenWithTenantOther();  // four slots, two per tenant; two action isolates
+  ASSERT_TRUE(engine_->CreateTenant("third").ok());
+  ASSERT_TRUE(engine_->DeployJson("third", {{"counters.js", kCounters}}, kSchema).ok());
+  std::vector<CallId> gated;
+  for (int i = 0; i < 3; ++i) {
+    for (const char* tenant : {"app", "other"}) {
+      absl::StatusOr<CallId> id = engine_->Submit(tenant, "counters:gated", Args({}));
+      ASSERT_TRUE(id.ok()) << id.status();
+      gated.push_back(*id);
+    }
+  }
+  for (const absl::Time end = absl::Now() + absl::Seconds(10);
+       gate_->entered() < 2 && absl::Now() < end;) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  ASSERT_EQ(gate_->entered(), 2) << "both action isolates wait at the gate";
+  absl::StatusOr<CallId> bump = engine_->Submit("third", "counters:bump", Name("x"));
+  ASSERT_TRUE(bump.ok()) << bump.status();
+  WaitFor(*bump, CallState::kSucceeded, absl::Seconds(10));
+  EXPECT_EQ(Counter("x", "third"), 1);
+  EXPECT_EQ(gate_->entered(), 2);
+  EXPECT_GT(engine_->stats().queued.busy, 0u) << "no action was given back";
+
+  gate_->Open();
+  for (const CallId& id : gated) {
+    EXPECT_EQ(WaitFor(id, CallState::kSucceeded).attempts, 1) << id.ToString();
+  }
+  EXPECT_EQ(gate_->entered(), 6);
+}
+
+// The same check from the first mutation of a new engine on the same storage, before any call
+// of the tenant described its modules: the deploy recorded the exports. Before, that mutation
+// committed, and the call it scheduled failed when it ran; after any Submit, the same
+// mutation failed: two outcomes for the same code and data.
+TEST_F(EngineQueueTest, TheFirstMutationAfterTheEngineOpensChecksItsScheduledCalls) {
+  OpenAndDeploy(Options());
+  ASSERT_TRUE((*engine_->Latest("app"))->metadata().functions().has_value());
+  Open(Options());  // the same storage; this engine has run no module
+  absl::StatusOr<CallResult> typo =
+      engine_->Mutation("app", "counters:scheduleAny",
+                        Args({{"fn", Value::String("counters:bumpp")}, {"args", Name("x")}}));
+  EXPECT_TRUE(absl::IsNotFound(typo.status())) << typo.status();
+  EXPECT_THAT(typo.status().message(), HasSubstr("counters:bumpp"));
+  absl::StatusOr<CallResult> bad_args =
+      engine_->Mutation("app", "counters:scheduleAny",
+                        Args({{"fn", Value::String("counters:bump")},
+                              {"args", Args({{"nam", Value::String("x")}})}}));
+  EXPECT_TRUE(absl::IsInvalidArgument(bad_args.status())) << bad_args.status();
+  EXPECT_EQ(Counter("wrote"), 0) << "a failed mutation committed its write";
+  absl::StatusOr<std::vector<FunctionDepth>> depths = engine_->QueueDepths();
+  ASSERT_TRUE(depths.ok());
+  EXPECT_TRUE(depths->empty()) << "a refused call was queued";
+
+  // A good one is scheduled and runs (its attributes came from the record too).
+  Open(Options());
+  absl::StatusOr<CallResult> good =
+      engine_->Mutation("app", "counters:scheduleAny",
+                        Args({{"fn", Value::String("counters:bump")}, {"args", Name("good")}}));
+  ASSERT_TRUE(good.ok()) << good.status();
+  WaitFor(CallId::Parse(good->value.string()).value(), CallState::kSucceeded);
+  EXPECT_EQ(Counter("good"), 1);
+}
+
 // A mutation's ctx.scheduler call is checked as Submit checks one, when it is
 // made: a name with a typo or arguments its validator refuses fail the
 // mutation (nothing commits, nothing is queued), or are caught by its code.

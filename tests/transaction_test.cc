@@ -2,6 +2,7 @@
 #include "txfn/transaction.h"
 
 #include <algorithm>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -821,6 +822,50 @@ TEST_F(TransactionTest, ReplaceModulesMakesTheSetTheWholeCode) {
   EXPECT_EQ(as_map(txn.metadata().modules()), next);  // seen inside the transaction
   ASSERT_TRUE(committer_->Commit(txn.Prepare()).ok());
   EXPECT_EQ(as_map(committer_->Latest()->metadata().modules()), next);
+}
+
+// The exports a deploy recorded (TenantMetadata::functions) hold for the modules they were
+// recorded with: they are stored and loaded with the metadata, kept by other system writes,
+// and dropped by any change of a module, which they would no longer describe.
+TEST_F(TransactionTest, RecordedFunctionsLastUntilAModuleChanges) {
+  const Value functions =
+      Value::FromObject({{"a:f", Value::FromObject({{"kind", Value::String("mutation")},
+                                                    {"attributes", Value()},
+                                                    {"args", Value()}})}});
+  Transaction txn = Begin();
+  ASSERT_TRUE(txn.PutModule("a.js", "export const f = 1;").ok());
+  EXPECT_EQ(txn.SetFunctions(Value::String("x")).code(), absl::StatusCode::kInvalidArgument);
+  ASSERT_TRUE(txn.SetFunctions(functions).ok());
+  EXPECT_EQ(txn.metadata().functions(), functions);  // seen inside the transaction
+  ASSERT_TRUE(committer_->Commit(txn.Prepare()).ok());
+  EXPECT_EQ(committer_->Latest()->metadata().functions(), functions);
+  auto loaded = Snapshot::Load(storage_, "t", committer_->Latest()->ts());
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ((*loaded)->metadata().functions(), functions);
+
+  Transaction disable = Begin();
+  ASSERT_TRUE(disable.SetEnabled(false).ok());
+  ASSERT_TRUE(committer_->Commit(disable.Prepare()).ok());
+  EXPECT_EQ(committer_->Latest()->metadata().functions(), functions) << "no module changed";
+
+  using Change = std::function<absl::Status(Transaction&)>;
+  for (const Change& change :
+       {Change([](Transaction& t) { return t.PutModule("b.js", "export const g = 1;"); }),
+        Change([](Transaction& t) { return t.DeleteModule("a.js"); }), Change([](Transaction& t) {
+          return t.ReplaceModules({{"a.js", "export const f = 2;"}});
+        })}) {
+    Transaction record = Begin();
+    ASSERT_TRUE(record.SetFunctions(functions).ok());
+    ASSERT_TRUE(committer_->Commit(record.Prepare()).ok());
+    Transaction next = Begin();
+    ASSERT_TRUE(change(next).ok());
+    EXPECT_FALSE(next.metadata().functions().has_value());
+    ASSERT_TRUE(committer_->Commit(next.Prepare()).ok());
+    EXPECT_FALSE(committer_->Latest()->metadata().functions().has_value());
+    auto reloaded = Snapshot::Load(storage_, "t", committer_->Latest()->ts());
+    ASSERT_TRUE(reloaded.ok()) << reloaded.status();
+    EXPECT_FALSE((*reloaded)->metadata().functions().has_value());
+  }
 }
 
 }  // namespace

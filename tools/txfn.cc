@@ -204,6 +204,11 @@ commands:
       server's next call of that tenant sees it, and no update is lost
       (storage refuses a commit validated without it; the server reloads
       and retries). Submitting mutations instead keeps them in its queue.
+      On PostgreSQL one process writes a tenant at a time: the one that
+      committed to it last, until 10 s after its last commit; meanwhile
+      another's deploy, import or run of a mutation is refused, naming the
+      owner, and a server that does not own it gives its calls
+      back to the queue for the owner (busy).
   submit --tenant NAME MODULE:FUNCTION [ARGS_JSON]
       Enqueues a call of an exported query, mutation or action with ARGS_JSON
       (default {}) and prints its id. Works while 'txfn serve' runs on the same

@@ -67,10 +67,23 @@ inline constexpr size_t kMaxDeployBytes = size_t{32} << 20;
 [[nodiscard]] absl::StatusOr<std::map<std::string, FunctionInfo>> DescribeDeploy(
     FunctionRunner& runner, const Transaction& txn);
 
-// StageDeploy + CheckDeploy in one system transaction on `tenant`, committed
-// (OpenTenant::CommitSystemTransaction, retried on conflict per `retry`, with
-// `on_conflict(will_retry)` per conflict). With `functions`, also the
-// functions the deployed modules export.
+// Records `functions` (DescribeDeploy's answer for the modules `txn` stages)
+// in `txn` as the tenant's exports (TenantMetadata::functions): an engine
+// then checks a mutation's ctx.scheduler calls against them from its first
+// mutation after it opens, without running the modules (without them, only
+// once it has described the modules for a call of the tenant). Call it after
+// StageDeploy; changing a module afterwards drops them.
+[[nodiscard]] absl::Status RecordFunctions(Transaction& txn,
+                                           const std::map<std::string, FunctionInfo>& functions);
+// The encoding RecordFunctions writes, and back (InvalidArgument if malformed).
+[[nodiscard]] Value FunctionsToValue(const std::map<std::string, FunctionInfo>& functions);
+[[nodiscard]] absl::StatusOr<std::map<std::string, FunctionInfo>> FunctionsFromValue(
+    const Value& value);
+
+// StageDeploy + DescribeDeploy + RecordFunctions in one system transaction on
+// `tenant`, committed (OpenTenant::CommitSystemTransaction, retried on
+// conflict per `retry`, with `on_conflict(will_retry)` per conflict). With
+// `functions`, also the functions the deployed modules export.
 [[nodiscard]] absl::Status DeployTenant(
     OpenTenant& tenant, FunctionRunner& runner, const std::map<std::string, std::string>& modules,
     const Schema& schema, const RetryOptions& retry = {.max_attempts = 8},

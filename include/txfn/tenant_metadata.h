@@ -17,6 +17,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -25,6 +26,7 @@
 #include "absl/types/span.h"
 #include "txfn/schema.h"
 #include "txfn/storage.h"
+#include "txfn/value.h"
 
 namespace txfn {
 
@@ -38,6 +40,10 @@ inline constexpr std::string_view kState = "state";           // "enabled" | "di
 inline constexpr std::string_view kNextId = "next_id";        // decimal; next IndexId to hand out
 inline constexpr std::string_view kModulePrefix = "module/";  // + path -> source
 inline constexpr std::string_view kTablePrefix = "table/";    // + name -> EncodeBinary(TableInfo)
+// EncodeBinary of the exports the deploy of the current modules described
+// (txfn/deploy.h, RecordFunctions); absent when the modules were written
+// without it. Databases with it are not readable by txfn from before it.
+inline constexpr std::string_view kFunctions = "functions";
 }  // namespace metadata_keys
 
 struct IndexInfo {
@@ -73,6 +79,12 @@ class TenantMetadata {
   bool enabled() const { return enabled_; }
   const std::map<std::string, std::string, std::less<>>& modules() const { return modules_; }
   const std::map<std::string, TableInfo, std::less<>>& tables() const { return tables_; }
+  // The exports of modules() as their deploy described them (txfn/deploy.h,
+  // RecordFunctions, which also decodes them: FunctionsFromValue); nullopt
+  // when the modules were written without (PutModule, ReplaceModules, a deploy
+  // that did not record them). Lets an engine check a mutation's ctx.scheduler
+  // calls without running the modules.
+  const std::optional<Value>& functions() const { return functions_; }
   const TableInfo* FindTable(std::string_view name) const;
   // The table whose by_id index is `by_id`; nullptr if none.
   const TableInfo* FindTableById(IndexId by_id) const;
@@ -90,6 +102,7 @@ class TenantMetadata {
   IndexId next_id_ = 1;
   uint64_t fingerprint_ = 0xcbf29ce484222325ULL;  // of no entries
   std::map<std::string, std::string, std::less<>> modules_;
+  std::optional<Value> functions_;
   std::map<std::string, TableInfo, std::less<>> tables_;
   std::map<IndexId, std::string> table_by_id_;
 };

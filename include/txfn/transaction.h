@@ -194,6 +194,10 @@ class Transaction {
   // InvalidArgument for an empty path, with nothing written.
   [[nodiscard]] absl::Status ReplaceModules(const std::map<std::string, std::string>& modules);
   [[nodiscard]] absl::Status SetEnabled(bool enabled);
+  // Records `functions` (an object) as the exports of the modules as they are
+  // now (TenantMetadata::functions; txfn/deploy.h RecordFunctions makes it).
+  // PutModule, DeleteModule and ReplaceModules drop what was recorded.
+  [[nodiscard]] absl::Status SetFunctions(const Value& functions);
 
   // ---- Reserved entries (txfn's own per-tenant records) ----
   // Indexes from kFirstReservedIndex up hold txfn's records (idempotency
@@ -248,6 +252,8 @@ class Transaction {
                              const std::optional<Value>& new_doc);
   absl::Status WriteMetadata(std::string_view key, std::optional<std::string> value);
   absl::Status ReloadMetadata();
+  // Drops the recorded functions (TenantMetadata::functions), when the modules change.
+  absl::Status ForgetFunctions();
   absl::Status DeploySchemaWrites(const Schema& schema);
   std::string NewId(IndexId table);
 
