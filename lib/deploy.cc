@@ -123,6 +123,10 @@ absl::StatusOr<std::map<std::string, FunctionInfo>> DescribeDeploy(FunctionRunne
   return functions;
 }
 
+// The version of FunctionsToValue's encoding: a record of another is not read (the modules are
+// described again), so a later change of what DescribeFunctions reports cannot be misread.
+constexpr int64_t kFunctionsRecordVersion = 1;
+
 Value FunctionsToValue(const std::map<std::string, FunctionInfo>& functions) {
   Value::Object out;
   for (const auto& [name, info] : functions) {
@@ -131,13 +135,24 @@ Value FunctionsToValue(const std::map<std::string, FunctionInfo>& functions) {
                                  {"attributes", info.attributes},
                                  {"args", info.args}}));
   }
-  return Value::FromObject(std::move(out));
+  return Value::FromObject({{"version", Value::Int64(kFunctionsRecordVersion)},
+                            {"functions", Value::FromObject(std::move(out))}});
 }
 
 absl::StatusOr<std::map<std::string, FunctionInfo>> FunctionsFromValue(const Value& value) {
-  if (!value.is_object()) return absl::InvalidArgumentError("functions: not an object");
+  const Value* version = value.is_object() ? value.Find("version") : nullptr;
+  const Value* functions = value.is_object() ? value.Find("functions") : nullptr;
+  if (version == nullptr || !version->is_int64() || functions == nullptr ||
+      !functions->is_object()) {
+    return absl::InvalidArgumentError("functions: malformed record");
+  }
+  if (version->int64() != kFunctionsRecordVersion) {
+    return absl::InvalidArgumentError(StrCat("functions: a record of version ", version->int64(),
+                                             "; this txfn reads version ",
+                                             kFunctionsRecordVersion));
+  }
   std::map<std::string, FunctionInfo> out;
-  for (const auto& [name, entry] : value.object()) {
+  for (const auto& [name, entry] : functions->object()) {
     const Value* kind = entry.is_object() ? entry.Find("kind") : nullptr;
     const Value* attributes = entry.is_object() ? entry.Find("attributes") : nullptr;
     const Value* args = entry.is_object() ? entry.Find("args") : nullptr;

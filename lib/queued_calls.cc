@@ -95,6 +95,13 @@ int ActionWorkers(const IsolateSchedulerOptions& actions) {
   return actions.workers > 0 ? actions.workers : 2;
 }
 
+// How many of one tenant's actions those isolates run at once (IsolateScheduler's default
+// for max_running_per_tenant): more wait in their queue.
+int ActionsRunningPerTenant(const IsolateSchedulerOptions& actions) {
+  return actions.max_running_per_tenant > 0 ? actions.max_running_per_tenant
+                                            : std::max(1, ActionWorkers(actions) / 2);
+}
+
 }  // namespace
 
 absl::Status CheckArgs(const Value& validator, const Value& args) {
@@ -437,12 +444,16 @@ void QueuedCalls::Loop() {
   while (true) {
     std::vector<Handed> handed;
     bool draining = false;
+    std::optional<SchedulerConfig> config;  // an Install's, left to this loop
     {
       MutexLock lock(&mu_);
       if (stop_) break;
       handed.swap(handed_);
       draining = draining_;
+      if (config_pending_) config = config_;
+      config_pending_ = false;
     }
+    if (config.has_value() && scheduler_ != nullptr) (void)scheduler_->ApplyConfig(*config);
     if (draining && !drained && scheduler_ != nullptr) {
       scheduler_->Drain();
       drained = true;
@@ -521,7 +532,7 @@ void QueuedCalls::OnDeleted(std::string_view tenant) {
 
 std::shared_ptr<const TenantFunctions> QueuedCalls::Install(
     const std::string& tenant, std::shared_ptr<const TenantMetadata> metadata,
-    const std::map<std::string, FunctionInfo>& found) {
+    const std::map<std::string, FunctionInfo>& found, bool defer_config) {
   auto table = std::make_shared<TenantFunctions>();
   table->metadata = std::move(metadata);
   for (const auto& [name, info] : found) {
@@ -566,6 +577,12 @@ std::shared_ptr<const TenantFunctions> QueuedCalls::Install(
       config_.functions[StrCat(prefix, name)] = std::move(fc);
     }
     ++config_.version;
+    if (defer_config) {
+      config_pending_ = true;
+      woken_ = true;
+      cv_.SignalAll();
+      return table;
+    }
     config = config_;
   }
   // Outside mu_ (the scheduler calls Hand, which takes mu_, under its own
@@ -590,7 +607,7 @@ std::shared_ptr<const TenantFunctions> QueuedCalls::KnownFunctionsOf(const std::
   if (!recorded.has_value()) return nullptr;
   absl::StatusOr<std::map<std::string, FunctionInfo>> found = FunctionsFromValue(*recorded);
   if (!found.ok()) return nullptr;  // described by running the modules, as without a record
-  return Install(tenant, latest.shared_metadata(), *found);
+  return Install(tenant, latest.shared_metadata(), *found, /*defer_config=*/true);
 }
 
 absl::StatusOr<std::shared_ptr<const TenantFunctions>> QueuedCalls::FunctionsOf(
@@ -1195,16 +1212,18 @@ CallOutcome QueuedCalls::Failed(OpenTenant& tenant, const Call& call, const absl
     SetStat(&QueuedCallStats::failed);
     return CallOutcome::Permanent(written.status());  // tenant deleted
   }
-  if (!written.ok()) return Unrecorded(written.status());
+  if (!written.ok()) return Unrecorded(written.status(), kind);
   SetStat(*written ? &QueuedCallStats::failed : &QueuedCallStats::skipped);
   return CallOutcome::Ok();
 }
 
-CallOutcome QueuedCalls::Unrecorded(const absl::Status& written) {
-  // The function's own failure (or result) is not this delivery's infrastructure failure:
-  // counted as one, a call that threw on a server not owning its tenant was dead-lettered
-  // "attempts exhausted ... not owned" instead of recorded failed (a history check).
-  if (IsTenantOwnedElsewhere(written)) {
+CallOutcome QueuedCalls::Unrecorded(const absl::Status& written, FunctionKind kind) {
+  // A mutation's failure is not this delivery's infrastructure failure: counted as one, a
+  // mutation that threw on a server not owning its tenant was dead-lettered "attempts
+  // exhausted ... not owned" instead of recorded failed (a history check). Given back, it
+  // runs again as a mutation that commits does (refused at its commit until the owner lets
+  // go). A query's or an action's run costs more and an action's has effects: those count.
+  if (kind == FunctionKind::kMutation && IsTenantOwnedElsewhere(written)) {
     SetStat(&QueuedCallStats::unavailable);
     return CallOutcome::Busy(written, options_.unavailable_retry);
   }
@@ -1220,7 +1239,7 @@ CallOutcome QueuedCalls::Succeeded(OpenTenant& tenant, const Call& call, const V
                                                         .finished = clock_.Now(),
                                                         .attempts = call.attempt + 1,
                                                         .args_digest = KeyedArgsDigest(call)});
-  if (!written.ok()) return Unrecorded(written.status());
+  if (!written.ok()) return CallOutcome::Retryable(written.status());
   SetStat(*written ? &QueuedCallStats::succeeded : &QueuedCallStats::skipped);
   return CallOutcome::Ok(cpu);
 }
@@ -1271,17 +1290,23 @@ void QueuedCalls::StartCall(const Call& call, Worker::Done done) {
     finish(Failed(*tenant, call, function.status(), /*synchronous=*/false, FunctionKind::kAction));
     return;
   }
-  // An action starts only on an idle action isolate. Queued there it held one of the calls'
-  // slots (and one of its tenant's) for as long as the actions ahead of it ran, up to their
-  // 30 s wall-clock limit each: two tenants' long actions held every slot, and no other
-  // tenant's call ran, not even a mutation (a hostile-tenant hunt). Given back unstarted
-  // instead, as when the isolates' queue is full: not an attempt.
+  // An action starts only if an action isolate can run it now. Waiting in their queue it held
+  // one of the calls' slots (and one of its tenant's) for as long as the actions ahead of it
+  // ran, up to their 30 s wall-clock limit each: two tenants' long actions held every slot,
+  // and no other tenant's call ran, not even a mutation (a hostile-tenant hunt). Given back
+  // unstarted instead, as when the isolates' queue is full: not an attempt. Only its own
+  // tenant's actions count, besides every isolate being busy: one tenant's action waiting at
+  // its cap must not turn away another tenant's that an idle isolate would run.
   if (function->kind == FunctionKind::kAction) {
     const IsolateSchedulerStats actions = action_scheduler_->stats();
-    if (actions.busy_isolates >= ActionWorkers(options_.actions) || actions.queue_length > 0) {
+    const auto own = actions.in_flight.find(call.tenant);
+    if (actions.busy_isolates >= ActionWorkers(options_.actions) ||
+        (own != actions.in_flight.end() &&
+         own->second >= ActionsRunningPerTenant(options_.actions))) {
       SetStat(&QueuedCallStats::busy);
-      finish(CallOutcome::Busy(absl::ResourceExhaustedError("every action isolate is busy"),
-                               options_.busy_retry));
+      finish(CallOutcome::Busy(
+          absl::ResourceExhaustedError("no action isolate can run the action now"),
+          options_.busy_retry));
       return;
     }
   }

@@ -137,14 +137,19 @@ class QueuedCalls {
   };
 
   absl::StatusOr<std::shared_ptr<const TenantFunctions>> FunctionsOf(OpenTenant& tenant);
-  // The table already built for `latest`'s metadata, or null (nothing runs).
+  // The table already built for `latest`'s metadata, or the one its deploy recorded, or null
+  // (nothing runs; it may be called on an isolate's thread, by a running mutation).
   std::shared_ptr<const TenantFunctions> KnownFunctionsOf(const std::string& tenant,
                                                           const Snapshot& latest);
   // Removes `tenant`'s functions from config_; whether there were any.
   bool EraseConfigOf(std::string_view tenant) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Keeps `found` as `tenant`'s table and its functions' limits in config_, handed to the
+  // scheduler now, or with `defer_config` by the loop (the scheduler's lock may be held
+  // across queue I/O: a running mutation must not wait for it).
   std::shared_ptr<const TenantFunctions> Install(const std::string& tenant,
                                                  std::shared_ptr<const TenantMetadata> metadata,
-                                                 const std::map<std::string, FunctionInfo>& found);
+                                                 const std::map<std::string, FunctionInfo>& found,
+                                                 bool defer_config = false);
   // The function of `tenant` named `function` (any spelling); NotFound.
   absl::StatusOr<TenantFunctions::Function> Lookup(OpenTenant& tenant,
                                                    const std::string& canonical);
@@ -184,10 +189,11 @@ class QueuedCalls {
   // (kSucceeded) unless the call has a record already, and acknowledged.
   CallOutcome Succeeded(OpenTenant& tenant, const Call& call, const Value& result,
                         absl::Duration cpu);
-  // How a delivery whose record could not be written ends (`written`, the refusal): given
-  // back without counting an attempt when another process owns the tenant (PostgreSQL; it
-  // or this one, once the owner lets go, runs the call again and records it), else retried.
-  CallOutcome Unrecorded(const absl::Status& written);
+  // How a delivery of a `kind` function whose failure could not be recorded ends (`written`,
+  // the refusal): a mutation's is given back without counting an attempt when another
+  // process owns the tenant (PostgreSQL; it or this one, once the owner lets go, runs the
+  // call again and records it); anything else is retried.
+  CallOutcome Unrecorded(const absl::Status& written, FunctionKind kind);
   // Commits `record` for `call` unless the call already has a record: how it
   // ended first stays (a cancel while it ran, a delivery that committed before
   // its function was removed). True if `record` was written; false if another
@@ -303,6 +309,8 @@ class QueuedCalls {
   // functions_.size() after Install last dropped the tables whose modules are gone.
   size_t functions_kept_ ABSL_GUARDED_BY(mu_) = 0;
   SchedulerConfig config_ ABSL_GUARDED_BY(mu_);
+  // config_ changed by an Install that left it to the loop to hand to the scheduler.
+  bool config_pending_ ABSL_GUARDED_BY(mu_) = false;
   QueuedCallStats stats_ ABSL_GUARDED_BY(mu_);
   std::thread loop_;
 };

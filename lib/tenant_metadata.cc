@@ -122,6 +122,8 @@ absl::StatusOr<TenantMetadata> TenantMetadata::FromEntries(absl::Span<const Inde
       std::string name = table->name;
       md.tables_.emplace(std::move(name), *std::move(table));
     } else {
+      // A commit writing one is refused (the committer decodes what it would publish); so is
+      // a later txfn's new key ("functions" was one on 2026-12-06): upgrade every process.
       return Malformed(key, "unknown key");
     }
   }

@@ -28,6 +28,7 @@
 #include "sqlite_test_util.h"
 #include "txfn/blob_store.h"
 #include "txfn/call_records.h"
+#include "txfn/deploy.h"
 #include "txfn/engine.h"
 #include "txfn/errors.h"
 #include "txfn/in_memory_queue.h"
@@ -1324,10 +1325,50 @@ TEST_F(EngineQueueTest, ListCallsRecordsOnlyTheDeadLettersItReports) {
   EXPECT_EQ((*all)[0].id, (*one)[0].id);
 }
 
-// A queued action starts only on an idle action isolate. Two tenants' actions that wait long
-// (at a gate here; in a hunt, loops of ctx.runQuery up to the 30 s wall-clock limit) held all
-// four slots, two running and two queued for the two action isolates, and a third tenant's
-// mutation waited until one of them ended. The ones given back are not attempts.
+// The record a deploy keeps of the tenant's exports reads back as it was written, for every
+// kind, and one of another version (a later txfn's) or malformed is refused (then the
+// modules are described instead).
+TEST(FunctionsRecordTest, ReadsBackWhatItWroteAndRefusesOtherVersions) {
+  const std::map<std::string, FunctionInfo> functions = {
+      {"m:q", FunctionInfo{.kind = FunctionKind::kQuery}},
+      {"m:mut",
+       FunctionInfo{.kind = FunctionKind::kMutation,
+                    .attributes = Value::FromObject({{"criticality", Value::String("high")}}),
+                    .args = Value::FromArray({Value::FromArray(
+                        {Value::String("name"), Value::String("string"), Value::Bool(false)})})}},
+      {"m:act", FunctionInfo{.kind = FunctionKind::kAction,
+                             .attributes = Value::FromObject(
+                                 {{"services", Value::FromArray({Value::String("mail")})}})}}};
+  const Value record = FunctionsToValue(functions);
+  absl::StatusOr<std::map<std::string, FunctionInfo>> read = FunctionsFromValue(record);
+  ASSERT_TRUE(read.ok()) << read.status();
+  ASSERT_EQ(read->size(), functions.size());
+  for (const auto& [name, info] : functions) {
+    const FunctionInfo& got = read->at(name);
+    EXPECT_EQ(got.kind, info.kind) << name;
+    EXPECT_EQ(got.attributes, info.attributes) << name;
+    EXPECT_EQ(got.args, info.args) << name;
+  }
+  Value::Object later = record.object();
+  later["version"] = Value::Int64(2);
+  EXPECT_THAT(FunctionsFromValue(Value::FromObject(later)).status().message(),
+              HasSubstr("version 2"));
+  Value::Object bad_kind = record.object();
+  bad_kind["functions"] =
+      Value::FromObject({{"m:x", Value::FromObject({{"kind", Value::String("cron")},
+                                                    {"attributes", Value()},
+                                                    {"args", Value()}})}});
+  EXPECT_THAT(FunctionsFromValue(Value::FromObject(bad_kind)).status().message(),
+              HasSubstr("unknown kind 'cron'"));
+  EXPECT_FALSE(FunctionsFromValue(Value::String("x")).ok());
+}
+
+// A queued action starts only if an action isolate can run it at once. Two tenants' actions
+// that wait long (at a gate here; in a hunt, loops of ctx.runQuery up to the 30 s wall-clock
+// limit) held all four slots, two running and two queued for the two action isolates, and a
+// third tenant's mutation waited until one of them ended. The ones given back are not
+// attempts, and a tenant's action waiting at its cap (one of the two isolates) does not turn
+// away another tenant's: two different tenants' actions reach the gate.
 TEST_F(EngineQueueTest, ActionsWaitingForAnActionIsolateHoldNoSlot) {
   OpenWithTenantOther();  // four slots, two per tenant; two action isolates
   ASSERT_TRUE(engine_->CreateTenant("third").ok());

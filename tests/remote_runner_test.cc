@@ -871,10 +871,10 @@ TEST_F(RemoteRunnerTest, ARunThatARunnersOwnFaultFailedRunsOnTheNextRunner) {
   }
   // Two tenants that rank the sick runner first.
   std::vector<std::string> tenants;
-  for (const auto& [tenant, first] : FirstChoices(Tenants(16))) {
+  for (const auto& [tenant, first] : FirstChoices(Tenants(64))) {
     if (first == addresses_[0] && tenants.size() < 2) tenants.push_back(tenant);
   }
-  ASSERT_EQ(tenants.size(), 2u) << "16 tenants did not give two that rank it first";
+  ASSERT_EQ(tenants.size(), 2u) << "64 tenants did not give two that rank it first";
   auto snapshots = BankSnapshots(tenants);
   ASSERT_EQ(snapshots.size(), 2u);
   RemoteRunnerOptions options;
@@ -897,6 +897,7 @@ TEST_F(RemoteRunnerTest, ARunThatARunnersOwnFaultFailedRunsOnTheNextRunner) {
   EXPECT_TRUE(failed_in_the_run.status.ok()) << failed_in_the_run.status;
   EXPECT_EQ(failed_in_the_run.value, healthy.value);
   RemoteRunnerStats stats = (*remote)->stats();
+  EXPECT_EQ(stats.runners[0].runs, 2u) << "the sick runner answered the run (its result failed)";
   EXPECT_EQ(stats.runners[0].failures, 1u);
   EXPECT_EQ(stats.runners[1].runs, 1u);
   EXPECT_EQ(stats.retries, 1u);
@@ -906,6 +907,7 @@ TEST_F(RemoteRunnerTest, ARunThatARunnersOwnFaultFailedRunsOnTheNextRunner) {
   EXPECT_TRUE(refused.status.ok()) << refused.status;
   EXPECT_EQ(refused.value, healthy.value);
   stats = (*remote)->stats();
+  EXPECT_EQ(stats.runners[0].runs, 2u) << "the sick runner refused the run (gRPC INTERNAL)";
   EXPECT_EQ(stats.runners[0].failures, 2u);
   EXPECT_EQ(stats.runners[1].runs, 2u);
   EXPECT_EQ(stats.retries, 2u);

@@ -97,22 +97,20 @@
 // retried per the call's retry policy, then dead-lettered, as is a call whose
 // deadline passes before it started (checked in the scheduler's buffers and
 // again when a worker takes it). A call nothing could start (the isolates'
-// queue full; an action while every action isolate is busy, so that waiting
-// actions hold no slot; with an executor, every remote runner down), and one
-// whose record another process owning the tenant refused (PostgreSQL: it
-// runs again there, or here once the owner lets go), is given back without
-// counting an attempt and offered again later (busy_retry, unavailable_retry),
-// until its deadline. A tenant runs at most
-// QueuedCallOptions::slots_per_tenant queued calls at once, so one tenant
-// never holds the slots: a few of its other calls wait in the scheduler's
-// buffers while other tenants' run, and the rest wait in the queue, due and in
-// order, leased only as the tenant runs them (the scheduler leases by tenant:
-// LeaseRequest::skip_tenants and max_per_tenant), so another tenant's newer
-// call is leased past a backlog of any size (README, "Fairness"). Actions run on an
-// IsolateScheduler of their own (QueuedCallOptions::actions) and reach the host's services
-// (QueuedCallOptions::services) through ctx.services.<name>(args); a service answering
-// ResourceExhausted or Unavailable is back-pressure: the AIMD limiter of that service slows every
-// function that declared it.
+// queue full; an action no action isolate can run at once, so that waiting
+// actions hold no slot; with an executor, every remote runner down), and a
+// mutation whose commit or failure record another process owning the tenant
+// refused (PostgreSQL: it runs again there, or here once the owner lets go),
+// is given back without counting an attempt and offered again later (busy_retry,
+// unavailable_retry), until its deadline. A tenant runs at most QueuedCallOptions::slots_per_tenant
+// queued calls at once, so one tenant never holds the slots: a few of its other calls wait in the
+// scheduler's buffers while other tenants' run, and the rest wait in the queue, due and in order,
+// leased only as the tenant runs them (the scheduler leases by tenant: LeaseRequest::skip_tenants
+// and max_per_tenant), so another tenant's newer call is leased past a backlog of any size (README,
+// "Fairness"). Actions run on an IsolateScheduler of their own (QueuedCallOptions::actions) and
+// reach the host's services (QueuedCallOptions::services) through ctx.services.<name>(args); a
+// service answering ResourceExhausted or Unavailable is back-pressure: the AIMD limiter of that
+// service slows every function that declared it.
 //
 // Errors: NotFound (unknown tenant, module or export), FailedPrecondition
 // (disabled tenant; a read older than the version retention), InvalidArgument
@@ -389,12 +387,12 @@ struct QueuedCallStats {
   uint64_t succeeded = 0;
   uint64_t failed = 0;         // recorded failed (the function failed), or its tenant deleted
   uint64_t busy = 0;           // deliveries given back unstarted: the isolates' queue was full,
-                               // or (actions) every action isolate was busy
+                               // or (actions) no action isolate could run it at once
   uint64_t unavailable = 0;    // deliveries given back, not an attempt: refused Unavailable
                                // before they started (every remote runner down, storage
                                // unreachable), or another process owns the tenant
-                               // (IsTenantOwnedElsewhere: refusing the commit of a mutation,
-                               // or the record of how a call ended)
+                               // (IsTenantOwnedElsewhere: refusing a mutation's commit, or
+                               // the record of its failure)
   uint64_t retried = 0;        // deliveries that ended in a retryable failure (an attempt)
   uint64_t back_pressure = 0;  // service answers that were back-pressure
   // Gauges: tenants whose function table (kinds, attributes) is kept, and functions with

@@ -42,7 +42,8 @@ inline constexpr std::string_view kModulePrefix = "module/";  // + path -> sourc
 inline constexpr std::string_view kTablePrefix = "table/";    // + name -> EncodeBinary(TableInfo)
 // EncodeBinary of the exports the deploy of the current modules described
 // (txfn/deploy.h, RecordFunctions); absent when the modules were written
-// without it. Databases with it are not readable by txfn from before it.
+// without it. txfn from before 2026-12-06 refuses metadata with it, as any
+// txfn refuses keys it does not know.
 inline constexpr std::string_view kFunctions = "functions";
 }  // namespace metadata_keys
 

@@ -483,7 +483,7 @@ void RemoteRunner::AppendMetrics(MetricsText* out) const {
   per_runner(true, "txfn_remote_runner_runs_total", "Runs the runner answered.",
              [](const Runner& r) { return r.runs; });
   per_runner(true, "txfn_remote_runner_failures_total",
-             "Attempts on the runner that failed over to another.",
+             "Attempts the runner failed (gone, stuck, full, or a fault of its own).",
              [](const Runner& r) { return r.failures; });
   per_runner(true, "txfn_remote_runner_pings_missed_total",
              "Pings the runner did not answer in time (each took it out of the ranking).",
