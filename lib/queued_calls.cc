@@ -104,6 +104,25 @@ int ActionsRunningPerTenant(const IsolateSchedulerOptions& actions) {
 
 }  // namespace
 
+bool AnotherTenantsTurn(const std::string& tenant,
+                        const absl::flat_hash_map<std::string, ActionTurn>& turns,
+                        const std::map<std::string, int>& in_flight, absl::Time now,
+                        absl::Duration window) {
+  auto running = [&in_flight](const std::string& t) {
+    auto it = in_flight.find(t);
+    return it == in_flight.end() ? 0 : it->second;
+  };
+  const int mine = running(tenant);
+  auto own = turns.find(tenant);
+  const absl::Time my_last = own == turns.end() ? absl::InfinitePast() : own->second.last_started;
+  for (const auto& [other, turn] : turns) {
+    if (other == tenant || now - turn.last_refused > window) continue;
+    const int theirs = running(other);
+    if (theirs < mine || (theirs == mine && turn.last_started < my_last)) return true;
+  }
+  return false;
+}
+
 absl::Status CheckArgs(const Value& validator, const Value& args) {
   if (!validator.is_array()) return absl::OkStatus();
   std::vector<std::string_view> known;
@@ -1297,18 +1316,14 @@ void QueuedCalls::StartCall(const Call& call, Worker::Done done) {
   // unstarted instead, as when the isolates' queue is full: not an attempt. Only its own
   // tenant's actions count, besides every isolate being busy: one tenant's action waiting at
   // its cap must not turn away another tenant's that an idle isolate would run.
-  if (function->kind == FunctionKind::kAction) {
-    const IsolateSchedulerStats actions = action_scheduler_->stats();
-    const auto own = actions.in_flight.find(call.tenant);
-    if (actions.busy_isolates >= ActionWorkers(options_.actions) ||
-        (own != actions.in_flight.end() &&
-         own->second >= ActionsRunningPerTenant(options_.actions))) {
-      SetStat(&QueuedCallStats::busy);
-      finish(CallOutcome::Busy(
-          absl::ResourceExhaustedError("no action isolate can run the action now"),
-          options_.busy_retry));
-      return;
-    }
+  // Of the tenants whose actions wait so, the one running fewest, then the one whose last
+  // action started longest ago, goes first.
+  if (function->kind == FunctionKind::kAction && !ActionMayStart(call.tenant)) {
+    SetStat(&QueuedCallStats::busy);
+    finish(
+        CallOutcome::Busy(absl::ResourceExhaustedError("no action isolate can run the action now"),
+                          options_.busy_retry));
+    return;
   }
   SetStat(&QueuedCallStats::ran);
   switch (function->kind) {
@@ -1363,6 +1378,33 @@ void QueuedCalls::StartCall(const Call& call, Worker::Done done) {
       RunQueuedAction(tenant, call, *function, std::move(finish));
       return;
   }
+}
+
+bool QueuedCalls::ActionMayStart(const std::string& tenant) {
+  const IsolateSchedulerStats actions = action_scheduler_->stats();
+  const auto own = actions.in_flight.find(tenant);
+  const bool can_run =
+      actions.busy_isolates < ActionWorkers(options_.actions) &&
+      (own == actions.in_flight.end() || own->second < ActionsRunningPerTenant(options_.actions));
+  const absl::Time now = clock_.Now();
+  // Waiting: given back within a few of its offers' intervals.
+  const absl::Duration window = std::max(4 * options_.busy_retry, absl::Milliseconds(200));
+  MutexLock lock(&mu_);
+  const bool may_start =
+      can_run && !AnotherTenantsTurn(tenant, action_turns_, actions.in_flight, now, window);
+  ActionTurn& turn = action_turns_[tenant];
+  (may_start ? turn.last_started : turn.last_refused) = now;
+  if (action_turns_.size() >= 2 * action_turns_kept_ + 64) {
+    for (auto it = action_turns_.begin(); it != action_turns_.end();) {
+      if (now - std::max(it->second.last_started, it->second.last_refused) > absl::Minutes(1)) {
+        action_turns_.erase(it++);
+      } else {
+        ++it;
+      }
+    }
+    action_turns_kept_ = action_turns_.size();
+  }
+  return may_start;
 }
 
 void QueuedCalls::RunQueuedAction(const std::shared_ptr<OpenTenant>& tenant, const Call& call,

@@ -71,6 +71,23 @@ struct TenantFunctions {
 // naming the argument.
 [[nodiscard]] absl::Status CheckArgs(const Value& validator, const Value& args);
 
+// One tenant's turns at the action isolates: when its last queued action started, and when
+// one was last given back because no isolate could run it (it is waiting, offered again every
+// busy_retry).
+struct ActionTurn {
+  absl::Time last_started = absl::InfinitePast();
+  absl::Time last_refused = absl::InfinitePast();
+};
+// Whether an action of `tenant`, which an action isolate could run now, should leave that
+// isolate to another tenant whose action is waiting (given back within `window` of `now`):
+// one that runs fewer actions there (`in_flight`, IsolateSchedulerStats::in_flight), or as
+// many but started its last one earlier. A free isolate went to whichever given-back action
+// was offered first: tenants with a backlog of long actions took nearly every one.
+[[nodiscard]] bool AnotherTenantsTurn(const std::string& tenant,
+                                      const absl::flat_hash_map<std::string, ActionTurn>& turns,
+                                      const std::map<std::string, int>& in_flight, absl::Time now,
+                                      absl::Duration window);
+
 class QueuedCalls {
  public:
   // `tenants`, `calls` and `runner` must outlive this. `workers`: the main
@@ -194,6 +211,10 @@ class QueuedCalls {
   // process owns the tenant (PostgreSQL; it or this one, once the owner lets go, runs the
   // call again and records it); anything else is retried.
   CallOutcome Unrecorded(const absl::Status& written, FunctionKind kind);
+  // Whether a queued action of `tenant` starts now: an action isolate can run it at once, and
+  // no other tenant's waiting action has the turn (AnotherTenantsTurn). Notes the answer in
+  // action_turns_.
+  bool ActionMayStart(const std::string& tenant);
   // Commits `record` for `call` unless the call already has a record: how it
   // ended first stays (a cancel while it ran, a delivery that committed before
   // its function was removed). True if `record` was written; false if another
@@ -309,6 +330,10 @@ class QueuedCalls {
   // functions_.size() after Install last dropped the tables whose modules are gone.
   size_t functions_kept_ ABSL_GUARDED_BY(mu_) = 0;
   SchedulerConfig config_ ABSL_GUARDED_BY(mu_);
+  // Tenants' turns at the action isolates (AnotherTenantsTurn); entries idle a minute go
+  // whenever the map has doubled.
+  absl::flat_hash_map<std::string, ActionTurn> action_turns_ ABSL_GUARDED_BY(mu_);
+  size_t action_turns_kept_ ABSL_GUARDED_BY(mu_) = 0;
   // config_ changed by an Install that left it to the loop to hand to the scheduler.
   bool config_pending_ ABSL_GUARDED_BY(mu_) = false;
   QueuedCallStats stats_ ABSL_GUARDED_BY(mu_);

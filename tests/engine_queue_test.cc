@@ -24,6 +24,7 @@
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "lib/queued_calls.h"
 #include "queue/queue_test_util.h"
 #include "sqlite_test_util.h"
 #include "txfn/blob_store.h"
@@ -1323,6 +1324,40 @@ TEST_F(EngineQueueTest, ListCallsRecordsOnlyTheDeadLettersItReports) {
   EXPECT_EQ(all->size(), 3u);
   EXPECT_EQ(records(), 3u);
   EXPECT_EQ((*all)[0].id, (*one)[0].id);
+}
+
+// Which waiting tenant's action takes a free action isolate: the one running fewest actions,
+// then the one whose last action started longest ago; a tenant that stopped waiting (not
+// given back within the window) has no turn. Before, the free isolate went to whichever
+// given-back action was offered first: the tenants with a backlog of long actions (a hunt:
+// a third tenant's action waited over 40 s while two others' ran one after another).
+TEST(ActionTurnsTest, AWaitingTenantRunningFewerOrLastStartedEarlierGoesFirst) {
+  using internal::ActionTurn;
+  using internal::AnotherTenantsTurn;
+  const absl::Time now = absl::FromUnixSeconds(1'000'000);
+  const absl::Duration window = absl::Milliseconds(200);
+  absl::flat_hash_map<std::string, ActionTurn> turns;
+  // alice's action started at -30 s; carol has never run one.
+  turns["alice"] = {.last_started = now - absl::Seconds(30),
+                    .last_refused = now - absl::Seconds(1)};
+  turns["carol"] = {.last_refused = now - absl::Milliseconds(50)};
+  std::map<std::string, int> in_flight = {{"bob", 1}};
+  EXPECT_TRUE(AnotherTenantsTurn("alice", turns, in_flight, now, window)) << "carol waits";
+  EXPECT_FALSE(AnotherTenantsTurn("carol", turns, in_flight, now, window));
+  EXPECT_TRUE(AnotherTenantsTurn("bob", turns, in_flight, now, window)) << "bob runs one";
+  // carol stopped waiting (her call ended elsewhere): nobody waits for her.
+  turns["carol"].last_refused = now - absl::Seconds(1);
+  EXPECT_FALSE(AnotherTenantsTurn("alice", turns, in_flight, now, window));
+  // carol waits again but runs one, as many as alice would: alice started hers earlier.
+  turns["carol"] = {.last_started = now - absl::Seconds(5), .last_refused = now};
+  in_flight = {{"alice", 1}, {"carol", 1}};
+  EXPECT_FALSE(AnotherTenantsTurn("alice", turns, in_flight, now, window));
+  turns["alice"].last_refused = now;
+  EXPECT_TRUE(AnotherTenantsTurn("carol", turns, in_flight, now, window));
+  // Two tenants that never ran one: neither waits for the other (no standstill).
+  turns = {{"x", ActionTurn{.last_refused = now}}, {"y", ActionTurn{.last_refused = now}}};
+  EXPECT_FALSE(AnotherTenantsTurn("x", turns, {}, now, window));
+  EXPECT_FALSE(AnotherTenantsTurn("y", turns, {}, now, window));
 }
 
 // The record a deploy keeps of the tenant's exports reads back as it was written, for every
