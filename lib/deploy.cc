@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -159,17 +160,17 @@ absl::StatusOr<std::map<std::string, FunctionInfo>> FunctionsFromValue(const Val
     if (kind == nullptr || !kind->is_string() || attributes == nullptr || args == nullptr) {
       return absl::InvalidArgumentError(StrCat("functions: ", name, ": malformed"));
     }
-    FunctionInfo& info = out[name];
-    if (kind->string() == "query") {
-      info.kind = FunctionKind::kQuery;
-    } else if (kind->string() == "mutation") {
-      info.kind = FunctionKind::kMutation;
-    } else if (kind->string() == "action") {
-      info.kind = FunctionKind::kAction;
-    } else {
+    // The names FunctionsToValue wrote (FunctionKindName), as DeclaredKind reads them.
+    std::optional<FunctionKind> named;
+    for (FunctionKind k : {FunctionKind::kQuery, FunctionKind::kMutation, FunctionKind::kAction}) {
+      if (kind->string() == FunctionKindName(k)) named = k;
+    }
+    if (!named.has_value()) {
       return absl::InvalidArgumentError(
           StrCat("functions: ", name, ": unknown kind '", kind->string(), "'"));
     }
+    FunctionInfo& info = out[name];
+    info.kind = *named;
     info.attributes = *attributes;
     info.args = *args;
   }

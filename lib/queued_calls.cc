@@ -357,6 +357,8 @@ absl::Status QueuedCalls::Start() {
       submitter_, Submitter::Create(queue_.get(), options_.blobs, &clock_, options_.submitter));
   IsolateSchedulerOptions actions = options_.actions;
   actions.workers = ActionWorkers(actions);
+  // Set, not left to the scheduler's default: ActionMayStart gives an action back at this cap.
+  actions.max_running_per_tenant = ActionsRunningPerTenant(options_.actions);
   if (actions.customizer == nullptr) actions.customizer = FunctionRunnerIsolateCustomizer();
   if (actions.limits == nullptr) actions.limits = std::make_shared<const ActionLimits>();
   if (actions.max_in_flight_per_tenant == 0) {
