@@ -960,8 +960,11 @@ void QueuedCalls::RemoveCancelled() {
     // (not queued yet, or gone) or not read is left to its delivery, which finds the record.
     if (!found.ok() || !found->has_value() || (*found)->call.tenant != tenant) continue;
     const Call& call = (*found)->call;
-    // Left queued if its record cannot be completed: delivered, it is skipped.
-    if (!call.idempotency_key.empty() && !CompleteCancelRecord(call).ok()) continue;
+    // The mutation's record names no function (the mutation cannot ask the queue), nor
+    // a keyed call's arguments: completed here, so that ListCalls by function finds it and
+    // the key's replay check knows what was asked. Left queued if that fails: delivered, it
+    // is skipped.
+    if (!CompleteCancelRecord(call).ok()) continue;
     removed.push_back(id);
     blobs.push_back(call.args_blob);
   }
@@ -981,12 +984,13 @@ absl::Status QueuedCalls::CompleteCancelRecord(const Call& call) {
                           txn.GetReserved(kCallRecordIndex, key));
     if (!existing.has_value()) return absl::OkStatus();
     TXFN_ASSIGN_OR_RETURN(CallRecord record, DecodeCallRecord(*existing));
-    if (record.state != CallState::kCancelled ||
-        (!record.function.empty() && !record.args_digest.empty())) {
+    const bool adds_function = record.function.empty() && !call.function.empty();
+    const bool adds_digest = record.args_digest.empty() && !digest.empty();
+    if (record.state != CallState::kCancelled || (!adds_function && !adds_digest)) {
       return absl::OkStatus();
     }
-    if (record.function.empty()) record.function = call.function;
-    if (record.args_digest.empty()) record.args_digest = digest;
+    if (adds_function) record.function = call.function;
+    if (adds_digest) record.args_digest = digest;
     return txn.PutReserved(kCallRecordIndex, key, EncodeCallRecord(record));
   };
   return tenant->CommitSystemTransaction(complete, RetryOptions{.max_attempts = 8}).status();

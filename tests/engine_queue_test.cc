@@ -1661,6 +1661,35 @@ TEST_F(EngineQueueTest, ACallAMutationCancelsLeavesTheQueueWithItsSpilledArgumen
   EXPECT_EQ(blobs.size(), 0u);
   EXPECT_EQ(engine_->GetCall(*id)->state, CallState::kCancelled);
   EXPECT_EQ(engine_->stats().queued.skipped, 0u);
+  // The mutation's record named no function (the outbox entry had gone into the queue); the
+  // loop completed it from the queued call.
+  EXPECT_EQ(engine_->GetCall(*id)->function, "counters:bump");
+}
+
+// A call submitted from the host (no key) and cancelled by a mutation, which cannot ask the queue
+// what it was: its record still comes to name its function, so ListCalls by function finds it.
+TEST_F(EngineQueueTest, ASubmittedCallAMutationCancelsIsListedUnderItsFunction) {
+  OpenAndDeploy(Options());
+  CallOptions later;
+  later.start_after = absl::Now() + absl::Hours(1);
+  absl::StatusOr<CallId> id = engine_->Submit("app", "counters:bump", Name("x"), later);
+  ASSERT_TRUE(id.ok()) << id.status();
+  ASSERT_TRUE(
+      engine_->Mutation("app", "counters:cancel", Args({{"id", Value::String(id->ToString())}}))
+          .ok());
+  EXPECT_EQ(engine_->GetCall(*id)->state, CallState::kCancelled);
+  auto listed = [&] {
+    absl::StatusOr<std::vector<CallInfo>> calls =
+        engine_->ListCalls("app", CallState::kCancelled, "counters:bump", 10);
+    EXPECT_TRUE(calls.ok()) << calls.status();
+    return calls.ok() && calls->size() == 1 && (*calls)[0].id == *id;
+  };
+  for (const absl::Time end = absl::Now() + absl::Seconds(10); !listed() && absl::Now() < end;) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  EXPECT_TRUE(listed());
+  EXPECT_EQ(engine_->GetCall(*id)->function, "counters:bump");
+  EXPECT_EQ(queue_->Find(*id, absl::Now()).value(), std::nullopt) << "it left the queue";
 }
 
 // A removal of cancelled calls whose outcome is unknown (a connection lost at its COMMIT) that
