@@ -12,6 +12,7 @@
 #include <array>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
@@ -43,6 +44,11 @@ export const echo = mutation(async (ctx, args) => {
   return args;
 });
 export const count = query(async (ctx) => (await ctx.db.query("notes").collect()).length);
+export const slowAdd = mutation(async (ctx, { text }) => {
+  let x = 0;
+  for (let i = 0; i < 2e7; i++) x += i;  // tens of ms (Date.now() is frozen in a run)
+  return ctx.db.insert("notes", { text: text + x % 2 });
+});
 export const spin = query(async () => { for (;;) {} });
 export const big = query(async (ctx, { n }) => "x".repeat(n));
 export const refuse = mutation(async () => {
@@ -280,6 +286,30 @@ TEST_F(FunctionsServerTest, BadKeysAreRefusedAndNothingIsWritten) {
   EXPECT_EQ(Count("a"), 0);
 }
 
+// Refused keys are logged at most 10 a second (anyone can send them: a flood wrote 34,236 lines
+// in 10 s); the counter counts every refusal.
+TEST_F(FunctionsServerTest, RefusedKeysAreLoggedAtMostTenASecond) {
+  auto bad = Client("not-a-key");
+  const absl::Time start = absl::Now();
+  constexpr int kCalls = 100;
+  for (int i = 0; i < kCalls; ++i) {
+    EXPECT_EQ(bad->Query("a", "notes:count", Value()).status().code(),
+              absl::StatusCode::kUnauthenticated);
+  }
+  const int64_t seconds_begun = absl::ToInt64Seconds(absl::Now() - start) + 2;
+  size_t logged = 0;
+  {
+    absl::MutexLock lock(&lines_->mu);
+    for (const std::string& line : lines_->text) logged += line.find("refused") != line.npos;
+  }
+  EXPECT_GE(logged, 10u);
+  EXPECT_LE(logged, static_cast<size_t>(11 * seconds_begun)) << "in " << seconds_begun << " s";
+  MetricsText metrics;
+  server_->AppendMetrics(&metrics);
+  EXPECT_THAT(metrics.text(), HasSubstr("txfn_rpc_refused_total{code=\"unauthenticated\"} " +
+                                        std::to_string(kCalls)));
+}
+
 // A tenant's key submits as its tenant's client: tenant b cannot spend tenant a's rate limit
 // (client "a", a's default) nor learn a's submit rate from its refusals, nor escape its own by
 // naming new clients. Client names are the admin key's.
@@ -394,7 +424,7 @@ struct PendingCall {
 
 std::unique_ptr<PendingCall> StartQuery(v1::Functions::Stub& stub, const std::string& key,
                                         const std::string& function, const Value& args,
-                                        absl::Duration timeout) {
+                                        absl::Duration timeout, bool mutation = false) {
   auto call = std::make_unique<PendingCall>();
   call->context.AddMetadata(remote_internal::kApiKeyHeader, key);
   call->context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
@@ -402,11 +432,16 @@ std::unique_ptr<PendingCall> StartQuery(v1::Functions::Stub& stub, const std::st
   call->request.set_function(function);
   wire_internal::ToProtoBytes(args, call->request.mutable_args());
   PendingCall* raw = call.get();
-  stub.async()->Query(&raw->context, &raw->request, &raw->reply, [raw](grpc::Status status) {
+  auto done = [raw](grpc::Status status) {
     raw->status = std::move(status);
     raw->ended = absl::Now();
     raw->done.Notify();
-  });
+  };
+  if (mutation) {
+    stub.async()->Mutation(&raw->context, &raw->request, &raw->reply, std::move(done));
+  } else {
+    stub.async()->Query(&raw->context, &raw->request, &raw->reply, std::move(done));
+  }
   return call;
 }
 
@@ -560,6 +595,44 @@ TEST_F(FunctionsServerTest, CallsPastMaxThreadsAreRefusedAtOnce) {
   // The server serves again once its threads are free.
   absl::Status served = CountOnceServed(*Client("key-b"), "b");
   EXPECT_TRUE(served.ok()) << served;
+}
+
+// Shutdown lets every call whose handler runs answer with its outcome, and refuses the others
+// UNAVAILABLE without running them: no caller is told UNAVAILABLE for a mutation that committed
+// (gRPC's own shutdown did that for the calls still running at its deadline, and the engine went
+// on to commit them: 59 of 60 in a hunt, 55 of their callers told UNAVAILABLE).
+TEST_F(FunctionsServerTest, ShutdownAnswersTheCallsUnderWayWithTheirOutcomes) {
+  auto stub = RawStub();
+  std::vector<std::unique_ptr<PendingCall>> calls;
+  for (int i = 0; i < 12; ++i) {
+    calls.push_back(StartQuery(*stub, "key-a", "notes:slowAdd", Text(std::to_string(i)),
+                               absl::Seconds(60), /*mutation=*/true));
+  }
+  for (int i = 0; i < 300 && CallsUnderWay() < 2; ++i) absl::SleepFor(absl::Milliseconds(5));
+  ASSERT_GE(CallsUnderWay(), 2) << "the calls reached the server (one engine worker: queued)";
+  // Shutdown blocks until the handlers under way answered; a call made meanwhile is refused.
+  std::thread stopping([&] { server_->Shutdown(absl::ZeroDuration()); });
+  absl::SleepFor(absl::Milliseconds(20));
+  auto late = StartQuery(*stub, "key-a", "notes:slowAdd", Text("late"), absl::Seconds(5), true);
+  late->done.WaitForNotification();
+  stopping.join();
+  EXPECT_EQ(late->status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(late->status.error_message(),
+              HasSubstr("the server is stopping; the call did not run"));
+  int committed_answers = 0;
+  for (auto& call : calls) {
+    call->done.WaitForNotification();
+    if (call->status.ok()) {
+      absl::StatusOr<CallResult> result = remote_internal::FromProto(call->reply);
+      ASSERT_TRUE(result.ok()) << result.status();
+      ++committed_answers;
+    } else {
+      EXPECT_EQ(call->status.error_code(), grpc::StatusCode::UNAVAILABLE)
+          << call->status.error_message();
+    }
+  }
+  EXPECT_GE(committed_answers, 2);
+  EXPECT_EQ(Count("a"), committed_answers) << "every commit was answered as one, and only those";
 }
 
 TEST(FunctionsServerOptionsTest, DuplicateOrEmptyKeysAreInvalidArgument) {

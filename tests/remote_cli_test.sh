@@ -102,6 +102,16 @@ check serve-two-admin-keys 1 'two-admins:3: a second admin key \(the first is on
 printf 'admin one\ntenant other one\n' >"$tmp/admin-as-tenant"
 check serve-tenant-key-is-admin-key 1 "of tenant 'other' is the admin key" \
   "$txfn" --db="$db" serve --quiet --listen=0 --api_keys="$tmp/admin-as-tenant"
+# A directory, a file without keys, a key no gRPC header can carry: refused, not served.
+mkdir -p "$tmp/keys-dir"
+check serve-keys-directory 1 "--api_keys: cannot read '$tmp/keys-dir'" \
+  "$txfn" --db="$db" serve --quiet --listen=0 --api_keys="$tmp/keys-dir"
+printf '# none yet\n\n' >"$tmp/no-keys"
+check serve-no-keys 1 'no-keys. has no keys' \
+  "$txfn" --db="$db" serve --quiet --listen=0 --api_keys="$tmp/no-keys"
+printf 'admin caf\xc3\xa9\n' >"$tmp/non-ascii-key"
+check serve-non-ascii-key 1 'non-ascii-key:1: a key must be printable ASCII' \
+  "$txfn" --db="$db" serve --quiet --listen=0 --api_keys="$tmp/non-ascii-key"
 check serve-cap-needs-listen 2 'serve: --max_calls_per_tenant goes with --listen' \
   "$txfn" --db="$db" serve --quiet --max_calls_per_tenant=4
 check serve-cap-takes-every-thread 1 'max_calls_per_tenant is 9; 0 \(no cap\) or up to max_threads - 2 \(8\)' \
@@ -157,7 +167,7 @@ served() {
   check "$label-submit-later" 0 '^[0-9a-f-]{36}$' s --api_key=bank-key submit --tenant=bank2 \
     --delay_ms=3600000 audit:total
   local later=$last
-  check "$label-cancel-other-key" 1 "no call $later in 127.0.0.1:$port" \
+  check "$label-cancel-other-key" 1 "no call $later in server 127.0.0.1:$port" \
     s --api_key=other-key cancel "$later"
   check "$label-cancel" 0 "^cancelled $later$" s --api_key=bank-key cancel "$later"
   check "$label-call-cancelled" 0 '^state +cancelled$' \

@@ -504,7 +504,7 @@ class LocalTarget final : public Target {
   absl::Status CancelCall(const CallId& id, const std::string& tenant) override {
     return tenant.empty() ? engine_.CancelCall(id) : engine_.CancelCall(id, tenant);
   }
-  std::string Where() const override { return absl::GetFlag(FLAGS_db); }
+  std::string Where() const override { return "database " + absl::GetFlag(FLAGS_db); }
 
  private:
   Engine& engine_;
@@ -549,7 +549,7 @@ class ServerTarget final : public Target {
   absl::Status CancelCall(const CallId& id, const std::string& tenant) override {
     return client_->CancelCall(id, tenant);
   }
-  std::string Where() const override { return absl::GetFlag(FLAGS_server); }
+  std::string Where() const override { return "server " + absl::GetFlag(FLAGS_server); }
 
  private:
   std::unique_ptr<FunctionsClient> client_;
@@ -631,11 +631,12 @@ int Run(Target& engine, const std::string& tenant, const std::string& function,
   }
   if (!result.ok()) {
     PrintLogs(FailedCallLogs(result.status()));
+    const int failed = Fail(result.status());
     std::optional<AppError> app_error = GetAppError(result.status());
     if (app_error.has_value() && !app_error->data.is_null()) {
       std::fprintf(stderr, "error data: %s\n", ToJson(app_error->data).c_str());
     }
-    return Fail(result.status());
+    return failed;
   }
   PrintLogs(result->logs);
   std::printf("%s\n", ToJson(result->value).c_str());
@@ -855,6 +856,24 @@ absl::StatusOr<FunctionsServerOptions> ReadApiKeys(const std::string& file) {
       return absl::InvalidArgumentError(fmt::format(
           "--api_keys: {}:{}: expected 'admin KEY' or 'tenant NAME KEY'", file, number));
     }
+    // A key travels in a gRPC header: only printable ASCII can be sent.
+    const std::string& key = words.back();
+    if (!std::all_of(key.begin(), key.end(), [](char c) { return c > ' ' && c < 0x7f; })) {
+      return absl::InvalidArgumentError(
+          fmt::format("--api_keys: {}:{}: a key must be printable ASCII (a gRPC header carries it)",
+                      file, number));
+    }
+  }
+  // A directory opens as a stream that reads nothing; a read that failed midway would drop the
+  // keys after it: either way the server would have started with fewer keys than the file has.
+  if (in.bad() || !in.eof()) {
+    return absl::InvalidArgumentError(fmt::format("--api_keys: cannot read '{}'", file));
+  }
+  if (options.admin_key.empty() && options.tenant_keys.empty()) {
+    return absl::InvalidArgumentError(fmt::format(
+        "--api_keys: '{}' has no keys (lines 'admin KEY' or 'tenant NAME KEY'): every call "
+        "would be refused",
+        file));
   }
   return options;
 }
@@ -947,8 +966,9 @@ int Serve(const sigset_t& stop_signals) {
   if (!quiet) {
     if (tty) std::fputc('\n', stderr);
     std::fprintf(stderr,
-                 "%s: stopping (giving back calls not started, waiting up to 10 s for running "
-                 "ones; signal again to stop at once)\n",
+                 "%s: stopping (with --listen, clients' calls under way answer first; queued "
+                 "calls not started are given back, running ones waited for up to 10 s; signal "
+                 "again to stop at once)\n",
                  strsignal(received));
   }
   // A second signal now takes its default action (ends the process): only
@@ -1076,8 +1096,8 @@ int Calls(Engine& engine, const std::string& tenant) {
 // What `call` and `cancel` say of a call `engine` does not know.
 int NoSuchCall(const Target& engine, const CallId& id, const std::string& tenant) {
   return Fail(absl::NotFoundError(fmt::format(
-      "no call {}{} in {} (never submitted to this database, or its tenant was deleted)",
-      id.ToString(), tenant.empty() ? "" : fmt::format(" of tenant {}", tenant), engine.Where())));
+      "no call {}{} in {} (never submitted there, or its tenant was deleted)", id.ToString(),
+      tenant.empty() ? "" : fmt::format(" of tenant {}", tenant), engine.Where())));
 }
 
 int ShowCall(Target& engine, const std::string& tenant, const std::string& text) {
@@ -1096,6 +1116,10 @@ int ShowCall(Target& engine, const std::string& tenant, const std::string& text)
     std::printf("result    %s\n", Outcome(*info, false).c_str());
   } else if (info->state == CallState::kFailed || info->state == CallState::kDeadLettered) {
     std::printf("error     %s\n", Outcome(*info, /*whole_error=*/true).c_str());
+    if (std::optional<AppError> thrown = GetAppError(info->error);
+        thrown.has_value() && !thrown->data.is_null()) {
+      std::printf("data      %s\n", ToJson(thrown->data).c_str());
+    }
   }
   if (Known(info->at)) {
     const char* what = info->state == CallState::kPending   ? "due at"

@@ -82,7 +82,13 @@ class FunctionsServer {
   // (txfn_rpc_refused_total{code=...}: unauthenticated, permission_denied, tenant_busy), and
   // the calls counted against their tenants' caps now (txfn_rpc_calls_under_way).
   void AppendMetrics(MetricsText* out) const;
-  // Stops taking calls, lets those in flight finish for up to `grace`, then cancels the rest.
+  // Stops taking calls: one that arrives from now on is refused UNAVAILABLE ("the server is
+  // stopping"; nothing of it ran). Waits until every call whose handler runs has answered
+  // with its outcome, however long that takes (each is bounded by its deadline and the
+  // function limits): a mutation that commits is never answered UNAVAILABLE, which a client
+  // may take for "retry". Then lets gRPC send what is left for up to `grace` (at least 1 s:
+  // answers are sent after their handlers return), and cancels it.
+  // Blocks until done; thread-safe.
   void Shutdown(absl::Duration grace);
 
  private:
