@@ -245,8 +245,9 @@ struct CallPath::State {
     std::shared_ptr<const Snapshot> snapshot = tenant.Latest();
     TXFN_RETURN_IF_ERROR(CheckEnabled(tenant, *snapshot));
     const Timestamp ts = snapshot->ts();
-    RunResult r = runner.Run(std::move(snapshot),
-                             MakeRequest(function, args, FunctionKind::kQuery, options.deadline));
+    RunResult r =
+        runner.Run(std::move(snapshot),
+                   MakeRequest(tenant, function, args, FunctionKind::kQuery, options.deadline));
     if (!r.status.ok()) return std::move(r.status);
     queries.fetch_add(1, std::memory_order_relaxed);
     return ToCallResult(std::move(r), ts, 1);
@@ -301,9 +302,12 @@ struct CallPath::State {
     std::shared_ptr<const Snapshot> snapshot = tenant->Latest();
     TXFN_RETURN_IF_ERROR(CheckEnabled(*tenant, *snapshot));
     const Timestamp ts = snapshot->ts();
+    // Made before the call: its callback's capture moves `tenant` away.
+    RunRequest request =
+        MakeRequest(*tenant, function, args, FunctionKind::kQuery, options.deadline);
     BeginAsync();
     absl::Status s = runner.RunAsync(
-        std::move(snapshot), MakeRequest(function, args, FunctionKind::kQuery, options.deadline),
+        std::move(snapshot), std::move(request),
         [this, ts, tenant = std::move(tenant), done = std::move(done)](RunResult r) mutable {
           RunningDone running(this);
           if (r.status.ok()) {
@@ -417,8 +421,10 @@ struct CallPath::State {
     }
   }
 
-  RunRequest MakeRequest(std::string_view function, const Value& args, FunctionKind kind,
-                         absl::Time deadline) {
+  // Its code sees the committers' clock now (Date.now(), _creationTime): a run begun after
+  // an idle spell sees the time it began, not the tenant's last commit.
+  RunRequest MakeRequest(OpenTenant& tenant, std::string_view function, const Value& args,
+                         FunctionKind kind, absl::Time deadline) {
     uint64_t seed;
     {
       internal::MutexLock lock(&rng_mu);
@@ -428,6 +434,7 @@ struct CallPath::State {
                       .args = args,
                       .kind = kind,
                       .seed = seed,
+                      .now = tenant.committer().Now(),
                       .deadline = deadline};
   }
 
@@ -437,7 +444,7 @@ struct CallPath::State {
   // captured: small enough for std::function to hold without allocating.
   RunRequest MakeMutationRequest(OpenTenant& tenant, std::string_view function, const Value& args,
                                  absl::Time deadline) {
-    RunRequest request = MakeRequest(function, args, FunctionKind::kMutation, deadline);
+    RunRequest request = MakeRequest(tenant, function, args, FunctionKind::kMutation, deadline);
     if (options.check_scheduled) {
       request.check_scheduled = [check = &options.check_scheduled, tenant = &tenant](
                                     std::string_view scheduled, const Value& scheduled_args) {
@@ -472,6 +479,7 @@ struct CallPath::State {
                                 });
       }
     }
+    call->request.now = call->tenant->committer().Now();  // each attempt's own (MakeRequest)
     return runner.RunAsync(std::move(snapshot), call->request, [this, call](RunResult r) {
       std::optional<absl::StatusOr<CallResult>> out = FinishMutation(*call, std::move(r));
       if (!out.has_value()) {  // a conflict: run again on a newer snapshot

@@ -210,6 +210,7 @@ std::shared_ptr<const Snapshot> Committer::Latest() const {
   core_->CatchUp();
   return core_->Latest();
 }
+Timestamp Committer::Now() const { return core_->options_.clock(); }
 absl::StatusOr<Timestamp> Committer::Commit(PreparedCommit commit, CommitIntent intent,
                                             BatchHold hold) {
   return core_->Commit(std::move(commit), std::move(intent), hold);

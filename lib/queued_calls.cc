@@ -86,8 +86,24 @@ Failure Classify(const absl::Status& s, bool synchronous, bool waits, int attemp
   }
 }
 
-absl::Status PlainStatus(const absl::Status& s) {
-  return absl::Status(s.code(), s.message().substr(0, 4096));
+// What a failed call's record keeps of its error: the code, the message's first 4 KiB and
+// what the code threw (GetAppError; its data only up to 64 KiB, encoded), not the logs.
+absl::Status RecordedError(const absl::Status& s) {
+  constexpr size_t kMaxMessageBytes = 4096;
+  constexpr size_t kMaxDataBytes = 64 * 1024;
+  // Cut between UTF-8 characters (a continuation byte never starts one).
+  auto cut = [](std::string_view text) {
+    if (text.size() <= kMaxMessageBytes) return std::string(text);
+    size_t n = kMaxMessageBytes;
+    while (n > 0 && (static_cast<unsigned char>(text[n]) & 0xC0) == 0x80) --n;
+    return std::string(text.substr(0, n));
+  };
+  absl::Status plain(s.code(), cut(std::string_view(s.message().data(), s.message().size())));
+  std::optional<AppError> app = GetAppError(s);
+  if (!app.has_value()) return plain;
+  app->message = cut(app->message);
+  if (EncodeBinary(app->data).size() > kMaxDataBytes) app->data = Value::Null();
+  return WithAppError(std::move(plain), *app);
 }
 
 // The workers of the isolates that run queued actions (QueuedCallOptions::actions).
@@ -1229,7 +1245,7 @@ CallOutcome QueuedCalls::Failed(OpenTenant& tenant, const Call& call, const absl
   absl::StatusOr<bool> written = WriteRecord(tenant, call.id,
                                              CallRecord{.state = CallState::kFailed,
                                                         .function = call.function,
-                                                        .error = PlainStatus(status),
+                                                        .error = RecordedError(status),
                                                         .finished = clock_.Now(),
                                                         .attempts = call.attempt + 1,
                                                         .args_digest = KeyedArgsDigest(call)});

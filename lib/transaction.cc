@@ -116,7 +116,7 @@ bool Transaction::has_writes() const {
 }
 
 std::string Transaction::NewId(IndexId table) {
-  // 6 bytes of the begin time in milliseconds (big-endian), 2 of the id's number in this
+  // 6 bytes of now() in milliseconds (big-endian), 2 of the id's number in this
   // transaction, then 8 random bytes: new ids sort after older ones, so ordered structures
   // keyed by id (storage B-trees, the conflict set) append instead of inserting at random
   // places; a transaction's ids sort in the order it made them (with only random bytes after
@@ -135,7 +135,7 @@ std::string Transaction::NewId(IndexId table) {
     }
   }
   std::string bytes(16, '\0');
-  const uint64_t ms = begin_ts() / 1'000'000;
+  const uint64_t ms = now() / 1'000'000;
   for (size_t b = 0; b < 6; ++b) bytes[b] = static_cast<char>(ms >> (8 * (5 - b)));
   const uint16_t number = ids_made_++;
   bytes[6] = static_cast<char>(number >> 8);
@@ -456,8 +456,8 @@ absl::StatusOr<std::string> Transaction::Insert(std::string_view table, const Va
   }
   Value::Object fields = doc.object();
   fields.emplace(kIdField, Value::String(id));
-  // Milliseconds since the epoch of the snapshot, as in Convex.
-  fields.emplace(kCreationTimeField, Value::Float64(static_cast<double>(begin_ts()) / 1e6));
+  // Milliseconds since the epoch, as in Convex: when the transaction's run began.
+  fields.emplace(kCreationTimeField, Value::Float64(static_cast<double>(now()) / 1e6));
   Value full = Value::FromObject(std::move(fields));
   TXFN_RETURN_IF_ERROR(ValidateDocument(full, options_.limits.document));
   TXFN_RETURN_IF_ERROR(WriteDocument(*info, id, std::nullopt, full));
@@ -513,12 +513,20 @@ absl::Status Transaction::ImportDocument(std::string_view table, const Value& do
   return WriteDocument(*info, id->string(), std::nullopt, doc);
 }
 
-absl::Status Transaction::Patch(std::string_view id, const Value& fields) {
+absl::Status Transaction::Patch(std::string_view id, const Value& fields,
+                                absl::Span<const std::string> remove) {
   TXFN_RETURN_IF_ERROR(CheckWritable());
   const TableInfo* info = nullptr;
   TXFN_ASSIGN_OR_RETURN(Value old_doc, ReadExisting(id, &info));
   TXFN_RETURN_IF_ERROR(ValidateUserFields(info->name, fields));
   Value::Object merged = old_doc.object();
+  for (const std::string& name : remove) {
+    if (name.starts_with('_')) {
+      return absl::InvalidArgumentError(internal::StrCat("table '", info->name, "': field '", name,
+                                                         "' is reserved for the system"));
+    }
+    merged.erase(name);
+  }
   for (const auto& [name, value] : fields.object()) merged.insert_or_assign(name, value);
   Value new_doc = Value::FromObject(std::move(merged));
   TXFN_RETURN_IF_ERROR(

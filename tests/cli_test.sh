@@ -271,7 +271,9 @@ export const bump = mutation({args: {name: "string"}, handler: async (ctx, { nam
   await ctx.db.patch(c._id, { n: c.n + 1n });
   return c.n + 1n;
 }});
-export const throws = mutation({args: {}, handler: () => { throw new Error("kaput"); }});
+export const throws = mutation({args: {}, handler: () => {
+  const e = new Error("kaput"); e.data = { code: "KAPUT" }; throw e;
+}});
 // Console output and errors that would forge another call's log line and rewrite the terminal.
 const forged = "[ERROR] bank audit:total 00000000-0000-4000-8000-000000000000: forged\r\u001b[2J";
 export const forge = mutation({args: {}, handler: () => { console.log("hi\n" + forged); }});
@@ -350,6 +352,7 @@ await_state forge-throw-failed "$forge_throw" failed
 check call 0 '^tenant +app$' qt call "$a"
 check call-result 0 '^result +\{"\$int64":"[1-4]"\}$' qt call "$a"
 check call-error 0 '^error +UNKNOWN: Uncaught Error: kaput' qt call "$bad"
+check call-error-data 0 '^data +\{"code":"KAPUT"\}$' qt call "$bad"
 check call-delayed 0 '^due at +2[0-9]{3}-' qt call "$delayed"
 check call-deadline 0 '^deadline +2[0-9]{3}-' qt call "$delayed"
 check calls 0 "^$a +succeeded +counters:bump +1 +\{\"\\\$int64\":\"[1-4]\"\}$" qt calls --tenant=app

@@ -83,7 +83,9 @@ export const slowBumpRetried = mutation({args: {name: "string", spin: "number"},
   retry: {maxAttempts: 100}, handler: spinThenBump});
 export const later = mutation({args: {name: "string"}, quota: "opportunistic",
   opportunisticRate: 0, deadlineMs: 3000, handler: (ctx, { name }) => bumpBy(ctx, name, 1n)});
-export const throws = mutation({args: {}, handler: () => { throw new Error("kaput"); }});
+export const throws = mutation({args: {}, handler: () => {
+  const e = new Error("kaput"); e.data = { code: "KAPUT" }; throw e;
+}});
 export const chatty = mutation({args: {fail: "bool"}, handler: (ctx, { fail }) => {
   console.log("hello", 1);
   console.warn("careful");
@@ -151,6 +153,25 @@ export const send = action({args: {n: "number"}, services: ["mail"],
   retry: {maxAttempts: 100, initialBackoffMs: 20, maxBackoffMs: 200},
   handler: async (ctx, { n }) => ctx.services.mail({ n })});
 export const sneaky = action({args: {}, handler: async (ctx) => ctx.services.mail({})});
+// Not async: it throws synchronously, and what it threw has getters that call out.
+export const throwsWithGetters = action({args: {}, handler: (ctx) => {
+  const e = new Error("thrown");
+  const bump = (name) => {
+    ctx.runMutation("counters:bump", { name }).catch(() => {});
+    ctx.scheduler.runAfter(0, "counters:bump", { name }).catch(() => {});
+  };
+  // "stack" first: defining it formats the stack, which reads "message" (while the action runs).
+  Object.defineProperty(e, "stack", { get() { bump("afterThrow"); return "stack"; } });
+  Object.defineProperty(e, "message", { get() { bump("afterThrow"); return "thrown"; } });
+  Object.defineProperty(e, "data", { get() { bump("afterThrow"); return { code: 1 }; } });
+  throw e;
+}});
+export const usesDbUncaught = action({args: {}, handler: async (ctx) => ctx.db.query("counters")});
+export const usesDb = action({args: {}, handler: async (ctx) => {
+  const keys = Object.keys({ ...ctx }).join(",");  // spreading ctx does not reach ctx.db
+  try { await ctx.db.query("counters").collect(); } catch (e) { return keys + ": " + e.message; }
+  return "no error";
+}});
 export const gated = action({args: {}, services: ["gate"], handler: async (ctx) => {
   await ctx.services.gate({});
   return 7;
@@ -1248,12 +1269,51 @@ TEST_F(EngineQueueTest, ListCallsShowsPendingEndedAndCancelledCallsByStatusAndFu
   EXPECT_EQ(engine_->ListCalls("app", std::nullopt, "", 1)->size(), 1u);
 }
 
+// An action has no ctx.db: using it says what to use instead (it was "Cannot read properties of
+// undefined (reading 'query')").
+TEST_F(EngineQueueTest, ActionsCtxDbSaysToUseRunQueryAndRunMutation) {
+  OpenAndDeploy(Options());
+  absl::StatusOr<CallResult> r = engine_->Action("app", "counters:usesDb", Args({}));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_THAT(r->value.string(), HasSubstr("runQuery,runMutation,scheduler,services: ctx.db is "
+                                           "not available in an action"));
+  EXPECT_THAT(r->value.string(), HasSubstr("ctx.runMutation(name, args)"));
+  // Uncaught it is the function's own failure (a TypeError): recorded once, not retried.
+  absl::StatusOr<CallId> queued = engine_->Submit("app", "counters:usesDbUncaught", Args({}));
+  ASSERT_TRUE(queued.ok()) << queued.status();
+  CallInfo info = WaitFor(*queued, CallState::kFailed);
+  EXPECT_EQ(info.attempts, 1);
+  EXPECT_THAT(info.error.message(), HasSubstr("TypeError: ctx.db is not available in an action"));
+}
+
+// An action that throws synchronously has ended: the getters of what it threw, which txfn reads
+// to describe the error, cannot run mutations or schedule calls (a hunt: they committed after
+// the action had failed).
+TEST_F(EngineQueueTest, WhatASynchronouslyThrowingActionThrewCannotCallOut) {
+  OpenAndDeploy(Options());
+  absl::StatusOr<CallResult> direct =
+      engine_->Action("app", "counters:throwsWithGetters", Args({}));
+  EXPECT_FALSE(direct.ok());
+  absl::StatusOr<CallId> queued = engine_->Submit("app", "counters:throwsWithGetters", Args({}));
+  ASSERT_TRUE(queued.ok()) << queued.status();
+  EXPECT_EQ(WaitFor(*queued, CallState::kFailed).state, CallState::kFailed);
+  absl::SleepFor(absl::Milliseconds(300));  // what it started would have committed by now
+  WaitDrained();
+  EXPECT_EQ(Counter("afterThrow"), 0);
+  EXPECT_EQ(engine_->stats().queued.ran, 1u) << "no call was scheduled";
+}
+
 TEST_F(EngineQueueTest, AFunctionThatThrowsIsRecordedFailedAndNotRetried) {
   OpenAndDeploy(Options());
   absl::StatusOr<CallId> id = engine_->Submit("app", "counters:throws", Args({}));
   ASSERT_TRUE(id.ok());
   CallInfo info = WaitFor(*id, CallState::kFailed);
   EXPECT_THAT(info.error.message(), HasSubstr("kaput"));
+  // What the code threw is kept with the record (it was dropped: only `txfn run` showed it).
+  std::optional<AppError> thrown = GetAppError(info.error);
+  ASSERT_TRUE(thrown.has_value()) << info.error;
+  EXPECT_EQ(thrown->message, "kaput");
+  EXPECT_EQ(thrown->data, Value::FromObject({{"code", Value::String("KAPUT")}}));
   EXPECT_EQ(info.attempts, 1);
   WaitDrained();
   EXPECT_EQ(engine_->stats().queued.ran, 1u);

@@ -4,6 +4,7 @@
 #include "txfn/engine.h"
 
 #include <atomic>
+#include <cmath>
 #include <cstdio>
 #include <functional>
 #include <map>
@@ -13,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/synchronization/notification.h"
 #include "fmt/format.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -1019,6 +1021,57 @@ TEST_P(EngineTest, AnIdempotencyKeyCommitsOnceAndReplaysTheFirstResult) {
           ->Mutation("app", "counters:increment", Name("a"),
                      {.idempotency_key = std::string(kMaxIdempotencyKeyBytes + 1, 'k')})
           .status()));
+}
+
+// Date.now() and _creationTime are the time a run began (the committer's clock), not the
+// tenant's last commit: after an idle hour a query, a mutation and an async mutation see the
+// hour gone by (they saw the time of the commit before it).
+TEST_P(EngineTest, CodeSeesTheTimeItsRunBeganNotTheTenantsLastCommit) {
+  EngineOptions options = Options();
+  options.committer.clock = clock_.AsFunction();
+  Open(std::move(options));
+  std::map<std::string, std::string> modules = Modules();
+  modules["clock.js"] = R"JS(
+    import { query, mutation } from "txfn/server";
+    export const now = query(async () => Date.now());
+    export const stamp = mutation(async (ctx) => {
+      const id = await ctx.db.insert("notes", { text: "t" });
+      return [Date.now(), (await ctx.db.get(id))._creationTime];
+    });
+  )JS";
+  ASSERT_TRUE(engine_->CreateTenant("app").ok());
+  ASSERT_TRUE(engine_->DeployJson("app", modules, kSchema).ok());
+  const Timestamp last_commit = engine_->Latest("app").value()->ts();
+  const int64_t hour = absl::ToInt64Nanoseconds(absl::Hours(1));
+  clock_.Advance(hour);
+  const double hour_later_ms = static_cast<double>(last_commit + hour) / 1e6;
+  auto expect_hour_later = [&](double ms, const char* what) {
+    EXPECT_GE(ms, std::floor(hour_later_ms)) << what;
+    EXPECT_LT(ms, hour_later_ms + 1000) << what;  // the fake clock ticks 1 µs a reading
+  };
+  absl::StatusOr<CallResult> now = engine_->Query("app", "clock:now", Value::Null());
+  ASSERT_TRUE(now.ok()) << now.status();
+  expect_hour_later(now->value.float64(), "query's Date.now()");
+  absl::StatusOr<CallResult> stamp = engine_->Mutation("app", "clock:stamp", Value::Null());
+  ASSERT_TRUE(stamp.ok()) << stamp.status();
+  expect_hour_later(stamp->value.array()[0].float64(), "mutation's Date.now()");
+  expect_hour_later(stamp->value.array()[1].float64(), "_creationTime");
+  EXPECT_EQ(stamp->value.array()[0].float64(), std::floor(stamp->value.array()[1].float64()));
+
+  clock_.Advance(hour);
+  absl::Notification done;
+  absl::StatusOr<CallResult> async_stamp;
+  ASSERT_TRUE(engine_
+                  ->MutationAsync("app", "clock:stamp", Value::Null(),
+                                  [&](absl::StatusOr<CallResult> r) {
+                                    async_stamp = std::move(r);
+                                    done.Notify();
+                                  })
+                  .ok());
+  done.WaitForNotification();
+  ASSERT_TRUE(async_stamp.ok()) << async_stamp.status();
+  EXPECT_GE(async_stamp->value.array()[1].float64(), hour_later_ms + 3'600'000)
+      << "the async mutation's _creationTime";
 }
 
 // A key is forgotten idempotency_key_retention after its commit, on the committer's clock (keys

@@ -58,8 +58,14 @@ export const filtered = query(async (ctx, { n }) =>
 export const page = query(async (ctx, { cursor, numItems }) =>
   ctx.db.query("messages").withIndex("by_channel", (q) => q.eq("channel", "a"))
       .paginate({ cursor: cursor ?? null, numItems }));
+export const pageOf = query(async (ctx, { channel, cursor, numItems, order }) =>
+  ctx.db.query("messages").withIndex("by_channel", (q) => q.eq("channel", channel))
+      .order(order ?? "asc").paginate({ cursor, numItems }));
 export const edit = mutation(async (ctx, { id, op }) => {
   if (op === "patch") await ctx.db.patch(id, { body: "patched" });
+  if (op === "unlike") await ctx.db.patch(id, { likes: undefined, body: "unliked" });
+  if (op === "unbody") await ctx.db.patch(id, { body: undefined });
+  if (op === "unid") await ctx.db.patch(id, { _id: undefined });
   if (op === "replace") await ctx.db.replace(id, { channel: "z", body: "replaced" });
   if (op === "delete") await ctx.db.delete(id);
   return ctx.db.get(id);
@@ -267,6 +273,40 @@ TEST_P(FunctionRunnerTest, PaginationIsStableAcrossConcurrentInserts) {
   EXPECT_FALSE(bad.status.ok());
 }
 
+// A cursor continues only its own query: one of other eq() values or order, cut short or made up
+// is InvalidArgument (it read a shifted page, or an empty one that said it was done); "" is the
+// start, as null is.
+TEST_P(FunctionRunnerTest, ACursorOfAnotherQueryOrDamagedIsRefused) {
+  for (int i = 0; i < 6; ++i) Send("a", std::to_string(i), i);
+  for (int i = 0; i < 3; ++i) Send("b", std::to_string(i), i);
+  auto page = [&](const std::string& channel, const Value& cursor, const char* order = "asc") {
+    return Query("messages:pageOf", Obj({{"channel", Str(channel)},
+                                         {"cursor", cursor},
+                                         {"numItems", Value::Float64(2)},
+                                         {"order", Str(order)}}));
+  };
+  RunResult first = page("a", Value::Null());
+  ASSERT_TRUE(first.status.ok()) << first.status;
+  const std::string cursor = first.value.Find("continueCursor")->string();
+  RunResult next = page("a", Str(cursor));
+  ASSERT_TRUE(next.status.ok()) << next.status;
+  EXPECT_THAT(Bodies(*next.value.Find("page")), ::testing::ElementsAre("2", "3"));
+  RunResult from_empty = page("a", Str(""));
+  ASSERT_TRUE(from_empty.status.ok()) << from_empty.status;
+  EXPECT_THAT(Bodies(*from_empty.value.Find("page")), ::testing::ElementsAre("0", "1"));
+
+  for (const auto& [what, refused] : std::vector<std::pair<std::string, RunResult>>{
+           {"other eq() values", page("b", Str(cursor))},
+           {"another order", page("a", Str(cursor), "desc")},
+           {"cut short", page("a", Str(cursor.substr(0, cursor.size() - 4)))},
+           {"made up", page("a", Str("garbage"))},
+           {"not base64", page("a", Str("!!!"))}}) {
+    EXPECT_EQ(refused.status.code(), absl::StatusCode::kInvalidArgument)
+        << what << ": " << refused.status;
+    EXPECT_THAT(refused.status.message(), HasSubstr("cursor")) << what;
+  }
+}
+
 TEST_P(FunctionRunnerTest, MutationsReadTheirOwnWrites) {
   Send("own", "committed");
   RunResult r = Mutate("messages:insertAndRead", Obj({{"channel", Str("own")}}));
@@ -281,6 +321,20 @@ TEST_P(FunctionRunnerTest, PatchReplaceDelete) {
   ASSERT_TRUE(p.status.ok()) << p.status;
   EXPECT_EQ(p.value.Find("body")->string(), "patched");
   EXPECT_EQ(p.value.Find("likes")->int64(), 1);
+  // A field patched to undefined is removed (as in Convex; it was silently kept); a required
+  // or system field cannot be, and the failed patch leaves the document as it was.
+  RunResult unlike = Mutate("messages:edit", Obj({{"id", Str(id)}, {"op", Str("unlike")}}));
+  ASSERT_TRUE(unlike.status.ok()) << unlike.status;
+  EXPECT_EQ(unlike.value.Find("likes"), nullptr);
+  EXPECT_EQ(unlike.value.Find("body")->string(), "unliked");
+  EXPECT_EQ(unlike.value.Find("channel")->string(), "a");
+  RunResult unbody = Mutate("messages:edit", Obj({{"id", Str(id)}, {"op", Str("unbody")}}));
+  EXPECT_EQ(unbody.status.code(), absl::StatusCode::kInvalidArgument) << unbody.status;
+  EXPECT_THAT(unbody.status.message(), HasSubstr("body"));
+  EXPECT_TRUE(unbody.commit.writes.empty());
+  RunResult unid = Mutate("messages:edit", Obj({{"id", Str(id)}, {"op", Str("unid")}}));
+  EXPECT_EQ(unid.status.code(), absl::StatusCode::kInvalidArgument) << unid.status;
+  EXPECT_THAT(unid.status.message(), HasSubstr("reserved for the system"));
   RunResult r = Mutate("messages:edit", Obj({{"id", Str(id)}, {"op", Str("replace")}}));
   ASSERT_TRUE(r.status.ok()) << r.status;
   EXPECT_EQ(r.value.Find("channel")->string(), "z");
@@ -544,6 +598,29 @@ TEST_P(FunctionRunnerTest, SameSeedSameSnapshotSameResultAndWrites) {
   double r0 = a.value.Find("r")->array()[0].float64();
   EXPECT_GE(r0, 0.0);
   EXPECT_LT(r0, 1.0);
+
+  // RunRequest::now: the time the code sees and stamps its documents with (an hour after the
+  // snapshot: a run after an idle spell), frozen for the run; never before the snapshot.
+  auto at = [&](Timestamp now) {
+    RunRequest request{.function = "d:roll", .kind = FunctionKind::kMutation, .now = now};
+    Transaction txn(snapshot, internal::RunnerCore::TransactionOptionsFor(request));
+    RunResult r = core_->RunOnIsolate(*lease_, request, txn);
+    EXPECT_TRUE(r.status.ok()) << r.status;
+    absl::StatusOr<std::optional<Value>> doc = txn.Get(r.value.Find("id")->string());
+    EXPECT_TRUE(doc.ok() && doc->has_value());
+    return std::pair(r.value, doc.ok() && doc->has_value() ? **doc : Value());
+  };
+  const Timestamp hour_later = snapshot->ts() + 3'600'000'000'000ULL + 123'456'789ULL;
+  const auto [later, later_doc] = at(hour_later);
+  const double later_ms = std::floor(static_cast<double>(hour_later) / 1e6);
+  EXPECT_EQ(later.Find("now")->float64(), later_ms);
+  EXPECT_EQ(later.Find("date")->float64(), later_ms);
+  EXPECT_EQ(later_doc.Find("at")->float64(), later_ms);
+  EXPECT_EQ(later_doc.Find("_creationTime")->float64(), static_cast<double>(hour_later) / 1e6);
+  const auto [earlier, earlier_doc] = at(snapshot->ts() / 2);
+  EXPECT_EQ(earlier.Find("now")->float64(), ms);
+  EXPECT_EQ(earlier_doc.Find("_creationTime")->float64(),
+            static_cast<double>(snapshot->ts()) / 1e6);
 }
 
 // ---- Isolation -------------------------------------------------------------
@@ -718,6 +795,10 @@ TEST_P(FunctionRunnerTest, ErrorsAreDataACallerCanBranchOn) {
     });
     export const throwString = query(() => { throw "plain"; });
     export const throwObject = query(() => { throw { code: 7 }; });
+    export const dynamicImport = query(async () => {
+      try { await import("./err.js"); } catch (e) { return e.name + ": " + e.message; }
+      return "imported";
+    });
     export const badId = query((ctx) => ctx.db.get("nope"));
     export const rethrown = query(async (ctx) => {
       try { await ctx.db.get("nope"); } catch (e) { throw e; }
@@ -745,9 +826,19 @@ TEST_P(FunctionRunnerTest, ErrorsAreDataACallerCanBranchOn) {
   ASSERT_TRUE(plain.has_value());
   EXPECT_EQ(plain->name, "");
   EXPECT_EQ(ToJson(plain->data), R"("plain")");
-  std::optional<AppError> object = GetAppError(Query("err:throwObject").status);
+  const absl::Status thrown_object = Query("err:throwObject").status;
+  std::optional<AppError> object = GetAppError(thrown_object);
   ASSERT_TRUE(object.has_value());
   EXPECT_EQ(ToJson(object->data), R"({"code":7})");
+  // import() says it is not supported and what to do (V8 said "Not supported").
+  RunResult dynamic = Query("err:dynamicImport");
+  ASSERT_TRUE(dynamic.status.ok()) << dynamic.status;
+  EXPECT_THAT(dynamic.value.string(),
+              HasSubstr("TypeError: import(\"./err.js\"): dynamic import is not supported"));
+  // Its message shows it as JSON (it said "Uncaught [object Object]").
+  EXPECT_THAT(std::string(thrown_object.message()),
+              ::testing::MatchesRegex(R"(Uncaught err\.js:[0-9]+: \{"code":7\})"))
+      << thrown_object;
 
   // Runtime failures are not the app's errors, even when the app rethrows them.
   for (const char* fn : {"err:badId", "err:rethrown", "err:badArgs"}) {

@@ -363,6 +363,18 @@ TEST_F(TransactionTest, PatchReplaceDeleteAndMissingDocuments) {
   EXPECT_EQ(txn.Patch(id, Obj({{"likes", Str("many")}})).code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(txn.Get(id).value()->Find("likes")->int64(), 1);  // the failed patch left nothing
+  // Removed fields: an optional one goes; a required or system one is refused.
+  const std::vector<std::string> likes = {"likes"};
+  ASSERT_TRUE(txn.Patch(id, Obj({}), likes).ok());
+  EXPECT_EQ(txn.Get(id).value()->Find("likes"), nullptr);
+  ASSERT_TRUE(txn.Patch(id, Obj({{"likes", I64(1)}}), likes).ok()) << "set wins over removed";
+  EXPECT_EQ(txn.Get(id).value()->Find("likes")->int64(), 1);
+  const std::vector<std::string> body = {"body"};
+  EXPECT_EQ(txn.Patch(id, Obj({}), body).code(), absl::StatusCode::kInvalidArgument);
+  const std::vector<std::string> system = {"_creationTime"};
+  EXPECT_EQ(txn.Patch(id, Obj({}), system).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(txn.Get(id).value()->Find("body")->string(), "patched");
+  EXPECT_NE(txn.Get(id).value()->Find("_creationTime"), nullptr);
 
   ASSERT_TRUE(txn.Replace(id, Obj({{"channel", Str("b")}, {"body", Str("new")}})).ok());
   Value replaced = *txn.Get(id).value();

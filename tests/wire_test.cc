@@ -132,6 +132,7 @@ TEST(Wire, RunRequestRoundTrips) {
   request.run.kind = FunctionKind::kMutation;
   request.run.seed = 0xfeedfacecafebeefULL;
   request.run.deterministic_ids = true;
+  request.run.now = 1'700'000'000'987'654'321ULL;
   request.run.limits.max_documents_read = 7;
   request.run.limits.document.max_nesting_depth = 3;
   request.snapshot_ts = 1'700'000'000'123'456'789ULL;
@@ -145,6 +146,7 @@ TEST(Wire, RunRequestRoundTrips) {
   EXPECT_EQ(back->run.kind, FunctionKind::kMutation);
   EXPECT_EQ(back->run.seed, request.run.seed);
   EXPECT_TRUE(back->run.deterministic_ids);
+  EXPECT_EQ(back->run.now, request.run.now);
   EXPECT_EQ(back->run.limits.max_documents_read, 7u);
   EXPECT_EQ(back->run.limits.max_bytes_read, TransactionLimits().max_bytes_read);
   EXPECT_EQ(back->run.limits.document.max_nesting_depth, 3);

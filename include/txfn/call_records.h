@@ -95,8 +95,10 @@ std::string_view CallStateName(CallState state);
 struct CallRecord {
   CallState state = CallState::kSucceeded;
   std::string function;
-  Value result;         // kSucceeded: the function's return value
-  absl::Status error;   // kFailed: why (code and message; no payloads)
+  Value result;  // kSucceeded: the function's return value
+  // kFailed: why: the code, the message and what the code threw (GetAppError, its data up to
+  // 64 KiB); no other payloads (no logs).
+  absl::Status error;
   absl::Time finished;  // when the record was written
   int attempts = 0;     // deliveries that began (0 for a cancel before any)
   // A keyed call's (Call::idempotency_key): ArgsDigest of its arguments, so that a Submit of

@@ -265,6 +265,10 @@ class Committer {
   // knows it held, the tenant was deleted (DeletedElsewhere() turns true).
   std::shared_ptr<const Snapshot> Latest() const;
 
+  // The clock of CommitterOptions now (what a commit made now would be stamped at least):
+  // the time a run beginning now sees (RunRequest::now). Thread-safe.
+  [[nodiscard]] Timestamp Now() const;
+
   // Whether another writer (another process, or another committer of the
   // storage) deleted the tenant under this committer: a Write was refused with
   // TenantDeletedElsewhereError, or Latest() found storage's newest commit older

@@ -42,8 +42,12 @@
 // [.order("asc"|"desc")] [.filter(doc => bool)] then .take(n), .first(),
 // .unique() (error if more than one), .collect(), or
 // .paginate({cursor, numItems}) -> {page, continueCursor, isDone} where the
-// cursors are opaque strings, stable under concurrent inserts (null = start);
-// insert(table, doc) -> id, patch(id, fields), replace(id, doc), delete(id).
+// cursors are opaque strings, stable under concurrent inserts (null or "" =
+// start), that continue only the query that returned them: one of another
+// table, index, eq() values or order, cut short or made up is InvalidArgument;
+// insert(table, doc) -> id, patch(id, fields) (sets those fields; one set to
+// undefined is removed, as in Convex: patch(id, {due: undefined})),
+// replace(id, doc), delete(id).
 // Every read goes through the Transaction, so the read set is exact: filter()
 // runs in JS over what was read; take(n) without filter() reads n documents.
 //
@@ -64,14 +68,15 @@
 //
 // Determinism: Math.random is a splitmix64 PRNG seeded from RunRequest::seed;
 // Date.now(), new Date(), Date() and Intl.DateTimeFormat's format() and
-// formatToParts() without a date use the transaction's begin timestamp (ms),
+// formatToParts() without a date use the run's time, frozen for the run
+// (RunRequest::now in ms, at the earliest the snapshot's timestamp),
 // and no path leads to the real clock (Date's prototype chain holds no
 // original Date); there are no timers (setTimeout is undefined), network or
 // file APIs, and no WebAssembly (unless the host's own V8 platform enables
 // it: InitializeV8). Document ids are unique whatever the seed (the
 // transaction draws them from its own entropy), unless
 // RunRequest::deterministic_ids asks for a replay: then they come from the
-// seed too, and the same function, arguments, seed and snapshot give
+// seed too, and the same function, arguments, seed, time and snapshot give
 // identical results and writes (but for how deep a recursion in code made by
 // Function or eval goes in a hardened context: docs/hardened.md, "Its
 // limits"). console.log/info/warn/error/debug are
@@ -105,7 +110,8 @@
 //   limit + abandon_grace, and its worker replaced (IsolateLease::OnAbandon).
 // - ctx.db checks every argument's type and size first (ids up to 64
 //   characters, table and index names up to 64, page sizes integers in
-//   [0, 2^30]) and answers bad input with InvalidArgument; error messages
+//   [0, 2^30] for take(n); paginate's numItems is at least 1) and answers bad
+//   input with InvalidArgument; error messages
 //   quote at most a short prefix of tenant data.
 //
 // Errors (RunResult::status):
@@ -291,6 +297,12 @@ struct RunRequest {
   // deterministic_ids), so a replay writes the same ids. Two requests with one
   // seed then draw the same ids, and the second insert of one conflicts.
   bool deterministic_ids = false;
+  // Queries and mutations: the time their code sees (TransactionOptions::now), in nanoseconds
+  // since the Unix epoch: Date.now() and the _creationTime of the documents it inserts,
+  // frozen for the run (a replay passes the same). CallPath sets the committers' clock when
+  // it hands the run (each attempt of a mutation) to the isolates. 0, or earlier than the
+  // snapshot: the snapshot's timestamp, the tenant's last commit (which may be long ago).
+  Timestamp now = 0;
   TransactionLimits limits;
   // When the caller stops waiting for the result (InfiniteFuture: never). A run still going
   // then is stopped like one at its wall-clock limit, so the limit that applies is the

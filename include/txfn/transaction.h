@@ -36,6 +36,7 @@
 #ifndef TXFN_TRANSACTION_H_
 #define TXFN_TRANSACTION_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -50,6 +51,7 @@
 #include "absl/random/random.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "txfn/schema.h"
 #include "txfn/snapshot.h"
 #include "txfn/storage.h"
@@ -80,6 +82,11 @@ struct TransactionOptions {
   bool deterministic_ids = false;
   // A query: every write fails with InvalidArgument.
   bool read_only = false;
+  // The time the transaction's code sees (now()), in nanoseconds since the Unix epoch: the
+  // time its run began, on the committers' clock. 0, or earlier than the begin timestamp:
+  // the begin timestamp (the tenant's last commit when the snapshot was taken, which may be
+  // long ago).
+  Timestamp now = 0;
 };
 
 // One side of an index range on the field after the equality prefix.
@@ -149,6 +156,9 @@ class Transaction {
   Transaction& operator=(Transaction&&) = default;
 
   Timestamp begin_ts() const { return snapshot_->ts(); }
+  // TransactionOptions::now, never before begin_ts(): Date.now() in its code, and the time of
+  // the documents it inserts (their _creationTime, in ms, and the time part of their ids).
+  Timestamp now() const { return std::max(options_.now, begin_ts()); }
   const std::string& tenant() const { return snapshot_->tenant(); }
   const Snapshot& snapshot() const { return *snapshot_; }
   // The metadata as this transaction sees it (its own deploys included).
@@ -174,8 +184,12 @@ class Transaction {
   // Insert's. AlreadyExists if a document with that id exists. For imports
   // and restores.
   [[nodiscard]] absl::Status ImportDocument(std::string_view table, const Value& doc);
-  // Sets the given top-level fields, keeping the others.
-  [[nodiscard]] absl::Status Patch(std::string_view id, const Value& fields);
+  // Sets the given top-level fields and removes those named in `remove` (as Convex's
+  // patch does with fields set to undefined), keeping the others. A field both removed and
+  // set is set. A name starting with '_' in either is InvalidArgument; the result is
+  // validated against the schema (removing a required field is InvalidArgument naming it).
+  [[nodiscard]] absl::Status Patch(std::string_view id, const Value& fields,
+                                   absl::Span<const std::string> remove = {});
   // Replaces every user field; _id and _creationTime are kept.
   [[nodiscard]] absl::Status Replace(std::string_view id, const Value& doc);
   [[nodiscard]] absl::Status Delete(std::string_view id);

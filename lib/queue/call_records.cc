@@ -4,10 +4,12 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "txfn/errors.h"
 #include "txfn/internal/strings.h"
 #include "txfn/status_macros.h"
 
@@ -143,6 +145,11 @@ std::string EncodeCallRecord(const CallRecord& r) {
       {"a", Value::Int64(r.attempts)},
   };
   if (!r.args_digest.empty()) o.emplace("d", Value::Bytes(r.args_digest));
+  if (std::optional<AppError> app = GetAppError(r.error)) {
+    o.emplace("e", Value::FromObject({{"n", Value::String(std::move(app->name))},
+                                      {"m", Value::String(std::move(app->message))},
+                                      {"d", std::move(app->data)}}));
+  }
   return EncodeBinary(Value::FromObject(std::move(o)));
 }
 
@@ -192,6 +199,18 @@ absl::StatusOr<CallRecord> DecodeCallRecord(std::string_view bytes) {
   if (const Value* digest = v.Find("d");
       digest != nullptr && digest->is_bytes() && digest->bytes().size() == 16) {
     r.args_digest = digest->bytes();
+  }
+  // Absent in older records, and advisory like "d": what the function threw (GetAppError).
+  if (const Value* e = v.Find("e"); e != nullptr && e->is_object()) {
+    const Value* name = e->Find("n");
+    const Value* message = e->Find("m");
+    const Value* data = e->Find("d");
+    if (name != nullptr && name->is_string() && message != nullptr && message->is_string() &&
+        data != nullptr) {
+      r.error = WithAppError(
+          std::move(r.error),
+          AppError{.name = name->string(), .message = message->string(), .data = *data});
+    }
   }
   return r;
 }
@@ -385,8 +404,9 @@ absl::StatusOr<FunctionAttributes> ParseFunctionAttributes(const Value& attrs) {
     } else {
       return absl::InvalidArgumentError(
           StrCat("unknown attribute '", name.substr(0, 64),
-                 "' (criticality, quota, maxConcurrency, deadlineMs, retry, services, "
-                 "reservedCpuQuota, opportunisticRate)"));
+                 "' (a function takes args and handler, and the attributes criticality, "
+                 "quota, maxConcurrency, deadlineMs, retry, services, reservedCpuQuota, "
+                 "opportunisticRate)"));
     }
   }
   return out;

@@ -2519,12 +2519,24 @@ inline constexpr std::string_view kBootstrapSource = R"JS(
       return async (args) => nservice(name, args);
     },
   });
-  const actionCtx = Object.freeze({
+  const actionCtx = {
     async runQuery(fn, args) { return nrunQuery(fn, args); },
     async runMutation(fn, args) { return nrunMutation(fn, args); },
     scheduler,
     services,
+  };
+  // An action has no transaction: ctx.db says what to use instead of "Cannot read properties
+  // of undefined". A TypeError, as that was (a txfn status code would classify the failure:
+  // FailedPrecondition is retried). Not enumerable, so spreading or logging ctx does not throw.
+  defineProperty(actionCtx, 'db', {
+    get() {
+      throw new TypeError('ctx.db is not available in an action (it runs outside any ' +
+                          'transaction): read with ctx.runQuery(name, args) and write with ' +
+                          'ctx.runMutation(name, args)');
+    },
+    enumerable: false,
   });
+  Object.freeze(actionCtx);
 
   const nget = n.get, nquery = n.query, ninsert = n.insert, npatch = n.patch,
         nreplace = n.replace, ndel = n.del;

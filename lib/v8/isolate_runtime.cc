@@ -23,6 +23,7 @@
 #include "txfn/errors.h"
 #include "txfn/internal/status_macros.h"
 #include "txfn/internal/strings.h"
+#include "txfn/rendezvous_router.h"
 
 namespace txfn::internal {
 namespace {
@@ -159,8 +160,10 @@ class Call {
 
   // `js` converted to a Value, bounded by max_value_bytes and the request's
   // limits. On failure throws (unless execution is being terminated).
-  std::optional<Value> ToValue(v8::Local<v8::Value> js, std::string_view what) const {
-    absl::StatusOr<Value> v = FromJs(context(), js, req_->options->max_value_bytes, req_->lease);
+  std::optional<Value> ToValue(v8::Local<v8::Value> js, std::string_view what,
+                               std::vector<std::string>* undefined_fields = nullptr) const {
+    absl::StatusOr<Value> v =
+        FromJs(context(), js, req_->options->max_value_bytes, req_->lease, undefined_fields);
     if (v.ok()) return *std::move(v);
     if (!absl::IsCancelled(v.status())) {
       Fail(Prefixed(v.status(), what));
@@ -280,6 +283,24 @@ std::optional<std::optional<std::pair<std::string, IndexBound>>> RangeBound(cons
       a[0].string(), IndexBound{.value = a[1], .inclusive = a[2].boolean()}));
 }
 
+// A cursor (paginate's continueCursor) is the base64 of the index key its page ended at and
+// 8 bytes that check it against its query's table, index, eq values and order: a cursor of
+// another query, cut short or made up is refused, where it read a shifted page or none. Not
+// against the range's bounds: a page goes on from the cursor within whatever range is asked,
+// and a bound computed from Date.now() differs at every run. A stable hash: another process
+// (a remote runner) checks the cursors this one made.
+constexpr size_t kCursorCheckBytes = 8;
+std::string CursorCheck(const IndexQuery& q, std::string_view key) {
+  std::string input = EncodeBinary(
+      Value::FromArray({Value::String(q.table), Value::String(q.index), Value::FromArray(q.eq),
+                        Value::Bool(q.order == ScanOrder::kDescending)}));
+  input.append(key);
+  const uint64_t hash = RendezvousHash::Of(input);
+  std::string check(kCursorCheckBytes, '\0');
+  for (size_t b = 0; b < kCursorCheckBytes; ++b) check[b] = static_cast<char>(hash >> (8 * b));
+  return check;
+}
+
 // query(table, index, eqFields, eqValues, lower, upper, desc, limit, cursor)
 // -> [docs, cursor, done]; every argument checked here, since tenant code can
 // call it with anything through Query.prototype.page.
@@ -318,8 +339,10 @@ void QueryNative(const v8::FunctionCallbackInfo<v8::Value>& info) {
   const TableInfo* table_info = req.txn->metadata().FindTable(q.table);
   const IndexInfo* index_info = table_info == nullptr ? nullptr : table_info->FindIndex(q.index);
   if (index_info == nullptr && table_info != nullptr && q.index != kByIdIndexName) {
-    return call->Fail(
-        absl::NotFoundError(StrCat("table '", q.table, "' has no index '", q.index, "'")));
+    std::string indexes(kByIdIndexName);
+    for (const IndexInfo& i : table_info->indexes) indexes += StrCat(", ", i.name);
+    return call->Fail(absl::NotFoundError(
+        StrCat("table '", q.table, "' has no index '", q.index, "' (its indexes: ", indexes, ")")));
   }
   std::vector<std::string> fields;
   if (index_info != nullptr) fields = index_info->fields;
@@ -359,8 +382,19 @@ void QueryNative(const v8::FunctionCallbackInfo<v8::Value>& info) {
     if (!cursor) return;
     std::string raw;
     absl::string_view in(cursor->data(), cursor->size());
-    if (!absl::WebSafeBase64Unescape(in, &raw)) return bad("malformed cursor");
-    q.cursor = std::move(raw);
+    // "" is the start, as null is.
+    if (!cursor->empty()) {
+      if (!absl::WebSafeBase64Unescape(in, &raw) || raw.size() < kCursorCheckBytes) {
+        return bad("malformed cursor (pass a continueCursor as it was returned, or null)");
+      }
+      const std::string_view key(raw.data(), raw.size() - kCursorCheckBytes);
+      if (CursorCheck(q, key) != std::string_view(raw).substr(key.size())) {
+        return bad(
+            "the cursor is not one of this query's (a continueCursor of the same table, index, "
+            "eq() values and order, as it was returned), or is damaged");
+      }
+      q.cursor = std::string(key);
+    }
   }
   absl::StatusOr<QueryPage> page = req.txn->Query(q);
   if (!page.ok()) return call->FailTxn(page.status());
@@ -373,7 +407,8 @@ void QueryNative(const v8::FunctionCallbackInfo<v8::Value>& info) {
     docs.push_back(*js);
   }
   std::string cursor;
-  absl::WebSafeBase64Escape(absl::string_view(page->cursor.data(), page->cursor.size()), &cursor);
+  const std::string checked = page->cursor + CursorCheck(q, page->cursor);
+  absl::WebSafeBase64Escape(absl::string_view(checked.data(), checked.size()), &cursor);
   v8::Local<v8::String> js_cursor;
   if (!NewString(isolate, cursor).ToLocal(&js_cursor)) {
     return call->Fail(absl::InternalError("cursor too long"));
@@ -404,9 +439,12 @@ void Patch(const v8::FunctionCallbackInfo<v8::Value>& info) {
   if (!call) return;
   std::optional<std::string> id = call->String(0, "ctx.db.patch(id, fields): id", kMaxIdChars);
   if (!id) return;
-  std::optional<Value> fields = call->ValueArg(1, "ctx.db.patch(id, fields): fields");
+  // A field set to undefined is removed, as in Convex.
+  std::vector<std::string> removed;
+  std::optional<Value> fields =
+      call->ToValue(info[1], "ctx.db.patch(id, fields): fields", &removed);
   if (!fields) return;
-  if (absl::Status s = call->req().txn->Patch(*id, *fields); !s.ok()) call->FailTxn(s);
+  if (absl::Status s = call->req().txn->Patch(*id, *fields, removed); !s.ok()) call->FailTxn(s);
 }
 
 void Replace(const v8::FunctionCallbackInfo<v8::Value>& info) {
@@ -798,6 +836,26 @@ void OwnKeys(const v8::FunctionCallbackInfo<v8::Value>& info) {
 }
 
 // Records promises rejected without a handler, for the request's logs.
+// import() has no loader (a function's modules are imported statically, and checked at its
+// deploy): its promise is rejected saying so, where V8 said only "Not supported".
+v8::MaybeLocal<v8::Promise> RefuseDynamicImport(v8::Local<v8::Context> context,
+                                                v8::Local<v8::Data> /*host_defined_options*/,
+                                                v8::Local<v8::Value> /*resource_name*/,
+                                                v8::Local<v8::String> specifier,
+                                                v8::Local<v8::FixedArray> /*import_assertions*/) {
+  v8::Isolate* isolate = context->GetIsolate();
+  v8::Local<v8::Promise::Resolver> resolver;
+  if (!v8::Promise::Resolver::New(context).ToLocal(&resolver)) return {};
+  const std::string name = Utf8Prefix(isolate, specifier, kQuoteBytes);
+  v8::Local<v8::Value> error = v8::Exception::TypeError(
+      MessageString(isolate, StrCat("import(\"", name,
+                                    "\"): dynamic import is not supported; import the "
+                                    "module statically (import { ... } from \"",
+                                    name, "\")")));
+  if (resolver->Reject(context, error).IsNothing()) return {};
+  return resolver->GetPromise();
+}
+
 void OnPromiseReject(v8::PromiseRejectMessage message) {
   v8::Local<v8::Promise> promise = message.GetPromise();
   v8::Isolate* isolate = promise->GetIsolate();
@@ -875,6 +933,11 @@ void NoteActionReturned(v8::Isolate* isolate, v8::Local<v8::Value> returned, Req
   if (returned->IsPromise()) req.action_promise.Reset(isolate, returned.As<v8::Promise>());
 }
 
+void NoteActionThrew(RequestState& req) {
+  req.action_returned = true;
+  req.action_promise.Reset();
+}
+
 bool ActionSettled(v8::Isolate* isolate, const RequestState& req) {
   if (!req.action_returned) return false;
   return req.action_promise.IsEmpty() ||
@@ -891,6 +954,7 @@ IsolateRuntime::IsolateRuntime(v8::Isolate* isolate) : isolate_(isolate) {
   // SharedArrayBuffer, without which Atomics cannot wait at all).
   isolate_->SetAllowAtomicsWait(false);
   isolate_->SetPromiseRejectCallback(&OnPromiseReject);
+  isolate_->SetHostImportModuleDynamicallyCallback(&RefuseDynamicImport);
   // Consulted for eval and Function in every context (each disallows code
   // generation from strings, see NewContext), so that their source gets the
   // module's RegExp bound.
@@ -1152,7 +1216,7 @@ CurrentRequest::CurrentRequest(IsolateRuntime* rt, ContextState* cs, Transaction
   state_.lease = &lease;
   state_.context = cs;
   state_.rng = seed ^ 0x6a09e667f3bcc909ULL;
-  state_.now_ms = std::floor(static_cast<double>(txn.begin_ts()) / 1e6);
+  state_.now_ms = std::floor(static_cast<double>(txn.now()) / 1e6);
   state_.logs = logs;
   rt_->set_current(&state_);
 }

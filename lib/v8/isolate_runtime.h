@@ -160,6 +160,9 @@ ContextState* StateOf(v8::Local<v8::Context> context);
 
 // Notes what an action's function returned (`returned`), for ActionSettled.
 void NoteActionReturned(v8::Isolate* isolate, v8::Local<v8::Value> returned, RequestState& req);
+// Notes that an action's function threw: it has settled (ActionSettled) before anything reads
+// what it threw.
+void NoteActionThrew(RequestState& req);
 // Whether the action of `req` has settled: it returned a value, or a promise no longer
 // pending (checked at each call: a job queued before the promise settled runs after it).
 bool ActionSettled(v8::Isolate* isolate, const RequestState& req);

@@ -151,6 +151,19 @@ absl::Status ExceptionStatus(v8::Isolate* isolate, v8::Local<v8::Private> code_k
       if (exception->IsString()) text = text.substr(1, text.size() - 2);  // unquoted
     }
     if (!thrown_by_txfn) app_error = DescribeAppError(isolate, exception);
+    // A thrown plain object or array (not an Error, so without a stack) described itself as
+    // "[object Object]": it says more as the JSON of its data, converted already (no code
+    // runs here), at most its first 256 bytes (cut between UTF-8 characters).
+    if (app_error.has_value() && !exception.IsEmpty() && !exception->IsNativeError() &&
+        (app_error->data.is_object() || app_error->data.is_array())) {
+      constexpr size_t kMaxJsonBytes = 256;
+      text = ToJson(app_error->data);
+      if (text.size() > kMaxJsonBytes) {
+        size_t cut = kMaxJsonBytes;
+        while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+        text = StrCat(text.substr(0, cut), "...");
+      }
+    }
   }
   if (!message.IsEmpty()) {
     v8::Local<v8::Value> resource = message->GetScriptResourceName();

@@ -121,14 +121,16 @@ absl::StatusOr<v8::Local<v8::Value>> ToJsImpl(v8::Isolate* isolate, v8::Local<v8
 
 class Converter {
  public:
-  Converter(v8::Local<v8::Context> context, size_t max_bytes, const IsolateLease* lease)
+  Converter(v8::Local<v8::Context> context, size_t max_bytes, const IsolateLease* lease,
+            std::vector<std::string>* undefined_fields)
       : isolate_(context->GetIsolate()),
         context_(context),
         max_bytes_(max_bytes),
         max_memory_(max_bytes > SIZE_MAX / kConversionMemoryFactor
                         ? SIZE_MAX
                         : max_bytes * kConversionMemoryFactor),
-        lease_(lease) {}
+        lease_(lease),
+        undefined_fields_(undefined_fields) {}
 
   absl::StatusOr<Value> Convert(v8::Local<v8::Value> js) {
     {
@@ -309,7 +311,13 @@ class Converter {
     if (!js->IsArray() && !IsPlain(obj)) {
       // Its methods and prototype would be lost, and what is left is often
       // internal state (a ctx.db query returned without .collect()).
-      return Error(StrCat("an instance of ", Utf8Prefix(isolate_, obj->GetConstructorName(), 64),
+      const std::string constructor = Utf8Prefix(isolate_, obj->GetConstructorName(), 64);
+      if (constructor == "Query") {  // txfn's own, or one named so: either way the hint fits
+        return Error(
+            "a ctx.db.query(...), not its documents (end it with .collect(), .take(n), "
+            ".first(), .unique() or .paginate(...), and await that)");
+      }
+      return Error(StrCat("an instance of ", constructor,
                           " (pass a plain object: {...} or Object.create(null))"));
     }
     stack_.push_back(obj);
@@ -378,6 +386,7 @@ class Converter {
       v8::Local<v8::Value> field;
       if (!obj->Get(context_, key).ToLocal(&field)) return ReadFailed(tc, "reading it");
       if (field->IsUndefined()) {
+        if (depth == 0 && undefined_fields_ != nullptr) undefined_fields_->push_back(*name);
         path_.pop_back();
         continue;
       }
@@ -394,6 +403,7 @@ class Converter {
   const size_t max_bytes_;
   const size_t max_memory_;
   const IsolateLease* const lease_;
+  std::vector<std::string>* const undefined_fields_;
   size_t bytes_ = 0;
   size_t memory_ = 0;
   uint64_t nodes_ = 0;
@@ -409,8 +419,9 @@ absl::StatusOr<v8::Local<v8::Value>> ToJs(v8::Local<v8::Context> context, const 
 }
 
 absl::StatusOr<Value> FromJs(v8::Local<v8::Context> context, v8::Local<v8::Value> js,
-                             size_t max_bytes, const IsolateLease* lease) {
-  return Converter(context, max_bytes, lease).Convert(js);
+                             size_t max_bytes, const IsolateLease* lease,
+                             std::vector<std::string>* undefined_fields) {
+  return Converter(context, max_bytes, lease, undefined_fields).Convert(js);
 }
 
 }  // namespace txfn::internal

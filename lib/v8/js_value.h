@@ -6,6 +6,8 @@
 #define TXFN_LIB_V8_JS_VALUE_H_
 
 #include <cstddef>
+#include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "txfn/isolate_scheduler.h"
@@ -27,9 +29,12 @@ absl::StatusOr<v8::Local<v8::Value>> ToJs(v8::Local<v8::Context> context, const 
 // limit, returns Cancelled and leaves the termination pending: the conversion
 // checks both as it goes (it may take long for a value of millions of
 // elements, and it runs in C++, where V8's termination does not reach), and
-// holds each element's handles only while converting it.
+// holds each element's handles only while converting it. With `undefined_fields`, the names
+// of the fields of `js` (an object, at its top level only) whose value was undefined, which
+// the Value leaves out, are appended there (ctx.db.patch removes those fields).
 absl::StatusOr<Value> FromJs(v8::Local<v8::Context> context, v8::Local<v8::Value> js,
-                             size_t max_bytes, const IsolateLease* lease = nullptr);
+                             size_t max_bytes, const IsolateLease* lease = nullptr,
+                             std::vector<std::string>* undefined_fields = nullptr);
 
 // How much memory a converted Value may take, relative to its size limit.
 inline constexpr size_t kConversionMemoryFactor = 4;

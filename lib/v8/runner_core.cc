@@ -219,7 +219,8 @@ TransactionOptions RunnerCore::TransactionOptionsFor(const RunRequest& request) 
   return TransactionOptions{.limits = request.limits,
                             .id_seed = request.seed,
                             .deterministic_ids = request.deterministic_ids,
-                            .read_only = request.kind == FunctionKind::kQuery};
+                            .read_only = request.kind == FunctionKind::kQuery,
+                            .now = request.now};
 }
 
 RunResult RunnerCore::RunOnIsolate(IsolateLease& lease, const RunRequest& request,
@@ -333,6 +334,10 @@ RunResult RunnerCore::RunOnIsolate(IsolateLease& lease, const RunRequest& reques
     v8::Local<v8::Value> argv[2] = {
         (request.kind == FunctionKind::kAction ? cs->action_ctx : cs->ctx).Get(isolate), *args};
     if (!fn.As<v8::Function>()->Call(context, v8::Undefined(isolate), 2, argv).ToLocal(&returned)) {
+      // An action that threw has ended as one that returned has: describing what it threw
+      // runs that value's getters, whose runMutation and scheduler calls committed after the
+      // action had failed (a hunt: 206 documents written by a thrown Error's `message`).
+      if (request.kind == FunctionKind::kAction) NoteActionThrew(req);
       return js_error();
     }
     if (request.kind == FunctionKind::kAction) NoteActionReturned(isolate, returned, req);

@@ -671,6 +671,7 @@ void ToProto(const RemoteRunRequest& in, pb::RunRequest* out) {
   out->set_deadline_unix_micros(DeadlineToProto(in.run.deadline));
   out->set_seed(in.run.seed);
   out->set_deterministic_ids(in.run.deterministic_ids);
+  out->set_now_unix_nanos(in.run.now);
   LimitsToProto(in.run.limits, out->mutable_limits());
 }
 
@@ -688,6 +689,7 @@ absl::StatusOr<RemoteRunRequest> FromProto(const pb::RunRequest& in) {
                          : absl::FromUnixMicros(in.deadline_unix_micros());
   out.run.seed = in.seed();
   out.run.deterministic_ids = in.deterministic_ids();
+  out.run.now = in.now_unix_nanos();
   out.run.limits = LimitsFromProto(in.limits());
   return out;
 }

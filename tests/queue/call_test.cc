@@ -11,6 +11,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "txfn/call_records.h"
+#include "txfn/errors.h"
 
 namespace txfn {
 namespace {
@@ -237,6 +238,43 @@ TEST(CallRecordTest, TheArgumentDigestRoundTripsAndIsOptional) {
     absl::StatusOr<CallRecord> lenient = DecodeCallRecord(EncodeBinary(Value::FromObject(with)));
     ASSERT_TRUE(lenient.ok()) << lenient.status();
     EXPECT_EQ(*lenient, record);
+  }
+}
+
+// A failed call's record keeps what its code threw (GetAppError), which reaches GetCall and
+// `txfn call`; a record without it (older) decodes with none, and a malformed one is ignored.
+TEST(CallRecordTest, AFailedCallsThrownErrorRoundTripsAndIsOptional) {
+  const AppError thrown{
+      .name = "RangeError",
+      .message = "too far",
+      .data = Value::FromObject({{"code", Value::String("FAR")}, {"by", Value::Int64(3)}})};
+  CallRecord record{
+      .state = CallState::kFailed,
+      .function = "counters:throws",
+      .error = WithAppError(absl::UnknownError("Uncaught RangeError: too far"), thrown),
+      .finished = absl::FromUnixSeconds(1'800'000'000),
+      .attempts = 1};
+  absl::StatusOr<CallRecord> decoded = DecodeCallRecord(EncodeCallRecord(record));
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_EQ(*decoded, record);
+  std::optional<AppError> back = GetAppError(decoded->error);
+  ASSERT_TRUE(back.has_value());
+  EXPECT_EQ(back->name, "RangeError");
+  EXPECT_EQ(back->data, thrown.data);
+  EXPECT_EQ(decoded->error.message(), "Uncaught RangeError: too far");
+
+  Value::Object without = DecodeBinary(EncodeCallRecord(record))->object();
+  without.erase("e");
+  decoded = DecodeCallRecord(EncodeBinary(Value::FromObject(without)));
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_FALSE(GetAppError(decoded->error).has_value());
+  EXPECT_EQ(decoded->error.message(), "Uncaught RangeError: too far");
+  for (const Value& odd : {Value::Int64(7), Value::FromObject({{"n", Value::Int64(1)}})}) {
+    Value::Object with = without;
+    with.insert_or_assign("e", odd);
+    absl::StatusOr<CallRecord> lenient = DecodeCallRecord(EncodeBinary(Value::FromObject(with)));
+    ASSERT_TRUE(lenient.ok()) << lenient.status();
+    EXPECT_FALSE(GetAppError(lenient->error).has_value());
   }
 }
 
