@@ -5,7 +5,7 @@
 //   txfn-runner --db=app.db --listen=127.0.0.1:7401 [--workers=2]
 //
 // SIGTERM or SIGINT: stop taking runs (backends fail over), finish those in flight for up to
-// --drain_seconds, exit 0.
+// --drain_seconds, exit 0. A second signal meanwhile ends it at once.
 #include <signal.h>
 
 #include <cstdio>
@@ -104,6 +104,9 @@ int main(int argc, char** argv) {
 
   int signal = 0;
   sigwait(&stop_signals, &signal);
+  // A second signal takes its default action (ends the process): only this thread has them
+  // unblocked. It was ignored, and a drain waiting on stuck runs could only be SIGKILLed.
+  pthread_sigmask(SIG_UNBLOCK, &stop_signals, nullptr);
   (*server)->Shutdown(absl::Seconds(absl::GetFlag(FLAGS_drain_seconds)));
   txfn::RunnerServerStats stats = (*server)->stats();
   std::printf("txfn-runner: stopped (%llu runs, %llu refused)\n",
