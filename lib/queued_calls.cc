@@ -9,6 +9,7 @@
 #include "absl/random/random.h"
 #include "absl/strings/cord.h"
 #include "lib/reserved_prune.h"
+#include "lib/utf8.h"
 #include "txfn/clock.h"
 #include "txfn/deploy.h"
 #include "txfn/errors.h"
@@ -91,12 +92,9 @@ Failure Classify(const absl::Status& s, bool synchronous, bool waits, int attemp
 absl::Status RecordedError(const absl::Status& s) {
   constexpr size_t kMaxMessageBytes = 4096;
   constexpr size_t kMaxDataBytes = 64 * 1024;
-  // Cut between UTF-8 characters (a continuation byte never starts one).
+  // Cut between UTF-8 characters.
   auto cut = [](std::string_view text) {
-    if (text.size() <= kMaxMessageBytes) return std::string(text);
-    size_t n = kMaxMessageBytes;
-    while (n > 0 && (static_cast<unsigned char>(text[n]) & 0xC0) == 0x80) --n;
-    return std::string(text.substr(0, n));
+    return std::string(text.substr(0, Utf8Boundary(text, kMaxMessageBytes)));
   };
   absl::Status plain(s.code(), cut(std::string_view(s.message().data(), s.message().size())));
   std::optional<AppError> app = GetAppError(s);
@@ -104,6 +102,22 @@ absl::Status RecordedError(const absl::Status& s) {
   app->message = cut(app->message);
   if (EncodeBinary(app->data).size() > kMaxDataBytes) app->data = Value::Null();
   return WithAppError(std::move(plain), *app);
+}
+
+// Erases the entries of `map` whose value `stale` says are stale, once the map has doubled
+// since the last pass (`kept`: its size after that pass): a process that served 10,000
+// tenants keeps no entry of each, at O(1) amortized per entry added.
+template <typename Map, typename Stale>
+void PruneWhenDoubled(Map& map, size_t& kept, Stale stale) {
+  if (map.size() < 2 * kept + 64) return;
+  for (auto it = map.begin(); it != map.end();) {
+    if (stale(it->second)) {
+      map.erase(it++);
+    } else {
+      ++it;
+    }
+  }
+  kept = map.size();
 }
 
 // The workers of the isolates that run queued actions (QueuedCallOptions::actions).
@@ -585,18 +599,9 @@ std::shared_ptr<const TenantFunctions> QueuedCalls::Install(
   {
     MutexLock lock(&mu_);
     functions_[tenant] = table;
-    // Tables of tenants closed since (their modules gone) go once the map doubled: a process
-    // that served 10,000 tenants does not keep a table of each.
-    if (functions_.size() >= 2 * functions_kept_ + 64) {
-      for (auto it = functions_.begin(); it != functions_.end();) {
-        if (it->second->metadata.expired()) {
-          functions_.erase(it++);
-        } else {
-          ++it;
-        }
-      }
-      functions_kept_ = functions_.size();
-    }
+    // Tables of tenants closed since (their modules gone) go.
+    PruneWhenDoubled(functions_, functions_kept_,
+                     [](const auto& table) { return table->metadata.expired(); });
     // The scheduler's limits for this tenant's functions.
     const std::string prefix = StrCat(tenant, "/");
     (void)EraseConfigOf(tenant);
@@ -1416,16 +1421,9 @@ bool QueuedCalls::ActionMayStart(const std::string& tenant) {
       can_run && !AnotherTenantsTurn(tenant, action_turns_, actions.in_flight, now, window);
   ActionTurn& turn = action_turns_[tenant];
   (may_start ? turn.last_started : turn.last_refused) = now;
-  if (action_turns_.size() >= 2 * action_turns_kept_ + 64) {
-    for (auto it = action_turns_.begin(); it != action_turns_.end();) {
-      if (now - std::max(it->second.last_started, it->second.last_refused) > absl::Minutes(1)) {
-        action_turns_.erase(it++);
-      } else {
-        ++it;
-      }
-    }
-    action_turns_kept_ = action_turns_.size();
-  }
+  PruneWhenDoubled(action_turns_, action_turns_kept_, [now](const ActionTurn& idle) {
+    return now - std::max(idle.last_started, idle.last_refused) > absl::Minutes(1);
+  });
   return may_start;
 }
 

@@ -33,9 +33,7 @@ std::string ShownPath(const std::string& path) {
   if (path.empty()) return ".";
   if (path.size() <= kMaxQuotedPath) return path;
   // Cut on a character boundary: the path's names passed the check.
-  size_t cut = kMaxQuotedPath;
-  while (cut > 0 && (static_cast<unsigned char>(path[cut]) & 0xC0) == 0x80) --cut;
-  return StrCat(path.substr(0, cut), "...");
+  return StrCat(path.substr(0, Utf8Boundary(path, kMaxQuotedPath)), "...");
 }
 
 // Where the first invalid string or field name is. Its path is built only then, while the
@@ -77,6 +75,13 @@ std::optional<Invalid> FindInvalid(const Value& value) {
 }
 
 }  // namespace
+
+size_t Utf8Boundary(std::string_view s, size_t n) {
+  if (n >= s.size()) return s.size();
+  // Step back over continuation bytes to the lead byte at or before n.
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
+  return n;
+}
 
 size_t Utf8SequenceLength(std::string_view s) {
   auto byte = [&](size_t i) { return static_cast<unsigned char>(s[i]); };

@@ -16,6 +16,10 @@ namespace txfn::internal {
 // not be empty.
 size_t Utf8SequenceLength(std::string_view s);
 
+// The length of the longest prefix of s[0, n) that does not end inside a UTF-8 sequence: where
+// to cut text to at most n bytes (n past the end: s.size()).
+size_t Utf8Boundary(std::string_view s, size_t n);
+
 // OK if every string and object key in `value` is valid UTF-8. Otherwise InvalidArgument:
 // "<what>: the string at `<path>` is not valid UTF-8 (byte 0xNN at offset K)". A string
 // such as a JavaScript string holds text: invalid bytes would be replaced (U+FFFD) on

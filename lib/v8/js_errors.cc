@@ -5,6 +5,7 @@
 #include <string_view>
 #include <utility>
 
+#include "lib/utf8.h"
 #include "lib/v8/js_strings.h"
 #include "lib/v8/js_value.h"
 #include "txfn/errors.h"
@@ -159,9 +160,7 @@ absl::Status ExceptionStatus(v8::Isolate* isolate, v8::Local<v8::Private> code_k
       constexpr size_t kMaxJsonBytes = 256;
       text = ToJson(app_error->data);
       if (text.size() > kMaxJsonBytes) {
-        size_t cut = kMaxJsonBytes;
-        while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
-        text = StrCat(text.substr(0, cut), "...");
+        text = StrCat(text.substr(0, Utf8Boundary(text, kMaxJsonBytes)), "...");
       }
     }
   }

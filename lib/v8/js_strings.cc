@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <string>
 
+#include "lib/utf8.h"
 #include "txfn/internal/strings.h"
 #include "v8-context.h"
 
@@ -10,16 +11,6 @@ namespace txfn::internal {
 namespace {
 
 constexpr std::string_view kEllipsis = "\xE2\x80\xA6";  // …
-
-// The longest prefix of s[0, n) that does not end inside a UTF-8 sequence.
-size_t Utf8Boundary(std::string_view s, size_t n) {
-  n = std::min(n, s.size());
-  if (n == s.size()) return n;
-  size_t i = n;
-  // Step back over continuation bytes to the lead byte at or before n.
-  while (i > 0 && (static_cast<unsigned char>(s[i]) & 0xC0) == 0x80) --i;
-  return i;
-}
 
 }  // namespace
 
