@@ -404,9 +404,9 @@ std::vector<Attack> Attacks() {
                        R"x(["Rnumberstringx","Rnumberstringy",["S","number","string",3],)x"
                        R"x("Rnumbernumberz","Rnumberstringw"])x"),
                "Cannot add property Symbol(Symbol.replace)"),
-      // Its copies may reach the heap limit before the CPU limit (seen once under load).
+      // Their copies may reach the heap limit before the CPU limit (each seen once under load).
       Interrupted("replaceTemplateSubclass", "limit"),
-      Interrupted("replaceTemplateOwnExec"),
+      Interrupted("replaceTemplateOwnExec", "limit"),
       Interrupted("replaceAllTemplateNumber"),
       // As Node 20 answers.
       Answers(
