@@ -164,7 +164,7 @@ QueueEffects QueueEffectsOf(const CallPathOptions& options, const PreparedCommit
 absl::Status AdmitScheduled(const CallPathOptions& options, OpenTenant& tenant,
                             const QueueEffects& effects) {
   if (!options.admit_scheduled || effects.scheduled.empty()) return absl::OkStatus();
-  return options.admit_scheduled(tenant, effects.scheduled.size());
+  return options.admit_scheduled(tenant, effects.scheduled);
 }
 
 void Announce(const CallPathOptions& options, OpenTenant& tenant, QueueEffects effects) {

@@ -9,6 +9,8 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_split.h"
 #include "txfn/call_records.h"
 #include "txfn/errors.h"
 #include "txfn/internal/strings.h"
@@ -18,16 +20,37 @@
 namespace txfn {
 
 using internal::StrCat;
+using internal::ToAbsl;
 
 namespace {
+
+// Why `path` can be neither called ("path:export") nor imported (relative to another module),
+// or "" if it can: "/abs.js", "../up.js", "lib//x.js" were deployed only to be never found.
+// Other names (spaces, '@') stay allowed: a module only imported needs no function name.
+std::string BadModulePath(std::string_view path) {
+  constexpr size_t kMaxPathBytes = 200;  // a function name ("path:export") has at most 256
+  if (path.empty()) return "empty";
+  if (path.size() > kMaxPathBytes) return StrCat("over ", kMaxPathBytes, " bytes");
+  for (char c : path) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) return "a control character";
+    if (c == ':' || c == '\\') return "':' and '\\' are not allowed";
+  }
+  for (absl::string_view segment : absl::StrSplit(ToAbsl(path), '/')) {
+    if (segment.empty()) return "a leading, trailing or doubled '/'";
+    if (segment == "." || segment == "..") return "'.' and '..' are not allowed";
+  }
+  return "";
+}
 
 // Each module's path, and the sizes (kMaxModuleBytes, kMaxDeployBytes).
 absl::Status CheckModules(const std::map<std::string, std::string>& modules) {
   size_t total = 0;
   for (const auto& [path, source] : modules) {
-    if (path.empty() || path.find(':') != std::string::npos) {
-      return absl::InvalidArgumentError(
-          StrCat("deploy refused: bad module path '", path, "' (empty or containing ':')"));
+    if (std::string why = BadModulePath(path); !why.empty()) {
+      return absl::InvalidArgumentError(StrCat("deploy refused: bad module path '",
+                                               absl::CHexEscape(ToAbsl(path.substr(0, 200))),
+                                               "': ", why));
     }
     if (source.size() > kMaxModuleBytes) {
       return absl::InvalidArgumentError(StrCat("deploy refused: module '", path, "' is ",

@@ -104,7 +104,7 @@ class EngineImpl final : public Engine {
                       return queued_->CheckScheduled(tenant, function, args);
                     },
                 .admit_scheduled =
-                    [this](OpenTenant& tenant, size_t calls) {
+                    [this](OpenTenant& tenant, const std::vector<ScheduledCall>& calls) {
                       return queued_->AdmitScheduled(tenant, calls);
                     }}),
         queued_(std::make_unique<internal::QueuedCalls>(options_.queued, tenants_, calls_, runner_,
@@ -477,6 +477,34 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(std::shared_ptr<Storage> st
       std::make_unique<EngineImpl>(std::move(options), std::move(storage), std::move(scheduler));
   TXFN_RETURN_IF_ERROR(engine->Start());
   return engine;
+}
+
+absl::StatusOr<CallInfo> Engine::WaitForCall(const CallId& id, std::string_view tenant,
+                                             absl::Duration timeout) {
+  const absl::Time end = absl::Now() + timeout;
+  absl::Duration pause = absl::Milliseconds(1);
+  while (true) {
+    absl::StatusOr<CallInfo> info = tenant.empty() ? GetCall(id) : GetCall(id, tenant);
+    if (!info.ok()) return info;
+    switch (info->state) {
+      case CallState::kSucceeded:
+      case CallState::kFailed:
+      case CallState::kDeadLettered:
+      case CallState::kCancelled:
+        return info;
+      case CallState::kPending:
+      case CallState::kRunning:
+        break;
+    }
+    const absl::Time now = absl::Now();
+    if (now >= end) {
+      return absl::DeadlineExceededError(StrCat("call ", id.ToString(), " is still ",
+                                                CallStateName(info->state), " after ",
+                                                absl::FormatDuration(timeout)));
+    }
+    absl::SleepFor(std::min(pause, end - now));
+    pause = std::min(2 * pause, absl::Milliseconds(100));
+  }
 }
 
 }  // namespace txfn

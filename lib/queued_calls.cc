@@ -132,6 +132,31 @@ int ActionsRunningPerTenant(const IsolateSchedulerOptions& actions) {
                                             : std::max(1, ActionWorkers(actions) / 2);
 }
 
+// About the bytes a call of `function` with `args` takes in the queue (TenantDepth::bytes): its
+// arguments, its names and ~64 bytes of other fields.
+uint64_t QueuedBytes(std::string_view tenant, std::string_view function, const Value& args) {
+  return 64 + tenant.size() + function.size() + args.ByteSize();
+}
+
+// A succeeded call's record with `result` if it is within `max_bytes`, else with its size
+// only (QueuedCallOptions::max_recorded_result_bytes).
+CallRecord SucceededRecord(CallRecord record, const Value& result, size_t max_bytes) {
+  record.state = CallState::kSucceeded;
+  const uint64_t bytes = result.is_null() ? 0 : result.ByteSize();
+  if (bytes <= max_bytes) {
+    record.result = result;
+  } else {
+    record.result_dropped_bytes = bytes;
+  }
+  return record;
+}
+
+PendingCallsCap::Load LoadOf(std::string_view tenant, const std::vector<ScheduledCall>& calls) {
+  PendingCallsCap::Load load{.calls = calls.size()};
+  for (const ScheduledCall& c : calls) load.bytes += QueuedBytes(tenant, c.function, c.args);
+  return load;
+}
+
 }  // namespace
 
 bool AnotherTenantsTurn(const std::string& tenant,
@@ -231,14 +256,13 @@ class QueuedCalls::Record final : public CompletionRecord {
   absl::Status Add(const Value& result, PreparedCommit* commit) const override {
     return AddCallRecord(
         id_,
-        CallRecord{
-            .state = CallState::kSucceeded,
-            .function = function_,
-            .result = result,
-            .finished = clock_.Now(),
-            .attempts = attempts_,
-            // Hashed here, on the mutation's worker.
-            .args_digest = keyed_args_.has_value() ? ArgsDigest(*keyed_args_) : std::string()},
+        SucceededRecord(CallRecord{.function = function_,
+                                   .finished = clock_.Now(),
+                                   .attempts = attempts_,
+                                   // Hashed here, on the mutation's worker.
+                                   .args_digest = keyed_args_.has_value() ? ArgsDigest(*keyed_args_)
+                                                                          : std::string()},
+                        result, owner_->options_.max_recorded_result_bytes),
         commit);
   }
 
@@ -358,7 +382,9 @@ QueuedCalls::QueuedCalls(QueuedCallOptions options, TenantCommitters& tenants, C
       slots_per_tenant_(options_.slots_per_tenant > 0 ? options_.slots_per_tenant
                                                       : std::max(1, slots_ / 2)),
       queue_(options_.queue != nullptr ? options_.queue : std::make_shared<InMemoryQueue>()),
-      pending_cap_(*queue_, clock_, options_.max_pending_calls_per_tenant) {
+      pending_cap_(*queue_, clock_,
+                   {.calls = options_.max_pending_calls_per_tenant,
+                    .bytes = options_.max_pending_bytes_per_tenant}) {
   config_.default_downstream = options_.service_limits;
   config_.default_function = options_.function_defaults;
 }
@@ -373,10 +399,14 @@ absl::Status QueuedCalls::Start() {
                                                "; it must be positive and finite"));
     }
   }
-  if (options_.record_retention <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError(StrCat("QueuedCallOptions::record_retention is ",
-                                             absl::FormatDuration(options_.record_retention),
-                                             "; it must be positive"));
+  for (auto [name, retention] :
+       {std::pair{"record_retention", options_.record_retention},
+        std::pair{"dead_letter_retention", options_.dead_letter_retention}}) {
+    if (retention <= absl::ZeroDuration()) {
+      return absl::InvalidArgumentError(StrCat("QueuedCallOptions::", name, " is ",
+                                               absl::FormatDuration(retention),
+                                               "; it must be positive"));
+    }
   }
   if (options_.outbox_sweep_interval <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError(StrCat("QueuedCallOptions::outbox_sweep_interval is ",
@@ -492,6 +522,13 @@ void QueuedCalls::Loop() {
   TenantPass outbox_sweep(options_.outbox_sweep_interval, kOutboxSweepSlice, clock_.Now());
   TenantPass record_pass(std::min(options_.record_retention / 2, absl::Hours(1)), kRecordPassSlice,
                          clock_.Now());
+  // The dead letters' pass, a page per round of the loop while it lasts; the first within a
+  // minute of the start, as the records' (TenantPass).
+  const absl::Duration dead_letter_every =
+      std::min(options_.dead_letter_retention / 2, absl::Hours(1));
+  PeriodicTimer dead_letter_pass(clock_.Now() + std::min(dead_letter_every, absl::Minutes(1)),
+                                 dead_letter_every);
+  std::optional<CallId> dead_letter_page;  // where the pass under way is
   while (true) {
     std::vector<Handed> handed;
     bool draining = false;
@@ -514,6 +551,13 @@ void QueuedCalls::Loop() {
     RecoverOutboxes(outbox_sweep.Next(*tenants_.storage(), clock_.Now(), may_start),
                     options_.outbox_sweep_interval / 2);
     PruneRecords(record_pass.Next(*tenants_.storage(), clock_.Now(), may_start));
+    if (may_start && options_.dead_letter_retention != absl::InfiniteDuration() &&
+        !dead_letters_unremovable_) {
+      if (!dead_letter_page.has_value() && dead_letter_pass.Due(clock_.Now())) {
+        dead_letter_page = CallId();
+      }
+      if (dead_letter_page.has_value()) dead_letter_page = PruneDeadLetters(*dead_letter_page);
+    }
     EnqueueScheduled();
     RemoveCancelled();
     absl::Time next = clock_.Now() + absl::Milliseconds(100);
@@ -818,11 +862,13 @@ absl::StatusOr<CallId> QueuedCalls::Submit(std::string_view tenant, std::string_
         TenantCallId(open->name(), absl::Uniform<uint64_t>(bits), absl::Uniform<uint64_t>(bits));
   }
   const CallId id = call.id;
-  TXFN_RETURN_IF_ERROR(pending_cap_.Admit(open->name(), 1));
+  const PendingCallsCap::Load load = {.calls = 1,
+                                      .bytes = QueuedBytes(open->name(), call.function, call.args)};
+  TXFN_RETURN_IF_ERROR(pending_cap_.Admit(open->name(), load));
   std::vector<Call> one;
   one.push_back(std::move(call));
   TXFN_RETURN_IF_ERROR(Enqueue(std::move(one)));
-  pending_cap_.Added(open->name(), 1);
+  pending_cap_.Added(open->name(), load);
   SetStat(&QueuedCallStats::submitted);
   if (keyed_args.has_value()) {
     // The stripe keeps out this process's Submits of the key only: another process's may have
@@ -941,13 +987,14 @@ absl::Status QueuedCalls::CheckScheduled(OpenTenant& tenant, std::string_view fu
   return Check(*table, tenant.name(), function, args).status();
 }
 
-absl::Status QueuedCalls::AdmitScheduled(OpenTenant& tenant, size_t calls) {
-  return pending_cap_.Admit(tenant.name(), calls);
+absl::Status QueuedCalls::AdmitScheduled(OpenTenant& tenant,
+                                         const std::vector<ScheduledCall>& calls) {
+  return pending_cap_.Admit(tenant.name(), LoadOf(tenant.name(), calls));
 }
 
 void QueuedCalls::OnScheduled(OpenTenant& tenant, std::vector<ScheduledCall> calls) {
   // Counted from their commit: they are the tenant's, queued or about to be.
-  pending_cap_.Added(tenant.name(), calls.size());
+  pending_cap_.Added(tenant.name(), LoadOf(tenant.name(), calls));
   MutexLock lock(&mu_);
   scheduled_.push_back({tenant.name(), std::move(calls)});
   woken_ = true;
@@ -1159,6 +1206,42 @@ void QueuedCalls::PruneRecords(absl::Span<const std::string> tenants) {
   }
 }
 
+std::optional<CallId> QueuedCalls::PruneDeadLetters(CallId after) {
+  // A page a round: the loop's other work goes on between pages.
+  constexpr size_t kPage = 1000;
+  absl::StatusOr<std::vector<DeadLetter>> page = queue_->ListDeadLetters(after, kPage);
+  if (!page.ok() || page->empty()) return std::nullopt;  // an error: the next pass tries again
+  const absl::Time cutoff = clock_.Now() - options_.dead_letter_retention;
+  std::vector<CallId> expired;
+  std::vector<std::string> blobs;
+  for (const DeadLetter& d : *page) {
+    if (d.at >= cutoff) continue;
+    expired.push_back(d.call.id);
+    blobs.push_back(d.call.args_blob);
+  }
+  if (!expired.empty()) {
+    // Only those still dead from before the cutoff: one redriven and dead-lettered again since
+    // the listing is a new dead letter.
+    absl::StatusOr<std::vector<absl::Status>> removed = queue_->RemoveDeadLetters(expired, cutoff);
+    if (absl::IsUnimplemented(removed.status())) {
+      dead_letters_unremovable_ = true;  // an adapter without it: no more passes
+      return std::nullopt;
+    }
+    uint64_t n = 0;
+    if (removed.ok()) {
+      for (size_t i = 0; i < removed->size(); ++i) {
+        if (!(*removed)[i].ok()) continue;  // redriven, or removed by another process
+        ++n;
+        if (options_.blobs != nullptr && !blobs[i].empty()) (void)options_.blobs->Delete(blobs[i]);
+      }
+    }
+    MutexLock lock(&mu_);
+    stats_.dead_letters_pruned += n;
+  }
+  if (page->size() < kPage) return std::nullopt;
+  return page->back().call.id;
+}
+
 void QueuedCalls::CleanOutboxes() {
   std::map<std::string, std::vector<CallId>> done;
   {
@@ -1243,7 +1326,13 @@ CallOutcome QueuedCalls::Failed(OpenTenant& tenant, const Call& call, const absl
       SetStat(&QueuedCallStats::unavailable);
       return CallOutcome::Busy(status, options_.unavailable_retry);
     case Failure::kRetry:
-      return CallOutcome::Retryable(status);
+      // Refused by the pending caps on its last attempt, a call ends failed, not dead-lettered:
+      // a dead letter keeps its arguments and leaves room under the caps, so a chain the caps
+      // refused grew its dead letters instead (585 MB in 6 minutes in a hunt, 2026-12-06).
+      if (!IsPendingCapRefusal(status) || call.attempt + 1 < call.retry.max_attempts) {
+        return CallOutcome::Retryable(status);
+      }
+      break;
     case Failure::kFunction:
       break;
   }
@@ -1278,13 +1367,13 @@ CallOutcome QueuedCalls::Unrecorded(const absl::Status& written, FunctionKind ki
 
 CallOutcome QueuedCalls::Succeeded(OpenTenant& tenant, const Call& call, const Value& result,
                                    absl::Duration cpu) {
-  absl::StatusOr<bool> written = WriteRecord(tenant, call.id,
-                                             CallRecord{.state = CallState::kSucceeded,
-                                                        .function = call.function,
-                                                        .result = result,
-                                                        .finished = clock_.Now(),
-                                                        .attempts = call.attempt + 1,
-                                                        .args_digest = KeyedArgsDigest(call)});
+  absl::StatusOr<bool> written =
+      WriteRecord(tenant, call.id,
+                  SucceededRecord(CallRecord{.function = call.function,
+                                             .finished = clock_.Now(),
+                                             .attempts = call.attempt + 1,
+                                             .args_digest = KeyedArgsDigest(call)},
+                                  result, options_.max_recorded_result_bytes));
   if (!written.ok()) return CallOutcome::Retryable(written.status());
   SetStat(*written ? &QueuedCallStats::succeeded : &QueuedCallStats::skipped);
   return CallOutcome::Ok(cpu);
@@ -1637,6 +1726,7 @@ absl::StatusOr<CallInfo> QueuedCalls::InfoOf(const CallId& id, const Located& wh
     info.function = r.function.empty() ? info.function : r.function;
     info.state = r.state;
     info.result = r.result;
+    info.result_dropped_bytes = r.result_dropped_bytes;
     info.error = r.error;
     info.attempts = std::max(info.attempts, r.attempts);
     info.at = r.finished;

@@ -125,7 +125,8 @@ class QueuedCalls {
   // of `tenant` only (its mutation wrote the records, in its own store).
   void OnCancelled(OpenTenant& tenant, std::vector<CallId> ids);
   // The CallPath's admit_scheduled hook: max_pending_calls_per_tenant.
-  [[nodiscard]] absl::Status AdmitScheduled(OpenTenant& tenant, size_t calls);
+  [[nodiscard]] absl::Status AdmitScheduled(OpenTenant& tenant,
+                                            const std::vector<ScheduledCall>& calls);
   // The CallPath's check_scheduled hook: what Submit checks of a call (the
   // tenant has the function; its arguments are an object its validator
   // accepts), for a mutation's ctx.scheduler call when it is made.
@@ -246,6 +247,13 @@ class QueuedCalls {
   // Deletes the records of `tenants`' calls that ended more than record_retention ago, each
   // checked again in the deleting transaction (a record Redrive's run replaced stays).
   void PruneRecords(absl::Span<const std::string> tenants);
+  // One page of a pass over the queue's dead letters (every tenant's), deleting those
+  // dead-lettered more than dead_letter_retention ago with their spilled arguments. `after` is
+  // where the pass is (nil: its start); returns where the next page starts, or nullopt when
+  // the pass is done (or the queue cannot list or remove dead letters).
+  std::optional<CallId> PruneDeadLetters(CallId after);
+  // The queue answered RemoveDeadLetters Unimplemented. Used by the loop's thread only.
+  bool dead_letters_unremovable_ = false;
   // Whether Stop was called (long loop-side work stops early).
   bool Stopping() ABSL_LOCKS_EXCLUDED(mu_);
   void CleanOutboxes();

@@ -4,6 +4,8 @@
 #include "txfn/value.h"
 
 #include <cassert>
+#include <cstdio>
+#include <cstdlib>
 #include <iterator>
 #include <ostream>
 #include <string>
@@ -53,32 +55,51 @@ Value Value::FromObject(Object v) {
   return Value(Rep(std::in_place_index<7>, std::make_shared<const Object>(std::move(v))));
 }
 
+namespace {
+
+// An accessor called on a Value of another type: a bug of the caller's. Said plainly and
+// stopped, in every build (reading the wrong alternative would crash later without a word).
+[[noreturn]] void WrongType(const char* accessor, ValueType actual) {
+  std::fprintf(stderr, "txfn::Value::%s() called on a %s value; check type() first\n", accessor,
+               std::string(ValueTypeName(actual)).c_str());
+  std::abort();
+}
+
+}  // namespace
+
 int64_t Value::int64() const {
-  assert(is_int64());
+  if (!is_int64()) [[unlikely]]
+    WrongType("int64", type());
   return *std::get_if<1>(&rep_);
 }
 double Value::float64() const {
-  assert(is_float64());
+  if (!is_float64()) [[unlikely]]
+    WrongType("float64", type());
   return *std::get_if<2>(&rep_);
 }
 bool Value::boolean() const {
-  assert(is_bool());
+  if (!is_bool()) [[unlikely]]
+    WrongType("boolean", type());
   return *std::get_if<3>(&rep_);
 }
 const std::string& Value::string() const {
-  assert(is_string());
+  if (!is_string()) [[unlikely]]
+    WrongType("string", type());
   return *std::get_if<4>(&rep_);
 }
 const std::string& Value::bytes() const {
-  assert(is_bytes());
+  if (!is_bytes()) [[unlikely]]
+    WrongType("bytes", type());
   return std::get_if<5>(&rep_)->data;
 }
 const Value::Array& Value::array() const {
-  assert(is_array());
+  if (!is_array()) [[unlikely]]
+    WrongType("array", type());
   return **std::get_if<6>(&rep_);
 }
 const Value::Object& Value::object() const {
-  assert(is_object());
+  if (!is_object()) [[unlikely]]
+    WrongType("object", type());
   return **std::get_if<7>(&rep_);
 }
 

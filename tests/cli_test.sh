@@ -278,6 +278,7 @@ export const throws = mutation({args: {}, handler: () => {
 const forged = "[ERROR] bank audit:total 00000000-0000-4000-8000-000000000000: forged\r\u001b[2J";
 export const forge = mutation({args: {}, handler: () => { console.log("hi\n" + forged); }});
 export const forgeThrow = mutation({args: {}, handler: () => { throw new Error("no\n" + forged); }});
+export const huge = query({args: {}, handler: () => "h".repeat(100000)});
 export const c1 = query({args: {}, handler: () => "a\u009b2J\u007f" });
 EOF
 qt() { "$txfn" --db="$q" "$@"; }
@@ -339,6 +340,8 @@ check submit-forge-throw 0 "^$uuid$" qt submit --tenant=app counters:forgeThrow
 forge_throw=$last
 check submit-unknown 1 'counters:nope' qt submit --tenant=app counters:nope
 check submit-bad-args 1 'INVALID_ARGUMENT.*name' qt submit --tenant=app counters:bump '{"nope": 1}'
+check submit-huge 0 "^$uuid$" qt submit --tenant=app counters:huge
+huge=$last
 check submit-delayed 0 "^$uuid$" \
   qt submit --tenant=app --delay_ms=3600000 counters:bump '{"name": "z"}'
 delayed=$last
@@ -353,12 +356,15 @@ check call 0 '^tenant +app$' qt call "$a"
 check call-result 0 '^result +\{"\$int64":"[1-4]"\}$' qt call "$a"
 check call-error 0 '^error +UNKNOWN: Uncaught Error: kaput' qt call "$bad"
 check call-error-data 0 '^data +\{"code":"KAPUT"\}$' qt call "$bad"
+await_state huge-succeeded "$huge" succeeded
+check call-result-not-kept 0 '^result +\(not kept: 1000[0-9][0-9] bytes, over max_recorded_result_bytes\)$' \
+  qt call "$huge"
 check call-delayed 0 '^due at +2[0-9]{3}-' qt call "$delayed"
 check call-deadline 0 '^deadline +2[0-9]{3}-' qt call "$delayed"
 check calls 0 "^$a +succeeded +counters:bump +1 +\{\"\\\$int64\":\"[1-4]\"\}$" qt calls --tenant=app
 n=$(qt calls --tenant=app --status=succeeded | grep -Ec ' succeeded ')
-if [ "$n" -eq 5 ]; then echo "ok   calls-succeeded"; else
-  echo "FAIL calls-succeeded: $n, want 5"; failures=$((failures + 1)); fi
+if [ "$n" -eq 6 ]; then echo "ok   calls-succeeded"; else
+  echo "FAIL calls-succeeded: $n, want 6"; failures=$((failures + 1)); fi
 check calls-failed 0 "^$bad +failed +counters:throws +1 +UNKNOWN: Uncaught Error: kaput$" \
   qt calls --tenant=app --status=failed
 check calls-function 0 'counters:throws' qt calls --tenant=app --function=counters:throws

@@ -104,6 +104,15 @@ export const floodLater = mutation({args: {n: "number"}, handler: async (ctx, { 
   await bumpBy(ctx, "wrote", 1n);
   for (let i = 0; i < n; i++) await ctx.scheduler.runAfter(600000, "counters:noop", {});
 }});
+export const padLater = mutation({args: {n: "number", size: "number"}, handler: async (ctx, a) => {
+  for (let i = 0; i < a.n; i++) {
+    await ctx.scheduler.runAfter(600000, "counters:sink", { pad: "x".repeat(a.size) });
+  }
+}});
+export const sink = mutation({args: {pad: "string"}, handler: () => 0});
+export const bigResult = query({args: {size: "number"}, handler: (ctx, a) => "r".repeat(a.size)});
+export const bigResultMutation = mutation({args: {size: "number"},
+  handler: (ctx, a) => "r".repeat(a.size)});
 export const twice = mutation({args: {}, handler: async (ctx) => {
   await ctx.scheduler.runAfter(0, "counters:twice", {});
   await ctx.scheduler.runAfter(0, "counters:twice", {});
@@ -2267,6 +2276,117 @@ TEST_F(EngineQueueTest, ATenantsPendingCallsAreCappedAndAnotherTenantsAreNot) {
   EXPECT_GE(engine_->stats().queued.pending_cap_refused, 3u);
 }
 
+// A queued mutation the caps refuse is retried; refused on its last attempt it ends failed,
+// not dead-lettered: a dead letter keeps its arguments and leaves room under the caps, so a
+// chain the caps refused grew its dead letters without end (a hunt: 585 MB in 6 minutes).
+TEST_F(EngineQueueTest, AQueuedMutationTheCapsRefuseOnItsLastAttemptEndsFailed) {
+  EngineOptions options = Options();
+  options.queued.max_pending_calls_per_tenant = 5;
+  OpenAndDeploy(std::move(options));
+  ASSERT_TRUE(
+      engine_->Mutation("app", "counters:floodLater", Args({{"n", Value::Float64(3)}})).ok());
+  WaitForTenantDepth("app", 3);
+  CallOptions once;
+  once.retry = RetryPolicy{.max_attempts = 1};
+  absl::StatusOr<CallId> flood =
+      engine_->Submit("app", "counters:floodLater", Args({{"n", Value::Float64(3)}}), once);
+  ASSERT_TRUE(flood.ok()) << flood.status();
+  const CallInfo ended = WaitFor(*flood, CallState::kFailed);
+  EXPECT_TRUE(absl::IsResourceExhausted(ended.error)) << ended.error;
+  EXPECT_THAT(std::string(ended.error.message()), HasSubstr("max_pending_calls_per_tenant"));
+  EXPECT_EQ(ended.attempts, 1);
+  absl::StatusOr<std::optional<QueuedCall>> queued = queue_->Find(*flood, absl::Now());
+  ASSERT_TRUE(queued.ok()) << queued.status();
+  EXPECT_FALSE(queued->has_value()) << "it is still in the queue (a dead letter?)";
+  WaitForTenantDepth("app", 3);
+}
+
+// Calls with big arguments are capped by their bytes, long before their count: the hunt's
+// self-scheduling mutation with 16 KB arguments grew the queue by 1.2 GB in 20 s.
+TEST_F(EngineQueueTest, ATenantsPendingBytesAreCappedAndAnotherTenantsAreNot) {
+  EngineOptions options = Options();
+  options.queued.max_pending_bytes_per_tenant = 300'000;
+  OpenAndDeploy(std::move(options));
+  ASSERT_TRUE(engine_->CreateTenant("other").ok());
+  ASSERT_TRUE(engine_->DeployJson("other", {{"counters.js", kCounters}}, kSchema).ok());
+  auto pad_later = [&](const std::string& tenant, int n, int size) {
+    return engine_->Mutation(tenant, "counters:padLater",
+                             Args({{"n", Value::Float64(n)}, {"size", Value::Float64(size)}}));
+  };
+  ASSERT_TRUE(pad_later("app", 4, 50'000).ok());
+  WaitForTenantDepth("app", 4);  // a count of the queue then sees ~200 KB
+  absl::StatusOr<CallResult> over = pad_later("app", 4, 50'000);
+  EXPECT_TRUE(absl::IsResourceExhausted(over.status())) << over.status();
+  EXPECT_THAT(over.status().message(), HasSubstr("tenant app has 4 calls of 20"));
+  EXPECT_THAT(over.status().message(), HasSubstr("at most 300000 bytes"));
+  EXPECT_THAT(over.status().message(), HasSubstr("max_pending_bytes_per_tenant"));
+  // Submit: a big call is refused, a small one still fits.
+  CallOptions later;
+  later.start_after = absl::Now() + absl::Minutes(10);
+  auto pad = [](int size) { return Args({{"pad", Value::String(std::string(size, 'p'))}}); };
+  absl::StatusOr<CallId> big = engine_->Submit("app", "counters:sink", pad(150'000), later);
+  EXPECT_TRUE(absl::IsResourceExhausted(big.status())) << big.status();
+  EXPECT_TRUE(engine_->Submit("app", "counters:sink", pad(1'000), later).ok());
+  // The other tenant schedules as before.
+  ASSERT_TRUE(pad_later("other", 5, 50'000).ok());
+  WaitForTenantDepth("other", 5);
+  WaitForTenantDepth("app", 5);
+  EXPECT_GE(engine_->stats().queued.pending_cap_refused, 2u);
+}
+
+// WaitForCall returns a call's outcome once it ended, whichever it is; a call that has not
+// ended in time is DeadlineExceeded naming its state; an unknown one NotFound, another
+// tenant's too.
+TEST_F(EngineQueueTest, WaitForCallReturnsHowACallEnded) {
+  OpenAndDeploy(Options());
+  absl::StatusOr<CallId> bump = engine_->Submit("app", "counters:bump", Name("w"));
+  ASSERT_TRUE(bump.ok()) << bump.status();
+  absl::StatusOr<CallInfo> done = engine_->WaitForCall(*bump, "app", absl::Seconds(20));
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_EQ(done->state, CallState::kSucceeded);
+  EXPECT_EQ(done->result, Value::Int64(1));
+  EXPECT_EQ(Counter("w"), 1) << "it returned once the call's effects committed";
+
+  CallOptions later;
+  later.start_after = absl::Now() + absl::Minutes(10);
+  absl::StatusOr<CallId> pending = engine_->Submit("app", "counters:bump", Name("p"), later);
+  ASSERT_TRUE(pending.ok()) << pending.status();
+  absl::StatusOr<CallInfo> waited = engine_->WaitForCall(*pending, "", absl::Milliseconds(30));
+  EXPECT_TRUE(absl::IsDeadlineExceeded(waited.status())) << waited.status();
+  EXPECT_THAT(waited.status().message(), HasSubstr("is still pending after 30ms"));
+  ASSERT_TRUE(engine_->CancelCall(*pending).ok());
+  waited = engine_->WaitForCall(*pending, "app", absl::Seconds(20));
+  ASSERT_TRUE(waited.ok()) << waited.status();
+  EXPECT_EQ(waited->state, CallState::kCancelled);
+
+  EXPECT_TRUE(absl::IsNotFound(engine_->WaitForCall(*bump, "other", absl::Seconds(1)).status()));
+  EXPECT_TRUE(absl::IsNotFound(
+      engine_->WaitForCall(TenantCallId("app", 1, 2), "app", absl::Seconds(1)).status()));
+}
+
+// A succeeded call's record keeps its result up to max_recorded_result_bytes; a bigger one is
+// dropped, with its size (a hunt kept 3 GB of 15 MB results for 7 days). A query's record is
+// written after its run, a mutation's in its commit: both are capped.
+TEST_F(EngineQueueTest, ARecordKeepsResultsUpToTheCapAndTheSizeOfBiggerOnes) {
+  EngineOptions options = Options();
+  options.queued.max_recorded_result_bytes = 10'000;
+  OpenAndDeploy(std::move(options));
+  auto sized = [](int size) { return Args({{"size", Value::Float64(size)}}); };
+  for (const char* fn : {"counters:bigResult", "counters:bigResultMutation"}) {
+    absl::StatusOr<CallId> small = engine_->Submit("app", fn, sized(9'000));
+    absl::StatusOr<CallId> big = engine_->Submit("app", fn, sized(50'000));
+    ASSERT_TRUE(small.ok()) << small.status();
+    ASSERT_TRUE(big.ok()) << big.status();
+    const CallInfo kept = WaitFor(*small, CallState::kSucceeded);
+    EXPECT_EQ(kept.result, Value::String(std::string(9'000, 'r'))) << fn;
+    EXPECT_EQ(kept.result_dropped_bytes, 0u) << fn;
+    const CallInfo dropped = WaitFor(*big, CallState::kSucceeded);
+    EXPECT_TRUE(dropped.result.is_null()) << fn;
+    EXPECT_GE(dropped.result_dropped_bytes, 50'000u) << fn;
+    EXPECT_LE(dropped.result_dropped_bytes, 50'100u) << fn;
+  }
+}
+
 // A mutation that schedules itself twice doubles the queue each round, without end before
 // the cap (6,000 calls a second on SQLite in 2026-12's measure). With it, the tenant's calls
 // stay near the cap while another tenant's call runs at once.
@@ -2422,6 +2542,57 @@ TEST_F(EngineQueueTest, RecordsOfEndedCallsAreDeletedAfterTheirRetention) {
   WaitFor(*young, CallState::kSucceeded);
   EXPECT_EQ(engine_->GetCall(*young)->state, CallState::kSucceeded);
   EXPECT_EQ(Counter("a"), 2) << "each ran once";
+}
+
+// Dead letters are deleted from the queue after dead_letter_retention, with their spilled
+// arguments, and their records after record_retention (they were kept forever, arguments and
+// all); a younger one stays.
+TEST_F(EngineQueueTest, DeadLettersAreDeletedAfterTheirRetention) {
+  EngineOptions options = Options();
+  options.queued.record_retention = absl::Milliseconds(600);
+  options.queued.dead_letter_retention = absl::Milliseconds(600);
+  options.queued.blobs = &blobs_;
+  options.queued.submitter.spill_threshold_bytes = 1024;
+  OpenAndDeploy(std::move(options));
+  CallOptions missed;  // dead-lettered as it is leased
+  missed.start_after = absl::Now() - absl::Seconds(3);
+  missed.deadline = absl::Now() - absl::Seconds(1);
+  absl::StatusOr<CallId> doomed =
+      engine_->Submit("app", "counters:bump", Name(std::string(2048, 's')), missed);
+  ASSERT_TRUE(doomed.ok()) << doomed.status();
+  WaitFor(*doomed, CallState::kDeadLettered);
+  EXPECT_EQ(blobs_.size(), 1u) << "a dead letter keeps its spilled arguments";
+  const absl::Time end = absl::Now() + absl::Seconds(20);
+  while (absl::Now() < end && engine_->stats().queued.dead_letters_pruned == 0) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_GE(engine_->stats().queued.dead_letters_pruned, 1u);
+  absl::StatusOr<std::optional<QueuedCall>> queued = queue_->Find(*doomed, absl::Now());
+  ASSERT_TRUE(queued.ok()) << queued.status();
+  EXPECT_FALSE(queued->has_value()) << "the dead letter is still in the queue";
+  EXPECT_EQ(blobs_.size(), 0u) << "its spilled arguments were left behind";
+  absl::StatusOr<CallInfo> info = engine_->GetCall(*doomed);
+  while (absl::Now() < end && info.ok()) {
+    absl::SleepFor(absl::Milliseconds(20));
+    info = engine_->GetCall(*doomed);
+  }
+  EXPECT_TRUE(absl::IsNotFound(info.status())) << "its record goes too: " << info.status();
+  // One dead-lettered now stays until its time has come.
+  missed.start_after = absl::Now() - absl::Seconds(3);
+  missed.deadline = absl::Now() - absl::Seconds(1);
+  absl::StatusOr<CallId> young = engine_->Submit("app", "counters:bump", Name("y"), missed);
+  ASSERT_TRUE(young.ok()) << young.status();
+  WaitFor(*young, CallState::kDeadLettered);
+  EXPECT_TRUE(DeadInQueue(*queue_, *young));
+  EXPECT_EQ(engine_->GetCall(*young)->state, CallState::kDeadLettered);
+}
+
+TEST(EngineQueueOptionsTest, DeadLetterRetentionMustBePositive) {
+  EngineOptions options;
+  options.queued.dead_letter_retention = absl::ZeroDuration();
+  auto refused = Engine::Open(std::make_shared<InMemoryStorage>(), options);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("dead_letter_retention"));
 }
 
 TEST(EngineQueueOptionsTest, RecordRetentionMustBePositive) {

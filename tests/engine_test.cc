@@ -604,6 +604,37 @@ TEST_P(EngineTest, DeployRefusesModulesPastTheSizeLimitsBeforeCompilingThem) {
   EXPECT_EQ(engine_->Query("app", "solo:f", Value::Null())->value, Value::Float64(7));
 }
 
+// A module path a function could never name, or an import never reach, is refused at deploy
+// (it was deployed, then "not found" beside a list naming it). Names without an extension, in
+// directories, or with other characters (a module only imported needs no function name) are
+// fine.
+TEST_P(EngineTest, DeployRefusesModulePathsNothingCouldCall) {
+  CreateAndDeploy();
+  const std::string kModule =
+      "import {query} from 'txfn/server';\nexport const f = query(async () => 7);";
+  const std::string too_long = std::string(198, 'm') + ".js";
+  for (const std::string& bad :
+       {std::string("../up.js"), std::string("/abs.js"), std::string("lib//x.js"),
+        std::string("lib/./x.js"), std::string("dir/"), std::string("a:b.js"), std::string(),
+        std::string("x\\y.js"), std::string("new\nline.js"), too_long}) {
+    absl::Status s = engine_->DeployJson("app", {{bad, kModule}}, kSchema);
+    EXPECT_TRUE(absl::IsInvalidArgument(s)) << bad << ": " << s;
+    EXPECT_THAT(std::string(s.message()), HasSubstr("deploy refused: bad module path")) << bad;
+  }
+  EXPECT_EQ(engine_->Query("app", "counters:hello", Value::Null())->value,
+            Value::String("v1:hello"))
+      << "the deployed version was left as it was";
+  ASSERT_TRUE(engine_
+                  ->DeployJson("app",
+                               {{"noext", kModule},
+                                {"lib/v-2.$x.mjs", kModule},
+                                {"vendor/pkg@1 (copy).js", kModule}},
+                               kSchema)
+                  .ok());
+  EXPECT_EQ(engine_->Query("app", "noext:f", Value::Null())->value, Value::Float64(7));
+  EXPECT_EQ(engine_->Query("app", "lib/v-2.$x:f", Value::Null())->value, Value::Float64(7));
+}
+
 TEST_P(EngineTest, DeployRefusesASchemaExistingDocumentsDoNotFit) {
   CreateAndDeploy();
   ASSERT_TRUE(engine_->Mutation("app", "counters:create", Name("a")).ok());

@@ -825,11 +825,13 @@ TEST_P(FunctionRunnerTest, ErrorsAreDataACallerCanBranchOn) {
   std::optional<AppError> plain = GetAppError(Query("err:throwString").status);
   ASSERT_TRUE(plain.has_value());
   EXPECT_EQ(plain->name, "");
+  EXPECT_EQ(plain->message, "plain") << "as the status says it, unquoted";
   EXPECT_EQ(ToJson(plain->data), R"("plain")");
   const absl::Status thrown_object = Query("err:throwObject").status;
   std::optional<AppError> object = GetAppError(thrown_object);
   ASSERT_TRUE(object.has_value());
   EXPECT_EQ(ToJson(object->data), R"({"code":7})");
+  EXPECT_EQ(object->message, R"({"code":7})") << "as the status says it, not [object Object]";
   // import() says it is not supported and what to do (V8 said "Not supported").
   RunResult dynamic = Query("err:dynamicImport");
   ASSERT_TRUE(dynamic.status.ok()) << dynamic.status;

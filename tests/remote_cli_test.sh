@@ -118,6 +118,16 @@ check serve-cap-takes-every-thread 1 'max_calls_per_tenant is 9; 0 \(no cap\) or
   "$txfn" --db="$db" serve --quiet --listen=0 --api_keys="$tmp/keys" --max_threads=10 \
   --max_calls_per_tenant=9
 
+# On a unix socket: its path is printed (gRPC reports port 1 for it), and a client reaches it.
+"$txfn" --db="$db" serve --quiet --listen="unix:$tmp/api.sock" --api_keys="$tmp/keys" \
+  >"$tmp/serve-unix.out" 2>&1 &
+unix_serve=$!
+for _ in $(seq 200); do grep -q '^listening on' "$tmp/serve-unix.out" && break; sleep 0.05; done
+check serve-unix-listening 0 "^listening on unix:$tmp/api.sock$" cat "$tmp/serve-unix.out"
+check serve-unix-query 0 '"total":\{"\$int64":"' \
+  "$txfn" --server="unix:$tmp/api.sock" --api_key=adm1n run --tenant=bank audit:total
+kill -TERM "$unix_serve"; wait "$unix_serve" 2>/dev/null
+
 # served DB LABEL: three runners and `txfn serve` on DB; a new tenant bank2 deployed and
 # used through the server. Checks are named LABEL-....
 served() {

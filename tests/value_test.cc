@@ -229,6 +229,16 @@ TEST(ValueTest, ConstructsAndReadsEachType) {
   EXPECT_FALSE(S("x").is_bytes());
 }
 
+// An accessor of another type stops the program with a message in every build (a release
+// build read a null pointer: a segfault without a word, a new user's first crash).
+TEST(ValueDeathTest, AnAccessorOfTheWrongTypeSaysWhichAndAborts) {
+  EXPECT_DEATH((void)Value::Float64(1).int64(),
+               "txfn::Value::int64\\(\\) called on a float64 value");
+  EXPECT_DEATH((void)Value::Null().string(), "txfn::Value::string\\(\\) called on a null value");
+  EXPECT_DEATH((void)Value::String("x").object(),
+               "txfn::Value::object\\(\\) called on a string value");
+}
+
 TEST(ValueTest, TypeNames) {
   EXPECT_EQ(ValueTypeName(ValueType::kNull), "null");
   EXPECT_EQ(ValueTypeName(ValueType::kInt64), "int64");

@@ -263,7 +263,8 @@ flags:
                   and find and cancel any tenant's calls)
   --listen=[HOST:]PORT, --api_keys=FILE  serve: also serve the functions over
                   gRPC (a bare port binds loopback); FILE has lines 'admin KEY'
-                  and 'tenant NAME KEY'. Prints 'listening on port N'.
+                  and 'tenant NAME KEY'. Prints 'listening on port N' (on
+                  unix:PATH: 'listening on unix:PATH').
   --max_threads=N (256), --max_calls_per_tenant=N (64)  serve --listen: gRPC
                   threads (a poller and the calls under way), and a tenant
                   key's calls under way at once per tenant (0: no cap); past
@@ -909,7 +910,11 @@ int Serve(const sigset_t& stop_signals) {
     if (!started.ok()) return Fail(started.status());
     api = *std::move(started);
     more_metrics = [server = api.get()](MetricsText* text) { server->AppendMetrics(text); };
-    std::printf("listening on port %d\n", api->port());
+    if (listen.starts_with("unix:")) {  // a socket has no port (gRPC reports 1)
+      std::printf("listening on %s\n", listen.c_str());
+    } else {
+      std::printf("listening on port %d\n", api->port());
+    }
     std::fflush(stdout);
   }
 #else
@@ -1030,6 +1035,10 @@ std::string FirstLine(const absl::Status& status) {
 std::string Outcome(const CallInfo& info, bool whole_error) {
   switch (info.state) {
     case CallState::kSucceeded:
+      if (info.result_dropped_bytes != 0) {
+        return fmt::format("(not kept: {} bytes, over max_recorded_result_bytes)",
+                           info.result_dropped_bytes);
+      }
       return ToJson(info.result);
     case CallState::kFailed:
     case CallState::kDeadLettered:

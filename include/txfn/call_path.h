@@ -156,10 +156,12 @@ struct CallPathOptions {
   // runner does not call back). Unset: the call is checked when it runs.
   std::function<absl::Status(OpenTenant& tenant, std::string_view function, const Value& args)>
       check_scheduled;
-  // Called before the commit of a mutation's run that scheduled calls, with how many: an error
+  // Called before the commit of a mutation's run that scheduled calls, with them: an error
   // fails the mutation with it (not retried; nothing it wrote commits). The engine's
-  // max_pending_calls_per_tenant (ResourceExhausted). Unset: every commit goes ahead.
-  std::function<absl::Status(OpenTenant& tenant, size_t calls)> admit_scheduled;
+  // max_pending_calls_per_tenant and max_pending_bytes_per_tenant (ResourceExhausted). Unset:
+  // every commit goes ahead.
+  std::function<absl::Status(OpenTenant& tenant, const std::vector<ScheduledCall>& calls)>
+      admit_scheduled;
 };
 
 struct CallPathStats {

@@ -95,7 +95,10 @@ std::string_view CallStateName(CallState state);
 struct CallRecord {
   CallState state = CallState::kSucceeded;
   std::string function;
-  Value result;  // kSucceeded: the function's return value
+  Value result;  // kSucceeded: the function's return value (null if dropped, below)
+  // kSucceeded: the result was not kept, being this many bytes (Value::ByteSize), over the
+  // engine's QueuedCallOptions::max_recorded_result_bytes. 0: kept.
+  uint64_t result_dropped_bytes = 0;
   // kFailed: why: the code, the message and what the code threw (GetAppError, its data up to
   // 64 KiB); no other payloads (no logs).
   absl::Status error;

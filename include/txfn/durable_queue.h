@@ -174,6 +174,11 @@ struct FunctionDepth {
 struct TenantDepth {
   std::string tenant;
   size_t calls = 0;  // pending or leased: not dead-lettered
+  // What those calls take in the queue: about their encoded size (EncodeCall; InMemoryQueue:
+  // their arguments' Value::ByteSize and names) plus the arguments spilled to a BlobStore the
+  // adapter holds itself (SqliteQueue's blob_store(); arguments spilled elsewhere are not
+  // counted). The engine's max_pending_bytes_per_tenant.
+  uint64_t bytes = 0;
   friend bool operator==(const TenantDepth&, const TenantDepth&) = default;
 };
 
@@ -280,10 +285,11 @@ class DurableQueue {
                                                                           const ListFilter& filter,
                                                                           absl::Time now);
 
-  // The calls each tenant has in the queue (pending or leased, not dead-lettered), sorted by
-  // tenant (by bytes); tenants with none are left out. A read that changes nothing. It scans
-  // every call: for a periodic recount (the engine's max_pending_calls_per_tenant), not per
-  // call. The default pages through ListCalls; txfn's adapters count in place.
+  // The calls each tenant has in the queue (pending or leased, not dead-lettered) and their
+  // bytes, sorted by tenant (by bytes); tenants with none are
+  // left out. A read that changes nothing. It scans every call: for a periodic recount (the
+  // engine's max_pending_calls_per_tenant and max_pending_bytes_per_tenant), not per call. The
+  // default pages through ListCalls (counting EncodeCall's size); txfn's adapters count in place.
   [[nodiscard]] virtual absl::StatusOr<std::vector<TenantDepth>> TenantDepths(absl::Time now);
 
   // Takes out of the queue the calls of `ids` that wait to be leased at `now` (pending: due or
@@ -298,6 +304,17 @@ class DurableQueue {
   // (an adapter written before RemovePending existed); txfn's adapters implement it.
   [[nodiscard]] virtual absl::StatusOr<std::vector<absl::Status>> RemovePending(
       absl::Span<const CallId> ids, absl::Time now);
+
+  // Deletes the dead letters of `ids` that were dead-lettered before `dead_before`, for good (a
+  // host's retention of dead letters: the engine's dead_letter_retention; or an operator's
+  // purge: InfiniteFuture). One status per id: OK (removed), NotFound (not in the queue),
+  // FailedPrecondition (not a dead letter, or one dead-lettered at or after `dead_before`: left
+  // as it is; a call redriven and dead-lettered again since it was listed is not taken for the
+  // old one). Atomic as a batch, as RemovePending. The caller deletes a removed call's args_blob
+  // (as ListDeadLetters showed it). InvalidArgument (nothing removed): more than kMaxLeaseBatch
+  // ids, or an id twice. The default answers Unimplemented; txfn's adapters implement it.
+  [[nodiscard]] virtual absl::StatusOr<std::vector<absl::Status>> RemoveDeadLetters(
+      absl::Span<const CallId> ids, absl::Time dead_before);
 
   // Convenience wrappers over Settle for one lease (the batch outcome and the
   // item's status folded into one).
@@ -333,13 +350,20 @@ void RedriveWindow(absl::Time now, absl::Time& start_after, absl::Time& deadline
 [[nodiscard]] bool MatchesListFilter(const QueuedCall& call,
                                      const DurableQueue::ListFilter& filter);
 
-// TenantDepths' answer from calls counted by tenant, for adapter authors.
+// TenantDepths' answer from calls counted by tenant (the map's keys; each value's `tenant` is
+// ignored), for adapter authors.
+[[nodiscard]] std::vector<TenantDepth> SortedTenantDepths(
+    const std::map<std::string, TenantDepth>& depths);
+// The same from counts of calls alone (bytes 0), as adapters written before
+// TenantDepth::bytes count.
 [[nodiscard]] std::vector<TenantDepth> SortedTenantDepths(
     const std::map<std::string, size_t>& calls);
 
 // The message of the FailedPrecondition RemovePending answers for call `id`, which is in `state`
 // (kLeased or kDead).
 std::string NotPendingMessage(const CallId& id, QueuedCall::State state);
+// The message of the FailedPrecondition RemoveDeadLetters answers for call `id`.
+std::string NotADeadLetterBefore(const CallId& id, absl::Time dead_before);
 // The reason texts adapters use when they dead-letter a call themselves.
 std::string DeadlineReason(absl::Time deadline, absl::Time now);
 std::string AttemptsReason(int attempts, std::string_view last_reason);

@@ -25,8 +25,12 @@
 // initial metadata (empty schema, no modules, enabled). Everything of a
 // tenant — schema, modules, state, documents — lives in the Storage, so
 // reopening an engine on the same SQLite file restores every tenant as it
-// was. One Engine per Storage: two engines (or an engine and another
-// committer) writing one tenant would break serialisability.
+// was. One Engine per Storage object: two engines sharing one Storage object (or an engine
+// and another committer on it) writing one tenant would break serialisability. Engines
+// opened on one file each with its own storage (OpenSqliteEngine twice, `txfn run` beside
+// `txfn serve`, processes on one PostgreSQL database) are safe: each commit is checked
+// against what the others wrote, and they contend: a mutation that loses every attempt to
+// the others fails Aborted ("written by another process"), nothing of it committed; retry it.
 //
 // Calls. A function name is "path/to/module:export" (see function_runner.h
 // for the JavaScript side). Queries and mutations take the CallPath
@@ -229,20 +233,42 @@ struct QueuedCallOptions {
   // letter Redrive puts back runs as a new call would. Positive; InfiniteDuration: kept forever
   // (they grew without bound: ~250 bytes per call).
   absl::Duration record_retention = absl::Hours(24 * 7);
+  // How long the queue keeps a dead letter (with its arguments, for DurableQueue::Redrive)
+  // before an engine that runs calls deletes it, with its spilled arguments, in passes every
+  // min(dead_letter_retention / 2, 1 h), a page of 1,000 per round of its loop
+  // (QueuedCallStats::dead_letters_pruned; DurableQueue::RemoveDeadLetters). Its record (what
+  // GetCall reports) then goes with record_retention. Positive; InfiniteDuration (the
+  // default, as before 2026-12-06): kept until redriven.
+  absl::Duration dead_letter_retention = absl::InfiniteDuration();
+  // The largest result (Value::ByteSize) a succeeded call's record keeps. A bigger one is
+  // dropped: GetCall reports the call succeeded with a null result and its size in
+  // CallInfo::result_dropped_bytes (the function ran and committed as usual). Records are kept
+  // record_retention and no cap counts them, so that results of 15 MB cannot grow a tenant's
+  // storage by gigabytes (3 GB from 200 calls in the 2026-12 hunt); a result meant to be read
+  // later belongs in a document. 0: no result is kept; SIZE_MAX: every result.
+  size_t max_recorded_result_bytes = 64 << 10;
   // The most calls one tenant may have waiting in the queue (pending or running: not yet
-  // ended), so that one tenant (a mutation that schedules itself twice) cannot grow the
-  // queue without end. Past it a mutation that schedules calls fails ResourceExhausted
-  // (nothing it wrote commits; a queued one is retried under its retry policy, dead-lettered
-  // when its attempts run out, so such a chain stops growing), and so does Submit (and an
-  // action whose ctx.scheduler call it refuses, caught or not); a mutation that schedules
-  // more than the cap at once never commits. Approximate: the engine counts the queue per
-  // tenant (DurableQueue::TenantDepths, one scan, on the calling thread) at the first call
-  // that schedules and when a tenant's estimate (the last count plus the calls this engine
-  // added since) would pass the cap, at most once a second (up to a minute if counting took
-  // over 100 ms), and refuses only on such a count; another process's calls are seen at the
-  // next count. While counts fail (an adapter that cannot count: Unimplemented), nothing is
-  // refused. 0: no cap.
+  // ended), so that one tenant (a mutation that schedules itself twice) cannot grow the queue
+  // without end. Past it a mutation that schedules calls fails ResourceExhausted (nothing it
+  // wrote commits; a queued one is retried under its retry policy, and recorded failed when its
+  // attempts run out, not dead-lettered: a dead letter keeps its arguments and leaves room, so
+  // such a chain grew its dead letters instead; it stops growing), and so does Submit (and an
+  // action whose ctx.scheduler call it refuses, caught or not); a mutation that schedules more than
+  // the cap at once never commits. Approximate: the engine counts the queue per tenant
+  // (DurableQueue::TenantDepths, one scan, on the calling thread) at the first call that schedules
+  // and when a tenant's estimate (the last count plus the calls this engine added since) would pass
+  // the cap, at most once a second (up to a minute if counting took over 100 ms), and refuses only
+  // on such a count; another process's calls are seen at the next count. While counts fail (an
+  // adapter that cannot count: Unimplemented), nothing is refused. 0: no cap.
   size_t max_pending_calls_per_tenant = 1'000'000;
+  // The most bytes those calls may take in the queue (about their encoded size with their
+  // arguments, spilled or not: DurableQueue::TenantDepths), so that calls with big arguments
+  // cannot fill the disk before the count of calls stops them (16 KiB arguments reach 16 GB at
+  // 1,000,000 calls). Past it, as above: the calls that would pass it are refused
+  // ResourceExhausted, counted and enforced the same way, with the calls. Arguments spilled to
+  // a BlobStore other than the queue's own are not counted (QueuedCallOptions::blobs). 0: no
+  // cap.
+  uint64_t max_pending_bytes_per_tenant = uint64_t{1} << 30;
   absl::Duration lease_duration = absl::Seconds(60);
   absl::Duration poll_interval = absl::Milliseconds(10);
   size_t lease_batch = 256;
@@ -371,7 +397,10 @@ struct CallInfo {
   std::string tenant;
   std::string function;
   CallState state = CallState::kPending;
-  Value result;         // kSucceeded
+  Value result;  // kSucceeded (null if not kept: result_dropped_bytes)
+  // kSucceeded: the result was not kept, being this many bytes, over
+  // QueuedCallOptions::max_recorded_result_bytes. 0: kept (or not succeeded).
+  uint64_t result_dropped_bytes = 0;
   absl::Status error;   // kFailed: the function's error; kDeadLettered: why
   int attempts = 0;     // deliveries that began
   absl::Time at;        // kPending: due; kRunning: lease expiry; else when it ended
@@ -400,7 +429,8 @@ struct QueuedCallStats {
   // at once; a closed tenant's table once others' tables doubled the count.
   uint64_t function_tables = 0;
   uint64_t limited_functions = 0;
-  uint64_t records_pruned = 0;  // records of ended calls deleted after record_retention
+  uint64_t records_pruned = 0;       // records of ended calls deleted after record_retention
+  uint64_t dead_letters_pruned = 0;  // dead letters deleted after dead_letter_retention
   // Calls refused (Submit) and mutations failed for max_pending_calls_per_tenant, and the
   // counts of the queue it took.
   uint64_t pending_cap_refused = 0;
@@ -624,6 +654,18 @@ class Engine {
   [[nodiscard]] virtual absl::StatusOr<CallInfo> GetCall(const CallId& id,
                                                          std::string_view tenant) = 0;
   [[nodiscard]] virtual absl::Status CancelCall(const CallId& id, std::string_view tenant) = 0;
+  // Blocks until call `id` has ended (succeeded, failed, dead-lettered or cancelled) and
+  // returns how: GetCall(id, tenant) (GetCall(id) for an empty `tenant`), asked every 1 ms at
+  // first, then less often, up to every 100 ms (nothing tells this engine when a call ends:
+  // another process may run it). DeadlineExceeded naming the call and its state if it has not
+  // ended within `timeout` (real time, not EngineOptions' clock); GetCall's errors as they are
+  // (NotFound: no tenant knows the id). Thread-safe.
+  //
+  //   TXFN_ASSIGN_OR_RETURN(CallId id, engine->Submit("shop", "mail:send", args));
+  //   TXFN_ASSIGN_OR_RETURN(CallInfo done, engine->WaitForCall(id, "shop", absl::Seconds(30)));
+  //   if (done.state != CallState::kSucceeded) return done.error;
+  [[nodiscard]] absl::StatusOr<CallInfo> WaitForCall(const CallId& id, std::string_view tenant,
+                                                     absl::Duration timeout);
   // The calls of a tenant, in id order, optionally only those in `state`
   // and of `function`, at most `limit`: pending, running and dead-lettered
   // ones from the queue (every call it holds is read: for tools), ended ones

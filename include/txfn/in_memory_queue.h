@@ -70,6 +70,8 @@ class InMemoryQueue final : public DurableQueue {
   absl::StatusOr<std::vector<TenantDepth>> TenantDepths(absl::Time now) override;
   absl::StatusOr<std::vector<absl::Status>> RemovePending(absl::Span<const CallId> ids,
                                                           absl::Time now) override;
+  absl::StatusOr<std::vector<absl::Status>> RemoveDeadLetters(absl::Span<const CallId> ids,
+                                                              absl::Time dead_before) override;
   absl::StatusOr<std::optional<QueuedCall>> Find(const CallId& id, absl::Time now) override;
   absl::StatusOr<std::vector<QueuedCall>> ListCalls(CallId after, size_t limit,
                                                     const ListFilter& filter,

@@ -26,14 +26,17 @@
 //       leased: the start or retry time of a pending call, the lease expiry
 //       of a leased one (an expired lease is just due again), never
 //       (INT64_MAX) for a dead letter. `call` is EncodeCall of the call; seq
-//       is the enqueue order; `quota` the call's QuotaClass (0 reserved).
+//       is the enqueue order; `quota` the call's QuotaClass (0 reserved);
+//       `args_blob_bytes` the size of its spilled arguments if they are in
+//       txfn_queue_blobs when it is enqueued (else 0), for TenantDepths.
 //   indexes: (shard, quota, due) (and seq, the rowid) for leasing: a Lease of one quota
 //            class walks that class's due calls in order, an unfiltered one
 //            merges the two classes' walks; a function filter skips the other
 //            functions' calls on the way. (id) WHERE state = 2 for the
 //            dead-letter listing.
 //   Schema version 2 added `quota`; version 3 replaced version 2's two lease
-//   indexes with the one above. An older file is upgraded on Open.
+//   indexes with the one above; version 4 added `tenant`, version 5
+//   `args_blob_bytes`. An older file is upgraded on Open.
 //   txfn_queue_blobs(key PRIMARY KEY, value)   the BlobStore
 // Times are int64 nanoseconds since the Unix epoch.
 //
@@ -110,7 +113,7 @@ struct SqliteQueueOptions {
 
 class SqliteQueue final : public DurableQueue {
  public:
-  static constexpr int kSchemaVersion = 4;
+  static constexpr int kSchemaVersion = 5;
 
   // Opens (creating if missing) the queue in the database file at `path`.
   // Errors: InvalidArgument — an empty path, ":memory:", shards < 0 or > kMaxShards;
@@ -143,6 +146,8 @@ class SqliteQueue final : public DurableQueue {
   absl::StatusOr<std::vector<TenantDepth>> TenantDepths(absl::Time now) override;
   absl::StatusOr<std::vector<absl::Status>> RemovePending(absl::Span<const CallId> ids,
                                                           absl::Time now) override;
+  absl::StatusOr<std::vector<absl::Status>> RemoveDeadLetters(absl::Span<const CallId> ids,
+                                                              absl::Time dead_before) override;
   absl::StatusOr<std::optional<QueuedCall>> Find(const CallId& id, absl::Time now) override;
   absl::StatusOr<std::vector<QueuedCall>> ListCalls(CallId after, size_t limit,
                                                     const ListFilter& filter,
@@ -170,6 +175,8 @@ class SqliteQueue final : public DurableQueue {
   static absl::Status AddQuotaColumn(Db& db);
   // The upgrade from schema versions 1-3: adds and fills the tenant column.
   static absl::Status AddTenantColumn(Db& db);
+  // The upgrade from schema versions 1-4: adds and fills the args_blob_bytes column.
+  static absl::Status AddArgsBlobBytesColumn(Db& db);
   // Calls `fn(seq, call)` for every stored call.
   static absl::Status ForEachStoredCall(Db& db,
                                         absl::FunctionRef<absl::Status(int64_t, const Call&)> fn);

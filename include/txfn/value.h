@@ -91,7 +91,9 @@ class Value {
   bool is_array() const { return type() == ValueType::kArray; }
   bool is_object() const { return type() == ValueType::kObject; }
 
-  // Accessors. Precondition: the Value has that type (checked with assert).
+  // Accessors. Precondition: the Value has that type (checked in every build: another type
+  // prints which accessor met which type and aborts). A JS number arrives as float64, a BigInt
+  // as int64.
   int64_t int64() const;
   double float64() const;
   bool boolean() const;

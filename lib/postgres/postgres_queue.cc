@@ -268,6 +268,10 @@ constexpr const char* kRelease =
 constexpr const char* kRemovePending =
     "DELETE FROM txfn_queue_calls WHERE id = $1::bytea AND "
     "(state = 0 OR (state = 1 AND due <= $2::bigint)) RETURNING id";
+// RemoveDeadLetters: the row only if it is a dead letter.
+constexpr const char* kRemoveDead =
+    "DELETE FROM txfn_queue_calls WHERE id = $1::bytea AND state = 2 AND dead_at < $2::bigint "
+    "RETURNING id";
 constexpr const char* kListDead =
     "SELECT id, dead_at, reason, attempts, call, shard FROM txfn_queue_calls "
     "WHERE state = 2 AND id > $1::bytea ORDER BY id LIMIT $2::bigint";
@@ -286,7 +290,8 @@ SELECT function,
 FROM txfn_queue_calls WHERE state < 2
 GROUP BY function ORDER BY function COLLATE "C")sql";
 constexpr const char* kTenantDepths =
-    "SELECT tenant, count(*) FROM txfn_queue_calls WHERE state <> 2 GROUP BY tenant "
+    "SELECT tenant, count(*), sum(octet_length(call)) FROM txfn_queue_calls WHERE state <> 2 "
+    "GROUP BY tenant "
     "ORDER BY tenant COLLATE \"C\"";
 // Columns of kFind and kListPage, read by QueuedRow.
 constexpr const char* kFind =
@@ -950,6 +955,25 @@ absl::StatusOr<std::vector<absl::Status>> PostgresQueue::RemovePending(absl::Spa
       });
 }
 
+absl::StatusOr<std::vector<absl::Status>> PostgresQueue::RemoveDeadLetters(
+    absl::Span<const CallId> ids, absl::Time dead_before) {
+  TXFN_RETURN_IF_ERROR(ValidateRemovePending(ids));
+  if (ids.empty()) return std::vector<absl::Status>();
+  TXFN_ASSIGN_OR_RETURN(Conn conn, Acquire());
+  return EachIdInOneTransaction(
+      *conn, "RemoveDeadLetters", ids,
+      [&](const CallId& call_id, const PgParam& id, absl::Status* answer) {
+        TXFN_ASSIGN_OR_RETURN(
+            PgResult del, conn->Exec(kRemoveDead, {id, PgParam::Int(Nanos(dead_before))}, true));
+        if (del.rows() == 1) return absl::OkStatus();
+        TXFN_ASSIGN_OR_RETURN(PgResult look, conn->Exec(kLookup, {id}, true));
+        *answer = look.rows() == 0
+                      ? absl::NotFoundError(StrCat("call ", call_id.ToString(), " is not queued"))
+                      : absl::FailedPreconditionError(NotADeadLetterBefore(call_id, dead_before));
+        return absl::OkStatus();
+      });
+}
+
 absl::StatusOr<std::optional<QueuedCall>> PostgresQueue::Find(const CallId& id, absl::Time now) {
   TXFN_ASSIGN_OR_RETURN(Conn conn, Acquire());
   TXFN_ASSIGN_OR_RETURN(PgResult r, conn->Exec(kFind, {PgParam::Bytes(id.Bytes())}, true));
@@ -1003,7 +1027,9 @@ absl::StatusOr<std::vector<TenantDepth>> PostgresQueue::TenantDepths(absl::Time)
   std::vector<TenantDepth> out;
   out.reserve(r.rows());
   for (int row = 0; row < r.rows(); ++row) {
-    out.push_back({.tenant = r.Bytes(row, 0), .calls = static_cast<size_t>(r.Int(row, 1))});
+    out.push_back({.tenant = r.Bytes(row, 0),
+                   .calls = static_cast<size_t>(r.Int(row, 1)),
+                   .bytes = static_cast<uint64_t>(r.Int(row, 2))});
   }
   return out;
 }

@@ -145,6 +145,10 @@ std::string EncodeCallRecord(const CallRecord& r) {
       {"a", Value::Int64(r.attempts)},
   };
   if (!r.args_digest.empty()) o.emplace("d", Value::Bytes(r.args_digest));
+  if (r.result_dropped_bytes != 0) {
+    o.emplace("x", Value::Int64(static_cast<int64_t>(std::min<uint64_t>(
+                       r.result_dropped_bytes, std::numeric_limits<int64_t>::max()))));
+  }
   if (std::optional<AppError> app = GetAppError(r.error)) {
     o.emplace("e", Value::FromObject({{"n", Value::String(std::move(app->name))},
                                       {"m", Value::String(std::move(app->message))},
@@ -199,6 +203,10 @@ absl::StatusOr<CallRecord> DecodeCallRecord(std::string_view bytes) {
   if (const Value* digest = v.Find("d");
       digest != nullptr && digest->is_bytes() && digest->bytes().size() == 16) {
     r.args_digest = digest->bytes();
+  }
+  // Absent in older records, and advisory like "d": the size of a result not kept.
+  if (const Value* dropped = v.Find("x"); dropped != nullptr && dropped->is_int64()) {
+    r.result_dropped_bytes = static_cast<uint64_t>(std::max<int64_t>(0, dropped->int64()));
   }
   // Absent in older records, and advisory like "d": what the function threw (GetAppError).
   if (const Value* e = v.Find("e"); e != nullptr && e->is_object()) {

@@ -38,24 +38,48 @@ absl::StatusOr<std::vector<absl::Status>> DurableQueue::RemovePending(absl::Span
   return absl::UnimplementedError("this queue adapter cannot remove pending calls");
 }
 
+std::string NotADeadLetterBefore(const CallId& id, absl::Time dead_before) {
+  return dead_before == absl::InfiniteFuture()
+             ? StrCat("call ", id.ToString(), " is not a dead letter")
+             : StrCat("call ", id.ToString(), " is not a dead letter from before ",
+                      absl::FormatTime(dead_before, absl::UTCTimeZone()));
+}
+
+absl::StatusOr<std::vector<absl::Status>> DurableQueue::RemoveDeadLetters(absl::Span<const CallId>,
+                                                                          absl::Time) {
+  return absl::UnimplementedError("this queue adapter cannot remove dead letters");
+}
+
 absl::StatusOr<std::vector<QueuedCall>> DurableQueue::ListCalls(CallId, size_t, const ListFilter&,
                                                                 absl::Time) {
   return absl::UnimplementedError("this queue adapter cannot list its calls");
 }
 
 absl::StatusOr<std::vector<TenantDepth>> DurableQueue::TenantDepths(absl::Time now) {
-  std::map<std::string, size_t> calls;
+  std::map<std::string, TenantDepth> depths;
   CallId after;
   while (true) {
     TXFN_ASSIGN_OR_RETURN(std::vector<QueuedCall> page,
                           ListCalls(after, kMaxLeaseBatch, ListFilter{}, now));
     for (const QueuedCall& q : page) {
-      if (q.state != QueuedCall::State::kDead) ++calls[q.call.tenant];
+      if (q.state == QueuedCall::State::kDead) continue;
+      TenantDepth& d = depths[q.call.tenant];
+      ++d.calls;
+      d.bytes += EncodeCall(q.call).size();
     }
     if (page.empty()) break;  // ListCalls may answer fewer than asked before the end
     after = page.back().call.id;
   }
-  return SortedTenantDepths(calls);
+  return SortedTenantDepths(depths);
+}
+
+std::vector<TenantDepth> SortedTenantDepths(const std::map<std::string, TenantDepth>& depths) {
+  std::vector<TenantDepth> out;
+  out.reserve(depths.size());
+  for (const auto& [tenant, d] : depths) {
+    out.push_back({.tenant = tenant, .calls = d.calls, .bytes = d.bytes});
+  }
+  return out;
 }
 
 std::vector<TenantDepth> SortedTenantDepths(const std::map<std::string, size_t>& calls) {

@@ -551,6 +551,26 @@ absl::StatusOr<std::vector<absl::Status>> InMemoryQueue::RemovePending(absl::Spa
   return results;
 }
 
+absl::StatusOr<std::vector<absl::Status>> InMemoryQueue::RemoveDeadLetters(
+    absl::Span<const CallId> ids, absl::Time dead_before) {
+  TXFN_RETURN_IF_ERROR(ValidateRemovePending(ids));
+  std::vector<absl::Status> results(ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    Shard& shard = ShardFor(ids[i]);
+    internal::MutexLock lock(&shard.mu);
+    Entry* found = shard.Find(ids[i]);
+    if (found == nullptr) {
+      results[i] = absl::NotFoundError(StrCat("call ", ids[i].ToString(), " is not queued"));
+    } else if (found->state != State::kDead || found->at >= dead_before) {
+      results[i] = absl::FailedPreconditionError(NotADeadLetterBefore(ids[i], dead_before));
+    } else {
+      shard.dead.erase(ids[i]);
+      shard.Remove(*found);
+    }
+  }
+  return results;
+}
+
 absl::StatusOr<std::vector<DeadLetter>> InMemoryQueue::ListDeadLetters(CallId after, size_t limit) {
   TXFN_RETURN_IF_ERROR(ValidateListLimit(limit));
   std::vector<DeadLetter> out;
@@ -669,14 +689,23 @@ absl::StatusOr<std::vector<FunctionDepth>> InMemoryQueue::Depths(absl::Time now)
 }
 
 absl::StatusOr<std::vector<TenantDepth>> InMemoryQueue::TenantDepths(absl::Time) {
-  std::map<std::string, size_t> calls;
+  // About EncodeCall's size, without encoding: the arguments, the strings and ~64 bytes of
+  // fixed fields.
+  constexpr uint64_t kFixedBytes = 64;
+  std::map<std::string, TenantDepth> depths;
   for (const auto& shard : shards_) {
     internal::MutexLock lock(&shard->mu);
     for (const std::unique_ptr<Entry>& e : shard->entries) {
-      if (e->state != State::kDead) ++calls[e->profile->tenant];
+      if (e->state == State::kDead) continue;
+      TenantDepth& d = depths[e->profile->tenant];
+      ++d.calls;
+      d.bytes += kFixedBytes + e->args.ByteSize() + e->profile->tenant.size() +
+                 e->profile->function.size() + e->profile->client.size();
+      if (e->rare != nullptr)
+        d.bytes += e->rare->args_blob.size() + e->rare->idempotency_key.size();
     }
   }
-  return SortedTenantDepths(calls);
+  return SortedTenantDepths(depths);
 }
 
 size_t InMemoryQueue::size() const {

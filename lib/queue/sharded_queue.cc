@@ -171,13 +171,27 @@ absl::StatusOr<std::vector<absl::Status>> ShardedQueue::RemovePending(absl::Span
       });
 }
 
+absl::StatusOr<std::vector<absl::Status>> ShardedQueue::RemoveDeadLetters(
+    absl::Span<const CallId> ids, absl::Time dead_before) {
+  TXFN_RETURN_IF_ERROR(ValidateRemovePending(ids));
+  return PerChild(
+      ids, children_.size(), [&](const CallId& id) { return ChildOf(id); },
+      [&](size_t c, const std::vector<CallId>& part) {
+        return children_[c]->RemoveDeadLetters(part, dead_before);
+      });
+}
+
 absl::StatusOr<std::vector<TenantDepth>> ShardedQueue::TenantDepths(absl::Time now) {
-  std::map<std::string, size_t> calls;
+  std::map<std::string, TenantDepth> depths;
   for (const auto& child : children_) {
     TXFN_ASSIGN_OR_RETURN(std::vector<TenantDepth> part, child->TenantDepths(now));
-    for (const TenantDepth& d : part) calls[d.tenant] += d.calls;
+    for (const TenantDepth& d : part) {
+      TenantDepth& sum = depths[d.tenant];
+      sum.calls += d.calls;
+      sum.bytes += d.bytes;
+    }
   }
-  return SortedTenantDepths(calls);
+  return SortedTenantDepths(depths);
 }
 
 absl::StatusOr<std::vector<FunctionDepth>> ShardedQueue::Depths(absl::Time now) {

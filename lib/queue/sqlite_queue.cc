@@ -75,9 +75,10 @@ CREATE TABLE IF NOT EXISTS txfn_queue_calls (
   attempts INTEGER NOT NULL, max_attempts INTEGER NOT NULL, deadline INTEGER NOT NULL,
   token INTEGER NOT NULL DEFAULT 0, reason TEXT NOT NULL DEFAULT '',
   dead_at INTEGER NOT NULL DEFAULT 0, call BLOB NOT NULL, quota INTEGER NOT NULL DEFAULT 0,
-  tenant TEXT NOT NULL DEFAULT '');
+  tenant TEXT NOT NULL DEFAULT '', args_blob_bytes INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS txfn_queue_calls_dead ON txfn_queue_calls (id) WHERE state = 2;
 )sql";
+// Version 5 added the args_blob_bytes column (TenantDepths' bytes without reading the blobs).
 // Version 4 added the tenant column (the lease's skip_tenants and
 // max_per_tenant). Version 2 added the quota column (the lease's quota filter). Version 3
 // leases along one index, (shard, quota, due), in place of version 2's two:
@@ -104,11 +105,14 @@ CREATE TABLE IF NOT EXISTS txfn_queue_blobs (key TEXT PRIMARY KEY, value BLOB NO
 // The statements, prepared once per connection on first use.
 // Enqueue inserts up to kMaxChunk rows per statement (one statement per
 // power-of-two chunk size, so a batch takes at most a few steps: a statement
-// step costs about as much as inserting a row), ?(7i+1).. ?(7i+7) binding row i.
+// step costs about as much as inserting a row), ?(10i+1).. ?(10i+10) binding row i; the last
+// is the spilled arguments' blob key (NULL if none), whose size args_blob_bytes records.
 constexpr const char* kInsertHead =
     "INSERT OR IGNORE INTO txfn_queue_calls (id, shard, function, state, due, attempts, "
-    "max_attempts, deadline, call, quota, tenant) VALUES ";
-constexpr int kInsertParams = 9;
+    "max_attempts, deadline, call, quota, tenant, args_blob_bytes) VALUES ";
+constexpr int kInsertParams = 10;
+constexpr const char* kBlobBytesOf =
+    "coalesce((SELECT length(value) FROM txfn_queue_blobs WHERE key = ?{}), 0)";
 // Leasing: the first ?3 due rows of shard ?1 at ?2, in lease order, with what
 // the caller needs: one kLeaseSelectClassSql per quota class leased ("{}" is
 // the class and the function filter binding ?7..), in a UNION ALL when
@@ -167,6 +171,9 @@ constexpr const char* kExtend = "UPDATE txfn_queue_calls SET due = ?2 WHERE seq 
 // RemovePending: the row only while it waits (pending, or its lease expired by ?2).
 constexpr const char* kRemovePending =
     "DELETE FROM txfn_queue_calls WHERE id = ?1 AND (state = 0 OR (state = 1 AND due <= ?2))";
+// RemoveDeadLetters: the row only if it is a dead letter.
+constexpr const char* kRemoveDead =
+    "DELETE FROM txfn_queue_calls WHERE id = ?1 AND state = 2 AND dead_at < ?2";
 constexpr const char* kListDead =
     "SELECT id, dead_at, reason, attempts, call, shard FROM txfn_queue_calls WHERE state = 2 AND "
     "id > ?1 ORDER BY id LIMIT ?2";
@@ -183,8 +190,8 @@ constexpr const char* kDepths =
     "MIN(CASE WHEN due <= ?1 THEN due END) "
     "FROM txfn_queue_calls WHERE state < 2 GROUP BY function ORDER BY function";
 constexpr const char* kTenantDepths =
-    "SELECT tenant, COUNT(*) FROM txfn_queue_calls WHERE state < 2 GROUP BY tenant "
-    "ORDER BY tenant";
+    "SELECT tenant, COUNT(*), SUM(length(call) + args_blob_bytes) FROM txfn_queue_calls "
+    "WHERE state < 2 GROUP BY tenant ORDER BY tenant";
 constexpr const char* kFind =
     "SELECT state, due, attempts, reason, dead_at, call FROM txfn_queue_calls WHERE id = ?1";
 // ListCalls pages through every call in id order (the UNIQUE index on id).
@@ -334,9 +341,9 @@ class SqliteQueue::Db {
       for (int i = 0; i < rows; ++i) {
         if (kind == Chunked::kInsert) {
           const int p = kInsertParams * i;
-          sql +=
-              StrCat(i == 0 ? "" : ", ", "(?", p + 1, ", ?", p + 2, ", ?", p + 3, ", 0, ?", p + 4,
-                     ", 0, ?", p + 5, ", ?", p + 6, ", ?", p + 7, ", ?", p + 8, ", ?", p + 9, ")");
+          sql += StrCat(i == 0 ? "" : ", ", "(?", p + 1, ", ?", p + 2, ", ?", p + 3, ", 0, ?",
+                        p + 4, ", 0, ?", p + 5, ", ?", p + 6, ", ?", p + 7, ", ?", p + 8, ", ?",
+                        p + 9, ", ", fmt::format(kBlobBytesOf, p + 10), ")");
         } else {
           sql += StrCat(i == 0 ? "?" : ", ?", i + 1);
         }
@@ -621,6 +628,7 @@ absl::StatusOr<std::unique_ptr<SqliteQueue>> SqliteQueue::Open(std::string path,
     if (version.has_value() && *version < 2) TXFN_RETURN_IF_ERROR(AddQuotaColumn(*db));
     if (version.has_value() && *version < 4) TXFN_RETURN_IF_ERROR(AddTenantColumn(*db));
     TXFN_RETURN_IF_ERROR(db->Exec(kCreateLeaseIndex));
+    if (version.has_value() && *version < 5) TXFN_RETURN_IF_ERROR(AddArgsBlobBytesColumn(*db));
     TXFN_RETURN_IF_ERROR(db->SetMeta("schema_version", kSchemaVersion));
     TXFN_ASSIGN_OR_RETURN(std::optional<int64_t> stored, db->GetMeta("shards"));
     if (stored.has_value()) {
@@ -701,6 +709,7 @@ absl::StatusOr<size_t> SqliteQueue::Enqueue(absl::Span<const Call> calls) {
             .BindBlob(p + 7, encoded[i + k])
             .Bind(p + 8, static_cast<int64_t>(c.quota))
             .BindText(p + 9, c.tenant);
+        if (!c.args_blob.empty()) ins.BindText(p + 10, c.args_blob);
       }
       TXFN_RETURN_IF_ERROR(ins.Run());
       added += static_cast<size_t>(db.changes());  // INSERT OR IGNORE: a known id adds 0
@@ -809,6 +818,24 @@ absl::Status SqliteQueue::AddTenantColumn(Db& db) {
     TXFN_ASSIGN_OR_RETURN(Db::Stmt update,
                           db.Prepare("UPDATE txfn_queue_calls SET tenant = ?2 WHERE seq = ?1"));
     TXFN_RETURN_IF_ERROR(update.Bind(1, seq).BindText(2, tenant).Run());
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SqliteQueue::AddArgsBlobBytesColumn(Db& db) {
+  TXFN_RETURN_IF_ERROR(db.Exec(
+      "ALTER TABLE txfn_queue_calls ADD COLUMN args_blob_bytes INTEGER NOT NULL DEFAULT 0"));
+  std::vector<std::pair<int64_t, std::string>> spilled;
+  TXFN_RETURN_IF_ERROR(ForEachStoredCall(db, [&](int64_t seq, const Call& call) {
+    if (!call.args_blob.empty()) spilled.emplace_back(seq, call.args_blob);
+    return absl::OkStatus();
+  }));
+  const std::string sql =
+      StrCat("UPDATE txfn_queue_calls SET args_blob_bytes = ", fmt::format(kBlobBytesOf, 2),
+             " WHERE seq = ?1");
+  for (const auto& [seq, key] : spilled) {
+    TXFN_ASSIGN_OR_RETURN(Db::Stmt update, db.PrepareDynamic(sql));
+    TXFN_RETURN_IF_ERROR(update.Bind(1, seq).BindText(2, key).Run());
   }
   return absl::OkStatus();
 }
@@ -1254,6 +1281,33 @@ absl::StatusOr<std::vector<absl::Status>> SqliteQueue::RemovePending(absl::Span<
   return results;
 }
 
+absl::StatusOr<std::vector<absl::Status>> SqliteQueue::RemoveDeadLetters(
+    absl::Span<const CallId> ids, absl::Time dead_before) {
+  TXFN_RETURN_IF_ERROR(ValidateRemovePending(ids));
+  std::vector<absl::Status> results(ids.size());
+  internal::MutexLock lock(&mu_);
+  TXFN_RETURN_IF_ERROR(InWriteTransaction([&](Db& db) -> absl::Status {
+    for (size_t i = 0; i < ids.size(); ++i) {
+      const IdBytes id_bytes(ids[i]);
+      {
+        TXFN_ASSIGN_OR_RETURN(Db::Stmt del, db.Prepare(kRemoveDead));
+        TXFN_RETURN_IF_ERROR(del.BindBlob(1, id_bytes.view()).Bind(2, Nanos(dead_before)).Run());
+      }
+      if (db.changes() == 1) {
+        db.ForgetSeq(ids[i]);
+        continue;
+      }
+      TXFN_ASSIGN_OR_RETURN(Db::Stmt look, db.Prepare(kLookup));
+      look.BindBlob(1, id_bytes.view());
+      TXFN_ASSIGN_OR_RETURN(bool row, look.Step());
+      results[i] = row ? absl::FailedPreconditionError(NotADeadLetterBefore(ids[i], dead_before))
+                       : absl::NotFoundError(StrCat("call ", ids[i].ToString(), " is not queued"));
+    }
+    return absl::OkStatus();
+  }));
+  return results;
+}
+
 namespace {
 // A row of kFind / kListPage (columns state, due, attempts, reason, dead_at,
 // call) as the queue holds it at `now`.
@@ -1340,7 +1394,9 @@ absl::StatusOr<std::vector<TenantDepth>> SqliteQueue::TenantDepths(absl::Time) {
   while (true) {
     TXFN_ASSIGN_OR_RETURN(bool row, sel.Step());
     if (!row) break;
-    out.push_back({.tenant = std::string(sel.Blob(0)), .calls = static_cast<size_t>(sel.Int(1))});
+    out.push_back({.tenant = std::string(sel.Blob(0)),
+                   .calls = static_cast<size_t>(sel.Int(1)),
+                   .bytes = static_cast<uint64_t>(sel.Int(2))});
   }
   return out;
 }

@@ -53,6 +53,7 @@ void ToProto(const CallInfo& in, v1::CallInfo* out) {
   wire_internal::ToProtoBytes(in.result, out->mutable_result());
   if (!in.error.ok()) ToProto(in.error, out->mutable_error());
   out->set_attempts(static_cast<uint32_t>(in.attempts));
+  out->set_result_dropped_bytes(in.result_dropped_bytes);
   out->set_at_unix_micros(absl::ToUnixMicros(in.at));
   out->set_deadline_unix_micros(
       in.deadline == absl::InfinitePast() ? 0 : absl::ToUnixMicros(in.deadline));
@@ -67,6 +68,7 @@ absl::StatusOr<CallInfo> FromProto(const v1::CallInfo& in) {
   TXFN_ASSIGN_OR_RETURN(out.result, wire_internal::FromProtoBytes(in.result(), Value()));
   if (in.has_error()) TXFN_RETURN_IF_ERROR(FromProto(in.error(), &out.error));
   out.attempts = static_cast<int>(in.attempts());
+  out.result_dropped_bytes = in.result_dropped_bytes();
   out.at = absl::FromUnixMicros(in.at_unix_micros());
   out.deadline = in.deadline_unix_micros() == 0 ? absl::InfinitePast()
                                                 : absl::FromUnixMicros(in.deadline_unix_micros());

@@ -52,6 +52,12 @@ using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::SizeIs;
 
+// A TenantDepth of `tenant` with `calls` (whatever its bytes).
+::testing::Matcher<TenantDepth> Depth(const std::string& tenant, size_t calls) {
+  return ::testing::AllOf(::testing::Field(&TenantDepth::tenant, tenant),
+                          ::testing::Field(&TenantDepth::calls, calls));
+}
+
 constexpr absl::Duration kLease = absl::Seconds(30);
 
 std::vector<CallId> Ids(const std::vector<LeasedCall>& leased) {
@@ -1235,8 +1241,14 @@ TEST_P(DurableQueueConformanceTest, TenantDepthsCountPendingAndLeasedCallsPerTen
   ASSERT_EQ(Enqueued(q, calls), 5u);
   depths = q.TenantDepths(kT0);
   ASSERT_TRUE(depths.ok()) << depths.status();
-  // By bytes: "Z" before "a".
-  EXPECT_THAT(*depths, ElementsAre(TenantDepth{"Z", 1}, TenantDepth{"a", 1}, TenantDepth{"b", 3}));
+  // By bytes: "Z" before "a". Bytes are about the calls' encoded sizes.
+  EXPECT_THAT(*depths, ElementsAre(Depth("Z", 1), Depth("a", 1), Depth("b", 3)));
+  for (const TenantDepth& d : *depths) {
+    uint64_t encoded = 0;
+    for (const Call& c : calls) encoded += c.tenant == d.tenant ? EncodeCall(c).size() : 0;
+    EXPECT_GE(d.bytes, encoded / 2) << d.tenant;
+    EXPECT_LE(d.bytes, 2 * encoded + 128) << d.tenant;
+  }
 
   // A leased call counts; an acknowledged one and a dead letter do not.
   std::vector<LeasedCall> leased = LeaseAll(q, kT0);
@@ -1250,7 +1262,64 @@ TEST_P(DurableQueueConformanceTest, TenantDepthsCountPendingAndLeasedCallsPerTen
   ASSERT_TRUE(q.Settle(settle, kT0).ok());
   depths = q.TenantDepths(kT0);
   ASSERT_TRUE(depths.ok()) << depths.status();
-  EXPECT_THAT(*depths, ElementsAre(TenantDepth{"a", 1}, TenantDepth{"b", 2}));
+  EXPECT_THAT(*depths, ElementsAre(Depth("a", 1), Depth("b", 2)));
+
+  // Big arguments count with their size (inline here: a queue does not spill).
+  Call big = maker.Make("f", kT0 + absl::Hours(1));
+  big.tenant = "a";
+  big.args = Value::FromObject({{"text", Value::String(std::string(100'000, 'x'))}});
+  ASSERT_EQ(Enqueued(q, {big}), 1u);
+  depths = q.TenantDepths(kT0);
+  ASSERT_TRUE(depths.ok()) << depths.status();
+  ASSERT_THAT(*depths, ElementsAre(Depth("a", 2), Depth("b", 2)));
+  EXPECT_GE((*depths)[0].bytes, 100'000u);
+  EXPECT_LE((*depths)[0].bytes, 101'000u);
+  EXPECT_LE((*depths)[1].bytes, 1'000u);
+}
+
+// RemoveDeadLetters deletes dead letters from before the time given only, for good: a pending,
+// leased, unknown or younger call is left as it is, and a dead letter removed is gone from
+// every view (and cannot be redriven).
+TEST_P(DurableQueueConformanceTest, RemoveDeadLettersDeletesDeadLettersOnly) {
+  DurableQueue& q = queue();
+  CallMaker maker;
+  std::vector<Call> calls = {maker.Make("f"), maker.Make("f"), maker.Make("f"),
+                             maker.Make("f", kT0 + absl::Hours(1))};
+  ASSERT_EQ(Enqueued(q, calls), 4u);
+  std::vector<LeasedCall> leased = LeaseAll(q, kT0);
+  ASSERT_THAT(leased, SizeIs(3));
+  std::vector<Settlement> dead;
+  for (const LeasedCall& l : leased) {
+    if (l.call.id != calls[2].id) dead.push_back(Settlement::DeadLetter(l.token, "test"));
+  }
+  ASSERT_TRUE(q.Settle(dead, kT0).ok());  // calls 0 and 1 dead at kT0, 2 leased, 3 pending
+  const CallId unknown = maker.Make("f").id;
+  absl::StatusOr<std::vector<absl::Status>> young = q.RemoveDeadLetters({calls[0].id}, kT0);
+  ASSERT_TRUE(young.ok()) << young.status();
+  EXPECT_EQ((*young)[0].code(), absl::StatusCode::kFailedPrecondition) << "dead at kT0, not before";
+  EXPECT_THAT(AllDeadLetters(q), SizeIs(2));
+  absl::StatusOr<std::vector<absl::Status>> removed = q.RemoveDeadLetters(
+      {calls[0].id, calls[2].id, calls[3].id, unknown}, kT0 + absl::Nanoseconds(1));
+  ASSERT_TRUE(removed.ok()) << removed.status();
+  ASSERT_THAT(*removed, SizeIs(4));
+  EXPECT_TRUE((*removed)[0].ok()) << (*removed)[0];
+  EXPECT_EQ((*removed)[1].code(), absl::StatusCode::kFailedPrecondition) << (*removed)[1];
+  EXPECT_EQ((*removed)[2].code(), absl::StatusCode::kFailedPrecondition) << (*removed)[2];
+  EXPECT_EQ((*removed)[3].code(), absl::StatusCode::kNotFound) << (*removed)[3];
+  auto find = q.Find(calls[0].id, kT0);
+  ASSERT_TRUE(find.ok()) << find.status();
+  EXPECT_FALSE(find->has_value());
+  std::vector<DeadLetter> left = AllDeadLetters(q);
+  ASSERT_THAT(left, SizeIs(1));
+  EXPECT_EQ(left[0].call.id, calls[1].id);
+  std::vector<absl::Status> redriven = *q.Redrive({calls[0].id}, kT0);
+  EXPECT_EQ(redriven[0].code(), absl::StatusCode::kNotFound) << redriven[0];
+  find = q.Find(calls[3].id, kT0);
+  ASSERT_TRUE(find.ok() && find->has_value());
+  EXPECT_EQ((*find)->state, QueuedCall::State::kPending);
+  EXPECT_EQ(q.RemoveDeadLetters({calls[1].id, calls[1].id}, absl::InfiniteFuture()).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(AllDeadLetters(q), SizeIs(1)) << "a refused batch removes nothing";
 }
 
 TEST_P(DurableQueueConformanceTest, EveryBadRequestIsInvalidArgumentAndChangesNothing) {

@@ -86,12 +86,25 @@ AppError DescribeAppError(v8::Isolate* isolate, v8::Local<v8::Value> exception) 
     }
   } else {
     error.message = DescribeValue(isolate, exception, kMaxJsMessageBytes);
+    // A thrown string is its own message (DescribeValue quotes it).
+    if (exception->IsString()) error.message = error.message.substr(1, error.message.size() - 2);
   }
   // A value that is not plain data (a function, a cycle, too large) or whose
   // conversion was stopped leaves `data` null: the error itself still counts.
   if (!isolate->IsExecutionTerminating() && !data->IsUndefined()) {
     absl::StatusOr<Value> converted = FromJs(context, data, kMaxAppErrorDataBytes);
     if (converted.ok()) error.data = *std::move(converted);
+  }
+  // A thrown plain object or array (not an Error) described itself as "[object Object]": it
+  // says more as the JSON of its data, converted already (no code runs here), at most its
+  // first 256 bytes (cut between UTF-8 characters).
+  if (!exception->IsNativeError() && (error.data.is_object() || error.data.is_array())) {
+    constexpr size_t kMaxJsonBytes = 256;
+    error.message = ToJson(error.data);
+    if (error.message.size() > kMaxJsonBytes) {
+      error.message =
+          StrCat(error.message.substr(0, Utf8Boundary(error.message, kMaxJsonBytes)), "...");
+    }
   }
   return error;
 }
@@ -152,16 +165,11 @@ absl::Status ExceptionStatus(v8::Isolate* isolate, v8::Local<v8::Private> code_k
       if (exception->IsString()) text = text.substr(1, text.size() - 2);  // unquoted
     }
     if (!thrown_by_txfn) app_error = DescribeAppError(isolate, exception);
-    // A thrown plain object or array (not an Error, so without a stack) described itself as
-    // "[object Object]": it says more as the JSON of its data, converted already (no code
-    // runs here), at most its first 256 bytes (cut between UTF-8 characters).
+    // A thrown plain object or array (not an Error, so without a stack) says what its
+    // AppError's message says: its JSON (it said "[object Object]").
     if (app_error.has_value() && !exception.IsEmpty() && !exception->IsNativeError() &&
         (app_error->data.is_object() || app_error->data.is_array())) {
-      constexpr size_t kMaxJsonBytes = 256;
-      text = ToJson(app_error->data);
-      if (text.size() > kMaxJsonBytes) {
-        text = StrCat(text.substr(0, Utf8Boundary(text, kMaxJsonBytes)), "...");
-      }
+      text = app_error->message;
     }
   }
   if (!message.IsEmpty()) {

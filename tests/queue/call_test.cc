@@ -278,6 +278,27 @@ TEST(CallRecordTest, AFailedCallsThrownErrorRoundTripsAndIsOptional) {
   }
 }
 
+// A dropped result's size round-trips; a record without it (older) or with a malformed one
+// decodes as kept.
+TEST(CallRecordTest, ADroppedResultsSizeRoundTripsAndIsOptional) {
+  CallRecord record{.function = "big:result",
+                    .result_dropped_bytes = 15'000'000,
+                    .finished = absl::FromUnixSeconds(1'800'000'000),
+                    .attempts = 1};
+  absl::StatusOr<CallRecord> decoded = DecodeCallRecord(EncodeCallRecord(record));
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_EQ(*decoded, record);
+  Value::Object fields = DecodeBinary(EncodeCallRecord(record))->object();
+  for (const Value& odd : {Value::String("15"), Value::Int64(-3)}) {
+    fields.insert_or_assign("x", odd);
+    decoded = DecodeCallRecord(EncodeBinary(Value::FromObject(fields)));
+    ASSERT_TRUE(decoded.ok()) << decoded.status();
+    EXPECT_EQ(decoded->result_dropped_bytes, 0u);
+  }
+  record.result_dropped_bytes = 0;
+  EXPECT_EQ(DecodeBinary(EncodeCallRecord(record))->object().count("x"), 0u) << "kept: no field";
+}
+
 // The digest is fixed: equal arguments give the same one whatever their key order was, other
 // arguments another one; only keyed calls with their arguments at hand get one.
 TEST(CallRecordTest, ArgsDigestIsStableAndKeyedOnly) {

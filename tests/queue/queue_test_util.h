@@ -78,6 +78,10 @@ class ForwardingQueue : public DurableQueue {
                                                           absl::Time now) override {
     return inner_->RemovePending(ids, now);
   }
+  absl::StatusOr<std::vector<absl::Status>> RemoveDeadLetters(absl::Span<const CallId> ids,
+                                                              absl::Time dead_before) override {
+    return inner_->RemoveDeadLetters(ids, dead_before);
+  }
   absl::StatusOr<std::optional<QueuedCall>> Find(const CallId& id, absl::Time now) override {
     return inner_->Find(id, now);
   }

@@ -88,6 +88,27 @@ TEST(SqliteQueueTest, BlobStoreRoundTripsAndSurvivesAReopen) {
   EXPECT_EQ(blobs.Get("c").status().code(), absl::StatusCode::kNotFound);
 }
 
+// Arguments spilled to the queue's own blob store count in TenantDepths' bytes; those spilled
+// elsewhere (the key not in it) count only their call.
+TEST(SqliteQueueTest, TenantDepthsCountSpilledArgumentsInItsBlobStore) {
+  TempDir dir;
+  auto q = SqliteQueue::Open(dir.File("q.db"));
+  ASSERT_TRUE(q.ok()) << q.status();
+  CallIdGenerator ids(3);
+  std::vector<Call> calls = Calls(**q, ids, 3, "f");
+  calls[0].args_blob = "here";
+  calls[1].args_blob = "elsewhere";
+  calls[2].tenant = "u";
+  ASSERT_TRUE((*q)->blob_store().Put("here", std::string(7000, 'h')).ok());
+  ASSERT_EQ(*(*q)->Enqueue(calls), 3u);
+  auto depths = (*q)->TenantDepths(kT0);
+  ASSERT_TRUE(depths.ok()) << depths.status();
+  ASSERT_EQ(depths->size(), 2u);
+  EXPECT_EQ((*depths)[0].calls, 2u);
+  EXPECT_EQ((*depths)[0].bytes, EncodeCall(calls[0]).size() + 7000 + EncodeCall(calls[1]).size());
+  EXPECT_EQ((*depths)[1].bytes, EncodeCall(calls[2]).size());
+}
+
 TEST(SqliteQueueTest, OpenRefusesBadPathsOptionsAndFiles) {
   TempDir dir;
   EXPECT_EQ(SqliteQueue::Open("").status().code(), absl::StatusCode::kInvalidArgument);
@@ -137,7 +158,9 @@ TEST(SqliteQueueTest, OpenRefusesBadPathsOptionsAndFiles) {
 // filled from the stored calls, so the quota filter sees the old calls too.
 // Version 2 leased along two indexes: they are replaced by version 3's one.
 // Versions 1-3 had no tenant column: it is filled from the stored calls, so
-// the lease's skip_tenants sees the old calls too. Any way the file then
+// the lease's skip_tenants sees the old calls too. Versions 1-4 had no
+// args_blob_bytes column: it is filled from the blobs of the stored calls'
+// spilled arguments, so TenantDepths counts them. Any way the file then
 // holds exactly the current lease index.
 class SqliteQueueUpgradeTest : public ::testing::TestWithParam<int> {};
 
@@ -149,9 +172,11 @@ TEST_P(SqliteQueueUpgradeTest, OpenUpgradesAnOlderFile) {
   std::vector<Call> calls = Calls(**SqliteQueue::Open(path), ids, 4, "f");
   calls[0].quota = calls[2].quota = QuotaClass::kOpportunistic;
   calls[3].tenant = "skipped";
+  calls[3].args_blob = "spilled/3";
   {
     auto q = SqliteQueue::Open(path);
     ASSERT_TRUE(q.ok()) << q.status();
+    ASSERT_TRUE((*q)->blob_store().Put("spilled/3", std::string(5000, 's')).ok());
     ASSERT_EQ(*(*q)->Enqueue(calls), 4u);
   }
   // Back to that version's shape.
@@ -167,7 +192,8 @@ TEST_P(SqliteQueueUpgradeTest, OpenUpgradesAnOlderFile) {
   const std::string sql = (version == 1   ? to_v1
                            : version == 2 ? to_v2
                                           : "") +
-                          "ALTER TABLE txfn_queue_calls DROP COLUMN tenant; " +
+                          (version < 4 ? "ALTER TABLE txfn_queue_calls DROP COLUMN tenant; " : "") +
+                          "ALTER TABLE txfn_queue_calls DROP COLUMN args_blob_bytes; " +
                           "UPDATE txfn_queue_meta SET value = " + std::to_string(version) +
                           " WHERE name = 'schema_version'";
   sqlite3* db = nullptr;
@@ -178,6 +204,13 @@ TEST_P(SqliteQueueUpgradeTest, OpenUpgradesAnOlderFile) {
 
   auto q = SqliteQueue::Open(path);
   ASSERT_TRUE(q.ok()) << q.status();
+  auto depths = (*q)->TenantDepths(kT0);
+  ASSERT_TRUE(depths.ok()) << depths.status();
+  ASSERT_EQ(depths->size(), 2u);
+  EXPECT_EQ((*depths)[0].tenant, "skipped");
+  EXPECT_EQ((*depths)[0].bytes, EncodeCall(calls[3]).size() + 5000);
+  EXPECT_EQ((*depths)[1].bytes, EncodeCall(calls[0]).size() + EncodeCall(calls[1]).size() +
+                                    EncodeCall(calls[2]).size());
   auto opportunistic =
       (*q)->Lease({.shard = 0, .quota = QuotaClass::kOpportunistic, .now = kT0, .max = 10});
   ASSERT_TRUE(opportunistic.ok()) << opportunistic.status();
@@ -208,7 +241,7 @@ TEST_P(SqliteQueueUpgradeTest, OpenUpgradesAnOlderFile) {
   EXPECT_EQ(indexes, (std::vector<std::string>{"txfn_queue_calls_dead", "txfn_queue_calls_lease"}));
 }
 
-INSTANTIATE_TEST_SUITE_P(Versions, SqliteQueueUpgradeTest, ::testing::Values(1, 2, 3),
+INSTANTIATE_TEST_SUITE_P(Versions, SqliteQueueUpgradeTest, ::testing::Values(1, 2, 3, 4),
                          [](const auto& info) { return "Version" + std::to_string(info.param); });
 
 // Enqueue inserts, and Settle deletes ACKed calls, in multi-row statements of
