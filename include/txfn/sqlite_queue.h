@@ -181,6 +181,12 @@ class SqliteQueue final : public DurableQueue {
   static absl::Status ForEachStoredCall(Db& db,
                                         absl::FunctionRef<absl::Status(int64_t, const Call&)> fn);
 
+  // RemovePending and RemoveDeadLetters: deletes each of `ids` with `remove` (?1 the id, ?2
+  // `bound`), in one transaction; an id it did not delete answers NotFound if the queue does
+  // not hold it, else FailedPrecondition(refusal(id, kDead for a dead letter, else kLeased)).
+  absl::StatusOr<std::vector<absl::Status>> RemoveEach(
+      absl::Span<const CallId> ids, const char* remove, absl::Time bound,
+      absl::FunctionRef<std::string(const CallId&, QueuedCall::State)> refusal);
   // Runs `body` inside BEGIN IMMEDIATE..COMMIT on the connection; rolls back
   // on any error.
   template <typename Body>

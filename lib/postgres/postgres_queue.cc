@@ -16,6 +16,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/functional/function_ref.h"
 #include "lib/postgres/pg_connection.h"
 #include "lib/queue/queue_rows.h"
 #include "txfn/internal/status_macros.h"
@@ -400,6 +401,30 @@ absl::StatusOr<std::vector<absl::Status>> EachIdInOneTransaction(PgConnection& c
     return absl::OkStatus();
   }));
   return answers;
+}
+
+// RemovePending and RemoveDeadLetters: deletes each of `ids` with `remove` ($1 the id, $2
+// `bound`), in one transaction; an id it did not delete answers NotFound if the queue does not
+// hold it, else FailedPrecondition(refusal(id, kDead for a dead letter, else kLeased)).
+absl::StatusOr<std::vector<absl::Status>> RemoveEach(
+    PgConnection& conn, std::string_view what, absl::Span<const CallId> ids, const char* remove,
+    absl::Time bound, absl::FunctionRef<std::string(const CallId&, QueuedCall::State)> refusal) {
+  return EachIdInOneTransaction(
+      conn, what, ids, [&](const CallId& call_id, const PgParam& id, absl::Status* answer) {
+        TXFN_ASSIGN_OR_RETURN(PgResult del,
+                              conn.Exec(remove, {id, PgParam::Int(Nanos(bound))}, true));
+        if (del.rows() == 1) return absl::OkStatus();
+        TXFN_ASSIGN_OR_RETURN(PgResult look, conn.Exec(kLookup, {id}, true));
+        if (look.rows() == 0) {
+          *answer = absl::NotFoundError(StrCat("call ", call_id.ToString(), " is not queued"));
+        } else {
+          // RemovePending's refusals are of dead and leased calls (it takes pending ones).
+          *answer = absl::FailedPreconditionError(
+              refusal(call_id, look.Int(0, 0) == kDead ? QueuedCall::State::kDead
+                                                       : QueuedCall::State::kLeased));
+        }
+        return absl::OkStatus();
+      });
 }
 
 // A call's lease as stored.
@@ -937,22 +962,7 @@ absl::StatusOr<std::vector<absl::Status>> PostgresQueue::RemovePending(absl::Spa
   TXFN_RETURN_IF_ERROR(ValidateRemovePending(ids));
   if (ids.empty()) return std::vector<absl::Status>();
   TXFN_ASSIGN_OR_RETURN(Conn conn, Acquire());
-  return EachIdInOneTransaction(
-      *conn, "RemovePending", ids,
-      [&](const CallId& call_id, const PgParam& id, absl::Status* answer) {
-        TXFN_ASSIGN_OR_RETURN(PgResult del,
-                              conn->Exec(kRemovePending, {id, PgParam::Int(Nanos(now))}, true));
-        if (del.rows() == 1) return absl::OkStatus();
-        TXFN_ASSIGN_OR_RETURN(PgResult look, conn->Exec(kLookup, {id}, true));
-        if (look.rows() == 0) {
-          *answer = absl::NotFoundError(StrCat("call ", call_id.ToString(), " is not queued"));
-        } else {
-          *answer = absl::FailedPreconditionError(
-              NotPendingMessage(call_id, look.Int(0, 0) == kDead ? QueuedCall::State::kDead
-                                                                 : QueuedCall::State::kLeased));
-        }
-        return absl::OkStatus();
-      });
+  return RemoveEach(*conn, "RemovePending", ids, kRemovePending, now, NotPendingMessage);
 }
 
 absl::StatusOr<std::vector<absl::Status>> PostgresQueue::RemoveDeadLetters(
@@ -960,18 +970,10 @@ absl::StatusOr<std::vector<absl::Status>> PostgresQueue::RemoveDeadLetters(
   TXFN_RETURN_IF_ERROR(ValidateRemovePending(ids));
   if (ids.empty()) return std::vector<absl::Status>();
   TXFN_ASSIGN_OR_RETURN(Conn conn, Acquire());
-  return EachIdInOneTransaction(
-      *conn, "RemoveDeadLetters", ids,
-      [&](const CallId& call_id, const PgParam& id, absl::Status* answer) {
-        TXFN_ASSIGN_OR_RETURN(
-            PgResult del, conn->Exec(kRemoveDead, {id, PgParam::Int(Nanos(dead_before))}, true));
-        if (del.rows() == 1) return absl::OkStatus();
-        TXFN_ASSIGN_OR_RETURN(PgResult look, conn->Exec(kLookup, {id}, true));
-        *answer = look.rows() == 0
-                      ? absl::NotFoundError(StrCat("call ", call_id.ToString(), " is not queued"))
-                      : absl::FailedPreconditionError(NotADeadLetterBefore(call_id, dead_before));
-        return absl::OkStatus();
-      });
+  return RemoveEach(*conn, "RemoveDeadLetters", ids, kRemoveDead, dead_before,
+                    [dead_before](const CallId& id, QueuedCall::State) {
+                      return NotADeadLetterBefore(id, dead_before);
+                    });
 }
 
 absl::StatusOr<std::optional<QueuedCall>> PostgresQueue::Find(const CallId& id, absl::Time now) {

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -226,6 +227,7 @@ struct InMemoryQueue::Shard {
   void Remove(Entry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     if (e.state == State::kPending) RemoveDue(e);
     if (e.state == State::kLeased) leases.erase(e.lease_key());
+    if (e.state == State::kDead) dead.erase(e.id);
     profiles.Release(e.profile);
     const CallId id = e.id;
     entries.erase(id);  // destroys e
@@ -529,46 +531,50 @@ absl::StatusOr<std::vector<absl::Status>> InMemoryQueue::Extend(absl::Span<const
   return results;
 }
 
-absl::StatusOr<std::vector<absl::Status>> InMemoryQueue::RemovePending(absl::Span<const CallId> ids,
-                                                                       absl::Time now) {
-  TXFN_RETURN_IF_ERROR(ValidateRemovePending(ids));
+// RemovePending and RemoveDeadLetters: removes each of `ids` from its shard (`shard_for(id)`)
+// unless `refusal(entry)` says why not (FailedPrecondition); NotFound for an id not held.
+template <typename ShardFor, typename Refusal>
+std::vector<absl::Status> RemoveUnlessRefused(absl::Span<const CallId> ids, ShardFor shard_for,
+                                              Refusal refusal) {
   std::vector<absl::Status> results(ids.size());
   for (size_t i = 0; i < ids.size(); ++i) {
-    Shard& shard = ShardFor(ids[i]);
+    auto& shard = shard_for(ids[i]);
     internal::MutexLock lock(&shard.mu);
     Entry* found = shard.Find(ids[i]);
     if (found == nullptr) {
       results[i] = absl::NotFoundError(StrCat("call ", ids[i].ToString(), " is not queued"));
-    } else if (found->state == State::kDead ||
-               (found->state == State::kLeased && found->at > now)) {
-      results[i] = absl::FailedPreconditionError(
-          NotPendingMessage(ids[i], found->state == State::kDead ? QueuedCall::State::kDead
-                                                                 : QueuedCall::State::kLeased));
+    } else if (std::optional<std::string> why = refusal(*found); why.has_value()) {
+      results[i] = absl::FailedPreconditionError(*std::move(why));
     } else {
-      shard.Remove(*found);  // pending, or its lease expired
+      shard.Remove(*found);
     }
   }
   return results;
 }
 
+absl::StatusOr<std::vector<absl::Status>> InMemoryQueue::RemovePending(absl::Span<const CallId> ids,
+                                                                       absl::Time now) {
+  TXFN_RETURN_IF_ERROR(ValidateRemovePending(ids));
+  return RemoveUnlessRefused(
+      ids, [this](const CallId& id) -> Shard& { return ShardFor(id); },
+      [now](const Entry& e) -> std::optional<std::string> {
+        if (e.state == State::kPending || (e.state == State::kLeased && e.at <= now)) {
+          return std::nullopt;  // pending, or its lease expired
+        }
+        return NotPendingMessage(
+            e.id, e.state == State::kDead ? QueuedCall::State::kDead : QueuedCall::State::kLeased);
+      });
+}
+
 absl::StatusOr<std::vector<absl::Status>> InMemoryQueue::RemoveDeadLetters(
     absl::Span<const CallId> ids, absl::Time dead_before) {
   TXFN_RETURN_IF_ERROR(ValidateRemovePending(ids));
-  std::vector<absl::Status> results(ids.size());
-  for (size_t i = 0; i < ids.size(); ++i) {
-    Shard& shard = ShardFor(ids[i]);
-    internal::MutexLock lock(&shard.mu);
-    Entry* found = shard.Find(ids[i]);
-    if (found == nullptr) {
-      results[i] = absl::NotFoundError(StrCat("call ", ids[i].ToString(), " is not queued"));
-    } else if (found->state != State::kDead || found->at >= dead_before) {
-      results[i] = absl::FailedPreconditionError(NotADeadLetterBefore(ids[i], dead_before));
-    } else {
-      shard.dead.erase(ids[i]);
-      shard.Remove(*found);
-    }
-  }
-  return results;
+  return RemoveUnlessRefused(
+      ids, [this](const CallId& id) -> Shard& { return ShardFor(id); },
+      [dead_before](const Entry& e) -> std::optional<std::string> {
+        if (e.state == State::kDead && e.at < dead_before) return std::nullopt;
+        return NotADeadLetterBefore(e.id, dead_before);
+      });
 }
 
 absl::StatusOr<std::vector<DeadLetter>> InMemoryQueue::ListDeadLetters(CallId after, size_t limit) {

@@ -1248,8 +1248,9 @@ absl::StatusOr<std::vector<absl::Status>> SqliteQueue::Redrive(absl::Span<const 
   return results;
 }
 
-absl::StatusOr<std::vector<absl::Status>> SqliteQueue::RemovePending(absl::Span<const CallId> ids,
-                                                                     absl::Time now) {
+absl::StatusOr<std::vector<absl::Status>> SqliteQueue::RemoveEach(
+    absl::Span<const CallId> ids, const char* remove, absl::Time bound,
+    absl::FunctionRef<std::string(const CallId&, QueuedCall::State)> refusal) {
   TXFN_RETURN_IF_ERROR(ValidateRemovePending(ids));
   std::vector<absl::Status> results(ids.size());
   // Taking rows out keeps every lease cursor true (the rows before a cursor stay leased or
@@ -1259,8 +1260,8 @@ absl::StatusOr<std::vector<absl::Status>> SqliteQueue::RemovePending(absl::Span<
     for (size_t i = 0; i < ids.size(); ++i) {
       const IdBytes id_bytes(ids[i]);
       {
-        TXFN_ASSIGN_OR_RETURN(Db::Stmt del, db.Prepare(kRemovePending));
-        TXFN_RETURN_IF_ERROR(del.BindBlob(1, id_bytes.view()).Bind(2, Nanos(now)).Run());
+        TXFN_ASSIGN_OR_RETURN(Db::Stmt del, db.Prepare(remove));
+        TXFN_RETURN_IF_ERROR(del.BindBlob(1, id_bytes.view()).Bind(2, Nanos(bound)).Run());
       }
       if (db.changes() == 1) {
         db.ForgetSeq(ids[i]);
@@ -1272,7 +1273,8 @@ absl::StatusOr<std::vector<absl::Status>> SqliteQueue::RemovePending(absl::Span<
       if (!row) {
         results[i] = absl::NotFoundError(StrCat("call ", ids[i].ToString(), " is not queued"));
       } else {
-        results[i] = absl::FailedPreconditionError(NotPendingMessage(
+        // RemovePending's refusals are of dead and leased calls (it takes pending ones).
+        results[i] = absl::FailedPreconditionError(refusal(
             ids[i], look.Int(1) == kDead ? QueuedCall::State::kDead : QueuedCall::State::kLeased));
       }
     }
@@ -1281,31 +1283,16 @@ absl::StatusOr<std::vector<absl::Status>> SqliteQueue::RemovePending(absl::Span<
   return results;
 }
 
+absl::StatusOr<std::vector<absl::Status>> SqliteQueue::RemovePending(absl::Span<const CallId> ids,
+                                                                     absl::Time now) {
+  return RemoveEach(ids, kRemovePending, now, NotPendingMessage);
+}
+
 absl::StatusOr<std::vector<absl::Status>> SqliteQueue::RemoveDeadLetters(
     absl::Span<const CallId> ids, absl::Time dead_before) {
-  TXFN_RETURN_IF_ERROR(ValidateRemovePending(ids));
-  std::vector<absl::Status> results(ids.size());
-  internal::MutexLock lock(&mu_);
-  TXFN_RETURN_IF_ERROR(InWriteTransaction([&](Db& db) -> absl::Status {
-    for (size_t i = 0; i < ids.size(); ++i) {
-      const IdBytes id_bytes(ids[i]);
-      {
-        TXFN_ASSIGN_OR_RETURN(Db::Stmt del, db.Prepare(kRemoveDead));
-        TXFN_RETURN_IF_ERROR(del.BindBlob(1, id_bytes.view()).Bind(2, Nanos(dead_before)).Run());
-      }
-      if (db.changes() == 1) {
-        db.ForgetSeq(ids[i]);
-        continue;
-      }
-      TXFN_ASSIGN_OR_RETURN(Db::Stmt look, db.Prepare(kLookup));
-      look.BindBlob(1, id_bytes.view());
-      TXFN_ASSIGN_OR_RETURN(bool row, look.Step());
-      results[i] = row ? absl::FailedPreconditionError(NotADeadLetterBefore(ids[i], dead_before))
-                       : absl::NotFoundError(StrCat("call ", ids[i].ToString(), " is not queued"));
-    }
-    return absl::OkStatus();
-  }));
-  return results;
+  return RemoveEach(ids, kRemoveDead, dead_before, [dead_before](const CallId& id, auto) {
+    return NotADeadLetterBefore(id, dead_before);
+  });
 }
 
 namespace {
