@@ -5,7 +5,9 @@
 #include <limits>
 #include <string>
 #include <string_view>
+#include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/charconv.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
@@ -217,8 +219,10 @@ class JsonParser {
     SkipSpace();
     if (Consume(']')) return Value::FromArray(std::move(elements));
     while (true) {
+      path_.push_back({.index = elements.size()});
       absl::StatusOr<Value> e = ParseValue(depth + 1);
       if (!e.ok()) return e.status();
+      path_.pop_back();
       elements.push_back(*std::move(e));
       SkipSpace();
       if (Consume(']')) return Value::FromArray(std::move(elements));
@@ -236,11 +240,12 @@ class JsonParser {
     if (!name.empty() && name[0] == '$') return ParseTagged(name);
     if (depth >= kMaxDecodeDepth) return Error("nested too deep");
     while (true) {
+      path_.push_back({.name = name, .is_field = true});
       absl::StatusOr<Value> field = ParseValue(depth + 1);
       if (!field.ok()) return field.status();
-      if (!fields.try_emplace(std::move(name), *std::move(field)).second) {
-        return Error("duplicate field name");
-      }
+      if (fields.contains(name)) return Error("duplicate field name");
+      path_.pop_back();
+      fields.try_emplace(std::move(name), *std::move(field));
       SkipSpace();
       if (Consume('}')) return Value::FromObject(std::move(fields));
       if (!Consume(',')) return Error("expected ',' or '}' in object");
@@ -437,12 +442,49 @@ class JsonParser {
     return true;
   }
 
+  // "invalid JSON at offset N (at $.items[2].price): what", the path naming the field or
+  // element being parsed (a field name that is no identifier quoted: $["a b"]).
   absl::Status Error(std::string_view what) const {
-    return absl::InvalidArgumentError(fmt::format("invalid JSON at offset {}: {}", pos_, what));
+    if (path_.empty()) {
+      return absl::InvalidArgumentError(fmt::format("invalid JSON at offset {}: {}", pos_, what));
+    }
+    std::string path = "$";
+    for (const PathStep& step : path_) {
+      if (!step.is_field) {
+        path += fmt::format("[{}]", step.index);
+      } else if (IsIdentifier(step.name)) {
+        path += ".";
+        path += step.name;
+      } else {
+        path += "[";
+        AppendJsonString(step.name, &path);
+        path += "]";
+      }
+    }
+    return absl::InvalidArgumentError(
+        fmt::format("invalid JSON at offset {} (at {}): {}", pos_, path, what));
   }
+
+  static bool IsIdentifier(std::string_view s) {
+    if (s.empty() || absl::ascii_isdigit(static_cast<unsigned char>(s[0]))) return false;
+    for (char c : s) {
+      if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '$') {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  // A field (its name, alive in ParseObject while its value is parsed) or an array element.
+  struct PathStep {
+    std::string_view name;
+    size_t index = 0;
+    bool is_field = false;
+  };
 
   std::string_view in_;
   size_t pos_ = 0;
+  std::vector<PathStep> path_;
 };
 
 }  // namespace

@@ -748,6 +748,26 @@ TEST(ValueJsonTest, RejectsMalformedJson) {
   }
 }
 
+// An error inside objects and arrays names where: the path of the field or element being read
+// (a trial: offsets alone were hard to find in a long argument object).
+TEST(ValueJsonTest, ErrorsNameThePathOfTheFieldOrElement) {
+  const std::pair<std::string, std::string> cases[] = {
+      {R"({"items":[{"price":1},{"price":1.}]})", "(at $.items[1].price): bad number fraction"},
+      {R"({"a":{"b":1,"b":2}})", "(at $.a.b): duplicate field name"},
+      {R"({"a b":[true, nul]})", R"((at $["a b"][1]): invalid literal)"},
+      {R"({"n":{"$int64":"01"}})", "(at $.n): bad $int64 value"},
+      {R"([1,[2,{"x":"\q"}]])", "(at $[1][1].x): bad escape in string"},
+  };
+  for (const auto& [json, want] : cases) {
+    absl::StatusOr<Value> v = FromJson(json);
+    ASSERT_FALSE(v.ok()) << json;
+    EXPECT_THAT(std::string(v.status().message()), HasSubstr(want)) << json;
+  }
+  // At the top level: no path.
+  EXPECT_EQ(FromJson("[1 2]").status().message(),
+            "invalid JSON at offset 3: expected ',' or ']' in array");
+}
+
 TEST(ValueJsonTest, Int64ExtremesRoundTrip) {
   for (int64_t i : {kInt64Min, kInt64Max, int64_t{0}, int64_t{-1}}) {
     absl::StatusOr<Value> v = FromJson(ToJson(I(i)));

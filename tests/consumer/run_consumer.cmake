@@ -88,9 +88,18 @@ if(MODE STREQUAL "find_package")
   step(${CMAKE_COMMAND} --build "${WORK_DIR}/components-build" -j 2)
   step("${WORK_DIR}/components-build/consumer")
 
-  # The installed tools, from the moved prefix (txfn-demo finds its apps there).
-  step(${CMAKE_COMMAND} -E env LD_LIBRARY_PATH=${V8_LIBDIR} "${prefix}/bin/txfn" --help)
-  step(${CMAKE_COMMAND} -E env LD_LIBRARY_PATH=${V8_LIBDIR} "${prefix}/bin/txfn-demo"
+  # The installed tools, from the moved prefix (txfn-demo finds its apps there), with no
+  # LD_LIBRARY_PATH: their rpath finds V8 where they were linked against.
+  step(${CMAKE_COMMAND} -E env --unset=LD_LIBRARY_PATH "${prefix}/bin/txfn" --help)
+  step(${CMAKE_COMMAND} -E env --unset=LD_LIBRARY_PATH "${prefix}/bin/txfn-demo"
        --duration=0.5 --tenants=2 --storage=memory)
+  if(EXISTS "${prefix}/bin/txfn-runner")  # its --help exits 1 (absl's): it must load, though
+    execute_process(COMMAND ${CMAKE_COMMAND} -E env --unset=LD_LIBRARY_PATH
+                            "${prefix}/bin/txfn-runner" --help
+                    OUTPUT_VARIABLE out ERROR_VARIABLE out)
+    if(NOT out MATCHES "txfn-runner")
+      message(FATAL_ERROR "the installed txfn-runner did not start:\n${out}")
+    endif()
+  endif()
 endif()
 message(STATUS "consumer (${MODE}) built and ran")
