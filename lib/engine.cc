@@ -255,11 +255,12 @@ class EngineImpl final : public Engine {
     TXFN_RETURN_IF_ERROR(ValidateTenantName(tenant));
     return queued_->CancelCall(id, tenant);
   }
+  using Engine::ListCalls;
   absl::StatusOr<std::vector<CallInfo>> ListCalls(std::string_view tenant,
                                                   std::optional<CallState> state,
-                                                  std::string_view function,
-                                                  size_t limit) override {
-    return queued_->ListCalls(tenant, state, function, limit);
+                                                  std::string_view function, size_t limit,
+                                                  const CallId& after) override {
+    return queued_->ListCalls(tenant, state, function, limit, after);
   }
   absl::StatusOr<std::vector<FunctionDepth>> QueueDepths() override { return queued_->Depths(); }
   size_t StopQueuedCalls(absl::Duration timeout) override { return queued_->Stop(timeout); }

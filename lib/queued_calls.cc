@@ -2,6 +2,7 @@
 #include "lib/queued_calls.h"
 
 #include <algorithm>
+#include <deque>
 #include <iterator>
 #include <utility>
 
@@ -30,6 +31,8 @@ constexpr size_t kOutboxSweepSlice = 128;
 // transaction deletes.
 constexpr size_t kRecordPassSlice = 16;
 constexpr size_t kRecordsPerDelete = 512;
+// ListCalls reads records and queued calls in pages of at most this many.
+constexpr size_t kListPage = 1000;
 
 bool Ended(const absl::Status& status) {
   return status.GetPayload(ToAbsl(kEndedPayload)).has_value();
@@ -384,7 +387,8 @@ QueuedCalls::QueuedCalls(QueuedCallOptions options, TenantCommitters& tenants, C
       queue_(options_.queue != nullptr ? options_.queue : std::make_shared<InMemoryQueue>()),
       pending_cap_(*queue_, clock_,
                    {.calls = options_.max_pending_calls_per_tenant,
-                    .bytes = options_.max_pending_bytes_per_tenant}) {
+                    .bytes = options_.max_pending_bytes_per_tenant}),
+      log_budgets_(options_.log_bytes_per_second_per_tenant) {
   config_.default_downstream = options_.service_limits;
   config_.default_function = options_.function_defaults;
 }
@@ -408,6 +412,7 @@ absl::Status QueuedCalls::Start() {
                                                "; it must be positive"));
     }
   }
+  TXFN_RETURN_IF_ERROR(LogBudgets::Validate(options_.log_bytes_per_second_per_tenant));
   if (options_.outbox_sweep_interval <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError(StrCat("QueuedCallOptions::outbox_sweep_interval is ",
                                              absl::FormatDuration(options_.outbox_sweep_interval),
@@ -1379,8 +1384,15 @@ CallOutcome QueuedCalls::Succeeded(OpenTenant& tenant, const Call& call, const V
   return CallOutcome::Ok(cpu);
 }
 
-void QueuedCalls::ReportLogs(const Call& call, std::vector<LogEntry> logs) const {
+void QueuedCalls::ReportLogs(const Call& call, std::vector<LogEntry> logs) {
   if (!options_.on_logs || logs.empty()) return;
+  uint64_t dropped = 0;
+  logs = log_budgets_.Pass(call.tenant, std::move(logs), clock_.Now(), &dropped);
+  if (dropped > 0) {
+    MutexLock lock(&mu_);
+    stats_.log_lines_dropped += dropped;
+  }
+  if (logs.empty()) return;
   options_.on_logs(QueuedCallLogs{.tenant = call.tenant,
                                   .function = call.function,
                                   .id = call.id,
@@ -1791,89 +1803,107 @@ absl::Status QueuedCalls::CancelCall(const CallId& id, std::string_view of_tenan
 absl::StatusOr<std::vector<CallInfo>> QueuedCalls::ListCalls(std::string_view tenant,
                                                              std::optional<CallState> state,
                                                              std::string_view function,
-                                                             size_t limit) {
+                                                             size_t limit, const CallId& after) {
   TXFN_ASSIGN_OR_RETURN(std::shared_ptr<OpenTenant> open, tenants_.Get(tenant));
+  std::vector<CallInfo> out;
+  if (limit == 0) return out;
   const std::string wanted = function.empty() ? "" : CanonicalFunctionName(function);
   auto matches = [&](const CallInfo& info) {
     return (!state.has_value() || info.state == *state) &&
            (wanted.empty() || info.function == wanted);
   };
-  // How calls ended (the tenant's records) wins over the queue's view: a
-  // call cancelled while leased is still in the queue until its holder settles it.
-  std::map<CallId, CallInfo> by_id;
-  std::map<CallId, CallRecord> dead_letter_records;  // decided with the queue's view below
-  TXFN_ASSIGN_OR_RETURN(
-      std::vector<IndexEntry> records,
-      open->Latest()->Scan(kCallRecordIndex, KeyRange::All(), ScanOrder::kAscending, 0));
-  for (const IndexEntry& e : records) {
-    TXFN_ASSIGN_OR_RETURN(CallId id, CallId::FromBytes(e.key));
-    TXFN_ASSIGN_OR_RETURN(CallRecord r, DecodeCallRecord(e.value));
-    if (r.state == CallState::kDeadLettered) dead_letter_records[id] = r;
-    const Located where{.tenant = open, .record = std::move(r)};
-    TXFN_ASSIGN_OR_RETURN(by_id[id], InfoOf(id, where));
-  }
+  // Two streams in id order, merged: the tenant's records (how calls ended) and the queue's
+  // calls of the tenant. Each is read a page at a time, pages growing from about `limit` to
+  // kListPage, so that a short listing reads little of a long history.
+  size_t page_size = std::clamp<size_t>(limit, 16, kListPage);
+  std::deque<std::pair<CallId, CallRecord>> records;
+  std::string records_after = after.Bytes();
+  bool records_done = false;
+  auto read_records = [&]() -> absl::Status {
+    if (!records.empty() || records_done) return absl::OkStatus();
+    // The latest snapshot for each page: a long listing would outlive version retention.
+    TXFN_ASSIGN_OR_RETURN(std::vector<IndexEntry> page,
+                          open->Latest()->Scan(kCallRecordIndex, KeyRange::After(records_after),
+                                               ScanOrder::kAscending, page_size));
+    records_done = page.empty();
+    for (IndexEntry& e : page) {
+      TXFN_ASSIGN_OR_RETURN(CallId id, CallId::FromBytes(e.key));
+      TXFN_ASSIGN_OR_RETURN(CallRecord r, DecodeCallRecord(e.value));
+      records.emplace_back(id, std::move(r));
+    }
+    if (!page.empty()) records_after = std::move(page.back().key);
+    page_size = std::min(kListPage, page_size * 2);
+    return absl::OkStatus();
+  };
+  // Only pending, running and dead-lettered calls are the queue's to tell.
   const bool queued_states = !state.has_value() || *state == CallState::kPending ||
                              *state == CallState::kRunning || *state == CallState::kDeadLettered;
-  // The queue's dead letters, recorded only if they are reported: in the page returned, and
-  // only if the filter lets dead letters be reported.
-  std::map<CallId, Located> dead_letters;
-  const bool reports_dead_letters = !state.has_value() || *state == CallState::kDeadLettered;
-  if (queued_states) {
-    DurableQueue::ListFilter filter{.tenant = open->name(), .function = wanted};
-    const absl::Time now = clock_.Now();
-    CallId after;
-    for (;;) {
-      absl::StatusOr<std::vector<QueuedCall>> page = queue_->ListCalls(after, 1000, filter, now);
-      if (absl::IsUnimplemented(page.status())) break;  // an adapter that cannot list
-      if (!page.ok()) return page.status();
-      if (page->empty()) break;
-      after = page->back().call.id;
-      for (QueuedCall& q : *page) {
-        const CallId id = q.call.id;
-        auto known = by_id.find(id);
-        // A recorded call is as its record says, but a dead letter's record of a call Redrive
-        // put back (and maybe dead-lettered again): RecordDeadLetters decides.
-        if (known != by_id.end() && known->second.state != CallState::kDeadLettered) continue;
-        Located where{.tenant = open, .queued = std::move(q)};
-        if (auto r = dead_letter_records.find(id); r != dead_letter_records.end()) {
-          where.record = r->second;
-        }
-        TXFN_ASSIGN_OR_RETURN(by_id[id], InfoOf(id, where));
-        if (reports_dead_letters && where.queued->state == QueuedCall::State::kDead) {
-          dead_letters[id] = std::move(where);
-        }
+  std::deque<QueuedCall> queued;
+  CallId queued_after = after;
+  bool queue_done = !queued_states;
+  const DurableQueue::ListFilter filter{.tenant = open->name(), .function = wanted};
+  const absl::Time now = clock_.Now();
+  auto read_queue = [&]() -> absl::Status {
+    if (!queued.empty() || queue_done) return absl::OkStatus();
+    absl::StatusOr<std::vector<QueuedCall>> page =
+        queue_->ListCalls(queued_after, page_size, filter, now);
+    if (absl::IsUnimplemented(page.status())) {  // an adapter that cannot list
+      queue_done = true;
+      return absl::OkStatus();
+    }
+    if (!page.ok()) return page.status();
+    queue_done = page->empty();  // a page may be short before the end
+    if (!page->empty()) queued_after = page->back().call.id;
+    for (QueuedCall& q : *page) queued.push_back(std::move(q));
+    page_size = std::min(kListPage, page_size * 2);
+    return absl::OkStatus();
+  };
+  // Calls that match, in id order, not yet reported: a dead letter among them is recorded
+  // first (RecordDeadLetters, in transactions of at most a page), which may find that its late
+  // delivery committed first, so that it no longer matches; then the next calls take its place.
+  std::vector<CallId> matched_ids;
+  std::vector<Located> matched;
+  auto report = [&]() -> absl::Status {
+    for (size_t from = 0; from < matched.size(); from += kListPage) {
+      RecordDeadLetters(
+          *open, absl::MakeSpan(matched).subspan(from, std::min(kListPage, matched.size() - from)));
+    }
+    for (size_t i = 0; i < matched.size(); ++i) {
+      TXFN_ASSIGN_OR_RETURN(CallInfo info, InfoOf(matched_ids[i], matched[i]));
+      if (matches(info) && out.size() < limit) out.push_back(std::move(info));
+    }
+    matched_ids.clear();
+    matched.clear();
+    return absl::OkStatus();
+  };
+  while (out.size() < limit) {
+    TXFN_RETURN_IF_ERROR(read_records());
+    TXFN_RETURN_IF_ERROR(read_queue());
+    if (records.empty() && queued.empty()) break;
+    const CallId id = records.empty()  ? queued.front().call.id
+                      : queued.empty() ? records.front().first
+                                       : std::min(records.front().first, queued.front().call.id);
+    Located where{.tenant = open};
+    if (!records.empty() && records.front().first == id) {
+      where.record = std::move(records.front().second);
+      records.pop_front();
+    }
+    if (!queued.empty() && queued.front().call.id == id) {
+      // How a call ended wins over the queue's view (a call cancelled while leased stays in
+      // the queue until its holder settles it), but for a dead letter's record of a call
+      // Redrive put back (and maybe dead-lettered again): RecordDeadLetters decides.
+      if (!where.record.has_value() || where.record->state == CallState::kDeadLettered) {
+        where.queued = std::move(queued.front());
       }
+      queued.pop_front();
     }
+    TXFN_ASSIGN_OR_RETURN(CallInfo info, InfoOf(id, where));
+    if (!matches(info)) continue;
+    matched_ids.push_back(id);
+    matched.push_back(std::move(where));
+    if (matched.size() >= std::min(limit - out.size(), kListPage)) TXFN_RETURN_IF_ERROR(report());
   }
-  // The first `limit` calls that match, in id order. Recording a reported dead letter may
-  // find that its late delivery committed first, so that it no longer matches: then the next
-  // calls take its place.
-  std::vector<CallInfo> out;
-  auto next = by_id.begin();
-  while (out.size() < limit && next != by_id.end()) {
-    std::vector<CallId> reported;
-    for (; next != by_id.end() && reported.size() < limit - out.size(); ++next) {
-      if (matches(next->second)) reported.push_back(next->first);
-    }
-    std::vector<Located> reported_dead;
-    for (const CallId& id : reported) {
-      if (auto d = dead_letters.find(id); d != dead_letters.end()) {
-        reported_dead.push_back(std::move(d->second));
-      }
-    }
-    // In transactions of at most a queue page's calls.
-    for (size_t from = 0; from < reported_dead.size(); from += 1000) {
-      RecordDeadLetters(*open,
-                        absl::MakeSpan(reported_dead)
-                            .subspan(from, std::min<size_t>(1000, reported_dead.size() - from)));
-    }
-    for (const Located& where : reported_dead) {
-      TXFN_ASSIGN_OR_RETURN(by_id[where.queued->call.id], InfoOf(where.queued->call.id, where));
-    }
-    for (const CallId& id : reported) {
-      if (matches(by_id[id])) out.push_back(std::move(by_id[id]));
-    }
-  }
+  TXFN_RETURN_IF_ERROR(report());
   return out;
 }
 

@@ -40,6 +40,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "lib/queue/log_budgets.h"
 #include "lib/queue/pending_calls_cap.h"
 #include "txfn/call_path.h"
 #include "txfn/call_records.h"
@@ -111,7 +112,7 @@ class QueuedCalls {
   [[nodiscard]] absl::StatusOr<std::vector<CallInfo>> ListCalls(std::string_view tenant,
                                                                 std::optional<CallState> state,
                                                                 std::string_view function,
-                                                                size_t limit);
+                                                                size_t limit, const CallId& after);
   [[nodiscard]] absl::StatusOr<std::vector<FunctionDepth>> Depths();
   [[nodiscard]] absl::StatusOr<CallResult> Action(std::string_view tenant,
                                                   std::string_view function, const Value& args);
@@ -293,8 +294,9 @@ class QueuedCalls {
   // they are gone (the call ended); the blob store's error otherwise.
   absl::StatusOr<std::string> KeyedArgsDigestReading(const Call& call);
   void SetStat(uint64_t QueuedCallStats::*field);
-  // Hands a delivery's console output to QueuedCallOptions::on_logs (if set and any).
-  void ReportLogs(const Call& call, std::vector<LogEntry> logs) const;
+  // Hands a delivery's console output to QueuedCallOptions::on_logs (if set and any), as much
+  // of it as its tenant's log_bytes_per_second_per_tenant lets through.
+  void ReportLogs(const Call& call, std::vector<LogEntry> logs);
 
   const QueuedCallOptions options_;
   TenantCommitters& tenants_;
@@ -305,6 +307,7 @@ class QueuedCalls {
   RealClock clock_;
   std::shared_ptr<DurableQueue> queue_;
   PendingCallsCap pending_cap_;  // max_pending_calls_per_tenant
+  LogBudgets log_budgets_;       // log_bytes_per_second_per_tenant
   std::unique_ptr<Submitter> submitter_;
   std::unique_ptr<CallScheduler> scheduler_;
   std::shared_ptr<IsolateScheduler> action_scheduler_;

@@ -371,7 +371,19 @@ check calls-function 0 'counters:throws' qt calls --tenant=app --function=counte
 if grep -q ' counters:bump ' <<<"$last"; then
   echo "FAIL calls-function-only:"; echo "$last" | sed 's/^/  | /'; failures=$((failures + 1))
 else echo "ok   calls-function-only"; fi
-check calls-limit 0 'the first 2;' qt calls --tenant=app --limit=2
+check calls-limit 0 '^\(2; --after=[0-9a-f-]{36} shows the next, --limit=0 all\)$' \
+  qt calls --tenant=app --limit=2
+# Paging: the first two and the rest after the second are every call, in id order, once.
+ids() { grep -Eo '^[0-9a-f-]{36} ' | tr -d ' '; }
+all_ids=$(qt calls --tenant=app --limit=0 | ids)
+first=$(qt calls --tenant=app --limit=2 | ids)
+rest=$(qt calls --tenant=app --limit=0 --after="$(tail -1 <<<"$first")" | ids)
+if [ "$(printf '%s\n%s' "$first" "$rest")" = "$all_ids" ] && [ "$(wc -l <<<"$all_ids")" -gt 3 ]; then
+  echo "ok   calls-after"
+else
+  echo "FAIL calls-after: first=[$first] rest=[$rest] all=[$all_ids]"; failures=$((failures + 1))
+fi
+check calls-after-bad 2 '--after: .*not a UUID' qt calls --tenant=app --after=nope
 # Only the delayed call is left, not due; the refused submits enqueued nothing.
 check calls-backlog-after 0 '^counters:bump +1 +0 +0$' qt calls --tenant=app
 # Cancelling: the delayed call leaves the queue; a second cancel says how it ended.

@@ -32,6 +32,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
@@ -121,6 +122,8 @@ ABSL_FLAG(std::string, status, "",
           "pending|running|succeeded|failed|dead_lettered|cancelled.");
 ABSL_FLAG(std::string, function, "", "calls: only calls of this MODULE:FUNCTION.");
 ABSL_FLAG(int64_t, limit, 100, "calls: at most this many calls (0: all).");
+ABSL_FLAG(std::string, after, "",
+          "calls: only calls after this id in id order (the last of the page before).");
 
 namespace txfn::tools {
 namespace {
@@ -220,11 +223,13 @@ commands:
       --client=NAME (whose rate limit applies). An unknown function or
       arguments its validator refuses fail, and nothing is enqueued.
   calls --tenant NAME [--status=STATE] [--function=MODULE:FUNCTION] [--limit=N]
+        [--after=ID]
       Lists the tenant's calls in id order, one per line: id, state (pending,
       running, succeeded, failed, dead_lettered or cancelled), function,
       attempts, and the result as JSON or the error's first line; at most
-      --limit (default 100, 0: all). Then the queue's backlog per function, of
-      every tenant: pending (due now or later), due, leased.
+      --limit (default 100, 0: all), after the call --after (the next page).
+      Then the queue's backlog per function, of every tenant: pending (due now
+      or later), due, leased.
   call [--tenant NAME] ID
       Shows the call ID: its tenant, function, state (pending, running,
       succeeded, failed, dead_lettered, cancelled), attempts, result (JSON) or
@@ -276,7 +281,7 @@ flags:
                   (A bare port in any of these flags means 127.0.0.1.)
   --delay_ms, --deadline_ms, --criticality, --quota,
   --key, --client                                          submit (see above)
-  --status, --function, --limit                            calls (see above)
+  --status, --function, --limit, --after                   calls (see above)
 
 A flag the command does not act on (--table for run, --api_keys without
 --listen, ...) is bad usage, not ignored.
@@ -417,11 +422,14 @@ int Fail(const absl::Status& status) {
 void PrintQueuedCallLogs(const QueuedCallLogs& call) {
   const char* clear = isatty(STDERR_FILENO) == 1 ? "\r\x1b[K" : "";
   const std::string id = call.id.ToString();
+  // One write: the lines of two deliveries ending at once do not interleave.
+  std::string out;
   for (const LogEntry& log : call.logs) {
-    PrintLogLines(fmt::format("{}[{}] {} {} {}: ", clear, LogLevelName(log.level), call.tenant,
-                              call.function, id),
-                  log.message);
+    const std::string header = fmt::format("{}[{}] {} {} {}: ", clear, LogLevelName(log.level),
+                                           call.tenant, call.function, id);
+    absl::StrAppend(&out, TerminalLines(header, header, log.message), "\n");
   }
+  std::fwrite(out.data(), 1, out.size(), stderr);
 }
 
 // `executor_metrics`, if not null, is set to append the remote runners' metrics (--runners).
@@ -1069,14 +1077,23 @@ int Calls(Engine& engine, const std::string& tenant) {
   const int64_t limit_flag = absl::GetFlag(FLAGS_limit);
   if (limit_flag < 0) return Usage("--limit must not be negative");
   const size_t limit = limit_flag == 0 ? SIZE_MAX : static_cast<size_t>(limit_flag);
+  CallId after;
+  if (const std::string text = absl::GetFlag(FLAGS_after); !text.empty()) {
+    absl::StatusOr<CallId> parsed = CallId::Parse(text);
+    if (!parsed.ok()) {
+      return Usage(fmt::format("--after: {}", std::string(parsed.status().message())));
+    }
+    after = *parsed;
+  }
   absl::StatusOr<std::vector<CallInfo>> calls =
-      engine.ListCalls(tenant, state, absl::GetFlag(FLAGS_function), limit);
+      engine.ListCalls(tenant, state, absl::GetFlag(FLAGS_function), limit, after);
   if (!calls.ok()) return Fail(calls.status());
   absl::StatusOr<std::vector<FunctionDepth>> depths = engine.QueueDepths();
   if (!depths.ok()) return Fail(depths.status());
   if (calls->empty()) {
-    std::printf("no calls of tenant %s%s\n", tenant.c_str(),
-                state.has_value() || !absl::GetFlag(FLAGS_function).empty() ? " that match" : "");
+    std::printf("no calls of tenant %s%s%s\n", tenant.c_str(),
+                state.has_value() || !absl::GetFlag(FLAGS_function).empty() ? " that match" : "",
+                after == CallId() ? "" : fmt::format(" after {}", after.ToString()).c_str());
   } else {
     std::printf("%-36s  %-13s  %-24s %8s  %s\n", "ID", "STATE", "FUNCTION", "ATTEMPTS",
                 "RESULT OR ERROR");
@@ -1087,7 +1104,8 @@ int Calls(Engine& engine, const std::string& tenant) {
                   Outcome(c, /*whole_error=*/false).c_str());
     }
     if (calls->size() == limit) {
-      std::printf("(the first %zu; --limit=N shows more, --limit=0 all)\n", limit);
+      std::printf("(%zu; --after=%s shows the next, --limit=0 all)\n", limit,
+                  calls->back().id.ToString().c_str());
     }
   }
   if (depths->empty()) {
@@ -1265,7 +1283,7 @@ constexpr Command kCommands[] = {
      "create quiet status_every logs listen api_keys max_threads max_calls_per_tenant metrics "
      "runners"},
     {"submit", 1, 2, true, true, "tenant delay_ms deadline_ms criticality quota key client"},
-    {"calls", 0, 0, true, false, "tenant status function limit"},
+    {"calls", 0, 0, true, false, "tenant status function limit after"},
     {"call", 1, 1, false, true, "tenant"},
     {"cancel", 1, 1, false, true, "tenant"},
 };

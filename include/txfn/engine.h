@@ -301,6 +301,14 @@ struct QueuedCallOptions {
   // delivery ends. Must be thread-safe and must not block. (A direct call's
   // output is in its CallResult, or FailedCallLogs of its error.)
   std::function<void(const QueuedCallLogs&)> on_logs;
+  // The console output on_logs receives of one tenant's queued calls, in bytes per second
+  // (each line's message and 64 bytes), with a burst of 4 seconds' worth: each delivery caps
+  // its own output (FunctionRunnerOptions::max_log_bytes), but a tenant running many could
+  // write gigabytes a minute to the host's log (5 GB in 15 s in the 2026-12 hunt). Past it, the
+  // rest of a delivery's lines are dropped (QueuedCallStats::log_lines_dropped); the next
+  // delivery of the tenant whose output is passed begins with a kWarn line saying how many
+  // were dropped. >= 0; 0: no line passes; infinity: no limit.
+  double log_bytes_per_second_per_tenant = 1 << 20;
 };
 
 // What the one-argument Engine::Open (kept for source compatibility) opens.
@@ -431,6 +439,8 @@ struct QueuedCallStats {
   uint64_t limited_functions = 0;
   uint64_t records_pruned = 0;       // records of ended calls deleted after record_retention
   uint64_t dead_letters_pruned = 0;  // dead letters deleted after dead_letter_retention
+  // Console lines of queued calls not passed to on_logs: log_bytes_per_second_per_tenant.
+  uint64_t log_lines_dropped = 0;
   // Calls refused (Submit) and mutations failed for max_pending_calls_per_tenant, and the
   // counts of the queue it took.
   uint64_t pending_cap_refused = 0;
@@ -666,13 +676,32 @@ class Engine {
   //   if (done.state != CallState::kSucceeded) return done.error;
   [[nodiscard]] absl::StatusOr<CallInfo> WaitForCall(const CallId& id, std::string_view tenant,
                                                      absl::Duration timeout);
-  // The calls of a tenant, in id order, optionally only those in `state`
-  // and of `function`, at most `limit`: pending, running and dead-lettered
-  // ones from the queue (every call it holds is read: for tools), ended ones
-  // from the tenant's call records. limit 0 returns none (pass SIZE_MAX for all).
+  // The calls of a tenant in id order, after `after` (the last id of the page before; a
+  // default CallId: from the first), optionally only those in `state` and of `function`, at
+  // most `limit` (0: none; SIZE_MAX: all): pending, running and dead-lettered ones from the
+  // queue, ended ones from the tenant's call records. Both are read a page at a time in id
+  // order, merged, until `limit` calls matched: a short listing reads little of a long
+  // history, but one that few calls match reads every record and queued call after `after`
+  // (for tools). Ids are random, so id order is no time order. NotFound: no such tenant.
+  //
+  //   CallId after;
+  //   for (;;) {
+  //     TXFN_ASSIGN_OR_RETURN(auto page, engine->ListCalls("shop", CallState::kFailed, "",
+  //                                                        100, after));
+  //     for (const CallInfo& c : page) Report(c);
+  //     if (page.size() < 100) break;
+  //     after = page.back().id;
+  //   }
   [[nodiscard]] virtual absl::StatusOr<std::vector<CallInfo>> ListCalls(
       std::string_view tenant, std::optional<CallState> state, std::string_view function,
-      size_t limit) = 0;
+      size_t limit, const CallId& after) = 0;
+  // The first page: ListCalls(tenant, state, function, limit, CallId()).
+  [[nodiscard]] absl::StatusOr<std::vector<CallInfo>> ListCalls(std::string_view tenant,
+                                                                std::optional<CallState> state,
+                                                                std::string_view function,
+                                                                size_t limit) {
+    return ListCalls(tenant, state, function, limit, CallId());
+  }
   // The queue's backlog per function (every tenant).
   [[nodiscard]] virtual absl::StatusOr<std::vector<FunctionDepth>> QueueDepths() = 0;
   // Stops leasing queued calls, gives back the ones not started and waits up
