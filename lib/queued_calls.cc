@@ -31,8 +31,9 @@ constexpr size_t kOutboxSweepSlice = 128;
 // transaction deletes.
 constexpr size_t kRecordPassSlice = 16;
 constexpr size_t kRecordsPerDelete = 512;
-// ListCalls reads records and queued calls in pages of at most this many.
-constexpr size_t kListPage = 1000;
+// ListCalls reads records and queued calls in pages of at most this many (records of 130 KB,
+// results and errors at their caps, make a page of 33 MB).
+constexpr size_t kListPage = 256;
 
 bool Ended(const absl::Status& status) {
   return status.GetPayload(ToAbsl(kEndedPayload)).has_value();
@@ -1815,7 +1816,9 @@ absl::StatusOr<std::vector<CallInfo>> QueuedCalls::ListCalls(std::string_view te
   // Two streams in id order, merged: the tenant's records (how calls ended) and the queue's
   // calls of the tenant. Each is read a page at a time, pages growing from about `limit` to
   // kListPage, so that a short listing reads little of a long history.
-  size_t page_size = std::clamp<size_t>(limit, 16, kListPage);
+  const size_t first_page = std::clamp<size_t>(limit, 16, kListPage);
+  size_t records_page = first_page;  // each stream's next page: doubling as it is read
+  size_t queue_page = first_page;
   std::deque<std::pair<CallId, CallRecord>> records;
   std::string records_after = after.Bytes();
   bool records_done = false;
@@ -1824,7 +1827,7 @@ absl::StatusOr<std::vector<CallInfo>> QueuedCalls::ListCalls(std::string_view te
     // The latest snapshot for each page: a long listing would outlive version retention.
     TXFN_ASSIGN_OR_RETURN(std::vector<IndexEntry> page,
                           open->Latest()->Scan(kCallRecordIndex, KeyRange::After(records_after),
-                                               ScanOrder::kAscending, page_size));
+                                               ScanOrder::kAscending, records_page));
     records_done = page.empty();
     for (IndexEntry& e : page) {
       TXFN_ASSIGN_OR_RETURN(CallId id, CallId::FromBytes(e.key));
@@ -1832,7 +1835,7 @@ absl::StatusOr<std::vector<CallInfo>> QueuedCalls::ListCalls(std::string_view te
       records.emplace_back(id, std::move(r));
     }
     if (!page.empty()) records_after = std::move(page.back().key);
-    page_size = std::min(kListPage, page_size * 2);
+    records_page = std::min(kListPage, records_page * 2);
     return absl::OkStatus();
   };
   // Only pending, running and dead-lettered calls are the queue's to tell.
@@ -1846,7 +1849,7 @@ absl::StatusOr<std::vector<CallInfo>> QueuedCalls::ListCalls(std::string_view te
   auto read_queue = [&]() -> absl::Status {
     if (!queued.empty() || queue_done) return absl::OkStatus();
     absl::StatusOr<std::vector<QueuedCall>> page =
-        queue_->ListCalls(queued_after, page_size, filter, now);
+        queue_->ListCalls(queued_after, queue_page, filter, now);
     if (absl::IsUnimplemented(page.status())) {  // an adapter that cannot list
       queue_done = true;
       return absl::OkStatus();
@@ -1855,7 +1858,7 @@ absl::StatusOr<std::vector<CallInfo>> QueuedCalls::ListCalls(std::string_view te
     queue_done = page->empty();  // a page may be short before the end
     if (!page->empty()) queued_after = page->back().call.id;
     for (QueuedCall& q : *page) queued.push_back(std::move(q));
-    page_size = std::min(kListPage, page_size * 2);
+    queue_page = std::min(kListPage, queue_page * 2);
     return absl::OkStatus();
   };
   // Calls that match, in id order, not yet reported: a dead letter among them is recorded

@@ -301,13 +301,14 @@ struct QueuedCallOptions {
   // delivery ends. Must be thread-safe and must not block. (A direct call's
   // output is in its CallResult, or FailedCallLogs of its error.)
   std::function<void(const QueuedCallLogs&)> on_logs;
-  // The console output on_logs receives of one tenant's queued calls, in bytes per second
-  // (each line's message and 64 bytes), with a burst of 4 seconds' worth: each delivery caps
-  // its own output (FunctionRunnerOptions::max_log_bytes), but a tenant running many could
+  // The console output on_logs receives of one tenant's queued calls, in bytes per second, with
+  // a burst of 4 seconds' worth. A console.* message costs about what printing it writes: its
+  // bytes, 64 for each line in it, 3 more for each byte of a control character. Each delivery
+  // caps its own output (FunctionRunnerOptions::max_log_bytes), but a tenant running many could
   // write gigabytes a minute to the host's log (5 GB in 15 s in the 2026-12 hunt). Past it, the
-  // rest of a delivery's lines are dropped (QueuedCallStats::log_lines_dropped); the next
-  // delivery of the tenant whose output is passed begins with a kWarn line saying how many
-  // were dropped. >= 0; 0: no line passes; infinity: no limit.
+  // rest of a delivery's messages are dropped (QueuedCallStats::log_lines_dropped) and a kWarn
+  // message ends what passed; the next delivery of the tenant whose output passes begins with
+  // one saying how many were dropped before it. >= 0; 0: nothing passes; infinity: no limit.
   double log_bytes_per_second_per_tenant = 1 << 20;
 };
 
@@ -439,7 +440,7 @@ struct QueuedCallStats {
   uint64_t limited_functions = 0;
   uint64_t records_pruned = 0;       // records of ended calls deleted after record_retention
   uint64_t dead_letters_pruned = 0;  // dead letters deleted after dead_letter_retention
-  // Console lines of queued calls not passed to on_logs: log_bytes_per_second_per_tenant.
+  // Console messages of queued calls not passed to on_logs: log_bytes_per_second_per_tenant.
   uint64_t log_lines_dropped = 0;
   // Calls refused (Submit) and mutations failed for max_pending_calls_per_tenant, and the
   // counts of the queue it took.

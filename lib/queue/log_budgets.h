@@ -3,13 +3,16 @@
 // output, but a tenant running thousands of calls could write gigabytes a minute to the host's
 // log (5 GB to `txfn serve`'s stderr in 15 s in the 2026-12 hunt).
 //
-// A token bucket per tenant: a line costs its message's bytes and 64 more (empty lines are not
-// free); the burst is 4 seconds' worth (at least one empty line). A delivery's lines pass until
-// one does not fit; that line and the rest of the delivery's are dropped, so what passes of a
-// delivery has no gaps, and a kWarn line saying how many were dropped ends it. A delivery none
-// of whose lines pass is dropped whole and counted: the tenant's next delivery that passes
-// begins with a kWarn line saying how many lines were dropped before it. Rate 0: every line
-// is dropped (and counted), and no tenant is kept.
+// A token bucket per tenant. A console message (one console.* call, a LogEntry) costs about
+// what printing it a line at a time, each line after a header and its control characters
+// escaped as \xNN (as `txfn serve` does), writes: its bytes, 64 for each line in it (a
+// message "\n\n\n..." is as many lines), and 3 more for each byte of a control character (C0,
+// DEL, C1). The burst is 4 seconds' worth (at least one empty message). A delivery's messages
+// pass until one does not fit; that one and the rest of the delivery's are dropped, so what
+// passes of a delivery has no gaps, and a kWarn message saying how many were dropped ends it.
+// A delivery none of whose messages pass is dropped whole and counted: the tenant's next
+// delivery that passes begins with a kWarn message saying how many were dropped before it. Rate 0:
+// every line is dropped (and counted), and no tenant is kept.
 //
 //   txfn::internal::LogBudgets budgets(1 << 20);
 //   uint64_t dropped = 0;
@@ -38,8 +41,10 @@ namespace txfn::internal {
 
 class LogBudgets {
  public:
-  // What a line costs beside its message's bytes.
+  // What each line of a message costs beside its bytes (a printer's header).
   static constexpr double kLineCost = 64;
+  // What passing `message` costs (above).
+  [[nodiscard]] static double Cost(std::string_view message);
 
   // OK for a rate >= 0 (infinity: no limit); InvalidArgument naming the option otherwise.
   [[nodiscard]] static absl::Status Validate(double bytes_per_second);

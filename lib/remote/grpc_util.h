@@ -73,7 +73,8 @@ struct GrpcServerSetup {
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
 };
 
-// Starts a server for `service` on `listen` (host:port; port 0 picks one, written to *port)
+// Starts a server for `service` on `listen` (host:port, port 0 picking one, written to *port;
+// or unix:PATH, a socket file)
 // with the limits above. InvalidArgument, naming `who`, for a port out of range;
 // Unavailable when it cannot listen (a port in use: no SO_REUSEPORT sharing).
 inline absl::StatusOr<std::unique_ptr<grpc::Server>> StartGrpcServer(const std::string& listen,
@@ -89,7 +90,8 @@ inline absl::StatusOr<std::unique_ptr<grpc::Server>> StartGrpcServer(const std::
        !absl::SimpleAtoi(internal::ToAbsl(std::string_view(listen).substr(colon + 1)), &number) ||
        number < 0 || number > 65535)) {
     return absl::InvalidArgumentError(internal::StrCat(
-        who, ": '", listen, "' is not HOST:PORT with a port from 0 to 65535 (0: any free one)"));
+        who, ": '", listen,
+        "' is not HOST:PORT with a port from 0 to 65535 (0: any free one), nor unix:PATH"));
   }
   grpc::ServerBuilder builder;
   // Without this, gRPC sets SO_REUSEPORT: a second server on a port in use would share it,
