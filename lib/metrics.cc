@@ -166,6 +166,9 @@ void AppendEngineMetrics(Engine& engine, MetricsText* out) {
   count("txfn_pending_cap_refused_total",
         "Calls and mutations refused for max_pending_calls_per_tenant.",
         s.queued.pending_cap_refused);
+  count("txfn_queued_call_log_lines_dropped_total",
+        "Console messages of queued calls dropped for log_bytes_per_second_per_tenant.",
+        s.queued.log_lines_dropped);
   count("txfn_pending_cap_recounts_total",
         "Counts of the queue per tenant for max_pending_calls_per_tenant.",
         s.queued.pending_cap_recounts);

@@ -1388,7 +1388,7 @@ CallOutcome QueuedCalls::Succeeded(OpenTenant& tenant, const Call& call, const V
 void QueuedCalls::ReportLogs(const Call& call, std::vector<LogEntry> logs) {
   if (!options_.on_logs || logs.empty()) return;
   uint64_t dropped = 0;
-  logs = log_budgets_.Pass(call.tenant, std::move(logs), clock_.Now(), &dropped);
+  logs = log_budgets_.Pass(call.tenant, call.function, std::move(logs), clock_.Now(), &dropped);
   if (dropped > 0) {
     MutexLock lock(&mu_);
     stats_.log_lines_dropped += dropped;

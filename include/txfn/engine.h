@@ -302,11 +302,13 @@ struct QueuedCallOptions {
   // output is in its CallResult, or FailedCallLogs of its error.)
   std::function<void(const QueuedCallLogs&)> on_logs;
   // The console output on_logs receives of one tenant's queued calls, in bytes per second, with
-  // a burst of 4 seconds' worth. A console.* message costs about what printing it writes: its
-  // bytes, 64 for each line in it, 3 more for each byte of a control character. Each delivery
-  // caps its own output (FunctionRunnerOptions::max_log_bytes), but a tenant running many could
-  // write gigabytes a minute to the host's log (5 GB in 15 s in the 2026-12 hunt). Past it, the
-  // rest of a delivery's messages are dropped (QueuedCallStats::log_lines_dropped) and a kWarn
+  // a burst of 4 seconds' worth. A console.* message costs about what printing it a line at a
+  // time after a header, controls escaped as \xNN, writes: its bytes; for each line in it 64
+  // and the tenant's and function's names; 3 more for each byte of a control character (but
+  // tab). A message that costs more than the burst never passes. Each delivery caps its own
+  // output (FunctionRunnerOptions::max_log_bytes), but a tenant running many could write
+  // gigabytes a minute to the host's log (5 GB in 15 s in the 2026-12 hunt). Past it, the rest
+  // of a delivery's messages are dropped (QueuedCallStats::log_lines_dropped) and a kWarn
   // message ends what passed; the next delivery of the tenant whose output passes begins with
   // one saying how many were dropped before it. >= 0; 0: nothing passes; infinity: no limit.
   double log_bytes_per_second_per_tenant = 1 << 20;
@@ -682,8 +684,10 @@ class Engine {
   // most `limit` (0: none; SIZE_MAX: all): pending, running and dead-lettered ones from the
   // queue, ended ones from the tenant's call records. Both are read a page at a time in id
   // order, merged, until `limit` calls matched: a short listing reads little of a long
-  // history, but one that few calls match reads every record and queued call after `after`
-  // (for tools). Ids are random, so id order is no time order. NotFound: no such tenant.
+  // history (the queue's adapters still walk their calls of every tenant, filtering as they
+  // go, but decode only the tenant's), while one that few calls match reads every record and
+  // queued call after `after` (for tools). Ids are random, so id order is no time order.
+  // NotFound: no such tenant.
   //
   //   CallId after;
   //   for (;;) {

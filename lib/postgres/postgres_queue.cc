@@ -298,9 +298,12 @@ constexpr const char* kTenantDepths =
 constexpr const char* kFind =
     "SELECT state, due, attempts, reason, dead_at, call FROM txfn_queue_calls "
     "WHERE id = $1::bytea";
+// $3, $4: the filter's tenant and function, or '' (the rows are filtered again as decoded; a
+// row from before the tenant column has tenant '').
 constexpr const char* kListPage =
     "SELECT state, due, attempts, reason, dead_at, call, id FROM txfn_queue_calls "
-    "WHERE id > $1::bytea ORDER BY id LIMIT $2::bigint";
+    "WHERE id > $1::bytea AND ($3::text = '' OR tenant = $3::text OR tenant = '') "
+    "AND ($4::text = '' OR function = $4::text) ORDER BY id LIMIT $2::bigint";
 
 // The 16 bytes of each id, concatenated: the $1 of the batch statements.
 template <typename Range, typename IdOf>
@@ -993,7 +996,10 @@ absl::StatusOr<std::vector<QueuedCall>> PostgresQueue::ListCalls(CallId after, s
   TXFN_ASSIGN_OR_RETURN(Conn conn, Acquire());
   while (out.size() < limit) {
     TXFN_ASSIGN_OR_RETURN(PgResult r,
-                          conn->Exec(kListPage, {PgParam::Bytes(from), PgParam::Int(kPage)}, true));
+                          conn->Exec(kListPage,
+                                     {PgParam::Bytes(from), PgParam::Int(kPage),
+                                      PgParam::Text(filter.tenant), PgParam::Text(filter.function)},
+                                     true));
     for (int row = 0; row < r.rows() && out.size() < limit; ++row) {
       TXFN_ASSIGN_OR_RETURN(QueuedCall q, QueuedRow(r, row, now));
       if (MatchesListFilter(q, filter)) out.push_back(std::move(q));

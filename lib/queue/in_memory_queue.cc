@@ -625,12 +625,27 @@ absl::StatusOr<std::vector<QueuedCall>> InMemoryQueue::ListCalls(CallId after, s
                                                                  absl::Time now) {
   TXFN_RETURN_IF_ERROR(ValidateListLimit(limit));
   std::vector<QueuedCall> out;
+  std::vector<const Entry*> candidates;
   for (const auto& shard : shards_) {
     internal::MutexLock lock(&shard->mu);
+    // The shard's calls after `after` of the tenant and function, in id order; only the first
+    // `limit` that pass the state filter are copied, with their arguments.
+    candidates.clear();
     for (const std::unique_ptr<Entry>& e : shard->entries) {
       if (e->id <= after) continue;
+      if (!filter.tenant.empty() && e->profile->tenant != filter.tenant) continue;
+      if (!filter.function.empty() && e->profile->function != filter.function) continue;
+      candidates.push_back(e.get());
+    }
+    std::sort(candidates.begin(), candidates.end(),
+              [](const Entry* a, const Entry* b) { return a->id < b->id; });
+    size_t taken = 0;
+    for (const Entry* e : candidates) {
+      if (taken == limit) break;
       QueuedCall q = AsQueued(*e, now);
-      if (MatchesListFilter(q, filter)) out.push_back(std::move(q));
+      if (!MatchesListFilter(q, filter)) continue;
+      out.push_back(std::move(q));
+      ++taken;
     }
   }
   std::sort(out.begin(), out.end(),

@@ -19,17 +19,18 @@ absl::Status LogBudgets::Validate(double bytes_per_second) {
 
 LogBudgets::LogBudgets(double bytes_per_second) : rate_(bytes_per_second) {}
 
-double LogBudgets::Cost(std::string_view message) {
+double LogBudgets::Cost(std::string_view message, size_t header_bytes) {
   // Printed line by line after headers, controls escaped: a hunt wrote 110 MB/s past a 1 MiB/s
   // budget with messages of 100,000 newlines, and 4x it with control characters, when a
   // message cost its bytes and one header.
   constexpr double kEscapedExtra = 3;  // "\xNN" for one byte
-  double cost = kLineCost + static_cast<double>(message.size());
+  const double line = kLineCost + static_cast<double>(header_bytes);
+  double cost = line + static_cast<double>(message.size());
   for (size_t i = 0; i < message.size(); ++i) {
     const auto c = static_cast<unsigned char>(message[i]);
     if (c == '\n') {
-      cost += kLineCost;
-    } else if (c < 0x20 || c == 0x7f) {
+      cost += line;
+    } else if ((c < 0x20 && c != '\t') || c == 0x7f) {
       cost += kEscapedExtra;
     } else if (c == 0xc2 && i + 1 < message.size() &&
                (static_cast<unsigned char>(message[i + 1]) & 0xe0) == 0x80) {
@@ -50,8 +51,9 @@ LogEntry LogBudgets::Dropped(std::string_view tenant, uint64_t lines, uint64_t b
                                               fmt::format("{}", rate_), ")")};
 }
 
-std::vector<LogEntry> LogBudgets::Pass(std::string_view tenant, std::vector<LogEntry> logs,
-                                       absl::Time now, uint64_t* dropped) {
+std::vector<LogEntry> LogBudgets::Pass(std::string_view tenant, std::string_view function,
+                                       std::vector<LogEntry> logs, absl::Time now,
+                                       uint64_t* dropped) {
   // A rate Validate refuses (the engine does not start with one) limits nothing here.
   if (!(rate_ < std::numeric_limits<double>::infinity() && rate_ >= 0) || logs.empty()) {
     return logs;
@@ -71,7 +73,8 @@ std::vector<LogEntry> LogBudgets::Pass(std::string_view tenant, std::vector<LogE
     budget.bucket = TokenBucket::Create(rate_, std::max(4 * rate_, kLineCost), now).value();
   }
   for (LogEntry& line : logs) {
-    if (cut_lines == 0 && budget.bucket.TryAcquire(now, Cost(line.message))) {
+    if (cut_lines == 0 &&
+        budget.bucket.TryAcquire(now, Cost(line.message, tenant.size() + function.size()))) {
       passed.push_back(std::move(line));
     } else {
       ++cut_lines;

@@ -4,19 +4,22 @@
 // log (5 GB to `txfn serve`'s stderr in 15 s in the 2026-12 hunt).
 //
 // A token bucket per tenant. A console message (one console.* call, a LogEntry) costs about
-// what printing it a line at a time, each line after a header and its control characters
-// escaped as \xNN (as `txfn serve` does), writes: its bytes, 64 for each line in it (a
-// message "\n\n\n..." is as many lines), and 3 more for each byte of a control character (C0,
-// DEL, C1). The burst is 4 seconds' worth (at least one empty message). A delivery's messages
-// pass until one does not fit; that one and the rest of the delivery's are dropped, so what
-// passes of a delivery has no gaps, and a kWarn message saying how many were dropped ends it.
+// what printing it a line at a time, each line after a header naming the tenant, the function
+// and the call, its control characters escaped as \xNN (as `txfn serve` does), writes: its
+// bytes; for each line in it (a message "\n\n\n..." is as many lines) 64 and the tenant's and
+// the function's names; and 3 more for each byte of a control character (C0 but tab, DEL,
+// C1). The burst is 4 seconds' worth (at least one empty message): a message that costs more
+// never passes. A delivery's messages pass until one does not fit; that one and the rest of
+// the delivery's are dropped, so what passes of a delivery has no gaps, and a kWarn message
+// saying how many were dropped ends it.
 // A delivery none of whose messages pass is dropped whole and counted: the tenant's next
 // delivery that passes begins with a kWarn message saying how many were dropped before it. Rate 0:
 // every line is dropped (and counted), and no tenant is kept.
 //
 //   txfn::internal::LogBudgets budgets(1 << 20);
 //   uint64_t dropped = 0;
-//   std::vector<txfn::LogEntry> passed = budgets.Pass("shop", std::move(logs), now, &dropped);
+//   std::vector<txfn::LogEntry> passed =
+//       budgets.Pass("shop", "mail:send", std::move(logs), now, &dropped);
 //   if (!passed.empty()) on_logs(passed);
 //
 // Thread safety: thread-safe.
@@ -41,10 +44,11 @@ namespace txfn::internal {
 
 class LogBudgets {
  public:
-  // What each line of a message costs beside its bytes (a printer's header).
+  // What each line of a message costs beside its bytes and the names in its header.
   static constexpr double kLineCost = 64;
-  // What passing `message` costs (above).
-  [[nodiscard]] static double Cost(std::string_view message);
+  // What passing `message` costs (above), each of its lines after a header of kLineCost +
+  // `header_bytes` (the tenant's and the function's names).
+  [[nodiscard]] static double Cost(std::string_view message, size_t header_bytes = 0);
 
   // OK for a rate >= 0 (infinity: no limit); InvalidArgument naming the option otherwise.
   [[nodiscard]] static absl::Status Validate(double bytes_per_second);
@@ -52,10 +56,12 @@ class LogBudgets {
   // `bytes_per_second` must pass Validate.
   explicit LogBudgets(double bytes_per_second);
 
-  // The lines of `logs` that `tenant`'s budget lets pass at `now`, with the kWarn lines about
-  // what was dropped (above); empty if none passes. Adds the lines it dropped to `*dropped`.
-  [[nodiscard]] std::vector<LogEntry> Pass(std::string_view tenant, std::vector<LogEntry> logs,
-                                           absl::Time now, uint64_t* dropped);
+  // The messages of `logs` (of a call of `function`) that `tenant`'s budget lets pass at `now`,
+  // with the kWarn messages about what was dropped (above); empty if none passes. Adds the
+  // messages it dropped to `*dropped`.
+  [[nodiscard]] std::vector<LogEntry> Pass(std::string_view tenant, std::string_view function,
+                                           std::vector<LogEntry> logs, absl::Time now,
+                                           uint64_t* dropped);
 
   // Tenants with a budget kept (for tests): one with a full bucket and nothing to report is
   // forgotten whenever the count has doubled.

@@ -195,9 +195,11 @@ constexpr const char* kTenantDepths =
 constexpr const char* kFind =
     "SELECT state, due, attempts, reason, dead_at, call FROM txfn_queue_calls WHERE id = ?1";
 // ListCalls pages through every call in id order (the UNIQUE index on id).
+// ?3, ?4: the filter's tenant and function, or '' (the rows are filtered again as decoded).
 constexpr const char* kListPage =
     "SELECT state, due, attempts, reason, dead_at, call, id FROM txfn_queue_calls "
-    "WHERE id > ?1 ORDER BY id LIMIT ?2";
+    "WHERE id > ?1 AND (?3 = '' OR tenant = ?3) AND (?4 = '' OR function = ?4) "
+    "ORDER BY id LIMIT ?2";
 constexpr const char* kBlobPut =
     "INSERT INTO txfn_queue_blobs (key, value) VALUES (?1, ?2) "
     "ON CONFLICT(key) DO UPDATE SET value = excluded.value";
@@ -1335,7 +1337,7 @@ absl::StatusOr<std::vector<QueuedCall>> SqliteQueue::ListCalls(CallId after, siz
     {
       // `from` stays bound (not copied) until the statement is reset.
       TXFN_ASSIGN_OR_RETURN(Db::Stmt sel, db_->Prepare(kListPage));
-      sel.BindBlob(1, from).Bind(2, kPage);
+      sel.BindBlob(1, from).Bind(2, kPage).BindText(3, filter.tenant).BindText(4, filter.function);
       while (out.size() < limit) {
         TXFN_ASSIGN_OR_RETURN(bool row, sel.Step());
         if (!row) break;

@@ -42,49 +42,49 @@ TEST(LogBudgetsTest, ValidateRefusesNegativeAndNaNRatesAndNamesTheOption) {
 TEST(LogBudgetsTest, AnUnlimitedBudgetPassesEverything) {
   LogBudgets budgets(std::numeric_limits<double>::infinity());
   uint64_t dropped = 0;
-  EXPECT_EQ(budgets.Pass("t", Lines(8, 1 << 20), kT0, &dropped), Lines(8, 1 << 20));
+  EXPECT_EQ(budgets.Pass("t", "", Lines(8, 1 << 20), kT0, &dropped), Lines(8, 1 << 20));
   EXPECT_EQ(dropped, 0u);
 }
 
-// A line costs its bytes and 64; the burst is 4 s' worth. With 100 bytes/s (a burst of 400),
-// lines of 36 bytes cost 100: four pass, the fifth and the rest of the delivery are dropped,
-// and a warning ends what passed.
+// A message costs its bytes, 64 and the names in its header (tenant "t": 1 byte); the burst is
+// 4 s' worth. With 100 bytes/s (a burst of 400), messages of 35 bytes cost 100: four pass, the
+// fifth and the rest of the delivery are dropped, and a warning ends what passed.
 TEST(LogBudgetsTest, ADeliveryPassesUntilALineDoesNotFitThenSaysHowManyWereCut) {
   LogBudgets budgets(100);
   uint64_t dropped = 0;
-  std::vector<LogEntry> passed = budgets.Pass("t", Lines(7, 36), kT0, &dropped);
+  std::vector<LogEntry> passed = budgets.Pass("t", "", Lines(7, 35), kT0, &dropped);
   ASSERT_EQ(passed.size(), 5u);
-  std::vector<LogEntry> first_four = Lines(4, 36);
+  std::vector<LogEntry> first_four = Lines(4, 35);
   EXPECT_EQ(std::vector<LogEntry>(passed.begin(), passed.begin() + 4), first_four);
   EXPECT_EQ(passed[4].level, LogLevel::kWarn);
   EXPECT_THAT(passed[4].message,
-              StartsWith("[txfn] 3 console message(s) (108 bytes) more of this call were dropped: "
+              StartsWith("[txfn] 3 console message(s) (105 bytes) more of this call were dropped: "
                          "tenant t is over QueuedCallOptions::log_bytes_per_second_per_tenant "
                          "(100)"));
   EXPECT_EQ(dropped, 3u);
 }
 
 // A delivery none of whose lines fit is dropped whole; the tenant's next delivery that passes
-// begins by saying so. Tokens come back at the rate: 1 s later one 36-byte line fits.
+// begins by saying so. Tokens come back at the rate: 1 s later one 35-byte message fits.
 TEST(LogBudgetsTest, WholeDeliveriesDroppedAreSaidBeforeTheNextThatPasses) {
   LogBudgets budgets(100);
   uint64_t dropped = 0;
-  ASSERT_EQ(budgets.Pass("t", Lines(4, 36), kT0, &dropped).size(), 4u);  // the burst, spent
-  EXPECT_TRUE(budgets.Pass("t", Lines(2, 36), kT0, &dropped).empty());
-  EXPECT_TRUE(budgets.Pass("t", Lines(1, 50), kT0 + absl::Milliseconds(500), &dropped).empty());
+  ASSERT_EQ(budgets.Pass("t", "", Lines(4, 35), kT0, &dropped).size(), 4u);  // the burst, spent
+  EXPECT_TRUE(budgets.Pass("t", "", Lines(2, 35), kT0, &dropped).empty());
+  EXPECT_TRUE(budgets.Pass("t", "", Lines(1, 50), kT0 + absl::Milliseconds(500), &dropped).empty());
   EXPECT_EQ(dropped, 3u);
   std::vector<LogEntry> passed =
-      budgets.Pass("t", Lines(1, 36, "later"), kT0 + absl::Seconds(1), &dropped);
+      budgets.Pass("t", "", Lines(1, 35, "later"), kT0 + absl::Seconds(1), &dropped);
   ASSERT_EQ(passed.size(), 2u);
   EXPECT_EQ(passed[0].level, LogLevel::kWarn);
   EXPECT_THAT(passed[0].message,
-              StartsWith("[txfn] 3 console message(s) (122 bytes) of the tenant's earlier queued "
+              StartsWith("[txfn] 3 console message(s) (120 bytes) of the tenant's earlier queued "
                          "calls were dropped"));
-  EXPECT_EQ(passed[1], Lines(1, 36, "later")[0]);
+  EXPECT_EQ(passed[1], Lines(1, 35, "later")[0]);
   // Said once.
   std::vector<LogEntry> again =
-      budgets.Pass("t", Lines(1, 36, "again"), kT0 + absl::Seconds(2), &dropped);
-  EXPECT_EQ(again, Lines(1, 36, "again"));
+      budgets.Pass("t", "", Lines(1, 35, "again"), kT0 + absl::Seconds(2), &dropped);
+  EXPECT_EQ(again, Lines(1, 35, "again"));
   EXPECT_EQ(dropped, 3u);
 }
 
@@ -97,10 +97,14 @@ TEST(LogBudgetsTest, AMessageCostsItsLinesAndItsEscapedControls) {
   EXPECT_EQ(LogBudgets::Cost("\x01\x1b\x7f"), 64 + 3 + 9);
   EXPECT_EQ(LogBudgets::Cost("\xc2\x85"), 64 + 2 + 6) << "a C1 control, two bytes escaped";
   EXPECT_EQ(LogBudgets::Cost("\xc3\xa9\xe2\x82\xac"), 64 + 5) << "text that is not control";
+  EXPECT_EQ(LogBudgets::Cost("a\tb"), 64 + 3) << "a tab is printed as it is";
+  // The names in each line's header: 10 bytes.
+  EXPECT_EQ(LogBudgets::Cost("a\nb", 10), 74 + 3 + 74);
   LogBudgets budgets(1 << 20);  // a burst of 4 MiB
   uint64_t dropped = 0;
   EXPECT_TRUE(
-      budgets.Pass("t", {LogEntry{.message = std::string(100'000, '\n')}}, kT0, &dropped).empty())
+      budgets.Pass("t", "", {LogEntry{.message = std::string(100'000, '\n')}}, kT0, &dropped)
+          .empty())
       << "6.4 MB printed";
   EXPECT_EQ(dropped, 1u);
 }
@@ -108,8 +112,8 @@ TEST(LogBudgetsTest, AMessageCostsItsLinesAndItsEscapedControls) {
 TEST(LogBudgetsTest, OneTenantsOutputDoesNotSpendAnothersBudget) {
   LogBudgets budgets(100);
   uint64_t dropped = 0;
-  EXPECT_EQ(budgets.Pass("noisy", Lines(100, 36), kT0, &dropped).size(), 5u);
-  EXPECT_EQ(budgets.Pass("quiet", Lines(4, 36), kT0, &dropped), Lines(4, 36));
+  EXPECT_EQ(budgets.Pass("noisy", "", Lines(100, 31), kT0, &dropped).size(), 5u);
+  EXPECT_EQ(budgets.Pass("quiet", "", Lines(4, 31), kT0, &dropped), Lines(4, 31));
   EXPECT_EQ(dropped, 96u);
 }
 
@@ -117,8 +121,8 @@ TEST(LogBudgetsTest, OneTenantsOutputDoesNotSpendAnothersBudget) {
 TEST(LogBudgetsTest, RateZeroPassesNothingAndKeepsNoTenant) {
   LogBudgets budgets(0);
   uint64_t dropped = 0;
-  EXPECT_TRUE(budgets.Pass("t", {LogEntry{}}, kT0, &dropped).empty());
-  EXPECT_TRUE(budgets.Pass("t", Lines(3, 1), kT0 + absl::Hours(1), &dropped).empty());
+  EXPECT_TRUE(budgets.Pass("t", "", {LogEntry{}}, kT0, &dropped).empty());
+  EXPECT_TRUE(budgets.Pass("t", "", Lines(3, 1), kT0 + absl::Hours(1), &dropped).empty());
   EXPECT_EQ(dropped, 4u);
   EXPECT_EQ(budgets.tenants(), 0u);
 }
@@ -128,22 +132,22 @@ TEST(LogBudgetsTest, RateZeroPassesNothingAndKeepsNoTenant) {
 TEST(LogBudgetsTest, IdleTenantsAreForgottenAndOnesWithDropsToReportKept) {
   LogBudgets budgets(100);
   uint64_t dropped = 0;
-  ASSERT_EQ(budgets.Pass("owes", Lines(5, 36), kT0, &dropped).size(), 5u);  // 1 cut, said
-  ASSERT_TRUE(budgets.Pass("owes", Lines(1, 36), kT0, &dropped).empty());   // owed
+  ASSERT_EQ(budgets.Pass("owes", "", Lines(5, 32), kT0, &dropped).size(), 5u);  // 1 cut, said
+  ASSERT_TRUE(budgets.Pass("owes", "", Lines(1, 32), kT0, &dropped).empty());   // owed
   // The 129th tenant passes 128: nothing to forget yet (every bucket was just used).
   for (int i = 0; i < 128; ++i) {
-    ASSERT_EQ(budgets.Pass("t" + std::to_string(i), Lines(1, 0), kT0, &dropped).size(), 1u);
+    ASSERT_EQ(budgets.Pass("t" + std::to_string(i), "", Lines(1, 0), kT0, &dropped).size(), 1u);
   }
   EXPECT_EQ(budgets.tenants(), 129u);
   // 10 s later the t* buckets are full; the 259th tenant passes 2 x 129 and they go.
   const absl::Time later = kT0 + absl::Seconds(10);
   for (int i = 0; i < 130; ++i) {
-    ASSERT_EQ(budgets.Pass("u" + std::to_string(i), Lines(1, 0), later, &dropped).size(), 1u);
+    ASSERT_EQ(budgets.Pass("u" + std::to_string(i), "", Lines(1, 0), later, &dropped).size(), 1u);
   }
   EXPECT_EQ(budgets.tenants(), 131u) << "the 130 recent ones and the one owing a report";
-  std::vector<LogEntry> passed = budgets.Pass("owes", Lines(1, 0), later, &dropped);
+  std::vector<LogEntry> passed = budgets.Pass("owes", "", Lines(1, 0), later, &dropped);
   ASSERT_EQ(passed.size(), 2u);
-  EXPECT_THAT(passed[0].message, HasSubstr("1 console message(s) (36 bytes) of the tenant's"));
+  EXPECT_THAT(passed[0].message, HasSubstr("1 console message(s) (32 bytes) of the tenant's"));
 }
 
 }  // namespace
