@@ -2310,14 +2310,21 @@ TEST_F(EngineQueueTest, AMutationStoppedAtItsWallLimitByAPausedHostIsRetried) {
 // hunt: 47 deliveries in 40 s beside one busy process). Here the wall limit always comes
 // first: two retries, then it is the function's failure.
 TEST_F(EngineQueueTest, AFunctionStoppedAtItsWallLimitIsRetriedOnlyTwice) {
+  // 100 ms of wall time once armed: the deploy before, which runs the modules on the same
+  // isolates, took longer under AddressSanitizer and failed.
   class WallFirst final : public LimitEnforcer {
    public:
     absl::Duration CpuLimit(const std::string&) const override { return absl::Seconds(30); }
-    absl::Duration WallLimit(const std::string&) const override { return absl::Milliseconds(100); }
+    absl::Duration WallLimit(const std::string&) const override {
+      return armed ? absl::Milliseconds(100) : absl::Seconds(30);
+    }
+    std::atomic<bool> armed{false};
   };
+  auto limits = std::make_shared<WallFirst>();
   EngineOptions options = Options();
-  options.scheduler.limits = std::make_shared<WallFirst>();
+  options.scheduler.limits = limits;
   OpenAndDeploy(std::move(options));
+  limits->armed = true;
   absl::StatusOr<CallId> id =
       engine_->Submit("app", "counters:slowBumpRetried",
                       Args({{"name", Value::String("spins")}, {"spin", Value::Float64(1e15)}}));
