@@ -76,6 +76,16 @@ std::optional<Invalid> FindInvalid(const Value& value) {
 
 }  // namespace
 
+size_t TerminalControlAt(std::string_view s, size_t i) {
+  const auto c = static_cast<unsigned char>(s[i]);
+  if ((c < 0x20 && c != '\t') || c == 0x7f) return 1;
+  if (c == 0xC2 && i + 1 < s.size()) {
+    const auto next = static_cast<unsigned char>(s[i + 1]);
+    if (next >= 0x80 && next <= 0x9F) return 2;
+  }
+  return 0;
+}
+
 size_t Utf8Boundary(std::string_view s, size_t n) {
   if (n >= s.size()) return s.size();
   // Step back over continuation bytes to the lead byte at or before n.

@@ -27,6 +27,7 @@
 #include "gtest/gtest.h"
 #include "lib/queued_calls.h"
 #include "queue/queue_test_util.h"
+#include "scan_counting_storage.h"
 #include "sqlite_test_util.h"
 #include "txfn/blob_store.h"
 #include "txfn/call_records.h"
@@ -1396,21 +1397,6 @@ TEST_F(EngineQueueTest, ListCallsRecordsOnlyTheDeadLettersItReports) {
   EXPECT_EQ((*all)[0].id, (*one)[0].id);
 }
 
-// Counts the rows of call records the engine's scans return.
-class CountingRecordScans final : public StorageWrapper {
- public:
-  using StorageWrapper::StorageWrapper;
-  absl::StatusOr<std::vector<IndexEntry>> Scan(std::string_view tenant, IndexId index,
-                                               const KeyRange& range, Timestamp ts, ScanOrder order,
-                                               size_t limit) override {
-    absl::StatusOr<std::vector<IndexEntry>> scanned =
-        StorageWrapper::Scan(tenant, index, range, ts, order, limit);
-    if (index == kCallRecordIndex && scanned.ok()) rows += scanned->size();
-    return scanned;
-  }
-  std::atomic<size_t> rows{0};
-};
-
 // Counts the calls DurableQueue::ListCalls returns.
 class CountingListCalls final : public queue_test::ForwardingQueue {
  public:
@@ -1431,7 +1417,7 @@ class CountingListCalls final : public queue_test::ForwardingQueue {
 // reads about what it returns, not every record (it decoded them all: 1.65 GB to list 2 calls
 // of 830 MB of records in the 2026-12 hunt).
 TEST_F(EngineQueueTest, ListCallsPagesAfterAnIdAndReadsAboutWhatItReturns) {
-  auto records = std::make_shared<CountingRecordScans>(storage_.get());
+  auto records = std::make_shared<testing_util::ScanCountingStorage>(storage_, kCallRecordIndex);
   engine_storage_ = records;
   auto queue = std::make_shared<CountingListCalls>(queue_);
   EngineOptions options = Options();
@@ -1490,11 +1476,11 @@ TEST_F(EngineQueueTest, ListCallsPagesAfterAnIdAndReadsAboutWhatItReturns) {
        {std::optional<CallState>(), std::optional<CallState>(CallState::kPending)}) {
     size_t least = SIZE_MAX;
     for (int i = 0; i < 3; ++i) {
-      const size_t before = records->rows + queue->rows;
+      const size_t before = records->scanned + queue->rows;
       absl::StatusOr<std::vector<CallInfo>> three = engine_->ListCalls("app", state, "", 3);
       ASSERT_TRUE(three.ok()) << three.status();
       ASSERT_EQ(three->size(), 3u);
-      least = std::min(least, records->rows + queue->rows - before);
+      least = std::min(least, records->scanned + queue->rows - before);
     }
     EXPECT_LE(least, 100u) << (state.has_value() ? "pending" : "all");
   }

@@ -10,11 +10,11 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "scan_counting_storage.h"
 #include "txfn/committer.h"
 #include "txfn/in_memory_storage.h"
 #include "txfn/schema.h"
 #include "txfn/snapshot.h"
-#include "txfn/storage_wrapper.h"
 #include "txn_test_util.h"
 
 namespace txfn {
@@ -547,25 +547,12 @@ TEST_F(TransactionTest, IdsOfOneTransactionSortInTheOrderItMadeThem) {
   EXPECT_NE(first_a.substr(13, 13), first_b.substr(13, 13));
 }
 
-// Storage that counts the entries its scans return.
-class ScanCountingStorage final : public StorageWrapper {
- public:
-  using StorageWrapper::StorageWrapper;
-  absl::StatusOr<std::vector<IndexEntry>> Scan(std::string_view tenant, IndexId index,
-                                               const KeyRange& range, Timestamp ts, ScanOrder order,
-                                               size_t limit) override {
-    auto entries = StorageWrapper::Scan(tenant, index, range, ts, order, limit);
-    if (entries.ok()) scanned += entries->size();
-    return entries;
-  }
-  size_t scanned = 0;
-};
-
 // A query reads storage a page at a time, each counted against the read limits before the next
 // is read: a collect() of a table of 1,200 documents of 1 MiB loaded all 1.2 GB before the
 // limits saw the first (and past the CPU limit: the scan is C++).
 TEST_F(TransactionTest, QueriesStopReadingStorageAtTheReadLimits) {
-  auto storage = std::make_shared<ScanCountingStorage>(std::make_shared<InMemoryStorage>());
+  auto storage =
+      std::make_shared<testing_util::ScanCountingStorage>(std::make_shared<InMemoryStorage>());
   std::unique_ptr<Committer> committer = OpenWithSchema(storage, {.clock = clock_.AsFunction()});
   Transaction fill(committer->Latest());
   for (int i = 0; i < 2000; ++i) {
@@ -661,7 +648,8 @@ TEST_F(TransactionTest, PagedQueriesMergeTheTransactionsOwnWrites) {
 // inserts in the range, a query asked storage for 64 + 1,000 entries a page (every stored
 // document they might shadow, whole, before the limits counted one).
 TEST_F(TransactionTest, OwnWritesDoNotWidenAPagesStorageRead) {
-  auto storage = std::make_shared<ScanCountingStorage>(std::make_shared<InMemoryStorage>());
+  auto storage =
+      std::make_shared<testing_util::ScanCountingStorage>(std::make_shared<InMemoryStorage>());
   std::unique_ptr<Committer> committer = OpenWithSchema(storage, {.clock = clock_.AsFunction()});
   Transaction fill(committer->Latest());
   const std::string body(16 << 10, 'x');

@@ -37,6 +37,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "fmt/format.h"
+#include "lib/utf8.h"
 #include "tools/address.h"
 #include "tools/app_dir.h"
 #include "tools/import.h"
@@ -358,17 +359,9 @@ EngineOptions ClientEngineOptions() {
   return options;
 }
 
-// The length of the control character at s[i] (0 if there is none) that could forge terminal
-// output: C0 but tab, DEL, and C1 (U+0080..U+009F, UTF-8 C2 80..C2 9F: U+009B is a CSI to some
-// terminals).
+// The control character at s[i] (internal::TerminalControlAt): its length, or 0.
 size_t ControlAt(absl::string_view s, size_t i) {
-  const auto c = static_cast<unsigned char>(s[i]);
-  if ((c < 0x20 && c != '\t') || c == 0x7f) return 1;
-  if (c == 0xC2 && i + 1 < s.size()) {
-    const auto next = static_cast<unsigned char>(s[i + 1]);
-    if (next >= 0x80 && next <= 0x9F) return 2;
-  }
-  return 0;
+  return internal::TerminalControlAt(std::string_view(s.data(), s.size()), i);
 }
 
 // `text` with its control characters (ControlAt) as \xNN.

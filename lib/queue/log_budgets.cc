@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "fmt/format.h"
+#include "lib/utf8.h"
 #include "txfn/internal/strings.h"
 
 namespace txfn::internal {
@@ -27,16 +28,14 @@ double LogBudgets::Cost(std::string_view message, size_t header_bytes) {
   const double line = kLineCost + static_cast<double>(header_bytes);
   double cost = line + static_cast<double>(message.size());
   for (size_t i = 0; i < message.size(); ++i) {
-    const auto c = static_cast<unsigned char>(message[i]);
-    if (c == '\n') {
+    if (message[i] == '\n') {
       cost += line;
-    } else if ((c < 0x20 && c != '\t') || c == 0x7f) {
-      cost += kEscapedExtra;
-    } else if (c == 0xc2 && i + 1 < message.size() &&
-               (static_cast<unsigned char>(message[i + 1]) & 0xe0) == 0x80) {
-      cost += 2 * kEscapedExtra;  // a C1 control, U+0080..U+009F: two bytes
-      ++i;
+      continue;
     }
+    const size_t control = TerminalControlAt(message, i);  // as the CLI escapes them
+    if (control == 0) continue;
+    cost += kEscapedExtra * static_cast<double>(control);
+    i += control - 1;
   }
   return cost;
 }
@@ -66,7 +65,10 @@ std::vector<LogEntry> LogBudgets::Pass(std::string_view tenant, std::string_view
   uint64_t cut_lines = 0;  // of this delivery
   uint64_t cut_bytes = 0;
   MutexLock lock(&mu_);
-  auto [it, added] = budgets_.try_emplace(std::string(tenant));
+  // Heterogeneous: no copy of a known tenant's name.
+  auto it = budgets_.find(absl::string_view(tenant.data(), tenant.size()));
+  const bool added = it == budgets_.end();
+  if (added) it = budgets_.try_emplace(std::string(tenant)).first;
   Budget& budget = it->second;
   if (added) {
     // Validate passed: Create cannot fail.
