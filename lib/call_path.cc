@@ -396,8 +396,10 @@ struct CallPath::State {
   absl::StatusOr<CommitOutcome> RetryInLanes(
       OpenTenant& tenant, uint64_t call_key, std::string_view what, absl::Time deadline,
       absl::FunctionRef<AttemptResult(int attempt)> attempt) {
+    // A lane's turn is waited for until the deadline only: past it the call would not run,
+    // and its caller's thread (a server's) would be held behind the hot document's backlog.
     internal::LaneSlot slot;
-    slot.Enter(PredictedLane(tenant, call_key));
+    if (!slot.Enter(PredictedLane(tenant, call_key), deadline)) return PastDeadlineInLane(what, 1);
     bool was_serialised = slot.held() != nullptr;
     absl::Cleanup count_serialised = [&] {
       if (was_serialised) serialised.fetch_add(1, std::memory_order_relaxed);
@@ -413,7 +415,7 @@ struct CallPath::State {
       RetryPlan plan = PlanRetry(tenant, call_key, last, slot.held(), budget);
       if (!plan.retry) return RetriesExhausted(what, n, last);
       if (plan.lane != nullptr) {
-        slot.Enter(std::move(plan.lane));
+        if (!slot.Enter(std::move(plan.lane), deadline)) return PastDeadlineInLane(what, n + 1);
         was_serialised = true;
       } else if (slot.held() == nullptr) {
         backoff.Sleep(deadline);  // the next attempt fails at once past it
@@ -457,9 +459,18 @@ struct CallPath::State {
   // No run of a mutation starts past its deadline (a retry after a conflict included).
   static absl::Status CheckDeadline(std::string_view function, absl::Time deadline, int attempt) {
     if (deadline == absl::InfiniteFuture() || absl::Now() < deadline) return absl::OkStatus();
+    return PastDeadline(function, attempt, "");
+  }
+  // `attempt` is the run that would have come next.
+  static absl::Status PastDeadline(std::string_view function, int attempt, std::string_view where) {
     return absl::DeadlineExceededError(internal::StrCat(
-        "mutation ", function, " passed its deadline",
+        "mutation ", function, " passed its deadline", where,
         attempt > 1 ? internal::StrCat(" after ", attempt - 1, " conflicting runs") : ""));
+  }
+  static absl::Status PastDeadlineInLane(std::string_view function, int attempt) {
+    return PastDeadline(
+        function, attempt,
+        " waiting for its turn behind other calls on the documents it contends for");
   }
 
   absl::Status SubmitMutation(const std::shared_ptr<AsyncMutation>& call) {

@@ -3,6 +3,7 @@
 
 #include <utility>
 
+#include "absl/algorithm/container.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/hash/hash.h"
 
@@ -66,16 +67,23 @@ struct Lane::Waiter {
   bool granted = false;
 };
 
-void Lane::Acquire() {
+bool Lane::Acquire(absl::Time deadline) {
   MutexLock lock(&mu_);
   if (!held_ && waiters_.empty()) {
     held_ = true;
-    return;
+    return true;
   }
   Waiter me(&mu_);
   waiters_.push_back(Queued{.blocked = &me});
   // Release hands the turn over (held_ stays true) and wakes only us.
-  me.turn.Wait([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return me.granted; });
+  if (me.turn.WaitWithDeadline(deadline,
+                               [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return me.granted; })) {
+    return true;
+  }
+  // Not granted (that happens under mu_, which we hold): still queued. Someone holds the turn
+  // (waiters are queued only behind a holder), so leaving changes nothing else.
+  waiters_.erase(absl::c_find_if(waiters_, [&](const Queued& q) { return q.blocked == &me; }));
+  return false;
 }
 
 bool Lane::AcquireOrQueue(std::function<void()> on_turn) {
@@ -114,11 +122,12 @@ size_t Lane::occupants() const {
   return (held_ ? 1 : 0) + waiters_.size();
 }
 
-void LaneSlot::Enter(std::shared_ptr<Lane> lane) {
-  if (lane == nullptr || lane == lane_) return;
+bool LaneSlot::Enter(std::shared_ptr<Lane> lane, absl::Time deadline) {
+  if (lane == nullptr || lane == lane_) return true;
   Leave();
-  lane->Acquire();
+  if (!lane->Acquire(deadline)) return false;
   lane_ = std::move(lane);
+  return true;
 }
 
 void LaneSlot::Leave() {

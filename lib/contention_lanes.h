@@ -51,7 +51,10 @@ class Lane {
   Lane(const Lane&) = delete;
   Lane& operator=(const Lane&) = delete;
 
-  void Acquire();  // waits for this caller's turn
+  // Waits for this caller's turn; true once it has it. False if `deadline` came first: then
+  // the caller left the queue and holds nothing (a call past its deadline does not run, so
+  // waiting on would only hold its thread).
+  [[nodiscard]] bool Acquire(absl::Time deadline = absl::InfiniteFuture());
   // Without waiting: takes the turn and returns true if nobody holds or waits
   // for it; otherwise queues `on_turn` and returns false. `on_turn` runs
   // when it is the caller's turn, on the thread whose Release handed it over
@@ -115,9 +118,11 @@ class LaneSlot {
   LaneSlot& operator=(const LaneSlot&) = delete;
   ~LaneSlot() { Leave(); }
 
-  // Waits for `lane`'s turn, leaving the lane held before (if another).
-  // Null leaves nothing and enters nothing.
-  void Enter(std::shared_ptr<Lane> lane);
+  // Waits for `lane`'s turn, leaving the lane held before (if another); true once it holds
+  // it. False if `deadline` came first (it then holds no lane). Null leaves nothing and
+  // enters nothing (true).
+  [[nodiscard]] bool Enter(std::shared_ptr<Lane> lane,
+                           absl::Time deadline = absl::InfiniteFuture());
   void Leave();
   [[nodiscard]] const Lane* held() const { return lane_.get(); }
 

@@ -142,6 +142,10 @@ void AppendEngineMetrics(Engine& engine, MetricsText* out) {
   count("txfn_isolates_created_total", "Isolates created.", s.scheduler.isolates_created);
   count("txfn_requests_rejected_total", "Requests the isolate scheduler refused.",
         s.scheduler.rejected);
+  count("txfn_requests_given_up_total",
+        "Requests dropped unrun from the isolate scheduler's queue: their callers' deadlines "
+        "passed.",
+        s.scheduler.given_up);
   out->Gauge("txfn_isolates_live", "Isolates alive now.", s.scheduler.live_isolates);
   out->Gauge("txfn_isolates_busy", "Isolates running a request now.", s.scheduler.busy_isolates);
   out->Gauge("txfn_scheduler_queue_length", "Requests waiting for an isolate.",

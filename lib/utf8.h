@@ -23,7 +23,7 @@ size_t Utf8Boundary(std::string_view s, size_t n);
 // The length of the control character at s[i] (0 if there is none) that could forge terminal
 // output if printed as is: C0 but tab (newline included), DEL, and C1 (U+0080..U+009F, UTF-8
 // C2 80..C2 9F: U+009B is a CSI to some terminals). Printers escape these; the console budgets
-// charge for escaping them. i < s.size().
+// charge for escaping them (a newline: as the start of another line). i < s.size().
 size_t TerminalControlAt(std::string_view s, size_t i);
 
 // OK if every string and object key in `value` is valid UTF-8. Otherwise InvalidArgument:

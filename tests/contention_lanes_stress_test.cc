@@ -33,10 +33,10 @@ TEST(ContentionLanesStressTest, TurnsAreExclusiveWhileCallsSwitchLanesAndPredict
         const int range = static_cast<int>(rng() % kRanges);
         const uint64_t key = rng() % 32;
         LaneSlot slot;
-        slot.Enter(lanes.Predicted(key, absl::Now()));  // maybe another range's lane
-        slot.Enter(lanes.OnConflict(
+        EXPECT_TRUE(slot.Enter(lanes.Predicted(key, absl::Now())));  // maybe another range's lane
+        EXPECT_TRUE(slot.Enter(lanes.OnConflict(
             key, ReadRange{.index = 1, .range = KeyRange::Point("r" + std::to_string(range))},
-            absl::Now()));
+            absl::Now())));
         if (inside[range].fetch_add(1) != 0) overlaps.fetch_add(1);
         ++counters[range];
         inside[range].fetch_sub(1);
@@ -60,7 +60,7 @@ TEST(ContentionLanesStressTest, OneLaneIsAMutualExclusion) {
     threads.emplace_back([&] {
       for (int i = 0; i < 5000; ++i) {
         LaneSlot slot;
-        slot.Enter(lane);
+        EXPECT_TRUE(slot.Enter(lane));
         ++counter;
       }
     });
@@ -68,6 +68,48 @@ TEST(ContentionLanesStressTest, OneLaneIsAMutualExclusion) {
   for (std::thread& t : threads) t.join();
   EXPECT_EQ(counter, 8 * 5000);
   EXPECT_EQ(lane->occupants(), 0u);
+}
+
+// Callers that give up at their deadlines leave the queue under the others: the turn stays a
+// mutual exclusion, every caller that was not given up on gets a turn, and nothing is left
+// queued or held.
+TEST(ContentionLanesStressTest, WaitersGivingUpAtTheirDeadlinesLeaveTheTurnsExclusive) {
+  auto lane = std::make_shared<Lane>();
+  int64_t counter = 0;  // touched only inside a turn
+  std::atomic<int64_t> turns{0};
+  std::atomic<int64_t> gave_up{0};
+  constexpr int kThreads = 8;
+  constexpr int kCalls = 1500;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      std::mt19937 rng(t);
+      for (int i = 0; i < kCalls; ++i) {
+        // Half wait for ever; the rest give up within 50 us (a sixth of them have already passed
+        // theirs).
+        const absl::Time deadline =
+            rng() % 2 == 0 ? absl::InfiniteFuture()
+                           : absl::Now() + absl::Microseconds(static_cast<int>(rng() % 60) - 10);
+        LaneSlot slot;
+        if (!slot.Enter(lane, deadline)) {
+          EXPECT_EQ(slot.held(), nullptr);
+          EXPECT_NE(deadline, absl::InfiniteFuture());
+          gave_up.fetch_add(1);
+          continue;
+        }
+        ++counter;
+        turns.fetch_add(1);
+        if (i % 8 == 0) std::this_thread::yield();  // hold the turn a little: queues form
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(counter, turns.load());
+  EXPECT_EQ(turns.load() + gave_up.load(), int64_t{kThreads} * kCalls);
+  EXPECT_EQ(lane->occupants(), 0u);
+  // The other way round works too: a lane given up on is free for the next caller at once.
+  LaneSlot after;
+  EXPECT_TRUE(after.Enter(lane, absl::InfinitePast()));
 }
 
 }  // namespace

@@ -43,7 +43,7 @@ TEST(ContentionLanesTest, APredictionLapsesUnlessItsLaneIsBusy) {
   // While a call holds the lane, a prediction is extended as it is used.
   (void)lanes.OnConflict(7, Point("doc"), kT0);
   LaneSlot holder;
-  holder.Enter(lane);
+  EXPECT_TRUE(holder.Enter(lane));
   EXPECT_EQ(lanes.Predicted(7, kT0 + absl::Milliseconds(900)), lane);
   EXPECT_EQ(lanes.Predicted(7, kT0 + absl::Milliseconds(1800)), lane);
   holder.Leave();
@@ -54,7 +54,7 @@ TEST(ContentionLanesTest, APredictionLapsesUnlessItsLaneIsBusy) {
 TEST(ContentionLanesTest, BothMapsStayWithinTheirBoundAndHeldLanesSurvive) {
   ContentionLanes lanes(absl::Seconds(1), /*max_entries=*/64);
   LaneSlot holder;
-  holder.Enter(lanes.OnConflict(0, Point("held"), kT0));
+  EXPECT_TRUE(holder.Enter(lanes.OnConflict(0, Point("held"), kT0)));
   for (uint64_t key = 1; key < 10'000; ++key) {
     (void)lanes.OnConflict(key, Point("doc" + std::to_string(key)), kT0);
     ASSERT_LE(lanes.keys(), 64u);
@@ -71,16 +71,16 @@ TEST(ContentionLanesTest, ASlotHoldsOneLaneAtATime) {
   std::shared_ptr<Lane> a = lanes.OnConflict(1, Point("a"), kT0);
   std::shared_ptr<Lane> b = lanes.OnConflict(2, Point("b"), kT0);
   LaneSlot slot;
-  slot.Enter(nullptr);
+  EXPECT_TRUE(slot.Enter(nullptr));
   EXPECT_EQ(slot.held(), nullptr);
-  slot.Enter(a);
-  slot.Enter(a);  // already there: no self-deadlock
+  EXPECT_TRUE(slot.Enter(a));
+  EXPECT_TRUE(slot.Enter(a));  // already there: no self-deadlock
   EXPECT_EQ(a->occupants(), 1u);
-  slot.Enter(b);  // leaves a first
+  EXPECT_TRUE(slot.Enter(b));  // leaves a first
   EXPECT_EQ(a->occupants(), 0u);
   EXPECT_EQ(b->occupants(), 1u);
   LaneSlot other;
-  other.Enter(a);  // free: does not wait
+  EXPECT_TRUE(other.Enter(a));  // free: does not wait
   EXPECT_EQ(other.held(), a.get());
 }
 
@@ -88,13 +88,13 @@ TEST(ContentionLanesTest, ASlotHoldsOneLaneAtATime) {
 TEST(ContentionLanesTest, TurnsAreTakenInArrivalOrder) {
   auto lane = std::make_shared<Lane>();
   LaneSlot first;
-  first.Enter(lane);
+  EXPECT_TRUE(first.Enter(lane));
   std::vector<int> order;
   std::vector<std::thread> waiters;
   for (int i = 0; i < 6; ++i) {
     waiters.emplace_back([&, i] {
       LaneSlot slot;
-      slot.Enter(lane);
+      EXPECT_TRUE(slot.Enter(lane));
       order.push_back(i);  // inside the turn: exclusive
     });
     // The next waiter starts only once this one holds its ticket.
@@ -118,7 +118,7 @@ TEST(ContentionLanesTest, QueuedCallbacksTakeTheirTurnsInOrderWithBlockedCallers
     second_holds = true;
   }));
   std::thread blocked([&] {
-    lane.Acquire();
+    EXPECT_TRUE(lane.Acquire());
     order.push_back("blocked");
     lane.Release();
   });
@@ -134,6 +134,42 @@ TEST(ContentionLanesTest, QueuedCallbacksTakeTheirTurnsInOrderWithBlockedCallers
   EXPECT_EQ(lane.occupants(), 1u);  // "queued 2" holds it
   lane.Release();
   EXPECT_EQ(lane.occupants(), 0u);
+}
+
+// A caller waiting for a turn gives up at its deadline: it leaves the queue without holding
+// anything, and the turn passes over it to the callers behind it. A free turn is taken even
+// past the deadline (the caller checks its deadline itself; taking a free turn holds nobody).
+TEST(ContentionLanesTest, AWaiterGivesUpAtItsDeadlineAndTheTurnPassesOverIt) {
+  auto lane = std::make_shared<Lane>();
+  LaneSlot holder;
+  ASSERT_TRUE(holder.Enter(lane, absl::InfinitePast()));  // free: taken
+  std::vector<std::string> order;
+  std::thread patient([&] {
+    LaneSlot slot;
+    EXPECT_TRUE(slot.Enter(lane));
+    order.push_back("patient");
+  });
+  while (lane->occupants() < 2) std::this_thread::yield();
+  LaneSlot late;
+  EXPECT_FALSE(late.Enter(lane, absl::Now() - absl::Milliseconds(1)));  // already past
+  EXPECT_EQ(late.held(), nullptr);
+  const absl::Time start = absl::Now();
+  LaneSlot hurried;
+  EXPECT_FALSE(hurried.Enter(lane, start + absl::Milliseconds(30)));
+  EXPECT_GE(absl::Now(), start + absl::Milliseconds(30));
+  EXPECT_EQ(hurried.held(), nullptr);
+  EXPECT_EQ(lane->occupants(), 2u) << "the holder and the patient waiter";
+  std::thread behind([&] {
+    LaneSlot slot;
+    EXPECT_TRUE(slot.Enter(lane, absl::Now() + absl::Hours(1)));
+    order.push_back("behind");
+  });
+  while (lane->occupants() < 3) std::this_thread::yield();
+  holder.Leave();
+  patient.join();
+  behind.join();
+  EXPECT_EQ(order, (std::vector<std::string>{"patient", "behind"}));
+  EXPECT_EQ(lane->occupants(), 0u);
 }
 
 }  // namespace

@@ -2,17 +2,20 @@
 // values, determinism, isolation, adversarial JS and every error case.
 #include "txfn/function_runner.h"
 
+#include <atomic>
 #include <cmath>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "lib/v8/runner_core.h"
@@ -1183,6 +1186,48 @@ TEST_P(FunctionRunnerTest, RunStopsAtItsDeadlineWithDeadlineExceeded) {
                                                       .args = Obj({{"n", I64(1)}}),
                                                       .deadline = absl::Now() + absl::Seconds(30)});
   EXPECT_TRUE(after.status.ok()) << after.status;
+}
+
+// A run queued behind its tenant's others is answered at its deadline, not when its turn comes:
+// a server's thread is not held past the client's deadline. Left behind, it does nothing.
+TEST_P(FunctionRunnerTest, ARunQueuedPastItsDeadlineIsAnsweredAtItsDeadline) {
+  class LongLimits final : public LimitEnforcer {
+   public:
+    absl::Duration CpuLimit(const std::string&) const override { return absl::Seconds(30); }
+  };
+  Deploy({{"spin.js", R"JS(import { query } from "txfn/server";
+    export const spin = query(() => { for (;;) {} });)JS"}});
+  auto scheduler = IsolateScheduler::Create({.workers = 1,
+                                             .max_in_flight_per_tenant = 4,
+                                             .limits = std::make_shared<LongLimits>(),
+                                             .customizer = Customizer()});
+  ASSERT_TRUE(scheduler.ok()) << scheduler.status();
+  auto shared = std::shared_ptr<IsolateScheduler>(*std::move(scheduler));
+  FunctionRunner runner(shared);
+  // The only worker spins until its deadline, 3 s away.
+  std::atomic<bool> spin_ended{false};
+  std::thread spinner([&] {
+    RunResult r = runner.Run(committer_->Latest(),
+                             {.function = "spin:spin", .deadline = absl::Now() + absl::Seconds(3)});
+    EXPECT_EQ(r.status.code(), absl::StatusCode::kDeadlineExceeded) << r.status;
+    spin_ended = true;
+  });
+  while (shared->stats().busy_isolates == 0) absl::SleepFor(absl::Milliseconds(1));
+  RunResult queued =
+      runner.Run(committer_->Latest(), {.function = "messages:takeN",
+                                        .args = Obj({{"n", I64(1)}}),
+                                        .deadline = absl::Now() + absl::Milliseconds(200)});
+  EXPECT_FALSE(spin_ended) << "answered only when its turn came";
+  EXPECT_EQ(queued.status.code(), absl::StatusCode::kDeadlineExceeded) << queued.status;
+  EXPECT_THAT(queued.status.message(), HasSubstr("function messages:takeN passed its deadline"));
+  spinner.join();
+  // It was dropped from the queue once the worker was free, unrun. The next run of the tenant
+  // is served as usual.
+  RunResult after = runner.Run(committer_->Latest(),
+                               {.function = "messages:takeN", .args = Obj({{"n", I64(1)}})});
+  EXPECT_TRUE(after.status.ok()) << after.status;
+  EXPECT_EQ(shared->stats().terminated_deadline, 1u) << "the spin only";
+  EXPECT_EQ(shared->stats().given_up, 1u) << "dropped from the queue, never handed an isolate";
 }
 
 // txfn's own V8 platform turns WebAssembly off (see platform.cc).

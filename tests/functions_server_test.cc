@@ -422,12 +422,20 @@ struct PendingCall {
   absl::Time ended;
 };
 
+// The call's outcome: gRPC's status, or the engine's status in an answered reply.
+absl::StatusCode CodeOf(const PendingCall& call) {
+  if (!call.status.ok()) return static_cast<absl::StatusCode>(call.status.error_code());
+  return remote_internal::FromProto(call.reply).status().code();
+}
+
 std::unique_ptr<PendingCall> StartQuery(v1::Functions::Stub& stub, const std::string& key,
                                         const std::string& function, const Value& args,
                                         absl::Duration timeout, bool mutation = false) {
   auto call = std::make_unique<PendingCall>();
   call->context.AddMetadata(remote_internal::kApiKeyHeader, key);
-  call->context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  if (timeout != absl::InfiniteDuration()) {  // else none: a client that sets no deadline
+    call->context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  }
   call->request.set_tenant("a");
   call->request.set_function(function);
   wire_internal::ToProtoBytes(args, call->request.mutable_args());
@@ -574,6 +582,9 @@ TEST_F(FunctionsServerTest, CallsPastMaxThreadsAreRefusedAtOnce) {
   for (int i = 0; i < 12; ++i) {
     calls.push_back(StartQuery(*stub, "key-a", "notes:spin", Value(), absl::Seconds(2)));
   }
+  // Counted with no cap too (the gauge read 0 with 180 calls under way).
+  for (int i = 0; i < 300 && CallsUnderWay() == 0; ++i) absl::SleepFor(absl::Milliseconds(5));
+  EXPECT_GT(CallsUnderWay(), 0);
   // Admitted calls spin until a limit stops them (1 s of CPU, or the deadline for those queued
   // behind the one worker).
   int refused = 0, admitted = 0;
@@ -595,6 +606,53 @@ TEST_F(FunctionsServerTest, CallsPastMaxThreadsAreRefusedAtOnce) {
   // The server serves again once its threads are free.
   absl::Status served = CountOnceServed(*Client("key-b"), "b");
   EXPECT_TRUE(served.ok()) << served;
+}
+
+// A call queued in the engine behind its tenant's running call (one worker) is answered at its
+// deadline: it does not hold a gRPC thread, nor count against its tenant's cap, until its turn.
+TEST_F(FunctionsServerTest, ACallQueuedBehindItsTenantLetsGoOfItsThreadAtItsDeadline) {
+  auto stub = RawStub();
+  // Spins until its CPU limit (1 s) stops it.
+  auto spin = StartQuery(*stub, "key-a", "notes:spin", Value(), absl::Seconds(10));
+  for (int i = 0; i < 300 && CallsUnderWay() < 1; ++i) absl::SleepFor(absl::Milliseconds(5));
+  ASSERT_EQ(CallsUnderWay(), 1);
+  auto queued = StartQuery(*stub, "key-a", "notes:count", Value(), absl::Milliseconds(200));
+  queued->done.WaitForNotification();
+  EXPECT_EQ(CodeOf(*queued), absl::StatusCode::kDeadlineExceeded);
+  // The server let it go too (the client's deadline alone ends it on the client's side).
+  for (int i = 0; i < 200 && CallsUnderWay() > 1 && !spin->done.HasBeenNotified(); ++i) {
+    absl::SleepFor(absl::Milliseconds(2));
+  }
+  EXPECT_EQ(CallsUnderWay(), 1);
+  EXPECT_FALSE(spin->done.HasBeenNotified()) << "the queued call was let go only after the spin";
+  spin->done.WaitForNotification();
+  EXPECT_EQ(CodeOf(*spin), absl::StatusCode::kResourceExhausted) << "its CPU limit";
+}
+
+// A call's deadline is max_call_duration after its arrival when the client sets none, or a
+// later one: no call holds its thread (or keeps Shutdown waiting) for longer.
+TEST_F(FunctionsServerTest, NoCallTakesLongerThanMaxCallDuration) {
+  FunctionsServerOptions options = Options();
+  options.max_call_duration = absl::Milliseconds(300);
+  ASSERT_NO_FATAL_FAILURE(StartServer(std::move(options)));
+  auto stub = RawStub();
+  for (const absl::Duration client_timeout : {absl::InfiniteDuration(), absl::Seconds(20)}) {
+    auto spin = StartQuery(*stub, "key-a", "notes:spin", Value(), client_timeout);
+    spin->done.WaitForNotification();
+    ASSERT_TRUE(spin->status.ok()) << spin->status.error_message();
+    absl::Status answered = remote_internal::FromProto(spin->reply).status();
+    EXPECT_EQ(answered.code(), absl::StatusCode::kDeadlineExceeded)
+        << answered << " (not its 1 s CPU limit)";
+    EXPECT_THAT(std::string(answered.message()), HasSubstr("notes:spin passed its deadline"));
+  }
+  // A client's earlier deadline still comes first.
+  auto early = StartQuery(*stub, "key-a", "notes:spin", Value(), absl::Milliseconds(100));
+  early->done.WaitForNotification();
+  EXPECT_EQ(CodeOf(*early), absl::StatusCode::kDeadlineExceeded);
+  // A quick call is served as before (with the default cap: under a sanitizer, a fresh context
+  // after the stopped spins may take a good part of 300 ms).
+  ASSERT_NO_FATAL_FAILURE(StartServer(Options()));
+  EXPECT_TRUE(admin_->Query("a", "notes:count", Value()).ok());
 }
 
 // Shutdown lets every call whose handler runs answer with its outcome, and refuses the others
@@ -668,6 +726,13 @@ TEST(FunctionsServerOptionsTest, DuplicateOrEmptyKeysAreInvalidArgument) {
   largest_cap.max_threads = 32;
   largest_cap.max_calls_per_tenant = 30;
   EXPECT_TRUE(FunctionsServer::Start(**engine, largest_cap).ok());
+  for (const absl::Duration bad : {absl::ZeroDuration(), absl::Seconds(-1)}) {
+    FunctionsServerOptions no_time;
+    no_time.max_call_duration = bad;
+    refused = FunctionsServer::Start(**engine, no_time);
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(std::string(refused.status().message()), HasSubstr("max_call_duration"));
+  }
   // A key of tenant "" would look among every tenant's calls, as the admin key does.
   FunctionsServerOptions nameless;
   nameless.tenant_keys = {{"", {"k"}}};

@@ -284,6 +284,71 @@ TEST(IsolatePoolPolicyTest, TenantCapCountsQueuedAndRunning) {
   EXPECT_TRUE(pool.Submit("a", 5).ok());
 }
 
+// A queued request whose caller gave up on it is dropped unrun: its places in the queue and in
+// its tenant's in-flight count free up (a Submit at the cap looks first), and no worker is
+// handed it. One already handed out runs on.
+TEST(IsolatePoolPolicyTest, AQueuedRequestGivenUpIsDroppedUnrun) {
+  Pool pool({.max_isolates = 1, .queue_capacity = 3, .max_in_flight_per_tenant = 2});
+  bool first_given_up = false, second_given_up = false;  // read under the pool's lock
+  ASSERT_TRUE(pool.Submit("a", 1, [&] { return first_given_up; }).ok());
+  Assignment running = Take(pool);
+  ASSERT_TRUE(pool.Submit("a", 2, [&] { return second_given_up; }).ok());
+  EXPECT_TRUE(absl::IsResourceExhausted(pool.Submit("a", 3)));
+  first_given_up = true;  // handed out: no effect
+  second_given_up = true;
+  ASSERT_TRUE(pool.Submit("a", 3).ok()) << "the given-up request's place is free";
+  EXPECT_EQ(pool.stats().given_up, 1u);
+  EXPECT_EQ(pool.InFlight("a"), 2);
+  Done(pool, running);
+  Assignment next = Take(pool);
+  EXPECT_EQ(next.request, 3) << "2 was never handed out";
+  Done(pool, next);
+  // Found by a worker's search too.
+  bool third_given_up = false;
+  ASSERT_TRUE(pool.Submit("b", 4, [&] { return third_given_up; }).ok());
+  third_given_up = true;
+  EXPECT_FALSE(pool.TryAcquire().has_value());
+  EXPECT_EQ(pool.stats().given_up, 2u);
+  EXPECT_EQ(pool.stats().queue_length, 0u);
+  EXPECT_EQ(pool.InFlight("b"), 0);
+  EXPECT_TRUE(pool.stats().in_flight.empty());
+}
+
+// A dropped request is destroyed outside the pool's lock: its destructor may call the pool
+// (a work item's captures may lead back to the scheduler). Under the lock this deadlocks.
+TEST(IsolatePoolPolicyTest, ADroppedRequestIsDestroyedOutsideThePoolsLock) {
+  struct CallsBack;
+  using ProbePool = IsolatePool<std::shared_ptr<CallsBack>, FakeIsolate>;
+  struct CallsBack {
+    ProbePool* pool = nullptr;
+    bool* destroyed = nullptr;
+    ~CallsBack() {
+      (void)pool->stats();  // takes the pool's lock
+      *destroyed = true;
+    }
+  };
+  ProbePool pool({.max_isolates = 1, .queue_capacity = 1, .max_in_flight_per_tenant = 1});
+  for (const bool by_submit : {true, false}) {
+    bool destroyed = false;
+    bool given_up = false;
+    auto probe = std::make_shared<CallsBack>();
+    probe->pool = &pool;
+    probe->destroyed = &destroyed;
+    ASSERT_TRUE(pool.Submit("a", std::move(probe), [&] { return given_up; }).ok());
+    given_up = true;
+    if (by_submit) {
+      ASSERT_TRUE(pool.Submit("b", nullptr).ok()) << "the queue's one place is free";
+      EXPECT_TRUE(destroyed);
+      std::optional<ProbePool::Assignment> b = pool.TryAcquire();
+      ASSERT_TRUE(b.has_value());
+      (void)pool.Release(b->isolate_id, nullptr);
+    } else {
+      EXPECT_FALSE(pool.TryAcquire().has_value());
+      EXPECT_TRUE(destroyed);
+    }
+  }
+}
+
 TEST(IsolatePoolPolicyTest, ShutdownDrainsTheQueueThenStops) {
   Pool pool({.max_isolates = 2, .queue_capacity = 8, .max_in_flight_per_tenant = 4});
   ASSERT_TRUE(pool.Submit("a", 1).ok());

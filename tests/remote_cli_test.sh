@@ -117,6 +117,10 @@ check serve-cap-needs-listen 2 'serve: --max_calls_per_tenant goes with --listen
 check serve-cap-takes-every-thread 1 'max_calls_per_tenant is 9; 0 \(no cap\) or up to max_threads - 2 \(8\)' \
   "$txfn" --db="$db" serve --quiet --listen=0 --api_keys="$tmp/keys" --max_threads=10 \
   --max_calls_per_tenant=9
+check serve-call-time-not-positive 1 '--max_call_seconds is -1; it must be at least 1e-9' \
+  "$txfn" --db="$db" serve --quiet --listen=0 --api_keys="$tmp/keys" --max_call_seconds=-1
+check serve-call-time-needs-listen 2 'serve: --max_call_seconds goes with --listen' \
+  "$txfn" --db="$db" serve --quiet --max_call_seconds=5
 
 # On a unix socket: its path is printed (gRPC reports port 1 for it), and a client reaches it.
 "$txfn" --db="$db" serve --quiet --listen="unix:$tmp/api.sock" --api_keys="$tmp/keys" \

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "absl/random/random.h"
+#include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "lib/remote/grpc_util.h"
@@ -609,10 +610,23 @@ TEST_F(RemoteRunnerTest, ARunStopsAtItsDeadlineOnTheRunner) {
   EXPECT_TRUE(stats.runners[0].healthy);
   EXPECT_EQ(stats.runners[0].failures, 0u);
 
-  // Passed already: not even sent.
+  // Passed already: not even sent (Run does not hand it over; RunAsync's answer says so).
   const uint64_t runs = servers_[0]->stats().runs;
   r = remote_->Run(*snapshot, RunRequest{.function = "bank:total",
                                          .deadline = absl::Now() - absl::Milliseconds(1)});
+  EXPECT_EQ(r.status.code(), absl::StatusCode::kDeadlineExceeded) << r.status;
+  EXPECT_THAT(std::string(r.status.message()), HasSubstr("before it started"));
+  absl::Notification answered;
+  ASSERT_TRUE(remote_
+                  ->RunAsync(*snapshot,
+                             RunRequest{.function = "bank:total",
+                                        .deadline = absl::Now() - absl::Milliseconds(1)},
+                             [&](RunResult result) {
+                               r = std::move(result);
+                               answered.Notify();
+                             })
+                  .ok());
+  answered.WaitForNotification();
   EXPECT_EQ(r.status.code(), absl::StatusCode::kDeadlineExceeded) << r.status;
   EXPECT_THAT(std::string(r.status.message()), HasSubstr("before it was sent"));
   EXPECT_EQ(servers_[0]->stats().runs, runs);

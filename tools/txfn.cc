@@ -100,6 +100,9 @@ ABSL_FLAG(int32_t, max_threads, 256,
 ABSL_FLAG(int32_t, max_calls_per_tenant, 64,
           "serve --listen: a tenant key's calls under way at once per tenant (0: no cap; else "
           "below --max_threads - 1); past it RESOURCE_EXHAUSTED.");
+ABSL_FLAG(double, max_call_seconds, 60,
+          "serve --listen: the longest a query or mutation may take from its arrival (the "
+          "client's deadline if earlier; inf: the client's only); then DEADLINE_EXCEEDED.");
 ABSL_FLAG(std::string, metrics, "",
           "serve: Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9464).");
 ABSL_FLAG(bool, quiet, false, "serve: no status line.");
@@ -275,6 +278,9 @@ flags:
                   threads (a poller and the calls under way), and a tenant
                   key's calls under way at once per tenant (0: no cap); past
                   either a call is refused RESOURCE_EXHAUSTED
+  --max_call_seconds=S (60)  serve --listen: the longest a query or mutation
+                  may take from its arrival (the client's deadline if earlier;
+                  inf: the client's deadline only)
   --metrics=HOST:PORT  serve: Prometheus metrics at http://HOST:PORT/metrics
   --runners=[HOST:]PORT,...  run, serve: run queries and mutations on these
                   txfn-runner processes (started with the same --db); the
@@ -827,9 +833,10 @@ std::string StatusLine(Engine& engine, const std::string& db) {
 
 #ifdef TXFN_TOOLS_REMOTE
 static_assert(FunctionsServerOptions::kDefaultMaxThreads == 256 &&
-                  FunctionsServerOptions::kDefaultMaxCallsPerTenant == 64,
-              "serve's --max_threads and --max_calls_per_tenant defaults (and --help) are the "
-              "options'");
+                  FunctionsServerOptions::kDefaultMaxCallsPerTenant == 64 &&
+                  FunctionsServerOptions::kDefaultMaxCallDuration == absl::Seconds(60),
+              "serve's --max_threads, --max_calls_per_tenant and --max_call_seconds defaults (and "
+              "--help) are the options'");
 
 // serve --api_keys: lines "admin KEY" (one) or "tenant NAME KEY", words separated by spaces or
 // tabs; blank lines and "#..." skipped; CRLF line ends and a UTF-8 byte order mark are fine.
@@ -906,6 +913,13 @@ int Serve(const sigset_t& stop_signals) {
     options->listen = listen;
     options->max_threads = absl::GetFlag(FLAGS_max_threads);
     options->max_calls_per_tenant = absl::GetFlag(FLAGS_max_calls_per_tenant);
+    const double call_seconds = absl::GetFlag(FLAGS_max_call_seconds);
+    // NaN included; and a positive value too small for a Duration (1e-10 is 0).
+    if (!(call_seconds > 0) || absl::Seconds(call_seconds) <= absl::ZeroDuration()) {
+      return Fail(absl::InvalidArgumentError(fmt::format(
+          "--max_call_seconds is {}; it must be at least 1e-9 (a nanosecond)", call_seconds)));
+    }
+    options->max_call_duration = absl::Seconds(call_seconds);
     absl::StatusOr<std::unique_ptr<FunctionsServer>> started =
         FunctionsServer::Start(engine, *std::move(options));
     if (!started.ok()) return Fail(started.status());
@@ -1273,8 +1287,8 @@ constexpr Command kCommands[] = {
     {"import", 0, 1, true, false, "tenant table remap_ids"},
     {"backup", 1, 1, false, false, ""},
     {"serve", 0, 0, false, false,
-     "create quiet status_every logs listen api_keys max_threads max_calls_per_tenant metrics "
-     "runners"},
+     "create quiet status_every logs listen api_keys max_threads max_calls_per_tenant "
+     "max_call_seconds metrics runners"},
     {"submit", 1, 2, true, true, "tenant delay_ms deadline_ms criticality quota key client"},
     {"calls", 0, 0, true, false, "tenant status function limit after"},
     {"call", 1, 1, false, true, "tenant"},
@@ -1316,7 +1330,8 @@ std::string CheckFlagsApply(const Command& command, const std::vector<std::strin
         readers.empty() ? "" : fmt::format(" (it is for {})", absl::StrJoin(readers, ", ")));
   }
   if (command.name == "serve" && absl::GetFlag(FLAGS_listen).empty()) {
-    for (const char* name : {"api_keys", "max_threads", "max_calls_per_tenant"}) {
+    for (const char* name :
+         {"api_keys", "max_threads", "max_calls_per_tenant", "max_call_seconds"}) {
       if (absl::c_linear_search(given, name)) {
         return fmt::format("serve: --{} goes with --listen", name);
       }

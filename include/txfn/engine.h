@@ -49,13 +49,17 @@
 // (QueryOptions / MutationOptions::deadline; txfn serve uses the client's
 // gRPC deadline): each run gets it as RunRequest::deadline — stopped there
 // with DeadlineExceeded, locally or on a remote runner — and no mutation run
-// (a conflict retry included) starts after it. A queued call's deadline
-// (CallOptions::deadline) is another thing: the time by which it should have
-// run, on the engine's injected clock, enforced by the scheduler (a call not
-// started by then is dead-lettered). Its runs get no RunRequest::deadline: a
-// call that started in time runs to completion under its time limits, and
-// being cut off near its deadline would only turn a late success into a
-// failure that is retried or dead-lettered anyway.
+// (a conflict retry included) starts after it. A blocking call waiting at its
+// deadline (for an isolate, behind its tenant's other calls; or for its turn
+// behind other calls on a contended document) is answered DeadlineExceeded
+// there, and runs nothing later (a run under way is stopped at the deadline,
+// a commit under way is waited for); an async call (QueryAsync,
+// MutationAsync) is answered when its turn comes, finding its deadline passed. A queued call's
+// deadline (CallOptions::deadline) is another thing: the time by which it should have run, on the
+// engine's injected clock, enforced by the scheduler (a call not started by then is dead-lettered).
+// Its runs get no RunRequest::deadline: a call that started in time runs to completion under its
+// time limits, and being cut off near its deadline would only turn a late success into a failure
+// that is retried or dead-lettered anyway.
 //
 // Version retention. Every retention_interval a background thread drops, for
 // every tenant, the versions no snapshot taken in the last version_retention

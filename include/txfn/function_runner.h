@@ -193,6 +193,7 @@
 #ifndef TXFN_FUNCTION_RUNNER_H_
 #define TXFN_FUNCTION_RUNNER_H_
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -287,6 +288,32 @@ inline constexpr std::string_view kKindMismatchTypeUrl = "type.txfn.dev/txfn.Kin
 [[nodiscard]] absl::Status KindMismatchError(std::string_view function, FunctionKind declared,
                                              FunctionKind called);
 
+// Decides, once, between a run starting and its caller giving up on it (FunctionExecutor::Run
+// at the request's deadline, when the run has not begun): exactly one of them wins.
+// Thread-safe.
+class RunStartGate {
+ public:
+  // For the executor: true if the run may begin (again true for a later attempt of it); false
+  // if the caller gave up first: then run nothing, and touch none of the request's callbacks
+  // (check_scheduled may point at what its caller no longer holds).
+  [[nodiscard]] bool Begin() {
+    int expected = kWaiting;
+    return state_.compare_exchange_strong(expected, kBegun) || expected == kBegun;
+  }
+  // For the caller: true if it gave up before the run began (no run will begin); false if the
+  // run has begun (it answers by the deadline itself).
+  [[nodiscard]] bool GiveUp() {
+    int expected = kWaiting;
+    return state_.compare_exchange_strong(expected, kGivenUp) || expected == kGivenUp;
+  }
+  // Whether the caller gave up (for a scheduler to drop the run unstarted).
+  [[nodiscard]] bool given_up() const { return state_.load() == kGivenUp; }
+
+ private:
+  static constexpr int kWaiting = 0, kBegun = 1, kGivenUp = 2;
+  std::atomic<int> state_{kWaiting};
+};
+
 struct RunRequest {
   std::string function;  // "path/to/module:exportName"
   Value args;            // an object; null means {}
@@ -312,6 +339,12 @@ struct RunRequest {
   // runner (which enforces it there too) and never retries past it. Wall-clock time
   // (absl::Now), not an injected clock: it bounds real waiting.
   absl::Time deadline = absl::InfiniteFuture();
+  // Set by FunctionExecutor::Run for a request with a deadline (null otherwise). An executor
+  // that runs the request in this process calls start_gate->Begin() as the run starts, on
+  // the thread that runs it, and runs nothing if it says no (FunctionRunner does); one that
+  // sends it elsewhere and answers by the deadline itself calls Begin() when it takes the
+  // request (RemoteRunner does). Until Begin, Run gives up at the deadline and returns.
+  std::shared_ptr<RunStartGate> start_gate;
   // kAction: what its ctx reaches (null: ctx.runQuery and the others fail
   // with FailedPrecondition). An action runs against a read-only transaction
   // (for its modules only: its ctx has no db), its Date.now() is the real
@@ -400,7 +433,11 @@ class FunctionExecutor {
     return RunAsync(std::move(snapshot), request, done);
   }
   // RunAsync, then waits for `done`: every executor blocks the same way, so this is not
-  // virtual. Every failure, a refusal included, is in RunResult::status. Must not be called
+  // virtual. Every failure, a refusal included, is in RunResult::status. A request past its
+  // deadline is not run (DeadlineExceeded). One that has not begun by its deadline (queued
+  // behind its tenant's other runs) is given up there (RunRequest::start_gate): DeadlineExceeded
+  // at once, and it runs nothing when its turn comes; one that began is waited for (it is
+  // stopped at its deadline). Must not be called
   // from a thread the executor needs to finish the run (e.g. inside another run's `done`).
   RunResult Run(std::shared_ptr<const Snapshot> snapshot, RunRequest request);
 };

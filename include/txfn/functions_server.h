@@ -24,8 +24,11 @@
 // The admin key's calls are not counted against tenants: an operator can deploy a fix to, or
 // cancel the calls of, a tenant at its cap.
 //
-// A Query's or Mutation's gRPC deadline (the client's timeout) becomes the call's deadline
-// (QueryOptions / MutationOptions::deadline): its runs stop there, also on remote runners.
+// A Query's or Mutation's gRPC deadline (the client's timeout), or max_call_duration after
+// its arrival if that comes first, becomes the call's deadline (QueryOptions /
+// MutationOptions::deadline): its runs stop there, also on remote runners, and one still
+// waiting in the engine (for its tenant's turn, or behind others on a contended document) is
+// answered DEADLINE_EXCEEDED there, unrun.
 //
 // Thread safety: every method may be called from any thread. The engine must outlive the
 // server.
@@ -61,6 +64,13 @@ struct FunctionsServerOptions {
   // cannot take every thread.
   static constexpr int kDefaultMaxCallsPerTenant = 64;
   int max_calls_per_tenant = kDefaultMaxCallsPerTenant;
+  // The longest a Query or Mutation may take from its arrival: its deadline is the client's
+  // or this, whichever comes first (a client that sets no deadline gets this one). Its runs,
+  // and its waits for a turn, end there; a commit under way is waited for. So a call does not
+  // hold its thread, nor keep Shutdown waiting, much past it. (Deploy, Submit, GetCall and
+  // CancelCall take no deadline.) Positive; InfiniteDuration: the client's deadline only.
+  static constexpr absl::Duration kDefaultMaxCallDuration = absl::Minutes(1);
+  absl::Duration max_call_duration = kDefaultMaxCallDuration;
   // Refused keys (warn) and the engine's internal errors (error) go here; null: nowhere.
   LogSink log = StderrLogSink();
 };
@@ -68,9 +78,9 @@ struct FunctionsServerOptions {
 class FunctionsServer {
  public:
   // InvalidArgument: max_threads under 2, max_calls_per_tenant negative or not below
-  // max_threads - 1, an empty tenant key, a key given to two tenants (or to a tenant and as
-  // the admin key), or `listen` not HOST:PORT with a port from 0 to 65535. Unavailable:
-  // `listen` cannot be bound (a port another process listens on included).
+  // max_threads - 1, max_call_duration not positive, an empty tenant key, a key given to two
+  // tenants (or to a tenant and as the admin key), or `listen` not HOST:PORT with a port from 0 to
+  // 65535. Unavailable: `listen` cannot be bound (a port another process listens on included).
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<FunctionsServer>> Start(
       Engine& engine, FunctionsServerOptions options);
   ~FunctionsServer();  // Shutdown(ZeroDuration) if not done
@@ -80,15 +90,15 @@ class FunctionsServer {
   int port() const;
   // Latency histograms per method (txfn_rpc_seconds{method=...}) and refused calls
   // (txfn_rpc_refused_total{code=...}: unauthenticated, permission_denied, tenant_busy), and
-  // the calls counted against their tenants' caps now (txfn_rpc_calls_under_way).
+  // the tenant keys' calls under way now, as max_calls_per_tenant counts them (with no cap
+  // too) (txfn_rpc_calls_under_way).
   void AppendMetrics(MetricsText* out) const;
   // Stops taking calls: one that arrives from now on is refused UNAVAILABLE ("the server is
   // stopping"; nothing of it ran). Waits until every call whose handler runs has answered
-  // with its outcome, however long that takes (each is bounded by its deadline and the
-  // function limits): a mutation that commits is never answered UNAVAILABLE, which a client
-  // may take for "retry". Then lets gRPC send what is left for up to `grace` (at least 1 s:
-  // answers are sent after their handlers return), and cancels it.
-  // Blocks until done; thread-safe.
+  // with its outcome (a Query or Mutation about by its deadline, at most max_call_duration): a
+  // mutation that commits is never answered UNAVAILABLE, which a client may take for "retry". Then
+  // lets gRPC send what is left for up to `grace` (at least 1 s: answers are sent after their
+  // handlers return), and cancels it. Blocks until done; thread-safe.
   void Shutdown(absl::Duration grace);
 
  private:

@@ -81,6 +81,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -245,10 +246,12 @@ struct IsolateSchedulerStats {
   uint64_t waited_for_tenant_cap = 0;   // requests that waited at max_running_per_tenant
   uint64_t rejected_queue_full = 0;     // of rejected
   uint64_t rejected_tenant_cap = 0;     // of rejected
-  uint64_t terminated_cpu = 0;          // requests stopped at their CPU limit
-  uint64_t terminated_wall = 0;         // requests stopped at their wall-clock limit
-  uint64_t terminated_deadline = 0;     // requests stopped at their caller's deadline (StopAt)
-  uint64_t terminated_heap = 0;         // requests stopped at their isolate's heap limit
+  // Queued requests dropped unrun: their callers gave up on them (SubmitUnlessGivenUp).
+  uint64_t given_up = 0;
+  uint64_t terminated_cpu = 0;       // requests stopped at their CPU limit
+  uint64_t terminated_wall = 0;      // requests stopped at their wall-clock limit
+  uint64_t terminated_deadline = 0;  // requests stopped at their caller's deadline (StopAt)
+  uint64_t terminated_heap = 0;      // requests stopped at their isolate's heap limit
   uint64_t abandoned = 0;  // stopped requests that did not return in time (see abandon_grace)
   int live_isolates = 0;
   int busy_isolates = 0;
@@ -278,6 +281,17 @@ class IsolateScheduler {
   // `work` runs exactly once on a worker thread. `work` must not block on
   // another request of this scheduler (it could be queued behind it).
   [[nodiscard]] virtual absl::Status Submit(std::string tenant, Work work) = 0;
+  // Submit for work its caller may give up on while it waits (FunctionExecutor::Run at its
+  // deadline): once `given_up()` is true (it is called under the scheduler's lock: keep it
+  // to an atomic load), work still queued is dropped, never run (destroyed on a thread that
+  // found it; stats().given_up counts it), freeing its place in the queue and in its tenant's
+  // in-flight count. Work that started runs on. This default, for schedulers that do not
+  // drop, is Submit (the work must then check for itself).
+  [[nodiscard]] virtual absl::Status SubmitUnlessGivenUp(std::string tenant, Work work,
+                                                         std::function<bool()> given_up) {
+    (void)given_up;
+    return Submit(std::move(tenant), std::move(work));
+  }
 
   // In-flight (queued or running) requests of `tenant`.
   virtual int InFlight(const std::string& tenant) const = 0;

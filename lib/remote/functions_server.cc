@@ -62,16 +62,17 @@ class TenantCalls {
     calls_.erase(it);
   }
   // Counts `call` against `tenant` (once per call); false, counting nothing, when the tenant
-  // has its cap of calls under way.
+  // has its cap of calls under way. With no cap (0) calls are counted all the same, for the
+  // gauge (it read 0 with 180 calls under way).
   bool Admit(const grpc::ServerContextBase* call, const std::string& tenant) {
-    if (max_per_tenant_ == 0 || tenant.empty()) return true;
+    if (tenant.empty()) return true;
     internal::MutexLock lock(&mu_);
     auto it = calls_.find(call);
     // Every call has its CallEnds (gRPC makes interceptors before the handler runs); a call
     // counted once already is not counted again.
     if (it == calls_.end() || !it->second.tenant.empty()) return true;
     int& under_way = under_way_[tenant];  // >= 1 if present: ReleaseLocked erases at 0
-    if (under_way >= max_per_tenant_) return false;
+    if (max_per_tenant_ != 0 && under_way >= max_per_tenant_) return false;
     ++under_way;
     it->second.tenant = tenant;
     return true;
@@ -156,6 +157,12 @@ class FunctionsServer::Impl final : public v1::Functions::Service {
                  "; 0 (no cap) or up to max_threads - 2 (", options_.max_threads - 2,
                  "), so that one tenant cannot take every thread"));
     }
+    if (!(options_.max_call_duration > absl::ZeroDuration())) {
+      return absl::InvalidArgumentError(
+          StrCat("FunctionsServer: max_call_duration is ",
+                 absl::FormatDuration(options_.max_call_duration),
+                 "; it must be positive (InfiniteDuration: the client's deadline only)"));
+    }
     for (const auto& [tenant, keys] : options_.tenant_keys) {
       if (tenant.empty()) {
         return absl::InvalidArgumentError(
@@ -221,8 +228,8 @@ class FunctionsServer::Impl final : public v1::Functions::Service {
     out->Counter("txfn_rpc_refused_total", kRefusedHelp, static_cast<double>(tenant_busy_.load()),
                  {{"code", "tenant_busy"}});
     out->Gauge("txfn_rpc_calls_under_way",
-               "Calls counted against their tenants' max_calls_per_tenant (from the key's "
-               "check until the answer is sent or the call cancelled).",
+               "Calls of tenant keys under way, as max_calls_per_tenant counts them (from the "
+               "key's check until the answer is sent or the call cancelled; with no cap too).",
                tenant_calls_.Counted());
   }
 
@@ -504,7 +511,8 @@ class FunctionsServer::Impl final : public v1::Functions::Service {
     // the client's deadline itself, a commit that ended in its last milliseconds reached the
     // client after its own timer had said DEADLINE_EXCEEDED (8 of 33 calls in the remote
     // hunt). A slower network can still lose the race: retry with the idempotency key.
-    absl::Time deadline = remote_internal::DeadlineOf(context->raw_deadline());
+    absl::Time deadline = std::min(remote_internal::DeadlineOf(context->raw_deadline()),
+                                   absl::Now() + options_.max_call_duration);
     if (deadline != absl::InfiniteFuture()) {
       deadline -= std::min(absl::Milliseconds(50),
                            std::max(deadline - absl::Now(), absl::ZeroDuration()) / 10);

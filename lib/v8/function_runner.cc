@@ -104,6 +104,23 @@ RunResult FunctionExecutor::Run(std::shared_ptr<const Snapshot> snapshot, RunReq
     bool done ABSL_GUARDED_BY(mu) = false;
     RunResult result ABSL_GUARDED_BY(mu);
   };
+  auto not_started = [](std::string_view function) {
+    RunResult late;
+    late.status = absl::DeadlineExceededError(
+        internal::StrCat("function ", function, " passed its deadline before it started"));
+    return late;
+  };
+  const absl::Time deadline = request.deadline;
+  if (deadline != absl::InfiniteFuture() && absl::Now() >= deadline) {
+    return not_started(request.function);
+  }
+  std::string function;  // for the answer if it is given up (`request` is moved below)
+  std::shared_ptr<RunStartGate> gate;
+  if (deadline != absl::InfiniteFuture()) {
+    function = request.function;
+    gate = std::make_shared<RunStartGate>();
+    request.start_gate = gate;
+  }
   auto waiter = std::make_shared<Waiter>();
   absl::Status started =
       RunAsync(std::move(snapshot), std::move(request), [waiter](RunResult result) {
@@ -117,8 +134,15 @@ RunResult FunctionExecutor::Run(std::shared_ptr<const Snapshot> snapshot, RunReq
     refused.status = std::move(started);
     return refused;
   }
+  // A request queued behind its tenant's others would hold this thread (a server's) until its
+  // turn, only to find its deadline passed: it is given up at the deadline instead, unless it
+  // began (then it is stopped at the deadline, and answers).
   internal::MutexLock lock(&waiter->mu);
-  waiter->cv.Wait([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(waiter->mu) { return waiter->done; });
+  auto done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(waiter->mu) { return waiter->done; };
+  if (!waiter->cv.WaitWithDeadline(deadline, done)) {
+    if (gate->GiveUp()) return not_started(function);
+    waiter->cv.Wait(done);
+  }
   return std::move(waiter->result);
 }
 
@@ -128,16 +152,18 @@ absl::Status FunctionRunner::RunAsync(std::shared_ptr<const Snapshot> snapshot, 
   // The work item keeps the core alive even if the runner goes away first.
   auto item = std::make_shared<RunRequest>(std::move(request));
   auto answer = std::make_shared<AnswerOnce<RunResult>>(std::move(done));
-  return scheduler_->Submit(std::move(tenant), [core = core_, snapshot = std::move(snapshot), item,
-                                                answer](IsolateLease& lease) {
+  IsolateScheduler::Work work = [core = core_, snapshot = std::move(snapshot), item,
+                                 answer](IsolateLease& lease) {
     lease.OnAbandon([answer, item](const std::string& limit) {
       RunResult result;
       result.status = AbandonedStatus(internal::StrCat("function ", item->function), limit);
       (*answer)(std::move(result));
     });
     auto result = std::make_shared<RunResult>();
-    if (item->deadline != absl::InfiniteFuture() && absl::Now() >= item->deadline) {
-      // It waited in the queue past its caller's deadline: nobody wants its result.
+    // Its caller gave up at its deadline (FunctionExecutor::Run), or it waited in the queue
+    // past its deadline: nobody wants its result. (Begin first: it then runs or is given up.)
+    const bool given_up = item->start_gate != nullptr && !item->start_gate->Begin();
+    if (given_up || (item->deadline != absl::InfiniteFuture() && absl::Now() >= item->deadline)) {
       result->status = absl::DeadlineExceededError(
           internal::StrCat("function ", item->function, " passed its deadline before it started"));
     } else {
@@ -148,7 +174,12 @@ absl::Status FunctionRunner::RunAsync(std::shared_ptr<const Snapshot> snapshot, 
     // Deliver once the isolate is idle again, so the caller's next request of
     // this tenant can reuse it and is not counted against the tenant's cap.
     lease.RunAfterRelease([answer, result] { (*answer)(std::move(*result)); });
-  });
+  };
+  if (item->start_gate == nullptr) return scheduler_->Submit(std::move(tenant), std::move(work));
+  // Dropped unrun if still queued when its caller gives up (the work checks too: a scheduler
+  // may run it regardless).
+  return scheduler_->SubmitUnlessGivenUp(std::move(tenant), std::move(work),
+                                         [gate = item->start_gate] { return gate->given_up(); });
 }
 
 absl::Status FunctionRunner::CheckModules(std::shared_ptr<const Snapshot> snapshot) {

@@ -274,6 +274,12 @@ class IsolateSchedulerImpl final : public IsolateScheduler {
     return pool_.Submit(std::move(tenant), std::move(work));
   }
 
+  absl::Status SubmitUnlessGivenUp(std::string tenant, Work work,
+                                   std::function<bool()> given_up) override {
+    if (!work) return absl::InvalidArgumentError("IsolateScheduler::Submit: empty work item");
+    return pool_.Submit(std::move(tenant), std::move(work), std::move(given_up));
+  }
+
   int InFlight(const std::string& tenant) const override { return pool_.InFlight(tenant); }
 
   int DisposeIdleIsolatesOf(const std::string& tenant) override {
@@ -295,6 +301,7 @@ class IsolateSchedulerImpl final : public IsolateScheduler {
         .waited_for_tenant_cap = p.waited_for_tenant_cap,
         .rejected_queue_full = p.rejected_queue_full,
         .rejected_tenant_cap = p.rejected_tenant_cap,
+        .given_up = p.given_up,
         .terminated_cpu = terminated_cpu_.load(std::memory_order_relaxed),
         .terminated_wall = terminated_wall_.load(std::memory_order_relaxed),
         .terminated_deadline = terminated_deadline_.load(std::memory_order_relaxed),

@@ -34,6 +34,11 @@
 // queue_capacity requests, or when the tenant already has
 // max_in_flight_per_tenant requests queued or running.
 //
+// Given up: a request submitted with a `given_up` predicate (its caller stopped waiting at
+// its deadline) is dropped, never handed out, once the predicate says so: checked as the
+// queue is searched and before a Submit would be refused. Dropped requests are destroyed
+// outside the pool's lock, by the Acquire or Submit that found them.
+//
 //   IsolatePool<Work, Holder> pool({.max_isolates = 8, .queue_capacity = 1024,
 //                                   .max_in_flight_per_tenant = 2});
 //   RETURN_IF_ERROR(pool.Submit("shop", work));          // any thread
@@ -62,6 +67,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -103,6 +109,7 @@ struct IsolatePoolStats {
   uint64_t waited_for_tenant_cap = 0;  // requests passed over at max_running_per_tenant
   uint64_t rejected_queue_full = 0;
   uint64_t rejected_tenant_cap = 0;
+  uint64_t given_up = 0;  // queued requests dropped because their callers gave up on them
   size_t queue_length = 0;
   int live_isolates = 0;  // idle + busy
   int busy_isolates = 0;
@@ -131,10 +138,18 @@ class IsolatePool {
 
   // Queues `request`. ResourceExhausted naming the queue or the tenant cap when
   // it cannot be admitted, FailedPrecondition after Shutdown; the request is
-  // then dropped.
-  [[nodiscard]] absl::Status Submit(std::string tenant, Request request) {
+  // then dropped. `given_up` (may be null), called under the pool's lock: true once the
+  // request's caller no longer wants it run (it is then dropped if still queued).
+  [[nodiscard]] absl::Status Submit(std::string tenant, Request request,
+                                    std::function<bool()> given_up = nullptr) {
+    std::vector<Request> dropped;  // destroyed after the lock is released
     MutexLock lock(&mu_);
     if (shutdown_) return absl::FailedPreconditionError("isolate scheduler is shutting down");
+    if (auto f = in_flight_.find(ToAbsl(tenant));
+        queue_.size() >= options_.queue_capacity ||
+        (f != in_flight_.end() && f->second >= options_.max_in_flight_per_tenant)) {
+      DropGivenUpLocked(&dropped);  // their places are free
+    }
     if (queue_.size() >= options_.queue_capacity) {
       ++stats_.rejected_queue_full;
       return absl::ResourceExhaustedError(
@@ -148,7 +163,10 @@ class IsolatePool {
                                                  options_.max_in_flight_per_tenant, ")"));
     }
     ++in_flight;
-    queue_.push_back(Pending{std::move(tenant), std::move(request), Clock::now()});
+    queue_.push_back(Pending{.tenant = std::move(tenant),
+                             .request = std::move(request),
+                             .given_up = std::move(given_up),
+                             .queued_at = Clock::now()});
     ChangedLocked();
     return absl::OkStatus();
   }
@@ -156,8 +174,10 @@ class IsolatePool {
   // Blocks until a queued request can be served and returns it, or returns
   // nullopt once Shutdown was called and the queue is empty.
   [[nodiscard]] std::optional<Assignment> Acquire() {
+    std::vector<Request> dropped;  // destroyed after the lock is released
     MutexLock lock(&mu_);
     while (true) {
+      DropGivenUpLocked(&dropped);
       std::optional<Clock::time_point> retry_at;
       if (std::optional<size_t> i = FindServableLocked(&retry_at)) return AssignLocked(*i);
       if (shutdown_ && queue_.empty()) return std::nullopt;
@@ -175,7 +195,9 @@ class IsolatePool {
 
   // Non-blocking Acquire: nullopt when no queued request can be served now.
   [[nodiscard]] std::optional<Assignment> TryAcquire() {
+    std::vector<Request> dropped;  // destroyed after the lock is released
     MutexLock lock(&mu_);
+    DropGivenUpLocked(&dropped);
     std::optional<Clock::time_point> retry_at;
     std::optional<size_t> i = FindServableLocked(&retry_at);
     if (!i) return std::nullopt;
@@ -289,6 +311,7 @@ class IsolatePool {
   struct Pending {
     std::string tenant;
     Request request;
+    std::function<bool()> given_up;  // null: never
     Clock::time_point queued_at;
     bool passed_over = false;      // counted in waited_for_own
     bool passed_over_cap = false;  // counted in waited_for_tenant_cap
@@ -316,6 +339,21 @@ class IsolatePool {
   void ChangedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     ++changes_;
     cv_.SignalAll();
+  }
+
+  // Moves the queued requests whose callers gave up on them to *dropped, freeing their
+  // places in the queue and their tenants' in-flight counts.
+  void DropGivenUpLocked(std::vector<Request>* dropped) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const size_t before = queue_.size();
+    std::erase_if(queue_, [&](Pending& p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      if (p.given_up == nullptr || !p.given_up()) return false;
+      dropped->push_back(std::move(p.request));
+      auto f = in_flight_.find(ToAbsl(p.tenant));
+      if (f != in_flight_.end() && --f->second <= 0) in_flight_.erase(f);
+      ++stats_.given_up;
+      return true;
+    });
+    if (queue_.size() != before) ChangedLocked();
   }
 
   // The first queued request the policy serves now, if any. Sets *retry_at

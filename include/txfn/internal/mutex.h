@@ -33,11 +33,13 @@
 
 #include <pthread.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 
 namespace txfn::internal {
@@ -158,6 +160,21 @@ class CondVar {
     bool result = cv_.wait_for(lock, absl::ToChronoNanoseconds(timeout), done);
     lock.release();
     return result;
+  }
+
+  // Like Wait, but gives up at `deadline` (wall clock; InfiniteFuture: never). Returns done().
+  template <typename Predicate>
+  bool WaitWithDeadline(absl::Time deadline, Predicate done) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    if (deadline == absl::InfiniteFuture()) {
+      Wait(done);
+      return true;
+    }
+    // In steps of at most an hour: a far deadline must not overflow the clock's arithmetic.
+    for (absl::Duration left = deadline - absl::Now(); !done() && left > absl::ZeroDuration();
+         left = deadline - absl::Now()) {
+      WaitWithTimeout(std::min(left, absl::Hours(1)), done);
+    }
+    return done();
   }
 
   void Signal() { cv_.notify_one(); }
