@@ -106,6 +106,20 @@ class FunctionRunnerTest : public ::testing::TestWithParam<std::tuple<TestSnapsh
     Deploy({{"messages.js", kMessages}});
   }
 
+  // Deploys spin.js (spin:spin never returns) and makes a scheduler with one worker (a
+  // tenant's requests queue behind each other) under `limits` (null: the defaults).
+  std::shared_ptr<IsolateScheduler> DeploySpinOnOneWorker(
+      std::shared_ptr<const LimitEnforcer> limits = nullptr) {
+    Deploy({{"spin.js", R"JS(import { query } from "txfn/server";
+      export const spin = query(() => { for (;;) {} });)JS"}});
+    auto scheduler = IsolateScheduler::Create({.workers = 1,
+                                               .max_in_flight_per_tenant = 4,
+                                               .limits = std::move(limits),
+                                               .customizer = Customizer()});
+    EXPECT_TRUE(scheduler.ok()) << scheduler.status();
+    return scheduler.ok() ? std::shared_ptr<IsolateScheduler>(*std::move(scheduler)) : nullptr;
+  }
+
   void Deploy(const std::map<std::string, std::string>& modules, Committer* committer = nullptr) {
     if (committer == nullptr) committer = committer_.get();
     Transaction txn(committer->Latest());
@@ -1132,14 +1146,10 @@ TEST_P(FunctionRunnerTest, SchedulerCpuLimitBecomesResourceExhausted) {
     absl::Duration CpuLimit(const std::string&) const override { return absl::Milliseconds(300); }
     absl::Duration WallLimit(const std::string&) const override { return absl::Seconds(60); }
   };
-  Deploy({{"spin.js", R"JS(import { query } from "txfn/server";
-    export const spin = query(() => { for (;;) {} });)JS"}});
-  auto scheduler = IsolateScheduler::Create({.workers = 1,
-                                             .max_in_flight_per_tenant = 4,
-                                             .limits = std::make_shared<TightLimits>(),
-                                             .customizer = Customizer()});
-  ASSERT_TRUE(scheduler.ok()) << scheduler.status();
-  FunctionRunner runner(std::shared_ptr<IsolateScheduler>(*std::move(scheduler)));
+  std::shared_ptr<IsolateScheduler> scheduler =
+      DeploySpinOnOneWorker(std::make_shared<TightLimits>());
+  ASSERT_NE(scheduler, nullptr);
+  FunctionRunner runner(scheduler);
   RunResult r = runner.Run(committer_->Latest(), {.function = "spin:spin"});
   EXPECT_EQ(r.status.code(), absl::StatusCode::kResourceExhausted) << r.status;
   EXPECT_THAT(r.status.message(), HasSubstr("cpu"));
@@ -1151,12 +1161,8 @@ TEST_P(FunctionRunnerTest, SchedulerCpuLimitBecomesResourceExhausted) {
 // The caller's deadline stops a run like a wall-clock limit that comes first, and says so
 // with its own code: the function did nothing wrong.
 TEST_P(FunctionRunnerTest, RunStopsAtItsDeadlineWithDeadlineExceeded) {
-  Deploy({{"spin.js", R"JS(import { query } from "txfn/server";
-    export const spin = query(() => { for (;;) {} });)JS"}});
-  auto scheduler = IsolateScheduler::Create(
-      {.workers = 1, .max_in_flight_per_tenant = 4, .customizer = Customizer()});
-  ASSERT_TRUE(scheduler.ok()) << scheduler.status();
-  auto shared = std::shared_ptr<IsolateScheduler>(*std::move(scheduler));
+  std::shared_ptr<IsolateScheduler> shared = DeploySpinOnOneWorker();
+  ASSERT_NE(shared, nullptr);
   FunctionRunner runner(shared);
 
   // In the near future: the spin (1 s of CPU allowed) is stopped at the deadline.
@@ -1195,14 +1201,8 @@ TEST_P(FunctionRunnerTest, ARunQueuedPastItsDeadlineIsAnsweredAtItsDeadline) {
    public:
     absl::Duration CpuLimit(const std::string&) const override { return absl::Seconds(30); }
   };
-  Deploy({{"spin.js", R"JS(import { query } from "txfn/server";
-    export const spin = query(() => { for (;;) {} });)JS"}});
-  auto scheduler = IsolateScheduler::Create({.workers = 1,
-                                             .max_in_flight_per_tenant = 4,
-                                             .limits = std::make_shared<LongLimits>(),
-                                             .customizer = Customizer()});
-  ASSERT_TRUE(scheduler.ok()) << scheduler.status();
-  auto shared = std::shared_ptr<IsolateScheduler>(*std::move(scheduler));
+  std::shared_ptr<IsolateScheduler> shared = DeploySpinOnOneWorker(std::make_shared<LongLimits>());
+  ASSERT_NE(shared, nullptr);
   FunctionRunner runner(shared);
   // The only worker spins until its deadline, 3 s away.
   std::atomic<bool> spin_ended{false};
@@ -1368,6 +1368,66 @@ TEST_P(FunctionRunnerTest, GuardsIgnoreTenantReplacedGlobals) {
 // The runner's IsolateCustomizer is what gives a scheduler's isolates its
 // startup snapshot (the scheduler itself knows nothing of the runner); the
 // PlainIsolate runs above show the runner works on isolates made without it.
+// The gate decides once between a run beginning and its caller giving up; giving up is only
+// possible on a run its executor said it queued.
+TEST(RunStartGateTest, ARunBeginsOrIsGivenUpExactlyOnce) {
+  RunStartGate never_queued;
+  EXPECT_FALSE(never_queued.GiveUp()) << "an executor that does not queue is waited for";
+  EXPECT_TRUE(never_queued.Begin());
+  RunStartGate given_up;
+  given_up.Queued();
+  EXPECT_TRUE(given_up.GiveUp());
+  EXPECT_TRUE(given_up.given_up());
+  EXPECT_FALSE(given_up.Begin());
+  EXPECT_TRUE(given_up.GiveUp()) << "asked again, the same answer";
+  RunStartGate begun;
+  begun.Queued();
+  EXPECT_TRUE(begun.Begin());
+  EXPECT_TRUE(begun.Begin()) << "a later attempt of the run";
+  begun.Queued();  // does not undo the beginning
+  EXPECT_FALSE(begun.GiveUp());
+  EXPECT_FALSE(begun.given_up());
+  for (int i = 0; i < 500; ++i) {  // racing: exactly one wins
+    RunStartGate gate;
+    gate.Queued();
+    std::atomic<int> winners{0};
+    std::thread run([&] { winners += gate.Begin() ? 1 : 0; });
+    winners += gate.GiveUp() ? 1 : 0;
+    run.join();
+    ASSERT_EQ(winners.load(), 1);
+  }
+}
+
+// An executor that does not use the gate (it may run the request whenever it likes) is waited
+// for past the deadline: Run does not return while the request could still be run, and reach
+// callbacks that point at what its caller holds.
+TEST(FunctionExecutorTest, AnExecutorThatDoesNotQueueThroughTheGateIsWaitedFor) {
+  class LateExecutor final : public FunctionExecutor {
+   public:
+    ~LateExecutor() override {
+      for (std::thread& t : threads_) t.join();
+    }
+    absl::Status RunAsync(std::shared_ptr<const Snapshot> /*snapshot*/, RunRequest request,
+                          std::function<void(RunResult)> done) override {
+      threads_.emplace_back([request = std::move(request), done = std::move(done)] {
+        absl::SleepFor(absl::Milliseconds(150));
+        RunResult result;
+        result.value = Value::String(request.function);
+        done(std::move(result));
+      });
+      return absl::OkStatus();
+    }
+
+   private:
+    std::vector<std::thread> threads_;
+  };
+  LateExecutor executor;
+  RunResult r = executor.Run(nullptr, RunRequest{.function = "late:answer",
+                                                 .deadline = absl::Now() + absl::Milliseconds(20)});
+  ASSERT_TRUE(r.status.ok()) << r.status;
+  EXPECT_EQ(r.value.string(), "late:answer");
+}
+
 TEST(FunctionRunnerIsolateCustomizerTest, FillsInTheRunnersSnapshot) {
   std::shared_ptr<const IsolateCustomizer> customizer = FunctionRunnerIsolateCustomizer();
   ASSERT_NE(customizer, nullptr);

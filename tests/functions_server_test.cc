@@ -616,6 +616,11 @@ TEST_F(FunctionsServerTest, ACallQueuedBehindItsTenantLetsGoOfItsThreadAtItsDead
   auto spin = StartQuery(*stub, "key-a", "notes:spin", Value(), absl::Seconds(10));
   for (int i = 0; i < 300 && CallsUnderWay() < 1; ++i) absl::SleepFor(absl::Milliseconds(5));
   ASSERT_EQ(CallsUnderWay(), 1);
+  // ... and holds the engine's one worker.
+  for (int i = 0; i < 600 && engine_->stats().scheduler.busy_isolates < 1; ++i) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  ASSERT_EQ(engine_->stats().scheduler.busy_isolates, 1);
   auto queued = StartQuery(*stub, "key-a", "notes:count", Value(), absl::Milliseconds(200));
   queued->done.WaitForNotification();
   EXPECT_EQ(CodeOf(*queued), absl::StatusCode::kDeadlineExceeded);

@@ -289,29 +289,41 @@ inline constexpr std::string_view kKindMismatchTypeUrl = "type.txfn.dev/txfn.Kin
                                              FunctionKind called);
 
 // Decides, once, between a run starting and its caller giving up on it (FunctionExecutor::Run
-// at the request's deadline, when the run has not begun): exactly one of them wins.
+// at the request's deadline): exactly one of them wins. Giving up is opt-in: an executor that
+// keeps the request waiting in this process (FunctionRunner, in its isolates' queue) calls
+// Queued() before it queues it, and Begin() as the run starts; a run whose executor never
+// called Queued() is never given up (its caller waits for its answer, as an executor that
+// does not know of the gate may still run it and reach the request's callbacks).
 // Thread-safe.
 class RunStartGate {
  public:
-  // For the executor: true if the run may begin (again true for a later attempt of it); false
-  // if the caller gave up first: then run nothing, and touch none of the request's callbacks
-  // (check_scheduled may point at what its caller no longer holds).
-  [[nodiscard]] bool Begin() {
-    int expected = kWaiting;
-    return state_.compare_exchange_strong(expected, kBegun) || expected == kBegun;
+  // For the executor, before it queues the run: from now on its caller may give up on it.
+  void Queued() {
+    int expected = kNew;
+    state_.compare_exchange_strong(expected, kQueued);
   }
-  // For the caller: true if it gave up before the run began (no run will begin); false if the
-  // run has begun (it answers by the deadline itself).
+  // For the executor, as the run starts: true if it may begin (again true for a later attempt
+  // of it); false if the caller gave up first: then run nothing, and touch none of the
+  // request's callbacks (check_scheduled may point at what its caller no longer holds).
+  [[nodiscard]] bool Begin() {
+    int state = state_.load();
+    while (state != kBegun && state != kGivenUp) {
+      if (state_.compare_exchange_weak(state, kBegun)) return true;
+    }
+    return state == kBegun;
+  }
+  // For the caller: true if it gave up on a queued run before it began (it will not begin);
+  // false if it began, or its executor never said it was queued (wait for the answer then).
   [[nodiscard]] bool GiveUp() {
-    int expected = kWaiting;
+    int expected = kQueued;
     return state_.compare_exchange_strong(expected, kGivenUp) || expected == kGivenUp;
   }
   // Whether the caller gave up (for a scheduler to drop the run unstarted).
   [[nodiscard]] bool given_up() const { return state_.load() == kGivenUp; }
 
  private:
-  static constexpr int kWaiting = 0, kBegun = 1, kGivenUp = 2;
-  std::atomic<int> state_{kWaiting};
+  static constexpr int kNew = 0, kQueued = 1, kBegun = 2, kGivenUp = 3;
+  std::atomic<int> state_{kNew};
 };
 
 struct RunRequest {
@@ -340,10 +352,11 @@ struct RunRequest {
   // (absl::Now), not an injected clock: it bounds real waiting.
   absl::Time deadline = absl::InfiniteFuture();
   // Set by FunctionExecutor::Run for a request with a deadline (null otherwise). An executor
-  // that runs the request in this process calls start_gate->Begin() as the run starts, on
-  // the thread that runs it, and runs nothing if it says no (FunctionRunner does); one that
-  // sends it elsewhere and answers by the deadline itself calls Begin() when it takes the
-  // request (RemoteRunner does). Until Begin, Run gives up at the deadline and returns.
+  // that may keep the run waiting in this process past the deadline calls
+  // start_gate->Queued() before it queues it and start_gate->Begin() as it starts, running
+  // nothing if Begin says no (FunctionRunner does): then Run gives up at the deadline on a
+  // run still queued. An executor that does neither is waited for (it must answer by the
+  // deadline itself, as RemoteRunner does).
   std::shared_ptr<RunStartGate> start_gate;
   // kAction: what its ctx reaches (null: ctx.runQuery and the others fail
   // with FailedPrecondition). An action runs against a read-only transaction
@@ -434,10 +447,10 @@ class FunctionExecutor {
   }
   // RunAsync, then waits for `done`: every executor blocks the same way, so this is not
   // virtual. Every failure, a refusal included, is in RunResult::status. A request past its
-  // deadline is not run (DeadlineExceeded). One that has not begun by its deadline (queued
-  // behind its tenant's other runs) is given up there (RunRequest::start_gate): DeadlineExceeded
-  // at once, and it runs nothing when its turn comes; one that began is waited for (it is
-  // stopped at its deadline). Must not be called
+  // deadline is not run (DeadlineExceeded). One still queued at its deadline (behind its
+  // tenant's other runs, in an executor that uses RunRequest::start_gate) is given up there:
+  // DeadlineExceeded at once, and it never runs; one that began is waited for (it is stopped
+  // at its deadline). Must not be called
   // from a thread the executor needs to finish the run (e.g. inside another run's `done`).
   RunResult Run(std::shared_ptr<const Snapshot> snapshot, RunRequest request);
 };

@@ -168,13 +168,6 @@ class RemoteRunner::Impl {
       if (!acquired.ok()) return acquired.status();
       lease = *std::move(acquired);
     }
-    // Taken (nothing refuses it from here): this runner answers by the deadline itself, so
-    // the caller need not give up on it, and runs nothing here that the caller's pointers
-    // could reach.
-    if (request.start_gate != nullptr && !request.start_gate->Begin()) {
-      return absl::DeadlineExceededError(
-          StrCat("RemoteRunner: ", request.function, " was given up by its caller"));
-    }
     call->done = std::move(done);
     RemoteRunRequest remote{.tenant = snapshot->tenant(),
                             .run = std::move(request),

@@ -176,8 +176,9 @@ absl::Status FunctionRunner::RunAsync(std::shared_ptr<const Snapshot> snapshot, 
     lease.RunAfterRelease([answer, result] { (*answer)(std::move(*result)); });
   };
   if (item->start_gate == nullptr) return scheduler_->Submit(std::move(tenant), std::move(work));
-  // Dropped unrun if still queued when its caller gives up (the work checks too: a scheduler
-  // may run it regardless).
+  // Its caller may give up on it from now on: dropped unrun if still queued then (the work
+  // checks too: a scheduler may run it regardless).
+  item->start_gate->Queued();
   return scheduler_->SubmitUnlessGivenUp(std::move(tenant), std::move(work),
                                          [gate = item->start_gate] { return gate->given_up(); });
 }

@@ -36,8 +36,9 @@
 //
 // Given up: a request submitted with a `given_up` predicate (its caller stopped waiting at
 // its deadline) is dropped, never handed out, once the predicate says so: checked as the
-// queue is searched and before a Submit would be refused. Dropped requests are destroyed
-// outside the pool's lock, by the Acquire or Submit that found them.
+// queue is searched and before a Submit would be refused (until then it still counts in the
+// queue and its tenant's in-flight requests). Dropped requests are destroyed outside the
+// pool's lock, by the Acquire or Submit that found them.
 //
 //   IsolatePool<Work, Holder> pool({.max_isolates = 8, .queue_capacity = 1024,
 //                                   .max_in_flight_per_tenant = 2});
@@ -174,13 +175,16 @@ class IsolatePool {
   // Blocks until a queued request can be served and returns it, or returns
   // nullopt once Shutdown was called and the queue is empty.
   [[nodiscard]] std::optional<Assignment> Acquire() {
-    std::vector<Request> dropped;  // destroyed after the lock is released
-    MutexLock lock(&mu_);
     while (true) {
+      std::vector<Request> dropped;  // destroyed after the lock is released
+      MutexLock lock(&mu_);
       DropGivenUpLocked(&dropped);
       std::optional<Clock::time_point> retry_at;
       if (std::optional<size_t> i = FindServableLocked(&retry_at)) return AssignLocked(*i);
       if (shutdown_ && queue_.empty()) return std::nullopt;
+      // Not kept while waiting (a request holds its snapshot): destroyed unlocked, then look
+      // again.
+      if (!dropped.empty()) continue;
       // Wait for a change (a submit, a release, shutdown) or until a waiting
       // request's patience runs out.
       const uint64_t seen = changes_;
@@ -345,14 +349,17 @@ class IsolatePool {
   // places in the queue and their tenants' in-flight counts.
   void DropGivenUpLocked(std::vector<Request>* dropped) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     const size_t before = queue_.size();
-    std::erase_if(queue_, [&](Pending& p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      if (p.given_up == nullptr || !p.given_up()) return false;
-      dropped->push_back(std::move(p.request));
-      auto f = in_flight_.find(ToAbsl(p.tenant));
+    for (auto it = queue_.begin(); it != queue_.end();) {
+      if (it->given_up == nullptr || !it->given_up()) {
+        ++it;
+        continue;
+      }
+      dropped->push_back(std::move(it->request));
+      auto f = in_flight_.find(ToAbsl(it->tenant));
       if (f != in_flight_.end() && --f->second <= 0) in_flight_.erase(f);
       ++stats_.given_up;
-      return true;
-    });
+      it = queue_.erase(it);
+    }
     if (queue_.size() != before) ChangedLocked();
   }
 
