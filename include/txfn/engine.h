@@ -54,12 +54,14 @@
 // behind other calls on a contended document) is answered DeadlineExceeded
 // there, and runs nothing later (a run under way is stopped at the deadline,
 // a commit under way is waited for); an async call (QueryAsync,
-// MutationAsync) is answered when its turn comes, finding its deadline passed. A queued call's
-// deadline (CallOptions::deadline) is another thing: the time by which it should have run, on the
-// engine's injected clock, enforced by the scheduler (a call not started by then is dead-lettered).
-// Its runs get no RunRequest::deadline: a call that started in time runs to completion under its
-// time limits, and being cut off near its deadline would only turn a late success into a failure
-// that is retried or dead-lettered anyway.
+// MutationAsync) is answered when its turn comes, finding its deadline
+// passed. A queued call's deadline (CallOptions::deadline) is another thing:
+// the time by which it should have run, on the engine's injected clock,
+// enforced by the scheduler (a call not started by then is dead-lettered).
+// Its runs get no RunRequest::deadline: a call that started in time runs to
+// completion under its time limits, and being cut off near its deadline would
+// only turn a late success into a failure that is retried or dead-lettered
+// anyway.
 //
 // Version retention. Every retention_interval a background thread drops, for
 // every tenant, the versions no snapshot taken in the last version_retention

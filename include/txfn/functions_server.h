@@ -95,7 +95,7 @@ class FunctionsServer {
   void AppendMetrics(MetricsText* out) const;
   // Stops taking calls: one that arrives from now on is refused UNAVAILABLE ("the server is
   // stopping"; nothing of it ran). Waits until every call whose handler runs has answered
-  // with its outcome (a Query or Mutation about by its deadline, at most max_call_duration): a
+  // with its outcome (a Query or Mutation by about its deadline, at most max_call_duration): a
   // mutation that commits is never answered UNAVAILABLE, which a client may take for "retry". Then
   // lets gRPC send what is left for up to `grace` (at least 1 s: answers are sent after their
   // handlers return), and cancels it. Blocks until done; thread-safe.
