@@ -175,12 +175,14 @@ absl::Status FunctionRunner::RunAsync(std::shared_ptr<const Snapshot> snapshot, 
     // this tenant can reuse it and is not counted against the tenant's cap.
     lease.RunAfterRelease([answer, result] { (*answer)(std::move(*result)); });
   };
-  if (item->start_gate == nullptr) return scheduler_->Submit(std::move(tenant), std::move(work));
-  // Its caller may give up on it from now on: dropped unrun if still queued then (the work
-  // checks too: a scheduler may run it regardless).
-  item->start_gate->Queued();
-  return scheduler_->SubmitUnlessGivenUp(std::move(tenant), std::move(work),
-                                         [gate = item->start_gate] { return gate->given_up(); });
+  // With a gate its caller may give up on it from now on: dropped unrun if still queued then
+  // (the work checks too: a scheduler may run it regardless).
+  std::function<bool()> given_up;
+  if (item->start_gate != nullptr) {
+    item->start_gate->Queued();
+    given_up = [gate = item->start_gate] { return gate->given_up(); };
+  }
+  return scheduler_->SubmitUnlessGivenUp(std::move(tenant), std::move(work), std::move(given_up));
 }
 
 absl::Status FunctionRunner::CheckModules(std::shared_ptr<const Snapshot> snapshot) {

@@ -270,10 +270,10 @@ class IsolateSchedulerImpl final : public IsolateScheduler {
   }
 
   absl::Status Submit(std::string tenant, Work work) override {
-    if (!work) return absl::InvalidArgumentError("IsolateScheduler::Submit: empty work item");
-    return pool_.Submit(std::move(tenant), std::move(work));
+    return SubmitUnlessGivenUp(std::move(tenant), std::move(work), nullptr);
   }
 
+  // (A null `given_up`: never given up.)
   absl::Status SubmitUnlessGivenUp(std::string tenant, Work work,
                                    std::function<bool()> given_up) override {
     if (!work) return absl::InvalidArgumentError("IsolateScheduler::Submit: empty work item");
