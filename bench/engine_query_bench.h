@@ -33,6 +33,12 @@ export const bump = mutation(async (ctx, { id }) => {
   const c = await ctx.db.get(id);
   await ctx.db.patch(id, { n: c.n + 1n });
 });
+export const slowBump = mutation(async (ctx, { id, spins }) => {
+  const c = await ctx.db.get(id);
+  let x = 0;
+  for (let i = 0; i < spins; i++) x = (x + i) % 7;  // a function that computes a while
+  await ctx.db.patch(id, { n: c.n + 1n + BigInt(x - x) });
+});
 )JS";
 
 // Tenant "bench": the module above, 1,000 items (keys k0_0 .. k9_99) and a counter document,

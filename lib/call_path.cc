@@ -274,8 +274,9 @@ struct CallPath::State {
             TXFN_ASSIGN_OR_RETURN(replay, record->Find(*snapshot));
             if (replay.has_value()) return AttemptResult::Commit(replay->ts);
           }
-          last_run = runner.Run(std::move(snapshot),
-                                MakeMutationRequest(tenant, function, args, options.deadline));
+          RunRequest request = MakeMutationRequest(tenant, function, args, options.deadline);
+          request.snapshot_at_start = LatestAtStart(tenant, record, snapshot);
+          last_run = runner.Run(std::move(snapshot), std::move(request));
           TXFN_RETURN_IF_ERROR(last_run.status);
           if (record != nullptr) {
             TXFN_RETURN_IF_ERROR(record->Add(last_run.value, &last_run.commit));
@@ -456,6 +457,29 @@ struct CallPath::State {
     return request;
   }
 
+  // A mutation's RunRequest::snapshot_at_start: the tenant's latest snapshot as the run
+  // begins, not `queued`, the one it had when it was queued (behind a hot document's other
+  // calls that one is bound to conflict). The caller holds `tenant` until the run answers.
+  // A completion record is looked up at the new snapshot too: the commit's validation of the
+  // record's key starts at the snapshot the run read, so a key committed since `queued` would
+  // be missed. If the key is there now, the run keeps `queued`: its commit then conflicts on
+  // the key, and the retry answers with the first call's result.
+  std::function<absl::StatusOr<std::shared_ptr<const Snapshot>>()> LatestAtStart(
+      OpenTenant& tenant, std::shared_ptr<const CompletionRecord> record,
+      std::shared_ptr<const Snapshot> queued) {
+    return [tenant = &tenant, record = std::move(record),
+            queued = std::move(queued)]() -> absl::StatusOr<std::shared_ptr<const Snapshot>> {
+      std::shared_ptr<const Snapshot> latest = tenant->Latest();
+      TXFN_RETURN_IF_ERROR(CheckEnabled(*tenant, *latest));
+      if (latest == queued) return queued;
+      if (record != nullptr) {
+        TXFN_ASSIGN_OR_RETURN(std::optional<IdempotentResult> replay, record->Find(*latest));
+        if (replay.has_value()) return queued;
+      }
+      return latest;
+    };
+  }
+
   // No run of a mutation starts past its deadline (a retry after a conflict included).
   static absl::Status CheckDeadline(std::string_view function, absl::Time deadline, int attempt) {
     if (deadline == absl::InfiniteFuture() || absl::Now() < deadline) return absl::OkStatus();
@@ -491,6 +515,7 @@ struct CallPath::State {
       }
     }
     call->request.now = call->tenant->committer().Now();  // each attempt's own (MakeRequest)
+    call->request.snapshot_at_start = LatestAtStart(*call->tenant, call->record, snapshot);
     return runner.RunAsync(std::move(snapshot), call->request, [this, call](RunResult r) {
       std::optional<absl::StatusOr<CallResult>> out = FinishMutation(*call, std::move(r));
       if (!out.has_value()) {  // a conflict: run again on a newer snapshot

@@ -54,10 +54,21 @@ class ExecutorWithFallback final : public FunctionExecutor {
     // A result answers this request: its tenant and snapshot. Another is dropped, never
     // returned nor committed (a runner that mixed requests up gave one tenant's query another
     // tenant's answer, and a mutation validated against a newer snapshot than it was sent
-    // committed as if it had read the older one: a lost update).
-    done = [tenant = snapshot->tenant(), ts = snapshot->ts(),
+    // committed as if it had read the older one: a lost update). The snapshot a run may take
+    // as it begins (RunRequest::snapshot_at_start) is the request's too, once it was given.
+    auto at_start = std::make_shared<std::atomic<Timestamp>>(snapshot->ts());
+    if (request.snapshot_at_start) {
+      request.snapshot_at_start = [at_start, give = std::move(request.snapshot_at_start)]()
+          -> absl::StatusOr<std::shared_ptr<const Snapshot>> {
+        absl::StatusOr<std::shared_ptr<const Snapshot>> at = give();
+        if (at.ok() && *at != nullptr) at_start->store((*at)->ts());
+        return at;
+      };
+    }
+    done = [tenant = snapshot->tenant(), ts = snapshot->ts(), at_start,
             done = std::move(done)](RunResult r) mutable {
-      if (r.status.ok() && (r.commit.tenant != tenant || r.commit.begin_ts != ts)) {
+      const bool requests_snapshot = r.commit.begin_ts == ts || r.commit.begin_ts == *at_start;
+      if (r.status.ok() && (r.commit.tenant != tenant || !requests_snapshot)) {
         r = RunResult{
             .status = absl::InternalError(StrCat(
                 "the function executor answered for tenant '", absl::CEscape(r.commit.tenant),

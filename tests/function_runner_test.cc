@@ -32,6 +32,7 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 using namespace testing_util;  // NOLINT(google-build-using-namespace)
+using SnapshotPtr = std::shared_ptr<const txfn::Snapshot>;
 
 constexpr const char* kMessages = R"JS(
 import { query, mutation } from "txfn/server";
@@ -1213,10 +1214,15 @@ TEST_P(FunctionRunnerTest, ARunQueuedPastItsDeadlineIsAnsweredAtItsDeadline) {
     spin_ended = true;
   });
   while (shared->stats().busy_isolates == 0) absl::SleepFor(absl::Milliseconds(1));
+  std::atomic<int> snapshots_asked{0};
   RunResult queued =
       runner.Run(committer_->Latest(), {.function = "messages:takeN",
                                         .args = Obj({{"n", I64(1)}}),
-                                        .deadline = absl::Now() + absl::Milliseconds(200)});
+                                        .deadline = absl::Now() + absl::Milliseconds(200),
+                                        .snapshot_at_start = [&]() -> absl::StatusOr<SnapshotPtr> {
+                                          ++snapshots_asked;
+                                          return committer_->Latest();
+                                        }});
   EXPECT_FALSE(spin_ended) << "answered only when its turn came";
   EXPECT_EQ(queued.status.code(), absl::StatusCode::kDeadlineExceeded) << queued.status;
   EXPECT_THAT(queued.status.message(), HasSubstr("function messages:takeN passed its deadline"));
@@ -1228,6 +1234,54 @@ TEST_P(FunctionRunnerTest, ARunQueuedPastItsDeadlineIsAnsweredAtItsDeadline) {
   EXPECT_TRUE(after.status.ok()) << after.status;
   EXPECT_EQ(shared->stats().terminated_deadline, 1u) << "the spin only";
   EXPECT_EQ(shared->stats().given_up, 1u) << "dropped from the queue, never handed an isolate";
+  EXPECT_EQ(snapshots_asked, 0) << "a run given up never begins";
+}
+
+// RunRequest::snapshot_at_start: the run reads the snapshot it gives as the run begins (its
+// answer's begin_ts is that one's), not the one it was queued with. Its error answers the
+// request unrun; no snapshot, or another tenant's, is refused (Internal).
+TEST_P(FunctionRunnerTest, ARunReadsTheSnapshotItsRequestGivesAsItBegins) {
+  auto scheduler = IsolateScheduler::Create({.workers = 1, .customizer = Customizer()});
+  ASSERT_TRUE(scheduler.ok()) << scheduler.status();
+  FunctionRunner runner(std::shared_ptr<IsolateScheduler>(*std::move(scheduler)));
+  const SnapshotPtr queued = committer_->Latest();
+  Send("c", "committed since");
+  const SnapshotPtr latest = committer_->Latest();
+  ASSERT_GT(latest->ts(), queued->ts());
+  const Value channel_c = Obj({{"channel", Str("c")}});
+  auto run_with = [&](std::function<absl::StatusOr<SnapshotPtr>()> at_start) {
+    return runner.Run(queued, {.function = "messages:byChannel",
+                               .args = channel_c,
+                               .snapshot_at_start = std::move(at_start)});
+  };
+
+  RunResult as_queued = run_with(nullptr);
+  ASSERT_TRUE(as_queued.status.ok()) << as_queued.status;
+  EXPECT_EQ(as_queued.commit.begin_ts, queued->ts());
+  EXPECT_TRUE(Bodies(as_queued.value).empty());
+
+  int asked = 0;
+  RunResult at_start = run_with([&]() -> absl::StatusOr<SnapshotPtr> {
+    ++asked;
+    return latest;
+  });
+  ASSERT_TRUE(at_start.status.ok()) << at_start.status;
+  EXPECT_EQ(asked, 1);
+  EXPECT_EQ(at_start.commit.begin_ts, latest->ts());
+  EXPECT_EQ(Bodies(at_start.value), std::vector<std::string>{"committed since"});
+
+  RunResult refused = run_with(
+      []() -> absl::StatusOr<SnapshotPtr> { return absl::FailedPreconditionError("disabled"); });
+  EXPECT_EQ(refused.status, absl::FailedPreconditionError("disabled"));
+  EXPECT_TRUE(refused.logs.empty());
+
+  auto other_tenant = Committer::Open(storage_, "u");
+  ASSERT_TRUE(other_tenant.ok()) << other_tenant.status();
+  for (SnapshotPtr wrong : {(*other_tenant)->Latest(), SnapshotPtr()}) {
+    RunResult r = run_with([wrong]() -> absl::StatusOr<SnapshotPtr> { return wrong; });
+    EXPECT_EQ(r.status.code(), absl::StatusCode::kInternal) << r.status;
+    EXPECT_THAT(r.status.message(), HasSubstr("gave no snapshot of tenant 't'"));
+  }
 }
 
 // txfn's own V8 platform turns WebAssembly off (see platform.cc).

@@ -358,6 +358,15 @@ struct RunRequest {
   // run still queued. An executor that does neither is waited for (it must answer by the
   // deadline itself, as RemoteRunner does).
   std::shared_ptr<RunStartGate> start_gate;
+  // The snapshot to run at, asked for as the run begins (null: the one passed with the
+  // request). A mutation queued behind its tenant's other runs would otherwise read what the
+  // tenant held when it was queued, and on a document those runs commit to, it would run only
+  // to conflict; CallPath sets it for mutations. It returns a snapshot of the same tenant, or
+  // an error that answers the request unrun. An executor calls it at most once, on the run's
+  // thread, after start_gate->Begin() and before any code; one that does not (RemoteRunner)
+  // runs at the snapshot passed, which is as correct (the commit validates the reads) and
+  // only staler.
+  std::function<absl::StatusOr<std::shared_ptr<const Snapshot>>()> snapshot_at_start;
   // kAction: what its ctx reaches (null: ctx.runQuery and the others fail
   // with FailedPrecondition). An action runs against a read-only transaction
   // (for its modules only: its ctx has no db), its Date.now() is the real

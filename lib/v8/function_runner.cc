@@ -93,6 +93,19 @@ absl::Status AbandonedStatus(std::string_view who, const std::string& limit) {
                                    " (stopped inside a builtin that cannot be interrupted)");
 }
 
+// The snapshot `request` runs at: `queued`, or the newer one its snapshot_at_start gives.
+absl::StatusOr<std::shared_ptr<const Snapshot>> SnapshotAtStart(
+    const RunRequest& request, const std::shared_ptr<const Snapshot>& queued) {
+  if (!request.snapshot_at_start) return queued;
+  TXFN_ASSIGN_OR_RETURN(std::shared_ptr<const Snapshot> at, request.snapshot_at_start());
+  if (at == nullptr || at->tenant() != queued->tenant()) {
+    return absl::InternalError(internal::StrCat("the snapshot_at_start of function ",
+                                                request.function, " gave no snapshot of tenant '",
+                                                queued->tenant(), "'"));
+  }
+  return at;
+}
+
 }  // namespace
 
 RunResult FunctionExecutor::Run(std::shared_ptr<const Snapshot> snapshot, RunRequest request) {
@@ -166,9 +179,13 @@ absl::Status FunctionRunner::RunAsync(std::shared_ptr<const Snapshot> snapshot, 
     if (given_up || (item->deadline != absl::InfiniteFuture() && absl::Now() >= item->deadline)) {
       result->status = absl::DeadlineExceededError(
           internal::StrCat("function ", item->function, " passed its deadline before it started"));
+    } else if (absl::StatusOr<std::shared_ptr<const Snapshot>> at =
+                   SnapshotAtStart(*item, snapshot);
+               !at.ok()) {
+      result->status = std::move(at).status();
     } else {
       lease.StopAt(item->deadline);
-      Transaction txn(snapshot, internal::RunnerCore::TransactionOptionsFor(*item));
+      Transaction txn(*std::move(at), internal::RunnerCore::TransactionOptionsFor(*item));
       *result = core->RunOnIsolate(lease, *item, txn);
     }
     // Deliver once the isolate is idle again, so the caller's next request of
