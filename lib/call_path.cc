@@ -46,6 +46,16 @@ struct RetryBudget {
   int counted = 0;  // conflicts counted against max_attempts
   int free_entries = 0;
 };
+// A bound on a call's starts over before a run (StartChoice): each needs its key's lane to be
+// predicted anew while it held none, or its completion record to be found at the start of a run
+// and missed when it started over, so a call all but never needs more than one.
+constexpr int kMaxRestartsBeforeRun = 3;
+// What a mutation's run may do instead of beginning (CallPath::State::LatestAtStart).
+struct StartChoice {
+  bool may_restart = false;  // at most kMaxRestartsBeforeRun times per call
+  bool holds_lane = false;
+  uint64_t call_key = 0;  // the lanes' key: function and arguments
+};
 struct RetryPlan {
   bool retry = false;
   std::shared_ptr<internal::Lane> lane;  // the lane to retry in; null: as before
@@ -97,6 +107,19 @@ class KeyRecord final : public CompletionRecord {
   const std::string key_;
   const std::string call_digest_;
 };
+
+// The answer of a mutation's run not begun because, as it was about to, the call was better
+// off starting over (CallPath::State::LatestAtStart). CallPath acts on it; it never reaches a
+// caller.
+constexpr char kRestartUrl[] = "txfn.internal/RestartBeforeRun";
+absl::Status RestartBeforeRun() {
+  absl::Status restart = absl::AbortedError("the mutation's call starts over before it runs");
+  restart.SetPayload(kRestartUrl, absl::Cord());
+  return restart;
+}
+bool IsRestartBeforeRun(const absl::Status& status) {
+  return !status.ok() && status.GetPayload(kRestartUrl).has_value();
+}
 
 // The record `options` asks for (null: none), checked: an idempotency key stands for
 // `function` with `args`.
@@ -222,6 +245,7 @@ struct CallPath::State {
     int attempt = 0;
     RetryBudget budget;
     bool serialised = false;
+    int restarts = 0;  // started over as its run was about to begin
     // The lane whose turn this call holds (or is queued for, until its
     // callback runs); set by EnterLaneThenSubmit, released by Complete.
     std::shared_ptr<internal::Lane> lane;
@@ -263,9 +287,10 @@ struct CallPath::State {
     QueueEffects effects;
     // An unknown commit outcome is Unavailable: RetryInLanes returns it as it
     // is, never runs the mutation again.
+    const uint64_t call_key = absl::HashOf(function, args);
     absl::StatusOr<CommitOutcome> outcome = RetryInLanes(
-        tenant, absl::HashOf(function, args), function, options.deadline,
-        [&](int attempt) -> AttemptResult {
+        tenant, call_key, function, options.deadline,
+        [&](int attempt, const StartChoice& choice) -> AttemptResult {
           TXFN_RETURN_IF_ERROR(CheckDeadline(function, options.deadline, attempt));
           CommitIntent intent = AnnounceFirstAttempt(tenant.committer(), attempt);
           std::shared_ptr<const Snapshot> snapshot = tenant.Latest();
@@ -275,7 +300,7 @@ struct CallPath::State {
             if (replay.has_value()) return AttemptResult::Commit(replay->ts);
           }
           RunRequest request = MakeMutationRequest(tenant, function, args, options.deadline);
-          request.snapshot_at_start = LatestAtStart(tenant, record, snapshot);
+          request.snapshot_at_start = LatestAtStart(tenant, record, snapshot, choice);
           last_run = runner.Run(std::move(snapshot), std::move(request));
           TXFN_RETURN_IF_ERROR(last_run.status);
           if (record != nullptr) {
@@ -396,7 +421,7 @@ struct CallPath::State {
   // `deadline`: no backoff sleeps past it (the attempt checks it).
   absl::StatusOr<CommitOutcome> RetryInLanes(
       OpenTenant& tenant, uint64_t call_key, std::string_view what, absl::Time deadline,
-      absl::FunctionRef<AttemptResult(int attempt)> attempt) {
+      absl::FunctionRef<AttemptResult(int attempt, const StartChoice& choice)> attempt) {
     // A lane's turn is waited for until the deadline only: past it the call would not run,
     // and its caller's thread (a server's) would be held behind the hot document's backlog.
     internal::LaneSlot slot;
@@ -407,9 +432,25 @@ struct CallPath::State {
     };
     JitteredBackoff backoff(options.mutation_retry);
     RetryBudget budget;
+    int restarts = 0;
     for (int n = 1;; ++n) {
-      const AttemptResult result = attempt(n);
-      if (!result.reached_commit()) return result.result().status();  // failed before its commit
+      const AttemptResult result = attempt(n, {.may_restart = restarts < kMaxRestartsBeforeRun,
+                                               .holds_lane = slot.held() != nullptr,
+                                               .call_key = call_key});
+      if (!result.reached_commit()) {
+        const absl::Status& failed = result.result().status();  // failed before its commit
+        if (!IsRestartBeforeRun(failed)) return failed;
+        // Not run, so no attempt: again, in its key's lane if it is predicted and none is held.
+        ++restarts;
+        --n;
+        if (slot.held() == nullptr) {
+          if (!slot.Enter(PredictedLane(tenant, call_key), deadline)) {
+            return PastDeadlineInLane(what, n + 1);
+          }
+          was_serialised = was_serialised || slot.held() != nullptr;
+        }
+        continue;
+      }
       if (result.result().ok()) return CommitOutcome{.commit_ts = *result.result(), .attempts = n};
       const absl::Status last = result.result().status();
       if (!IsRetryableCommitError(last)) return last;
@@ -459,22 +500,36 @@ struct CallPath::State {
 
   // A mutation's RunRequest::snapshot_at_start: the tenant's latest snapshot as the run
   // begins, not `queued`, the one it had when it was queued (behind a hot document's other
-  // calls that one is bound to conflict). The caller holds `tenant` until the run answers.
-  // A completion record is looked up at the new snapshot too: the commit's validation of the
-  // record's key starts at the snapshot the run read, so a key committed since `queued` would
-  // be missed. If the key is there now, the run keeps `queued`: its commit then conflicts on
-  // the key, and the retry answers with the first call's result.
+  // calls that one is bound to conflict). The caller holds `tenant` until the run answers, and
+  // FunctionRunner answers no run before this returns (not even one it abandons).
+  // Instead of beginning, a call may start over, unrun (RestartBeforeRun; a few times at most):
+  // - when its key has a lane prediction by then and it holds no lane (a call with its
+  //   function and arguments conflicted since it was queued): it waits for its turn in that
+  //   lane, as it would have had it arrived then;
+  // - when its completion record's key is there now: it answers with the first call's result.
+  // The record is looked up at the new snapshot because the commit's validation of the key
+  // starts at the snapshot the run read: a key committed since `queued` would be missed. Past
+  // the bound on restarts, a call whose key is there keeps `queued` (its commit conflicts on
+  // the key, and the retry answers with the first call's result; a run that throws answers
+  // its error).
   std::function<absl::StatusOr<std::shared_ptr<const Snapshot>>()> LatestAtStart(
       OpenTenant& tenant, std::shared_ptr<const CompletionRecord> record,
-      std::shared_ptr<const Snapshot> queued) {
-    return [tenant = &tenant, record = std::move(record),
-            queued = std::move(queued)]() -> absl::StatusOr<std::shared_ptr<const Snapshot>> {
+      std::shared_ptr<const Snapshot> queued, StartChoice choice) {
+    return [this, tenant = &tenant, record = std::move(record), queued = std::move(queued),
+            choice]() -> absl::StatusOr<std::shared_ptr<const Snapshot>> {
+      if (choice.may_restart && !choice.holds_lane &&
+          PredictedLane(*tenant, choice.call_key) != nullptr) {
+        return RestartBeforeRun();
+      }
       std::shared_ptr<const Snapshot> latest = tenant->Latest();
       TXFN_RETURN_IF_ERROR(CheckEnabled(*tenant, *latest));
       if (latest == queued) return queued;
       if (record != nullptr) {
         TXFN_ASSIGN_OR_RETURN(std::optional<IdempotentResult> replay, record->Find(*latest));
-        if (replay.has_value()) return queued;
+        if (replay.has_value()) {
+          if (choice.may_restart) return RestartBeforeRun();
+          return queued;
+        }
       }
       return latest;
     };
@@ -515,8 +570,17 @@ struct CallPath::State {
       }
     }
     call->request.now = call->tenant->committer().Now();  // each attempt's own (MakeRequest)
-    call->request.snapshot_at_start = LatestAtStart(*call->tenant, call->record, snapshot);
+    call->request.snapshot_at_start =
+        LatestAtStart(*call->tenant, call->record, snapshot,
+                      {.may_restart = call->restarts < kMaxRestartsBeforeRun,
+                       .holds_lane = call->lane != nullptr,
+                       .call_key = call->call_key});
     return runner.RunAsync(std::move(snapshot), call->request, [this, call](RunResult r) {
+      if (IsRestartBeforeRun(r.status)) {
+        absl::Status s = RestartAsync(call);
+        if (!s.ok()) Complete(*call, s);
+        return;
+      }
       std::optional<absl::StatusOr<CallResult>> out = FinishMutation(*call, std::move(r));
       if (!out.has_value()) {  // a conflict: run again on a newer snapshot
         absl::Status s = RetryAsync(call);
@@ -525,6 +589,16 @@ struct CallPath::State {
       }
       Complete(*call, *std::move(out));
     });
+  }
+
+  // A call whose run was not begun (LatestAtStart's RestartBeforeRun) starts over as the same
+  // attempt: in its key's lane if it is predicted and the call holds none.
+  absl::Status RestartAsync(const std::shared_ptr<AsyncMutation>& call) {
+    ++call->restarts;
+    --call->attempt;
+    std::shared_ptr<internal::Lane> lane;
+    if (call->lane == nullptr) lane = PredictedLane(*call->tenant, call->call_key);
+    return lane != nullptr ? EnterLaneThenSubmit(call, std::move(lane)) : SubmitMutation(call);
   }
 
   // The next attempt of a call that conflicted: in the lane PlanRetry chose

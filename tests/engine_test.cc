@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -1406,8 +1407,8 @@ TEST_F(EngineQueuedMutationTest, ARunQueuedBehindItsTenantsOthersReadsTheTenantA
 
 // The same key's second call, queued behind its first: at the run's start its key has
 // committed. It must not run at that newer snapshot (the commit's check of the key starts at
-// the snapshot the run read, and would pass: the counter incremented twice); it keeps the
-// snapshot it was queued with, conflicts on the key, and answers with the first call's result.
+// the snapshot the run read, and would pass: the counter incremented twice); it starts over
+// unrun and answers with the first call's result, without a conflict.
 TEST_F(EngineQueuedMutationTest, AKeyedCallQueuedBehindItsKeysFirstCallIsAnsweredWithItsResult) {
   Open();
   std::vector<absl::StatusOr<CallResult>> answers =
@@ -1421,6 +1422,7 @@ TEST_F(EngineQueuedMutationTest, AKeyedCallQueuedBehindItsKeysFirstCallIsAnswere
   EXPECT_EQ(answers[1]->value, Value::Int64(1));
   EXPECT_EQ(answers[1]->ts, answers[0]->ts);
   EXPECT_EQ(Counter(), 1) << "incremented exactly once";
+  EXPECT_EQ(engine_->stats().conflicts, 0u) << "not run only to conflict on its key";
 }
 
 // A host's executor that runs in process and honours snapshot_at_start (here a FunctionRunner
@@ -1439,6 +1441,214 @@ TEST_F(EngineQueuedMutationTest, AHostExecutorsAnswerAtTheSnapshotItWasGivenAtSt
   }
   EXPECT_EQ(Counter(), kCalls);
   EXPECT_EQ(engine_->stats().conflicts, 0u);
+}
+
+// A host's executor (a FunctionRunner of three workers) whose n-th request can be held as it
+// begins, before or after its snapshot_at_start, so that a test orders what happens between a
+// run's queueing and its start.
+class HoldingExecutor final : public FunctionExecutor {
+ public:
+  enum class Hold { kBeforeSnapshot, kAfterSnapshot };
+  HoldingExecutor() {
+    auto scheduler = IsolateScheduler::Create({.workers = 3,
+                                               .max_in_flight_per_tenant = 16,
+                                               .max_running_per_tenant = 3,
+                                               .customizer = FunctionRunnerIsolateCustomizer()});
+    EXPECT_TRUE(scheduler.ok()) << scheduler.status();
+    inner_ =
+        std::make_unique<FunctionRunner>(std::shared_ptr<IsolateScheduler>(*std::move(scheduler)));
+  }
+  void HoldRequest(int n, Hold where) {
+    internal::MutexLock lock(&mu_);
+    holds_[n] = where;
+  }
+  void WaitUntilHeld(int n) {
+    internal::MutexLock lock(&mu_);
+    cv_.Wait([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return held_.contains(n); });
+  }
+  void Release(int n) {
+    internal::MutexLock lock(&mu_);
+    released_.insert(n);
+    cv_.SignalAll();
+  }
+  int requests() {
+    internal::MutexLock lock(&mu_);
+    return requests_;
+  }
+
+  absl::Status RunAsync(std::shared_ptr<const Snapshot> snapshot, RunRequest request,
+                        std::function<void(RunResult)> done) override {
+    std::optional<Hold> hold;
+    int n;
+    {
+      internal::MutexLock lock(&mu_);
+      n = ++requests_;
+      if (auto it = holds_.find(n); it != holds_.end()) hold = it->second;
+    }
+    if (hold.has_value() && request.snapshot_at_start) {
+      request.snapshot_at_start = [this, n, where = *hold,
+                                   give = std::move(request.snapshot_at_start)]() {
+        if (where == Hold::kBeforeSnapshot) HoldHere(n);
+        absl::StatusOr<std::shared_ptr<const Snapshot>> at = give();
+        if (where == Hold::kAfterSnapshot) HoldHere(n);
+        return at;
+      };
+    }
+    return inner_->RunAsync(std::move(snapshot), std::move(request), std::move(done));
+  }
+
+ private:
+  void HoldHere(int n) {
+    internal::MutexLock lock(&mu_);
+    held_.insert(n);
+    cv_.SignalAll();
+    cv_.Wait([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return released_.contains(n); });
+  }
+
+  std::unique_ptr<FunctionRunner> inner_;
+  internal::Mutex mu_;
+  internal::CondVar cv_{&mu_};
+  int requests_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<int, Hold> holds_ ABSL_GUARDED_BY(mu_);
+  std::set<int> held_ ABSL_GUARDED_BY(mu_);
+  std::set<int> released_ ABSL_GUARDED_BY(mu_);
+};
+
+// A call queued before another call with its function and arguments conflicted, and begun
+// after: it is not run then (the lanes predict it loses) but sent to the lane, as a call
+// arriving then would have been, and runs in its turn there.
+TEST(EngineLaneAtStartTest, ACallQueuedBeforeItsKeyConflictedWaitsInTheLaneWhenItBegins) {
+  auto executor = std::make_shared<HoldingExecutor>();
+  EngineOptions options;
+  options.custom_storage = std::make_shared<InMemoryStorage>();
+  options.executor = executor;
+  options.executor_falls_back_to_local = false;
+  auto opened = Engine::Open(options);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  std::unique_ptr<Engine> engine = *std::move(opened);
+  ASSERT_TRUE(engine->CreateTenant("app").ok());
+  ASSERT_TRUE(engine->DeployJson("app", Modules(), kSchema).ok());
+  ASSERT_TRUE(engine->Mutation("app", "counters:create", Name("hot")).ok());
+  const int before = executor->requests();
+  const int loser = before + 1, late = before + 2;
+  executor->HoldRequest(loser, HoldingExecutor::Hold::kAfterSnapshot);
+  executor->HoldRequest(late, HoldingExecutor::Hold::kBeforeSnapshot);
+  auto increment = [&] { return engine->Mutation("app", "counters:increment", Name("hot")); };
+
+  absl::StatusOr<CallResult> loser_result, late_result;
+  std::thread loser_call([&] { loser_result = increment(); });
+  executor->WaitUntilHeld(loser);  // its snapshot taken
+  std::thread late_call([&] { late_result = increment(); });
+  executor->WaitUntilHeld(late);                    // queued; not begun
+  absl::StatusOr<CallResult> winner = increment();  // commits past the loser's snapshot
+  ASSERT_TRUE(winner.ok()) << winner.status();
+  executor->Release(loser);  // conflicts; its key's lane is predicted from now on
+  loser_call.join();
+  executor->Release(late);
+  late_call.join();
+
+  ASSERT_TRUE(loser_result.ok()) << loser_result.status();
+  ASSERT_TRUE(late_result.ok()) << late_result.status();
+  EXPECT_EQ(loser_result->attempts, 2);
+  EXPECT_EQ(late_result->attempts, 1) << "a call sent to its lane before it ran made no attempt";
+  EXPECT_EQ(engine->stats().conflicts, 1u);
+  EXPECT_EQ(engine->stats().serialised, 2u) << "the loser and the late call";
+  // The late call's request was answered unrun and sent again: 5 requests for 4 runs.
+  EXPECT_EQ(executor->requests() - before, 5);
+  auto counter = engine->Query("app", "counters:get", Name("hot"));
+  ASSERT_TRUE(counter.ok()) << counter.status();
+  EXPECT_EQ(counter->value, Value::Int64(3));
+}
+
+// The blocking form: a call queued before another commits, and begun after, reads that commit
+// (one attempt, no conflict). A tenant disabled meanwhile: the call fails unrun.
+class EngineHeldCallTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    executor_ = std::make_shared<HoldingExecutor>();
+    EngineOptions options;
+    options.custom_storage = std::make_shared<InMemoryStorage>();
+    options.executor = executor_;
+    options.executor_falls_back_to_local = false;
+    auto opened = Engine::Open(options);
+    ASSERT_TRUE(opened.ok()) << opened.status();
+    engine_ = *std::move(opened);
+    ASSERT_TRUE(engine_->CreateTenant("app").ok());
+    std::map<std::string, std::string> modules = Modules();
+    modules["gate.js"] = R"JS(
+      import { mutation } from "txfn/server";
+      export const pass = mutation(async (ctx, { name }) => {
+        const c = await ctx.db.query("counters").withIndex("by_name", (q) => q.eq("name", name)).unique();
+        if (c.n === 0n) throw new Error("not open yet");
+        await ctx.db.patch(c._id, { n: c.n + 1n });
+        return c.n + 1n;
+      });)JS";
+    ASSERT_TRUE(engine_->DeployJson("app", modules, kSchema).ok());
+    ASSERT_TRUE(engine_->Mutation("app", "counters:create", Name("hot")).ok());
+  }
+  // Starts a call of `function` whose run is held as it begins; returns its thread once it is
+  // held.
+  std::thread HeldCall(absl::StatusOr<CallResult>* result, int* request,
+                       const char* function = "counters:increment", MutationOptions options = {}) {
+    *request = executor_->requests() + 1;
+    executor_->HoldRequest(*request, HoldingExecutor::Hold::kBeforeSnapshot);
+    std::thread call([this, result, function, options] {
+      *result = engine_->Mutation("app", function, Name("hot"), options);
+    });
+    executor_->WaitUntilHeld(*request);
+    return call;
+  }
+
+  std::shared_ptr<HoldingExecutor> executor_;
+  std::unique_ptr<Engine> engine_;
+};
+
+TEST_F(EngineHeldCallTest, ABlockingCallReadsWhatCommittedWhileItWasQueued) {
+  absl::StatusOr<CallResult> held;
+  int request = 0;
+  std::thread call = HeldCall(&held, &request);
+  ASSERT_TRUE(engine_->Mutation("app", "counters:increment", Name("hot")).ok());
+  executor_->Release(request);
+  call.join();
+  ASSERT_TRUE(held.ok()) << held.status();
+  EXPECT_EQ(held->value, Value::Int64(2));
+  EXPECT_EQ(held->attempts, 1);
+  EXPECT_EQ(engine_->stats().conflicts, 0u);
+}
+
+// A keyed call queued while its run would throw (the gate not open yet), begun after another
+// call with its key committed (once the gate opened): it answers with that call's result,
+// replayed, not with the error a run at the snapshot it was queued with throws.
+TEST_F(EngineHeldCallTest, AKeyedCallWhoseKeyCommittedWhileItWasQueuedIsReplayedUnrun) {
+  const MutationOptions key{.idempotency_key = "pass once"};
+  absl::StatusOr<CallResult> held;
+  int request = 0;
+  std::thread call = HeldCall(&held, &request, "gate:pass", key);
+  ASSERT_TRUE(engine_->Mutation("app", "counters:increment", Name("hot")).ok());  // opens it
+  absl::StatusOr<CallResult> first = engine_->Mutation("app", "gate:pass", Name("hot"), key);
+  ASSERT_TRUE(first.ok()) << first.status();
+  executor_->Release(request);
+  call.join();
+  ASSERT_TRUE(held.ok()) << held.status();
+  EXPECT_TRUE(held->replayed);
+  EXPECT_EQ(held->value, first->value);
+  EXPECT_EQ(held->ts, first->ts);
+  EXPECT_EQ(engine_->stats().conflicts, 0u);
+}
+
+TEST_F(EngineHeldCallTest, ACallWhoseTenantWasDisabledWhileItWasQueuedFailsUnrun) {
+  absl::StatusOr<CallResult> held;
+  int request = 0;
+  std::thread call = HeldCall(&held, &request);
+  ASSERT_TRUE(engine_->SetEnabled("app", false).ok());
+  executor_->Release(request);
+  call.join();
+  EXPECT_EQ(held.status().code(), absl::StatusCode::kFailedPrecondition) << held.status();
+  EXPECT_THAT(std::string(held.status().message()), HasSubstr("'app' is disabled"));
+  ASSERT_TRUE(engine_->SetEnabled("app", true).ok());
+  auto counter = engine_->Query("app", "counters:get", Name("hot"));
+  ASSERT_TRUE(counter.ok()) << counter.status();
+  EXPECT_EQ(counter->value, Value::Int64(0)) << "nothing ran";
 }
 
 // Calls on different documents never conflict, so none waits in a lane.

@@ -363,9 +363,11 @@ struct RunRequest {
   // tenant held when it was queued, and on a document those runs commit to, it would run only
   // to conflict; CallPath sets it for mutations. It returns a snapshot of the same tenant, or
   // an error that answers the request unrun. An executor calls it at most once, on the run's
-  // thread, after start_gate->Begin() and before any code; one that does not (RemoteRunner)
-  // runs at the snapshot passed, which is as correct (the commit validates the reads) and
-  // only staler.
+  // thread, after start_gate->Begin() and before any code, and never after it answered the
+  // request (it may use what the caller holds until then: FunctionRunner answers a run it
+  // abandons only once this returned); its time counts against the run's wall-clock limit.
+  // One that does not call it (RemoteRunner) runs at the snapshot passed, which is as correct
+  // (the commit validates the reads) and only staler.
   std::function<absl::StatusOr<std::shared_ptr<const Snapshot>>()> snapshot_at_start;
   // kAction: what its ctx reaches (null: ctx.runQuery and the others fail
   // with FailedPrecondition). An action runs against a read-only transaction

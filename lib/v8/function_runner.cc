@@ -167,11 +167,6 @@ absl::Status FunctionRunner::RunAsync(std::shared_ptr<const Snapshot> snapshot, 
   auto answer = std::make_shared<AnswerOnce<RunResult>>(std::move(done));
   IsolateScheduler::Work work = [core = core_, snapshot = std::move(snapshot), item,
                                  answer](IsolateLease& lease) {
-    lease.OnAbandon([answer, item](const std::string& limit) {
-      RunResult result;
-      result.status = AbandonedStatus(internal::StrCat("function ", item->function), limit);
-      (*answer)(std::move(result));
-    });
     auto result = std::make_shared<RunResult>();
     // Its caller gave up at its deadline (FunctionExecutor::Run), or it waited in the queue
     // past its deadline: nobody wants its result. (Begin first: it then runs or is given up.)
@@ -184,6 +179,13 @@ absl::Status FunctionRunner::RunAsync(std::shared_ptr<const Snapshot> snapshot, 
                !at.ok()) {
       result->status = std::move(at).status();
     } else {
+      // Only now may the caller be answered before this returns: snapshot_at_start may use
+      // what the caller holds until it is answered.
+      lease.OnAbandon([answer, item](const std::string& limit) {
+        RunResult abandoned;
+        abandoned.status = AbandonedStatus(internal::StrCat("function ", item->function), limit);
+        (*answer)(std::move(abandoned));
+      });
       lease.StopAt(item->deadline);
       Transaction txn(*std::move(at), internal::RunnerCore::TransactionOptionsFor(*item));
       *result = core->RunOnIsolate(lease, *item, txn);
