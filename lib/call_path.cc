@@ -108,17 +108,25 @@ class KeyRecord final : public CompletionRecord {
   const std::string call_digest_;
 };
 
-// The answer of a mutation's run not begun because, as it was about to, the call was better
-// off starting over (CallPath::State::LatestAtStart). CallPath acts on it; it never reaches a
-// caller.
+// Why a mutation's run was not begun and its call starts over instead
+// (CallPath::State::LatestAtStart), or kNone. Set by the run's snapshot_at_start, which then
+// answers the run with an error; a flag, not that error, says it: an executor may reword it.
+enum class Restart : char { kNone, kIntoLane, kForRecord };
+using RestartFlag = std::shared_ptr<std::atomic<Restart>>;
+RestartFlag NewRestartFlag() { return std::make_shared<std::atomic<Restart>>(Restart::kNone); }
+
+// How a blocking attempt that started over tells RetryInLanes why (never reaches a caller).
 constexpr char kRestartUrl[] = "txfn.internal/RestartBeforeRun";
-absl::Status RestartBeforeRun() {
+absl::Status RestartBeforeRun(Restart why) {
   absl::Status restart = absl::AbortedError("the mutation's call starts over before it runs");
-  restart.SetPayload(kRestartUrl, absl::Cord());
+  restart.SetPayload(kRestartUrl, absl::Cord(std::string(1, static_cast<char>(why))));
   return restart;
 }
-bool IsRestartBeforeRun(const absl::Status& status) {
-  return !status.ok() && status.GetPayload(kRestartUrl).has_value();
+Restart RestartOf(const absl::Status& status) {
+  if (status.ok()) return Restart::kNone;
+  const auto why = status.GetPayload(kRestartUrl);
+  if (!why.has_value() || why->size() != 1) return Restart::kNone;
+  return static_cast<Restart>((*why)[0]);
 }
 
 // The record `options` asks for (null: none), checked: an idempotency key stands for
@@ -300,8 +308,11 @@ struct CallPath::State {
             if (replay.has_value()) return AttemptResult::Commit(replay->ts);
           }
           RunRequest request = MakeMutationRequest(tenant, function, args, options.deadline);
-          request.snapshot_at_start = LatestAtStart(tenant, record, snapshot, choice);
-          last_run = runner.Run(std::move(snapshot), std::move(request));
+          RestartFlag restart = NewRestartFlag();
+          request.snapshot_at_start = LatestAtStart(tenant, record, snapshot, choice, restart);
+          RunResult run = runner.Run(std::move(snapshot), std::move(request));
+          if (Restart why = restart->load(); why != Restart::kNone) return RestartBeforeRun(why);
+          last_run = std::move(run);  // (an unrun restart keeps the last run's logs)
           TXFN_RETURN_IF_ERROR(last_run.status);
           if (record != nullptr) {
             TXFN_RETURN_IF_ERROR(record->Add(last_run.value, &last_run.commit));
@@ -439,11 +450,12 @@ struct CallPath::State {
                                                .call_key = call_key});
       if (!result.reached_commit()) {
         const absl::Status& failed = result.result().status();  // failed before its commit
-        if (!IsRestartBeforeRun(failed)) return failed;
-        // Not run, so no attempt: again, in its key's lane if it is predicted and none is held.
+        const Restart why = RestartOf(failed);
+        if (why == Restart::kNone) return failed;
+        // Not run, so no attempt: again, in its key's lane if that is why.
         ++restarts;
         --n;
-        if (slot.held() == nullptr) {
+        if (why == Restart::kIntoLane && slot.held() == nullptr) {
           if (!slot.Enter(PredictedLane(tenant, call_key), deadline)) {
             return PastDeadlineInLane(what, n + 1);
           }
@@ -514,22 +526,25 @@ struct CallPath::State {
   // its error).
   std::function<absl::StatusOr<std::shared_ptr<const Snapshot>>()> LatestAtStart(
       OpenTenant& tenant, std::shared_ptr<const CompletionRecord> record,
-      std::shared_ptr<const Snapshot> queued, StartChoice choice) {
-    return [this, tenant = &tenant, record = std::move(record), queued = std::move(queued),
-            choice]() -> absl::StatusOr<std::shared_ptr<const Snapshot>> {
-      if (choice.may_restart && !choice.holds_lane &&
-          PredictedLane(*tenant, choice.call_key) != nullptr) {
-        return RestartBeforeRun();
-      }
+      std::shared_ptr<const Snapshot> queued, StartChoice choice, RestartFlag restart) {
+    return [this, tenant = &tenant, record = std::move(record), queued = std::move(queued), choice,
+            restart = std::move(restart)]() -> absl::StatusOr<std::shared_ptr<const Snapshot>> {
+      auto start_over = [&](Restart why) {
+        restart->store(why);
+        return absl::AbortedError("the mutation's call starts over before it runs");
+      };
       std::shared_ptr<const Snapshot> latest = tenant->Latest();
       TXFN_RETURN_IF_ERROR(CheckEnabled(*tenant, *latest));
-      if (latest == queued) return queued;
-      if (record != nullptr) {
+      if (record != nullptr && latest != queued) {
         TXFN_ASSIGN_OR_RETURN(std::optional<IdempotentResult> replay, record->Find(*latest));
         if (replay.has_value()) {
-          if (choice.may_restart) return RestartBeforeRun();
+          if (choice.may_restart) return start_over(Restart::kForRecord);
           return queued;
         }
+      }
+      if (choice.may_restart && !choice.holds_lane &&
+          PredictedLane(*tenant, choice.call_key) != nullptr) {
+        return start_over(Restart::kIntoLane);
       }
       return latest;
     };
@@ -570,14 +585,16 @@ struct CallPath::State {
       }
     }
     call->request.now = call->tenant->committer().Now();  // each attempt's own (MakeRequest)
+    RestartFlag restart = NewRestartFlag();
     call->request.snapshot_at_start =
         LatestAtStart(*call->tenant, call->record, snapshot,
                       {.may_restart = call->restarts < kMaxRestartsBeforeRun,
                        .holds_lane = call->lane != nullptr,
-                       .call_key = call->call_key});
-    return runner.RunAsync(std::move(snapshot), call->request, [this, call](RunResult r) {
-      if (IsRestartBeforeRun(r.status)) {
-        absl::Status s = RestartAsync(call);
+                       .call_key = call->call_key},
+                      restart);
+    return runner.RunAsync(std::move(snapshot), call->request, [this, call, restart](RunResult r) {
+      if (Restart why = restart->load(); why != Restart::kNone) {
+        absl::Status s = RestartAsync(call, why);
         if (!s.ok()) Complete(*call, s);
         return;
       }
@@ -591,13 +608,15 @@ struct CallPath::State {
     });
   }
 
-  // A call whose run was not begun (LatestAtStart's RestartBeforeRun) starts over as the same
-  // attempt: in its key's lane if it is predicted and the call holds none.
-  absl::Status RestartAsync(const std::shared_ptr<AsyncMutation>& call) {
+  // A call whose run was not begun (LatestAtStart) starts over as the same attempt: in its
+  // key's lane if that is why (and it holds none).
+  absl::Status RestartAsync(const std::shared_ptr<AsyncMutation>& call, Restart why) {
     ++call->restarts;
     --call->attempt;
     std::shared_ptr<internal::Lane> lane;
-    if (call->lane == nullptr) lane = PredictedLane(*call->tenant, call->call_key);
+    if (why == Restart::kIntoLane && call->lane == nullptr) {
+      lane = PredictedLane(*call->tenant, call->call_key);
+    }
     return lane != nullptr ? EnterLaneThenSubmit(call, std::move(lane)) : SubmitMutation(call);
   }
 

@@ -365,7 +365,8 @@ struct RunRequest {
   // an error that answers the request unrun. An executor calls it at most once, on the run's
   // thread, after start_gate->Begin() and before any code, and never after it answered the
   // request (it may use what the caller holds until then: FunctionRunner answers a run it
-  // abandons only once this returned); its time counts against the run's wall-clock limit.
+  // abandons only once this returned). It runs in the run's wall-clock time, which cannot stop
+  // it: a run whose call of it outlasted the limit is stopped as its code starts.
   // One that does not call it (RemoteRunner) runs at the snapshot passed, which is as correct
   // (the commit validates the reads) and only staler.
   std::function<absl::StatusOr<std::shared_ptr<const Snapshot>>()> snapshot_at_start;
