@@ -50,11 +50,18 @@ struct RetryBudget {
 // predicted anew while it held none, or its completion record to be found at the start of a run
 // and missed when it started over, so a call all but never needs more than one.
 constexpr int kMaxRestartsBeforeRun = 3;
-// What a mutation's run may do instead of beginning (CallPath::State::LatestAtStart).
+// Why a mutation's run was not begun and its call starts over instead
+// (CallPath::State::LatestAtStart), or kNone. Set by the run's snapshot_at_start, which then
+// answers the run with an error; this flag, not that error, says it: an executor may reword it.
+enum class Restart : char { kNone, kIntoLane, kForRecord };
+using RestartFlag = std::shared_ptr<std::atomic<Restart>>;
+// What a mutation's run may do instead of beginning (CallPath::State::LatestAtStart), and
+// where it says what it did.
 struct StartChoice {
   bool may_restart = false;  // at most kMaxRestartsBeforeRun times per call
   bool holds_lane = false;
   uint64_t call_key = 0;  // the lanes' key: function and arguments
+  RestartFlag restart = std::make_shared<std::atomic<Restart>>(Restart::kNone);
 };
 struct RetryPlan {
   bool retry = false;
@@ -107,27 +114,6 @@ class KeyRecord final : public CompletionRecord {
   const std::string key_;
   const std::string call_digest_;
 };
-
-// Why a mutation's run was not begun and its call starts over instead
-// (CallPath::State::LatestAtStart), or kNone. Set by the run's snapshot_at_start, which then
-// answers the run with an error; a flag, not that error, says it: an executor may reword it.
-enum class Restart : char { kNone, kIntoLane, kForRecord };
-using RestartFlag = std::shared_ptr<std::atomic<Restart>>;
-RestartFlag NewRestartFlag() { return std::make_shared<std::atomic<Restart>>(Restart::kNone); }
-
-// How a blocking attempt that started over tells RetryInLanes why (never reaches a caller).
-constexpr char kRestartUrl[] = "txfn.internal/RestartBeforeRun";
-absl::Status RestartBeforeRun(Restart why) {
-  absl::Status restart = absl::AbortedError("the mutation's call starts over before it runs");
-  restart.SetPayload(kRestartUrl, absl::Cord(std::string(1, static_cast<char>(why))));
-  return restart;
-}
-Restart RestartOf(const absl::Status& status) {
-  if (status.ok()) return Restart::kNone;
-  const auto why = status.GetPayload(kRestartUrl);
-  if (!why.has_value() || why->size() != 1) return Restart::kNone;
-  return static_cast<Restart>((*why)[0]);
-}
 
 // The record `options` asks for (null: none), checked: an idempotency key stands for
 // `function` with `args`.
@@ -308,11 +294,11 @@ struct CallPath::State {
             if (replay.has_value()) return AttemptResult::Commit(replay->ts);
           }
           RunRequest request = MakeMutationRequest(tenant, function, args, options.deadline);
-          RestartFlag restart = NewRestartFlag();
-          request.snapshot_at_start = LatestAtStart(tenant, record, snapshot, choice, restart);
+          request.snapshot_at_start = LatestAtStart(tenant, record, snapshot, choice);
           RunResult run = runner.Run(std::move(snapshot), std::move(request));
-          if (Restart why = restart->load(); why != Restart::kNone) return RestartBeforeRun(why);
-          last_run = std::move(run);  // (an unrun restart keeps the last run's logs)
+          // Started over (RetryInLanes reads the flag): the last run's logs are kept.
+          if (!run.status.ok() && choice.restart->load() != Restart::kNone) return run.status;
+          last_run = std::move(run);
           TXFN_RETURN_IF_ERROR(last_run.status);
           if (record != nullptr) {
             TXFN_RETURN_IF_ERROR(record->Add(last_run.value, &last_run.commit));
@@ -445,13 +431,13 @@ struct CallPath::State {
     RetryBudget budget;
     int restarts = 0;
     for (int n = 1;; ++n) {
-      const AttemptResult result = attempt(n, {.may_restart = restarts < kMaxRestartsBeforeRun,
-                                               .holds_lane = slot.held() != nullptr,
-                                               .call_key = call_key});
-      if (!result.reached_commit()) {
-        const absl::Status& failed = result.result().status();  // failed before its commit
-        const Restart why = RestartOf(failed);
-        if (why == Restart::kNone) return failed;
+      const StartChoice choice{.may_restart = restarts < kMaxRestartsBeforeRun,
+                               .holds_lane = slot.held() != nullptr,
+                               .call_key = call_key};
+      const AttemptResult result = attempt(n, choice);
+      if (!result.reached_commit()) {  // failed before its commit
+        const Restart why = choice.restart->load();
+        if (why == Restart::kNone) return result.result().status();
         // Not run, so no attempt: again, in its key's lane if that is why.
         ++restarts;
         --n;
@@ -514,7 +500,8 @@ struct CallPath::State {
   // begins, not `queued`, the one it had when it was queued (behind a hot document's other
   // calls that one is bound to conflict). The caller holds `tenant` until the run answers, and
   // FunctionRunner answers no run before this returns (not even one it abandons).
-  // Instead of beginning, a call may start over, unrun (RestartBeforeRun; a few times at most):
+  // Instead of beginning, a call may start over, unrun (saying why in choice.restart; a few
+  // times at most):
   // - when its key has a lane prediction by then and it holds no lane (a call with its
   //   function and arguments conflicted since it was queued): it waits for its turn in that
   //   lane, as it would have had it arrived then;
@@ -526,11 +513,11 @@ struct CallPath::State {
   // its error).
   std::function<absl::StatusOr<std::shared_ptr<const Snapshot>>()> LatestAtStart(
       OpenTenant& tenant, std::shared_ptr<const CompletionRecord> record,
-      std::shared_ptr<const Snapshot> queued, StartChoice choice, RestartFlag restart) {
-    return [this, tenant = &tenant, record = std::move(record), queued = std::move(queued), choice,
-            restart = std::move(restart)]() -> absl::StatusOr<std::shared_ptr<const Snapshot>> {
+      std::shared_ptr<const Snapshot> queued, StartChoice choice) {
+    return [this, tenant = &tenant, record = std::move(record), queued = std::move(queued),
+            choice = std::move(choice)]() -> absl::StatusOr<std::shared_ptr<const Snapshot>> {
       auto start_over = [&](Restart why) {
-        restart->store(why);
+        choice.restart->store(why);
         return absl::AbortedError("the mutation's call starts over before it runs");
       };
       std::shared_ptr<const Snapshot> latest = tenant->Latest();
@@ -585,27 +572,25 @@ struct CallPath::State {
       }
     }
     call->request.now = call->tenant->committer().Now();  // each attempt's own (MakeRequest)
-    RestartFlag restart = NewRestartFlag();
-    call->request.snapshot_at_start =
-        LatestAtStart(*call->tenant, call->record, snapshot,
-                      {.may_restart = call->restarts < kMaxRestartsBeforeRun,
-                       .holds_lane = call->lane != nullptr,
-                       .call_key = call->call_key},
-                      restart);
-    return runner.RunAsync(std::move(snapshot), call->request, [this, call, restart](RunResult r) {
-      if (Restart why = restart->load(); why != Restart::kNone) {
-        absl::Status s = RestartAsync(call, why);
-        if (!s.ok()) Complete(*call, s);
-        return;
-      }
-      std::optional<absl::StatusOr<CallResult>> out = FinishMutation(*call, std::move(r));
-      if (!out.has_value()) {  // a conflict: run again on a newer snapshot
-        absl::Status s = RetryAsync(call);
-        if (s.ok()) return;  // the next attempt owns the call now
-        out = s;
-      }
-      Complete(*call, *std::move(out));
-    });
+    const StartChoice choice{.may_restart = call->restarts < kMaxRestartsBeforeRun,
+                             .holds_lane = call->lane != nullptr,
+                             .call_key = call->call_key};
+    call->request.snapshot_at_start = LatestAtStart(*call->tenant, call->record, snapshot, choice);
+    return runner.RunAsync(
+        std::move(snapshot), call->request, [this, call, restart = choice.restart](RunResult r) {
+          if (Restart why = restart->load(); why != Restart::kNone) {
+            absl::Status s = RestartAsync(call, why);
+            if (!s.ok()) Complete(*call, s);
+            return;
+          }
+          std::optional<absl::StatusOr<CallResult>> out = FinishMutation(*call, std::move(r));
+          if (!out.has_value()) {  // a conflict: run again on a newer snapshot
+            absl::Status s = RetryAsync(call);
+            if (s.ok()) return;  // the next attempt owns the call now
+            out = s;
+          }
+          Complete(*call, *std::move(out));
+        });
   }
 
   // A call whose run was not begun (LatestAtStart) starts over as the same attempt: in its

@@ -93,6 +93,12 @@ absl::Status AbandonedStatus(std::string_view who, const std::string& limit) {
                                    " (stopped inside a builtin that cannot be interrupted)");
 }
 
+// The answer to a request whose deadline came before it started.
+absl::Status NotStartedByDeadline(std::string_view function) {
+  return absl::DeadlineExceededError(
+      internal::StrCat("function ", function, " passed its deadline before it started"));
+}
+
 // The snapshot `request` runs at: `queued`, or the newer one its snapshot_at_start gives.
 absl::StatusOr<std::shared_ptr<const Snapshot>> SnapshotAtStart(
     const RunRequest& request, const std::shared_ptr<const Snapshot>& queued) {
@@ -119,8 +125,7 @@ RunResult FunctionExecutor::Run(std::shared_ptr<const Snapshot> snapshot, RunReq
   };
   auto not_started = [](std::string_view function) {
     RunResult late;
-    late.status = absl::DeadlineExceededError(
-        internal::StrCat("function ", function, " passed its deadline before it started"));
+    late.status = NotStartedByDeadline(function);
     return late;
   };
   const absl::Time deadline = request.deadline;
@@ -172,8 +177,7 @@ absl::Status FunctionRunner::RunAsync(std::shared_ptr<const Snapshot> snapshot, 
     // past its deadline: nobody wants its result. (Begin first: it then runs or is given up.)
     const bool given_up = item->start_gate != nullptr && !item->start_gate->Begin();
     if (given_up || (item->deadline != absl::InfiniteFuture() && absl::Now() >= item->deadline)) {
-      result->status = absl::DeadlineExceededError(
-          internal::StrCat("function ", item->function, " passed its deadline before it started"));
+      result->status = NotStartedByDeadline(item->function);
     } else if (absl::StatusOr<std::shared_ptr<const Snapshot>> at =
                    SnapshotAtStart(*item, snapshot);
                !at.ok()) {
