@@ -709,7 +709,9 @@ absl::StatusOr<std::shared_ptr<const TenantFunctions>> QueuedCalls::FunctionsOf(
     return known;
   }
   std::shared_ptr<const TenantMetadata> metadata = latest->shared_metadata();
-  TXFN_ASSIGN_OR_RETURN(auto found, runner_.DescribeFunctions(std::move(latest)));
+  // On a call's path (a tenant's calls reach it): queued with its calls, not ahead of them.
+  TXFN_ASSIGN_OR_RETURN(
+      auto found, runner_.DescribeFunctions(std::move(latest), FunctionRunner::Queue::kWithCalls));
   return Install(tenant.name(), std::move(metadata), found);
 }
 

@@ -1371,9 +1371,11 @@ class EngineQueuedMutationTest : public ::testing::Test {
   }
 
   // Makes `calls` slow increments of the hot counter at once (callbacks: all queued before the
-  // first commits) and returns their answers.
-  std::vector<absl::StatusOr<CallResult>> Burst(int calls, int spins,
-                                                const MutationOptions& options = {}) {
+  // first commits), then calls `meanwhile` (if set) with how many have been answered, and
+  // returns their answers.
+  std::vector<absl::StatusOr<CallResult>> Burst(
+      int calls, int spins, const MutationOptions& options = {},
+      const std::function<void(const std::function<size_t()>& answered)>& meanwhile = nullptr) {
     internal::Mutex mu;
     internal::CondVar all_done(&mu);
     std::vector<absl::StatusOr<CallResult>> answers;
@@ -1388,6 +1390,12 @@ class EngineQueuedMutationTest : public ::testing::Test {
                                               });
       EXPECT_TRUE(s.ok()) << s;
       if (!s.ok()) answers.emplace_back(s);
+    }
+    if (meanwhile) {
+      meanwhile([&] {
+        internal::MutexLock lock(&mu);
+        return answers.size();
+      });
     }
     internal::MutexLock lock(&mu);
     all_done.Wait([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
@@ -1440,6 +1448,28 @@ TEST_F(EngineQueuedMutationTest, AKeyedCallQueuedBehindItsKeysFirstCallIsAnswere
   EXPECT_EQ(answers[1]->ts, answers[0]->ts);
   EXPECT_EQ(Counter(), 1) << "incremented exactly once";
   EXPECT_EQ(engine_->stats().conflicts, 0u) << "not run only to conflict on its key";
+}
+
+// A deploy (a fix, say) is checked ahead of the tenant's queued calls (IsolateScheduler::
+// SubmitAhead): with one worker and twelve slow calls queued it returns after about one of
+// them, not after all (before: it waited behind every one, and a queue of calls that each run
+// to their CPU limit held it for minutes). The calls then run the new version.
+TEST_F(EngineQueuedMutationTest, ADeployIsNotQueuedBehindItsTenantsCalls) {
+  Open();
+  constexpr int kCalls = 12;
+  std::map<std::string, std::string> modules = Modules();
+  modules["slow.js"] = kSlowCounters;
+  modules["added.js"] = "export const x = 1;";
+  size_t answered_at_deploy = 0;
+  std::vector<absl::StatusOr<CallResult>> answers =
+      Burst(kCalls, 2'000'000, {}, [&](const std::function<size_t()>& answered) {
+        EXPECT_TRUE(engine_->DeployJson("app", modules, kSchema).ok());
+        answered_at_deploy = answered();
+      });
+  EXPECT_LT(answered_at_deploy, kCalls / 2u) << "the deploy waited for the tenant's calls";
+  for (const auto& r : answers) EXPECT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(Counter(), kCalls);
+  EXPECT_EQ(engine_->stats().deploys, 2u);
 }
 
 // A host's executor that runs in process and honours snapshot_at_start (here a FunctionRunner

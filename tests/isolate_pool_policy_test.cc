@@ -237,6 +237,59 @@ TEST(IsolatePoolPolicyTest, ServesInFifoOrder) {
   }
 }
 
+// SubmitAhead: served before every request Submit queued (ahead ones in their order), past
+// the queue's capacity and the tenant's in-flight cap, and one at a time per tenant past its
+// running cap; counted in flight.
+TEST(IsolatePoolPolicyTest, ARequestQueuedAheadIsServedFirstPastEveryCap) {
+  Pool pool({.max_isolates = 4,
+             .queue_capacity = 3,
+             .max_in_flight_per_tenant = 2,
+             .max_running_per_tenant = 1});
+  ASSERT_TRUE(pool.Submit("a", 1).ok());
+  Assignment running = Take(pool);
+  ASSERT_TRUE(pool.Submit("a", 2).ok());
+  ASSERT_TRUE(pool.Submit("b", 3).ok());
+  ASSERT_TRUE(pool.Submit("c", 4).ok());
+  ASSERT_TRUE(absl::IsResourceExhausted(pool.Submit("a", 5))) << "both caps reached";
+  ASSERT_TRUE(pool.SubmitAhead("a", 10).ok());
+  ASSERT_TRUE(pool.SubmitAhead("a", 11).ok());
+  EXPECT_EQ(pool.InFlight("a"), 4);
+  EXPECT_EQ(pool.stats().queue_length, 5u);
+
+  // "a" is at its running cap: its first ahead request runs anyway; the second waits until
+  // the first ended, its plain one for the cap, and the others' are served past them.
+  Assignment first = Take(pool);
+  EXPECT_EQ(first.request, 10);
+  EXPECT_EQ(first.tenant, "a");
+  Assignment second = Take(pool);
+  EXPECT_EQ(second.request, 3) << "one of a's ahead requests at a time past its cap";
+  Assignment third = Take(pool);
+  EXPECT_EQ(third.request, 4);
+  EXPECT_FALSE(pool.TryAcquire().has_value()) << "the bound (4 isolates) is reached";
+  Done(pool, first);
+  Assignment fourth = Take(pool);
+  EXPECT_EQ(fourth.request, 11);
+  EXPECT_EQ(fourth.isolate_id, first.isolate_id) << "reuses a's idle isolate";
+  Done(pool, fourth);
+  EXPECT_FALSE(pool.TryAcquire().has_value()) << "a's plain request waits for its cap";
+  Done(pool, running);
+  Assignment last = Take(pool);
+  EXPECT_EQ(last.request, 2);
+  Done(pool, second);
+  Done(pool, third);
+  Done(pool, last);
+  IsolatePoolStats stats = pool.stats();
+  EXPECT_TRUE(stats.in_flight.empty());
+  EXPECT_EQ(stats.rejected_queue_full + stats.rejected_tenant_cap, 1u);
+}
+
+TEST(IsolatePoolPolicyTest, ARequestQueuedAheadAfterShutdownIsRefused) {
+  Pool pool({.max_isolates = 1});
+  pool.Shutdown();
+  EXPECT_TRUE(absl::IsFailedPrecondition(pool.SubmitAhead("a", 1)));
+  EXPECT_EQ(pool.InFlight("a"), 0);
+}
+
 TEST(IsolatePoolPolicyTest, DisposedIsolateFreesItsPlace) {
   Pool pool({.max_isolates = 1, .queue_capacity = 8, .max_in_flight_per_tenant = 4});
   ASSERT_TRUE(pool.Submit("a", 1).ok());

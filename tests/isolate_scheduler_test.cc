@@ -266,6 +266,41 @@ TEST(IsolateSchedulerTest, PerTenantCapRejectsOnlyThatTenant) {
   gate.Open();
 }
 
+// SubmitAhead (a deploy's check): run while the tenant is at its caps, before its queued work.
+TEST(IsolateSchedulerTest, WorkQueuedAheadRunsPastTheTenantsCapsAndQueue) {
+  Gate gate;  // outlives the scheduler, whose worker waits on it
+  // Running cap 1 (half the workers); in-flight cap 2.
+  auto scheduler = MakeScheduler({.workers = 2, .max_in_flight_per_tenant = 2});
+  ASSERT_TRUE(scheduler->Submit("a", gate.Blocker()).ok());
+  gate.WaitEntered(1);
+  std::atomic<int> queued_ran{0};
+  ASSERT_TRUE(scheduler->Submit("a", [&](IsolateLease&) { queued_ran.fetch_add(1); }).ok());
+  EXPECT_TRUE(absl::IsResourceExhausted(scheduler->Submit("a", [](IsolateLease&) {})));
+
+  struct Ran {
+    Seen seen;
+    int queued_ran = 0;
+    int in_flight = 0;
+  };
+  auto promise = std::make_shared<std::promise<Ran>>();
+  auto future = promise->get_future();
+  IsolateScheduler& s = *scheduler;
+  EXPECT_TRUE(s.SubmitAhead("a", [promise, &queued_ran, &s](IsolateLease& l) {
+                 promise->set_value({Observe(l), queued_ran.load(), s.InFlight("a")});
+               }).ok());
+  EXPECT_EQ(future.wait_for(std::chrono::seconds(60)), std::future_status::ready)
+      << "waited for the tenant's running work";
+  EXPECT_EQ(queued_ran.load(), 0) << "the queued one still waits for the running cap";
+  EXPECT_TRUE(absl::IsInvalidArgument(scheduler->SubmitAhead("a", nullptr)));
+  gate.Open();
+  const Ran ran = future.get();
+  EXPECT_TRUE(ran.seen.js.ok);
+  EXPECT_EQ(ran.queued_ran, 0) << "ran before the tenant's queued work";
+  EXPECT_EQ(ran.in_flight, 3) << "counted in flight, past the tenant's cap of 2";
+  scheduler.reset();
+  EXPECT_EQ(queued_ran.load(), 1);
+}
+
 TEST(IsolateSchedulerTest, WaitsWhenEveryIsolateIsBusy) {
   Gate gate;  // outlives the scheduler, whose worker waits on it
   auto scheduler = MakeScheduler({.workers = 2, .max_isolates = 1, .max_in_flight_per_tenant = 4});

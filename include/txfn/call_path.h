@@ -15,8 +15,11 @@
 //   TXFN_ASSIGN_OR_RETURN(txfn::CallResult r,
 //       calls.Mutation(*shop, "cart:add", txfn::Value::FromObject({...})));
 //
-// Queries run read-only at the tenant's latest snapshot. A mutation runs at
-// the latest snapshot and commits through OpenTenant::Commit; its first
+// Queries run read-only at the tenant's latest snapshot as they arrive. A
+// mutation reads the tenant's latest snapshot as its run begins (not as it
+// was queued: RunRequest::snapshot_at_start), so calls queued behind a commit
+// see it; a keyed call whose key committed meanwhile answers with the first
+// call's result unrun. It commits through OpenTenant::Commit; its first
 // attempt announces its commit (AnnounceFirstAttempt, retry.h) so concurrent
 // commits share one Storage::Write. On a conflict it runs again on a newer
 // snapshot, up to CallPathOptions::mutation_retry.max_attempts runs, then

@@ -489,17 +489,23 @@ class FunctionRunner : public FunctionExecutor {
   // isolates of snapshot->tenant(), without calling any function; blocks.
   // Meant for deploys: pass a Snapshot whose metadata is the one the deploy
   // would install (e.g. built from Transaction::metadata() before commit).
+  // `queue`: kAheadOfCalls (a deploy's) waits for one of the tenant's
+  // running requests at most, never behind its queued calls nor refused
+  // for their number (IsolateScheduler::SubmitAhead); kWithCalls queues as a
+  // call does (for a check on a call's path, which must not jump the queue).
   // OK if every module loads; else the first failure, its message naming the
   // module: Unknown for a syntax error or a throwing top level (with the JS
   // message and line), NotFound for an import that names no module,
-  // ResourceExhausted for a limit or a scheduler refusal. Compiled modules
-  // land in the module cache, so the first calls after the deploy hit it.
-  // Works on a disabled tenant too.
-  [[nodiscard]] absl::Status CheckModules(std::shared_ptr<const Snapshot> snapshot);
+  // ResourceExhausted for a limit or (kWithCalls) a full queue. Compiled
+  // modules land in the module cache, so the first calls after the deploy
+  // hit it. Works on a disabled tenant too.
+  enum class Queue { kAheadOfCalls, kWithCalls };
+  [[nodiscard]] absl::Status CheckModules(std::shared_ptr<const Snapshot> snapshot,
+                                          Queue queue = Queue::kAheadOfCalls);
   // CheckModules, and on success every exported query, mutation and action,
   // by canonical name, with its kind and attributes.
   [[nodiscard]] absl::StatusOr<std::map<std::string, FunctionInfo>> DescribeFunctions(
-      std::shared_ptr<const Snapshot> snapshot);
+      std::shared_ptr<const Snapshot> snapshot, Queue queue = Queue::kAheadOfCalls);
 
   ModuleCacheStats module_cache_stats() const;
 
@@ -511,7 +517,7 @@ class FunctionRunner : public FunctionExecutor {
   int ForgetTenant(const std::string& tenant);
 
  private:
-  absl::Status LoadModules(std::shared_ptr<const Snapshot> snapshot,
+  absl::Status LoadModules(std::shared_ptr<const Snapshot> snapshot, Queue queue,
                            std::map<std::string, FunctionInfo>* functions);
 
   std::shared_ptr<IsolateScheduler> scheduler_;

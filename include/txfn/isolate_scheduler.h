@@ -293,6 +293,21 @@ class IsolateScheduler {
     return Submit(std::move(tenant), std::move(work));
   }
 
+  // Queues `work` for `tenant` ahead of every request queued by Submit (behind earlier ahead
+  // ones), never refused for the queue's capacity or max_in_flight_per_tenant (it counts in
+  // InFlight), and serves one such item per tenant at a time even while the tenant runs
+  // max_running_per_tenant requests (so a tenant holds at most one worker more; its further
+  // ahead items wait for that one or for the cap). It then waits only for a free worker. For
+  // an operator's work that the tenant's own flood must not hold up: the Engine's deploy checks
+  // its modules this way (FunctionRunner::CheckModules), so a fix deploys while the tenant's
+  // queue is full of calls that each run to their CPU limit. The work runs under the tenant's
+  // limits as any request. Not for work a tenant's calls can cause (they would jump their own
+  // queue). `work` runs exactly once on a worker thread; InvalidArgument for an empty one. This
+  // default, for schedulers without a priority, is Submit.
+  [[nodiscard]] virtual absl::Status SubmitAhead(std::string tenant, Work work) {
+    return Submit(std::move(tenant), std::move(work));
+  }
+
   // In-flight (queued or running) requests of `tenant`.
   virtual int InFlight(const std::string& tenant) const = 0;
   // Disposes of `tenant`'s idle isolates now, on the calling thread (each takes about a

@@ -208,18 +208,18 @@ absl::Status FunctionRunner::RunAsync(std::shared_ptr<const Snapshot> snapshot, 
   return scheduler_->SubmitUnlessGivenUp(std::move(tenant), std::move(work), std::move(given_up));
 }
 
-absl::Status FunctionRunner::CheckModules(std::shared_ptr<const Snapshot> snapshot) {
-  return LoadModules(std::move(snapshot), nullptr);
+absl::Status FunctionRunner::CheckModules(std::shared_ptr<const Snapshot> snapshot, Queue queue) {
+  return LoadModules(std::move(snapshot), queue, nullptr);
 }
 
 absl::StatusOr<std::map<std::string, FunctionInfo>> FunctionRunner::DescribeFunctions(
-    std::shared_ptr<const Snapshot> snapshot) {
+    std::shared_ptr<const Snapshot> snapshot, Queue queue) {
   std::map<std::string, FunctionInfo> functions;
-  TXFN_RETURN_IF_ERROR(LoadModules(std::move(snapshot), &functions));
+  TXFN_RETURN_IF_ERROR(LoadModules(std::move(snapshot), queue, &functions));
   return functions;
 }
 
-absl::Status FunctionRunner::LoadModules(std::shared_ptr<const Snapshot> snapshot,
+absl::Status FunctionRunner::LoadModules(std::shared_ptr<const Snapshot> snapshot, Queue queue,
                                          std::map<std::string, FunctionInfo>* functions) {
   struct Waiter {
     internal::Mutex mu;
@@ -239,19 +239,22 @@ absl::Status FunctionRunner::LoadModules(std::shared_ptr<const Snapshot> snapsho
   });
   std::string tenant = snapshot->tenant();
   const bool describe = functions != nullptr;
-  TXFN_RETURN_IF_ERROR(scheduler_->Submit(
-      std::move(tenant),
-      [core = core_, snapshot = std::move(snapshot), answer, describe](IsolateLease& lease) {
-        lease.OnAbandon([answer](const std::string& limit) {
-          (*answer)(Answer(AbandonedStatus("the deploy check", limit), {}));
-        });
-        Transaction txn(snapshot, TransactionOptions{.read_only = true});
-        auto found = std::make_shared<std::map<std::string, FunctionInfo>>();
-        absl::Status status =
-            core->CheckModulesOnIsolate(lease, txn, describe ? found.get() : nullptr);
-        lease.RunAfterRelease(
-            [answer, status, found] { (*answer)(Answer(status, std::move(*found))); });
-      }));
+  IsolateScheduler::Work work = [core = core_, snapshot = std::move(snapshot), answer,
+                                 describe](IsolateLease& lease) {
+    lease.OnAbandon([answer](const std::string& limit) {
+      (*answer)(Answer(AbandonedStatus("the deploy check", limit), {}));
+    });
+    Transaction txn(snapshot, TransactionOptions{.read_only = true});
+    auto found = std::make_shared<std::map<std::string, FunctionInfo>>();
+    absl::Status status = core->CheckModulesOnIsolate(lease, txn, describe ? found.get() : nullptr);
+    lease.RunAfterRelease(
+        [answer, status, found] { (*answer)(Answer(status, std::move(*found))); });
+  };
+  // A deploy's check goes ahead of the tenant's queued calls: a deploy (a fix, perhaps) must
+  // not wait behind the flood it may be meant to stop.
+  TXFN_RETURN_IF_ERROR(queue == Queue::kAheadOfCalls
+                           ? scheduler_->SubmitAhead(std::move(tenant), std::move(work))
+                           : scheduler_->Submit(std::move(tenant), std::move(work)));
   internal::MutexLock lock(&waiter->mu);
   waiter->cv.Wait([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(waiter->mu) { return waiter->done; });
   if (functions != nullptr) *functions = std::move(waiter->functions);

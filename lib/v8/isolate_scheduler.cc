@@ -280,6 +280,11 @@ class IsolateSchedulerImpl final : public IsolateScheduler {
     return pool_.Submit(std::move(tenant), std::move(work), std::move(given_up));
   }
 
+  absl::Status SubmitAhead(std::string tenant, Work work) override {
+    if (!work) return absl::InvalidArgumentError("IsolateScheduler::SubmitAhead: empty work item");
+    return pool_.SubmitAhead(std::move(tenant), std::move(work));
+  }
+
   int InFlight(const std::string& tenant) const override { return pool_.InFlight(tenant); }
 
   int DisposeIdleIsolatesOf(const std::string& tenant) override {

@@ -34,6 +34,14 @@
 // queue_capacity requests, or when the tenant already has
 // max_in_flight_per_tenant requests queued or running.
 //
+// Ahead: SubmitAhead queues a request in front of every request queued by Submit (behind
+// those queued ahead before it) and admits it past both caps (so the queue may hold more than
+// queue_capacity, and a tenant more than its cap in flight). One ahead request per tenant at
+// a time is served past the tenant's max_running_per_tenant (a tenant thus holds at most one
+// more worker than its cap); the bound and the patience apply as to any request. For an
+// operator's short work that a flood of the tenant's own requests must neither delay behind
+// its queue nor refuse (a deploy's check of its modules).
+//
 // Given up: a request submitted with a `given_up` predicate (its caller stopped waiting at
 // its deadline) is dropped, never handed out, once the predicate says so: checked as the
 // queue is searched and before a Submit would be refused (until then it still counts in the
@@ -73,6 +81,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -87,7 +96,7 @@ namespace txfn::internal {
 
 struct IsolatePoolOptions {
   int max_isolates = 1;              // >= 1
-  size_t queue_capacity = 1024;      // >= 1; queued, not yet running
+  size_t queue_capacity = 1024;      // >= 1; queued, not yet running (SubmitAhead may exceed it)
   int max_in_flight_per_tenant = 1;  // >= 1; queued + running, per tenant
   // >= 1; running at once, per tenant (the rest wait, others pass them).
   int max_running_per_tenant = 1 << 30;
@@ -145,7 +154,7 @@ class IsolatePool {
                                     std::function<bool()> given_up = nullptr) {
     std::vector<Request> dropped;  // destroyed after the lock is released
     MutexLock lock(&mu_);
-    if (shutdown_) return absl::FailedPreconditionError("isolate scheduler is shutting down");
+    if (shutdown_) return ShuttingDown();
     if (auto f = in_flight_.find(ToAbsl(tenant));
         queue_.size() >= options_.queue_capacity ||
         (f != in_flight_.end() && f->second >= options_.max_in_flight_per_tenant)) {
@@ -168,6 +177,22 @@ class IsolatePool {
                              .request = std::move(request),
                              .given_up = std::move(given_up),
                              .queued_at = Clock::now()});
+    ChangedLocked();
+    return absl::OkStatus();
+  }
+
+  // Queues `request` ahead (see "Ahead" above): never refused for the queue's capacity or
+  // the tenant's cap; FailedPrecondition after Shutdown, the request then dropped.
+  [[nodiscard]] absl::Status SubmitAhead(std::string tenant, Request request) {
+    MutexLock lock(&mu_);
+    if (shutdown_) return ShuttingDown();
+    ++in_flight_[ToAbsl(tenant)];
+    auto behind_ahead =
+        std::find_if(queue_.begin(), queue_.end(), [](const Pending& p) { return !p.ahead; });
+    queue_.insert(behind_ahead, Pending{.tenant = std::move(tenant),
+                                        .request = std::move(request),
+                                        .queued_at = Clock::now(),
+                                        .ahead = true});
     ChangedLocked();
     return absl::OkStatus();
   }
@@ -222,10 +247,10 @@ class IsolatePool {
     auto it = slots_.find(isolate_id);
     if (it == slots_.end()) return evicted;  // not acquired: a caller bug, ignored
     Slot& slot = it->second;
-    auto f = in_flight_.find(ToAbsl(slot.tenant));
-    if (f != in_flight_.end() && --f->second <= 0) in_flight_.erase(f);
-    auto b = busy_by_tenant_.find(ToAbsl(slot.tenant));
-    if (b != busy_by_tenant_.end() && --b->second <= 0) busy_by_tenant_.erase(b);
+    CountDown(in_flight_, slot.tenant);
+    CountDown(busy_by_tenant_, slot.tenant);
+    if (slot.ahead) CountDown(ahead_busy_by_tenant_, slot.tenant);
+    slot.ahead = false;
     --busy_;
     if (isolate == nullptr) {
       ++stats_.disposed;
@@ -319,15 +344,27 @@ class IsolatePool {
     Clock::time_point queued_at;
     bool passed_over = false;      // counted in waited_for_own
     bool passed_over_cap = false;  // counted in waited_for_tenant_cap
+    bool ahead = false;            // SubmitAhead (see "Ahead" above)
   };
   struct Slot {
     std::string tenant;
     size_t bytes = 0;  // last reported size (new_isolate_bytes until then)
     bool busy = true;
+    bool ahead = false;                // serving a request queued ahead
     uint64_t tick = 0;                 // last release, for MRU/LRU; keys idle_lru_/idle_by_tenant_
     std::unique_ptr<Isolate> isolate;  // null while busy (the worker holds it)
   };
   using IdleByTick = std::map<uint64_t, uint64_t>;  // tick -> isolate id
+
+  // Decrements the count of `key`, erasing it at zero.
+  static void CountDown(absl::flat_hash_map<std::string, int>& counts, std::string_view key) {
+    auto it = counts.find(ToAbsl(key));
+    if (it != counts.end() && --it->second <= 0) counts.erase(it);
+  }
+
+  static absl::Status ShuttingDown() {
+    return absl::FailedPreconditionError("isolate scheduler is shutting down");
+  }
 
   static IsolatePoolOptions Clamp(IsolatePoolOptions o) {
     if (o.max_isolates < 1) o.max_isolates = 1;
@@ -355,8 +392,7 @@ class IsolatePool {
         continue;
       }
       dropped->push_back(std::move(it->request));
-      auto f = in_flight_.find(ToAbsl(it->tenant));
-      if (f != in_flight_.end() && --f->second <= 0) in_flight_.erase(f);
+      CountDown(in_flight_, it->tenant);
       ++stats_.given_up;
       it = queue_.erase(it);
     }
@@ -377,8 +413,9 @@ class IsolatePool {
     for (size_t i = 0; i < queue_.size(); ++i) {
       Pending& p = queue_[i];
       const auto tenant = ToAbsl(p.tenant);
+      const bool past_cap = p.ahead && !ahead_busy_by_tenant_.contains(tenant);
       if (auto b = busy_by_tenant_.find(tenant);
-          b != busy_by_tenant_.end() && b->second >= options_.max_running_per_tenant) {
+          !past_cap && b != busy_by_tenant_.end() && b->second >= options_.max_running_per_tenant) {
         if (!p.passed_over_cap) {
           p.passed_over_cap = true;
           ++stats_.waited_for_tenant_cap;
@@ -441,12 +478,14 @@ class IsolatePool {
     Assignment a{.tenant = std::move(p.tenant), .request = std::move(p.request)};
     ++busy_;
     ++busy_by_tenant_[ToAbsl(a.tenant)];
+    if (p.ahead) ++ahead_busy_by_tenant_[ToAbsl(a.tenant)];
     // 1. The tenant's most recently used idle isolate.
     if (auto t = idle_by_tenant_.find(ToAbsl(a.tenant)); t != idle_by_tenant_.end()) {
       const auto [tick, id] = *t->second.rbegin();
       UnidleLocked(a.tenant, tick);
       Slot& slot = slots_.at(id);
       slot.busy = true;
+      slot.ahead = p.ahead;
       a.isolate_id = id;
       a.isolate = std::move(slot.isolate);
       a.reused = true;
@@ -463,7 +502,8 @@ class IsolatePool {
     }
     // 2. A new isolate for the tenant.
     a.isolate_id = ++next_id_;
-    slots_.emplace(a.isolate_id, Slot{.tenant = a.tenant, .bytes = options_.new_isolate_bytes});
+    slots_.emplace(a.isolate_id,
+                   Slot{.tenant = a.tenant, .bytes = options_.new_isolate_bytes, .ahead = p.ahead});
     bytes_ += options_.new_isolate_bytes;
     ++stats_.created;
     return a;
@@ -479,6 +519,7 @@ class IsolatePool {
   IdleByTick idle_lru_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, IdleByTick> idle_by_tenant_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, int> busy_by_tenant_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, int> ahead_busy_by_tenant_ ABSL_GUARDED_BY(mu_);  // of busy
   int busy_ ABSL_GUARDED_BY(mu_) = 0;
   size_t bytes_ ABSL_GUARDED_BY(mu_) = 0;      // sum of the slots' bytes
   uint64_t changes_ ABSL_GUARDED_BY(mu_) = 0;  // bumped on every change Acquire waits for
