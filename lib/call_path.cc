@@ -481,9 +481,10 @@ struct CallPath::State {
   }
 
   // A mutation's request checks its ctx.scheduler calls as they are made.
-  // The tenant and this State outlive the request (the caller holds the
-  // tenant while it runs; ~State waits for async calls), so two pointers are
-  // captured: small enough for std::function to hold without allocating.
+  // The tenant and this State outlive every check (the caller holds the tenant
+  // until it is answered; ~State waits for async calls; a run abandoned at its
+  // limit, whose caller is answered while it goes on, checks nothing more:
+  // FunctionRunner closes check_scheduled first), so two pointers are captured.
   RunRequest MakeMutationRequest(OpenTenant& tenant, std::string_view function, const Value& args,
                                  absl::Time deadline) {
     RunRequest request = MakeRequest(tenant, function, args, FunctionKind::kMutation, deadline);

@@ -379,6 +379,10 @@ struct RunRequest {
   // arguments) when the mutation makes it; an error is thrown to the code
   // there. Null: not checked until the call runs. Called on the run's
   // thread; not sent to a remote runner (CallPathOptions::check_scheduled).
+  // FunctionRunner calls it only until the caller is answered: a run
+  // abandoned at its limit (IsolateLease::OnAbandon) goes on after its
+  // answer, and is refused its further checks (a check under way is waited
+  // for first), so it may point at what the caller holds until then.
   std::function<absl::Status(std::string_view function, const Value& args)> check_scheduled;
 };
 

@@ -88,6 +88,34 @@ class AnswerOnce {
   std::atomic<bool> answered_{false};
 };
 
+// Keeps an abandoned run away from its request's check_scheduled, which may point at what the
+// caller holds only until it is answered (CallPath's: its tenant): the scheduler answers an
+// abandoned run's caller while the run's thread goes on (a builtin that returns, or a thread
+// descheduled inside the check, may still reach it). Close() waits for a check under way.
+class CallerCallbackGate {
+ public:
+  using Check = std::function<absl::Status(std::string_view, const Value&)>;
+  // `check`, refused once `gate` was closed.
+  static Check Guard(std::shared_ptr<CallerCallbackGate> gate, Check check) {
+    return [gate = std::move(gate), check = std::move(check)](std::string_view function,
+                                                              const Value& args) {
+      internal::MutexLock lock(&gate->mu_);
+      if (gate->closed_) {
+        return absl::CancelledError("the run was abandoned at its limit: nothing is scheduled");
+      }
+      return check(function, args);
+    };
+  }
+  void Close() {
+    internal::MutexLock lock(&mu_);
+    closed_ = true;
+  }
+
+ private:
+  internal::Mutex mu_;
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
+};
+
 absl::Status AbandonedStatus(std::string_view who, const std::string& limit) {
   return internal::LeaseLimitError(limit, who,
                                    " (stopped inside a builtin that cannot be interrupted)");
@@ -169,9 +197,14 @@ absl::Status FunctionRunner::RunAsync(std::shared_ptr<const Snapshot> snapshot, 
   std::string tenant = snapshot->tenant();
   // The work item keeps the core alive even if the runner goes away first.
   auto item = std::make_shared<RunRequest>(std::move(request));
+  auto caller_callbacks = std::make_shared<CallerCallbackGate>();
+  if (item->check_scheduled) {
+    item->check_scheduled =
+        CallerCallbackGate::Guard(caller_callbacks, std::move(item->check_scheduled));
+  }
   auto answer = std::make_shared<AnswerOnce<RunResult>>(std::move(done));
-  IsolateScheduler::Work work = [core = core_, snapshot = std::move(snapshot), item,
-                                 answer](IsolateLease& lease) {
+  IsolateScheduler::Work work = [core = core_, snapshot = std::move(snapshot), item, answer,
+                                 caller_callbacks](IsolateLease& lease) {
     auto result = std::make_shared<RunResult>();
     // Its caller gave up at its deadline (FunctionExecutor::Run), or it waited in the queue
     // past its deadline: nobody wants its result. (Begin first: it then runs or is given up.)
@@ -185,7 +218,8 @@ absl::Status FunctionRunner::RunAsync(std::shared_ptr<const Snapshot> snapshot, 
     } else {
       // Only now may the caller be answered before this returns: snapshot_at_start may use
       // what the caller holds until it is answered.
-      lease.OnAbandon([answer, item](const std::string& limit) {
+      lease.OnAbandon([answer, item, caller_callbacks](const std::string& limit) {
+        caller_callbacks->Close();  // before the caller may drop what they point at
         RunResult abandoned;
         abandoned.status = AbandonedStatus(internal::StrCat("function ", item->function), limit);
         (*answer)(std::move(abandoned));
