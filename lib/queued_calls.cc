@@ -462,10 +462,18 @@ absl::Status QueuedCalls::Start() {
 
 QueuedCalls::~QueuedCalls() {
   (void)Stop(absl::Seconds(2));
-  // Calls still running hold `this` in their callbacks: wait for them (their
-  // functions' own limits bound the wait).
-  MutexLock lock(&mu_);
-  cv_.Wait([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return in_flight_ == 0; });
+  {
+    // Calls still running hold `this` in their callbacks: wait for them (their
+    // functions' own limits bound the wait).
+    MutexLock lock(&mu_);
+    cv_.Wait([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return in_flight_ == 0; });
+  }
+  // An action abandoned at its limit was answered (so it is not in flight) while its thread
+  // runs on, perhaps inside a host call (a service that does not return) that uses `this`:
+  // the action scheduler joins such threads as it goes, so it goes first, while every member
+  // they may touch is still here (as members it went after most of them).
+  action_runner_.reset();
+  action_scheduler_.reset();
 }
 
 size_t QueuedCalls::Stop(absl::Duration timeout) {

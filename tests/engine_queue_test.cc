@@ -22,6 +22,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -814,6 +815,51 @@ TEST_F(EngineQueueTest, AQueuedActionRunningPastTheStopIsGivenUp) {
   absl::StatusOr<std::optional<CallRecord>> record = FindCallRecord(**engine_->Latest("app"), *id);
   ASSERT_TRUE(record.ok()) << record.status();
   EXPECT_FALSE(record->has_value()) << CallStateName((*record)->state);
+}
+
+// An engine closing while an action abandoned at its wall limit still waits in a service call
+// (its caller was answered; its thread runs on) waits for that call, whose host then reaches
+// the engine's queued-call state (a service pushing back is counted), and closes once it
+// returned. (Before, the action scheduler that joins such threads went after the members the
+// host reaches: a use after their destruction that only a sanitizer could see.)
+TEST_F(EngineQueueTest, AnEngineClosesOnlyOnceAnAbandonedActionsServiceCallReturned) {
+  class ShortWall final : public LimitEnforcer {
+   public:
+    absl::Duration WallLimit(const std::string&) const override { return absl::Milliseconds(300); }
+  };
+  auto entered = std::make_shared<absl::Notification>();
+  auto release = std::make_shared<absl::Notification>();
+  EngineOptions options = Options();
+  options.queued.actions.limits = std::make_shared<ShortWall>();
+  options.queued.actions.abandon_grace = absl::Milliseconds(50);
+  options.queued.services["stuck"] = [entered, release](const Value&) -> absl::StatusOr<Value> {
+    entered->Notify();
+    release->WaitForNotification();
+    return absl::UnavailableError("pushed back");
+  };
+  OpenAndDeploy(std::move(options));
+  ASSERT_TRUE(engine_
+                  ->DeployJson("app",
+                               {{"counters.js", kCounters},
+                                {"stuck.js", R"JS(import { action } from "txfn/server";
+export const call = action({args: {}, services: ["stuck"], handler: (ctx) => ctx.services.stuck({})});
+)JS"}},
+                               kSchema)
+                  .ok());
+  absl::StatusOr<CallResult> r = engine_->Action("app", "stuck:call", Args({}));
+  EXPECT_TRUE(absl::IsResourceExhausted(r.status())) << r.status();
+  EXPECT_TRUE(entered->HasBeenNotified());
+
+  std::atomic<bool> closed{false};
+  std::thread closer([&] {
+    engine_.reset();
+    closed = true;
+  });
+  absl::SleepFor(absl::Milliseconds(300));
+  EXPECT_FALSE(closed.load()) << "closed while an action's service call was under way";
+  release->Notify();
+  closer.join();
+  EXPECT_TRUE(closed.load());
 }
 
 // What a mutation's code threw reaches the action that ran it as that code threw it: message,

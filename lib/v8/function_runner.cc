@@ -91,7 +91,7 @@ class AnswerOnce {
 // Keeps an abandoned run away from its request's check_scheduled, which may point at what the
 // caller holds only until it is answered (CallPath's: its tenant): the scheduler answers an
 // abandoned run's caller while the run's thread goes on (a builtin that returns, or a thread
-// descheduled inside the check, may still reach it). Close() waits for a check under way.
+// descheduled inside the check, may still reach it). Checks come from the run's one thread.
 class CallerCallbackGate {
  public:
   using Check = std::function<absl::Status(std::string_view, const Value&)>;
@@ -99,21 +99,43 @@ class CallerCallbackGate {
   static Check Guard(std::shared_ptr<CallerCallbackGate> gate, Check check) {
     return [gate = std::move(gate), check = std::move(check)](std::string_view function,
                                                               const Value& args) {
-      internal::MutexLock lock(&gate->mu_);
-      if (gate->closed_) {
-        return absl::CancelledError("the run was abandoned at its limit: nothing is scheduled");
+      {
+        internal::MutexLock lock(&gate->mu_);
+        if (gate->closed_) {
+          return absl::CancelledError("the run was abandoned at its limit: nothing is scheduled");
+        }
+        gate->in_check_ = true;
       }
-      return check(function, args);
+      absl::Status status = check(function, args);
+      std::function<void()> answer;
+      {
+        internal::MutexLock lock(&gate->mu_);
+        gate->in_check_ = false;
+        answer = std::move(gate->answer_after_check_);
+      }
+      if (answer) answer();
+      return status;
     };
   }
-  void Close() {
-    internal::MutexLock lock(&mu_);
-    closed_ = true;
+  // Refuses checks from now on and calls `answer`: now, or as the check under way ends (on
+  // its thread: the caller of Close, a scheduler's new worker, is not held).
+  void CloseThen(std::function<void()> answer) {
+    {
+      internal::MutexLock lock(&mu_);
+      closed_ = true;
+      if (in_check_) {
+        answer_after_check_ = std::move(answer);
+        return;
+      }
+    }
+    answer();
   }
 
  private:
   internal::Mutex mu_;
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
+  bool in_check_ ABSL_GUARDED_BY(mu_) = false;
+  std::function<void()> answer_after_check_ ABSL_GUARDED_BY(mu_);
 };
 
 absl::Status AbandonedStatus(std::string_view who, const std::string& limit) {
@@ -197,8 +219,9 @@ absl::Status FunctionRunner::RunAsync(std::shared_ptr<const Snapshot> snapshot, 
   std::string tenant = snapshot->tenant();
   // The work item keeps the core alive even if the runner goes away first.
   auto item = std::make_shared<RunRequest>(std::move(request));
-  auto caller_callbacks = std::make_shared<CallerCallbackGate>();
+  std::shared_ptr<CallerCallbackGate> caller_callbacks;
   if (item->check_scheduled) {
+    caller_callbacks = std::make_shared<CallerCallbackGate>();
     item->check_scheduled =
         CallerCallbackGate::Guard(caller_callbacks, std::move(item->check_scheduled));
   }
@@ -219,10 +242,17 @@ absl::Status FunctionRunner::RunAsync(std::shared_ptr<const Snapshot> snapshot, 
       // Only now may the caller be answered before this returns: snapshot_at_start may use
       // what the caller holds until it is answered.
       lease.OnAbandon([answer, item, caller_callbacks](const std::string& limit) {
-        caller_callbacks->Close();  // before the caller may drop what they point at
-        RunResult abandoned;
-        abandoned.status = AbandonedStatus(internal::StrCat("function ", item->function), limit);
-        (*answer)(std::move(abandoned));
+        auto answer_abandoned = [answer, item, limit] {
+          RunResult abandoned;
+          abandoned.status = AbandonedStatus(internal::StrCat("function ", item->function), limit);
+          (*answer)(std::move(abandoned));
+        };
+        // Not before the caller's callbacks are closed: it may then drop what they point at.
+        if (caller_callbacks == nullptr) {
+          answer_abandoned();
+        } else {
+          caller_callbacks->CloseThen(std::move(answer_abandoned));
+        }
       });
       lease.StopAt(item->deadline);
       Transaction txn(*std::move(at), internal::RunnerCore::TransactionOptionsFor(*item));
