@@ -11,9 +11,10 @@
 // tenant with k requests running holds k isolates. No tenant runs more than
 // max_running_per_tenant requests at once (default half the workers, at
 // least 1): its further requests wait in the queue while other tenants'
-// are served, so one tenant can never hold every worker. Only at the bound, such a request first
-// waits up to own_isolate_patience (2 ms) for its tenant's isolate rather than evicting another
-// tenant's, while the requests behind it are served. The policy lives in
+// are served, so one tenant's calls can never hold every worker (one item
+// queued ahead, SubmitAhead: a deploy's check, may run beside them). Only at the bound, such a
+// request first waits up to own_isolate_patience (2 ms) for its tenant's isolate rather than
+// evicting another tenant's, while the requests behind it are served. The policy lives in
 // txfn/internal/isolate_pool.h, tested without V8.
 //
 //   auto scheduler = txfn::IsolateScheduler::Create({.workers = 2});
