@@ -118,7 +118,7 @@ class CallerCallbackGate {
     };
   }
   // Refuses checks from now on and calls `answer`: now, or as the check under way ends (on
-  // its thread: the caller of Close, a scheduler's new worker, is not held).
+  // its thread: the caller of CloseThen, a scheduler's new worker, is not held).
   void CloseThen(std::function<void()> answer) {
     {
       internal::MutexLock lock(&mu_);
