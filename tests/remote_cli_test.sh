@@ -121,6 +121,10 @@ check serve-call-time-not-positive 1 '--max_call_seconds is -1; it must be at le
   "$txfn" --db="$db" serve --quiet --listen=0 --api_keys="$tmp/keys" --max_call_seconds=-1
 check serve-call-time-needs-listen 2 'serve: --max_call_seconds goes with --listen' \
   "$txfn" --db="$db" serve --quiet --max_call_seconds=5
+check serve-buffer-too-small 1 '--max_buffer_mib is 64; it must be from 128 to 2\^40' \
+  "$txfn" --db="$db" serve --quiet --listen=0 --api_keys="$tmp/keys" --max_buffer_mib=64
+check serve-buffer-needs-listen 2 'serve: --max_buffer_mib goes with --listen' \
+  "$txfn" --db="$db" serve --quiet --max_buffer_mib=512
 
 # On a unix socket: its path is printed (gRPC reports port 1 for it), and a client reaches it.
 "$txfn" --db="$db" serve --quiet --listen="unix:$tmp/api.sock" --api_keys="$tmp/keys" \

@@ -100,6 +100,10 @@ ABSL_FLAG(int32_t, max_threads, 256,
 ABSL_FLAG(int32_t, max_calls_per_tenant, 64,
           "serve --listen: a tenant key's calls under way at once per tenant (0: no cap; else "
           "below --max_threads - 1); past it RESOURCE_EXHAUSTED.");
+ABSL_FLAG(int64_t, max_buffer_mib, 1024,
+          "serve --listen: MiB gRPC may buffer for the server's connections at once (requests "
+          "are read whole before their key is checked); past it gRPC resets streams. At least "
+          "128.");
 ABSL_FLAG(double, max_call_seconds, 60,
           "serve --listen: the longest a query or mutation may take from its arrival (the "
           "client's deadline if earlier; inf: the client's only); then DEADLINE_EXCEEDED.");
@@ -278,6 +282,9 @@ flags:
                   threads (a poller and the calls under way), and a tenant
                   key's calls under way at once per tenant (0: no cap); past
                   either a call is refused RESOURCE_EXHAUSTED
+  --max_buffer_mib=N (1024)  serve --listen: what gRPC may buffer for the
+                  server's connections at once (a request is read whole before
+                  its key is checked); past it gRPC resets streams (at least 128)
   --max_call_seconds=S (60)  serve --listen: the longest a query or mutation
                   may take from its arrival (the client's deadline if earlier;
                   inf: the client's deadline only)
@@ -834,9 +841,10 @@ std::string StatusLine(Engine& engine, const std::string& db) {
 #ifdef TXFN_TOOLS_REMOTE
 static_assert(FunctionsServerOptions::kDefaultMaxThreads == 256 &&
                   FunctionsServerOptions::kDefaultMaxCallsPerTenant == 64 &&
-                  FunctionsServerOptions::kDefaultMaxCallDuration == absl::Seconds(60),
-              "serve's --max_threads, --max_calls_per_tenant and --max_call_seconds defaults (and "
-              "--help) are the options'");
+                  FunctionsServerOptions::kDefaultMaxCallDuration == absl::Seconds(60) &&
+                  FunctionsServerOptions::kDefaultMaxBufferBytes == int64_t{1024} << 20,
+              "serve's --max_threads, --max_calls_per_tenant, --max_call_seconds and "
+              "--max_buffer_mib defaults (and --help) are the options'");
 
 // serve --api_keys: lines "admin KEY" (one) or "tenant NAME KEY", words separated by spaces or
 // tabs; blank lines and "#..." skipped; CRLF line ends and a UTF-8 byte order mark are fine.
@@ -913,6 +921,14 @@ int Serve(const sigset_t& stop_signals) {
     options->listen = listen;
     options->max_threads = absl::GetFlag(FLAGS_max_threads);
     options->max_calls_per_tenant = absl::GetFlag(FLAGS_max_calls_per_tenant);
+    const int64_t buffer_mib = absl::GetFlag(FLAGS_max_buffer_mib);
+    if (buffer_mib < (FunctionsServerOptions::kMinBufferBytes >> 20) ||
+        buffer_mib > (int64_t{1} << 40)) {
+      return Fail(absl::InvalidArgumentError(
+          fmt::format("--max_buffer_mib is {}; it must be from {} to 2^40", buffer_mib,
+                      FunctionsServerOptions::kMinBufferBytes >> 20)));
+    }
+    options->max_buffer_bytes = buffer_mib << 20;
     const double call_seconds = absl::GetFlag(FLAGS_max_call_seconds);
     // NaN included; and a positive value too small for a Duration (1e-10 is 0).
     if (!(call_seconds > 0) || absl::Seconds(call_seconds) <= absl::ZeroDuration()) {
@@ -1288,7 +1304,7 @@ constexpr Command kCommands[] = {
     {"backup", 1, 1, false, false, ""},
     {"serve", 0, 0, false, false,
      "create quiet status_every logs listen api_keys max_threads max_calls_per_tenant "
-     "max_call_seconds metrics runners"},
+     "max_buffer_mib max_call_seconds metrics runners"},
     {"submit", 1, 2, true, true, "tenant delay_ms deadline_ms criticality quota key client"},
     {"calls", 0, 0, true, false, "tenant status function limit after"},
     {"call", 1, 1, false, true, "tenant"},
@@ -1330,8 +1346,8 @@ std::string CheckFlagsApply(const Command& command, const std::vector<std::strin
         readers.empty() ? "" : fmt::format(" (it is for {})", absl::StrJoin(readers, ", ")));
   }
   if (command.name == "serve" && absl::GetFlag(FLAGS_listen).empty()) {
-    for (const char* name :
-         {"api_keys", "max_threads", "max_calls_per_tenant", "max_call_seconds"}) {
+    for (const char* name : {"api_keys", "max_threads", "max_calls_per_tenant", "max_buffer_mib",
+                             "max_call_seconds"}) {
       if (absl::c_linear_search(given, name)) {
         return fmt::format("serve: --{} goes with --listen", name);
       }

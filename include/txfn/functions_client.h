@@ -7,7 +7,12 @@
 // Results and errors are what Engine's methods of the same names return, payloads included
 // (GetAppError and the others of txfn/errors.h work on them), plus the transport's:
 // Unavailable when the server cannot be reached, Unauthenticated / PermissionDenied for a
-// bad key, DeadlineExceeded past `timeout`.
+// bad key, DeadlineExceeded past `timeout`. A call whose stream the server reset (past its
+// memory quota, FunctionsServerOptions::max_buffer_bytes, gRPC resets streams, calls under
+// way among them) is Unavailable, and for Mutation and Submit marked IsCommitOutcomeUnknown
+// (txfn/storage.h): it may have committed, so retry it with an idempotency key. (gRPC itself
+// says RESOURCE_EXHAUSTED, which reads as "refused, nothing ran".) As with any call whose
+// answer is lost: a DeadlineExceeded or a connection lost mid-call may have committed too.
 //
 // Thread safety: every method may be called from any thread (one connection, multiplexed).
 #ifndef TXFN_FUNCTIONS_CLIENT_H_

@@ -21,6 +21,8 @@
 // calls under way and the answers held in memory. When gRPC's threads are all taken a call is
 // refused RESOURCE_EXHAUSTED at once; past `max_calls_per_tenant` calls of one tenant are, so
 // that one tenant cannot take every thread. Either way the engine is not called; retry later.
+// gRPC reads a request whole before its key is checked, so what the connections may buffer
+// is bounded apart, by `max_buffer_bytes`, for clients with a key or without.
 // The admin key's calls are not counted against tenants: an operator can deploy a fix to, or
 // cancel the calls of, a tenant at its cap.
 //
@@ -35,6 +37,7 @@
 #ifndef TXFN_FUNCTIONS_SERVER_H_
 #define TXFN_FUNCTIONS_SERVER_H_
 
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
@@ -64,6 +67,21 @@ struct FunctionsServerOptions {
   // cannot take every thread.
   static constexpr int kDefaultMaxCallsPerTenant = 64;
   int max_calls_per_tenant = kDefaultMaxCallsPerTenant;
+  // gRPC's memory quota for this server (grpc::ResourceQuota::Resize): the bytes its
+  // connections may buffer at once. gRPC reads a request's whole message (up to 64 MiB) before
+  // the key is checked, so without a bound any client that reaches the port, key or none,
+  // could make the server hold gigabytes (measured with `txfn serve`: 40 keyless 60 MiB
+  // requests held open, all but their last byte sent, 3.1 GiB resident). Past the quota gRPC
+  // resets streams and closes connections (their calls fail RESOURCE_EXHAUSTED or UNAVAILABLE
+  // with gRPC's message, e.g. "Received RST_STREAM with error code 11") until it is back
+  // under. gRPC picks the streams, held requests or calls under way: like a call whose
+  // connection breaks, a mutation so reset may have committed (retry it with an idempotency
+  // key). Measured, keyed calls, 16 MiB ones too, were served while held requests stayed.
+  // gRPC enforces it loosely: the same 40 peaked at 1.4 GiB with the default, 334 MiB with the
+  // minimum. At least kMinBufferBytes (twice the largest message).
+  static constexpr int64_t kDefaultMaxBufferBytes = int64_t{1} << 30;
+  static constexpr int64_t kMinBufferBytes = int64_t{128} << 20;
+  int64_t max_buffer_bytes = kDefaultMaxBufferBytes;
   // The longest a Query or Mutation may take from its arrival: its deadline is the client's
   // or this, whichever comes first (a client that sets no deadline gets this one). Its runs,
   // and its waits for a turn, end there; a commit under way is waited for. So a call does not
@@ -78,9 +96,10 @@ struct FunctionsServerOptions {
 class FunctionsServer {
  public:
   // InvalidArgument: max_threads under 2, max_calls_per_tenant negative or not below
-  // max_threads - 1, max_call_duration not positive, an empty tenant key, a key given to two
-  // tenants (or to a tenant and as the admin key), or `listen` not HOST:PORT with a port from 0 to
-  // 65535. Unavailable: `listen` cannot be bound (a port another process listens on included).
+  // max_threads - 1, max_buffer_bytes under kMinBufferBytes, max_call_duration not positive, an
+  // empty tenant key, a key given to two tenants (or to a tenant and as the admin key), or `listen`
+  // not HOST:PORT with a port from 0 to 65535. Unavailable: `listen` cannot be bound (a port
+  // another process listens on included).
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<FunctionsServer>> Start(
       Engine& engine, FunctionsServerOptions options);
   ~FunctionsServer();  // Shutdown(ZeroDuration) if not done

@@ -2,15 +2,32 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <string>
+#include <string_view>
 #include <utility>
 
 #include "lib/remote/functions_convert.h"
 #include "lib/remote/grpc_util.h"
 #include "lib/wire/wire_proto.h"
+#include "txfn/internal/strings.h"
 #include "txfn/status_macros.h"
+#include "txfn/storage.h"
 #include "txfn/v1/functions.grpc.pb.h"
 
 namespace txfn {
+namespace {
+
+// What a call whose stream the server reset failed with, as gRPC words it ("Received
+// RST_STREAM with error code 11": RESOURCE_EXHAUSTED, from its memory quota). The server may
+// have been running the call: such a status is not a refusal.
+bool ResetByServer(const grpc::Status& status) {
+  constexpr std::string_view kReset = "Received RST_STREAM with error code ";
+  const std::string& message = status.error_message();
+  // REFUSED_STREAM (7) says the server did nothing with the stream (RFC 9113 8.7).
+  return message.starts_with(kReset) && message != internal::StrCat(kReset, 7);
+}
+
+}  // namespace
 
 class FunctionsClient::Impl {
  public:
@@ -23,13 +40,23 @@ class FunctionsClient::Impl {
         grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args));
   }
 
-  // Calls `method` of the stub with a context carrying the key and the timeout.
+  // Calls `method` of the stub with a context carrying the key and the timeout. A call the
+  // server reset is Unavailable, marked IsCommitOutcomeUnknown if it `commits` (a mutation or
+  // a submit may have committed: its gRPC RESOURCE_EXHAUSTED read as "refused, retry" and a
+  // blind retry applied it twice).
   template <typename Request, typename Reply, typename Method>
-  absl::Status Invoke(Method method, const Request& request, Reply* reply) {
+  absl::Status Invoke(Method method, const Request& request, Reply* reply, bool commits = false) {
     grpc::ClientContext context;
     context.AddMetadata(remote_internal::kApiKeyHeader, api_key_);
     context.set_deadline(absl::ToChronoTime(absl::Now() + timeout_));
-    return remote_internal::FromGrpcStatus(((*stub_).*method)(&context, request, reply));
+    const grpc::Status status = ((*stub_).*method)(&context, request, reply);
+    if (!ResetByServer(status)) return remote_internal::FromGrpcStatus(status);
+    const std::string message = internal::StrCat(
+        "the server reset the call (", status.error_message(),
+        "; e.g. past its memory quota, FunctionsServerOptions::max_buffer_bytes) while it may "
+        "have been running it",
+        commits ? ": it may have committed; retry it with an idempotency key" : "");
+    return commits ? CommitOutcomeUnknownError(message) : absl::UnavailableError(message);
   }
 
   absl::StatusOr<CallResult> Call(bool mutation, std::string_view tenant, std::string_view function,
@@ -43,7 +70,7 @@ class FunctionsClient::Impl {
     wire_internal::ToProtoBytes(args, request.mutable_args());
     request.set_idempotency_key(options.idempotency_key);
     v1::CallReply reply;
-    TXFN_RETURN_IF_ERROR(mutation ? Invoke(&v1::Functions::Stub::Mutation, request, &reply)
+    TXFN_RETURN_IF_ERROR(mutation ? Invoke(&v1::Functions::Stub::Mutation, request, &reply, true)
                                   : Invoke(&v1::Functions::Stub::Query, request, &reply));
     return remote_internal::FromProto(reply);
   }
@@ -84,7 +111,7 @@ absl::StatusOr<CallId> FunctionsClient::Submit(std::string_view tenant, std::str
   wire_internal::ToProtoBytes(args, request.mutable_args());
   remote_internal::CallOptionsToProto(options, absl::Now(), &request);
   v1::SubmitReply reply;
-  TXFN_RETURN_IF_ERROR(impl_->Invoke(&v1::Functions::Stub::Submit, request, &reply));
+  TXFN_RETURN_IF_ERROR(impl_->Invoke(&v1::Functions::Stub::Submit, request, &reply, true));
   return CallId::Parse(reply.id());
 }
 

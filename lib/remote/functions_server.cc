@@ -157,6 +157,12 @@ class FunctionsServer::Impl final : public v1::Functions::Service {
                  "; 0 (no cap) or up to max_threads - 2 (", options_.max_threads - 2,
                  "), so that one tenant cannot take every thread"));
     }
+    if (options_.max_buffer_bytes < FunctionsServerOptions::kMinBufferBytes) {
+      return absl::InvalidArgumentError(
+          StrCat("FunctionsServer: max_buffer_bytes is ", options_.max_buffer_bytes, "; at least ",
+                 FunctionsServerOptions::kMinBufferBytes,
+                 " (128 MiB: twice the largest message a call may carry)"));
+    }
     if (!(options_.max_call_duration > absl::ZeroDuration())) {
       return absl::InvalidArgumentError(
           StrCat("FunctionsServer: max_call_duration is ",
@@ -184,7 +190,8 @@ class FunctionsServer::Impl final : public v1::Functions::Service {
       }
     }
     internal::MutexLock lock(&shutdown_mu_);
-    remote_internal::GrpcServerSetup setup{.max_threads = options_.max_threads};
+    remote_internal::GrpcServerSetup setup{.max_threads = options_.max_threads,
+                                           .max_buffer_bytes = options_.max_buffer_bytes};
     setup.interceptors.push_back(std::make_unique<CallEndsFactory>(tenant_calls_));
     TXFN_ASSIGN_OR_RETURN(
         server_, remote_internal::StartGrpcServer(options_.listen, this, &port_, "FunctionsServer",

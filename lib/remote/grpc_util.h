@@ -9,6 +9,7 @@
 #include <grpcpp/resource_quota.h>
 #include <grpcpp/support/server_interceptor.h>
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -70,6 +71,11 @@ struct GrpcServerSetup {
   // gRPC's thread quota (grpc::ResourceQuota::SetMaxThreads: pollers and calls); past it a
   // sync server refuses calls RESOURCE_EXHAUSTED. 0: gRPC's default (no cap).
   int max_threads = 0;
+  // gRPC's memory quota for the server (grpc::ResourceQuota::Resize): what its connections
+  // may buffer at once (requests being read whole before their handlers run, answers being
+  // sent). Past it gRPC takes no more data and then resets streams and closes connections,
+  // whose calls end RESOURCE_EXHAUSTED or UNAVAILABLE. 0: no quota.
+  int64_t max_buffer_bytes = 0;
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
 };
 
@@ -101,9 +107,10 @@ inline absl::StatusOr<std::unique_ptr<grpc::Server>> StartGrpcServer(const std::
   builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
   builder.SetMaxSendMessageSize(kMaxMessageBytes);
   builder.RegisterService(service);
-  if (setup.max_threads > 0) {
-    grpc::ResourceQuota quota(internal::StrCat(who, " threads"));
-    quota.SetMaxThreads(setup.max_threads);
+  if (setup.max_threads > 0 || setup.max_buffer_bytes > 0) {
+    grpc::ResourceQuota quota(internal::StrCat(who, " quota"));
+    if (setup.max_threads > 0) quota.SetMaxThreads(setup.max_threads);
+    if (setup.max_buffer_bytes > 0) quota.Resize(static_cast<size_t>(setup.max_buffer_bytes));
     builder.SetResourceQuota(quota);
   }
   if (!setup.interceptors.empty()) {
