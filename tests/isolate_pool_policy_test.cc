@@ -283,6 +283,39 @@ TEST(IsolatePoolPolicyTest, ARequestQueuedAheadIsServedFirstPastEveryCap) {
   EXPECT_EQ(stats.rejected_queue_full + stats.rejected_tenant_cap, 1u);
 }
 
+// At the isolate bound a request queued ahead waits for its tenant's busy isolate as any
+// request does, for its patience, and then evicts another tenant's idle one; while it waits
+// it stays ahead of the requests Submit queued.
+TEST(IsolatePoolPolicyTest, ARequestQueuedAheadWaitsOutItsPatienceAtTheBound) {
+  const absl::Duration patience = absl::Milliseconds(30);
+  Pool pool({.max_isolates = 2,
+             .queue_capacity = 8,
+             .max_in_flight_per_tenant = 4,
+             .own_isolate_patience = patience});
+  ASSERT_TRUE(pool.Submit("a", 1).ok());
+  ASSERT_TRUE(pool.Submit("b", 2).ok());
+  Assignment a1 = Take(pool), b2 = Take(pool);
+  Done(pool, b2);  // b idle, a busy
+  const absl::Time submitted = absl::Now();
+  ASSERT_TRUE(pool.Submit("a", 3).ok());
+  ASSERT_TRUE(pool.SubmitAhead("a", 10).ok());
+  EXPECT_FALSE(pool.TryAcquire().has_value()) << "both wait for a's isolate";
+  std::optional<Assignment> ahead = pool.Acquire();  // a stays busy: wakes at the deadline
+  ASSERT_TRUE(ahead.has_value());
+  EXPECT_GE(absl::Now() - submitted, patience);
+  EXPECT_EQ(ahead->request, 10) << "served before the request queued earlier by Submit";
+  ASSERT_NE(ahead->evicted, nullptr);
+  EXPECT_EQ(ahead->evicted->tenant, "b");
+  EXPECT_FALSE(pool.TryAcquire().has_value()) << "the bound is reached again";
+  Done(pool, a1);
+  Assignment plain = Take(pool);
+  EXPECT_EQ(plain.request, 3);
+  EXPECT_EQ(plain.isolate_id, a1.isolate_id);
+  Done(pool, plain);
+  (void)pool.Release(ahead->isolate_id, nullptr);  // never created: gives its place back
+  EXPECT_EQ(pool.stats().evicted, 1u);
+}
+
 TEST(IsolatePoolPolicyTest, ARequestQueuedAheadAfterShutdownIsRefused) {
   Pool pool({.max_isolates = 1});
   pool.Shutdown();
