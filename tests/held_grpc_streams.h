@@ -25,12 +25,15 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 
@@ -48,18 +51,22 @@ class HeldGrpcStreams {
   // Connects to 127.0.0.1:port and sends the client preface.
   absl::Status Connect(int port) {
     fd_ = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd_ < 0) return absl::InternalError("socket");
+    if (fd_ < 0) return absl::InternalError(absl::StrCat("socket: ", strerror(errno)));
     sockaddr_in address{};
     address.sin_family = AF_INET;
     address.sin_port = htons(static_cast<uint16_t>(port));
     address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (connect(fd_, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
-      return absl::UnavailableError("connect");
+      return absl::UnavailableError(
+          absl::StrCat("connect to 127.0.0.1:", port, ": ", strerror(errno)));
     }
     fcntl(fd_, F_SETFL, fcntl(fd_, F_GETFL) | O_NONBLOCK);
     std::string preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
     AppendFrame(&preface, kSettings, 0, 0, "");
-    if (!Send(preface)) return absl::UnavailableError("the server closed the connection");
+    if (!Send(preface)) {
+      return absl::UnavailableError(
+          absl::StrCat("127.0.0.1:", port, " closed the connection or took no preface"));
+    }
     return absl::OkStatus();
   }
 
@@ -130,6 +137,11 @@ class HeldGrpcStreams {
   // Streams the server reset, or the connection it dropped: what it refused to buffer.
   bool refused() const { return !reset_.empty() || goaway_ || closed_; }
   int streams_reset() const { return static_cast<int>(reset_.size()); }
+  // The error codes of the server's RST_STREAMs, and of its GOAWAY (-1: none): 11,
+  // ENHANCE_YOUR_CALM, is gRPC's "buffers full"; 1 or 3 (PROTOCOL_ERROR, FLOW_CONTROL_ERROR)
+  // would be this client's mistake.
+  const absl::flat_hash_set<uint32_t>& reset_codes() const { return reset_codes_; }
+  int64_t goaway_code() const { return goaway_code_; }
   int streams_answered() const { return answered_; }
   bool goaway() const { return goaway_; }
   bool stalled() const { return stalled_; }
@@ -189,8 +201,11 @@ class HeldGrpcStreams {
   }
 
   // Sends the replies owed (acknowledgements), then `bytes`, whole, reading the server
-  // meanwhile; false if the connection went or the server stopped reading.
+  // meanwhile; false if the connection went or the server stopped reading. After a stall
+  // nothing more is sent: a frame may have been cut, and what followed would be read as its
+  // rest.
   bool Send(std::string_view more) {
+    if (stalled_) return false;
     std::string out = std::move(replies_);
     replies_.clear();
     out.append(more);
@@ -200,6 +215,7 @@ class HeldGrpcStreams {
       const ssize_t n = send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
       if (n > 0) {
         bytes.remove_prefix(n);
+        send_stall_at_ = absl::InfiniteFuture();  // it moves: not a stall
         continue;
       }
       if (n < 0 && errno != EAGAIN && errno != EINTR) {
@@ -240,7 +256,9 @@ class HeldGrpcStreams {
                 (static_cast<uint8_t>(payload[i]) << 8) | static_cast<uint8_t>(payload[i + 1]);
             const int64_t value = Read32(payload.substr(i + 2));
             if (id == 4) {  // SETTINGS_INITIAL_WINDOW_SIZE: open streams' windows move with it
-              for (auto& [id_, window] : stream_window_) window += value - initial_stream_window_;
+              for (auto& [stream_id, window] : stream_window_) {
+                window += value - initial_stream_window_;
+              }
               initial_stream_window_ = value;
             } else if (id == 5) {  // SETTINGS_MAX_FRAME_SIZE
               max_frame_size_ = value;
@@ -258,9 +276,11 @@ class HeldGrpcStreams {
           break;
         case kRstStream:
           reset_.insert(stream);
+          if (payload.size() >= 4) reset_codes_.insert(Read32(payload));
           break;
         case kGoaway:
           goaway_ = true;
+          if (payload.size() >= 8) goaway_code_ = Read32(payload.substr(4));
           break;
         case kHeaders:
           if (flags & kEndStream) ++answered_;
@@ -279,6 +299,8 @@ class HeldGrpcStreams {
   int64_t max_frame_size_ = 16384;
   absl::flat_hash_map<uint32_t, int64_t> stream_window_;
   absl::flat_hash_set<uint32_t> reset_;
+  absl::flat_hash_set<uint32_t> reset_codes_;
+  int64_t goaway_code_ = -1;
   std::string incoming_;  // read, not yet handled
   std::string replies_;   // owed to the server, sent before what is sent next
   absl::Time send_stall_at_ = absl::InfiniteFuture();

@@ -7,12 +7,22 @@
 // Results and errors are what Engine's methods of the same names return, payloads included
 // (GetAppError and the others of txfn/errors.h work on them), plus the transport's:
 // Unavailable when the server cannot be reached, Unauthenticated / PermissionDenied for a
-// bad key, DeadlineExceeded past `timeout`. A call whose stream the server reset (past its
-// memory quota, FunctionsServerOptions::max_buffer_bytes, gRPC resets streams, calls under
-// way among them) is Unavailable, and for Mutation and Submit marked IsCommitOutcomeUnknown
-// (txfn/storage.h): it may have committed, so retry it with an idempotency key. (gRPC itself
-// says RESOURCE_EXHAUSTED, which reads as "refused, nothing ran".) As with any call whose
-// answer is lost: a DeadlineExceeded or a connection lost mid-call may have committed too.
+// bad key, DeadlineExceeded past `timeout` (a query's; see below for the calls that commit).
+//
+// Unknown outcomes. A Mutation, Submit, Deploy or CancelCall whose answer was lost after the
+// server may have begun it fails Unavailable marked IsCommitOutcomeUnknown (txfn/storage.h):
+// it may have committed, so retry it with an idempotency key or look for its effect; never
+// blindly. That is: no answer within `timeout` (gRPC's DEADLINE_EXCEEDED), a connection that
+// broke once the call was sent (UNAVAILABLE), a stream the server reset (past its memory
+// quota, FunctionsServerOptions::max_buffer_bytes, gRPC resets streams at random, calls under
+// way among them, and says RESOURCE_EXHAUSTED, which reads as "refused"). gRPC's codes for
+// these read as "not done" (measured: mutations told RESOURCE_EXHAUSTED had committed), and a
+// blind retry would apply the call twice. A Query or GetCall
+// keeps gRPC's code (a reset one is Unavailable). The server marks the statuses it sends
+// itself (a trailer), so its refusals keep their codes and mean nothing ran, and an unknown
+// outcome of the engine's reaches the client as one. Not unknown either: no connection at
+// all, and gRPC's refusal when the server's threads are all taken (RESOURCE_EXHAUSTED), neither
+// of which ran anything.
 //
 // Thread safety: every method may be called from any thread (one connection, multiplexed).
 #ifndef TXFN_FUNCTIONS_CLIENT_H_

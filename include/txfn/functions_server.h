@@ -21,8 +21,9 @@
 // calls under way and the answers held in memory. When gRPC's threads are all taken a call is
 // refused RESOURCE_EXHAUSTED at once; past `max_calls_per_tenant` calls of one tenant are, so
 // that one tenant cannot take every thread. Either way the engine is not called; retry later.
-// gRPC reads a request whole before its key is checked, so what the connections may buffer
-// is bounded apart, by `max_buffer_bytes`, for clients with a key or without.
+// gRPC reads a request whole before its key is checked, so what requests being read may
+// hold is bounded apart, by `max_buffer_bytes`, for clients with a key or without; requests
+// whose handlers run (and their answers) are bounded by the threads, each up to 64 MiB.
 // The admin key's calls are not counted against tenants: an operator can deploy a fix to, or
 // cancel the calls of, a tenant at its cap.
 //
@@ -72,13 +73,13 @@ struct FunctionsServerOptions {
   // the key is checked, so without a bound any client that reaches the port, key or none,
   // could make the server hold gigabytes (measured with `txfn serve`: 40 keyless 60 MiB
   // requests held open, all but their last byte sent, 3.1 GiB resident). Past the quota gRPC
-  // resets streams and closes connections (their calls fail RESOURCE_EXHAUSTED or UNAVAILABLE
-  // with gRPC's message, e.g. "Received RST_STREAM with error code 11") until it is back
-  // under. gRPC picks the streams, held requests or calls under way: like a call whose
-  // connection breaks, a mutation so reset may have committed (retry it with an idempotency
-  // key). Measured, keyed calls, 16 MiB ones too, were served while held requests stayed.
-  // gRPC enforces it loosely: the same 40 peaked at 1.4 GiB with the default, 334 MiB with the
-  // minimum. At least kMinBufferBytes (twice the largest message).
+  // resets streams until it is back under (their calls fail RESOURCE_EXHAUSTED "Received
+  // RST_STREAM with error code 11"; FunctionsClient says Unavailable). gRPC picks the streams
+  // at random, held requests or calls under way: like a call whose connection breaks, a
+  // mutation so reset may have committed (FunctionsClient marks it IsCommitOutcomeUnknown;
+  // retry it with an idempotency key). Measured, keyed calls, 16 MiB ones too, were served while
+  // held requests stayed. gRPC enforces it loosely: the same 40 peaked at 1.4 GiB with the default,
+  // 334 MiB with the minimum. At least kMinBufferBytes (twice the largest message).
   static constexpr int64_t kDefaultMaxBufferBytes = int64_t{1} << 30;
   static constexpr int64_t kMinBufferBytes = int64_t{128} << 20;
   int64_t max_buffer_bytes = kDefaultMaxBufferBytes;

@@ -6,6 +6,8 @@
 #include <string_view>
 #include <utility>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "lib/remote/functions_convert.h"
 #include "lib/remote/grpc_util.h"
 #include "lib/wire/wire_proto.h"
@@ -18,8 +20,8 @@ namespace txfn {
 namespace {
 
 // What a call whose stream the server reset failed with, as gRPC words it ("Received
-// RST_STREAM with error code 11": RESOURCE_EXHAUSTED, from its memory quota). The server may
-// have been running the call: such a status is not a refusal.
+// RST_STREAM with error code 11": RESOURCE_EXHAUSTED, from its memory quota). Matched on its
+// text: grpc::Status carries no HTTP/2 code. The server may have been running the call.
 bool ResetByServer(const grpc::Status& status) {
   constexpr std::string_view kReset = "Received RST_STREAM with error code ";
   const std::string& message = status.error_message();
@@ -27,10 +29,41 @@ bool ResetByServer(const grpc::Status& status) {
   return message.starts_with(kReset) && message != internal::StrCat(kReset, 7);
 }
 
+// A status gRPC made, not the server's handlers (no kAnsweredHeader): the client's timeout, a
+// connection that failed or broke, a stream the server reset. Of a call that `commits`, one
+// that may have come after the server began it is an unknown outcome: gRPC's
+// DEADLINE_EXCEEDED or UNAVAILABLE for it read as "not done", and a blind retry applied it
+// twice. What cannot have run keeps gRPC's code: no connection at all, gRPC's own refusal
+// when the server's threads are all taken (RESOURCE_EXHAUSTED), a stream the server refused.
+absl::Status FromTransport(const grpc::Status& status, bool commits) {
+  const grpc::StatusCode code = status.error_code();
+  const bool reset = ResetByServer(status);
+  const bool never_connected =
+      code == grpc::StatusCode::UNAVAILABLE &&
+      absl::StrContains(status.error_message(), "failed to connect to all addresses");
+  const bool may_have_run =
+      reset || code == grpc::StatusCode::DEADLINE_EXCEEDED || code == grpc::StatusCode::CANCELLED ||
+      code == grpc::StatusCode::INTERNAL || code == grpc::StatusCode::UNKNOWN ||
+      (code == grpc::StatusCode::UNAVAILABLE && !never_connected);
+  if (!may_have_run || (!commits && !reset)) return remote_internal::FromGrpcStatus(status);
+  const std::string what = internal::StrCat(
+      reset ? "the server reset the call (" : "no answer came (",
+      absl::StatusCodeToString(static_cast<absl::StatusCode>(code)), ": ", status.error_message(),
+      reset ? "; e.g. past its memory quota, FunctionsServerOptions::max_buffer_bytes)" : ")",
+      " after the server may have begun it");
+  return commits ? CommitOutcomeUnknownError(internal::StrCat(
+                       what, ": it may have committed; retry it with an idempotency key"))
+                 : absl::UnavailableError(what);
+}
+
 }  // namespace
 
 class FunctionsClient::Impl {
  public:
+  // Whether a call changes state: then an answer lost after the server may have begun it is an
+  // unknown outcome (IsCommitOutcomeUnknown), not gRPC's "not done".
+  enum class Commits { kNo, kYes };
+
   Impl(const std::string& address, std::string api_key, absl::Duration timeout)
       : api_key_(std::move(api_key)), timeout_(timeout) {
     grpc::ChannelArguments args;
@@ -40,23 +73,25 @@ class FunctionsClient::Impl {
         grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args));
   }
 
-  // Calls `method` of the stub with a context carrying the key and the timeout. A call the
-  // server reset is Unavailable, marked IsCommitOutcomeUnknown if it `commits` (a mutation or
-  // a submit may have committed: its gRPC RESOURCE_EXHAUSTED read as "refused, retry" and a
-  // blind retry applied it twice).
+  // Calls `method` of the stub with a context carrying the key and the timeout. A status
+  // gRPC made is read by FromTransport; the server's own are as it sent them, an unknown
+  // commit outcome marked again (kOutcomeUnknownHeader).
   template <typename Request, typename Reply, typename Method>
-  absl::Status Invoke(Method method, const Request& request, Reply* reply, bool commits = false) {
+  absl::Status Invoke(Method method, const Request& request, Reply* reply, Commits commits) {
     grpc::ClientContext context;
     context.AddMetadata(remote_internal::kApiKeyHeader, api_key_);
     context.set_deadline(absl::ToChronoTime(absl::Now() + timeout_));
     const grpc::Status status = ((*stub_).*method)(&context, request, reply);
-    if (!ResetByServer(status)) return remote_internal::FromGrpcStatus(status);
-    const std::string message = internal::StrCat(
-        "the server reset the call (", status.error_message(),
-        "; e.g. past its memory quota, FunctionsServerOptions::max_buffer_bytes) while it may "
-        "have been running it",
-        commits ? ": it may have committed; retry it with an idempotency key" : "");
-    return commits ? CommitOutcomeUnknownError(message) : absl::UnavailableError(message);
+    if (status.ok()) return absl::OkStatus();
+    const auto& trailers = context.GetServerTrailingMetadata();
+    if (!trailers.contains(remote_internal::kAnsweredHeader)) {
+      return FromTransport(status, commits == Commits::kYes);
+    }
+    const auto unknown = trailers.find(remote_internal::kOutcomeUnknownHeader);
+    if (unknown == trailers.end()) return remote_internal::FromGrpcStatus(status);
+    Timestamp ts = 0;
+    (void)absl::SimpleAtoi(absl::string_view(unknown->second.data(), unknown->second.size()), &ts);
+    return CommitOutcomeUnknownError(status.error_message(), ts);
   }
 
   absl::StatusOr<CallResult> Call(bool mutation, std::string_view tenant, std::string_view function,
@@ -70,8 +105,9 @@ class FunctionsClient::Impl {
     wire_internal::ToProtoBytes(args, request.mutable_args());
     request.set_idempotency_key(options.idempotency_key);
     v1::CallReply reply;
-    TXFN_RETURN_IF_ERROR(mutation ? Invoke(&v1::Functions::Stub::Mutation, request, &reply, true)
-                                  : Invoke(&v1::Functions::Stub::Query, request, &reply));
+    TXFN_RETURN_IF_ERROR(
+        mutation ? Invoke(&v1::Functions::Stub::Mutation, request, &reply, Commits::kYes)
+                 : Invoke(&v1::Functions::Stub::Query, request, &reply, Commits::kNo));
     return remote_internal::FromProto(reply);
   }
 
@@ -111,7 +147,8 @@ absl::StatusOr<CallId> FunctionsClient::Submit(std::string_view tenant, std::str
   wire_internal::ToProtoBytes(args, request.mutable_args());
   remote_internal::CallOptionsToProto(options, absl::Now(), &request);
   v1::SubmitReply reply;
-  TXFN_RETURN_IF_ERROR(impl_->Invoke(&v1::Functions::Stub::Submit, request, &reply, true));
+  TXFN_RETURN_IF_ERROR(
+      impl_->Invoke(&v1::Functions::Stub::Submit, request, &reply, Impl::Commits::kYes));
   return CallId::Parse(reply.id());
 }
 
@@ -120,7 +157,8 @@ absl::StatusOr<CallInfo> FunctionsClient::GetCall(const CallId& id, std::string_
   request.set_id(id.ToString());
   request.set_tenant(std::string(tenant));
   v1::CallInfo reply;
-  TXFN_RETURN_IF_ERROR(impl_->Invoke(&v1::Functions::Stub::GetCall, request, &reply));
+  TXFN_RETURN_IF_ERROR(
+      impl_->Invoke(&v1::Functions::Stub::GetCall, request, &reply, Impl::Commits::kNo));
   return remote_internal::FromProto(reply);
 }
 
@@ -129,7 +167,7 @@ absl::Status FunctionsClient::CancelCall(const CallId& id, std::string_view tena
   request.set_id(id.ToString());
   request.set_tenant(std::string(tenant));
   v1::CancelCallReply reply;
-  return impl_->Invoke(&v1::Functions::Stub::CancelCall, request, &reply);
+  return impl_->Invoke(&v1::Functions::Stub::CancelCall, request, &reply, Impl::Commits::kYes);
 }
 
 absl::Status FunctionsClient::Deploy(std::string_view tenant,
@@ -145,7 +183,8 @@ absl::Status FunctionsClient::Deploy(std::string_view tenant,
   request.set_schema_json(std::string(schema_json));
   request.set_create(create);
   v1::DeployReply reply;
-  TXFN_RETURN_IF_ERROR(impl_->Invoke(&v1::Functions::Stub::Deploy, request, &reply));
+  TXFN_RETURN_IF_ERROR(
+      impl_->Invoke(&v1::Functions::Stub::Deploy, request, &reply, Impl::Commits::kYes));
   if (created != nullptr) *created = reply.created();
   return absl::OkStatus();
 }

@@ -12,6 +12,13 @@ namespace txfn::remote_internal {
 
 // The metadata header that carries the API key.
 inline constexpr char kApiKeyHeader[] = "x-txfn-api-key";
+// Trailers of every status the server's handlers send: a status without it is gRPC's (the
+// client's timeout, a connection that failed or broke, a stream the server reset), which
+// says nothing of whether the call ran.
+inline constexpr char kAnsweredHeader[] = "x-txfn-answered";
+// Trailer of an error whose commit outcome is unknown (IsCommitOutcomeUnknown: a status
+// carries no payload across gRPC), its value the commit's timestamp if there is one.
+inline constexpr char kOutcomeUnknownHeader[] = "x-txfn-commit-outcome-unknown";
 
 // A call's outcome, its error (with payloads) in the reply's status.
 void ToProto(const absl::StatusOr<CallResult>& in, v1::CallReply* out);

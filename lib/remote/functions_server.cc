@@ -6,6 +6,7 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <optional>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
@@ -15,6 +16,7 @@
 #include "txfn/internal/mutex.h"
 #include "txfn/internal/strings.h"
 #include "txfn/status_macros.h"
+#include "txfn/storage.h"
 #include "txfn/v1/functions.grpc.pb.h"
 
 namespace txfn {
@@ -111,6 +113,11 @@ class CallEnds final : public grpc::experimental::Interceptor {
   }
   ~CallEnds() override { calls_.End(call_, serial_); }
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    // Every status a handler sends is marked the server's: a client tells it from gRPC's.
+    if (methods->QueryInterceptionHookPoint(
+            grpc::experimental::InterceptionHookPoints::PRE_SEND_STATUS)) {
+      methods->GetSendTrailingMetadata()->emplace(remote_internal::kAnsweredHeader, "1");
+    }
     methods->Proceed();
   }
 
@@ -135,6 +142,9 @@ class CallEndsFactory final : public grpc::experimental::ServerInterceptorFactor
 };
 
 }  // namespace
+
+static_assert(FunctionsServerOptions::kMinBufferBytes == 2 * remote_internal::kMaxMessageBytes,
+              "the smallest memory quota holds two of the largest messages");
 
 class FunctionsServer::Impl final : public v1::Functions::Service {
  public:
@@ -278,7 +288,7 @@ class FunctionsServer::Impl final : public v1::Functions::Service {
     }
     absl::StatusOr<CallId> id =
         engine_.Submit(request->tenant(), request->function(), *args, *options);
-    if (!id.ok()) return ToGrpcStatus(id.status());
+    if (!id.ok()) return EngineStatus(*context, id.status());
     reply->set_id(id->ToString());
     return grpc::Status::OK;
   }
@@ -308,7 +318,8 @@ class FunctionsServer::Impl final : public v1::Functions::Service {
     if (grpc::Status s = ScopedCall(*context, "CancelCall", *request, &scope, &id); !s.ok()) {
       return s;
     }
-    return ToGrpcStatus(scope.empty() ? engine_.CancelCall(id) : engine_.CancelCall(id, scope));
+    return EngineStatus(*context,
+                        scope.empty() ? engine_.CancelCall(id) : engine_.CancelCall(id, scope));
   }
 
   grpc::Status Deploy(grpc::ServerContext* context, const v1::DeployRequest* request,
@@ -327,9 +338,9 @@ class FunctionsServer::Impl final : public v1::Functions::Service {
     auto deploy = [&] {
       return engine_.DeployJson(request->tenant(), modules, request->schema_json());
     };
-    if (!request->create()) return ToGrpcStatus(deploy());
+    if (!request->create()) return EngineStatus(*context, deploy());
     absl::StatusOr<bool> created = engine_.DeployCreatingTenant(request->tenant(), deploy);
-    if (!created.ok()) return ToGrpcStatus(created.status());
+    if (!created.ok()) return EngineStatus(*context, created.status());
     reply->set_created(*created);
     return grpc::Status::OK;
   }
@@ -492,6 +503,18 @@ class FunctionsServer::Impl final : public v1::Functions::Service {
   static grpc::Status StoppingStatus() {
     return grpc::Status(grpc::StatusCode::UNAVAILABLE,
                         "the server is stopping; the call did not run (call another server)");
+  }
+
+  // An engine's error as the call's status; one whose commit outcome is unknown says so in a
+  // trailer, as a status carries no payload across gRPC. (A Query's or Mutation's outcome
+  // travels whole in its reply.)
+  static grpc::Status EngineStatus(grpc::ServerContext& context, const absl::Status& status) {
+    if (IsCommitOutcomeUnknown(status)) {
+      const std::optional<Timestamp> ts = CommitOutcomeUnknownTimestamp(status);
+      context.AddTrailingMetadata(remote_internal::kOutcomeUnknownHeader,
+                                  ts.has_value() ? StrCat(*ts) : "");
+    }
+    return ToGrpcStatus(status);
   }
 
   static absl::StatusOr<Value> ArgsOf(const std::string& args) {

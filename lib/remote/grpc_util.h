@@ -72,9 +72,9 @@ struct GrpcServerSetup {
   // sync server refuses calls RESOURCE_EXHAUSTED. 0: gRPC's default (no cap).
   int max_threads = 0;
   // gRPC's memory quota for the server (grpc::ResourceQuota::Resize): what its connections
-  // may buffer at once (requests being read whole before their handlers run, answers being
-  // sent). Past it gRPC takes no more data and then resets streams and closes connections,
-  // whose calls end RESOURCE_EXHAUSTED or UNAVAILABLE. 0: no quota.
+  // may buffer at once, requests being read whole before their handlers run among it. Past it
+  // gRPC resets streams, picked at random (RST_STREAM ENHANCE_YOUR_CALM: the client sees
+  // RESOURCE_EXHAUSTED "Received RST_STREAM with error code 11"). 0: no quota.
   int64_t max_buffer_bytes = 0;
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
 };
