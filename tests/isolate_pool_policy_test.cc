@@ -42,6 +42,24 @@ Assignment Take(Pool& pool) {
 
 void Done(Pool& pool, Assignment& a) { (void)pool.Release(a.isolate_id, std::move(a.isolate)); }
 
+// Options of a pool whose bound is two isolates, with `patience`.
+IsolatePoolOptions BoundOfTwo(absl::Duration patience) {
+  return {.max_isolates = 2,
+          .queue_capacity = 8,
+          .max_in_flight_per_tenant = 4,
+          .own_isolate_patience = patience};
+}
+
+// A pool of two isolates, its bound, with tenant "a"'s busy and "b"'s idle: returns a's
+// assignment (request 1).
+Assignment BusyAAndIdleB(Pool& pool) {
+  EXPECT_TRUE(pool.Submit("a", 1).ok());
+  EXPECT_TRUE(pool.Submit("b", 2).ok());
+  Assignment a1 = Take(pool), b2 = Take(pool);
+  Done(pool, b2);
+  return a1;
+}
+
 TEST(IsolatePoolPolicyTest, CreatesThenReusesTheTenantsIsolate) {
   Pool pool({.max_isolates = 4, .queue_capacity = 8, .max_in_flight_per_tenant = 4});
   ASSERT_TRUE(pool.Submit("a", 1).ok());
@@ -142,15 +160,9 @@ TEST(IsolatePoolPolicyTest, ReusesOwnIsolateBeforeEvictingAtTheBound) {
 // isolate (the requests behind it are served meanwhile) instead of evicting
 // another tenant's isolate to build a second one.
 TEST(IsolatePoolPolicyTest, AtTheBoundARequestWaitsForItsTenantsBusyIsolate) {
-  Pool pool({.max_isolates = 2,
-             .queue_capacity = 8,
-             .max_in_flight_per_tenant = 4,
-             .own_isolate_patience = absl::InfiniteDuration()});
-  ASSERT_TRUE(pool.Submit("a", 1).ok());
-  ASSERT_TRUE(pool.Submit("b", 2).ok());
-  Assignment a1 = Take(pool), b2 = Take(pool);
+  Pool pool(BoundOfTwo(absl::InfiniteDuration()));
+  Assignment a1 = BusyAAndIdleB(pool);
   const uint64_t a_id = a1.isolate_id;
-  Done(pool, b2);  // b idle, a busy
 
   ASSERT_TRUE(pool.Submit("a", 3).ok());
   ASSERT_TRUE(pool.Submit("b", 4).ok());
@@ -173,14 +185,8 @@ TEST(IsolatePoolPolicyTest, AtTheBoundARequestWaitsForItsTenantsBusyIsolate) {
 }
 
 TEST(IsolatePoolPolicyTest, WithoutPatienceItEvictsAtOnce) {
-  Pool pool({.max_isolates = 2,
-             .queue_capacity = 8,
-             .max_in_flight_per_tenant = 4,
-             .own_isolate_patience = absl::ZeroDuration()});
-  ASSERT_TRUE(pool.Submit("a", 1).ok());
-  ASSERT_TRUE(pool.Submit("b", 2).ok());
-  Assignment a1 = Take(pool), b2 = Take(pool);
-  Done(pool, b2);
+  Pool pool(BoundOfTwo(absl::ZeroDuration()));
+  Assignment a1 = BusyAAndIdleB(pool);
   ASSERT_TRUE(pool.Submit("a", 3).ok());
   Assignment a3 = Take(pool);
   ASSERT_NE(a3.evicted, nullptr);
@@ -192,14 +198,8 @@ TEST(IsolatePoolPolicyTest, WithoutPatienceItEvictsAtOnce) {
 
 TEST(IsolatePoolPolicyTest, AfterItsPatienceAWaitingRequestEvicts) {
   const absl::Duration patience = absl::Milliseconds(30);
-  Pool pool({.max_isolates = 2,
-             .queue_capacity = 8,
-             .max_in_flight_per_tenant = 4,
-             .own_isolate_patience = patience});
-  ASSERT_TRUE(pool.Submit("a", 1).ok());
-  ASSERT_TRUE(pool.Submit("b", 2).ok());
-  Assignment a1 = Take(pool), b2 = Take(pool);
-  Done(pool, b2);
+  Pool pool(BoundOfTwo(patience));
+  Assignment a1 = BusyAAndIdleB(pool);
   const absl::Time submitted = absl::Now();
   ASSERT_TRUE(pool.Submit("a", 3).ok());
   EXPECT_FALSE(pool.TryAcquire().has_value());
@@ -288,14 +288,8 @@ TEST(IsolatePoolPolicyTest, ARequestQueuedAheadIsServedFirstPastEveryCap) {
 // it stays ahead of the requests Submit queued.
 TEST(IsolatePoolPolicyTest, ARequestQueuedAheadWaitsOutItsPatienceAtTheBound) {
   const absl::Duration patience = absl::Milliseconds(30);
-  Pool pool({.max_isolates = 2,
-             .queue_capacity = 8,
-             .max_in_flight_per_tenant = 4,
-             .own_isolate_patience = patience});
-  ASSERT_TRUE(pool.Submit("a", 1).ok());
-  ASSERT_TRUE(pool.Submit("b", 2).ok());
-  Assignment a1 = Take(pool), b2 = Take(pool);
-  Done(pool, b2);  // b idle, a busy
+  Pool pool(BoundOfTwo(patience));
+  Assignment a1 = BusyAAndIdleB(pool);
   const absl::Time submitted = absl::Now();
   ASSERT_TRUE(pool.Submit("a", 3).ok());
   ASSERT_TRUE(pool.SubmitAhead("a", 10).ok());
