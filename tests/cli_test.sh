@@ -298,6 +298,12 @@ await_state() {
 }
 
 check q-deploy 0 'deployed 1 module' qt deploy --create --tenant=app "$tmp/qapp"
+# run --key: a mutation run again with its key answers the first run's outcome, commits once.
+check run-key 0 '^\{"\$int64":"1"\}$' qt run --tenant=app --key=k1 counters:bump '{"name": "key"}'
+check run-key-again 0 '^\{"\$int64":"1"\}$' qt run --tenant=app --key=k1 counters:bump '{"name": "key"}'
+check run-key-once 0 '^\{"\$int64":"1"\}$' qt run --tenant=app counters:get '{"name": "key"}'
+check run-key-query 2 '--key is a mutation.s idempotency key' \
+  qt run --tenant=app --kind=query --key=k2 counters:get '{"name": "key"}'
 check serve-usage 2 'serve: too many arguments' qt serve now
 check submit-needs-tenant 2 '--tenant is required' qt submit counters:bump
 check submit-bad-criticality 2 '--criticality: .*critical' \

@@ -675,6 +675,9 @@ TEST_F(FunctionsServerTest, NoCallTakesLongerThanMaxCallDuration) {
 // on to commit them: 59 of 60 in a hunt, 55 of their callers told UNAVAILABLE).
 TEST_F(FunctionsServerTest, ShutdownAnswersTheCallsUnderWayWithTheirOutcomes) {
   auto stub = RawStub();
+  // A client connected before (so that its refused call below reaches the server).
+  std::unique_ptr<FunctionsClient> connected = Client("key-a");
+  ASSERT_TRUE(connected->Query("a", "notes:count", Value()).ok());
   std::vector<std::unique_ptr<PendingCall>> calls;
   for (int i = 0; i < 12; ++i) {
     calls.push_back(StartQuery(*stub, "key-a", "notes:slowAdd", Text(std::to_string(i)),
@@ -688,7 +691,7 @@ TEST_F(FunctionsServerTest, ShutdownAnswersTheCallsUnderWayWithTheirOutcomes) {
   auto late = StartQuery(*stub, "key-a", "notes:slowAdd", Text("late"), absl::Seconds(5), true);
   // The server's own UNAVAILABLE (marked its answer) says the call did not run: through
   // FunctionsClient it stays a plain Unavailable, not an unknown outcome.
-  auto refused = Client("key-a")->Mutation("a", "notes:slowAdd", Text("refused"));
+  auto refused = connected->Mutation("a", "notes:slowAdd", Text("refused"));
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnavailable) << refused.status();
   EXPECT_THAT(std::string(refused.status().message()),
               HasSubstr("the server is stopping; the call did not run"));
@@ -913,7 +916,12 @@ TEST(FunctionsClientTest, NoServerIsUnavailable) {
   ASSERT_TRUE(client.ok());
   auto r = (*client)->Query("a", "m:f", Value());
   EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable) << r.status();
-  // Nothing was sent: not an unknown outcome.
+  // Nothing was sent: not an unknown outcome. Nor with a name that does not resolve.
+  r = (*client)->Mutation("a", "m:f", Value());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable) << r.status();
+  EXPECT_FALSE(IsCommitOutcomeUnknown(r.status())) << r.status();
+  client = FunctionsClient::Connect("no-such-host.invalid:7400", "k", absl::Seconds(20));
+  ASSERT_TRUE(client.ok());
   r = (*client)->Mutation("a", "m:f", Value());
   EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable) << r.status();
   EXPECT_FALSE(IsCommitOutcomeUnknown(r.status())) << r.status();
@@ -945,8 +953,13 @@ TEST(FunctionsServerOutcomeTest, TheEnginesUnknownOutcomesCrossTheWire) {
   absl::Status deployed = (*client)->Deploy("a", {{"notes.js", changed}}, kSchema, false, nullptr);
   EXPECT_TRUE(IsCommitOutcomeUnknown(deployed)) << deployed;
   EXPECT_EQ(deployed.code(), absl::StatusCode::kUnavailable) << deployed;
-  storage->ClearFaults();  // the next commit settles the deploy's outcome first
-  ASSERT_TRUE((*client)->Mutation("a", "notes:add", Text("settles")).ok());
+  EXPECT_TRUE(CommitOutcomeUnknownTimestamp(deployed).has_value()) << deployed;
+  // The next commit settles the last one's outcome first.
+  auto settle = [&] {
+    storage->ClearFaults();
+    ASSERT_TRUE((*client)->Mutation("a", "notes:add", Text("settles")).ok());
+  };
+  settle();
   fail_unknowably();
   auto added = (*client)->Mutation("a", "notes:add", Text("x"));
   EXPECT_TRUE(IsCommitOutcomeUnknown(added.status())) << added.status();
@@ -972,6 +985,9 @@ class MuteServer {
   }
   ~MuteServer() {
     shutdown(listener_, SHUT_RDWR);
+    if (const int connection = connection_.load(); connection >= 0) {
+      shutdown(connection, SHUT_RDWR);  // a read waiting for a client that stays ends
+    }
     serving_.join();
     close(listener_);
   }
@@ -982,6 +998,7 @@ class MuteServer {
   void Serve() {
     const int connection = accept(listener_, nullptr, nullptr);
     if (connection < 0) return;
+    connection_ = connection;
     const char settings[9] = {0, 0, 0, 4, 0, 0, 0, 0, 0};  // an empty SETTINGS frame
     (void)send(connection, settings, sizeof(settings), MSG_NOSIGNAL);
     std::string received;
@@ -993,11 +1010,13 @@ class MuteServer {
         break;
       }
     }
+    connection_ = -1;
     close(connection);
   }
 
   const std::string until_;
   int listener_ = -1;
+  std::atomic<int> connection_ = -1;
   int port_ = 0;
   std::atomic<bool> saw_until_ = false;
   std::thread serving_;

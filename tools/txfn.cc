@@ -122,7 +122,8 @@ ABSL_FLAG(std::string, criticality, "",
 ABSL_FLAG(std::string, quota, "", "submit: reserved|opportunistic (default: the function's).");
 ABSL_FLAG(std::string, key, "",
           "submit: an idempotency key: a second submit with the same key returns the first "
-          "call's id and enqueues nothing.");
+          "call's id and enqueues nothing. run: a mutation's: run again with it, the first "
+          "run's outcome is answered and nothing more committed.");
 ABSL_FLAG(std::string, client, "",
           "submit: the client whose rate limit applies (default: the tenant).");
 ABSL_FLAG(std::string, status, "",
@@ -159,7 +160,10 @@ commands:
       call as a query that the runner refuses, before running any code, as a
       declared mutation is run as a mutation). Mutations commit, retrying
       on conflicts. console.* output goes to stderr (--nologs to hide it).
-      JSON numbers arrive as JS numbers (float64); pass a BigInt (int64) as
+      --key=KEY: a mutation's idempotency key: run again with the same key, it
+      answers the first run's outcome and commits nothing more (retry with it
+      after an unknown outcome: 'may have committed', e.g. a lost answer from
+      --server). JSON numbers arrive as JS numbers (float64); pass a BigInt (int64) as
       {"$int64": "123"}. int64 results print the same way.
   tenants
       Lists the tenants, one per line.
@@ -294,7 +298,8 @@ flags:
                   engine here still commits. A runner that stops is skipped.
                   (A bare port in any of these flags means 127.0.0.1.)
   --delay_ms, --deadline_ms, --criticality, --quota,
-  --key, --client                                          submit (see above)
+  --key                                               run, submit (see above)
+  --client                                                 submit (see above)
   --status, --function, --limit, --after                   calls (see above)
 
 A flag the command does not act on (--table for run, --api_keys without
@@ -484,7 +489,8 @@ class Target {
   virtual absl::StatusOr<CallResult> Query(const std::string& tenant, const std::string& function,
                                            const Value& args) = 0;
   virtual absl::StatusOr<CallResult> Mutation(const std::string& tenant,
-                                              const std::string& function, const Value& args) = 0;
+                                              const std::string& function, const Value& args,
+                                              const MutationOptions& options) = 0;
   virtual absl::StatusOr<CallId> Submit(const std::string& tenant, const std::string& function,
                                         const Value& args, const CallOptions& options) = 0;
   // Among `tenant`'s calls; empty: any tenant's (the server's: the API key's tenant's).
@@ -506,8 +512,8 @@ class LocalTarget final : public Target {
     return engine_.Query(tenant, function, args);
   }
   absl::StatusOr<CallResult> Mutation(const std::string& tenant, const std::string& function,
-                                      const Value& args) override {
-    return engine_.Mutation(tenant, function, args);
+                                      const Value& args, const MutationOptions& options) override {
+    return engine_.Mutation(tenant, function, args, options);
   }
   absl::StatusOr<CallId> Submit(const std::string& tenant, const std::string& function,
                                 const Value& args, const CallOptions& options) override {
@@ -551,8 +557,8 @@ class ServerTarget final : public Target {
     return client_->Query(tenant, function, args);
   }
   absl::StatusOr<CallResult> Mutation(const std::string& tenant, const std::string& function,
-                                      const Value& args) override {
-    return client_->Mutation(tenant, function, args);
+                                      const Value& args, const MutationOptions& options) override {
+    return client_->Mutation(tenant, function, args, options);
   }
   absl::StatusOr<CallId> Submit(const std::string& tenant, const std::string& function,
                                 const Value& args, const CallOptions& options) override {
@@ -629,13 +635,19 @@ int Run(Target& engine, const std::string& tenant, const std::string& function,
   if (kind != "auto" && kind != "query" && kind != "mutation") {
     return Usage(fmt::format("--kind must be auto, query or mutation, not '{}'", kind));
   }
-  absl::StatusOr<CallResult> result = kind == "mutation" ? engine.Mutation(tenant, function, *args)
-                                                         : engine.Query(tenant, function, *args);
+  // A query changes nothing: a key would be a mistake to point out (the engine refuses one).
+  const MutationOptions options{.idempotency_key = absl::GetFlag(FLAGS_key)};
+  if (kind == "query" && !options.idempotency_key.empty()) {
+    return Usage("--key is a mutation's idempotency key; a query has no effect to apply once");
+  }
+  absl::StatusOr<CallResult> result = kind == "mutation"
+                                          ? engine.Mutation(tenant, function, *args, options)
+                                          : engine.Query(tenant, function, *args);
   // auto: the runner checks the export's declared kind before running any of
   // its code and says which it is (DeclaredKind), so running a mutation
   // refused as a query again as a mutation has no side effect.
   if (kind == "auto" && !result.ok() && DeclaredKind(result.status()) == FunctionKind::kMutation) {
-    result = engine.Mutation(tenant, function, *args);
+    result = engine.Mutation(tenant, function, *args, options);
   }
   if (!result.ok() && DeclaredKind(result.status()) == FunctionKind::kAction) {
     return Fail(absl::Status(
@@ -1296,7 +1308,7 @@ struct Command {
 };
 constexpr Command kCommands[] = {
     {"deploy", 1, 1, true, true, "tenant create"},
-    {"run", 1, 2, true, true, "tenant kind mutation logs runners"},
+    {"run", 1, 2, true, true, "tenant kind mutation key logs runners"},
     {"tenants", 0, 0, false, false, "create"},
     {"tables", 0, 0, true, false, "tenant"},
     {"export", 0, 0, true, false, "tenant table"},

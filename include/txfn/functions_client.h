@@ -11,18 +11,19 @@
 //
 // Unknown outcomes. A Mutation, Submit, Deploy or CancelCall whose answer was lost after the
 // server may have begun it fails Unavailable marked IsCommitOutcomeUnknown (txfn/storage.h):
-// it may have committed, so retry it with an idempotency key or look for its effect; never
-// blindly. That is: no answer within `timeout` (gRPC's DEADLINE_EXCEEDED), a connection that
-// broke once the call was sent (UNAVAILABLE), a stream the server reset (past its memory
-// quota, FunctionsServerOptions::max_buffer_bytes, gRPC resets streams at random, calls under
-// way among them, and says RESOURCE_EXHAUSTED, which reads as "refused"). gRPC's codes for
-// these read as "not done" (measured: mutations told RESOURCE_EXHAUSTED had committed), and a
-// blind retry would apply the call twice. A Query or GetCall
-// keeps gRPC's code (a reset one is Unavailable). The server marks the statuses it sends
-// itself (a trailer), so its refusals keep their codes and mean nothing ran, and an unknown
-// outcome of the engine's reaches the client as one. Not unknown either: no connection at
-// all, and gRPC's refusal when the server's threads are all taken (RESOURCE_EXHAUSTED), neither
-// of which ran anything.
+// it may have taken effect, so retry a mutation or submit with an idempotency key, and look
+// before retrying the others; never blindly. That is: no answer within `timeout` (gRPC's
+// DEADLINE_EXCEEDED), a connection that broke once the call was sent (UNAVAILABLE), a stream
+// the server reset (past its memory quota, FunctionsServerOptions::max_buffer_bytes, gRPC
+// resets streams at random, calls under way among them, and says RESOURCE_EXHAUSTED, which
+// reads as "refused"), an answer the client could not read. gRPC's codes for these read as
+// "not done" (measured: mutations told RESOURCE_EXHAUSTED had committed), and a blind retry
+// would apply the call twice. A Query or GetCall keeps gRPC's code (a reset one is
+// Unavailable). The server marks each status it sends itself with its code (a trailer), so
+// its refusals keep their codes and mean nothing ran, and an unknown outcome of the engine's
+// reaches the client as one. Not unknown either: a call that never reached a server (no
+// connection, a name that does not resolve, a stream refused unprocessed), and gRPC's refusal
+// when the server's threads are all taken (RESOURCE_EXHAUSTED).
 //
 // Thread safety: every method may be called from any thread (one connection, multiplexed).
 #ifndef TXFN_FUNCTIONS_CLIENT_H_

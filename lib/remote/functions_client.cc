@@ -19,6 +19,11 @@
 namespace txfn {
 namespace {
 
+// What a call changes: an answer lost after the server may have begun it is then an unknown
+// outcome (IsCommitOutcomeUnknown), not gRPC's "not done". kWithKey: it takes an idempotency
+// key (Mutation, Submit); kYes: it does not (Deploy, CancelCall).
+enum class Commits { kNo, kWithKey, kYes };
+
 // What a call whose stream the server reset failed with, as gRPC words it ("Received
 // RST_STREAM with error code 11": RESOURCE_EXHAUSTED, from its memory quota). Matched on its
 // text: grpc::Status carries no HTTP/2 code. The server may have been running the call.
@@ -29,41 +34,58 @@ bool ResetByServer(const grpc::Status& status) {
   return message.starts_with(kReset) && message != internal::StrCat(kReset, 7);
 }
 
-// A status gRPC made, not the server's handlers (no kAnsweredHeader): the client's timeout, a
-// connection that failed or broke, a stream the server reset. Of a call that `commits`, one
-// that may have come after the server began it is an unknown outcome: gRPC's
-// DEADLINE_EXCEEDED or UNAVAILABLE for it read as "not done", and a blind retry applied it
-// twice. What cannot have run keeps gRPC's code: no connection at all, gRPC's own refusal
-// when the server's threads are all taken (RESOURCE_EXHAUSTED), a stream the server refused.
-absl::Status FromTransport(const grpc::Status& status, bool commits) {
+// gRPC's UNAVAILABLE for a call that never reached a server (gRPC 1.51's words): no address,
+// no connection, or a stream the server refused unprocessed.
+bool NeverSent(const grpc::Status& status) {
+  if (status.error_code() != grpc::StatusCode::UNAVAILABLE) return false;
+  for (const std::string_view prefix :
+       {"failed to connect to all addresses", "connections to all backends failing",
+        "DNS resolution failed", "empty address list", "Received RST_STREAM with error code 7"}) {
+    if (status.error_message().starts_with(prefix)) return true;
+  }
+  return false;
+}
+
+// A status gRPC made, not the server's handlers: the client's timeout, a connection that
+// failed or broke, a stream the server reset, an answer the client could not read. Of a call
+// that commits, one that may have come after the server began it is an unknown outcome:
+// gRPC's DEADLINE_EXCEEDED or UNAVAILABLE for it read as "not done", and a blind retry would
+// apply it twice. What cannot have run keeps gRPC's code: NeverSent, gRPC's refusal when the
+// server's threads are all taken (RESOURCE_EXHAUSTED, and marked: see Invoke), a request
+// over the size limit (refused before it was sent).
+absl::Status FromTransport(const grpc::Status& status, Commits commits) {
   const grpc::StatusCode code = status.error_code();
   const bool reset = ResetByServer(status);
-  const bool never_connected =
-      code == grpc::StatusCode::UNAVAILABLE &&
-      absl::StrContains(status.error_message(), "failed to connect to all addresses");
   const bool may_have_run =
       reset || code == grpc::StatusCode::DEADLINE_EXCEEDED || code == grpc::StatusCode::CANCELLED ||
       code == grpc::StatusCode::INTERNAL || code == grpc::StatusCode::UNKNOWN ||
-      (code == grpc::StatusCode::UNAVAILABLE && !never_connected);
-  if (!may_have_run || (!commits && !reset)) return remote_internal::FromGrpcStatus(status);
+      code == grpc::StatusCode::UNIMPLEMENTED ||  // no reply read ("No message returned")
+      (code == grpc::StatusCode::UNAVAILABLE && !NeverSent(status));
+  if (!may_have_run || (commits == Commits::kNo && !reset)) {
+    return remote_internal::FromGrpcStatus(status);
+  }
   const std::string what = internal::StrCat(
       reset ? "the server reset the call (" : "no answer came (",
       absl::StatusCodeToString(static_cast<absl::StatusCode>(code)), ": ", status.error_message(),
       reset ? "; e.g. past its memory quota, FunctionsServerOptions::max_buffer_bytes)" : ")",
       " after the server may have begun it");
-  return commits ? CommitOutcomeUnknownError(internal::StrCat(
-                       what, ": it may have committed; retry it with an idempotency key"))
-                 : absl::UnavailableError(what);
+  switch (commits) {
+    case Commits::kNo:
+      return absl::UnavailableError(what);
+    case Commits::kWithKey:
+      return CommitOutcomeUnknownError(internal::StrCat(
+          what, ": it may have committed; retry it with an idempotency key, not blindly"));
+    case Commits::kYes:
+      return CommitOutcomeUnknownError(
+          internal::StrCat(what, ": it may have taken effect; look before retrying it"));
+  }
+  return absl::UnavailableError(what);
 }
 
 }  // namespace
 
 class FunctionsClient::Impl {
  public:
-  // Whether a call changes state: then an answer lost after the server may have begun it is an
-  // unknown outcome (IsCommitOutcomeUnknown), not gRPC's "not done".
-  enum class Commits { kNo, kYes };
-
   Impl(const std::string& address, std::string api_key, absl::Duration timeout)
       : api_key_(std::move(api_key)), timeout_(timeout) {
     grpc::ChannelArguments args;
@@ -73,9 +95,11 @@ class FunctionsClient::Impl {
         grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args));
   }
 
-  // Calls `method` of the stub with a context carrying the key and the timeout. A status
-  // gRPC made is read by FromTransport; the server's own are as it sent them, an unknown
-  // commit outcome marked again (kOutcomeUnknownHeader).
+  // Calls `method` of the stub with a context carrying the key and the timeout. A status the
+  // server's handlers sent (kAnsweredHeader, with its code) is as they sent it, an unknown
+  // commit outcome marked again (kOutcomeUnknownHeader); any other is FromTransport's. (A
+  // status marked with another code than the one received is the client's own, e.g. for an
+  // answer it could not read.)
   template <typename Request, typename Reply, typename Method>
   absl::Status Invoke(Method method, const Request& request, Reply* reply, Commits commits) {
     grpc::ClientContext context;
@@ -84,8 +108,13 @@ class FunctionsClient::Impl {
     const grpc::Status status = ((*stub_).*method)(&context, request, reply);
     if (status.ok()) return absl::OkStatus();
     const auto& trailers = context.GetServerTrailingMetadata();
-    if (!trailers.contains(remote_internal::kAnsweredHeader)) {
-      return FromTransport(status, commits == Commits::kYes);
+    const auto answered = trailers.find(remote_internal::kAnsweredHeader);
+    int sent_code = -1;
+    if (answered == trailers.end() ||
+        !absl::SimpleAtoi(absl::string_view(answered->second.data(), answered->second.size()),
+                          &sent_code) ||
+        sent_code != status.error_code()) {
+      return FromTransport(status, commits);
     }
     const auto unknown = trailers.find(remote_internal::kOutcomeUnknownHeader);
     if (unknown == trailers.end()) return remote_internal::FromGrpcStatus(status);
@@ -106,7 +135,7 @@ class FunctionsClient::Impl {
     request.set_idempotency_key(options.idempotency_key);
     v1::CallReply reply;
     TXFN_RETURN_IF_ERROR(
-        mutation ? Invoke(&v1::Functions::Stub::Mutation, request, &reply, Commits::kYes)
+        mutation ? Invoke(&v1::Functions::Stub::Mutation, request, &reply, Commits::kWithKey)
                  : Invoke(&v1::Functions::Stub::Query, request, &reply, Commits::kNo));
     return remote_internal::FromProto(reply);
   }
@@ -148,7 +177,7 @@ absl::StatusOr<CallId> FunctionsClient::Submit(std::string_view tenant, std::str
   remote_internal::CallOptionsToProto(options, absl::Now(), &request);
   v1::SubmitReply reply;
   TXFN_RETURN_IF_ERROR(
-      impl_->Invoke(&v1::Functions::Stub::Submit, request, &reply, Impl::Commits::kYes));
+      impl_->Invoke(&v1::Functions::Stub::Submit, request, &reply, Commits::kWithKey));
   return CallId::Parse(reply.id());
 }
 
@@ -157,8 +186,7 @@ absl::StatusOr<CallInfo> FunctionsClient::GetCall(const CallId& id, std::string_
   request.set_id(id.ToString());
   request.set_tenant(std::string(tenant));
   v1::CallInfo reply;
-  TXFN_RETURN_IF_ERROR(
-      impl_->Invoke(&v1::Functions::Stub::GetCall, request, &reply, Impl::Commits::kNo));
+  TXFN_RETURN_IF_ERROR(impl_->Invoke(&v1::Functions::Stub::GetCall, request, &reply, Commits::kNo));
   return remote_internal::FromProto(reply);
 }
 
@@ -167,7 +195,7 @@ absl::Status FunctionsClient::CancelCall(const CallId& id, std::string_view tena
   request.set_id(id.ToString());
   request.set_tenant(std::string(tenant));
   v1::CancelCallReply reply;
-  return impl_->Invoke(&v1::Functions::Stub::CancelCall, request, &reply, Impl::Commits::kYes);
+  return impl_->Invoke(&v1::Functions::Stub::CancelCall, request, &reply, Commits::kYes);
 }
 
 absl::Status FunctionsClient::Deploy(std::string_view tenant,
@@ -183,8 +211,7 @@ absl::Status FunctionsClient::Deploy(std::string_view tenant,
   request.set_schema_json(std::string(schema_json));
   request.set_create(create);
   v1::DeployReply reply;
-  TXFN_RETURN_IF_ERROR(
-      impl_->Invoke(&v1::Functions::Stub::Deploy, request, &reply, Impl::Commits::kYes));
+  TXFN_RETURN_IF_ERROR(impl_->Invoke(&v1::Functions::Stub::Deploy, request, &reply, Commits::kYes));
   if (created != nullptr) *created = reply.created();
   return absl::OkStatus();
 }

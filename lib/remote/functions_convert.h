@@ -12,9 +12,10 @@ namespace txfn::remote_internal {
 
 // The metadata header that carries the API key.
 inline constexpr char kApiKeyHeader[] = "x-txfn-api-key";
-// Trailers of every status the server's handlers send: a status without it is gRPC's (the
-// client's timeout, a connection that failed or broke, a stream the server reset), which
-// says nothing of whether the call ran.
+// Trailer of every status the server's handlers send, its value the code sent: a status
+// without it (or with another code) is gRPC's (the client's timeout, a connection that failed
+// or broke, a stream the server reset, an answer the client could not read), which says
+// nothing of whether the call ran.
 inline constexpr char kAnsweredHeader[] = "x-txfn-answered";
 // Trailer of an error whose commit outcome is unknown (IsCommitOutcomeUnknown: a status
 // carries no payload across gRPC), its value the commit's timestamp if there is one.

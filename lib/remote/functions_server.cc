@@ -113,10 +113,13 @@ class CallEnds final : public grpc::experimental::Interceptor {
   }
   ~CallEnds() override { calls_.End(call_, serial_); }
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
-    // Every status a handler sends is marked the server's: a client tells it from gRPC's.
+    // Every status a handler sends is marked the server's, with its code: a client tells it
+    // from gRPC's (and from one it made of an answer it could not read).
     if (methods->QueryInterceptionHookPoint(
             grpc::experimental::InterceptionHookPoints::PRE_SEND_STATUS)) {
-      methods->GetSendTrailingMetadata()->emplace(remote_internal::kAnsweredHeader, "1");
+      methods->GetSendTrailingMetadata()->emplace(
+          remote_internal::kAnsweredHeader,
+          StrCat(static_cast<int>(methods->GetSendStatus().error_code())));
     }
     methods->Proceed();
   }
