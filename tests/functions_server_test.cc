@@ -15,6 +15,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/cleanup/cleanup.h"
@@ -968,10 +969,12 @@ TEST(FunctionsServerOutcomeTest, TheEnginesUnknownOutcomesCrossTheWire) {
 }
 
 // A server that takes a connection, says HTTP/2 SETTINGS, and answers nothing: it reads what
-// it is sent until it has seen `until` (then closes the connection), or for ever.
+// it is sent until it has seen `until`, then closes the connection, or sends `answer` and
+// reads on; or reads for ever.
 class MuteServer {
  public:
-  explicit MuteServer(std::string until = "") : until_(std::move(until)) {
+  explicit MuteServer(std::string until = "", std::string answer = "")
+      : until_(std::move(until)), answer_(std::move(answer)) {
     listener_ = socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in address{};
     address.sin_family = AF_INET;
@@ -1005,9 +1008,10 @@ class MuteServer {
     char buffer[4096];
     for (ssize_t n; (n = read(connection, buffer, sizeof(buffer))) > 0;) {
       received.append(buffer, n);
-      if (!until_.empty() && received.find(until_) != std::string::npos) {
+      if (!until_.empty() && !saw_until_ && received.find(until_) != std::string::npos) {
         saw_until_ = true;
-        break;
+        if (answer_.empty()) break;
+        (void)send(connection, answer_.data(), answer_.size(), MSG_NOSIGNAL);
       }
     }
     connection_ = -1;
@@ -1015,6 +1019,7 @@ class MuteServer {
   }
 
   const std::string until_;
+  const std::string answer_;
   int listener_ = -1;
   std::atomic<int> connection_ = -1;
   int port_ = 0;
@@ -1036,10 +1041,40 @@ TEST(FunctionsClientTest, AMutationWhoseAnswerNeverCameIsAnUnknownOutcome) {
   EXPECT_TRUE(IsCommitOutcomeUnknown(mutation.status())) << mutation.status();
   EXPECT_EQ(mutation.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(std::string(mutation.status().message()),
-              HasSubstr("no answer came (DEADLINE_EXCEEDED"));
+              HasSubstr("no readable answer came (DEADLINE_EXCEEDED"));
   auto submitted = (*client)->Submit("a", "m:f", Value());
   EXPECT_TRUE(IsCommitOutcomeUnknown(submitted.status())) << submitted.status();
   EXPECT_TRUE(IsCommitOutcomeUnknown((*client)->Deploy("a", {{"m.js", ""}}, "{}", false, nullptr)));
+}
+
+// A server's OK with no reply message (or one the client cannot read) is not the server's
+// answer as received: the client's own status for it (UNIMPLEMENTED "No message returned")
+// carries the server's marker with another code, and for a mutation it is an unknown outcome.
+TEST(FunctionsClientTest, AnAnswerTheClientCouldNotReadIsAnUnknownOutcome) {
+  const std::string sent = "the request reached the server";
+  std::string fields;
+  for (const auto& [name, value] : {std::pair<std::string_view, std::string_view>{":status", "200"},
+                                    {"content-type", "application/grpc"},
+                                    {"grpc-status", "0"},
+                                    {remote_internal::kAnsweredHeader, "0"}}) {
+    testing::AppendHpackField(&fields, name, value);
+  }
+  std::string ok_without_message;  // trailers only, on the connection's first stream
+  testing::AppendHttp2Frame(&ok_without_message, /*HEADERS*/ 1, /*END_STREAM|END_HEADERS*/ 5, 1,
+                            fields);
+  for (const bool mutation : {false, true}) {
+    MuteServer answering(sent, ok_without_message);
+    auto client = FunctionsClient::Connect(absl::StrCat("127.0.0.1:", answering.port()), "k",
+                                           absl::Seconds(30));
+    ASSERT_TRUE(client.ok());
+    const Value args = Value::FromObject({{"text", Value::String(sent)}});
+    const absl::Status outcome = mutation ? (*client)->Mutation("a", "m:f", args).status()
+                                          : (*client)->Query("a", "m:f", args).status();
+    EXPECT_TRUE(answering.saw_until()) << outcome;
+    EXPECT_FALSE(outcome.ok());
+    EXPECT_EQ(IsCommitOutcomeUnknown(outcome), mutation) << outcome;
+    std::printf("%s: %s\n", mutation ? "mutation" : "query", outcome.ToString().c_str());
+  }
 }
 
 TEST(FunctionsClientTest, AMutationWhoseConnectionBrokeAfterItWasSentIsAnUnknownOutcome) {

@@ -39,6 +39,36 @@
 
 namespace txfn::testing {
 
+// An HTTP/2 frame (RFC 9113 4.1) of `type` with `flags` on `stream`, appended to `out`.
+inline void AppendHttp2Frame(std::string* out, uint8_t type, uint8_t flags, uint32_t stream,
+                             std::string_view payload) {
+  const uint32_t length = static_cast<uint32_t>(payload.size());
+  for (int shift : {16, 8, 0}) out->push_back(static_cast<char>(length >> shift));
+  out->push_back(static_cast<char>(type));
+  out->push_back(static_cast<char>(flags));
+  for (int shift : {24, 16, 8, 0}) out->push_back(static_cast<char>(stream >> shift));
+  out->append(payload);
+}
+
+// A header field as an HPACK literal, not indexed, with a literal name (RFC 7541 6.2.2); its
+// strings not Huffman-coded, their lengths 7-bit-prefix integers (5.1).
+inline void AppendHpackField(std::string* out, std::string_view name, std::string_view value) {
+  out->push_back('\0');
+  for (const std::string_view text : {name, value}) {
+    uint64_t length = text.size();
+    if (length < 127) {
+      out->push_back(static_cast<char>(length));
+    } else {
+      out->push_back(127);
+      for (length -= 127; length >= 128; length >>= 7) {
+        out->push_back(static_cast<char>(0x80 | (length & 0x7f)));
+      }
+      out->push_back(static_cast<char>(length));
+    }
+    out->append(text);
+  }
+}
+
 class HeldGrpcStreams {
  public:
   HeldGrpcStreams() = default;
@@ -62,7 +92,7 @@ class HeldGrpcStreams {
     }
     fcntl(fd_, F_SETFL, fcntl(fd_, F_GETFL) | O_NONBLOCK);
     std::string preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-    AppendFrame(&preface, kSettings, 0, 0, "");
+    AppendHttp2Frame(&preface, kSettings, 0, 0, "");
     if (!Send(preface)) {
       return absl::UnavailableError(
           absl::StrCat("127.0.0.1:", port, " closed the connection or took no preface"));
@@ -87,12 +117,10 @@ class HeldGrpcStreams {
           {":authority", "127.0.0.1"},
           {"content-type", "application/grpc"},
           {"te", "trailers"}}) {
-      block += '\0';  // a literal field, not indexed, with a literal name (RFC 7541 6.2.2)
-      AppendHpackString(&block, name);
-      AppendHpackString(&block, value);
+      AppendHpackField(&block, name, value);
     }
     std::string frames;
-    AppendFrame(&frames, kHeaders, kEndHeaders, stream, block);
+    AppendHttp2Frame(&frames, kHeaders, kEndHeaders, stream, block);
     if (!Send(frames)) return 0;
     // The gRPC message prefix: not compressed, then its length.
     std::string prefix(5, '\0');
@@ -116,7 +144,7 @@ class HeldGrpcStreams {
       if (sent < 5) payload = prefix.substr(sent, std::min<int64_t>(5 - sent, chunk));
       payload.append(zeros, 0, chunk - payload.size());
       frames.clear();
-      AppendFrame(&frames, kData, 0, stream, payload);
+      AppendHttp2Frame(&frames, kData, 0, stream, payload);
       if (!Send(frames)) break;
       connection_window_ -= payload.size();
       stream_window_[stream] -= payload.size();
@@ -171,29 +199,6 @@ class HeldGrpcStreams {
     HandleFrames();
   }
 
-  static void AppendFrame(std::string* out, uint8_t type, uint8_t flags, uint32_t stream,
-                          std::string_view payload) {
-    const uint32_t length = static_cast<uint32_t>(payload.size());
-    for (int shift : {16, 8, 0}) out->push_back(static_cast<char>(length >> shift));
-    out->push_back(static_cast<char>(type));
-    out->push_back(static_cast<char>(flags));
-    for (int shift : {24, 16, 8, 0}) out->push_back(static_cast<char>(stream >> shift));
-    out->append(payload);
-  }
-  // A string literal, not Huffman-coded, its length a 7-bit-prefix integer (RFC 7541 5.1).
-  static void AppendHpackString(std::string* out, std::string_view text) {
-    uint64_t length = text.size();
-    if (length < 127) {
-      out->push_back(static_cast<char>(length));
-    } else {
-      out->push_back(127);
-      for (length -= 127; length >= 128; length >>= 7) {
-        out->push_back(static_cast<char>(0x80 | (length & 0x7f)));
-      }
-      out->push_back(static_cast<char>(length));
-    }
-    out->append(text);
-  }
   static uint32_t Read32(std::string_view bytes) {
     uint32_t value = 0;
     for (int i = 0; i < 4; ++i) value = (value << 8) | static_cast<uint8_t>(bytes[i]);
@@ -264,10 +269,10 @@ class HeldGrpcStreams {
               max_frame_size_ = value;
             }
           }
-          AppendFrame(&replies_, kSettings, kAck, 0, "");
+          AppendHttp2Frame(&replies_, kSettings, kAck, 0, "");
           break;
         case kPing:
-          if (!(flags & kAck)) AppendFrame(&replies_, kPing, kAck, 0, payload);
+          if (!(flags & kAck)) AppendHttp2Frame(&replies_, kPing, kAck, 0, payload);
           break;
         case kWindowUpdate:
           if (payload.size() < 4) break;

@@ -65,7 +65,7 @@ absl::Status FromTransport(const grpc::Status& status, Commits commits) {
     return remote_internal::FromGrpcStatus(status);
   }
   const std::string what = internal::StrCat(
-      reset ? "the server reset the call (" : "no answer came (",
+      reset ? "the server reset the call (" : "no readable answer came (",
       absl::StatusCodeToString(static_cast<absl::StatusCode>(code)), ": ", status.error_message(),
       reset ? "; e.g. past its memory quota, FunctionsServerOptions::max_buffer_bytes)" : ")",
       " after the server may have begun it");
