@@ -5,8 +5,9 @@
 //
 //   HeldGrpcStreams held;
 //   ASSERT_TRUE(held.Connect(port).ok());
-//   for (int i = 0; i < 40 && held.usable(); ++i) held.Hold("/txfn.v1.Functions/Mutation", 16 <<
-//   20);
+//   for (int i = 0; i < 40 && held.usable(); ++i) {
+//     held.Hold("/txfn.v1.Functions/Mutation", 16 << 20);
+//   }
 //   // ... the server now buffers what was sent, unless it refused it (held.refused())
 //
 // Not thread-safe; blocking (each send waits for the server's flow-control window, up to a stall
