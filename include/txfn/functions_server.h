@@ -77,7 +77,7 @@ struct FunctionsServerOptions {
   // RST_STREAM with error code 11"; FunctionsClient says Unavailable). gRPC picks the streams
   // at random, held requests or calls under way: like a call whose connection breaks, a
   // mutation so reset may have committed (FunctionsClient marks it IsCommitOutcomeUnknown;
-  // retry it with an idempotency key). Measured, keyed calls, 16 MiB ones too, were served while
+  // retry it with an idempotency key). Measured, keyed calls, 15 MiB ones too, were served while
   // held requests stayed. gRPC enforces it loosely: the same 40 peaked at 1.4 GiB with the default,
   // 334 MiB with the minimum. At least kMinBufferBytes (twice the largest message).
   static constexpr int64_t kDefaultMaxBufferBytes = int64_t{1} << 30;
