@@ -163,8 +163,8 @@ commands:
       --key=KEY: a mutation's idempotency key: run again with the same key, it
       answers the first run's outcome and commits nothing more (retry with it
       after an unknown outcome: 'may have committed', e.g. a lost answer from
-      --server). JSON numbers arrive as JS numbers (float64); pass a BigInt (int64) as
-      {"$int64": "123"}. int64 results print the same way.
+      --server). JSON numbers arrive as JS numbers (float64); pass a BigInt
+      (int64) as {"$int64": "123"}. int64 results print the same way.
   tenants
       Lists the tenants, one per line.
   tables --tenant NAME
@@ -288,7 +288,7 @@ flags:
                   either a call is refused RESOURCE_EXHAUSTED
   --max_buffer_mib=N (1024)  serve --listen: what gRPC may buffer for the
                   server's connections at once (a request is read whole before
-                  its key is checked); past it gRPC resets streams (at least 128)
+                  its key is checked); past it gRPC resets streams (min. 128)
   --max_call_seconds=S (60)  serve --listen: the longest a query or mutation
                   may take from its arrival (the client's deadline if earlier;
                   inf: the client's deadline only)
