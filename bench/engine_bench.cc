@@ -78,6 +78,7 @@
 #include "bench/bench_util.h"
 #include "bench/engine_query_bench.h"
 #include "benchmark/benchmark.h"
+#include "tests/resident_memory.h"
 #include "txfn/engine.h"
 #include "txfn/sqlite_engine.h"
 #include "txfn/sqlite_queue.h"
@@ -151,15 +152,6 @@ void BM_EngineQuery(benchmark::State& state, EngineStorage storage) {
   bench::RunEngineQuery(state, *f->engine);
 }
 
-size_t ResidentBytes() {
-  FILE* f = std::fopen("/proc/self/statm", "r");
-  if (f == nullptr) return 0;
-  unsigned long pages = 0, resident = 0;
-  const int n = std::fscanf(f, "%lu %lu", &pages, &resident);
-  std::fclose(f);
-  return n == 2 ? resident * 4096 : 0;
-}
-
 constexpr const char* kTenantModule = R"JS(
 import { query, mutation } from "txfn/server";
 export const get = query(async (ctx, { key }) =>
@@ -171,7 +163,7 @@ double eight_tenants_p50_us = 0;  // set by /tenants:8, registered first
 
 void BM_EngineQueryManyTenants(benchmark::State& state) {
   const int tenants = static_cast<int>(state.range(0));
-  const size_t rss_start = ResidentBytes();
+  const size_t rss_start = testing::ResidentBytes();
   EngineOptions options;
   options.storage = EngineStorage::kMemory;
   options.scheduler.workers = 2;
@@ -215,7 +207,7 @@ void BM_EngineQueryManyTenants(benchmark::State& state) {
   const IsolateSchedulerStats stats = (*engine)->stats().scheduler;
   state.counters["live_isolates"] = stats.live_isolates;
   state.counters["isolates_created"] = static_cast<double>(stats.isolates_created);
-  const size_t rss = ResidentBytes();
+  const size_t rss = testing::ResidentBytes();
   if (stats.live_isolates > 0 && rss > rss_start) {
     state.counters["rss_mib_per_isolate"] =
         static_cast<double>(rss - rss_start) / stats.live_isolates / (1 << 20);
@@ -578,7 +570,7 @@ void BM_EngineRotatingTenants(benchmark::State& state, bool closes) {
     options.tenant_sweep_interval = absl::Hours(1);  // sweeps below
     auto engine = Engine::Open(options);
     if (!engine.ok()) return state.SkipWithError(engine.status().ToString().c_str());
-    const size_t rss_start = ResidentBytes();
+    const size_t rss_start = testing::ResidentBytes();
     uint64_t max_open = 0;
     auto step = [&](int i) {
       now.fetch_add(absl::ToInt64Nanoseconds(absl::Milliseconds(10)));
@@ -600,7 +592,7 @@ void BM_EngineRotatingTenants(benchmark::State& state, bool closes) {
       step(i);
     }
     const EngineStats stats = (*engine)->stats();
-    const size_t rss = ResidentBytes();
+    const size_t rss = testing::ResidentBytes();
     state.counters["max_open"] = static_cast<double>(max_open);
     state.counters["closed_idle"] = static_cast<double>(stats.tenants_closed_idle);
     state.counters["history_keys"] = static_cast<double>(stats.committer.history_keys);

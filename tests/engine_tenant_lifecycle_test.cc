@@ -2,7 +2,6 @@
 // tenant_idle_timeout); the conflict history of an idle tenant is pruned by
 // the engine's timer; the open tenants stay bounded under 10,000 rotating
 // tenants; a tenant in use is never closed under its calls.
-#include <fstream>
 #include <map>
 #include <memory>
 #include <string>
@@ -13,6 +12,7 @@
 #include "fmt/core.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "resident_memory.h"
 #include "txfn/engine.h"
 #include "txfn/internal/mutex.h"
 #include "txn_test_util.h"
@@ -44,14 +44,7 @@ export const get = query(async (ctx, { name }) => {
 Value Name(const std::string& name) { return Value::FromObject({{"name", Value::String(name)}}); }
 
 // Resident set size of this process, in KiB (0 if unknown).
-int64_t RssKiB() {
-  std::ifstream status("/proc/self/status");
-  std::string line;
-  while (std::getline(status, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6));
-  }
-  return 0;
-}
+int64_t RssKiB() { return static_cast<int64_t>(testing::ResidentBytes() / 1024); }
 
 class TenantLifecycleTest : public ::testing::Test {
  protected:

@@ -30,6 +30,7 @@
 #include "lib/remote/grpc_util.h"
 #include "lib/wire/wire_proto.h"
 #include "tests/held_grpc_streams.h"
+#include "tests/resident_memory.h"
 #include "txfn/errors.h"
 #include "txfn/functions_client.h"
 #include "txfn/in_memory_storage.h"
@@ -718,16 +719,6 @@ TEST_F(FunctionsServerTest, ShutdownAnswersTheCallsUnderWayWithTheirOutcomes) {
   EXPECT_EQ(Count("a"), committed_answers) << "every commit was answered as one, and only those";
 }
 
-// This process's resident memory, in bytes.
-int64_t ResidentBytes() {
-  FILE* statm = fopen("/proc/self/statm", "r");
-  if (statm == nullptr) return -1;
-  long pages = 0, resident = 0;
-  const int read = fscanf(statm, "%ld %ld", &pages, &resident);
-  fclose(statm);
-  return read == 2 ? static_cast<int64_t>(resident) * sysconf(_SC_PAGESIZE) : -1;
-}
-
 // What a client without a key can make the server hold: big requests whose last byte never
 // comes, so no handler runs (gRPC reads a request whole before it). Without a memory quota the
 // server kept every byte (measured: 40 such 60 MiB requests, 3.1 GiB); with one it resets
@@ -744,12 +735,12 @@ TEST_F(FunctionsServerTest, HeldKeylessRequestsAreBoundedByTheMemoryQuota) {
 
   constexpr int64_t kMessageBytes = 32 << 20;
   constexpr int kRequests = 64;  // 2 GiB, sixteen times the quota
-  const int64_t before = ResidentBytes();
+  const int64_t before = static_cast<int64_t>(testing::ResidentBytes());
   std::atomic<int64_t> peak = before;
   std::atomic<bool> attacking = true;
   std::thread sampler([&] {
     while (attacking.load()) {
-      peak = std::max(peak.load(), ResidentBytes());
+      peak = std::max(peak.load(), static_cast<int64_t>(testing::ResidentBytes()));
       absl::SleepFor(absl::Milliseconds(5));
     }
   });
@@ -1002,8 +993,9 @@ class MuteServer {
     const int connection = accept(listener_, nullptr, nullptr);
     if (connection < 0) return;
     connection_ = connection;
-    const char settings[9] = {0, 0, 0, 4, 0, 0, 0, 0, 0};  // an empty SETTINGS frame
-    (void)send(connection, settings, sizeof(settings), MSG_NOSIGNAL);
+    std::string settings;
+    testing::AppendHttp2Frame(&settings, testing::http2::kSettings, 0, 0, "");
+    (void)send(connection, settings.data(), settings.size(), MSG_NOSIGNAL);
     std::string received;
     char buffer[4096];
     for (ssize_t n; (n = read(connection, buffer, sizeof(buffer))) > 0;) {
@@ -1026,6 +1018,19 @@ class MuteServer {
   std::atomic<bool> saw_until_ = false;
   std::thread serving_;
 };
+
+// A query or mutation through a FunctionsClient to `server` whose arguments carry `text`
+// (what the server waits to see), expected to reach it; its outcome.
+absl::Status CallCarrying(const MuteServer& server, const std::string& text, bool mutation) {
+  auto client =
+      FunctionsClient::Connect(absl::StrCat("127.0.0.1:", server.port()), "k", absl::Seconds(30));
+  if (!client.ok()) return client.status();
+  const Value args = Value::FromObject({{"text", Value::String(text)}});
+  const absl::Status outcome = mutation ? (*client)->Mutation("a", "m:f", args).status()
+                                        : (*client)->Query("a", "m:f", args).status();
+  EXPECT_TRUE(server.saw_until()) << outcome;
+  return outcome;
+}
 
 // A mutation, submit or deploy whose answer never came may have committed: the client says
 // so (IsCommitOutcomeUnknown) instead of gRPC's DEADLINE_EXCEEDED or UNAVAILABLE, which read
@@ -1060,17 +1065,11 @@ TEST(FunctionsClientTest, AnAnswerTheClientCouldNotReadIsAnUnknownOutcome) {
     testing::AppendHpackField(&fields, name, value);
   }
   std::string ok_without_message;  // trailers only, on the connection's first stream
-  testing::AppendHttp2Frame(&ok_without_message, /*HEADERS*/ 1, /*END_STREAM|END_HEADERS*/ 5, 1,
-                            fields);
+  testing::AppendHttp2Frame(&ok_without_message, testing::http2::kHeaders,
+                            testing::http2::kEndStream | testing::http2::kEndHeaders, 1, fields);
   for (const bool mutation : {false, true}) {
     MuteServer answering(sent, ok_without_message);
-    auto client = FunctionsClient::Connect(absl::StrCat("127.0.0.1:", answering.port()), "k",
-                                           absl::Seconds(30));
-    ASSERT_TRUE(client.ok());
-    const Value args = Value::FromObject({{"text", Value::String(sent)}});
-    const absl::Status outcome = mutation ? (*client)->Mutation("a", "m:f", args).status()
-                                          : (*client)->Query("a", "m:f", args).status();
-    EXPECT_TRUE(answering.saw_until()) << outcome;
+    const absl::Status outcome = CallCarrying(answering, sent, mutation);
     EXPECT_FALSE(outcome.ok());
     EXPECT_EQ(IsCommitOutcomeUnknown(outcome), mutation) << outcome;
     std::printf("%s: %s\n", mutation ? "mutation" : "query", outcome.ToString().c_str());
@@ -1081,13 +1080,7 @@ TEST(FunctionsClientTest, AMutationWhoseConnectionBrokeAfterItWasSentIsAnUnknown
   const std::string sent = "the whole request reached the server";
   for (const bool mutation : {false, true}) {
     MuteServer closing(sent);
-    auto client = FunctionsClient::Connect(absl::StrCat("127.0.0.1:", closing.port()), "k",
-                                           absl::Seconds(30));
-    ASSERT_TRUE(client.ok());
-    const Value args = Value::FromObject({{"text", Value::String(sent)}});
-    const absl::Status outcome = mutation ? (*client)->Mutation("a", "m:f", args).status()
-                                          : (*client)->Query("a", "m:f", args).status();
-    EXPECT_TRUE(closing.saw_until()) << outcome;
+    const absl::Status outcome = CallCarrying(closing, sent, mutation);
     EXPECT_EQ(outcome.code(), absl::StatusCode::kUnavailable) << outcome;
     EXPECT_EQ(IsCommitOutcomeUnknown(outcome), mutation) << outcome;
   }

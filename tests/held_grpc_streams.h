@@ -40,6 +40,13 @@
 
 namespace txfn::testing {
 
+// HTTP/2 frame types and flags (RFC 9113 6).
+namespace http2 {
+inline constexpr uint8_t kData = 0, kHeaders = 1, kRstStream = 3, kSettings = 4, kPing = 6,
+                         kGoaway = 7, kWindowUpdate = 8;
+inline constexpr uint8_t kAck = 1, kEndStream = 1, kEndHeaders = 4;
+}  // namespace http2
+
 // An HTTP/2 frame (RFC 9113 4.1) of `type` with `flags` on `stream`, appended to `out`.
 inline void AppendHttp2Frame(std::string* out, uint8_t type, uint8_t flags, uint32_t stream,
                              std::string_view payload) {
@@ -93,7 +100,7 @@ class HeldGrpcStreams {
     }
     fcntl(fd_, F_SETFL, fcntl(fd_, F_GETFL) | O_NONBLOCK);
     std::string preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-    AppendHttp2Frame(&preface, kSettings, 0, 0, "");
+    AppendHttp2Frame(&preface, http2::kSettings, 0, 0, "");
     if (!Send(preface)) {
       return absl::UnavailableError(
           absl::StrCat("127.0.0.1:", port, " closed the connection or took no preface"));
@@ -121,7 +128,7 @@ class HeldGrpcStreams {
       AppendHpackField(&block, name, value);
     }
     std::string frames;
-    AppendHttp2Frame(&frames, kHeaders, kEndHeaders, stream, block);
+    AppendHttp2Frame(&frames, http2::kHeaders, http2::kEndHeaders, stream, block);
     if (!Send(frames)) return 0;
     // The gRPC message prefix: not compressed, then its length.
     std::string prefix(5, '\0');
@@ -145,7 +152,7 @@ class HeldGrpcStreams {
       if (sent < 5) payload = prefix.substr(sent, std::min<int64_t>(5 - sent, chunk));
       payload.append(zeros, 0, chunk - payload.size());
       frames.clear();
-      AppendHttp2Frame(&frames, kData, 0, stream, payload);
+      AppendHttp2Frame(&frames, http2::kData, 0, stream, payload);
       if (!Send(frames)) break;
       connection_window_ -= payload.size();
       stream_window_[stream] -= payload.size();
@@ -176,9 +183,6 @@ class HeldGrpcStreams {
   bool stalled() const { return stalled_; }
 
  private:
-  static constexpr uint8_t kData = 0, kHeaders = 1, kRstStream = 3, kSettings = 4, kPing = 6,
-                           kGoaway = 7, kWindowUpdate = 8;
-  static constexpr uint8_t kAck = 1, kEndStream = 1, kEndHeaders = 4;
   static constexpr int64_t kMaxChunk = 1 << 16;
 
   // Reads what the server sent (waiting up to `wait` for it), and handles its frames.
@@ -255,8 +259,8 @@ class HeldGrpcStreams {
       const std::string_view payload(incoming_.data() + at + 9, length);
       at += 9 + length;
       switch (type) {
-        case kSettings:
-          if (flags & kAck) break;
+        case http2::kSettings:
+          if (flags & http2::kAck) break;
           for (size_t i = 0; i + 6 <= payload.size(); i += 6) {
             const uint16_t id =
                 (static_cast<uint8_t>(payload[i]) << 8) | static_cast<uint8_t>(payload[i + 1]);
@@ -270,26 +274,27 @@ class HeldGrpcStreams {
               max_frame_size_ = value;
             }
           }
-          AppendHttp2Frame(&replies_, kSettings, kAck, 0, "");
+          AppendHttp2Frame(&replies_, http2::kSettings, http2::kAck, 0, "");
           break;
-        case kPing:
-          if (!(flags & kAck)) AppendHttp2Frame(&replies_, kPing, kAck, 0, payload);
+        case http2::kPing:
+          if (!(flags & http2::kAck))
+            AppendHttp2Frame(&replies_, http2::kPing, http2::kAck, 0, payload);
           break;
-        case kWindowUpdate:
+        case http2::kWindowUpdate:
           if (payload.size() < 4) break;
           (stream == 0 ? connection_window_ : stream_window_[stream]) +=
               Read32(payload) & 0x7fffffff;
           break;
-        case kRstStream:
+        case http2::kRstStream:
           reset_.insert(stream);
           if (payload.size() >= 4) reset_codes_.insert(Read32(payload));
           break;
-        case kGoaway:
+        case http2::kGoaway:
           goaway_ = true;
           if (payload.size() >= 8) goaway_code_ = Read32(payload.substr(4));
           break;
-        case kHeaders:
-          if (flags & kEndStream) ++answered_;
+        case http2::kHeaders:
+          if (flags & http2::kEndStream) ++answered_;
           break;
         default:
           break;

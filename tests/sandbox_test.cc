@@ -36,6 +36,7 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "resident_memory.h"
 #include "txfn/engine.h"
 #include "txfn/errors.h"
 #include "txfn/in_memory_storage.h"
@@ -86,13 +87,6 @@ std::string ReadFile(const std::string& path) {
   std::stringstream out;
   out << in.rdbuf();
   return out.str();
-}
-
-size_t ResidentBytes() {
-  std::ifstream statm("/proc/self/statm");
-  size_t pages = 0, resident = 0;
-  statm >> pages >> resident;
-  return resident * static_cast<size_t>(sysconf(_SC_PAGESIZE));
 }
 
 class AttackerLimits : public LimitEnforcer {
@@ -757,7 +751,7 @@ TEST_P(SandboxTest, EndsAsPromisedAndHarmsNobody) {
       << "took " << best_elapsed << " in the run with the most time to spare";
 
   ExpectHarmlessCallsAnswer(engine_);
-  const size_t rss = ResidentBytes();
+  const size_t rss = testing::ResidentBytes();
   peak_rss_after_ = std::max(peak_rss_after_, rss);
   EXPECT_LT(rss, kRssBound) << "resident " << (rss >> 20) << " MiB";
 }
