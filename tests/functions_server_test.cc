@@ -1054,7 +1054,8 @@ TEST(FunctionsClientTest, AMutationWhoseAnswerNeverCameIsAnUnknownOutcome) {
 
 // A server's OK with no reply message (or one the client cannot read) is not the server's
 // answer as received: the client's own status for it (UNIMPLEMENTED "No message returned")
-// carries the server's marker with another code, and for a mutation it is an unknown outcome.
+// comes with no marker (FunctionsServer marks only errors) or, as here, the marker of another
+// code; either way, for a mutation it is an unknown outcome.
 TEST(FunctionsClientTest, AnAnswerTheClientCouldNotReadIsAnUnknownOutcome) {
   const std::string sent = "the request reached the server";
   std::string fields;

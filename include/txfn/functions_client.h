@@ -19,7 +19,7 @@
 // reads as "refused"), an answer the client could not read. gRPC's codes for these read as
 // "not done" (measured: mutations told RESOURCE_EXHAUSTED had committed), and a blind retry
 // would apply the call twice. A Query or GetCall keeps gRPC's code (a reset one is
-// Unavailable). The server marks each status it sends itself with its code (a trailer), so
+// Unavailable). The server marks each error it sends itself with its code (a trailer), so
 // its refusals keep their codes and mean nothing ran, and an unknown outcome of the engine's
 // reaches the client as one. Not unknown either: a call that never reached a server (no
 // connection, a name that does not resolve, a stream refused unprocessed), and gRPC's refusal

@@ -12,7 +12,7 @@ namespace txfn::remote_internal {
 
 // The metadata header that carries the API key.
 inline constexpr char kApiKeyHeader[] = "x-txfn-api-key";
-// Trailer of every status the server's handlers send, its value the code sent: a status
+// Trailer of every error status the server's handlers send, its value the code sent: an error
 // without it (or with another code) is gRPC's (the client's timeout, a connection that failed
 // or broke, a stream the server reset, an answer the client could not read), which says
 // nothing of whether the call ran.

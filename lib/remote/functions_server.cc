@@ -113,13 +113,15 @@ class CallEnds final : public grpc::experimental::Interceptor {
   }
   ~CallEnds() override { calls_.End(call_, serial_); }
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
-    // Every status a handler sends is marked the server's, with its code: a client tells it
-    // from gRPC's (and from one it made of an answer it could not read).
+    // Every error a handler sends is marked the server's, with its code: a client tells it
+    // from gRPC's (and from one it made of an answer it could not read). An OK needs no mark
+    // (a client that fails it finds none), so calls that succeed carry nothing more.
     if (methods->QueryInterceptionHookPoint(
             grpc::experimental::InterceptionHookPoints::PRE_SEND_STATUS)) {
-      methods->GetSendTrailingMetadata()->emplace(
-          remote_internal::kAnsweredHeader,
-          StrCat(static_cast<int>(methods->GetSendStatus().error_code())));
+      if (const grpc::Status sent = methods->GetSendStatus(); !sent.ok()) {
+        methods->GetSendTrailingMetadata()->emplace(remote_internal::kAnsweredHeader,
+                                                    StrCat(static_cast<int>(sent.error_code())));
+      }
     }
     methods->Proceed();
   }
