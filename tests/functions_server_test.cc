@@ -955,7 +955,23 @@ TEST(FunctionsServerOutcomeTest, TheEnginesUnknownOutcomesCrossTheWire) {
   fail_unknowably();
   auto added = (*client)->Mutation("a", "notes:add", Text("x"));
   EXPECT_TRUE(IsCommitOutcomeUnknown(added.status())) << added.status();
+  settle();
+  // A keyed Submit queues its call, then reads the tenant to check what its key names: with
+  // reads failing it cannot say, and its outcome (sent as a status, with no timestamp) is
+  // unknown. It was queued: the key names that call once reads work again.
+  storage->FailNext(testing::StorageMethod::kGet, 1000);
+  storage->FailNext(testing::StorageMethod::kScan, 1000);
+  const CallOptions keyed{.start_after = absl::Now() + absl::Hours(1), .idempotency_key = "k"};
+  absl::StatusOr<CallId> submitted = (*client)->Submit("a", "notes:add", Text("q"), keyed);
+  EXPECT_TRUE(IsCommitOutcomeUnknown(submitted.status())) << submitted.status();
+  EXPECT_EQ(submitted.status().code(), absl::StatusCode::kUnavailable) << submitted.status();
+  EXPECT_FALSE(CommitOutcomeUnknownTimestamp(submitted.status()).has_value());
   storage->ClearFaults();
+  absl::StatusOr<CallId> again = (*client)->Submit("a", "notes:add", Text("q"), keyed);
+  ASSERT_TRUE(again.ok()) << again.status();
+  absl::StatusOr<CallInfo> queued = (*client)->GetCall(*again, "a");
+  ASSERT_TRUE(queued.ok()) << queued.status();
+  EXPECT_EQ(queued->state, CallState::kPending);
   (*server)->Shutdown(absl::ZeroDuration());
 }
 
