@@ -14,6 +14,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/time/clock.h"
 #include "lib/contention_lanes.h"
+#include "lib/deadline_timer.h"
 #include "txfn/errors.h"
 #include "txfn/idempotency.h"
 #include "txfn/internal/mutex.h"
@@ -616,21 +617,68 @@ struct CallPath::State {
   }
 
   // Submits the call's next attempt once it holds `lane`'s turn: now if the
-  // lane is free, else from the thread that hands the turn over.
+  // lane is free, else from the thread that hands the turn over. A call with
+  // a deadline still waiting then leaves the lane and is answered
+  // DeadlineExceeded (on the timer's thread), as a blocking call is.
   absl::Status EnterLaneThenSubmit(const std::shared_ptr<AsyncMutation>& call,
                                    std::shared_ptr<internal::Lane> lane) {
     if (!call->serialised) {
       call->serialised = true;
       serialised.fetch_add(1, std::memory_order_relaxed);
     }
-    call->lane = std::move(lane);
+    call->lane = lane;
+    const absl::Time deadline = call->request.deadline;
+    const int attempt = call->attempt + 1;  // the one it waits to make
+    // The timer's entry, cancelled when the turn comes first (it would stay until the deadline).
+    struct DeadlineEntry {
+      internal::Mutex mu;
+      std::optional<internal::DeadlineTimer::Handle> handle ABSL_GUARDED_BY(mu);
+      bool turn_came ABSL_GUARDED_BY(mu) = false;
+    };
+    auto entry = std::make_shared<DeadlineEntry>();
+    uint64_t ticket = 0;
+    // Once queued, the call may end on another thread, and with it the last async call that
+    // keeps `this` (~State): counted as one more until the timer's entry is made.
+    const bool timed = deadline != absl::InfiniteFuture();
+    if (timed) BeginAsync();
+    absl::Cleanup end_timed = [&] {
+      if (timed) EndAsync();
+    };
     // Once queued, the callback may run on another thread at any moment:
     // nothing below touches `call` unless the turn was taken here.
-    const bool now = call->lane->AcquireOrQueue([this, call] {
-      absl::Status s = SubmitMutation(call);
-      if (!s.ok()) Complete(*call, s);
-    });
-    return now ? SubmitMutation(call) : absl::OkStatus();
+    const bool now = lane->AcquireOrQueue(
+        [this, call, entry] {
+          std::optional<internal::DeadlineTimer::Handle> handle;
+          {
+            internal::MutexLock lock(&entry->mu);
+            entry->turn_came = true;
+            handle = entry->handle;
+          }
+          if (handle.has_value()) lane_deadlines.Cancel(*handle);
+          absl::Status s = SubmitMutation(call);
+          if (!s.ok()) Complete(*call, s);
+        },
+        &ticket);
+    if (now) return SubmitMutation(call);
+    if (!timed) return absl::OkStatus();
+    const internal::DeadlineTimer::Handle handle = lane_deadlines.Schedule(
+        deadline,
+        [this, weak_call = std::weak_ptr(call), weak_lane = std::weak_ptr(lane), ticket, attempt] {
+          std::shared_ptr<AsyncMutation> call = weak_call.lock();
+          std::shared_ptr<internal::Lane> lane = weak_lane.lock();
+          // Gone, or its turn came (it then finds its deadline passed, or runs in time).
+          if (call == nullptr || lane == nullptr || !lane->Withdraw(ticket)) return;
+          call->lane.reset();  // it holds no turn to hand on
+          Complete(*call, PastDeadlineInLane(call->request.function, attempt));
+        });
+    bool turn_came;
+    {
+      internal::MutexLock lock(&entry->mu);
+      turn_came = entry->turn_came;
+      if (!turn_came) entry->handle = handle;
+    }
+    if (turn_came) lane_deadlines.Cancel(handle);
+    return absl::OkStatus();
   }
 
   // Ends an async call: its lane turn goes to the next waiter, then `done`.
@@ -709,6 +757,10 @@ struct CallPath::State {
   std::atomic<uint64_t> conflicts{0};
   std::atomic<uint64_t> retries{0};
   std::atomic<uint64_t> serialised{0};
+
+  // Answers async calls still waiting in a lane at their deadlines. Last: destroyed first,
+  // once the calls ended (~State), waiting for a callback finishing on its thread.
+  internal::DeadlineTimer lane_deadlines;
 };
 
 CallPath::CallPath(FunctionExecutor& runner, IsolateScheduler& scheduler, CallPathOptions options)

@@ -86,14 +86,28 @@ bool Lane::Acquire(absl::Time deadline) {
   return false;
 }
 
-bool Lane::AcquireOrQueue(std::function<void()> on_turn) {
+bool Lane::AcquireOrQueue(std::function<void()> on_turn, uint64_t* ticket) {
   MutexLock lock(&mu_);
   if (!held_ && waiters_.empty()) {
     held_ = true;
     return true;
   }
-  waiters_.push_back(Queued{.on_turn = std::move(on_turn)});
+  waiters_.push_back(Queued{.on_turn = std::move(on_turn), .ticket = next_ticket_++});
+  if (ticket != nullptr) *ticket = waiters_.back().ticket;
   return false;
+}
+
+bool Lane::Withdraw(uint64_t ticket) {
+  std::function<void()> dropped;  // destroyed without the lock
+  MutexLock lock(&mu_);
+  auto it = absl::c_find_if(
+      waiters_, [&](const Queued& q) { return q.blocked == nullptr && q.ticket == ticket; });
+  if (it == waiters_.end()) return false;
+  // Someone holds the turn (waiters are queued only behind a holder): leaving changes
+  // nothing else.
+  dropped = std::move(it->on_turn);
+  waiters_.erase(it);
+  return true;
 }
 
 void Lane::Release() {

@@ -59,7 +59,12 @@ class Lane {
   // for it; otherwise queues `on_turn` and returns false. `on_turn` runs
   // when it is the caller's turn, on the thread whose Release handed it over
   // (so it must not block); it then holds the turn and must Release it.
-  [[nodiscard]] bool AcquireOrQueue(std::function<void()> on_turn);
+  // Queued, *ticket (if given) names the waiter for Withdraw.
+  [[nodiscard]] bool AcquireOrQueue(std::function<void()> on_turn, uint64_t* ticket = nullptr);
+  // Leaves the queue without a turn (an async call at its deadline): true if the waiter of
+  // `ticket` was still queued (its on_turn is destroyed here, never run); false if its turn
+  // was handed over already.
+  [[nodiscard]] bool Withdraw(uint64_t ticket);
   // Ends the turn of the caller holding it, handing it to the oldest waiter.
   void Release();
   // Calls holding or waiting for a turn.
@@ -72,8 +77,10 @@ class Lane {
   struct Queued {
     Waiter* blocked = nullptr;      // a caller waiting in Acquire, or
     std::function<void()> on_turn;  // the callback of one that queued
+    uint64_t ticket = 0;            // (on_turn's) for Withdraw
   };
   std::deque<Queued> waiters_ ABSL_GUARDED_BY(mu_);  // oldest first
+  uint64_t next_ticket_ ABSL_GUARDED_BY(mu_) = 1;
 };
 
 class ContentionLanes {

@@ -136,6 +136,29 @@ TEST(ContentionLanesTest, QueuedCallbacksTakeTheirTurnsInOrderWithBlockedCallers
   EXPECT_EQ(lane.occupants(), 0u);
 }
 
+// A queued callback withdrawn before its turn never runs (it is destroyed at once) and the turn
+// passes over it; one whose turn came cannot be withdrawn.
+TEST(ContentionLanesTest, AWithdrawnCallbackNeverTakesItsTurn) {
+  Lane lane;
+  ASSERT_TRUE(lane.AcquireOrQueue([] {}));
+  std::vector<std::string> order;
+  auto held = std::make_shared<int>(0);
+  uint64_t first = 0, second = 0;
+  EXPECT_FALSE(lane.AcquireOrQueue([&, held] { order.push_back("first"); }, &first));
+  EXPECT_FALSE(lane.AcquireOrQueue([&] { order.push_back("second"); }, &second));
+  EXPECT_NE(first, second);
+  EXPECT_EQ(held.use_count(), 2);
+  EXPECT_TRUE(lane.Withdraw(first));
+  EXPECT_EQ(held.use_count(), 1) << "destroyed by Withdraw";
+  EXPECT_FALSE(lane.Withdraw(first)) << "once";
+  EXPECT_EQ(lane.occupants(), 2u);
+  lane.Release();  // to "second"
+  EXPECT_EQ(order, std::vector<std::string>{"second"});
+  EXPECT_FALSE(lane.Withdraw(second)) << "its turn came";
+  lane.Release();
+  EXPECT_EQ(lane.occupants(), 0u);
+}
+
 // A caller waiting for a turn gives up at its deadline: it leaves the queue without holding
 // anything, and the turn passes over it to the callers behind it. A free turn is taken even
 // past the deadline (the caller checks its deadline itself; taking a free turn holds nobody).

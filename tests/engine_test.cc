@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <functional>
+#include <future>
 #include <map>
 #include <memory>
 #include <optional>
@@ -1621,6 +1622,61 @@ INSTANTIATE_TEST_SUITE_P(Executors, EngineLaneAtStartTest, ::testing::Bool(),
                          [](const ::testing::TestParamInfo<bool>& info) {
                            return info.param ? "RewordingErrors" : "KeepingErrors";
                          });
+
+// An async call waiting in its key's lane behind a run that holds the turn is answered at its
+// deadline, as a blocking one is, not when the turn comes; it leaves the lane and never runs.
+TEST(EngineAsyncLaneTest, AnAsyncCallWaitingInALanePastItsDeadlineIsAnsweredAtItsDeadline) {
+  auto executor = std::make_shared<HoldingExecutor>();
+  std::unique_ptr<Engine> engine = OpenWithHotCounter(executor, {});
+  ASSERT_NE(engine, nullptr);
+  // A conflict makes the key's lane (as in the test above).
+  const int loser = executor->requests() + 1;
+  executor->HoldRequest(loser, HoldingExecutor::Hold::kAfterSnapshot);
+  auto increment = [&] { return engine->Mutation("app", "counters:increment", Name("hot")); };
+  absl::StatusOr<CallResult> loser_result;
+  std::thread loser_call([&] { loser_result = increment(); });
+  executor->WaitUntilHeld(loser);  // its snapshot taken
+  absl::StatusOr<CallResult> winner = increment();
+  EXPECT_TRUE(winner.ok()) << winner.status();  // (no ASSERT while a call is held)
+  executor->Release(loser);
+  loser_call.join();
+  ASSERT_TRUE(loser_result.ok()) << loser_result.status();
+  ASSERT_EQ(engine->stats().conflicts, 1u);
+
+  // The holder: an async call that enters the lane and is held as its run begins, holding the
+  // turn. The waiter queues behind it with a deadline.
+  const int holder = executor->requests() + 1;
+  executor->HoldRequest(holder, HoldingExecutor::Hold::kAfterSnapshot);
+  std::promise<absl::StatusOr<CallResult>> holder_answer, waiter_answer;
+  ASSERT_TRUE(engine
+                  ->MutationAsync(
+                      "app", "counters:increment", Name("hot"),
+                      [&](absl::StatusOr<CallResult> r) { holder_answer.set_value(std::move(r)); })
+                  .ok());
+  executor->WaitUntilHeld(holder);
+  MutationOptions soon;
+  soon.deadline = absl::Now() + absl::Milliseconds(100);
+  absl::Status queued = engine->MutationAsync(
+      "app", "counters:increment", Name("hot"), soon,
+      [&](absl::StatusOr<CallResult> r) { waiter_answer.set_value(std::move(r)); });
+  std::future<absl::StatusOr<CallResult>> waiter = waiter_answer.get_future();
+  const bool answered_while_held =
+      queued.ok() && waiter.wait_for(std::chrono::seconds(10)) == std::future_status::ready;
+  executor->Release(holder);
+  ASSERT_TRUE(queued.ok()) << queued;
+  ASSERT_TRUE(answered_while_held) << "answered only when its turn came";
+  absl::StatusOr<CallResult> waited = waiter.get();
+  EXPECT_EQ(waited.status().code(), absl::StatusCode::kDeadlineExceeded) << waited.status();
+  EXPECT_THAT(waited.status().message(),
+              HasSubstr("passed its deadline waiting for its turn behind other calls"));
+  absl::StatusOr<CallResult> held = holder_answer.get_future().get();
+  ASSERT_TRUE(held.ok()) << held.status();
+  EXPECT_EQ(executor->requests(), holder) << "the waiter sent no request";
+  EXPECT_EQ(engine->stats().serialised, 3u) << "the loser, the holder and the waiter";
+  auto counter = engine->Query("app", "counters:get", Name("hot"));
+  ASSERT_TRUE(counter.ok()) << counter.status();
+  EXPECT_EQ(counter->value, Value::Int64(3)) << "the winner, the loser and the holder";
+}
 
 // The blocking form: a call queued before another commits, and begun after, reads that commit
 // (one attempt, no conflict). A tenant disabled meanwhile: the call fails unrun.

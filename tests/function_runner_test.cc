@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cmath>
+#include <future>
 #include <map>
 #include <memory>
 #include <optional>
@@ -109,6 +110,8 @@ class FunctionRunnerTest : public ::testing::TestWithParam<std::tuple<TestSnapsh
 
   // Deploys spin.js (spin:spin never returns) and makes a scheduler with one worker (a
   // tenant's requests queue behind each other) under `limits` (null: the defaults).
+  void ExpectQueuedRunAnsweredAtItsDeadline(bool async);
+
   std::shared_ptr<IsolateScheduler> DeploySpinOnOneWorker(
       std::shared_ptr<const LimitEnforcer> limits = nullptr) {
     Deploy({{"spin.js", R"JS(import { query } from "txfn/server";
@@ -1196,8 +1199,58 @@ TEST_P(FunctionRunnerTest, RunStopsAtItsDeadlineWithDeadlineExceeded) {
 }
 
 // A run queued behind its tenant's others is answered at its deadline, not when its turn comes:
-// a server's thread is not held past the client's deadline. Left behind, it does nothing.
+// a server's thread is not held past the client's deadline (Run), nor an async caller's answer
+// (RunAsync, on the runner's timer). Left behind, it does nothing.
 TEST_P(FunctionRunnerTest, ARunQueuedPastItsDeadlineIsAnsweredAtItsDeadline) {
+  ExpectQueuedRunAnsweredAtItsDeadline(/*async=*/false);
+}
+TEST_P(FunctionRunnerTest, AnAsyncRunQueuedPastItsDeadlineIsAnsweredAtItsDeadline) {
+  ExpectQueuedRunAnsweredAtItsDeadline(/*async=*/true);
+}
+
+// RunAsync answers once: a request the scheduler refuses is refused (the status returned, `done`
+// never called) unless its deadline came while it was being queued and the timer answered it
+// (DeadlineExceeded through `done`, OK returned); never both.
+TEST(FunctionRunnerAsyncTest, ARequestIsRefusedOrAnsweredAtItsDeadlineNeverBoth) {
+  // Refuses every request, 20 ms after it was handed over.
+  class SlowlyRefusingScheduler final : public IsolateScheduler {
+   public:
+    absl::Status Submit(std::string tenant, Work /*work*/) override {
+      absl::SleepFor(absl::Milliseconds(20));
+      return absl::ResourceExhaustedError(absl::StrCat("tenant '", tenant, "' is at its cap"));
+    }
+    int InFlight(const std::string& /*tenant*/) const override { return 0; }
+    int DisposeIdleIsolatesOf(const std::string& /*tenant*/) override { return 0; }
+    IsolateSchedulerStats stats() const override { return {}; }
+  };
+  auto committer = Committer::Open(std::make_shared<InMemoryStorage>(), "t");
+  ASSERT_TRUE(committer.ok()) << committer.status();
+  FunctionRunner runner(std::make_shared<SlowlyRefusingScheduler>());
+  std::atomic<int> answered{0};
+  auto count = [&](RunResult r) {
+    EXPECT_EQ(r.status.code(), absl::StatusCode::kDeadlineExceeded) << r.status;
+    EXPECT_THAT(r.status.message(),
+                HasSubstr("function f:g passed its deadline before it started"));
+    ++answered;
+  };
+  // Its deadline comes while the scheduler refuses it: the timer's answer stands.
+  absl::Status s =
+      runner.RunAsync((*committer)->Latest(),
+                      {.function = "f:g", .deadline = absl::Now() + absl::Milliseconds(1)}, count);
+  EXPECT_TRUE(s.ok()) << s;
+  EXPECT_EQ(answered, 1);
+  // Its deadline comes later: refused, and never answered.
+  s = runner.RunAsync((*committer)->Latest(),
+                      {.function = "f:g", .deadline = absl::Now() + absl::Milliseconds(100)},
+                      count);
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_EQ(answered, 1);
+}
+
+// A run still queued at its deadline (behind a spin on the only worker) is answered then with
+// DeadlineExceeded, by Run or, with `async`, through RunAsync's `done` on another thread.
+void FunctionRunnerTest::ExpectQueuedRunAnsweredAtItsDeadline(bool async) {
   class LongLimits final : public LimitEnforcer {
    public:
     absl::Duration CpuLimit(const std::string&) const override { return absl::Seconds(30); }
@@ -1215,15 +1268,30 @@ TEST_P(FunctionRunnerTest, ARunQueuedPastItsDeadlineIsAnsweredAtItsDeadline) {
   });
   while (shared->stats().busy_isolates == 0) absl::SleepFor(absl::Milliseconds(1));
   std::atomic<int> snapshots_asked{0};
-  RunResult queued =
-      runner.Run(committer_->Latest(), {.function = "messages:takeN",
-                                        .args = Obj({{"n", I64(1)}}),
-                                        .deadline = absl::Now() + absl::Milliseconds(200),
-                                        .snapshot_at_start = [&]() -> absl::StatusOr<SnapshotPtr> {
-                                          ++snapshots_asked;
-                                          return committer_->Latest();
-                                        }});
-  EXPECT_FALSE(spin_ended) << "answered only when its turn came";
+  RunRequest request{.function = "messages:takeN",
+                     .args = Obj({{"n", I64(1)}}),
+                     .deadline = absl::Now() + absl::Milliseconds(200),
+                     .snapshot_at_start = [&]() -> absl::StatusOr<SnapshotPtr> {
+                       ++snapshots_asked;
+                       return committer_->Latest();
+                     }};
+  RunResult queued;
+  if (async) {
+    std::promise<RunResult> answer;
+    std::atomic<bool> spin_ended_when_answered{true};
+    ASSERT_TRUE(runner
+                    .RunAsync(committer_->Latest(), std::move(request),
+                              [&](RunResult r) {
+                                spin_ended_when_answered = spin_ended.load();
+                                answer.set_value(std::move(r));
+                              })
+                    .ok());
+    queued = answer.get_future().get();
+    EXPECT_FALSE(spin_ended_when_answered) << "answered only when its turn came";
+  } else {
+    queued = runner.Run(committer_->Latest(), std::move(request));
+    EXPECT_FALSE(spin_ended) << "answered only when its turn came";
+  }
   EXPECT_EQ(queued.status.code(), absl::StatusCode::kDeadlineExceeded) << queued.status;
   EXPECT_THAT(queued.status.message(), HasSubstr("function messages:takeN passed its deadline"));
   spinner.join();

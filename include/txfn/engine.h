@@ -53,9 +53,9 @@
 // deadline (for an isolate, behind its tenant's other calls; or for its turn
 // behind other calls on a contended document) is answered DeadlineExceeded
 // there, and runs nothing later (a run under way is stopped at the deadline,
-// a commit under way is waited for); an async call (QueryAsync,
-// MutationAsync) is answered when its turn comes, finding its deadline
-// passed. A queued call's deadline (CallOptions::deadline) is another thing:
+// a commit under way is waited for); so is an async call (QueryAsync,
+// MutationAsync), on a txfn timer thread (it was answered only when its turn
+// came until 2026-12-07). A queued call's deadline (CallOptions::deadline) is another thing:
 // the time by which it should have run, on the engine's injected clock,
 // enforced by the scheduler (a call not started by then is dead-lettered).
 // Its runs get no RunRequest::deadline: a call that started in time runs to

@@ -447,7 +447,10 @@ class FunctionExecutor {
   // Runs `request` against a new Transaction at `snapshot` without blocking: `done` runs
   // once, on a thread of the executor's, with the result. If the executor refuses the
   // request, `done` is not called and the refusal (ResourceExhausted, or Unavailable when
-  // the executor has nowhere to run it) is returned.
+  // the executor has nowhere to run it) is returned. FunctionRunner answers a request with a
+  // deadline that is still queued then (behind its tenant's other runs) DeadlineExceeded at
+  // the deadline, from its timer thread, and never runs it; a request that brings its own
+  // start_gate (Run's) is left to its caller to give up.
   [[nodiscard]] virtual absl::Status RunAsync(std::shared_ptr<const Snapshot> snapshot,
                                               RunRequest request,
                                               std::function<void(RunResult)> done) = 0;

@@ -82,6 +82,9 @@ class AnswerOnce {
   void operator()(T answer) {
     if (!answered_.exchange(true)) done_(std::move(answer));
   }
+  // Marks it answered without answering, for a request refused (its caller hears the refusal
+  // instead). False if it was answered first.
+  [[nodiscard]] bool Withdraw() { return !answered_.exchange(true); }
 
  private:
   std::function<void(T)> done_;
@@ -226,12 +229,31 @@ absl::Status FunctionRunner::RunAsync(std::shared_ptr<const Snapshot> snapshot, 
         CallerCallbackGate::Guard(caller_callbacks, std::move(item->check_scheduled));
   }
   auto answer = std::make_shared<AnswerOnce<RunResult>>(std::move(done));
+  // An async caller (one that brings no gate: Run brings its own and gives up itself) is
+  // answered at its deadline if its request is still queued then, not when its turn comes.
+  std::optional<internal::DeadlineTimer::Handle> answer_at_deadline;
+  if (item->start_gate == nullptr && item->deadline != absl::InfiniteFuture()) {
+    item->start_gate = std::make_shared<RunStartGate>();
+    answer_at_deadline = core_->deadline_timer().Schedule(
+        item->deadline,
+        [gate = item->start_gate, weak_answer = std::weak_ptr(answer), function = item->function] {
+          // Gone: answered already. Begun: it is stopped at its deadline, and answers.
+          std::shared_ptr<AnswerOnce<RunResult>> answer = weak_answer.lock();
+          if (answer == nullptr || !gate->GiveUp()) return;
+          RunResult late;
+          late.status = NotStartedByDeadline(function);
+          (*answer)(std::move(late));
+        });
+  }
   IsolateScheduler::Work work = [core = core_, snapshot = std::move(snapshot), item, answer,
-                                 caller_callbacks](IsolateLease& lease) {
+                                 caller_callbacks, answer_at_deadline](IsolateLease& lease) {
     auto result = std::make_shared<RunResult>();
-    // Its caller gave up at its deadline (FunctionExecutor::Run), or it waited in the queue
-    // past its deadline: nobody wants its result. (Begin first: it then runs or is given up.)
+    // Its caller gave up at its deadline (FunctionExecutor::Run, or the timer above), or it
+    // waited in the queue past its deadline: nobody wants its result. (Begin first: it then
+    // runs or is given up.)
     const bool given_up = item->start_gate != nullptr && !item->start_gate->Begin();
+    // Begun, the timer has nothing left to do; given up, it did it.
+    if (answer_at_deadline.has_value()) core->deadline_timer().Cancel(*answer_at_deadline);
     if (given_up || (item->deadline != absl::InfiniteFuture() && absl::Now() >= item->deadline)) {
       result->status = NotStartedByDeadline(item->function);
     } else if (absl::StatusOr<std::shared_ptr<const Snapshot>> at =
@@ -269,7 +291,13 @@ absl::Status FunctionRunner::RunAsync(std::shared_ptr<const Snapshot> snapshot, 
     item->start_gate->Queued();
     given_up = [gate = item->start_gate] { return gate->given_up(); };
   }
-  return scheduler_->SubmitUnlessGivenUp(std::move(tenant), std::move(work), std::move(given_up));
+  absl::Status queued =
+      scheduler_->SubmitUnlessGivenUp(std::move(tenant), std::move(work), std::move(given_up));
+  if (queued.ok()) return queued;
+  if (answer_at_deadline.has_value()) core_->deadline_timer().Cancel(*answer_at_deadline);
+  // A deadline that came as it was queued may have been answered by the timer already: that
+  // answer stands (`done` runs once, or a refusal is returned).
+  return answer->Withdraw() ? queued : absl::OkStatus();
 }
 
 absl::Status FunctionRunner::CheckModules(std::shared_ptr<const Snapshot> snapshot, Queue queue) {

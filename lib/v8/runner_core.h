@@ -1,7 +1,8 @@
 // lib/v8/runner_core.h — the function runner's engine, on a given isolate.
 //
 // RunnerCore holds what FunctionRunner shares between its isolates: the
-// options and the process-wide module code cache. RunOnIsolate runs one
+// options, the process-wide module code cache, and the timer that answers
+// async requests still queued at their deadlines. RunOnIsolate runs one
 // request on an isolate the caller already entered and locked (with a
 // HandleScope open) — the IsolateScheduler's lease, or a test's own isolate.
 // The parts it assembles: isolate_runtime.h (ctx.db natives, per-context
@@ -17,6 +18,7 @@
 #include <memory>
 #include <string>
 
+#include "lib/deadline_timer.h"
 #include "lib/v8/module_loader.h"
 #include "lib/v8/runner_snapshot.h"
 #include "txfn/function_runner.h"
@@ -56,10 +58,12 @@ class RunnerCore {
     return kind != FunctionKind::kAction && options_.context_mode == ContextMode::kHardened;
   }
   ModuleCache& module_cache() { return module_cache_; }
+  DeadlineTimer& deadline_timer() { return deadline_timer_; }
 
  private:
   FunctionRunnerOptions options_;
   ModuleCache module_cache_;
+  DeadlineTimer deadline_timer_;
 };
 
 }  // namespace txfn::internal
