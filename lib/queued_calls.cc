@@ -1823,9 +1823,10 @@ absl::StatusOr<std::vector<CallInfo>> QueuedCalls::ListCalls(std::string_view te
     return (!state.has_value() || info.state == *state) &&
            (wanted.empty() || info.function == wanted);
   };
-  // Two streams in id order, merged: the tenant's records (how calls ended) and the queue's
-  // calls of the tenant. Each is read a page at a time, pages growing from about `limit` to
-  // kListPage, so that a short listing reads little of a long history.
+  // Three streams in id order, merged: the tenant's records (how calls ended), the queue's
+  // calls of the tenant, and the tenant's outbox (calls its mutations scheduled, committed and
+  // not yet queued: pending, as GetCall says). Each is read a page at a time, pages growing
+  // from about `limit` to kListPage, so that a short listing reads little of a long history.
   const size_t first_page = std::clamp<size_t>(limit, 16, kListPage);
   size_t records_page = first_page;  // each stream's next page: doubling as it is read
   size_t queue_page = first_page;
@@ -1851,6 +1852,26 @@ absl::StatusOr<std::vector<CallInfo>> QueuedCalls::ListCalls(std::string_view te
   // Only pending, running and dead-lettered calls are the queue's to tell.
   const bool queued_states = !state.has_value() || *state == CallState::kPending ||
                              *state == CallState::kRunning || *state == CallState::kDeadLettered;
+  std::deque<std::pair<CallId, ScheduledCall>> outbox;
+  std::string outbox_after = after.Bytes();
+  bool outbox_done = state.has_value() && *state != CallState::kPending;
+  size_t outbox_page = first_page;
+  auto read_outbox = [&]() -> absl::Status {
+    if (!outbox.empty() || outbox_done) return absl::OkStatus();
+    TXFN_ASSIGN_OR_RETURN(std::vector<IndexEntry> page,
+                          open->Latest()->Scan(kCallOutboxIndex, KeyRange::After(outbox_after),
+                                               ScanOrder::kAscending, outbox_page));
+    outbox_done = page.empty();
+    for (IndexEntry& e : page) {
+      TXFN_ASSIGN_OR_RETURN(CallId id, CallId::FromBytes(e.key));
+      TXFN_ASSIGN_OR_RETURN(ScheduledCall call, DecodeScheduledCall(e.value));
+      call.id = id;
+      outbox.emplace_back(id, std::move(call));
+    }
+    if (!page.empty()) outbox_after = std::move(page.back().key);
+    outbox_page = std::min(kListPage, outbox_page * 2);
+    return absl::OkStatus();
+  };
   std::deque<QueuedCall> queued;
   CallId queued_after = after;
   bool queue_done = !queued_states;
@@ -1892,11 +1913,21 @@ absl::StatusOr<std::vector<CallInfo>> QueuedCalls::ListCalls(std::string_view te
   while (out.size() < limit) {
     TXFN_RETURN_IF_ERROR(read_records());
     TXFN_RETURN_IF_ERROR(read_queue());
-    if (records.empty() && queued.empty()) break;
-    const CallId id = records.empty()  ? queued.front().call.id
-                      : queued.empty() ? records.front().first
-                                       : std::min(records.front().first, queued.front().call.id);
+    TXFN_RETURN_IF_ERROR(read_outbox());
+    if (records.empty() && queued.empty() && outbox.empty()) break;
+    std::optional<CallId> next;
+    auto consider = [&](const CallId& id) {
+      if (!next.has_value() || id < *next) next = id;
+    };
+    if (!records.empty()) consider(records.front().first);
+    if (!queued.empty()) consider(queued.front().call.id);
+    if (!outbox.empty()) consider(outbox.front().first);
+    const CallId id = *next;
     Located where{.tenant = open};
+    if (!outbox.empty() && outbox.front().first == id) {
+      where.outbox = std::move(outbox.front().second);
+      outbox.pop_front();
+    }
     if (!records.empty() && records.front().first == id) {
       where.record = std::move(records.front().second);
       records.pop_front();

@@ -2770,6 +2770,47 @@ TEST_F(EngineQueueTest, DeadLettersAreDeletedAfterTheirRetention) {
   EXPECT_EQ(engine_->GetCall(*young)->state, CallState::kDeadLettered);
 }
 
+// A call a mutation scheduled is pending from its commit, in ListCalls as in GetCall, also
+// while it is still in the tenant's outbox (here for good: the queue refuses it).
+TEST_F(EngineQueueTest, AListingShowsACallStillInItsTenantsOutboxAsPending) {
+  auto failing = std::make_shared<CountingQueue>(std::make_unique<InMemoryQueue>());
+  failing->FailEnqueue(true);
+  EngineOptions options = Options();
+  options.queued.queue = failing;
+  OpenAndDeploy(std::move(options));
+  std::vector<CallId> ids;
+  for (int i = 0; i < 3; ++i) {
+    absl::StatusOr<CallResult> r =
+        engine_->Mutation("app", "counters:schedule",
+                          Args({{"name", Value::String("n")}, {"delayMs", Value::Float64(0)}}));
+    ASSERT_TRUE(r.ok()) << r.status();
+    ids.push_back(CallId::Parse(r->value.string()).value());
+  }
+  std::sort(ids.begin(), ids.end());
+  ASSERT_EQ(ListOutbox(**engine_->Latest("app"))->size(), 3u);
+  auto listed = [&](std::optional<CallState> state, std::string_view function, size_t limit,
+                    const CallId& after) {
+    std::vector<CallId> out;
+    absl::StatusOr<std::vector<CallInfo>> calls =
+        engine_->ListCalls("app", state, function, limit, after);
+    EXPECT_TRUE(calls.ok()) << calls.status();
+    if (!calls.ok()) return out;
+    for (const CallInfo& c : *calls) {
+      EXPECT_EQ(c.state, CallState::kPending);
+      EXPECT_EQ(c.function, "counters:bump");
+      out.push_back(c.id);
+    }
+    return out;
+  };
+  EXPECT_EQ(listed(std::nullopt, "", SIZE_MAX, CallId()), ids);
+  EXPECT_EQ(listed(CallState::kPending, "counters:bump", SIZE_MAX, CallId()), ids);
+  EXPECT_EQ(listed(std::nullopt, "", 2, CallId()), (std::vector<CallId>{ids[0], ids[1]}));
+  EXPECT_EQ(listed(std::nullopt, "", SIZE_MAX, ids[0]), (std::vector<CallId>{ids[1], ids[2]}));
+  EXPECT_TRUE(listed(CallState::kRunning, "", SIZE_MAX, CallId()).empty());
+  EXPECT_TRUE(listed(std::nullopt, "counters:get", SIZE_MAX, CallId()).empty());
+  for (const CallId& id : ids) EXPECT_EQ(engine_->GetCall(id)->state, CallState::kPending);
+}
+
 TEST_F(EngineQueueTest, CallsLeftInAnOutboxByACrashAreEnqueuedWhenTheEngineOpensAgain) {
   ExpectACallLeftInTheOutboxRunsWhenTheEngineOpensAgain("late", absl::ZeroDuration());
 }

@@ -688,7 +688,9 @@ class Engine {
   // The calls of a tenant in id order, after `after` (the last id of the page before; a
   // default CallId: from the first), optionally only those in `state` and of `function`, at
   // most `limit` (0: none; SIZE_MAX: all): pending, running and dead-lettered ones from the
-  // queue, ended ones from the tenant's call records. Both are read a page at a time in id
+  // queue, ended ones from the tenant's call records, and, pending too, those its mutations
+  // scheduled that are still in its outbox (committed, not yet queued: listed from the commit
+  // on, as GetCall finds them; missing until 2026-12-07). All are read a page at a time in id
   // order, merged, until `limit` calls matched: a short listing reads little of a long
   // history (the queue's adapters still walk their calls of every tenant, filtering as they
   // go, but decode only the tenant's), while one that few calls match reads every record and
