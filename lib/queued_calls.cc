@@ -755,8 +755,25 @@ absl::StatusOr<TenantFunctions::Function> QueuedCalls::LookupIn(const TenantFunc
                                                                 const std::string& canonical) {
   auto it = table.by_name.find(canonical);
   if (it == table.by_name.end()) {
+    // What the caller may have meant, as a run of a missing export says: its module's
+    // queries, mutations and actions, or (none) the tenant's.
+    auto names = [&](std::string_view prefix) {
+      constexpr size_t kShown = 10;
+      std::string listed;
+      size_t count = 0;
+      for (auto f = table.by_name.lower_bound(std::string(prefix));
+           f != table.by_name.end() && f->first.starts_with(prefix); ++f, ++count) {
+        if (count < kShown) listed += StrCat(count == 0 ? "" : ", ", f->first);
+      }
+      if (count > kShown) listed += StrCat(" and ", count - kShown, " more");
+      return listed;
+    };
+    const std::string module = canonical.substr(0, canonical.rfind(':'));
+    std::string hint = names(StrCat(module, ":"));
+    hint = hint.empty() ? StrCat("; it has ", table.by_name.empty() ? "none" : names(""))
+                        : StrCat("; module ", module, " has ", hint);
     return absl::NotFoundError(
-        StrCat("tenant '", tenant, "' has no query, mutation or action ", canonical));
+        StrCat("tenant '", tenant, "' has no query, mutation or action ", canonical, hint));
   }
   return it->second;
 }

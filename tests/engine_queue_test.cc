@@ -47,6 +47,7 @@ namespace {
 
 using queue_test::CountingQueue;
 using queue_test::NoExtendQueue;
+using ::testing::ContainsRegex;
 using ::testing::HasSubstr;
 using ::testing::Not;
 using ::testing::StartsWith;
@@ -586,7 +587,14 @@ TEST_F(EngineQueueTest, BadSubmissionsAreRefusedAndEnqueueNothing) {
   absl::Status unknown = code("app", "counters:nothing", Name("a"));
   EXPECT_TRUE(absl::IsNotFound(unknown)) << unknown;
   EXPECT_THAT(unknown.message(), HasSubstr("counters:nothing"));
-  EXPECT_TRUE(absl::IsNotFound(code("app", "nomodule:bump", Name("a"))));
+  // What the caller may have meant: the module's functions, or the tenant's.
+  EXPECT_THAT(std::string(unknown.message()),
+              HasSubstr("; module counters has counters:bigResult, counters:bigResultMutation, "));
+  EXPECT_THAT(std::string(unknown.message()), ContainsRegex(" and [0-9]+ more$"));
+  absl::Status no_module = code("app", "nomodule:bump", Name("a"));
+  EXPECT_TRUE(absl::IsNotFound(no_module)) << no_module;
+  EXPECT_THAT(no_module.message(), HasSubstr("; it has "));
+  EXPECT_THAT(no_module.message(), HasSubstr("counters:bump"));
   absl::Status bad = code("app", "counters:bump", Args({{"name", Value::Int64(3)}}));
   EXPECT_TRUE(absl::IsInvalidArgument(bad)) << bad;
   EXPECT_THAT(bad.message(), HasSubstr("argument `name` must be string, got int64"));

@@ -959,10 +959,12 @@ TEST_P(FunctionRunnerTest, DisabledTenantFailsBeforeAnyJs) {
   EXPECT_TRUE(r.logs.empty());
 }
 
-// A mistyped name: the error lists what the caller could have meant.
+// A mistyped name: the error lists what the caller could have meant (not a constant or a plain
+// helper function, which cannot be called).
 TEST_P(FunctionRunnerTest, MissingModuleOrExportIsNotFound) {
   Deploy({{"few.js", R"JS(import { query } from "txfn/server";
-export const b = query(() => 1); export const a = query(() => 2); export const c = 3;)JS"}});
+export const b = query(() => 1); export const a = query(() => 2); export const c = 3;
+export function helper() { return 4; })JS"}});
   RunResult missing_module = Query("nope:x");
   EXPECT_EQ(missing_module.status.code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(missing_module.status.message(),
@@ -970,7 +972,8 @@ export const b = query(() => 1); export const a = query(() => 2); export const c
   RunResult r = Query("few:nope");
   EXPECT_EQ(r.status.code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(r.status.message(),
-              HasSubstr(R"(module 'few.js' has no export "nope" (its functions: "a", "b"))"));
+              HasSubstr(R"(module 'few.js' has no export "nope" (its queries, mutations and )"
+                        R"(actions: "a", "b"))"));
   // Many: ten shown, the rest counted.
   std::string many = R"(import { query } from "txfn/server";)";
   for (int i = 0; i < 25; ++i) {

@@ -414,6 +414,9 @@ TEST_F(FunctionsServerTest, APortInUseOrOutOfRangeIsRefused) {
   options.listen = "127.0.0.1:" + std::to_string(server_->port());
   auto second = FunctionsServer::Start(*engine_, options);
   EXPECT_EQ(second.status().code(), absl::StatusCode::kUnavailable) << second.status();
+  EXPECT_THAT(
+      std::string(second.status().message()),
+      HasSubstr(absl::StrCat("cannot listen on ", options.listen, ": Address already in use")));
   options.listen = "127.0.0.1:99999";
   auto out_of_range = FunctionsServer::Start(*engine_, options);
   EXPECT_EQ(out_of_range.status().code(), absl::StatusCode::kInvalidArgument)

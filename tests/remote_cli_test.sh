@@ -175,7 +175,7 @@ served() {
   # port in use is refused (gRPC's SO_REUSEPORT let the two share it).
   check "$label-bare-port" 0 '"total":\{"\$int64":"2000"\}' \
     "$txfn" --server="$port" --api_key=bank-key run --tenant=bank2 audit:total
-  check "$label-port-in-use" 1 'cannot listen' \
+  check "$label-port-in-use" 1 'cannot listen on [^ ]+: Address already in use' \
     "$txfn" --db="$db" serve --quiet --listen="$port" --api_keys="$tmp/keys"
   check "$label-query" 0 '"total":\{"\$int64":"2000"\}' \
     s --api_key=bank-key run --tenant=bank2 audit:total

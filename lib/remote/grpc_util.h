@@ -8,8 +8,13 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/resource_quota.h>
 #include <grpcpp/support/server_interceptor.h>
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -66,6 +71,38 @@ inline absl::Time DeadlineOf(gpr_timespec raw) {
   return absl::FromUnixSeconds(raw.tv_sec) + absl::Nanoseconds(raw.tv_nsec);
 }
 
+// Why `listen` (HOST:PORT) cannot be listened on, found by binding it once more, since gRPC
+// 1.51 says only "No address added" (in a log line): e.g. "Address already in use",
+// "Permission denied", "Cannot assign requested address", or the resolver's error. Empty if
+// it binds now, or for unix:PATH.
+inline std::string WhyCannotListen(const std::string& listen) {
+  const size_t colon = listen.rfind(':');
+  if (listen.starts_with("unix:") || colon == std::string::npos) return "";
+  std::string host = listen.substr(0, colon);
+  const std::string port = listen.substr(colon + 1);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  addrinfo* found = nullptr;
+  if (const int error =
+          getaddrinfo(host.empty() ? nullptr : host.c_str(), port.c_str(), &hints, &found);
+      error != 0) {
+    return gai_strerror(error);
+  }
+  std::string why;
+  for (const addrinfo* a = found; a != nullptr && why.empty(); a = a->ai_next) {
+    const int fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+    if (fd < 0) continue;
+    if (bind(fd, a->ai_addr, a->ai_addrlen) != 0) why = std::strerror(errno);
+    close(fd);
+  }
+  freeaddrinfo(found);
+  return why;
+}
+
 // What a server is started with beyond its service and address.
 struct GrpcServerSetup {
   // gRPC's thread quota (grpc::ResourceQuota::SetMaxThreads: pollers and calls); past it a
@@ -118,7 +155,9 @@ inline absl::StatusOr<std::unique_ptr<grpc::Server>> StartGrpcServer(const std::
   }
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || *port == 0) {
-    return absl::UnavailableError(internal::StrCat(who, ": cannot listen on ", listen));
+    const std::string why = WhyCannotListen(listen);
+    return absl::UnavailableError(
+        internal::StrCat(who, ": cannot listen on ", listen, why.empty() ? "" : ": ", why));
   }
   return server;
 }

@@ -39,10 +39,15 @@ std::string NamesShown(const std::vector<std::string>& names) {
   return out;
 }
 
-// The functions a module namespace exports, by name (a namespace's keys are its export names,
-// sorted; reading them and their bindings runs no JavaScript): what a caller may call, not the
-// module's constants.
-std::vector<std::string> ExportedFunctions(v8::Local<v8::Context> context,
+// The kind mark of an exported value: set on query(), mutation() and action()
+// wrappers only.
+std::optional<FunctionKind> KindOf(v8::Local<v8::Context> context, IsolateRuntime& rt,
+                                   v8::Local<v8::Value> fn);
+
+// The queries, mutations and actions a module namespace exports, by name (a namespace's keys
+// are its export names, sorted; reading them, their bindings and marks runs no JavaScript):
+// what a caller may call, not the module's constants or plain helper functions.
+std::vector<std::string> ExportedCallables(v8::Local<v8::Context> context, IsolateRuntime& rt,
                                            v8::Local<v8::Object> ns) {
   std::vector<std::string> names;
   v8::Isolate* isolate = context->GetIsolate();
@@ -53,7 +58,7 @@ std::vector<std::string> ExportedFunctions(v8::Local<v8::Context> context,
     v8::Local<v8::Value> key;
     v8::Local<v8::Value> value;
     if (keys->Get(context, i).ToLocal(&key) && key->IsString() &&
-        ns->Get(context, key).ToLocal(&value) && value->IsFunction()) {
+        ns->Get(context, key).ToLocal(&value) && KindOf(context, rt, value).has_value()) {
       names.push_back(Utf8Prefix(isolate, key.As<v8::String>(), kQuoteBytes));
     }
   }
@@ -315,9 +320,9 @@ RunResult RunnerCore::RunOnIsolate(IsolateLease& lease, const RunRequest& reques
     v8::Local<v8::Value> fn;
     if (!ns->Get(context, MessageString(isolate, export_name)).ToLocal(&fn)) return js_error();
     if (fn->IsUndefined()) {
-      return absl::NotFoundError(
-          StrCat("module '", *path, "' has no export ", Quote(export_name),
-                 " (its functions: ", NamesShown(ExportedFunctions(context, ns)), ")"));
+      return absl::NotFoundError(StrCat("module '", *path, "' has no export ", Quote(export_name),
+                                        " (its queries, mutations and actions: ",
+                                        NamesShown(ExportedCallables(context, *rt, ns)), ")"));
     }
     std::optional<FunctionKind> declared = KindOf(context, *rt, fn);
     if (!declared.has_value()) {
