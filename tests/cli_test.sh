@@ -20,6 +20,7 @@ source "$(dirname "$0")/cli_lib.sh"  # check, unquote
 t() { "$txfn" --db="$db" "$@"; }
 
 check help 0 'deploy --tenant NAME DIR' "$txfn" --help
+check version 0 '^txfn [0-9]+\.[0-9]+\.[0-9]+$' "$txfn" --version
 check no-command 2 'missing COMMAND' "$txfn"
 check unknown-flag 2 'unknown flag --knd$' t run --knd=query --tenant=bank audit:total
 check bad-flag-value 2 "Illegal value 'abc' specified for flag 'delay_ms'" \

@@ -255,7 +255,7 @@ commands:
       saying how it ended. --tenant as for call. Works while 'txfn serve'
       runs on the same --db.
   help
-      Prints this text.
+      Prints this text. (--version prints txfn's version.)
 
 flags:
   --db=FILE|URL   the SQLite database (default txfn.db), for every command; it
@@ -1376,6 +1376,10 @@ int Main(int argc, char** argv) {
       std::fputs(kUsage, stdout);
       return 0;
     }
+    if (a == "--version" || a == "-version") {
+      std::printf("txfn %s\n", TXFN_VERSION);
+      return 0;
+    }
   }
   // absl's parser exits 1 on an unknown flag or a bad value; bad usage is 2 here.
   std::vector<std::string> given;
@@ -1411,8 +1415,14 @@ int Main(int argc, char** argv) {
       absl::GetFlag(FLAGS_api_keys).empty()) {
     problem = "serve --listen needs --api_keys=FILE";
   }
-  if (!problem.empty()) return Usage(problem);
   const std::string server = absl::GetFlag(FLAGS_server);
+  // A server always checks keys (serve --listen needs --api_keys): without one every call is
+  // refused, so say how to give it.
+  if (problem.empty() && !server.empty() && absl::GetFlag(FLAGS_api_key).empty() &&
+      std::getenv("TXFN_API_KEY") == nullptr) {
+    problem = "--server needs an API key: --api_key=KEY or the environment variable TXFN_API_KEY";
+  }
+  if (!problem.empty()) return Usage(problem);
   if (!server.empty()) return RunOnServer(server, command, tenant, rest);
   if ((command == "backup" || command == "import") && IsPostgresUrl(absl::GetFlag(FLAGS_db))) {
     return Usage(
