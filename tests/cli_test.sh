@@ -50,7 +50,7 @@ check create-not-for-run 2 '--create does not apply to run \(it is for deploy, t
   t run --create --tenant=bank audit:total
 check api-keys-without-listen 2 '--api_keys goes with --listen' t serve --api_keys=/dev/null
 check api-key-without-server 2 '--api_key goes with --server' t run --api_key=k --tenant=b f:g
-check server-not-for-command 2 '--server works with deploy, run, submit, call and cancel, not tables' \
+check server-not-for-command 2 '--server works with deploy, run, submit, call, cancel and calls, not tables' \
   "$txfn" tables --server=7 --tenant=bank
 check db-with-server 2 '--db does not go with --server' t run --server=7 --tenant=bank f:g
 check cancel-needs-id 2 'cancel: missing arguments' t cancel

@@ -375,6 +375,101 @@ TEST_F(FunctionsServerTest, SubmittedCallsRunAndOnlyTheirTenantSeesThem) {
   EXPECT_FALSE(bad.ok());
 }
 
+std::vector<CallId> IdsOf(const FunctionsClient::CallPage& page) {
+  std::vector<CallId> ids;
+  for (const CallInfo& c : page.calls) ids.push_back(c.id);
+  return ids;
+}
+
+// ListCalls: a tenant's key lists its tenant's calls (naming another is PermissionDenied), the
+// admin key names the tenant; pages follow `after` while `more`; a bad state or id is
+// InvalidArgument.
+TEST_F(FunctionsServerTest, ListCallsPagesATenantsCallsForItsKey) {
+  const CallOptions later{.start_after = absl::Now() + absl::Hours(1)};
+  auto a = Client("key-a");
+  std::vector<CallId> mine;
+  for (int i = 0; i < 5; ++i) {
+    absl::StatusOr<CallId> id = a->Submit("a", "notes:add", Text("mine"), later);
+    ASSERT_TRUE(id.ok()) << id.status();
+    mine.push_back(*id);
+  }
+  std::sort(mine.begin(), mine.end());
+  ASSERT_TRUE(Client("key-b")->Submit("b", "notes:add", Text("theirs"), later).ok());
+
+  auto all = a->ListCalls("", std::nullopt, "", 0);
+  ASSERT_TRUE(all.ok()) << all.status();
+  EXPECT_EQ(IdsOf(*all), mine);
+  EXPECT_FALSE(all->more);
+  for (const CallInfo& c : all->calls) {
+    EXPECT_EQ(c.tenant, "a");
+    EXPECT_EQ(c.state, CallState::kPending);
+    EXPECT_EQ(c.function, "notes:add");
+  }
+  std::vector<CallId> paged;
+  CallId after;
+  for (int pages = 0; pages < 10; ++pages) {
+    auto page = a->ListCalls("a", CallState::kPending, "notes:add", 2, after);
+    ASSERT_TRUE(page.ok()) << page.status();
+    EXPECT_LE(page->calls.size(), 2u);
+    for (const CallId& id : IdsOf(*page)) paged.push_back(id);
+    if (!page->more) break;
+    after = page->calls.back().id;
+  }
+  EXPECT_EQ(paged, mine);
+  EXPECT_TRUE(a->ListCalls("a", CallState::kSucceeded, "", 0)->calls.empty());
+  EXPECT_TRUE(a->ListCalls("a", std::nullopt, "notes:count", 0)->calls.empty());
+
+  EXPECT_EQ(a->ListCalls("b", std::nullopt, "", 0).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  auto unnamed = admin_->ListCalls("", std::nullopt, "", 0);
+  EXPECT_EQ(unnamed.status().code(), absl::StatusCode::kInvalidArgument) << unnamed.status();
+  auto theirs = admin_->ListCalls("b", std::nullopt, "", 0);
+  ASSERT_TRUE(theirs.ok()) << theirs.status();
+  ASSERT_EQ(theirs->calls.size(), 1u);
+  EXPECT_EQ(theirs->calls[0].tenant, "b");
+  EXPECT_EQ(Client("nope")->ListCalls("a", std::nullopt, "", 0).status().code(),
+            absl::StatusCode::kUnauthenticated);
+
+  auto stub = RawStub();
+  for (const auto& [state, after_id] : {std::pair{"sleeping", ""}, std::pair{"", "nope"}}) {
+    v1::ListCallsRequest request;
+    request.set_state(state);
+    request.set_after(after_id);
+    grpc::ClientContext context;
+    context.AddMetadata(remote_internal::kApiKeyHeader, "key-a");
+    v1::ListCallsReply reply;
+    const grpc::Status status = stub->ListCalls(&context, request, &reply);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
+  }
+}
+
+// A page of calls whose results would not fit in one reply is cut short, `more` set, and the
+// next page has the rest (kept whole: results are recorded whatever their size here).
+TEST_F(FunctionsServerTest, AListingOfBigResultsIsCutToFitAReply) {
+  QueuedCallOptions keep_results;
+  keep_results.max_recorded_result_bytes = SIZE_MAX;
+  ASSERT_NO_FATAL_FAILURE(Reopen(std::move(keep_results)));
+  auto a = Client("key-a");
+  constexpr int64_t kResultBytes = 15 << 20;
+  for (int i = 0; i < 3; ++i) {
+    absl::StatusOr<CallId> id =
+        a->Submit("a", "notes:big", Value::FromObject({{"n", Value::Float64(kResultBytes)}}));
+    ASSERT_TRUE(id.ok()) << id.status();
+    absl::StatusOr<CallInfo> done = engine_->WaitForCall(*id, "a", absl::Seconds(60));
+    ASSERT_TRUE(done.ok()) << done.status();
+    ASSERT_EQ(done->state, CallState::kSucceeded) << done->error;
+  }
+  auto first = a->ListCalls("a", std::nullopt, "", 0);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(first->calls.size(), 2u) << "32 MiB of results at most";
+  EXPECT_TRUE(first->more);
+  for (const CallInfo& c : first->calls) EXPECT_EQ(c.result.string().size(), kResultBytes);
+  auto rest = a->ListCalls("a", std::nullopt, "", 0, first->calls.back().id);
+  ASSERT_TRUE(rest.ok()) << rest.status();
+  EXPECT_EQ(rest->calls.size(), 1u);
+  EXPECT_FALSE(rest->more);
+}
+
 // CancelCall: a tenant's key cancels its tenant's calls only (another's is NotFound, as for
 // GetCall, and stays pending); the admin key any; a call that ended cannot be cancelled.
 TEST_F(FunctionsServerTest, ATenantKeyCancelsOnlyItsTenantsCalls) {

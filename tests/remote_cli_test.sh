@@ -188,6 +188,13 @@ served() {
   check "$label-submit-later" 0 '^[0-9a-f-]{36}$' s --api_key=bank-key submit --tenant=bank2 \
     --delay_ms=3600000 audit:total
   local later=$last
+  # Listing over the server: the key's tenant's calls, without the queue's (every tenant's)
+  # backlog; another tenant's is refused.
+  check "$label-calls" 0 "^$later +pending +audit:total " \
+    s --api_key=bank-key calls --tenant=bank2 --status=pending
+  verdict "$label-calls-no-backlog" bash -c '! grep -q "queue backlog" <<<"$1"' _ "$last"
+  check "$label-calls-other-tenant" 1 'PERMISSION_DENIED' \
+    s --api_key=other-key calls --tenant=bank2
   check "$label-cancel-other-key" 1 "no call $later in server 127.0.0.1:$port" \
     s --api_key=other-key cancel "$later"
   check "$label-cancel" 0 "^cancelled $later$" s --api_key=bank-key cancel "$later"

@@ -31,8 +31,10 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -62,6 +64,28 @@ class FunctionsClient {
   [[nodiscard]] absl::StatusOr<CallInfo> GetCall(const CallId& id, std::string_view tenant = {});
   // Engine::CancelCall, the call looked up as GetCall's.
   [[nodiscard]] absl::Status CancelCall(const CallId& id, std::string_view tenant = {});
+  // A page of `tenant`'s calls (Engine::ListCalls): in id order after `after`, optionally only
+  // those in `state` and of `function`, at most `limit` (1 to 1000; 0: 1000), fewer if their
+  // results would not fit in one reply. `more`: ask again after the last one. `tenant` empty:
+  // the API key's (the admin key must name one: InvalidArgument); another tenant's is
+  // PermissionDenied for a tenant key.
+  //
+  //   txfn::CallId after;
+  //   for (bool more = true; more;) {
+  //     TXFN_ASSIGN_OR_RETURN(auto page, client->ListCalls("", txfn::CallState::kFailed, "", 0,
+  //                                                        after));
+  //     for (const txfn::CallInfo& c : page.calls) Report(c);
+  //     more = page.more && !page.calls.empty();
+  //     if (more) after = page.calls.back().id;
+  //   }
+  struct CallPage {
+    std::vector<CallInfo> calls;
+    bool more = false;
+  };
+  [[nodiscard]] absl::StatusOr<CallPage> ListCalls(std::string_view tenant,
+                                                   std::optional<CallState> state,
+                                                   std::string_view function, size_t limit,
+                                                   const CallId& after = CallId());
   // Needs the admin key. `created` (if not null) tells whether the tenant was new.
   [[nodiscard]] absl::Status Deploy(std::string_view tenant,
                                     const std::map<std::string, std::string>& modules,

@@ -1,6 +1,9 @@
 // txfn/functions_server.h — an Engine as a gRPC server (service txfn.v1.Functions,
-// proto/txfn/v1/functions.proto): Query, Mutation, Submit, GetCall and Deploy for clients in
-// other processes (txfn/functions_client.h, `txfn run --server`), with per-tenant API keys.
+// proto/txfn/v1/functions.proto): Query, Mutation, Submit, GetCall, CancelCall, ListCalls and
+// Deploy for clients in other processes (txfn/functions_client.h, `txfn run --server`), with
+// per-tenant API keys. ListCalls lists a tenant's calls a page at a time (at most 1,000, and
+// 32 MiB of them: a page of big results is cut short, `more` set): a tenant key its own
+// tenant's; the admin key names the tenant.
 //
 //   txfn::FunctionsServerOptions options;
 //   options.listen = "127.0.0.1:7400";             // loopback unless told otherwise

@@ -2,6 +2,8 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -196,6 +198,29 @@ absl::Status FunctionsClient::CancelCall(const CallId& id, std::string_view tena
   request.set_tenant(std::string(tenant));
   v1::CancelCallReply reply;
   return impl_->Invoke(&v1::Functions::Stub::CancelCall, request, &reply, Commits::kYes);
+}
+
+absl::StatusOr<FunctionsClient::CallPage> FunctionsClient::ListCalls(std::string_view tenant,
+                                                                     std::optional<CallState> state,
+                                                                     std::string_view function,
+                                                                     size_t limit,
+                                                                     const CallId& after) {
+  v1::ListCallsRequest request;
+  request.set_tenant(std::string(tenant));
+  if (state.has_value()) request.set_state(std::string(CallStateName(*state)));
+  request.set_function(std::string(function));
+  request.set_limit(static_cast<uint32_t>(std::min<size_t>(limit, UINT32_MAX)));
+  if (after != CallId()) request.set_after(after.ToString());
+  v1::ListCallsReply reply;
+  TXFN_RETURN_IF_ERROR(
+      impl_->Invoke(&v1::Functions::Stub::ListCalls, request, &reply, Commits::kNo));
+  CallPage page;
+  page.more = reply.more();
+  for (const v1::CallInfo& c : reply.calls()) {
+    TXFN_ASSIGN_OR_RETURN(CallInfo info, remote_internal::FromProto(c));
+    page.calls.push_back(std::move(info));
+  }
+  return page;
 }
 
 absl::Status FunctionsClient::Deploy(std::string_view tenant,

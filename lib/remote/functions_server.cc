@@ -327,6 +327,55 @@ class FunctionsServer::Impl final : public v1::Functions::Service {
                         scope.empty() ? engine_.CancelCall(id) : engine_.CancelCall(id, scope));
   }
 
+  grpc::Status ListCalls(grpc::ServerContext* context, const v1::ListCallsRequest* request,
+                         v1::ListCallsReply* reply) override {
+    Handling handling(*this, kListCalls);
+    if (!handling.admitted()) return StoppingStatus();
+    std::string tenant = request->tenant();
+    if (tenant.empty()) {
+      absl::StatusOr<Principal> who = Authenticate(*context, "ListCalls", "");
+      if (!who.ok()) return ToGrpcStatus(who.status());
+      if (who->admin) {
+        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                            "ListCalls: the admin key lists the calls of the tenant it names");
+      }
+      tenant = who->tenant;
+      if (grpc::Status s = Admit(*context, tenant); !s.ok()) return s;
+    } else if (grpc::Status s = Authorize(*context, "ListCalls", tenant, false); !s.ok()) {
+      return s;
+    }
+    std::optional<CallState> state;
+    if (!request->state().empty()) {
+      absl::StatusOr<CallState> parsed = ParseCallState(request->state());
+      if (!parsed.ok()) return ToGrpcStatus(parsed.status());
+      state = *parsed;
+    }
+    CallId after;
+    if (!request->after().empty()) {
+      absl::StatusOr<CallId> parsed = CallId::Parse(request->after());
+      if (!parsed.ok()) return ToGrpcStatus(parsed.status());
+      after = *parsed;
+    }
+    const size_t limit = request->limit() == 0
+                             ? kMaxListedCalls
+                             : std::min<size_t>(request->limit(), kMaxListedCalls);
+    absl::StatusOr<std::vector<CallInfo>> calls =
+        engine_.ListCalls(tenant, state, request->function(), limit, after);
+    if (!calls.ok()) return ToGrpcStatus(calls.status());
+    // Within one message: a page of calls with big results or errors is cut short (`more`).
+    size_t bytes = 0;
+    for (const CallInfo& info : *calls) {
+      v1::CallInfo one;
+      remote_internal::ToProto(info, &one);
+      bytes += one.ByteSizeLong() + 8;  // with its field's tag and length
+      if (bytes > kMaxListReplyBytes && reply->calls_size() > 0) break;
+      *reply->add_calls() = std::move(one);
+    }
+    reply->set_more(static_cast<size_t>(reply->calls_size()) < calls->size() ||
+                    calls->size() == limit);
+    return grpc::Status::OK;
+  }
+
   grpc::Status Deploy(grpc::ServerContext* context, const v1::DeployRequest* request,
                       v1::DeployReply* reply) override {
     Handling handling(*this, kDeploy);
@@ -476,7 +525,19 @@ class FunctionsServer::Impl final : public v1::Functions::Service {
     std::string name;
     LatencyHistogram latency;
   };
-  enum MethodIndex { kQuery, kMutation, kSubmit, kGetCall, kCancelCall, kDeploy, kMethods };
+  enum MethodIndex {
+    kQuery,
+    kMutation,
+    kSubmit,
+    kGetCall,
+    kCancelCall,
+    kListCalls,
+    kDeploy,
+    kMethods
+  };
+  // A ListCalls page: at most this many calls, in at most this many bytes (half a message).
+  static constexpr size_t kMaxListedCalls = 1000;
+  static constexpr size_t kMaxListReplyBytes = remote_internal::kMaxMessageBytes / 2;
   // A handler while it runs: its method's latency, and the calls Shutdown waits for. Once the
   // server is stopping a handler is not admitted (it refuses its call, which has not run).
   class Handling {
@@ -569,9 +630,9 @@ class FunctionsServer::Impl final : public v1::Functions::Service {
 
   Engine& engine_;
   const FunctionsServerOptions options_;
-  std::array<Method, kMethods> methods_{Method{"query"},       Method{"mutation"},
-                                        Method{"submit"},      Method{"get_call"},
-                                        Method{"cancel_call"}, Method{"deploy"}};
+  std::array<Method, kMethods> methods_{
+      Method{"query"},       Method{"mutation"},   Method{"submit"}, Method{"get_call"},
+      Method{"cancel_call"}, Method{"list_calls"}, Method{"deploy"}};
   std::atomic<uint64_t> unauthenticated_{0};
   std::atomic<uint64_t> permission_denied_{0};
   std::atomic<uint64_t> tenant_busy_{0};
