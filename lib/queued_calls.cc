@@ -161,6 +161,55 @@ PendingCallsCap::Load LoadOf(std::string_view tenant, const std::vector<Schedule
   return load;
 }
 
+// One of ListCalls's streams from a tenant's reserved index keyed by call id (its records, its
+// outbox): entries in id order after a given id, read a page at a time, each page from the
+// latest snapshot (a long listing would outlive version retention), pages doubling up to
+// kListPage.
+template <typename Entry>
+class CallIndexStream {
+ public:
+  using Decode = absl::StatusOr<Entry> (*)(std::string_view);
+  // `done`: a stream the listing does not need.
+  CallIndexStream(IndexId index, Decode decode, const CallId& after, size_t first_page, bool done)
+      : index_(index), decode_(decode), after_(after.Bytes()), page_(first_page), done_(done) {}
+
+  // Reads the next page if every entry read was taken.
+  absl::Status Fill(OpenTenant& tenant) {
+    if (!entries_.empty() || done_) return absl::OkStatus();
+    TXFN_ASSIGN_OR_RETURN(
+        std::vector<IndexEntry> page,
+        tenant.Latest()->Scan(index_, KeyRange::After(after_), ScanOrder::kAscending, page_));
+    done_ = page.empty();
+    for (IndexEntry& e : page) {
+      TXFN_ASSIGN_OR_RETURN(CallId id, CallId::FromBytes(e.key));
+      TXFN_ASSIGN_OR_RETURN(Entry entry, decode_(e.value));
+      entries_.emplace_back(id, std::move(entry));
+    }
+    if (!page.empty()) after_ = std::move(page.back().key);
+    page_ = std::min(kListPage, page_ * 2);
+    return absl::OkStatus();
+  }
+  // The next entry's id, if any was read.
+  std::optional<CallId> next() const {
+    return entries_.empty() ? std::nullopt : std::optional<CallId>(entries_.front().first);
+  }
+  // The next entry if its id is `id`.
+  std::optional<Entry> TakeIf(const CallId& id) {
+    if (entries_.empty() || entries_.front().first != id) return std::nullopt;
+    std::optional<Entry> entry(std::move(entries_.front().second));
+    entries_.pop_front();
+    return entry;
+  }
+
+ private:
+  const IndexId index_;
+  const Decode decode_;
+  std::string after_;
+  size_t page_;
+  bool done_;
+  std::deque<std::pair<CallId, Entry>> entries_;
+};
+
 }  // namespace
 
 bool AnotherTenantsTurn(const std::string& tenant,
@@ -1845,50 +1894,15 @@ absl::StatusOr<std::vector<CallInfo>> QueuedCalls::ListCalls(std::string_view te
   // not yet queued: pending, as GetCall says). Each is read a page at a time, pages growing
   // from about `limit` to kListPage, so that a short listing reads little of a long history.
   const size_t first_page = std::clamp<size_t>(limit, 16, kListPage);
-  size_t records_page = first_page;  // each stream's next page: doubling as it is read
-  size_t queue_page = first_page;
-  std::deque<std::pair<CallId, CallRecord>> records;
-  std::string records_after = after.Bytes();
-  bool records_done = false;
-  auto read_records = [&]() -> absl::Status {
-    if (!records.empty() || records_done) return absl::OkStatus();
-    // The latest snapshot for each page: a long listing would outlive version retention.
-    TXFN_ASSIGN_OR_RETURN(std::vector<IndexEntry> page,
-                          open->Latest()->Scan(kCallRecordIndex, KeyRange::After(records_after),
-                                               ScanOrder::kAscending, records_page));
-    records_done = page.empty();
-    for (IndexEntry& e : page) {
-      TXFN_ASSIGN_OR_RETURN(CallId id, CallId::FromBytes(e.key));
-      TXFN_ASSIGN_OR_RETURN(CallRecord r, DecodeCallRecord(e.value));
-      records.emplace_back(id, std::move(r));
-    }
-    if (!page.empty()) records_after = std::move(page.back().key);
-    records_page = std::min(kListPage, records_page * 2);
-    return absl::OkStatus();
-  };
-  // Only pending, running and dead-lettered calls are the queue's to tell.
+  size_t queue_page = first_page;  // doubling as it is read
+  CallIndexStream<CallRecord> records(kCallRecordIndex, DecodeCallRecord, after, first_page,
+                                      /*done=*/false);
+  // Only pending, running and dead-lettered calls are the queue's to tell; pending ones the
+  // outbox's too.
   const bool queued_states = !state.has_value() || *state == CallState::kPending ||
                              *state == CallState::kRunning || *state == CallState::kDeadLettered;
-  std::deque<std::pair<CallId, ScheduledCall>> outbox;
-  std::string outbox_after = after.Bytes();
-  bool outbox_done = state.has_value() && *state != CallState::kPending;
-  size_t outbox_page = first_page;
-  auto read_outbox = [&]() -> absl::Status {
-    if (!outbox.empty() || outbox_done) return absl::OkStatus();
-    TXFN_ASSIGN_OR_RETURN(std::vector<IndexEntry> page,
-                          open->Latest()->Scan(kCallOutboxIndex, KeyRange::After(outbox_after),
-                                               ScanOrder::kAscending, outbox_page));
-    outbox_done = page.empty();
-    for (IndexEntry& e : page) {
-      TXFN_ASSIGN_OR_RETURN(CallId id, CallId::FromBytes(e.key));
-      TXFN_ASSIGN_OR_RETURN(ScheduledCall call, DecodeScheduledCall(e.value));
-      call.id = id;
-      outbox.emplace_back(id, std::move(call));
-    }
-    if (!page.empty()) outbox_after = std::move(page.back().key);
-    outbox_page = std::min(kListPage, outbox_page * 2);
-    return absl::OkStatus();
-  };
+  CallIndexStream<ScheduledCall> outbox(kCallOutboxIndex, DecodeScheduledCall, after, first_page,
+                                        state.has_value() && *state != CallState::kPending);
   std::deque<QueuedCall> queued;
   CallId queued_after = after;
   bool queue_done = !queued_states;
@@ -1928,26 +1942,21 @@ absl::StatusOr<std::vector<CallInfo>> QueuedCalls::ListCalls(std::string_view te
     return absl::OkStatus();
   };
   while (out.size() < limit) {
-    TXFN_RETURN_IF_ERROR(read_records());
+    TXFN_RETURN_IF_ERROR(records.Fill(*open));
     TXFN_RETURN_IF_ERROR(read_queue());
-    TXFN_RETURN_IF_ERROR(read_outbox());
-    if (records.empty() && queued.empty() && outbox.empty()) break;
-    std::optional<CallId> next;
-    auto consider = [&](const CallId& id) {
-      if (!next.has_value() || id < *next) next = id;
-    };
-    if (!records.empty()) consider(records.front().first);
-    if (!queued.empty()) consider(queued.front().call.id);
-    if (!outbox.empty()) consider(outbox.front().first);
-    const CallId id = *next;
-    Located where{.tenant = open};
-    if (!outbox.empty() && outbox.front().first == id) {
-      where.outbox = std::move(outbox.front().second);
-      outbox.pop_front();
+    TXFN_RETURN_IF_ERROR(outbox.Fill(*open));
+    std::optional<CallId> next = records.next();
+    for (const std::optional<CallId>& other :
+         {queued.empty() ? std::nullopt : std::optional<CallId>(queued.front().call.id),
+          outbox.next()}) {
+      if (other.has_value() && (!next.has_value() || *other < *next)) next = other;
     }
-    if (!records.empty() && records.front().first == id) {
-      where.record = std::move(records.front().second);
-      records.pop_front();
+    if (!next.has_value()) break;
+    const CallId id = *next;
+    Located where{.tenant = open, .record = records.TakeIf(id)};
+    if (std::optional<ScheduledCall> scheduled = outbox.TakeIf(id); scheduled.has_value()) {
+      scheduled->id = id;
+      where.outbox = std::move(scheduled);
     }
     if (!queued.empty() && queued.front().call.id == id) {
       // How a call ended wins over the queue's view (a call cancelled while leased stays in
