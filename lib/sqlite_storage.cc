@@ -39,6 +39,8 @@ namespace {
 // ApplyRetention vacuums (auto_vacuum = INCREMENTAL) once at least this many
 // pages, and a quarter of the file, are free.
 constexpr int64_t kMinFreePagesToVacuum = 256;
+// ... and gives back at most this many a call (16 MiB of 4 KiB pages); later calls go on.
+constexpr int64_t kMaxPagesVacuumedPerCall = 4096;
 
 }  // namespace
 
@@ -620,11 +622,13 @@ absl::StatusOr<RetentionResult> SqliteStorage::ApplyRetention(std::string_view t
     }
     result.horizon = target;
     // Hand free pages back to the file system once they are a quarter of the
-    // file (new files only: auto_vacuum is set when a file is created).
+    // file (new files only: auto_vacuum is set when a file is created), at most
+    // kMaxPagesVacuumedPerCall a call: every tenant's writes wait for this one.
     TXFN_ASSIGN_OR_RETURN(int64_t free_pages, conn.QueryInt("PRAGMA freelist_count"));
     TXFN_ASSIGN_OR_RETURN(int64_t pages, conn.QueryInt("PRAGMA page_count"));
     if (free_pages >= kMinFreePagesToVacuum && free_pages * 4 >= pages) {
-      TXFN_RETURN_IF_ERROR(conn.Exec("PRAGMA incremental_vacuum"));
+      TXFN_RETURN_IF_ERROR(
+          conn.Exec(internal::StrCat("PRAGMA incremental_vacuum(", kMaxPagesVacuumedPerCall, ")")));
     }
     return CommitWrite(conn, "ApplyRetention");
   };

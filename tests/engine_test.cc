@@ -28,6 +28,7 @@
 #include "txfn/in_memory_storage.h"
 #include "txfn/internal/mutex.h"
 #include "txfn/status_macros.h"
+#include "txfn/storage_wrapper.h"
 #include "txfn/testing/fault_injecting_storage.h"
 #include "txn_test_util.h"
 
@@ -1186,6 +1187,60 @@ TEST_P(EngineTest, RetentionDropsOldVersionsAndOldSnapshotsFailClearly) {
   EXPECT_EQ(stale.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(stale.status().message()), HasSubstr("retention horizon"));
   EXPECT_EQ(Counter("a"), 41);
+}
+
+// A retention pass sizes each tenant's steps by how long the last took per commit: on a store
+// whose every step is slow (200 ms here, as a step over big documents is), steps shrink to one
+// commit, so no step holds the store (SQLite: every tenant's writes) for more than one
+// commit's work; the pass still drops everything old.
+TEST(EngineRetentionTest, SlowRetentionStepsShrinkToOneCommit) {
+  class SlowRetention final : public StorageWrapper {
+   public:
+    using StorageWrapper::StorageWrapper;
+    absl::StatusOr<RetentionResult> ApplyRetention(std::string_view tenant, Timestamp ts,
+                                                   size_t max_commits) override {
+      {
+        internal::MutexLock lock(&mu_);
+        steps_.push_back(max_commits);
+      }
+      absl::SleepFor(absl::Milliseconds(200));  // past 8 x the 20 ms a step should take
+      return StorageWrapper::ApplyRetention(tenant, ts, max_commits);
+    }
+    std::vector<size_t> steps() {
+      internal::MutexLock lock(&mu_);
+      return steps_;
+    }
+
+   private:
+    internal::Mutex mu_;
+    std::vector<size_t> steps_ ABSL_GUARDED_BY(mu_);
+  };
+  testing_util::FakeClock clock;
+  auto storage = std::make_shared<SlowRetention>(std::make_shared<InMemoryStorage>());
+  EngineOptions options;
+  options.custom_storage = storage;
+  options.scheduler.workers = 1;
+  options.committer.clock = clock.AsFunction();
+  options.retention_interval = absl::Hours(1);  // passes run when the test asks
+  auto engine = Engine::Open(options);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  ASSERT_TRUE((*engine)->CreateTenant("app").ok());
+  ASSERT_TRUE((*engine)->DeployJson("app", Modules(), kSchema).ok());
+  ASSERT_TRUE((*engine)->Mutation("app", "counters:create", Name("a")).ok());
+  for (int i = 0; i < 12; ++i) {
+    ASSERT_TRUE((*engine)->Mutation("app", "counters:increment", Name("a")).ok());
+  }
+  clock.Advance(absl::ToInt64Nanoseconds(absl::Minutes(6)));
+  ASSERT_TRUE((*engine)->Mutation("app", "counters:increment", Name("a")).ok());
+  ASSERT_TRUE((*engine)->ApplyRetention().ok());
+  const std::vector<size_t> steps = storage->steps();
+  ASSERT_GE(steps.size(), 3u);
+  EXPECT_EQ(steps[0], 8u) << "a tenant's first step is small";
+  for (size_t i = 1; i < steps.size(); ++i) EXPECT_EQ(steps[i], 1u) << "step " << i;
+  RetentionStats retention = (*engine)->stats().retention;
+  EXPECT_GE(retention.commits_dropped, 14u) << "the deploy, the create and the increments";
+  EXPECT_GE(retention.versions_dropped, 12u);
+  EXPECT_EQ(retention.failures, 0u);
 }
 
 TEST(EngineOutcomeTest, AMutationWhoseOutcomeIsUnknownIsNeverRunTwice) {
