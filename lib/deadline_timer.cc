@@ -6,64 +6,80 @@
 
 namespace txfn::internal {
 
+DeadlineTimer::DeadlineTimer() : state_(std::make_shared<State>()) {}
+
 DeadlineTimer::~DeadlineTimer() {
-  absl::btree_map<Key, std::function<void()>> dropped;  // destroyed without the lock
+  absl::btree_map<State::Key, std::function<void()>> dropped;  // destroyed without the lock
+  {
+    MutexLock lock(&state_->mu);
+    state_->stop = true;
+    dropped.swap(state_->due);
+    state_->cv.SignalAll();
+  }
   std::thread thread;
   {
-    MutexLock lock(&mu_);
-    stop_ = true;
-    dropped.swap(due_);
+    MutexLock lock(&thread_mu_);
     thread = std::move(thread_);
-    cv_.SignalAll();
   }
-  if (thread.joinable()) thread.join();  // after the callback that may be running
+  if (!thread.joinable()) return;
+  if (thread.get_id() == std::this_thread::get_id()) {
+    thread.detach();  // a callback of ours dropped us: the thread ends when it returns
+  } else {
+    thread.join();  // after the callback that may be running
+  }
 }
 
 DeadlineTimer::Handle DeadlineTimer::Schedule(absl::Time at, std::function<void()> callback) {
   if (at == absl::InfiniteFuture()) return Handle{.at = at, .id = 0};
-  MutexLock lock(&mu_);
-  const Handle handle{.at = at, .id = next_id_++};
-  auto [it, inserted] = due_.emplace(Key(at, handle.id), std::move(callback));
-  if (it == due_.begin()) {
-    ++earlier_;
-    cv_.Signal();
+  Handle handle;
+  {
+    MutexLock lock(&state_->mu);
+    handle = Handle{.at = at, .id = state_->next_id++};
+    auto [it, inserted] = state_->due.emplace(State::Key(at, handle.id), std::move(callback));
+    if (it == state_->due.begin()) {
+      ++state_->earlier;
+      state_->cv.Signal();
+    }
   }
-  if (!thread_.joinable() && !stop_) thread_ = std::thread([this] { Loop(); });
+  MutexLock lock(&thread_mu_);
+  if (!thread_.joinable()) thread_ = std::thread([state = state_] { Loop(state); });
   return handle;
 }
 
 bool DeadlineTimer::Cancel(const Handle& handle) {
   if (handle.id == 0) return false;
   std::function<void()> dropped;  // destroyed without the lock
-  MutexLock lock(&mu_);
-  auto it = due_.find(Key(handle.at, handle.id));
-  if (it == due_.end()) return false;
+  MutexLock lock(&state_->mu);
+  auto it = state_->due.find(State::Key(handle.at, handle.id));
+  if (it == state_->due.end()) return false;
   dropped = std::move(it->second);
-  due_.erase(it);
+  state_->due.erase(it);
   return true;
 }
 
 size_t DeadlineTimer::pending() const {
-  MutexLock lock(&mu_);
-  return due_.size();
+  MutexLock lock(&state_->mu);
+  return state_->due.size();
 }
 
-void DeadlineTimer::Loop() {
-  MutexLock lock(&mu_);
-  while (!stop_) {
-    if (!due_.empty() && absl::Now() >= due_.begin()->first.first) {
-      std::function<void()> callback = std::move(due_.begin()->second);
-      due_.erase(due_.begin());
-      mu_.Unlock();
+void DeadlineTimer::Loop(const std::shared_ptr<State>& state) {
+  MutexLock lock(&state->mu);
+  while (!state->stop) {
+    if (!state->due.empty() && absl::Now() >= state->due.begin()->first.first) {
+      std::function<void()> callback = std::move(state->due.begin()->second);
+      state->due.erase(state->due.begin());
+      state->mu.Unlock();
       callback();
       callback = nullptr;  // what it holds goes before the lock is taken again
-      mu_.Lock();
+      state->mu.Lock();
       continue;
     }
-    const absl::Time next = due_.empty() ? absl::InfiniteFuture() : due_.begin()->first.first;
-    const uint64_t seen = earlier_;
-    cv_.WaitWithDeadline(next, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return stop_ || earlier_ != seen || (next != absl::InfiniteFuture() && absl::Now() >= next);
+    const absl::Time next =
+        state->due.empty() ? absl::InfiniteFuture() : state->due.begin()->first.first;
+    const uint64_t seen = state->earlier;
+    state->cv.WaitWithDeadline(next, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(state->mu) {
+      return state->stop || state->earlier != seen ||
+             (next != absl::InfiniteFuture() && absl::Now() >= next);
     });
   }
 }

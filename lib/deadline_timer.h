@@ -10,15 +10,17 @@
 //
 // Thread safety: every method may be called from any thread. Callbacks run one at a time on
 // the timer's thread, in deadline order (ties in the order scheduled), without the timer's
-// lock held (they may Schedule and Cancel); they must be short, and must not destroy the
-// timer. The destructor drops the callbacks not yet run (destroying them on its own thread)
-// and waits for one that is running; it must not be called from a callback.
+// lock held (they may Schedule and Cancel); a slow one delays the others. The destructor drops
+// the callbacks not yet run (destroying them on its own thread) and waits for one that is
+// running, unless it runs on the timer's thread (a callback dropped the timer's last owner):
+// then the thread finishes that callback and ends on its own.
 #ifndef TXFN_LIB_DEADLINE_TIMER_H_
 #define TXFN_LIB_DEADLINE_TIMER_H_
 
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <thread>
 #include <utility>
 
@@ -37,7 +39,7 @@ class DeadlineTimer {
     uint64_t id = 0;
   };
 
-  DeadlineTimer() = default;
+  DeadlineTimer();
   ~DeadlineTimer();
   DeadlineTimer(const DeadlineTimer&) = delete;
   DeadlineTimer& operator=(const DeadlineTimer&) = delete;
@@ -51,17 +53,22 @@ class DeadlineTimer {
   [[nodiscard]] size_t pending() const;
 
  private:
-  using Key = std::pair<absl::Time, uint64_t>;
-  void Loop();
+  // What the thread uses: shared with it, so that it may outlive the timer (see above).
+  struct State {
+    using Key = std::pair<absl::Time, uint64_t>;
+    mutable Mutex mu;
+    CondVar cv{&mu};
+    absl::btree_map<Key, std::function<void()>> due ABSL_GUARDED_BY(mu);
+    uint64_t next_id ABSL_GUARDED_BY(mu) = 1;
+    // Bumped when the earliest deadline moves earlier: the waiting thread looks again.
+    uint64_t earlier ABSL_GUARDED_BY(mu) = 0;
+    bool stop ABSL_GUARDED_BY(mu) = false;
+  };
+  static void Loop(const std::shared_ptr<State>& state);
 
-  mutable Mutex mu_;
-  CondVar cv_{&mu_};
-  absl::btree_map<Key, std::function<void()>> due_ ABSL_GUARDED_BY(mu_);
-  uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
-  // Bumped when the earliest deadline moves earlier: the waiting thread looks again.
-  uint64_t earlier_ ABSL_GUARDED_BY(mu_) = 0;
-  bool stop_ ABSL_GUARDED_BY(mu_) = false;
-  std::thread thread_ ABSL_GUARDED_BY(mu_);  // started by the first Schedule
+  const std::shared_ptr<State> state_;
+  Mutex thread_mu_;
+  std::thread thread_ ABSL_GUARDED_BY(thread_mu_);  // started by the first Schedule
 };
 
 }  // namespace txfn::internal

@@ -1820,7 +1820,7 @@ absl::StatusOr<CallInfo> QueuedCalls::InfoOf(const CallId& id, const Located& wh
     info.attempts = std::max(info.attempts, r.attempts);
     info.at = r.finished;
   } else if (!where.queued.has_value() && where.outbox.has_value()) {
-    info.function = where.outbox->function;
+    info.function = CanonicalFunctionName(where.outbox->function);  // as written in the JS
     info.state = CallState::kPending;
   }
   return info;
@@ -1942,9 +1942,11 @@ absl::StatusOr<std::vector<CallInfo>> QueuedCalls::ListCalls(std::string_view te
     return absl::OkStatus();
   };
   while (out.size() < limit) {
-    TXFN_RETURN_IF_ERROR(records.Fill(*open));
-    TXFN_RETURN_IF_ERROR(read_queue());
+    // In the order a call passes through them (outbox, queue, record): a call that moves on
+    // between two reads is then in the later one.
     TXFN_RETURN_IF_ERROR(outbox.Fill(*open));
+    TXFN_RETURN_IF_ERROR(read_queue());
+    TXFN_RETURN_IF_ERROR(records.Fill(*open));
     std::optional<CallId> next = records.next();
     for (const std::optional<CallId>& other :
          {queued.empty() ? std::nullopt : std::optional<CallId>(queued.front().call.id),

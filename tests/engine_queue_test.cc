@@ -2794,8 +2794,14 @@ TEST_F(EngineQueueTest, AListingShowsACallStillInItsTenantsOutboxAsPending) {
     ASSERT_TRUE(r.ok()) << r.status();
     ids.push_back(CallId::Parse(r->value.string()).value());
   }
+  // Named as a module path: listed (and found by its function) under its canonical name.
+  absl::StatusOr<CallResult> by_path =
+      engine_->Mutation("app", "counters:scheduleAny",
+                        Args({{"fn", Value::String("./counters.js:bump")}, {"args", Name("n")}}));
+  ASSERT_TRUE(by_path.ok()) << by_path.status();
+  ids.push_back(CallId::Parse(by_path->value.string()).value());
   std::sort(ids.begin(), ids.end());
-  ASSERT_EQ(ListOutbox(**engine_->Latest("app"))->size(), 3u);
+  ASSERT_EQ(ListOutbox(**engine_->Latest("app"))->size(), 4u);
   auto listed = [&](std::optional<CallState> state, std::string_view function, size_t limit,
                     const CallId& after) {
     std::vector<CallId> out;
@@ -2813,7 +2819,8 @@ TEST_F(EngineQueueTest, AListingShowsACallStillInItsTenantsOutboxAsPending) {
   EXPECT_EQ(listed(std::nullopt, "", SIZE_MAX, CallId()), ids);
   EXPECT_EQ(listed(CallState::kPending, "counters:bump", SIZE_MAX, CallId()), ids);
   EXPECT_EQ(listed(std::nullopt, "", 2, CallId()), (std::vector<CallId>{ids[0], ids[1]}));
-  EXPECT_EQ(listed(std::nullopt, "", SIZE_MAX, ids[0]), (std::vector<CallId>{ids[1], ids[2]}));
+  EXPECT_EQ(listed(std::nullopt, "", SIZE_MAX, ids[0]),
+            (std::vector<CallId>{ids[1], ids[2], ids[3]}));
   EXPECT_TRUE(listed(CallState::kRunning, "", SIZE_MAX, CallId()).empty());
   EXPECT_TRUE(listed(std::nullopt, "counters:get", SIZE_MAX, CallId()).empty());
   for (const CallId& id : ids) EXPECT_EQ(engine_->GetCall(id)->state, CallState::kPending);

@@ -169,8 +169,8 @@ served() {
   b=$(unquote <<<"$last")
   check "$label-no-key" 2 '--server needs an API key: --api_key=KEY or .*TXFN_API_KEY' \
     s run --tenant=bank2 audit:total
-  check "$label-empty-key" 1 'UNAUTHENTICATED' env TXFN_API_KEY= "$txfn" --server="127.0.0.1:$port" \
-    run --tenant=bank2 audit:total
+  check "$label-empty-key" 2 '--server needs an API key' env TXFN_API_KEY= "$txfn" \
+    --server="127.0.0.1:$port" run --tenant=bank2 audit:total
   check "$label-bad-key" 1 'UNAUTHENTICATED' s --api_key=nope run --tenant=bank2 audit:total
   check "$label-other-key" 1 'PERMISSION_DENIED' s --api_key=other-key run --tenant=bank2 \
     transfers:transfer "{\"from\": \"$a\", \"to\": \"$b\", \"amount\": 1}"

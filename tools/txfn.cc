@@ -1457,8 +1457,9 @@ int Main(int argc, char** argv) {
   const std::string server = absl::GetFlag(FLAGS_server);
   // A server always checks keys (serve --listen needs --api_keys): without one every call is
   // refused, so say how to give it.
+  const char* env_key = std::getenv("TXFN_API_KEY");
   if (problem.empty() && !server.empty() && absl::GetFlag(FLAGS_api_key).empty() &&
-      std::getenv("TXFN_API_KEY") == nullptr) {
+      (env_key == nullptr || *env_key == '\0')) {
     problem = "--server needs an API key: --api_key=KEY or the environment variable TXFN_API_KEY";
   }
   if (!problem.empty()) return Usage(problem);

@@ -234,6 +234,9 @@ absl::Status FunctionRunner::RunAsync(std::shared_ptr<const Snapshot> snapshot, 
   std::optional<internal::DeadlineTimer::Handle> answer_at_deadline;
   if (item->start_gate == nullptr && item->deadline != absl::InfiniteFuture()) {
     item->start_gate = std::make_shared<RunStartGate>();
+    // Queued before the timer may fire (a deadline past already, or passing now): a gate not
+    // yet queued cannot be given up. Given up before it is submitted, it is dropped unrun.
+    item->start_gate->Queued();
     answer_at_deadline = core_->deadline_timer().Schedule(
         item->deadline,
         [gate = item->start_gate, weak_answer = std::weak_ptr(answer), function = item->function] {
