@@ -191,6 +191,22 @@ void Announce(const CallPathOptions& options, OpenTenant& tenant, QueueEffects e
   if (!effects.cancelled.empty()) options.on_cancelled(tenant, std::move(effects.cancelled));
 }
 
+// A keyed mutation's result is kept with its key (for the key's retention, a day by default)
+// in the same commit: it counts in the bytes the commit writes. (A hunt kept 15 MiB results
+// beside 16 MiB of writes a call, and grew a database by 41 MB/s.)
+absl::Status CheckKeptResultFits(std::string_view function, size_t max_bytes_written,
+                                 const RunResult& run) {
+  const uint64_t result_bytes = run.value.ByteSize();
+  uint64_t bytes = result_bytes;
+  for (const IndexWrite& w : run.commit.writes) bytes += w.value.has_value() ? w.value->size() : 0;
+  if (bytes <= max_bytes_written) return absl::OkStatus();
+  return WithLimit(absl::ResourceExhaustedError(internal::StrCat(
+                       "mutation ", function, ": its result (", result_bytes,
+                       " bytes), kept with its idempotency key, and its writes pass the limit of ",
+                       max_bytes_written, " bytes written per transaction")),
+                   Limit::kBytesWritten);
+}
+
 CallResult Replayed(const IdempotentResult& first, int attempts) {
   return CallResult{.value = first.value, .ts = first.ts, .attempts = attempts, .replayed = true};
 }
@@ -296,12 +312,14 @@ struct CallPath::State {
           }
           RunRequest request = MakeMutationRequest(tenant, function, args, options.deadline);
           request.snapshot_at_start = LatestAtStart(tenant, record, snapshot, choice);
+          const size_t max_bytes_written = request.limits.max_bytes_written;
           RunResult run = runner.Run(std::move(snapshot), std::move(request));
           // Started over (RetryInLanes reads the flag): the last run's logs are kept.
           if (!run.status.ok() && choice.restart->load() != Restart::kNone) return run.status;
           last_run = std::move(run);
           TXFN_RETURN_IF_ERROR(last_run.status);
           if (record != nullptr) {
+            TXFN_RETURN_IF_ERROR(CheckKeptResultFits(function, max_bytes_written, last_run));
             TXFN_RETURN_IF_ERROR(record->Add(last_run.value, &last_run.commit));
           }
           effects = QueueEffectsOf(this->options, last_run.commit);
@@ -701,6 +719,11 @@ struct CallPath::State {
   std::optional<absl::StatusOr<CallResult>> FinishMutation(AsyncMutation& call, RunResult r) {
     if (!r.status.ok()) return absl::StatusOr<CallResult>(std::move(r.status));
     if (call.record != nullptr) {
+      if (absl::Status fits =
+              CheckKeptResultFits(call.request.function, call.request.limits.max_bytes_written, r);
+          !fits.ok()) {
+        return absl::StatusOr<CallResult>(WithLogs(fits, r.logs));
+      }
       absl::Status keyed = call.record->Add(r.value, &r.commit);
       if (!keyed.ok()) return absl::StatusOr<CallResult>(keyed);
     }

@@ -590,13 +590,22 @@ void Unschedule(const v8::FunctionCallbackInfo<v8::Value>& info) {
     return call->Fail(absl::NotFoundError(
         StrCat("ctx.scheduler.cancel(id): ", *text, " is not a call of this tenant")));
   }
+  // Each cancel writes a record (kept record_retention), whether or not the id was ever a call
+  // (it may be one another process is about to queue): as many as a function may schedule.
+  // (60,000 made-up ids once wrote 60,000 records in one mutation.)
+  if (req.cancelled >= kMaxScheduledPerTransaction) {
+    return call->Fail(
+        SandboxLimitError(StrCat("ctx.scheduler.cancel(id): a function may cancel at most ",
+                                 kMaxScheduledPerTransaction, " calls")));
+  }
   // A dead letter's record is replaced: the call may have been put back (Redrive), which a
   // mutation cannot ask the queue about; a cancel of one still dead makes it cancelled, as
   // it did before dead letters were recorded.
   absl::StatusOr<std::optional<CallRecord>> ended =
       CancelCallInTransaction(*req.txn, *id, absl::FromUnixMillis(static_cast<int64_t>(req.now_ms)),
                               /*replace_dead_letter=*/true);
-  if (!ended.ok()) call->FailTxn(Prefixed(ended.status(), "ctx.scheduler.cancel(id)"));
+  if (!ended.ok()) return call->FailTxn(Prefixed(ended.status(), "ctx.scheduler.cancel(id)"));
+  if (!ended->has_value()) ++req.cancelled;  // a record written (not: one that had ended)
 }
 
 // runQuery(function, args), runMutation(function, args), service(name,

@@ -95,6 +95,7 @@ struct RequestState {
   // check_scheduled); null: none. Points into the request, which outlives this.
   const std::function<absl::Status(std::string_view, const Value&)>* check_scheduled = nullptr;
   size_t scheduled = 0;        // calls ctx.scheduler scheduled in this request
+  size_t cancelled = 0;        // calls a mutation's ctx.scheduler.cancel recorded cancelled
   size_t scheduled_bytes = 0;  // their arguments' encoded size (bounded for actions)
   int64_t intl_bytes = 0;      // ICU memory of the Intl objects it made (IntlObject)
   void BecomeAction(std::shared_ptr<ActionHost> action_host) {
