@@ -602,9 +602,11 @@ class Engine {
                                                             std::string_view function,
                                                             const Value& args,
                                                             const MutationOptions& options) = 0;
-  // Callback forms: `done` runs exactly once, on a txfn thread, unless the
-  // call is refused at once (unknown tenant, full queue: then the status is
-  // returned and `done` never runs).
+  // Callback forms: `done` runs exactly once, on a txfn thread (an isolate
+  // worker, or the timer that answers calls still waiting at their deadlines:
+  // keep it short, it holds up other calls' answers), unless the call is
+  // refused at once (unknown tenant, full queue: then the status is returned
+  // and `done` never runs).
   [[nodiscard]] absl::Status QueryAsync(std::string_view tenant, std::string_view function,
                                         const Value& args, Callback done) {
     return QueryAsync(tenant, function, args, QueryOptions{}, std::move(done));
