@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <atomic>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
@@ -34,14 +35,17 @@ using internal::StrCat;
 // Commits one ApplyRetention call processes at most, so a retention pass never holds writes up
 // for long (SQLite: one write transaction per call, which every tenant's writes wait for).
 constexpr size_t kRetentionStepCommits = 1000;
-// What one such call should take. Commits differ in cost by thousands of times (a document of
-// 1 MB: its retention reads it, ~6 ms here), so each tenant's steps start small and are sized
-// by how long the last one took per commit; after a step the pass waits as long as the step
-// took (up to kRetentionStepTarget), so writers waiting for the store go first. A tenant's
-// 218 commits of 15 documents of 1 MB took one 20 s step, stalling every tenant's commits
-// (hunt of 2026-12-07).
+// What one such call's commits should cost. Commits differ in cost by thousands of times (a
+// document of 1 MB: its retention reads it, ~3-6 ms here), so a pass's first step is one
+// commit, each tenant's first eight, and the next ones are sized by what a commit cost in the
+// last: its time less the least any step of the pass took (the part every step pays: the
+// transaction, its commit, waiting for the store behind other writers), growing at most 2x a
+// step. After a step that took over kRetentionPause the pass waits as long (up to the
+// target), so writers waiting for the store go first. A tenant's 218 commits of 15 documents
+// of 1 MB took one 20 s step, stalling every tenant's commits (hunt of 2026-12-07).
 constexpr size_t kRetentionFirstStepCommits = 8;
 constexpr absl::Duration kRetentionStepTarget = absl::Milliseconds(20);
+constexpr absl::Duration kRetentionPause = absl::Milliseconds(2);
 // Tenants whose idempotency keys one step of the background thread looks at, so that a pass
 // over 10,000 tenants does not hold up the tenant sweeps (or Close) for long.
 constexpr size_t kKeyPassSlice = 64;
@@ -309,10 +313,14 @@ class EngineImpl final : public Engine {
     }
     absl::Status first_error;
     RetentionStats delta{.passes = 1};
-    bool stopping = false;  // the engine is closing: the rest waits for the next open
+    std::optional<absl::Duration> least;  // the least time a step of this pass took
+    auto stopping = [&] {
+      internal::MutexLock lock(&background_mu_);
+      return stop_background_;
+    };
     for (const std::string& tenant : tenants) {
-      if (stopping) break;
-      size_t step = kRetentionFirstStepCommits;
+      if (stopping()) break;  // the engine is closing: the rest waits for the next open
+      size_t step = least.has_value() ? kRetentionFirstStepCommits : 1;
       while (true) {
         const absl::Time started = absl::Now();
         absl::StatusOr<RetentionResult> r = storage->ApplyRetention(tenant, now - keep_ns, step);
@@ -324,17 +332,23 @@ class EngineImpl final : public Engine {
         }
         delta.versions_dropped += r->versions_dropped;
         delta.commits_dropped += r->commits_dropped;
+        const absl::Duration took = absl::Now() - started;
+        least = std::min(least.value_or(took), took);
         if (r->done) break;
-        const absl::Duration took = std::max(absl::Now() - started, absl::Microseconds(1));
-        step = static_cast<size_t>(
-            std::clamp<double>(static_cast<double>(std::max<uint64_t>(r->commits_dropped, 1)) *
-                                   absl::FDivDuration(kRetentionStepTarget, took),
-                               1, kRetentionStepCommits));
+        const absl::Duration per_commit =
+            (took - *least) / static_cast<int64_t>(std::max<uint64_t>(r->commits_dropped, 1));
+        const double fits = per_commit <= absl::ZeroDuration()
+                                ? static_cast<double>(kRetentionStepCommits)
+                                : absl::FDivDuration(kRetentionStepTarget, per_commit);
+        step = static_cast<size_t>(std::clamp<double>(
+            fits, 1, static_cast<double>(std::min(kRetentionStepCommits, 2 * step))));
+        if (took < kRetentionPause) continue;
         internal::MutexLock lock(&background_mu_);
-        stopping = background_cv_.WaitWithTimeout(
-            std::min(took, kRetentionStepTarget),
-            [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(background_mu_) { return stop_background_; });
-        if (stopping) break;
+        if (background_cv_.WaitWithTimeout(
+                std::min(took, kRetentionStepTarget),
+                [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(background_mu_) { return stop_background_; })) {
+          break;
+        }
       }
     }
     internal::MutexLock lock(&background_mu_);

@@ -597,7 +597,7 @@ class ServerTarget final : public Target {
     while (calls.size() < limit) {
       TXFN_ASSIGN_OR_RETURN(FunctionsClient::CallPage page,
                             client_->ListCalls(tenant, state, function,
-                                               std::min<size_t>(limit - calls.size(), 1000), from));
+                                               std::min<size_t>(limit - calls.size(), 256), from));
       for (CallInfo& c : page.calls) calls.push_back(std::move(c));
       if (!page.more || page.calls.empty()) break;
       from = calls.back().id;

@@ -65,7 +65,7 @@ class FunctionsClient {
   // Engine::CancelCall, the call looked up as GetCall's.
   [[nodiscard]] absl::Status CancelCall(const CallId& id, std::string_view tenant = {});
   // A page of `tenant`'s calls (Engine::ListCalls): in id order after `after`, optionally only
-  // those in `state` and of `function`, at most `limit` (1 to 1000; 0: 1000), fewer if their
+  // those in `state` and of `function`, at most `limit` (1 to 256; 0: 256), fewer if their
   // results would not fit in one reply. `more`: ask again after the last one. `tenant` empty:
   // the API key's (the admin key must name one: InvalidArgument); another tenant's is
   // PermissionDenied for a tenant key.

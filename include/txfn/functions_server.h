@@ -1,7 +1,7 @@
 // txfn/functions_server.h — an Engine as a gRPC server (service txfn.v1.Functions,
 // proto/txfn/v1/functions.proto): Query, Mutation, Submit, GetCall, CancelCall, ListCalls and
 // Deploy for clients in other processes (txfn/functions_client.h, `txfn run --server`), with
-// per-tenant API keys. ListCalls lists a tenant's calls a page at a time (at most 1,000, and
+// per-tenant API keys. ListCalls lists a tenant's calls a page at a time (at most 256, and
 // 32 MiB of them: a page of big results is cut short, `more` set): a tenant key its own
 // tenant's; the admin key names the tenant.
 //

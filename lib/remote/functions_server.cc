@@ -359,32 +359,25 @@ class FunctionsServer::Impl final : public v1::Functions::Service {
     const size_t limit = request->limit() == 0
                              ? kMaxListedCalls
                              : std::min<size_t>(request->limit(), kMaxListedCalls);
-    // Read kListChunk calls at a time, so that what is read stays near what is sent (a page of
-    // 1,000 records with 64 KiB results each is 64 MiB); within one message: a page of calls
-    // with big results or errors is cut short (`more`).
+    // One engine call a page (a listing restarts each stream at `after`: the queue's adapters
+    // walk their id index to its end for a tenant with few calls, so pages are not read in
+    // chunks), of at most kMaxListedCalls: what is read stays near what is sent (256 records
+    // with results of the default 64 KiB at most are 16 MiB). Within one message: a page of
+    // calls with big results or errors is cut short (`more`).
+    absl::StatusOr<std::vector<CallInfo>> calls =
+        engine_.ListCalls(tenant, state, request->function(), limit, after);
+    if (!calls.ok()) return ToGrpcStatus(calls.status());
     size_t bytes = 0;
-    while (true) {
-      const size_t want = std::min(kListChunk, limit - reply->calls_size());
-      absl::StatusOr<std::vector<CallInfo>> calls =
-          engine_.ListCalls(tenant, state, request->function(), want, after);
-      if (!calls.ok()) return ToGrpcStatus(calls.status());
-      for (const CallInfo& info : *calls) {
-        v1::CallInfo one;
-        remote_internal::ToProto(info, &one);
-        bytes += one.ByteSizeLong() + 8;  // with its field's tag and length
-        if (bytes > kMaxListReplyBytes && reply->calls_size() > 0) {
-          reply->set_more(true);
-          return grpc::Status::OK;
-        }
-        *reply->add_calls() = std::move(one);
-      }
-      if (calls->size() < want) return grpc::Status::OK;  // the last of them
-      if (static_cast<size_t>(reply->calls_size()) == limit) {
-        reply->set_more(true);
-        return grpc::Status::OK;
-      }
-      after = calls->back().id;
+    for (const CallInfo& info : *calls) {
+      v1::CallInfo one;
+      remote_internal::ToProto(info, &one);
+      bytes += one.ByteSizeLong() + 8;  // with its field's tag and length
+      if (bytes > kMaxListReplyBytes && reply->calls_size() > 0) break;
+      *reply->add_calls() = std::move(one);
     }
+    reply->set_more(static_cast<size_t>(reply->calls_size()) < calls->size() ||
+                    calls->size() == limit);
+    return grpc::Status::OK;
   }
 
   grpc::Status Deploy(grpc::ServerContext* context, const v1::DeployRequest* request,
@@ -547,8 +540,7 @@ class FunctionsServer::Impl final : public v1::Functions::Service {
     kMethods
   };
   // A ListCalls page: at most this many calls, in at most this many bytes (half a message).
-  static constexpr size_t kMaxListedCalls = 1000;
-  static constexpr size_t kListChunk = 16;  // calls read from the engine at a time
+  static constexpr size_t kMaxListedCalls = 256;
   static constexpr size_t kMaxListReplyBytes = remote_internal::kMaxMessageBytes / 2;
   // A handler while it runs: its method's latency, and the calls Shutdown waits for. Once the
   // server is stopping a handler is not admitted (it refuses its call, which has not run).
