@@ -314,12 +314,8 @@ class EngineImpl final : public Engine {
     absl::Status first_error;
     RetentionStats delta{.passes = 1};
     std::optional<absl::Duration> least;  // the least time a step of this pass took
-    auto stopping = [&] {
-      internal::MutexLock lock(&background_mu_);
-      return stop_background_;
-    };
     for (const std::string& tenant : tenants) {
-      if (stopping()) break;  // the engine is closing: the rest waits for the next open
+      if (Stopping()) break;  // the engine is closing: the rest waits for the next open
       size_t step = least.has_value() ? kRetentionFirstStepCommits : 1;
       while (true) {
         const absl::Time started = absl::Now();
@@ -425,6 +421,12 @@ class EngineImpl final : public Engine {
     }
   }
 
+  // Whether the engine is closing: background work in passes stops between its steps.
+  bool Stopping() {
+    internal::MutexLock lock(&background_mu_);
+    return stop_background_;
+  }
+
   // Deletes the idempotency keys of `tenants` older than idempotency_key_retention by their
   // commit timestamps, counted to the earlier of the committer's clock and the tenant's newest
   // commit (a process whose clock runs ahead of the tenant's writer must not take a key just
@@ -432,20 +434,17 @@ class EngineImpl final : public Engine {
   void PruneIdempotencyKeys(absl::Span<const std::string> tenants) {
     const auto keep_ns =
         static_cast<Timestamp>(absl::ToInt64Nanoseconds(options_.idempotency_key_retention));
-    auto stopping = [this] {
-      internal::MutexLock lock(&background_mu_);
-      return stop_background_;
-    };
     uint64_t deleted = 0;
     for (const std::string& tenant : tenants) {
-      if (stopping()) break;
+      if (Stopping()) break;
       absl::StatusOr<Timestamp> newest = tenants_.storage()->MaxCommittedTimestamp(tenant);
       if (!newest.ok()) continue;
       const Timestamp now = std::min(tenants_.Now(), *newest);
       if (now <= keep_ns) continue;  // nothing is that old
       auto expired = [cutoff = now - keep_ns](const IndexEntry& e) { return e.ts < cutoff; };
-      (void)internal::PruneReservedIndex(tenants_, tenant, kIdempotencyIndex, expired, expired,
-                                         stopping, &deleted);
+      (void)internal::PruneReservedIndex(
+          tenants_, tenant, kIdempotencyIndex, expired, expired, [this] { return Stopping(); },
+          &deleted);
     }
     internal::MutexLock lock(&background_mu_);
     retention_stats_.idempotency_keys_pruned += deleted;

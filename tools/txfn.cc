@@ -587,7 +587,8 @@ class ServerTarget final : public Target {
   absl::Status CancelCall(const CallId& id, const std::string& tenant) override {
     return client_->CancelCall(id, tenant);
   }
-  // A page of the server's at a time, until `limit` calls or the last.
+  // A page of the server's at a time (the server caps its pages), until `limit` calls or the
+  // last.
   absl::StatusOr<std::vector<CallInfo>> ListCalls(const std::string& tenant,
                                                   std::optional<CallState> state,
                                                   const std::string& function, size_t limit,
@@ -595,9 +596,9 @@ class ServerTarget final : public Target {
     std::vector<CallInfo> calls;
     CallId from = after;
     while (calls.size() < limit) {
-      TXFN_ASSIGN_OR_RETURN(FunctionsClient::CallPage page,
-                            client_->ListCalls(tenant, state, function,
-                                               std::min<size_t>(limit - calls.size(), 256), from));
+      TXFN_ASSIGN_OR_RETURN(
+          FunctionsClient::CallPage page,
+          client_->ListCalls(tenant, state, function, limit - calls.size(), from));
       for (CallInfo& c : page.calls) calls.push_back(std::move(c));
       if (!page.more || page.calls.empty()) break;
       from = calls.back().id;

@@ -331,18 +331,13 @@ class FunctionsServer::Impl final : public v1::Functions::Service {
                          v1::ListCallsReply* reply) override {
     Handling handling(*this, kListCalls);
     if (!handling.admitted()) return StoppingStatus();
-    std::string tenant = request->tenant();
-    if (tenant.empty()) {
-      absl::StatusOr<Principal> who = Authenticate(*context, "ListCalls", "");
-      if (!who.ok()) return ToGrpcStatus(who.status());
-      if (who->admin) {
-        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                            "ListCalls: the admin key lists the calls of the tenant it names");
-      }
-      tenant = who->tenant;
-      if (grpc::Status s = Admit(*context, tenant); !s.ok()) return s;
-    } else if (grpc::Status s = Authorize(*context, "ListCalls", tenant, false); !s.ok()) {
+    std::string tenant;
+    if (grpc::Status s = Scope(*context, "ListCalls", request->tenant(), &tenant); !s.ok()) {
       return s;
+    }
+    if (tenant.empty()) {  // the admin key's scope: every tenant
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          "ListCalls: the admin key lists the calls of the tenant it names");
     }
     std::optional<CallState> state;
     if (!request->state().empty()) {
@@ -434,23 +429,26 @@ class FunctionsServer::Impl final : public v1::Functions::Service {
     return Principal{.tenant = *tenant};
   }
 
-  // Authorizes a GetCall or CancelCall `request` and reads its id; sets `scope` to the tenant
-  // whose calls it looks among: the request's, else the key's (empty for the admin key: every
-  // tenant's).
+  // Authorizes a request about a tenant's calls (GetCall, CancelCall, ListCalls) naming
+  // `tenant` (may be empty); sets `scope` to the tenant whose calls it looks among: `tenant`,
+  // else the key's (empty for the admin key: every tenant's).
+  grpc::Status Scope(const grpc::ServerContext& context, std::string_view method,
+                     const std::string& tenant, std::string* scope) {
+    if (!tenant.empty()) {
+      *scope = tenant;
+      return Authorize(context, method, *scope, false);
+    }
+    absl::StatusOr<Principal> who = Authenticate(context, method, "");
+    if (!who.ok()) return ToGrpcStatus(who.status());
+    *scope = who->admin ? "" : who->tenant;  // Init refuses a tenant key of no tenant
+    return who->admin ? grpc::Status::OK : Admit(context, *scope);
+  }
+
+  // Scope for a GetCall or CancelCall `request`, and its id.
   template <typename Request>
   grpc::Status ScopedCall(const grpc::ServerContext& context, std::string_view method,
                           const Request& request, std::string* scope, CallId* id) {
-    if (!request.tenant().empty()) {
-      *scope = request.tenant();
-      if (grpc::Status s = Authorize(context, method, *scope, false); !s.ok()) return s;
-    } else {
-      absl::StatusOr<Principal> who = Authenticate(context, method, "");
-      if (!who.ok()) return ToGrpcStatus(who.status());
-      *scope = who->admin ? "" : who->tenant;  // Init refuses a tenant key of no tenant
-      if (!who->admin) {
-        if (grpc::Status s = Admit(context, *scope); !s.ok()) return s;
-      }
-    }
+    if (grpc::Status s = Scope(context, method, request.tenant(), scope); !s.ok()) return s;
     absl::StatusOr<CallId> parsed = CallId::Parse(request.id());
     if (!parsed.ok()) return ToGrpcStatus(parsed.status());
     *id = *parsed;
