@@ -116,11 +116,11 @@
 // queued calls at once, so one tenant never holds the slots: a few of its other calls wait in the
 // scheduler's buffers while other tenants' run, and the rest wait in the queue, due and in order,
 // leased only as the tenant runs them (the scheduler leases by tenant: LeaseRequest::skip_tenants
-// and max_per_tenant), so another tenant's newer call is leased past a backlog of any size (README,
-// "Fairness"). Actions run on an IsolateScheduler of their own (QueuedCallOptions::actions) and
-// reach the host's services (QueuedCallOptions::services) through ctx.services.<name>(args); a
-// service answering ResourceExhausted or Unavailable is back-pressure: the AIMD limiter of that
-// service slows every function that declared it.
+// and max_per_tenant), so another tenant's newer call is leased past a backlog of any size
+// (docs/queued-calls.md, "Fairness"). Actions run on an IsolateScheduler of their own
+// (QueuedCallOptions::actions) and reach the host's services (QueuedCallOptions::services) through
+// ctx.services.<name>(args); a service answering ResourceExhausted or Unavailable is back-pressure:
+// the AIMD limiter of that service slows every function that declared it.
 //
 // Errors: NotFound (unknown tenant, module or export), FailedPrecondition
 // (disabled tenant; a read older than the version retention), InvalidArgument
@@ -573,7 +573,7 @@ class Engine {
   // commits (SQLite: after any other connection's commit; PostgreSQL: an
   // engine that does not hold the tenant's lease), else at its next mutation:
   // until then, the owner on PostgreSQL serves queries of the emptied data
-  // with its modules (README, "PostgreSQL").
+  // with its modules (docs/postgres.md).
   [[nodiscard]] virtual absl::Status DeleteTenant(std::string_view tenant) = 0;
   // Every tenant, sorted.
   [[nodiscard]] virtual absl::StatusOr<std::vector<std::string>> ListTenants() = 0;
