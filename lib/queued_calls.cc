@@ -807,15 +807,12 @@ absl::StatusOr<TenantFunctions::Function> QueuedCalls::LookupIn(const TenantFunc
     // What the caller may have meant, as a run of a missing export says: its module's
     // queries, mutations and actions, or (none) the tenant's.
     auto names = [&](std::string_view prefix) {
-      constexpr size_t kShown = 10;
-      std::string listed;
-      size_t count = 0;
+      std::vector<std::string> listed;
       for (auto f = table.by_name.lower_bound(std::string(prefix));
-           f != table.by_name.end() && f->first.starts_with(prefix); ++f, ++count) {
-        if (count < kShown) listed += StrCat(count == 0 ? "" : ", ", f->first);
+           f != table.by_name.end() && f->first.starts_with(prefix); ++f) {
+        listed.push_back(f->first);
       }
-      if (count > kShown) listed += StrCat(" and ", count - kShown, " more");
-      return listed;
+      return FirstNames(listed);
     };
     const std::string module = canonical.substr(0, canonical.rfind(':'));
     std::string hint = names(StrCat(module, ":"));
@@ -1904,9 +1901,12 @@ absl::StatusOr<std::vector<CallInfo>> QueuedCalls::ListCalls(std::string_view te
   CallIndexStream<ScheduledCall> outbox(kCallOutboxIndex, DecodeScheduledCall, after, first_page,
                                         state.has_value() && *state != CallState::kPending);
   std::deque<QueuedCall> queued;
-  CallId queued_after = after;
+  // The queue is walked only through the tenant's ids (they begin with its tag): its calls.
+  const CallIdRange range = TenantCallIdRange(open->name());
+  CallId queued_after = std::max(after, range.after);
   bool queue_done = !queued_states;
-  const DurableQueue::ListFilter filter{.tenant = open->name(), .function = wanted};
+  const DurableQueue::ListFilter filter{
+      .tenant = open->name(), .function = wanted, .before = range.before};
   const absl::Time now = clock_.Now();
   auto read_queue = [&]() -> absl::Status {
     if (!queued.empty() || queue_done) return absl::OkStatus();

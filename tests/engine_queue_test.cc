@@ -1471,10 +1471,49 @@ class CountingListCalls final : public queue_test::ForwardingQueue {
     absl::StatusOr<std::vector<QueuedCall>> page =
         ForwardingQueue::ListCalls(after, limit, filter, now);
     if (page.ok()) rows += page->size();
+    absl::MutexLock lock(&mu);
+    walks.emplace_back(after, filter.before);
     return page;
   }
   std::atomic<size_t> rows{0};
+  absl::Mutex mu;
+  // Each ListCalls' `after` and `filter.before`.
+  std::vector<std::pair<CallId, std::optional<CallId>>> walks ABSL_GUARDED_BY(mu);
 };
+
+// The engine walks its queue only through the listed tenant's ids (they begin with its tag):
+// a tenant with few calls beside one with many does not walk the other's (SQLite and
+// PostgreSQL filter by tenant, but read the id index from `after` to `before`).
+TEST_F(EngineQueueTest, ListCallsWalksTheQueueOnlyThroughTheTenantsIds) {
+  auto queue = std::make_shared<CountingListCalls>(queue_);
+  EngineOptions options = Options();
+  options.queued.queue = queue;
+  OpenAndDeploy(std::move(options));
+  CallOptions later;
+  later.start_after = absl::Now() + absl::Hours(1);
+  absl::StatusOr<CallId> id = engine_->Submit("app", "counters:bump", Name("p"), later);
+  ASSERT_TRUE(id.ok()) << id.status();
+  const CallIdRange range = TenantCallIdRange("app");
+  EXPECT_LT(range.after, *id);
+  ASSERT_TRUE(range.before.has_value());
+  EXPECT_LT(*id, *range.before);
+  EXPECT_EQ(TenantTagOf(*range.before), TenantTag("app") + 1);
+  EXPECT_EQ(TenantTagOf(range.after), TenantTag("app") - 1);
+  for (const CallId& after : {CallId(), *id}) {
+    absl::StatusOr<std::vector<CallInfo>> listed =
+        engine_->ListCalls("app", std::nullopt, "", 10, after);
+    ASSERT_TRUE(listed.ok()) << listed.status();
+    EXPECT_EQ(listed->size(), after == CallId() ? 1u : 0u);
+  }
+  absl::MutexLock lock(&queue->mu);
+  ASSERT_GE(queue->walks.size(), 2u);
+  EXPECT_EQ(queue->walks.front().first, range.after) << "from the tenant's first id";
+  EXPECT_EQ(queue->walks.back().first, *id) << "or after the caller's id, if later";
+  for (const auto& [after, before] : queue->walks) {
+    EXPECT_GE(after, range.after);
+    EXPECT_EQ(before, range.before);
+  }
+}
 
 // ListCalls merges the tenant's records and the queue's calls in id order, a page at a time:
 // pages after an id put together are the whole list, filtered or not, and a short listing
@@ -2831,6 +2870,14 @@ TEST_F(EngineQueueTest, AMutationCancelsAtMostAThousandCalls) {
       engine_->Mutation("app", "counters:cancelMany", Args({{"ids", ids(5000, 1000)}}));
   ASSERT_TRUE(at.ok()) << at.status();
   EXPECT_EQ(engine_->ListCalls("app", CallState::kCancelled, "", SIZE_MAX)->size(), 1000u);
+  // A cancel of a call that has ended writes nothing: past 1,000 records it is answered too.
+  std::vector<Value> fresh_then_ended = ids(9000, 1000).array();
+  const Value ended = ids(5000, 1000);
+  for (const Value& id : ended.array()) fresh_then_ended.push_back(id);
+  absl::StatusOr<CallResult> past = engine_->Mutation(
+      "app", "counters:cancelMany", Args({{"ids", Value::FromArray(fresh_then_ended)}}));
+  ASSERT_TRUE(past.ok()) << past.status();
+  EXPECT_EQ(engine_->ListCalls("app", CallState::kCancelled, "", SIZE_MAX)->size(), 2000u);
 }
 
 // A call a mutation scheduled is pending from its commit, in ListCalls as in GetCall, also

@@ -75,6 +75,16 @@ inline constexpr absl::Duration kMaxScheduleDelay = absl::Hours(24 * 365 * 10);
   return static_cast<uint32_t>(id.hi() >> 32);
 }
 
+// The ids TenantCallId makes for a tenant lie strictly between `after` (the
+// last id of the tag below; nil for tag 0) and `before` (the first id of the
+// tag above; none for the highest tag): bounds for a walk of ids in order
+// (the engine's ListCalls bounds its queue's with them).
+struct CallIdRange {
+  CallId after;
+  std::optional<CallId> before;
+};
+[[nodiscard]] CallIdRange TenantCallIdRange(std::string_view tenant);
+
 // Where a call is in its life, as Engine::GetCall reports it.
 enum class CallState : uint8_t {
   kPending,       // waiting in the queue (or in a tenant's outbox, about to be)
@@ -171,6 +181,11 @@ std::string EncodeScheduledCall(const ScheduledCall& call);
 [[nodiscard]] absl::StatusOr<std::optional<CallRecord>> CancelCallInTransaction(
     Transaction& txn, const CallId& id, absl::Time now, bool replace_dead_letter = false,
     std::string_view function = {}, std::string_view args_digest = {});
+// Whether CancelCallInTransaction(txn, id, ..., replace_dead_letter) would
+// write a record (the call has none yet, or a dead letter to replace): for a
+// caller that caps how many it writes. A read of `txn`.
+[[nodiscard]] absl::StatusOr<bool> CancelWritesRecord(Transaction& txn, const CallId& id,
+                                                      bool replace_dead_letter);
 
 // Every outbox entry of the tenant at the snapshot, in id order.
 [[nodiscard]] absl::StatusOr<std::vector<ScheduledCall>> ListOutbox(const Snapshot& snapshot);

@@ -271,14 +271,17 @@ class DurableQueue {
   // The calls the queue holds at `now` (pending, leased or dead) with id >
   // `after` (nil: from the start), in id order, at most `limit` (1 ..
   // kMaxLeaseBatch) of those that match: of `tenant` if not empty, of
-  // `function` if not empty, in `state` if given. A read that changes
-  // nothing; an adapter may scan everything it holds to answer (for tools,
-  // not hot paths). The default answers Unimplemented; txfn's adapters
-  // implement it.
+  // `function` if not empty, in `state` if given, with id < `before` if
+  // given. A read that changes nothing; an adapter may scan everything
+  // from `after` to `before` to answer (for tools, not hot paths): a caller
+  // whose ids group by tenant bounds the walk with both (the engine's ids
+  // begin with their tenant's tag, TenantCallIdRange). The default answers
+  // Unimplemented; txfn's adapters implement it.
   struct ListFilter {
     std::string tenant;
     std::string function;
     std::optional<QueuedCall::State> state;
+    std::optional<CallId> before;
   };
   [[nodiscard]] virtual absl::StatusOr<std::vector<QueuedCall>> ListCalls(CallId after,
                                                                           size_t limit,
@@ -349,6 +352,10 @@ void RedriveWindow(absl::Time now, absl::Time& start_after, absl::Time& deadline
 // Whether `call` passes `filter` (ListCalls), for adapter authors.
 [[nodiscard]] bool MatchesListFilter(const QueuedCall& call,
                                      const DurableQueue::ListFilter& filter);
+// The bytes an adapter that keeps ids as 16-byte blobs compares them with for
+// `filter.before` (id blob < these): its id's bytes, or (no bound) 17 bytes of
+// 0xff, above every id in a bytewise order. For adapter authors.
+[[nodiscard]] std::string ListBeforeBytes(const DurableQueue::ListFilter& filter);
 
 // TenantDepths' answer from calls counted by tenant (the map's keys; each value's `tenant` is
 // ignored), for adapter authors.

@@ -302,7 +302,8 @@ constexpr const char* kFind =
 // row from before the tenant column has tenant '').
 constexpr const char* kListPage =
     "SELECT state, due, attempts, reason, dead_at, call, id FROM txfn_queue_calls "
-    "WHERE id > $1::bytea AND ($3::text = '' OR tenant = $3::text OR tenant = '') "
+    "WHERE id > $1::bytea AND id < $5::bytea "
+    "AND ($3::text = '' OR tenant = $3::text OR tenant = '') "
     "AND ($4::text = '' OR function = $4::text) ORDER BY id LIMIT $2::bigint";
 
 // The 16 bytes of each id, concatenated: the $1 of the batch statements.
@@ -993,13 +994,15 @@ absl::StatusOr<std::vector<QueuedCall>> PostgresQueue::ListCalls(CallId after, s
   constexpr int64_t kPage = 512;
   std::vector<QueuedCall> out;
   std::string from = after.Bytes();
+  const std::string before = ListBeforeBytes(filter);
   TXFN_ASSIGN_OR_RETURN(Conn conn, Acquire());
   while (out.size() < limit) {
-    TXFN_ASSIGN_OR_RETURN(PgResult r,
-                          conn->Exec(kListPage,
-                                     {PgParam::Bytes(from), PgParam::Int(kPage),
-                                      PgParam::Text(filter.tenant), PgParam::Text(filter.function)},
-                                     true));
+    TXFN_ASSIGN_OR_RETURN(
+        PgResult r,
+        conn->Exec(kListPage,
+                   {PgParam::Bytes(from), PgParam::Int(kPage), PgParam::Text(filter.tenant),
+                    PgParam::Text(filter.function), PgParam::Bytes(before)},
+                   true));
     for (int row = 0; row < r.rows() && out.size() < limit; ++row) {
       TXFN_ASSIGN_OR_RETURN(QueuedCall q, QueuedRow(r, row, now));
       if (MatchesListFilter(q, filter)) out.push_back(std::move(q));

@@ -120,6 +120,14 @@ CallId TenantCallId(std::string_view tenant, uint64_t a, uint64_t b) {
   return CallId(hi, lo);
 }
 
+CallIdRange TenantCallIdRange(std::string_view tenant) {
+  const uint64_t tag = TenantTag(tenant);
+  CallIdRange range;
+  if (tag > 0) range.after = CallId((tag << 32) - 1, ~uint64_t{0});
+  if (tag < 0xffffffffULL) range.before = CallId((tag + 1) << 32, 0);
+  return range;
+}
+
 std::string_view CallStateName(CallState state) {
   const auto i = static_cast<size_t>(state);
   return i < std::size(kStateNames) ? kStateNames[i] : "unknown";
@@ -309,6 +317,15 @@ absl::StatusOr<CallId> ScheduleCall(Transaction& txn, ScheduledCall call, uint64
   TXFN_RETURN_IF_ERROR(
       txn.PutReserved(kCallOutboxIndex, call.id.Bytes(), EncodeScheduledCall(call)));
   return call.id;
+}
+
+absl::StatusOr<bool> CancelWritesRecord(Transaction& txn, const CallId& id,
+                                        bool replace_dead_letter) {
+  TXFN_ASSIGN_OR_RETURN(std::optional<std::string> existing,
+                        txn.GetReserved(kCallRecordIndex, id.Bytes()));
+  if (!existing.has_value()) return true;
+  TXFN_ASSIGN_OR_RETURN(CallRecord record, DecodeCallRecord(*existing));
+  return replace_dead_letter && record.state == CallState::kDeadLettered;
 }
 
 absl::StatusOr<std::optional<CallRecord>> CancelCallInTransaction(Transaction& txn,

@@ -89,10 +89,15 @@ std::vector<TenantDepth> SortedTenantDepths(const std::map<std::string, size_t>&
   return out;
 }
 
+std::string ListBeforeBytes(const DurableQueue::ListFilter& filter) {
+  return filter.before.has_value() ? filter.before->Bytes() : std::string(17, '\xff');
+}
+
 bool MatchesListFilter(const QueuedCall& call, const DurableQueue::ListFilter& filter) {
   return (filter.tenant.empty() || call.call.tenant == filter.tenant) &&
          (filter.function.empty() || call.call.function == filter.function) &&
-         (!filter.state.has_value() || call.state == *filter.state);
+         (!filter.state.has_value() || call.state == *filter.state) &&
+         (!filter.before.has_value() || call.call.id < *filter.before);
 }
 
 absl::Status DurableQueue::Ack(const LeaseToken& lease, absl::Time now) {

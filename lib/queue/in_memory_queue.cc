@@ -632,7 +632,7 @@ absl::StatusOr<std::vector<QueuedCall>> InMemoryQueue::ListCalls(CallId after, s
     // `limit` that pass the state filter are copied, with their arguments.
     candidates.clear();
     for (const std::unique_ptr<Entry>& e : shard->entries) {
-      if (e->id <= after) continue;
+      if (e->id <= after || (filter.before.has_value() && e->id >= *filter.before)) continue;
       if (!filter.tenant.empty() && e->profile->tenant != filter.tenant) continue;
       if (!filter.function.empty() && e->profile->function != filter.function) continue;
       candidates.push_back(e.get());

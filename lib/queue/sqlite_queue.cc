@@ -198,7 +198,7 @@ constexpr const char* kFind =
 // ?3, ?4: the filter's tenant and function, or '' (the rows are filtered again as decoded).
 constexpr const char* kListPage =
     "SELECT state, due, attempts, reason, dead_at, call, id FROM txfn_queue_calls "
-    "WHERE id > ?1 AND (?3 = '' OR tenant = ?3) AND (?4 = '' OR function = ?4) "
+    "WHERE id > ?1 AND id < ?5 AND (?3 = '' OR tenant = ?3) AND (?4 = '' OR function = ?4) "
     "ORDER BY id LIMIT ?2";
 constexpr const char* kBlobPut =
     "INSERT INTO txfn_queue_blobs (key, value) VALUES (?1, ?2) "
@@ -1329,6 +1329,7 @@ absl::StatusOr<std::vector<QueuedCall>> SqliteQueue::ListCalls(CallId after, siz
   constexpr int64_t kPage = 512;
   std::vector<QueuedCall> out;
   std::string from = after.Bytes();
+  const std::string before = ListBeforeBytes(filter);
   internal::MutexLock lock(&mu_);
   TXFN_RETURN_IF_ERROR(RefuseIfInDoubt());
   while (out.size() < limit) {
@@ -1337,7 +1338,11 @@ absl::StatusOr<std::vector<QueuedCall>> SqliteQueue::ListCalls(CallId after, siz
     {
       // `from` stays bound (not copied) until the statement is reset.
       TXFN_ASSIGN_OR_RETURN(Db::Stmt sel, db_->Prepare(kListPage));
-      sel.BindBlob(1, from).Bind(2, kPage).BindText(3, filter.tenant).BindText(4, filter.function);
+      sel.BindBlob(1, from)
+          .Bind(2, kPage)
+          .BindText(3, filter.tenant)
+          .BindText(4, filter.function)
+          .BindBlob(5, before);
       while (out.size() < limit) {
         TXFN_ASSIGN_OR_RETURN(bool row, sel.Step());
         if (!row) break;

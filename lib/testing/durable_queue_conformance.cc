@@ -1117,6 +1117,25 @@ TEST_P(DurableQueueConformanceTest, ListCallsPagesInIdOrderThroughEveryStateWith
   const size_t leased_now = of({.state = QueuedCall::State::kLeased}).size();
   EXPECT_EQ(leased_now, leased.size() - 1);
   EXPECT_EQ(of({.state = QueuedCall::State::kPending}).size(), 30 - leased.size());
+  // `before` bounds the walk from above, alone, with a tenant, and with `after`.
+  const std::vector<CallId> sorted = Sorted(Ids(calls));
+  std::vector<QueuedCall> below = of({.before = sorted[15]});
+  ASSERT_EQ(below.size(), 15u);
+  EXPECT_EQ(below.front().call.id, sorted[0]);
+  EXPECT_EQ(below.back().call.id, sorted[14]);
+  size_t others_below = 0;
+  for (const Call& c : calls) others_below += c.tenant == "other" && c.id < sorted[15];
+  std::vector<QueuedCall> other_below = of({.tenant = "other", .before = sorted[15]});
+  EXPECT_EQ(other_below.size(), others_below);
+  for (const QueuedCall& c : other_below) {
+    EXPECT_EQ(c.call.tenant, "other");
+    EXPECT_LT(c.call.id, sorted[15]);
+  }
+  std::vector<QueuedCall> between =
+      q.ListCalls(sorted[4], 1000, {.before = sorted[9]}, now).value();
+  ASSERT_EQ(between.size(), 4u);
+  EXPECT_EQ(between.front().call.id, sorted[5]);
+  EXPECT_TRUE(of({.before = sorted[0]}).empty());
   // Past the lease, the leased calls are pending again.
   EXPECT_EQ(q.ListCalls(CallId(), 1000, {.state = QueuedCall::State::kPending},
                         kT0 + kLease + absl::Seconds(1))

@@ -155,7 +155,15 @@ class Call {
                              "), starting ", DescribeValue(isolate(), v)));
       return std::nullopt;
     }
-    return Utf8Prefix(isolate(), v.As<v8::String>(), max_chars * 3);
+    std::string text = Utf8Prefix(isolate(), v.As<v8::String>(), max_chars * 3);
+    // Names are compared as UTF-8: a lone surrogate would become U+FFFD and another name.
+    if (text.find("\xEF\xBF\xBD") == std::string::npos) return text;  // the common case
+    if (std::optional<int> at = LoneSurrogateAt(isolate(), v.As<v8::String>())) {
+      InvalidArgument(StrCat(what, " has a lone surrogate at index ", *at,
+                             " (not valid Unicode), starting ", DescribeValue(isolate(), v)));
+      return std::nullopt;
+    }
+    return text;
   }
 
   // `js` converted to a Value, bounded by max_value_bytes and the request's
@@ -592,8 +600,11 @@ void Unschedule(const v8::FunctionCallbackInfo<v8::Value>& info) {
   }
   // Each cancel writes a record (kept record_retention), whether or not the id was ever a call
   // (it may be one another process is about to queue): as many as a function may schedule.
-  // (60,000 made-up ids once wrote 60,000 records in one mutation.)
-  if (req.cancelled >= kMaxScheduledPerTransaction) {
+  // (60,000 made-up ids once wrote 60,000 records in one mutation.) A cancel of a call that
+  // has ended writes nothing, and is answered past the cap too.
+  absl::StatusOr<bool> writes = CancelWritesRecord(*req.txn, *id, /*replace_dead_letter=*/true);
+  if (!writes.ok()) return call->FailTxn(Prefixed(writes.status(), "ctx.scheduler.cancel(id)"));
+  if (*writes && req.cancelled >= kMaxScheduledPerTransaction) {
     return call->Fail(
         SandboxLimitError(StrCat("ctx.scheduler.cancel(id): a function may cancel at most ",
                                  kMaxScheduledPerTransaction, " calls")));
@@ -605,7 +616,7 @@ void Unschedule(const v8::FunctionCallbackInfo<v8::Value>& info) {
       CancelCallInTransaction(*req.txn, *id, absl::FromUnixMillis(static_cast<int64_t>(req.now_ms)),
                               /*replace_dead_letter=*/true);
   if (!ended.ok()) return call->FailTxn(Prefixed(ended.status(), "ctx.scheduler.cancel(id)"));
-  if (!ended->has_value()) ++req.cancelled;  // a record written (not: one that had ended)
+  if (*writes) ++req.cancelled;
 }
 
 // runQuery(function, args), runMutation(function, args), service(name,

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <string>
+#include <vector>
 
 #include "lib/utf8.h"
 #include "txfn/internal/strings.h"
@@ -54,6 +55,23 @@ std::string Utf8Prefix(v8::Isolate* isolate, v8::Local<v8::String> s, size_t max
     out += kEllipsis;
   }
   return out;
+}
+
+std::optional<int> LoneSurrogateAt(v8::Isolate* isolate, v8::Local<v8::String> s) {
+  if (s->IsOneByte()) return std::nullopt;
+  std::vector<uint16_t> units(static_cast<size_t>(s->Length()));
+  s->Write(isolate, units.data(), 0, static_cast<int>(units.size()),
+           v8::String::NO_NULL_TERMINATION);
+  for (size_t i = 0; i < units.size(); ++i) {
+    const uint16_t u = units[i];
+    if (u < 0xD800 || u > 0xDFFF) continue;
+    if (u <= 0xDBFF && i + 1 < units.size() && units[i + 1] >= 0xDC00 && units[i + 1] <= 0xDFFF) {
+      ++i;  // a pair
+      continue;
+    }
+    return static_cast<int>(i);
+  }
+  return std::nullopt;
 }
 
 namespace {

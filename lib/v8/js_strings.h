@@ -18,6 +18,7 @@
 #define TXFN_LIB_V8_JS_STRINGS_H_
 
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -51,6 +52,11 @@ inline constexpr size_t kMaxReadableChars = size_t{1} << 24;
 // then "…" appended when anything was cut); for a string longer than
 // kMaxReadableChars, "(a string of N characters)".
 std::string Utf8Prefix(v8::Isolate* isolate, v8::Local<v8::String> s, size_t max_bytes);
+
+// The index of the first unpaired UTF-16 surrogate of `s` (a string UTF-8
+// cannot hold: WriteUtf8 makes it U+FFFD), if any. Reads all of `s`: for
+// strings already bounded.
+std::optional<int> LoneSurrogateAt(v8::Isolate* isolate, v8::Local<v8::String> s);
 
 // The name of the API private symbol (v8::Private::ForApi) under which a
 // hardened context's override accessors (harden_js.h) keep the data value

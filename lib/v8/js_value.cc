@@ -207,29 +207,12 @@ class Converter {
     // names) would be stored as one. Refused; only a U+FFFD in the output
     // makes the string worth a look.
     if (!s->IsOneByte() && out.find("\xEF\xBF\xBD") != std::string::npos) {
-      if (std::optional<int> at = LoneSurrogateAt(s)) {
+      if (std::optional<int> at = LoneSurrogateAt(isolate_, s)) {
         return Error(StrCat("a string with a lone surrogate at index ", *at,
                             " (not valid Unicode: it cannot be stored as text; use bytes)"));
       }
     }
     return out;
-  }
-
-  // The index of the first unpaired UTF-16 surrogate of `s`, if any.
-  std::optional<int> LoneSurrogateAt(v8::Local<v8::String> s) {
-    std::vector<uint16_t> units(static_cast<size_t>(s->Length()));
-    s->Write(isolate_, units.data(), 0, static_cast<int>(units.size()),
-             v8::String::NO_NULL_TERMINATION);
-    for (size_t i = 0; i < units.size(); ++i) {
-      const uint16_t u = units[i];
-      if (u < 0xD800 || u > 0xDFFF) continue;
-      if (u <= 0xDBFF && i + 1 < units.size() && units[i + 1] >= 0xDC00 && units[i + 1] <= 0xDFFF) {
-        ++i;  // a pair
-        continue;
-      }
-      return static_cast<int>(i);
-    }
-    return std::nullopt;
   }
 
   // A failed read: Cancelled when terminating, else the getter's error.

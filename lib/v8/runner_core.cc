@@ -26,17 +26,14 @@
 namespace txfn::internal {
 namespace {
 
-// At most 10 of `names` for an error message, each quoted ("none" for none): what a caller
+// The first of `names` for an error message, each quoted ("none" for none): what a caller
 // who mistyped a module or export could have meant.
 std::string NamesShown(const std::vector<std::string>& names) {
-  constexpr size_t kShown = 10;
   if (names.empty()) return "none";
-  std::string out;
-  for (size_t i = 0; i < names.size() && i < kShown; ++i) {
-    out += StrCat(i == 0 ? "" : ", ", Quote(names[i]));
-  }
-  if (names.size() > kShown) out += StrCat(" and ", names.size() - kShown, " more");
-  return out;
+  std::vector<std::string> quoted;
+  quoted.reserve(names.size());
+  for (const std::string& name : names) quoted.push_back(Quote(name));
+  return FirstNames(quoted);
 }
 
 // The kind mark of an exported value: set on query(), mutation() and action()

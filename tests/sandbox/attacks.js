@@ -41,6 +41,10 @@ export const hugeTable = m((ctx) => ctx.db.insert("t".repeat(2 ** 27), {}));
 // The latest time a Date holds: runAt keeps runAfter's ten-year bound.
 export const runAtYear275760 = m((ctx) => ctx.scheduler.runAt(new Date(8.64e15), "attacks:hugeTable", {}));
 export const runAfterCentury = m((ctx) => ctx.scheduler.runAfter(100 * 365 * 86400e3, "attacks:hugeTable", {}));
+// A lone surrogate would become U+FFFD in UTF-8, naming another table or index: refused.
+export const loneSurrogateTable = q((ctx) => ctx.db.query("\ud800").collect());
+export const loneSurrogateInsert = m((ctx) => ctx.db.insert("items\udc00", {}));
+export const loneSurrogateIndexName = q((ctx) => items(ctx).withIndex("by_k\ud83d").collect());
 export const hugeIndexName = q((ctx) => items(ctx).withIndex("i".repeat(2 ** 27)).collect());
 export const hugeEqField = q((ctx) => items(ctx).withIndex("by_k", (r) => r.eq("k".repeat(4096), 1n)).collect());
 export const giantEqField = q((ctx) => items(ctx).withIndex("by_k", (r) => r.eq("k".repeat(2 ** 26), 1n)).collect());

@@ -14,6 +14,7 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <vector>
 
 #include "absl/strings/string_view.h"
 #include "fmt/format.h"
@@ -39,6 +40,18 @@ template <typename... Pieces>
 std::string StrCat(const Pieces&... pieces) {
   std::string out;
   (AppendPiece(&out, pieces), ...);
+  return out;
+}
+
+// The first `shown` of `names` joined by ", ", then " and N more" if there are more: the
+// names an error message offers (what a caller who mistyped could have meant).
+inline std::string FirstNames(const std::vector<std::string>& names, size_t shown = 10) {
+  std::string out;
+  for (size_t i = 0; i < names.size() && i < shown; ++i) {
+    if (i > 0) out += ", ";
+    out += names[i];
+  }
+  if (names.size() > shown) out += StrCat(" and ", names.size() - shown, " more");
   return out;
 }
 
