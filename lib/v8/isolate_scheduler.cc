@@ -36,6 +36,7 @@
 #include "absl/time/time.h"
 #include "lib/v8/array_buffer_allocator.h"
 #include "lib/v8/platform.h"
+#include "lib/v8/termination_deferral.h"
 #include "libplatform/libplatform.h"
 #include "txfn/internal/isolate_pool.h"
 #include "txfn/internal/mutex.h"
@@ -105,6 +106,8 @@ struct IsolateHolder {
   // Intl objects) at the last full GC MeasureIdle made.
   size_t external_at_last_trim = 0;
   std::shared_ptr<internal::ArrayBufferBudget> buffers;
+  // Set while the runner cannot take a termination (termination_deferral.h).
+  internal::TerminationDeferral termination_deferral;
   LeaseImpl* current = nullptr;                      // the request running on it, if any
   std::atomic<uint64_t>* terminated_heap = nullptr;  // the scheduler's counter
 };
@@ -175,6 +178,11 @@ class LeaseImpl final : public IsolateLease {
   }
 
   bool discarded() const { return discarded_; }
+  // Terminates the request unless the runner holds terminations back (termination_deferral.h).
+  bool TryTerminate() {
+    return holder_->termination_deferral.TryTerminate(holder_->isolate,
+                                                      internal::DeferralClockNanos());
+  }
   // Records the first limit this request hit; false if one was already recorded.
   bool Mark(Limit limit) {
     int none = kNoLimit;
@@ -468,6 +476,7 @@ class IsolateSchedulerImpl final : public IsolateScheduler {
       v8::Locker locker(isolate);
       v8::Isolate::Scope isolate_scope(isolate);
       v8::HandleScope handle_scope(isolate);
+      holder.termination_deferral.Reset();
       holder.current = &lease;
       customizer_->EnterJs(lease);
       const int64_t cpu_start = CpuNanos(clock);
@@ -531,6 +540,7 @@ class IsolateSchedulerImpl final : public IsolateScheduler {
     customizer_->ConfigureCreateParams(tenant, &params);
     holder->isolate = v8::Isolate::New(params);
     holder->isolate->AddNearHeapLimitCallback(&NearHeapLimit, holder.get());
+    internal::InstallTerminationDeferral(holder->isolate, &holder->termination_deferral);
     {
       v8::Locker locker(holder->isolate);
       v8::Isolate::Scope isolate_scope(holder->isolate);
@@ -586,8 +596,9 @@ class IsolateSchedulerImpl final : public IsolateScheduler {
               .fetch_add(1, std::memory_order_relaxed);
         }
         // Again at every tick: a termination can be cancelled by the request's
-        // own error handling before it returns (thread-safe; only this isolate).
-        r.isolate->TerminateExecution();
+        // own error handling before it returns (thread-safe; only this isolate). Not
+        // while V8 cannot take it (a module's evaluation starting): then the next tick.
+        if (!r.lease->TryTerminate()) continue;
         if (r.terminated_at == 0) r.terminated_at = now;
       }
     }

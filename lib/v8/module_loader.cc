@@ -11,6 +11,7 @@
 #include "lib/v8/js_errors.h"
 #include "lib/v8/js_strings.h"
 #include "lib/v8/regexp_literals.h"
+#include "lib/v8/termination_deferral.h"
 #include "txfn/internal/status_macros.h"
 #include "txfn/internal/strings.h"
 
@@ -121,7 +122,17 @@ absl::Status ModuleLoader::Evaluate(ContextState& cs, v8::Local<v8::Module> modu
   }
   if (module->GetStatus() == v8::Module::kInstantiated) {
     v8::Local<v8::Value> evaluated;
-    if (!module->Evaluate(context).ToLocal(&evaluated)) return js_error();
+    // No termination until V8 has marked the module evaluating (termination_deferral.h):
+    // EvaluateServer, or the end of Evaluate, allows it again. A termination sent before
+    // may still be pending: then nothing is evaluated.
+    TerminationDeferral* deferral = DeferralOf(isolate_);
+    if (deferral != nullptr && !deferral->Defer()) {
+      deferral->Allow();
+      return absl::CancelledError(StrCat("module '", path, "' was stopped before it evaluated"));
+    }
+    const bool ok = module->Evaluate(context).ToLocal(&evaluated);
+    if (deferral != nullptr) deferral->Allow();
+    if (!ok) return js_error();
     cs.microtasks->PerformCheckpoint(isolate_);
     if (isolate_->IsExecutionTerminating()) return js_error();
     if (evaluated->IsPromise()) {
@@ -155,6 +166,8 @@ v8::Local<v8::Module> ModuleLoader::ServerModule(ContextState& cs) {
 v8::MaybeLocal<v8::Value> ModuleLoader::EvaluateServer(v8::Local<v8::Context> context,
                                                        v8::Local<v8::Module> module) {
   v8::Isolate* isolate = context->GetIsolate();
+  // The module evaluating this one is marked evaluating by now: a termination is safe.
+  if (TerminationDeferral* deferral = DeferralOf(isolate)) deferral->Allow();
   ContextState* cs = StateOf(context);
   if (cs == nullptr) return {};
   v8::Local<v8::Object> server = cs->server.Get(isolate);
