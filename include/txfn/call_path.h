@@ -42,7 +42,7 @@
 // turn, or re-submitted at once.
 //
 // Unknown outcomes. A mutation is never run again after its commit's outcome
-// became unknown (IsCommitOutcomeUnknown, committer.h): it fails with it.
+// became unknown (IsCommitOutcomeUnknown, storage.h): it fails with it.
 // Give it an idempotency key (MutationOptions) to retry such a call safely:
 // once the key has committed, a call with the same key returns the first
 // call's result (CallResult::replayed) instead of running again.

@@ -39,7 +39,7 @@
 // contention lane when many calls fight over one read range ("Hot
 // documents" there), up to EngineOptions::mutation_retry.max_attempts runs,
 // then fails with Aborted. A mutation is never run again after its commit's
-// outcome became unknown (IsCommitOutcomeUnknown, see committer.h): when the
+// outcome became unknown (IsCommitOutcomeUnknown, declared in storage.h): when the
 // committer cannot resolve it (SqliteStorage after a failed COMMIT, until
 // the engine is opened again on the file), the call fails with that unknown
 // outcome and the tenant's later mutations with Unavailable. To retry such a
@@ -605,8 +605,11 @@ class Engine {
   // Callback forms: `done` runs exactly once, on a txfn thread (an isolate
   // worker, or the timer that answers calls still waiting at their deadlines:
   // keep it short, it holds up other calls' answers), unless the call is
-  // refused at once (unknown tenant, full queue: then the status is returned
-  // and `done` never runs).
+  // refused at once: then the status is returned and `done` never runs (an
+  // unknown or disabled tenant, a bad idempotency key, a full queue or a
+  // tenant over its in-flight cap, a deadline already past as the call is
+  // queued, a storage error opening the tenant or reading its key). The call
+  // itself may block while an idle tenant is opened (a storage read).
   [[nodiscard]] absl::Status QueryAsync(std::string_view tenant, std::string_view function,
                                         const Value& args, Callback done) {
     return QueryAsync(tenant, function, args, QueryOptions{}, std::move(done));
