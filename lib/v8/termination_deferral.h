@@ -51,9 +51,11 @@ class TerminationDeferral {
   // for: a termination may be pending).
   [[nodiscard]] bool Defer() {
     const int64_t now = DeferralClockNanos();
-    int64_t expected = 0;
-    while (!since_.compare_exchange_weak(expected, now)) {
-      expected = 0;  // the watchdog is between its check and TerminateExecution: wait
+    int64_t seen = since_.load();
+    // Waits only while the watchdog is between its check and TerminateExecution; a deferral
+    // already on is restarted.
+    while (seen == kTerminating || !since_.compare_exchange_weak(seen, now)) {
+      if (seen == kTerminating) seen = since_.load();
     }
     return !terminated_.load();
   }
