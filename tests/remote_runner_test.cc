@@ -10,10 +10,13 @@
 
 #include <atomic>
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <set>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -158,6 +161,65 @@ TEST(RemoteRunnerAnswersTest, AnAnswerPastTheMessageLimitFailsOnceAndBlamesNoRun
   EXPECT_EQ(stats.runners[0].failures, 0u);
   EXPECT_TRUE(stats.runners[0].healthy);
   server->Shutdown(std::chrono::system_clock::now());  // its answer in flight cancelled
+}
+
+// A runner that answers every run at once, with an empty result.
+class EmptyAnswers final : public runner::v1::Runner::Service {
+ public:
+  grpc::Status Run(grpc::ServerContext*, const v1::RunRequest*, v1::RunResult*) override {
+    runs.fetch_add(1);
+    return grpc::Status::OK;
+  }
+  std::atomic<int> runs{0};
+};
+
+// How many of this process's threads are named `name`.
+int ThreadsNamed(std::string_view name) {
+  int n = 0;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(task.path() / "comm");
+    std::string line;
+    if (std::getline(comm, line) && line == name) ++n;
+  }
+  return n;
+}
+
+// gRPC (1.51, epoll1) runs unary callbacks on the threads of one completion queue its
+// channels share ("nexting_thread"s); the last channel to go shuts the queue down and joins
+// them. A RemoteRunner's callback owned a reference to its call, so through the call's
+// ClientContext to the channel: when it was the last (the RemoteRunner gone already), the
+// channel went on one of those threads, which joined itself and freed the queue it was still
+// reading, a double free that ASan caught once in CI. The channels must go with the
+// RemoteRunner: once it is destroyed (nothing else here uses gRPC's callbacks: this server is
+// synchronous), those threads are gone.
+TEST(RemoteRunnerLifetimeTest, ItsChannelsGoWithTheRemoteRunnerNotOnGrpcThreads) {
+  EmptyAnswers service;
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  auto storage = std::make_shared<InMemoryStorage>();
+  TenantCommitters tenants(storage);
+  ASSERT_TRUE(tenants.Create("t").ok());
+  absl::StatusOr<std::shared_ptr<OpenTenant>> open = tenants.Get("t");
+  ASSERT_TRUE(open.ok()) << open.status();
+  for (int i = 0; i < 100; ++i) {
+    RemoteRunnerOptions options;
+    options.runners.push_back({"127.0.0.1:" + std::to_string(port)});
+    absl::StatusOr<std::shared_ptr<RemoteRunner>> remote = RemoteRunner::Create(options);
+    ASSERT_TRUE(remote.ok()) << remote.status();
+    (void)(*remote)->Run((*open)->Latest(), RunRequest{.function = "m:f"});
+    ASSERT_EQ(service.runs.load(), i + 1);
+    if (i == 0 && ThreadsNamed("nexting_thread") == 0) {
+      GTEST_SKIP() << "this gRPC runs callbacks without a queue of its own threads";
+    }
+    remote->reset();
+    ASSERT_EQ(ThreadsNamed("nexting_thread"), 0)
+        << "a channel outlived its RemoteRunner, on gRPC's threads (round " << i << ")";
+  }
+  server->Shutdown(std::chrono::system_clock::now());
 }
 
 class RemoteRunnerTest : public ::testing::Test {

@@ -245,13 +245,20 @@ class RemoteRunner::Impl {
       internal::MutexLock lock(&endpoint->mu);
       endpoint->attempts.insert(call->context.get());
     }
-    // The callback holds the endpoint by a plain pointer (endpoints_ owns it): a gRPC thread
-    // must not destroy an endpoint's channel while finishing a call on it.
+    // No channel may go on a gRPC thread. gRPC runs callbacks on the threads of a completion
+    // queue its channels share, and the last channel to go shuts that queue down and joins
+    // them: on one of them, the thread joined itself and freed the queue it was reading (a
+    // double free ASan caught). So the callback holds the endpoint by a plain pointer
+    // (endpoints_ owns it), and gives its call (whose ClientContext holds the channel) to the
+    // task it posts: gRPC destroys the callback on its thread after it returns, when the
+    // RemoteRunner may be gone, and the completion threads end before the endpoints do.
     Endpoint* at = endpoint.get();
     endpoint->stub->async()->Run(
         call->context.get(), &call->request, &call->response,
-        [this, call, at](grpc::Status status) {
-          Post([this, call, at, status = std::move(status)] { OnAttemptDone(call, *at, status); });
+        [this, call, at](grpc::Status status) mutable {
+          Post([this, call = std::move(call), at, status = std::move(status)] {
+            OnAttemptDone(call, *at, status);
+          });
         });
   }
 
