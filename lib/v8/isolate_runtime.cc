@@ -157,8 +157,7 @@ class Call {
     }
     std::string text = Utf8Prefix(isolate(), v.As<v8::String>(), max_chars * 3);
     // Names are compared as UTF-8: a lone surrogate would become U+FFFD and another name.
-    if (text.find("\xEF\xBF\xBD") == std::string::npos) return text;  // the common case
-    if (std::optional<int> at = LoneSurrogateAt(isolate(), v.As<v8::String>())) {
+    if (std::optional<int> at = LoneSurrogateIn(isolate(), v.As<v8::String>(), text)) {
       InvalidArgument(StrCat(what, " has a lone surrogate at index ", *at,
                              " (not valid Unicode), starting ", DescribeValue(isolate(), v)));
       return std::nullopt;

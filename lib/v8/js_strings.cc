@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "lib/utf8.h"
@@ -72,6 +73,13 @@ std::optional<int> LoneSurrogateAt(v8::Isolate* isolate, v8::Local<v8::String> s
     return static_cast<int>(i);
   }
   return std::nullopt;
+}
+
+std::optional<int> LoneSurrogateIn(v8::Isolate* isolate, v8::Local<v8::String> s,
+                                   std::string_view utf8) {
+  constexpr std::string_view kReplacementCharacter = "\xEF\xBF\xBD";  // U+FFFD
+  if (utf8.find(kReplacementCharacter) == std::string_view::npos) return std::nullopt;
+  return LoneSurrogateAt(isolate, s);
 }
 
 namespace {

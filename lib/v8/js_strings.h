@@ -58,6 +58,11 @@ std::string Utf8Prefix(v8::Isolate* isolate, v8::Local<v8::String> s, size_t max
 // strings already bounded.
 std::optional<int> LoneSurrogateAt(v8::Isolate* isolate, v8::Local<v8::String> s);
 
+// LoneSurrogateAt(s), given `utf8`, the UTF-8 WriteUtf8 made of `s` (or of its start): only a
+// U+FFFD there makes `s` worth reading again, so the common case costs one search.
+std::optional<int> LoneSurrogateIn(v8::Isolate* isolate, v8::Local<v8::String> s,
+                                   std::string_view utf8);
+
 // The name of the API private symbol (v8::Private::ForApi) under which a
 // hardened context's override accessors (harden_js.h) keep the data value
 // they replaced, so DescribeValue can read it without running them.

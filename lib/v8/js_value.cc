@@ -204,13 +204,10 @@ class Converter {
     s->WriteUtf8(isolate_, out.data(), static_cast<int>(out.size()), nullptr,
                  v8::String::NO_NULL_TERMINATION | v8::String::REPLACE_INVALID_UTF8);
     // A lone surrogate came out as U+FFFD: two different strings (or field
-    // names) would be stored as one. Refused; only a U+FFFD in the output
-    // makes the string worth a look.
-    if (!s->IsOneByte() && out.find("\xEF\xBF\xBD") != std::string::npos) {
-      if (std::optional<int> at = LoneSurrogateAt(isolate_, s)) {
-        return Error(StrCat("a string with a lone surrogate at index ", *at,
-                            " (not valid Unicode: it cannot be stored as text; use bytes)"));
-      }
+    // names) would be stored as one. Refused.
+    if (std::optional<int> at = LoneSurrogateIn(isolate_, s, out)) {
+      return Error(StrCat("a string with a lone surrogate at index ", *at,
+                          " (not valid Unicode: it cannot be stored as text; use bytes)"));
     }
     return out;
   }
