@@ -191,7 +191,9 @@ int ThreadsNamed(std::string_view name) {
 // channel went on one of those threads, which joined itself and freed the queue it was still
 // reading, a double free that ASan caught once in CI. The channels must go with the
 // RemoteRunner: once it is destroyed (nothing else here uses gRPC's callbacks: this server is
-// synchronous), those threads are gone.
+// synchronous), those threads are gone. The window is the few microseconds between the
+// callback's post and gRPC destroying it: this fails at once with a 20 ms sleep put there, and
+// passes with the fix and the same sleep (the first fix, a move out of a const capture, copied).
 TEST(RemoteRunnerLifetimeTest, ItsChannelsGoWithTheRemoteRunnerNotOnGrpcThreads) {
   EmptyAnswers service;
   grpc::ServerBuilder builder;

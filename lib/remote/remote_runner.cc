@@ -255,8 +255,9 @@ class RemoteRunner::Impl {
     Endpoint* at = endpoint.get();
     endpoint->stub->async()->Run(
         call->context.get(), &call->request, &call->response,
-        [this, call, at](grpc::Status status) mutable {
-          Post([this, call = std::move(call), at, status = std::move(status)] {
+        // An init-capture: a copy of `call` (a const reference) would be const, and only copied.
+        [this, owned = call, at](grpc::Status status) mutable {
+          Post([this, call = std::move(owned), at, status = std::move(status)] {
             OnAttemptDone(call, *at, status);
           });
         });
