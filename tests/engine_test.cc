@@ -573,6 +573,20 @@ TEST_P(EngineTest, DeployRefusesBadJavaScriptAndKeepsTheOldVersion) {
   EXPECT_EQ(engine_->stats().deploys_refused, 3u);
 }
 
+// A module that awaits at its top level, or imports one that does, is refused at deploy
+// (V8 10.2 cannot stop such a module safely: function_runner_test has the runtime refusal).
+TEST_P(EngineTest, DeployRefusesTopLevelAwaitAndKeepsTheOldVersion) {
+  CreateAndDeploy();
+  absl::Status s = engine_->DeployJson(
+      "app", Modules("export const label = (s) => s;\nawait Promise.resolve();"), kSchema);
+  EXPECT_TRUE(absl::IsInvalidArgument(s)) << s;
+  EXPECT_THAT(std::string(s.message()),
+              HasSubstr("top-level await is not supported (in 'lib/util.js')"));
+  auto hello = engine_->Query("app", "counters:hello", Value::Null());
+  ASSERT_TRUE(hello.ok()) << hello.status();
+  EXPECT_EQ(hello->value, Value::String("v1:hello"));
+}
+
 TEST_P(EngineTest, DeployRefusesModulesPastTheSizeLimitsBeforeCompilingThem) {
   CreateAndDeploy();
   // A comment parses in no time: only the size can refuse these.

@@ -120,6 +120,11 @@ absl::Status ModuleLoader::Evaluate(ContextState& cs, v8::Local<v8::Module> modu
       module->InstantiateModule(context, &ResolveCallback).IsNothing()) {
     return js_error();
   }
+  if (module->GetStatus() == v8::Module::kInstantiated && module->IsGraphAsync()) {
+    return absl::InvalidArgumentError(
+        StrCat("module '", path, "' cannot run: top-level await is not supported (",
+               AwaitingModules(cs), "); await inside the functions instead"));
+  }
   if (module->GetStatus() == v8::Module::kInstantiated) {
     v8::Local<v8::Value> evaluated;
     // No termination until V8 has marked the module evaluating (termination_deferral.h):
@@ -150,6 +155,35 @@ absl::Status ModuleLoader::Evaluate(ContextState& cs, v8::Local<v8::Module> modu
     return RejectionStatus(isolate_, rt_.code_key(), module->GetException());
   }
   return absl::OkStatus();
+}
+
+std::string ModuleLoader::AwaitingModules(ContextState& cs) {
+  v8::Local<v8::Context> context = isolate_->GetCurrentContext();
+  auto graph_awaits = [&](const ModuleEntry& entry) {
+    v8::Local<v8::Module> m = entry.module.Get(isolate_);
+    return m->GetStatus() >= v8::Module::kInstantiated && m->IsGraphAsync();
+  };
+  std::vector<std::string> out;
+  for (const ModuleEntry& entry : cs.modules) {
+    if (!graph_awaits(entry)) continue;
+    bool an_import_awaits = false;
+    v8::Local<v8::FixedArray> requests = entry.module.Get(isolate_)->GetModuleRequests();
+    for (int i = 0; i < requests->Length() && !an_import_awaits; ++i) {
+      v8::Local<v8::ModuleRequest> request = requests->Get(context, i).As<v8::ModuleRequest>();
+      std::optional<std::string> dep =
+          ResolveModule(txn_.metadata(), entry.path, Specifier(isolate_, request->GetSpecifier()));
+      auto it = dep.has_value() ? cs.by_path.find(*dep) : cs.by_path.end();
+      an_import_awaits = it != cs.by_path.end() && graph_awaits(cs.modules[it->second]);
+    }
+    if (!an_import_awaits) out.push_back(StrCat("'", entry.path, "'"));
+  }
+  if (!out.empty()) return StrCat("in ", FirstNames(out));
+  // Modules that import each other: each one's graph awaits, so no awaiting module is told
+  // from the others.
+  for (const ModuleEntry& entry : cs.modules) {
+    if (graph_awaits(entry)) out.push_back(StrCat("'", entry.path, "'"));
+  }
+  return StrCat("in one of ", FirstNames(out));
 }
 
 v8::Local<v8::Module> ModuleLoader::ServerModule(ContextState& cs) {

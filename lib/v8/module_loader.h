@@ -74,7 +74,11 @@ class ModuleLoader {
   // Links and evaluates `module` (loaded into `cs`) and drains the context's
   // microtasks. On an exception, returns `js_error()` (the caller maps the
   // TryCatch it holds, and terminations); a rejected top level is its
-  // reason's status; a top level still pending afterwards is Unknown.
+  // reason's status. A graph with a top-level await is refused
+  // (InvalidArgument, naming the modules that await) before anything runs:
+  // V8 10.2 aborts the process when a termination (a deadline, a limit)
+  // lands as it starts such a module, and nothing can hold terminations back
+  // over that (the module's code runs between).
   absl::Status Evaluate(ContextState& cs, v8::Local<v8::Module> module, std::string_view path,
                         const std::function<absl::Status()>& js_error);
 
@@ -90,6 +94,11 @@ class ModuleLoader {
   };
 
   v8::Local<v8::Module> ServerModule(ContextState& cs);
+  // Which modules loaded into `cs` await at their top level, for an error:
+  // "in 'a.js', 'b.js'" (V8 tells only whether a module's graph awaits: one
+  // whose imports' graphs do not awaits itself), or "in one of ..." for
+  // modules that import each other. `cs`'s modules are instantiated.
+  std::string AwaitingModules(ContextState& cs);
   static v8::MaybeLocal<v8::Value> EvaluateServer(v8::Local<v8::Context> context,
                                                   v8::Local<v8::Module> module);
   static v8::MaybeLocal<v8::Module> ResolveCallback(v8::Local<v8::Context> context,
