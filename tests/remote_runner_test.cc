@@ -224,6 +224,52 @@ TEST(RemoteRunnerLifetimeTest, ItsChannelsGoWithTheRemoteRunnerNotOnGrpcThreads)
   server->Shutdown(std::chrono::system_clock::now());
 }
 
+// A run's `done` may hold the last reference to its RemoteRunner (a common keep-alive), and
+// drop it as it runs or when it is destroyed: both on a completion thread, which the
+// RemoteRunner's destructor joins. That aborted the process (a thread joining itself) or
+// deadlocked (the destructor waiting for the run it was called from); the RemoteRunner now
+// goes on a thread of its own, and its channels with it.
+TEST(RemoteRunnerLifetimeTest, ADoneHoldingTheLastReferenceMayDropIt) {
+  EmptyAnswers service;
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  auto storage = std::make_shared<InMemoryStorage>();
+  TenantCommitters tenants(storage);
+  ASSERT_TRUE(tenants.Create("t").ok());
+  absl::StatusOr<std::shared_ptr<OpenTenant>> open = tenants.Get("t");
+  ASSERT_TRUE(open.ok()) << open.status();
+  for (const bool inside : {false, true}) {
+    for (int i = 0; i < 20; ++i) {
+      RemoteRunnerOptions options;
+      options.runners.push_back({"127.0.0.1:" + std::to_string(port)});
+      absl::StatusOr<std::shared_ptr<RemoteRunner>> remote = RemoteRunner::Create(options);
+      ASSERT_TRUE(remote.ok()) << remote.status();
+      RemoteRunner& runner = **remote;
+      absl::Notification ran;
+      absl::Status s =
+          runner.RunAsync((*open)->Latest(), RunRequest{.function = "m:f"},
+                          [keep = *remote, inside, &ran](RunResult) mutable {
+                            if (inside) keep.reset();  // the last reference, dropped as `done` runs
+                            ran.Notify();
+                          });
+      ASSERT_TRUE(s.ok()) << s;
+      remote->reset();  // `done` holds the only reference now
+      ran.WaitForNotification();
+      // The RemoteRunner is destroyed soon after, its channels with it.
+      for (int wait = 0; wait < 500 && ThreadsNamed("nexting_thread") > 0; ++wait) {
+        absl::SleepFor(absl::Milliseconds(10));
+      }
+      ASSERT_EQ(ThreadsNamed("nexting_thread"), 0) << (inside ? "inside" : "at its end") << i;
+    }
+  }
+  EXPECT_EQ(service.runs.load(), 40);
+  server->Shutdown(std::chrono::system_clock::now());
+}
+
 class RemoteRunnerTest : public ::testing::Test {
  protected:
   void StartServers(int n) {
@@ -1019,6 +1065,18 @@ TEST(RemoteRunnerOptionsTest, BadOptionsAreInvalidArgument) {
   weight.runners = {{"127.0.0.1:1", -1.0}};
   EXPECT_EQ(RemoteRunner::Create(weight).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(RunnerServer::Start({}).status().code(), absl::StatusCode::kInvalidArgument);
+  // Durations that are not positive: a health_interval of 0 spun the health thread, an
+  // attempt_timeout of 0 failed every attempt and took healthy runners out of the ranking.
+  for (auto set : {+[](RemoteRunnerOptions& o) { o.attempt_timeout = absl::ZeroDuration(); },
+                   +[](RemoteRunnerOptions& o) { o.health_interval = absl::ZeroDuration(); },
+                   +[](RemoteRunnerOptions& o) { o.ping_timeout = -absl::Seconds(1); }}) {
+    RemoteRunnerOptions options;
+    options.runners = {{"127.0.0.1:1"}};
+    set(options);
+    absl::Status s = RemoteRunner::Create(options).status();
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+    EXPECT_THAT(std::string(s.message()), HasSubstr("must be positive")) << s;
+  }
 }
 
 }  // namespace

@@ -134,7 +134,10 @@
 // on a txfn thread: it must not block on another call of the same engine (it
 // could wait for the thread it runs on), so a blocking Query or Mutation
 // called inside `done` fails at once with FailedPrecondition naming the async
-// form; calling the async forms from `done` is fine.
+// form; calling the async forms from `done` is fine. Nor may `done` (or what
+// it captures) hold the last reference to the engine: the engine's destructor
+// joins the thread `done` runs on (the process aborts). A RemoteRunner, by
+// contrast, may be released from its own `done`.
 #ifndef TXFN_ENGINE_H_
 #define TXFN_ENGINE_H_
 

@@ -96,10 +96,13 @@ struct RemoteRunnerStats {
 
 class RemoteRunner : public FunctionExecutor {
  public:
-  // InvalidArgument: no runners, a runner listed twice, a weight <= 0 or a cap < 1.
+  // InvalidArgument: no runners, a runner listed twice, a weight <= 0, a cap < 1, or a
+  // timeout or interval that is not positive.
   [[nodiscard]] static absl::StatusOr<std::shared_ptr<RemoteRunner>> Create(
       RemoteRunnerOptions options);
-  // Waits for the runs in flight.
+  // Waits for the runs in flight. A run's `done` may hold the last reference and drop it
+  // (it runs on one of the RemoteRunner's threads): the RemoteRunner is then destroyed on a
+  // thread of its own, once that run has ended.
   ~RemoteRunner() override;
   RemoteRunner(const RemoteRunner&) = delete;
   RemoteRunner& operator=(const RemoteRunner&) = delete;

@@ -121,6 +121,14 @@ class RemoteRunner::Impl {
     if (options_.max_attempts < 1) {
       return absl::InvalidArgumentError("RemoteRunner: max_attempts must be >= 1");
     }
+    for (const auto& [name, duration] : {std::pair{"attempt_timeout", options_.attempt_timeout},
+                                         std::pair{"health_interval", options_.health_interval},
+                                         std::pair{"ping_timeout", options_.ping_timeout}}) {
+      if (duration <= absl::ZeroDuration()) {
+        return absl::InvalidArgumentError(StrCat("RemoteRunner: ", name, " must be positive, not ",
+                                                 absl::FormatDuration(duration)));
+      }
+    }
     absl::flat_hash_set<std::string> seen;
     grpc::ChannelArguments args;
     args.SetMaxReceiveMessageSize(remote_internal::kMaxMessageBytes);
@@ -184,6 +192,10 @@ class RemoteRunner::Impl {
       Send(call, *std::move(lease));
     }
     return absl::OkStatus();
+  }
+
+  bool OnCompletionThread() const {
+    return completions_.has_value() && completions_->OnOwnThread();
   }
 
   RemoteRunnerStats stats() const {
@@ -455,7 +467,14 @@ absl::StatusOr<std::shared_ptr<RemoteRunner>> RemoteRunner::Create(RemoteRunnerO
 }
 
 RemoteRunner::RemoteRunner(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
-RemoteRunner::~RemoteRunner() = default;
+RemoteRunner::~RemoteRunner() {
+  // The last reference went on one of the completion threads (a run's `done`, or what it
+  // captured, held it): the Impl's destructor joins those threads, so it runs on a thread of
+  // its own, which waits for the runs in flight (this one's included) as usual.
+  if (impl_->OnCompletionThread()) {
+    std::thread([impl = std::move(impl_)]() mutable { impl.reset(); }).detach();
+  }
+}
 
 absl::Status RemoteRunner::RunAsync(std::shared_ptr<const Snapshot> snapshot, RunRequest request,
                                     std::function<void(RunResult)> done) {

@@ -4,6 +4,7 @@
 #ifndef TXFN_LIB_REMOTE_TASK_THREADS_H_
 #define TXFN_LIB_REMOTE_TASK_THREADS_H_
 
+#include <algorithm>
 #include <deque>
 #include <functional>
 #include <thread>
@@ -36,6 +37,14 @@ class TaskThreads {
     internal::MutexLock lock(&mu_);
     tasks_.push_back(std::move(task));
     cv_.Signal();
+  }
+
+  // Whether the caller is one of these threads (running a task): the owner must then not be
+  // destroyed there, as the destructor joins them.
+  bool OnOwnThread() const {
+    const std::thread::id self = std::this_thread::get_id();
+    return std::any_of(threads_.begin(), threads_.end(),
+                       [self](const std::thread& t) { return t.get_id() == self; });
   }
 
  private:
