@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/hash/hash.h"
 #include "lib/v8/js_errors.h"
 #include "lib/v8/js_strings.h"
@@ -123,7 +124,7 @@ absl::Status ModuleLoader::Evaluate(ContextState& cs, v8::Local<v8::Module> modu
   if (module->GetStatus() == v8::Module::kInstantiated && module->IsGraphAsync()) {
     return absl::InvalidArgumentError(
         StrCat("module '", path, "' cannot run: top-level await is not supported (",
-               AwaitingModules(cs), "); await inside the functions instead"));
+               AwaitingModules(cs, path), "); await inside the functions instead"));
   }
   if (module->GetStatus() == v8::Module::kInstantiated) {
     v8::Local<v8::Value> evaluated;
@@ -157,33 +158,47 @@ absl::Status ModuleLoader::Evaluate(ContextState& cs, v8::Local<v8::Module> modu
   return absl::OkStatus();
 }
 
-std::string ModuleLoader::AwaitingModules(ContextState& cs) {
+std::string ModuleLoader::AwaitingModules(ContextState& cs, std::string_view root) {
   v8::Local<v8::Context> context = isolate_->GetCurrentContext();
-  auto graph_awaits = [&](const ModuleEntry& entry) {
-    v8::Local<v8::Module> m = entry.module.Get(isolate_);
-    return m->GetStatus() >= v8::Module::kInstantiated && m->IsGraphAsync();
-  };
-  std::vector<std::string> out;
-  for (const ModuleEntry& entry : cs.modules) {
-    if (!graph_awaits(entry)) continue;
-    bool an_import_awaits = false;
+  // The modules `entry` imports (loaded into `cs`: all of them, once `root` is instantiated).
+  auto imports = [&](const ModuleEntry& entry) {
+    std::vector<size_t> out;
     v8::Local<v8::FixedArray> requests = entry.module.Get(isolate_)->GetModuleRequests();
-    for (int i = 0; i < requests->Length() && !an_import_awaits; ++i) {
+    for (int i = 0; i < requests->Length(); ++i) {
       v8::Local<v8::ModuleRequest> request = requests->Get(context, i).As<v8::ModuleRequest>();
       std::optional<std::string> dep =
           ResolveModule(txn_.metadata(), entry.path, Specifier(isolate_, request->GetSpecifier()));
       auto it = dep.has_value() ? cs.by_path.find(*dep) : cs.by_path.end();
-      an_import_awaits = it != cs.by_path.end() && graph_awaits(cs.modules[it->second]);
+      if (it != cs.by_path.end()) out.push_back(it->second);
     }
-    if (!an_import_awaits) out.push_back(StrCat("'", entry.path, "'"));
+    return out;
+  };
+  auto graph_awaits = [&](size_t i) {
+    v8::Local<v8::Module> m = cs.modules[i].module.Get(isolate_);
+    return m->GetStatus() >= v8::Module::kInstantiated && m->IsGraphAsync();  // V8 checks it
+  };
+  // `root`'s graph (a reused context holds other graphs too).
+  std::vector<size_t> graph;
+  absl::flat_hash_set<size_t> seen;
+  if (auto it = cs.by_path.find(std::string(root)); it != cs.by_path.end()) {
+    graph.push_back(it->second);
+    seen.insert(it->second);
   }
-  if (!out.empty()) return StrCat("in ", FirstNames(out));
-  // Modules that import each other: each one's graph awaits, so no awaiting module is told
-  // from the others.
-  for (const ModuleEntry& entry : cs.modules) {
-    if (graph_awaits(entry)) out.push_back(StrCat("'", entry.path, "'"));
+  for (size_t next = 0; next < graph.size(); ++next) {
+    for (size_t dep : imports(cs.modules[graph[next]])) {
+      if (seen.insert(dep).second) graph.push_back(dep);
+    }
   }
-  return StrCat("in one of ", FirstNames(out));
+  std::vector<std::string> awaiting, in_cycles;
+  for (size_t i : graph) {
+    if (!graph_awaits(i)) continue;
+    const std::vector<size_t> deps = imports(cs.modules[i]);
+    const bool an_import_awaits = std::any_of(deps.begin(), deps.end(), graph_awaits);
+    (an_import_awaits ? in_cycles : awaiting).push_back(StrCat("'", cs.modules[i].path, "'"));
+  }
+  // Modules that import each other all have graphs that await: which one does is not told.
+  return awaiting.empty() ? StrCat("in one of ", FirstNames(in_cycles))
+                          : StrCat("in ", FirstNames(awaiting));
 }
 
 v8::Local<v8::Module> ModuleLoader::ServerModule(ContextState& cs) {

@@ -94,11 +94,11 @@ class ModuleLoader {
   };
 
   v8::Local<v8::Module> ServerModule(ContextState& cs);
-  // Which modules loaded into `cs` await at their top level, for an error:
-  // "in 'a.js', 'b.js'" (V8 tells only whether a module's graph awaits: one
-  // whose imports' graphs do not awaits itself), or "in one of ..." for
-  // modules that import each other. `cs`'s modules are instantiated.
-  std::string AwaitingModules(ContextState& cs);
+  // Which modules of `root`'s graph (loaded into `cs`, instantiated) await at
+  // their top level, for an error: "in 'a.js', 'b.js'" (V8 tells only whether
+  // a module's graph awaits: one whose imports' graphs do not awaits itself),
+  // or "in one of ..." for modules that import each other.
+  std::string AwaitingModules(ContextState& cs, std::string_view root);
   static v8::MaybeLocal<v8::Value> EvaluateServer(v8::Local<v8::Context> context,
                                                   v8::Local<v8::Module> module);
   static v8::MaybeLocal<v8::Module> ResolveCallback(v8::Local<v8::Context> context,
