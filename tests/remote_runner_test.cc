@@ -132,27 +132,41 @@ class OversizedAnswers final : public runner::v1::Runner::Service {
   std::atomic<int> runs{0};
 };
 
+// `service` (synchronous: it holds none of gRPC's callback threads) on a loopback port, and
+// tenant "t" of an in-memory storage, whose snapshots the runs carry.
+struct ServiceAndTenant {
+  explicit ServiceAndTenant(grpc::Service* service) {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    builder.RegisterService(service);
+    server = builder.BuildAndStart();
+    if (!tenants.Create("t").ok()) return;
+    if (absl::StatusOr<std::shared_ptr<OpenTenant>> t = tenants.Get("t"); t.ok()) open = *t;
+  }
+  ~ServiceAndTenant() {
+    if (server != nullptr) server->Shutdown(std::chrono::system_clock::now());
+  }
+  bool ok() const { return server != nullptr && open != nullptr; }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port); }
+
+  int port = 0;
+  std::unique_ptr<grpc::Server> server;
+  TenantCommitters tenants{std::make_shared<InMemoryStorage>()};
+  std::shared_ptr<OpenTenant> open;
+};
+
 // An answer past the message limit is the run's failure (ResourceExhausted, once): it was
 // taken for a full runner and run again, three times, each counted against a runner that had
 // answered.
 TEST(RemoteRunnerAnswersTest, AnAnswerPastTheMessageLimitFailsOnceAndBlamesNoRunner) {
   OversizedAnswers service;
-  grpc::ServerBuilder builder;
-  int port = 0;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-  builder.RegisterService(&service);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  ASSERT_NE(server, nullptr);
-  auto storage = std::make_shared<InMemoryStorage>();
-  TenantCommitters tenants(storage);
-  ASSERT_TRUE(tenants.Create("t").ok());
-  absl::StatusOr<std::shared_ptr<OpenTenant>> open = tenants.Get("t");
-  ASSERT_TRUE(open.ok()) << open.status();
+  ServiceAndTenant at(&service);
+  ASSERT_TRUE(at.ok());
   RemoteRunnerOptions options;
-  options.runners.push_back({"127.0.0.1:" + std::to_string(port)});
+  options.runners.push_back({at.address()});
   auto remote = RemoteRunner::Create(std::move(options));
   ASSERT_TRUE(remote.ok()) << remote.status();
-  RunResult r = (*remote)->Run((*open)->Latest(), RunRequest{.function = "m:f"});
+  RunResult r = (*remote)->Run(at.open->Latest(), RunRequest{.function = "m:f"});
   EXPECT_EQ(r.status.code(), absl::StatusCode::kResourceExhausted) << r.status;
   EXPECT_THAT(std::string(r.status.message()), HasSubstr("-byte limit"));
   EXPECT_EQ(service.runs.load(), 1);
@@ -160,7 +174,7 @@ TEST(RemoteRunnerAnswersTest, AnAnswerPastTheMessageLimitFailsOnceAndBlamesNoRun
   EXPECT_EQ(stats.retries, 0u);
   EXPECT_EQ(stats.runners[0].failures, 0u);
   EXPECT_TRUE(stats.runners[0].healthy);
-  server->Shutdown(std::chrono::system_clock::now());  // its answer in flight cancelled
+  at.server->Shutdown(std::chrono::system_clock::now());  // its answer in flight cancelled
 }
 
 // A runner that answers every run at once, with an empty result.
@@ -196,23 +210,14 @@ int ThreadsNamed(std::string_view name) {
 // passes with the fix and the same sleep (the first fix, a move out of a const capture, copied).
 TEST(RemoteRunnerLifetimeTest, ItsChannelsGoWithTheRemoteRunnerNotOnGrpcThreads) {
   EmptyAnswers service;
-  grpc::ServerBuilder builder;
-  int port = 0;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-  builder.RegisterService(&service);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  ASSERT_NE(server, nullptr);
-  auto storage = std::make_shared<InMemoryStorage>();
-  TenantCommitters tenants(storage);
-  ASSERT_TRUE(tenants.Create("t").ok());
-  absl::StatusOr<std::shared_ptr<OpenTenant>> open = tenants.Get("t");
-  ASSERT_TRUE(open.ok()) << open.status();
+  ServiceAndTenant at(&service);
+  ASSERT_TRUE(at.ok());
   for (int i = 0; i < 100; ++i) {
     RemoteRunnerOptions options;
-    options.runners.push_back({"127.0.0.1:" + std::to_string(port)});
+    options.runners.push_back({at.address()});
     absl::StatusOr<std::shared_ptr<RemoteRunner>> remote = RemoteRunner::Create(options);
     ASSERT_TRUE(remote.ok()) << remote.status();
-    (void)(*remote)->Run((*open)->Latest(), RunRequest{.function = "m:f"});
+    (void)(*remote)->Run(at.open->Latest(), RunRequest{.function = "m:f"});
     ASSERT_EQ(service.runs.load(), i + 1);
     if (i == 0 && ThreadsNamed("nexting_thread") == 0) {
       GTEST_SKIP() << "this gRPC runs callbacks without a queue of its own threads";
@@ -221,7 +226,7 @@ TEST(RemoteRunnerLifetimeTest, ItsChannelsGoWithTheRemoteRunnerNotOnGrpcThreads)
     ASSERT_EQ(ThreadsNamed("nexting_thread"), 0)
         << "a channel outlived its RemoteRunner, on gRPC's threads (round " << i << ")";
   }
-  server->Shutdown(std::chrono::system_clock::now());
+  at.server->Shutdown(std::chrono::system_clock::now());
 }
 
 // A run's `done` may hold the last reference to its RemoteRunner (a common keep-alive), and
@@ -231,27 +236,18 @@ TEST(RemoteRunnerLifetimeTest, ItsChannelsGoWithTheRemoteRunnerNotOnGrpcThreads)
 // goes on a thread of its own, and its channels with it.
 TEST(RemoteRunnerLifetimeTest, ADoneHoldingTheLastReferenceMayDropIt) {
   EmptyAnswers service;
-  grpc::ServerBuilder builder;
-  int port = 0;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-  builder.RegisterService(&service);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  ASSERT_NE(server, nullptr);
-  auto storage = std::make_shared<InMemoryStorage>();
-  TenantCommitters tenants(storage);
-  ASSERT_TRUE(tenants.Create("t").ok());
-  absl::StatusOr<std::shared_ptr<OpenTenant>> open = tenants.Get("t");
-  ASSERT_TRUE(open.ok()) << open.status();
+  ServiceAndTenant at(&service);
+  ASSERT_TRUE(at.ok());
   for (const bool inside : {false, true}) {
     for (int i = 0; i < 20; ++i) {
       RemoteRunnerOptions options;
-      options.runners.push_back({"127.0.0.1:" + std::to_string(port)});
+      options.runners.push_back({at.address()});
       absl::StatusOr<std::shared_ptr<RemoteRunner>> remote = RemoteRunner::Create(options);
       ASSERT_TRUE(remote.ok()) << remote.status();
       RemoteRunner& runner = **remote;
       absl::Notification ran;
       absl::Status s =
-          runner.RunAsync((*open)->Latest(), RunRequest{.function = "m:f"},
+          runner.RunAsync(at.open->Latest(), RunRequest{.function = "m:f"},
                           [keep = *remote, inside, &ran](RunResult) mutable {
                             if (inside) keep.reset();  // the last reference, dropped as `done` runs
                             ran.Notify();
@@ -267,7 +263,7 @@ TEST(RemoteRunnerLifetimeTest, ADoneHoldingTheLastReferenceMayDropIt) {
     }
   }
   EXPECT_EQ(service.runs.load(), 40);
-  server->Shutdown(std::chrono::system_clock::now());
+  at.server->Shutdown(std::chrono::system_clock::now());
 }
 
 class RemoteRunnerTest : public ::testing::Test {
