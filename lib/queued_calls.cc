@@ -676,6 +676,7 @@ bool QueuedCalls::EraseConfigOf(std::string_view tenant) {
 }
 
 void QueuedCalls::OnDeleted(std::string_view tenant) {
+  RemoveCallsOf(tenant);
   SchedulerConfig config;
   {
     MutexLock lock(&mu_);
@@ -1141,6 +1142,39 @@ absl::Status QueuedCalls::CompleteCancelRecord(const Call& call) {
     return txn.PutReserved(kCallRecordIndex, key, EncodeCallRecord(record));
   };
   return tenant->CommitSystemTransaction(complete, RetryOptions{.max_attempts = 8}).status();
+}
+
+void QueuedCalls::RemoveCallsOf(std::string_view tenant) {
+  const CallIdRange range = TenantCallIdRange(tenant);
+  const DurableQueue::ListFilter filter{.tenant = std::string(tenant), .before = range.before};
+  const absl::Time now = clock_.Now();
+  for (CallId after = range.after;;) {
+    absl::StatusOr<std::vector<QueuedCall>> page =
+        queue_->ListCalls(after, DurableQueue::kMaxLeaseBatch, filter, now);
+    if (!page.ok() || page->empty()) return;
+    std::vector<CallId> waiting, dead;
+    std::vector<std::string> waiting_blobs, dead_blobs;
+    for (const QueuedCall& q : *page) {
+      if (q.state == QueuedCall::State::kPending) {
+        waiting.push_back(q.call.id);
+        waiting_blobs.push_back(q.call.args_blob);
+      } else if (q.state == QueuedCall::State::kDead) {
+        dead.push_back(q.call.id);
+        dead_blobs.push_back(q.call.args_blob);
+      }
+    }
+    if (!waiting.empty()) RemoveWithBlobs(waiting, waiting_blobs, now);
+    if (!dead.empty()) {
+      absl::StatusOr<std::vector<absl::Status>> removed =
+          queue_->RemoveDeadLetters(dead, absl::InfiniteFuture());
+      for (size_t i = 0; removed.ok() && options_.blobs != nullptr && i < dead.size(); ++i) {
+        if ((*removed)[i].ok() && !dead_blobs[i].empty())
+          (void)options_.blobs->Delete(dead_blobs[i]);
+      }
+    }
+    if (page->size() < DurableQueue::kMaxLeaseBatch) return;
+    after = page->back().call.id;
+  }
 }
 
 void QueuedCalls::RemoveWithBlobs(absl::Span<const CallId> ids, absl::Span<const std::string> blobs,

@@ -135,7 +135,10 @@ class QueuedCalls {
                                             const Value& args);
   // A deploy committed these functions (primes the function table).
   void OnDeployed(OpenTenant& tenant, const std::map<std::string, FunctionInfo>& functions);
-  // The tenant was deleted: forgets its function table and its functions' scheduler limits.
+  // The tenant was deleted: forgets its function table and its functions' scheduler limits,
+  // and takes its calls out of the queue (waiting and dead-lettered; a call running now ends
+  // as its run does). They would otherwise run in a tenant created again under the name, and
+  // their idempotency keys refuse its calls.
   void OnDeleted(std::string_view tenant);
   // Checks a deploy's functions against this engine: every declared service
   // must be registered. InvalidArgument "deploy refused: ..." otherwise.
@@ -233,6 +236,9 @@ class QueuedCalls {
   // Takes the calls mutations cancelled out of the queue (RemovePending), with their spilled
   // arguments; those leased meanwhile are skipped when they run.
   void RemoveCancelled();
+  // Takes `tenant`'s waiting and dead-lettered calls out of the queue, with their blobs (a page
+  // at a time; what a failure leaves is left).
+  void RemoveCallsOf(std::string_view tenant);
   // RemovePending of `ids`, deleting blobs[i] (if not empty) of each call taken out.
   void RemoveWithBlobs(absl::Span<const CallId> ids, absl::Span<const std::string> blobs,
                        absl::Time now);

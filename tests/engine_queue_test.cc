@@ -1481,6 +1481,53 @@ class CountingListCalls final : public queue_test::ForwardingQueue {
   std::vector<std::pair<CallId, std::optional<CallId>>> walks ABSL_GUARDED_BY(mu);
 };
 
+// Deleting a tenant takes its calls out of the queue. A hunt (2026-12-07) saw a call the
+// deleted tenant had waiting run in the tenant created again under its name (its document
+// appeared there), reported pending meanwhile, and its idempotency key refuse the new
+// tenant's call (AlreadyExists).
+TEST_F(EngineQueueTest, ADeletedTenantsCallsGoWithItNotToItsSuccessor) {
+  OpenAndDeploy(Options());
+  CallOptions waiting;
+  waiting.start_after = absl::Now() + absl::Milliseconds(300);
+  waiting.idempotency_key = "K";
+  absl::StatusOr<CallId> keyed = engine_->Submit("app", "counters:bump", Name("old"), waiting);
+  ASSERT_TRUE(keyed.ok()) << keyed.status();
+  waiting.idempotency_key.clear();
+  absl::StatusOr<CallId> plain = engine_->Submit("app", "counters:bump", Name("old"), waiting);
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  CallOptions missed;
+  missed.start_after = absl::Now() - absl::Seconds(61);
+  missed.deadline = absl::Now() - absl::Seconds(1);
+  absl::StatusOr<CallId> dead = engine_->Submit("app", "counters:bump", Name("old"), missed);
+  ASSERT_TRUE(dead.ok()) << dead.status();
+  WaitFor(*dead, CallState::kDeadLettered);
+
+  ASSERT_TRUE(engine_->DeleteTenant("app").ok());
+  for (const CallId& id : {*keyed, *plain, *dead}) {
+    absl::StatusOr<std::optional<QueuedCall>> queued = queue_->Find(id, absl::Now());
+    ASSERT_TRUE(queued.ok()) << queued.status();
+    EXPECT_FALSE(queued->has_value()) << id.ToString() << " is still in the queue";
+  }
+  ASSERT_TRUE(engine_->CreateTenant("app").ok());
+  ASSERT_TRUE(engine_->DeployJson("app", {{"counters.js", kCounters}}, kSchema).ok());
+  for (const CallId& id : {*keyed, *plain, *dead}) {
+    EXPECT_EQ(engine_->GetCall(id).status().code(), absl::StatusCode::kNotFound) << id.ToString();
+  }
+  absl::StatusOr<std::vector<CallInfo>> listed = engine_->ListCalls("app", std::nullopt, "", 10);
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  EXPECT_TRUE(listed->empty());
+
+  // The key is free for the new tenant's call, which runs; the old calls never do.
+  CallOptions now;
+  now.idempotency_key = "K";
+  absl::StatusOr<CallId> fresh = engine_->Submit("app", "counters:bump", Name("new"), now);
+  ASSERT_TRUE(fresh.ok()) << fresh.status();
+  WaitFor(*fresh, CallState::kSucceeded);
+  absl::SleepFor(absl::Milliseconds(500));  // past the old calls' start
+  EXPECT_EQ(Counter("new"), 1);
+  EXPECT_EQ(Counter("old"), 0);
+}
+
 // The engine walks its queue only through the listed tenant's ids (they begin with its tag):
 // a tenant with few calls beside one with many does not walk the other's (SQLite and
 // PostgreSQL filter by tenant, but read the id index from `after` to `before`).

@@ -577,6 +577,10 @@ class Engine {
   // engine that does not hold the tenant's lease), else at its next mutation:
   // until then, the owner on PostgreSQL serves queries of the emptied data
   // with its modules (docs/postgres.md).
+  // The tenant's queued calls go too: those waiting (due or not) and its dead
+  // letters are taken out of the queue with their blobs, so none runs in, nor
+  // holds an idempotency key of, a tenant created again under the name (until
+  // 2026-12-07 they did); a call running at that moment ends as its run does.
   [[nodiscard]] virtual absl::Status DeleteTenant(std::string_view tenant) = 0;
   // Every tenant, sorted.
   [[nodiscard]] virtual absl::StatusOr<std::vector<std::string>> ListTenants() = 0;
