@@ -1073,10 +1073,14 @@ absl::Status QueuedCalls::AdmitScheduled(OpenTenant& tenant,
 }
 
 void QueuedCalls::OnScheduled(OpenTenant& tenant, std::vector<ScheduledCall> calls) {
+  // The caller holds `tenant`: if its name's open tenant is another one now, it was deleted
+  // after the commit, outbox and all, and its calls go with it.
+  absl::StatusOr<std::shared_ptr<OpenTenant>> from = tenants_.Get(tenant.name());
+  if (!from.ok() || from->get() != &tenant) return;
   // Counted from their commit: they are the tenant's, queued or about to be.
   pending_cap_.Added(tenant.name(), LoadOf(tenant.name(), calls));
   MutexLock lock(&mu_);
-  scheduled_.push_back({tenant.name(), std::move(calls)});
+  scheduled_.push_back({tenant.name(), std::move(calls), *std::move(from)});
   woken_ = true;
   cv_.SignalAll();
 }
@@ -1152,44 +1156,71 @@ void QueuedCalls::RemoveCallsOf(std::string_view tenant) {
     absl::StatusOr<std::vector<QueuedCall>> page =
         queue_->ListCalls(after, DurableQueue::kMaxLeaseBatch, filter, now);
     if (!page.ok() || page->empty()) return;
-    std::vector<CallId> waiting, dead;
+    std::vector<CallId> waiting, dead, leased;
     std::vector<std::string> waiting_blobs, dead_blobs;
     for (const QueuedCall& q : *page) {
-      if (q.state == QueuedCall::State::kPending) {
-        waiting.push_back(q.call.id);
-        waiting_blobs.push_back(q.call.args_blob);
-      } else if (q.state == QueuedCall::State::kDead) {
-        dead.push_back(q.call.id);
-        dead_blobs.push_back(q.call.args_blob);
+      switch (q.state) {
+        case QueuedCall::State::kPending:
+          waiting.push_back(q.call.id);
+          waiting_blobs.push_back(q.call.args_blob);
+          break;
+        case QueuedCall::State::kDead:
+          dead.push_back(q.call.id);
+          dead_blobs.push_back(q.call.args_blob);
+          break;
+        case QueuedCall::State::kLeased:
+          leased.push_back(q.call.id);
+          break;
       }
     }
-    if (!waiting.empty()) RemoveWithBlobs(waiting, waiting_blobs, now);
-    if (!dead.empty()) {
-      absl::StatusOr<std::vector<absl::Status>> removed =
-          queue_->RemoveDeadLetters(dead, absl::InfiniteFuture());
-      for (size_t i = 0; removed.ok() && options_.blobs != nullptr && i < dead.size(); ++i) {
-        if ((*removed)[i].ok() && !dead_blobs[i].empty())
-          (void)options_.blobs->Delete(dead_blobs[i]);
+    if (!waiting.empty()) {
+      // One not taken out was leased since the listing (or the queue failed): orphaned too.
+      const std::vector<bool> gone = RemoveWithBlobs(waiting, waiting_blobs, now);
+      for (size_t i = 0; i < waiting.size(); ++i) {
+        if (!gone[i]) leased.push_back(waiting[i]);
       }
     }
+    if (!leased.empty()) {
+      MutexLock lock(&mu_);
+      orphaned_.insert(leased.begin(), leased.end());
+    }
+    if (!dead.empty()) (void)RemoveDeadLettersWithBlobs(dead, dead_blobs, absl::InfiniteFuture());
     if (page->size() < DurableQueue::kMaxLeaseBatch) return;
     after = page->back().call.id;
   }
 }
 
-void QueuedCalls::RemoveWithBlobs(absl::Span<const CallId> ids, absl::Span<const std::string> blobs,
-                                  absl::Time now) {
+std::vector<bool> QueuedCalls::RemoveWithBlobs(absl::Span<const CallId> ids,
+                                               absl::Span<const std::string> blobs,
+                                               absl::Time now) {
+  std::vector<bool> gone(ids.size(), false);
   // A failure leaves the calls queued: delivered, they find their records and are skipped.
   absl::StatusOr<std::vector<absl::Status>> removed = queue_->RemovePending(ids, now);
   // One whose outcome is unknown may have taken them out: asked again, the queue answers
   // NotFound for those, and their arguments go too (a call out of the queue needs none).
   const bool maybe_removed = !removed.ok() && IsCommitOutcomeUnknown(removed.status());
   if (maybe_removed) removed = queue_->RemovePending(ids, now);
-  if (!removed.ok() || options_.blobs == nullptr) return;
+  if (!removed.ok()) return gone;
   for (size_t i = 0; i < ids.size(); ++i) {
-    const bool gone = (*removed)[i].ok() || (maybe_removed && absl::IsNotFound((*removed)[i]));
-    if (gone && !blobs[i].empty()) (void)options_.blobs->Delete(blobs[i]);
+    gone[i] = (*removed)[i].ok() || (maybe_removed && absl::IsNotFound((*removed)[i]));
+    if (gone[i] && options_.blobs != nullptr && !blobs[i].empty()) {
+      (void)options_.blobs->Delete(blobs[i]);
+    }
   }
+  return gone;
+}
+
+absl::StatusOr<uint64_t> QueuedCalls::RemoveDeadLettersWithBlobs(
+    absl::Span<const CallId> ids, absl::Span<const std::string> blobs, absl::Time dead_before) {
+  absl::StatusOr<std::vector<absl::Status>> removed = queue_->RemoveDeadLetters(ids, dead_before);
+  if (!removed.ok()) return removed.status();
+  uint64_t n = 0;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (!(*removed)[i].ok()) continue;  // redriven, or removed by another process
+    ++n;
+    if (options_.blobs != nullptr && !blobs[i].empty()) (void)options_.blobs->Delete(blobs[i]);
+  }
+  return n;
 }
 
 void QueuedCalls::EnqueueScheduled() {
@@ -1201,10 +1232,13 @@ void QueuedCalls::EnqueueScheduled() {
   if (batches.empty()) return;
   const absl::Time now = clock_.Now();
   std::vector<Call> calls;
-  std::map<std::string, std::vector<CallId>> enqueued;
+  // The batches again, as queued (their start times fixed), to put back if Enqueue fails.
+  std::vector<Scheduled> again;
   for (Scheduled& batch : batches) {
     absl::StatusOr<std::shared_ptr<OpenTenant>> open = tenants_.Get(batch.tenant);
-    if (!open.ok()) continue;  // deleted: its outbox went with it
+    // Deleted (and maybe created again): its outbox went with it.
+    if (!open.ok() || (batch.from != nullptr && *open != batch.from)) continue;
+    again.push_back({batch.tenant, {}, batch.from != nullptr ? batch.from : *open});
     for (ScheduledCall& s : batch.calls) {
       const std::string name = CanonicalFunctionName(s.function);
       // An unknown function still runs (and fails, recorded): the call
@@ -1220,17 +1254,12 @@ void QueuedCalls::EnqueueScheduled() {
         call.deadline = now + attributes.deadline;
       }
       call.id = s.id;
-      enqueued[batch.tenant].push_back(s.id);
+      again.back().calls.push_back(ScheduledCall{
+          .id = call.id, .function = call.function, .args = call.args, .at = call.start_after});
       calls.push_back(std::move(call));
     }
   }
   const size_t n = calls.size();
-  std::vector<Scheduled> again;
-  for (const Call& c : calls) {
-    if (again.empty() || again.back().tenant != c.tenant) again.push_back({c.tenant, {}});
-    again.back().calls.push_back(
-        ScheduledCall{.id = c.id, .function = c.function, .args = c.args, .at = c.start_after});
-  }
   if (absl::Status s = Enqueue(std::move(calls)); !s.ok()) {
     // They stay in the outboxes (the next start would enqueue them); try
     // again on the loop's next round.
@@ -1238,11 +1267,47 @@ void QueuedCalls::EnqueueScheduled() {
     for (Scheduled& batch : again) scheduled_.push_back(std::move(batch));
     return;
   }
+  // A tenant deleted while they were written: DeleteTenant may have looked through the queue
+  // before they were in it. One deleted after this look finds them there.
+  std::map<std::string, std::vector<CallId>> enqueued;
+  for (const Scheduled& batch : again) {
+    std::vector<CallId> ids;
+    for (const ScheduledCall& c : batch.calls) ids.push_back(c.id);
+    if (Gone(*batch.from)) {
+      RemoveEnqueued(ids);
+    } else {
+      std::vector<CallId>& out = enqueued[batch.tenant];
+      out.insert(out.end(), ids.begin(), ids.end());
+    }
+  }
   MutexLock lock(&mu_);
   stats_.scheduled += n;
   for (auto& [tenant, ids] : enqueued) {
     std::vector<CallId>& out = enqueued_outbox_[tenant];
     out.insert(out.end(), ids.begin(), ids.end());
+  }
+}
+
+bool QueuedCalls::Gone(const OpenTenant& from) {
+  absl::StatusOr<std::shared_ptr<OpenTenant>> now = tenants_.Get(from.name());
+  return now.ok() ? now->get() != &from : absl::IsNotFound(now.status());
+}
+
+void QueuedCalls::RemoveEnqueued(absl::Span<const CallId> ids) {
+  const absl::Time now = clock_.Now();
+  std::vector<CallId> found;
+  std::vector<std::string> blobs;
+  for (const CallId& id : ids) {
+    absl::StatusOr<std::optional<QueuedCall>> queued = queue_->Find(id, now);
+    if (!queued.ok() || !queued->has_value()) continue;
+    found.push_back(id);
+    blobs.push_back((*queued)->call.args_blob);
+  }
+  const std::vector<bool> gone = RemoveWithBlobs(found, blobs, now);
+  // Leased meanwhile (or an error): ended when its run does.
+  MutexLock lock(&mu_);
+  for (size_t i = 0; i < found.size(); ++i) {
+    if (!gone[i]) orphaned_.insert(found[i]);
   }
 }
 
@@ -1279,9 +1344,16 @@ void QueuedCalls::RecoverOutboxes(absl::Span<const std::string> tenants, absl::D
       call->id = *id;
       calls.push_back(*std::move(call));
     }
+    // The tenant they are for (the one whose outbox was just read, unless it was deleted and
+    // created again in the microseconds between).
+    std::shared_ptr<OpenTenant> from;
+    if (!calls.empty()) {
+      absl::StatusOr<std::shared_ptr<OpenTenant>> open = tenants_.Get(tenant);
+      if (open.ok()) from = *std::move(open);
+    }
     MutexLock lock(&mu_);
     if (!young.empty()) young_outbox_[tenant] = std::move(young);
-    if (!calls.empty()) scheduled_.push_back({tenant, std::move(calls)});
+    if (from != nullptr) scheduled_.push_back({tenant, std::move(calls), std::move(from)});
   }
 }
 
@@ -1335,21 +1407,13 @@ std::optional<CallId> QueuedCalls::PruneDeadLetters(CallId after) {
   if (!expired.empty()) {
     // Only those still dead from before the cutoff: one redriven and dead-lettered again since
     // the listing is a new dead letter.
-    absl::StatusOr<std::vector<absl::Status>> removed = queue_->RemoveDeadLetters(expired, cutoff);
+    absl::StatusOr<uint64_t> removed = RemoveDeadLettersWithBlobs(expired, blobs, cutoff);
     if (absl::IsUnimplemented(removed.status())) {
       dead_letters_unremovable_ = true;  // an adapter without it: no more passes
       return std::nullopt;
     }
-    uint64_t n = 0;
-    if (removed.ok()) {
-      for (size_t i = 0; i < removed->size(); ++i) {
-        if (!(*removed)[i].ok()) continue;  // redriven, or removed by another process
-        ++n;
-        if (options_.blobs != nullptr && !blobs[i].empty()) (void)options_.blobs->Delete(blobs[i]);
-      }
-    }
     MutexLock lock(&mu_);
-    stats_.dead_letters_pruned += n;
+    stats_.dead_letters_pruned += removed.value_or(0);
   }
   if (page->size() < kPage) return std::nullopt;
   return page->back().call.id;
@@ -1509,11 +1573,19 @@ void QueuedCalls::ReportLogs(const Call& call, std::vector<LogEntry> logs) {
 }
 
 void QueuedCalls::StartCall(const Call& call, Worker::Done done) {
-  absl::StatusOr<std::shared_ptr<OpenTenant>> opened = tenants_.Get(call.tenant);
+  bool orphaned;
+  {
+    MutexLock lock(&mu_);
+    orphaned = orphaned_.erase(call.id) > 0;
+  }
+  absl::StatusOr<std::shared_ptr<OpenTenant>> opened =
+      orphaned ? absl::NotFoundError("deleted") : tenants_.Get(call.tenant);
   if (!opened.ok()) {
     if (absl::IsNotFound(opened.status())) {
+      // Its tenant was deleted: it goes too (acknowledged), rather than wait as a dead letter
+      // for a tenant created again under the name.
       SetStat(&QueuedCallStats::failed);
-      std::move(done)(CallOutcome::Permanent(opened.status()));  // tenant deleted
+      std::move(done)(CallOutcome::Ok());
     } else {
       SetStat(&QueuedCallStats::retried);
       std::move(done)(CallOutcome::Retryable(opened.status()));
@@ -1527,7 +1599,17 @@ void QueuedCalls::StartCall(const Call& call, Worker::Done done) {
   }
   // Ends the delivery once: the outcome to the scheduler (`done` may call
   // Wake: never under mu_), then the count.
-  auto finish = [this, done = std::move(done)](CallOutcome outcome) mutable {
+  auto finish = [this, id = call.id, done = std::move(done)](CallOutcome outcome) mutable {
+    bool orphaned;
+    {
+      MutexLock lock(&mu_);
+      orphaned = orphaned_.erase(id) > 0;
+    }
+    if (orphaned && outcome.kind != CallOutcome::Kind::kOk) {
+      // Its tenant was deleted as it ran: not retried (nor dead-lettered) into another.
+      SetStat(&QueuedCallStats::failed);
+      outcome = CallOutcome::Ok(outcome.cpu);
+    }
     if (outcome.kind == CallOutcome::Kind::kRetryable ||
         outcome.kind == CallOutcome::Kind::kBackPressure) {
       SetStat(&QueuedCallStats::retried);

@@ -156,6 +156,9 @@ class QueuedCalls {
   struct Scheduled {
     std::string tenant;
     std::vector<ScheduledCall> calls;
+    // The tenant (this incarnation of the name) whose commit or outbox they came from: they are
+    // not queued for, and are taken out of the queue again if they were, one created again.
+    std::shared_ptr<OpenTenant> from;
   };
 
   absl::StatusOr<std::shared_ptr<const TenantFunctions>> FunctionsOf(OpenTenant& tenant);
@@ -237,11 +240,22 @@ class QueuedCalls {
   // arguments; those leased meanwhile are skipped when they run.
   void RemoveCancelled();
   // Takes `tenant`'s waiting and dead-lettered calls out of the queue, with their blobs (a page
-  // at a time; what a failure leaves is left).
+  // at a time; what a failure leaves is left), and marks those leased (running, or ended and
+  // not yet settled) orphaned_.
   void RemoveCallsOf(std::string_view tenant);
-  // RemovePending of `ids`, deleting blobs[i] (if not empty) of each call taken out.
-  void RemoveWithBlobs(absl::Span<const CallId> ids, absl::Span<const std::string> blobs,
-                       absl::Time now);
+  // RemovePending of `ids`, deleting blobs[i] (if not empty) of each call taken out. Returns
+  // which were (gone[i]).
+  std::vector<bool> RemoveWithBlobs(absl::Span<const CallId> ids,
+                                    absl::Span<const std::string> blobs, absl::Time now);
+  // Whether `from` is no longer the open tenant of its name (deleted, maybe created again).
+  bool Gone(const OpenTenant& from);
+  // Takes the calls `ids` (just enqueued) out of the queue again, with their blobs.
+  void RemoveEnqueued(absl::Span<const CallId> ids);
+  // RemoveDeadLetters(ids, dead_before), deleting blobs[i] (if not empty) of each call taken
+  // out; returns how many were, or the queue's error.
+  absl::StatusOr<uint64_t> RemoveDeadLettersWithBlobs(absl::Span<const CallId> ids,
+                                                      absl::Span<const std::string> blobs,
+                                                      absl::Time dead_before);
   // Hands the outbox entries of `tenants` committed at least `min_age` ago to
   // EnqueueScheduled: every tenant's at start (min_age 0: all, what a crash of this engine
   // left, also entries whose commit time is ahead of this clock), and every
@@ -335,6 +349,10 @@ class QueuedCalls {
   int64_t in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<Handed> handed_ ABSL_GUARDED_BY(mu_);
   std::vector<Scheduled> scheduled_ ABSL_GUARDED_BY(mu_);
+  // Calls of deleted tenants that were leased when RemoveCallsOf looked: each ends at its next
+  // start or at the end of its run, whatever the outcome (acknowledged, not retried), so none
+  // runs in a tenant created again under the name. An id leaves at either.
+  absl::flat_hash_set<CallId> orphaned_ ABSL_GUARDED_BY(mu_);
   // Calls whose cancel records committed, with the tenant that wrote them.
   std::vector<std::pair<CallId, std::string>> cancelled_ ABSL_GUARDED_BY(mu_);
   // Outbox entries the queue now holds, to delete, by tenant.

@@ -15,6 +15,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
@@ -1526,6 +1527,150 @@ TEST_F(EngineQueueTest, ADeletedTenantsCallsGoWithItNotToItsSuccessor) {
   absl::SleepFor(absl::Milliseconds(500));  // past the old calls' start
   EXPECT_EQ(Counter("new"), 1);
   EXPECT_EQ(Counter("old"), 0);
+}
+
+// A call running when its tenant is deleted ends with its run, whatever the run's outcome: one
+// that failed retryably went back to the queue, and its next delivery ran in the tenant
+// created again under the name; one that failed for good stayed there as a dead letter, which
+// the new tenant's GetCall reported.
+TEST_F(EngineQueueTest, ACallRunningWhenItsTenantIsDeletedIsNotRetriedInItsSuccessor) {
+  struct Held {
+    absl::Mutex mu;
+    int entered ABSL_GUARDED_BY(mu) = 0;
+    bool open ABSL_GUARDED_BY(mu) = false;
+  };
+  auto held = std::make_shared<Held>();
+  EngineOptions options = Options();
+  // Answers once opened: Unavailable (back pressure) if called with true.
+  options.queued.services["hold"] = [held](const Value& down) -> absl::StatusOr<Value> {
+    absl::MutexLock lock(&held->mu);
+    ++held->entered;
+    held->mu.AwaitWithTimeout(absl::Condition(&held->open), absl::Seconds(30));
+    if (down.is_bool() && down.boolean()) return absl::UnavailableError("the service is down");
+    return Value::Bool(true);
+  };
+  const std::map<std::string, std::string> modules = {
+      {"counters.js", kCounters}, {"held.js", R"JS(import { action } from "txfn/server";
+const retry = {maxAttempts: 50, initialBackoffMs: 10, maxBackoffMs: 20};
+// Fails retryably: the service pushed back.
+export const retried = action({args: {}, services: ["hold"], retry,
+  handler: (ctx) => ctx.services.hold(true)});
+// Fails for good once the service answered.
+export const fails = action({args: {}, services: ["hold"], retry, handler: async (ctx) => {
+  await ctx.services.hold(false);
+  throw new Error("for good");
+}});
+)JS"}};
+  Open(std::move(options));
+  for (const char* function : {"held:retried", "held:fails"}) {
+    SCOPED_TRACE(function);
+    {
+      absl::MutexLock lock(&held->mu);
+      held->entered = 0;
+      held->open = false;
+    }
+    ASSERT_TRUE(engine_->CreateTenant("app").ok());
+    ASSERT_TRUE(engine_->DeployJson("app", modules, kSchema).ok());
+    absl::StatusOr<CallId> id = engine_->Submit("app", function, Args({}));
+    ASSERT_TRUE(id.ok()) << id.status();
+    {
+      absl::MutexLock lock(&held->mu);
+      ASSERT_TRUE(held->mu.AwaitWithTimeout(absl::Condition(
+                                                +[](int* n) { return *n > 0; }, &held->entered),
+                                            absl::Seconds(20)));
+    }
+    ASSERT_TRUE(engine_->DeleteTenant("app").ok());
+    ASSERT_TRUE(engine_->CreateTenant("app").ok());
+    ASSERT_TRUE(engine_->DeployJson("app", modules, kSchema).ok());
+    {
+      absl::MutexLock lock(&held->mu);
+      held->open = true;
+    }
+    // Its run ends; the call leaves the queue and never starts again.
+    absl::StatusOr<std::optional<QueuedCall>> queued;
+    for (const absl::Time end = absl::Now() + absl::Seconds(20); absl::Now() < end;) {
+      queued = queue_->Find(*id, absl::Now());
+      ASSERT_TRUE(queued.ok()) << queued.status();
+      if (!queued->has_value()) break;
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+    EXPECT_FALSE(queued->has_value())
+        << "still in the queue: " << static_cast<int>((*queued)->state);
+    absl::SleepFor(absl::Milliseconds(300));  // many backoffs
+    {
+      absl::MutexLock lock(&held->mu);
+      EXPECT_EQ(held->entered, 1) << "it ran again, in the new tenant";
+    }
+    EXPECT_EQ(engine_->GetCall(*id).status().code(), absl::StatusCode::kNotFound);
+    ASSERT_TRUE(engine_->DeleteTenant("app").ok());
+  }
+}
+
+// A queue whose Enqueue, once held, waits until released.
+class HeldEnqueueQueue final : public queue_test::ForwardingQueue {
+ public:
+  using ForwardingQueue::ForwardingQueue;
+  absl::StatusOr<size_t> Enqueue(absl::Span<const Call> calls) override {
+    {
+      absl::MutexLock lock(&mu_);
+      if (held_) {
+        ++waiting_;
+        mu_.Await(absl::Condition(
+            +[](bool* held) { return !*held; }, &held_));
+        --waiting_;
+      }
+    }
+    return ForwardingQueue::Enqueue(calls);
+  }
+  void Hold(bool held) {
+    absl::MutexLock lock(&mu_);
+    held_ = held;
+  }
+  bool AwaitWaiting(absl::Duration limit) {
+    absl::MutexLock lock(&mu_);
+    return mu_.AwaitWithTimeout(absl::Condition(
+                                    +[](int* n) { return *n > 0; }, &waiting_),
+                                limit);
+  }
+
+ private:
+  absl::Mutex mu_;
+  bool held_ ABSL_GUARDED_BY(mu_) = false;
+  int waiting_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// A call a mutation scheduled, whose tenant is deleted (and created again) while the engine
+// writes it to the queue: DeleteTenant looked through the queue before it was there, and it
+// ran later in the new tenant. Now the writer looks again once it is written.
+TEST_F(EngineQueueTest, AScheduledCallWrittenAsItsTenantIsDeletedGoesWithIt) {
+  auto queue = std::make_shared<HeldEnqueueQueue>(queue_);
+  EngineOptions options = Options();
+  options.queued.queue = queue;
+  OpenAndDeploy(std::move(options));
+  queue->Hold(true);
+  absl::StatusOr<CallResult> r =
+      engine_->Mutation("app", "counters:schedule",
+                        Args({{"name", Value::String("old")}, {"delayMs", Value::Float64(300)}}));
+  ASSERT_TRUE(r.ok()) << r.status();
+  const CallId id = CallId::Parse(r->value.string()).value();
+  ASSERT_TRUE(queue->AwaitWaiting(absl::Seconds(20)));
+  ASSERT_TRUE(engine_->DeleteTenant("app").ok());
+  ASSERT_TRUE(engine_->CreateTenant("app").ok());
+  ASSERT_TRUE(engine_->DeployJson("app", {{"counters.js", kCounters}}, kSchema).ok());
+  queue->Hold(false);
+
+  absl::SleepFor(absl::Milliseconds(800));  // past its start
+  absl::StatusOr<std::optional<QueuedCall>> queued = queue_->Find(id, absl::Now());
+  ASSERT_TRUE(queued.ok()) << queued.status();
+  EXPECT_FALSE(queued->has_value());
+  EXPECT_EQ(engine_->GetCall(id).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(Counter("old"), 0) << "it ran in the new tenant";
+  // The new tenant's own scheduled calls run.
+  r = engine_->Mutation("app", "counters:schedule",
+                        Args({{"name", Value::String("new")}, {"delayMs", Value::Float64(0)}}));
+  ASSERT_TRUE(r.ok()) << r.status();
+  WaitFor(CallId::Parse(r->value.string()).value(), CallState::kSucceeded);
+  EXPECT_EQ(Counter("new"), 1);
 }
 
 // The engine walks its queue only through the listed tenant's ids (they begin with its tag):

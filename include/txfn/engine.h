@@ -580,7 +580,10 @@ class Engine {
   // The tenant's queued calls go too: those waiting (due or not) and its dead
   // letters are taken out of the queue with their blobs, so none runs in, nor
   // holds an idempotency key of, a tenant created again under the name (until
-  // 2026-12-07 they did); a call running at that moment ends as its run does.
+  // 2026-12-07 they did). A call running at that moment ends with its run, whatever the run's
+  // outcome: not retried, not dead-lettered (until 2026-12-08 a retry could start in a
+  // tenant created again meanwhile), within this process; one another process runs ends as
+  // its run does there.
   [[nodiscard]] virtual absl::Status DeleteTenant(std::string_view tenant) = 0;
   // Every tenant, sorted.
   [[nodiscard]] virtual absl::StatusOr<std::vector<std::string>> ListTenants() = 0;
