@@ -177,22 +177,22 @@ std::string ModuleLoader::AwaitingModules(ContextState& cs, std::string_view roo
     v8::Local<v8::Module> m = cs.modules[i].module.Get(isolate_);
     return m->GetStatus() >= v8::Module::kInstantiated && m->IsGraphAsync();  // V8 checks it
   };
-  // `root`'s graph (a reused context holds other graphs too).
-  std::vector<size_t> graph;
+  // `root`'s graph (a reused context holds other graphs too), each module with its imports.
+  std::vector<std::pair<size_t, std::vector<size_t>>> graph;
   absl::flat_hash_set<size_t> seen;
   if (auto it = cs.by_path.find(std::string(root)); it != cs.by_path.end()) {
-    graph.push_back(it->second);
+    graph.emplace_back(it->second, imports(cs.modules[it->second]));
     seen.insert(it->second);
   }
   for (size_t next = 0; next < graph.size(); ++next) {
-    for (size_t dep : imports(cs.modules[graph[next]])) {
-      if (seen.insert(dep).second) graph.push_back(dep);
+    const std::vector<size_t> deps = graph[next].second;  // a copy: emplace_back may move it
+    for (size_t dep : deps) {
+      if (seen.insert(dep).second) graph.emplace_back(dep, imports(cs.modules[dep]));
     }
   }
   std::vector<std::string> awaiting, in_cycles;
-  for (size_t i : graph) {
+  for (const auto& [i, deps] : graph) {
     if (!graph_awaits(i)) continue;
-    const std::vector<size_t> deps = imports(cs.modules[i]);
     const bool an_import_awaits = std::any_of(deps.begin(), deps.end(), graph_awaits);
     (an_import_awaits ? in_cycles : awaiting).push_back(StrCat("'", cs.modules[i].path, "'"));
   }
