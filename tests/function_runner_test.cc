@@ -1475,6 +1475,37 @@ TEST_P(FunctionRunnerTest, AnAbandonedRunsCallerIsAnsweredOnlyOnceItCanCheckNoth
   }
 }
 
+// V8 caches a compile from a string (Function, indirect eval) isolate-wide, and a cached
+// script keeps where it was first compiled: a later request's stack named the earlier
+// caller, whose name the earlier request chose (a hostile-code hunt sent any text so, from a
+// query, in every context mode). Each request now compiles its own.
+TEST_P(FunctionRunnerTest, CodeCompiledFromAStringIsNotSharedWithALaterRequest) {
+  Deploy({{"chan.js", R"JS(import { query } from "txfn/server";
+const SOURCE = { Function: "return new Error('probe').stack", eval: "new Error('probe').stack" };
+const CALL = { Function: "Function(s)()", eval: "(0, eval)(s)" };
+// A function named `msg` compiles the source twice (V8 caches a source the second time).
+export const send = query((ctx, { msg, how }) => Function("s",
+    "return function " + msg + "() { " + CALL[how] + "; return " + CALL[how] + "; }")(SOURCE[how])());
+export const receive = query(function receive(ctx, { how }) {
+  return how === "Function" ? Function(SOURCE.Function)() : (0, eval)(SOURCE.eval);
+});
+)JS"}});
+  for (const char* how : {"Function", "eval"}) {
+    SCOPED_TRACE(how);
+    const std::string secret = absl::StrCat("secret_", how, "_4111");
+    RunResult sent = Query("chan:send", Obj({{"msg", Str(secret)}, {"how", Str(how)}}));
+    ASSERT_TRUE(sent.status.ok()) << sent.status;
+    EXPECT_THAT(sent.value.string(), HasSubstr(absl::StrCat("eval at ", secret)))
+        << "within a request, the stack names the caller";
+    for (int i = 0; i < 3; ++i) {
+      RunResult got = Query("chan:receive", Obj({{"how", Str(how)}}));
+      ASSERT_TRUE(got.status.ok()) << got.status;
+      EXPECT_THAT(got.value.string(), Not(HasSubstr(secret)));
+      EXPECT_THAT(got.value.string(), HasSubstr("eval at receive"));
+    }
+  }
+}
+
 // txfn's own V8 platform turns WebAssembly off (see platform.cc).
 TEST_P(FunctionRunnerTest, TenantCodeHasNoWebAssembly) {
   Deploy({{"wasm.js", R"JS(import { query } from "txfn/server";

@@ -707,6 +707,30 @@ void IsProxy(const v8::FunctionCallbackInfo<v8::Value>& info) {
 // about 85 MB and a quarter of a second; code that long belongs in a module.
 constexpr size_t kMaxCodeFromStringChars = size_t{1} << 18;
 
+// `code` with "\n//N" after it, N the runtime's code epoch: a line comment, whatever `code`
+// ends with (no string, template, regexp or comment that parses can take in a newline and
+// "//" and digits and still end), outside every function's source text (toString) and after
+// every position a stack names. V8 caches a compile from a string isolate-wide, keyed by the
+// source, and a cached script keeps where it was first compiled (the caller's name, line
+// and column, which stacks print as "eval at NAME (...)"), its type feedback and optimized
+// code: a request compiling a source an earlier one compiled got all that, a channel from
+// one request to the next (a hostile-code hunt sent any text through the caller's name,
+// from a read-only query and from a mutation that rolled back, in every context mode). With
+// the epoch in the source nothing compiled in one request is found by another.
+v8::MaybeLocal<v8::String> WithCodeEpoch(v8::Isolate* isolate, v8::Local<v8::Context> context,
+                                         v8::Local<v8::String> code) {
+  const ContextState* cs = StateOf(context);
+  if (cs == nullptr) return {};
+  const std::string suffix = StrCat("\n//", cs->rt->code_epoch());
+  v8::Local<v8::String> tail;
+  if (!v8::String::NewFromUtf8(isolate, suffix.data(), v8::NewStringType::kNormal,
+                               static_cast<int>(suffix.size()))
+           .ToLocal(&tail)) {
+    return {};
+  }
+  return v8::String::Concat(isolate, code, tail);
+}
+
 // eval and Function (their source as text): allowed unless the source is
 // longer than kMaxCodeFromStringChars (above; also well under
 // kMaxReadableChars, the longest Utf8Prefix reads) or has more
@@ -714,7 +738,8 @@ constexpr size_t kMaxCodeFromStringChars = size_t{1} << 18;
 // EvalError ("Code generation from strings disallowed"). Long regexp literals
 // are guarded as a module's are (GuardLongRegExpLiterals); a source that needs
 // that and does not survive UTF-8 (a lone surrogate, say in a comment) is
-// refused too, as it could only run unguarded.
+// refused too, as it could only run unguarded. Every source compiled gets the
+// code epoch (WithCodeEpoch); one that cannot is refused.
 v8::ModifyCodeGenerationFromStringsResult OnCodeGeneration(v8::Local<v8::Context> context,
                                                            v8::Local<v8::Value> source,
                                                            bool /*is_code_like*/) {
@@ -727,7 +752,13 @@ v8::ModifyCodeGenerationFromStringsResult OnCodeGeneration(v8::Local<v8::Context
   const std::string text = Utf8Prefix(isolate, code, size_t{1} << 30);
   if (!CheckRegExpCost(text, JsGoal::kScript).ok()) return {.codegen_allowed = false};
   const std::optional<std::string> guarded = GuardLongRegExpLiterals(text, JsGoal::kScript);
-  if (!guarded.has_value()) return {.codegen_allowed = true};
+  v8::Local<v8::String> with_epoch;
+  if (!guarded.has_value()) {
+    if (!WithCodeEpoch(isolate, context, code).ToLocal(&with_epoch)) {
+      return {.codegen_allowed = false};
+    }
+    return {.codegen_allowed = true, .modified_source = with_epoch};
+  }
   v8::Local<v8::String> exact, modified;
   if (!v8::String::NewFromUtf8(isolate, text.data(), v8::NewStringType::kNormal,
                                static_cast<int>(text.size()))
@@ -735,10 +766,11 @@ v8::ModifyCodeGenerationFromStringsResult OnCodeGeneration(v8::Local<v8::Context
       !exact->StringEquals(code) ||
       !v8::String::NewFromUtf8(isolate, guarded->data(), v8::NewStringType::kNormal,
                                static_cast<int>(guarded->size()))
-           .ToLocal(&modified)) {
+           .ToLocal(&modified) ||
+      !WithCodeEpoch(isolate, context, modified).ToLocal(&with_epoch)) {
     return {.codegen_allowed = false};
   }
-  return {.codegen_allowed = true, .modified_source = modified};
+  return {.codegen_allowed = true, .modified_source = with_epoch};
 }
 
 // isRegExp(v): whether `v` is a RegExp (its internal slots, not its

@@ -186,7 +186,14 @@ class IsolateRuntime : public IsolateData {
 
   v8::Isolate* isolate() const { return isolate_; }
   RequestState* current() const { return current_; }
-  void set_current(RequestState* r) { current_ = r; }
+  void set_current(RequestState* r) {
+    current_ = r;
+    ++code_epoch_;
+  }
+  // Changes whenever a request starts or ends: code compiled from strings (eval, Function)
+  // gets it as a trailing comment (OnCodeGeneration), so V8's isolate-wide compilation cache
+  // never hands one request's compile to another.
+  uint64_t code_epoch() const { return code_epoch_; }
   std::unique_ptr<ContextState>& reused() { return reused_; }
   std::unique_ptr<ContextState>& hardened() { return hardened_; }
   v8::Local<v8::Private> kind_key() const { return kind_key_.Get(isolate_); }
@@ -228,6 +235,7 @@ class IsolateRuntime : public IsolateData {
   std::unique_ptr<ContextState> reused_;
   std::unique_ptr<ContextState> hardened_;
   RequestState* current_ = nullptr;
+  uint64_t code_epoch_ = 0;
 };
 
 // Makes a RequestState the runtime's current request (what the natives
