@@ -212,7 +212,9 @@ struct IsolateSchedulerOptions {
   std::shared_ptr<const LimitEnforcer> limits;  // null = defaults
   // How long a request stopped at a limit may take to return before the
   // scheduler abandons it (see IsolateLease::OnAbandon): its caller is
-  // answered and a new thread replaces its worker.
+  // answered and a new thread replaces its worker. One whose thread is
+  // waiting for a CPU and has had under a quarter of this since the stop (a
+  // loaded host, not a builtin) is waited for up to ten times as long.
   absl::Duration abandon_grace = absl::Milliseconds(250);
   // At most this many abandoned threads at once (each runs at the lowest
   // priority and keeps its isolate until its builtin returns, which a tenant
