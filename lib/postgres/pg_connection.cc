@@ -225,14 +225,27 @@ absl::StatusOr<PgResult> PgConnection::Finish(std::string_view sql) {
   }
   if (error == nullptr && last != nullptr) return PgResult(last);
   PQclear(last);
-  absl::Status status = PgError(conn_, error, sql);
+  absl::Status status = Failed(error, sql);
   PQclear(error);
   return status;
 }
 
+absl::Status PgConnection::Failed(const PGresult* result, std::string_view sql) {
+  const char* state = result != nullptr ? PQresultErrorField(result, PG_DIAG_SQLSTATE) : nullptr;
+  const std::string_view sqlstate = state != nullptr ? state : "";
+  // After a crash restart a pooled connection's first statement met a closed socket: libpq
+  // answered "server closed the connection unexpectedly" with the status still OK, so the
+  // connection went back to the pool and the read was not retried on a new one.
+  if (sqlstate.size() != 5 || sqlstate.starts_with("08") || sqlstate == "57P01" ||
+      sqlstate == "57P02" || sqlstate == "57P03") {
+    lost_ = true;
+  }
+  return PgError(conn_, result, sql);
+}
+
 absl::StatusOr<PgResult> PgConnection::Exec(std::string_view sql) {
   std::string text(sql);
-  if (PQsendQuery(conn_, text.c_str()) == 0) return PgError(conn_, nullptr, sql);
+  if (PQsendQuery(conn_, text.c_str()) == 0) return Failed(nullptr, sql);
   return Finish(sql);
 }
 
@@ -243,7 +256,7 @@ absl::StatusOr<PgResult> PgConnection::Exec(std::string_view sql, absl::Span<con
   if (PQsendQueryParams(conn_, text.c_str(), static_cast<int>(params.size()),
                         /*paramTypes=*/nullptr, p.values.data(), p.lengths.data(), p.formats.data(),
                         binary_results ? 1 : 0) == 0) {
-    return PgError(conn_, nullptr, sql);
+    return Failed(nullptr, sql);
   }
   return Finish(sql);
 }
@@ -254,7 +267,7 @@ absl::StatusOr<const std::string*> PgConnection::Prepared(std::string_view sql, 
     std::string name = internal::StrCat("txfn_", prepared_.size());
     std::string text(sql);
     if (PQsendPrepare(conn_, name.c_str(), text.c_str(), params, /*paramTypes=*/nullptr) == 0) {
-      return PgError(conn_, nullptr, sql);
+      return Failed(nullptr, sql);
     }
     if (absl::StatusOr<PgResult> made = Finish(sql); !made.ok()) return made.status();
     it = prepared_.emplace(std::move(text), std::move(name)).first;
@@ -276,7 +289,7 @@ absl::Status PgConnection::Send(std::string_view sql, absl::Span<const PgParam> 
   const ParamArrays p(params);
   if (PQsendQueryPrepared(conn_, (*name)->c_str(), static_cast<int>(params.size()), p.values.data(),
                           p.lengths.data(), p.formats.data(), binary_results ? 1 : 0) == 0) {
-    return PgError(conn_, nullptr, sql);
+    return Failed(nullptr, sql);
   }
   return absl::OkStatus();
 }

@@ -121,8 +121,11 @@ class PgConnection {
   // the statement's implicit transaction, so an OK answer to a write means it committed.
   absl::StatusOr<PgResult> Receive(std::string_view sql);
 
-  // True once the connection to the server is lost.
-  bool broken() const { return PQstatus(conn_) != CONNECTION_OK; }
+  // True once the connection to the server is lost: libpq says so, or a statement failed
+  // without the server's answer (no SQLSTATE: libpq's own error, such as a send that met a
+  // closed socket, which libpq reports before it marks the connection bad), or with the
+  // server's "connection" or "shutting down" class (08, 57P01-57P03).
+  bool broken() const { return lost_ || PQstatus(conn_) != CONNECTION_OK; }
   // The server process serving this connection (pg_backend_pid): for tests that kill it.
   int backend_pid() const { return PQbackendPID(conn_); }
   PGconn* raw() const { return conn_; }
@@ -137,7 +140,11 @@ class PgConnection {
   // The name of `sql`'s prepared statement on this connection, preparing it if new.
   absl::StatusOr<const std::string*> Prepared(std::string_view sql, int params);
 
+  // PgError for a statement that failed, noting whether the error shows the connection lost.
+  absl::Status Failed(const PGresult* result, std::string_view sql);
+
   PGconn* conn_;
+  bool lost_ = false;
   // Prepared statements by SQL text: their names are "txfn_<n>".
   absl::flat_hash_map<std::string, std::string> prepared_;
 };
