@@ -832,11 +832,19 @@ absl::Status PostgresStorage::WriteAttempt(absl::Span<const CommitRecord> commit
   absl::flat_hash_map<std::string_view, int> tenant_no;
   std::vector<int64_t> tokens;  // by tenant_no - 1
   for (const TenantBatch& g : groups) {
-    TXFN_ASSIGN_OR_RETURN(int64_t token, TokenFor(g.tenant));
-    tokens.push_back(token);
+    absl::StatusOr<int64_t> token = TokenFor(g.tenant);
+    if (IsCommitOutcomeUnknown(token.status())) {
+      // Whether the lease was taken is unknown, not the batch: none of it was sent. Said
+      // unknown, it made the committer refuse the tenant's commits until it settled an
+      // outcome there was no doubt about (a PostgreSQL hunt: 3-4 per server crash).
+      return absl::UnavailableError(
+          internal::StrCat("commit not persisted: ", token.status().message()));
+    }
+    if (!token.ok()) return token.status();
+    tokens.push_back(*token);
     tenant_no[g.tenant] = static_cast<int>(tenant_no.size()) + 1;
     t_names.AddBytes(g.tenant);
-    t_tokens.AddInt(token);
+    t_tokens.AddInt(*token);
     t_first.AddInt(Flip(g.first_ts));
     t_last.AddInt(Flip(g.last_ts));
     if (g.previous_ts.has_value()) {
