@@ -277,7 +277,8 @@ struct CallPath::State {
   absl::StatusOr<CallResult> Query(OpenTenant& tenant, std::string_view function, const Value& args,
                                    const QueryOptions& options) {
     TXFN_RETURN_IF_ERROR(CheckNotInDone("Query", function));
-    std::shared_ptr<const Snapshot> snapshot = tenant.Latest();
+    // Never stale: every commit acknowledged before the query began, another process's too.
+    TXFN_ASSIGN_OR_RETURN(std::shared_ptr<const Snapshot> snapshot, tenant.committer().Newest());
     TXFN_RETURN_IF_ERROR(CheckEnabled(tenant, *snapshot));
     const Timestamp ts = snapshot->ts();
     RunResult r =
@@ -341,7 +342,7 @@ struct CallPath::State {
 
   absl::Status QueryAsync(std::shared_ptr<OpenTenant> tenant, std::string_view function,
                           const Value& args, const QueryOptions& options, Callback done) {
-    std::shared_ptr<const Snapshot> snapshot = tenant->Latest();
+    TXFN_ASSIGN_OR_RETURN(std::shared_ptr<const Snapshot> snapshot, tenant->committer().Newest());
     TXFN_RETURN_IF_ERROR(CheckEnabled(*tenant, *snapshot));
     const Timestamp ts = snapshot->ts();
     // Made before the call: its callback's capture moves `tenant` away.

@@ -96,7 +96,10 @@ class Committer::Core {
   void Publish(std::shared_ptr<const Snapshot> snapshot);
   // Latest()'s catching up with other processes' commits, when storage says
   // there may be any.
-  void CatchUp();
+  // Reloads if another writer committed since the published snapshot (see Latest()); an
+  // unresolved batch of this committer's is settled first. Unavailable if the newest commit
+  // could not be told or loaded, or the batch settled (the snapshot may then be stale).
+  absl::Status CatchUp();
   // Sets durable_ts_ and its copy known_durable_.
   void SetDurable(Timestamp ts) ABSL_EXCLUSIVE_LOCKS_REQUIRED(leader_mu_) {
     durable_ts_ = ts;
@@ -207,7 +210,11 @@ Committer::~Committer() = default;
 
 const std::string& Committer::tenant() const { return core_->tenant_; }
 std::shared_ptr<const Snapshot> Committer::Latest() const {
-  core_->CatchUp();
+  (void)core_->CatchUp();  // consistent, perhaps stale, if it fails (see the header)
+  return core_->Latest();
+}
+absl::StatusOr<std::shared_ptr<const Snapshot>> Committer::Newest() const {
+  TXFN_RETURN_IF_ERROR(core_->CatchUp());
   return core_->Latest();
 }
 Timestamp Committer::Now() const { return core_->options_.clock(); }
@@ -405,29 +412,46 @@ Committer::Core::Resolution Committer::Core::Resolve(CommitterStats* delta) {
   return resolution;
 }
 
-void Committer::Core::CatchUp() {
-  if (!storage_->MayHaveOtherWriters(tenant_)) return;
+absl::Status Committer::Core::CatchUp() {
+  if (!storage_->MayHaveOtherWriters(tenant_)) return absl::OkStatus();
   // Read outside the leader lock: concurrent readers must not queue behind
   // one another's round trips. `known` is read first: storage held that commit already.
   const Timestamp known = known_durable_.load(std::memory_order_acquire);
   absl::StatusOr<Timestamp> newest = storage_->MaxCommittedTimestamp(tenant_);
-  if (!newest.ok()) return;
+  if (!newest.ok()) {
+    return absl::UnavailableError(internal::StrCat(
+        "cannot tell tenant '", tenant_, "''s newest commit (", newest.status().message(),
+        "): another writer may have committed since this snapshot"));
+  }
   if (*newest < known) {
     // Another writer deleted the tenant (and may have created it again since).
     deleted_elsewhere_.store(true, std::memory_order_release);
-    return;
+    return absl::OkStatus();
   }
-  if (*newest <= Latest()->ts()) return;
+  if (*newest <= Latest()->ts()) return absl::OkStatus();
   CommitterStats delta;
+  absl::Status status;
   {
     internal::MutexLock leader(&leader_mu_);
-    // An unresolved batch is settled first (by the next ProcessBatch): until
-    // then storage's newest commit may be that batch's own.
-    if (unresolved_.has_value()) return;
-    Reload(*newest, &delta);
+    // An unresolved batch is settled first: until then storage's newest commit may be that
+    // batch's own. Settled here, not only by the next ProcessBatch: a committer that only
+    // served reads kept its snapshot from before the batch, whatever others committed (a
+    // PostgreSQL hunt: 10 s of stale queries, until a mutation was tried).
+    if (unresolved_.has_value() && Resolve(&delta) == Resolution::kUnknown) {
+      status = absl::UnavailableError(internal::StrCat(
+          "tenant '", tenant_, "': the outcome of a commit of this process (", unresolved_->error,
+          ") is not settled yet, so its newest state is unknown"));
+    } else {
+      Reload(*newest, &delta);
+      if (Latest()->ts() < *newest) {
+        status = absl::UnavailableError(
+            internal::StrCat("cannot load tenant '", tenant_, "''s newest commit at ts ", *newest));
+      }
+    }
   }
   internal::MutexLock lock(&latest_mu_);
   stats_ += delta;
+  return status;
 }
 
 absl::Status Committer::Core::DeletedElsewhereError(std::string_view why) const {

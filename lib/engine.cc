@@ -220,7 +220,7 @@ class EngineImpl final : public Engine {
 
   absl::StatusOr<std::shared_ptr<const Snapshot>> Latest(std::string_view tenant) override {
     TXFN_ASSIGN_OR_RETURN(std::shared_ptr<OpenTenant> open, tenants_.Get(tenant));
-    return open->Latest();
+    return open->committer().Newest();
   }
 
   // ---- Calls ----

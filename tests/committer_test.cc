@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
@@ -715,6 +716,76 @@ TEST(CommitterResolutionTest, BelowTheHorizonAnotherWritersCommitLeavesTheOutcom
   absl::StatusOr<Timestamp> result = committer->Commit(more.Prepare());
   EXPECT_TRUE(IsCommitOutcomeUnknown(result.status())) << result.status();
   EXPECT_EQ(committer->stats().unknown_committed, 0u);
+}
+
+// Writes go through; with the server "down", reads of the newest commit and of the log fail
+// and a Write is stored but its answer lost (CommitOutcomeUnknown).
+class ServerGoesDown final : public StorageWrapper {
+ public:
+  using StorageWrapper::StorageWrapper;
+  void SetDown(bool down) { down_ = down; }
+  absl::Status Write(absl::Span<const CommitRecord> commits) override {
+    if (!down_) return StorageWrapper::Write(commits);
+    TXFN_RETURN_IF_ERROR(StorageWrapper::Write(commits));
+    return CommitOutcomeUnknownError("the server went down", commits.back().ts);
+  }
+  absl::StatusOr<Timestamp> MaxCommittedTimestamp(std::string_view tenant) override {
+    if (down_) return absl::UnavailableError("the server is down");
+    return StorageWrapper::MaxCommittedTimestamp(tenant);
+  }
+  absl::StatusOr<std::vector<CommitRecord>> ReadLog(std::string_view tenant, Timestamp after,
+                                                    size_t limit) override {
+    if (down_) return absl::UnavailableError("the server is down");
+    return StorageWrapper::ReadLog(tenant, after, limit);
+  }
+
+ private:
+  std::atomic<bool> down_{false};
+};
+
+// Where another writer may commit, Newest() never hands out a snapshot that may be stale:
+// Unavailable while storage cannot say what the newest commit is, and a batch of this
+// committer's whose outcome was lost is settled before it reloads. Both made an engine serve
+// stale queries (a PostgreSQL hunt): after a server crash-restart, and for as long as the
+// engine ran no mutation after a lost answer (10 s of queries that missed others' commits).
+TEST(CommitterNewestTest, NeverAStaleSnapshotWhereAnotherWriterMayHaveCommitted) {
+  auto base = std::make_shared<InMemoryStorage>();  // MayHaveOtherWriters: true
+  auto storage = std::make_shared<ServerGoesDown>(base);
+  std::unique_ptr<Committer> reader = OpenWithSchema(storage);
+  ASSERT_NE(reader, nullptr);
+  TXFN_ASSERT_OK_AND_ASSIGN(std::shared_ptr<const Snapshot> first, reader->Newest());
+
+  // Its own batch's answer is lost with the server down; another writer commits after it.
+  Transaction mine(reader->Latest());
+  TXFN_ASSERT_OK_AND_ASSIGN(
+      std::string mine_id,
+      mine.Insert("accounts", Obj({{"owner", Str("mine")}, {"balance", I64(1)}})));
+  storage->SetDown(true);
+  absl::StatusOr<Timestamp> lost = reader->Commit(mine.Prepare());
+  ASSERT_TRUE(IsCommitOutcomeUnknown(lost.status())) << lost.status();
+  absl::StatusOr<std::shared_ptr<const Snapshot>> down = reader->Newest();
+  EXPECT_EQ(down.status().code(), absl::StatusCode::kUnavailable) << down.status();
+  EXPECT_EQ(reader->Latest()->ts(), first->ts()) << "Latest() still answers, perhaps stale";
+
+  auto other = Committer::Open(base, "t");
+  ASSERT_TRUE(other.ok()) << other.status();
+  Transaction theirs((*other)->Latest());
+  TXFN_ASSERT_OK_AND_ASSIGN(
+      std::string their_id,
+      theirs.Insert("accounts", Obj({{"owner", Str("theirs")}, {"balance", I64(2)}})));
+  TXFN_ASSERT_OK_AND_ASSIGN(Timestamp their_ts, (*other)->Commit(theirs.Prepare()));
+  EXPECT_EQ(reader->Newest().status().code(), absl::StatusCode::kUnavailable);
+
+  storage->SetDown(false);
+  TXFN_ASSERT_OK_AND_ASSIGN(std::shared_ptr<const Snapshot> newest, reader->Newest());
+  EXPECT_GE(newest->ts(), their_ts);
+  Transaction check(newest);
+  for (const std::string& id : {mine_id, their_id}) {
+    absl::StatusOr<std::optional<Value>> doc = check.Get(id);
+    ASSERT_TRUE(doc.ok()) << doc.status();
+    EXPECT_TRUE(doc->has_value()) << id;
+  }
+  EXPECT_EQ(reader->stats().unknown_committed, 1u) << "its batch was settled: committed";
 }
 
 class UnresolvedOutcomeTest : public CommitterTest,

@@ -1319,6 +1319,35 @@ TEST(EngineOutcomeTest, AMutationWhoseOutcomeIsUnknownIsNeverRunTwice) {
   }
 }
 
+// Where another writer may commit (InMemoryStorage says so), a query that cannot learn the
+// tenant's newest commit fails Unavailable instead of running on a snapshot that may miss an
+// acknowledged commit (a PostgreSQL hunt: a reading engine served stale counters after a
+// server crash-restart), sync and async alike; the next query, storage back, runs.
+TEST(EngineOutcomeTest, AQueryThatCannotLearnTheNewestCommitIsUnavailableNotStale) {
+  auto faults =
+      std::make_shared<testing::FaultInjectingStorage>(std::make_shared<InMemoryStorage>());
+  EngineOptions options;
+  options.custom_storage = faults;
+  options.scheduler.workers = 1;
+  auto engine = Engine::Open(options);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  ASSERT_TRUE((*engine)->CreateTenant("app").ok());
+  ASSERT_TRUE((*engine)->DeployJson("app", Modules(), kSchema).ok());
+  ASSERT_TRUE((*engine)->Mutation("app", "counters:create", Name("a")).ok());
+
+  faults->FailNext(testing::StorageMethod::kMaxCommittedTimestamp, 1);
+  absl::StatusOr<CallResult> refused = (*engine)->Query("app", "counters:get", Name("a"));
+  EXPECT_TRUE(absl::IsUnavailable(refused.status())) << refused.status();
+  EXPECT_THAT(refused.status().message(), HasSubstr("newest commit"));
+  faults->FailNext(testing::StorageMethod::kMaxCommittedTimestamp, 1);
+  absl::Status async =
+      (*engine)->QueryAsync("app", "counters:get", Name("a"), [](absl::StatusOr<CallResult>) {});
+  EXPECT_TRUE(absl::IsUnavailable(async)) << async;
+  absl::StatusOr<CallResult> count = (*engine)->Query("app", "counters:get", Name("a"));
+  ASSERT_TRUE(count.ok()) << count.status();
+  EXPECT_EQ(count->value, Value::Int64(0));
+}
+
 // Many calls on one hot document, each commit slowed like an fsync: with
 // contention lanes every call commits (serially, in the lane), none is
 // aborted; without them calls race and some give up (printed, for

@@ -264,6 +264,12 @@ class Committer {
   // perhaps stale). If storage's newest commit is older than one this committer
   // knows it held, the tenant was deleted (DeletedElsewhere() turns true).
   std::shared_ptr<const Snapshot> Latest() const;
+  // Latest(), but never a snapshot that may be stale: Unavailable where Latest() would
+  // return the last published one because storage could not tell (or load) the tenant's
+  // newest commit. A batch of this committer's whose outcome is unknown is settled first
+  // (storage is asked, as the next commit would); if it cannot be, Unavailable too. What
+  // reads must see every acknowledged commit (an engine's queries) use this.
+  [[nodiscard]] absl::StatusOr<std::shared_ptr<const Snapshot>> Newest() const;
 
   // The clock of CommitterOptions now (what a commit made now would be stamped at least):
   // the time a run beginning now sees (RunRequest::now). Thread-safe.

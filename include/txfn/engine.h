@@ -597,7 +597,10 @@ class Engine {
                                                  const Value& args) {
     return Query(tenant, function, args, QueryOptions{});
   }
-  // With options (a deadline: QueryOptions, txfn/call_path.h).
+  // With options (a deadline: QueryOptions, txfn/call_path.h). A query sees every commit
+  // acknowledged before it began, this process's or another's: where another process may
+  // have committed and storage cannot say (a server restarting), it fails Unavailable
+  // rather than run on a snapshot that may be stale (Committer::Newest).
   [[nodiscard]] virtual absl::StatusOr<CallResult> Query(std::string_view tenant,
                                                          std::string_view function,
                                                          const Value& args,
