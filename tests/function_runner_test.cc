@@ -3,6 +3,8 @@
 #include "txfn/function_runner.h"
 
 #include <sched.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cmath>
@@ -1533,9 +1535,18 @@ TEST_P(FunctionRunnerTest, ARequestStoppedWhileItsThreadWaitsForACpuIsNotAbandon
   internal::Mutex mu;
   internal::CondVar changed(&mu);
   bool starved = false;  // the worker's thread is pinned and idle-class
+  pid_t worker = 0;
   std::optional<RunResult> answer;
-  auto created = IsolateScheduler::Create(
-      {.workers = 1, .abandon_grace = absl::Milliseconds(50), .customizer = Customizer()});
+  // Only the deadline stops it (the CPU and wall limits would race it).
+  class Long final : public LimitEnforcer {
+   public:
+    absl::Duration CpuLimit(const std::string&) const override { return absl::Seconds(60); }
+    absl::Duration WallLimit(const std::string&) const override { return absl::Seconds(60); }
+  };
+  auto created = IsolateScheduler::Create({.workers = 1,
+                                           .limits = std::make_shared<Long>(),
+                                           .abandon_grace = absl::Milliseconds(50),
+                                           .customizer = Customizer()});
   ASSERT_TRUE(created.ok()) << created.status();
   std::shared_ptr<IsolateScheduler> scheduler(*std::move(created));
   auto runner = std::make_unique<FunctionRunner>(scheduler, runner_options_);
@@ -1549,6 +1560,7 @@ TEST_P(FunctionRunnerTest, ARequestStoppedWhileItsThreadWaitsForACpuIsNotAbandon
                     sched_setscheduler(0, SCHED_IDLE, &idle) == 0;
     internal::MutexLock lock(&mu);
     starved = ok;
+    worker = static_cast<pid_t>(syscall(SYS_gettid));
     changed.SignalAll();
     return absl::OkStatus();
   };
@@ -1579,8 +1591,15 @@ TEST_P(FunctionRunnerTest, ARequestStoppedWhileItsThreadWaitsForACpuIsNotAbandon
   while (scheduler->stats().terminated_deadline == 0 && absl::Now() < give_up) {
     absl::SleepFor(absl::Milliseconds(2));
   }
-  absl::SleepFor(absl::Milliseconds(300));  // 6 graces: it would have been abandoned
+  absl::SleepFor(absl::Milliseconds(250));  // 5 graces: it would have been abandoned
   const uint64_t abandoned_while_starved = scheduler->stats().abandoned;
+  {
+    // Back to normal: other load on its CPU must not keep starving it now.
+    internal::MutexLock lock(&mu);
+    sched_param normal{};
+    (void)sched_setscheduler(worker, SCHED_OTHER, &normal);
+    (void)sched_setaffinity(worker, sizeof(allowed), &allowed);
+  }
   hogging = false;
   for (std::thread& t : hogs) t.join();
   internal::MutexLock lock(&mu);
