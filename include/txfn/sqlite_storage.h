@@ -75,13 +75,14 @@
 // Other processes' commits: a write of a tenant whose committer has not seen
 // another process's newest commit to it is refused (StaleWriterError; the
 // committer reloads and retries). Reads catch up too: MayHaveOtherWriters
-// answers true, once per tenant, after another connection to the file has
-// committed (PRAGMA data_version on the write connection, polled when that
-// connection is idle; while it is busy, always once another connection was
-// seen to commit: the committer then reads the tenant's newest commit), so an
-// engine's next snapshot of the tenant includes
-// what another process (`txfn run` beside `txfn serve`) committed before it
-// was asked for.
+// answers true, for every tenant and every call, from the time another
+// connection to the file was first seen to commit (PRAGMA data_version on the
+// write connection, polled when that connection is idle), so the committer
+// reads the tenant's newest commit (one indexed read on a reader connection)
+// before each snapshot it hands out, and an engine's query includes what
+// another process (`txfn run` beside `txfn serve`) committed before it began.
+// (Until 2026-12-08 it answered true once per tenant per change seen: a second
+// reader asking while the first was still reloading got the old snapshot.)
 #ifndef TXFN_SQLITE_STORAGE_H_
 #define TXFN_SQLITE_STORAGE_H_
 
@@ -94,7 +95,6 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -233,11 +233,9 @@ class SqliteStorage final : public Storage {
   // another connection commits, never with this storage's own writes.
   int64_t data_version_ ABSL_GUARDED_BY(write_mu_) = 0;
 
-  // How many times data_version_ was seen to change, and the count each
-  // tenant last caught up with (MayHaveOtherWriters).
+  // How many times data_version_ was seen to change (MayHaveOtherWriters).
   internal::Mutex others_mu_;
   uint64_t others_commits_seen_ ABSL_GUARDED_BY(others_mu_) = 0;
-  absl::flat_hash_map<std::string, uint64_t> tenant_caught_up_ ABSL_GUARDED_BY(others_mu_);
 
   // Idle read connections, and how many exist (idle or lent out).
   internal::Mutex pool_mu_;
